@@ -1,0 +1,445 @@
+"""The storage layer: both stores behave alike; SQLite is durable and group-commits."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vrmproto.store import (
+    Commit,
+    DedupeRecord,
+    HistoryEntry,
+    MemoryStore,
+    NewOutboxItem,
+    RelationshipRecord,
+    SQLiteStore,
+    Store,
+    StoreConflict,
+    StoreError,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+T1 = b"\x01" * 16
+T2 = b"\x02" * 16
+ALICE = b"A" * 32
+BOB = b"B" * 32
+CAROL = b"C" * 32
+
+
+def rel(thread: bytes = T1, *, state: str = "offered", peer: bytes = BOB) -> RelationshipRecord:
+    return RelationshipRecord(
+        thread=thread,
+        role="customer",
+        local_key=ALICE,
+        peer_key=peer,
+        state=state,
+        data=b"\x81\xa1s\x01" + state.encode(),
+        label="Avis",
+        peer_url="https://avis.example/vrm",
+        updated_ms=1_000,
+    )
+
+
+def digest(*parts: object) -> bytes:
+    return hashlib.sha256(repr(parts).encode()).digest()
+
+
+def entry(thread: bytes, index: int, tag: str = "") -> HistoryEntry:
+    return HistoryEntry(
+        thread=thread,
+        index=index,
+        msg_hash=digest("msg", thread, index, tag),
+        entry_hash=digest("entry", thread, index, tag),
+        envelope=b"envelope-%d" % index,
+        direction="in" if index % 2 else "out",
+        recorded_ms=2_000 + index,
+    )
+
+
+def dedupe(sender: bytes, n: int, expires_ms: int = 10_000) -> DedupeRecord:
+    return DedupeRecord(
+        sender=sender,
+        msg_id=n.to_bytes(16, "big"),
+        msg_hash=digest("dedupe", sender, n),
+        response=b"receipt-%d" % n,
+        expires_ms=expires_ms,
+    )
+
+
+def outbox(destination: str, due_ms: int) -> NewOutboxItem:
+    return NewOutboxItem(
+        destination=destination,
+        thread=T1,
+        msg_hash=digest("out", destination, due_ms),
+        envelope=b"env-" + destination.encode(),
+        next_attempt_ms=due_ms,
+        created_ms=5,
+    )
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    s: Store = (
+        await SQLiteStore.open(tmp_path / "vrm.db") if request.param == "sqlite" else MemoryStore()
+    )
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    async with await SQLiteStore.open(tmp_path / "vrm.db") as s:
+        yield s
+
+
+async def gather_in_one_batch(store: Store, *commits: Commit) -> list[BaseException | None]:
+    """Fire ``commits`` concurrently. For SQLite, first park the writer thread on a gate so that
+    every Commit is queued before it moves on: they then share one transaction, deterministically.
+    """
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Future[Any]] = []
+    if isinstance(store, SQLiteStore):
+        gate = threading.Event()
+        tasks.append(asyncio.ensure_future(store._write(lambda _conn: gate.wait(10))))
+    tasks += [asyncio.ensure_future(store.commit(c)) for c in commits]
+    if isinstance(store, SQLiteStore):
+        loop.call_soon(gate.set)  # runs after every task above has queued its Commit
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    outcomes = results[1:] if isinstance(store, SQLiteStore) else results
+    return [r if isinstance(r, BaseException) else None for r in outcomes]
+
+
+# -- round trips -------------------------------------------------------------------------------
+
+
+async def test_relationship_upsert_and_find(store: Store) -> None:
+    await store.commit(Commit(relationships=(rel(T1), rel(T2, peer=CAROL))))
+    assert await store.get_relationship(T1) == rel(T1)
+    await store.commit(Commit(relationships=(rel(T1, state="agreed"),)))
+    assert await store.get_relationship(T1) == rel(T1, state="agreed")
+    assert await store.get_relationship(b"\x09" * 16) is None
+    assert await store.relationships() == [rel(T1, state="agreed"), rel(T2, peer=CAROL)]
+    assert await store.find_relationship(peer_key=CAROL) == [rel(T2, peer=CAROL)]
+    assert await store.find_relationship(local_key=ALICE, peer_key=BOB) == [rel(T1, state="agreed")]
+    assert len(await store.find_relationship(local_key=ALICE)) == 2
+    assert await store.find_relationship(local_key=BOB) == []
+
+
+async def test_history_round_trip(store: Store) -> None:
+    entries = [entry(T1, i) for i in range(5)]
+    await store.commit(Commit(relationships=(rel(T1),), history=tuple(entries[:2])))
+    for e in entries[2:]:
+        await store.commit(Commit(history=(e,)))
+    assert await store.history(T1) == entries
+    assert await store.history(T1, start=2) == entries[2:]
+    assert await store.history(T1, start=1, limit=2) == entries[1:3]
+    assert await store.history(T1, limit=0) == []
+    assert await store.history_head(T1) == entries[-1]
+    assert await store.history_entry(T1, entries[3].msg_hash) == entries[3]
+    assert await store.history_entry(T2, entries[3].msg_hash) is None
+    assert await store.history(T2) == []
+    assert await store.history_head(T2) is None
+
+
+async def test_dedupe_round_trip_and_purge(store: Store) -> None:
+    records = [dedupe(ALICE, 1, 100), dedupe(ALICE, 2, 200), dedupe(BOB, 1, 300)]
+    await store.commit(Commit(dedupe=tuple(records)))
+    assert await store.get_dedupe(ALICE, (1).to_bytes(16, "big")) == records[0]
+    assert await store.get_dedupe(BOB, (1).to_bytes(16, "big")) == records[2]
+    assert await store.get_dedupe(BOB, (2).to_bytes(16, "big")) is None
+    assert await store.purge_dedupe(200) == 1  # expires_ms < now: only the first
+    assert await store.get_dedupe(ALICE, (1).to_bytes(16, "big")) is None
+    assert await store.get_dedupe(ALICE, (2).to_bytes(16, "big")) == records[1]
+    assert await store.purge_dedupe(10_000) == 2
+    assert await store.purge_dedupe(10_000) == 0
+
+
+async def test_outbox_due_retry_done(store: Store) -> None:
+    await store.commit(
+        Commit(
+            outbox_add=(outbox("https://c", 30), outbox("https://a", 10), outbox("https://b", 10))
+        )
+    )
+    everything = await store.outbox_all()
+    assert [o.destination for o in everything] == ["https://c", "https://a", "https://b"]
+    assert [o.item_id for o in everything] == sorted({o.item_id for o in everything})
+    c, a, b = everything
+    assert (a.attempts, a.last_error, a.created_ms, a.envelope) == (0, "", 5, b"env-https://a")
+
+    assert await store.outbox_due(9) == []
+    assert await store.outbox_due(10) == [a, b]  # due time, then id
+    assert await store.outbox_due(100) == [a, b, c]
+    assert await store.outbox_due(100, limit=1) == [a]
+
+    await store.outbox_retry(a.item_id, 1, 50, "connection refused")
+    await store.outbox_retry(999_999, 1, 50, "no such item: ignored")
+    due = await store.outbox_due(100)
+    assert [o.destination for o in due] == ["https://b", "https://c", "https://a"]
+    assert (due[2].attempts, due[2].next_attempt_ms, due[2].last_error) == (
+        1,
+        50,
+        "connection refused",
+    )
+
+    await store.commit(Commit(outbox_done=(b.item_id, 999_999)))
+    await store.commit(Commit(outbox_add=(outbox("https://d", 0),)))
+    remaining = await store.outbox_all()
+    assert [o.destination for o in remaining] == ["https://c", "https://a", "https://d"]
+    assert remaining[-1].item_id > b.item_id  # ids are never reused
+
+
+async def test_meta(store: Store) -> None:
+    assert await store.get_meta("head") is None
+    await store.commit(Commit(meta=(("head", b"1"), ("node", b"n"))))
+    await store.commit(Commit(meta=(("head", b"2"),)))
+    assert await store.get_meta("head") == b"2"
+    assert await store.get_meta("node") == b"n"
+
+
+async def test_erase_replaces_envelope(store: Store) -> None:
+    e0, e1 = entry(T1, 0), entry(T1, 1)
+    await store.commit(Commit(relationships=(rel(),), history=(e0, e1)))
+    await store.commit(Commit(erase=((T1, e1.msg_hash, b"erased"), (T2, e0.msg_hash, b"none"))))
+    got = await store.history_entry(T1, e1.msg_hash)
+    assert got is not None
+    assert got.envelope == b"erased"
+    assert (got.entry_hash, got.index) == (e1.entry_hash, 1)  # the chain is untouched
+    assert await store.history(T1) == [e0, got]
+
+
+def test_records_reject_bad_enumerations() -> None:
+    with pytest.raises(ValueError, match="role"):
+        RelationshipRecord(T1, "buyer", ALICE, BOB, "s", b"", "", "", 0)
+    with pytest.raises(ValueError, match="direction"):
+        HistoryEntry(T1, 0, b"h", b"e", b"", "sideways", 0)
+    with pytest.raises(ValueError, match="index"):
+        HistoryEntry(T1, -1, b"h", b"e", b"", "in", 0)
+
+
+# -- all or nothing ----------------------------------------------------------------------------
+
+
+async def test_conflicting_history_index_rolls_back_alone(store: Store) -> None:
+    await store.commit(Commit(relationships=(rel(),), history=(entry(T1, 0),)))
+    good = [
+        Commit(relationships=(rel(bytes([n]) * 16),), meta=((f"good{n}", b"x"),))
+        for n in range(10, 40)
+    ]
+    bad = Commit(
+        relationships=(rel(T1, state="clobbered"),),
+        meta=(("bad", b"x"),),
+        dedupe=(dedupe(BOB, 7),),
+        history=(entry(T1, 0, tag="other"),),  # index 0 is taken
+    )
+    outcomes = await gather_in_one_batch(store, *good[:15], bad, *good[15:])
+    assert isinstance(outcomes[15], StoreConflict)
+    assert outcomes[:15] + outcomes[16:] == [None] * 30
+    assert await store.get_meta("bad") is None
+    assert await store.get_relationship(T1) == rel(T1)
+    assert await store.get_dedupe(BOB, (7).to_bytes(16, "big")) is None
+    assert await store.history(T1) == [entry(T1, 0)]
+    for n in range(10, 40):
+        assert await store.get_meta(f"good{n}") == b"x"
+    if isinstance(store, SQLiteStore):
+        assert store.stats.conflicts == 1
+
+
+async def test_conflicting_dedupe_key_rolls_back_alone(store: Store) -> None:
+    await store.commit(Commit(relationships=(rel(),), dedupe=(dedupe(BOB, 1),)))
+    replay = Commit(
+        history=(entry(T1, 0),), outbox_add=(outbox("https://x", 0),), dedupe=(dedupe(BOB, 1),)
+    )
+    others = [Commit(dedupe=(dedupe(CAROL, n),)) for n in range(20)]
+    outcomes = await gather_in_one_batch(store, *others, replay)
+    assert isinstance(outcomes[-1], StoreConflict)
+    assert outcomes[:-1] == [None] * 20
+    assert await store.history(T1) == []
+    assert await store.outbox_all() == []
+    assert await store.get_dedupe(BOB, (1).to_bytes(16, "big")) == dedupe(BOB, 1)
+    assert await store.get_dedupe(CAROL, (19).to_bytes(16, "big")) == dedupe(CAROL, 19)
+
+
+async def test_conflicts_inside_one_commit(store: Store) -> None:
+    await store.commit(Commit(relationships=(rel(),)))
+    same_hash = (entry(T1, 0), HistoryEntry(T1, 1, entry(T1, 0).msg_hash, b"e", b"", "in", 0))
+    with pytest.raises(StoreConflict):
+        await store.commit(Commit(meta=(("k", b"v"),), history=same_hash))
+    with pytest.raises(StoreConflict):
+        await store.commit(Commit(meta=(("k", b"v"),), dedupe=(dedupe(BOB, 1), dedupe(BOB, 1))))
+    assert await store.get_meta("k") is None
+    assert await store.history(T1) == []
+    await store.commit(Commit(history=(entry(T1, 0),)))
+    again = HistoryEntry(T1, 1, entry(T1, 0).msg_hash, b"", b"", "in", 0)
+    with pytest.raises(StoreConflict):  # the same message again, at the next index
+        await store.commit(Commit(history=(again,)))
+
+
+async def test_history_gap_and_orphan_are_errors_not_conflicts(store: Store) -> None:
+    await store.commit(Commit(relationships=(rel(),)))
+    with pytest.raises(StoreError, match="gap") as gap:
+        await store.commit(Commit(history=(entry(T1, 1),)))
+    assert not isinstance(gap.value, StoreConflict)
+    with pytest.raises(StoreError, match="no relationship") as orphan:
+        await store.commit(Commit(history=(entry(T2, 0),)))
+    assert not isinstance(orphan.value, StoreConflict)
+    # a relationship and its first entries in the same Commit is fine
+    await store.commit(Commit(relationships=(rel(T2),), history=(entry(T2, 0), entry(T2, 1))))
+    assert len(await store.history(T2)) == 2
+
+
+async def test_many_concurrent_commits_all_visible(store: Store) -> None:
+    await store.commit(Commit(relationships=(rel(),)))
+    await asyncio.gather(
+        *(
+            store.commit(Commit(dedupe=(dedupe(BOB, n),), meta=((f"m{n}", b"%d" % n),)))
+            for n in range(500)
+        )
+    )
+    for n in range(500):
+        assert await store.get_dedupe(BOB, n.to_bytes(16, "big")) == dedupe(BOB, n)
+        assert await store.get_meta(f"m{n}") == b"%d" % n
+
+
+async def test_closed_store_refuses(store: Store) -> None:
+    await store.close()
+    with pytest.raises(StoreError, match="closed"):
+        await store.commit(Commit(meta=(("k", b"v"),)))
+    with pytest.raises(StoreError, match="closed"):
+        await store.get_meta("k")
+    await store.close()  # idempotent
+
+
+# -- SQLite only -------------------------------------------------------------------------------
+
+
+async def test_group_commit_shares_transactions(sqlite_store: SQLiteStore) -> None:
+    before = sqlite_store.stats.transactions
+    await asyncio.gather(
+        *(sqlite_store.commit(Commit(meta=((f"k{n}", b"v"),))) for n in range(200))
+    )
+    transactions = sqlite_store.stats.transactions - before
+    print(f"200 concurrent commits took {transactions} transactions")
+    assert 1 <= transactions <= 20
+    assert sqlite_store.stats.largest_batch >= 10
+
+
+async def test_failed_commit_fails_the_whole_batch(sqlite_store: SQLiteStore) -> None:
+    good = [Commit(meta=((f"k{n}", b"v"),)) for n in range(5)]
+    loop = asyncio.get_running_loop()
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(sqlite_store._write(lambda _conn: gate.wait(10)))
+    tasks = [asyncio.ensure_future(sqlite_store.commit(c)) for c in good]
+    # a job that ends the transaction under the writer's feet: the savepoint RELEASE then fails
+    saboteur = asyncio.ensure_future(sqlite_store._write(lambda conn: conn.execute("ROLLBACK")))
+    loop.call_soon(gate.set)
+    results = await asyncio.gather(blocker, *tasks, saboteur, return_exceptions=True)
+    assert all(isinstance(r, StoreError) for r in results[1:])
+    for n in range(5):
+        assert await sqlite_store.get_meta(f"k{n}") is None
+    await sqlite_store.commit(Commit(meta=(("after", b"ok"),)))  # the writer carries on
+    assert await sqlite_store.get_meta("after") == b"ok"
+
+
+async def test_sqlite_settings(sqlite_store: SQLiteStore) -> None:
+    pragmas = await sqlite_store.pragmas()
+    assert pragmas["journal_mode"] == "wal"
+    assert pragmas["synchronous"] == 2  # FULL
+    assert pragmas["foreign_keys"] == 1
+    assert pragmas["busy_timeout"] > 0
+    assert pragmas["user_version"] >= 1
+
+
+async def test_survives_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "vrm.db"
+    async with await SQLiteStore.open(path) as s:
+        await s.commit(
+            Commit(
+                relationships=(rel(),),
+                history=(entry(T1, 0),),
+                dedupe=(dedupe(BOB, 1),),
+                outbox_add=(outbox("https://a", 1),),
+                meta=(("k", b"v"),),
+            )
+        )
+    async with await SQLiteStore.open(path) as s:
+        assert await s.get_relationship(T1) == rel()
+        assert await s.history(T1) == [entry(T1, 0)]
+        assert await s.get_dedupe(BOB, (1).to_bytes(16, "big")) == dedupe(BOB, 1)
+        assert [o.destination for o in await s.outbox_all()] == ["https://a"]
+        assert await s.get_meta("k") == b"v"
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "vrm.db"
+    async with await SQLiteStore.open(path):
+        pass
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        await SQLiteStore.open(path)
+
+
+_CRASH_CHILD = """
+import asyncio, sys
+from vrmproto.store import Commit, HistoryEntry, RelationshipRecord, SQLiteStore
+
+async def main(path):
+    store = await SQLiteStore.open(path)
+    thread = bytes(16)
+    rel = RelationshipRecord(thread, "vendor", bytes(32), bytes(32), "s", b"", "", "", 0)
+    await store.commit(Commit(relationships=(rel,)))
+    head = await store.history_head(thread)
+    i = 0 if head is None else head.index + 1
+    while True:
+        h = i.to_bytes(32, "big")
+        await store.commit(Commit(history=(HistoryEntry(thread, i, h, h, b"x" * 200, "in", i),)))
+        print(i, flush=True)
+        i += 1
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_acknowledged_commits_survive_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "crash.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    acknowledged: list[int] = []
+    for _ in range(3):
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CRASH_CHILD, str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            assert child.stdout is not None
+            for _ in range(40):
+                line = child.stdout.readline()
+                assert line, child.stderr.read() if child.stderr else "child died"
+                acknowledged.append(int(line))
+        finally:
+            os.kill(child.pid, signal.SIGKILL)
+            child.communicate()
+        assert child.returncode == -signal.SIGKILL
+
+        async def indices() -> set[int]:
+            async with await SQLiteStore.open(path) as s:
+                return {e.index for e in await s.history(bytes(16))}
+
+        stored = asyncio.run(indices())
+        assert set(acknowledged) <= stored
+        assert stored == set(range(len(stored)))  # gap-free
+    assert len(acknowledged) == 120

@@ -1,0 +1,130 @@
+"""Canonical, strict msgpack (spec §3.3).
+
+Only one encoding of a value is valid: maps with text keys in ascending bytewise order, the
+shortest form of every integer, string, binary, array and map header, no floats, no extension
+types, integers within ±(2^53 − 1), nesting at most ``max_depth``. The decoder refuses anything
+else, including duplicate keys and trailing bytes, by checking the decoded value re-encodes to
+exactly the input (§3.3-7) — so what is signed is never ambiguous.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from vrmproto._errors import DecodeError
+
+MAX_SAFE_INT = 2**53 - 1
+
+
+
+def _pack(value: Any) -> bytes:
+    # packb builds a fresh Packer per call, so this is safe from any thread.
+    out: bytes = msgpack.packb(value, use_bin_type=True)
+    return out
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise DecodeError(f"extension type {code} is not allowed", clause="§3.3-5")
+
+
+def _check(value: Any, depth: int, max_depth: int, path: str) -> None:
+    """Type, range, key-order and depth rules of §3.3 on a decoded value."""
+    t = type(value)
+    if t is str or t is bytes or t is bool or value is None:
+        return
+    if t is int:
+        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            raise DecodeError("integer out of the safe range ±(2^53-1)", clause="§3.3-4", path=path)
+        return
+    if t is list:
+        if depth >= max_depth:
+            raise DecodeError(f"nesting deeper than {max_depth}", clause="§3.3-6", path=path)
+        for i, item in enumerate(value):
+            _check(item, depth + 1, max_depth, f"{path}[{i}]")
+        return
+    if t is dict:
+        if depth >= max_depth:
+            raise DecodeError(f"nesting deeper than {max_depth}", clause="§3.3-6", path=path)
+        prev: str | None = None
+        for key, item in value.items():
+            if type(key) is not str:
+                raise DecodeError("map keys must be text", clause="§3.3-3", path=path)
+            if prev is not None and key <= prev:
+                raise DecodeError(
+                    "map keys must be unique and in ascending order", clause="§3.3-3", path=path
+                )
+            prev = key
+            _check(item, depth + 1, max_depth, f"{path}.{key}")
+        return
+    if t is float:
+        raise DecodeError("floating-point numbers are not allowed", clause="§3.3-5", path=path)
+    raise DecodeError(f"type {t.__name__} is not allowed", clause="§3.3-5", path=path)
+
+
+def decode(data: bytes, *, max_depth: int = 16, path: str = "$") -> Any:
+    """Decode one canonical msgpack item that fills ``data`` exactly (§3.3).
+
+    Returns ``None``/``bool``/``int``/``str``/``bytes``/``list``/``dict``; raises
+    :class:`DecodeError` (problem ``malformed``) for anything else — never another exception.
+    """
+    if type(data) is not bytes:
+        data = bytes(data)
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            ext_hook=_no_ext,
+        )
+    except DecodeError:
+        raise
+    except msgpack.ExtraData:
+        raise DecodeError("trailing bytes after the item", clause="§3.3-2", path=path) from None
+    except UnicodeDecodeError:
+        raise DecodeError("text is not valid UTF-8", clause="§3.3-5", path=path) from None
+    except (ValueError, TypeError, RecursionError, OverflowError, MemoryError) as exc:
+        raise DecodeError(f"not valid msgpack ({type(exc).__name__})", path=path) from None
+    _check(value, 0, max_depth, path)
+    if _pack(value) != data:
+        raise DecodeError(
+            "not the canonical encoding (a shorter form, duplicate key or other encoding exists)",
+            clause="§3.3-7",
+            path=path,
+        )
+    return value
+
+
+def _canonical(value: Any, depth: int, path: str) -> Any:
+    t = type(value)
+    if t is dict:
+        out = {}
+        for key in sorted(value):
+            if type(key) is not str:
+                raise ValueError(f"map key at {path} is not text")
+            out[key] = _canonical(value[key], depth + 1, f"{path}.{key}")
+        return out
+    if t is list or t is tuple:
+        return [_canonical(v, depth + 1, f"{path}[{i}]") for i, v in enumerate(value)]
+    if t is int:
+        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            raise ValueError(f"integer at {path} is out of the safe range")
+        return value
+    if t is str or t is bytes or t is bool or value is None:
+        return value
+    raise ValueError(f"value at {path} of type {t.__name__} cannot be encoded")
+
+
+def encode(value: Any) -> bytes:
+    """The canonical encoding of ``value`` (dict keys sorted; tuples become arrays).
+
+    Raises ``ValueError`` for values the wire format cannot carry (a programming error on the
+    sending side, not a protocol error).
+    """
+    return _pack(_canonical(value, 0, "$"))
+
+
+def pack_sorted(value: dict[str, Any]) -> bytes:
+    """Encode a map whose keys the caller already placed in canonical order (hot path)."""
+    return _pack(value)

@@ -1,0 +1,174 @@
+"""The exception tree and the problem-code registry (spec §9).
+
+Every error vrmproto raises derives from :class:`VrmError`::
+
+    VrmError
+    ├── ProtocolError            a peer's message broke a spec rule; carries .code and .clause
+    │   ├── DecodeError          bytes that are not a well-formed vrmproto encoding (§3)
+    │   ├── SignatureError       a signature that does not verify (§3.5)
+    │   ├── ValidationError      a well-formed message with a bad field or header value (§4, §5)
+    │   └── StateError           a message the relationship's state does not allow (§7)
+    ├── TransportError           the network or the peer failed (raised by the I/O layers)
+    └── StoreError               storage failed (defined in vrmproto.store)
+
+A :class:`ProtocolError` is what crosses the wire: its :attr:`~ProtocolError.code` is one of
+:class:`Problem`, whose value is the problem code string of §9 and which knows its HTTP status
+(§12). "If decoding raises anything besides ProtocolError, that's a bug" — the property tests and
+the server's hostile-input tests hold the library to that.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Problem(enum.Enum):
+    """The problem-code registry of spec §9.2: one code per distinct failure.
+
+    Each member's value is the wire string; :attr:`status` is the HTTP status of §12.4.
+    """
+
+    MALFORMED = "malformed"
+    TOO_LARGE = "too_large"
+    INVALID_FIELD = "invalid_field"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_TYPE = "unknown_type"
+    ENVELOPE_MISMATCH = "envelope_mismatch"
+    BAD_SIGNATURE = "bad_signature"
+    BAD_KEY = "bad_key"
+    EXPIRED = "expired"
+    CLOCK_SKEW = "clock_skew"
+    WRONG_RECIPIENT = "wrong_recipient"
+    ID_CONFLICT = "id_conflict"
+    UNKNOWN_TERM = "unknown_term"
+    NO_AGREEMENT = "no_agreement"
+    NO_RELATIONSHIP = "no_relationship"
+    NOT_A_PARTY = "not_a_party"
+    ILLEGAL_TRANSITION = "illegal_transition"
+    CHAIN_BROKEN = "chain_broken"
+    CANNOT_DECRYPT = "cannot_decrypt"
+    KEY_ROTATED = "key_rotated"
+    KEY_REVOKED = "key_revoked"
+    RATE_LIMITED = "rate_limited"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NOT_FOUND = "not_found"
+    REQUEST_TIMEOUT = "request_timeout"
+    UNAUTHORIZED = "unauthorized"
+    INTERNAL = "internal_error"
+
+    @property
+    def status(self) -> int:
+        """The HTTP status a server answers this problem with (spec §12.4)."""
+        return _STATUS[self]
+
+    @classmethod
+    def from_wire(cls, code: str) -> Problem | None:
+        """The member for a wire string, or None for a code this version does not know."""
+        try:
+            return cls(code)
+        except ValueError:
+            return None
+
+
+_STATUS: dict[Problem, int] = {
+    Problem.MALFORMED: 400,
+    Problem.INVALID_FIELD: 400,
+    Problem.UNSUPPORTED_VERSION: 400,
+    Problem.UNKNOWN_TYPE: 400,
+    Problem.ENVELOPE_MISMATCH: 400,
+    Problem.BAD_KEY: 400,
+    Problem.EXPIRED: 400,
+    Problem.CLOCK_SKEW: 400,
+    Problem.UNKNOWN_TERM: 422,
+    Problem.BAD_SIGNATURE: 401,
+    Problem.UNAUTHORIZED: 401,
+    Problem.KEY_ROTATED: 403,
+    Problem.KEY_REVOKED: 403,
+    Problem.NOT_A_PARTY: 403,
+    Problem.NOT_FOUND: 404,
+    Problem.NO_RELATIONSHIP: 404,
+    Problem.METHOD_NOT_ALLOWED: 405,
+    Problem.REQUEST_TIMEOUT: 408,
+    Problem.ID_CONFLICT: 409,
+    Problem.ILLEGAL_TRANSITION: 409,
+    Problem.CHAIN_BROKEN: 409,
+    Problem.TOO_LARGE: 413,
+    Problem.UNSUPPORTED_MEDIA_TYPE: 415,
+    Problem.WRONG_RECIPIENT: 421,
+    Problem.NO_AGREEMENT: 422,
+    Problem.CANNOT_DECRYPT: 422,
+    Problem.RATE_LIMITED: 429,
+    Problem.INTERNAL: 500,
+}
+assert set(_STATUS) == set(Problem), "every problem code needs an HTTP status"
+
+
+class VrmError(Exception):
+    """Root of every exception vrmproto raises."""
+
+
+class ProtocolError(VrmError):
+    """A message, or bytes claiming to be one, broke a rule of the spec.
+
+    ``code`` is the problem code to send back, ``clause`` the spec clause broken (e.g.
+    ``"§3.3-2"``), ``path`` the offending field where one is known (``"$.body.terms[2].hash"``).
+    """
+
+    default_code: Problem = Problem.MALFORMED
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: Problem | None = None,
+        clause: str = "",
+        path: str = "",
+    ) -> None:
+        self.code: Problem = code if code is not None else self.default_code
+        self.detail = detail
+        self.clause = clause
+        self.path = path
+        where = f" at {path}" if path else ""
+        cite = f" ({clause})" if clause else ""
+        super().__init__(f"{self.code.value}: {detail}{where}{cite}")
+
+
+class DecodeError(ProtocolError):
+    """Bytes that are not a well-formed, canonical vrmproto encoding (§3.3)."""
+
+    default_code = Problem.MALFORMED
+
+
+class SignatureError(ProtocolError):
+    """A signature or key that fails the strict verification rule (§3.5)."""
+
+    default_code = Problem.BAD_SIGNATURE
+
+
+class ValidationError(ProtocolError):
+    """A well-formed message whose header or body breaks a field rule (§4, §5)."""
+
+    default_code = Problem.INVALID_FIELD
+
+
+class StateError(ProtocolError):
+    """A message the relationship's current state does not allow (§7)."""
+
+    default_code = Problem.ILLEGAL_TRANSITION
+
+
+class TransportError(VrmError):
+    """A network failure or an unusable answer from a peer (raised by the I/O layers)."""
+
+
+class PeerProblemError(TransportError):
+    """The peer answered with a signed ``problem`` message."""
+
+    def __init__(self, code: str, detail: str, *, status: int = 0, clause: str = "") -> None:
+        self.code = code
+        self.problem = Problem.from_wire(code)
+        self.detail = detail
+        self.status = status
+        self.clause = clause
+        super().__init__(f"peer refused: {code}: {detail}")

@@ -1,0 +1,160 @@
+"""The history: each party's append-only, hash-linked log of one relationship (spec §8).
+
+Entry *i* links to entry *i−1*::
+
+    link_i = SHA-256("vrmproto/v1/history\\0" ‖ link_{i-1} ‖ msg_hash_i),  link_{-1} = 32 × 0x00
+
+Both parties log every message of the relationship — sent and received, receipts included — in
+the order they were exchanged, so two logs that agree have the same head link, and the first
+index where the links differ is where they diverge (§8.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from vrmproto._envelope import open_envelope
+from vrmproto._errors import ProtocolError, ValidationError
+from vrmproto._keys import sha256
+from vrmproto._limits import Limits
+
+_LINK_CONTEXT = b"vrmproto/v1/history\x00"
+GENESIS = bytes(32)
+
+
+def link(prev_link: bytes, msg_hash: bytes) -> bytes:
+    """The hash link of the entry after ``prev_link`` holding ``msg_hash`` (§8.2-1)."""
+    return sha256(_LINK_CONTEXT + prev_link + msg_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One logged message: its index, hash, link and exact envelope bytes (§8.2)."""
+
+    index: int
+    msg_hash: bytes
+    link: bytes
+    envelope: bytes
+    outgoing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    """Where two logs part (§8.3): the first differing index and each side's entry there."""
+
+    index: int
+    ours: Entry | None
+    theirs: Entry | None
+
+    @property
+    def kind(self) -> str:
+        """``"behind"``: ours is a prefix of theirs; ``"ahead"``: the reverse; else ``"fork"``."""
+        if self.ours is None:
+            return "behind"
+        if self.theirs is None:
+            return "ahead"
+        return "fork"
+
+
+class History:
+    """An in-memory log; the stores keep the same entries durably (vrmproto.store)."""
+
+    __slots__ = ("_entries", "_hashes")
+
+    def __init__(self, entries: Iterable[Entry] = ()) -> None:
+        self._entries: list[Entry] = []
+        self._hashes: set[bytes] = set()
+        for e in entries:
+            self._append_entry(e)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._entries)
+
+    def __getitem__(self, index: int) -> Entry:
+        return self._entries[index]
+
+    @property
+    def head(self) -> bytes:
+        """The link of the newest entry (GENESIS when empty)."""
+        return self._entries[-1].link if self._entries else GENESIS
+
+    def __contains__(self, msg_hash: object) -> bool:
+        return msg_hash in self._hashes
+
+    def next_entry(self, msg_hash: bytes, envelope: bytes, *, outgoing: bool) -> Entry:
+        """The entry that appending this message would create (nothing is changed)."""
+        return Entry(len(self._entries), msg_hash, link(self.head, msg_hash), envelope, outgoing)
+
+    def _append_entry(self, entry: Entry) -> None:
+        if entry.index != len(self._entries) or entry.link != link(self.head, entry.msg_hash):
+            raise ValidationError(f"entry {entry.index} does not link to the log", clause="§8.2-1")
+        if entry.msg_hash in self._hashes:
+            raise ValidationError("a message appears twice in one history", clause="§8.2-2")
+        self._entries.append(entry)
+        self._hashes.add(entry.msg_hash)
+
+    def append(self, msg_hash: bytes, envelope: bytes, *, outgoing: bool) -> Entry:
+        entry = self.next_entry(msg_hash, envelope, outgoing=outgoing)
+        self._append_entry(entry)
+        return entry
+
+    def erase(self, msg_hash: bytes, erased_envelope: bytes) -> None:
+        """Replace an entry's envelope with its erased form (§8.4); links are unchanged."""
+        for i, e in enumerate(self._entries):
+            if e.msg_hash == msg_hash:
+                self._entries[i] = replace(e, envelope=erased_envelope)
+                return
+        raise KeyError(msg_hash.hex())
+
+    def entries(self) -> Sequence[Entry]:
+        return tuple(self._entries)
+
+
+def verify_entries(entries: Sequence[Entry], *, max_envelope_bytes: int | None = None) -> None:
+    """Check a whole log: gap-free indexes, every link, every signature and body hash (§8.2).
+
+    Erased bodies are allowed (§8.4). Raises :class:`ProtocolError` at the first bad entry.
+    """
+    limits = Limits(max_envelope_bytes=max_envelope_bytes or 2**31 - 1)
+    prev = GENESIS
+    for i, e in enumerate(entries):
+        if e.index != i:
+            raise ValidationError(f"entry {i} has index {e.index}", clause="§8.2-1")
+        if e.link != link(prev, e.msg_hash):
+            raise ValidationError(f"entry {i} does not link to entry {i - 1}", clause="§8.2-1")
+        try:
+            msg = open_envelope(
+                e.envelope, now=0, check_time=False, allow_erased=True, limits=limits
+            )
+        except ProtocolError as exc:
+            raise ValidationError(f"entry {i}: {exc}", code=exc.code, clause=exc.clause) from None
+        if msg.hash != e.msg_hash:
+            raise ValidationError(f"entry {i}'s envelope is another message", clause="§8.2-3")
+        prev = e.link
+
+
+def compare(ours: Sequence[Entry], theirs: Sequence[Entry]) -> Divergence | None:
+    """The first index where two logs differ, or None when they are identical (§8.3-1).
+
+    Logs are compared by link, so equal heads mean equal logs; the search is a binary search on
+    the links (a common prefix has equal links at every index).
+    """
+    n = min(len(ours), len(theirs))
+    if len(ours) == len(theirs) and (n == 0 or ours[-1].link == theirs[-1].link):
+        return None
+    lo, hi = 0, n  # invariant: links equal below lo; first difference is in [lo, n]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ours[mid].link == theirs[mid].link:
+            lo = mid + 1
+        else:
+            hi = mid
+    return Divergence(
+        lo,
+        ours[lo] if lo < len(ours) else None,
+        theirs[lo] if lo < len(theirs) else None,
+    )

@@ -1,0 +1,49 @@
+"""Every limit of the protocol in one typed object (spec §10).
+
+Receivers enforce these before doing expensive work; vendors publish theirs in the discovery
+document (§13) so senders and the conformance suite can adapt to them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Limits a receiver enforces; the defaults are the values of spec §10 table 1."""
+
+    #: §10-1: largest envelope, in bytes, a receiver must accept; larger gets ``too_large``.
+    max_envelope_bytes: int = 256 * 1024
+    #: §10-2: deepest nesting of arrays and maps inside any encoded item; deeper is ``malformed``.
+    max_depth: int = 16
+    #: §10-3: how far in the future ``created`` may lie, in ms, before ``clock_skew``.
+    max_clock_skew_ms: int = 120_000
+    #: §10-4: longest allowed ``expires - created``, in ms; longer is ``invalid_field``.
+    max_lifetime_ms: int = 7 * DAY_MS
+    #: §10-5: how long a receiver keeps (sender, id) de-duplication records, in ms.
+    #: MUST be at least max_lifetime_ms + max_clock_skew_ms so no live message is accepted twice.
+    replay_window_ms: int = 7 * DAY_MS + 120_000
+    #: §10-6: messages per sender per minute before ``rate_limited`` (HTTP binding).
+    rate_per_sender_per_minute: int = 600
+    #: §10-7: requests per client address per minute before ``rate_limited`` (HTTP binding).
+    rate_per_address_per_minute: int = 3000
+    #: §10-8: the whole request body must arrive within this many ms, or ``request_timeout``.
+    body_read_timeout_ms: int = 10_000
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) <= 0:
+                raise ValueError(f"limit {f.name} must be positive")
+        if self.replay_window_ms < self.max_lifetime_ms + self.max_clock_skew_ms:
+            raise ValueError("replay_window_ms must cover max_lifetime_ms + max_clock_skew_ms")
+
+    def to_wire(self) -> dict[str, int]:
+        """The limits as published in the discovery document (§13.2)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+DEFAULT_LIMITS = Limits()

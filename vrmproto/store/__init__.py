@@ -1,0 +1,45 @@
+"""Storage: the :class:`Store` protocol, its SQLite default and an in-memory twin.
+
+A store keeps what the protocol layer hands it — opaque bytes plus a few indexed columns — and
+enforces spec §12 (durability): one :class:`Commit` per protocol step, written all or nothing,
+and ``await store.commit(c)`` returns only once ``c`` is durable, so a receipt is sent only
+after commit. Uniqueness rules make retries and replays safe (:class:`StoreConflict`).
+
+- :class:`SQLiteStore` — the default: one file, WAL, ``synchronous=FULL``, group commit.
+- :class:`MemoryStore` — the same semantics in dictionaries, for tests and in-memory pairs.
+
+Exceptions::
+
+    VrmError
+    └── StoreError          storage failed or was misused; nothing of the Commit was written
+        └── StoreConflict   a history slot, history message or dedupe key already exists
+"""
+
+from vrmproto.store._base import (
+    Commit,
+    DedupeRecord,
+    HistoryEntry,
+    NewOutboxItem,
+    OutboxItem,
+    RelationshipRecord,
+    Store,
+    StoreConflict,
+    StoreError,
+)
+from vrmproto.store._memory import MemoryStore
+from vrmproto.store._sqlite import SQLiteStore, StoreStats
+
+__all__ = [
+    "Commit",
+    "DedupeRecord",
+    "HistoryEntry",
+    "MemoryStore",
+    "NewOutboxItem",
+    "OutboxItem",
+    "RelationshipRecord",
+    "SQLiteStore",
+    "Store",
+    "StoreConflict",
+    "StoreError",
+    "StoreStats",
+]

@@ -1,0 +1,204 @@
+"""The storage interface: records, the :class:`Commit` unit of work, the :class:`Store` protocol.
+
+A store keeps opaque bytes plus the few columns it must index or constrain. Hashing, validation
+and the state machine live elsewhere; the store's job is spec §12 (durability): what one protocol
+step changes is written in one transaction, all or nothing, and ``commit()`` returns only once
+that transaction is durable — so a receipt is sent only after commit.
+
+Uniqueness is the store's other job, because it is what makes retries safe: a history slot
+``(thread, index)``, a history message ``(thread, msg_hash)`` and a de-duplication key
+``(sender, msg_id)`` can each be written once. A :class:`Commit` that would write one again fails
+as a whole with :class:`StoreConflict`, and the caller re-reads and decides (typically: answer a
+replay with the stored response).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from vrmproto._errors import VrmError
+
+__all__ = [
+    "Commit",
+    "DedupeRecord",
+    "HistoryEntry",
+    "NewOutboxItem",
+    "OutboxItem",
+    "RelationshipRecord",
+    "Store",
+    "StoreConflict",
+    "StoreError",
+]
+
+ROLES = frozenset({"customer", "vendor"})
+DIRECTIONS = frozenset({"in", "out"})
+
+
+class StoreError(VrmError):
+    """Storage failed, or was used wrongly (closed, schema too new, a history gap).
+
+    Nothing of the Commit that raised it was written.
+    """
+
+
+class StoreConflict(StoreError):  # noqa: N818 -- a conflict is an outcome callers expect
+    """A uniqueness rule was hit: a history ``(thread, index)`` or ``(thread, msg_hash)``, or a
+    de-duplication ``(sender, msg_id)``, already exists. Nothing of that Commit was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class RelationshipRecord:
+    """One relationship as this store's owner sees it; upserted by ``thread``."""
+
+    thread: bytes  # 16-byte relationship/thread id
+    role: str  # "customer" | "vendor": which side this store's owner plays
+    local_key: bytes  # our 32-byte Ed25519 public key in this relationship
+    peer_key: bytes  # the other side's current 32-byte Ed25519 public key
+    state: str  # state name from the protocol state machine (opaque here)
+    data: bytes  # opaque msgpack blob of the full relationship state
+    label: str  # human label (vendor name / customer fingerprint)
+    peer_url: str  # the peer's base URL, or "" if unknown
+    updated_ms: int
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be 'customer' or 'vendor', not {self.role!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One entry of a relationship's append-only, hash-linked history.
+
+    ``index`` runs 0, 1, 2… per thread without gaps. ``envelope`` holds the exact envelope bytes
+    until an erase (:attr:`Commit.erase`) replaces them with the erased form.
+    """
+
+    thread: bytes
+    index: int
+    msg_hash: bytes  # 32 bytes
+    entry_hash: bytes  # 32 bytes: the hash-chain value, computed by the caller
+    envelope: bytes
+    direction: str  # "in" | "out"
+    recorded_ms: int
+
+    def __post_init__(self) -> None:
+        if self.index < 0:
+            raise ValueError(f"history index must be >= 0, not {self.index}")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be 'in' or 'out', not {self.direction!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class DedupeRecord:
+    """An accepted message and the exact response sent for it, so a replay gets the same answer."""
+
+    sender: bytes  # 32-byte key
+    msg_id: bytes  # 16-byte message id; (sender, msg_id) is unique
+    msg_hash: bytes  # hash of the accepted message
+    response: bytes  # exact response bytes sent back
+    expires_ms: int  # may be purged after this
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A message waiting for delivery; the store assigns ``item_id`` and never reuses it."""
+
+    item_id: int
+    destination: str  # base URL of the recipient endpoint
+    thread: bytes
+    msg_hash: bytes
+    envelope: bytes
+    attempts: int
+    next_attempt_ms: int
+    last_error: str
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutboxItem:
+    """What a caller enqueues: an :class:`OutboxItem` before it has an id or any attempts."""
+
+    destination: str
+    thread: bytes
+    msg_hash: bytes
+    envelope: bytes
+    next_attempt_ms: int
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """Everything one protocol step changes, written in ONE transaction (all or nothing).
+
+    Parts are applied in this order, so later parts may rely on earlier ones:
+    relationships (upsert by thread), meta (upsert by key), history (append; each entry's thread
+    must have a relationship record and its index must be exactly the next one), erase (replace
+    a stored envelope; a missing entry is ignored), dedupe (insert), outbox_done (delete; a
+    missing id is ignored), outbox_add.
+    """
+
+    relationships: tuple[RelationshipRecord, ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
+    dedupe: tuple[DedupeRecord, ...] = ()
+    outbox_add: tuple[NewOutboxItem, ...] = ()
+    outbox_done: tuple[int, ...] = ()
+    erase: tuple[tuple[bytes, bytes, bytes], ...] = ()  # (thread, msg_hash, replacement envelope)
+    meta: tuple[tuple[str, bytes], ...] = ()
+
+
+class Store(Protocol):
+    """Async storage. Blocking work never runs on the event loop thread.
+
+    Ordering: ``relationships()`` and ``find_relationship()`` sort by thread, ``history()`` by
+    index, ``outbox_due()`` by (next_attempt_ms, item_id), ``outbox_all()`` by item_id.
+    After ``close()`` every method but ``close()`` raises :class:`StoreError`.
+    """
+
+    async def commit(self, c: Commit) -> None:
+        """Write ``c`` in one transaction; return only once it is durable (spec §12 (durability)).
+
+        Raises :class:`StoreConflict` if a uniqueness rule was hit, :class:`StoreError` for other
+        failures; either way nothing of ``c`` was written.
+        """
+        ...
+
+    async def get_dedupe(self, sender: bytes, msg_id: bytes) -> DedupeRecord | None: ...
+
+    async def get_relationship(self, thread: bytes) -> RelationshipRecord | None: ...
+
+    async def relationships(self) -> list[RelationshipRecord]: ...
+
+    async def find_relationship(
+        self, local_key: bytes | None = None, peer_key: bytes | None = None
+    ) -> list[RelationshipRecord]:
+        """Relationships matching every key given (all of them if neither is)."""
+        ...
+
+    async def history(
+        self, thread: bytes, start: int = 0, limit: int | None = None
+    ) -> list[HistoryEntry]: ...
+
+    async def history_head(self, thread: bytes) -> HistoryEntry | None: ...
+
+    async def history_entry(self, thread: bytes, msg_hash: bytes) -> HistoryEntry | None: ...
+
+    async def outbox_due(self, now_ms: int, limit: int = 100) -> list[OutboxItem]:
+        """Items with ``next_attempt_ms <= now_ms``, soonest first."""
+        ...
+
+    async def outbox_all(self) -> list[OutboxItem]: ...
+
+    async def outbox_retry(
+        self, item_id: int, attempts: int, next_attempt_ms: int, last_error: str
+    ) -> None:
+        """Record a failed attempt (durably); a missing item is ignored."""
+        ...
+
+    async def get_meta(self, key: str) -> bytes | None: ...
+
+    async def purge_dedupe(self, now_ms: int) -> int:
+        """Delete de-duplication records with ``expires_ms < now_ms``; return how many."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,185 @@
+"""An in-memory :class:`~vrmproto.store.Store` for tests and in-memory customer/vendor pairs.
+
+Same semantics as :class:`~vrmproto.store.SQLiteStore` — the order in which a Commit's parts
+apply, the uniqueness rules, the history gap and relationship checks, all or nothing — but
+nothing survives the process, so "durable" means only "visible to every later call".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from types import TracebackType
+from typing import Self
+
+from vrmproto.store._base import (
+    Commit,
+    DedupeRecord,
+    HistoryEntry,
+    OutboxItem,
+    RelationshipRecord,
+    StoreConflict,
+    StoreError,
+)
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """Dictionaries behind the :class:`~vrmproto.store.Store` protocol."""
+
+    def __init__(self) -> None:
+        self._closed = False
+        self._relationships: dict[bytes, RelationshipRecord] = {}
+        self._history: dict[bytes, list[HistoryEntry]] = {}
+        self._by_hash: dict[tuple[bytes, bytes], int] = {}  # (thread, msg_hash) -> index
+        self._dedupe: dict[tuple[bytes, bytes], DedupeRecord] = {}
+        self._outbox: dict[int, OutboxItem] = {}
+        self._next_item_id = 1
+        self._meta: dict[str, bytes] = {}
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("store is closed")
+
+    async def close(self) -> None:
+        self._closed = True
+
+    # -- writes --
+
+    def _check(self, c: Commit) -> None:
+        """Raise what SQLiteStore would raise for ``c``, before anything is changed."""
+        threads = self._relationships.keys() | {r.thread for r in c.relationships}
+        heads: dict[bytes, int] = {}
+        new_hashes: set[tuple[bytes, bytes]] = set()
+        for h in c.history:
+            if h.thread not in threads:
+                raise StoreError("history entry for a thread that has no relationship record")
+            expected = heads.get(h.thread, len(self._history.get(h.thread, ())))
+            if h.index < expected:
+                raise StoreConflict(f"history index {h.index} of thread {h.thread.hex()} is taken")
+            if h.index > expected:
+                raise StoreError(
+                    f"history gap: thread {h.thread.hex()} expects index {expected}, got {h.index}"
+                )
+            key = (h.thread, h.msg_hash)
+            if key in self._by_hash or key in new_hashes:
+                raise StoreConflict("UNIQUE constraint failed: history.thread, history.msg_hash")
+            new_hashes.add(key)
+            heads[h.thread] = expected + 1
+        new_keys: set[tuple[bytes, bytes]] = set()
+        for d in c.dedupe:
+            key = (d.sender, d.msg_id)
+            if key in self._dedupe or key in new_keys:
+                raise StoreConflict("UNIQUE constraint failed: dedupe.sender, dedupe.msg_id")
+            new_keys.add(key)
+
+    async def commit(self, c: Commit) -> None:
+        """Apply ``c`` all or nothing: every check runs before the first change."""
+        self._check_open()
+        await asyncio.sleep(0)  # a real store yields here; callers must not rely on it not
+        self._check(c)
+        for r in c.relationships:
+            self._relationships[r.thread] = r
+        self._meta.update(c.meta)
+        for h in c.history:
+            self._history.setdefault(h.thread, []).append(h)
+            self._by_hash[h.thread, h.msg_hash] = h.index
+        for thread, msg_hash, envelope in c.erase:
+            index = self._by_hash.get((thread, msg_hash))
+            if index is not None:
+                entries = self._history[thread]
+                entries[index] = dataclasses.replace(entries[index], envelope=envelope)
+        for d in c.dedupe:
+            self._dedupe[d.sender, d.msg_id] = d
+        for item_id in c.outbox_done:
+            self._outbox.pop(item_id, None)
+        for o in c.outbox_add:
+            item_id, self._next_item_id = self._next_item_id, self._next_item_id + 1
+            self._outbox[item_id] = OutboxItem(
+                item_id, o.destination, o.thread, o.msg_hash, o.envelope, 0,
+                o.next_attempt_ms, "", o.created_ms,
+            )  # fmt: skip
+
+    async def outbox_retry(
+        self, item_id: int, attempts: int, next_attempt_ms: int, last_error: str
+    ) -> None:
+        self._check_open()
+        item = self._outbox.get(item_id)
+        if item is not None:
+            self._outbox[item_id] = dataclasses.replace(
+                item, attempts=attempts, next_attempt_ms=next_attempt_ms, last_error=last_error
+            )
+
+    async def purge_dedupe(self, now_ms: int) -> int:
+        self._check_open()
+        expired = [k for k, d in self._dedupe.items() if d.expires_ms < now_ms]
+        for key in expired:
+            del self._dedupe[key]
+        return len(expired)
+
+    # -- reads --
+
+    async def get_dedupe(self, sender: bytes, msg_id: bytes) -> DedupeRecord | None:
+        self._check_open()
+        return self._dedupe.get((sender, msg_id))
+
+    async def get_relationship(self, thread: bytes) -> RelationshipRecord | None:
+        self._check_open()
+        return self._relationships.get(thread)
+
+    async def relationships(self) -> list[RelationshipRecord]:
+        return await self.find_relationship()
+
+    async def find_relationship(
+        self, local_key: bytes | None = None, peer_key: bytes | None = None
+    ) -> list[RelationshipRecord]:
+        self._check_open()
+        return [
+            r
+            for _, r in sorted(self._relationships.items())
+            if (local_key is None or r.local_key == local_key)
+            and (peer_key is None or r.peer_key == peer_key)
+        ]
+
+    async def history(
+        self, thread: bytes, start: int = 0, limit: int | None = None
+    ) -> list[HistoryEntry]:
+        self._check_open()
+        entries = self._history.get(thread, [])[max(start, 0) :]
+        return entries if limit is None or limit < 0 else entries[:limit]  # as SQL LIMIT
+
+    async def history_head(self, thread: bytes) -> HistoryEntry | None:
+        self._check_open()
+        entries = self._history.get(thread)
+        return entries[-1] if entries else None
+
+    async def history_entry(self, thread: bytes, msg_hash: bytes) -> HistoryEntry | None:
+        self._check_open()
+        index = self._by_hash.get((thread, msg_hash))
+        return None if index is None else self._history[thread][index]
+
+    async def outbox_due(self, now_ms: int, limit: int = 100) -> list[OutboxItem]:
+        self._check_open()
+        due = [o for o in self._outbox.values() if o.next_attempt_ms <= now_ms]
+        due.sort(key=lambda o: (o.next_attempt_ms, o.item_id))
+        return due if limit < 0 else due[:limit]  # as SQL LIMIT
+
+    async def outbox_all(self) -> list[OutboxItem]:
+        self._check_open()
+        return sorted(self._outbox.values(), key=lambda o: o.item_id)
+
+    async def get_meta(self, key: str) -> bytes | None:
+        self._check_open()
+        return self._meta.get(key)

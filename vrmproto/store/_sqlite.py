@@ -1,0 +1,543 @@
+"""The embedded store: one SQLite file in WAL mode, one writer thread doing group commit.
+
+Durability, spec §12 (durability). The database runs with ``journal_mode=WAL`` and
+``synchronous=FULL``: every COMMIT fsyncs the WAL before it returns (with NORMAL a committed
+transaction may still roll back after a power loss). A :meth:`SQLiteStore.commit` call resolves
+only after the COMMIT that contains its changes has returned — "receipt only after commit".
+
+Group commit. One dedicated thread owns the only write connection. ``commit()`` puts the Commit
+on a queue and awaits a future. The writer takes everything queued (up to :data:`BATCH_CAP`),
+runs ``BEGIN IMMEDIATE``, applies each Commit inside its own ``SAVEPOINT`` — a Commit that hits
+a uniqueness rule is rolled back alone and gets :class:`StoreConflict` — and then issues one
+``COMMIT``: one fsync for the whole batch. Only then are the futures resolved on their event
+loops. If the COMMIT fails, every future of the batch gets :class:`StoreError`. So many
+concurrent messages share one fsync while each receipt still waits for its own commit.
+Reads use separate read-only connections on a small thread pool; WAL lets them run beside the
+writer, and each read sees every commit whose future has resolved.
+
+A PostgreSQL backend (a vendor running many server processes against one database) implements
+the same :class:`~vrmproto.store.Store` protocol, so it is a backend, not a rewrite: each
+``commit()`` is one transaction on a pooled connection (asyncpg); the same UNIQUE constraints on
+``history(thread, idx)``, ``history(thread, msg_hash)`` and ``dedupe(sender, msg_id)`` do the
+de-duplication across processes (a unique violation maps to :class:`StoreConflict`, and a
+losing process re-reads the stored response); relationship upserts are ``INSERT … ON CONFLICT
+DO UPDATE`` or take ``SELECT … FOR UPDATE`` row locks; outbox workers claim rows with
+``FOR UPDATE SKIP LOCKED``. Group commit needs no writer thread there: with
+``synchronous_commit=on`` PostgreSQL already flushes concurrent transactions' WAL together, and
+``commit_delay`` widens the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from vrmproto.store._base import (
+    Commit,
+    DedupeRecord,
+    HistoryEntry,
+    OutboxItem,
+    RelationshipRecord,
+    StoreConflict,
+    StoreError,
+)
+
+__all__ = ["BATCH_CAP", "SCHEMA_VERSION", "SQLiteStore", "StoreStats"]
+
+BATCH_CAP = 256
+"""Most Commits (and other writes) one transaction takes from the queue."""
+
+_T = TypeVar("_T")
+_BUSY_TIMEOUT_S = 5.0
+
+# -- schema ----------------------------------------------------------------------------------
+
+_SCHEMA_V1 = (
+    """CREATE TABLE relationships (
+        thread BLOB PRIMARY KEY, role TEXT NOT NULL, local_key BLOB NOT NULL,
+        peer_key BLOB NOT NULL, state TEXT NOT NULL, data BLOB NOT NULL, label TEXT NOT NULL,
+        peer_url TEXT NOT NULL, updated_ms INTEGER NOT NULL)""",
+    "CREATE INDEX relationships_by_local_key ON relationships(local_key)",
+    "CREATE INDEX relationships_by_peer_key ON relationships(peer_key)",
+    """CREATE TABLE history (
+        thread BLOB NOT NULL REFERENCES relationships(thread), idx INTEGER NOT NULL,
+        msg_hash BLOB NOT NULL, entry_hash BLOB NOT NULL, envelope BLOB NOT NULL,
+        direction TEXT NOT NULL, recorded_ms INTEGER NOT NULL,
+        UNIQUE (thread, idx), UNIQUE (thread, msg_hash))""",
+    """CREATE TABLE dedupe (
+        sender BLOB NOT NULL, msg_id BLOB NOT NULL, msg_hash BLOB NOT NULL,
+        response BLOB NOT NULL, expires_ms INTEGER NOT NULL, PRIMARY KEY (sender, msg_id))""",
+    "CREATE INDEX dedupe_by_expiry ON dedupe(expires_ms)",
+    """CREATE TABLE outbox (
+        item_id INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL,
+        thread BLOB NOT NULL, msg_hash BLOB NOT NULL, envelope BLOB NOT NULL,
+        attempts INTEGER NOT NULL, next_attempt_ms INTEGER NOT NULL, last_error TEXT NOT NULL,
+        created_ms INTEGER NOT NULL)""",
+    "CREATE INDEX outbox_by_due ON outbox(next_attempt_ms, item_id)",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+)
+
+
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA_V1:
+        conn.execute(statement)
+
+
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1,)
+"""``_MIGRATIONS[n]`` takes the schema from version n to n + 1 (``PRAGMA user_version``)."""
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema to :data:`SCHEMA_VERSION`, one step per transaction.
+
+    The version is re-read under the write lock, so two processes opening a fresh file at once
+    do not both run a step.
+    """
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"database schema version {version} is newer than this vrmproto "
+                    f"supports ({SCHEMA_VERSION})"
+                )
+            if version == SCHEMA_VERSION:
+                conn.execute("COMMIT")
+                return
+            _MIGRATIONS[version](conn)
+            conn.execute(f"PRAGMA user_version = {version + 1:d}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _connect_writer(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(f"cannot put {path} in WAL mode (journal_mode is {mode!r})")
+        conn.execute("PRAGMA synchronous = FULL")  # fsync the WAL on every COMMIT
+        conn.execute("PRAGMA fullfsync = ON")  # macOS: F_FULLFSYNC; ignored elsewhere
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000):d}")
+        _migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _connect_reader(path: Path) -> sqlite3.Connection:
+    uri = path.resolve().as_uri() + "?mode=ro"
+    return sqlite3.connect(
+        uri, uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+
+
+# -- SQL ----------------------------------------------------------------------------------------
+
+_SELECT_REL = (
+    "SELECT thread, role, local_key, peer_key, state, data, label, peer_url, updated_ms "
+    "FROM relationships "
+)
+_SELECT_HIST = (
+    "SELECT thread, idx, msg_hash, entry_hash, envelope, direction, recorded_ms FROM history "
+)
+_SELECT_DEDUPE = "SELECT sender, msg_id, msg_hash, response, expires_ms FROM dedupe "
+_SELECT_OUTBOX = (
+    "SELECT item_id, destination, thread, msg_hash, envelope, attempts, next_attempt_ms, "
+    "last_error, created_ms FROM outbox "
+)
+
+
+def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
+    """Apply one Commit's parts in the documented order (see :class:`Commit`).
+
+    Runs on the writer thread inside the batch transaction and the Commit's own savepoint.
+    """
+    for r in c.relationships:
+        conn.execute(
+            "INSERT INTO relationships (thread, role, local_key, peer_key, state, data, label, "
+            "peer_url, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (thread) DO UPDATE SET role = excluded.role, "
+            "local_key = excluded.local_key, peer_key = excluded.peer_key, "
+            "state = excluded.state, data = excluded.data, label = excluded.label, "
+            "peer_url = excluded.peer_url, updated_ms = excluded.updated_ms",
+            (r.thread, r.role, r.local_key, r.peer_key, r.state, r.data, r.label, r.peer_url,
+             r.updated_ms),
+        )  # fmt: skip
+    for key, value in c.meta:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+    for h in c.history:
+        head = conn.execute("SELECT max(idx) FROM history WHERE thread = ?", (h.thread,))
+        last: int | None = head.fetchone()[0]
+        expected = 0 if last is None else last + 1
+        if h.index < expected:
+            raise StoreConflict(f"history index {h.index} of thread {h.thread.hex()} is taken")
+        if h.index > expected:
+            raise StoreError(
+                f"history gap: thread {h.thread.hex()} expects index {expected}, got {h.index}"
+            )
+        conn.execute(
+            "INSERT INTO history (thread, idx, msg_hash, entry_hash, envelope, direction, "
+            "recorded_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (h.thread, h.index, h.msg_hash, h.entry_hash, h.envelope, h.direction,
+             h.recorded_ms),
+        )  # fmt: skip
+    for thread, msg_hash, envelope in c.erase:
+        conn.execute(
+            "UPDATE history SET envelope = ? WHERE thread = ? AND msg_hash = ?",
+            (envelope, thread, msg_hash),
+        )
+    for d in c.dedupe:
+        conn.execute(
+            "INSERT INTO dedupe (sender, msg_id, msg_hash, response, expires_ms) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (d.sender, d.msg_id, d.msg_hash, d.response, d.expires_ms),
+        )
+    for item_id in c.outbox_done:
+        conn.execute("DELETE FROM outbox WHERE item_id = ?", (item_id,))
+    for o in c.outbox_add:
+        conn.execute(
+            "INSERT INTO outbox (destination, thread, msg_hash, envelope, attempts, "
+            "next_attempt_ms, last_error, created_ms) VALUES (?, ?, ?, ?, 0, ?, '', ?)",
+            (o.destination, o.thread, o.msg_hash, o.envelope, o.next_attempt_ms, o.created_ms),
+        )
+
+
+def _translate(exc: Exception) -> Exception:
+    """Map a sqlite3 error to the store's exception tree; leave others as they are."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        name = exc.sqlite_errorname
+        if name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"):
+            err: Exception = StoreConflict(str(exc))
+        elif name == "SQLITE_CONSTRAINT_FOREIGNKEY":
+            err = StoreError("history entry for a thread that has no relationship record")
+        else:
+            err = StoreError(str(exc))
+    elif isinstance(exc, sqlite3.Error):
+        err = StoreError(f"sqlite: {exc}")
+    else:
+        return exc
+    err.__cause__ = exc
+    return err
+
+
+# -- the store ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class StoreStats:
+    """Counters kept by the writer thread (read them from anywhere; they only grow)."""
+
+    transactions: int = 0  # COMMITs that succeeded: one fsync each
+    writes: int = 0  # Commits and other writes that landed
+    conflicts: int = 0  # writes rolled back alone with StoreConflict
+    largest_batch: int = 0
+
+
+@dataclass(slots=True)
+class _Job:
+    apply: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _settle(future: asyncio.Future[Any], result: object, exc: BaseException | None) -> None:
+    if future.cancelled():  # the caller stopped waiting; the write itself still stands
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+def _resolve(job: _Job, result: object, exc: BaseException | None) -> None:
+    with contextlib.suppress(RuntimeError):  # the caller's loop has closed: nobody to tell
+        job.loop.call_soon_threadsafe(_settle, job.future, result, exc)
+
+
+class SQLiteStore:
+    """The default :class:`~vrmproto.store.Store`: one SQLite file, WAL, group commit.
+
+    Open with ``store = await SQLiteStore.open(path)`` (or ``async with await
+    SQLiteStore.open(path) as store``); the directory must exist. ``stats`` counts transactions.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, readers: int = 4) -> None:
+        """Prefer :meth:`open`; a store made here is usable only after ``await start()``."""
+        self.path = Path(path)
+        self.stats = StoreStats()
+        self._n_readers = readers
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._lock = threading.Lock()  # orders "closed" against queue puts
+        self._closed = True
+        self._writer: threading.Thread | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._reader_conns: queue.Queue[sqlite3.Connection] = queue.Queue()
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], *, readers: int = 4) -> SQLiteStore:
+        """Open (creating or migrating) the database at ``path``."""
+        store = cls(path, readers=readers)
+        await store.start()
+        return store
+
+    async def start(self) -> None:
+        """Start the writer thread (which opens and migrates the file) and the reader pool."""
+        if self._writer is not None:
+            raise StoreError("store already started")
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        self._writer = threading.Thread(
+            target=self._writer_main, args=(loop, ready), name="vrm-store-writer", daemon=True
+        )
+        self._writer.start()
+        await ready
+        self._readers = ThreadPoolExecutor(self._n_readers, thread_name_prefix="vrm-store-read")
+        try:
+            for _ in range(self._n_readers):
+                conn = await loop.run_in_executor(self._readers, _connect_reader, self.path)
+                self._reader_conns.put(conn)
+        except BaseException:
+            self._closed = False
+            await self.close()
+            raise
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Let the writer finish everything already queued, then stop it and close connections."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.join)
+        if self._readers is not None:
+            await asyncio.to_thread(self._readers.shutdown, wait=True)
+        while not self._reader_conns.empty():
+            self._reader_conns.get_nowait().close()
+
+    # -- the writer thread --
+
+    def _writer_main(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
+        try:
+            conn = _connect_writer(self.path)
+        except Exception as exc:  # reported to open(); the thread ends
+            loop.call_soon_threadsafe(_settle, ready, None, _translate(exc))
+            return
+        loop.call_soon_threadsafe(_settle, ready, None, None)
+        try:
+            stop = False
+            while not stop:
+                first = self._queue.get()
+                if first is None:
+                    break
+                batch = [first]
+                while len(batch) < BATCH_CAP:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stop = True
+                        break
+                    batch.append(item)
+                self._run_batch(conn, batch)
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        """One transaction for the batch; each job in its own savepoint; one COMMIT, one fsync.
+
+        Futures are resolved only after COMMIT returned (spec §12 (durability)).
+        """
+        outcomes: list[tuple[object, Exception | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = job.apply(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")  # only this job's changes are undone
+                    conn.execute("RELEASE job")
+                    outcomes.append((None, _translate(exc)))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((result, None))
+            conn.execute("COMMIT")
+        except Exception as exc:  # BEGIN, a savepoint step or COMMIT failed: nothing landed
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            failure = StoreError(f"transaction failed, nothing of it was written: {exc}")
+            for job in batch:
+                _resolve(job, None, failure)
+            return
+        self.stats.transactions += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        for job, (result, error) in zip(batch, outcomes, strict=True):
+            if error is None:
+                self.stats.writes += 1
+            elif isinstance(error, StoreConflict):
+                self.stats.conflicts += 1
+            _resolve(job, result, error)
+
+    async def _write(self, apply: Callable[[sqlite3.Connection], _T]) -> _T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_T] = loop.create_future()
+        with self._lock:
+            if self._closed:
+                raise StoreError("store is closed")
+            self._queue.put(_Job(apply, future, loop))
+        return await future
+
+    # -- reads --
+
+    def _with_reader(self, read: Callable[[sqlite3.Connection], _T]) -> _T:
+        conn = self._reader_conns.get()
+        try:
+            return read(conn)
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        finally:
+            self._reader_conns.put(conn)
+
+    async def _read(self, read: Callable[[sqlite3.Connection], _T]) -> _T:
+        if self._closed or self._readers is None:
+            raise StoreError("store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._with_reader, read)
+
+    async def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        return await self._read(lambda conn: conn.execute(sql, params).fetchall())
+
+    # -- the Store protocol --
+
+    async def commit(self, c: Commit) -> None:
+        """Write ``c`` in the next group transaction; return after its COMMIT (receipt only
+        after commit, spec §12 (durability)). Cancelling the wait does not cancel the write."""
+        await self._write(lambda conn: _apply_commit(conn, c))
+
+    async def outbox_retry(
+        self, item_id: int, attempts: int, next_attempt_ms: int, last_error: str
+    ) -> None:
+        """Record a failed delivery attempt durably; a missing item is ignored."""
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE outbox SET attempts = ?, next_attempt_ms = ?, last_error = ? "
+                "WHERE item_id = ?",
+                (attempts, next_attempt_ms, last_error, item_id),
+            )
+        )
+
+    async def purge_dedupe(self, now_ms: int) -> int:
+        """Delete de-duplication records that expired before ``now_ms``; return how many."""
+        return await self._write(
+            lambda conn: conn.execute("DELETE FROM dedupe WHERE expires_ms < ?", (now_ms,)).rowcount
+        )
+
+    async def get_dedupe(self, sender: bytes, msg_id: bytes) -> DedupeRecord | None:
+        rows = await self._rows(
+            _SELECT_DEDUPE + "WHERE sender = ? AND msg_id = ?",
+            (sender, msg_id),
+        )
+        return DedupeRecord(*rows[0]) if rows else None
+
+    async def get_relationship(self, thread: bytes) -> RelationshipRecord | None:
+        rows = await self._rows(_SELECT_REL + "WHERE thread = ?", (thread,))
+        return RelationshipRecord(*rows[0]) if rows else None
+
+    async def relationships(self) -> list[RelationshipRecord]:
+        rows = await self._rows(_SELECT_REL + "ORDER BY thread")
+        return [RelationshipRecord(*row) for row in rows]
+
+    async def find_relationship(
+        self, local_key: bytes | None = None, peer_key: bytes | None = None
+    ) -> list[RelationshipRecord]:
+        rows = await self._rows(
+            _SELECT_REL + "WHERE (?1 IS NULL OR local_key = ?1) AND (?2 IS NULL OR peer_key = ?2) "
+            "ORDER BY thread",
+            (local_key, peer_key),
+        )
+        return [RelationshipRecord(*row) for row in rows]
+
+    async def history(
+        self, thread: bytes, start: int = 0, limit: int | None = None
+    ) -> list[HistoryEntry]:
+        rows = await self._rows(
+            _SELECT_HIST + "WHERE thread = ? AND idx >= ? ORDER BY idx LIMIT ?",
+            (thread, start, -1 if limit is None else limit),
+        )
+        return [HistoryEntry(*row) for row in rows]
+
+    async def history_head(self, thread: bytes) -> HistoryEntry | None:
+        rows = await self._rows(
+            _SELECT_HIST + "WHERE thread = ? ORDER BY idx DESC LIMIT 1",
+            (thread,),
+        )
+        return HistoryEntry(*rows[0]) if rows else None
+
+    async def history_entry(self, thread: bytes, msg_hash: bytes) -> HistoryEntry | None:
+        rows = await self._rows(
+            _SELECT_HIST + "WHERE thread = ? AND msg_hash = ?",
+            (thread, msg_hash),
+        )
+        return HistoryEntry(*rows[0]) if rows else None
+
+    async def outbox_due(self, now_ms: int, limit: int = 100) -> list[OutboxItem]:
+        rows = await self._rows(
+            _SELECT_OUTBOX + "WHERE next_attempt_ms <= ? ORDER BY next_attempt_ms, item_id LIMIT ?",
+            (now_ms, limit),
+        )
+        return [OutboxItem(*row) for row in rows]
+
+    async def outbox_all(self) -> list[OutboxItem]:
+        rows = await self._rows(_SELECT_OUTBOX + "ORDER BY item_id")
+        return [OutboxItem(*row) for row in rows]
+
+    async def get_meta(self, key: str) -> bytes | None:
+        rows = await self._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        return bytes(rows[0][0]) if rows else None
+
+    async def pragmas(self) -> dict[str, Any]:
+        """The write connection's settings (journal_mode, synchronous, foreign_keys,
+        busy_timeout, user_version), read on the writer thread; for diagnostics and tests."""
+
+        def read(conn: sqlite3.Connection) -> dict[str, Any]:
+            names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "user_version")
+            return {n: conn.execute(f"PRAGMA {n}").fetchone()[0] for n in names}
+
+        return await self._write(read)

@@ -1,0 +1,1 @@
+"""vrmproto.testing: the conformance suite (work in progress)."""

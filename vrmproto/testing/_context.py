@@ -1,0 +1,215 @@
+"""What a running case gets: the target, its discovery document, an HTTP client that records.
+
+Every request made through :meth:`CaseContext.post`, :meth:`CaseContext.get` or
+:meth:`CaseContext.request` is kept in the case's transcript (:attr:`CaseContext.exchanges`),
+which every report shows byte for byte with a replay command. A case should make all its requests
+this way; :attr:`CaseContext.session` is there for the rare one that needs raw aiohttp (its
+requests are not recorded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+import aiohttp
+
+from ._case import Case, CaseFailed, TransportError
+from ._exchange import DecodeBody, Exchange, default_decode_body
+
+__all__ = ["DEFAULT_CONTENT_TYPE", "CaseContext"]
+
+#: Content-Type of :meth:`CaseContext.post` unless a case says otherwise.
+DEFAULT_CONTENT_TYPE = "application/msgpack"
+
+#: Responses are read up to this many bytes; the rest is dropped (and the exchange says so).
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+
+
+class CaseContext:
+    """The world as one case sees it. Created by the runner, one per case.
+
+    Attributes:
+        case: the case being run.
+        base_url: the target, without a trailing slash (``http://vendor.example/vrm``).
+        discovery: the parsed ``GET {base_url}/.well-known/vrm`` document.
+        limits: ``discovery["limits"]`` as a dict (empty if absent).
+        session: the suite's ``aiohttp.ClientSession`` (no redirects followed, no cookies kept).
+        rng: randomness seeded from the run's seed and the case id: the same seed gives the
+            same values to this case whatever ran before it.
+        state: scratch space shared by all cases of one run (keys, identities); order is random,
+            so use it as a cache, never to pass results from one case to another.
+        decode_body: renders body bytes in transcripts (the protocol layer's, or the default).
+        exchanges: the transcript so far.
+    """
+
+    def __init__(
+        self,
+        *,
+        case: Case,
+        base_url: str,
+        discovery: Mapping[str, Any],
+        session: aiohttp.ClientSession,
+        rng: random.Random,
+        state: dict[str, Any],
+        decode_body: DecodeBody | None = None,
+    ) -> None:
+        self.case = case
+        self.base_url = base_url.rstrip("/")
+        self.discovery = discovery
+        limits = discovery.get("limits")
+        self.limits: dict[str, Any] = dict(limits) if isinstance(limits, Mapping) else {}
+        self.session = session
+        self.rng = rng
+        self.state = state
+        self.decode_body: DecodeBody | None = decode_body
+        self.exchanges: list[Exchange] = []
+        self.expected: str | None = None
+        self.actual: str | None = None
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def url(self, path_or_url: str) -> str:
+        """An absolute URL: ``path_or_url`` itself if it has a scheme, else joined to the base."""
+        if "://" in path_or_url:
+            return path_or_url
+        return f"{self.base_url}/{path_or_url.lstrip('/')}"
+
+    async def post(
+        self,
+        path_or_url: str,
+        body: bytes,
+        *,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        headers: Mapping[str, str] | None = None,
+    ) -> Exchange:
+        """POST ``body`` exactly as given; record and return the exchange.
+
+        Raises :class:`TransportError` (a :class:`CaseFailed`) when no HTTP response arrives.
+        Any HTTP status, 4xx and 5xx included, is returned, not raised: judging it is the case's
+        job.
+        """
+        all_headers = {"Content-Type": content_type, **(headers or {})}
+        return await self.request("POST", path_or_url, body=body, headers=all_headers)
+
+    async def get(self, path_or_url: str, *, headers: Mapping[str, str] | None = None) -> Exchange:
+        """GET a resource; record and return the exchange (see :meth:`post`)."""
+        return await self.request("GET", path_or_url, headers=headers)
+
+    async def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+    ) -> Exchange:
+        """Any method; record and return the exchange (see :meth:`post`)."""
+        url = self.url(path_or_url)
+        sent_headers = dict(headers or {})
+        started = time.perf_counter()
+        try:
+            async with self.session.request(
+                method, url, data=body or None, headers=sent_headers, allow_redirects=False
+            ) as resp:
+                # The headers aiohttp really sent (Host, Content-Length, … included).
+                sent_headers = dict(resp.request_info.headers)
+                payload, truncated = await _read_capped(resp)
+                exchange = self._record(
+                    method,
+                    url,
+                    sent_headers,
+                    body,
+                    status=resp.status,
+                    response_headers=dict(resp.headers),
+                    response_body=payload,
+                    started=started,
+                    error=(
+                        f"response truncated at {MAX_RESPONSE_BYTES} bytes" if truncated else None
+                    ),
+                )
+        except asyncio.CancelledError:
+            # The case's time limit struck mid-request: keep the request in the transcript.
+            self._record(method, url, sent_headers, body, status=None, started=started,
+                         error="no response before the case's time limit")
+            raise
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            exchange = self._record(
+                method, url, sent_headers, body, status=None, started=started, error=detail
+            )
+            raise TransportError(
+                expected=self.case.accepts,
+                actual=f"no HTTP response to {method} {url} ({detail})",
+                exchange=exchange,
+            ) from exc
+        return exchange
+
+    def _record(
+        self,
+        method: str,
+        url: str,
+        request_headers: Mapping[str, str],
+        request_body: bytes,
+        *,
+        status: int | None,
+        started: float,
+        response_headers: Mapping[str, str] | None = None,
+        response_body: bytes = b"",
+        error: str | None = None,
+    ) -> Exchange:
+        decode = self.decode_body or default_decode_body
+        exchange = Exchange(
+            method=method,
+            url=url,
+            request_headers=dict(request_headers),
+            request_body=request_body,
+            status=status,
+            response_headers=dict(response_headers or {}),
+            response_body=response_body,
+            elapsed_ms=(time.perf_counter() - started) * 1000.0,
+            error=error,
+            request_decoded=_safe_decode(decode, request_body),
+            response_decoded=_safe_decode(decode, response_body) if status is not None else "",
+        )
+        self.exchanges.append(exchange)
+        return exchange
+
+    # -- verdicts ------------------------------------------------------------------------------
+
+    def expect(self, condition: bool, *, expected: str, actual: str) -> None:
+        """Check one thing the clause requires, and keep the evidence either way.
+
+        When ``condition`` holds, ``expected`` and ``actual`` are recorded and shown in the
+        report as what was checked and seen; otherwise :class:`CaseFailed` is raised with them.
+        """
+        if not condition:
+            raise CaseFailed(expected=expected, actual=actual)
+        self.expected = expected if self.expected is None else f"{self.expected}; {expected}"
+        self.actual = actual if self.actual is None else f"{self.actual}; {actual}"
+
+    def fail(self, *, expected: str, actual: str) -> NoReturn:
+        """Fail the case now (shorthand for raising :class:`CaseFailed`)."""
+        raise CaseFailed(expected=expected, actual=actual)
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_RESPONSE_BYTES:
+        chunk = await resp.content.read(64 * 1024)
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)[:MAX_RESPONSE_BYTES], True
+
+
+def _safe_decode(decode: DecodeBody, data: bytes) -> str:
+    try:
+        return decode(data)
+    except Exception as exc:
+        return f"(decoder failed: {type(exc).__name__}: {exc})"

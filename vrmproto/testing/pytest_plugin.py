@@ -1,0 +1,1 @@
+"""pytest plugin for the vrmproto conformance suite (work in progress)."""
