@@ -58,39 +58,54 @@ class Divergence:
 
 
 class History:
-    """An in-memory log; the stores keep the same entries durably (vrmproto.store)."""
+    """An in-memory log; the stores keep the same entries durably (vrmproto.store).
 
-    __slots__ = ("_entries", "_hashes")
+    :meth:`resume` makes a History that knows only the head of a stored log, so a server
+    appends to a long relationship without loading it (the cost of a message never grows with
+    the history, §8.2-4).
+    """
+
+    __slots__ = ("_base_len", "_base_link", "_entries", "_hashes")
 
     def __init__(self, entries: Iterable[Entry] = ()) -> None:
+        self._base_len = 0
+        self._base_link = GENESIS
         self._entries: list[Entry] = []
         self._hashes: set[bytes] = set()
         for e in entries:
             self._append_entry(e)
 
+    @classmethod
+    def resume(cls, length: int, head_link: bytes) -> History:
+        """A History continuing a stored log of ``length`` entries whose last link is given."""
+        h = cls()
+        h._base_len, h._base_link = length, (head_link if length else GENESIS)
+        return h
+
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._base_len + len(self._entries)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._entries)
 
     def __getitem__(self, index: int) -> Entry:
-        return self._entries[index]
+        """Entry by absolute index (only entries held in memory)."""
+        return self._entries[index - self._base_len if index >= 0 else index]
 
     @property
     def head(self) -> bytes:
         """The link of the newest entry (GENESIS when empty)."""
-        return self._entries[-1].link if self._entries else GENESIS
+        return self._entries[-1].link if self._entries else self._base_link
 
     def __contains__(self, msg_hash: object) -> bool:
         return msg_hash in self._hashes
 
     def next_entry(self, msg_hash: bytes, envelope: bytes, *, outgoing: bool) -> Entry:
         """The entry that appending this message would create (nothing is changed)."""
-        return Entry(len(self._entries), msg_hash, link(self.head, msg_hash), envelope, outgoing)
+        return Entry(len(self), msg_hash, link(self.head, msg_hash), envelope, outgoing)
 
     def _append_entry(self, entry: Entry) -> None:
-        if entry.index != len(self._entries) or entry.link != link(self.head, entry.msg_hash):
+        if entry.index != len(self) or entry.link != link(self.head, entry.msg_hash):
             raise ValidationError(f"entry {entry.index} does not link to the log", clause="§8.2-1")
         if entry.msg_hash in self._hashes:
             raise ValidationError("a message appears twice in one history", clause="§8.2-2")
@@ -111,6 +126,7 @@ class History:
         raise KeyError(msg_hash.hex())
 
     def entries(self) -> Sequence[Entry]:
+        """The entries held in memory (all of them unless made by :meth:`resume`)."""
         return tuple(self._entries)
 
 

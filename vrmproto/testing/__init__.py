@@ -1,1 +1,59 @@
-"""vrmproto.testing: the conformance suite (work in progress)."""
+"""vrmproto.testing: the conformance suite, and the kit to write and run its cases.
+
+Point it at an endpoint with ``vrm conformance URL`` (or ``python -m vrmproto.testing URL``, or
+``pytest --vrm-conformance URL``). Each case is tied to one numbered spec clause and graded by
+level: a MUST miss fails the run, a SHOULD miss is NON_STRICT (a failure only with ``--strict``),
+an absent optional feature is UNIMPLEMENTED, a measurement is INFORMATIONAL. Reports:
+``report.json`` (versioned schema), ``junit.xml`` and a self-contained ``index.html``.
+
+Writing a case::
+
+    from vrmproto.testing import CaseContext, Level, case
+
+    @case(id="WIRE-001", clause="§3.4-2", level=Level.MUST,
+          requirement="A receiver MUST refuse a body larger than its advertised limit.",
+          accepts="HTTP 413 or problem too_large", tags=("wire", "limits"))
+    async def oversized_body(ctx: CaseContext) -> None:
+        ex = await ctx.post("/inbox", b"\\x00" * (2 * ctx.limits["max_body"]))
+        ctx.expect(ex.status == 413, expected="HTTP 413", actual=ex.describe())
+
+The cases of the suite live in :mod:`vrmproto.testing.cases`, imported when a run starts.
+"""
+
+from ._case import (
+    DEFAULT_REGISTRY,
+    Case,
+    CaseFailed,
+    CaseRecord,
+    Info,
+    Level,
+    Outcome,
+    Registry,
+    TransportError,
+    Unimplemented,
+    case,
+)
+from ._context import CaseContext
+from ._exchange import Exchange
+from ._report import write_reports
+from ._runner import SuiteCannotRun, SuiteResult, run_suite
+
+__all__ = [
+    "DEFAULT_REGISTRY",
+    "Case",
+    "CaseContext",
+    "CaseFailed",
+    "CaseRecord",
+    "Exchange",
+    "Info",
+    "Level",
+    "Outcome",
+    "Registry",
+    "SuiteCannotRun",
+    "SuiteResult",
+    "TransportError",
+    "Unimplemented",
+    "case",
+    "run_suite",
+    "write_reports",
+]

@@ -356,7 +356,8 @@ def render_html(result: SuiteResult, *, with_replay_files: bool = True) -> str:
             f"<td>{r.duration_ms:.0f}&nbsp;ms</td>"
             "</tr>"
         )
-    failing = [r for r in records if r.outcome in (Outcome.FAILED, Outcome.ERROR, Outcome.NON_STRICT)]
+    shown_first = (Outcome.FAILED, Outcome.ERROR, Outcome.NON_STRICT)
+    failing = [r for r in records if r.outcome in shown_first]
     others = [r for r in records if r not in failing and r.outcome is not Outcome.SKIPPED]
     details_failing = "".join(_details(result, r, True, with_replay_files) for r in failing)
     details_others = "".join(_details(result, r, False, with_replay_files) for r in others)
