@@ -69,6 +69,36 @@ def decode(data: bytes, *, max_depth: int = 16, path: str = "$") -> Any:
     Returns ``None``/``bool``/``int``/``str``/``bytes``/``list``/``dict``; raises
     :class:`DecodeError` (problem ``malformed``) for anything else — never another exception.
     """
+    value = decode_form(data, path=path)
+    _check(value, 0, max_depth, path)
+    return value
+
+
+def check_value(value: Any, *, depth: int, max_depth: int, path: str) -> None:
+    """Apply the type, range, key-order and depth rules of §3.3 to a decoded value."""
+    _check(value, depth, max_depth, path)
+
+
+def keys_sorted(value: dict[str, Any]) -> bool:
+    """True when a decoded map's keys are text in strictly ascending order (§3.3-3)."""
+    keys = list(value)
+    try:
+        # sorted() refuses mixed str/bytes keys; all-bytes keys fail the type test below.
+        # (a dict cannot hold a key twice; duplicates on the wire fail the re-encoding check)
+        return keys == sorted(keys) and (not keys or type(keys[0]) is str)
+    except TypeError:
+        return False
+
+
+def decode_form(data: bytes, *, path: str = "$") -> Any:
+    """Decode, checking the *form* only: valid msgpack, one item, no extension types, valid
+    UTF-8, and re-encoding gives the same bytes (§3.3-2, §3.3-7 — which also refuses duplicate
+    keys and every non-shortest encoding).
+
+    The caller MUST then check types, ranges, key order and depth — the typed readers of the
+    envelope, header and bodies do exactly that, field by field, which is cheaper than a
+    generic walk (:func:`decode` is form + generic walk).
+    """
     if type(data) is not bytes:
         data = bytes(data)
     try:
@@ -86,8 +116,11 @@ def decode(data: bytes, *, max_depth: int = 16, path: str = "$") -> Any:
         raise DecodeError("text is not valid UTF-8", clause="§3.3-5", path=path) from None
     except (ValueError, TypeError, RecursionError, OverflowError, MemoryError) as exc:
         raise DecodeError(f"not valid msgpack ({type(exc).__name__})", path=path) from None
-    _check(value, 0, max_depth, path)
-    if _pack(value) != data:
+    try:
+        same = _pack(value) == data
+    except (ValueError, TypeError, OverflowError):  # e.g. a map key msgpack cannot re-encode
+        same = False
+    if not same:
         raise DecodeError(
             "not the canonical encoding (a shorter form, duplicate key or other encoding exists)",
             clause="§3.3-7",

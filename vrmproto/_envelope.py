@@ -96,8 +96,9 @@ def _field(path: str, detail: str, clause: str) -> ValidationError:
 
 def _header_from_wire(h: Any, limits: Limits) -> Header:
     """Check a decoded header map (§4.2) — version first, so any future version is named."""
-    if type(h) is not dict:
-        raise DecodeError("the header is not a map", clause="§4.1-1", path="$.hdr")
+    if type(h) is not dict or not _codec.keys_sorted(h):
+        raise DecodeError("the header is a map with keys in canonical order", clause="§4.1-1",
+                          path="$.hdr")
     v = h.get("v")
     if type(v) is not int:
         raise _field("$.hdr.v", "missing or not an integer", "§4.2-1")
@@ -140,7 +141,7 @@ def _header_from_wire(h: Any, limits: Limits) -> Header:
         raise _field("$.hdr.prev", "expected nil or a 32-byte hash", "§4.2-8")
     if type(body_hash) is not bytes or len(body_hash) != HASH_BYTES:
         raise _field("$.hdr.body", "expected a 32-byte hash", "§4.2-9")
-    if type(created) is not int or created < 0:
+    if type(created) is not int or not 0 <= created <= _codec.MAX_SAFE_INT:
         raise _field("$.hdr.created", "expected ms since the epoch", "§4.2-10")
     if type(expires) is not int or not created < expires <= created + limits.max_lifetime_ms:
         raise _field(
@@ -261,7 +262,9 @@ def sign_message(
 
     Time and randomness are arguments: the core never reads a clock or draws random bytes.
     """
-    body_bytes = _codec.encode(body.to_wire())
+    # Bodies and headers are canonical by construction (fields validated, keys emitted in
+    # sorted order), so they are packed directly rather than re-canonicalised (§3.3).
+    body_bytes = _codec.pack_sorted(body.to_wire())
     header = Header(
         type=body.TYPE,
         id=msg_id,
@@ -273,7 +276,7 @@ def sign_message(
         prev=prev,
         body_hash=sha256(body_bytes),
     )
-    hdr_bytes = _codec.encode(header.to_wire())
+    hdr_bytes = _codec.pack_sorted(header.to_wire())
     sig = identity.sign(Context.MESSAGE, hdr_bytes)
     env: dict[str, Any] = {"body": body_bytes, "hdr": hdr_bytes, "sig": sig}
     if routing:
@@ -306,12 +309,17 @@ def open_envelope(
             code=Problem.TOO_LARGE,
             clause="§10-1",
         )
-    env = _codec.decode(data, max_depth=1)
-    if type(env) is not dict or not env.keys() <= _ENVELOPE_KEYS:
+    env = _codec.decode_form(data)
+    if type(env) is not dict or not env.keys() <= _ENVELOPE_KEYS or not _codec.keys_sorted(env):
         raise DecodeError("an envelope is a map of body, hdr, sig[, to, type]", clause="§3.4-1")
     hdr_bytes, sig, body_bytes = env.get("hdr"), env.get("sig"), env.get("body")
     if type(hdr_bytes) is not bytes or type(sig) is not bytes:
         raise DecodeError("hdr and sig must be binary", clause="§3.4-2")
+    routed_to = env.get("to", b"")
+    if (routed_to is not None and type(routed_to) is not bytes) or type(
+        env.get("type", "")
+    ) is not str:
+        raise DecodeError("routing copies are a key (or nil) and a type name", clause="§3.4-4")
     if len(sig) != SIG_BYTES:
         raise DecodeError(f"a signature is 64 bytes, not {len(sig)}", clause="§3.4-3")
     if body_bytes is None:
@@ -319,7 +327,7 @@ def open_envelope(
             raise DecodeError("the body is missing", clause="§3.4-2", path="$.body")
     elif type(body_bytes) is not bytes:
         raise DecodeError("body must be binary", clause="§3.4-2", path="$.body")
-    header = _header_from_wire(_codec.decode(hdr_bytes, max_depth=1, path="$.hdr"), limits)
+    header = _header_from_wire(_codec.decode_form(hdr_bytes, path="$.hdr"), limits)
     if "to" in env and env["to"] != header.recipient:
         raise ValidationError(
             "routing 'to' differs from the signed header",
@@ -358,8 +366,8 @@ def open_envelope(
         if sha256(body_bytes) != header.body_hash:
             raise SignatureError("the body does not match the signed body hash", clause="§3.4-5")
         body_cls = MESSAGE_TYPES[header.type]
-        decoded = _codec.decode(body_bytes, max_depth=limits.max_depth, path="$.body")
-        body = body_cls.from_wire(decoded)
+        decoded = _codec.decode_form(body_bytes, path="$.body")
+        body = body_cls.from_wire(decoded, max_depth=limits.max_depth)
     return Signed(header, body, hdr_bytes, body_bytes, sig, data, sha256(hdr_bytes))
 
 

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from vrmproto._errors import Problem, ValidationError
+from vrmproto._codec import check_value, keys_sorted
+from vrmproto._errors import DecodeError, Problem, ValidationError
 
 
 def _bad(path: str, detail: str, clause: str = "§5.1-2") -> ValidationError:
@@ -165,6 +166,9 @@ class StrMap(Kind):
     def load(self, value: Any, path: str) -> Mapping[str, str]:
         if type(value) is not dict:
             raise _bad(path, "expected a map")
+        if not keys_sorted(value):
+            raise DecodeError("map keys must be unique text in ascending order",
+                              clause="§3.3-3", path=path)
         if not self.min_items <= len(value) <= self.max_items:
             raise _bad(path, f"must hold {self.min_items}..{self.max_items} entries")
         for k, v in value.items():
@@ -199,19 +203,51 @@ class Record(Kind):
         return str(self.cls.__name__)
 
 
+def _freeze(value: Any) -> Any:
+    """A hashable image of a decoded value that keeps map key order (for :class:`Custom`).
+
+    int, str and bytes stand for themselves; anything else is tagged with its type, so that
+    ``True``, ``1.0`` and ``1`` (equal and hash-equal in Python) never share a cache entry.
+    """
+    t = type(value)
+    if t is int or t is str or t is bytes:
+        return value
+    if t is dict:
+        return (dict, *[(k, _freeze(v)) for k, v in value.items()])
+    if t is list:
+        return (list, *[_freeze(v) for v in value])
+    return (t, value)
+
+
 class Custom(Kind):
-    """A value with its own ``from_wire``/``to_wire`` (e.g. a TermRef)."""
+    """An immutable value with its own ``from_wire``/``to_wire`` (e.g. a TermRef).
+
+    Decoded values are cached by their exact wire image (key order included): the same term
+    reference arrives in message after message, and a hit was fully checked when first seen.
+    """
 
     name = "custom"
+    cache_max = 4096
 
     def __init__(self, cls: type[Any]) -> None:
         self.cls = cls
+        self._cache: dict[Any, Any] = {}
 
     def load(self, value: Any, path: str) -> Any:
+        key = _freeze(value)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        if not _sorted_deep(value):
+            raise DecodeError("map keys must be unique text in ascending order",
+                              clause="§3.3-3", path=path)
         try:
-            return self.cls.from_wire(value)
+            loaded = self.cls.from_wire(value)
         except ValueError as exc:
             raise _bad(path, str(exc)) from None
+        if len(self._cache) < self.cache_max:
+            self._cache[key] = loaded
+        return loaded
 
     def dump(self, value: Any) -> Any:
         return value.to_wire()
@@ -228,26 +264,68 @@ def wire(kind: Kind, *, optional: bool = False, doc: str = "") -> Any:
     return dataclasses.field(metadata=meta)
 
 
-def load_record(cls: type[Any], value: Any, path: str) -> Any:
+_SPECS: dict[type[Any], tuple[tuple[str, Kind, bool], ...]] = {}
+
+
+def specs(cls: type[Any]) -> tuple[tuple[str, Kind, bool], ...]:
+    """``(name, kind, optional)`` of each declared field of ``cls``, sorted by name."""
+    found = _SPECS.get(cls)
+    if found is None:
+        found = tuple(
+            (f.name, f.metadata["kind"], f.metadata["optional"])
+            for f in sorted(dataclasses.fields(cls), key=lambda f: f.name)
+            if "kind" in f.metadata
+        )
+        _SPECS[cls] = found
+    return found
+
+
+def _sorted_deep(value: Any) -> bool:
+    """Every map inside ``value`` has text keys in ascending order (§3.3-3)."""
+    t = type(value)
+    if t is dict:
+        if not keys_sorted(value):
+            return False
+        items: Any = value.values()
+    elif t is list:
+        items = value
+    else:
+        return True
+    for v in items:
+        tv = type(v)
+        if (tv is dict or tv is list) and not _sorted_deep(v):
+            return False
+    return True
+
+
+def load_record(cls: type[Any], value: Any, path: str, max_depth: int = 16) -> Any:
     """Build ``cls`` from a decoded map, checking every declared field (§5.1-1, §5.1-2).
 
-    Unknown keys are ignored (§5.1-3): they stay in the signed bytes, which is what is kept.
+    Also applies the §3.3 rules the form check leaves to typed readers: key order here, the
+    declared kinds' types and ranges, and the generic walk for unknown keys, which are
+    otherwise ignored (§5.1-3): they stay in the signed bytes, which is what is kept.
     """
     if type(value) is not dict:
         raise _bad(path, "expected a map")
+    if not keys_sorted(value):
+        raise DecodeError("map keys must be unique text in ascending order", clause="§3.3-3",
+                          path=path)
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        meta = f.metadata
-        if "kind" not in meta:
-            continue
-        if f.name not in value:
-            if meta["optional"]:
+    declared = specs(cls)
+    for name, kind, optional in declared:
+        if name not in value:
+            if optional:
                 continue
-            raise _bad(f"{path}.{f.name}", "required field is missing", "§5.1-1")
-        raw = value[f.name]
+            raise _bad(f"{path}.{name}", "required field is missing", "§5.1-1")
+        raw = value[name]
         if raw is None:
-            raise _bad(f"{path}.{f.name}", "an absent value is omitted, never nil", "§5.1-4")
-        kwargs[f.name] = meta["kind"].load(raw, f"{path}.{f.name}")
+            raise _bad(f"{path}.{name}", "an absent value is omitted, never nil", "§5.1-4")
+        kwargs[name] = kind.load(raw, f"{path}.{name}")
+    if len(kwargs) != len(value):
+        names = {name for name, _, _ in declared}
+        for key, item in value.items():
+            if key not in names:
+                check_value(item, depth=1, max_depth=max_depth, path=f"{path}.{key}")
     try:
         return cls(**kwargs)
     except ValidationError:
@@ -259,11 +337,8 @@ def load_record(cls: type[Any], value: Any, path: str) -> Any:
 def dump_record(obj: Any) -> dict[str, Any]:
     """The wire map of a declared dataclass, keys in canonical (sorted) order."""
     out: dict[str, Any] = {}
-    for f in sorted(dataclasses.fields(obj), key=lambda f: f.name):
-        if "kind" not in f.metadata:
-            continue
-        v = getattr(obj, f.name)
-        if v is None:
-            continue
-        out[f.name] = f.metadata["kind"].dump(v)
+    for name, kind, _ in specs(type(obj)):
+        v = getattr(obj, name)
+        if v is not None:
+            out[name] = kind.dump(v)
     return out

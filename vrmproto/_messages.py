@@ -47,9 +47,9 @@ class Body:
         return dump_record(self)
 
     @classmethod
-    def from_wire(cls, value: Any, path: str = "$.body") -> Any:
-        """Check a decoded body map against the declaration; raises ValidationError (§5.1)."""
-        return load_record(cls, value, path)
+    def from_wire(cls, value: Any, path: str = "$.body", max_depth: int = 16) -> Any:
+        """Check a decoded body map against the declaration; raises ProtocolError (§5.1)."""
+        return load_record(cls, value, path, max_depth)
 
 
 def _invalid(detail: str, path: str, clause: str) -> ValidationError:

@@ -363,6 +363,10 @@ class TermRef:
     @classmethod
     def from_wire(cls, obj: object) -> TermRef:
         """Read a decoded term reference; raise :class:`VocabError` naming the bad field."""
+        return cls._from_wire(obj)
+
+    @classmethod
+    def _from_wire(cls, obj: object) -> TermRef:
         if not isinstance(obj, Mapping):
             raise _invalid(f"term reference must be a map, got {_kind(obj)}", "", "§6.2-2")
         for key in obj:
@@ -373,7 +377,7 @@ class TermRef:
         for key in ("id", "version", "hash"):
             if key not in obj:
                 raise _invalid("required key is missing", key, "§6.2-4")
-        params = obj.get("params", Params())
+        params = obj.get("params", _NO_PARAMS)
         if "params" in obj:
             if not isinstance(params, Mapping):
                 raise _invalid(f"expected map, got {_kind(params)}", "params", "§6.2-4")
@@ -385,6 +389,8 @@ class TermRef:
         extra = f", params={dict(self.params)!r}" if self.params else ""
         return f"TermRef({self.id!r}, {self.version}, {self.hash.hex()[:12]}…{extra})"
 
+
+_NO_PARAMS = Params()
 
 # The customer terms (§6.4.1). Once published, a text never changes: change means a new version.
 _CUSTOMER_TERMS = (

@@ -23,7 +23,7 @@ from ._exchange import DecodeBody, Exchange, default_decode_body
 __all__ = ["DEFAULT_CONTENT_TYPE", "CaseContext"]
 
 #: Content-Type of :meth:`CaseContext.post` unless a case says otherwise.
-DEFAULT_CONTENT_TYPE = "application/msgpack"
+DEFAULT_CONTENT_TYPE = "application/vnd.vrmproto+msgpack"
 
 #: Responses are read up to this many bytes; the rest is dropped (and the exchange says so).
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
@@ -133,8 +133,15 @@ class CaseContext:
                 )
         except asyncio.CancelledError:
             # The case's time limit struck mid-request: keep the request in the transcript.
-            self._record(method, url, sent_headers, body, status=None, started=started,
-                         error="no response before the case's time limit")
+            self._record(
+                method,
+                url,
+                sent_headers,
+                body,
+                status=None,
+                started=started,
+                error="no response before the case's time limit",
+            )
             raise
         except (aiohttp.ClientError, TimeoutError) as exc:
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

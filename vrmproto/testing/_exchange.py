@@ -121,9 +121,7 @@ def default_decode_body(data: bytes) -> str:
             return _clip(text)
         return _clip(json.dumps(parsed, indent=2, ensure_ascii=False))
     try:
-        obj = msgpack.unpackb(
-            data, raw=False, strict_map_key=False, object_pairs_hook=_MsgpackMap
-        )
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=False, object_pairs_hook=_MsgpackMap)
     except UnicodeDecodeError:
         try:
             obj = msgpack.unpackb(

@@ -324,9 +324,7 @@ def _e(value: object) -> str:
 
 
 def _badge(outcome: Outcome) -> str:
-    return (
-        f'<span class="badge" style="background:{_COLOURS[outcome]}">{_e(outcome.value)}</span>'
-    )
+    return f'<span class="badge" style="background:{_COLOURS[outcome]}">{_e(outcome.value)}</span>'
 
 
 def render_html(result: SuiteResult, *, with_replay_files: bool = True) -> str:
@@ -334,14 +332,17 @@ def render_html(result: SuiteResult, *, with_replay_files: bool = True) -> str:
     records = _by_id(result)
     counts = result.counts()
     total = max(len(records), 1)
-    bar = "".join(
-        f'<span style="background:{_COLOURS[o]};flex-grow:{n}" '
-        f'title="{_e(o.value)}: {n}">{_e(o.value)} {n}</span>'
-        for o, n in counts.items()
-        if n
-    ) or '<span style="background:#d1d9e0;flex-grow:1">no cases</span>'
+    bar = (
+        "".join(
+            f'<span style="background:{_COLOURS[o]};flex-grow:{n}" '
+            f'title="{_e(o.value)}: {n}">{_e(o.value)} {n}</span>'
+            for o, n in counts.items()
+            if n
+        )
+        or '<span style="background:#d1d9e0;flex-grow:1">no cases</span>'
+    )
     legend = "".join(
-        f'<span>{_badge(o)} {n} ({100 * n / total:.0f}%)</span>' for o, n in counts.items() if n
+        f"<span>{_badge(o)} {n} ({100 * n / total:.0f}%)</span>" for o, n in counts.items() if n
     )
     mode = "strict" if result.strict else "not strict (SHOULD misses are NON_STRICT)"
     rows = []

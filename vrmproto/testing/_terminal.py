@@ -113,7 +113,8 @@ class TerminalReporter:
             title.append("  (harness error: the case itself crashed)", style="magenta")
         self.console.print(title, soft_wrap=True)
         self._plain(f"   requirement: {c.requirement}")
-        self._plain(f"   accepts:     {c.accepts}")
+        if c.accepts != record.expected:
+            self._plain(f"   accepts:     {c.accepts}")
         self._plain(f"   expected:    {record.expected}")
         self._plain(f"   actual:      {record.actual}", style="red")
         shown = record.exchanges[-_EXCHANGES_SHOWN:]

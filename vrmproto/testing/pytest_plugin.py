@@ -90,8 +90,11 @@ class _ConformanceItems:
 
         registry = config.hook.pytest_vrm_conformance_registry(config=config)
         self.registry = load_default_cases() if registry is None else registry
-        suite = ConformanceSuite.from_parent(session, name="vrm-conformance", plugin=self)
-        items.extend(suite.collect())
+        suite = ConformanceSuite.from_parent(
+            session, name="vrm-conformance", nodeid="vrm-conformance", plugin=self
+        )
+        # genitems reports each item as collected, so pytest's counts include them.
+        items.extend(session.genitems(suite))
 
     def pytest_report_header(self, config: pytest.Config) -> str:
         mode = "strict" if self.strict else "not strict"
@@ -165,10 +168,15 @@ class ConformanceItem(pytest.Item):
         strict = self.plugin.strict
         if record.outcome in (Outcome.PASSED, Outcome.INFORMATIONAL):
             return
+        c = record.case
         if record.outcome is Outcome.NON_STRICT and not strict:
-            pytest.skip(f"NON_STRICT (SHOULD missed; fails with --vrm-strict): {record.actual}")
+            pytest.skip(
+                f"{c.id} NON_STRICT {c.clause} (a SHOULD missed; fails with --vrm-strict): "
+                f"{record.actual}"
+            )
         if record.outcome in (Outcome.UNIMPLEMENTED, Outcome.SKIPPED):
-            pytest.skip(f"{record.outcome.value}: {record.actual}")
+            reason = (record.actual or "").removeprefix("unimplemented: ")
+            pytest.skip(f"{c.id} {record.outcome.value} {c.clause}: {reason}")
         raise ConformanceError(self._explain(record))
 
     def _explain(self, record: CaseRecord) -> str:
