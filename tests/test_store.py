@@ -218,6 +218,21 @@ async def test_erase_replaces_envelope(store: Store) -> None:
     assert await store.history(T1) == [e0, got]
 
 
+async def test_truncate_drops_a_refused_tail_and_the_index_is_free_again(store: Store) -> None:
+    """§8.1-5: a refused message leaves the history; its slot and hash can be used again."""
+    e0, e1, e2 = entry(T1, 0), entry(T1, 1), entry(T1, 2)
+    await store.commit(Commit(relationships=(rel(),), history=(e0, e1, e2)))
+    await store.commit(Commit(truncate=((T1, 1),)))
+    assert await store.history(T1) == [e0]
+    head = await store.history_head(T1)
+    assert head is not None
+    assert head.index == 0
+    # the same Commit may drop a tail and append anew, reusing a dropped hash
+    await store.commit(Commit(history=(e1,)))
+    await store.commit(Commit(truncate=((T1, 1),), history=(e1,)))
+    assert await store.history(T1) == [e0, e1]
+
+
 def test_records_reject_bad_enumerations() -> None:
     with pytest.raises(ValueError, match="role"):
         RelationshipRecord(T1, "buyer", ALICE, BOB, "s", b"", "", "", 0)

@@ -516,7 +516,7 @@ records = st.builds(
     value=st.text(max_size=50),
     category=st.integers(1, 16),
     source=st.sampled_from(DATA_SOURCES),
-    collected=st.integers(0, 2**63 - 1),
+    collected=st.integers(0, 2**53 - 1),
     purposes=st.lists(st.integers(1, 16), min_size=1).map(tuple),
 )
 
@@ -560,7 +560,7 @@ GOOD_RECORD = RECORD.to_wire()
         ({**GOOD_RECORD, "source": None}, "source", "§6.8-1"),
         ({**GOOD_RECORD, "collected": -1}, "collected", "§6.8-6"),
         ({**GOOD_RECORD, "collected": 1.5}, "collected", "§6.8-1"),
-        ({**GOOD_RECORD, "collected": 2**63}, "collected", "§6.8-6"),
+        ({**GOOD_RECORD, "collected": 2**53}, "collected", "§6.8-6"),
         ({**GOOD_RECORD, "purposes": []}, "purposes", "§6.8-7"),
         ({**GOOD_RECORD, "purposes": [3, 1]}, "purposes", "§6.8-7"),
         ({**GOOD_RECORD, "purposes": [1, 1]}, "purposes", "§6.8-7"),

@@ -17,12 +17,32 @@ from vrmproto._errors import DecodeError
 
 MAX_SAFE_INT = 2**53 - 1
 
+# The C extension's Packer and unpackb, bound once (msgpack.packb is a Python wrapper that parses
+# keyword arguments on every call). Packer's defaults are the ones §3.3 needs: use_bin_type=True,
+# no single floats, no datetime, autoreset; unpackb's are raw=False and strict_map_key=True.
+_Packer = msgpack.Packer
+_unpackb = msgpack.unpackb
+# Idle packers. Building a Packer costs about as much as packing a header with it, so they are
+# reused: each call takes one for itself (list.pop and append are atomic), so no two threads
+# and no re-entrant call ever share one; a packer that raised is dropped, never reused, and at
+# most _IDLE_MAX wait (each holds its buffer).
+_idle: list[Any] = []
+_IDLE_MAX = 8
+_BUF_SIZE = 4096  # the buffer a packer starts with (and grows as needed)
 
 
-def _pack(value: Any) -> bytes:
-    # packb builds a fresh Packer per call, so this is safe from any thread.
-    out: bytes = msgpack.packb(value, use_bin_type=True)
+def pack_sorted(value: Any) -> bytes:
+    """Encode a value whose maps' keys the caller already placed in canonical order (hot path).
+
+    A value :func:`decode_form` returned packs back to exactly its input."""
+    packer = _idle.pop() if _idle else _Packer(buf_size=_BUF_SIZE)
+    out: bytes = packer.pack(value)
+    if len(_idle) < _IDLE_MAX:
+        _idle.append(packer)
     return out
+
+
+_pack = pack_sorted
 
 
 def _no_ext(code: int, data: bytes) -> Any:
@@ -102,12 +122,7 @@ def decode_form(data: bytes, *, path: str = "$") -> Any:
     if type(data) is not bytes:
         data = bytes(data)
     try:
-        value = msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            ext_hook=_no_ext,
-        )
+        value = _unpackb(data, raw=False, strict_map_key=True, ext_hook=_no_ext)
     except DecodeError:
         raise
     except msgpack.ExtraData:
@@ -157,7 +172,3 @@ def encode(value: Any) -> bytes:
     """
     return _pack(_canonical(value, 0, "$"))
 
-
-def pack_sorted(value: dict[str, Any]) -> bytes:
-    """Encode a map whose keys the caller already placed in canonical order (hot path)."""
-    return _pack(value)

@@ -9,25 +9,52 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from vrmproto._codec import check_value, keys_sorted
-from vrmproto._errors import DecodeError, Problem, ValidationError
+from vrmproto._codec import check_value, keys_sorted, pack_sorted
+from vrmproto._errors import DecodeError, Problem, ProtocolError, ValidationError
+
+# The caches of the hot paths below hold what peers send and what we sign again and again —
+# references to the roster's terms, small maps. Only small encodings are kept, and only so
+# many: a peer sending large or ever-new values cannot make them pin memory (§10, §11); those
+# values are simply read (or written) each time. (entries, bytes per encoding): at most ~1 MB.
+_ITEM_CACHE = (4096, 256)
+_LIST_CACHE = (512, 2048)
+
+
+def _cacheable(cache: dict[Any, Any], encoding: bytes, limits: tuple[int, int]) -> bool:
+    return len(encoding) <= limits[1] and len(cache) < limits[0]
 
 
 def _bad(path: str, detail: str, clause: str = "§5.1-2") -> ValidationError:
     return ValidationError(detail, code=Problem.INVALID_FIELD, clause=clause, path=path)
 
 
+#: Returned by :meth:`Kind.fast` when a value is not on the happy path.
+MISS: Any = object()
+
+
 class Kind:
-    """A field kind: ``load`` checks a decoded wire value, ``dump`` produces one."""
+    """A field kind: ``load`` checks a decoded wire value, ``dump`` produces one.
+
+    ``fast`` is ``load`` without a path: it returns the loaded value, or :data:`MISS` for any
+    value ``load`` would refuse — the caller then runs ``load`` for the error and its path.
+    """
 
     name: ClassVar[str] = "any"
+    #: True when ``dump`` returns its argument unchanged.
+    plain_dump: ClassVar[bool] = True
 
     def load(self, value: Any, path: str) -> Any:
         raise NotImplementedError
+
+    def fast(self, value: Any) -> Any:
+        try:
+            return self.load(value, "$")
+        except ProtocolError:
+            return MISS
 
     def dump(self, value: Any) -> Any:
         return value
@@ -52,6 +79,15 @@ class Bin(Kind):
             raise _bad(path, f"expected {self.size} bytes, got {len(value)}")
         if self.max_size is not None and len(value) > self.max_size:
             raise _bad(path, f"at most {self.max_size} bytes")
+        return value
+
+    def fast(self, value: Any) -> Any:
+        if type(value) is not bytes:
+            return MISS
+        if self.size is not None and len(value) != self.size:
+            return MISS
+        if self.max_size is not None and len(value) > self.max_size:
+            return MISS
         return value
 
     def describe(self) -> str:
@@ -79,6 +115,13 @@ class Str(Kind):
             raise _bad(path, f"must match {self.pattern.pattern}")
         return value
 
+    def fast(self, value: Any) -> Any:
+        if type(value) is not str or (not value and not self.empty) or len(value) > self.max_len:
+            return MISS
+        if self.pattern is not None and not self.pattern.fullmatch(value):
+            return MISS
+        return value
+
     def describe(self) -> str:
         return f"str(≤{self.max_len})"
 
@@ -99,6 +142,11 @@ class Int(Kind):
             raise _bad(path, f"must be within {self.lo}..{self.hi}")
         return value
 
+    def fast(self, value: Any) -> Any:
+        if type(value) is not int or not self.lo <= value <= self.hi:
+            return MISS
+        return value
+
     def describe(self) -> str:
         return f"int({self.lo}..{self.hi})"
 
@@ -110,6 +158,9 @@ class Bool(Kind):
         if type(value) is not bool:
             raise _bad(path, "expected true or false")
         return value
+
+    def fast(self, value: Any) -> Any:
+        return value if type(value) is bool else MISS
 
 
 class Choice(Kind):
@@ -125,6 +176,10 @@ class Choice(Kind):
             raise _bad(path, f"must be one of {', '.join(self.values)}")
         return str(value)
 
+    def fast(self, value: Any) -> Any:
+        # str() of an exact str is that str: the value itself is what load returns.
+        return value if type(value) is str and value in self.values else MISS
+
     def describe(self) -> str:
         return "one of " + "|".join(self.values)
 
@@ -134,10 +189,14 @@ class List(Kind):
 
     name = "list"
 
+    plain_dump = False
+
     def __init__(self, item: Kind, max_len: int = 64, min_len: int = 0) -> None:
         self.item = item
         self.max_len = max_len
         self.min_len = min_len
+        self._by_wire: dict[bytes, tuple[Any, ...]] = {}  # lists of Custom values (see fast)
+        self._packed_seqs: dict[tuple[int, ...], tuple[tuple[Any, ...], bytes]] = {}  # (packed)
 
     def load(self, value: Any, path: str) -> tuple[Any, ...]:
         if type(value) is not list:
@@ -146,17 +205,77 @@ class List(Kind):
             raise _bad(path, f"must hold {self.min_len}..{self.max_len} items")
         return tuple(self.item.load(v, f"{path}[{i}]") for i, v in enumerate(value))
 
+    def fast(self, value: Any) -> Any:
+        if type(value) is not list or not self.min_len <= len(value) <= self.max_len:
+            return MISS
+        item = self.item
+        if type(item) is Int:
+            lo, hi = item.lo, item.hi
+            for v in value:
+                if type(v) is not int or not lo <= v <= hi:
+                    return MISS
+            return tuple(value)
+        if type(item) is not Custom:
+            return _fast_items(item.fast, value)
+        # A list of immutable values (term references) recurs as a whole — an acceptance
+        # repeats the offer's terms — so it is cached like its items, by exact encoding.
+        key = pack_sorted(value)
+        hit = self._by_wire.get(key)
+        if hit is not None:
+            return hit
+        loaded = _fast_items(item.fast, value)
+        if loaded is not MISS and _cacheable(self._by_wire, key, _LIST_CACHE):
+            self._by_wire[key] = loaded
+        return loaded
+
     def dump(self, value: Any) -> list[Any]:
         return [self.item.dump(v) for v in value]
 
+    def packed(self, value: Any) -> bytes | None:
+        """The encoding of ``dump(value)`` for a list of :class:`Custom` values, from their
+        remembered encodings; None unless ``value`` is a tuple or list (hot path)."""
+        if type(value) is not tuple and type(value) is not list:
+            return None
+        # The same values recur in the same order (a relationship's terms, an acceptance
+        # repeating the offer's): the whole encoding is remembered by the values' ids — held,
+        # so an id in a key is that very value for as long as the entry lives.
+        key = tuple(map(id, value))
+        hit = self._packed_seqs.get(key)
+        if hit is not None:
+            return hit[1]
+        item = self.item
+        assert type(item) is Custom
+        n = len(value)
+        if n < 16:
+            head = _FIXARRAY[n]
+        elif n < 0x1_0000:
+            head = b"\xdc" + n.to_bytes(2, "big")
+        else:
+            head = b"\xdd" + n.to_bytes(4, "big")
+        out = head + b"".join([item.packed(v) for v in value])
+        if _cacheable(self._packed_seqs, out, _LIST_CACHE):
+            self._packed_seqs[key] = (tuple(value), out)
+        return out
+
     def describe(self) -> str:
         return f"array of {self.item.describe()}"
+
+
+def _fast_items(item_fast: Callable[[Any], Any], value: list[Any]) -> Any:
+    out = []
+    for v in value:
+        got = item_fast(v)
+        if got is MISS:
+            return MISS
+        out.append(got)
+    return tuple(out)
 
 
 class StrMap(Kind):
     """A map of text keys to text values (personal data fields); read-only in Python."""
 
     name = "map"
+    plain_dump = False
 
     def __init__(self, max_items: int = 64, max_value: int = 4096, min_items: int = 0) -> None:
         self.max_items = max_items
@@ -189,12 +308,16 @@ class Record(Kind):
     """A nested record: a frozen dataclass declared with kinds, like a body."""
 
     name = "record"
+    plain_dump = False
 
     def __init__(self, cls: type[Any]) -> None:
         self.cls = cls
 
     def load(self, value: Any, path: str) -> Any:
         return load_record(self.cls, value, path)
+
+    def fast(self, value: Any) -> Any:
+        return record_loader(self.cls).fast(value)
 
     def dump(self, value: Any) -> dict[str, Any]:
         return dump_record(value)
@@ -213,7 +336,14 @@ def _freeze(value: Any) -> Any:
     if t is int or t is str or t is bytes:
         return value
     if t is dict:
-        return (dict, *[(k, _freeze(v)) for k, v in value.items()])
+        # (the scalar case is inlined: term references are flat maps but for their params)
+        return (
+            dict,
+            *[
+                (k, v if (tv := type(v)) is str or tv is int or tv is bytes else _freeze(v))
+                for k, v in value.items()
+            ],
+        )
     if t is list:
         return (list, *[_freeze(v) for v in value])
     return (t, value)
@@ -227,11 +357,32 @@ class Custom(Kind):
     """
 
     name = "custom"
+    plain_dump = False
     cache_max = 4096
 
     def __init__(self, cls: type[Any]) -> None:
         self.cls = cls
         self._cache: dict[Any, Any] = {}
+        self._by_wire: dict[bytes, Any] = {}  # the same, keyed by encoding (see fast)
+        # id(value) -> encoding of its dump, for values held in _held: a held value's id is its
+        # own as long as the entry lives (never removed), so a hit is that very value.
+        self.packed_by_id: dict[int, bytes] = {}
+        self._held: dict[int, Any] = {}
+
+    def fast(self, value: Any) -> Any:
+        # Keyed by the value's exact encoding: for values as msgpack decodes them (exact
+        # builtin types) that is one-to-one, and cheaper to compute than _freeze.
+        key = pack_sorted(value)
+        hit = self._by_wire.get(key)
+        if hit is not None:
+            return hit
+        try:
+            loaded = self.load(value, "$")
+        except ProtocolError:
+            return MISS
+        if _cacheable(self._by_wire, key, _ITEM_CACHE):
+            self._by_wire[key] = loaded
+        return loaded
 
     def load(self, value: Any, path: str) -> Any:
         key = _freeze(value)
@@ -251,6 +402,18 @@ class Custom(Kind):
 
     def dump(self, value: Any) -> Any:
         return value.to_wire()
+
+    def packed(self, value: Any) -> bytes:
+        """The encoding of ``dump(value)``, remembered per value: the values are immutable and
+        recur in message after message (hot path of signing)."""
+        hit = self.packed_by_id.get(id(value))
+        if hit is not None:
+            return hit
+        out = pack_sorted(value.to_wire())
+        if _cacheable(self._held, out, _ITEM_CACHE):
+            self._held[id(value)] = value  # first: an entry never outlives its value
+            self.packed_by_id[id(value)] = out
+        return out
 
     def describe(self) -> str:
         return str(self.cls.__name__)
@@ -342,3 +505,214 @@ def dump_record(obj: Any) -> dict[str, Any]:
         if v is not None:
             out[name] = kind.dump(v)
     return out
+
+
+# -- specialised readers and writers (the hot paths of open_envelope and sign_message) ----------
+#
+# load_record and dump_record above are the definitions. For each declared class, the functions
+# below are generated once — as dataclasses generates __init__ — as straight-line code over its
+# fields: the same steps without the per-field loop, and, on the happy path only. A reader
+# returns MISS for anything unusual and the caller then runs load_record for the error; a writer
+# returns None and the caller runs dump_record. tests/test_codec_fastpaths.py holds them equal.
+
+_MAX_PLANNED_OPTIONALS = 8
+_FIXARRAY = [bytes((0x90 | n,)) for n in range(16)]  # array heads of 0..15 items
+_NO_DEFAULT = dataclasses.MISSING
+
+
+def _compile(name: str, lines: list[str], namespace: dict[str, Any]) -> Any:
+    # The source is built in this module from dataclass field names (identifiers) and repr()s
+    # of them; nothing from a message or a caller reaches it.
+    exec("\n".join(lines), namespace)  # noqa: S102
+    return namespace[name]
+
+
+def _direct_setters(cls: type[Any]) -> dict[str, Any] | None:
+    """Slot setters that build ``cls`` exactly as its dataclass ``__init__`` would, or None.
+
+    Only for a slotted dataclass whose ``__init__`` is the generated one and whose every field is
+    declared with :func:`wire` (optional ⇔ default None, no factories): then ``__init__`` only
+    stores its arguments (and calls ``__post_init__``, which the reader does too).
+    """
+    if not dataclasses.is_dataclass(cls):
+        return None
+    code = getattr(cls.__init__, "__code__", None)
+    if code is None or code.co_filename != "<string>":  # not the generated __init__
+        return None
+    setters: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init or "kind" not in f.metadata or f.default_factory is not _NO_DEFAULT:
+            return None
+        if f.default is not (None if f.metadata["optional"] else _NO_DEFAULT):
+            return None
+        slot: Any = cls.__dict__.get(f.name)
+        if type(slot).__name__ != "member_descriptor":
+            return None
+        setters[f.name] = slot.__set__
+    return setters
+
+
+class RecordLoader:
+    """The reader of one declared class: :func:`load_record` in one pass on the happy path.
+
+    For values as msgpack decodes them (exact builtin types). A map whose keys are exactly
+    declared fields in canonical order (so: sorted, unique, every required one present, no
+    unknown key) and whose every value passes its kind's ``fast`` check is built directly;
+    anything else goes to :func:`load_record`, which stays the one definition of the rules and
+    of the error, its clause and its path (§3.3-3, §5.1).
+    """
+
+    def __init__(self, cls: type[Any]) -> None:
+        self.cls = cls
+        self.fast: Any = _no_fast
+        declared = specs(cls)
+        required = [name for name, _, optional in declared if not optional]
+        optional = [name for name, _, optional in declared if optional]
+        setters = _direct_setters(cls)
+        if setters is None or len(optional) > _MAX_PLANNED_OPTIONALS:
+            return
+        orders = frozenset(
+            tuple(sorted(required + [n for i, n in enumerate(optional) if mask >> i & 1]))
+            for mask in range(1 << len(optional))
+        )
+        ns: dict[str, Any] = {"MISS": MISS, "new": object.__new__, "cls": cls, "orders": orders,
+                              "post": getattr(cls, "__post_init__", None),
+                              "ProtocolError": ProtocolError}
+        lines = [
+            "def fast(value):",
+            "    if type(value) is not dict or tuple(value) not in orders:",
+            "        return MISS",
+            "    obj = new(cls)",
+        ]
+        for i, (name, kind, is_optional) in enumerate(declared):
+            ns[f"check_{i}"], ns[f"set_{i}"] = kind.fast, setters[name]
+            step = [
+                "if v is None:",  # present but nil (§5.1-4)
+                "    return MISS",
+                f"v = check_{i}(v)",
+                "if v is MISS:",
+                "    return MISS",
+            ]
+            if is_optional:
+                lines += [f"    v = value.get({name!r}, MISS)", "    if v is MISS:",
+                          "        v = None", "    else:", *("        " + x for x in step)]
+            else:
+                lines += [f"    v = value[{name!r}]", *("    " + x for x in step)]
+            lines.append(f"    set_{i}(obj, v)")
+        if ns["post"] is not None:
+            lines += ["    try:", "        post(obj)", "    except (ValueError, ProtocolError):",
+                      "        return MISS"]
+        lines.append("    return obj")
+        self.fast = _compile("fast", lines, ns)
+
+    def load(self, value: Any, path: str, max_depth: int = 16) -> Any:
+        """Exactly :func:`load_record`, for a value as msgpack decodes it (``max_depth`` only
+        matters for unknown keys, which take that path)."""
+        got = self.fast(value)
+        if got is MISS:
+            return load_record(self.cls, value, path, max_depth)
+        return got
+
+
+def _no_fast(value: Any) -> Any:
+    return MISS
+
+
+_LOADERS: dict[type[Any], RecordLoader] = {}
+
+
+def record_loader(cls: type[Any]) -> RecordLoader:
+    """The :class:`RecordLoader` of a declared class (built once)."""
+    found = _LOADERS.get(cls)
+    if found is None:
+        found = _LOADERS[cls] = RecordLoader(cls)
+    return found
+
+
+def _spliced(kind: Kind) -> bool:
+    return type(kind) is List and type(kind.item) is Custom
+
+
+def _list_of(kind: Kind) -> List:
+    assert isinstance(kind, List)
+    return kind
+
+
+def _writer(cls: type[Any]) -> Any:
+    """The writer of one declared class, generated: straight-line ``dump_record`` packed, where
+    a list of :class:`Custom` values is spliced in from their remembered encodings."""
+    declared = specs(cls)
+    ns: dict[str, Any] = {"pack": pack_sorted, "FIXMAP": [bytes((0x80 | n,)) for n in range(16)]}
+    # Splicing joins maps' entries under one head written apart: only fixmaps (one-byte heads).
+    spliced = [i for i, (_, kind, _) in enumerate(declared) if _spliced(kind)]
+    if len(declared) >= 16:
+        spliced = []
+    # The usual case: the one spliced list is the last field (terms.offer, terms.accept).
+    last_only = spliced == [len(declared) - 1]
+    lines = ["def write(o):", "    run = {}"]
+    if spliced and not last_only:
+        lines += ["    parts = []", "    count = 0"]
+    for i, (name, kind, _) in enumerate(declared):
+        if i in spliced and last_only:
+            # The map of all fields, this one nil — the last byte — then replaced by the list.
+            ns[f"packed_{i}"] = _list_of(kind).packed
+            lines += [
+                f"    v = o.{name}",
+                "    if v is None:",
+                "        return pack(run)",
+                f"    raw = packed_{i}(v)",
+                "    if raw is None:",
+                "        return None",
+                f"    run[{name!r}] = None",
+                "    return pack(run)[:-1] + raw",
+            ]
+            return _compile("write", lines, ns)
+        lines += [f"    v = o.{name}", "    if v is not None:"]
+        if i in spliced:
+            # The entries so far as a map without its head, then this key and the list.
+            ns[f"packed_{i}"], ns[f"key_{i}"] = _list_of(kind).packed, pack_sorted(name)
+            lines += [
+                f"        raw = packed_{i}(v)",
+                "        if raw is None:",
+                "            return None",
+                "        if run:",
+                "            parts.append(pack(run)[1:])",
+                "            count += len(run)",
+                "            run = {}",
+                f"        parts.append(key_{i})",
+                "        parts.append(raw)",
+                "        count += 1",
+            ]
+        elif kind.plain_dump:
+            lines.append(f"        run[{name!r}] = v")
+        elif type(kind) is List and kind.item.plain_dump:
+            # A tuple or list of plain values packs as the list List.dump would make of it.
+            ns[f"dump_{i}"] = kind.dump
+            lines.append(f"        run[{name!r}] = v if type(v) is tuple or type(v) is list"
+                         f" else dump_{i}(v)")
+        else:
+            ns[f"dump_{i}"] = kind.dump
+            lines.append(f"        run[{name!r}] = dump_{i}(v)")
+    if not spliced:
+        lines.append("    return pack(run)")
+    else:
+        lines += [
+            "    if run:",
+            "        parts.append(pack(run)[1:])",
+            "        count += len(run)",
+            "    return FIXMAP[count] + b''.join(parts)",
+        ]
+    return _compile("write", lines, ns)
+
+
+_WRITERS: dict[type[Any], Callable[[Any], bytes | None]] = {}
+
+
+def record_writer(cls: type[Any]) -> Callable[[Any], bytes | None]:
+    """For a declared class, the function giving ``pack_sorted(dump_record(obj))`` — the bytes —
+    or None when a value is unusual (e.g. a list field given as a generator): then the caller
+    runs that (hot path of signing)."""
+    found = _WRITERS.get(cls)
+    if found is None:
+        found = _WRITERS[cls] = _writer(cls)
+    return found

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import nacl.bindings as _sodium
 import nacl.exceptions
+from nacl._sodium import ffi as _ffi
+from nacl._sodium import lib as _lib
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
 from vrmproto._errors import Problem, SignatureError, ValidationError
@@ -24,6 +26,7 @@ KEY_BYTES = 32
 SIG_BYTES = 64
 HASH_BYTES = 32
 ID_BYTES = 16
+_NULL = _ffi.NULL
 
 
 class Context:
@@ -85,7 +88,8 @@ def key_from_text(text: str, kind: str = "ed25519") -> bytes:
 
 def fingerprint(key: bytes) -> str:
     """A short human-comparable key fingerprint (§2.5-3): base32 of SHA-256, 4 groups of 4."""
-    text = base64.b32encode(sha256(key)).decode("ascii").lower()[:16]
+    # 16 base32 characters encode exactly the first 10 bytes of the hash.
+    text = base64.b32encode(sha256(key)[:10]).decode("ascii").lower()
     return "-".join(text[i : i + 4] for i in range(0, 16, 4))
 
 
@@ -117,8 +121,14 @@ def verify(context: bytes, data: bytes, signature: bytes, key: bytes) -> None:
     if len(signature) != SIG_BYTES:
         raise SignatureError("a signature is 64 bytes", code=Problem.MALFORMED, clause="§3.4-3")
     try:
-        _sodium.crypto_sign_open(signature + context + data, key)
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, TypeError):
+        # libsodium's crypto_sign_open — what nacl.bindings.crypto_sign_open calls — with NULL
+        # for the output message: the same strict check, without allocating and copying a
+        # buffer we would throw away.
+        signed = signature + context + data
+        ok = _lib.crypto_sign_open(_NULL, _NULL, signed, len(signed), key) == 0
+    except TypeError:
+        ok = False
+    if not ok:
         # Only on failure do we pay for telling a bad key from a bad signature.
         if not is_valid_key(key):
             raise SignatureError(
@@ -165,8 +175,14 @@ class Identity:
 
     def sign(self, context: bytes, data: bytes) -> bytes:
         """Ed25519 signature over ``context ‖ data`` (§3.5-1)."""
-        signed: bytes = _sodium.crypto_sign(context + data, self._signing_secret)
-        return signed[:SIG_BYTES]
+        # libsodium's crypto_sign, as nacl.bindings.crypto_sign calls it, keeping only the
+        # signature (the first 64 bytes of the signed message).
+        message = context + data
+        signed = _ffi.new("unsigned char[]", len(message) + SIG_BYTES)
+        if _lib.crypto_sign(signed, _NULL, message, len(message), self._signing_secret) != 0:
+            raise nacl.exceptions.RuntimeError("Unexpected library error")
+        sig: bytes = _ffi.buffer(signed, SIG_BYTES)[:]
+        return sig
 
     def unseal(self, ciphertext: bytes) -> bytes:
         """Open a sealed box addressed to this identity's X25519 key (§5.5).

@@ -17,6 +17,7 @@ from typing import Any
 from vrmproto import _codec
 from vrmproto._envelope import Signed, open_envelope, open_sealed, seal_content, sign_message
 from vrmproto._errors import Problem, ProtocolError, StateError, ValidationError
+from vrmproto._fields import Custom
 from vrmproto._history import Entry, History
 from vrmproto._keys import Context, Identity, check_key, verify
 from vrmproto._limits import DEFAULT_LIMITS, Limits
@@ -41,6 +42,9 @@ from vrmproto._messages import (
 )
 from vrmproto._state import Role, State, event_of, next_state
 from vrmproto._vocab import TermRef, check_refs
+
+_NEEDS_AGREEMENT = (DataShare, DataWithdraw, DataRequest, AddressUpdate)
+_TERM_REF = Custom(TermRef)  # decodes stored term references through the shared cache
 
 #: How long our outgoing messages stay valid unless the caller says otherwise (ms).
 DEFAULT_LIFETIME_MS = 86_400_000
@@ -152,8 +156,10 @@ class Relationship:
             raise StateError(
                 "a problem is sent with sign_problem(), outside the chain", clause="§5.6.2-1"
             )
-        event = event_of(body.TYPE, body)
-        new_state = next_state(self.state, self.role, event)
+        if body.SENT_BY not in ("either", self.role.value):
+            raise StateError(f"{body.TYPE} is never sent by the {self.role.value}", clause="§7-2")
+        self._agreement_first(body)
+        new_state = next_state(self.state, self.role, event_of(body.TYPE, body))
         update = self._check(body, self.role, now, incoming=None)
         msg = sign_message(
             body,
@@ -209,11 +215,11 @@ class Relationship:
     def receive(self, data: bytes | Signed[Any], *, now: int) -> Received:
         """Verify and apply a message from the peer (§4.5); ProtocolError if any rule fails."""
         msg = data if isinstance(data, Signed) else self.open(data, now=now)
+        if msg.type == ProblemReport.TYPE:  # outside every chain, whatever its thread (§5.6.2)
+            return Received(msg, None)
         if msg.thread != self.thread:
             raise _invalid("the message belongs to another thread", "§4.5-5",
                            "$.hdr.thread", Problem.NO_RELATIONSHIP)
-        if msg.type == ProblemReport.TYPE:
-            return Received(msg, None)
         self._check_sender(msg.sender)
         body = msg.body
         if body.SENT_BY not in ("either", self.peer_role.value):
@@ -227,6 +233,7 @@ class Relationship:
         if msg.hash in self.history:
             raise _invalid("this message is already in the history", "§4.5-7",
                            code=Problem.ID_CONFLICT)
+        self._agreement_first(body)
         new_state = next_state(self.state, self.peer_role, event_of(msg.type, body))
         update = self._check(body, self.peer_role, now, incoming=msg)
         content = self._open_content(msg)
@@ -272,6 +279,13 @@ class Relationship:
         return None
 
     # -- the rules of each message type (§5), the same for both directions ---------------------
+
+    def _agreement_first(self, body: Body) -> None:
+        """Data messages in a relationship with no agreement get ``no_agreement``, the code a
+        sender can act on, before the state table is consulted (§5.3-1, §7-3)."""
+        if self.agreement is None and isinstance(body, _NEEDS_AGREEMENT):
+            raise _invalid("there is no agreement in this relationship yet", "§5.3-1",
+                           "$.body.agreement", Problem.NO_AGREEMENT)
 
     def _need_agreement(self, agreement: bytes) -> None:
         if self.agreement is None or agreement != self.agreement:
@@ -401,8 +415,13 @@ class Relationship:
     # -- persistence --------------------------------------------------------------------------
 
     def to_state(self) -> bytes:
-        """Everything but the identity and the history, for a store (§12 storage)."""
-        return _codec.encode({
+        """Everything but the identity and the history, for a store (§12 storage).
+
+        The map below is written with its keys in canonical order and every nested map comes
+        from ``to_wire`` (canonical by construction), so it is packed directly: this runs once
+        per message on a server, and a generic canonicalising walk would dominate its cost.
+        """
+        return _codec.pack_sorted({
             "agreement": self.agreement,
             "awaiting": sorted(self.awaiting_receipt),
             "counter": [t.to_wire() for t in self.counter] if self.counter is not None else None,
@@ -436,7 +455,7 @@ class Relationship:
     ) -> Relationship:
         """Rebuild from :meth:`to_state`; ``identity`` is our current identity in the thread."""
         try:
-            s = _codec.decode(data, max_depth=4)
+            s = _codec.decode_form(data)  # our own stored bytes: form check only
             rel = cls(
                 role=Role(s["role"]),
                 identity=identity,
@@ -450,9 +469,9 @@ class Relationship:
             rel.our_head, rel.peer_head = s["our_head"], s["peer_head"]
             rel.agreement, rel.pending_offer, rel.intent = (
                 s["agreement"], s["pending_offer"], s["intent"])
-            rel.terms = tuple(TermRef.from_wire(t) for t in s["terms"])
-            rel.offered = tuple(TermRef.from_wire(t) for t in s["offered"])
-            rel.counter = (tuple(TermRef.from_wire(t) for t in s["counter"])
+            rel.terms = tuple(_TERM_REF.load(t, "$.terms") for t in s["terms"])
+            rel.offered = tuple(_TERM_REF.load(t, "$.offered") for t in s["offered"])
+            rel.counter = (tuple(_TERM_REF.load(t, "$.counter") for t in s["counter"])
                            if s["counter"] is not None else None)
             rel.shares = dict(s["shares"])
             rel.pending_withdraws = {k: tuple(v) for k, v in s["withdraws"]}

@@ -82,7 +82,8 @@ _MAX_PARAM_NAME = 32
 _MAX_PARAM_STR = 256
 _MAX_FIELD = 64
 _MAX_VALUE = 4096
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# The wire's integer range (§3.3-4): what every JavaScript peer can hold exactly.
+_INT_MIN, _INT_MAX = -(2**53 - 1), 2**53 - 1
 
 _ID_RE = re.compile(r"[a-z][a-z0-9-]*(?:\.[A-Za-z0-9][A-Za-z0-9-]*)+")
 _PARAM_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
@@ -221,8 +222,8 @@ class Params(Mapping[str, ParamValue]):
                 raise _invalid("parameter given twice", path, "§6.3-4")
             if _is_int(value):
                 assert isinstance(value, int)
-                if not _INT64_MIN <= value <= _INT64_MAX:
-                    raise _invalid("int does not fit in 64 bits", path, "§6.3-4")
+                if not _INT_MIN <= value <= _INT_MAX:
+                    raise _invalid("int outside ±(2^53-1)", path, "§6.3-4")
                 checked[name] = value
             elif isinstance(value, str):
                 if len(value.encode("utf-8", "surrogatepass")) > _MAX_PARAM_STR:
@@ -883,7 +884,7 @@ class DataRecord:
             )
         if not _is_int(self.collected):
             raise _invalid(f"expected int, got {_kind(self.collected)}", "collected", "§6.8-1")
-        if not 0 <= self.collected <= _INT64_MAX:
+        if not 0 <= self.collected <= _INT_MAX:
             raise _invalid("must be milliseconds since the epoch, >= 0", "collected", "§6.8-6")
         if not isinstance(self.purposes, tuple | list):
             raise _invalid(f"expected array, got {_kind(self.purposes)}", "purposes", "§6.8-1")

@@ -132,7 +132,9 @@ class Commit:
     """Everything one protocol step changes, written in ONE transaction (all or nothing).
 
     Parts are applied in this order, so later parts may rely on earlier ones:
-    relationships (upsert by thread), meta (upsert by key), history (append; each entry's thread
+    relationships (upsert by thread), meta (upsert by key), truncate (drop a thread's entries
+    from an index on: a message the peer refused never joined the relationship, spec §8.1-5),
+    history (append; each entry's thread
     must have a relationship record and its index must be exactly the next one), erase (replace
     a stored envelope; a missing entry is ignored), dedupe (insert), outbox_done (delete; a
     missing id is ignored), outbox_add.
@@ -145,6 +147,7 @@ class Commit:
     outbox_done: tuple[int, ...] = ()
     erase: tuple[tuple[bytes, bytes, bytes], ...] = ()  # (thread, msg_hash, replacement envelope)
     meta: tuple[tuple[str, bytes], ...] = ()
+    truncate: tuple[tuple[bytes, int], ...] = ()  # (thread, first index dropped)
 
 
 class Store(Protocol):

@@ -61,7 +61,14 @@ class MemoryStore:
     def _check(self, c: Commit) -> None:
         """Raise what SQLiteStore would raise for ``c``, before anything is changed."""
         threads = self._relationships.keys() | {r.thread for r in c.relationships}
-        heads: dict[bytes, int] = {}
+        heads: dict[bytes, int] = {
+            thread: min(index, len(self._history.get(thread, ()))) for thread, index in c.truncate
+        }
+        dropped = {
+            (thread, h.msg_hash)
+            for thread, index in c.truncate
+            for h in self._history.get(thread, [])[index:]
+        }
         new_hashes: set[tuple[bytes, bytes]] = set()
         for h in c.history:
             if h.thread not in threads:
@@ -74,7 +81,7 @@ class MemoryStore:
                     f"history gap: thread {h.thread.hex()} expects index {expected}, got {h.index}"
                 )
             key = (h.thread, h.msg_hash)
-            if key in self._by_hash or key in new_hashes:
+            if (key in self._by_hash and key not in dropped) or key in new_hashes:
                 raise StoreConflict("UNIQUE constraint failed: history.thread, history.msg_hash")
             new_hashes.add(key)
             heads[h.thread] = expected + 1
@@ -93,6 +100,11 @@ class MemoryStore:
         for r in c.relationships:
             self._relationships[r.thread] = r
         self._meta.update(c.meta)
+        for thread, first in c.truncate:
+            for h in self._history.get(thread, [])[first:]:
+                self._by_hash.pop((thread, h.msg_hash), None)
+            if thread in self._history:
+                del self._history[thread][first:]
         for h in c.history:
             self._history.setdefault(h.thread, []).append(h)
             self._by_hash[h.thread, h.msg_hash] = h.index

@@ -187,6 +187,8 @@ def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+    for thread, index in c.truncate:
+        conn.execute("DELETE FROM history WHERE thread = ? AND idx >= ?", (thread, index))
     for h in c.history:
         head = conn.execute("SELECT max(idx) FROM history WHERE thread = ?", (h.thread,))
         last: int | None = head.fetchone()[0]

@@ -163,7 +163,9 @@ class Case:
     ``id`` is stable and never reused (``ENV-004``); ``clause`` names the spec clause
     (``§3.4-2``); ``requirement`` quotes it; ``accepts`` lists, for people, the outcomes that
     pass ("HTTP 413 or problem too_large"); ``tags`` are extra names ``--only``/``--skip``
-    match.
+    match. ``covers`` names further clauses the same observation also checks (a case about an
+    expired message also checks the problem's HTTP status, §12.4-1): the coverage test counts
+    them, and ``--list`` and the reports show them. ``clause`` stays the one the case is about.
     """
 
     id: str
@@ -173,6 +175,7 @@ class Case:
     accepts: str
     run: CaseRun = field(repr=False, compare=False)
     tags: tuple[str, ...] = ()
+    covers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _ID_RE.match(self.id):
@@ -184,6 +187,14 @@ class Case:
         if not isinstance(self.level, Level):
             raise TypeError(f"case {self.id}: level must be a Level, not {self.level!r}")
         object.__setattr__(self, "tags", tuple(self.tags))
+        object.__setattr__(self, "covers", tuple(self.covers))
+        if any(not c.strip() or c == self.clause for c in self.covers):
+            raise ValueError(f"case {self.id}: covers repeats its clause or names an empty one")
+
+    @property
+    def clauses(self) -> tuple[str, ...]:
+        """Every clause the case checks: its own ``clause`` first, then ``covers``."""
+        return (self.clause, *self.covers)
 
     @property
     def section(self) -> str:
@@ -244,6 +255,7 @@ class Registry:
         level: Level,
         accepts: str,
         tags: Iterable[str] = (),
+        covers: Iterable[str] = (),
     ) -> Callable[[CaseRun], Case]:
         """Decorator: turn an ``async def (ctx) -> Info | None`` into a registered :class:`Case`."""
 
@@ -257,6 +269,7 @@ class Registry:
                     accepts=accepts,
                     run=run,
                     tags=tuple(tags),
+                    covers=tuple(covers),
                 )
             )
 
@@ -316,12 +329,19 @@ def case(
     level: Level,
     accepts: str,
     tags: Iterable[str] = (),
+    covers: Iterable[str] = (),
     registry: Registry | None = None,
 ) -> Callable[[CaseRun], Case]:
     """Decorator: register a case in ``registry`` (default: :data:`DEFAULT_REGISTRY`)."""
     target = DEFAULT_REGISTRY if registry is None else registry
     return target.case(
-        id=id, clause=clause, requirement=requirement, level=level, accepts=accepts, tags=tags
+        id=id,
+        clause=clause,
+        requirement=requirement,
+        level=level,
+        accepts=accepts,
+        tags=tags,
+        covers=covers,
     )
 
 

@@ -136,6 +136,7 @@ def _case_data(result: SuiteResult, record: CaseRecord, with_files: bool) -> dic
     return {
         "id": c.id,
         "clause": c.clause,
+        "covers": list(c.covers),
         "section": c.section,
         "requirement": c.requirement,
         "level": c.level.value,
@@ -250,7 +251,8 @@ def render_junit(result: SuiteResult) -> str:
             ET.SubElement(tc, "skipped", message=_xml_text(f"{r.outcome.value}: {reason}"))
         out = ET.SubElement(tc, "system-out")
         extra = f"\n{r.info.text}" if r.info is not None else ""
-        out.text = _xml_text(f"{c.clause} [{c.level.value}] {c.requirement}{extra}")
+        also = f" (also covers {', '.join(c.covers)})" if c.covers else ""
+        out.text = _xml_text(f"{c.clause}{also} [{c.level.value}] {c.requirement}{extra}")
     ET.indent(suites)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode")
 
@@ -405,6 +407,7 @@ def _details(result: SuiteResult, r: CaseRecord, open_: bool, with_files: bool) 
         f"<summary>{_e(c.id)} {_badge(r.outcome)} {_e(c.clause)}</summary>",
         "<dl>",
         f"<dt>Clause</dt><dd>{_e(c.clause)} ({_e(c.level.value)})</dd>",
+        f"<dt>Also covers</dt><dd>{_e(', '.join(c.covers))}</dd>" if c.covers else "",
         f"<dt>Requirement</dt><dd>{_e(c.requirement)}</dd>",
         f"<dt>Accepts</dt><dd>{_e(c.accepts)}</dd>",
         f"<dt>Expected</dt><dd>{_e(r.expected)}</dd>",

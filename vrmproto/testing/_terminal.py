@@ -162,7 +162,8 @@ class TerminalReporter:
 
 
 def print_case_list(cases: Iterable[Case], console: Console, *, as_json: bool = False) -> None:
-    """``--list``: every case's id, clause, level and requirement (a table, or JSON)."""
+    """``--list``: every case's id, clause (and the clauses it also covers), level and
+    requirement (a table, or JSON)."""
     cases = list(cases)
     if as_json:
         data = [
@@ -173,6 +174,8 @@ def print_case_list(cases: Iterable[Case], console: Console, *, as_json: bool = 
                 "requirement": c.requirement,
                 "accepts": c.accepts,
                 "tags": list(c.tags),
+                # the further clauses the case checks; absent when it has none
+                **({"covers": list(c.covers)} if c.covers else {}),
             }
             for c in cases
         ]
@@ -183,7 +186,10 @@ def print_case_list(cases: Iterable[Case], console: Console, *, as_json: bool = 
     table.add_column("Clause", no_wrap=True)
     table.add_column("Level", no_wrap=True)
     table.add_column("Requirement")
+    table.add_column("Also covers")
     table.add_column("Tags")
     for c in cases:
-        table.add_row(c.id, c.clause, c.level.value, c.requirement, ", ".join(c.tags))
+        table.add_row(
+            c.id, c.clause, c.level.value, c.requirement, ", ".join(c.covers), ", ".join(c.tags)
+        )
     console.print(table)

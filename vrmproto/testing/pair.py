@@ -7,7 +7,6 @@ back to back. Everything that would make a test flaky is deterministic: the cloc
 up, and the keys come from a seed number. Only the sealed boxes of data shares use fresh random
 bytes, as libsodium's sealed boxes must::
 
-    from vrmproto import latest, TermRef
     from vrmproto.testing.pair import CustomerVendorPair
 
     pair = CustomerVendorPair()
@@ -16,7 +15,7 @@ bytes, as libsodium's sealed boxes must::
     assert got.content.fields["email"] == "ada@example.org"
     assert pair.histories_equal()
 
-Delivery goes through a receiver-side de-duplication table like a real inbox's (spec §12.3):
+Delivery goes through a receiver-side replay table like a real inbox's (spec §4.4-4, §12):
 the same message again is reported as ``"duplicate"`` and not applied twice; the same sender
 and id with a different message is refused with ``id_conflict``.
 """
@@ -49,7 +48,14 @@ from vrmproto._relationship import (
 from vrmproto._state import Role
 from vrmproto._vocab import DATA_FORMAT, DataRecord, TermRef, latest, suggest_category
 
-__all__ = ["DEFAULT_NOW", "DUPLICATE", "CustomerVendorPair", "Duplicate"]
+__all__ = [
+    "DEFAULT_NOW",
+    "DEFAULT_SHARE_MS",
+    "DUPLICATE",
+    "CustomerVendorPair",
+    "Duplicate",
+    "default_terms",
+]
 
 #: The pair's clock starts here unless told otherwise: 2026-01-01T00:00:00Z, in ms.
 DEFAULT_NOW = 1_767_225_600_000
@@ -204,7 +210,7 @@ class CustomerVendorPair:
         return got
 
     def deliver(self, data: bytes, *, to: Role) -> Received | Duplicate:
-        """Hand envelope bytes to ``to``'s inbox, with de-duplication (§12.3).
+        """Hand envelope bytes to ``to``'s inbox, with replay detection (§4.4-4).
 
         The message is verified first; then, keyed by (sender, id): the same message again
         returns ``"duplicate"`` and changes nothing, another message under a used id raises
@@ -220,7 +226,7 @@ class CustomerVendorPair:
             raise ProtocolError(
                 "this sender already used this message id for another message",
                 code=Problem.ID_CONFLICT,
-                clause="§4.5-7",
+                clause="§4.4-4",
                 path="$.hdr.id",
             )
         got = rel.receive(msg, now=self.now)

@@ -6,24 +6,41 @@ case can make exactly one thing wrong and leave the rest valid.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import msgpack
 
 from vrmproto import _codec
-from vrmproto._binding import CONTENT_TYPE, WELL_KNOWN_PATH
-from vrmproto._envelope import Signed, open_envelope, sign_message
-from vrmproto._errors import ProtocolError
-from vrmproto._keys import Context, Identity, key_from_text
+from vrmproto._binding import (
+    CONTENT_TYPE,
+    WELL_KNOWN_PATH,
+    decode_history,
+    sign_history_request,
+)
+from vrmproto._envelope import Signed, open_envelope, seal_content, sign_message
+from vrmproto._errors import Problem, ProtocolError
+from vrmproto._history import Entry, compare, verify_entries
+from vrmproto._keys import Context, Identity, key_from_text, sha256
 from vrmproto._limits import Limits
-from vrmproto._messages import Body, ProblemReport, Receipt, TermsOffer
+from vrmproto._messages import (
+    Body,
+    DataShare,
+    FieldsContent,
+    ProblemReport,
+    Receipt,
+    TermsOffer,
+)
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role, State
-from vrmproto._vocab import ROSTER, ParamSpec, TermRef, latest
+from vrmproto._vocab import ROSTER, ParamSpec, Term, TermRef, latest
 from vrmproto.testing._context import CaseContext
 from vrmproto.testing._exchange import Exchange
 
@@ -68,13 +85,26 @@ def target(ctx: CaseContext) -> Target:
     return t
 
 
+def _fresh(ctx: CaseContext, n: int) -> bytes:
+    """``n`` bytes from the case's seeded randomness, salted once per run.
+
+    The seed fixes every choice a case makes (which bit it flips, which bytes it mutates), but
+    keys and message ids must be new in every run: an endpoint that kept an earlier run's
+    messages refuses the same (sender, id) for another message with id_conflict (§12.6-3), so
+    a rerun with ``--seed`` would otherwise fail against it.
+    """
+    salt: bytes = ctx.state.setdefault("run_salt", os.urandom(16))
+    return sha256(salt + ctx.rng.randbytes(32))[:n]
+
+
 def identity(ctx: CaseContext) -> Identity:
-    """A fresh customer identity, drawn from the case's seeded randomness."""
-    return Identity(ctx.rng.randbytes(32))
+    """A fresh customer identity, new in every run (see :func:`_fresh`)."""
+    return Identity(_fresh(ctx, 32))
 
 
 def new_id(ctx: CaseContext) -> bytes:
-    return ctx.rng.randbytes(16)
+    """A fresh 16-byte message or thread id, new in every run (see :func:`_fresh`)."""
+    return _fresh(ctx, 16)
 
 
 def acceptable_terms(ctx: CaseContext) -> tuple[TermRef, ...]:
@@ -85,14 +115,18 @@ def acceptable_terms(ctx: CaseContext) -> tuple[TermRef, ...]:
         if not versions:
             continue
         term = max(versions, key=lambda t: t.version)
-        params = {p.name: _example(p) for p in term.params if p.required}
         try:
-            refs.append(TermRef.of(term, **params))
+            refs.append(TermRef.of(term, **example_params(term)))
         except (ValueError, TypeError):
             continue
     if not refs:
         refs.append(TermRef.of(latest("vrm.no-tracking")))
     return tuple(refs)
+
+
+def example_params(term: Term) -> dict[str, int | str]:
+    """Valid values for the required parameters of a roster term."""
+    return {p.name: _example(p) for p in term.params if p.required}
 
 
 def _example(spec: ParamSpec) -> int | str:
@@ -142,6 +176,7 @@ async def post(ctx: CaseContext, body: bytes, *, content_type: str = CONTENT_TYP
                recipient_key: bytes | None = None) -> Answer:
     """POST bytes to the inbox and read the answer: verified replies or a verified problem."""
     t = target(ctx)
+    note_requests(ctx)
     ex = await ctx.post(t.inbox, body, content_type=content_type)
     return read_answer(ex, t, recipient_key=recipient_key)
 
@@ -176,11 +211,25 @@ def read_answer(ex: Exchange, t: Target, *, recipient_key: bytes | None = None) 
     return Answer(ex, problem=problem)
 
 
+def status_of(code: str) -> int | None:
+    """The HTTP status Table 12-1 gives a problem code (None for a code it does not list)."""
+    try:
+        return Problem(code).status
+    except ValueError:
+        return None
+
+
 def expect_problem(ctx: CaseContext, answer: Answer, codes: Sequence[str],
                    statuses: Sequence[int] = ()) -> None:
-    """Pass when the endpoint refused with one of ``codes`` (or, if given, one of ``statuses``)."""
-    want = " or ".join([*(f"problem {c}" for c in codes), *(f"HTTP {s}" for s in statuses)])
-    ok = answer.code in codes or (answer.status in statuses and answer.status != 200)
+    """Pass when the endpoint refused with one of ``codes`` (or, if given, one of ``statuses``).
+
+    A problem must come with the HTTP status Table 12-1 gives its code (§12.4-1), and nothing
+    is ever answered with a 5xx (§12.4-2).
+    """
+    want = " or ".join([*(f"problem {c} (HTTP {status_of(c)})" for c in codes),
+                        *(f"HTTP {s}" for s in statuses)])
+    by_code = answer.code in codes and answer.status == status_of(answer.code or "")
+    ok = by_code or (answer.status in statuses and answer.status != 200)
     if answer.status is not None and answer.status >= 500:
         ok = False
     ctx.expect(ok, expected=want, actual=answer.describe())
@@ -299,3 +348,191 @@ def header_of(msg: Signed[Any]) -> dict[str, Any]:
     """The decoded header map of a message, to alter and re-sign."""
     value: dict[str, Any] = _codec.decode(msg.hdr_bytes)
     return value
+
+
+def forged(ctx: CaseContext, who: Identity, *, body: Body | None = None,
+           raw_body: bytes | None = None, header: dict[str, Any] | None = None,
+           drop: Sequence[str] = (), **sign_kw: Any) -> bytes:
+    """The envelope of a valid message from ``who`` (a terms.offer unless ``body`` says
+    otherwise) with header fields changed or dropped and the header signed again, so that the
+    one change is the only thing wrong. ``raw_body`` replaces the body bytes (the header's body
+    hash follows them). Values are packed as given, in key order: a float stays a float."""
+    msg = sign(ctx, body or offer_body(ctx, who), who, **sign_kw)
+    h = header_of(msg)
+    content = msg.body_bytes if raw_body is None else raw_body
+    if raw_body is not None:
+        h["body"] = sha256(raw_body)
+    h.update(header or {})
+    for key in drop:
+        h.pop(key, None)
+    hdr, sig = resign_header({}, who, raw=raw_map(sorted(h.items(), key=lambda kv: kv[0])))
+    return envelope_bytes(hdr, sig, content)
+
+
+async def fetch_history(ctx: CaseContext, c: Customer, who: Identity | None = None, *,
+                        start: int = 0) -> Exchange:
+    """POST a signed history request for ``c``'s thread (by ``who``, default the customer)."""
+    t = target(ctx)
+    req = sign_history_request(who or c.identity, thread=c.rel.thread, recipient=t.key,
+                               now=now_ms(), nonce=new_id(ctx), start=start)
+    return await ctx.post(t.history, req)
+
+
+def history_entries(ctx: CaseContext, ex: Exchange) -> list[Entry]:
+    """The verified entries of a history export (§12.5-3, §8.2); the case fails otherwise."""
+    ctx.expect(ex.status == 200, expected="HTTP 200 with the history export",
+               actual=read_answer(ex, target(ctx)).describe())
+    try:
+        entries = decode_history(ex.response_body)
+        verify_entries(entries)
+    except ProtocolError as exc:
+        ctx.fail(expected="a history export that verifies (§8.2)", actual=str(exc))
+    return entries
+
+
+def ref(term_id: str, **params: Any) -> TermRef:
+    """A reference to the latest roster version of ``term_id``."""
+    return TermRef.of(latest(term_id), **params)
+
+
+async def expect_history(ctx: CaseContext, c: Customer) -> list[Entry]:
+    """Pass when the endpoint's history of ``c``'s thread equals the suite's own (§8.1-1,
+    §8.3-1): every message exchanged, once, in order, with intact links."""
+    entries = history_entries(ctx, await fetch_history(ctx, c))
+    divergence = compare(c.rel.history.entries(), entries)
+    ctx.expect(divergence is None, expected="the endpoint's history equal to the suite's",
+               actual=f"they diverge at index {divergence.index} ({divergence.kind}); the "
+               f"endpoint holds {len(entries)} entries, the suite {len(c.rel.history)}"
+               if divergence else "")
+    return entries
+
+
+def note_requests(ctx: CaseContext, n: int = 1) -> None:
+    """Count requests toward the run's per-address total (see :func:`recent_requests`)."""
+    times: list[float] = ctx.state.setdefault("request_times", [])
+    times.extend([time.monotonic()] * n)
+
+
+def recent_requests(ctx: CaseContext, window_s: float = 60.0) -> int:
+    """How many requests this run noted in the last ``window_s`` seconds (a lower bound: only
+    requests made through :func:`post` and the floods are noted)."""
+    times: list[float] = ctx.state.get("request_times", [])
+    since = time.monotonic() - window_s
+    return sum(1 for t in times if t >= since)
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """What came back on a hand-written HTTP/1.1 connection."""
+
+    status: int | None
+    headers: dict[str, str]
+    body: bytes
+    error: str = ""
+    closed: bool = False
+    """The server closed the connection after its answer: it said ``Connection: close``, or
+    (when probed) the socket reached its end."""
+
+
+async def raw_request(ctx: CaseContext, url: str, head: str, chunks: Sequence[bytes], *,
+                      pause_s: float = 0.0, read_timeout_s: float = 10.0,
+                      probe_close: bool = False) -> RawResponse:
+    """Send ``head`` (request line and headers, without the blank line) and then ``chunks``,
+    pausing ``pause_s`` between them, on a connection of our own; read the response.
+
+    For what aiohttp's client cannot do: bodies that trickle, that never end, or that are
+    chunked past a limit. The exchange is added to the case's transcript by hand. With
+    ``probe_close``, wait up to 3 s after the answer for the server to close the connection.
+    """
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    request = f"{head}\r\nHost: {host}:{port}\r\n\r\n".encode() + b"".join(chunks)
+    started = time.perf_counter()
+    result = await _raw_exchange(host, port, f"{head}\r\nHost: {host}:{port}\r\n\r\n", chunks,
+                                 pause_s=pause_s, read_timeout_s=read_timeout_s,
+                                 probe_close=probe_close)
+    ctx.exchanges.append(Exchange(
+        method=head.split(" ", 1)[0], url=url, request_headers={"(raw)": head},
+        request_body=request, status=result.status, response_headers=result.headers,
+        response_body=result.body, elapsed_ms=(time.perf_counter() - started) * 1000.0,
+        error=result.error or None,
+        request_decoded=f"(hand-written HTTP request, {len(request)} bytes)",
+        response_decoded=ctx.decode_body(result.body) if ctx.decode_body else "",
+    ))
+    return result
+
+
+async def _raw_exchange(host: str, port: int, head: str, chunks: Sequence[bytes], *,
+                        pause_s: float, read_timeout_s: float, probe_close: bool) -> RawResponse:
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+    except OSError as exc:
+        return RawResponse(None, {}, b"", f"cannot connect: {exc}")
+    try:
+        writer.write(head.encode())
+        for i, chunk in enumerate(chunks):
+            if i and pause_s:
+                await asyncio.sleep(pause_s)
+            writer.write(chunk)
+            await writer.drain()
+    except OSError:
+        pass  # the server may answer and close before it has read everything: read below
+    try:
+        async with asyncio.timeout(read_timeout_s):
+            response = await _read_response(reader)
+        if probe_close and not response.closed and response.status is not None:
+            with contextlib.suppress(TimeoutError, OSError):
+                async with asyncio.timeout(3.0):
+                    # the server lingers a little reading what it refused, then shuts
+                    while await reader.read(64 * 1024):
+                        pass
+                    response = dataclasses.replace(response, closed=True)
+        return response
+    except TimeoutError:
+        return RawResponse(None, {}, b"", f"no response within {read_timeout_s:g} s")
+    except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
+        return RawResponse(None, {}, b"", f"{type(exc).__name__}: {exc}")
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> RawResponse:
+    status_line = await reader.readline()
+    if not status_line:
+        return RawResponse(None, {}, b"", "the connection closed without a response")
+    status = int(status_line.split()[1])
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip()] = value.strip()
+    length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), "0"))
+    body = await reader.readexactly(length) if length else b""
+    closing = next((v for k, v in headers.items() if k.lower() == "connection"), "")
+    return RawResponse(status, headers, body, closed=closing.lower() == "close")
+
+
+DAY_MS = 86_400_000
+
+
+def share_body(ctx: CaseContext, c: Customer, fields: dict[str, str], *,
+               recipient: bytes | None = None, enc_key: bytes | None = None,
+               agreement: bytes | None = None, expires: int | None = None,
+               msg_id: bytes | None = None, purposes: tuple[int, ...] = (2,),
+               categories: tuple[int, ...] = (2,)) -> tuple[DataShare, bytes]:
+    """A data.share body sealed for the message id it returns (§5.3.1, §5.5); override any
+    part to make it wrong on purpose."""
+    t = target(ctx)
+    msg_id = msg_id or new_id(ctx)
+    sealed = seal_content(
+        FieldsContent(fields=fields),
+        identity=c.identity,
+        recipient=recipient or t.key,
+        recipient_enc_key=enc_key or t.enc_key,
+        msg_id=msg_id,
+    )
+    body = DataShare(agreement=agreement or c.rel.agreement or bytes(32), purposes=purposes,
+                     categories=categories, expires=expires or now_ms() + 30 * DAY_MS,
+                     sealed=sealed)
+    return body, msg_id

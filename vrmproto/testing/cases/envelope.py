@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
+import msgpack
+from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
+
 from vrmproto import _codec
-from vrmproto._binding import SIGNATURE_HEADER, WELL_KNOWN_PATH, verify_discovery
+from vrmproto._binding import CONTENT_TYPE, SIGNATURE_HEADER, WELL_KNOWN_PATH, verify_discovery
 from vrmproto._errors import ProtocolError
-from vrmproto._keys import Context, Identity, sha256
+from vrmproto._keys import Context, is_valid_key, sha256
+from vrmproto._limits import Limits
 from vrmproto._messages import TermsOffer
 from vrmproto.testing._case import Level, case
 from vrmproto.testing._context import CaseContext
@@ -19,6 +25,7 @@ from ._support import (
     now_ms,
     offer_body,
     post,
+    raw_map,
     resign_header,
     sign,
     target,
@@ -26,6 +33,7 @@ from ._support import (
 
 M, S, INFO = Level.MUST, Level.SHOULD, Level.INFO
 L = 2**252 + 27742317777372353535851937790883648493  # the order of the Ed25519 base point
+_TERM_ID = re.compile(r"[a-z][a-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)+")  # §6.1-1
 
 # -- discovery (§13.1) ----------------------------------------------------------------------------
 
@@ -57,32 +65,107 @@ async def discovery_signed(ctx: CaseContext) -> None:
     ctx.expect(ok, expected="a valid Vrm-Signature", actual=why)
 
 
-@case(id="DISC-003", clause="§13.1-3", level=M, tags=("discovery",),
-      requirement="The discovery document MUST name the endpoint's keys, inbox, versions, "
-      "message types and limits.",
-      accepts="all fields present and well-formed, version 1 listed, limits complete")
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "vrm": int, "name": str, "role": str, "key": str, "enc_key": str, "inbox": str,
+    "versions": list, "types": list, "limits": dict, "accepts_terms": list, "issued": int,
+    "expires": int,
+}
+
+
+@case(id="DISC-003", clause="§13.1-3", level=M, tags=("discovery", "limits"),
+      covers=("§10-9", "§10-10", "§12.9-1"),
+      requirement="The discovery document MUST contain vrm, name, role, key, enc_key, inbox, "
+      "versions, types, limits, accepts_terms (a vendor's), issued and expires, each of its "
+      "type; limits MUST publish every limit of Table 10-1 as a positive integer.",
+      accepts="every field present with its JSON type, vrm = 1, role = vendor, versions ∋ 1, "
+      "types ∋ terms.offer, inbox an http(s) URL, the eight limits positive integers")
 async def discovery_fields(ctx: CaseContext) -> None:
     d = ctx.discovery
-    missing = [k for k in ("name", "key", "enc_key", "inbox", "versions", "types", "limits")
-               if k not in d]
+    wrong = [k for k, kind in _FIELDS.items()
+             if k not in d or not isinstance(d[k], kind) or isinstance(d[k], bool)]
+    ctx.expect(not wrong, expected="every required field with its JSON type",
+               actual=f"missing or mistyped: {wrong}")
+    ctx.expect(d["vrm"] == 1 and d["role"] == "vendor" and 1 in d["versions"]
+               and "terms.offer" in d["types"],
+               expected="vrm 1, role vendor, versions ∋ 1, types ∋ terms.offer",
+               actual=f"vrm {d['vrm']}, role {d['role']}, versions {d['versions']}")
+    inbox = target(ctx).inbox
+    ctx.expect(inbox.startswith(("http://", "https://")), expected="inbox resolves to http(s)",
+               actual=inbox)
+    limits = d["limits"]
+    bad = [name for name in Limits.__dataclass_fields__
+           if type(limits.get(name)) is not int or limits[name] <= 0]
+    ctx.expect(not bad, expected=f"limits {sorted(Limits.__dataclass_fields__)} positive ints",
+               actual=f"missing or not positive: {bad}")
+
+
+@case(id="DISC-004", clause="§2.1-3", level=M, tags=("discovery", "keys"),
+      covers=("§2.1-4", "§2.1-1"),
+      requirement="A party MUST NOT publish a signing key that is not valid, and MUST NOT "
+      "reuse or convert one key as the other: the X25519 enc_key is its own key, not the "
+      "Ed25519 key converted.",
+      accepts="key a valid Ed25519 point; enc_key a 32-byte X25519 key that is not the "
+      "birational image of key")
+async def discovery_keys(ctx: CaseContext) -> None:
     t = target(ctx)
-    ok = not missing and 1 in d.get("versions", []) and "terms.offer" in d.get("types", [])
-    ctx.expect(ok and t.limits.max_envelope_bytes > 0,
-               expected="name, key, enc_key, inbox, versions ∋ 1, types ∋ terms.offer, limits",
-               actual=f"missing {missing}" if missing else f"versions={d.get('versions')}")
+    ctx.expect(is_valid_key(t.key), expected="a valid Ed25519 key (§2.1-2)",
+               actual=f"key {t.key.hex()} is not a valid point")
+    converted = crypto_sign_ed25519_pk_to_curve25519(t.key)
+    ctx.expect(t.enc_key not in (converted, t.key),
+               expected="an enc_key of its own", actual="enc_key is the signing key converted")
+
+
+@case(id="DISC-005", clause="§6.5-1", level=M, tags=("discovery", "terms"), covers=("§6.1-1",),
+      requirement="A vendor's discovery document MUST carry accepts_terms: an array of term "
+      "ids (str), each listed at most once.",
+      accepts="accepts_terms an array of distinct term ids of the form of §6.1-1")
+async def discovery_accepts_terms(ctx: CaseContext) -> None:
+    listed = ctx.discovery.get("accepts_terms")
+    ok = isinstance(listed, list) and all(isinstance(t, str) for t in listed)
+    ctx.expect(ok, expected="an array of str", actual=repr(listed))
+    assert isinstance(listed, list)
+    ctx.expect(len(set(listed)) == len(listed), expected="each id once", actual=repr(listed))
+    bad = [t for t in listed if not _TERM_ID.fullmatch(t) or len(t) > 64]
+    ctx.expect(not bad, expected="term ids (§6.1-1)", actual=f"not term ids: {bad}")
+
+
+@case(id="DISC-006", clause="§13.1-6", level=M, tags=("discovery", "time"),
+      covers=("§13.1-5",),
+      requirement="A discovery document's expires MUST be later than its issued, and the "
+      "document MUST NOT be larger than 65,536 bytes.",
+      accepts="issued < expires, now within [issued − 2 min, expires], at most 65,536 bytes")
+async def discovery_window(ctx: CaseContext) -> None:
+    ex = await ctx.get(WELL_KNOWN_PATH)
+    ctx.expect(len(ex.response_body) <= 65_536, expected="at most 65,536 bytes",
+               actual=f"{len(ex.response_body)} bytes")
+    try:
+        doc = ex.json()
+        issued, expires = int(doc["issued"]), int(doc["expires"])
+    except (ValueError, KeyError, TypeError) as exc:
+        ctx.fail(expected="issued and expires", actual=f"{type(exc).__name__}: {exc}")
+    now = now_ms()
+    ctx.expect(issued < expires and issued - 120_000 <= now <= expires,
+               expected="issued < expires and the document valid now",
+               actual=f"issued {issued}, expires {expires}, now {now}")
 
 
 # -- the envelope and its signature (§3.4, §3.5) ---------------------------------------------------
 
 
-@case(id="ENV-001", clause="§5.6.1-1", level=M, tags=("envelope", "receipt"),
+@case(id="ENV-001", clause="§5.6.1-2", level=M, tags=("envelope", "receipt"),
+      covers=("§12.3-1", "§3.6-2", "§3.5-1", "§3.3-9", "§2.1-1", "§3.5-4"),
       requirement="A receiver MUST answer an accepted message with a signed receipt naming the "
-      "hash of the message's header bytes.",
-      accepts="HTTP 200; first reply a receipt signed by the endpoint with ack = message hash")
+      "hash of the message's header bytes, first in a 200 response of the protocol's media "
+      "type.",
+      accepts="HTTP 200, application/vnd.vrmproto+msgpack, an array of envelopes that are "
+      "canonical and signed by the endpoint; first a receipt with ack = SHA-256(hdr)")
 async def valid_offer_gets_receipt(ctx: CaseContext) -> None:
     who = identity(ctx)
     msg = sign(ctx, offer_body(ctx, who), who)
-    expect_receipt(ctx, await post(ctx, msg.envelope, recipient_key=who.public_key), msg)
+    answer = await post(ctx, msg.envelope, recipient_key=who.public_key)
+    expect_receipt(ctx, answer, msg)
+    kind = answer.exchange.response_content_type
+    ctx.expect(kind == CONTENT_TYPE, expected=f"Content-Type {CONTENT_TYPE}", actual=str(kind))
 
 
 def _flip(data: bytes, index: int, bit: int = 0) -> bytes:
@@ -102,7 +185,7 @@ async def flipped_signature_bit(ctx: CaseContext) -> None:
     expect_problem(ctx, answer, ["bad_signature"])
 
 
-@case(id="ENV-003", clause="§3.5-1", level=M, tags=("envelope", "signature"),
+@case(id="ENV-003", clause="§3.5-2", level=M, tags=("envelope", "signature"),
       requirement="A signature MUST cover the context string 'vrmproto/v1/message\\0' followed "
       "by the header bytes; one over the bare header is invalid.",
       accepts="problem bad_signature")
@@ -114,7 +197,7 @@ async def signature_without_context(ctx: CaseContext) -> None:
                    ["bad_signature"])
 
 
-@case(id="ENV-004", clause="§3.5-1", level=M, tags=("envelope", "signature"),
+@case(id="ENV-004", clause="§3.5-2", level=M, tags=("envelope", "signature"),
       requirement="Signatures are domain-separated: a signature made for another purpose (the "
       "discovery context) MUST NOT verify as a message signature.",
       accepts="problem bad_signature")
@@ -146,16 +229,16 @@ SMALL_ORDER_KEY = bytes.fromhex(
 
 
 @case(id="ENV-006", clause="§2.1-2", level=M, tags=("envelope", "keys"),
-      requirement="A receiver MUST refuse a message from a small-order or non-canonical key.",
-      accepts="problem bad_key or bad_signature")
+      requirement="A receiver MUST refuse a message from a small-order or non-canonical key "
+      "with bad_key.",
+      accepts="problem bad_key")
 async def small_order_sender(ctx: CaseContext) -> None:
     who = identity(ctx)
     msg = sign(ctx, offer_body(ctx, who), who)
     h = header_of(msg)
     h["from"] = SMALL_ORDER_KEY
     hdr, sig = resign_header(h, who)
-    expect_problem(ctx, await post(ctx, envelope_bytes(hdr, sig, msg.body_bytes)),
-                   ["bad_key", "bad_signature"])
+    expect_problem(ctx, await post(ctx, envelope_bytes(hdr, sig, msg.body_bytes)), ["bad_key"])
 
 
 @case(id="ENV-007", clause="§3.4-3", level=M, tags=("envelope", "signature"),
@@ -175,7 +258,7 @@ async def bad_signature_lengths(ctx: CaseContext) -> None:
 async def routing_copies_disagree(ctx: CaseContext) -> None:
     who = identity(ctx)
     msg = sign(ctx, offer_body(ctx, who), who)
-    other = Identity(ctx.rng.randbytes(32)).public_key
+    other = identity(ctx).public_key
     for routing in ({"to": other, "type": "terms.offer"},
                     {"to": target(ctx).key, "type": "data.share"}):
         env = envelope_bytes(msg.hdr_bytes, msg.signature, msg.body_bytes, **routing)
@@ -193,10 +276,10 @@ async def body_swapped(ctx: CaseContext) -> None:
     expect_problem(ctx, await post(ctx, env), ["bad_signature"])
 
 
-@case(id="ENV-010", clause="§4.2-1", level=M, tags=("envelope", "version"),
-      requirement="A receiver MUST refuse a protocol version it does not support, naming the "
-      "versions it does.",
-      accepts="problem unsupported_version")
+@case(id="ENV-010", clause="§4.2-1", level=M, tags=("envelope", "version"), covers=("§9.1-5",),
+      requirement="A receiver MUST refuse a protocol version it does not support with "
+      "unsupported_version, whose problem MUST carry supported_versions.",
+      accepts="problem unsupported_version with supported_versions ∋ 1")
 async def unknown_version(ctx: CaseContext) -> None:
     who = identity(ctx)
     msg = sign(ctx, offer_body(ctx, who), who)
@@ -205,6 +288,10 @@ async def unknown_version(ctx: CaseContext) -> None:
     hdr, sig = resign_header(h, who)
     answer = await post(ctx, envelope_bytes(hdr, sig, msg.body_bytes))
     expect_problem(ctx, answer, ["unsupported_version"])
+    assert answer.problem is not None
+    versions = answer.problem.body.supported_versions
+    ctx.expect(versions is not None and 1 in versions, expected="supported_versions ∋ 1",
+               actual=f"supported_versions {versions}")
 
 
 @case(id="ENV-011", clause="§4.2-3", level=M, tags=("envelope",),
@@ -220,7 +307,7 @@ async def unknown_type(ctx: CaseContext) -> None:
                    ["unknown_type"])
 
 
-@case(id="ENV-012", clause="§4.2-2", level=M, tags=("envelope",),
+@case(id="ENV-012", clause="§4.2-2", level=M, tags=("envelope",), covers=("§4.2-10",),
       requirement="A header missing a field, or with a field of the wrong type, MUST be refused.",
       accepts="problem invalid_field (or malformed) for both")
 async def header_fields(ctx: CaseContext) -> None:
@@ -236,7 +323,7 @@ async def header_fields(ctx: CaseContext) -> None:
         expect_problem(ctx, answer, ["invalid_field", "malformed"])
 
 
-@case(id="ENV-013", clause="§5.1-1", level=M, tags=("envelope", "body"),
+@case(id="ENV-013", clause="§5.1-1", level=M, tags=("envelope", "body"), covers=("§5.1-2",),
       requirement="A body missing a required field, or with a field of the wrong type, MUST be "
       "refused.",
       accepts="problem invalid_field for both")
@@ -251,3 +338,87 @@ async def body_fields(ctx: CaseContext) -> None:
         h["body"] = sha256(raw)
         hdr, sig = resign_header(h, who)
         expect_problem(ctx, await post(ctx, envelope_bytes(hdr, sig, raw)), ["invalid_field"])
+
+
+@case(id="ENV-014", clause="§3.4-1", level=M, tags=("envelope",),
+      requirement="A receiver MUST refuse with malformed an envelope that is not a map, that "
+      "has any other key than body, hdr, sig, to and type, or whose keys are out of order.",
+      accepts="problem malformed for an array, for an extra key and for unsorted keys")
+async def envelope_shape(ctx: CaseContext) -> None:
+    who = identity(ctx)
+    msg = sign(ctx, offer_body(ctx, who), who)
+    parts = [("body", msg.body_bytes), ("hdr", msg.hdr_bytes), ("sig", msg.signature)]
+    as_array = b"\x93" + b"".join(msgpack.packb(v, use_bin_type=True) for _, v in parts)
+    for raw in (as_array, raw_map([*parts, ("x", 1)]), raw_map(list(reversed(parts)))):
+        expect_problem(ctx, await post(ctx, raw), ["malformed"])
+
+
+@case(id="ENV-015", clause="§3.4-2", level=M, tags=("envelope", "erasure"),
+      covers=("§3.4-6",),
+      requirement="hdr, sig and body MUST be present and bin; a receiver MUST refuse an "
+      "envelope breaking this, and an erased form (no body) sent as a message, with malformed.",
+      accepts="problem malformed for a missing hdr, a str hdr, the erased form and a nil body")
+async def envelope_parts(ctx: CaseContext) -> None:
+    who = identity(ctx)
+    msg = sign(ctx, offer_body(ctx, who), who)
+    hdr, sig, body = msg.hdr_bytes, msg.signature, msg.body_bytes
+    for raw in (raw_map([("body", body), ("sig", sig)]),
+                raw_map([("body", body), ("hdr", hdr.hex()), ("sig", sig)]),
+                msg.without_body().envelope,
+                raw_map([("body", None), ("hdr", hdr), ("sig", sig)])):
+        expect_problem(ctx, await post(ctx, raw), ["malformed"])
+
+
+@case(id="ENV-016", clause="§3.4-4", level=M, tags=("envelope", "routing"),
+      requirement="A routing to MUST be a bin or nil and a routing type a str, or the "
+      "receiver MUST refuse the envelope with malformed.",
+      accepts="problem malformed for a str 'to' and for an int 'type'")
+async def routing_copy_types(ctx: CaseContext) -> None:
+    who = identity(ctx)
+    msg = sign(ctx, offer_body(ctx, who), who)
+    for routing in ({"to": target(ctx).key.hex()}, {"type": 1}):
+        env = envelope_bytes(msg.hdr_bytes, msg.signature, msg.body_bytes, **routing)
+        expect_problem(ctx, await post(ctx, env), ["malformed"])
+
+
+# The identity point: [k]A is the identity for every k, so R = identity and S = 0 satisfy the
+# cofactorless equation for any message. Only the small-order check stops this forgery.
+IDENTITY_POINT = b"\x01" + bytes(31)
+
+
+@case(id="ENV-017", clause="§2.1-2", level=M, tags=("envelope", "signature", "keys"),
+      covers=("§3.5-3",),
+      requirement="A receiver MUST refuse with bad_key a message signed under a small-order "
+      "key: with the identity point as key, R = identity and S = 0 'verify' any message under "
+      "a verifier that skips the small-order checks of §3.5-3.",
+      accepts="problem bad_key")
+async def identity_key_forgery(ctx: CaseContext) -> None:
+    who = identity(ctx)
+    msg = sign(ctx, offer_body(ctx, who), who)
+    h = header_of(msg)
+    h["from"] = IDENTITY_POINT
+    hdr, _ = resign_header(h, who)
+    env = envelope_bytes(hdr, IDENTITY_POINT + bytes(32), msg.body_bytes)
+    expect_problem(ctx, await post(ctx, env), ["bad_key"])
+
+
+@case(id="ENV-018", clause="§3.4-4", level=S, tags=("envelope", "routing"),
+      requirement="A sender SHOULD include both routing copies (to and type) in its envelopes.",
+      accepts="every envelope of the response to a terms.offer carries to and type")
+async def replies_carry_routing(ctx: CaseContext) -> None:
+    who = identity(ctx)
+    msg = sign(ctx, offer_body(ctx, who), who)
+    answer = await post(ctx, msg.envelope, recipient_key=who.public_key)
+    expect_receipt(ctx, answer, msg)
+    bare = [r.type for r in answer.replies
+            if not {"to", "type"} <= _codec.decode(r.envelope).keys()]
+    ctx.expect(not bare, expected="routing copies on every reply", actual=f"none on {bare}")
+
+
+@case(id="DISC-007", clause="§13.1-6", level=S, tags=("discovery", "time"),
+      requirement="An endpoint SHOULD give its discovery documents a lifetime of at most one day.",
+      accepts="expires − issued ≤ 86,400,000 ms")
+async def discovery_lifetime(ctx: CaseContext) -> None:
+    issued, expires = ctx.discovery.get("issued"), ctx.discovery.get("expires")
+    ok = isinstance(issued, int) and isinstance(expires, int) and expires - issued <= 86_400_000
+    ctx.expect(ok, expected="a lifetime of at most a day", actual=f"{issued} to {expires}")

@@ -1,0 +1,1643 @@
+#!/usr/bin/env python3
+"""Generate the machine-readable test vectors in ``spec/vectors/`` (see its README.md).
+
+Every value comes from fixed seeds, fixed ids and fixed times, and Ed25519 signatures are
+deterministic, so the output is byte-identical on every run. The one random step of the
+protocol, the ephemeral key of a sealed box (§5.5-2), is made deterministic here by deriving
+the ephemeral key pair from a fixed seed and building the box by hand exactly as libsodium's
+``crypto_box_seal`` does; any sealed-box opener opens it.
+
+Usage::
+
+    python scripts/gen_vectors.py           # (re)write spec/vectors/*.json
+    python scripts/gen_vectors.py --check   # exit 1 if a committed file differs
+
+``build()`` returns every file's text without writing, for the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import re
+import struct
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import nacl.bindings as sodium
+from nacl.encoding import RawEncoder
+from nacl.hash import blake2b
+
+from vrmproto import (
+    DATA_FORMAT,
+    DEFAULT_LIMITS,
+    MESSAGE_TYPES,
+    AddressUpdate,
+    Context,
+    DataErased,
+    DataRecord,
+    DataRequest,
+    DataReturn,
+    DataShare,
+    DataWithdraw,
+    Entry,
+    FieldsContent,
+    Identity,
+    Intentcast,
+    KeyRotate,
+    MasterSeed,
+    Money,
+    Problem,
+    ProtocolError,
+    Receipt,
+    RecordsContent,
+    Relationship,
+    RelationshipEnd,
+    Role,
+    Signed,
+    TermsAccept,
+    TermsOffer,
+    TermsReject,
+    _codec,
+    compare,
+    fingerprint,
+    key_to_text,
+    latest,
+    open_envelope,
+    sha256,
+    sign_message,
+    sign_problem,
+    verify_entries,
+)
+from vrmproto._fields import dump_record
+from vrmproto._history import link
+from vrmproto._relationship import rotation_proof_bytes
+
+SCHEMA = "vrmproto-vectors/1"
+VECTORS_DIR = Path(__file__).resolve().parent.parent / "spec" / "vectors"
+
+#: 2026-01-01T00:00:00Z in ms: the clock every vector starts from.
+NOW = 1_767_225_600_000
+MINUTE = 60_000
+DAY = 86_400_000
+#: The Ed25519 group order L (RFC 8032 §5.1).
+ED25519_L = 2**252 + 27742317777372353535851937790883648493
+
+SEED_RULE = ('the vendor seed is 32 zero bytes and the customer master seed the bytes 0 to 31 '
+             '(spec §2.2, §2.3); every other seed is SHA-256("vrmproto vectors: " ‖ label), '
+             'label in UTF-8')
+ID_RULE = ('every other message id and thread id is the first 16 bytes of '
+           'SHA-256("vrmproto vectors id: " ‖ label)')
+
+
+def _seed(label: str) -> bytes:
+    return sha256(f"vrmproto vectors: {label}".encode())
+
+
+def _id(label: str) -> bytes:
+    return sha256(f"vrmproto vectors id: {label}".encode())[:16]
+
+
+# -- JSON ----------------------------------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """A decoded msgpack value as JSON: bytes as lowercase hex, nil as null (README §content)."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def dumps(doc: Mapping[str, Any]) -> str:
+    """The one JSON form of every vector file: sorted keys, indent 1, trailing newline."""
+    return json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _vector(
+    vid: str,
+    description: str,
+    *,
+    clause: str,
+    flags: Sequence[str],
+    problem: Problem | None = None,
+    **inputs: Any,
+) -> dict[str, Any]:
+    return {
+        "id": vid,
+        "description": description,
+        "result": "valid" if problem is None else "invalid",
+        "problem": None if problem is None else problem.value,
+        "clause": clause,
+        "flags": list(flags),
+        **{k: jsonable(v) for k, v in inputs.items()},
+    }
+
+
+def _file(kind: str, description: str, source: str, vectors: list[dict[str, Any]],
+          notes: Mapping[str, str], **extra: Any) -> dict[str, Any]:
+    ids = [v["id"] for v in vectors]
+    assert len(ids) == len(set(ids)), f"duplicate vector id in {kind}"
+    return {
+        "schema": SCHEMA,
+        "kind": kind,
+        "description": description,
+        "source": source,
+        "notes": dict(notes),
+        "vectors": vectors,
+        **extra,
+    }
+
+
+# -- deterministic sealed boxes (§5.5) -------------------------------------------------------------
+
+
+def seal_deterministic(plaintext: bytes, recipient_enc_key: bytes, ephemeral_seed: bytes) -> bytes:
+    """libsodium ``crypto_box_seal`` with an ephemeral key pair from ``ephemeral_seed``.
+
+    sealed = epk ‖ crypto_box(plaintext, nonce = BLAKE2b-192(epk ‖ rpk), rpk, esk).
+    """
+    epk, esk = sodium.crypto_box_seed_keypair(ephemeral_seed)
+    nonce = blake2b(epk + recipient_enc_key, digest_size=24, encoder=RawEncoder)
+    box: bytes = sodium.crypto_box(plaintext, nonce, recipient_enc_key, esk)
+    return bytes(epk) + box
+
+
+def sealed_content(
+    content: FieldsContent | RecordsContent,
+    *,
+    sender: Identity,
+    recipient: Identity,
+    msg_id: bytes,
+    ephemeral_label: str,
+) -> tuple[bytes, dict[str, Any]]:
+    """The sealed field of a message (same construction as ``seal_content``) and its details."""
+    content_wire = dump_record(content)
+    payload = _codec.encode({"content": content_wire, "msg": msg_id, "to": recipient.public_key})
+    sig = sender.sign(Context.SEALED, payload)
+    plaintext = _codec.pack_sorted({"payload": payload, "sig": sig})
+    eph_seed = _seed(ephemeral_label)
+    box = seal_deterministic(plaintext, recipient.enc_public_key, eph_seed)
+    epk, _ = sodium.crypto_box_seed_keypair(eph_seed)
+    details = {
+        "recipient_seed": recipient.seed,
+        "recipient_enc_public_key": recipient.enc_public_key,
+        "ephemeral_seed": eph_seed,
+        "ephemeral_public_key": bytes(epk),
+        "nonce": blake2b(bytes(epk) + recipient.enc_public_key, digest_size=24,
+                         encoder=RawEncoder),
+        "plaintext": plaintext,
+        "payload": payload,
+        "payload_signature": sig,
+        "decrypted": {"content": content_wire, "msg": msg_id, "to": recipient.public_key},
+    }
+    return box, details
+
+
+# -- the parties ---------------------------------------------------------------------------------
+
+#: The example parties of spec §2.2-§2.4: the vendor's seed is 32 zero bytes, the customer's
+#: master seed the bytes 0 to 31, the example intent id the bytes 16 to 31.
+MASTER = MasterSeed(bytes(range(32)))
+VENDOR = Identity(bytes(32))
+VENDOR2 = Identity(_seed("second vendor"))
+STRANGER = Identity(_seed("stranger"))
+CUSTOMER = MASTER.pairwise(VENDOR.public_key, 0)
+CUSTOMER_NEXT = MASTER.pairwise(VENDOR.public_key, 1)
+INTENT_ID = bytes(range(16, 32))
+INTENT = MASTER.for_intent(INTENT_ID)
+
+NO_TRACKING = latest("vrm.no-tracking").ref()
+DELETE_AFTER = latest("vrm.delete-after").ref(days=30)
+RETURN_ON_REQUEST = latest("vrm.return-on-request").ref(format=DATA_FORMAT)
+NO_THIRD_PARTY = latest("vrm.no-third-party").ref()
+TERMS = (NO_TRACKING, DELETE_AFTER, RETURN_ON_REQUEST)
+
+
+@dataclass
+class Step:
+    """One message of a flow: who sent it, the signed message, and when the peer got it."""
+
+    sender: Role
+    message: Signed[Any]
+    received_at: int
+    label: str
+    sealed: dict[str, Any] | None = None
+
+
+@dataclass
+class Flow:
+    """A customer and a vendor Relationship exchanging messages; every one is checked by both."""
+
+    name: str
+    customer: Identity
+    vendor: Identity
+    thread: bytes
+    now: int = NOW
+    steps: list[Step] = field(default_factory=list)
+    customer_seeds: list[bytes] = field(default_factory=list)
+    c: Relationship = field(init=False)
+    v: Relationship = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.c = Relationship(role=Role.CUSTOMER, identity=self.customer, thread=self.thread,
+                              peer_key=self.vendor.public_key,
+                              peer_enc_key=self.vendor.enc_public_key)
+        self.v = Relationship(role=Role.VENDOR, identity=self.vendor, thread=self.thread,
+                              peer_key=self.customer.public_key)
+        self.customer_seeds = [self.customer.seed]
+
+    def _sides(self, role: Role) -> tuple[Relationship, Relationship]:
+        return (self.c, self.v) if role is Role.CUSTOMER else (self.v, self.c)
+
+    def label(self, n: int, mtype: str) -> str:
+        return f"{self.name}-{n:02d}-{mtype}"
+
+    def next_label(self, mtype: str) -> str:
+        return self.label(len(self.steps) + 1, mtype)
+
+    def send(self, role: Role, body: Any, sealed: dict[str, Any] | None = None) -> Signed[Any]:
+        sender, receiver = self._sides(role)
+        self.now += MINUTE
+        label = self.next_label(body.TYPE)
+        sent = sender.send(body, now=self.now, msg_id=_id(label))
+        receiver.receive(sent.message.envelope, now=self.now + 1_000)
+        self.steps.append(Step(role, sent.message, self.now + 1_000, label, sealed))
+        return sent.message
+
+    def rotate(self, role: Role, new_identity: Identity, reason: str = "rotate") -> Signed[Any]:
+        sender, receiver = self._sides(role)
+        self.now += MINUTE
+        label = self.next_label("key.rotate")
+        sent = sender.rotate(new_identity, now=self.now, msg_id=_id(label), reason=reason)
+        receiver.receive(sent.message.envelope, now=self.now + 1_000)
+        self.steps.append(Step(role, sent.message, self.now + 1_000, label))
+        if role is Role.CUSTOMER:
+            self.customer_seeds.append(new_identity.seed)
+        return sent.message
+
+    def seal(self, role: Role, content: FieldsContent | RecordsContent, mtype: str,
+             ) -> tuple[bytes, dict[str, Any]]:
+        """Seal for the next message, whose id is fixed by its label."""
+        sender, receiver = self._sides(role)
+        label = self.next_label(mtype)
+        return sealed_content(content, sender=sender.identity, recipient=receiver.identity,
+                              msg_id=_id(label), ephemeral_label=f"ephemeral {label}")
+
+    def offer(self, terms: tuple[Any, ...] = TERMS, **kw: Any) -> Signed[Any]:
+        return self.send(Role.CUSTOMER, TermsOffer(terms=terms,
+                                                   enc_key=self.c.identity.enc_public_key, **kw))
+
+    def share(self, agreement: bytes, fields: Mapping[str, str]) -> Signed[Any]:
+        sealed, details = self.seal(Role.CUSTOMER, FieldsContent(fields=fields), DataShare.TYPE)
+        body = DataShare(agreement=agreement, purposes=(1, 2), categories=(1, 2),
+                         expires=NOW + 30 * DAY, sealed=sealed)
+        return self.send(Role.CUSTOMER, body, details)
+
+
+def main_flow() -> Flow:
+    """Every relationship message type, in one thread: the flow messages.json is cut from."""
+    f = Flow("main", CUSTOMER, VENDOR, _id("thread main"))
+    offer = f.offer(note="Here are my terms.", endpoint="https://alice.example/vrm")
+    f.send(Role.VENDOR, Receipt(ack=offer.hash))
+    f.send(Role.VENDOR, TermsAccept(offer=offer.hash, terms=offer.body.terms))
+    share = f.share(offer.hash, {"email": "alice@example.org", "name": "Alice Example"})
+    sealed, details = f.seal(
+        Role.CUSTOMER,
+        FieldsContent(fields={"address.locality": "Park City", "address.region": "UT",
+                              "phone": "+1 435 555 0100"}),
+        AddressUpdate.TYPE,
+    )
+    f.send(Role.CUSTOMER, AddressUpdate(agreement=offer.hash, sealed=sealed), details)
+    request = f.send(Role.CUSTOMER, DataRequest(agreement=offer.hash, format=DATA_FORMAT))
+    records = RecordsContent(records=(
+        DataRecord("email", "alice@example.org", 1, "provided", NOW + 3 * MINUTE, (1, 2)),
+        DataRecord("purchases.count", "3", 7, "observed", NOW + 5 * MINUTE, (1,)),
+    ))
+    sealed, details = f.seal(Role.VENDOR, records, DataReturn.TYPE)
+    f.send(Role.VENDOR, DataReturn(request=request.hash, format=DATA_FORMAT, sealed=sealed),
+           details)
+    withdraw = f.send(Role.CUSTOMER, DataWithdraw(agreement=offer.hash, shares=(share.hash,),
+                                                  reason="I no longer use this service."))
+    erased = f.send(Role.VENDOR, DataErased(withdraw=withdraw.hash, shares=(share.hash,)))
+    f.send(Role.CUSTOMER, Receipt(ack=erased.hash))
+    f.rotate(Role.CUSTOMER, CUSTOMER_NEXT)
+    f.send(Role.VENDOR, RelationshipEnd(reason="Account closed at the customer's request."))
+    return f
+
+
+def counter_flow() -> Flow:
+    """A refusal with a counter-offer, a new offer from the customer, and an agreement."""
+    f = Flow("counter", CUSTOMER, VENDOR, _id("thread counter"))
+    offer = f.offer(terms=(NO_TRACKING, NO_THIRD_PARTY))
+    f.send(Role.VENDOR, TermsReject(offer=offer.hash, reason="We work with a payment processor.",
+                                    refused=("vrm.no-third-party",), counter=(NO_TRACKING,)))
+    second = f.offer(terms=(NO_TRACKING,))
+    f.send(Role.VENDOR, TermsAccept(offer=second.hash, terms=second.body.terms))
+    return f
+
+
+def intent_flows() -> tuple[Flow, Flow]:
+    """One intentcast, sent to two vendors: one answers with offers, the other declines."""
+    cast = Intentcast(
+        what="A 4-wheel-drive SUV for five days",
+        reply_by=NOW + 2 * DAY,
+        constraints=("no prepaid gas", "no insurance"),
+        memberships=("Avis Wizard", "Budget FastBreak", "Hertz 1 Club"),
+        where="Park City, UT",
+        start=NOW + 78 * DAY,
+        end=NOW + 83 * DAY,
+        max_price=Money(60_000, "USD"),
+        terms=(NO_TRACKING,),
+    )
+    answered = Flow("intent", INTENT, VENDOR, INTENT_ID)
+    c1 = answered.send(Role.CUSTOMER, cast)
+    price = Money(54_500, "USD")
+    answered.send(Role.VENDOR, Signed.offer(c1, "Jeep Grand Cherokee, unlimited miles", price,
+                                            valid_until=NOW + 2 * DAY,
+                                            conditions=("return with a full tank",),
+                                            accepts_terms=("vrm.no-tracking",)))
+    answered.send(Role.VENDOR, Signed.offer(c1, "Subaru Outback, unlimited miles",
+                                            Money(49_900, "USD"), valid_until=NOW + 2 * DAY))
+    answered.send(Role.CUSTOMER, RelationshipEnd(reason="I took another offer."))
+    declined = Flow("intent2", INTENT, VENDOR2, INTENT_ID)
+    c2 = declined.send(Role.CUSTOMER, cast)
+    declined.send(Role.VENDOR, Signed.decline(c2, "No 4-wheel-drive cars free on those dates."))
+    return answered, declined
+
+
+# -- keys.json -----------------------------------------------------------------------------------
+
+
+def _identity_fields(ident: Identity) -> dict[str, Any]:
+    return {
+        "public_key": ident.public_key,
+        "enc_public_key": ident.enc_public_key,
+        "public_key_text": key_to_text(ident.public_key),
+        "enc_public_key_text": key_to_text(ident.enc_public_key, "x25519"),
+        "fingerprint": fingerprint(ident.public_key),
+    }
+
+
+def _hmac(key: bytes, msg: bytes) -> bytes:
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def keys_file() -> dict[str, Any]:
+    vectors: list[dict[str, Any]] = []
+    seeds = [bytes(32), bytes(range(32)), _seed("second vendor"), _seed("stranger")]
+    for i, seed in enumerate(seeds):
+        ident = Identity(seed)
+        vectors.append(_vector(
+            f"identity-{i + 1}",
+            "An identity from a 32-byte seed: sign_secret (the RFC 8032 private key) = "
+            "HMAC-SHA-256(seed, "
+            '"vrmproto/v1/identity/sign\\0"), X25519 secret = HMAC-SHA-256(seed, '
+            '"vrmproto/v1/identity/enc\\0"); text forms and fingerprint of the keys.',
+            clause="§2.2", flags=["Identity"], kind="identity", seed=seed,
+            sign_secret=_hmac(seed, b"vrmproto/v1/identity/sign\x00"),
+            enc_secret=_hmac(seed, b"vrmproto/v1/identity/enc\x00"),
+            **_identity_fields(ident),
+        ))
+    for gen in (0, 1, 2):
+        ident = MASTER.pairwise(VENDOR.public_key, gen)
+        vectors.append(_vector(
+            f"pairwise-{gen}",
+            'The identity a customer uses with one vendor: seed = HMAC-SHA-256(master, '
+            '"vrmproto/v1/pairwise\\0" ‖ vendor_key ‖ u32be(generation)).',
+            clause="§2.3-1", flags=["Pairwise"], kind="pairwise", master_seed=MASTER.seed,
+            vendor_key=VENDOR.public_key, generation=gen, seed=ident.seed,
+            **_identity_fields(ident),
+        ))
+    other = MASTER.pairwise(VENDOR2.public_key, 0)
+    vectors.append(_vector(
+        "pairwise-other-vendor",
+        "The same master seed with another vendor gives an unrelated identity (§2.3).",
+        clause="§2.3-1", flags=["Pairwise"], kind="pairwise", master_seed=MASTER.seed,
+        vendor_key=VENDOR2.public_key, generation=0, seed=other.seed,
+        **_identity_fields(other),
+    ))
+    for n, intent_id in enumerate((INTENT_ID, bytes(16)), start=1):
+        ident = MASTER.for_intent(intent_id)
+        vectors.append(_vector(
+            f"intent-{n}",
+            'The throw-away identity of one intentcast: seed = HMAC-SHA-256(master, '
+            '"vrmproto/v1/intent\\0" ‖ intent_id).',
+            clause="§2.4-1", flags=["Intent"], kind="intent", master_seed=MASTER.seed,
+            intent_id=intent_id, seed=ident.seed, **_identity_fields(ident),
+        ))
+    contexts = [("message", Context.MESSAGE), ("discovery", Context.DISCOVERY),
+                ("key-rotation", Context.KEY_ROTATION), ("sealed", Context.SEALED),
+                ("request", Context.REQUEST)]
+    data = b"vrmproto test vector data"
+    for name, ctx in contexts:
+        vectors.append(_vector(
+            f"signature-{name}",
+            f"A signature for the {name} purpose: Ed25519 over context ‖ data, context = "
+            f"{ctx.decode('ascii')!r}.",
+            clause="§3.5-1", flags=["Signature", "Context"], kind="signature",
+            seed=VENDOR.seed, public_key=VENDOR.public_key, context=ctx, data=data,
+            signature=VENDOR.sign(ctx, data),
+        ))
+    return _file(
+        "keys",
+        "Key derivation (identities, pairwise and intentcast identities), key text forms, "
+        "fingerprints and context-prefixed signatures.",
+        f"vrmproto reference implementation (scripts/gen_vectors.py); {SEED_RULE}",
+        vectors,
+        {
+            "Identity": "identity derivation from a 32-byte seed (§2.2)",
+            "Pairwise": "per-vendor identity derived from a master seed (§2.3)",
+            "Intent": "per-intentcast identity derived from a master seed (§2.4)",
+            "Signature": "Ed25519 signature (RFC 8032, deterministic)",
+            "Context": "the signed bytes are the purpose's context string ‖ the data (§3.5)",
+        },
+    )
+
+
+# -- messages.json -------------------------------------------------------------------------------
+
+_SECTION = re.compile(r"§[0-9]+(?:\.[0-9]+)*")
+
+
+def _section(body_cls: type[Any]) -> str:
+    match = _SECTION.search(body_cls.__doc__ or "")
+    assert match, body_cls
+    return match.group(0)
+
+
+def _content(msg: Signed[Any]) -> dict[str, Any]:
+    assert msg.body_bytes is not None
+    return {"header": jsonable(_codec.decode(msg.hdr_bytes)),
+            "body": jsonable(_codec.decode(msg.body_bytes))}
+
+
+def message_vector(step: Step, signer: Identity, description: str) -> dict[str, Any]:
+    msg = step.message
+    flags = ["Valid"]
+    extra: dict[str, Any] = {}
+    if step.sealed is not None:
+        flags.append("Sealed")
+        extra["sealed"] = step.sealed
+    if msg.header.prev is None:
+        flags.append("FirstInChain")
+    return _vector(
+        step.label,
+        description,
+        clause=_section(MESSAGE_TYPES[msg.type]),
+        flags=flags,
+        type=msg.type,
+        signer_seed=signer.seed,
+        sender=msg.sender,
+        recipient=msg.recipient,
+        now=step.received_at,
+        header=msg.hdr_bytes,
+        body=msg.body_bytes,
+        signature=msg.signature,
+        envelope=msg.envelope,
+        hash=msg.hash,
+        content=_content(msg),
+        **extra,
+    )
+
+
+_DESCRIBE = {
+    "terms.offer": "The customer proffers terms from the roster, with its X25519 key.",
+    "terms.accept": "The vendor accepts the offer: the offer's hash is the agreement id.",
+    "terms.reject": "The vendor refuses one term and counters with the rest.",
+    "data.share": "Personal data fields sealed to the vendor under the agreement.",
+    "address.update": "New contact details, sealed to the vendor.",
+    "data.request": "The customer asks for the data the vendor holds, in vrm-data/1.",
+    "data.return": "The vendor's records about the customer, sealed to the customer.",
+    "data.withdraw": "The customer withdraws consent for one share.",
+    "data.erased": "The vendor confirms it deleted the withdrawn share.",
+    "receipt": "A signed receipt acknowledging one message by its hash.",
+    "key.rotate": "The customer moves to its generation-1 pairwise key, with the new key's "
+                  "proof over old ‖ new ‖ thread.",
+    "relationship.end": "One side ends the relationship.",
+    "intentcast": "An intentcast from the customer's throw-away intent identity.",
+    "intent.offer": "A vendor's offer answering the intentcast.",
+    "intent.decline": "A vendor declines the intentcast.",
+    "problem": "A signed problem report.",
+}
+
+
+def _signer(flow: Flow, step: Step) -> Identity:
+    if step.sender is Role.VENDOR:
+        return flow.vendor
+    for seed in flow.customer_seeds:
+        ident = Identity(seed)
+        if ident.public_key == step.message.sender:
+            return ident
+    raise AssertionError(step.label)
+
+
+def spec_example_receipt() -> Signed[Any]:
+    """The receipt of spec §3.7, byte for byte (the spec prints its hash and envelope)."""
+    msg = sign_message(
+        Receipt(ack=bytes.fromhex(
+            "854e4990ed9f3b3fcf961d3d198b947160838038748d50c8e7ce8f29c4da1904")),
+        identity=VENDOR, recipient=CUSTOMER.public_key, thread=bytes(range(16, 32)),
+        prev=None, now=NOW + 1_000, msg_id=bytes(range(32, 48)),
+    )
+    assert msg.hash.hex() == "e24cc6856253c77576b60431e5ae3a29d2f02b2d13914defc36dfc11ef54592d"
+    assert msg.envelope.hex().endswith("a474797065a772656365697074")
+    assert len(msg.envelope) == 391
+    return msg
+
+
+def messages_file(flows: Sequence[Flow]) -> dict[str, Any]:
+    vectors = []
+    for flow in flows:
+        for step in flow.steps:
+            desc = _DESCRIBE[step.message.type]
+            if step.message.type == "receipt":
+                desc += " Receipts are chained like every other relationship message."
+            vectors.append(message_vector(step, _signer(flow, step), desc))
+    main = flows[0]
+    offer = main.steps[0].message
+    problems = [
+        sign_problem(Problem.CLOCK_SKEW, "created lies in the future beyond the allowed clock "
+                     "skew", identity=VENDOR, now=NOW + 30 * MINUTE, msg_id=_id("problem-1"),
+                     to=CUSTOMER.public_key, thread=main.thread, ref=offer.hash,
+                     clause="§4.5-4", server_time=NOW + 30 * MINUTE),
+        sign_problem(Problem.UNSUPPORTED_VERSION, "protocol version 2 is not supported",
+                     identity=VENDOR, now=NOW + 31 * MINUTE, msg_id=_id("problem-2"),
+                     clause="§4.2-1", path="$.hdr.v", supported_versions=(1,)),
+    ]
+    for n, p in enumerate(problems, start=1):
+        desc = ("A signed problem report answering a message, outside the chain (prev nil)."
+                if p.recipient else
+                "A problem report with no recipient (to nil) and the all-zero thread: sent "
+                "when the offending message could not be read; any recipient accepts it.")
+        vectors.append(message_vector(Step(Role.VENDOR, p, p.header.created + 1_000,
+                                           f"problem-{n}"), VENDOR, desc))
+    example = spec_example_receipt()
+    vectors.append(message_vector(Step(Role.VENDOR, example, example.header.created + 1_000,
+                                       "spec-3.7-receipt"), VENDOR,
+                                  "The worked example of spec §3.7: the vendor of §2.2 "
+                                  "acknowledges the customer's terms.offer."))
+    covered = {v["type"] for v in vectors}
+    assert covered == set(MESSAGE_TYPES), set(MESSAGE_TYPES) - covered
+    return _file(
+        "messages",
+        "Valid messages of every type: the signer's seed, the exact header, body, signature and "
+        "envelope bytes, the message hash, and the content they decode to. Open each envelope "
+        "at `now` with the recipient as the only local key: it must open and decode to exactly "
+        "`content`; signing `content` again with the signer's seed must give the same bytes.",
+        f"vrmproto reference implementation (scripts/gen_vectors.py); {SEED_RULE}; {ID_RULE}",
+        vectors,
+        {
+            "Valid": "must open and decode to `content`",
+            "Sealed": "carries a sealed box (§5.5); `sealed` gives the recipient's seed, the "
+                      "ephemeral key (fixed here so the vector is reproducible; senders draw "
+                      "a fresh one) and the decrypted content",
+            "FirstInChain": "the sender's first message in the thread (prev is nil)",
+        },
+    )
+
+
+# -- invalid.json --------------------------------------------------------------------------------
+
+
+def _pk(value: Any) -> bytes:
+    out: bytes = msgpack.packb(value, use_bin_type=True)
+    return out
+
+
+def _raw_map(pairs: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """A msgpack map of already-encoded keys and values, in the order given (fixmap only)."""
+    assert len(pairs) < 16
+    return bytes([0x80 | len(pairs)]) + b"".join(k + v for k, v in pairs)
+
+
+def _pairs(wire: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
+    return [(_pk(k), _pk(v)) for k, v in wire.items()]
+
+
+@dataclass
+class Mutant:
+    """The base message's parts, to be altered one at a time."""
+
+    header: dict[str, Any]
+    body: bytes
+
+    @staticmethod
+    def base() -> Mutant:
+        msg = _base_message()
+        assert msg.body_bytes is not None
+        return Mutant(dict(_codec.decode(msg.hdr_bytes)), msg.body_bytes)
+
+    def with_body(self, body_wire: Any, *, raw: bytes | None = None) -> Mutant:
+        body = raw if raw is not None else _codec.encode(body_wire)
+        self.body = body
+        self.header["body"] = sha256(body)
+        return self
+
+    def hdr_bytes(self) -> bytes:
+        return _codec.encode(self.header)
+
+    def envelope(self, hdr: bytes | None = None, sig: bytes | None = None,
+                 **env: Any) -> bytes:
+        hdr = self.hdr_bytes() if hdr is None else hdr
+        sig = VENDOR.sign(Context.MESSAGE, hdr) if sig is None else sig
+        out: dict[str, Any] = {"body": self.body, "hdr": hdr, "sig": sig,
+                               "to": self.header.get("to"), "type": self.header.get("type")}
+        out.update(env)
+        return _codec.encode({k: v for k, v in out.items() if v is not _DROP})
+
+
+_DROP: Any = object()
+
+
+def _base_message() -> Signed[Any]:
+    """A vendor's receipt to the customer: the message every invalid vector is cut from."""
+    return sign_message(Receipt(ack=sha256(b"vrmproto vectors: acknowledged message")),
+                        identity=VENDOR, recipient=CUSTOMER.public_key,
+                        thread=_id("thread main"), prev=None, now=NOW, msg_id=_id("base"))
+
+
+def _flip(data: bytes, index: int, bit: int = 0) -> bytes:
+    out = bytearray(data)
+    out[index] ^= 1 << bit
+    return bytes(out)
+
+
+def _padded_to(size: int) -> bytes:
+    """A correctly signed envelope of exactly ``size`` bytes (an ignored body key pads it)."""
+    pad = size
+    for _ in range(4):
+        m = Mutant.base().with_body({"ack": sha256(b"pad"), "pad": bytes(pad)})
+        env = m.envelope()
+        pad += size - len(env)
+        if len(env) == size:
+            return env
+    raise AssertionError("could not pad")
+
+
+def invalid_file() -> dict[str, Any]:
+    base = _base_message()
+    assert base.body_bytes is not None
+    now = NOW + 1_000
+    me = [CUSTOMER.public_key]
+    vectors: list[dict[str, Any]] = []
+    header = dict(_codec.decode(base.hdr_bytes))
+
+    def add(vid: str, description: str, envelope: bytes, problem: Problem | None, clause: str,
+            *, flags: Sequence[str], at: int = now, recipients: Sequence[bytes] = me,
+            review: dict[str, str] | None = None) -> None:
+        """Record a vector after checking what the reference implementation answers."""
+        got = _open_result(envelope, at, recipients)
+        _expect(f"invalid/{vid}", got, problem, clause, review)
+        extra = {"reference_result": review} if review is not None else {}
+        if review is not None:
+            flags = [*flags, "UnderReview"]
+        vectors.append(_vector(vid, description, clause=clause, flags=flags, problem=problem,
+                               envelope=envelope, now=at, recipients=list(recipients), **extra))
+
+    hdr, sig, body = base.hdr_bytes, base.signature, base.body_bytes
+
+    def env(**kw: Any) -> bytes:
+        fields = {"body": body, "hdr": hdr, "sig": sig, "to": base.recipient, "type": base.type}
+        fields.update(kw)
+        return _codec.encode({k: v for k, v in fields.items() if v is not _DROP})
+
+    add("base", "The unaltered message every other vector here is cut from: a vendor's receipt "
+        "to the customer.", base.envelope, None, "§4.5", flags=["Valid"])
+
+    # -- signatures (§3.5) --
+    add("sig-flip-r", "One bit of the signature's R half flipped.",
+        env(sig=_flip(sig, 0)), Problem.BAD_SIGNATURE, "§3.5-3", flags=["InvalidSignature"])
+    add("sig-flip-s", "One bit of the signature's S half flipped.",
+        env(sig=_flip(sig, 40, 3)), Problem.BAD_SIGNATURE, "§3.5-3", flags=["InvalidSignature"])
+    add("body-flip", "One bit of the body flipped: the body no longer matches the signed "
+        "body hash.", env(body=_flip(body, len(body) - 1)), Problem.BAD_SIGNATURE, "§3.4-5",
+        flags=["BodyHash"])
+    id_at = hdr.index(header["id"])
+    add("hdr-flip", "One bit of the header's id flipped: still a well-formed header, but not "
+        "the signed one.", env(hdr=_flip(hdr, id_at + 3)), Problem.BAD_SIGNATURE, "§3.5-3",
+        flags=["InvalidSignature"])
+    add("sig-no-context", "Signed over the header bytes alone, without the "
+        '"vrmproto/v1/message\\0" context.', env(sig=VENDOR.sign(b"", hdr)),
+        Problem.BAD_SIGNATURE, "§3.5-3", flags=["Context"])
+    add("sig-discovery-context", "Signed with the discovery context "
+        '"vrmproto/v1/discovery\\0" instead of the message context.',
+        env(sig=VENDOR.sign(Context.DISCOVERY, hdr)), Problem.BAD_SIGNATURE, "§3.5-3",
+        flags=["Context"])
+    add("sig-key-rotation-context", "Signed with the key-rotation context.",
+        env(sig=VENDOR.sign(Context.KEY_ROTATION, hdr)), Problem.BAD_SIGNATURE, "§3.5-3",
+        flags=["Context"])
+    s = int.from_bytes(sig[32:], "little")
+    add("sig-s-plus-l", "S replaced by S + L (little-endian 256-bit scalar): the same "
+        "signature to a verifier that reduces S, refused by the strict rule (RFC 8032 "
+        "§5.1.7).", env(sig=sig[:32] + (s + ED25519_L).to_bytes(32, "little")),
+        Problem.BAD_SIGNATURE, "§3.5-3", flags=["SignatureMalleability"])
+    identity_point = bytes([1]) + bytes(31)
+    add("sig-small-order-r", "R is the identity point (small order) and S = 0, from a valid "
+        "sender key.", env(sig=identity_point + bytes(32)), Problem.BAD_SIGNATURE, "§3.5-3",
+        flags=["SmallOrderR"])
+
+    # -- sender keys (§2.1-2): small-order and non-canonical points --
+    small = [
+        ("identity", identity_point, "the identity point (order 1); with R = identity and "
+         "S = 0 this signature verifies for every message under cofactorless and cofactored "
+         "lax verifiers"),
+        ("order-2", bytes.fromhex("ec" + "ff" * 30 + "7f"), "the point (0, -1), order 2"),
+        ("order-4", bytes(32), "the point (sqrt(-1), 0), order 4"),
+        ("order-8", bytes.fromhex(
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+         "a point of order 8"),
+        ("noncanonical-identity", bytes.fromhex("ee" + "ff" * 30 + "7f"),
+         "y = p + 1: a non-canonical encoding of the identity point"),
+    ]
+    for name, key, what in small:
+        assert not sodium.crypto_core_ed25519_is_valid_point(key), name
+        m = Mutant.base()
+        m.header["from"] = key
+        add(f"key-{name}", f"The sender key is {what}; signature R = identity, S = 0.",
+            m.envelope(sig=identity_point + bytes(32)), Problem.BAD_KEY, "§2.1-2",
+            flags=["SmallOrderKey" if name != "noncanonical-identity" else "NonCanonicalKey"])
+
+    # -- envelope shape (§3.4) --
+    add("sig-63", "A 63-byte signature.", env(sig=sig[:63]), Problem.MALFORMED, "§3.4-3",
+        flags=["TruncatedSignature"])
+    add("sig-65", "A 65-byte signature (one extra byte).", env(sig=sig + b"\x00"),
+        Problem.MALFORMED, "§3.4-3", flags=["SignatureWithGarbage"])
+    add("body-missing", "No body: the erased form of a history entry is not a message.",
+        env(body=_DROP), Problem.MALFORMED, "§3.4-2", flags=["Envelope"])
+    add("envelope-unknown-key", "An envelope key other than body, hdr, sig, to, type.",
+        env(zz=b"\x00"), Problem.MALFORMED, "§3.4-1", flags=["Envelope"])
+    add("envelope-not-map", "An envelope that is an array, not a map.",
+        _codec.encode([body, hdr, sig]), Problem.MALFORMED, "§3.4-1", flags=["Envelope"])
+    add("hdr-not-map", "A header that is an array, not a map.",
+        env(hdr=_codec.encode([1]), to=_DROP, type=_DROP), Problem.MALFORMED, "§4.1-1",
+        flags=["Envelope"])
+    add("routing-to-mismatch", "The unsigned routing copy of 'to' names another key than the "
+        "signed header.", env(to=STRANGER.public_key), Problem.ENVELOPE_MISMATCH, "§3.4-4",
+        flags=["Routing"])
+    add("routing-type-mismatch", "The unsigned routing copy of 'type' differs from the signed "
+        "header.", env(type="terms.accept"), Problem.ENVELOPE_MISMATCH, "§3.4-4", flags=["Routing"])
+    add("routing-absent", "No routing copies at all: they are optional.",
+        env(to=_DROP, type=_DROP), None, "§3.4-4", flags=["Valid", "Routing"])
+    other_body = _codec.encode(Receipt(ack=sha256(b"another message")).to_wire())
+    add("body-swapped", "A well-formed body, but not the one whose hash the header signs.",
+        env(body=other_body), Problem.BAD_SIGNATURE, "§3.4-5", flags=["BodyHash"])
+
+    # -- canonical encoding (§3.3) --
+    add("trailing-bytes", "One byte after the envelope map.", base.envelope + b"\x00",
+        Problem.MALFORMED, "§3.3-2", flags=["Canonical"])
+    add("truncated", "The envelope cut short by one byte.", base.envelope[:-1],
+        Problem.MALFORMED, "§3.3-1", flags=["Canonical"],
+        review={"problem": "malformed", "clause": "",
+                "note": "the reference implementation answers malformed but cites no clause "
+                        "for bytes msgpack cannot parse; proposed: §3.3-1"})
+    env_pairs = _pairs({"body": body, "hdr": hdr, "sig": sig, "to": base.recipient,
+                        "type": base.type})
+    add("envelope-duplicate-key", "The envelope map carries 'sig' twice (same value).",
+        _raw_map([*env_pairs[:3], env_pairs[2], *env_pairs[3:]]), Problem.MALFORMED, "§3.3-7",
+        flags=["DuplicateKey", "Canonical"])
+    add("envelope-unsorted", "Envelope keys not in ascending bytewise order (hdr before body).",
+        _raw_map([env_pairs[1], env_pairs[0], *env_pairs[2:]]), Problem.MALFORMED, "§3.4-1",
+        flags=["Canonical"])
+    add("envelope-str8-key", "The envelope key 'sig' written as str8 (d9 03) where fixstr is "
+        "shortest.", _raw_map([*env_pairs[:2], (b"\xd9\x03sig", env_pairs[2][1]),
+                               *env_pairs[3:]]),
+        Problem.MALFORMED, "§3.3-7", flags=["NonMinimal", "Canonical"])
+    add("envelope-bin32-sig", "The 64-byte signature written as bin32 where bin8 is shortest.",
+        _raw_map([*env_pairs[:2], (env_pairs[2][0], b"\xc6" + struct.pack(">I", 64) + sig),
+                  *env_pairs[3:]]), Problem.MALFORMED, "§3.3-7", flags=["NonMinimal", "Canonical"])
+
+    hp = _pairs(header)
+    names = [k for k, _ in header.items()]
+
+    def raw_header(pairs: Sequence[tuple[bytes, bytes]]) -> bytes:
+        h = _raw_map(pairs)
+        return env(hdr=h, sig=VENDOR.sign(Context.MESSAGE, h))
+
+    v_at = names.index("v")
+    type_at = names.index("type")
+    add("hdr-duplicate-key", "The header carries 'v' twice (re-signed).",
+        raw_header([*hp, hp[v_at]]), Problem.MALFORMED, "§3.3-7",
+        flags=["DuplicateKey", "Canonical"])
+    add("hdr-unsorted", "Header keys out of order: 'v' before 'type' (re-signed).",
+        raw_header([*hp[:type_at], hp[v_at], hp[type_at]]), Problem.MALFORMED, "§4.1-1",
+        flags=["Canonical"])
+    add("hdr-nonminimal-int", "The header's v = 1 written as uint8 (cc 01) instead of a "
+        "positive fixint (re-signed).",
+        raw_header([*hp[:v_at], (hp[v_at][0], b"\xcc\x01")]), Problem.MALFORMED, "§3.3-7",
+        flags=["NonMinimal", "Canonical"])
+    add("hdr-int64-created", "The header's created time written as int64 (d3): a "
+        "non-negative integer's canonical form is the shortest uint (here uint64, cf) "
+        "(re-signed).",
+        raw_header([(k, (b"\xd3" + struct.pack(">q", header["created"])
+                         if k == _pk("created") else v)) for k, v in hp]),
+        Problem.MALFORMED, "§3.3-7", flags=["Canonical"])
+    add("hdr-str8", "The header's type 'receipt' written as str8 (d9 07) where fixstr is "
+        "shortest (re-signed).",
+        raw_header([*hp[:type_at], (hp[type_at][0], b"\xd9\x07receipt"), hp[v_at]]),
+        Problem.MALFORMED, "§3.3-7", flags=["NonMinimal", "Canonical"])
+    add("hdr-float", "The header's created time written as a float64 (re-signed): a "
+        "declared header field of the wrong type is invalid_field (§3.3-8).",
+        raw_header([(k, (_pk(float(header["created"])) if k == _pk("created") else v))
+                    for k, v in hp]), Problem.INVALID_FIELD, "§4.2-10",
+        flags=["Float", "WrongType"])
+    add("hdr-invalid-utf8", "The header's type is a str holding bytes that are not UTF-8 "
+        "(re-signed).", raw_header([*hp[:type_at], (hp[type_at][0], b"\xa3\xff\xfe\xfd"),
+                                    hp[v_at]]),
+        Problem.MALFORMED, "§3.3-5", flags=["InvalidUtf8"])
+
+    def mutant_body(vid: str, description: str, body_wire: Any, problem: Problem | None,
+                    clause: str, *, flags: Sequence[str], raw: bytes | None = None,
+                    review: dict[str, str] | None = None) -> None:
+        m = Mutant.base().with_body(body_wire, raw=raw)
+        add(vid, description + " The header names this body's hash and is correctly signed.",
+            m.envelope(), problem, clause, flags=flags, review=review)
+
+    ack = sha256(b"vrmproto vectors: acknowledged message")
+    mutant_body("body-float", "A float64 in the body (an extra, otherwise ignored key).",
+                None, Problem.MALFORMED, "§3.3-5", flags=["Float", "Canonical"],
+                raw=_pk({"ack": ack, "x": 1.5}))
+    mutant_body("body-int-range", "An integer of 2^53 in the body, outside ±(2^53 − 1).",
+                None, Problem.MALFORMED, "§3.3-4", flags=["IntRange"], raw=_pk({"ack": ack,
+                                                                          "x": 2**53}))
+    mutant_body("body-ext-type", "A msgpack extension type in the body.", None,
+                Problem.MALFORMED, "§3.3-5", flags=["Canonical"],
+                raw=_pk({"ack": ack, "x": msgpack.ExtType(1, b"\x00")}))
+    mutant_body("body-int-key", "A map key that is an integer, not text.", None,
+                Problem.MALFORMED, "§3.3-3", flags=["Canonical"],
+                raw=bytes([0x82]) + _pk("ack") + _pk(ack) + _pk(1) + _pk(0),
+                review={"problem": "malformed", "clause": "",
+                        "note": "msgpack's strict_map_key refuses the key before the "
+                                "decoder's own §3.3-3 check runs, so no clause is cited"})
+    nested: Any = 0
+    for _ in range(15):
+        nested = [nested]
+    mutant_body("body-depth-16", "Nesting exactly at the limit of 16: the body map and 15 "
+                "arrays inside it (in an extra key, which receivers ignore, §5.1-3).",
+                {"ack": ack, "x": nested}, None, "§3.3-6", flags=["Valid", "Depth"])
+    mutant_body("body-depth-17", "Nesting one deeper than the limit: the body map and 16 "
+                "arrays.", {"ack": ack, "x": [nested]}, Problem.MALFORMED, "§3.3-6",
+                flags=["Depth"])
+    mutant_body("body-unknown-key", "An extra body key this version does not define: "
+                "ignored (§5.1-3).", {"ack": ack, "note": "hello"}, None, "§5.1-3",
+                flags=["Valid", "Extension"])
+    mutant_body("body-missing-field", "The receipt body without its required 'ack' field.",
+                {}, Problem.INVALID_FIELD, "§5.1-1", flags=["MissingField"])
+    mutant_body("body-wrong-type", "The receipt's 'ack' is text, not 32 bytes of binary.",
+                {"ack": ack.hex()}, Problem.INVALID_FIELD, "§5.1-2", flags=["WrongType"])
+    mutant_body("body-wrong-size", "The receipt's 'ack' is 31 bytes, not 32.",
+                {"ack": ack[:31]}, Problem.INVALID_FIELD, "§5.1-2", flags=["WrongType"])
+    mutant_body("body-nil-field", "The receipt's 'ack' is nil: an absent value is omitted, "
+                "never nil.", {"ack": None}, Problem.INVALID_FIELD, "§5.1-4", flags=["WrongType"])
+    mutant_body("body-not-map", "The body is an array.", [ack], Problem.INVALID_FIELD,
+                "§5.1-2", flags=["WrongType"])
+
+    # -- header fields (§4.2) --
+    def mutant_header(vid: str, description: str, changes: Mapping[str, Any],
+                      problem: Problem | None, clause: str, *, flags: Sequence[str],
+                      **kw: Any) -> None:
+        m = Mutant.base()
+        for k, val in changes.items():
+            if val is _DROP:
+                del m.header[k]
+            else:
+                m.header[k] = val
+        add(vid, description + " (re-signed)", m.envelope(), problem, clause, flags=flags,
+            **kw)
+
+    mutant_header("hdr-version-2", "Protocol version 2 in the header.", {"v": 2},
+                  Problem.UNSUPPORTED_VERSION, "§4.2-1", flags=["Version"])
+    mutant_header("hdr-version-0", "Protocol version 0 in the header.", {"v": 0},
+                  Problem.UNSUPPORTED_VERSION, "§4.2-1", flags=["Version"])
+    mutant_header("hdr-version-text", "The header's v is text.", {"v": "1"},
+                  Problem.INVALID_FIELD, "§4.2-1", flags=["WrongType"])
+    mutant_header("hdr-unknown-type", "A message type no version defines.",
+                  {"type": "terms.haggle"}, Problem.UNKNOWN_TYPE, "§4.2-3", flags=["UnknownType"])
+    mutant_header("hdr-missing-expires", "The header has no 'expires' field.",
+                  {"expires": _DROP}, Problem.INVALID_FIELD, "§4.2-2", flags=["MissingField"])
+    mutant_header("hdr-missing-thread", "The header has no 'thread' field.",
+                  {"thread": _DROP}, Problem.INVALID_FIELD, "§4.2-2", flags=["MissingField"])
+    mutant_header("hdr-unknown-field", "The header has a field this version does not define.",
+                  {"zz": 1}, Problem.INVALID_FIELD, "§4.2-2", flags=["Extension"])
+    mutant_header("hdr-id-text", "The header's id is 32 hex characters of text, not 16 bytes.",
+                  {"id": header["id"].hex()}, Problem.INVALID_FIELD, "§4.2-4", flags=["WrongType"])
+    mutant_header("hdr-id-short", "The header's id is 15 bytes.", {"id": header["id"][:15]},
+                  Problem.INVALID_FIELD, "§4.2-4", flags=["WrongType"])
+    mutant_header("hdr-from-short", "The sender key is 31 bytes.",
+                  {"from": VENDOR.public_key[:31]}, Problem.INVALID_FIELD, "§4.2-5",
+                  flags=["WrongType"])
+    mutant_header("hdr-to-nil", "No recipient on a message that is not a problem.",
+                  {"to": None}, Problem.INVALID_FIELD, "§4.2-6", flags=["WrongType"])
+    mutant_header("hdr-prev-short", "prev is 31 bytes.", {"prev": bytes(31)},
+                  Problem.INVALID_FIELD, "§4.2-8", flags=["WrongType"])
+    mutant_header("hdr-body-hash-text", "The body hash is text.",
+                  {"body": header["body"].hex()}, Problem.INVALID_FIELD, "§4.2-9",
+                  flags=["WrongType"])
+    mutant_header("hdr-created-text", "created is text.", {"created": str(NOW)},
+                  Problem.INVALID_FIELD, "§4.2-10", flags=["WrongType"])
+    mutant_header("hdr-created-negative", "created is negative.",
+                  {"created": -1, "expires": DAY}, Problem.INVALID_FIELD, "§4.2-10",
+                  flags=["WrongType"])
+    mutant_header("hdr-expires-before-created", "expires equals created.",
+                  {"expires": NOW}, Problem.INVALID_FIELD, "§4.2-11", flags=["Lifetime"])
+    max_life = DEFAULT_LIMITS.max_lifetime_ms
+    mutant_header("hdr-lifetime-over-limit", "expires − created is one ms over the 7-day "
+                  "maximum lifetime.", {"expires": NOW + max_life + 1}, Problem.INVALID_FIELD,
+                  "§4.2-11", flags=["Lifetime"])
+    mutant_header("hdr-lifetime-at-limit", "expires − created is exactly the 7-day maximum "
+                  "lifetime.", {"expires": NOW + max_life}, None, "§4.2-11",
+                  flags=["Valid", "Lifetime"])
+
+    # -- recipient and time window (§4.5) --
+    add("wrong-recipient", "Addressed to the customer, opened by a receiver holding only "
+        "another key.", base.envelope, Problem.WRONG_RECIPIENT, "§4.5-2", flags=["Recipient"],
+        recipients=[STRANGER.public_key])
+    add("several-recipients", "Opened by a receiver holding several keys, one of them the "
+        "recipient.", base.envelope, None, "§4.5-2", flags=["Valid", "Recipient"],
+        recipients=[STRANGER.public_key, CUSTOMER.public_key])
+    expires = header["expires"]
+    add("expired", "Opened one ms after its expiry time.", base.envelope, Problem.EXPIRED,
+        "§4.5-3", flags=["Time"], at=expires + 1)
+    add("at-expiry", "Opened exactly at its expiry time: still valid.", base.envelope, None,
+        "§4.5-3", flags=["Valid", "Time"], at=expires)
+    skew = DEFAULT_LIMITS.max_clock_skew_ms
+    add("future-beyond-skew", "Opened when created lies max_clock_skew_ms (120 s) + 1 ms in "
+        "the future.", base.envelope, Problem.CLOCK_SKEW, "§4.5-4", flags=["Time"],
+        at=NOW - skew - 1)
+    add("future-within-skew", "Opened when created lies exactly max_clock_skew_ms (120 s) in "
+        "the future: still valid.", base.envelope, None, "§4.5-4", flags=["Valid", "Time"],
+        at=NOW - skew)
+
+    # -- a problem needs no recipient (§4.2-6) --
+    p = sign_problem(Problem.MALFORMED, "not valid msgpack", identity=VENDOR, now=NOW,
+                     msg_id=_id("problem-anyone"))
+    add("problem-no-recipient", "A problem report with to = nil is accepted by any receiver.",
+        p.envelope, None, "§4.2-6", flags=["Valid", "Recipient"], recipients=[STRANGER.public_key])
+
+    # -- size (§10-1) --
+    limit = DEFAULT_LIMITS.max_envelope_bytes
+    add("size-over-limit", "A correctly signed envelope of 256 KiB + 1 byte (a padded body): "
+        "refused before any other check.", _padded_to(limit + 1), Problem.TOO_LARGE, "§10-1",
+        flags=["Size"])
+
+    return _file(
+        "invalid",
+        "Envelopes to open with open_envelope(envelope, now=now, recipients=recipients) and the "
+        "default limits. An `invalid` vector must be refused with exactly `problem`; a `valid` "
+        "one (the boundaries) must open. Each vector changes one thing in the base message; "
+        "where the change is inside the header, the header is signed again with the sender's "
+        "key so that the intended rule, not the signature, is what fails.",
+        f"vrmproto reference implementation (scripts/gen_vectors.py); {SEED_RULE}; "
+        "small-order points from ed25519-speccheck and RFC 8032 §5.1.3",
+        vectors,
+        {
+            "Valid": "a boundary case that must be accepted",
+            "InvalidSignature": "the signature does not verify",
+            "SignatureMalleability": "S is not reduced modulo L (RFC 8032 §5.1.7, §8.4)",
+            "SmallOrderR": "R is a small-order point",
+            "SmallOrderKey": "the sender key is a small-order point: libsodium's strict rule "
+                             "refuses it, lax verifiers may not",
+            "NonCanonicalKey": "the sender key is a non-canonical point encoding",
+            "Context": "the signature is over another or no domain-separation context",
+            "TruncatedSignature": "the signature is shorter than 64 bytes",
+            "SignatureWithGarbage": "the signature is longer than 64 bytes",
+            "BodyHash": "the body does not match the header's body hash",
+            "Envelope": "the envelope's own shape is wrong",
+            "Routing": "the unsigned routing copies (to, type) of the envelope",
+            "Canonical": "not the one canonical msgpack encoding (§3.3)",
+            "DuplicateKey": "a map key appears twice",
+            "NonMinimal": "a shorter encoding of the same value exists",
+            "Float": "a floating-point number",
+            "IntRange": "an integer outside ±(2^53 − 1)",
+            "InvalidUtf8": "a str whose bytes are not UTF-8",
+            "Depth": "nesting of arrays and maps against max_depth (16)",
+            "Extension": "a field this version does not define",
+            "MissingField": "a required field is absent",
+            "WrongType": "a field of the wrong type or size",
+            "Version": "the protocol version",
+            "UnknownType": "an unknown message type",
+            "Lifetime": "expires − created against max_lifetime_ms",
+            "Recipient": "the recipient check",
+            "Time": "the validity window at `now`",
+            "Size": "max_envelope_bytes",
+            "UnderReview": "the reference implementation answers differently today (see "
+                           "reference_result); the expectation here is the proposed one",
+        },
+        limits=DEFAULT_LIMITS.to_wire(),
+    )
+
+
+#: Vectors whose expectation differs from what the reference implementation answers.
+MISMATCHES: list[str] = []
+
+
+def _expect(vid: str, got: tuple[str | None, str], problem: Problem | None, clause: str,
+            review: Mapping[str, str] | None) -> None:
+    """Check the reference implementation's answer: the vector's, or the one under review."""
+    want: tuple[str | None, str]
+    if review is not None:
+        want = (review["problem"], review["clause"])
+    else:
+        want = (problem.value if problem else None, clause if problem else "")
+    if got != want:
+        MISMATCHES.append(f"{vid}: reference implementation answers {got}, expected {want}")
+
+
+def _open_result(envelope: bytes, now: int, recipients: Sequence[bytes]) -> tuple[str | None,
+                                                                                   str]:
+    try:
+        open_envelope(envelope, now=now, recipients=recipients)
+    except ProtocolError as exc:
+        return exc.code.value, exc.clause
+    return None, ""
+
+
+# -- state.json ----------------------------------------------------------------------------------
+
+
+def _sequence_vector(vid: str, description: str, flow: Flow, *, final: Signed[Any] | None = None,
+                     final_sender: Role | None = None, final_now: int = 0,
+                     problem: Problem | None = None, clause: str, flags: Sequence[str],
+                     review: dict[str, str] | None = None) -> dict[str, Any]:
+    messages = [{"from": s.sender.value, "envelope": s.message.envelope, "now": s.received_at}
+                for s in flow.steps]
+    receiver = None
+    if final is not None:
+        assert final_sender is not None
+        messages.append({"from": final_sender.value, "envelope": final.envelope,
+                         "now": final_now})
+        receiver = final_sender.other
+        side = flow.v if receiver is Role.VENDOR else flow.c
+        try:
+            side.receive(final.envelope, now=final_now)
+        except ProtocolError as exc:
+            got: tuple[str | None, str] = (exc.code.value, exc.clause)
+        else:
+            got = (None, "")
+        _expect(f"state/{vid}", got, problem, clause, review)
+    extra = {"reference_result": review} if review is not None else {}
+    return _vector(
+        vid, description, clause=clause, flags=flags, problem=problem,
+        receiver=receiver.value if receiver else None,
+        thread=flow.thread,
+        customer_seeds=flow.customer_seeds,
+        vendor_seed=flow.vendor.seed,
+        messages=messages,
+        **extra,
+    )
+
+
+def _forge(flow: Flow, sender: Identity, body: Any, *, prev: bytes | None,
+           label: str) -> tuple[Signed[Any], int]:
+    """A message signed outside any Relationship (so no local rule stops it)."""
+    now = flow.now + MINUTE
+    recipient = flow.vendor.public_key if sender is not flow.vendor else flow.c.identity.public_key
+    msg = sign_message(body, identity=sender, recipient=recipient, thread=flow.thread,
+                       prev=prev, now=now, msg_id=_id(label), lifetime_ms=DAY)
+    return msg, now + 1_000
+
+
+def state_file() -> dict[str, Any]:
+    vectors: list[dict[str, Any]] = []
+
+    # -- valid sequences, accepted in full by both sides --
+    f = Flow("state-share", CUSTOMER, VENDOR, _id("thread state-share"))
+    offer = f.offer()
+    f.send(Role.VENDOR, TermsAccept(offer=offer.hash, terms=offer.body.terms))
+    share = f.share(offer.hash, {"email": "alice@example.org"})
+    withdraw = f.send(Role.CUSTOMER, DataWithdraw(agreement=offer.hash, shares=(share.hash,)))
+    f.send(Role.VENDOR, DataErased(withdraw=withdraw.hash, shares=(share.hash,)))
+    vectors.append(_sequence_vector(
+        "share-withdraw-erased", "terms.offer → terms.accept → data.share → data.withdraw → "
+        "data.erased: every message accepted.", f, clause="§7-1", flags=["Valid"]))
+    counter = counter_flow()
+    vectors.append(_sequence_vector(
+        "counter-then-agree", "terms.offer → terms.reject with a counter-offer → a new "
+        "terms.offer → terms.accept.", counter, clause="§7-1", flags=["Valid"]))
+    answered, declined = intent_flows()
+    vectors.append(_sequence_vector(
+        "intent-offers-end", "intentcast → intent.offer → intent.offer → relationship.end, "
+        "from the customer's throw-away intent identity.", answered, clause="§7-1",
+        flags=["Valid", "Intent"]))
+    vectors.append(_sequence_vector(
+        "intent-decline", "intentcast → intent.decline.", declined, clause="§7-1",
+        flags=["Valid", "Intent"]))
+    main = main_flow()
+    vectors.append(_sequence_vector(
+        "all-types", "Every relationship message type in one thread, ending with a key "
+        "rotation and relationship.end (the flow messages.json is cut from).", main,
+        clause="§7-1", flags=["Valid", "Rotation"]))
+
+    # -- the last message must be refused by its receiver --
+    f = Flow("state-early-share", CUSTOMER, VENDOR, _id("thread state-early-share"))
+    offer = f.offer()
+    label = f.next_label("data.share")
+    sealed, _ = sealed_content(FieldsContent(fields={"email": "alice@example.org"}),
+                               sender=CUSTOMER, recipient=VENDOR, msg_id=_id(label),
+                               ephemeral_label=f"ephemeral {label}")
+    msg, at = _forge(f, CUSTOMER, DataShare(agreement=offer.hash, purposes=(1,),
+                                            categories=(1,), expires=NOW + 30 * DAY,
+                                            sealed=sealed), prev=offer.hash, label=label)
+    vectors.append(_sequence_vector(
+        "share-before-agreement", "A data.share while the offer is still open (no agreement "
+        "yet).", f, final=msg, final_sender=Role.CUSTOMER, final_now=at,
+        problem=Problem.NO_AGREEMENT, clause="§5.3-1", flags=["State"]))
+
+    f = Flow("state-wrong-agreement", CUSTOMER, VENDOR, _id("thread state-wrong-agreement"))
+    offer = f.offer()
+    f.send(Role.VENDOR, TermsAccept(offer=offer.hash, terms=offer.body.terms))
+    label = f.next_label("data.share")
+    sealed, _ = sealed_content(FieldsContent(fields={"email": "alice@example.org"}),
+                               sender=CUSTOMER, recipient=VENDOR, msg_id=_id(label),
+                               ephemeral_label=f"ephemeral {label}")
+    msg, at = _forge(f, CUSTOMER, DataShare(agreement=sha256(b"no such offer"), purposes=(1,),
+                                            categories=(1,), expires=NOW + 30 * DAY,
+                                            sealed=sealed), prev=offer.hash, label=label)
+    vectors.append(_sequence_vector(
+        "share-unknown-agreement", "A data.share citing an agreement id that is not this "
+        "relationship's agreement.", f, final=msg, final_sender=Role.CUSTOMER, final_now=at,
+        problem=Problem.NO_AGREEMENT, clause="§5.3-1", flags=["State"]))
+
+    f = Flow("state-customer-accept", CUSTOMER, VENDOR, _id("thread state-customer-accept"))
+    offer = f.offer()
+    msg, at = _forge(f, CUSTOMER, TermsAccept(offer=offer.hash, terms=offer.body.terms),
+                     prev=offer.hash, label=f.next_label("terms.accept"))
+    vectors.append(_sequence_vector(
+        "accept-from-customer", "A terms.accept sent by the customer: only a vendor accepts.",
+        f, final=msg, final_sender=Role.CUSTOMER, final_now=at,
+        problem=Problem.ILLEGAL_TRANSITION, clause="§7-2", flags=["State", "Role"]))
+
+    f = Flow("state-second-accept", CUSTOMER, VENDOR, _id("thread state-second-accept"))
+    offer = f.offer()
+    accept = f.send(Role.VENDOR, TermsAccept(offer=offer.hash, terms=offer.body.terms))
+    msg, at = _forge(f, VENDOR, TermsAccept(offer=offer.hash, terms=offer.body.terms),
+                     prev=accept.hash, label=f.next_label("terms.accept"))
+    vectors.append(_sequence_vector(
+        "second-accept", "A second terms.accept of the same offer, correctly chained.",
+        f, final=msg, final_sender=Role.VENDOR, final_now=at,
+        problem=Problem.ILLEGAL_TRANSITION, clause="§7-1", flags=["State"]))
+
+    f = Flow("state-accept-changed", CUSTOMER, VENDOR, _id("thread state-accept-changed"))
+    offer = f.offer()
+    msg, at = _forge(f, VENDOR, TermsAccept(offer=offer.hash, terms=offer.body.terms[:1]),
+                     prev=None, label=f.next_label("terms.accept"))
+    vectors.append(_sequence_vector(
+        "accept-other-terms", "A terms.accept whose terms differ from the offer's.",
+        f, final=msg, final_sender=Role.VENDOR, final_now=at,
+        problem=Problem.INVALID_FIELD, clause="§5.2.2-2", flags=["State"]))
+
+    f = Flow("state-chain", CUSTOMER, VENDOR, _id("thread state-chain"))
+    offer = f.offer()
+    f.send(Role.VENDOR, TermsAccept(offer=offer.hash, terms=offer.body.terms))
+    msg, at = _forge(f, CUSTOMER, DataRequest(agreement=offer.hash, format=DATA_FORMAT),
+                     prev=None, label=f.next_label("data.request"))
+    vectors.append(_sequence_vector(
+        "chain-broken", "The customer's second message has prev = nil instead of the hash of "
+        "its terms.offer.", f, final=msg, final_sender=Role.CUSTOMER, final_now=at,
+        problem=Problem.CHAIN_BROKEN, clause="§4.5-6", flags=["Chain"]))
+
+    f = Flow("state-receipt", CUSTOMER, VENDOR, _id("thread state-receipt"))
+    offer = f.offer()
+    msg, at = _forge(f, VENDOR, Receipt(ack=sha256(b"never sent")), prev=None,
+                     label=f.next_label("receipt"))
+    vectors.append(_sequence_vector(
+        "receipt-unknown", "A receipt acknowledging a message the customer never sent.",
+        f, final=msg, final_sender=Role.VENDOR, final_now=at,
+        problem=Problem.INVALID_FIELD, clause="§5.6.1-1", flags=["State"]))
+
+    for reason, problem, clause, vid in (
+        ("rotate", Problem.KEY_ROTATED, "§2.6-3", "rotated-key"),
+        ("compromise", Problem.KEY_REVOKED, "§2.6-4", "revoked-key"),
+    ):
+        f = Flow(f"state-{vid}", CUSTOMER, VENDOR, _id(f"thread state-{vid}"))
+        offer = f.offer()
+        f.send(Role.VENDOR, TermsAccept(offer=offer.hash, terms=offer.body.terms))
+        rotate = f.rotate(Role.CUSTOMER, CUSTOMER_NEXT, reason=reason)
+        msg, at = _forge(f, CUSTOMER, DataRequest(agreement=offer.hash, format=DATA_FORMAT),
+                         prev=rotate.hash, label=f.next_label("data.request"))
+        vectors.append(_sequence_vector(
+            vid, f"After a key.rotate with reason {reason!r}, a message signed by the old key.",
+            f, final=msg, final_sender=Role.CUSTOMER, final_now=at, problem=problem,
+            clause=clause, flags=["Rotation"]))
+
+    f = Flow("state-rotate-bad-proof", CUSTOMER, VENDOR, _id("thread state-rotate-bad-proof"))
+    offer = f.offer()
+    bad_proof = CUSTOMER_NEXT.sign(Context.MESSAGE, rotation_proof_bytes(
+        CUSTOMER.public_key, CUSTOMER_NEXT.public_key, f.thread))
+    msg, at = _forge(f, CUSTOMER, KeyRotate(new_key=CUSTOMER_NEXT.public_key,
+                                            new_enc_key=CUSTOMER_NEXT.enc_public_key,
+                                            proof=bad_proof, reason="rotate"),
+                     prev=offer.hash, label=f.next_label("key.rotate"))
+    vectors.append(_sequence_vector(
+        "rotate-proof-wrong-context", "A key.rotate whose proof was signed with the message "
+        "context instead of the key-rotation context.", f, final=msg,
+        final_sender=Role.CUSTOMER, final_now=at, problem=Problem.BAD_SIGNATURE,
+        clause="§3.5-3", flags=["Rotation", "Context"]))
+
+    f = Flow("state-stranger", CUSTOMER, VENDOR, _id("thread state-stranger"))
+    offer = f.offer()
+    msg, at = _forge(f, STRANGER, DataRequest(agreement=offer.hash, format=DATA_FORMAT),
+                     prev=offer.hash, label=f.next_label("data.request"))
+    vectors.append(_sequence_vector(
+        "not-a-party", "A message in the thread signed by a key that is neither party's.",
+        f, final=msg, final_sender=Role.CUSTOMER, final_now=at, problem=Problem.NOT_A_PARTY,
+        clause="§4.5-5", flags=["Sender"]))
+
+    f = Flow("state-ended", CUSTOMER, VENDOR, _id("thread state-ended"))
+    offer = f.offer()
+    end = f.send(Role.VENDOR, RelationshipEnd())
+    msg, at = _forge(f, CUSTOMER, RelationshipEnd(reason="me too"), prev=offer.hash,
+                     label=f.next_label("relationship.end"))
+    del end
+    vectors.append(_sequence_vector(
+        "after-end", "A message after the relationship ended.", f, final=msg,
+        final_sender=Role.CUSTOMER, final_now=at, problem=Problem.ILLEGAL_TRANSITION,
+        clause="§7-1", flags=["State"]))
+
+    return _file(
+        "state",
+        "Sequences of messages between one customer and one vendor in one thread. Replay them "
+        "in order: the receiver of each message (the side it is not `from`) must accept it, "
+        "and its sender records it as sent. In an `invalid` vector the last message must be "
+        "refused by its receiver (`receiver`) with exactly `problem`, and leave that side "
+        "unchanged.",
+        f"vrmproto reference implementation (scripts/gen_vectors.py); {SEED_RULE}; {ID_RULE}",
+        vectors,
+        {
+            "Valid": "the whole sequence is accepted by both sides",
+            "State": "the state machine (§7) or a rule of the message type (§5) refuses it",
+            "Role": "the message type is never sent by that side (§7-2)",
+            "Chain": "the prev hash link (§4.2-8)",
+            "Rotation": "key rotation and revocation (§2.6)",
+            "Context": "the signature is over another domain-separation context",
+            "Sender": "the sender is not a party",
+            "Intent": "an intentcast thread",
+            "UnderReview": "the reference implementation answers differently today (see "
+                           "reference_result); the expectation here is the proposed one",
+        },
+    )
+
+
+# -- history.json --------------------------------------------------------------------------------
+
+
+def _entries_json(entries: Sequence[Entry]) -> list[dict[str, Any]]:
+    return [{"index": e.index, "msg_hash": e.msg_hash.hex(), "link": e.link.hex(),
+             "envelope": e.envelope.hex(), "outgoing": e.outgoing} for e in entries]
+
+
+def _relink(entries: Sequence[Entry], start: int) -> list[Entry]:
+    out = list(entries[:start])
+    prev = out[-1].link if out else bytes(32)
+    for e in entries[start:]:
+        new = Entry(e.index, e.msg_hash, link(prev, e.msg_hash), e.envelope, e.outgoing)
+        out.append(new)
+        prev = new.link
+    return out
+
+
+def history_file() -> dict[str, Any]:
+    flow = main_flow()
+    ours = list(flow.c.history.entries())
+    theirs = list(flow.v.history.entries())
+    verify_entries(ours)
+    assert compare(ours, theirs) is None
+    vectors = [
+        _vector("customer-log", "The customer's history of the main flow (messages.json): "
+                "link_i = SHA-256(\"vrmproto/v1/history\\0\" ‖ link_(i−1) ‖ msg_hash_i), "
+                "link_(−1) = 32 zero bytes; head is the last link.", clause="§8.2-1",
+                flags=["Valid"], perspective="customer", entries=_entries_json(ours),
+                head=ours[-1].link, compare_with=None, divergence=None),
+        _vector("vendor-log", "The vendor's history of the same relationship: the same links "
+                "and head, only `outgoing` differs; compare finds no divergence.",
+                clause="§8.3-1", flags=["Valid"], perspective="vendor",
+                entries=_entries_json(theirs), head=theirs[-1].link,
+                compare_with="customer-log", divergence=None),
+    ]
+    k = 3
+    env = _codec.decode(ours[k].envelope)
+    hdr = dict(_codec.decode(env["hdr"]))
+    hdr["expires"] += 1
+    env["hdr"] = _codec.encode(hdr)
+    tampered_entry = Entry(k, sha256(env["hdr"]), b"", _codec.encode(env), ours[k].outgoing)
+    tampered = _relink([*ours[:k], tampered_entry, *ours[k + 1:]], k)
+    d = compare(tampered, ours)
+    assert d is not None
+    assert (d.index, d.kind) == (k, "fork")
+    try:
+        verify_entries(tampered)
+    except ProtocolError as exc:
+        refused: tuple[Problem, str] | None = (exc.code, exc.clause)
+    else:
+        refused = None
+    assert refused == (Problem.BAD_SIGNATURE, "§3.5-3")
+    vectors.append(_vector(
+        "tampered", f"The customer's log with entry {k}'s header altered (expires + 1, the "
+        "signature kept) and every later link recomputed: verify_entries refuses entry "
+        f"{k}; compare against customer-log reports a fork at index {k}.", clause="§8.3-1",
+        flags=["Tampered"], problem=Problem.BAD_SIGNATURE, perspective="customer",
+        entries=_entries_json(tampered), head=tampered[-1].link, compare_with="customer-log",
+        divergence={"index": k, "kind": "fork", "ours": tampered[k].link.hex(),
+                    "theirs": ours[k].link.hex()}))
+    n = 6
+    d = compare(ours[:n], ours)
+    assert d is not None
+    assert (d.index, d.kind) == (n, "behind")
+    vectors.append(_vector(
+        "prefix", f"The first {n} entries of customer-log (a side that missed the rest): "
+        f"compare against customer-log reports 'behind' at index {n}.", clause="§8.3-1",
+        flags=["Valid", "Prefix"], perspective="customer", entries=_entries_json(ours[:n]),
+        head=ours[n - 1].link, compare_with="customer-log",
+        divergence={"index": n, "kind": "behind", "ours": None, "theirs": ours[n].link.hex()}))
+    return _file(
+        "history",
+        "Hash-linked histories (§8). Check each log (indexes from 0 without gaps, every link, "
+        "every envelope's signature with no time check and erased bodies allowed) and compare "
+        "it with the log named in `compare_with` (this log as ours, that one as theirs): the "
+        "first index whose links differ, and whether ours is behind, ahead or forked.",
+        f"vrmproto reference implementation (scripts/gen_vectors.py); {SEED_RULE}",
+        vectors,
+        {
+            "Valid": "every entry verifies",
+            "Tampered": "an entry was altered and the later links recomputed to hide it",
+            "Prefix": "a log that is a prefix of another",
+        },
+    )
+
+
+# -- rfc8032.json --------------------------------------------------------------------------------
+
+_RFC8032_1024 = (
+    "08b8b2b733424243760fe426a4b54908632110a66c2f6591eabd3345e3e4eb98fa6e264bf09efe12ee50f8f54e9f"
+    "77b1e355f6c50544e23fb1433ddf73be84d879de7c0046dc4996d9e773f4bc9efe5738829adb26c81b37c93a1b27"
+    "0b20329d658675fc6ea534e0810a4432826bf58c941efb65d57a338bbd2e26640f89ffbc1a858efcb8550ee3a5e1"
+    "998bd177e93a7363c344fe6b199ee5d02e82d522c4feba15452f80288a821a579116ec6dad2b3b310da903401aa6"
+    "2100ab5d1a36553e06203b33890cc9b832f79ef80560ccb9a39ce767967ed628c6ad573cb116dbefefd75499da96"
+    "bd68a8a97b928a8bbc103b6621fcde2beca1231d206be6cd9ec7aff6f6c94fcd7204ed3455c68c83f4a41da4af2b"
+    "74ef5c53f1d8ac70bdcb7ed185ce81bd84359d44254d95629e9855a94a7c1958d1f8ada5d0532ed8a5aa3fb2d17b"
+    "a70eb6248e594e1a2297acbbb39d502f1a8c6eb6f1ce22b3de1a1f40cc24554119a831a9aad6079cad88425de6bd"
+    "e1a9187ebb6092cf67bf2b13fd65f27088d78b7e883c8759d2c4f5c65adb7553878ad575f9fad878e80a0c9ba63b"
+    "cbcc2732e69485bbc9c90bfbd62481d9089beccf80cfe2df16a2cf65bd92dd597b0707e0917af48bbb75fed413d2"
+    "38f5555a7a569d80c3414a8d0859dc65a46128bab27af87a71314f318c782b23ebfe808b82b0ce26401d2e22f04d"
+    "83d1255dc51addd3b75a2b1ae0784504df543af8969be3ea7082ff7fc9888c144da2af58429ec96031dbcad3dad9"
+    "af0dcbaaaf268cb8fcffead94f3c7ca495e056a9b47acdb751fb73e666c6c655ade8297297d07ad1ba5e43f1bca3"
+    "2301651339e22904cc8c42f58c30c04aafdb038dda0847dd988dcda6f3bfd15c4b4c4525004aa06eeff8ca61783a"
+    "acec57fb3d1f92b0fe2fd1a85f6724517b65e614ad6808d6f6ee34dff7310fdc82aebfd904b01e1dc54b2927094b"
+    "2db68d6f903b68401adebf5a7e08d78ff4ef5d63653a65040cf9bfd4aca7984a74d37145986780fc0b16ac451649"
+    "de6188a7dbdf191f64b5fc5e2ab47b57f7f7276cd419c17a3ca8e1b939ae49e488acba6b965610b5480109c8b17b"
+    "80e1b7b750dfc7598d5d5011fd2dcc5600a32ef5b52a1ecc820e308aa342721aac0943bf6686b64b257937650"
+    "4ccc493d97e6aed3fb0f9cd71a43dd497f01f17c0e2cb3797aa2a2f256656168e6c496afc5fb93246f6b1116398a"
+    "346f1a641f3b041e989f7914f90cc2c7fff357876e506b50d334ba77c225bc307ba537152f3f1610e4eafe595f6d"
+    "9d90d11faa933a15ef1369546868a7f3a45a96768d40fd9d03412c091c6315cf4fde7cb68606937380db2eaaa707"
+    "b4c4185c32eddcdd306705e4dc1ffc872eeee475a64dfac86aba41c0618983f8741c5ef68d3a101e8a3b8cac60c9"
+    "05c15fc910840b94c00a0b9d0"
+)
+
+#: RFC 8032 §7.1, Ed25519: (name, secret key, public key, message, signature), in hex.
+RFC8032: tuple[tuple[str, str, str, str, str], ...] = (
+    ("TEST 1",
+     "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+     "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+     "",
+     "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e3970"
+     "1cf9b46bd25bf5f0595bbe24655141438e7a100b"),
+    ("TEST 2",
+     "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+     "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+     "72",
+     "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613"
+     "d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"),
+    ("TEST 3",
+     "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
+     "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025",
+     "af82",
+     "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760"
+     "984dc6594a7c15e9716ed28dc027beceea1ec40a"),
+    ("TEST 1024",
+     "f5e5767cf153319517630f226876b86c8160cc583bc013744c6bf255f5cc0ee5",
+     "278117fc144c72340f67d0f2316e8386ceffbf2b2428c9c51fef7c597f1d426e",
+     _RFC8032_1024,
+     "0aab4c900501b3e24d7cdf4663326a3a87df5e4843b2cbdb67cbf6e460fec350aa5371b1508f9f4528ecea23"
+     "c436d94b5e8fcd4f681e30a6ac00a9704a188a03"),
+    ("TEST SHA(abc)",
+     "833fe62409237b9d62ec77587520911e9a759cec1d19755b7da901b96dca3d42",
+     "ec172b93ad5e563bf4932c70e1245034c35467ef2efd4d64ebf819683467e2bf",
+     "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23"
+     "a3feebbd454d4423643ce80e2a9ac94fa54ca49f",
+     "dc2a4459e7369633a52b1bf277839a00201009a3efbf3ecb69bea2186c26b58909351fc9ac90b3ecfdfbc7c6"
+     "6431e0303dca179c138ac17ad9bef1177331a704"),
+)
+
+
+def rfc8032_file() -> dict[str, Any]:
+    vectors = []
+    for name, sk, pk, msg, sig in RFC8032:
+        pub, secret = sodium.crypto_sign_seed_keypair(bytes.fromhex(sk))
+        assert pub.hex() == pk
+        assert sodium.crypto_sign(bytes.fromhex(msg), secret)[:64].hex() == sig
+        vectors.append(_vector(
+            "rfc8032-" + name.lower().replace(" ", "-").replace("(", "-").replace(")", ""),
+            f"RFC 8032 §7.1 {name}: plain Ed25519 (no context), a positive control for the "
+            "signature primitive under every vrmproto signature.", clause="§3.5-1",
+            flags=["Ktv"], secret_key=bytes.fromhex(sk), public_key=bytes.fromhex(pk),
+            message=bytes.fromhex(msg), signature=bytes.fromhex(sig)))
+    return _file(
+        "rfc8032",
+        "The Ed25519 test vectors of RFC 8032 §7.1: the 32-byte secret key (seed) gives the "
+        "public key, signing the message gives the signature, and the signature verifies.",
+        "RFC 8032, Edwards-Curve Digital Signature Algorithm (EdDSA), §7.1 "
+        "(https://www.rfc-editor.org/rfc/rfc8032#section-7.1)",
+        vectors,
+        {"Ktv": "known test vector from the RFC"},
+    )
+
+
+# -- schema.json ---------------------------------------------------------------------------------
+
+_HEX = {"type": "string", "pattern": "^([0-9a-f]{2})*$"}
+_HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_HEX16 = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+_MS = {"type": "integer", "minimum": 0}
+
+
+def _kind_rule(kind: str, required: Sequence[str], props: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "if": {"properties": {"kind": {"const": kind}}},
+        "then": {"properties": {"vectors": {"items": {
+            "required": list(required), "properties": dict(props)}}}},
+    }
+
+
+def schema_file() -> dict[str, Any]:
+    entry = {
+        "type": "object",
+        "required": ["index", "msg_hash", "link", "envelope", "outgoing"],
+        "additionalProperties": False,
+        "properties": {"index": {"type": "integer", "minimum": 0}, "msg_hash": _HEX32,
+                       "link": _HEX32, "envelope": _HEX, "outgoing": {"type": "boolean"}},
+    }
+    review = {
+        "type": "object", "required": ["problem", "clause", "note"],
+        "additionalProperties": False,
+        "properties": {"problem": {"type": ["string", "null"]}, "clause": {"type": "string"},
+                       "note": {"type": "string"}},
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://vrmproto.org/spec/vectors/schema.json",
+        "title": "vrmproto test vector file",
+        "description": "Every file in spec/vectors/*.json validates against this schema.",
+        "type": "object",
+        "required": ["schema", "kind", "description", "source", "notes", "vectors"],
+        "additionalProperties": False,
+        "properties": {
+            "schema": {"const": SCHEMA},
+            "kind": {"enum": ["keys", "messages", "invalid", "state", "rfc8032", "history"]},
+            "description": {"type": "string", "minLength": 1},
+            "source": {"type": "string", "minLength": 1},
+            "notes": {"type": "object", "additionalProperties": {"type": "string"}},
+            "limits": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "vectors": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["id", "description", "result", "problem", "clause", "flags"],
+                    "properties": {
+                        "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9.()-]*$"},
+                        "description": {"type": "string", "minLength": 1},
+                        "result": {"enum": ["valid", "invalid"]},
+                        "problem": {"enum": [None, *(p.value for p in Problem)]},
+                        "clause": {"type": "string",
+                                   "pattern": "^§[0-9]+(\\.[0-9]+)*(-[0-9]+)?$"},
+                        "flags": {"type": "array", "items": {"type": "string"}},
+                        "reference_result": review,
+                    },
+                    "if": {"properties": {"result": {"const": "valid"}}},
+                    "then": {"properties": {"problem": {"const": None}}},
+                    "else": {"properties": {"problem": {"type": "string"}}},
+                },
+            },
+        },
+        "allOf": [
+            _kind_rule("keys", ["kind", "seed", "public_key"], {
+                "kind": {"enum": ["identity", "pairwise", "intent", "signature"]},
+                "seed": _HEX32, "public_key": _HEX32, "enc_public_key": _HEX32,
+                "sign_secret": _HEX32, "enc_secret": _HEX32, "master_seed": _HEX32,
+                "vendor_key": _HEX32, "generation": {"type": "integer", "minimum": 0},
+                "intent_id": _HEX16, "public_key_text": {"type": "string"},
+                "enc_public_key_text": {"type": "string"},
+                "fingerprint": {"type": "string", "pattern": "^[a-z2-7]{4}(-[a-z2-7]{4}){3}$"},
+                "context": _HEX, "data": _HEX, "signature": _HEX,
+            }),
+            _kind_rule("messages", ["type", "signer_seed", "sender", "recipient", "now",
+                                    "header", "body", "signature", "envelope", "hash",
+                                    "content"], {
+                "type": {"type": "string"}, "signer_seed": _HEX32, "sender": _HEX32,
+                "recipient": {"oneOf": [_HEX32, {"type": "null"}]}, "now": _MS,
+                "header": _HEX, "body": _HEX, "signature": _HEX, "envelope": _HEX,
+                "hash": _HEX32,
+                "content": {"type": "object", "required": ["header", "body"],
+                            "additionalProperties": False,
+                            "properties": {"header": {"type": "object"},
+                                           "body": {"type": "object"}}},
+                "sealed": {"type": "object", "required": [
+                    "recipient_seed", "recipient_enc_public_key", "ephemeral_seed",
+                    "ephemeral_public_key", "nonce", "plaintext", "payload",
+                    "payload_signature", "decrypted"]},
+            }),
+            _kind_rule("invalid", ["envelope", "now", "recipients"], {
+                "envelope": _HEX, "now": {"type": "integer"},
+                "recipients": {"type": "array", "items": _HEX32},
+            }),
+            _kind_rule("state", ["receiver", "thread", "customer_seeds", "vendor_seed",
+                                 "messages"], {
+                "receiver": {"enum": ["customer", "vendor", None]}, "thread": _HEX16,
+                "customer_seeds": {"type": "array", "minItems": 1, "items": _HEX32},
+                "vendor_seed": _HEX32,
+                "messages": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["from", "envelope", "now"],
+                    "additionalProperties": False,
+                    "properties": {"from": {"enum": ["customer", "vendor"]},
+                                   "envelope": _HEX, "now": _MS}}},
+            }),
+            _kind_rule("rfc8032", ["secret_key", "public_key", "message", "signature"], {
+                "secret_key": _HEX32, "public_key": _HEX32, "message": _HEX,
+                "signature": {"type": "string", "pattern": "^[0-9a-f]{128}$"},
+            }),
+            _kind_rule("history", ["perspective", "entries", "head", "compare_with",
+                                   "divergence"], {
+                "perspective": {"enum": ["customer", "vendor"]},
+                "entries": {"type": "array", "items": entry}, "head": _HEX32,
+                "compare_with": {"type": ["string", "null"]},
+                "divergence": {"oneOf": [{"type": "null"}, {
+                    "type": "object", "required": ["index", "kind", "ours", "theirs"],
+                    "properties": {"index": {"type": "integer", "minimum": 0},
+                                   "kind": {"enum": ["behind", "ahead", "fork"]},
+                                   "ours": {"oneOf": [_HEX32, {"type": "null"}]},
+                                   "theirs": {"oneOf": [_HEX32, {"type": "null"}]}}}]},
+            }),
+        ],
+    }
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+def build() -> dict[str, str]:
+    """Every generated file's name and exact text."""
+    main = main_flow()
+    counter = counter_flow()
+    answered, declined = intent_flows()
+    docs: dict[str, Callable[[], dict[str, Any]]] = {
+        "keys.json": keys_file,
+        "messages.json": lambda: messages_file([main, counter, answered, declined]),
+        "invalid.json": invalid_file,
+        "state.json": state_file,
+        "history.json": history_file,
+        "rfc8032.json": rfc8032_file,
+        "schema.json": schema_file,
+    }
+    MISMATCHES.clear()
+    files = {name: dumps(make()) for name, make in docs.items()}
+    if MISMATCHES:
+        raise AssertionError("\n".join(MISMATCHES))
+    return files
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if a committed file differs from what would be generated")
+    parser.add_argument("--out", type=Path, default=VECTORS_DIR, help="output directory")
+    args = parser.parse_args(argv)
+    files = build()
+    if args.check:
+        stale = [name for name, text in files.items()
+                 if not (args.out / name).is_file()
+                 or (args.out / name).read_text(encoding="utf-8") != text]
+        for name in stale:
+            print(f"{args.out / name}: differs from the generator's output", file=sys.stderr)
+        if stale:
+            print("run: python scripts/gen_vectors.py", file=sys.stderr)
+            return 1
+        print(f"{len(files)} vector files up to date")
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (args.out / name).write_text(text, encoding="utf-8")
+    print(f"wrote {len(files)} files to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

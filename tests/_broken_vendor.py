@@ -1,0 +1,281 @@
+"""The reference vendor, and the same vendor with one rule switched off or wrong.
+
+As a script: ``python tests/_broken_vendor.py MODE`` serves the reference vendor endpoint on
+127.0.0.1 (a free port) with the mistake ``MODE`` (a key of :data:`MISTAKES`, or ``reference``
+for none), prints the port on stdout and serves until its stdin closes.
+
+Each mistake is made by monkeypatching module attributes in THIS process only, before the
+endpoint starts. The conformance suite runs in another process and verifies every reply with the
+real core, so a patch here can never corrupt the checker.
+
+As a module: :func:`make_endpoint` builds the endpoint both this script and
+``tests/test_conformance_reference.py`` serve, so the reference run and the broken runs test the
+same vendor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from vrmproto import _envelope, _keys
+from vrmproto._errors import DecodeError, Problem, SignatureError, ValidationError
+from vrmproto._keys import Identity
+from vrmproto._limits import Limits
+from vrmproto._relationship import Relationship
+from vrmproto.server import Endpoint, ReferencePolicy, _app, _endpoint, serve
+from vrmproto.server._ratelimit import RateLimiter
+from vrmproto.store import MemoryStore
+
+#: The terms the test vendor agrees to (§6.5-1); the rest of the roster it refuses.
+ACCEPTS = ("vrm.no-tracking", "vrm.no-third-party", "vrm.return-on-request", "vrm.delete-after")
+
+#: The default limits, but a one-second body read timeout so that WIRE-016 (§12.9-4) waits one
+#: second instead of ten.
+LIMITS = Limits(body_read_timeout_ms=1_000)
+
+VENDOR_SEED = bytes(range(32))
+
+#: How long the "receipt-before-commit" vendor waits before it stores what it acknowledged.
+LATE_COMMIT_S = 1.5
+
+#: Cases the reference vendor itself fails today, with why. Each is a bug in the reference
+#: implementation that the suite found, not a wish: the tests expect exactly these failures, so
+#: fixing one makes them fail until its entry is removed here.
+REFERENCE_FAILURES: dict[str, str] = {
+    "WIRE-017": "vrmproto._codec.decode_form lets the msgpack timestamp extension (type -1) "
+    "through, since msgpack decodes it natively without calling ext_hook; a header whose created "
+    "is a timestamp is then refused with invalid_field instead of malformed (§3.3-5, §3.3-8)",
+    "HIST-007": "the endpoint ignores a problem report that refuses one of its own replies "
+    "(Endpoint._peer_problem only fires hooks), so it keeps a terms.accept the customer refused "
+    "and its agreement stands (§8.1-5)",
+}
+
+#: mode -> the mistake, in words.
+MISTAKES: dict[str, str] = {
+    "skip-signatures": "does not verify message or sealed-content signatures (§3.5-3)",
+    "no-dedupe": "keeps no replay records and does not coalesce duplicates (§12.6)",
+    "accept-expired": "accepts messages whose expires has passed (§4.5-3)",
+    "ignore-recipient": "does not check that a message is addressed to its key (§4.5-2)",
+    "share-without-agreement": "does not check that a data message names the agreement (§5.3-1)",
+    "receipt-before-commit": "answers first and stores 1.5 s later, in the background (§12.7-1)",
+    "500-on-malformed": "answers undecodable envelopes with 500 internal_error (§12.4-2)",
+    "bad-signature-as-malformed": "reports a signature that does not verify as malformed "
+    "(§3.5-3, §9.1-2)",
+    "unsigned-discovery": "serves its discovery document without the Vrm-Signature (§13.1-2)",
+    "malleable-signatures": "verifies S mod L, so the S + L form of a signature passes (§3.5-3)",
+    "no-rate-limit": "never limits the rate of a sender (§12.9-5)",
+    "keeps-withdrawn-bodies": "does not erase withdrawn shares from its history (§12.10-2)",
+    "returns-expired-data": "returns data from shares that have expired (§12.10-4)",
+}
+
+_L = 2**252 + 27742317777372353535851937790883648493
+_tasks: set[asyncio.Task[None]] = set()
+log = logging.getLogger("broken-vendor")
+
+
+def make_endpoint(store: MemoryStore) -> Endpoint:
+    """The vendor every conformance test serves: the reference policy, :data:`LIMITS`."""
+    return Endpoint(
+        Identity(VENDOR_SEED),
+        store=store,
+        name="conformance test vendor",
+        limits=LIMITS,
+        policy=ReferencePolicy(accepts_terms=ACCEPTS, name="conformance test vendor"),
+    )
+
+
+# -- the mistakes ---------------------------------------------------------------------------------
+
+
+def _patch(owner: object, name: str, value: object) -> None:
+    """Replace ``owner.name`` (a module attribute, or a class's method) in this process."""
+    assert hasattr(owner, name), f"{owner!r} has no {name}: the patch is out of date"
+    setattr(owner, name, value)
+
+
+def _wrap_open_envelope(change: Callable[..., Any]) -> None:
+    """Replace the endpoint's open_envelope (the inbox's verifier) with ``change(real, ...)``."""
+    real = getattr(_endpoint, "open_envelope")  # noqa: B009 - not re-exported by the module
+
+    def wrapped(data: bytes, **kw: Any) -> Any:
+        return change(real, data, **kw)
+
+    _patch(_endpoint, "open_envelope", wrapped)
+
+
+def skip_signatures() -> None:
+    _patch(_envelope, "verify", lambda context, data, signature, key: None)
+
+
+def no_dedupe() -> None:
+    class Forgetful(dict[Any, Any]):
+        def get(self, key: Any, default: Any = None) -> Any:
+            return default
+
+    async def no_record(self: MemoryStore, sender: bytes, msg_id: bytes) -> None:
+        return None
+
+    real_commit, real_init = Endpoint._commit, Endpoint.__init__
+
+    def commit_without_dedupe(self: Endpoint, *args: Any) -> Any:
+        return dataclasses.replace(real_commit(self, *args), dedupe=())
+
+    def init(self: Endpoint, *args: Any, **kw: Any) -> None:
+        real_init(self, *args, **kw)
+        self._inflight = Forgetful()
+
+    _patch(MemoryStore, "get_dedupe", no_record)
+    _patch(Endpoint, "_commit", commit_without_dedupe)
+    _patch(Endpoint, "__init__", init)
+
+
+def accept_expired() -> None:
+    def lax(real: Callable[..., Any], data: bytes, **kw: Any) -> Any:
+        try:
+            return real(data, **kw)
+        except ValidationError as exc:
+            if exc.code is not Problem.EXPIRED:
+                raise
+            return real(data, **kw, check_time=False)
+
+    _wrap_open_envelope(lax)
+
+
+def ignore_recipient() -> None:
+    real_init = Endpoint.__init__
+
+    def init(self: Endpoint, *args: Any, **kw: Any) -> None:
+        real_init(self, *args, **kw)
+        self._recipients = None
+
+    _patch(Endpoint, "__init__", init)
+
+
+def share_without_agreement() -> None:
+    _patch(Relationship, "_need_agreement", lambda self, agreement: None)
+
+
+def receipt_before_commit() -> None:
+    real = MemoryStore.commit
+
+    async def later(store: MemoryStore, c: Any) -> None:
+        await asyncio.sleep(LATE_COMMIT_S)
+        try:
+            await real(store, c)
+        except Exception:
+            log.exception("the late commit failed")
+
+    async def commit(self: MemoryStore, c: Any) -> None:
+        task = asyncio.get_running_loop().create_task(later(self, c))
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+
+    _patch(MemoryStore, "commit", commit)
+
+
+def error_on_malformed() -> None:
+    def crash(real: Callable[..., Any], data: bytes, **kw: Any) -> Any:
+        try:
+            return real(data, **kw)
+        except DecodeError as exc:
+            if exc.code is Problem.MALFORMED:
+                raise RuntimeError("cannot decode") from exc
+            raise
+
+    _wrap_open_envelope(crash)
+
+
+def bad_signature_as_malformed() -> None:
+    def mislabel(real: Callable[..., Any], data: bytes, **kw: Any) -> Any:
+        try:
+            return real(data, **kw)
+        except SignatureError as exc:
+            if exc.code is not Problem.BAD_SIGNATURE:
+                raise
+            raise DecodeError(exc.detail, clause=exc.clause) from exc
+
+    _wrap_open_envelope(mislabel)
+
+
+def unsigned_discovery() -> None:
+    _patch(_app, "SIGNATURE_HEADER", "X-Not-A-Signature")
+
+
+def malleable_signatures() -> None:
+    real = _keys.verify
+
+    def reduce_s(context: bytes, data: bytes, signature: bytes, key: bytes) -> None:
+        if len(signature) == 64:
+            s = int.from_bytes(signature[32:], "little") % _L
+            signature = signature[:32] + s.to_bytes(32, "little")
+        real(context, data, signature, key)
+
+    _patch(_envelope, "verify", reduce_s)
+
+
+def no_rate_limit() -> None:
+    _patch(RateLimiter, "retry_after", lambda self, key: 0)
+    _patch(RateLimiter, "take", lambda self, key: 0)
+
+
+def keeps_withdrawn_bodies() -> None:
+    real = Endpoint._commit
+
+    def commit(self: Endpoint, *args: Any) -> Any:
+        return dataclasses.replace(real(self, *args), erase=())
+
+    _patch(Endpoint, "_commit", commit)
+
+
+def returns_expired_data() -> None:
+    _patch(Endpoint, "_live", staticmethod(lambda held, rel, now: held))
+
+
+_PATCHES: dict[str, Callable[[], None]] = {
+    "skip-signatures": skip_signatures,
+    "no-dedupe": no_dedupe,
+    "accept-expired": accept_expired,
+    "ignore-recipient": ignore_recipient,
+    "share-without-agreement": share_without_agreement,
+    "receipt-before-commit": receipt_before_commit,
+    "500-on-malformed": error_on_malformed,
+    "bad-signature-as-malformed": bad_signature_as_malformed,
+    "unsigned-discovery": unsigned_discovery,
+    "malleable-signatures": malleable_signatures,
+    "no-rate-limit": no_rate_limit,
+    "keeps-withdrawn-bodies": keeps_withdrawn_bodies,
+    "returns-expired-data": returns_expired_data,
+}
+assert _PATCHES.keys() == MISTAKES.keys()
+
+
+async def _serve(mode: str) -> None:
+    if mode != "reference":
+        _PATCHES[mode]()
+    store = MemoryStore()
+    server = await serve(make_endpoint(store))
+    print(server.port, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await server.close()
+    for task in list(_tasks):
+        task.cancel()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or (argv[1] != "reference" and argv[1] not in MISTAKES):
+        print(f"usage: {argv[0]} reference|{'|'.join(MISTAKES)}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.CRITICAL)  # the mistakes log; the test reads stdout only
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(argv[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

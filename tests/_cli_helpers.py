@@ -1,0 +1,174 @@
+"""Helpers for the tests that drive ``vrm`` as a person would: as a subprocess.
+
+- :func:`vrm` runs ``python -m vrmproto.cli …`` with its own data directory and returns the exit
+  code, stdout, stderr (and the JSON on stdout, for ``--json``).
+- :class:`VendorHost` runs reference vendors (the TOML of ``examples/vendors``) in this process,
+  on an event loop in a background thread, on 127.0.0.1; each can be stopped and started again
+  on the same port. Starting returns when the server listens: no sleeps.
+- :class:`VendorProcess` runs ``vrm vendor serve`` as a subprocess and reads the line that says
+  where it listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vrmproto import Identity
+from vrmproto.cli import VendorConfig, load_vendor_config
+from vrmproto.server import Endpoint, Server, serve
+from vrmproto.store import MemoryStore
+
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+VENDOR_FILES = EXAMPLES / "vendors"
+VRM = [sys.executable, "-m", "vrmproto.cli"]
+
+
+@dataclass
+class Result:
+    """What one ``vrm`` run did."""
+
+    args: list[str]
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def __str__(self) -> str:
+        return (f"vrm {' '.join(self.args)} -> {self.code}\n--- stdout\n{self.stdout}"
+                f"--- stderr\n{self.stderr}")
+
+
+def cli_env(home: Path | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VRM_")}
+    env.update(COLUMNS="200", NO_COLOR="1", PYTHONUTF8="1")
+    if home is not None:
+        env["VRM_HOME"] = str(home)
+    return env
+
+
+def vrm(*args: str, home: Path | None, stdin: str = "", timeout: float = 60) -> Result:
+    """Run ``vrm ARGS`` with ``VRM_HOME=home``; never raises on a non-zero exit."""
+    proc = subprocess.run(
+        [*VRM, *args], input=stdin, capture_output=True, text=True, timeout=timeout,
+        env=cli_env(home), cwd=ROOT, check=False,
+    )
+    return Result(list(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+# -- vendors in this process -------------------------------------------------------------------
+
+
+@dataclass
+class HostedVendor:
+    config: VendorConfig
+    identity: Identity
+    store: MemoryStore = field(default_factory=MemoryStore)
+    server: Server | None = None
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+class VendorHost:
+    """Reference vendors served from a background event loop (one thread for all of them)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="vendors", daemon=True)
+        self.thread.start()
+        self.vendors: dict[str, HostedVendor] = {}
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def add(self, key: str, toml: str | None = None) -> HostedVendor:
+        """Start the vendor of ``examples/vendors/<toml or key>.toml`` under ``key``."""
+        config = load_vendor_config(VENDOR_FILES / f"{toml or key}.toml")
+        assert config.seed is not None
+        vendor = HostedVendor(config, Identity(config.seed))
+        self.vendors[key] = vendor
+        self.start(key)
+        return vendor
+
+    def start(self, key: str) -> None:
+        v = self.vendors[key]
+
+        async def go() -> None:
+            endpoint = Endpoint(v.identity, store=v.store, name=v.name, policy=v.config.policy())
+            v.server = await serve(endpoint, "127.0.0.1", v.port)
+            v.port = v.server.port
+
+        self.call(go())
+
+    def stop(self, key: str) -> None:
+        v = self.vendors[key]
+        if v.server is not None:
+            server, v.server = v.server, None
+            self.call(server.close())
+
+    def close(self) -> None:
+        for key in list(self.vendors):
+            self.stop(key)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+    def __getitem__(self, key: str) -> HostedVendor:
+        return self.vendors[key]
+
+
+# -- `vrm vendor serve` as a subprocess --------------------------------------------------------
+
+
+class VendorProcess:
+    """``vrm vendor serve --json …``; :attr:`info` is its first line (where it listens)."""
+
+    def __init__(self, *args: str, home: Path | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [*VRM, "vendor", "serve", "--json", *args], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=cli_env(home), cwd=ROOT,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            self.proc.wait(timeout=10)
+            raise RuntimeError(f"vrm vendor serve exited ({self.proc.returncode}): {err}")
+        self.info: dict[str, Any] = json.loads(line)
+
+    @property
+    def url(self) -> str:
+        return str(self.info["url"])
+
+    def lines(self) -> Iterator[dict[str, Any]]:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            yield json.loads(line)
+
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM, then the exit code and the rest of stdout."""
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=15)
+        return self.proc.returncode, out

@@ -1,0 +1,456 @@
+"""The ``vrm`` command line, driven as a subprocess against real reference vendors on 127.0.0.1.
+
+Every command, its ``--json`` output, and the failures a person meets: a bad URL, a vendor that
+is down, refused terms, a damaged data directory, a mistyped or wrong seed. Errors must be one
+plain sentence on stderr and a documented exit code (0 done, 1 refused/failed, 2 usage or
+environment), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests._cli_helpers import (
+    ROOT,
+    VENDOR_FILES,
+    VRM,
+    Result,
+    VendorHost,
+    VendorProcess,
+    cli_env,
+    vrm,
+)
+from vrmproto import Money
+from vrmproto.cli._home import Home, Settings
+from vrmproto.cli._parse import parse_duration, parse_money, parse_term
+from vrmproto.cli._seedtext import SeedTextError, seed_from_text, seed_to_text
+
+# -- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[VendorHost]:
+    h = VendorHost()
+    try:
+        for key in ("avis", "budget", "hertz", "outfitters", "market"):
+            h.add(key)
+        yield h
+    finally:
+        h.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A data directory as `vrm init` makes it (made in-process: init has its own test)."""
+    path = tmp_path / "you"
+    Home(path).init(os.urandom(32), Settings(name="Doc"))
+    return path
+
+
+def ok(r: Result) -> Result:
+    assert r.code == 0, r
+    assert "Traceback" not in r.stderr, r
+    return r
+
+
+def fails(r: Result, code: int, *words: str) -> Result:
+    """A failure: exit ``code``, one sentence on stderr naming ``words``, no traceback."""
+    assert r.code == code, r
+    assert "Traceback" not in r.stderr, r
+    lines = [line for line in r.stderr.splitlines() if line.startswith("vrm: ")]
+    assert len(lines) == 1, r
+    for word in words:
+        assert word in lines[0], r
+    return r
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- what a person types, read ----------------------------------------------------------------
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_seed_text_round_trips(seed: bytes) -> None:
+    text = seed_to_text(seed)
+    assert text.startswith("vrm1-")
+    assert len(text.split("-")) == 15
+    assert seed_from_text(text) == seed
+    assert seed_from_text(text.upper().replace("-", " ")) == seed  # case and spacing are free
+
+
+@given(st.binary(min_size=32, max_size=32), st.integers(0, 55), st.integers(1, 31))
+def test_a_mistyped_seed_character_is_detected(seed: bytes, position: int, delta: int) -> None:
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+    text = seed_to_text(seed)
+    body = list(text[5:].replace("-", ""))
+    body[position] = alphabet[(alphabet.index(body[position]) + delta) % 32]
+    with pytest.raises(SeedTextError, match="check value"):
+        seed_from_text("vrm1-" + "".join(body))
+
+
+def test_seed_text_refuses_what_is_not_a_seed() -> None:
+    with pytest.raises(SeedTextError, match="starts with"):
+        seed_from_text("abandon ability able")
+    with pytest.raises(SeedTextError, match="56"):
+        seed_from_text("vrm1-abcd-efgh")
+    good = seed_to_text(bytes(range(32)))
+    with pytest.raises(SeedTextError, match="'u'"):
+        seed_from_text(good[:-1] + "u")
+    lenient = "vrm1-" + good[5:].replace("1", "l").replace("0", "o")
+    assert seed_from_text(lenient) == bytes(range(32))
+
+
+def test_money_durations_and_terms_are_read_as_typed() -> None:
+    assert parse_money("300USD") == Money(30000, "USD")
+    assert parse_money("289.5 eur") == Money(28950, "EUR")
+    assert parse_money("USD 12.34") == Money(1234, "USD")
+    for bad in ("300", "USD", "3.141USD", "300 USD EUR"):
+        with pytest.raises(click.BadParameter):
+            parse_money(bad)
+    assert parse_duration("30d") == 30 * 86_400_000
+    assert parse_duration("90s") == 90_000
+    assert parse_duration("45") == 45_000
+    with pytest.raises(click.BadParameter):
+        parse_duration("soon")
+    ref = parse_term("vrm.delete-after:days=30")
+    assert (ref.id, dict(ref.params)) == ("vrm.delete-after", {"days": 30})
+    assert dict(parse_term("vrm.return-on-request").params) == {"format": "vrm-data/1"}
+    for bad in ("vrm.nope", "vrm.delete-after", "vrm.delete-after:days=0",
+                "vrm.delete-after:weeks=2", "vrm.delete-after:days=many"):
+        with pytest.raises(click.BadParameter):
+            parse_term(bad)
+
+
+# -- init, key, terms --------------------------------------------------------------------------
+
+
+def test_init_makes_a_data_directory_the_person_owns(tmp_path: Path) -> None:
+    home = tmp_path / "you"
+    r = ok(vrm("init", "--name", "Doc", "--json", home=home))
+    assert r.json["data_dir"] == str(home)
+    assert [t["id"] for t in r.json["terms"]] == [
+        "vrm.no-tracking", "vrm.no-third-party", "vrm.delete-after", "vrm.return-on-request",
+    ]
+    assert stat.S_IMODE((home / "seed").stat().st_mode) == 0o600
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert json.loads((home / "settings.json").read_text())["name"] == "Doc"
+    fails(vrm("init", home=home), 2, "already")
+    other = tmp_path / "other"  # --data-dir wins over VRM_HOME
+    ok(vrm("--data-dir", str(other), "init", home=home))
+    assert (other / "seed").exists()
+
+
+def test_terms_show_list_and_set(home: Path) -> None:
+    roster = ok(vrm("terms", "list", "--json", home=home)).json["roster"]
+    assert {"vrm.no-tracking", "myterms.SD-BASE"} <= {t["id"] for t in roster}
+    r = ok(vrm("terms", "set", "vrm.no-tracking", "vrm.delete-after:days=30", "--json",
+               home=home))
+    assert [(t["id"], t.get("params")) for t in r.json["terms"]] == [
+        ("vrm.no-tracking", None), ("vrm.delete-after", {"days": 30}),
+    ]
+    assert "vrm.delete-after:days=30" in ok(vrm("terms", home=home)).stdout
+    fails(vrm("terms", "set", "vrm.no-tracking", "vrm.no-such-term", home=home), 2,
+          "vrm.no-such-term")
+
+
+def test_key_export_and_import(home: Path, tmp_path: Path) -> None:
+    text = ok(vrm("key", "export", home=home)).stdout.strip()
+    assert text.startswith("vrm1-")
+    assert ok(vrm("key", "import", text, "--json", home=home)).json["status"] == "unchanged"
+    mistyped = text[:12] + ("a" if text[12] != "a" else "b") + text[13:]
+    fails(vrm("key", "import", mistyped, home=home), 2, "check value")
+    restored = tmp_path / "restored"
+    assert ok(vrm("key", "import", *text.split("-"), "--json", home=restored)).json["status"] \
+        == "created"
+    assert ok(vrm("key", "export", "--json", home=restored)).json["seed"] == text
+    other = seed_to_text(os.urandom(32))
+    assert ok(vrm("key", "import", other, "--json", home=restored)).json["status"] == "replaced"
+
+
+def test_key_import_refuses_a_seed_that_does_not_match_the_relationships(
+    home: Path, host: VendorHost
+) -> None:
+    text = ok(vrm("key", "export", home=home)).stdout.strip()
+    ok(vrm("connect", host["avis"].url, home=home))
+    other = seed_to_text(os.urandom(32))
+    fails(vrm("key", "import", other, home=home), 1, "does not match the relationships",
+          str(home))
+    (home / "seed").write_text("garbage\n")
+    fails(vrm("relationships", home=home), 2, "damaged", "seed")
+    assert ok(vrm("key", "import", text, "--json", home=home)).json["status"] == "restored"
+    assert len(ok(vrm("relationships", "--json", home=home)).json["relationships"]) == 1
+
+
+# -- connect ------------------------------------------------------------------------------------
+
+
+def test_connect_accepted(home: Path, host: VendorHost) -> None:
+    r = ok(vrm("connect", host["avis"].url, "--json", home=home))
+    assert r.json["status"] == "accepted"
+    assert r.json["vendor"] == "Avis Park City"
+    assert len(r.json["agreement"]) == 64
+    assert r.json["terms"][0]["id"] == "vrm.no-tracking"
+    human = ok(vrm("connect", "Avis Park City", home=home))  # by name: already agreed
+    assert "already have an agreement" in human.stdout
+
+
+def test_connect_countered_then_accepted_declined_or_asked(home: Path, host: VendorHost) -> None:
+    url = host["budget"].url
+    r = ok(vrm("connect", url, "--accept-counter", "--json", home=home))
+    assert r.json["status"] == "accepted"
+    assert r.json["counter_answer"] == "accepted"
+    assert r.json["refused"] == ["vrm.no-third-party"]
+    assert "vrm.purpose-only" in [t["id"] for t in r.json["counter"]]
+    assert "vrm.purpose-only" in [t["id"] for t in r.json["terms"]]
+    d = fails(vrm("connect", url, "--decline-counter", "--json", home=home), 1, "declined")
+    assert d.json["counter_answer"] == "declined"
+    asked = ok(vrm("connect", url, home=home, stdin="y\n"))
+    assert "Accept these terms instead?" in asked.stderr
+    assert "you accepted the counter-offer" in asked.stdout
+    left_open = fails(vrm("connect", url, home=home, stdin=""), 1, "counter-offer is open")
+    assert "left open" in left_open.stdout + left_open.stderr
+    answered = ok(vrm("connect", "Budget Salt Lake", "--accept-counter", "--json", home=home))
+    assert answered.json["status"] == "accepted"
+
+
+def test_connect_rejected_is_a_signed_no_that_is_kept(home: Path, host: VendorHost) -> None:
+    r = fails(vrm("connect", host["hertz"].url, "--json", home=home), 1, "rejected",
+              "vrm.delete-after")
+    assert r.json["status"] == "rejected"
+    assert r.json["refused"] == ["vrm.delete-after"]
+    rejection = r.json["rejection"]
+    h = ok(vrm("history", "Hertz Wasatch", "--json", home=home)).json
+    kept = [e for e in h["entries"] if e["hash"] == rejection["hash"]]
+    assert kept
+    assert kept[0]["type"] == "terms.reject"
+    assert kept[0]["direction"] == "in"
+    fails(vrm("share", "Hertz Wasatch", "email=doc@example.org", home=home), 1, "no agreement")
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+def test_share_data_withdraw(home: Path, host: VendorHost) -> None:
+    ok(vrm("connect", host["outfitters"].url, home=home))
+    s = ok(vrm("share", "wasatch outfitters", "email=doc@example.org", "phone=+1 801 555 0142",
+               "--purpose", "contracted-service", "--expires", "30d", "--json", home=home))
+    assert s.json["status"] == "confirmed"
+    assert s.json["categories"] == [2]
+    share = s.json["share"]
+    rels = ok(vrm("relationships", "--json", home=home)).json["relationships"]
+    assert rels[0]["shares"][0]["hash"] == share
+    assert rels[0]["shares"][0]["fields"] == ["email", "phone"]
+    data = ok(vrm("data", "Wasatch Outfitters", "--json", home=home)).json
+    assert data["format"] == "vrm-data/1"
+    sources = {r["field"]: r["source"] for r in data["records"]}
+    assert sources == {"email": "provided", "phone": "provided", "boot_size": "observed"}
+    w = ok(vrm("withdraw", "Wasatch Outfitters", "--share", share[:10], "--json", home=home))
+    assert w.json["erased"]["shares"] == [share]
+    assert w.json["erased"]["signed_by"] == host["outfitters"].identity.fingerprint
+    after = ok(vrm("data", "Wasatch Outfitters", "--json", home=home)).json["records"]
+    assert [r["field"] for r in after] == ["boot_size"]
+    fails(vrm("withdraw", "Wasatch Outfitters", home=home), 2, "nothing shared")
+    fails(vrm("share", "Wasatch Outfitters", "Email=x", "--purpose", "spying", home=home), 2)
+
+
+def test_address_update_reaches_everyone_and_a_down_vendor_later(
+    home: Path, host: VendorHost
+) -> None:
+    host.add("lodge")
+    try:
+        for key in ("avis", "market", "lodge"):
+            ok(vrm("connect", host[key].url, home=home))
+        host.stop("lodge")
+        r = ok(vrm("address", "set", "street=1 Main Street", "city=Park City", "--json",
+                   home=home))
+        assert r.json["counts"] == {"confirmed": 2, "queued": 1, "refused": 0, "failed": 0}
+        queued = [x for x in r.json["results"] if x["status"] == "queued"]
+        assert [x["vendor"] for x in queued] == ["Silver Star Lodge"]
+        human = ok(vrm("outbox", home=home))
+        assert "Silver Star Lodge" in human.stdout
+        assert "address.update" in human.stdout
+        assert "connection refused" in human.stdout
+        fails(vrm("outbox", "run", home=home), 1, "still waiting")
+        host.start("lodge")
+        ran = ok(vrm("outbox", "run", "--json", home=home)).json
+        assert ran["counts"]["confirmed"] == 1
+        assert ran["waiting"] == 0
+        held = ok(vrm("data", "Silver Star Lodge", "--json", home=home)).json["records"]
+        assert {r["field"]: r["value"] for r in held}["street"] == "1 Main Street"
+        cmp = ok(vrm("history", "Silver Star Lodge", "--compare", "--json", home=home)).json
+        assert cmp["comparison"]["equal"] is True
+    finally:
+        host.stop("lodge")
+
+
+# -- intentcasts --------------------------------------------------------------------------------
+
+
+def test_intentcast_ranks_offers_and_one_is_taken_up(home: Path, host: VendorHost) -> None:
+    args = ["intent", "4-wheel-drive SUV rental", "--where", "Park City, UT",
+            "--from", "2027-03-20", "--to", "2027-03-25", "--max-price", "300USD",
+            "--member", "Avis Wizard", "--member", "Budget FastBreak",
+            "--member", "Hertz 1 Club", "--constraint", "no prepaid gas",
+            "--constraint", "no insurance", "--deadline", "10s", "--no-discover"]
+    for key in ("avis", "budget", "hertz", "outfitters"):
+        args += ["--vendor", host[key].url]
+    r = ok(vrm(*args, "--json", home=home)).json
+    assert [o["vendor"] for o in r["offers"]] == ["Avis Park City", "Budget Salt Lake",
+                                                  "Hertz Wasatch"]
+    assert r["offers"][0]["missing_terms"] == []
+    assert r["offers"][1]["missing_terms"] == ["vrm.no-third-party"]
+    assert [d["vendor"] for d in r["declines"]] == ["Wasatch Outfitters"]
+    assert r["offers"][0]["price"] == {"amount": 28900, "currency": "USD", "text": "289.00 USD"}
+    taken = ok(vrm("intent", "accept", r["offers"][0]["id"][:6], "--json", home=home)).json
+    assert taken["status"] == "accepted"
+    assert taken["vendor"] == "Avis Park City"
+    fails(vrm("intent", "accept", "ffffffff", home=home), 2, "no offer")
+    human = ok(vrm(*args, home=home))
+    assert "best first" in human.stdout
+    assert "offer: Jeep Grand Cherokee" in human.stdout  # shown as it arrived
+    assert "vrm intent accept" in human.stdout
+
+
+# -- failures a person meets ---------------------------------------------------------------------
+
+
+def test_bad_url_and_vendor_down(home: Path) -> None:
+    fails(vrm("connect", "htp://example", home=home), 2, "not an http")
+    fails(vrm("intent", "SUV", "--vendor", "ftp://x", "--no-discover", home=home), 2)
+    fails(vrm("intent", "SUV", "--no-discover", home=home), 2, "no vendors")
+    fails(vrm("data", "Nobody", home=home), 2, "no relationship")
+    down = f"http://127.0.0.1:{closed_port()}"
+    r = fails(vrm("connect", down, "--json", home=home), 1, "could not reach", "refused")
+    assert r.json["error"]["kind"] == "unreachable"
+
+
+def test_no_or_damaged_data_directory(home: Path, tmp_path: Path) -> None:
+    fails(vrm("relationships", home=tmp_path / "nobody"), 2, "vrm init")
+    (home / "seed").write_bytes(os.urandom(64))
+    fails(vrm("relationships", home=home), 2, "damaged", "seed")
+    other = tmp_path / "other"
+    ok(vrm("init", home=other))
+    (other / "agent.db").write_bytes(os.urandom(4096))
+    r = fails(vrm("relationships", "--json", home=other), 2, "damaged", "agent.db")
+    assert r.json["error"]["kind"] == "damaged"
+    (other / "settings.json").write_text("{not json")
+    fails(vrm("terms", home=other), 2, "damaged", "settings.json")
+
+
+# -- servers -------------------------------------------------------------------------------------
+
+
+def test_vendor_serve_from_toml(home: Path, tmp_path: Path) -> None:
+    vendor = VendorProcess("--config", str(VENDOR_FILES / "avis.toml"), "--memory",
+                           "--no-advertise", "--port", "0")
+    try:
+        assert vendor.info["event"] == "listening"
+        assert vendor.info["name"] == "Avis Park City"
+        assert vendor.url.startswith("http://127.0.0.1:")
+        r = ok(vrm("connect", vendor.url, "--json", home=home)).json
+        assert r["status"] == "accepted"
+        heard = next(vendor.lines())
+        assert (heard["event"], heard["kind"]) == ("message", "terms.offer")
+        assert heard["thread"] == r["thread"]
+    finally:
+        code, rest = vendor.stop()
+    assert code == 0
+    assert '"stopped"' in rest
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "X"\naccepts_terms = ["vrm.nope"]\n')
+    fails(vrm("vendor", "serve", "--config", str(bad), home=home), 2, "vrm.nope")
+    fails(vrm("vendor", "serve", "--config", str(tmp_path / "missing.toml"), home=home), 2)
+
+
+def test_vendor_serve_keeps_its_key_in_its_data_directory(tmp_path: Path) -> None:
+    config = tmp_path / "shop.toml"
+    config.write_text('name = "Corner Shop"\naccepts_terms = "all"\n')
+    data = tmp_path / "shop-data"
+    first = VendorProcess("--config", str(config), "--data-dir", str(data), "--no-advertise")
+    first.stop()
+    second = VendorProcess("--config", str(config), "--data-dir", str(data), "--no-advertise")
+    second.stop()
+    assert first.info["key"] == second.info["key"]
+    assert (data / "vendor.db").exists()
+
+
+def test_agent_serve_delivers_the_outbox_and_serves_discovery(
+    home: Path, host: VendorHost
+) -> None:
+    host.add("lodge2", "lodge")
+    try:
+        ok(vrm("connect", host["lodge2"].url, home=home))
+        host.stop("lodge2")
+        ok(vrm("address", "set", "city=Park City", home=home))
+        host.start("lodge2")
+        proc = subprocess.Popen(
+            [*VRM, "agent", "serve", "--json", "--port", "0", "--interval", "0.5"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home),
+            cwd=ROOT,
+        )
+        try:
+            assert proc.stdout is not None
+            listening = json.loads(proc.stdout.readline())
+            url = listening["url"]
+            settings = json.loads((home / "settings.json").read_text())
+            assert settings["agent_url"] == url
+            with urllib.request.urlopen(url + "/.well-known/vrm", timeout=10) as resp:
+                doc = json.loads(resp.read())
+            assert doc["role"] == "customer"
+            for line in proc.stdout:
+                event = json.loads(line)
+                if event["event"] == "delivery":
+                    assert event["status"] == "confirmed"
+                    break
+        finally:
+            proc.terminate()
+            out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err
+        assert '"stopped"' in out
+        assert "agent_url" not in json.loads((home / "settings.json").read_text())
+        assert ok(vrm("outbox", "--json", home=home)).json["pending"] == []
+    finally:
+        host.stop("lodge2")
+
+
+def test_conformance_is_mounted(home: Path) -> None:
+    r = ok(vrm("conformance", "--list", "--json", home=home))
+    assert "DISC-001" in r.stdout
+
+
+def test_every_command_has_help_and_json() -> None:
+    out = subprocess.run([*VRM, "--help"], capture_output=True, text=True, check=True,
+                         env=cli_env(None)).stdout
+    commands = ["address", "agent", "conformance", "connect", "data", "demo", "discover",
+                "history", "init", "intent", "key", "outbox", "relationships", "share", "terms",
+                "vendor", "withdraw"]
+    for name in commands:
+        assert name in out
+    from vrmproto.cli import cli  # noqa: PLC0415
+
+    def walk(cmd: click.Command, path: str) -> Iterator[tuple[str, click.Command]]:
+        if isinstance(cmd, click.Group):
+            for sub_name, sub in cmd.commands.items():
+                yield from walk(sub, f"{path} {sub_name}")
+        else:
+            yield path, cmd
+
+    for path, cmd in walk(cli, "vrm"):
+        names = {o for p in cmd.params for o in getattr(p, "opts", [])}
+        assert "--json" in names, path

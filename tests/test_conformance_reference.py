@@ -1,0 +1,126 @@
+"""The conformance suite against the reference vendor: every case passes, as issue 5 requires
+(spec §14). Also the ``conformance`` command's ``--list`` and ``--report DIR``.
+
+The only failures allowed are ``_broken_vendor.REFERENCE_FAILURES``: bugs in the reference
+implementation that the suite found, each with its reason. The test expects exactly those, so a
+fix makes it fail until the entry is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from subprocess import PIPE, Popen
+
+import pytest
+from _broken_vendor import REFERENCE_FAILURES, make_endpoint
+from click.testing import CliRunner
+
+from vrmproto.server import Server, serve
+from vrmproto.store import MemoryStore
+from vrmproto.testing import Outcome, SuiteResult, run_suite
+from vrmproto.testing._case import load_default_cases
+from vrmproto.testing._cli import conformance
+
+HERE = Path(__file__).resolve().parent
+SEED = 1_767_225_600
+
+
+async def _start() -> Server:
+    return await serve(make_endpoint(MemoryStore()))
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[tuple[Server, Server]]:
+    """Two reference vendors: the plain and the strict run go at once, each to its own (their
+    floods would otherwise share one per-address rate limit)."""
+    pair = (await _start(), await _start())
+    yield pair
+    for server in pair:
+        await server.close()
+
+
+def _check(result: SuiteResult, *, strict: bool) -> None:
+    registry = load_default_cases()
+    assert {r.case.id for r in result.records} == {c.id for c in registry}
+    failed = {r.case.id: r.actual for r in result.records if r.outcome is Outcome.FAILED}
+    assert failed.keys() == REFERENCE_FAILURES.keys(), failed
+    wrong = {r.case.id: (r.outcome.value, r.actual, r.traceback) for r in result.records
+             if r.case.id not in REFERENCE_FAILURES
+             and r.outcome not in (Outcome.PASSED, Outcome.INFORMATIONAL)}
+    assert not wrong, wrong
+    assert result.strict is strict
+    assert result.exit_code() == (1 if REFERENCE_FAILURES else 0)
+
+
+async def test_every_case_passes_against_the_reference_vendor(
+    servers: tuple[Server, Server],
+) -> None:
+    plain, strict = await asyncio.gather(
+        run_suite(servers[0].url, seed=SEED),
+        run_suite(servers[1].url, seed=SEED, strict=True),
+    )
+    _check(plain, strict=False)
+    _check(strict, strict=True)
+
+
+def test_list_shows_every_case_clause_level_and_covers() -> None:
+    registry = load_default_cases()
+    runner = CliRunner()
+    listed = runner.invoke(conformance, ["--list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    data = {row["id"]: row for row in json.loads(listed.output)}
+    assert data.keys() == {c.id for c in registry}
+    for c in registry:
+        row = data[c.id]
+        assert (row["clause"], row["level"], row.get("covers", [])) == (
+            c.clause, c.level.value, list(c.covers))
+    table = runner.invoke(conformance, ["--list"], env={"COLUMNS": "400"})
+    assert table.exit_code == 0, table.output
+    for c in registry:
+        line = next((ln for ln in table.output.splitlines() if f" {c.id} " in ln), "")
+        assert c.clause in line, (c.id, line)
+        assert c.level.value in line, (c.id, line)
+        assert all(clause in table.output for clause in c.covers)
+
+
+@pytest.fixture
+def vendor_url() -> Iterator[str]:
+    """The reference vendor in a subprocess (the CLI runs its own event loop)."""
+    with Popen([sys.executable, str(HERE / "_broken_vendor.py"), "reference"],
+               stdin=PIPE, stdout=PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stdin is not None
+        port = proc.stdout.readline().strip()
+        assert port.isdigit(), port
+        yield f"http://127.0.0.1:{port}"
+        proc.stdin.close()
+        proc.wait(timeout=10)
+
+
+def test_report_dir_gets_json_junit_and_html(vendor_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        conformance, [vendor_url, "--only", "ENV-*", "--only", "DISC-*", "--seed", "7",
+                      "--report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(r"\d+ passed, 0 failed, \d+ skipped",
+                        result.output.rstrip().splitlines()[-1])
+    data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    cases = {c["id"]: c for c in data["cases"]}
+    assert data["summary"]["exit_code"] == 0
+    assert data["seed"] == 7
+    assert cases["ENV-001"]["outcome"] == "PASSED"
+    assert "§12.3-1" in cases["ENV-001"]["covers"]
+    junit = ET.parse(out / "junit.xml").getroot()
+    names = {tc.get("name") for tc in junit.iter("testcase")}
+    assert {"ENV-001", "DISC-002"} <= names
+    assert not list(junit.iter("failure"))
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert "ENV-001" in html
+    assert "§12.3-1" in html

@@ -1,0 +1,13 @@
+"""``vrm``: the command line of a person's own agent, and of a reference vendor to try it with.
+
+The console script ``vrm`` runs :func:`main`. ``vrm --help`` lists the commands; every command
+takes ``--json`` for scripts and ``--data-dir`` (default ``$VRM_HOME`` or ``~/.vrm``).
+
+:func:`load_vendor_config` reads the vendor TOML files ``vrm vendor serve`` runs, for programs
+(the examples) that start reference vendors themselves.
+"""
+
+from vrmproto.cli._app import cli, main
+from vrmproto.cli._vendor import VendorConfig, load_vendor_config, parse_vendor_config
+
+__all__ = ["VendorConfig", "cli", "load_vendor_config", "main", "parse_vendor_config"]

@@ -1,0 +1,232 @@
+"""``vrm connect``: proffer your terms; accepted, rejected or countered (and the answer)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from vrmproto._keys import fingerprint
+from vrmproto._messages import TermsReject
+from vrmproto.cli._common import as_url, finish, norm
+from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._output import Out, rbutton, short, term_json, terms_short
+from vrmproto.cli._parse import parse_term
+from vrmproto.client import Agent, ConnectResult, RelationshipView
+
+__all__ = ["connect", "connect_json", "report_connect", "settle_counter"]
+
+
+# -- connect ---------------------------------------------------------------------------------
+
+
+def _reject_message(result: ConnectResult) -> dict[str, Any] | None:
+    d = result.delivery
+    if d is None:
+        return None
+    for r in d.replies:
+        if isinstance(r.message.body, TermsReject):
+            return {"hash": r.message.hash.hex(), "signed_by": fingerprint(r.message.sender),
+                    "created": r.message.header.created}  # fmt: skip
+    return None
+
+
+def _vendor_fingerprint(result: ConnectResult) -> str | None:
+    """The fingerprint of the key that signed the vendor's receipt (shown at first contact,
+    §11.10-2, §13.3-3)."""
+    d = result.delivery
+    if d is None or d.receipt is None:
+        return None
+    return fingerprint(d.receipt.sender)
+
+
+def connect_json(result: ConnectResult, *, counter_answer: str | None = None,
+                 first: ConnectResult | None = None) -> dict[str, Any]:  # fmt: skip
+    shown = first or result
+    return {
+        "vendor": result.vendor,
+        "url": result.url,
+        "vendor_fingerprint": _vendor_fingerprint(shown) or _vendor_fingerprint(result),
+        "thread": result.thread.hex(),
+        "status": result.status,
+        "terms": [term_json(t) for t in result.terms],
+        "agreement": result.agreement.hex() if result.agreement else None,
+        "reason": shown.reason,
+        "refused": list(shown.refused),
+        "counter": [term_json(t) for t in shown.counter] if shown.counter else None,
+        "counter_answer": counter_answer,
+        "rejection": _reject_message(shown),
+    }
+
+
+def _print_connect(out: Out, result: ConnectResult) -> None:
+    fp = _vendor_fingerprint(result)
+    key = f"  key {fp}" if fp else ""
+    out.print(f"[bold]{rbutton(result.vendor)}[/]  [dim]{result.url}{key}[/]")
+    if result.status == "accepted":
+        assert result.agreement is not None
+        out.print(f"  [green]✓ accepted[/] — agreement {short(result.agreement)} on your terms: "
+                  f"{terms_short(result.terms)}")  # fmt: skip
+    elif result.status in ("rejected", "countered"):
+        mark = "[red]✗ rejected[/]" if result.status == "rejected" else "[yellow]↺ countered[/]"
+        out.print(f"  {mark}: {result.reason}")
+        if result.refused:
+            out.print(f"  refused: {', '.join(result.refused)}")
+        if result.counter:
+            out.print(f"  they would agree to: {terms_short(result.counter)}")
+        rejection = _reject_message(result)
+        if rejection is not None:
+            kept = f"message {rejection['hash'][:12]}, signed by {rejection['signed_by']}"
+            out.print(f"  [dim]their signed answer is kept in your history ({kept})[/]")
+    elif result.status == "queued":
+        out.print("  ⏸ queued: the vendor could not be reached; `vrm outbox run` delivers it")
+    else:
+        out.print("  … delivered; the vendor has not answered yet")
+
+
+async def settle_counter(
+    agent: Agent, out: Out, result: ConnectResult, answer: bool | None
+) -> tuple[ConnectResult, str | None]:
+    """Ask (or use ``answer``) whether to take a counter-offer; the final result."""
+    if result.status != "countered":
+        return result, None
+    if answer is None:
+        if not out.json_mode:
+            _print_connect(out, result)
+        try:
+            answer = click.confirm(
+                f"{result.vendor} would agree to {terms_short(result.counter or ())}. "
+                "Accept these terms instead?", default=False, err=True,
+            )  # fmt: skip
+        except click.exceptions.Abort:
+            click.echo(err=True)  # end the unanswered prompt's line
+            out.note("No answer given; the counter-offer is left open "
+                     "(`vrm connect NAME --accept-counter` answers it).")  # fmt: skip
+            return result, None
+    if answer:
+        final = await agent.accept_counter(result.thread)
+        return final, "accepted"
+    await agent.decline_counter(result.thread)
+    return result, "declined"
+
+
+async def _find_on_network(name: str, interfaces: Sequence[str]) -> tuple[str, bytes] | None:
+    from vrmproto.discovery import browse  # noqa: PLC0415 -- zeroconf only when needed
+
+    lowered = name.lower()
+    try:
+        found = await browse(
+            2.0, interfaces, stop_when=lambda fs: any(f.name.lower() == lowered for f in fs)
+        )
+    except OSError as exc:  # no multicast on these interfaces: nothing can be found there
+        click.echo(f"(local discovery is unavailable on {', '.join(interfaces)}: {exc})",
+                   err=True)  # fmt: skip
+        return None
+    for f in found:
+        if f.name.lower() == lowered:
+            if not f.verified or f.key is None:
+                raise CliError(f"found {f.name} at {f.url}, but {f.problem}", EXIT_FAILED,
+                               kind="unverified")  # fmt: skip
+            click.echo(f"found {f.name} at {f.url}, key {f.fingerprint} (its signed discovery "
+                       "document matches its advertisement)", err=True)  # fmt: skip
+            return f.url, f.key
+    return None
+
+
+def report_connect(out: Out, result: ConnectResult, answer: str | None,
+                   first: ConnectResult, *, asked: bool) -> None:  # fmt: skip
+    """Print the outcome (``first`` was already shown if the person was ``asked``)."""
+    if out.json_mode:
+        out.json(connect_json(result, counter_answer=answer, first=first))
+    else:
+        if first is not result:
+            if not asked:
+                _print_connect(out, first)
+            out.print("  you accepted the counter-offer:")
+        if not (asked and first is result and result.status == "countered"):
+            _print_connect(out, result)
+        if answer == "declined":
+            out.print("  you declined the counter-offer; the relationship is ended")
+    if answer == "declined":
+        finish(EXIT_FAILED, f"no agreement with {result.vendor}: you declined its counter-offer")
+    if result.status == "rejected":
+        finish(EXIT_FAILED, f"{result.vendor} rejected your terms: {result.reason}")
+    if result.status == "countered":
+        finish(EXIT_FAILED, f"no agreement with {result.vendor} yet: its counter-offer is open")
+
+
+@click.command()
+@click.argument("target", metavar="URL|NAME")
+@click.option("--accept-counter/--decline-counter", "counter_answer", default=None,
+              help="Answer a counter-offer without asking.")
+@click.option("--term", "term_specs", multiple=True, metavar="ID[:param=value]",
+              help="Proffer these terms instead of yours (repeatable).")
+@click.option("--note", help="A message to the vendor's people.")
+@click.option("--interface", "interfaces", multiple=True, default=("127.0.0.1",),
+              show_default=True, help="Where to look for NAME with zeroconf.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds to wait for the vendor.")
+@common_options
+@pass_env
+def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: tuple[str, ...],
+            note: str | None, interfaces: tuple[str, ...], timeout: float) -> None:  # fmt: skip
+    """Proffer your terms to a vendor: accepted, rejected or countered.
+
+    URL|NAME is the vendor's endpoint URL (http://127.0.0.1:8701), the name of a vendor you
+    know, or the name of one found on the local network (`vrm discover`). On a counter-offer
+    you are asked whether to accept it (--accept-counter/--decline-counter for scripts).
+    """
+    terms = tuple(parse_term(s) for s in term_specs) or None
+    out = env.out
+
+    async def go() -> None:
+        async with open_agent(env) as agent:
+            url = as_url(target)
+            key: bytes | None = None
+            if url is None:
+                views = [v for v in await agent.relationships() if v.kind == "vendor"]
+                known = [v for v in views if v.vendor.lower() == target.strip().lower()]
+                open_counter = [v for v in known if v.state == "countered"]
+                if open_counter:
+                    await _answer_open_counter(agent, out, open_counter[-1], counter_answer)
+                    return
+                if known:
+                    url, key = known[-1].url, known[-1].peer_key
+                else:
+                    hit = await _find_on_network(target, interfaces)
+                    if hit is None:
+                        raise CliError(
+                            f"{target!r} is not a URL, a vendor you know, or a vendor on the "
+                            "local network (`vrm discover`)", EXIT_USAGE, kind="unknown_vendor",
+                        )  # fmt: skip
+                    url, key = hit
+            offered = terms or agent.terms
+            same = [v for v in await agent.relationships()
+                    if v.kind == "vendor" and v.state == "agreed" and norm(v.url) == norm(url)
+                    and v.terms == offered]  # fmt: skip
+            if same:
+                v = same[0]
+                existing = ConnectResult(v.thread, v.vendor, v.url, "accepted", v.terms,
+                                         v.agreement)  # fmt: skip
+                out.note(f"You already have an agreement with {v.vendor} on these terms.")
+                report_connect(out, existing, None, existing, asked=False)
+                return
+            first = await agent.connect(url, terms, note=note, expected_key=key,
+                                        timeout_s=timeout)  # fmt: skip
+            result, answer = await settle_counter(agent, out, first, counter_answer)
+            report_connect(out, result, answer, first, asked=counter_answer is None)
+
+    run(go())
+
+
+async def _answer_open_counter(agent: Agent, out: Out, view: RelationshipView,
+                               answer: bool | None) -> None:  # fmt: skip
+    t = await agent.ledger.load(view.thread)
+    pending = ConnectResult(view.thread, view.vendor, view.url, "countered", t.rel.offered,
+                            reason="counter-offer open", counter=t.rel.counter)  # fmt: skip
+    result, answered = await settle_counter(agent, out, pending, answer)
+    report_connect(out, result, answered, pending, asked=answer is None)
+
+

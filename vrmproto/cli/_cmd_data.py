@@ -1,0 +1,488 @@
+"""The relationship and its data: ``vrm relationships``, ``share``, ``withdraw``, ``data``,
+``address set``, ``history`` and ``outbox``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from vrmproto._envelope import open_envelope
+from vrmproto._errors import ProtocolError
+from vrmproto._keys import fingerprint
+from vrmproto._messages import DataErased
+from vrmproto._vocab import parse_category, parse_purpose, suggest_category
+from vrmproto.cli._common import finish, need_agreement, now_ms, pick
+from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._output import (
+    THEM,
+    YOU,
+    brief,
+    rbutton,
+    record_json,
+    records_table,
+    short,
+    table,
+    term_json,
+    terms_short,
+)
+from vrmproto.cli._parse import format_date, format_time, parse_duration, parse_fields
+from vrmproto.cli._progress import FanoutDisplay
+from vrmproto.client import Delivery, RelationshipView
+
+__all__ = ["address", "data", "history", "outbox", "relationships", "share", "withdraw"]
+
+
+# -- relationships -----------------------------------------------------------------------------
+
+
+def _shares_of(view: RelationshipView, notes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_hash = {n.get("hash"): n for n in notes}
+    out = []
+    for share_hash, expires in view.shares:
+        note = by_hash.get(share_hash.hex(), {})
+        fields = note.get("fields", {})
+        out.append({
+            "hash": share_hash.hex(),
+            "expires": expires,
+            "fields": sorted(fields) if isinstance(fields, dict) else [],
+        })  # fmt: skip
+    return out
+
+
+def view_json(view: RelationshipView, notes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "vendor": view.vendor,
+        "url": view.url,
+        "thread": view.thread.hex(),
+        "kind": view.kind,
+        "state": view.state,
+        "terms": [term_json(t) for t in view.terms],
+        "terms_short": terms_short(view.terms),
+        "agreement": view.agreement.hex() if view.agreement else None,
+        "shares": _shares_of(view, notes),
+        "last_activity": view.last_activity_ms,
+        "pending": view.pending,
+        "last_problem": view.last_problem,
+        "vendor_fingerprint": view.vendor_fingerprint,
+        "your_fingerprint": fingerprint(view.local_key),
+    }
+
+
+_STATE_STYLE = {"agreed": "green", "rejected": "red", "countered": "yellow", "ended": "dim"}
+
+
+def relationships_table(rows: list[dict[str, Any]], title: str | None = None) -> Any:
+    t = table(title or f"{YOU} you {THEM} vendors", "vendor", "state", "agreed terms", "shared",
+              "last activity", "outbox")  # fmt: skip
+    for r in rows:
+        style = _STATE_STYLE.get(r["state"], "")
+        shared = "; ".join(
+            (", ".join(s["fields"]) or s["hash"][:8]) + f" (until {format_date(s['expires'])})"
+            for s in r["shares"]
+        )  # fmt: skip
+        t.add_row(
+            f"{YOU} {THEM} {r['vendor']}",
+            f"[{style}]{r['state']}[/]" if style else r["state"],
+            r["terms_short"],
+            shared or "—",
+            format_time(r["last_activity"]),
+            f"{r['pending']} waiting" if r["pending"] else "—",
+        )  # fmt: skip
+    return t
+
+
+@click.command()
+@click.option("--all", "show_all", is_flag=True, help="Include intentcast threads.")
+@common_options
+@pass_env
+def relationships(env: Env, show_all: bool) -> None:
+    """The ⊂ ⊃ view: every vendor, its state, your terms, what you shared, what waits."""
+    out = env.out
+
+    async def go() -> list[RelationshipView]:
+        async with open_agent(env) as agent:
+            return await agent.relationships()
+
+    views = run(go())
+    notes = env.home.read_shares()
+    rows = [view_json(v, notes) for v in views if show_all or v.kind == "vendor"]
+    if out.json_mode:
+        out.json({"relationships": rows})
+        return
+    if not rows:
+        out.print("No relationships yet: `vrm connect URL` proffers your terms to a vendor.")
+        return
+    out.print(relationships_table(rows))
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def _erased(d: Delivery) -> Any:
+    for r in d.replies:
+        if isinstance(r.message.body, DataErased):
+            return r.message
+    return None
+
+
+@click.command()
+@click.argument("vendor")
+@click.argument("fields", nargs=-1, required=True, metavar="FIELD=VALUE…")
+@click.option("--purpose", "purposes", multiple=True, default=("core-function",),
+              show_default=True, help="Why the vendor may use it (Kantara purpose; repeatable).")
+@click.option("--category", "categories", multiple=True,
+              help="Kind of data (Kantara category; repeatable); guessed from field names.")
+@click.option("--expires", default="30d", show_default=True,
+              help="When the vendor must delete it: 30d, 12h, …")
+@common_options
+@pass_env
+def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str, ...],
+          categories: tuple[str, ...], expires: str) -> None:  # fmt: skip
+    """Share data with one vendor under your agreement, sealed so only it can read it."""
+    values = parse_fields(fields)
+    try:
+        purpose_ids = sorted({parse_purpose(p) for p in purposes})
+        category_ids = sorted({parse_category(c) for c in categories}
+                              or {suggest_category(f) for f in values})  # fmt: skip
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    lifetime = parse_duration(expires, default_unit="d")
+    out = env.out
+    home = env.home
+
+    async def go() -> tuple[RelationshipView, Delivery, int]:
+        async with open_agent(env) as agent:
+            view = await pick(agent, vendor)
+            need_agreement(view)
+            until = agent.clock() + lifetime
+            d = await agent.share(view.thread, values, purposes=purpose_ids,
+                                  categories=category_ids, expires_ms=until)  # fmt: skip
+            return view, d, until
+
+    view, d, until = run(go())
+    notes = home.read_shares()
+    notes.append({
+        "hash": d.msg_hash.hex(), "thread": view.thread.hex(), "vendor": view.vendor,
+        "fields": values, "purposes": purpose_ids, "categories": category_ids,
+        "expires": until, "shared": now_ms(), "status": d.status, "withdrawn": None,
+    })  # fmt: skip
+    home.write_shares(notes)
+    result = {
+        "vendor": view.vendor, "share": d.msg_hash.hex(), "status": d.status,
+        "fields": sorted(values), "purposes": purpose_ids, "categories": category_ids,
+        "expires": until,
+    }  # fmt: skip
+    if out.json_mode:
+        out.json(result)
+        return
+    out.print(f"[bold]{rbutton(view.vendor)}[/]")
+    if d.status == "confirmed":
+        out.print(f"  [green]✓ shared[/] {', '.join(sorted(values))} until {format_date(until)}"
+                  f" — share {short(d.msg_hash)}, receipt signed by the vendor")  # fmt: skip
+    else:
+        out.print(f"  ⏸ queued ({d.error}); `vrm outbox run` delivers it")
+
+
+@click.command()
+@click.argument("vendor")
+@click.option("--share", "share_ids", multiple=True, metavar="HASH",
+              help="Withdraw only this share (a prefix of its hash; repeatable). Default: all.")
+@click.option("--reason", help="Why, if you want to say.")
+@common_options
+@pass_env
+def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str | None) -> None:
+    """Withdraw consent: the vendor must delete what you shared, and confirms it signed."""
+    out = env.out
+    home = env.home
+
+    async def go() -> tuple[RelationshipView, Delivery, list[bytes]]:
+        async with open_agent(env) as agent:
+            view = await pick(agent, vendor)
+            need_agreement(view)
+            live = [h for h, _ in view.shares]
+            chosen: list[bytes] = []
+            for prefix in share_ids:
+                hits = [h for h in live if h.hex().startswith(prefix.lower())]
+                if len(hits) != 1:
+                    what = "no live share" if not hits else "several shares"
+                    raise CliError(f"{what} of {view.vendor} match {prefix!r}", EXIT_USAGE,
+                                   kind="unknown_share")  # fmt: skip
+                chosen.append(hits[0])
+            if not live:
+                raise CliError(f"nothing shared with {view.vendor} is live; nothing to withdraw",
+                               EXIT_USAGE, kind="nothing_shared")  # fmt: skip
+            d = await agent.withdraw(view.thread, chosen, reason=reason)
+            return view, d, chosen or live
+
+    view, d, withdrawn = run(go())
+    erased = _erased(d) if d.status == "confirmed" else None
+    if erased is not None:
+        notes = home.read_shares()
+        gone = {h.hex() for h in erased.body.shares}
+        for n in notes:
+            if n.get("hash") in gone:
+                n["withdrawn"] = now_ms()
+        home.write_shares(notes)
+    result = {
+        "vendor": view.vendor,
+        "withdraw": d.msg_hash.hex(),
+        "status": d.status,
+        "shares": [h.hex() for h in withdrawn],
+        "erased": None if erased is None else {
+            "hash": erased.hash.hex(),
+            "signed_by": fingerprint(erased.sender),
+            "shares": [h.hex() for h in erased.body.shares],
+        },
+    }  # fmt: skip
+    if out.json_mode:
+        out.json(result)
+    else:
+        out.print(f"[bold]{rbutton(view.vendor)}[/]")
+        if erased is not None:
+            out.print(f"  [green]✓ deleted[/]: {len(erased.body.shares)} share(s); signed "
+                      f"confirmation {short(erased.hash)} from {fingerprint(erased.sender)}, "
+                      "kept in your history")  # fmt: skip
+        elif d.status == "queued":
+            out.print(f"  ⏸ queued ({d.error}); `vrm outbox run` delivers it")
+        else:
+            out.print("  delivered; the vendor has not confirmed the deletion yet")
+    if d.status == "confirmed" and erased is None:
+        finish(EXIT_FAILED, f"{view.vendor} has not confirmed the deletion")
+
+
+@click.command()
+@click.argument("vendor")
+@common_options
+@pass_env
+def data(env: Env, vendor: str) -> None:
+    """Ask a vendor for the data it holds about you, in the standard form (vrm-data/1)."""
+    out = env.out
+
+    async def go() -> tuple[RelationshipView, Any]:
+        async with open_agent(env) as agent:
+            view = await pick(agent, vendor)
+            need_agreement(view)
+            return view, await agent.request_data(view.thread)
+
+    view, records = run(go())
+    if out.json_mode:
+        out.json({"vendor": view.vendor, "format": "vrm-data/1",
+                  "records": [record_json(r) for r in records]})  # fmt: skip
+        return
+    if not records:
+        out.print(f"{rbutton(view.vendor)}: it holds nothing about you.")
+        return
+    out.print(records_table(records, f"what {view.vendor} holds about you (vrm-data/1)"))
+
+
+# -- address ---------------------------------------------------------------------------------
+
+
+def fanout_json(report: Any) -> dict[str, Any]:
+    return {
+        "results": [
+            {
+                "vendor": r.vendor,
+                "url": r.url,
+                "thread": r.thread.hex() if r.thread else None,
+                "status": r.status,
+                "code": r.code,
+                "detail": r.detail,
+                "elapsed_s": round(r.elapsed_s, 4),
+            }
+            for r in report.results
+        ],
+        "counts": report.counts(),
+        "elapsed_s": round(report.elapsed_s, 4),
+    }
+
+
+@click.group()
+def address() -> None:
+    """Change your contact details with every vendor at once."""
+
+
+@address.command("set")
+@click.argument("fields", nargs=-1, required=True, metavar="FIELD=VALUE…")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds to wait for each vendor before queueing.")
+@common_options
+@pass_env
+def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
+    """Send new contact details to every vendor you have an agreement with, in parallel.
+
+    Vendors that cannot be reached now keep the update queued; `vrm outbox run` (or a running
+    `vrm agent serve`) delivers it when they are back.
+    """
+    values = parse_fields(fields)
+    out = env.out
+
+    async def go() -> Any:
+        async with open_agent(env) as agent:
+            display = FanoutDisplay(out, "address update")
+            with display:
+                return await agent.update_address(values, progress=display.event,
+                                                  timeout_s=timeout)  # fmt: skip
+
+    report = run(go())
+    result = {"fields": sorted(values), **fanout_json(report)}
+    if out.json_mode:
+        out.json(result)
+    elif not report.results:
+        out.print("You have no agreed relationships; nothing was sent.")
+    else:
+        out.print(FanoutDisplay.final_table(report, "who has your new address"))
+        counts = report.counts()
+        out.print(f"{counts['confirmed']} confirmed, {counts['queued']} queued, "
+                  f"{counts['refused']} refused, {counts['failed']} failed "
+                  f"in {report.elapsed_s:.2f} s")  # fmt: skip
+    if report.refused or report.failed:
+        finish(EXIT_FAILED, "some vendors refused or failed the update (see above)")
+
+
+# -- history ---------------------------------------------------------------------------------
+
+
+def entry_json(e: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"index": e.index, "hash": e.msg_hash.hex(), "link": e.link.hex(),
+                           "direction": "out" if e.outgoing else "in"}  # fmt: skip
+    try:
+        msg = open_envelope(e.envelope, now=0, check_time=False, allow_erased=True)
+        row.update(type=msg.type, created=msg.header.created, erased=msg.erased)
+    except ProtocolError as exc:  # pragma: no cover - entries were verified when loaded
+        row.update(type="?", created=0, erased=False, problem=str(exc))
+    return row
+
+
+@click.command()
+@click.argument("vendor")
+@click.option("--compare", is_flag=True, help="Fetch the vendor's copy and compare it with yours.")
+@common_options
+@pass_env
+def history(env: Env, vendor: str, compare: bool) -> None:
+    """Your signed, hash-linked record of a relationship; --compare checks it against theirs."""
+    out = env.out
+
+    async def go() -> tuple[RelationshipView, list[Any], Any, bool]:
+        async with open_agent(env) as agent:
+            view = await pick(agent, vendor, kinds=("vendor", "intent"))
+            entries = await agent.history(view.thread)
+            div = await agent.compare_history(view.thread) if compare else None
+            return view, entries, div, compare
+
+    view, entries, div, compared = run(go())
+    rows = [entry_json(e) for e in entries]
+    comparison: dict[str, Any] | None = None
+    if compared:
+        comparison = {"equal": div is None, "entries": len(rows)}
+        if div is not None:
+            comparison.update(kind=div.kind, index=div.index,
+                              ours=div.ours.msg_hash.hex() if div.ours else None,
+                              theirs=div.theirs.msg_hash.hex() if div.theirs else None)  # fmt: skip
+    if out.json_mode:
+        out.json({"vendor": view.vendor, "thread": view.thread.hex(), "entries": rows,
+                  "comparison": comparison})  # fmt: skip
+    else:
+        t = table(f"{rbutton(view.vendor)} — history of {view.thread.hex()[:12]}",
+                  "#", "", "type", "created", "message")  # fmt: skip
+        for r in rows:
+            arrow = f"{YOU} →" if r["direction"] == "out" else f"← {THEM}"
+            kind = r["type"] + (" [dim](erased)[/]" if r.get("erased") else "")
+            t.add_row(str(r["index"]), arrow, kind, format_time(r["created"]), r["hash"][:12])
+        out.print(t)
+        if comparison is not None:
+            if comparison["equal"]:
+                out.print(f"[green]✓ identical[/]: the vendor's copy has the same {len(rows)} "
+                          "entries, every link and signature verified")  # fmt: skip
+            else:
+                out.print(f"[red]✗ the histories part at entry {comparison['index']}[/] "
+                          f"({comparison['kind']})")  # fmt: skip
+    if comparison is not None and not comparison["equal"]:
+        finish(EXIT_FAILED, f"your history with {view.vendor} and theirs differ")
+
+
+# -- outbox ----------------------------------------------------------------------------------
+
+
+def _outbox_rows(items: Sequence[Any], labels: dict[bytes, str]) -> list[dict[str, Any]]:
+    rows = []
+    for item in items:
+        kind = "?"
+        with contextlib.suppress(ProtocolError):
+            kind = open_envelope(item.envelope, now=0, check_time=False).type
+        rows.append({
+            "item": item.item_id, "vendor": labels.get(item.thread, item.destination),
+            "destination": item.destination, "thread": item.thread.hex(), "type": kind,
+            "message": item.msg_hash.hex(), "attempts": item.attempts,
+            "next_attempt": item.next_attempt_ms, "last_error": item.last_error,
+        })  # fmt: skip
+    return rows
+
+
+@click.group(invoke_without_command=True)
+@common_options
+@pass_env
+def outbox(env: Env) -> None:
+    """Messages waiting for a vendor that could not be reached (`vrm outbox run` sends them)."""
+    if click.get_current_context().invoked_subcommand is not None:
+        return
+    out = env.out
+
+    async def go() -> list[dict[str, Any]]:
+        async with open_agent(env) as agent:
+            labels = {v.thread: v.vendor for v in await agent.relationships()}
+            return _outbox_rows(await agent.pending(), labels)
+
+    rows = run(go())
+    if out.json_mode:
+        out.json({"pending": rows})
+        return
+    if not rows:
+        out.print("The outbox is empty: every message was delivered.")
+        return
+    t = table("waiting to be delivered", "vendor", "message", "attempts", "next try", "last error")
+    for r in rows:
+        t.add_row(r["vendor"], f"{r['type']} {r['message'][:12]}", str(r["attempts"]),
+                  format_time(r["next_attempt"]), brief(r["last_error"]) or "—")  # fmt: skip
+    out.print(t)
+
+
+@outbox.command("run")
+@common_options
+@pass_env
+def outbox_run(env: Env) -> None:
+    """Try to deliver everything waiting now, without waiting for the retry schedule."""
+    out = env.out
+
+    async def go() -> tuple[Any, dict[bytes, str], int]:
+        async with open_agent(env) as agent:
+            labels = {v.thread: v.vendor for v in await agent.relationships()}
+            items = await agent.pending()
+            due = max((i.next_attempt_ms for i in items), default=agent.clock())
+            outcome = await agent.run_outbox(max(due, agent.clock()))
+            return outcome, labels, len(await agent.pending())
+
+    outcome, labels, left = run(go())
+    rows = [{"vendor": labels.get(d.thread, d.thread.hex()), "thread": d.thread.hex(),
+             "message": d.msg_hash.hex(), "status": d.status,
+             "detail": str(d.error) if d.error else ""} for d in outcome.deliveries]  # fmt: skip
+    if out.json_mode:
+        out.json({"deliveries": rows, "counts": outcome.counts(), "waiting": left})
+    elif not rows:
+        out.print("Nothing was waiting.")
+    else:
+        t = table("outbox run", "vendor", "message", "result")
+        marks = {"confirmed": "[green]✓ confirmed[/]", "queued": "⏸ still queued",
+                 "refused": "[red]✗ refused[/]", "dropped": "[red]✗ expired[/]"}  # fmt: skip
+        for r in rows:
+            t.add_row(r["vendor"], r["message"][:12],
+                      marks[r["status"]] + (f" — {brief(r['detail'])}" if r["detail"] and
+                                            r["status"] != "confirmed" else ""))  # fmt: skip
+        out.print(t)
+    if any(r["status"] != "confirmed" for r in rows):
+        finish(EXIT_FAILED, f"{left} message(s) still waiting; some were not delivered")
+

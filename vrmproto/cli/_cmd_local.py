@@ -1,0 +1,232 @@
+"""Commands that need no network: ``vrm init``, ``vrm key``, ``vrm terms``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from vrmproto._keys import MasterSeed
+from vrmproto._vocab import ROSTER, TermRef
+from vrmproto.cli._context import Env, common_options, pass_env, run
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._home import DEFAULT_TERMS, Home, Settings
+from vrmproto.cli._output import kv_table, table, term_json, term_title, terms_text
+from vrmproto.cli._parse import parse_term, term_spec
+from vrmproto.cli._seedtext import SeedTextError, seed_from_text, seed_to_text
+
+__all__ = ["init", "key", "terms"]
+
+
+@click.command()
+@click.option("--name", default="", help="What your agent calls you (never sent to vendors).")
+@common_options
+@pass_env
+def init(env: Env, name: str) -> None:
+    """Create your data directory: a new master seed and your default terms."""
+    home = env.home
+    seed = os.urandom(32)
+    home.init(seed, Settings(name=name, terms=DEFAULT_TERMS))
+    out = env.out
+    if out.json_mode:
+        out.json({
+            "data_dir": str(home.path),
+            "name": name,
+            "terms": [term_json(t) for t in DEFAULT_TERMS],
+        })  # fmt: skip
+        return
+    out.print(f"⊂ ⊃ your agent lives in [bold]{home.path}[/]")
+    out.print(kv_table({"name": name or "—", "terms": terms_text(DEFAULT_TERMS)}))
+    out.print(
+        "Back up your seed now: `vrm key export` prints it as words you can write down; with "
+        "them, every key of every relationship can be made again."
+    )
+
+
+@click.group()
+def key() -> None:
+    """Back up or restore your master seed."""
+
+
+@key.command("export")
+@common_options
+@pass_env
+def key_export(env: Env) -> None:
+    """Print your master seed as text with a check value (keep it offline)."""
+    text = seed_to_text(env.home.read_seed_bytes())
+    out = env.out
+    if out.json_mode:
+        out.json({"seed": text, "format": "vrm1"})
+        return
+    click.echo(text)
+    click.echo(
+        "Anyone holding this text can act as you in every relationship: store it offline. "
+        "`vrm key import` restores it; a mistyped character is detected.",
+        err=True,
+    )
+
+
+def _drop_database(home: Home) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        path = home.db_path.with_name(home.db_path.name + suffix)
+        if path.exists():
+            path.unlink()
+
+
+async def _relationship_count(home: Home) -> int:
+    if not home.db_path.exists():
+        return 0
+    store = await home.open_store(require_seed=False)
+    try:
+        return len([r for r in await store.relationships() if r.role == "customer"])
+    finally:
+        await store.close()
+
+
+async def _seed_matches_store(home: Home, seed: bytes) -> bool:
+    from vrmproto.client import Agent  # noqa: PLC0415 -- only this check needs the client
+
+    store = await home.open_store(require_seed=False)
+    try:
+        agent = await Agent.open(store, MasterSeed(seed))
+        await agent.close()
+    except ValueError:
+        return False
+    finally:
+        await store.close()
+    return True
+
+
+@key.command("import")
+@click.argument("text", nargs=-1, required=True)
+@click.option("--name", default="", help="Your name, if this creates the data directory.")
+@common_options
+@pass_env
+def key_import(env: Env, text: tuple[str, ...], name: str) -> None:
+    """Restore your master seed from the text `vrm key export` printed.
+
+    The text may be given as one argument or several (spaces and dashes do not matter). A seed
+    that does not match the relationships already in the data directory is refused.
+    """
+    try:
+        seed = seed_from_text(" ".join(text))
+    except SeedTextError as exc:
+        raise CliError(f"that is not a valid seed: {exc}", EXIT_USAGE, kind="bad_seed") from None
+    home = env.home
+    status = run(_import(home, seed, name))
+    out = env.out
+    if out.json_mode:
+        out.json({"data_dir": str(home.path), "status": status})
+        return
+    messages = {
+        "unchanged": "That is already the seed of this data directory; nothing changed.",
+        "created": f"Seed restored into a new data directory, {home.path}.",
+        "restored": f"Seed restored in {home.path}; it matches the relationships there.",
+        "replaced": f"Seed replaced in {home.path} (it held no relationships).",
+    }
+    out.print(messages[status])
+
+
+async def _import(home: Home, seed: bytes, name: str) -> str:
+    if not home.exists():
+        count = await _relationship_count(home) if home.db_path.exists() else 0
+        if count and not await _seed_matches_store(home, seed):
+            raise _mismatch(home)
+        if home.db_path.exists() and not count:
+            _drop_database(home)
+        home.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        home.write_seed(seed)
+        if not home.settings_path.exists():
+            home.write_settings(Settings(name=name, terms=DEFAULT_TERMS))
+        return "restored" if count else "created"
+    try:
+        current: bytes | None = home.read_seed_bytes()
+    except CliError:
+        current = None  # a damaged seed file: this import is the repair
+    if current == seed:
+        return "unchanged"
+    count = await _relationship_count(home)
+    if count:
+        if not await _seed_matches_store(home, seed):
+            raise _mismatch(home)
+        home.write_seed(seed)
+        return "restored"
+    _drop_database(home)
+    home.write_seed(seed)
+    return "replaced"
+
+
+def _mismatch(home: Home) -> CliError:
+    return CliError(
+        f"this seed does not match the relationships in {home.path}; nothing was changed",
+        EXIT_FAILED,
+        kind="seed_mismatch",
+    )
+
+
+@click.group(invoke_without_command=True)
+@common_options
+@pass_env
+def terms(env: Env) -> None:
+    """Show the terms you proffer to vendors (`vrm terms set`, `vrm terms list`)."""
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand is not None:
+        return
+    _show_terms(env, env.home.settings().terms)
+
+
+def _show_terms(env: Env, refs: tuple[TermRef, ...]) -> None:
+    out = env.out
+    if out.json_mode:
+        out.json({"terms": [term_json(t) for t in refs]})
+        return
+    t = table("⊂ your terms", "term", "title", "text hash")
+    for ref in refs:
+        t.add_row(term_spec(ref), term_title(ref), ref.hash.hex()[:16])
+    out.print(t)
+
+
+@terms.command("list")
+@common_options
+@pass_env
+def terms_list(env: Env) -> None:
+    """The roster: every term you can proffer, with its parameters."""
+    out = env.out
+    rows: list[dict[str, Any]] = []
+    for (term_id, version), term in sorted(ROSTER.items()):
+        rows.append({
+            "id": term_id,
+            "version": version,
+            "title": term.title,
+            "text": term.text,
+            "hash": term.text_hash.hex(),
+            "params": [p.describe() for p in term.params],
+            "url": term.url,
+        })  # fmt: skip
+    if out.json_mode:
+        out.json({"roster": rows})
+        return
+    t = table("the terms roster (spec §6.4)", "id", "title", "parameters")
+    for row in rows:
+        t.add_row(f"{row['id']}@{row['version']}", row["title"], "; ".join(row["params"]) or "—")
+    out.print(t)
+    out.print("Set yours with e.g. `vrm terms set vrm.no-tracking vrm.delete-after:days=30`.")
+
+
+@terms.command("set")
+@click.argument("specs", nargs=-1, required=True, metavar="ID[:param=value,…]…")
+@common_options
+@pass_env
+def terms_set(env: Env, specs: tuple[str, ...]) -> None:
+    """Choose the terms you proffer, from the roster (`vrm terms list`)."""
+    refs = tuple(parse_term(s) for s in specs)
+    ids = [r.id for r in refs]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise click.BadParameter(f"{', '.join(twice)} given more than once")
+    home = env.home
+    settings = home.settings()
+    settings.terms = refs
+    home.write_settings(settings)
+    _show_terms(env, refs)

@@ -1,0 +1,102 @@
+"""What the commands that talk to vendors share: naming a vendor, ending with a code."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+import click
+
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.client import Agent, RelationshipView
+
+__all__ = ["as_url", "finish", "need_agreement", "norm", "now_ms", "pick"]
+
+_HOSTPORT_RE = re.compile(r"[A-Za-z0-9.-]+:\d{1,5}")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def finish(code: int, sentence: str) -> None:
+    """End the command with ``code`` after its result was printed; ``sentence`` to stderr."""
+    click.echo(f"vrm: {sentence}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+# -- naming vendors ----------------------------------------------------------------------------
+
+
+def as_url(target: str) -> str | None:
+    """``target`` as a base URL if it is one (``host:port`` gets ``http://``), else None.
+
+    Raises :class:`CliError` (exit 2) for something that tries to be a URL and is not (§13.3-1).
+    """
+    text = target.strip()
+    if _HOSTPORT_RE.fullmatch(text):
+        text = "http://" + text
+    if "://" not in text:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CliError(f"{target!r} is not an http:// or https:// URL of a vendor endpoint",
+                       EXIT_USAGE, kind="bad_url")  # fmt: skip
+    try:
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        raise CliError(f"{target!r} has an invalid port", EXIT_USAGE, kind="bad_url") from None
+    return text.rstrip("/")
+
+
+def norm(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+def need_agreement(view: RelationshipView) -> None:
+    if view.state != "agreed":
+        raise CliError(
+            f"you have no agreement with {view.vendor} (the relationship is {view.state}); "
+            "sharing, withdrawing and asking for data need one",
+            EXIT_FAILED, kind="no_agreement",
+        )  # fmt: skip
+
+
+async def pick(
+    agent: Agent, target: str, *, kinds: Sequence[str] = ("vendor",)
+) -> RelationshipView:
+    """The relationship ``target`` names: a vendor name (any case), a URL or a thread id prefix.
+
+    Among several, the agreed one, then the most recently active.
+    """
+    views = [v for v in await agent.relationships() if v.kind in kinds]
+    text = target.strip()
+    url = None
+    try:
+        url = as_url(text)
+    except CliError:
+        url = None
+    lowered = text.lower()
+    hits = [
+        v for v in views
+        if v.vendor.lower() == lowered
+        or (url is not None and norm(v.url) == norm(url))
+        or (len(text) >= 6 and v.thread.hex().startswith(lowered))
+    ]  # fmt: skip
+    if not hits:
+        hits = [v for v in views if v.vendor.lower().startswith(lowered)]
+        if len({v.vendor for v in hits}) > 1:
+            names = ", ".join(sorted({v.vendor for v in hits}))
+            raise CliError(f"{target!r} could be any of {names}; say which", EXIT_USAGE,
+                           kind="ambiguous")  # fmt: skip
+    if not hits:
+        raise CliError(
+            f"you have no relationship with {target!r}; `vrm relationships` lists them",
+            EXIT_USAGE, kind="unknown_vendor",
+        )  # fmt: skip
+    hits.sort(key=lambda v: (v.state == "agreed", v.last_activity_ms))
+    return hits[-1]
+
+

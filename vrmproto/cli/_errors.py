@@ -1,0 +1,95 @@
+"""How the ``vrm`` command fails: one plain sentence on stderr and a documented exit code.
+
+=====  =================================================================================
+code   meaning
+=====  =================================================================================
+0      done
+1      refused or failed: a vendor said no, could not be reached, or did not confirm
+2      usage or environment: bad arguments or URL, no or damaged data directory, bad seed text
+=====  =================================================================================
+
+Every exception the library raises is translated here, at the top (:func:`explain`); nothing
+reaches the person as a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import click
+
+from vrmproto._errors import (
+    PeerProblemError,
+    ProtocolError,
+    StateError,
+    TransportError,
+    VrmError,
+)
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "CliError", "explain"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A failure to report to the person as ``message``, exiting with ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED, *, kind: str = "failed") -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+        self.kind = kind
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(text.split())
+    if not text:
+        return "something went wrong."
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
+def _unreachable(detail: str) -> str:
+    """``POST http://h/vrm/inbox: ClientConnectorError: …`` → who, and why in a few words."""
+    m = re.match(r"(?:GET|POST) (\S+?): (.*)", detail)
+    url, reason = (m.group(1), m.group(2)) if m else ("the vendor", detail)
+    lowered = reason.lower()
+    if "connect call failed" in lowered or "cannot connect" in lowered:
+        reason = "the connection was refused (is it running?)"
+    elif "timeout" in lowered:
+        reason = "it did not answer in time"
+    return f"could not reach {url}: {reason}"
+
+
+def explain(exc: BaseException) -> CliError:
+    """The sentence and exit code for any error a command can end with."""
+    if isinstance(exc, CliError):
+        return CliError(_sentence(exc.message), exc.exit_code, kind=exc.kind)
+    if isinstance(exc, click.ClickException):
+        return CliError(_sentence(exc.format_message()), EXIT_USAGE, kind="usage")
+    if isinstance(exc, PeerProblemError):
+        return CliError(
+            _sentence(f"the peer refused it ({exc.code}): {exc.detail}"), EXIT_FAILED,
+            kind="refused",
+        )  # fmt: skip
+    if isinstance(exc, TransportError):
+        return CliError(_sentence(_unreachable(str(exc))), EXIT_FAILED, kind="unreachable")
+    if isinstance(exc, StateError):
+        return CliError(_sentence(f"not possible in this relationship: {exc.detail}"),
+                        EXIT_FAILED, kind="state")  # fmt: skip
+    if isinstance(exc, ProtocolError):
+        return CliError(_sentence(f"the vendor's answer does not verify: {exc}"), EXIT_FAILED,
+                        kind="protocol")  # fmt: skip
+    if isinstance(exc, VrmError):
+        return CliError(_sentence(str(exc)), EXIT_FAILED, kind="failed")
+    if isinstance(exc, sqlite3.Error):
+        return CliError(_sentence(f"the database failed: {exc}"), EXIT_USAGE, kind="environment")
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return CliError(_sentence(f"{reason}{where}"), EXIT_USAGE, kind="environment")
+    if isinstance(exc, ValueError):
+        return CliError(_sentence(str(exc)), EXIT_USAGE, kind="usage")
+    return CliError(_sentence(f"{type(exc).__name__}: {exc}"), EXIT_FAILED, kind="failed")

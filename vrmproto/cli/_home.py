@@ -1,0 +1,227 @@
+"""The person's data directory: their seed, their settings and their agent's database.
+
+Layout (default ``~/.vrm``; ``VRM_HOME`` or ``--data-dir`` choose another)::
+
+    seed            the master seed as `vrm1-…` text with its check value (mode 0600)
+    settings.json   the person's name and terms (written atomically)
+    agent.db        the agent's SQLite store: relationships, histories, outbox
+    intents.json    the offers of past intentcasts, by the short id shown to the person
+    shares.json     what was shared with whom (the shares are sealed to the vendor, so the
+                    agent's history alone cannot show the person what they contained)
+
+Every file is written with :func:`vrmproto._files.atomic_write`, so a crash leaves the old
+version or the new, never a torn mix. Anything unreadable is reported as a damaged data
+directory, naming the file, with exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vrmproto._files import atomic_write, atomic_write_text
+from vrmproto._keys import MasterSeed
+from vrmproto._vocab import TermRef, latest
+from vrmproto.cli._errors import EXIT_USAGE, CliError
+from vrmproto.cli._parse import term_from_json, term_to_json
+from vrmproto.cli._seedtext import SeedTextError, seed_from_text, seed_to_text
+from vrmproto.store import SQLiteStore, StoreError
+
+__all__ = ["DEFAULT_TERMS", "Home", "Settings", "default_home"]
+
+SETTINGS_FORMAT = 1
+
+
+def _default_terms() -> tuple[TermRef, ...]:
+    return (
+        TermRef.of(latest("vrm.no-tracking")),
+        TermRef.of(latest("vrm.no-third-party")),
+        TermRef.of(latest("vrm.delete-after"), days=365),
+        TermRef.of(latest("vrm.return-on-request"), format="vrm-data/1"),
+    )
+
+
+#: The terms a new data directory starts with: don't track me, don't sell my data, delete it
+#: after a year, and give it back to me in the standard form when I ask.
+DEFAULT_TERMS = _default_terms()
+
+
+def default_home(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """``data_dir``, else ``$VRM_HOME``, else ``~/.vrm``."""
+    if data_dir:
+        return Path(data_dir).expanduser()
+    env = os.environ.get("VRM_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".vrm"
+
+
+@dataclass(slots=True)
+class Settings:
+    """What the person chose: the name their agent goes by and the terms they proffer."""
+
+    name: str = ""
+    terms: tuple[TermRef, ...] = DEFAULT_TERMS
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            "format": SETTINGS_FORMAT,
+            "name": self.name,
+            "terms": [term_to_json(t) for t in self.terms],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Settings:
+        if type(data) is not dict or data.get("format") != SETTINGS_FORMAT:
+            raise ValueError(f"not a format-{SETTINGS_FORMAT} settings object")
+        terms = data.get("terms")
+        if type(terms) is not list:
+            raise ValueError("terms is not a list")
+        extra = {k: v for k, v in data.items() if k not in ("format", "name", "terms")}
+        return cls(str(data.get("name", "")), tuple(term_from_json(t) for t in terms), extra)
+
+
+class Home:
+    """One data directory. Nothing is created until :meth:`init`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def at(cls, data_dir: str | os.PathLike[str] | None = None) -> Home:
+        return cls(default_home(data_dir))
+
+    @property
+    def seed_path(self) -> Path:
+        return self.path / "seed"
+
+    @property
+    def settings_path(self) -> Path:
+        return self.path / "settings.json"
+
+    @property
+    def db_path(self) -> Path:
+        return self.path / "agent.db"
+
+    @property
+    def intents_path(self) -> Path:
+        return self.path / "intents.json"
+
+    def exists(self) -> bool:
+        return self.seed_path.exists()
+
+    def _damaged(self, what: Path, why: str) -> CliError:
+        return CliError(
+            f"the data directory {self.path} is damaged: {what.name} {why}; restore it from a "
+            "backup, or import your seed into a new directory with `vrm key import`",
+            EXIT_USAGE,
+            kind="damaged",
+        )
+
+    # -- creating -----------------------------------------------------------------------------
+
+    def init(self, seed: bytes, settings: Settings) -> None:
+        """Create the directory (mode 0700) with ``seed`` and ``settings``."""
+        if self.exists():
+            raise CliError(f"{self.path} already holds a vrm agent (it has a seed)", EXIT_USAGE,
+                           kind="exists")  # fmt: skip
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.write_seed(seed)
+        self.write_settings(settings)
+
+    def write_seed(self, seed: bytes) -> None:
+        atomic_write_text(self.seed_path, seed_to_text(seed) + "\n", mode=0o600)
+
+    def write_settings(self, settings: Settings) -> None:
+        text = json.dumps(settings.to_json(), indent=2, ensure_ascii=False) + "\n"
+        atomic_write_text(self.settings_path, text, mode=0o600)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def require(self) -> None:
+        """Refuse to go on unless :meth:`init` has run here."""
+        if not self.path.exists() or not self.exists():
+            raise CliError(
+                f"no vrm agent in {self.path}; run `vrm init` first (or point --data-dir or "
+                "VRM_HOME at your data directory)",
+                EXIT_USAGE,
+                kind="not_initialised",
+            )
+
+    def read_seed_bytes(self) -> bytes:
+        self.require()
+        try:
+            text = self.seed_path.read_text("utf-8")
+        except UnicodeDecodeError:
+            raise self._damaged(self.seed_path, "is not text") from None
+        try:
+            return seed_from_text(text)
+        except SeedTextError as exc:
+            raise self._damaged(self.seed_path, f"does not hold a valid seed ({exc})") from None
+
+    def master(self) -> MasterSeed:
+        return MasterSeed(self.read_seed_bytes())
+
+    def settings(self) -> Settings:
+        self.require()
+        try:
+            data = json.loads(self.settings_path.read_text("utf-8"))
+            return Settings.from_json(data)
+        except FileNotFoundError:
+            return Settings()
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._damaged(self.settings_path, f"cannot be read ({exc})") from None
+
+    async def open_store(self, *, require_seed: bool = True) -> SQLiteStore:
+        """The agent's store, refusing a file that is not a vrm database."""
+        if require_seed:
+            self.require()
+        try:
+            store = await SQLiteStore.open(self.db_path)
+        except StoreError as exc:
+            raise self._damaged(self.db_path, f"is not a usable database ({exc})") from None
+        try:
+            await store.relationships()
+        except StoreError as exc:
+            await store.close()
+            raise self._damaged(self.db_path, f"is not a usable database ({exc})") from None
+        return store
+
+    # -- notes: intent offers and shares -----------------------------------------------------
+
+    @property
+    def shares_path(self) -> Path:
+        return self.path / "shares.json"
+
+    def _read_notes(self, path: Path) -> list[dict[str, Any]]:
+        try:
+            data = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            return []
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self._damaged(path, f"cannot be read ({exc})") from None
+        if type(data) is not dict or type(data.get("items")) is not list:
+            raise self._damaged(path, "is not a notes file")
+        return [dict(item) for item in data["items"] if type(item) is dict]
+
+    def _write_notes(self, path: Path, items: Sequence[dict[str, Any]]) -> None:
+        text = json.dumps({"format": 1, "items": list(items)}, indent=2, ensure_ascii=False)
+        atomic_write(path, (text + "\n").encode("utf-8"), mode=0o600)
+
+    def read_intents(self) -> list[dict[str, Any]]:
+        return self._read_notes(self.intents_path)
+
+    def write_intents(self, intents: Sequence[dict[str, Any]]) -> None:
+        self._write_notes(self.intents_path, intents)
+
+    def read_shares(self) -> list[dict[str, Any]]:
+        return self._read_notes(self.shares_path)
+
+    def write_shares(self, shares: Sequence[dict[str, Any]]) -> None:
+        self._write_notes(self.shares_path, shares)

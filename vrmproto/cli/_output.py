@@ -1,0 +1,157 @@
+"""Output for people and for scripts: rich tables by default, stable JSON with ``--json``.
+
+Every command builds one JSON-able result; :class:`Out` either prints it as JSON (keys are part
+of the command line's interface and do not change between releases) or hands it to the
+command's human renderer. Hashes and keys are shown shortened for people, in full in JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from vrmproto._messages import Money
+from vrmproto._vocab import DataRecord, TermRef, category_label, get_term, purpose_label
+from vrmproto.cli._parse import format_time, term_spec
+
+__all__ = ["Out", "money_json", "record_json", "short", "term_json", "terms_text"]
+
+YOU = "⊂"
+THEM = "⊃"
+
+
+class Out:
+    """Where a command writes: JSON on stdout, or rich text on stdout (errors go to stderr)."""
+
+    def __init__(self, *, json_mode: bool, console: Console | None = None) -> None:
+        self.json_mode = json_mode
+        self.console = console or Console(highlight=False)
+
+    def json(self, data: Any) -> None:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if not self.json_mode:
+            self.console.print(*objects, **kwargs)
+
+    def note(self, text: str) -> None:
+        """A side remark for people: on stderr in JSON mode, so stdout stays parseable."""
+        if self.json_mode:
+            click.echo(text, err=True)
+        else:
+            self.console.print(text, style="dim")
+
+    @property
+    def live(self) -> bool:
+        """True when the terminal can redraw (live progress); else print line by line."""
+        return not self.json_mode and self.console.is_terminal and sys.stdout.isatty()
+
+
+def short(data: bytes, n: int = 12) -> str:
+    return data.hex()[:n]
+
+
+def table(title: str | None = None, *columns: str) -> Table:
+    t = Table(title=title, title_justify="left", header_style="bold", show_lines=False)
+    for c in columns:
+        t.add_column(c)
+    return t
+
+
+def term_json(ref: TermRef) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": ref.id, "version": ref.version, "hash": ref.hash.hex()}
+    if ref.params:
+        out["params"] = dict(ref.params)
+    return out
+
+
+def term_title(ref: TermRef) -> str:
+    try:
+        return get_term(ref.id, ref.version).title
+    except KeyError:
+        return ref.id
+
+
+def term_short(ref: TermRef) -> str:
+    """A term as a table cell shows it: ``no-tracking``, ``delete-after:365``.
+
+    The ``vrm.`` prefix is left out, and so is a parameter that can only have one value.
+    """
+    name = ref.id.removeprefix("vrm.")
+    try:
+        specs = {p.name: p for p in get_term(ref.id, ref.version).params}
+    except KeyError:
+        specs = {}
+    shown = [str(v) for k, v in ref.params.items()
+             if not (k in specs and specs[k].type == "str" and len(specs[k].values) == 1)]
+    return name + (":" + ",".join(shown) if shown else "")
+
+
+def terms_short(refs: Iterable[TermRef]) -> str:
+    return ", ".join(term_short(r) for r in refs) or "—"
+
+
+def brief(detail: str) -> str:
+    """A transport failure in a few words, for a table cell."""
+    lowered = detail.lower()
+    if "connect call failed" in lowered or "cannot connect" in lowered or "refused" in lowered:
+        return "unreachable: connection refused"
+    if "timeout" in lowered or "timed out" in lowered:
+        return "unreachable: timed out"
+    return detail if len(detail) <= 80 else detail[:79] + "…"
+
+
+def terms_text(refs: Iterable[TermRef]) -> str:
+    """Terms as a person reads them in a table cell: ``vrm.delete-after:days=30, …``."""
+    return ", ".join(term_spec(r) for r in refs) or "—"
+
+
+def money_json(m: Money) -> dict[str, Any]:
+    return {"amount": m.amount, "currency": m.currency, "text": str(m)}
+
+
+def record_json(r: DataRecord) -> dict[str, Any]:
+    return {
+        "field": r.field,
+        "value": r.value,
+        "category": r.category,
+        "category_name": category_label(r.category),
+        "source": r.source,
+        "collected": r.collected,
+        "purposes": list(r.purposes),
+        "purpose_names": [purpose_label(p) for p in r.purposes],
+    }
+
+
+def records_table(records: Iterable[DataRecord], title: str | None = None) -> Table:
+    t = table(title, "field", "value", "category", "source", "collected", "purposes")
+    for r in records:
+        t.add_row(
+            r.field,
+            r.value,
+            category_label(r.category),
+            r.source,
+            format_time(r.collected) if r.collected else "—",
+            ", ".join(purpose_label(p) for p in r.purposes),
+        )
+    return t
+
+
+def rbutton(vendor: str, state: str = "") -> str:
+    """The r-button view of one relationship: ``⊂ you ⊃ Avis Park City``."""
+    return f"{YOU} you {THEM} {vendor}" + (f" ({state})" if state else "")
+
+
+def kv_table(rows: Mapping[str, str]) -> Table:
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in rows.items():
+        t.add_row(k, v)
+    return t

@@ -1,0 +1,82 @@
+"""The client side of the HTTP transport, and the customer's agent (spec §12, §13).
+
+- :class:`EndpointClient` — discovery, inbox and history requests to one endpoint at a time,
+  with typed errors and bounded retries (:class:`RetryPolicy`).
+- :class:`Agent` — one person's node logic: keys derived from a master seed, relationships in a
+  store, a durable outbox, and fan-out to many vendors at once with live progress.
+- :class:`Outbox` — persist before sending, deliver in order per thread, retry with backoff.
+- :func:`measure_fanout` — the address-update fan-out benchmark (parallel vs. serial).
+
+Exceptions (besides the core's :class:`~vrmproto.ProtocolError` for bytes that do not
+verify)::
+
+    TransportError
+    ├── PeerProblemError    refused: a signed, verified problem from the peer
+    ├── InvalidResponse     an answer §12 does not allow, or that does not verify
+    ├── Transient           retry later (5xx, 429, 408), with retry_after
+    │   └── Unreachable     no answer: connection refused or reset, timeout
+    └── Queued              not delivered now; waiting in the outbox
+"""
+
+from vrmproto._errors import PeerProblemError, TransportError
+from vrmproto.client._agent import (
+    DEFAULT_TERMS,
+    FANOUT_RETRY,
+    Agent,
+    ConnectResult,
+    ConnectStatus,
+    IntentcastResult,
+    Offer,
+    Ref,
+    RelationshipView,
+)
+from vrmproto.client._bench import ameasure_fanout, measure_fanout
+from vrmproto.client._errors import InvalidResponse, Queued, Transient, Unreachable
+from vrmproto.client._fanout import (
+    DEFAULT_CONCURRENCY,
+    FanoutReport,
+    Progress,
+    ProgressEvent,
+    Stage,
+    Target,
+    VendorResult,
+    fan_out,
+)
+from vrmproto.client._http import NO_RETRY, EndpointClient, RetryPolicy
+from vrmproto.client._outbox import DEFAULT_SCHEDULE, Delivery, DeliveryStatus, Outbox, OutboxRun
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_SCHEDULE",
+    "DEFAULT_TERMS",
+    "FANOUT_RETRY",
+    "NO_RETRY",
+    "Agent",
+    "ConnectResult",
+    "ConnectStatus",
+    "Delivery",
+    "DeliveryStatus",
+    "EndpointClient",
+    "FanoutReport",
+    "IntentcastResult",
+    "InvalidResponse",
+    "Offer",
+    "Outbox",
+    "OutboxRun",
+    "PeerProblemError",
+    "Progress",
+    "ProgressEvent",
+    "Queued",
+    "Ref",
+    "RelationshipView",
+    "RetryPolicy",
+    "Stage",
+    "Target",
+    "Transient",
+    "TransportError",
+    "Unreachable",
+    "VendorResult",
+    "ameasure_fanout",
+    "fan_out",
+    "measure_fanout",
+]

@@ -1,0 +1,733 @@
+"""The customer's agent: one person's keys, relationships and outbox, talking to many vendors.
+
+:class:`Agent` is the node logic the ``vrm`` command line and the demo drive. It holds one
+:class:`~vrmproto.MasterSeed` and derives every identity from it: a pairwise key per vendor,
+moved on by each rotation (§2.3, §2.6), and a throw-away key per intentcast (§2.4) — so vendors
+cannot correlate the person across each other. Everything it knows is in the
+:class:`~vrmproto.store.Store`; restarting from the same store resumes every relationship.
+
+Every message goes through the :class:`~vrmproto.client.Outbox` (persist before sending, deliver
+in order per thread, queue what cannot be delivered now). The many-vendor operations —
+:meth:`Agent.update_address` and :meth:`Agent.intentcast` — fan out in parallel with a progress
+callback (:mod:`vrmproto.client._fanout`).
+
+A relationship is named by a *ref*: its 16-byte thread id, the thread id in hex (or a unique
+prefix of at least 6 hex digits), or the vendor's name or base URL (the agreed relationship with
+that vendor, else the most recent one).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import aiohttp
+
+from vrmproto._binding import DiscoveryDocument
+from vrmproto._errors import Problem, StateError, TransportError, ValidationError
+from vrmproto._history import Divergence, Entry, compare, verify_entries
+from vrmproto._keys import MasterSeed, fingerprint
+from vrmproto._limits import DEFAULT_LIMITS, Limits
+from vrmproto._messages import (
+    AddressUpdate,
+    DataRequest,
+    DataReturn,
+    DataShare,
+    DataWithdraw,
+    FieldsContent,
+    Intentcast,
+    IntentDecline,
+    IntentOffer,
+    Money,
+    RecordsContent,
+    RelationshipEnd,
+    TermsAccept,
+    TermsOffer,
+    TermsReject,
+)
+from vrmproto._relationship import Relationship, Sent
+from vrmproto._state import Role
+from vrmproto._vocab import (
+    DATA_FORMAT,
+    DataRecord,
+    TermRef,
+    latest,
+    parse_category,
+    parse_purpose,
+)
+from vrmproto.client._errors import Queued, Transient
+from vrmproto.client._fanout import (
+    DEFAULT_CONCURRENCY,
+    FanoutReport,
+    Progress,
+    Target,
+    fan_out,
+)
+from vrmproto.client._http import (
+    NO_RETRY,
+    Clock,
+    EndpointClient,
+    RandomId,
+    RetryPolicy,
+    default_clock,
+    default_random_id,
+)
+from vrmproto.client._ledger import (
+    KIND_INTENT,
+    KIND_VENDOR,
+    META_PREFIX,
+    Ledger,
+    Thread,
+    ThreadMeta,
+)
+from vrmproto.client._outbox import (
+    DEFAULT_SCHEDULE,
+    Builder,
+    Delivery,
+    Draft,
+    Outbox,
+    OutboxRun,
+)
+from vrmproto.store import Commit, OutboxItem, Store
+
+__all__ = [
+    "DEFAULT_TERMS",
+    "Agent",
+    "ConnectResult",
+    "ConnectStatus",
+    "IntentcastResult",
+    "Offer",
+    "Ref",
+    "RelationshipView",
+]
+
+#: The terms an agent proffers unless told otherwise (§6.4.1).
+DEFAULT_TERMS: tuple[TermRef, ...] = (
+    TermRef.of(latest("vrm.no-tracking")),
+    TermRef.of(latest("vrm.no-third-party")),
+)
+
+#: Retries inside one fan-out branch: quick, because the outbox takes over after a failure.
+FANOUT_RETRY = RetryPolicy(attempts=2, base_s=0.05, cap_s=0.25, max_retry_after_s=1.0)
+
+_MASTER_CHECK_KEY = "client.master"
+
+Ref = bytes | str
+ConnectStatus = Literal["accepted", "rejected", "countered", "queued", "pending"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectResult:
+    """The vendor's answer to a terms offer (§5.2).
+
+    ``accepted``: agreed on ``terms`` (``agreement`` is the agreement id); ``rejected``: a
+    signed no, with ``reason`` and the ``refused`` term ids; ``countered``: a no with ``counter``
+    terms the vendor would accept instead (:meth:`Agent.accept_counter`); ``queued``: the
+    offer waits in the outbox; ``pending``: delivered, the vendor has not answered yet.
+    """
+
+    thread: bytes
+    vendor: str
+    url: str
+    status: ConnectStatus
+    terms: tuple[TermRef, ...]
+    agreement: bytes | None = None
+    reason: str = ""
+    refused: tuple[str, ...] = ()
+    counter: tuple[TermRef, ...] | None = None
+    delivery: Delivery | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """A vendor's signed answer to an intentcast (§5.4.2), ready to :meth:`Agent.take_offer`."""
+
+    vendor: str
+    url: str
+    vendor_key: bytes
+    thread: bytes
+    intent: bytes
+    hash: bytes  # the offer message's hash: take it up with in_reply_to = hash
+    description: str
+    price: Money
+    valid_until: int
+    conditions: tuple[str, ...]
+    accepts_terms: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IntentcastResult:
+    """The answers to one intentcast: ``offers`` cheapest first, and who declined why."""
+
+    intent_id: bytes
+    reply_by: int
+    offers: tuple[Offer, ...]
+    declines: tuple[tuple[str, str], ...]
+    report: FanoutReport
+
+
+@dataclass(frozen=True, slots=True)
+class RelationshipView:
+    """One relationship as a person looks at it."""
+
+    thread: bytes
+    kind: str  # "vendor" or "intent"
+    vendor: str
+    url: str
+    state: str
+    terms: tuple[TermRef, ...]
+    agreement: bytes | None
+    shares: tuple[tuple[bytes, int], ...]  # live data.share hashes and their expiry (ms)
+    last_activity_ms: int
+    pending: int  # messages waiting in the outbox
+    last_problem: str
+    local_key: bytes
+    peer_key: bytes
+    generation: int
+
+    @property
+    def vendor_fingerprint(self) -> str:
+        return fingerprint(self.peer_key)
+
+
+def _norm_url(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+def _agreement(t: Thread) -> bytes:
+    if t.rel.agreement is None:
+        raise StateError("there is no agreement in this relationship", clause="§5.3-1")
+    return t.rel.agreement
+
+
+def _refusal(d: Delivery) -> Delivery:
+    """Raise a refusal or a drop; hand back a confirmed or queued delivery."""
+    if d.status in ("refused", "dropped"):
+        assert d.error is not None
+        raise d.error
+    return d
+
+
+class Agent:
+    """A customer's node logic: see the module docstring. Open with :meth:`open`."""
+
+    def __init__(
+        self,
+        store: Store,
+        master: MasterSeed,
+        *,
+        client: EndpointClient,
+        owns_client: bool,
+        clock: Clock,
+        random_id: RandomId,
+        terms: Sequence[TermRef],
+        endpoint: str | None,
+        concurrency: int,
+        fanout_retry: RetryPolicy,
+        schedule: RetryPolicy,
+        limits: Limits,
+        rand: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.client = client
+        self._owns_client = owns_client
+        self.clock = clock
+        self.random_id = random_id
+        self.terms = tuple(terms)
+        self.endpoint = endpoint
+        self.concurrency = concurrency
+        self.fanout_retry = fanout_retry
+        self.limits = limits
+        self.ledger = Ledger(store, master, limits=limits)
+        self.outbox = Outbox(
+            self.ledger, client, self._builders(), clock=clock, random_id=random_id,
+            schedule=schedule, rand=rand, concurrency=concurrency,
+        )
+
+    @classmethod
+    async def open(
+        cls,
+        store: Store,
+        master_seed: MasterSeed | bytes,
+        *,
+        clock: Clock = default_clock,
+        random_id: RandomId = default_random_id,
+        client: EndpointClient | None = None,
+        session: aiohttp.ClientSession | None = None,
+        terms: Sequence[TermRef] = DEFAULT_TERMS,
+        endpoint: str | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        timeout_s: float = 10.0,
+        retry: RetryPolicy | None = None,
+        fanout_retry: RetryPolicy = FANOUT_RETRY,
+        schedule: RetryPolicy = DEFAULT_SCHEDULE,
+        limits: Limits = DEFAULT_LIMITS,
+        rand: Callable[[], float] = random.random,
+    ) -> Agent:
+        """Open the agent of ``master_seed`` on ``store``.
+
+        A store belongs to one master seed: opening it with another raises ``ValueError``.
+        ``client`` (or an aiohttp ``session`` for a new client) may be shared; otherwise the
+        agent makes one and closes it in :meth:`close`. ``endpoint`` is this agent's own base
+        URL, told to vendors in terms offers. ``retry`` governs one-vendor requests,
+        ``fanout_retry`` each branch of a fan-out, ``schedule`` the outbox's retries.
+        """
+        master = master_seed if isinstance(master_seed, MasterSeed) else MasterSeed(master_seed)
+        check = master.for_intent(bytes(16)).public_key  # public: identifies, reveals nothing
+        stored = await store.get_meta(_MASTER_CHECK_KEY)
+        if stored is None:
+            await store.commit(Commit(meta=((_MASTER_CHECK_KEY, check),)))
+        elif stored != check:
+            raise ValueError("this store belongs to another master seed")
+        owns = client is None
+        if client is None:
+            client = EndpointClient(
+                session=session, clock=clock, random_id=random_id, retry=retry,
+                timeout_s=timeout_s, limits=limits,
+            )
+        return cls(
+            store, master, client=client, owns_client=owns, clock=clock, random_id=random_id,
+            terms=terms, endpoint=endpoint, concurrency=concurrency, fanout_retry=fanout_retry,
+            schedule=schedule, limits=limits, rand=rand,
+        )
+
+    async def close(self) -> None:
+        """Close the HTTP client if the agent made it (the store is the caller's)."""
+        if self._owns_client:
+            await self.client.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- how each message is signed, from its draft (run when the thread's turn comes) --------
+
+    def _builders(self) -> dict[str, Builder]:
+        return {
+            "terms.offer": self._build_terms_offer,
+            "terms.accept-counter": self._build_accept_counter,
+            "data.share": self._build_share,
+            "data.withdraw": self._build_withdraw,
+            "data.request": self._build_request,
+            "address.update": self._build_address,
+            "intentcast": self._build_intentcast,
+            "key.rotate": self._build_rotate,
+            "relationship.end": self._build_end,
+        }
+
+    @staticmethod
+    def _sign(t: Thread, body: Any, d: Draft, now: int) -> Sent:
+        return t.rel.send(body, now=now, msg_id=d.msg_id, lifetime_ms=t.meta.lifetime_ms)
+
+    def _build_terms_offer(self, t: Thread, d: Draft, now: int) -> Sent:
+        a = d.args
+        body = TermsOffer(
+            terms=tuple(TermRef.from_wire(x) for x in a["terms"]),
+            enc_key=t.rel.identity.enc_public_key, note=a["note"],
+            in_reply_to=a["in_reply_to"], endpoint=a["endpoint"],
+        )
+        return self._sign(t, body, d, now)
+
+    def _build_accept_counter(self, t: Thread, d: Draft, now: int) -> Sent:
+        if not t.rel.counter:
+            raise StateError("the vendor made no counter-offer", clause="§5.2.3")
+        body = TermsOffer(terms=t.rel.counter, enc_key=t.rel.identity.enc_public_key,
+                          endpoint=self.endpoint)
+        return self._sign(t, body, d, now)
+
+    def _build_share(self, t: Thread, d: Draft, now: int) -> Sent:
+        a = d.args
+        body = DataShare(
+            agreement=_agreement(t), purposes=tuple(a["purposes"]),
+            categories=tuple(a["categories"]), expires=a["expires"],
+            sealed=t.rel.seal(FieldsContent(fields=a["fields"]), msg_id=d.msg_id),
+        )
+        return self._sign(t, body, d, now)
+
+    def _build_withdraw(self, t: Thread, d: Draft, now: int) -> Sent:
+        body = DataWithdraw(agreement=_agreement(t), shares=tuple(d.args["shares"]),
+                            reason=d.args["reason"])
+        return self._sign(t, body, d, now)
+
+    def _build_request(self, t: Thread, d: Draft, now: int) -> Sent:
+        return self._sign(t, DataRequest(agreement=_agreement(t), format=DATA_FORMAT), d, now)
+
+    def _build_address(self, t: Thread, d: Draft, now: int) -> Sent:
+        body = AddressUpdate(
+            agreement=_agreement(t),
+            sealed=t.rel.seal(FieldsContent(fields=d.args["fields"]), msg_id=d.msg_id),
+        )
+        return self._sign(t, body, d, now)
+
+    def _build_intentcast(self, t: Thread, d: Draft, now: int) -> Sent:
+        lifetime = d.args["reply_by"] - now
+        if lifetime <= 0:
+            raise ValidationError("the intentcast's deadline has passed", code=Problem.EXPIRED,
+                                  clause="§5.4.1")
+        body = Intentcast.from_wire(d.args["body"])
+        return t.rel.send(body, now=now, msg_id=d.msg_id, lifetime_ms=lifetime)
+
+    def _build_rotate(self, t: Thread, d: Draft, now: int) -> Sent:
+        if t.meta.kind != KIND_VENDOR:
+            raise StateError("only a vendor relationship's key can be rotated", clause="§2.6")
+        new = self.ledger.master.pairwise(t.meta.vendor_key, t.meta.generation + 1)
+        sent = t.rel.rotate(new, now=now, msg_id=d.msg_id, reason=d.args["reason"])
+        t.meta.generation += 1
+        return sent
+
+    def _build_end(self, t: Thread, d: Draft, now: int) -> Sent:
+        return self._sign(t, RelationshipEnd(reason=d.args["reason"]), d, now)
+
+    def _draft(self, op: str, **args: Any) -> Draft:
+        return Draft(op, args, self.random_id())
+
+    # -- finding relationships -------------------------------------------------------------
+
+    async def resolve(self, ref: Ref) -> bytes:
+        """The thread id ``ref`` names (see the module docstring); LookupError if none."""
+        if isinstance(ref, bytes):
+            if len(ref) != 16:
+                raise LookupError("a thread id is 16 bytes")
+            return ref
+        text = ref.strip()
+        records = [r for r in await self.store.relationships() if r.role == "customer"]
+        if len(text) == 32:
+            try:
+                return bytes.fromhex(text)
+            except ValueError:
+                pass
+        if len(text) >= 6 and all(c in "0123456789abcdef" for c in text.lower()):
+            hits = [r for r in records if r.thread.hex().startswith(text.lower())]
+            if len(hits) == 1:
+                return hits[0].thread
+        named = [r for r in records
+                 if r.label == text or _norm_url(r.peer_url) == _norm_url(text)]
+        if not named:
+            raise LookupError(f"no relationship with {ref!r}")
+        named.sort(key=lambda r: (r.state == "agreed", r.updated_ms))
+        return named[-1].thread
+
+    async def _generation_for(self, vendor_key: bytes) -> int:
+        """The pairwise key generation now in use with this vendor (0 if none yet, §2.6)."""
+        gen = 0
+        for r in await self.store.find_relationship(peer_key=vendor_key):
+            raw = await self.store.get_meta(META_PREFIX + r.thread.hex())
+            if raw is not None:
+                meta = ThreadMeta.from_bytes(raw)
+                if meta.kind == KIND_VENDOR and meta.vendor_key == vendor_key:
+                    gen = max(gen, meta.generation)
+        return gen
+
+    def _lifetime(self, doc: DiscoveryDocument) -> int:
+        published = doc.limits.get("max_lifetime_ms", self.limits.max_lifetime_ms)
+        return max(60_000, min(published, self.limits.max_lifetime_ms))
+
+    async def _send(self, ref: Ref, draft: Draft) -> Delivery:
+        return _refusal(await self.outbox.send(await self.resolve(ref), draft))
+
+    # -- terms -----------------------------------------------------------------------------
+
+    async def connect(
+        self,
+        base_url: str,
+        terms: Sequence[TermRef] | None = None,
+        *,
+        note: str | None = None,
+        in_reply_to: bytes | None = None,
+        expected_key: bytes | None = None,
+        timeout_s: float | None = None,
+    ) -> ConnectResult:
+        """Proffer our terms to the vendor at ``base_url`` in a new relationship (§5.2.1).
+
+        Fetches and verifies the vendor's discovery document (pinned to ``expected_key`` if
+        given), derives our pairwise identity for that vendor, sends a terms offer on a fresh
+        thread and reads the answer. A verified refusal raises
+        :class:`~vrmproto.PeerProblemError`.
+        """
+        doc = await self.client.fetch_discovery(base_url, expected_key, timeout_s=timeout_s)
+        meta = ThreadMeta(
+            kind=KIND_VENDOR, vendor_key=doc.key, name=doc.name, inbox=doc.inbox,
+            history=doc.history, lifetime_ms=self._lifetime(doc),
+            generation=await self._generation_for(doc.key),
+        )
+        thread = self.random_id()
+        rel = Relationship(
+            role=Role.CUSTOMER, identity=self.ledger.identity(meta), thread=thread,
+            peer_key=doc.key, peer_enc_key=doc.enc_key, limits=self.limits,
+        )
+        t = Thread(rel, meta, _norm_url(base_url))
+        offered = tuple(terms) if terms is not None else self.terms
+        draft = self._draft("terms.offer", terms=[x.to_wire() for x in offered], note=note,
+                            in_reply_to=in_reply_to, endpoint=self.endpoint)
+        d = await self.outbox.send(thread, draft, new=t, timeout_s=timeout_s)
+        return self._connect_result(t, offered, _refusal(d))
+
+    @staticmethod
+    def _connect_result(t: Thread, offered: tuple[TermRef, ...], d: Delivery) -> ConnectResult:
+        status: ConnectStatus = "queued" if d.status == "queued" else "pending"
+        agreement: bytes | None = None
+        reason = ""
+        refused: tuple[str, ...] = ()
+        counter: tuple[TermRef, ...] | None = None
+        for body in d.reply_bodies() if d.status == "confirmed" else ():
+            if isinstance(body, TermsAccept):
+                status, agreement = "accepted", body.offer
+                break
+            if isinstance(body, TermsReject):
+                status = "countered" if body.counter else "rejected"
+                reason, refused, counter = body.reason, body.refused, body.counter
+                break
+        return ConnectResult(t.id, t.meta.name, t.url, status, offered, agreement, reason,
+                             refused, counter, d)
+
+    async def accept_counter(self, ref: Ref) -> ConnectResult:
+        """Offer the vendor's counter-terms back as our new offer (§5.2.3)."""
+        thread = await self.resolve(ref)
+        t = await self.ledger.load(thread)
+        offered = t.rel.counter or ()
+        d = _refusal(await self.outbox.send(thread, self._draft("terms.accept-counter")))
+        return self._connect_result(await self.ledger.load(thread), offered, d)
+
+    async def decline_counter(self, ref: Ref, reason: str = "the counter-offer is declined"
+                              ) -> Delivery:
+        """Decline the vendor's counter-offer: end the relationship (§5.6.4)."""
+        return await self.end(ref, reason)
+
+    # -- data ------------------------------------------------------------------------------
+
+    async def share(
+        self,
+        ref: Ref,
+        fields: Mapping[str, str],
+        *,
+        purposes: Iterable[int | str],
+        categories: Iterable[int | str],
+        expires_ms: int,
+    ) -> Delivery:
+        """Share ``fields`` with one vendor under the agreement, sealed to it (§5.3.1).
+
+        ``purposes`` and ``categories`` are Kantara numbers or names (§6.6, §6.7);
+        ``expires_ms`` is when the vendor must delete the data (ms since the epoch). The
+        delivery's ``msg_hash`` names the share for :meth:`withdraw`.
+        """
+        FieldsContent(fields=dict(fields))  # refuse bad fields before anything is stored
+        draft = self._draft(
+            "data.share", fields=dict(fields),
+            purposes=[parse_purpose(p) for p in purposes],
+            categories=[parse_category(c) for c in categories], expires=expires_ms,
+        )
+        return await self._send(ref, draft)
+
+    async def withdraw(
+        self, ref: Ref, shares: Iterable[bytes] = (), *, reason: str | None = None
+    ) -> Delivery:
+        """Withdraw consent for some shares (all if none are named); the vendor confirms
+        with data.erased (§5.3.2)."""
+        return await self._send(ref, self._draft("data.withdraw", shares=list(shares),
+                                                 reason=reason))
+
+    async def request_data(self, ref: Ref) -> tuple[DataRecord, ...]:
+        """Ask the vendor for what it holds about us; the records it returns (§5.3.4, §6.8).
+
+        Raises :class:`Queued` if the request could not be delivered now (the answer will be
+        in the history once it is). An empty tuple means the vendor answered later, not in
+        the same exchange.
+        """
+        d = await self._send(ref, self._draft("data.request"))
+        if d.status == "queued":
+            raise Queued("the data request waits in the outbox",
+                         cause=d.error if isinstance(d.error, TransportError) else None)
+        for r in d.replies:
+            if isinstance(r.message.body, DataReturn) and isinstance(r.content, RecordsContent):
+                return tuple(r.content.records)
+        return ()
+
+    # -- many vendors at once --------------------------------------------------------------
+
+    async def update_address(
+        self,
+        fields: Mapping[str, str],
+        *,
+        progress: Progress | None = None,
+        concurrency: int | None = None,
+        timeout_s: float | None = None,
+    ) -> FanoutReport:
+        """Send new contact details to every vendor we have an agreement with, at once (§5.3.6).
+
+        Each vendor gets its own sealed copy; vendors that cannot be reached now are queued in
+        the outbox (``queued``) and get it from :meth:`run_outbox`.
+        """
+        FieldsContent(fields=dict(fields))
+        records = [r for r in await self.store.relationships()
+                   if r.role == "customer" and r.state == "agreed"]
+
+        async def job(thread: bytes) -> Delivery:
+            draft = self._draft("address.update", fields=dict(fields))
+            return await self.outbox.send(thread, draft, timeout_s=timeout_s,
+                                          retry=self.fanout_retry)
+
+        targets = [(Target(r.label, r.peer_url, r.thread), r.thread) for r in records]
+        return await fan_out(targets, job, concurrency=concurrency or self.concurrency,
+                             progress=progress)
+
+    async def intentcast(
+        self,
+        what: str,
+        *,
+        vendors: Sequence[str],
+        where: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        constraints: Sequence[str] = (),
+        memberships: Sequence[str] = (),
+        max_price: Money | None = None,
+        terms: Sequence[TermRef] | None = None,
+        deadline_ms: int = 30_000,
+        progress: Progress | None = None,
+        concurrency: int | None = None,
+    ) -> IntentcastResult:
+        """Broadcast a personal RFP to ``vendors`` (base URLs) from a throw-away key (§5.4.1).
+
+        One fresh identity for this intentcast (§2.4), a fresh thread per vendor; answers are
+        collected until every vendor answered or ``deadline_ms`` passed (the intentcast's
+        ``reply_by``, which is also when its envelopes expire). Offers are ranked by price.
+        """
+        intent_id = self.random_id()
+        identity = self.ledger.master.for_intent(intent_id)
+        reply_by = self.clock() + deadline_ms
+        body = Intentcast(
+            what=what, reply_by=reply_by, constraints=tuple(constraints),
+            memberships=tuple(memberships), where=where, start=start, end=end,
+            max_price=max_price, terms=tuple(terms) if terms else None,
+        )
+        docs: dict[bytes, DiscoveryDocument] = {}
+
+        async def job(url: str) -> Delivery:
+            remaining = (reply_by - self.clock()) / 1000
+            if remaining <= 0:
+                raise Transient("the intentcast's deadline passed")
+            doc = await self.client.fetch_discovery(url, timeout_s=remaining, retry=NO_RETRY)
+            meta = ThreadMeta(kind=KIND_INTENT, vendor_key=doc.key, name=doc.name,
+                              inbox=doc.inbox, history=doc.history, lifetime_ms=deadline_ms,
+                              intent_id=intent_id)
+            thread = self.random_id()
+            docs[thread] = doc
+            rel = Relationship(role=Role.CUSTOMER, identity=identity, thread=thread,
+                               peer_key=doc.key, peer_enc_key=doc.enc_key, limits=self.limits)
+            draft = self._draft("intentcast", body=body.to_wire(), reply_by=reply_by)
+            remaining = (reply_by - self.clock()) / 1000
+            return await self.outbox.send(
+                thread, draft, new=Thread(rel, meta, _norm_url(url)),
+                timeout_s=max(remaining, 0.001), retry=NO_RETRY,  # the deadline bounds it all
+            )
+
+        report = await fan_out([(Target(_norm_url(u), _norm_url(u)), u) for u in vendors], job,
+                               concurrency=concurrency or self.concurrency, progress=progress)
+        offers: list[Offer] = []
+        declines: list[tuple[str, str]] = []
+        for result in report.results:
+            d = result.delivery
+            if d is None or not d.confirmed:
+                continue
+            doc = docs[d.thread]
+            for r in d.replies:
+                b = r.message.body
+                if isinstance(b, IntentOffer):
+                    offers.append(Offer(
+                        vendor=doc.name, url=result.url, vendor_key=doc.key, thread=d.thread,
+                        intent=b.intent, hash=r.message.hash, description=b.description,
+                        price=b.price, valid_until=b.valid_until, conditions=b.conditions,
+                        accepts_terms=b.accepts_terms,
+                    ))
+                elif isinstance(b, IntentDecline):
+                    declines.append((doc.name, b.reason))
+        offers.sort(key=lambda o: (o.price.amount, o.price.currency, o.vendor))
+        return IntentcastResult(intent_id, reply_by, tuple(offers), tuple(declines), report)
+
+    async def take_offer(
+        self, offer: Offer, terms: Sequence[TermRef] | None = None, *, note: str | None = None
+    ) -> ConnectResult:
+        """Take up an intentcast offer: connect to that vendor under our terms, now with our
+        pairwise key, naming the offer (``in_reply_to``, §5.2.1)."""
+        return await self.connect(offer.url, terms, note=note, in_reply_to=offer.hash,
+                                  expected_key=offer.vendor_key)
+
+    # -- control ---------------------------------------------------------------------------
+
+    async def rotate_key(self, ref: Ref, *, reason: str = "rotate") -> Delivery:
+        """Move this relationship to our next pairwise key (§2.6); ``reason="compromise"``
+        revokes the old one."""
+        return await self._send(ref, self._draft("key.rotate", reason=reason))
+
+    async def end(self, ref: Ref, reason: str | None = None) -> Delivery:
+        """End the relationship (§5.6.4); nothing more may be sent in it."""
+        return await self._send(ref, self._draft("relationship.end", reason=reason))
+
+    # -- the outbox ------------------------------------------------------------------------
+
+    async def run_outbox(self, now: int | None = None) -> OutboxRun:
+        """Deliver every due queued message (call it periodically); see :class:`Outbox`."""
+        return await self.outbox.run(now)
+
+    async def pending(self) -> list[OutboxItem]:
+        """Every signed message waiting in the outbox, oldest first."""
+        return await self.store.outbox_all()
+
+    # -- looking back ----------------------------------------------------------------------
+
+    async def relationships(self) -> list[RelationshipView]:
+        """Every relationship, most recently active first."""
+        waiting: dict[bytes, int] = {}
+        for item in await self.store.outbox_all():
+            waiting[item.thread] = waiting.get(item.thread, 0) + 1
+        views = []
+        for record in await self.store.relationships():
+            if record.role != "customer":
+                continue
+            try:
+                t = await self.ledger.load(record.thread)
+            except LookupError:
+                continue
+            rel = t.rel
+            views.append(RelationshipView(
+                thread=record.thread, kind=t.meta.kind, vendor=t.meta.name, url=t.url,
+                state=rel.state.value, terms=rel.terms, agreement=rel.agreement,
+                shares=tuple(sorted(rel.shares.items())),
+                last_activity_ms=t.meta.last_activity_ms or record.updated_ms,
+                pending=waiting.get(record.thread, 0) + len(t.meta.drafts),
+                last_problem=t.meta.last_problem, local_key=rel.identity.public_key,
+                peer_key=record.peer_key, generation=t.meta.generation,
+            ))
+        views.sort(key=lambda v: v.last_activity_ms, reverse=True)
+        return views
+
+    async def history(self, ref: Ref) -> list[Entry]:
+        """Our history of the relationship, every link and signature verified (§8.2)."""
+        return await self.ledger.entries(await self.resolve(ref))
+
+    async def compare_history(self, ref: Ref) -> Divergence | None:
+        """Fetch the vendor's copy of the history, verify it, and compare it with ours (§8.3).
+
+        None when both are identical; otherwise where they part. Raises
+        :class:`~vrmproto.ProtocolError` if the vendor's copy does not verify.
+        """
+        thread = await self.resolve(ref)
+        async with self.ledger.lock(thread):
+            t = await self.ledger.load(thread)
+            ours = await self.ledger.entries(thread)
+            identity, peer_key = t.rel.identity, t.rel.peer_key
+        if peer_key is None:
+            raise StateError("the vendor's key is not known", clause="§12.5")
+        theirs = await self.client.fetch_history(t.meta.history, identity, thread, peer_key)
+        verify_entries(theirs)
+        return compare(ours, theirs)

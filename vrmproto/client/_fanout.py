@@ -1,0 +1,170 @@
+"""Fan-out: one message to many vendors at once, with progress and an honest stopwatch.
+
+The brief's "parallel, not serial": an address update or an intentcast goes to every vendor
+concurrently, at most ``concurrency`` requests in flight (a semaphore), each request with its own
+timeout. Each vendor's outcome is reported separately — confirmed with a verified receipt,
+queued in the outbox, refused with the vendor's problem code, or failed before anything was
+sent — and a progress callback hears of each start and each outcome as it happens, so a
+command line can draw live progress. :attr:`FanoutReport.elapsed_s` is wall time measured
+around the whole fan-out with :func:`time.perf_counter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from vrmproto._errors import PeerProblemError, VrmError
+from vrmproto.client._outbox import Delivery
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "FanoutReport",
+    "Progress",
+    "ProgressEvent",
+    "Stage",
+    "Target",
+    "VendorResult",
+    "fan_out",
+]
+
+DEFAULT_CONCURRENCY = 64
+
+Stage = Literal["started", "confirmed", "queued", "refused", "failed"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Whom one branch of a fan-out goes to."""
+
+    vendor: str  # a name for people
+    url: str  # the vendor's base URL
+    thread: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    """One step of one vendor's branch: ``started``, then exactly one outcome."""
+
+    vendor: str
+    url: str
+    stage: Stage
+    thread: bytes | None = None
+    detail: str = ""
+    index: int = 0  # the branch's position in the fan-out
+    total: int = 0
+
+
+Progress = Callable[[ProgressEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class VendorResult:
+    """One vendor's outcome; ``code`` is the problem code when ``status == "refused"``."""
+
+    vendor: str
+    url: str
+    status: Stage
+    thread: bytes | None = None
+    delivery: Delivery | None = None
+    error: VrmError | None = None
+    code: str | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def detail(self) -> str:
+        return str(self.error) if self.error is not None else ""
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutReport:
+    """Every vendor's outcome, in the order the targets were given, and the wall time."""
+
+    results: tuple[VendorResult, ...]
+    elapsed_s: float
+    concurrency: int
+
+    def by_status(self, status: Stage) -> tuple[VendorResult, ...]:
+        return tuple(r for r in self.results if r.status == status)
+
+    @property
+    def confirmed(self) -> tuple[VendorResult, ...]:
+        return self.by_status("confirmed")
+
+    @property
+    def queued(self) -> tuple[VendorResult, ...]:
+        return self.by_status("queued")
+
+    @property
+    def refused(self) -> tuple[VendorResult, ...]:
+        return self.by_status("refused")
+
+    @property
+    def failed(self) -> tuple[VendorResult, ...]:
+        return self.by_status("failed")
+
+    def counts(self) -> dict[str, int]:
+        return {s: len(self.by_status(s)) for s in ("confirmed", "queued", "refused", "failed")}
+
+
+def _result(target: Target, d: Delivery, elapsed: float) -> VendorResult:
+    if d.status == "confirmed":
+        return VendorResult(target.vendor, target.url, "confirmed", d.thread, d, None, None,
+                            elapsed)
+    if d.status == "refused":
+        code = d.error.code if isinstance(d.error, PeerProblemError) else None
+        return VendorResult(target.vendor, target.url, "refused", d.thread, d, d.error, code,
+                            elapsed)
+    if d.status == "queued":
+        return VendorResult(target.vendor, target.url, "queued", d.thread, d, d.error, None,
+                            elapsed)
+    return VendorResult(target.vendor, target.url, "failed", d.thread, d, d.error, None, elapsed)
+
+
+async def fan_out(
+    targets: Sequence[tuple[Target, T]],
+    job: Callable[[T], Awaitable[Delivery]],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: Progress | None = None,
+) -> FanoutReport:
+    """Run ``job(arg)`` for every ``(target, arg)``, at most ``concurrency`` at a time.
+
+    A job's :class:`~vrmproto.VrmError` or :class:`LookupError` becomes that vendor's
+    ``failed`` result; other exceptions propagate.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    sem = asyncio.Semaphore(concurrency)
+    total = len(targets)
+
+    def tell(target: Target, stage: Stage, index: int, thread: bytes | None, detail: str = ""
+             ) -> None:
+        if progress is not None:
+            progress(ProgressEvent(target.vendor, target.url, stage, thread, detail, index,
+                                   total))
+
+    async def branch(index: int, target: Target, arg: T) -> VendorResult:
+        async with sem:
+            tell(target, "started", index, target.thread)
+            t0 = time.perf_counter()
+            try:
+                d = await job(arg)
+            except (VrmError, LookupError) as exc:
+                err = exc if isinstance(exc, VrmError) else VrmError(str(exc))
+                code = exc.code if isinstance(exc, PeerProblemError) else None
+                status: Stage = "refused" if code is not None else "failed"
+                r = VendorResult(target.vendor, target.url, status, target.thread, None, err,
+                                 code, time.perf_counter() - t0)
+            else:
+                r = _result(target, d, time.perf_counter() - t0)
+            tell(target, r.status, index, r.thread, r.code or r.detail)
+            return r
+
+    start = time.perf_counter()
+    results = await asyncio.gather(*(branch(i, t, a) for i, (t, a) in enumerate(targets)))
+    return FanoutReport(tuple(results), time.perf_counter() - start, concurrency)

@@ -1,0 +1,450 @@
+"""Durable sending: persist, deliver, apply the replies — and the outbox that retries (§12).
+
+Every message the agent sends goes the same way (spec §12, ordering and durability):
+
+1. the core signs it (``Relationship.send``) — nothing is changed if that raises;
+2. ONE :class:`~vrmproto.store.Commit` writes the relationship, the history entry and an outbox
+   item, before any network I/O ("persist the head before sending");
+3. the envelope is POSTed to the vendor's inbox;
+4. on ``200`` every reply is applied to the relationship, the receipt first and checked to
+   acknowledge exactly this message; one Commit stores the replies, the relationship and the
+   outbox item's removal;
+5. on a transient failure the item stays in the outbox, rescheduled with exponential backoff
+   and full jitter (``Retry-After`` respected); on a verified refusal (a signed problem) the
+   problem is recorded and the item removed — the vendor's signed word is final.
+
+Replies that come in a ``200`` are acknowledged like any message (§5.6.1-2): a receipt of ours,
+signed and queued in the Commit that stores the replies, delivered next (answered ``204``).
+
+**One message in flight per thread.** Both parties log a thread's messages in one sequence
+(§8.2); if we signed a second message before the first was answered, we would log
+``m1 m2 r1 r2`` while the vendor logs ``m1 r1 m2 r2``, and the histories would fork. So a
+message for a thread that has an undelivered one becomes a :class:`Draft` — what to send, as
+data, with its message id already chosen — stored in the thread's meta record and signed only
+when its turn comes, in the same Commit that closes the message before it. Messages are thus
+delivered strictly in order, and each is signed against the state the vendor will see.
+
+:meth:`Outbox.run` delivers every due item — threads in parallel, each thread in order — and is
+what an agent node calls periodically. An item whose envelope expired can never be accepted
+(§4.5-3); it is dropped and the drop recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from vrmproto import _codec
+from vrmproto._envelope import Signed, open_envelope
+from vrmproto._errors import PeerProblemError, Problem, ProtocolError, TransportError, VrmError
+from vrmproto._messages import Receipt
+from vrmproto._relationship import Received, Sent
+from vrmproto.client._errors import InvalidResponse, Transient
+from vrmproto.client._http import Clock, EndpointClient, RandomId, RetryPolicy
+from vrmproto.client._ledger import Ledger, Thread, to_row
+from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, Store
+
+__all__ = [
+    "DEFAULT_SCHEDULE",
+    "Builder",
+    "Delivery",
+    "DeliveryStatus",
+    "Draft",
+    "Outbox",
+    "OutboxRun",
+]
+
+DeliveryStatus = Literal["confirmed", "queued", "refused", "dropped"]
+
+#: Problem codes after which the same bytes may be delivered again (Table 9-1, §9.1-9).
+RETRYABLE = frozenset({
+    Problem.CLOCK_SKEW, Problem.RATE_LIMITED, Problem.REQUEST_TIMEOUT, Problem.INTERNAL,
+})
+
+#: When the outbox tries again: full jitter over 2 s · 2^(n-1), at most an hour apart.
+DEFAULT_SCHEDULE = RetryPolicy(attempts=1_000_000, base_s=2.0, cap_s=3600.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A message to send in a thread, as data: signed by a :data:`Builder` when its turn comes.
+
+    ``op`` names the builder, ``args`` are its canonical-msgpack arguments, ``msg_id`` is the
+    message id the signed message will carry (chosen now, so sealed content can name it).
+    """
+
+    op: str
+    args: Mapping[str, Any]
+    msg_id: bytes
+
+    def to_bytes(self) -> bytes:
+        return _codec.encode({"args": dict(self.args), "id": self.msg_id, "op": self.op})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Draft:
+        d = _codec.decode(data, max_depth=16)
+        return cls(str(d["op"]), dict(d["args"]), bytes(d["id"]))
+
+
+#: Sign a draft as the thread's next message: ``builder(thread, draft, now) -> Sent``.
+Builder = Callable[[Thread, Draft, int], Sent]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What became of one message.
+
+    - ``confirmed``: the vendor stored it; ``receipt`` is its verified, signed receipt and
+      ``replies`` the vendor's verified replies that came with it.
+    - ``queued``: not delivered yet; it waits in the outbox (``error`` says why). ``msg_hash``
+      is empty (``b""``) while it is still a draft, not yet signed, behind earlier messages.
+    - ``refused``: the vendor answered with a verified signed problem (``error``).
+    - ``dropped``: it expired before it could be delivered, or could no longer be signed.
+    """
+
+    thread: bytes
+    msg_id: bytes
+    msg_hash: bytes
+    status: DeliveryStatus
+    receipt: Signed[Receipt] | None = None
+    replies: tuple[Received, ...] = ()
+    error: VrmError | None = None
+    attempts: int = 0
+
+    @property
+    def confirmed(self) -> bool:
+        return self.status == "confirmed"
+
+    def reply_bodies(self) -> list[Any]:
+        return [r.message.body for r in self.replies]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRun:
+    """The outcome of one :meth:`Outbox.run`."""
+
+    deliveries: tuple[Delivery, ...] = field(default_factory=tuple)
+
+    def _count(self, status: str) -> int:
+        return sum(1 for d in self.deliveries if d.status == status)
+
+    @property
+    def confirmed(self) -> int:
+        return self._count("confirmed")
+
+    @property
+    def queued(self) -> int:
+        return self._count("queued")
+
+    @property
+    def refused(self) -> int:
+        return self._count("refused")
+
+    @property
+    def dropped(self) -> int:
+        return self._count("dropped")
+
+    def counts(self) -> dict[str, int]:
+        return {s: self._count(s) for s in ("confirmed", "queued", "refused", "dropped")}
+
+
+class Outbox:
+    """Sends a thread's messages durably and in order, and retries what could not be sent."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        client: EndpointClient,
+        builders: Mapping[str, Builder],
+        *,
+        clock: Clock,
+        random_id: RandomId,
+        schedule: RetryPolicy = DEFAULT_SCHEDULE,
+        concurrency: int = 16,
+        retry: RetryPolicy | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.ledger = ledger
+        self.client = client
+        self.builders = dict(builders)
+        self.clock = clock
+        self.random_id = random_id
+        self.schedule = schedule
+        self.concurrency = concurrency
+        self.retry = retry
+        self._rand = rand
+
+    @property
+    def store(self) -> Store:
+        return self.ledger.store
+
+    def _build(self, t: Thread, draft: Draft, now: int) -> Sent:
+        builder = self.builders.get(draft.op)
+        if builder is None:
+            raise ValueError(f"no builder for {draft.op!r}")
+        return builder(t, draft, now)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def send(
+        self,
+        thread: bytes,
+        draft: Draft,
+        *,
+        new: Thread | None = None,
+        timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Delivery:
+        """Send ``draft`` as the next message of ``thread``: persist it, then deliver it.
+
+        ``new`` is a thread not yet stored (its first message). If the thread has undelivered
+        messages, the draft waits behind them (and they are tried first, in order). Raises what
+        signing raises (a :class:`~vrmproto.ProtocolError`: nothing was stored) and store
+        errors.
+        """
+        async with self.ledger.lock(thread):
+            t = new if new is not None else await self.ledger.load(thread)
+            if new is None and await self.ledger.pending(thread):
+                return await self._queue_draft(t, draft, timeout_s=timeout_s, retry=retry)
+            now = self.clock()
+            point = t.save_point()
+            try:
+                sent = self._build(t, draft, now)
+            except BaseException:
+                self.ledger.forget(thread)
+                raise
+            t.meta.rollback[sent.message.hash.hex()] = point
+            item = self._new_item(t, sent, now)
+            t.meta.last_activity_ms = now
+            await self._commit(t, Commit(
+                relationships=(self.ledger.record(t, now),),
+                history=(to_row(t.id, sent.entry, now),),
+                outbox_add=(item,),
+                meta=(self.ledger.meta_item(t),),
+            ))
+            self.ledger.adopt(t)
+            done = await self._flush_locked(t, due_by=None, timeout_s=timeout_s, retry=retry)
+            return self._find(done, t.id, draft)
+
+    async def _queue_draft(
+        self, t: Thread, draft: Draft, *, timeout_s: float | None, retry: RetryPolicy | None
+    ) -> Delivery:
+        """Store ``draft`` behind the thread's undelivered messages, then try them in order."""
+        self._build(t.copy(), draft, self.clock())  # refuse now what could never be signed
+        t.meta.drafts.append(draft.to_bytes())
+        await self._commit(t, Commit(meta=(self.ledger.meta_item(t),)))
+        done = await self._flush_locked(t, due_by=None, timeout_s=timeout_s, retry=retry)
+        return self._find(done, t.id, draft)
+
+    @staticmethod
+    def _find(done: list[Delivery], thread: bytes, draft: Draft) -> Delivery:
+        for d in done:
+            if d.msg_id == draft.msg_id:
+                return d
+        return Delivery(thread, draft.msg_id, b"", "queued",
+                        error=TransportError("queued behind earlier undelivered messages"))
+
+    @staticmethod
+    def _new_item(t: Thread, sent: Sent, now: int) -> NewOutboxItem:
+        return NewOutboxItem(
+            destination=t.url, thread=t.id, msg_hash=sent.message.hash,
+            envelope=sent.message.envelope, next_attempt_ms=now, created_ms=now,
+        )
+
+    # -- delivering one item -----------------------------------------------------------------
+
+    async def _deliver_locked(
+        self,
+        t: Thread,
+        item: OutboxItem,
+        *,
+        timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> list[Delivery]:
+        """Deliver ``item`` (the thread's oldest); on any final outcome, sign the next draft
+        in the same Commit. Returns the item's delivery, then any drafts that were dropped."""
+        try:
+            header = open_envelope(item.envelope, now=0, check_time=False).header
+            msg_id, expires, mtype = header.id, header.expires, header.type
+        except ProtocolError:  # not ours to deliver: nothing the vendor could accept
+            msg_id, expires, mtype = bytes(16), -1, ""
+        now = self.clock()
+        if expires < now:
+            t.meta.last_problem = "expired: the message could not be delivered in time"
+            d = Delivery(t.id, msg_id, item.msg_hash, "dropped", attempts=item.attempts,
+                         error=TransportError("the message expired before delivery"))
+            return await self._close(t, item, d, (), now)
+        try:
+            envelopes = await self.client.post_envelope(
+                t.meta.inbox, item.envelope, expected_keys=t.problem_keys, ref=item.msg_hash,
+                timeout_s=timeout_s, retry=retry if retry is not None else self.retry,
+            )
+        except PeerProblemError as exc:
+            if exc.problem in RETRYABLE:  # the same bytes may be accepted later (§9.1-9)
+                return [await self._reschedule(t, item, msg_id, exc)]
+            t.meta.last_problem = f"{exc.code}: {exc.detail}"
+            d = Delivery(t.id, msg_id, item.msg_hash, "refused", error=exc,
+                         attempts=item.attempts + 1)
+            # A refused message never joined the relationship: take it back out of our chain
+            # and history, so the next message links to what the vendor holds (§8.1-5).
+            point = t.meta.rollback.get(item.msg_hash.hex())
+            truncate = ((t.id, t.roll_back(point)),) if point is not None else ()
+            return await self._close(t, item, d, (), self.clock(), truncate=truncate)
+        except TransportError as exc:
+            return [await self._reschedule(t, item, msg_id, exc)]
+        now = self.clock()
+        if mtype == Receipt.TYPE:  # owed no receipt: accepted with 204 (§12.3-3)
+            if envelopes:
+                return [await self._reschedule(t, item, msg_id, InvalidResponse(
+                    "a receipt was answered with envelopes", status=200))]
+            d = Delivery(t.id, msg_id, item.msg_hash, "confirmed", attempts=item.attempts + 1)
+            return await self._close(t, item, d, (), now)
+        try:
+            receipt, replies = self._apply(t, item, envelopes, now)
+        except InvalidResponse as exc:
+            self.ledger.forget(t.id)
+            return [await self._reschedule(t, item, msg_id, exc)]
+        entries = [r.entry for r in (receipt, *replies) if r.entry is not None]
+        d = Delivery(t.id, msg_id, item.msg_hash, "confirmed", receipt=receipt.message,
+                     replies=replies, attempts=item.attempts + 1)
+        return await self._close(t, item, d, tuple(to_row(t.id, e, now) for e in entries), now)
+
+    async def _close(
+        self,
+        t: Thread,
+        item: OutboxItem,
+        d: Delivery,
+        rows: tuple[HistoryEntry, ...],
+        now: int,
+        *,
+        truncate: tuple[tuple[bytes, int], ...] = (),
+    ) -> list[Delivery]:
+        """One Commit: the outcome of ``item``, our receipts for the replies that came with it
+        (§5.6.1-2), and the next draft signed and queued."""
+        out = [d]
+        history = list(rows)
+        added: list[NewOutboxItem] = []
+        t.meta.rollback.pop(item.msg_hash.hex(), None)
+        for r in d.replies:
+            ack = t.rel.send(r.message.receipt(), now=now, msg_id=self.random_id(),
+                             lifetime_ms=t.meta.lifetime_ms)
+            history.append(to_row(t.id, ack.entry, now))
+            added.append(self._new_item(t, ack, now))
+        while t.meta.drafts:
+            draft = Draft.from_bytes(t.meta.drafts.pop(0))
+            point = t.save_point()
+            try:
+                sent = self._build(t, draft, now)
+            except (VrmError, ValueError) as exc:
+                err = exc if isinstance(exc, VrmError) else VrmError(str(exc))
+                t.meta.last_problem = f"a queued {draft.op} could not be sent: {exc}"
+                out.append(Delivery(t.id, draft.msg_id, b"", "dropped", error=err))
+                continue
+            history.append(to_row(t.id, sent.entry, now))
+            added.append(self._new_item(t, sent, now))
+            t.meta.rollback[sent.message.hash.hex()] = point
+            break
+        t.meta.last_activity_ms = now
+        await self._commit(t, Commit(
+            relationships=(self.ledger.record(t, now),),
+            history=tuple(history),
+            outbox_done=(item.item_id,),
+            outbox_add=tuple(added),
+            meta=(self.ledger.meta_item(t),),
+            truncate=truncate,
+        ))
+        return out
+
+    def _apply(
+        self, t: Thread, item: OutboxItem, envelopes: list[bytes], now: int
+    ) -> tuple[Received, tuple[Received, ...]]:
+        """Apply a 200's envelopes: a receipt for exactly this message first (§12.3-1)."""
+        rel = t.rel
+        if not envelopes:
+            raise InvalidResponse("a message other than a receipt was answered 204", status=204)
+        try:
+            first = rel.open(envelopes[0], now=now)
+        except ProtocolError as exc:
+            raise InvalidResponse(f"the receipt does not verify: {exc}", status=200) from None
+        if first.type != Receipt.TYPE or first.body.ack != item.msg_hash:
+            raise InvalidResponse("the first reply is not a receipt for this message", status=200)
+        try:
+            receipt = rel.receive(first, now=now)
+        except ProtocolError as exc:
+            raise InvalidResponse(f"the receipt is not acceptable: {exc}", status=200) from None
+        replies: list[Received] = []
+        for env in envelopes[1:]:
+            try:
+                replies.append(rel.receive(env, now=now))
+            except ProtocolError as exc:
+                # The receipt stands; a reply that breaks a rule is recorded, not applied.
+                t.meta.last_problem = f"a reply was refused: {exc}"
+                break
+        return receipt, tuple(replies)
+
+    async def _reschedule(
+        self, t: Thread, item: OutboxItem, msg_id: bytes, exc: TransportError
+    ) -> Delivery:
+        attempts = item.attempts + 1
+        delay_s = self.schedule.backoff(attempts, self._rand)
+        if isinstance(exc, Transient) and exc.retry_after is not None:
+            delay_s = max(delay_s, exc.retry_after)
+        now = self.clock()
+        await self.store.outbox_retry(item.item_id, attempts, now + int(delay_s * 1000),
+                                      str(exc)[:500])
+        return Delivery(t.id, msg_id, item.msg_hash, "queued", error=exc, attempts=attempts)
+
+    async def _commit(self, t: Thread, c: Commit) -> None:
+        try:
+            await self.store.commit(c)
+        except BaseException:
+            self.ledger.forget(t.id)
+            raise
+
+    async def _flush_locked(
+        self,
+        t: Thread,
+        *,
+        due_by: int | None,
+        timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> list[Delivery]:
+        """Deliver the thread's queue in order; stop at the first message still queued."""
+        out: list[Delivery] = []
+        while True:
+            pending = await self.ledger.pending(t.id)
+            if not pending or (due_by is not None and pending[0].next_attempt_ms > due_by):
+                return out
+            done = await self._deliver_locked(t, pending[0], timeout_s=timeout_s, retry=retry)
+            out.extend(done)
+            if done[0].status == "queued":
+                return out
+            t = await self.ledger.load(t.id)  # re-read if a failure dropped it from the cache
+
+    # -- the periodic run ------------------------------------------------------------------
+
+    async def run(self, now: int | None = None) -> OutboxRun:
+        """Deliver every due item: threads in parallel (bounded), each thread in order.
+
+        ``now`` (ms) decides what is due; it defaults to the clock.
+        """
+        due_by = self.clock() if now is None else now
+        firsts: dict[bytes, OutboxItem] = {}
+        for item in await self.store.outbox_all():
+            firsts.setdefault(item.thread, item)
+        due = sorted(th for th, item in firsts.items() if item.next_attempt_ms <= due_by)
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(thread: bytes) -> list[Delivery]:
+            async with sem, self.ledger.lock(thread):
+                try:
+                    t = await self.ledger.load(thread)
+                except LookupError:
+                    return []
+                return await self._flush_locked(t, due_by=due_by)
+
+        results = await asyncio.gather(*(one(th) for th in due))
+        return OutboxRun(tuple(d for ds in results for d in ds))

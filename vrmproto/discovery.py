@@ -1,0 +1,324 @@
+"""Local discovery of vrmproto endpoints with DNS-SD over multicast DNS (spec §13.2).
+
+A vendor endpoint on a local network advertises itself as a ``_vrm._tcp.local.`` service whose TXT
+record carries the path of its discovery document and the fingerprint of its key::
+
+    async with advertise("Avis Park City", port, identity.public_key):
+        ...  # serve
+
+A customer's agent browses for such services and checks each one: it fetches the signed
+discovery document (§13.1), verifies the signature, and compares the document's key with the TXT
+fingerprint (§13.2-6). A TXT record alone is never trusted (§13.2-7)::
+
+    for found in await browse(timeout=2.0):
+        if found.verified:
+            print(found.name, found.url, found.fingerprint)
+
+Everything here binds to the interfaces it is given — ``127.0.0.1`` by default — so a test or a
+demo never multicasts on a real network. This module is an I/O layer: the document's byte format
+and its verification live in :mod:`vrmproto._binding`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+from zeroconf import IPVersion, ServiceStateChange
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+from vrmproto._binding import (
+    MAX_DISCOVERY_BYTES,
+    SIGNATURE_HEADER,
+    WELL_KNOWN_PATH,
+    DiscoveryDocument,
+    verify_discovery,
+)
+from vrmproto._errors import ProtocolError
+from vrmproto._keys import fingerprint
+
+__all__ = [
+    "MAX_TXT_BYTES",
+    "SERVICE_TYPE",
+    "Found",
+    "advertise",
+    "browse",
+    "fetch_discovery",
+    "instance_name",
+    "txt_record",
+]
+
+#: The DNS-SD service type (§13.2-1).
+SERVICE_TYPE = "_vrm._tcp.local."
+#: The TXT record's whole encoded size stays under this many bytes (§13.2-3; RFC 6763 §6.2).
+MAX_TXT_BYTES = 200
+#: Longest DNS-SD instance name, in UTF-8 bytes (one DNS label, RFC 6763 §4.1.1).
+MAX_INSTANCE_BYTES = 63
+_FINGERPRINT_RE = re.compile(r"[a-z2-7]{4}(?:-[a-z2-7]{4}){3}")
+
+Clock = Callable[[], int]
+
+
+def _default_clock() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """One endpoint seen on the local network, and what checking it showed (§13.2).
+
+    ``verified`` is True only when the discovery document at ``url`` verified (§13.1) and its key
+    has the fingerprint the TXT record announced (§13.2-6); ``key`` and ``document`` are then
+    set. Otherwise ``problem`` says why in one sentence, and the endpoint must not be used
+    without the person checking the fingerprint by other means (§13.2-7).
+    """
+
+    name: str
+    url: str
+    fingerprint: str
+    host: str
+    port: int
+    path: str
+    verified: bool = False
+    key: bytes | None = None
+    document: DiscoveryDocument | None = None
+    problem: str = ""
+    txt: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def document_url(self) -> str:
+        return urljoin(self.url, self.path)
+
+
+def instance_name(name: str) -> str:
+    """``name`` as a DNS-SD instance label: no dots or control characters, at most 63 bytes."""
+    cleaned = "".join(c if c.isprintable() and c != "." else " " for c in name).strip()
+    cleaned = re.sub(r"\s+", " ", cleaned) or "vrm endpoint"
+    data = cleaned.encode("utf-8")[:MAX_INSTANCE_BYTES]
+    return data.decode("utf-8", "ignore").rstrip()
+
+
+def txt_record(key: bytes, *, path: str = WELL_KNOWN_PATH) -> dict[str, str]:
+    """The TXT key/value pairs an endpoint advertises (§13.2-2), checked against §13.2-3."""
+    txt = {"txtvers": "1", "v": "1", "path": path, "fp": fingerprint(key)}
+    size = sum(1 + len(k) + 1 + len(v.encode("utf-8")) for k, v in txt.items())
+    if size >= MAX_TXT_BYTES:
+        raise ValueError(f"the TXT record would be {size} bytes; keep it under {MAX_TXT_BYTES}")
+    return txt
+
+
+def _base_url(host: str, port: int) -> str:
+    return f"http://{host}:{port}"
+
+
+@contextlib.asynccontextmanager
+async def advertise(
+    name: str,
+    port: int,
+    key: bytes,
+    host: str = "127.0.0.1",
+    *,
+    path: str = WELL_KNOWN_PATH,
+) -> AsyncIterator[AsyncServiceInfo]:
+    """Advertise an endpoint listening on ``host:port`` as ``_vrm._tcp`` while the block runs.
+
+    Multicast DNS is bound to ``host`` only (``127.0.0.1`` by default, which never reaches a
+    real network). The instance name is ``name`` (§13.2-1); if another endpoint on the link
+    holds it, mDNS's conflict rule picks a new one (RFC 6762 §9). The advertisement is
+    withdrawn (a goodbye packet) when the block exits.
+    """
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 -- we compare, we do not bind
+        raise ValueError("advertise on a specific interface address, not a wildcard")
+    instance = instance_name(name)
+    info = AsyncServiceInfo(
+        SERVICE_TYPE,
+        f"{instance}.{SERVICE_TYPE}",
+        addresses=[socket.inet_aton(host)],
+        port=port,
+        properties=txt_record(key, path=path),
+        server=f"vrm-{fingerprint(key)[:9].replace('-', '')}.local.",
+    )
+    aiozc = AsyncZeroconf(interfaces=[host], ip_version=IPVersion.V4Only)
+    try:
+        await (await aiozc.async_register_service(info, allow_name_change=True))
+        try:
+            yield info
+        finally:
+            await (await aiozc.async_unregister_service(info))
+    finally:
+        await aiozc.async_close()
+
+
+async def fetch_discovery(
+    url: str,
+    *,
+    now: int | None = None,
+    expected_key: bytes | None = None,
+    session: aiohttp.ClientSession | None = None,
+    timeout_s: float = 5.0,
+) -> DiscoveryDocument:
+    """GET the discovery document of ``url`` (an endpoint URL, §13.3-2, or the document's own
+    URL) and verify it (§13.1). Raises :class:`~vrmproto.ProtocolError` when it does not
+    verify, :class:`aiohttp.ClientError` or :class:`TimeoutError` when it cannot be fetched,
+    :class:`ValueError` when the answer is not a document."""
+    doc_url = url if urlsplit(url).path == WELL_KNOWN_PATH else urljoin(url, WELL_KNOWN_PATH)
+    own = session is None
+    client = session or aiohttp.ClientSession()
+    try:
+        async with client.get(
+            doc_url, timeout=aiohttp.ClientTimeout(total=timeout_s), allow_redirects=False
+        ) as resp:
+            if resp.status != 200:
+                raise ValueError(f"{doc_url} answered HTTP {resp.status}, not a discovery document")
+            body = await resp.content.read(MAX_DISCOVERY_BYTES + 1)
+            header = resp.headers.get(SIGNATURE_HEADER)
+    finally:
+        if own:
+            await client.close()
+    return verify_discovery(
+        body, header, now=_default_clock() if now is None else now, expected_key=expected_key
+    )
+
+
+def _txt_dict(info: AsyncServiceInfo) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in info.properties.items():
+        if v is None:
+            continue
+        with contextlib.suppress(UnicodeDecodeError):
+            out[k.decode("utf-8")] = v.decode("utf-8")
+    return out
+
+
+async def _check(found: Found, session: aiohttp.ClientSession, now: int) -> Found:
+    """Fetch and verify the found endpoint's discovery document (§13.2-5, §13.2-6)."""
+    try:
+        doc = await fetch_discovery(found.document_url, now=now, session=session, timeout_s=3.0)
+    except ProtocolError as exc:
+        return replace(found, problem=f"its discovery document does not verify: {exc.detail}")
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        reason = str(exc) or type(exc).__name__
+        return replace(found, problem=f"its discovery document could not be fetched: {reason}")
+    if doc.fingerprint != found.fingerprint:
+        return replace(
+            found,
+            problem=(
+                f"the document is signed by key {doc.fingerprint}, not {found.fingerprint} as "
+                "the advertisement says"
+            ),
+            key=doc.key,
+            document=doc,
+        )
+    return replace(found, verified=True, key=doc.key, document=doc)
+
+
+def _parse_info(name: str, info: AsyncServiceInfo) -> Found | None:
+    addresses = info.parsed_addresses(IPVersion.V4Only)
+    if not addresses or not info.port:
+        return None
+    txt = _txt_dict(info)
+    instance = name[: -len(SERVICE_TYPE) - 1] if name.endswith("." + SERVICE_TYPE) else name
+    host = addresses[0]
+    found = Found(
+        name=instance,
+        url=_base_url(host, info.port),
+        fingerprint=txt.get("fp", ""),
+        host=host,
+        port=info.port,
+        path=txt.get("path", WELL_KNOWN_PATH),
+        txt=txt,
+    )
+    if txt.get("v") != "1":
+        return replace(found, problem=f"it speaks protocol version {txt.get('v')!r}, not 1")
+    if not _FINGERPRINT_RE.fullmatch(found.fingerprint):
+        return replace(found, problem="its TXT record has no valid key fingerprint (fp)")
+    if not found.path.startswith("/"):
+        return replace(found, problem="its TXT path is not an absolute path")
+    return found
+
+
+async def browse(
+    timeout: float,  # noqa: ASYNC109 -- browsing *is* listening for a while: the API's point
+    interfaces: Sequence[str] = ("127.0.0.1",),
+    *,
+    verify: bool = True,
+    clock: Clock = _default_clock,
+    stop_when: Callable[[Sequence[Found]], bool] | None = None,
+) -> list[Found]:
+    """Browse for ``_vrm._tcp`` endpoints for up to ``timeout`` seconds (§13.2-4).
+
+    Multicast DNS is bound to ``interfaces`` (loopback by default). Each endpoint found is
+    resolved and, when ``verify`` is true, checked against its discovery document (§13.2-5,
+    §13.2-6). Returns as soon as ``stop_when(found_so_far)`` is true, else when the time is up;
+    the list is sorted by name.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    names: asyncio.Queue[str] = asyncio.Queue()
+    results: dict[str, Found] = {}
+    changed = asyncio.Event()
+
+    def on_change(
+        zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
+            names.put_nowait(name)
+
+    aiozc = AsyncZeroconf(interfaces=list(interfaces), ip_version=IPVersion.V4Only)
+    session = aiohttp.ClientSession()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def resolve(name: str) -> None:
+        remaining_ms = max(100.0, (deadline - loop.time()) * 1000)
+        info = AsyncServiceInfo(SERVICE_TYPE, name)
+        if not await info.async_request(aiozc.zeroconf, min(remaining_ms, 3000.0)):
+            return
+        found = _parse_info(name, info)
+        if found is None:
+            return
+        if verify and not found.problem:
+            found = await _check(found, session, clock())
+        results[name] = found
+        changed.set()
+
+    browser = AsyncServiceBrowser(aiozc.zeroconf, SERVICE_TYPE, handlers=[on_change])
+    try:
+        while True:
+            if stop_when is not None and stop_when(sorted(results.values(), key=_by_name)):
+                break
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            getter = asyncio.ensure_future(names.get())
+            waiter = asyncio.ensure_future(changed.wait())
+            done, _ = await asyncio.wait(
+                {getter, waiter}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            for pending in (getter, waiter):
+                if pending not in done:
+                    pending.cancel()
+            changed.clear()
+            if getter in done:
+                task = asyncio.ensure_future(resolve(getter.result()))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await browser.async_cancel()
+        await aiozc.async_close()
+        await session.close()
+    return sorted(results.values(), key=_by_name)
+
+
+def _by_name(found: Found) -> tuple[str, str]:
+    return (found.name.lower(), found.url)

@@ -1,0 +1,43 @@
+"""The HTTP server side of vrmproto: a vendor endpoint and a customer agent endpoint (spec §12).
+
+- :class:`Endpoint` — the engine, without HTTP: ``await endpoint.handle_inbox(bytes)`` runs one
+  durable protocol step and returns a :class:`Response`; receipts only after the commit.
+- :func:`make_app` — the aiohttp application around it (discovery, inbox, history export,
+  limits, rate limits, problems instead of HTML errors); :func:`serve` starts it and returns a
+  :class:`Server` that knows its bound port.
+- :class:`Policy` — the business decisions an endpoint delegates; :class:`ReferencePolicy` is
+  the reference vendor's. Hooks (:meth:`Endpoint.subscribe`) hear of every accepted
+  :class:`Event` after it is stored.
+
+Example::
+
+    store = await SQLiteStore.open("vendor.db")
+    endpoint = Endpoint(identity, store=store, name="Avis",
+                        policy=ReferencePolicy(accepts_terms=["vrm.no-tracking"]))
+    server = await serve(endpoint, port=8421)
+"""
+
+from vrmproto.server._app import ENDPOINT_KEY, Server, make_app, serve
+from vrmproto.server._endpoint import NO_CONTENT, Endpoint, Hook, Response
+from vrmproto.server._held import HeldRecord, decode_held, held_key
+from vrmproto.server._policy import CatalogueItem, Event, Policy, ReferencePolicy
+from vrmproto.server._ratelimit import RateLimiter
+
+__all__ = [
+    "ENDPOINT_KEY",
+    "NO_CONTENT",
+    "CatalogueItem",
+    "Endpoint",
+    "Event",
+    "HeldRecord",
+    "Hook",
+    "Policy",
+    "RateLimiter",
+    "ReferencePolicy",
+    "Response",
+    "Server",
+    "decode_held",
+    "held_key",
+    "make_app",
+    "serve",
+]

@@ -1,0 +1,223 @@
+"""The aiohttp shell around an :class:`~vrmproto.server.Endpoint` (spec §12).
+
+Three routes: ``GET /.well-known/vrm`` (discovery, §13), ``POST <inbox>`` and
+``POST <history>``. This layer only enforces what needs the HTTP request itself — the
+per-address rate limit before anything is read, the content type, the declared and actual body
+size, the body read timeout — and copies the engine's :class:`~vrmproto.server.Response` out. A
+middleware turns every aiohttp HTTP error (unknown path, wrong method, body too large) into a
+signed problem, so no route ever answers with aiohttp's HTML pages (§12.4-2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
+
+from vrmproto._binding import CONTENT_TYPE, SIGNATURE_HEADER, WELL_KNOWN_PATH
+from vrmproto._errors import Problem
+from vrmproto.server._endpoint import JSON_TYPE, Endpoint, Response
+
+__all__ = ["ENDPOINT_KEY", "Server", "make_app", "serve"]
+
+log = logging.getLogger("vrmproto.server")
+
+ENDPOINT_KEY: web.AppKey[Endpoint] = web.AppKey("vrm_endpoint", Endpoint)
+
+#: aiohttp's own HTTP errors, as problem codes (§12.4-1).
+_BY_STATUS: dict[int, tuple[Problem, str]] = {
+    404: (Problem.NOT_FOUND, "§12.2-5"),
+    405: (Problem.METHOD_NOT_ALLOWED, "§12.2-4"),
+    408: (Problem.REQUEST_TIMEOUT, "§12.9-4"),
+    413: (Problem.TOO_LARGE, "§12.9-3"),
+    415: (Problem.UNSUPPORTED_MEDIA_TYPE, "§12.2-3"),
+}
+
+def _web(response: Response, *, close: bool = False) -> web.Response:
+    out = web.Response(status=response.status, body=response.body or None,
+                       headers=dict(response.headers))  # fmt: skip
+    if close:
+        out.force_close()
+    return out
+
+
+def _middleware(endpoint: Endpoint) -> Middleware:
+    @web.middleware
+    async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+        limited = endpoint.check_address(request.remote or "")
+        if limited is not None:  # before a byte of the body is read (§12.9-6)
+            return _web(limited, close=True)
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code, clause = _BY_STATUS.get(exc.status, (Problem.MALFORMED, "§12.4-2"))
+            problem = endpoint.problem(code, exc.reason, clause=clause)
+            out = _web(problem, close=exc.status in (408, 413))
+            allow = exc.headers.get(hdrs.ALLOW)
+            if allow is not None:
+                out.headers[hdrs.ALLOW] = allow
+            return out
+
+    return problems
+
+
+async def _read_envelope(request: web.Request, endpoint: Endpoint) -> bytes | web.Response:
+    """The request body, or the problem answering why it was not read (§12.2-3, §12.9)."""
+    limits = endpoint.limits
+    declared = request.headers.get(hdrs.CONTENT_TYPE)
+    if declared is None or request.content_type.lower() != CONTENT_TYPE:
+        return _web(endpoint.problem(
+            Problem.UNSUPPORTED_MEDIA_TYPE, f"the body must be {CONTENT_TYPE}",
+            clause="§12.2-3",
+        ), close=True)  # fmt: skip
+    length = request.content_length
+    if length is not None and length > limits.max_envelope_bytes:
+        return _web(endpoint.problem(
+            Problem.TOO_LARGE,
+            f"{length} bytes declared; the limit is {limits.max_envelope_bytes}",
+            clause="§12.9-2",
+        ), close=True)  # fmt: skip
+    try:
+        async with asyncio.timeout(limits.body_read_timeout_ms / 1000):
+            return await request.read()  # aiohttp stops at client_max_size: 413 (§12.9-3)
+    except TimeoutError:
+        return _web(endpoint.problem(
+            Problem.REQUEST_TIMEOUT,
+            f"the body did not arrive within {limits.body_read_timeout_ms} ms",
+            clause="§12.9-4",
+        ), close=True)  # fmt: skip
+
+
+def make_app(endpoint: Endpoint, *, purge_every_s: float = 3600.0) -> web.Application:
+    """The aiohttp application serving ``endpoint``: discovery, inbox and history export.
+
+    While it runs, every ``purge_every_s`` seconds, expired replay records are purged and the
+    data of expired shares is deleted (:meth:`Endpoint.purge`, :meth:`Endpoint.expire_shares`).
+    """
+    app = web.Application(
+        client_max_size=endpoint.limits.max_envelope_bytes,
+        middlewares=[_middleware(endpoint)],
+    )
+    app[ENDPOINT_KEY] = endpoint
+
+    async def discovery(request: web.Request) -> web.Response:
+        body, signature = endpoint.discovery()
+        return web.Response(
+            body=body,
+            headers={hdrs.CONTENT_TYPE: JSON_TYPE, SIGNATURE_HEADER: signature,
+                     hdrs.CACHE_CONTROL: "max-age=300"},
+        )  # fmt: skip
+
+    async def inbox(request: web.Request) -> web.Response:
+        data = await _read_envelope(request, endpoint)
+        if isinstance(data, web.Response):
+            return data
+        return _web(await endpoint.handle_inbox(data, client=request.remote or ""))
+
+    async def history(request: web.Request) -> web.Response:
+        data = await _read_envelope(request, endpoint)
+        if isinstance(data, web.Response):
+            return data
+        return _web(await endpoint.handle_history(data, client=request.remote or ""))
+
+    async def drain(app: web.Application) -> None:
+        await endpoint.drain()
+
+    async def purge_periodically(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(purge_every_s)
+                try:
+                    purged = await endpoint.purge()
+                    erased = await endpoint.expire_shares()
+                except Exception:
+                    log.exception("periodic maintenance failed")
+                else:
+                    log.debug("purged %d replay records, erased %d expired shares", purged,
+                              erased)  # fmt: skip
+
+        task = asyncio.get_running_loop().create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.router.add_get(WELL_KNOWN_PATH, discovery)
+    app.router.add_post(endpoint.inbox_path, inbox)
+    app.router.add_post(endpoint.history_path, history)
+    app.cleanup_ctx.append(purge_periodically)
+    app.on_cleanup.append(drain)
+    return app
+
+
+@dataclass(slots=True)
+class Server:
+    """A running server: ``port`` is the bound port (useful with ``port=0``)."""
+
+    endpoint: Endpoint
+    runner: web.AppRunner
+    site: web.TCPSite
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:8421``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def close(self) -> None:
+        """Stop accepting, finish in-flight requests, wait for hooks, release the port."""
+        await self.runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def serve(
+    endpoint: Endpoint,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    access_log: logging.Logger | None = None,
+    shutdown_timeout: float = 5.0,
+    lingering_time: float = 2.0,
+) -> Server:
+    """Start serving ``endpoint`` on ``host:port`` (0 picks a free port); see :class:`Server`.
+
+    ``lingering_time``: after refusing a request whose body was not read (413, 408, 415), how
+    long to keep reading and discarding it before closing, so that the client, still sending,
+    gets to read the refusal (§12.9-2, §12.9-4).
+    """
+    runner = web.AppRunner(
+        make_app(endpoint),
+        access_log=access_log,
+        shutdown_timeout=shutdown_timeout,
+        lingering_time=lingering_time,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = runner.addresses[0][1]
+    return Server(endpoint, runner, site, host, int(bound))
