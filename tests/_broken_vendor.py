@@ -44,18 +44,6 @@ VENDOR_SEED = bytes(range(32))
 #: How long the "receipt-before-commit" vendor waits before it stores what it acknowledged.
 LATE_COMMIT_S = 1.5
 
-#: Cases the reference vendor itself fails today, with why. Each is a bug in the reference
-#: implementation that the suite found, not a wish: the tests expect exactly these failures, so
-#: fixing one makes them fail until its entry is removed here.
-REFERENCE_FAILURES: dict[str, str] = {
-    "WIRE-017": "vrmproto._codec.decode_form lets the msgpack timestamp extension (type -1) "
-    "through, since msgpack decodes it natively without calling ext_hook; a header whose created "
-    "is a timestamp is then refused with invalid_field instead of malformed (§3.3-5, §3.3-8)",
-    "HIST-007": "the endpoint ignores a problem report that refuses one of its own replies "
-    "(Endpoint._peer_problem only fires hooks), so it keeps a terms.accept the customer refused "
-    "and its agreement stands (§8.1-5)",
-}
-
 #: mode -> the mistake, in words.
 MISTAKES: dict[str, str] = {
     "skip-signatures": "does not verify message or sealed-content signatures (§3.5-3)",

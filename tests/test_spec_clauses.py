@@ -43,7 +43,7 @@ CODE = ROOT / "vrmproto"
 #: Other engineers are still writing some sections. While this is True, citations into a section
 #: whose file does not exist yet, and README rows for such files, are not checked. The lead sets
 #: it to False once every section file is in.
-ALLOW_MISSING_SECTIONS = True
+ALLOW_MISSING_SECTIONS = False
 
 _DEFINITION = re.compile(r"\*\*§(\d+(?:\.\d+)*)-(\d+)\*\*")
 _CITATION = re.compile(r"§(\d+(?:\.\d+)*)-(\d+)")
@@ -146,7 +146,7 @@ def _readme_table(heading: str) -> list[list[str]]:
 def test_every_file_in_the_readme_table_exists() -> None:
     rows = _readme_table("## Sections")
     numbers = [int(row[0]) for row in rows]
-    assert numbers == list(range(1, 14)), numbers
+    assert numbers == list(range(1, 15)), numbers
     files = _section_files()
     missing = []
     for row in rows:

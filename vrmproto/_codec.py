@@ -122,7 +122,9 @@ def decode_form(data: bytes, *, path: str = "$") -> Any:
     if type(data) is not bytes:
         data = bytes(data)
     try:
-        value = _unpackb(data, raw=False, strict_map_key=True, ext_hook=_no_ext)
+        # msgpack decodes its timestamp extension (type -1) without calling ext_hook; as a float
+        # it re-encodes differently, so the canonical check below refuses it like any ext (§3.3-5).
+        value = _unpackb(data, raw=False, strict_map_key=True, ext_hook=_no_ext, timestamp=1)
     except DecodeError:
         raise
     except msgpack.ExtraData:

@@ -326,29 +326,6 @@ class Record(Kind):
         return str(self.cls.__name__)
 
 
-def _freeze(value: Any) -> Any:
-    """A hashable image of a decoded value that keeps map key order (for :class:`Custom`).
-
-    int, str and bytes stand for themselves; anything else is tagged with its type, so that
-    ``True``, ``1.0`` and ``1`` (equal and hash-equal in Python) never share a cache entry.
-    """
-    t = type(value)
-    if t is int or t is str or t is bytes:
-        return value
-    if t is dict:
-        # (the scalar case is inlined: term references are flat maps but for their params)
-        return (
-            dict,
-            *[
-                (k, v if (tv := type(v)) is str or tv is int or tv is bytes else _freeze(v))
-                for k, v in value.items()
-            ],
-        )
-    if t is list:
-        return (list, *[_freeze(v) for v in value])
-    return (t, value)
-
-
 class Custom(Kind):
     """An immutable value with its own ``from_wire``/``to_wire`` (e.g. a TermRef).
 
@@ -358,12 +335,10 @@ class Custom(Kind):
 
     name = "custom"
     plain_dump = False
-    cache_max = 4096
 
     def __init__(self, cls: type[Any]) -> None:
         self.cls = cls
-        self._cache: dict[Any, Any] = {}
-        self._by_wire: dict[bytes, Any] = {}  # the same, keyed by encoding (see fast)
+        self._by_wire: dict[bytes, Any] = {}  # decoded values by their exact encoding
         # id(value) -> encoding of its dump, for values held in _held: a held value's id is its
         # own as long as the entry lives (never removed), so a hit is that very value.
         self.packed_by_id: dict[int, bytes] = {}
@@ -371,7 +346,7 @@ class Custom(Kind):
 
     def fast(self, value: Any) -> Any:
         # Keyed by the value's exact encoding: for values as msgpack decodes them (exact
-        # builtin types) that is one-to-one, and cheaper to compute than _freeze.
+        # builtin types) that is one-to-one, and cheap to compute.
         key = pack_sorted(value)
         hit = self._by_wire.get(key)
         if hit is not None:
@@ -385,8 +360,14 @@ class Custom(Kind):
         return loaded
 
     def load(self, value: Any, path: str) -> Any:
-        key = _freeze(value)
-        hit = self._cache.get(key)
+        # The same bounded cache as fast(): only small encodings, at most _ITEM_CACHE[0] of
+        # them, so values from throw-away keys cannot pin memory (the key is the exact
+        # encoding: key order and types included; a hit was fully checked when first seen).
+        try:
+            key = pack_sorted(value)
+        except (TypeError, ValueError):
+            key = b""
+        hit = self._by_wire.get(key) if key else None
         if hit is not None:
             return hit
         if not _sorted_deep(value):
@@ -394,10 +375,14 @@ class Custom(Kind):
                               clause="§3.3-3", path=path)
         try:
             loaded = self.cls.from_wire(value)
+        except ProtocolError as exc:  # keep the code and clause; extend the path (§9.1)
+            inner = exc.path if not exc.path or exc.path.startswith("[") else f".{exc.path}"
+            raise ValidationError(exc.detail, code=exc.code, clause=exc.clause,
+                                  path=path + inner) from None
         except ValueError as exc:
             raise _bad(path, str(exc)) from None
-        if len(self._cache) < self.cache_max:
-            self._cache[key] = loaded
+        if key and _cacheable(self._by_wire, key, _ITEM_CACHE):
+            self._by_wire[key] = loaded
         return loaded
 
     def dump(self, value: Any) -> Any:

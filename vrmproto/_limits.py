@@ -42,7 +42,7 @@ class Limits:
             raise ValueError("replay_window_ms must cover max_lifetime_ms + max_clock_skew_ms")
 
     def to_wire(self) -> dict[str, int]:
-        """The limits as published in the discovery document (§13.2)."""
+        """The limits as published in the discovery document (§13.1-3)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 

@@ -107,10 +107,10 @@ class DataShare(Body):
     SENT_BY = "customer"
     agreement: bytes = wire(_HASH, doc="agreement id (hash of the accepted terms.offer)")
     purposes: tuple[int, ...] = wire(
-        List(Int(1, 16), max_len=16, min_len=1), doc="Kantara CR 1.1 purpose categories (§6.5)"
+        List(Int(1, 16), max_len=16, min_len=1), doc="Kantara CR 1.1 purpose categories (§6.6)"
     )
     categories: tuple[int, ...] = wire(
-        List(_CATEGORY, max_len=16, min_len=1), doc="Kantara CR 1.1 PII categories (§6.6)"
+        List(_CATEGORY, max_len=16, min_len=1), doc="Kantara CR 1.1 PII categories (§6.7)"
     )
     expires: int = wire(Int(), doc="ms since epoch when the vendor must delete the data")
     sealed: bytes = wire(Bin(max_size=MAX_SEALED), doc="sealed content (§5.5): {fields}")

@@ -31,7 +31,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgpack
@@ -93,6 +93,15 @@ _ZERO_THREAD = bytes(ID_BYTES)
 _OPENING_TYPES = frozenset({TermsOffer.TYPE, Intentcast.TYPE})
 #: Messages that answer nothing and are owed no receipt: 204 (§12.3-3).
 _UNACKNOWLEDGED = frozenset({Receipt.TYPE, ProblemReport.TYPE})
+#: Problems after which the same message may be accepted later: they refuse nothing for good.
+_RETRYABLE = frozenset({
+    Problem.CLOCK_SKEW, Problem.RATE_LIMITED, Problem.REQUEST_TIMEOUT, Problem.INTERNAL, None,
+})
+
+
+def _rollback_key(thread: bytes) -> str:
+    """Store meta key: the state before our last replies in ``thread`` (§8.1-5)."""
+    return f"rollback:{thread.hex()}"
 #: Largest history export page, in envelope bytes (§12.5-5); at least one entry is always sent.
 HISTORY_PAGE_BYTES = 8 * 1024 * 1024
 HISTORY_PAGE_ENTRIES = 1000
@@ -221,7 +230,7 @@ class _KeyedLocks:
 class _Step:
     """What one accepted message produced, before it is committed."""
 
-    __slots__ = ("erase", "event", "held", "rel", "replies")
+    __slots__ = ("erase", "event", "held", "rel", "replies", "rollback")
 
     def __init__(self, rel: Relationship, event: Event) -> None:
         self.rel = rel
@@ -229,6 +238,7 @@ class _Step:
         self.replies: list[Sent] = []
         self.held: list[HeldRecord] | None = None  # None: unchanged
         self.erase: list[tuple[bytes, bytes, bytes]] = []
+        self.rollback: bytes | None = None
 
 
 class Endpoint:
@@ -511,11 +521,35 @@ class Endpoint:
 
     async def _peer_problem(self, msg: Signed[ProblemReport]) -> Response:
         """A problem is outside every chain: no receipt, no history; hooks hear of it when it
-        comes from the thread's peer (§12.3-3)."""
-        record = await self.store.get_relationship(msg.thread)
-        if record is not None and record.peer_key == msg.sender:
+        comes from the thread's peer (§12.3-3). When it finally refuses one of our replies that
+        nothing has followed yet, that reply never joined the relationship: it is dropped from
+        our history and the state before it restored (§8.1-5)."""
+        async with self._threads.hold(msg.thread):
+            record = await self.store.get_relationship(msg.thread)
+            if record is None or record.peer_key != msg.sender:
+                return Response(NO_CONTENT, b"")
+            problem = Problem.from_wire(msg.body.code)
+            if msg.body.ref is not None and problem not in _RETRYABLE:
+                await self._roll_back(record, msg.body.ref)
             self._fire(Event(msg.type, msg.thread, msg))
         return Response(NO_CONTENT, b"")
+
+    async def _roll_back(self, record: RelationshipRecord, ref: bytes) -> None:
+        raw = await self.store.get_meta(_rollback_key(record.thread))
+        if not raw:
+            return
+        hashes, length, _head, state, after = _codec.decode_form(raw)
+        latest = await self.store.history_head(record.thread)
+        if ref not in hashes or latest is None or latest.index + 1 != after:
+            return  # not one of our last replies, or the relationship moved on since
+        restored = replace(record, state=Relationship.from_state(
+            state, identity=self.identity if self._identity_for is None
+            else self._identity_for(record)).state.value, data=state, updated_ms=self.clock())
+        await self.store.commit(Commit(
+            relationships=(restored,),
+            truncate=((record.thread, length),),
+            meta=((_rollback_key(record.thread), b""),),
+        ))
 
     async def _accept(self, msg: Signed[Any], now: int) -> Response:
         """Run the step under the thread's lock; after a store conflict, again from what is
@@ -588,7 +622,12 @@ class Endpoint:
             response = Response(NO_CONTENT, b"")
         else:
             receipt = rel.send(msg.receipt(), now=now, msg_id=self.random_id())
+            point = (len(rel.history), rel.history.head, rel.to_state())
             await self._reply(step, msg, now)
+            if step.replies:  # what to return to if the peer refuses a reply (§8.1-5)
+                step.rollback = _codec.encode([
+                    [s.message.hash for s in step.replies], *point, len(rel.history),
+                ])
             envelopes = [receipt.message.envelope, *(s.message.envelope for s in step.replies)]
             response = Response(200, encode_replies(envelopes), {"Content-Type": CONTENT_TYPE})
         await self.store.commit(self._commit(step, msg, record, response, now))
@@ -707,6 +746,8 @@ class Endpoint:
         meta: tuple[tuple[str, bytes], ...] = ()
         if step.held is not None:
             meta = ((held_key(rel.thread), encode_held(step.held)),)
+        if step.rollback is not None:
+            meta = (*meta, (_rollback_key(rel.thread), step.rollback))
         return Commit(
             relationships=(rel_record,),
             history=history,
