@@ -101,6 +101,15 @@ def build_discovery(
     return body, "ed25519=" + _b64(identity.sign(Context.DISCOVERY, body))
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON objects with a repeated key are refused: parsers disagree on which one wins, and a
+    signed document must mean one thing (§13.1-1)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("a key appears twice in the discovery document")
+    return out
+
+
 def _doc_error(detail: str, clause: str, code: Problem = Problem.INVALID_FIELD) -> ValidationError:
     return ValidationError(detail, code=code, clause=clause, path="$.discovery")
 
@@ -124,7 +133,7 @@ def verify_discovery(
         raise _doc_error("the document carries no Vrm-Signature", "§13.1-2", Problem.BAD_SIGNATURE)
     try:
         sig = _unb64(signature_header[len("ed25519=") :])
-        data = json.loads(body.decode("utf-8"))
+        data = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except (ValueError, UnicodeDecodeError):
         raise DecodeError("the document or its signature is not well-formed", clause="§13.1-1")\
             from None

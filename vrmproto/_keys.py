@@ -238,7 +238,8 @@ class MasterSeed:
         """The throw-away identity of one intentcast (§2.4-1).
 
         seed = HMAC-SHA-256(master, "vrmproto/v1/intent\\0" ‖ intent_id), where ``intent_id`` is
-        the intentcast's random 16-byte thread id.
+        the intentcast's own random 16 bytes (each vendor's copy travels in a thread of its
+        own, §5.4.1-1; the intent id only names the throw-away identity).
         """
         if len(intent_id) != ID_BYTES:
             raise ValueError("an intent id is 16 bytes")

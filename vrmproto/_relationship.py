@@ -30,6 +30,7 @@ from vrmproto._messages import (
     DataShare,
     DataWithdraw,
     FieldsContent,
+    Intentcast,
     IntentDecline,
     IntentOffer,
     KeyRotate,
@@ -254,7 +255,12 @@ class Relationship:
         )
 
     def _check_sender(self, sender: bytes) -> None:
-        if self.peer_key is None or sender == self.peer_key:
+        if self.peer_key is None:
+            # First contact: the key this relationship will trust. Verification alone admits a
+            # key with a small-order component; refuse anything but a prime-order point (§2.1-2).
+            check_key(sender, path="$.hdr.from")
+            return
+        if sender == self.peer_key:
             return
         reason = self.retired.get(sender)
         if reason == "compromise":
@@ -380,7 +386,9 @@ class Relationship:
             if body.intent != self.intent:
                 raise _invalid("answers another intentcast", "§5.4.2-1", "$.body.intent")
             return nothing
-        if body.TYPE == "intentcast":
+        if isinstance(body, Intentcast):
+            if body.terms:
+                _check_terms(body.terms, "$.body.terms")
 
             def opened(h: bytes) -> None:
                 self.intent = h
