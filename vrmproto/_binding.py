@@ -176,7 +176,7 @@ def verify_discovery(
 
 def encode_replies(envelopes: Sequence[bytes]) -> bytes:
     """A 200 response body: an array of envelopes, the receipt first (§12.3-1)."""
-    return _codec.encode(list(envelopes))
+    return _codec.pack_sorted(list(envelopes))  # an array of bins is canonical as packed
 
 
 def decode_replies(data: bytes, *, limits: Limits) -> list[bytes]:

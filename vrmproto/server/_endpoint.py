@@ -230,7 +230,7 @@ class _KeyedLocks:
 class _Step:
     """What one accepted message produced, before it is committed."""
 
-    __slots__ = ("erase", "event", "held", "rel", "replies", "rollback")
+    __slots__ = ("erase", "event", "held", "rel", "replies", "rollback", "state")
 
     def __init__(self, rel: Relationship, event: Event) -> None:
         self.rel = rel
@@ -239,6 +239,7 @@ class _Step:
         self.held: list[HeldRecord] | None = None  # None: unchanged
         self.erase: list[tuple[bytes, bytes, bytes]] = []
         self.rollback: bytes | None = None
+        self.state: bytes | None = None  # rel.to_state(), when already computed
 
 
 class Endpoint:
@@ -628,6 +629,8 @@ class Endpoint:
                 step.rollback = _codec.encode([
                     [s.message.hash for s in step.replies], *point, len(rel.history),
                 ])
+            else:
+                step.state = point[2]  # nothing changed since: the state to store
             envelopes = [receipt.message.envelope, *(s.message.envelope for s in step.replies)]
             response = Response(200, encode_replies(envelopes), {"Content-Type": CONTENT_TYPE})
         await self.store.commit(self._commit(step, msg, record, response, now))
@@ -734,7 +737,7 @@ class Endpoint:
             local_key=rel.identity.public_key,
             peer_key=rel.peer_key,
             state=rel.state.value,
-            data=rel.to_state(),
+            data=step.state if step.state is not None else rel.to_state(),
             label=record.label if record else fingerprint(rel.peer_key),
             peer_url=peer_url,
             updated_ms=now,

@@ -189,10 +189,13 @@ def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
         )
     for thread, index in c.truncate:
         conn.execute("DELETE FROM history WHERE thread = ? AND idx >= ?", (thread, index))
+    heads: dict[bytes, int] = {}  # the next free index per thread: one query per thread
     for h in c.history:
-        head = conn.execute("SELECT max(idx) FROM history WHERE thread = ?", (h.thread,))
-        last: int | None = head.fetchone()[0]
-        expected = 0 if last is None else last + 1
+        expected = heads.get(h.thread)
+        if expected is None:
+            head = conn.execute("SELECT max(idx) FROM history WHERE thread = ?", (h.thread,))
+            last: int | None = head.fetchone()[0]
+            expected = 0 if last is None else last + 1
         if h.index < expected:
             raise StoreConflict(f"history index {h.index} of thread {h.thread.hex()} is taken")
         if h.index > expected:
@@ -205,6 +208,7 @@ def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
             (h.thread, h.index, h.msg_hash, h.entry_hash, h.envelope, h.direction,
              h.recorded_ms),
         )  # fmt: skip
+        heads[h.thread] = h.index + 1
     for thread, msg_hash, envelope in c.erase:
         conn.execute(
             "UPDATE history SET envelope = ? WHERE thread = ? AND msg_hash = ?",
