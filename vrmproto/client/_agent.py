@@ -21,12 +21,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import aiohttp
 
 from vrmproto._binding import DiscoveryDocument
+from vrmproto._closing import AsyncClosing
 from vrmproto._errors import Problem, StateError, TransportError, ValidationError
 from vrmproto._history import Divergence, Entry, compare, verify_entries
 from vrmproto._keys import MasterSeed, fingerprint
@@ -211,7 +211,7 @@ def _refusal(d: Delivery) -> Delivery:
     return d
 
 
-class Agent:
+class Agent(AsyncClosing):
     """A customer's node logic: see the module docstring. Open with :meth:`open`."""
 
     def __init__(
@@ -298,17 +298,6 @@ class Agent:
         """Close the HTTP client if the agent made it (the store is the caller's)."""
         if self._owns_client:
             await self.client.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- how each message is signed, from its draft (run when the thread's turn comes) --------
 

@@ -26,8 +26,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
-from types import TracebackType
-from typing import Self
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -43,6 +41,7 @@ from vrmproto._binding import (
     sign_history_request,
     verify_discovery,
 )
+from vrmproto._closing import AsyncClosing
 from vrmproto._envelope import open_envelope
 from vrmproto._errors import PeerProblemError, ProtocolError, TransportError
 from vrmproto._history import Entry
@@ -147,7 +146,7 @@ def _check_url(url: str) -> str:
     return url
 
 
-class EndpointClient:
+class EndpointClient(AsyncClosing):
     """HTTP access to vrmproto endpoints, sharing one bounded connection pool.
 
     ``session`` may be given (it is then not closed by :meth:`close`); otherwise one is made on
@@ -183,17 +182,6 @@ class EndpointClient:
         self._sleep = sleep
         self._rand = rand
         self._not_before: dict[str, int] = {}  # origin -> ms: a 429's Retry-After (§12.9-7)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or (self._owns_session and self._session.closed):

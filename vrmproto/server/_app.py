@@ -15,13 +15,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
 from vrmproto._binding import CONTENT_TYPE, SIGNATURE_HEADER, WELL_KNOWN_PATH
+from vrmproto._closing import AsyncClosing
 from vrmproto._errors import Problem
 from vrmproto.server._endpoint import JSON_TYPE, Endpoint, Response
 
@@ -160,7 +159,7 @@ def make_app(endpoint: Endpoint, *, purge_every_s: float = 3600.0) -> web.Applic
 
 
 @dataclass(slots=True)
-class Server:
+class Server(AsyncClosing):
     """A running server: ``port`` is the bound port (useful with ``port=0``)."""
 
     endpoint: Endpoint
@@ -178,17 +177,6 @@ class Server:
     async def close(self) -> None:
         """Stop accepting, finish in-flight requests, wait for hooks, release the port."""
         await self.runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 async def serve(

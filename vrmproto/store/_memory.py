@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from types import TracebackType
-from typing import Self
 
+from vrmproto._closing import AsyncClosing
 from vrmproto.store._base import (
     Commit,
     DedupeRecord,
@@ -25,7 +24,7 @@ from vrmproto.store._base import (
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore:
+class MemoryStore(AsyncClosing):
     """Dictionaries behind the :class:`~vrmproto.store.Store` protocol."""
 
     def __init__(self) -> None:
@@ -37,17 +36,6 @@ class MemoryStore:
         self._outbox: dict[int, OutboxItem] = {}
         self._next_item_id = 1
         self._meta: dict[str, bytes] = {}
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def _check_open(self) -> None:
         if self._closed:

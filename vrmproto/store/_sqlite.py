@@ -39,9 +39,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
+from vrmproto._closing import AsyncClosing
 from vrmproto.store._base import (
     Commit,
     DedupeRecord,
@@ -282,7 +282,7 @@ def _resolve(job: _Job, result: object, exc: BaseException | None) -> None:
         job.loop.call_soon_threadsafe(_settle, job.future, result, exc)
 
 
-class SQLiteStore:
+class SQLiteStore(AsyncClosing):
     """The default :class:`~vrmproto.store.Store`: one SQLite file, WAL, group commit.
 
     Open with ``store = await SQLiteStore.open(path)`` (or ``async with await
@@ -329,17 +329,6 @@ class SQLiteStore:
             await self.close()
             raise
         self._closed = False
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Let the writer finish everything already queued, then stop it and close connections."""
