@@ -113,8 +113,12 @@ class History:
         self._hashes.add(entry.msg_hash)
 
     def append(self, msg_hash: bytes, envelope: bytes, *, outgoing: bool) -> Entry:
-        entry = self.next_entry(msg_hash, envelope, outgoing=outgoing)
-        self._append_entry(entry)
+        """Log a message as the next entry (§8.2-1); it may appear only once (§8.2-2)."""
+        if msg_hash in self._hashes:
+            raise ValidationError("a message appears twice in one history", clause="§8.2-2")
+        entry = Entry(len(self), msg_hash, link(self.head, msg_hash), envelope, outgoing)
+        self._entries.append(entry)  # linked by construction: no need to check it again
+        self._hashes.add(msg_hash)
         return entry
 
     def erase(self, msg_hash: bytes, erased_envelope: bytes) -> None:

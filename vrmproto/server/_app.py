@@ -85,9 +85,11 @@ async def _read_envelope(request: web.Request, endpoint: Endpoint) -> bytes | we
             f"{length} bytes declared; the limit is {limits.max_envelope_bytes}",
             clause="§12.9-2",
         ), close=True)  # fmt: skip
+    if request.content.is_eof():  # the whole body has arrived: reading it cannot wait
+        return await request.read()  # aiohttp stops at client_max_size: 413 (§12.9-3)
     try:
         async with asyncio.timeout(limits.body_read_timeout_ms / 1000):
-            return await request.read()  # aiohttp stops at client_max_size: 413 (§12.9-3)
+            return await request.read()
     except TimeoutError:
         return _web(endpoint.problem(
             Problem.REQUEST_TIMEOUT,

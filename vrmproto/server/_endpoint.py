@@ -26,11 +26,10 @@ status of its code. Only a failure of our own (a store that is down, a bug) give
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -207,24 +206,48 @@ class _KeyedLocks:
     def __init__(self) -> None:
         self._locks: dict[bytes, tuple[asyncio.Lock, int]] = {}
 
-    @contextlib.asynccontextmanager
-    async def hold(self, key: bytes) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+    def hold(self, key: bytes) -> _Hold:
+        """``async with locks.hold(key):`` — the key's lock, held for the block."""
+        return _Hold(self._locks, key)
 
     def __len__(self) -> int:
         return len(self._locks)
+
+
+class _Hold:
+    """The async context manager of :meth:`_KeyedLocks.hold` (a plain class: cheaper per
+    message than an async generator)."""
+
+    __slots__ = ("_key", "_lock", "_locks")
+
+    def __init__(self, locks: dict[bytes, tuple[asyncio.Lock, int]], key: bytes) -> None:
+        self._locks = locks
+        self._key = key
+
+    async def __aenter__(self) -> None:
+        locks, key = self._locks, self._key
+        lock, users = locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        locks[key] = (lock, users + 1)
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._leave()
+            raise
+        self._lock = lock
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        locks, key = self._locks, self._key
+        lock, users = locks[key]
+        if users == 1:
+            del locks[key]
+        else:
+            locks[key] = (lock, users - 1)
 
 
 class _Step:
@@ -286,7 +309,9 @@ class Endpoint:
         self._recipients = (identity.public_key,) if identity_for is None else None
         self.sender_limit = RateLimiter(limits.rate_per_sender_per_minute, clock=clock)
         self.address_limit = RateLimiter(limits.rate_per_address_per_minute, clock=clock)
-        self._inflight: dict[tuple[bytes, bytes], asyncio.Future[tuple[bytes, Response]]] = {}
+        # (sender, id) -> futures of identical requests waiting for the one being handled
+        self._inflight: dict[tuple[bytes, bytes], list[asyncio.Future[tuple[bytes, Response]]]]
+        self._inflight = {}
         self._threads = _KeyedLocks()
         self._hooks: list[Hook] = []
         self._hook_tasks: set[asyncio.Task[None]] = set()
@@ -489,21 +514,26 @@ class Endpoint:
         if msg.type == ProblemReport.TYPE:
             return await self._peer_problem(msg)
         key = (msg.sender, msg.id)
-        pending = self._inflight.get(key)
-        if pending is not None:  # an identical or conflicting request is being handled (§12.6-4)
-            msg_hash, response = await asyncio.shield(pending)
+        waiters = self._inflight.get(key)
+        if waiters is not None:  # an identical or conflicting request is being handled (§12.6-4)
+            waiter: asyncio.Future[tuple[bytes, Response]] = (
+                asyncio.get_running_loop().create_future()
+            )
+            waiters.append(waiter)
+            msg_hash, response = await waiter
             return response if msg_hash == msg.hash else self._id_conflict(msg)
-        future: asyncio.Future[tuple[bytes, Response]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._inflight[key] = future
+        waiters = self._inflight[key] = []  # a future only for each request that waits
         outcome: Response | None = None
         try:
             outcome = await self._accept(msg, now)
         finally:
             del self._inflight[key]
-            future.set_result((msg.hash, outcome or self.problem(
-                Problem.INTERNAL, "the receiver failed; nothing was stored")))
+            if waiters:
+                result = (msg.hash, outcome or self.problem(
+                    Problem.INTERNAL, "the receiver failed; nothing was stored"))
+                for waiter in waiters:
+                    if not waiter.done():  # a waiter cancelled meanwhile needs no answer
+                        waiter.set_result(result)
         return outcome
 
     def _id_conflict(self, msg: Signed[Any]) -> Response:

@@ -48,7 +48,7 @@ class MemoryStore(AsyncClosing):
 
     def _check(self, c: Commit) -> None:
         """Raise what SQLiteStore would raise for ``c``, before anything is changed."""
-        threads = self._relationships.keys() | {r.thread for r in c.relationships}
+        threads = {r.thread for r in c.relationships}  # and self._relationships' (not copied)
         heads: dict[bytes, int] = {
             thread: min(index, len(self._history.get(thread, ()))) for thread, index in c.truncate
         }
@@ -59,7 +59,7 @@ class MemoryStore(AsyncClosing):
         }
         new_hashes: set[tuple[bytes, bytes]] = set()
         for h in c.history:
-            if h.thread not in threads:
+            if h.thread not in threads and h.thread not in self._relationships:
                 raise StoreError("history entry for a thread that has no relationship record")
             expected = heads.get(h.thread, len(self._history.get(h.thread, ())))
             if h.index < expected:

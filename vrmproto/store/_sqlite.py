@@ -10,8 +10,13 @@ on a queue and awaits a future. The writer takes everything queued (up to :data:
 runs ``BEGIN IMMEDIATE``, applies each Commit inside its own ``SAVEPOINT`` — a Commit that hits
 a uniqueness rule is rolled back alone and gets :class:`StoreConflict` — and then issues one
 ``COMMIT``: one fsync for the whole batch. Only then are the futures resolved on their event
-loops. If the COMMIT fails, every future of the batch gets :class:`StoreError`. So many
-concurrent messages share one fsync while each receipt still waits for its own commit.
+loops (one wake-up per loop and batch). If the COMMIT fails, every future of the batch gets
+:class:`StoreError`. So many concurrent messages share one fsync while each receipt still waits
+for its own commit. Two refinements keep the writer's cost per message low under load:
+consecutive Commits that only upsert and insert (one inbox step each) are written together, a
+few multi-row statements in one savepoint, falling back to one savepoint each if any of them
+would fail (:func:`_apply_group`); and a batch taken while writes were queued waits
+:data:`GATHER_DELAY_S` once for more (:data:`GATHER_BELOW`).
 Reads use separate read-only connections on a small thread pool; WAL lets them run beside the
 writer, and each read sees every commit whose future has resolved.
 
@@ -35,6 +40,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,6 +62,12 @@ __all__ = ["BATCH_CAP", "SCHEMA_VERSION", "SQLiteStore", "StoreStats"]
 
 BATCH_CAP = 256
 """Most Commits (and other writes) one transaction takes from the queue."""
+
+GATHER_BELOW = 32
+"""A batch smaller than this, taken while other writes were queued (so under concurrent load),
+waits :data:`GATHER_DELAY_S` once for more: fewer, larger transactions cost less per write
+(one fsync and one write of each shared page per transaction). A lone write never waits."""
+GATHER_DELAY_S = 0.001
 
 _T = TypeVar("_T")
 _BUSY_TIMEOUT_S = 5.0
@@ -165,36 +177,80 @@ _SELECT_OUTBOX = (
 )
 
 
+_REL_COLUMNS = (
+    "INSERT INTO relationships (thread, role, local_key, peer_key, state, data, label, "
+    "peer_url, updated_ms) VALUES "
+)
+_REL_UPSERT = (
+    " ON CONFLICT (thread) DO UPDATE SET role = excluded.role, "
+    "local_key = excluded.local_key, peer_key = excluded.peer_key, "
+    "state = excluded.state, data = excluded.data, label = excluded.label, "
+    "peer_url = excluded.peer_url, updated_ms = excluded.updated_ms"
+)
+_UPSERT_REL = _REL_COLUMNS + "(?, ?, ?, ?, ?, ?, ?, ?, ?)" + _REL_UPSERT
+_META_COLUMNS = "INSERT INTO meta (key, value) VALUES "
+_META_UPSERT = " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+_UPSERT_META = _META_COLUMNS + "(?, ?)" + _META_UPSERT
+_HIST_COLUMNS = (
+    "INSERT INTO history (thread, idx, msg_hash, entry_hash, envelope, direction, "
+    "recorded_ms) VALUES "
+)
+_INSERT_HIST = _HIST_COLUMNS + "(?, ?, ?, ?, ?, ?, ?)"
+_DEDUPE_COLUMNS = "INSERT INTO dedupe (sender, msg_id, msg_hash, response, expires_ms) VALUES "
+_INSERT_DEDUPE = _DEDUPE_COLUMNS + "(?, ?, ?, ?, ?)"
+_HEAD = "SELECT max(idx) FROM history WHERE thread = ?"
+#: Most rows one multi-row INSERT of a group writes (well under SQLite's variable limit).
+_ROWS_PER_INSERT = 128
+
+
+def _insert_rows(
+    conn: sqlite3.Connection, columns: str, rows: list[tuple[object, ...]], tail: str = ""
+) -> None:
+    """``columns (?, …), (?, …) … tail``: many rows in one statement, so in one step (one
+    release of the GIL instead of one per row); rows are applied in order, as executemany
+    would. Statements hold a power of two of rows (23 rows: 16, 4, 2, 1), so a few prepared
+    statements, kept in the connection's cache, serve every batch size."""
+    if not rows:
+        return
+    one = "(" + ", ".join("?" * len(rows[0])) + ")"
+    start, left = 0, len(rows)
+    while left:
+        size = min(_ROWS_PER_INSERT, 1 << (left.bit_length() - 1))
+        chunk = rows[start : start + size]
+        sql = columns + ", ".join([one] * size) + tail
+        conn.execute(sql, [value for row in chunk for value in row])
+        start, left = start + size, left - size
+
+
+def _rel_row(r: RelationshipRecord) -> tuple[object, ...]:
+    return (r.thread, r.role, r.local_key, r.peer_key, r.state, r.data, r.label, r.peer_url,
+            r.updated_ms)  # fmt: skip
+
+
+def _hist_row(h: HistoryEntry) -> tuple[object, ...]:
+    return (h.thread, h.index, h.msg_hash, h.entry_hash, h.envelope, h.direction, h.recorded_ms)
+
+
+def _dedupe_row(d: DedupeRecord) -> tuple[object, ...]:
+    return (d.sender, d.msg_id, d.msg_hash, d.response, d.expires_ms)
+
+
 def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
     """Apply one Commit's parts in the documented order (see :class:`Commit`).
 
     Runs on the writer thread inside the batch transaction and the Commit's own savepoint.
     """
     for r in c.relationships:
-        conn.execute(
-            "INSERT INTO relationships (thread, role, local_key, peer_key, state, data, label, "
-            "peer_url, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (thread) DO UPDATE SET role = excluded.role, "
-            "local_key = excluded.local_key, peer_key = excluded.peer_key, "
-            "state = excluded.state, data = excluded.data, label = excluded.label, "
-            "peer_url = excluded.peer_url, updated_ms = excluded.updated_ms",
-            (r.thread, r.role, r.local_key, r.peer_key, r.state, r.data, r.label, r.peer_url,
-             r.updated_ms),
-        )  # fmt: skip
+        conn.execute(_UPSERT_REL, _rel_row(r))
     for key, value in c.meta:
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
+        conn.execute(_UPSERT_META, (key, value))
     for thread, index in c.truncate:
         conn.execute("DELETE FROM history WHERE thread = ? AND idx >= ?", (thread, index))
     heads: dict[bytes, int] = {}  # the next free index per thread: one query per thread
     for h in c.history:
         expected = heads.get(h.thread)
         if expected is None:
-            head = conn.execute("SELECT max(idx) FROM history WHERE thread = ?", (h.thread,))
-            last: int | None = head.fetchone()[0]
+            last: int | None = conn.execute(_HEAD, (h.thread,)).fetchone()[0]
             expected = 0 if last is None else last + 1
         if h.index < expected:
             raise StoreConflict(f"history index {h.index} of thread {h.thread.hex()} is taken")
@@ -202,12 +258,7 @@ def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
             raise StoreError(
                 f"history gap: thread {h.thread.hex()} expects index {expected}, got {h.index}"
             )
-        conn.execute(
-            "INSERT INTO history (thread, idx, msg_hash, entry_hash, envelope, direction, "
-            "recorded_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (h.thread, h.index, h.msg_hash, h.entry_hash, h.envelope, h.direction,
-             h.recorded_ms),
-        )  # fmt: skip
+        conn.execute(_INSERT_HIST, _hist_row(h))
         heads[h.thread] = h.index + 1
     for thread, msg_hash, envelope in c.erase:
         conn.execute(
@@ -215,11 +266,7 @@ def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
             (envelope, thread, msg_hash),
         )
     for d in c.dedupe:
-        conn.execute(
-            "INSERT INTO dedupe (sender, msg_id, msg_hash, response, expires_ms) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (d.sender, d.msg_id, d.msg_hash, d.response, d.expires_ms),
-        )
+        conn.execute(_INSERT_DEDUPE, _dedupe_row(d))
     for item_id in c.outbox_done:
         conn.execute("DELETE FROM outbox WHERE item_id = ?", (item_id,))
     for o in c.outbox_add:
@@ -228,6 +275,51 @@ def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
             "next_attempt_ms, last_error, created_ms) VALUES (?, ?, ?, ?, 0, ?, '', ?)",
             (o.destination, o.thread, o.msg_hash, o.envelope, o.next_attempt_ms, o.created_ms),
         )
+
+
+def _groupable(c: Commit | None) -> bool:
+    """Whether ``c`` may join a group written statement by statement (:func:`_apply_group`):
+    only upserts and inserts, and history only for threads the Commit itself upserts."""
+    if c is None or c.truncate or c.erase or c.outbox_add or c.outbox_done:
+        return False
+    if not c.history:
+        return True
+    threads = {r.thread for r in c.relationships}
+    return all(h.thread in threads for h in c.history)
+
+
+def _apply_group(conn: sqlite3.Connection, commits: list[Commit]) -> bool:
+    """Write several :func:`_groupable` Commits as if one after another, with one multi-row
+    INSERT per table (:func:`_insert_rows`); False if any of them would fail (the caller then
+    rolls back whatever was written).
+
+    Applying them in order and applying each part for all of them in order end in the same
+    rows: upserts keep the last value either way, inserts add the same rows, and each Commit's
+    history threads have their relationship row first either way. A failure is a uniqueness
+    rule (raised by SQLite for the whole group) or a history index that does not continue its
+    thread (checked here first); then the caller rolls the group back and writes the Commits
+    one by one, each in its own savepoint, so that only the failing ones fail.
+    """
+    nexts: dict[bytes, int] = {}
+    firsts: list[tuple[bytes, int]] = []
+    for c in commits:
+        for h in c.history:
+            expected = nexts.get(h.thread)
+            if expected is None:
+                firsts.append((h.thread, h.index))
+            elif h.index != expected:
+                return False
+            nexts[h.thread] = h.index + 1
+    for thread, first in firsts:
+        # index 0 needs no read: if the thread has history, the insert hits UNIQUE (thread, idx)
+        if first < 0 or (first and conn.execute(_HEAD, (thread,)).fetchone()[0] != first - 1):
+            return False
+    rels = [_rel_row(r) for c in commits for r in c.relationships]
+    _insert_rows(conn, _REL_COLUMNS, rels, _REL_UPSERT)
+    _insert_rows(conn, _META_COLUMNS, [m for c in commits for m in c.meta], _META_UPSERT)
+    _insert_rows(conn, _HIST_COLUMNS, [_hist_row(h) for c in commits for h in c.history])
+    _insert_rows(conn, _DEDUPE_COLUMNS, [_dedupe_row(d) for c in commits for d in c.dedupe])
+    return True
 
 
 def _translate(exc: Exception) -> Exception:
@@ -266,6 +358,7 @@ class _Job:
     apply: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    commit: Commit | None = None  # set for store.commit(): such jobs may be written as a group
 
 
 def _settle(future: asyncio.Future[Any], result: object, exc: BaseException | None) -> None:
@@ -277,9 +370,21 @@ def _settle(future: asyncio.Future[Any], result: object, exc: BaseException | No
         future.set_result(result)
 
 
-def _resolve(job: _Job, result: object, exc: BaseException | None) -> None:
-    with contextlib.suppress(RuntimeError):  # the caller's loop has closed: nobody to tell
-        job.loop.call_soon_threadsafe(_settle, job.future, result, exc)
+def _settle_all(outcomes: list[tuple[asyncio.Future[Any], object, BaseException | None]]) -> None:
+    for future, result, exc in outcomes:
+        _settle(future, result, exc)
+
+
+def _resolve_all(jobs: list[_Job], outcomes: list[tuple[object, BaseException | None]]) -> None:
+    """Resolve the futures of a batch: one wake-up of each event loop, not one per job."""
+    by_loop: dict[
+        asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], object, BaseException | None]]
+    ] = {}
+    for job, (result, exc) in zip(jobs, outcomes, strict=True):
+        by_loop.setdefault(job.loop, []).append((job.future, result, exc))
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the caller's loop has closed: nobody to tell
+            loop.call_soon_threadsafe(_settle_all, settled)
 
 
 class SQLiteStore(AsyncClosing):
@@ -360,63 +465,101 @@ class SQLiteStore(AsyncClosing):
                 if first is None:
                     break
                 batch = [first]
-                while len(batch) < BATCH_CAP:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        stop = True
-                        break
-                    batch.append(item)
+                stop = self._take(batch)
+                if not stop and 1 < len(batch) < GATHER_BELOW:
+                    time.sleep(GATHER_DELAY_S)
+                    stop = self._take(batch)
                 self._run_batch(conn, batch)
         finally:
             conn.close()
 
+    def _take(self, batch: list[_Job]) -> bool:
+        """Add what is queued to ``batch`` (up to :data:`BATCH_CAP`); True once told to stop."""
+        while len(batch) < BATCH_CAP:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is None:
+                return True
+            batch.append(item)
+        return False
+
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         """One transaction for the batch; each job in its own savepoint; one COMMIT, one fsync.
 
+        Consecutive Commits that only upsert and insert are first tried together, a few
+        multi-row statements in one savepoint (:func:`_apply_group`); if any of them would
+        fail, the group is rolled back and its jobs run one by one like the others.
         Futures are resolved only after COMMIT returned (spec §12 (durability)).
         """
-        outcomes: list[tuple[object, Exception | None]] = []
+        outcomes: list[tuple[object, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                conn.execute("SAVEPOINT job")
-                try:
-                    result = job.apply(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO job")  # only this job's changes are undone
-                    conn.execute("RELEASE job")
-                    outcomes.append((None, _translate(exc)))
-                else:
-                    conn.execute("RELEASE job")
-                    outcomes.append((result, None))
+            i, n = 0, len(batch)
+            while i < n:
+                j = i
+                while j < n and _groupable(batch[j].commit):
+                    j += 1
+                if j - i >= 2 and self._try_group(conn, batch[i:j]):
+                    outcomes.extend((None, None) for _ in range(j - i))
+                    i = j
+                    continue
+                outcomes.extend(self._run_job(conn, job) for job in batch[i : max(j, i + 1)])
+                i = max(j, i + 1)
             conn.execute("COMMIT")
         except Exception as exc:  # BEGIN, a savepoint step or COMMIT failed: nothing landed
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             failure = StoreError(f"transaction failed, nothing of it was written: {exc}")
-            for job in batch:
-                _resolve(job, None, failure)
+            _resolve_all(batch, [(None, failure)] * len(batch))
             return
         self.stats.transactions += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
-        for job, (result, error) in zip(batch, outcomes, strict=True):
+        for _, error in outcomes:
             if error is None:
                 self.stats.writes += 1
             elif isinstance(error, StoreConflict):
                 self.stats.conflicts += 1
-            _resolve(job, result, error)
+        _resolve_all(batch, outcomes)
 
-    async def _write(self, apply: Callable[[sqlite3.Connection], _T]) -> _T:
+    @staticmethod
+    def _run_job(conn: sqlite3.Connection, job: _Job) -> tuple[object, BaseException | None]:
+        """One job in its own savepoint: a failure undoes only this job's changes."""
+        conn.execute("SAVEPOINT job")
+        try:
+            result = job.apply(conn)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            return None, _translate(exc)
+        conn.execute("RELEASE job")
+        return result, None
+
+    @staticmethod
+    def _try_group(conn: sqlite3.Connection, jobs: list[_Job]) -> bool:
+        """Write the Commits of ``jobs`` together in one savepoint; False if nothing was
+        written because one of them would fail (see :func:`_apply_group`)."""
+        conn.execute("SAVEPOINT grp")
+        try:
+            written = _apply_group(conn, [job.commit for job in jobs if job.commit is not None])
+        except Exception:
+            written = False
+        if not written:
+            conn.execute("ROLLBACK TO grp")
+        conn.execute("RELEASE grp")
+        return written
+
+    async def _write(
+        self, apply: Callable[[sqlite3.Connection], _T], commit: Commit | None = None
+    ) -> _T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
         with self._lock:
             if self._closed:
                 raise StoreError("store is closed")
-            self._queue.put(_Job(apply, future, loop))
+            self._queue.put(_Job(apply, future, loop, commit))
         return await future
 
     # -- reads --
@@ -444,7 +587,7 @@ class SQLiteStore(AsyncClosing):
     async def commit(self, c: Commit) -> None:
         """Write ``c`` in the next group transaction; return after its COMMIT (receipt only
         after commit, spec §12 (durability)). Cancelling the wait does not cancel the write."""
-        await self._write(lambda conn: _apply_commit(conn, c))
+        await self._write(lambda conn: _apply_commit(conn, c), c)
 
     async def outbox_retry(
         self, item_id: int, attempts: int, next_attempt_ms: int, last_error: str
