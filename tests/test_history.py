@@ -11,12 +11,18 @@ from vrmproto import (
     DataRequest,
     Entry,
     History,
+    Identity,
+    Problem,
     ProtocolError,
     Receipt,
+    Relationship,
     Role,
+    TermRef,
+    TermsOffer,
     ValidationError,
     compare,
     decode,
+    latest,
     open_envelope,
     sha256,
     verify_entries,
@@ -208,3 +214,44 @@ def test_a_crossing_is_a_fork_with_the_same_messages() -> None:
     assert (d.kind, d.index) == ("fork", 3)
     assert {e.msg_hash for e in ours[3:]} == {e.msg_hash for e in theirs[3:]}
     assert not pair.histories_equal()
+
+
+def test_every_message_must_come_from_a_party_of_the_thread() -> None:
+    """§8.3-2: a stranger's message, even correctly linked in, makes the log unacceptable."""
+    pair = conversation()
+    ours = list(pair.customer.history.entries())
+    stranger = Identity(bytes([7]) * 32)
+    rel = Relationship(role=Role.CUSTOMER, identity=stranger, thread=pair.customer.thread,
+                       peer_key=pair.vendor.identity.public_key,
+                       peer_enc_key=pair.vendor.identity.enc_public_key)
+    forged = rel.send(TermsOffer(terms=(TermRef.of(latest("vrm.no-tracking")),),
+                                 enc_key=stranger.enc_public_key), now=1, msg_id=bytes(16))
+    log = History(ours)
+    log.append(forged.message.hash, forged.message.envelope, outgoing=False)
+    verify_entries(ours)
+    with pytest.raises(ProtocolError) as info:
+        verify_entries(log.entries())
+    assert info.value.code is Problem.NOT_A_PARTY
+
+
+def test_a_page_of_an_export_verifies_from_its_start_link() -> None:
+    """§12.5: a later page is checked from the link of the entry before it."""
+    entries = list(conversation().customer.history.entries())
+    first = entries[:3]
+    page = entries[3:]
+    opening = open_envelope(entries[0].envelope, now=0, check_time=False)
+    assert opening.recipient is not None
+    keys = [opening.sender, opening.recipient]
+    verify_entries(page, start_link=first[-1].link, parties=keys)
+    with pytest.raises(ProtocolError):
+        verify_entries(page, start_link=GENESIS, parties=keys)
+
+
+def test_keys_named_by_a_rotation_become_parties() -> None:
+    """§2.6, §8.3-2: after a key.rotate, the new key's messages belong to the log."""
+    pair = CustomerVendorPair()
+    pair.agree()
+    pair.rotate_customer()
+    pair.exchange(pair.share({"email": "new@example.org"}))
+    verify_entries(pair.customer.history.entries())
+    verify_entries(pair.vendor.history.entries())

@@ -15,9 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from vrmproto._envelope import open_envelope
-from vrmproto._errors import ProtocolError, ValidationError
+from vrmproto._errors import Problem, ProtocolError, ValidationError
 from vrmproto._keys import sha256
 from vrmproto._limits import Limits
+from vrmproto._messages import KeyRotate
 
 _LINK_CONTEXT = b"vrmproto/v1/history\x00"
 GENESIS = bytes(32)
@@ -134,14 +135,35 @@ class History:
         return tuple(self._entries)
 
 
-def verify_entries(entries: Sequence[Entry], *, max_envelope_bytes: int | None = None) -> None:
-    """Check a whole log: gap-free indexes, every link, every signature and body hash (§8.2).
+def verify_entries(
+    entries: Sequence[Entry],
+    *,
+    max_envelope_bytes: int | None = None,
+    start_link: bytes | None = None,
+    parties: Iterable[bytes] = (),
+) -> None:
+    """Check a log: gap-free indexes, every link, every signature and body hash (§8.2), and that
+    every message belongs to one thread and is signed by and addressed to its parties (§8.3-2).
 
-    Erased bodies are allowed (§8.4). Raises :class:`ProtocolError` at the first bad entry.
+    A whole log starts at index 0; a later page of an export (§12.5) starts at its first entry's
+    index, with ``start_link`` the link of the entry before it. The parties are the two keys of
+    the first message (or ``parties``, for a page), plus every new key a ``key.rotate`` in the
+    log names (§2.6): a rotated key stays a party for the messages it signed. Erased bodies are
+    allowed (§8.4), though an erased ``key.rotate`` cannot vouch for its new key. Lifetime and
+    depth limits do not apply to stored history; only ``max_envelope_bytes`` is kept, if given.
+    Raises :class:`ProtocolError` at the first bad entry.
     """
-    limits = Limits(max_envelope_bytes=max_envelope_bytes or 2**31 - 1)
-    prev = GENESIS
-    for i, e in enumerate(entries):
+    limits = Limits(
+        max_envelope_bytes=max_envelope_bytes or 2**31 - 1,
+        max_depth=2**16,
+        max_lifetime_ms=2**53 - 1 - 120_000,
+        replay_window_ms=2**53 - 1,
+    )
+    first = entries[0].index if entries and start_link is not None else 0
+    prev = start_link if start_link is not None else GENESIS
+    known = set(parties)
+    thread: bytes | None = None
+    for i, e in enumerate(entries, start=first):
         if e.index != i:
             raise ValidationError(f"entry {i} has index {e.index}", clause="§8.2-1")
         if e.link != link(prev, e.msg_hash):
@@ -154,6 +176,17 @@ def verify_entries(entries: Sequence[Entry], *, max_envelope_bytes: int | None =
             raise ValidationError(f"entry {i}: {exc}", code=exc.code, clause=exc.clause) from None
         if msg.hash != e.msg_hash:
             raise ValidationError(f"entry {i}'s envelope is another message", clause="§8.2-3")
+        if thread is None:
+            thread = msg.thread
+            if not known and msg.recipient is not None:
+                known = {msg.sender, msg.recipient}
+        if msg.thread != thread:
+            raise ValidationError(f"entry {i} belongs to another thread", clause="§8.3-2")
+        if msg.sender not in known or msg.recipient not in known:
+            raise ValidationError(f"entry {i} is signed by or sent to a stranger",
+                                  code=Problem.NOT_A_PARTY, clause="§8.3-2")
+        if isinstance(msg.body, KeyRotate):
+            known.add(msg.body.new_key)
         prev = e.link
 
 
