@@ -192,7 +192,7 @@ def test_history_refuses_bad_appends() -> None:
     assert len(h) == 3  # next_entry changes nothing
 
 
-def test_a_crossing_is_a_fork_with_the_same_messages() -> None:
+def test_a_crossing_is_told_apart_from_a_fork() -> None:
     """§8.3-6: messages sent at the same time cross; both are accepted, the facts agree, and
     the logs hold the same messages in another order — a fork that is not a fault."""
     pair = CustomerVendorPair()
@@ -211,7 +211,7 @@ def test_a_crossing_is_a_fork_with_the_same_messages() -> None:
     ours, theirs = c.history.entries(), v.history.entries()
     d = compare(ours, theirs)
     assert d is not None
-    assert (d.kind, d.index) == ("fork", 3)
+    assert (d.kind, d.index) == ("crossing", 3)
     assert {e.msg_hash for e in ours[3:]} == {e.msg_hash for e in theirs[3:]}
     assert not pair.histories_equal()
 

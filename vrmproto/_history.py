@@ -47,15 +47,18 @@ class Divergence:
     index: int
     ours: Entry | None
     theirs: Entry | None
+    crossing: bool = False
 
     @property
     def kind(self) -> str:
-        """``"behind"``: ours is a prefix of theirs; ``"ahead"``: the reverse; else ``"fork"``."""
+        """``"behind"``: ours is a prefix of theirs; ``"ahead"``: the reverse; ``"crossing"``:
+        the same messages from ``index`` on, in another order (§8.3-6, not a fault); else
+        ``"fork"``."""
         if self.ours is None:
             return "behind"
         if self.theirs is None:
             return "ahead"
-        return "fork"
+        return "crossing" if self.crossing else "fork"
 
 
 class History:
@@ -206,8 +209,12 @@ def compare(ours: Sequence[Entry], theirs: Sequence[Entry]) -> Divergence | None
             lo = mid + 1
         else:
             hi = mid
+    crossing = len(ours) == len(theirs) and (
+        sorted(e.msg_hash for e in ours[lo:]) == sorted(e.msg_hash for e in theirs[lo:])
+    )
     return Divergence(
         lo,
         ours[lo] if lo < len(ours) else None,
         theirs[lo] if lo < len(theirs) else None,
+        crossing,
     )
