@@ -434,12 +434,29 @@ def test_conformance_is_mounted(home: Path) -> None:
     assert "DISC-001" in r.stdout
 
 
+def test_rotate_then_end(home: Path, host: VendorHost) -> None:
+    ok(vrm("connect", host["outfitters"].url, home=home))
+    r = ok(vrm("rotate", "Wasatch Outfitters", "--json", home=home)).json
+    assert r["status"] == "confirmed"
+    assert r["old_key"] != r["new_key"]
+    # the relationship goes on under the new key, and both histories still agree
+    s = ok(vrm("share", "Wasatch Outfitters", "email=doc@example.org", "--json", home=home))
+    assert s.json["status"] == "confirmed"
+    cmp = ok(vrm("history", "Wasatch Outfitters", "--compare", "--json", home=home)).json
+    assert cmp["comparison"]["equal"] is True
+    e = ok(vrm("end", "Wasatch Outfitters", "--reason", "moving away", "--json", home=home))
+    assert e.json["status"] == "confirmed"
+    rels = ok(vrm("relationships", "--json", home=home)).json["relationships"]
+    assert rels[0]["state"] == "ended"
+    fails(vrm("share", "Wasatch Outfitters", "email=x@example.org", home=home), 1, "ended")
+
+
 def test_every_command_has_help_and_json() -> None:
     out = subprocess.run([*VRM, "--help"], capture_output=True, text=True, check=True,
                          env=cli_env(None)).stdout
     commands = ["address", "agent", "conformance", "connect", "data", "demo", "discover",
                 "history", "init", "intent", "key", "outbox", "relationships", "share", "terms",
-                "vendor", "withdraw"]
+                "vendor", "withdraw", "rotate", "end"]
     for name in commands:
         assert name in out
     from vrmproto.cli import cli  # noqa: PLC0415

@@ -16,6 +16,7 @@ from vrmproto import __version__
 from vrmproto.cli._cmd_connect import connect
 from vrmproto.cli._cmd_data import address, data, history, outbox, relationships, share, withdraw
 from vrmproto.cli._cmd_intent import intent
+from vrmproto.cli._cmd_lifecycle import end, rotate
 from vrmproto.cli._cmd_local import init, key, terms
 from vrmproto.cli._cmd_serve import agent, discover, vendor
 from vrmproto.cli._context import common_options, current_env
@@ -41,7 +42,7 @@ def cli() -> None:
 
 for command in (
     init, key, terms, discover, connect, relationships, share, withdraw, data, address, intent,
-    history, outbox, agent, vendor, demo,
+    history, outbox, rotate, end, agent, vendor, demo,
 ):  # fmt: skip
     cli.add_command(command)
 

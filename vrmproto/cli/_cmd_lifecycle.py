@@ -1,0 +1,72 @@
+"""A relationship's life: ``vrm rotate`` (a new key, §2.6) and ``vrm end`` (§5.6.4)."""
+
+from __future__ import annotations
+
+import click
+
+from vrmproto._keys import fingerprint
+from vrmproto.cli._common import finish, pick
+from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
+from vrmproto.cli._errors import EXIT_FAILED
+from vrmproto.cli._output import rbutton, short
+from vrmproto.client import Delivery, RelationshipView
+
+__all__ = ["end", "rotate"]
+
+
+def _report(env: Env, view: RelationshipView, d: Delivery, done: str, extra: dict[str, object]
+            ) -> None:
+    result: dict[str, object] = {"vendor": view.vendor, "thread": view.thread.hex(),
+                                 "message": d.msg_hash.hex(), "status": d.status, **extra}
+    if env.out.json_mode:
+        env.out.json(result)
+    else:
+        env.out.print(f"[bold]{rbutton(view.vendor)}[/]")
+        if d.status == "confirmed":
+            env.out.print(f"  [green]✓ {done}[/] ({short(d.msg_hash)}, receipt kept)")
+        elif d.status == "queued":
+            env.out.print(f"  ⏸ queued ({d.error}); `vrm outbox run` delivers it")
+    if d.status not in ("confirmed", "queued"):
+        finish(EXIT_FAILED, f"{view.vendor} did not take it: {d.error}")
+
+
+@click.command()
+@click.argument("vendor")
+@click.option("--compromised", is_flag=True,
+              help="The old key may be in someone else's hands: the vendor refuses it from now "
+              "on as revoked, not merely rotated.")
+@common_options
+@pass_env
+def rotate(env: Env, *, vendor: str, compromised: bool) -> None:
+    """Move your relationship with VENDOR to a new key, signed by the old one (§2.6)."""
+
+    async def go() -> tuple[RelationshipView, Delivery, RelationshipView]:
+        async with open_agent(env) as agent:
+            view = await pick(agent, vendor)
+            d = await agent.rotate_key(view.thread,
+                                       reason="compromise" if compromised else "rotate")
+            after = await pick(agent, view.thread.hex())
+            return view, d, after
+
+    view, d, after = run(go())
+    _report(env, view, d, "now under a new key", {
+        "reason": "compromise" if compromised else "rotate",
+        "old_key": fingerprint(view.local_key), "new_key": fingerprint(after.local_key),
+    })
+
+
+@click.command()
+@click.argument("vendor")
+@click.option("--reason", help="Why, if you want to say.")
+@common_options
+@pass_env
+def end(env: Env, *, vendor: str, reason: str | None) -> None:
+    """End your relationship with VENDOR: nothing more is sent in it; its history stays."""
+
+    async def go() -> tuple[RelationshipView, Delivery]:
+        async with open_agent(env) as agent:
+            view = await pick(agent, vendor)
+            return view, await agent.end(view.thread, reason)
+
+    view, d = run(go())
+    _report(env, view, d, "ended", {"reason": reason})
