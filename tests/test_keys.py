@@ -25,7 +25,7 @@ from vrmproto import (
     seal,
     verify,
 )
-from vrmproto._keys import check_key
+from vrmproto._keys import check_enc_key, check_key
 
 CONTEXTS = [
     Context.MESSAGE,
@@ -310,3 +310,19 @@ def test_altered_or_short_boxes_cannot_be_opened(data: st.DataObject) -> None:
         with pytest.raises(ValidationError) as info:
             ALICE.unseal(bad)
         assert info.value.code is Problem.CANNOT_DECRYPT
+
+
+@pytest.mark.parametrize("key_hex", [
+    "00" * 32,
+    "01" + "00" * 31,
+    "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+    "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+    "ec" + "ff" * 30 + "7f",
+    "ed" + "ff" * 30 + "ff",  # p, with the top bit set: still refused
+])
+def test_small_order_encryption_keys_are_refused(key_hex: str) -> None:
+    """§2.1-5: an X25519 key of small order is bad_key; derived keys never are."""
+    with pytest.raises(ValidationError) as info:
+        check_enc_key(bytes.fromhex(key_hex))
+    assert info.value.code is Problem.BAD_KEY
+    check_enc_key(Identity(bytes(32)).enc_public_key)

@@ -101,6 +101,30 @@ def is_valid_key(key: bytes) -> bool:
     return len(key) == KEY_BYTES and bool(_sodium.crypto_core_ed25519_is_valid_point(key))
 
 
+# The X25519 points of small order, as libsodium lists them (the top bit is ignored).
+_SMALL_ORDER_X25519 = frozenset(bytes.fromhex(h) for h in (
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+    "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+))
+
+
+def check_enc_key(key: bytes, *, path: str = "") -> None:
+    """Refuse an X25519 key of small order with ``bad_key`` (§2.1-5): nothing sealed to it
+    would be secret, and libsodium refuses to seal to it."""
+    if len(key) != KEY_BYTES or key[:31] + bytes([key[31] & 0x7F]) in _SMALL_ORDER_X25519:
+        raise ValidationError(
+            "not a usable X25519 public key (small order)",
+            code=Problem.BAD_KEY,
+            clause="§2.1-5",
+            path=path,
+        )
+
+
 def check_key(key: bytes, *, path: str = "") -> None:
     """Refuse a key that is not a valid Ed25519 public key with ``bad_key`` (§2.1-2)."""
     if not is_valid_key(key):

@@ -19,7 +19,7 @@ from vrmproto._envelope import Signed, open_envelope, open_sealed, seal_content,
 from vrmproto._errors import Problem, ProtocolError, StateError, ValidationError
 from vrmproto._fields import Custom
 from vrmproto._history import Entry, History
-from vrmproto._keys import Context, Identity, check_key, verify
+from vrmproto._keys import Context, Identity, check_enc_key, check_key, verify
 from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._messages import (
     AddressUpdate,
@@ -309,6 +309,7 @@ class Relationship:
 
         if isinstance(body, TermsOffer):
             _check_terms(body.terms, "$.body.terms")
+            check_enc_key(body.enc_key, path="$.body.enc_key")
 
             def offered(h: bytes) -> None:
                 self.pending_offer, self.offered, self.counter = h, body.terms, None
@@ -404,6 +405,7 @@ class Relationship:
             old = self.identity.public_key if ours else self.peer_key
             assert old is not None
             check_key(body.new_key, path="$.body.new_key")
+            check_enc_key(body.new_enc_key, path="$.body.new_enc_key")
             verify(
                 Context.KEY_ROTATION,
                 rotation_proof_bytes(old, body.new_key, self.thread),

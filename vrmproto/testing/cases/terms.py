@@ -139,6 +139,19 @@ async def no_accept_beyond_list(ctx: CaseContext) -> None:
                actual=answer.describe())
 
 
+@case(id="TRM-013", clause="§2.1-5", level=M, tags=("terms", "keys", "sealed"),
+      requirement="A receiver MUST refuse a terms.offer whose enc_key is an X25519 point of "
+      "small order, with bad_key: nothing sealed to it would be secret.",
+      accepts="problem bad_key for enc_key = 1 (a point of order 4) and for p + 1 with the top "
+      "bit set")
+async def small_order_enc_key(ctx: CaseContext) -> None:
+    who = identity(ctx)
+    for enc_key in (bytes([1]) + bytes(31),
+                    bytes.fromhex("ee" + "ff" * 30 + "ff")):  # p + 1, top bit set
+        msg = sign(ctx, TermsOffer(terms=acceptable_terms(ctx), enc_key=enc_key), who)
+        expect_problem(ctx, await post(ctx, msg.envelope), ["bad_key"])
+
+
 # -- who may speak in a thread (§4.5-5, §12.2-6, §12.2-7) -----------------------------------------
 
 
