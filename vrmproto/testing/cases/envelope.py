@@ -10,7 +10,7 @@ from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 from vrmproto import _codec
 from vrmproto._binding import CONTENT_TYPE, SIGNATURE_HEADER, WELL_KNOWN_PATH, verify_discovery
 from vrmproto._errors import ProtocolError
-from vrmproto._keys import Context, is_valid_key, sha256
+from vrmproto._keys import Context, is_valid_key
 from vrmproto._limits import Limits
 from vrmproto._messages import TermsOffer
 from vrmproto.testing._case import Level, case
@@ -20,6 +20,7 @@ from ._support import (
     envelope_bytes,
     expect_problem,
     expect_receipt,
+    forged,
     header_of,
     identity,
     now_ms,
@@ -233,12 +234,8 @@ SMALL_ORDER_KEY = bytes.fromhex(
       "with bad_key.",
       accepts="problem bad_key")
 async def small_order_sender(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
-    h = header_of(msg)
-    h["from"] = SMALL_ORDER_KEY
-    hdr, sig = resign_header(h, who)
-    expect_problem(ctx, await post(ctx, envelope_bytes(hdr, sig, msg.body_bytes)), ["bad_key"])
+    env = forged(ctx, identity(ctx), header={"from": SMALL_ORDER_KEY})
+    expect_problem(ctx, await post(ctx, env), ["bad_key"])
 
 
 @case(id="ENV-007", clause="§3.4-3", level=M, tags=("envelope", "signature"),
@@ -281,12 +278,7 @@ async def body_swapped(ctx: CaseContext) -> None:
       "unsupported_version, whose problem MUST carry supported_versions.",
       accepts="problem unsupported_version with supported_versions ∋ 1")
 async def unknown_version(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
-    h = header_of(msg)
-    h["v"] = 99
-    hdr, sig = resign_header(h, who)
-    answer = await post(ctx, envelope_bytes(hdr, sig, msg.body_bytes))
+    answer = await post(ctx, forged(ctx, identity(ctx), header={"v": 99}))
     expect_problem(ctx, answer, ["unsupported_version"])
     assert answer.problem is not None
     versions = answer.problem.body.supported_versions
@@ -298,13 +290,8 @@ async def unknown_version(ctx: CaseContext) -> None:
       requirement="A receiver MUST refuse a message type it does not know.",
       accepts="problem unknown_type")
 async def unknown_type(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
-    h = header_of(msg)
-    h["type"] = "terms.haggle"
-    hdr, sig = resign_header(h, who)
-    expect_problem(ctx, await post(ctx, envelope_bytes(hdr, sig, msg.body_bytes)),
-                   ["unknown_type"])
+    env = forged(ctx, identity(ctx), header={"type": "terms.haggle"})
+    expect_problem(ctx, await post(ctx, env), ["unknown_type"])
 
 
 @case(id="ENV-012", clause="§4.2-2", level=M, tags=("envelope",), covers=("§4.2-10",),
@@ -312,15 +299,9 @@ async def unknown_type(ctx: CaseContext) -> None:
       accepts="problem invalid_field (or malformed) for both")
 async def header_fields(ctx: CaseContext) -> None:
     who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
-    missing = header_of(msg)
-    del missing["thread"]
-    wrong = header_of(msg)
-    wrong["created"] = "yesterday"
-    for h in (missing, wrong):
-        hdr, sig = resign_header(h, who)
-        answer = await post(ctx, envelope_bytes(hdr, sig, msg.body_bytes))
-        expect_problem(ctx, answer, ["invalid_field", "malformed"])
+    for env in (forged(ctx, who, drop=("thread",)),
+                forged(ctx, who, header={"created": "yesterday"})):
+        expect_problem(ctx, await post(ctx, env), ["invalid_field", "malformed"])
 
 
 @case(id="ENV-013", clause="§5.1-1", level=M, tags=("envelope", "body"), covers=("§5.1-2",),
@@ -332,12 +313,8 @@ async def body_fields(ctx: CaseContext) -> None:
     good = offer_body(ctx, who)
     for body in ({"terms": [t.to_wire() for t in good.terms]},
                  {"enc_key": "not bytes", "terms": [t.to_wire() for t in good.terms]}):
-        msg = sign(ctx, good, who)
-        raw = _codec.encode(body)
-        h = header_of(msg)
-        h["body"] = sha256(raw)
-        hdr, sig = resign_header(h, who)
-        expect_problem(ctx, await post(ctx, envelope_bytes(hdr, sig, raw)), ["invalid_field"])
+        env = forged(ctx, who, body=good, raw_body=_codec.encode(body))
+        expect_problem(ctx, await post(ctx, env), ["invalid_field"])
 
 
 @case(id="ENV-014", clause="§3.4-1", level=M, tags=("envelope",),

@@ -166,14 +166,10 @@ async def wrong_content_type(ctx: CaseContext) -> None:
       accepts="HTTP 200 with a receipt")
 async def unknown_body_field(ctx: CaseContext) -> None:
     who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
-    body = _codec.decode(msg.body_bytes or b"")
+    body = offer_body(ctx, who).to_wire()
     body["x_loyalty_tier"] = "gold"
-    raw = _codec.encode(body)
-    h = header_of(msg)
-    h["body"] = sha256(raw)
-    hdr, sig = resign_header(h, who)
-    answer = await post(ctx, envelope_bytes(hdr, sig, raw), recipient_key=who.public_key)
+    env = forged(ctx, who, raw_body=_codec.encode(body))
+    answer = await post(ctx, env, recipient_key=who.public_key)
     ctx.expect(answer.status == 200 and answer.receipt is not None,
                expected="a receipt", actual=answer.describe())
 
