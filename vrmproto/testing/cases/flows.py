@@ -344,12 +344,7 @@ async def rotation_bad_proof(ctx: CaseContext) -> None:
       "key_rotated.",
       accepts="problem key_rotated")
 async def old_key_after_rotation(ctx: CaseContext) -> None:
-    c = Customer(ctx)
-    await c.agree()
-    old = await _rotate(ctx, c, "rotate")
-    body, msg_id = _share(c, ctx, {"email": "old@example.org"})
-    msg = sign(ctx, body, old, thread=c.rel.thread, prev=c.rel.our_head, msg_id=msg_id)
-    expect_problem(ctx, await post(ctx, msg.envelope), ["key_rotated"])
+    await _old_key_refused(ctx, "rotate", "key_rotated")
 
 
 @case(id="KEY-004", clause="§2.6-4", level=M, tags=("keys",),
@@ -357,12 +352,17 @@ async def old_key_after_rotation(ctx: CaseContext) -> None:
       "with key_revoked.",
       accepts="problem key_revoked")
 async def revoked_key(ctx: CaseContext) -> None:
+    await _old_key_refused(ctx, "compromise", "key_revoked")
+
+
+async def _old_key_refused(ctx: CaseContext, reason: str, code: str) -> None:
+    """Rotate for ``reason``, then send a share signed by the old key: refused with ``code``."""
     c = Customer(ctx)
     await c.agree()
-    old = await _rotate(ctx, c, "compromise")
+    old = await _rotate(ctx, c, reason)
     body, msg_id = _share(c, ctx, {"email": "old@example.org"})
     msg = sign(ctx, body, old, thread=c.rel.thread, prev=c.rel.our_head, msg_id=msg_id)
-    expect_problem(ctx, await post(ctx, msg.envelope), ["key_revoked"])
+    expect_problem(ctx, await post(ctx, msg.envelope), [code])
 
 
 # -- history (§8, §12.5) ---------------------------------------------------------------------------
