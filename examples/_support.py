@@ -10,58 +10,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from vrmproto import Identity
-from vrmproto.cli import VendorConfig, load_vendor_config
-from vrmproto.server import Endpoint, Server, serve
-from vrmproto.store import MemoryStore
+from vrmproto.cli import LocalVendor, load_vendor_config
 
 VENDORS = Path(__file__).resolve().parent / "vendors"
 
 
-@dataclass
-class RunningVendor:
-    """One reference vendor: its configuration, key, store and (while up) its server."""
-
-    config: VendorConfig
-    identity: Identity
-    store: MemoryStore
-    server: Server | None = None
-    port: int = 0
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        """Serve (again, on the same port if it served before), with the same store."""
-        endpoint = Endpoint(self.identity, store=self.store, name=self.name,
-                            policy=self.config.policy())
-        self.server = await serve(endpoint, "127.0.0.1", self.port)
-        self.port = self.server.port
-
-    async def stop(self) -> None:
-        """Stop serving: the vendor is down, its data kept."""
-        if self.server is not None:
-            await self.server.close()
-            self.server = None
-
-
 @contextlib.asynccontextmanager
-async def running_vendors(*names: str) -> AsyncIterator[dict[str, RunningVendor]]:
+async def running_vendors(*names: str) -> AsyncIterator[dict[str, LocalVendor]]:
     """Start the vendors of ``examples/vendors/<name>.toml``; stop them all afterwards."""
-    vendors: dict[str, RunningVendor] = {}
+    vendors: dict[str, LocalVendor] = {}
     try:
         for name in names:
-            config = load_vendor_config(VENDORS / f"{name}.toml")
-            assert config.seed is not None, "the example vendors carry their (public) seeds"
-            vendor = RunningVendor(config, Identity(config.seed), MemoryStore())
+            vendor = LocalVendor.of(load_vendor_config(VENDORS / f"{name}.toml"))
             await vendor.start()
             vendors[name] = vendor
         yield vendors

@@ -19,14 +19,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vrmproto import Identity
-from vrmproto.cli import VendorConfig, load_vendor_config
-from vrmproto.server import Endpoint, Server, serve
-from vrmproto.store import MemoryStore
+from vrmproto.cli import LocalVendor, load_vendor_config
 
 T = TypeVar("T")
 
@@ -74,23 +71,6 @@ def vrm(*args: str, home: Path | None, stdin: str = "", timeout: float = 60) -> 
 # -- vendors in this process -------------------------------------------------------------------
 
 
-@dataclass
-class HostedVendor:
-    config: VendorConfig
-    identity: Identity
-    store: MemoryStore = field(default_factory=MemoryStore)
-    server: Server | None = None
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-
 class VendorHost:
     """Reference vendors served from a background event loop (one thread for all of them)."""
 
@@ -98,35 +78,23 @@ class VendorHost:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="vendors", daemon=True)
         self.thread.start()
-        self.vendors: dict[str, HostedVendor] = {}
+        self.vendors: dict[str, LocalVendor] = {}
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
 
-    def add(self, key: str, toml: str | None = None) -> HostedVendor:
+    def add(self, key: str, toml: str | None = None) -> LocalVendor:
         """Start the vendor of ``examples/vendors/<toml or key>.toml`` under ``key``."""
-        config = load_vendor_config(VENDOR_FILES / f"{toml or key}.toml")
-        assert config.seed is not None
-        vendor = HostedVendor(config, Identity(config.seed))
+        vendor = LocalVendor.of(load_vendor_config(VENDOR_FILES / f"{toml or key}.toml"))
         self.vendors[key] = vendor
         self.start(key)
         return vendor
 
     def start(self, key: str) -> None:
-        v = self.vendors[key]
-
-        async def go() -> None:
-            endpoint = Endpoint(v.identity, store=v.store, name=v.name, policy=v.config.policy())
-            v.server = await serve(endpoint, "127.0.0.1", v.port)
-            v.port = v.server.port
-
-        self.call(go())
+        self.call(self.vendors[key].start())
 
     def stop(self, key: str) -> None:
-        v = self.vendors[key]
-        if v.server is not None:
-            server, v.server = v.server, None
-            self.call(server.close())
+        self.call(self.vendors[key].stop())
 
     def close(self) -> None:
         for key in list(self.vendors):
@@ -135,7 +103,7 @@ class VendorHost:
         self.thread.join(timeout=10)
         self.loop.close()
 
-    def __getitem__(self, key: str) -> HostedVendor:
+    def __getitem__(self, key: str) -> LocalVendor:
         return self.vendors[key]
 
 

@@ -8,6 +8,13 @@ takes ``--json`` for scripts and ``--data-dir`` (default ``$VRM_HOME`` or ``~/.v
 """
 
 from vrmproto.cli._app import cli, main
-from vrmproto.cli._vendor import VendorConfig, load_vendor_config, parse_vendor_config
+from vrmproto.cli._vendor import (
+    LocalVendor,
+    VendorConfig,
+    load_vendor_config,
+    parse_vendor_config,
+)
 
-__all__ = ["VendorConfig", "cli", "load_vendor_config", "main", "parse_vendor_config"]
+__all__ = [
+    "LocalVendor", "VendorConfig", "cli", "load_vendor_config", "main", "parse_vendor_config",
+]

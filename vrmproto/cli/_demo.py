@@ -35,7 +35,7 @@ import click
 from rich.panel import Panel
 from rich.rule import Rule
 
-from vrmproto._keys import Identity, fingerprint
+from vrmproto._keys import fingerprint
 from vrmproto._messages import DataErased, Money, TermsReject
 from vrmproto._vocab import TermRef
 from vrmproto.cli._cmd_data import relationships_table, view_json
@@ -46,31 +46,12 @@ from vrmproto.cli._errors import EXIT_FAILED, EXIT_OK
 from vrmproto.cli._home import DEFAULT_TERMS, Home, Settings
 from vrmproto.cli._output import Out, records_table, short, terms_text
 from vrmproto.cli._progress import FanoutDisplay
-from vrmproto.cli._vendor import VendorConfig, parse_vendor_config
+from vrmproto.cli._vendor import LocalVendor, parse_vendor_config
 from vrmproto.client import Agent, ConnectResult
-from vrmproto.server import Endpoint, Server, serve
-from vrmproto.store import MemoryStore
 
 __all__ = ["Demo", "demo"]
 
 CAR_RENTALS = ("avis", "budget", "hertz")
-
-
-@dataclass(slots=True)
-class _Vendor:
-    config: VendorConfig
-    identity: Identity
-    store: MemoryStore
-    server: Server | None = None
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def name(self) -> str:
-        return self.config.name
 
 
 @dataclass(slots=True)
@@ -100,7 +81,7 @@ class Demo:
     def __init__(self, out: Out, workdir: Path) -> None:
         self.out = out
         self.home = Home(workdir / "you")
-        self.vendors: dict[str, _Vendor] = {}
+        self.vendors: dict[str, LocalVendor] = {}
         self.outcomes: list[Outcome] = []
         self.terms: tuple[TermRef, ...] = DEFAULT_TERMS
 
@@ -139,22 +120,14 @@ class Demo:
     async def start_vendors(self) -> None:
         for key, text in DEMO_VENDORS.items():
             config = parse_vendor_config(tomllib.loads(text), source=f"demo vendor {key}")
-            assert config.seed is not None
-            vendor = _Vendor(config, Identity(config.seed), MemoryStore())
-            self.vendors[key] = vendor
+            self.vendors[key] = LocalVendor.of(config)
             await self.start(key)
 
     async def start(self, key: str) -> None:
-        v = self.vendors[key]
-        endpoint = Endpoint(v.identity, store=v.store, name=v.name, policy=v.config.policy())
-        v.server = await serve(endpoint, "127.0.0.1", v.port)
-        v.port = v.server.port
+        await self.vendors[key].start()
 
     async def stop(self, key: str) -> None:
-        v = self.vendors[key]
-        if v.server is not None:
-            await v.server.close()
-            v.server = None
+        await self.vendors[key].stop()
 
     async def stop_all(self) -> None:
         for key in self.vendors:

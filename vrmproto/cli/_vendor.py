@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,8 @@ from vrmproto._vocab import (
 )
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._parse import parse_money, parse_term
-from vrmproto.server import CatalogueItem, ReferencePolicy
+from vrmproto.server import CatalogueItem, Endpoint, ReferencePolicy, Server, serve
+from vrmproto.store import MemoryStore
 
 __all__ = ["VendorConfig", "load_vendor_config", "parse_vendor_config"]
 
@@ -247,3 +248,43 @@ def load_vendor_config(path: str | os.PathLike[str]) -> VendorConfig:
                        kind="config") from None  # fmt: skip
     return parse_vendor_config(data, source=str(p), base=p.parent)
 
+
+
+@dataclass(slots=True)
+class LocalVendor:
+    """A reference vendor from a :class:`VendorConfig`, served on 127.0.0.1 from an in-memory
+    store: what ``vrm demo``, the examples and the tests start, stop and start again (a restart
+    reuses the port and the store, so the vendor is "back up" with what it held)."""
+
+    config: VendorConfig
+    identity: Identity
+    store: MemoryStore = field(default_factory=MemoryStore)
+    server: Server | None = None
+    port: int = 0
+
+    @classmethod
+    def of(cls, config: VendorConfig) -> LocalVendor:
+        if config.seed is None:
+            raise ValueError(f"{config.name}: a local vendor needs the seed in its configuration")
+        return cls(config, Identity(config.seed))
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        """Serve (again, on the same port if it served before), with the same store."""
+        endpoint = Endpoint(self.identity, store=self.store, name=self.name,
+                            policy=self.config.policy())
+        self.server = await serve(endpoint, "127.0.0.1", self.port)
+        self.port = self.server.port
+
+    async def stop(self) -> None:
+        """Stop serving: the vendor is down, its data kept."""
+        if self.server is not None:
+            server, self.server = self.server, None
+            await server.close()
