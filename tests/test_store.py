@@ -28,6 +28,7 @@ from vrmproto.store import (
     StoreConflict,
     StoreError,
 )
+from vrmproto.store._sqlite import _SCHEMA_V1, SCHEMA_VERSION, _apply_group, _connect_writer
 
 ROOT = Path(__file__).resolve().parents[1]
 T1 = b"\x01" * 16
@@ -287,17 +288,76 @@ async def test_conflicting_dedupe_key_rolls_back_alone(store: Store) -> None:
 
 async def test_conflicts_inside_one_commit(store: Store) -> None:
     await store.commit(Commit(relationships=(rel(),)))
-    same_hash = (entry(T1, 0), HistoryEntry(T1, 1, entry(T1, 0).msg_hash, b"e", b"", "in", 0))
-    with pytest.raises(StoreConflict):
-        await store.commit(Commit(meta=(("k", b"v"),), history=same_hash))
     with pytest.raises(StoreConflict):
         await store.commit(Commit(meta=(("k", b"v"),), dedupe=(dedupe(BOB, 1), dedupe(BOB, 1))))
+    same_slot = (entry(T1, 0), entry(T1, 1), entry(T1, 1, tag="other"))
+    with pytest.raises(StoreConflict):
+        await store.commit(Commit(meta=(("k", b"v"),), history=same_slot))
     assert await store.get_meta("k") is None
     assert await store.history(T1) == []
-    await store.commit(Commit(history=(entry(T1, 0),)))
-    again = HistoryEntry(T1, 1, entry(T1, 0).msg_hash, b"", b"", "in", 0)
-    with pytest.raises(StoreConflict):  # the same message again, at the next index
-        await store.commit(Commit(history=(again,)))
+
+
+def again(e: HistoryEntry, index: int, thread: bytes | None = None) -> HistoryEntry:
+    """The message of ``e`` logged once more, at ``index`` of ``thread`` (by default its own),
+    with a link and envelope of its own."""
+    thread = e.thread if thread is None else thread
+    return HistoryEntry(thread, index, e.msg_hash, digest("again", thread, index),
+                        b"again-%d" % index, "in", 3_000 + index)  # fmt: skip
+
+
+async def test_a_repeated_message_hash_is_not_a_store_conflict(store: Store) -> None:
+    """The engine keeps a message to one place in a history (§4.5-6, §8.2-2); the store keeps
+    only the history slot and the dedupe key, and looks a hash up at its lowest index."""
+    e0, e1 = entry(T1, 0), entry(T1, 1)
+    # twice in one Commit, then once more in a later one
+    await store.commit(Commit(relationships=(rel(),), history=(e0, e1, again(e0, 2))))
+    await store.commit(Commit(history=(again(e0, 3),)))
+    assert [h.index for h in await store.history(T1)] == [0, 1, 2, 3]
+    assert await store.history_entry(T1, e0.msg_hash) == e0
+    assert await store.history_entry(T1, e1.msg_hash) == e1
+    # the same hash in another thread is another message's business
+    await store.commit(Commit(relationships=(rel(T2),), history=(again(e0, 0, T2),)))
+    assert await store.history_entry(T2, e0.msg_hash) == again(e0, 0, T2)
+    assert await store.history_entry(T1, e0.msg_hash) == e0
+    # dropping the first occurrence leaves none; a kept one stays the first
+    await store.commit(Commit(truncate=((T1, 3),)))
+    assert await store.history_entry(T1, e0.msg_hash) == e0
+    await store.commit(Commit(truncate=((T1, 0),)))
+    assert await store.history_entry(T1, e0.msg_hash) is None
+    await store.commit(Commit(history=(entry(T1, 0, tag="new"), again(e0, 1))))
+    assert await store.history_entry(T1, e0.msg_hash) == again(e0, 1)
+
+
+async def test_erase_replaces_every_entry_of_the_thread_holding_the_message(store: Store) -> None:
+    e0, e1 = entry(T1, 0), entry(T1, 1)
+    await store.commit(Commit(relationships=(rel(), rel(T2)), history=(e0, e1, again(e1, 2))))
+    await store.commit(Commit(history=(again(e1, 0, T2), entry(T2, 1))))
+    await store.commit(Commit(erase=((T1, e1.msg_hash, b"erased"),)))
+    t1 = await store.history(T1)
+    assert [h.envelope for h in t1] == [e0.envelope, b"erased", b"erased"]
+    assert [h.entry_hash for h in t1] == [e0.entry_hash, e1.entry_hash, again(e1, 2).entry_hash]
+    assert await store.history(T2) == [again(e1, 0, T2), entry(T2, 1)]  # other threads untouched
+
+
+async def test_repeated_hashes_in_one_group_transaction(store: Store) -> None:
+    """Commits written together (SQLite's multi-row group) may repeat a hash across threads and
+    within one; a taken slot still fails alone."""
+    e0 = entry(T1, 0)
+    threads = [bytes([n]) * 16 for n in range(10, 20)]
+    commits = [
+        Commit(relationships=(rel(t),), history=(again(e0, 0, t), again(e0, 1, t))) for t in threads
+    ]
+    await store.commit(Commit(relationships=(rel(),), history=(e0,)))
+    taken = Commit(relationships=(rel(),), history=(entry(T1, 0, tag="other"),))
+    outcomes = await gather_in_one_batch(store, *commits[:5], taken, *commits[5:])
+    assert isinstance(outcomes[5], StoreConflict)
+    assert outcomes[:5] + outcomes[6:] == [None] * 10
+    for thread in threads:
+        assert [h.msg_hash for h in await store.history(thread)] == [e0.msg_hash] * 2
+        got = await store.history_entry(thread, e0.msg_hash)
+        assert got is not None
+        assert got.index == 0
+    assert await store.history(T1) == [e0]
 
 
 async def test_history_gap_and_orphan_are_errors_not_conflicts(store: Store) -> None:
@@ -372,7 +432,7 @@ async def test_sqlite_settings(sqlite_store: SQLiteStore) -> None:
     assert pragmas["synchronous"] == 2  # FULL
     assert pragmas["foreign_keys"] == 1
     assert pragmas["busy_timeout"] > 0
-    assert pragmas["user_version"] >= 1
+    assert pragmas["user_version"] == SCHEMA_VERSION == 2
 
 
 async def test_survives_close_and_reopen(tmp_path: Path) -> None:
@@ -404,6 +464,173 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StoreError, match="newer"):
         await SQLiteStore.open(path)
+
+
+def test_group_path_takes_repeated_hashes(tmp_path: Path) -> None:
+    """The multi-row group write (not its one-by-one fallback) accepts a repeated hash."""
+    e0 = entry(T1, 0)
+    commits = [
+        Commit(relationships=(rel(T1),), history=(e0, again(e0, 1))),
+        Commit(relationships=(rel(T2),), history=(again(e0, 0, T2),)),
+    ]
+    conn = _connect_writer(tmp_path / "vrm.db")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        assert _apply_group(conn, commits)
+        conn.execute("COMMIT")
+        rows = conn.execute("SELECT thread, idx FROM history ORDER BY rowid").fetchall()
+        assert rows == [(T1, 0), (T1, 1), (T2, 0)]
+    finally:
+        conn.close()
+
+
+# -- schema migrations -------------------------------------------------------------------------
+
+V1_HISTORY = [entry(T1, 0), entry(T2, 0), entry(T1, 1), entry(T2, 1), entry(T1, 2)]
+
+
+def make_v1_database(path: Path) -> list[tuple[Any, ...]]:
+    """A version-1 file as vrmproto 1 wrote it: its schema, by hand, and a few rows of each
+    table, history inserted across threads so rowid order is not (thread, idx) order. Returns
+    the history rows with their rowids."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("BEGIN")
+        for statement in _SCHEMA_V1:
+            conn.execute(statement)
+        for r in (rel(T1), rel(T2, peer=CAROL, state="agreed")):
+            conn.execute(
+                "INSERT INTO relationships VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (r.thread, r.role, r.local_key, r.peer_key, r.state, r.data, r.label,
+                 r.peer_url, r.updated_ms),
+            )  # fmt: skip
+        for h in V1_HISTORY:
+            conn.execute(
+                "INSERT INTO history (thread, idx, msg_hash, entry_hash, envelope, direction, "
+                "recorded_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (h.thread, h.index, h.msg_hash, h.entry_hash, h.envelope, h.direction,
+                 h.recorded_ms),
+            )  # fmt: skip
+        for d in (dedupe(BOB, 1), dedupe(CAROL, 2)):
+            conn.execute(
+                "INSERT INTO dedupe VALUES (?, ?, ?, ?, ?)",
+                (d.sender, d.msg_id, d.msg_hash, d.response, d.expires_ms),
+            )
+        o = outbox("https://a", 7)
+        conn.execute(
+            "INSERT INTO outbox (destination, thread, msg_hash, envelope, attempts, "
+            "next_attempt_ms, last_error, created_ms) VALUES (?, ?, ?, ?, 0, ?, '', ?)",
+            (o.destination, o.thread, o.msg_hash, o.envelope, o.next_attempt_ms, o.created_ms),
+        )
+        conn.execute("INSERT INTO meta VALUES ('k', x'76')")
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute("COMMIT")
+        return conn.execute("SELECT rowid, * FROM history ORDER BY rowid").fetchall()
+    finally:
+        conn.close()
+
+
+def history_indexes(path: Path) -> list[tuple[bool, list[str]]]:
+    """(unique, columns) of every index on ``history``."""
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(
+            (bool(unique), [c[2] for c in conn.execute(f"PRAGMA index_info('{name}')")])
+            for _, name, unique, *_ in conn.execute("PRAGMA index_list('history')")
+        )
+    finally:
+        conn.close()
+
+
+async def test_migration_1_to_2_keeps_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    rows = make_v1_database(path)
+    assert history_indexes(path) == [(True, ["thread", "idx"]), (True, ["thread", "msg_hash"])]
+    async with await SQLiteStore.open(path) as s:
+        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 2
+        assert await s.relationships() == [rel(T1), rel(T2, peer=CAROL, state="agreed")]
+        assert await s.history(T1) == [entry(T1, i) for i in range(3)]
+        assert await s.history(T2) == [entry(T2, i) for i in range(2)]
+        assert await s.history_head(T1) == entry(T1, 2)
+        assert await s.history_entry(T2, entry(T2, 1).msg_hash) == entry(T2, 1)
+        assert await s.get_dedupe(BOB, (1).to_bytes(16, "big")) == dedupe(BOB, 1)
+        assert await s.get_dedupe(CAROL, (2).to_bytes(16, "big")) == dedupe(CAROL, 2)
+        assert [(o.destination, o.next_attempt_ms) for o in await s.outbox_all()] == [
+            ("https://a", 7)
+        ]
+        assert await s.get_meta("k") == b"v"
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT rowid, * FROM history ORDER BY rowid").fetchall() == rows
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
+        assert "history_v2" not in tables
+    finally:
+        conn.close()
+    assert history_indexes(path) == [(True, ["thread", "idx"])]
+
+
+async def test_migrated_history_keeps_its_slot_rule_and_foreign_key(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    make_v1_database(path)
+    async with await SQLiteStore.open(path) as s:
+        # a taken slot, alone and in a group written together
+        with pytest.raises(StoreConflict):
+            await s.commit(Commit(history=(entry(T1, 2, tag="other"),)))
+        taken = Commit(relationships=(rel(T1),), history=(entry(T1, 0, tag="other"),))
+        fresh = Commit(relationships=(rel(CAROL[:16]),), history=(entry(CAROL[:16], 0),))
+        outcomes = await gather_in_one_batch(s, taken, fresh)
+        assert isinstance(outcomes[0], StoreConflict)
+        assert outcomes[1] is None
+        # a repeated message hash is accepted now
+        await s.commit(Commit(history=(again(entry(T1, 0), 3),)))
+        assert await s.history_entry(T1, entry(T1, 0).msg_hash) == entry(T1, 0)
+        assert (await s.history(T1, start=3)) == [again(entry(T1, 0), 3)]
+        # history still needs its relationship row
+        with pytest.raises(StoreError, match="no relationship") as orphan:
+            await s.commit(Commit(history=(entry(b"\x09" * 16, 0),)))
+        assert not isinstance(orphan.value, StoreConflict)
+        assert await s.history(b"\x09" * 16) == []
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            conn.execute("INSERT INTO history SELECT * FROM history WHERE idx = 0")
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            conn.execute(
+                "INSERT INTO history VALUES (?, 0, x'00', x'00', x'00', 'in', 0)", (b"\x09" * 16,)
+            )
+    finally:
+        conn.close()
+
+
+async def test_failed_migration_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    """The step runs in one transaction: a v1 file holding an orphan history row (written with
+    foreign keys off) fails to migrate, and stays a v1 file with every row."""
+    path = tmp_path / "v1.db"
+    make_v1_database(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("INSERT INTO history VALUES (?, 0, x'01', x'01', x'01', 'in', 0)", (CAROL[:16],))
+    before = conn.execute("SELECT rowid, * FROM history ORDER BY rowid").fetchall()
+    conn.close()
+    with pytest.raises(StoreError):
+        await SQLiteStore.open(path)
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("SELECT rowid, * FROM history ORDER BY rowid").fetchall() == before
+    finally:
+        conn.close()
+    assert history_indexes(path) == [(True, ["thread", "idx"]), (True, ["thread", "msg_hash"])]
+
+
+async def test_fresh_database_is_built_at_the_current_version(tmp_path: Path) -> None:
+    path = tmp_path / "vrm.db"
+    async with await SQLiteStore.open(path) as s:
+        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION
+    assert history_indexes(path) == [(True, ["thread", "idx"])]
 
 
 _CRASH_CHILD = """

@@ -12,7 +12,7 @@ Exceptions::
 
     VrmError
     └── StoreError          storage failed or was misused; nothing of the Commit was written
-        └── StoreConflict   a history slot, history message or dedupe key already exists
+        └── StoreConflict   a history slot or a dedupe key already exists
 """
 
 from vrmproto.store._base import (

@@ -6,10 +6,22 @@ step changes is written in one transaction, all or nothing, and ``commit()`` ret
 that transaction is durable — so a receipt is sent only after commit.
 
 Uniqueness is the store's other job, because it is what makes retries safe: a history slot
-``(thread, index)``, a history message ``(thread, msg_hash)`` and a de-duplication key
-``(sender, msg_id)`` can each be written once. A :class:`Commit` that would write one again fails
-as a whole with :class:`StoreConflict`, and the caller re-reads and decides (typically: answer a
-replay with the stored response).
+``(thread, index)`` and a de-duplication key ``(sender, msg_id)`` can each be written once. A
+:class:`Commit` that would write one again fails as a whole with :class:`StoreConflict`, and the
+caller re-reads and decides (typically: answer a replay with the stored response).
+
+That a message appears at most once in a history (§8.2-2) is not a store rule: the relationship
+engine keeps it before the store sees the entry. A message's hash covers its header (§4.4-1),
+and the header's ``prev`` is the hash of the previous message the same sender sent in the thread
+(§4.2-8), so each party's messages form a hash chain. The engine signs each message of its own
+with ``prev`` its own last one, and accepts a message only when ``prev`` is the last one it holds
+from that sender (§4.5-6); it also refuses a message already in the history it holds (§4.5-7).
+Once a message is logged its sender's chain has moved past it, and comes back to the same
+``prev`` only through a SHA-256 collision — or when a refused tail is dropped (§8.1-5), which
+takes the dropped messages out of the history too. So the same message cannot stand at two places
+in one thread's history. Two concurrent attempts to apply the same message both pass those
+checks, from the same stored state, and then collide on its history slot and its dedupe key.
+Lookups by hash (:meth:`Store.history_entry`) return the entry with the lowest index.
 """
 
 from __future__ import annotations
@@ -43,8 +55,13 @@ class StoreError(VrmError):
 
 
 class StoreConflict(StoreError):  # noqa: N818 -- a conflict is an outcome callers expect
-    """A uniqueness rule was hit: a history ``(thread, index)`` or ``(thread, msg_hash)``, or a
-    de-duplication ``(sender, msg_id)``, already exists. Nothing of that Commit was written."""
+    """A uniqueness rule was hit: a history slot ``(thread, index)`` or a de-duplication key
+    ``(sender, msg_id)`` already exists. Nothing of that Commit was written.
+
+    A repeated ``(thread, msg_hash)`` is not a conflict: the relationship engine refuses a
+    message already in the history (its ``prev`` no longer links, §4.2-8, §4.5-6; §8.2-2) before
+    the store sees it; the store keeps only what makes retries safe (see the module docstring).
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +153,8 @@ class Commit:
     from an index on: a message the peer refused never joined the relationship, spec §8.1-5),
     history (append; each entry's thread
     must have a relationship record and its index must be exactly the next one), erase (replace
-    a stored envelope; a missing entry is ignored), dedupe (insert), outbox_done (delete; a
+    the stored envelope of every entry of the thread holding that message — one, §8.2-2; a
+    missing entry is ignored), dedupe (insert), outbox_done (delete; a
     missing id is ignored), outbox_add.
     """
 
@@ -184,7 +202,10 @@ class Store(Protocol):
 
     async def history_head(self, thread: bytes) -> HistoryEntry | None: ...
 
-    async def history_entry(self, thread: bytes, msg_hash: bytes) -> HistoryEntry | None: ...
+    async def history_entry(self, thread: bytes, msg_hash: bytes) -> HistoryEntry | None:
+        """The entry of ``thread`` holding ``msg_hash`` (the lowest index, should the engine
+        ever have logged it twice), or None."""
+        ...
 
     async def outbox_due(self, now_ms: int, limit: int = 100) -> list[OutboxItem]:
         """Items with ``next_attempt_ms <= now_ms``, soonest first."""

@@ -1,7 +1,8 @@
 """An in-memory :class:`~vrmproto.store.Store` for tests and in-memory customer/vendor pairs.
 
 Same semantics as :class:`~vrmproto.store.SQLiteStore` — the order in which a Commit's parts
-apply, the uniqueness rules, the history gap and relationship checks, all or nothing — but
+apply, the uniqueness rules (a history slot, a dedupe key; not a message hash, see
+:mod:`vrmproto.store._base`), the history gap and relationship checks, all or nothing — but
 nothing survives the process, so "durable" means only "visible to every later call".
 """
 
@@ -31,7 +32,8 @@ class MemoryStore(AsyncClosing):
         self._closed = False
         self._relationships: dict[bytes, RelationshipRecord] = {}
         self._history: dict[bytes, list[HistoryEntry]] = {}
-        self._by_hash: dict[tuple[bytes, bytes], int] = {}  # (thread, msg_hash) -> index
+        # (thread, msg_hash) -> the lowest index holding it (the engine logs a message once)
+        self._by_hash: dict[tuple[bytes, bytes], int] = {}
         self._dedupe: dict[tuple[bytes, bytes], DedupeRecord] = {}
         self._outbox: dict[int, OutboxItem] = {}
         self._next_item_id = 1
@@ -52,12 +54,6 @@ class MemoryStore(AsyncClosing):
         heads: dict[bytes, int] = {
             thread: min(index, len(self._history.get(thread, ()))) for thread, index in c.truncate
         }
-        dropped = {
-            (thread, h.msg_hash)
-            for thread, index in c.truncate
-            for h in self._history.get(thread, [])[index:]
-        }
-        new_hashes: set[tuple[bytes, bytes]] = set()
         for h in c.history:
             if h.thread not in threads and h.thread not in self._relationships:
                 raise StoreError("history entry for a thread that has no relationship record")
@@ -68,10 +64,6 @@ class MemoryStore(AsyncClosing):
                 raise StoreError(
                     f"history gap: thread {h.thread.hex()} expects index {expected}, got {h.index}"
                 )
-            key = (h.thread, h.msg_hash)
-            if (key in self._by_hash and key not in dropped) or key in new_hashes:
-                raise StoreConflict("UNIQUE constraint failed: history.thread, history.msg_hash")
-            new_hashes.add(key)
             heads[h.thread] = expected + 1
         new_keys: set[tuple[bytes, bytes]] = set()
         for d in c.dedupe:
@@ -90,17 +82,20 @@ class MemoryStore(AsyncClosing):
         self._meta.update(c.meta)
         for thread, first in c.truncate:
             for h in self._history.get(thread, [])[first:]:
-                self._by_hash.pop((thread, h.msg_hash), None)
+                if self._by_hash.get((thread, h.msg_hash), -1) >= first:  # its first is dropped
+                    del self._by_hash[thread, h.msg_hash]
             if thread in self._history:
                 del self._history[thread][first:]
         for h in c.history:
             self._history.setdefault(h.thread, []).append(h)
-            self._by_hash[h.thread, h.msg_hash] = h.index
-        for thread, msg_hash, envelope in c.erase:
+            self._by_hash.setdefault((h.thread, h.msg_hash), h.index)
+        for thread, msg_hash, envelope in c.erase:  # every entry holding it, as SQLite's UPDATE
             index = self._by_hash.get((thread, msg_hash))
             if index is not None:
                 entries = self._history[thread]
-                entries[index] = dataclasses.replace(entries[index], envelope=envelope)
+                for i in range(index, len(entries)):
+                    if entries[i].msg_hash == msg_hash:
+                        entries[i] = dataclasses.replace(entries[i], envelope=envelope)
         for d in c.dedupe:
             self._dedupe[d.sender, d.msg_id] = d
         for item_id in c.outbox_done:
@@ -166,6 +161,7 @@ class MemoryStore(AsyncClosing):
         return entries[-1] if entries else None
 
     async def history_entry(self, thread: bytes, msg_hash: bytes) -> HistoryEntry | None:
+        """The first entry of ``thread`` holding ``msg_hash`` (lowest index), or None."""
         self._check_open()
         index = self._by_hash.get((thread, msg_hash))
         return None if index is None else self._history[thread][index]

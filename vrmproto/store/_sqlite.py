@@ -20,16 +20,29 @@ would fail (:func:`_apply_group`); and a batch taken while writes were queued wa
 Reads use separate read-only connections on a small thread pool; WAL lets them run beside the
 writer, and each read sees every commit whose future has resolved.
 
+Schema. ``PRAGMA user_version`` numbers the schema; ``_MIGRATIONS`` brings an older file up one
+version per transaction when it is opened, and a newer file is refused. Version 2 dropped
+``UNIQUE (thread, msg_hash)`` from ``history`` (see :mod:`vrmproto.store._base` for why the
+store need not keep that rule): its index, keyed by a random hash, cost a write to a random page
+per stored message. ``history_entry`` and erasure now find a hash through the thread prefix of
+the ``(thread, idx)`` index; both are rare (withdrawn or expired shares).
+
 A PostgreSQL backend (a vendor running many server processes against one database) implements
 the same :class:`~vrmproto.store.Store` protocol, so it is a backend, not a rewrite: each
 ``commit()`` is one transaction on a pooled connection (asyncpg); the same UNIQUE constraints on
-``history(thread, idx)``, ``history(thread, msg_hash)`` and ``dedupe(sender, msg_id)`` do the
-de-duplication across processes (a unique violation maps to :class:`StoreConflict`, and a
-losing process re-reads the stored response); relationship upserts are ``INSERT … ON CONFLICT
-DO UPDATE`` or take ``SELECT … FOR UPDATE`` row locks; outbox workers claim rows with
-``FOR UPDATE SKIP LOCKED``. Group commit needs no writer thread there: with
-``synchronous_commit=on`` PostgreSQL already flushes concurrent transactions' WAL together, and
-``commit_delay`` widens the window.
+``history(thread, idx)`` and ``dedupe(sender, msg_id)`` do the de-duplication across processes
+(a unique violation maps to :class:`StoreConflict`, and a losing process re-reads the stored
+response). ``history(thread, msg_hash)`` needs no constraint there either: a message's hash
+covers its header (§4.4-1), whose ``prev`` is the hash of the previous message the same sender
+sent in the thread (§4.2-8); the relationship engine signs each of its messages with ``prev`` its
+own last one, and accepts a message only when ``prev`` is the last one it holds from that sender
+(§4.5-6), which a message already in the history no longer passes — so the same message cannot
+stand at two places in one thread's history (§8.2-2). Two processes applying the same message at
+once both pass that check, and then collide on its history slot and its dedupe key.
+Relationship upserts are ``INSERT … ON CONFLICT DO UPDATE`` or take ``SELECT … FOR UPDATE`` row
+locks; outbox workers claim rows with ``FOR UPDATE SKIP LOCKED``. Group commit needs no writer
+thread there: with ``synchronous_commit=on`` PostgreSQL already flushes concurrent transactions'
+WAL together, and ``commit_delay`` widens the window.
 """
 
 from __future__ import annotations
@@ -105,7 +118,35 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1,)
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Rebuild ``history`` without ``UNIQUE (thread, msg_hash)``.
+
+    That rule is the engine's, not the store's (see :mod:`vrmproto.store._base`), and its
+    index, keyed by a random hash, cost a random page write per stored message. SQLite cannot
+    drop a constraint, so the table is rebuilt (https://www.sqlite.org/lang_altertable.html,
+    "Making Other Kinds Of Table Schema Changes": create, copy, drop, rename) inside the step's
+    transaction. The procedure's ``foreign_keys = OFF`` (impossible inside a transaction) is
+    not needed: nothing references ``history``, so dropping it deletes no parent row, and each
+    row copied keeps its ``thread``, which the same foreign key already held to. An orphan row
+    (only possible if written with foreign keys off) makes the copy fail and the step roll back.
+    """
+    conn.execute(
+        """CREATE TABLE history_v2 (
+        thread BLOB NOT NULL REFERENCES relationships(thread), idx INTEGER NOT NULL,
+        msg_hash BLOB NOT NULL, entry_hash BLOB NOT NULL, envelope BLOB NOT NULL,
+        direction TEXT NOT NULL, recorded_ms INTEGER NOT NULL,
+        UNIQUE (thread, idx))"""
+    )
+    conn.execute(
+        "INSERT INTO history_v2 (rowid, thread, idx, msg_hash, entry_hash, envelope, "
+        "direction, recorded_ms) SELECT rowid, thread, idx, msg_hash, entry_hash, envelope, "
+        "direction, recorded_ms FROM history ORDER BY rowid"
+    )
+    conn.execute("DROP TABLE history")
+    conn.execute("ALTER TABLE history_v2 RENAME TO history")
+
+
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1, _migrate_1_to_2)
 """``_MIGRATIONS[n]`` takes the schema from version n to n + 1 (``PRAGMA user_version``)."""
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -261,6 +302,8 @@ def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
         conn.execute(_INSERT_HIST, _hist_row(h))
         heads[h.thread] = h.index + 1
     for thread, msg_hash, envelope in c.erase:
+        # every entry of the thread holding the message (one, as the engine keeps it, §8.2-2):
+        # the thread's rows through UNIQUE (thread, idx), filtered by hash; erasing is rare
         conn.execute(
             "UPDATE history SET envelope = ? WHERE thread = ? AND msg_hash = ?",
             (envelope, thread, msg_hash),
@@ -649,8 +692,9 @@ class SQLiteStore(AsyncClosing):
         return HistoryEntry(*rows[0]) if rows else None
 
     async def history_entry(self, thread: bytes, msg_hash: bytes) -> HistoryEntry | None:
+        """The first entry of ``thread`` holding ``msg_hash`` (lowest index), or None."""
         rows = await self._rows(
-            _SELECT_HIST + "WHERE thread = ? AND msg_hash = ?",
+            _SELECT_HIST + "WHERE thread = ? AND msg_hash = ? ORDER BY idx LIMIT 1",
             (thread, msg_hash),
         )
         return HistoryEntry(*rows[0]) if rows else None
