@@ -120,7 +120,9 @@ def test_money_durations_and_terms_are_read_as_typed() -> None:
     assert parse_money("300USD") == Money(30000, "USD")
     assert parse_money("289.5 eur") == Money(28950, "EUR")
     assert parse_money("USD 12.34") == Money(1234, "USD")
-    for bad in ("300", "USD", "3.141USD", "300 USD EUR"):
+    assert parse_money("5000 JPY") == Money(5000, "JPY")  # yen have no minor unit
+    assert parse_money("12.345 bhd") == Money(12345, "BHD")  # three decimal places (fils)
+    for bad in ("300", "USD", "3.141USD", "300 USD EUR", "300.5 JPY", "1.2345 BHD"):
         with pytest.raises(click.BadParameter):
             parse_money(bad)
     assert parse_duration("30d") == 30 * 86_400_000

@@ -433,6 +433,33 @@ def test_reply_helpers_build_the_right_bodies() -> None:
     assert str(price) == "99.00 USD"
 
 
+@pytest.mark.parametrize(
+    ("money", "text"),
+    [
+        (Money(9_900, "USD"), "99.00 USD"),
+        (Money(5, "EUR"), "0.05 EUR"),
+        (Money(5_000, "JPY"), "5000 JPY"),  # yen have no minor unit
+        (Money(12_345, "BHD"), "12.345 BHD"),  # fils: three decimal places
+        (Money(10_001, "CLF"), "1.0001 CLF"),
+    ],
+)
+def test_money_is_written_in_its_currencys_minor_unit(money: Money, text: str) -> None:
+    """§5.4.4-1: ``amount`` counts the currency's own minor unit, as ISO 4217 defines it."""
+    assert str(money) == text
+    amount, currency = text.split()
+    assert Money.parse(amount, currency.lower()) == money
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency"),
+    [("1.001", "USD"), ("300.5", "JPY"), ("1.2345", "BHD"), ("-1", "USD"), ("1e3", "USD"),
+     ("", "USD"), (".5", "USD"), ("1.", "USD"), ("١٢", "USD")],
+)  # fmt: skip
+def test_money_parse_refuses_what_the_currency_cannot_hold(amount: str, currency: str) -> None:
+    with pytest.raises(ValueError, match="decimal"):
+        Money.parse(amount, currency)
+
+
 def test_signed_body_is_what_is_hashed() -> None:
     """§4.4: the message's identity is SHA-256 of the header bytes, never of the signature."""
     a = sign(SAMPLES[Receipt.TYPE], msg_id=b"\x01" * 16)

@@ -175,13 +175,65 @@ class AddressUpdate(Body):
 
 @dataclass(frozen=True, slots=True)
 class Money:
-    """An amount in minor units (cents) of an ISO 4217 currency (§5.4.4)."""
+    """An amount in the minor unit of an ISO 4217 currency (§5.4.4): cents for USD, yen for
+    JPY, fils for BHD (see :func:`minor_unit_exponent`)."""
 
     amount: int = wire(Int(0), doc="minor units")
     currency: str = wire(Str(3, pattern=r"[A-Z]{3}"), doc="ISO 4217 code")
 
+    @property
+    def exponent(self) -> int:
+        """Decimal places of the currency's minor unit (§5.4.4-1)."""
+        return minor_unit_exponent(self.currency)
+
     def __str__(self) -> str:
-        return f"{self.amount // 100}.{self.amount % 100:02d} {self.currency}"
+        places = self.exponent
+        if not places:
+            return f"{self.amount} {self.currency}"
+        whole, fraction = divmod(self.amount, 10**places)
+        return f"{whole}.{fraction:0{places}d} {self.currency}"
+
+    @classmethod
+    def parse(cls, amount: str, currency: str) -> Money:
+        """``Money.parse("289.5", "EUR")`` → 28950 cents: a decimal amount in the currency's
+        major unit, with no more decimal places than its minor unit has (§5.4.4-1).
+
+        Raises ValueError for anything else ("1.005 USD", "300.5 JPY", "-1", "1e3").
+        """
+        code = currency.upper()
+        whole, dot, fraction = amount.partition(".")
+        places = minor_unit_exponent(code)
+        if not (whole.isascii() and whole.isdigit()) or (dot and not (
+            fraction.isascii() and fraction.isdigit()
+        )):  # fmt: skip
+            raise ValueError(f"{amount!r} is not a decimal amount")
+        if len(fraction) > places:
+            unit = "no decimal places" if not places else f"{places} decimal places"
+            raise ValueError(f"{code} amounts have {unit}: {amount!r}")
+        return cls(int(whole) * 10**places + int(fraction.ljust(places, "0") or 0), code)
+
+
+#: ISO 4217 currencies whose minor unit is not the hundredth (§5.4.4-1); every other code has
+#: two decimal places. Codes the standard lists with no minor unit (precious metals, special
+#: drawing rights, test and "no currency" codes) are counted in whole units.
+_EXPONENTS: dict[str, int] = {
+    **dict.fromkeys(
+        ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
+         "VND", "VUV", "XAF", "XOF", "XPF"], 0,
+    ),
+    **dict.fromkeys(  # no minor unit: metals, SDR, test and "no currency" codes
+        ["XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS", "XUA",
+         "XXX"], 0,
+    ),
+    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
+    **dict.fromkeys(["CLF", "UYW"], 4),
+}
+
+
+def minor_unit_exponent(currency: str) -> int:
+    """Decimal places of ``currency``'s minor unit per ISO 4217: 2 for USD, 0 for JPY, 3 for
+    BHD (§5.4.4-1)."""
+    return _EXPONENTS.get(currency, 2)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ _UNIT_MS = {
     "y": 365 * 86_400_000,
 }
 _MONEY_RE = re.compile(
-    r"(?:(?P<c1>[A-Za-z]{3})\s*)?(?P<amount>\d+(?:\.\d{1,2})?)(?:\s*(?P<c2>[A-Za-z]{3}))?"
+    r"(?:(?P<c1>[A-Za-z]{3})\s*)?(?P<amount>\d+(?:\.\d+)?)(?:\s*(?P<c2>[A-Za-z]{3}))?"
 )
 
 
@@ -51,15 +51,18 @@ def parse_duration(text: str, *, default_unit: str = "s") -> int:
 
 
 def parse_money(text: str) -> Money:
-    """``300USD``, ``300 USD``, ``289.50 usd`` or ``USD 300`` → :class:`~vrmproto.Money`."""
+    """``300USD``, ``300 USD``, ``289.50 usd``, ``USD 300`` or ``5000 JPY`` →
+    :class:`~vrmproto.Money`, in the currency's minor unit (§5.4.4-1)."""
     m = _MONEY_RE.fullmatch(text.strip())
     currency = m and (m.group("c1") or m.group("c2"))
     if m is None or not currency or (m.group("c1") and m.group("c2")):
         raise click.BadParameter(
             f"{text!r} is not an amount; write it like 300USD or 289.50 EUR"
         )
-    whole, _, cents = m.group("amount").partition(".")
-    return Money(int(whole) * 100 + int(cents.ljust(2, "0") or 0), currency.upper())
+    try:
+        return Money.parse(m.group("amount"), currency)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def parse_date(text: str, *, end_of_day: bool = False) -> int:
