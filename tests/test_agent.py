@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -384,6 +385,89 @@ async def test_restart_from_sqlite_keeps_relationships(tmp_path: Path,
             assert len(await agent.history("Acme")) == 12
     finally:
         await store.close()
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """A file-level backup: the database file and its write-ahead log, as they are."""
+    for suffix in ("", "-wal"):
+        if Path(f"{source}{suffix}").exists():
+            shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
+
+
+async def test_after_restoring_a_backup_the_agent_adopts_what_it_lost(
+    tmp_path: Path, vendors: dict[str, FakeVendor]
+) -> None:
+    """§8.3-3, §8.3-4: restored from a backup taken after connecting, the agent is behind the
+    vendor; reconciling adopts every entry it lost (a rotation of its own key among them), and
+    the relationship goes on from there."""
+    seed = os.urandom(32)
+    acme = vendors["acme"]
+    live, backup = tmp_path / "agent.db", tmp_path / "backup.db"
+    store = await SQLiteStore.open(live)
+    async with await Agent.open(store, seed) as agent:
+        c = await agent.connect(acme.url)
+    await store.close()
+    await asyncio.to_thread(copy_database, live, backup)
+    store = await SQLiteStore.open(live)
+    async with await Agent.open(store, seed) as agent:
+        first = await agent.share("Acme", {"email": "a@b.c"}, purposes=[3], categories=[2],
+                                  expires_ms=in_a_year())
+        await agent.rotate_key("Acme")
+        await agent.share("Acme", {"phone": "555"}, purposes=[3], categories=[2],
+                          expires_ms=in_a_year())
+        full = await agent.history(c.thread)
+        (before,) = await agent.relationships()
+    await store.close()
+
+    store = await SQLiteStore.open(backup)
+    try:
+        async with await Agent.open(store, seed) as agent:
+            kept = len(await agent.history(c.thread))
+            assert 0 < kept < len(full)
+            div = await agent.compare_history(c.thread)
+            assert div is not None
+            assert (div.index, div.kind) == (kept, "behind")
+            done = await agent.reconcile(c.thread)
+            assert (done.kind, done.adopted, done.stopped) == ("adopted", len(full) - kept, None)
+            assert await agent.history(c.thread) == full
+            (view,) = await agent.relationships()
+            assert (view.state, view.generation, view.local_key, view.shares) == (
+                before.state, 1, before.local_key, before.shares)
+            assert first.msg_hash in dict(view.shares)
+            assert (await agent.reconcile(c.thread)).kind == "equal"
+            again = await agent.share("Acme", {"city": "Oslo"}, purposes=[3], categories=[2],
+                                      expires_ms=in_a_year())
+            assert again.status == "confirmed"
+            assert await agent.compare_history(c.thread) is None
+    finally:
+        await store.close()
+
+
+async def test_reconcile_adopts_nothing_past_a_fork(agent: Agent,
+                                                    vendors: dict[str, FakeVendor]) -> None:
+    """§8.3-5, §8.3-6: when the vendor is behind, or logged something we never accepted, there
+    is nothing to adopt; our history stays as it was."""
+    acme = vendors["acme"]
+    c = await agent.connect(acme.url)
+    await agent.share(c.thread, {"email": "a@b.c"}, purposes=[3], categories=[2],
+                      expires_ms=in_a_year())
+    ours = await agent.history(c.thread)
+    rel = acme.threads[c.thread]
+    entries = list(rel.history.entries())
+    rel.history = History(entries[:-1])
+    done = await agent.reconcile(c.thread)
+    assert (done.kind, done.adopted) == ("ahead", 0)
+    forged = History(entries[:3])
+    other = sign_message(Receipt(ack=entries[2].msg_hash), identity=acme.identity,
+                         recipient=rel.peer_key, thread=c.thread, prev=entries[2].msg_hash,
+                         now=clock(), msg_id=os.urandom(16))
+    forged.append(other.hash, other.envelope, outgoing=True)
+    rel.history = forged
+    done = await agent.reconcile(c.thread)
+    assert (done.kind, done.adopted) == ("fork", 0)
+    assert done.divergence is not None
+    assert done.divergence.index == 3
+    assert await agent.history(c.thread) == ours
 
 
 async def test_lookup_by_name_url_and_prefix(agent: Agent, vendors: dict[str, FakeVendor]

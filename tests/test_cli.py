@@ -453,6 +453,29 @@ def test_rotate_then_end(home: Path, host: VendorHost) -> None:
     fails(vrm("share", "Wasatch Outfitters", "email=x@example.org", home=home), 1, "ended")
 
 
+def test_history_reconcile_after_restoring_a_backup(home: Path, host: VendorHost) -> None:
+    """§8.3-4: after the data directory is restored from a backup, ``history --reconcile``
+    adopts what the backup lacks (a key rotation among it), and the relationship goes on."""
+    ok(vrm("connect", host["outfitters"].url, home=home))
+    saved = {name: (home / name).read_bytes() for name in ("agent.db", "agent.db-wal")
+             if (home / name).exists()}  # fmt: skip
+    ok(vrm("rotate", "Wasatch Outfitters", home=home))
+    ok(vrm("share", "Wasatch Outfitters", "email=doc@example.org", home=home))
+    for name in ("agent.db", "agent.db-wal", "agent.db-shm"):
+        (home / name).unlink(missing_ok=True)
+    for name, data in saved.items():
+        (home / name).write_bytes(data)
+    fails(vrm("history", "Wasatch Outfitters", "--compare", home=home), 1, "differ")
+    r = ok(vrm("history", "Wasatch Outfitters", "--reconcile", "--json", home=home)).json
+    assert r["reconciliation"]["kind"] == "adopted"
+    assert r["reconciliation"]["adopted"] == len(r["entries"]) - r["reconciliation"]["index"] > 0
+    assert r["comparison"]["equal"] is True
+    human = ok(vrm("history", "Wasatch Outfitters", "--reconcile", home=home))
+    assert "nothing to adopt" in human.stdout
+    s = ok(vrm("share", "Wasatch Outfitters", "phone=555", "--json", home=home))
+    assert s.json["status"] == "confirmed"
+
+
 def test_every_command_has_help_and_json() -> None:
     out = subprocess.run([*VRM, "--help"], capture_output=True, text=True, check=True,
                          env=cli_env(None)).stdout

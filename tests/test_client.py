@@ -613,8 +613,9 @@ def test_the_public_api_is_exactly_the_curated_names() -> None:
         "DEFAULT_CONCURRENCY", "DEFAULT_SCHEDULE", "DEFAULT_TERMS", "FANOUT_RETRY", "NO_RETRY",
         "Agent", "ConnectResult", "ConnectStatus", "Delivery", "DeliveryStatus",
         "EndpointClient", "FanoutReport", "IntentcastResult", "InvalidResponse", "Offer",
-        "Outbox", "OutboxRun", "PeerProblemError", "Progress", "ProgressEvent", "Queued", "Ref",
-        "RelationshipView", "RetryPolicy", "Stage", "Target", "Transient", "TransportError",
-        "Unreachable", "VendorResult", "ameasure_fanout", "fan_out", "measure_fanout",
+        "Outbox", "OutboxRun", "PeerProblemError", "Progress", "ProgressEvent", "Queued",
+        "Reconciliation", "Ref", "RelationshipView", "RetryPolicy", "Stage", "Target",
+        "Transient", "TransportError", "Unreachable", "VendorResult", "ameasure_fanout",
+        "fan_out", "measure_fanout",
     }
     assert all(hasattr(client_api, name) for name in client_api.__all__)

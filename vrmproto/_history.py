@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from vrmproto._envelope import open_envelope
 from vrmproto._errors import Problem, ProtocolError, ValidationError
@@ -50,7 +51,7 @@ class Divergence:
     crossing: bool = False
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> Literal["behind", "ahead", "crossing", "fork"]:
         """``"behind"``: ours is a prefix of theirs; ``"ahead"``: the reverse; ``"crossing"``:
         the same messages from ``index`` on, in another order (§8.3-6, not a fault); else
         ``"fork"``."""

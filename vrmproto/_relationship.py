@@ -248,6 +248,62 @@ class Relationship:
             self.owed_receipts.add(msg.hash)
         return Received(msg, entry, content)
 
+    def adopt(self, envelope: bytes, *, rotated_to: Identity | None = None) -> Entry:
+        """Append a logged message that the peer's copy of the history holds and ours lacks,
+        as the next entry (§8.3-3); ProtocolError, with nothing changed, if it cannot be.
+
+        A message our key signed is applied as if we were sending it, one the peer's key signed
+        as if we were receiving it: the rules of §5 and §7, its ``prev`` link, and the rest of
+        §4.5 — except the time window, since the message was accepted long ago. Rules that
+        compare with the current time (a share's expiry) use the message's ``created`` (§8.3-3).
+        Our own ``key.rotate`` moves us to ``rotated_to``, the identity its ``new_key`` names
+        (the caller derives it; :meth:`rotate` takes it the same way). An erased entry cannot be
+        applied: its body is gone (§8.4).
+        """
+        msg = open_envelope(envelope, now=0, check_time=False, limits=self.limits)
+        if msg.thread != self.thread:
+            raise _invalid("the message belongs to another thread", "§8.3-2",
+                           "$.hdr.thread", Problem.NO_RELATIONSHIP)
+        if msg.type == ProblemReport.TYPE:
+            raise StateError("a problem is never part of a history", clause="§5.6.2-1")
+        if msg.sender != self.identity.public_key:
+            if msg.recipient != self.identity.public_key:
+                raise _invalid("the peer's message in the history is addressed to another key",
+                               "§4.5-2", "$.hdr.to", Problem.WRONG_RECIPIENT)
+            received = self.receive(msg, now=msg.header.created)
+            assert received.entry is not None  # only a problem has none, refused above
+            return received.entry
+        body = msg.body
+        if msg.recipient != self.peer_key:
+            raise _invalid("our own message in the history is not addressed to the peer",
+                           "§8.3-2", "$.hdr.to", Problem.NOT_A_PARTY)
+        if msg.header.prev != self.our_head:
+            raise _invalid("prev does not link to the last message we sent here", "§4.5-6",
+                           "$.hdr.prev", Problem.CHAIN_BROKEN)
+        if msg.hash in self.history:
+            raise _invalid("this message is already in the history", "§4.5-7",
+                           code=Problem.ID_CONFLICT)
+        if body.SENT_BY not in ("either", self.role.value):
+            raise StateError(f"{msg.type} is never sent by the {self.role.value}", clause="§7-2")
+        if isinstance(body, KeyRotate) and (
+            rotated_to is None or rotated_to.public_key != body.new_key
+        ):
+            raise _invalid("adopting our own key.rotate needs the identity of its new key",
+                           "§8.3-3", "$.body.new_key", Problem.BAD_KEY)
+        self._agreement_first(body)
+        new_state = next_state(self.state, self.role, event_of(msg.type, body))
+        update = self._check(body, self.role, msg.header.created, incoming=None)
+        entry = self.history.append(msg.hash, msg.envelope, outgoing=True)
+        self.our_head = msg.hash
+        self.state = new_state
+        update(msg.hash)
+        if not isinstance(body, Receipt):
+            self.awaiting_receipt.add(msg.hash)
+        if isinstance(body, KeyRotate) and rotated_to is not None:
+            self.identity = rotated_to
+            self.generation += 1
+        return entry
+
     def open(self, data: bytes, *, now: int) -> Signed[Any]:
         """Decode and verify envelope bytes addressed to us (§3, §4.5); no state changes."""
         return open_envelope(

@@ -31,7 +31,7 @@ from vrmproto.cli._output import (
 )
 from vrmproto.cli._parse import format_date, format_time, parse_duration, parse_fields
 from vrmproto.cli._progress import FanoutDisplay
-from vrmproto.client import Delivery, RelationshipView
+from vrmproto.client import Delivery, Reconciliation, RelationshipView
 
 __all__ = ["address", "data", "history", "outbox", "relationships", "share", "withdraw"]
 
@@ -361,20 +361,26 @@ def entry_json(e: Any) -> dict[str, Any]:
 @click.command()
 @click.argument("vendor")
 @click.option("--compare", is_flag=True, help="Fetch the vendor's copy and compare it with yours.")
+@click.option("--reconcile", is_flag=True,
+              help="Compare, and adopt the entries yours lacks (after restoring a backup).")
 @common_options
 @pass_env
-def history(env: Env, vendor: str, compare: bool) -> None:
-    """Your signed, hash-linked record of a relationship; --compare checks it against theirs."""
+def history(env: Env, vendor: str, compare: bool, reconcile: bool) -> None:
+    """Your signed, hash-linked record of a relationship; --compare checks it against theirs,
+    --reconcile also takes from theirs what yours lacks (§8.3)."""
     out = env.out
 
-    async def go() -> tuple[RelationshipView, list[Any], Any, bool]:
+    async def go() -> tuple[RelationshipView, list[Any], Any, bool, Reconciliation | None]:
         async with open_agent(env) as agent:
             view = await pick(agent, vendor, kinds=("vendor", "intent"))
+            done = await agent.reconcile(view.thread) if reconcile else None
             entries = await agent.history(view.thread)
-            div = await agent.compare_history(view.thread) if compare else None
-            return view, entries, div, compare
+            div = await agent.compare_history(view.thread) if compare or reconcile else None
+            return view, entries, div, compare or reconcile, done
 
-    view, entries, div, compared = run(go())
+    view, entries, div, compared, done = run(go())
+    if done is not None:
+        _report_reconciliation(env, view, done)
     rows = [entry_json(e) for e in entries]
     comparison: dict[str, Any] | None = None
     if compared:
@@ -385,7 +391,8 @@ def history(env: Env, vendor: str, compare: bool) -> None:
                               theirs=div.theirs.msg_hash.hex() if div.theirs else None)  # fmt: skip
     if out.json_mode:
         out.json({"vendor": view.vendor, "thread": view.thread.hex(), "entries": rows,
-                  "comparison": comparison})  # fmt: skip
+                  "comparison": comparison,
+                  "reconciliation": _reconciliation_json(done) if done else None})  # fmt: skip
     else:
         t = table(f"{rbutton(view.vendor)} — history of {view.thread.hex()[:12]}",
                   "#", "", "type", "created", "message")  # fmt: skip
@@ -401,8 +408,35 @@ def history(env: Env, vendor: str, compare: bool) -> None:
             else:
                 out.print(f"[red]✗ the histories part at entry {comparison['index']}[/] "
                           f"({comparison['kind']})")  # fmt: skip
-    if comparison is not None and not comparison["equal"]:
+    if done is not None and done.kind == "fork":
+        finish(EXIT_FAILED, f"your history with {view.vendor} and theirs fork: nothing past "
+                            "that point was adopted")  # fmt: skip
+    if done is None and comparison is not None and not comparison["equal"]:
         finish(EXIT_FAILED, f"your history with {view.vendor} and theirs differ")
+
+
+def _reconciliation_json(done: Reconciliation) -> dict[str, Any]:
+    div = done.divergence
+    return {"kind": done.kind, "adopted": done.adopted, "index": div.index if div else None,
+            "stopped": str(done.stopped) if done.stopped else None}  # fmt: skip
+
+
+_RECONCILED = {
+    "equal": "[green]✓ nothing to adopt[/]: your copy already matches the vendor's",
+    "adopted": "[green]✓ adopted {n} entries[/] your copy lacked, each checked as when it was sent",
+    "ahead": "the vendor lacks entries you hold; it will catch up when it reconciles (§8.3-5)",
+    "crossing": "you and the vendor sent at the same time: both copies hold the same messages",
+    "fork": "[red]✗ the copies fork at entry {i}[/]: nothing past it was adopted",
+}
+
+
+def _report_reconciliation(env: Env, view: RelationshipView, done: Reconciliation) -> None:
+    if env.out.json_mode:
+        return
+    div = done.divergence
+    env.out.print(_RECONCILED[done.kind].format(n=done.adopted, i=div.index if div else 0))
+    if done.stopped is not None:
+        env.out.print(f"  the entry that could not be applied: {done.stopped}")
 
 
 # -- outbox ----------------------------------------------------------------------------------

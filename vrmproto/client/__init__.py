@@ -27,6 +27,7 @@ from vrmproto.client._agent import (
     ConnectStatus,
     IntentcastResult,
     Offer,
+    Reconciliation,
     Ref,
     RelationshipView,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "Progress",
     "ProgressEvent",
     "Queued",
+    "Reconciliation",
     "Ref",
     "RelationshipView",
     "RetryPolicy",

@@ -20,14 +20,21 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import aiohttp
 
 from vrmproto._binding import DiscoveryDocument
 from vrmproto._closing import AsyncClosing
-from vrmproto._errors import Problem, StateError, TransportError, ValidationError
+from vrmproto._errors import (
+    PeerProblemError,
+    Problem,
+    ProtocolError,
+    StateError,
+    TransportError,
+    ValidationError,
+)
 from vrmproto._history import Divergence, Entry, compare, verify_entries
 from vrmproto._keys import MasterSeed, fingerprint
 from vrmproto._limits import DEFAULT_LIMITS, Limits
@@ -82,6 +89,7 @@ from vrmproto.client._ledger import (
     Ledger,
     Thread,
     ThreadMeta,
+    to_row,
 )
 from vrmproto.client._outbox import (
     DEFAULT_SCHEDULE,
@@ -116,6 +124,9 @@ FANOUT_RETRY = RetryPolicy(attempts=2, base_s=0.05, cap_s=0.25, max_retry_after_
 _MASTER_CHECK_KEY = "client.master"
 
 Ref = bytes | str
+#: Rotations of our own key a restored store may have missed; :meth:`Agent.reconcile` tries the
+#: keys of that many later generations when the vendor no longer knows ours (§12.5-4).
+MAX_LOST_ROTATIONS = 8
 ConnectStatus = Literal["accepted", "rejected", "countered", "queued", "pending"]
 
 
@@ -167,6 +178,24 @@ class IntentcastResult:
     offers: tuple[Offer, ...]
     declines: tuple[tuple[str, str], ...]
     report: FanoutReport
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """What :meth:`Agent.reconcile` found and did (§8.3).
+
+    ``kind``: ``"equal"``; ``"adopted"`` — we were behind and took every entry we lacked;
+    ``"ahead"`` — the vendor lacks entries (nothing to adopt, §8.3-5); ``"crossing"`` — both
+    sent at once (§8.3-6); ``"fork"`` — the logs disagree, or an entry we lacked could not be
+    applied (``stopped`` says why): nothing past that point is adopted. ``divergence`` is where
+    the logs parted before anything was adopted; ``adopted`` counts the entries taken.
+    """
+
+    thread: bytes
+    kind: Literal["equal", "adopted", "ahead", "crossing", "fork"]
+    adopted: int = 0
+    divergence: Divergence | None = None
+    stopped: ProtocolError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -714,9 +743,84 @@ class Agent(AsyncClosing):
         async with self.ledger.lock(thread):
             t = await self.ledger.load(thread)
             ours = await self.ledger.entries(thread)
-            identity, peer_key = t.rel.identity, t.rel.peer_key
-        if peer_key is None:
+        if t.rel.peer_key is None:
             raise StateError("the vendor's key is not known", clause="§12.5")
-        theirs = await self.client.fetch_history(t.meta.history, identity, thread, peer_key)
-        verify_entries(theirs)
+        theirs = await self._their_history(t)
         return compare(ours, theirs)
+
+    async def _their_history(self, t: Thread) -> list[Entry]:
+        """The vendor's copy of ``t``'s history, verified (§8.3-2).
+
+        The vendor answers only our current key (§12.5-4). A store restored from a backup may
+        not know of rotations made after it was taken, so when the vendor says we are not a
+        party, the next pairwise keys are tried: the master seed derives them all (§2.3).
+        """
+        assert t.rel.peer_key is not None
+        meta = t.meta
+        generations = 1 if meta.kind == KIND_INTENT else 1 + MAX_LOST_ROTATIONS
+        for generation in range(meta.generation, meta.generation + generations):
+            identity = self.ledger.identity(replace(meta, generation=generation))
+            try:
+                theirs = await self.client.fetch_history(
+                    meta.history, identity, t.id, t.rel.peer_key
+                )
+            except PeerProblemError as exc:
+                if exc.problem is not Problem.NOT_A_PARTY or generation + 1 == (
+                    meta.generation + generations
+                ):
+                    raise
+                continue
+            verify_entries(theirs)
+            return theirs
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def reconcile(self, ref: Ref) -> Reconciliation:
+        """Compare our history with the vendor's and, if ours lacks entries, adopt them (§8.3).
+
+        The vendor's copy is verified first (§8.3-2); each entry we lack is then applied in
+        order, by the rules we would have applied at the time (:meth:`Relationship.adopt`), and
+        everything adopted is stored in one commit. The thread stays locked throughout, so
+        nothing is sent in it while we are behind (§8.3-3). Call it for every relationship after
+        restoring a backup of the store, before sending anything (§8.3-4). Raises
+        :class:`~vrmproto.ProtocolError` if the vendor's copy does not verify.
+        """
+        thread = await self.resolve(ref)
+        async with self.ledger.lock(thread):
+            t = await self.ledger.load(thread)
+            if t.rel.peer_key is None:
+                raise StateError("the vendor's key is not known", clause="§12.5")
+            ours = await self.ledger.entries(thread)
+            theirs = await self._their_history(t)
+            div = compare(ours, theirs)
+            if div is None:
+                return Reconciliation(thread, "equal")
+            if div.kind != "behind":
+                return Reconciliation(thread, div.kind, divergence=div)
+            work, rows, stopped = t.copy(), [], None
+            now = self.clock()
+            for entry in theirs[div.index :]:
+                rotated_to = self.ledger.identity(
+                    replace(work.meta, generation=work.meta.generation + 1)
+                )
+                try:
+                    adopted = work.rel.adopt(entry.envelope, rotated_to=rotated_to)
+                except ProtocolError as exc:
+                    stopped = exc
+                    break
+                if work.rel.identity is rotated_to:
+                    work.meta.generation += 1
+                rows.append(to_row(thread, adopted, now))
+            if rows:
+                work.meta.last_activity_ms = now
+                try:
+                    await self.store.commit(Commit(
+                        relationships=(self.ledger.record(work, now),),
+                        history=tuple(rows),
+                        meta=(self.ledger.meta_item(work),),
+                    ))  # fmt: skip
+                except BaseException:
+                    self.ledger.forget(thread)
+                    raise
+                self.ledger.adopt(work)
+            kind: Literal["adopted", "fork"] = "fork" if stopped is not None else "adopted"
+            return Reconciliation(thread, kind, len(rows), div, stopped)
