@@ -44,6 +44,7 @@ from vrmproto import (
     DataReturn,
     DataShare,
     DataWithdraw,
+    History,
     Identity,
     Intentcast,
     IntentDecline,
@@ -63,6 +64,7 @@ from vrmproto import (
     TermsOffer,
     TermsReject,
     compare,
+    open_envelope,
     sha256,
     sign_message,
 )
@@ -119,6 +121,9 @@ class RelationshipMachine(RuleBasedStateMachine):
         self.pair = CustomerVendorPair()
         self.model = Model()
         self.vendor_generation = 0
+        # what a backup of each side would hold after each step: (length, state, identity)
+        self.backups: dict[Role, list[tuple[int, bytes, Identity]]] = {C: [], V: []}
+        self.rotated_to: dict[bytes, Identity] = {}  # new key -> identity, for adopt()
 
     # -- the harness ----------------------------------------------------------------------------
 
@@ -430,6 +435,7 @@ class RelationshipMachine(RuleBasedStateMachine):
                                      reason=reason)
         if self.attempt(by, body, self.expected(by, body, rule_code), send=send) is not None:
             self.model.rotations += 1
+            self.rotated_to[new.public_key] = new
             if by is V:
                 self.vendor_generation += 1
             assert sender.identity.public_key == new.public_key
@@ -461,6 +467,30 @@ class RelationshipMachine(RuleBasedStateMachine):
         assert c.state == v.state == self.model.state
         assert c.agreement == v.agreement == self.model.agreement
         assert set(c.shares) == set(v.shares) == set(self.model.shares)
+
+    @invariant()
+    def keep_backups(self) -> None:
+        for role in (C, V):
+            rel, kept = self.pair.side(role), self.backups[role]
+            if not kept or kept[-1][0] != len(rel.history):
+                kept.append((len(rel.history), rel.to_state(), rel.identity))
+
+    def teardown(self) -> None:
+        """§8.3-3: either side, restored from a backup taken after any earlier step, adopts the
+        peer's later entries and ends exactly where it stands (a few backups per run)."""
+        for role in (C, V):
+            full, theirs = self.pair.side(role), self.pair.side(role.other).history.entries()
+            kept = self.backups[role]
+            for length, state, identity in {kept[0], kept[len(kept) // 2], kept[-1]}:
+                rel = Relationship.from_state(
+                    state, identity=identity, history=History(theirs[:length])
+                )
+                for entry in theirs[length:]:
+                    msg = open_envelope(entry.envelope, now=0, check_time=False)
+                    new_key = msg.body.new_key if isinstance(msg.body, KeyRotate) else b""
+                    rel.adopt(entry.envelope, rotated_to=self.rotated_to.get(new_key))
+                assert compare(rel.history.entries(), theirs) is None
+                assert rel.to_state() == full.to_state()
 
     @invariant()
     def state_survives_a_round_trip(self) -> None:
