@@ -9,6 +9,7 @@ import pytest
 from vrmproto import (
     DATA_FORMAT,
     DataRequest,
+    DataWithdraw,
     History,
     Identity,
     Problem,
@@ -190,3 +191,23 @@ def test_a_new_vendor_side_adopts_the_opening_offer_like_a_first_contact() -> No
     assert fresh.to_state() == pair.vendor.to_state()
     assert fresh.peer_key == pair.customer_identity.public_key
     assert compare(fresh.history.entries(), pair.vendor.history.entries()) is None
+
+
+def test_withdrawing_every_share_lists_them_in_one_order_whatever_the_past() -> None:
+    """§5.3.2-1: an empty ``shares`` withdraws every live share; the list recorded (and later
+    confirmed by data.erased) is sorted, so a side rebuilt from its stored state and a side that
+    never was record the same thing — found by the state machine's backup-and-adopt check."""
+    pair = CustomerVendorPair()
+    pair.agree()
+    hashes = [pair.exchange(pair.share({"email": f"{i}@example.org"})).message.hash
+              for i in range(4)]  # fmt: skip
+    assert hashes != sorted(hashes)  # insertion order is not sorted order here
+    stored = Relationship.from_state(pair.vendor.to_state(), identity=pair.vendor_identity,
+                                     history=History(pair.vendor.history.entries()))
+    withdraw = pair.customer_sends(DataWithdraw(agreement=pair.customer.agreement or b"",
+                                                shares=()))  # fmt: skip
+    stored.receive(withdraw.message, now=pair.now)
+    expected = tuple(sorted(hashes))
+    assert pair.vendor.pending_withdraws[withdraw.message.hash] == expected
+    assert stored.pending_withdraws[withdraw.message.hash] == expected
+    assert stored.to_state() == pair.vendor.to_state()

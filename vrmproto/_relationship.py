@@ -408,7 +408,7 @@ class Relationship:
             unknown = [s for s in body.shares if s not in self.shares]
             if unknown:
                 raise _invalid("withdraws a share that is not live", "§5.3.2-1", "$.body.shares")
-            withdrawn = body.shares or tuple(self.shares)
+            withdrawn = body.shares or tuple(sorted(self.shares))  # the same after a restore
 
             def withdrawing(h: bytes) -> None:
                 self.pending_withdraws[h] = withdrawn
