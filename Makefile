@@ -27,6 +27,7 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/inbox.py
+	$(BIN)/python bench/inbox_phases.py
 
 vectors: $(VENV)/.installed
 	$(BIN)/python scripts/gen_vectors.py
