@@ -17,6 +17,7 @@ from vrmproto import (
     DataErased,
     DataRecord,
     DataShare,
+    Entry,
     FieldsContent,
     History,
     Money,
@@ -311,6 +312,17 @@ async def test_end(agent: Agent, vendors: dict[str, FakeVendor]) -> None:
     assert vendors["acme"].threads[c.thread].state.value == "ended"
 
 
+def logged_something_else(vendor: FakeVendor, thread: bytes, entries: list[Entry], *, at: int
+                          ) -> History:
+    """The vendor's history with another message than ours at index ``at``: a fork (§8.3-6)."""
+    forged = History(entries[:at])
+    other = sign_message(Receipt(ack=entries[at - 1].msg_hash), identity=vendor.identity,
+                         recipient=vendor.threads[thread].peer_key, thread=thread,
+                         prev=entries[at - 1].msg_hash, now=clock(), msg_id=os.urandom(16))
+    forged.append(other.hash, other.envelope, outgoing=True)
+    return forged
+
+
 async def test_history_compare_equal_and_diverged(agent: Agent, vendors: dict[str, FakeVendor]
                                                   ) -> None:
     acme = vendors["acme"]
@@ -329,12 +341,7 @@ async def test_history_compare_equal_and_diverged(agent: Agent, vendors: dict[st
     assert div is not None
     assert (div.index, div.kind) == (5, "ahead")
 
-    forged = History(entries[:3])  # the vendor logged something else at index 3
-    other = sign_message(Receipt(ack=entries[2].msg_hash), identity=acme.identity,
-                         recipient=rel.peer_key, thread=c.thread, prev=entries[2].msg_hash,
-                         now=clock(), msg_id=os.urandom(16))
-    forged.append(other.hash, other.envelope, outgoing=True)
-    rel.history = forged
+    rel.history = logged_something_else(acme, c.thread, entries, at=3)
     div = await agent.compare_history(c.thread)
     assert div is not None
     assert (div.index, div.kind) == (3, "fork")
@@ -457,12 +464,7 @@ async def test_reconcile_adopts_nothing_past_a_fork(agent: Agent,
     rel.history = History(entries[:-1])
     done = await agent.reconcile(c.thread)
     assert (done.kind, done.adopted) == ("ahead", 0)
-    forged = History(entries[:3])
-    other = sign_message(Receipt(ack=entries[2].msg_hash), identity=acme.identity,
-                         recipient=rel.peer_key, thread=c.thread, prev=entries[2].msg_hash,
-                         now=clock(), msg_id=os.urandom(16))
-    forged.append(other.hash, other.envelope, outgoing=True)
-    rel.history = forged
+    rel.history = logged_something_else(acme, c.thread, entries, at=3)
     done = await agent.reconcile(c.thread)
     assert (done.kind, done.adopted) == ("fork", 0)
     assert done.divergence is not None

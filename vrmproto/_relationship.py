@@ -172,13 +172,18 @@ class Relationship:
             msg_id=msg_id,
             lifetime_ms=lifetime_ms,
         )
+        return Sent(msg, self._log_own(msg, new_state, update))
+
+    def _log_own(self, msg: Signed[Any], new_state: State, update: Callable[[bytes], None]
+                 ) -> Entry:
+        """Log one of our messages whose rules were checked, and apply what it changes."""
         entry = self.history.append(msg.hash, msg.envelope, outgoing=True)
         self.our_head = msg.hash
         self.state = new_state
         update(msg.hash)
-        if not isinstance(body, Receipt):
+        if not isinstance(msg.body, Receipt):
             self.awaiting_receipt.add(msg.hash)
-        return Sent(msg, entry)
+        return entry
 
     def seal(self, content: FieldsContent | RecordsContent, *, msg_id: bytes) -> bytes:
         """Seal content to the peer for the message that will carry ``msg_id`` (§5.5)."""
@@ -293,12 +298,7 @@ class Relationship:
         self._agreement_first(body)
         new_state = next_state(self.state, self.role, event_of(msg.type, body))
         update = self._check(body, self.role, msg.header.created, incoming=None)
-        entry = self.history.append(msg.hash, msg.envelope, outgoing=True)
-        self.our_head = msg.hash
-        self.state = new_state
-        update(msg.hash)
-        if not isinstance(body, Receipt):
-            self.awaiting_receipt.add(msg.hash)
+        entry = self._log_own(msg, new_state, update)
         if isinstance(body, KeyRotate) and rotated_to is not None:
             self.identity = rotated_to
             self.generation += 1
