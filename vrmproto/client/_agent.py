@@ -36,7 +36,7 @@ from vrmproto._errors import (
     ValidationError,
 )
 from vrmproto._history import Divergence, Entry, compare, verify_entries
-from vrmproto._keys import MasterSeed, fingerprint
+from vrmproto._keys import Identity, MasterSeed, fingerprint
 from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._messages import (
     AddressUpdate,
@@ -398,8 +398,8 @@ class Agent(AsyncClosing):
     def _build_rotate(self, t: Thread, d: Draft, now: int) -> Sent:
         if t.meta.kind != KIND_VENDOR:
             raise StateError("only a vendor relationship's key can be rotated", clause="§2.6")
-        new = self.ledger.master.pairwise(t.meta.vendor_key, t.meta.generation + 1)
-        sent = t.rel.rotate(new, now=now, msg_id=d.msg_id, reason=d.args["reason"])
+        sent = t.rel.rotate(self._next_identity(t), now=now, msg_id=d.msg_id,
+                            reason=d.args["reason"])
         t.meta.generation += 1
         return sent
 
@@ -774,6 +774,10 @@ class Agent(AsyncClosing):
             return theirs
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _next_identity(self, t: Thread) -> Identity:
+        """Our key in ``t`` after one more rotation (§2.3, §2.6)."""
+        return self.ledger.identity(replace(t.meta, generation=t.meta.generation + 1))
+
     async def reconcile(self, ref: Ref) -> Reconciliation:
         """Compare our history with the vendor's and, if ours lacks entries, adopt them (§8.3).
 
@@ -798,10 +802,8 @@ class Agent(AsyncClosing):
                 return Reconciliation(thread, div.kind, divergence=div)
             work, rows, stopped = t.copy(), [], None
             now = self.clock()
+            rotated_to = self._next_identity(work)  # should the entries hold a rotation of ours
             for entry in theirs[div.index :]:
-                rotated_to = self.ledger.identity(
-                    replace(work.meta, generation=work.meta.generation + 1)
-                )
                 try:
                     adopted = work.rel.adopt(entry.envelope, rotated_to=rotated_to)
                 except ProtocolError as exc:
@@ -809,6 +811,7 @@ class Agent(AsyncClosing):
                     break
                 if work.rel.identity is rotated_to:
                     work.meta.generation += 1
+                    rotated_to = self._next_identity(work)
                 rows.append(to_row(thread, adopted, now))
             if rows:
                 work.meta.last_activity_ms = now
