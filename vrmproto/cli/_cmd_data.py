@@ -373,14 +373,19 @@ def history(env: Env, vendor: str, compare: bool, reconcile: bool) -> None:
     async def go() -> tuple[RelationshipView, list[Any], Any, bool, Reconciliation | None]:
         async with open_agent(env) as agent:
             view = await pick(agent, vendor, kinds=("vendor", "intent"))
-            done = await agent.reconcile(view.thread) if reconcile else None
+            if reconcile:  # compares, and leaves the copies equal unless they part for good
+                done = await agent.reconcile(view.thread)
+                div = None if done.kind in ("equal", "adopted") else done.divergence
+                if done.kind == "fork" and done.adopted:  # they now part further on
+                    div = await agent.compare_history(view.thread)
+            else:
+                done, div = None, await agent.compare_history(view.thread) if compare else None
             entries = await agent.history(view.thread)
-            div = await agent.compare_history(view.thread) if compare or reconcile else None
             return view, entries, div, compare or reconcile, done
 
     view, entries, div, compared, done = run(go())
     if done is not None:
-        _report_reconciliation(env, view, done)
+        _report_reconciliation(env, done)
     rows = [entry_json(e) for e in entries]
     comparison: dict[str, Any] | None = None
     if compared:
@@ -430,11 +435,12 @@ _RECONCILED = {
 }
 
 
-def _report_reconciliation(env: Env, view: RelationshipView, done: Reconciliation) -> None:
+def _report_reconciliation(env: Env, done: Reconciliation) -> None:
     if env.out.json_mode:
         return
     div = done.divergence
-    env.out.print(_RECONCILED[done.kind].format(n=done.adopted, i=div.index if div else 0))
+    at = div.index + done.adopted if div else 0  # where they part after what was adopted
+    env.out.print(_RECONCILED[done.kind].format(n=done.adopted, i=at))
     if done.stopped is not None:
         env.out.print(f"  the entry that could not be applied: {done.stopped}")
 
