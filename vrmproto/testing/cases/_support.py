@@ -267,6 +267,12 @@ def offer_body(ctx: CaseContext, who: Identity,
     return TermsOffer(terms=terms or acceptable_terms(ctx), enc_key=who.enc_public_key)
 
 
+def signed_offer(ctx: CaseContext) -> tuple[Identity, Signed[Any]]:
+    """A fresh customer and a valid terms.offer it signed: the opening most cases send."""
+    who = identity(ctx)
+    return who, sign(ctx, offer_body(ctx, who), who)
+
+
 class Customer:
     """A customer-side relationship with the endpoint, driven over HTTP."""
 

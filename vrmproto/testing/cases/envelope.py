@@ -29,6 +29,7 @@ from ._support import (
     raw_map,
     resign_header,
     sign,
+    signed_offer,
     target,
 )
 
@@ -161,8 +162,7 @@ async def discovery_window(ctx: CaseContext) -> None:
       accepts="HTTP 200, application/vnd.vrmproto+msgpack, an array of envelopes that are "
       "canonical and signed by the endpoint; first a receipt with ack = SHA-256(hdr)")
 async def valid_offer_gets_receipt(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    who, msg = signed_offer(ctx)
     answer = await post(ctx, msg.envelope, recipient_key=who.public_key)
     expect_receipt(ctx, answer, msg)
     kind = answer.exchange.response_content_type
@@ -179,8 +179,7 @@ def _flip(data: bytes, index: int, bit: int = 0) -> bytes:
       requirement="A receiver MUST refuse a message whose signature does not verify.",
       accepts="problem bad_signature")
 async def flipped_signature_bit(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    _, msg = signed_offer(ctx)
     sig = _flip(msg.signature, ctx.rng.randrange(64), ctx.rng.randrange(8))
     answer = await post(ctx, envelope_bytes(msg.hdr_bytes, sig, msg.body_bytes))
     expect_problem(ctx, answer, ["bad_signature"])
@@ -191,8 +190,7 @@ async def flipped_signature_bit(ctx: CaseContext) -> None:
       "by the header bytes; one over the bare header is invalid.",
       accepts="problem bad_signature")
 async def signature_without_context(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    who, msg = signed_offer(ctx)
     hdr, sig = resign_header({}, who, context=b"", raw=msg.hdr_bytes)
     expect_problem(ctx, await post(ctx, envelope_bytes(hdr, sig, msg.body_bytes)),
                    ["bad_signature"])
@@ -203,8 +201,7 @@ async def signature_without_context(ctx: CaseContext) -> None:
       "discovery context) MUST NOT verify as a message signature.",
       accepts="problem bad_signature")
 async def signature_with_wrong_context(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    who, msg = signed_offer(ctx)
     hdr, sig = resign_header({}, who, context=Context.DISCOVERY, raw=msg.hdr_bytes)
     expect_problem(ctx, await post(ctx, envelope_bytes(hdr, sig, msg.body_bytes)),
                    ["bad_signature"])
@@ -215,8 +212,7 @@ async def signature_with_wrong_context(ctx: CaseContext) -> None:
       "not below the group order L (S+L malleation) is invalid.",
       accepts="problem bad_signature")
 async def malleated_signature(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    _, msg = signed_offer(ctx)
     s = int.from_bytes(msg.signature[32:], "little") + L
     sig = msg.signature[:32] + s.to_bytes(32, "little")
     expect_problem(ctx, await post(ctx, envelope_bytes(msg.hdr_bytes, sig, msg.body_bytes)),
@@ -242,8 +238,7 @@ async def small_order_sender(ctx: CaseContext) -> None:
       requirement="A signature MUST be exactly 64 bytes; 63- or 65-byte signatures are malformed.",
       accepts="problem malformed, for both lengths")
 async def bad_signature_lengths(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    _, msg = signed_offer(ctx)
     for sig in (msg.signature[:63], msg.signature + b"\x00"):
         answer = await post(ctx, envelope_bytes(msg.hdr_bytes, sig, msg.body_bytes))
         expect_problem(ctx, answer, ["malformed"])
@@ -253,8 +248,7 @@ async def bad_signature_lengths(ctx: CaseContext) -> None:
       requirement="Unsigned routing copies of 'to' and 'type' MUST equal the signed header.",
       accepts="problem envelope_mismatch for a wrong 'to' and for a wrong 'type'")
 async def routing_copies_disagree(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    _, msg = signed_offer(ctx)
     other = identity(ctx).public_key
     for routing in ({"to": other, "type": "terms.offer"},
                     {"to": target(ctx).key, "type": "data.share"}):
@@ -266,8 +260,7 @@ async def routing_copies_disagree(ctx: CaseContext) -> None:
       requirement="The body MUST hash to the header's body hash.",
       accepts="problem bad_signature")
 async def body_swapped(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    who, msg = signed_offer(ctx)
     other = sign(ctx, TermsOffer(terms=offer_body(ctx, who).terms, enc_key=bytes(32)), who)
     env = envelope_bytes(msg.hdr_bytes, msg.signature, other.body_bytes)
     expect_problem(ctx, await post(ctx, env), ["bad_signature"])
@@ -322,8 +315,7 @@ async def body_fields(ctx: CaseContext) -> None:
       "has any other key than body, hdr, sig, to and type, or whose keys are out of order.",
       accepts="problem malformed for an array, for an extra key and for unsorted keys")
 async def envelope_shape(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    _, msg = signed_offer(ctx)
     parts = [("body", msg.body_bytes), ("hdr", msg.hdr_bytes), ("sig", msg.signature)]
     as_array = b"\x93" + b"".join(msgpack.packb(v, use_bin_type=True) for _, v in parts)
     for raw in (as_array, raw_map([*parts, ("x", 1)]), raw_map(list(reversed(parts)))):
@@ -336,8 +328,7 @@ async def envelope_shape(ctx: CaseContext) -> None:
       "envelope breaking this, and an erased form (no body) sent as a message, with malformed.",
       accepts="problem malformed for a missing hdr, a str hdr, the erased form and a nil body")
 async def envelope_parts(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    _, msg = signed_offer(ctx)
     hdr, sig, body = msg.hdr_bytes, msg.signature, msg.body_bytes
     for raw in (raw_map([("body", body), ("sig", sig)]),
                 raw_map([("body", body), ("hdr", hdr.hex()), ("sig", sig)]),
@@ -351,8 +342,7 @@ async def envelope_parts(ctx: CaseContext) -> None:
       "receiver MUST refuse the envelope with malformed.",
       accepts="problem malformed for a str 'to' and for an int 'type'")
 async def routing_copy_types(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    _, msg = signed_offer(ctx)
     for routing in ({"to": target(ctx).key.hex()}, {"type": 1}):
         env = envelope_bytes(msg.hdr_bytes, msg.signature, msg.body_bytes, **routing)
         expect_problem(ctx, await post(ctx, env), ["malformed"])
@@ -370,8 +360,7 @@ IDENTITY_POINT = b"\x01" + bytes(31)
       "a verifier that skips the small-order checks of §3.5-3.",
       accepts="problem bad_key")
 async def identity_key_forgery(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    who, msg = signed_offer(ctx)
     h = header_of(msg)
     h["from"] = IDENTITY_POINT
     hdr, _ = resign_header(h, who)
@@ -383,8 +372,7 @@ async def identity_key_forgery(ctx: CaseContext) -> None:
       requirement="A sender SHOULD include both routing copies (to and type) in its envelopes.",
       accepts="every envelope of the response to a terms.offer carries to and type")
 async def replies_carry_routing(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    who, msg = signed_offer(ctx)
     answer = await post(ctx, msg.envelope, recipient_key=who.public_key)
     expect_receipt(ctx, answer, msg)
     bare = [r.type for r in answer.replies

@@ -12,12 +12,10 @@ from vrmproto.testing._context import CaseContext
 
 from ._support import (
     expect_problem,
-    identity,
     note_requests,
-    offer_body,
     post,
     read_answer,
-    sign,
+    signed_offer,
     target,
 )
 
@@ -110,8 +108,7 @@ def _mutations(ctx: CaseContext, envelope: bytes, n: int) -> list[bytes]:
       accepts="for 48 seeded random and mutated envelopes: every answer a 4xx with a signed "
       "problem whose status is its code's, or a 200 with a receipt")
 async def hostile_bytes(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    _, msg = signed_offer(ctx)
     for data in _mutations(ctx, msg.envelope, 48):
         answer = await post(ctx, data)
         if answer.status == 200 and answer.receipt is not None:

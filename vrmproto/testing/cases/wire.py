@@ -36,6 +36,7 @@ from ._support import (
     recent_requests,
     resign_header,
     sign,
+    signed_offer,
     target,
 )
 
@@ -44,8 +45,7 @@ MAX_FLOOD = 20_000  # the most requests a rate-limit case sends
 
 
 async def _still_serving(ctx: CaseContext) -> bool:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    who, msg = signed_offer(ctx)
     answer = await post(ctx, msg.envelope, recipient_key=who.public_key)
     return answer.status == 200 and answer.receipt is not None
 
@@ -93,8 +93,7 @@ async def huge_declared_lengths(ctx: CaseContext) -> None:
       requirement="A map with a duplicate key MUST be refused as malformed, even when signed.",
       accepts="problem malformed")
 async def duplicate_header_key(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    who, msg = signed_offer(ctx)
     h = header_of(msg)
     pairs = sorted(h.items())
     pairs.insert(1, ("created", h["created"] + 1))
@@ -107,8 +106,7 @@ async def duplicate_header_key(ctx: CaseContext) -> None:
       requirement="Bytes after the encoded item MUST be refused as malformed.",
       accepts="problem malformed")
 async def trailing_bytes(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    _, msg = signed_offer(ctx)
     expect_problem(ctx, await post(ctx, msg.envelope + b"\x00"), ["malformed"])
 
 
@@ -116,8 +114,7 @@ async def trailing_bytes(ctx: CaseContext) -> None:
       requirement="Text that is not valid UTF-8 MUST be refused as malformed, even when signed.",
       accepts="problem malformed")
 async def bad_utf8(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    who, msg = signed_offer(ctx)
     good = msg.hdr_bytes
     i = good.index(b"terms.offer")
     raw = good[:i] + b"terms.\xffffer" + good[i + len(b"terms.offer"):]
@@ -131,8 +128,7 @@ async def bad_utf8(ctx: CaseContext) -> None:
       "refused: input that does not re-encode to the same bytes is malformed.",
       accepts="problem malformed for a non-minimal integer and for unsorted keys")
 async def non_canonical(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    who, msg = signed_offer(ctx)
     h = header_of(msg)
     pairs = sorted(h.items())
     # 'v': 1 written as uint64
@@ -151,8 +147,7 @@ async def non_canonical(ctx: CaseContext) -> None:
       accepts="HTTP 415 with problem unsupported_media_type, for application/json and for no "
       "Content-Type")
 async def wrong_content_type(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    _, msg = signed_offer(ctx)
     answer = await post(ctx, msg.envelope, content_type="application/json")
     expect_problem(ctx, answer, ["unsupported_media_type"])
     t = target(ctx)
@@ -237,8 +232,7 @@ async def ten_concurrent(ctx: CaseContext) -> None:
       "their routing copies: the second delivery is a replay.",
       accepts="the same HTTP 200 body for the envelope with routing copies and without them")
 async def replay_without_routing(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    who, msg = signed_offer(ctx)
     first = await post(ctx, msg.envelope, recipient_key=who.public_key)
     expect_receipt(ctx, first, msg)
     bare = envelope_bytes(msg.hdr_bytes, msg.signature, msg.body_bytes)
@@ -379,8 +373,7 @@ async def slow_clients(ctx: CaseContext) -> Info:
       "reserved format byte 0xc1, with malformed.",
       accepts="problem malformed for a truncated envelope and for 0xc1")
 async def truncated_and_reserved(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    _, msg = signed_offer(ctx)
     for raw in (msg.envelope[:-7], b"\x81\xa3hdr\xc1"):
         expect_problem(ctx, await post(ctx, raw), ["malformed"])
 
@@ -467,8 +460,7 @@ async def body_depth(ctx: CaseContext) -> None:
       accepts="a receipt for a valid offer whose body arrives in four pieces over a quarter of "
       "body_read_timeout_ms (at most 0.6 s)")
 async def slow_body_accepted(ctx: CaseContext) -> None:
-    who = identity(ctx)
-    msg = sign(ctx, offer_body(ctx, who), who)
+    who, msg = signed_offer(ctx)
     t = target(ctx)
     env = msg.envelope
     pause = min(t.limits.body_read_timeout_ms / 4000 / 3, 0.2)
