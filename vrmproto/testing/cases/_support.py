@@ -289,6 +289,12 @@ class Customer:
             limits=t.limits,
         )
 
+    def unchecked(self, body: Body, *, msg_id: bytes | None = None) -> Signed[Any]:
+        """``body`` signed as our next message in the thread, without our own engine's checks
+        or state change: how a case sends what a conforming endpoint must refuse."""
+        return sign(self.ctx, body, self.identity, thread=self.rel.thread,
+                    prev=self.rel.our_head, msg_id=msg_id)
+
     async def send(self, body: Body, *, msg_id: bytes | None = None) -> tuple[Signed[Any], Answer]:
         """Sign the next message of the relationship, post it, and take in the replies."""
         sent = self.rel.send(body, now=now_ms(), msg_id=msg_id or new_id(self.ctx))

@@ -123,7 +123,7 @@ async def share_already_expired(ctx: CaseContext) -> None:
     c = Customer(ctx)
     await c.agree()
     body, msg_id = share_body(ctx, c, {"email": "late@example.org"}, expires=now_ms() - 60_000)
-    msg = sign(ctx, body, c.identity, thread=c.rel.thread, prev=c.rel.our_head, msg_id=msg_id)
+    msg = c.unchecked(body, msg_id=msg_id)
     expect_problem(ctx, await post(ctx, msg.envelope), ["invalid_field"])
 
 
@@ -158,7 +158,7 @@ async def withdraw_unknown(ctx: CaseContext) -> None:
     await c.agree()
     await _share(ctx, c, {"email": "w@example.org"})
     body = DataWithdraw(agreement=c.rel.agreement or bytes(32), shares=(sha256(b"nothing"),))
-    msg = sign(ctx, body, c.identity, thread=c.rel.thread, prev=c.rel.our_head)
+    msg = c.unchecked(body)
     expect_problem(ctx, await post(ctx, msg.envelope), ["invalid_field"])
 
 
@@ -192,7 +192,7 @@ async def field_cannot_be_held(ctx: CaseContext) -> None:
     c = Customer(ctx)
     await c.agree()
     body, msg_id = share_body(ctx, c, {"Email Address": "x@example.org"})
-    msg = sign(ctx, body, c.identity, thread=c.rel.thread, prev=c.rel.our_head, msg_id=msg_id)
+    msg = c.unchecked(body, msg_id=msg_id)
     expect_problem(ctx, await post(ctx, msg.envelope), ["invalid_field"])
 
 
@@ -252,7 +252,7 @@ async def _share_sealed(ctx: CaseContext, c: Customer, msg_id: bytes, sealed: by
                         agreement: bytes | None = None) -> Any:
     body = DataShare(agreement=agreement or c.rel.agreement or bytes(32), purposes=(2,),
                      categories=(2,), expires=now_ms() + DAY_MS, sealed=sealed)
-    msg = sign(ctx, body, c.identity, thread=c.rel.thread, prev=c.rel.our_head, msg_id=msg_id)
+    msg = c.unchecked(body, msg_id=msg_id)
     return await post(ctx, msg.envelope)
 
 

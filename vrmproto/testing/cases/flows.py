@@ -114,7 +114,7 @@ async def accept_from_customer(ctx: CaseContext) -> None:
     c = Customer(ctx)
     await c.agree()
     body = TermsAccept(offer=c.rel.agreement or bytes(32), terms=c.rel.terms)
-    msg = sign(ctx, body, c.identity, thread=c.rel.thread, prev=c.rel.our_head)
+    msg = c.unchecked(body)
     expect_problem(ctx, await post(ctx, msg.envelope), ["illegal_transition"])
 
 
@@ -127,7 +127,7 @@ async def not_in_table(ctx: CaseContext) -> None:
     await c.agree()
     body = Intentcast(what="anything", reply_by=now_ms() + 60_000, constraints=(),
                       memberships=())
-    msg = sign(ctx, body, c.identity, thread=c.rel.thread, prev=c.rel.our_head)
+    msg = c.unchecked(body)
     expect_problem(ctx, await post(ctx, msg.envelope), ["illegal_transition"])
 
 
@@ -167,7 +167,7 @@ async def share_to_wrong_key(ctx: CaseContext) -> None:
     await c.agree()
     other = identity(ctx)
     body, msg_id = _share(c, ctx, {"email": "x@example.org"}, enc_key=other.enc_public_key)
-    msg = sign(ctx, body, c.identity, thread=c.rel.thread, prev=c.rel.our_head, msg_id=msg_id)
+    msg = c.unchecked(body, msg_id=msg_id)
     expect_problem(ctx, await post(ctx, msg.envelope), ["cannot_decrypt"])
 
 
@@ -180,7 +180,7 @@ async def share_forwarded(ctx: CaseContext) -> None:
     await c.agree()
     other = identity(ctx)
     body, msg_id = _share(c, ctx, {"email": "x@example.org"}, recipient=other.public_key)
-    msg = sign(ctx, body, c.identity, thread=c.rel.thread, prev=c.rel.our_head, msg_id=msg_id)
+    msg = c.unchecked(body, msg_id=msg_id)
     expect_problem(ctx, await post(ctx, msg.envelope), ["wrong_recipient"])
 
 
@@ -191,7 +191,7 @@ async def share_without_agreement(ctx: CaseContext) -> None:
     c = Customer(ctx)
     await c.agree()
     body, msg_id = _share(c, ctx, {"email": "x@example.org"}, agreement=bytes(range(32)))
-    msg = sign(ctx, body, c.identity, thread=c.rel.thread, prev=c.rel.our_head, msg_id=msg_id)
+    msg = c.unchecked(body, msg_id=msg_id)
     expect_problem(ctx, await post(ctx, msg.envelope), ["no_agreement"])
 
 
@@ -335,7 +335,7 @@ async def rotation_bad_proof(ctx: CaseContext) -> None:
     body = KeyRotate(new_key=new.public_key, new_enc_key=new.enc_public_key,
                      proof=c.identity.sign(Context.KEY_ROTATION, b"not the proof"),
                      reason="rotate")
-    msg = sign(ctx, body, c.identity, thread=c.rel.thread, prev=c.rel.our_head)
+    msg = c.unchecked(body)
     expect_problem(ctx, await post(ctx, msg.envelope), ["bad_signature"])
 
 

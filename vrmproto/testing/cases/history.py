@@ -24,7 +24,6 @@ from ._support import (
     post,
     read_answer,
     share_body,
-    sign,
     target,
 )
 from .data import returned
@@ -42,7 +41,7 @@ async def rotate_to_bad_key(ctx: CaseContext) -> None:
     await c.agree()
     body = KeyRotate(new_key=SMALL_ORDER_KEY, new_enc_key=bytes(range(32)),
                      proof=c.identity.sign(Context.KEY_ROTATION, b"any"), reason="rotate")
-    msg = sign(ctx, body, c.identity, thread=c.rel.thread, prev=c.rel.our_head)
+    msg = c.unchecked(body)
     expect_problem(ctx, await post(ctx, msg.envelope), ["bad_key"])
 
 
@@ -183,5 +182,5 @@ async def refused_reply_dropped(ctx: CaseContext) -> None:
                   else "gone"))
     body, msg_id = share_body(ctx, c, {"email": "dropped@example.org"},
                               agreement=accept.msg_hash)
-    msg = sign(ctx, body, c.identity, thread=c.rel.thread, prev=c.rel.our_head, msg_id=msg_id)
+    msg = c.unchecked(body, msg_id=msg_id)
     expect_problem(ctx, await post(ctx, msg.envelope), ["no_agreement", "illegal_transition"])

@@ -93,8 +93,7 @@ async def one_at_a_time(ctx: CaseContext) -> None:
     msgs = []
     for value in ("a@example.org", "b@example.org"):
         body, msg_id = share_body(ctx, c, {"email": value})
-        msgs.append(sign(ctx, body, c.identity, thread=c.rel.thread, prev=c.rel.our_head,
-                         msg_id=msg_id))
+        msgs.append(c.unchecked(body, msg_id=msg_id))
     answers = await asyncio.gather(*(post(ctx, m.envelope) for m in msgs))
     accepted = [m for m, a in zip(msgs, answers, strict=True) if a.status == 200]
     ctx.expect(len(accepted) == 1, expected="exactly one accepted",
@@ -120,8 +119,7 @@ async def refusal_changes_nothing(ctx: CaseContext) -> None:
     msg_id = new_id(ctx)
     bad, _ = share_body(ctx, c, {"email": "x@example.org"}, agreement=sha256(b"another"),
                         msg_id=msg_id)
-    refused = sign(ctx, bad, c.identity, thread=c.rel.thread, prev=c.rel.our_head,
-                   msg_id=msg_id)
+    refused = c.unchecked(bad, msg_id=msg_id)
     expect_problem(ctx, await post(ctx, refused.envelope), ["no_agreement"])
     await expect_history(ctx, c)
     good, _ = share_body(ctx, c, {"email": "x@example.org"}, msg_id=msg_id)
