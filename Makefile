@@ -28,6 +28,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/inbox.py
 	$(BIN)/python bench/inbox_phases.py
+	$(BIN)/python bench/hostile.py
 
 vectors: $(VENV)/.installed
 	$(BIN)/python scripts/gen_vectors.py
