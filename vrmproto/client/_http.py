@@ -309,9 +309,13 @@ class EndpointClient(AsyncClosing):
                 status=status,
             )
         body: ProblemReport = msg.body
-        if ref is not None and body.ref is not None and body.ref != ref:
+        if ref is not None and body.ref != ref:
+            # §9.1-10: only a problem that names the message sent refuses it. One that names no
+            # message (or another) may have been taken from elsewhere and injected.
+            about = "no message" if body.ref is None else "another message"
             return InvalidResponse(
-                f"{answer.url} answered {status} with a problem about another message",
+                f"{answer.url} answered {status} with a problem about {about} "
+                f"({body.code})",
                 status=status,
             )
         return PeerProblemError(body.code, body.detail, status=status, clause=body.clause or "")
@@ -323,14 +327,16 @@ class EndpointClient(AsyncClosing):
         base_url: str,
         expected_key: bytes | None = None,
         *,
+        role: str | None = None,
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> DiscoveryDocument:
         """GET ``/.well-known/vrm`` and verify it (§13.1); inbox/history become absolute URLs.
 
         Raises :class:`~vrmproto.ProtocolError` for a document that does not verify (a tampered
-        body, a signature by another key than ``expected_key``: ``bad_key``), and the transport
-        errors for the rest.
+        body, a signature by another key than ``expected_key``: ``bad_key``; an unusable key,
+        §13.1-9; no version we speak, or another ``role`` than the one given, §13.1-10), and
+        the transport errors for the rest.
         """
         url = urljoin(_check_url(base_url), WELL_KNOWN_PATH)
         answer = await self._request(
@@ -344,7 +350,7 @@ class EndpointClient(AsyncClosing):
             )
         doc = verify_discovery(
             answer.body, answer.headers.get(SIGNATURE_HEADER), now=self.clock(),
-            expected_key=expected_key,
+            expected_key=expected_key, role=role,
         )
         try:
             inbox = _check_url(urljoin(answer.url, doc.inbox))
@@ -367,7 +373,8 @@ class EndpointClient(AsyncClosing):
 
         An empty list is the ``204`` that answers an accepted receipt or problem (§12.3-3).
         ``expected_keys`` are the keys a problem may be signed by (the endpoint's); ``ref`` the
-        hash of the message sent, which a problem that names a message must name.
+        hash of the message sent: only a problem whose ``ref`` is that hash refuses it
+        (§9.1-10); any other 4xx answer is :class:`InvalidResponse`, a failure to retry.
         """
         answer = await self._request(
             "POST", inbox_url, envelope,
