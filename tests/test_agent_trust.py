@@ -14,6 +14,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgpack
 import nacl.bindings as sodium
 import pytest
 from aiohttp import web
@@ -22,17 +23,23 @@ from test_client import CONTENT_TYPE, FakeVendor, now_ms
 from vrmproto import (
     DEFAULT_LIMITS,
     MESSAGE_TYPES,
-    Identity,
+    MasterSeed,
+    Money,
     Problem,
     ProtocolError,
+    RelationshipEnd,
     fingerprint,
     key_to_text,
+    open_envelope,
 )
 from vrmproto._binding import SIGNATURE_HEADER, build_discovery
 from vrmproto._keys import Context, _b64
-from vrmproto.client import Agent, RetryPolicy
+from vrmproto.cli._agent_endpoint import AGENT_NAME, AgentRoutes
+from vrmproto.cli._cmd_serve import AgentIdentities
+from vrmproto.client import Agent, EndpointClient, InvalidResponse, PeerProblemError, RetryPolicy
 from vrmproto.client._agent import KeyChangedError
 from vrmproto.client._fanout import Target, fan_out
+from vrmproto.client._paths import endpoint_path
 from vrmproto.store import MemoryStore
 
 YEAR_MS = 365 * 86_400_000
@@ -153,7 +160,7 @@ async def test_another_key_at_a_known_url_is_refused_until_the_person_accepts_it
             await agent.connect(url, accept_new_key=fingerprint(first.key))
         accepted = await agent.connect(url, accept_new_key=fingerprint(impostor.key))
         assert accepted.status == "accepted"
-        assert [r.message.type for r in impostor.received][0] == "terms.offer"
+        assert impostor.received[0].message.type == "terms.offer"
     finally:
         await impostor.stop()
 
@@ -303,3 +310,133 @@ async def test_a_type_the_vendor_does_not_list_is_not_sent(
     result = await agent.intentcast("a car", vendors=[hostile.url], deadline_ms=5_000)
     assert [r.status for r in result.report.results] == ["failed"]
     assert hostile.inbox_posts == posts
+
+
+# -- item 10: nothing links one person's identities (§11.6-1, §11.6-3, §12.11-4) -----------------
+
+
+class TrackingVendor(FakeVendor):
+    """A vendor that sets a cookie on every answer and notes, for every request, the cookies it
+    got and the client's port (one port: one TCP connection) with the key that signed it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, price=Money(100, "USD"))
+        self.cookies: list[str] = []
+        self.senders_by_port: dict[int, set[bytes]] = {}
+
+    def app(self) -> web.Application:
+        @web.middleware
+        async def track(request: web.Request, handler: Any) -> web.StreamResponse:
+            if "Cookie" in request.headers:
+                self.cookies.append(request.headers["Cookie"])
+            response = await handler(request)
+            response.set_cookie("track", os.urandom(8).hex())
+            return response
+
+        app = super().app()
+        app.middlewares.append(track)
+        return app
+
+    async def inbox(self, request: web.Request) -> web.Response:
+        data = await request.read()
+        hdr = msgpack.unpackb(msgpack.unpackb(data, raw=False)["hdr"], raw=False)
+        port = request.transport.get_extra_info("peername")[1] if request.transport else 0
+        self.senders_by_port.setdefault(port, set()).add(hdr["from"])
+        return await super().inbox(request)
+
+    @property
+    def local_url(self) -> str:  # a host name, not an address: cookies are kept for names
+        return f"http://localhost:{self.port}"
+
+
+async def test_no_cookie_and_no_connection_is_shared_between_identities(agent: Agent) -> None:
+    a, b = TrackingVendor("A"), TrackingVendor("B")
+    await asyncio.gather(a.start(), b.start())
+    try:
+        await agent.connect(a.local_url)  # our pairwise key for A
+        await agent.intentcast("a car", vendors=[a.local_url, b.local_url])  # a throw-away key
+        await agent.connect(b.local_url)  # our pairwise key for B, same host as A
+        await agent.intentcast("a bike", vendors=[a.local_url])  # another throw-away key
+        assert a.cookies == []
+        assert b.cookies == []
+        for v in (a, b):
+            senders = set().union(*v.senders_by_port.values())
+            assert len(senders) >= 2  # the vendor saw several of our keys...
+            assert all(len(s) == 1 for s in v.senders_by_port.values())  # ...never on one socket
+    finally:
+        await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_each_vendor_is_told_an_endpoint_path_of_its_own(hostile: HostileVendor) -> None:
+    seed = os.urandom(32)
+    other = FakeVendor("Other")
+    await other.start()
+    try:
+        async with await Agent.open(MemoryStore(), seed,
+                                    endpoint="http://127.0.0.1:9999/") as agent:  # fmt: skip
+            one = await agent.connect(hostile.url)
+            two = await agent.connect(other.url)
+            told = [next(r.message.body.endpoint for r in v.received
+                         if r.message.type == "terms.offer") for v in (hostile, other)]
+            assert told[0] != told[1]
+            assert all(t.startswith("http://127.0.0.1:9999/r/") for t in told)
+            assert all(len(t.rsplit("/", 1)[1]) == 22 for t in told)  # 128 bits
+            assert told == [agent.endpoint_for(one.thread), agent.endpoint_for(two.thread)]
+        again = await Agent.open(MemoryStore(), seed, endpoint="http://127.0.0.1:9999")
+        assert again.endpoint_for(one.thread) == told[0]  # derived from the seed: survives
+        await again.close()
+    finally:
+        await other.stop()
+
+
+async def test_the_agent_endpoint_serves_each_relationship_at_its_own_path_only(
+    tmp_path: Any,
+) -> None:
+    seed = MasterSeed(os.urandom(32))
+    store = MemoryStore()
+    v1, v2 = FakeVendor("One"), FakeVendor("Two")
+    await asyncio.gather(v1.start(), v2.start())
+    runner: web.AppRunner | None = None
+    try:
+        async with await Agent.open(store, seed) as agent:
+            t1 = (await agent.connect(v1.url)).thread
+            t2 = (await agent.connect(v2.url)).thread
+            identities = AgentIdentities(seed)
+            await identities.refresh(agent)
+        routes = AgentRoutes(seed, store, identities)
+        await routes.refresh()
+        runner = web.AppRunner(routes.app(), access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        client = EndpointClient(retry=RetryPolicy(attempts=1))
+        try:
+            # nothing at the origin, nor at a guessed path
+            for path in ("", "/r/" + "A" * 22):
+                with pytest.raises(InvalidResponse) as miss:
+                    await client.fetch_discovery(base + path)
+                assert miss.value.status == 404
+            # each relationship's document: its own key, no person's name, its own inbox
+            docs = [await client.fetch_discovery(base + endpoint_path(seed, t), role="customer")
+                    for t in (t1, t2)]  # fmt: skip
+            assert docs[0].key != docs[1].key
+            assert {d.name for d in docs} == {AGENT_NAME}
+            assert docs[0].inbox == base + endpoint_path(seed, t1) + "/vrm/inbox"
+            relationship_keys = {r.local_key for r in await store.relationships()}
+            assert not {d.key for d in docs} & relationship_keys
+
+            # the vendor of t1 reaches us at t1's path; t2's path refuses t1's messages
+            now = now_ms()
+            rel = v1.threads[t1]
+            end = rel.send(RelationshipEnd(reason="closing"), now=now, msg_id=os.urandom(16))
+            with pytest.raises(PeerProblemError) as wrong:
+                await client.post_envelope(docs[1].inbox, end.message.envelope)
+            assert wrong.value.code == "no_relationship"
+            replies = await client.post_envelope(docs[0].inbox, end.message.envelope)
+            assert open_envelope(replies[0], now=now_ms()).type == "receipt"
+        finally:
+            await client.close()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await asyncio.gather(v1.stop(), v2.stop())

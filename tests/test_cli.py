@@ -13,6 +13,7 @@ import os
 import socket
 import stat
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,7 @@ from vrmproto import Money
 from vrmproto.cli._home import Home, Settings
 from vrmproto.cli._parse import parse_duration, parse_money, parse_term
 from vrmproto.cli._seedtext import SeedTextError, seed_from_text, seed_to_text
+from vrmproto.client._paths import endpoint_path
 
 # -- fixtures ----------------------------------------------------------------------------------
 
@@ -397,7 +399,8 @@ def test_agent_serve_delivers_the_outbox_and_serves_discovery(
 ) -> None:
     host.add("lodge2", "lodge")
     try:
-        ok(vrm("connect", host["lodge2"].url, home=home))
+        thread = bytes.fromhex(ok(vrm("connect", host["lodge2"].url, "--json",
+                                      home=home)).json["thread"])  # fmt: skip
         host.stop("lodge2")
         ok(vrm("address", "set", "city=Park City", home=home))
         host.start("lodge2")
@@ -412,9 +415,18 @@ def test_agent_serve_delivers_the_outbox_and_serves_discovery(
             url = listening["url"]
             settings = json.loads((home / "settings.json").read_text())
             assert settings["agent_url"] == url
-            with urllib.request.urlopen(url + "/.well-known/vrm", timeout=10) as resp:
-                doc = json.loads(resp.read())
+            # Nothing at the origin: each relationship has its own path (§11.6-1, §12.11-4)...
+            with pytest.raises(urllib.error.HTTPError) as missing:
+                urllib.request.urlopen(url + "/.well-known/vrm", timeout=10)
+            missing.value.close()
+            assert missing.value.code == 404
+            path = endpoint_path(Home(home).master(), thread)
+            with urllib.request.urlopen(url + path + "/.well-known/vrm", timeout=10) as resp:
+                raw = resp.read()
+            doc = json.loads(raw)
             assert doc["role"] == "customer"
+            assert doc["inbox"] == path + "/vrm/inbox"
+            assert b"Doc" not in raw  # ...and its document names no person
             for line in proc.stdout:
                 event = json.loads(line)
                 if event["event"] == "delivery":

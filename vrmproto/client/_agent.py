@@ -100,6 +100,7 @@ from vrmproto.client._outbox import (
     Outbox,
     OutboxRun,
 )
+from vrmproto.client._paths import endpoint_path
 from vrmproto.store import Commit, OutboxItem, Store
 
 __all__ = [
@@ -347,8 +348,9 @@ class Agent(AsyncClosing):
         A store belongs to one master seed: opening it with another raises ``ValueError``.
         ``client`` (or an aiohttp ``session`` for a new client) may be shared; otherwise the
         agent makes one and closes it in :meth:`close`. ``endpoint`` is this agent's own base
-        URL, told to vendors in terms offers. ``retry`` governs one-vendor requests,
-        ``fanout_retry`` each branch of a fan-out, ``schedule`` the outbox's retries.
+        URL; each vendor is told a path of its own under it (:meth:`endpoint_for`). ``retry``
+        governs one-vendor requests, ``fanout_retry`` each branch of a fan-out, ``schedule`` the
+        outbox's retries.
         """
         master = master_seed if isinstance(master_seed, MasterSeed) else MasterSeed(master_seed)
         check = master.for_intent(bytes(16)).public_key  # public: identifies, reveals nothing
@@ -406,7 +408,7 @@ class Agent(AsyncClosing):
         if not t.rel.counter:
             raise StateError("the vendor made no counter-offer", clause="§5.2.3")
         body = TermsOffer(terms=t.rel.counter, enc_key=t.rel.identity.enc_public_key,
-                          endpoint=self.endpoint)
+                          endpoint=self.endpoint_for(t.id))
         return self._sign(t, body, d, now)
 
     @staticmethod
@@ -459,6 +461,13 @@ class Agent(AsyncClosing):
 
     def _build_end(self, t: Thread, d: Draft, now: int) -> Sent:
         return self._sign(t, RelationshipEnd(reason=d.args["reason"]), d, now)
+
+    def endpoint_for(self, thread: bytes) -> str | None:
+        """The base URL of our agent endpoint told to the vendor of ``thread``: a path of its
+        own under :attr:`endpoint`, so vendors hold no common identifier (§11.6-1, §12.11-4)."""
+        if not self.endpoint:
+            return None
+        return self.endpoint.rstrip("/") + endpoint_path(self.ledger.master, thread)
 
     def _draft(self, op: str, **args: Any) -> Draft:
         return Draft(op, args, self.random_id())
@@ -598,7 +607,7 @@ class Agent(AsyncClosing):
         t = Thread(rel, meta, _norm_url(base_url))
         offered = tuple(terms) if terms is not None else self.terms
         draft = self._draft("terms.offer", terms=[x.to_wire() for x in offered], note=note,
-                            in_reply_to=in_reply_to, endpoint=self.endpoint)
+                            in_reply_to=in_reply_to, endpoint=self.endpoint_for(thread))
         await self.store.commit(Commit(meta=(
             (_TYPES_PREFIX + thread.hex(), json.dumps(list(doc.types)).encode()),
         )))  # fmt: skip
