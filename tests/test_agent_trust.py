@@ -349,16 +349,29 @@ class TrackingVendor(FakeVendor):
         return f"http://localhost:{self.port}"
 
 
-async def test_no_cookie_and_no_connection_is_shared_between_identities(agent: Agent) -> None:
+async def _talk_as_four_identities(agent: Agent, a: TrackingVendor, b: TrackingVendor) -> None:
+    await agent.connect(a.local_url)  # our pairwise key for A
+    await agent.intentcast("a car", vendors=[a.local_url, b.local_url])  # a throw-away key
+    await agent.connect(b.local_url)  # our pairwise key for B, on the same host as A
+    await agent.intentcast("a bike", vendors=[a.local_url])  # another throw-away key
+
+
+async def test_no_cookie_is_sent(agent: Agent) -> None:
     a, b = TrackingVendor("A"), TrackingVendor("B")
     await asyncio.gather(a.start(), b.start())
     try:
-        await agent.connect(a.local_url)  # our pairwise key for A
-        await agent.intentcast("a car", vendors=[a.local_url, b.local_url])  # a throw-away key
-        await agent.connect(b.local_url)  # our pairwise key for B, same host as A
-        await agent.intentcast("a bike", vendors=[a.local_url])  # another throw-away key
+        await _talk_as_four_identities(agent, a, b)
         assert a.cookies == []
         assert b.cookies == []
+    finally:
+        await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_no_connection_carries_two_identities(agent: Agent) -> None:
+    a, b = TrackingVendor("A"), TrackingVendor("B")
+    await asyncio.gather(a.start(), b.start())
+    try:
+        await _talk_as_four_identities(agent, a, b)
         for v in (a, b):
             senders = set().union(*v.senders_by_port.values())
             assert len(senders) >= 2  # the vendor saw several of our keys...

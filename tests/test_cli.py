@@ -382,6 +382,37 @@ def test_vendor_serve_from_toml(home: Path, tmp_path: Path) -> None:
     fails(vrm("vendor", "serve", "--config", str(tmp_path / "missing.toml"), home=home), 2)
 
 
+def test_connect_refuses_a_known_vendors_new_key_until_it_is_accepted(
+    home: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "shop.toml"
+    config.write_text('name = "Corner Shop"\naccepts_terms = "all"\n')
+    first = VendorProcess("--config", str(config), "--data-dir", str(tmp_path / "a"),
+                          "--no-advertise")  # fmt: skip
+    try:
+        url, port = first.url, str(first.info["port"])
+        ok(vrm("connect", url, home=home))
+    finally:
+        first.stop()
+    # the same URL, another key (§11.10-1, §11.10-3)
+    second = VendorProcess("--config", str(config), "--data-dir", str(tmp_path / "b"),
+                           "--port", port, "--no-advertise")  # fmt: skip
+    try:
+        new = second.info["fingerprint"]
+        for target in (url, "Corner Shop"):  # other terms: not the agreement we already hold
+            r = fails(vrm("connect", target, "--term", "vrm.no-tracking", home=home), 1)
+            assert new in r.stderr
+            assert "impostor" in r.stderr
+            assert f"--accept-new-key {new}" in r.stderr
+        assert len(ok(vrm("relationships", "--json", home=home)).json["relationships"]) == 1
+        r = ok(vrm("connect", url, "--term", "vrm.no-tracking", "--accept-new-key", new,
+                   "--json", home=home))  # fmt: skip
+        assert r.json["status"] == "accepted"
+        assert r.json["vendor_fingerprint"] == new
+    finally:
+        second.stop()
+
+
 def test_vendor_serve_keeps_its_key_in_its_data_directory(tmp_path: Path) -> None:
     config = tmp_path / "shop.toml"
     config.write_text('name = "Corner Shop"\naccepts_terms = "all"\n')
