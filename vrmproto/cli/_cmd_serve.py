@@ -298,6 +298,7 @@ async def _serve_agent(env: Env, *, host: str, port: int, interval: float) -> No
             url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
             settings.extra["agent_url"] = url
             home.write_settings(settings)
+            node.endpoint = url  # counter-offers accepted by the outbox rounds name it
             try:
                 async with _until_signalled() as stop:
                     _emit(out, f"⊂ your agent is listening on {url} (each vendor is told a "
