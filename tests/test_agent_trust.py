@@ -177,6 +177,9 @@ async def test_a_new_url_claiming_a_known_vendors_name_with_another_key_is_refus
         assert info.value.by == "name"
         assert fake.inbox_posts == 0
         assert len(await agent.relationships()) == 1
+        # the full key in its text form is an explicit decision too
+        await agent.connect(fake.url, accept_new_key=key_to_text(fake.key))
+        assert len(await agent.relationships()) == 2
     finally:
         await asyncio.gather(real.stop(), fake.stop())
 

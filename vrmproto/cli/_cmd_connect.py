@@ -171,7 +171,7 @@ def report_connect(out: Out, result: ConnectResult, answer: str | None,
               help="Seconds to wait for the vendor.")
 @click.option("--accept-new-key", "accept_new_key", metavar="FINGERPRINT",
               help="A vendor you know now signs with another key: accept this one (its "
-                   "fingerprint, checked with the vendor another way).")  # fmt: skip
+                   "fingerprint or full key, checked with the vendor another way).")  # fmt: skip
 @common_options
 @pass_env
 def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: tuple[str, ...],

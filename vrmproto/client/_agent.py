@@ -37,7 +37,7 @@ from vrmproto._errors import (
     ValidationError,
 )
 from vrmproto._history import Divergence, Entry, compare, verify_entries
-from vrmproto._keys import Identity, MasterSeed, check_enc_key, fingerprint
+from vrmproto._keys import Identity, MasterSeed, check_enc_key, fingerprint, key_to_text
 from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._messages import (
     AddressUpdate,
@@ -269,8 +269,12 @@ def _norm_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
-def _same_fingerprint(text: str, key: bytes) -> bool:
-    return text.strip().lower() in (fingerprint(key), fingerprint(key).replace("-", ""))
+def _names_key(text: str, key: bytes) -> bool:
+    """Whether a person's ``text`` names ``key``: its fingerprint (§2.5-3, dashes optional) or
+    the full key in its text form (§2.5-1)."""
+    text = text.strip()
+    fp = fingerprint(key)
+    return text.lower() in (fp, fp.replace("-", "")) or text == key_to_text(key)
 
 
 def _agreement(t: Thread) -> bytes:
@@ -517,8 +521,8 @@ class Agent(AsyncClosing):
         when ``by_name``, by the name it claimed in a relationship of ours: a new URL claiming a
         known vendor's name with an unknown key is an impostor until a person decides otherwise.
         The keys held are the current peer keys of those relationships (a ``key.rotate`` in them
-        moves the pin, §2.6). ``accept_new_key`` — the fingerprint of ``doc.key`` — is that
-        explicit decision.
+        moves the pin, §2.6). ``accept_new_key`` — the fingerprint of ``doc.key``, or the key in
+        its text form — is that explicit decision.
         """
         at_url: set[bytes] = set()
         named: set[bytes] = set()
@@ -534,7 +538,7 @@ class Agent(AsyncClosing):
                     named.add(r.peer_key)
         for by, keys in (("url", at_url), ("name", named)):
             if keys and doc.key not in keys:
-                if accept_new_key is not None and _same_fingerprint(accept_new_key, doc.key):
+                if accept_new_key is not None and _names_key(accept_new_key, doc.key):
                     return
                 raise KeyChangedError(_norm_url(url), doc.name, by=by, pinned=keys,
                                       offered=doc.key)  # fmt: skip
