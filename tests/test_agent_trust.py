@@ -54,7 +54,6 @@ class HostileVendor(FakeVendor):
         self.doc_extra: dict[str, Any] = {}
         self.signer: Any = None  # (body) -> (signature header, key text) for a forged key
         self.inject: tuple[int, bytes] | None = None
-        self.intentcasts = 0
 
     async def discovery(self, request: web.Request) -> web.Response:
         extra = dict(self.doc_extra)
@@ -405,9 +404,7 @@ async def test_each_vendor_is_told_an_endpoint_path_of_its_own(hostile: HostileV
         await other.stop()
 
 
-async def test_the_agent_endpoint_serves_each_relationship_at_its_own_path_only(
-    tmp_path: Any,
-) -> None:
+async def test_the_agent_endpoint_serves_each_relationship_at_its_own_path_only() -> None:
     seed = MasterSeed(os.urandom(32))
     store = MemoryStore()
     v1, v2 = FakeVendor("One"), FakeVendor("Two")

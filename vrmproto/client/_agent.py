@@ -551,7 +551,7 @@ class Agent(AsyncClosing):
             return
         types = json.loads(raw)
         if mtype not in types:
-            raise ValidationError(
+            raise StateError(
                 f"this vendor does not receive {mtype} (its discovery document lists "
                 f"{', '.join(types) or 'no types'})", code=Problem.UNKNOWN_TYPE,
                 clause="§13.1-10",
