@@ -13,6 +13,7 @@ import os
 import socket
 import stat
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,7 @@ from vrmproto import Money
 from vrmproto.cli._home import Home, Settings
 from vrmproto.cli._parse import parse_duration, parse_money, parse_term
 from vrmproto.cli._seedtext import SeedTextError, seed_from_text, seed_to_text
+from vrmproto.client._paths import endpoint_path
 
 # -- fixtures ----------------------------------------------------------------------------------
 
@@ -380,6 +382,37 @@ def test_vendor_serve_from_toml(home: Path, tmp_path: Path) -> None:
     fails(vrm("vendor", "serve", "--config", str(tmp_path / "missing.toml"), home=home), 2)
 
 
+def test_connect_refuses_a_known_vendors_new_key_until_it_is_accepted(
+    home: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "shop.toml"
+    config.write_text('name = "Corner Shop"\naccepts_terms = "all"\n')
+    first = VendorProcess("--config", str(config), "--data-dir", str(tmp_path / "a"),
+                          "--no-advertise")  # fmt: skip
+    try:
+        url, port = first.url, str(first.info["port"])
+        ok(vrm("connect", url, home=home))
+    finally:
+        first.stop()
+    # the same URL, another key (§11.10-1, §11.10-3)
+    second = VendorProcess("--config", str(config), "--data-dir", str(tmp_path / "b"),
+                           "--port", port, "--no-advertise")  # fmt: skip
+    try:
+        new = second.info["fingerprint"]
+        for target in (url, "Corner Shop"):  # other terms: not the agreement we already hold
+            r = fails(vrm("connect", target, "--term", "vrm.no-tracking", home=home), 1)
+            assert new in r.stderr
+            assert "impostor" in r.stderr
+            assert f"--accept-new-key {new}" in r.stderr
+        assert len(ok(vrm("relationships", "--json", home=home)).json["relationships"]) == 1
+        r = ok(vrm("connect", url, "--term", "vrm.no-tracking", "--accept-new-key", new,
+                   "--json", home=home))  # fmt: skip
+        assert r.json["status"] == "accepted"
+        assert r.json["vendor_fingerprint"] == new
+    finally:
+        second.stop()
+
+
 def test_vendor_serve_keeps_its_key_in_its_data_directory(tmp_path: Path) -> None:
     config = tmp_path / "shop.toml"
     config.write_text('name = "Corner Shop"\naccepts_terms = "all"\n')
@@ -397,7 +430,8 @@ def test_agent_serve_delivers_the_outbox_and_serves_discovery(
 ) -> None:
     host.add("lodge2", "lodge")
     try:
-        ok(vrm("connect", host["lodge2"].url, home=home))
+        thread = bytes.fromhex(ok(vrm("connect", host["lodge2"].url, "--json",
+                                      home=home)).json["thread"])  # fmt: skip
         host.stop("lodge2")
         ok(vrm("address", "set", "city=Park City", home=home))
         host.start("lodge2")
@@ -412,9 +446,18 @@ def test_agent_serve_delivers_the_outbox_and_serves_discovery(
             url = listening["url"]
             settings = json.loads((home / "settings.json").read_text())
             assert settings["agent_url"] == url
-            with urllib.request.urlopen(url + "/.well-known/vrm", timeout=10) as resp:
-                doc = json.loads(resp.read())
+            # Nothing at the origin: each relationship has its own path (§11.6-1, §12.11-4)...
+            with pytest.raises(urllib.error.HTTPError) as missing:
+                urllib.request.urlopen(url + "/.well-known/vrm", timeout=10)
+            missing.value.close()
+            assert missing.value.code == 404
+            path = endpoint_path(Home(home).master(), thread)
+            with urllib.request.urlopen(url + path + "/.well-known/vrm", timeout=10) as resp:
+                raw = resp.read()
+            doc = json.loads(raw)
             assert doc["role"] == "customer"
+            assert doc["inbox"] == path + "/vrm/inbox"
+            assert b"Doc" not in raw  # ...and its document names no person
             for line in proc.stdout:
                 event = json.loads(line)
                 if event["event"] == "delivery":

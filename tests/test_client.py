@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgpack
 import pytest
 from aiohttp import web
 
@@ -42,6 +43,7 @@ from vrmproto import (
     latest,
     open_envelope,
     problem_for,
+    sha256,
     sign_problem,
 )
 from vrmproto._binding import (
@@ -71,6 +73,17 @@ def now_ms() -> int:
 
 def rid() -> bytes:
     return os.urandom(16)
+
+
+def header_hash(data: bytes) -> bytes | None:
+    """The hash of an envelope's header bytes, when they can be found: a problem's ``ref``
+    (§9.1-4), as a receiver that refuses the envelope before verifying it sends it."""
+    try:
+        env = msgpack.unpackb(data, raw=False)
+    except Exception:  # anything undecodable has no header to name
+        return None
+    hdr = env.get("hdr") if type(env) is dict else None
+    return sha256(hdr) if type(hdr) is bytes else None
 
 
 NO_TRACKING = TermRef.of(latest("vrm.no-tracking"))
@@ -165,12 +178,12 @@ class FakeVendor:
         return web.Response(body=body, content_type="application/json",
                             headers={SIGNATURE_HEADER: sig})
 
-    def _problem(self, exc: ProtocolError, msg: Any = None) -> web.Response:
+    def _problem(self, exc: ProtocolError, msg: Any = None, *, data: bytes = b"") -> web.Response:
         p = problem_for(
             exc, identity=self.identity, now=now_ms(), msg_id=rid(),
             to=msg.sender if msg is not None else None,
             thread=msg.thread if msg is not None else bytes(16),
-            ref=msg.hash if msg is not None else None,
+            ref=msg.hash if msg is not None else header_hash(data),
         )
         return web.Response(status=exc.code.status, body=p.envelope, content_type=CONTENT_TYPE)
 
@@ -186,7 +199,7 @@ class FakeVendor:
         try:
             msg = open_envelope(data, now=now, recipients=(self.key,))
         except ProtocolError as exc:
-            return self._problem(exc)
+            return self._problem(exc, data=data)
         stored = self.dedupe.get((msg.sender, msg.id))
         if stored is not None:
             if stored[0] != msg.hash:

@@ -24,6 +24,8 @@ from vrmproto._keys import (
     Identity,
     _b64,
     _unb64,
+    check_enc_key,
+    check_key,
     fingerprint,
     key_from_text,
     key_to_text,
@@ -38,6 +40,8 @@ DEFAULT_HISTORY_PATH = "/vrm/history"
 SIGNATURE_HEADER = "Vrm-Signature"
 DISCOVERY_FORMAT = 1
 MAX_DISCOVERY_BYTES = 64 * 1024
+#: The protocol versions this implementation speaks (§4.2-1).
+SPOKEN_VERSIONS = (1,)
 
 # -- discovery document (§13.1) -------------------------------------------------------------------
 
@@ -121,11 +125,15 @@ def verify_discovery(
     now: int,
     expected_key: bytes | None = None,
     check_time: bool = True,
+    role: str | None = None,
 ) -> DiscoveryDocument:
     """Parse and verify a discovery document (§13.1). ProtocolError on any failure.
 
     ``expected_key`` pins the key (for instance from a zeroconf TXT fingerprint or an earlier
-    contact); a document signed by another key is refused with ``bad_key``.
+    contact); a document signed by another key is refused with ``bad_key``. A document whose
+    ``key`` is not valid or whose ``enc_key`` is not usable is refused with ``bad_key``
+    (§13.1-9), one that speaks none of our versions with ``unsupported_version``, and, when
+    ``role`` is given, one of another role with ``invalid_field`` (§13.1-10).
     """
     if len(body) > MAX_DISCOVERY_BYTES:
         raise _doc_error("discovery document too large", "§13.1-5", Problem.TOO_LARGE)
@@ -164,7 +172,19 @@ def verify_discovery(
         raise _doc_error("the signature is not 64 bytes", "§13.1-2", Problem.BAD_SIGNATURE)
     if expected_key is not None and key != expected_key:
         raise _doc_error("the document is signed by another key", "§13.1-4", Problem.BAD_KEY)
+    # §13.1-9: a key that is not valid (a mixed-order point can pass the signature check) or an
+    # encryption key nothing can be sealed to is refused before anything is sent to them.
+    check_key(key, path="$.discovery.key")
+    check_enc_key(enc_key, path="$.discovery.enc_key")
     verify(Context.DISCOVERY, body, sig, key)
+    if not set(doc.versions) & set(SPOKEN_VERSIONS):
+        raise _doc_error(
+            f"the endpoint speaks protocol versions {list(doc.versions)}; we speak "
+            f"{list(SPOKEN_VERSIONS)}", "§13.1-10", Problem.UNSUPPORTED_VERSION,
+        )  # fmt: skip
+    if role is not None and doc.role != role:
+        raise _doc_error(f"the endpoint is a {doc.role!r} endpoint, not a {role!r} one",
+                         "§13.1-10")  # fmt: skip
     if check_time and not doc.issued - 120_000 <= now <= doc.expires:
         raise _doc_error("the document is outside its validity window", "§13.1-6",
                          Problem.EXPIRED)

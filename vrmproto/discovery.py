@@ -164,14 +164,16 @@ async def fetch_discovery(
     expected_key: bytes | None = None,
     session: aiohttp.ClientSession | None = None,
     timeout_s: float = 5.0,
+    role: str | None = None,
 ) -> DiscoveryDocument:
     """GET the discovery document of ``url`` (an endpoint URL, §13.3-2, or the document's own
-    URL) and verify it (§13.1). Raises :class:`~vrmproto.ProtocolError` when it does not
-    verify, :class:`aiohttp.ClientError` or :class:`TimeoutError` when it cannot be fetched,
-    :class:`ValueError` when the answer is not a document."""
+    URL) and verify it (§13.1; ``role``: the role it must have, §13.1-10). Raises
+    :class:`~vrmproto.ProtocolError` when it does not verify, :class:`aiohttp.ClientError` or
+    :class:`TimeoutError` when it cannot be fetched, :class:`ValueError` when the answer is not
+    a document. A session made here keeps no cookies (§11.6-3)."""
     doc_url = url if urlsplit(url).path == WELL_KNOWN_PATH else urljoin(url, WELL_KNOWN_PATH)
     own = session is None
-    client = session or aiohttp.ClientSession()
+    client = session or aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
     try:
         async with client.get(
             doc_url, timeout=aiohttp.ClientTimeout(total=timeout_s), allow_redirects=False
@@ -184,7 +186,8 @@ async def fetch_discovery(
         if own:
             await client.close()
     return verify_discovery(
-        body, header, now=_default_clock() if now is None else now, expected_key=expected_key
+        body, header, now=_default_clock() if now is None else now, expected_key=expected_key,
+        role=role,
     )
 
 
@@ -201,7 +204,8 @@ def _txt_dict(info: AsyncServiceInfo) -> dict[str, str]:
 async def _check(found: Found, session: aiohttp.ClientSession, now: int) -> Found:
     """Fetch and verify the found endpoint's discovery document (§13.2-5, §13.2-6)."""
     try:
-        doc = await fetch_discovery(found.document_url, now=now, session=session, timeout_s=3.0)
+        doc = await fetch_discovery(found.document_url, now=now, session=session, timeout_s=3.0,
+                                    role="vendor")  # only vendors advertise (§13.2-1)
     except ProtocolError as exc:
         return replace(found, problem=f"its discovery document does not verify: {exc.detail}")
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
@@ -273,7 +277,7 @@ async def browse(
             names.put_nowait(name)
 
     aiozc = AsyncZeroconf(interfaces=list(interfaces), ip_version=IPVersion.V4Only)
-    session = aiohttp.ClientSession()
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
     tasks: set[asyncio.Task[None]] = set()
 
     async def resolve(name: str) -> None:

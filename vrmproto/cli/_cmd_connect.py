@@ -15,6 +15,7 @@ from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._output import Out, rbutton, short, term_json, terms_short
 from vrmproto.cli._parse import parse_term
 from vrmproto.client import Agent, ConnectResult, RelationshipView
+from vrmproto.client._agent import KeyChangedError
 
 __all__ = ["connect", "connect_json", "report_connect", "settle_counter"]
 
@@ -168,15 +169,23 @@ def report_connect(out: Out, result: ConnectResult, answer: str | None,
               show_default=True, help="Where to look for NAME with zeroconf.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
               help="Seconds to wait for the vendor.")
+@click.option("--accept-new-key", "accept_new_key", metavar="FINGERPRINT",
+              help="A vendor you know now signs with another key: accept this one (its "
+                   "fingerprint or full key, checked with the vendor another way).")  # fmt: skip
 @common_options
 @pass_env
 def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: tuple[str, ...],
-            note: str | None, interfaces: tuple[str, ...], timeout: float) -> None:  # fmt: skip
+            note: str | None, interfaces: tuple[str, ...], timeout: float,
+            accept_new_key: str | None) -> None:  # fmt: skip
     """Proffer your terms to a vendor: accepted, rejected or countered.
 
     URL|NAME is the vendor's endpoint URL (http://127.0.0.1:8701), the name of a vendor you
     know, or the name of one found on the local network (`vrm discover`). On a counter-offer
     you are asked whether to accept it (--accept-counter/--decline-counter for scripts).
+
+    A vendor you already know (by its URL or the name it gave) must answer with the key you
+    hold for it; another key is refused (§11.10-1). If the vendor really changed its key,
+    compare the new fingerprint with one it publishes elsewhere and pass --accept-new-key.
     """
     terms = tuple(parse_term(s) for s in term_specs) or None
     out = env.out
@@ -192,8 +201,8 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
                 if open_counter:
                     await _answer_open_counter(agent, out, open_counter[-1], counter_answer)
                     return
-                if known:
-                    url, key = known[-1].url, known[-1].peer_key
+                if known:  # its key is pinned by its URL (agent.connect, §13.1-4)
+                    url = known[-1].url
                 else:
                     hit = await _find_on_network(target, interfaces)
                     if hit is None:
@@ -213,12 +222,28 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
                 out.note(f"You already have an agreement with {v.vendor} on these terms.")
                 report_connect(out, existing, None, existing, asked=False)
                 return
-            first = await agent.connect(url, terms, note=note, expected_key=key,
-                                        timeout_s=timeout)  # fmt: skip
+            try:
+                first = await agent.connect(url, terms, note=note, expected_key=key,
+                                            timeout_s=timeout, accept_new_key=accept_new_key)
+            except KeyChangedError as exc:
+                raise CliError(_key_changed(exc, target, accept_new_key), EXIT_FAILED,
+                               kind="key_changed") from None  # fmt: skip
             result, answer = await settle_counter(agent, out, first, counter_answer)
             report_connect(out, result, answer, first, asked=counter_answer is None)
 
     run(go())
+
+
+def _key_changed(exc: KeyChangedError, target: str, given: str | None) -> str:
+    """What to tell the person when a known vendor answers with another key (§11.10-1)."""
+    where = f"at {exc.url}" if exc.by == "url" else f"named {exc.name!r}"
+    held = ", ".join(fingerprint(k) for k in exc.pinned)
+    new = fingerprint(exc.offered)
+    wrong = f" (--accept-new-key {given} is not its fingerprint)" if given else ""
+    return (f"refused: the vendor {where} now signs with key {new}, not the key you hold for "
+            f"it ({held}){wrong}. It may be an impostor. If the vendor really changed its key, "
+            f"check {new} with it another way, then run `vrm connect {target} "
+            f"--accept-new-key {new}`")
 
 
 async def _answer_open_counter(agent: Agent, out: Out, view: RelationshipView,

@@ -19,21 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import click
+from aiohttp import web
 
 from vrmproto._keys import Identity, MasterSeed, fingerprint, key_to_text, sha256
-from vrmproto._state import Role
+from vrmproto.cli._agent_endpoint import AgentRoutes
 from vrmproto.cli._context import CLI_RETRY, Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._home import default_home
 from vrmproto.cli._output import Out, table
 from vrmproto.cli._vendor import VendorConfig, load_vendor_config
 from vrmproto.client import Agent
-from vrmproto.server import Endpoint, Event, ReferencePolicy, serve
+from vrmproto.server import Endpoint, Event, serve
 from vrmproto.store import MemoryStore, RelationshipRecord, SQLiteStore, Store
 
 __all__ = ["AgentIdentities", "agent", "discover", "serve_vendor", "vendor"]
-
-_AGENT_ENDPOINT_CONTEXT = b"vrmproto/cli/agent-endpoint\x00"
 
 
 def _emit(out: Out, human: str, **data: Any) -> None:
@@ -282,33 +281,43 @@ async def _serve_agent(env: Env, *, host: str, port: int, interval: float) -> No
     async with open_agent(env, settings=settings) as node:
         identities = AgentIdentities(master)
         await identities.refresh(node)
-        identity = master.pairwise(sha256(_AGENT_ENDPOINT_CONTEXT))
-        endpoint = Endpoint(identity, store=node.store, role=Role.CUSTOMER,
-                            identity_for=identities, name=settings.name or "vrm agent",
-                            policy=ReferencePolicy(name=settings.name or "vrm agent"))  # fmt: skip
-        endpoint.subscribe(_printer(out, "←"))
+        routes = AgentRoutes(master, node.store, identities)
+        await routes.refresh()
+        routes.engine.subscribe(_printer(out, "←"))
+        runner = web.AppRunner(routes.app(), access_log=None, shutdown_timeout=5.0,
+                               lingering_time=2.0)  # fmt: skip
+        await runner.setup()
         try:
-            server = await serve(endpoint, host, port)
-        except OSError as exc:
-            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_USAGE,
-                           kind="listen") from None  # fmt: skip
-        settings.extra["agent_url"] = server.url
-        home.write_settings(settings)
-        try:
-            async with server, _until_signalled() as stop:
-                _emit(out, f"⊂ your agent is listening on {server.url}", event="listening",
-                      url=server.url, port=server.port)  # fmt: skip
-                await _outbox_loop(node, out, identities=identities, stop=stop,
-                                   interval=interval)  # fmt: skip
-        finally:
-            settings = home.settings()
-            settings.extra.pop("agent_url", None)
+            site = web.TCPSite(runner, host, port)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                               EXIT_USAGE, kind="listen") from None  # fmt: skip
+            bound = int(runner.addresses[0][1])
+            url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
+            settings.extra["agent_url"] = url
             home.write_settings(settings)
+            node.endpoint = url  # counter-offers accepted by the outbox rounds name it
+            try:
+                async with _until_signalled() as stop:
+                    _emit(out, f"⊂ your agent is listening on {url} (each vendor is told a "
+                          "path of its own under it)", event="listening", url=url,
+                          port=bound)  # fmt: skip
+                    await _outbox_loop(node, out, identities=identities, routes=routes,
+                                       stop=stop, interval=interval)  # fmt: skip
+            finally:
+                settings = home.settings()
+                settings.extra.pop("agent_url", None)
+                home.write_settings(settings)
+        finally:
+            await runner.cleanup()
     _emit(out, "⊂ your agent stopped", event="stopped")
 
 
 async def _outbox_loop(base: Agent, out: Out, *, identities: AgentIdentities,
-                       stop: asyncio.Event, interval: float) -> None:  # fmt: skip
+                       routes: AgentRoutes, stop: asyncio.Event,
+                       interval: float) -> None:  # fmt: skip
     while not stop.is_set():
         # A fresh agent per round, on the same store: its cache never outlives what the endpoint
         # changed meanwhile.
@@ -319,6 +328,7 @@ async def _outbox_loop(base: Agent, out: Out, *, identities: AgentIdentities,
                 _emit(out, f"  → outbox: {d.status} {d.msg_hash.hex()[:12]}", event="delivery",
                       status=d.status, message=d.msg_hash.hex(), thread=d.thread.hex())  # fmt: skip
             await identities.refresh(node)
+            await routes.refresh()
             pending = await node.pending()
             now = time.time_ns() // 1_000_000
             soonest = min((i.next_attempt_ms for i in pending), default=now + int(interval * 1000))

@@ -18,6 +18,7 @@ that vendor, else the most recent one).
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -36,7 +37,7 @@ from vrmproto._errors import (
     ValidationError,
 )
 from vrmproto._history import Divergence, Entry, compare, verify_entries
-from vrmproto._keys import Identity, MasterSeed, fingerprint
+from vrmproto._keys import Identity, MasterSeed, check_enc_key, fingerprint, key_to_text
 from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._messages import (
     AddressUpdate,
@@ -99,6 +100,7 @@ from vrmproto.client._outbox import (
     Outbox,
     OutboxRun,
 )
+from vrmproto.client._paths import endpoint_path
 from vrmproto.store import Commit, OutboxItem, Store
 
 __all__ = [
@@ -107,6 +109,7 @@ __all__ = [
     "ConnectResult",
     "ConnectStatus",
     "IntentcastResult",
+    "KeyChangedError",
     "Offer",
     "Ref",
     "RelationshipView",
@@ -122,6 +125,20 @@ DEFAULT_TERMS: tuple[TermRef, ...] = (
 FANOUT_RETRY = RetryPolicy(attempts=2, base_s=0.05, cap_s=0.25, max_retry_after_s=1.0)
 
 _MASTER_CHECK_KEY = "client.master"
+#: Store meta key prefix: the ``types`` of the discovery document a thread was opened with.
+_TYPES_PREFIX = "client.types."
+#: The message type each draft becomes (§13.1-3: a sender sends only the types a vendor lists).
+_DRAFT_TYPES = {
+    "terms.offer": "terms.offer",
+    "terms.accept-counter": "terms.offer",
+    "data.share": "data.share",
+    "data.withdraw": "data.withdraw",
+    "data.request": "data.request",
+    "address.update": "address.update",
+    "intentcast": "intentcast",
+    "key.rotate": "key.rotate",
+    "relationship.end": "relationship.end",
+}
 
 Ref = bytes | str
 #: Rotations of our own key a restored store may have missed; :meth:`Agent.reconcile` tries the
@@ -222,8 +239,42 @@ class RelationshipView:
         return fingerprint(self.peer_key)
 
 
+class KeyChangedError(ValidationError):
+    """A vendor we already know answers with another key (§11.10-1, §13.1-4): refused.
+
+    ``url`` and ``name`` say where and under which name we know the vendor; ``pinned`` are the
+    keys we hold for it, ``offered`` the key of the document just fetched. A legitimate re-key
+    is accepted only by a person's explicit decision: ``Agent.connect(accept_new_key=fp)``
+    with the new key's fingerprint, checked with the vendor another way.
+    """
+
+    def __init__(self, url: str, name: str, *, by: str, pinned: Iterable[bytes],
+                 offered: bytes) -> None:  # fmt: skip
+        self.url = url
+        self.name = name
+        self.by = by
+        self.pinned = tuple(sorted(pinned))
+        self.offered = offered
+        held = ", ".join(fingerprint(k) for k in self.pinned)
+        where = f"at {url}" if by == "url" else f"named {name!r}"
+        super().__init__(
+            f"the vendor {where} now signs with key {fingerprint(offered)}, not the key you "
+            f"hold for it ({held}); refused: it may be an impostor. Accept the new key only "
+            "after checking its fingerprint with the vendor another way",
+            code=Problem.BAD_KEY, clause="§11.10-1", path="$.discovery.key",
+        )  # fmt: skip
+
+
 def _norm_url(url: str) -> str:
     return url.strip().rstrip("/")
+
+
+def _names_key(text: str, key: bytes) -> bool:
+    """Whether a person's ``text`` names ``key``: its fingerprint (§2.5-3, dashes optional) or
+    the full key in its text form (§2.5-1)."""
+    text = text.strip()
+    fp = fingerprint(key)
+    return text.lower() in (fp, fp.replace("-", "")) or text == key_to_text(key)
 
 
 def _agreement(t: Thread) -> bytes:
@@ -301,8 +352,9 @@ class Agent(AsyncClosing):
         A store belongs to one master seed: opening it with another raises ``ValueError``.
         ``client`` (or an aiohttp ``session`` for a new client) may be shared; otherwise the
         agent makes one and closes it in :meth:`close`. ``endpoint`` is this agent's own base
-        URL, told to vendors in terms offers. ``retry`` governs one-vendor requests,
-        ``fanout_retry`` each branch of a fan-out, ``schedule`` the outbox's retries.
+        URL; each vendor is told a path of its own under it (:meth:`endpoint_for`). ``retry``
+        governs one-vendor requests, ``fanout_retry`` each branch of a fan-out, ``schedule`` the
+        outbox's retries.
         """
         master = master_seed if isinstance(master_seed, MasterSeed) else MasterSeed(master_seed)
         check = master.for_intent(bytes(16)).public_key  # public: identifies, reveals nothing
@@ -360,10 +412,17 @@ class Agent(AsyncClosing):
         if not t.rel.counter:
             raise StateError("the vendor made no counter-offer", clause="§5.2.3")
         body = TermsOffer(terms=t.rel.counter, enc_key=t.rel.identity.enc_public_key,
-                          endpoint=self.endpoint)
+                          endpoint=self.endpoint_for(t.id))
         return self._sign(t, body, d, now)
 
+    @staticmethod
+    def _sealable(t: Thread) -> None:
+        """Refuse to seal to an unusable key a relationship may hold from before §13.1-9."""
+        if t.rel.peer_enc_key is not None:
+            check_enc_key(t.rel.peer_enc_key, path="$.discovery.enc_key")
+
     def _build_share(self, t: Thread, d: Draft, now: int) -> Sent:
+        self._sealable(t)
         a = d.args
         body = DataShare(
             agreement=_agreement(t), purposes=tuple(a["purposes"]),
@@ -381,6 +440,7 @@ class Agent(AsyncClosing):
         return self._sign(t, DataRequest(agreement=_agreement(t), format=DATA_FORMAT), d, now)
 
     def _build_address(self, t: Thread, d: Draft, now: int) -> Sent:
+        self._sealable(t)
         body = AddressUpdate(
             agreement=_agreement(t),
             sealed=t.rel.seal(FieldsContent(fields=d.args["fields"]), msg_id=d.msg_id),
@@ -405,6 +465,13 @@ class Agent(AsyncClosing):
 
     def _build_end(self, t: Thread, d: Draft, now: int) -> Sent:
         return self._sign(t, RelationshipEnd(reason=d.args["reason"]), d, now)
+
+    def endpoint_for(self, thread: bytes) -> str | None:
+        """The base URL of our agent endpoint told to the vendor of ``thread``: a path of its
+        own under :attr:`endpoint`, so vendors hold no common identifier (§11.6-1, §12.11-4)."""
+        if not self.endpoint:
+            return None
+        return self.endpoint.rstrip("/") + endpoint_path(self.ledger.master, thread)
 
     def _draft(self, op: str, **args: Any) -> Draft:
         return Draft(op, args, self.random_id())
@@ -446,12 +513,58 @@ class Agent(AsyncClosing):
                     gen = max(gen, meta.generation)
         return gen
 
+    async def _check_pins(self, url: str, doc: DiscoveryDocument, *, by_name: bool,
+                          accept_new_key: str | None = None) -> None:  # fmt: skip
+        """Refuse a known vendor's document signed by another key (§11.10-1, §13.1-4).
+
+        A vendor is known by its base URL (any relationship with it, intentcasts included) and,
+        when ``by_name``, by the name it claimed in a relationship of ours: a new URL claiming a
+        known vendor's name with an unknown key is an impostor until a person decides otherwise.
+        The keys held are the current peer keys of those relationships (a ``key.rotate`` in them
+        moves the pin, §2.6). ``accept_new_key`` — the fingerprint of ``doc.key``, or the key in
+        its text form — is that explicit decision.
+        """
+        at_url: set[bytes] = set()
+        named: set[bytes] = set()
+        name = doc.name.strip().lower()
+        for r in await self.store.relationships():
+            if r.role != "customer":
+                continue
+            if _norm_url(r.peer_url) == _norm_url(url):
+                at_url.add(r.peer_key)
+            elif by_name and r.label.strip().lower() == name:
+                raw = await self.store.get_meta(META_PREFIX + r.thread.hex())
+                if raw is not None and ThreadMeta.from_bytes(raw).kind == KIND_VENDOR:
+                    named.add(r.peer_key)
+        for by, keys in (("url", at_url), ("name", named)):
+            if keys and doc.key not in keys:
+                if accept_new_key is not None and _names_key(accept_new_key, doc.key):
+                    return
+                raise KeyChangedError(_norm_url(url), doc.name, by=by, pinned=keys,
+                                      offered=doc.key)  # fmt: skip
+
+    async def _check_type(self, thread: bytes, op: str) -> None:
+        """Refuse a message of a type the vendor did not list in ``types`` (§13.1-3, §13.1-10)."""
+        raw = await self.store.get_meta(_TYPES_PREFIX + thread.hex())
+        mtype = _DRAFT_TYPES.get(op)
+        if raw is None or mtype is None:  # opened before types were kept: nothing to check
+            return
+        types = json.loads(raw)
+        if mtype not in types:
+            raise StateError(
+                f"this vendor does not receive {mtype} (its discovery document lists "
+                f"{', '.join(types) or 'no types'})", code=Problem.UNKNOWN_TYPE,
+                clause="§13.1-10",
+            )  # fmt: skip
+
     def _lifetime(self, doc: DiscoveryDocument) -> int:
         published = doc.limits.get("max_lifetime_ms", self.limits.max_lifetime_ms)
         return max(60_000, min(published, self.limits.max_lifetime_ms))
 
     async def _send(self, ref: Ref, draft: Draft) -> Delivery:
-        return _refusal(await self.outbox.send(await self.resolve(ref), draft))
+        thread = await self.resolve(ref)
+        await self._check_type(thread, draft.op)
+        return _refusal(await self.outbox.send(thread, draft))
 
     # -- terms -----------------------------------------------------------------------------
 
@@ -464,6 +577,7 @@ class Agent(AsyncClosing):
         in_reply_to: bytes | None = None,
         expected_key: bytes | None = None,
         timeout_s: float | None = None,
+        accept_new_key: str | None = None,
     ) -> ConnectResult:
         """Proffer our terms to the vendor at ``base_url`` in a new relationship (§5.2.1).
 
@@ -471,8 +585,19 @@ class Agent(AsyncClosing):
         given), derives our pairwise identity for that vendor, sends a terms offer on a fresh
         thread and reads the answer. A verified refusal raises
         :class:`~vrmproto.PeerProblemError`.
+
+        A vendor we already know — by URL, or by the name it claims — must sign with a key we
+        hold for it: otherwise :class:`KeyChangedError`, unless ``accept_new_key`` is the new
+        key's fingerprint (a person's explicit decision, §11.10-1). The document must be a
+        vendor's, speak our version and list ``terms.offer`` (§13.1-10).
         """
-        doc = await self.client.fetch_discovery(base_url, expected_key, timeout_s=timeout_s)
+        doc = await self.client.fetch_discovery(base_url, expected_key, role="vendor",
+                                                timeout_s=timeout_s)  # fmt: skip
+        if "terms.offer" not in doc.types:
+            raise ValidationError("this endpoint does not receive terms.offer: it opens no "
+                                  "relationships", code=Problem.UNKNOWN_TYPE,
+                                  clause="§13.1-10")  # fmt: skip
+        await self._check_pins(base_url, doc, by_name=True, accept_new_key=accept_new_key)
         meta = ThreadMeta(
             kind=KIND_VENDOR, vendor_key=doc.key, name=doc.name, inbox=doc.inbox,
             history=doc.history, lifetime_ms=self._lifetime(doc),
@@ -486,7 +611,10 @@ class Agent(AsyncClosing):
         t = Thread(rel, meta, _norm_url(base_url))
         offered = tuple(terms) if terms is not None else self.terms
         draft = self._draft("terms.offer", terms=[x.to_wire() for x in offered], note=note,
-                            in_reply_to=in_reply_to, endpoint=self.endpoint)
+                            in_reply_to=in_reply_to, endpoint=self.endpoint_for(thread))
+        await self.store.commit(Commit(meta=(
+            (_TYPES_PREFIX + thread.hex(), json.dumps(list(doc.types)).encode()),
+        )))  # fmt: skip
         d = await self.outbox.send(thread, draft, new=t, timeout_s=timeout_s)
         return self._connect_result(t, offered, _refusal(d))
 
@@ -590,6 +718,7 @@ class Agent(AsyncClosing):
                    if r.role == "customer" and r.state == "agreed"]
 
         async def job(thread: bytes) -> Delivery:
+            await self._check_type(thread, "address.update")
             draft = self._draft("address.update", fields=dict(fields))
             return await self.outbox.send(thread, draft, timeout_s=timeout_s,
                                           retry=self.fanout_retry)
@@ -634,7 +763,12 @@ class Agent(AsyncClosing):
             remaining = (reply_by - self.clock()) / 1000
             if remaining <= 0:
                 raise Transient("the intentcast's deadline passed")
-            doc = await self.client.fetch_discovery(url, timeout_s=remaining, retry=NO_RETRY)
+            doc = await self.client.fetch_discovery(url, role="vendor", timeout_s=remaining,
+                                                    retry=NO_RETRY)  # fmt: skip
+            if "intentcast" not in doc.types:
+                raise ValidationError("this vendor does not receive intentcasts",
+                                      code=Problem.UNKNOWN_TYPE, clause="§13.1-10")
+            await self._check_pins(url, doc, by_name=False)
             meta = ThreadMeta(kind=KIND_INTENT, vendor_key=doc.key, name=doc.name,
                               inbox=doc.inbox, history=doc.history, lifetime_ms=deadline_ms,
                               intent_id=intent_id)

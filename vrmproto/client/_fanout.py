@@ -12,6 +12,7 @@ around the whole fan-out with :func:`time.perf_counter`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 DEFAULT_CONCURRENCY = 64
+
+log = logging.getLogger("vrmproto.client")
 
 Stage = Literal["started", "confirmed", "queued", "refused", "failed"]
 T = TypeVar("T")
@@ -134,8 +137,11 @@ async def fan_out(
 ) -> FanoutReport:
     """Run ``job(arg)`` for every ``(target, arg)``, at most ``concurrency`` at a time.
 
-    A job's :class:`~vrmproto.VrmError` or :class:`LookupError` becomes that vendor's
-    ``failed`` result; other exceptions propagate.
+    One vendor's failure never affects another: whatever a job raises (short of cancellation)
+    becomes that vendor's ``failed`` result — a :class:`~vrmproto.VrmError` or
+    :class:`LookupError` as it is, anything else (a fault, say in a crypto library fed a hostile
+    vendor's key) as a :class:`~vrmproto.VrmError` naming it — and every branch has finished
+    when this returns, so nothing the caller closes afterwards (the store) is still in use.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
@@ -154,8 +160,14 @@ async def fan_out(
             t0 = time.perf_counter()
             try:
                 d = await job(arg)
-            except (VrmError, LookupError) as exc:
-                err = exc if isinstance(exc, VrmError) else VrmError(str(exc))
+            except Exception as exc:  # isolated per vendor: see the docstring
+                if isinstance(exc, VrmError):
+                    err = exc
+                elif isinstance(exc, LookupError):
+                    err = VrmError(str(exc))
+                else:
+                    log.debug("fan-out branch to %s failed", target.url, exc_info=True)
+                    err = VrmError(f"unexpected failure: {type(exc).__name__}: {exc}")
                 code = exc.code if isinstance(exc, PeerProblemError) else None
                 status: Stage = "refused" if code is not None else "failed"
                 r = VendorResult(target.vendor, target.url, status, target.thread, None, err,

@@ -26,7 +26,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -146,12 +146,25 @@ def _check_url(url: str) -> str:
     return url
 
 
-class EndpointClient(AsyncClosing):
-    """HTTP access to vrmproto endpoints, sharing one bounded connection pool.
+def discovery_url(base_url: str) -> str:
+    """Where the discovery document of an endpoint URL is: its path followed by
+    ``/.well-known/vrm`` (§13.3-2) — the origin's for a URL without a path, a relationship's
+    own for an agent endpoint's URL (§12.11-4)."""
+    parts = urlsplit(_check_url(base_url))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + WELL_KNOWN_PATH,
+                       "", ""))  # fmt: skip
 
-    ``session`` may be given (it is then not closed by :meth:`close`); otherwise one is made on
-    first use with a ``pool_size``-connection pool, ``trust_env=False`` (no proxy from the
-    environment) and ``timeout_s`` per request. ``sleep`` and ``rand`` drive the backoff.
+
+class EndpointClient(AsyncClosing):
+    """HTTP access to vrmproto endpoints, at most ``pool_size`` connections at once.
+
+    ``session`` may be given (it is then not closed by :meth:`close`, and keeping identities
+    unlinkable is then the caller's job, §11.6-3); otherwise one is made on first use with
+    ``trust_env=False`` (no proxy from the environment), ``timeout_s`` per request, no cookie
+    jar (cookies would link the identities of one person, §11.6-3) and no keep-alive: every
+    request gets a connection of its own, so no TCP connection carries two identities — a
+    pairwise key, an intentcast's throw-away key, another vendor's pairwise key (§11.6-3).
+    ``sleep`` and ``rand`` drive the backoff.
     """
 
     def __init__(
@@ -185,11 +198,13 @@ class EndpointClient(AsyncClosing):
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or (self._owns_session and self._session.closed):
-            connector = aiohttp.TCPConnector(limit=self.pool_size, ttl_dns_cache=300)
+            connector = aiohttp.TCPConnector(limit=self.pool_size, ttl_dns_cache=300,
+                                             force_close=True)  # fmt: skip
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
@@ -309,9 +324,13 @@ class EndpointClient(AsyncClosing):
                 status=status,
             )
         body: ProblemReport = msg.body
-        if ref is not None and body.ref is not None and body.ref != ref:
+        if ref is not None and body.ref != ref:
+            # §9.1-10: only a problem that names the message sent refuses it. One that names no
+            # message (or another) may have been taken from elsewhere and injected.
+            about = "no message" if body.ref is None else "another message"
             return InvalidResponse(
-                f"{answer.url} answered {status} with a problem about another message",
+                f"{answer.url} answered {status} with a problem about {about} "
+                f"({body.code})",
                 status=status,
             )
         return PeerProblemError(body.code, body.detail, status=status, clause=body.clause or "")
@@ -323,16 +342,19 @@ class EndpointClient(AsyncClosing):
         base_url: str,
         expected_key: bytes | None = None,
         *,
+        role: str | None = None,
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> DiscoveryDocument:
-        """GET ``/.well-known/vrm`` and verify it (§13.1); inbox/history become absolute URLs.
+        """GET the discovery document (:func:`discovery_url`) and verify it (§13.1); inbox and
+        history become absolute URLs.
 
         Raises :class:`~vrmproto.ProtocolError` for a document that does not verify (a tampered
-        body, a signature by another key than ``expected_key``: ``bad_key``), and the transport
-        errors for the rest.
+        body, a signature by another key than ``expected_key``: ``bad_key``; an unusable key,
+        §13.1-9; no version we speak, or another ``role`` than the one given, §13.1-10), and
+        the transport errors for the rest.
         """
-        url = urljoin(_check_url(base_url), WELL_KNOWN_PATH)
+        url = discovery_url(base_url)
         answer = await self._request(
             "GET", url, headers={"Accept": "application/json"}, timeout_s=timeout_s,
             retry=retry, cap=MAX_DISCOVERY_BYTES, redirects=True,
@@ -344,7 +366,7 @@ class EndpointClient(AsyncClosing):
             )
         doc = verify_discovery(
             answer.body, answer.headers.get(SIGNATURE_HEADER), now=self.clock(),
-            expected_key=expected_key,
+            expected_key=expected_key, role=role,
         )
         try:
             inbox = _check_url(urljoin(answer.url, doc.inbox))
@@ -367,7 +389,8 @@ class EndpointClient(AsyncClosing):
 
         An empty list is the ``204`` that answers an accepted receipt or problem (§12.3-3).
         ``expected_keys`` are the keys a problem may be signed by (the endpoint's); ``ref`` the
-        hash of the message sent, which a problem that names a message must name.
+        hash of the message sent: only a problem whose ``ref`` is that hash refuses it
+        (§9.1-10); any other 4xx answer is :class:`InvalidResponse`, a failure to retry.
         """
         answer = await self._request(
             "POST", inbox_url, envelope,
