@@ -14,6 +14,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import msgpack
 import nacl.bindings as sodium
 import pytest
@@ -191,9 +192,9 @@ async def test_an_injected_problem_without_ref_does_not_drop_the_share(
 ) -> None:
     await agent.connect(hostile.url)
     # anyone can get a problem signed by the vendor's key that names no message: post garbage
-    loop_client = agent.client._get_session()
-    async with loop_client.post(hostile.url + "/vrm/inbox", data=b"junk",
-                                headers={"Content-Type": CONTENT_TYPE}) as resp:
+    async with aiohttp.ClientSession() as anyone, anyone.post(
+        hostile.url + "/vrm/inbox", data=b"junk", headers={"Content-Type": CONTENT_TYPE}
+    ) as resp:
         assert resp.status == 400
         refless = await resp.read()
     hostile.inject = (400, refless)  # ...and inject it into the answer to the share
@@ -380,6 +381,23 @@ async def test_no_connection_carries_two_identities(agent: Agent) -> None:
             assert all(len(s) == 1 for s in v.senders_by_port.values())  # ...never on one socket
     finally:
         await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_one_relationships_messages_share_a_connection(agent: Agent) -> None:
+    """Keeping identities apart does not cost a handshake per message: the messages of one
+    relationship, sent one after another, go over one kept-alive connection (§11.6-3)."""
+    a = TrackingVendor("A")
+    await a.start()
+    try:
+        thread = (await agent.connect(a.local_url)).thread
+        for _ in range(3):
+            assert (await share(agent, thread)).status == "confirmed"
+        await agent.intentcast("a car", vendors=[a.local_url])  # another identity: another socket
+        ports = [p for p, senders in a.senders_by_port.items() if len(senders) == 1]
+        assert len(a.senders_by_port) == 2
+        assert len(ports) == 2
+    finally:
+        await a.stop()
 
 
 async def test_each_vendor_is_told_an_endpoint_path_of_its_own(hostile: HostileVendor) -> None:

@@ -24,6 +24,7 @@ import asyncio
 import os
 import random
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -156,15 +157,22 @@ def discovery_url(base_url: str) -> str:
 
 
 class EndpointClient(AsyncClosing):
-    """HTTP access to vrmproto endpoints, at most ``pool_size`` connections at once.
+    """HTTP access to vrmproto endpoints.
 
     ``session`` may be given (it is then not closed by :meth:`close`, and keeping identities
-    unlinkable is then the caller's job, §11.6-3); otherwise one is made on first use with
-    ``trust_env=False`` (no proxy from the environment), ``timeout_s`` per request, no cookie
-    jar (cookies would link the identities of one person, §11.6-3) and no keep-alive: every
-    request gets a connection of its own, so no TCP connection carries two identities — a
-    pairwise key, an intentcast's throw-away key, another vendor's pairwise key (§11.6-3).
-    ``sleep`` and ``rand`` drive the backoff.
+    unlinkable is then the caller's job, §11.6-3). Otherwise the client makes its own sessions,
+    all with ``trust_env=False`` (no proxy from the environment), ``timeout_s`` per request and
+    no cookie jar (cookies would link the identities of one person, §11.6-3), and keeps TCP
+    connections apart by *channel* so that no connection carries two identities (§11.6-3):
+
+    - a request made for a relationship names its thread as its channel; requests of one
+      channel share kept-alive connections (at most ``per_channel`` at once), so the messages
+      of a relationship do not pay a new handshake each;
+    - a request with no channel (discovery, before any identity speaks) gets a connection of
+      its own, closed after it, at most ``pool_size`` at once.
+
+    The ``max_channels`` most recently used channels keep their connections; an older idle one
+    is closed when a new one opens. ``sleep`` and ``rand`` drive the backoff.
     """
 
     def __init__(
@@ -176,6 +184,8 @@ class EndpointClient(AsyncClosing):
         retry: RetryPolicy | None = None,
         timeout_s: float = 10.0,
         pool_size: int = 100,
+        per_channel: int = 2,
+        max_channels: int = 64,
         limits: Limits = DEFAULT_LIMITS,
         max_response_bytes: int = 4 * 1024 * 1024,
         max_history_bytes: int = 64 * 1024 * 1024,
@@ -189,6 +199,10 @@ class EndpointClient(AsyncClosing):
         self.retry = retry if retry is not None else RetryPolicy()
         self.timeout_s = timeout_s
         self.pool_size = pool_size
+        self.per_channel = per_channel
+        self.max_channels = max_channels
+        self._channels: OrderedDict[bytes, aiohttp.ClientSession] = OrderedDict()
+        self._busy: Counter[bytes] = Counter()
         self.limits = limits
         self.max_response_bytes = max_response_bytes
         self.max_history_bytes = max_history_bytes
@@ -196,22 +210,49 @@ class EndpointClient(AsyncClosing):
         self._rand = rand
         self._not_before: dict[str, int] = {}  # origin -> ms: a 429's Retry-After (§12.9-7)
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or (self._owns_session and self._session.closed):
-            connector = aiohttp.TCPConnector(limit=self.pool_size, ttl_dns_cache=300,
-                                             force_close=True)  # fmt: skip
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                trust_env=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
+    def _new_session(self, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    async def _acquire(self, channel: bytes | None) -> aiohttp.ClientSession:
+        """The session a request of ``channel`` goes out on (see the class docstring), the
+        channel marked busy until :meth:`_release`."""
+        if not self._owns_session or channel is None:
+            if self._session is None or (self._owns_session and self._session.closed):
+                self._session = self._new_session(aiohttp.TCPConnector(
+                    limit=self.pool_size, ttl_dns_cache=300, force_close=True))  # fmt: skip
+            return self._session
+        session = self._channels.get(channel)
+        if session is None or session.closed:
+            session = self._new_session(aiohttp.TCPConnector(
+                limit=self.per_channel, ttl_dns_cache=300))  # fmt: skip
+            self._channels[channel] = session
+        self._channels.move_to_end(channel)
+        self._busy[channel] += 1  # before any await: a busy channel is never closed for another
+        excess = len(self._channels) - self.max_channels
+        if excess > 0:  # oldest first; taken out before awaiting, so no other caller sees them
+            idle = [c for c in self._channels if c not in self._busy and c != channel]
+            try:
+                for old in [self._channels.pop(c) for c in idle[:excess]]:
+                    await old.close()
+            except BaseException:
+                self._release(channel)
+                raise
+        return session
 
     async def close(self) -> None:
-        """Close the session if this client made it."""
-        if self._owns_session and self._session is not None and not self._session.closed:
-            await self._session.close()
+        """Close the sessions this client made."""
+        if not self._owns_session:
+            return
+        sessions = [*self._channels.values(), self._session]
+        self._channels.clear()
+        for session in sessions:
+            if session is not None and not session.closed:
+                await session.close()
 
     # -- one request, with retries ---------------------------------------------------------
 
@@ -225,26 +266,36 @@ class EndpointClient(AsyncClosing):
         timeout_s: float | None,
         cap: int,
         redirects: bool,
+        channel: bytes | None,
     ) -> _Answer:
-        session = self._get_session()
         timeout = aiohttp.ClientTimeout(total=timeout_s if timeout_s is not None else
                                         self.timeout_s)
-        async with session.request(
-            method, url, data=body, headers=dict(headers), timeout=timeout,
-            allow_redirects=redirects, max_redirects=3,
-        ) as resp:
-            if resp.content_length is not None and resp.content_length > cap:
-                raise InvalidResponse(
-                    f"{url} answered {resp.content_length} bytes; the limit is {cap}",
-                    status=resp.status,
-                )
-            buf = bytearray()
-            async for chunk in resp.content.iter_chunked(64 * 1024):
-                buf += chunk
-                if len(buf) > cap:
-                    raise InvalidResponse(f"{url} answered more than {cap} bytes",
-                                          status=resp.status)
-            return _Answer(resp.status, dict(resp.headers), bytes(buf), str(resp.url))
+        session = await self._acquire(channel)
+        try:
+            async with session.request(
+                method, url, data=body, headers=dict(headers), timeout=timeout,
+                allow_redirects=redirects, max_redirects=3,
+            ) as resp:
+                if resp.content_length is not None and resp.content_length > cap:
+                    raise InvalidResponse(
+                        f"{url} answered {resp.content_length} bytes; the limit is {cap}",
+                        status=resp.status,
+                    )
+                buf = bytearray()
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    buf += chunk
+                    if len(buf) > cap:
+                        raise InvalidResponse(f"{url} answered more than {cap} bytes",
+                                              status=resp.status)
+                return _Answer(resp.status, dict(resp.headers), bytes(buf), str(resp.url))
+        finally:
+            self._release(channel)
+
+    def _release(self, channel: bytes | None) -> None:
+        if channel is not None and channel in self._busy:
+            self._busy[channel] -= 1
+            if not self._busy[channel]:
+                del self._busy[channel]
 
     async def _request(
         self,
@@ -257,6 +308,7 @@ class EndpointClient(AsyncClosing):
         retry: RetryPolicy | None,
         cap: int,
         redirects: bool = False,
+        channel: bytes | None = None,
     ) -> _Answer:
         """Send with retries on :class:`Transient` failures only (§12.4-3)."""
         policy = retry if retry is not None else self.retry
@@ -271,7 +323,7 @@ class EndpointClient(AsyncClosing):
             try:
                 answer = await self._once(
                     method, url, body, headers=headers, timeout_s=timeout_s, cap=cap,
-                    redirects=redirects,
+                    redirects=redirects, channel=channel,
                 )
             except aiohttp.InvalidURL as exc:
                 raise TransportError(f"invalid URL {url!r}: {exc}") from None
@@ -382,6 +434,7 @@ class EndpointClient(AsyncClosing):
         *,
         expected_keys: Collection[bytes] | None = None,
         ref: bytes | None = None,
+        channel: bytes | None = None,
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> list[bytes]:
@@ -391,11 +444,12 @@ class EndpointClient(AsyncClosing):
         ``expected_keys`` are the keys a problem may be signed by (the endpoint's); ``ref`` the
         hash of the message sent: only a problem whose ``ref`` is that hash refuses it
         (§9.1-10); any other 4xx answer is :class:`InvalidResponse`, a failure to retry.
+        ``channel`` (the thread) lets the messages of one relationship share connections.
         """
         answer = await self._request(
             "POST", inbox_url, envelope,
             headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
-            timeout_s=timeout_s, retry=retry, cap=self.max_response_bytes,
+            timeout_s=timeout_s, retry=retry, cap=self.max_response_bytes, channel=channel,
         )
         if answer.status == 204:  # a receipt or a problem was accepted: no answer (§12.3-3)
             return []
@@ -457,7 +511,7 @@ class EndpointClient(AsyncClosing):
         answer = await self._request(
             "POST", history_url, body,
             headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
-            timeout_s=timeout_s, retry=retry, cap=self.max_history_bytes,
+            timeout_s=timeout_s, retry=retry, cap=self.max_history_bytes, channel=thread,
         )
         if answer.status == 200:
             try:

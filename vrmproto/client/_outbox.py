@@ -280,7 +280,7 @@ class Outbox:
         try:
             envelopes = await self.client.post_envelope(
                 t.meta.inbox, item.envelope, expected_keys=t.problem_keys, ref=item.msg_hash,
-                timeout_s=timeout_s, retry=retry if retry is not None else self.retry,
+                channel=t.id, timeout_s=timeout_s, retry=retry if retry is not None else self.retry,
             )
         except PeerProblemError as exc:
             if exc.problem in RETRYABLE:  # the same bytes may be accepted later (§9.1-9)
