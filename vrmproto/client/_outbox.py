@@ -24,6 +24,12 @@ data, with its message id already chosen — stored in the thread's meta record 
 when its turn comes, in the same Commit that closes the message before it. Messages are thus
 delivered strictly in order, and each is signed against the state the vendor will see.
 
+**A fan-out is queued whole before anything is sent.** :meth:`Outbox.enqueue` signs (or, behind
+an undelivered message, stores as a draft) one message for each of many threads and writes them
+all in ONE Commit; only then does :meth:`Outbox.deliver` send each. A crash at any point of the
+sending leaves every vendor's message in the outbox, and a crash before the Commit leaves none
+(§12.7-1).
+
 :meth:`Outbox.run` delivers every due item — threads in parallel, each thread in order — and is
 what an agent node calls periodically. An item whose envelope expired can never be accepted
 (§4.5-3); it is dropped and the drop recorded.
@@ -33,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -238,6 +244,77 @@ class Outbox:
         await self._commit(t, Commit(meta=(self.ledger.meta_item(t),)))
         done = await self._flush_locked(t, due_by=None, timeout_s=timeout_s, retry=retry)
         return self._find(done, t.id, draft)
+
+    async def enqueue(self, drafts: Sequence[tuple[bytes, Draft]]) -> dict[bytes, VrmError]:
+        """Persist one draft for each of several stored threads in ONE Commit, sending nothing
+        (the first half of a fan-out, §12.7-1; :meth:`deliver` is the second).
+
+        Each draft becomes its thread's next message, signed and put in the outbox, or, behind
+        an undelivered message, the thread's next draft. Every thread is locked meanwhile
+        (:meth:`Ledger.lock_all`). A draft that cannot be signed, or whose thread is not
+        stored, is left out and named in the returned mapping with the reason; store errors
+        are raised, and then nothing was stored.
+        """
+        by_thread = dict(drafts)
+        failed: dict[bytes, VrmError] = {}
+        async with self.ledger.lock_all(by_thread) as threads:
+            waiting = {o.thread for o in await self.store.outbox_all()}
+            now = self.clock()
+            ready: list[Thread] = []
+            history: list[HistoryEntry] = []
+            added: list[NewOutboxItem] = []
+            for thread in threads:
+                draft = by_thread[thread]
+                try:
+                    t = await self.ledger.load(thread)
+                    if thread in waiting:
+                        self._build(t.copy(), draft, now)  # refuse now what could never be signed
+                        t.meta.drafts.append(draft.to_bytes())
+                    else:
+                        point = t.save_point()
+                        sent = self._build(t, draft, now)
+                        t.meta.rollback[sent.message.hash.hex()] = point
+                        t.meta.last_activity_ms = now
+                        history.append(to_row(t.id, sent.entry, now))
+                        added.append(self._new_item(t, sent, now))
+                except (VrmError, ValueError, LookupError) as exc:
+                    self.ledger.forget(thread)
+                    failed[thread] = exc if isinstance(exc, VrmError) else VrmError(str(exc))
+                    continue
+                ready.append(t)
+            try:
+                await self.store.commit(Commit(
+                    relationships=tuple(self.ledger.record(t, now) for t in ready),
+                    history=tuple(history),
+                    outbox_add=tuple(added),
+                    meta=tuple(self.ledger.meta_item(t) for t in ready),
+                ))  # fmt: skip
+            except BaseException:
+                for t in ready:
+                    self.ledger.forget(t.id)
+                raise
+            for t in ready:
+                self.ledger.adopt(t)
+        return failed
+
+    async def deliver(
+        self,
+        thread: bytes,
+        draft: Draft,
+        *,
+        timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Delivery:
+        """Deliver ``thread``'s queue in order, as far as the message of ``draft`` (stored by
+        :meth:`enqueue`), and say what became of it.
+
+        ``queued`` also when another agent on the same store delivered it meanwhile (its
+        outbox run took the thread first): the thread's history then holds the outcome.
+        """
+        async with self.ledger.lock(thread):
+            t = await self.ledger.load(thread)
+            done = await self._flush_locked(t, due_by=None, timeout_s=timeout_s, retry=retry)
+            return self._find(done, t.id, draft)
 
     @staticmethod
     def _find(done: list[Delivery], thread: bytes, draft: Draft) -> Delivery:
