@@ -24,7 +24,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text", "private_dir", "private_file"]
+__all__ = ["atomic_write", "atomic_write_text", "private_data_dir", "private_dir", "private_file"]
 
 log = logging.getLogger("vrmproto.files")
 
@@ -107,3 +107,14 @@ def private_file(path: str | os.PathLike[str]) -> bool:
     True if it was loose; a missing file is left missing.
     """
     return _tighten(Path(path), 0o600, "the file")
+
+
+def private_data_dir(path: str | os.PathLike[str]) -> None:
+    """A data directory of ours: created 0700, or it and each file directly in it tightened
+    (0700, 0600) where they were looser, with a warning for each (§11.13-1)."""
+    directory = Path(path)
+    private_dir(directory)
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                private_file(entry.path)
