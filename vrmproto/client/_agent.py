@@ -583,7 +583,7 @@ class Agent(AsyncClosing):
         """Send new contact details to every vendor we have an agreement with, at once (§5.3.6).
 
         Each vendor gets its own sealed copy. Every copy is stored in the outbox, in one
-        commit, before the first is sent (§12.7-1), so a crash mid-way leaves the rest to
+        commit, before the first is sent (§12.7-5), so a crash mid-way leaves the rest to
         :meth:`run_outbox`; vendors that cannot be reached now stay ``queued`` there too.
         """
         FieldsContent(fields=dict(fields))

@@ -28,7 +28,7 @@ delivered strictly in order, and each is signed against the state the vendor wil
 an undelivered message, stores as a draft) one message for each of many threads and writes them
 all in ONE Commit; only then does :meth:`Outbox.deliver` send each. A crash at any point of the
 sending leaves every vendor's message in the outbox, and a crash before the Commit leaves none
-(§12.7-1).
+(§12.7-5).
 
 :meth:`Outbox.run` delivers every due item — threads in parallel, each thread in order — and is
 what an agent node calls periodically. An item whose envelope expired can never be accepted
@@ -247,7 +247,7 @@ class Outbox:
 
     async def enqueue(self, drafts: Sequence[tuple[bytes, Draft]]) -> dict[bytes, VrmError]:
         """Persist one draft for each of several stored threads in ONE Commit, sending nothing
-        (the first half of a fan-out, §12.7-1; :meth:`deliver` is the second).
+        (the first half of a fan-out, §12.7-5; :meth:`deliver` is the second).
 
         Each draft becomes its thread's next message, signed and put in the outbox, or, behind
         an undelivered message, the thread's next draft. Every thread is locked meanwhile

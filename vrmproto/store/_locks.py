@@ -80,7 +80,7 @@ class FileLocks:
         self._local = LocalLocks()  # tasks of this object queue here instead of polling
 
     def create(self) -> None:
-        """Make the lock directory (mode 0700) if it does not exist."""
+        """Make the lock directory (mode 0700) if it does not exist; done on first use."""
         self.directory.mkdir(mode=0o700, exist_ok=True)
 
     def _path(self, name: bytes) -> Path:
@@ -88,7 +88,12 @@ class FileLocks:
 
     def _try(self, path: Path) -> int | None:
         """The descriptor of ``path`` locked by us, or None if it is locked elsewhere."""
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:  # the first lock taken on this database
+            self.create()
+            fd = os.open(path, flags, 0o600)
         if _flock is None:  # pragma: no cover
             return fd
         try:

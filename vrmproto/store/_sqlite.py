@@ -210,7 +210,7 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
 
 def _private_files(path: Path, locks: FileLocks) -> None:
     """Create the database file 0600 if it is missing, tighten it and its WAL and SHM files to
-    0600 if they are looser (with a warning), and make the lock directory (§11.13-1)."""
+    0600 if they are looser (with a warning), and the lock directory to 0700 (§11.13-1)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -223,10 +223,7 @@ def _private_files(path: Path, locks: FileLocks) -> None:
             os.fchmod(fd, 0o600)  # exactly: whatever the umask (SQLite copies it to the WAL)
         finally:
             os.close(fd)
-    try:
-        private_dir(locks.directory)
-    except OSError as exc:
-        raise StoreError(f"cannot create {locks.directory}: {exc.strerror or exc}") from exc
+    private_dir(locks.directory, create=False)  # made on first use
 
 
 def _connect_reader(path: Path) -> sqlite3.Connection:
