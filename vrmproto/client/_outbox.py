@@ -282,6 +282,8 @@ class Outbox:
                     failed[thread] = exc if isinstance(exc, VrmError) else VrmError(str(exc))
                     continue
                 ready.append(t)
+            if not ready:
+                return failed
             try:
                 await self.store.commit(Commit(
                     relationships=tuple(self.ledger.record(t, now) for t in ready),

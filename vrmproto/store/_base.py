@@ -236,6 +236,8 @@ class Store(Protocol):
         its holder dies. ``on_wait`` is called once if the caller has to wait for it.
 
         Not reentrant. A caller that holds several takes them in ascending order of ``name``.
+        Raises :class:`StoreError` if the lock cannot be taken for another reason than that
+        someone holds it (then it is waited for).
         """
         ...
 

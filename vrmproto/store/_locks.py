@@ -29,6 +29,8 @@ import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from vrmproto.store._base import StoreError
+
 _flock: Callable[[int], None] | None
 try:
     import fcntl
@@ -121,7 +123,10 @@ class FileLocks:
             path = self._path(name)
             delay, told = POLL_FIRST_S, False
             while True:
-                fd = self._try(path)
+                try:
+                    fd = self._try(path)
+                except OSError as exc:
+                    raise StoreError(f"cannot lock {path}: {exc.strerror or exc}") from exc
                 if fd is not None and fd >= 0:
                     break
                 if fd is None:  # held by another process or store object
