@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -24,6 +25,8 @@ from tests._cli_helpers import ROOT, VRM, VendorHost, VendorProcess, cli_env, vr
 from vrmproto._envelope import open_envelope
 from vrmproto.cli._home import Home, Settings
 from vrmproto.cli._seedtext import seed_to_text
+from vrmproto.client._ledger import LOCK_PREFIX
+from vrmproto.store import SQLiteStore
 
 WARNING = "vrm: warning:"
 ARGUMENT = "can be seen by other users"
@@ -186,3 +189,26 @@ def test_four_address_updates_at_once_on_one_data_directory_lose_nothing(
     assert cmp.json["comparison"]["equal"] is True, cmp
 
 
+
+
+async def test_a_command_that_waits_for_another_vrm_says_so_and_then_goes_on(
+    home: Path, host: VendorHost
+) -> None:
+    """While another process holds a relationship (here: this test, through the store's lock),
+    `vrm address set` says it waits for it, and sends once the lock is free (§11.11-2)."""
+    connected = await asyncio.to_thread(vrm, "connect", host["avis"].url, "--json", home=home)
+    thread = bytes.fromhex(connected.json["thread"])
+    async with await SQLiteStore.open(home / "agent.db") as store:
+        async with store.lock(LOCK_PREFIX + thread):
+            proc = await asyncio.create_subprocess_exec(
+                *VRM, "address", "set", "city=Park City", "--json", env=cli_env(home), cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            assert proc.stderr is not None
+            line = await asyncio.wait_for(proc.stderr.readline(), 60)
+            assert line.decode().startswith(
+                "vrm: warning: another vrm is working on this relationship"), line
+            assert "retrying" in line.decode()
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["counts"]["confirmed"] == 1
