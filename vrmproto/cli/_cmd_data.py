@@ -16,7 +16,7 @@ from vrmproto._messages import DataErased
 from vrmproto._vocab import parse_category, parse_purpose, suggest_category
 from vrmproto.cli._common import finish, need_agreement, now_ms, pick
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, explain
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._home import Home, warn
 from vrmproto.cli._output import (
     THEM,
@@ -196,9 +196,9 @@ def _update_notes(home: Home, what: str, change: Callable[[list[dict[str, Any]]]
         change(notes)
         home.write_shares(notes)
     except (OSError, CliError) as exc:
-        reason = exc.message if isinstance(exc, CliError) else explain(exc).message
-        warn(f"the note of {what} could not be written to {home.shares_path}: {reason} "
-             "(the message itself is in your history)")
+        reason = exc.message if isinstance(exc, CliError) else exc.strerror or str(exc)
+        warn(f"the note of {what} could not be written to {home.shares_path} ({reason}); "
+             "the message itself is in your history")
         return False
     return True
 
