@@ -55,6 +55,7 @@ from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, Stor
 
 __all__ = [
     "DEFAULT_SCHEDULE",
+    "ENQUEUE_CHUNK",
     "Builder",
     "Delivery",
     "DeliveryStatus",
@@ -69,6 +70,9 @@ DeliveryStatus = Literal["confirmed", "queued", "refused", "dropped"]
 RETRYABLE = frozenset({
     Problem.CLOCK_SKEW, Problem.RATE_LIMITED, Problem.REQUEST_TIMEOUT, Problem.INTERNAL,
 })
+
+#: Most threads :meth:`Outbox.enqueue` locks and writes at once (one Commit each chunk).
+ENQUEUE_CHUNK = 256
 
 #: When the outbox tries again: full jitter over 2 s · 2^(n-1), at most an hour apart.
 DEFAULT_SCHEDULE = RetryPolicy(attempts=1_000_000, base_s=2.0, cap_s=3600.0)
@@ -246,27 +250,40 @@ class Outbox:
         return self._find(done, t.id, draft)
 
     async def enqueue(self, drafts: Sequence[tuple[bytes, Draft]]) -> dict[bytes, VrmError]:
-        """Persist one draft for each of several stored threads in ONE Commit, sending nothing
-        (the first half of a fan-out, §12.7-5; :meth:`deliver` is the second).
+        """Persist one draft for each of several stored threads, sending nothing (the first
+        half of a fan-out, §12.7-5; :meth:`deliver` is the second).
 
         Each draft becomes its thread's next message, signed and put in the outbox, or, behind
-        an undelivered message, the thread's next draft. Every thread is locked meanwhile
-        (:meth:`Ledger.lock_all`). A draft that cannot be signed, or whose thread is not
-        stored, is left out and named in the returned mapping with the reason; store errors
-        are raised, and then nothing was stored.
+        an undelivered message, the thread's next draft. The threads are taken in sorted
+        chunks of :data:`ENQUEUE_CHUNK` (each lock holds a file open): each chunk is locked
+        (:meth:`Ledger.lock_all`) and written in ONE Commit. A draft that cannot be signed,
+        or whose thread is not stored, is left out and named in the returned mapping with the
+        reason; store errors are raised, and then nothing of that chunk or later ones was
+        stored — and nothing at all was sent.
         """
         by_thread = dict(drafts)
         failed: dict[bytes, VrmError] = {}
+        ordered = sorted(by_thread)
+        for start in range(0, len(ordered), ENQUEUE_CHUNK):
+            chunk = ordered[start : start + ENQUEUE_CHUNK]
+            failed.update(await self._enqueue_chunk({th: by_thread[th] for th in chunk}))
+        return failed
+
+    async def _enqueue_chunk(self, by_thread: dict[bytes, Draft]) -> dict[bytes, VrmError]:
+        failed: dict[bytes, VrmError] = {}
         async with self.ledger.lock_all(by_thread) as threads:
             waiting = {o.thread for o in await self.store.outbox_all()}
+            loaded = await asyncio.gather(*(self.ledger.load(th) for th in threads),
+                                          return_exceptions=True)  # fmt: skip
             now = self.clock()
             ready: list[Thread] = []
             history: list[HistoryEntry] = []
             added: list[NewOutboxItem] = []
-            for thread in threads:
+            for thread, t in zip(threads, loaded, strict=True):
                 draft = by_thread[thread]
                 try:
-                    t = await self.ledger.load(thread)
+                    if isinstance(t, BaseException):
+                        raise t
                     if thread in waiting:
                         self._build(t.copy(), draft, now)  # refuse now what could never be signed
                         t.meta.drafts.append(draft.to_bytes())
