@@ -17,14 +17,15 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 from test_client import FakeVendor, ServerVendor
 
 from vrmproto import AddressUpdate, FieldsContent
-from vrmproto.client import Agent, RetryPolicy
-from vrmproto.store import SQLiteStore
+from vrmproto.client import Agent, RetryPolicy, _outbox
+from vrmproto.store import MemoryStore, SQLiteStore
 
 ROOT = Path(__file__).resolve().parents[1]
 BUSY = "another vrm is working on this relationship"
@@ -221,4 +222,36 @@ async def test_a_crash_after_the_first_send_of_a_fan_out_leaves_the_rest_in_the_
                 assert await agent.compare_history(thread) is None
             await agent.close()
     finally:
+        await asyncio.gather(*(v.stop() for v in vendors))
+
+
+async def test_a_fan_out_larger_than_one_chunk_is_queued_whole_and_delivered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The threads of a fan-out are locked and written a chunk at a time (each lock holds a
+    file open); every chunk is stored before the first send, and every vendor gets its copy."""
+    monkeypatch.setattr(_outbox, "ENQUEUE_CHUNK", 2)
+    vendors = [FakeVendor(f"V{i}") for i in range(5)]
+    await asyncio.gather(*(v.start() for v in vendors))
+    agent = await Agent.open(MemoryStore(), os.urandom(32))
+    try:
+        for v in vendors:
+            await agent.connect(v.url)
+        posts_before = sum(v.inbox_posts for v in vendors)
+        stored_before_first_send: list[int] = []
+        deliver = agent.outbox.deliver
+
+        async def first_look(*args: Any, **kwargs: Any) -> Any:
+            if not stored_before_first_send:
+                stored_before_first_send.append(len(await agent.pending()))
+                assert sum(v.inbox_posts for v in vendors) == posts_before
+            return await deliver(*args, **kwargs)
+
+        monkeypatch.setattr(agent.outbox, "deliver", first_look)
+        report = await agent.update_address({"city": "Paris"})
+        assert report.counts()["confirmed"] == 5
+        assert stored_before_first_send == [5]
+        assert [addresses(v) for v in vendors] == [[{"city": "Paris"}]] * 5
+    finally:
+        await agent.close()
         await asyncio.gather(*(v.stop() for v in vendors))
