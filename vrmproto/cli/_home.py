@@ -4,7 +4,9 @@ Layout (default ``~/.vrm``; ``VRM_HOME`` or ``--data-dir`` choose another)::
 
     seed            the master seed as `vrm1-…` text with its check value (mode 0600)
     settings.json   the person's name and terms (written atomically)
-    agent.db        the agent's SQLite store: relationships, histories, outbox
+    agent.db        the agent's SQLite store: relationships, histories, outbox (with its
+                    -wal and -shm files)
+    agent.db-locks/ a lock file per relationship while a vrm process works on it (§11.11-2)
     intents.json    the offers of past intentcasts, by the short id shown to the person
     shares.json     what was shared with whom (the shares are sealed to the vendor, so the
                     agent's history alone cannot show the person what they contained)
