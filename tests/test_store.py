@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -685,3 +687,122 @@ def test_acknowledged_commits_survive_kill_9(tmp_path: Path) -> None:
         assert set(acknowledged) <= stored
         assert stored == set(range(len(stored)))  # gap-free
     assert len(acknowledged) == 120
+
+
+# -- locks shared by every user of the storage (§11.11-2) ---------------------------------------
+
+
+async def test_a_lock_excludes_other_holders_of_its_name_and_says_they_wait(store: Store) -> None:
+    waited = asyncio.Event()
+    order: list[str] = []
+
+    async def second() -> None:
+        async with store.lock(b"thread-1", on_wait=waited.set):
+            order.append("second")
+
+    async with store.lock(b"thread-1"):
+        task = asyncio.create_task(second())
+        await waited.wait()  # it is waiting for us
+        async with store.lock(b"thread-2", on_wait=lambda: order.append("never")):
+            order.append("other name")
+        order.append("first")
+    await task
+    assert order == ["other name", "first", "second"]
+    async with store.lock(b"thread-1", on_wait=lambda: order.append("never")):
+        pass  # free again, at once
+    assert "never" not in order
+
+
+async def test_sqlite_locks_are_shared_by_store_objects_on_one_file(tmp_path: Path) -> None:
+    async with await SQLiteStore.open(tmp_path / "vrm.db") as a, \
+            await SQLiteStore.open(tmp_path / "vrm.db") as b:  # fmt: skip
+        waited = asyncio.Event()
+        got = asyncio.Event()
+
+        async def take() -> None:
+            async with b.lock(b"t", on_wait=waited.set):
+                got.set()
+
+        async with a.lock(b"t"):
+            task = asyncio.create_task(take())
+            await waited.wait()
+            assert not got.is_set()
+        await task
+        assert os.listdir(tmp_path / "vrm.db-locks") == []  # a lock file lives while held
+
+
+_LOCK_HOLDER = """
+import asyncio, sys
+from vrmproto.store import SQLiteStore
+
+async def main() -> None:
+    store = await SQLiteStore.open(sys.argv[1])
+    async with store.lock(b"t"):
+        print("held", flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_sqlite_lock_is_released_when_its_holder_process_dies(tmp_path: Path) -> None:
+    path = tmp_path / "vrm.db"
+    async with await SQLiteStore.open(path) as store:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _LOCK_HOLDER, str(path), cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert child.stdout is not None
+            assert await asyncio.wait_for(child.stdout.readline(), 30) == b"held\n"
+            waited = asyncio.Event()
+
+            async def take() -> None:
+                async with store.lock(b"t", on_wait=waited.set):
+                    pass
+
+            task = asyncio.create_task(take())
+            await waited.wait()
+        finally:
+            child.kill()
+            await child.communicate()
+        await asyncio.wait_for(task, 10)  # the kernel dropped the dead holder's lock
+
+
+# -- files only their owner can read (§11.13-1) -------------------------------------------------
+
+
+async def test_sqlite_files_are_created_private(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        async with await SQLiteStore.open(tmp_path / "vrm.db") as s:
+            await s.commit(Commit(meta=(("k", b"v"),)))
+            for name in ("vrm.db", "vrm.db-wal", "vrm.db-shm"):
+                assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+            assert not (tmp_path / "vrm.db-locks").exists()  # until a lock is taken
+            async with s.lock(b"t"):
+                assert stat.S_IMODE((tmp_path / "vrm.db-locks").stat().st_mode) == 0o700
+    finally:
+        os.umask(old)
+
+
+async def test_sqlite_files_others_could_read_are_made_private_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "vrm.db"
+    async with await SQLiteStore.open(path) as s:
+        await s.commit(Commit(meta=(("k", b"v"),)))
+    conn = sqlite3.connect(path)  # leaves -wal and -shm behind while it is open
+    conn.execute("PRAGMA journal_mode = WAL")
+    for name in ("vrm.db", "vrm.db-wal", "vrm.db-shm"):
+        if (tmp_path / name).exists():
+            (tmp_path / name).chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="vrmproto.files"):
+        async with await SQLiteStore.open(path) as s:
+            assert await s.get_meta("k") == b"v"
+            for name in ("vrm.db", "vrm.db-wal", "vrm.db-shm"):
+                assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    conn.close()
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "could be read by other users (mode 0644)" in warned
+    assert str(path) in warned

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -17,6 +17,7 @@ from vrmproto._vocab import parse_category, parse_purpose, suggest_category
 from vrmproto.cli._common import finish, need_agreement, now_ms, pick
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._home import Home, warn
 from vrmproto.cli._output import (
     THEM,
     YOU,
@@ -164,17 +165,15 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
             return view, d, until
 
     view, d, until = run(go())
-    notes = home.read_shares()
-    notes.append({
+    noted = _update_notes(home, "what was shared", lambda notes: notes.append({
         "hash": d.msg_hash.hex(), "thread": view.thread.hex(), "vendor": view.vendor,
         "fields": values, "purposes": purpose_ids, "categories": category_ids,
         "expires": until, "shared": now_ms(), "status": d.status, "withdrawn": None,
-    })  # fmt: skip
-    home.write_shares(notes)
+    }))  # fmt: skip
     result = {
         "vendor": view.vendor, "share": d.msg_hash.hex(), "status": d.status,
         "fields": sorted(values), "purposes": purpose_ids, "categories": category_ids,
-        "expires": until,
+        "expires": until, "noted": noted,
     }  # fmt: skip
     if out.json_mode:
         out.json(result)
@@ -185,6 +184,23 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
                   f" — share {short(d.msg_hash)}, receipt signed by the vendor")  # fmt: skip
     else:
         out.print(f"  ⏸ queued ({d.error}); `vrm outbox run` delivers it")
+
+
+def _update_notes(home: Home, what: str, change: Callable[[list[dict[str, Any]]], None]
+                  ) -> bool:  # fmt: skip
+    """Change the notes of shares (``shares.json``) after a message went out; False, with a
+    warning, if they cannot be read or written. The message's outcome is what the command
+    reports, and its exit code: the note is a convenience beside the signed history."""
+    try:
+        notes = home.read_shares()
+        change(notes)
+        home.write_shares(notes)
+    except (OSError, CliError) as exc:
+        reason = exc.message if isinstance(exc, CliError) else exc.strerror or str(exc)
+        warn(f"the note of {what} could not be written to {home.shares_path} ({reason}); "
+             "the message itself is in your history")
+        return False
+    return True
 
 
 @click.command()
@@ -221,12 +237,14 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
     view, d, withdrawn = run(go())
     erased = _erased(d) if d.status == "confirmed" else None
     if erased is not None:
-        notes = home.read_shares()
         gone = {h.hex() for h in erased.body.shares}
-        for n in notes:
-            if n.get("hash") in gone:
-                n["withdrawn"] = now_ms()
-        home.write_shares(notes)
+
+        def mark(notes: list[dict[str, Any]]) -> None:
+            for n in notes:
+                if n.get("hash") in gone:
+                    n["withdrawn"] = now_ms()
+
+        _update_notes(home, "what was withdrawn", mark)
     result = {
         "vendor": view.vendor,
         "withdraw": d.msg_hash.hex(),

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import click
 
+from vrmproto._files import private_dir
 from vrmproto._keys import MasterSeed
 from vrmproto._vocab import ROSTER, TermRef
 from vrmproto.cli._context import Env, common_options, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
-from vrmproto.cli._home import DEFAULT_TERMS, Home, Settings
+from vrmproto.cli._home import DEFAULT_TERMS, Home, Settings, warn
 from vrmproto.cli._output import kv_table, table, term_json, term_title, terms_text
 from vrmproto.cli._parse import parse_term, term_spec
 from vrmproto.cli._seedtext import SeedTextError, seed_from_text, seed_to_text
@@ -98,19 +100,49 @@ async def _seed_matches_store(home: Home, seed: bytes) -> bool:
     return True
 
 
+#: Most characters read as seed text from stdin (the text is 60-odd characters).
+_MAX_SEED_INPUT = 4096
+
+_ARGUMENT_WARNING = (
+    "a seed given as an argument can be seen by other users of this machine (in `ps`) and "
+    "stays in your shell history; type it at the prompt, or pipe it in, instead"
+)
+
+
+def _seed_input() -> str:
+    """The seed text typed at a prompt that does not echo it, or read from piped stdin."""
+    stdin = sys.stdin
+    if stdin.isatty():
+        typed: str = click.prompt("Your seed (vrm1-…)", hide_input=True, err=True)
+        return typed
+    text = stdin.read(_MAX_SEED_INPUT + 1)
+    if len(text) > _MAX_SEED_INPUT:
+        raise CliError("that is not a valid seed: the input is far too long", EXIT_USAGE,
+                       kind="bad_seed")  # fmt: skip
+    if not text.strip():
+        raise CliError("no seed given: type it at the prompt, or pipe it in "
+                       "(`vrm key import < seed.txt`)", EXIT_USAGE, kind="bad_seed")  # fmt: skip
+    return text
+
+
 @key.command("import")
-@click.argument("text", nargs=-1, required=True)
+@click.argument("text", nargs=-1)
 @click.option("--name", default="", help="Your name, if this creates the data directory.")
 @common_options
 @pass_env
 def key_import(env: Env, text: tuple[str, ...], name: str) -> None:
     """Restore your master seed from the text `vrm key export` printed.
 
-    The text may be given as one argument or several (spaces and dashes do not matter). A seed
+    Type the text at the prompt (it is not shown) or pipe it in (`vrm key import < seed.txt`);
+    spaces, dashes and line breaks do not matter. Given as arguments it still works, with a
+    warning: other users can see arguments (`ps`), and your shell history keeps them. A seed
     that does not match the relationships already in the data directory is refused.
     """
+    if text:
+        warn(_ARGUMENT_WARNING)
+    raw = " ".join(text) if text else _seed_input()
     try:
-        seed = seed_from_text(" ".join(text))
+        seed = seed_from_text(" ".join(raw.split()))
     except SeedTextError as exc:
         raise CliError(f"that is not a valid seed: {exc}", EXIT_USAGE, kind="bad_seed") from None
     home = env.home
@@ -135,7 +167,7 @@ async def _import(home: Home, seed: bytes, name: str) -> str:
             raise _mismatch(home)
         if home.db_path.exists() and not count:
             _drop_database(home)
-        home.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(home.path)
         home.write_seed(seed)
         if not home.settings_path.exists():
             home.write_settings(Settings(name=name, terms=DEFAULT_TERMS))

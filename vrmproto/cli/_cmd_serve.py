@@ -27,7 +27,7 @@ from vrmproto.cli._context import CLI_RETRY, Env, common_options, open_agent, pa
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._home import default_home
 from vrmproto.cli._output import Out, table
-from vrmproto.cli._vendor import VendorConfig, load_vendor_config
+from vrmproto.cli._vendor import VendorConfig, load_vendor_config, vendor_data_dir
 from vrmproto.client import Agent
 from vrmproto.server import Endpoint, Event, serve
 from vrmproto.store import MemoryStore, RelationshipRecord, SQLiteStore, Store
@@ -210,7 +210,7 @@ def vendor_serve(*, config_path: str, host: str, port: int, data_dir: Path | Non
     config = load_vendor_config(config_path)
     directory = None if memory else (data_dir or default_home() / "vendors" / _slug(config.name))
     if directory is not None:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        vendor_data_dir(directory)  # 0700, its files 0600 (§11.13-1)
     identity = config.identity(directory)
     run(serve_vendor(config, Out(json_mode=as_json), identity=identity, host=host, port=port,
                      data_dir=directory, advertise_it=advertise))  # fmt: skip

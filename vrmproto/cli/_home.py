@@ -4,7 +4,9 @@ Layout (default ``~/.vrm``; ``VRM_HOME`` or ``--data-dir`` choose another)::
 
     seed            the master seed as `vrm1-…` text with its check value (mode 0600)
     settings.json   the person's name and terms (written atomically)
-    agent.db        the agent's SQLite store: relationships, histories, outbox
+    agent.db        the agent's SQLite store: relationships, histories, outbox (with its
+                    -wal and -shm files)
+    agent.db-locks/ a lock file per relationship while a vrm process works on it (§11.11-2)
     intents.json    the offers of past intentcasts, by the short id shown to the person
     shares.json     what was shared with whom (the shares are sealed to the vendor, so the
                     agent's history alone cannot show the person what they contained)
@@ -12,18 +14,25 @@ Layout (default ``~/.vrm``; ``VRM_HOME`` or ``--data-dir`` choose another)::
 Every file is written with :func:`vrmproto._files.atomic_write`, so a crash leaves the old
 version or the new, never a torn mix. Anything unreadable is reported as a damaged data
 directory, naming the file, with exit code 2.
+
+Only the person may read any of it (spec §11.13-1): the directory is 0700 and its files 0600.
+Each time it is opened, a looser directory or file is tightened, and a warning says so
+(``vrm: warning: …`` on stderr; :func:`show_warnings` routes the library's warnings there).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vrmproto._files import atomic_write, atomic_write_text
+import click
+
+from vrmproto._files import atomic_write, atomic_write_text, private_data_dir, private_dir
 from vrmproto._keys import MasterSeed
 from vrmproto._vocab import TermRef, latest
 from vrmproto.cli._errors import EXIT_USAGE, CliError
@@ -31,7 +40,7 @@ from vrmproto.cli._parse import term_from_json, term_to_json
 from vrmproto.cli._seedtext import SeedTextError, seed_from_text, seed_to_text
 from vrmproto.store import SQLiteStore, StoreError
 
-__all__ = ["DEFAULT_TERMS", "Home", "Settings", "default_home"]
+__all__ = ["DEFAULT_TERMS", "Home", "Settings", "default_home", "show_warnings", "warn"]
 
 SETTINGS_FORMAT = 1
 
@@ -48,6 +57,31 @@ def _default_terms() -> tuple[TermRef, ...]:
 #: The terms a new data directory starts with: don't track me, don't sell my data, delete it
 #: after a year, and give it back to me in the standard form when I ask.
 DEFAULT_TERMS = _default_terms()
+
+
+def warn(text: str) -> None:
+    """A warning for the person: ``vrm: warning: …`` on stderr (stdout stays the result)."""
+    click.echo(f"vrm: warning: {text}", err=True)
+
+
+class _Warnings(logging.Handler):
+    """The library's warnings, said the command line's way (:func:`warn`)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warn(record.getMessage())
+
+
+#: The loggers whose warnings are for the person: files made private (§11.13-1), a
+#: relationship busy in another process (§11.11-2), the store.
+_WARNING_LOGGERS = ("vrmproto.files", "vrmproto.client", "vrmproto.store")
+
+
+def show_warnings() -> None:
+    """Show the library's warnings on stderr as :func:`warn` does (idempotent)."""
+    for name in _WARNING_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _Warnings) for h in logger.handlers):
+            logger.addHandler(_Warnings(logging.WARNING))
 
 
 def default_home(data_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -95,6 +129,8 @@ class Home:
 
     @classmethod
     def at(cls, data_dir: str | os.PathLike[str] | None = None) -> Home:
+        """The command line's data directory (whose warnings go to stderr, :func:`warn`)."""
+        show_warnings()
         return cls(default_home(data_dir))
 
     @property
@@ -131,9 +167,15 @@ class Home:
         if self.exists():
             raise CliError(f"{self.path} already holds a vrm agent (it has a seed)", EXIT_USAGE,
                            kind="exists")  # fmt: skip
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.path)
         self.write_seed(seed)
         self.write_settings(settings)
+
+    def make_private(self) -> None:
+        """The directory 0700 and each file in it 0600, tightened with a warning where they
+        were looser (§11.13-1)."""
+        if self.path.is_dir():
+            private_data_dir(self.path)
 
     def write_seed(self, seed: bytes) -> None:
         atomic_write_text(self.seed_path, seed_to_text(seed) + "\n", mode=0o600)
@@ -153,6 +195,7 @@ class Home:
                 EXIT_USAGE,
                 kind="not_initialised",
             )
+        self.make_private()
 
     def read_seed_bytes(self) -> bytes:
         self.require()

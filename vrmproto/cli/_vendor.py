@@ -35,6 +35,7 @@ from typing import Any
 
 import click
 
+from vrmproto._files import private_data_dir
 from vrmproto._keys import Identity
 from vrmproto._vocab import (
     ROSTER,
@@ -44,6 +45,7 @@ from vrmproto._vocab import (
     parse_purpose,
 )
 from vrmproto.cli._errors import EXIT_USAGE, CliError
+from vrmproto.cli._home import show_warnings
 from vrmproto.cli._parse import parse_money, parse_term
 from vrmproto.server import CatalogueItem, Endpoint, ReferencePolicy, Server, serve
 from vrmproto.store import MemoryStore
@@ -86,6 +88,15 @@ class VendorConfig:
             raise CliError(f"{self.source} gives no seed and there is no data directory to "
                            "keep one in", EXIT_USAGE)  # fmt: skip
         return Identity(_data_dir_seed(data_dir))
+
+
+def vendor_data_dir(directory: Path) -> Path:
+    """The vendor's data directory, only the vendor's to read (§11.13-1): its database holds
+    customers' shared data in clear. Created 0700; a looser directory, and its seed and
+    database files, are tightened (0700, 0600) with a warning on stderr."""
+    show_warnings()
+    private_data_dir(directory)
+    return directory
 
 
 def _data_dir_seed(data_dir: Path) -> bytes:

@@ -35,6 +35,7 @@ from vrmproto._errors import (
     StateError,
     TransportError,
     ValidationError,
+    VrmError,
 )
 from vrmproto._history import Divergence, Entry, compare, verify_entries
 from vrmproto._keys import Identity, MasterSeed, check_enc_key, fingerprint, key_to_text
@@ -710,18 +711,28 @@ class Agent(AsyncClosing):
     ) -> FanoutReport:
         """Send new contact details to every vendor we have an agreement with, at once (§5.3.6).
 
-        Each vendor gets its own sealed copy; vendors that cannot be reached now are queued in
-        the outbox (``queued``) and get it from :meth:`run_outbox`.
+        Each vendor gets its own sealed copy. Every copy is stored in the outbox, in one
+        commit, before the first is sent (§12.7-5), so a crash mid-way leaves the rest to
+        :meth:`run_outbox`; vendors that cannot be reached now stay ``queued`` there too.
         """
         FieldsContent(fields=dict(fields))
         records = [r for r in await self.store.relationships()
                    if r.role == "customer" and r.state == "agreed"]
+        unsigned: dict[bytes, VrmError] = {}
+        for r in records:  # a vendor that receives no address.update fails alone (§13.1-10)
+            try:
+                await self._check_type(r.thread, "address.update")
+            except StateError as exc:
+                unsigned[r.thread] = exc
+        drafts = {r.thread: self._draft("address.update", fields=dict(fields))
+                  for r in records if r.thread not in unsigned}  # fmt: skip
+        unsigned.update(await self.outbox.enqueue(list(drafts.items())))
 
         async def job(thread: bytes) -> Delivery:
-            await self._check_type(thread, "address.update")
-            draft = self._draft("address.update", fields=dict(fields))
-            return await self.outbox.send(thread, draft, timeout_s=timeout_s,
-                                          retry=self.fanout_retry)
+            if thread in unsigned:
+                raise unsigned[thread]
+            return await self.outbox.deliver(thread, drafts[thread], timeout_s=timeout_s,
+                                             retry=self.fanout_retry)
 
         targets = [(Target(r.label, r.peer_url, r.thread), r.thread) for r in records]
         return await fan_out(targets, job, concurrency=concurrency or self.concurrency,

@@ -11,16 +11,25 @@ kept as data until their turn (see :mod:`vrmproto.client._outbox`). A draft of a
 address update holds the fields in clear until it is signed and sealed; like the master seed,
 the store is the customer's own and must be protected as such.
 
-One :class:`asyncio.Lock` per thread serialises every step of a relationship — sign, persist,
-deliver, apply the replies — so the two sides log the thread's messages in the same order
-(§8.2). The cache holds only what the store holds; after any failure mid-step the thread is
-dropped from it and re-read.
+One lock per thread serialises every step of a relationship — sign, persist, deliver, apply the
+replies — so the two sides log the thread's messages in the same order (§8.2). It is two locks,
+taken in turn: an :class:`asyncio.Lock` among this agent's tasks, then the store's lock for the
+thread (:meth:`~vrmproto.store.Store.lock`), which other agents on the same store — other
+processes on the same data directory — hold in turn too (§11.11-2); a step that has to wait
+for another process says so (a warning on the ``vrmproto.client`` logger: "another vrm is
+working on this relationship; retrying"). Since another process may have changed the thread,
+each step drops it from the cache on taking the lock and reads it again from the store. The
+cache holds only what the store holds; after any failure mid-step the thread is dropped from it
+and re-read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,8 +42,12 @@ from vrmproto.store import HistoryEntry, OutboxItem, RelationshipRecord, Store
 __all__ = ["META_PREFIX", "Ledger", "Thread", "ThreadMeta"]
 
 META_PREFIX = "client.thread."
+#: The store lock of a thread is named this prefix and the thread id (§11.11-2).
+LOCK_PREFIX = b"client.thread:"
 KIND_VENDOR = "vendor"
 KIND_INTENT = "intent"
+
+log = logging.getLogger("vrmproto.client")
 
 
 @dataclass(slots=True)
@@ -154,13 +167,37 @@ class Ledger:
         self.limits = limits
         self._cache: dict[bytes, Thread] = {}
         self._locks: dict[bytes, asyncio.Lock] = {}
+        self._told: set[bytes] = set()
 
-    def lock(self, thread: bytes) -> asyncio.Lock:
-        """The lock every step of ``thread`` holds (take several only in sorted order)."""
+    @contextlib.asynccontextmanager
+    async def lock(self, thread: bytes) -> AsyncIterator[None]:
+        """Hold ``thread`` for one step: among this agent's tasks, then among every agent on
+        the store (§11.11-2); the step reads the thread afresh. Take several only in sorted
+        order (:meth:`lock_all`)."""
         lock = self._locks.get(thread)
         if lock is None:
             lock = self._locks[thread] = asyncio.Lock()
-        return lock
+        async with lock, self.store.lock(LOCK_PREFIX + thread, on_wait=lambda: self._busy(thread)):
+            self.forget(thread)  # another process may have changed it since we cached it
+            yield
+
+    @contextlib.asynccontextmanager
+    async def lock_all(self, threads: Iterable[bytes]) -> AsyncIterator[list[bytes]]:
+        """Hold every thread of ``threads`` (see :meth:`lock`), taken in ascending order so
+        that two holders of overlapping sets never wait for each other; yields them sorted."""
+        ordered = sorted(set(threads))
+        async with contextlib.AsyncExitStack() as stack:
+            for thread in ordered:
+                await stack.enter_async_context(self.lock(thread))
+            yield ordered
+
+    def _busy(self, thread: bytes) -> None:
+        if thread in self._told:  # once per thread and agent is enough for a person
+            return
+        self._told.add(thread)
+        cached = self._cache.get(thread)
+        who = f"{cached.meta.name}, thread {thread.hex()[:12]}" if cached else thread.hex()[:12]
+        log.warning("another vrm is working on this relationship (%s); retrying", who)
 
     def identity(self, meta: ThreadMeta) -> Identity:
         """Our identity in a thread, derived again from the master seed (§2.3, §2.4)."""

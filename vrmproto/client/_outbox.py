@@ -24,6 +24,12 @@ data, with its message id already chosen — stored in the thread's meta record 
 when its turn comes, in the same Commit that closes the message before it. Messages are thus
 delivered strictly in order, and each is signed against the state the vendor will see.
 
+**A fan-out is queued whole before anything is sent.** :meth:`Outbox.enqueue` signs (or, behind
+an undelivered message, stores as a draft) one message for each of many threads and writes them
+all in ONE Commit; only then does :meth:`Outbox.deliver` send each. A crash at any point of the
+sending leaves every vendor's message in the outbox, and a crash before the Commit leaves none
+(§12.7-5).
+
 :meth:`Outbox.run` delivers every due item — threads in parallel, each thread in order — and is
 what an agent node calls periodically. An item whose envelope expired can never be accepted
 (§4.5-3); it is dropped and the drop recorded.
@@ -33,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,6 +55,7 @@ from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, Stor
 
 __all__ = [
     "DEFAULT_SCHEDULE",
+    "ENQUEUE_CHUNK",
     "Builder",
     "Delivery",
     "DeliveryStatus",
@@ -63,6 +70,9 @@ DeliveryStatus = Literal["confirmed", "queued", "refused", "dropped"]
 RETRYABLE = frozenset({
     Problem.CLOCK_SKEW, Problem.RATE_LIMITED, Problem.REQUEST_TIMEOUT, Problem.INTERNAL,
 })
+
+#: Most threads :meth:`Outbox.enqueue` locks and writes at once (one Commit each chunk).
+ENQUEUE_CHUNK = 256
 
 #: When the outbox tries again: full jitter over 2 s · 2^(n-1), at most an hour apart.
 DEFAULT_SCHEDULE = RetryPolicy(attempts=1_000_000, base_s=2.0, cap_s=3600.0)
@@ -238,6 +248,92 @@ class Outbox:
         await self._commit(t, Commit(meta=(self.ledger.meta_item(t),)))
         done = await self._flush_locked(t, due_by=None, timeout_s=timeout_s, retry=retry)
         return self._find(done, t.id, draft)
+
+    async def enqueue(self, drafts: Sequence[tuple[bytes, Draft]]) -> dict[bytes, VrmError]:
+        """Persist one draft for each of several stored threads, sending nothing (the first
+        half of a fan-out, §12.7-5; :meth:`deliver` is the second).
+
+        Each draft becomes its thread's next message, signed and put in the outbox, or, behind
+        an undelivered message, the thread's next draft. The threads are taken in sorted
+        chunks of :data:`ENQUEUE_CHUNK` (each lock holds a file open): each chunk is locked
+        (:meth:`Ledger.lock_all`) and written in ONE Commit. A draft that cannot be signed,
+        or whose thread is not stored, is left out and named in the returned mapping with the
+        reason; store errors are raised, and then nothing of that chunk or later ones was
+        stored — and nothing at all was sent.
+        """
+        by_thread = dict(drafts)
+        failed: dict[bytes, VrmError] = {}
+        ordered = sorted(by_thread)
+        for start in range(0, len(ordered), ENQUEUE_CHUNK):
+            chunk = ordered[start : start + ENQUEUE_CHUNK]
+            failed.update(await self._enqueue_chunk({th: by_thread[th] for th in chunk}))
+        return failed
+
+    async def _enqueue_chunk(self, by_thread: dict[bytes, Draft]) -> dict[bytes, VrmError]:
+        failed: dict[bytes, VrmError] = {}
+        async with self.ledger.lock_all(by_thread) as threads:
+            waiting = {o.thread for o in await self.store.outbox_all()}
+            loaded = await asyncio.gather(*(self.ledger.load(th) for th in threads),
+                                          return_exceptions=True)  # fmt: skip
+            now = self.clock()
+            ready: list[Thread] = []
+            history: list[HistoryEntry] = []
+            added: list[NewOutboxItem] = []
+            for thread, t in zip(threads, loaded, strict=True):
+                draft = by_thread[thread]
+                try:
+                    if isinstance(t, BaseException):
+                        raise t
+                    if thread in waiting:
+                        self._build(t.copy(), draft, now)  # refuse now what could never be signed
+                        t.meta.drafts.append(draft.to_bytes())
+                    else:
+                        point = t.save_point()
+                        sent = self._build(t, draft, now)
+                        t.meta.rollback[sent.message.hash.hex()] = point
+                        t.meta.last_activity_ms = now
+                        history.append(to_row(t.id, sent.entry, now))
+                        added.append(self._new_item(t, sent, now))
+                except (VrmError, ValueError, LookupError) as exc:
+                    self.ledger.forget(thread)
+                    failed[thread] = exc if isinstance(exc, VrmError) else VrmError(str(exc))
+                    continue
+                ready.append(t)
+            if not ready:
+                return failed
+            try:
+                await self.store.commit(Commit(
+                    relationships=tuple(self.ledger.record(t, now) for t in ready),
+                    history=tuple(history),
+                    outbox_add=tuple(added),
+                    meta=tuple(self.ledger.meta_item(t) for t in ready),
+                ))  # fmt: skip
+            except BaseException:
+                for t in ready:
+                    self.ledger.forget(t.id)
+                raise
+            for t in ready:
+                self.ledger.adopt(t)
+        return failed
+
+    async def deliver(
+        self,
+        thread: bytes,
+        draft: Draft,
+        *,
+        timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Delivery:
+        """Deliver ``thread``'s queue in order, as far as the message of ``draft`` (stored by
+        :meth:`enqueue`), and say what became of it.
+
+        ``queued`` also when another agent on the same store delivered it meanwhile (its
+        outbox run took the thread first): the thread's history then holds the outcome.
+        """
+        async with self.ledger.lock(thread):
+            t = await self.ledger.load(thread)
+            done = await self._flush_locked(t, due_by=None, timeout_s=timeout_s, retry=retry)
+            return self._find(done, t.id, draft)
 
     @staticmethod
     def _find(done: list[Delivery], thread: bytes, draft: Draft) -> Delivery:

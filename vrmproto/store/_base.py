@@ -26,6 +26,8 @@ Lookups by hash (:meth:`Store.history_entry`) return the entry with the lowest i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -223,6 +225,20 @@ class Store(Protocol):
 
     async def purge_dedupe(self, now_ms: int) -> int:
         """Delete de-duplication records with ``expires_ms < now_ms``; return how many."""
+        ...
+
+    def lock(
+        self, name: bytes, *, on_wait: Callable[[], None] | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """A lock named ``name``, held for an ``async with`` block, that excludes every other
+        holder of the same name on the same storage: other tasks, other store objects on the
+        same database, other processes (spec §11.11-2). It is released when the block ends or
+        its holder dies. ``on_wait`` is called once if the caller has to wait for it.
+
+        Not reentrant. A caller that holds several takes them in ascending order of ``name``.
+        Raises :class:`StoreError` if the lock cannot be taken for another reason than that
+        someone holds it (then it is waited for).
+        """
         ...
 
     async def close(self) -> None: ...

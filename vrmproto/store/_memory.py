@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from vrmproto._closing import AsyncClosing
 from vrmproto.store._base import (
@@ -21,6 +23,7 @@ from vrmproto.store._base import (
     StoreConflict,
     StoreError,
 )
+from vrmproto.store._locks import LocalLocks
 
 __all__ = ["MemoryStore"]
 
@@ -38,6 +41,7 @@ class MemoryStore(AsyncClosing):
         self._outbox: dict[int, OutboxItem] = {}
         self._next_item_id = 1
         self._meta: dict[str, bytes] = {}
+        self._locks = LocalLocks()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -45,6 +49,13 @@ class MemoryStore(AsyncClosing):
 
     async def close(self) -> None:
         self._closed = True
+
+    def lock(
+        self, name: bytes, *, on_wait: Callable[[], None] | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """The lock ``name`` among this store's users (nothing else can share a MemoryStore)."""
+        self._check_open()
+        return self._locks.hold(name, on_wait)
 
     # -- writes --
 

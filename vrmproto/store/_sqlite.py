@@ -27,6 +27,16 @@ store need not keep that rule): its index, keyed by a random hash, cost a write 
 per stored message. ``history_entry`` and erasure now find a hash through the thread prefix of
 the ``(thread, idx)`` index; both are rare (withdrawn or expired shares).
 
+Files (spec §11.13-1). The database holds histories and, at a vendor, customers' shared data in
+clear, so :meth:`SQLiteStore.open` creates it with mode 0600 (SQLite gives its ``-wal`` and
+``-shm`` files the database file's mode) and tightens a database, WAL or SHM file that others
+may read to 0600, with a warning on the ``vrmproto.files`` logger. The directory is the
+caller's: a data directory's owner makes it 0700 (:func:`vrmproto._files.private_dir`).
+
+Locks (spec §11.11-2). :meth:`SQLiteStore.lock` hands out named locks shared with every other
+process and store object on the same file (:class:`~vrmproto.store._locks.FileLocks`, in
+``<db>-locks/``); the customer's agent holds one per relationship for each step it takes in it.
+
 A PostgreSQL backend (a vendor running many server processes against one database) implements
 the same :class:`~vrmproto.store.Store` protocol, so it is a backend, not a rewrite: each
 ``commit()`` is one transaction on a pooled connection (asyncpg); the same UNIQUE constraints on
@@ -56,11 +66,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from vrmproto._closing import AsyncClosing
+from vrmproto._files import private_dir, private_file
 from vrmproto.store._base import (
     Commit,
     DedupeRecord,
@@ -70,6 +82,7 @@ from vrmproto.store._base import (
     StoreConflict,
     StoreError,
 )
+from vrmproto.store._locks import FileLocks
 
 __all__ = ["BATCH_CAP", "SCHEMA_VERSION", "SQLiteStore", "StoreStats"]
 
@@ -193,6 +206,24 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _private_files(path: Path, locks: FileLocks) -> None:
+    """Create the database file 0600 if it is missing, tighten it and its WAL and SHM files to
+    0600 if they are looser (with a warning), and the lock directory to 0700 (§11.13-1)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for suffix in ("", "-wal", "-shm"):
+            private_file(path.with_name(path.name + suffix))
+    except OSError as exc:
+        raise StoreError(f"cannot create {path}: {exc.strerror or exc}") from exc
+    else:
+        try:
+            os.fchmod(fd, 0o600)  # exactly: whatever the umask (SQLite copies it to the WAL)
+        finally:
+            os.close(fd)
+    private_dir(locks.directory, create=False)  # made on first use
 
 
 def _connect_reader(path: Path) -> sqlite3.Connection:
@@ -448,6 +479,7 @@ class SQLiteStore(AsyncClosing):
         self._writer: threading.Thread | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._reader_conns: queue.Queue[sqlite3.Connection] = queue.Queue()
+        self._locks = FileLocks(self.path.with_name(self.path.name + "-locks"))
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], *, readers: int = 4) -> SQLiteStore:
@@ -460,6 +492,7 @@ class SQLiteStore(AsyncClosing):
         """Start the writer thread (which opens and migrates the file) and the reader pool."""
         if self._writer is not None:
             raise StoreError("store already started")
+        await asyncio.to_thread(_private_files, self.path, self._locks)
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
         self._writer = threading.Thread(
@@ -631,6 +664,15 @@ class SQLiteStore(AsyncClosing):
         """Write ``c`` in the next group transaction; return after its COMMIT (receipt only
         after commit, spec §12 (durability)). Cancelling the wait does not cancel the write."""
         await self._write(lambda conn: _apply_commit(conn, c), c)
+
+    def lock(
+        self, name: bytes, *, on_wait: Callable[[], None] | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """The lock ``name``, shared with every process and store object on this file
+        (spec §11.11-2; see :mod:`vrmproto.store._locks`)."""
+        if self._closed:
+            raise StoreError("store is closed")
+        return self._locks.hold(name, on_wait)
 
     async def outbox_retry(
         self, item_id: int, attempts: int, next_attempt_ms: int, last_error: str
