@@ -26,6 +26,7 @@ status of its code. Only a failure of our own (a store that is down, a bug) give
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import os
 import time
@@ -96,6 +97,17 @@ _UNACKNOWLEDGED = frozenset({Receipt.TYPE, ProblemReport.TYPE})
 _RETRYABLE = frozenset({
     Problem.CLOCK_SKEW, Problem.RATE_LIMITED, Problem.REQUEST_TIMEOUT, Problem.INTERNAL, None,
 })
+
+
+class _Outcome(enum.Enum):
+    """What one delivery of a verified message did: what it counts against (§12.9-6)."""
+
+    STORED = "stored"  # applied and stored as new: the sender's allowance
+    REPLAYED = "replayed"  # answered from the replay record: the client address's
+    REFUSED = "refused"  # refused: neither (the request itself counted against the address)
+
+
+_STORED, _REPLAYED, _REFUSED = _Outcome.STORED, _Outcome.REPLAYED, _Outcome.REFUSED
 
 
 def _rollback_key(thread: bytes) -> str:
@@ -489,12 +501,12 @@ class Endpoint:
     async def handle_inbox(self, data: bytes, *, client: str = "") -> Response:
         """Answer one posted envelope (§12.3). Never raises; 500 only for our own failures."""
         try:
-            return await self._inbox(data)
+            return await self._inbox(data, client)
         except Exception:
             log.exception("inbox: unexpected failure (client %s)", client)
             return self.problem(Problem.INTERNAL, "the receiver failed; the message was not stored")
 
-    async def _inbox(self, data: bytes) -> Response:
+    async def _inbox(self, data: bytes, client: str) -> Response:
         peek = _peek(data)
         if peek.sender is not None:
             wait = self.sender_limit.retry_after(peek.sender)
@@ -510,9 +522,24 @@ class Endpoint:
             msg = open_envelope(data, now=now, recipients=self._recipients, limits=self.limits)
         except ProtocolError as exc:
             return self._refuse(exc, peek)
-        self.sender_limit.charge(msg.sender)  # only verified messages count (§12.9-6)
-        if msg.type == ProblemReport.TYPE:
-            return await self._peer_problem(msg)
+        # Only a verified message the receiver stores as new counts against its sender; a replay
+        # counts against the address it came from (§12.9-6). The token is taken now, so that
+        # concurrent messages see it, and given back when nothing new was stored.
+        self.sender_limit.charge(msg.sender)
+        outcome = _REFUSED
+        try:
+            if msg.type == ProblemReport.TYPE:
+                return await self._peer_problem(msg)
+            response, outcome = await self._deliver(msg, now)
+            return response
+        finally:
+            if outcome is not _STORED:
+                self.sender_limit.refund(msg.sender)
+            if outcome is _REPLAYED and client:
+                self.address_limit.charge(client)
+
+    async def _deliver(self, msg: Signed[Any], now: int) -> tuple[Response, _Outcome]:
+        """The response to a verified message, and what this delivery did with it."""
         key = (msg.sender, msg.id)
         waiters = self._inflight.get(key)
         if waiters is not None:  # an identical or conflicting request is being handled (§12.6-4)
@@ -521,15 +548,17 @@ class Endpoint:
             )
             waiters.append(waiter)
             msg_hash, response = await waiter
-            return response if msg_hash == msg.hash else self._id_conflict(msg)
+            if msg_hash != msg.hash:
+                return self._id_conflict(msg), _REFUSED
+            return response, _REPLAYED
         waiters = self._inflight[key] = []  # a future only for each request that waits
-        outcome: Response | None = None
+        outcome: tuple[Response, _Outcome] | None = None
         try:
             outcome = await self._accept(msg, now)
         finally:
             del self._inflight[key]
             if waiters:
-                result = (msg.hash, outcome or self.problem(
+                result = (msg.hash, outcome[0] if outcome else self.problem(
                     Problem.INTERNAL, "the receiver failed; nothing was stored"))
                 for waiter in waiters:
                     if not waiter.done():  # a waiter cancelled meanwhile needs no answer
@@ -542,13 +571,13 @@ class Endpoint:
             clause="§12.6-3", path="$.hdr.id", to=msg.sender, thread=msg.thread, ref=msg.hash,
         )  # fmt: skip
 
-    def _replay(self, stored: DedupeRecord, msg: Signed[Any]) -> Response:
+    def _replay(self, stored: DedupeRecord, msg: Signed[Any]) -> tuple[Response, _Outcome]:
         """The stored answer to a message seen before (§12.6-2), or id_conflict (§12.6-3)."""
         if stored.msg_hash != msg.hash:
-            return self._id_conflict(msg)
+            return self._id_conflict(msg), _REFUSED
         if not stored.response:
-            return Response(NO_CONTENT, b"")
-        return Response(200, stored.response, {"Content-Type": CONTENT_TYPE})
+            return Response(NO_CONTENT, b""), _REPLAYED
+        return Response(200, stored.response, {"Content-Type": CONTENT_TYPE}), _REPLAYED
 
     async def _peer_problem(self, msg: Signed[ProblemReport]) -> Response:
         """A problem is outside every chain: no receipt, no history; hooks hear of it when it
@@ -582,7 +611,7 @@ class Endpoint:
             meta=((_rollback_key(record.thread), b""),),
         ))
 
-    async def _accept(self, msg: Signed[Any], now: int) -> Response:
+    async def _accept(self, msg: Signed[Any], now: int) -> tuple[Response, _Outcome]:
         """Run the step under the thread's lock; after a store conflict, again from what is
         stored (§12.7-4). A replay is found by the store's uniqueness rules, not by a read
         before every message: a stored message can never be applied twice (its ``prev`` no
@@ -633,7 +662,9 @@ class Endpoint:
             record.data, identity=identity, history=history, limits=self.limits
         )
 
-    async def _step(self, msg: Signed[Any], now: int, *, fresh: bool) -> Response:
+    async def _step(
+        self, msg: Signed[Any], now: int, *, fresh: bool
+    ) -> tuple[Response, _Outcome]:
         """One protocol step; ``fresh``: assume the thread is new (see :meth:`_accept`)."""
         record = None if fresh else await self.store.get_relationship(msg.thread)
         rel: Relationship | None = None
@@ -648,7 +679,7 @@ class Endpoint:
                 return self._replay(stored, msg)
             return self._refuse(
                 exc, _Peek(msg.sender, msg.thread, msg.hash), rel.identity if rel else None
-            )
+            ), _REFUSED
         if msg.type in _UNACKNOWLEDGED:
             response = Response(NO_CONTENT, b"")
         else:
@@ -665,7 +696,7 @@ class Endpoint:
             response = Response(200, encode_replies(envelopes), {"Content-Type": CONTENT_TYPE})
         await self.store.commit(self._commit(step, msg, record, response, now))
         self._fire(step.event)  # after the commit, never before (§12.7-1)
-        return response
+        return response, _STORED
 
     async def _held(self, thread: bytes) -> list[HeldRecord]:
         return decode_held(await self.store.get_meta(held_key(thread)))

@@ -68,6 +68,15 @@ class RateLimiter:
         tokens = self._level(key, now) - 1.0
         self._store(key, max(tokens, -float(self.burst)), now)
 
+    def refund(self, key: Hashable) -> None:
+        """Give back one token taken by :meth:`charge` (never above ``burst``): for a request
+        that turned out not to count against ``key`` (§12.9-6)."""
+        held = self._buckets.get(key)
+        if held is None:  # a dropped bucket is a full one
+            return
+        now = self._clock()
+        self._store(key, min(float(self.burst), self._level(key, now) + 1.0), now)
+
     def take(self, key: Hashable) -> int:
         """Take a token and return 0, or take nothing and return the seconds to wait."""
         now = self._clock()
