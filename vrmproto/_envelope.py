@@ -502,6 +502,20 @@ def sign_message(
     return signed
 
 
+def unknown_body_bytes(message: Signed[Any]) -> int:
+    """About how many bytes of ``message``'s body are keys this version does not define
+    (§5.1-3), at any depth: the body's length less that of its known fields, encoded. 0 for an
+    erased body."""
+    body = message.body
+    if message.body_bytes is None or body is None:
+        return 0
+    write = _BODY_WRITERS.get(type(body))
+    known = write(body) if write is not None else None
+    if known is None:
+        known = _pack(body.to_wire())
+    return max(0, len(message.body_bytes) - len(known))
+
+
 def _envelope_parts(data: bytes, allow_erased: bool) -> tuple[Any, bytes, bytes, Any, Any]:
     """Decode and check an envelope's map (§3.4): ``(body, hdr, sig, to, type)``, the routing
     copies ``...`` when absent. The reference for :func:`_read_envelope`."""

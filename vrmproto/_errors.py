@@ -56,6 +56,7 @@ class Problem(enum.Enum):
     REQUEST_TIMEOUT = "request_timeout"
     UNAUTHORIZED = "unauthorized"
     INTERNAL = "internal_error"
+    STORAGE_FULL = "storage_full"
 
     @property
     def status(self) -> int:
@@ -100,6 +101,7 @@ _STATUS: dict[Problem, int] = {
     Problem.CANNOT_DECRYPT: 422,
     Problem.RATE_LIMITED: 429,
     Problem.INTERNAL: 500,
+    Problem.STORAGE_FULL: 507,
 }
 assert set(_STATUS) == set(Problem), "every problem code needs an HTTP status"
 
