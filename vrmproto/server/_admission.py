@@ -71,8 +71,8 @@ class StorageBudget:
     """
 
     max_store_bytes: int | None = None
-    min_free_bytes: int = 512 * 2**20
-    reserve_free_bytes: int = 64 * 2**20
+    min_free_bytes: int = 256 * 2**20
+    reserve_free_bytes: int = 32 * 2**20
     retry_after_s: int = 3600
     check_every_ms: int = 1000
 

@@ -10,9 +10,11 @@ One inbox step (§12.3, §12.6, §12.7)::
 
     peek header ─ sender rate check ─ open_envelope (verify) ─ charge sender
       ─ coalesce with an identical in-flight request ─ per-thread lock ─ load relationship
-      ─ receive ─ policy replies ─ send receipt, then replies
+      ─ admit a first contact (§11.8-2) ─ receive ─ storage budget (§11.8-4)
+      ─ policy replies ─ send receipt, then replies
       ─ ONE store Commit (relationship, history, dedupe + exact response, held data, erasures)
       ─ 200 ─ hooks (as tasks, after the commit)
+      ─ the sender's token given back unless the message was stored as new (§12.9-6)
 
 A replay is recognised without a read before every message: it cannot pass ``receive`` (its
 ``prev`` no longer links) nor commit (its dedupe key is taken), and both of those paths look up
