@@ -7,9 +7,12 @@ allowance; a replay (or a refusal) spends the allowance of the client address it
 
 from __future__ import annotations
 
-from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer, Reply
+import os
+
+from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer, Reply, now_ms
 
 from vrmproto import Identity, Limits
+from vrmproto._binding import sign_history_request
 from vrmproto.server import Endpoint, ReferencePolicy, Response
 from vrmproto.store import MemoryStore
 
@@ -64,3 +67,28 @@ async def test_new_messages_still_spend_the_senders_allowance() -> None:
     third = await endpoint.handle_inbox(c.share({"phone": "+15550001"}).envelope, client=HONEST)
     assert third.status == 429
     assert third.headers["Retry-After"] == "30"
+
+
+async def test_a_replayed_history_request_does_not_lock_out_its_sender() -> None:
+    """A history request (§12.5) is valid for minutes and may be captured too: a replay of one
+    counts against the address it comes from, not against its signer."""
+    endpoint = Endpoint(
+        VENDOR, store=MemoryStore(), policy=ReferencePolicy(accepts_terms=ACCEPTED),
+        limits=Limits(rate_per_sender_per_minute=3, rate_per_address_per_minute=100),
+    )  # fmt: skip
+    c = Customer(VENDOR)
+    offer = c.offer(*ACCEPTED)
+    c.absorb(_reply(await endpoint.handle_inbox(offer.envelope, client=HONEST)), offer)
+
+    def request() -> bytes:
+        return sign_history_request(c.identity, thread=c.thread, recipient=VENDOR.public_key,
+                                    now=now_ms(), nonce=os.urandom(16))  # fmt: skip
+
+    captured = request()
+    first = await endpoint.handle_history(captured, client=HONEST)
+    assert first.status == 200
+    for _ in range(200):
+        assert (await endpoint.handle_history(captured, client=ATTACKER)).status == 200
+    assert (await endpoint.handle_history(request(), client=HONEST)).status == 200
+    assert endpoint.check_address(ATTACKER) is not None
+    assert endpoint.check_address(HONEST) is None

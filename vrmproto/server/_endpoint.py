@@ -32,6 +32,7 @@ import enum
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -127,6 +128,8 @@ def _rollback_key(thread: bytes) -> str:
 #: Largest history export page, in envelope bytes (§12.5-5); at least one entry is always sent.
 HISTORY_PAGE_BYTES = 8 * 1024 * 1024
 HISTORY_PAGE_ENTRIES = 1000
+#: Most history requests remembered to tell a replay from a new request (§12.9-6).
+HISTORY_NONCES = 100_000
 
 Hook = Callable[[Event], Awaitable[None]]
 
@@ -343,6 +346,7 @@ class Endpoint:
         self._hooks: list[Hook] = []
         self._hook_tasks: set[asyncio.Task[None]] = set()
         self._discovery: tuple[int, bytes, str] | None = None
+        self._history_nonces: OrderedDict[tuple[bytes, bytes], int] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.role.value} {self.name!r} {fingerprint(self.identity.public_key)}>"
@@ -1012,15 +1016,30 @@ class Endpoint:
 
     # -- the history export (§12.5) -----------------------------------------------------------
 
+    def _seen_request(self, sender: bytes, nonce: bytes, now: int) -> bool:
+        """Whether this history request was seen before: its ``(sender, nonce)`` is remembered
+        for as long as a request is valid (twice ``max_clock_skew_ms``, §12.5-2), and for at
+        most :data:`HISTORY_NONCES` requests, so that a replay is counted against the address
+        it comes from rather than its sender (§12.9-6)."""
+        seen = self._history_nonces
+        horizon = now - 2 * self.limits.max_clock_skew_ms
+        while seen and (next(iter(seen.values())) < horizon or len(seen) >= HISTORY_NONCES):
+            seen.popitem(last=False)
+        key = (sender, nonce)
+        if key in seen:
+            return True
+        seen[key] = now
+        return False
+
     async def handle_history(self, data: bytes, *, client: str = "") -> Response:
         """Answer a signed history request with one page of the thread's history (§12.5)."""
         try:
-            return await self._history(data)
+            return await self._history(data, client)
         except Exception:
             log.exception("history: unexpected failure (client %s)", client)
             return self.problem(Problem.INTERNAL, "the receiver failed")
 
-    async def _history(self, data: bytes) -> Response:
+    async def _history(self, data: bytes, client: str = "") -> Response:
         now = self.clock()
         shape = _signed_request(data)
         if shape is None:
@@ -1041,13 +1060,17 @@ class Endpoint:
             )
         except ProtocolError as exc:
             return self._refuse(exc, _Peek(thread=thread), identity)
-        wait = self.sender_limit.retry_after(req.sender)
-        if wait:
-            return self.problem(
-                Problem.RATE_LIMITED, "too many requests from this key", clause="§12.9-5",
-                retry_after=wait, to=req.sender, thread=req.thread,
-            )  # fmt: skip
-        self.sender_limit.charge(req.sender)
+        if self._seen_request(req.sender, req.nonce, now):  # a replay: the address pays (§12.9-6)
+            if client:
+                self.address_limit.charge(client)
+        else:
+            wait = self.sender_limit.retry_after(req.sender)
+            if wait:
+                return self.problem(
+                    Problem.RATE_LIMITED, "too many requests from this key", clause="§12.9-5",
+                    retry_after=wait, to=req.sender, thread=req.thread,
+                )  # fmt: skip
+            self.sender_limit.charge(req.sender)
         if record is None:
             return self.problem(
                 Problem.NO_RELATIONSHIP, "there is no relationship with this thread id here",
