@@ -79,7 +79,8 @@ PROBLEM_TEXT: Mapping[Problem, ProblemText] = {
         "sealed content (§3.3, §3.4, §5.5-3), or a body nests deeper than `max_depth` (§10-2)"
     ),
     Problem.TOO_LARGE: ProblemText(
-        "the envelope is larger than the receiver's `max_envelope_bytes` (§10-1)"
+        "the envelope is larger than the receiver's `max_envelope_bytes` (§10-1), or a first "
+        "contact is larger than the first-contact limits allow (§10-15)"
     ),
     Problem.INVALID_FIELD: ProblemText(
         "a header or body field is missing, nil, of the wrong type or out of bounds (§4.2, "
@@ -151,7 +152,8 @@ PROBLEM_TEXT: Mapping[Problem, ProblemText] = {
     ),
     Problem.RATE_LIMITED: ProblemText(
         "the sender or the client address sent more than the receiver's rate limits allow "
-        "(§10-6, §10-7); the problem carries `retry_after`",
+        "(§10-6, §10-7), or a first contact is over an admission budget (§10-16, §10-17, "
+        "§11.8-4); the problem carries `retry_after`",
         retry=True,
     ),
     Problem.UNSUPPORTED_MEDIA_TYPE: ProblemText(
@@ -170,6 +172,11 @@ PROBLEM_TEXT: Mapping[Problem, ProblemText] = {
     Problem.INTERNAL: ProblemText(
         "the receiver failed for a reason of its own, not because of the message; it stored "
         "nothing (§12)",
+        retry=True,
+    ),
+    Problem.STORAGE_FULL: ProblemText(
+        "the receiver has no room to store the message now (§11.8-4); nothing was stored; the "
+        "problem carries `retry_after`",
         retry=True,
     ),
 }

@@ -51,6 +51,7 @@ from vrmproto import (
     sign_message,
 )
 from vrmproto._envelope import SUPPORTED_VERSIONS
+from vrmproto._errors import excerpt
 from vrmproto._fields import MISS, load_record, record_loader, record_writer
 from vrmproto._keys import Context, is_valid_key
 from vrmproto._limits import DEFAULT_LIMITS
@@ -123,13 +124,13 @@ def ref_header(h: Any, limits: Limits) -> tuple[Any, ...]:
                               code=Problem.UNSUPPORTED_VERSION, clause="§4.2-1", path="$.hdr.v")
     if h.keys() != HEADER_KEYS:
         missing, extra = sorted(HEADER_KEYS - h.keys()), sorted(h.keys() - HEADER_KEYS)
-        what = f"missing {missing}" if missing else f"unknown {extra}"
+        what = f"missing {missing}" if missing else f"{len(extra)} unknown: {excerpt(extra[0])}"
         raise _field("$.hdr", f"header fields {what}", "§4.2-2")
     mtype = h["type"]
     if type(mtype) is not str:
         raise _field("$.hdr.type", "expected text", "§4.2-3")
     if mtype not in MESSAGE_TYPES:
-        raise ValidationError(f"unknown message type {mtype!r}", code=Problem.UNKNOWN_TYPE,
+        raise ValidationError(f"unknown message type {excerpt(mtype)}", code=Problem.UNKNOWN_TYPE,
                               clause="§4.2-3", path="$.hdr.type")
     sender, to, thread, msg_id = h["from"], h["to"], h["thread"], h["id"]
     prev, body_hash, created, expires = h["prev"], h["body"], h["created"], h["expires"]

@@ -72,6 +72,7 @@ from vrmproto.server import (
     RateLimiter,
     ReferencePolicy,
     Server,
+    StorageBudget,
     decode_held,
     held_key,
     serve,
@@ -864,6 +865,17 @@ async def _rate_limited(h: Harness) -> Reply:
     reply = await post(h.session, c.inbox, c.share({"email": "a@example.org"}).envelope)
     assert reply.headers["Retry-After"] == "60"
     assert reply.problem().body.retry_after == 60
+    return reply
+
+
+@provokes(Problem.STORAGE_FULL)
+async def _storage_full(h: Harness) -> Reply:
+    no_room = StorageBudget(min_free_bytes=2**62, reserve_free_bytes=2**62)  # any disk is "full"
+    server = await h.start(sqlite=True, storage=no_room)
+    c = h.customer(server)
+    reply = await post(h.session, c.inbox, c.offer(*ACCEPTED).envelope)
+    assert reply.headers["Retry-After"] == str(no_room.retry_after_s)
+    assert reply.problem().body.retry_after == no_room.retry_after_s
     return reply
 
 

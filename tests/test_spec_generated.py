@@ -158,6 +158,17 @@ def test_every_problem_code_is_in_the_registry() -> None:
         assert f"| `{problem.value}` | {problem.status} |" in text
 
 
+def test_both_nodes_retry_exactly_the_problems_the_registry_calls_retryable() -> None:
+    """§9.2-3: a message refused with a retryable code stays queued (the agent's outbox) and
+    refuses nothing for good (the vendor endpoint); every other code is final."""
+    from vrmproto.client._outbox import RETRYABLE  # noqa: PLC0415
+    from vrmproto.server._endpoint import _RETRYABLE  # noqa: PLC0415
+
+    spec = {p for p, text in gen.PROBLEM_TEXT.items() if text.retry}
+    assert set(RETRYABLE) == spec
+    assert set(_RETRYABLE) - {None} == spec
+
+
 def test_every_state_and_event_is_in_section_7() -> None:
     text = OWNED["7"].read_text(encoding="utf-8")
     for state in State:
@@ -214,9 +225,11 @@ def test_the_clauses_the_code_relies_on_exist() -> None:
 def test_limit_comments_name_the_clauses_of_section_10() -> None:
     defined = defined_clauses([OWNED["10"]])
     comments = gen.limit_comments()
-    assert [clause for clause, _ in comments.values()] == [
-        f"§10-{n}" for n in range(1, len(comments) + 1)
-    ]
+    numbers = [int(clause.removeprefix("§10-")) for clause, _ in comments.values()]
+    # One clause per limit, in the order of the table. The first eight are §10-1 to §10-8; the
+    # first-contact limits follow the general clauses §10-9 to §10-12, whose ids cases cite.
+    assert numbers[:8] == list(range(1, 9))
+    assert numbers == sorted(set(numbers))
     for clause, _ in comments.values():
         assert clause.removeprefix("§") in defined
 

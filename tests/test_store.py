@@ -236,6 +236,40 @@ async def test_truncate_drops_a_refused_tail_and_the_index_is_free_again(store: 
     assert await store.history(T1) == [e0, e1]
 
 
+async def test_drop_deletes_a_thread_its_history_and_unset_meta_keys(store: Store) -> None:
+    """§11.8-3: a relationship that never reached an agreement expires whole; other threads,
+    meta keys and replay records stay."""
+    await store.commit(Commit(
+        relationships=(rel(T1), rel(T2)),
+        history=(entry(T1, 0), entry(T1, 1), entry(T2, 0)),
+        dedupe=(dedupe(BOB, 1),),
+        meta=(("held:t1", b"x"), ("keep", b"y")),
+    ))  # fmt: skip
+    await store.commit(Commit(drop=(T1, b"\x09" * 16), unset=("held:t1", "missing")))
+    assert await store.get_relationship(T1) is None
+    assert await store.history(T1) == []
+    assert await store.history_head(T1) is None
+    assert await store.history_entry(T1, entry(T1, 0).msg_hash) is None
+    assert [r.thread for r in await store.relationships()] == [T2]
+    assert len(await store.history(T2)) == 1
+    assert await store.get_meta("held:t1") is None
+    assert await store.get_meta("keep") == b"y"
+    assert await store.get_dedupe(BOB, dedupe(BOB, 1).msg_id) is not None
+    # the thread id can open a relationship again, from index 0
+    await store.commit(Commit(relationships=(rel(T1),), history=(entry(T1, 0, "again"),)))
+    assert len(await store.history(T1)) == 1
+
+
+async def test_usage_grows_with_what_is_stored(store: Store) -> None:
+    """§11.8-4: a storage budget reads how much the store holds and the room left."""
+    before = await store.usage()
+    big = HistoryEntry(T1, 0, digest("big"), digest("big", 0), bytes(200_000), "in", 1)
+    await store.commit(Commit(relationships=(rel(T1),), history=(big,)))
+    after = await store.usage()
+    assert after.stored_bytes >= before.stored_bytes + 100_000
+    assert after.free_bytes is None or after.free_bytes > 0
+
+
 def test_records_reject_bad_enumerations() -> None:
     with pytest.raises(ValueError, match="role"):
         RelationshipRecord(T1, "buyer", ALICE, BOB, "s", b"", "", "", 0)

@@ -18,7 +18,7 @@ from collections.abc import Collection
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from vrmproto import _codec
-from vrmproto._errors import DecodeError, Problem, SignatureError, ValidationError
+from vrmproto._errors import DecodeError, Problem, SignatureError, ValidationError, excerpt
 from vrmproto._fields import MISS, dump_record, load_record, record_loader, record_writer
 from vrmproto._keys import (
     HASH_BYTES,
@@ -116,7 +116,7 @@ def _header_shape(h: Any) -> None:
     if h.keys() != _HEADER_KEYS:
         missing = sorted(_HEADER_KEYS - h.keys())
         extra = sorted(h.keys() - _HEADER_KEYS)
-        what = f"missing {missing}" if missing else f"unknown {extra}"
+        what = f"missing {missing}" if missing else f"{len(extra)} unknown: {excerpt(extra[0])}"
         raise _field("$.hdr", f"header fields {what}", "§4.2-2")
 
 
@@ -145,7 +145,7 @@ def _header_from_wire(h: Any, limits: Limits) -> Header:
         raise _field("$.hdr.type", "expected text", "§4.2-3")
     if mtype not in MESSAGE_TYPES:
         raise ValidationError(
-            f"unknown message type {mtype!r}",
+            f"unknown message type {excerpt(mtype)}",
             code=Problem.UNKNOWN_TYPE,
             clause="§4.2-3",
             path="$.hdr.type",
@@ -500,6 +500,20 @@ def sign_message(
         Signed, (header, body, hdr_bytes, body_bytes, sig, envelope, _sha256(hdr_bytes).digest())
     )
     return signed
+
+
+def unknown_body_bytes(message: Signed[Any]) -> int:
+    """About how many bytes of ``message``'s body are keys this version does not define
+    (§5.1-3), at any depth: the body's length less that of its known fields, encoded. 0 for an
+    erased body."""
+    body = message.body
+    if message.body_bytes is None or body is None:
+        return 0
+    write = _BODY_WRITERS.get(type(body))
+    known = write(body) if write is not None else None
+    if known is None:
+        known = _pack(body.to_wire())
+    return max(0, len(message.body_bytes) - len(known))
 
 
 def _envelope_parts(data: bytes, allow_erased: bool) -> tuple[Any, bytes, bytes, Any, Any]:

@@ -56,6 +56,7 @@ class Problem(enum.Enum):
     REQUEST_TIMEOUT = "request_timeout"
     UNAUTHORIZED = "unauthorized"
     INTERNAL = "internal_error"
+    STORAGE_FULL = "storage_full"
 
     @property
     def status(self) -> int:
@@ -100,8 +101,54 @@ _STATUS: dict[Problem, int] = {
     Problem.CANNOT_DECRYPT: 422,
     Problem.RATE_LIMITED: 429,
     Problem.INTERNAL: 500,
+    Problem.STORAGE_FULL: 507,
 }
 assert set(_STATUS) == set(Problem), "every problem code needs an HTTP status"
+
+
+#: Most characters of received input a problem's ``detail`` quotes, after escaping (§11.12-1).
+EXCERPT_CHARS = 40
+
+
+def _escape(ch: str) -> str:
+    if " " <= ch <= "~":
+        return "\\" + ch if ch in '"\\' else ch
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x1_0000 else f"\\U{code:08x}"
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """A short, escaped quote of received input, for a problem's ``detail`` (§11.12-1).
+
+    At most ``limit`` characters of output between double quotes: every character outside
+    printable ASCII is escaped (``\\n``, ``\\x1b``, ``\\u202e``), and a cut value ends in ``…``
+    and says how long it was. A number is shown as it is; any other value that is not text is
+    named by its type only.
+    """
+    if type(value) is int and -(2**64) < value < 2**64:
+        return str(value)
+    if type(value) is not str:
+        return f"<{type(value).__name__}>"
+    out: list[str] = []
+    used = 0
+    for ch in value:
+        piece = _escape(ch)
+        if used + len(piece) > limit:
+            return '"' + "".join(out) + f'"… ({len(value)} characters)'
+        out.append(piece)
+        used += len(piece)
+    return '"' + "".join(out) + '"'
+
+
+def printable(text: str) -> str:
+    """``text`` with every control, format or other non-printable character escaped as
+    :func:`excerpt` does; printable characters (``§``, ``≤``) stay. For what a party signs into
+    a problem (§11.12-1), whatever it was built from."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
 
 
 class VrmError(Exception):

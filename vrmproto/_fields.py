@@ -292,7 +292,7 @@ class StrMap(Kind):
             raise _bad(path, f"must hold {self.min_items}..{self.max_items} entries")
         for k, v in value.items():
             if not k or len(k) > 64:
-                raise _bad(f"{path}.{k}", "field names are 1..64 characters")
+                raise _bad(path, f"field names are 1..64 characters, not {len(k)}")
             if type(v) is not str or len(v) > self.max_value:
                 raise _bad(f"{path}.{k}", f"values are text of at most {self.max_value} characters")
         return MappingProxyType(dict(value))

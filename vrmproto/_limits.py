@@ -33,6 +33,24 @@ class Limits:
     rate_per_address_per_minute: int = 3000
     #: §10-8: the whole request body must arrive within this many ms, or ``request_timeout``.
     body_read_timeout_ms: int = 10_000
+    #: §10-13: largest first-contact envelope, in bytes: a message that opens a relationship,
+    #: or any customer message in one that holds no agreement yet (§11.8-2). Larger is *large*.
+    max_first_contact_bytes: int = 16 * 1024
+    #: §10-14: most bytes of body keys this version does not define (§5.1-3) a first-contact
+    #: message carries before it is *large*.
+    max_unknown_body_bytes: int = 1024
+    #: §10-15: large first-contact messages accepted per client address prefix per day;
+    #: beyond, a large one is ``too_large``.
+    large_first_contacts_per_address_per_day: int = 8
+    #: §10-16: relationships opened per client address prefix per day before
+    #: ``rate_limited`` (HTTP binding).
+    first_contacts_per_address_per_day: int = 4096
+    #: §10-17: relationships without an agreement a client address prefix may hold open before
+    #: another first contact is ``rate_limited`` (HTTP binding).
+    open_relationships_per_address: int = 128
+    #: §10-18: ms after its last message at which a relationship that never reached an agreement
+    #: is deleted, with its history and held data (§11.8-3).
+    open_relationship_ttl_ms: int = 7 * DAY_MS
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -16,7 +16,7 @@ from typing import Any
 
 from vrmproto import _codec
 from vrmproto._envelope import Signed, open_envelope, open_sealed, seal_content, sign_message
-from vrmproto._errors import Problem, ProtocolError, StateError, ValidationError
+from vrmproto._errors import Problem, ProtocolError, StateError, ValidationError, printable
 from vrmproto._fields import Custom
 from vrmproto._history import Entry, History
 from vrmproto._keys import Context, Identity, check_enc_key, check_key, verify
@@ -566,12 +566,18 @@ def sign_problem(
     server_time: int | None = None,
     supported_versions: tuple[int, ...] | None = None,
 ) -> Signed[ProblemReport]:
-    """A signed problem report (§5.6.2): outside every chain, so ``prev`` is nil."""
+    """A signed problem report (§5.6.2): outside every chain, so ``prev`` is nil.
+
+    ``detail`` and ``path`` are signed with every non-printable character escaped and cut to
+    their field sizes, whatever they were built from; the code that builds a detail quotes
+    received input only through :func:`~vrmproto._errors.excerpt` (§11.12-1).
+    """
+    detail, path = printable(detail), printable(path)
     body = ProblemReport(
         code=code.value,
-        detail=detail[:1000],
+        detail=detail if len(detail) <= 1000 else detail[:999] + "…",
         clause=clause or None,
-        path=path[:200] or None,
+        path=(path if len(path) <= 200 else path[:199] + "…") or None,
         ref=ref,
         retry_after=retry_after,
         server_time=server_time,

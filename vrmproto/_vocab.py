@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
-from vrmproto._errors import Problem, ValidationError
+from vrmproto._errors import Problem, ValidationError, excerpt
 
 __all__ = [
     "DATA_FORMAT",
@@ -186,7 +186,7 @@ class ParamSpec:
             raise _invalid(f"expected str, got {_kind(value)}", path, "§6.3-3")
         if value not in self.values:
             allowed = ", ".join(repr(v) for v in self.values)
-            raise _invalid(f"{value!r} is not one of {allowed}", path, "§6.3-3")
+            raise _invalid(f"{excerpt(value)} is not one of {allowed}", path, "§6.3-3")
         return value
 
     def describe(self) -> str:
@@ -217,7 +217,8 @@ class Params(Mapping[str, ParamValue]):
                 raise _invalid(f"parameter name must be str, got {_kind(name)}", "params", "§6.3-4")
             path = f"params.{name}"
             if not _PARAM_NAME_RE.fullmatch(name) or len(name) > _MAX_PARAM_NAME:
-                raise _invalid(f"bad parameter name {name!r}", path, "§6.3-4")
+                where = path if len(name) <= _MAX_PARAM_NAME else "params"
+                raise _invalid(f"bad parameter name {excerpt(name)}", where, "§6.3-4")
             if name in checked:
                 raise _invalid("parameter given twice", path, "§6.3-4")
             if _is_int(value):
@@ -303,7 +304,7 @@ class Term:
             if name not in specs:
                 known = ", ".join(specs) or "none"
                 raise _invalid(
-                    f"{self.id} has no parameter {name!r} (it has: {known})",
+                    f"{self.id} has no parameter {excerpt(name)} (it has: {known})",
                     f"params.{name}",
                     "§6.3-3",
                 )
@@ -333,7 +334,7 @@ class TermRef:
         if not isinstance(self.id, str):
             raise _invalid(f"expected str, got {_kind(self.id)}", "id", "§6.2-4")
         if len(self.id) > _MAX_ID or not _ID_RE.fullmatch(self.id):
-            raise _invalid(f"{self.id!r} is not a term id", "id", "§6.1-1")
+            raise _invalid(f"{excerpt(self.id)} is not a term id", "id", "§6.1-1")
         if not _is_int(self.version):
             raise _invalid(f"expected int, got {_kind(self.version)}", "version", "§6.2-4")
         if not 1 <= self.version <= _MAX_VERSION:
@@ -697,7 +698,7 @@ _CATEGORY_SPELLINGS = _spellings(PII_CATEGORIES, PII_CATEGORY_SLUGS)
 def _label(table: Mapping[int, str], n: int, what: str, clause: str) -> str:
     if _is_int(n) and n in table:
         return table[n]
-    raise _invalid(f"{n!r} is not a {what} number (1..{len(table)})", "", clause)
+    raise _invalid(f"{excerpt(n)} is not a {what} number (1..{len(table)})", "", clause)
 
 
 def _parse(

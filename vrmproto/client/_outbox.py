@@ -69,6 +69,7 @@ DeliveryStatus = Literal["confirmed", "queued", "refused", "dropped"]
 #: Problem codes after which the same bytes may be delivered again (Table 9-1, §9.1-9).
 RETRYABLE = frozenset({
     Problem.CLOCK_SKEW, Problem.RATE_LIMITED, Problem.REQUEST_TIMEOUT, Problem.INTERNAL,
+    Problem.STORAGE_FULL,
 })
 
 #: Most threads :meth:`Outbox.enqueue` locks and writes at once (one Commit each chunk).

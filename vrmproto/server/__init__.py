@@ -8,6 +8,8 @@
 - :class:`Policy` — the business decisions an endpoint delegates; :class:`ReferencePolicy` is
   the reference vendor's. Hooks (:meth:`Endpoint.subscribe`) hear of every accepted
   :class:`Event` after it is stored.
+- :class:`StorageBudget` — the vendor-wide storage budget; first contact per client address is
+  admitted by the published limits (``Limits``, spec §10-13 to §10-18, §11.8).
 
 Example::
 
@@ -17,6 +19,7 @@ Example::
     server = await serve(endpoint, port=8421)
 """
 
+from vrmproto.server._admission import StorageBudget
 from vrmproto.server._app import ENDPOINT_KEY, Server, make_app, serve
 from vrmproto.server._endpoint import NO_CONTENT, Endpoint, Hook, Response
 from vrmproto.server._held import HeldRecord, decode_held, held_key
@@ -36,6 +39,7 @@ __all__ = [
     "ReferencePolicy",
     "Response",
     "Server",
+    "StorageBudget",
     "decode_held",
     "held_key",
     "make_app",

@@ -10,9 +10,11 @@ One inbox step (§12.3, §12.6, §12.7)::
 
     peek header ─ sender rate check ─ open_envelope (verify) ─ charge sender
       ─ coalesce with an identical in-flight request ─ per-thread lock ─ load relationship
-      ─ receive ─ policy replies ─ send receipt, then replies
+      ─ admit a first contact (§11.8-2) ─ receive ─ storage budget (§11.8-4)
+      ─ policy replies ─ send receipt, then replies
       ─ ONE store Commit (relationship, history, dedupe + exact response, held data, erasures)
       ─ 200 ─ hooks (as tasks, after the commit)
+      ─ the sender's token given back unless the message was stored as new (§12.9-6)
 
 A replay is recognised without a read before every message: it cannot pass ``receive`` (its
 ``prev`` no longer links) nor commit (its dedupe key is taken), and both of those paths look up
@@ -26,9 +28,11 @@ status of its code. Only a failure of our own (a store that is down, a bug) give
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -45,7 +49,7 @@ from vrmproto._binding import (
     encode_replies,
     open_history_request,
 )
-from vrmproto._envelope import SUPPORTED_VERSIONS, Signed, open_envelope
+from vrmproto._envelope import SUPPORTED_VERSIONS, Signed, open_envelope, unknown_body_bytes
 from vrmproto._errors import Problem, ProtocolError, ValidationError
 from vrmproto._history import Entry, History
 from vrmproto._keys import ID_BYTES, KEY_BYTES, SIG_BYTES, Identity, fingerprint, sha256
@@ -67,8 +71,9 @@ from vrmproto._messages import (
     TermsOffer,
 )
 from vrmproto._relationship import Relationship, Sent, problem_for, sign_problem
-from vrmproto._state import Role
+from vrmproto._state import Role, State
 from vrmproto._vocab import DATA_FORMAT, DataRecord
+from vrmproto.server._admission import Admission, Refusal, StorageBudget, Ticket
 from vrmproto.server._held import (
     HeldRecord,
     decode_held,
@@ -90,12 +95,31 @@ JSON_TYPE = "application/json"
 NO_CONTENT = 204
 _ZERO_THREAD = bytes(ID_BYTES)
 _OPENING_TYPES = frozenset({TermsOffer.TYPE, Intentcast.TYPE})
+#: States a relationship can be in only while it has never reached an agreement (§7.2).
+_NEVER_AGREED = frozenset(s.value for s in (
+    State.OFFERED, State.REJECTED, State.COUNTERED,
+    State.INTENT_OPEN, State.INTENT_ANSWERED, State.INTENT_DECLINED,
+))  # fmt: skip
 #: Messages that answer nothing and are owed no receipt: 204 (§12.3-3).
 _UNACKNOWLEDGED = frozenset({Receipt.TYPE, ProblemReport.TYPE})
 #: Problems after which the same message may be accepted later: they refuse nothing for good.
 _RETRYABLE = frozenset({
-    Problem.CLOCK_SKEW, Problem.RATE_LIMITED, Problem.REQUEST_TIMEOUT, Problem.INTERNAL, None,
+    Problem.CLOCK_SKEW, Problem.RATE_LIMITED, Problem.REQUEST_TIMEOUT, Problem.INTERNAL,
+    Problem.STORAGE_FULL, None,
 })
+
+
+class _Outcome(enum.Enum):
+    """What one delivery of a verified message did: what it counts against (§12.9-6)."""
+
+    STORED = "stored"  # applied and stored as new: the sender's allowance
+    REPLAYED = "replayed"  # answered from the replay record: the client address's
+    REFUSED = "refused"  # refused: neither (the request itself counted against the address)
+
+
+_STORED, _REPLAYED, _REFUSED = _Outcome.STORED, _Outcome.REPLAYED, _Outcome.REFUSED
+#: Levels of :meth:`Endpoint._room` (§11.8-4): no relationship is opened; nothing is stored.
+_NO_NEW, _FULL = 1, 2
 
 
 def _rollback_key(thread: bytes) -> str:
@@ -104,6 +128,8 @@ def _rollback_key(thread: bytes) -> str:
 #: Largest history export page, in envelope bytes (§12.5-5); at least one entry is always sent.
 HISTORY_PAGE_BYTES = 8 * 1024 * 1024
 HISTORY_PAGE_ENTRIES = 1000
+#: Most history requests remembered to tell a replay from a new request (§12.9-6).
+HISTORY_NONCES = 100_000
 
 Hook = Callable[[Event], Awaitable[None]]
 
@@ -289,6 +315,7 @@ class Endpoint:
         inbox_path: str = DEFAULT_INBOX_PATH,
         history_path: str = DEFAULT_HISTORY_PATH,
         discovery_lifetime_ms: int = 86_400_000,
+        storage: StorageBudget | None = StorageBudget(),  # noqa: B008 - frozen, never mutated
     ) -> None:
         if role is Role.CUSTOMER and identity_for is None:
             raise ValueError("a customer agent endpoint needs identity_for (one key per thread)")
@@ -309,6 +336,9 @@ class Endpoint:
         self._recipients = (identity.public_key,) if identity_for is None else None
         self.sender_limit = RateLimiter(limits.rate_per_sender_per_minute, clock=clock)
         self.address_limit = RateLimiter(limits.rate_per_address_per_minute, clock=clock)
+        self.admission = Admission(limits, clock=clock)  # first contact per address (§11.8-2)
+        self.storage = storage  # the vendor-wide storage budget (§11.8-4)
+        self._room_checked: tuple[int, int] | None = None  # (ms, level of :meth:`_room`)
         # (sender, id) -> futures of identical requests waiting for the one being handled
         self._inflight: dict[tuple[bytes, bytes], list[asyncio.Future[tuple[bytes, Response]]]]
         self._inflight = {}
@@ -316,6 +346,7 @@ class Endpoint:
         self._hooks: list[Hook] = []
         self._hook_tasks: set[asyncio.Task[None]] = set()
         self._discovery: tuple[int, bytes, str] | None = None
+        self._history_nonces: OrderedDict[tuple[bytes, bytes], int] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.role.value} {self.name!r} {fingerprint(self.identity.public_key)}>"
@@ -380,9 +411,56 @@ class Endpoint:
             await asyncio.gather(*self._hook_tasks, return_exceptions=True)
 
     async def purge(self) -> int:
-        """Drop replay records past their ``replay_window_ms`` (§12.6-1); returns how many.
-        The app built by :func:`~vrmproto.server.make_app` calls this periodically."""
-        return await self.store.purge_dedupe(self.clock())
+        """Drop replay records past their ``replay_window_ms`` (§12.6-1) and the relationships
+        that never reached an agreement and had no message for ``open_relationship_ttl_ms``
+        (§11.8-3); returns how many records and relationships went. The app built by
+        :func:`~vrmproto.server.make_app` calls this periodically."""
+        now = self.clock()
+        return await self.store.purge_dedupe(now) + await self.expire_unagreed(now)
+
+    async def expire_unagreed(self, now: int | None = None) -> int:
+        """Delete every relationship that never reached an agreement and whose last message is
+        older than ``open_relationship_ttl_ms``, with its history and held data (§11.8-3);
+        returns how many. Its replay records stay until their window ends (§10-5), so that a
+        replay of its first message is still answered from the record and opens nothing."""
+        if self.role is not Role.VENDOR:
+            return 0
+        now = self.clock() if now is None else now
+        cutoff = now - self.limits.open_relationship_ttl_ms
+        expired = 0
+        for record in await self.store.relationships():
+            if record.role != Role.VENDOR.value or record.updated_ms >= cutoff:
+                continue
+            if record.state == State.AGREED.value:
+                self.admission.close(record.thread)
+                continue
+            async with self._threads.hold(record.thread):
+                fresh = await self.store.get_relationship(record.thread)
+                if fresh is None or fresh.updated_ms >= cutoff:
+                    continue
+                if self._ever_agreed(fresh):
+                    self.admission.close(fresh.thread)  # agreed since, outside an inbox step
+                    continue
+                thread = fresh.thread
+                await self.store.commit(Commit(
+                    drop=(thread,), unset=(held_key(thread), _rollback_key(thread)),
+                ))  # fmt: skip
+            self.admission.close(thread)
+            expired += 1
+        if expired:
+            log.info("expired %d relationships that never reached an agreement", expired)
+        return expired
+
+    def _ever_agreed(self, record: RelationshipRecord) -> bool:
+        """Whether the relationship holds, or held, an agreement: only ``agreed`` and ``ended``
+        can follow one (§7.2), and an ended one tells by its agreement id."""
+        if record.state in _NEVER_AGREED:
+            return False
+        if record.state != State.ENDED.value:
+            return True
+        identity = self._identity_for(record) if self._identity_for else self.identity
+        rel = Relationship.from_state(record.data, identity=identity, limits=self.limits)
+        return rel.agreement is not None
 
     async def expire_shares(self) -> int:
         """Delete the held data of every share past its expiry and erase the share's body from
@@ -489,12 +567,12 @@ class Endpoint:
     async def handle_inbox(self, data: bytes, *, client: str = "") -> Response:
         """Answer one posted envelope (§12.3). Never raises; 500 only for our own failures."""
         try:
-            return await self._inbox(data)
+            return await self._inbox(data, client)
         except Exception:
             log.exception("inbox: unexpected failure (client %s)", client)
             return self.problem(Problem.INTERNAL, "the receiver failed; the message was not stored")
 
-    async def _inbox(self, data: bytes) -> Response:
+    async def _inbox(self, data: bytes, client: str) -> Response:
         peek = _peek(data)
         if peek.sender is not None:
             wait = self.sender_limit.retry_after(peek.sender)
@@ -510,9 +588,26 @@ class Endpoint:
             msg = open_envelope(data, now=now, recipients=self._recipients, limits=self.limits)
         except ProtocolError as exc:
             return self._refuse(exc, peek)
-        self.sender_limit.charge(msg.sender)  # only verified messages count (§12.9-6)
-        if msg.type == ProblemReport.TYPE:
-            return await self._peer_problem(msg)
+        # Only a verified message the receiver stores as new counts against its sender; a replay
+        # counts against the address it came from (§12.9-6). The token is taken now, so that
+        # concurrent messages see it, and given back when nothing new was stored.
+        self.sender_limit.charge(msg.sender)
+        outcome = _REFUSED
+        try:
+            if msg.type == ProblemReport.TYPE:
+                return await self._peer_problem(msg)
+            response, outcome = await self._deliver(msg, now, client)
+            return response
+        finally:
+            if outcome is not _STORED:
+                self.sender_limit.refund(msg.sender)
+            if outcome is _REPLAYED and client:
+                self.address_limit.charge(client)
+
+    async def _deliver(
+        self, msg: Signed[Any], now: int, client: str
+    ) -> tuple[Response, _Outcome]:
+        """The response to a verified message, and what this delivery did with it."""
         key = (msg.sender, msg.id)
         waiters = self._inflight.get(key)
         if waiters is not None:  # an identical or conflicting request is being handled (§12.6-4)
@@ -521,15 +616,17 @@ class Endpoint:
             )
             waiters.append(waiter)
             msg_hash, response = await waiter
-            return response if msg_hash == msg.hash else self._id_conflict(msg)
+            if msg_hash != msg.hash:
+                return self._id_conflict(msg), _REFUSED
+            return response, _REPLAYED
         waiters = self._inflight[key] = []  # a future only for each request that waits
-        outcome: Response | None = None
+        outcome: tuple[Response, _Outcome] | None = None
         try:
-            outcome = await self._accept(msg, now)
+            outcome = await self._accept(msg, now, client)
         finally:
             del self._inflight[key]
             if waiters:
-                result = (msg.hash, outcome or self.problem(
+                result = (msg.hash, outcome[0] if outcome else self.problem(
                     Problem.INTERNAL, "the receiver failed; nothing was stored"))
                 for waiter in waiters:
                     if not waiter.done():  # a waiter cancelled meanwhile needs no answer
@@ -542,13 +639,13 @@ class Endpoint:
             clause="§12.6-3", path="$.hdr.id", to=msg.sender, thread=msg.thread, ref=msg.hash,
         )  # fmt: skip
 
-    def _replay(self, stored: DedupeRecord, msg: Signed[Any]) -> Response:
+    def _replay(self, stored: DedupeRecord, msg: Signed[Any]) -> tuple[Response, _Outcome]:
         """The stored answer to a message seen before (§12.6-2), or id_conflict (§12.6-3)."""
         if stored.msg_hash != msg.hash:
-            return self._id_conflict(msg)
+            return self._id_conflict(msg), _REFUSED
         if not stored.response:
-            return Response(NO_CONTENT, b"")
-        return Response(200, stored.response, {"Content-Type": CONTENT_TYPE})
+            return Response(NO_CONTENT, b""), _REPLAYED
+        return Response(200, stored.response, {"Content-Type": CONTENT_TYPE}), _REPLAYED
 
     async def _peer_problem(self, msg: Signed[ProblemReport]) -> Response:
         """A problem is outside every chain: no receipt, no history; hooks hear of it when it
@@ -582,7 +679,9 @@ class Endpoint:
             meta=((_rollback_key(record.thread), b""),),
         ))
 
-    async def _accept(self, msg: Signed[Any], now: int) -> Response:
+    async def _accept(
+        self, msg: Signed[Any], now: int, client: str = ""
+    ) -> tuple[Response, _Outcome]:
         """Run the step under the thread's lock; after a store conflict, again from what is
         stored (§12.7-4). A replay is found by the store's uniqueness rules, not by a read
         before every message: a stored message can never be applied twice (its ``prev`` no
@@ -597,7 +696,9 @@ class Endpoint:
         async with self._threads.hold(msg.thread):  # one step at a time per thread (§12.8-1)
             for attempt in range(1, attempts + 1):
                 try:
-                    return await self._step(msg, now, fresh=optimistic and attempt == 1)
+                    return await self._step(
+                        msg, now, fresh=optimistic and attempt == 1, client=client
+                    )
                 except _StoreConflict:
                     if attempt == attempts:
                         raise
@@ -633,22 +734,58 @@ class Endpoint:
             record.data, identity=identity, history=history, limits=self.limits
         )
 
-    async def _step(self, msg: Signed[Any], now: int, *, fresh: bool) -> Response:
-        """One protocol step; ``fresh``: assume the thread is new (see :meth:`_accept`)."""
+    async def _step(
+        self, msg: Signed[Any], now: int, *, fresh: bool, client: str = ""
+    ) -> tuple[Response, _Outcome]:
+        """One protocol step; ``fresh``: assume the thread is new (see :meth:`_accept`).
+        ``client``: the address the message came from, for first-contact admission (§11.8-2);
+        "" (unknown) admits without per-address budgets."""
         record = None if fresh else await self.store.get_relationship(msg.thread)
         rel: Relationship | None = None
+        ticket: Ticket | None = None
         try:
             rel = await self._load(msg, record)
+            if self.role is Role.VENDOR:
+                admitted = await self._admit(msg, record, rel, client, fresh=fresh)
+                if isinstance(admitted, tuple):
+                    return admitted
+                ticket = admitted
             received = rel.receive(msg, now=now)
+            if self.storage is not None and await self._room() >= _FULL:
+                if ticket is not None:
+                    ticket.cancel()
+                return self.problem(
+                    Problem.STORAGE_FULL, "the receiver has no room to store this message now",
+                    clause="§11.8-4", retry_after=self.storage.retry_after_s, to=msg.sender,
+                    thread=msg.thread, ref=msg.hash,
+                ), _REFUSED  # fmt: skip
             step = _Step(rel, Event(msg.type, msg.thread, msg, received.content))
             await self._take_data(step, msg, received.content, now)
         except ProtocolError as exc:
+            if ticket is not None:
+                ticket.cancel()
             stored = await self.store.get_dedupe(msg.sender, msg.id)
             if stored is not None:  # a replay: the stored answer, not a refusal (§12.6-2)
                 return self._replay(stored, msg)
             return self._refuse(
                 exc, _Peek(msg.sender, msg.thread, msg.hash), rel.identity if rel else None
-            )
+            ), _REFUSED
+        try:
+            response = await self._respond(step, msg, record, now)
+        except BaseException:
+            if ticket is not None:
+                ticket.cancel()
+            raise
+        if rel.agreement is not None:
+            self.admission.close(msg.thread)  # agreed: no longer an open relationship
+        self._fire(step.event)  # after the commit, never before (§12.7-1)
+        return response, _STORED
+
+    async def _respond(
+        self, step: _Step, msg: Signed[Any], record: RelationshipRecord | None, now: int
+    ) -> Response:
+        """Receipt and replies for an accepted message, committed with it (§12.3, §12.7-1)."""
+        rel = step.rel
         if msg.type in _UNACKNOWLEDGED:
             response = Response(NO_CONTENT, b"")
         else:
@@ -664,8 +801,90 @@ class Endpoint:
             envelopes = [receipt.message.envelope, *(s.message.envelope for s in step.replies)]
             response = Response(200, encode_replies(envelopes), {"Content-Type": CONTENT_TYPE})
         await self.store.commit(self._commit(step, msg, record, response, now))
-        self._fire(step.event)  # after the commit, never before (§12.7-1)
         return response
+
+    # -- admission of first contact (§11.8-2) and the storage budget (§11.8-4) ---------------
+
+    async def _room(self) -> int:
+        """0 while the store is within its budget, ``_NO_NEW`` once no relationship may be
+        opened, ``_FULL`` once nothing more may be stored (§11.8-4); measured at most every
+        ``storage.check_every_ms``."""
+        budget = self.storage
+        if budget is None:
+            return 0
+        now = self.clock()
+        checked = self._room_checked
+        if checked is not None and 0 <= now - checked[0] < budget.check_every_ms:
+            return checked[1]
+        usage = await self.store.usage()
+        free = usage.free_bytes if usage.free_bytes is not None else budget.min_free_bytes
+        level = 0
+        if free < budget.reserve_free_bytes:
+            level = _FULL
+        elif free < budget.min_free_bytes or (
+            budget.max_store_bytes is not None and usage.stored_bytes >= budget.max_store_bytes
+        ):
+            level = _NO_NEW
+        if level and (checked is None or checked[1] != level):
+            log.warning("storage budget: %s (store %d bytes, %s bytes free)",
+                        "nothing more is stored" if level == _FULL else "no new relationships",
+                        usage.stored_bytes, usage.free_bytes)  # fmt: skip
+        self._room_checked = (now, level)
+        return level
+
+    def _large(self, msg: Signed[Any]) -> bool:
+        """Whether a first-contact message is over the size limits of §10-13 and §10-14."""
+        limits = self.limits
+        if len(msg.envelope) > limits.max_first_contact_bytes:
+            return True
+        body = msg.body_bytes or b""
+        return len(body) > limits.max_unknown_body_bytes and (
+            unknown_body_bytes(msg) > limits.max_unknown_body_bytes
+        )
+
+    async def _admit(
+        self,
+        msg: Signed[Any],
+        record: RelationshipRecord | None,
+        rel: Relationship,
+        client: str,
+        *,
+        fresh: bool,
+    ) -> Ticket | tuple[Response, _Outcome] | None:
+        """Admit a first-contact message from ``client`` (§11.8-2): a :class:`Ticket` for what
+        it took, None when the message is no first contact, or the refusal to answer with."""
+        opens = record is None
+        if not opens and (rel.agreement is not None or msg.sender != rel.peer_key):
+            return None  # an agreed relationship, or the vendor's own key
+        admitted: Ticket | Refusal | None = None
+        if opens and self.storage is not None and await self._room() == _NO_NEW:
+            admitted = Refusal(
+                Problem.RATE_LIMITED,
+                "the receiver's storage budget is used up: it opens no relationships now",
+                "§11.8-4", retry_after=self.storage.retry_after_s,
+            )  # fmt: skip
+        elif not client:
+            return None  # no address: nothing to count against
+        else:
+            large = self._large(msg)
+            if not opens and not large:
+                self.admission.touch(msg.thread)
+                return None
+            admitted = self.admission.admit(client, msg.thread, opens=opens, large=large)
+            if isinstance(admitted, Ticket):
+                return admitted
+        if opens:  # refused as a first contact: unless it is none (a replay, a known thread)
+            stored = await self.store.get_dedupe(msg.sender, msg.id)
+            if stored is not None:
+                return self._replay(stored, msg)
+            if fresh and await self.store.get_relationship(msg.thread) is not None:
+                raise _StoreConflict("the thread exists: not a first contact")  # _accept retries
+        log.debug("first contact refused (%s, client %s): %s", admitted.code.value, client,
+                 admitted.detail)  # fmt: skip
+        return self.problem(
+            admitted.code, admitted.detail, clause=admitted.clause,
+            retry_after=admitted.retry_after, to=msg.sender, thread=msg.thread, ref=msg.hash,
+        ), _REFUSED  # fmt: skip
 
     async def _held(self, thread: bytes) -> list[HeldRecord]:
         return decode_held(await self.store.get_meta(held_key(thread)))
@@ -797,15 +1016,30 @@ class Endpoint:
 
     # -- the history export (§12.5) -----------------------------------------------------------
 
+    def _seen_request(self, sender: bytes, nonce: bytes, now: int) -> bool:
+        """Whether this history request was seen before: its ``(sender, nonce)`` is remembered
+        for as long as a request is valid (twice ``max_clock_skew_ms``, §12.5-2), and for at
+        most :data:`HISTORY_NONCES` requests, so that a replay is counted against the address
+        it comes from rather than its sender (§12.9-6)."""
+        seen = self._history_nonces
+        horizon = now - 2 * self.limits.max_clock_skew_ms
+        while seen and (next(iter(seen.values())) < horizon or len(seen) >= HISTORY_NONCES):
+            seen.popitem(last=False)
+        key = (sender, nonce)
+        if key in seen:
+            return True
+        seen[key] = now
+        return False
+
     async def handle_history(self, data: bytes, *, client: str = "") -> Response:
         """Answer a signed history request with one page of the thread's history (§12.5)."""
         try:
-            return await self._history(data)
+            return await self._history(data, client)
         except Exception:
             log.exception("history: unexpected failure (client %s)", client)
             return self.problem(Problem.INTERNAL, "the receiver failed")
 
-    async def _history(self, data: bytes) -> Response:
+    async def _history(self, data: bytes, client: str = "") -> Response:
         now = self.clock()
         shape = _signed_request(data)
         if shape is None:
@@ -826,13 +1060,17 @@ class Endpoint:
             )
         except ProtocolError as exc:
             return self._refuse(exc, _Peek(thread=thread), identity)
-        wait = self.sender_limit.retry_after(req.sender)
-        if wait:
-            return self.problem(
-                Problem.RATE_LIMITED, "too many requests from this key", clause="§12.9-5",
-                retry_after=wait, to=req.sender, thread=req.thread,
-            )  # fmt: skip
-        self.sender_limit.charge(req.sender)
+        if self._seen_request(req.sender, req.nonce, now):  # a replay: the address pays (§12.9-6)
+            if client:
+                self.address_limit.charge(client)
+        else:
+            wait = self.sender_limit.retry_after(req.sender)
+            if wait:
+                return self.problem(
+                    Problem.RATE_LIMITED, "too many requests from this key", clause="§12.9-5",
+                    retry_after=wait, to=req.sender, thread=req.thread,
+                )  # fmt: skip
+            self.sender_limit.charge(req.sender)
         if record is None:
             return self.problem(
                 Problem.NO_RELATIONSHIP, "there is no relationship with this thread id here",

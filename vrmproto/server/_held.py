@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from vrmproto import _codec
-from vrmproto._errors import ProtocolError, ValidationError
+from vrmproto._errors import ProtocolError, ValidationError, excerpt
 from vrmproto._vocab import DataRecord, suggest_category
 
 __all__ = ["HeldRecord", "decode_held", "encode_held", "held_key", "merge_fields", "without"]
@@ -80,7 +80,7 @@ def merge_fields(
             record = DataRecord(name, value, category, "provided", now, chosen)
         except ValidationError as exc:
             raise ValidationError(
-                f"field {name!r} cannot be held: {exc.detail}",
+                f"field {excerpt(name)} cannot be held: {exc.detail}",
                 code=exc.code,
                 clause=exc.clause,
                 path=f"$.sealed.content.fields.{name}"[:200],

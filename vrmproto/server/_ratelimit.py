@@ -1,9 +1,10 @@
 """Token-bucket rate limits, keyed by sender key or client address (spec §12.9).
 
-A bucket holds up to ``burst`` tokens and refills at ``per_minute / 60`` tokens a second; a
-request takes one. The clock is injected (ms), so tests drive time by hand. Buckets are kept in
-least-recently-used order and the oldest is dropped once ``max_keys`` are held: a dropped bucket
-is the same as a full one, so memory stays bounded whatever keys a flood invents.
+A bucket holds up to ``burst`` tokens and refills at ``per_minute / 60`` tokens a second (a
+fraction for a daily budget); a request takes one. The clock is injected (ms), so tests drive
+time by hand. Buckets are kept in least-recently-used order and the oldest is dropped once
+``max_keys`` are held: a dropped bucket is the same as a full one, so memory stays bounded
+whatever keys a flood invents.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class RateLimiter:
 
     def __init__(
         self,
-        per_minute: int,
+        per_minute: float,
         *,
         clock: Callable[[], int],
         burst: int | None = None,
@@ -67,6 +68,15 @@ class RateLimiter:
         now = self._clock()
         tokens = self._level(key, now) - 1.0
         self._store(key, max(tokens, -float(self.burst)), now)
+
+    def refund(self, key: Hashable) -> None:
+        """Give back one token taken by :meth:`charge` (never above ``burst``): for a request
+        that turned out not to count against ``key`` (§12.9-6)."""
+        held = self._buckets.get(key)
+        if held is None:  # a dropped bucket is a full one
+            return
+        now = self._clock()
+        self._store(key, min(float(self.burst), self._level(key, now) + 1.0), now)
 
     def take(self, key: Hashable) -> int:
         """Take a token and return 0, or take nothing and return the seconds to wait."""

@@ -25,6 +25,7 @@ from vrmproto.store._base import (
     Store,
     StoreConflict,
     StoreError,
+    StoreUsage,
 )
 from vrmproto.store._memory import MemoryStore
 from vrmproto.store._sqlite import SQLiteStore, StoreStats
@@ -42,4 +43,5 @@ __all__ = [
     "StoreConflict",
     "StoreError",
     "StoreStats",
+    "StoreUsage",
 ]

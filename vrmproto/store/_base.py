@@ -43,6 +43,7 @@ __all__ = [
     "Store",
     "StoreConflict",
     "StoreError",
+    "StoreUsage",
 ]
 
 ROLES = frozenset({"customer", "vendor"})
@@ -147,6 +148,14 @@ class NewOutboxItem:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreUsage:
+    """How much room a store takes and has left, for a storage budget (spec §11.8-4)."""
+
+    stored_bytes: int  # what the store's data takes now (files, or an estimate in memory)
+    free_bytes: int | None  # free space where it grows (None: no disk, or unknown)
+
+
+@dataclass(frozen=True, slots=True)
 class Commit:
     """Everything one protocol step changes, written in ONE transaction (all or nothing).
 
@@ -157,7 +166,10 @@ class Commit:
     must have a relationship record and its index must be exactly the next one), erase (replace
     the stored envelope of every entry of the thread holding that message — one, §8.2-2; a
     missing entry is ignored), dedupe (insert), outbox_done (delete; a
-    missing id is ignored), outbox_add.
+    missing id is ignored), outbox_add, drop (delete a thread's relationship record and every
+    history entry of it; a missing thread is ignored), unset (delete meta keys; a missing key
+    is ignored). ``drop`` is how a relationship that never reached an agreement expires
+    (spec §11.8-3); its replay records are left to expire with their window (§10-5).
     """
 
     relationships: tuple[RelationshipRecord, ...] = ()
@@ -168,6 +180,8 @@ class Commit:
     erase: tuple[tuple[bytes, bytes, bytes], ...] = ()  # (thread, msg_hash, replacement envelope)
     meta: tuple[tuple[str, bytes], ...] = ()
     truncate: tuple[tuple[bytes, int], ...] = ()  # (thread, first index dropped)
+    drop: tuple[bytes, ...] = ()  # threads deleted with their history
+    unset: tuple[str, ...] = ()  # meta keys deleted
 
 
 class Store(Protocol):
@@ -225,6 +239,10 @@ class Store(Protocol):
 
     async def purge_dedupe(self, now_ms: int) -> int:
         """Delete de-duplication records with ``expires_ms < now_ms``; return how many."""
+        ...
+
+    async def usage(self) -> StoreUsage:
+        """The room the store takes and has left (cheap enough to call once a second)."""
         ...
 
     def lock(

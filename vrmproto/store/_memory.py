@@ -22,6 +22,7 @@ from vrmproto.store._base import (
     RelationshipRecord,
     StoreConflict,
     StoreError,
+    StoreUsage,
 )
 from vrmproto.store._locks import LocalLocks
 
@@ -117,6 +118,12 @@ class MemoryStore(AsyncClosing):
                 item_id, o.destination, o.thread, o.msg_hash, o.envelope, 0,
                 o.next_attempt_ms, "", o.created_ms,
             )  # fmt: skip
+        for thread in c.drop:
+            self._relationships.pop(thread, None)
+            for h in self._history.pop(thread, []):
+                self._by_hash.pop((thread, h.msg_hash), None)
+        for key in c.unset:
+            self._meta.pop(key, None)
 
     async def outbox_retry(
         self, item_id: int, attempts: int, next_attempt_ms: int, last_error: str
@@ -190,3 +197,12 @@ class MemoryStore(AsyncClosing):
     async def get_meta(self, key: str) -> bytes | None:
         self._check_open()
         return self._meta.get(key)
+
+    async def usage(self) -> StoreUsage:
+        """The bytes of envelopes, responses and meta values held; no disk, so no free space."""
+        self._check_open()
+        held = sum(len(h.envelope) for entries in self._history.values() for h in entries)
+        held += sum(len(d.response) for d in self._dedupe.values())
+        held += sum(len(r.data) for r in self._relationships.values())
+        held += sum(len(v) for v in self._meta.values())
+        return StoreUsage(held, None)

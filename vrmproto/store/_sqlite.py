@@ -61,6 +61,7 @@ import asyncio
 import contextlib
 import os
 import queue
+import shutil
 import sqlite3
 import threading
 import time
@@ -81,6 +82,7 @@ from vrmproto.store._base import (
     RelationshipRecord,
     StoreConflict,
     StoreError,
+    StoreUsage,
 )
 from vrmproto.store._locks import FileLocks
 
@@ -349,12 +351,17 @@ def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
             "next_attempt_ms, last_error, created_ms) VALUES (?, ?, ?, ?, 0, ?, '', ?)",
             (o.destination, o.thread, o.msg_hash, o.envelope, o.next_attempt_ms, o.created_ms),
         )
+    for thread in c.drop:  # history first: its rows reference the relationship's
+        conn.execute("DELETE FROM history WHERE thread = ?", (thread,))
+        conn.execute("DELETE FROM relationships WHERE thread = ?", (thread,))
+    for key in c.unset:
+        conn.execute("DELETE FROM meta WHERE key = ?", (key,))
 
 
 def _groupable(c: Commit | None) -> bool:
     """Whether ``c`` may join a group written statement by statement (:func:`_apply_group`):
     only upserts and inserts, and history only for threads the Commit itself upserts."""
-    if c is None or c.truncate or c.erase or c.outbox_add or c.outbox_done:
+    if c is None or c.truncate or c.erase or c.outbox_add or c.outbox_done or c.drop or c.unset:
         return False
     if not c.history:
         return True
@@ -755,6 +762,21 @@ class SQLiteStore(AsyncClosing):
     async def get_meta(self, key: str) -> bytes | None:
         rows = await self._rows("SELECT value FROM meta WHERE key = ?", (key,))
         return bytes(rows[0][0]) if rows else None
+
+    async def usage(self) -> StoreUsage:
+        """The database file and its WAL, and the free space of their file system (read on a
+        reader thread: two stats and a statvfs)."""
+        if self._closed or self._readers is None:
+            raise StoreError("store is closed")
+
+        def measure() -> StoreUsage:
+            stored = 0
+            for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+                with contextlib.suppress(FileNotFoundError):
+                    stored += path.stat().st_size
+            return StoreUsage(stored, shutil.disk_usage(self.path.parent).free)
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, measure)
 
     async def pragmas(self) -> dict[str, Any]:
         """The write connection's settings (journal_mode, synchronous, foreign_keys,
