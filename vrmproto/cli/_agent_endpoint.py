@@ -17,8 +17,10 @@ signed by a throw-away key of this process, which no vendor holds anything again
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +31,14 @@ from vrmproto._binding import SIGNATURE_HEADER, WELL_KNOWN_PATH, build_discovery
 from vrmproto._errors import Problem
 from vrmproto._keys import ID_BYTES, Identity, MasterSeed
 from vrmproto._state import Role
+from vrmproto.client._ledger import LOCK_PREFIX
 from vrmproto.client._paths import ENDPOINT_PREFIX, endpoint_identity, endpoint_token
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.server._app import _middleware, _read_envelope, _web
 from vrmproto.server._endpoint import JSON_TYPE, Response
 from vrmproto.store import Store
+
+log = logging.getLogger("vrmproto.agent")
 
 __all__ = ["AGENT_NAME", "AgentRoutes", "claimed_thread"]
 
@@ -84,11 +89,22 @@ class AgentRoutes:
         self.engine = Endpoint(
             Identity(os.urandom(32)), store=store, role=Role.CUSTOMER, identity_for=identity_for,
             name=AGENT_NAME, policy=ReferencePolicy(name=AGENT_NAME),
+            thread_lock=self._thread_lock,
         )  # fmt: skip
         self.lifetime_ms = lifetime_ms
         self._threads: dict[str, bytes] = {}  # token -> thread
         self._docs: dict[bytes, _Doc] = {}
         self._refreshed_ms = 0
+
+    def _thread_lock(self, thread: bytes) -> AbstractAsyncContextManager[None]:
+        """The lock every ``vrm`` process on this store holds while it works on ``thread``:
+        a vendor's message waits while a command sends in the same relationship (§11.11-2)."""
+
+        def waiting() -> None:
+            log.info("another vrm is working on relationship %s; the vendor's message waits",
+                     thread.hex()[:12])  # fmt: skip
+
+        return self.store.lock(LOCK_PREFIX + thread, on_wait=waiting)
 
     async def refresh(self) -> None:
         """Learn the token of every customer relationship in the store."""

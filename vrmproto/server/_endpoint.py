@@ -34,6 +34,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -226,15 +227,20 @@ def _stored_message(envelope: bytes) -> Signed[Any]:
     return open_envelope(envelope, now=0, check_time=False, allow_erased=True, limits=limits)
 
 
-class _KeyedLocks:
-    """One asyncio.Lock per key, dropped when nobody holds or waits for it (§12.8-1)."""
+SharedLock = Callable[[bytes], AbstractAsyncContextManager[None]]
 
-    def __init__(self) -> None:
+
+class _KeyedLocks:
+    """One asyncio.Lock per key, dropped when nobody holds or waits for it (§12.8-1); with
+    ``shared``, also the lock it names for the key, taken inside the asyncio one (§11.11-2)."""
+
+    def __init__(self, shared: SharedLock | None = None) -> None:
         self._locks: dict[bytes, tuple[asyncio.Lock, int]] = {}
+        self._shared = shared
 
     def hold(self, key: bytes) -> _Hold:
         """``async with locks.hold(key):`` — the key's lock, held for the block."""
-        return _Hold(self._locks, key)
+        return _Hold(self._locks, key, self._shared)
 
     def __len__(self) -> int:
         return len(self._locks)
@@ -244,11 +250,14 @@ class _Hold:
     """The async context manager of :meth:`_KeyedLocks.hold` (a plain class: cheaper per
     message than an async generator)."""
 
-    __slots__ = ("_key", "_lock", "_locks")
+    __slots__ = ("_held", "_key", "_lock", "_locks", "_shared")
 
-    def __init__(self, locks: dict[bytes, tuple[asyncio.Lock, int]], key: bytes) -> None:
+    def __init__(self, locks: dict[bytes, tuple[asyncio.Lock, int]], key: bytes,
+                 shared: SharedLock | None) -> None:  # fmt: skip
         self._locks = locks
         self._key = key
+        self._shared = shared
+        self._held: AbstractAsyncContextManager[None] | None = None
 
     async def __aenter__(self) -> None:
         locks, key = self._locks, self._key
@@ -262,10 +271,23 @@ class _Hold:
             self._leave()
             raise
         self._lock = lock
+        if self._shared is not None:
+            held = self._shared(key)
+            try:
+                await held.__aenter__()
+            except BaseException:
+                lock.release()
+                self._leave()
+                raise
+            self._held = held
 
     async def __aexit__(self, *exc: object) -> None:
-        self._lock.release()
-        self._leave()
+        try:
+            if self._held is not None:
+                await self._held.__aexit__(None, None, None)
+        finally:
+            self._lock.release()
+            self._leave()
 
     def _leave(self) -> None:
         locks, key = self._locks, self._key
@@ -298,6 +320,10 @@ class Endpoint:
     in every relationship. A customer agent holds a different key per relationship:
     ``identity_for(record)`` returns it (it is also accepted for a vendor whose key differs
     between relationships).
+
+    Messages of one thread are handled one at a time in this process (§12.8-1). When other
+    processes write the same store (a customer's ``vrm`` commands beside its agent endpoint),
+    ``thread_lock(thread)`` names the lock they share, held with the thread's own (§11.11-2).
     """
 
     def __init__(
@@ -316,6 +342,7 @@ class Endpoint:
         history_path: str = DEFAULT_HISTORY_PATH,
         discovery_lifetime_ms: int = 86_400_000,
         storage: StorageBudget | None = StorageBudget(),  # noqa: B008 - frozen, never mutated
+        thread_lock: SharedLock | None = None,
     ) -> None:
         if role is Role.CUSTOMER and identity_for is None:
             raise ValueError("a customer agent endpoint needs identity_for (one key per thread)")
@@ -342,7 +369,7 @@ class Endpoint:
         # (sender, id) -> futures of identical requests waiting for the one being handled
         self._inflight: dict[tuple[bytes, bytes], list[asyncio.Future[tuple[bytes, Response]]]]
         self._inflight = {}
-        self._threads = _KeyedLocks()
+        self._threads = _KeyedLocks(thread_lock)
         self._hooks: list[Hook] = []
         self._hook_tasks: set[asyncio.Task[None]] = set()
         self._discovery: tuple[int, bytes, str] | None = None
