@@ -315,6 +315,7 @@ class ServerVendor:
         self.events: list[Any] = []
         self.endpoint.subscribe(self._hear)
         self.delay_s = delay_s
+        self.gauge: Gauge | None = None  # requests in flight across vendors, if set
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -332,8 +333,14 @@ class ServerVendor:
     async def start(self, port: int = 0) -> str:
         @web.middleware
         async def latency(request: web.Request, handler: Any) -> web.StreamResponse:
-            await asyncio.sleep(self.delay_s)  # simulated network/server latency
-            return await handler(request)
+            if self.gauge is not None:
+                self.gauge.enter()
+            try:
+                await asyncio.sleep(self.delay_s)  # simulated network/server latency
+                return await handler(request)
+            finally:
+                if self.gauge is not None:
+                    self.gauge.leave()
 
         app = make_app(self.endpoint)
         if self.delay_s:
