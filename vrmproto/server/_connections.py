@@ -43,6 +43,7 @@ from aiohttp.http_exceptions import LineTooLong
 __all__ = [
     "DEFAULT_CONNECTION_LIMITS",
     "MAX_CONNECTION_WAIT_MS",
+    "MAX_HEADER_LINE_BYTES",
     "ConnectionGuard",
     "ConnectionLimits",
     "ConnectionSite",
@@ -52,6 +53,8 @@ log = logging.getLogger("vrmproto.server")
 
 #: §10.1-5: the longest a receiver may let a connection wait for a request head, in ms.
 MAX_CONNECTION_WAIT_MS = 20_000
+#: §12.4-5: no receiver accepts a request line or header field longer than this, in bytes.
+MAX_HEADER_LINE_BYTES = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,9 @@ class ConnectionLimits:
                 raise ValueError(f"{name} must not exceed {MAX_CONNECTION_WAIT_MS} (§10.1-5)")
         if self.ipv4_prefix > 32 or self.ipv6_prefix > 128:
             raise ValueError("ipv4_prefix must be at most 32, ipv6_prefix at most 128")
+        if self.max_header_line_bytes > MAX_HEADER_LINE_BYTES:
+            raise ValueError(f"max_header_line_bytes must not exceed {MAX_HEADER_LINE_BYTES}"
+                             " (§12.4-5)")  # fmt: skip
 
     def total_cap(self, open_files: int | None = None) -> int:
         """``max_connections``, lowered to fit ``open_files`` descriptors (default: this
