@@ -329,9 +329,9 @@ class _ConnectionHandler(web.RequestHandler):
     def _wait(self) -> None:
         self._state = _State.WAITING
         self._guard.waiting(self)
-        self._arm(self._guard.limits.idle_timeout_ms, "idle")
+        self._arm(self._guard.limits.idle_timeout_ms, None)  # closing idle ones is routine
 
-    def _arm(self, ms: int, why: str) -> None:
+    def _arm(self, ms: int, why: str | None) -> None:
         self._cancel_timer()
         self._timer = self._loop.call_later(ms / 1000, self._expire, why)
 
@@ -340,10 +340,11 @@ class _ConnectionHandler(web.RequestHandler):
             self._timer.cancel()
             self._timer = None
 
-    def _expire(self, why: str) -> None:
+    def _expire(self, why: str | None) -> None:
         self._timer = None
         if self._state is not _State.BUSY and self._admitted:
-            self._guard.expired(why)
+            if why is not None:
+                self._guard.expired(why)
             self.drop()
 
     # -- HTTP that does not parse (§12.4-5) ----------------------------------------------------
@@ -373,6 +374,7 @@ class _ConnectionHandler(web.RequestHandler):
         if request.writer.output_size > 0:
             raise ConnectionError("part of a response was sent; no problem can follow it")
         out = self._answer(status, detail)
+        out.headers["Connection"] = "close"  # said and done: where would a next request start?
         out.force_close()
         return out
 
