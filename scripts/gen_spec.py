@@ -9,8 +9,9 @@ Every table in ``spec/*.md`` that mirrors a declaration in ``vrmproto`` sits bet
 This script rewrites the text between each pair from the code: the message field tables and the
 who-sends-what overview (§5, from ``_messages.py``), a worked example produced by the real
 signing code (§5.7), the states, the transition table and its diagram (§7, from ``_state.py``),
-the problem-code registry (§9, from ``_errors.Problem``) and the limits table (§10, from
-``_limits.Limits`` and its ``#:`` comments). Running it twice changes nothing.
+the problem-code registry (§9, from ``_errors.Problem``) and the limits tables (§10, from
+``_limits.Limits`` and ``server._connections.ConnectionLimits`` and their ``#:`` comments).
+Running it twice changes nothing.
 
     python scripts/gen_spec.py           rewrite stale blocks in place
     python scripts/gen_spec.py --check   change nothing; print a diff and exit 1 if any block is
@@ -42,6 +43,7 @@ from vrmproto._messages import MESSAGE_TYPES, FieldsContent, Money, RecordsConte
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role, State, mermaid, table_markdown
 from vrmproto._vocab import TermRef, latest
+from vrmproto.server._connections import ConnectionLimits
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_DIR = ROOT / "spec"
@@ -331,11 +333,12 @@ def _problem_codes() -> str:
     return "\n".join(rows) + "\n"
 
 
-def limit_comments() -> dict[str, tuple[str, str]]:
-    """Each limit's clause and meaning, read from the ``#:`` comments above it in ``Limits``."""
+def _field_comments(cls: type[Any], clause: str) -> dict[str, tuple[str, str]]:
+    """Each field's clause and meaning, from the ``#: §n-k: …`` comments above it in ``cls``;
+    ``clause`` is the regular expression the clause must match."""
     out: dict[str, tuple[str, str]] = {}
     pending: list[str] = []
-    for line in inspect.getsource(Limits).splitlines():
+    for line in inspect.getsource(cls).splitlines():
         stripped = line.strip()
         if stripped.startswith("#:"):
             pending.append(stripped[2:].strip())
@@ -343,12 +346,22 @@ def limit_comments() -> dict[str, tuple[str, str]]:
         field = re.match(r"(\w+)\s*:\s*int\s*=", stripped)
         if field is not None:
             text = " ".join(pending)
-            match = re.match(r"(§10-\d+):\s*(.*)", text)
+            match = re.match(rf"({clause}):\s*(.*)", text)
             if match is None:
-                raise SpecError(f"Limits.{field.group(1)} has no '#: §10-n: …' comment")
+                raise SpecError(f"{cls.__name__}.{field.group(1)} has no '#: §n-k: …' comment")
             out[field.group(1)] = (match.group(1), _rst_to_md(match.group(2)))
         pending = []
     return out
+
+
+def limit_comments() -> dict[str, tuple[str, str]]:
+    """Each limit's clause and meaning, read from the ``#:`` comments above it in ``Limits``."""
+    return _field_comments(Limits, r"§10-\d+")
+
+
+def connection_limit_comments() -> dict[str, tuple[str, str]]:
+    """The same for ``ConnectionLimits`` (Table 10-2): clauses of §10.1, or §12.4."""
+    return _field_comments(ConnectionLimits, r"§(?:10\.1|12\.4)-\d+")
 
 
 def _human(name: str, value: int) -> str:
@@ -366,10 +379,9 @@ def _human(name: str, value: int) -> str:
     return ""
 
 
-def _limits() -> str:
-    comments = limit_comments()
+def _limit_table(cls: type[Any], comments: Mapping[str, tuple[str, str]]) -> str:
     rows = ["| limit | default | clause | meaning |", "|---|---|---|---|"]
-    for f in dataclasses.fields(Limits):
+    for f in dataclasses.fields(cls):
         clause, meaning = comments[f.name]
         default = f.default
         assert isinstance(default, int)
@@ -377,6 +389,14 @@ def _limits() -> str:
         shown = f"{default}" + (f" ({human})" if human else "")
         rows.append(f"| `{f.name}` | {shown} | {clause} | {_cell(meaning)} |")
     return "\n".join(rows) + "\n"
+
+
+def _limits() -> str:
+    return _limit_table(Limits, limit_comments())
+
+
+def _connection_limits() -> str:
+    return _limit_table(ConnectionLimits, connection_limit_comments())
 
 
 # -- the worked example (§5.7) -------------------------------------------------------------------
@@ -570,6 +590,7 @@ def blocks() -> dict[str, Callable[[], str]]:
         "state-diagram": _diagram,
         "problem-codes": _problem_codes,
         "limits": _limits,
+        "connection-limits": _connection_limits,
         "example:terms.offer": _example_terms_offer,
         "example:history": _example_history,
     }

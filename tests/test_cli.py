@@ -427,6 +427,34 @@ def test_vendor_serve_keeps_its_key_in_its_data_directory(tmp_path: Path) -> Non
     assert (data / "vendor.db").exists()
 
 
+def test_vendor_serve_caps_connections_per_address(tmp_path: Path) -> None:
+    """``vrm vendor serve`` holds its HTTP connections to spec §10.1: the defaults, and a cap
+    per address given on the command line (issue 10)."""
+    config = tmp_path / "shop.toml"
+    config.write_text('name = "Corner Shop"\naccepts_terms = "all"\n')
+    vendor = VendorProcess("--config", str(config), "--data-dir", str(tmp_path / "shop"),
+                           "--no-advertise", "--max-connections-per-address", "2")  # fmt: skip
+    held: list[socket.socket] = []
+    try:
+        limits = vendor.info["connections"]
+        assert limits["per_address"] == 2
+        assert (limits["header_timeout_ms"], limits["idle_timeout_ms"]) == (10_000, 20_000)
+        port = vendor.info["port"]
+        held.extend(socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3))
+        try:  # the third is closed at once, unanswered
+            got = held[2].recv(1)
+        except ConnectionResetError:
+            got = b""
+        assert got == b""
+        held[0].setblocking(False)  # the first two are held: nothing to read, and not closed
+        with pytest.raises(BlockingIOError):
+            held[0].recv(1)
+    finally:
+        for s in held:
+            s.close()
+        vendor.stop()
+
+
 def test_agent_serve_delivers_the_outbox_and_serves_discovery(
     home: Path, host: VendorHost
 ) -> None:

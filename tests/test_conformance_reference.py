@@ -14,7 +14,7 @@ from pathlib import Path
 from subprocess import PIPE, Popen
 
 import pytest
-from _broken_vendor import make_endpoint
+from _broken_vendor import CONNECTION_LIMITS, make_endpoint
 from click.testing import CliRunner
 
 from vrmproto.server import Server, serve
@@ -28,7 +28,7 @@ SEED = 1_767_225_600
 
 
 async def _start() -> Server:
-    return await serve(make_endpoint(MemoryStore()))
+    return await serve(make_endpoint(MemoryStore()), connection_limits=CONNECTION_LIMITS)
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from aiohttp import web
 
 from vrmproto._keys import Identity, MasterSeed, fingerprint, key_to_text, sha256
 from vrmproto.cli._agent_endpoint import AgentRoutes
@@ -29,7 +28,14 @@ from vrmproto.cli._home import default_home
 from vrmproto.cli._output import Out, table
 from vrmproto.cli._vendor import VendorConfig, load_vendor_config, vendor_data_dir
 from vrmproto.client import Agent
-from vrmproto.server import Endpoint, Event, serve
+from vrmproto.server import (
+    DEFAULT_CONNECTION_LIMITS,
+    ConnectionLimits,
+    Endpoint,
+    Event,
+    serve,
+    serve_app,
+)
 from vrmproto.store import MemoryStore, RelationshipRecord, SQLiteStore, Store
 
 __all__ = ["AgentIdentities", "agent", "discover", "serve_vendor", "vendor"]
@@ -134,9 +140,10 @@ async def serve_vendor(
     port: int,
     data_dir: Path | None,
     advertise_it: bool,
+    connection_limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
 ) -> None:
     """Run the vendor of ``config`` until SIGINT/SIGTERM (``data_dir`` None: in memory; the
-    directory must exist)."""
+    directory must exist). ``connection_limits``: its HTTP connections (spec §10.1)."""
     store: Store
     if data_dir is None:
         store = MemoryStore()
@@ -146,15 +153,20 @@ async def serve_vendor(
         endpoint = Endpoint(identity, store=store, name=config.name, policy=config.policy())
         endpoint.subscribe(_printer(out, "←"))
         try:
-            server = await serve(endpoint, host, port)
+            server = await serve(endpoint, host, port, connection_limits=connection_limits)
         except OSError as exc:
             raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_USAGE,
                            kind="listen") from None  # fmt: skip
         async with server, _until_signalled() as stop:
             fp = fingerprint(identity.public_key)
+            limits = connection_limits
             _emit(out, f"⊃ {config.name} listening on {server.url}  (key {fp})",
                   event="listening", name=config.name, url=server.url, port=server.port,
-                  fingerprint=fp, key=key_to_text(identity.public_key))  # fmt: skip
+                  fingerprint=fp, key=key_to_text(identity.public_key),
+                  connections={"max": server.connections.cap,
+                               "per_address": limits.max_connections_per_address,
+                               "header_timeout_ms": limits.header_timeout_ms,
+                               "idle_timeout_ms": limits.idle_timeout_ms})  # fmt: skip
             async with contextlib.AsyncExitStack() as stack:
                 if advertise_it:
                     await _advertise(stack, out, name=config.name, port=server.port,
@@ -203,17 +215,40 @@ def vendor() -> None:
 @click.option("--memory", is_flag=True, help="Keep nothing on disk.")
 @click.option("--advertise/--no-advertise", default=True, show_default=True,
               help="Advertise with zeroconf on --host.")
+@click.option("--max-connections", type=click.IntRange(min=1),
+              default=DEFAULT_CONNECTION_LIMITS.max_connections, show_default=True,
+              help="Open HTTP connections in total (lowered to fit the open-file limit).")
+@click.option("--max-connections-per-address", type=click.IntRange(min=1),
+              default=DEFAULT_CONNECTION_LIMITS.max_connections_per_address, show_default=True,
+              help="Open HTTP connections per client address or prefix.")
+@click.option("--ipv4-prefix", type=click.IntRange(1, 32),
+              default=DEFAULT_CONNECTION_LIMITS.ipv4_prefix, show_default=True,
+              help="Count IPv4 clients together by this prefix (24: per /24).")
+@click.option("--ipv6-prefix", type=click.IntRange(1, 128),
+              default=DEFAULT_CONNECTION_LIMITS.ipv6_prefix, show_default=True,
+              help="Count IPv6 clients together by this prefix.")
 @_json_option
 def vendor_serve(*, config_path: str, host: str, port: int, data_dir: Path | None, memory: bool,
-                 advertise: bool, as_json: bool) -> None:  # fmt: skip
-    """Serve a reference vendor from a TOML file: its terms, counter-offers and catalogue."""
+                 advertise: bool, as_json: bool, max_connections: int,
+                 max_connections_per_address: int, ipv4_prefix: int,
+                 ipv6_prefix: int) -> None:  # fmt: skip
+    """Serve a reference vendor from a TOML file: its terms, counter-offers and catalogue.
+
+    Slow and idle HTTP connections are closed after 10 and 20 seconds, and connections are
+    capped in total and per client address (spec §10.1).
+    """
+    limits = ConnectionLimits(
+        max_connections=max_connections, max_connections_per_address=max_connections_per_address,
+        ipv4_prefix=ipv4_prefix, ipv6_prefix=ipv6_prefix,
+    )  # fmt: skip
     config = load_vendor_config(config_path)
     directory = None if memory else (data_dir or default_home() / "vendors" / _slug(config.name))
     if directory is not None:
         vendor_data_dir(directory)  # 0700, its files 0600 (§11.13-1)
     identity = config.identity(directory)
     run(serve_vendor(config, Out(json_mode=as_json), identity=identity, host=host, port=port,
-                     data_dir=directory, advertise_it=advertise))  # fmt: skip
+                     data_dir=directory, advertise_it=advertise,
+                     connection_limits=limits))  # fmt: skip
 
 
 # -- agent serve -----------------------------------------------------------------------------
@@ -284,17 +319,13 @@ async def _serve_agent(env: Env, *, host: str, port: int, interval: float) -> No
         routes = AgentRoutes(master, node.store, identities)
         await routes.refresh()
         routes.engine.subscribe(_printer(out, "←"))
-        runner = web.AppRunner(routes.app(), access_log=None, shutdown_timeout=5.0,
-                               lingering_time=2.0)  # fmt: skip
-        await runner.setup()
+        try:  # the limits of a vendor's server: the agent is on the same open network (§10.1)
+            server = await serve_app(routes.app(), routes.engine, host, port)
+        except OSError as exc:
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                           EXIT_USAGE, kind="listen") from None  # fmt: skip
         try:
-            site = web.TCPSite(runner, host, port)
-            try:
-                await site.start()
-            except OSError as exc:
-                raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                               EXIT_USAGE, kind="listen") from None  # fmt: skip
-            bound = int(runner.addresses[0][1])
+            bound = server.port
             url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
             settings.extra["agent_url"] = url
             home.write_settings(settings)
@@ -311,7 +342,7 @@ async def _serve_agent(env: Env, *, host: str, port: int, interval: float) -> No
                 settings.extra.pop("agent_url", None)
                 home.write_settings(settings)
         finally:
-            await runner.cleanup()
+            await server.close()
     _emit(out, "⊂ your agent stopped", event="stopped")
 
 

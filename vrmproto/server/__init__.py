@@ -4,7 +4,8 @@
   durable protocol step and returns a :class:`Response`; receipts only after the commit.
 - :func:`make_app` — the aiohttp application around it (discovery, inbox, history export,
   limits, rate limits, problems instead of HTML errors); :func:`serve` starts it and returns a
-  :class:`Server` that knows its bound port.
+  :class:`Server` that knows its bound port. :class:`ConnectionLimits` bounds the HTTP
+  connections it holds: header and idle deadlines, caps in total and per address (§10.1).
 - :class:`Policy` — the business decisions an endpoint delegates; :class:`ReferencePolicy` is
   the reference vendor's. Hooks (:meth:`Endpoint.subscribe`) hear of every accepted
   :class:`Event` after it is stored.
@@ -20,16 +21,24 @@ Example::
 """
 
 from vrmproto.server._admission import StorageBudget
-from vrmproto.server._app import ENDPOINT_KEY, Server, make_app, serve
+from vrmproto.server._app import ENDPOINT_KEY, Server, make_app, serve, serve_app
+from vrmproto.server._connections import (
+    DEFAULT_CONNECTION_LIMITS,
+    ConnectionGuard,
+    ConnectionLimits,
+)
 from vrmproto.server._endpoint import NO_CONTENT, Endpoint, Hook, Response
 from vrmproto.server._held import HeldRecord, decode_held, held_key
 from vrmproto.server._policy import CatalogueItem, Event, Policy, ReferencePolicy
 from vrmproto.server._ratelimit import RateLimiter
 
 __all__ = [
+    "DEFAULT_CONNECTION_LIMITS",
     "ENDPOINT_KEY",
     "NO_CONTENT",
     "CatalogueItem",
+    "ConnectionGuard",
+    "ConnectionLimits",
     "Endpoint",
     "Event",
     "HeldRecord",
@@ -44,4 +53,5 @@ __all__ = [
     "held_key",
     "make_app",
     "serve",
+    "serve_app",
 ]

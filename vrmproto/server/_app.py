@@ -5,7 +5,9 @@ Three routes: ``GET /.well-known/vrm`` (discovery, §13), ``POST <inbox>`` and
 per-address rate limit before anything is read, the content type, the declared and actual body
 size, the body read timeout — and copies the engine's :class:`~vrmproto.server.Response` out. A
 middleware turns every aiohttp HTTP error (unknown path, wrong method, body too large) into a
-signed problem, so no route ever answers with aiohttp's HTML pages (§12.4-2).
+signed problem, so no route ever answers with aiohttp's HTML pages (§12.4-2). The connections
+themselves — deadlines, caps, requests that are not HTTP — are held to
+:class:`~vrmproto.server.ConnectionLimits` by :mod:`vrmproto.server._connections` (§10.1).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from aiohttp import hdrs, web
@@ -22,9 +24,16 @@ from aiohttp.typedefs import Handler, Middleware
 from vrmproto._binding import CONTENT_TYPE, SIGNATURE_HEADER, WELL_KNOWN_PATH
 from vrmproto._closing import AsyncClosing
 from vrmproto._errors import Problem
+from vrmproto.server._connections import (
+    DEFAULT_CONNECTION_LIMITS,
+    ConnectionGuard,
+    ConnectionLimits,
+    ConnectionSite,
+    _ConnectionHandler,
+)
 from vrmproto.server._endpoint import JSON_TYPE, Endpoint, Response
 
-__all__ = ["ENDPOINT_KEY", "Server", "make_app", "serve"]
+__all__ = ["ENDPOINT_KEY", "Server", "make_app", "serve", "serve_app"]
 
 log = logging.getLogger("vrmproto.server")
 
@@ -45,6 +54,26 @@ def _web(response: Response, *, close: bool = False) -> web.Response:
     if close:
         out.force_close()
     return out
+
+
+@web.middleware
+async def _request_started(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Tell the connection that a request head has arrived: its deadlines stop (§10.1-1)."""
+    protocol = request.protocol
+    if isinstance(protocol, _ConnectionHandler):
+        protocol.request_started()
+    return await handler(request)
+
+
+def _error_answer(endpoint: Endpoint) -> Callable[[int, str], web.Response]:
+    """The signed problem for a request aiohttp could not parse, or failed on (§12.4-5)."""
+
+    def answer(status: int, detail: str) -> web.Response:
+        if status >= 500:
+            return _web(endpoint.problem(Problem.INTERNAL, detail, clause="§12.4-3"), close=True)
+        return _web(endpoint.problem(Problem.MALFORMED, detail, clause="§12.4-5"), close=True)
+
+    return answer
 
 
 def _middleware(endpoint: Endpoint) -> Middleware:
@@ -106,7 +135,7 @@ def make_app(endpoint: Endpoint, *, purge_every_s: float = 3600.0) -> web.Applic
     """
     app = web.Application(
         client_max_size=endpoint.limits.max_envelope_bytes,
-        middlewares=[_middleware(endpoint)],
+        middlewares=[_request_started, _middleware(endpoint)],
     )
     app[ENDPOINT_KEY] = endpoint
 
@@ -166,9 +195,10 @@ class Server(AsyncClosing):
 
     endpoint: Endpoint
     runner: web.AppRunner
-    site: web.TCPSite
+    site: web.BaseSite
     host: str
     port: int
+    connections: ConnectionGuard
 
     @property
     def url(self) -> str:
@@ -189,25 +219,56 @@ async def serve(
     access_log: logging.Logger | None = None,
     shutdown_timeout: float = 5.0,
     lingering_time: float = 2.0,
+    connection_limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
+    backlog: int = 128,
 ) -> Server:
     """Start serving ``endpoint`` on ``host:port`` (0 picks a free port); see :class:`Server`.
 
     ``lingering_time``: after refusing a request whose body was not read (413, 408, 415), how
     long to keep reading and discarding it before closing, so that the client, still sending,
     gets to read the refusal (§12.9-2, §12.9-4).
+
+    ``connection_limits``: the header and idle deadlines and the connection caps (§10.1); the
+    total cap is fitted to this process's open-file limit when the server starts.
     """
+    return await serve_app(
+        make_app(endpoint), endpoint, host, port, access_log=access_log,
+        shutdown_timeout=shutdown_timeout, lingering_time=lingering_time,
+        connection_limits=connection_limits, backlog=backlog,
+    )  # fmt: skip
+
+
+async def serve_app(
+    app: web.Application,
+    endpoint: Endpoint,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    access_log: logging.Logger | None = None,
+    shutdown_timeout: float = 5.0,
+    lingering_time: float = 2.0,
+    connection_limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
+    backlog: int = 128,
+) -> Server:
+    """Like :func:`serve`, for an application of one's own whose routes answer for
+    ``endpoint`` (a customer agent's, say): the same connection limits (§10.1), and the same
+    signed problems for HTTP that does not parse (§12.4-5)."""
     runner = web.AppRunner(
-        make_app(endpoint),
+        app,
         access_log=access_log,
         shutdown_timeout=shutdown_timeout,
         lingering_time=lingering_time,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    guard = ConnectionGuard(connection_limits)
+    site = ConnectionSite(
+        runner, host, port, guard=guard, answer=_error_answer(endpoint), backlog=backlog,
+        handler_kwargs={"access_log": access_log, "lingering_time": lingering_time},
+    )  # fmt: skip
     try:
         await site.start()
     except BaseException:
         await runner.cleanup()
         raise
     bound = runner.addresses[0][1]
-    return Server(endpoint, runner, site, host, int(bound))
+    return Server(endpoint, runner, site, host, int(bound), guard)

@@ -145,7 +145,9 @@ async def run_suite(
     started = datetime.now(UTC)
 
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout_per_case)
-    connector = aiohttp.TCPConnector(limit=32, force_close=False)
+    # A connection idle for half a second is not reused: a receiver may close idle ones after
+    # its idle_timeout_ms (§10.1-2), and a request sent on one it is closing would be lost.
+    connector = aiohttp.TCPConnector(limit=32, force_close=False, keepalive_timeout=0.5)
     async with aiohttp.ClientSession(
         timeout=timeout,
         connector=connector,

@@ -1,0 +1,481 @@
+"""The HTTP connections of an endpoint: deadlines, caps and accept failures (spec §10.1, §11.8).
+
+An open connection costs a file descriptor whether or not a request ever arrives on it, so this
+layer bounds what a client that sends nothing useful can hold:
+
+- a *header deadline*: once the first byte of a request has arrived, its line and header fields
+  must be complete within ``header_timeout_ms`` (§10.1-1);
+- an *idle deadline*: a connection with no request in progress — just opened, or after a
+  response — is closed after ``idle_timeout_ms`` without the first byte of a request (§10.1-2);
+- caps on open connections, in total (``max_connections``, lowered to fit the process's
+  open-file limit) and per client address or prefix (``max_connections_per_address``,
+  §10.1-3, §10.1-4). At the total cap the connection that has waited longest for a request is
+  closed to make room, so a flood of silent connections cannot keep an honest client out;
+- accept failures (``EMFILE``…): asyncio already retries accepting a second later; this layer
+  logs them once per ``log_interval_ms`` without a traceback and closes waiting connections to
+  free descriptors (§10.1-6);
+- HTTP that does not parse (a negative ``Content-Length``, ``Content-Length`` with
+  ``Transfer-Encoding``, a header line over ``max_header_line_bytes``…) is answered with the
+  endpoint's signed problem ``malformed`` and the connection closed, never with aiohttp's
+  plain-text page (§12.4-5).
+
+:class:`ConnectionLimits` is a deployment setting of the HTTP shell, not a protocol limit: it is
+not published in discovery (the ceilings of §10.1-5 are what a sender can rely on).
+:func:`~vrmproto.server.serve` builds the listening socket from it with :class:`ConnectionSite`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import ipaddress
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
+
+__all__ = [
+    "DEFAULT_CONNECTION_LIMITS",
+    "MAX_CONNECTION_WAIT_MS",
+    "MAX_HEADER_LINE_BYTES",
+    "ConnectionGuard",
+    "ConnectionLimits",
+    "ConnectionSite",
+]
+
+log = logging.getLogger("vrmproto.server")
+
+#: §10.1-5: the longest a receiver may let a connection wait for a request head, in ms.
+MAX_CONNECTION_WAIT_MS = 20_000
+#: §12.4-5: no receiver accepts a request line or header field longer than this, in bytes.
+MAX_HEADER_LINE_BYTES = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """How many HTTP connections an endpoint holds, and for how long (spec §10.1, Table 10-2).
+
+    The defaults are the values of Table 10-2. Every value is a positive integer.
+    """
+
+    #: §10.1-1: once the first byte of a request has arrived, its request line and header
+    #: fields must be complete within this many ms, or the connection is closed.
+    header_timeout_ms: int = 10_000
+    #: §10.1-2: a connection with no request in progress (just opened, or after a response)
+    #: is closed when the first byte of the next request has not arrived within this many ms.
+    idle_timeout_ms: int = 20_000
+    #: §10.1-3: open connections in total; at the limit the connection that has waited longest
+    #: for a request is closed to make room (or, if every one is busy, the new one is refused).
+    #: Lowered to the process's open-file limit minus ``open_file_reserve``.
+    max_connections: int = 1024
+    #: §10.1-3: file descriptors kept free for the store and the logs when ``max_connections``
+    #: is fitted to the process's open-file limit.
+    open_file_reserve: int = 64
+    #: §10.1-4: open connections per client address (or prefix, below); beyond it a new
+    #: connection from that address is closed at once.
+    max_connections_per_address: int = 128
+    #: §10.1-4: IPv4 client addresses are counted together by this prefix length (32: each
+    #: address alone; 24: per /24).
+    ipv4_prefix: int = 32
+    #: §10.1-4: IPv6 client addresses are counted together by this prefix length (64: per
+    #: /64, what one subscriber usually holds; 128: each address alone).
+    ipv6_prefix: int = 64
+    #: §12.4-5: longest request line, and longest header field, in bytes; longer is answered
+    #: ``malformed`` and the connection closed.
+    max_header_line_bytes: int = 8190
+    #: §10.1-6: connections refused or closed for these limits, and failures to accept, are
+    #: logged at most once per this many ms, as counts.
+    log_interval_ms: int = 60_000
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if type(value) is not int or value <= 0:
+                raise ValueError(f"connection limit {f.name} must be a positive integer")
+        for name in ("header_timeout_ms", "idle_timeout_ms"):
+            if getattr(self, name) > MAX_CONNECTION_WAIT_MS:
+                raise ValueError(f"{name} must not exceed {MAX_CONNECTION_WAIT_MS} (§10.1-5)")
+        if self.ipv4_prefix > 32 or self.ipv6_prefix > 128:
+            raise ValueError("ipv4_prefix must be at most 32, ipv6_prefix at most 128")
+        if self.max_header_line_bytes > MAX_HEADER_LINE_BYTES:
+            raise ValueError(f"max_header_line_bytes must not exceed {MAX_HEADER_LINE_BYTES}"
+                             " (§12.4-5)")  # fmt: skip
+
+    def total_cap(self, open_files: int | None = None) -> int:
+        """``max_connections``, lowered to fit ``open_files`` descriptors (default: this
+        process's soft ``RLIMIT_NOFILE``) minus ``open_file_reserve``, and at least 1."""
+        if open_files is None:
+            open_files = _open_file_limit()
+        if open_files is None:
+            return self.max_connections
+        return max(1, min(self.max_connections, open_files - self.open_file_reserve))
+
+    def address_key(self, address: str) -> str:
+        """The key a client address is counted under: the address itself, or its prefix
+        (``ipv4_prefix``, ``ipv6_prefix``); a name that is not an IP address counts alone."""
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return address
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        prefix = self.ipv4_prefix if ip.version == 4 else self.ipv6_prefix
+        if prefix >= ip.max_prefixlen:
+            return str(ip)
+        return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+DEFAULT_CONNECTION_LIMITS = ConnectionLimits()
+
+
+def _open_file_limit() -> int | None:
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+class _Throttled:
+    """Counts events by kind and logs them at most once per interval, without tracebacks."""
+
+    __slots__ = ("_clock", "_counts", "_interval", "_last")
+
+    def __init__(self, interval_s: float, clock: Callable[[], float]) -> None:
+        self._interval = interval_s
+        self._clock = clock
+        self._counts: Counter[str] = Counter()
+        self._last: float | None = None
+
+    def note(self, kind: str) -> None:
+        self._counts[kind] += 1
+        now = self._clock()
+        if self._last is not None and now - self._last < self._interval:
+            return
+        since = "" if self._last is None else f" in the last {now - self._last:.0f} s"
+        summary = "; ".join(f"{n} × {what}" for what, n in sorted(self._counts.items()))
+        log.warning("HTTP connections%s: %s", since, summary)
+        self._counts.clear()
+        self._last = now
+
+
+class _State(enum.Enum):
+    WAITING = "waiting"
+    """No request in progress: waiting for the first byte of one (the idle deadline)."""
+    HEAD = "head"
+    """Part of a request head has arrived (the header deadline)."""
+    BUSY = "busy"
+    """A request is being handled or answered: no deadline of this layer."""
+
+
+class ConnectionGuard:
+    """The connections of one server: who is open, from where, and who waits for a request.
+
+    ``admit`` decides about a new connection (§10.1-3, §10.1-4); handlers report their state
+    changes so that the connection waiting longest can be closed when room is needed.
+    """
+
+    def __init__(
+        self,
+        limits: ConnectionLimits,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        open_files: int | None = None,
+    ) -> None:
+        self.limits = limits
+        self.cap = limits.total_cap(open_files)
+        if self.cap < limits.max_connections:
+            log.info("at most %d open HTTP connections (the open-file limit allows no more)",
+                     self.cap)  # fmt: skip
+        self._open: dict[_ConnectionHandler, str] = {}
+        self._per_key: Counter[str] = Counter()
+        # connections with no request in progress, the longest waiting first
+        self._waiting: OrderedDict[_ConnectionHandler, None] = OrderedDict()
+        self._log = _Throttled(limits.log_interval_ms / 1000, clock)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def count(self, address: str) -> int:
+        """Open connections counted under ``address``'s key."""
+        return self._per_key[self.limits.address_key(address)]
+
+    def admit(self, handler: _ConnectionHandler, address: str) -> bool:
+        """Take ``handler``'s connection in, or say it must be closed (§10.1-3, §10.1-4)."""
+        key = self.limits.address_key(address)
+        if self._per_key[key] >= self.limits.max_connections_per_address:
+            self._log.note("refused: over max_connections_per_address")
+            return False
+        if len(self._open) >= self.cap:
+            if not self._waiting:
+                self._log.note("refused: max_connections open, all busy")
+                return False
+            oldest = next(iter(self._waiting))
+            self._log.note("closed to make room: waited longest for a request")
+            oldest.drop()
+        self._open[handler] = key
+        self._per_key[key] += 1
+        self._waiting[handler] = None
+        return True
+
+    def release(self, handler: _ConnectionHandler) -> None:
+        """``handler``'s connection is gone."""
+        key = self._open.pop(handler, None)
+        if key is None:
+            return
+        self._waiting.pop(handler, None)
+        self._per_key[key] -= 1
+        if self._per_key[key] <= 0:
+            del self._per_key[key]
+
+    def waiting(self, handler: _ConnectionHandler) -> None:
+        if handler in self._open:
+            self._waiting[handler] = None
+            self._waiting.move_to_end(handler)
+
+    def busy(self, handler: _ConnectionHandler) -> None:
+        self._waiting.pop(handler, None)
+
+    def expired(self, what: str) -> None:
+        self._log.note(f"closed: {what}")
+
+    def shed(self) -> int:
+        """Close about a tenth of the connections waiting for a request (at least one), the
+        longest waiting first: accepting failed for want of file descriptors (§10.1-6)."""
+        n = min(len(self._waiting), max(1, len(self._open) // 10))
+        for handler in list(self._waiting)[:n]:
+            handler.drop()
+        return n
+
+    def accept_failed(self, exc: BaseException | None) -> None:
+        """An ``accept()`` failed (``EMFILE``, ``ENFILE``, ``ENOBUFS``, ``ENOMEM``)."""
+        name = "unknown error" if exc is None else f"{type(exc).__name__}: {exc}"
+        self._log.note(f"accept failed ({name}); retried after 1 s")
+        self.shed()
+
+
+#: Builds the signed problem a request that is not valid HTTP gets (§12.4-5).
+ErrorAnswer = Callable[[int, str], web.Response]
+
+
+class _ConnectionHandler(web.RequestHandler):
+    """aiohttp's request handler, with the deadlines and the admission of §10.1 and signed
+    answers to HTTP it cannot parse (§12.4-5)."""
+
+    __slots__ = ("_admitted", "_answer", "_guard", "_state", "_timer")
+
+    def __init__(self, manager: web.Server, *, guard: ConnectionGuard, answer: ErrorAnswer,
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(manager, **kwargs)
+        self._guard = guard
+        self._answer = answer
+        self._admitted = False
+        self._state = _State.WAITING
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- admission and deadlines (§10.1) -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not self._guard.admit(self, address):
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        self._admitted = True
+        super().connection_made(transport)
+        self._wait()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self._admitted:
+            return
+        self._admitted = False
+        self._cancel_timer()
+        self._guard.release(self)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._state is _State.WAITING and data:
+            self._state = _State.HEAD
+            self._arm(self._guard.limits.header_timeout_ms, "request head not complete in time")
+        super().data_received(data)
+
+    def request_started(self) -> None:
+        """The head of a request has arrived and it is being handled (called by the app)."""
+        self._state = _State.BUSY
+        self._cancel_timer()
+        self._guard.busy(self)
+
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        out = await super().finish_response(request, resp, start_time)
+        if self._state is _State.BUSY and self._admitted:
+            self._wait()
+        return out
+
+    def drop(self) -> None:
+        """Close the connection now (it waited too long, or room is needed)."""
+        self._cancel_timer()
+        self._guard.release(self)
+        self.force_close()
+
+    def _wait(self) -> None:
+        self._state = _State.WAITING
+        self._guard.waiting(self)
+        self._arm(self._guard.limits.idle_timeout_ms, None)  # closing idle ones is routine
+
+    def _arm(self, ms: int, why: str | None) -> None:
+        self._cancel_timer()
+        self._timer = self._loop.call_later(ms / 1000, self._expire, why)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self, why: str | None) -> None:
+        self._timer = None
+        if self._state is not _State.BUSY and self._admitted:
+            if why is not None:
+                self._guard.expired(why)
+            self.drop()
+
+    # -- HTTP that does not parse (§12.4-5) ----------------------------------------------------
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """A signed problem instead of aiohttp's plain-text page, and the connection closed.
+
+        The detail names the kind of fault only: nothing of the request is echoed (§11.12).
+        """
+        if status >= 500:
+            log.error("failed handling a request from %s", request.remote, exc_info=exc)
+            detail = "the receiver failed; the request was not handled"
+        else:
+            log.debug("unparsable HTTP request from %s: %r", request.remote, exc)
+            if isinstance(exc, LineTooLong):
+                limit = self._guard.limits.max_header_line_bytes
+                detail = f"a request line or header field is longer than {limit} bytes"
+            else:
+                kind = type(exc).__name__ if exc is not None else "unknown"
+                detail = f"the request is not valid HTTP/1.1 ({kind})"
+        if request.writer.output_size > 0:
+            raise ConnectionError("part of a response was sent; no problem can follow it")
+        out = self._answer(status, detail)
+        out.headers["Connection"] = "close"  # said and done: where would a next request start?
+        out.force_close()
+        return out
+
+
+class ConnectionSite(web.BaseSite):
+    """A TCP listening socket whose connections are held to :class:`ConnectionLimits`.
+
+    Like :class:`aiohttp.web.TCPSite`, but each accepted connection is served by a handler
+    that the :class:`ConnectionGuard` admits, times and may close; and failures to accept are
+    logged once per interval instead of with a traceback each (§10.1-6).
+    """
+
+    __slots__ = ("_accept_errors", "_answer", "_guard", "_handler_kwargs", "_host", "_port")
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        *,
+        guard: ConnectionGuard,
+        answer: ErrorAnswer,
+        handler_kwargs: dict[str, Any],
+        backlog: int = 128,
+    ) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._host = host
+        self._port = port
+        self._guard = guard
+        self._answer = answer
+        self._handler_kwargs = handler_kwargs
+        self._accept_errors: _AcceptErrors | None = None
+
+    @property
+    def name(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        manager = self._runner.server
+        assert manager is not None
+        guard, answer, kwargs = self._guard, self._answer, self._handler_kwargs
+        limits = guard.limits
+
+        def handler() -> _ConnectionHandler:
+            return _ConnectionHandler(
+                manager, guard=guard, answer=answer, loop=loop,
+                # aiohttp's own idle close is only a backstop behind the deadlines of §10.1
+                keepalive_timeout=(limits.idle_timeout_ms + limits.header_timeout_ms) / 1000,
+                max_line_size=limits.max_header_line_bytes,
+                max_field_size=limits.max_header_line_bytes,
+                **kwargs,
+            )  # fmt: skip
+
+        server = await loop.create_server(handler, self._host, self._port,
+                                          backlog=self._backlog)  # fmt: skip
+        self._server = server
+        self._accept_errors = _AcceptErrors(loop, server, guard)
+
+    async def stop(self) -> None:
+        if self._accept_errors is not None:
+            self._accept_errors.remove()
+        await super().stop()
+
+
+class _AcceptErrors:
+    """The loop's exception handler while a site listens: failures to accept on the site's
+    sockets go to :meth:`ConnectionGuard.accept_failed` (logged once per interval, no
+    traceback); everything else to the handler that was there before (§10.1-6).
+
+    asyncio itself stops accepting on such a failure and retries a second later.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, server: asyncio.Server,
+                 guard: ConnectionGuard) -> None:  # fmt: skip
+        self._loop = loop
+        self._fds = {sock.fileno() for sock in server.sockets}
+        self._guard = guard
+        self._previous = loop.get_exception_handler()
+        self._active = True
+        loop.set_exception_handler(self)
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        sock = context.get("socket")
+        message = str(context.get("message", ""))
+        if (
+            self._active
+            and sock is not None
+            and sock.fileno() in self._fds
+            and message.startswith("socket.accept() out of")
+        ):
+            self._guard.accept_failed(context.get("exception"))
+            return
+        if self._previous is not None:
+            self._previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    def remove(self) -> None:
+        self._active = False
+        if self._loop.get_exception_handler() is self:
+            self._loop.set_exception_handler(self._previous)

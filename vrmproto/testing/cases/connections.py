@@ -1,0 +1,143 @@
+"""The HTTP connections a receiver holds: slow heads and idle connections are closed, HTTP that
+does not parse gets a signed problem (§10.1, §12.4-5).
+
+The deadlines of §10.1 are a receiver's own and are not published: a case waits for at most
+the ceiling every receiver must keep (§10.1-5, 20 s) plus two seconds, and passes as soon as
+the connection closes. Against a receiver with short deadlines the cases are quick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from urllib.parse import urlsplit
+
+from vrmproto._binding import CONTENT_TYPE, WELL_KNOWN_PATH
+from vrmproto.testing._case import Level, case
+from vrmproto.testing._context import CaseContext
+
+from ._support import expect_problem, note_requests, raw_request, read_answer, target
+
+M = Level.MUST
+
+#: §10.1-5: no receiver lets a connection wait longer than this for a request head, in ms.
+CEILING_MS = 20_000
+#: What a case adds to the ceiling before it gives up: time for the close to arrive.
+GRACE_S = 2.0
+#: §12.4-5: a header field longer than every receiver accepts (the most is 65 536 bytes).
+OVERSIZE_FIELD = 70_000
+
+
+def _host_port(ctx: CaseContext) -> tuple[str, int]:
+    parts = urlsplit(target(ctx).inbox)
+    default = 443 if parts.scheme == "https" else 80
+    return parts.hostname or "127.0.0.1", parts.port or default
+
+
+async def _until_closed(host: str, port: int, send: bytes, limit_s: float) -> tuple[
+    float | None, bytes, str
+]:  # fmt: skip
+    """Connect, send ``send`` (maybe nothing), and read until the server closes.
+
+    Returns (seconds until the close or None if it stayed open for ``limit_s``, what was
+    read, an error if the connection could not be made).
+    """
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+    except OSError as exc:
+        return None, b"", f"cannot connect: {exc}"
+    started = time.monotonic()
+    got = b""
+    try:
+        if send:
+            writer.write(send)
+            await writer.drain()
+        async with asyncio.timeout(limit_s):
+            with contextlib.suppress(ConnectionError):
+                while chunk := await reader.read(65536):
+                    got += chunk
+        return time.monotonic() - started, got, ""
+    except TimeoutError:
+        return None, got, ""
+    except OSError as exc:  # the server reset it while we were still sending: closed
+        return time.monotonic() - started, got, f"{type(exc).__name__}"
+    finally:
+        writer.transport.abort()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def _describe(elapsed: float | None, got: bytes, limit_s: float) -> str:
+    if elapsed is None:
+        return f"still open after {limit_s:g} s"
+    first = got.split(b"\r\n", 1)[0].decode("latin-1")[:80]
+    return f"closed after {elapsed:.2f} s" + (f" (after answering {first!r})" if got else "")
+
+
+@case(id="CONN-001", clause="§10.1-1", level=M, tags=("http", "connections", "slow"),
+      covers=("§10.1-5",),
+      requirement="A receiver MUST close a connection on which a request head (request line "
+      "and header fields) has started but is not complete within header_timeout_ms, which "
+      "is at most 20 000 ms.",
+      accepts="a connection that sends half a request head and nothing more is closed (with "
+      "or without an answer) within 20 s + 2 s")
+async def slow_head_closed(ctx: CaseContext) -> None:
+    host, port = _host_port(ctx)
+    path = urlsplit(target(ctx).inbox).path or "/"
+    limit = CEILING_MS / 1000 + GRACE_S
+    note_requests(ctx)
+    half = f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {CONTENT_TYPE}\r\n"
+    elapsed, got, error = await _until_closed(host, port, half.encode(), limit)
+    ctx.expect(not error.startswith("cannot connect"), expected="a connection", actual=error)
+    ctx.expect(elapsed is not None, expected=f"the connection closed within {limit:g} s",
+               actual=_describe(elapsed, got, limit))  # fmt: skip
+
+
+@case(id="CONN-002", clause="§10.1-2", level=M, tags=("http", "connections", "slow"),
+      covers=("§10.1-5",),
+      requirement="A receiver MUST close a connection that has no request in progress — just "
+      "opened, or after a response — when no byte of a request has arrived within "
+      "idle_timeout_ms, which is at most 20 000 ms.",
+      accepts="a connection that sends nothing, and a kept-alive connection after a 200 to "
+      "GET /.well-known/vrm, are both closed within 20 s + 2 s")
+async def idle_closed(ctx: CaseContext) -> None:
+    host, port = _host_port(ctx)
+    limit = CEILING_MS / 1000 + GRACE_S
+    note_requests(ctx)
+    get = f"GET {WELL_KNOWN_PATH} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    (silent, _, err1), (kept, got, err2) = await asyncio.gather(
+        _until_closed(host, port, b"", limit), _until_closed(host, port, get, limit))
+    ctx.expect(not (err1 + err2).startswith("cannot connect"), expected="a connection",
+               actual=err1 or err2)  # fmt: skip
+    ctx.expect(silent is not None, expected=f"a silent connection closed within {limit:g} s",
+               actual=_describe(silent, b"", limit))  # fmt: skip
+    answered = got.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200"))
+    ctx.expect(answered, expected="HTTP 200 to GET /.well-known/vrm",
+               actual=repr(got.split(b"\r\n", 1)[0][:80]) if got else "no answer")  # fmt: skip
+    ctx.expect(kept is not None, expected=f"the connection closed within {limit:g} s of the "
+               "answer", actual=_describe(kept, got, limit))  # fmt: skip
+
+
+@case(id="CONN-003", clause="§12.4-5", level=M, tags=("http", "connections", "robustness"),
+      covers=("§12.4-2",),
+      requirement="A receiver MUST answer a request that is not valid HTTP/1.1 — a negative "
+      "Content-Length, Content-Length together with Transfer-Encoding, a header field longer "
+      "than it accepts — with 400 and a signed problem malformed, and close the connection.",
+      accepts="for each of the three requests: HTTP 400 with a signed problem malformed, then "
+      "the connection closed")
+async def unparsable_http(ctx: CaseContext) -> None:
+    t = target(ctx)
+    path = urlsplit(t.inbox).path or "/"
+    start = f"POST {path} HTTP/1.1\r\nContent-Type: {CONTENT_TYPE}\r\n"
+    for head, chunks in (
+        (start + "Content-Length: -1", [b"\x80"]),
+        (start + "Content-Length: 5\r\nTransfer-Encoding: chunked", [b"0\r\n\r\n"]),
+        (start + "Content-Length: 1\r\nX-Oversize: " + "a" * OVERSIZE_FIELD, [b"\x80"]),
+    ):
+        note_requests(ctx)
+        raw = await raw_request(ctx, t.inbox, head, chunks, probe_close=True)
+        answer = read_answer(ctx.exchanges[-1], t)
+        expect_problem(ctx, answer, ["malformed"])
+        ctx.expect(raw.closed, expected="the connection closed after the answer",
+                   actual="the connection stayed open")  # fmt: skip
