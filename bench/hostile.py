@@ -178,6 +178,7 @@ async def flood(port: int, seconds: float, slow: int) -> dict[str, Any]:
 
         await asyncio.gather(slow_headers(), announce(), *tasks)
     still_open = sum(1 for w in held if not w.is_closing() and not w.transport.is_closing())
+    limits = doc.get("limits", {})
     for w in held:
         w.close()
     return {
@@ -185,6 +186,7 @@ async def flood(port: int, seconds: float, slow: int) -> dict[str, Any]:
         "slow_opened": len(held),
         "slow_refused": dict(slow_refused),
         "slow_still_open_at_end": still_open,
+        "limits": limits,
     }
 
 
@@ -254,6 +256,19 @@ def stop(proc: subprocess.Popen[str]) -> str:
     return out
 
 
+def budget_bytes(limits: dict[str, int]) -> int | None:
+    """What one address prefix may make the vendor store in any 24 hours, by its published
+    first-contact limits (spec §11.8: a relationship costs its first message + ~5 KiB, and a
+    day's bucket may be spent twice within 24 hours); None if it publishes no such limits."""
+    try:
+        per_day = limits["first_contacts_per_address_per_day"]
+        large = limits["large_first_contacts_per_address_per_day"]
+        small_max, large_max = limits["max_first_contact_bytes"], limits["max_envelope_bytes"]
+    except KeyError:
+        return None
+    return 2 * (per_day * (small_max + 5 * 1024) + large * (large_max + 5 * 1024))
+
+
 def summary(latencies: list[float], confirmed: int, attempted: int) -> dict[str, float]:
     return {"success": round(confirmed / attempted, 4) if attempted else 0.0,
             "p50_ms": round(percentile(latencies, 0.5), 1),
@@ -308,8 +323,11 @@ def main() -> None:
             stop(vendor)
     growth = max(0, after - before)
     per_min = growth / (flood_s / 60)
+    budget = budget_bytes(flood_result["limits"])
     print(f"vendor storage grew {growth / 2**20:.1f} MiB in {flood_s:.1f} s from one address: "
-          f"{per_min / 2**20:.1f} MiB per address per minute")  # fmt: skip
+          f"{per_min / 2**20:.1f} MiB per address per minute; the published first-contact "
+          f"limits bound one address at "
+          f"{'(none)' if budget is None else f'{budget / 2**20:.0f} MiB'} in any 24 hours")
     ratio = f["p99_ms"] / q["p99_ms"] if q["p99_ms"] else float("inf")
     print(json.dumps({
         "customers": args.customers, "shares_each": args.shares,
@@ -317,6 +335,8 @@ def main() -> None:
         "flood_seconds": round(flood_s, 1),
         "storage_growth_bytes": growth,
         "storage_bytes_per_address_per_min": round(per_min),
+        "storage_budget_bytes_per_address_per_day": budget,
+        "within_budget": budget is not None and growth <= budget,
         "flood_statuses": flood_result["statuses"],
         "slow_opened": flood_result["slow_opened"],
         "slow_still_open_at_end": flood_result["slow_still_open_at_end"],
