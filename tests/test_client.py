@@ -119,6 +119,7 @@ class FakeVendor:
         self.fail_next: list[tuple[int, dict[str, str]]] = []  # (status, headers) to answer first
         self.refuse_next: Problem | None = None
         self.tamper_discovery = False
+        self.lower_case_headers = False  # as a proxy speaking HTTP/2 sends them
         self.page = 0  # most history entries per export answer (0: all)
         self.hold: asyncio.Event | None = None  # inbox requests wait for it when set
         self.runner: web.AppRunner | None = None
@@ -175,8 +176,8 @@ class FakeVendor:
         )
         if self.tamper_discovery:
             body = body.replace(self.name.encode(), b"Evil Corp")
-        return web.Response(body=body, content_type="application/json",
-                            headers={SIGNATURE_HEADER: sig})
+        name = SIGNATURE_HEADER.lower() if self.lower_case_headers else SIGNATURE_HEADER
+        return web.Response(body=body, content_type="application/json", headers={name: sig})
 
     def _problem(self, exc: ProtocolError, msg: Any = None, *, data: bytes = b"") -> web.Response:
         p = problem_for(
@@ -430,6 +431,15 @@ async def test_discovery_is_verified_and_urls_resolved(vendor: FakeVendor, clien
     assert doc.history == f"{vendor.url}/vrm/history"
     pinned = await client.fetch_discovery(vendor.url + "/", expected_key=vendor.key)
     assert pinned.key == vendor.key
+
+
+async def test_discovery_header_names_are_case_insensitive(vendor: FakeVendor, client: Any
+                                                            ) -> None:
+    """A proxy that lower-cases header names (HTTP/2 does) must not break discovery: field
+    names are case-insensitive (RFC 9110 §5.1), ``vrm-signature`` is ``Vrm-Signature``."""
+    vendor.lower_case_headers = True
+    doc = await client.fetch_discovery(vendor.url, expected_key=vendor.key)
+    assert doc.key == vendor.key
 
 
 async def test_discovery_pinned_to_another_key_is_refused(vendor: FakeVendor, client: Any

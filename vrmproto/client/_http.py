@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import aiohttp
+from multidict import CIMultiDict
 
 from vrmproto._binding import (
     CONTENT_TYPE,
@@ -287,7 +288,8 @@ class EndpointClient(AsyncClosing):
                     if len(buf) > cap:
                         raise InvalidResponse(f"{url} answered more than {cap} bytes",
                                               status=resp.status)
-                return _Answer(resp.status, dict(resp.headers), bytes(buf), str(resp.url))
+                # header names are case-insensitive (RFC 9110 §5.1); a proxy may lower-case them
+                return _Answer(resp.status, CIMultiDict(resp.headers), bytes(buf), str(resp.url))
         finally:
             self._release(channel)
 
