@@ -214,6 +214,20 @@ async def test_share_gets_a_receipt_and_becomes_held_data(h: Harness, vendor: Se
     assert all(x.source_msg == share.hash and x.record.purposes == (2,) for x in held)
 
 
+async def test_a_share_withdrawn_twice_in_one_message_is_confirmed_once(
+    h: Harness, vendor: Server
+) -> None:
+    """§5.3.3-2: data.erased lists the withdrawn shares, each once, however often the
+    data.withdraw named it."""
+    c = h.customer(vendor)
+    await c.agree(h.session)
+    share = c.share({"email": "ann@example.org"})
+    await c.deliver(h.session, share)
+    got = await c.deliver(h.session, c.withdraw(share.hash, share.hash))
+    assert types(got) == ["receipt", "data.erased"]
+    assert got[1].message.body.shares == (share.hash,)
+
+
 async def test_withdraw_erases_exactly_the_withdrawn_share(h: Harness, vendor: Server) -> None:
     c = h.customer(vendor)
     await c.agree(h.session)

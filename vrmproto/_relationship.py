@@ -408,7 +408,9 @@ class Relationship:
             unknown = [s for s in body.shares if s not in self.shares]
             if unknown:
                 raise _invalid("withdraws a share that is not live", "§5.3.2-1", "$.body.shares")
-            withdrawn = body.shares or tuple(sorted(self.shares))  # the same after a restore
+            # each once, in the order named (§5.3.3-2); all live ones sorted, the same after a
+            # restore
+            withdrawn = tuple(dict.fromkeys(body.shares)) or tuple(sorted(self.shares))
 
             def withdrawing(h: bytes) -> None:
                 self.pending_withdraws[h] = withdrawn
