@@ -64,7 +64,7 @@ from vrmproto._binding import (
     sign_history_request,
     verify_discovery,
 )
-from vrmproto._messages import DataShare, FieldsContent, Receipt
+from vrmproto._messages import DataShare, FieldsContent, ProblemReport, Receipt
 from vrmproto.server import (
     CatalogueItem,
     Endpoint,
@@ -390,6 +390,33 @@ async def test_a_problem_from_the_peer_is_heard_not_stored(h: Harness, vendor: S
     await vendor.endpoint.drain()
     assert [e.kind for e in events] == ["terms.offer", "problem"]
     assert len(await vendor.endpoint.store.history(c.thread)) == 3
+
+
+@pytest.mark.parametrize(("code", "final"), [
+    ("invalid_field", True),  # a code that may not be retried
+    ("vendor_specific_failure", True),  # a code this version does not know (§9.1-8)
+    ("rate_limited", False),  # a code that may be retried: the reply stands
+])  # fmt: skip
+async def test_a_final_problem_about_our_last_reply_takes_it_back(
+    h: Harness, vendor: Server, code: str, final: bool
+) -> None:
+    """§8.1-5, §9.1-8: a problem naming the vendor's terms.accept, with a code that may not be
+    retried — an unknown code among them — drops the accept from the vendor's history."""
+    c = h.customer(vendor)
+    got = await c.deliver(h.session, c.offer(*ACCEPTED))
+    accept = got[1].message
+    assert accept.type == "terms.accept"
+    body = ProblemReport(code=code, detail="your accept looked odd", ref=accept.hash)
+    problem = sign_message(body, identity=c.identity, recipient=VENDOR.public_key,
+                           thread=c.thread, prev=None, now=now_ms(),
+                           msg_id=os.urandom(16))  # fmt: skip
+    reply = await post(h.session, c.inbox, problem.envelope)
+    assert reply.status == 204
+    kept = await vendor.endpoint.store.history_entry(c.thread, accept.hash)
+    assert (kept is None) is final
+    record = await vendor.endpoint.store.get_relationship(c.thread)
+    assert record is not None
+    assert record.state == ("offered" if final else "agreed")
 
 
 # -- receipts, discovery, history export --------------------------------------------------------

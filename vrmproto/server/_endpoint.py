@@ -104,9 +104,10 @@ _NEVER_AGREED = frozenset(s.value for s in (
 #: Messages that answer nothing and are owed no receipt: 204 (§12.3-3).
 _UNACKNOWLEDGED = frozenset({Receipt.TYPE, ProblemReport.TYPE})
 #: Problems after which the same message may be accepted later: they refuse nothing for good.
-_RETRYABLE = frozenset({
+#: A code this version does not know is final (§9.1-8).
+_RETRYABLE: frozenset[Problem | None] = frozenset({
     Problem.CLOCK_SKEW, Problem.RATE_LIMITED, Problem.REQUEST_TIMEOUT, Problem.INTERNAL,
-    Problem.STORAGE_FULL, None,
+    Problem.STORAGE_FULL,
 })
 
 
