@@ -9,7 +9,6 @@ import logging
 import os
 from pathlib import Path
 
-from aiohttp import web
 from test_client import FakeVendor, now_ms
 
 from vrmproto import MasterSeed, RelationshipEnd, open_envelope
@@ -18,6 +17,7 @@ from vrmproto.cli._cmd_serve import AgentIdentities
 from vrmproto.client import Agent, EndpointClient, RetryPolicy
 from vrmproto.client._ledger import LOCK_PREFIX
 from vrmproto.client._paths import endpoint_path
+from vrmproto.server import Server, serve_app
 from vrmproto.store import SQLiteStore
 
 
@@ -41,7 +41,7 @@ async def test_a_vendor_message_waits_while_another_process_holds_the_relationsh
     other = await SQLiteStore.open(tmp_path / "agent.db")  # as another vrm process would
     vendor = FakeVendor("Acme")
     await vendor.start()
-    runner: web.AppRunner | None = None
+    server: Server | None = None
     waited = asyncio.Event()
     handler = _Waited(waited)
     logger = logging.getLogger("vrmproto.agent")
@@ -56,10 +56,8 @@ async def test_a_vendor_message_waits_while_another_process_holds_the_relationsh
             await identities.refresh(agent)
         routes = AgentRoutes(seed, store, identities)
         await routes.refresh()
-        runner = web.AppRunner(routes.app(), access_log=None, shutdown_timeout=0.1)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        server = await serve_app(routes.app(), routes.engine)  # as vrm agent serve does
+        base = server.url
         doc = await client.fetch_discovery(base + endpoint_path(seed, thread), role="customer")
         end = vendor.threads[thread].send(RelationshipEnd(reason="closing"), now=now_ms(),
                                           msg_id=os.urandom(16))  # fmt: skip
@@ -76,8 +74,8 @@ async def test_a_vendor_message_waits_while_another_process_holds_the_relationsh
         logger.removeHandler(handler)
         logger.setLevel(level)
         await client.close()
-        if runner is not None:
-            await runner.cleanup()
+        if server is not None:
+            await server.close()
         await vendor.stop()
         await other.close()
         await store.close()
