@@ -1,0 +1,270 @@
+"""Canonical form, one family of encodings at a time (§3.3-7, §3.3-8).
+
+Each case writes one value of a valid message in a longer form than the canonical one — a
+``str 8`` for an 11-byte string, a ``bin 16`` for a 16-byte id, an ``array 16`` for a one-item
+array, a ``map 16`` for a ten-key map, a ``uint 16`` for 1, a ``float 32`` for 1 — and signs
+what it wrote, so that the form is the only thing wrong. Every such item is refused at the form
+stage (§3.3-8 step 1), before any value is read, so the code is always ``malformed``: never
+``invalid_field``, never ``bad_signature``.
+
+The places: the header (signed, checked at step 8 of §4.5-1), the body (bound by the header's
+digest, step 20) and the envelope itself (step 2).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+import msgpack
+
+from vrmproto._keys import sha256
+from vrmproto.testing._case import Level, case
+from vrmproto.testing._context import CaseContext
+
+from ._support import (
+    expect_problem,
+    header_of,
+    identity,
+    offer_body,
+    post,
+    ref,
+    resign_header,
+    sign,
+)
+
+M = Level.MUST
+
+Path = tuple[Any, ...]
+#: Rewrites one item: (path, value) -> its bytes in the form wanted, or None for canonical.
+Override = Callable[[Path, Any], bytes | None]
+
+
+def pack(value: Any, override: Override, path: Path = ()) -> bytes:
+    """The canonical encoding of ``value``, except where ``override`` writes an item itself.
+
+    A map's or array's own head is asked for at ``path + ("#head",)`` with its length; a map
+    key at ``path + ("#key", key)``.
+    """
+    mine = override(path, value)
+    if mine is not None:
+        return mine
+    if isinstance(value, Mapping):
+        out = bytearray(override((*path, "#head"), len(value)) or _map_head(len(value)))
+        for key in sorted(value):
+            out += override((*path, "#key", key), key) or msgpack.packb(key)
+            out += pack(value[key], override, (*path, key))
+        return bytes(out)
+    if isinstance(value, list | tuple):
+        out = bytearray(override((*path, "#head"), len(value)) or _array_head(len(value)))
+        for i, item in enumerate(value):
+            out += pack(item, override, (*path, i))
+        return bytes(out)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
+
+
+def _map_head(n: int) -> bytes:
+    return bytes([0x80 | n]) if n < 16 else b"\xde" + n.to_bytes(2, "big")
+
+
+def _array_head(n: int) -> bytes:
+    return bytes([0x90 | n]) if n < 16 else b"\xdc" + n.to_bytes(2, "big")
+
+
+# -- the longer forms ---------------------------------------------------------------------------
+
+
+def str_as(family: int, text: str) -> bytes:
+    data = text.encode()
+    return {8: b"\xd9", 16: b"\xda", 32: b"\xdb"}[family] + len(data).to_bytes(
+        family // 8, "big") + data
+
+
+def bin_as(family: int, data: bytes) -> bytes:
+    return {8: b"\xc4", 16: b"\xc5", 32: b"\xc6"}[family] + len(data).to_bytes(
+        family // 8, "big") + data
+
+
+def array_head_as(family: int, n: int) -> bytes:
+    return {16: b"\xdc", 32: b"\xdd"}[family] + n.to_bytes(family // 8, "big")
+
+
+def map_head_as(family: int, n: int) -> bytes:
+    return {16: b"\xde", 32: b"\xdf"}[family] + n.to_bytes(family // 8, "big")
+
+
+#: An int in a given msgpack form: (first byte, struct format).
+INT_FORMS: dict[str, tuple[int, str]] = {
+    "uint 8": (0xCC, ">B"), "uint 16": (0xCD, ">H"), "uint 32": (0xCE, ">I"),
+    "uint 64": (0xCF, ">Q"), "int 8": (0xD0, ">b"), "int 16": (0xD1, ">h"),
+    "int 32": (0xD2, ">i"), "int 64": (0xD3, ">q"),
+}
+
+
+def int_as(form: str, value: int) -> bytes:
+    first, fmt = INT_FORMS[form]
+    return bytes([first]) + struct.pack(fmt, value)
+
+
+def float32(value: float) -> bytes:
+    return b"\xca" + struct.pack(">f", value)
+
+
+def at(target: Path, encoded: Callable[[Any], bytes]) -> Override:
+    """An override that writes the item at ``target`` with ``encoded(value)``."""
+    return lambda path, value: encoded(value) if path == target else None
+
+
+# -- messages with one item rewritten ----------------------------------------------------------
+
+
+def _parts(ctx: CaseContext) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """A fresh customer, the header and the body (as maps) of a valid terms.offer citing a term
+    with a parameter (so that the body holds a map inside a map inside an array)."""
+    who = identity(ctx)
+    terms = (ref("vrm.no-tracking"), ref("vrm.delete-after", days=30))
+    msg = sign(ctx, offer_body(ctx, who, terms), who)
+    return who, header_of(msg), msgpack.unpackb(msg.body_bytes, raw=False)
+
+
+def in_header(ctx: CaseContext, override: Override) -> bytes:
+    """An envelope whose header is written with ``override`` and signed as written."""
+    who, h, body = _parts(ctx)
+    body_bytes = pack(body, lambda p, v: None)
+    hdr, sig = resign_header({}, who, raw=pack(h, override))
+    return pack({"body": body_bytes, "hdr": hdr, "sig": sig}, lambda p, v: None)
+
+
+def in_body(ctx: CaseContext, override: Override) -> bytes:
+    """An envelope whose body is written with ``override``; the header binds it and is signed."""
+    who, h, body = _parts(ctx)
+    body_bytes = pack(body, override)
+    h["body"] = sha256(body_bytes)
+    hdr, sig = resign_header(h, who)
+    return pack({"body": body_bytes, "hdr": hdr, "sig": sig}, lambda p, v: None)
+
+
+def in_envelope(ctx: CaseContext, override: Override) -> bytes:
+    """A valid message whose envelope map is written with ``override``."""
+    who, h, body = _parts(ctx)
+    body_bytes = pack(body, lambda p, v: None)
+    hdr, sig = resign_header(h, who)
+    return pack({"body": body_bytes, "hdr": hdr, "sig": sig}, override)
+
+
+async def _all_malformed(ctx: CaseContext, envelopes: list[tuple[str, bytes]]) -> None:
+    for what, env in envelopes:
+        answer = await post(ctx, env)
+        if answer.code != "malformed":
+            ctx.fail(expected=f"problem malformed for {what}", actual=answer.describe())
+        expect_problem(ctx, answer, ["malformed"])
+
+
+_COVERS = ("§3.3-8", "§4.5-1")
+
+
+@case(id="CAN-001", clause="§3.3-7", level=M, tags=("wire", "canonical"), covers=_COVERS,
+      requirement="A str MUST have the shortest length form: a str 8, str 16 or str 32 for a "
+      "string that fits a fixstr — as a header value and as a map key, signed — is malformed.",
+      accepts="problem malformed for each of the six")
+async def long_str_forms(ctx: CaseContext) -> None:
+    cases: list[tuple[str, bytes]] = []
+    for family in (8, 16, 32):
+        cases.append((f"type as str {family}",
+                      in_header(ctx, at(("type",), partial(str_as, family)))))
+        cases.append((f"the key 'v' as str {family}",
+                      in_header(ctx, at(("#key", "v"), partial(str_as, family)))))
+    await _all_malformed(ctx, cases)
+
+
+@case(id="CAN-002", clause="§3.3-7", level=M, tags=("wire", "canonical"), covers=_COVERS,
+      requirement="A bin MUST have the shortest length form: a bin 16 or bin 32 for a 16-byte id "
+      "(header) or a 32-byte key (body), or for the 64-byte signature (envelope), is malformed.",
+      accepts="problem malformed for each of the six")
+async def long_bin_forms(ctx: CaseContext) -> None:
+    cases: list[tuple[str, bytes]] = []
+    for family in (16, 32):
+        cases.append((f"id as bin {family}",
+                      in_header(ctx, at(("id",), partial(bin_as, family)))))
+        cases.append((f"enc_key as bin {family}",
+                      in_body(ctx, at(("enc_key",), partial(bin_as, family)))))
+        cases.append((f"sig as bin {family}",
+                      in_envelope(ctx, at(("sig",), partial(bin_as, family)))))
+    await _all_malformed(ctx, cases)
+
+
+@case(id="CAN-003", clause="§3.3-7", level=M, tags=("wire", "canonical"), covers=_COVERS,
+      requirement="An array MUST have the shortest length form: an array 16 or array 32 for the "
+      "two-item terms array of a body is malformed.",
+      accepts="problem malformed for both")
+async def long_array_forms(ctx: CaseContext) -> None:
+    await _all_malformed(ctx, [
+        (f"terms as array {family}",
+         in_body(ctx, at(("terms", "#head"), partial(array_head_as, family))))
+        for family in (16, 32)])
+
+
+@case(id="CAN-004", clause="§3.3-7", level=M, tags=("wire", "canonical"), covers=_COVERS,
+      requirement="A map MUST have the shortest length form: a map 16 or map 32 for the "
+      "ten-key header, the body, a term reference inside it, its params map, or the envelope "
+      "is malformed.",
+      accepts="problem malformed for each of the ten")
+async def long_map_forms(ctx: CaseContext) -> None:
+    cases: list[tuple[str, bytes]] = []
+    for family in (16, 32):
+        head = partial(map_head_as, family)
+        cases += [
+            (f"the header as map {family}", in_header(ctx, at(("#head",), head))),
+            (f"the body as map {family}", in_body(ctx, at(("#head",), head))),
+            (f"a term reference as map {family}", in_body(ctx, at(("terms", 0, "#head"), head))),
+            (f"params as map {family}", in_body(ctx, at(("terms", 1, "params", "#head"), head))),
+            (f"the envelope as map {family}", in_envelope(ctx, at(("#head",), head))),
+        ]
+    await _all_malformed(ctx, cases)
+
+
+@case(id="CAN-005", clause="§3.3-7", level=M, tags=("wire", "canonical"), covers=_COVERS,
+      requirement="An int MUST have its one canonical form: v = 1 in any of the eight longer "
+      "forms (uint 8 to 64, int 8 to 64), a param of 30 as uint 16 or int 8, and created (which "
+      "needs a uint 64) as an int 64, are malformed.",
+      accepts="problem malformed for each of the eleven")
+async def long_int_forms(ctx: CaseContext) -> None:
+    cases: list[tuple[str, bytes]] = [
+        (f"v = 1 as {form}", in_header(ctx, at(("v",), partial(int_as, form))))
+        for form in INT_FORMS]
+    cases += [
+        (f"days = 30 as {form}",
+         in_body(ctx, at(("terms", 1, "params", "days"), partial(int_as, form))))
+        for form in ("uint 16", "int 8")]
+    cases.append(("created as int 64",
+                  in_header(ctx, at(("created",), lambda v: int_as("int 64", v)))))
+    await _all_malformed(ctx, cases)
+
+
+@case(id="CAN-006", clause="§3.3-8", level=M, tags=("wire", "canonical"),
+      covers=("§3.3-7", "§3.3-5"),
+      requirement="A float 32 is never canonical: it fails the form stage and is refused as "
+      "malformed — not as invalid_field, which a reader that checks the value first would "
+      "answer — in the header, in the body and as a term parameter.",
+      accepts="problem malformed for each of the three")
+async def float32_is_form(ctx: CaseContext) -> None:
+    await _all_malformed(ctx, [
+        ("v = 1.0 as float 32", in_header(ctx, at(("v",), lambda v: float32(float(v))))),
+        ("days = 30.0 as float 32",
+         in_body(ctx, at(("terms", 1, "params", "days"), lambda v: float32(float(v))))),
+        ("version as float 32",
+         in_body(ctx, at(("terms", 0, "version"), lambda v: float32(float(v))))),
+    ])
+
+
+@case(id="CAN-007", clause="§3.3-7", level=M, tags=("wire", "canonical"), covers=_COVERS,
+      requirement="A canonical message, written by the suite's own encoder, is accepted: the "
+      "writer the other CAN cases change one item of is itself canonical.",
+      accepts="HTTP 200 with a receipt")
+async def the_writer_is_canonical(ctx: CaseContext) -> None:
+    answer = await post(ctx, in_header(ctx, lambda p, v: None))
+    ctx.expect(answer.status == 200 and answer.receipt is not None,
+               expected="HTTP 200 with a receipt", actual=answer.describe())
