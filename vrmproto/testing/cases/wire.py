@@ -457,28 +457,39 @@ async def body_depth(ctx: CaseContext) -> None:
 #: How much of body_read_timeout_ms the slow body of WIRE-014 takes to arrive: enough that an
 #: endpoint enforcing a shorter timeout than it publishes refuses it, with room for a loaded host.
 SLOW_BODY_SHARE = 0.6
+#: A refusal of the slow body counts only when its last piece left before this share of the
+#: timeout; when the suite itself was later than that (a loaded host), it sends the body again.
+SLOW_BODY_LATEST = 0.9
+SLOW_BODY_TRIES = 3
 
 
 @case(id="WIRE-014", clause="§10-8", level=M, tags=("wire", "http", "limits", "slow"),
       requirement="A receiver MUST give the whole body of a request at least "
       "body_read_timeout_ms to arrive — the published value, not a shorter one.",
       accepts="a receipt for a valid offer whose body arrives in four pieces, the last "
-      "0.6 × body_read_timeout_ms after the first (the case waits that long)")
+      "0.6 × body_read_timeout_ms after the first (the case waits that long; when its own last "
+      "piece left after 0.9 × the timeout it tries again, three times at most)")
 async def slow_body_accepted(ctx: CaseContext) -> None:
-    who, msg = signed_offer(ctx)
     t = target(ctx)
-    env = msg.envelope
-    pause = t.limits.body_read_timeout_ms / 1000 * SLOW_BODY_SHARE / 3
-    step = len(env) // 4 + 1
-    chunks = [env[i:i + step] for i in range(0, len(env), step)]
-    head = (f"POST {urlsplit(t.inbox).path} HTTP/1.1\r\nContent-Type: {CONTENT_TYPE}\r\n"
-            f"Content-Length: {len(env)}\r\nConnection: close")
-    note_requests(ctx)
-    raw = await raw_request(ctx, t.inbox, head, chunks, pause_s=pause,
-                            read_timeout_s=t.limits.body_read_timeout_ms / 1000 + 10.0)
+    timeout_s = t.limits.body_read_timeout_ms / 1000
+    pause = timeout_s * SLOW_BODY_SHARE / 3
+    for _ in range(SLOW_BODY_TRIES):
+        who, msg = signed_offer(ctx)
+        env = msg.envelope
+        step = len(env) // 4 + 1
+        chunks = [env[i:i + step] for i in range(0, len(env), step)]
+        head = (f"POST {urlsplit(t.inbox).path} HTTP/1.1\r\nContent-Type: {CONTENT_TYPE}\r\n"
+                f"Content-Length: {len(env)}\r\nConnection: close")
+        note_requests(ctx)
+        raw = await raw_request(ctx, t.inbox, head, chunks, pause_s=pause,
+                                read_timeout_s=timeout_s + 10.0)
+        if raw.status == 200 or raw.sent_s <= timeout_s * SLOW_BODY_LATEST:
+            break
     answer = read_answer(ctx.exchanges[-1], t, recipient_key=who.public_key)
     ctx.expect(raw.status == 200 and answer.receipt is not None,
-               expected="a receipt", actual=raw.error or answer.describe())
+               expected="a receipt",
+               actual=f"{raw.error or answer.describe()} (last piece sent after "
+               f"{raw.sent_s:.2f} s)")
 
 
 @case(id="WIRE-015", clause="§12.9-3", level=M, tags=("wire", "http", "limits"),
@@ -520,9 +531,9 @@ async def oversize_closes(ctx: CaseContext) -> None:
 
 def timeout_bound_s(timeout_ms: int) -> float:
     """How long after the start of a body WIRE-016 waits for the 408 at most: the published
-    timeout, a quarter more, and half a second for a loaded host. An endpoint whose real timeout
+    timeout, half of it again, and a second for a loaded host. An endpoint whose real timeout
     is longer than this does not enforce the limit it publishes."""
-    return timeout_ms / 1000 * 1.25 + 0.5
+    return timeout_ms / 1000 * 1.5 + 1.0
 
 
 @case(id="WIRE-016", clause="§12.9-4", level=M, tags=("wire", "http", "limits", "slow"),
@@ -531,8 +542,8 @@ def timeout_bound_s(timeout_ms: int) -> float:
       "when the whole body has not arrived within body_read_timeout_ms — the published value, "
       "not a longer one.",
       accepts="HTTP 408 with problem request_timeout, then the connection closed (Connection: "
-      "close, or the socket shut), for a body that stops half way, within 1.25 × "
-      "body_read_timeout_ms + 0.5 s")
+      "close, or the socket shut), for a body that stops half way, within 1.5 × "
+      "body_read_timeout_ms + 1 s")
 async def body_timeout(ctx: CaseContext) -> None:
     t = target(ctx)
     bound = timeout_bound_s(t.limits.body_read_timeout_ms)
