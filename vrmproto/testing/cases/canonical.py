@@ -25,6 +25,7 @@ from vrmproto.testing._case import Level, case
 from vrmproto.testing._context import CaseContext
 
 from ._support import (
+    Customer,
     expect_problem,
     header_of,
     identity,
@@ -32,6 +33,7 @@ from ._support import (
     post,
     ref,
     resign_header,
+    share_body,
     sign,
 )
 
@@ -268,3 +270,27 @@ async def the_writer_is_canonical(ctx: CaseContext) -> None:
     answer = await post(ctx, in_header(ctx, lambda p, v: None))
     ctx.expect(answer.status == 200 and answer.receipt is not None,
                expected="HTTP 200 with a receipt", actual=answer.describe())
+
+
+@case(id="CAN-008", clause="§3.3-4", level=M, tags=("wire", "canonical", "limits"),
+      covers=("§3.3-8",),
+      requirement="Every int MUST lie within ±(2^53−1); a receiver MUST refuse one outside: as "
+      "malformed under a body key it ignores (checked against §3.3-4 as a whole), as "
+      "invalid_field in a declared body field.",
+      accepts="problem malformed for an ignored body key holding 2^53 and one holding −2^53; "
+      "problem invalid_field for a data.share whose expires is 2^53")
+async def int_range(ctx: CaseContext) -> None:
+    for big in (2**53, -(2**53)):
+        def with_big(path: Path, value: Any, big: int = big) -> bytes | None:
+            return pack({**value, "x_big": big}, lambda p, v: None) if path == () else None
+        env = in_body(ctx, with_big)
+        answer = await post(ctx, env)
+        if answer.code != "malformed":
+            ctx.fail(expected=f"problem malformed for an ignored key holding {big}",
+                     actual=answer.describe())
+        expect_problem(ctx, answer, ["malformed"])
+    c = Customer(ctx)
+    await c.agree()
+    body, msg_id = share_body(ctx, c, {"email": "range@example.org"}, expires=2**53)
+    expect_problem(ctx, await post(ctx, c.unchecked(body, msg_id=msg_id).envelope),
+                   ["invalid_field"])

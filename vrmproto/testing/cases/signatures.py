@@ -26,14 +26,20 @@ from vrmproto.testing._case import Level, case
 from vrmproto.testing._context import CaseContext
 
 from ._support import (
+    Customer,
     _fresh,
     envelope_bytes,
     expect_problem,
     header_of,
     identity,
+    new_id,
+    note_requests,
+    now_ms,
     offer_body,
     post,
+    read_answer,
     sign,
+    target,
 )
 
 M = Level.MUST
@@ -263,3 +269,24 @@ async def mixed_order_key(ctx: CaseContext) -> None:
         ctx.fail(expected="a signature with k ≡ 0 mod 8", actual="none in 256 tries")
     expect_problem(ctx, await post(ctx, env), ["bad_key"])
 
+
+
+@case(id="SIG-010", clause="§2.1-2", level=M, tags=("signature", "small-order", "history"),
+      covers=("§3.5-3", "§12.5-2"),
+      requirement="Step 3 holds wherever a signature is verified, not only at a relationship's "
+      "first message: a history request from the identity point, signed R = B, S = 1 (which "
+      "satisfies [S]B − [k]A = R for every message), is refused with bad_key.",
+      accepts="problem bad_key for such a request, for a thread the suite holds and for one "
+      "the endpoint never saw")
+async def small_order_key_in_history_request(ctx: CaseContext) -> None:
+    c = Customer(ctx)
+    await c.agree()
+    base = crypto_scalarmult_ed25519_base_noclamp((1).to_bytes(32, "little"))
+    t = target(ctx)
+    for thread in (c.rel.thread, new_id(ctx)):
+        req = _codec.encode({"created": now_ms(), "from": IDENTITY, "nonce": new_id(ctx),
+                             "start": 0, "thread": thread, "to": t.key})
+        body = _codec.encode({"req": req, "sig": base + s_bytes(1)})
+        note_requests(ctx)
+        answer = read_answer(await ctx.post(t.history, body), t)
+        expect_problem(ctx, answer, ["bad_key"])
