@@ -294,3 +294,44 @@ async def int_range(ctx: CaseContext) -> None:
     body, msg_id = share_body(ctx, c, {"email": "range@example.org"}, expires=2**53)
     expect_problem(ctx, await post(ctx, c.unchecked(body, msg_id=msg_id).envelope),
                    ["invalid_field"])
+
+
+def _with_entries(entries: list[tuple[bytes, bytes]]) -> Override:
+    """Write the body map with these raw (key, value) entries added after its own, in the
+    order given: the order, and the keys' types, are what the case tests."""
+
+    def write(path: Path, value: Any) -> bytes | None:
+        if path != ():
+            return None
+        own = [(msgpack.packb(k), pack(v, lambda p, x: None)) for k, v in sorted(value.items())]
+        pairs = own + entries
+        return _map_head(len(pairs)) + b"".join(k + v for k, v in pairs)
+
+    return write
+
+
+#: Two keys whose UTF-16 order (what JavaScript's < and Java's compareTo give) is the reverse
+#: of their UTF-8 byte order: U+FFFD (EF BF BD) sorts before U+1F600 (F0 9F 98 80) in bytes,
+#: after it in UTF-16 code units (FFFD against D83D).
+_BMP_KEY, _ASTRAL_KEY = "x_\ufffd", "x_\U0001f600"
+
+
+@case(id="CAN-009", clause="§3.3-3", level=M, tags=("wire", "canonical"), covers=("§5.1-3",),
+      requirement="Map keys MUST be str in strictly ascending order of their UTF-8 bytes: a bin "
+      "key, an int key, and keys in UTF-16 order (U+1F600 before U+FFFD) are malformed, even "
+      "under keys the body type does not define; the same keys in byte order are accepted.",
+      accepts="problem malformed for the bin key, the int key and the UTF-16 order; a receipt "
+      "for the byte order")
+async def key_types_and_order(ctx: CaseContext) -> None:
+    nil = b"\xc0"
+    bmp, astral = msgpack.packb(_BMP_KEY), msgpack.packb(_ASTRAL_KEY)
+    wrong = [
+        ("a bin key", [(b"\xc4\x03x_b", nil)]),
+        ("an int key", [(b"\x07", nil)]),
+        ("keys in UTF-16 order", [(astral, nil), (bmp, nil)]),
+    ]
+    await _all_malformed(ctx, [(what, in_body(ctx, _with_entries(entries)))
+                               for what, entries in wrong])
+    answer = await post(ctx, in_body(ctx, _with_entries([(bmp, nil), (astral, nil)])))
+    ctx.expect(answer.status == 200 and answer.receipt is not None,
+               expected="a receipt for the same keys in byte order", actual=answer.describe())
