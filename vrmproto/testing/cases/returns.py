@@ -16,8 +16,10 @@ from vrmproto._envelope import open_sealed
 from vrmproto._errors import ProtocolError
 from vrmproto._messages import (
     AddressUpdate,
+    DataErased,
     DataRequest,
     DataReturn,
+    DataWithdraw,
     FieldsContent,
     RecordsContent,
 )
@@ -178,3 +180,33 @@ async def address_update_replaces(ctx: CaseContext) -> None:
     expect_exactly(ctx, await records_of(ctx, c),
                    [Want("email", new["email"], 2, (2, 5)), Want("city", new["city"], 2, (1,))],
                    {f"old-{m}@example.org", *new.values()}, since)
+
+
+@case(id="RET-004", clause="§12.10-2", level=M, tags=("data", "return", "withdraw"),
+      covers=("§5.3.3-2", "§12.10-3"),
+      requirement="A data.withdraw removes the data of the shares it names and no other: the "
+      "data.erased lists exactly those shares, and the data of the shares not withdrawn is "
+      "still held and returned.",
+      accepts="for shares A (email) and B (city) and a withdrawal of A: data.erased naming A "
+      "alone; then a data.return holding B's city record, unchanged, and no email")
+async def withdrawal_removes_only_its_shares(ctx: CaseContext) -> None:
+    c = Customer(ctx)
+    await c.agree()
+    since = now_ms()
+    m = marker(ctx)
+    body, msg_id = share_body(ctx, c, {"email": f"gone-{m}@example.org"})
+    first, answer = await c.send(body, msg_id=msg_id)
+    expect_receipt(ctx, answer, first)
+    kept = {"city": f"Kept {m}"}
+    await share(ctx, c, kept, purposes=(3,), categories=(2,))
+    msg, answer = await c.send(DataWithdraw(agreement=c.rel.agreement or bytes(32),
+                                            shares=(first.hash,)))
+    expect_receipt(ctx, answer, msg)
+    erased = next((r for r in answer.replies if isinstance(r.body, DataErased)), None)
+    ctx.expect(erased is not None and erased.body.withdraw == msg.hash
+               and tuple(erased.body.shares) == (first.hash,),
+               expected="data.erased naming the withdrawal and share A alone",
+               actual=answer.describe() if erased is None else
+               f"data.erased of {len(erased.body.shares)} shares")
+    expect_exactly(ctx, await records_of(ctx, c), [Want("city", kept["city"], 2, (3,))],
+                   {f"gone-{m}@example.org", kept["city"]}, since)
