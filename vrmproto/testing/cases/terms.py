@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vrmproto import _codec
-from vrmproto._messages import DataRequest, Intentcast, TermsOffer
+from vrmproto._messages import DataRequest, Intentcast, TermsOffer, TermsReject
 from vrmproto._state import State
 from vrmproto._vocab import DATA_FORMAT, ROSTER, TermRef
 from vrmproto.testing._case import Level, case
@@ -172,6 +172,30 @@ async def no_accept_beyond_list(ctx: CaseContext) -> None:
     ctx.expect(c.rel.state in (State.REJECTED, State.COUNTERED),
                expected=f"terms.reject: {extra[0].id} is not in accepts_terms",
                actual=answer.describe())
+
+
+@case(id="TRM-015", clause="§6.5-5", level=Level.SHOULD, tags=("terms",),
+      requirement="The reasons of a terms.reject or counter SHOULD name the ids of the "
+      "references that did not match.",
+      accepts="a terms.reject whose refused list (or reason) names the one term the vendor does "
+      "not list; passes without a check if it lists every roster term")
+async def reject_names_refused(ctx: CaseContext) -> None:
+    listed = set(target(ctx).accepts_terms)
+    extra = [term for (term_id, _), term in sorted(ROSTER.items()) if term_id not in listed]
+    if not extra:
+        ctx.expect(True, expected="a term the vendor does not list", actual="it lists them all")
+        return
+    c = Customer(ctx)
+    terms = (*acceptable_terms(ctx), TermRef.of(extra[0], **example_params(extra[0])))
+    msg, answer = await c.send(TermsOffer(terms=terms, enc_key=c.identity.enc_public_key))
+    expect_receipt(ctx, answer, msg)
+    reject = next((r.body for r in answer.replies if isinstance(r.body, TermsReject)), None)
+    named = reject is not None and (extra[0].id in reject.refused or extra[0].id in reject.reason)
+    others = [] if reject is None else [i for i in reject.refused if i != extra[0].id]
+    ctx.expect(named and not others,
+               expected=f"terms.reject naming {extra[0].id} (and no other id) as refused",
+               actual=answer.describe() if reject is None else
+               f"refused {list(reject.refused)}, reason {reject.reason!r}")
 
 
 @case(id="TRM-013", clause="§2.1-5", level=M, tags=("terms", "keys", "sealed"),
