@@ -22,6 +22,8 @@ from nacl.bindings import (
 
 from vrmproto import _codec
 from vrmproto._keys import Context
+from vrmproto._messages import KeyRotate
+from vrmproto._relationship import rotation_proof_bytes
 from vrmproto.testing._case import Level, case
 from vrmproto.testing._context import CaseContext
 
@@ -290,3 +292,37 @@ async def small_order_key_in_history_request(ctx: CaseContext) -> None:
         note_requests(ctx)
         answer = read_answer(await ctx.post(t.history, body), t)
         expect_problem(ctx, answer, ["bad_key"])
+
+
+def mixed_order_signer(raw: Raw, key: bytes, ctx: CaseContext) -> Signer:
+    """Signatures under ``key`` = [a]B + T (T of order 8) that pass §3.5-3: the nonce is drawn
+    again until k ≡ 0 (mod 8), so that [k]T is the identity (one time in eight)."""
+
+    def signer(message: bytes) -> bytes:
+        for _ in range(256):
+            r = scalar(ctx)
+            r_bytes = crypto_scalarmult_ed25519_base_noclamp(r.to_bytes(32, "little"))
+            k = k_of(r_bytes, key, message)
+            if k % 8 == 0:
+                return r_bytes + s_bytes((r + k * raw.a) % L)
+        raise AssertionError("no nonce with k ≡ 0 mod 8 in 256 tries")  # (7/8)^256
+
+    return signer
+
+
+@case(id="SIG-011", clause="§2.6-2", level=M, tags=("signature", "keys", "rotation"),
+      covers=("§2.1-2", "§5.6.3-1"),
+      requirement="A key.rotate's new_key MUST be a valid key — in the prime-order subgroup — "
+      "even when the rotation proof verifies under it: [a]B + T (T of order 8), with a proof "
+      "that passes §3.5-3, is refused with bad_key.",
+      accepts="problem bad_key")
+async def rotate_to_mixed_order_key(ctx: CaseContext) -> None:
+    c = Customer(ctx)
+    await c.agree()
+    raw = raw_key(ctx)
+    new_key = crypto_core_ed25519_add(raw.key, ORDER_8)
+    proof = mixed_order_signer(raw, new_key, ctx)(Context.KEY_ROTATION + rotation_proof_bytes(
+        c.identity.public_key, new_key, c.rel.thread))
+    body = KeyRotate(new_key=new_key, new_enc_key=identity(ctx).enc_public_key, proof=proof,
+                     reason="rotate")
+    expect_problem(ctx, await post(ctx, c.unchecked(body).envelope), ["bad_key"])
