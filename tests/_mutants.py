@@ -269,8 +269,7 @@ def _normal(data: bytes, i: int, loose: frozenset[str]) -> tuple[int, bytes]:
             entries[key] = (key, item) if key not in entries else (entries[key][0], item)
         if "duplicates" in loose:
             pairs = list(entries.values())
-        head = _head(kind, len(pairs)) if kind in loose or "duplicates" in loose else (
-            data[i:start])
+        head = _head(kind, len(pairs)) if kind in loose or len(pairs) != n else data[i:start]
         return j, head + b"".join(k + v for k, v in pairs)
     raise ValueError(f"byte {b:#x}")
 

@@ -14,12 +14,16 @@ vendor, named in spec §14.6 — while each of those does survive (else it belon
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 from pathlib import Path
 
 import pytest
-from _mutants import AREAS, MUTANTS, Verdict, run_many
+from _mutants import AREAS, MUTANTS, Verdict, _lax_verify, _Lg, _normal, run_many
+
+from vrmproto import Identity
+from vrmproto._errors import SignatureError
 
 SEED = 20_260_101
 SPEC = Path(__file__).resolve().parent.parent / "spec"
@@ -86,3 +90,47 @@ def test_every_mutant_is_killed_or_not_visible() -> None:
     assert survived - NOT_VISIBLE.keys() == set(), "survivors a case could catch"
     assert NOT_VISIBLE.keys() - survived == set(), "killed after all: not NOT_VISIBLE"
     assert len(survived) <= 0.05 * len(verdicts)
+
+
+# -- the planting tools, in this process (they change nothing until a mutant is planted) ---------
+
+
+@pytest.mark.parametrize(("family", "loose", "canonical"), [
+    ("str", b"\xd9\x01a", b"\xa1a"),
+    ("bin", b"\xc5\x00\x01a", b"\xc4\x01a"),
+    ("array", b"\xdc\x00\x01\x01", b"\x91\x01"),
+    ("map", b"\xde\x00\x01\xa1a\x01", b"\x81\xa1a\x01"),
+    ("int", b"\xcd\x00\x05", b"\x05"),
+    ("float32", b"\xca\x3f\x80\x00\x00", b"\xcb\x3f\xf0" + bytes(6)),
+    ("duplicates", b"\x82\xa1a\x01\xa1a\x02", b"\x81\xa1a\x02"),
+])
+def test_a_loose_decoder_forgives_only_its_own_family(family: str, loose: bytes,
+                                                      canonical: bytes) -> None:
+    for other in ("str", "bin", "array", "map", "int", "float32", "duplicates"):
+        end, normal = _normal(loose, 0, frozenset({other}))
+        assert end == len(loose)
+        assert (normal == canonical) is (other == family), other
+
+
+def test_each_lax_verifier_skips_only_its_step() -> None:
+    who = Identity(bytes(32))
+    data = b"hello"
+    good = who.sign(b"ctx\x00", data)
+    s_plus_l = good[:32] + (int.from_bytes(good[32:], "little") + _Lg).to_bytes(32, "little")
+    # R = the identity point (small order): S = k·a makes [S]B − [k]A the identity
+    a = int.from_bytes(hashlib.sha512(who._signing_secret[:32]).digest()[:32], "little")
+    a = (a & ~7 & ((1 << 254) - 1)) | (1 << 254)
+    r_id = (1).to_bytes(32, "little")
+    k = int.from_bytes(hashlib.sha512(r_id + who.public_key + b"ctx\x00" + data).digest(),
+                       "little") % _Lg
+    small_r = r_id + (k * a % _Lg).to_bytes(32, "little")
+    cases = {"s_below_l": s_plus_l, "r_not_small": small_r}
+    for step, sig in cases.items():
+        for skipped in cases:
+            verify = _lax_verify(**{skipped: False})
+            if skipped == step:
+                verify(b"ctx\x00", data, sig, who.public_key)
+            else:
+                with pytest.raises(SignatureError):
+                    verify(b"ctx\x00", data, sig, who.public_key)
+        _lax_verify()(b"ctx\x00", data, good, who.public_key)
