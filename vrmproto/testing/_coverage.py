@@ -19,7 +19,7 @@ __all__ = ["ClauseCoverage", "SectionCoverage", "by_clause", "by_section", "clau
 
 
 def clause_key(clause: str) -> tuple[int, ...]:
-    """Sort key: ``§3.3-7`` before ``§3.3-10`` before ``§12.1-1``."""
+    """Sort key: ``§3.3-7`` before ``§12.9-1`` before ``§12.10-1``."""
     return tuple(int(n) for n in re.findall(r"\d+", clause))
 
 
