@@ -35,7 +35,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from vrmproto._keys import Context
 from vrmproto._messages import (
@@ -336,7 +335,7 @@ def cells() -> list[Cell]:
 
 def _register() -> None:
     for cell in cells():
-        tags: tuple[Any, ...] = ("state", "table", cell.state.value, cell.event)
+        tags = ("state", "table", cell.state.value, cell.event)
         case(id=cell.case_id, clause=cell.clause, level=Level.MUST, tags=tags,
              covers=cell.covers, requirement=_requirement(cell), accepts=_accepts(cell))(
             _make(cell))
