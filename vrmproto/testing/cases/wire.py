@@ -11,6 +11,7 @@ import msgpack
 
 from vrmproto import _codec
 from vrmproto._binding import CONTENT_TYPE
+from vrmproto._errors import ProtocolError
 from vrmproto._keys import Identity, sha256
 from vrmproto.testing._case import Info, Level, case
 from vrmproto.testing._context import CaseContext
@@ -262,7 +263,11 @@ async def ten_concurrent(ctx: CaseContext) -> None:
                actual=f"statuses {[a.status for a in answers]}, {len(bodies)} distinct bodies")
     expect_receipt(ctx, answers[0], msg)
     for reply in answers[0].replies:
-        c.rel.receive(reply, now=now_ms())
+        try:
+            c.rel.receive(reply, now=now_ms())
+        except ProtocolError as exc:
+            ctx.fail(expected="replies that follow the rules of §5",
+                     actual=f"reply {reply.type} breaks a rule: {exc}")
     await expect_history(ctx, c)
 
 
