@@ -23,7 +23,11 @@ policy answers every offer and every intentcast in the same step, so no client e
 relationship resting in them; ``countered`` and ``intent_answered`` too, with ``terms.counter``
 and ``intent.offer``: with no counter terms and no catalogue the test vendor never sends those.
 Rows the vendor never sends (``key.rotate``, ``relationship.end``) are left out as well: a
-mutant there changes code no request reaches.
+mutant there changes code no request reaches. So are *equivalent* mutants, whose every verdict
+is the reference's: skipping the canonical-encoding check of A or R in §3.5-3 (the only
+non-canonical encodings anyone can sign with are those of small-order points, which steps 2 and
+3 refuse anyway), or the role half of Table 7-2 alone (the sender-role check of §7-2 refuses the
+same messages first; ``state-no-role`` skips both).
 
 Run them with ``bench/mutation.py`` (all, or some by name) or ``VRM_MUTANTS=all pytest
 tests/test_conformance_mutants.py``; ``make test`` runs a sample.
