@@ -1,8 +1,9 @@
 """The reference vendor, and the same vendor with one rule switched off or wrong.
 
 As a script: ``python tests/_broken_vendor.py MODE`` serves the reference vendor endpoint on
-127.0.0.1 (a free port) with the mistake ``MODE`` (a key of :data:`MISTAKES`, or ``reference``
-for none), prints the port on stdout and serves until its stdin closes.
+127.0.0.1 (a free port) with the mistake ``MODE`` (a key of :data:`MISTAKES`, a mutant of
+``tests/_mutants.py``, or ``reference`` for none), prints the port on stdout and serves until its
+stdin closes.
 
 Each mistake is made by monkeypatching module attributes in THIS process only, before the
 endpoint starts. The conformance suite runs in another process and verifies every reply with the
@@ -249,9 +250,26 @@ _PATCHES: dict[str, Callable[[], None]] = {
 assert _PATCHES.keys() == MISTAKES.keys()
 
 
-async def _serve(mode: str) -> None:
-    if mode != "reference":
+def _plant(mode: str) -> None:
+    """Plant the mistake ``mode``: one of :data:`MISTAKES`, or a mutant of ``_mutants.py``."""
+    if mode in _PATCHES:
         _PATCHES[mode]()
+    elif mode != "reference":
+        from _mutants import MUTANTS  # noqa: PLC0415 - beside this script
+
+        MUTANTS[mode].plant()
+
+
+def _known(mode: str) -> bool:
+    if mode == "reference" or mode in MISTAKES:
+        return True
+    from _mutants import MUTANTS  # noqa: PLC0415 - beside this script
+
+    return mode in MUTANTS
+
+
+async def _serve(mode: str) -> None:
+    _plant(mode)
     store = MemoryStore()
     server = await serve(make_endpoint(store), connection_limits=CONNECTION_LIMITS)
     print(server.port, flush=True)
@@ -262,8 +280,9 @@ async def _serve(mode: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or (argv[1] != "reference" and argv[1] not in MISTAKES):
-        print(f"usage: {argv[0]} reference|{'|'.join(MISTAKES)}", file=sys.stderr)
+    if len(argv) != 2 or not _known(argv[1]):
+        print(f"usage: {argv[0]} reference|{'|'.join(MISTAKES)}|<a mutant of _mutants.py>",
+              file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.CRITICAL)  # the mistakes log; the test reads stdout only
     with contextlib.suppress(KeyboardInterrupt):

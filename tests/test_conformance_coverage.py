@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from vrmproto.testing import Registry
 from vrmproto.testing._case import load_default_cases
 
@@ -138,3 +140,32 @@ def test_coverage_numbers_add_up() -> None:
     only_listed = (musts - by_case) & not_testable().keys()
     assert len(by_case) + len(only_listed) == len(musts)
     assert len(by_case) > len(only_listed)
+
+
+def test_state_cases_are_generated_from_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18: one SM case per (state, event) the suite reaches, each expecting what Table 7-2
+    and the order of checks say; a new row changes its cell's expectation."""
+    from vrmproto._messages import MESSAGE_TYPES  # noqa: PLC0415
+    from vrmproto._state import TRANSITIONS, Role, State  # noqa: PLC0415
+    from vrmproto.testing.cases import states  # noqa: PLC0415
+
+    events = {t for t in MESSAGE_TYPES if t != "problem"} | {"terms.counter"}
+    assert set(states.EVENTS) == events, "add the new event at the end of states.EVENTS"
+    assert {e for (_, _, e) in TRANSITIONS} <= events
+    registry = load_default_cases()
+    for cell in states.cells():
+        c = registry.get(cell.case_id)
+        assert (c.clause, c.covers) == (cell.clause, cell.covers)
+    assert len(states.cells()) == len(states.STATES) * len(events)
+    # every customer row of a reached state is a cell the suite expects to be accepted
+    accepted = {(c.state, c.event) for c in states.cells() if c.code is None}
+    assert {(s, e) for (s, r, e) in TRANSITIONS if r is Role.CUSTOMER
+            and s in states.STATES} <= accepted
+    cell = states.expectation(State.AGREED, "terms.offer", agreed=True)
+    assert (cell.code, cell.clause, cell.case_id) == ("illegal_transition", "§7-1", "SM-201")
+    monkeypatch.setattr(states, "TRANSITIONS", {
+        **TRANSITIONS, (State.AGREED, Role.CUSTOMER, "terms.offer"): State.OFFERED})
+    assert states.expectation(State.AGREED, "terms.offer", agreed=True).code is None
+    assert states.expectation(State.AGREED, "terms.accept", agreed=True).clause == "§7-2"
+    assert states.expectation(State.NONE, "receipt", agreed=False).code == "no_relationship"
+    assert states.expectation(State.REJECTED, "data.share", agreed=False).code == "no_agreement"

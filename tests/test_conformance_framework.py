@@ -484,6 +484,23 @@ async def test_a_seed_reproduces_order_and_random_values(base: str) -> None:
     assert alone == {"S-004": draws[0]["S-004"]}
 
 
+async def test_rate_cases_run_first_in_the_seeds_order(base: str) -> None:
+    """Issue 18: the cases that measure rate limits run before the others, so the room they find
+    under the per-address limit is the same whatever the seed."""
+    reg = Registry()
+
+    async def nothing(ctx: CaseContext) -> None:
+        return None
+
+    for i in range(8):
+        tags = ("rate",) if i in (2, 5) else ()
+        reg.add(Case(f"R-00{i}", "§1-1", "r", Level.MUST, "a", nothing, tags=tags))
+    orders = [_order(await run_suite(base, registry=reg, seed=seed)) for seed in range(6)]
+    assert all(set(order[:2]) == {"R-002", "R-005"} for order in orders)
+    assert len({tuple(order[:2]) for order in orders}) == 2  # shuffled among themselves
+    assert len({tuple(order[2:]) for order in orders}) > 1
+
+
 async def test_without_a_seed_one_is_drawn_and_kept(base: str) -> None:
     result = await run_suite(base, registry=seeded_registry())
     again = await run_suite(base, registry=seeded_registry(), seed=result.seed)

@@ -17,7 +17,7 @@ from rich.console import Console
 from ._case import Registry, load_default_cases
 from ._report import ReportPaths, report_data, write_reports
 from ._runner import SuiteCannotRun, run_suite
-from ._terminal import TerminalReporter, print_case_list
+from ._terminal import TerminalReporter, print_case_list, print_clause_list
 
 __all__ = ["conformance", "make_command"]
 
@@ -39,7 +39,18 @@ def make_command(registry: Registry | None = None, name: str = "conformance") ->
     @click.option(
         "--skip", multiple=True, metavar="GLOB", help="Leave out matching cases (repeatable)."
     )
-    @click.option("--list", "list_only", is_flag=True, help="List the cases and exit.")
+    @click.option(
+        "--list",
+        "list_only",
+        is_flag=True,
+        help="List the cases, then each clause with the cases that check it, and exit.",
+    )
+    @click.option(
+        "--by-clause",
+        is_flag=True,
+        help="With --list: only the clauses, each with the cases about it and those that also "
+        "cover it (with --json: one object per clause).",
+    )
     @click.option(
         "--report",
         "report_dir",
@@ -63,6 +74,7 @@ def make_command(registry: Registry | None = None, name: str = "conformance") ->
         only: tuple[str, ...],
         skip: tuple[str, ...],
         list_only: bool,
+        by_clause: bool,
         report_dir: Path | None,
         seed: int | None,
         as_json: bool,
@@ -81,7 +93,10 @@ def make_command(registry: Registry | None = None, name: str = "conformance") ->
                 selected, _ = reg.select(only, skip)
             except ValueError as exc:
                 raise click.UsageError(str(exc)) from exc
-            print_case_list(selected, console, as_json=as_json)
+            if not by_clause:
+                print_case_list(selected, console, as_json=as_json)
+            if by_clause or not as_json:
+                print_clause_list(selected, console, as_json=as_json)
             return
         if url is None:
             raise click.UsageError("missing URL (or use --list)")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ._case import CaseRecord, Outcome
+from ._coverage import by_section
 from ._exchange import Exchange, hexdump
 from ._runner import SuiteResult
 
@@ -122,8 +123,27 @@ def report_data(result: SuiteResult, *, with_replay_files: bool = True) -> dict[
             "exit_code": result.exit_code(),
             "line": result.summary_line(),
         },
+        "coverage": _coverage_data(result),
         "cases": [_case_data(result, r, with_replay_files) for r in _by_id(result)],
     }
+
+
+def _coverage_data(result: SuiteResult) -> list[dict[str, Any]]:
+    """Coverage by section: for each spec section the run's cases name, its clauses, its cases
+    and how they went (counted as in the summary line; a case counts in every section it
+    names)."""
+    return [
+        {
+            "section": s.section,
+            "clauses": s.clauses,
+            "cases": s.cases,
+            "passed": s.passed,
+            "failed": s.failed,
+            "skipped": s.skipped,
+            "failing": s.failing,
+        }
+        for s in by_section(result.records, strict=result.strict)
+    ]
 
 
 def _by_id(result: SuiteResult) -> list[CaseRecord]:
@@ -359,6 +379,15 @@ def render_html(result: SuiteResult, *, with_replay_files: bool = True) -> str:
             f"<td>{r.duration_ms:.0f}&nbsp;ms</td>"
             "</tr>"
         )
+    coverage_rows = "".join(
+        "<tr>"
+        f"<td>{_e(sec.section)}</td><td>{len(sec.clauses)}</td>"
+        f'<td class="clauses">{_e(", ".join(sec.clauses))}</td><td>{len(sec.cases)}</td>'
+        f"<td>{sec.passed}</td><td>{sec.failed}</td><td>{sec.skipped}</td>"
+        f"<td>{_e(', '.join(sec.failing))}</td>"
+        "</tr>"
+        for sec in by_section(records, strict=result.strict)
+    )
     shown_first = (Outcome.FAILED, Outcome.ERROR, Outcome.NON_STRICT)
     failing = [r for r in records if r.outcome in shown_first]
     others = [r for r in records if r not in failing and r.outcome is not Outcome.SKIPPED]
@@ -381,6 +410,16 @@ def render_html(result: SuiteResult, *, with_replay_files: bool = True) -> str:
 <div class="bar">{bar}</div>
 <p class="legend">{legend}</p>
 <p class="totals" id="summary">{_e(result.summary_line())} · exit code {result.exit_code()}</p>
+<h2 id="coverage">Coverage by section</h2>
+<p class="meta">Each spec section the cases name: its clauses checked, the cases that check them
+(a case counts in every section it names), and how they went.</p>
+<table>
+<thead><tr><th>Section</th><th>Clauses</th><th>Which</th><th>Cases</th><th>Passed</th>
+<th>Failed</th><th>Skipped</th><th>Failing cases</th></tr></thead>
+<tbody>
+{coverage_rows}
+</tbody>
+</table>
 <h2>Cases</h2>
 <table>
 <thead><tr><th>Id</th><th>Clause</th><th>Level</th><th>Outcome</th><th>Requirement or

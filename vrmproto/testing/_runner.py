@@ -2,8 +2,9 @@
 
 The runner fetches ``{base}/.well-known/vrm`` first; if that fails there is nothing to test and
 :class:`SuiteCannotRun` is raised (exit code 2). Cases then run one at a time, in an order shuffled
-with the run's seed, each under its own time limit and with its own seeded ``rng``, so any case can
-be rerun alone (``--only ID --seed N``) and behave the same.
+with the run's seed (the rate cases first, :data:`RUN_FIRST_TAG`), each under its own time limit
+and with its own seeded ``rng``, so any case can be rerun alone (``--only ID --seed N``) and
+behave the same.
 
 Exit codes (:meth:`SuiteResult.exit_code`): 0 when every MUST passed (and every SHOULD, under
 ``--strict``), 1 when one did not or a case crashed, 2 when the suite could not run at all.
@@ -47,6 +48,12 @@ from ._exchange import DecodeBody
 __all__ = ["DISCOVERY_PATH", "SuiteCannotRun", "SuiteResult", "run_suite", "tool_version"]
 
 DISCOVERY_PATH = "/.well-known/vrm"
+
+#: Cases with this tag run before all others (in the seed's order among themselves): they
+#: measure the endpoint's rate limits, and the room left under the per-address limit must not
+#: depend on how many requests the cases before them happened to make — so that they give the
+#: same verdict whatever the seed.
+RUN_FIRST_TAG = "rate"
 
 Progress = Callable[[CaseRecord], None]
 
@@ -141,6 +148,7 @@ async def run_suite(
     run_seed = secrets.randbelow(2**32) if seed is None else seed
     order = list(selected)
     random.Random(run_seed).shuffle(order)  # noqa: S311 - reproducible order, not secrecy
+    order.sort(key=lambda c: RUN_FIRST_TAG not in c.tags)  # stable: the seed's order within each
     decoder = decode_body or reg.decode_body
     started = datetime.now(UTC)
 

@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._case import Case, CaseRecord, Outcome
+from ._coverage import by_clause
 from ._exchange import hexdump
 from ._report import ReportPaths, replay_command, replay_file_name
 from ._runner import SuiteResult
@@ -192,4 +193,23 @@ def print_case_list(cases: Iterable[Case], console: Console, *, as_json: bool = 
         table.add_row(
             c.id, c.clause, c.level.value, c.requirement, ", ".join(c.covers), ", ".join(c.tags)
         )
+    console.print(table)
+
+
+def print_clause_list(cases: Iterable[Case], console: Console, *, as_json: bool = False) -> None:
+    """``--list --by-clause`` (and the end of ``--list``): for each clause the cases name, in
+    spec order, the cases about it and the cases that also cover it (a table, or JSON)."""
+    rows = by_clause(cases)
+    if as_json:
+        data = [{"clause": r.clause, "cases": r.about, "also_covered_by": r.also,
+                 "levels": sorted(lv.value for lv in r.levels)} for r in rows]
+        console.out(json.dumps(data, indent=2, ensure_ascii=False), highlight=False)
+        return
+    table = Table(title=f"{len(rows)} clauses and the cases that check them",
+                  title_justify="left")
+    table.add_column("Clause", no_wrap=True)
+    table.add_column("Cases about it")
+    table.add_column("Also covered by")
+    for r in rows:
+        table.add_row(r.clause, ", ".join(r.about), ", ".join(r.also))
     console.print(table)

@@ -444,6 +444,9 @@ class RawResponse:
     closed: bool = False
     """The server closed the connection after its answer: it said ``Connection: close``, or
     (when probed) the socket reached its end."""
+    sent_s: float = 0.0
+    """Seconds from the first byte of the request to the last chunk handed to the socket: how
+    late the suite itself was (a loaded host delays its pauses)."""
 
 
 async def raw_request(ctx: CaseContext, url: str, head: str, chunks: Sequence[bytes], *,
@@ -480,6 +483,7 @@ async def _raw_exchange(host: str, port: int, head: str, chunks: Sequence[bytes]
         reader, writer = await asyncio.open_connection(host, port)
     except OSError as exc:
         return RawResponse(None, {}, b"", f"cannot connect: {exc}")
+    started = time.monotonic()
     try:
         writer.write(head.encode())
         for i, chunk in enumerate(chunks):
@@ -489,9 +493,10 @@ async def _raw_exchange(host: str, port: int, head: str, chunks: Sequence[bytes]
             await writer.drain()
     except OSError:
         pass  # the server may answer and close before it has read everything: read below
+    sent_s = time.monotonic() - started
     try:
         async with asyncio.timeout(read_timeout_s):
-            response = await _read_response(reader)
+            response = dataclasses.replace(await _read_response(reader), sent_s=sent_s)
         if probe_close and not response.closed and response.status is not None:
             with contextlib.suppress(TimeoutError, OSError):
                 async with asyncio.timeout(3.0):

@@ -127,18 +127,30 @@ async def share_already_expired(ctx: CaseContext) -> None:
     expect_problem(ctx, await post(ctx, msg.envelope), ["invalid_field"])
 
 
+#: How many relationships DAT-010 opens at most, when a loaded host delays its short share.
+SHORT_SHARE_TRIES = 3
+
+
 @case(id="DAT-010", clause="§12.10-4", level=M, tags=("data", "return", "slow"),
       covers=("§12.10-1", "§12.10-3", "§5.3.4-1", "§6.8-9"),
       requirement="Data from a share whose expires has passed MUST NOT be returned or kept; "
       "data still live MUST be returned, as provided records with the share's purposes.",
       accepts="after a share with a one-second lifetime has expired, data.return holds the "
-      "live share's field (source provided, purposes [2]) and not the expired one's")
+      "live share's field (source provided, purposes [2]) and not the expired one's (the case "
+      "waits for the expiry; when the short share itself arrives too late to be accepted, it "
+      "starts again in a new relationship, three times at most)")
 async def expired_share_not_returned(ctx: CaseContext) -> None:
-    c = Customer(ctx)
-    await c.agree()
-    await _share(ctx, c, {"email": "kept@example.org"})
-    short = now_ms() + 1_000
-    await _share(ctx, c, {"phone": "+1 555 0199"}, expires=short)
+    for attempt in range(SHORT_SHARE_TRIES):
+        c = Customer(ctx)
+        await c.agree()
+        await _share(ctx, c, {"email": "kept@example.org"})
+        short = now_ms() + 1_000
+        body, msg_id = share_body(ctx, c, {"phone": "+1 555 0199"}, expires=short)
+        msg, answer = await c.send(body, msg_id=msg_id)
+        late = now_ms() >= short - 250  # our own delay, not the endpoint's rule, refused it
+        if answer.receipt is not None or not late or attempt == SHORT_SHARE_TRIES - 1:
+            expect_receipt(ctx, answer, msg)
+            break
     await asyncio.sleep(max(0.0, (short - now_ms()) / 1000) + 0.1)
     records = await returned(ctx, c)
     kept = records.get("email", [])

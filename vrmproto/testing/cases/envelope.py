@@ -12,7 +12,7 @@ from vrmproto._binding import CONTENT_TYPE, SIGNATURE_HEADER, WELL_KNOWN_PATH, v
 from vrmproto._errors import ProtocolError
 from vrmproto._keys import Context, is_valid_key
 from vrmproto._limits import Limits
-from vrmproto._messages import TermsOffer
+from vrmproto._messages import MESSAGE_TYPES, TermsOffer
 from vrmproto.testing._case import Level, case
 from vrmproto.testing._context import CaseContext
 
@@ -99,6 +99,20 @@ async def discovery_fields(ctx: CaseContext) -> None:
            if type(limits.get(name)) is not int or limits[name] <= 0]
     ctx.expect(not bad, expected=f"limits {sorted(Limits.__dataclass_fields__)} positive ints",
                actual=f"missing or not positive: {bad}")
+
+
+@case(id="DISC-008", clause="§13.1-3", level=M, tags=("discovery", "state"), covers=("§7-2",),
+      requirement="types lists the message types the endpoint receives: a vendor never receives "
+      "a type that only a vendor sends (Table 5-1: terms.accept, terms.reject, data.erased, "
+      "data.return, intent.offer, intent.decline), so it MUST NOT list one.",
+      accepts="types without any type that only a vendor sends")
+async def discovery_types_received(ctx: CaseContext) -> None:
+    types = ctx.discovery.get("types")
+    listed = [str(t) for t in types] if isinstance(types, list) else []
+    vendors_own = sorted(t for t in listed
+                         if t in MESSAGE_TYPES and MESSAGE_TYPES[t].SENT_BY == "vendor")
+    ctx.expect(not vendors_own, expected="no type only a vendor sends",
+               actual=f"types lists {', '.join(vendors_own)}")
 
 
 @case(id="DISC-004", clause="§2.1-3", level=M, tags=("discovery", "keys"),

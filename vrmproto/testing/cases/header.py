@@ -121,3 +121,26 @@ async def expires_field(ctx: CaseContext) -> None:
     longest = target(ctx).limits.max_lifetime_ms
     await _refused(ctx, "invalid_field", {"created": now, "expires": now},
                    {"created": now, "expires": now + longest + 1})
+
+
+@case(id="HDR-012", clause="§9.1-3", level=Level.SHOULD, tags=("header", "problem"),
+      covers=("§4.2-4", "§4.2-5", "§4.2-7", "§4.2-8", "§4.2-10", "§4.2-11"),
+      requirement="A problem's path SHOULD locate the offending value: a refused header field "
+      "is named as $.hdr.<field>, so that a sender can tell which check failed even where two "
+      "checks give the same code.",
+      accepts="invalid_field with path $.hdr.id, $.hdr.from, $.hdr.thread, $.hdr.prev, "
+      "$.hdr.created (created = −1) and $.hdr.expires (expires = created), each for its field")
+async def header_paths(ctx: CaseContext) -> None:
+    who = identity(ctx)
+    now = now_ms()
+    variants: list[tuple[str, dict[str, Any]]] = [
+        ("id", {"id": bytes(15)}), ("from", {"from": bytes(31)}),
+        ("thread", {"thread": bytes(15)}), ("prev", {"prev": bytes(31)}),
+        ("created", {"created": -1}), ("expires", {"created": now, "expires": now}),
+    ]
+    for field, header in variants:
+        answer = await post(ctx, forged(ctx, who, header=header))
+        expect_problem(ctx, answer, ["invalid_field"])
+        path = answer.problem.body.path if answer.problem is not None else None
+        ctx.expect(path == f"$.hdr.{field}", expected=f"path $.hdr.{field}",
+                   actual=f"path {path!r} for {header}")

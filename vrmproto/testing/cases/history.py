@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from vrmproto import _codec
-from vrmproto._errors import Problem
+from vrmproto._binding import decode_history
+from vrmproto._errors import Problem, ProtocolError
+from vrmproto._history import verify_entries
 from vrmproto._keys import Context
 from vrmproto._messages import DataWithdraw, KeyRotate
 from vrmproto._relationship import sign_problem
@@ -184,3 +186,30 @@ async def refused_reply_dropped(ctx: CaseContext) -> None:
                               agreement=accept.msg_hash)
     msg = c.unchecked(body, msg_id=msg_id)
     expect_problem(ctx, await post(ctx, msg.envelope), ["no_agreement", "illegal_transition"])
+
+
+@case(id="HIST-008", clause="§12.5-3", level=M, tags=("history",),
+      requirement="A history export MUST start at the entry the request's start names.",
+      accepts="for start = 2 on a thread of at least four entries: entries from index 2 on, "
+      "equal to the suite's own")
+async def export_from_start(ctx: CaseContext) -> None:
+    c = Customer(ctx)
+    await c.agree()
+    body, msg_id = share_body(ctx, c, {"city": "Park City"})
+    msg, answer = await c.send(body, msg_id=msg_id)
+    expect_receipt(ctx, answer, msg)
+    ours = c.rel.history.entries()
+    ex = await fetch_history(ctx, c, start=2)
+    ctx.expect(ex.status == 200, expected="HTTP 200 with the history export",
+               actual=read_answer(ex, target(ctx)).describe())
+    try:
+        entries = decode_history(ex.response_body)
+        verify_entries(entries, start_link=ours[1].link,
+                       parties=(c.identity.public_key, target(ctx).key))
+    except ProtocolError as exc:
+        ctx.fail(expected="entries from index 2 that verify, linked to entry 1 (§8.2)",
+                 actual=str(exc))
+    ctx.expect(bool(entries) and entries[0].index == 2
+               and [e.envelope for e in entries] == [e.envelope for e in ours[2:len(entries) + 2]],
+               expected=f"entries 2 to {len(ours) - 1}, as the suite holds them",
+               actual=f"indexes {[e.index for e in entries]}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vrmproto import _codec
-from vrmproto._messages import DataRequest, Intentcast, TermsOffer
+from vrmproto._messages import DataRequest, Intentcast, TermsOffer, TermsReject
 from vrmproto._state import State
 from vrmproto._vocab import DATA_FORMAT, ROSTER, TermRef
 from vrmproto.testing._case import Level, case
@@ -103,20 +103,55 @@ async def knows_the_roster(ctx: CaseContext) -> None:
                    expected="terms.accept or terms.reject", actual=answer.describe())
 
 
+#: Term id segments reserved to this specification (§6.4-2): in this version, a term under them
+#: is one of the roster's, so an endpoint cannot know one the roster lacks.
+RESERVED_PREFIXES = ("vrm.", "myterms.")
+
+
 @case(id="TRM-011", clause="§6.5-2", level=M, tags=("terms", "discovery"),
       requirement="A vendor MUST list in accepts_terms only ids of terms it knows.",
-      accepts="each listed id the suite knows, offered alone, gets a receipt (never "
-      "unknown_term); ids the suite does not know are reported, not judged")
+      accepts="each listed id of the roster, offered alone, gets a receipt (never unknown_term); "
+      "a listed id under a reserved prefix (vrm., myterms.) that the roster lacks fails; other "
+      "ids the suite does not know are reported, not judged (§14.6)")
 async def lists_known_terms(ctx: CaseContext) -> None:
     known = {term_id for term_id, _ in ROSTER}
     for term_id in target(ctx).accepts_terms:
         if term_id not in known:
+            ctx.expect(not term_id.startswith(RESERVED_PREFIXES),
+                       expected=f"{term_id}: a roster term, or an id outside vrm. and myterms.",
+                       actual=f"{term_id} is listed but no term of this version has that id")
             ctx.expect(True, expected=f"{term_id}: not judged", actual="not in the suite's roster")
             continue
         c = Customer(ctx)
         term = ref(term_id, **example_params(ROSTER[max(k for k in ROSTER if k[0] == term_id)]))
         msg, answer = await c.send(TermsOffer(terms=(term,), enc_key=c.identity.enc_public_key))
         expect_receipt(ctx, answer, msg)
+
+
+@case(id="TRM-014", clause="§6.2-3", level=M, tags=("terms",), covers=("§5.2.1-1", "§6.4-2"),
+      requirement="A receiver MUST refuse with unknown_term a reference to an (id, version) it "
+      "does not know, and MUST NOT accept a reference on its id alone or its hash alone.",
+      accepts="problem unknown_term for: a listed id at version 999 with its version-1 hash; a "
+      "listed id at its version with another term's hash; an unknown reserved id with a listed "
+      "term's hash")
+async def unknown_id_or_version(ctx: CaseContext) -> None:
+    good = acceptable_terms(ctx)[0]
+    other = next(t for (i, _), t in sorted(ROSTER.items()) if i != good.id)
+    wrong = (
+        TermRef(good.id, 999, good.hash, good.params),
+        TermRef(good.id, good.version, TermRef.of(other, **example_params(other)).hash,
+                good.params),
+        TermRef("vrm.not-a-roster-term", 1, good.hash),
+    )
+    for term in wrong:
+        who = identity(ctx)
+        # built by hand: our own Relationship.send would refuse the unknown term
+        msg = sign(ctx, TermsOffer(terms=(term,), enc_key=who.enc_public_key), who)
+        answer = await post(ctx, msg.envelope)
+        if answer.code != "unknown_term":
+            ctx.fail(expected=f"problem unknown_term for {term.id} version {term.version} "
+                     f"hash {term.hash.hex()[:16]}…", actual=answer.describe())
+        expect_problem(ctx, answer, ["unknown_term"])
 
 
 @case(id="TRM-012", clause="§6.5-5", level=M, tags=("terms",), covers=("§5.2.3-2",),
@@ -137,6 +172,30 @@ async def no_accept_beyond_list(ctx: CaseContext) -> None:
     ctx.expect(c.rel.state in (State.REJECTED, State.COUNTERED),
                expected=f"terms.reject: {extra[0].id} is not in accepts_terms",
                actual=answer.describe())
+
+
+@case(id="TRM-015", clause="§6.5-5", level=Level.SHOULD, tags=("terms",),
+      requirement="The reasons of a terms.reject or counter SHOULD name the ids of the "
+      "references that did not match.",
+      accepts="a terms.reject whose refused list (or reason) names the one term the vendor does "
+      "not list; passes without a check if it lists every roster term")
+async def reject_names_refused(ctx: CaseContext) -> None:
+    listed = set(target(ctx).accepts_terms)
+    extra = [term for (term_id, _), term in sorted(ROSTER.items()) if term_id not in listed]
+    if not extra:
+        ctx.expect(True, expected="a term the vendor does not list", actual="it lists them all")
+        return
+    c = Customer(ctx)
+    terms = (*acceptable_terms(ctx), TermRef.of(extra[0], **example_params(extra[0])))
+    msg, answer = await c.send(TermsOffer(terms=terms, enc_key=c.identity.enc_public_key))
+    expect_receipt(ctx, answer, msg)
+    reject = next((r.body for r in answer.replies if isinstance(r.body, TermsReject)), None)
+    named = reject is not None and (extra[0].id in reject.refused or extra[0].id in reject.reason)
+    others = [] if reject is None else [i for i in reject.refused if i != extra[0].id]
+    ctx.expect(named and not others,
+               expected=f"terms.reject naming {extra[0].id} (and no other id) as refused",
+               actual=answer.describe() if reject is None else
+               f"refused {list(reject.refused)}, reason {reject.reason!r}")
 
 
 @case(id="TRM-013", clause="§2.1-5", level=M, tags=("terms", "keys", "sealed"),
