@@ -27,12 +27,20 @@ from vrmproto import (
     Identity,
     Intentcast,
     Limits,
+    Money,
     TermsOffer,
     encode,
     open_envelope,
 )
 from vrmproto._binding import DEFAULT_INBOX_PATH
-from vrmproto.server import Endpoint, ReferencePolicy, Response, StorageBudget, serve
+from vrmproto.server import (
+    CatalogueItem,
+    Endpoint,
+    ReferencePolicy,
+    Response,
+    StorageBudget,
+    serve,
+)
 from vrmproto.server._admission import address_prefix
 from vrmproto.server._held import held_key
 from vrmproto.store import MemoryStore, StoreUsage
@@ -50,14 +58,21 @@ class Clock:
         return self.now
 
 
+#: What the test vendor offers in answer to every intentcast below: an answered intentcast is a
+#: negotiation still open (intent_answered), until the customer takes the offer or ends it.
+SUV = CatalogueItem("Jeep Grand Cherokee 4x4", ("suv",), Money(28_900, "USD"))
+
+
 def endpoint(limits: Limits, clock: Clock | None = None) -> Endpoint:
     kw: dict[str, Any] = {"clock": clock} if clock is not None else {}
     return Endpoint(VENDOR, store=MemoryStore(), limits=limits,
-                    policy=ReferencePolicy(accepts_terms=ACCEPTED), **kw)  # fmt: skip
+                    policy=ReferencePolicy(accepts_terms=ACCEPTED, catalogue=(SUV,)),
+                    **kw)  # fmt: skip
 
 
 def intentcast(c: Customer, now: int) -> bytes:
-    """An intentcast opens a relationship that never reaches an agreement by itself."""
+    """An intentcast opens a relationship that never reaches an agreement by itself; the test
+    vendor answers it with an offer, so it stays open (§10-17)."""
     body = Intentcast(what="a 4-wheel-drive SUV", reply_by=now + DAY_MS, constraints=(),
                       memberships=())  # fmt: skip
     return c.rel.send(body, now=now, msg_id=os.urandom(16)).message.envelope
@@ -120,6 +135,36 @@ async def test_open_relationship_budget_per_address_over_http() -> None:
         assert other.status == 200
     finally:
         await server.close()
+
+
+async def test_settled_negotiations_do_not_hold_the_open_budget() -> None:
+    """§10-17: only negotiations still waiting on someone count against the open budget. A
+    rejected offer, a declined intentcast or an ended one frees its place — a conformance run
+    leaves hundreds of those and must be able to run again — while a new offer after a
+    rejection opens a negotiation again and counts (and the daily budget still counts all)."""
+    ep = endpoint(Limits(open_relationships_per_address=1))
+    client = "192.0.2.1"
+    for _ in range(4):  # rejected: a term the vendor does not accept
+        c = Customer(VENDOR)
+        sent = c.offer("vrm.purpose-only")
+        got = await ep.handle_inbox(sent.envelope, client=client)
+        replies = c.absorb(Reply(got.status, got.body, dict(got.headers)), sent)
+        assert [r.message.type for r in replies] == ["receipt", "terms.reject"]
+    declined = Intentcast(what="a bicycle", reply_by=now_ms() + DAY_MS, constraints=(),
+                          memberships=())  # fmt: skip
+    for _ in range(4):  # declined: nothing in the catalogue fits
+        cast = Customer(VENDOR).rel.send(declined, now=now_ms(), msg_id=os.urandom(16))
+        assert (await ep.handle_inbox(cast.message.envelope, client=client)).status == 200
+    assert ep.admission.open_count("192.0.2.0/24") == 0
+    answered = await ep.handle_inbox(intentcast(Customer(VENDOR), now_ms()), client=client)
+    assert answered.status == 200
+    assert ep.admission.open_count("192.0.2.0/24") == 1  # answered with an offer: still open
+    # The last rejected customer offers again: a negotiation again, and there is no room for a
+    # second one.
+    again = c.offer("vrm.purpose-only")
+    refused = await ep.handle_inbox(again.envelope, client=client)
+    assert refused.status == 429
+    assert problem(refused).clause == "§10-17"
 
 
 async def test_padded_first_contacts_are_refused_beyond_a_small_daily_allowance() -> None:

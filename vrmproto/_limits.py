@@ -45,8 +45,8 @@ class Limits:
     #: §10-16: relationships opened per client address prefix per day before
     #: ``rate_limited`` (HTTP binding).
     first_contacts_per_address_per_day: int = 4096
-    #: §10-17: relationships without an agreement a client address prefix may hold open before
-    #: another first contact is ``rate_limited`` (HTTP binding).
+    #: §10-17: open negotiations (offered, countered, intent_open, intent_answered) a client
+    #: address prefix may hold before another first contact is ``rate_limited`` (HTTP binding).
     open_relationships_per_address: int = 128
     #: §10-18: ms after its last message at which a relationship that never reached an agreement
     #: is deleted, with its history and held data (§11.8-3).

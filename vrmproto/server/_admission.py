@@ -10,7 +10,7 @@ message may be kept:
   its body's unknown keys take over ``max_unknown_body_bytes``. A prefix may send
   ``large_first_contacts_per_address_per_day`` large ones a day (§10-15), then gets ``too_large``;
 - a prefix may open ``first_contacts_per_address_per_day`` relationships a day (§10-16), and hold
-  ``open_relationships_per_address`` of them without an agreement (§10-17); beyond either, a
+  ``open_relationships_per_address`` open negotiations (§10-17); beyond either, a
   first contact gets ``rate_limited`` with the seconds until one is free.
 
 Addresses are aggregated to prefixes (:func:`address_prefix`): an IPv4 /24 and an IPv6 /64 each

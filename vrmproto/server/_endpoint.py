@@ -101,6 +101,10 @@ _NEVER_AGREED = frozenset(s.value for s in (
     State.OFFERED, State.REJECTED, State.COUNTERED,
     State.INTENT_OPEN, State.INTENT_ANSWERED, State.INTENT_DECLINED,
 ))  # fmt: skip
+#: States of a negotiation still waiting on someone: what counts against a prefix's
+#: open_relationships_per_address (§10-17). A settled one (agreed, rejected, declined, ended)
+#: does not; one that never agreed still expires (§11.8-3).
+_LIVE = frozenset({State.OFFERED, State.COUNTERED, State.INTENT_OPEN, State.INTENT_ANSWERED})
 #: Messages that answer nothing and are owed no receipt: 204 (§12.3-3).
 _UNACKNOWLEDGED = frozenset({Receipt.TYPE, ProblemReport.TYPE})
 #: Problems after which the same message may be accepted later: they refuse nothing for good.
@@ -804,8 +808,8 @@ class Endpoint:
             if ticket is not None:
                 ticket.cancel()
             raise
-        if rel.agreement is not None:
-            self.admission.close(msg.thread)  # agreed: no longer an open relationship
+        if rel.state not in _LIVE:
+            self.admission.close(msg.thread)  # settled: no longer an open negotiation (§10-17)
         self._fire(step.event)  # after the commit, never before (§12.7-1)
         return response, _STORED
 
@@ -881,7 +885,10 @@ class Endpoint:
     ) -> Ticket | tuple[Response, _Outcome] | None:
         """Admit a first-contact message from ``client`` (§11.8-2): a :class:`Ticket` for what
         it took, None when the message is no first contact, or the refusal to answer with."""
-        opens = record is None
+        # a new offer after a rejection opens a negotiation again: it counts as one (§10-17)
+        opens = record is None or (
+            rel.state is State.REJECTED and isinstance(msg.body, TermsOffer)
+        )
         if not opens and (rel.agreement is not None or msg.sender != rel.peer_key):
             return None  # an agreed relationship, or the vendor's own key
         admitted: Ticket | Refusal | None = None
@@ -905,7 +912,7 @@ class Endpoint:
             stored = await self.store.get_dedupe(msg.sender, msg.id)
             if stored is not None:
                 return self._replay(stored, msg)
-            if fresh and await self.store.get_relationship(msg.thread) is not None:
+            if fresh and record is None and await self.store.get_relationship(msg.thread):
                 raise _StoreConflict("the thread exists: not a first contact")  # _accept retries
         log.debug("first contact refused (%s, client %s): %s", admitted.code.value, client,
                  admitted.detail)  # fmt: skip

@@ -64,12 +64,14 @@ def _own_loopback_source(ctx: CaseContext) -> str | None:
 @case(id="ADM-001", clause="§10-17", level=M, tags=("admission", "limits", "rate"),
       covers=("§11.8-2",),
       requirement="A vendor receiver that answers over HTTP MUST refuse a first contact from a "
-      "client address prefix that already holds open_relationships_per_address relationships "
-      "without an agreement with 429, the problem rate_limited and a Retry-After header, and "
-      "MUST NOT refuse one while it holds fewer.",
+      "client address prefix that already holds open_relationships_per_address open "
+      "negotiations with 429, the problem rate_limited and a Retry-After header, and MUST NOT "
+      "refuse one while it holds fewer.",
       accepts="from an address of a /24 of its own, open_relationships_per_address intentcasts "
-      "get receipts and the next gets 429, problem rate_limited, Retry-After (not checked on a "
-      f"target that is not on IPv4 loopback, or for a budget above {MAX_BUDGET})")
+      "whose reply_by has passed (the endpoint owes them no answer, §5.4.1-3, so they stay "
+      "intent_open) get receipts and the next gets 429, problem rate_limited, Retry-After (not "
+      "checked on a target that is not on IPv4 loopback, for a budget above "
+      f"{MAX_BUDGET}, or where the endpoint settles such intentcasts at once)")
 async def open_relationship_budget(ctx: CaseContext) -> None:
     t = target(ctx)
     budget = t.limits.open_relationships_per_address
@@ -87,9 +89,11 @@ async def open_relationship_budget(ctx: CaseContext) -> None:
             gate = asyncio.Semaphore(CONCURRENCY)
 
             async def first_contact() -> Answer:
+                # Past its reply_by, an intentcast is owed no answer: the negotiation stays open
+                # (intent_open), which is what the budget counts (§10-17).
                 who = identity(ctx)
                 cast = Intentcast(what="a 4-wheel-drive SUV in Park City, March 20-25",
-                                  reply_by=now_ms() + 3_600_000, constraints=(),
+                                  reply_by=now_ms() - 1, constraints=(),
                                   memberships=())  # fmt: skip
                 msg = sign(ctx, cast, who)
                 async with gate:
@@ -100,6 +104,12 @@ async def open_relationship_budget(ctx: CaseContext) -> None:
         finally:
             ctx.session = suite_session
     admitted = [a for a in answers if a.status == 200 and a.receipt is not None]
+    settled = [a for a in admitted if len(a.replies) > 1]
+    if len(admitted) == budget and settled and last.status == 200:
+        ctx.expect(True, expected="negotiations the endpoint leaves open, to fill the budget",
+                   actual=f"not checked: the endpoint answered {len(settled)} of {budget} late "
+                   "intentcasts at once, which settles them")  # fmt: skip
+        return
     others = sorted({a.describe() for a in answers if a not in admitted})
     ctx.expect(len(admitted) == budget,
                expected=f"receipts for all {budget} intentcasts from {source}",
