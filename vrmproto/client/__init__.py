@@ -16,6 +16,10 @@ verify)::
     ├── Transient           retry later (5xx, 429, 408), with retry_after
     │   └── Unreachable     no answer: connection refused or reset, timeout
     └── Queued              not delivered now; waiting in the outbox
+
+and :class:`KeyChangedError` (a :class:`~vrmproto.ProtocolError`, ``bad_key``): a vendor we
+already know answered with another key; ``Agent.connect(url, accept_new_key=…)`` accepts a
+legitimate re-key (§11.10-1).
 """
 
 from vrmproto._errors import PeerProblemError, TransportError
@@ -26,6 +30,7 @@ from vrmproto.client._agent import (
     ConnectResult,
     ConnectStatus,
     IntentcastResult,
+    KeyChangedError,
     Offer,
     Reconciliation,
     Ref,
@@ -61,6 +66,7 @@ __all__ = [
     "FanoutReport",
     "IntentcastResult",
     "InvalidResponse",
+    "KeyChangedError",
     "Offer",
     "Outbox",
     "OutboxRun",
