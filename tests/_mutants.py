@@ -911,8 +911,9 @@ def sealed_return_to_self() -> None:
 @mutant("withdraw-empty-is-none", "withdrawal", "§5.3.2-1",
         "reads a data.withdraw with an empty share list as withdrawing nothing, not every share")
 def withdraw_empty() -> None:
-    _mutate(Relationship, "_check", ("withdrawn = body.shares or tuple(sorted(self.shares))",
-                                     "withdrawn = body.shares"))
+    _mutate(Relationship, "_check", (
+        "withdrawn = tuple(dict.fromkeys(body.shares)) or tuple(sorted(self.shares))",
+        "withdrawn = tuple(dict.fromkeys(body.shares))"))
 
 
 @mutant("withdraw-unknown-share", "withdrawal", "§5.3.2-1",
@@ -1286,9 +1287,10 @@ def limit_declared_ignored() -> None:
 def rate_counts_forgeries() -> None:
     _mutate(Endpoint, "_inbox", (
         "    now = self.clock()\n",
-        "        self.sender_limit.charge(peek.sender)\n    now = self.clock()\n"), (
-        "self.sender_limit.charge(msg.sender)  # only verified messages count (§12.9-6)",
-        "pass"))
+        "    if peek.sender is not None:\n        self.sender_limit.charge(peek.sender)\n"
+        "    now = self.clock()\n"), (
+        "    self.sender_limit.charge(msg.sender)\n",
+        "    pass\n"))
 
 
 @mutant("rate-no-retry-after", "rate", "§12.9-5",
@@ -1387,7 +1389,7 @@ def receipt_for_receipt() -> None:
 @mutant("receipt-after-replies", "receipts", "§12.3-1",
         "puts its replies before the receipt in the response")
 def receipt_after_replies() -> None:
-    _mutate(Endpoint, "_step", (
+    _mutate(Endpoint, "_respond", (
         "envelopes = [receipt.message.envelope, *(s.message.envelope for s in step.replies)]",
         "envelopes = [*(s.message.envelope for s in step.replies), receipt.message.envelope]"))
 
