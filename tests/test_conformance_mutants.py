@@ -17,6 +17,8 @@ import asyncio
 import hashlib
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,8 @@ from _mutants import AREAS, MUTANTS, Verdict, _lax_verify, _Lg, _normal, run_man
 
 from vrmproto import Identity
 from vrmproto._errors import SignatureError
+
+HERE = Path(__file__).resolve().parent
 
 SEED = 20_260_101
 SPEC = Path(__file__).resolve().parent.parent / "spec"
@@ -59,6 +63,31 @@ def test_mutants_cover_every_area() -> None:
     assert {m.area for m in MUTANTS.values()} == set(AREAS)
     assert len({MUTANTS[n].area for n in SAMPLE}) == len(SAMPLE)
     assert set(NOT_VISIBLE) <= set(MUTANTS)
+
+
+_PLANT_ALL = """
+import sys
+import _mutants
+out_of_date = []
+_mutants._patch = lambda owner, name, value: None if hasattr(owner, name) else sys.exit(
+    f"{owner!r} has no {name}")
+for name, m in _mutants.MUTANTS.items():
+    try:
+        m.plant()
+    except (AssertionError, SystemExit) as exc:
+        out_of_date.append(f"{name}: {exc}")
+print("\\n".join(out_of_date))
+"""
+
+
+def test_every_mutant_still_finds_what_it_changes() -> None:
+    """A refactor that moves a snippet a mutant edits must update the mutant: otherwise the full
+    run reports it as not run, and the suite's score silently covers less. Each mutant is
+    planted in a separate process with the final patching step left out, so nothing changes."""
+    done = subprocess.run([sys.executable, "-c", _PLANT_ALL], cwd=HERE, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "", done.stdout
 
 
 def test_every_mutant_names_a_clause_of_the_spec() -> None:
