@@ -642,8 +642,8 @@ def test_the_public_api_is_exactly_the_curated_names() -> None:
     assert set(client_api.__all__) == {
         "DEFAULT_CONCURRENCY", "DEFAULT_SCHEDULE", "DEFAULT_TERMS", "FANOUT_RETRY", "NO_RETRY",
         "Agent", "ConnectResult", "ConnectStatus", "Delivery", "DeliveryStatus",
-        "EndpointClient", "FanoutReport", "IntentcastResult", "InvalidResponse", "Offer",
-        "Outbox", "OutboxRun", "PeerProblemError", "Progress", "ProgressEvent", "Queued",
+        "EndpointClient", "FanoutReport", "IntentcastResult", "InvalidResponse", "KeyChangedError",
+        "Offer", "Outbox", "OutboxRun", "PeerProblemError", "Progress", "ProgressEvent", "Queued",
         "Reconciliation", "Ref", "RelationshipView", "RetryPolicy", "Stage", "Target",
         "Transient", "TransportError", "Unreachable", "VendorResult", "ameasure_fanout",
         "fan_out", "measure_fanout",
