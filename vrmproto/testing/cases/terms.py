@@ -8,11 +8,12 @@ from typing import Any
 from vrmproto import _codec
 from vrmproto._messages import DataRequest, Intentcast, TermsOffer, TermsReject
 from vrmproto._state import State
-from vrmproto._vocab import DATA_FORMAT, ROSTER, TermRef
+from vrmproto._vocab import DATA_FORMAT, ROSTER, Term, TermRef
 from vrmproto.testing._case import Level, case
 from vrmproto.testing._context import CaseContext
 
 from ._support import (
+    Answer,
     Customer,
     acceptable_terms,
     example_params,
@@ -154,23 +155,33 @@ async def unknown_id_or_version(ctx: CaseContext) -> None:
         expect_problem(ctx, answer, ["unknown_term"])
 
 
+async def _offer_with_one_unlisted(ctx: CaseContext) -> tuple[Customer, Term, Answer] | None:
+    """Offer the vendor's own accepted terms plus the first roster term it does not list; the
+    customer, that term and the answer (receipt checked), or None if it lists every term."""
+    listed = set(target(ctx).accepts_terms)
+    extra = [term for (term_id, _), term in sorted(ROSTER.items()) if term_id not in listed]
+    if not extra:
+        ctx.expect(True, expected="a term the vendor does not list", actual="it lists them all")
+        return None
+    c = Customer(ctx)
+    terms = (*acceptable_terms(ctx), TermRef.of(extra[0], **example_params(extra[0])))
+    msg, answer = await c.send(TermsOffer(terms=terms, enc_key=c.identity.enc_public_key))
+    expect_receipt(ctx, answer, msg)
+    return c, extra[0], answer
+
+
 @case(id="TRM-012", clause="§6.5-5", level=M, tags=("terms",), covers=("§5.2.3-2",),
       requirement="A vendor MUST NOT accept an offer that contains a term reference that does "
       "not match (whose id is not in its accepts_terms); its terms.reject gives a reason.",
       accepts="terms.reject (with a reason) for the vendor's own accepted terms plus one it does "
       "not list; passes without a check if it lists every roster term")
 async def no_accept_beyond_list(ctx: CaseContext) -> None:
-    listed = set(target(ctx).accepts_terms)
-    extra = [term for (term_id, _), term in sorted(ROSTER.items()) if term_id not in listed]
-    if not extra:
-        ctx.expect(True, expected="a term the vendor does not list", actual="it lists them all")
+    offered = await _offer_with_one_unlisted(ctx)
+    if offered is None:
         return
-    c = Customer(ctx)
-    terms = (*acceptable_terms(ctx), TermRef.of(extra[0], **example_params(extra[0])))
-    msg, answer = await c.send(TermsOffer(terms=terms, enc_key=c.identity.enc_public_key))
-    expect_receipt(ctx, answer, msg)
+    c, extra, answer = offered
     ctx.expect(c.rel.state in (State.REJECTED, State.COUNTERED),
-               expected=f"terms.reject: {extra[0].id} is not in accepts_terms",
+               expected=f"terms.reject: {extra.id} is not in accepts_terms",
                actual=answer.describe())
 
 
@@ -180,20 +191,15 @@ async def no_accept_beyond_list(ctx: CaseContext) -> None:
       accepts="a terms.reject whose refused list (or reason) names the one term the vendor does "
       "not list; passes without a check if it lists every roster term")
 async def reject_names_refused(ctx: CaseContext) -> None:
-    listed = set(target(ctx).accepts_terms)
-    extra = [term for (term_id, _), term in sorted(ROSTER.items()) if term_id not in listed]
-    if not extra:
-        ctx.expect(True, expected="a term the vendor does not list", actual="it lists them all")
+    offered = await _offer_with_one_unlisted(ctx)
+    if offered is None:
         return
-    c = Customer(ctx)
-    terms = (*acceptable_terms(ctx), TermRef.of(extra[0], **example_params(extra[0])))
-    msg, answer = await c.send(TermsOffer(terms=terms, enc_key=c.identity.enc_public_key))
-    expect_receipt(ctx, answer, msg)
+    _, extra, answer = offered
     reject = next((r.body for r in answer.replies if isinstance(r.body, TermsReject)), None)
-    named = reject is not None and (extra[0].id in reject.refused or extra[0].id in reject.reason)
-    others = [] if reject is None else [i for i in reject.refused if i != extra[0].id]
+    named = reject is not None and (extra.id in reject.refused or extra.id in reject.reason)
+    others = [] if reject is None else [i for i in reject.refused if i != extra.id]
     ctx.expect(named and not others,
-               expected=f"terms.reject naming {extra[0].id} (and no other id) as refused",
+               expected=f"terms.reject naming {extra.id} (and no other id) as refused",
                actual=answer.describe() if reject is None else
                f"refused {list(reject.refused)}, reason {reject.reason!r}")
 
