@@ -22,6 +22,11 @@ takes the dropped messages out of the history too. So the same message cannot st
 in one thread's history. Two concurrent attempts to apply the same message both pass those
 checks, from the same stored state, and then collide on its history slot and its dedupe key.
 Lookups by hash (:meth:`Store.history_entry`) return the entry with the lowest index.
+
+Beside those, every persistent thing a node keeps is a typed record with its own Commit parts
+and queries (:mod:`vrmproto.store._rows`); ``meta`` holds only store-level settings (the
+master-seed check). :mod:`vrmproto._records` maps the engine's relationship and history to the
+records and back, and captures and restores save points (§8.1-5), for both nodes.
 """
 
 from __future__ import annotations

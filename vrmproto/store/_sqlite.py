@@ -26,6 +26,10 @@ version per transaction when it is opened, and a newer file is refused. Version 
 store need not keep that rule): its index, keyed by a random hash, cost a write to a random page
 per stored message. ``history_entry`` and erasure now find a hash through the thread prefix of
 the ``(thread, idx)`` index; both are rare (withdrawn or expired shares).
+Version 3 made every persistent thing a typed record with its own table
+(:mod:`vrmproto.store._sqlite_rows`): the v2 blobs in ``meta`` (``client.thread.``,
+``client.types.``, ``held:``, ``rollback:``) become rows in the step's transaction, and
+``meta`` keeps only store-level settings (:mod:`vrmproto.store._migrate_v3`).
 
 Files (spec §11.13-1). The database holds histories and, at a vendor, customers' shared data in
 clear, so :meth:`SQLiteStore.open` creates it with mode 0600 (SQLite gives its ``-wal`` and
