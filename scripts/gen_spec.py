@@ -69,10 +69,10 @@ class SpecError(Exception):
 
 
 class ProblemText(NamedTuple):
-    """What the spec says about one problem code (§9.2)."""
+    """What the spec says about one problem code (§9.2). Whether it may be retried is the
+    registry's (:attr:`Problem.retryable`), not the text's."""
 
     when: str
-    retry: bool = False  # may the same bytes be sent again later (§9.2-3)?
 
 
 PROBLEM_TEXT: Mapping[Problem, ProblemText] = {
@@ -111,8 +111,7 @@ PROBLEM_TEXT: Mapping[Problem, ProblemText] = {
     ),
     Problem.CLOCK_SKEW: ProblemText(
         "the message's `created` lies further in the future than `max_clock_skew_ms` (§4.5-4); "
-        "the problem carries `server_time`",
-        retry=True,
+        "the problem carries `server_time`"
     ),
     Problem.WRONG_RECIPIENT: ProblemText(
         "the message (§4.5-2) or its sealed content (§5.5-5) is addressed to another key"
@@ -155,8 +154,7 @@ PROBLEM_TEXT: Mapping[Problem, ProblemText] = {
     Problem.RATE_LIMITED: ProblemText(
         "the sender or the client address sent more than the receiver's rate limits allow "
         "(§10-6, §10-7), or a first contact is over an admission budget (§10-16, §10-17, "
-        "§11.8-4); the problem carries `retry_after`",
-        retry=True,
+        "§11.8-4); the problem carries `retry_after`"
     ),
     Problem.UNSUPPORTED_MEDIA_TYPE: ProblemText(
         "an HTTP request body is not of the protocol's media type (§12)"
@@ -166,20 +164,18 @@ PROBLEM_TEXT: Mapping[Problem, ProblemText] = {
         "an HTTP request names a route the receiver does not serve (§12)"
     ),
     Problem.REQUEST_TIMEOUT: ProblemText(
-        "the request body did not arrive within `body_read_timeout_ms` (§10-8)", retry=True
+        "the request body did not arrive within `body_read_timeout_ms` (§10-8)"
     ),
     Problem.UNAUTHORIZED: ProblemText(
         "an HTTP request that must be signed carries no usable signature (§12)"
     ),
     Problem.INTERNAL: ProblemText(
         "the receiver failed for a reason of its own, not because of the message; it stored "
-        "nothing (§12)",
-        retry=True,
+        "nothing (§12)"
     ),
     Problem.STORAGE_FULL: ProblemText(
         "the receiver has no room to store the message now (§11.8-4); nothing was stored; the "
-        "problem carries `retry_after`",
-        retry=True,
+        "problem carries `retry_after`"
     ),
 }
 
@@ -328,7 +324,7 @@ def _problem_codes() -> str:
     rows = ["| code | HTTP status | retry | when it is used |", "|---|---|---|---|"]
     for p in Problem:
         text = PROBLEM_TEXT[p]
-        retry = "yes" if text.retry else "no"
+        retry = "yes" if p.retryable else "no"
         rows.append(f"| `{p.value}` | {p.status} | {retry} | {_cell(text.when)} |")
     return "\n".join(rows) + "\n"
 
