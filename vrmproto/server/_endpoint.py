@@ -796,6 +796,8 @@ class Endpoint:
             stored = await self.store.get_dedupe(msg.sender, msg.id)
             if stored is not None:  # a replay: the stored answer, not a refusal (§12.6-2)
                 return self._replay(stored, msg)
+            if fresh and await self.store.get_relationship(msg.thread) is not None:
+                raise _StoreConflict("a held thread: steps 23-29 of §4.5-1 first") from None
             return self._refuse(
                 exc, _Peek(msg.sender, msg.thread, msg.hash), rel.identity if rel else None
             ), _REFUSED
