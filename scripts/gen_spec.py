@@ -8,7 +8,8 @@ Every table in ``spec/*.md`` that mirrors a declaration in ``vrmproto`` sits bet
 
 This script rewrites the text between each pair from the code: the message field tables and the
 who-sends-what overview (§5, from ``_messages.py``), a worked example produced by the real
-signing code (§5.7), the states, the transition table and its diagram (§7, from ``_state.py``),
+signing code (§5.7), the processing order of §4.5-1 (from ``_steps.py``, step 30 from the rules
+of ``_rules.py``), the states, the transition table and its diagram (§7, from ``_state.py``),
 the problem-code registry (§9, from ``_errors.Problem``) and the limits tables (§10, from
 ``_limits.Limits`` and ``server._connections.ConnectionLimits`` and their ``#:`` comments).
 Running it twice changes nothing.
@@ -42,6 +43,7 @@ from vrmproto._limits import Limits
 from vrmproto._messages import MESSAGE_TYPES, FieldsContent, Money, RecordsContent, TermsOffer
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role, State, mermaid, table_markdown
+from vrmproto._steps import table_markdown as processing_order_table
 from vrmproto._vocab import TermRef, latest
 from vrmproto.server._connections import ConnectionLimits
 
@@ -584,6 +586,7 @@ def blocks() -> dict[str, Callable[[], str]]:
         "states": _states,
         "transitions": _transitions,
         "state-diagram": _diagram,
+        "processing-order": processing_order_table,
         "problem-codes": _problem_codes,
         "limits": _limits,
         "connection-limits": _connection_limits,

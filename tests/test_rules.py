@@ -91,3 +91,24 @@ def _turn(sender: Role, *, ours: bool) -> object:
 
 def test_event_of_a_counter() -> None:
     assert event_of("terms.reject", _example("terms.reject", counter=True)) == "terms.counter"
+
+
+def test_every_step_of_the_processing_order_cites_clauses_the_spec_defines() -> None:
+    """§4.5-1 is generated from :func:`processing_order`; each clause it cites exists."""
+    import re  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from vrmproto._steps import processing_order  # noqa: PLC0415
+
+    spec = Path(__file__).resolve().parents[1] / "spec"
+    text = "\n".join(p.read_text(encoding="utf-8") for p in spec.glob("*.md"))
+    defined = set(re.findall(r"^\*\*(§[0-9.]+-[0-9]+)\*\*", text, re.M))
+    steps = processing_order()
+    cited = {c for s in steps for c in re.findall(r"§[0-9.]+-[0-9]+", s.clause)}
+    assert cited - defined == set()
+    numbers = [s.number for s in steps]
+    assert len(numbers) == len(set(numbers))
+    whole = [n for n in numbers if n.isdigit()]
+    assert whole == [str(n) for n in range(1, 32)], "steps 1 to 31 are cited: keep them"
+    rules = [s for s in steps if s.number.startswith("30.")]
+    assert len(rules) == sum(max(1, len(r.checks)) for r in RULES.values())

@@ -26,6 +26,7 @@ CORE = [
     "_state.py",
     "_relationship.py",
     "_rules.py",
+    "_steps.py",
     "_history.py",
     "_vocab.py",
     "_limits.py",

@@ -136,11 +136,13 @@ def _nothing(_: bytes) -> None:
 def term_checks(path: str) -> tuple[Check, ...]:
     """The checks of a list of term references at ``path``, made for each reference in turn
     (§6.2-6, §6.2-3, §6.3-3): the first failing reference decides."""
+    field = path.rsplit(".", 1)[-1]
     return (
-        Check("no term id is cited twice", Problem.INVALID_FIELD, "§6.2-6", path),
-        Check("each cited term is one the receiver knows, by id, version and the hash of its "
-              "text", Problem.UNKNOWN_TERM, "§6.2-3", path),
-        Check("each reference's parameters suit its term", Problem.INVALID_FIELD, "§6.3-3", path),
+        Check(f"`{field}` cites no term id twice", Problem.INVALID_FIELD, "§6.2-6", path),
+        Check(f"each term `{field}` cites is one the receiver knows, by id, version and the "
+              "hash of its text", Problem.UNKNOWN_TERM, "§6.2-3", path),
+        Check(f"each reference in `{field}` has parameters that suit its term",
+              Problem.INVALID_FIELD, "§6.3-3", path),
     )  # fmt: skip
 
 
