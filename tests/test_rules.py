@@ -44,6 +44,16 @@ def test_move_reads_table_7_2_and_the_rule_of_the_type() -> None:
     assert refused.value.code.value == "illegal_transition"
 
 
+def test_the_machine_pairs_every_row_with_its_rule() -> None:
+    from vrmproto._rules import machine  # noqa: PLC0415
+
+    table = machine()
+    assert table.keys() == TRANSITIONS.keys()
+    for key, found in table.items():
+        assert found.to is TRANSITIONS[key]
+        assert ("terms.reject" if key[2] == "terms.counter" else key[2]) == found.rule.body.TYPE
+
+
 def _example(msg_type: str, *, counter: bool = False) -> object:
     """A body of ``msg_type`` for looking up its row (its values are never checked here)."""
     from vrmproto._messages import TermsReject  # noqa: PLC0415

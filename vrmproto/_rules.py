@@ -6,7 +6,7 @@ pass against the relationship, in order, and the *effect* of the message once it
 needs an agreement (step 28) and what content it carries sealed (step 31). Rules are declared
 with :func:`rule` and looked up by body class in :data:`RULES`; the state they lead to is
 Table 7-2 (:data:`vrmproto._state.TRANSITIONS`), and :func:`move` gives both at once:
-``(state, role, type) → (next state, rule)``.
+``(state, role, type) → (next state, rule)``; :func:`machine` is that table whole.
 
 A rule's ``checks`` are the words of the spec's §4.5-1 list (``scripts/gen_spec.py`` writes
 them under step 30): each names the code and clause the check refuses with, and the code that
@@ -44,7 +44,7 @@ from vrmproto._messages import (
     TermsOffer,
     TermsReject,
 )
-from vrmproto._state import Role, State, event_of, next_state
+from vrmproto._state import TRANSITIONS, Role, State, event_of, next_state
 from vrmproto._vocab import TermRef, check_refs
 
 if TYPE_CHECKING:
@@ -124,6 +124,18 @@ class Move:
 def move(state: State, sender: Role, body: Body) -> Move:
     """``(state, role, type) → (next state, rule)``; StateError if Table 7-2 has no row (§7-1)."""
     return Move(next_state(state, sender, event_of(body.TYPE, body)), RULES[type(body)])
+
+
+def machine() -> dict[tuple[State, Role, str], Move]:
+    """Table 7-2 with each row's rule: ``(state, role, type) → (next state, rule)``, where the
+    type is the state-machine event (a ``terms.reject`` with a counter is ``terms.counter``)."""
+    return {
+        (state, role, event): Move(to, RULES[MESSAGE_TYPES[_TYPE_OF.get(event, event)]])
+        for (state, role, event), to in TRANSITIONS.items()
+    }
+
+
+_TYPE_OF = {"terms.counter": TermsReject.TYPE}
 
 
 def _nothing(_: bytes) -> None:
