@@ -6,6 +6,9 @@ every rule, moves the state machine, keeps the hash links and the history, and h
 messages and history entries for the I/O layer to deliver and store. It never touches a socket,
 a database or a clock: ``now`` (ms) and message ids are arguments. A call that raises leaves the
 relationship exactly as it was.
+
+Send, receive and adopt share one entry check (:meth:`Relationship._enter`, steps 25 to 30 of
+§4.5-1); the rules of each message type are in :mod:`vrmproto._rules`, one per body class.
 """
 
 from __future__ import annotations
