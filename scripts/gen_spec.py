@@ -8,7 +8,8 @@ Every table in ``spec/*.md`` that mirrors a declaration in ``vrmproto`` sits bet
 
 This script rewrites the text between each pair from the code: the message field tables and the
 who-sends-what overview (§5, from ``_messages.py``), a worked example produced by the real
-signing code (§5.7), the states, the transition table and its diagram (§7, from ``_state.py``),
+signing code (§5.7), the processing order of §4.5-1 (from ``_steps.py``, step 30 from the rules
+of ``_rules.py``), the states, the transition table and its diagram (§7, from ``_state.py``),
 the problem-code registry (§9, from ``_errors.Problem``) and the limits tables (§10, from
 ``_limits.Limits`` and ``server._connections.ConnectionLimits`` and their ``#:`` comments).
 Running it twice changes nothing.
@@ -42,6 +43,7 @@ from vrmproto._limits import Limits
 from vrmproto._messages import MESSAGE_TYPES, FieldsContent, Money, RecordsContent, TermsOffer
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role, State, mermaid, table_markdown
+from vrmproto._steps import table_markdown as processing_order_table
 from vrmproto._vocab import TermRef, latest
 from vrmproto.server._connections import ConnectionLimits
 
@@ -69,10 +71,10 @@ class SpecError(Exception):
 
 
 class ProblemText(NamedTuple):
-    """What the spec says about one problem code (§9.2)."""
+    """What the spec says about one problem code (§9.2). Whether it may be retried is the
+    registry's (:attr:`Problem.retryable`), not the text's."""
 
     when: str
-    retry: bool = False  # may the same bytes be sent again later (§9.2-3)?
 
 
 PROBLEM_TEXT: Mapping[Problem, ProblemText] = {
@@ -111,8 +113,7 @@ PROBLEM_TEXT: Mapping[Problem, ProblemText] = {
     ),
     Problem.CLOCK_SKEW: ProblemText(
         "the message's `created` lies further in the future than `max_clock_skew_ms` (§4.5-4); "
-        "the problem carries `server_time`",
-        retry=True,
+        "the problem carries `server_time`"
     ),
     Problem.WRONG_RECIPIENT: ProblemText(
         "the message (§4.5-2) or its sealed content (§5.5-5) is addressed to another key"
@@ -155,8 +156,7 @@ PROBLEM_TEXT: Mapping[Problem, ProblemText] = {
     Problem.RATE_LIMITED: ProblemText(
         "the sender or the client address sent more than the receiver's rate limits allow "
         "(§10-6, §10-7), or a first contact is over an admission budget (§10-16, §10-17, "
-        "§11.8-4); the problem carries `retry_after`",
-        retry=True,
+        "§11.8-4); the problem carries `retry_after`"
     ),
     Problem.UNSUPPORTED_MEDIA_TYPE: ProblemText(
         "an HTTP request body is not of the protocol's media type (§12)"
@@ -166,20 +166,18 @@ PROBLEM_TEXT: Mapping[Problem, ProblemText] = {
         "an HTTP request names a route the receiver does not serve (§12)"
     ),
     Problem.REQUEST_TIMEOUT: ProblemText(
-        "the request body did not arrive within `body_read_timeout_ms` (§10-8)", retry=True
+        "the request body did not arrive within `body_read_timeout_ms` (§10-8)"
     ),
     Problem.UNAUTHORIZED: ProblemText(
         "an HTTP request that must be signed carries no usable signature (§12)"
     ),
     Problem.INTERNAL: ProblemText(
         "the receiver failed for a reason of its own, not because of the message; it stored "
-        "nothing (§12)",
-        retry=True,
+        "nothing (§12)"
     ),
     Problem.STORAGE_FULL: ProblemText(
         "the receiver has no room to store the message now (§11.8-4); nothing was stored; the "
-        "problem carries `retry_after`",
-        retry=True,
+        "problem carries `retry_after`"
     ),
 }
 
@@ -328,7 +326,7 @@ def _problem_codes() -> str:
     rows = ["| code | HTTP status | retry | when it is used |", "|---|---|---|---|"]
     for p in Problem:
         text = PROBLEM_TEXT[p]
-        retry = "yes" if text.retry else "no"
+        retry = "yes" if p.retryable else "no"
         rows.append(f"| `{p.value}` | {p.status} | {retry} | {_cell(text.when)} |")
     return "\n".join(rows) + "\n"
 
@@ -588,6 +586,7 @@ def blocks() -> dict[str, Callable[[], str]]:
         "states": _states,
         "transitions": _transitions,
         "state-diagram": _diagram,
+        "processing-order": processing_order_table,
         "problem-codes": _problem_codes,
         "limits": _limits,
         "connection-limits": _connection_limits,

@@ -78,6 +78,7 @@ from vrmproto import (
 from vrmproto._fields import dump_record
 from vrmproto._history import link
 from vrmproto._relationship import rotation_proof_bytes
+from vrmproto._vocab import TermRef
 
 SCHEMA = "vrmproto-vectors/1"
 VECTORS_DIR = Path(__file__).resolve().parent.parent / "spec" / "vectors"
@@ -1501,7 +1502,8 @@ def schema_file() -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             "schema": {"const": SCHEMA},
-            "kind": {"enum": ["keys", "messages", "invalid", "state", "rfc8032", "history"]},
+            "kind": {"enum": ["keys", "messages", "invalid", "state", "rfc8032", "history",
+                              "steps"]},
             "description": {"type": "string", "minLength": 1},
             "source": {"type": "string", "minLength": 1},
             "notes": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -1570,6 +1572,13 @@ def schema_file() -> dict[str, Any]:
                     "properties": {"from": {"enum": ["customer", "vendor"]},
                                    "envelope": _HEX, "now": _MS}}},
             }),
+            _kind_rule("steps", ["receiver", "thread", "customer_seeds", "vendor_seed",
+                                 "messages", "step"], {
+                "receiver": {"enum": ["customer", "vendor"]}, "thread": _HEX16,
+                "customer_seeds": {"type": "array", "minItems": 1, "items": _HEX32},
+                "vendor_seed": _HEX32, "messages": {"type": "array", "minItems": 1},
+                "step": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)*$"},
+            }),
             _kind_rule("rfc8032", ["secret_key", "public_key", "message", "signature"], {
                 "secret_key": _HEX32, "public_key": _HEX32, "message": _HEX,
                 "signature": {"type": "string", "pattern": "^[0-9a-f]{128}$"},
@@ -1590,6 +1599,208 @@ def schema_file() -> dict[str, Any]:
     }
 
 
+# -- steps.json: steps 22 to 31 of §4.5-1 ---------------------------------------------------------
+#
+# Each vector is a state.json sequence whose last message breaks the rule of one step of §4.5-1
+# and, where the sequence allows, a rule of a later step too: the code of the earlier step wins.
+# ``step`` names it (a number of the generated list in §4.5-1).
+
+#: A term reference no receiver knows (§6.2-3): its id is well formed, its text hash zero.
+UNKNOWN_TERM = TermRef("x.vectors-unknown", 1, bytes(32))
+#: An X25519 key of small order (§2.1-5), and an Ed25519 key that is not a valid point (§2.1-2).
+SMALL_ORDER_X25519 = bytes(32)
+INVALID_ED25519 = bytes([1]) + bytes(31)
+
+
+def _step_vector(step: str, vid: str, description: str, flow: Flow, final: Signed[Any], *,
+                 at: int, problem: Problem | None, clause: str,
+                 flags: Sequence[str]) -> dict[str, Any]:
+    """A state.json sequence whose last message, from the customer, tests ``step``."""
+    v = _sequence_vector(vid, description, flow, final=final, final_sender=Role.CUSTOMER,
+                         final_now=at, problem=problem, clause=clause, flags=flags)
+    return {**v, "step": step}
+
+
+def _sealed_to(content: FieldsContent, *, to: bytes, msg_id: bytes, label: str) -> bytes:
+    """Sealed content for the vendor (its X25519 key) whose signed payload names ``to`` and
+    ``msg_id``: the construction of §5.5, with the payload's fields chosen freely."""
+    payload = _codec.encode({"content": dump_record(content), "msg": msg_id, "to": to})
+    plaintext = _codec.pack_sorted({"payload": payload,
+                                    "sig": CUSTOMER.sign(Context.SEALED, payload)})
+    return seal_deterministic(plaintext, VENDOR.enc_public_key, _seed(f"ephemeral {label}"))
+
+
+def _agreed(name: str) -> tuple[Flow, Signed[Any]]:
+    f = Flow(f"steps-{name}", CUSTOMER, VENDOR, _id(f"thread steps-{name}"))
+    offer = f.offer()
+    f.send(Role.VENDOR, TermsAccept(offer=offer.hash, terms=offer.body.terms))
+    return f, offer
+
+
+def _steps_relationship() -> list[dict[str, Any]]:
+    """Steps 22 to 29: the relationship before the type's rules."""
+    out = []
+    f, offer = _agreed("22")
+    other = Flow("steps-22-other", STRANGER, VENDOR, _id("thread steps-22-other"))
+    problem = sign_problem(Problem.INVALID_FIELD, "a problem in a thread nobody holds",
+                           identity=STRANGER, now=f.now + MINUTE, msg_id=_id("steps-22-problem"),
+                           to=VENDOR.public_key, thread=other.thread)  # fmt: skip
+    out.append(_step_vector(
+        "22", "steps-22-problem-anywhere", "A problem from a stranger, in a thread the vendor "
+        "does not hold: accepted at step 22, outside every relationship, and nothing changes.",
+        f, problem,
+        at=f.now + MINUTE + 1_000, problem=None, clause="§4.5-9", flags=["Valid"]))
+    f, offer = _agreed("23")
+    at = f.now + MINUTE
+    msg = sign_message(DataRequest(agreement=offer.hash, format=DATA_FORMAT), identity=STRANGER,
+                       recipient=VENDOR.public_key, thread=_id("thread steps-23-elsewhere"),
+                       prev=offer.hash, now=at, msg_id=_id("steps-23-elsewhere"),
+                       lifetime_ms=DAY)  # fmt: skip
+    at += 1_000
+    out.append(_step_vector(
+        "23", "steps-23-before-24", "A data.request in another thread, from a key that is no "
+        "party: the thread (step 23) is checked before the sender (step 24).", f, msg,
+        at=at, problem=Problem.NO_RELATIONSHIP, clause="§4.5-5", flags=["Sender"]))
+    f, offer = _agreed("24")
+    msg, at = _forge(f, STRANGER, TermsOffer(terms=(UNKNOWN_TERM,),
+                                             enc_key=SMALL_ORDER_X25519),
+                     prev=None, label="steps-24-stranger-offer")
+    out.append(_step_vector(
+        "24", "steps-24-before-30", "A stranger's terms.offer with prev nil in an agreed thread, "
+        "citing an unknown term with an unusable enc_key: not_a_party (step 24) before the "
+        "offer's rules (step 30; §12.2-7).", f, msg,
+        at=at, problem=Problem.NOT_A_PARTY, clause="§4.5-5", flags=["Sender"]))
+    f, offer = _agreed("24-rotated")
+    rotate = f.rotate(Role.CUSTOMER, CUSTOMER_NEXT)
+    msg, at = _forge(f, CUSTOMER, TermsAccept(offer=offer.hash, terms=offer.body.terms),
+                     prev=rotate.hash, label="steps-24-rotated-accept")
+    out.append(_step_vector(
+        "24", "steps-24-before-25", "A terms.accept signed by the customer's key rotated away: "
+        "key_rotated (step 24) before the role (step 25).", f, msg,
+        at=at, problem=Problem.KEY_ROTATED, clause="§2.6-3", flags=["Rotation"]))
+    f, offer = _agreed("25")
+    msg, at = _forge(f, CUSTOMER, TermsAccept(offer=offer.hash, terms=offer.body.terms),
+                     prev=None, label="steps-25-accept")
+    out.append(_step_vector(
+        "25", "steps-25-before-26", "A terms.accept from the customer with prev nil: the role "
+        "(step 25) before the chain (step 26).", f, msg,
+        at=at, problem=Problem.ILLEGAL_TRANSITION, clause="§7-2", flags=["Role"]))
+    f, offer = _agreed("26")
+    msg, at = _forge(f, CUSTOMER, TermsOffer(terms=(UNKNOWN_TERM,),
+                                             enc_key=CUSTOMER.enc_public_key),
+                     prev=None, label="steps-26-offer-again")
+    out.append(_step_vector(
+        "26", "steps-26-before-29", "The customer's terms.offer with prev nil after its first "
+        "message, in an agreed thread, citing an unknown term: chain_broken (step 26) before "
+        "the state (29) and the terms (30).", f, msg,
+        at=at, problem=Problem.CHAIN_BROKEN, clause="§4.5-6", flags=["Chain"]))
+    return out
+
+
+def _steps_state() -> list[dict[str, Any]]:
+    out = []
+    f = Flow("steps-28", CUSTOMER, VENDOR, _id("thread steps-28"))
+    offer = f.offer()
+    msg, at = _forge(f, CUSTOMER, DataRequest(agreement=offer.hash, format=DATA_FORMAT),
+                     prev=offer.hash, label="steps-28-request")
+    out.append(_step_vector(
+        "28", "steps-28-before-29", "A data.request while the offer is open (no agreement, and "
+        "no such row in state offered): no_agreement (step 28) before the state (step 29).",
+        f, msg,
+        at=at, problem=Problem.NO_AGREEMENT, clause="§5.3-1", flags=["State"]))
+    f, offer = _agreed("29")
+    msg, at = _forge(f, CUSTOMER, TermsOffer(terms=(UNKNOWN_TERM,),
+                                             enc_key=CUSTOMER.enc_public_key),
+                     prev=offer.hash, label="steps-29-offer-again")
+    out.append(_step_vector(
+        "29", "steps-29-before-30", "A second terms.offer, correctly chained, in state agreed "
+        "and citing an unknown term: the state (step 29) before the terms (step 30).", f, msg,
+        at=at, problem=Problem.ILLEGAL_TRANSITION, clause="§7-1", flags=["State"]))
+    return out
+
+
+def _steps_rules() -> list[dict[str, Any]]:
+    """Step 30's sub-steps, in order, and step 30 before step 31."""
+    out = []
+    known = TERMS[0]
+    for vid, terms, problem, clause, step, what in (
+        ("steps-30-unknown-before-twice", (UNKNOWN_TERM, known, known), Problem.UNKNOWN_TERM,
+         "§6.2-3", "30.1.2", "an unknown first term, then one id twice: the first reference "
+         "decides"),
+        ("steps-30-twice-before-unknown", (known, known, UNKNOWN_TERM), Problem.INVALID_FIELD,
+         "§6.2-6", "30.1.1", "one id twice, then an unknown term: the second reference "
+         "decides"),
+    ):
+        f = Flow(vid, CUSTOMER, VENDOR, _id(f"thread {vid}"))
+        msg, at = _forge(f, CUSTOMER, TermsOffer(terms=terms, enc_key=SMALL_ORDER_X25519),
+                         prev=None, label=vid)
+        out.append(_step_vector(
+            step, vid, f"A first terms.offer citing {what}, with an unusable enc_key (30.1.4).",
+            f, msg, at=at, problem=problem, clause=clause, flags=["State"]))
+    f, offer = _agreed("30-rotate")
+    proof = CUSTOMER.sign(Context.MESSAGE, b"not a proof")
+    msg, at = _forge(f, CUSTOMER, KeyRotate(new_key=INVALID_ED25519,
+                                            new_enc_key=SMALL_ORDER_X25519, proof=proof,
+                                            reason="rotate"),
+                     prev=offer.hash, label="steps-30-rotate")
+    out.append(_step_vector(
+        "30.14.1", "steps-30-rotate-new-key-first", "A key.rotate whose new_key is not a valid "
+        "Ed25519 key, whose new_enc_key is of small order and whose proof does not verify: "
+        "bad_key for new_key first (§2.6-2).", f, msg,
+        at=at, problem=Problem.BAD_KEY, clause="§2.1-2", flags=["Rotation"]))
+    f, offer = _agreed("30-share")
+    label = f.next_label("data.share")
+    sealed = _sealed_to(FieldsContent(fields={"email": "alice@example.org"}),
+                        to=STRANGER.public_key, msg_id=_id("another message"), label=label)
+    msg, at = _forge(f, CUSTOMER, DataShare(agreement=sha256(b"another agreement"),
+                                            purposes=(1,), categories=(1,), expires=NOW,
+                                            sealed=sealed),
+                     prev=offer.hash, label=label)
+    out.append(_step_vector(
+        "30.4.1", "steps-30-before-31", "A data.share naming another agreement, already "
+        "expired, whose sealed content names another recipient: the agreement (30.4.1) before "
+        "the expiry (30.4.2) and the sealed content (31).", f, msg,
+        at=at, problem=Problem.NO_AGREEMENT, clause="§5.3-1", flags=["State"]))
+    f, offer = _agreed("31")
+    label = f.next_label("data.share")
+    sealed = _sealed_to(FieldsContent(fields={"email": "alice@example.org"}),
+                        to=STRANGER.public_key, msg_id=_id("another message"), label=label)
+    msg, at = _forge(f, CUSTOMER, DataShare(agreement=offer.hash, purposes=(1,),
+                                            categories=(1,), expires=NOW + 30 * DAY,
+                                            sealed=sealed),
+                     prev=offer.hash, label=label)
+    out.append(_step_vector(
+        "31.5", "steps-31-recipient-before-message", "A data.share whose sealed content names "
+        "another recipient and another message: wrong_recipient (31.5) before envelope_mismatch "
+        "(31.6).", f, msg,
+        at=at, problem=Problem.WRONG_RECIPIENT, clause="§5.5-5", flags=["Sealed"]))
+    return out
+
+
+def steps_file() -> dict[str, Any]:
+    vectors = [*_steps_relationship(), *_steps_state(), *_steps_rules()]
+    return _file(
+        "steps",
+        "Steps 22 to 31 of the processing order (§4.5-1), one sequence each, replayed as in "
+        "state.json. The last message breaks the rule of the step named in `step` and, where "
+        "a sequence allows, the rule of a later step as well: the earlier step decides the "
+        "problem code. A `valid` vector's last message is accepted by its receiver and changes "
+        "nothing there (a problem, step 22). Step 27 has no vector: a message already in the "
+        "history no longer links (step 26) and is a replay (step R) before it could reach 27.",
+        f"vrmproto reference implementation (scripts/gen_vectors.py); {SEED_RULE}; {ID_RULE}",
+        vectors,
+        {
+            "Valid": "the last message is accepted (a problem, outside the relationship)",
+            "State": "the state machine (§7) or a rule of the message type (§5) refuses it",
+            "Role": "the message type is never sent by that side (§7-2)",
+            "Chain": "the prev hash link (§4.2-8)",
+            "Rotation": "key rotation (§2.6)",
+            "Sender": "the sender or the thread is not this relationship's",
+            "Sealed": "the sealed content (§5.5)",
+        },
+    )
+
+
 # -- output --------------------------------------------------------------------------------------
 
 
@@ -1603,6 +1814,7 @@ def build() -> dict[str, str]:
         "messages.json": lambda: messages_file([main, counter, answered, declined]),
         "invalid.json": invalid_file,
         "state.json": state_file,
+        "steps.json": steps_file,
         "history.json": history_file,
         "rfc8032.json": rfc8032_file,
         "schema.json": schema_file,

@@ -24,11 +24,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from vrmproto import _envelope, _keys
+from vrmproto import _envelope, _keys, _rules
 from vrmproto._errors import DecodeError, Problem, SignatureError, ValidationError
 from vrmproto._keys import Identity
 from vrmproto._limits import Limits
-from vrmproto._relationship import Relationship
 from vrmproto.server import ConnectionLimits, Endpoint, ReferencePolicy, _app, _endpoint, serve
 from vrmproto.server._ratelimit import RateLimiter
 from vrmproto.store import MemoryStore
@@ -153,7 +152,7 @@ def ignore_recipient() -> None:
 
 
 def share_without_agreement() -> None:
-    _patch(Relationship, "_need_agreement", lambda self, agreement: None)
+    _patch(_rules, "same_agreement", lambda rel, agreement: None)
 
 
 def receipt_before_commit() -> None:

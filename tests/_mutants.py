@@ -59,12 +59,13 @@ from vrmproto import (
     _errors,
     _fields,
     _keys,
-    _relationship,
+    _rules,
     _state,
     _vocab,
 )
 from vrmproto._errors import DecodeError, Problem, ProtocolError, SignatureError
 from vrmproto._limits import Limits
+from vrmproto._messages import Body, DataErased, DataWithdraw, KeyRotate, Receipt, TermsAccept
 from vrmproto._relationship import Relationship
 from vrmproto._state import State
 from vrmproto.server import _app, _endpoint, _held
@@ -147,6 +148,26 @@ def _mutate(owner: Any, name: str, *edits: tuple[str, str]) -> None:
     if isinstance(raw, staticmethod) and not isinstance(new_func, staticmethod):
         new_func = staticmethod(new_func)
     _patch(owner, name, new_func)
+
+
+def _mutate_rule(body: type[Body], *edits: tuple[str, str]) -> None:
+    """Compile the rule of ``body`` (``vrmproto._rules``) again from its source with each
+    ``(old, new)`` snippet replaced, and register the copy in its place."""
+    found = _rules.RULES[body]
+    src = textwrap.dedent(inspect.getsource(found.apply))
+    start = re.search(r"^def ", src, re.M)
+    assert start is not None
+    src = src[start.start():]  # without the @rule(...) that registered it
+    for old, new in edits:
+        count = src.count(old)
+        assert count == 1, f"{body.__name__}: {old!r} occurs {count} times: out of date"
+        src = src.replace(old, new)
+    space: dict[str, Any] = {}
+    code = compile(src, f"<mutant of the rule of {body.__name__}>", "exec", flags=_FUTURE,
+                   dont_inherit=True)  # fmt: skip
+    exec(code, _rules.__dict__, space)  # the mutated copy of our own source
+    rules = {**_rules.RULES, body: dataclasses.replace(found, apply=space[found.apply.__name__])}
+    _patch(_rules, "RULES", rules)
 
 
 def _no_fast_paths() -> None:
@@ -520,7 +541,7 @@ def _lax_verify(*, s_below_l: bool = True, r_not_small: bool = True, a_canonical
 
 
 def _plant_verify(verify: Callable[[bytes, bytes, bytes, bytes], None]) -> None:
-    for module in (_envelope, _relationship, _binding):
+    for module in (_envelope, _rules, _binding):
         _patch(module, "verify", verify)
 
 
@@ -551,14 +572,14 @@ def sig_any_context() -> None:
 @mutant("env-routing-to", "envelope", "§3.4-4",
         "does not compare the routing copy of 'to' with the signed header")
 def env_routing_to() -> None:
-    _mutate(_envelope, "open_envelope", (
+    _mutate(_envelope, "_check_routing", (
         "if routed_to is not ... and routed_to != header.recipient:", "if False:"))
 
 
 @mutant("env-routing-type", "envelope", "§3.4-4",
         "does not compare the routing copy of 'type' with the signed header")
 def env_routing_type() -> None:
-    _mutate(_envelope, "open_envelope", (
+    _mutate(_envelope, "_check_routing", (
         "if routed_type is not ... and routed_type != header.type:", "if False:"))
 
 
@@ -652,20 +673,20 @@ def hdr_version_no_list() -> None:
         "verifies the signature before the recipient and the time window")
 def order_signature_first() -> None:
     _mutate(_envelope, "open_envelope",
-            ("    if recipients is not None and header.recipient not in recipients and (",
+            ("    if recipients is not None:\n",
              "    verify(Context.MESSAGE, hdr_bytes, sig, header.sender)\n"
-             "    if recipients is not None and header.recipient not in recipients and ("))
+             "    if recipients is not None:\n"))
 
 
 @mutant("order-time-before-recipient", "order", "§4.5-1",
         "checks the time window before the recipient")
 def order_time_first() -> None:
     _mutate(_envelope, "open_envelope", (
-        "    if recipients is not None and header.recipient not in recipients and (",
+        "    if recipients is not None:\n",
         "    if check_time and now > header.expires:\n"
         "        raise ValidationError('the message has expired', code=Problem.EXPIRED,"
         " clause='§4.5-3')\n"
-        "    if recipients is not None and header.recipient not in recipients and ("))
+        "    if recipients is not None:\n"))
 
 
 @mutant("order-body-before-signature", "order", "§4.3-2",
@@ -744,8 +765,7 @@ mutant("state-offer-in-intent", "state", "§7-1",
 @mutant("state-no-role", "state", "§7-2",
         "skips the role check of step 25: reads Table 7-2 without the sender's role")
 def state_no_role() -> None:
-    _mutate(Relationship, "receive", (
-        "if body.SENT_BY not in (\"either\", self.peer_role.value):", "if False:"))
+    _mutate(Relationship, "_enter", ("if not body.sent_by(by):", "if False:"))
     real = _state.next_state
 
     def next_state(state: State, sender: _state.Role, event: str) -> State:
@@ -754,7 +774,7 @@ def state_no_role() -> None:
         except ProtocolError:
             return real(state, sender.other, event)
 
-    _patch(_relationship, "next_state", next_state)
+    _patch(_rules, "next_state", next_state)
 
 
 #: States a client can find the reference vendor's relationship resting in (see the docstring).
@@ -851,8 +871,8 @@ def terms_reject_unnamed() -> None:
 @mutant("terms-accept-changed", "terms", "§5.2.2-2",
         "accepts an offer listing the terms in another order than offered")
 def terms_accept_changed() -> None:
-    _mutate(Relationship, "_check", ("if body.terms != self.offered:",
-                                     "if not ours and body.terms != self.offered:"))
+    _mutate_rule(TermsAccept, ("if body.terms != rel.offered:",
+                               "if not turn.ours and body.terms != rel.offered:"))
     from vrmproto import _messages  # noqa: PLC0415
     from vrmproto._envelope import Signed  # noqa: PLC0415
 
@@ -888,8 +908,8 @@ def sealed_message_id() -> None:
         "opens sealed content before checking the message's agreement")
 def sealed_before_agreement() -> None:
     _mutate(Relationship, "receive", (
-        "    self._agreement_first(body)\n    new_state",
-        "    self._open_content(msg)\n    self._agreement_first(body)\n    new_state"))
+        "    new_state, effect = self._enter(",
+        "    self._open_content(msg)\n    new_state, effect = self._enter("))
 
 
 @mutant("sealed-undecryptable-as-malformed", "sealed", "§5.5-4",
@@ -911,15 +931,15 @@ def sealed_return_to_self() -> None:
 @mutant("withdraw-empty-is-none", "withdrawal", "§5.3.2-1",
         "reads a data.withdraw with an empty share list as withdrawing nothing, not every share")
 def withdraw_empty() -> None:
-    _mutate(Relationship, "_check", (
-        "withdrawn = tuple(dict.fromkeys(body.shares)) or tuple(sorted(self.shares))",
+    _mutate_rule(DataWithdraw, (
+        "withdrawn = tuple(dict.fromkeys(body.shares)) or tuple(sorted(rel.shares))",
         "withdrawn = tuple(dict.fromkeys(body.shares))"))
 
 
 @mutant("withdraw-unknown-share", "withdrawal", "§5.3.2-1",
         "accepts a withdrawal naming a share that is not live")
 def withdraw_unknown() -> None:
-    _mutate(Relationship, "_check", ("if unknown:", "if False:"))
+    _mutate_rule(DataWithdraw, ("if unknown:", "if False:"))
 
 
 @mutant("withdraw-keeps-data", "withdrawal", "§12.10-2",
@@ -933,8 +953,8 @@ def withdraw_keeps_data() -> None:
 @mutant("withdraw-erased-partial", "withdrawal", "§5.3.3-2",
         "confirms only the first of the withdrawn shares in data.erased")
 def withdraw_erased_partial() -> None:
-    _mutate(Relationship, "_check", ("if set(body.shares) != set(expected):",
-                                     "if not ours and set(body.shares) != set(expected):"))
+    _mutate_rule(DataErased, ("if set(body.shares) != set(expected):",
+                              "if not turn.ours and set(body.shares) != set(expected):"))
     _mutate(Endpoint, "_reply", ("shares=rel.pending_withdraws[msg.hash])",
                                  "shares=rel.pending_withdraws[msg.hash][:1])"))
 
@@ -1337,9 +1357,9 @@ def http_200() -> None:
 @mutant("key-proof-unchecked", "keys", "§2.6-2",
         "does not verify the new key's proof in a key.rotate")
 def key_proof() -> None:
-    _mutate(Relationship, "_check", (
-        "        verify(\n            Context.KEY_ROTATION,",
-        "        (lambda *a: None)(\n            Context.KEY_ROTATION,"))
+    _mutate_rule(KeyRotate, (
+        "    verify(\n        Context.KEY_ROTATION,",
+        "    (lambda *a: None)(\n        Context.KEY_ROTATION,"))
 
 
 @mutant("key-old-accepted", "keys", "§2.6-3",
@@ -1358,15 +1378,15 @@ def key_compromise() -> None:
 @mutant("key-new-key-unchecked", "keys", "§2.1-2",
         "does not check that a key.rotate's new key is a valid, prime-order key")
 def key_new_unchecked() -> None:
-    _mutate(Relationship, "_check", ('check_key(body.new_key, path="$.body.new_key")', "pass"))
+    _mutate_rule(KeyRotate, ('check_key(body.new_key, path="$.body.new_key")', "pass"))
 
 
 @mutant("key-enc-not-updated", "keys", "§2.6-5",
         "keeps sealing to the customer's old encryption key after a key.rotate")
 def key_enc_not_updated() -> None:
-    _mutate(Relationship, "_check", (
-        "self.peer_key, self.peer_enc_key = body.new_key, body.new_enc_key",
-        "self.peer_key = body.new_key"))
+    _mutate_rule(KeyRotate, (
+        "rel.peer_key, rel.peer_enc_key = body.new_key, body.new_enc_key",
+        "rel.peer_key = body.new_key"))
 
 
 # -- receipts (§5.6.1, §12.3) ---------------------------------------------------------------------
@@ -1375,15 +1395,15 @@ def key_enc_not_updated() -> None:
 @mutant("receipt-unknown-ack", "receipts", "§5.6.1-1",
         "accepts a receipt that acknowledges no message of the thread")
 def receipt_unknown_ack() -> None:
-    _mutate(Relationship, "_check", ("if body.ack not in pending:", "if False:"))
+    _mutate_rule(Receipt, ("if body.ack not in pending:", "if False:"))
 
 
 @mutant("receipt-for-receipt", "receipts", "§12.3-3",
         "answers a receipt with 200 and a receipt of its own")
 def receipt_for_receipt() -> None:
     _patch(_endpoint, "_UNACKNOWLEDGED", frozenset({"problem"}))
-    _mutate(Relationship, "_check", ("if body.ack not in pending:",
-                                     "if body.ack not in pending and not ours:"))
+    _mutate_rule(Receipt, ("if body.ack not in pending:",
+                           "if body.ack not in pending and not turn.ours:"))
 
 
 @mutant("receipt-after-replies", "receipts", "§12.3-1",
@@ -1400,7 +1420,7 @@ def receipt_after_replies() -> None:
 @mutant("chain-prev-unchecked", "relationship", "§4.5-6",
         "does not check that prev links to the peer's last message")
 def chain_prev() -> None:
-    _mutate(Relationship, "receive", ("if msg.header.prev != self.peer_head:", "if False:"))
+    _mutate(Relationship, "_enter", ("if msg.header.prev != head:", "if False:"))
 
 
 @mutant("rel-any-sender", "relationship", "§4.5-5",

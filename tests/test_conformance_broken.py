@@ -67,7 +67,7 @@ EXPECTED: dict[str, frozenset[str]] = {
     # body's fields in DAT-014 and DAT-015) or for a reason that holds without it (PRB-002's
     # chain_broken: a prev where the first message of a thread has none).
     "receipt-before-commit": frozenset({
-        "CHN-001", "DUR-001", "ORD-002", "STATE-001", "REL-002",
+        "CHN-001", "DUR-001", "ORD-002", "ORD-003", "STATE-001", "REL-002",
         "DAT-001", "DAT-002", "DAT-003", "DAT-004", "DAT-005", "DAT-006", "DAT-007",
         "DAT-008", "DAT-009", "DAT-010", "DAT-011", "DAT-012", "DAT-013",
         "HIST-001", "HIST-002", "HIST-003", "HIST-007",

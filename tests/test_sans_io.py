@@ -25,6 +25,8 @@ CORE = [
     "_envelope.py",
     "_state.py",
     "_relationship.py",
+    "_rules.py",
+    "_steps.py",
     "_history.py",
     "_vocab.py",
     "_limits.py",

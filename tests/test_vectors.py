@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "spec" / "vectors"
 GENERATOR = ROOT / "scripts" / "gen_vectors.py"
 FILES = ("keys.json", "messages.json", "invalid.json", "state.json", "history.json",
-         "rfc8032.json")
+         "rfc8032.json", "steps.json")
 
 
 @cache

@@ -541,6 +541,47 @@ def _envelope_parts(data: bytes, allow_erased: bool) -> tuple[Any, bytes, bytes,
     return body_bytes, hdr_bytes, sig, env.get("to", ...), env.get("type", ...)
 
 
+def _check_routing(header: Header, routed_to: Any, routed_type: Any) -> None:
+    """Step 14 of §4.5-1: the routing copies, when present, equal the header's (§3.4-4)."""
+    if routed_to is not ... and routed_to != header.recipient:
+        raise ValidationError(
+            "routing 'to' differs from the signed header",
+            code=Problem.ENVELOPE_MISMATCH,
+            clause="§3.4-4",
+        )
+    if routed_type is not ... and routed_type != header.type:
+        raise ValidationError(
+            "routing 'type' differs from the signed header",
+            code=Problem.ENVELOPE_MISMATCH,
+            clause="§3.4-4",
+        )
+
+
+def _check_recipient(header: Header, recipients: Collection[bytes]) -> None:
+    """Step 15: the header's ``to`` is one of the receiver's keys, or nil in a problem (§4.5-2)."""
+    if header.recipient not in recipients and (
+        header.recipient is not None or header.type != ProblemReport.TYPE
+    ):
+        raise ValidationError(
+            "this message is addressed to another key",
+            code=Problem.WRONG_RECIPIENT,
+            clause="§4.5-2",
+            path="$.hdr.to",
+        )
+
+
+def _check_time(header: Header, now: int, limits: Limits) -> None:
+    """Steps 16 and 17: not expired (§4.5-3), not created too far ahead (§4.5-4)."""
+    if now > header.expires:
+        raise ValidationError("the message has expired", code=Problem.EXPIRED, clause="§4.5-3")
+    if header.created > now + limits.max_clock_skew_ms:
+        raise ValidationError(
+            "created lies in the future beyond the allowed clock skew",
+            code=Problem.CLOCK_SKEW,
+            clause="§4.5-4",
+        )
+
+
 def open_envelope(
     data: bytes,
     *,
@@ -570,38 +611,11 @@ def open_envelope(
     else:
         body_bytes, hdr_bytes, sig, routed_to, routed_type = _envelope_parts(data, allow_erased)
         header = _read_header(hdr_bytes, limits)
-    if routed_to is not ... and routed_to != header.recipient:
-        raise ValidationError(
-            "routing 'to' differs from the signed header",
-            code=Problem.ENVELOPE_MISMATCH,
-            clause="§3.4-4",
-        )
-    if routed_type is not ... and routed_type != header.type:
-        raise ValidationError(
-            "routing 'type' differs from the signed header",
-            code=Problem.ENVELOPE_MISMATCH,
-            clause="§3.4-4",
-        )
-    if recipients is not None and header.recipient not in recipients and (
-        header.recipient is not None or header.type != ProblemReport.TYPE
-    ):
-        raise ValidationError(
-            "this message is addressed to another key",
-            code=Problem.WRONG_RECIPIENT,
-            clause="§4.5-2",
-            path="$.hdr.to",
-        )
+    _check_routing(header, routed_to, routed_type)
+    if recipients is not None:
+        _check_recipient(header, recipients)
     if check_time:
-        if now > header.expires:
-            raise ValidationError(
-                "the message has expired", code=Problem.EXPIRED, clause="§4.5-3"
-            )
-        if header.created > now + limits.max_clock_skew_ms:
-            raise ValidationError(
-                "created lies in the future beyond the allowed clock skew",
-                code=Problem.CLOCK_SKEW,
-                clause="§4.5-4",
-            )
+        _check_time(header, now, limits)
     verify(Context.MESSAGE, hdr_bytes, sig, header.sender)
     body: Any = None
     if body_bytes is not None:

@@ -63,6 +63,13 @@ class Problem(enum.Enum):
         """The HTTP status a server answers this problem with (spec §12.4)."""
         return _STATUS[self]
 
+    @property
+    def retryable(self) -> bool:
+        """True when the same bytes may be delivered again later and be accepted (§9.2-3):
+        the refusal said "not now", not "never". Every other code is final, and so is a code
+        this version does not know (§9.1-8)."""
+        return self in RETRYABLE
+
     @classmethod
     def from_wire(cls, code: str) -> Problem | None:
         """The member for a wire string, or None for a code this version does not know."""
@@ -104,6 +111,13 @@ _STATUS: dict[Problem, int] = {
     Problem.STORAGE_FULL: 507,
 }
 assert set(_STATUS) == set(Problem), "every problem code needs an HTTP status"
+
+#: The problems that refuse nothing for good (Table 9-1, §9.2-3): both nodes keep a message so
+#: refused and may deliver the same bytes again; the spec's "retry" column is generated from it.
+RETRYABLE: frozenset[Problem] = frozenset({
+    Problem.CLOCK_SKEW, Problem.RATE_LIMITED, Problem.REQUEST_TIMEOUT, Problem.INTERNAL,
+    Problem.STORAGE_FULL,
+})
 
 
 #: Most characters of received input a problem's ``detail`` quotes, after escaping (§11.12-1).

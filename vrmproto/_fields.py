@@ -623,6 +623,38 @@ def _list_of(kind: Kind) -> List:
     return kind
 
 
+def _spliced_last(i: int, name: str) -> list[str]:
+    """Writer lines for a spliced list that is the last field: the map of all fields, this one
+    nil — the last byte — then replaced by the list's remembered encoding."""
+    return [
+        f"    v = o.{name}",
+        "    if v is None:",
+        "        return pack(run)",
+        f"    raw = packed_{i}(v)",
+        "    if raw is None:",
+        "        return None",
+        f"    run[{name!r}] = None",
+        "    return pack(run)[:-1] + raw",
+    ]
+
+
+def _spliced_between(i: int) -> list[str]:
+    """Writer lines for a spliced list among other fields: the entries so far as a map without
+    its head, then this key and the list."""
+    return [
+        f"        raw = packed_{i}(v)",
+        "        if raw is None:",
+        "            return None",
+        "        if run:",
+        "            parts.append(pack(run)[1:])",
+        "            count += len(run)",
+        "            run = {}",
+        f"        parts.append(key_{i})",
+        "        parts.append(raw)",
+        "        count += 1",
+    ]
+
+
 def _writer(cls: type[Any]) -> Any:
     """The writer of one declared class, generated: straight-line ``dump_record`` packed, where
     a list of :class:`Custom` values is spliced in from their remembered encodings."""
@@ -639,35 +671,12 @@ def _writer(cls: type[Any]) -> Any:
         lines += ["    parts = []", "    count = 0"]
     for i, (name, kind, _) in enumerate(declared):
         if i in spliced and last_only:
-            # The map of all fields, this one nil — the last byte — then replaced by the list.
             ns[f"packed_{i}"] = _list_of(kind).packed
-            lines += [
-                f"    v = o.{name}",
-                "    if v is None:",
-                "        return pack(run)",
-                f"    raw = packed_{i}(v)",
-                "    if raw is None:",
-                "        return None",
-                f"    run[{name!r}] = None",
-                "    return pack(run)[:-1] + raw",
-            ]
-            return _compile("write", lines, ns)
+            return _compile("write", lines + _spliced_last(i, name), ns)
         lines += [f"    v = o.{name}", "    if v is not None:"]
         if i in spliced:
-            # The entries so far as a map without its head, then this key and the list.
             ns[f"packed_{i}"], ns[f"key_{i}"] = _list_of(kind).packed, pack_sorted(name)
-            lines += [
-                f"        raw = packed_{i}(v)",
-                "        if raw is None:",
-                "            return None",
-                "        if run:",
-                "            parts.append(pack(run)[1:])",
-                "            count += len(run)",
-                "            run = {}",
-                f"        parts.append(key_{i})",
-                "        parts.append(raw)",
-                "        count += 1",
-            ]
+            lines += _spliced_between(i)
         elif kind.plain_dump:
             lines.append(f"        run[{name!r}] = v")
         elif type(kind) is List and kind.item.plain_dump:

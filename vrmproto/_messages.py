@@ -27,6 +27,7 @@ from vrmproto._fields import (
     wire,
 )
 from vrmproto._keys import HASH_BYTES, KEY_BYTES, SIG_BYTES
+from vrmproto._state import Role
 from vrmproto._vocab import DATA_FORMAT, DataRecord, TermRef
 
 MAX_SEALED = 64 * 1024
@@ -41,6 +42,11 @@ class Body:
     TYPE: ClassVar[str] = ""
     #: Who may send it: "customer", "vendor" or "either" (§7).
     SENT_BY: ClassVar[str] = "either"
+
+    @classmethod
+    def sent_by(cls, role: Role) -> bool:
+        """True when ``role`` may send this type (§7-2)."""
+        return cls.SENT_BY == "either" or Role(cls.SENT_BY) is role
 
     def to_wire(self) -> dict[str, Any]:
         """The body as a canonical-order map (§5.1)."""

@@ -6,11 +6,13 @@ every rule, moves the state machine, keeps the hash links and the history, and h
 messages and history entries for the I/O layer to deliver and store. It never touches a socket,
 a database or a clock: ``now`` (ms) and message ids are arguments. A call that raises leaves the
 relationship exactly as it was.
+
+Send, receive and adopt share one entry check (:meth:`Relationship._enter`, steps 25 to 30 of
+§4.5-1); the rules of each message type are in :mod:`vrmproto._rules`, one per body class.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,32 +21,23 @@ from vrmproto._envelope import Signed, open_envelope, open_sealed, seal_content,
 from vrmproto._errors import Problem, ProtocolError, StateError, ValidationError, printable
 from vrmproto._fields import Custom
 from vrmproto._history import Entry, History
-from vrmproto._keys import Context, Identity, check_enc_key, check_key, verify
+from vrmproto._keys import Context, Identity, check_key
 from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._messages import (
-    AddressUpdate,
     Body,
-    DataErased,
-    DataRequest,
-    DataReturn,
-    DataShare,
-    DataWithdraw,
     FieldsContent,
-    Intentcast,
-    IntentDecline,
-    IntentOffer,
     KeyRotate,
     ProblemReport,
     Receipt,
     RecordsContent,
-    TermsAccept,
-    TermsOffer,
-    TermsReject,
 )
-from vrmproto._state import Role, State, event_of, next_state
-from vrmproto._vocab import TermRef, check_refs
+from vrmproto._rules import RULES, Effect, Turn, move, rotation_proof_bytes
+from vrmproto._state import Role, State
+from vrmproto._vocab import TermRef
 
-_NEEDS_AGREEMENT = (DataShare, DataWithdraw, DataRequest, AddressUpdate)
+__all__ = ["DEFAULT_LIFETIME_MS", "Received", "Relationship", "Sent", "problem_for",
+           "rotation_proof_bytes", "sign_problem"]
+
 _TERM_REF = Custom(TermRef)  # decodes stored term references through the shared cache
 
 #: How long our outgoing messages stay valid unless the caller says otherwise (ms).
@@ -77,20 +70,6 @@ def _invalid(detail: str, clause: str, path: str = "", code: Problem = Problem.I
     ValidationError
 ):
     return ValidationError(detail, code=code, clause=clause, path=path)
-
-
-def _check_terms(refs: tuple[TermRef, ...], path: str) -> None:
-    """Every cited term must be one we know, by id, version and text hash (§6.2-3)."""
-    try:
-        check_refs(refs)
-    except ProtocolError as exc:
-        raise ValidationError(exc.detail, code=exc.code, clause=exc.clause,
-                              path=path + exc.path) from None
-
-
-def rotation_proof_bytes(old_key: bytes, new_key: bytes, thread: bytes) -> bytes:
-    """What the new key signs in a key.rotate (§2.6-2): old ‖ new ‖ thread."""
-    return old_key + new_key + thread
 
 
 class Relationship:
@@ -157,11 +136,7 @@ class Relationship:
             raise StateError(
                 "a problem is sent with sign_problem(), outside the chain", clause="§5.6.2-1"
             )
-        if body.SENT_BY not in ("either", self.role.value):
-            raise StateError(f"{body.TYPE} is never sent by the {self.role.value}", clause="§7-2")
-        self._agreement_first(body)
-        new_state = next_state(self.state, self.role, event_of(body.TYPE, body))
-        update = self._check(body, self.role, now, incoming=None)
+        new_state, effect = self._enter(body, self.role, now)
         msg = sign_message(
             body,
             identity=self.identity,
@@ -172,15 +147,14 @@ class Relationship:
             msg_id=msg_id,
             lifetime_ms=lifetime_ms,
         )
-        return Sent(msg, self._log_own(msg, new_state, update))
+        return Sent(msg, self._log_own(msg, new_state, effect))
 
-    def _log_own(self, msg: Signed[Any], new_state: State, update: Callable[[bytes], None]
-                 ) -> Entry:
+    def _log_own(self, msg: Signed[Any], new_state: State, effect: Effect) -> Entry:
         """Log one of our messages whose rules were checked, and apply what it changes."""
         entry = self.history.append(msg.hash, msg.envelope, outgoing=True)
         self.our_head = msg.hash
         self.state = new_state
-        update(msg.hash)
+        effect(msg.hash)
         if not isinstance(msg.body, Receipt):
             self.awaiting_receipt.add(msg.hash)
         return entry
@@ -227,29 +201,15 @@ class Relationship:
             raise _invalid("the message belongs to another thread", "§4.5-5",
                            "$.hdr.thread", Problem.NO_RELATIONSHIP)
         self._check_sender(msg.sender)
-        body = msg.body
-        if body.SENT_BY not in ("either", self.peer_role.value):
-            raise StateError(f"{msg.type} is never sent by the {self.peer_role.value}",
-                             clause="§7-2")
-        if msg.header.prev != self.peer_head:
-            raise _invalid(
-                "prev does not link to the last message I hold from you",
-                "§4.5-6", "$.hdr.prev", Problem.CHAIN_BROKEN,
-            )
-        if msg.hash in self.history:
-            raise _invalid("this message is already in the history", "§4.5-7",
-                           code=Problem.ID_CONFLICT)
-        self._agreement_first(body)
-        new_state = next_state(self.state, self.peer_role, event_of(msg.type, body))
-        update = self._check(body, self.peer_role, now, incoming=msg)
+        new_state, effect = self._enter(msg.body, self.peer_role, now, msg)
         content = self._open_content(msg)
         entry = self.history.append(msg.hash, msg.envelope, outgoing=False)
         if self.peer_key is None:
             self.peer_key = msg.sender
         self.peer_head = msg.hash
         self.state = new_state
-        update(msg.hash)
-        if not isinstance(body, Receipt):
+        effect(msg.hash)
+        if not isinstance(msg.body, Receipt):
             self.owed_receipts.add(msg.hash)
         return Received(msg, entry, content)
 
@@ -278,28 +238,17 @@ class Relationship:
             received = self.receive(msg, now=msg.header.created)
             assert received.entry is not None  # only a problem has none, refused above
             return received.entry
-        body = msg.body
         if msg.recipient != self.peer_key:
             raise _invalid("our own message in the history is not addressed to the peer",
                            "§8.3-2", "$.hdr.to", Problem.NOT_A_PARTY)
-        if msg.header.prev != self.our_head:
-            raise _invalid("prev does not link to the last message we sent here", "§4.5-6",
-                           "$.hdr.prev", Problem.CHAIN_BROKEN)
-        if msg.hash in self.history:
-            raise _invalid("this message is already in the history", "§4.5-7",
-                           code=Problem.ID_CONFLICT)
-        if body.SENT_BY not in ("either", self.role.value):
-            raise StateError(f"{msg.type} is never sent by the {self.role.value}", clause="§7-2")
-        if isinstance(body, KeyRotate) and (
-            rotated_to is None or rotated_to.public_key != body.new_key
-        ):
+        body = msg.body
+        new_state, effect = self._enter(body, self.role, msg.header.created, msg)
+        rotates = isinstance(body, KeyRotate)
+        if rotates and (rotated_to is None or rotated_to.public_key != body.new_key):
             raise _invalid("adopting our own key.rotate needs the identity of its new key",
                            "§8.3-3", "$.body.new_key", Problem.BAD_KEY)
-        self._agreement_first(body)
-        new_state = next_state(self.state, self.role, event_of(msg.type, body))
-        update = self._check(body, self.role, msg.header.created, incoming=None)
-        entry = self._log_own(msg, new_state, update)
-        if isinstance(body, KeyRotate) and rotated_to is not None:
+        entry = self._log_own(msg, new_state, effect)
+        if rotates and rotated_to is not None:
             self.identity = rotated_to
             self.generation += 1
         return entry
@@ -310,7 +259,10 @@ class Relationship:
             data, now=now, recipients=(self.identity.public_key,), limits=self.limits
         )
 
+    # -- the checks of §4.5-1 that need the relationship (steps 24 to 31) ----------------------
+
     def _check_sender(self, sender: bytes) -> None:
+        """Step 24: ``from`` is the peer's current key, once it is known (§4.5-5, §2.6)."""
         if self.peer_key is None:
             # First contact: the key this relationship will trust. Verification alone admits a
             # key with a small-order component; refuse anything but a prime-order point (§2.1-2).
@@ -327,158 +279,45 @@ class Relationship:
         raise _invalid("the sender is not a party to this relationship", "§4.5-5",
                        "$.hdr.from", Problem.NOT_A_PARTY)
 
-    def _open_content(self, msg: Signed[Any]) -> FieldsContent | RecordsContent | None:
-        if isinstance(msg.body, DataShare | AddressUpdate):
-            fields: FieldsContent = open_sealed(
-                msg, identity=self.identity, content_type=FieldsContent, limits=self.limits
-            )
-            return fields
-        if isinstance(msg.body, DataReturn):
-            records: RecordsContent = open_sealed(
-                msg, identity=self.identity, content_type=RecordsContent, limits=self.limits
-            )
-            return records
-        return None
-
-    # -- the rules of each message type (§5), the same for both directions ---------------------
+    def _enter(
+        self, body: Body, by: Role, now: int, msg: Signed[Any] | None = None
+    ) -> tuple[State, Effect]:
+        """Steps 25 to 30 of §4.5-1, the one entry check of send, receive and adopt: whether
+        ``by`` may send the type, the ``prev`` link and the history (for ``msg``, a message
+        that exists; None when we are about to sign ``body``), the agreement, the state
+        machine and the type's rule. Returns the next state and the effect to apply; changes
+        nothing."""
+        if not body.sent_by(by):
+            raise StateError(f"{body.TYPE} is never sent by the {by.value}", clause="§7-2")
+        if msg is not None:
+            head = self.our_head if by is self.role else self.peer_head
+            if msg.header.prev != head:
+                raise _invalid("prev does not link to the last message of this sender here",
+                               "§4.5-6", "$.hdr.prev", Problem.CHAIN_BROKEN)
+            if msg.hash in self.history:
+                raise _invalid("this message is already in the history", "§4.5-7",
+                               code=Problem.ID_CONFLICT)
+        self._agreement_first(body)
+        step = move(self.state, by, body)
+        effect = step.rule.apply(self, body, Turn(by, now, ours=by is self.role))
+        return step.to, effect
 
     def _agreement_first(self, body: Body) -> None:
-        """Data messages in a relationship with no agreement get ``no_agreement``, the code a
-        sender can act on, before the state table is consulted (§5.3-1, §7-3)."""
-        if self.agreement is None and isinstance(body, _NEEDS_AGREEMENT):
+        """Step 28: data messages in a relationship with no agreement get ``no_agreement``, the
+        code a sender can act on, before the state table is consulted (§5.3-1, §7-3)."""
+        if self.agreement is None and RULES[type(body)].needs_agreement:
             raise _invalid("there is no agreement in this relationship yet", "§5.3-1",
                            "$.body.agreement", Problem.NO_AGREEMENT)
 
-    def _need_agreement(self, agreement: bytes) -> None:
-        if self.agreement is None or agreement != self.agreement:
-            raise _invalid("there is no such agreement in this relationship", "§5.3-1",
-                           "$.body.agreement", Problem.NO_AGREEMENT)
-
-    def _check(
-        self, body: Body, sender: Role, now: int, *, incoming: Signed[Any] | None
-    ) -> Callable[[bytes], None]:
-        """Check ``body``'s rules; return the update to apply once the message is accepted."""
-        ours = incoming is None
-
-        def nothing(_: bytes) -> None:
+    def _open_content(self, msg: Signed[Any]) -> FieldsContent | RecordsContent | None:
+        """Step 31: the sealed content of a message addressed to us, in the order of §5.5-9."""
+        sealed = RULES[type(msg.body)].sealed
+        if sealed is None:
             return None
-
-        if isinstance(body, TermsOffer):
-            _check_terms(body.terms, "$.body.terms")
-            check_enc_key(body.enc_key, path="$.body.enc_key")
-
-            def offered(h: bytes) -> None:
-                self.pending_offer, self.offered, self.counter = h, body.terms, None
-                if not ours:
-                    self.peer_enc_key = body.enc_key
-
-            return offered
-        if isinstance(body, TermsAccept | TermsReject):
-            if body.offer != self.pending_offer:
-                raise _invalid("this answers an offer that is not open", "§5.2.2-1",
-                               "$.body.offer")
-            if isinstance(body, TermsAccept):
-                if body.terms != self.offered:
-                    raise _invalid("accepted terms differ from the offer", "§5.2.2-2",
-                                   "$.body.terms")
-
-                def agreed(_: bytes) -> None:
-                    self.agreement, self.terms = self.pending_offer, self.offered
-                    self.pending_offer = None
-
-                return agreed
-            if body.counter:
-                _check_terms(body.counter, "$.body.counter")
-
-            def refused(_: bytes) -> None:
-                self.pending_offer, self.counter = None, body.counter
-
-            return refused
-        if isinstance(body, DataShare):
-            self._need_agreement(body.agreement)
-            if body.expires <= now:
-                raise _invalid("the share's expiry has passed", "§5.3.1-3", "$.body.expires")
-
-            def shared(h: bytes) -> None:
-                self.shares[h] = body.expires
-
-            return shared
-        if isinstance(body, DataWithdraw):
-            self._need_agreement(body.agreement)
-            unknown = [s for s in body.shares if s not in self.shares]
-            if unknown:
-                raise _invalid("withdraws a share that is not live", "§5.3.2-1", "$.body.shares")
-            # each once, in the order named (§5.3.3-2); all live ones sorted, the same after a
-            # restore
-            withdrawn = tuple(dict.fromkeys(body.shares)) or tuple(sorted(self.shares))
-
-            def withdrawing(h: bytes) -> None:
-                self.pending_withdraws[h] = withdrawn
-
-            return withdrawing
-        if isinstance(body, DataErased):
-            expected = self.pending_withdraws.get(body.withdraw)
-            if expected is None:
-                raise _invalid("confirms a withdrawal that is not pending", "§5.3.3-1",
-                               "$.body.withdraw")
-            if set(body.shares) != set(expected):
-                raise _invalid("must confirm exactly the withdrawn shares", "§5.3.3-2",
-                               "$.body.shares")
-
-            def erased(_: bytes) -> None:
-                for s in self.pending_withdraws.pop(body.withdraw):
-                    self.shares.pop(s, None)
-
-            return erased
-        if isinstance(body, DataRequest):
-            self._need_agreement(body.agreement)
-            return self.pending_requests.add
-        if isinstance(body, DataReturn):
-            if body.request not in self.pending_requests:
-                raise _invalid("answers a data request that is not pending", "§5.3.5-1",
-                               "$.body.request")
-            return lambda _: self.pending_requests.discard(body.request)
-        if isinstance(body, AddressUpdate):
-            self._need_agreement(body.agreement)
-            return nothing
-        if isinstance(body, IntentOffer | IntentDecline):
-            if body.intent != self.intent:
-                raise _invalid("answers another intentcast", "§5.4.2-1", "$.body.intent")
-            return nothing
-        if isinstance(body, Intentcast):
-            if body.terms:
-                _check_terms(body.terms, "$.body.terms")
-
-            def opened(h: bytes) -> None:
-                self.intent = h
-
-            return opened
-        if isinstance(body, Receipt):
-            pending = self.owed_receipts if ours else self.awaiting_receipt
-            if body.ack not in pending:
-                raise _invalid("acknowledges no unacknowledged message of this thread",
-                               "§5.6.1-1", "$.body.ack")
-            return lambda _: pending.discard(body.ack)
-        if isinstance(body, KeyRotate):
-            old = self.identity.public_key if ours else self.peer_key
-            assert old is not None
-            check_key(body.new_key, path="$.body.new_key")
-            check_enc_key(body.new_enc_key, path="$.body.new_enc_key")
-            verify(
-                Context.KEY_ROTATION,
-                rotation_proof_bytes(old, body.new_key, self.thread),
-                body.proof,
-                body.new_key,
-            )
-            if ours:
-                return nothing
-
-            def rotated(_: bytes) -> None:
-                self.retired[old] = body.reason
-                self.peer_key, self.peer_enc_key = body.new_key, body.new_enc_key
-
-            return rotated
-        return nothing
+        content: FieldsContent | RecordsContent = open_sealed(
+            msg, identity=self.identity, content_type=sealed, limits=self.limits
+        )
+        return content
 
     # -- persistence --------------------------------------------------------------------------
 

@@ -43,9 +43,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from vrmproto import _codec
+from vrmproto import _codec, _errors
 from vrmproto._envelope import Signed, open_envelope
-from vrmproto._errors import PeerProblemError, Problem, ProtocolError, TransportError, VrmError
+from vrmproto._errors import PeerProblemError, ProtocolError, TransportError, VrmError
 from vrmproto._messages import Receipt
 from vrmproto._relationship import Received, Sent
 from vrmproto.client._errors import InvalidResponse, Transient
@@ -67,10 +67,7 @@ __all__ = [
 DeliveryStatus = Literal["confirmed", "queued", "refused", "dropped"]
 
 #: Problem codes after which the same bytes may be delivered again (Table 9-1, §9.1-9).
-RETRYABLE = frozenset({
-    Problem.CLOCK_SKEW, Problem.RATE_LIMITED, Problem.REQUEST_TIMEOUT, Problem.INTERNAL,
-    Problem.STORAGE_FULL,
-})
+RETRYABLE = _errors.RETRYABLE
 
 #: Most threads :meth:`Outbox.enqueue` locks and writes at once (one Commit each chunk).
 ENQUEUE_CHUNK = 256

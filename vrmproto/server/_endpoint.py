@@ -51,7 +51,7 @@ from vrmproto._binding import (
     open_history_request,
 )
 from vrmproto._envelope import SUPPORTED_VERSIONS, Signed, open_envelope, unknown_body_bytes
-from vrmproto._errors import Problem, ProtocolError, ValidationError
+from vrmproto._errors import RETRYABLE, Problem, ProtocolError, ValidationError
 from vrmproto._history import Entry, History
 from vrmproto._keys import ID_BYTES, KEY_BYTES, SIG_BYTES, Identity, fingerprint, sha256
 from vrmproto._limits import DEFAULT_LIMITS, Limits
@@ -109,10 +109,7 @@ _LIVE = frozenset({State.OFFERED, State.COUNTERED, State.INTENT_OPEN, State.INTE
 _UNACKNOWLEDGED = frozenset({Receipt.TYPE, ProblemReport.TYPE})
 #: Problems after which the same message may be accepted later: they refuse nothing for good.
 #: A code this version does not know is final (§9.1-8).
-_RETRYABLE: frozenset[Problem | None] = frozenset({
-    Problem.CLOCK_SKEW, Problem.RATE_LIMITED, Problem.REQUEST_TIMEOUT, Problem.INTERNAL,
-    Problem.STORAGE_FULL,
-})
+_RETRYABLE: frozenset[Problem | None] = frozenset(RETRYABLE)
 
 
 class _Outcome(enum.Enum):
@@ -799,6 +796,8 @@ class Endpoint:
             stored = await self.store.get_dedupe(msg.sender, msg.id)
             if stored is not None:  # a replay: the stored answer, not a refusal (§12.6-2)
                 return self._replay(stored, msg)
+            if fresh and await self.store.get_relationship(msg.thread) is not None:
+                raise _StoreConflict("a held thread: steps 23-29 of §4.5-1 first") from None
             return self._refuse(
                 exc, _Peek(msg.sender, msg.thread, msg.hash), rel.identity if rel else None
             ), _REFUSED

@@ -7,13 +7,14 @@ import asyncio
 
 from vrmproto import _codec
 from vrmproto._keys import sha256
-from vrmproto._messages import DataRequest
-from vrmproto._vocab import DATA_FORMAT
+from vrmproto._messages import DataRequest, Intentcast, TermsOffer
+from vrmproto._vocab import DATA_FORMAT, TermRef
 from vrmproto.testing._case import Level, case
 from vrmproto.testing._context import CaseContext
 
 from ._support import (
     Customer,
+    acceptable_terms,
     envelope_bytes,
     expect_history,
     expect_problem,
@@ -75,6 +76,38 @@ async def order_of_checks(ctx: CaseContext) -> None:
     ]
     for env, code in steps:
         expect_problem(ctx, await post(ctx, env), [code])
+
+
+#: A term reference no roster holds (§6.2-3), and an X25519 key of small order (§2.1-5).
+_UNKNOWN_TERM = TermRef("x.conformance-unknown", 1, bytes(32))
+_SMALL_ORDER = bytes(32)
+
+
+@case(id="ORD-003", clause="§4.5-1", level=M, tags=("order", "state", "terms"),
+      covers=("§12.2-7", "§4.5-6"),
+      requirement="The relationship steps of §4.5-1 (23 to 29) come before the rules of the "
+      "message type (step 30), also for a message that could open a relationship: in a thread "
+      "the vendor holds, a stranger's terms.offer or intentcast is not_a_party and the peer's "
+      "second message with prev nil is chain_broken, whatever its terms or keys.",
+      accepts="not_a_party for a stranger's terms.offer citing an unknown term, one with a "
+      "small-order enc_key, and an intentcast citing an unknown term, in an agreed thread; "
+      "chain_broken for the peer's terms.offer citing an unknown term with prev nil")
+async def relationship_before_rules(ctx: CaseContext) -> None:
+    c = Customer(ctx)
+    await c.agree()
+    stranger = identity(ctx)
+    cast = Intentcast(what="anything", reply_by=now_ms() + 60_000, constraints=(),
+                      memberships=(), terms=(_UNKNOWN_TERM,))  # fmt: skip
+    for body in (
+        offer_body(ctx, stranger, (_UNKNOWN_TERM,)),
+        TermsOffer(terms=acceptable_terms(ctx), enc_key=_SMALL_ORDER),
+        cast,
+    ):
+        msg = sign(ctx, body, stranger, thread=c.rel.thread)
+        expect_problem(ctx, await post(ctx, msg.envelope), ["not_a_party"])
+    again = sign(ctx, offer_body(ctx, c.identity, (_UNKNOWN_TERM,)), c.identity,
+                 thread=c.rel.thread)  # fmt: skip
+    expect_problem(ctx, await post(ctx, again.envelope), ["chain_broken"])
 
 
 def _parts(env: bytes) -> tuple[bytes, bytes, bytes]:
