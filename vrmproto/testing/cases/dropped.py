@@ -3,6 +3,8 @@ stored answer that carried a dropped reply is answered again byte for byte."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from vrmproto._errors import Problem
 from vrmproto._history import Entry
 from vrmproto._messages import Receipt
@@ -36,7 +38,8 @@ async def refuse(ctx: CaseContext, c: Customer, entry: Entry) -> None:
                actual=answer.describe())
 
 
-async def expect_history(ctx: CaseContext, c: Customer, want: list[Entry], what: str) -> None:
+async def expect_history(ctx: CaseContext, c: Customer, want: Sequence[Entry],
+                         what: str) -> None:
     theirs = history_entries(ctx, await fetch_history(ctx, c))
     ctx.expect([e.msg_hash for e in theirs] == [e.msg_hash for e in want],
                expected=f"{what} ({len(want)} entries)",
@@ -54,7 +57,7 @@ async def receipted_message_kept(ctx: CaseContext) -> None:
     c = Customer(ctx)
     await c.agree()
     accept = c.rel.history.entries()[-1]
-    ack, answer = await c.send(Receipt(ack=accept.msg_hash))
+    _, answer = await c.send(Receipt(ack=accept.msg_hash))
     ctx.expect(answer.status == 204, expected="HTTP 204 for the receipt",
                actual=answer.describe())
     await refuse(ctx, c, accept)
