@@ -554,3 +554,69 @@ def test_discovery_refusals_cover_13_1() -> None:
     flags = {f for v in load("discovery.json")["vectors"] for f in v["flags"]}
     assert flags >= {"Valid", "Signature", "Json", "Repeated", "Field", "Format", "Key",
                      "Time", "Size"}
+
+
+# -- spec/message-bodies.json --------------------------------------------------------------------
+
+
+def _bodies() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((ROOT / "spec" / "message-bodies.json").read_text("utf-8"))
+    return doc
+
+
+def _fits(value: Any, field: Mapping[str, Any]) -> bool:
+    """A decoded value (hex for bin, as the vectors write it) within a field of the JSON table."""
+    kind = field["type"]
+    if kind == "bin":
+        n = len(value) // 2
+        return (field["size"] in (None, n)) and (field["max_size"] is None
+                                                 or n <= field["max_size"])
+    if kind == "str":
+        return isinstance(value, str) and (not field.get("values") or value in field["values"])
+    if kind == "int":
+        return type(value) is int and field["min"] <= value <= field["max"]
+    if kind == "array":
+        return (field["min_items"] <= len(value) <= field["max_items"]
+                and all(_fits(item, field["items"]) for item in value))
+    return isinstance(value, dict)
+
+
+def test_message_bodies_json_is_current_and_describes_every_type() -> None:
+    gen_spec = importlib.util.spec_from_file_location("gen_spec", ROOT / "scripts" /
+                                                      "gen_spec.py")
+    assert gen_spec is not None
+    assert gen_spec.loader is not None
+    module = importlib.util.module_from_spec(gen_spec)
+    gen_spec.loader.exec_module(module)
+    assert module.json_problems() == [], "run python scripts/gen_spec.py"
+    assert set(_bodies()["types"]) == set(MESSAGE_TYPES)
+
+
+def test_a_stale_message_bodies_json_is_reported(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    gen_spec = importlib.util.spec_from_file_location("gen_spec", ROOT / "scripts" /
+                                                      "gen_spec.py")
+    assert gen_spec is not None
+    assert gen_spec.loader is not None
+    module = importlib.util.module_from_spec(gen_spec)
+    gen_spec.loader.exec_module(module)
+    stale = tmp_path / "message-bodies.json"
+    stale.write_text(module.bodies_json().replace('"required": true', '"required": false', 1),
+                     encoding="utf-8")
+    monkeypatch.setattr(module, "BODIES_JSON", stale)
+    (diff,) = module.json_problems()
+    assert '-     "required": false' in diff
+    assert module.write_json() == [stale]
+    assert module.json_problems() == []
+
+
+@pytest.mark.parametrize("v", [p for p in vectors("messages.json")
+                               if p.values[0]["result"] == "valid"])
+def test_every_valid_body_fits_message_bodies_json(v: dict[str, Any]) -> None:
+    fields = {f["name"]: f for f in _bodies()["types"][v["type"]]["fields"]}
+    body = v["content"]["body"]
+    assert set(body) <= set(fields)
+    assert {n for n, f in fields.items() if f["required"]} <= set(body)
+    for name, value in body.items():
+        assert value is not None
+        assert _fits(value, fields[name]), (name, value)
