@@ -56,6 +56,7 @@ from vrmproto import (
     MasterSeed,
     Money,
     Problem,
+    ProblemReport,
     ProtocolError,
     Receipt,
     RecordsContent,
@@ -1272,6 +1273,7 @@ def state_file() -> dict[str, Any]:
         final_sender=Role.CUSTOMER, final_now=at, problem=Problem.ILLEGAL_TRANSITION,
         clause="§7-1", flags=["State"]))
 
+    vectors.extend(_expired_share_vectors())
     return _file(
         "state",
         "Sequences of messages between one customer and one vendor in one thread. Replay them "
@@ -1294,6 +1296,27 @@ def state_file() -> dict[str, Any]:
                            "reference_result); the expectation here is the proposed one",
         },
     )
+
+
+def _expired_share_vectors() -> list[dict[str, Any]]:
+    """A share whose `expires` has passed is still live until a data.erased (§5.3)."""
+    f = Flow("state-expired-share", CUSTOMER, VENDOR, _id("thread state-expired-share"))
+    offer = f.offer()
+    f.send(Role.VENDOR, TermsAccept(offer=offer.hash, terms=offer.body.terms))
+    sealed, details = f.seal(Role.CUSTOMER, FieldsContent(fields={"email": "alice@example.org"}),
+                             DataShare.TYPE)
+    share = f.send(Role.CUSTOMER, DataShare(agreement=offer.hash, purposes=(1,), categories=(2,),
+                                            expires=f.now + MINUTE + 30_000, sealed=sealed),
+                   details)
+    withdraw = f.send(Role.CUSTOMER, DataWithdraw(agreement=offer.hash, shares=()))
+    assert withdraw.header.created > share.body.expires
+    f.send(Role.VENDOR, DataErased(withdraw=withdraw.hash, shares=(share.hash,)))
+    return [_sequence_vector(
+        "withdraw-expired-share", "A data.share valid for 30 seconds after it is sent, then, "
+        "after its `expires`, a data.withdraw of every share (empty `shares`) and the "
+        "data.erased that lists it: a share whose `expires` has passed is still live until a "
+        "data.erased confirms its deletion (§5.3, §5.3.2-1, §5.3.3-2).", f, clause="§5.3.3-2",
+        flags=["Valid"])]
 
 
 # -- history.json --------------------------------------------------------------------------------
@@ -1733,6 +1756,14 @@ def http_file() -> dict[str, Any]:
     s.exchange("inbox-problem-204", "A problem report from the peer: 204 with no body; a "
                "problem is never acknowledged (§12.3-3, §5.6.2-1).", "inbox", note.envelope,
                clause="§12.3-3", flags=["Inbox", "NoContent"])
+    linked = sign_message(
+        ProblemReport(code=Problem.INVALID_FIELD.value, detail="a problem with prev set"),
+        identity=CUSTOMER, recipient=VENDOR.public_key, thread=thread, prev=share.hash,
+        now=s.now + MINUTE, msg_id=_id("http problem prev"))
+    s.exchange("inbox-problem-prev-204", "A problem report from the peer whose `prev` is a "
+               "hash (its last message's) instead of nil: read like any problem, 204 with no "
+               "body (§5.6.2-1).", "inbox", linked.envelope, clause="§5.6.2-1",
+               flags=["Inbox", "NoContent"])
     _http_refusals(s, c, thread, offer)
     _http_history(s, c, thread)
     return _file(
