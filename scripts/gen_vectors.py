@@ -18,6 +18,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -54,6 +56,7 @@ from vrmproto import (
     MasterSeed,
     Money,
     Problem,
+    ProblemReport,
     ProtocolError,
     Receipt,
     RecordsContent,
@@ -74,6 +77,12 @@ from vrmproto import (
     sign_message,
     sign_problem,
     verify_entries,
+)
+from vrmproto._binding import (
+    build_discovery,
+    decode_history,
+    sign_history_request,
+    verify_discovery,
 )
 from vrmproto._fields import dump_record
 from vrmproto._history import link
@@ -1065,7 +1074,8 @@ def _open_result(envelope: bytes, now: int, recipients: Sequence[bytes]) -> tupl
 # -- state.json ----------------------------------------------------------------------------------
 
 
-def _sequence_vector(vid: str, description: str, flow: Flow, *, final: Signed[Any] | None = None,
+def _sequence_vector(vid: str, description: str, flow: Flow, *,
+                     final: Signed[Any] | RawMessage | None = None,
                      final_sender: Role | None = None, final_now: int = 0,
                      problem: Problem | None = None, clause: str, flags: Sequence[str],
                      review: dict[str, str] | None = None) -> dict[str, Any]:
@@ -1264,6 +1274,7 @@ def state_file() -> dict[str, Any]:
         final_sender=Role.CUSTOMER, final_now=at, problem=Problem.ILLEGAL_TRANSITION,
         clause="§7-1", flags=["State"]))
 
+    vectors.extend(_expired_share_vectors())
     return _file(
         "state",
         "Sequences of messages between one customer and one vendor in one thread. Replay them "
@@ -1286,6 +1297,27 @@ def state_file() -> dict[str, Any]:
                            "reference_result); the expectation here is the proposed one",
         },
     )
+
+
+def _expired_share_vectors() -> list[dict[str, Any]]:
+    """A share whose `expires` has passed is still live until a data.erased (§5.3)."""
+    f = Flow("state-expired-share", CUSTOMER, VENDOR, _id("thread state-expired-share"))
+    offer = f.offer()
+    f.send(Role.VENDOR, TermsAccept(offer=offer.hash, terms=offer.body.terms))
+    sealed, details = f.seal(Role.CUSTOMER, FieldsContent(fields={"email": "alice@example.org"}),
+                             DataShare.TYPE)
+    share = f.send(Role.CUSTOMER, DataShare(agreement=offer.hash, purposes=(1,), categories=(2,),
+                                            expires=f.now + MINUTE + 30_000, sealed=sealed),
+                   details)
+    withdraw = f.send(Role.CUSTOMER, DataWithdraw(agreement=offer.hash, shares=()))
+    assert withdraw.header.created > share.body.expires
+    f.send(Role.VENDOR, DataErased(withdraw=withdraw.hash, shares=(share.hash,)))
+    return [_sequence_vector(
+        "withdraw-expired-share", "A data.share valid for 30 seconds after it is sent, then, "
+        "after its `expires`, a data.withdraw of every share (empty `shares`) and the "
+        "data.erased that lists it: a share whose `expires` has passed is still live until a "
+        "data.erased confirms its deletion (§5.3, §5.3.2-1, §5.3.3-2).", f, clause="§5.3.3-2",
+        flags=["Valid"])]
 
 
 # -- history.json --------------------------------------------------------------------------------
@@ -1371,6 +1403,637 @@ def history_file() -> dict[str, Any]:
             "Valid": "every entry verifies",
             "Tampered": "an entry was altered and the later links recomputed to hide it",
             "Prefix": "a log that is a prefix of another",
+        },
+    )
+
+
+# -- raw messages (for sealed.json and terms.json) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """Envelope bytes that no Signed can hold: a body the decoder refuses."""
+
+    envelope: bytes
+
+
+def _raw_message(flow: Flow, sender: Identity, mtype: str, body: bytes, *, prev: bytes | None,
+                 label: str) -> tuple[RawMessage, int]:
+    """A message of ``mtype`` whose body is exactly ``body`` (any bytes), signed by ``sender``
+    outside any Relationship."""
+    now = flow.now + MINUTE
+    recipient = flow.vendor.public_key if sender is not flow.vendor else flow.c.identity.public_key
+    hdr = _codec.encode({"body": sha256(body), "created": now, "expires": now + DAY,
+                         "from": sender.public_key, "id": _id(label), "prev": prev,
+                         "thread": flow.thread, "to": recipient, "type": mtype, "v": 1})
+    envelope = _codec.encode({"body": body, "hdr": hdr, "sig": sender.sign(Context.MESSAGE, hdr),
+                              "to": recipient, "type": mtype})
+    return RawMessage(envelope), now + 1_000
+
+
+# -- sealed.json ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Seal:
+    """The parts of one sealed content (§5.5), each of which a vector may break."""
+
+    content: Any
+    msg: bytes
+    to: bytes
+    enc_key: bytes
+    sign_context: bytes = Context.SEALED
+    extra_payload: Mapping[str, Any] = field(default_factory=dict)
+    plaintext: bytes | None = None
+    sig_bytes: int = 64
+
+    def seal(self, signer: Identity, label: str) -> bytes:
+        payload = _codec.encode({"content": self.content, "msg": self.msg, "to": self.to,
+                                 **self.extra_payload})
+        sig = signer.sign(self.sign_context, payload)[: self.sig_bytes]
+        plaintext = self.plaintext
+        if plaintext is None:
+            plaintext = _codec.pack_sorted({"payload": payload, "sig": sig})
+        return seal_deterministic(plaintext, self.enc_key, _seed(f"ephemeral {label}"))
+
+
+def _agreed(name: str) -> tuple[Flow, Signed[Any]]:
+    f = Flow(name, CUSTOMER, VENDOR, _id(f"thread {name}"))
+    offer = f.offer()
+    f.send(Role.VENDOR, TermsAccept(offer=offer.hash, terms=offer.body.terms))
+    return f, offer
+
+
+_FIELDS = {"fields": {"email": "alice@example.org"}}
+
+#: (id, what is wrong, how to break the seal, problem, clause) for a data.share; every vector
+#: breaks the rule of its code and, where there is one, a rule checked after it (§5.5-9).
+_SEALED_CASES: tuple[tuple[str, str, dict[str, Any], Problem, str], ...] = (
+    ("other-enc-key", "sealed to another X25519 key, and naming another recipient in `to`",
+     {"enc_key": STRANGER.enc_public_key, "to": STRANGER.public_key},
+     Problem.CANNOT_DECRYPT, "§5.5-4"),
+    ("plaintext-array", "the plaintext is an array [payload, sig], not a map, and the payload "
+     "names another recipient", {"plaintext": "array", "to": STRANGER.public_key},
+     Problem.MALFORMED, "§5.5-3"),
+    ("sig-63-bytes", "`sig` is 63 bytes, and the payload names another message",
+     {"sig_bytes": 63, "msg": _id("another message")}, Problem.MALFORMED, "§5.5-3"),
+    ("sig-message-context", "`sig` is made with the message context instead of the sealed "
+     "one, the payload has an unknown key and names another recipient",
+     {"sign_context": Context.MESSAGE, "extra_payload": {"x": 1}, "to": STRANGER.public_key},
+     Problem.BAD_SIGNATURE, "§3.5-3"),
+    ("payload-extra-key", "the payload map has a fourth key `x`, and names another recipient",
+     {"extra_payload": {"x": 1}, "to": STRANGER.public_key}, Problem.MALFORMED, "§5.5-3"),
+    ("to-other", "the payload names another recipient in `to` and another message in `msg`",
+     {"to": STRANGER.public_key, "msg": _id("another message")},
+     Problem.WRONG_RECIPIENT, "§5.5-5"),
+    ("msg-other", "the payload names another message in `msg`, and its content is empty",
+     {"msg": _id("another message"), "content": {"fields": {}}},
+     Problem.ENVELOPE_MISMATCH, "§5.5-6"),
+    ("content-empty", "the content's `fields` map is empty (Table 5-15: 1–64 entries)",
+     {"content": {"fields": {}}}, Problem.INVALID_FIELD, "§5.1-2"),
+)
+
+
+def _broken_share(f: Flow, offer: Signed[Any], change: Mapping[str, Any], *,
+                  agreement: bytes | None = None, expires: int = NOW + 30 * DAY,
+                  ) -> tuple[Signed[Any], int]:
+    label = f.next_label("data.share")
+    parts = Seal(_FIELDS, _id(label), VENDOR.public_key, VENDOR.enc_public_key)
+    for key, value in change.items():
+        if key != "plaintext":
+            setattr(parts, key, value)
+    if change.get("plaintext") == "array":
+        payload = _codec.encode({"content": parts.content, "msg": parts.msg, "to": parts.to})
+        parts.plaintext = _codec.encode([payload, CUSTOMER.sign(Context.SEALED, payload)])
+    body = DataShare(agreement=agreement or offer.hash, purposes=(1,), categories=(1,),
+                     expires=expires, sealed=parts.seal(CUSTOMER, label))
+    return _forge(f, CUSTOMER, body, prev=offer.hash, label=label)
+
+
+def sealed_file() -> dict[str, Any]:
+    """Sealed content refused in the order of §5.5-9, after every other check of the message."""
+    vectors: list[dict[str, Any]] = []
+    f, offer = _agreed("sealed-valid")
+    msg, at = _broken_share(f, offer, {})
+    f.steps.append(Step(Role.CUSTOMER, msg, at, "sealed-valid-03-data.share"))
+    f.v.receive(msg.envelope, now=at)
+    vectors.append(_sequence_vector(
+        "valid", "A data.share whose sealed content is built by hand as §5.5 says: accepted.",
+        f, clause="§5.5-1", flags=["Valid"]))
+    for vid, what, change, problem, clause in _SEALED_CASES:
+        f, offer = _agreed(f"sealed-{vid}")
+        msg, at = _broken_share(f, offer, change)
+        vectors.append(_sequence_vector(
+            vid, f"A data.share whose sealed content is wrong: {what}. §5.5-9 checks in order: "
+            "open, the map of payload and sig, the signature, the payload map, to, msg, "
+            "content; the first that fails decides.", f, final=msg,
+            final_sender=Role.CUSTOMER, final_now=at, problem=problem, clause=clause,
+            flags=["Sealed", "Order"]))
+    f, offer = _agreed("sealed-after-agreement")
+    msg, at = _broken_share(f, offer, {"enc_key": STRANGER.enc_public_key},
+                            agreement=sha256(b"no such offer"))
+    vectors.append(_sequence_vector(
+        "agreement-before-seal", "A data.share that names another agreement and is sealed to "
+        "another key: the message's own checks come before the seal is opened (§5.5-9).", f,
+        final=msg, final_sender=Role.CUSTOMER, final_now=at, problem=Problem.NO_AGREEMENT,
+        clause="§5.3-1", flags=["Sealed", "Order"]))
+    f, offer = _agreed("sealed-after-expiry")
+    msg, at = _broken_share(f, offer, {"enc_key": STRANGER.enc_public_key},
+                            expires=f.now + MINUTE)
+    vectors.append(_sequence_vector(
+        "expiry-before-seal", "A data.share whose `expires` has passed when it is received and "
+        "which is sealed to another key: the body's rule (§5.3.1-3) comes before the seal is "
+        "opened (§5.5-9).", f, final=msg, final_sender=Role.CUSTOMER, final_now=at,
+        problem=Problem.INVALID_FIELD, clause="§5.3.1-3", flags=["Sealed", "Order"]))
+    return _file(
+        "sealed",
+        "Sealed content (§5.5) refused in the order of §5.5-9. Each vector is a sequence in the "
+        "form of state.json: an agreed relationship, then a data.share whose sealed content "
+        "breaks one rule and, where one exists, a rule checked after it, so that only the order "
+        "of §5.5-9 gives the expected code. Boxes are built as messages.json's are, from a "
+        "fixed ephemeral seed.",
+        f"vrmproto reference implementation (scripts/gen_vectors.py); {SEED_RULE}; {ID_RULE}; "
+        'ephemeral seeds are SHA-256("vrmproto vectors: ephemeral " ‖ message label)',
+        vectors,
+        {
+            "Valid": "the whole sequence is accepted by both sides",
+            "Sealed": "the last message's sealed content (§5.5) is wrong",
+            "Order": "two rules are broken; the order of §5.5-9 decides the code",
+        },
+    )
+
+
+# -- terms.json ----------------------------------------------------------------------------------
+
+
+def _ref(term: Any, **change: Any) -> dict[str, Any]:
+    wire = dict(term.to_wire())
+    for key, value in change.items():
+        if value is _DROP:
+            wire.pop(key, None)
+        else:
+            wire[key] = value
+    return wire
+
+
+_NT, _DA = NO_TRACKING, DELETE_AFTER
+
+#: (id, description, the offer's `terms` as wire maps, problem, clause, flags).
+_TERM_CASES: tuple[tuple[str, str, list[Any], Problem, str, tuple[str, ...]], ...] = (
+    ("unknown-id", "a term id no receiver knows", [_ref(_NT, id="vrm.no-such-term")],
+     Problem.UNKNOWN_TERM, "§6.2-3", ("Unknown",)),
+    ("unknown-version", "a known id at a version that does not exist",
+     [_ref(_NT, version=99)], Problem.UNKNOWN_TERM, "§6.2-3", ("Unknown",)),
+    ("hash-mismatch", "a known id and version whose hash is not the term's text hash",
+     [_ref(_NT, hash=sha256(b"another text"))], Problem.UNKNOWN_TERM, "§6.2-3", ("Unknown",)),
+    ("hash-hex-string", "`hash` as a 64-character hex string instead of a bin",
+     [_ref(_NT, hash=_NT.hash.hex())], Problem.INVALID_FIELD, "§6.2-4", ("Form",)),
+    ("hash-31-bytes", "`hash` of 31 bytes", [_ref(_NT, hash=_NT.hash[:31])],
+     Problem.INVALID_FIELD, "§6.2-4", ("Form",)),
+    ("version-missing", "no `version`", [_ref(_NT, version=_DROP)], Problem.INVALID_FIELD,
+     "§6.2-4", ("Form",)),
+    ("version-bool", "`version` true instead of an int", [_ref(_NT, version=True)],
+     Problem.INVALID_FIELD, "§6.2-4", ("Form",)),
+    ("extra-key", "a fifth key `url`", [_ref(_NT, url="https://example.org")],
+     Problem.INVALID_FIELD, "§6.2-4", ("Form",)),
+    ("not-a-map", "a reference that is the term id as a str", ["vrm.no-tracking"],
+     Problem.INVALID_FIELD, "§6.2-2", ("Form",)),
+    ("params-empty", "an empty `params` map", [_ref(_NT, params={})],
+     Problem.INVALID_FIELD, "§6.2-5", ("Form", "Params")),
+    ("same-id-twice", "the same id cited twice", [_ref(_NT), _ref(_NT)],
+     Problem.INVALID_FIELD, "§6.2-6", ("Form",)),
+    ("param-missing", "vrm.delete-after without its required `days`",
+     [_ref(_DA, params=_DROP)], Problem.INVALID_FIELD, "§6.3-3", ("Params",)),
+    ("param-unknown", "a parameter the term does not declare",
+     [_ref(_DA, params={"days": 30, "weeks": 4})], Problem.INVALID_FIELD, "§6.3-3",
+     ("Params",)),
+    ("param-str-not-int", "`days` as the str \"30\"", [_ref(_DA, params={"days": "30"})],
+     Problem.INVALID_FIELD, "§6.3-3", ("Params",)),
+    ("param-out-of-range", "`days` 0, below the declared range 1–3650",
+     [_ref(_DA, params={"days": 0})], Problem.INVALID_FIELD, "§6.3-3", ("Params",)),
+    ("param-name-form", "a parameter name with an upper-case letter",
+     [_ref(_DA, params={"Days": 30})], Problem.INVALID_FIELD, "§6.3-4", ("Params", "Form")),
+    ("param-str-too-long", "a str parameter value of 257 bytes",
+     [_ref(_DA, params={"days": "x" * 257})], Problem.INVALID_FIELD, "§6.3-4",
+     ("Params", "Form")),
+)
+
+
+def terms_file() -> dict[str, Any]:
+    """Term references refused (§6.2, §6.3): in a first terms.offer, and in a counter-offer."""
+    vectors: list[dict[str, Any]] = []
+    for vid, what, terms, problem, clause, flags in _TERM_CASES:
+        f = Flow(f"terms-{vid}", CUSTOMER, VENDOR, _id(f"thread terms-{vid}"))
+        body = _codec.encode({"enc_key": CUSTOMER.enc_public_key, "terms": terms})
+        msg, at = _raw_message(f, CUSTOMER, TermsOffer.TYPE, body, prev=None,
+                               label=f.next_label("terms.offer"))
+        vectors.append(_sequence_vector(
+            vid, f"A first terms.offer citing {what}.", f, final=msg,
+            final_sender=Role.CUSTOMER, final_now=at, problem=problem, clause=clause,
+            flags=["Offer", *flags]))
+    f = Flow("terms-counter-unknown", CUSTOMER, VENDOR, _id("thread terms-counter-unknown"))
+    offer = f.offer(terms=(NO_TRACKING, NO_THIRD_PARTY))
+    body = _codec.encode({"counter": [_ref(_NT, hash=sha256(b"another text"))],
+                          "offer": offer.hash, "reason": "We work with a payment processor.",
+                          "refused": ["vrm.no-third-party"]})
+    msg, at = _raw_message(f, VENDOR, TermsReject.TYPE, body, prev=None,
+                           label=f.next_label("terms.reject"))
+    vectors.append(_sequence_vector(
+        "counter-hash-mismatch", "A terms.reject whose counter-offer cites a term by a hash "
+        "that is not its text hash: the customer refuses it.", f, final=msg,
+        final_sender=Role.VENDOR, final_now=at, problem=Problem.UNKNOWN_TERM, clause="§6.2-3",
+        flags=["Counter", "Unknown"]))
+    return _file(
+        "terms",
+        "Term references refused (§6.2, §6.3). Each vector is a sequence in the form of "
+        "state.json whose last message cites terms wrongly: a first terms.offer to the "
+        "vendor, or a counter-offer to the customer. The roster the receiver knows is the one "
+        "of spec §6.4 (Table 6-1).",
+        f"vrmproto reference implementation (scripts/gen_vectors.py); {SEED_RULE}; {ID_RULE}",
+        vectors,
+        {
+            "Offer": "the last message is a customer's first terms.offer",
+            "Counter": "the last message is a vendor's terms.reject with a counter-offer",
+            "Unknown": "the reference is well-formed but names no term the receiver knows "
+                       "(§6.2-3)",
+            "Form": "the reference is ill-formed (§6.2-4 to §6.2-6, §6.3-4)",
+            "Params": "the parameter values break the term's declaration (§6.3)",
+        },
+    )
+
+
+# -- http.json ----------------------------------------------------------------------------------
+
+#: The reference vendor of http.json: the example vendor identity, agreeing to the example terms.
+HTTP_ACCEPTS = tuple(ref.id for ref in TERMS)
+
+
+class HttpSession:
+    """One reference vendor Endpoint (sans HTTP: ``handle_inbox``/``handle_history``) with a
+    fixed clock and fixed reply ids, and the exchanges recorded as vectors, in order."""
+
+    def __init__(self) -> None:
+        from vrmproto.server import Endpoint, ReferencePolicy  # noqa: PLC0415 - only here
+        from vrmproto.store import MemoryStore  # noqa: PLC0415
+
+        self.now = NOW
+        self.ids = 0
+        self.endpoint = Endpoint(
+            VENDOR, store=MemoryStore(), name="Example Rentals",
+            policy=ReferencePolicy(accepts_terms=HTTP_ACCEPTS, name="Example Rentals"),
+            clock=lambda: self.now, random_id=self._next_id,
+        )
+        self.vectors: list[dict[str, Any]] = []
+
+    def _next_id(self) -> bytes:
+        self.ids += 1
+        return _id(f"http vendor {self.ids}")
+
+    def exchange(self, vid: str, description: str, route: str, request: bytes, *,
+                 clause: str, flags: Sequence[str], **extra: Any) -> tuple[int, bytes]:
+        """Hand ``request`` to the endpoint at the session's clock; record the answer."""
+        self.now += MINUTE
+        handle = (self.endpoint.handle_inbox if route == "inbox"
+                  else self.endpoint.handle_history)
+        answer = asyncio.run(handle(request))
+        problem: Problem | None = None
+        if answer.status >= 400:
+            code = (_codec.decode(_problem_body(answer.body))["code"] if answer.body
+                    else extra.pop("empty_problem"))
+            problem = Problem(code)
+            assert problem.status == answer.status, (vid, problem, answer.status)
+        if route == "inbox" and answer.status == 200:
+            extra["envelopes"] = _codec.decode(answer.body)
+        self.vectors.append(_vector(
+            vid, description, clause=clause, flags=flags, problem=problem,
+            vendor_seed=VENDOR.seed, accepts_terms=list(HTTP_ACCEPTS), route=route,
+            now=self.now, request=request, status=answer.status,
+            headers=dict(sorted(answer.headers.items())), response=answer.body, **extra))
+        return answer.status, answer.body
+
+
+def _problem_body(envelope: bytes) -> bytes:
+    body: bytes = _codec.decode(envelope)["body"]
+    return body
+
+
+def http_file() -> dict[str, Any]:
+    """The inbox's and the history export's answers, byte for byte (§12.3, §12.5, Table 12-1)."""
+    s = HttpSession()
+    thread = _id("thread http")
+    c = Relationship(role=Role.CUSTOMER, identity=CUSTOMER, thread=thread,
+                     peer_key=VENDOR.public_key, peer_enc_key=VENDOR.enc_public_key)
+    offer = c.send(TermsOffer(terms=TERMS, enc_key=CUSTOMER.enc_public_key), now=s.now,
+                   msg_id=_id("http offer")).message
+    _, body = s.exchange(
+        "inbox-offer-accepted", "A first terms.offer: 200 with an array of envelopes, a "
+        "receipt for the offer first, then the vendor's reply, a terms.accept (§12.3-1).",
+        "inbox", offer.envelope, clause="§12.3-1", flags=["Inbox", "Replies"])
+    replies = _codec.decode(body)
+    for env in replies:
+        c.receive(env, now=s.now)
+    accept = open_envelope(replies[1], now=s.now, recipients=[CUSTOMER.public_key])
+    ack = c.send(accept.receipt(), now=s.now, msg_id=_id("http receipt")).message
+    s.exchange("inbox-receipt-204", "The customer's receipt for the terms.accept: a receipt "
+               "is acknowledged by no receipt, so the answer is 204 with no body (§12.3-3).",
+               "inbox", ack.envelope, clause="§12.3-3", flags=["Inbox", "NoContent"])
+    s.exchange("inbox-replay", "The terms.offer delivered again: the stored response, byte "
+               "for byte, and nothing applied twice (§12.6-2).", "inbox", offer.envelope,
+               clause="§12.6-2", flags=["Inbox", "Replay"])
+    share_id = _id("http share")
+    sealed, _ = sealed_content(FieldsContent(fields={"email": "alice@example.org"}),
+                               sender=CUSTOMER, recipient=VENDOR, msg_id=share_id,
+                               ephemeral_label="ephemeral http share")
+    share = c.send(DataShare(agreement=offer.hash, purposes=(1,), categories=(2,),
+                             expires=NOW + 30 * DAY, sealed=sealed),
+                   now=s.now, msg_id=share_id).message
+    _, body = s.exchange(
+        "inbox-share-receipt", "A data.share: 200 with an array of one envelope, the receipt.",
+        "inbox", share.envelope, clause="§12.3-1", flags=["Inbox"])
+    c.receive(_codec.decode(body)[0], now=s.now)
+    note = sign_problem(Problem.INVALID_FIELD, "the customer refuses nothing in particular",
+                        identity=CUSTOMER, now=s.now, msg_id=_id("http problem"),
+                        to=VENDOR.public_key, thread=thread)
+    s.exchange("inbox-problem-204", "A problem report from the peer: 204 with no body; a "
+               "problem is never acknowledged (§12.3-3, §5.6.2-1).", "inbox", note.envelope,
+               clause="§12.3-3", flags=["Inbox", "NoContent"])
+    linked = sign_message(
+        ProblemReport(code=Problem.INVALID_FIELD.value, detail="a problem with prev set"),
+        identity=CUSTOMER, recipient=VENDOR.public_key, thread=thread, prev=share.hash,
+        now=s.now + MINUTE, msg_id=_id("http problem prev"))
+    s.exchange("inbox-problem-prev-204", "A problem report from the peer whose `prev` is a "
+               "hash (its last message's) instead of nil: read like any problem, 204 with no "
+               "body (§5.6.2-1).", "inbox", linked.envelope, clause="§5.6.2-1",
+               flags=["Inbox", "NoContent"])
+    _http_refusals(s, c, thread, offer)
+    _http_history(s, c, thread)
+    return _file(
+        "http",
+        "The HTTP binding's answers (§12.3 to §12.6), byte for byte: one session with the "
+        "reference vendor, in file order. Hand each `request` to the `route` (the body of a "
+        "POST to the inbox or history URL) at time `now`; the answer is `status`, `headers` "
+        "and the body `response` (empty for 204). A 200 inbox answer is the canonical array "
+        "of `envelopes`; an error answer is a signed problem whose code is `problem` with the "
+        "status of Table 12-1; a history answer holds `entries`. The vendor is the identity "
+        "of `vendor_seed`, agreeing to the terms `accepts_terms`.",
+        f"vrmproto reference implementation (scripts/gen_vectors.py, vrmproto.server."
+        f"Endpoint with a fixed clock); {SEED_RULE}; {ID_RULE}; the vendor's n-th random id "
+        'is the ID rule with label "http vendor n"',
+        s.vectors,
+        {
+            "Inbox": "a POST to the inbox (§12.2, §12.3)",
+            "History": "a POST to the history export (§12.5)",
+            "Replies": "a 200 whose array holds replies after the receipt",
+            "NoContent": "a 204 with an empty body",
+            "Replay": "a delivery already answered (§12.6-2)",
+            "Problem": "an error answer: a signed problem, the status of Table 12-1 (§12.3-4)",
+            "Empty": "an error answer with no body: a problem is never answered with a problem "
+                     "(§12.3-5)",
+        },
+    )
+
+
+def _http_refusals(s: HttpSession, c: Relationship, thread: bytes, offer: Signed[Any]) -> None:
+    s.exchange("problem-malformed", "Bytes that are not an envelope: 400 and a signed problem "
+               "malformed with `to` nil and the zero thread, since nothing could be read "
+               "(§12.3-4, §5.6.2-2).", "inbox", b"\x92\x01\x02", clause="§3.3-1",
+               flags=["Inbox", "Problem"])
+    lost = sign_message(DataRequest(agreement=offer.hash, format=DATA_FORMAT),
+                        identity=CUSTOMER, recipient=VENDOR.public_key,
+                        thread=_id("thread http unknown"), prev=offer.hash,
+                        now=s.now + MINUTE, msg_id=_id("http unknown thread"))
+    s.exchange("problem-no-relationship", "A data.request in a thread the vendor does not "
+               "hold: 404, no_relationship, `ref` the message's hash (§12.2-6).", "inbox",
+               lost.envelope, clause="§12.2-6", flags=["Inbox", "Problem"])
+    broken = sign_message(DataRequest(agreement=offer.hash, format=DATA_FORMAT),
+                          identity=CUSTOMER, recipient=VENDOR.public_key, thread=thread,
+                          prev=offer.hash, now=s.now + MINUTE, msg_id=_id("http chain"))
+    s.exchange("problem-chain-broken", "A data.request whose `prev` is the customer's "
+               "terms.offer, though the customer has sent two messages since: 409, "
+               "chain_broken.",
+               "inbox", broken.envelope, clause="§4.5-6", flags=["Inbox", "Problem"])
+    other = sign_message(DataRequest(agreement=offer.hash, format=DATA_FORMAT),
+                         identity=CUSTOMER, recipient=VENDOR2.public_key, thread=thread,
+                         prev=c.our_head, now=s.now + MINUTE, msg_id=_id("http recipient"))
+    s.exchange("problem-wrong-recipient", "A message addressed to another vendor's key: 421, "
+               "wrong_recipient (§4.5-2).", "inbox", other.envelope, clause="§4.5-2",
+               flags=["Inbox", "Problem"])
+    early = sign_message(DataRequest(agreement=offer.hash, format=DATA_FORMAT),
+                         identity=CUSTOMER, recipient=VENDOR.public_key, thread=thread,
+                         prev=c.our_head, now=s.now + MINUTE + 10 * MINUTE,
+                         msg_id=_id("http skew"))
+    s.exchange("problem-clock-skew", "A message created ten minutes ahead of the vendor's "
+               "clock: 400, clock_skew, carrying `server_time` (§4.5-4).", "inbox",
+               early.envelope, clause="§4.5-4", flags=["Inbox", "Problem"])
+    bad = sign_problem(Problem.INVALID_FIELD, "addressed to another vendor",
+                       identity=CUSTOMER, now=s.now + MINUTE, msg_id=_id("http bad problem"),
+                       to=VENDOR2.public_key, thread=thread)
+    s.exchange("problem-not-answered", "A problem report addressed to another vendor's key: "
+               "refused with the status of wrong_recipient (421) and an empty body, since a "
+               "problem is never answered with a problem (§12.3-5).", "inbox", bad.envelope,
+               clause="§12.3-5", flags=["Inbox", "Empty"], empty_problem="wrong_recipient")
+
+
+def _http_history(s: HttpSession, c: Relationship, thread: bytes) -> None:
+    request = sign_history_request(CUSTOMER, thread=thread, recipient=VENDOR.public_key,
+                                   now=s.now + MINUTE, nonce=_id("http history nonce"))
+    status, body = s.exchange(
+        "history-export", "A signed history request from the customer, `start` 0: 200 with "
+        "the vendor's entries from index 0, each [index, msg_hash, link, envelope] (§12.5-3); "
+        "they are the customer's own history, link for link.", "history", request,
+        clause="§12.5-3", flags=["History"],
+        entries=[[e.index, e.msg_hash.hex(), e.link.hex(), e.envelope.hex()]
+                 for e in c.history.entries()])
+    assert status == 200
+    assert [(e.link, e.envelope) for e in decode_history(body)] == [
+        (e.link, e.envelope) for e in c.history.entries()]
+    stranger = sign_history_request(STRANGER, thread=thread, recipient=VENDOR.public_key,
+                                    now=s.now + MINUTE, nonce=_id("http history stranger"))
+    s.exchange("history-not-a-party", "A history request for the thread signed by a key that "
+               "is not the customer's: 403, not_a_party (§12.5-4).", "history", stranger,
+               clause="§12.5-4", flags=["History", "Problem"])
+    unsigned = _codec.encode({"req": b"", "sig": b""})
+    s.exchange("history-unsigned", "A history request whose `sig` is not 64 bytes: 401, "
+               "unauthorized (§12.5-1).", "history", unsigned, clause="§12.5-1",
+               flags=["History", "Problem"])
+
+
+# -- discovery.json -----------------------------------------------------------------------------
+
+_DOC_NOW = NOW + MINUTE
+
+
+def _doc(**change: Any) -> dict[str, Any]:
+    """The example vendor's document as a dict (§13.1-3), with fields changed or dropped."""
+    body, _ = build_discovery(VENDOR, name="Example Rentals", role="vendor", now=NOW,
+                              limits=DEFAULT_LIMITS, types=("terms.offer", "intentcast"),
+                              accepts_terms=("vrm.no-tracking", "vrm.delete-after"))
+    doc: dict[str, Any] = json.loads(body)
+    for key, value in change.items():
+        if value is _DROP:
+            doc.pop(key)
+        else:
+            doc[key] = value
+    return doc
+
+
+def _doc_bytes(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+
+def _signed(body: bytes, signer: Identity = VENDOR) -> str:
+    sig = signer.sign(Context.DISCOVERY, body)
+    return "ed25519=" + base64.urlsafe_b64encode(sig).rstrip(b"=").decode("ascii")
+
+
+def _small_order_key_text() -> str:
+    """A signing key of small order (the point of order 4), as text (§2.5-1)."""
+    key = bytes([0] * 31 + [0x80])  # y = 0 with the sign bit set: a point of order 4
+    assert not sodium.crypto_core_ed25519_is_valid_point(key)
+    return key_to_text(key)
+
+
+def _discovery_cases() -> list[tuple[str, str, bytes, str | None, dict[str, Any],
+                                      Problem | None, str, list[str]]]:
+    """(id, description, body, Vrm-Signature, reader's inputs, problem, clause, flags)."""
+    base = _doc_bytes(_doc())
+    good = _signed(base)
+    cases: list[tuple[str, str, bytes, str | None, dict[str, Any], Problem | None, str,
+                      list[str]]] = [
+        ("valid", "The example vendor's document, signed by its key.", base, good, {}, None,
+         "§13.1-2", ["Valid"]),
+        ("valid-pinned", "The same document read by an agent that pinned the vendor's key.",
+         base, good, {"expected_key": VENDOR.public_key.hex(), "role": "vendor"}, None,
+         "§13.1-4", ["Valid"]),
+    ]
+
+    def signed(vid: str, what: str, body: bytes, problem: Problem | None, clause: str, *,
+               flags: list[str], **reader: Any) -> None:
+        cases.append((vid, what, body, _signed(body), reader, problem, clause, flags))
+
+    signed("valid-unknown-field", "A document with a field this version does not define: it "
+           "is ignored (§13.1-3).", _doc_bytes(_doc(x_vendor_note="hello")), None, "§13.1-3",
+           flags=["Valid"])
+    cases += [
+        ("no-signature", "The document without its Vrm-Signature header.", base, None, {},
+         Problem.BAD_SIGNATURE, "§13.1-2", ["Signature"]),
+        ("signature-prefix", "The header's prefix in upper case (`Ed25519=`).", base,
+         "E" + good[1:], {}, Problem.BAD_SIGNATURE, "§13.1-2", ["Signature"]),
+        ("signature-63-bytes", "A signature of 63 bytes.", base,
+         "ed25519=" + base64.urlsafe_b64encode(
+             VENDOR.sign(Context.DISCOVERY, base)[:63]).rstrip(b"=").decode(), {},
+         Problem.BAD_SIGNATURE, "§13.1-2", ["Signature"]),
+        ("body-changed", "One byte of the body changed after signing (a space added before "
+         "the closing brace).", base[:-1] + b" }", good, {}, Problem.BAD_SIGNATURE, "§3.5-3",
+         ["Signature"]),
+    ]
+    msg_ctx = VENDOR.sign(Context.MESSAGE, base)
+    cases.append(("message-context", "Signed with the message context instead of the "
+                  "discovery one.", base, "ed25519=" + base64.urlsafe_b64encode(msg_ctx)
+                  .rstrip(b"=").decode(), {}, Problem.BAD_SIGNATURE, "§3.5-3",
+                  ["Signature", "Context"]))
+    signed("not-json", "A body that is not JSON.", b"{\"vrm\": 1,", Problem.MALFORMED,
+           "§13.1-1", flags=["Json"])
+    signed("not-utf8", "A body with a byte that is not UTF-8 in a string.",
+           base.replace(b"Example Rentals", b"Example \xff Rentals"), Problem.MALFORMED,
+           "§13.1-1", flags=["Json"])
+    signed("not-an-object", "A JSON array instead of an object.", b"[1]",
+           Problem.INVALID_FIELD, "§13.1-1", flags=["Json"])
+    signed("repeated-key", "The top-level object names `inbox` twice, with two different "
+           "URLs: parsers disagree on which wins (§11.3-1).",
+           base.replace(b'  "inbox": "/vrm/inbox",',
+                        b'  "inbox": "/vrm/inbox",\n  "inbox": "https://evil.example/in",'),
+           Problem.MALFORMED, "§13.1-1", flags=["Json", "Repeated"])
+    signed("repeated-key-nested", "The `limits` object names `max_depth` twice (§11.3-1).",
+           base.replace(b'    "max_depth": 16,', b'    "max_depth": 16,\n    "max_depth": 64,'),
+           Problem.MALFORMED, "§13.1-1", flags=["Json", "Repeated"])
+    signed("repeated-key-escaped", "The top-level object names `name` twice, once written "
+           "with a JSON escape (`\\u006eame`): the same key (§11.3-1).",
+           base.replace(b'  "name": "Example Rentals",',
+                        b'  "name": "Example Rentals",\n  "\\u006eame": "Other",'),
+           Problem.MALFORMED, "§13.1-1", flags=["Json", "Repeated"])
+    for vid, value, what in (("vrm-2", 2, "the format 2"), ("vrm-str", "1", "the str \"1\""),
+                             ("vrm-float", 1.5, "the number 1.5"),
+                             ("vrm-missing", _DROP, "no `vrm`")):
+        signed(vid, f"A document whose `vrm` is {what}: this version reads format 1 only "
+               "(§13.1-3).", _doc_bytes(_doc(vrm=value)), Problem.INVALID_FIELD, "§13.1-3",
+               flags=["Field", "Format"])
+    signed("inbox-missing", "A document without `inbox`.", _doc_bytes(_doc(inbox=_DROP)),
+           Problem.INVALID_FIELD, "§13.1-3", flags=["Field"])
+    signed("key-x25519-text", "`key` written as an encryption key (`x25519:…`).",
+           _doc_bytes(_doc(key=key_to_text(VENDOR.enc_public_key, "x25519"))),
+           Problem.INVALID_FIELD, "§13.1-3", flags=["Field", "Key"])
+    signed("key-small-order", "`key` a point of small order (it cannot sign; the key is "
+           "refused before the signature is checked).",
+           _doc_bytes(_doc(key=_small_order_key_text())), Problem.BAD_KEY, "§2.1-2",
+           flags=["Key"])
+    signed("enc-key-small-order", "`enc_key` the X25519 point 1, of small order, in a "
+           "document the vendor's key signs (§13.1-9).",
+           _doc_bytes(_doc(enc_key=key_to_text(bytes([1] + [0] * 31), "x25519"))),
+           Problem.BAD_KEY, "§2.1-5", flags=["Key"])
+    cases.append(("other-key", "A valid document read by an agent that pinned another key "
+                  "(§13.1-4).", base, good, {"expected_key": VENDOR2.public_key.hex()},
+                  Problem.BAD_KEY, "§13.1-4", ["Key"]))
+    signed("versions-2", "A document whose `versions` is [2]: no version the reader speaks.",
+           _doc_bytes(_doc(versions=[2])), Problem.UNSUPPORTED_VERSION, "§13.1-10",
+           flags=["Field"])
+    signed("role-customer", "A customer agent's document read by an agent looking for a "
+           "vendor.", _doc_bytes(_doc(role="customer")), Problem.INVALID_FIELD, "§13.1-10",
+           flags=["Field"], role="vendor")
+    cases.append(("expired", "The document read one ms after its `expires`.", base, good,
+                  {"now": NOW + DAY + 1}, Problem.EXPIRED, "§13.1-6", ["Time"]))
+    cases.append(("valid-at-expires", "The document read at its `expires` exactly.", base,
+                  good, {"now": NOW + DAY}, None, "§13.1-6", ["Valid", "Time"]))
+    cases.append(("issued-ahead", "The document read 120 001 ms before its `issued`.", base,
+                  good, {"now": NOW - 120_001}, Problem.EXPIRED, "§13.1-6", ["Time"]))
+    cases.append(("valid-skew", "The document read 120 000 ms before its `issued` (the "
+                  "clock skew allowed).", base, good, {"now": NOW - 120_000}, None, "§13.1-6",
+                  ["Valid", "Time"]))
+    big = _doc_bytes(_doc(x_pad=""))
+    big = _doc_bytes(_doc(x_pad="x" * (65_537 - len(big))))
+    assert len(big) == 65_537
+    signed("too-large", "A document of 65 537 bytes, one more than §13.1-5 allows.", big,
+           Problem.TOO_LARGE, "§13.1-5", flags=["Size"])
+    return cases
+
+
+def discovery_file() -> dict[str, Any]:
+    """Discovery documents a reader must refuse (§13.1), and the ones it must accept."""
+    vectors: list[dict[str, Any]] = []
+    for vid, what, body, header, reader, problem, clause, flags in _discovery_cases():
+        inputs = {"now": _DOC_NOW, "expected_key": None, "role": None, **reader}
+        try:
+            verify_discovery(body, header, now=inputs["now"],
+                             expected_key=bytes.fromhex(inputs["expected_key"])
+                             if inputs["expected_key"] else None, role=inputs["role"])
+        except ProtocolError as exc:
+            got: tuple[str | None, str] = (exc.code.value, exc.clause)
+        else:
+            got = (None, "")
+        _expect(f"discovery/{vid}", got, problem, clause, None)
+        vectors.append(_vector(vid, what, clause=clause, flags=flags, problem=problem,
+                               document=body, signature_header=header, **inputs))
+    return _file(
+        "discovery",
+        "Discovery documents (§13.1) as a reader receives them: the body bytes (`document`) "
+        "and the `Vrm-Signature` header (`signature_header`, null when absent), read at `now`, "
+        "by a reader that pinned `expected_key` (null: none) and looks for an endpoint of "
+        "`role` (null: any). A valid one must be accepted; an invalid one refused with "
+        "`problem`.",
+        f"vrmproto reference implementation (scripts/gen_vectors.py, verify_discovery); "
+        f"{SEED_RULE}",
+        vectors,
+        {
+            "Valid": "the reader accepts the document",
+            "Signature": "the Vrm-Signature header is missing, malformed or does not verify",
+            "Context": "the signature is over another domain-separation context",
+            "Json": "the body is not a UTF-8 JSON object read one way only",
+            "Repeated": "an object holds a key twice (§11.3-1)",
+            "Field": "a field is missing or has the wrong type or value (§13.1-3, §13.1-10)",
+            "Format": "the document format `vrm` is not 1",
+            "Key": "a key is of the wrong form, not valid, or not the pinned one",
+            "Time": "the validity window, with two minutes of clock skew (§13.1-6)",
+            "Size": "the document is larger than 65 536 bytes",
         },
     )
 
@@ -1503,7 +2166,8 @@ def schema_file() -> dict[str, Any]:
         "properties": {
             "schema": {"const": SCHEMA},
             "kind": {"enum": ["keys", "messages", "invalid", "state", "rfc8032", "history",
-                              "steps"]},
+                              "steps",
+                              *(name.removesuffix(".json") for name in issue9_files())]},
             "description": {"type": "string", "minLength": 1},
             "source": {"type": "string", "minLength": 1},
             "notes": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -1595,6 +2259,7 @@ def schema_file() -> dict[str, Any]:
                                    "ours": {"oneOf": [_HEX32, {"type": "null"}]},
                                    "theirs": {"oneOf": [_HEX32, {"type": "null"}]}}}]},
             }),
+            *_issue9_schema_rules(),
         ],
     }
 
@@ -1801,7 +2466,51 @@ def steps_file() -> dict[str, Any]:
     )
 
 
+def _issue9_schema_rules() -> list[dict[str, Any]]:
+    """The vector fields of sealed.json and terms.json (those of state.json), http.json and
+    discovery.json."""
+    sequence = {
+        "receiver": {"enum": ["customer", "vendor", None]}, "thread": _HEX16,
+        "customer_seeds": {"type": "array", "minItems": 1, "items": _HEX32},
+        "vendor_seed": _HEX32,
+        "messages": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["from", "envelope", "now"],
+            "additionalProperties": False,
+            "properties": {"from": {"enum": ["customer", "vendor"]},
+                           "envelope": _HEX, "now": _MS}}},
+    }
+    required = ["receiver", "thread", "customer_seeds", "vendor_seed", "messages"]
+    return [
+        _kind_rule("sealed", required, sequence),
+        _kind_rule("terms", required, sequence),
+        _kind_rule("http", ["vendor_seed", "accepts_terms", "route", "now", "request",
+                            "status", "headers", "response"], {
+            "vendor_seed": _HEX32, "accepts_terms": {"type": "array", "items": {"type": "string"}},
+            "route": {"enum": ["inbox", "history"]}, "now": _MS, "request": _HEX,
+            "status": {"type": "integer", "minimum": 200, "maximum": 599},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "response": _HEX, "envelopes": {"type": "array", "items": _HEX},
+            "entries": {"type": "array", "items": {
+                "type": "array", "prefixItems": [{"type": "integer", "minimum": 0}, _HEX32,
+                                                 _HEX32, _HEX], "items": False}},
+        }),
+        _kind_rule("discovery", ["document", "signature_header", "now", "expected_key",
+                                 "role"], {
+            "document": _HEX, "signature_header": {"type": ["string", "null"]},
+            "now": {"type": "integer"}, "expected_key": {"oneOf": [_HEX32, {"type": "null"}]},
+            "role": {"enum": ["vendor", "customer", None]},
+        }),
+    ]
+
+
 # -- output --------------------------------------------------------------------------------------
+
+
+def issue9_files() -> dict[str, Callable[[], dict[str, Any]]]:
+    """The families added for issue 9: sealed-content order, term references, the HTTP binding
+    and discovery refusals."""
+    return {"sealed.json": sealed_file, "terms.json": terms_file, "http.json": http_file,
+            "discovery.json": discovery_file}
 
 
 def build() -> dict[str, str]:
@@ -1819,6 +2528,7 @@ def build() -> dict[str, str]:
         "rfc8032.json": rfc8032_file,
         "schema.json": schema_file,
     }
+    docs.update(issue9_files())
     MISMATCHES.clear()
     files = {name: dumps(make()) for name, make in docs.items()}
     if MISMATCHES:

@@ -46,7 +46,8 @@ EXPECTED: dict[str, frozenset[str]] = {
     }),
     # no replay record, no coalescing: replays are applied again and refused (§12.6).
     # (RPL-005/006: the replay and the id conflict of a later message of a thread)
-    "no-dedupe": frozenset({"RPL-001", "RPL-002", "RPL-003", "RPL-004", "RPL-005", "RPL-006"}),
+    "no-dedupe": frozenset({"RPL-001", "RPL-002", "RPL-003", "RPL-004", "RPL-005", "RPL-006",
+                            "HIST-010"}),  # the offer again after its reply was dropped (§8.1-6)
     "accept-expired": frozenset({
         "TIME-001",
         "PRB-004",  # SHOULD: the expired problem's server_time (NON_STRICT: the message passes)
@@ -77,6 +78,7 @@ EXPECTED: dict[str, frozenset[str]] = {
         "SEAL-001", "SEAL-002", "SEAL-003", "SEAL-004", "SEAL-005",
         "TRM-004", "TRM-005",
         "RET-001", "RET-002", "RET-003", "RET-004", "HIST-008", "RPL-005", "RPL-006", "SIG-011",
+        "RET-005", "RET-006", "HIST-009", "HIST-010",
         # every state-table cell whose state needs an earlier message stored
         *(f"SM-{s}{e:02d}" for s in (2, 3, 7, 8) for e in range(1, 17)),
     }),

@@ -311,3 +311,28 @@ def test_envelope_examples() -> None:
     for value in (receipt.envelope, receipt.signature, receipt.hash, sha256(receipt.hdr_bytes)):
         assert value.hex() in text3
     assert f"{len(receipt.without_body().envelope)}bytes" in text3
+
+
+def test_small_order_x25519_list_is_the_codes() -> None:
+    """§2.1-5 writes libsodium's seven X25519 small-order values in full; they are exactly the
+    ones the reference refuses with bad_key (each also with the top bit of its last byte set),
+    and libsodium refuses each of them too."""
+    from nacl.bindings import crypto_scalarmult  # noqa: PLC0415
+    from nacl.exceptions import CryptoError  # noqa: PLC0415
+
+    from vrmproto import ProtocolError  # noqa: PLC0415
+    from vrmproto._keys import _SMALL_ORDER_X25519, check_enc_key  # noqa: PLC0415
+
+    text = (SPEC / "02-identities-and-keys.md").read_text(encoding="utf-8")
+    start = text.index("**§2.1-5**")
+    listed = re.findall(r"^([0-9a-f]{64})\s", text[start:text.index("## 2.2", start)],
+                        re.MULTILINE)
+    assert len(listed) == 7
+    assert {bytes.fromhex(h) for h in listed} == _SMALL_ORDER_X25519
+    for value in _SMALL_ORDER_X25519:
+        for key in (value, value[:31] + bytes([value[31] | 0x80])):
+            with pytest.raises(ProtocolError) as info:
+                check_enc_key(key)
+            assert info.value.code.value == "bad_key"
+            with pytest.raises(CryptoError):
+                crypto_scalarmult(bytes(range(32)), key)

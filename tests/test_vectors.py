@@ -8,6 +8,8 @@ files with scripts/gen_vectors.py gives the same bytes.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import importlib.util
 import json
 import sys
@@ -54,7 +56,10 @@ ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "spec" / "vectors"
 GENERATOR = ROOT / "scripts" / "gen_vectors.py"
 FILES = ("keys.json", "messages.json", "invalid.json", "state.json", "history.json",
-         "rfc8032.json", "steps.json")
+         "rfc8032.json", "steps.json", "sealed.json", "terms.json", "http.json",
+         "discovery.json")
+#: Files of message sequences, replayed alike (README "state.json").
+SEQUENCES = ("state.json", "sealed.json", "terms.json")
 
 
 @cache
@@ -244,6 +249,9 @@ def test_sealed_content(v: dict[str, Any]) -> None:
     assert gen.seal_deterministic(b(sealed["plaintext"]), recipient.enc_public_key,
                                   eph_seed) == msg.body.sealed
     assert msg.body.sealed[:32].hex() == sealed["ephemeral_public_key"]
+    # crypto_box_seed_keypair as the README defines it: esk = SHA-512(seed)[:32], epk = X25519
+    esk = hashlib.sha512(eph_seed).digest()[:32]
+    assert sodium.crypto_scalarmult_base(esk).hex() == sealed["ephemeral_public_key"]
     # ... and the library's own seal_content (random ephemeral key) seals the same plaintext.
     sender = Identity(b(v["signer_seed"]))
     box = seal_content(content, identity=sender, recipient=recipient.public_key,
@@ -326,7 +334,7 @@ def test_s_plus_l_vector_is_the_base_signature_malleated() -> None:
 # -- state.json ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("v", vectors("state.json"))
+@pytest.mark.parametrize("v", [p for name in SEQUENCES for p in vectors(name)])
 def test_state_sequence(v: dict[str, Any]) -> None:
     vendor = Identity(b(v["vendor_seed"]))
     customers = [Identity(b(s)) for s in v["customer_seeds"]]
@@ -421,3 +429,195 @@ def test_history(v: dict[str, Any]) -> None:
     ours = divergence.ours.link.hex() if divergence.ours else None
     other = divergence.theirs.link.hex() if divergence.theirs else None
     assert (ours, other) == (v["divergence"]["ours"], v["divergence"]["theirs"])
+
+
+# -- sealed.json, terms.json -------------------------------------------------------------------
+
+
+def test_sealed_vectors_follow_the_order_of_5_5_9() -> None:
+    """Every step of §5.5-9 decides at least one vector, and the message's own checks come
+    first (a vector with a bad seal is refused for its agreement or its expiry)."""
+    answers = {(v["problem"], v["clause"]) for v in load("sealed.json")["vectors"]}
+    for step in (("cannot_decrypt", "§5.5-4"), ("malformed", "§5.5-3"),
+                 ("bad_signature", "§3.5-3"), ("wrong_recipient", "§5.5-5"),
+                 ("envelope_mismatch", "§5.5-6"), ("invalid_field", "§5.1-2"),
+                 ("no_agreement", "§5.3-1"), ("invalid_field", "§5.3.1-3")):
+        assert step in answers, step
+
+
+def test_terms_vectors_cover_6_2_and_6_3() -> None:
+    clauses = {v["clause"] for v in load("terms.json")["vectors"]}
+    assert clauses >= {"§6.2-3", "§6.2-4", "§6.2-5", "§6.2-6", "§6.3-3", "§6.3-4"}
+
+
+# -- http.json -----------------------------------------------------------------------------------
+
+
+def _problem_of(envelope: bytes, now: int) -> Any:
+    from vrmproto import ProblemReport  # noqa: PLC0415
+
+    msg = open_envelope(envelope, now=now)
+    assert isinstance(msg.body, ProblemReport)
+    return msg
+
+
+@pytest.mark.parametrize("v", vectors("http.json"))
+def test_http_answer(v: dict[str, Any]) -> None:
+    """Each answer read with the sans-IO binding: the 200 array, the 204, the problem and the
+    history export, as §12.3 to §12.5 define them."""
+    from vrmproto._binding import (  # noqa: PLC0415
+        CONTENT_TYPE,
+        decode_history,
+        decode_replies,
+        encode_history,
+        encode_replies,
+        open_history_request,
+    )
+    from vrmproto._limits import DEFAULT_LIMITS  # noqa: PLC0415
+
+    response, status, now = b(v["response"]), v["status"], v["now"]
+    vendor = Identity(b(v["vendor_seed"]))
+    if status == 204 or not response:
+        assert response == b""
+        assert v["headers"] == {}
+        return
+    assert v["headers"]["Content-Type"] == CONTENT_TYPE
+    if status >= 400:
+        problem = _problem_of(response, now)
+        assert problem.sender == vendor.public_key
+        assert problem.body.code == v["problem"]
+        assert MESSAGE_TYPES["problem"] is type(problem.body)
+        return
+    if v["route"] == "history":
+        req = open_history_request(b(v["request"]), now=now, recipient=vendor.public_key,
+                                   limits=DEFAULT_LIMITS)
+        assert req.start == 0
+        entries = decode_history(response)
+        assert [[e.index, e.msg_hash.hex(), e.link.hex(), e.envelope.hex()]
+                for e in entries] == v["entries"]
+        assert encode_history(entries) == response
+        verify_entries(entries)
+        return
+    envelopes = decode_replies(response, limits=DEFAULT_LIMITS)
+    assert [e.hex() for e in envelopes] == v["envelopes"]
+    assert encode_replies(envelopes) == response
+    request = open_envelope(b(v["request"]), now=now)
+    receipt = open_envelope(envelopes[0], now=now, recipients=[request.sender])
+    assert receipt.type == "receipt"
+    assert receipt.body.ack == request.hash
+
+
+def test_http_session_replays_against_the_reference_vendor() -> None:
+    """A fresh reference vendor, given the file's requests in order at the file's times and
+    reply ids, answers every one with exactly the recorded status, headers and bytes."""
+    session = generator().HttpSession()
+    for v in load("http.json")["vectors"]:
+        session.now = v["now"]
+        endpoint = session.endpoint
+        handle = endpoint.handle_inbox if v["route"] == "inbox" else endpoint.handle_history
+        answer = asyncio.run(handle(b(v["request"])))
+        assert (answer.status, dict(answer.headers), answer.body.hex()) == (
+            v["status"], v["headers"], v["response"]), v["id"]
+
+
+def test_http_vectors_cover_the_binding() -> None:
+    vs = load("http.json")["vectors"]
+    statuses = {v["status"] for v in vs}
+    assert statuses >= {200, 204, 400, 401, 403, 404, 409, 421}
+    assert {v["route"] for v in vs} == {"inbox", "history"}
+    by_id = {v["id"]: v for v in vs}
+    assert by_id["inbox-replay"]["response"] == by_id["inbox-offer-accepted"]["response"]
+
+
+# -- discovery.json ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("v", vectors("discovery.json"))
+def test_discovery_document(v: dict[str, Any]) -> None:
+    from vrmproto._binding import verify_discovery  # noqa: PLC0415
+
+    expected_key = b(v["expected_key"]) if v["expected_key"] else None
+
+    def read() -> Any:
+        return verify_discovery(b(v["document"]), v["signature_header"], now=v["now"],
+                                expected_key=expected_key, role=v["role"])
+
+    if v["result"] == "valid":
+        doc = read()
+        assert doc.key == Identity(bytes(32)).public_key
+        return
+    with pytest.raises(ProtocolError) as info:
+        read()
+    assert (info.value.code.value, info.value.clause) == expected(v)
+
+
+def test_discovery_refusals_cover_13_1() -> None:
+    flags = {f for v in load("discovery.json")["vectors"] for f in v["flags"]}
+    assert flags >= {"Valid", "Signature", "Json", "Repeated", "Field", "Format", "Key",
+                     "Time", "Size"}
+
+
+# -- spec/message-bodies.json --------------------------------------------------------------------
+
+
+def _bodies() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((ROOT / "spec" / "message-bodies.json").read_text("utf-8"))
+    return doc
+
+
+def _fits(value: Any, field: Mapping[str, Any]) -> bool:
+    """A decoded value (hex for bin, as the vectors write it) within a field of the JSON table."""
+    kind = field["type"]
+    if kind == "bin":
+        n = len(value) // 2
+        return (field["size"] in (None, n)) and (field["max_size"] is None
+                                                 or n <= field["max_size"])
+    if kind == "str":
+        return isinstance(value, str) and (not field.get("values") or value in field["values"])
+    if kind == "int":
+        return type(value) is int and field["min"] <= value <= field["max"]
+    if kind == "array":
+        return (field["min_items"] <= len(value) <= field["max_items"]
+                and all(_fits(item, field["items"]) for item in value))
+    return isinstance(value, dict)
+
+
+def test_message_bodies_json_is_current_and_describes_every_type() -> None:
+    gen_spec = importlib.util.spec_from_file_location("gen_spec", ROOT / "scripts" /
+                                                      "gen_spec.py")
+    assert gen_spec is not None
+    assert gen_spec.loader is not None
+    module = importlib.util.module_from_spec(gen_spec)
+    gen_spec.loader.exec_module(module)
+    assert module.json_problems() == [], "run python scripts/gen_spec.py"
+    assert set(_bodies()["types"]) == set(MESSAGE_TYPES)
+
+
+def test_a_stale_message_bodies_json_is_reported(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    gen_spec = importlib.util.spec_from_file_location("gen_spec", ROOT / "scripts" /
+                                                      "gen_spec.py")
+    assert gen_spec is not None
+    assert gen_spec.loader is not None
+    module = importlib.util.module_from_spec(gen_spec)
+    gen_spec.loader.exec_module(module)
+    stale = tmp_path / "message-bodies.json"
+    stale.write_text(module.bodies_json().replace('"required": true', '"required": false', 1),
+                     encoding="utf-8")
+    monkeypatch.setattr(module, "BODIES_JSON", stale)
+    (diff,) = module.json_problems()
+    assert '-     "required": false' in diff
+    assert module.write_json() == [stale]
+    assert module.json_problems() == []
+
+
+@pytest.mark.parametrize("v", [p for p in vectors("messages.json")
+                               if p.values[0]["result"] == "valid"])
+def test_every_valid_body_fits_message_bodies_json(v: dict[str, Any]) -> None:
+    fields = {f["name"]: f for f in _bodies()["types"][v["type"]]["fields"]}
+    body = v["content"]["body"]
+    assert set(body) <= set(fields)
+    assert {n for n, f in fields.items() if f["required"]} <= set(body)
+    for name, value in body.items():
+        assert value is not None
+        assert _fits(value, fields[name]), (name, value)

@@ -147,6 +147,8 @@ def verify_discovery(
             from None
     if type(data) is not dict:
         raise _doc_error("the document is not a JSON object", "§13.1-1")
+    if type(data.get("vrm")) is not int or data["vrm"] != DISCOVERY_FORMAT:  # §13.1-3
+        raise _doc_error(f"the document's format vrm is {data.get('vrm')!r}, not 1", "§13.1-3")
     try:
         key = key_from_text(data["key"])
         enc_key = key_from_text(data["enc_key"], "x25519")
