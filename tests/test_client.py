@@ -45,7 +45,8 @@ from vrmproto import (
     sha256,
     sign_problem,
 )
-from vrmproto._binding import (
+from vrmproto._history import Entry
+from vrmproto.binding import (
     CONTENT_TYPE,
     SIGNATURE_HEADER,
     build_discovery,
@@ -53,7 +54,6 @@ from vrmproto._binding import (
     encode_replies,
     open_history_request,
 )
-from vrmproto._history import Entry
 from vrmproto.client import (
     EndpointClient,
     InvalidResponse,
