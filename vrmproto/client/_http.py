@@ -59,6 +59,8 @@ from vrmproto.client._transport import (
     transient_from_answer,
 )
 
+# Besides EndpointClient and Sleep, these names live in _transport and vrmproto.binding; they are
+# re-exported here because modules still import them from here (new code: import them there).
 __all__ = [
     "MAX_HISTORY_ENTRIES",
     "NO_RETRY",
