@@ -102,6 +102,7 @@ from vrmproto.client._outbox import (
     OutboxRun,
 )
 from vrmproto.client._paths import endpoint_path
+from vrmproto.client._transport import Transport
 from vrmproto.store import Commit, OutboxItem, Store
 
 __all__ = [
@@ -300,7 +301,7 @@ class Agent(AsyncClosing):
         store: Store,
         master: MasterSeed,
         *,
-        client: EndpointClient,
+        client: Transport,
         owns_client: bool,
         clock: Clock,
         random_id: RandomId,
@@ -336,7 +337,7 @@ class Agent(AsyncClosing):
         *,
         clock: Clock = default_clock,
         random_id: RandomId = default_random_id,
-        client: EndpointClient | None = None,
+        client: Transport | None = None,
         session: aiohttp.ClientSession | None = None,
         terms: Sequence[TermRef] = DEFAULT_TERMS,
         endpoint: str | None = None,
@@ -351,11 +352,11 @@ class Agent(AsyncClosing):
         """Open the agent of ``master_seed`` on ``store``.
 
         A store belongs to one master seed: opening it with another raises ``ValueError``.
-        ``client`` (or an aiohttp ``session`` for a new client) may be shared; otherwise the
-        agent makes one and closes it in :meth:`close`. ``endpoint`` is this agent's own base
-        URL; each vendor is told a path of its own under it (:meth:`endpoint_for`). ``retry``
-        governs one-vendor requests, ``fanout_retry`` each branch of a fan-out, ``schedule`` the
-        outbox's retries.
+        ``client`` (any :class:`~vrmproto.client.Transport`, or an aiohttp ``session`` for a new
+        HTTP client) may be shared; otherwise the agent makes one and closes it in
+        :meth:`close`. ``endpoint`` is this agent's own base URL; each vendor is told a path of
+        its own under it (:meth:`endpoint_for`). ``retry`` governs one-vendor requests,
+        ``fanout_retry`` each branch of a fan-out, ``schedule`` the outbox's retries.
         """
         master = master_seed if isinstance(master_seed, MasterSeed) else MasterSeed(master_seed)
         check = master.for_intent(bytes(16)).public_key  # public: identifies, reveals nothing
@@ -378,7 +379,7 @@ class Agent(AsyncClosing):
 
     async def close(self) -> None:
         """Close the HTTP client if the agent made it (the store is the caller's)."""
-        if self._owns_client:
+        if self._owns_client and isinstance(self.client, AsyncClosing):
             await self.client.close()
 
     # -- how each message is signed, from its draft (run when the thread's turn comes) --------

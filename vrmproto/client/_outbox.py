@@ -49,8 +49,8 @@ from vrmproto._errors import PeerProblemError, ProtocolError, TransportError, Vr
 from vrmproto._messages import Receipt
 from vrmproto._relationship import Received, Sent
 from vrmproto.client._errors import InvalidResponse, Transient
-from vrmproto.client._http import Clock, EndpointClient, RandomId, RetryPolicy
 from vrmproto.client._ledger import Ledger, Thread, to_row
+from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, Store
 
 __all__ = [
@@ -165,7 +165,7 @@ class Outbox:
     def __init__(
         self,
         ledger: Ledger,
-        client: EndpointClient,
+        client: Transport,
         builders: Mapping[str, Builder],
         *,
         clock: Clock,
