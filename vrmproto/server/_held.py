@@ -2,21 +2,48 @@
 
 Fields a customer shares (data.share) or updates (address.update) become
 :class:`~vrmproto.DataRecord` s with source ``provided``, each remembering the hash of the
-message it came from, so a data.withdraw deletes exactly the records of the withdrawn shares.
-They are kept in the store's meta table under ``held:<thread hex>`` as canonical msgpack, and
-written in the same :class:`~vrmproto.store.Commit` as the message that changed them.
+message it came from, so a data.withdraw deletes exactly the records of the withdrawn shares
+(§12.10-2), and the body of each withdrawn or expired share is erased from the history
+(§12.10-4, §8.4). They are kept in the store's meta table under ``held:<thread hex>`` as
+canonical msgpack, and written in the same :class:`~vrmproto.store.Commit` as the message that
+changed them.
+
+Nothing here re-opens what the vendor stored: the erased form of a stored share is cut from its
+envelope bytes (:func:`erased_form`), which were verified when they arrived.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from vrmproto import _codec
+from vrmproto._envelope import Signed
 from vrmproto._errors import ProtocolError, ValidationError, excerpt
+from vrmproto._messages import AddressUpdate, DataShare, DataWithdraw, FieldsContent, RecordsContent
+from vrmproto._relationship import Relationship
 from vrmproto._vocab import DataRecord, suggest_category
+from vrmproto.store import Store
 
-__all__ = ["HeldRecord", "decode_held", "encode_held", "held_key", "merge_fields", "without"]
+if TYPE_CHECKING:
+    from vrmproto.server._accept import Step
+
+__all__ = [
+    "HeldRecord",
+    "decode_held",
+    "encode_held",
+    "erased_form",
+    "held_key",
+    "live",
+    "merge_fields",
+    "read_held",
+    "take_data",
+    "without",
+]
+
+#: An erasure of one history body: (thread, message hash, the envelope's erased form).
+Erasure = tuple[bytes, bytes, bytes]
 
 #: Purposes given to a field first seen in an address.update (which names none): Core Function.
 _ADDRESS_PURPOSES = (1,)
@@ -92,3 +119,64 @@ def merge_fields(
 def without(held: list[HeldRecord], sources: Collection[bytes]) -> list[HeldRecord]:
     """``held`` minus the records that came from ``sources``."""
     return [h for h in held if h.source_msg not in sources]
+
+
+def live(held: list[HeldRecord], rel: Relationship, now: int) -> list[HeldRecord]:
+    """Held records minus those of shares past their expiry (§12.10-4)."""
+    expired = {h for h, expires in rel.shares.items() if expires <= now}
+    return without(held, expired) if expired else held
+
+
+async def read_held(store: Store, thread: bytes) -> list[HeldRecord]:
+    """Every record held in ``thread``, expired shares' included."""
+    return decode_held(await store.get_meta(held_key(thread)))
+
+
+async def live_held(store: Store, thread: bytes, rel: Relationship, now: int) -> list[HeldRecord]:
+    """The records held in ``thread`` from shares still live at ``now`` (§12.10-4)."""
+    return live(await read_held(store, thread), rel, now)
+
+
+def erased_form(envelope: bytes) -> bytes | None:
+    """The erased form (§8.4) of an envelope from our own history — its header and signature,
+    the body dropped — or None when it is erased already. The bytes were verified when they
+    arrived: they are cut, not opened again."""
+    env: dict[str, Any] = _codec.decode_form(envelope)
+    if env.get("body") is None:
+        return None
+    return _codec.pack_sorted({"hdr": env["hdr"], "sig": env["sig"]})
+
+
+async def erasures(store: Store, thread: bytes, shares: Iterable[bytes]) -> list[Erasure]:
+    """The history bodies to erase for ``shares`` of ``thread`` (§12.10-2, §12.10-4)."""
+    out = []
+    for share_hash in shares:
+        entry = await store.history_entry(thread, share_hash)
+        erased = erased_form(entry.envelope) if entry is not None else None
+        if erased is not None:
+            out.append((thread, share_hash, erased))
+    return out
+
+
+async def take_data(
+    store: Store,
+    step: Step,
+    msg: Signed[Any],
+    content: FieldsContent | RecordsContent | None,
+    now: int,
+) -> None:
+    """Keep shared fields as held data; delete and erase withdrawn ones (§12.10)."""
+    body = msg.body
+    if isinstance(body, DataShare | AddressUpdate) and isinstance(content, FieldsContent):
+        step.held = merge_fields(
+            await live_held(store, msg.thread, step.rel, now),
+            content.fields,
+            source_msg=msg.hash,
+            now=now,
+            categories=body.categories if isinstance(body, DataShare) else None,
+            purposes=body.purposes if isinstance(body, DataShare) else None,
+        )
+    elif isinstance(body, DataWithdraw):
+        shares = step.rel.pending_withdraws[msg.hash]
+        step.held = without(await live_held(store, msg.thread, step.rel, now), shares)
+        step.erase.extend(await erasures(store, msg.thread, shares))
