@@ -1,0 +1,85 @@
+"""The endpoint engine without HTTP: what one accepted message costs (issue 9).
+
+- Nothing re-opened: the endpoint verifies each message it receives once (and a share's sealed
+  content once), never bytes it signed or stored itself — not on a withdrawal, not in an expiry
+  sweep, not for an export.
+- The replies dispatch by message body class (:data:`vrmproto.server._replies.REPLIES`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from _vendor_proc import ACCEPTED, DAY_MS, VENDOR_SEED, Customer, Reply, now_ms
+
+from vrmproto import _binding, _envelope, _keys, _relationship
+from vrmproto._keys import Context, Identity
+from vrmproto._messages import (
+    DataRequest,
+    DataWithdraw,
+    Intentcast,
+    TermsOffer,
+)
+from vrmproto.server import Endpoint, ReferencePolicy
+from vrmproto.server._replies import REPLIES
+from vrmproto.store import MemoryStore
+
+VENDOR = Identity(VENDOR_SEED)
+
+
+@pytest.fixture
+def verified(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The context of every signature verification made while the test runs, in order."""
+    seen: list[bytes] = []
+    real = _keys.verify
+
+    def counting(context: bytes, data: bytes, signature: bytes, key: bytes) -> None:
+        seen.append(context)
+        real(context, data, signature, key)
+
+    for module in (_keys, _envelope, _binding, _relationship):
+        monkeypatch.setattr(module, "verify", counting)
+    return seen
+
+
+class Vendor:
+    """An endpoint on a MemoryStore with a clock the test moves, and one customer of it."""
+
+    def __init__(self, verified: list[bytes]) -> None:
+        self.now = now_ms()
+        self.endpoint = Endpoint(
+            VENDOR, store=MemoryStore(), clock=lambda: self.now,
+            policy=ReferencePolicy(accepts_terms=ACCEPTED),
+        )  # fmt: skip
+        self.customer = Customer(VENDOR)
+        self.verified = verified
+
+    async def deliver(self, msg: Any) -> list[bytes]:
+        """Deliver ``msg``; the verifications the endpoint made (not the customer's)."""
+        start = len(self.verified)
+        response = await self.endpoint.handle_inbox(msg.envelope)
+        made = self.verified[start:]
+        self.customer.absorb(Reply(response.status, response.body, dict(response.headers)), msg)
+        del self.verified[start + len(made) :]
+        return made
+
+
+async def test_nothing_the_vendor_stored_is_verified_again(verified: list[bytes]) -> None:
+    """Issue 9: a share is verified once, with its sealed content; withdrawing it, sweeping
+    an expired one, verify no stored share again (25ceebf re-verified each)."""
+    v = Vendor(verified)
+    await v.deliver(v.customer.offer(*ACCEPTED))
+    first, second = v.customer.share({"email": "a@example.org"}), v.customer.share({"x": "1"})
+    assert await v.deliver(first) == [Context.MESSAGE, Context.SEALED]
+    assert await v.deliver(second) == [Context.MESSAGE, Context.SEALED]
+    assert await v.deliver(v.customer.withdraw(first.hash)) == [Context.MESSAGE]
+    v.now += 2 * DAY_MS  # the second share has expired
+    start = len(verified)
+    assert await v.endpoint.expire_shares() == 1
+    assert verified[start:] == []
+
+
+def test_replies_dispatch_by_body_class() -> None:
+    """§12.3-2: one entry per message type the endpoint answers beyond its receipt."""
+    assert set(REPLIES) == {TermsOffer, Intentcast, DataWithdraw, DataRequest}
