@@ -4,7 +4,7 @@
 :class:`Response` (status, body, headers). The aiohttp layer (``_app.py``) only reads bodies
 under limits and copies responses out, so everything the spec requires of a receiver — the order
 of checks, de-duplication, per-thread ordering, "receipt only after commit", the signed problem
-for every refusal — is here and is tested without a socket.
+for every refusal — is in this package and is tested without a socket.
 
 One inbox step (§12.3, §12.6, §12.7)::
 
@@ -16,9 +16,17 @@ One inbox step (§12.3, §12.6, §12.7)::
       ─ 200 ─ hooks (as tasks, after the commit)
       ─ the sender's token given back unless the message was stored as new (§12.9-6)
 
-A replay is recognised without a read before every message: it cannot pass ``receive`` (its
-``prev`` no longer links) nor commit (its dedupe key is taken), and both of those paths look up
-the stored response before answering (§12.6-2).
+This module owns the endpoint's configuration, discovery, hooks, problems and the inbox up to
+the verified message; the rest is in modules named for what they own:
+
+- ``_accept``: the accept step under the thread's lock and its one commit;
+- ``_replies``: the replies to each message type, by body class (§12.3-2);
+- ``_rollback``: save points, and the return to one when the peer refuses a reply (§8.1-5);
+- ``_held``: the customer data a vendor holds, and erasure of share bodies (§12.10);
+- ``_expiry``: the sweeps of unagreed relationships and expired shares (§11.8-3, §12.10-4);
+- ``_first_contact``: first-contact admission and the storage budget (§11.8-2, §11.8-4);
+- ``_export``: the history export (§12.5); ``_locks``: the per-thread lock registry;
+- ``_response``: :class:`Response`, what a delivery did, and the unverified peek at a request.
 
 Error contract: every input gets a :class:`Response`; a refusal is a signed ``problem`` with the
 status of its code. Only a failure of our own (a store that is down, a bug) gives 500
@@ -82,6 +90,7 @@ Hook = Callable[[Event], Awaitable[None]]
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
 
 class _Ids:
     """Random 16-byte ids from the OS, fetched 4 KiB at a time: one system call per 256 ids
