@@ -238,7 +238,7 @@ def keeps_withdrawn_bodies() -> None:
 
 
 def returns_expired_data() -> None:
-    _patch(_held, "live", lambda held, rel, now: held)
+    _patch(_held, "live", lambda held, now: held)
 
 
 _PATCHES: dict[str, Callable[[], None]] = {

@@ -935,8 +935,7 @@ def withdraw_unknown() -> None:
         "confirms a withdrawal without deleting the data held from the shares")
 def withdraw_keeps_data() -> None:
     _mutate(_held, "take_data", (
-        "step.held = without(await live_held(store, msg.thread, step.rel, now), shares)",
-        "pass"))
+        "step.held_drop = [(thread, share) for share in shares]", "pass"))
 
 
 @mutant("withdraw-erased-partial", "withdrawal", "§5.3.3-2",
@@ -971,11 +970,13 @@ def return_update_category() -> None:
     _mutate(_held, "merge_fields", ("elif categories is None and old is not None:", "elif False:"))
 
 
-@mutant("return-update-appends", "data-return", "§12.10-1",
-        "keeps the old value of a field an address.update replaces, beside the new one")
-def return_update_appends() -> None:
-    _mutate(_held, "merge_fields", (
-        "return [h for h in held if h.record.field not in fields] + fresh", "return held + fresh"))
+@mutant("return-update-kept-old", "data-return", "§12.10-1",
+        "keeps the old value of a field an address.update replaces, not the new one")
+def return_update_kept_old() -> None:
+    # Held rows are one per (thread, field): the old value can no longer be kept *beside* the
+    # new one (the v2 mutant "return-update-appends"); keeping it *instead* is the mistake left.
+    _mutate(_held, "merge_fields", ("rows.append(HeldRecord(",
+                                    "None if old is not None else rows.append(HeldRecord("))
 
 
 @mutant("return-purposes-dropped", "data-return", "§12.10-1",
@@ -997,9 +998,9 @@ def return_source() -> None:
         "returns the records of every relationship it holds to one requester")
 def return_all() -> None:
     _mutate_reply(DataRequest, (
-        "held = [h.record for h in await live_held(ep.store, msg.thread, rel, now)]",
-        "held = [h.record for r in await ep.store.relationships()\n"
-        "                for h in await live_held(ep.store, r.thread, rel, now)]"))
+        "held = [to_data(h) for h in await live_held(ep.store, msg.thread, now)]",
+        "held = [to_data(h) for r in await ep.store.relationships()\n"
+        "                for h in await live_held(ep.store, r.thread, now)]"))
 
 
 @mutant("return-nothing", "data-return", "§12.10-3",

@@ -4,8 +4,11 @@ Under the thread's lock (§12.8-1)::
 
     load the relationship ─ admit a first contact (§11.8-2) ─ receive (§4.5)
       ─ storage budget (§11.8-4) ─ held data (§12.10) ─ receipt, then the policy's replies
-      ─ ONE store Commit (relationship, history, dedupe + exact response, held data, erasures,
-        save point) ─ hooks
+      ─ ONE store Commit (relationship, history, dedupe + exact response, held rows, erasures,
+        save points) ─ hooks
+
+Loading the relationship and mapping it back to records, and the save points, are the layer
+both nodes share (:mod:`vrmproto._records`).
 
 A replay is recognised without a read before every message: it cannot pass ``receive`` (its
 ``prev`` no longer links) nor commit (its dedupe key is taken), and both of those paths look up
@@ -20,19 +23,26 @@ from typing import TYPE_CHECKING, Any
 from vrmproto._binding import CONTENT_TYPE, encode_replies
 from vrmproto._envelope import Signed
 from vrmproto._errors import Problem, ProtocolError, ValidationError
-from vrmproto._history import Entry, History
 from vrmproto._keys import fingerprint
 from vrmproto._messages import Intentcast, ProblemReport, Receipt, TermsOffer
+from vrmproto._records import capture, guard, history_rows, to_record
+from vrmproto._records import load as load_record
 from vrmproto._relationship import Relationship, Sent
 from vrmproto._state import Role, State
 from vrmproto.server._admission import Ticket
 from vrmproto.server._first_contact import Room, admit
-from vrmproto.server._held import HeldRecord, encode_held, held_key, take_data
+from vrmproto.server._held import take_data
 from vrmproto.server._policy import Event
 from vrmproto.server._replies import reply
 from vrmproto.server._response import NO_CONTENT, Outcome, Peek, Response
-from vrmproto.server._rollback import SavePoint, rollback_key
-from vrmproto.store import Commit, DedupeRecord, HistoryEntry, RelationshipRecord, StoreConflict
+from vrmproto.store import (
+    Commit,
+    DedupeRecord,
+    HeldRecord,
+    RelationshipRecord,
+    SavePoint,
+    StoreConflict,
+)
 
 if TYPE_CHECKING:
     from vrmproto.server._endpoint import Endpoint
@@ -53,15 +63,16 @@ _UNACKNOWLEDGED = frozenset({Receipt.TYPE, ProblemReport.TYPE})
 class Step:
     """What one accepted message produced, before it is committed."""
 
-    __slots__ = ("erase", "event", "held", "rel", "replies", "rollback", "state")
+    __slots__ = ("erase", "event", "held", "held_drop", "rel", "replies", "save_points", "state")
 
     def __init__(self, rel: Relationship, event: Event) -> None:
         self.rel = rel
         self.event = event
         self.replies: list[Sent] = []
-        self.held: list[HeldRecord] | None = None  # None: unchanged
+        self.held: list[HeldRecord] = []  # rows written (one per field the message carries)
+        self.held_drop: list[tuple[bytes, bytes]] = []  # (thread, share) whose rows go
         self.erase: list[tuple[bytes, bytes, bytes]] = []
-        self.rollback: SavePoint | None = None
+        self.save_points: tuple[SavePoint, ...] = ()  # if the peer refuses a reply (§8.1-5)
         self.state: bytes | None = None  # rel.to_state(), when already computed
 
 
@@ -110,10 +121,7 @@ async def load(ep: Endpoint, msg: Signed[Any], record: RelationshipRecord | None
             code=Problem.WRONG_RECIPIENT, clause="§4.5-2", path="$.hdr.to",
         )  # fmt: skip
     head = await ep.store.history_head(msg.thread)
-    history = History.resume(head.index + 1, head.entry_hash) if head else History()
-    return Relationship.from_state(
-        record.data, identity=identity, history=history, limits=ep.limits
-    )
+    return load_record(record, head, identity=identity, limits=ep.limits)
 
 
 async def apply(
@@ -174,13 +182,13 @@ async def respond(
         response = Response(NO_CONTENT, b"")
     else:
         receipt = rel.send(msg.receipt(), now=now, msg_id=ep.random_id())
-        length, head, state = len(rel.history), rel.history.head, rel.to_state()
+        point = capture(rel)
         await reply(ep, step, msg, now)
         if step.replies:  # what to return to if the peer refuses a reply (§8.1-5)
-            hashes = tuple(s.message.hash for s in step.replies)
-            step.rollback = SavePoint(hashes, length, head, state, len(rel.history))
+            hashes = (s.message.hash for s in step.replies)
+            step.save_points = guard(point, hashes, after=len(rel.history))
         else:
-            step.state = state  # nothing changed since: the state to store
+            step.state = point.state  # nothing changed since: the state to store
         envelopes = [receipt.message.envelope, *(s.message.envelope for s in step.replies)]
         response = Response(200, encode_replies(envelopes), {"Content-Type": CONTENT_TYPE})
     await ep.store.commit(commit_of(ep, step, msg, record=record, response=response, now=now))
@@ -196,42 +204,22 @@ def commit_of(
     response: Response,
     now: int,
 ) -> Commit:
-    """Everything the step changed, for ONE transaction (§12.7-1)."""
+    """Everything the step changed, for ONE transaction (§12.7-1). New save points replace
+    the thread's older ones, which no longer apply: messages were logged after them (§8.1-5)."""
     rel = step.rel
     assert rel.peer_key is not None
     peer_url = record.peer_url if record else ""
     if isinstance(msg.body, TermsOffer) and msg.body.endpoint:
         peer_url = msg.body.endpoint
-    rel_record = RelationshipRecord(
-        thread=rel.thread,
-        role=ep.role.value,
-        local_key=rel.identity.public_key,
-        peer_key=rel.peer_key,
-        state=rel.state.value,
-        data=step.state if step.state is not None else rel.to_state(),
-        label=record.label if record else fingerprint(rel.peer_key),
-        peer_url=peer_url,
-        updated_ms=now,
-    )
-    history = tuple(history_row(rel.thread, e, now) for e in rel.history.entries())
+    label = record.label if record else fingerprint(rel.peer_key)
     expires = now + ep.limits.replay_window_ms
-    dedupe = DedupeRecord(msg.sender, msg.id, msg.hash, response.body, expires)
-    meta: tuple[tuple[str, bytes], ...] = ()
-    if step.held is not None:
-        meta = ((held_key(rel.thread), encode_held(step.held)),)
-    if step.rollback is not None:
-        meta = (*meta, (rollback_key(rel.thread), step.rollback.encode()))
     return Commit(
-        relationships=(rel_record,),
-        history=history,
-        dedupe=(dedupe,),
+        relationships=(to_record(rel, label=label, peer_url=peer_url, now=now, state=step.state),),
+        history=history_rows(rel, now),
+        dedupe=(DedupeRecord(msg.sender, msg.id, msg.hash, response.body, expires),),
         erase=tuple(step.erase),
-        meta=meta,
-    )
-
-
-def history_row(thread: bytes, e: Entry, now: int) -> HistoryEntry:
-    """The store's row for one new history entry."""
-    return HistoryEntry(
-        thread, e.index, e.msg_hash, e.link, e.envelope, "out" if e.outgoing else "in", now
+        save_points_clear=(rel.thread,) if step.save_points else (),
+        save_points=step.save_points,
+        held_drop=tuple(step.held_drop),
+        held=tuple(step.held),
     )

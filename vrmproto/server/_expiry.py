@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role, State
-from vrmproto.server._held import encode_held, erasures, held_key, read_held, without
-from vrmproto.server._rollback import rollback_key
+from vrmproto.server._held import erasures, is_live
 from vrmproto.store import Commit, RelationshipRecord
 
 if TYPE_CHECKING:
@@ -77,8 +76,7 @@ async def _expire_unagreed(ep: Endpoint, thread: bytes, cutoff: int) -> bool:
         if ever_agreed(ep, fresh):
             ep.admission.close(thread)  # agreed since, outside an inbox step
             return False
-        unset = (held_key(thread), rollback_key(thread))
-        await ep.store.commit(Commit(drop=(thread,), unset=unset))
+        await ep.store.commit(Commit(drop=(thread,)))  # with its held rows and save points
     ep.admission.close(thread)
     return True
 
@@ -103,15 +101,13 @@ async def expire_thread_shares(ep: Endpoint, record: RelationshipRecord) -> int:
         if fresh is None:  # pragma: no cover - records are never deleted
             return 0
         rel = _relationship(ep, fresh)
-        expired = {h for h, expires in rel.shares.items() if expires <= now}
+        expired = sorted(h for h, expires in rel.shares.items() if expires <= now)
         if not expired:
             return 0
-        held = await read_held(ep.store, record.thread)
-        kept = without(held, expired)
-        erase = await erasures(ep.store, record.thread, sorted(expired))
-        if not erase and len(kept) == len(held):
+        held = await ep.store.held(record.thread)
+        drop = sorted({(h.thread, h.share) for h in held if not is_live(h, now)})
+        erase = await erasures(ep.store, record.thread, expired)
+        if not erase and not drop:
             return 0
-        await ep.store.commit(Commit(
-            meta=((held_key(record.thread), encode_held(kept)),), erase=tuple(erase)
-        ))  # fmt: skip
+        await ep.store.commit(Commit(held_drop=tuple(drop), erase=tuple(erase)))
         return len(erase)

@@ -26,7 +26,7 @@ from vrmproto._messages import (
     TermsOffer,
 )
 from vrmproto._vocab import DATA_FORMAT, DataRecord
-from vrmproto.server._held import live_held
+from vrmproto.server._held import live_held, to_data
 
 if TYPE_CHECKING:
     from vrmproto.server._accept import Step
@@ -84,7 +84,7 @@ async def _data_withdraw(ep: Endpoint, step: Step, msg: Signed[DataWithdraw], no
 async def _data_request(ep: Endpoint, step: Step, msg: Signed[DataRequest], now: int) -> None:
     """What the customer provided, plus what the policy adds, sealed to them (§12.10-3)."""
     rel = step.rel
-    held = [h.record for h in await live_held(ep.store, msg.thread, rel, now)]
+    held = [to_data(h) for h in await live_held(ep.store, msg.thread, now)]
     extra: Sequence[DataRecord] = await ep.policy.on_data_request(rel, msg, held)
     msg_id = ep.random_id()
     try:

@@ -1,65 +1,41 @@
-"""Save points: the state before our last replies in a thread, to return to (§8.1-5).
+"""Return to a save point when the peer refuses one of our replies (§8.1-5).
 
 When the peer finally refuses one of the replies we sent with a receipt (a problem naming it,
 with a code that is not retryable) and nothing has followed it, that reply never joined the
-relationship: it is dropped from our history and the state before it restored. The save point
-is taken in the accept step, beside what it saves, and committed with it.
+relationship: it is dropped from our history and the state before it restored. The accept step
+keeps a :class:`~vrmproto.store.SavePoint` row per reply, captured before the replies and
+committed with them (:func:`vrmproto._records.capture`, :func:`~vrmproto._records.guard`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from vrmproto import _codec
-from vrmproto._relationship import Relationship
+from vrmproto._records import restore, still_applies, to_record
 from vrmproto.store import Commit, RelationshipRecord
 
 if TYPE_CHECKING:
     from vrmproto.server._endpoint import Endpoint
 
-__all__ = ["SavePoint", "roll_back", "rollback_key"]
-
-
-def rollback_key(thread: bytes) -> str:
-    """Store meta key: the state before our last replies in ``thread`` (§8.1-5)."""
-    return f"rollback:{thread.hex()}"
-
-
-@dataclass(frozen=True, slots=True)
-class SavePoint:
-    """The relationship before our replies: ``length`` entries and the ``state`` then; the
-    replies' hashes; the history length ``after`` them."""
-
-    replies: tuple[bytes, ...]
-    length: int
-    head: bytes | None
-    state: bytes
-    after: int
-
-    def encode(self) -> bytes:
-        return _codec.encode([list(self.replies), self.length, self.head, self.state, self.after])
-
-    @classmethod
-    def decode(cls, raw: bytes) -> SavePoint:
-        hashes, length, head, state, after = _codec.decode_form(raw)
-        return cls(tuple(hashes), length, head, state, after)
+__all__ = ["roll_back"]
 
 
 async def roll_back(ep: Endpoint, record: RelationshipRecord, ref: bytes) -> None:
-    """Return ``record``'s thread to its save point if ``ref`` is one of the replies saved
-    there and nothing followed them (§8.1-5)."""
-    raw = await ep.store.get_meta(rollback_key(record.thread))
-    if not raw:
-        return
-    point = SavePoint.decode(raw)
-    latest = await ep.store.history_head(record.thread)
-    if ref not in point.replies or latest is None or latest.index + 1 != point.after:
-        return  # not one of our last replies, or the relationship moved on since
-    rel = Relationship.from_state(point.state, identity=ep.identity_of(record))
-    restored = replace(record, state=rel.state.value, data=point.state, updated_ms=ep.clock())
+    """Return ``record``'s thread to the point before ``ref`` if ``ref`` is one of the replies
+    saved there and nothing followed them (§8.1-5)."""
+    thread = record.thread
+    point = await ep.store.save_point(thread, ref)
+    if point is None:
+        return  # not one of our last replies
+    latest = await ep.store.history_head(thread)
+    if latest is None or not still_applies(point, latest.index + 1):
+        return  # the relationship moved on since
+    rel = restore(point, identity=ep.identity_of(record), limits=ep.limits)
+    restored = to_record(
+        rel, label=record.label, peer_url=record.peer_url, now=ep.clock(), state=point.state
+    )
     await ep.store.commit(Commit(
         relationships=(restored,),
-        truncate=((record.thread, point.length),),
-        meta=((rollback_key(record.thread), b""),),
+        truncate=((thread, point.length),),
+        save_points_clear=(thread,),
     ))  # fmt: skip
