@@ -3,11 +3,14 @@
 - Nothing re-opened: the endpoint verifies each message it receives once (and a share's sealed
   content once), never bytes it signed or stored itself — not on a withdrawal, not in an expiry
   sweep, not for an export.
+- Held data is written per row: what a share costs to store does not grow with the shares
+  before it.
 - The replies dispatch by message body class (:data:`vrmproto.server._replies.REPLIES`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -23,7 +26,7 @@ from vrmproto._messages import (
 )
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.server._replies import REPLIES
-from vrmproto.store import MemoryStore
+from vrmproto.store import Commit, MemoryStore
 
 VENDOR = Identity(VENDOR_SEED)
 
@@ -48,8 +51,17 @@ class Vendor:
 
     def __init__(self, verified: list[bytes]) -> None:
         self.now = now_ms()
+        self.store = MemoryStore()
+        self.commits: list[Commit] = []
+        real_commit = self.store.commit
+
+        async def commit(c: Commit) -> None:
+            self.commits.append(c)
+            await real_commit(c)
+
+        self.store.commit = commit  # type: ignore[method-assign]  # a spy, for what is written
         self.endpoint = Endpoint(
-            VENDOR, store=MemoryStore(), clock=lambda: self.now,
+            VENDOR, store=self.store, clock=lambda: self.now,
             policy=ReferencePolicy(accepts_terms=ACCEPTED),
         )  # fmt: skip
         self.customer = Customer(VENDOR)
@@ -78,6 +90,44 @@ async def test_nothing_the_vendor_stored_is_verified_again(verified: list[bytes]
     start = len(verified)
     assert await v.endpoint.expire_shares() == 1
     assert verified[start:] == []
+
+
+def _size(value: Any) -> int:
+    """The bytes of every str and bytes value in ``value`` (a record, or a tuple of them)."""
+    if isinstance(value, bytes | str):
+        return len(value)
+    if isinstance(value, tuple):
+        return sum(_size(v) for v in value)
+    if dataclasses.is_dataclass(value):
+        return sum(_size(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return 0
+
+
+def _written(c: Commit) -> tuple[dict[str, int], int]:
+    """Rows per part of a commit, and the bytes it writes beside the relationship's own state
+    (``RelationshipRecord.data``, the core's ``to_state()``)."""
+    rows = {f.name: len(getattr(c, f.name)) for f in dataclasses.fields(c)}
+    state = sum(len(r.data) for r in c.relationships)
+    return {k: n for k, n in rows.items() if n}, _size(c) - state
+
+
+async def test_a_share_costs_the_same_after_one_share_or_fifty(verified: list[bytes]) -> None:
+    """Issue 9: held data is rows per field, written per message; 25ceebf rewrote one blob of
+    every held record on every share (meta ``held:<thread>``, 320 bytes after one share, 7272
+    after fifty)."""
+    v = Vendor(verified)
+    await v.deliver(v.customer.offer(*ACCEPTED))
+    written = []
+    for i in range(51):
+        v.commits.clear()
+        await v.deliver(v.customer.share({f"field_{i:02d}": "x" * 20}))
+        written.append(_written(v.commits[-1]))
+    (rows_1, bytes_1), (rows_50, bytes_50) = written[1], written[50]
+    assert rows_1 == rows_50
+    assert rows_1.get("meta", 0) == 0
+    assert rows_1["held"] == 1  # the one field the share carries
+    assert abs(bytes_50 - bytes_1) <= 8  # timestamps and ids may take a byte more or less
+    assert len(await v.store.held(v.customer.thread)) == 51
 
 
 def test_replies_dispatch_by_body_class() -> None:
