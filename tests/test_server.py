@@ -417,6 +417,8 @@ async def test_a_final_problem_about_our_last_reply_takes_it_back(
     record = await vendor.endpoint.store.get_relationship(c.thread)
     assert record is not None
     assert record.state == ("offered" if final else "agreed")
+    points = await vendor.endpoint.store.save_points(c.thread)
+    assert [p.msg_hash for p in points] == ([] if final else [accept.hash])
 
 
 # -- receipts, discovery, history export --------------------------------------------------------

@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,10 +27,13 @@ from vrmproto._messages import (
     TermsOffer,
 )
 from vrmproto.server import Endpoint, ReferencePolicy
+from vrmproto.server._held import live_held, to_data
 from vrmproto.server._replies import REPLIES
-from vrmproto.store import Commit, MemoryStore
+from vrmproto.store import Commit, MemoryStore, SQLiteStore
 
 VENDOR = Identity(VENDOR_SEED)
+V2 = Path(__file__).resolve().parent / "data" / "v2"
+YEAR_MS = 365 * DAY_MS
 
 
 @pytest.fixture
@@ -133,3 +138,25 @@ async def test_a_share_costs_the_same_after_one_share_or_fifty(verified: list[by
 def test_replies_dispatch_by_body_class() -> None:
     """§12.3-2: one entry per message type the endpoint answers beyond its receipt."""
     assert set(REPLIES) == {TermsOffer, Intentcast, DataWithdraw, DataRequest}
+
+
+async def test_the_vendor_keeps_serving_a_v2_file(tmp_path: Path) -> None:
+    """Issue 9, the vendor side of the migration: the reference vendor's file from 25ceebf
+    (held data and its save point in meta blobs) opens as schema 3; the engine returns what
+    it held — the share withdrawn gone, the name an update replaced new — and its sweep drops
+    the shares once expired and erases their bodies, keeping what an address update gave."""
+    path = tmp_path / "vendor.db"
+    shutil.copyfile(V2 / "vendor.db", path)
+    path.chmod(0o600)
+    async with await SQLiteStore.open(path) as store:
+        (record,) = [r for r in await store.relationships() if await store.held(r.thread)]
+        now = record.updated_ms
+        held = [to_data(h) for h in await live_held(store, record.thread, now)]
+        assert {(r.field, r.value) for r in held} == {
+            ("city", "London"), ("name", "Ada L."), ("phone", "+1 555 0100")}  # fmt: skip
+        assert all(r.source == "provided" for r in held)
+        later = now + 2 * YEAR_MS
+        endpoint = Endpoint(Identity(bytes(32)), store=store, clock=lambda: later)
+        assert await endpoint.expire_shares() == 2
+        assert [h.field for h in await store.held(record.thread)] == ["city"]
+        assert await store.get_meta(f"held:{record.thread.hex()}") is None
