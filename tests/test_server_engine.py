@@ -11,14 +11,28 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _vendor_proc import ACCEPTED, DAY_MS, VENDOR_SEED, Customer, Reply, now_ms
 
-from vrmproto import _binding, _envelope, _keys, _relationship
+from vrmproto import (
+    DATA_FORMAT,
+    DEFAULT_LIMITS,
+    DataRecord,
+    MasterSeed,
+    Relationship,
+    _binding,
+    _envelope,
+    _keys,
+    _relationship,
+    sign_message,
+)
+from vrmproto._binding import decode_replies
 from vrmproto._keys import Context, Identity
 from vrmproto._messages import (
     DataRequest,
@@ -27,7 +41,6 @@ from vrmproto._messages import (
     TermsOffer,
 )
 from vrmproto.server import Endpoint, ReferencePolicy
-from vrmproto.server._held import live_held, to_data
 from vrmproto.server._replies import REPLIES
 from vrmproto.store import Commit, MemoryStore, SQLiteStore
 
@@ -140,23 +153,56 @@ def test_replies_dispatch_by_body_class() -> None:
     assert set(REPLIES) == {TermsOffer, Intentcast, DataWithdraw, DataRequest}
 
 
+class _Seeing(ReferencePolicy):
+    """The reference policy, noting the held records the engine hands it for a data.request."""
+
+    def __init__(self) -> None:
+        super().__init__(accepts_terms=ACCEPTED)
+        self.held: list[DataRecord] = []
+
+    async def on_data_request(self, rel: Any, msg: Any, held: Sequence[DataRecord]) -> (
+        Sequence[DataRecord]
+    ):
+        self.held = list(held)
+        return ()
+
+
+def _fixture_seed(label: str) -> bytes:
+    """The fixed key seeds of ``scripts/make_v2_fixtures.py``."""
+    return hashlib.sha256(b"vrmproto v2 fixture: " + label.encode()).digest()
+
+
 async def test_the_vendor_keeps_serving_a_v2_file(tmp_path: Path) -> None:
     """Issue 9, the vendor side of the migration: the reference vendor's file from 25ceebf
-    (held data and its save point in meta blobs) opens as schema 3; the engine returns what
-    it held — the share withdrawn gone, the name an update replaced new — and its sweep drops
-    the shares once expired and erases their bodies, keeping what an address update gave."""
+    (held data and its save point in meta blobs) opens as schema 3; the customer's next
+    data.request gets its receipt and a data.return of what was held — the withdrawn share
+    gone, the name an update replaced new — and the sweep drops the shares once expired and
+    erases their bodies, keeping what an address update gave."""
     path = tmp_path / "vendor.db"
     shutil.copyfile(V2 / "vendor.db", path)
     path.chmod(0o600)
+    vendor = Identity(_fixture_seed("vendor Acme"))
+    customer = MasterSeed(_fixture_seed("customer")).pairwise(vendor.public_key)
     async with await SQLiteStore.open(path) as store:
         (record,) = [r for r in await store.relationships() if await store.held(r.thread)]
-        now = record.updated_ms
-        held = [to_data(h) for h in await live_held(store, record.thread, now)]
-        assert {(r.field, r.value) for r in held} == {
-            ("city", "London"), ("name", "Ada L."), ("phone", "+1 555 0100")}  # fmt: skip
-        assert all(r.source == "provided" for r in held)
-        later = now + 2 * YEAR_MS
-        endpoint = Endpoint(Identity(bytes(32)), store=store, clock=lambda: later)
+        assert record.peer_key == customer.public_key
+        clock = [now_ms()]
+        policy = _Seeing()
+        endpoint = Endpoint(vendor, store=store, policy=policy, clock=lambda: clock[0])
+        state = Relationship.from_state(record.data, identity=vendor)
+        assert state.agreement is not None
+        request = sign_message(
+            DataRequest(agreement=state.agreement, format=DATA_FORMAT), identity=customer,
+            recipient=vendor.public_key, thread=record.thread, prev=state.peer_head,
+            now=clock[0], msg_id=bytes(range(16)),
+        )  # fmt: skip
+        response = await endpoint.handle_inbox(request.envelope)
+        assert response.status == 200
+        assert len(decode_replies(response.body, limits=DEFAULT_LIMITS)) == 2
+        assert {(r.field, r.value, r.source) for r in policy.held} == {
+            ("city", "London", "provided"), ("name", "Ada L.", "provided"),
+            ("phone", "+1 555 0100", "provided")}  # fmt: skip
+        clock[0] += 2 * YEAR_MS
         assert await endpoint.expire_shares() == 2
         assert [h.field for h in await store.held(record.thread)] == ["city"]
         assert await store.get_meta(f"held:{record.thread.hex()}") is None

@@ -17,13 +17,13 @@ from its envelope bytes (:func:`erased_form`), which were verified when they arr
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from vrmproto import _codec
 from vrmproto._envelope import Signed
 from vrmproto._errors import ValidationError, excerpt
 from vrmproto._messages import AddressUpdate, DataShare, DataWithdraw, FieldsContent, RecordsContent
-from vrmproto._vocab import DataRecord, DataSource, suggest_category
+from vrmproto._vocab import DataRecord, suggest_category
 from vrmproto.store import HeldRecord, Store
 
 if TYPE_CHECKING:
@@ -48,10 +48,8 @@ Erasure = tuple[bytes, bytes, bytes]
 
 
 def to_data(h: HeldRecord) -> DataRecord:
-    """A held row as the ``vrm-data/1`` record a data.return carries (§6.8); DataRecord checks
-    the row's source is one of the form's (§6.8-5) as it checks every other field."""
-    source = cast("DataSource", h.source)
-    return DataRecord(h.field, h.value, h.category, source, h.collected_ms, h.purposes)
+    """A held row as the ``vrm-data/1`` record a data.return carries (§6.8)."""
+    return DataRecord(h.field, h.value, h.category, h.source, h.collected_ms, h.purposes)
 
 
 def is_live(h: HeldRecord, now: int) -> bool:
