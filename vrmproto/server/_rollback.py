@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vrmproto._records import restore, still_applies, to_record
+from vrmproto._state import Role
 from vrmproto.store import Commit, RelationshipRecord
 
 if TYPE_CHECKING:
@@ -22,7 +23,11 @@ __all__ = ["roll_back"]
 
 async def roll_back(ep: Endpoint, record: RelationshipRecord, ref: bytes) -> None:
     """Return ``record``'s thread to the point before ``ref`` if ``ref`` is one of the replies
-    saved there and nothing followed them (§8.1-5)."""
+    saved there and nothing followed them (§8.1-5). Only a vendor replies from the inbox: the
+    save points in a customer's store guard what its agent sent, and its agent takes those
+    back itself."""
+    if ep.role is not Role.VENDOR:
+        return
     thread = record.thread
     point = await ep.store.save_point(thread, ref)
     if point is None:
