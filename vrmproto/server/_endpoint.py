@@ -170,7 +170,7 @@ class Endpoint:
         self._hooks: list[Hook] = []
         self._hook_tasks: set[asyncio.Task[None]] = set()
         self._discovery: tuple[int, bytes, str] | None = None
-        self._history_requests = _export.SeenRequests(2 * limits.max_clock_skew_ms)
+        self._history_requests = _export.SeenRequests()  # to tell replays (§12.9-6)
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.role.value} {self.name!r} {fingerprint(self.identity.public_key)}>"

@@ -32,17 +32,17 @@ HISTORY_NONCES = 100_000
 
 
 class SeenRequests:
-    """The history requests of the last ``2 * max_clock_skew_ms``, at most
-    :data:`HISTORY_NONCES` of them, by ``(sender, nonce)``."""
+    """The history requests of the last ``window_ms`` (twice ``max_clock_skew_ms``: as long as
+    a request is valid, §12.5-2), at most :data:`HISTORY_NONCES` of them, by
+    ``(sender, nonce)``."""
 
-    def __init__(self, window_ms: int) -> None:
-        self._window_ms = window_ms
+    def __init__(self) -> None:
         self._seen: OrderedDict[tuple[bytes, bytes], int] = OrderedDict()
 
-    def seen(self, sender: bytes, nonce: bytes, now: int) -> bool:
+    def seen(self, sender: bytes, nonce: bytes, now: int, window_ms: int) -> bool:
         """Whether this request was seen before; remembers it if not."""
         seen = self._seen
-        horizon = now - self._window_ms
+        horizon = now - window_ms
         while seen and (next(iter(seen.values())) < horizon or len(seen) >= HISTORY_NONCES):
             seen.popitem(last=False)
         key = (sender, nonce)
@@ -90,7 +90,8 @@ async def export(ep: Endpoint, data: bytes, client: str = "") -> Response:
         req = open_history_request(data, now=now, recipient=identity.public_key, limits=ep.limits)
     except ProtocolError as exc:
         return ep._refuse(exc, Peek(thread=thread), identity)
-    if ep._history_requests.seen(req.sender, req.nonce, now):  # a replay: the address pays
+    window = 2 * ep.limits.max_clock_skew_ms
+    if ep._history_requests.seen(req.sender, req.nonce, now, window):  # a replay: address pays
         if client:
             ep.address_limit.charge(client)
     else:
