@@ -98,7 +98,7 @@ async def expire_thread_shares(ep: Endpoint, record: RelationshipRecord) -> int:
     now = ep.clock()
     async with ep._threads.hold(record.thread):
         fresh = await ep.store.get_relationship(record.thread)
-        if fresh is None:  # pragma: no cover - records are never deleted
+        if fresh is None:  # pragma: no cover - expired (§11.8-3) since it was listed
             return 0
         rel = _relationship(ep, fresh)
         expired = sorted(h for h, expires in rel.shares.items() if expires <= now)
