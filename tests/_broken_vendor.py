@@ -28,7 +28,16 @@ from vrmproto import _envelope, _keys, _rules
 from vrmproto._errors import DecodeError, Problem, SignatureError, ValidationError
 from vrmproto._keys import Identity
 from vrmproto._limits import Limits
-from vrmproto.server import ConnectionLimits, Endpoint, ReferencePolicy, _app, _endpoint, serve
+from vrmproto.server import (
+    ConnectionLimits,
+    Endpoint,
+    ReferencePolicy,
+    _accept,
+    _app,
+    _endpoint,
+    _held,
+    serve,
+)
 from vrmproto.server._ratelimit import RateLimiter
 from vrmproto.store import MemoryStore
 
@@ -115,17 +124,17 @@ def no_dedupe() -> None:
     async def no_record(self: MemoryStore, sender: bytes, msg_id: bytes) -> None:
         return None
 
-    real_commit, real_init = Endpoint._commit, Endpoint.__init__
+    real_commit, real_init = _accept.commit_of, Endpoint.__init__
 
-    def commit_without_dedupe(self: Endpoint, *args: Any) -> Any:
-        return dataclasses.replace(real_commit(self, *args), dedupe=())
+    def commit_without_dedupe(*args: Any, **kw: Any) -> Any:
+        return dataclasses.replace(real_commit(*args, **kw), dedupe=())
 
     def init(self: Endpoint, *args: Any, **kw: Any) -> None:
         real_init(self, *args, **kw)
         self._inflight = Forgetful()
 
     _patch(MemoryStore, "get_dedupe", no_record)
-    _patch(Endpoint, "_commit", commit_without_dedupe)
+    _patch(_accept, "commit_of", commit_without_dedupe)
     _patch(Endpoint, "__init__", init)
 
 
@@ -219,16 +228,16 @@ def no_rate_limit() -> None:
 
 
 def keeps_withdrawn_bodies() -> None:
-    real = Endpoint._commit
+    real = _accept.commit_of
 
-    def commit(self: Endpoint, *args: Any) -> Any:
-        return dataclasses.replace(real(self, *args), erase=())
+    def commit(*args: Any, **kw: Any) -> Any:
+        return dataclasses.replace(real(*args, **kw), erase=())
 
-    _patch(Endpoint, "_commit", commit)
+    _patch(_accept, "commit_of", commit)
 
 
 def returns_expired_data() -> None:
-    _patch(Endpoint, "_live", staticmethod(lambda held, rel, now: held))
+    _patch(_held, "live", lambda held, now: held)
 
 
 _PATCHES: dict[str, Callable[[], None]] = {

@@ -65,10 +65,18 @@ from vrmproto import (
 )
 from vrmproto._errors import DecodeError, Problem, ProtocolError, SignatureError
 from vrmproto._limits import Limits
-from vrmproto._messages import Body, DataErased, DataWithdraw, KeyRotate, Receipt, TermsAccept
+from vrmproto._messages import (
+    Body,
+    DataErased,
+    DataRequest,
+    DataWithdraw,
+    KeyRotate,
+    Receipt,
+    TermsAccept,
+)
 from vrmproto._relationship import Relationship
 from vrmproto._state import State
-from vrmproto.server import _app, _endpoint, _held
+from vrmproto.server import _accept, _app, _endpoint, _export, _held, _replies
 from vrmproto.server._endpoint import Endpoint
 from vrmproto.server._ratelimit import RateLimiter
 
@@ -168,6 +176,14 @@ def _mutate_rule(body: type[Body], *edits: tuple[str, str]) -> None:
     exec(code, _rules.__dict__, space)  # the mutated copy of our own source
     rules = {**_rules.RULES, body: dataclasses.replace(found, apply=space[found.apply.__name__])}
     _patch(_rules, "RULES", rules)
+
+
+def _mutate_reply(body: type[Any], *edits: tuple[str, str]) -> None:
+    """:func:`_mutate` the endpoint's reply to ``body`` (an entry of ``_replies.REPLIES``), and
+    put the mutated function in the table."""
+    name = _replies.REPLIES[body].__name__
+    _mutate(_replies, name, *edits)
+    _replies.REPLIES[body] = getattr(_replies, name)
 
 
 def _no_fast_paths() -> None:
@@ -707,7 +723,7 @@ def order_body_first() -> None:
 @mutant("replay-refused", "replays", "§12.6-2",
         "answers a message it already accepted with a refusal, not the stored response")
 def replay_refused() -> None:
-    _mutate(Endpoint, "_step", (
+    _mutate(_accept, "apply", (
         "if stored is not None:  # a replay", "if False:  # a replay"))
 
 
@@ -715,7 +731,7 @@ def replay_refused() -> None:
         "answers another message under a used (sender, id) by what is wrong with it, "
         "not id_conflict")
 def replay_id_conflict() -> None:
-    _mutate(Endpoint, "_step", (
+    _mutate(_accept, "apply", (
         "if stored is not None:  # a replay",
         "if stored is not None and stored.msg_hash == msg.hash:  # a replay"))
 
@@ -945,9 +961,8 @@ def withdraw_unknown() -> None:
 @mutant("withdraw-keeps-data", "withdrawal", "§12.10-2",
         "confirms a withdrawal without deleting the data held from the shares")
 def withdraw_keeps_data() -> None:
-    _mutate(Endpoint, "_take_data", (
-        "step.held = without(self._live(await self._held(msg.thread), step.rel, now), shares)",
-        "pass"))
+    _mutate(_held, "take_data", (
+        "step.held_drop = [(thread, share) for share in shares]", "pass"))
 
 
 @mutant("withdraw-erased-partial", "withdrawal", "§5.3.3-2",
@@ -955,16 +970,15 @@ def withdraw_keeps_data() -> None:
 def withdraw_erased_partial() -> None:
     _mutate_rule(DataErased, ("if set(body.shares) != set(expected):",
                               "if not turn.ours and set(body.shares) != set(expected):"))
-    _mutate(Endpoint, "_reply", ("shares=rel.pending_withdraws[msg.hash])",
+    _mutate_reply(DataWithdraw, ("shares=rel.pending_withdraws[msg.hash])",
                                  "shares=rel.pending_withdraws[msg.hash][:1])"))
 
 
 @mutant("withdraw-no-erased", "withdrawal", "§12.10-2",
         "accepts a withdrawal but never answers it with data.erased")
 def withdraw_no_erased() -> None:
-    _mutate(Endpoint, "_reply", (
-        "answer = DataErased(withdraw=msg.hash, shares=rel.pending_withdraws[msg.hash])",
-        "answer = None"))
+    _mutate_reply(DataWithdraw, (
+        "    send(step, answer, now, ep.random_id())", "    pass"))
 
 
 # -- data return (§12.10) -------------------------------------------------------------------------
@@ -975,22 +989,21 @@ def withdraw_no_erased() -> None:
 def return_first_category() -> None:
     _mutate(_held, "merge_fields", ("if categories is not None and category not in categories:",
                                     "if categories is not None:"))
-    _patch(_endpoint, "merge_fields", _held.merge_fields)
 
 
 @mutant("return-update-resets-category", "data-return", "§12.10-1",
         "gives a field of an address.update the suggested category, not the replaced field's")
 def return_update_category() -> None:
     _mutate(_held, "merge_fields", ("elif categories is None and old is not None:", "elif False:"))
-    _patch(_endpoint, "merge_fields", _held.merge_fields)
 
 
-@mutant("return-update-appends", "data-return", "§12.10-1",
-        "keeps the old value of a field an address.update replaces, beside the new one")
-def return_update_appends() -> None:
-    _mutate(_held, "merge_fields", (
-        "return [h for h in held if h.record.field not in fields] + fresh", "return held + fresh"))
-    _patch(_endpoint, "merge_fields", _held.merge_fields)
+@mutant("return-update-kept-old", "data-return", "§12.10-1",
+        "keeps the old value of a field an address.update replaces, not the new one")
+def return_update_kept_old() -> None:
+    # Held rows are one per (thread, field): the old value can no longer be kept *beside* the
+    # new one (the v2 mutant "return-update-appends"); keeping it *instead* is the mistake left.
+    _mutate(_held, "merge_fields", ("rows.append(HeldRecord(",
+                                    "None if old is not None else rows.append(HeldRecord("))
 
 
 @mutant("return-purposes-dropped", "data-return", "§12.10-1",
@@ -999,7 +1012,6 @@ def return_purposes() -> None:
     _mutate(_held, "merge_fields", (
         "chosen = purposes or (old.purposes if old is not None else _ADDRESS_PURPOSES)",
         "chosen = _ADDRESS_PURPOSES"))
-    _patch(_endpoint, "merge_fields", _held.merge_fields)
 
 
 @mutant("return-source-observed", "data-return", "§12.10-1",
@@ -1007,22 +1019,21 @@ def return_purposes() -> None:
 def return_source() -> None:
     _mutate(_held, "merge_fields", ('record = DataRecord(name, value, category, "provided", now,',
                                     'record = DataRecord(name, value, category, "observed", now,'))
-    _patch(_endpoint, "merge_fields", _held.merge_fields)
 
 
 @mutant("return-all-relationships", "data-return", "§12.10-3",
         "returns the records of every relationship it holds to one requester")
 def return_all() -> None:
-    _mutate(Endpoint, "_data_return", (
-        "held = [h.record for h in self._live(await self._held(msg.thread), rel, now)]",
-        "held = [h.record for r in await self.store.relationships()\n"
-        "                for h in await self._held(r.thread)]"))
+    _mutate_reply(DataRequest, (
+        "held = [to_data(h) for h in await live_held(ep.store, msg.thread, now)]",
+        "held = [to_data(h) for r in await ep.store.relationships()\n"
+        "                for h in await live_held(ep.store, r.thread, now)]"))
 
 
 @mutant("return-nothing", "data-return", "§12.10-3",
         "answers a data.request with an empty data.return")
 def return_nothing() -> None:
-    _mutate(Endpoint, "_data_return", (
+    _mutate_reply(DataRequest, (
         "sealed = rel.seal(RecordsContent(records=(*held, *extra)), msg_id=msg_id)",
         "sealed = rel.seal(RecordsContent(records=()), msg_id=msg_id)"))
 
@@ -1033,7 +1044,7 @@ def return_nothing() -> None:
 @mutant("history-any-requester", "history", "§12.5-4",
         "exports a thread's history to any signed requester, not only the thread's peer")
 def history_any_requester() -> None:
-    _mutate(Endpoint, "_history", ("if req.sender != record.peer_key:", "if False:"))
+    _mutate(_export, "export", ("if req.sender != record.peer_key:", "if False:"))
 
 
 @mutant("history-stale-request", "history", "§12.5-2",
@@ -1041,14 +1052,14 @@ def history_any_requester() -> None:
 def history_stale() -> None:
     _mutate(_binding, "open_history_request", (
         'if abs(now - r["created"]) > limits.max_clock_skew_ms:', "if False:"))
-    _patch(_endpoint, "open_history_request", _binding.open_history_request)
+    _patch(_export, "open_history_request", _binding.open_history_request)
 
 
 @mutant("history-any-recipient", "history", "§12.5-2",
         "answers a history request addressed to another key")
 def history_recipient() -> None:
     _mutate(_binding, "open_history_request", ('if r["to"] != recipient:', "if False:"))
-    _patch(_endpoint, "open_history_request", _binding.open_history_request)
+    _patch(_export, "open_history_request", _binding.open_history_request)
 
 
 @mutant("history-unsigned-request", "history", "§12.5-1",
@@ -1056,36 +1067,36 @@ def history_recipient() -> None:
 def history_unsigned() -> None:
     _mutate(_binding, "open_history_request", (
         "    verify(Context.REQUEST, req_bytes, sig, r[\"from\"])\n", ""))
-    _patch(_endpoint, "open_history_request", _binding.open_history_request)
+    _patch(_export, "open_history_request", _binding.open_history_request)
 
 
 @mutant("history-start-ignored", "history", "§12.5-3",
         "always exports from the first entry, whatever start the request names")
 def history_start() -> None:
-    _mutate(Endpoint, "_history", ("start=req.start,", "start=0,"))
+    _mutate(_export, "export", ("start=req.start,", "start=0,"))
 
 
 @mutant("history-incoming-only", "history", "§12.5-3",
         "exports only the messages it received, not those it sent")
 def history_incoming() -> None:
-    _mutate(Endpoint, "_history", ("for row in rows:",
+    _mutate(_export, "export", ("for row in rows:",
                                    "for row in [r for r in rows if r.direction == 'in']:"))
 
 
 @mutant("history-unknown-thread-empty", "history", "§12.5-4",
         "answers a history request for a thread it does not hold with an empty export")
 def history_unknown_thread() -> None:
-    _mutate(Endpoint, "_history", (
-        "    if record is None:\n        return self.problem(",
+    _mutate(_export, "export", (
+        "    if record is None:\n        return ep.problem(",
         "    if record is None:\n"
         "        return Response(200, encode_history([]), {'Content-Type': CONTENT_TYPE})\n"
-        "    if record is None:\n        return self.problem("))
+        "    if record is None:\n        return ep.problem("))
 
 
 @mutant("history-link-is-hash", "history", "§8.2-1",
         "exports each entry's message hash as its link, not the chained entry hash")
 def history_link() -> None:
-    _mutate(Endpoint, "_history", ("page.append(Entry(row.index, row.msg_hash, row.entry_hash,",
+    _mutate(_export, "export", ("page.append(Entry(row.index, row.msg_hash, row.entry_hash,",
                                    "page.append(Entry(row.index, row.msg_hash, row.msg_hash,"))
 
 
@@ -1401,7 +1412,7 @@ def receipt_unknown_ack() -> None:
 @mutant("receipt-for-receipt", "receipts", "§12.3-3",
         "answers a receipt with 200 and a receipt of its own")
 def receipt_for_receipt() -> None:
-    _patch(_endpoint, "_UNACKNOWLEDGED", frozenset({"problem"}))
+    _patch(_accept, "_UNACKNOWLEDGED", frozenset({"problem"}))
     _mutate_rule(Receipt, ("if body.ack not in pending:",
                            "if body.ack not in pending and not turn.ours:"))
 
@@ -1409,7 +1420,7 @@ def receipt_for_receipt() -> None:
 @mutant("receipt-after-replies", "receipts", "§12.3-1",
         "puts its replies before the receipt in the response")
 def receipt_after_replies() -> None:
-    _mutate(Endpoint, "_respond", (
+    _mutate(_accept, "respond", (
         "envelopes = [receipt.message.envelope, *(s.message.envelope for s in step.replies)]",
         "envelopes = [*(s.message.envelope for s in step.replies), receipt.message.envelope]"))
 
@@ -1434,7 +1445,7 @@ def rel_any_sender() -> None:
 @mutant("rel-unknown-thread", "relationship", "§12.2-6",
         "treats a message in a thread it does not hold as opening one")
 def rel_unknown_thread() -> None:
-    _mutate(Endpoint, "_load", (" or msg.type not in _OPENING_TYPES:", ":"))
+    _mutate(_accept, "load", (" or msg.type not in _OPENING_TYPES:", ":"))
 
 
 # -- the 13 broken vendors (tests/_broken_vendor.py) are mutants too ------------------------------

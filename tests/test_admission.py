@@ -42,7 +42,6 @@ from vrmproto.server import (
     serve,
 )
 from vrmproto.server._admission import address_prefix
-from vrmproto.server._held import held_key
 from vrmproto.store import MemoryStore, StoreUsage
 
 VENDOR = Identity(VENDOR_SEED)
@@ -240,7 +239,7 @@ async def test_relationships_that_never_agree_expire_with_their_history() -> Non
     assert await ep.purge() == 1
     assert await store.get_relationship(thread) is None
     assert await store.history(thread) == []
-    assert await store.get_meta(held_key(thread)) is None
+    assert await store.held(thread) == []
     assert await store.get_relationship(agreed.thread) is not None  # agreed: kept
     assert ep.admission.open_count("192.0.2.0/24") == 0
 

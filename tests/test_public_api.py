@@ -44,13 +44,14 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "vrmproto.server": (
         "DEFAULT_CONNECTION_LIMITS", "ENDPOINT_KEY", "NO_CONTENT", "CatalogueItem",
         "ConnectionGuard", "ConnectionLimits", "Endpoint", "Event", "HeldRecord", "Hook", "Policy",
-        "RateLimiter", "ReferencePolicy", "Response", "Server", "StorageBudget", "decode_held",
-        "held_key", "make_app", "serve", "serve_app",
+        "RateLimiter", "ReferencePolicy", "Response", "Server", "StorageBudget", "make_app",
+        "serve", "serve_app",
     ),
     "vrmproto.store": (
-        "Commit", "DedupeRecord", "HistoryEntry", "MemoryStore", "NewOutboxItem", "OutboxItem",
-        "RelationshipRecord", "SQLiteStore", "Store", "StoreConflict", "StoreError", "StoreStats",
-        "StoreUsage",
+        "Commit", "DedupeRecord", "DraftRecord", "HeldRecord", "HistoryEntry", "IntentRecord",
+        "MemoryStore", "NewOutboxItem", "OfferRecord", "OutboxItem", "RelationshipRecord",
+        "SQLiteStore", "SavePoint", "ShareNote", "Store", "StoreConflict", "StoreError",
+        "StoreStats", "StoreUsage", "ThreadKind", "ThreadRecord",
     ),
     "vrmproto.testing": (
         "DEFAULT_REGISTRY", "Case", "CaseContext", "CaseFailed", "CaseRecord", "Exchange", "Info",

@@ -73,8 +73,6 @@ from vrmproto.server import (
     ReferencePolicy,
     Server,
     StorageBudget,
-    decode_held,
-    held_key,
     serve,
 )
 from vrmproto.store import (
@@ -206,12 +204,13 @@ async def test_share_gets_a_receipt_and_becomes_held_data(h: Harness, vendor: Se
     await c.agree(h.session)
     share = c.share({"email": "ann@example.org", "postal_address": "1 Main St"})
     assert types(await c.deliver(h.session, share)) == ["receipt"]
-    held = decode_held(await vendor.endpoint.store.get_meta(held_key(c.thread)))
-    assert {(x.record.field, x.record.value, x.record.source) for x in held} == {
+    held = await vendor.endpoint.store.held(c.thread)
+    assert {(x.field, x.value, x.source) for x in held} == {
         ("email", "ann@example.org", "provided"),
         ("postal_address", "1 Main St", "provided"),
     }
-    assert all(x.source_msg == share.hash and x.record.purposes == (2,) for x in held)
+    assert all(x.share == share.hash and x.purposes == (2,) for x in held)
+    assert all(x.expires_ms == share.body.expires for x in held)
 
 
 async def test_a_share_withdrawn_twice_in_one_message_is_confirmed_once(
@@ -242,8 +241,8 @@ async def test_withdraw_erases_exactly_the_withdrawn_share(h: Harness, vendor: S
     assert got[1].message.body.shares == (first.hash,)
     assert set(c.rel.shares) == {second.hash}
     store = vendor.endpoint.store
-    held = decode_held(await store.get_meta(held_key(c.thread)))
-    assert [x.record.field for x in held] == ["phone"]
+    held = await store.held(c.thread)
+    assert [x.field for x in held] == ["phone"]
     erased = await store.history_entry(c.thread, first.hash)
     kept = await store.history_entry(c.thread, second.hash)
     assert erased is not None
@@ -276,11 +275,12 @@ async def test_address_update_replaces_the_held_value(h: Harness, vendor: Server
     await c.deliver(h.session, c.share({"postal_address": "1 Main St"}, purposes=(3,)))
     update = c.address({"postal_address": "9 Elm St", "phone": "+1 555 0199"})
     assert types(await c.deliver(h.session, update)) == ["receipt"]
-    held = decode_held(await vendor.endpoint.store.get_meta(held_key(c.thread)))
-    by_field = {x.record.field: x for x in held}
-    assert by_field["postal_address"].record.value == "9 Elm St"
-    assert by_field["postal_address"].record.purposes == (3,)  # kept from the share
-    assert by_field["postal_address"].source_msg == update.hash
+    held = await vendor.endpoint.store.held(c.thread)
+    by_field = {x.field: x for x in held}
+    assert by_field["postal_address"].value == "9 Elm St"
+    assert by_field["postal_address"].purposes == (3,)  # kept from the share
+    assert by_field["postal_address"].share == update.hash
+    assert by_field["postal_address"].expires_ms is None  # an update does not expire
     content = (await c.deliver(h.session, c.request()))[1].content
     assert isinstance(content, RecordsContent)
     assert {r.value for r in content.records if r.source == "provided"} == {
@@ -417,6 +417,8 @@ async def test_a_final_problem_about_our_last_reply_takes_it_back(
     record = await vendor.endpoint.store.get_relationship(c.thread)
     assert record is not None
     assert record.state == ("offered" if final else "agreed")
+    points = await vendor.endpoint.store.save_points(c.thread)
+    assert [p.msg_hash for p in points] == ([] if final else [accept.hash])
 
 
 # -- receipts, discovery, history export --------------------------------------------------------
@@ -1225,8 +1227,8 @@ async def test_expired_shares_are_deleted_and_their_bodies_erased(h: Harness) ->
     store = server.endpoint.store
     assert await server.endpoint.expire_shares() == 1
     assert await server.endpoint.expire_shares() == 0  # done once
-    held = decode_held(await store.get_meta(held_key(c.thread)))
-    assert [x.record.field for x in held] == ["phone"]
+    held = await store.held(c.thread)
+    assert [x.field for x in held] == ["phone"]
     request = sign_history_request(c.identity, thread=c.thread, recipient=VENDOR.public_key,
                                    now=clock[0], nonce=os.urandom(16))  # fmt: skip
     entries = decode_history((await post(h.session, server.url + DEFAULT_HISTORY_PATH,

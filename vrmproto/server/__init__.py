@@ -28,7 +28,7 @@ from vrmproto.server._connections import (
     ConnectionLimits,
 )
 from vrmproto.server._endpoint import NO_CONTENT, Endpoint, Hook, Response
-from vrmproto.server._held import HeldRecord, decode_held, held_key
+from vrmproto.server._held import HeldRecord
 from vrmproto.server._policy import CatalogueItem, Event, Policy, ReferencePolicy
 from vrmproto.server._ratelimit import RateLimiter
 
@@ -49,8 +49,6 @@ __all__ = [
     "Response",
     "Server",
     "StorageBudget",
-    "decode_held",
-    "held_key",
     "make_app",
     "serve",
     "serve_app",

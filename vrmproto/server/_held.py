@@ -1,73 +1,92 @@
 """The data a vendor holds about a customer, per thread, in the ``vrm-data/1`` form (§12.10).
 
-Fields a customer shares (data.share) or updates (address.update) become
-:class:`~vrmproto.DataRecord` s with source ``provided``, each remembering the hash of the
-message it came from, so a data.withdraw deletes exactly the records of the withdrawn shares.
-They are kept in the store's meta table under ``held:<thread hex>`` as canonical msgpack, and
-written in the same :class:`~vrmproto.store.Commit` as the message that changed them.
+Fields a customer shares (data.share) or updates (address.update) become ``provided``
+:class:`~vrmproto.store.HeldRecord` rows, one per ``(thread, field)``, each naming the message it
+came from and, for a share, when that share expires (§5.3.1-4). Sharing or updating a field
+again replaces its row in place, so a message writes only the rows of the fields it carries:
+what it costs does not grow with the shares before it. A data.withdraw drops the rows of the
+withdrawn shares (§12.10-2); an expired share's rows are no longer returned, and the sweep drops
+them (§12.10-4). Rows are written in the same :class:`~vrmproto.store.Commit` as the message
+that changed them.
+
+The body of each withdrawn or expired share is erased from the history (§12.10-2, §12.10-4,
+§8.4). Nothing here re-opens what the vendor stored: the erased form of a stored share is cut
+from its envelope bytes (:func:`erased_form`), which were verified when they arrived.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from vrmproto import _codec
-from vrmproto._errors import ProtocolError, ValidationError, excerpt
+from vrmproto._envelope import Signed
+from vrmproto._errors import ValidationError, excerpt
+from vrmproto._messages import AddressUpdate, DataShare, DataWithdraw, FieldsContent, RecordsContent
 from vrmproto._vocab import DataRecord, suggest_category
+from vrmproto.store import HeldRecord, Store
 
-__all__ = ["HeldRecord", "decode_held", "encode_held", "held_key", "merge_fields", "without"]
+if TYPE_CHECKING:
+    from vrmproto.server._accept import Step
+
+__all__ = [
+    "HeldRecord",
+    "erased_form",
+    "erasures",
+    "live",
+    "live_held",
+    "merge_fields",
+    "take_data",
+    "to_data",
+]
 
 #: Purposes given to a field first seen in an address.update (which names none): Core Function.
 _ADDRESS_PURPOSES = (1,)
 
-
-def held_key(thread: bytes) -> str:
-    """The store meta key of one thread's held data."""
-    return f"held:{thread.hex()}"
+#: An erasure of one history body: (thread, message hash, the envelope's erased form).
+Erasure = tuple[bytes, bytes, bytes]
 
 
-@dataclass(frozen=True, slots=True)
-class HeldRecord:
-    """One record the vendor holds, and the message (share or address update) it came from."""
-
-    source_msg: bytes
-    record: DataRecord
+def to_data(h: HeldRecord) -> DataRecord:
+    """A held row as the ``vrm-data/1`` record a data.return carries (§6.8)."""
+    return DataRecord(h.field, h.value, h.category, h.source, h.collected_ms, h.purposes)
 
 
-def encode_held(items: Iterable[HeldRecord]) -> bytes:
-    return _codec.encode([{"record": h.record.to_wire(), "share": h.source_msg} for h in items])
+def is_live(h: HeldRecord, now: int) -> bool:
+    """Whether ``h`` came from a share not yet expired, or from an address update."""
+    return h.expires_ms is None or h.expires_ms > now
 
 
-def decode_held(raw: bytes | None) -> list[HeldRecord]:
-    """Read what :func:`encode_held` wrote; ``ValueError`` if it is damaged."""
-    if raw is None:
-        return []
-    try:
-        items = _codec.decode(raw, max_depth=4)
-        return [HeldRecord(i["share"], DataRecord.from_wire(i["record"])) for i in items]
-    except (ProtocolError, KeyError, TypeError) as exc:
-        raise ValueError(f"stored held data is damaged: {exc}") from exc
+def live(held: list[HeldRecord], now: int) -> list[HeldRecord]:
+    """Held rows minus those of shares past their expiry (§12.10-4)."""
+    return [h for h in held if is_live(h, now)]
+
+
+async def live_held(store: Store, thread: bytes, now: int) -> list[HeldRecord]:
+    """The rows held in ``thread`` from shares still live at ``now`` (§12.10-4)."""
+    return live(await store.held(thread), now)
 
 
 def merge_fields(
-    held: list[HeldRecord],
+    thread: bytes,
+    previous: Mapping[str, HeldRecord],
     fields: Mapping[str, str],
     *,
     source_msg: bytes,
     now: int,
     categories: tuple[int, ...] | None,
     purposes: tuple[int, ...] | None,
+    expires_ms: int | None,
 ) -> list[HeldRecord]:
-    """``held`` with ``fields`` added; a field already held is replaced (an address update).
+    """The rows of ``fields``, each replacing the row of its field in ``previous`` (the live
+    rows of the thread an address update names; a share names its own purposes and categories).
 
     ``categories``/``purposes`` come from a data.share; an address.update gives None and keeps
     the category and purposes of the value it replaces. Raises :class:`ValidationError`
     (``invalid_field``) for a field the vrm-data/1 form cannot hold (§6.8-2, §6.8-3), since the
     vendor could never return it.
     """
-    previous = {h.record.field: h.record for h in held}
-    fresh: list[HeldRecord] = []
+    rows: list[HeldRecord] = []
     for name, value in fields.items():
         old = previous.get(name)
         category = suggest_category(name)
@@ -85,10 +104,55 @@ def merge_fields(
                 clause=exc.clause,
                 path=f"$.sealed.content.fields.{name}"[:200],
             ) from None
-        fresh.append(HeldRecord(source_msg, record))
-    return [h for h in held if h.record.field not in fields] + fresh
+        rows.append(HeldRecord(
+            thread, record.field, record.value, record.category, record.source,
+            record.collected, record.purposes, source_msg, expires_ms,
+        ))  # fmt: skip
+    return rows
 
 
-def without(held: list[HeldRecord], sources: Collection[bytes]) -> list[HeldRecord]:
-    """``held`` minus the records that came from ``sources``."""
-    return [h for h in held if h.source_msg not in sources]
+def erased_form(envelope: bytes) -> bytes | None:
+    """The erased form (§8.4) of an envelope from our own history — its header and signature,
+    the body dropped — or None when it is erased already. The bytes were verified when they
+    arrived: they are cut, not opened again."""
+    env: dict[str, Any] = _codec.decode_form(envelope)
+    if env.get("body") is None:
+        return None
+    return _codec.pack_sorted({"hdr": env["hdr"], "sig": env["sig"]})
+
+
+async def erasures(store: Store, thread: bytes, shares: Iterable[bytes]) -> list[Erasure]:
+    """The history bodies to erase for ``shares`` of ``thread`` (§12.10-2, §12.10-4)."""
+    out = []
+    for share_hash in shares:
+        entry = await store.history_entry(thread, share_hash)
+        erased = erased_form(entry.envelope) if entry is not None else None
+        if erased is not None:
+            out.append((thread, share_hash, erased))
+    return out
+
+
+async def take_data(
+    store: Store,
+    step: Step,
+    msg: Signed[Any],
+    content: FieldsContent | RecordsContent | None,
+    now: int,
+) -> None:
+    """Keep shared fields as held rows; drop withdrawn ones and erase their shares (§12.10)."""
+    body, thread = msg.body, msg.thread
+    if isinstance(body, DataShare) and isinstance(content, FieldsContent):
+        step.held = merge_fields(
+            thread, {}, content.fields, source_msg=msg.hash, now=now,
+            categories=body.categories, purposes=body.purposes, expires_ms=body.expires,
+        )  # fmt: skip
+    elif isinstance(body, AddressUpdate) and isinstance(content, FieldsContent):
+        previous = {h.field: h for h in await live_held(store, thread, now)}
+        step.held = merge_fields(
+            thread, previous, content.fields, source_msg=msg.hash, now=now,
+            categories=None, purposes=None, expires_ms=None,
+        )  # fmt: skip
+    elif isinstance(body, DataWithdraw):
+        shares = step.rel.pending_withdraws[msg.hash]
+        step.held_drop = [(thread, share) for share in shares]
+        step.erase.extend(await erasures(store, thread, shares))

@@ -1,11 +1,15 @@
 """What an endpoint answers: the :class:`Policy` protocol and the :class:`ReferencePolicy`.
 
-The endpoint engine (``_endpoint.py``) owns every protocol rule — verification, the state
-machine, storage, receipts. A policy owns only the business decisions the rules leave open:
-which terms to agree to, what to offer for an intentcast, what else to return on a data
-request. Its methods are awaited inside the protocol step, before the commit, so they may look
-things up; their answers are checked by the same rules as any other message we send, and an
-answer that breaks one is logged and dropped (the peer still gets its receipt).
+The endpoint engine (``_endpoint.py`` and the modules beside it) owns every protocol rule —
+verification, the state machine, storage, receipts. A policy owns only the business decisions
+the rules leave open: which terms to agree to, what to offer for an intentcast, what else to
+return on a data request. Its methods are awaited inside the protocol step, before the commit,
+so they may look things up; their answers are checked by the same rules as any other message we
+send, and an answer that breaks one is logged and dropped (the peer still gets its receipt).
+
+The engine finds the method to ask by the incoming message's body class, in the table
+:data:`vrmproto.server._replies.REPLIES`: a message type whose answer a vendor decides adds
+its method here (to :class:`Policy` and :class:`ReferencePolicy`) and one entry there.
 """
 
 from __future__ import annotations
