@@ -25,11 +25,11 @@ and re-read.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import enum
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,15 +37,28 @@ from vrmproto._history import Entry, History, verify_entries
 from vrmproto._keys import Identity, MasterSeed
 from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._relationship import Relationship
+from vrmproto._state import Role
+from vrmproto.client._locks import ThreadLocks
 from vrmproto.store import HistoryEntry, OutboxItem, RelationshipRecord, Store
 
-__all__ = ["META_PREFIX", "Ledger", "Thread", "ThreadMeta"]
+__all__ = ["META_PREFIX", "Ledger", "Thread", "ThreadKind", "ThreadMeta", "is_ours"]
 
 META_PREFIX = "client.thread."
 #: The store lock of a thread is named this prefix and the thread id (§11.11-2).
 LOCK_PREFIX = b"client.thread:"
-KIND_VENDOR = "vendor"
-KIND_INTENT = "intent"
+
+
+class ThreadKind(enum.StrEnum):
+    """What a customer thread is: a pairwise vendor relationship, or one vendor's thread of an
+    intentcast (its key is the intentcast's throw-away one, §2.4)."""
+
+    VENDOR = "vendor"
+    INTENT = "intent"
+
+
+def is_ours(record: RelationshipRecord) -> bool:
+    """Whether a store row is a customer relationship (the agent's), not a vendor's."""
+    return Role(record.role) is Role.CUSTOMER
 
 log = logging.getLogger("vrmproto.client")
 
@@ -54,7 +67,7 @@ log = logging.getLogger("vrmproto.client")
 class ThreadMeta:
     """What the agent keeps about a thread beside the core state (JSON in the store's meta)."""
 
-    kind: str  # "vendor": a pairwise relationship; "intent": one vendor's intentcast thread
+    kind: ThreadKind
     vendor_key: bytes  # the key the vendor's discovery document was signed with at first contact
     name: str  # the vendor's name, from its discovery document
     inbox: str  # absolute inbox URL
@@ -72,7 +85,7 @@ class ThreadMeta:
 
     def to_bytes(self) -> bytes:
         return json.dumps({
-            "kind": self.kind,
+            "kind": self.kind.value,
             "vendor_key": self.vendor_key.hex(),
             "name": self.name,
             "inbox": self.inbox,
@@ -90,7 +103,7 @@ class ThreadMeta:
     def from_bytes(cls, data: bytes) -> ThreadMeta:
         d: dict[str, Any] = json.loads(data)
         return cls(
-            kind=str(d["kind"]),
+            kind=ThreadKind(d["kind"]),
             vendor_key=bytes.fromhex(d["vendor_key"]),
             name=str(d["name"]),
             inbox=str(d["inbox"]),
@@ -158,7 +171,13 @@ def to_row(thread: bytes, e: Entry, now: int) -> HistoryEntry:
 
 
 class Ledger:
-    """Relationship persistence for one customer (one master seed, one store)."""
+    """Relationship persistence for one customer (one master seed, one store).
+
+    One per customer node: its lock registry and its cache are shared by everything the node
+    does — the outgoing API and the inbound agent endpoint alike — so a step of one waits for a
+    step of the other in the same thread. It also knows our identity in every thread it has
+    read (:meth:`identity_of`), by public key, for the inbound endpoint's sync look-up.
+    """
 
     def __init__(self, store: Store, master: MasterSeed, *, limits: Limits = DEFAULT_LIMITS
                  ) -> None:
@@ -166,20 +185,27 @@ class Ledger:
         self.master = master
         self.limits = limits
         self._cache: dict[bytes, Thread] = {}
-        self._locks: dict[bytes, asyncio.Lock] = {}
+        self._locks = ThreadLocks()
         self._told: set[bytes] = set()
+        self._identities: dict[bytes, Identity] = {}
 
     @contextlib.asynccontextmanager
-    async def lock(self, thread: bytes) -> AsyncIterator[None]:
-        """Hold ``thread`` for one step: among this agent's tasks, then among every agent on
-        the store (§11.11-2); the step reads the thread afresh. Take several only in sorted
-        order (:meth:`lock_all`)."""
-        lock = self._locks.get(thread)
-        if lock is None:
-            lock = self._locks[thread] = asyncio.Lock()
-        async with lock, self.store.lock(LOCK_PREFIX + thread, on_wait=lambda: self._busy(thread)):
+    async def lock(self, thread: bytes, *, on_wait: Callable[[], None] | None = None
+                   ) -> AsyncIterator[None]:
+        """Hold ``thread`` for one step: among this node's tasks, then among every node on
+        the store (§11.11-2); the step reads the thread afresh. ``on_wait`` is called if
+        another process holds it (default: one warning per thread). Take several only in
+        sorted order (:meth:`lock_all`)."""
+        waiting = on_wait if on_wait is not None else (lambda: self._busy(thread))
+        async with self._locks.hold(thread), self.store.lock(LOCK_PREFIX + thread,
+                                                              on_wait=waiting):
             self.forget(thread)  # another process may have changed it since we cached it
             yield
+
+    @property
+    def held_locks(self) -> int:
+        """Threads whose lock is held or waited for now (idle ones are not kept)."""
+        return len(self._locks)
 
     @contextlib.asynccontextmanager
     async def lock_all(self, threads: Iterable[bytes]) -> AsyncIterator[list[bytes]]:
@@ -201,10 +227,15 @@ class Ledger:
 
     def identity(self, meta: ThreadMeta) -> Identity:
         """Our identity in a thread, derived again from the master seed (§2.3, §2.4)."""
-        if meta.kind == KIND_INTENT:
+        if meta.kind is ThreadKind.INTENT:
             assert meta.intent_id is not None
             return self.master.for_intent(meta.intent_id)
         return self.master.pairwise(meta.vendor_key, meta.generation)
+
+    def identity_of(self, public_key: bytes) -> Identity | None:
+        """Our identity whose public key is ``public_key``, if a thread read or stored by this
+        ledger uses it (no key search: the thread's meta says how it was derived)."""
+        return self._identities.get(public_key)
 
     async def load(self, thread: bytes) -> Thread:
         """The thread's relationship, from the cache or the store; LookupError if unknown."""
@@ -213,7 +244,7 @@ class Ledger:
             return cached
         record = await self.store.get_relationship(thread)
         raw = await self.store.get_meta(META_PREFIX + thread.hex())
-        if record is None or raw is None or record.role != "customer":
+        if record is None or raw is None or not is_ours(record):
             raise LookupError(f"no relationship {thread.hex()}")
         meta = ThreadMeta.from_bytes(raw)
         head = await self.store.history_head(thread)
@@ -222,12 +253,13 @@ class Ledger:
             record.data, identity=self.identity(meta), history=history, limits=self.limits
         )
         t = Thread(rel, meta, record.peer_url)
-        self._cache[thread] = t
+        self.adopt(t)
         return t
 
     def adopt(self, t: Thread) -> None:
         """Cache ``t`` (after the Commit that stored it succeeded)."""
         self._cache[t.id] = t
+        self._identities[t.rel.identity.public_key] = t.rel.identity
 
     def forget(self, thread: bytes) -> None:
         """Drop a thread from the cache, so the next step re-reads the store."""
@@ -238,7 +270,7 @@ class Ledger:
         assert rel.peer_key is not None
         return RelationshipRecord(
             thread=rel.thread,
-            role="customer",
+            role=Role.CUSTOMER.value,
             local_key=rel.identity.public_key,
             peer_key=rel.peer_key,
             state=rel.state.value,

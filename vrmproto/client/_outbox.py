@@ -19,8 +19,9 @@ signed and queued in the Commit that stores the replies, delivered next (answere
 **One message in flight per thread.** Both parties log a thread's messages in one sequence
 (§8.2); if we signed a second message before the first was answered, we would log
 ``m1 m2 r1 r2`` while the vendor logs ``m1 r1 m2 r2``, and the histories would fork. So a
-message for a thread that has an undelivered one becomes a :class:`Draft` — what to send, as
-data, with its message id already chosen — stored in the thread's meta record and signed only
+message for a thread that has an undelivered one becomes a draft (:mod:`vrmproto.client._drafts`)
+— what to send, as data, with its message id already chosen — stored in the thread's meta
+record and signed only
 when its turn comes, in the same Commit that closes the message before it. Messages are thus
 delivered strictly in order, and each is signed against the state the vendor will see.
 
@@ -39,27 +40,26 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from vrmproto import _codec
-from vrmproto._envelope import Signed, open_envelope
+from vrmproto._envelope import Signed
 from vrmproto._errors import PeerProblemError, Problem, ProtocolError, TransportError, VrmError
 from vrmproto._messages import Receipt
 from vrmproto._relationship import Received, Sent
+from vrmproto.client._drafts import Draft, Signer, decode_draft, encode_draft
 from vrmproto.client._errors import InvalidResponse, Transient
 from vrmproto.client._http import Clock, EndpointClient, RandomId, RetryPolicy
 from vrmproto.client._ledger import Ledger, Thread, to_row
+from vrmproto.client._own import own_header
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, Store
 
 __all__ = [
     "DEFAULT_SCHEDULE",
     "ENQUEUE_CHUNK",
-    "Builder",
     "Delivery",
     "DeliveryStatus",
-    "Draft",
     "Outbox",
     "OutboxRun",
 ]
@@ -77,31 +77,6 @@ ENQUEUE_CHUNK = 256
 
 #: When the outbox tries again: full jitter over 2 s · 2^(n-1), at most an hour apart.
 DEFAULT_SCHEDULE = RetryPolicy(attempts=1_000_000, base_s=2.0, cap_s=3600.0)
-
-
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """A message to send in a thread, as data: signed by a :data:`Builder` when its turn comes.
-
-    ``op`` names the builder, ``args`` are its canonical-msgpack arguments, ``msg_id`` is the
-    message id the signed message will carry (chosen now, so sealed content can name it).
-    """
-
-    op: str
-    args: Mapping[str, Any]
-    msg_id: bytes
-
-    def to_bytes(self) -> bytes:
-        return _codec.encode({"args": dict(self.args), "id": self.msg_id, "op": self.op})
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Draft:
-        d = _codec.decode(data, max_depth=16)
-        return cls(str(d["op"]), dict(d["args"]), bytes(d["id"]))
-
-
-#: Sign a draft as the thread's next message: ``builder(thread, draft, now) -> Sent``.
-Builder = Callable[[Thread, Draft, int], Sent]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +144,7 @@ class Outbox:
         self,
         ledger: Ledger,
         client: EndpointClient,
-        builders: Mapping[str, Builder],
+        signer: Signer,
         *,
         clock: Clock,
         random_id: RandomId,
@@ -180,7 +155,7 @@ class Outbox:
     ) -> None:
         self.ledger = ledger
         self.client = client
-        self.builders = dict(builders)
+        self.signer = signer
         self.clock = clock
         self.random_id = random_id
         self.schedule = schedule
@@ -193,10 +168,7 @@ class Outbox:
         return self.ledger.store
 
     def _build(self, t: Thread, draft: Draft, now: int) -> Sent:
-        builder = self.builders.get(draft.op)
-        if builder is None:
-            raise ValueError(f"no builder for {draft.op!r}")
-        return builder(t, draft, now)
+        return draft.sign(t, self.signer, now)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -245,7 +217,7 @@ class Outbox:
     ) -> Delivery:
         """Store ``draft`` behind the thread's undelivered messages, then try them in order."""
         self._build(t.copy(), draft, self.clock())  # refuse now what could never be signed
-        t.meta.drafts.append(draft.to_bytes())
+        t.meta.drafts.append(encode_draft(draft))
         await self._commit(t, Commit(meta=(self.ledger.meta_item(t),)))
         done = await self._flush_locked(t, due_by=None, timeout_s=timeout_s, retry=retry)
         return self._find(done, t.id, draft)
@@ -287,7 +259,7 @@ class Outbox:
                         raise t
                     if thread in waiting:
                         self._build(t.copy(), draft, now)  # refuse now what could never be signed
-                        t.meta.drafts.append(draft.to_bytes())
+                        t.meta.drafts.append(encode_draft(draft))
                     else:
                         point = t.save_point()
                         sent = self._build(t, draft, now)
@@ -363,11 +335,11 @@ class Outbox:
     ) -> list[Delivery]:
         """Deliver ``item`` (the thread's oldest); on any final outcome, sign the next draft
         in the same Commit. Returns the item's delivery, then any drafts that were dropped."""
-        try:
-            header = open_envelope(item.envelope, now=0, check_time=False).header
-            msg_id, expires, mtype = header.id, header.expires, header.type
-        except ProtocolError:  # not ours to deliver: nothing the vendor could accept
+        header = own_header(item.envelope)  # signed by us: nothing to verify again
+        if header is None:  # not ours to deliver: nothing the vendor could accept
             msg_id, expires, mtype = bytes(16), -1, ""
+        else:
+            msg_id, expires, mtype = header.id, header.expires, header.type
         now = self.clock()
         if expires < now:
             t.meta.last_problem = "expired: the message could not be delivered in time"
@@ -431,13 +403,13 @@ class Outbox:
             history.append(to_row(t.id, ack.entry, now))
             added.append(self._new_item(t, ack, now))
         while t.meta.drafts:
-            draft = Draft.from_bytes(t.meta.drafts.pop(0))
+            draft = decode_draft(t.meta.drafts.pop(0))
             point = t.save_point()
             try:
                 sent = self._build(t, draft, now)
             except (VrmError, ValueError) as exc:
                 err = exc if isinstance(exc, VrmError) else VrmError(str(exc))
-                t.meta.last_problem = f"a queued {draft.op} could not be sent: {exc}"
+                t.meta.last_problem = f"a queued {draft.MESSAGE_TYPE} could not be sent: {exc}"
                 out.append(Delivery(t.id, draft.msg_id, b"", "dropped", error=err))
                 continue
             history.append(to_row(t.id, sent.entry, now))
