@@ -168,14 +168,13 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
                 raise CliError("no vendors to ask: connect to some, run vendors on the local "
                                "network, or name them with --vendor URL", EXIT_USAGE,
                                kind="no_vendors")  # fmt: skip
-            display = FanoutDisplay(out, "intentcast", answers=agent, names=names)
+            display = FanoutDisplay(out, "intentcast", answers=True, names=names)
             with display:
                 result = await agent.intentcast(
                     what, vendors=urls, where=where, start=start_ms, end=end_ms,
                     constraints=constraints, memberships=members, max_price=price,
                     deadline_ms=deadline_ms, progress=display.event,
                 )  # fmt: skip
-                await display.settle()
             return result, urls
 
     result, urls = run(go())

@@ -183,14 +183,13 @@ class Demo:
         self.detail("sent from a fresh, throw-away key: nothing ties it to you until you choose")
         asked = [*CAR_RENTALS, "outfitters"]
         names = {self.vendors[k].url: self.vendors[k].name for k in asked}
-        display = FanoutDisplay(self.out, "intentcast", answers=agent, names=names)
+        display = FanoutDisplay(self.out, "intentcast", answers=True, names=names)
         with display:
             result = await agent.intentcast(
                 what, vendors=[self.vendors[k].url for k in asked], where="Park City, UT",
                 start=start, end=end, constraints=constraints, memberships=members,
                 max_price=Money(30000, "USD"), deadline_ms=10_000, progress=display.event,
             )  # fmt: skip
-            await display.settle()
         ranked = rank_offers(result.offers, self.terms)
         rows = [offer_json(o, self.terms, i + 1) for i, o in enumerate(ranked)]
         if rows:

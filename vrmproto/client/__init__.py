@@ -4,8 +4,8 @@
   with typed errors and bounded retries (:class:`RetryPolicy`).
 - :class:`Agent` — one person's node logic: keys derived from a master seed, relationships in a
   store, a durable outbox, and fan-out to many vendors at once with live progress.
+- :class:`CustomerNode` — an :class:`Agent` and the inbound agent endpoint on one ledger.
 - :class:`Outbox` — persist before sending, deliver in order per thread, retry with backoff.
-- :func:`measure_fanout` — the address-update fan-out benchmark (parallel vs. serial).
 
 Exceptions (besides the core's :class:`~vrmproto.ProtocolError` for bytes that do not
 verify)::
@@ -36,7 +36,6 @@ from vrmproto.client._agent import (
     Ref,
     RelationshipView,
 )
-from vrmproto.client._bench import ameasure_fanout, measure_fanout
 from vrmproto.client._errors import InvalidResponse, Queued, Transient, Unreachable
 from vrmproto.client._fanout import (
     DEFAULT_CONCURRENCY,
@@ -49,6 +48,7 @@ from vrmproto.client._fanout import (
     fan_out,
 )
 from vrmproto.client._http import NO_RETRY, EndpointClient, RetryPolicy
+from vrmproto.client._node import CustomerNode
 from vrmproto.client._outbox import DEFAULT_SCHEDULE, Delivery, DeliveryStatus, Outbox, OutboxRun
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "Agent",
     "ConnectResult",
     "ConnectStatus",
+    "CustomerNode",
     "Delivery",
     "DeliveryStatus",
     "EndpointClient",
@@ -84,7 +85,5 @@ __all__ = [
     "TransportError",
     "Unreachable",
     "VendorResult",
-    "ameasure_fanout",
     "fan_out",
-    "measure_fanout",
 ]

@@ -187,7 +187,8 @@ class Ledger:
         self._cache: dict[bytes, Thread] = {}
         self._locks = ThreadLocks()
         self._told: set[bytes] = set()
-        self._identities: dict[bytes, Identity] = {}
+        self._identities: dict[bytes, Identity] = {}  # by public key
+        self._derived: dict[tuple[bytes, int], Identity] = {}  # by (vendor key, generation)
 
     @contextlib.asynccontextmanager
     async def lock(self, thread: bytes, *, on_wait: Callable[[], None] | None = None
@@ -226,11 +227,18 @@ class Ledger:
         log.warning("another vrm is working on this relationship (%s); retrying", who)
 
     def identity(self, meta: ThreadMeta) -> Identity:
-        """Our identity in a thread, derived again from the master seed (§2.3, §2.4)."""
+        """Our identity in a thread, derived from the master seed (§2.3, §2.4) once per key."""
         if meta.kind is ThreadKind.INTENT:
             assert meta.intent_id is not None
-            return self.master.for_intent(meta.intent_id)
-        return self.master.pairwise(meta.vendor_key, meta.generation)
+            how: tuple[bytes, int] = (meta.intent_id, -1)
+        else:
+            how = (meta.vendor_key, meta.generation)
+        identity = self._derived.get(how)
+        if identity is None:
+            identity = self._derived[how] = (
+                self.master.for_intent(how[0]) if how[1] < 0 else self.master.pairwise(*how)
+            )
+        return identity
 
     def identity_of(self, public_key: bytes) -> Identity | None:
         """Our identity whose public key is ``public_key``, if a thread read or stored by this
@@ -255,6 +263,16 @@ class Ledger:
         t = Thread(rel, meta, record.peer_url)
         self.adopt(t)
         return t
+
+    async def learn_identity(self, thread: bytes) -> Identity | None:
+        """Our identity in ``thread`` as its stored meta says (read afresh, not from the
+        cache), remembered for :meth:`identity_of`; None if the thread is not ours."""
+        raw = await self.store.get_meta(META_PREFIX + thread.hex())
+        if raw is None:
+            return None
+        identity = self.identity(ThreadMeta.from_bytes(raw))
+        self._identities[identity.public_key] = identity
+        return identity
 
     def adopt(self, t: Thread) -> None:
         """Cache ``t`` (after the Commit that stored it succeeded)."""

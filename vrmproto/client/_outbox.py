@@ -41,13 +41,11 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
 
-from vrmproto._envelope import Signed
 from vrmproto._errors import PeerProblemError, Problem, ProtocolError, TransportError, VrmError
 from vrmproto._messages import Receipt
 from vrmproto._relationship import Received, Sent
+from vrmproto.client._delivery import Delivery, DeliveryStatus, OutboxRun
 from vrmproto.client._drafts import Draft, Signer, decode_draft, encode_draft
 from vrmproto.client._errors import InvalidResponse, Transient
 from vrmproto.client._http import Clock, EndpointClient, RandomId, RetryPolicy
@@ -64,8 +62,6 @@ __all__ = [
     "OutboxRun",
 ]
 
-DeliveryStatus = Literal["confirmed", "queued", "refused", "dropped"]
-
 #: Problem codes after which the same bytes may be delivered again (Table 9-1, §9.1-9).
 RETRYABLE = frozenset({
     Problem.CLOCK_SKEW, Problem.RATE_LIMITED, Problem.REQUEST_TIMEOUT, Problem.INTERNAL,
@@ -77,64 +73,6 @@ ENQUEUE_CHUNK = 256
 
 #: When the outbox tries again: full jitter over 2 s · 2^(n-1), at most an hour apart.
 DEFAULT_SCHEDULE = RetryPolicy(attempts=1_000_000, base_s=2.0, cap_s=3600.0)
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """What became of one message.
-
-    - ``confirmed``: the vendor stored it; ``receipt`` is its verified, signed receipt and
-      ``replies`` the vendor's verified replies that came with it.
-    - ``queued``: not delivered yet; it waits in the outbox (``error`` says why). ``msg_hash``
-      is empty (``b""``) while it is still a draft, not yet signed, behind earlier messages.
-    - ``refused``: the vendor answered with a verified signed problem (``error``).
-    - ``dropped``: it expired before it could be delivered, or could no longer be signed.
-    """
-
-    thread: bytes
-    msg_id: bytes
-    msg_hash: bytes
-    status: DeliveryStatus
-    receipt: Signed[Receipt] | None = None
-    replies: tuple[Received, ...] = ()
-    error: VrmError | None = None
-    attempts: int = 0
-
-    @property
-    def confirmed(self) -> bool:
-        return self.status == "confirmed"
-
-    def reply_bodies(self) -> list[Any]:
-        return [r.message.body for r in self.replies]
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRun:
-    """The outcome of one :meth:`Outbox.run`."""
-
-    deliveries: tuple[Delivery, ...] = field(default_factory=tuple)
-
-    def _count(self, status: str) -> int:
-        return sum(1 for d in self.deliveries if d.status == status)
-
-    @property
-    def confirmed(self) -> int:
-        return self._count("confirmed")
-
-    @property
-    def queued(self) -> int:
-        return self._count("queued")
-
-    @property
-    def refused(self) -> int:
-        return self._count("refused")
-
-    @property
-    def dropped(self) -> int:
-        return self._count("dropped")
-
-    def counts(self) -> dict[str, int]:
-        return {s: self._count(s) for s in ("confirmed", "queued", "refused", "dropped")}
 
 
 class Outbox:
