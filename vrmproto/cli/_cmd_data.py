@@ -30,6 +30,7 @@ from vrmproto.cli._output import (
 from vrmproto.cli._parse import format_date, format_time, parse_duration, parse_fields
 from vrmproto.cli._progress import FanoutDisplay
 from vrmproto.client import Delivery, Reconciliation, RelationshipView
+from vrmproto.client._ledger import ThreadKind
 from vrmproto.client._own import own_header
 
 __all__ = ["address", "data", "history", "outbox", "relationships", "share", "withdraw"]
@@ -108,7 +109,7 @@ def relationships(env: Env, show_all: bool) -> None:
 
     views = run(go())
     notes = env.home.read_shares()
-    rows = [view_json(v, notes) for v in views if show_all or v.kind == "vendor"]
+    rows = [view_json(v, notes) for v in views if show_all or v.kind is ThreadKind.VENDOR]
     if out.json_mode:
         out.json({"relationships": rows})
         return

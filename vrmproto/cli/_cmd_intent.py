@@ -18,6 +18,7 @@ from vrmproto.cli._output import money_json, table
 from vrmproto.cli._parse import format_time, parse_date, parse_duration, parse_money
 from vrmproto.cli._progress import FanoutDisplay
 from vrmproto.client import Agent, Offer
+from vrmproto.client._ledger import ThreadKind
 
 __all__ = ["intent", "offer_json", "offers_table", "rank_offers"]
 
@@ -95,7 +96,7 @@ async def _known_vendors(agent: Agent) -> dict[str, str]:
     """Base URL → name of every vendor we have a relationship with."""
     known: dict[str, str] = {}
     for v in await agent.relationships():
-        if v.kind == "vendor" and v.url:
+        if v.kind is ThreadKind.VENDOR and v.url:
             known.setdefault(norm(v.url), v.vendor)
     return known
 
