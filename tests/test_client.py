@@ -641,10 +641,13 @@ async def test_history_export_matches_ours(vendor: FakeVendor, client: Any) -> N
 def test_the_public_api_is_exactly_the_curated_names() -> None:
     assert set(client_api.__all__) == {
         "DEFAULT_CONCURRENCY", "DEFAULT_SCHEDULE", "DEFAULT_TERMS", "FANOUT_RETRY", "NO_RETRY",
-        "Agent", "ConnectResult", "ConnectStatus", "CustomerNode", "Delivery", "DeliveryStatus",
+        "Agent", "Answer", "ConnectResult", "ConnectStatus", "CustomerNode", "Delivery",
+        "DeliveryStatus",
         "EndpointClient", "FanoutReport", "IntentcastResult", "InvalidResponse", "KeyChangedError",
         "Offer", "Outbox", "OutboxRun", "PeerProblemError", "Progress", "ProgressEvent", "Queued",
         "Reconciliation", "Ref", "RelationshipView", "RetryPolicy", "Stage", "Target",
-        "Transient", "TransportError", "Unreachable", "VendorResult", "fan_out",
+        "Transient", "Transport", "TransportError", "Unreachable", "VendorResult",
+        "collect_pages", "discovery_from_answer", "fan_out",
+        "history_from_answer", "replies_from_answer", "transient_from_answer",
     }
     assert all(hasattr(client_api, name) for name in client_api.__all__)

@@ -37,11 +37,11 @@ from vrmproto.testing import (
     CaseRecord,
     Info,
     Level,
+    NoResponse,
     Outcome,
     Registry,
     SuiteCannotRun,
     SuiteResult,
-    TransportError,
     Unimplemented,
     run_suite,
     write_reports,
@@ -374,12 +374,12 @@ async def test_a_hanging_request_stays_in_the_transcript(base: str) -> None:
 
 async def test_no_http_response_is_a_transport_failure(base: str) -> None:
     dead = closed_port_url()
-    seen: list[TransportError] = []
+    seen: list[NoResponse] = []
 
     async def post_to_dead_port(ctx: CaseContext) -> None:
         try:
             await ctx.post(dead + "/inbox", b"abc")
-        except TransportError as exc:
+        except NoResponse as exc:
             seen.append(exc)
             raise
 
@@ -838,11 +838,12 @@ def test_public_api() -> None:
         "Exchange",
         "Info",
         "Level",
+        "MemoryTransport",
+        "NoResponse",
         "Outcome",
         "Registry",
         "SuiteCannotRun",
         "SuiteResult",
-        "TransportError",
         "Unimplemented",
         "case",
         "run_suite",

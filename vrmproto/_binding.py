@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from vrmproto import _codec
 from vrmproto._errors import DecodeError, Problem, ValidationError
@@ -67,7 +68,19 @@ class DiscoveryDocument:
 
     @property
     def fingerprint(self) -> str:
+        """The key's fingerprint, as people compare it (§2.5)."""
         return fingerprint(self.key)
+
+
+def discovery_url(base_url: str) -> str:
+    """Where the discovery document of an endpoint URL is: its path followed by
+    ``/.well-known/vrm`` (§13.3-2) — the origin's for a URL without a path, a relationship's
+    own for an agent endpoint's URL (§12.11-4). ``ValueError`` for a URL that is not http(s)."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an http(s) URL: {base_url!r}")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + WELL_KNOWN_PATH,
+                       "", ""))  # fmt: skip
 
 
 def build_discovery(

@@ -16,7 +16,7 @@ fingerprint (§13.2-6). A TXT record alone is never trusted (§13.2-7)::
 
 Everything here binds to the interfaces it is given — ``127.0.0.1`` by default — so a test or a
 demo never multicasts on a real network. This module is an I/O layer: the document's byte format
-and its verification live in :mod:`vrmproto._binding`.
+and its verification live in :mod:`vrmproto.binding`.
 """
 
 from __future__ import annotations
@@ -35,15 +35,15 @@ import aiohttp
 from zeroconf import IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from vrmproto._binding import (
+from vrmproto._errors import ProtocolError
+from vrmproto._keys import fingerprint
+from vrmproto.binding import (
     MAX_DISCOVERY_BYTES,
     SIGNATURE_HEADER,
     WELL_KNOWN_PATH,
     DiscoveryDocument,
     verify_discovery,
 )
-from vrmproto._errors import ProtocolError
-from vrmproto._keys import fingerprint
 
 __all__ = [
     "MAX_TXT_BYTES",

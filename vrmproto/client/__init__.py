@@ -1,7 +1,11 @@
 """The client side of the HTTP transport, and the customer's agent (spec §12, §13).
 
-- :class:`EndpointClient` — discovery, inbox and history requests to one endpoint at a time,
-  with typed errors and bounded retries (:class:`RetryPolicy`).
+- :class:`Transport` — the seam between the node and a network: discovery, post an envelope,
+  fetch history. :class:`EndpointClient` is the HTTP one (typed errors, bounded retries,
+  :class:`RetryPolicy`); ``vrmproto.testing.transport.MemoryTransport`` delivers to an
+  in-process endpoint. A new transport moves bytes and reads the peer's :class:`Answer` with
+  :func:`discovery_from_answer`, :func:`replies_from_answer`, :func:`history_from_answer` and
+  :func:`transient_from_answer`, so that every transport raises the same errors.
 - :class:`Agent` — one person's node logic: keys derived from a master seed, relationships in a
   store, a durable outbox, and fan-out to many vendors at once with live progress.
 - :class:`CustomerNode` — an :class:`Agent` and the inbound agent endpoint on one ledger.
@@ -47,9 +51,20 @@ from vrmproto.client._fanout import (
     VendorResult,
     fan_out,
 )
-from vrmproto.client._http import NO_RETRY, EndpointClient, RetryPolicy
+from vrmproto.client._http import EndpointClient
 from vrmproto.client._node import CustomerNode
 from vrmproto.client._outbox import DEFAULT_SCHEDULE, Delivery, DeliveryStatus, Outbox, OutboxRun
+from vrmproto.client._transport import (
+    NO_RETRY,
+    Answer,
+    RetryPolicy,
+    Transport,
+    collect_pages,
+    discovery_from_answer,
+    history_from_answer,
+    replies_from_answer,
+    transient_from_answer,
+)
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -58,6 +73,7 @@ __all__ = [
     "FANOUT_RETRY",
     "NO_RETRY",
     "Agent",
+    "Answer",
     "ConnectResult",
     "ConnectStatus",
     "CustomerNode",
@@ -82,8 +98,14 @@ __all__ = [
     "Stage",
     "Target",
     "Transient",
+    "Transport",
     "TransportError",
     "Unreachable",
     "VendorResult",
+    "collect_pages",
+    "discovery_from_answer",
     "fan_out",
+    "history_from_answer",
+    "replies_from_answer",
+    "transient_from_answer",
 ]

@@ -28,17 +28,18 @@ from vrmproto._state import State
 from vrmproto._vocab import TermRef
 from vrmproto.client._drafts import Draft, EndDraft, RotateDraft
 from vrmproto.client._fanout import DEFAULT_CONCURRENCY
-from vrmproto.client._http import (
-    Clock,
-    EndpointClient,
-    RandomId,
-    RetryPolicy,
-    default_clock,
-    default_random_id,
-)
+from vrmproto.client._http import EndpointClient
 from vrmproto.client._ledger import META_PREFIX, Ledger, Thread, ThreadKind, ThreadMeta, is_ours
 from vrmproto.client._outbox import DEFAULT_SCHEDULE, Delivery, Outbox, OutboxRun
 from vrmproto.client._paths import endpoint_path
+from vrmproto.client._transport import (
+    Clock,
+    RandomId,
+    RetryPolicy,
+    Transport,
+    default_clock,
+    default_random_id,
+)
 from vrmproto.client._views import DEFAULT_TERMS, FANOUT_RETRY, KeyChangedError, Ref
 from vrmproto.store import Commit, OutboxItem, Store
 
@@ -86,7 +87,7 @@ class AgentBase(AsyncClosing):
         self,
         ledger: Ledger,
         *,
-        client: EndpointClient,
+        client: Transport,
         owns_client: bool,
         clock: Clock,
         random_id: RandomId,
@@ -121,7 +122,7 @@ class AgentBase(AsyncClosing):
         *,
         clock: Clock = default_clock,
         random_id: RandomId = default_random_id,
-        client: EndpointClient | None = None,
+        client: Transport | None = None,
         session: aiohttp.ClientSession | None = None,
         terms: Sequence[TermRef] = DEFAULT_TERMS,
         endpoint: str | None = None,
@@ -137,8 +138,9 @@ class AgentBase(AsyncClosing):
         """Open the agent of ``master_seed`` on ``store``.
 
         A store belongs to one master seed: opening it with another raises ``ValueError``.
-        ``client`` (or an aiohttp ``session`` for a new client) may be shared; otherwise the
-        agent makes one and closes it in :meth:`close`. ``endpoint`` is this agent's own base
+        ``client`` (any :class:`~vrmproto.client.Transport`, or an aiohttp ``session`` for a new
+        HTTP client) may be shared; otherwise the agent makes one and closes it in
+        :meth:`close`. ``endpoint`` is this agent's own base
         URL; each vendor is told a path of its own under it (:meth:`endpoint_for`). ``retry``
         governs one-vendor requests, ``fanout_retry`` each branch of a fan-out, ``schedule`` the
         outbox's retries. ``ledger`` is the customer node's (:class:`~vrmproto.client.
@@ -164,7 +166,7 @@ class AgentBase(AsyncClosing):
 
     async def close(self) -> None:
         """Close the HTTP client if the agent made it (the store is the caller's)."""
-        if self._owns_client:
+        if self._owns_client and isinstance(self.client, AsyncClosing):
             await self.client.close()
 
     # -- what signing a draft needs (the outbox's Signer) -------------------------------------

@@ -1,7 +1,9 @@
 """A client for one vrmproto endpoint over HTTP (spec §12, §13): discovery, inbox, history.
 
-:class:`EndpointClient` is a thin layer over the sans-IO binding (:mod:`vrmproto._binding`): it
-moves bytes and turns HTTP outcomes into typed errors (see :mod:`vrmproto.client._errors`).
+:class:`EndpointClient` is the HTTP :class:`~vrmproto.client.Transport`, a thin layer over the
+sans-IO binding (:mod:`vrmproto.binding`): it moves bytes, and the seam's answer readers
+(:mod:`vrmproto.client._transport`) turn HTTP outcomes into results or typed errors (see
+:mod:`vrmproto.client._errors`).
 
 - ``200`` on the inbox: the reply envelopes, receipt first (§12.3-1); the caller verifies them
   against its relationship.
@@ -21,38 +23,44 @@ with the byte-identical stored response (§12.3-4).
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, replace
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
-from multidict import CIMultiDict
 
-from vrmproto._binding import (
-    CONTENT_TYPE,
-    MAX_DISCOVERY_BYTES,
-    SIGNATURE_HEADER,
-    WELL_KNOWN_PATH,
-    DiscoveryDocument,
-    decode_history,
-    decode_replies,
-    sign_history_request,
-    verify_discovery,
-)
 from vrmproto._closing import AsyncClosing
-from vrmproto._envelope import open_envelope
-from vrmproto._errors import PeerProblemError, ProtocolError, TransportError
+from vrmproto._errors import TransportError
 from vrmproto._history import Entry
 from vrmproto._keys import Identity
 from vrmproto._limits import DEFAULT_LIMITS, Limits
-from vrmproto._messages import ProblemReport
+from vrmproto.binding import (
+    CONTENT_TYPE,
+    MAX_DISCOVERY_BYTES,
+    DiscoveryDocument,
+    discovery_url,
+    sign_history_request,
+)
 from vrmproto.client._errors import InvalidResponse, Transient, Unreachable
+from vrmproto.client._transport import (
+    MAX_HISTORY_ENTRIES,
+    NO_RETRY,
+    Answer,
+    Clock,
+    RandomId,
+    RetryPolicy,
+    collect_pages,
+    default_clock,
+    default_random_id,
+    discovery_from_answer,
+    history_from_answer,
+    replies_from_answer,
+    transient_from_answer,
+)
 
 __all__ = [
+    "MAX_HISTORY_ENTRIES",
     "NO_RETRY",
     "Clock",
     "EndpointClient",
@@ -61,74 +69,10 @@ __all__ = [
     "Sleep",
     "default_clock",
     "default_random_id",
+    "discovery_url",
 ]
 
-Clock = Callable[[], int]
-RandomId = Callable[[], bytes]
 Sleep = Callable[[float], Awaitable[None]]
-
-_RETRY_STATUSES = frozenset({408, 429})
-#: Most entries one history export may hold, over all its pages.
-MAX_HISTORY_ENTRIES = 1_000_000
-
-
-def default_clock() -> int:
-    """Milliseconds since the epoch."""
-    return time.time_ns() // 1_000_000
-
-
-def default_random_id() -> bytes:
-    """16 random bytes: message ids, thread ids, nonces."""
-    return os.urandom(16)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often, and how patiently, one request is retried after a :class:`Transient` failure.
-
-    ``attempts`` counts every try (1 = never retry). Retry *n* waits a uniformly random time in
-    ``[0, min(cap_s, base_s · 2^(n-1))]`` (exponential backoff with full jitter), or exactly the
-    peer's ``Retry-After`` when it sent one no longer than ``max_retry_after_s``; a longer
-    ``Retry-After`` ends the retries at once, so the caller (the outbox) can schedule it.
-    """
-
-    attempts: int = 3
-    base_s: float = 0.1
-    cap_s: float = 2.0
-    max_retry_after_s: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1 or self.base_s < 0 or self.cap_s < 0 or self.max_retry_after_s < 0:
-            raise ValueError("attempts must be >= 1 and delays >= 0")
-
-    def backoff(self, retry: int, rand: Callable[[], float]) -> float:
-        """The wait before retry number ``retry`` (1-based), full jitter."""
-        ceiling: float = min(self.cap_s, self.base_s * 2.0 ** max(retry - 1, 0))
-        return rand() * ceiling
-
-
-#: One try, no retries: for callers that queue failures themselves.
-NO_RETRY = RetryPolicy(attempts=1)
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    url: str
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """``Retry-After`` in seconds (§12.4-3); only the delta-seconds form is used."""
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if 0 <= seconds <= 86_400 else None
 
 
 def _describe(exc: BaseException) -> str:
@@ -139,22 +83,6 @@ def _describe(exc: BaseException) -> str:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
-
-
-def _check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"not an http(s) URL: {url!r}")
-    return url
-
-
-def discovery_url(base_url: str) -> str:
-    """Where the discovery document of an endpoint URL is: its path followed by
-    ``/.well-known/vrm`` (§13.3-2) — the origin's for a URL without a path, a relationship's
-    own for an agent endpoint's URL (§12.11-4)."""
-    parts = urlsplit(_check_url(base_url))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + WELL_KNOWN_PATH,
-                       "", ""))  # fmt: skip
 
 
 class EndpointClient(AsyncClosing):
@@ -268,7 +196,7 @@ class EndpointClient(AsyncClosing):
         cap: int,
         redirects: bool,
         channel: bytes | None,
-    ) -> _Answer:
+    ) -> Answer:
         timeout = aiohttp.ClientTimeout(total=timeout_s if timeout_s is not None else
                                         self.timeout_s)
         session = await self._acquire(channel)
@@ -288,8 +216,8 @@ class EndpointClient(AsyncClosing):
                     if len(buf) > cap:
                         raise InvalidResponse(f"{url} answered more than {cap} bytes",
                                               status=resp.status)
-                # header names are case-insensitive (RFC 9110 §5.1); a proxy may lower-case them
-                return _Answer(resp.status, CIMultiDict(resp.headers), bytes(buf), str(resp.url))
+                # header names are case-insensitive (RFC 9110 §5.1): Answer.header ignores case
+                return Answer(resp.status, resp.headers, bytes(buf), str(resp.url))
         finally:
             self._release(channel)
 
@@ -311,7 +239,7 @@ class EndpointClient(AsyncClosing):
         cap: int,
         redirects: bool = False,
         channel: bytes | None = None,
-    ) -> _Answer:
+    ) -> Answer:
         """Send with retries on :class:`Transient` failures only (§12.4-3)."""
         policy = retry if retry is not None else self.retry
         origin = _origin(url)
@@ -334,13 +262,10 @@ class EndpointClient(AsyncClosing):
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 err: Transient = Unreachable(f"{method} {url}: {_describe(exc)}")
             else:
-                if answer.status < 500 and answer.status not in _RETRY_STATUSES:
+                transient = transient_from_answer(answer, request=f"{method} {url}")
+                if transient is None:
                     return answer
-                err = Transient(
-                    f"{method} {url} answered {answer.status}",
-                    status=answer.status,
-                    retry_after=_retry_after(answer.headers),
-                )
+                err = transient
                 if answer.status == 429 and err.retry_after:
                     self._not_before[origin] = self.clock() + int(err.retry_after * 1000)
             if attempt >= policy.attempts:
@@ -353,43 +278,7 @@ class EndpointClient(AsyncClosing):
                 delay = policy.backoff(attempt, self._rand)
             await self._sleep(delay)
 
-    def _problem(
-        self,
-        answer: _Answer,
-        *,
-        expected_keys: Collection[bytes] | None,
-        ref: bytes | None,
-    ) -> TransportError:
-        """The error a 4xx answer stands for: a verified refusal or an unusable answer."""
-        status = answer.status
-        try:
-            msg = open_envelope(answer.body, now=self.clock(), limits=self.limits)
-        except ProtocolError as exc:
-            return InvalidResponse(
-                f"{answer.url} answered {status} with a body that is not a valid problem: {exc}",
-                status=status,
-            )
-        if msg.type != ProblemReport.TYPE:
-            return InvalidResponse(f"{answer.url} answered {status} with a {msg.type}",
-                                   status=status)
-        if expected_keys is not None and msg.sender not in expected_keys:
-            return InvalidResponse(
-                f"{answer.url} answered {status} with a problem signed by another key",
-                status=status,
-            )
-        body: ProblemReport = msg.body
-        if ref is not None and body.ref != ref:
-            # §9.1-10: only a problem that names the message sent refuses it. One that names no
-            # message (or another) may have been taken from elsewhere and injected.
-            about = "no message" if body.ref is None else "another message"
-            return InvalidResponse(
-                f"{answer.url} answered {status} with a problem about {about} "
-                f"({body.code})",
-                status=status,
-            )
-        return PeerProblemError(body.code, body.detail, status=status, clause=body.clause or "")
-
-    # -- the three routes ------------------------------------------------------------------
+    # -- the three routes: the Transport protocol -----------------------------------------
 
     async def fetch_discovery(
         self,
@@ -400,8 +289,8 @@ class EndpointClient(AsyncClosing):
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> DiscoveryDocument:
-        """GET the discovery document (:func:`discovery_url`) and verify it (§13.1); inbox and
-        history become absolute URLs.
+        """GET the discovery document (:func:`~vrmproto.binding.discovery_url`) and verify it
+        (§13.1); inbox and history become absolute URLs (§13.1-7).
 
         Raises :class:`~vrmproto.ProtocolError` for a document that does not verify (a tampered
         body, a signature by another key than ``expected_key``: ``bad_key``; an unusable key,
@@ -413,21 +302,8 @@ class EndpointClient(AsyncClosing):
             "GET", url, headers={"Accept": "application/json"}, timeout_s=timeout_s,
             retry=retry, cap=MAX_DISCOVERY_BYTES, redirects=True,
         )
-        if answer.status != 200:
-            raise InvalidResponse(
-                f"{url} answered {answer.status}; is it a vrmproto endpoint?",
-                status=answer.status,
-            )
-        doc = verify_discovery(
-            answer.body, answer.headers.get(SIGNATURE_HEADER), now=self.clock(),
-            expected_key=expected_key, role=role,
-        )
-        try:
-            inbox = _check_url(urljoin(answer.url, doc.inbox))
-            history = _check_url(urljoin(answer.url, doc.history))
-        except ValueError as exc:
-            raise InvalidResponse(f"{url}: {exc}") from None
-        return replace(doc, inbox=inbox, history=history)
+        return discovery_from_answer(answer, now=self.clock(), expected_key=expected_key,
+                                     role=role)  # fmt: skip
 
     async def post_envelope(
         self,
@@ -453,19 +329,8 @@ class EndpointClient(AsyncClosing):
             headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
             timeout_s=timeout_s, retry=retry, cap=self.max_response_bytes, channel=channel,
         )
-        if answer.status == 204:  # a receipt or a problem was accepted: no answer (§12.3-3)
-            return []
-        if answer.status == 200:
-            ctype = answer.headers.get("Content-Type", "")
-            if ctype.split(";")[0].strip().lower() != CONTENT_TYPE:
-                raise InvalidResponse(f"{inbox_url} answered 200 with {ctype!r}", status=200)
-            try:
-                return decode_replies(answer.body, limits=self.limits)
-            except ProtocolError as exc:
-                raise InvalidResponse(f"{inbox_url}: {exc}", status=200) from None
-        if 400 <= answer.status < 500:
-            raise self._problem(answer, expected_keys=expected_keys, ref=ref)
-        raise InvalidResponse(f"{inbox_url} answered {answer.status}", status=answer.status)
+        return replies_from_answer(answer, now=self.clock(), limits=self.limits,
+                                   expected_keys=expected_keys, ref=ref)  # fmt: skip
 
     async def fetch_history(
         self,
@@ -483,43 +348,18 @@ class EndpointClient(AsyncClosing):
         Every page from ``start`` on (§12.5-5). Signed by ``identity`` (our current key in the
         thread); run :func:`~vrmproto.verify_entries` on the result before trusting it.
         """
-        entries: list[Entry] = []
-        while True:  # §12.5-5: page until an answer holds no entries
-            page = await self._history_page(history_url, identity, thread, peer_key,
-                                            start=start, timeout_s=timeout_s, retry=retry)
-            if not page:
-                return entries
-            if page[0].index != start or len(entries) + len(page) > MAX_HISTORY_ENTRIES:
-                raise InvalidResponse(f"{history_url}: the export does not continue at {start}",
-                                      status=200)
-            entries.extend(page)
-            start = page[-1].index + 1
 
-    async def _history_page(
-        self,
-        history_url: str,
-        identity: Identity,
-        thread: bytes,
-        peer_key: bytes,
-        *,
-        start: int,
-        timeout_s: float | None,
-        retry: RetryPolicy | None,
-    ) -> list[Entry]:
-        body = sign_history_request(
-            identity, thread=thread, recipient=peer_key, now=self.clock(),
-            nonce=self.random_id(), start=start,
-        )
-        answer = await self._request(
-            "POST", history_url, body,
-            headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
-            timeout_s=timeout_s, retry=retry, cap=self.max_history_bytes, channel=thread,
-        )
-        if answer.status == 200:
-            try:
-                return decode_history(answer.body)
-            except ProtocolError as exc:
-                raise InvalidResponse(f"{history_url}: {exc}", status=200) from None
-        if 400 <= answer.status < 500:
-            raise self._problem(answer, expected_keys=(peer_key,), ref=None)
-        raise InvalidResponse(f"{history_url} answered {answer.status}", status=answer.status)
+        async def page(at: int) -> list[Entry]:
+            body = sign_history_request(
+                identity, thread=thread, recipient=peer_key, now=self.clock(),
+                nonce=self.random_id(), start=at,
+            )  # fmt: skip
+            answer = await self._request(
+                "POST", history_url, body,
+                headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
+                timeout_s=timeout_s, retry=retry, cap=self.max_history_bytes, channel=thread,
+            )  # fmt: skip
+            return history_from_answer(answer, now=self.clock(), limits=self.limits,
+                                       peer_key=peer_key)  # fmt: skip
+
+        return await collect_pages(page, start=start, url=history_url)

@@ -14,9 +14,9 @@ from vrmproto.client._agent_base import AgentBase, norm_url
 from vrmproto.client._drafts import IntentcastDraft
 from vrmproto.client._errors import Transient
 from vrmproto.client._fanout import FanoutReport, Progress, Target, fan_out
-from vrmproto.client._http import NO_RETRY
 from vrmproto.client._ledger import Thread, ThreadKind, ThreadMeta
 from vrmproto.client._outbox import Delivery
+from vrmproto.client._transport import NO_RETRY
 from vrmproto.client._views import IntentcastResult, Offer
 
 __all__ = ["IntentOps", "answers"]

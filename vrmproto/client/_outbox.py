@@ -48,9 +48,9 @@ from vrmproto._relationship import Received, Sent
 from vrmproto.client._delivery import Delivery, DeliveryStatus, OutboxRun
 from vrmproto.client._drafts import Draft, Signer, decode_draft, encode_draft
 from vrmproto.client._errors import InvalidResponse, Transient
-from vrmproto.client._http import Clock, EndpointClient, RandomId, RetryPolicy
 from vrmproto.client._ledger import Ledger, Thread, to_row
 from vrmproto.client._own import own_header
+from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, Store
 
 __all__ = [
@@ -81,7 +81,7 @@ class Outbox:
     def __init__(
         self,
         ledger: Ledger,
-        client: EndpointClient,
+        client: Transport,
         signer: Signer,
         *,
         clock: Clock,

@@ -16,9 +16,9 @@ from vrmproto._keys import fingerprint
 from vrmproto._messages import Money
 from vrmproto._vocab import TermRef, latest
 from vrmproto.client._fanout import FanoutReport
-from vrmproto.client._http import RetryPolicy
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.client._outbox import Delivery
+from vrmproto.client._transport import RetryPolicy
 
 __all__ = [
     "DEFAULT_TERMS",

@@ -18,6 +18,10 @@ Writing a case::
         ctx.expect(ex.status == 413, expected="HTTP 413", actual=ex.describe())
 
 The cases of the suite live in :mod:`vrmproto.testing.cases`, imported when a run starts.
+
+For testing a client without sockets, :class:`MemoryTransport` delivers a customer's requests to
+in-process vendor endpoints (:mod:`vrmproto.testing.transport`); for the two protocol engines
+back to back without any endpoint, :mod:`vrmproto.testing.pair`.
 """
 
 from ._case import (
@@ -27,9 +31,9 @@ from ._case import (
     CaseRecord,
     Info,
     Level,
+    NoResponse,
     Outcome,
     Registry,
-    TransportError,
     Unimplemented,
     case,
 )
@@ -37,6 +41,7 @@ from ._context import CaseContext
 from ._exchange import Exchange
 from ._report import write_reports
 from ._runner import SuiteCannotRun, SuiteResult, run_suite
+from .transport import MemoryTransport
 
 __all__ = [
     "DEFAULT_REGISTRY",
@@ -47,11 +52,12 @@ __all__ = [
     "Exchange",
     "Info",
     "Level",
+    "MemoryTransport",
+    "NoResponse",
     "Outcome",
     "Registry",
     "SuiteCannotRun",
     "SuiteResult",
-    "TransportError",
     "Unimplemented",
     "case",
     "run_suite",

@@ -24,7 +24,7 @@ raises anything else       ERROR      ERROR        ERROR           ERROR
 =========================  =========  ===========  ==============  =============
 
 A required feature cannot be "unimplemented": a MUST case that raises ``Unimplemented`` fails.
-``TransportError`` (the peer reset the connection, timed out, …) is a ``CaseFailed``. ERROR
+``NoResponse`` (the peer reset the connection, timed out, …) is a ``CaseFailed``. ERROR
 means the case itself crashed: a bug in the suite or the case, shown with its traceback, and
 counted as a failure so that CI never passes on a broken harness. SKIPPED marks cases left out
 by ``--only``/``--skip``.
@@ -55,9 +55,9 @@ __all__ = [
     "CaseRun",
     "Info",
     "Level",
+    "NoResponse",
     "Outcome",
     "Registry",
-    "TransportError",
     "Unimplemented",
     "case",
     "load_default_cases",
@@ -121,8 +121,11 @@ class CaseFailed(Exception):  # noqa: N818 - a signal, named for what the case r
         self.actual = actual
 
 
-class TransportError(CaseFailed):
+class NoResponse(CaseFailed):
     """The request got no HTTP response (connection refused or reset, timeout, bad framing).
+
+    Not :class:`vrmproto.TransportError` (a client's failure to deliver): this one is a case's
+    verdict about the peer under test, and fails the case like any :class:`CaseFailed`.
 
     Raised by :meth:`CaseContext.post` / :meth:`CaseContext.get` after recording the attempt.
     Uncaught, it fails the case; a case for which a dropped connection is acceptable catches it.

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import aiohttp
 
-from ._case import Case, CaseFailed, TransportError
+from ._case import Case, CaseFailed, NoResponse
 from ._exchange import DecodeBody, Exchange, default_decode_body
 
 __all__ = ["DEFAULT_CONTENT_TYPE", "CaseContext"]
@@ -88,7 +88,7 @@ class CaseContext:
     ) -> Exchange:
         """POST ``body`` exactly as given; record and return the exchange.
 
-        Raises :class:`TransportError` (a :class:`CaseFailed`) when no HTTP response arrives.
+        Raises :class:`NoResponse` (a :class:`CaseFailed`) when no HTTP response arrives.
         Any HTTP status, 4xx and 5xx included, is returned, not raised: judging it is the case's
         job.
         """
@@ -148,7 +148,7 @@ class CaseContext:
             exchange = self._record(
                 method, url, sent_headers, body, status=None, started=started, error=detail
             )
-            raise TransportError(
+            raise NoResponse(
                 expected=self.case.accepts,
                 actual=f"no HTTP response to {method} {url} ({detail})",
                 exchange=exchange,

@@ -1,0 +1,234 @@
+"""An in-memory :class:`~vrmproto.client.Transport`: a customer's node talks to vendor endpoints
+in the same process, without sockets.
+
+:class:`MemoryTransport` hands each request's bytes to an :class:`~vrmproto.server.Endpoint`'s
+own entry points (``discovery``, ``handle_inbox``, ``handle_history``) and reads the response with
+the same answer readers as the HTTP client (:func:`~vrmproto.client.replies_from_answer` …), so an
+:class:`~vrmproto.client.Agent` or :class:`~vrmproto.client.Outbox` sees exactly the results and
+typed errors it would see over HTTP::
+
+    transport = MemoryTransport(clock=clock)
+    transport.add("http://acme.test", Endpoint(identity, store=MemoryStore(), name="Acme"))
+    agent = await Agent.open(MemoryStore(), seed, client=transport, clock=clock)
+    await agent.connect("http://acme.test")
+
+What it leaves out, on purpose: HTTP itself (the aiohttp layer's content-type and body-size
+checks, connection limits), and retries — each request is one attempt, a ``5xx``/``429``/``408``
+answer raises :class:`~vrmproto.client.Transient` at once, so a test sees every outcome. A URL no
+endpoint is added at (or :meth:`MemoryTransport.remove` d from) is
+:class:`~vrmproto.client.Unreachable`, as a refused connection would be. ``timeout_s`` is
+honoured: the endpoint finishes the request (as a server would after a client gave up), the
+caller gets :class:`~vrmproto.client.Unreachable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import TypeAlias
+from urllib.parse import urljoin
+
+from vrmproto._history import Entry
+from vrmproto._keys import Identity
+from vrmproto._limits import DEFAULT_LIMITS, Limits
+from vrmproto.binding import (
+    SIGNATURE_HEADER,
+    DiscoveryDocument,
+    discovery_url,
+    sign_history_request,
+)
+from vrmproto.client import (
+    Answer,
+    RetryPolicy,
+    Unreachable,
+    collect_pages,
+    discovery_from_answer,
+    history_from_answer,
+    replies_from_answer,
+    transient_from_answer,
+)
+from vrmproto.client._transport import Clock, RandomId, default_clock, default_random_id
+from vrmproto.server import Endpoint, Response
+
+__all__ = ["MemoryTransport", "Request", "Route"]
+
+_Handler: TypeAlias = Callable[[Endpoint], Awaitable[Response]]
+
+
+class Route(enum.Enum):
+    """Which of an endpoint's three resources a URL names (§12.1)."""
+
+    DISCOVERY = "discovery"
+    INBOX = "inbox"
+    HISTORY = "history"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request the transport carried: where, what, on which channel, and the answer's
+    status (None when nothing answered)."""
+
+    route: Route | None
+    url: str
+    body: bytes
+    channel: bytes | None
+    status: int | None
+
+
+class MemoryTransport:
+    """A :class:`~vrmproto.client.Transport` that delivers to in-process endpoints (see the
+    module docstring).
+
+    ``clock`` verifies discovery documents and problems and dates history requests;
+    ``random_id`` makes their nonces; ``address`` is the client address the endpoints see (their
+    per-address rate limit, §12.9-5). Every request is logged in :attr:`requests`.
+    """
+
+    def __init__(
+        self,
+        endpoints: Mapping[str, Endpoint] | None = None,
+        *,
+        clock: Clock = default_clock,
+        random_id: RandomId = default_random_id,
+        limits: Limits = DEFAULT_LIMITS,
+        address: str = "192.0.2.1",
+    ) -> None:
+        self.clock = clock
+        self.random_id = random_id
+        self.limits = limits
+        self.address = address
+        self.requests: list[Request] = []
+        self._routes: dict[str, tuple[Endpoint, Route]] = {}
+        self._sites: dict[str, list[str]] = {}
+        self._unanswered: set[asyncio.Future[Response]] = set()  # steps whose caller gave up
+        for base_url, endpoint in (endpoints or {}).items():
+            self.add(base_url, endpoint)
+
+    def add(self, base_url: str, endpoint: Endpoint) -> None:
+        """Serve ``endpoint`` at ``base_url``: its discovery document where §13.3-2 puts it, its
+        inbox and history where the document says (relative to the document, §13.1-7)."""
+        self.remove(base_url)
+        doc = discovery_url(base_url)
+        urls = {doc: Route.DISCOVERY, urljoin(doc, endpoint.inbox_path): Route.INBOX,
+                urljoin(doc, endpoint.history_path): Route.HISTORY}  # fmt: skip
+        for url, route in urls.items():
+            self._routes[url] = (endpoint, route)
+        self._sites[base_url] = list(urls)
+
+    def remove(self, base_url: str) -> None:
+        """Take the endpoint at ``base_url`` off the network: its URLs become unreachable."""
+        for url in self._sites.pop(base_url, ()):
+            self._routes.pop(url, None)
+
+    # -- the Transport protocol ------------------------------------------------------------
+
+    async def fetch_discovery(
+        self,
+        base_url: str,
+        expected_key: bytes | None = None,
+        *,
+        role: str | None = None,
+        timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> DiscoveryDocument:
+        """The endpoint's verified discovery document (§13.1); see
+        :meth:`vrmproto.client.Transport.fetch_discovery`."""
+        url = discovery_url(base_url)
+
+        async def signed(endpoint: Endpoint) -> Response:
+            body, signature = endpoint.discovery()
+            return Response(200, body, {SIGNATURE_HEADER: signature})
+
+        answer = await self._carry(Route.DISCOVERY, url, b"", signed, channel=None,
+                                   timeout_s=timeout_s)
+        return discovery_from_answer(answer, now=self.clock(), expected_key=expected_key,
+                                     role=role)  # fmt: skip
+
+    async def post_envelope(
+        self,
+        inbox_url: str,
+        envelope: bytes,
+        *,
+        expected_keys: Collection[bytes] | None = None,
+        ref: bytes | None = None,
+        channel: bytes | None = None,
+        timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> list[bytes]:
+        """Hand one envelope to the endpoint's inbox (§12.3); see
+        :meth:`vrmproto.client.Transport.post_envelope`."""
+
+        async def handle(endpoint: Endpoint) -> Response:
+            return await endpoint.handle_inbox(envelope, client=self.address)
+
+        answer = await self._carry(Route.INBOX, inbox_url, envelope, handle, channel=channel,
+                                   timeout_s=timeout_s)
+        return replies_from_answer(answer, now=self.clock(), limits=self.limits,
+                                   expected_keys=expected_keys, ref=ref)  # fmt: skip
+
+    async def fetch_history(
+        self,
+        history_url: str,
+        identity: Identity,
+        thread: bytes,
+        peer_key: bytes,
+        *,
+        start: int = 0,
+        timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> list[Entry]:
+        """Every page of the endpoint's copy of ``thread``'s history (§12.5); see
+        :meth:`vrmproto.client.Transport.fetch_history`."""
+
+        async def page(at: int) -> list[Entry]:
+            body = sign_history_request(identity, thread=thread, recipient=peer_key,
+                                        now=self.clock(), nonce=self.random_id(), start=at)
+
+            async def handle(endpoint: Endpoint) -> Response:
+                return await endpoint.handle_history(body, client=self.address)
+
+            answer = await self._carry(Route.HISTORY, history_url, body, handle, channel=thread,
+                                       timeout_s=timeout_s)
+            return history_from_answer(answer, now=self.clock(), limits=self.limits,
+                                       peer_key=peer_key)  # fmt: skip
+
+        return await collect_pages(page, start=start, url=history_url)
+
+    # -- carrying one request ----------------------------------------------------------------
+
+    async def _carry(
+        self,
+        route: Route,
+        url: str,
+        body: bytes,
+        handle: _Handler,
+        *,
+        channel: bytes | None,
+        timeout_s: float | None,
+    ) -> Answer:
+        """Hand the request to the endpoint routed at ``url`` and return its answer; a status
+        worth retrying is raised as :class:`~vrmproto.client.Transient`."""
+        found = self._routes.get(url)
+        if found is None or found[1] is not route:
+            self.requests.append(Request(None, url, body, channel, None))
+            raise Unreachable(f"{route.value} {url}: no endpoint there")
+        endpoint = found[0]
+        response = endpoint.check_address(self.address)  # before the body, as _app does
+        if response is None:
+            work = asyncio.ensure_future(handle(endpoint))
+            try:  # a caller that gives up does not stop the endpoint's step
+                response = await asyncio.wait_for(asyncio.shield(work), timeout_s)
+            except TimeoutError:
+                self._unanswered.add(work)
+                work.add_done_callback(self._unanswered.discard)
+                self.requests.append(Request(route, url, body, channel, None))
+                raise Unreachable(f"{route.value} {url}: no answer in {timeout_s} s") from None
+        self.requests.append(Request(route, url, body, channel, response.status))
+        answer = Answer(response.status, response.headers, response.body, url)
+        transient = transient_from_answer(answer, request=f"{route.value} {url}")
+        if transient is not None:
+            raise transient
+        return answer
+
