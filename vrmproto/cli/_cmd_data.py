@@ -58,7 +58,7 @@ def view_json(view: RelationshipView, notes: list[dict[str, Any]]) -> dict[str, 
         "vendor": view.vendor,
         "url": view.url,
         "thread": view.thread.hex(),
-        "kind": view.kind,
+        "kind": view.kind.value,
         "state": view.state,
         "terms": [term_json(t) for t in view.terms],
         "terms_short": terms_short(view.terms),
@@ -389,7 +389,7 @@ def history(env: Env, vendor: str, compare: bool, reconcile: bool) -> None:
 
     async def go() -> tuple[RelationshipView, list[Any], Any, bool, Reconciliation | None]:
         async with open_agent(env) as agent:
-            view = await pick(agent, vendor, kinds=("vendor", "intent"))
+            view = await pick(agent, vendor, kinds=(ThreadKind.VENDOR, ThreadKind.INTENT))
             if reconcile:  # compares, and leaves the copies equal unless they part for good
                 done = await agent.reconcile(view.thread)
                 div = None if done.kind in ("equal", "adopted") else done.divergence

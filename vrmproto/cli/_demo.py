@@ -48,6 +48,7 @@ from vrmproto.cli._output import Out, records_table, short, terms_text
 from vrmproto.cli._progress import FanoutDisplay
 from vrmproto.cli._vendor import LocalVendor, parse_vendor_config
 from vrmproto.client import Agent, ConnectResult
+from vrmproto.store import ThreadKind
 
 __all__ = ["Demo", "demo"]
 
@@ -346,12 +347,12 @@ class Demo:
         self.check(outcome, ran.confirmed == 1 and not await agent.pending(),
                    f"{down.name} confirmed from the outbox; nothing left waiting")  # fmt: skip
         lodge = next(v for v in await agent.relationships()
-                     if v.vendor == down.name and v.kind == "vendor")  # fmt: skip
+                     if v.vendor == down.name and v.kind is ThreadKind.VENDOR)  # fmt: skip
         held = {r.field: r.value for r in await agent.request_data(lodge.thread)}
         self.check(outcome, held.get("street") == new["street"],
                    f"{down.name} now holds the new address")  # fmt: skip
 
-        views = [v for v in await agent.relationships() if v.kind == "vendor"]
+        views = [v for v in await agent.relationships() if v.kind is ThreadKind.VENDOR]
         rows = [view_json(v, self.home.read_shares()) for v in views]
         self.out.print(relationships_table(rows))
         equal = 0

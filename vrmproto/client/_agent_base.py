@@ -11,7 +11,6 @@ receives (§13.1-3). The operations themselves live in modules named for what th
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -29,7 +28,7 @@ from vrmproto._vocab import TermRef
 from vrmproto.client._drafts import Draft, EndDraft, RotateDraft
 from vrmproto.client._fanout import DEFAULT_CONCURRENCY
 from vrmproto.client._http import EndpointClient
-from vrmproto.client._ledger import META_PREFIX, Ledger, Thread, ThreadKind, ThreadMeta, is_ours
+from vrmproto.client._ledger import Ledger, Thread, ThreadKind, is_ours
 from vrmproto.client._outbox import DEFAULT_SCHEDULE, Delivery, Outbox, OutboxRun
 from vrmproto.client._paths import endpoint_path
 from vrmproto.client._transport import (
@@ -45,9 +44,8 @@ from vrmproto.store import Commit, OutboxItem, Store
 
 __all__ = ["AgentBase", "norm_url", "refusal"]
 
+#: The store-level setting naming the master seed the store belongs to (a public key).
 _MASTER_CHECK_KEY = "client.master"
-#: Store meta key prefix: the ``types`` of the discovery document a thread was opened with.
-TYPES_PREFIX = "client.types."
 
 
 def norm_url(url: str) -> str:
@@ -209,19 +207,10 @@ class AgentBase(AsyncClosing):
         named.sort(key=lambda r: (State(r.state) is State.AGREED, r.updated_ms))
         return named[-1].thread
 
-    async def _meta_of(self, thread: bytes) -> ThreadMeta | None:
-        raw = await self.store.get_meta(META_PREFIX + thread.hex())
-        return ThreadMeta.from_bytes(raw) if raw is not None else None
-
     async def _generation_for(self, vendor_key: bytes) -> int:
         """The pairwise key generation now in use with this vendor (0 if none yet, §2.6)."""
-        gen = 0
-        for r in await self.store.find_relationship(peer_key=vendor_key):
-            meta = await self._meta_of(r.thread)
-            if meta is not None and meta.kind is ThreadKind.VENDOR and \
-                    meta.vendor_key == vendor_key:  # fmt: skip
-                gen = max(gen, meta.generation)
-        return gen
+        return max((r.generation for r in await self.store.threads(vendor_key=vendor_key)
+                    if r.kind is ThreadKind.VENDOR), default=0)  # fmt: skip
 
     async def _check_pins(self, url: str, doc: DiscoveryDocument, *, by_name: bool,
                           accept_new_key: str | None = None) -> None:  # fmt: skip
@@ -243,7 +232,7 @@ class AgentBase(AsyncClosing):
             if norm_url(r.peer_url) == norm_url(url):
                 at_url.add(r.peer_key)
             elif by_name and r.label.strip().lower() == name:
-                meta = await self._meta_of(r.thread)
+                meta = await self.store.get_thread(r.thread)
                 if meta is not None and meta.kind is ThreadKind.VENDOR:
                     named.add(r.peer_key)
         for by, keys in (("url", at_url), ("name", named)):
@@ -255,10 +244,10 @@ class AgentBase(AsyncClosing):
 
     async def _check_type(self, thread: bytes, mtype: str) -> None:
         """Refuse a message of a type the vendor did not list in ``types`` (§13.1-3, §13.1-10)."""
-        raw = await self.store.get_meta(TYPES_PREFIX + thread.hex())
-        if raw is None:  # opened before types were kept: nothing to check
+        meta = await self.store.get_thread(thread)
+        types = meta.types if meta is not None else None
+        if types is None:  # opened before types were kept: nothing to check
             return
-        types = json.loads(raw)
         if mtype not in types:
             raise StateError(
                 f"this vendor does not receive {mtype} (its discovery document lists "

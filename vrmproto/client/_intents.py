@@ -104,7 +104,7 @@ class IntentOps(AgentBase):
         await self._check_pins(url, doc, by_name=False)
         meta = ThreadMeta(kind=ThreadKind.INTENT, vendor_key=doc.key, name=doc.name,
                           inbox=doc.inbox, history=doc.history, lifetime_ms=deadline_ms,
-                          intent_id=intent_id)  # fmt: skip
+                          intent_id=intent_id, types=tuple(doc.types))  # fmt: skip
         thread = self.random_id()
         docs[thread] = doc
         rel = Relationship(role=Role.CUSTOMER, identity=self.ledger.identity(meta),

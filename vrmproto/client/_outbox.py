@@ -42,6 +42,7 @@ import asyncio
 import random
 from collections.abc import Callable, Sequence
 
+from vrmproto import _records
 from vrmproto._errors import PeerProblemError, Problem, ProtocolError, TransportError, VrmError
 from vrmproto._messages import Receipt
 from vrmproto._relationship import Received, Sent
@@ -108,6 +109,14 @@ class Outbox:
     def _build(self, t: Thread, draft: Draft, now: int) -> Sent:
         return draft.sign(t, self.signer, now)
 
+    def _sign_next(self, t: Thread, draft: Draft, now: int) -> Sent:
+        """Sign ``draft`` as the thread's next message, keeping where the relationship stood
+        before it (a save point, §8.1-5) until the vendor answers."""
+        point = _records.capture(t.rel)
+        sent = self._build(t, draft, now)
+        t.guard(point, sent.message.hash)
+        return sent
+
     # -- sending ---------------------------------------------------------------------------
 
     async def send(
@@ -131,21 +140,16 @@ class Outbox:
             if new is None and await self.ledger.pending(thread):
                 return await self._queue_draft(t, draft, timeout_s=timeout_s, retry=retry)
             now = self.clock()
-            point = t.save_point()
             try:
-                sent = self._build(t, draft, now)
+                sent = self._sign_next(t, draft, now)
             except BaseException:
                 self.ledger.forget(thread)
                 raise
-            t.meta.rollback[sent.message.hash.hex()] = point
-            item = self._new_item(t, sent, now)
             t.meta.last_activity_ms = now
-            await self._commit(t, Commit(
-                relationships=(self.ledger.record(t, now),),
-                history=(to_row(t.id, sent.entry, now),),
-                outbox_add=(item,),
-                meta=(self.ledger.meta_item(t),),
-            ))
+            await self._commit(t, self.ledger.commit(
+                (t,), now, history=(to_row(t.id, sent.entry, now),),
+                outbox_add=(self._new_item(t, sent, now),),
+            ))  # fmt: skip
             self.ledger.adopt(t)
             done = await self._flush_locked(t, due_by=None, timeout_s=timeout_s, retry=retry)
             return self._find(done, t.id, draft)
@@ -154,9 +158,10 @@ class Outbox:
         self, t: Thread, draft: Draft, *, timeout_s: float | None, retry: RetryPolicy | None
     ) -> Delivery:
         """Store ``draft`` behind the thread's undelivered messages, then try them in order."""
-        self._build(t.copy(), draft, self.clock())  # refuse now what could never be signed
-        t.meta.drafts.append(encode_draft(draft))
-        await self._commit(t, Commit(meta=(self.ledger.meta_item(t),)))
+        now = self.clock()
+        self._build(t.copy(), draft, now)  # refuse now what could never be signed
+        t.meta.queue(t.id, draft.KIND.value, encode_draft(draft))
+        await self._commit(t, self.ledger.commit((t,), now))
         done = await self._flush_locked(t, due_by=None, timeout_s=timeout_s, retry=retry)
         return self._find(done, t.id, draft)
 
@@ -197,11 +202,9 @@ class Outbox:
                         raise t
                     if thread in waiting:
                         self._build(t.copy(), draft, now)  # refuse now what could never be signed
-                        t.meta.drafts.append(encode_draft(draft))
+                        t.meta.queue(t.id, draft.KIND.value, encode_draft(draft))
                     else:
-                        point = t.save_point()
-                        sent = self._build(t, draft, now)
-                        t.meta.rollback[sent.message.hash.hex()] = point
+                        sent = self._sign_next(t, draft, now)
                         t.meta.last_activity_ms = now
                         history.append(to_row(t.id, sent.entry, now))
                         added.append(self._new_item(t, sent, now))
@@ -213,12 +216,8 @@ class Outbox:
             if not ready:
                 return failed
             try:
-                await self.store.commit(Commit(
-                    relationships=tuple(self.ledger.record(t, now) for t in ready),
-                    history=tuple(history),
-                    outbox_add=tuple(added),
-                    meta=tuple(self.ledger.meta_item(t) for t in ready),
-                ))  # fmt: skip
+                await self.store.commit(self.ledger.commit(ready, now, history=history,
+                                                           outbox_add=added))  # fmt: skip
             except BaseException:
                 for t in ready:
                     self.ledger.forget(t.id)
@@ -297,8 +296,7 @@ class Outbox:
                          attempts=item.attempts + 1)
             # A refused message never joined the relationship: take it back out of our chain
             # and history, so the next message links to what the vendor holds (§8.1-5).
-            point = t.meta.rollback.get(item.msg_hash.hex())
-            truncate = ((t.id, t.roll_back(point)),) if point is not None else ()
+            truncate = t.roll_back(item.msg_hash)
             return await self._close(t, item, d, (), self.clock(), truncate=truncate)
         except TransportError as exc:
             return [await self._reschedule(t, item, msg_id, exc)]
@@ -334,17 +332,22 @@ class Outbox:
         out = [d]
         history = list(rows)
         added: list[NewOutboxItem] = []
-        t.meta.rollback.pop(item.msg_hash.hex(), None)
+        t.meta.points.pop(item.msg_hash, None)
         for r in d.replies:
             ack = t.rel.send(r.message.receipt(), now=now, msg_id=self.random_id(),
                              lifetime_ms=t.meta.lifetime_ms)
             history.append(to_row(t.id, ack.entry, now))
             added.append(self._new_item(t, ack, now))
         while t.meta.drafts:
-            draft = decode_draft(t.meta.drafts.pop(0))
-            point = t.save_point()
+            queued = t.meta.drafts.pop(0)
             try:
-                sent = self._build(t, draft, now)
+                draft = decode_draft(queued.payload)
+            except (VrmError, ValueError, KeyError) as exc:  # written by a later release?
+                t.meta.last_problem = f"a queued {queued.kind} could not be read: {exc}"
+                out.append(Delivery(t.id, b"", b"", "dropped", error=VrmError(str(exc))))
+                continue
+            try:
+                sent = self._sign_next(t, draft, now)
             except (VrmError, ValueError) as exc:
                 err = exc if isinstance(exc, VrmError) else VrmError(str(exc))
                 t.meta.last_problem = f"a queued {draft.MESSAGE_TYPE} could not be sent: {exc}"
@@ -352,17 +355,12 @@ class Outbox:
                 continue
             history.append(to_row(t.id, sent.entry, now))
             added.append(self._new_item(t, sent, now))
-            t.meta.rollback[sent.message.hash.hex()] = point
             break
         t.meta.last_activity_ms = now
-        await self._commit(t, Commit(
-            relationships=(self.ledger.record(t, now),),
-            history=tuple(history),
-            outbox_done=(item.item_id,),
-            outbox_add=tuple(added),
-            meta=(self.ledger.meta_item(t),),
+        await self._commit(t, self.ledger.commit(
+            (t,), now, history=history, outbox_done=(item.item_id,), outbox_add=added,
             truncate=truncate,
-        ))
+        ))  # fmt: skip
         return out
 
     def _apply(
@@ -410,6 +408,7 @@ class Outbox:
         except BaseException:
             self.ledger.forget(t.id)
             raise
+        t.meta.saved()
 
     async def _flush_locked(
         self,

@@ -11,7 +11,7 @@ from vrmproto._history import Divergence, Entry, compare, verify_entries
 from vrmproto.client._agent_base import AgentBase
 from vrmproto.client._ledger import Thread, ThreadKind, is_ours, to_row
 from vrmproto.client._views import Reconciliation, Ref, RelationshipView
-from vrmproto.store import Commit, HistoryEntry
+from vrmproto.store import HistoryEntry
 
 __all__ = ["MAX_LOST_ROTATIONS", "HistoryOps"]
 
@@ -142,11 +142,7 @@ class HistoryOps(AgentBase):
     async def _store_adopted(self, work: Thread, rows: list[HistoryEntry], now: int) -> None:
         work.meta.last_activity_ms = now
         try:
-            await self.store.commit(Commit(
-                relationships=(self.ledger.record(work, now),),
-                history=tuple(rows),
-                meta=(self.ledger.meta_item(work),),
-            ))  # fmt: skip
+            await self.store.commit(self.ledger.commit((work,), now, history=rows))
         except BaseException:
             self.ledger.forget(work.id)
             raise

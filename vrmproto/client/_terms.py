@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from vrmproto._errors import Problem, ValidationError
@@ -10,12 +9,11 @@ from vrmproto._messages import TermsAccept, TermsOffer, TermsReject
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role
 from vrmproto._vocab import TermRef
-from vrmproto.client._agent_base import TYPES_PREFIX, AgentBase, norm_url, refusal
+from vrmproto.client._agent_base import AgentBase, norm_url, refusal
 from vrmproto.client._drafts import AcceptCounterDraft, TermsOfferDraft
 from vrmproto.client._ledger import Thread, ThreadKind, ThreadMeta
 from vrmproto.client._outbox import Delivery
 from vrmproto.client._views import ConnectResult, ConnectStatus, Offer, Ref
-from vrmproto.store import Commit
 
 __all__ = ["TermsOps"]
 
@@ -75,7 +73,7 @@ class TermsOps(AgentBase):
         meta = ThreadMeta(
             kind=ThreadKind.VENDOR, vendor_key=doc.key, name=doc.name, inbox=doc.inbox,
             history=doc.history, lifetime_ms=self._lifetime(doc),
-            generation=await self._generation_for(doc.key),
+            generation=await self._generation_for(doc.key), types=tuple(doc.types),
         )  # fmt: skip
         thread = self.random_id()
         rel = Relationship(
@@ -86,9 +84,6 @@ class TermsOps(AgentBase):
         offered = tuple(terms) if terms is not None else self.terms
         draft = TermsOfferDraft(msg_id=self.random_id(), terms=offered, note=note,
                                 in_reply_to=in_reply_to, endpoint=self.endpoint_for(thread))
-        await self.store.commit(Commit(meta=(
-            (TYPES_PREFIX + thread.hex(), json.dumps(list(doc.types)).encode()),
-        )))  # fmt: skip
         d = await self.outbox.send(thread, draft, new=t, timeout_s=timeout_s)
         return connect_result(t, offered, refusal(d))
 
