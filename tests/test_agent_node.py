@@ -17,7 +17,14 @@ from vrmproto import MasterSeed, Money, RelationshipEnd, open_envelope
 from vrmproto._keys import Context
 from vrmproto._messages import Intentcast
 from vrmproto._vocab import TermRef, latest
-from vrmproto.client import Agent, CustomerNode, Delivery, EndpointClient, RetryPolicy
+from vrmproto.client import (
+    Agent,
+    CustomerNode,
+    Delivery,
+    EndpointClient,
+    ProgressEvent,
+    RetryPolicy,
+)
 from vrmproto.client._drafts import (
     AcceptCounterDraft,
     AddressDraft,
@@ -201,3 +208,39 @@ def test_every_kind_of_draft_keeps_what_it_says_when_stored() -> None:
     ]
     for d in drafts:
         assert decode_draft(encode_draft(d)) == d
+
+
+async def test_an_intentcast_cut_short_keeps_the_offers_that_had_arrived() -> None:
+    """Offers are stored as they arrive (issue 9 item 2): stopping the intentcast while one
+    vendor has not answered loses nothing of the one that had."""
+    quick = FakeVendor("Quick", price=Money(25000, "USD"))
+    slow = FakeVendor("Slow", price=Money(20000, "USD"))
+    slow.hold = asyncio.Event()  # its inbox answers only when the test lets it
+    await asyncio.gather(quick.start(), slow.start())
+    store = MemoryStore()
+    seed = os.urandom(32)
+    try:
+        async with await Agent.open(store, seed, retry=ONE) as agent:
+            answered = asyncio.Event()
+
+            def progress(ev: ProgressEvent) -> None:
+                if ev.stage == "confirmed":
+                    answered.set()
+
+            cast = asyncio.create_task(agent.intentcast(
+                "an SUV", vendors=[quick.url, slow.url], deadline_ms=60_000, progress=progress,
+            ))  # fmt: skip
+            await asyncio.wait_for(answered.wait(), timeout=10)
+            cast.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cast
+        slow.hold.set()
+        async with await Agent.open(store, seed, retry=ONE) as later:  # after a restart
+            (offer,) = await later.offers()
+            (intent,) = await later.intents()
+            assert (offer.vendor, offer.price) == ("Quick", Money(25000, "USD"))
+            assert (intent.what, intent.vendors) == ("an SUV", (quick.url, slow.url))
+            assert (await later.take_offer(offer)).status == "accepted"
+    finally:
+        slow.hold.set()
+        await asyncio.gather(quick.stop(), slow.stop())

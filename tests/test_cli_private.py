@@ -18,6 +18,7 @@ import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,17 +148,60 @@ def test_key_import_reads_the_seed_from_stdin_and_warns_about_an_argument(
     assert wrong.code == 2, wrong
 
 
-def test_share_that_was_delivered_exits_0_when_its_note_cannot_be_written(
+def test_a_share_is_noted_in_the_store_even_beside_an_unreadable_old_notes_file(
     home: Path, host: VendorHost
 ) -> None:
     assert vrm("connect", host["avis"].url, home=home).code == 0
-    (home / "shares.json").mkdir()  # a notes file that can be neither read nor replaced
+    (home / "shares.json").mkdir()  # an earlier release's notes file that cannot be read
     r = vrm("share", "avis", "email=doc@example.org", "--json", home=home)
     assert r.code == 0, r
     assert r.json["status"] == "confirmed"
-    assert r.json["noted"] is False
+    assert r.json["noted"] is True  # the note is stored with the share
     assert WARNING in r.stderr
-    assert "shares.json" in r.stderr
+    assert "shares.json" in r.stderr  # left as it was, and said so
+    assert (home / "shares.json").is_dir()
+    rels = vrm("relationships", "--json", home=home).json["relationships"]
+    assert rels[0]["shares"][0]["fields"] == ["email"]
+
+
+def test_the_notes_files_of_an_earlier_release_are_imported_once(home: Path) -> None:
+    """intents.json and shares.json (written by 25ceebf) go into the store the first time the
+    data directory is opened, and are kept as ``.imported`` copies (issue 9 item 2)."""
+    assert vrm("outbox", home=home).code == 0  # makes agent.db
+    intent, share, thread = os.urandom(16), os.urandom(32), os.urandom(16)
+    offer = {"id": "abcd1234", "rank": 1, "hash": "ab" * 32, "vendor": "Avis",
+             "url": "http://127.0.0.1:1", "vendor_key": "11" * 32, "thread": thread.hex(),
+             "intent": "22" * 32, "description": "an SUV",
+             "price": {"amount": 25000, "currency": "USD", "text": "250.00 USD"},
+             "valid_until": 2**40, "conditions": ["no gas"], "accepts_terms": [],
+             "missing_terms": []}  # fmt: skip
+    (home / "intents.json").write_text(json.dumps({"format": 1, "items": [{
+        "intent": intent.hex(), "what": "an SUV", "where": None, "from": None, "to": None,
+        "max_price": None, "reply_by": 2**40, "sent": 1, "vendors": ["http://127.0.0.1:1"],
+        "offers": [offer], "declines": [{"vendor": "Budget", "reason": "none left"}],
+    }]}))  # fmt: skip
+    (home / "shares.json").write_text(json.dumps({"format": 1, "items": [{
+        "hash": share.hex(), "thread": thread.hex(), "vendor": "Avis",
+        "fields": {"email": "doc@example.org"}, "purposes": [3], "categories": [2],
+        "expires": 2**40, "shared": 5, "status": "confirmed", "withdrawn": None,
+    }]}))  # fmt: skip
+    for _ in range(2):  # the second open finds nothing left to import
+        assert vrm("outbox", home=home).code == 0
+    assert not (home / "intents.json").exists()
+    assert (home / "intents.json.imported").exists()
+    assert (home / "shares.json.imported").exists()
+
+    async def stored() -> tuple[Any, Any, Any]:
+        store = await SQLiteStore.open(home / "agent.db")
+        try:
+            return await store.intents(), await store.offers(intent), await store.share_notes()
+        finally:
+            await store.close()
+
+    intents, offers, notes = asyncio.run(stored())
+    assert [(i.intent_id, i.declines) for i in intents] == [(intent, (("Budget", "none left"),))]
+    assert [(o.hash, o.price) for o in offers] == [(bytes.fromhex(offer["hash"]), (25000, "USD"))]
+    assert [(n.share, n.fields) for n in notes] == [(share, (("email", "doc@example.org"),))]
 
 
 def test_four_address_updates_at_once_on_one_data_directory_lose_nothing(

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -11,10 +11,9 @@ import click
 from vrmproto._keys import fingerprint
 from vrmproto._messages import DataErased
 from vrmproto._vocab import parse_category, parse_purpose, suggest_category
-from vrmproto.cli._common import finish, need_agreement, now_ms, pick
+from vrmproto.cli._common import finish, need_agreement, pick
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
-from vrmproto.cli._home import Home, warn
 from vrmproto.cli._output import (
     THEM,
     YOU,
@@ -32,6 +31,7 @@ from vrmproto.cli._progress import FanoutDisplay
 from vrmproto.client import Delivery, Reconciliation, RelationshipView
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.client._own import own_header
+from vrmproto.store import ShareNote
 
 __all__ = ["address", "data", "history", "outbox", "relationships", "share", "withdraw"]
 
@@ -39,21 +39,20 @@ __all__ = ["address", "data", "history", "outbox", "relationships", "share", "wi
 # -- relationships -----------------------------------------------------------------------------
 
 
-def _shares_of(view: RelationshipView, notes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_hash = {n.get("hash"): n for n in notes}
+def _shares_of(view: RelationshipView, notes: Sequence[ShareNote]) -> list[dict[str, Any]]:
+    by_hash = {n.share: n for n in notes}
     out = []
     for share_hash, expires in view.shares:
-        note = by_hash.get(share_hash.hex(), {})
-        fields = note.get("fields", {})
+        note = by_hash.get(share_hash)
         out.append({
             "hash": share_hash.hex(),
             "expires": expires,
-            "fields": sorted(fields) if isinstance(fields, dict) else [],
+            "fields": [name for name, _ in note.fields] if note is not None else [],
         })  # fmt: skip
     return out
 
 
-def view_json(view: RelationshipView, notes: list[dict[str, Any]]) -> dict[str, Any]:
+def view_json(view: RelationshipView, notes: Sequence[ShareNote]) -> dict[str, Any]:
     return {
         "vendor": view.vendor,
         "url": view.url,
@@ -103,12 +102,11 @@ def relationships(env: Env, show_all: bool) -> None:
     """The ⊂ ⊃ view: every vendor, its state, your terms, what you shared, what waits."""
     out = env.out
 
-    async def go() -> list[RelationshipView]:
+    async def go() -> tuple[list[RelationshipView], list[ShareNote]]:
         async with open_agent(env) as agent:
-            return await agent.relationships()
+            return await agent.relationships(), await agent.share_notes()
 
-    views = run(go())
-    notes = env.home.read_shares()
+    views, notes = run(go())
     rows = [view_json(v, notes) for v in views if show_all or v.kind is ThreadKind.VENDOR]
     if out.json_mode:
         out.json({"relationships": rows})
@@ -152,23 +150,18 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
         raise click.BadParameter(str(exc)) from None
     lifetime = parse_duration(expires, default_unit="d")
     out = env.out
-    home = env.home
 
-    async def go() -> tuple[RelationshipView, Delivery, int]:
+    async def go() -> tuple[RelationshipView, Delivery, int, bool]:
         async with open_agent(env) as agent:
             view = await pick(agent, vendor)
             need_agreement(view)
             until = agent.clock() + lifetime
             d = await agent.share(view.thread, values, purposes=purpose_ids,
                                   categories=category_ids, expires_ms=until)  # fmt: skip
-            return view, d, until
+            notes = await agent.share_notes(view.thread)
+            return view, d, until, any(n.share == d.msg_hash for n in notes)
 
-    view, d, until = run(go())
-    noted = _update_notes(home, "what was shared", lambda notes: notes.append({
-        "hash": d.msg_hash.hex(), "thread": view.thread.hex(), "vendor": view.vendor,
-        "fields": values, "purposes": purpose_ids, "categories": category_ids,
-        "expires": until, "shared": now_ms(), "status": d.status, "withdrawn": None,
-    }))  # fmt: skip
+    view, d, until, noted = run(go())
     result = {
         "vendor": view.vendor, "share": d.msg_hash.hex(), "status": d.status,
         "fields": sorted(values), "purposes": purpose_ids, "categories": category_ids,
@@ -185,23 +178,6 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
         out.print(f"  ⏸ queued ({d.error}); `vrm outbox run` delivers it")
 
 
-def _update_notes(home: Home, what: str, change: Callable[[list[dict[str, Any]]], None]
-                  ) -> bool:  # fmt: skip
-    """Change the notes of shares (``shares.json``) after a message went out; False, with a
-    warning, if they cannot be read or written. The message's outcome is what the command
-    reports, and its exit code: the note is a convenience beside the signed history."""
-    try:
-        notes = home.read_shares()
-        change(notes)
-        home.write_shares(notes)
-    except (OSError, CliError) as exc:
-        reason = exc.message if isinstance(exc, CliError) else exc.strerror or str(exc)
-        warn(f"the note of {what} could not be written to {home.shares_path} ({reason}); "
-             "the message itself is in your history")
-        return False
-    return True
-
-
 @click.command()
 @click.argument("vendor")
 @click.option("--share", "share_ids", multiple=True, metavar="HASH",
@@ -212,7 +188,6 @@ def _update_notes(home: Home, what: str, change: Callable[[list[dict[str, Any]]]
 def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str | None) -> None:
     """Withdraw consent: the vendor must delete what you shared, and confirms it signed."""
     out = env.out
-    home = env.home
 
     async def go() -> tuple[RelationshipView, Delivery, list[bytes]]:
         async with open_agent(env) as agent:
@@ -234,16 +209,7 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
             return view, d, chosen or live
 
     view, d, withdrawn = run(go())
-    erased = _erased(d) if d.status == "confirmed" else None
-    if erased is not None:
-        gone = {h.hex() for h in erased.body.shares}
-
-        def mark(notes: list[dict[str, Any]]) -> None:
-            for n in notes:
-                if n.get("hash") in gone:
-                    n["withdrawn"] = now_ms()
-
-        _update_notes(home, "what was withdrawn", mark)
+    erased = _erased(d) if d.status == "confirmed" else None  # the notes say so too
     result = {
         "vendor": view.vendor,
         "withdraw": d.msg_hash.hex(),

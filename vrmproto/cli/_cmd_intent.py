@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from vrmproto._messages import Money
 from vrmproto._vocab import TermRef
 from vrmproto.cli._cmd_connect import report_connect, settle_counter
 from vrmproto.cli._cmd_data import fanout_json
@@ -65,18 +64,6 @@ def offer_json(o: Offer, mine: Sequence[TermRef], rank: int) -> dict[str, Any]:
         "accepts_terms": list(o.accepts_terms),
         "missing_terms": covers(o.accepts_terms, mine),
     }
-
-
-def offer_from_json(d: dict[str, Any]) -> Offer:
-    price = d["price"]
-    return Offer(
-        vendor=str(d["vendor"]), url=str(d["url"]), vendor_key=bytes.fromhex(d["vendor_key"]),
-        thread=bytes.fromhex(d["thread"]), intent=bytes.fromhex(d["intent"]),
-        hash=bytes.fromhex(d["hash"]), description=str(d["description"]),
-        price=Money(int(price["amount"]), str(price["currency"])),
-        valid_until=int(d["valid_until"]), conditions=tuple(d["conditions"]),
-        accepts_terms=tuple(d["accepts_terms"]),
-    )  # fmt: skip
 
 
 def offers_table(rows: Sequence[dict[str, Any]], title: str) -> Any:
@@ -187,9 +174,6 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
         "reply_by": result.reply_by, "sent": now_ms(), "vendors": urls, "offers": rows,
         "declines": [{"vendor": v, "reason": r} for v, r in result.declines],
     }  # fmt: skip
-    intents = home.read_intents()
-    intents.append(record)
-    home.write_intents(intents)
     if out.json_mode:
         out.json({**record, **fanout_json(result.report)})
         return
@@ -211,22 +195,21 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
 def intent_accept(env: Env, offer_id: str, counter_answer: bool | None) -> None:
     """Take up an offer (by the id in the offers table): connect to that vendor on your terms,
     now with your own pairwise key, naming the offer."""
-    home = env.home
     wanted = offer_id.strip().lower()
-    hits = [o for i in home.read_intents() for o in i.get("offers", [])
-            if str(o.get("hash", "")).startswith(wanted)]  # fmt: skip
-    if len(wanted) < 4 or len(hits) != 1:
-        what = "no offer" if not hits else "several offers"
-        raise CliError(f"{what} with id {offer_id!r}; `vrm intent` shows the offers' ids",
-                       EXIT_USAGE, kind="unknown_offer")  # fmt: skip
-    offer = offer_from_json(hits[0])
-    if offer.valid_until < now_ms():
-        raise CliError(f"the offer from {offer.vendor} expired on {format_time(offer.valid_until)}",
-                       EXIT_FAILED, kind="expired")  # fmt: skip
     out = env.out
 
     async def go() -> None:
         async with open_agent(env) as agent:
+            hits = [o for o in await agent.offers() if o.hash.hex().startswith(wanted)]
+            if len(wanted) < 4 or len(hits) != 1:
+                what = "no offer" if not hits else "several offers"
+                raise CliError(f"{what} with id {offer_id!r}; `vrm intent` shows the offers' ids",
+                               EXIT_USAGE, kind="unknown_offer")  # fmt: skip
+            offer = hits[0]
+            if offer.valid_until < now_ms():
+                raise CliError(f"the offer from {offer.vendor} expired on "
+                               f"{format_time(offer.valid_until)}", EXIT_FAILED,
+                               kind="expired")  # fmt: skip
             out.print(f"[bold]taking up[/] {offer.description} — {offer.price}")
             first = await agent.take_offer(offer)
             result, answer = await settle_counter(agent, out, first, counter_answer)

@@ -16,6 +16,7 @@ import click
 
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._home import Home, Settings
+from vrmproto.cli._notes_import import import_notes
 from vrmproto.cli._output import Out
 from vrmproto.client import Agent, CustomerNode, RetryPolicy
 
@@ -132,6 +133,7 @@ async def open_node(
                 EXIT_USAGE, kind="damaged",
             ) from None  # fmt: skip
         try:
+            await import_notes(home, store)
             yield node
         finally:
             await node.close()

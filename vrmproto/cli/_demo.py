@@ -274,8 +274,6 @@ class Demo:
         until = agent.clock() + 30 * 86_400_000
         shared = await agent.share(shop.thread, fields, purposes=["contracted-service"],
                                    categories=["contact"], expires_ms=until)  # fmt: skip
-        self.home.write_shares([{"hash": shared.msg_hash.hex(), "thread": shop.thread.hex(),
-                                 "vendor": shop.vendor, "fields": fields, "expires": until}])
         self.detail(f"sealed so only {shop.vendor} can read it; receipt signed "
                     f"(share {short(shared.msg_hash)})")  # fmt: skip
         self.check(outcome, shared.confirmed, "the share was received and receipted")
@@ -353,7 +351,8 @@ class Demo:
                    f"{down.name} now holds the new address")  # fmt: skip
 
         views = [v for v in await agent.relationships() if v.kind is ThreadKind.VENDOR]
-        rows = [view_json(v, self.home.read_shares()) for v in views]
+        notes = await agent.share_notes()
+        rows = [view_json(v, notes) for v in views]
         self.out.print(relationships_table(rows))
         equal = 0
         for view in views:

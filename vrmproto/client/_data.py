@@ -4,9 +4,16 @@ address update to every vendor at once (§5.3.6)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from vrmproto._errors import StateError, TransportError, VrmError
-from vrmproto._messages import AddressUpdate, DataReturn, FieldsContent, RecordsContent
+from vrmproto._messages import (
+    AddressUpdate,
+    DataErased,
+    DataReturn,
+    FieldsContent,
+    RecordsContent,
+)
 from vrmproto._state import State
 from vrmproto._vocab import DataRecord, parse_category, parse_purpose
 from vrmproto.client._agent_base import AgentBase
@@ -16,6 +23,7 @@ from vrmproto.client._fanout import FanoutReport, Progress, Target, fan_out
 from vrmproto.client._ledger import is_ours
 from vrmproto.client._outbox import Delivery
 from vrmproto.client._views import Ref
+from vrmproto.store import Commit, ShareNote
 
 __all__ = ["DataOps"]
 
@@ -44,15 +52,36 @@ class DataOps(AgentBase):
             purposes=tuple(parse_purpose(p) for p in purposes),
             categories=tuple(parse_category(c) for c in categories), expires=expires_ms,
         )  # fmt: skip
-        return await self._send(ref, draft)
+        d = await self._send(ref, draft)
+        if d.confirmed:  # the note was stored with the share, as queued
+            await self._update_notes(d.thread, {d.msg_hash}, status=d.status)
+        return d
+
+    async def share_notes(self, ref: Ref | None = None) -> list[ShareNote]:
+        """What we shared, with whom, until when (every relationship's, or ``ref``'s), oldest
+        first: the notes stored with each share (the shares themselves are sealed)."""
+        thread = await self.resolve(ref) if ref is not None else None
+        return await self.store.share_notes(thread)
+
+    async def _update_notes(self, thread: bytes, shares: set[bytes], *, status: str | None = None,
+                            withdrawn_ms: int | None = None) -> None:  # fmt: skip
+        notes = [n for n in await self.store.share_notes(thread) if n.share in shares]
+        changed = tuple(replace(n, status=status or n.status,
+                                withdrawn_ms=withdrawn_ms or n.withdrawn_ms) for n in notes)
+        if changed:
+            await self.store.commit(Commit(share_notes=changed))
 
     async def withdraw(
         self, ref: Ref, shares: Iterable[bytes] = (), *, reason: str | None = None
     ) -> Delivery:
         """Withdraw consent for some shares (all if none are named); the vendor confirms
         with data.erased (§5.3.2)."""
-        return await self._send(ref, WithdrawDraft(msg_id=self.random_id(),
-                                                   shares=tuple(shares), reason=reason))
+        d = await self._send(ref, WithdrawDraft(msg_id=self.random_id(),
+                                                shares=tuple(shares), reason=reason))
+        erased = {h for b in d.reply_bodies() if isinstance(b, DataErased) for h in b.shares}
+        if erased:  # the vendor confirmed the deletion, signed (§5.3.2)
+            await self._update_notes(d.thread, erased, withdrawn_ms=self.clock())
+        return d
 
     async def request_data(self, ref: Ref) -> tuple[DataRecord, ...]:
         """Ask the vendor for what it holds about us; the records it returns (§5.3.4, §6.8).

@@ -35,6 +35,7 @@ from vrmproto._messages import (
 from vrmproto._relationship import Sent
 from vrmproto._vocab import DATA_FORMAT, TermRef
 from vrmproto.client._ledger import Thread, ThreadKind
+from vrmproto.store import ShareNote
 
 __all__ = [
     "AcceptCounterDraft",
@@ -52,6 +53,10 @@ __all__ = [
     "decode_draft",
     "encode_draft",
 ]
+
+
+#: A share note's status until the vendor's receipt is in (:attr:`ShareNote.status`).
+QUEUED = "queued"
 
 
 class DraftKind(enum.Enum):
@@ -174,13 +179,21 @@ class ShareDraft(_Draft):
                    categories=tuple(a["categories"]), expires=int(a["expires"]))
 
     def sign(self, t: Thread, signer: Signer, now: int) -> Sent:
+        """The share, and the customer's note of it, stored with it (§5.3.1)."""
         _sealable(t)
         body = DataShare(
             agreement=_agreement(t), purposes=self.purposes, categories=self.categories,
             expires=self.expires,
             sealed=t.rel.seal(FieldsContent(fields=dict(self.fields)), msg_id=self.msg_id),
         )  # fmt: skip
-        return _sign(t, body, self.msg_id, now)
+        sent = _sign(t, body, self.msg_id, now)
+        t.meta.notes.append(ShareNote(
+            share=sent.message.hash, thread=t.id, vendor=t.meta.name,
+            fields=tuple(sorted(self.fields.items())), purposes=self.purposes,
+            categories=self.categories, expires_ms=self.expires, shared_ms=now,
+            status=QUEUED,
+        ))  # fmt: skip
+        return sent
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

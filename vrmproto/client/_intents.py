@@ -1,8 +1,15 @@
-"""Intentcasts: a personal RFP to many vendors from a throw-away key, and their offers (§5.4)."""
+"""Intentcasts: a personal RFP to many vendors from a throw-away key, and their offers (§5.4).
+
+The intentcast is stored (:class:`~vrmproto.store.IntentRecord`) before it is sent, and each
+vendor's offer (:class:`~vrmproto.store.IntentOffer`) as soon as it arrives, so an intentcast cut
+short — the program stopped, the deadline reached — keeps every offer that had come in; the
+offers can be taken up later (:meth:`IntentOps.offers`, :meth:`~vrmproto.client.Agent.take_offer`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from vrmproto._binding import DiscoveryDocument
 from vrmproto._errors import Problem, ValidationError
@@ -18,8 +25,41 @@ from vrmproto.client._ledger import Thread, ThreadKind, ThreadMeta
 from vrmproto.client._outbox import Delivery
 from vrmproto.client._transport import NO_RETRY
 from vrmproto.client._views import IntentcastResult, Offer
+from vrmproto.store import Commit, IntentRecord
+from vrmproto.store import IntentOffer as OfferRecord
 
-__all__ = ["IntentOps", "answers"]
+__all__ = ["IntentOps", "answers", "offer_of", "offer_record"]
+
+
+def offer_record(o: Offer, intent_id: bytes, received_ms: int) -> OfferRecord:
+    """The stored form of an offer to the intentcast ``intent_id``."""
+    return OfferRecord(
+        intent_id=intent_id, hash=o.hash, thread=o.thread, vendor=o.vendor, url=o.url,
+        vendor_key=o.vendor_key, description=o.description,
+        price=(o.price.amount, o.price.currency), valid_until_ms=o.valid_until,
+        conditions=o.conditions, accepts_terms=o.accepts_terms, received_ms=received_ms,
+    )  # fmt: skip
+
+
+def offer_of(r: OfferRecord, intent: bytes) -> Offer:
+    """An offer as it was stored, ready to take up; ``intent`` is the hash of the intentcast
+    message it answers (its thread's)."""
+    return Offer(
+        vendor=r.vendor, url=r.url, vendor_key=r.vendor_key, thread=r.thread,
+        intent=intent, hash=r.hash, description=r.description,
+        price=Money(r.price[0], r.price[1]), valid_until=r.valid_until_ms,
+        conditions=r.conditions, accepts_terms=r.accepts_terms,
+    )  # fmt: skip
+
+
+def _offers_in(d: Delivery, doc: DiscoveryDocument, url: str) -> list[Offer]:
+    return [
+        Offer(vendor=doc.name, url=url, vendor_key=doc.key, thread=d.thread, intent=b.intent,
+              hash=r.message.hash, description=b.description, price=b.price,
+              valid_until=b.valid_until, conditions=b.conditions,
+              accepts_terms=b.accepts_terms)
+        for r in d.replies if isinstance(b := r.message.body, IntentOffer)
+    ]  # fmt: skip
 
 
 def answers(report: FanoutReport, docs: dict[bytes, DiscoveryDocument]
@@ -32,17 +72,9 @@ def answers(report: FanoutReport, docs: dict[bytes, DiscoveryDocument]
         if d is None or not d.confirmed:
             continue
         doc = docs[d.thread]
-        for r in d.replies:
-            b = r.message.body
-            if isinstance(b, IntentOffer):
-                offers.append(Offer(
-                    vendor=doc.name, url=result.url, vendor_key=doc.key, thread=d.thread,
-                    intent=b.intent, hash=r.message.hash, description=b.description,
-                    price=b.price, valid_until=b.valid_until, conditions=b.conditions,
-                    accepts_terms=b.accepts_terms,
-                ))  # fmt: skip
-            elif isinstance(b, IntentDecline):
-                declines.append((doc.name, b.reason))
+        offers.extend(_offers_in(d, doc, result.url))
+        declines.extend((doc.name, b.reason) for b in d.reply_bodies()
+                        if isinstance(b, IntentDecline))  # fmt: skip
     offers.sort(key=lambda o: (o.price.amount, o.price.currency, o.vendor))
     return offers, declines
 
@@ -80,14 +112,44 @@ class IntentOps(AgentBase):
             max_price=max_price, terms=tuple(terms) if terms else None,
         )
         docs: dict[bytes, DiscoveryDocument] = {}
+        record = IntentRecord(
+            intent_id=intent_id, what=what, where=where or "", start_ms=start or 0,
+            end_ms=end or 0, reply_by_ms=reply_by, sent_ms=self.clock(),
+            max_price=(max_price.amount, max_price.currency) if max_price else None,
+            vendors=tuple(norm_url(u) for u in vendors),
+        )  # fmt: skip
+        await self.store.commit(Commit(intents=(record,)))
 
         async def job(url: str) -> Delivery:
-            return await self._cast_one(url, body, intent_id, deadline_ms, docs)
+            d = await self._cast_one(url, body, intent_id, deadline_ms, docs)
+            if d.confirmed:  # kept as it arrives: a cut-short intentcast loses no offer
+                now = self.clock()
+                found = _offers_in(d, docs[d.thread], norm_url(url))
+                await self.store.commit(Commit(offers=tuple(offer_record(o, intent_id, now)
+                                                            for o in found)))  # fmt: skip
+            return d
 
         report = await fan_out([(Target(norm_url(u), norm_url(u)), u) for u in vendors], job,
                                concurrency=concurrency or self.concurrency, progress=progress)
         offers, declines = answers(report, docs)
+        await self.store.commit(Commit(intents=(replace(record, declines=tuple(declines)),)))
         return IntentcastResult(intent_id, reply_by, tuple(offers), tuple(declines), report)
+
+    async def intents(self) -> list[IntentRecord]:
+        """Every intentcast sent, oldest first."""
+        return await self.store.intents()
+
+    async def offers(self, intent_id: bytes | None = None) -> list[Offer]:
+        """The offers that answered our intentcasts (``intent_id``'s only, if given), as they
+        were stored when they arrived."""
+        found = []
+        for r in await self.store.offers(intent_id):
+            try:
+                intent = (await self.ledger.load(r.thread)).rel.intent
+            except LookupError:  # the thread expired: the offer still names its intentcast
+                intent = None
+            found.append(offer_of(r, intent or r.intent_id))
+        return found
 
     async def _cast_one(self, url: str, body: Intentcast, intent_id: bytes, deadline_ms: int,
                         docs: dict[bytes, DiscoveryDocument]) -> Delivery:  # fmt: skip

@@ -47,6 +47,7 @@ from vrmproto.store import (
     OutboxItem,
     RelationshipRecord,
     SavePoint,
+    ShareNote,
     Store,
     ThreadKind,
     ThreadRecord,
@@ -88,6 +89,8 @@ class ThreadMeta:
     #: For each message of ours in the outbox: the relationship as it was before it was signed,
     #: so a message the vendor refuses can be taken back out of our chain and history (§8.1-5).
     points: dict[bytes, SavePoint] = field(default_factory=dict)
+    #: Notes of what this step shared (§5.3.1), stored with it.
+    notes: list[ShareNote] = field(default_factory=list)
     _stored_drafts: frozenset[int] = frozenset()  # draft seqs the store holds
     _stored_points: frozenset[bytes] = frozenset()  # save points the store holds
 
@@ -120,7 +123,8 @@ class ThreadMeta:
         self.drafts.append(DraftRecord(thread, seq, kind, payload))
 
     def copy(self) -> ThreadMeta:
-        return replace(self, drafts=list(self.drafts), points=dict(self.points))
+        return replace(self, drafts=list(self.drafts), points=dict(self.points),
+                       notes=list(self.notes))  # fmt: skip
 
     def changes(self) -> tuple[tuple[DraftRecord, ...], tuple[int, ...], tuple[SavePoint, ...],
                                tuple[bytes, ...]]:  # fmt: skip
@@ -137,6 +141,7 @@ class ThreadMeta:
         """The store now holds this working copy."""
         self._stored_drafts = frozenset(d.seq for d in self.drafts)
         self._stored_points = frozenset(self.points)
+        self.notes.clear()
 
 
 @dataclass(slots=True)
@@ -312,6 +317,7 @@ class Ledger:
         drafts_done: list[tuple[bytes, int]] = []
         points: list[SavePoint] = []
         points_done: list[tuple[bytes, bytes]] = []
+        notes = [n for t in threads for n in t.meta.notes]
         for t in threads:
             added, done, saved, dropped = t.meta.changes()
             drafts_add.extend(added)
@@ -325,6 +331,7 @@ class Ledger:
             outbox_done=tuple(outbox_done), truncate=truncate,
             drafts_add=tuple(drafts_add), drafts_done=tuple(drafts_done),
             save_points=tuple(points), save_points_done=tuple(points_done),
+            share_notes=tuple(notes),
         )  # fmt: skip
 
     async def pending(self, thread: bytes) -> list[OutboxItem]:
