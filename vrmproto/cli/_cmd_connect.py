@@ -197,7 +197,8 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
             url = as_url(target)
             key: bytes | None = None
             if url is None:
-                views = [v for v in await agent.relationships() if v.kind is ThreadKind.VENDOR]
+                views = [v for v in await agent.relationships()
+                         if v.thread_kind is ThreadKind.VENDOR]  # fmt: skip
                 known = [v for v in views if v.vendor.lower() == target.strip().lower()]
                 open_counter = [v for v in known if State(v.state) is State.COUNTERED]
                 if open_counter:
@@ -215,7 +216,7 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
                     url, key = hit
             offered = terms or agent.terms
             same = [v for v in await agent.relationships()
-                    if v.kind is ThreadKind.VENDOR and State(v.state) is State.AGREED
+                    if v.thread_kind is ThreadKind.VENDOR and State(v.state) is State.AGREED
                     and norm(v.url) == norm(url) and v.terms == offered]  # fmt: skip
             if same:
                 v = same[0]

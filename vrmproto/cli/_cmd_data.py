@@ -57,7 +57,7 @@ def view_json(view: RelationshipView, notes: Sequence[ShareNote]) -> dict[str, A
         "vendor": view.vendor,
         "url": view.url,
         "thread": view.thread.hex(),
-        "kind": view.kind.value,
+        "kind": view.kind,
         "state": view.state,
         "terms": [term_json(t) for t in view.terms],
         "terms_short": terms_short(view.terms),
@@ -107,7 +107,7 @@ def relationships(env: Env, show_all: bool) -> None:
             return await agent.relationships(), await agent.share_notes()
 
     views, notes = run(go())
-    rows = [view_json(v, notes) for v in views if show_all or v.kind is ThreadKind.VENDOR]
+    rows = [view_json(v, notes) for v in views if show_all or v.thread_kind is ThreadKind.VENDOR]
     if out.json_mode:
         out.json({"relationships": rows})
         return

@@ -83,7 +83,7 @@ async def _known_vendors(agent: Agent) -> dict[str, str]:
     """Base URL → name of every vendor we have a relationship with."""
     known: dict[str, str] = {}
     for v in await agent.relationships():
-        if v.kind is ThreadKind.VENDOR and v.url:
+        if v.thread_kind is ThreadKind.VENDOR and v.url:
             known.setdefault(norm(v.url), v.vendor)
     return known
 

@@ -72,7 +72,7 @@ async def pick(
 
     Among several, the agreed one, then the most recently active.
     """
-    views = [v for v in await agent.relationships() if v.kind in kinds]
+    views = [v for v in await agent.relationships() if v.thread_kind in kinds]
     text = target.strip()
     url = None
     try:

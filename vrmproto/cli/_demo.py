@@ -345,12 +345,12 @@ class Demo:
         self.check(outcome, ran.confirmed == 1 and not await agent.pending(),
                    f"{down.name} confirmed from the outbox; nothing left waiting")  # fmt: skip
         lodge = next(v for v in await agent.relationships()
-                     if v.vendor == down.name and v.kind is ThreadKind.VENDOR)  # fmt: skip
+                     if v.vendor == down.name and v.thread_kind is ThreadKind.VENDOR)  # fmt: skip
         held = {r.field: r.value for r in await agent.request_data(lodge.thread)}
         self.check(outcome, held.get("street") == new["street"],
                    f"{down.name} now holds the new address")  # fmt: skip
 
-        views = [v for v in await agent.relationships() if v.kind is ThreadKind.VENDOR]
+        views = [v for v in await agent.relationships() if v.thread_kind is ThreadKind.VENDOR]
         notes = await agent.share_notes()
         rows = [view_json(v, notes) for v in views]
         self.out.print(relationships_table(rows))

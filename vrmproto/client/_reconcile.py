@@ -38,7 +38,7 @@ class HistoryOps(AgentBase):
                 continue
             rel = t.rel
             views.append(RelationshipView(
-                thread=record.thread, kind=t.meta.kind, vendor=t.meta.name, url=t.url,
+                thread=record.thread, kind=t.meta.kind.value, vendor=t.meta.name, url=t.url,
                 state=rel.state.value, terms=rel.terms, agreement=rel.agreement,
                 shares=tuple(sorted(rel.shares.items())),
                 last_activity_ms=t.meta.last_activity_ms or record.updated_ms,

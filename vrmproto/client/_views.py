@@ -119,7 +119,7 @@ class RelationshipView:
     """One relationship as a person looks at it."""
 
     thread: bytes
-    kind: ThreadKind
+    kind: str  # "vendor" or "intent": :attr:`thread_kind`'s value
     vendor: str
     url: str
     state: str
@@ -132,6 +132,11 @@ class RelationshipView:
     local_key: bytes
     peer_key: bytes
     generation: int
+
+    @property
+    def thread_kind(self) -> ThreadKind:
+        """What the thread is: a vendor relationship, or one vendor's thread of an intentcast."""
+        return ThreadKind(self.kind)
 
     @property
     def vendor_fingerprint(self) -> str:
