@@ -6,8 +6,11 @@ to learn what it already knows."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,7 +43,7 @@ from vrmproto.client._drafts import (
 )
 from vrmproto.client._ledger import Ledger
 from vrmproto.client._paths import endpoint_path
-from vrmproto.store import MemoryStore
+from vrmproto.store import MemoryStore, SQLiteStore
 
 ONE = RetryPolicy(attempts=1)
 
@@ -244,3 +247,33 @@ async def test_an_intentcast_cut_short_keeps_the_offers_that_had_arrived() -> No
     finally:
         slow.hold.set()
         await asyncio.gather(quick.stop(), slow.stop())
+
+
+async def test_an_agent_db_of_the_previous_release_opens_with_everything_it_held(
+    tmp_path: Path,
+) -> None:
+    """``tests/data/v2/agent.db`` (written by 25ceebf, scripts/make_v2_fixtures.py) opens with
+    this agent: every relationship, its verified history, the queued share and the draft
+    waiting behind it (now a typed draft the outbox can sign)."""
+    db = tmp_path / "agent.db"
+    shutil.copyfile(Path(__file__).parent / "data" / "v2" / "agent.db", db)
+    seed = hashlib.sha256(b"vrmproto v2 fixture: customer").digest()
+    store = await SQLiteStore.open(db)
+    try:
+        async with await Agent.open(store, seed, retry=ONE) as agent:
+            views = await agent.relationships()
+            assert {(v.vendor, v.kind, v.state) for v in views} >= {
+                ("Acme", "vendor", "agreed"), ("Budget", "vendor", "countered"),
+                ("Closed", "vendor", "agreed"),
+            }  # fmt: skip
+            assert any(v.kind == "intent" for v in views)
+            for v in views:
+                assert await agent.history(v.thread)  # every link and signature verifies
+            (closed,) = [v for v in views if v.vendor == "Closed"]
+            assert closed.pending == 2  # the share in the outbox, and the draft behind it
+            (draft,) = await store.drafts(closed.thread)
+            assert isinstance(decode_draft(draft.payload), ShareDraft)
+            (item,) = await agent.pending()
+            assert await store.save_point(closed.thread, item.msg_hash) is not None
+    finally:
+        await store.close()
