@@ -13,10 +13,10 @@ from vrmproto.cli._cmd_data import fanout_json
 from vrmproto.cli._common import as_url, norm, now_ms
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
-from vrmproto.cli._output import money_json, table
+from vrmproto.cli._output import Out, money_json, table
 from vrmproto.cli._parse import format_time, parse_date, parse_duration, parse_money
 from vrmproto.cli._progress import FanoutDisplay
-from vrmproto.client import Agent, Offer
+from vrmproto.client import Agent, IntentcastResult, Offer
 from vrmproto.client._ledger import ThreadKind
 
 __all__ = ["intent", "offer_json", "offers_table", "rank_offers"]
@@ -88,6 +88,23 @@ async def _known_vendors(agent: Agent) -> dict[str, str]:
     return known
 
 
+async def _on_the_network(out: Out, timeout_s: float, interfaces: Sequence[str]
+                          ) -> dict[str, str]:  # fmt: skip
+    """Base URL → name of every verified vendor zeroconf finds (none where it cannot look)."""
+    from vrmproto.discovery import browse  # noqa: PLC0415 -- zeroconf only when needed
+
+    try:
+        found = await browse(timeout_s, tuple(interfaces))
+    except OSError as exc:  # no multicast there: ask the others
+        out.note(f"(local discovery is unavailable: {exc})")
+        return {}
+    names: dict[str, str] = {}
+    for f in found:
+        if f.verified:
+            names.setdefault(norm(f.url), f.name)
+    return names
+
+
 @click.group(cls=DefaultGroup)
 def intent() -> None:
     """Broadcast what you want (`vrm intent "…"`) and take up an offer (`vrm intent accept`)."""
@@ -139,16 +156,8 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
         async with open_agent(env, settings=settings) as agent:
             names = await _known_vendors(agent)
             if discover:
-                from vrmproto.discovery import browse  # noqa: PLC0415
-
-                try:
-                    found = await browse(min(1.5, deadline_ms / 2000), interfaces)
-                except OSError as exc:  # no multicast there: ask the others
-                    out.note(f"(local discovery is unavailable: {exc})")
-                    found = []
-                for f in found:
-                    if f.verified:
-                        names.setdefault(norm(f.url), f.name)
+                names.update({u: n for u, n in (await _on_the_network(
+                    out, min(1.5, deadline_ms / 2000), interfaces)).items() if u not in names})
             for u in extra:
                 names.setdefault(norm(u), norm(u))
             urls = list(names)
@@ -174,15 +183,21 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
         "reply_by": result.reply_by, "sent": now_ms(), "vendors": urls, "offers": rows,
         "declines": [{"vendor": v, "reason": r} for v, r in result.declines],
     }  # fmt: skip
+    _report_cast(out, result, record)
+
+
+def _report_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> None:
+    """The intentcast's outcome: its record and fan-out as JSON, or the ranked offers."""
     if out.json_mode:
         out.json({**record, **fanout_json(result.report)})
         return
     for v, r in result.declines:
         out.print(f"  [dim]{v} declined: {r}[/]")
+    rows = record["offers"]
     if not rows:
         out.print("No offers arrived before the deadline.")
         return
-    out.print(offers_table(rows, f"offers for “{what}”, best first"))
+    out.print(offers_table(rows, f"offers for “{record['what']}”, best first"))
     out.print(f"Take one with `vrm intent accept {rows[0]['id']}`.")
 
 

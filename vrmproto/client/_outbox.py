@@ -20,10 +20,16 @@ signed and queued in the Commit that stores the replies, delivered next (answere
 (§8.2); if we signed a second message before the first was answered, we would log
 ``m1 m2 r1 r2`` while the vendor logs ``m1 r1 m2 r2``, and the histories would fork. So a
 message for a thread that has an undelivered one becomes a draft (:mod:`vrmproto.client._drafts`)
-— what to send, as data, with its message id already chosen — stored in the thread's meta
-record and signed only
-when its turn comes, in the same Commit that closes the message before it. Messages are thus
-delivered strictly in order, and each is signed against the state the vendor will see.
+— what to send, as data, with its message id already chosen — stored as the thread's next
+:class:`~vrmproto.store.DraftRecord` and signed only when its turn comes, in the same Commit
+that closes the message before it. Messages are thus delivered strictly in order, and each is
+signed against the state the vendor will see. Before each message of ours is signed, where the
+relationship stood is kept as a :class:`~vrmproto.store.SavePoint` (:mod:`vrmproto._records`),
+so that a final refusal takes the message back out of our chain and history (§8.1-5).
+
+Nothing the outbox stored is opened again to learn what it already knows: an item's id, type
+and expiry are read from its own header (:func:`vrmproto.client._own.own_header`), not by
+verifying our own signature once more.
 
 **A fan-out is queued whole before anything is sent.** :meth:`Outbox.enqueue` signs (or, behind
 an undelivered message, stores as a draft) one message for each of many threads and writes them
