@@ -18,7 +18,6 @@ import msgpack
 import pytest
 from aiohttp import web
 
-import vrmproto.client as client_api
 from vrmproto import (
     DATA_FORMAT,
     DEFAULT_LIMITS,
@@ -46,7 +45,8 @@ from vrmproto import (
     sha256,
     sign_problem,
 )
-from vrmproto._binding import (
+from vrmproto._history import Entry
+from vrmproto.binding import (
     CONTENT_TYPE,
     SIGNATURE_HEADER,
     build_discovery,
@@ -54,7 +54,6 @@ from vrmproto._binding import (
     encode_replies,
     open_history_request,
 )
-from vrmproto._history import Entry
 from vrmproto.client import (
     EndpointClient,
     InvalidResponse,
@@ -638,16 +637,34 @@ async def test_history_export_matches_ours(vendor: FakeVendor, client: Any) -> N
     assert info.value.code == "no_relationship"
 
 
-def test_the_public_api_is_exactly_the_curated_names() -> None:
-    assert set(client_api.__all__) == {
-        "DEFAULT_CONCURRENCY", "DEFAULT_SCHEDULE", "DEFAULT_TERMS", "FANOUT_RETRY", "NO_RETRY",
-        "Agent", "Answer", "ConnectResult", "ConnectStatus", "CustomerNode", "Delivery",
-        "DeliveryStatus",
-        "EndpointClient", "FanoutReport", "IntentcastResult", "InvalidResponse", "KeyChangedError",
-        "Offer", "Outbox", "OutboxRun", "PeerProblemError", "Progress", "ProgressEvent", "Queued",
-        "Reconciliation", "Ref", "RelationshipView", "RetryPolicy", "Stage", "Target",
-        "Transient", "Transport", "TransportError", "Unreachable", "VendorResult",
-        "collect_pages", "discovery_from_answer", "fan_out",
-        "history_from_answer", "replies_from_answer", "transient_from_answer",
-    }
-    assert all(hasattr(client_api, name) for name in client_api.__all__)
+# -- the Transport seam: HTTP and in-memory answer alike --------------------------------------
+
+
+async def test_http_and_memory_transports_answer_alike() -> None:
+    """The same reference vendor, reached over HTTP on 127.0.0.1 and in memory: the same
+    document, the same agent flow, the same typed refusal (one set of answer readers)."""
+    from vrmproto.client import Agent, Transport  # noqa: PLC0415 -- only this test needs them
+    from vrmproto.server import serve  # noqa: PLC0415
+    from vrmproto.testing import MemoryTransport  # noqa: PLC0415
+
+    vendor = Identity(os.urandom(32))
+    endpoint = Endpoint(vendor, store=MemoryStore(), name="Both",
+                        policy=ReferencePolicy(accepts_terms=["vrm.no-tracking"]))  # fmt: skip
+    seen: list[tuple[object, ...]] = []
+    async with await serve(endpoint, "127.0.0.1", 0) as server, EndpointClient() as http:
+        memory = MemoryTransport({server.url: endpoint})
+        transports: list[Transport] = [http, memory]
+        for transport in transports:
+            doc = await transport.fetch_discovery(server.url, role="vendor")
+            with pytest.raises(PeerProblemError) as refused:
+                await transport.post_envelope(doc.inbox, b"\x93junk", expected_keys=(doc.key,))
+            with pytest.raises(ProtocolError) as pinned:
+                await transport.fetch_discovery(server.url, os.urandom(32))
+            async with await Agent.open(MemoryStore(), os.urandom(32), client=transport) as a:
+                c = await a.connect(server.url, [NO_TRACKING])
+                diverged = await a.compare_history(c.thread)
+            seen.append((doc.inbox, doc.history, doc.key, refused.value.code, refused.value.status,
+                         pinned.value.code, c.status, diverged))  # fmt: skip
+        await endpoint.drain()
+    assert seen[0] == seen[1]
+    assert seen[0][-2:] == ("accepted", None)

@@ -15,13 +15,15 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from tests._cli_helpers import ROOT, cli_env
 from vrmproto import DEFAULT_LIMITS, Identity, Problem, ProtocolError, fingerprint
-from vrmproto._binding import WELL_KNOWN_PATH, build_discovery, verify_discovery
+from vrmproto.binding import SIGNATURE_HEADER, WELL_KNOWN_PATH, build_discovery, verify_discovery
 from vrmproto.discovery import (
     MAX_TXT_BYTES,
     SERVICE_TYPE,
@@ -33,6 +35,10 @@ from vrmproto.server import Endpoint, ReferencePolicy, serve
 from vrmproto.store import MemoryStore
 
 SPEC = ROOT / "spec" / "13-discovery.md"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def test_txt_record_is_small_and_complete() -> None:
@@ -88,20 +94,50 @@ def test_every_clause_the_code_cites_exists() -> None:
 
 
 async def test_fetch_discovery_verifies_and_pins() -> None:
-    """§13.3-2, §13.1-4: the document is fetched from the origin and checked; another key is
-    refused with bad_key."""
+    """§13.3-2, §13.1-4: the document is fetched from the endpoint URL's path and checked;
+    another key is refused with bad_key."""
     vendor = Identity(bytes(range(32)))
     endpoint = Endpoint(vendor, store=MemoryStore(), name="Corner Shop",
                         policy=ReferencePolicy(accepts_terms=["vrm.no-tracking"]))
     async with await serve(endpoint, "127.0.0.1", 0) as server:
-        doc = await fetch_discovery(server.url + "/some/page")
+        doc = await fetch_discovery(server.url)
         assert doc.key == vendor.public_key
         assert doc.accepts_terms == ("vrm.no-tracking",)
+        assert doc.inbox == server.url + "/vrm/inbox"  # made absolute (§13.1-7)
         again = await fetch_discovery(server.url + WELL_KNOWN_PATH, expected_key=vendor.public_key)
         assert again.key == vendor.public_key
         with pytest.raises(ProtocolError) as err:
             await fetch_discovery(server.url, expected_key=Identity(bytes(32)).public_key)
         assert err.value.code is Problem.BAD_KEY
+        with pytest.raises(ValueError, match="answered HTTP 404"):  # not /.well-known/vrm
+            await fetch_discovery(server.url + "/some/page")
+
+
+async def test_fetch_discovery_of_an_endpoint_url_with_a_path() -> None:
+    """§13.3-2: an agent endpoint's URL has a path per relationship (§12.11-4); its document is
+    at that path followed by /.well-known/vrm, not at the origin's. (On 25ceebf,
+    ``vrmproto.discovery.fetch_discovery`` asked the origin, where there is none, while
+    ``EndpointClient`` asked the path: the two fetchers disagreed.)"""
+    agent = Identity(bytes(range(1, 33)))
+    body, sig = build_discovery(agent, name="Ada", role="customer", now=now_ms(),
+                                limits=DEFAULT_LIMITS, types=["data.return"])  # fmt: skip
+
+    async def document(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={SIGNATURE_HEADER: sig})
+
+    app = web.Application()
+    app.router.add_get("/vrm/agent/r1" + WELL_KNOWN_PATH, document)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        doc = await fetch_discovery(f"http://127.0.0.1:{port}/vrm/agent/r1", role="customer")
+        assert doc.key == agent.public_key
+        assert doc.inbox == f"http://127.0.0.1:{port}/vrm/inbox"
+    finally:
+        await runner.cleanup()
 
 
 def test_stale_documents_are_refused() -> None:

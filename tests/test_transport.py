@@ -23,6 +23,8 @@ from vrmproto import (
     DataShare,
     FieldsContent,
     Identity,
+    Limits,
+    Money,
     Problem,
     TermRef,
     latest,
@@ -42,7 +44,7 @@ from vrmproto.client import (
     replies_from_answer,
     transient_from_answer,
 )
-from vrmproto.server import Endpoint, ReferencePolicy, Response
+from vrmproto.server import CatalogueItem, Endpoint, ReferencePolicy, Response
 from vrmproto.store import Commit, MemoryStore
 from vrmproto.testing import MemoryTransport
 from vrmproto.testing.transport import Route
@@ -50,6 +52,7 @@ from vrmproto.testing.transport import Route
 DAY_MS = 86_400_000
 ACME = "http://acme.test"
 NO_TRACKING = TermRef.of(latest("vrm.no-tracking"))
+ACCEPTS = ("vrm.no-tracking", "vrm.no-third-party")  # the agent's default terms
 
 
 def now_ms() -> int:
@@ -70,12 +73,13 @@ def no_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
 class Vendor:
     """The reference vendor endpoint, with what its hooks heard."""
 
-    def __init__(self, name: str = "Acme") -> None:
+    def __init__(self, name: str = "Acme", catalogue: tuple[CatalogueItem, ...] = (),
+                 limits: Limits = DEFAULT_LIMITS) -> None:  # fmt: skip
         self.identity = Identity(os.urandom(32))
         self.store = MemoryStore()
         self.endpoint = Endpoint(
-            self.identity, store=self.store, name=name,
-            policy=ReferencePolicy(accepts_terms=("vrm.no-tracking",), name=name),
+            self.identity, store=self.store, name=name, limits=limits,
+            policy=ReferencePolicy(accepts_terms=ACCEPTS, name=name, catalogue=catalogue),
         )  # fmt: skip
         self.heard: list[Any] = []
         self.endpoint.subscribe(self._hear)
@@ -168,6 +172,32 @@ async def test_an_unreachable_vendor_queues_and_the_outbox_delivers_later(
     assert await a.compare_history(c.thread) is None
 
 
+async def test_an_intentcast_fans_out_over_the_transport() -> None:
+    """§5.4: one throw-away key, a thread per vendor, offers ranked by price — no socket."""
+    shops = {name: Vendor(name, (CatalogueItem(f"{name} SUV", ("suv",), Money(price, "USD")),))
+             for name, price in (("Avis", 61_000), ("Budget", 45_000))}  # fmt: skip
+    transport = MemoryTransport({f"http://{n.lower()}.test": v.endpoint for n, v in shops.items()})
+    async with await Agent.open(MemoryStore(), os.urandom(32), client=transport) as a:
+        result = await a.intentcast("an suv", vendors=["http://avis.test", "http://budget.test",
+                                                       "http://closed.test"])  # fmt: skip
+        assert [o.vendor for o in result.offers] == ["Budget", "Avis"]
+        assert result.report.counts()["failed"] == 1  # closed.test: nothing there
+        taken = await a.take_offer(result.offers[0])
+        assert taken.status == "accepted"
+
+
+async def test_the_address_limit_is_a_transient_failure_with_retry_after() -> None:
+    """§12.9-5: the endpoint's per-address limit is checked before the body, as over HTTP."""
+    vendor = Vendor(limits=Limits(rate_per_address_per_minute=1))
+    transport = MemoryTransport({ACME: vendor.endpoint})
+    await transport.fetch_discovery(ACME)
+    with pytest.raises(Transient) as busy:
+        await transport.fetch_discovery(ACME)
+    assert busy.value.status == 429
+    assert busy.value.retry_after is not None
+    assert busy.value.retry_after > 0
+
+
 async def test_a_refusal_is_the_same_typed_error_as_over_http(vendor: Vendor) -> None:
     transport = MemoryTransport({ACME: vendor.endpoint})
     doc = await transport.fetch_discovery(ACME, role="vendor")
@@ -183,22 +213,23 @@ async def test_a_refusal_is_the_same_typed_error_as_over_http(vendor: Vendor) ->
 
 
 async def test_a_caller_that_gives_up_does_not_stop_the_endpoint(vendor: Vendor) -> None:
-    started, release = asyncio.Event(), asyncio.Event()
+    started, release, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     class Slow(Endpoint):
         async def handle_inbox(self, data: bytes, *, client: str = "") -> Response:
             started.set()
             await release.wait()
+            finished.set()
             return Response(204, b"")
 
-    slow = Slow(vendor.identity, store=MemoryStore())
-    transport = MemoryTransport({ACME: slow})
+    transport = MemoryTransport({ACME: Slow(vendor.identity, store=MemoryStore())})
     with pytest.raises(Unreachable):
         await transport.post_envelope(ACME + "/vrm/inbox", b"x", timeout_s=0.01)
+    assert transport.requests[-1].status is None  # nothing answered the caller
     await started.wait()
-    (pending,) = transport._unanswered
     release.set()
-    assert (await pending).status == 204
+    await transport.drain()
+    assert finished.is_set()  # the step ran to its end, as a server's would
 
 
 # -- the answer readers every transport shares ------------------------------------------------

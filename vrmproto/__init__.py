@@ -2,9 +2,11 @@
 
 The core — keys, message types, encoding and signatures, the relationship state machine and the
 history — is sans-IO: it takes bytes, time and randomness as arguments and never touches a
-socket, a database or a clock. The I/O layers are :mod:`vrmproto.store`, :mod:`vrmproto.server`,
-:mod:`vrmproto.client` and :mod:`vrmproto.discovery`; the conformance suite is
-:mod:`vrmproto.testing`. See ``spec/`` for the protocol itself.
+socket, a database or a clock; so is :mod:`vrmproto.binding`, the byte formats of the HTTP binding
+(discovery, inbox replies, history requests). The I/O layers are :mod:`vrmproto.store`,
+:mod:`vrmproto.server`, :mod:`vrmproto.client` (its ``Transport`` is the seam to a network) and
+:mod:`vrmproto.discovery`; the conformance suite is :mod:`vrmproto.testing`. See ``spec/`` for the
+protocol itself.
 """
 
 from vrmproto._codec import decode, encode

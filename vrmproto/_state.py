@@ -18,6 +18,8 @@ from vrmproto._errors import StateError
 
 
 class Role(enum.Enum):
+    """Which side of a relationship a party is (§7-2); the value is the wire spelling."""
+
     CUSTOMER = "customer"
     VENDOR = "vendor"
 
@@ -27,6 +29,8 @@ class Role(enum.Enum):
 
 
 class State(enum.Enum):
+    """A relationship's state (§7.1); the value is the wire spelling."""
+
     NONE = "none"
     OFFERED = "offered"
     AGREED = "agreed"

@@ -37,13 +37,9 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 
 from vrmproto._errors import ProtocolError
 from vrmproto._keys import fingerprint
-from vrmproto.binding import (
-    MAX_DISCOVERY_BYTES,
-    SIGNATURE_HEADER,
-    WELL_KNOWN_PATH,
-    DiscoveryDocument,
-    verify_discovery,
-)
+from vrmproto.binding import MAX_DISCOVERY_BYTES, WELL_KNOWN_PATH, DiscoveryDocument, discovery_url
+from vrmproto.client._errors import InvalidResponse
+from vrmproto.client._transport import Answer, discovery_from_answer
 
 __all__ = [
     "MAX_TXT_BYTES",
@@ -166,12 +162,14 @@ async def fetch_discovery(
     timeout_s: float = 5.0,
     role: str | None = None,
 ) -> DiscoveryDocument:
-    """GET the discovery document of ``url`` (an endpoint URL, §13.3-2, or the document's own
-    URL) and verify it (§13.1; ``role``: the role it must have, §13.1-10). Raises
-    :class:`~vrmproto.ProtocolError` when it does not verify, :class:`aiohttp.ClientError` or
-    :class:`TimeoutError` when it cannot be fetched, :class:`ValueError` when the answer is not
-    a document. A session made here keeps no cookies (§11.6-3)."""
-    doc_url = url if urlsplit(url).path == WELL_KNOWN_PATH else urljoin(url, WELL_KNOWN_PATH)
+    """GET the discovery document of ``url`` — an endpoint URL, whose document is at its path
+    followed by ``/.well-known/vrm`` (§13.3-2), or the document's own URL — and verify it (§13.1;
+    ``role``: the role it must have, §13.1-10); inbox and history become absolute URLs
+    (§13.1-7). Raises :class:`~vrmproto.ProtocolError` when it does not verify,
+    :class:`aiohttp.ClientError` or :class:`TimeoutError` when it cannot be fetched,
+    :class:`ValueError` when the answer is not a document. A session made here keeps no
+    cookies (§11.6-3)."""
+    doc_url = url if urlsplit(url).path.endswith(WELL_KNOWN_PATH) else discovery_url(url)
     own = session is None
     client = session or aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
     try:
@@ -181,14 +179,15 @@ async def fetch_discovery(
             if resp.status != 200:
                 raise ValueError(f"{doc_url} answered HTTP {resp.status}, not a discovery document")
             body = await resp.content.read(MAX_DISCOVERY_BYTES + 1)
-            header = resp.headers.get(SIGNATURE_HEADER)
+            answer = Answer(resp.status, resp.headers, body, str(resp.url))
     finally:
         if own:
             await client.close()
-    return verify_discovery(
-        body, header, now=_default_clock() if now is None else now, expected_key=expected_key,
-        role=role,
-    )
+    try:
+        return discovery_from_answer(answer, now=_default_clock() if now is None else now,
+                                     expected_key=expected_key, role=role)  # fmt: skip
+    except InvalidResponse as exc:
+        raise ValueError(exc.detail) from None
 
 
 def _txt_dict(info: AsyncServiceInfo) -> dict[str, str]:

@@ -44,7 +44,6 @@ from vrmproto.binding import (
 )
 from vrmproto.client._errors import InvalidResponse, Transient, Unreachable
 from vrmproto.client._transport import (
-    MAX_HISTORY_ENTRIES,
     NO_RETRY,
     Answer,
     Clock,
@@ -59,8 +58,9 @@ from vrmproto.client._transport import (
     transient_from_answer,
 )
 
+# Besides EndpointClient and Sleep, these names live in _transport; they are re-exported here
+# because _agent still imports them from here (new code: import them from _transport).
 __all__ = [
-    "MAX_HISTORY_ENTRIES",
     "NO_RETRY",
     "Clock",
     "EndpointClient",
@@ -69,7 +69,6 @@ __all__ = [
     "Sleep",
     "default_clock",
     "default_random_id",
-    "discovery_url",
 ]
 
 Sleep = Callable[[float], Awaitable[None]]

@@ -14,8 +14,8 @@ typed errors it would see over HTTP::
 
 What it leaves out, on purpose: HTTP itself (the aiohttp layer's content-type and body-size
 checks, connection limits), and retries — each request is one attempt, a ``5xx``/``429``/``408``
-answer raises :class:`~vrmproto.client.Transient` at once, so a test sees every outcome. A URL no
-endpoint is added at (or :meth:`MemoryTransport.remove` d from) is
+answer raises :class:`~vrmproto.client.Transient` at once, so a test sees every outcome. A URL
+where no endpoint is (never added, or taken off with :meth:`MemoryTransport.remove`) is
 :class:`~vrmproto.client.Unreachable`, as a refused connection would be. ``timeout_s`` is
 honoured: the endpoint finishes the request (as a server would after a client gave up), the
 caller gets :class:`~vrmproto.client.Unreachable`.
@@ -121,6 +121,12 @@ class MemoryTransport:
         """Take the endpoint at ``base_url`` off the network: its URLs become unreachable."""
         for url in self._sites.pop(base_url, ()):
             self._routes.pop(url, None)
+
+    async def drain(self) -> None:
+        """Wait for the endpoint steps whose callers gave up (``timeout_s``) to end."""
+        while self._unanswered:
+            done, _ = await asyncio.wait(set(self._unanswered))
+            self._unanswered -= done
 
     # -- the Transport protocol ------------------------------------------------------------
 
