@@ -1,7 +1,7 @@
 """Intentcasts: a personal RFP to many vendors from a throw-away key, and their offers (§5.4).
 
 The intentcast is stored (:class:`~vrmproto.store.IntentRecord`) before it is sent, and each
-vendor's offer (:class:`~vrmproto.store.IntentOffer`) as soon as it arrives, so an intentcast cut
+vendor's offer (:class:`~vrmproto.store.OfferRecord`) as soon as it arrives, so an intentcast cut
 short — the program stopped, the deadline reached — keeps every offer that had come in; the
 offers can be taken up later (:meth:`IntentOps.offers`, :meth:`~vrmproto.client.Agent.take_offer`).
 """
@@ -25,8 +25,7 @@ from vrmproto.client._ledger import Thread, ThreadKind, ThreadMeta
 from vrmproto.client._outbox import Delivery
 from vrmproto.client._transport import NO_RETRY
 from vrmproto.client._views import IntentcastResult, Offer
-from vrmproto.store import Commit, IntentRecord
-from vrmproto.store import IntentOffer as OfferRecord
+from vrmproto.store import Commit, IntentRecord, OfferRecord
 
 __all__ = ["IntentOps", "answers", "offer_of", "offer_record"]
 
@@ -113,10 +112,11 @@ class IntentOps(AgentBase):
         )
         docs: dict[bytes, DiscoveryDocument] = {}
         record = IntentRecord(
-            intent_id=intent_id, what=what, where=where or "", start_ms=start or 0,
-            end_ms=end or 0, reply_by_ms=reply_by, sent_ms=self.clock(),
+            intent_id=intent_id, what=what, where=where, start_ms=start, end_ms=end,
+            reply_by_ms=reply_by, sent_ms=self.clock(),
             max_price=(max_price.amount, max_price.currency) if max_price else None,
-            vendors=tuple(norm_url(u) for u in vendors),
+            vendors=tuple(norm_url(u) for u in vendors), constraints=tuple(constraints),
+            memberships=tuple(memberships),
         )  # fmt: skip
         await self.store.commit(Commit(intents=(record,)))
 
