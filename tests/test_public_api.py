@@ -48,9 +48,10 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "held_key", "make_app", "serve", "serve_app",
     ),
     "vrmproto.store": (
-        "Commit", "DedupeRecord", "HistoryEntry", "MemoryStore", "NewOutboxItem", "OutboxItem",
-        "RelationshipRecord", "SQLiteStore", "Store", "StoreConflict", "StoreError", "StoreStats",
-        "StoreUsage",
+        "Commit", "DedupeRecord", "DraftRecord", "HeldRecord", "HistoryEntry", "IntentRecord",
+        "MemoryStore", "NewOutboxItem", "OfferRecord", "OutboxItem", "RelationshipRecord",
+        "SQLiteStore", "SavePoint", "ShareNote", "Store", "StoreConflict", "StoreError",
+        "StoreStats", "StoreUsage", "ThreadKind", "ThreadRecord",
     ),
     "vrmproto.testing": (
         "DEFAULT_REGISTRY", "Case", "CaseContext", "CaseFailed", "CaseRecord", "Exchange", "Info",
