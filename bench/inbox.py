@@ -8,7 +8,7 @@ exactly "verify, store durably, sign a receipt". The client verifies each receip
 addressed to the customer, acknowledges the offer). One more round measures the reference
 policy that also accepts the offer (a second signature per message): ``accept_msgs_per_s``.
 
-The fan-out figures come from :func:`vrmproto.client.measure_fanout`: an address update to 200
+The fan-out figures come from ``bench/fanout.py``: an address update to 200
 reference vendor endpoints in this process, each answering 50 ms late, done in parallel and then
 one after another.
 
@@ -50,6 +50,7 @@ from typing import Any
 import aiohttp
 import msgpack
 from aiohttp import web
+from fanout import measure_fanout  # bench/fanout.py, beside this file
 from nacl.bindings import crypto_sign_open
 from nacl.signing import SigningKey
 
@@ -67,7 +68,6 @@ from vrmproto import (
 from vrmproto._binding import CONTENT_TYPE, DEFAULT_INBOX_PATH, decode_replies
 from vrmproto._keys import Context
 from vrmproto._messages import Receipt
-from vrmproto.client import measure_fanout
 from vrmproto.server import Endpoint, ReferencePolicy, serve
 from vrmproto.store import MemoryStore, SQLiteStore, Store
 

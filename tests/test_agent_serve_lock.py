@@ -12,12 +12,10 @@ from pathlib import Path
 from test_client import FakeVendor, now_ms
 
 from vrmproto import MasterSeed, RelationshipEnd, open_envelope
-from vrmproto.cli._agent_endpoint import AgentRoutes
-from vrmproto.cli._cmd_serve import AgentIdentities
-from vrmproto.client import Agent, EndpointClient, RetryPolicy
+from vrmproto.client import CustomerNode, EndpointClient, RetryPolicy
 from vrmproto.client._ledger import LOCK_PREFIX
 from vrmproto.client._paths import endpoint_path
-from vrmproto.server import Server, serve_app
+from vrmproto.server import Server
 from vrmproto.store import SQLiteStore
 
 
@@ -50,13 +48,9 @@ async def test_a_vendor_message_waits_while_another_process_holds_the_relationsh
     logger.addHandler(handler)
     client = EndpointClient(retry=RetryPolicy(attempts=1))
     try:
-        async with await Agent.open(store, seed) as agent:
-            thread = (await agent.connect(vendor.url)).thread
-            identities = AgentIdentities(seed)
-            await identities.refresh(agent)
-        routes = AgentRoutes(seed, store, identities)
-        await routes.refresh()
-        server = await serve_app(routes.app(), routes.engine)  # as vrm agent serve does
+        node = await CustomerNode.open(store, seed)
+        thread = (await node.agent.connect(vendor.url)).thread
+        server = await node.listen()  # as vrm agent serve does
         base = server.url
         doc = await client.fetch_discovery(base + endpoint_path(seed, thread), role="customer")
         end = vendor.threads[thread].send(RelationshipEnd(reason="closing"), now=now_ms(),
@@ -75,7 +69,7 @@ async def test_a_vendor_message_waits_while_another_process_holds_the_relationsh
         logger.setLevel(level)
         await client.close()
         if server is not None:
-            await server.close()
+            await node.close()
         await vendor.stop()
         await other.close()
         await store.close()

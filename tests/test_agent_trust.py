@@ -35,11 +35,17 @@ from vrmproto import (
 )
 from vrmproto._binding import SIGNATURE_HEADER, build_discovery
 from vrmproto._keys import Context, _b64
-from vrmproto.cli._agent_endpoint import AGENT_NAME, AgentRoutes
-from vrmproto.cli._cmd_serve import AgentIdentities
-from vrmproto.client import Agent, EndpointClient, InvalidResponse, PeerProblemError, RetryPolicy
+from vrmproto.client import (
+    Agent,
+    CustomerNode,
+    EndpointClient,
+    InvalidResponse,
+    PeerProblemError,
+    RetryPolicy,
+)
 from vrmproto.client._agent import KeyChangedError
 from vrmproto.client._fanout import Target, fan_out
+from vrmproto.client._inbound import AGENT_NAME
 from vrmproto.client._paths import endpoint_path
 from vrmproto.store import MemoryStore
 
@@ -432,9 +438,8 @@ async def test_the_agent_endpoint_serves_each_relationship_at_its_own_path_only(
         async with await Agent.open(store, seed) as agent:
             t1 = (await agent.connect(v1.url)).thread
             t2 = (await agent.connect(v2.url)).thread
-            identities = AgentIdentities(seed)
-            await identities.refresh(agent)
-        routes = AgentRoutes(seed, store, identities)
+        node = await CustomerNode.open(store, seed)  # a later process: it knows no thread yet
+        routes = node.inbound
         await routes.refresh()
         runner = web.AppRunner(routes.app(), access_log=None, shutdown_timeout=0.1)
         await runner.setup()
@@ -467,6 +472,7 @@ async def test_the_agent_endpoint_serves_each_relationship_at_its_own_path_only(
             assert open_envelope(replies[0], now=now_ms()).type == "receipt"
         finally:
             await client.close()
+            await node.close()
     finally:
         if runner is not None:
             await runner.cleanup()

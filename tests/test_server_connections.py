@@ -33,8 +33,7 @@ from _vendor_proc import VENDOR_SEED, Customer, now_ms
 
 from vrmproto import Identity, MasterSeed, open_envelope
 from vrmproto._binding import CONTENT_TYPE, DEFAULT_INBOX_PATH, WELL_KNOWN_PATH
-from vrmproto.cli._agent_endpoint import AgentRoutes
-from vrmproto.cli._cmd_serve import AgentIdentities
+from vrmproto.client import CustomerNode
 from vrmproto.server import ConnectionLimits, Server, serve, serve_app
 from vrmproto.server._connections import ConnectionGuard, _AcceptErrors
 from vrmproto.store import MemoryStore
@@ -329,7 +328,7 @@ async def test_the_agent_endpoint_has_the_vendors_deadlines_and_signed_http_prob
     (§10.1-1) and HTTP that does not parse gets the agent's signed problem (§12.4-5)."""
     seed = MasterSeed(os.urandom(32))
     store = MemoryStore()
-    routes = AgentRoutes(seed, store, AgentIdentities(seed))
+    routes = (await CustomerNode.open(store, seed)).inbound
     limits = ConnectionLimits(header_timeout_ms=300, idle_timeout_ms=400)
     server = await serve_app(routes.app(), routes.engine, connection_limits=limits)
     slow = await Slow.open(server.port)

@@ -9,6 +9,7 @@ import click
 
 from vrmproto._keys import fingerprint
 from vrmproto._messages import TermsReject
+from vrmproto._state import State
 from vrmproto.cli._common import as_url, finish, norm
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
@@ -16,6 +17,7 @@ from vrmproto.cli._output import Out, rbutton, short, term_json, terms_short
 from vrmproto.cli._parse import parse_term
 from vrmproto.client import Agent, ConnectResult, RelationshipView
 from vrmproto.client._agent import KeyChangedError
+from vrmproto.client._ledger import ThreadKind
 
 __all__ = ["connect", "connect_json", "report_connect", "settle_counter"]
 
@@ -195,9 +197,10 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
             url = as_url(target)
             key: bytes | None = None
             if url is None:
-                views = [v for v in await agent.relationships() if v.kind == "vendor"]
+                views = [v for v in await agent.relationships()
+                         if v.thread_kind is ThreadKind.VENDOR]  # fmt: skip
                 known = [v for v in views if v.vendor.lower() == target.strip().lower()]
-                open_counter = [v for v in known if v.state == "countered"]
+                open_counter = [v for v in known if State(v.state) is State.COUNTERED]
                 if open_counter:
                     await _answer_open_counter(agent, out, open_counter[-1], counter_answer)
                     return
@@ -213,8 +216,8 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
                     url, key = hit
             offered = terms or agent.terms
             same = [v for v in await agent.relationships()
-                    if v.kind == "vendor" and v.state == "agreed" and norm(v.url) == norm(url)
-                    and v.terms == offered]  # fmt: skip
+                    if v.thread_kind is ThreadKind.VENDOR and State(v.state) is State.AGREED
+                    and norm(v.url) == norm(url) and v.terms == offered]  # fmt: skip
             if same:
                 v = same[0]
                 existing = ConnectResult(v.thread, v.vendor, v.url, "accepted", v.terms,

@@ -3,21 +3,17 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from vrmproto._envelope import open_envelope
-from vrmproto._errors import ProtocolError
 from vrmproto._keys import fingerprint
 from vrmproto._messages import DataErased
 from vrmproto._vocab import parse_category, parse_purpose, suggest_category
-from vrmproto.cli._common import finish, need_agreement, now_ms, pick
+from vrmproto.cli._common import finish, need_agreement, pick
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
-from vrmproto.cli._home import Home, warn
 from vrmproto.cli._output import (
     THEM,
     YOU,
@@ -33,6 +29,9 @@ from vrmproto.cli._output import (
 from vrmproto.cli._parse import format_date, format_time, parse_duration, parse_fields
 from vrmproto.cli._progress import FanoutDisplay
 from vrmproto.client import Delivery, Reconciliation, RelationshipView
+from vrmproto.client._ledger import ThreadKind
+from vrmproto.client._own import own_header
+from vrmproto.store import ShareNote
 
 __all__ = ["address", "data", "history", "outbox", "relationships", "share", "withdraw"]
 
@@ -40,21 +39,20 @@ __all__ = ["address", "data", "history", "outbox", "relationships", "share", "wi
 # -- relationships -----------------------------------------------------------------------------
 
 
-def _shares_of(view: RelationshipView, notes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_hash = {n.get("hash"): n for n in notes}
+def _shares_of(view: RelationshipView, notes: Sequence[ShareNote]) -> list[dict[str, Any]]:
+    by_hash = {n.share: n for n in notes}
     out = []
     for share_hash, expires in view.shares:
-        note = by_hash.get(share_hash.hex(), {})
-        fields = note.get("fields", {})
+        note = by_hash.get(share_hash)
         out.append({
             "hash": share_hash.hex(),
             "expires": expires,
-            "fields": sorted(fields) if isinstance(fields, dict) else [],
+            "fields": [name for name, _ in note.fields] if note is not None else [],
         })  # fmt: skip
     return out
 
 
-def view_json(view: RelationshipView, notes: list[dict[str, Any]]) -> dict[str, Any]:
+def view_json(view: RelationshipView, notes: Sequence[ShareNote]) -> dict[str, Any]:
     return {
         "vendor": view.vendor,
         "url": view.url,
@@ -104,13 +102,12 @@ def relationships(env: Env, show_all: bool) -> None:
     """The ⊂ ⊃ view: every vendor, its state, your terms, what you shared, what waits."""
     out = env.out
 
-    async def go() -> list[RelationshipView]:
+    async def go() -> tuple[list[RelationshipView], list[ShareNote]]:
         async with open_agent(env) as agent:
-            return await agent.relationships()
+            return await agent.relationships(), await agent.share_notes()
 
-    views = run(go())
-    notes = env.home.read_shares()
-    rows = [view_json(v, notes) for v in views if show_all or v.kind == "vendor"]
+    views, notes = run(go())
+    rows = [view_json(v, notes) for v in views if show_all or v.thread_kind is ThreadKind.VENDOR]
     if out.json_mode:
         out.json({"relationships": rows})
         return
@@ -153,23 +150,18 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
         raise click.BadParameter(str(exc)) from None
     lifetime = parse_duration(expires, default_unit="d")
     out = env.out
-    home = env.home
 
-    async def go() -> tuple[RelationshipView, Delivery, int]:
+    async def go() -> tuple[RelationshipView, Delivery, int, bool]:
         async with open_agent(env) as agent:
             view = await pick(agent, vendor)
             need_agreement(view)
             until = agent.clock() + lifetime
             d = await agent.share(view.thread, values, purposes=purpose_ids,
                                   categories=category_ids, expires_ms=until)  # fmt: skip
-            return view, d, until
+            notes = await agent.share_notes(view.thread)
+            return view, d, until, any(n.share == d.msg_hash for n in notes)
 
-    view, d, until = run(go())
-    noted = _update_notes(home, "what was shared", lambda notes: notes.append({
-        "hash": d.msg_hash.hex(), "thread": view.thread.hex(), "vendor": view.vendor,
-        "fields": values, "purposes": purpose_ids, "categories": category_ids,
-        "expires": until, "shared": now_ms(), "status": d.status, "withdrawn": None,
-    }))  # fmt: skip
+    view, d, until, noted = run(go())
     result = {
         "vendor": view.vendor, "share": d.msg_hash.hex(), "status": d.status,
         "fields": sorted(values), "purposes": purpose_ids, "categories": category_ids,
@@ -186,23 +178,6 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
         out.print(f"  ⏸ queued ({d.error}); `vrm outbox run` delivers it")
 
 
-def _update_notes(home: Home, what: str, change: Callable[[list[dict[str, Any]]], None]
-                  ) -> bool:  # fmt: skip
-    """Change the notes of shares (``shares.json``) after a message went out; False, with a
-    warning, if they cannot be read or written. The message's outcome is what the command
-    reports, and its exit code: the note is a convenience beside the signed history."""
-    try:
-        notes = home.read_shares()
-        change(notes)
-        home.write_shares(notes)
-    except (OSError, CliError) as exc:
-        reason = exc.message if isinstance(exc, CliError) else exc.strerror or str(exc)
-        warn(f"the note of {what} could not be written to {home.shares_path} ({reason}); "
-             "the message itself is in your history")
-        return False
-    return True
-
-
 @click.command()
 @click.argument("vendor")
 @click.option("--share", "share_ids", multiple=True, metavar="HASH",
@@ -213,7 +188,6 @@ def _update_notes(home: Home, what: str, change: Callable[[list[dict[str, Any]]]
 def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str | None) -> None:
     """Withdraw consent: the vendor must delete what you shared, and confirms it signed."""
     out = env.out
-    home = env.home
 
     async def go() -> tuple[RelationshipView, Delivery, list[bytes]]:
         async with open_agent(env) as agent:
@@ -235,16 +209,7 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
             return view, d, chosen or live
 
     view, d, withdrawn = run(go())
-    erased = _erased(d) if d.status == "confirmed" else None
-    if erased is not None:
-        gone = {h.hex() for h in erased.body.shares}
-
-        def mark(notes: list[dict[str, Any]]) -> None:
-            for n in notes:
-                if n.get("hash") in gone:
-                    n["withdrawn"] = now_ms()
-
-        _update_notes(home, "what was withdrawn", mark)
+    erased = _erased(d) if d.status == "confirmed" else None  # the notes say so too
     result = {
         "vendor": view.vendor,
         "withdraw": d.msg_hash.hex(),
@@ -368,11 +333,11 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
 def entry_json(e: Any) -> dict[str, Any]:
     row: dict[str, Any] = {"index": e.index, "hash": e.msg_hash.hex(), "link": e.link.hex(),
                            "direction": "out" if e.outgoing else "in"}  # fmt: skip
-    try:
-        msg = open_envelope(e.envelope, now=0, check_time=False, allow_erased=True)
-        row.update(type=msg.type, created=msg.header.created, erased=msg.erased)
-    except ProtocolError as exc:  # pragma: no cover - entries were verified when loaded
-        row.update(type="?", created=0, erased=False, problem=str(exc))
+    header = own_header(e.envelope)  # every entry was verified when the history was loaded
+    if header is None:  # pragma: no cover - and so is an envelope
+        row.update(type="?", created=0, erased=False)
+    else:
+        row.update(type=header.type, created=header.created, erased=header.erased)
     return row
 
 
@@ -390,7 +355,7 @@ def history(env: Env, vendor: str, compare: bool, reconcile: bool) -> None:
 
     async def go() -> tuple[RelationshipView, list[Any], Any, bool, Reconciliation | None]:
         async with open_agent(env) as agent:
-            view = await pick(agent, vendor, kinds=("vendor", "intent"))
+            view = await pick(agent, vendor, kinds=(ThreadKind.VENDOR, ThreadKind.INTENT))
             if reconcile:  # compares, and leaves the copies equal unless they part for good
                 done = await agent.reconcile(view.thread)
                 div = None if done.kind in ("equal", "adopted") else done.divergence
@@ -469,9 +434,8 @@ def _report_reconciliation(env: Env, done: Reconciliation) -> None:
 def _outbox_rows(items: Sequence[Any], labels: dict[bytes, str]) -> list[dict[str, Any]]:
     rows = []
     for item in items:
-        kind = "?"
-        with contextlib.suppress(ProtocolError):
-            kind = open_envelope(item.envelope, now=0, check_time=False).type
+        header = own_header(item.envelope)  # signed by us: nothing to verify again
+        kind = header.type if header is not None else "?"
         rows.append({
             "item": item.item_id, "vendor": labels.get(item.thread, item.destination),
             "destination": item.destination, "thread": item.thread.hex(), "type": kind,

@@ -7,17 +7,17 @@ from typing import Any
 
 import click
 
-from vrmproto._messages import Money
 from vrmproto._vocab import TermRef
 from vrmproto.cli._cmd_connect import report_connect, settle_counter
 from vrmproto.cli._cmd_data import fanout_json
 from vrmproto.cli._common import as_url, norm, now_ms
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
-from vrmproto.cli._output import money_json, table
+from vrmproto.cli._output import Out, money_json, table
 from vrmproto.cli._parse import format_time, parse_date, parse_duration, parse_money
 from vrmproto.cli._progress import FanoutDisplay
-from vrmproto.client import Agent, Offer
+from vrmproto.client import Agent, IntentcastResult, Offer
+from vrmproto.client._ledger import ThreadKind
 
 __all__ = ["intent", "offer_json", "offers_table", "rank_offers"]
 
@@ -66,18 +66,6 @@ def offer_json(o: Offer, mine: Sequence[TermRef], rank: int) -> dict[str, Any]:
     }
 
 
-def offer_from_json(d: dict[str, Any]) -> Offer:
-    price = d["price"]
-    return Offer(
-        vendor=str(d["vendor"]), url=str(d["url"]), vendor_key=bytes.fromhex(d["vendor_key"]),
-        thread=bytes.fromhex(d["thread"]), intent=bytes.fromhex(d["intent"]),
-        hash=bytes.fromhex(d["hash"]), description=str(d["description"]),
-        price=Money(int(price["amount"]), str(price["currency"])),
-        valid_until=int(d["valid_until"]), conditions=tuple(d["conditions"]),
-        accepts_terms=tuple(d["accepts_terms"]),
-    )  # fmt: skip
-
-
 def offers_table(rows: Sequence[dict[str, Any]], title: str) -> Any:
     t = table(title, "#", "id", "vendor", "offer", "price", "your terms")
     for r in rows:
@@ -95,9 +83,26 @@ async def _known_vendors(agent: Agent) -> dict[str, str]:
     """Base URL → name of every vendor we have a relationship with."""
     known: dict[str, str] = {}
     for v in await agent.relationships():
-        if v.kind == "vendor" and v.url:
+        if v.thread_kind is ThreadKind.VENDOR and v.url:
             known.setdefault(norm(v.url), v.vendor)
     return known
+
+
+async def _on_the_network(out: Out, timeout_s: float, interfaces: Sequence[str]
+                          ) -> dict[str, str]:  # fmt: skip
+    """Base URL → name of every verified vendor zeroconf finds (none where it cannot look)."""
+    from vrmproto.discovery import browse  # noqa: PLC0415 -- zeroconf only when needed
+
+    try:
+        found = await browse(timeout_s, tuple(interfaces))
+    except OSError as exc:  # no multicast there: ask the others
+        out.note(f"(local discovery is unavailable: {exc})")
+        return {}
+    names: dict[str, str] = {}
+    for f in found:
+        if f.verified:
+            names.setdefault(norm(f.url), f.name)
+    return names
 
 
 @click.group(cls=DefaultGroup)
@@ -151,16 +156,8 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
         async with open_agent(env, settings=settings) as agent:
             names = await _known_vendors(agent)
             if discover:
-                from vrmproto.discovery import browse  # noqa: PLC0415
-
-                try:
-                    found = await browse(min(1.5, deadline_ms / 2000), interfaces)
-                except OSError as exc:  # no multicast there: ask the others
-                    out.note(f"(local discovery is unavailable: {exc})")
-                    found = []
-                for f in found:
-                    if f.verified:
-                        names.setdefault(norm(f.url), f.name)
+                names.update({u: n for u, n in (await _on_the_network(
+                    out, min(1.5, deadline_ms / 2000), interfaces)).items() if u not in names})
             for u in extra:
                 names.setdefault(norm(u), norm(u))
             urls = list(names)
@@ -168,14 +165,13 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
                 raise CliError("no vendors to ask: connect to some, run vendors on the local "
                                "network, or name them with --vendor URL", EXIT_USAGE,
                                kind="no_vendors")  # fmt: skip
-            display = FanoutDisplay(out, "intentcast", answers=agent, names=names)
+            display = FanoutDisplay(out, "intentcast", answers=True, names=names)
             with display:
                 result = await agent.intentcast(
                     what, vendors=urls, where=where, start=start_ms, end=end_ms,
                     constraints=constraints, memberships=members, max_price=price,
                     deadline_ms=deadline_ms, progress=display.event,
                 )  # fmt: skip
-                await display.settle()
             return result, urls
 
     result, urls = run(go())
@@ -187,18 +183,21 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
         "reply_by": result.reply_by, "sent": now_ms(), "vendors": urls, "offers": rows,
         "declines": [{"vendor": v, "reason": r} for v, r in result.declines],
     }  # fmt: skip
-    intents = home.read_intents()
-    intents.append(record)
-    home.write_intents(intents)
+    _report_cast(out, result, record)
+
+
+def _report_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> None:
+    """The intentcast's outcome: its record and fan-out as JSON, or the ranked offers."""
     if out.json_mode:
         out.json({**record, **fanout_json(result.report)})
         return
     for v, r in result.declines:
         out.print(f"  [dim]{v} declined: {r}[/]")
+    rows = record["offers"]
     if not rows:
         out.print("No offers arrived before the deadline.")
         return
-    out.print(offers_table(rows, f"offers for “{what}”, best first"))
+    out.print(offers_table(rows, f"offers for “{record['what']}”, best first"))
     out.print(f"Take one with `vrm intent accept {rows[0]['id']}`.")
 
 
@@ -211,22 +210,21 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
 def intent_accept(env: Env, offer_id: str, counter_answer: bool | None) -> None:
     """Take up an offer (by the id in the offers table): connect to that vendor on your terms,
     now with your own pairwise key, naming the offer."""
-    home = env.home
     wanted = offer_id.strip().lower()
-    hits = [o for i in home.read_intents() for o in i.get("offers", [])
-            if str(o.get("hash", "")).startswith(wanted)]  # fmt: skip
-    if len(wanted) < 4 or len(hits) != 1:
-        what = "no offer" if not hits else "several offers"
-        raise CliError(f"{what} with id {offer_id!r}; `vrm intent` shows the offers' ids",
-                       EXIT_USAGE, kind="unknown_offer")  # fmt: skip
-    offer = offer_from_json(hits[0])
-    if offer.valid_until < now_ms():
-        raise CliError(f"the offer from {offer.vendor} expired on {format_time(offer.valid_until)}",
-                       EXIT_FAILED, kind="expired")  # fmt: skip
     out = env.out
 
     async def go() -> None:
         async with open_agent(env) as agent:
+            hits = [o for o in await agent.offers() if o.hash.hex().startswith(wanted)]
+            if len(wanted) < 4 or len(hits) != 1:
+                what = "no offer" if not hits else "several offers"
+                raise CliError(f"{what} with id {offer_id!r}; `vrm intent` shows the offers' ids",
+                               EXIT_USAGE, kind="unknown_offer")  # fmt: skip
+            offer = hits[0]
+            if offer.valid_until < now_ms():
+                raise CliError(f"the offer from {offer.vendor} expired on "
+                               f"{format_time(offer.valid_until)}", EXIT_FAILED,
+                               kind="expired")  # fmt: skip
             out.print(f"[bold]taking up[/] {offer.description} — {offer.price}")
             first = await agent.take_offer(offer)
             result, answer = await settle_counter(agent, out, first, counter_answer)

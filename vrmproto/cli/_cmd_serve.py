@@ -13,32 +13,29 @@ import contextlib
 import json
 import re
 import signal
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from vrmproto._keys import Identity, MasterSeed, fingerprint, key_to_text, sha256
-from vrmproto.cli._agent_endpoint import AgentRoutes
-from vrmproto.cli._context import CLI_RETRY, Env, common_options, open_agent, pass_env, run
+from vrmproto._keys import Identity, fingerprint, key_to_text
+from vrmproto.cli._context import Env, common_options, open_node, pass_env, run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._home import default_home
 from vrmproto.cli._output import Out, table
 from vrmproto.cli._vendor import VendorConfig, load_vendor_config, vendor_data_dir
-from vrmproto.client import Agent
+from vrmproto.client import Delivery
 from vrmproto.server import (
     DEFAULT_CONNECTION_LIMITS,
     ConnectionLimits,
     Endpoint,
     Event,
     serve,
-    serve_app,
 )
-from vrmproto.store import MemoryStore, RelationshipRecord, SQLiteStore, Store
+from vrmproto.store import MemoryStore, SQLiteStore, Store
 
-__all__ = ["AgentIdentities", "agent", "discover", "serve_vendor", "vendor"]
+__all__ = ["agent", "discover", "serve_vendor", "vendor"]
 
 
 def _emit(out: Out, human: str, **data: Any) -> None:
@@ -254,42 +251,6 @@ def vendor_serve(*, config_path: str, host: str, port: int, data_dir: Path | Non
 # -- agent serve -----------------------------------------------------------------------------
 
 
-class AgentIdentities:
-    """Adapter: the agent endpoint's ``identity_for`` (sync) from the agent's ledger (async).
-
-    The server asks, for each incoming message, which of our keys the thread uses; the agent
-    derives it from the master seed and the thread's meta. :meth:`refresh` loads them all
-    (call it at start and after each outbox round); a thread opened since is found by trying
-    the pairwise keys of its vendor (§2.3), generation by generation.
-    """
-
-    def __init__(self, master: MasterSeed) -> None:
-        self._master = master
-        self._by_key: dict[bytes, Identity] = {}
-
-    async def refresh(self, agent: Agent) -> None:
-        for record in await agent.store.relationships():
-            if record.role != "customer" or record.local_key in self._by_key:
-                continue
-            try:
-                t = await agent.ledger.load(record.thread)
-            except LookupError:
-                continue
-            self._by_key[record.local_key] = t.rel.identity
-
-    def __call__(self, record: RelationshipRecord) -> Identity:
-        known = self._by_key.get(record.local_key)
-        if known is not None:
-            return known
-        for generation in range(16):
-            candidate = self._master.pairwise(record.peer_key, generation)
-            if candidate.public_key == record.local_key:
-                self._by_key[record.local_key] = candidate
-                return candidate
-        # Not ours: any identity makes the endpoint refuse the message as wrong_recipient.
-        return Identity(sha256(b"vrmproto/cli/unknown-thread\x00" + record.thread))
-
-
 @click.group()
 def agent() -> None:
     """Run your agent as a node: an endpoint vendors can reach, and the outbox loop."""
@@ -309,60 +270,38 @@ def agent_serve(env: Env, host: str, port: int, interval: float) -> None:
 
 
 async def _serve_agent(env: Env, *, host: str, port: int, interval: float) -> None:
+    """The person's :class:`~vrmproto.client.CustomerNode`, listening, running its outbox
+    rounds until SIGINT/SIGTERM; its URL is kept in the settings meanwhile (for the commands
+    run beside it)."""
     out = env.out
     home = env.home
     settings = home.settings()
-    master = home.master()
-    async with open_agent(env, settings=settings) as node:
-        identities = AgentIdentities(master)
-        await identities.refresh(node)
-        routes = AgentRoutes(master, node.store, identities)
-        await routes.refresh()
-        routes.engine.subscribe(_printer(out, "←"))
-        try:  # the limits of a vendor's server: the agent is on the same open network (§10.1)
-            server = await serve_app(routes.app(), routes.engine, host, port)
+    async with open_node(env, settings=settings) as node:
+        node.subscribe(_printer(out, "←"))
+        try:
+            server = await node.listen(host, port)
         except OSError as exc:
             raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                            EXIT_USAGE, kind="listen") from None  # fmt: skip
+        url = node.agent.endpoint
+        settings.extra["agent_url"] = url
+        home.write_settings(settings)
         try:
-            bound = server.port
-            url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
-            settings.extra["agent_url"] = url
-            home.write_settings(settings)
-            node.endpoint = url  # counter-offers accepted by the outbox rounds name it
-            try:
-                async with _until_signalled() as stop:
-                    _emit(out, f"⊂ your agent is listening on {url} (each vendor is told a "
-                          "path of its own under it)", event="listening", url=url,
-                          port=bound)  # fmt: skip
-                    await _outbox_loop(node, out, identities=identities, routes=routes,
-                                       stop=stop, interval=interval)  # fmt: skip
-            finally:
-                settings = home.settings()
-                settings.extra.pop("agent_url", None)
-                home.write_settings(settings)
+            async with _until_signalled() as stop:
+                _emit(out, f"⊂ your agent is listening on {url} (each vendor is told a "
+                      "path of its own under it)", event="listening", url=url,
+                      port=server.port)  # fmt: skip
+                await node.run(stop, interval_s=interval, on_delivery=_delivery_printer(out))
         finally:
-            await server.close()
+            settings = home.settings()
+            settings.extra.pop("agent_url", None)
+            home.write_settings(settings)
     _emit(out, "⊂ your agent stopped", event="stopped")
 
 
-async def _outbox_loop(base: Agent, out: Out, *, identities: AgentIdentities,
-                       routes: AgentRoutes, stop: asyncio.Event,
-                       interval: float) -> None:  # fmt: skip
-    while not stop.is_set():
-        # A fresh agent per round, on the same store: its cache never outlives what the endpoint
-        # changed meanwhile.
-        async with await Agent.open(base.store, base.ledger.master, terms=base.terms,
-                                    endpoint=base.endpoint, retry=CLI_RETRY) as node:
-            outcome = await node.run_outbox()
-            for d in outcome.deliveries:
-                _emit(out, f"  → outbox: {d.status} {d.msg_hash.hex()[:12]}", event="delivery",
-                      status=d.status, message=d.msg_hash.hex(), thread=d.thread.hex())  # fmt: skip
-            await identities.refresh(node)
-            await routes.refresh()
-            pending = await node.pending()
-            now = time.time_ns() // 1_000_000
-            soonest = min((i.next_attempt_ms for i in pending), default=now + int(interval * 1000))
-        delay = min(interval, max(0.2, (soonest - now) / 1000))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
+def _delivery_printer(out: Out) -> Callable[[Delivery], None]:
+    def show(d: Delivery) -> None:
+        _emit(out, f"  → outbox: {d.status} {d.msg_hash.hex()[:12]}", event="delivery",
+              status=d.status, message=d.msg_hash.hex(), thread=d.thread.hex())  # fmt: skip
+
+    return show

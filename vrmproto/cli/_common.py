@@ -11,6 +11,7 @@ import click
 
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.client import Agent, RelationshipView
+from vrmproto.store import ThreadKind
 
 __all__ = ["as_url", "finish", "need_agreement", "norm", "now_ms", "pick"]
 
@@ -65,13 +66,13 @@ def need_agreement(view: RelationshipView) -> None:
 
 
 async def pick(
-    agent: Agent, target: str, *, kinds: Sequence[str] = ("vendor",)
+    agent: Agent, target: str, *, kinds: Sequence[ThreadKind] = (ThreadKind.VENDOR,)
 ) -> RelationshipView:
     """The relationship ``target`` names: a vendor name (any case), a URL or a thread id prefix.
 
     Among several, the agreed one, then the most recently active.
     """
-    views = [v for v in await agent.relationships() if v.kind in kinds]
+    views = [v for v in await agent.relationships() if v.thread_kind in kinds]
     text = target.strip()
     url = None
     try:

@@ -16,10 +16,11 @@ import click
 
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._home import Home, Settings
+from vrmproto.cli._notes_import import import_notes
 from vrmproto.cli._output import Out
-from vrmproto.client import Agent, RetryPolicy
+from vrmproto.client import Agent, CustomerNode, RetryPolicy
 
-__all__ = ["Env", "common_options", "open_agent", "pass_env", "run"]
+__all__ = ["Env", "common_options", "open_agent", "open_node", "pass_env", "run"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -104,13 +105,23 @@ async def open_agent(
     env: Env, *, settings: Settings | None = None, **kwargs: Any
 ) -> AsyncIterator[Agent]:
     """The person's agent on their data directory; closed (store too) when the block ends."""
+    async with open_node(env, settings=settings, **kwargs) as node:
+        yield node.agent
+
+
+@contextlib.asynccontextmanager
+async def open_node(
+    env: Env, *, settings: Settings | None = None, **kwargs: Any
+) -> AsyncIterator[CustomerNode]:
+    """The person's node on their data directory (its :attr:`~CustomerNode.agent` is what
+    commands drive); closed, store too, when the block ends."""
     home = env.home
     master = home.master()
     chosen = settings or home.settings()
     store = await home.open_store()
     try:
         try:
-            agent = await Agent.open(
+            node = await CustomerNode.open(
                 store, master, terms=chosen.terms,
                 endpoint=chosen.extra.get("agent_url") or None,
                 retry=kwargs.pop("retry", CLI_RETRY), **kwargs,
@@ -122,9 +133,10 @@ async def open_agent(
                 EXIT_USAGE, kind="damaged",
             ) from None  # fmt: skip
         try:
-            yield agent
+            await import_notes(home, store)
+            yield node
         finally:
-            await agent.close()
+            await node.close()
     finally:
         await store.close()
 

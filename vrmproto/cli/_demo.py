@@ -48,6 +48,7 @@ from vrmproto.cli._output import Out, records_table, short, terms_text
 from vrmproto.cli._progress import FanoutDisplay
 from vrmproto.cli._vendor import LocalVendor, parse_vendor_config
 from vrmproto.client import Agent, ConnectResult
+from vrmproto.store import ThreadKind
 
 __all__ = ["Demo", "demo"]
 
@@ -183,14 +184,13 @@ class Demo:
         self.detail("sent from a fresh, throw-away key: nothing ties it to you until you choose")
         asked = [*CAR_RENTALS, "outfitters"]
         names = {self.vendors[k].url: self.vendors[k].name for k in asked}
-        display = FanoutDisplay(self.out, "intentcast", answers=agent, names=names)
+        display = FanoutDisplay(self.out, "intentcast", answers=True, names=names)
         with display:
             result = await agent.intentcast(
                 what, vendors=[self.vendors[k].url for k in asked], where="Park City, UT",
                 start=start, end=end, constraints=constraints, memberships=members,
                 max_price=Money(30000, "USD"), deadline_ms=10_000, progress=display.event,
             )  # fmt: skip
-            await display.settle()
         ranked = rank_offers(result.offers, self.terms)
         rows = [offer_json(o, self.terms, i + 1) for i, o in enumerate(ranked)]
         if rows:
@@ -274,8 +274,6 @@ class Demo:
         until = agent.clock() + 30 * 86_400_000
         shared = await agent.share(shop.thread, fields, purposes=["contracted-service"],
                                    categories=["contact"], expires_ms=until)  # fmt: skip
-        self.home.write_shares([{"hash": shared.msg_hash.hex(), "thread": shop.thread.hex(),
-                                 "vendor": shop.vendor, "fields": fields, "expires": until}])
         self.detail(f"sealed so only {shop.vendor} can read it; receipt signed "
                     f"(share {short(shared.msg_hash)})")  # fmt: skip
         self.check(outcome, shared.confirmed, "the share was received and receipted")
@@ -347,13 +345,14 @@ class Demo:
         self.check(outcome, ran.confirmed == 1 and not await agent.pending(),
                    f"{down.name} confirmed from the outbox; nothing left waiting")  # fmt: skip
         lodge = next(v for v in await agent.relationships()
-                     if v.vendor == down.name and v.kind == "vendor")  # fmt: skip
+                     if v.vendor == down.name and v.thread_kind is ThreadKind.VENDOR)  # fmt: skip
         held = {r.field: r.value for r in await agent.request_data(lodge.thread)}
         self.check(outcome, held.get("street") == new["street"],
                    f"{down.name} now holds the new address")  # fmt: skip
 
-        views = [v for v in await agent.relationships() if v.kind == "vendor"]
-        rows = [view_json(v, self.home.read_shares()) for v in views]
+        views = [v for v in await agent.relationships() if v.thread_kind is ThreadKind.VENDOR]
+        notes = await agent.share_notes()
+        rows = [view_json(v, notes) for v in views]
         self.out.print(relationships_table(rows))
         equal = 0
         for view in views:

@@ -4,12 +4,11 @@ Layout (default ``~/.vrm``; ``VRM_HOME`` or ``--data-dir`` choose another)::
 
     seed            the master seed as `vrm1-…` text with its check value (mode 0600)
     settings.json   the person's name and terms (written atomically)
-    agent.db        the agent's SQLite store: relationships, histories, outbox (with its
-                    -wal and -shm files)
+    agent.db        the agent's SQLite store: relationships, histories, outbox, intentcasts
+                    and their offers, notes of what was shared (with its -wal and -shm files)
     agent.db-locks/ a lock file per relationship while a vrm process works on it (§11.11-2)
-    intents.json    the offers of past intentcasts, by the short id shown to the person
-    shares.json     what was shared with whom (the shares are sealed to the vendor, so the
-                    agent's history alone cannot show the person what they contained)
+    intents.json, shares.json   notes of earlier releases: imported into agent.db once and
+                    renamed ``*.imported`` (:mod:`vrmproto.cli._notes_import`)
 
 Every file is written with :func:`vrmproto._files.atomic_write`, so a crash leaves the old
 version or the new, never a torn mix. Anything unreadable is reported as a damaged data

@@ -6,18 +6,15 @@ test), one line per outcome, as it happens. In JSON mode nothing is drawn.
 
 from __future__ import annotations
 
-import asyncio
 from types import TracebackType
 from typing import Any
 
 from rich.live import Live
 from rich.table import Table
 
-from vrmproto._envelope import open_envelope
-from vrmproto._errors import ProtocolError
 from vrmproto._messages import IntentDecline, IntentOffer
 from vrmproto.cli._output import Out, brief, table
-from vrmproto.client import Agent, FanoutReport, ProgressEvent
+from vrmproto.client import Delivery, FanoutReport, ProgressEvent
 
 __all__ = ["FanoutDisplay"]
 
@@ -33,8 +30,8 @@ _MARKS = {
 class FanoutDisplay:
     """Receives :class:`~vrmproto.client.ProgressEvent` s and shows them.
 
-    With ``answers`` (the agent), a confirmed intentcast branch is followed by a look at that
-    thread's newest history entries, so each offer is shown as it arrives.
+    With ``answers``, a confirmed intentcast branch shows the vendor's answer that came with
+    its receipt (the offer or the decline), as it arrives.
     """
 
     def __init__(
@@ -42,7 +39,7 @@ class FanoutDisplay:
         out: Out,
         title: str,
         *,
-        answers: Agent | None = None,
+        answers: bool = False,
         names: dict[str, str] | None = None,
     ) -> None:
         self.out = out
@@ -51,7 +48,6 @@ class FanoutDisplay:
         self.answers = answers
         self.rows: dict[int, list[str]] = {}
         self._live: Live | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def __enter__(self) -> FanoutDisplay:
         if self.out.live:
@@ -91,20 +87,13 @@ class FanoutDisplay:
         if self._live is None and ev.stage != "started":
             line = f"  {_MARKS[ev.stage]}  {vendor}"
             self.out.print(line + (f" — {detail}" if detail else ""))
-        if ev.stage == "confirmed" and self.answers is not None and ev.thread is not None:
-            task = asyncio.get_running_loop().create_task(self._answer(ev.index, ev.thread))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if ev.stage == "confirmed" and self.answers and ev.delivery is not None:
+            self._answer(ev.index, ev.delivery)
 
-    async def _answer(self, index: int, thread: bytes) -> None:
-        assert self.answers is not None
+    def _answer(self, index: int, d: Delivery) -> None:
+        """Show the answer that came with the branch's receipt (verified when it arrived)."""
         text = ""
-        for entry in reversed(await self.answers.store.history(thread)):
-            try:
-                msg = open_envelope(entry.envelope, now=0, check_time=False)
-            except ProtocolError:
-                continue
-            body = msg.body
+        for body in reversed(d.reply_bodies()):
             if isinstance(body, IntentOffer):
                 text = f"offer: {body.description} — {body.price}"
                 break
@@ -120,11 +109,6 @@ class FanoutDisplay:
         if self._live is None:
             vendor = row[0] if row else ""
             self.out.print(f"      {vendor}: {text}")
-
-    async def settle(self) -> None:
-        """Wait for the answer look-ups still running."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     @staticmethod
     def final_table(report: FanoutReport, title: str) -> Table:

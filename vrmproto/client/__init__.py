@@ -8,8 +8,8 @@
   :func:`transient_from_answer`, so that every transport raises the same errors.
 - :class:`Agent` — one person's node logic: keys derived from a master seed, relationships in a
   store, a durable outbox, and fan-out to many vendors at once with live progress.
+- :class:`CustomerNode` — an :class:`Agent` and the inbound agent endpoint on one ledger.
 - :class:`Outbox` — persist before sending, deliver in order per thread, retry with backoff.
-- :func:`measure_fanout` — the address-update fan-out benchmark (parallel vs. serial).
 
 Exceptions (besides the core's :class:`~vrmproto.ProtocolError` for bytes that do not
 verify)::
@@ -40,7 +40,6 @@ from vrmproto.client._agent import (
     Ref,
     RelationshipView,
 )
-from vrmproto.client._bench import ameasure_fanout, measure_fanout
 from vrmproto.client._errors import InvalidResponse, Queued, Transient, Unreachable
 from vrmproto.client._fanout import (
     DEFAULT_CONCURRENCY,
@@ -53,6 +52,7 @@ from vrmproto.client._fanout import (
     fan_out,
 )
 from vrmproto.client._http import EndpointClient
+from vrmproto.client._node import CustomerNode
 from vrmproto.client._outbox import DEFAULT_SCHEDULE, Delivery, DeliveryStatus, Outbox, OutboxRun
 from vrmproto.client._transport import (
     NO_RETRY,
@@ -76,6 +76,7 @@ __all__ = [
     "Answer",
     "ConnectResult",
     "ConnectStatus",
+    "CustomerNode",
     "Delivery",
     "DeliveryStatus",
     "EndpointClient",
@@ -101,12 +102,10 @@ __all__ = [
     "TransportError",
     "Unreachable",
     "VendorResult",
-    "ameasure_fanout",
     "collect_pages",
     "discovery_from_answer",
     "fan_out",
     "history_from_answer",
-    "measure_fanout",
     "replies_from_answer",
     "transient_from_answer",
 ]

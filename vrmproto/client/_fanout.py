@@ -60,6 +60,7 @@ class ProgressEvent:
     detail: str = ""
     index: int = 0  # the branch's position in the fan-out
     total: int = 0
+    delivery: Delivery | None = None  # with an outcome: the branch's delivery, if any
 
 
 Progress = Callable[[ProgressEvent], None]
@@ -148,15 +149,20 @@ async def fan_out(
     sem = asyncio.Semaphore(concurrency)
     total = len(targets)
 
-    def tell(target: Target, stage: Stage, index: int, thread: bytes | None, detail: str = ""
-             ) -> None:
-        if progress is not None:
-            progress(ProgressEvent(target.vendor, target.url, stage, thread, detail, index,
-                                   total))
+    def tell(target: Target, index: int, r: VendorResult | None = None) -> None:
+        """The branch started (``r`` None), or ended with ``r``."""
+        if progress is None:
+            return
+        if r is None:
+            progress(ProgressEvent(target.vendor, target.url, "started", target.thread,
+                                   index=index, total=total))  # fmt: skip
+        else:
+            progress(ProgressEvent(target.vendor, target.url, r.status, r.thread,
+                                   r.code or r.detail, index, total, r.delivery))  # fmt: skip
 
     async def branch(index: int, target: Target, arg: T) -> VendorResult:
         async with sem:
-            tell(target, "started", index, target.thread)
+            tell(target, index)
             t0 = time.perf_counter()
             try:
                 d = await job(arg)
@@ -174,7 +180,7 @@ async def fan_out(
                                  code, time.perf_counter() - t0)
             else:
                 r = _result(target, d, time.perf_counter() - t0)
-            tell(target, r.status, index, r.thread, r.code or r.detail)
+            tell(target, index, r)
             return r
 
     start = time.perf_counter()

@@ -2,18 +2,20 @@
 
 Each relationship is one store row (:class:`~vrmproto.store.RelationshipRecord`: the core
 :class:`~vrmproto.Relationship`'s ``to_state()`` in ``data``, the vendor's name in ``label``, its
-base URL in ``peer_url``) plus a small JSON meta record (:class:`ThreadMeta`) with what the core
-does not know: where the vendor's inbox is, and how our identity in the thread is derived from
-the master seed (pairwise per vendor and rotation generation, §2.3; or per intentcast, §2.4).
-
-The meta record also holds the thread's *drafts*: messages waiting behind an undelivered one,
-kept as data until their turn (see :mod:`vrmproto.client._outbox`). A draft of a data share or an
+base URL in ``peer_url``) plus typed records of what the core does not know
+(:mod:`vrmproto.store`): a :class:`~vrmproto.store.ThreadRecord` — where the vendor's inbox is,
+which types it receives, and how our identity in the thread is derived from the master seed
+(pairwise per vendor and rotation generation, §2.3; or per intentcast, §2.4) — the thread's
+*drafts* (:class:`~vrmproto.store.DraftRecord`: messages waiting behind an undelivered one, kept
+as data until their turn, see :mod:`vrmproto.client._outbox`) and its save points
+(:class:`~vrmproto.store.SavePoint`, §8.1-5). :class:`ThreadMeta` is their working copy while a
+step runs; :meth:`Ledger.commit` writes what the step changed. A draft of a data share or an
 address update holds the fields in clear until it is signed and sealed; like the master seed,
 the store is the customer's own and must be protected as such.
 
 One lock per thread serialises every step of a relationship — sign, persist, deliver, apply the
 replies — so the two sides log the thread's messages in the same order (§8.2). It is two locks,
-taken in turn: an :class:`asyncio.Lock` among this agent's tasks, then the store's lock for the
+taken in turn: an :class:`asyncio.Lock` among this node's tasks, then the store's lock for the
 thread (:meth:`~vrmproto.store.Store.lock`), which other agents on the same store — other
 processes on the same data directory — hold in turn too (§11.11-2); a step that has to wait
 for another process says so (a warning on the ``vrmproto.client`` logger: "another vrm is
@@ -25,36 +27,53 @@ and re-read.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from vrmproto._history import Entry, History, verify_entries
+from vrmproto import _records
+from vrmproto._history import Entry, verify_entries
 from vrmproto._keys import Identity, MasterSeed
 from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._relationship import Relationship
-from vrmproto.store import HistoryEntry, OutboxItem, RelationshipRecord, Store
+from vrmproto._state import Role
+from vrmproto.client._locks import ThreadLocks
+from vrmproto.store import (
+    Commit,
+    DraftRecord,
+    HistoryEntry,
+    NewOutboxItem,
+    OutboxItem,
+    RelationshipRecord,
+    SavePoint,
+    ShareNote,
+    Store,
+    ThreadKind,
+    ThreadRecord,
+)
 
-__all__ = ["META_PREFIX", "Ledger", "Thread", "ThreadMeta"]
+__all__ = ["Ledger", "Thread", "ThreadKind", "ThreadMeta", "is_ours", "to_row"]
 
-META_PREFIX = "client.thread."
 #: The store lock of a thread is named this prefix and the thread id (§11.11-2).
 LOCK_PREFIX = b"client.thread:"
-KIND_VENDOR = "vendor"
-KIND_INTENT = "intent"
+
+to_row = _records.to_row
 
 log = logging.getLogger("vrmproto.client")
 
 
+def is_ours(record: RelationshipRecord) -> bool:
+    """Whether a store row is a customer relationship (the agent's), not a vendor's."""
+    return Role(record.role) is Role.CUSTOMER
+
+
 @dataclass(slots=True)
 class ThreadMeta:
-    """What the agent keeps about a thread beside the core state (JSON in the store's meta)."""
+    """What the agent keeps about a thread beside the core state, while a step works on it:
+    the thread's :class:`~vrmproto.store.ThreadRecord`, drafts and save points."""
 
-    kind: str  # "vendor": a pairwise relationship; "intent": one vendor's intentcast thread
+    kind: ThreadKind
     vendor_key: bytes  # the key the vendor's discovery document was signed with at first contact
     name: str  # the vendor's name, from its discovery document
     inbox: str  # absolute inbox URL
@@ -64,45 +83,65 @@ class ThreadMeta:
     intent_id: bytes | None = None  # the intentcast whose throw-away identity we use (§2.4)
     last_activity_ms: int = 0
     last_problem: str = ""  # the last refusal or delivery failure, for people
-    drafts: list[bytes] = field(default_factory=list)  # messages waiting for their turn
-    #: For each message in the outbox: the relationship as it was before it was signed —
-    #: msg hash hex -> [history length, head link hex, state hex] — so a message the vendor
-    #: refuses can be taken back out of our chain and history (§8.1-5).
-    rollback: dict[str, list[Any]] = field(default_factory=dict)
-
-    def to_bytes(self) -> bytes:
-        return json.dumps({
-            "kind": self.kind,
-            "vendor_key": self.vendor_key.hex(),
-            "name": self.name,
-            "inbox": self.inbox,
-            "history": self.history,
-            "lifetime_ms": self.lifetime_ms,
-            "generation": self.generation,
-            "intent_id": self.intent_id.hex() if self.intent_id is not None else None,
-            "last_activity_ms": self.last_activity_ms,
-            "last_problem": self.last_problem,
-            "drafts": [d.hex() for d in self.drafts],
-            "rollback": self.rollback,
-        }, sort_keys=True).encode()
+    types: tuple[str, ...] | None = None  # what the vendor receives (§13.1-3); None: unknown
+    #: Messages waiting for their turn, in order (see :mod:`vrmproto.client._drafts`).
+    drafts: list[DraftRecord] = field(default_factory=list)
+    #: For each message of ours in the outbox: the relationship as it was before it was signed,
+    #: so a message the vendor refuses can be taken back out of our chain and history (§8.1-5).
+    points: dict[bytes, SavePoint] = field(default_factory=dict)
+    #: Notes of what this step shared (§5.3.1), stored with it.
+    notes: list[ShareNote] = field(default_factory=list)
+    _stored_drafts: frozenset[int] = frozenset()  # draft seqs the store holds
+    _stored_points: frozenset[bytes] = frozenset()  # save points the store holds
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> ThreadMeta:
-        d: dict[str, Any] = json.loads(data)
+    def of(cls, r: ThreadRecord, drafts: Sequence[DraftRecord] = (),
+           points: Sequence[SavePoint] = ()) -> ThreadMeta:  # fmt: skip
+        """The working copy of a thread's stored records."""
         return cls(
-            kind=str(d["kind"]),
-            vendor_key=bytes.fromhex(d["vendor_key"]),
-            name=str(d["name"]),
-            inbox=str(d["inbox"]),
-            history=str(d["history"]),
-            lifetime_ms=int(d["lifetime_ms"]),
-            generation=int(d["generation"]),
-            intent_id=bytes.fromhex(d["intent_id"]) if d["intent_id"] else None,
-            last_activity_ms=int(d["last_activity_ms"]),
-            last_problem=str(d["last_problem"]),
-            drafts=[bytes.fromhex(x) for x in d.get("drafts", [])],
-            rollback=dict(d.get("rollback", {})),
+            kind=r.kind, vendor_key=r.vendor_key, name=r.name, inbox=r.inbox,
+            history=r.history_url, lifetime_ms=r.lifetime_ms, generation=r.generation,
+            intent_id=r.intent_id, last_activity_ms=r.last_activity_ms,
+            last_problem=r.last_problem, types=r.types, drafts=list(drafts),
+            points={p.msg_hash: p for p in points},
+            _stored_drafts=frozenset(d.seq for d in drafts),
+            _stored_points=frozenset(p.msg_hash for p in points),
+        )  # fmt: skip
+
+    def record(self, thread: bytes) -> ThreadRecord:
+        return ThreadRecord(
+            thread=thread, kind=self.kind, vendor_key=self.vendor_key, name=self.name,
+            inbox=self.inbox, history_url=self.history, lifetime_ms=self.lifetime_ms,
+            generation=self.generation, intent_id=self.intent_id,
+            last_activity_ms=self.last_activity_ms, last_problem=self.last_problem,
+            types=self.types,
+        )  # fmt: skip
+
+    def queue(self, thread: bytes, kind: str, payload: bytes) -> None:
+        """Add a draft at the end of the thread's queue."""
+        seq = 1 + max((d.seq for d in self.drafts), default=max(self._stored_drafts, default=-1))
+        self.drafts.append(DraftRecord(thread, seq, kind, payload))
+
+    def copy(self) -> ThreadMeta:
+        return replace(self, drafts=list(self.drafts), points=dict(self.points),
+                       notes=list(self.notes))  # fmt: skip
+
+    def changes(self) -> tuple[tuple[DraftRecord, ...], tuple[int, ...], tuple[SavePoint, ...],
+                               tuple[bytes, ...]]:  # fmt: skip
+        """What the store lacks: drafts added and done, save points added and done."""
+        queued = {d.seq for d in self.drafts}
+        return (
+            tuple(d for d in self.drafts if d.seq not in self._stored_drafts),
+            tuple(sorted(self._stored_drafts - queued)),
+            tuple(p for h, p in self.points.items() if h not in self._stored_points),
+            tuple(sorted(self._stored_points - self.points.keys())),
         )
+
+    def saved(self) -> None:
+        """The store now holds this working copy."""
+        self._stored_drafts = frozenset(d.seq for d in self.drafts)
+        self._stored_points = frozenset(self.points)
+        self.notes.clear()
 
 
 @dataclass(slots=True)
@@ -120,24 +159,23 @@ class Thread:
     def copy(self) -> Thread:
         """An independent copy to try a step on (the history is resumed, not copied)."""
         rel = self.rel
-        history = History.resume(len(rel.history), rel.history.head)
-        twin = Relationship.from_state(rel.to_state(), identity=rel.identity, history=history,
-                                       limits=rel.limits)
-        return Thread(twin, replace(self.meta, drafts=list(self.meta.drafts)), self.url)
+        twin = _records.restore(_records.capture(rel), identity=rel.identity, limits=rel.limits)
+        return Thread(twin, self.meta.copy(), self.url)
 
-    def save_point(self) -> list[Any]:
-        """Where the relationship stands now, to return to if the next message is refused."""
-        rel = self.rel
-        return [len(rel.history), rel.history.head.hex(), rel.to_state().hex()]
+    def guard(self, point: _records.Point, msg_hash: bytes) -> None:
+        """Keep ``point`` — where the relationship stood before ``msg_hash`` was signed — until
+        the vendor's answer to that message is known (§8.1-5)."""
+        (saved,) = _records.guard(point, (msg_hash,), after=len(self.rel.history))
+        self.meta.points[msg_hash] = saved
 
-    def roll_back(self, point: list[Any]) -> int:
-        """Return to ``point`` (see :meth:`save_point`); the history index to truncate from."""
-        length, head, state = int(point[0]), bytes.fromhex(point[1]), bytes.fromhex(point[2])
-        self.rel = Relationship.from_state(
-            state, identity=self.rel.identity, history=History.resume(length, head),
-            limits=self.rel.limits,
-        )
-        return length
+    def roll_back(self, msg_hash: bytes) -> tuple[tuple[bytes, int], ...]:
+        """Return to where the relationship stood before ``msg_hash`` (refused, §8.1-5); the
+        ``(thread, index)`` to truncate the stored history from (none without a save point)."""
+        point = self.meta.points.pop(msg_hash, None)
+        if point is None:
+            return ()
+        self.rel = _records.restore(point, identity=self.rel.identity, limits=self.rel.limits)
+        return ((self.id, point.length),)
 
     @property
     def problem_keys(self) -> frozenset[bytes]:
@@ -148,17 +186,14 @@ class Thread:
         return frozenset(keys)
 
 
-def to_entry(h: HistoryEntry) -> Entry:
-    return Entry(h.index, h.msg_hash, h.entry_hash, h.envelope, h.direction == "out")
-
-
-def to_row(thread: bytes, e: Entry, now: int) -> HistoryEntry:
-    return HistoryEntry(thread, e.index, e.msg_hash, e.link, e.envelope,
-                        "out" if e.outgoing else "in", now)
-
-
 class Ledger:
-    """Relationship persistence for one customer (one master seed, one store)."""
+    """Relationship persistence for one customer (one master seed, one store).
+
+    One per customer node: its lock registry and its cache are shared by everything the node
+    does — the outgoing API and the inbound agent endpoint alike — so a step of one waits for a
+    step of the other in the same thread. It also knows our identity in every thread it has
+    read (:meth:`identity_of`), by public key, for the inbound endpoint's sync look-up.
+    """
 
     def __init__(self, store: Store, master: MasterSeed, *, limits: Limits = DEFAULT_LIMITS
                  ) -> None:
@@ -166,20 +201,28 @@ class Ledger:
         self.master = master
         self.limits = limits
         self._cache: dict[bytes, Thread] = {}
-        self._locks: dict[bytes, asyncio.Lock] = {}
+        self._locks = ThreadLocks()
         self._told: set[bytes] = set()
+        self._identities: dict[bytes, Identity] = {}  # by public key
+        self._derived: dict[tuple[bytes, int], Identity] = {}  # by (vendor key, generation)
 
     @contextlib.asynccontextmanager
-    async def lock(self, thread: bytes) -> AsyncIterator[None]:
-        """Hold ``thread`` for one step: among this agent's tasks, then among every agent on
-        the store (§11.11-2); the step reads the thread afresh. Take several only in sorted
-        order (:meth:`lock_all`)."""
-        lock = self._locks.get(thread)
-        if lock is None:
-            lock = self._locks[thread] = asyncio.Lock()
-        async with lock, self.store.lock(LOCK_PREFIX + thread, on_wait=lambda: self._busy(thread)):
+    async def lock(self, thread: bytes, *, on_wait: Callable[[], None] | None = None
+                   ) -> AsyncIterator[None]:
+        """Hold ``thread`` for one step: among this node's tasks, then among every node on
+        the store (§11.11-2); the step reads the thread afresh. ``on_wait`` is called if
+        another process holds it (default: one warning per thread). Take several only in
+        sorted order (:meth:`lock_all`)."""
+        waiting = on_wait if on_wait is not None else (lambda: self._busy(thread))
+        async with self._locks.hold(thread), self.store.lock(LOCK_PREFIX + thread,
+                                                              on_wait=waiting):
             self.forget(thread)  # another process may have changed it since we cached it
             yield
+
+    @property
+    def held_locks(self) -> int:
+        """Threads whose lock is held or waited for now (idle ones are not kept)."""
+        return len(self._locks)
 
     @contextlib.asynccontextmanager
     async def lock_all(self, threads: Iterable[bytes]) -> AsyncIterator[list[bytes]]:
@@ -200,11 +243,23 @@ class Ledger:
         log.warning("another vrm is working on this relationship (%s); retrying", who)
 
     def identity(self, meta: ThreadMeta) -> Identity:
-        """Our identity in a thread, derived again from the master seed (§2.3, §2.4)."""
-        if meta.kind == KIND_INTENT:
+        """Our identity in a thread, derived from the master seed (§2.3, §2.4) once per key."""
+        if meta.kind is ThreadKind.INTENT:
             assert meta.intent_id is not None
-            return self.master.for_intent(meta.intent_id)
-        return self.master.pairwise(meta.vendor_key, meta.generation)
+            how: tuple[bytes, int] = (meta.intent_id, -1)
+        else:
+            how = (meta.vendor_key, meta.generation)
+        identity = self._derived.get(how)
+        if identity is None:
+            identity = self._derived[how] = (
+                self.master.for_intent(how[0]) if how[1] < 0 else self.master.pairwise(*how)
+            )
+        return identity
+
+    def identity_of(self, public_key: bytes) -> Identity | None:
+        """Our identity whose public key is ``public_key``, if a thread read or stored by this
+        ledger uses it (no key search: the thread's meta says how it was derived)."""
+        return self._identities.get(public_key)
 
     async def load(self, thread: bytes) -> Thread:
         """The thread's relationship, from the cache or the store; LookupError if unknown."""
@@ -212,52 +267,79 @@ class Ledger:
         if cached is not None:
             return cached
         record = await self.store.get_relationship(thread)
-        raw = await self.store.get_meta(META_PREFIX + thread.hex())
-        if record is None or raw is None or record.role != "customer":
+        stored = await self.store.get_thread(thread)
+        if record is None or stored is None or not is_ours(record):
             raise LookupError(f"no relationship {thread.hex()}")
-        meta = ThreadMeta.from_bytes(raw)
+        meta = ThreadMeta.of(stored, await self.store.drafts(thread),
+                             await self.store.save_points(thread))  # fmt: skip
         head = await self.store.history_head(thread)
-        history = History.resume(head.index + 1, head.entry_hash) if head else History()
-        rel = Relationship.from_state(
-            record.data, identity=self.identity(meta), history=history, limits=self.limits
-        )
+        rel = _records.load(record, head, identity=self.identity(meta), limits=self.limits)
         t = Thread(rel, meta, record.peer_url)
-        self._cache[thread] = t
+        self.adopt(t)
         return t
+
+    async def learn_identity(self, thread: bytes) -> Identity | None:
+        """Our identity in ``thread`` as its stored record says (read afresh, not from the
+        cache), remembered for :meth:`identity_of`; None if the thread is not ours."""
+        record = await self.store.get_thread(thread)
+        if record is None:
+            return None
+        identity = self.identity(ThreadMeta.of(record))
+        self._identities[identity.public_key] = identity
+        return identity
 
     def adopt(self, t: Thread) -> None:
         """Cache ``t`` (after the Commit that stored it succeeded)."""
+        t.meta.saved()
         self._cache[t.id] = t
+        self._identities[t.rel.identity.public_key] = t.rel.identity
 
     def forget(self, thread: bytes) -> None:
         """Drop a thread from the cache, so the next step re-reads the store."""
         self._cache.pop(thread, None)
 
     def record(self, t: Thread, now: int) -> RelationshipRecord:
-        rel = t.rel
-        assert rel.peer_key is not None
-        return RelationshipRecord(
-            thread=rel.thread,
-            role="customer",
-            local_key=rel.identity.public_key,
-            peer_key=rel.peer_key,
-            state=rel.state.value,
-            data=rel.to_state(),
-            label=t.meta.name,
-            peer_url=t.url,
-            updated_ms=now,
-        )
+        return _records.to_record(t.rel, label=t.meta.name, peer_url=t.url, now=now)
 
-    @staticmethod
-    def meta_item(t: Thread) -> tuple[str, bytes]:
-        return META_PREFIX + t.id.hex(), t.meta.to_bytes()
+    def commit(
+        self,
+        threads: Sequence[Thread],
+        now: int,
+        *,
+        history: Iterable[HistoryEntry] = (),
+        outbox_add: Iterable[NewOutboxItem] = (),
+        outbox_done: Iterable[int] = (),
+        truncate: tuple[tuple[bytes, int], ...] = (),
+    ) -> Commit:
+        """One Commit of a step on ``threads``: each one's relationship and thread records,
+        what changed in its drafts and save points, and the step's other parts."""
+        drafts_add: list[DraftRecord] = []
+        drafts_done: list[tuple[bytes, int]] = []
+        points: list[SavePoint] = []
+        points_done: list[tuple[bytes, bytes]] = []
+        notes = [n for t in threads for n in t.meta.notes]
+        for t in threads:
+            added, done, saved, dropped = t.meta.changes()
+            drafts_add.extend(added)
+            drafts_done.extend((t.id, seq) for seq in done)
+            points.extend(saved)
+            points_done.extend((t.id, h) for h in dropped)
+        return Commit(
+            relationships=tuple(self.record(t, now) for t in threads),
+            threads=tuple(t.meta.record(t.id) for t in threads),
+            history=tuple(history), outbox_add=tuple(outbox_add),
+            outbox_done=tuple(outbox_done), truncate=truncate,
+            drafts_add=tuple(drafts_add), drafts_done=tuple(drafts_done),
+            save_points=tuple(points), save_points_done=tuple(points_done),
+            share_notes=tuple(notes),
+        )  # fmt: skip
 
     async def pending(self, thread: bytes) -> list[OutboxItem]:
         """The thread's undelivered messages, oldest first."""
-        return [o for o in await self.store.outbox_all() if o.thread == thread]
+        return await self.store.outbox_for(thread)
 
     async def entries(self, thread: bytes) -> list[Entry]:
         """Our stored history of ``thread``, verified (§8.2)."""
-        entries = [to_entry(h) for h in await self.store.history(thread)]
+        entries = [_records.to_entry(h) for h in await self.store.history(thread)]
         verify_entries(entries)
         return entries

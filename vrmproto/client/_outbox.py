@@ -19,10 +19,17 @@ signed and queued in the Commit that stores the replies, delivered next (answere
 **One message in flight per thread.** Both parties log a thread's messages in one sequence
 (§8.2); if we signed a second message before the first was answered, we would log
 ``m1 m2 r1 r2`` while the vendor logs ``m1 r1 m2 r2``, and the histories would fork. So a
-message for a thread that has an undelivered one becomes a :class:`Draft` — what to send, as
-data, with its message id already chosen — stored in the thread's meta record and signed only
-when its turn comes, in the same Commit that closes the message before it. Messages are thus
-delivered strictly in order, and each is signed against the state the vendor will see.
+message for a thread that has an undelivered one becomes a draft (:mod:`vrmproto.client._drafts`)
+— what to send, as data, with its message id already chosen — stored as the thread's next
+:class:`~vrmproto.store.DraftRecord` and signed only when its turn comes, in the same Commit
+that closes the message before it. Messages are thus delivered strictly in order, and each is
+signed against the state the vendor will see. Before each message of ours is signed, where the
+relationship stood is kept as a :class:`~vrmproto.store.SavePoint` (:mod:`vrmproto._records`),
+so that a final refusal takes the message back out of our chain and history (§8.1-5).
+
+Nothing the outbox stored is opened again to learn what it already knows: an item's id, type
+and expiry are read from its own header (:func:`vrmproto.client._own.own_header`), not by
+verifying our own signature once more.
 
 **A fan-out is queued whole before anything is sent.** :meth:`Outbox.enqueue` signs (or, behind
 an undelivered message, stores as a draft) one message for each of many threads and writes them
@@ -39,32 +46,28 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
 
-from vrmproto import _codec, _errors
-from vrmproto._envelope import Signed, open_envelope
+from vrmproto import _errors, _records
 from vrmproto._errors import PeerProblemError, ProtocolError, TransportError, VrmError
 from vrmproto._messages import Receipt
 from vrmproto._relationship import Received, Sent
+from vrmproto.client._delivery import Delivery, DeliveryStatus, OutboxRun
+from vrmproto.client._drafts import Draft, Signer, decode_draft, encode_draft
 from vrmproto.client._errors import InvalidResponse, Transient
 from vrmproto.client._ledger import Ledger, Thread, to_row
+from vrmproto.client._own import own_header
 from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, Store
 
 __all__ = [
     "DEFAULT_SCHEDULE",
     "ENQUEUE_CHUNK",
-    "Builder",
     "Delivery",
     "DeliveryStatus",
-    "Draft",
     "Outbox",
     "OutboxRun",
 ]
-
-DeliveryStatus = Literal["confirmed", "queued", "refused", "dropped"]
 
 #: Problem codes after which the same bytes may be delivered again (Table 9-1, §9.1-9).
 RETRYABLE = _errors.RETRYABLE
@@ -76,89 +79,6 @@ ENQUEUE_CHUNK = 256
 DEFAULT_SCHEDULE = RetryPolicy(attempts=1_000_000, base_s=2.0, cap_s=3600.0)
 
 
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """A message to send in a thread, as data: signed by a :data:`Builder` when its turn comes.
-
-    ``op`` names the builder, ``args`` are its canonical-msgpack arguments, ``msg_id`` is the
-    message id the signed message will carry (chosen now, so sealed content can name it).
-    """
-
-    op: str
-    args: Mapping[str, Any]
-    msg_id: bytes
-
-    def to_bytes(self) -> bytes:
-        return _codec.encode({"args": dict(self.args), "id": self.msg_id, "op": self.op})
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Draft:
-        d = _codec.decode(data, max_depth=16)
-        return cls(str(d["op"]), dict(d["args"]), bytes(d["id"]))
-
-
-#: Sign a draft as the thread's next message: ``builder(thread, draft, now) -> Sent``.
-Builder = Callable[[Thread, Draft, int], Sent]
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """What became of one message.
-
-    - ``confirmed``: the vendor stored it; ``receipt`` is its verified, signed receipt and
-      ``replies`` the vendor's verified replies that came with it.
-    - ``queued``: not delivered yet; it waits in the outbox (``error`` says why). ``msg_hash``
-      is empty (``b""``) while it is still a draft, not yet signed, behind earlier messages.
-    - ``refused``: the vendor answered with a verified signed problem (``error``).
-    - ``dropped``: it expired before it could be delivered, or could no longer be signed.
-    """
-
-    thread: bytes
-    msg_id: bytes
-    msg_hash: bytes
-    status: DeliveryStatus
-    receipt: Signed[Receipt] | None = None
-    replies: tuple[Received, ...] = ()
-    error: VrmError | None = None
-    attempts: int = 0
-
-    @property
-    def confirmed(self) -> bool:
-        return self.status == "confirmed"
-
-    def reply_bodies(self) -> list[Any]:
-        return [r.message.body for r in self.replies]
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRun:
-    """The outcome of one :meth:`Outbox.run`."""
-
-    deliveries: tuple[Delivery, ...] = field(default_factory=tuple)
-
-    def _count(self, status: str) -> int:
-        return sum(1 for d in self.deliveries if d.status == status)
-
-    @property
-    def confirmed(self) -> int:
-        return self._count("confirmed")
-
-    @property
-    def queued(self) -> int:
-        return self._count("queued")
-
-    @property
-    def refused(self) -> int:
-        return self._count("refused")
-
-    @property
-    def dropped(self) -> int:
-        return self._count("dropped")
-
-    def counts(self) -> dict[str, int]:
-        return {s: self._count(s) for s in ("confirmed", "queued", "refused", "dropped")}
-
-
 class Outbox:
     """Sends a thread's messages durably and in order, and retries what could not be sent."""
 
@@ -166,7 +86,7 @@ class Outbox:
         self,
         ledger: Ledger,
         client: Transport,
-        builders: Mapping[str, Builder],
+        signer: Signer,
         *,
         clock: Clock,
         random_id: RandomId,
@@ -177,7 +97,7 @@ class Outbox:
     ) -> None:
         self.ledger = ledger
         self.client = client
-        self.builders = dict(builders)
+        self.signer = signer
         self.clock = clock
         self.random_id = random_id
         self.schedule = schedule
@@ -190,10 +110,15 @@ class Outbox:
         return self.ledger.store
 
     def _build(self, t: Thread, draft: Draft, now: int) -> Sent:
-        builder = self.builders.get(draft.op)
-        if builder is None:
-            raise ValueError(f"no builder for {draft.op!r}")
-        return builder(t, draft, now)
+        return draft.sign(t, self.signer, now)
+
+    def _sign_next(self, t: Thread, draft: Draft, now: int) -> Sent:
+        """Sign ``draft`` as the thread's next message, keeping where the relationship stood
+        before it (a save point, §8.1-5) until the vendor answers."""
+        point = _records.capture(t.rel)
+        sent = self._build(t, draft, now)
+        t.guard(point, sent.message.hash)
+        return sent
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -218,21 +143,16 @@ class Outbox:
             if new is None and await self.ledger.pending(thread):
                 return await self._queue_draft(t, draft, timeout_s=timeout_s, retry=retry)
             now = self.clock()
-            point = t.save_point()
             try:
-                sent = self._build(t, draft, now)
+                sent = self._sign_next(t, draft, now)
             except BaseException:
                 self.ledger.forget(thread)
                 raise
-            t.meta.rollback[sent.message.hash.hex()] = point
-            item = self._new_item(t, sent, now)
             t.meta.last_activity_ms = now
-            await self._commit(t, Commit(
-                relationships=(self.ledger.record(t, now),),
-                history=(to_row(t.id, sent.entry, now),),
-                outbox_add=(item,),
-                meta=(self.ledger.meta_item(t),),
-            ))
+            await self._commit(t, self.ledger.commit(
+                (t,), now, history=(to_row(t.id, sent.entry, now),),
+                outbox_add=(self._new_item(t, sent, now),),
+            ))  # fmt: skip
             self.ledger.adopt(t)
             done = await self._flush_locked(t, due_by=None, timeout_s=timeout_s, retry=retry)
             return self._find(done, t.id, draft)
@@ -241,9 +161,10 @@ class Outbox:
         self, t: Thread, draft: Draft, *, timeout_s: float | None, retry: RetryPolicy | None
     ) -> Delivery:
         """Store ``draft`` behind the thread's undelivered messages, then try them in order."""
-        self._build(t.copy(), draft, self.clock())  # refuse now what could never be signed
-        t.meta.drafts.append(draft.to_bytes())
-        await self._commit(t, Commit(meta=(self.ledger.meta_item(t),)))
+        now = self.clock()
+        self._build(t.copy(), draft, now)  # refuse now what could never be signed
+        t.meta.queue(t.id, draft.KIND.value, encode_draft(draft))
+        await self._commit(t, self.ledger.commit((t,), now))
         done = await self._flush_locked(t, due_by=None, timeout_s=timeout_s, retry=retry)
         return self._find(done, t.id, draft)
 
@@ -284,11 +205,9 @@ class Outbox:
                         raise t
                     if thread in waiting:
                         self._build(t.copy(), draft, now)  # refuse now what could never be signed
-                        t.meta.drafts.append(draft.to_bytes())
+                        t.meta.queue(t.id, draft.KIND.value, encode_draft(draft))
                     else:
-                        point = t.save_point()
-                        sent = self._build(t, draft, now)
-                        t.meta.rollback[sent.message.hash.hex()] = point
+                        sent = self._sign_next(t, draft, now)
                         t.meta.last_activity_ms = now
                         history.append(to_row(t.id, sent.entry, now))
                         added.append(self._new_item(t, sent, now))
@@ -300,12 +219,8 @@ class Outbox:
             if not ready:
                 return failed
             try:
-                await self.store.commit(Commit(
-                    relationships=tuple(self.ledger.record(t, now) for t in ready),
-                    history=tuple(history),
-                    outbox_add=tuple(added),
-                    meta=tuple(self.ledger.meta_item(t) for t in ready),
-                ))  # fmt: skip
+                await self.store.commit(self.ledger.commit(ready, now, history=history,
+                                                           outbox_add=added))  # fmt: skip
             except BaseException:
                 for t in ready:
                     self.ledger.forget(t.id)
@@ -360,11 +275,11 @@ class Outbox:
     ) -> list[Delivery]:
         """Deliver ``item`` (the thread's oldest); on any final outcome, sign the next draft
         in the same Commit. Returns the item's delivery, then any drafts that were dropped."""
-        try:
-            header = open_envelope(item.envelope, now=0, check_time=False).header
-            msg_id, expires, mtype = header.id, header.expires, header.type
-        except ProtocolError:  # not ours to deliver: nothing the vendor could accept
+        header = own_header(item.envelope)  # signed by us: nothing to verify again
+        if header is None:  # not ours to deliver: nothing the vendor could accept
             msg_id, expires, mtype = bytes(16), -1, ""
+        else:
+            msg_id, expires, mtype = header.id, header.expires, header.type
         now = self.clock()
         if expires < now:
             t.meta.last_problem = "expired: the message could not be delivered in time"
@@ -384,8 +299,7 @@ class Outbox:
                          attempts=item.attempts + 1)
             # A refused message never joined the relationship: take it back out of our chain
             # and history, so the next message links to what the vendor holds (§8.1-5).
-            point = t.meta.rollback.get(item.msg_hash.hex())
-            truncate = ((t.id, t.roll_back(point)),) if point is not None else ()
+            truncate = t.roll_back(item.msg_hash)
             return await self._close(t, item, d, (), self.clock(), truncate=truncate)
         except TransportError as exc:
             return [await self._reschedule(t, item, msg_id, exc)]
@@ -421,35 +335,35 @@ class Outbox:
         out = [d]
         history = list(rows)
         added: list[NewOutboxItem] = []
-        t.meta.rollback.pop(item.msg_hash.hex(), None)
+        t.meta.points.pop(item.msg_hash, None)
         for r in d.replies:
             ack = t.rel.send(r.message.receipt(), now=now, msg_id=self.random_id(),
                              lifetime_ms=t.meta.lifetime_ms)
             history.append(to_row(t.id, ack.entry, now))
             added.append(self._new_item(t, ack, now))
         while t.meta.drafts:
-            draft = Draft.from_bytes(t.meta.drafts.pop(0))
-            point = t.save_point()
+            queued = t.meta.drafts.pop(0)
             try:
-                sent = self._build(t, draft, now)
+                draft = decode_draft(queued.payload)
+            except (VrmError, ValueError, KeyError) as exc:  # written by a later release?
+                t.meta.last_problem = f"a queued {queued.kind} could not be read: {exc}"
+                out.append(Delivery(t.id, b"", b"", "dropped", error=VrmError(str(exc))))
+                continue
+            try:
+                sent = self._sign_next(t, draft, now)
             except (VrmError, ValueError) as exc:
                 err = exc if isinstance(exc, VrmError) else VrmError(str(exc))
-                t.meta.last_problem = f"a queued {draft.op} could not be sent: {exc}"
+                t.meta.last_problem = f"a queued {draft.MESSAGE_TYPE} could not be sent: {exc}"
                 out.append(Delivery(t.id, draft.msg_id, b"", "dropped", error=err))
                 continue
             history.append(to_row(t.id, sent.entry, now))
             added.append(self._new_item(t, sent, now))
-            t.meta.rollback[sent.message.hash.hex()] = point
             break
         t.meta.last_activity_ms = now
-        await self._commit(t, Commit(
-            relationships=(self.ledger.record(t, now),),
-            history=tuple(history),
-            outbox_done=(item.item_id,),
-            outbox_add=tuple(added),
-            meta=(self.ledger.meta_item(t),),
+        await self._commit(t, self.ledger.commit(
+            (t,), now, history=history, outbox_done=(item.item_id,), outbox_add=added,
             truncate=truncate,
-        ))
+        ))  # fmt: skip
         return out
 
     def _apply(
@@ -497,6 +411,7 @@ class Outbox:
         except BaseException:
             self.ledger.forget(t.id)
             raise
+        t.meta.saved()
 
     async def _flush_locked(
         self,

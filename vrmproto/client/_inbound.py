@@ -1,4 +1,4 @@
-"""``vrm agent serve``'s HTTP routes: each relationship at a path of its own (§11.6-1, §12.11-4).
+"""A customer node's inbound endpoint: each relationship at a path of its own (§11.6-1, §12.11-4).
 
 Every vendor is told a different base URL, ``<agent URL>/r/<token>``
 (:func:`vrmproto.client._paths.endpoint_path`), and finds there the three routes of §12:
@@ -6,8 +6,13 @@ Every vendor is told a different base URL, ``<agent URL>/r/<token>``
 - ``GET  /r/<token>/.well-known/vrm`` — the discovery document of that relationship's endpoint:
   signed by a key derived for that relationship alone, naming no person (role ``customer``);
 - ``POST /r/<token>/vrm/inbox`` and ``POST /r/<token>/vrm/history`` — handled by one
-  :class:`~vrmproto.server.Endpoint` engine on the agent's store, after checking that the message
+  :class:`~vrmproto.server.Endpoint` engine on the node's store, after checking that the message
   (or history request) belongs to the thread of that path: another thread is ``no_relationship``.
+
+The engine works under the node's own :class:`~vrmproto.client._ledger.Ledger`: its thread
+lock is the ledger's (so a vendor's message and the node's own sending in the same thread take
+turns, in this process and across processes on the store, §11.11-2), and our key in each thread
+is looked up in the ledger, which derives it from the thread's meta (§2.3, §2.4) — no search.
 
 Nothing is served at the origin: a path that names no relationship of ours is ``not_found``,
 so someone who knows only the host and port learns nothing about the person, and one vendor
@@ -17,10 +22,11 @@ signed by a throw-away key of this process, which no vendor holds anything again
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,18 +35,18 @@ from aiohttp import hdrs, web
 
 from vrmproto._binding import SIGNATURE_HEADER, WELL_KNOWN_PATH, build_discovery
 from vrmproto._errors import Problem
-from vrmproto._keys import ID_BYTES, Identity, MasterSeed
+from vrmproto._keys import ID_BYTES, Identity, sha256
 from vrmproto._state import Role
-from vrmproto.client._ledger import LOCK_PREFIX
+from vrmproto.client._ledger import Ledger, is_ours
 from vrmproto.client._paths import ENDPOINT_PREFIX, endpoint_identity, endpoint_token
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.server._app import _middleware, _read_envelope, _web
 from vrmproto.server._endpoint import JSON_TYPE, Response
-from vrmproto.store import Store
+from vrmproto.store import RelationshipRecord
 
 log = logging.getLogger("vrmproto.agent")
 
-__all__ = ["AGENT_NAME", "AgentRoutes", "claimed_thread"]
+__all__ = ["AGENT_NAME", "InboundEndpoint", "claimed_thread"]
 
 #: The name in every discovery document of an agent endpoint: never the person's (§11.6-1).
 AGENT_NAME = "vrm agent"
@@ -73,44 +79,60 @@ class _Doc:
     signature: str
 
 
-class AgentRoutes:
-    """The agent endpoint's aiohttp application: see the module docstring.
+class InboundEndpoint:
+    """The agent endpoint's aiohttp application on a node's ledger: see the module docstring.
 
-    ``engine`` handles every message (``identity_for`` gives our key in each thread); the
-    relationships' tokens are read from the store at :meth:`refresh`, and again, at most once
-    a second, when a request names a token we do not know yet (a relationship opened by another
-    ``vrm`` process meanwhile).
+    ``engine`` handles every message; the relationships' tokens are read from the store at
+    :meth:`refresh`, and again, at most once a second, when a request names a token we do not
+    know yet (a relationship opened by another ``vrm`` process meanwhile).
     """
 
-    def __init__(self, master: MasterSeed, store: Store, identity_for: Any, *,
-                 lifetime_ms: int = 86_400_000) -> None:  # fmt: skip
-        self.master = master
-        self.store = store
+    def __init__(self, ledger: Ledger, *, lifetime_ms: int = 86_400_000) -> None:
+        self.ledger = ledger
+        self.master = ledger.master
+        self.store = ledger.store
         self.engine = Endpoint(
-            Identity(os.urandom(32)), store=store, role=Role.CUSTOMER, identity_for=identity_for,
-            name=AGENT_NAME, policy=ReferencePolicy(name=AGENT_NAME),
-            thread_lock=self._thread_lock,
+            Identity(os.urandom(32)), store=ledger.store, role=Role.CUSTOMER,
+            identity_for=self.identity_for, name=AGENT_NAME,
+            policy=ReferencePolicy(name=AGENT_NAME), thread_lock=self._thread_lock,
+            limits=ledger.limits,
         )  # fmt: skip
         self.lifetime_ms = lifetime_ms
         self._threads: dict[str, bytes] = {}  # token -> thread
         self._docs: dict[bytes, _Doc] = {}
         self._refreshed_ms = 0
 
-    def _thread_lock(self, thread: bytes) -> AbstractAsyncContextManager[None]:
-        """The lock every ``vrm`` process on this store holds while it works on ``thread``:
-        a vendor's message waits while a command sends in the same relationship (§11.11-2)."""
+    def identity_for(self, record: RelationshipRecord) -> Identity:
+        """Our key in ``record``'s thread, as the ledger derived it from the thread's meta
+        (learnt before the engine asks: :meth:`_thread_lock`, :meth:`_thread`)."""
+        known = self.ledger.identity_of(record.local_key)
+        if known is not None:
+            return known
+        # Not ours: any identity makes the endpoint refuse the message as wrong_recipient.
+        return Identity(sha256(b"vrmproto/agent/unknown-thread\x00" + record.thread))
+
+    @contextlib.asynccontextmanager
+    async def _thread_lock(self, thread: bytes) -> AsyncIterator[None]:
+        """The ledger's lock of ``thread``, the one the node's own sending takes: a vendor's
+        message waits while the node, or another ``vrm`` process, works in the same
+        relationship (§11.11-2). Inside it our key in the thread is read afresh."""
 
         def waiting() -> None:
             log.info("another vrm is working on relationship %s; the vendor's message waits",
                      thread.hex()[:12])  # fmt: skip
 
-        return self.store.lock(LOCK_PREFIX + thread, on_wait=waiting)
+        async with self.ledger.lock(thread, on_wait=waiting):
+            await self.ledger.learn_identity(thread)
+            try:
+                yield
+            finally:
+                self.ledger.forget(thread)  # the engine changed it behind the cache
 
     async def refresh(self) -> None:
         """Learn the token of every customer relationship in the store."""
         self._refreshed_ms = _now_ms()
         for record in await self.store.relationships():
-            if record.role == Role.CUSTOMER.value:
+            if is_ours(record):
                 self._threads.setdefault(endpoint_token(self.master, record.thread),
                                          record.thread)  # fmt: skip
 
@@ -119,6 +141,8 @@ class AgentRoutes:
         if thread is None and _now_ms() - self._refreshed_ms >= _REFRESH_EVERY_MS:
             await self.refresh()
             thread = self._threads.get(token)
+        if thread is not None:
+            await self.ledger.learn_identity(thread)  # a history request takes no lock
         return thread
 
     def discovery(self, thread: bytes) -> tuple[bytes, str]:

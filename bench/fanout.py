@@ -1,5 +1,10 @@
 """The fan-out benchmark: one address update to many vendors, in parallel and one by one.
 
+Run ``python bench/fanout.py`` (``--vendors``, ``--delay-ms``); ``bench/inbox.py`` reports the
+same figures beside its own. It drives the public :class:`vrmproto.client.Agent` against
+reference vendor endpoints (:mod:`vrmproto.server`) in this process: a benchmark, not part of
+the client library.
+
 :func:`measure_fanout` starts ``n_vendors`` reference vendor endpoints (:mod:`vrmproto.server`)
 on 127.0.0.1, each answering ``delay_ms`` late (simulated latency, an aiohttp middleware), opens
 an agent on a fresh SQLite store, connects to every vendor, then times the same address update
@@ -9,7 +14,9 @@ Wall time is :func:`time.perf_counter` around each whole fan-out.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -17,8 +24,9 @@ from typing import Any
 
 from aiohttp import web
 
-from vrmproto._keys import Identity
-from vrmproto.client._agent import DEFAULT_TERMS, Agent
+from vrmproto import Identity
+from vrmproto.client import DEFAULT_TERMS, Agent
+from vrmproto.server import Endpoint, ReferencePolicy, make_app
 from vrmproto.store import MemoryStore, SQLiteStore
 
 __all__ = ["ameasure_fanout", "measure_fanout"]
@@ -32,8 +40,6 @@ async def ameasure_fanout(
     serial: bool = True,
 ) -> dict[str, Any]:
     """Measure the address-update fan-out (see the module docstring); ``await`` form."""
-    from vrmproto.server import Endpoint, ReferencePolicy, make_app  # noqa: PLC0415
-
     delay_s = delay_ms / 1000
 
     @web.middleware
@@ -88,3 +94,15 @@ def measure_fanout(n_vendors: int = 200, delay_ms: int = 50) -> dict[str, Any]:
     """``fanout_parallel_s``, ``fanout_serial_s`` and ``fanout_ratio`` (parallel / serial) of
     an address update to ``n_vendors`` endpoints each ``delay_ms`` late; runs its own loop."""
     return asyncio.run(ameasure_fanout(n_vendors, delay_ms))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vendors", type=int, default=200, help="vendor endpoints to start")
+    parser.add_argument("--delay-ms", type=int, default=50, help="each vendor's added latency")
+    args = parser.parse_args()
+    print(json.dumps(measure_fanout(args.vendors, args.delay_ms), indent=2))
+
+
+if __name__ == "__main__":
+    main()

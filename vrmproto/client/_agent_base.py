@@ -1,0 +1,286 @@
+"""What every operation of the customer's agent shares: its parts, and how it finds and checks
+the relationship an operation is about.
+
+:class:`AgentBase` holds the store, the ledger (one lock registry and cache per customer node),
+the outbox and the HTTP client, and the small steps every operation takes: resolving a *ref*
+(:meth:`AgentBase.resolve`), the pins on a vendor's key (§11.10-1) and the message types it
+receives (§13.1-3). The operations themselves live in modules named for what they own
+(:mod:`._terms`, :mod:`._data`, :mod:`._intents`, :mod:`._reconcile`), combined in
+:class:`~vrmproto.client.Agent`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Self
+
+import aiohttp
+
+from vrmproto._binding import DiscoveryDocument
+from vrmproto._closing import AsyncClosing
+from vrmproto._errors import Problem, StateError
+from vrmproto._keys import Identity, MasterSeed, fingerprint, key_to_text
+from vrmproto._limits import DEFAULT_LIMITS, Limits
+from vrmproto._state import State
+from vrmproto._vocab import TermRef
+from vrmproto.client._drafts import Draft, EndDraft, RotateDraft
+from vrmproto.client._fanout import DEFAULT_CONCURRENCY
+from vrmproto.client._http import EndpointClient
+from vrmproto.client._ledger import Ledger, Thread, ThreadKind, is_ours
+from vrmproto.client._outbox import DEFAULT_SCHEDULE, Delivery, Outbox, OutboxRun
+from vrmproto.client._paths import endpoint_path
+from vrmproto.client._transport import (
+    Clock,
+    RandomId,
+    RetryPolicy,
+    Transport,
+    default_clock,
+    default_random_id,
+)
+from vrmproto.client._views import DEFAULT_TERMS, FANOUT_RETRY, KeyChangedError, Ref
+from vrmproto.store import Commit, OutboxItem, Store
+
+__all__ = ["AgentBase", "norm_url", "refusal"]
+
+#: The store-level setting naming the master seed the store belongs to (a public key).
+_MASTER_CHECK_KEY = "client.master"
+
+
+def norm_url(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+def _names_key(text: str, key: bytes) -> bool:
+    """Whether a person's ``text`` names ``key``: its fingerprint (§2.5-3, dashes optional) or
+    the full key in its text form (§2.5-1)."""
+    text = text.strip()
+    fp = fingerprint(key)
+    return text.lower() in (fp, fp.replace("-", "")) or text == key_to_text(key)
+
+
+def refusal(d: Delivery) -> Delivery:
+    """Raise a refusal or a drop; hand back a confirmed or queued delivery."""
+    if d.status in ("refused", "dropped"):
+        assert d.error is not None
+        raise d.error
+    return d
+
+
+async def check_master(store: Store, master: MasterSeed) -> None:
+    """Refuse a store that belongs to another master seed (``ValueError``)."""
+    check = master.for_intent(bytes(16)).public_key  # public: identifies, reveals nothing
+    stored = await store.get_meta(_MASTER_CHECK_KEY)
+    if stored is None:
+        await store.commit(Commit(meta=((_MASTER_CHECK_KEY, check),)))
+    elif stored != check:
+        raise ValueError("this store belongs to another master seed")
+
+
+class AgentBase(AsyncClosing):
+    """The parts of a customer's agent: see the module docstring."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        client: Transport,
+        owns_client: bool,
+        clock: Clock,
+        random_id: RandomId,
+        terms: Sequence[TermRef],
+        endpoint: str | None,
+        concurrency: int,
+        fanout_retry: RetryPolicy,
+        schedule: RetryPolicy,
+        rand: Callable[[], float],
+    ) -> None:
+        self.ledger = ledger
+        self.store = ledger.store
+        self.limits = ledger.limits
+        self.client = client
+        self._owns_client = owns_client
+        self.clock = clock
+        self.random_id = random_id
+        self.terms = tuple(terms)
+        self.endpoint = endpoint
+        self.concurrency = concurrency
+        self.fanout_retry = fanout_retry
+        self.outbox = Outbox(
+            ledger, client, self, clock=clock, random_id=random_id, schedule=schedule,
+            rand=rand, concurrency=concurrency,
+        )  # fmt: skip
+
+    @classmethod
+    async def open(
+        cls,
+        store: Store,
+        master_seed: MasterSeed | bytes,
+        *,
+        clock: Clock = default_clock,
+        random_id: RandomId = default_random_id,
+        client: Transport | None = None,
+        session: aiohttp.ClientSession | None = None,
+        terms: Sequence[TermRef] = DEFAULT_TERMS,
+        endpoint: str | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        timeout_s: float = 10.0,
+        retry: RetryPolicy | None = None,
+        fanout_retry: RetryPolicy = FANOUT_RETRY,
+        schedule: RetryPolicy = DEFAULT_SCHEDULE,
+        limits: Limits = DEFAULT_LIMITS,
+        rand: Callable[[], float] = random.random,
+        ledger: Ledger | None = None,
+    ) -> Self:
+        """Open the agent of ``master_seed`` on ``store``.
+
+        A store belongs to one master seed: opening it with another raises ``ValueError``.
+        ``client`` (any :class:`~vrmproto.client.Transport`, or an aiohttp ``session`` for a new
+        HTTP client) may be shared; otherwise the agent makes one and closes it in
+        :meth:`close`. ``endpoint`` is this agent's own base
+        URL; each vendor is told a path of its own under it (:meth:`endpoint_for`). ``retry``
+        governs one-vendor requests, ``fanout_retry`` each branch of a fan-out, ``schedule`` the
+        outbox's retries. ``ledger`` is the customer node's (:class:`~vrmproto.client.
+        CustomerNode`), when the agent is one part of a node; otherwise it has its own.
+        """
+        master = master_seed if isinstance(master_seed, MasterSeed) else MasterSeed(master_seed)
+        await check_master(store, master)
+        if ledger is None:
+            ledger = Ledger(store, master, limits=limits)
+        elif ledger.store is not store or ledger.master.seed != master.seed:
+            raise ValueError("the ledger belongs to another store or master seed")
+        owns = client is None
+        if client is None:
+            client = EndpointClient(
+                session=session, clock=clock, random_id=random_id, retry=retry,
+                timeout_s=timeout_s, limits=ledger.limits,
+            )  # fmt: skip
+        return cls(
+            ledger, client=client, owns_client=owns, clock=clock, random_id=random_id,
+            terms=terms, endpoint=endpoint, concurrency=concurrency, fanout_retry=fanout_retry,
+            schedule=schedule, rand=rand,
+        )  # fmt: skip
+
+    async def close(self) -> None:
+        """Close the HTTP client if the agent made it (the store is the caller's)."""
+        if self._owns_client and isinstance(self.client, AsyncClosing):
+            await self.client.close()
+
+    # -- what signing a draft needs (the outbox's Signer) -------------------------------------
+
+    def endpoint_for(self, thread: bytes) -> str | None:
+        """The base URL of our agent endpoint told to the vendor of ``thread``: a path of its
+        own under :attr:`endpoint`, so vendors hold no common identifier (§11.6-1, §12.11-4)."""
+        if not self.endpoint:
+            return None
+        return self.endpoint.rstrip("/") + endpoint_path(self.ledger.master, thread)
+
+    def next_identity(self, t: Thread) -> Identity:
+        """Our key in ``t`` after one more rotation (§2.3, §2.6)."""
+        return self.ledger.identity(replace(t.meta, generation=t.meta.generation + 1))
+
+    # -- finding relationships -------------------------------------------------------------
+
+    async def resolve(self, ref: Ref) -> bytes:
+        """The thread id ``ref`` names (see :mod:`vrmproto.client._agent`); LookupError if
+        none."""
+        if isinstance(ref, bytes):
+            if len(ref) != 16:
+                raise LookupError("a thread id is 16 bytes")
+            return ref
+        text = ref.strip()
+        records = [r for r in await self.store.relationships() if is_ours(r)]
+        if len(text) == 32:
+            try:
+                return bytes.fromhex(text)
+            except ValueError:
+                pass
+        if len(text) >= 6 and all(c in "0123456789abcdef" for c in text.lower()):
+            hits = [r for r in records if r.thread.hex().startswith(text.lower())]
+            if len(hits) == 1:
+                return hits[0].thread
+        named = [r for r in records
+                 if r.label == text or norm_url(r.peer_url) == norm_url(text)]  # fmt: skip
+        if not named:
+            raise LookupError(f"no relationship with {ref!r}")
+        named.sort(key=lambda r: (State(r.state) is State.AGREED, r.updated_ms))
+        return named[-1].thread
+
+    async def _generation_for(self, vendor_key: bytes) -> int:
+        """The pairwise key generation now in use with this vendor (0 if none yet, §2.6)."""
+        return max((r.generation for r in await self.store.threads(vendor_key=vendor_key)
+                    if r.kind is ThreadKind.VENDOR), default=0)  # fmt: skip
+
+    async def _check_pins(self, url: str, doc: DiscoveryDocument, *, by_name: bool,
+                          accept_new_key: str | None = None) -> None:  # fmt: skip
+        """Refuse a known vendor's document signed by another key (§11.10-1, §13.1-4).
+
+        A vendor is known by its base URL (any relationship with it, intentcasts included) and,
+        when ``by_name``, by the name it claimed in a relationship of ours: a new URL claiming a
+        known vendor's name with an unknown key is an impostor until a person decides otherwise.
+        The keys held are the current peer keys of those relationships (a ``key.rotate`` in them
+        moves the pin, §2.6). ``accept_new_key`` — the fingerprint of ``doc.key``, or the key in
+        its text form — is that explicit decision.
+        """
+        at_url: set[bytes] = set()
+        named: set[bytes] = set()
+        name = doc.name.strip().lower()
+        for r in await self.store.relationships():
+            if not is_ours(r):
+                continue
+            if norm_url(r.peer_url) == norm_url(url):
+                at_url.add(r.peer_key)
+            elif by_name and r.label.strip().lower() == name:
+                meta = await self.store.get_thread(r.thread)
+                if meta is not None and meta.kind is ThreadKind.VENDOR:
+                    named.add(r.peer_key)
+        for by, keys in (("url", at_url), ("name", named)):
+            if keys and doc.key not in keys:
+                if accept_new_key is not None and _names_key(accept_new_key, doc.key):
+                    return
+                raise KeyChangedError(norm_url(url), doc.name, by=by, pinned=keys,
+                                      offered=doc.key)  # fmt: skip
+
+    async def _check_type(self, thread: bytes, mtype: str) -> None:
+        """Refuse a message of a type the vendor did not list in ``types`` (§13.1-3, §13.1-10)."""
+        meta = await self.store.get_thread(thread)
+        types = meta.types if meta is not None else None
+        if types is None:  # opened before types were kept: nothing to check
+            return
+        if mtype not in types:
+            raise StateError(
+                f"this vendor does not receive {mtype} (its discovery document lists "
+                f"{', '.join(types) or 'no types'})", code=Problem.UNKNOWN_TYPE,
+                clause="§13.1-10",
+            )  # fmt: skip
+
+    def _lifetime(self, doc: DiscoveryDocument) -> int:
+        published = doc.limits.get("max_lifetime_ms", self.limits.max_lifetime_ms)
+        return max(60_000, min(published, self.limits.max_lifetime_ms))
+
+    async def _send(self, ref: Ref, draft: Draft) -> Delivery:
+        thread = await self.resolve(ref)
+        await self._check_type(thread, draft.MESSAGE_TYPE)
+        return refusal(await self.outbox.send(thread, draft))
+
+    # -- control ---------------------------------------------------------------------------
+
+    async def rotate_key(self, ref: Ref, *, reason: str = "rotate") -> Delivery:
+        """Move this relationship to our next pairwise key (§2.6); ``reason="compromise"``
+        revokes the old one."""
+        return await self._send(ref, RotateDraft(msg_id=self.random_id(), reason=reason))
+
+    async def end(self, ref: Ref, reason: str | None = None) -> Delivery:
+        """End the relationship (§5.6.4); nothing more may be sent in it."""
+        return await self._send(ref, EndDraft(msg_id=self.random_id(), reason=reason))
+
+    # -- the outbox ------------------------------------------------------------------------
+
+    async def run_outbox(self, now: int | None = None) -> OutboxRun:
+        """Deliver every due queued message (call it periodically); see :class:`Outbox`."""
+        return await self.outbox.run(now)
+
+    async def pending(self) -> list[OutboxItem]:
+        """Every signed message waiting in the outbox, oldest first."""
+        return await self.store.outbox_all()

@@ -1,0 +1,137 @@
+"""The customer's data: shares, withdrawals and requests to one vendor (§5.3.1-§5.3.4), and the
+address update to every vendor at once (§5.3.6)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from vrmproto._errors import StateError, TransportError, VrmError
+from vrmproto._messages import (
+    AddressUpdate,
+    DataErased,
+    DataReturn,
+    FieldsContent,
+    RecordsContent,
+)
+from vrmproto._state import State
+from vrmproto._vocab import DataRecord, parse_category, parse_purpose
+from vrmproto.client._agent_base import AgentBase
+from vrmproto.client._drafts import AddressDraft, DataRequestDraft, ShareDraft, WithdrawDraft
+from vrmproto.client._errors import Queued
+from vrmproto.client._fanout import FanoutReport, Progress, Target, fan_out
+from vrmproto.client._ledger import is_ours
+from vrmproto.client._outbox import Delivery
+from vrmproto.client._views import Ref
+from vrmproto.store import Commit, ShareNote
+
+__all__ = ["DataOps"]
+
+
+class DataOps(AgentBase):
+    """:meth:`share`, :meth:`withdraw`, :meth:`request_data`, :meth:`update_address`."""
+
+    async def share(
+        self,
+        ref: Ref,
+        fields: Mapping[str, str],
+        *,
+        purposes: Iterable[int | str],
+        categories: Iterable[int | str],
+        expires_ms: int,
+    ) -> Delivery:
+        """Share ``fields`` with one vendor under the agreement, sealed to it (§5.3.1).
+
+        ``purposes`` and ``categories`` are Kantara numbers or names (§6.6, §6.7);
+        ``expires_ms`` is when the vendor must delete the data (ms since the epoch). The
+        delivery's ``msg_hash`` names the share for :meth:`withdraw`.
+        """
+        FieldsContent(fields=dict(fields))  # refuse bad fields before anything is stored
+        draft = ShareDraft(
+            msg_id=self.random_id(), fields=dict(fields),
+            purposes=tuple(parse_purpose(p) for p in purposes),
+            categories=tuple(parse_category(c) for c in categories), expires=expires_ms,
+        )  # fmt: skip
+        d = await self._send(ref, draft)
+        if d.confirmed:  # the note was stored with the share, as queued
+            await self._update_notes(d.thread, {d.msg_hash}, status=d.status)
+        return d
+
+    async def share_notes(self, ref: Ref | None = None) -> list[ShareNote]:
+        """What we shared, with whom, until when (every relationship's, or ``ref``'s), oldest
+        first: the notes stored with each share (the shares themselves are sealed)."""
+        thread = await self.resolve(ref) if ref is not None else None
+        return await self.store.share_notes(thread)
+
+    async def _update_notes(self, thread: bytes, shares: set[bytes], *, status: str | None = None,
+                            withdrawn_ms: int | None = None) -> None:  # fmt: skip
+        notes = [n for n in await self.store.share_notes(thread) if n.share in shares]
+        changed = tuple(replace(n, status=status or n.status,
+                                withdrawn_ms=withdrawn_ms or n.withdrawn_ms) for n in notes)
+        if changed:
+            await self.store.commit(Commit(share_notes=changed))
+
+    async def withdraw(
+        self, ref: Ref, shares: Iterable[bytes] = (), *, reason: str | None = None
+    ) -> Delivery:
+        """Withdraw consent for some shares (all if none are named); the vendor confirms
+        with data.erased (§5.3.2)."""
+        d = await self._send(ref, WithdrawDraft(msg_id=self.random_id(),
+                                                shares=tuple(shares), reason=reason))
+        erased = {h for b in d.reply_bodies() if isinstance(b, DataErased) for h in b.shares}
+        if erased:  # the vendor confirmed the deletion, signed (§5.3.2)
+            await self._update_notes(d.thread, erased, withdrawn_ms=self.clock())
+        return d
+
+    async def request_data(self, ref: Ref) -> tuple[DataRecord, ...]:
+        """Ask the vendor for what it holds about us; the records it returns (§5.3.4, §6.8).
+
+        Raises :class:`Queued` if the request could not be delivered now (the answer will be
+        in the history once it is). An empty tuple means the vendor answered later, not in
+        the same exchange.
+        """
+        d = await self._send(ref, DataRequestDraft(msg_id=self.random_id()))
+        if d.status == "queued":
+            raise Queued("the data request waits in the outbox",
+                         cause=d.error if isinstance(d.error, TransportError) else None)
+        for r in d.replies:
+            if isinstance(r.message.body, DataReturn) and isinstance(r.content, RecordsContent):
+                return tuple(r.content.records)
+        return ()
+
+    async def update_address(
+        self,
+        fields: Mapping[str, str],
+        *,
+        progress: Progress | None = None,
+        concurrency: int | None = None,
+        timeout_s: float | None = None,
+    ) -> FanoutReport:
+        """Send new contact details to every vendor we have an agreement with, at once (§5.3.6).
+
+        Each vendor gets its own sealed copy. Every copy is stored in the outbox, in one
+        commit, before the first is sent (§12.7-5), so a crash mid-way leaves the rest to
+        :meth:`run_outbox`; vendors that cannot be reached now stay ``queued`` there too.
+        """
+        FieldsContent(fields=dict(fields))
+        records = [r for r in await self.store.relationships()
+                   if is_ours(r) and State(r.state) is State.AGREED]  # fmt: skip
+        unsigned: dict[bytes, VrmError] = {}
+        for r in records:  # a vendor that receives no address.update fails alone (§13.1-10)
+            try:
+                await self._check_type(r.thread, AddressUpdate.TYPE)
+            except StateError as exc:
+                unsigned[r.thread] = exc
+        drafts = {r.thread: AddressDraft(msg_id=self.random_id(), fields=dict(fields))
+                  for r in records if r.thread not in unsigned}  # fmt: skip
+        unsigned.update(await self.outbox.enqueue(list(drafts.items())))
+
+        async def job(thread: bytes) -> Delivery:
+            if thread in unsigned:
+                raise unsigned[thread]
+            return await self.outbox.deliver(thread, drafts[thread], timeout_s=timeout_s,
+                                             retry=self.fanout_retry)
+
+        targets = [(Target(r.label, r.peer_url, r.thread), r.thread) for r in records]
+        return await fan_out(targets, job, concurrency=concurrency or self.concurrency,
+                             progress=progress)

@@ -1,0 +1,180 @@
+"""Intentcasts: a personal RFP to many vendors from a throw-away key, and their offers (§5.4).
+
+The intentcast is stored (:class:`~vrmproto.store.IntentRecord`) before it is sent, and each
+vendor's offer (:class:`~vrmproto.store.OfferRecord`) as soon as it arrives, so an intentcast cut
+short — the program stopped, the deadline reached — keeps every offer that had come in; the
+offers can be taken up later (:meth:`IntentOps.offers`, :meth:`~vrmproto.client.Agent.take_offer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from vrmproto._binding import DiscoveryDocument
+from vrmproto._errors import Problem, ValidationError
+from vrmproto._messages import Intentcast, IntentDecline, IntentOffer, Money
+from vrmproto._relationship import Relationship
+from vrmproto._state import Role
+from vrmproto._vocab import TermRef
+from vrmproto.client._agent_base import AgentBase, norm_url
+from vrmproto.client._drafts import IntentcastDraft
+from vrmproto.client._errors import Transient
+from vrmproto.client._fanout import FanoutReport, Progress, Target, fan_out
+from vrmproto.client._ledger import Thread, ThreadKind, ThreadMeta
+from vrmproto.client._outbox import Delivery
+from vrmproto.client._transport import NO_RETRY
+from vrmproto.client._views import IntentcastResult, Offer
+from vrmproto.store import Commit, IntentRecord, OfferRecord
+
+__all__ = ["IntentOps", "answers", "offer_of", "offer_record"]
+
+
+def offer_record(o: Offer, intent_id: bytes, received_ms: int) -> OfferRecord:
+    """The stored form of an offer to the intentcast ``intent_id``."""
+    return OfferRecord(
+        intent_id=intent_id, hash=o.hash, thread=o.thread, vendor=o.vendor, url=o.url,
+        vendor_key=o.vendor_key, description=o.description,
+        price=(o.price.amount, o.price.currency), valid_until_ms=o.valid_until,
+        conditions=o.conditions, accepts_terms=o.accepts_terms, received_ms=received_ms,
+    )  # fmt: skip
+
+
+def offer_of(r: OfferRecord, intent: bytes) -> Offer:
+    """An offer as it was stored, ready to take up; ``intent`` is the hash of the intentcast
+    message it answers (its thread's)."""
+    return Offer(
+        vendor=r.vendor, url=r.url, vendor_key=r.vendor_key, thread=r.thread,
+        intent=intent, hash=r.hash, description=r.description,
+        price=Money(r.price[0], r.price[1]), valid_until=r.valid_until_ms,
+        conditions=r.conditions, accepts_terms=r.accepts_terms,
+    )  # fmt: skip
+
+
+def _offers_in(d: Delivery, doc: DiscoveryDocument, url: str) -> list[Offer]:
+    return [
+        Offer(vendor=doc.name, url=url, vendor_key=doc.key, thread=d.thread, intent=b.intent,
+              hash=r.message.hash, description=b.description, price=b.price,
+              valid_until=b.valid_until, conditions=b.conditions,
+              accepts_terms=b.accepts_terms)
+        for r in d.replies if isinstance(b := r.message.body, IntentOffer)
+    ]  # fmt: skip
+
+
+def answers(report: FanoutReport, docs: dict[bytes, DiscoveryDocument]
+            ) -> tuple[list[Offer], list[tuple[str, str]]]:  # fmt: skip
+    """The offers (cheapest first) and declines that came back with an intentcast's receipts."""
+    offers: list[Offer] = []
+    declines: list[tuple[str, str]] = []
+    for result in report.results:
+        d = result.delivery
+        if d is None or not d.confirmed:
+            continue
+        doc = docs[d.thread]
+        offers.extend(_offers_in(d, doc, result.url))
+        declines.extend((doc.name, b.reason) for b in d.reply_bodies()
+                        if isinstance(b, IntentDecline))  # fmt: skip
+    offers.sort(key=lambda o: (o.price.amount, o.price.currency, o.vendor))
+    return offers, declines
+
+
+class IntentOps(AgentBase):
+    """:meth:`intentcast`."""
+
+    async def intentcast(
+        self,
+        what: str,
+        *,
+        vendors: Sequence[str],
+        where: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        constraints: Sequence[str] = (),
+        memberships: Sequence[str] = (),
+        max_price: Money | None = None,
+        terms: Sequence[TermRef] | None = None,
+        deadline_ms: int = 30_000,
+        progress: Progress | None = None,
+        concurrency: int | None = None,
+    ) -> IntentcastResult:
+        """Broadcast a personal RFP to ``vendors`` (base URLs) from a throw-away key (§5.4.1).
+
+        One fresh identity for this intentcast (§2.4), a fresh thread per vendor; answers are
+        collected until every vendor answered or ``deadline_ms`` passed (the intentcast's
+        ``reply_by``, which is also when its envelopes expire). Offers are ranked by price.
+        """
+        intent_id = self.random_id()
+        reply_by = self.clock() + deadline_ms
+        body = Intentcast(
+            what=what, reply_by=reply_by, constraints=tuple(constraints),
+            memberships=tuple(memberships), where=where, start=start, end=end,
+            max_price=max_price, terms=tuple(terms) if terms else None,
+        )
+        docs: dict[bytes, DiscoveryDocument] = {}
+        record = IntentRecord(
+            intent_id=intent_id, what=what, where=where, start_ms=start, end_ms=end,
+            reply_by_ms=reply_by, sent_ms=self.clock(),
+            max_price=(max_price.amount, max_price.currency) if max_price else None,
+            vendors=tuple(norm_url(u) for u in vendors), constraints=tuple(constraints),
+            memberships=tuple(memberships),
+        )  # fmt: skip
+        await self.store.commit(Commit(intents=(record,)))
+
+        async def job(url: str) -> Delivery:
+            d = await self._cast_one(url, body, intent_id, deadline_ms, docs)
+            if d.confirmed:  # kept as it arrives: a cut-short intentcast loses no offer
+                now = self.clock()
+                found = _offers_in(d, docs[d.thread], norm_url(url))
+                await self.store.commit(Commit(offers=tuple(offer_record(o, intent_id, now)
+                                                            for o in found)))  # fmt: skip
+            return d
+
+        report = await fan_out([(Target(norm_url(u), norm_url(u)), u) for u in vendors], job,
+                               concurrency=concurrency or self.concurrency, progress=progress)
+        offers, declines = answers(report, docs)
+        await self.store.commit(Commit(intents=(replace(record, declines=tuple(declines)),)))
+        return IntentcastResult(intent_id, reply_by, tuple(offers), tuple(declines), report)
+
+    async def intents(self) -> list[IntentRecord]:
+        """Every intentcast sent, oldest first."""
+        return await self.store.intents()
+
+    async def offers(self, intent_id: bytes | None = None) -> list[Offer]:
+        """The offers that answered our intentcasts (``intent_id``'s only, if given), as they
+        were stored when they arrived."""
+        found = []
+        for r in await self.store.offers(intent_id):
+            try:
+                intent = (await self.ledger.load(r.thread)).rel.intent
+            except LookupError:  # the thread expired: the offer still names its intentcast
+                intent = None
+            found.append(offer_of(r, intent or r.intent_id))
+        return found
+
+    async def _cast_one(self, url: str, body: Intentcast, intent_id: bytes, deadline_ms: int,
+                        docs: dict[bytes, DiscoveryDocument]) -> Delivery:  # fmt: skip
+        """One vendor's branch: its document, a fresh thread, the intentcast sent in it."""
+        reply_by = body.reply_by
+        remaining = (reply_by - self.clock()) / 1000
+        if remaining <= 0:
+            raise Transient("the intentcast's deadline passed")
+        doc = await self.client.fetch_discovery(url, role="vendor", timeout_s=remaining,
+                                                retry=NO_RETRY)  # fmt: skip
+        if Intentcast.TYPE not in doc.types:
+            raise ValidationError("this vendor does not receive intentcasts",
+                                  code=Problem.UNKNOWN_TYPE, clause="§13.1-10")
+        await self._check_pins(url, doc, by_name=False)
+        meta = ThreadMeta(kind=ThreadKind.INTENT, vendor_key=doc.key, name=doc.name,
+                          inbox=doc.inbox, history=doc.history, lifetime_ms=deadline_ms,
+                          intent_id=intent_id, types=tuple(doc.types))  # fmt: skip
+        thread = self.random_id()
+        docs[thread] = doc
+        rel = Relationship(role=Role.CUSTOMER, identity=self.ledger.identity(meta),
+                           thread=thread, peer_key=doc.key, peer_enc_key=doc.enc_key,
+                           limits=self.limits)  # fmt: skip
+        draft = IntentcastDraft(msg_id=self.random_id(), body=body, reply_by=reply_by)
+        remaining = (reply_by - self.clock()) / 1000
+        return await self.outbox.send(
+            thread, draft, new=Thread(rel, meta, norm_url(url)),
+            timeout_s=max(remaining, 0.001), retry=NO_RETRY,  # the deadline bounds it all
+        )

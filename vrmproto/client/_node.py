@@ -1,0 +1,137 @@
+"""One customer node: the outgoing API and the inbound agent endpoint on one ledger.
+
+A person's node does two things at once on one store: it sends (:class:`~vrmproto.client.Agent`:
+connect, share, intentcast, the outbox) and it receives what vendors send first (the agent
+endpoint, §12.11: a terms change, a data return, a relationship's end). Both work under ONE
+:class:`~vrmproto.client._ledger.Ledger` — one lock registry, one cache, one record of our key in
+each thread — so a vendor's message and the node's own sending in the same relationship take
+turns (§12.8-1; with other processes on the store, §11.11-2), and nothing either side caches
+outlives what the other changed.
+
+:meth:`CustomerNode.run` is the node's loop: deliver what is due in the outbox, sleep until the
+next item is due (at most ``interval_s``), again, until told to stop. ``vrm agent serve`` is
+this, plus printing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from vrmproto._closing import AsyncClosing
+from vrmproto._keys import MasterSeed
+from vrmproto._limits import DEFAULT_LIMITS, Limits
+from vrmproto.client._agent import Agent
+from vrmproto.client._agent_base import check_master
+from vrmproto.client._delivery import Delivery, OutboxRun
+from vrmproto.client._inbound import InboundEndpoint
+from vrmproto.client._ledger import Ledger
+from vrmproto.server import Event, Server, serve_app
+from vrmproto.store import Store
+
+__all__ = ["CustomerNode"]
+
+#: The shortest pause between two outbox rounds, in seconds.
+MIN_PAUSE_S = 0.2
+
+
+class CustomerNode(AsyncClosing):
+    """One customer's node: see the module docstring. Open with :meth:`open`.
+
+    ``agent`` is the outgoing API, ``inbound`` the agent endpoint, ``ledger`` what they share.
+    """
+
+    def __init__(self, agent: Agent, *, discovery_lifetime_ms: int = 86_400_000) -> None:
+        self.agent = agent
+        self.ledger: Ledger = agent.ledger
+        self._lifetime_ms = discovery_lifetime_ms
+        self._inbound: InboundEndpoint | None = None
+        self._server: Server | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        store: Store,
+        master_seed: MasterSeed | bytes,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        discovery_lifetime_ms: int = 86_400_000,
+        **agent_options: Any,
+    ) -> CustomerNode:
+        """Open the node of ``master_seed`` on ``store``; ``agent_options`` are
+        :meth:`Agent.open`'s. ``ValueError`` if the store belongs to another master seed."""
+        master = master_seed if isinstance(master_seed, MasterSeed) else MasterSeed(master_seed)
+        await check_master(store, master)
+        ledger = Ledger(store, master, limits=limits)
+        agent = await Agent.open(store, master, ledger=ledger, limits=limits, **agent_options)
+        return cls(agent, discovery_lifetime_ms=discovery_lifetime_ms)
+
+    @property
+    def store(self) -> Store:
+        return self.ledger.store
+
+    @property
+    def inbound(self) -> InboundEndpoint:
+        """The inbound agent endpoint (made when first used: a command that only sends
+        needs none)."""
+        if self._inbound is None:
+            self._inbound = InboundEndpoint(self.ledger, lifetime_ms=self._lifetime_ms)
+        return self._inbound
+
+    def subscribe(self, hook: Callable[[Event], Awaitable[None]]) -> Callable[[], None]:
+        """Call ``hook`` for every message a vendor sends to the inbound endpoint."""
+        return self.inbound.engine.subscribe(hook)
+
+    async def listen(self, host: str = "127.0.0.1", port: int = 0) -> Server:
+        """Serve the inbound endpoint on ``host:port`` (``OSError`` if it cannot listen), with
+        a vendor's connection limits: the node is on the same open network (§10.1). Vendors
+        are told its URL from now on (:attr:`Agent.endpoint`)."""
+        await self.inbound.refresh()
+        server = await serve_app(self.inbound.app(), self.inbound.engine, host, port)
+        self._server = server
+        self.agent.endpoint = _url(host, server.port)
+        return server
+
+    async def round(self) -> tuple[OutboxRun, int | None]:
+        """One outbox round: deliver what is due; and when the next waiting item is due (ms),
+        None if nothing waits."""
+        outcome = await self.agent.run_outbox()
+        if self._inbound is not None:  # relationships opened meanwhile get their paths
+            await self._inbound.refresh()
+        pending = await self.agent.pending()
+        return outcome, min((i.next_attempt_ms for i in pending), default=None)
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        interval_s: float = 30.0,
+        on_delivery: Callable[[Delivery], None] | None = None,
+    ) -> None:
+        """Run outbox rounds until ``stop`` is set: each waits for the next item due, at most
+        ``interval_s`` and at least :data:`MIN_PAUSE_S`."""
+        while not stop.is_set():
+            outcome, due = await self.round()
+            for d in outcome.deliveries:
+                if on_delivery is not None:
+                    on_delivery(d)
+            now = self.agent.clock()
+            delay = interval_s if due is None else min(interval_s, (due - now) / 1000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=max(MIN_PAUSE_S, delay))
+
+    async def close(self) -> None:
+        """Stop serving (if :meth:`listen` was called) and close the agent's HTTP client; the
+        store is the caller's."""
+        try:
+            if self._server is not None:
+                await self._server.close()
+                self._server = None
+        finally:
+            await self.agent.close()
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"

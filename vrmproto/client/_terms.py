@@ -1,0 +1,109 @@
+"""Opening a relationship: our terms proffered, the vendor's answer read (§5.2)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vrmproto._errors import Problem, ValidationError
+from vrmproto._messages import TermsAccept, TermsOffer, TermsReject
+from vrmproto._relationship import Relationship
+from vrmproto._state import Role
+from vrmproto._vocab import TermRef
+from vrmproto.client._agent_base import AgentBase, norm_url, refusal
+from vrmproto.client._drafts import AcceptCounterDraft, TermsOfferDraft
+from vrmproto.client._ledger import Thread, ThreadKind, ThreadMeta
+from vrmproto.client._outbox import Delivery
+from vrmproto.client._views import ConnectResult, ConnectStatus, Offer, Ref
+
+__all__ = ["TermsOps"]
+
+
+def connect_result(t: Thread, offered: tuple[TermRef, ...], d: Delivery) -> ConnectResult:
+    """What the vendor answered to our terms offer, read from the replies of ``d``."""
+    status: ConnectStatus = "queued" if d.status == "queued" else "pending"
+    agreement: bytes | None = None
+    reason = ""
+    refused: tuple[str, ...] = ()
+    counter: tuple[TermRef, ...] | None = None
+    for body in d.reply_bodies() if d.status == "confirmed" else ():
+        if isinstance(body, TermsAccept):
+            status, agreement = "accepted", body.offer
+            break
+        if isinstance(body, TermsReject):
+            status = "countered" if body.counter else "rejected"
+            reason, refused, counter = body.reason, body.refused, body.counter
+            break
+    return ConnectResult(t.id, t.meta.name, t.url, status, offered, agreement, reason,
+                         refused, counter, d)  # fmt: skip
+
+
+class TermsOps(AgentBase):
+    """:meth:`connect`, :meth:`accept_counter`, :meth:`decline_counter`, :meth:`take_offer`."""
+
+    async def connect(
+        self,
+        base_url: str,
+        terms: Sequence[TermRef] | None = None,
+        *,
+        note: str | None = None,
+        in_reply_to: bytes | None = None,
+        expected_key: bytes | None = None,
+        timeout_s: float | None = None,
+        accept_new_key: str | None = None,
+    ) -> ConnectResult:
+        """Proffer our terms to the vendor at ``base_url`` in a new relationship (§5.2.1).
+
+        Fetches and verifies the vendor's discovery document (pinned to ``expected_key`` if
+        given), derives our pairwise identity for that vendor, sends a terms offer on a fresh
+        thread and reads the answer. A verified refusal raises
+        :class:`~vrmproto.PeerProblemError`.
+
+        A vendor we already know — by URL, or by the name it claims — must sign with a key we
+        hold for it: otherwise :class:`KeyChangedError`, unless ``accept_new_key`` is the new
+        key's fingerprint (a person's explicit decision, §11.10-1). The document must be a
+        vendor's, speak our version and list ``terms.offer`` (§13.1-10).
+        """
+        doc = await self.client.fetch_discovery(base_url, expected_key, role="vendor",
+                                                timeout_s=timeout_s)  # fmt: skip
+        if TermsOffer.TYPE not in doc.types:
+            raise ValidationError("this endpoint does not receive terms.offer: it opens no "
+                                  "relationships", code=Problem.UNKNOWN_TYPE,
+                                  clause="§13.1-10")  # fmt: skip
+        await self._check_pins(base_url, doc, by_name=True, accept_new_key=accept_new_key)
+        meta = ThreadMeta(
+            kind=ThreadKind.VENDOR, vendor_key=doc.key, name=doc.name, inbox=doc.inbox,
+            history=doc.history, lifetime_ms=self._lifetime(doc),
+            generation=await self._generation_for(doc.key), types=tuple(doc.types),
+        )  # fmt: skip
+        thread = self.random_id()
+        rel = Relationship(
+            role=Role.CUSTOMER, identity=self.ledger.identity(meta), thread=thread,
+            peer_key=doc.key, peer_enc_key=doc.enc_key, limits=self.limits,
+        )
+        t = Thread(rel, meta, norm_url(base_url))
+        offered = tuple(terms) if terms is not None else self.terms
+        draft = TermsOfferDraft(msg_id=self.random_id(), terms=offered, note=note,
+                                in_reply_to=in_reply_to, endpoint=self.endpoint_for(thread))
+        d = await self.outbox.send(thread, draft, new=t, timeout_s=timeout_s)
+        return connect_result(t, offered, refusal(d))
+
+    async def accept_counter(self, ref: Ref) -> ConnectResult:
+        """Offer the vendor's counter-terms back as our new offer (§5.2.3)."""
+        thread = await self.resolve(ref)
+        t = await self.ledger.load(thread)
+        offered = t.rel.counter or ()
+        d = refusal(await self.outbox.send(thread, AcceptCounterDraft(msg_id=self.random_id())))
+        return connect_result(await self.ledger.load(thread), offered, d)
+
+    async def decline_counter(self, ref: Ref, reason: str = "the counter-offer is declined"
+                              ) -> Delivery:  # fmt: skip
+        """Decline the vendor's counter-offer: end the relationship (§5.6.4)."""
+        return await self.end(ref, reason)
+
+    async def take_offer(
+        self, offer: Offer, terms: Sequence[TermRef] | None = None, *, note: str | None = None
+    ) -> ConnectResult:
+        """Take up an intentcast offer: connect to that vendor under our terms, now with our
+        pairwise key, naming the offer (``in_reply_to``, §5.2.1)."""
+        return await self.connect(offer.url, terms, note=note, in_reply_to=offer.hash,
+                                  expected_key=offer.vendor_key)  # fmt: skip
