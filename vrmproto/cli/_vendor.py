@@ -29,14 +29,12 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
 from vrmproto._files import private_data_dir
-from vrmproto._keys import Identity
 from vrmproto._vocab import (
     ROSTER,
     DataRecord,
@@ -47,47 +45,16 @@ from vrmproto._vocab import (
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._home import show_warnings
 from vrmproto.cli._parse import parse_money, parse_term
-from vrmproto.server import CatalogueItem, Endpoint, ReferencePolicy, Server, serve
-from vrmproto.store import MemoryStore
+from vrmproto.server import CatalogueItem, LocalVendor, VendorConfig
+from vrmproto.server._runner import seed_hex
 
-__all__ = ["VendorConfig", "load_vendor_config", "parse_vendor_config"]
+__all__ = ["LocalVendor", "VendorConfig", "load_vendor_config", "parse_vendor_config"]
 
 _KEYS = frozenset(
     {"name", "seed", "seed_file", "accepts_terms", "counter", "catalogue", "observed"}
 )
 _ITEM_KEYS = frozenset({"description", "keywords", "price", "conditions"})
 _OBSERVED_KEYS = frozenset({"field", "value", "category", "source", "purposes", "collected"})
-
-
-@dataclass(frozen=True, slots=True)
-class VendorConfig:
-    """A parsed vendor file. ``seed`` is None when the data directory is to keep the key."""
-
-    name: str
-    seed: bytes | None
-    accepts_terms: tuple[str, ...]
-    counter: tuple[TermRef, ...]
-    catalogue: tuple[CatalogueItem, ...]
-    observed: tuple[DataRecord, ...]
-    source: str = "<config>"
-
-    def policy(self) -> ReferencePolicy:
-        return ReferencePolicy(
-            accepts_terms=self.accepts_terms,
-            counter=self.counter,
-            catalogue=self.catalogue,
-            name=self.name,
-            observed=self.observed,
-        )
-
-    def identity(self, data_dir: Path | None) -> Identity:
-        """The vendor's identity: from the file, else from ``data_dir/seed`` (made once)."""
-        if self.seed is not None:
-            return Identity(self.seed)
-        if data_dir is None:
-            raise CliError(f"{self.source} gives no seed and there is no data directory to "
-                           "keep one in", EXIT_USAGE)  # fmt: skip
-        return Identity(_data_dir_seed(data_dir))
 
 
 def vendor_data_dir(directory: Path) -> Path:
@@ -99,30 +66,8 @@ def vendor_data_dir(directory: Path) -> Path:
     return directory
 
 
-def _data_dir_seed(data_dir: Path) -> bytes:
-    from vrmproto._files import atomic_write_text  # noqa: PLC0415 -- only here
-
-    path = data_dir / "seed"
-    if path.exists():
-        return _seed_hex(path.read_text("utf-8").strip(), str(path))
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    seed = os.urandom(32)
-    atomic_write_text(path, seed.hex() + "\n", mode=0o600)
-    return seed
-
-
 class _ConfigError(ValueError):
     pass
-
-
-def _seed_hex(text: str, where: str) -> bytes:
-    try:
-        seed = bytes.fromhex(text)
-    except ValueError:
-        seed = b""
-    if len(seed) != 32:
-        raise _ConfigError(f"{where}: a seed is 64 hexadecimal digits")
-    return seed
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -217,14 +162,14 @@ def parse_vendor_config(
         if "seed" in table:
             if not isinstance(table["seed"], str):
                 raise _ConfigError("seed must be a string of 64 hexadecimal digits")
-            seed = _seed_hex(table["seed"], "seed")
+            seed = seed_hex(table["seed"], "seed")
         elif "seed_file" in table:
             if not isinstance(table["seed_file"], str):
                 raise _ConfigError("seed_file must be a path")
             path = Path(table["seed_file"]).expanduser()
             if not path.is_absolute() and base is not None:
                 path = base / path
-            seed = _seed_hex(path.read_text("utf-8").strip(), str(path))
+            seed = seed_hex(path.read_text("utf-8").strip(), str(path))
         catalogue = table.get("catalogue", [])
         observed = table.get("observed", [])
         if not isinstance(catalogue, list) or not isinstance(observed, list):
@@ -260,42 +205,3 @@ def load_vendor_config(path: str | os.PathLike[str]) -> VendorConfig:
     return parse_vendor_config(data, source=str(p), base=p.parent)
 
 
-
-@dataclass(slots=True)
-class LocalVendor:
-    """A reference vendor from a :class:`VendorConfig`, served on 127.0.0.1 from an in-memory
-    store: what ``vrm demo``, the examples and the tests start, stop and start again (a restart
-    reuses the port and the store, so the vendor is "back up" with what it held)."""
-
-    config: VendorConfig
-    identity: Identity
-    store: MemoryStore = field(default_factory=MemoryStore)
-    server: Server | None = None
-    port: int = 0
-
-    @classmethod
-    def of(cls, config: VendorConfig) -> LocalVendor:
-        if config.seed is None:
-            raise ValueError(f"{config.name}: a local vendor needs the seed in its configuration")
-        return cls(config, Identity(config.seed))
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        """Serve (again, on the same port if it served before), with the same store."""
-        endpoint = Endpoint(self.identity, store=self.store, name=self.name,
-                            policy=self.config.policy())
-        self.server = await serve(endpoint, "127.0.0.1", self.port)
-        self.port = self.server.port
-
-    async def stop(self) -> None:
-        """Stop serving: the vendor is down, its data kept."""
-        if self.server is not None:
-            server, self.server = self.server, None
-            await server.close()
