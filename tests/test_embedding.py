@@ -1,0 +1,88 @@
+"""Issue 13, finding 1: vrm added to a site of one's own (a "shop") as an aiohttp sub-app.
+
+The shop has its own routes and its own 404 page; vrm is mounted under ``/vrm``. Discovery
+advertises the URLs the routes really have (§13.1-7), the conformance suite passes against
+``SHOP/vrm`` with ``--strict``, and the shop's own pages and errors are untouched by vrm's
+problem middleware.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from urllib.parse import urljoin
+
+import aiohttp
+import pytest
+from _broken_vendor import CONNECTION_LIMITS, make_endpoint
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from vrmproto.server import make_app, serve_app
+from vrmproto.store import MemoryStore
+from vrmproto.testing import Outcome, run_suite
+
+CONTENT_TYPE = "application/vnd.vrmproto+msgpack"
+SHOP_404 = "<h1>Not here</h1><p>The corner shop has no such page.</p>"
+
+
+@web.middleware
+async def shop_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The shop's own error page."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return web.Response(status=404, text=SHOP_404, content_type="text/html")
+
+
+async def shop_home(request: web.Request) -> web.Response:
+    return web.Response(text="welcome to the corner shop")
+
+
+@pytest.fixture
+async def shop_url() -> AsyncIterator[str]:
+    """The README's "add vrm to your aiohttp app", as a site would write it: the shop's
+    application with vrm mounted, served with vrm's connection limits (§10.1)."""
+    endpoint = make_endpoint(MemoryStore())
+    shop = web.Application(middlewares=[shop_errors])
+    shop.router.add_get("/", shop_home)
+    shop.add_subapp("/vrm", make_app(endpoint))
+    server = await serve_app(shop, endpoint, "127.0.0.1", 0, connection_limits=CONNECTION_LIMITS)
+    yield server.url
+    await server.close()
+
+
+async def test_a_mounted_vendor_advertises_the_urls_its_routes_have(shop_url: str) -> None:
+    base = f"{shop_url}/vrm"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/.well-known/vrm") as r:
+            assert r.status == 200
+            doc = json.loads(await r.read())
+        inbox = urljoin(f"{base}/.well-known/vrm", doc["inbox"])
+        history = urljoin(f"{base}/.well-known/vrm", doc["history"])
+        assert (inbox, history) == (f"{base}/vrm/inbox", f"{base}/vrm/history")
+        for url in (inbox, history):  # a route, not a 404: an empty body is refused as such
+            async with http.post(url, data=b"", headers={"Content-Type": CONTENT_TYPE}) as r:
+                assert r.status in (400, 401), url
+                assert r.headers["Content-Type"] == CONTENT_TYPE
+
+
+async def test_the_shops_own_pages_and_404_are_unchanged(shop_url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{shop_url}/") as r:
+            assert (r.status, await r.text()) == (200, "welcome to the corner shop")
+        async with http.get(f"{shop_url}/no/such/page") as r:
+            assert (r.status, await r.text()) == (404, SHOP_404)
+            assert r.content_type == "text/html"
+        # under /vrm, vrm answers: a signed problem (§12.2-5)
+        async with http.get(f"{shop_url}/vrm/no/such/page") as r:
+            assert r.status == 404
+            assert r.headers["Content-Type"] == CONTENT_TYPE
+
+
+async def test_conformance_passes_strict_against_the_mounted_vendor(shop_url: str) -> None:
+    result = await run_suite(f"{shop_url}/vrm", seed=1_767_225_600, strict=True)
+    wrong = {r.case.id: (r.outcome.value, r.actual) for r in result.records
+             if r.outcome not in (Outcome.PASSED, Outcome.INFORMATIONAL)}
+    assert not wrong, wrong
+    assert result.exit_code() == 0
