@@ -23,6 +23,7 @@ Example::
 
 from vrmproto.server._admission import StorageBudget
 from vrmproto.server._app import ENDPOINT_KEY, Server, make_app, serve, serve_app
+from vrmproto.server._config import ConfigError, load_vendor_config
 from vrmproto.server._connections import (
     DEFAULT_CONNECTION_LIMITS,
     ConnectionGuard,
@@ -31,6 +32,7 @@ from vrmproto.server._connections import (
 from vrmproto.server._endpoint import NO_CONTENT, Endpoint, Hook, Response
 from vrmproto.server._held import HeldRecord, decode_held, held_key
 from vrmproto.server._policy import CatalogueItem, Event, Policy, ReferencePolicy
+from vrmproto.server._proxy import Deployment
 from vrmproto.server._ratelimit import RateLimiter
 from vrmproto.server._runner import LocalVendor, VendorConfig
 
@@ -39,8 +41,10 @@ __all__ = [
     "ENDPOINT_KEY",
     "NO_CONTENT",
     "CatalogueItem",
+    "ConfigError",
     "ConnectionGuard",
     "ConnectionLimits",
+    "Deployment",
     "Endpoint",
     "Event",
     "HeldRecord",
@@ -55,6 +59,7 @@ __all__ = [
     "VendorConfig",
     "decode_held",
     "held_key",
+    "load_vendor_config",
     "make_app",
     "serve",
     "serve_app",

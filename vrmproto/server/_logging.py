@@ -34,9 +34,8 @@ __all__ = [
 
 REQUEST_LOG = logging.getLogger("vrmproto.server.requests")
 
-#: The structured fields a request line carries (``extra=`` of the log record).
-FIELDS = ("vendor", "event", "kind", "thread", "sender", "status", "problem", "latency_ms",
-          "client", "path")  # fmt: skip
+#: The structured fields a request line carries (``extra={"fields": …}`` of its record).
+FIELDS = ("kind", "thread", "sender", "status", "problem", "latency_ms", "client", "path")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +110,11 @@ class RequestLine:
                 f"{s.sender or '?'}  {self.status}"
                 + (f" {self.problem}" if self.problem else "")
                 + f"  {self.latency_ms:.1f} ms")  # fmt: skip
-        REQUEST_LOG.info(text, extra={
-            "vendor": self.vendor, "event": self.event, "kind": s.kind, "thread": s.thread,
-            "sender": s.sender, "status": self.status, "problem": self.problem,
-            "latency_ms": round(self.latency_ms, 3), "client": self.client, "path": self.path,
-        })  # fmt: skip
+        REQUEST_LOG.info(text, extra={"vendor": self.vendor, "event": self.event, "fields": {
+            "kind": s.kind, "thread": s.thread, "sender": s.sender, "status": self.status,
+            "problem": self.problem, "latency_ms": round(self.latency_ms, 3),
+            "client": self.client, "path": self.path,
+        }})  # fmt: skip
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -156,12 +155,9 @@ class JsonFormatter(logging.Formatter):
             "event": getattr(record, "event", None) or "log",
             "message": record.getMessage(),
         }
-        for name in FIELDS:
-            value = getattr(record, name, None)
-            if value is not None and name not in data:
-                data[name] = value
         for name, value in getattr(record, "fields", {}).items():
-            data.setdefault(name, value)
+            if value is not None:
+                data.setdefault(name, value)
         if record.exc_info:
             data["traceback"] = self.formatException(record.exc_info)
         return json.dumps(data, ensure_ascii=False, default=str)

@@ -8,20 +8,26 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vrmproto._keys import Identity
+from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._vocab import DataRecord, TermRef
 from vrmproto.server._app import Server, serve
 from vrmproto.server._endpoint import Endpoint
 from vrmproto.server._policy import CatalogueItem, ReferencePolicy
-from vrmproto.store import MemoryStore
+from vrmproto.store import MemoryStore, Store
+
+if TYPE_CHECKING:
+    from vrmproto.server._config import VendorFile
 
 __all__ = ["LocalVendor", "VendorConfig"]
 
 
 @dataclass(frozen=True, slots=True)
 class VendorConfig:
-    """A parsed vendor file. ``seed`` is None when the data directory is to keep the key."""
+    """A parsed vendor file. ``seed`` is None when the data directory is to keep the key.
+    ``file``: the whole checked file (its server, store, logging and metrics settings)."""
 
     name: str
     seed: bytes | None
@@ -30,6 +36,13 @@ class VendorConfig:
     catalogue: tuple[CatalogueItem, ...]
     observed: tuple[DataRecord, ...]
     source: str = "<config>"
+    limits: Limits = DEFAULT_LIMITS
+    file: VendorFile | None = None
+
+    def endpoint(self, identity: Identity, store: Store) -> Endpoint:
+        """The endpoint this vendor runs, with its limits and policy."""
+        return Endpoint(identity, store=store, name=self.name, policy=self.policy(),
+                        limits=self.limits)  # fmt: skip
 
     def policy(self) -> ReferencePolicy:
         return ReferencePolicy(
@@ -101,8 +114,7 @@ class LocalVendor:
 
     async def start(self) -> None:
         """Serve (again, on the same port if it served before), with the same store."""
-        endpoint = Endpoint(self.identity, store=self.store, name=self.name,
-                            policy=self.config.policy())
+        endpoint = self.config.endpoint(self.identity, self.store)
         self.server = await serve(endpoint, "127.0.0.1", self.port)
         self.port = self.server.port
 
