@@ -336,7 +336,9 @@ def _known_fields(loc: tuple[int | str, ...]) -> Mapping[str, Any]:
 
 def _first_error(exc: ValidationError, source: str,
                  origin: Mapping[tuple[str, str], str]) -> ConfigError:  # fmt: skip
-    err = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    # A misspelt field also leaves the one meant missing: the misspelling is the mistake.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(err["loc"])
     field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
     message = str(err["msg"]).removeprefix("Value error, ")
