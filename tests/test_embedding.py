@@ -9,44 +9,44 @@ problem middleware.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
 import pytest
 from _broken_vendor import CONNECTION_LIMITS, make_endpoint
-from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from vrmproto.server import make_app, serve_app
+from vrmproto.server import serve_app
 from vrmproto.store import MemoryStore
 from vrmproto.testing import Outcome, run_suite
 
 CONTENT_TYPE = "application/vnd.vrmproto+msgpack"
-SHOP_404 = "<h1>Not here</h1><p>The corner shop has no such page.</p>"
+SHOP_404 = "<h1>Not here</h1><p>The corner shop has no such page.</p>"  # as in the README
 
 
-@web.middleware
-async def shop_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The shop's own error page."""
-    try:
-        return await handler(request)
-    except web.HTTPNotFound:
-        return web.Response(status=404, text=SHOP_404, content_type="text/html")
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-async def shop_home(request: web.Request) -> web.Response:
-    return web.Response(text="welcome to the corner shop")
+def readme_shop() -> dict[str, Any]:
+    """The code of the README's section "Add vrm to your aiohttp app", run as written."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Add vrm to your aiohttp app"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None, "the section has its Python code"
+    scope: dict[str, Any] = {}
+    exec(compile(code.group(1), "README.md", "exec"), scope)
+    return scope
 
 
 @pytest.fixture
 async def shop_url() -> AsyncIterator[str]:
-    """The README's "add vrm to your aiohttp app", as a site would write it: the shop's
-    application with vrm mounted, served with vrm's connection limits (§10.1)."""
+    """The README's shop with vrm mounted under /vrm, served as the README serves it, with
+    the conformance test vendor's connection limits (§10.1)."""
     endpoint = make_endpoint(MemoryStore())
-    shop = web.Application(middlewares=[shop_errors])
-    shop.router.add_get("/", shop_home)
-    shop.add_subapp("/vrm", make_app(endpoint))
+    shop = readme_shop()["make_shop"](endpoint)
     server = await serve_app(shop, endpoint, "127.0.0.1", 0, connection_limits=CONNECTION_LIMITS)
     yield server.url
     await server.close()
@@ -65,6 +65,10 @@ async def test_a_mounted_vendor_advertises_the_urls_its_routes_have(shop_url: st
             async with http.post(url, data=b"", headers={"Content-Type": CONTENT_TYPE}) as r:
                 assert r.status in (400, 401), url
                 assert r.headers["Content-Type"] == CONTENT_TYPE
+
+
+def test_the_readme_shop_is_the_one_tested() -> None:
+    assert readme_shop()["SHOP_404"] == SHOP_404
 
 
 async def test_the_shops_own_pages_and_404_are_unchanged(shop_url: str) -> None:
