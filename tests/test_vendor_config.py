@@ -36,7 +36,7 @@ def _changed(cls: type[Any], default: Any, name: str) -> int:
     raise AssertionError(name)
 
 
-@pytest.mark.parametrize("section,cls,default", [
+@pytest.mark.parametrize(("section", "cls", "default"), [
     ("limits", Limits, DEFAULT_LIMITS),
     ("connections", ConnectionLimits, DEFAULT_CONNECTION_LIMITS),
 ])  # fmt: skip
@@ -81,7 +81,8 @@ port = 9464
     assert (file.metrics.enabled, file.metrics.port) == (True, 9464)
     deployment = file.server.deployment()
     assert deployment.public_url == "https://shop.example/vrm"
-    assert deployment.trusts("10.1.2.3") and deployment.trusts("::1")
+    assert deployment.trusts("10.1.2.3")
+    assert deployment.trusts("::1")
     assert not deployment.trusts("192.0.2.1")
     env = {"VRM_STORE_KIND": "sqlite", "VRM_LOGGING_FORMAT": "human", "VRM_METRICS_ENABLED":
            "false", "VRM_SERVER_TRUSTED_PROXIES": "192.0.2.0/24, 127.0.0.1",
@@ -109,7 +110,7 @@ collected = 2026-01-01T12:00:00Z
     assert [r.collected for r in config.observed] == [1_767_225_600_000, 1_767_268_800_000]
 
 
-@pytest.mark.parametrize("text,words", [
+@pytest.mark.parametrize(("text", "words"), [
     (BASE.replace("accepts_terms", "acepts_terms"),
      ["shop.toml", "acepts_terms", "did you mean 'accepts_terms'"]),
     (BASE + "[limits]\nmax_envelope_byte = 5\n",
@@ -119,6 +120,8 @@ collected = 2026-01-01T12:00:00Z
     (BASE + "[limits]\nmax_depth = -1\n", ["shop.toml", "limits.max_depth", "greater than 0"]),
     (BASE + "[server]\ntrusted_proxies = ['not a network']\n",
      ["shop.toml", "server.trusted_proxies", "not a network"]),
+    (BASE + "[server]\npublic_url = 'http://shop.example/vrm'\n",
+     ["shop.toml", "must be https", "§12.13-3"]),
 ])  # fmt: skip
 def test_a_mistake_names_the_file_the_field_and_the_field_meant(
     text: str, words: list[str]
@@ -152,7 +155,9 @@ def test_vrm_vendor_check_config(tmp_path: Path) -> None:
     good.write_text(BASE + "[metrics]\nenabled = true\n")
     r = _check_config(good)
     assert r.returncode == 0, r.stderr
-    assert "ok" in r.stdout and "Corner Shop" in r.stdout and "metrics on" in r.stdout
+    assert "ok" in r.stdout
+    assert "Corner Shop" in r.stdout
+    assert "metrics on" in r.stdout
     r = _check_config(good, VRM_METRICS_ENABLED="maybe")
     assert r.returncode == 2
     assert r.stderr.startswith("vrm: environment variable VRM_METRICS_ENABLED: metrics.enabled")

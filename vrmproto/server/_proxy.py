@@ -45,6 +45,9 @@ class Deployment:
                 raise ValueError(f"the public URL must be an http(s) URL, not {self.public_url!r}")
             if parts.query or parts.fragment:
                 raise ValueError("the public URL must not have a query or a fragment")
+            if parts.scheme == "http" and not _local(parts.hostname or ""):
+                raise ValueError(f"the public URL {self.public_url!r} must be https: plain "
+                                 "http only on loopback and private networks (§12.13-3)")
 
     @classmethod
     def of(cls, public_url: str | None = None, trusted_proxies: Iterable[str] = ()) -> Deployment:
@@ -55,6 +58,14 @@ class Deployment:
     def trusts(self, address: str | None) -> bool:
         ip = _ip(address)
         return ip is not None and any(ip in net for net in self.trusted_proxies)
+
+
+def _local(host: str) -> bool:
+    """A loopback or private address, ``localhost`` or a ``.local`` name (§12.1-1)."""
+    if host == "localhost" or host.endswith((".localhost", ".local")):
+        return True
+    ip = _ip(host)
+    return ip is not None and (ip.is_loopback or ip.is_private or ip.is_link_local)
 
 
 def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
