@@ -6,6 +6,7 @@ variable), the field and the field meant; TOML dates are read as dates.
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 import tomllib
@@ -158,6 +159,13 @@ def test_vrm_vendor_check_config(tmp_path: Path) -> None:
     assert "ok" in r.stdout
     assert "Corner Shop" in r.stdout
     assert "metrics on" in r.stdout
+    r = subprocess.run(
+        [sys.executable, "-m", "vrmproto.cli", "vendor", "check-config", str(good), "--json"],
+        capture_output=True, text=True, env=cli_env(None), cwd=ROOT, check=True, timeout=60,
+    )  # fmt: skip
+    data = json.loads(r.stdout)
+    assert (data["ok"], data["name"], data["metrics"]["enabled"]) == (True, "Corner Shop", True)
+    assert data["limits"]["max_depth"] == DEFAULT_LIMITS.max_depth
     r = _check_config(good, VRM_METRICS_ENABLED="maybe")
     assert r.returncode == 2
     assert r.stderr.startswith("vrm: environment variable VRM_METRICS_ENABLED: metrics.enabled")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -258,10 +259,16 @@ def vendor_serve(*, config_path: str, data_dir: Path | None, **options: Any) -> 
 
 @vendor.command("check-config")
 @click.argument("path", type=click.Path(dir_okay=False))
-def check_config(path: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the checked settings as JSON.")
+def check_config(path: str, as_json: bool) -> None:
     """Check a vendor TOML file (and the VRM_* environment variables) without serving it."""
     file, config = check_vendor_file(path, os.environ)
-    limits = file.limits_value().to_wire()
+    if as_json:
+        data = {"ok": True, "path": path, **file.model_dump(mode="json", exclude={"seed"})}
+        data["limits"] = config.limits.to_wire()  # every limit, the defaults filled in
+        data["connections"] = dataclasses.asdict(file.connection_limits())
+        click.echo(json.dumps(data))
+        return
     click.echo(f"{path}: ok — {config.name}, {len(config.catalogue)} catalogue items, "
-               f"{len(limits)} limits, store {file.store.kind}, logging "
-               f"{file.logging.format}, metrics {'on' if file.metrics.enabled else 'off'}")
+               f"store {file.store.kind}, logging {file.logging.format}, metrics "
+               f"{'on' if file.metrics.enabled else 'off'}")
