@@ -22,6 +22,7 @@ from _broken_vendor import CONNECTION_LIMITS, make_endpoint
 from vrmproto.server import serve_app
 from vrmproto.store import MemoryStore
 from vrmproto.testing import Outcome, run_suite
+from vrmproto.testing._report import write_reports
 
 CONTENT_TYPE = "application/vnd.vrmproto+msgpack"
 SHOP_404 = "<h1>Not here</h1><p>The corner shop has no such page.</p>"  # as in the README
@@ -84,9 +85,17 @@ async def test_the_shops_own_pages_and_404_are_unchanged(shop_url: str) -> None:
             assert r.headers["Content-Type"] == CONTENT_TYPE
 
 
-async def test_conformance_passes_strict_against_the_mounted_vendor(shop_url: str) -> None:
+async def test_conformance_passes_strict_against_the_mounted_vendor(
+    shop_url: str, tmp_path: Path
+) -> None:
+    """Acceptance: ``vrm conformance SHOP/vrm --strict`` passes. Finding 5: the report of an
+    all-green run was 59 MB; now the transcripts of passed cases are left out: ≤ 2 MB."""
     result = await run_suite(f"{shop_url}/vrm", seed=1_767_225_600, strict=True)
     wrong = {r.case.id: (r.outcome.value, r.actual) for r in result.records
              if r.outcome not in (Outcome.PASSED, Outcome.INFORMATIONAL)}
     assert not wrong, wrong
     assert result.exit_code() == 0
+    paths = write_reports(result, tmp_path / "green")
+    assert sum(p.stat().st_size for p in paths.directory.rglob("*") if p.is_file()) <= 2 << 20
+    assert not paths.replay
+    assert write_reports(result, tmp_path / "all", transcripts="all").replay
