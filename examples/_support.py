@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from vrmproto.cli import LocalVendor, load_vendor_config
+from vrmproto.server import LocalVendor, load_vendor_config
 
 VENDORS = Path(__file__).resolve().parent / "vendors"
 

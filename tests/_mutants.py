@@ -1296,14 +1296,7 @@ def limit_depth_stricter() -> None:
 @mutant("limit-body-declared-only", "limits", "§12.9-3",
         "limits only a declared Content-Length: a chunked body is read to its end")
 def limit_declared_only() -> None:
-    _mutate(_app, "_read_envelope", (
-        "    if request.content.is_eof():  # the whole body has arrived: reading it cannot wait\n"
-        "        return await request.read()  # aiohttp stops at client_max_size: 413 (§12.9-3)\n",
-        "    if length is None:\n"
-        "        async with asyncio.timeout(limits.body_read_timeout_ms / 1000):\n"
-        "            return await request.content.read()\n"
-        "    if request.content.is_eof():\n"
-        "        return await request.read()\n"))
+    _mutate(_app, "_read_body", ("        if len(body) > limit:\n", "        if False:\n"))
 
 
 @mutant("limit-declared-length-ignored", "limits", "§12.9-2",

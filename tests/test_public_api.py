@@ -42,10 +42,10 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "history_from_answer", "replies_from_answer", "transient_from_answer",
     ),
     "vrmproto.server": (
-        "DEFAULT_CONNECTION_LIMITS", "ENDPOINT_KEY", "NO_CONTENT", "CatalogueItem",
-        "ConnectionGuard", "ConnectionLimits", "Endpoint", "Event", "HeldRecord", "Hook", "Policy",
-        "RateLimiter", "ReferencePolicy", "Response", "Server", "StorageBudget", "make_app",
-        "serve", "serve_app",
+        "DEFAULT_CONNECTION_LIMITS", "ENDPOINT_KEY", "NO_CONTENT", "CatalogueItem", "ConfigError",
+        "ConnectionGuard", "ConnectionLimits", "Deployment", "Endpoint", "Event", "HeldRecord",
+        "Hook", "LocalVendor", "Policy", "RateLimiter", "ReferencePolicy", "Response", "Server",
+        "StorageBudget", "VendorConfig", "load_vendor_config", "make_app", "serve", "serve_app",
     ),
     "vrmproto.store": (
         "Commit", "DedupeRecord", "DraftRecord", "HeldRecord", "HistoryEntry", "IntentRecord",

@@ -18,7 +18,8 @@ from vrmproto.cli._cmd_data import address, data, history, outbox, relationships
 from vrmproto.cli._cmd_intent import intent
 from vrmproto.cli._cmd_lifecycle import end, rotate
 from vrmproto.cli._cmd_local import init, key, terms
-from vrmproto.cli._cmd_serve import agent, discover, vendor
+from vrmproto.cli._cmd_serve import agent, discover
+from vrmproto.cli._cmd_vendor import vendor
 from vrmproto.cli._context import common_options, current_env
 from vrmproto.cli._demo import demo
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, explain

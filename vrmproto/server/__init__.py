@@ -7,7 +7,8 @@
   :class:`Server` that knows its bound port. :class:`ConnectionLimits` bounds the HTTP
   connections it holds: header and idle deadlines, caps in total and per address (§10.1).
 - :class:`Policy` — the business decisions an endpoint delegates; :class:`ReferencePolicy` is
-  the reference vendor's. Hooks (:meth:`Endpoint.subscribe`) hear of every accepted
+  the reference vendor's; :class:`VendorConfig` and :class:`LocalVendor` run one (what the
+  examples and ``vrm demo`` start). Hooks (:meth:`Endpoint.subscribe`) hear of every accepted
   :class:`Event` after it is stored.
 - :class:`StorageBudget` — the vendor-wide storage budget; first contact per client address is
   admitted by the published limits (``Limits``, spec §10-13 to §10-18, §11.8).
@@ -22,6 +23,7 @@ Example::
 
 from vrmproto.server._admission import StorageBudget
 from vrmproto.server._app import ENDPOINT_KEY, Server, make_app, serve, serve_app
+from vrmproto.server._config import ConfigError, load_vendor_config
 from vrmproto.server._connections import (
     DEFAULT_CONNECTION_LIMITS,
     ConnectionGuard,
@@ -30,25 +32,32 @@ from vrmproto.server._connections import (
 from vrmproto.server._endpoint import NO_CONTENT, Endpoint, Hook, Response
 from vrmproto.server._held import HeldRecord
 from vrmproto.server._policy import CatalogueItem, Event, Policy, ReferencePolicy
+from vrmproto.server._proxy import Deployment
 from vrmproto.server._ratelimit import RateLimiter
+from vrmproto.server._runner import LocalVendor, VendorConfig
 
 __all__ = [
     "DEFAULT_CONNECTION_LIMITS",
     "ENDPOINT_KEY",
     "NO_CONTENT",
     "CatalogueItem",
+    "ConfigError",
     "ConnectionGuard",
     "ConnectionLimits",
+    "Deployment",
     "Endpoint",
     "Event",
     "HeldRecord",
     "Hook",
+    "LocalVendor",
     "Policy",
     "RateLimiter",
     "ReferencePolicy",
     "Response",
     "Server",
     "StorageBudget",
+    "VendorConfig",
+    "load_vendor_config",
     "make_app",
     "serve",
     "serve_app",

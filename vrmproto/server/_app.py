@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
@@ -32,12 +34,28 @@ from vrmproto.server._connections import (
     _ConnectionHandler,
 )
 from vrmproto.server._endpoint import JSON_TYPE, Endpoint, Response
+from vrmproto.server._metrics import Metrics
+from vrmproto.server._observe import (
+    BODY_KEY,
+    DISCOVERY_ROUTE,
+    HISTORY_ROUTE,
+    INBOX_ROUTE,
+    UNLIMITED_ROUTES,
+    add_health_routes,
+    observe,
+    route_name,
+)
+from vrmproto.server._proxy import Deployment, proxy_middleware
 
-__all__ = ["ENDPOINT_KEY", "Server", "make_app", "serve", "serve_app"]
+__all__ = ["ENDPOINT_KEY", "NOT_PROXIED", "Server", "make_app", "serve", "serve_app"]
 
 log = logging.getLogger("vrmproto.server")
 
 ENDPOINT_KEY: web.AppKey[Endpoint] = web.AppKey("vrm_endpoint", Endpoint)
+#: Served directly: relative URLs in discovery, no forwarding headers believed.
+NOT_PROXIED = Deployment()
+_Startup = Callable[[web.Application], Awaitable[None]]
+_Context = Callable[[web.Application], AsyncIterator[None]]
 
 #: aiohttp's own HTTP errors, as problem codes (§12.4-1).
 _BY_STATUS: dict[int, tuple[Problem, str]] = {
@@ -79,7 +97,8 @@ def _error_answer(endpoint: Endpoint) -> Callable[[int, str], web.Response]:
 def _middleware(endpoint: Endpoint) -> Middleware:
     @web.middleware
     async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-        limited = endpoint.check_address(request.remote or "")
+        probe = route_name(request) in UNLIMITED_ROUTES
+        limited = None if probe else endpoint.check_address(request.remote or "")
         if limited is not None:  # before a byte of the body is read (§12.9-6)
             return _web(limited, close=True)
         try:
@@ -96,6 +115,17 @@ def _middleware(endpoint: Endpoint) -> Middleware:
             return out
 
     return problems
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The body, refused with 413 past ``limit`` bytes whatever the application's
+    ``client_max_size`` (a shop mounting vrm has its own, §12.9-3)."""
+    body = bytearray()
+    while chunk := await request.content.readany():
+        body += chunk
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    return bytes(body)
 
 
 async def _read_envelope(request: web.Request, endpoint: Endpoint) -> bytes | web.Response:
@@ -115,29 +145,49 @@ async def _read_envelope(request: web.Request, endpoint: Endpoint) -> bytes | we
             clause="§12.9-2",
         ), close=True)  # fmt: skip
     if request.content.is_eof():  # the whole body has arrived: reading it cannot wait
-        return await request.read()  # aiohttp stops at client_max_size: 413 (§12.9-3)
-    try:
-        async with asyncio.timeout(limits.body_read_timeout_ms / 1000):
-            return await request.read()
-    except TimeoutError:
-        return _web(endpoint.problem(
-            Problem.REQUEST_TIMEOUT,
-            f"the body did not arrive within {limits.body_read_timeout_ms} ms",
-            clause="§12.9-4",
-        ), close=True)  # fmt: skip
+        data = await _read_body(request, limits.max_envelope_bytes)
+    else:
+        try:
+            async with asyncio.timeout(limits.body_read_timeout_ms / 1000):
+                data = await _read_body(request, limits.max_envelope_bytes)
+        except TimeoutError:
+            return _web(endpoint.problem(
+                Problem.REQUEST_TIMEOUT,
+                f"the body did not arrive within {limits.body_read_timeout_ms} ms",
+                clause="§12.9-4",
+            ), close=True)  # fmt: skip
+    request[BODY_KEY] = data
+    return data
 
 
-def make_app(endpoint: Endpoint, *, purge_every_s: float = 3600.0) -> web.Application:
-    """The aiohttp application serving ``endpoint``: discovery, inbox and history export.
+def make_app(
+    endpoint: Endpoint,
+    *,
+    purge_every_s: float = 3600.0,
+    deployment: Deployment = NOT_PROXIED,
+    metrics: Metrics | None = None,
+) -> web.Application:
+    """The aiohttp application serving ``endpoint``: discovery, inbox and history export, and
+    ``/healthz`` (live) and ``/readyz`` (the store answers); ``/metrics`` with ``metrics``.
+
+    Mounted in a site of one's own (``shop.add_subapp("/vrm", make_app(endpoint))``), it
+    advertises the URLs its routes really have there, and its signed problems answer only its
+    own paths. ``deployment``: the public base URL discovery advertises and the proxies whose
+    forwarding headers are believed (§12.13).
 
     While it runs, every ``purge_every_s`` seconds, expired replay records are purged and the
     data of expired shares is deleted (:meth:`Endpoint.purge`, :meth:`Endpoint.expire_shares`).
+    The application must serve ``endpoint`` alone: it sets the endpoint's advertised inbox and
+    history URLs when it starts.
     """
     app = web.Application(
         client_max_size=endpoint.limits.max_envelope_bytes,
-        middlewares=[_request_started, _middleware(endpoint)],
-    )
+        middlewares=[_request_started, proxy_middleware(deployment),
+                     observe(endpoint, metrics), _middleware(endpoint)],
+    )  # fmt: skip
     app[ENDPOINT_KEY] = endpoint
+    inbox_path = urlsplit(endpoint.inbox_path).path
+    history_path = urlsplit(endpoint.history_path).path
 
     async def discovery(request: web.Request) -> web.Response:
         body, signature = endpoint.discovery()
@@ -162,6 +212,33 @@ def make_app(endpoint: Endpoint, *, purge_every_s: float = 3600.0) -> web.Applic
     async def drain(app: web.Application) -> None:
         await endpoint.drain()
 
+    app.router.add_get(WELL_KNOWN_PATH, discovery, name=DISCOVERY_ROUTE)
+    app.router.add_post(inbox_path, inbox, name=INBOX_ROUTE)
+    app.router.add_post(history_path, history, name=HISTORY_ROUTE)
+    add_health_routes(app, endpoint, metrics)
+    app.on_startup.append(_advertise(endpoint, deployment))
+    app.cleanup_ctx.append(_maintenance(endpoint, purge_every_s))
+    app.on_cleanup.append(drain)
+    return app
+
+
+def _advertise(endpoint: Endpoint, deployment: Deployment) -> _Startup:
+    """At start, when the application's place in a site is known: the inbox and history URLs
+    discovery advertises, as its routes really are (§13.1-7), under the public URL if there is
+    one (§12.13-3)."""
+
+    async def advertise(app: web.Application) -> None:
+        mount = str(app.router[DISCOVERY_ROUTE].url_for())[: -len(WELL_KNOWN_PATH)]
+        base = deployment.public_url
+        inbox = str(app.router[INBOX_ROUTE].url_for())
+        history = str(app.router[HISTORY_ROUTE].url_for())
+        endpoint.inbox_path = base + inbox[len(mount):] if base else inbox
+        endpoint.history_path = base + history[len(mount):] if base else history
+
+    return advertise
+
+
+def _maintenance(endpoint: Endpoint, purge_every_s: float) -> _Context:
     async def purge_periodically(app: web.Application) -> AsyncIterator[None]:
         async def loop() -> None:
             while True:
@@ -181,12 +258,7 @@ def make_app(endpoint: Endpoint, *, purge_every_s: float = 3600.0) -> web.Applic
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    app.router.add_get(WELL_KNOWN_PATH, discovery)
-    app.router.add_post(endpoint.inbox_path, inbox)
-    app.router.add_post(endpoint.history_path, history)
-    app.cleanup_ctx.append(purge_periodically)
-    app.on_cleanup.append(drain)
-    return app
+    return purge_periodically
 
 
 @dataclass(slots=True)
@@ -199,12 +271,13 @@ class Server(AsyncClosing):
     host: str
     port: int
     connections: ConnectionGuard
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        """The base URL, e.g. ``http://127.0.0.1:8421``."""
+        """The base URL it listens at, e.g. ``http://127.0.0.1:8421`` (``https`` with TLS)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     async def close(self) -> None:
         """Stop accepting, finish in-flight requests, wait for hooks, release the port."""
@@ -221,8 +294,13 @@ async def serve(
     lingering_time: float = 2.0,
     connection_limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
     backlog: int = 128,
+    ssl_context: ssl.SSLContext | None = None,
+    deployment: Deployment = NOT_PROXIED,
+    metrics: Metrics | None = None,
 ) -> Server:
     """Start serving ``endpoint`` on ``host:port`` (0 picks a free port); see :class:`Server`.
+
+    ``ssl_context``: serve HTTPS (§12.1-1); ``deployment`` and ``metrics``: see :func:`make_app`.
 
     ``lingering_time``: after refusing a request whose body was not read (413, 408, 415), how
     long to keep reading and discarding it before closing, so that the client, still sending,
@@ -232,9 +310,9 @@ async def serve(
     total cap is fitted to this process's open-file limit when the server starts.
     """
     return await serve_app(
-        make_app(endpoint), endpoint, host, port, access_log=access_log,
-        shutdown_timeout=shutdown_timeout, lingering_time=lingering_time,
-        connection_limits=connection_limits, backlog=backlog,
+        make_app(endpoint, deployment=deployment, metrics=metrics), endpoint, host, port,
+        access_log=access_log, shutdown_timeout=shutdown_timeout, lingering_time=lingering_time,
+        connection_limits=connection_limits, backlog=backlog, ssl_context=ssl_context,
     )  # fmt: skip
 
 
@@ -249,6 +327,7 @@ async def serve_app(
     lingering_time: float = 2.0,
     connection_limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
     backlog: int = 128,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Server:
     """Like :func:`serve`, for an application of one's own whose routes answer for
     ``endpoint`` (a customer agent's, say): the same connection limits (§10.1), and the same
@@ -264,6 +343,7 @@ async def serve_app(
     site = ConnectionSite(
         runner, host, port, guard=guard, answer=_error_answer(endpoint), backlog=backlog,
         handler_kwargs={"access_log": access_log, "lingering_time": lingering_time},
+        ssl_context=ssl_context,
     )  # fmt: skip
     try:
         await site.start()
@@ -271,4 +351,5 @@ async def serve_app(
         await runner.cleanup()
         raise
     bound = runner.addresses[0][1]
-    return Server(endpoint, runner, site, host, int(bound), guard)
+    scheme = "http" if ssl_context is None else "https"
+    return Server(endpoint, runner, site, host, int(bound), guard, scheme)

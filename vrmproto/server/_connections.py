@@ -31,6 +31,7 @@ import dataclasses
 import enum
 import ipaddress
 import logging
+import ssl
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -387,7 +388,8 @@ class ConnectionSite(web.BaseSite):
     logged once per interval instead of with a traceback each (§10.1-6).
     """
 
-    __slots__ = ("_accept_errors", "_answer", "_guard", "_handler_kwargs", "_host", "_port")
+    __slots__ = ("_accept_errors", "_answer", "_guard", "_handler_kwargs", "_host", "_port",
+                 "_ssl")  # fmt: skip
 
     def __init__(
         self,
@@ -399,8 +401,10 @@ class ConnectionSite(web.BaseSite):
         answer: ErrorAnswer,
         handler_kwargs: dict[str, Any],
         backlog: int = 128,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(runner, backlog=backlog)
+        self._ssl = ssl_context
         self._host = host
         self._port = port
         self._guard = guard
@@ -411,7 +415,7 @@ class ConnectionSite(web.BaseSite):
     @property
     def name(self) -> str:
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._port}"
+        return f"{'http' if self._ssl is None else 'https'}://{host}:{self._port}"
 
     async def start(self) -> None:
         await super().start()
@@ -432,7 +436,7 @@ class ConnectionSite(web.BaseSite):
             )  # fmt: skip
 
         server = await loop.create_server(handler, self._host, self._port,
-                                          backlog=self._backlog)  # fmt: skip
+                                          backlog=self._backlog, ssl=self._ssl)  # fmt: skip
         self._server = server
         self._accept_errors = _AcceptErrors(loop, server, guard)
 

@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 
 from ._case import Registry, load_default_cases
-from ._report import ReportPaths, report_data, write_reports
+from ._report import ReportPaths, Transcripts, report_data, trimmed, write_reports
 from ._runner import SuiteCannotRun, run_suite
 from ._terminal import TerminalReporter, print_case_list, print_clause_list
 
@@ -58,6 +58,13 @@ def make_command(registry: Registry | None = None, name: str = "conformance") ->
         help="Write report.json, junit.xml, index.html and replay files into DIR.",
         metavar="DIR",
     )
+    @click.option(
+        "--transcripts",
+        type=click.Choice(["failures", "all"]),
+        default="failures",
+        show_default=True,
+        help="Whose full transcripts (exchanges, hex, replay files) --report keeps.",
+    )
     @click.option("--seed", type=click.IntRange(min=0), help="Reproduce a run's order and data.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
     @click.option(
@@ -76,6 +83,7 @@ def make_command(registry: Registry | None = None, name: str = "conformance") ->
         list_only: bool,
         by_clause: bool,
         report_dir: Path | None,
+        transcripts: Transcripts,
         seed: int | None,
         as_json: bool,
         timeout: float,
@@ -102,13 +110,17 @@ def make_command(registry: Registry | None = None, name: str = "conformance") ->
             raise click.UsageError("missing URL (or use --list)")
         run_seed = secrets.randbelow(2**32) if seed is None else seed
         reporter = None
+        ready = None
         if not as_json:
             reporter = TerminalReporter(console, strict=strict, report_dir=report_dir)
             try:
                 n_cases = len(reg.select(only, skip)[0])
             except ValueError:
                 n_cases = 0
-            reporter.start(url, run_seed, n_cases)
+            start = reporter.start
+
+            def ready() -> None:  # the header only once the target can be tested
+                start(url, run_seed, n_cases)
         try:
             result = asyncio.run(
                 run_suite(
@@ -120,16 +132,17 @@ def make_command(registry: Registry | None = None, name: str = "conformance") ->
                     seed=run_seed,
                     timeout_per_case=timeout,
                     progress=None if reporter is None else reporter.case_finished,
+                    on_ready=ready,
                 )
             )
         except SuiteCannotRun as exc:
-            click.echo(f"error: the suite cannot run: {exc}", err=True)
+            click.echo(f"vrm: the suite cannot run: {exc}", err=True)
             raise SystemExit(EXIT_CANNOT_RUN) from exc
         paths: ReportPaths | None = None
         if report_dir is not None:
-            paths = write_reports(result, report_dir)
+            paths = write_reports(result, report_dir, transcripts=transcripts)
         if reporter is None:
-            data = report_data(result, with_replay_files=paths is not None)
+            data = report_data(trimmed(result, transcripts), with_replay_files=paths is not None)
             click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         else:
             reporter.finish(result, paths)

@@ -13,6 +13,7 @@ import asyncio
 import random
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import aiohttp
@@ -20,13 +21,42 @@ import aiohttp
 from ._case import Case, CaseFailed, NoResponse
 from ._exchange import DecodeBody, Exchange, default_decode_body
 
-__all__ = ["DEFAULT_CONTENT_TYPE", "CaseContext"]
+__all__ = ["DEFAULT_CONTENT_TYPE", "RATE_TAG", "CaseContext", "RateBudget"]
+
+#: Cases with this tag measure the target's rate limits: their 429s are the evidence.
+RATE_TAG = "rate"
 
 #: Content-Type of :meth:`CaseContext.post` unless a case says otherwise.
 DEFAULT_CONTENT_TYPE = "application/vnd.vrmproto+msgpack"
 
 #: Responses are read up to this many bytes; the rest is dropped (and the exchange says so).
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class RateBudget:
+    """How long, in all, the run may wait out the target's ``Retry-After`` (§12.9-5) when a
+    case that is not about rate limits is answered 429: the suite is one client, and its own
+    requests must not turn the target's per-address limit into failures of other clauses."""
+
+    left_s: float = 120.0
+    waits: int = 0
+    waited_s: float = 0.0
+
+    def take(self, exchange: Exchange) -> float | None:
+        """Seconds to wait before sending ``exchange``'s request again, or None."""
+        if exchange.status != 429:
+            return None
+        try:
+            wait = float(exchange.response_headers.get("Retry-After", ""))
+        except ValueError:
+            return None
+        if not 0 <= wait <= self.left_s:
+            return None
+        self.left_s -= wait
+        self.waits += 1
+        self.waited_s += wait
+        return wait
 
 
 class CaseContext:
@@ -43,6 +73,7 @@ class CaseContext:
         state: scratch space shared by all cases of one run (keys, identities); order is random,
             so use it as a cache, never to pass results from one case to another.
         decode_body: renders body bytes in transcripts (the protocol layer's, or the default).
+        rate_budget: the run's :class:`RateBudget` (None: a 429 is returned like any answer).
         exchanges: the transcript so far.
     """
 
@@ -56,8 +87,10 @@ class CaseContext:
         rng: random.Random,
         state: dict[str, Any],
         decode_body: DecodeBody | None = None,
+        rate_budget: RateBudget | None = None,
     ) -> None:
         self.case = case
+        self.rate_budget = rate_budget if RATE_TAG not in case.tags else None
         self.base_url = base_url.rstrip("/")
         self.discovery = discovery
         limits = discovery.get("limits")
@@ -107,7 +140,24 @@ class CaseContext:
         body: bytes = b"",
         headers: Mapping[str, str] | None = None,
     ) -> Exchange:
-        """Any method; record and return the exchange (see :meth:`post`)."""
+        """Any method; record and return the exchange (see :meth:`post`). A 429 with a
+        ``Retry-After`` the run's :class:`RateBudget` still has room for is waited out and the
+        request sent again (both exchanges are in the transcript)."""
+        while True:
+            exchange = await self._send(method, path_or_url, body=body, headers=headers)
+            wait = None if self.rate_budget is None else self.rate_budget.take(exchange)
+            if wait is None:
+                return exchange
+            await asyncio.sleep(wait)  # the target asked for it (§12.9-5)
+
+    async def _send(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        body: bytes,
+        headers: Mapping[str, str] | None,
+    ) -> Exchange:
         url = self.url(path_or_url)
         sent_headers = dict(headers or {})
         started = time.perf_counter()

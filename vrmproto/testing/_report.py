@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -23,7 +24,7 @@ import shlex
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ._case import CaseRecord, Outcome
 from ._coverage import by_section
@@ -33,12 +34,14 @@ from ._runner import SuiteResult
 __all__ = [
     "REPORT_SCHEMA",
     "ReportPaths",
+    "Transcripts",
     "render_html",
     "render_junit",
     "replay_command",
     "replay_file_name",
     "report_data",
     "schema_path",
+    "trimmed",
     "write_reports",
 ]
 
@@ -503,11 +506,29 @@ class ReportPaths:
     replay: tuple[Path, ...]
 
 
-def write_reports(result: SuiteResult, directory: str | Path) -> ReportPaths:
+#: Which cases keep their full transcript (exchanges, hex, replay files) in a report.
+Transcripts = Literal["failures", "all"]
+
+
+def trimmed(result: SuiteResult, transcripts: Transcripts) -> SuiteResult:
+    """``result`` with the transcripts of passed, informational and skipped cases left out
+    (``"failures"``): an all-green report stays small enough to attach to a ticket."""
+    if transcripts == "all":
+        return result
+    quiet = (Outcome.PASSED, Outcome.INFORMATIONAL, Outcome.SKIPPED)
+    records = tuple(dataclasses.replace(r, exchanges=()) if r.outcome in quiet else r
+                    for r in result.records)  # fmt: skip
+    return dataclasses.replace(result, records=records)
+
+
+def write_reports(result: SuiteResult, directory: str | Path, *,
+                  transcripts: Transcripts = "failures") -> ReportPaths:  # fmt: skip
     """Write ``report.json``, ``junit.xml``, ``index.html`` and ``replay/*.bin`` into a directory.
 
-    The directory is created if needed; files from an earlier run are overwritten.
+    The directory is created if needed; files from an earlier run are overwritten. Only the
+    cases that did not pass keep their transcripts, unless ``transcripts="all"``.
     """
+    result = trimmed(result, transcripts)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     replay_dir = out / "replay"

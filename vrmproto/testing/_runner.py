@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import secrets
 import shlex
 import time
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
@@ -42,7 +43,7 @@ from ._case import (
     grade_unimplemented,
     load_default_cases,
 )
-from ._context import CaseContext
+from ._context import RATE_TAG, CaseContext, RateBudget
 from ._exchange import DecodeBody
 
 __all__ = ["DISCOVERY_PATH", "SuiteCannotRun", "SuiteResult", "run_suite", "tool_version"]
@@ -53,9 +54,15 @@ DISCOVERY_PATH = "/.well-known/vrm"
 #: measure the endpoint's rate limits, and the room left under the per-address limit must not
 #: depend on how many requests the cases before them happened to make — so that they give the
 #: same verdict whatever the seed.
-RUN_FIRST_TAG = "rate"
+RUN_FIRST_TAG = RATE_TAG
 
 Progress = Callable[[CaseRecord], None]
+#: Called once the target answered discovery and the preflight, before the first case.
+Ready = Callable[[], None]
+
+_CONTENT_TYPE = "application/vnd.vrmproto+msgpack"
+# ``host:port`` (and ``host:port/path``): http://, as ``vrm connect`` reads it.
+_HOSTPORT = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}(?:/\S*)?")
 
 
 class SuiteCannotRun(Exception):  # noqa: N818 - names the condition, like h2spec's messages
@@ -84,6 +91,10 @@ class SuiteResult:
     tool_version: str
     only: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
+    rate_waits: int = 0
+    """How often the run waited out the target's ``Retry-After`` (a 429 to a case not about
+    rate limits), and for how many seconds in all: the target was limiting this address."""
+    rate_waited_s: float = 0.0
 
     def counts(self) -> dict[Outcome, int]:
         """How many cases got each outcome (every outcome present, zeros included)."""
@@ -130,13 +141,18 @@ async def run_suite(
     timeout_per_case: float = 30.0,
     progress: Progress | None = None,
     decode_body: DecodeBody | None = None,
+    on_ready: Ready | None = None,
+    rate_wait_s: float = 120.0,
 ) -> SuiteResult:
     """Run the selected cases of ``registry`` (default: the conformance suite) against a URL.
 
     ``only``/``skip`` are globs matched against case ids and tags. ``seed`` fixes the case order
     and every case's ``rng``; without it one is drawn and stored in the result. ``progress`` is
     called with each record as its case finishes. ``decode_body`` overrides the registry's body
-    renderer. Raises :class:`SuiteCannotRun` when the target cannot be tested at all.
+    renderer. Raises :class:`SuiteCannotRun` when the target cannot be tested at all: no
+    discovery document, or an advertised inbox or history URL that is not a vrm route, or a
+    target still rate limiting this address for longer than ``rate_wait_s`` (the time the run
+    may spend, in all, waiting out ``Retry-After``). ``on_ready`` is called before the first case.
     """
     reg = load_default_cases() if registry is None else registry
     only, skip = tuple(only), tuple(skip)
@@ -163,8 +179,14 @@ async def run_suite(
         headers={"User-Agent": f"vrmproto-conformance/{tool_version()}"},
         auto_decompress=True,
     ) as session:
-        discovery = await _fetch_discovery(session, base, timeout_per_case)
-        state: dict[str, Any] = {}
+        budget = RateBudget(rate_wait_s)
+        preflight: list[str] = []  # the URL of each request before the first case
+        discovery = await _fetch_discovery(session, base, timeout_per_case, budget, preflight)
+        await _preflight(session, base, discovery, timeout_per_case, budget, sent=preflight)
+        if on_ready is not None:
+            on_ready()
+        # What the cases count against the per-address limit includes the requests so far.
+        state: dict[str, Any] = {"request_times": [time.monotonic()] * len(preflight)}
         records: list[CaseRecord] = []
         for position, c in enumerate(order):
             ctx = CaseContext(
@@ -175,6 +197,7 @@ async def run_suite(
                 rng=random.Random(f"{run_seed}:{c.id}"),  # noqa: S311 - reproducible
                 state=state,
                 decode_body=decoder,
+                rate_budget=budget,
             )
             record = await _run_one(c, ctx, timeout_per_case, position)
             records.append(record)
@@ -202,27 +225,112 @@ async def run_suite(
         tool_version=tool_version(),
         only=only,
         skip=skip,
+        rate_waits=budget.waits,
+        rate_waited_s=budget.waited_s,
     )
 
 
 def _check_url(base_url: str) -> str:
-    parts = urlsplit(base_url)
+    """The target's base URL; ``host:port`` is read as ``http://host:port``, like ``vrm
+    connect`` does."""
+    text = base_url.strip()
+    if _HOSTPORT.fullmatch(text):
+        text = "http://" + text
+    parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SuiteCannotRun(f"{base_url!r} is not an http:// or https:// URL")
-    return base_url.rstrip("/")
+        raise SuiteCannotRun(f"{base_url!r} is not an http:// or https:// URL (or host:port)")
+    try:
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        raise SuiteCannotRun(f"{base_url!r} has an invalid port") from None
+    return text.rstrip("/")
 
 
-async def _fetch_discovery(
-    session: aiohttp.ClientSession, base: str, time_limit: float
-) -> Mapping[str, Any]:
-    url = base + DISCOVERY_PATH
+async def _probe(session: aiohttp.ClientSession, url: str, time_limit: float) -> tuple[
+    int, str | None
+]:  # fmt: skip
+    """POST an empty body to ``url``: (status, Retry-After)."""
+    try:
+        async with asyncio.timeout(time_limit), session.post(
+            url, data=b"", headers={"Content-Type": _CONTENT_TYPE}, allow_redirects=False
+        ) as resp:
+            await resp.read()
+            return resp.status, resp.headers.get("Retry-After")
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise SuiteCannotRun(f"cannot reach {url}: {reason}") from exc
+
+
+async def _preflight(session: aiohttp.ClientSession, base: str, doc: Mapping[str, Any],
+                     time_limit: float, budget: RateBudget, *,
+                     sent: list[str]) -> None:  # fmt: skip
+    """The advertised inbox and history URLs are routes of the target: each answers a POST
+    with something other than 404 or 405 (§13.1-7, §12.13-3); a 429 is waited out within the
+    budget, or reported as the target still limiting this address. A document without them is
+    left to the discovery cases to judge."""
+    doc_url = base + DISCOVERY_PATH
+    for name in ("inbox", "history"):
+        ref = doc.get(name)
+        if not isinstance(ref, str) or not ref:
+            continue
+        url = urljoin(doc_url, ref)
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise SuiteCannotRun(f"the {name} URL {url!r} of {doc_url} is not http(s)")
+        sent.append(url)
+        status, retry_after = await _probe(session, url, time_limit)
+        while status == 429:
+            await _wait_out(url, retry_after, budget)
+            sent.append(url)
+            status, retry_after = await _probe(session, url, time_limit)
+        if status in (404, 405):
+            raise SuiteCannotRun(
+                f"the {name} URL {url} (the discovery document says {ref!r}) answers HTTP "
+                f"{status}: it is not the target's {name}. Under a path or behind a proxy, the "
+                "document must advertise the URLs the routes have there (spec §12.13-3)")
+
+
+def _seconds(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+async def _get(session: aiohttp.ClientSession, url: str, time_limit: float) -> tuple[
+    int, bytes, str | None
+]:  # fmt: skip
     try:
         async with asyncio.timeout(time_limit), session.get(url, allow_redirects=False) as resp:
-            body = await resp.read()
-            status = resp.status
+            return resp.status, await resp.read(), resp.headers.get("Retry-After")
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise SuiteCannotRun(f"cannot fetch the discovery document {url}: {reason}") from exc
+
+
+async def _wait_out(url: str, retry_after: str | None, budget: RateBudget) -> None:
+    """A 429 before the first case: wait out ``Retry-After`` within the budget, or say the
+    target is still limiting this address (§12.9-5)."""
+    wait = _seconds(retry_after)
+    if wait is None or wait > budget.left_s:
+        raise SuiteCannotRun(
+            f"{url} answers 429 rate_limited (Retry-After {retry_after or '?'} s): the target is "
+            "still limiting this address, most likely after an earlier run; wait that long and "
+            "run the suite again")
+    budget.left_s -= wait
+    await asyncio.sleep(wait)  # the target asked for it
+
+
+async def _fetch_discovery(
+    session: aiohttp.ClientSession, base: str, time_limit: float, budget: RateBudget,
+    sent: list[str],
+) -> Mapping[str, Any]:  # fmt: skip
+    url = base + DISCOVERY_PATH
+    sent.append(url)
+    status, body, retry_after = await _get(session, url, time_limit)
+    while status == 429:
+        await _wait_out(url, retry_after, budget)
+        sent.append(url)
+        status, body, retry_after = await _get(session, url, time_limit)
     if status != 200:
         raise SuiteCannotRun(f"GET {url} answered HTTP {status}; expected 200 and a JSON object")
     try:

@@ -157,6 +157,9 @@ class TerminalReporter:
         self._plain("")
         if paths is not None:
             self._plain(f"reports: {paths.html}  {paths.json}  {paths.junit}")
+        if result.rate_waits:
+            self._plain(f"the target rate limited this address: waited out Retry-After "
+                        f"{result.rate_waits} times ({result.rate_waited_s:g} s in all)")
         self._plain(f"seed {result.seed}; exit code {result.exit_code(self.strict)}")
         style = "bold red" if result.exit_code(self.strict) else "bold green"
         self._plain(result.summary_line(self.strict), style=style)

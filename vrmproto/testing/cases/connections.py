@@ -105,7 +105,8 @@ async def idle_closed(ctx: CaseContext) -> None:
     host, port = _host_port(ctx)
     limit = CEILING_MS / 1000 + GRACE_S
     note_requests(ctx)
-    get = f"GET {WELL_KNOWN_PATH} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    where = urlsplit(ctx.base_url).path + WELL_KNOWN_PATH  # the target's, not the origin's
+    get = f"GET {where} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
     (silent, _, err1), (kept, got, err2) = await asyncio.gather(
         _until_closed(host, port, b"", limit), _until_closed(host, port, get, limit))
     ctx.expect(not (err1 + err2).startswith("cannot connect"), expected="a connection",

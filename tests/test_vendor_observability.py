@@ -1,0 +1,186 @@
+"""Issue 13, finding 4 and the metrics acceptance: a running vendor's log lines (stdlib
+logging, human or JSON: timestamp, vendor, event, type, thread, sender, status, problem code,
+latency; every refusal once, without a traceback), ``/metrics`` (Prometheus, off by default)
+and ``/healthz`` / ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import queue
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from _broken_vendor import make_endpoint
+from _cli_helpers import ROOT, VENDOR_FILES, VRM, cli_env
+from prometheus_client.parser import text_string_to_metric_families
+
+from vrmproto.server import serve
+from vrmproto.server._logging import configure_logging
+from vrmproto.store import MemoryStore
+from vrmproto.testing import run_suite
+
+CONTENT_TYPE = "application/vnd.vrmproto+msgpack"
+FAMILIES = {
+    "vrm_requests": "counter",
+    "vrm_request_seconds": "histogram",
+    "vrm_problems": "counter",
+    "vrm_store_commit_seconds": "histogram",
+    "vrm_store_commit_records": "histogram",
+    "vrm_relationships": "gauge",
+    "vrm_outbox_depth": "gauge",
+}
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = configure_logging(vendor="Corner Shop", json_lines=True, stream=stream)
+    yield stream
+    logging.getLogger("vrmproto").removeHandler(handler)
+
+
+def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+async def test_a_refusal_is_logged_once_with_its_fields_and_no_traceback(
+    captured: io.StringIO,
+) -> None:
+    """Finding 4: a refused request (HTTP 400) was not logged at all; lines had no timestamp
+    and no vendor name."""
+    server = await serve(make_endpoint(MemoryStore()))
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{server.url}/vrm/inbox", data=b"\x80",
+                                 headers={"Content-Type": CONTENT_TYPE}) as r:
+                assert r.status == 400
+            async with http.get(f"{server.url}/nowhere") as r:
+                assert r.status == 404
+    finally:
+        await server.close()
+    refused = [line for line in _lines(captured) if line["event"] == "refused"]
+    assert [(r["status"], r["problem"], r["path"]) for r in refused] == [
+        (400, "malformed", "/vrm/inbox"), (404, "not_found", "/nowhere")]
+    for line in refused:
+        assert line["ts"].endswith("Z")
+        assert line["vendor"] == "conformance test vendor"
+        assert line["latency_ms"] >= 0
+        assert line["client"] == "127.0.0.1"
+        assert "traceback" not in line
+
+
+def test_human_lines_carry_a_timestamp_and_the_vendor() -> None:
+    stream = io.StringIO()
+    handler = configure_logging(vendor="Corner Shop", stream=stream)
+    try:
+        logging.getLogger("vrmproto.server.requests").info("← terms.offer", extra={
+            "event": "message"})  # fmt: skip
+    finally:
+        logging.getLogger("vrmproto").removeHandler(handler)
+    line = stream.getvalue()
+    assert line.endswith("INFO [Corner Shop] ← terms.offer\n")
+    assert line[:4].isdigit()
+    assert "T" in line.split()[0]
+    assert line.split()[0].endswith("Z")
+
+
+async def test_metrics_are_off_by_default_and_health_answers() -> None:
+    store = MemoryStore()
+    server = await serve(make_endpoint(store))
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{server.url}/metrics") as r:
+                assert r.status == 404
+            async with http.get(f"{server.url}/healthz") as r:
+                assert r.status == 200
+            async with http.get(f"{server.url}/readyz") as r:
+                assert r.status == 200
+            await store.close()  # the store is gone: live, but not ready
+            async with http.get(f"{server.url}/readyz") as r:
+                assert r.status == 503
+                assert "store" in (await r.json())["reason"]
+            async with http.get(f"{server.url}/healthz") as r:
+                assert r.status == 200
+    finally:
+        await server.close()
+
+
+class _Served:
+    """``vrm vendor serve --json …`` with its stdout read by a thread (lines into a queue)."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([*VRM, "vendor", "serve", "--json", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=cli_env(None), cwd=ROOT)  # fmt: skip
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        first = self.lines.get(timeout=60)
+        assert first is not None, self.proc.stderr.read() if self.proc.stderr else ""
+        self.info = json.loads(first)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def stop(self) -> list[dict[str, Any]]:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+        out = []
+        while (line := self.lines.get(timeout=10)) is not None:
+            out.append(json.loads(line))
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        return out
+
+
+async def test_vendor_serve_metrics_after_a_conformance_run(tmp_path: Path) -> None:
+    """Acceptance: ``vrm vendor serve --config … --metrics`` exposes ``/metrics`` in the
+    Prometheus text format with the issue's families, checked by parsing it after a run of the
+    suite (the quick cases); every refusal the run drew is logged once."""
+    vendor = _Served("--config", str(VENDOR_FILES / "avis.toml"), "--data-dir",
+                     str(tmp_path / "avis"), "--no-advertise", "--metrics")  # fmt: skip
+    try:
+        url = vendor.info["url"]
+        assert vendor.info["event"] == "listening"
+        assert vendor.info["metrics"] == f"{url}/metrics"
+        await run_suite(url, seed=1_767_225_600, skip=("slow", "RATE-*"))
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith("text/plain")
+            text = await r.text()
+    finally:
+        lines = vendor.stop()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name, kind in FAMILIES.items():
+        assert families[name].type == kind, name
+    samples = {name: f.samples for name, f in families.items()}
+    by_status: dict[str, float] = {}
+    for s in samples["vrm_requests"]:
+        if s.name == "vrm_requests_total":
+            by_status[s.labels["status"]] = by_status.get(s.labels["status"], 0) + s.value
+    assert by_status.get("200", 0) > 0
+    assert by_status.get("400", 0) > 0
+    assert any(s.value > 0 for s in samples["vrm_problems"] if s.name == "vrm_problems_total")
+    assert any(s.value > 0 for s in samples["vrm_store_commit_seconds"]
+               if s.name == "vrm_store_commit_seconds_count")  # fmt: skip
+    assert any(s.value > 0 for s in samples["vrm_relationships"])
+    refusals = sum(v for status, v in by_status.items() if int(status) >= 400)
+    logged = [line for line in lines if line.get("event") in ("refused", "failed")]
+    assert len(logged) == refusals
+    assert all("traceback" not in line for line in logged)
+    messages = [line for line in lines if line.get("event") == "message"]
+    assert messages
+    assert all({"ts", "vendor", "kind", "thread", "sender", "status", "latency_ms"}
+                            <= line.keys() for line in messages)

@@ -1,0 +1,274 @@
+"""``vrm vendor serve`` (run a reference vendor from its TOML file) and ``vrm vendor
+check-config`` (check that file without running anything).
+
+The file (:mod:`vrmproto.server._config`) sets everything: the policy, every ``Limits`` field,
+the connections, the listener (TLS, public URL, trusted proxies), the store, logging and
+metrics; ``VRM_<SECTION>_<FIELD>`` environment variables and the command's options override it.
+``serve`` logs with stdlib ``logging`` to stdout: one line when it listens (with ``--json``,
+or ``[logging] format = "json"``, one JSON object per line, the first
+``{"event": "listening", "url": …, "port": …}``), then one line per request it answers (every
+refusal once), and it stops cleanly on SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import re
+import ssl
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from aiohttp import web
+
+from vrmproto._keys import Identity, fingerprint, key_to_text
+from vrmproto.cli._cmd_serve import _until_signalled
+from vrmproto.cli._context import run
+from vrmproto.cli._errors import EXIT_USAGE, CliError
+from vrmproto.cli._home import default_home
+from vrmproto.cli._vendor import check_vendor_file, vendor_data_dir
+from vrmproto.server import (
+    DEFAULT_CONNECTION_LIMITS,
+    ConnectionLimits,
+    Server,
+    VendorConfig,
+    serve,
+)
+from vrmproto.server._config import VendorFile
+from vrmproto.server._logging import configure_logging
+from vrmproto.server._metrics import MeteredStore, Metrics, metrics_handler
+from vrmproto.store import MemoryStore, SQLiteStore, Store
+
+__all__ = ["serve_vendor", "vendor"]
+
+log = logging.getLogger("vrmproto.server.vendor")
+
+
+def _slug(name: str) -> str:
+    return "-".join(re.findall(r"[a-z0-9]+", name.lower())) or "vendor"
+
+
+def _event(event: str, human: str, **fields: Any) -> None:
+    log.info(human, extra={"event": event, "fields": fields})
+
+
+def _tls(file: VendorFile, base: Path) -> ssl.SSLContext | None:
+    server = file.server
+    if server.tls_cert is None or server.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(base / server.tls_cert, base / server.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise CliError(f"cannot load the TLS certificate or key: {exc}", EXIT_USAGE,
+                       kind="config") from None  # fmt: skip
+    return context
+
+
+async def _open_store(file: VendorFile, data_dir: Path | None) -> Store:
+    if data_dir is None or file.store.kind == "memory":
+        return MemoryStore()
+    path = Path(file.store.path)
+    return await SQLiteStore.open(path if path.is_absolute() else data_dir / path)
+
+
+@contextlib.asynccontextmanager
+async def _metrics_listener(file: VendorFile, metrics: Metrics | None,
+                            store: Store) -> AsyncIterator[str | None]:  # fmt: skip
+    """A listener of its own for ``/metrics`` when ``[metrics] port`` is set."""
+    port = file.metrics.port
+    if metrics is None or port is None:
+        yield None
+        return
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(metrics, store))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host = file.metrics.host or file.server.host
+    try:
+        await web.TCPSite(runner, host, port).start()
+        bound = runner.addresses[0][1]
+        yield f"http://{f'[{host}]' if ':' in host else host}:{bound}/metrics"
+    finally:
+        await runner.cleanup()
+
+
+async def serve_vendor(config: VendorConfig, *, identity: Identity, data_dir: Path | None,
+                       base: Path = Path()) -> None:  # fmt: skip
+    """Run the vendor of ``config`` (its ``file`` settings) until SIGINT/SIGTERM
+    (``data_dir`` None: in memory; the directory must exist)."""
+    file = config.file if config.file is not None else VendorFile(name=config.name)
+    tls = _tls(file, base)
+    metrics = Metrics() if file.metrics.enabled else None
+    store = await _open_store(file, data_dir)
+    try:
+        metered = store if metrics is None else MeteredStore.wrap(store, metrics)
+        endpoint = config.endpoint(identity, metered)
+        limits = file.connection_limits()
+        host, port = file.server.host, file.server.port
+        same = None if file.metrics.port is not None else metrics
+        try:
+            server = await serve(endpoint, host, port, connection_limits=limits, ssl_context=tls,
+                                 deployment=file.server.deployment(), metrics=same)  # fmt: skip
+        except OSError as exc:
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_USAGE,
+                           kind="listen") from None  # fmt: skip
+        async with server, _metrics_listener(file, metrics, store) as apart, \
+                _until_signalled() as stop:  # fmt: skip
+            _listening(config, identity, server, limits,
+                       apart or (f"{server.url}/metrics" if same else None))  # fmt: skip
+            async with contextlib.AsyncExitStack() as stack:
+                if file.server.advertise:
+                    await _advertise(stack, name=config.name, port=server.port,
+                                     identity=identity, host=host)  # fmt: skip
+                await stop.wait()
+        _event("stopped", f"⊃ {config.name} stopped")
+    finally:
+        await store.close()
+
+
+def _listening(config: VendorConfig, identity: Identity, server: Server,
+               limits: ConnectionLimits, metrics_url: str | None) -> None:  # fmt: skip
+    fp = fingerprint(identity.public_key)
+    _event("listening", f"⊃ {config.name} listening on {server.url}  (key {fp})",
+           name=config.name, url=server.url, port=server.port, fingerprint=fp,
+           key=key_to_text(identity.public_key), metrics=metrics_url,
+           connections={"max": server.connections.cap,
+                        "per_address": limits.max_connections_per_address,
+                        "header_timeout_ms": limits.header_timeout_ms,
+                        "idle_timeout_ms": limits.idle_timeout_ms})  # fmt: skip
+
+
+async def _advertise(stack: contextlib.AsyncExitStack, *, name: str, port: int,
+                     identity: Identity, host: str) -> None:  # fmt: skip
+    from vrmproto.discovery import SERVICE_TYPE, advertise  # noqa: PLC0415
+
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 -- compared, not bound
+        _event("not_advertised", "  (not advertised: give --host an interface address to "
+               "advertise on)", reason="wildcard host")  # fmt: skip
+        return
+    try:
+        await stack.enter_async_context(advertise(name, port, identity.public_key, host))
+    except (OSError, ValueError) as exc:
+        _event("not_advertised", f"  (not advertised with zeroconf: {exc})", reason=str(exc))
+        return
+    _event("advertised", f"  advertised as {SERVICE_TYPE} on {host}", host=host)
+
+
+@click.group()
+def vendor() -> None:
+    """Run a reference vendor endpoint, to try the protocol with."""
+
+
+def _overrides(file: VendorFile, options: dict[str, Any]) -> VendorFile:
+    """The file's settings with the command line's options over them (None: not given)."""
+    server = {k: options[k] for k in ("host", "port", "advertise", "public_url", "tls_cert",
+                                      "tls_key") if options.get(k) is not None}  # fmt: skip
+    if options.get("trusted_proxies"):
+        server["trusted_proxies"] = list(options["trusted_proxies"])
+    connections = {k: v for k, v in options.items() if v is not None and k in
+                   {f.name for f in dataclasses.fields(ConnectionLimits)}}  # fmt: skip
+    data = file.model_dump()
+    data["server"].update(server)
+    data["connections"].update(connections)
+    if options.get("as_json"):
+        data["logging"]["format"] = "json"
+    if options.get("metrics"):
+        data["metrics"]["enabled"] = True
+    if options.get("metrics_port") is not None:
+        data["metrics"].update(enabled=True, port=options["metrics_port"])
+    if options.get("memory"):
+        data["store"]["kind"] = "memory"
+    try:
+        return VendorFile.model_validate(data)
+    except ValueError as exc:
+        raise CliError(f"the command line's options do not check: {exc}", EXIT_USAGE,
+                       kind="usage") from None  # fmt: skip
+
+
+def _serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    d = DEFAULT_CONNECTION_LIMITS
+    options = [
+        click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+                     help="The vendor's TOML file (see examples/vendors/)."),
+        click.option("--host", help="Address to listen on [file, else 127.0.0.1]."),
+        click.option("--port", type=click.IntRange(0, 65535),
+                     help="Port to listen on (0: any free port) [file, else 0]."),
+        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="The vendor's own directory (default $VRM_HOME/vendors/<name>)."),
+        click.option("--memory", is_flag=True, help="Keep nothing on disk."),
+        click.option("--advertise/--no-advertise", default=None,
+                     help="Advertise with zeroconf on --host [default: advertise]."),
+        click.option("--public-url", help="The base URL customers reach it at, advertised "
+                     "in discovery (spec §12.13-3)."),
+        click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="NETWORK",
+                     help="A proxy network whose Forwarded / X-Forwarded-For headers count "
+                     "(repeatable; spec §12.13-1)."),
+        click.option("--tls-cert", help="Serve HTTPS with this PEM certificate (chain)."),
+        click.option("--tls-key", help="The PEM private key of --tls-cert."),
+        click.option("--metrics", is_flag=True, help="Serve GET /metrics (Prometheus)."),
+        click.option("--metrics-port", type=click.IntRange(0, 65535),
+                     help="Serve /metrics on a listener of its own, on this port."),
+        click.option("--max-connections", type=click.IntRange(min=1),
+                     help=f"Open HTTP connections in total [{d.max_connections}]."),
+        click.option("--max-connections-per-address", type=click.IntRange(min=1),
+                     help=f"Open HTTP connections per client address or prefix "
+                     f"[{d.max_connections_per_address}]."),
+        click.option("--ipv4-prefix", type=click.IntRange(1, 32),
+                     help=f"Count IPv4 clients together by this prefix [{d.ipv4_prefix}]."),
+        click.option("--ipv6-prefix", type=click.IntRange(1, 128),
+                     help=f"Count IPv6 clients together by this prefix [{d.ipv6_prefix}]."),
+        click.option("--json", "as_json", is_flag=True, help="Log one JSON object per line."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@vendor.command("serve")
+@_serve_options
+def vendor_serve(*, config_path: str, data_dir: Path | None, **options: Any) -> None:
+    """Serve a reference vendor from a TOML file: its terms, counter-offers and catalogue.
+
+    Slow and idle HTTP connections are closed after 10 and 20 seconds, and connections are
+    capped in total and per client address (spec §10.1). The file's sections (limits,
+    connections, server, store, logging, metrics) and VRM_<SECTION>_<FIELD> environment
+    variables set the rest; options given here win.
+    """
+    file, config = check_vendor_file(config_path, os.environ)
+    file = _overrides(file, options)
+    config = dataclasses.replace(config, file=file)
+    memory = file.store.kind == "memory"
+    directory = None if memory else (data_dir or default_home() / "vendors" / _slug(config.name))
+    if directory is not None:
+        vendor_data_dir(directory)  # 0700, its files 0600 (§11.13-1)
+    identity = config.identity(directory)
+    handler = configure_logging(vendor=config.name, json_lines=file.logging.format == "json",
+                                level=file.logging.level)  # fmt: skip
+    try:
+        run(serve_vendor(config, identity=identity, data_dir=directory,
+                         base=Path(config_path).parent))  # fmt: skip
+    finally:
+        logging.getLogger("vrmproto").removeHandler(handler)
+
+
+@vendor.command("check-config")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the checked settings as JSON.")
+def check_config(path: str, as_json: bool) -> None:
+    """Check a vendor TOML file (and the VRM_* environment variables) without serving it."""
+    file, config = check_vendor_file(path, os.environ)
+    if as_json:
+        data = {"ok": True, "path": path, **file.model_dump(mode="json", exclude={"seed"})}
+        data["limits"] = config.limits.to_wire()  # every limit, the defaults filled in
+        data["connections"] = dataclasses.asdict(file.connection_limits())
+        click.echo(json.dumps(data))
+        return
+    click.echo(f"{path}: ok — {config.name}, {len(config.catalogue)} catalogue items, "
+               f"store {file.store.kind}, logging {file.logging.format}, metrics "
+               f"{'on' if file.metrics.enabled else 'off'}")

@@ -1,0 +1,176 @@
+"""What a running vendor tells its operator: one log line per request, with stdlib ``logging``.
+
+Every inbox and history request is logged once, when it is answered, on the logger
+``vrmproto.server.requests``: ``event`` (``message`` for an accepted one, ``history``,
+``refused`` for a 4xx answer, ``failed`` for a 5xx one), the vendor's name, the message type,
+thread and sender fingerprint (as claimed: read before anything is verified), the HTTP status,
+the problem code of a refusal and the latency. A refusal is an expected outcome: it is logged at
+INFO, without a traceback. :func:`configure_logging` writes these (and everything else of
+``vrmproto``) as human lines or JSON lines, each with a UTC timestamp.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import msgpack
+
+from vrmproto._keys import fingerprint
+
+__all__ = [
+    "REQUEST_LOG",
+    "JsonFormatter",
+    "LineFormatter",
+    "RequestLine",
+    "configure_logging",
+    "problem_code",
+    "summarize",
+]
+
+REQUEST_LOG = logging.getLogger("vrmproto.server.requests")
+
+#: The structured fields a request line carries (``extra={"fields": …}`` of its record).
+FIELDS = ("kind", "thread", "sender", "status", "problem", "latency_ms", "client", "path")
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What a request body claims to be, read leniently; nothing here is verified."""
+
+    kind: str | None = None
+    thread: str | None = None
+    sender: str | None = None
+
+
+def _unpack(data: bytes) -> dict[str, Any] | None:
+    try:
+        value = msgpack.unpackb(data, raw=False)
+    except Exception:
+        return None
+    return value if type(value) is dict else None
+
+
+def summarize(body: bytes) -> Summary:
+    """The type, thread and sender fingerprint an envelope (or a history request) claims."""
+    outer = _unpack(body)
+    if outer is None:
+        return Summary()
+    inner = outer.get("hdr", outer.get("req"))
+    fields = _unpack(inner) if type(inner) is bytes else None
+    if fields is None:
+        return Summary()
+    kind = fields.get("type")
+    thread = fields.get("thread")
+    sender = fields.get("from")
+    return Summary(
+        kind if type(kind) is str else ("history" if "req" in outer else None),
+        thread.hex() if type(thread) is bytes else None,
+        fingerprint(sender) if type(sender) is bytes and len(sender) == 32 else None,
+    )
+
+
+def problem_code(body: bytes) -> str | None:
+    """The ``code`` of a signed problem we answered with (our own bytes; §12.3-4)."""
+    outer = _unpack(body)
+    inner = outer.get("body") if outer is not None else None
+    fields = _unpack(inner) if type(inner) is bytes else None
+    code = fields.get("code") if fields is not None else None
+    return code if type(code) is str else None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLine:
+    """One answered request, as logged."""
+
+    vendor: str
+    path: str
+    client: str
+    status: int
+    latency_ms: float
+    summary: Summary
+    problem: str | None
+
+    @property
+    def event(self) -> str:
+        if self.status >= 500:
+            return "failed"
+        if self.status >= 400:
+            return "refused"
+        return "history" if self.summary.kind == "history" else "message"
+
+    def log(self) -> None:
+        s = self.summary
+        arrow = "✗" if self.status >= 400 else "←"
+        text = (f"{arrow} {s.kind or '?':<16} thread {(s.thread or '?')[:12]}  from "
+                f"{s.sender or '?'}  {self.status}"
+                + (f" {self.problem}" if self.problem else "")
+                + f"  {self.latency_ms:.1f} ms")  # fmt: skip
+        REQUEST_LOG.info(text, extra={"vendor": self.vendor, "event": self.event, "fields": {
+            "kind": s.kind, "thread": s.thread, "sender": s.sender, "status": self.status,
+            "problem": self.problem, "latency_ms": round(self.latency_ms, 3),
+            "client": self.client, "path": self.path,
+        }})  # fmt: skip
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    moment = dt.datetime.fromtimestamp(record.created, tz=dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class LineFormatter(logging.Formatter):
+    """``2026-01-01T12:00:00.000Z INFO [Avis] ← terms.offer thread … from … 200 1.2 ms``."""
+
+    def __init__(self, vendor: str = "") -> None:
+        super().__init__()
+        self.vendor = vendor
+
+    def format(self, record: logging.LogRecord) -> str:
+        vendor = getattr(record, "vendor", None) or self.vendor
+        where = f" [{vendor}]" if vendor else ""
+        line = f"{_timestamp(record)} {record.levelname}{where} {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``vendor``, ``event``,
+    ``message`` and the request fields that apply."""
+
+    def __init__(self, vendor: str = "") -> None:
+        super().__init__()
+        self.vendor = vendor
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": _timestamp(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "vendor": getattr(record, "vendor", None) or self.vendor,
+            "event": getattr(record, "event", None) or "log",
+            "message": record.getMessage(),
+        }
+        for name, value in getattr(record, "fields", {}).items():
+            if value is not None:
+                data.setdefault(name, value)
+        if record.exc_info:
+            data["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def configure_logging(*, vendor: str, json_lines: bool = False, level: str = "INFO",
+                      stream: TextIO | None = None) -> logging.Handler:  # fmt: skip
+    """Send ``vrmproto``'s log records to ``stream`` (default stdout), one line each; returns
+    the handler (remove it from ``logging.getLogger("vrmproto")`` to undo)."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler.setFormatter(JsonFormatter(vendor) if json_lines else LineFormatter(vendor))
+    root = logging.getLogger("vrmproto")
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    root.propagate = False
+    return handler

@@ -1,0 +1,118 @@
+"""Prometheus metrics of a running vendor (``GET /metrics``, off unless asked for).
+
+The families, each on its own registry so two endpoints in one process never mix:
+
+- ``vrm_requests_total{route, type, status}`` and ``vrm_request_seconds{route}`` (histogram):
+  every discovery, inbox and history request, by claimed message type and HTTP status;
+- ``vrm_problems_total{code}``: the refusals we answered, by problem code (§9);
+- ``vrm_store_commit_seconds`` and ``vrm_store_commit_records`` (histograms): how long a store
+  commit takes to become durable, and how many records one commit writes;
+- ``vrm_relationships{state}``: relationships held, by state (read from the store per scrape);
+- ``vrm_outbox_depth``: messages waiting in the store's outbox (the agent's; a vendor's is 0).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from vrmproto.store import Commit, Store
+
+__all__ = ["MeteredStore", "Metrics", "metrics_handler"]
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+_RECORD_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+    """The metric families of one endpoint, on a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("vrm_requests", "Requests answered, by route, claimed message "
+                                "type and HTTP status.", ["route", "type", "status"],
+                                registry=r)  # fmt: skip
+        self.latency = Histogram("vrm_request_seconds", "Time to answer a request.", ["route"],
+                                 registry=r)  # fmt: skip
+        self.problems = Counter("vrm_problems", "Problems answered, by problem code (§9).",
+                                ["code"], registry=r)  # fmt: skip
+        self.commit_seconds = Histogram("vrm_store_commit_seconds",
+                                        "Time for a store commit to become durable.",
+                                        registry=r)  # fmt: skip
+        self.commit_records = Histogram("vrm_store_commit_records",
+                                        "Records written by one store commit.",
+                                        buckets=_RECORD_BUCKETS, registry=r)  # fmt: skip
+        self.relationships = Gauge("vrm_relationships", "Relationships held, by state.",
+                                   ["state"], registry=r)  # fmt: skip
+        self.outbox_depth = Gauge("vrm_outbox_depth", "Messages waiting in the outbox.",
+                                  registry=r)  # fmt: skip
+
+    def observe(self, route: str, kind: str | None, status: int, seconds: float,
+                problem: str | None) -> None:  # fmt: skip
+        self.requests.labels(route, kind or "", str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+        if problem is not None:
+            self.problems.labels(problem).inc()
+
+    async def refresh(self, store: Store) -> None:
+        """Read the gauges that live in the store: relationships by state, outbox depth."""
+        states = Tally(r.state for r in await store.relationships())
+        self.relationships.clear()
+        for state, n in states.items():
+            self.relationships.labels(state).set(n)
+        self.outbox_depth.set(len(await store.outbox_all()))
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def metrics_handler(metrics: Metrics, store: Store) -> Handler:
+    """``GET /metrics``: the Prometheus text format."""
+
+    async def handle(request: web.Request) -> web.Response:
+        await metrics.refresh(store)
+        out = web.Response(body=metrics.text())
+        out.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return out
+
+    return handle
+
+
+def _records(c: Commit) -> int:
+    return (len(c.relationships) + len(c.history) + len(c.dedupe) + len(c.outbox_add)
+            + len(c.outbox_done) + len(c.erase) + len(c.meta) + len(c.truncate) + len(c.drop)
+            + len(c.unset))  # fmt: skip
+
+
+class MeteredStore:
+    """A store that times its commits into ``metrics``; everything else passes through."""
+
+    def __init__(self, store: Store, metrics: Metrics) -> None:
+        self._store = store
+        self._metrics = metrics
+
+    @classmethod
+    def wrap(cls, store: Store, metrics: Metrics) -> Store:
+        return cast(Store, cls(store, metrics))
+
+    async def commit(self, c: Commit) -> None:
+        started = time.perf_counter()
+        await self._store.commit(c)
+        self._metrics.commit_seconds.observe(time.perf_counter() - started)
+        self._metrics.commit_records.observe(_records(c))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)

@@ -1,0 +1,153 @@
+"""Where a vendor is reached from outside: its public base URL and the proxies in front of it
+(spec §12.13).
+
+A reverse proxy (nginx, a load balancer) connects to the endpoint itself, so ``request.remote``
+is the proxy's address for every customer. The client's own address, and the scheme it used,
+come from the ``Forwarded`` header (RFC 7239) or ``X-Forwarded-For`` / ``X-Forwarded-Proto``
+— and only when the connection comes from a proxy the vendor trusts; anyone else can write
+those headers (§12.13-1, §12.13-2).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
+
+__all__ = ["Deployment", "Network", "client_of", "proxy_middleware"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_X_FORWARDED_FOR = "X-Forwarded-For"
+_X_FORWARDED_PROTO = "X-Forwarded-Proto"
+# One forwarded-pair of RFC 7239 §4: token=token or token="quoted string".
+_PAIR = re.compile(r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)\s*')
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """How the endpoint is reached: ``public_url``, the base URL customers use (what discovery
+    advertises, §12.13-3; None: relative paths), and ``trusted_proxies``, the networks whose
+    ``Forwarded`` / ``X-Forwarded-*`` headers are believed (§12.13-1)."""
+
+    public_url: str | None = None
+    trusted_proxies: tuple[Network, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.public_url is not None:
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"the public URL must be an http(s) URL, not {self.public_url!r}")
+            if parts.query or parts.fragment:
+                raise ValueError("the public URL must not have a query or a fragment")
+            if parts.scheme == "http" and not _local(parts.hostname or ""):
+                raise ValueError(f"the public URL {self.public_url!r} must be https: plain "
+                                 "http only on loopback and private networks (§12.13-3)")
+
+    @classmethod
+    def of(cls, public_url: str | None = None, trusted_proxies: Iterable[str] = ()) -> Deployment:
+        """From text: ``trusted_proxies`` as networks or addresses (``10.0.0.0/8``, ``::1``)."""
+        nets = tuple(ipaddress.ip_network(n.strip(), strict=False) for n in trusted_proxies)
+        return cls(public_url.rstrip("/") if public_url else None, nets)
+
+    def trusts(self, address: str | None) -> bool:
+        ip = _ip(address)
+        return ip is not None and any(ip in net for net in self.trusted_proxies)
+
+
+def _local(host: str) -> bool:
+    """A loopback or private address, ``localhost`` or a ``.local`` name (§12.1-1)."""
+    if host == "localhost" or host.endswith((".localhost", ".local")):
+        return True
+    ip = _ip(host)
+    return ip is not None and (ip.is_loopback or ip.is_private or ip.is_link_local)
+
+
+def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not text:
+        return None
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _node(value: str) -> str | None:
+    """The address of an RFC 7239 node (``192.0.2.1``, ``"[2001:db8::1]:4711"``, ``1.2.3.4:80``);
+    None for ``unknown``, an obfuscated name or anything else that is not an address."""
+    text = value.strip().strip('"')
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    ip = _ip(text)
+    return None if ip is None else str(ip)
+
+
+def _forwarded(headers: Sequence[str]) -> list[tuple[str | None, str | None]]:
+    """``(for, proto)`` of each element of the ``Forwarded`` header(s), left to right."""
+    out: list[tuple[str | None, str | None]] = []
+    for header in headers:
+        for element in header.split(","):
+            pairs = {k.lower(): v for k, v in _PAIR.findall(element)}
+            if not pairs:
+                continue
+            node = pairs.get("for")
+            proto = pairs.get("proto")
+            out.append((None if node is None else _node(node),
+                        None if proto is None else proto.strip('"').lower()))  # fmt: skip
+    return out
+
+
+def _x_forwarded(request: web.BaseRequest) -> list[tuple[str | None, str | None]]:
+    chain = [_node(a) for h in request.headers.getall(_X_FORWARDED_FOR, [])
+             for a in h.split(",") if a.strip()]  # fmt: skip
+    protos = [p.strip().lower() for h in request.headers.getall(_X_FORWARDED_PROTO, [])
+              for p in h.split(",") if p.strip()]  # fmt: skip
+    if not chain:
+        return []
+    # The proto the edge proxy saw belongs to the client's hop, the leftmost one.
+    return [(chain[0], protos[0] if protos else None), *((a, None) for a in chain[1:])]
+
+
+def client_of(request: web.BaseRequest, deployment: Deployment) -> tuple[str, str]:
+    """``(client address, scheme)`` of a request (§12.13-1, §12.13-2): walking the proxies'
+    chain from the right for as long as each hop was added by a trusted proxy. ``Forwarded``
+    is read when present, ``X-Forwarded-For`` / ``-Proto`` otherwise."""
+    peer = request.remote or ""
+    scheme = request.scheme
+    if not deployment.trusts(peer):
+        return peer, scheme
+    forwarded = request.headers.getall(hdrs.FORWARDED, [])
+    chain = _forwarded(forwarded) if forwarded else _x_forwarded(request)
+    client = peer
+    for node, proto in reversed(chain):
+        if not deployment.trusts(client) or node is None:
+            break
+        client = node
+        if proto in ("http", "https"):
+            scheme = proto
+    return client, scheme
+
+
+def proxy_middleware(deployment: Deployment) -> Middleware:
+    """The request as the client sent it: ``remote`` and ``scheme`` from trusted proxies."""
+
+    @web.middleware
+    async def proxied(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not deployment.trusted_proxies:
+            return await handler(request)
+        client, scheme = client_of(request, deployment)
+        if client == request.remote and scheme == request.scheme:
+            return await handler(request)
+        return await handler(request.clone(remote=client, scheme=scheme))
+
+    return proxied
