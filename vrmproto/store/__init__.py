@@ -7,6 +7,8 @@ after commit. Uniqueness rules make retries and replays safe (:class:`StoreConfl
 
 - :class:`SQLiteStore` — the default: one file, WAL, ``synchronous=FULL``, group commit.
 - :class:`MemoryStore` — the same semantics in dictionaries, for tests and in-memory pairs.
+- :class:`PostgresStore` — PostgreSQL through asyncpg, for many server processes
+  (``pip install 'vrmproto[postgres]'``).
 
 Exceptions::
 
@@ -28,6 +30,7 @@ from vrmproto.store._base import (
     StoreUsage,
 )
 from vrmproto.store._memory import MemoryStore
+from vrmproto.store._postgres import PostgresConfig, PostgresStore
 from vrmproto.store._sqlite import SQLiteStore, StoreStats
 
 __all__ = [
@@ -37,6 +40,8 @@ __all__ = [
     "MemoryStore",
     "NewOutboxItem",
     "OutboxItem",
+    "PostgresConfig",
+    "PostgresStore",
     "RelationshipRecord",
     "SQLiteStore",
     "Store",

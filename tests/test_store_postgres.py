@@ -1,0 +1,352 @@
+"""PostgresStore on a real, private PostgreSQL: the store contract, durability, group commit,
+versioned migrations, locks and uniqueness across processes (spec §12, §12.7-4, §11.11-2)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import _postgres
+import pytest
+import test_store as contract
+from test_store import BOB, T1, dedupe, entry, rel
+
+from vrmproto.store import Commit, PostgresConfig, PostgresStore, Store, StoreConflict, StoreError
+from vrmproto.store._pg_cluster import PrivateCluster
+from vrmproto.store._pg_schema import SCHEMA_VERSION
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# the private cluster (one per session) and a fresh schema per test
+postgres_cluster = _postgres.postgres_cluster
+postgres_config = _postgres.postgres_config
+
+# Every test of tests/test_store.py that takes the ``store`` fixture runs here once more, with
+# the ``store`` fixture below: a PostgresStore on a fresh schema.
+for _name, _test in inspect.getmembers(contract, inspect.isfunction):
+    if _name.startswith("test_") and "store" in inspect.signature(_test).parameters:
+        globals()[_name] = _test
+
+
+@pytest.fixture
+async def store(postgres_config: PostgresConfig) -> AsyncIterator[Store]:
+    s = await PostgresStore.open(postgres_config)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def pg_store(postgres_config: PostgresConfig) -> AsyncIterator[PostgresStore]:
+    async with await PostgresStore.open(postgres_config) as s:
+        yield s
+
+
+# -- settings, schema ----------------------------------------------------------------------------
+
+
+async def test_durable_settings_and_schema_version(pg_store: PostgresStore) -> None:
+    settings = await pg_store.settings()
+    assert settings["synchronous_commit"] == "on"  # whatever the server's default
+    assert settings["search_path"] == pg_store.config.schema
+    assert settings["schema_version"] == SCHEMA_VERSION
+
+
+async def test_the_private_cluster_listens_on_no_tcp_port(
+    postgres_cluster: PrivateCluster,
+) -> None:
+    import asyncpg  # noqa: PLC0415
+
+    conn = await asyncpg.connect(postgres_cluster.dsn)
+    try:
+        assert await conn.fetchval("SHOW listen_addresses") == ""
+        assert await conn.fetchval("SELECT inet_server_addr()") is None  # a Unix socket
+    finally:
+        await conn.close()
+
+
+def test_config_from_url_takes_our_settings_and_leaves_the_rest() -> None:
+    config = PostgresConfig.from_url(
+        "postgresql://u@db.example/vrm?vrm_schema=crm&vrm_pool_size=8&vrm_writers=3&sslmode=require"
+    )
+    assert (config.schema, config.pool_size, config.writers) == ("crm", 8, 3)
+    assert config.dsn == "postgresql://u@db.example/vrm?sslmode=require"
+    with pytest.raises(StoreError, match="schema name"):
+        PostgresConfig("postgresql://", schema="x; DROP TABLE history")
+    with pytest.raises(ValueError, match="at least 1"):
+        PostgresConfig("postgresql://", writers=0)
+
+
+async def test_stores_opening_a_fresh_schema_at_once_migrate_it_once(
+    postgres_config: PostgresConfig,
+) -> None:
+    stores = await asyncio.gather(*(PostgresStore.open(postgres_config) for _ in range(4)))
+    try:
+        await stores[0].commit(Commit(meta=(("k", b"v"),)))
+        assert [await s.get_meta("k") for s in stores] == [b"v"] * 4
+        assert (await stores[3].settings())["schema_version"] == SCHEMA_VERSION
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_newer_schema_is_refused(postgres_config: PostgresConfig) -> None:
+    async with await PostgresStore.open(postgres_config) as s:
+        await s._pooled(lambda conn: conn.execute("UPDATE schema_version SET version = 999"))
+    with pytest.raises(StoreError, match="newer"):
+        await PostgresStore.open(postgres_config)
+
+
+async def test_survives_close_and_reopen(postgres_config: PostgresConfig) -> None:
+    async with await PostgresStore.open(postgres_config) as s:
+        await s.commit(Commit(relationships=(rel(),), history=(entry(T1, 0),), meta=(("k", b"v"),)))
+    async with await PostgresStore.open(postgres_config) as s:
+        assert await s.get_relationship(T1) == rel()
+        assert await s.history(T1) == [entry(T1, 0)]
+        assert await s.get_meta("k") == b"v"
+
+
+# -- group commit ----------------------------------------------------------------------------------
+
+
+async def test_group_commit_shares_transactions(pg_store: PostgresStore) -> None:
+    """Many concurrent writers commit together, as in the SQLite store: 200 Commits in a few
+    transactions, each Commit still all or nothing."""
+    before = pg_store.stats.transactions
+    await asyncio.gather(*(pg_store.commit(Commit(meta=((f"k{n}", b"v"),))) for n in range(200)))
+    transactions = pg_store.stats.transactions - before
+    assert 1 <= transactions <= 20
+    assert pg_store.stats.largest_batch >= 10
+    assert await pg_store.get_meta("k199") == b"v"
+
+
+async def test_a_lost_writer_connection_fails_its_batch_and_the_next_commit_reconnects(
+    pg_store: PostgresStore,
+) -> None:
+    name = f"vrmproto {pg_store.config.schema}"
+    await pg_store.commit(Commit(meta=(("before", b"1"),)))
+    killed = await pg_store._pooled(lambda conn: conn.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE application_name = $1 AND pid <> pg_backend_pid()", name,
+    ))  # fmt: skip
+    assert killed >= 1
+    outcomes: list[BaseException | None] = []
+    for n in range(pg_store.config.writers + 1):
+        try:
+            await pg_store.commit(Commit(meta=((f"after{n}", b"1"),)))
+            outcomes.append(None)
+        except StoreError as exc:
+            outcomes.append(exc)
+    assert not any(isinstance(o, StoreConflict) for o in outcomes)
+    assert outcomes[-1] is None  # every writer has reconnected by now
+    for n, outcome in enumerate(outcomes):
+        assert (await pg_store.get_meta(f"after{n}") is None) == (outcome is not None)
+
+
+# -- across processes ------------------------------------------------------------------------------
+
+_RACER = """
+import asyncio, sys
+sys.path.insert(0, sys.argv[3])
+from test_store import BOB, dedupe, entry, rel
+from vrmproto.store import Commit, PostgresConfig, PostgresStore, StoreConflict
+
+async def main(dsn, schema, name):
+    store = await PostgresStore.open(PostgresConfig(dsn, schema=schema, pool_size=1, writers=1))
+    loop = asyncio.get_running_loop()
+    print("ready", flush=True)
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        n = int(line)
+        thread = n.to_bytes(16, "big")
+        same_message = Commit(
+            relationships=(rel(thread, state="offered-" + name),),
+            history=(entry(thread, 0, tag=name),),
+            dedupe=(dedupe(BOB, n),),
+        )
+        try:
+            await store.commit(same_message)
+            print(n, "won", flush=True)
+        except StoreConflict:
+            print(n, "conflict", flush=True)
+    await store.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[4]))
+"""
+
+
+async def _start(script: str, *args: str) -> asyncio.subprocess.Process:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, *args, cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert child.stdout is not None
+    first = await asyncio.wait_for(child.stdout.readline(), 60)
+    if not first:
+        assert child.stderr is not None
+        pytest.fail((await child.stderr.read()).decode())
+    return child
+
+
+async def test_two_processes_committing_the_same_message_one_wins_each_time(
+    postgres_config: PostgresConfig,
+) -> None:
+    """§12.7-4: two server processes applying the same message at once (same history slot,
+    same dedupe key), 50 times: exactly one commits, the other gets StoreConflict, and the
+    winner's entry, relationship row and replay answer are what is stored."""
+    async with await PostgresStore.open(postgres_config) as s:  # migrate once, up front
+        racers = [
+            await _start(_RACER, postgres_config.dsn, postgres_config.schema,
+                         str(ROOT / "tests"), name)
+            for name in ("a", "b")
+        ]  # fmt: skip
+        try:
+            for n in range(50):
+                for racer in racers:  # both are told before either answers
+                    assert racer.stdin is not None
+                    racer.stdin.write(b"%d\n" % n)
+                await asyncio.gather(*(r.stdin.drain() for r in racers if r.stdin))
+                answers = {}
+                for name, racer in zip("ab", racers, strict=True):
+                    assert racer.stdout is not None
+                    line = await asyncio.wait_for(racer.stdout.readline(), 30)
+                    got, outcome = line.decode().split()
+                    assert int(got) == n
+                    answers[name] = outcome
+                assert sorted(answers.values()) == ["conflict", "won"], (n, answers)
+                winner = next(k for k, v in answers.items() if v == "won")
+                thread = n.to_bytes(16, "big")
+                assert await s.history(thread) == [entry(thread, 0, tag=winner)]
+                stored = await s.get_relationship(thread)
+                assert stored is not None
+                assert stored.state == "offered-" + winner
+                assert await s.get_dedupe(BOB, dedupe(BOB, n).msg_id) == dedupe(BOB, n)
+        finally:
+            for racer in racers:
+                assert racer.stdin is not None
+                racer.stdin.close()
+            for racer in racers:
+                await asyncio.wait_for(racer.wait(), 30)
+        assert [r.returncode for r in racers] == [0, 0]
+
+
+_CRASH_CHILD = """
+import asyncio, sys
+from vrmproto.store import Commit, HistoryEntry, PostgresConfig, PostgresStore, RelationshipRecord
+
+async def main(dsn, schema):
+    store = await PostgresStore.open(PostgresConfig(dsn, schema=schema))
+    thread = bytes(16)
+    rel = RelationshipRecord(thread, "vendor", bytes(32), bytes(32), "s", b"", "", "", 0)
+    await store.commit(Commit(relationships=(rel,)))
+    head = await store.history_head(thread)
+    i = 0 if head is None else head.index + 1
+    print("ready", flush=True)
+    while True:
+        h = i.to_bytes(32, "big")
+        await store.commit(Commit(history=(HistoryEntry(thread, i, h, h, b"x" * 200, "in", i),)))
+        print(i, flush=True)
+        i += 1
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_acknowledged_commits_survive_kill_9(postgres_config: PostgresConfig) -> None:
+    acknowledged: list[int] = []
+    for _ in range(3):
+        child = await _start(_CRASH_CHILD, postgres_config.dsn, postgres_config.schema)
+        try:
+            assert child.stdout is not None
+            acknowledged += [
+                int(await asyncio.wait_for(child.stdout.readline(), 30)) for _ in range(40)
+            ]
+        finally:
+            child.send_signal(signal.SIGKILL)
+            await child.wait()
+        async with await PostgresStore.open(postgres_config) as s:
+            stored = {e.index for e in await s.history(bytes(16))}
+        assert set(acknowledged) <= stored
+        assert stored == set(range(len(stored)))  # gap-free
+    assert len(acknowledged) == 120
+
+
+# -- locks (§11.11-2) ------------------------------------------------------------------------------
+
+
+async def test_locks_are_shared_by_store_objects_on_one_database(
+    postgres_config: PostgresConfig,
+) -> None:
+    async with await PostgresStore.open(postgres_config) as a, \
+            await PostgresStore.open(postgres_config) as b:  # fmt: skip
+        waited = asyncio.Event()
+        got = asyncio.Event()
+
+        async def take() -> None:
+            async with b.lock(b"t", on_wait=waited.set):
+                got.set()
+
+        async with a.lock(b"t"), a.lock(b"u"):
+            task = asyncio.create_task(take())
+            await waited.wait()
+            assert not got.is_set()
+            async with b.lock(b"v"):  # another name is free
+                pass
+        await task
+
+
+async def test_a_cancelled_waiter_leaves_no_lock_behind(postgres_config: PostgresConfig) -> None:
+    async with await PostgresStore.open(postgres_config) as a, \
+            await PostgresStore.open(postgres_config) as b:  # fmt: skip
+        waited = asyncio.Event()
+
+        async def wait_forever() -> None:
+            async with b.lock(b"t", on_wait=waited.set):
+                pytest.fail("took a held lock")
+
+        async with a.lock(b"t"):
+            task = asyncio.create_task(wait_forever())
+            await waited.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        async with a.lock(b"t", on_wait=lambda: pytest.fail("b left it locked")):
+            pass
+
+
+_LOCK_HOLDER = """
+import asyncio, sys
+from vrmproto.store import PostgresConfig, PostgresStore
+
+async def main() -> None:
+    store = await PostgresStore.open(PostgresConfig(sys.argv[1], schema=sys.argv[2]))
+    async with store.lock(b"t"):
+        print("held", flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_lock_is_released_when_its_holder_process_dies(
+    postgres_config: PostgresConfig,
+) -> None:
+    async with await PostgresStore.open(postgres_config) as store:
+        child = await _start(_LOCK_HOLDER, postgres_config.dsn, postgres_config.schema)
+        try:
+            waited = asyncio.Event()
+
+            async def take() -> None:
+                async with store.lock(b"t", on_wait=waited.set):
+                    pass
+
+            task = asyncio.create_task(take())
+            await waited.wait()
+        finally:
+            child.kill()
+            await child.wait()
+        await asyncio.wait_for(task, 30)  # the server ended the dead holder's session
