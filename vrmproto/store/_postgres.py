@@ -162,6 +162,13 @@ def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
         future.set_exception(exc)
 
 
+async def _keep_session(conn: Connection) -> None:
+    """What the read pool does to a connection given back, beyond asyncpg rolling back an open
+    transaction: nothing. asyncpg's default runs a reset query (``RESET ALL``, ``UNLISTEN *``,
+    ``pg_advisory_unlock_all()``…) — one more round trip per read — for session state that the
+    store's pooled statements never create (locks live on their own connection)."""
+
+
 class PostgresStore(AsyncClosing):
     """A :class:`~vrmproto.store.Store` on PostgreSQL (see the module docstring).
 
@@ -233,6 +240,7 @@ class PostgresStore(AsyncClosing):
                 max_size=self.config.pool_size,
                 timeout=self.config.connect_timeout_s,
                 server_settings=self._settings(),
+                reset=_keep_session,
             )
         except Exception as exc:
             raise _translate(exc) from exc
