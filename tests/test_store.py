@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import signal
@@ -20,84 +19,27 @@ import pytest
 
 from vrmproto.store import (
     Commit,
-    DedupeRecord,
-    HistoryEntry,
     MemoryStore,
-    NewOutboxItem,
-    RelationshipRecord,
     SQLiteStore,
     Store,
     StoreConflict,
     StoreError,
 )
 from vrmproto.store._sqlite import _SCHEMA_V1, SCHEMA_VERSION, _apply_group, _connect_writer
+from vrmproto.testing.store_contract import (
+    BOB,
+    CAROL,
+    T1,
+    T2,
+    StoreContract,
+    again,
+    dedupe,
+    entry,
+    outbox,
+    rel,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-T1 = b"\x01" * 16
-T2 = b"\x02" * 16
-ALICE = b"A" * 32
-BOB = b"B" * 32
-CAROL = b"C" * 32
-
-
-def rel(thread: bytes = T1, *, state: str = "offered", peer: bytes = BOB) -> RelationshipRecord:
-    return RelationshipRecord(
-        thread=thread,
-        role="customer",
-        local_key=ALICE,
-        peer_key=peer,
-        state=state,
-        data=b"\x81\xa1s\x01" + state.encode(),
-        label="Avis",
-        peer_url="https://avis.example/vrm",
-        updated_ms=1_000,
-    )
-
-
-def digest(*parts: object) -> bytes:
-    return hashlib.sha256(repr(parts).encode()).digest()
-
-
-def entry(thread: bytes, index: int, tag: str = "") -> HistoryEntry:
-    return HistoryEntry(
-        thread=thread,
-        index=index,
-        msg_hash=digest("msg", thread, index, tag),
-        entry_hash=digest("entry", thread, index, tag),
-        envelope=b"envelope-%d" % index,
-        direction="in" if index % 2 else "out",
-        recorded_ms=2_000 + index,
-    )
-
-
-def dedupe(sender: bytes, n: int, expires_ms: int = 10_000) -> DedupeRecord:
-    return DedupeRecord(
-        sender=sender,
-        msg_id=n.to_bytes(16, "big"),
-        msg_hash=digest("dedupe", sender, n),
-        response=b"receipt-%d" % n,
-        expires_ms=expires_ms,
-    )
-
-
-def outbox(destination: str, due_ms: int) -> NewOutboxItem:
-    return NewOutboxItem(
-        destination=destination,
-        thread=T1,
-        msg_hash=digest("out", destination, due_ms),
-        envelope=b"env-" + destination.encode(),
-        next_attempt_ms=due_ms,
-        created_ms=5,
-    )
-
-
-@pytest.fixture(params=["sqlite", "memory"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    s: Store = (
-        await SQLiteStore.open(tmp_path / "vrm.db") if request.param == "sqlite" else MemoryStore()
-    )
-    yield s
-    await s.close()
 
 
 @pytest.fixture
@@ -106,329 +48,51 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
         yield s
 
 
-async def gather_in_one_batch(store: Store, *commits: Commit) -> list[BaseException | None]:
-    """Fire ``commits`` concurrently. For SQLite, first park the writer thread on a gate so that
-    every Commit is queued before it moves on: they then share one transaction, deterministically.
-    """
-    loop = asyncio.get_running_loop()
-    tasks: list[asyncio.Future[Any]] = []
-    if isinstance(store, SQLiteStore):
-        gate = threading.Event()
-        tasks.append(asyncio.ensure_future(store._write(lambda _conn: gate.wait(10))))
-    tasks += [asyncio.ensure_future(store.commit(c)) for c in commits]
-    if isinstance(store, SQLiteStore):
-        loop.call_soon(gate.set)  # runs after every task above has queued its Commit
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    outcomes = results[1:] if isinstance(store, SQLiteStore) else results
-    return [r if isinstance(r, BaseException) else None for r in outcomes]
+class TestMemoryStore(StoreContract):
+    @pytest.fixture
+    async def store(self) -> AsyncIterator[Store]:
+        s = MemoryStore()
+        yield s
+        await s.close()
 
 
-# -- round trips -------------------------------------------------------------------------------
+class TestSQLiteStore(StoreContract):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[Store]:
+        s = await SQLiteStore.open(tmp_path / "vrm.db")
+        yield s
+        await s.close()
 
+    async def gather_in_one_batch(
+        self, store: Store, *commits: Commit
+    ) -> list[BaseException | None]:
+        """Park the writer thread on a gate first, so that every Commit is queued before it moves
+        on: they then share one transaction, deterministically."""
+        assert isinstance(store, SQLiteStore)
+        return await gather_in_one_batch(store, *commits)
 
-async def test_relationship_upsert_and_find(store: Store) -> None:
-    await store.commit(Commit(relationships=(rel(T1), rel(T2, peer=CAROL))))
-    assert await store.get_relationship(T1) == rel(T1)
-    await store.commit(Commit(relationships=(rel(T1, state="agreed"),)))
-    assert await store.get_relationship(T1) == rel(T1, state="agreed")
-    assert await store.get_relationship(b"\x09" * 16) is None
-    assert await store.relationships() == [rel(T1, state="agreed"), rel(T2, peer=CAROL)]
-    assert await store.find_relationship(peer_key=CAROL) == [rel(T2, peer=CAROL)]
-    assert await store.find_relationship(local_key=ALICE, peer_key=BOB) == [rel(T1, state="agreed")]
-    assert len(await store.find_relationship(local_key=ALICE)) == 2
-    assert await store.find_relationship(local_key=BOB) == []
-
-
-async def test_history_round_trip(store: Store) -> None:
-    entries = [entry(T1, i) for i in range(5)]
-    await store.commit(Commit(relationships=(rel(T1),), history=tuple(entries[:2])))
-    for e in entries[2:]:
-        await store.commit(Commit(history=(e,)))
-    assert await store.history(T1) == entries
-    assert await store.history(T1, start=2) == entries[2:]
-    assert await store.history(T1, start=1, limit=2) == entries[1:3]
-    assert await store.history(T1, limit=0) == []
-    assert await store.history_head(T1) == entries[-1]
-    assert await store.history_entry(T1, entries[3].msg_hash) == entries[3]
-    assert await store.history_entry(T2, entries[3].msg_hash) is None
-    assert await store.history(T2) == []
-    assert await store.history_head(T2) is None
-
-
-async def test_dedupe_round_trip_and_purge(store: Store) -> None:
-    records = [dedupe(ALICE, 1, 100), dedupe(ALICE, 2, 200), dedupe(BOB, 1, 300)]
-    await store.commit(Commit(dedupe=tuple(records)))
-    assert await store.get_dedupe(ALICE, (1).to_bytes(16, "big")) == records[0]
-    assert await store.get_dedupe(BOB, (1).to_bytes(16, "big")) == records[2]
-    assert await store.get_dedupe(BOB, (2).to_bytes(16, "big")) is None
-    assert await store.purge_dedupe(200) == 1  # expires_ms < now: only the first
-    assert await store.get_dedupe(ALICE, (1).to_bytes(16, "big")) is None
-    assert await store.get_dedupe(ALICE, (2).to_bytes(16, "big")) == records[1]
-    assert await store.purge_dedupe(10_000) == 2
-    assert await store.purge_dedupe(10_000) == 0
-
-
-async def test_outbox_due_retry_done(store: Store) -> None:
-    await store.commit(
-        Commit(
-            outbox_add=(outbox("https://c", 30), outbox("https://a", 10), outbox("https://b", 10))
-        )
-    )
-    everything = await store.outbox_all()
-    assert [o.destination for o in everything] == ["https://c", "https://a", "https://b"]
-    assert [o.item_id for o in everything] == sorted({o.item_id for o in everything})
-    c, a, b = everything
-    assert (a.attempts, a.last_error, a.created_ms, a.envelope) == (0, "", 5, b"env-https://a")
-
-    assert await store.outbox_due(9) == []
-    assert await store.outbox_due(10) == [a, b]  # due time, then id
-    assert await store.outbox_due(100) == [a, b, c]
-    assert await store.outbox_due(100, limit=1) == [a]
-
-    await store.outbox_retry(a.item_id, 1, 50, "connection refused")
-    await store.outbox_retry(999_999, 1, 50, "no such item: ignored")
-    due = await store.outbox_due(100)
-    assert [o.destination for o in due] == ["https://b", "https://c", "https://a"]
-    assert (due[2].attempts, due[2].next_attempt_ms, due[2].last_error) == (
-        1,
-        50,
-        "connection refused",
-    )
-
-    await store.commit(Commit(outbox_done=(b.item_id, 999_999)))
-    await store.commit(Commit(outbox_add=(outbox("https://d", 0),)))
-    remaining = await store.outbox_all()
-    assert [o.destination for o in remaining] == ["https://c", "https://a", "https://d"]
-    assert remaining[-1].item_id > b.item_id  # ids are never reused
-
-
-async def test_meta(store: Store) -> None:
-    assert await store.get_meta("head") is None
-    await store.commit(Commit(meta=(("head", b"1"), ("node", b"n"))))
-    await store.commit(Commit(meta=(("head", b"2"),)))
-    assert await store.get_meta("head") == b"2"
-    assert await store.get_meta("node") == b"n"
-
-
-async def test_erase_replaces_envelope(store: Store) -> None:
-    e0, e1 = entry(T1, 0), entry(T1, 1)
-    await store.commit(Commit(relationships=(rel(),), history=(e0, e1)))
-    await store.commit(Commit(erase=((T1, e1.msg_hash, b"erased"), (T2, e0.msg_hash, b"none"))))
-    got = await store.history_entry(T1, e1.msg_hash)
-    assert got is not None
-    assert got.envelope == b"erased"
-    assert (got.entry_hash, got.index) == (e1.entry_hash, 1)  # the chain is untouched
-    assert await store.history(T1) == [e0, got]
-
-
-async def test_truncate_drops_a_refused_tail_and_the_index_is_free_again(store: Store) -> None:
-    """§8.1-5: a refused message leaves the history; its slot and hash can be used again."""
-    e0, e1, e2 = entry(T1, 0), entry(T1, 1), entry(T1, 2)
-    await store.commit(Commit(relationships=(rel(),), history=(e0, e1, e2)))
-    await store.commit(Commit(truncate=((T1, 1),)))
-    assert await store.history(T1) == [e0]
-    head = await store.history_head(T1)
-    assert head is not None
-    assert head.index == 0
-    # the same Commit may drop a tail and append anew, reusing a dropped hash
-    await store.commit(Commit(history=(e1,)))
-    await store.commit(Commit(truncate=((T1, 1),), history=(e1,)))
-    assert await store.history(T1) == [e0, e1]
-
-
-async def test_drop_deletes_a_thread_its_history_and_unset_meta_keys(store: Store) -> None:
-    """§11.8-3: a relationship that never reached an agreement expires whole; other threads,
-    meta keys and replay records stay."""
-    await store.commit(Commit(
-        relationships=(rel(T1), rel(T2)),
-        history=(entry(T1, 0), entry(T1, 1), entry(T2, 0)),
-        dedupe=(dedupe(BOB, 1),),
-        meta=(("held:t1", b"x"), ("keep", b"y")),
-    ))  # fmt: skip
-    await store.commit(Commit(drop=(T1, b"\x09" * 16), unset=("held:t1", "missing")))
-    assert await store.get_relationship(T1) is None
-    assert await store.history(T1) == []
-    assert await store.history_head(T1) is None
-    assert await store.history_entry(T1, entry(T1, 0).msg_hash) is None
-    assert [r.thread for r in await store.relationships()] == [T2]
-    assert len(await store.history(T2)) == 1
-    assert await store.get_meta("held:t1") is None
-    assert await store.get_meta("keep") == b"y"
-    assert await store.get_dedupe(BOB, dedupe(BOB, 1).msg_id) is not None
-    # the thread id can open a relationship again, from index 0
-    await store.commit(Commit(relationships=(rel(T1),), history=(entry(T1, 0, "again"),)))
-    assert len(await store.history(T1)) == 1
-
-
-async def test_usage_grows_with_what_is_stored(store: Store) -> None:
-    """§11.8-4: a storage budget reads how much the store holds and the room left."""
-    before = await store.usage()
-    big = HistoryEntry(T1, 0, digest("big"), digest("big", 0), bytes(200_000), "in", 1)
-    await store.commit(Commit(relationships=(rel(T1),), history=(big,)))
-    after = await store.usage()
-    assert after.stored_bytes >= before.stored_bytes + 100_000
-    assert after.free_bytes is None or after.free_bytes > 0
-
-
-def test_records_reject_bad_enumerations() -> None:
-    with pytest.raises(ValueError, match="role"):
-        RelationshipRecord(T1, "buyer", ALICE, BOB, "s", b"", "", "", 0)
-    with pytest.raises(ValueError, match="direction"):
-        HistoryEntry(T1, 0, b"h", b"e", b"", "sideways", 0)
-    with pytest.raises(ValueError, match="index"):
-        HistoryEntry(T1, -1, b"h", b"e", b"", "in", 0)
-
-
-# -- all or nothing ----------------------------------------------------------------------------
-
-
-async def test_conflicting_history_index_rolls_back_alone(store: Store) -> None:
-    await store.commit(Commit(relationships=(rel(),), history=(entry(T1, 0),)))
-    good = [
-        Commit(relationships=(rel(bytes([n]) * 16),), meta=((f"good{n}", b"x"),))
-        for n in range(10, 40)
-    ]
-    bad = Commit(
-        relationships=(rel(T1, state="clobbered"),),
-        meta=(("bad", b"x"),),
-        dedupe=(dedupe(BOB, 7),),
-        history=(entry(T1, 0, tag="other"),),  # index 0 is taken
-    )
-    outcomes = await gather_in_one_batch(store, *good[:15], bad, *good[15:])
-    assert isinstance(outcomes[15], StoreConflict)
-    assert outcomes[:15] + outcomes[16:] == [None] * 30
-    assert await store.get_meta("bad") is None
-    assert await store.get_relationship(T1) == rel(T1)
-    assert await store.get_dedupe(BOB, (7).to_bytes(16, "big")) is None
-    assert await store.history(T1) == [entry(T1, 0)]
-    for n in range(10, 40):
-        assert await store.get_meta(f"good{n}") == b"x"
-    if isinstance(store, SQLiteStore):
+    async def test_a_conflict_is_rolled_back_alone_and_counted(self, store: Store) -> None:
+        assert isinstance(store, SQLiteStore)
+        await store.commit(Commit(relationships=(rel(),), history=(entry(T1, 0),)))
+        good = [Commit(meta=((f"good{n}", b"x"),)) for n in range(5)]
+        bad = Commit(relationships=(rel(),), history=(entry(T1, 0, tag="other"),))
+        outcomes = await gather_in_one_batch(store, *good, bad)
+        assert isinstance(outcomes[-1], StoreConflict)
         assert store.stats.conflicts == 1
 
 
-async def test_conflicting_dedupe_key_rolls_back_alone(store: Store) -> None:
-    await store.commit(Commit(relationships=(rel(),), dedupe=(dedupe(BOB, 1),)))
-    replay = Commit(
-        history=(entry(T1, 0),), outbox_add=(outbox("https://x", 0),), dedupe=(dedupe(BOB, 1),)
-    )
-    others = [Commit(dedupe=(dedupe(CAROL, n),)) for n in range(20)]
-    outcomes = await gather_in_one_batch(store, *others, replay)
-    assert isinstance(outcomes[-1], StoreConflict)
-    assert outcomes[:-1] == [None] * 20
-    assert await store.history(T1) == []
-    assert await store.outbox_all() == []
-    assert await store.get_dedupe(BOB, (1).to_bytes(16, "big")) == dedupe(BOB, 1)
-    assert await store.get_dedupe(CAROL, (19).to_bytes(16, "big")) == dedupe(CAROL, 19)
-
-
-async def test_conflicts_inside_one_commit(store: Store) -> None:
-    await store.commit(Commit(relationships=(rel(),)))
-    with pytest.raises(StoreConflict):
-        await store.commit(Commit(meta=(("k", b"v"),), dedupe=(dedupe(BOB, 1), dedupe(BOB, 1))))
-    same_slot = (entry(T1, 0), entry(T1, 1), entry(T1, 1, tag="other"))
-    with pytest.raises(StoreConflict):
-        await store.commit(Commit(meta=(("k", b"v"),), history=same_slot))
-    assert await store.get_meta("k") is None
-    assert await store.history(T1) == []
-
-
-def again(e: HistoryEntry, index: int, thread: bytes | None = None) -> HistoryEntry:
-    """The message of ``e`` logged once more, at ``index`` of ``thread`` (by default its own),
-    with a link and envelope of its own."""
-    thread = e.thread if thread is None else thread
-    return HistoryEntry(thread, index, e.msg_hash, digest("again", thread, index),
-                        b"again-%d" % index, "in", 3_000 + index)  # fmt: skip
-
-
-async def test_a_repeated_message_hash_is_not_a_store_conflict(store: Store) -> None:
-    """The engine keeps a message to one place in a history (§4.5-6, §8.2-2); the store keeps
-    only the history slot and the dedupe key, and looks a hash up at its lowest index."""
-    e0, e1 = entry(T1, 0), entry(T1, 1)
-    # twice in one Commit, then once more in a later one
-    await store.commit(Commit(relationships=(rel(),), history=(e0, e1, again(e0, 2))))
-    await store.commit(Commit(history=(again(e0, 3),)))
-    assert [h.index for h in await store.history(T1)] == [0, 1, 2, 3]
-    assert await store.history_entry(T1, e0.msg_hash) == e0
-    assert await store.history_entry(T1, e1.msg_hash) == e1
-    # the same hash in another thread is another message's business
-    await store.commit(Commit(relationships=(rel(T2),), history=(again(e0, 0, T2),)))
-    assert await store.history_entry(T2, e0.msg_hash) == again(e0, 0, T2)
-    assert await store.history_entry(T1, e0.msg_hash) == e0
-    # dropping the first occurrence leaves none; a kept one stays the first
-    await store.commit(Commit(truncate=((T1, 3),)))
-    assert await store.history_entry(T1, e0.msg_hash) == e0
-    await store.commit(Commit(truncate=((T1, 0),)))
-    assert await store.history_entry(T1, e0.msg_hash) is None
-    await store.commit(Commit(history=(entry(T1, 0, tag="new"), again(e0, 1))))
-    assert await store.history_entry(T1, e0.msg_hash) == again(e0, 1)
-
-
-async def test_erase_replaces_every_entry_of_the_thread_holding_the_message(store: Store) -> None:
-    e0, e1 = entry(T1, 0), entry(T1, 1)
-    await store.commit(Commit(relationships=(rel(), rel(T2)), history=(e0, e1, again(e1, 2))))
-    await store.commit(Commit(history=(again(e1, 0, T2), entry(T2, 1))))
-    await store.commit(Commit(erase=((T1, e1.msg_hash, b"erased"),)))
-    t1 = await store.history(T1)
-    assert [h.envelope for h in t1] == [e0.envelope, b"erased", b"erased"]
-    assert [h.entry_hash for h in t1] == [e0.entry_hash, e1.entry_hash, again(e1, 2).entry_hash]
-    assert await store.history(T2) == [again(e1, 0, T2), entry(T2, 1)]  # other threads untouched
-
-
-async def test_repeated_hashes_in_one_group_transaction(store: Store) -> None:
-    """Commits written together (SQLite's multi-row group) may repeat a hash across threads and
-    within one; a taken slot still fails alone."""
-    e0 = entry(T1, 0)
-    threads = [bytes([n]) * 16 for n in range(10, 20)]
-    commits = [
-        Commit(relationships=(rel(t),), history=(again(e0, 0, t), again(e0, 1, t))) for t in threads
+async def gather_in_one_batch(store: SQLiteStore, *commits: Commit) -> list[BaseException | None]:
+    """Fire ``commits`` concurrently, the writer thread first parked on a gate so that every
+    Commit is queued before it moves on: they then share one transaction, deterministically."""
+    loop = asyncio.get_running_loop()
+    gate = threading.Event()
+    tasks: list[asyncio.Future[Any]] = [
+        asyncio.ensure_future(store._write(lambda _conn: gate.wait(10)))
     ]
-    await store.commit(Commit(relationships=(rel(),), history=(e0,)))
-    taken = Commit(relationships=(rel(),), history=(entry(T1, 0, tag="other"),))
-    outcomes = await gather_in_one_batch(store, *commits[:5], taken, *commits[5:])
-    assert isinstance(outcomes[5], StoreConflict)
-    assert outcomes[:5] + outcomes[6:] == [None] * 10
-    for thread in threads:
-        assert [h.msg_hash for h in await store.history(thread)] == [e0.msg_hash] * 2
-        got = await store.history_entry(thread, e0.msg_hash)
-        assert got is not None
-        assert got.index == 0
-    assert await store.history(T1) == [e0]
-
-
-async def test_history_gap_and_orphan_are_errors_not_conflicts(store: Store) -> None:
-    await store.commit(Commit(relationships=(rel(),)))
-    with pytest.raises(StoreError, match="gap") as gap:
-        await store.commit(Commit(history=(entry(T1, 1),)))
-    assert not isinstance(gap.value, StoreConflict)
-    with pytest.raises(StoreError, match="no relationship") as orphan:
-        await store.commit(Commit(history=(entry(T2, 0),)))
-    assert not isinstance(orphan.value, StoreConflict)
-    # a relationship and its first entries in the same Commit is fine
-    await store.commit(Commit(relationships=(rel(T2),), history=(entry(T2, 0), entry(T2, 1))))
-    assert len(await store.history(T2)) == 2
-
-
-async def test_many_concurrent_commits_all_visible(store: Store) -> None:
-    await store.commit(Commit(relationships=(rel(),)))
-    await asyncio.gather(
-        *(
-            store.commit(Commit(dedupe=(dedupe(BOB, n),), meta=((f"m{n}", b"%d" % n),)))
-            for n in range(500)
-        )
-    )
-    for n in range(500):
-        assert await store.get_dedupe(BOB, n.to_bytes(16, "big")) == dedupe(BOB, n)
-        assert await store.get_meta(f"m{n}") == b"%d" % n
-
-
-async def test_closed_store_refuses(store: Store) -> None:
-    await store.close()
-    with pytest.raises(StoreError, match="closed"):
-        await store.commit(Commit(meta=(("k", b"v"),)))
-    with pytest.raises(StoreError, match="closed"):
-        await store.get_meta("k")
-    await store.close()  # idempotent
+    tasks += [asyncio.ensure_future(store.commit(c)) for c in commits]
+    loop.call_soon(gate.set)  # runs after every task above has queued its Commit
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    return [r if isinstance(r, BaseException) else None for r in results[1:]]
 
 
 # -- SQLite only -------------------------------------------------------------------------------
@@ -468,7 +132,7 @@ async def test_sqlite_settings(sqlite_store: SQLiteStore) -> None:
     assert pragmas["synchronous"] == 2  # FULL
     assert pragmas["foreign_keys"] == 1
     assert pragmas["busy_timeout"] > 0
-    assert pragmas["user_version"] == SCHEMA_VERSION == 2
+    assert pragmas["user_version"] == SCHEMA_VERSION == 3
 
 
 async def test_survives_close_and_reopen(tmp_path: Path) -> None:
@@ -584,7 +248,7 @@ async def test_migration_1_to_2_keeps_every_row(tmp_path: Path) -> None:
     rows = make_v1_database(path)
     assert history_indexes(path) == [(True, ["thread", "idx"]), (True, ["thread", "msg_hash"])]
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 2
+        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 3
         assert await s.relationships() == [rel(T1), rel(T2, peer=CAROL, state="agreed")]
         assert await s.history(T1) == [entry(T1, i) for i in range(3)]
         assert await s.history(T2) == [entry(T2, i) for i in range(2)]
@@ -724,27 +388,6 @@ def test_acknowledged_commits_survive_kill_9(tmp_path: Path) -> None:
 
 
 # -- locks shared by every user of the storage (§11.11-2) ---------------------------------------
-
-
-async def test_a_lock_excludes_other_holders_of_its_name_and_says_they_wait(store: Store) -> None:
-    waited = asyncio.Event()
-    order: list[str] = []
-
-    async def second() -> None:
-        async with store.lock(b"thread-1", on_wait=waited.set):
-            order.append("second")
-
-    async with store.lock(b"thread-1"):
-        task = asyncio.create_task(second())
-        await waited.wait()  # it is waiting for us
-        async with store.lock(b"thread-2", on_wait=lambda: order.append("never")):
-            order.append("other name")
-        order.append("first")
-    await task
-    assert order == ["other name", "first", "second"]
-    async with store.lock(b"thread-1", on_wait=lambda: order.append("never")):
-        pass  # free again, at once
-    assert "never" not in order
 
 
 async def test_sqlite_locks_are_shared_by_store_objects_on_one_file(tmp_path: Path) -> None:

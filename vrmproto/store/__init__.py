@@ -10,6 +10,12 @@ after commit. Uniqueness rules make retries and replays safe (:class:`StoreConfl
 - :class:`PostgresStore` — PostgreSQL through asyncpg, for many server processes
   (``pip install 'vrmproto[postgres]'``).
 
+Beside relationships, histories, replay records and the outbox, every persistent thing a node
+keeps is a typed record with its own Commit parts and queries (schema v3): :class:`ThreadRecord`,
+:class:`DraftRecord`, :class:`SavePoint`, :class:`HeldRecord`, :class:`IntentRecord`,
+:class:`IntentOffer`, :class:`ShareNote`. ``meta`` keeps only store-level settings.
+A new backend proves itself with :mod:`vrmproto.testing.store_contract`.
+
 Exceptions::
 
     VrmError
@@ -20,14 +26,22 @@ Exceptions::
 from vrmproto.store._base import (
     Commit,
     DedupeRecord,
+    DraftRecord,
+    HeldRecord,
     HistoryEntry,
+    IntentOffer,
+    IntentRecord,
     NewOutboxItem,
     OutboxItem,
     RelationshipRecord,
+    SavePoint,
+    ShareNote,
     Store,
     StoreConflict,
     StoreError,
     StoreUsage,
+    ThreadKind,
+    ThreadRecord,
 )
 from vrmproto.store._memory import MemoryStore
 from vrmproto.store._postgres import PostgresConfig, PostgresStore
@@ -36,7 +50,11 @@ from vrmproto.store._sqlite import SQLiteStore, StoreStats
 __all__ = [
     "Commit",
     "DedupeRecord",
+    "DraftRecord",
+    "HeldRecord",
     "HistoryEntry",
+    "IntentOffer",
+    "IntentRecord",
     "MemoryStore",
     "NewOutboxItem",
     "OutboxItem",
@@ -44,9 +62,13 @@ __all__ = [
     "PostgresStore",
     "RelationshipRecord",
     "SQLiteStore",
+    "SavePoint",
+    "ShareNote",
     "Store",
     "StoreConflict",
     "StoreError",
     "StoreStats",
     "StoreUsage",
+    "ThreadKind",
+    "ThreadRecord",
 ]

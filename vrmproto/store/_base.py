@@ -22,6 +22,11 @@ takes the dropped messages out of the history too. So the same message cannot st
 in one thread's history. Two concurrent attempts to apply the same message both pass those
 checks, from the same stored state, and then collide on its history slot and its dedupe key.
 Lookups by hash (:meth:`Store.history_entry`) return the entry with the lowest index.
+
+Beside those, every persistent thing a node keeps is a typed record with its own Commit parts
+and queries (:mod:`vrmproto.store._rows`); ``meta`` holds only store-level settings (the
+master-seed check). :mod:`vrmproto._records` maps the engine's relationship and history to the
+records and back, and captures and restores save points (§8.1-5), for both nodes.
 """
 
 from __future__ import annotations
@@ -32,18 +37,36 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from vrmproto._errors import VrmError
+from vrmproto.store._rows import (
+    DraftRecord,
+    HeldRecord,
+    IntentOffer,
+    IntentRecord,
+    SavePoint,
+    ShareNote,
+    ThreadKind,
+    ThreadRecord,
+)
 
 __all__ = [
     "Commit",
     "DedupeRecord",
+    "DraftRecord",
+    "HeldRecord",
     "HistoryEntry",
+    "IntentOffer",
+    "IntentRecord",
     "NewOutboxItem",
     "OutboxItem",
     "RelationshipRecord",
+    "SavePoint",
+    "ShareNote",
     "Store",
     "StoreConflict",
     "StoreError",
     "StoreUsage",
+    "ThreadKind",
+    "ThreadRecord",
 ]
 
 ROLES = frozenset({"customer", "vendor"})
@@ -58,8 +81,9 @@ class StoreError(VrmError):
 
 
 class StoreConflict(StoreError):  # noqa: N818 -- a conflict is an outcome callers expect
-    """A uniqueness rule was hit: a history slot ``(thread, index)`` or a de-duplication key
-    ``(sender, msg_id)`` already exists. Nothing of that Commit was written.
+    """A uniqueness rule was hit: a history slot ``(thread, index)``, a de-duplication key
+    ``(sender, msg_id)`` or a draft slot ``(thread, seq)`` already exists. Nothing of that
+    Commit was written.
 
     A repeated ``(thread, msg_hash)`` is not a conflict: the relationship engine refuses a
     message already in the history (its ``prev`` no longer links, §4.2-8, §4.5-6; §8.2-2) before
@@ -160,16 +184,35 @@ class Commit:
     """Everything one protocol step changes, written in ONE transaction (all or nothing).
 
     Parts are applied in this order, so later parts may rely on earlier ones:
-    relationships (upsert by thread), meta (upsert by key), truncate (drop a thread's entries
-    from an index on: a message the peer refused never joined the relationship, spec §8.1-5),
-    history (append; each entry's thread
-    must have a relationship record and its index must be exactly the next one), erase (replace
-    the stored envelope of every entry of the thread holding that message — one, §8.2-2; a
-    missing entry is ignored), dedupe (insert), outbox_done (delete; a
-    missing id is ignored), outbox_add, drop (delete a thread's relationship record and every
-    history entry of it; a missing thread is ignored), unset (delete meta keys; a missing key
-    is ignored). ``drop`` is how a relationship that never reached an agreement expires
-    (spec §11.8-3); its replay records are left to expire with their window (§10-5).
+
+    1. ``relationships`` — upsert by thread.
+    2. ``threads`` — upsert :class:`ThreadRecord` by thread.
+    3. ``meta`` — upsert by key (store-level settings only).
+    4. ``truncate`` — drop a thread's entries from an index on: a message the peer refused
+       never joined the relationship (spec §8.1-5).
+    5. ``history`` — append; each entry's thread must have a relationship record and its index
+       must be exactly the next one.
+    6. ``erase`` — replace the stored envelope of every entry of the thread holding that
+       message (one, §8.2-2); a missing entry is ignored.
+    7. ``dedupe`` — insert.
+    8. ``outbox_done`` — delete; a missing id is ignored. 9. ``outbox_add``.
+    10. ``drafts_done`` — delete ``(thread, seq)``; a missing draft is ignored.
+    11. ``drafts_add`` — insert :class:`DraftRecord`; a taken ``(thread, seq)`` is a
+        :class:`StoreConflict`.
+    12. ``save_points_clear`` — delete every save point of a thread.
+    13. ``save_points_done`` — delete ``(thread, msg_hash)``; a missing one is ignored.
+    14. ``save_points`` — upsert :class:`SavePoint` by ``(thread, msg_hash)``.
+    15. ``held_drop`` — delete the :class:`HeldRecord` rows of ``(thread, share)``.
+    16. ``held`` — upsert :class:`HeldRecord` by ``(thread, field)``.
+    17. ``intents`` — upsert :class:`IntentRecord` by intent id. 18. ``offers`` — upsert
+        :class:`IntentOffer` by hash. 19. ``share_notes`` — upsert :class:`ShareNote` by share.
+    20. ``intents_drop`` — delete an intent and its offers; a missing one is ignored.
+    21. ``drop`` — delete a thread: its relationship record, history, thread record, drafts,
+        save points and held data; a missing thread is ignored. Its outbox items and share
+        notes stay (a customer deletes them explicitly), its replay records are left to expire
+        with their window (§10-5). ``drop`` is how a relationship that never reached an
+        agreement expires (spec §11.8-3).
+    22. ``unset`` — delete meta keys; a missing key is ignored.
     """
 
     relationships: tuple[RelationshipRecord, ...] = ()
@@ -180,8 +223,20 @@ class Commit:
     erase: tuple[tuple[bytes, bytes, bytes], ...] = ()  # (thread, msg_hash, replacement envelope)
     meta: tuple[tuple[str, bytes], ...] = ()
     truncate: tuple[tuple[bytes, int], ...] = ()  # (thread, first index dropped)
-    drop: tuple[bytes, ...] = ()  # threads deleted with their history
+    drop: tuple[bytes, ...] = ()  # threads deleted with their history and every row of theirs
     unset: tuple[str, ...] = ()  # meta keys deleted
+    threads: tuple[ThreadRecord, ...] = ()
+    drafts_add: tuple[DraftRecord, ...] = ()
+    drafts_done: tuple[tuple[bytes, int], ...] = ()  # (thread, seq)
+    save_points: tuple[SavePoint, ...] = ()
+    save_points_done: tuple[tuple[bytes, bytes], ...] = ()  # (thread, msg_hash)
+    save_points_clear: tuple[bytes, ...] = ()  # threads
+    held: tuple[HeldRecord, ...] = ()
+    held_drop: tuple[tuple[bytes, bytes], ...] = ()  # (thread, share)
+    intents: tuple[IntentRecord, ...] = ()
+    offers: tuple[IntentOffer, ...] = ()
+    share_notes: tuple[ShareNote, ...] = ()
+    intents_drop: tuple[bytes, ...] = ()  # intent ids
 
 
 class Store(Protocol):
@@ -235,7 +290,56 @@ class Store(Protocol):
         """Record a failed attempt (durably); a missing item is ignored."""
         ...
 
-    async def get_meta(self, key: str) -> bytes | None: ...
+    async def outbox_for(self, thread: bytes) -> list[OutboxItem]:
+        """The thread's outbox items, oldest (lowest ``item_id``) first."""
+        ...
+
+    async def get_meta(self, key: str) -> bytes | None:
+        """A store-level setting (the schema's own, the master-seed check)."""
+        ...
+
+    # -- typed records (schema v3) --
+
+    async def get_thread(self, thread: bytes) -> ThreadRecord | None: ...
+
+    async def threads(self, *, vendor_key: bytes | None = None) -> list[ThreadRecord]:
+        """Thread records (those first contacted under ``vendor_key`` if given), by thread."""
+        ...
+
+    async def drafts(self, thread: bytes | None = None) -> list[DraftRecord]:
+        """The drafts of ``thread`` (of every thread if None), by (thread, seq)."""
+        ...
+
+    async def save_point(self, thread: bytes, msg_hash: bytes) -> SavePoint | None: ...
+
+    async def save_points(self, thread: bytes) -> list[SavePoint]:
+        """The thread's save points, by msg_hash."""
+        ...
+
+    async def held(self, thread: bytes) -> list[HeldRecord]:
+        """The data held in ``thread``, by field."""
+        ...
+
+    async def held_expired(self, now_ms: int) -> list[tuple[bytes, bytes]]:
+        """``(thread, share)`` of every share whose held rows expire at or before ``now_ms``,
+        sorted (§5.3.1-4, §12.10-4)."""
+        ...
+
+    async def get_intent(self, intent_id: bytes) -> IntentRecord | None: ...
+
+    async def intents(self) -> list[IntentRecord]:
+        """Every intentcast, by (sent_ms, intent_id)."""
+        ...
+
+    async def offers(self, intent_id: bytes | None = None) -> list[IntentOffer]:
+        """Offers (to ``intent_id`` if given), by (intent_id, received_ms, hash)."""
+        ...
+
+    async def get_offer(self, offer_hash: bytes) -> IntentOffer | None: ...
+
+    async def share_notes(self, thread: bytes | None = None) -> list[ShareNote]:
+        """Share notes (of ``thread`` if given), by (shared_ms, share)."""
+        ...
 
     async def purge_dedupe(self, now_ms: int) -> int:
         """Delete de-duplication records with ``expires_ms < now_ms``; return how many."""

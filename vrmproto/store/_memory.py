@@ -17,12 +17,19 @@ from vrmproto._closing import AsyncClosing
 from vrmproto.store._base import (
     Commit,
     DedupeRecord,
+    DraftRecord,
+    HeldRecord,
     HistoryEntry,
+    IntentOffer,
+    IntentRecord,
     OutboxItem,
     RelationshipRecord,
+    SavePoint,
+    ShareNote,
     StoreConflict,
     StoreError,
     StoreUsage,
+    ThreadRecord,
 )
 from vrmproto.store._locks import LocalLocks
 
@@ -42,6 +49,13 @@ class MemoryStore(AsyncClosing):
         self._outbox: dict[int, OutboxItem] = {}
         self._next_item_id = 1
         self._meta: dict[str, bytes] = {}
+        self._threads: dict[bytes, ThreadRecord] = {}
+        self._drafts: dict[tuple[bytes, int], DraftRecord] = {}
+        self._save_points: dict[tuple[bytes, bytes], SavePoint] = {}
+        self._held: dict[tuple[bytes, str], HeldRecord] = {}
+        self._intents: dict[bytes, IntentRecord] = {}
+        self._offers: dict[bytes, IntentOffer] = {}
+        self._share_notes: dict[bytes, ShareNote] = {}
         self._locks = LocalLocks()
 
     def _check_open(self) -> None:
@@ -83,6 +97,13 @@ class MemoryStore(AsyncClosing):
             if key in self._dedupe or key in new_keys:
                 raise StoreConflict("UNIQUE constraint failed: dedupe.sender, dedupe.msg_id")
             new_keys.add(key)
+        freed = set(c.drafts_done)
+        slots: set[tuple[bytes, int]] = set()
+        for draft in c.drafts_add:
+            slot = (draft.thread, draft.seq)
+            if (slot in self._drafts and slot not in freed) or slot in slots:
+                raise StoreConflict("UNIQUE constraint failed: drafts.thread, drafts.seq")
+            slots.add(slot)
 
     async def commit(self, c: Commit) -> None:
         """Apply ``c`` all or nothing: every check runs before the first change."""
@@ -91,6 +112,7 @@ class MemoryStore(AsyncClosing):
         self._check(c)
         for r in c.relationships:
             self._relationships[r.thread] = r
+        self._threads.update((t.thread, t) for t in c.threads)
         self._meta.update(c.meta)
         for thread, first in c.truncate:
             for h in self._history.get(thread, [])[first:]:
@@ -118,12 +140,51 @@ class MemoryStore(AsyncClosing):
                 item_id, o.destination, o.thread, o.msg_hash, o.envelope, 0,
                 o.next_attempt_ms, "", o.created_ms,
             )  # fmt: skip
+        self._apply_rows(c)
         for thread in c.drop:
-            self._relationships.pop(thread, None)
-            for h in self._history.pop(thread, []):
-                self._by_hash.pop((thread, h.msg_hash), None)
+            self._drop(thread)
         for key in c.unset:
             self._meta.pop(key, None)
+
+    def _apply_rows(self, c: Commit) -> None:
+        """The typed-record parts of ``c``, in :class:`~vrmproto.store.Commit`'s order."""
+        for slot in c.drafts_done:
+            self._drafts.pop(slot, None)
+        for draft in c.drafts_add:
+            self._drafts[draft.thread, draft.seq] = draft
+        for thread in c.save_points_clear:
+            for key in [k for k in self._save_points if k[0] == thread]:
+                del self._save_points[key]
+        for key in c.save_points_done:
+            self._save_points.pop(key, None)
+        for p in c.save_points:
+            self._save_points[p.thread, p.msg_hash] = p
+        for thread, share in c.held_drop:
+            gone = [k for k, h in self._held.items() if k[0] == thread and h.share == share]
+            for field in gone:
+                del self._held[field]
+        for h in c.held:
+            self._held[h.thread, h.field] = h
+        self._intents.update((i.intent_id, i) for i in c.intents)
+        self._offers.update((o.hash, o) for o in c.offers)
+        self._share_notes.update((n.share, n) for n in c.share_notes)
+        for intent_id in c.intents_drop:
+            self._intents.pop(intent_id, None)
+            for offer in [k for k, o in self._offers.items() if o.intent_id == intent_id]:
+                del self._offers[offer]
+
+    def _drop(self, thread: bytes) -> None:
+        """Delete ``thread`` and every row of it but outbox items and share notes."""
+        self._relationships.pop(thread, None)
+        for h in self._history.pop(thread, []):
+            self._by_hash.pop((thread, h.msg_hash), None)
+        self._threads.pop(thread, None)
+        for slot in [k for k in self._drafts if k[0] == thread]:
+            del self._drafts[slot]
+        for point in [k for k in self._save_points if k[0] == thread]:
+            del self._save_points[point]
+        for field in [k for k in self._held if k[0] == thread]:
+            del self._held[field]
 
     async def outbox_retry(
         self, item_id: int, attempts: int, next_attempt_ms: int, last_error: str
@@ -205,4 +266,67 @@ class MemoryStore(AsyncClosing):
         held += sum(len(d.response) for d in self._dedupe.values())
         held += sum(len(r.data) for r in self._relationships.values())
         held += sum(len(v) for v in self._meta.values())
+        held += sum(len(d.payload) for d in self._drafts.values())
+        held += sum(len(p.state) for p in self._save_points.values())
+        held += sum(len(h.value) for h in self._held.values())
+        held += 64 * (len(self._threads) + len(self._intents) + len(self._offers)
+                      + len(self._share_notes))  # fmt: skip
         return StoreUsage(held, None)
+
+    async def outbox_for(self, thread: bytes) -> list[OutboxItem]:
+        self._check_open()
+        return [o for _, o in sorted(self._outbox.items()) if o.thread == thread]
+
+    # -- typed records --
+
+    async def get_thread(self, thread: bytes) -> ThreadRecord | None:
+        self._check_open()
+        return self._threads.get(thread)
+
+    async def threads(self, *, vendor_key: bytes | None = None) -> list[ThreadRecord]:
+        self._check_open()
+        return [t for _, t in sorted(self._threads.items())
+                if vendor_key is None or t.vendor_key == vendor_key]  # fmt: skip
+
+    async def drafts(self, thread: bytes | None = None) -> list[DraftRecord]:
+        self._check_open()
+        return [d for k, d in sorted(self._drafts.items()) if thread is None or k[0] == thread]
+
+    async def save_point(self, thread: bytes, msg_hash: bytes) -> SavePoint | None:
+        self._check_open()
+        return self._save_points.get((thread, msg_hash))
+
+    async def save_points(self, thread: bytes) -> list[SavePoint]:
+        self._check_open()
+        return [p for k, p in sorted(self._save_points.items()) if k[0] == thread]
+
+    async def held(self, thread: bytes) -> list[HeldRecord]:
+        self._check_open()
+        return [h for k, h in sorted(self._held.items()) if k[0] == thread]
+
+    async def held_expired(self, now_ms: int) -> list[tuple[bytes, bytes]]:
+        self._check_open()
+        return sorted({(h.thread, h.share) for h in self._held.values()
+                       if h.expires_ms is not None and h.expires_ms <= now_ms})  # fmt: skip
+
+    async def get_intent(self, intent_id: bytes) -> IntentRecord | None:
+        self._check_open()
+        return self._intents.get(intent_id)
+
+    async def intents(self) -> list[IntentRecord]:
+        self._check_open()
+        return sorted(self._intents.values(), key=lambda i: (i.sent_ms, i.intent_id))
+
+    async def offers(self, intent_id: bytes | None = None) -> list[IntentOffer]:
+        self._check_open()
+        found = [o for o in self._offers.values() if intent_id is None or o.intent_id == intent_id]
+        return sorted(found, key=lambda o: (o.intent_id, o.received_ms, o.hash))
+
+    async def get_offer(self, offer_hash: bytes) -> IntentOffer | None:
+        self._check_open()
+        return self._offers.get(offer_hash)
+
+    async def share_notes(self, thread: bytes | None = None) -> list[ShareNote]:
+        self._check_open()
+        found = [n for n in self._share_notes.values() if thread is None or n.thread == thread]
+        return sorted(found, key=lambda n: (n.shared_ms, n.share))

@@ -26,6 +26,10 @@ version per transaction when it is opened, and a newer file is refused. Version 
 store need not keep that rule): its index, keyed by a random hash, cost a write to a random page
 per stored message. ``history_entry`` and erasure now find a hash through the thread prefix of
 the ``(thread, idx)`` index; both are rare (withdrawn or expired shares).
+Version 3 made every persistent thing a typed record with its own table
+(:mod:`vrmproto.store._sqlite_rows`): the v2 blobs in ``meta`` (``client.thread.``,
+``client.types.``, ``held:``, ``rollback:``) become rows in the step's transaction, and
+``meta`` keeps only store-level settings (:mod:`vrmproto.store._migrate_v3`).
 
 Files (spec §11.13-1). The database holds histories and, at a vendor, customers' shared data in
 clear, so :meth:`SQLiteStore.open` creates it with mode 0600 (SQLite gives its ``-wal`` and
@@ -74,17 +78,26 @@ from typing import Any, TypeVar
 
 from vrmproto._closing import AsyncClosing
 from vrmproto._files import private_dir, private_file
+from vrmproto.store import _sqlite_rows as typed
 from vrmproto.store._base import (
     Commit,
     DedupeRecord,
+    DraftRecord,
+    HeldRecord,
     HistoryEntry,
+    IntentOffer,
+    IntentRecord,
     OutboxItem,
     RelationshipRecord,
+    SavePoint,
+    ShareNote,
     StoreConflict,
     StoreError,
     StoreUsage,
+    ThreadRecord,
 )
 from vrmproto.store._locks import FileLocks
+from vrmproto.store._migrate_v3 import migrate_2_to_3
 
 __all__ = ["BATCH_CAP", "SCHEMA_VERSION", "SQLiteStore", "StoreStats"]
 
@@ -161,7 +174,11 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE history_v2 RENAME TO history")
 
 
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1, _migrate_1_to_2)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _migrate_0_to_1,
+    _migrate_1_to_2,
+    migrate_2_to_3,
+)
 """``_MIGRATIONS[n]`` takes the schema from version n to n + 1 (``PRAGMA user_version``)."""
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -316,6 +333,7 @@ def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
     """
     for r in c.relationships:
         conn.execute(_UPSERT_REL, _rel_row(r))
+    typed.apply_threads(conn, c)
     for key, value in c.meta:
         conn.execute(_UPSERT_META, (key, value))
     for thread, index in c.truncate:
@@ -351,17 +369,24 @@ def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
             "next_attempt_ms, last_error, created_ms) VALUES (?, ?, ?, ?, 0, ?, '', ?)",
             (o.destination, o.thread, o.msg_hash, o.envelope, o.next_attempt_ms, o.created_ms),
         )
+    typed.apply_rows(conn, c)
     for thread in c.drop:  # history first: its rows reference the relationship's
         conn.execute("DELETE FROM history WHERE thread = ?", (thread,))
         conn.execute("DELETE FROM relationships WHERE thread = ?", (thread,))
+        typed.drop_thread_rows(conn, thread)
     for key in c.unset:
         conn.execute("DELETE FROM meta WHERE key = ?", (key,))
 
 
 def _groupable(c: Commit | None) -> bool:
     """Whether ``c`` may join a group written statement by statement (:func:`_apply_group`):
-    only upserts and inserts, and history only for threads the Commit itself upserts."""
+    only upserts and inserts (and clearing save points), and history only for threads the
+    Commit itself upserts. The parts an inbox step writes are groupable; the customer's are
+    not (they are few, and deletions of theirs would not commute)."""
     if c is None or c.truncate or c.erase or c.outbox_add or c.outbox_done or c.drop or c.unset:
+        return False
+    if (c.threads or c.drafts_add or c.drafts_done or c.save_points_done or c.held_drop
+            or c.intents or c.offers or c.share_notes or c.intents_drop):  # fmt: skip
         return False
     if not c.history:
         return True
@@ -395,11 +420,34 @@ def _apply_group(conn: sqlite3.Connection, commits: list[Commit]) -> bool:
         # index 0 needs no read: if the thread has history, the insert hits UNIQUE (thread, idx)
         if first < 0 or (first and conn.execute(_HEAD, (thread,)).fetchone()[0] != first - 1):
             return False
+    if not _clears_commute(commits):
+        return False
     rels = [_rel_row(r) for c in commits for r in c.relationships]
     _insert_rows(conn, _REL_COLUMNS, rels, _REL_UPSERT)
     _insert_rows(conn, _META_COLUMNS, [m for c in commits for m in c.meta], _META_UPSERT)
     _insert_rows(conn, _HIST_COLUMNS, [_hist_row(h) for c in commits for h in c.history])
     _insert_rows(conn, _DEDUPE_COLUMNS, [_dedupe_row(d) for c in commits for d in c.dedupe])
+    conn.executemany("DELETE FROM save_points WHERE thread = ?",
+                     [(t,) for c in commits for t in c.save_points_clear])  # fmt: skip
+    points = [typed.save_point_row(p) for c in commits for p in c.save_points]
+    _insert_rows(conn, typed.SAVE_POINTS_UPSERT[0], points, typed.SAVE_POINTS_UPSERT[1])
+    held = [typed.held_row(h) for c in commits for h in c.held]
+    _insert_rows(conn, typed.HELD_UPSERT[0], held, typed.HELD_UPSERT[1])
+    return True
+
+
+def _clears_commute(commits: list[Commit]) -> bool:
+    """Whether clearing save points group-wise (every clear before every upsert) ends as
+    clearing them Commit by Commit: no thread cleared by one Commit has its save points
+    touched by another of the group."""
+    touched: dict[bytes, int] = {}
+    for i, c in enumerate(commits):
+        for thread in {*c.save_points_clear, *(p.thread for p in c.save_points)}:
+            if touched.setdefault(thread, i) != i and (
+                thread in c.save_points_clear
+                or thread in commits[touched[thread]].save_points_clear
+            ):
+                return False
     return True
 
 
@@ -760,8 +808,83 @@ class SQLiteStore(AsyncClosing):
         return [OutboxItem(*row) for row in rows]
 
     async def get_meta(self, key: str) -> bytes | None:
-        rows = await self._rows("SELECT value FROM meta WHERE key = ?", (key,))
-        return bytes(rows[0][0]) if rows else None
+        found = await self._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        return bytes(found[0][0]) if found else None
+
+    async def outbox_for(self, thread: bytes) -> list[OutboxItem]:
+        found = await self._rows(_SELECT_OUTBOX + "WHERE thread = ? ORDER BY item_id", (thread,))
+        return [OutboxItem(*row) for row in found]
+
+    # -- typed records (schema v3) --
+
+    async def get_thread(self, thread: bytes) -> ThreadRecord | None:
+        found = await self._rows(typed.SELECT_THREAD + "WHERE thread = ?", (thread,))
+        return typed.thread_record(found[0]) if found else None
+
+    async def threads(self, *, vendor_key: bytes | None = None) -> list[ThreadRecord]:
+        found = await self._rows(
+            typed.SELECT_THREAD + "WHERE (?1 IS NULL OR vendor_key = ?1) ORDER BY thread",
+            (vendor_key,),
+        )
+        return [typed.thread_record(row) for row in found]
+
+    async def drafts(self, thread: bytes | None = None) -> list[DraftRecord]:
+        found = await self._rows(
+            typed.SELECT_DRAFT + "WHERE (?1 IS NULL OR thread = ?1) ORDER BY thread, seq",
+            (thread,),
+        )
+        return [typed.draft_record(row) for row in found]
+
+    async def save_point(self, thread: bytes, msg_hash: bytes) -> SavePoint | None:
+        found = await self._rows(
+            typed.SELECT_SAVE_POINT + "WHERE thread = ? AND msg_hash = ?", (thread, msg_hash)
+        )
+        return typed.save_point_record(found[0]) if found else None
+
+    async def save_points(self, thread: bytes) -> list[SavePoint]:
+        found = await self._rows(
+            typed.SELECT_SAVE_POINT + "WHERE thread = ? ORDER BY msg_hash", (thread,)
+        )
+        return [typed.save_point_record(row) for row in found]
+
+    async def held(self, thread: bytes) -> list[HeldRecord]:
+        found = await self._rows(typed.SELECT_HELD + "WHERE thread = ? ORDER BY field", (thread,))
+        return [typed.held_record(row) for row in found]
+
+    async def held_expired(self, now_ms: int) -> list[tuple[bytes, bytes]]:
+        found = await self._rows(
+            "SELECT DISTINCT thread, share FROM held WHERE expires_ms IS NOT NULL "
+            "AND expires_ms <= ? ORDER BY thread, share",
+            (now_ms,),
+        )
+        return [(bytes(t), bytes(s)) for t, s in found]
+
+    async def get_intent(self, intent_id: bytes) -> IntentRecord | None:
+        found = await self._rows(typed.SELECT_INTENT + "WHERE intent_id = ?", (intent_id,))
+        return typed.intent_record(found[0]) if found else None
+
+    async def intents(self) -> list[IntentRecord]:
+        found = await self._rows(typed.SELECT_INTENT + "ORDER BY sent_ms, intent_id")
+        return [typed.intent_record(row) for row in found]
+
+    async def offers(self, intent_id: bytes | None = None) -> list[IntentOffer]:
+        found = await self._rows(
+            typed.SELECT_OFFER + "WHERE (?1 IS NULL OR intent_id = ?1) "
+            "ORDER BY intent_id, received_ms, hash",
+            (intent_id,),
+        )
+        return [typed.offer_record(row) for row in found]
+
+    async def get_offer(self, offer_hash: bytes) -> IntentOffer | None:
+        found = await self._rows(typed.SELECT_OFFER + "WHERE hash = ?", (offer_hash,))
+        return typed.offer_record(found[0]) if found else None
+
+    async def share_notes(self, thread: bytes | None = None) -> list[ShareNote]:
+        found = await self._rows(
+            typed.SELECT_NOTE + "WHERE (?1 IS NULL OR thread = ?1) ORDER BY shared_ms, share",
+            (thread,),
+        )
+        return [typed.note_record(row) for row in found]
 
     async def usage(self) -> StoreUsage:
         """The database file and its WAL, and the free space of their file system (read on a

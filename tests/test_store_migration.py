@@ -1,0 +1,217 @@
+"""Schema 2 → 3 on files written by vrmproto 25ceebf (``tests/data/v2``, made by
+``scripts/make_v2_fixtures.py``): every relationship, history entry, outbox item, draft, save
+point and held record is there afterwards, the v2 meta blobs are gone, and a migration that
+fails leaves the v2 file as it was."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vrmproto import _codec
+from vrmproto.store import (
+    HeldRecord,
+    HistoryEntry,
+    OutboxItem,
+    RelationshipRecord,
+    SavePoint,
+    SQLiteStore,
+    StoreError,
+    ThreadKind,
+    _migrate_v3,
+)
+
+V2 = Path(__file__).resolve().parent / "data" / "v2"
+
+
+def copy(name: str, tmp_path: Path) -> Path:
+    dst = tmp_path / name
+    shutil.copyfile(V2 / name, dst)
+    dst.chmod(0o600)
+    return dst
+
+
+def raw(path: Path) -> dict[str, Any]:
+    """What a v2 file holds, read with sqlite3 alone (not through the store)."""
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            "version": conn.execute("PRAGMA user_version").fetchone()[0],
+            "relationships": [RelationshipRecord(*r) for r in conn.execute(
+                "SELECT thread, role, local_key, peer_key, state, data, label, peer_url, "
+                "updated_ms FROM relationships ORDER BY thread")],
+            "history": [HistoryEntry(*r) for r in conn.execute(
+                "SELECT thread, idx, msg_hash, entry_hash, envelope, direction, recorded_ms "
+                "FROM history ORDER BY thread, idx")],
+            "outbox": [OutboxItem(*r) for r in conn.execute(
+                "SELECT item_id, destination, thread, msg_hash, envelope, attempts, "
+                "next_attempt_ms, last_error, created_ms FROM outbox ORDER BY item_id")],
+            "meta": dict(conn.execute("SELECT key, value FROM meta")),
+        }  # fmt: skip
+    finally:
+        conn.close()
+
+
+def dump(path: Path) -> list[str]:
+    """Schema and every row of a file, and its version: what "unchanged" compares."""
+    conn = sqlite3.connect(path)
+    try:
+        return [str(conn.execute("PRAGMA user_version").fetchone()[0]), *conn.iterdump()]
+    finally:
+        conn.close()
+
+
+def blobs(meta: dict[str, bytes], prefix: str) -> dict[bytes, bytes]:
+    return {bytes.fromhex(k.removeprefix(prefix)): v for k, v in meta.items()
+            if k.startswith(prefix)}  # fmt: skip
+
+
+async def check_common(store: SQLiteStore, before: dict[str, Any]) -> None:
+    assert (await store.pragmas())["user_version"] == 3
+    assert await store.relationships() == before["relationships"]
+    history = [h for r in before["relationships"] for h in await store.history(r.thread)]
+    assert history == before["history"]
+    assert await store.outbox_all() == before["outbox"]
+
+
+async def test_a_customer_v2_file_keeps_everything(tmp_path: Path) -> None:
+    path = copy("agent.db", tmp_path)
+    before = raw(path)
+    assert before["version"] == 2
+    metas = {t: json.loads(v) for t, v in blobs(before["meta"], "client.thread.").items()}
+    types = {t: json.loads(v) for t, v in blobs(before["meta"], "client.types.").items()}
+    # the fixture holds what the migration must carry: kinds, drafts, rollback points, outbox
+    assert {m["kind"] for m in metas.values()} == {"vendor", "intent"}
+    assert sum(len(m["drafts"]) for m in metas.values()) >= 1
+    assert sum(len(m["rollback"]) for m in metas.values()) >= 1
+    assert before["outbox"]
+    assert {r.state for r in before["relationships"]} >= {
+        "agreed",
+        "countered",
+    }
+    async with await SQLiteStore.open(path) as store:
+        await check_common(store, before)
+        threads = await store.threads()
+        assert [t.thread for t in threads] == sorted(metas)
+        for t in threads:
+            m = metas[t.thread]
+            assert t.kind is ThreadKind(m["kind"])
+            assert (t.vendor_key.hex(), t.name, t.inbox, t.history_url) == (
+                m["vendor_key"],
+                m["name"],
+                m["inbox"],
+                m["history"],
+            )
+            assert (t.lifetime_ms, t.generation, t.last_activity_ms, t.last_problem) == (
+                m["lifetime_ms"],
+                m["generation"],
+                m["last_activity_ms"],
+                m["last_problem"],
+            )
+            assert t.intent_id == (bytes.fromhex(m["intent_id"]) if m["intent_id"] else None)
+            assert t.types == (tuple(types[t.thread]) if t.thread in types else None)
+            drafts = await store.drafts(t.thread)
+            assert [(d.seq, d.payload) for d in drafts] == [
+                (i, bytes.fromhex(h)) for i, h in enumerate(m["drafts"])
+            ]
+            assert [d.kind for d in drafts] == [_codec.decode(d.payload)["op"] for d in drafts]
+            assert await store.save_points(t.thread) == sorted(
+                (
+                    SavePoint(
+                        t.thread,
+                        bytes.fromhex(h),
+                        n,
+                        bytes.fromhex(head),
+                        bytes.fromhex(state),
+                        n + 1,
+                    )
+                    for h, (n, head, state) in m["rollback"].items()
+                ),
+                key=lambda p: p.msg_hash,
+            )
+        assert {k for k in before["meta"] if not k.startswith("client.")} == set()
+        assert await store.get_meta("client.master") == before["meta"]["client.master"]
+    after = raw(path)
+    assert set(after["meta"]) == {"client.master"}  # only the store-level setting stays
+
+
+async def test_a_vendor_v2_file_keeps_everything(tmp_path: Path) -> None:
+    path = copy("vendor.db", tmp_path)
+    before = raw(path)
+    held = blobs(before["meta"], "held:")
+    rollbacks = {t: v for t, v in blobs(before["meta"], "rollback:").items() if v}
+    assert held
+    assert rollbacks
+    async with await SQLiteStore.open(path) as store:
+        await check_common(store, before)
+        for thread, blob in held.items():
+            (record,) = [r for r in before["relationships"] if r.thread == thread]
+            expiry = {bytes(h): e for h, e in _codec.decode_form(record.data)["shares"]}
+            expected = sorted((
+                HeldRecord(thread, i["record"]["field"], i["record"]["value"],
+                           i["record"]["category"], i["record"]["source"],
+                           i["record"]["collected"], tuple(i["record"]["purposes"]),
+                           bytes(i["share"]), expiry.get(bytes(i["share"])))
+                for i in _codec.decode(blob)), key=lambda h: h.field)  # fmt: skip
+            assert await store.held(thread) == expected
+            assert any(h.expires_ms is not None for h in expected)  # from a data.share
+        for thread, blob in rollbacks.items():
+            hashes, length, head, state, after = _codec.decode_form(blob)
+            assert await store.save_points(thread) == sorted(
+                (SavePoint(thread, h, length, head, state, after) for h in hashes),
+                key=lambda p: p.msg_hash)  # fmt: skip
+    assert raw(path)["meta"] == {}
+
+
+async def test_a_failed_migration_leaves_the_v2_file_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step is one transaction: a failure after some rows were written (here, injected
+    after the held rows of a thread went in) rolls all of it back; the next open migrates."""
+    path = copy("vendor.db", tmp_path)
+    before = dump(path)
+    real = _migrate_v3._held
+
+    def held_then_fail(conn: sqlite3.Connection, thread: bytes, blob: bytes) -> None:
+        real(conn, thread, blob)
+        raise OSError("injected failure")
+
+    monkeypatch.setattr(_migrate_v3, "_held", held_then_fail)
+    with pytest.raises(OSError, match="injected"):
+        await SQLiteStore.open(path)
+    assert dump(path) == before
+    monkeypatch.undo()
+    async with await SQLiteStore.open(path) as store:
+        assert (await store.pragmas())["user_version"] == 3
+
+
+async def test_a_damaged_v2_blob_fails_the_migration_and_loses_nothing(tmp_path: Path) -> None:
+    path = copy("agent.db", tmp_path)
+    conn = sqlite3.connect(path)
+    (key,) = conn.execute("SELECT key FROM meta WHERE key LIKE 'client.thread.%' "
+                          "ORDER BY key LIMIT 1").fetchone()  # fmt: skip
+    conn.execute("UPDATE meta SET value = ? WHERE key = ?", (b"{not json", key))
+    conn.commit()
+    conn.close()
+    before = dump(path)
+    with pytest.raises(StoreError, match=key):
+        await SQLiteStore.open(path)
+    assert dump(path) == before
+
+
+async def test_types_of_a_thread_never_opened_are_dropped(tmp_path: Path) -> None:
+    """``client.types.`` is written before the first message; if that could not be signed, no
+    thread record followed, and there is nothing to attach the types to."""
+    path = copy("agent.db", tmp_path)
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO meta VALUES (?, ?)", ("client.types." + "ab" * 16, b'["x"]'))
+    conn.commit()
+    conn.close()
+    async with await SQLiteStore.open(path) as store:
+        assert await store.get_meta("client.types." + "ab" * 16) is None
+        assert await store.get_thread(b"\xab" * 16) is None

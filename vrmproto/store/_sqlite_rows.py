@@ -1,0 +1,265 @@
+"""SQLite tables of the typed records (schema v3, :mod:`vrmproto.store._rows`): DDL, row
+mapping, the statements that apply a :class:`~vrmproto.store.Commit`'s typed parts, and the
+queries. Lists inside a record (``types``, ``purposes``, …) are JSON text columns: short,
+readable in the ``sqlite3`` shell, and never searched.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from vrmproto.store._base import Commit, StoreConflict
+from vrmproto.store._rows import (
+    DraftRecord,
+    HeldRecord,
+    IntentOffer,
+    IntentRecord,
+    SavePoint,
+    ShareNote,
+    ThreadKind,
+    ThreadRecord,
+)
+
+__all__ = ["SCHEMA_V3", "apply_rows", "drop_thread_rows"]
+
+SCHEMA_V3 = (
+    """CREATE TABLE threads (
+        thread BLOB PRIMARY KEY, kind TEXT NOT NULL, vendor_key BLOB NOT NULL,
+        name TEXT NOT NULL, inbox TEXT NOT NULL, history_url TEXT NOT NULL,
+        lifetime_ms INTEGER NOT NULL, generation INTEGER NOT NULL, intent_id BLOB,
+        last_activity_ms INTEGER NOT NULL, last_problem TEXT NOT NULL, types TEXT)""",
+    "CREATE INDEX threads_by_vendor_key ON threads(vendor_key)",
+    """CREATE TABLE drafts (
+        thread BLOB NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, payload BLOB NOT NULL,
+        PRIMARY KEY (thread, seq))""",
+    """CREATE TABLE save_points (
+        thread BLOB NOT NULL, msg_hash BLOB NOT NULL, length INTEGER NOT NULL,
+        head BLOB NOT NULL, state BLOB NOT NULL, after INTEGER NOT NULL,
+        PRIMARY KEY (thread, msg_hash))""",
+    """CREATE TABLE held (
+        thread BLOB NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL,
+        category INTEGER NOT NULL, source TEXT NOT NULL, collected_ms INTEGER NOT NULL,
+        purposes TEXT NOT NULL, share BLOB NOT NULL, expires_ms INTEGER,
+        PRIMARY KEY (thread, field))""",
+    "CREATE INDEX held_by_share ON held(thread, share)",
+    "CREATE INDEX held_by_expiry ON held(expires_ms) WHERE expires_ms IS NOT NULL",
+    """CREATE TABLE intents (
+        intent_id BLOB PRIMARY KEY, what TEXT NOT NULL, place TEXT NOT NULL,
+        start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, max_price_amount INTEGER,
+        max_price_currency TEXT, reply_by_ms INTEGER NOT NULL, sent_ms INTEGER NOT NULL,
+        vendors TEXT NOT NULL, declines TEXT NOT NULL)""",
+    """CREATE TABLE offers (
+        hash BLOB PRIMARY KEY, intent_id BLOB NOT NULL, thread BLOB NOT NULL,
+        vendor TEXT NOT NULL, url TEXT NOT NULL, vendor_key BLOB NOT NULL,
+        description TEXT NOT NULL, price_amount INTEGER NOT NULL, price_currency TEXT NOT NULL,
+        valid_until_ms INTEGER NOT NULL, conditions TEXT NOT NULL, accepts_terms TEXT NOT NULL,
+        received_ms INTEGER NOT NULL)""",
+    "CREATE INDEX offers_by_intent ON offers(intent_id, received_ms, hash)",
+    """CREATE TABLE share_notes (
+        share BLOB PRIMARY KEY, thread BLOB NOT NULL, vendor TEXT NOT NULL,
+        fields TEXT NOT NULL, purposes TEXT NOT NULL, categories TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL, shared_ms INTEGER NOT NULL, status TEXT NOT NULL,
+        withdrawn_ms INTEGER)""",
+    "CREATE INDEX share_notes_by_thread ON share_notes(thread)",
+    "CREATE INDEX outbox_by_thread ON outbox(thread, item_id)",
+)
+
+
+def _js(value: Sequence[Any]) -> str:
+    return json.dumps(list(value), separators=(",", ":"))
+
+
+def _unjs(text: str) -> list[Any]:
+    value = json.loads(text)
+    if not isinstance(value, list):
+        raise ValueError(f"expected a JSON array, got {text[:40]!r}")
+    return value
+
+
+# -- row mapping: record -> row (tuple in column order), row -> record -------------------------
+
+THREAD_COLUMNS = ("thread, kind, vendor_key, name, inbox, history_url, lifetime_ms, generation, "
+                  "intent_id, last_activity_ms, last_problem, types")  # fmt: skip
+
+
+def thread_row(t: ThreadRecord) -> tuple[object, ...]:
+    return (t.thread, t.kind.value, t.vendor_key, t.name, t.inbox, t.history_url, t.lifetime_ms,
+            t.generation, t.intent_id, t.last_activity_ms, t.last_problem,
+            None if t.types is None else _js(t.types))  # fmt: skip
+
+
+def thread_record(row: Sequence[Any]) -> ThreadRecord:
+    types = None if row[11] is None else tuple(str(x) for x in _unjs(row[11]))
+    return ThreadRecord(bytes(row[0]), ThreadKind(row[1]), bytes(row[2]), row[3], row[4], row[5],
+                        row[6], row[7], None if row[8] is None else bytes(row[8]), row[9],
+                        row[10], types)  # fmt: skip
+
+
+DRAFT_COLUMNS = "thread, seq, kind, payload"
+
+
+def draft_row(d: DraftRecord) -> tuple[object, ...]:
+    return (d.thread, d.seq, d.kind, d.payload)
+
+
+def draft_record(row: Sequence[Any]) -> DraftRecord:
+    return DraftRecord(bytes(row[0]), row[1], row[2], bytes(row[3]))
+
+
+SAVE_POINT_COLUMNS = "thread, msg_hash, length, head, state, after"
+
+
+def save_point_row(p: SavePoint) -> tuple[object, ...]:
+    return (p.thread, p.msg_hash, p.length, p.head, p.state, p.after)
+
+
+def save_point_record(row: Sequence[Any]) -> SavePoint:
+    return SavePoint(bytes(row[0]), bytes(row[1]), row[2], bytes(row[3]), bytes(row[4]), row[5])
+
+
+HELD_COLUMNS = ("thread, field, value, category, source, collected_ms, purposes, share, "
+                "expires_ms")  # fmt: skip
+
+
+def held_row(h: HeldRecord) -> tuple[object, ...]:
+    return (h.thread, h.field, h.value, h.category, h.source, h.collected_ms, _js(h.purposes),
+            h.share, h.expires_ms)  # fmt: skip
+
+
+def held_record(row: Sequence[Any]) -> HeldRecord:
+    return HeldRecord(bytes(row[0]), row[1], row[2], row[3], row[4], row[5],
+                      tuple(int(p) for p in _unjs(row[6])), bytes(row[7]), row[8])  # fmt: skip
+
+
+INTENT_COLUMNS = ("intent_id, what, place, start_ms, end_ms, max_price_amount, "
+                  "max_price_currency, reply_by_ms, sent_ms, vendors, declines")  # fmt: skip
+
+
+def intent_row(i: IntentRecord) -> tuple[object, ...]:
+    amount, currency = i.max_price if i.max_price is not None else (None, None)
+    return (i.intent_id, i.what, i.where, i.start_ms, i.end_ms, amount, currency, i.reply_by_ms,
+            i.sent_ms, _js(i.vendors), _js([list(d) for d in i.declines]))  # fmt: skip
+
+
+def intent_record(row: Sequence[Any]) -> IntentRecord:
+    price = None if row[5] is None else (int(row[5]), str(row[6]))
+    return IntentRecord(bytes(row[0]), row[1], row[2], row[3], row[4], price, row[7], row[8],
+                        tuple(str(v) for v in _unjs(row[9])),
+                        tuple((str(v), str(r)) for v, r in _unjs(row[10])))  # fmt: skip
+
+
+OFFER_COLUMNS = (
+    "hash, intent_id, thread, vendor, url, vendor_key, description, price_amount, "
+    "price_currency, valid_until_ms, conditions, accepts_terms, received_ms"
+)
+
+
+def offer_row(o: IntentOffer) -> tuple[object, ...]:
+    return (o.hash, o.intent_id, o.thread, o.vendor, o.url, o.vendor_key, o.description,
+            o.price[0], o.price[1], o.valid_until_ms, _js(o.conditions), _js(o.accepts_terms),
+            o.received_ms)  # fmt: skip
+
+
+def offer_record(row: Sequence[Any]) -> IntentOffer:
+    return IntentOffer(bytes(row[1]), bytes(row[0]), bytes(row[2]), row[3], row[4], bytes(row[5]),
+                       row[6], (row[7], row[8]), row[9], tuple(str(c) for c in _unjs(row[10])),
+                       tuple(str(t) for t in _unjs(row[11])), row[12])  # fmt: skip
+
+
+NOTE_COLUMNS = ("share, thread, vendor, fields, purposes, categories, expires_ms, shared_ms, "
+                "status, withdrawn_ms")  # fmt: skip
+
+
+def note_row(n: ShareNote) -> tuple[object, ...]:
+    return (n.share, n.thread, n.vendor, _js([list(f) for f in n.fields]), _js(n.purposes),
+            _js(n.categories), n.expires_ms, n.shared_ms, n.status, n.withdrawn_ms)  # fmt: skip
+
+
+def note_record(row: Sequence[Any]) -> ShareNote:
+    return ShareNote(bytes(row[0]), bytes(row[1]), row[2],
+                     tuple((str(k), str(v)) for k, v in _unjs(row[3])),
+                     tuple(int(p) for p in _unjs(row[4])), tuple(int(c) for c in _unjs(row[5])),
+                     row[6], row[7], row[8], row[9])  # fmt: skip
+
+
+# -- writes ------------------------------------------------------------------------------------
+
+
+def upsert_sql(table: str, columns: str, key: str) -> tuple[str, str]:
+    """``(INSERT INTO table (columns) VALUES , ON CONFLICT (key) DO UPDATE SET …)``: the two
+    halves around the value tuples, for :func:`vrmproto.store._sqlite._insert_rows`."""
+    names = [c.strip() for c in columns.split(",")]
+    keys = {k.strip() for k in key.split(",")}
+    sets = ", ".join(f"{n} = excluded.{n}" for n in names if n not in keys)
+    head = f"INSERT INTO {table} ({columns}) VALUES "  # noqa: S608 -- names from this module
+    return head, f" ON CONFLICT ({key}) DO UPDATE SET {sets}"
+
+
+def _one(columns: str) -> str:
+    return "(" + ", ".join("?" * len(columns.split(","))) + ")"
+
+
+_INSERT_DRAFT = f"INSERT INTO drafts ({DRAFT_COLUMNS}) VALUES (?, ?, ?, ?)"  # noqa: S608
+THREADS_UPSERT = upsert_sql("threads", THREAD_COLUMNS, "thread")
+SAVE_POINTS_UPSERT = upsert_sql("save_points", SAVE_POINT_COLUMNS, "thread, msg_hash")
+HELD_UPSERT = upsert_sql("held", HELD_COLUMNS, "thread, field")
+_INTENTS_UPSERT = upsert_sql("intents", INTENT_COLUMNS, "intent_id")
+_OFFERS_UPSERT = upsert_sql("offers", OFFER_COLUMNS, "hash")
+_NOTES_UPSERT = upsert_sql("share_notes", NOTE_COLUMNS, "share")
+
+
+def _upsert(conn: sqlite3.Connection, sql: tuple[str, str], columns: str,
+            rows: Sequence[tuple[object, ...]]) -> None:  # fmt: skip
+    if rows:
+        conn.executemany(sql[0] + _one(columns) + sql[1], rows)
+
+
+def apply_threads(conn: sqlite3.Connection, c: Commit) -> None:
+    """Part 2 of a Commit (thread records), applied right after its relationships."""
+    _upsert(conn, THREADS_UPSERT, THREAD_COLUMNS, [thread_row(t) for t in c.threads])
+
+
+def apply_rows(conn: sqlite3.Connection, c: Commit) -> None:
+    """Parts 10–20 of a Commit (see :class:`~vrmproto.store.Commit`), in order."""
+    conn.executemany("DELETE FROM drafts WHERE thread = ? AND seq = ?", c.drafts_done)
+    for d in c.drafts_add:  # one by one: a taken slot names itself in the conflict
+        try:
+            conn.execute(_INSERT_DRAFT, draft_row(d))
+        except sqlite3.IntegrityError as exc:
+            raise StoreConflict(f"draft {d.seq} of thread {d.thread.hex()} is taken") from exc
+    conn.executemany(
+        "DELETE FROM save_points WHERE thread = ?", [(t,) for t in c.save_points_clear]
+    )
+    conn.executemany("DELETE FROM save_points WHERE thread = ? AND msg_hash = ?",
+                     c.save_points_done)  # fmt: skip
+    _upsert(
+        conn, SAVE_POINTS_UPSERT, SAVE_POINT_COLUMNS, [save_point_row(p) for p in c.save_points]
+    )
+    conn.executemany("DELETE FROM held WHERE thread = ? AND share = ?", c.held_drop)
+    _upsert(conn, HELD_UPSERT, HELD_COLUMNS, [held_row(h) for h in c.held])
+    _upsert(conn, _INTENTS_UPSERT, INTENT_COLUMNS, [intent_row(i) for i in c.intents])
+    _upsert(conn, _OFFERS_UPSERT, OFFER_COLUMNS, [offer_row(o) for o in c.offers])
+    _upsert(conn, _NOTES_UPSERT, NOTE_COLUMNS, [note_row(n) for n in c.share_notes])
+    for intent_id in c.intents_drop:
+        conn.execute("DELETE FROM offers WHERE intent_id = ?", (intent_id,))
+        conn.execute("DELETE FROM intents WHERE intent_id = ?", (intent_id,))
+
+
+def drop_thread_rows(conn: sqlite3.Connection, thread: bytes) -> None:
+    """Part 21 for the typed tables: every row of ``thread`` but outbox items and share notes."""
+    for table in ("threads", "drafts", "save_points", "held"):
+        conn.execute(f"DELETE FROM {table} WHERE thread = ?", (thread,))  # noqa: S608
+
+
+# -- reads -------------------------------------------------------------------------------------
+
+SELECT_THREAD = f"SELECT {THREAD_COLUMNS} FROM threads "  # noqa: S608
+SELECT_DRAFT = f"SELECT {DRAFT_COLUMNS} FROM drafts "  # noqa: S608
+SELECT_SAVE_POINT = f"SELECT {SAVE_POINT_COLUMNS} FROM save_points "  # noqa: S608
+SELECT_HELD = f"SELECT {HELD_COLUMNS} FROM held "  # noqa: S608
+SELECT_INTENT = f"SELECT {INTENT_COLUMNS} FROM intents "  # noqa: S608
+SELECT_OFFER = f"SELECT {OFFER_COLUMNS} FROM offers "  # noqa: S608
+SELECT_NOTE = f"SELECT {NOTE_COLUMNS} FROM share_notes "  # noqa: S608
