@@ -4,7 +4,6 @@ versioned migrations, locks and uniqueness across processes (spec §12, §12.7-4
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import signal
 import sys
@@ -13,12 +12,25 @@ from pathlib import Path
 
 import _postgres
 import pytest
-import test_store as contract
-from test_store import BOB, T1, dedupe, entry, rel
 
 from vrmproto.store import Commit, PostgresConfig, PostgresStore, Store, StoreConflict, StoreError
 from vrmproto.store._pg_cluster import PrivateCluster
-from vrmproto.store._pg_schema import SCHEMA_VERSION
+from vrmproto.store._pg_schema import SCHEMA_VERSION, migrate
+from vrmproto.testing.store_contract import (
+    BOB,
+    T1,
+    T2,
+    StoreContract,
+    dedupe,
+    draft,
+    entry,
+    rel,
+    thread_record,
+)
+
+asyncpg = pytest.importorskip(
+    "asyncpg", reason="asyncpg is not installed (pip install -e '.[dev]')"
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,18 +38,15 @@ ROOT = Path(__file__).resolve().parents[1]
 postgres_cluster = _postgres.postgres_cluster
 postgres_config = _postgres.postgres_config
 
-# Every test of tests/test_store.py that takes the ``store`` fixture runs here once more, with
-# the ``store`` fixture below: a PostgresStore on a fresh schema.
-for _name, _test in inspect.getmembers(contract, inspect.isfunction):
-    if _name.startswith("test_") and "store" in inspect.signature(_test).parameters:
-        globals()[_name] = _test
 
+class TestPostgresStore(StoreContract):
+    """The whole store contract (vrmproto.testing.store_contract) on PostgreSQL."""
 
-@pytest.fixture
-async def store(postgres_config: PostgresConfig) -> AsyncIterator[Store]:
-    s = await PostgresStore.open(postgres_config)
-    yield s
-    await s.close()
+    @pytest.fixture
+    async def store(self, postgres_config: PostgresConfig) -> AsyncIterator[Store]:
+        s = await PostgresStore.open(postgres_config)
+        yield s
+        await s.close()
 
 
 @pytest.fixture
@@ -59,8 +68,6 @@ async def test_durable_settings_and_schema_version(pg_store: PostgresStore) -> N
 async def test_the_private_cluster_listens_on_no_tcp_port(
     postgres_cluster: PrivateCluster,
 ) -> None:
-    import asyncpg  # noqa: PLC0415
-
     conn = await asyncpg.connect(postgres_cluster.dsn)
     try:
         assert await conn.fetchval("SHOW listen_addresses") == ""
@@ -99,6 +106,68 @@ async def test_newer_schema_is_refused(postgres_config: PostgresConfig) -> None:
         await s._pooled(lambda conn: conn.execute("UPDATE schema_version SET version = 999"))
     with pytest.raises(StoreError, match="newer"):
         await PostgresStore.open(postgres_config)
+
+
+async def _at_version_1(config: PostgresConfig) -> None:
+    """The schema as version 1 of this store made it, with a few rows."""
+    conn = await asyncpg.connect(config.dsn, server_settings={"search_path": config.schema})
+    try:
+        assert await migrate(conn, config.schema, target=1) == 1
+        await conn.execute(
+            "INSERT INTO relationships VALUES ($1, 'customer', $2, $3, 'offered', $4, 'Avis', "
+            "'https://avis.example/vrm', 1000)", T1, b"A" * 32, BOB, b"state",
+        )  # fmt: skip
+        await conn.execute(
+            "INSERT INTO history VALUES ($1, 0, $2, $3, $4, 'out', 2000)",
+            T1, entry(T1, 0).msg_hash, entry(T1, 0).entry_hash, b"envelope-0",
+        )  # fmt: skip
+        await conn.execute("INSERT INTO meta VALUES ('k', 'v')")
+        await conn.execute(
+            "INSERT INTO outbox (destination, thread, msg_hash, envelope, attempts, "
+            "next_attempt_ms, last_error, created_ms) VALUES ('https://a', $1, $2, 'e', 0, 7, "
+            "'', 5)", T2, b"h" * 32,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+
+
+async def test_a_version_1_schema_migrates_to_2_keeping_every_row(
+    postgres_config: PostgresConfig,
+) -> None:
+    await _at_version_1(postgres_config)
+    async with await PostgresStore.open(postgres_config) as s:
+        assert (await s.settings())["schema_version"] == SCHEMA_VERSION == 2
+        stored = await s.get_relationship(T1)
+        assert stored is not None
+        assert (stored.state, stored.data) == ("offered", b"state")
+        assert await s.history(T1) == [entry(T1, 0)]
+        assert await s.get_meta("k") == b"v"
+        assert [o.destination for o in await s.outbox_for(T2)] == ["https://a"]
+        await s.commit(Commit(threads=(thread_record(T1),), drafts_add=(draft(T1, 0),)))
+        assert await s.drafts(T1) == [draft(T1, 0)]
+
+
+async def test_a_failed_migration_step_leaves_the_schema_as_it_was(
+    postgres_config: PostgresConfig,
+) -> None:
+    """A step runs in one transaction: if any statement of it fails (here a table of version 2
+    that someone made by hand), the schema stays at version 1 with every row and no new table."""
+    await _at_version_1(postgres_config)
+    conn = await asyncpg.connect(postgres_config.dsn)
+    try:
+        await conn.execute(f"CREATE TABLE {postgres_config.schema}.share_notes (x int)")
+        with pytest.raises(StoreError, match="share_notes"):
+            await PostgresStore.open(postgres_config)
+        table = f"{postgres_config.schema}.schema_version"
+        assert await conn.fetchval(f"SELECT version FROM {table}") == 1
+        for name in ("threads", "drafts", "held"):
+            assert (
+                await conn.fetchval("SELECT to_regclass($1)", f"{postgres_config.schema}.{name}")
+                is None
+            )
+        assert await conn.fetchval(f"SELECT count(*) FROM {postgres_config.schema}.history") == 1
+    finally:
+        await conn.close()
 
 
 async def test_survives_close_and_reopen(postgres_config: PostgresConfig) -> None:
@@ -151,8 +220,7 @@ async def test_a_lost_writer_connection_fails_its_batch_and_the_next_commit_reco
 
 _RACER = """
 import asyncio, sys
-sys.path.insert(0, sys.argv[3])
-from test_store import BOB, dedupe, entry, rel
+from vrmproto.testing.store_contract import BOB, dedupe, entry, rel
 from vrmproto.store import Commit, PostgresConfig, PostgresStore, StoreConflict
 
 async def main(dsn, schema, name):
@@ -174,7 +242,7 @@ async def main(dsn, schema, name):
             print(n, "conflict", flush=True)
     await store.close()
 
-asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[4]))
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
 """
 
 
@@ -200,10 +268,9 @@ async def test_two_processes_committing_the_same_message_one_wins_each_time(
     winner's entry, relationship row and replay answer are what is stored."""
     async with await PostgresStore.open(postgres_config) as s:  # migrate once, up front
         racers = [
-            await _start(_RACER, postgres_config.dsn, postgres_config.schema,
-                         str(ROOT / "tests"), name)
+            await _start(_RACER, postgres_config.dsn, postgres_config.schema, name)
             for name in ("a", "b")
-        ]  # fmt: skip
+        ]
         try:
             for n in range(50):
                 for racer in racers:  # both are told before either answers

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, TypeVar
 
+from vrmproto.store import _pg_rows as typed
 from vrmproto.store._base import (
     Commit,
     DedupeRecord,
@@ -131,8 +132,9 @@ def _check_indexes(entries: Iterable[HistoryEntry], heads: dict[bytes, int]) -> 
 
 async def apply_commit(conn: Connection, c: Commit) -> None:
     """Apply one Commit's parts in the documented order (see :class:`~vrmproto.store.Commit`)."""
-    upserts = Commit(relationships=c.relationships, meta=c.meta)
-    await _write_rows(conn, [upserts])
+    await _write_rows(conn, [Commit(relationships=c.relationships)])
+    await typed.apply_threads(conn, c)
+    await _write_rows(conn, [Commit(meta=c.meta)])
     for thread, index in c.truncate:
         await conn.execute("DELETE FROM history WHERE thread = $1 AND idx >= $2", thread, index)
     if c.history:
@@ -149,19 +151,25 @@ async def apply_commit(conn: Connection, c: Commit) -> None:
         )
     if c.outbox_add:
         await conn.execute(_INSERT_OUTBOX, *_columns(_outbox_row(o) for o in c.outbox_add))
+    await typed.apply_typed(conn, c)
     if c.drop:  # history first: its rows reference the relationship's
         await conn.execute("DELETE FROM history WHERE thread = ANY($1::bytea[])", list(c.drop))
         await conn.execute(
             "DELETE FROM relationships WHERE thread = ANY($1::bytea[])", list(c.drop)
         )
+        await typed.drop_typed(conn, list(c.drop))
     if c.unset:
         await conn.execute("DELETE FROM meta WHERE key = ANY($1::text[])", list(c.unset))
 
 
 def groupable(c: Commit | None) -> bool:
     """Whether ``c`` may be written together with others (:func:`apply_group`): only upserts
-    and inserts, and history only for threads the Commit itself upserts."""
+    and inserts (and clearing save points), and history only for threads the Commit itself
+    upserts — the parts an inbox step writes, as in the SQLite store."""
     if c is None or c.truncate or c.erase or c.outbox_add or c.outbox_done or c.drop or c.unset:
+        return False
+    if (c.threads or c.drafts_add or c.drafts_done or c.save_points_done or c.held_drop
+            or c.intents or c.offers or c.share_notes or c.intents_drop):  # fmt: skip
         return False
     threads = {r.thread for r in c.relationships}
     return all(h.thread in threads for h in c.history)
@@ -191,5 +199,8 @@ async def apply_group(conn: Connection, commits: list[Commit]) -> bool:
         heads = await _heads(conn, later)
         if any(heads[t] != firsts[t] for t in later):
             return False
+    if not typed.clears_commute(commits):
+        return False
     await _write_rows(conn, commits)
+    await typed.apply_group_typed(conn, commits)
     return True

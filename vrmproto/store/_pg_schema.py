@@ -7,7 +7,8 @@ transaction, each step under a transaction-level advisory lock so that server pr
 at once do not run a step twice, and refuses a schema newer than this code knows.
 
 Version 1 is the layout of :class:`~vrmproto.store.SQLiteStore`'s version 2 (see
-:mod:`vrmproto.store._sqlite` for why ``history`` keeps only ``UNIQUE (thread, idx)``), with
+:mod:`vrmproto.store._sqlite` for why ``history`` keeps only ``UNIQUE (thread, idx)``); version 2
+adds the typed records' tables (:mod:`vrmproto.store._pg_rows`, SQLite's version 3). Both use
 PostgreSQL types: ``bytea`` for bytes, ``bigint`` for milliseconds, an identity column for outbox
 ids (never reused). The columns holding envelopes and opaque state are ``STORAGE EXTERNAL``:
 signed msgpack and ciphertext do not compress, so trying costs CPU for nothing, and what
@@ -21,6 +22,7 @@ import re
 from typing import TYPE_CHECKING
 
 from vrmproto.store._base import StoreError
+from vrmproto.store._pg_rows import SCHEMA_V2
 
 if TYPE_CHECKING:
     from asyncpg import Connection
@@ -56,7 +58,7 @@ _V1 = (
     "ALTER TABLE outbox ALTER COLUMN envelope SET STORAGE EXTERNAL",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, SCHEMA_V2)
 """``MIGRATIONS[n]`` takes the schema from version n to n + 1: statements run in one transaction,
 with the store's schema first on ``search_path``."""
 
@@ -91,8 +93,9 @@ async def _version(conn: Connection, schema: str) -> int:
     return int(version or 0)
 
 
-async def migrate(conn: Connection, schema: str) -> int:
-    """Bring ``schema`` to :data:`SCHEMA_VERSION`, one step per transaction; return the version.
+async def migrate(conn: Connection, schema: str, target: int = SCHEMA_VERSION) -> int:
+    """Bring ``schema`` to ``target`` (by default :data:`SCHEMA_VERSION`), one step per
+    transaction; return the version.
 
     Each step re-reads the version under an advisory lock, so concurrent openers wait for the
     step in progress instead of running it again. A failed step rolls back whole: the schema is
@@ -109,7 +112,7 @@ async def migrate(conn: Connection, schema: str) -> int:
                     f"database schema version {version} is newer than this vrmproto "
                     f"supports ({SCHEMA_VERSION})"
                 )
-            if version == SCHEMA_VERSION:
+            if version >= target:
                 return version
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             await conn.execute(f"SET LOCAL search_path TO {schema}")

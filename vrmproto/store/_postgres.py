@@ -56,6 +56,7 @@ from vrmproto.store._base import (
 )
 from vrmproto.store._pg_apply import apply_commit, apply_group, groupable
 from vrmproto.store._pg_locks import AdvisoryLocks
+from vrmproto.store._pg_reads import SELECT_OUTBOX, TypedReads
 from vrmproto.store._pg_schema import SCHEMA_VERSION, check_schema_name, migrate
 from vrmproto.store._sqlite import StoreStats
 
@@ -79,10 +80,6 @@ _SELECT_REL = (
 )
 _SELECT_HIST = (
     "SELECT thread, idx, msg_hash, entry_hash, envelope, direction, recorded_ms FROM history "
-)
-_SELECT_OUTBOX = (
-    "SELECT item_id, destination, thread, msg_hash, envelope, attempts, next_attempt_ms, "
-    "last_error, created_ms FROM outbox "
 )
 _USAGE = (
     "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
@@ -169,7 +166,7 @@ async def _keep_session(conn: Connection) -> None:
     store's pooled statements never create (locks live on their own connection)."""
 
 
-class PostgresStore(AsyncClosing):
+class PostgresStore(TypedReads, AsyncClosing):
     """A :class:`~vrmproto.store.Store` on PostgreSQL (see the module docstring).
 
     ``store = await PostgresStore.open("postgresql://…")`` or ``await
@@ -474,13 +471,13 @@ class PostgresStore(AsyncClosing):
 
     async def outbox_due(self, now_ms: int, limit: int = 100) -> list[OutboxItem]:
         rows = await self._rows(
-            _SELECT_OUTBOX + "WHERE next_attempt_ms <= $1 ORDER BY next_attempt_ms, item_id "
+            SELECT_OUTBOX + "WHERE next_attempt_ms <= $1 ORDER BY next_attempt_ms, item_id "
             "LIMIT $2", now_ms, limit,
         )  # fmt: skip
         return [OutboxItem(*r) for r in rows]
 
     async def outbox_all(self) -> list[OutboxItem]:
-        return [OutboxItem(*r) for r in await self._rows(_SELECT_OUTBOX + "ORDER BY item_id")]
+        return [OutboxItem(*r) for r in await self._rows(SELECT_OUTBOX + "ORDER BY item_id")]
 
     async def get_meta(self, key: str) -> bytes | None:
         rows = await self._rows("SELECT value FROM meta WHERE key = $1", key)
