@@ -7,12 +7,25 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import _postgres
 import pytest
 
+from vrmproto import (
+    Identity,
+    Limits,
+    Relationship,
+    Role,
+    TermRef,
+    TermsOffer,
+    latest,
+    open_envelope,
+)
+from vrmproto._binding import decode_replies
+from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.store import Commit, PostgresConfig, PostgresStore, Store, StoreConflict, StoreError
 from vrmproto.store._pg_cluster import PrivateCluster
 from vrmproto.store._pg_schema import SCHEMA_VERSION, migrate
@@ -33,6 +46,13 @@ asyncpg = pytest.importorskip(
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+
+ACCEPTS = ("vrm.no-tracking", "vrm.no-third-party")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
 
 # the private cluster (one per session) and a fresh schema per test
 postgres_cluster = _postgres.postgres_cluster
@@ -221,6 +241,18 @@ async def test_a_lost_writer_connection_fails_its_batch_and_the_next_commit_reco
 _RACER = """
 import asyncio, sys
 from vrmproto.testing.store_contract import BOB, dedupe, entry, rel
+from vrmproto import (
+    Identity,
+    Limits,
+    Relationship,
+    Role,
+    TermRef,
+    TermsOffer,
+    latest,
+    open_envelope,
+)
+from vrmproto._binding import decode_replies
+from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.store import Commit, PostgresConfig, PostgresStore, StoreConflict
 
 async def main(dsn, schema, name):
@@ -417,3 +449,48 @@ async def test_a_lock_is_released_when_its_holder_process_dies(
             child.kill()
             await child.wait()
         await asyncio.wait_for(task, 30)  # the server ended the dead holder's session
+
+
+# -- two vendor endpoints on one database (§12.7-4) ------------------------------------------------
+
+
+def _offers(vendor: bytes, n: int) -> list[tuple[bytes, bytes]]:
+    """(envelope, message hash) of ``n`` terms.offer, each from a new customer."""
+    terms = tuple(TermRef.of(latest(t)) for t in ACCEPTS)
+    out = []
+    for _ in range(n):
+        me = Identity(os.urandom(32))
+        rel_ = Relationship(role=Role.CUSTOMER, identity=me, thread=os.urandom(16),
+                            peer_key=vendor)  # fmt: skip
+        sent = rel_.send(TermsOffer(terms=terms, enc_key=me.enc_public_key), now=_now_ms(),
+                         msg_id=os.urandom(16), lifetime_ms=3_600_000)  # fmt: skip
+        out.append((sent.message.envelope, sent.message.hash))
+    return out
+
+
+async def test_two_endpoints_answer_the_same_message_with_the_same_receipt_bytes(
+    postgres_config: PostgresConfig,
+) -> None:
+    """Two vendor endpoints (as two server processes: each its own store object, pool and
+    locks) on one database receive the same terms.offer at once, 50 times: one history entry
+    each time, and both senders get the same receipt bytes (§12.7-4)."""
+    vendor = Identity(bytes(32))
+    stores = [await PostgresStore.open(postgres_config) for _ in range(2)]
+    try:
+        endpoints = [
+            Endpoint(vendor, store=s, policy=ReferencePolicy(accepts_terms=ACCEPTS)) for s in stores
+        ]
+        for envelope, msg_hash in _offers(vendor.public_key, 50):
+            a, b = await asyncio.gather(*(e.handle_inbox(envelope) for e in endpoints))
+            assert (a.status, b.status) == (200, 200)
+            assert a.body == b.body
+            receipt = open_envelope(decode_replies(a.body, limits=Limits())[0], now=_now_ms())
+            assert receipt.body.ack == msg_hash
+            thread = receipt.thread
+            assert [h.msg_hash for h in await stores[0].history(thread)][:1] == [msg_hash]
+            assert [h.msg_hash for h in await stores[1].history(thread)].count(msg_hash) == 1
+        # each message landed once; the other endpoint lost the race on its keys or saw a replay
+        assert sum(s.stats.writes for s in stores) == 50
+    finally:
+        for s in stores:
+            await s.close()
