@@ -17,13 +17,17 @@ It refuses to run on a tree whose store is not at schema 2. What it leaves:
   outbox (with its rollback point) and a second one waits behind it as a draft.
 - ``vendor.db`` — the vendor "Acme": the customer data it holds from the shares and the
   address update (``held:``), and the point before its last replies (``rollback:``).
+
+The keys are fixed, so that a test can open the files with the identities that wrote them:
+the customer's master seed is :func:`fixture_seed` ``("customer")``, a vendor's identity seed
+:func:`fixture_seed` ``("vendor " + name)``. Message ids, threads and times are not.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import hashlib
 import sqlite3
 import sys
 import tempfile
@@ -43,6 +47,11 @@ YEAR_MS = 365 * 24 * 3600 * 1000
 NO_TRACKING = TermRef.of(latest("vrm.no-tracking"))
 
 
+def fixture_seed(label: str) -> bytes:
+    """The 32-byte seed of a fixture key: SHA-256 of ``"vrmproto v2 fixture: " + label``."""
+    return hashlib.sha256(b"vrmproto v2 fixture: " + label.encode()).digest()
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -52,7 +61,7 @@ class Vendor:
 
     def __init__(self, name: str, store: Store, **policy: Any) -> None:
         self.store = store
-        self.endpoint = Endpoint(Identity(os.urandom(32)), store=store, name=name,
+        self.endpoint = Endpoint(Identity(fixture_seed("vendor " + name)), store=store, name=name,
                                  policy=ReferencePolicy(name=name, **policy))  # fmt: skip
         self.runner: web.AppRunner | None = None
         self.url = ""
@@ -92,7 +101,7 @@ async def make(work: Path) -> None:
     for v in (acme, budget, closed):
         await v.start()
     once = RetryPolicy(attempts=1)
-    agent = await Agent.open(agent_store, os.urandom(32), retry=once, fanout_retry=once)
+    agent = await Agent.open(agent_store, fixture_seed("customer"), retry=once, fanout_retry=once)
     try:
         assert (await agent.connect(acme.url)).status == "accepted"
         first = await agent.share(

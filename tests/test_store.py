@@ -34,9 +34,12 @@ from vrmproto.testing.store_contract import (
     StoreContract,
     again,
     dedupe,
+    digest,
     entry,
+    held,
     outbox,
     rel,
+    save_point,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -483,3 +486,30 @@ async def test_sqlite_files_others_could_read_are_made_private_with_a_warning(
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert "could be read by other users (mode 0644)" in warned
     assert str(path) in warned
+
+
+def test_group_path_takes_save_points_and_held_rows_unless_clears_collide(tmp_path: Path) -> None:
+    """An inbox step's save points and held rows go through the multi-row group write; two
+    Commits that clear and set one thread's save points are left to the one-by-one path, where
+    the later one's points win (as the contract checks)."""
+    share = digest("share")
+    commits = [
+        Commit(
+            save_points_clear=(t,), save_points=(save_point(t, "p"),), held=(held(t, "f", share),)
+        )
+        for t in (T1, T2)
+    ]
+    colliding = [Commit(save_points_clear=(T1,)), Commit(save_points=(save_point(T1, "q"),))]
+    conn = _connect_writer(tmp_path / "vrm.db")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        assert _apply_group(conn, commits)
+        assert not _apply_group(conn, colliding)
+        conn.execute("COMMIT")
+        assert conn.execute("SELECT count(*) FROM save_points").fetchone() == (2,)
+        assert conn.execute("SELECT thread, field FROM held ORDER BY thread").fetchall() == [
+            (T1, "f"),
+            (T2, "f"),
+        ]
+    finally:
+        conn.close()

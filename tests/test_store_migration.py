@@ -5,6 +5,7 @@ fails leaves the v2 file as it was."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -13,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from vrmproto import _codec
+from vrmproto import Identity, MasterSeed, _codec, _records
+from vrmproto._history import verify_entries
 from vrmproto.store import (
     HeldRecord,
     HistoryEntry,
@@ -215,3 +217,55 @@ async def test_types_of_a_thread_never_opened_are_dropped(tmp_path: Path) -> Non
     async with await SQLiteStore.open(path) as store:
         assert await store.get_meta("client.types." + "ab" * 16) is None
         assert await store.get_thread(b"\xab" * 16) is None
+
+
+def fixture_seed(label: str) -> bytes:
+    """The fixed key seeds of ``scripts/make_v2_fixtures.py``."""
+    return hashlib.sha256(b"vrmproto v2 fixture: " + label.encode()).digest()
+
+
+async def check_loads(store: SQLiteStore, identity_of: Any) -> int:
+    """Every migrated relationship loads through the shared layer with the identity that wrote
+    it, its history verifies (§8.2), and every save point sits right before the message it
+    guards. Returns how many save points there were."""
+    points = 0
+    for record in await store.relationships():
+        identity = await identity_of(record)
+        assert identity.public_key == record.local_key
+        rows = await store.history(record.thread)
+        verify_entries([_records.to_entry(h) for h in rows])
+        rel = _records.load(record, rows[-1], identity=identity)
+        assert (rel.state.value, len(rel.history), rel.history.head) == (
+            record.state,
+            len(rows),
+            rows[-1].entry_hash,
+        )
+        for p in await store.save_points(record.thread):
+            points += 1
+            assert p.head == rows[p.length - 1].entry_hash
+            assert p.msg_hash in {h.msg_hash for h in rows[p.length : p.after]}
+            back = _records.restore(p, identity=identity)
+            assert (len(back.history), back.history.head) == (p.length, p.head)
+    return points
+
+
+async def test_migrated_files_load_with_the_keys_that_wrote_them(tmp_path: Path) -> None:
+    master = MasterSeed(fixture_seed("customer"))
+
+    async def customer(record: RelationshipRecord) -> Identity:
+        t = await store.get_thread(record.thread)
+        assert t is not None
+        if t.kind is ThreadKind.INTENT:
+            assert t.intent_id is not None
+            return master.for_intent(t.intent_id)
+        return master.pairwise(t.vendor_key, t.generation)
+
+    async def vendor(record: RelationshipRecord) -> Identity:
+        return Identity(fixture_seed("vendor Acme"))
+
+    async with await SQLiteStore.open(copy("agent.db", tmp_path)) as store:
+        assert await check_loads(store, customer) >= 1
+        (waiting,) = await store.outbox_all()
+        assert await store.save_point(waiting.thread, waiting.msg_hash) is not None
+    async with await SQLiteStore.open(copy("vendor.db", tmp_path)) as store:
+        assert await check_loads(store, vendor) >= 1

@@ -9,6 +9,7 @@ from pathlib import Path
 from vrmproto import _records
 from vrmproto._history import GENESIS
 from vrmproto._state import Role
+from vrmproto._vocab import DataRecord
 from vrmproto.store import Commit, MemoryStore, SavePoint
 from vrmproto.testing.pair import CustomerVendorPair
 
@@ -89,3 +90,19 @@ def test_the_records_layer_is_sans_io() -> None:
             else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
         )  # fmt: skip
         assert not {n.split(".")[0] for n in names} & forbidden, ast.dump(node)
+
+
+def test_held_rows_map_to_data_records_and_expire_with_their_share() -> None:
+    record = DataRecord("email", "ada@example.org", 2, "provided", 1_000, (3, 1))
+    row = _records.held_row(b"\x01" * 16, b"\x02" * 32, record, 5_000)
+    assert (row.field, row.value, row.purposes, row.share, row.expires_ms) == (
+        "email",
+        "ada@example.org",
+        (1, 3),
+        b"\x02" * 32,
+        5_000,
+    )
+    assert _records.data_record(row) == record
+    assert _records.is_live(row, 4_999)
+    assert not _records.is_live(row, 5_000)  # expired at its expiry, as held_expired counts
+    assert _records.is_live(_records.held_row(b"\x01" * 16, b"\x03" * 32, record, None), 10**15)

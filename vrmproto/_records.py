@@ -13,6 +13,8 @@ relationship the same way:
 - :func:`capture`, :func:`guard`, :func:`restore`, :func:`still_applies` — the save point a
   node keeps before a message of its own, to return to if the peer finally refuses it
   (§8.1-5): one typed record, :class:`~vrmproto.store.SavePoint`, on both sides.
+- :func:`held_row`, :func:`data_record`, :func:`is_live` — a vendor's held customer data
+  (§12.10) between the ``vrm-data/1`` :class:`~vrmproto.DataRecord` and its store row.
 
 No I/O, clock or randomness here: time comes in as ``now`` (milliseconds).
 """
@@ -26,14 +28,18 @@ from vrmproto._history import Entry, History
 from vrmproto._keys import Identity
 from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._relationship import Relationship
+from vrmproto._vocab import DataRecord
 from vrmproto.store._base import HistoryEntry, RelationshipRecord
-from vrmproto.store._rows import SavePoint
+from vrmproto.store._rows import HeldRecord, SavePoint
 
 __all__ = [
     "Point",
     "capture",
+    "data_record",
     "guard",
+    "held_row",
     "history_rows",
+    "is_live",
     "load",
     "restore",
     "still_applies",
@@ -140,3 +146,24 @@ def still_applies(point: SavePoint, history_length: int) -> bool:
     """Whether a refusal may still return to ``point``: nothing was logged in the thread since
     the guarded messages (its history is ``point.after`` entries long)."""
     return history_length == point.after
+
+
+# -- held customer data (§12.10) ----------------------------------------------------------------
+
+
+def held_row(thread: bytes, share: bytes, record: DataRecord, expires_ms: int | None) -> HeldRecord:
+    """The store row of ``record``, held in ``thread`` from the message ``share`` (a data.share,
+    whose ``expires`` is ``expires_ms``; or an address.update: None, it does not expire)."""
+    return HeldRecord(thread, record.field, record.value, record.category, record.source,
+                      record.collected, tuple(record.purposes), share, expires_ms)  # fmt: skip
+
+
+def data_record(h: HeldRecord) -> DataRecord:
+    """The ``vrm-data/1`` record a held row stands for (§6.8)."""
+    return DataRecord(h.field, h.value, h.category, h.source, h.collected_ms, h.purposes)
+
+
+def is_live(h: HeldRecord, now: int) -> bool:
+    """Whether ``h`` may still be held and returned: its share has not expired (§5.3.1-4,
+    §12.10-4; a share expires at its ``expires``, as :meth:`Store.held_expired` counts)."""
+    return h.expires_ms is None or h.expires_ms > now

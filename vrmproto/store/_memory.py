@@ -50,9 +50,10 @@ class MemoryStore(AsyncClosing):
         self._next_item_id = 1
         self._meta: dict[str, bytes] = {}
         self._threads: dict[bytes, ThreadRecord] = {}
-        self._drafts: dict[tuple[bytes, int], DraftRecord] = {}
-        self._save_points: dict[tuple[bytes, bytes], SavePoint] = {}
-        self._held: dict[tuple[bytes, str], HeldRecord] = {}
+        # per thread, so that what a step does to its thread costs nothing per other thread
+        self._drafts: dict[bytes, dict[int, DraftRecord]] = {}  # thread -> seq -> draft
+        self._save_points: dict[bytes, dict[bytes, SavePoint]] = {}  # thread -> msg_hash -> p
+        self._held: dict[bytes, dict[str, HeldRecord]] = {}  # thread -> field -> row
         self._intents: dict[bytes, IntentRecord] = {}
         self._offers: dict[bytes, IntentOffer] = {}
         self._share_notes: dict[bytes, ShareNote] = {}
@@ -101,7 +102,8 @@ class MemoryStore(AsyncClosing):
         slots: set[tuple[bytes, int]] = set()
         for draft in c.drafts_add:
             slot = (draft.thread, draft.seq)
-            if (slot in self._drafts and slot not in freed) or slot in slots:
+            taken = draft.seq in self._drafts.get(draft.thread, {})
+            if (taken and slot not in freed) or slot in slots:
                 raise StoreConflict("UNIQUE constraint failed: drafts.thread, drafts.seq")
             slots.add(slot)
 
@@ -148,23 +150,22 @@ class MemoryStore(AsyncClosing):
 
     def _apply_rows(self, c: Commit) -> None:
         """The typed-record parts of ``c``, in :class:`~vrmproto.store.Commit`'s order."""
-        for slot in c.drafts_done:
-            self._drafts.pop(slot, None)
+        for thread, seq in c.drafts_done:
+            self._drafts.get(thread, {}).pop(seq, None)
         for draft in c.drafts_add:
-            self._drafts[draft.thread, draft.seq] = draft
+            self._drafts.setdefault(draft.thread, {})[draft.seq] = draft
         for thread in c.save_points_clear:
-            for key in [k for k in self._save_points if k[0] == thread]:
-                del self._save_points[key]
-        for key in c.save_points_done:
-            self._save_points.pop(key, None)
+            self._save_points.pop(thread, None)
+        for thread, msg_hash in c.save_points_done:
+            self._save_points.get(thread, {}).pop(msg_hash, None)
         for p in c.save_points:
-            self._save_points[p.thread, p.msg_hash] = p
+            self._save_points.setdefault(p.thread, {})[p.msg_hash] = p
         for thread, share in c.held_drop:
-            gone = [k for k, h in self._held.items() if k[0] == thread and h.share == share]
-            for field in gone:
-                del self._held[field]
+            rows = self._held.get(thread, {})
+            for field in [f for f, h in rows.items() if h.share == share]:
+                del rows[field]
         for h in c.held:
-            self._held[h.thread, h.field] = h
+            self._held.setdefault(h.thread, {})[h.field] = h
         self._intents.update((i.intent_id, i) for i in c.intents)
         self._offers.update((o.hash, o) for o in c.offers)
         self._share_notes.update((n.share, n) for n in c.share_notes)
@@ -179,12 +180,9 @@ class MemoryStore(AsyncClosing):
         for h in self._history.pop(thread, []):
             self._by_hash.pop((thread, h.msg_hash), None)
         self._threads.pop(thread, None)
-        for slot in [k for k in self._drafts if k[0] == thread]:
-            del self._drafts[slot]
-        for point in [k for k in self._save_points if k[0] == thread]:
-            del self._save_points[point]
-        for field in [k for k in self._held if k[0] == thread]:
-            del self._held[field]
+        self._drafts.pop(thread, None)
+        self._save_points.pop(thread, None)
+        self._held.pop(thread, None)
 
     async def outbox_retry(
         self, item_id: int, attempts: int, next_attempt_ms: int, last_error: str
@@ -266,9 +264,9 @@ class MemoryStore(AsyncClosing):
         held += sum(len(d.response) for d in self._dedupe.values())
         held += sum(len(r.data) for r in self._relationships.values())
         held += sum(len(v) for v in self._meta.values())
-        held += sum(len(d.payload) for d in self._drafts.values())
-        held += sum(len(p.state) for p in self._save_points.values())
-        held += sum(len(h.value) for h in self._held.values())
+        held += sum(len(d.payload) for q in self._drafts.values() for d in q.values())
+        held += sum(len(p.state) for ps in self._save_points.values() for p in ps.values())
+        held += sum(len(h.value) for rows in self._held.values() for h in rows.values())
         held += 64 * (len(self._threads) + len(self._intents) + len(self._offers)
                       + len(self._share_notes))  # fmt: skip
         return StoreUsage(held, None)
@@ -290,23 +288,28 @@ class MemoryStore(AsyncClosing):
 
     async def drafts(self, thread: bytes | None = None) -> list[DraftRecord]:
         self._check_open()
-        return [d for k, d in sorted(self._drafts.items()) if thread is None or k[0] == thread]
+        threads = sorted(self._drafts) if thread is None else [thread]
+        found: list[DraftRecord] = []
+        for t in threads:
+            queue = self._drafts.get(t, {})
+            found.extend(queue[seq] for seq in sorted(queue))
+        return found
 
     async def save_point(self, thread: bytes, msg_hash: bytes) -> SavePoint | None:
         self._check_open()
-        return self._save_points.get((thread, msg_hash))
+        return self._save_points.get(thread, {}).get(msg_hash)
 
     async def save_points(self, thread: bytes) -> list[SavePoint]:
         self._check_open()
-        return [p for k, p in sorted(self._save_points.items()) if k[0] == thread]
+        return [p for _, p in sorted(self._save_points.get(thread, {}).items())]
 
     async def held(self, thread: bytes) -> list[HeldRecord]:
         self._check_open()
-        return [h for k, h in sorted(self._held.items()) if k[0] == thread]
+        return [h for _, h in sorted(self._held.get(thread, {}).items())]
 
     async def held_expired(self, now_ms: int) -> list[tuple[bytes, bytes]]:
         self._check_open()
-        return sorted({(h.thread, h.share) for h in self._held.values()
+        return sorted({(h.thread, h.share) for rows in self._held.values() for h in rows.values()
                        if h.expires_ms is not None and h.expires_ms <= now_ms})  # fmt: skip
 
     async def get_intent(self, intent_id: bytes) -> IntentRecord | None:

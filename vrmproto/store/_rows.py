@@ -34,6 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from vrmproto._vocab import DataSource
+
 __all__ = [
     "DraftRecord",
     "HeldRecord",
@@ -139,7 +141,7 @@ class HeldRecord:
     field: str
     value: str
     category: int
-    source: str  # DataRecord.source: "provided" for what the customer shared
+    source: DataSource  # "provided" for what the customer shared (§6.8-5)
     collected_ms: int
     purposes: tuple[int, ...]
     share: bytes  # hash of the message the value came from

@@ -217,28 +217,36 @@ def _upsert(conn: sqlite3.Connection, sql: tuple[str, str], columns: str,
         conn.executemany(sql[0] + _one(columns) + sql[1], rows)
 
 
+def _delete(conn: sqlite3.Connection, sql: str, keys: Sequence[tuple[object, ...]]) -> None:
+    if keys:
+        conn.executemany(sql, keys)
+
+
 def apply_threads(conn: sqlite3.Connection, c: Commit) -> None:
     """Part 2 of a Commit (thread records), applied right after its relationships."""
+    if not c.threads:
+        return
     _upsert(conn, THREADS_UPSERT, THREAD_COLUMNS, [thread_row(t) for t in c.threads])
 
 
 def apply_rows(conn: sqlite3.Connection, c: Commit) -> None:
     """Parts 10–20 of a Commit (see :class:`~vrmproto.store.Commit`), in order."""
-    conn.executemany("DELETE FROM drafts WHERE thread = ? AND seq = ?", c.drafts_done)
+    if not (c.drafts_done or c.drafts_add or c.save_points_clear or c.save_points_done
+            or c.save_points or c.held_drop or c.held or c.intents or c.offers
+            or c.share_notes or c.intents_drop):  # fmt: skip
+        return  # an inbox step without them: no statement to prepare
+    _delete(conn, "DELETE FROM drafts WHERE thread = ? AND seq = ?", c.drafts_done)
     for d in c.drafts_add:  # one by one: a taken slot names itself in the conflict
         try:
             conn.execute(_INSERT_DRAFT, draft_row(d))
         except sqlite3.IntegrityError as exc:
             raise StoreConflict(f"draft {d.seq} of thread {d.thread.hex()} is taken") from exc
-    conn.executemany(
-        "DELETE FROM save_points WHERE thread = ?", [(t,) for t in c.save_points_clear]
-    )
-    conn.executemany("DELETE FROM save_points WHERE thread = ? AND msg_hash = ?",
-                     c.save_points_done)  # fmt: skip
+    _delete(conn, "DELETE FROM save_points WHERE thread = ?", [(t,) for t in c.save_points_clear])
+    _delete(conn, "DELETE FROM save_points WHERE thread = ? AND msg_hash = ?", c.save_points_done)
     _upsert(
         conn, SAVE_POINTS_UPSERT, SAVE_POINT_COLUMNS, [save_point_row(p) for p in c.save_points]
     )
-    conn.executemany("DELETE FROM held WHERE thread = ? AND share = ?", c.held_drop)
+    _delete(conn, "DELETE FROM held WHERE thread = ? AND share = ?", c.held_drop)
     _upsert(conn, HELD_UPSERT, HELD_COLUMNS, [held_row(h) for h in c.held])
     _upsert(conn, _INTENTS_UPSERT, INTENT_COLUMNS, [intent_row(i) for i in c.intents])
     _upsert(conn, _OFFERS_UPSERT, OFFER_COLUMNS, [offer_row(o) for o in c.offers])
