@@ -4,6 +4,7 @@ versioned migrations, locks and uniqueness across processes (spec §12, §12.7-4
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -12,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import _postgres
+import aiohttp
 import pytest
 
 from vrmproto import (
@@ -24,7 +26,9 @@ from vrmproto import (
     latest,
     open_envelope,
 )
-from vrmproto._binding import decode_replies
+from vrmproto._binding import CONTENT_TYPE, DEFAULT_INBOX_PATH, decode_replies
+from vrmproto.cli._errors import CliError
+from vrmproto.cli._vendor import parse_vendor_config
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.store import Commit, PostgresConfig, PostgresStore, Store, StoreConflict, StoreError
 from vrmproto.store._pg_cluster import PrivateCluster
@@ -494,3 +498,51 @@ async def test_two_endpoints_answer_the_same_message_with_the_same_receipt_bytes
     finally:
         for s in stores:
             await s.close()
+
+
+# -- the reference vendor on PostgreSQL: `store = "postgresql://…"` in its file ----------------
+
+
+async def test_a_vendor_file_naming_a_postgresql_store_serves_from_it(
+    postgres_config: PostgresConfig, tmp_path: Path
+) -> None:
+    url = f"{postgres_config.dsn}&vrm_schema={postgres_config.schema}"
+    config = tmp_path / "vendor.toml"
+    config.write_text(f'name = "PG Rentals"\nseed = "{"11" * 32}"\naccepts_terms = "all"\n'
+                      f'store = "{url}"\n')  # fmt: skip
+    vendor = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from vrmproto.cli import main; main()", "vendor", "serve",
+        "--config", str(config), "--memory", "--no-advertise", "--json", cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert vendor.stdout is not None
+        line = await asyncio.wait_for(vendor.stdout.readline(), 60)
+        assert line, (await vendor.stderr.read()).decode() if vendor.stderr else "died"
+        listening = json.loads(line)
+        assert listening["event"] == "listening"
+        ((envelope, msg_hash),) = _offers(Identity(bytes.fromhex("11" * 32)).public_key, 1)
+        async with aiohttp.ClientSession() as session, session.post(
+            listening["url"] + DEFAULT_INBOX_PATH, data=envelope,
+            headers={"Content-Type": CONTENT_TYPE},
+        ) as answer:  # fmt: skip
+            assert answer.status == 200
+            replies = decode_replies(await answer.read(), limits=Limits())
+            receipt = open_envelope(replies[0], now=_now_ms())
+        assert receipt.body.ack == msg_hash
+    finally:
+        vendor.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(vendor.wait(), 30)
+    assert vendor.returncode == 0
+    async with await PostgresStore.open(postgres_config) as s:
+        assert [h.msg_hash for h in await s.history(receipt.thread)][:1] == [msg_hash]
+
+
+def test_a_vendor_file_store_must_be_a_postgresql_url() -> None:
+    table = {"name": "X", "seed": "11" * 32}
+    assert parse_vendor_config(table).store is None
+    assert parse_vendor_config({**table, "store": "postgresql://db/vrm"}).store == (
+        "postgresql://db/vrm"
+    )
+    with pytest.raises(CliError, match="store must be a postgresql:// URL"):
+        parse_vendor_config({**table, "store": "sqlite:///vendor.db"})

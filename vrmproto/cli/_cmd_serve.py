@@ -36,7 +36,14 @@ from vrmproto.server import (
     serve,
     serve_app,
 )
-from vrmproto.store import MemoryStore, RelationshipRecord, SQLiteStore, Store
+from vrmproto.store import (
+    MemoryStore,
+    PostgresStore,
+    RelationshipRecord,
+    SQLiteStore,
+    Store,
+    StoreError,
+)
 
 __all__ = ["AgentIdentities", "agent", "discover", "serve_vendor", "vendor"]
 
@@ -145,7 +152,12 @@ async def serve_vendor(
     """Run the vendor of ``config`` until SIGINT/SIGTERM (``data_dir`` None: in memory; the
     directory must exist). ``connection_limits``: its HTTP connections (spec §10.1)."""
     store: Store
-    if data_dir is None:
+    if config.store is not None:
+        try:
+            store = await PostgresStore.open(config.store)
+        except StoreError as exc:
+            raise CliError(f"cannot open the store: {exc}", kind="store") from None
+    elif data_dir is None:
         store = MemoryStore()
     else:
         store = await SQLiteStore.open(data_dir / "vendor.db")

@@ -7,6 +7,7 @@ The file says who the vendor is and what it decides (its
     seed = "…64 hex digits…"          # or seed_file = "avis.seed"; or neither: kept in the data dir
     accepts_terms = ["vrm.no-tracking", "vrm.delete-after"]   # or "all"
     counter = ["vrm.no-tracking", "vrm.delete-after:days=365"] # optional: offered instead
+    store = "postgresql://vrm@db1/vrm"  # optional: PostgresStore (docs/deployment.md), not SQLite
 
     [[catalogue]]                     # what it can offer in answer to an intentcast
     description = "Jeep Grand Cherokee 4x4, Park City pick-up"
@@ -53,7 +54,7 @@ from vrmproto.store import MemoryStore
 __all__ = ["VendorConfig", "load_vendor_config", "parse_vendor_config"]
 
 _KEYS = frozenset(
-    {"name", "seed", "seed_file", "accepts_terms", "counter", "catalogue", "observed"}
+    {"name", "seed", "seed_file", "accepts_terms", "counter", "catalogue", "observed", "store"}
 )
 _ITEM_KEYS = frozenset({"description", "keywords", "price", "conditions"})
 _OBSERVED_KEYS = frozenset({"field", "value", "category", "source", "purposes", "collected"})
@@ -70,6 +71,7 @@ class VendorConfig:
     catalogue: tuple[CatalogueItem, ...]
     observed: tuple[DataRecord, ...]
     source: str = "<config>"
+    store: str | None = None  # a postgresql:// URL: PostgresStore instead of the directory's SQLite
 
     def policy(self) -> ReferencePolicy:
         return ReferencePolicy(
@@ -225,6 +227,11 @@ def parse_vendor_config(
             if not path.is_absolute() and base is not None:
                 path = base / path
             seed = _seed_hex(path.read_text("utf-8").strip(), str(path))
+        store = table.get("store")
+        if store is not None and not (
+            isinstance(store, str) and store.startswith(("postgresql://", "postgres://"))
+        ):
+            raise _ConfigError("store must be a postgresql:// URL")
         catalogue = table.get("catalogue", [])
         observed = table.get("observed", [])
         if not isinstance(catalogue, list) or not isinstance(observed, list):
@@ -239,6 +246,7 @@ def parse_vendor_config(
             ),
             observed=tuple(_observed(v, f"observed[{i}]") for i, v in enumerate(observed)),
             source=source,
+            store=store,
         )
         config.policy()  # the policy checks its counter terms too
     except (_ConfigError, OSError, ValueError) as exc:
