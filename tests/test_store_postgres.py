@@ -89,6 +89,28 @@ async def test_durable_settings_and_schema_version(pg_store: PostgresStore) -> N
     assert settings["schema_version"] == SCHEMA_VERSION
 
 
+async def test_commits_are_durable_even_where_the_database_defaults_to_asynchronous(
+    postgres_cluster: PrivateCluster,
+) -> None:
+    """§12.7-2: the store's sessions run with synchronous_commit = on, whatever the database's
+    own setting (here off): a receipt waits for the WAL flush."""
+    conn = await asyncpg.connect(postgres_cluster.dsn)
+    try:
+        await conn.execute("CREATE DATABASE lax")
+        await conn.execute("ALTER DATABASE lax SET synchronous_commit = off")
+        lax = postgres_cluster.dsn.replace("/postgres?", "/lax?")
+        other = await asyncpg.connect(lax)
+        assert await other.fetchval("SHOW synchronous_commit") == "off"
+        await other.close()
+        async with await PostgresStore.open(lax) as s:
+            assert (await s.settings())["synchronous_commit"] == "on"
+            await s.commit(Commit(meta=(("k", b"v"),)))
+            assert await s.get_meta("k") == b"v"
+    finally:
+        await conn.execute("DROP DATABASE IF EXISTS lax WITH (FORCE)")
+        await conn.close()
+
+
 async def test_the_private_cluster_listens_on_no_tcp_port(
     postgres_cluster: PrivateCluster,
 ) -> None:
