@@ -299,7 +299,11 @@ class PostgresStore(TypedReads, AsyncClosing):
             for job, error in zip(batch, outcomes, strict=True):
                 _settle(job.future, error)
             return conn
-        error = StoreError(f"transaction failed, nothing of it was written: {failure}")
+        if _sqlstate(failure) is None and not isinstance(failure, StoreError):
+            # the connection failed: if that was during COMMIT, the outcome is unknown here
+            error = StoreError(f"PostgreSQL connection failed during a transaction: {failure}")
+        else:
+            error = StoreError(f"transaction failed, nothing of it was written: {failure}")
         error.__cause__ = failure
         for job in batch:
             _settle(job.future, error)
