@@ -15,6 +15,7 @@ from pathlib import Path
 import _postgres
 import aiohttp
 import pytest
+from _broken_vendor import CONNECTION_LIMITS, make_endpoint
 
 from vrmproto import (
     Identity,
@@ -29,10 +30,11 @@ from vrmproto import (
 from vrmproto._binding import CONTENT_TYPE, DEFAULT_INBOX_PATH, decode_replies
 from vrmproto.cli._errors import CliError
 from vrmproto.cli._vendor import parse_vendor_config
-from vrmproto.server import Endpoint, ReferencePolicy
+from vrmproto.server import Endpoint, ReferencePolicy, serve
 from vrmproto.store import Commit, PostgresConfig, PostgresStore, Store, StoreConflict, StoreError
 from vrmproto.store._pg_cluster import PrivateCluster
 from vrmproto.store._pg_schema import SCHEMA_VERSION, migrate
+from vrmproto.testing import Outcome, run_suite
 from vrmproto.testing.store_contract import (
     BOB,
     T1,
@@ -568,3 +570,19 @@ def test_a_vendor_file_store_must_be_a_postgresql_url() -> None:
     )
     with pytest.raises(CliError, match="store must be a postgresql:// URL"):
         parse_vendor_config({**table, "store": "sqlite:///vendor.db"})
+
+
+async def test_the_conformance_suite_passes_strict_against_a_vendor_on_postgresql(
+    postgres_config: PostgresConfig,
+) -> None:
+    """Spec §14: every case, SHOULDs included, against the reference vendor on PostgresStore."""
+    async with await PostgresStore.open(postgres_config) as store:
+        server = await serve(make_endpoint(store), connection_limits=CONNECTION_LIMITS)
+        try:
+            result = await run_suite(server.url, seed=1_767_225_600, strict=True)
+        finally:
+            await server.close()
+    wrong = {r.case.id: (r.outcome.value, r.actual) for r in result.records
+             if r.outcome not in (Outcome.PASSED, Outcome.INFORMATIONAL)}  # fmt: skip
+    assert not wrong, wrong
+    assert result.exit_code() == 0
