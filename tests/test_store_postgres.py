@@ -264,6 +264,37 @@ async def test_a_lost_writer_connection_fails_its_batch_and_the_next_commit_reco
         assert (await pg_store.get_meta(f"after{n}") is None) == (outcome is not None)
 
 
+async def test_reads_recover_from_lost_and_cancelled_connections(pg_store: PostgresStore) -> None:
+    await pg_store.commit(Commit(meta=(("k", b"v"),)))
+    assert await pg_store.get_meta("k") == b"v"  # the read connections are open now
+    sleeping = asyncio.create_task(pg_store._pooled(lambda c: c.execute("SELECT pg_sleep(30)")))
+
+    async def running() -> None:  # the other read connection watches for it on the server
+        while not await pg_store._pooled(lambda c: c.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' "
+            "AND state = 'active'"
+        )):  # fmt: skip
+            pass
+
+    await asyncio.wait_for(running(), 30)
+    sleeping.cancel()  # its connection is terminated, not handed to the next reader
+    with pytest.raises(asyncio.CancelledError):
+        await sleeping
+    name = f"vrmproto {pg_store.config.schema}"
+    await pg_store._pooled(lambda conn: conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = $1 AND pid <> pg_backend_pid()", name,
+    ))  # fmt: skip
+    outcomes: list[bytes | StoreError | None] = []
+    for _ in range(pg_store.config.pool_size + 1):
+        try:
+            outcomes.append(await pg_store.get_meta("k"))
+        except StoreError as exc:
+            outcomes.append(exc)
+    assert outcomes[-1] == b"v"  # every read connection was opened again
+    assert await asyncio.gather(*(pg_store.get_meta("k") for _ in range(8))) == [b"v"] * 8
+
+
 # -- across processes ------------------------------------------------------------------------------
 
 _RACER = """

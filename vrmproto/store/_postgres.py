@@ -26,10 +26,11 @@ the next one. If the connection broke after COMMIT was sent, the outcome is unkn
 process: the Commit may have landed. A caller that retries then meets :class:`StoreConflict` on
 the message's dedupe key and answers with the stored response, as for any replay.
 
-Reads run on a pool of :attr:`PostgresConfig.pool_size` connections; each sees every Commit
-whose future has resolved. Locks (spec §11.11-2) are session advisory locks on one more
-connection (:mod:`vrmproto.store._pg_locks`). The schema is versioned
-(:mod:`vrmproto.store._pg_schema`) and migrated on open.
+Reads run on :attr:`PostgresConfig.pool_size` connections handed out in turn
+(:mod:`vrmproto.store._pg_conns`); each sees every Commit whose future has resolved. Locks
+(spec §11.11-2) are session advisory locks on one more connection
+(:mod:`vrmproto.store._pg_locks`). The schema is versioned (:mod:`vrmproto.store._pg_schema`)
+and migrated on open.
 """
 
 from __future__ import annotations
@@ -55,14 +56,14 @@ from vrmproto.store._base import (
     StoreUsage,
 )
 from vrmproto.store._pg_apply import apply_commit, apply_group, groupable
+from vrmproto.store._pg_conns import Connections
 from vrmproto.store._pg_locks import AdvisoryLocks
 from vrmproto.store._pg_reads import SELECT_OUTBOX, TypedReads
 from vrmproto.store._pg_schema import SCHEMA_VERSION, check_schema_name, migrate
 from vrmproto.store._sqlite import StoreStats
 
 if TYPE_CHECKING:
-    from asyncpg import Connection, Pool
-    from asyncpg.pool import PoolConnectionProxy
+    from asyncpg import Connection
 
 __all__ = ["SCHEMA_VERSION", "PostgresConfig", "PostgresStore"]
 
@@ -159,13 +160,6 @@ def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
         future.set_exception(exc)
 
 
-async def _keep_session(conn: Connection) -> None:
-    """What the read pool does to a connection given back, beyond asyncpg rolling back an open
-    transaction: nothing. asyncpg's default runs a reset query (``RESET ALL``, ``UNLISTEN *``,
-    ``pg_advisory_unlock_all()``…) — one more round trip per read — for session state that the
-    store's pooled statements never create (locks live on their own connection)."""
-
-
 class PostgresStore(TypedReads, AsyncClosing):
     """A :class:`~vrmproto.store.Store` on PostgreSQL (see the module docstring).
 
@@ -180,7 +174,8 @@ class PostgresStore(TypedReads, AsyncClosing):
         self._closed = True
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._writers: list[asyncio.Task[None]] = []
-        self._pool: Pool | None = None
+        self._readers = Connections(self._connect, config.pool_size)
+        self._started = False
         self._locks = AdvisoryLocks(self._connect, config.schema)
 
     @classmethod
@@ -200,7 +195,12 @@ class PostgresStore(TypedReads, AsyncClosing):
         }
 
     async def _connect(self) -> Connection:
-        asyncpg = importlib.import_module("asyncpg")
+        try:
+            asyncpg = importlib.import_module("asyncpg")
+        except ImportError as exc:
+            raise StoreError(
+                "PostgresStore needs asyncpg: pip install 'vrmproto[postgres]'"
+            ) from exc
         try:
             conn: Connection = await asyncpg.connect(
                 self.config.dsn,
@@ -214,15 +214,10 @@ class PostgresStore(TypedReads, AsyncClosing):
         return conn
 
     async def start(self) -> None:
-        """Migrate the schema, open the read pool and start the writer tasks."""
-        if self._pool is not None:
+        """Migrate the schema and start the writer tasks (connections open when first used)."""
+        if self._started:
             raise StoreError("store already started")
-        try:
-            asyncpg = importlib.import_module("asyncpg")
-        except ImportError as exc:
-            raise StoreError(
-                "PostgresStore needs asyncpg: pip install 'vrmproto[postgres]'"
-            ) from exc
+        self._started = True
         conn = await self._connect()
         try:
             await migrate(conn, self.config.schema)
@@ -230,17 +225,6 @@ class PostgresStore(TypedReads, AsyncClosing):
             raise _translate(exc) from exc
         finally:
             await conn.close()
-        try:
-            self._pool = await asyncpg.create_pool(
-                self.config.dsn,
-                min_size=1,
-                max_size=self.config.pool_size,
-                timeout=self.config.connect_timeout_s,
-                server_settings=self._settings(),
-                reset=_keep_session,
-            )
-        except Exception as exc:
-            raise _translate(exc) from exc
         self._closed = False
         self._writers = [
             asyncio.create_task(self._writer_main(), name=f"vrm-pg-writer-{n}")
@@ -255,8 +239,7 @@ class PostgresStore(TypedReads, AsyncClosing):
         self._queue.put_nowait(None)
         await asyncio.gather(*self._writers, return_exceptions=True)
         await self._locks.close()
-        if self._pool is not None:
-            await self._pool.close()
+        await self._readers.close()
 
     # -- the writers --
 
@@ -383,12 +366,11 @@ class PostgresStore(TypedReads, AsyncClosing):
         self._queue.put_nowait(_Job(c, future))
         await asyncio.shield(future)
 
-    async def _pooled(self, run: Callable[[PoolConnectionProxy], Awaitable[_T]]) -> _T:
-        if self._closed or self._pool is None:
+    async def _pooled(self, run: Callable[[Connection], Awaitable[_T]]) -> _T:
+        if self._closed:
             raise StoreError("store is closed")
         try:
-            async with self._pool.acquire() as conn:
-                return await run(conn)
+            return await self._readers.run(run)
         except StoreError:
             raise
         except (OSError, TimeoutError) as exc:
@@ -498,7 +480,7 @@ class PostgresStore(TypedReads, AsyncClosing):
         ``server_version``) and the schema version; for diagnostics and tests."""
         names = ("synchronous_commit", "search_path", "server_version")
 
-        async def read(conn: PoolConnectionProxy) -> dict[str, Any]:
+        async def read(conn: Connection) -> dict[str, Any]:
             out: dict[str, Any] = {n: await conn.fetchval(f"SHOW {n}") for n in names}
             out["schema_version"] = await conn.fetchval("SELECT version FROM schema_version")
             return out
