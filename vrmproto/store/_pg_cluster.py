@@ -57,6 +57,17 @@ def _run_as() -> str | None:
     return _RUN_AS if os.geteuid() == 0 else None
 
 
+def _parent_for(run_as: str | None) -> str | None:
+    """Where to make the cluster's directory: the usual temporary directory, unless the server
+    runs as another user who could not reach it (a private ``$TMPDIR``); then ``/tmp``."""
+    if run_as is None:
+        return None
+    parents = Path(tempfile.gettempdir()).resolve()
+    if all(p.stat().st_mode & 0o001 for p in (parents, *parents.parents)):
+        return None
+    return "/tmp"  # noqa: S108 -- world-traversable; the cluster's own directory is 0700
+
+
 def missing_reason() -> str | None:
     """Why a private cluster cannot run on this machine, or None if it can."""
     if find_binaries() is None:
@@ -107,8 +118,9 @@ class PrivateCluster:
         binaries = find_binaries()
         if reason is not None or binaries is None:
             raise RuntimeError(reason or "no PostgreSQL binaries")
-        root = Path(tempfile.mkdtemp(prefix="vrm-pg-"))
-        cluster = cls(root, binaries, _run_as())
+        run_as = _run_as()
+        root = Path(tempfile.mkdtemp(prefix="vrm-pg-", dir=_parent_for(run_as)))
+        cluster = cls(root, binaries, run_as)
         try:
             cluster._create(settings or {})
             cluster._pg_ctl("start", "-w", "-t", str(_TIMEOUT_S), "-l", str(cluster.log))
