@@ -17,6 +17,10 @@ It refuses to run on a tree whose store is not at schema 2. What it leaves:
   outbox (with its rollback point) and a second one waits behind it as a draft.
 - ``vendor.db`` — the vendor "Acme": the customer data it holds from the shares and the
   address update (``held:``), and the point before its last replies (``rollback:``).
+- ``intents.json`` and ``shares.json`` — the notes ``vrm intent`` and ``vrm share`` /
+  ``vrm withdraw`` kept beside ``agent.db``, written by that release's ``Home`` in the shape
+  its commands gave them (the intentcast with its offers; each share, one withdrawn, one
+  still a draft).
 
 The keys are fixed, so that a test can open the files with the identities that wrote them:
 the customer's master seed is :func:`fixture_seed` ``("customer")``, a vendor's identity seed
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -38,7 +43,11 @@ from typing import Any
 from aiohttp import web
 
 from vrmproto import Identity, Money, TermRef, latest
-from vrmproto.client import Agent, RetryPolicy
+from vrmproto._vocab import parse_category, parse_purpose
+from vrmproto.cli._cmd_intent import offer_json, rank_offers
+from vrmproto.cli._home import Home
+from vrmproto.cli._output import money_json
+from vrmproto.client import Agent, Delivery, IntentcastResult, RetryPolicy
 from vrmproto.server import CatalogueItem, Endpoint, ReferencePolicy, make_app
 from vrmproto.store import SQLiteStore, Store
 from vrmproto.store._sqlite import SCHEMA_VERSION
@@ -102,63 +111,70 @@ async def make(work: Path) -> None:
         await v.start()
     once = RetryPolicy(attempts=1)
     agent = await Agent.open(agent_store, fixture_seed("customer"), retry=once, fanout_retry=once)
+    notes: list[dict[str, Any]] = []
+
+    async def share(name: str, fields: dict[str, str]) -> Delivery:
+        """``vrm share``: the share, and its note as the command kept it."""
+        purposes, categories = [parse_purpose("delivery")], [parse_category("contact")]
+        until = now_ms() + YEAR_MS
+        d = await agent.share(name, fields, purposes=purposes, categories=categories,
+                              expires_ms=until)  # fmt: skip
+        notes.append({
+            "hash": d.msg_hash.hex(), "thread": (await agent.resolve(name)).hex(),
+            "vendor": name, "fields": fields, "purposes": purposes, "categories": categories,
+            "expires": until, "shared": now_ms(), "status": d.status, "withdrawn": None,
+        })  # fmt: skip
+        return d
+
     try:
         assert (await agent.connect(acme.url)).status == "accepted"
-        first = await agent.share(
-            "Acme",
-            {"email": "ada@example.org", "name": "Ada"},
-            purposes=["delivery"],
-            categories=["contact"],
-            expires_ms=now_ms() + YEAR_MS,
-        )
-        second = await agent.share(
-            "Acme",
-            {"phone": "+1 555 0100"},
-            purposes=["delivery"],
-            categories=["contact"],
-            expires_ms=now_ms() + YEAR_MS,
-        )
+        first = await share("Acme", {"email": "ada@example.org", "name": "Ada"})
+        second = await share("Acme", {"phone": "+1 555 0100"})
         assert first.confirmed
         assert second.confirmed
         assert (await agent.withdraw("Acme", [first.msg_hash])).confirmed
-        assert (
-            await agent.share(
-                "Acme",
-                {"name": "Ada L."},
-                purposes=["delivery"],
-                categories=["contact"],
-                expires_ms=now_ms() + YEAR_MS,
-            )
-        ).confirmed
+        notes[0]["withdrawn"] = now_ms()
+        assert (await share("Acme", {"name": "Ada L."})).confirmed
         assert (await agent.connect(budget.url)).status == "countered"
-        cast = await agent.intentcast("compact car", vendors=[acme.url], deadline_ms=5_000)
+        cast = await agent.intentcast(
+            "compact car",
+            vendors=[acme.url],
+            where="Boston",
+            max_price=Money(5_000, "USD"),
+            deadline_ms=5_000,
+        )
         assert cast.offers, "the intentcast got no offer"
+        intent_note = _intent_note(cast, agent, [acme.url], "Boston", Money(5_000, "USD"))
         assert (await agent.connect(closed.url)).status == "accepted"
         report = await agent.update_address({"city": "London"})
         assert report.counts()["confirmed"] == 2, report.counts()
         await closed.stop()  # gone: what follows waits in the outbox
-        waiting = await agent.share(
-            "Closed",
-            {"email": "ada@example.org"},
-            purposes=["delivery"],
-            categories=["contact"],
-            expires_ms=now_ms() + YEAR_MS,
-        )
-        behind = await agent.share(
-            "Closed",
-            {"name": "Ada"},
-            purposes=["delivery"],
-            categories=["contact"],
-            expires_ms=now_ms() + YEAR_MS,
-        )
+        waiting = await share("Closed", {"email": "ada@example.org"})
+        behind = await share("Closed", {"name": "Ada"})
         assert (waiting.status, behind.status) == ("queued", "queued")
         assert behind.msg_hash == b""  # a draft, behind the undelivered share
+        home = Home(work)
+        home.write_intents([intent_note])
+        home.write_shares(notes)
     finally:
         await agent.close()
         for v in (acme, budget):
             await v.stop()
         for s in (vendor_store, agent_store, budget.store, closed.store):
             await s.close()
+
+
+def _intent_note(cast: IntentcastResult, agent: Agent, urls: list[str], where: str,
+                 price: Money) -> dict[str, Any]:  # fmt: skip
+    """The note ``vrm intent`` kept of an intentcast (``cli/_cmd_intent.py``, 25ceebf)."""
+    ranked = rank_offers(cast.offers, agent.terms)
+    return {
+        "intent": cast.intent_id.hex(), "what": "compact car", "where": where, "from": None,
+        "to": None, "max_price": money_json(price), "reply_by": cast.reply_by,
+        "sent": now_ms(), "vendors": urls,
+        "offers": [offer_json(o, agent.terms, i + 1) for i, o in enumerate(ranked)],
+        "declines": [{"vendor": v, "reason": r} for v, r in cast.declines],
+    }  # fmt: skip
 
 
 def _compact(src: Path, dst: Path) -> None:
@@ -192,6 +208,9 @@ def main() -> None:
     for name in ("agent.db", "vendor.db"):
         _compact(work / name, args.out / name)
         print(f"wrote {args.out / name} ({(args.out / name).stat().st_size} bytes)")
+    for name in ("intents.json", "shares.json"):
+        shutil.copyfile(work / name, args.out / name)
+        print(f"wrote {args.out / name}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import pytest
 from vrmproto import Identity, MasterSeed, _codec, _records
 from vrmproto._history import verify_entries
 from vrmproto.store import (
+    Commit,
     HeldRecord,
     HistoryEntry,
     OutboxItem,
@@ -27,6 +28,7 @@ from vrmproto.store import (
     ThreadKind,
     _migrate_v3,
 )
+from vrmproto.store._v2_files import intents_from_v2, share_notes_from_v2
 
 V2 = Path(__file__).resolve().parent / "data" / "v2"
 
@@ -269,3 +271,42 @@ async def test_migrated_files_load_with_the_keys_that_wrote_them(tmp_path: Path)
         assert await store.save_point(waiting.thread, waiting.msg_hash) is not None
     async with await SQLiteStore.open(copy("vendor.db", tmp_path)) as store:
         assert await check_loads(store, vendor) >= 1
+
+
+async def test_the_json_notes_beside_a_v2_agent_become_records(tmp_path: Path) -> None:
+    """``intents.json`` and ``shares.json`` as vrm 25ceebf wrote them: every intentcast, offer
+    and keyed share note becomes a record and round-trips through the store."""
+    intents_doc = json.loads((V2 / "intents.json").read_text("utf-8"))
+    shares_doc = json.loads((V2 / "shares.json").read_text("utf-8"))
+    intents, offers = intents_from_v2(intents_doc)
+    notes, unkeyed = share_notes_from_v2(shares_doc)
+    (cast,) = intents_doc["items"]
+    assert [i.intent_id.hex() for i in intents] == [cast["intent"]]
+    assert (intents[0].where, intents[0].start_ms, intents[0].max_price) == (
+        "Boston",
+        None,
+        (cast["max_price"]["amount"], cast["max_price"]["currency"]),
+    )
+    assert [o.hash.hex() for o in offers] == [o["hash"] for o in cast["offers"]]
+    assert {o.received_ms for o in offers} == {cast["sent"]}
+    keyed = [n for n in shares_doc["items"] if n["hash"]]
+    assert [n.share.hex() for n in notes] == [n["hash"] for n in keyed]
+    assert [dict(n.fields) for n in notes] == [n["fields"] for n in keyed]
+    assert [n.withdrawn_ms for n in notes] == [n["withdrawn"] for n in keyed]
+    assert len(unkeyed) == 1  # the share still a draft when noted
+    async with await SQLiteStore.open(copy("agent.db", tmp_path)) as store:
+        await store.commit(Commit(intents=intents, offers=offers, share_notes=notes))
+        assert await store.intents() == list(intents)
+        assert await store.offers() == sorted(offers, key=lambda o: (o.intent_id, o.hash))
+        assert await store.share_notes() == sorted(notes, key=lambda n: (n.shared_ms, n.share))
+        for o in offers:  # each offer answers on a thread the agent holds
+            assert await store.get_relationship(o.thread) is not None
+
+
+def test_notes_of_another_shape_are_refused() -> None:
+    with pytest.raises(ValueError, match="format-1"):
+        intents_from_v2({"items": []})
+    with pytest.raises(ValueError, match="entry 0"):
+        intents_from_v2({"format": 1, "items": [{"intent": "zz"}]})
+    with pytest.raises(ValueError, match="entry 1"):
+        share_notes_from_v2({"format": 1, "items": [{"hash": ""}, {"hash": "00"}]})

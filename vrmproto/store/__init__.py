@@ -13,7 +13,7 @@ after commit. Uniqueness rules make retries and replays safe (:class:`StoreConfl
 Beside relationships, histories, replay records and the outbox, every persistent thing a node
 keeps is a typed record with its own Commit parts and queries (schema v3): :class:`ThreadRecord`,
 :class:`DraftRecord`, :class:`SavePoint`, :class:`HeldRecord`, :class:`IntentRecord`,
-:class:`IntentOffer`, :class:`ShareNote`. ``meta`` keeps only store-level settings.
+:class:`OfferRecord`, :class:`ShareNote`. ``meta`` keeps only store-level settings.
 A new backend proves itself with :mod:`vrmproto.testing.store_contract`.
 
 Exceptions::
@@ -29,9 +29,9 @@ from vrmproto.store._base import (
     DraftRecord,
     HeldRecord,
     HistoryEntry,
-    IntentOffer,
     IntentRecord,
     NewOutboxItem,
+    OfferRecord,
     OutboxItem,
     RelationshipRecord,
     SavePoint,
@@ -53,10 +53,10 @@ __all__ = [
     "DraftRecord",
     "HeldRecord",
     "HistoryEntry",
-    "IntentOffer",
     "IntentRecord",
     "MemoryStore",
     "NewOutboxItem",
+    "OfferRecord",
     "OutboxItem",
     "PostgresConfig",
     "PostgresStore",

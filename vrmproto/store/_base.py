@@ -40,8 +40,8 @@ from vrmproto._errors import VrmError
 from vrmproto.store._rows import (
     DraftRecord,
     HeldRecord,
-    IntentOffer,
     IntentRecord,
+    OfferRecord,
     SavePoint,
     ShareNote,
     ThreadKind,
@@ -54,9 +54,9 @@ __all__ = [
     "DraftRecord",
     "HeldRecord",
     "HistoryEntry",
-    "IntentOffer",
     "IntentRecord",
     "NewOutboxItem",
+    "OfferRecord",
     "OutboxItem",
     "RelationshipRecord",
     "SavePoint",
@@ -205,7 +205,7 @@ class Commit:
     15. ``held_drop`` — delete the :class:`HeldRecord` rows of ``(thread, share)``.
     16. ``held`` — upsert :class:`HeldRecord` by ``(thread, field)``.
     17. ``intents`` — upsert :class:`IntentRecord` by intent id. 18. ``offers`` — upsert
-        :class:`IntentOffer` by hash. 19. ``share_notes`` — upsert :class:`ShareNote` by share.
+        :class:`OfferRecord` by hash. 19. ``share_notes`` — upsert :class:`ShareNote` by share.
     20. ``intents_drop`` — delete an intent and its offers; a missing one is ignored.
     21. ``drop`` — delete a thread: its relationship record, history, thread record, drafts,
         save points and held data; a missing thread is ignored. Its outbox items and share
@@ -234,7 +234,7 @@ class Commit:
     held: tuple[HeldRecord, ...] = ()
     held_drop: tuple[tuple[bytes, bytes], ...] = ()  # (thread, share)
     intents: tuple[IntentRecord, ...] = ()
-    offers: tuple[IntentOffer, ...] = ()
+    offers: tuple[OfferRecord, ...] = ()
     share_notes: tuple[ShareNote, ...] = ()
     intents_drop: tuple[bytes, ...] = ()  # intent ids
 
@@ -331,11 +331,11 @@ class Store(Protocol):
         """Every intentcast, by (sent_ms, intent_id)."""
         ...
 
-    async def offers(self, intent_id: bytes | None = None) -> list[IntentOffer]:
+    async def offers(self, intent_id: bytes | None = None) -> list[OfferRecord]:
         """Offers (to ``intent_id`` if given), by (intent_id, received_ms, hash)."""
         ...
 
-    async def get_offer(self, offer_hash: bytes) -> IntentOffer | None: ...
+    async def get_offer(self, offer_hash: bytes) -> OfferRecord | None: ...
 
     async def share_notes(self, thread: bytes | None = None) -> list[ShareNote]:
         """Share notes (of ``thread`` if given), by (shared_ms, share)."""

@@ -20,8 +20,8 @@ from vrmproto.store._base import (
     DraftRecord,
     HeldRecord,
     HistoryEntry,
-    IntentOffer,
     IntentRecord,
+    OfferRecord,
     OutboxItem,
     RelationshipRecord,
     SavePoint,
@@ -55,7 +55,7 @@ class MemoryStore(AsyncClosing):
         self._save_points: dict[bytes, dict[bytes, SavePoint]] = {}  # thread -> msg_hash -> p
         self._held: dict[bytes, dict[str, HeldRecord]] = {}  # thread -> field -> row
         self._intents: dict[bytes, IntentRecord] = {}
-        self._offers: dict[bytes, IntentOffer] = {}
+        self._offers: dict[bytes, OfferRecord] = {}
         self._share_notes: dict[bytes, ShareNote] = {}
         self._locks = LocalLocks()
 
@@ -320,12 +320,12 @@ class MemoryStore(AsyncClosing):
         self._check_open()
         return sorted(self._intents.values(), key=lambda i: (i.sent_ms, i.intent_id))
 
-    async def offers(self, intent_id: bytes | None = None) -> list[IntentOffer]:
+    async def offers(self, intent_id: bytes | None = None) -> list[OfferRecord]:
         self._check_open()
         found = [o for o in self._offers.values() if intent_id is None or o.intent_id == intent_id]
         return sorted(found, key=lambda o: (o.intent_id, o.received_ms, o.hash))
 
-    async def get_offer(self, offer_hash: bytes) -> IntentOffer | None:
+    async def get_offer(self, offer_hash: bytes) -> OfferRecord | None:
         self._check_open()
         return self._offers.get(offer_hash)
 

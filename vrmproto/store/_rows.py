@@ -11,7 +11,7 @@ Customer side (the agent):
   the message types its discovery document listed (§13.1-3).
 - :class:`DraftRecord` — a message waiting behind an undelivered one, a per-thread queue ordered
   by ``seq``; ``kind`` tags what ``payload`` encodes.
-- :class:`IntentRecord` and :class:`IntentOffer` — an intentcast sent, and each offer stored as
+- :class:`IntentRecord` and :class:`OfferRecord` — an intentcast sent, and each offer stored as
   it arrives (§5.4).
 - :class:`ShareNote` — what the customer shared with whom, until when (§5.3.1).
 
@@ -39,8 +39,8 @@ from vrmproto._vocab import DataSource
 __all__ = [
     "DraftRecord",
     "HeldRecord",
-    "IntentOffer",
     "IntentRecord",
+    "OfferRecord",
     "SavePoint",
     "ShareNote",
     "ThreadKind",
@@ -152,24 +152,27 @@ class HeldRecord:
 class IntentRecord:
     """An intentcast the customer sent (§5.4.1); upserted by ``intent_id``.
 
-    ``vendors`` are the base URLs asked; ``declines`` the ``(vendor, reason)`` of those that
-    said no. The offers are :class:`IntentOffer` rows.
+    The fields of the intentcast body (``where``, ``start_ms``, ``end_ms`` None when it named
+    none), when it was sent, the base URLs of the ``vendors`` asked and the ``(vendor,
+    reason)`` of those that declined. The offers are :class:`OfferRecord` rows.
     """
 
     intent_id: bytes  # 16 bytes
     what: str
-    where: str
-    start_ms: int
-    end_ms: int
+    where: str | None
+    start_ms: int | None
+    end_ms: int | None
     max_price: tuple[int, str] | None  # (amount in minor units, ISO 4217 currency)
     reply_by_ms: int
     sent_ms: int
     vendors: tuple[str, ...] = ()
     declines: tuple[tuple[str, str], ...] = ()
+    constraints: tuple[str, ...] = ()
+    memberships: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
-class IntentOffer:
+class OfferRecord:
     """One vendor's offer in answer to an intentcast (§5.4.2), stored as it arrives.
 
     Unique by ``hash`` (the offer message's hash); storing the same offer again replaces it.

@@ -85,8 +85,8 @@ from vrmproto.store._base import (
     DraftRecord,
     HeldRecord,
     HistoryEntry,
-    IntentOffer,
     IntentRecord,
+    OfferRecord,
     OutboxItem,
     RelationshipRecord,
     SavePoint,
@@ -867,7 +867,7 @@ class SQLiteStore(AsyncClosing):
         found = await self._rows(typed.SELECT_INTENT + "ORDER BY sent_ms, intent_id")
         return [typed.intent_record(row) for row in found]
 
-    async def offers(self, intent_id: bytes | None = None) -> list[IntentOffer]:
+    async def offers(self, intent_id: bytes | None = None) -> list[OfferRecord]:
         found = await self._rows(
             typed.SELECT_OFFER + "WHERE (?1 IS NULL OR intent_id = ?1) "
             "ORDER BY intent_id, received_ms, hash",
@@ -875,7 +875,7 @@ class SQLiteStore(AsyncClosing):
         )
         return [typed.offer_record(row) for row in found]
 
-    async def get_offer(self, offer_hash: bytes) -> IntentOffer | None:
+    async def get_offer(self, offer_hash: bytes) -> OfferRecord | None:
         found = await self._rows(typed.SELECT_OFFER + "WHERE hash = ?", (offer_hash,))
         return typed.offer_record(found[0]) if found else None
 

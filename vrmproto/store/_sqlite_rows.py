@@ -15,8 +15,8 @@ from vrmproto.store._base import Commit, StoreConflict
 from vrmproto.store._rows import (
     DraftRecord,
     HeldRecord,
-    IntentOffer,
     IntentRecord,
+    OfferRecord,
     SavePoint,
     ShareNote,
     ThreadKind,
@@ -47,10 +47,11 @@ SCHEMA_V3 = (
     "CREATE INDEX held_by_share ON held(thread, share)",
     "CREATE INDEX held_by_expiry ON held(expires_ms) WHERE expires_ms IS NOT NULL",
     """CREATE TABLE intents (
-        intent_id BLOB PRIMARY KEY, what TEXT NOT NULL, place TEXT NOT NULL,
-        start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, max_price_amount INTEGER,
-        max_price_currency TEXT, reply_by_ms INTEGER NOT NULL, sent_ms INTEGER NOT NULL,
-        vendors TEXT NOT NULL, declines TEXT NOT NULL)""",
+        intent_id BLOB PRIMARY KEY, what TEXT NOT NULL, place TEXT, start_ms INTEGER,
+        end_ms INTEGER, max_price_amount INTEGER, max_price_currency TEXT,
+        reply_by_ms INTEGER NOT NULL, sent_ms INTEGER NOT NULL, vendors TEXT NOT NULL,
+        declines TEXT NOT NULL, constraints TEXT NOT NULL, memberships TEXT NOT NULL)""",
+    "CREATE INDEX intents_by_sent ON intents(sent_ms, intent_id)",
     """CREATE TABLE offers (
         hash BLOB PRIMARY KEY, intent_id BLOB NOT NULL, thread BLOB NOT NULL,
         vendor TEXT NOT NULL, url TEXT NOT NULL, vendor_key BLOB NOT NULL,
@@ -135,20 +136,24 @@ def held_record(row: Sequence[Any]) -> HeldRecord:
 
 
 INTENT_COLUMNS = ("intent_id, what, place, start_ms, end_ms, max_price_amount, "
-                  "max_price_currency, reply_by_ms, sent_ms, vendors, declines")  # fmt: skip
+                  "max_price_currency, reply_by_ms, sent_ms, vendors, declines, constraints, "
+                  "memberships")  # fmt: skip
 
 
 def intent_row(i: IntentRecord) -> tuple[object, ...]:
     amount, currency = i.max_price if i.max_price is not None else (None, None)
     return (i.intent_id, i.what, i.where, i.start_ms, i.end_ms, amount, currency, i.reply_by_ms,
-            i.sent_ms, _js(i.vendors), _js([list(d) for d in i.declines]))  # fmt: skip
+            i.sent_ms, _js(i.vendors), _js([list(d) for d in i.declines]), _js(i.constraints),
+            _js(i.memberships))  # fmt: skip
 
 
 def intent_record(row: Sequence[Any]) -> IntentRecord:
     price = None if row[5] is None else (int(row[5]), str(row[6]))
     return IntentRecord(bytes(row[0]), row[1], row[2], row[3], row[4], price, row[7], row[8],
                         tuple(str(v) for v in _unjs(row[9])),
-                        tuple((str(v), str(r)) for v, r in _unjs(row[10])))  # fmt: skip
+                        tuple((str(v), str(r)) for v, r in _unjs(row[10])),
+                        tuple(str(c) for c in _unjs(row[11])),
+                        tuple(str(m) for m in _unjs(row[12])))  # fmt: skip
 
 
 OFFER_COLUMNS = (
@@ -157,14 +162,14 @@ OFFER_COLUMNS = (
 )
 
 
-def offer_row(o: IntentOffer) -> tuple[object, ...]:
+def offer_row(o: OfferRecord) -> tuple[object, ...]:
     return (o.hash, o.intent_id, o.thread, o.vendor, o.url, o.vendor_key, o.description,
             o.price[0], o.price[1], o.valid_until_ms, _js(o.conditions), _js(o.accepts_terms),
             o.received_ms)  # fmt: skip
 
 
-def offer_record(row: Sequence[Any]) -> IntentOffer:
-    return IntentOffer(bytes(row[1]), bytes(row[0]), bytes(row[2]), row[3], row[4], bytes(row[5]),
+def offer_record(row: Sequence[Any]) -> OfferRecord:
+    return OfferRecord(bytes(row[1]), bytes(row[0]), bytes(row[2]), row[3], row[4], bytes(row[5]),
                        row[6], (row[7], row[8]), row[9], tuple(str(c) for c in _unjs(row[10])),
                        tuple(str(t) for t in _unjs(row[11])), row[12])  # fmt: skip
 

@@ -42,9 +42,9 @@ from vrmproto.store import (
     DraftRecord,
     HeldRecord,
     HistoryEntry,
-    IntentOffer,
     IntentRecord,
     NewOutboxItem,
+    OfferRecord,
     RelationshipRecord,
     SavePoint,
     ShareNote,
@@ -164,16 +164,20 @@ def held(thread: bytes, name: str, share: bytes, expires_ms: int | None = 50_000
 
 
 def intent(n: int, sent_ms: int = 100) -> IntentRecord:
+    """Odd ``n``: every optional field set; even ``n``: none."""
+    full = n % 2 == 1
     return IntentRecord(
-        intent_id=bytes([n]) * 16, what="a car", where="Boston", start_ms=1, end_ms=2,
-        max_price=(20_000, "USD") if n % 2 else None, reply_by_ms=90, sent_ms=sent_ms,
+        intent_id=bytes([n]) * 16, what="a car", where="Boston" if full else None,
+        start_ms=1 if full else None, end_ms=2 if full else None,
+        max_price=(20_000, "USD") if full else None, reply_by_ms=90, sent_ms=sent_ms,
         vendors=("https://avis.example", "https://hertz.example"),
         declines=(("https://hertz.example", "none left"),),
+        constraints=("no prepaid gas",) if full else (), memberships=("AAA",) if full else (),
     )  # fmt: skip
 
 
-def offer(n: int, tag: str, received_ms: int = 10) -> IntentOffer:
-    return IntentOffer(
+def offer(n: int, tag: str, received_ms: int = 10) -> OfferRecord:
+    return OfferRecord(
         intent_id=bytes([n]) * 16, hash=digest("offer", n, tag), thread=digest("t", tag)[:16],
         vendor="Avis " + tag, url="https://avis.example", vendor_key=BOB, description="compact",
         price=(4_200, "USD"), valid_until_ms=99, conditions=("no smoking",),
