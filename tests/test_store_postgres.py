@@ -15,7 +15,10 @@ from pathlib import Path
 import _postgres
 import aiohttp
 import pytest
+import test_store_model as store_model
 from _broken_vendor import CONNECTION_LIMITS, make_endpoint
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from vrmproto import (
     Identity,
@@ -31,7 +34,15 @@ from vrmproto._binding import CONTENT_TYPE, DEFAULT_INBOX_PATH, decode_replies
 from vrmproto.cli._errors import CliError
 from vrmproto.cli._vendor import parse_vendor_config
 from vrmproto.server import Endpoint, ReferencePolicy, serve
-from vrmproto.store import Commit, PostgresConfig, PostgresStore, Store, StoreConflict, StoreError
+from vrmproto.store import (
+    Commit,
+    MemoryStore,
+    PostgresConfig,
+    PostgresStore,
+    Store,
+    StoreConflict,
+    StoreError,
+)
 from vrmproto.store._pg_cluster import PrivateCluster
 from vrmproto.store._pg_schema import SCHEMA_VERSION, migrate
 from vrmproto.testing import Outcome, run_suite
@@ -617,3 +628,36 @@ async def test_the_conformance_suite_passes_strict_against_a_vendor_on_postgresq
              if r.outcome not in (Outcome.PASSED, Outcome.INFORMATIONAL)}  # fmt: skip
     assert not wrong, wrong
     assert result.exit_code() == 0
+
+
+# -- the typed records against the memory model (as tests/test_store_model.py does for SQLite) -----
+
+
+async def _compare_with_memory(run: list[Commit], cluster: PrivateCluster) -> None:
+    memory = MemoryStore()
+    expected: list[type[BaseException] | None] = []
+    for c in run:
+        try:
+            await memory.commit(c)
+            expected.append(None)
+        except StoreConflict:
+            expected.append(StoreConflict)
+    schema = "m_" + os.urandom(8).hex()
+    try:
+        async with await PostgresStore.open(PostgresConfig(cluster.dsn, schema=schema)) as pg:
+            got = await asyncio.gather(*(pg.commit(c) for c in run), return_exceptions=True)
+            assert [None if r is None else type(r) for r in got] == expected
+            assert await store_model.everything(pg) == await store_model.everything(memory)
+    finally:
+        await _postgres.drop_schema(cluster.dsn, schema)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(run=st.lists(store_model.commits, min_size=1, max_size=8))
+def test_postgresql_and_memory_agree_on_typed_records(
+    postgres_cluster: PrivateCluster, run: list[Commit]
+) -> None:
+    """Commits fired at once (so written in group transactions) end as the memory store's
+    one-at-a-time application: same outcomes, same answers to every typed query."""
+    asyncio.run(_compare_with_memory(run, postgres_cluster))

@@ -13,8 +13,8 @@ from vrmproto.store import _sqlite_rows as rows
 from vrmproto.store._base import (
     DraftRecord,
     HeldRecord,
-    IntentOffer,
     IntentRecord,
+    OfferRecord,
     OutboxItem,
     SavePoint,
     ShareNote,
@@ -89,7 +89,7 @@ class TypedReads:
         found = await self._rows(rows.SELECT_INTENT + "ORDER BY sent_ms, intent_id")
         return [rows.intent_record(row) for row in found]
 
-    async def offers(self, intent_id: bytes | None = None) -> list[IntentOffer]:
+    async def offers(self, intent_id: bytes | None = None) -> list[OfferRecord]:
         found = await self._rows(
             rows.SELECT_OFFER + "WHERE ($1::bytea IS NULL OR intent_id = $1) "
             "ORDER BY intent_id, received_ms, hash",
@@ -97,7 +97,7 @@ class TypedReads:
         )
         return [rows.offer_record(row) for row in found]
 
-    async def get_offer(self, offer_hash: bytes) -> IntentOffer | None:
+    async def get_offer(self, offer_hash: bytes) -> OfferRecord | None:
         found = await self._rows(rows.SELECT_OFFER + "WHERE hash = $1", offer_hash)
         return rows.offer_record(found[0]) if found else None
 

@@ -43,10 +43,11 @@ SCHEMA_V2 = (
     "CREATE INDEX held_by_share ON held (thread, share)",
     "CREATE INDEX held_by_expiry ON held (expires_ms) WHERE expires_ms IS NOT NULL",
     """CREATE TABLE intents (
-        intent_id bytea PRIMARY KEY, what text NOT NULL, place text NOT NULL,
-        start_ms bigint NOT NULL, end_ms bigint NOT NULL, max_price_amount bigint,
-        max_price_currency text, reply_by_ms bigint NOT NULL, sent_ms bigint NOT NULL,
-        vendors text NOT NULL, declines text NOT NULL)""",
+        intent_id bytea PRIMARY KEY, what text NOT NULL, place text, start_ms bigint,
+        end_ms bigint, max_price_amount bigint, max_price_currency text,
+        reply_by_ms bigint NOT NULL, sent_ms bigint NOT NULL, vendors text NOT NULL,
+        declines text NOT NULL, constraints text NOT NULL, memberships text NOT NULL)""",
+    "CREATE INDEX intents_by_sent ON intents (sent_ms, intent_id)",
     """CREATE TABLE offers (
         hash bytea PRIMARY KEY, intent_id bytea NOT NULL, thread bytea NOT NULL,
         vendor text NOT NULL, url text NOT NULL, vendor_key bytea NOT NULL,
@@ -102,7 +103,7 @@ HELD = TypedTable(
 INTENTS = TypedTable(
     "intents",
     rows.INTENT_COLUMNS,
-    "bytea text text int8 int8 int8 text int8 int8 text text",
+    "bytea text text int8 int8 int8 text int8 int8 text text text text",
     "intent_id",
 )
 OFFERS = TypedTable(
