@@ -5,8 +5,13 @@ directory, listens only on a Unix socket there (no TCP), runs as the ``postgres`
 tests run as root, and is stopped and deleted when the session ends. Where PostgreSQL or asyncpg
 is missing, every test using it skips with the reason.
 
-Use it from a test module with ``from _postgres import postgres_cluster, postgres_config  #
-noqa: F401`` (pytest finds fixtures by name in the module).
+Use it from a test module by naming the fixtures there (pytest finds fixtures by name in the
+module)::
+
+    import _postgres
+
+    postgres_cluster = _postgres.postgres_cluster
+    postgres_config = _postgres.postgres_config
 """
 
 from __future__ import annotations
