@@ -309,7 +309,8 @@ def measure(
     with tempfile.TemporaryDirectory() as db_dir:
         db = _db_for(mode, db_dir, cluster)
         procs = [start_server(mode, db) for _ in range(workers)]
-        database = cluster.postmaster_pid() if cluster is not None else None
+        on_postgres = SERVER_MODES.get(mode, {}).get("store_kind") == "postgres"
+        database = cluster.postmaster_pid() if cluster is not None and on_postgres else None
         try:
             urls = [f"http://127.0.0.1:{port}{DEFAULT_INBOX_PATH}" for _, port in procs]
             warm = build_offers(min(200, n))
