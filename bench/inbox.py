@@ -29,6 +29,15 @@ to fill its groups, so one concurrency alone can under- or over-state it.
 The server runs in a subprocess (this file with ``--serve``) and the client in this process, so
 on a 2-core machine each gets a core, as a deployed server and its remote clients would.
 
+``--store postgres`` also runs the endpoint on :class:`~vrmproto.store.PostgresStore` in every
+round, beside SQLite: a private PostgreSQL cluster is started for the run (on a Unix socket in a
+temporary directory, durable settings, one fresh schema per run). ``--workers 1,2`` runs that
+many server processes on the one database, the client spreading its connections over them;
+``cpu_us`` then sums the server processes' CPU per message and adds ``postgresql``: the database
+server's own (the postmaster and every process it forked). On 2 cores the client, the server
+processes and PostgreSQL share the same two cores, so more workers cannot go faster here; the
+figures say what each message costs, from which the scaling on more cores follows.
+
 Prints human lines, then one JSON object on the last line.
 """
 
@@ -69,12 +78,17 @@ from vrmproto._binding import CONTENT_TYPE, DEFAULT_INBOX_PATH, decode_replies
 from vrmproto._keys import Context
 from vrmproto._messages import Receipt
 from vrmproto.server import Endpoint, ReferencePolicy, serve
-from vrmproto.store import MemoryStore, SQLiteStore, Store
+from vrmproto.store import MemoryStore, PostgresStore, SQLiteStore, Store
+from vrmproto.store._pg_cluster import PrivateCluster, missing_reason
 
 VENDOR_SEED = bytes(range(32))
 TERMS = ("vrm.no-tracking", "vrm.no-third-party")
-# The bench measures the inbox path, not the rate limiter: allow far more than it sends.
-LIMITS = Limits(rate_per_sender_per_minute=10**9, rate_per_address_per_minute=10**9)
+# The bench measures the inbox path, not the rate limiter or first-contact admission (every
+# customer here is a new one, all from 127.0.0.1): allow far more than it sends.
+LIMITS = Limits(
+    rate_per_sender_per_minute=10**9, rate_per_address_per_minute=10**9,
+    first_contacts_per_address_per_day=10**9, open_relationships_per_address=10**9,
+)  # fmt: skip
 
 
 def now_ms() -> int:
@@ -91,8 +105,18 @@ class ReviewPolicy(ReferencePolicy):
         return None
 
 
-async def serve_endpoint(db_dir: str, *, accept: bool, durable: bool = True) -> None:
-    store: Store = await SQLiteStore.open(Path(db_dir) / "vendor.db") if durable else MemoryStore()
+async def open_store(kind: str, db: str) -> Store:
+    """``db`` is a directory for SQLite, a ``postgresql://`` URL (with ``vrm_schema``) for
+    PostgreSQL."""
+    if kind == "sqlite":
+        return await SQLiteStore.open(Path(db) / "vendor.db")
+    if kind == "postgres":
+        return await PostgresStore.open(db)
+    return MemoryStore()
+
+
+async def serve_endpoint(db: str, *, accept: bool, store_kind: str = "sqlite") -> None:
+    store = await open_store(store_kind, db)
     policy = ReferencePolicy(accepts_terms=TERMS) if accept else ReviewPolicy(accepts_terms=TERMS)
     endpoint = Endpoint(
         Identity(VENDOR_SEED),
@@ -173,8 +197,11 @@ def build_offers(n: int) -> list[tuple[Identity, bytes, bytes]]:
 
 
 async def run_client(
-    url: str, offers: list[tuple[Identity, bytes, bytes]], concurrency: int, check_ack: bool
+    urls: list[str], offers: list[tuple[Identity, bytes, bytes]], concurrency: int,
+    check_ack: bool,
 ) -> tuple[float, list[float]]:
+    """Post every offer; worker ``k`` posts to ``urls[k % len(urls)]`` (one per server
+    process)."""
     latencies: list[float] = []
     queue: asyncio.Queue[tuple[Identity, bytes, bytes]] = asyncio.Queue()
     for item in offers:
@@ -182,7 +209,7 @@ async def run_client(
     limits = Limits()
     headers = {"Content-Type": CONTENT_TYPE}
 
-    async def worker(session: aiohttp.ClientSession) -> None:
+    async def worker(session: aiohttp.ClientSession, url: str) -> None:
         while not queue.empty():
             me, envelope, msg_hash = queue.get_nowait()
             t0 = time.perf_counter()
@@ -201,14 +228,14 @@ async def run_client(
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(session, urls[k % len(urls)]) for k in range(concurrency)))
         elapsed = time.perf_counter() - t0
     return elapsed, latencies
 
 
-def start_server(mode: str, db_dir: str) -> tuple[subprocess.Popen[str], int]:
+def start_server(mode: str, db: str) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", mode, "--db", db_dir],
+        [sys.executable, __file__, "--serve", mode, "--db", db],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -237,6 +264,26 @@ def thread_cpu_s(pid: int) -> dict[int, float] | None:
     return out
 
 
+def tree_cpu_s(root: int) -> float | None:
+    """CPU seconds of process ``root`` and its children (a PostgreSQL server: the postmaster
+    and every backend and helper process it forked), from /proc; None elsewhere."""
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            if int(entry) == root or int(fields[1]) == root:
+                total += (int(fields[11]) + int(fields[12])) / tick
+    except (OSError, ValueError):
+        return None
+    return total
+
+
 @dataclass
 class Run:
     """One measured run: its rate, latencies and CPU microseconds per message (if known)."""
@@ -246,26 +293,50 @@ class Run:
     cpu_us: dict[str, float] | None
 
 
-def measure(mode: str, n: int, concurrency: int) -> Run:
+def _db_for(mode: str, db_dir: str, cluster: PrivateCluster | None) -> str:
+    if SERVER_MODES.get(mode, {}).get("store_kind") != "postgres":
+        return db_dir
+    assert cluster is not None, "--store postgres starts a cluster first"
+    return f"{cluster.dsn}&vrm_schema=bench_{os.urandom(6).hex()}"
+
+
+def measure(
+    mode: str, n: int, concurrency: int, *, workers: int = 1,
+    cluster: PrivateCluster | None = None,
+) -> Run:
+    """One run against ``workers`` server processes of ``mode`` sharing one store (the
+    client spreads its connections over them); CPU per message of each process kind."""
     with tempfile.TemporaryDirectory() as db_dir:
-        proc, port = start_server(mode, db_dir)
+        db = _db_for(mode, db_dir, cluster)
+        procs = [start_server(mode, db) for _ in range(workers)]
+        on_postgres = SERVER_MODES.get(mode, {}).get("store_kind") == "postgres"
+        database = cluster.postmaster_pid() if cluster is not None and on_postgres else None
         try:
-            url = f"http://127.0.0.1:{port}{DEFAULT_INBOX_PATH}"
+            urls = [f"http://127.0.0.1:{port}{DEFAULT_INBOX_PATH}" for _, port in procs]
             warm = build_offers(min(200, n))
             check = mode != "baseline"
-            asyncio.run(run_client(url, warm, concurrency, check))
+            asyncio.run(run_client(urls, warm, concurrency, check))
             offers = build_offers(n)
-            server0, client0 = thread_cpu_s(proc.pid), time.process_time()
-            elapsed, latencies = asyncio.run(run_client(url, offers, concurrency, check))
-            server1, client1 = thread_cpu_s(proc.pid), time.process_time()
+            server0 = [thread_cpu_s(p.pid) for p, _ in procs]
+            db0, client0 = tree_cpu_s(database) if database else None, time.process_time()
+            elapsed, latencies = asyncio.run(run_client(urls, offers, concurrency, check))
+            server1 = [thread_cpu_s(p.pid) for p, _ in procs]
+            db1, client1 = tree_cpu_s(database) if database else None, time.process_time()
         finally:
-            stop_server(proc)
-    cpu = None
-    if server0 is not None and server1 is not None:
-        loop_s = server1.get(proc.pid, 0.0) - server0.get(proc.pid, 0.0)
-        other_s = sum(server1.values()) - sum(server0.values()) - loop_s
-        cpu = {"server_loop": loop_s, "server_other_threads": other_s,
-               "client": client1 - client0}  # fmt: skip
+            for proc, _ in procs:
+                stop_server(proc)
+    cpu: dict[str, float] | None = {"client": client1 - client0}
+    for (proc, _), before, after in zip(procs, server0, server1, strict=True):
+        if cpu is None or before is None or after is None:
+            cpu = None
+            break
+        loop_s = after.get(proc.pid, 0.0) - before.get(proc.pid, 0.0)
+        cpu["server_loop"] = cpu.get("server_loop", 0.0) + loop_s
+        other_s = sum(after.values()) - sum(before.values()) - loop_s
+        cpu["server_other_threads"] = cpu.get("server_other_threads", 0.0) + other_s
+    if cpu is not None and db0 is not None and db1 is not None:
+        cpu["postgresql"] = db1 - db0  # every backend and helper of the one database server
+    if cpu is not None:
         cpu = {k: round(v / n * 1e6, 1) for k, v in cpu.items()}
     return Run(n / elapsed, latencies, cpu)
 
@@ -304,6 +375,12 @@ def main() -> None:
     parser.add_argument("--serve", choices=(*SERVER_MODES, "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--no-fanout", action="store_true", help="skip the fan-out figures")
     parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite",
+                        help="postgres: also run the vendor on PostgresStore (a private cluster "
+                             "started here), beside SQLite in the same rounds")  # fmt: skip
+    parser.add_argument("--workers", default="1", metavar="COUNTS",
+                        help="with --store postgres: server processes sharing the database, "
+                             "e.g. 1,2 (the first one runs in every round)")  # fmt: skip
     args = parser.parse_args()
     if args.serve in SERVER_MODES:
         asyncio.run(serve_endpoint(args.db, **SERVER_MODES[args.serve]))
@@ -315,15 +392,44 @@ def main() -> None:
     print(f"inbox bench: {args.n} terms.offer from {args.n} customers, concurrency "
           f"{args.concurrency}, server in a subprocess, {os.cpu_count()} cores, best of "
           f"{args.rounds} alternating rounds")  # fmt: skip
-    base, best, memory = Run(0.0, [0.0], None), Run(0.0, [0.0], None), Run(0.0, [0.0], None)
+    cluster = start_cluster() if args.store == "postgres" else None
+    try:
+        run_all(args, cluster)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+def alternate(
+    args: argparse.Namespace, cluster: PrivateCluster | None, workers: int
+) -> tuple[dict[str, Run], list[float]]:
+    """The alternating rounds: each server's best run, and in each round the PostgreSQL
+    endpoint's rate over the SQLite endpoint's (the fairer comparison on a busy machine)."""
+    modes = ["baseline", "endpoint", "endpoint-memory"]
+    modes += ["endpoint-postgres"] if cluster is not None else []
+    best = {mode: Run(0.0, [0.0], None) for mode in modes}
+    same_round: list[float] = []
     for i in range(args.rounds):
-        b = measure("baseline", args.n, args.concurrency)
-        r = measure("endpoint", args.n, args.concurrency)
-        m = measure("endpoint-memory", args.n, args.concurrency)
-        print(f"round {i + 1}: baseline {b.rate:7.0f} req/s, endpoint {r.rate:7.0f} msg/s, "
-              f"control without durability {m.rate:7.0f} msg/s")  # fmt: skip
-        base, best, memory = max(base, b, key=_rate), max(best, r, key=_rate), max(
-            memory, m, key=_rate)
+        runs = {mode: measure(mode, args.n, args.concurrency, cluster=cluster,
+                              workers=workers if mode == "endpoint-postgres" else 1)
+                for mode in modes}  # fmt: skip
+        print(f"round {i + 1}: baseline {runs['baseline'].rate:7.0f} req/s, endpoint "
+              f"{runs['endpoint'].rate:7.0f} msg/s, control without durability "
+              f"{runs['endpoint-memory'].rate:7.0f} msg/s")  # fmt: skip
+        if cluster is not None:
+            pg = runs["endpoint-postgres"]
+            same_round.append(pg.rate / runs["endpoint"].rate)
+            print(f"round {i + 1}: endpoint on PostgreSQL, {workers} process(es): "
+                  f"{pg.rate:7.0f} msg/s ({same_round[-1]:.2f} x SQLite this round)")
+        best = {mode: max(best[mode], runs[mode], key=_rate) for mode in modes}
+    return best, same_round
+
+
+def run_all(args: argparse.Namespace, cluster: PrivateCluster | None) -> None:
+    """The rounds, the PostgreSQL figures, the sweep and the fan-out; prints the results."""
+    workers = [int(w) for w in args.workers.split(",")]
+    runs, same_round = alternate(args, cluster, workers[0])
+    base, best, memory = runs["baseline"], runs["endpoint"], runs["endpoint-memory"]
     accept = measure("endpoint-accept", args.n, args.concurrency)
     rate, latencies = best.rate, best.latencies
     p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
@@ -355,6 +461,9 @@ def main() -> None:
         "cpu_us": {"baseline": base.cpu_us, "endpoint": best.cpu_us, "control": memory.cpu_us},
         "server": "subprocess",
     }
+    if cluster is not None:
+        result.update(postgres_report(args, cluster, workers, best, runs["endpoint-postgres"]))
+        result["postgres_to_sqlite_same_round"] = [round(r, 3) for r in same_round]
     if args.sweep:
         print("sweep (one run per level):")
         result.update(sweep(args.n, [int(x) for x in args.sweep.split(",")]))
@@ -375,11 +484,47 @@ def _rate(run: Run) -> float:
     return run.rate
 
 
+def start_cluster() -> PrivateCluster:
+    reason = missing_reason()
+    if reason is not None:
+        sys.exit(f"--store postgres: {reason}")
+    cluster = PrivateCluster.start()
+    print(f"PostgreSQL: a private cluster on a Unix socket in {cluster.root} (durable: fsync, "
+          "synchronous_commit on)")  # fmt: skip
+    return cluster
+
+
+def postgres_report(
+    args: argparse.Namespace, cluster: PrivateCluster, workers: list[int], sqlite: Run, pg: Run
+) -> dict[str, Any]:
+    """Print and return the PostgreSQL figures: the best round beside SQLite's, then one run
+    for each further worker count."""
+    by_workers = {workers[0]: pg}
+    for count in workers[1:]:
+        by_workers[count] = measure("endpoint-postgres", args.n, args.concurrency,
+                                    workers=count, cluster=cluster)  # fmt: skip
+    for count, run in by_workers.items():
+        p50, p99 = percentile(run.latencies, 0.5), percentile(run.latencies, 0.99)
+        print(f"vendor endpoint on PostgreSQL, {count} process(es): {run.rate:8.0f} msg/s  "
+              f"p50 {p50:.1f} ms  p99 {p99:.1f} ms  ({run.rate / sqlite.rate:.2f} x SQLite)")
+        if run.cpu_us is not None:
+            print(f"CPU us per message, postgres x{count}: " + ", ".join(
+                f"{k} {v:.0f}" for k, v in run.cpu_us.items()))  # fmt: skip
+    return {
+        "postgres_msgs_per_s": {str(k): round(v.rate, 1) for k, v in by_workers.items()},
+        "postgres_to_sqlite": {
+            str(k): round(v.rate / sqlite.rate, 3) for k, v in by_workers.items()
+        },
+        "postgres_cpu_us": {str(k): v.cpu_us for k, v in by_workers.items()},
+    }
+
+
 #: --serve modes of the endpoint: the arguments of serve_endpoint.
-SERVER_MODES: dict[str, dict[str, bool]] = {
+SERVER_MODES: dict[str, dict[str, Any]] = {
     "endpoint": {"accept": False},
     "endpoint-accept": {"accept": True},
-    "endpoint-memory": {"accept": False, "durable": False},
+    "endpoint-memory": {"accept": False, "store_kind": "memory"},
+    "endpoint-postgres": {"accept": False, "store_kind": "postgres"},
 }
 
 

@@ -94,6 +94,24 @@ port = 9464
     assert file.server.trusted_proxies == ["192.0.2.0/24", "127.0.0.1"]
 
 
+def test_a_postgresql_store_is_named_by_its_url() -> None:
+    """Issue 15: ``store = "postgresql://…"`` (or ``[store] url``, or ``VRM_STORE_URL``) serves
+    the vendor from PostgresStore; anything else in ``store`` is refused by name."""
+    short = parse_vendor_file(tomllib.loads(BASE + 'store = "postgresql://vrm@db1/vrm"\n'))
+    assert (short.store.kind, short.store.url) == ("postgresql", "postgresql://vrm@db1/vrm")
+    table = parse_vendor_file(tomllib.loads(BASE + '[store]\nurl = "postgres://db/vrm"\n'))
+    assert (table.store.kind, table.store.url) == ("postgresql", "postgres://db/vrm")
+    env = parse_vendor_file(tomllib.loads(BASE), environ={"VRM_STORE_URL": "postgresql://e/v"})
+    assert (env.store.kind, env.store.url) == ("postgresql", "postgresql://e/v")
+    assert parse_vendor_file(tomllib.loads(BASE)).store.kind == "sqlite"
+    with pytest.raises(ConfigError, match=r"store: .*postgresql:// URL"):
+        parse_vendor_file(tomllib.loads(BASE + 'store = "sqlite:///vendor.db"\n'))
+    with pytest.raises(ConfigError, match="needs url"):
+        parse_vendor_file(tomllib.loads(BASE + '[store]\nkind = "postgresql"\n'))
+    with pytest.raises(ConfigError, match="url is for a postgresql store"):
+        parse_vendor_file(tomllib.loads(BASE + '[store]\nkind = "sqlite"\nurl = "postgresql://x"\n'))
+
+
 def test_a_toml_date_is_read_as_a_date() -> None:
     """Finding 3: ``collected = 2026-01-01`` crashed with TypeError."""
     text = BASE + """

@@ -42,7 +42,7 @@ from vrmproto.server import (
 from vrmproto.server._config import VendorFile
 from vrmproto.server._logging import configure_logging
 from vrmproto.server._metrics import MeteredStore, Metrics, metrics_handler
-from vrmproto.store import MemoryStore, SQLiteStore, Store
+from vrmproto.store import MemoryStore, PostgresStore, SQLiteStore, Store, StoreError
 
 __all__ = ["serve_vendor", "vendor"]
 
@@ -71,6 +71,11 @@ def _tls(file: VendorFile, base: Path) -> ssl.SSLContext | None:
 
 
 async def _open_store(file: VendorFile, data_dir: Path | None) -> Store:
+    if file.store.kind == "postgresql" and file.store.url is not None:
+        try:
+            return await PostgresStore.open(file.store.url)
+        except StoreError as exc:
+            raise CliError(f"cannot open the store: {exc}", kind="store") from None
     if data_dir is None or file.store.kind == "memory":
         return MemoryStore()
     path = Path(file.store.path)
@@ -182,8 +187,10 @@ def _overrides(file: VendorFile, options: dict[str, Any]) -> VendorFile:
         data["metrics"]["enabled"] = True
     if options.get("metrics_port") is not None:
         data["metrics"].update(enabled=True, port=options["metrics_port"])
-    if options.get("memory"):
-        data["store"]["kind"] = "memory"
+    if options.get("store"):
+        data["store"] = {"kind": "postgresql", "url": options["store"]}
+    if options.get("memory") and data["store"]["kind"] != "postgresql":
+        data["store"] = {"kind": "memory"}
     try:
         return VendorFile.model_validate(data)
     except ValueError as exc:
@@ -201,7 +208,10 @@ def _serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Port to listen on (0: any free port) [file, else 0]."),
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
                      help="The vendor's own directory (default $VRM_HOME/vendors/<name>)."),
-        click.option("--memory", is_flag=True, help="Keep nothing on disk."),
+        click.option("--memory", is_flag=True, help="Keep nothing on this machine's disk (a "
+                     "postgresql store is still used; the seed must be in the file)."),
+        click.option("--store", metavar="URL", help="Serve from PostgreSQL at this "
+                     "postgresql:// URL instead of the data directory's SQLite."),
         click.option("--advertise/--no-advertise", default=None,
                      help="Advertise with zeroconf on --host [default: advertise]."),
         click.option("--public-url", help="The base URL customers reach it at, advertised "

@@ -31,8 +31,9 @@ environment variables over it: what ``vrm vendor serve`` and ``vrm vendor check-
     tls_cert = "cert.pem"                        # serve HTTPS directly
     tls_key = "key.pem"
     [store]
-    kind = "sqlite"                   # or "memory"
+    kind = "sqlite"                   # or "memory", or "postgresql" with url = "postgresql://…"
     path = "vendor.db"                # relative to the data directory
+    # or, in short, at the top: store = "postgresql://vrm@db1/vrm" (docs/deployment.md)
     [logging]
     format = "json"                   # or "human"
     level = "info"
@@ -58,7 +59,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from vrmproto._limits import Limits
 from vrmproto._messages import Money
@@ -210,9 +219,30 @@ class ServerSection(_Section):
         return Deployment.of(self.public_url, self.trusted_proxies)
 
 
+_PG_SCHEMES = ("postgresql://", "postgres://")
+
+
 class StoreSection(_Section):
-    kind: Literal["sqlite", "memory"] = "sqlite"
+    kind: Literal["sqlite", "memory", "postgresql"] = "sqlite"
     path: str = "vendor.db"
+    #: The database of a ``postgresql`` store (:class:`vrmproto.store.PostgresStore`,
+    #: docs/deployment.md); giving it alone chooses that kind.
+    url: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url_chooses(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("url") is not None and "kind" not in data:
+            return {**data, "kind": "postgresql"}
+        return data
+
+    @model_validator(mode="after")
+    def _url_fits(self) -> StoreSection:
+        if self.kind == "postgresql" and not (self.url or "").startswith(_PG_SCHEMES):
+            raise ValueError("a postgresql store needs url = \"postgresql://…\"")
+        if self.kind != "postgresql" and self.url is not None:
+            raise ValueError(f"url is for a postgresql store, not {self.kind}")
+        return self
 
 
 class LoggingSection(_Section):
@@ -242,6 +272,16 @@ class VendorFile(_Section):
     store: StoreSection = StoreSection()
     logging: LoggingSection = LoggingSection()
     metrics: MetricsSection = MetricsSection()
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_url(cls, value: Any) -> Any:
+        """``store = "postgresql://…"``: the short form of a ``[store]`` table with that url."""
+        if isinstance(value, str):
+            if not value.startswith(_PG_SCHEMES):
+                raise ValueError("a postgresql:// URL, or a [store] table")
+            return {"kind": "postgresql", "url": value}
+        return value
 
     @field_validator("name")
     @classmethod
@@ -353,6 +393,9 @@ def parse_vendor_file(data: Mapping[str, Any], *, source: str = "<config>",
     """Check a decoded vendor TOML table, with ``environ``'s ``VRM_*`` variables over it
     (``None``: none); :class:`ConfigError` naming the first mistake."""
     merged = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    store = merged.get("store")
+    if isinstance(store, str) and store.startswith(_PG_SCHEMES):  # the short form, as a table
+        merged["store"] = {"kind": "postgresql", "url": store}
     origin = _env_overlay(merged, environ or {})
     try:
         parsed = VendorFile.model_validate(merged)

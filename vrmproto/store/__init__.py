@@ -7,6 +7,8 @@ after commit. Uniqueness rules make retries and replays safe (:class:`StoreConfl
 
 - :class:`SQLiteStore` — the default: one file, WAL, ``synchronous=FULL``, group commit.
 - :class:`MemoryStore` — the same semantics in dictionaries, for tests and in-memory pairs.
+- :class:`PostgresStore` — PostgreSQL through asyncpg, for many server processes
+  (``pip install 'vrmproto[postgres]'``).
 
 Beside relationships, histories, replay records and the outbox, every persistent thing a node
 keeps is a typed record with its own Commit parts and queries (schema v3): :class:`ThreadRecord`,
@@ -42,6 +44,7 @@ from vrmproto.store._base import (
     ThreadRecord,
 )
 from vrmproto.store._memory import MemoryStore
+from vrmproto.store._postgres import PostgresConfig, PostgresStore
 from vrmproto.store._sqlite import SQLiteStore, StoreStats
 
 __all__ = [
@@ -55,6 +58,8 @@ __all__ = [
     "NewOutboxItem",
     "OfferRecord",
     "OutboxItem",
+    "PostgresConfig",
+    "PostgresStore",
     "RelationshipRecord",
     "SQLiteStore",
     "SavePoint",

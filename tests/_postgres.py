@@ -1,0 +1,61 @@
+"""A real PostgreSQL for tests: one private cluster per test session, one schema per test.
+
+The cluster (:class:`vrmproto.store._pg_cluster.PrivateCluster`) is initialised in a temporary
+directory, listens only on a Unix socket there (no TCP), runs as the ``postgres`` user when the
+tests run as root, and is stopped and deleted when the session ends. Where PostgreSQL or asyncpg
+is missing, every test using it skips with the reason.
+
+Use it from a test module by naming the fixtures there (pytest finds fixtures by name in the
+module)::
+
+    import _postgres
+
+    postgres_cluster = _postgres.postgres_cluster
+    postgres_config = _postgres.postgres_config
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from vrmproto.store import PostgresConfig
+from vrmproto.store._pg_cluster import PrivateCluster, missing_reason
+
+__all__ = ["drop_schema", "postgres_cluster", "postgres_config"]
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PrivateCluster]:
+    """A private PostgreSQL server for the whole session (skips where it cannot run)."""
+    reason = missing_reason()
+    if reason is None and importlib.util.find_spec("asyncpg") is None:
+        reason = "asyncpg is not installed (pip install -e '.[dev]')"
+    if reason is not None:
+        pytest.skip(reason)
+    cluster = PrivateCluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def drop_schema(dsn: str, schema: str) -> None:
+    import asyncpg  # noqa: PLC0415 -- only once the cluster fixture has checked it exists
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def postgres_config(postgres_cluster: PrivateCluster) -> AsyncIterator[PostgresConfig]:
+    """A config naming a fresh schema of the session's cluster, dropped after the test."""
+    schema = "t_" + uuid.uuid4().hex[:16]
+    yield PostgresConfig(postgres_cluster.dsn, schema=schema, pool_size=2, writers=2)
+    await drop_schema(postgres_cluster.dsn, schema)
