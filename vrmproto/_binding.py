@@ -158,18 +158,32 @@ def verify_discovery(
     except (ValueError, UnicodeDecodeError):
         raise DecodeError("the document or its signature is not well-formed", clause="§13.1-1")\
             from None
+    doc = _parse_discovery(body, data)
+    if len(sig) != SIG_BYTES:
+        raise _doc_error("the signature is not 64 bytes", "§13.1-2", Problem.BAD_SIGNATURE)
+    if expected_key is not None and doc.key != expected_key:
+        raise _doc_error("the document is signed by another key", "§13.1-4", Problem.BAD_KEY)
+    # §13.1-9: a key that is not valid (a mixed-order point can pass the signature check) or an
+    # encryption key nothing can be sealed to is refused before anything is sent to them.
+    check_key(doc.key, path="$.discovery.key")
+    check_enc_key(doc.enc_key, path="$.discovery.enc_key")
+    verify(Context.DISCOVERY, body, sig, doc.key)
+    _check_discovery(doc, now=now, check_time=check_time, role=role)
+    return doc
+
+
+def _parse_discovery(body: bytes, data: Any) -> DiscoveryDocument:
+    """The fields of a decoded discovery document (§13.1-3), before its signature is checked."""
     if type(data) is not dict:
         raise _doc_error("the document is not a JSON object", "§13.1-1")
     if type(data.get("vrm")) is not int or data["vrm"] != DISCOVERY_FORMAT:  # §13.1-3
         raise _doc_error(f"the document's format vrm is {data.get('vrm')!r}, not 1", "§13.1-3")
     try:
-        key = key_from_text(data["key"])
-        enc_key = key_from_text(data["enc_key"], "x25519")
-        doc = DiscoveryDocument(
+        return DiscoveryDocument(
             name=str(data["name"]),
             role=str(data["role"]),
-            key=key,
-            enc_key=enc_key,
+            key=key_from_text(data["key"]),
+            enc_key=key_from_text(data["enc_key"], "x25519"),
             inbox=str(data["inbox"]),
             history=str(data.get("history", DEFAULT_HISTORY_PATH)),
             versions=tuple(int(v) for v in data["versions"]),
@@ -183,15 +197,11 @@ def verify_discovery(
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _doc_error(f"the document lacks or misstates a field: {exc}", "§13.1-3") from None
-    if len(sig) != SIG_BYTES:
-        raise _doc_error("the signature is not 64 bytes", "§13.1-2", Problem.BAD_SIGNATURE)
-    if expected_key is not None and key != expected_key:
-        raise _doc_error("the document is signed by another key", "§13.1-4", Problem.BAD_KEY)
-    # §13.1-9: a key that is not valid (a mixed-order point can pass the signature check) or an
-    # encryption key nothing can be sealed to is refused before anything is sent to them.
-    check_key(key, path="$.discovery.key")
-    check_enc_key(enc_key, path="$.discovery.enc_key")
-    verify(Context.DISCOVERY, body, sig, key)
+
+
+def _check_discovery(doc: DiscoveryDocument, *, now: int, check_time: bool,
+                     role: str | None) -> None:  # fmt: skip
+    """The checks of a verified document's content: versions, role, validity (§13.1-6, -10)."""
     if not set(doc.versions) & set(SPOKEN_VERSIONS):
         raise _doc_error(
             f"the endpoint speaks protocol versions {list(doc.versions)}; we speak "
@@ -203,7 +213,6 @@ def verify_discovery(
     if check_time and not doc.issued - 120_000 <= now <= doc.expires:
         raise _doc_error("the document is outside its validity window", "§13.1-6",
                          Problem.EXPIRED)
-    return doc
 
 
 # -- inbox response (§12.3) -----------------------------------------------------------------------

@@ -10,6 +10,7 @@ import click
 
 from vrmproto._files import private_dir
 from vrmproto._keys import MasterSeed
+from vrmproto._state import Role
 from vrmproto._vocab import ROSTER, TermRef
 from vrmproto.cli._context import Env, common_options, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
@@ -81,7 +82,7 @@ async def _relationship_count(home: Home) -> int:
         return 0
     store = await home.open_store(require_seed=False)
     try:
-        return len([r for r in await store.relationships() if r.role == "customer"])
+        return len([r for r in await store.relationships() if Role(r.role) is Role.CUSTOMER])
     finally:
         await store.close()
 

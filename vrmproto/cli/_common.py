@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from vrmproto._state import State
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.client import Agent, RelationshipView
 from vrmproto.store import ThreadKind
@@ -57,7 +58,7 @@ def norm(url: str) -> str:
 
 
 def need_agreement(view: RelationshipView) -> None:
-    if view.state != "agreed":
+    if State(view.state) is not State.AGREED:
         raise CliError(
             f"you have no agreement with {view.vendor} (the relationship is {view.state}); "
             "sharing, withdrawing and asking for data need one",
@@ -97,7 +98,7 @@ async def pick(
             f"you have no relationship with {target!r}; `vrm relationships` lists them",
             EXIT_USAGE, kind="unknown_vendor",
         )  # fmt: skip
-    hits.sort(key=lambda v: (v.state == "agreed", v.last_activity_ms))
+    hits.sort(key=lambda v: (State(v.state) is State.AGREED, v.last_activity_ms))
     return hits[-1]
 
 
