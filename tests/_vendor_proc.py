@@ -1,8 +1,8 @@
 """Helpers for the server tests, and a vendor server to run as a subprocess.
 
-As a script: ``python tests/_vendor_proc.py <db path> <vendor seed hex>`` opens a SQLiteStore at
-the path, serves the reference vendor endpoint on 127.0.0.1 (a free port), prints the port on
-stdout and serves until it is killed or its stdin closes.
+As a script: ``python tests/_vendor_proc.py <db path> <vendor seed hex> [header timeout ms]``
+opens a SQLiteStore at the path, serves the reference vendor endpoint on 127.0.0.1 (a free
+port), prints the port on stdout and serves until it is killed or its stdin closes.
 
 As a module: :class:`Customer`, the customer's side of one relationship driving a vendor over
 HTTP, and small helpers to post bytes and to craft envelopes the core would never build.
@@ -11,6 +11,7 @@ HTTP, and small helpers to post bytes and to craft envelopes the core would neve
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 import time
@@ -42,7 +43,7 @@ from vrmproto import (
 from vrmproto._binding import CONTENT_TYPE, DEFAULT_INBOX_PATH, decode_replies
 from vrmproto._keys import Context, sha256
 from vrmproto._vocab import DATA_FORMAT
-from vrmproto.server import Endpoint, ReferencePolicy, serve
+from vrmproto.server import DEFAULT_CONNECTION_LIMITS, Endpoint, ReferencePolicy, serve
 from vrmproto.store import SQLiteStore
 
 VENDOR_SEED = bytes(range(32))
@@ -219,7 +220,8 @@ def header_for(identity: Identity, recipient: bytes, body: bytes, **kw: Any) -> 
 # -- the vendor server subprocess ---------------------------------------------------------------
 
 
-async def _serve(db: Path, seed: bytes) -> None:
+async def _serve(db: Path, seed: bytes, header_timeout_ms: int | None = None) -> None:
+    """``header_timeout_ms``: the connections' header deadline (§10.1-5), else the default."""
     store = await SQLiteStore.open(db)
     endpoint = Endpoint(
         Identity(seed),
@@ -227,7 +229,10 @@ async def _serve(db: Path, seed: bytes) -> None:
         policy=ReferencePolicy(accepts_terms=ACCEPTED),
         name="crash-test vendor",
     )
-    server = await serve(endpoint)
+    limits = DEFAULT_CONNECTION_LIMITS
+    if header_timeout_ms is not None:
+        limits = dataclasses.replace(limits, header_timeout_ms=header_timeout_ms)
+    server = await serve(endpoint, connection_limits=limits)
     print(server.port, flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await server.close()
@@ -235,4 +240,5 @@ async def _serve(db: Path, seed: bytes) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_serve(Path(sys.argv[1]), bytes.fromhex(sys.argv[2])))
+    timeout = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    asyncio.run(_serve(Path(sys.argv[1]), bytes.fromhex(sys.argv[2]), timeout))

@@ -202,8 +202,10 @@ async def test_slow_headers_do_not_take_a_vendor_with_256_descriptors_offline(
     """Hundreds of never-finished heads from three addresses, more than the vendor has file
     descriptors: an honest customer still gets discovery and a receipt, and the vendor's log
     holds no traceback. (Before issue 10 the honest request waited in the listen queue.)"""
+    # The longest header deadline §10.1-5 allows: the slow heads are held by the cap and the
+    # eviction order, not by a deadline that a busy CI machine can outlast while flooding.
     command = (f'ulimit -n 256 && exec "{sys.executable}" "{HERE / "_vendor_proc.py"}" '
-               f'"{tmp_path / "vendor.db"}" {VENDOR_SEED.hex()}')  # fmt: skip
+               f'"{tmp_path / "vendor.db"}" {VENDOR_SEED.hex()} 20000')  # fmt: skip
     proc = await asyncio.create_subprocess_shell(
         command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
