@@ -140,7 +140,7 @@ class Outbox:
         """
         async with self.ledger.lock(thread):
             t = new if new is not None else await self.ledger.load(thread)
-            if new is None and await self.ledger.pending(thread):
+            if new is None and (t.meta.drafts or await self.ledger.pending(thread)):
                 return await self._queue_draft(t, draft, timeout_s=timeout_s, retry=retry)
             now = self.clock()
             try:
@@ -299,7 +299,7 @@ class Outbox:
                          attempts=item.attempts + 1)
             # A refused message never joined the relationship: take it back out of our chain
             # and history, so the next message links to what the vendor holds (§8.1-5).
-            truncate = t.roll_back(item.msg_hash)
+            truncate = t.roll_back(item.msg_hash, self.ledger.identity)
             return await self._close(t, item, d, (), self.clock(), truncate=truncate)
         except TransportError as exc:
             return [await self._reschedule(t, item, msg_id, exc)]
@@ -341,6 +341,36 @@ class Outbox:
                              lifetime_ms=t.meta.lifetime_ms)
             history.append(to_row(t.id, ack.entry, now))
             added.append(self._new_item(t, ack, now))
+        if t.meta.drafts and not await self._awaiting_answer(t, item):
+            self._sign_next_draft(t, out, history, added, now)
+        t.meta.last_activity_ms = now
+        await self._commit(t, self.ledger.commit(
+            (t,), now, history=history, outbox_done=(item.item_id,), outbox_add=added,
+            truncate=truncate,
+        ))  # fmt: skip
+        return out
+
+    async def _awaiting_answer(self, t: Thread, closing: OutboxItem) -> bool:
+        """Whether a message of ours other than ``closing`` still waits in ``t`` for the
+        vendor's answer.
+
+        The next draft is signed only once none does: one message in flight per thread
+        (§8.2), so both parties log the same order, and a ``key.rotate`` is never signed while
+        a message before it still expects a receipt addressed to the old key (§2.6, §4.5-2).
+        Our receipts are answered with nothing (§12.3-3): a draft may follow them.
+        """
+        for other in await self.ledger.pending(t.id):
+            if other.item_id == closing.item_id:
+                continue
+            header = own_header(other.envelope)
+            if header is None or header.type != Receipt.TYPE:
+                return True
+        return False
+
+    def _sign_next_draft(self, t: Thread, out: list[Delivery], history: list[HistoryEntry],
+                         added: list[NewOutboxItem], now: int) -> None:  # fmt: skip
+        """Sign the thread's first draft that can still be signed, into ``history`` and
+        ``added``; each one that cannot be read or signed is dropped, and said so in ``out``."""
         while t.meta.drafts:
             queued = t.meta.drafts.pop(0)
             try:
@@ -358,13 +388,7 @@ class Outbox:
                 continue
             history.append(to_row(t.id, sent.entry, now))
             added.append(self._new_item(t, sent, now))
-            break
-        t.meta.last_activity_ms = now
-        await self._commit(t, self.ledger.commit(
-            (t,), now, history=history, outbox_done=(item.item_id,), outbox_add=added,
-            truncate=truncate,
-        ))  # fmt: skip
-        return out
+            return
 
     def _apply(
         self, t: Thread, item: OutboxItem, envelopes: list[bytes], now: int
@@ -425,6 +449,9 @@ class Outbox:
         out: list[Delivery] = []
         while True:
             pending = await self.ledger.pending(t.id)
+            if not pending and t.meta.drafts:  # nothing in flight (an item was dropped)
+                out.extend(await self._promote(t))
+                pending = await self.ledger.pending(t.id)
             if not pending or (due_by is not None and pending[0].next_attempt_ms > due_by):
                 return out
             done = await self._deliver_locked(t, pending[0], timeout_s=timeout_s, retry=retry)
@@ -432,6 +459,18 @@ class Outbox:
             if done[0].status == "queued":
                 return out
             t = await self.ledger.load(t.id)  # re-read if a failure dropped it from the cache
+
+    async def _promote(self, t: Thread) -> list[Delivery]:
+        """Sign the first draft of a thread with nothing in flight, in one Commit (its turn
+        came without a delivery closing: the message before it was dropped)."""
+        out: list[Delivery] = []
+        history: list[HistoryEntry] = []
+        added: list[NewOutboxItem] = []
+        now = self.clock()
+        self._sign_next_draft(t, out, history, added, now)
+        await self._commit(t, self.ledger.commit((t,), now, history=history, outbox_add=added))
+        self.ledger.adopt(t)
+        return out
 
     # -- the periodic run ------------------------------------------------------------------
 
@@ -444,7 +483,9 @@ class Outbox:
         firsts: dict[bytes, OutboxItem] = {}
         for item in await self.store.outbox_all():
             firsts.setdefault(item.thread, item)
-        due = sorted(th for th, item in firsts.items() if item.next_attempt_ms <= due_by)
+        due = {th for th, item in firsts.items() if item.next_attempt_ms <= due_by}
+        # drafts with nothing in flight before them (what preceded them was dropped)
+        due.update(d.thread for d in await self.store.drafts() if d.thread not in firsts)
         sem = asyncio.Semaphore(self.concurrency)
 
         async def one(thread: bytes) -> list[Delivery]:
@@ -455,5 +496,5 @@ class Outbox:
                     return []
                 return await self._flush_locked(t, due_by=due_by)
 
-        results = await asyncio.gather(*(one(th) for th in due))
+        results = await asyncio.gather(*(one(th) for th in sorted(due)))
         return OutboxRun(tuple(d for ds in results for d in ds))
