@@ -44,6 +44,9 @@ from vrmproto.store import Commit, OutboxItem, Store
 
 __all__ = ["AgentBase", "norm_url", "refusal"]
 
+#: The states of a vendor relationship that is still going on (one per vendor key).
+LIVE = frozenset({State.OFFERED, State.AGREED, State.COUNTERED})
+
 #: The store-level setting naming the master seed the store belongs to (a public key).
 _MASTER_CHECK_KEY = "client.master"
 
@@ -241,6 +244,22 @@ class AgentBase(AsyncClosing):
                     return
                 raise KeyChangedError(norm_url(url), doc.name, by=by, pinned=keys,
                                       offered=doc.key)  # fmt: skip
+
+    async def live_thread(self, vendor_key: bytes) -> bytes | None:
+        """Our live relationship (offered, agreed or countered; not ended, not rejected) with
+        the vendor that signs with ``vendor_key`` now or did at first contact; None if there
+        is none. There is at most one: :meth:`connect` reuses it."""
+        best: tuple[int, bytes] | None = None
+        for r in await self.store.relationships():
+            if not is_ours(r) or State(r.state) not in LIVE:
+                continue
+            meta = await self.store.get_thread(r.thread)
+            if meta is None or meta.kind is not ThreadKind.VENDOR:
+                continue
+            if vendor_key in (r.peer_key, meta.vendor_key) and (best is None
+                                                                or r.updated_ms > best[0]):
+                best = (r.updated_ms, r.thread)
+        return best[1] if best is not None else None
 
     async def _check_type(self, thread: bytes, mtype: str) -> None:
         """Refuse a message of a type the vendor did not list in ``types`` (§13.1-3, §13.1-10)."""
