@@ -40,6 +40,7 @@ from vrmproto.client._transport import (
     default_random_id,
 )
 from vrmproto.client._views import DEFAULT_TERMS, FANOUT_RETRY, KeyChangedError, Ref
+from vrmproto.client._waiting import Waiting, find, waiting
 from vrmproto.store import Commit, OutboxItem, Store
 
 __all__ = ["AgentBase", "norm_url", "refusal"]
@@ -303,3 +304,20 @@ class AgentBase(AsyncClosing):
     async def pending(self) -> list[OutboxItem]:
         """Every signed message waiting in the outbox, oldest first."""
         return await self.store.outbox_all()
+
+    async def waiting(self) -> list[Waiting]:
+        """Every message waiting for its vendor — signed, or a draft behind an undelivered
+        one — relationship by relationship, in the order each will go, with the reason it
+        waits (:mod:`vrmproto.client._waiting`)."""
+        return waiting(await self.store.outbox_all(), await self.store.drafts())
+
+    async def drop_waiting(self, msg_id: str) -> Delivery:
+        """Drop the waiting message whose id starts with ``msg_id`` (hex, at least 4 digits):
+        see :meth:`Outbox.drop`. LookupError if no one message has such an id."""
+        return await self.outbox.drop(find(await self.waiting(), msg_id))
+
+    async def retry_waiting(self, msg_id: str | None = None) -> OutboxRun:
+        """Deliver now, whatever the retry schedule says, the relationship of the waiting
+        message ``msg_id`` (hex prefix) — or every relationship if None."""
+        thread = find(await self.waiting(), msg_id).thread if msg_id is not None else None
+        return await self.outbox.retry_now(thread)
