@@ -290,9 +290,11 @@ class Outbox:
             msg_id, expires, mtype = header.id, header.expires, header.type
         now = self.clock()
         if expires < now:
-            t.meta.last_problem = "expired: the message could not be delivered in time"
+            why = (f"the {mtype or 'message'} expired before it could be delivered (valid "
+                   f"until {expires} ms, §4.5-3); it was dropped")  # fmt: skip
+            t.meta.last_problem = f"expired: {why}"
             d = Delivery(t.id, msg_id, item.msg_hash, "dropped", attempts=item.attempts,
-                         error=TransportError("the message expired before delivery"))
+                         error=TransportError(why))
             return await self._close(t, item, d, (), now)
         try:
             envelopes = await self.client.post_envelope(
