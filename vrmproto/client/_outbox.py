@@ -366,7 +366,7 @@ class Outbox:
 
         The next draft is signed only once none does: one message in flight per thread
         (§8.2), so both parties log the same order, and a ``key.rotate`` is never signed while
-        a message before it still expects a receipt addressed to the old key (§2.6, §4.5-2).
+        a message before it still expects a receipt addressed to the old key (§2.6-5).
         Our receipts are answered with nothing (§12.3-3): a draft may follow them.
         """
         for other in await self.ledger.pending(t.id):
