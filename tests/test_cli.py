@@ -224,11 +224,13 @@ def test_connect_countered_then_accepted_declined_or_asked(home: Path, host: Ven
     assert r.json["refused"] == ["vrm.no-third-party"]
     assert "vrm.purpose-only" in [t["id"] for t in r.json["counter"]]
     assert "vrm.purpose-only" in [t["id"] for t in r.json["terms"]]
+    ok(vrm("end", "Budget Salt Lake", home=home))  # one live relationship per vendor (#11 6)
     d = fails(vrm("connect", url, "--decline-counter", "--json", home=home), 1, "declined")
     assert d.json["counter_answer"] == "declined"
     asked = ok(vrm("connect", url, home=home, stdin="y\n"))
     assert "Accept these terms instead?" in asked.stderr
     assert "you accepted the counter-offer" in asked.stdout
+    ok(vrm("end", "Budget Salt Lake", home=home))
     left_open = fails(vrm("connect", url, home=home, stdin=""), 1, "counter-offer is open")
     assert "left open" in left_open.stdout + left_open.stderr
     answered = ok(vrm("connect", "Budget Salt Lake", "--accept-counter", "--json", home=home))

@@ -61,6 +61,7 @@ def connect_json(result: ConnectResult, *, counter_answer: str | None = None,
         "counter": [term_json(t) for t in shown.counter] if shown.counter else None,
         "counter_answer": counter_answer,
         "rejection": _reject_message(shown),
+        "existing": result.existing,
     }
 
 
@@ -68,6 +69,9 @@ def _print_connect(out: Out, result: ConnectResult) -> None:
     fp = _vendor_fingerprint(result)
     key = f"  key {fp}" if fp else ""
     out.print(f"[bold]{rbutton(result.vendor)}[/]  [dim]{result.url}{key}[/]")
+    if result.existing:
+        out.print(f"  already connected (thread {short(result.thread)}): one relationship per "
+                  "vendor; `vrm end` it to proffer other terms")  # fmt: skip
     if result.status == "accepted":
         assert result.agreement is not None
         out.print(f"  [green]✓ accepted[/] — agreement {short(result.agreement)} on your terms: "

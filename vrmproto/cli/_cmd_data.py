@@ -1,5 +1,5 @@
 """The relationship and its data: ``vrm relationships``, ``share``, ``withdraw``, ``data``,
-``address set``, ``history`` and ``outbox``."""
+``address set`` and ``history`` (``outbox`` lives in :mod:`._cmd_outbox`)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import click
 from vrmproto._keys import fingerprint
 from vrmproto._messages import DataErased
 from vrmproto._vocab import parse_category, parse_purpose, suggest_category
+from vrmproto.cli._cmd_outbox import outbox
 from vrmproto.cli._common import finish, need_agreement, pick
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._output import (
     THEM,
     YOU,
-    brief,
     rbutton,
     record_json,
     records_table,
@@ -426,85 +426,3 @@ def _report_reconciliation(env: Env, done: Reconciliation) -> None:
     env.out.print(_RECONCILED[done.kind].format(n=done.adopted, i=at))
     if done.stopped is not None:
         env.out.print(f"  the entry that could not be applied: {done.stopped}")
-
-
-# -- outbox ----------------------------------------------------------------------------------
-
-
-def _outbox_rows(items: Sequence[Any], labels: dict[bytes, str]) -> list[dict[str, Any]]:
-    rows = []
-    for item in items:
-        header = own_header(item.envelope)  # signed by us: nothing to verify again
-        kind = header.type if header is not None else "?"
-        rows.append({
-            "item": item.item_id, "vendor": labels.get(item.thread, item.destination),
-            "destination": item.destination, "thread": item.thread.hex(), "type": kind,
-            "message": item.msg_hash.hex(), "attempts": item.attempts,
-            "next_attempt": item.next_attempt_ms, "last_error": item.last_error,
-        })  # fmt: skip
-    return rows
-
-
-@click.group(invoke_without_command=True)
-@common_options
-@pass_env
-def outbox(env: Env) -> None:
-    """Messages waiting for a vendor that could not be reached (`vrm outbox run` sends them)."""
-    if click.get_current_context().invoked_subcommand is not None:
-        return
-    out = env.out
-
-    async def go() -> list[dict[str, Any]]:
-        async with open_agent(env) as agent:
-            labels = {v.thread: v.vendor for v in await agent.relationships()}
-            return _outbox_rows(await agent.pending(), labels)
-
-    rows = run(go())
-    if out.json_mode:
-        out.json({"pending": rows})
-        return
-    if not rows:
-        out.print("The outbox is empty: every message was delivered.")
-        return
-    t = table("waiting to be delivered", "vendor", "message", "attempts", "next try", "last error")
-    for r in rows:
-        t.add_row(r["vendor"], f"{r['type']} {r['message'][:12]}", str(r["attempts"]),
-                  format_time(r["next_attempt"]), brief(r["last_error"]) or "—")  # fmt: skip
-    out.print(t)
-
-
-@outbox.command("run")
-@common_options
-@pass_env
-def outbox_run(env: Env) -> None:
-    """Try to deliver everything waiting now, without waiting for the retry schedule."""
-    out = env.out
-
-    async def go() -> tuple[Any, dict[bytes, str], int]:
-        async with open_agent(env) as agent:
-            labels = {v.thread: v.vendor for v in await agent.relationships()}
-            items = await agent.pending()
-            due = max((i.next_attempt_ms for i in items), default=agent.clock())
-            outcome = await agent.run_outbox(max(due, agent.clock()))
-            return outcome, labels, len(await agent.pending())
-
-    outcome, labels, left = run(go())
-    rows = [{"vendor": labels.get(d.thread, d.thread.hex()), "thread": d.thread.hex(),
-             "message": d.msg_hash.hex(), "status": d.status,
-             "detail": str(d.error) if d.error else ""} for d in outcome.deliveries]  # fmt: skip
-    if out.json_mode:
-        out.json({"deliveries": rows, "counts": outcome.counts(), "waiting": left})
-    elif not rows:
-        out.print("Nothing was waiting.")
-    else:
-        t = table("outbox run", "vendor", "message", "result")
-        marks = {"confirmed": "[green]✓ confirmed[/]", "queued": "⏸ still queued",
-                 "refused": "[red]✗ refused[/]", "dropped": "[red]✗ expired[/]"}  # fmt: skip
-        for r in rows:
-            t.add_row(r["vendor"], r["message"][:12],
-                      marks[r["status"]] + (f" — {brief(r['detail'])}" if r["detail"] and
-                                            r["status"] != "confirmed" else ""))  # fmt: skip
-        out.print(t)
-    if any(r["status"] != "confirmed" for r in rows):
-        finish(EXIT_FAILED, f"{left} message(s) still waiting; some were not delivered")
-

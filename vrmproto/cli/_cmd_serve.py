@@ -163,7 +163,9 @@ async def _serve_agent(env: Env, *, host: str, port: int, interval: float) -> No
 
 def _delivery_printer(out: Out) -> Callable[[Delivery], None]:
     def show(d: Delivery) -> None:
-        _emit(out, f"  → outbox: {d.status} {d.msg_hash.hex()[:12]}", event="delivery",
-              status=d.status, message=d.msg_hash.hex(), thread=d.thread.hex())  # fmt: skip
+        why = str(d.error) if d.error is not None and d.status != "confirmed" else ""
+        _emit(out, f"  → outbox: {d.status} {d.msg_hash.hex()[:12]}" + (f": {why}" if why else ""),
+              event="delivery", status=d.status, message=d.msg_hash.hex(),
+              thread=d.thread.hex(), reason=why)  # fmt: skip
 
     return show

@@ -151,6 +151,10 @@ class Home:
     def exists(self) -> bool:
         return self.seed_path.exists()
 
+    def _orphan_store(self) -> bool:
+        """A store without its seed file: the seed was lost (or never restored) here."""
+        return not self.exists() and self.db_path.is_file() and self.db_path.stat().st_size > 0
+
     def _damaged(self, what: Path, why: str) -> CliError:
         return CliError(
             f"the data directory {self.path} is damaged: {what.name} {why}; restore it from a "
@@ -166,6 +170,14 @@ class Home:
         if self.exists():
             raise CliError(f"{self.path} already holds a vrm agent (it has a seed)", EXIT_USAGE,
                            kind="exists")  # fmt: skip
+        if self._orphan_store():  # a new seed would never match it
+            raise CliError(
+                f"{self.path} holds an agent's store ({self.db_path.name}: relationships, "
+                "histories) but no seed file; a new seed would not match it. Restore your seed "
+                "with `vrm key import` (the text `vrm key export` printed). To start afresh "
+                f"instead, move {self.db_path} away first",
+                EXIT_USAGE, kind="seed_missing",
+            )  # fmt: skip
         private_dir(self.path)
         self.write_seed(seed)
         self.write_settings(settings)
@@ -187,6 +199,13 @@ class Home:
 
     def require(self) -> None:
         """Refuse to go on unless :meth:`init` has run here."""
+        if self._orphan_store():
+            raise CliError(
+                f"the seed file {self.seed_path} is missing, but {self.db_path} holds your "
+                "relationships: restore the seed with `vrm key import` (the text `vrm key "
+                "export` printed). `vrm init` would make a new seed that does not match them",
+                EXIT_USAGE, kind="seed_missing",
+            )  # fmt: skip
         if not self.path.exists() or not self.exists():
             raise CliError(
                 f"no vrm agent in {self.path}; run `vrm init` first (or point --data-dir or "

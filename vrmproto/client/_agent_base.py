@@ -40,9 +40,13 @@ from vrmproto.client._transport import (
     default_random_id,
 )
 from vrmproto.client._views import DEFAULT_TERMS, FANOUT_RETRY, KeyChangedError, Ref
+from vrmproto.client._waiting import Waiting, find, waiting
 from vrmproto.store import Commit, OutboxItem, Store
 
 __all__ = ["AgentBase", "norm_url", "refusal"]
+
+#: The states of a vendor relationship that is still going on (one per vendor key).
+LIVE = frozenset({State.OFFERED, State.AGREED, State.COUNTERED})
 
 #: The store-level setting naming the master seed the store belongs to (a public key).
 _MASTER_CHECK_KEY = "client.master"
@@ -242,6 +246,22 @@ class AgentBase(AsyncClosing):
                 raise KeyChangedError(norm_url(url), doc.name, by=by, pinned=keys,
                                       offered=doc.key)  # fmt: skip
 
+    async def live_thread(self, vendor_key: bytes) -> bytes | None:
+        """Our live relationship (offered, agreed or countered; not ended, not rejected) with
+        the vendor that signs with ``vendor_key`` now or did at first contact; None if there
+        is none. There is at most one: :meth:`connect` reuses it."""
+        best: tuple[int, bytes] | None = None
+        for r in await self.store.relationships():
+            if not is_ours(r) or State(r.state) not in LIVE:
+                continue
+            meta = await self.store.get_thread(r.thread)
+            if meta is None or meta.kind is not ThreadKind.VENDOR:
+                continue
+            if vendor_key in (r.peer_key, meta.vendor_key) and (best is None
+                                                                or r.updated_ms > best[0]):
+                best = (r.updated_ms, r.thread)
+        return best[1] if best is not None else None
+
     async def _check_type(self, thread: bytes, mtype: str) -> None:
         """Refuse a message of a type the vendor did not list in ``types`` (§13.1-3, §13.1-10)."""
         meta = await self.store.get_thread(thread)
@@ -284,3 +304,20 @@ class AgentBase(AsyncClosing):
     async def pending(self) -> list[OutboxItem]:
         """Every signed message waiting in the outbox, oldest first."""
         return await self.store.outbox_all()
+
+    async def waiting(self) -> list[Waiting]:
+        """Every message waiting for its vendor — signed, or a draft behind an undelivered
+        one — relationship by relationship, in the order each will go, with the reason it
+        waits (:mod:`vrmproto.client._waiting`)."""
+        return waiting(await self.store.outbox_all(), await self.store.drafts())
+
+    async def drop_waiting(self, msg_id: str) -> Delivery:
+        """Drop the waiting message whose id starts with ``msg_id`` (hex, at least 4 digits):
+        see :meth:`Outbox.drop`. LookupError if no one message has such an id."""
+        return await self.outbox.drop(find(await self.waiting(), msg_id))
+
+    async def retry_waiting(self, msg_id: str | None = None) -> OutboxRun:
+        """Deliver now, whatever the retry schedule says, the relationship of the waiting
+        message ``msg_id`` (hex prefix) — or every relationship if None."""
+        thread = find(await self.waiting(), msg_id).thread if msg_id is not None else None
+        return await self.outbox.retry_now(thread)

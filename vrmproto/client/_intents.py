@@ -12,16 +12,16 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from vrmproto._binding import DiscoveryDocument
-from vrmproto._errors import Problem, ValidationError
+from vrmproto._errors import Problem, StateError, ValidationError
 from vrmproto._messages import Intentcast, IntentDecline, IntentOffer, Money
 from vrmproto._relationship import Relationship
-from vrmproto._state import Role
+from vrmproto._state import Role, State
 from vrmproto._vocab import TermRef
 from vrmproto.client._agent_base import AgentBase, norm_url
 from vrmproto.client._drafts import IntentcastDraft
 from vrmproto.client._errors import Transient
 from vrmproto.client._fanout import FanoutReport, Progress, Target, fan_out
-from vrmproto.client._ledger import Thread, ThreadKind, ThreadMeta
+from vrmproto.client._ledger import Thread, ThreadKind, ThreadMeta, is_ours
 from vrmproto.client._outbox import Delivery
 from vrmproto.client._transport import NO_RETRY
 from vrmproto.client._views import IntentcastResult, Offer
@@ -119,9 +119,11 @@ class IntentOps(AgentBase):
             memberships=tuple(memberships),
         )  # fmt: skip
         await self.store.commit(Commit(intents=(record,)))
+        urls, skipped = await self._cast_targets(vendors)
+        asked: dict[bytes, str] = {}  # vendor key → the URL it was asked at
 
         async def job(url: str) -> Delivery:
-            d = await self._cast_one(url, body, intent_id, deadline_ms, docs)
+            d = await self._cast_one(url, body, intent_id, deadline_ms, docs, asked=asked)
             if d.confirmed:  # kept as it arrives: a cut-short intentcast loses no offer
                 now = self.clock()
                 found = _offers_in(d, docs[d.thread], norm_url(url))
@@ -129,11 +131,54 @@ class IntentOps(AgentBase):
                                                             for o in found)))  # fmt: skip
             return d
 
-        report = await fan_out([(Target(norm_url(u), norm_url(u)), u) for u in vendors], job,
+        report = await fan_out([(Target(u, u), u) for u in urls], job,
                                concurrency=concurrency or self.concurrency, progress=progress)
         offers, declines = answers(report, docs)
         await self.store.commit(Commit(intents=(replace(record, declines=tuple(declines)),)))
-        return IntentcastResult(intent_id, reply_by, tuple(offers), tuple(declines), report)
+        return IntentcastResult(intent_id, reply_by, tuple(offers), tuple(declines), report,
+                                skipped=tuple(skipped))  # fmt: skip
+
+    async def _cast_targets(self, vendors: Sequence[str]
+                            ) -> tuple[list[str], list[tuple[str, str]]]:  # fmt: skip
+        """The base URLs to ask, and each one left out with why: a URL of a vendor key
+        already asked, or of a vendor whose relationship with us was ended and none is live
+        (checked again by key once each vendor's document is in, :meth:`_cast_one`)."""
+        keys_at: dict[str, set[bytes]] = {}
+        for r in await self.store.relationships():
+            if is_ours(r):
+                keys_at.setdefault(norm_url(r.peer_url), set()).add(r.peer_key)
+        urls: list[str] = []
+        skipped: list[tuple[str, str]] = []
+        taken: dict[bytes, str] = {}
+        for url in dict.fromkeys(norm_url(u) for u in vendors):
+            why = None
+            for key in sorted(keys_at.get(url, ())):
+                why = await self._not_to_ask(key, taken)
+                if why is not None:
+                    break
+            if why is not None:
+                skipped.append((url, why))
+                continue
+            taken.update((k, url) for k in keys_at.get(url, ()))
+            urls.append(url)
+        return urls, skipped
+
+    async def _not_to_ask(self, key: bytes, asked: dict[bytes, str]) -> str | None:
+        """Why the vendor signing with ``key`` is not to receive this intentcast, if so."""
+        if key in asked:
+            return f"the same vendor as {asked[key]}"
+        if await self.live_thread(key) is None and await self._ended(key):
+            return "you ended your relationship with this vendor"
+        return None
+
+    async def _ended(self, key: bytes) -> bool:
+        """Whether a vendor relationship of ours with ``key`` was ended (§5.6.4)."""
+        for r in await self.store.relationships():
+            if is_ours(r) and r.peer_key == key and State(r.state) is State.ENDED:
+                meta = await self.store.get_thread(r.thread)
+                if meta is not None and meta.kind is ThreadKind.VENDOR:
+                    return True
+        return False
 
     async def intents(self) -> list[IntentRecord]:
         """Every intentcast sent, oldest first."""
@@ -152,8 +197,10 @@ class IntentOps(AgentBase):
         return found
 
     async def _cast_one(self, url: str, body: Intentcast, intent_id: bytes, deadline_ms: int,
-                        docs: dict[bytes, DiscoveryDocument]) -> Delivery:  # fmt: skip
-        """One vendor's branch: its document, a fresh thread, the intentcast sent in it."""
+                        docs: dict[bytes, DiscoveryDocument], *, asked: dict[bytes, str]
+                        ) -> Delivery:  # fmt: skip
+        """One vendor's branch: its document, a fresh thread, the intentcast sent in it —
+        unless the document's key was asked already under another URL, or ended with."""
         reply_by = body.reply_by
         remaining = (reply_by - self.clock()) / 1000
         if remaining <= 0:
@@ -164,6 +211,10 @@ class IntentOps(AgentBase):
             raise ValidationError("this vendor does not receive intentcasts",
                                   code=Problem.UNKNOWN_TYPE, clause="§13.1-10")
         await self._check_pins(url, doc, by_name=False)
+        why = await self._not_to_ask(doc.key, asked)
+        if why is not None:
+            raise StateError(f"not asked: {why}", clause="§5.4.1")
+        asked[doc.key] = norm_url(url)
         meta = ThreadMeta(kind=ThreadKind.INTENT, vendor_key=doc.key, name=doc.name,
                           inbox=doc.inbox, history=doc.history, lifetime_ms=deadline_ms,
                           intent_id=intent_id, types=tuple(doc.types))  # fmt: skip

@@ -168,13 +168,23 @@ class Thread:
         (saved,) = _records.guard(point, (msg_hash,), after=len(self.rel.history))
         self.meta.points[msg_hash] = saved
 
-    def roll_back(self, msg_hash: bytes) -> tuple[tuple[bytes, int], ...]:
+    def roll_back(self, msg_hash: bytes, derive: Callable[[ThreadMeta], Identity]
+                  ) -> tuple[tuple[bytes, int], ...]:  # fmt: skip
         """Return to where the relationship stood before ``msg_hash`` (refused, §8.1-5); the
-        ``(thread, index)`` to truncate the stored history from (none without a save point)."""
+        ``(thread, index)`` to truncate the stored history from (none without a save point).
+
+        A refused ``key.rotate`` never moved the vendor to our next key: the generation and our
+        identity go back with it (``derive`` gives the identity of a generation, §2.3, §2.6).
+        """
         point = self.meta.points.pop(msg_hash, None)
         if point is None:
             return ()
-        self.rel = _records.restore(point, identity=self.rel.identity, limits=self.rel.limits)
+        rel = _records.restore(point, identity=self.rel.identity, limits=self.rel.limits)
+        undone = self.rel.generation - rel.generation
+        if undone > 0:
+            self.meta.generation -= undone
+            rel.identity = derive(self.meta)
+        self.rel = rel
         return ((self.id, point.length),)
 
     @property

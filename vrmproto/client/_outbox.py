@@ -49,7 +49,7 @@ import random
 from collections.abc import Callable, Sequence
 
 from vrmproto import _errors, _records
-from vrmproto._errors import PeerProblemError, ProtocolError, TransportError, VrmError
+from vrmproto._errors import PeerProblemError, ProtocolError, StateError, TransportError, VrmError
 from vrmproto._messages import Receipt
 from vrmproto._relationship import Received, Sent
 from vrmproto.client._delivery import Delivery, DeliveryStatus, OutboxRun
@@ -58,6 +58,7 @@ from vrmproto.client._errors import InvalidResponse, Transient
 from vrmproto.client._ledger import Ledger, Thread, to_row
 from vrmproto.client._own import own_header
 from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
+from vrmproto.client._waiting import Waiting
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, Store
 
 __all__ = [
@@ -77,6 +78,13 @@ ENQUEUE_CHUNK = 256
 
 #: When the outbox tries again: full jitter over 2 s · 2^(n-1), at most an hour apart.
 DEFAULT_SCHEDULE = RetryPolicy(attempts=1_000_000, base_s=2.0, cap_s=3600.0)
+
+
+def _due(item: OutboxItem, due_by: int) -> bool:
+    """Whether ``item`` is to be tried by a run that takes what is due by ``due_by``: what
+    was never tried is due at once — among it, what the run itself queued (a receipt for a
+    reply, the draft whose turn came), which goes in the same run."""
+    return item.attempts == 0 or item.next_attempt_ms <= due_by
 
 
 class Outbox:
@@ -140,7 +148,7 @@ class Outbox:
         """
         async with self.ledger.lock(thread):
             t = new if new is not None else await self.ledger.load(thread)
-            if new is None and await self.ledger.pending(thread):
+            if new is None and (t.meta.drafts or await self.ledger.pending(thread)):
                 return await self._queue_draft(t, draft, timeout_s=timeout_s, retry=retry)
             now = self.clock()
             try:
@@ -282,9 +290,11 @@ class Outbox:
             msg_id, expires, mtype = header.id, header.expires, header.type
         now = self.clock()
         if expires < now:
-            t.meta.last_problem = "expired: the message could not be delivered in time"
+            why = (f"the {mtype or 'message'} expired before it could be delivered (valid "
+                   f"until {expires} ms, §4.5-3); it was dropped")  # fmt: skip
+            t.meta.last_problem = f"expired: {why}"
             d = Delivery(t.id, msg_id, item.msg_hash, "dropped", attempts=item.attempts,
-                         error=TransportError("the message expired before delivery"))
+                         error=TransportError(why))
             return await self._close(t, item, d, (), now)
         try:
             envelopes = await self.client.post_envelope(
@@ -299,7 +309,7 @@ class Outbox:
                          attempts=item.attempts + 1)
             # A refused message never joined the relationship: take it back out of our chain
             # and history, so the next message links to what the vendor holds (§8.1-5).
-            truncate = t.roll_back(item.msg_hash)
+            truncate = t.roll_back(item.msg_hash, self.ledger.identity)
             return await self._close(t, item, d, (), self.clock(), truncate=truncate)
         except TransportError as exc:
             return [await self._reschedule(t, item, msg_id, exc)]
@@ -341,6 +351,36 @@ class Outbox:
                              lifetime_ms=t.meta.lifetime_ms)
             history.append(to_row(t.id, ack.entry, now))
             added.append(self._new_item(t, ack, now))
+        if t.meta.drafts and not await self._awaiting_answer(t, item):
+            self._sign_next_draft(t, out, history, added, now)
+        t.meta.last_activity_ms = now
+        await self._commit(t, self.ledger.commit(
+            (t,), now, history=history, outbox_done=(item.item_id,), outbox_add=added,
+            truncate=truncate,
+        ))  # fmt: skip
+        return out
+
+    async def _awaiting_answer(self, t: Thread, closing: OutboxItem) -> bool:
+        """Whether a message of ours other than ``closing`` still waits in ``t`` for the
+        vendor's answer.
+
+        The next draft is signed only once none does: one message in flight per thread
+        (§8.2), so both parties log the same order, and a ``key.rotate`` is never signed while
+        a message before it still expects a receipt addressed to the old key (§2.6-5).
+        Our receipts are answered with nothing (§12.3-3): a draft may follow them.
+        """
+        for other in await self.ledger.pending(t.id):
+            if other.item_id == closing.item_id:
+                continue
+            header = own_header(other.envelope)
+            if header is None or header.type != Receipt.TYPE:
+                return True
+        return False
+
+    def _sign_next_draft(self, t: Thread, out: list[Delivery], history: list[HistoryEntry],
+                         added: list[NewOutboxItem], now: int) -> None:  # fmt: skip
+        """Sign the thread's first draft that can still be signed, into ``history`` and
+        ``added``; each one that cannot be read or signed is dropped, and said so in ``out``."""
         while t.meta.drafts:
             queued = t.meta.drafts.pop(0)
             try:
@@ -358,13 +398,7 @@ class Outbox:
                 continue
             history.append(to_row(t.id, sent.entry, now))
             added.append(self._new_item(t, sent, now))
-            break
-        t.meta.last_activity_ms = now
-        await self._commit(t, self.ledger.commit(
-            (t,), now, history=history, outbox_done=(item.item_id,), outbox_add=added,
-            truncate=truncate,
-        ))  # fmt: skip
-        return out
+            return
 
     def _apply(
         self, t: Thread, item: OutboxItem, envelopes: list[bytes], now: int
@@ -425,7 +459,10 @@ class Outbox:
         out: list[Delivery] = []
         while True:
             pending = await self.ledger.pending(t.id)
-            if not pending or (due_by is not None and pending[0].next_attempt_ms > due_by):
+            if not pending and t.meta.drafts:  # nothing in flight (an item was dropped)
+                out.extend(await self._promote(t))
+                pending = await self.ledger.pending(t.id)
+            if not pending or (due_by is not None and not _due(pending[0], due_by)):
                 return out
             done = await self._deliver_locked(t, pending[0], timeout_s=timeout_s, retry=retry)
             out.extend(done)
@@ -433,18 +470,34 @@ class Outbox:
                 return out
             t = await self.ledger.load(t.id)  # re-read if a failure dropped it from the cache
 
+    async def _promote(self, t: Thread) -> list[Delivery]:
+        """Sign the first draft of a thread with nothing in flight, in one Commit (its turn
+        came without a delivery closing: the message before it was dropped)."""
+        out: list[Delivery] = []
+        history: list[HistoryEntry] = []
+        added: list[NewOutboxItem] = []
+        now = self.clock()
+        self._sign_next_draft(t, out, history, added, now)
+        await self._commit(t, self.ledger.commit((t,), now, history=history, outbox_add=added))
+        self.ledger.adopt(t)
+        return out
+
     # -- the periodic run ------------------------------------------------------------------
 
-    async def run(self, now: int | None = None) -> OutboxRun:
-        """Deliver every due item: threads in parallel (bounded), each thread in order.
+    async def run(self, now: int | None = None, *, threads: set[bytes] | None = None
+                  ) -> OutboxRun:  # fmt: skip
+        """Deliver every due item: threads in parallel (bounded), each thread in order, as far
+        as it goes — so one run empties every relationship whose vendor answers.
 
-        ``now`` (ms) decides what is due; it defaults to the clock.
+        ``now`` (ms) decides what is due; it defaults to the clock. ``threads``: only these.
         """
         due_by = self.clock() if now is None else now
         firsts: dict[bytes, OutboxItem] = {}
         for item in await self.store.outbox_all():
             firsts.setdefault(item.thread, item)
-        due = sorted(th for th, item in firsts.items() if item.next_attempt_ms <= due_by)
+        due = {th for th, item in firsts.items() if _due(item, due_by)}
+        # drafts with nothing in flight before them (what preceded them was dropped)
+        due.update(d.thread for d in await self.store.drafts() if d.thread not in firsts)
         sem = asyncio.Semaphore(self.concurrency)
 
         async def one(thread: bytes) -> list[Delivery]:
@@ -455,5 +508,51 @@ class Outbox:
                     return []
                 return await self._flush_locked(t, due_by=due_by)
 
-        results = await asyncio.gather(*(one(th) for th in due))
+        if threads is not None:
+            due &= threads
+        results = await asyncio.gather(*(one(th) for th in sorted(due)))
         return OutboxRun(tuple(d for ds in results for d in ds))
+
+    # -- a person's way out (:mod:`vrmproto.client._waiting`) --------------------------------
+
+    async def drop(self, w: Waiting) -> Delivery:
+        """Drop the waiting message ``w``: a signed one is taken back out of our chain and
+        history as a refused one is (§8.1-5), a draft is forgotten; the next draft then takes
+        its turn. A receipt of ours is owed to the vendor and is not dropped (§5.6.1-2)."""
+        if w.type == Receipt.TYPE:
+            raise StateError("a receipt of ours is owed to the vendor and already in our "
+                             "history; it cannot be dropped", clause="§5.6.1-2")  # fmt: skip
+        async with self.ledger.lock(w.thread):
+            t = await self.ledger.load(w.thread)
+            now = self.clock()
+            gone = LookupError("that message is no longer waiting")
+            err = VrmError("dropped by you")
+            if w.item_id is None:
+                kept = [d for d in t.meta.drafts if d.seq != w.draft_seq]
+                if len(kept) == len(t.meta.drafts):
+                    raise gone
+                t.meta.drafts = kept
+                t.meta.last_problem = f"a queued {w.type} was dropped by you"
+                await self._commit(t, self.ledger.commit((t,), now))
+                self.ledger.adopt(t)
+                return Delivery(t.id, w.msg_id, b"", "dropped", error=err)
+            item = next((i for i in await self.ledger.pending(w.thread)
+                         if i.item_id == w.item_id), None)  # fmt: skip
+            if item is None:
+                raise gone
+            t.meta.last_problem = f"a {w.type} was dropped by you before it was delivered"
+            d = Delivery(t.id, w.msg_id, item.msg_hash, "dropped", error=err,
+                         attempts=item.attempts)  # fmt: skip
+            truncate = t.roll_back(item.msg_hash, self.ledger.identity)
+            await self._close(t, item, d, (), now, truncate=truncate)
+            self.ledger.adopt(t)
+            return d
+
+    async def retry_now(self, thread: bytes | None = None) -> OutboxRun:
+        """Deliver ``thread``'s queue now (every relationship's if None), whatever the retry
+        schedule said."""
+        now = self.clock()
+        for item in await self.store.outbox_all():
+            if thread is None or item.thread == thread:
+                await self.store.outbox_retry(item.item_id, item.attempts, now, item.last_error)
+        return await self.run(now, threads=None if thread is None else {thread})

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from vrmproto._errors import Problem, ValidationError
 from vrmproto._messages import TermsAccept, TermsOffer, TermsReject
 from vrmproto._relationship import Relationship
-from vrmproto._state import Role
+from vrmproto._state import Role, State
 from vrmproto._vocab import TermRef
 from vrmproto.client._agent_base import AgentBase, norm_url, refusal
 from vrmproto.client._drafts import AcceptCounterDraft, TermsOfferDraft
@@ -53,6 +53,11 @@ class TermsOps(AgentBase):
     ) -> ConnectResult:
         """Proffer our terms to the vendor at ``base_url`` in a new relationship (§5.2.1).
 
+        One live relationship per vendor key: if we already have one with the vendor whose
+        document this is — under any URL naming it (``localhost`` or ``127.0.0.1``) — that
+        one is answered, nothing is sent (``existing`` is true; end it first to proffer other
+        terms, :meth:`end`).
+
         Fetches and verifies the vendor's discovery document (pinned to ``expected_key`` if
         given), derives our pairwise identity for that vendor, sends a terms offer on a fresh
         thread and reads the answer. A verified refusal raises
@@ -70,6 +75,9 @@ class TermsOps(AgentBase):
                                   "relationships", code=Problem.UNKNOWN_TYPE,
                                   clause="§13.1-10")  # fmt: skip
         await self._check_pins(base_url, doc, by_name=True, accept_new_key=accept_new_key)
+        live = await self.live_thread(doc.key)
+        if live is not None:
+            return await self._existing(live)
         meta = ThreadMeta(
             kind=ThreadKind.VENDOR, vendor_key=doc.key, name=doc.name, inbox=doc.inbox,
             history=doc.history, lifetime_ms=self._lifetime(doc),
@@ -86,6 +94,21 @@ class TermsOps(AgentBase):
                                 in_reply_to=in_reply_to, endpoint=self.endpoint_for(thread))
         d = await self.outbox.send(thread, draft, new=t, timeout_s=timeout_s)
         return connect_result(t, offered, refusal(d))
+
+    async def _existing(self, thread: bytes) -> ConnectResult:
+        """The live relationship we already have with a vendor, as a connect's answer."""
+        t = await self.ledger.load(thread)
+        rel = t.rel
+        status: ConnectStatus = "pending"
+        if rel.state is State.AGREED:
+            status = "accepted"
+        elif rel.state is State.COUNTERED:
+            status = "countered"
+        elif await self.ledger.pending(thread) or t.meta.drafts:
+            status = "queued"
+        terms = rel.terms if rel.state is State.AGREED else rel.offered
+        return ConnectResult(t.id, t.meta.name, t.url, status, terms, rel.agreement,
+                             counter=rel.counter, existing=True)  # fmt: skip
 
     async def accept_counter(self, ref: Ref) -> ConnectResult:
         """Offer the vendor's counter-terms back as our new offer (§5.2.3)."""

@@ -66,6 +66,9 @@ class ConnectResult:
     refused: tuple[str, ...] = ()
     counter: tuple[TermRef, ...] | None = None
     delivery: Delivery | None = None
+    #: True when nothing was sent: this is the live relationship we already had with the
+    #: vendor's key (one per vendor, :meth:`Agent.connect`).
+    existing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +90,17 @@ class Offer:
 
 @dataclass(frozen=True, slots=True)
 class IntentcastResult:
-    """The answers to one intentcast: ``offers`` cheapest first, and who declined why."""
+    """The answers to one intentcast: ``offers`` cheapest first, who declined why, and which
+    vendors were not asked (``skipped``)."""
 
     intent_id: bytes
     reply_by: int
     offers: tuple[Offer, ...]
     declines: tuple[tuple[str, str], ...]
     report: FanoutReport
+    #: Vendors not asked, and why: ``(base URL, reason)`` — another URL of a vendor key
+    #: already asked, or a vendor the person ended the relationship with.
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,88 @@
+"""One live relationship per vendor key (issue #11 item 6).
+
+A vendor reached under two URLs (``127.0.0.1`` and ``localhost``) is one vendor: a second
+``connect`` answers the relationship we have, and an intentcast asks each vendor key once and
+never a vendor the person ended the relationship with. Over the in-memory transport.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from vrmproto import Identity, Money
+from vrmproto.client import Agent
+from vrmproto.server import CatalogueItem, Endpoint, ReferencePolicy
+from vrmproto.store import MemoryStore
+from vrmproto.testing import MemoryTransport
+
+ACCEPTS = ("vrm.no-tracking", "vrm.no-third-party")
+IP = "http://127.0.0.1:8701"
+HOST = "http://localhost:8701"
+OTHER = "http://127.0.0.1:8702"
+
+
+def vendor(name: str) -> Endpoint:
+    catalogue = (CatalogueItem(f"{name} bike", ("bike",), Money(100, "USD")),)
+    return Endpoint(Identity(os.urandom(32)), store=MemoryStore(), name=name,
+                    policy=ReferencePolicy(accepts_terms=ACCEPTS, name=name,
+                                           catalogue=catalogue))  # fmt: skip
+
+
+@pytest.fixture
+async def agent() -> AsyncIterator[Agent]:
+    acme, other = vendor("Acme"), vendor("Other")
+    transport = MemoryTransport({IP: acme, HOST: acme, OTHER: other})
+    a = await Agent.open(MemoryStore(), os.urandom(32), client=transport)
+    yield a
+    await a.close()
+    await acme.drain()
+    await other.drain()
+
+
+async def test_connect_under_another_url_reuses_the_live_relationship(agent: Agent) -> None:
+    first = await agent.connect(IP)
+    assert first.status == "accepted"
+    assert not first.existing
+    again = await agent.connect(HOST)
+    assert again.existing
+    assert again.thread == first.thread
+    assert again.status == "accepted"
+    assert again.agreement == first.agreement
+    assert len([v for v in await agent.relationships() if v.kind == "vendor"]) == 1
+
+
+async def test_after_end_connect_opens_a_new_relationship(agent: Agent) -> None:
+    first = await agent.connect(IP)
+    await agent.end(first.thread)
+    again = await agent.connect(HOST)
+    assert not again.existing
+    assert again.thread != first.thread
+    assert again.status == "accepted"
+
+
+async def test_intentcast_asks_each_vendor_key_once(agent: Agent) -> None:
+    await agent.connect(IP)
+    result = await agent.intentcast("bike", vendors=[IP, HOST, OTHER], deadline_ms=5_000)
+    asked = [r for r in result.report.results if r.status == "confirmed"]
+    assert sorted(r.url for r in asked) == [IP, OTHER]
+    assert sorted(o.vendor for o in result.offers) == ["Acme", "Other"]
+    (alias,) = [r for r in result.report.results if r.url == HOST]
+    assert "the same vendor as" in str(alias.error)
+
+
+async def test_an_unknown_alias_is_found_out_by_its_key(agent: Agent) -> None:
+    result = await agent.intentcast("bike", vendors=[IP, HOST], deadline_ms=5_000)
+    assert sorted(o.vendor for o in result.offers) == ["Acme"]
+
+
+async def test_intentcast_never_reaches_an_ended_vendor(agent: Agent) -> None:
+    c = await agent.connect(IP)
+    await agent.connect(OTHER)
+    await agent.end(c.thread)
+    result = await agent.intentcast("bike", vendors=[IP, HOST, OTHER], deadline_ms=5_000)
+    assert [o.vendor for o in result.offers] == ["Other"]
+    assert {u for u, _ in result.skipped} | {
+        r.url for r in result.report.results if r.status != "confirmed"} == {IP, HOST}

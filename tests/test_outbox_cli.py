@@ -1,0 +1,67 @@
+"""``vrm outbox`` (issue #11 item 2): every waiting message — drafts too — by relationship with
+why it waits, the count ``vrm relationships`` shows; ``drop ID`` and ``retry ID``; a vendor
+reached under another URL is the same relationship (item 6)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests._cli_helpers import Result, VendorHost, vrm
+from vrmproto.cli._home import Home, Settings
+
+
+@pytest.fixture
+def host() -> Iterator[VendorHost]:
+    h = VendorHost()
+    try:
+        h.add("outfitters")
+        yield h
+    finally:
+        h.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "you"
+    Home(path).init(os.urandom(32), Settings(name="Doc"))
+    return path
+
+
+def ok(r: Result) -> Result:
+    assert r.code == 0, r
+    return r
+
+
+def test_outbox_lists_drops_and_retries(home: Path, host: VendorHost) -> None:
+    url = host["outfitters"].url
+    ok(vrm("connect", url, home=home))
+    again = ok(vrm("connect", url.replace("127.0.0.1", "localhost"), "--json", home=home)).json
+    assert again["existing"] is True
+    ok(vrm("share", "wasatch outfitters", "email=doc@example.org", "--purpose",
+           "contracted-service", "--expires", "30d", home=home))
+    host.stop("outfitters")
+    vrm("data", "Wasatch Outfitters", home=home)
+    ok(vrm("withdraw", "Wasatch Outfitters", home=home))
+    ok(vrm("rotate", "Wasatch Outfitters", home=home))
+    waiting = ok(vrm("outbox", "--json", home=home)).json["pending"]
+    assert [w["type"] for w in waiting] == ["data.request", "data.withdraw", "key.rotate"]
+    assert waiting[1]["reason"].startswith("not signed yet")
+    (rel,) = ok(vrm("relationships", "--json", home=home)).json["relationships"]
+    assert rel["pending"] == len(waiting)
+    human = ok(vrm("outbox", home=home)).stdout
+    assert "why it waits" in human
+    assert "not signed yet" in human
+
+    ok(vrm("outbox", "drop", waiting[1]["id"][:8], home=home))
+    left = ok(vrm("outbox", "--json", home=home)).json["pending"]
+    assert [w["type"] for w in left] == ["data.request", "key.rotate"]
+    host.start("outfitters")
+    ran = ok(vrm("outbox", "retry", left[0]["id"][:6], "--json", home=home)).json
+    assert ran["waiting"] == 0
+    assert ran["counts"]["refused"] == 0
+    cmp = ok(vrm("history", "Wasatch Outfitters", "--compare", "--json", home=home)).json
+    assert cmp["comparison"]["equal"] is True

@@ -1,0 +1,150 @@
+"""``vrm outbox``: every message waiting for a vendor, relationship by relationship, and why;
+``vrm outbox run`` delivers them, ``vrm outbox retry [ID]`` now whatever the schedule says,
+``vrm outbox drop ID`` gives one up (spec §12, durability; :mod:`vrmproto.client._waiting`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from vrmproto.cli._common import finish
+from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._output import Out, brief, table
+from vrmproto.cli._parse import format_time
+from vrmproto.client import Delivery, OutboxRun
+from vrmproto.client._waiting import Waiting
+
+__all__ = ["outbox"]
+
+
+def _waiting_rows(items: Sequence[Waiting], labels: dict[bytes, str]) -> list[dict[str, Any]]:
+    return [{
+        "id": w.msg_id.hex(), "vendor": labels.get(w.thread, w.destination or w.thread.hex()),
+        "thread": w.thread.hex(), "type": w.type, "signed": w.signed,
+        "reason": w.reason.value, "item": w.item_id, "destination": w.destination,
+        "message": w.msg_hash.hex(), "attempts": w.attempts,
+        "next_attempt": w.next_attempt_ms, "last_error": w.last_error,
+    } for w in items]  # fmt: skip
+
+
+def _print_waiting(out: Out, rows: list[dict[str, Any]]) -> None:
+    t = table("waiting to be delivered, in order", "vendor", "id", "message", "why it waits",
+              "attempts", "next try")  # fmt: skip
+    for r in rows:
+        why = r["reason"]
+        if r["last_error"]:
+            why += f": {brief(r['last_error'])}"
+        t.add_row(r["vendor"], r["id"][:12], r["type"], why, str(r["attempts"]),
+                  format_time(r["next_attempt"]) if r["next_attempt"] else "—")  # fmt: skip
+    out.print(t)
+    out.print(f"[dim]{len(rows)} waiting. `vrm outbox run` delivers what is due, "
+              "`vrm outbox retry [ID]` tries now, `vrm outbox drop ID` gives one up.[/]")
+
+
+@click.group(invoke_without_command=True)
+@common_options
+@pass_env
+def outbox(env: Env) -> None:
+    """Every message waiting for a vendor, by relationship, with the reason it waits."""
+    if click.get_current_context().invoked_subcommand is not None:
+        return
+    out = env.out
+
+    async def go() -> list[dict[str, Any]]:
+        async with open_agent(env) as agent:
+            labels = {v.thread: v.vendor for v in await agent.relationships()}
+            return _waiting_rows(await agent.waiting(), labels)
+
+    rows = run(go())
+    if out.json_mode:
+        out.json({"pending": rows})
+        return
+    if not rows:
+        out.print("The outbox is empty: every message was delivered.")
+        return
+    _print_waiting(out, rows)
+
+
+def _report_run(env: Env, outcome: OutboxRun, labels: dict[bytes, str], left: int) -> None:
+    out = env.out
+    rows = [{"vendor": labels.get(d.thread, d.thread.hex()), "thread": d.thread.hex(),
+             "id": d.msg_id.hex(), "message": d.msg_hash.hex(), "status": d.status,
+             "detail": str(d.error) if d.error else ""} for d in outcome.deliveries]  # fmt: skip
+    if out.json_mode:
+        out.json({"deliveries": rows, "counts": outcome.counts(), "waiting": left})
+    elif not rows:
+        out.print("Nothing was due." if left else "Nothing was waiting.")
+    else:
+        t = table("outbox run", "vendor", "message", "result")
+        marks = {"confirmed": "[green]✓ confirmed[/]", "queued": "⏸ still queued",
+                 "refused": "[red]✗ refused[/]", "dropped": "[red]✗ dropped[/]"}  # fmt: skip
+        for r in rows:
+            t.add_row(r["vendor"], (r["message"] or r["id"])[:12],
+                      marks[r["status"]] + (f" — {brief(r['detail'])}" if r["detail"] and
+                                            r["status"] != "confirmed" else ""))  # fmt: skip
+        out.print(t)
+    if any(r["status"] != "confirmed" for r in rows):
+        finish(EXIT_FAILED, f"{left} message(s) still waiting (`vrm outbox` says why)")
+
+
+@outbox.command("run")
+@common_options
+@pass_env
+def outbox_run(env: Env) -> None:
+    """Deliver everything waiting, every relationship in order, without waiting for the retry
+    schedule."""
+
+    async def go() -> tuple[OutboxRun, dict[bytes, str], int]:
+        async with open_agent(env) as agent:
+            labels = {v.thread: v.vendor for v in await agent.relationships()}
+            outcome = await agent.retry_waiting()
+            return outcome, labels, len(await agent.waiting())
+
+    _report_run(env, *run(go()))
+
+
+@outbox.command("retry")
+@click.argument("message_id", required=False)
+@common_options
+@pass_env
+def outbox_retry(env: Env, message_id: str | None) -> None:
+    """Try now the relationship of the waiting message MESSAGE_ID (every one without it)."""
+
+    async def go() -> tuple[OutboxRun, dict[bytes, str], int]:
+        async with open_agent(env) as agent:
+            labels = {v.thread: v.vendor for v in await agent.relationships()}
+            try:
+                outcome = await agent.retry_waiting(message_id)
+            except LookupError as exc:
+                raise CliError(str(exc.args[0]), EXIT_USAGE, kind="not_found") from None
+            return outcome, labels, len(await agent.waiting())
+
+    _report_run(env, *run(go()))
+
+
+@outbox.command("drop")
+@click.argument("message_id")
+@common_options
+@pass_env
+def outbox_drop(env: Env, message_id: str) -> None:
+    """Give up the waiting message MESSAGE_ID (at least 4 hex digits of the id `vrm outbox`
+    shows): it is taken back out of your history, never sent."""
+    out = env.out
+
+    async def go() -> Delivery:
+        async with open_agent(env) as agent:
+            try:
+                return await agent.drop_waiting(message_id)
+            except LookupError as exc:
+                raise CliError(str(exc.args[0]), EXIT_USAGE, kind="not_found") from None
+
+    d = run(go())
+    if out.json_mode:
+        out.json({"dropped": d.msg_id.hex(), "thread": d.thread.hex(),
+                  "message": d.msg_hash.hex()})  # fmt: skip
+        return
+    out.print(f"Dropped {d.msg_id.hex()[:12]}: it will not be sent; what waited behind it "
+              "goes next (`vrm outbox run`).")
