@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 import click
 
 from vrmproto._messages import Money
 from vrmproto._vocab import ROSTER, ParamValue, Term, TermRef, get_term, latest
+from vrmproto.cli._errors import EXIT_USAGE, CliError
+
+T = TypeVar("T")
+
+#: The fewest leading characters of an id (an offer's, an intentcast's) a person may type.
+MIN_ID_PREFIX = 4
 
 __all__ = [
+    "MIN_ID_PREFIX",
+    "by_prefix",
     "parse_date",
     "parse_duration",
     "parse_fields",
@@ -184,3 +193,26 @@ def term_from_json(obj: Mapping[str, object]) -> TermRef:
         raise ValueError("a stored term's params are a map")
     term = get_term(term_id, version)
     return TermRef.of(term, **{str(k): v for k, v in params.items()})
+
+
+def by_prefix(text: str, items: Sequence[T], key: Callable[[T], str], *, noun: str,
+              where: str) -> T:  # fmt: skip
+    """The one item whose id (``key``, lower-case hex) starts with ``text``.
+
+    ``text`` needs :data:`MIN_ID_PREFIX` characters or more; fewer, none or several matching is
+    a usage error that says which (``where`` names the command that lists the ids).
+    """
+    wanted = text.strip().lower()
+    if len(wanted) < MIN_ID_PREFIX:
+        raise CliError(f"an {noun} id needs at least {MIN_ID_PREFIX} characters, and {text!r} "
+                       f"has {len(wanted)}; {where} shows the ids", EXIT_USAGE,
+                       kind="short_id")  # fmt: skip
+    hits = [i for i in items if key(i).startswith(wanted)]
+    if not hits:
+        raise CliError(f"no {noun} with id {text!r}; {where} shows the ids", EXIT_USAGE,
+                       kind=f"unknown_{noun}")  # fmt: skip
+    if len(hits) > 1:
+        ids = ", ".join(sorted(key(i)[:12] for i in hits))
+        raise CliError(f"several {noun}s have ids starting with {text!r} ({ids}); give more "
+                       "characters", EXIT_USAGE, kind="ambiguous")  # fmt: skip
+    return hits[0]

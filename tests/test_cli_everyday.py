@@ -1,0 +1,181 @@
+"""Issue 11 (the customer's agent for everyday use): the command line's own items, each driven
+as a person would, as a subprocess against reference vendors on 127.0.0.1.
+
+Item 5: intentcasts have verbs (``new``, ``list``, ``show``, ``accept``) and nothing is broadcast
+without ``new``. Item 7: ``vrm history`` shows what each message says, and ``--export`` writes
+evidence ``vrm verify`` checks. Item 9: ids, currencies and durations are read as people write
+them. Item 10: short failure texts that do not lie.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests._cli_helpers import Result, VendorHost, vrm
+from vrmproto.cli._home import Home, Settings
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[VendorHost]:
+    h = VendorHost()
+    try:
+        for key in ("avis", "budget", "hertz", "outfitters"):
+            h.add(key)
+        yield h
+    finally:
+        h.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "you"
+    Home(path).init(os.urandom(32), Settings(name="Doc"))
+    return path
+
+
+def ok(r: Result) -> Result:
+    assert r.code == 0, r
+    assert "Traceback" not in r.stderr, r
+    return r
+
+
+def fails(r: Result, code: int, *words: str) -> Result:
+    assert r.code == code, r
+    assert "Traceback" not in r.stderr, r
+    lines = [line for line in r.stderr.splitlines()
+             if line.startswith("vrm: ") and not line.startswith("vrm: warning: ")]
+    assert len(lines) == 1, r
+    for word in words:
+        assert word in lines[0], r
+    return r
+
+
+def cast(home: Path, host: VendorHost) -> dict[str, object]:
+    args = ["intent", "new", "4-wheel-drive SUV rental", "--where", "Park City, UT",
+            "--max-price", "300USD", "--deadline", "10s", "--no-discover", "--json"]
+    for key in ("avis", "budget", "hertz", "outfitters"):
+        args += ["--vendor", host[key].url]
+    result: dict[str, object] = ok(vrm(*args, home=home)).json
+    return result
+
+
+# -- item 5: verbs, and no broadcast without one -------------------------------------------------
+
+
+def test_intent_list_and_show_broadcast_nothing(home: Path, host: VendorHost) -> None:
+    ok(vrm("connect", host["avis"].url, home=home))  # a known vendor an intentcast would reach
+    listed = ok(vrm("intent", "list", "--json", home=home)).json
+    assert listed == {"intents": []}
+    fails(vrm("intent", "show", "abcdef12", home=home), 2, "no intentcast")
+    r = fails(vrm("intent", "SUV rental", home=home), 2, "vrm intent new")
+    assert "not a subcommand" in r.stderr
+    assert ok(vrm("intent", "list", "--json", home=home)).json == {"intents": []}
+    rels = ok(vrm("relationships", "--all", "--json", home=home)).json["relationships"]
+    assert [r["kind"] for r in rels] == ["vendor"]  # no intent thread was ever opened
+
+
+def test_intent_new_list_show_accept(home: Path, host: VendorHost) -> None:
+    sent = cast(home, host)
+    (listed,) = ok(vrm("intent", "list", "--json", home=home)).json["intents"]
+    assert listed["intent"] == sent["intent"]
+    assert listed["offers"] == 3
+    assert [d["vendor"] for d in listed["declines"]] == ["Wasatch Outfitters"]
+    assert listed["max_price"]["text"] == "300.00 USD"
+    human = ok(vrm("intent", "list", home=home)).stdout
+    assert listed["id"] in human
+    assert "4-wheel-drive SUV rental" in human
+    shown = ok(vrm("intent", "show", listed["id"][:4], "--json", home=home)).json
+    assert [o["vendor"] for o in shown["offers"]] == ["Avis Park City", "Budget Salt Lake",
+                                                      "Hertz Wasatch"]
+    assert shown["offers"] == sent["offers"]
+    text = ok(vrm("intent", "show", listed["id"], home=home)).stdout
+    assert "Wasatch Outfitters declined" in text
+    assert "vrm intent accept" in text
+    best = shown["offers"][0]["id"]
+    taken = ok(vrm("intent", "accept", best[:4], "--json", home=home)).json
+    assert taken["vendor"] == "Avis Park City"
+
+
+# -- item 9: the id-prefix rule says itself ------------------------------------------------------
+
+
+def test_a_short_offer_id_says_the_rule(home: Path, host: VendorHost) -> None:
+    offers = cast(home, host)["offers"]
+    assert isinstance(offers, list)
+    r = fails(vrm("intent", "accept", offers[0]["id"][:3], "--json", home=home), 2,
+              "at least 4 characters")
+    assert "several" not in r.stderr
+    assert r.json["error"]["kind"] == "short_id"
+    fails(vrm("intent", "accept", "ffffffff", home=home), 2, "no offer")
+
+
+# -- item 7: history says what each message says -------------------------------------------------
+
+
+def _entries(home: Path, who: str) -> list[dict[str, object]]:
+    entries: list[dict[str, object]] = ok(vrm("history", who, "--json", home=home)).json["entries"]
+    return entries
+
+
+def test_history_shows_the_rejection_reason_and_counter_terms(home: Path, host: VendorHost
+                                                              ) -> None:  # fmt: skip
+    fails(vrm("connect", host["hertz"].url, home=home), 1, "rejected")
+    (reject,) = [e for e in _entries(home, "Hertz Wasatch") if e["type"] == "terms.reject"]
+    body = reject["body"]
+    assert isinstance(body, dict)
+    assert body["refused"] == ["vrm.delete-after"]
+    assert body["reason"]
+    assert str(body["reason"]) in str(reject["summary"])
+    assert str(body["reason"])[:30] in ok(vrm("history", "Hertz Wasatch", home=home)).stdout
+    ok(vrm("connect", host["budget"].url, "--accept-counter", home=home))
+    (counter,) = [e for e in _entries(home, "Budget Salt Lake") if e["type"] == "terms.reject"]
+    assert isinstance(counter["body"], dict)
+    assert "vrm.purpose-only" in [t["id"] for t in counter["body"]["counter"]]
+    assert "counter-offer: " in str(counter["summary"])
+    assert "purpose-only" in str(counter["summary"])
+
+
+def test_history_shows_an_offers_price(home: Path, host: VendorHost) -> None:
+    offers = cast(home, host)["offers"]
+    assert isinstance(offers, list)
+    entries = _entries(home, offers[0]["thread"][:12])
+    (offer,) = [e for e in entries if e["type"] == "intent.offer"]
+    assert isinstance(offer["body"], dict)
+    assert offer["body"]["price"] == {"amount": 28900, "currency": "USD", "text": "289.00 USD"}
+    assert "289.00 USD" in str(offer["summary"])
+
+
+def test_history_opens_what_it_can_and_exports_evidence(home: Path, host: VendorHost,
+                                                        tmp_path: Path) -> None:  # fmt: skip
+    ok(vrm("connect", host["outfitters"].url, home=home))
+    ok(vrm("share", "Wasatch Outfitters", "email=doc@example.org", home=home))
+    ok(vrm("data", "Wasatch Outfitters", home=home))
+    entries = _entries(home, "Wasatch Outfitters")
+    (share,) = [e for e in entries if e["type"] == "data.share"]
+    assert share["content"] == {"email": "doc@example.org"}
+    (returned,) = [e for e in entries if e["type"] == "data.return"]
+    assert returned["sealed"] == "opened with your key"
+    assert isinstance(returned["content"], dict)
+    assert returned["content"]["email"] == "doc@example.org"
+    evidence = tmp_path / "evidence.json"
+    ok(vrm("history", "Wasatch Outfitters", "--export", str(evidence), home=home))
+    doc = json.loads(evidence.read_text())
+    assert doc["format"] == "vrm-evidence/1"
+    assert len(doc["entries"]) == len(entries)
+    assert doc["recipe"]
+    checked = ok(vrm("verify", str(evidence), "--json", home=None)).json
+    assert checked["valid"] is True
+    assert checked["entries"] == len(entries)
+    raw = bytearray(base64.b64decode(doc["entries"][1]["envelope"]))
+    raw[-1] ^= 1
+    doc["entries"][1]["envelope"] = base64.b64encode(bytes(raw)).decode()
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(doc))
+    fails(vrm("verify", str(forged), home=None), 1, "does not verify")
+    fails(vrm("verify", str(home / "settings.json"), home=None), 2, "not an evidence file")
