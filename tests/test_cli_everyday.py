@@ -179,3 +179,53 @@ def test_history_opens_what_it_can_and_exports_evidence(home: Path, host: Vendor
     forged.write_text(json.dumps(doc))
     fails(vrm("verify", str(forged), home=None), 1, "does not verify")
     fails(vrm("verify", str(home / "settings.json"), home=None), 2, "not an evidence file")
+
+
+# -- item 10: failure texts that do not lie, one prefix, times with their zone ------------------
+
+
+def test_brief_names_a_signed_refusal_by_its_code() -> None:
+    from vrmproto.cli._output import brief  # noqa: PLC0415
+
+    forgot = brief("peer refused: no_relationship: no relationship was refused or found")
+    assert "no_relationship" in forgot
+    assert "connection refused" not in forgot
+    assert brief("POST http://127.0.0.1:9/vrm/inbox: connection refused") == \
+        "unreachable: connection refused"
+    assert brief("POST http://h/vrm/inbox: ClientConnectorError: Cannot connect to host h:9 "
+                 "ssl:default [Connect call failed ('h', 9)]") == "unreachable: connection refused"
+
+
+def test_last_error_has_no_http_library_text(home: Path, host: VendorHost) -> None:
+    ok(vrm("connect", host["avis"].url, home=home))
+    host.stop("avis")
+    try:
+        queued = ok(vrm("share", "Avis Park City", "email=doc@example.org", "--json", home=home))
+        assert queued.json["status"] == "queued"
+        (item,) = ok(vrm("outbox", "--json", home=home)).json["pending"]
+    finally:
+        host.start("avis")
+    assert item["last_error"].endswith(": connection refused"), item
+    for raw in ("ClientConnectorError", "Connect call failed", "ssl:default"):
+        assert raw not in item["last_error"]
+
+
+def test_conformance_errors_start_like_every_other_command() -> None:
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from tests._cli_helpers import ROOT, cli_env  # noqa: PLC0415
+
+    proc = subprocess.run([sys.executable, "-m", "vrmproto.testing"], capture_output=True,
+                          text=True, env=cli_env(), cwd=ROOT, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("vrm: missing URL"), proc.stderr
+    r = fails(vrm("conformance", home=None), 2, "missing URL")
+    assert r.stderr.startswith("vrm: ")
+
+
+def test_times_name_their_zone(home: Path, host: VendorHost) -> None:
+    ok(vrm("connect", host["avis"].url, home=home))
+    text = ok(vrm("relationships", home=home)).stdout
+    assert " UTC" in text
+    assert " UTC" in ok(vrm("history", "Avis Park City", home=home)).stdout

@@ -96,8 +96,8 @@ def parse_date(text: str, *, end_of_day: bool = False) -> int:
 
 
 def format_time(ms: int) -> str:
-    """A moment as ``YYYY-MM-DD HH:MM`` UTC."""
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M")
+    """A moment as ``YYYY-MM-DD HH:MM UTC``: every time ``vrm`` prints names its zone."""
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def format_date(ms: int) -> str:
