@@ -229,3 +229,63 @@ def test_times_name_their_zone(home: Path, host: VendorHost) -> None:
     text = ok(vrm("relationships", home=home)).stdout
     assert " UTC" in text
     assert " UTC" in ok(vrm("history", "Avis Park City", home=home)).stdout
+
+
+# -- item 9: currencies and durations as people write them --------------------------------------
+
+
+def test_currencies_are_iso_4217() -> None:
+    import click  # noqa: PLC0415
+
+    from vrmproto import Money  # noqa: PLC0415
+    from vrmproto.cli._parse import parse_money  # noqa: PLC0415
+
+    with pytest.raises(click.BadParameter, match=r"ISO 4217.*USD"):
+        parse_money("300UDS")
+    for bad in ("10 XYZ", "5 ABC"):
+        with pytest.raises(click.BadParameter, match="ISO 4217"):
+            parse_money(bad)
+    assert parse_money("300usd") == Money(30000, "USD")
+    assert parse_money("12.345 BHD") == Money(12345, "BHD")
+
+
+@pytest.mark.parametrize(("text", "ms"), [
+    ("1h30m", 90 * 60_000), ("2 weeks", 14 * 86_400_000), ("P30D", 30 * 86_400_000),
+    ("PT1H30M", 90 * 60_000), ("P1W", 7 * 86_400_000), ("1 day, 12 hours", 36 * 3_600_000),
+    ("1d12h", 36 * 3_600_000), ("P1DT12H", 36 * 3_600_000), ("90 minutes", 90 * 60_000),
+    ("PT0.5S", 500), ("30d", 30 * 86_400_000), ("500ms", 500),
+])  # fmt: skip
+def test_compound_and_iso_8601_durations(text: str, ms: int) -> None:
+    from vrmproto.cli._parse import parse_duration  # noqa: PLC0415
+
+    assert parse_duration(text) == ms
+
+
+def test_dates_are_durations_until_then() -> None:
+    import click  # noqa: PLC0415
+
+    from vrmproto.cli._parse import parse_date, parse_duration  # noqa: PLC0415
+
+    now = parse_date("2026-12-01")
+    assert parse_duration("2027-01-01", now_ms=now) == 31 * 86_400_000
+    assert parse_duration("2027-01-01T12:00:00Z", now_ms=now) == 31 * 86_400_000 + 12 * 3_600_000
+    for bad in ("2026-11-30", "P", "PT", "1h 30", "soon", "0s", "P1DT"):
+        with pytest.raises(click.BadParameter):
+            parse_duration(bad, now_ms=now)
+
+
+def test_share_and_intent_read_what_people_type(home: Path, host: VendorHost) -> None:
+    import datetime as dt  # noqa: PLC0415
+
+    ok(vrm("connect", host["outfitters"].url, home=home))
+    day = (dt.datetime.now(dt.UTC) + dt.timedelta(days=40)).date()
+    s = ok(vrm("share", "Wasatch Outfitters", "email=doc@example.org", "--expires",
+               day.isoformat(), "--json", home=home)).json
+    until = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000
+    assert abs(s["expires"] - until) < 60_000
+    for text in ("1h30m", "2 weeks", "P30D"):
+        ok(vrm("share", "Wasatch Outfitters", "email=doc@example.org", "--expires", text,
+               home=home))
+    fails(vrm("intent", "new", "SUV", "--max-price", "300UDS", "--vendor", host["avis"].url,
+              "--no-discover", home=home), 2, "ISO 4217", "USD")
+    assert ok(vrm("intent", "list", "--json", home=home)).json == {"intents": []}

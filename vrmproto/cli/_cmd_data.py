@@ -135,7 +135,7 @@ def _erased(d: Delivery) -> Any:
 @click.option("--category", "categories", multiple=True,
               help="Kind of data (Kantara category; repeatable); guessed from field names.")
 @click.option("--expires", default="30d", show_default=True,
-              help="When the vendor must delete it: 30d, 12h, …")
+              help="When the vendor must delete it: 30d, 1h30m, 2 weeks, P30D or a date.")
 @common_options
 @pass_env
 def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str, ...],
