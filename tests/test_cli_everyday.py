@@ -10,6 +10,7 @@ them. Item 10: short failure texts that do not lie.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -289,3 +290,49 @@ def test_share_and_intent_read_what_people_type(home: Path, host: VendorHost) ->
     fails(vrm("intent", "new", "SUV", "--max-price", "300UDS", "--vendor", host["avis"].url,
               "--no-discover", home=home), 2, "ISO 4217", "USD")
     assert ok(vrm("intent", "list", "--json", home=home)).json == {"intents": []}
+
+
+# -- item 8: words that say what happened -------------------------------------------------------
+
+
+def test_an_accepted_counter_offer_is_on_the_vendors_terms(home: Path, host: VendorHost) -> None:
+    r = ok(vrm("connect", host["budget"].url, "--accept-counter", home=home))
+    assert "you accepted the counter-offer" in r.stdout
+    assert "on the vendor's terms" in r.stdout
+    assert "on your terms" not in r.stdout
+    mine = ok(vrm("connect", host["avis"].url, home=home))
+    assert "on your terms" in mine.stdout
+
+
+def test_a_decline_is_not_shown_as_confirmed(home: Path, host: VendorHost) -> None:
+    r = ok(vrm("intent", "new", "SUV", "--no-discover", "--vendor", host["outfitters"].url,
+               "--vendor", host["avis"].url, "--deadline", "10s", home=home))
+    (line,) = [ln for ln in r.stdout.splitlines() if host["outfitters"].url in ln]
+    assert "declined" in line
+    assert "confirmed" not in line
+    (offer,) = [ln for ln in r.stdout.splitlines() if host["avis"].url in ln]
+    assert "offer" in offer
+
+
+def test_the_live_table_gives_way_to_the_final_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vrm address set` printed its table twice: the live one stayed on screen above the final
+    one. The live table is transient now."""
+    from rich.console import Console  # noqa: PLC0415
+
+    from vrmproto.cli import _progress  # noqa: PLC0415
+    from vrmproto.cli._output import Out  # noqa: PLC0415
+
+    made: list[dict[str, object]] = []
+    real_live = _progress.Live
+
+    def live(*args: object, **kwargs: object) -> object:
+        made.append(kwargs)
+        return real_live(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_progress, "Live", live)
+    monkeypatch.setattr(Out, "live", property(lambda self: True))
+    out = Out(json_mode=False, console=Console(file=io.StringIO(), force_terminal=True))
+    with _progress.FanoutDisplay(out, "address update"):
+        pass
+    assert made
+    assert made[0].get("transient") is True

@@ -15,7 +15,7 @@ from vrmproto.cli._cmd_data import fanout_json
 from vrmproto.cli._common import as_url, norm, now_ms
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
-from vrmproto.cli._output import Out, money_json, table
+from vrmproto.cli._output import Out, brief, money_json, table
 from vrmproto.cli._parse import (
     by_prefix,
     format_time,
@@ -210,6 +210,9 @@ def _report_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> 
         return
     for v, r in result.declines:
         out.print(f"  [dim]{v} declined: {r}[/]")
+    for failed in (r for r in result.report.results if r.status != "confirmed"):
+        out.print(f"  [yellow]{failed.vendor}: {failed.status}[/] — "
+                  f"{failed.code or brief(failed.detail)}")  # fmt: skip
     rows = record["offers"]
     if not rows:
         out.print("No offers arrived before the deadline.")
