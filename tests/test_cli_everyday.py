@@ -336,3 +336,28 @@ def test_the_live_table_gives_way_to_the_final_table(monkeypatch: pytest.MonkeyP
         pass
     assert made
     assert made[0].get("transient") is True
+
+
+# -- item 14: shell completion, as the README says -----------------------------------------------
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_the_completion_script_the_readme_names_generates(shell: str) -> None:
+    import re  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from tests._cli_helpers import ROOT, cli_env  # noqa: PLC0415
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert re.search(rf"_VRM_COMPLETE={shell}_source vrm", readme)
+    env = {**cli_env(), "_VRM_COMPLETE": f"{shell}_source"}
+    proc = subprocess.run([sys.executable, "-m", "vrmproto.cli"], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "_VRM_COMPLETE" in proc.stdout
+    complete = {**cli_env(), "_VRM_COMPLETE": "bash_complete", "COMP_WORDS": "vrm int",
+                "COMP_CWORD": "1"}  # fmt: skip
+    words = subprocess.run([sys.executable, "-m", "vrmproto.cli"], capture_output=True,
+                           text=True, env=complete, cwd=ROOT, timeout=60, check=False)  # fmt: skip
+    assert "intent" in words.stdout

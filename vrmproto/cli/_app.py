@@ -15,6 +15,7 @@ import click
 from vrmproto import __version__
 from vrmproto.cli._cmd_connect import connect
 from vrmproto.cli._cmd_data import address, data, outbox, relationships, share, withdraw
+from vrmproto.cli._cmd_doctor import doctor
 from vrmproto.cli._cmd_history import history, verify
 from vrmproto.cli._cmd_intent import intent
 from vrmproto.cli._cmd_lifecycle import end, rotate
@@ -44,7 +45,7 @@ def cli() -> None:
 
 for command in (
     init, key, terms, discover, connect, relationships, share, withdraw, data, address, intent,
-    history, verify, outbox, rotate, end, agent, vendor, demo,
+    history, verify, outbox, rotate, end, agent, vendor, demo, doctor,
 ):  # fmt: skip
     cli.add_command(command)
 
