@@ -13,7 +13,12 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(VENV)/.installed
+# The demo needs only what `vrm` needs to run: no test or lint toolchain.
+$(VENV)/.runtime: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+demo: $(VENV)/.runtime
 	$(BIN)/vrm demo
 
 test: $(VENV)/.installed

@@ -311,7 +311,7 @@ def test_address_update_reaches_everyone_and_a_down_vendor_later(
 
 
 def test_intentcast_ranks_offers_and_one_is_taken_up(home: Path, host: VendorHost) -> None:
-    args = ["intent", "4-wheel-drive SUV rental", "--where", "Park City, UT",
+    args = ["intent", "new", "4-wheel-drive SUV rental", "--where", "Park City, UT",
             "--from", "2027-03-20", "--to", "2027-03-25", "--max-price", "300USD",
             "--member", "Avis Wizard", "--member", "Budget FastBreak",
             "--member", "Hertz 1 Club", "--constraint", "no prepaid gas",
@@ -340,8 +340,8 @@ def test_intentcast_ranks_offers_and_one_is_taken_up(home: Path, host: VendorHos
 
 def test_bad_url_and_vendor_down(home: Path) -> None:
     fails(vrm("connect", "htp://example", home=home), 2, "not an http")
-    fails(vrm("intent", "SUV", "--vendor", "ftp://x", "--no-discover", home=home), 2)
-    fails(vrm("intent", "SUV", "--no-discover", home=home), 2, "no vendors")
+    fails(vrm("intent", "new", "SUV", "--vendor", "ftp://x", "--no-discover", home=home), 2)
+    fails(vrm("intent", "new", "SUV", "--no-discover", home=home), 2, "no vendors")
     fails(vrm("data", "Nobody", home=home), 2, "no relationship")
     down = f"http://127.0.0.1:{closed_port()}"
     r = fails(vrm("connect", down, "--json", home=home), 1, "could not reach", "refused")

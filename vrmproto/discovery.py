@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
-from zeroconf import IPVersion, ServiceStateChange
+from zeroconf import DNSQuestionType, IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from vrmproto._errors import ProtocolError
@@ -292,7 +292,12 @@ async def browse(
         results[name] = found
         changed.set()
 
-    browser = AsyncServiceBrowser(aiozc.zeroconf, SERVICE_TYPE, handlers=[on_change])
+    # Multicast (QM) questions from the first one on: zeroconf's default first question asks
+    # for unicast answers (QU, RFC 6762 §5.4), and on a host where the advertisers share port
+    # 5353 with us those answers reach one socket only, often not ours; the next question went
+    # a second later, so a 1 s browse found nothing (issue 11 item 11).
+    browser = AsyncServiceBrowser(aiozc.zeroconf, SERVICE_TYPE, handlers=[on_change],
+                                  question_type=DNSQuestionType.QM)
     try:
         while True:
             if stop_when is not None and stop_when(sorted(results.values(), key=_by_name)):

@@ -14,10 +14,13 @@ import click
 
 from vrmproto import __version__
 from vrmproto.cli._cmd_connect import connect
-from vrmproto.cli._cmd_data import address, data, history, outbox, relationships, share, withdraw
+from vrmproto.cli._cmd_data import address, data, relationships, share, withdraw
+from vrmproto.cli._cmd_doctor import doctor
+from vrmproto.cli._cmd_history import history, verify
 from vrmproto.cli._cmd_intent import intent
 from vrmproto.cli._cmd_lifecycle import end, rotate
 from vrmproto.cli._cmd_local import init, key, terms
+from vrmproto.cli._cmd_outbox import outbox
 from vrmproto.cli._cmd_serve import agent, discover
 from vrmproto.cli._cmd_vendor import vendor
 from vrmproto.cli._context import common_options, current_env
@@ -43,7 +46,7 @@ def cli() -> None:
 
 for command in (
     init, key, terms, discover, connect, relationships, share, withdraw, data, address, intent,
-    history, outbox, rotate, end, agent, vendor, demo,
+    history, verify, outbox, rotate, end, agent, vendor, demo, doctor,
 ):  # fmt: skip
     cli.add_command(command)
 

@@ -65,7 +65,7 @@ def connect_json(result: ConnectResult, *, counter_answer: str | None = None,
     }
 
 
-def _print_connect(out: Out, result: ConnectResult) -> None:
+def _print_connect(out: Out, result: ConnectResult, whose: str = "your") -> None:
     fp = _vendor_fingerprint(result)
     key = f"  key {fp}" if fp else ""
     out.print(f"[bold]{rbutton(result.vendor)}[/]  [dim]{result.url}{key}[/]")
@@ -74,7 +74,7 @@ def _print_connect(out: Out, result: ConnectResult) -> None:
                   "vendor; `vrm end` it to proffer other terms")  # fmt: skip
     if result.status == "accepted":
         assert result.agreement is not None
-        out.print(f"  [green]✓ accepted[/] — agreement {short(result.agreement)} on your terms: "
+        out.print(f"  [green]✓ accepted[/] — agreement {short(result.agreement)} on {whose} terms: "
                   f"{terms_short(result.terms)}")  # fmt: skip
     elif result.status in ("rejected", "countered"):
         mark = "[red]✗ rejected[/]" if result.status == "rejected" else "[yellow]↺ countered[/]"
@@ -153,7 +153,7 @@ def report_connect(out: Out, result: ConnectResult, answer: str | None,
                 _print_connect(out, first)
             out.print("  you accepted the counter-offer:")
         if not (asked and first is result and result.status == "countered"):
-            _print_connect(out, result)
+            _print_connect(out, result, "the vendor's" if first is not result else "your")
         if answer == "declined":
             out.print("  you declined the counter-offer; the relationship is ended")
     if answer == "declined":

@@ -1,5 +1,6 @@
 """The relationship and its data: ``vrm relationships``, ``share``, ``withdraw``, ``data``,
-``address set`` and ``history`` (``outbox`` lives in :mod:`._cmd_outbox`)."""
+``address set`` (``vrm outbox`` is in :mod:`vrmproto.cli._cmd_outbox`, ``vrm history`` in
+:mod:`vrmproto.cli._cmd_history`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import click
 from vrmproto._keys import fingerprint
 from vrmproto._messages import DataErased
 from vrmproto._vocab import parse_category, parse_purpose, suggest_category
-from vrmproto.cli._cmd_outbox import outbox
 from vrmproto.cli._common import finish, need_agreement, pick
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
@@ -28,12 +28,11 @@ from vrmproto.cli._output import (
 )
 from vrmproto.cli._parse import format_date, format_time, parse_duration, parse_fields
 from vrmproto.cli._progress import FanoutDisplay
-from vrmproto.client import Delivery, Reconciliation, RelationshipView
+from vrmproto.client import Delivery, RelationshipView
 from vrmproto.client._ledger import ThreadKind
-from vrmproto.client._own import own_header
 from vrmproto.store import ShareNote
 
-__all__ = ["address", "data", "history", "outbox", "relationships", "share", "withdraw"]
+__all__ = ["address", "data", "relationships", "share", "withdraw"]
 
 
 # -- relationships -----------------------------------------------------------------------------
@@ -135,7 +134,7 @@ def _erased(d: Delivery) -> Any:
 @click.option("--category", "categories", multiple=True,
               help="Kind of data (Kantara category; repeatable); guessed from field names.")
 @click.option("--expires", default="30d", show_default=True,
-              help="When the vendor must delete it: 30d, 12h, …")
+              help="When the vendor must delete it: 30d, 1h30m, 2 weeks, P30D or a date.")
 @common_options
 @pass_env
 def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str, ...],
@@ -325,104 +324,3 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
                   f"in {report.elapsed_s:.2f} s")  # fmt: skip
     if report.refused or report.failed:
         finish(EXIT_FAILED, "some vendors refused or failed the update (see above)")
-
-
-# -- history ---------------------------------------------------------------------------------
-
-
-def entry_json(e: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {"index": e.index, "hash": e.msg_hash.hex(), "link": e.link.hex(),
-                           "direction": "out" if e.outgoing else "in"}  # fmt: skip
-    header = own_header(e.envelope)  # every entry was verified when the history was loaded
-    if header is None:  # pragma: no cover - and so is an envelope
-        row.update(type="?", created=0, erased=False)
-    else:
-        row.update(type=header.type, created=header.created, erased=header.erased)
-    return row
-
-
-@click.command()
-@click.argument("vendor")
-@click.option("--compare", is_flag=True, help="Fetch the vendor's copy and compare it with yours.")
-@click.option("--reconcile", is_flag=True,
-              help="Compare, and adopt the entries yours lacks (after restoring a backup).")
-@common_options
-@pass_env
-def history(env: Env, vendor: str, compare: bool, reconcile: bool) -> None:
-    """Your signed, hash-linked record of a relationship; --compare checks it against theirs,
-    --reconcile also takes from theirs what yours lacks (§8.3)."""
-    out = env.out
-
-    async def go() -> tuple[RelationshipView, list[Any], Any, bool, Reconciliation | None]:
-        async with open_agent(env) as agent:
-            view = await pick(agent, vendor, kinds=(ThreadKind.VENDOR, ThreadKind.INTENT))
-            if reconcile:  # compares, and leaves the copies equal unless they part for good
-                done = await agent.reconcile(view.thread)
-                div = None if done.kind in ("equal", "adopted") else done.divergence
-                if done.kind == "fork" and done.adopted:  # they now part further on
-                    div = await agent.compare_history(view.thread)
-            else:
-                done, div = None, await agent.compare_history(view.thread) if compare else None
-            entries = await agent.history(view.thread)
-            return view, entries, div, compare or reconcile, done
-
-    view, entries, div, compared, done = run(go())
-    if done is not None:
-        _report_reconciliation(env, done)
-    rows = [entry_json(e) for e in entries]
-    comparison: dict[str, Any] | None = None
-    if compared:
-        comparison = {"equal": div is None, "entries": len(rows)}
-        if div is not None:
-            comparison.update(kind=div.kind, index=div.index,
-                              ours=div.ours.msg_hash.hex() if div.ours else None,
-                              theirs=div.theirs.msg_hash.hex() if div.theirs else None)  # fmt: skip
-    if out.json_mode:
-        out.json({"vendor": view.vendor, "thread": view.thread.hex(), "entries": rows,
-                  "comparison": comparison,
-                  "reconciliation": _reconciliation_json(done) if done else None})  # fmt: skip
-    else:
-        t = table(f"{rbutton(view.vendor)} — history of {view.thread.hex()[:12]}",
-                  "#", "", "type", "created", "message")  # fmt: skip
-        for r in rows:
-            arrow = f"{YOU} →" if r["direction"] == "out" else f"← {THEM}"
-            kind = r["type"] + (" [dim](erased)[/]" if r.get("erased") else "")
-            t.add_row(str(r["index"]), arrow, kind, format_time(r["created"]), r["hash"][:12])
-        out.print(t)
-        if comparison is not None:
-            if comparison["equal"]:
-                out.print(f"[green]✓ identical[/]: the vendor's copy has the same {len(rows)} "
-                          "entries, every link and signature verified")  # fmt: skip
-            else:
-                out.print(f"[red]✗ the histories part at entry {comparison['index']}[/] "
-                          f"({comparison['kind']})")  # fmt: skip
-    if done is not None and done.kind == "fork":
-        finish(EXIT_FAILED, f"your history with {view.vendor} and theirs fork: nothing past "
-                            "that point was adopted")  # fmt: skip
-    if done is None and comparison is not None and not comparison["equal"]:
-        finish(EXIT_FAILED, f"your history with {view.vendor} and theirs differ")
-
-
-def _reconciliation_json(done: Reconciliation) -> dict[str, Any]:
-    div = done.divergence
-    return {"kind": done.kind, "adopted": done.adopted, "index": div.index if div else None,
-            "stopped": str(done.stopped) if done.stopped else None}  # fmt: skip
-
-
-_RECONCILED = {
-    "equal": "[green]✓ nothing to adopt[/]: your copy already matches the vendor's",
-    "adopted": "[green]✓ adopted {n} entries[/] your copy lacked, each checked as when it was sent",
-    "ahead": "the vendor lacks entries you hold; it will catch up when it reconciles (§8.3-5)",
-    "crossing": "you and the vendor sent at the same time: both copies hold the same messages",
-    "fork": "[red]✗ the copies fork at entry {i}[/]: nothing past it was adopted",
-}
-
-
-def _report_reconciliation(env: Env, done: Reconciliation) -> None:
-    if env.out.json_mode:
-        return
-    div = done.divergence
-    at = div.index + done.adopted if div else 0  # where they part after what was adopted
-    env.out.print(_RECONCILED[done.kind].format(n=done.adopted, i=at))
-    if done.stopped is not None:
-        env.out.print(f"  the entry that could not be applied: {done.stopped}")

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
+from vrmproto._messages import Money
 from vrmproto._vocab import TermRef
 from vrmproto.cli._cmd_connect import report_connect, settle_counter
 from vrmproto.cli._cmd_data import fanout_json
 from vrmproto.cli._common import as_url, norm, now_ms
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
-from vrmproto.cli._output import Out, money_json, table
-from vrmproto.cli._parse import format_time, parse_date, parse_duration, parse_money
+from vrmproto.cli._output import Out, brief, money_json, table
+from vrmproto.cli._parse import (
+    by_prefix,
+    format_time,
+    parse_date,
+    parse_duration,
+    parse_money,
+)
 from vrmproto.cli._progress import FanoutDisplay
 from vrmproto.client import Agent, IntentcastResult, Offer
 from vrmproto.client._ledger import ThreadKind
+from vrmproto.store import IntentRecord
 
 __all__ = ["intent", "offer_json", "offers_table", "rank_offers"]
 
@@ -25,15 +34,22 @@ __all__ = ["intent", "offer_json", "offers_table", "rank_offers"]
 # -- intentcasts -----------------------------------------------------------------------------
 
 
-class DefaultGroup(click.Group):
-    """A group whose first argument, when it is not a subcommand, goes to a default one."""
+class VerbGroup(click.Group):
+    """``vrm intent``'s subcommands; anything else is a usage error, never a broadcast.
 
-    default_command = "cast"
+    ``vrm intent list`` once broadcast an intentcast named "list": an intentcast is sent only by
+    the explicit verb ``new``.
+    """
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
-            args = [self.default_command, *args]
-        return super().parse_args(ctx, args)
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:  # fmt: skip
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            verbs = ", ".join(self.commands)
+            raise click.UsageError(
+                f"{args[0]!r} is not a subcommand of `vrm intent` ({verbs}); to broadcast it, "
+                f"`vrm intent new {shlex.quote(args[0])} …`", ctx,
+            )  # fmt: skip
+        return super().resolve_command(ctx, args)
 
 
 def covers(offer_terms: Sequence[str], mine: Sequence[TermRef]) -> list[str]:
@@ -105,12 +121,13 @@ async def _on_the_network(out: Out, timeout_s: float, interfaces: Sequence[str]
     return names
 
 
-@click.group(cls=DefaultGroup)
+@click.group(cls=VerbGroup)
 def intent() -> None:
-    """Broadcast what you want (`vrm intent "…"`) and take up an offer (`vrm intent accept`)."""
+    """Broadcast what you want (`vrm intent new "…"`), look back at your intentcasts (`list`,
+    `show ID`) and take up an offer (`accept ID`)."""
 
 
-@intent.command("cast")
+@intent.command("new")
 @click.argument("what")
 @click.option("--where", help="Where, e.g. 'Park City, UT'.")
 @click.option("--from", "start", help="From date, YYYY-MM-DD.")
@@ -193,6 +210,9 @@ def _report_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> 
         return
     for v, r in result.declines:
         out.print(f"  [dim]{v} declined: {r}[/]")
+    for failed in (r for r in result.report.results if r.status != "confirmed"):
+        out.print(f"  [yellow]{failed.vendor}: {failed.status}[/] — "
+                  f"{failed.code or brief(failed.detail)}")  # fmt: skip
     rows = record["offers"]
     if not rows:
         out.print("No offers arrived before the deadline.")
@@ -210,17 +230,12 @@ def _report_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> 
 def intent_accept(env: Env, offer_id: str, counter_answer: bool | None) -> None:
     """Take up an offer (by the id in the offers table): connect to that vendor on your terms,
     now with your own pairwise key, naming the offer."""
-    wanted = offer_id.strip().lower()
     out = env.out
 
     async def go() -> None:
         async with open_agent(env) as agent:
-            hits = [o for o in await agent.offers() if o.hash.hex().startswith(wanted)]
-            if len(wanted) < 4 or len(hits) != 1:
-                what = "no offer" if not hits else "several offers"
-                raise CliError(f"{what} with id {offer_id!r}; `vrm intent` shows the offers' ids",
-                               EXIT_USAGE, kind="unknown_offer")  # fmt: skip
-            offer = hits[0]
+            offer = by_prefix(offer_id, await agent.offers(), lambda o: o.hash.hex(),
+                              noun="offer", where="`vrm intent show ID`")  # fmt: skip
             if offer.valid_until < now_ms():
                 raise CliError(f"the offer from {offer.vendor} expired on "
                                f"{format_time(offer.valid_until)}", EXIT_FAILED,
@@ -233,3 +248,78 @@ def intent_accept(env: Env, offer_id: str, counter_answer: bool | None) -> None:
     run(go())
 
 
+
+
+# -- looking back ------------------------------------------------------------------------------
+
+
+def intent_json(r: IntentRecord, offers: int) -> dict[str, Any]:
+    return {
+        "id": r.intent_id.hex()[:8], "intent": r.intent_id.hex(), "what": r.what,
+        "where": r.where, "from": r.start_ms, "to": r.end_ms,
+        "max_price": money_json(Money(*r.max_price)) if r.max_price else None,
+        "sent": r.sent_ms, "reply_by": r.reply_by_ms, "vendors": list(r.vendors),
+        "constraints": list(r.constraints), "memberships": list(r.memberships),
+        "offers": offers, "declines": [{"vendor": v, "reason": why} for v, why in r.declines],
+    }  # fmt: skip
+
+
+@intent.command("list")
+@common_options
+@pass_env
+def intent_list(env: Env) -> None:
+    """Every intentcast you sent, newest first, with how many offers each has (sends nothing)."""
+    out = env.out
+
+    async def go() -> list[tuple[IntentRecord, list[Offer]]]:
+        async with open_agent(env) as agent:
+            return [(r, await agent.offers(r.intent_id)) for r in await agent.intents()]
+
+    rows = [intent_json(r, len(offers)) for r, offers in reversed(run(go()))]
+    if out.json_mode:
+        out.json({"intents": rows})
+        return
+    if not rows:
+        out.print('No intentcasts yet: `vrm intent new "what you want" …` sends one.')
+        return
+    t = table("your intentcasts, newest first", "id", "what", "sent", "vendors", "offers",
+              "declined")  # fmt: skip
+    for row in rows:
+        t.add_row(row["id"], row["what"], format_time(row["sent"]), str(len(row["vendors"])),
+                  str(row["offers"]), str(len(row["declines"])))  # fmt: skip
+    out.print(t)
+    out.print("`vrm intent show ID` shows one with its offers.")
+
+
+@intent.command("show")
+@click.argument("intent_id", metavar="ID")
+@common_options
+@pass_env
+def intent_show(env: Env, intent_id: str) -> None:
+    """One intentcast (by the id `vrm intent list` shows) and its offers, best first."""
+    out = env.out
+    mine = env.home.settings().terms
+
+    async def go() -> tuple[IntentRecord, list[Offer]]:
+        async with open_agent(env) as agent:
+            record = by_prefix(intent_id, await agent.intents(), lambda r: r.intent_id.hex(),
+                               noun="intentcast", where="`vrm intent list`")  # fmt: skip
+            return record, await agent.offers(record.intent_id)
+
+    record, offers = run(go())
+    ranked = [offer_json(o, mine, i + 1) for i, o in enumerate(rank_offers(offers, mine))]
+    row = {**intent_json(record, len(ranked)), "offers": ranked}
+    if out.json_mode:
+        out.json(row)
+        return
+    out.print(f"[bold]intentcast {row['id']}[/]: “{record.what}”"
+              + (f" in {record.where}" if record.where else "")
+              + f", sent {format_time(record.sent_ms)} to {len(record.vendors)} vendor(s), "
+              f"answers until {format_time(record.reply_by_ms)}")  # fmt: skip
+    for d in row["declines"]:
+        out.print(f"  [dim]{d['vendor']} declined: {d['reason']}[/]")
+    if not ranked:
+        out.print("No offers.")
+        return
+    out.print(offers_table(ranked, "its offers, best first"))
+    out.print(f"Take one with `vrm intent accept {ranked[0]['id']}`.")

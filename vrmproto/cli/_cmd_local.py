@@ -42,8 +42,9 @@ def init(env: Env, name: str) -> None:
     out.print(f"⊂ ⊃ your agent lives in [bold]{home.path}[/]")
     out.print(kv_table({"name": name or "—", "terms": terms_text(DEFAULT_TERMS)}))
     out.print(
-        "Back up your seed now: `vrm key export` prints it as words you can write down; with "
-        "them, every key of every relationship can be made again."
+        "Back up your seed now: `vrm key export` prints it as 14 groups of 4 letters and "
+        "digits after vrm1-, with a check value, to write down; with it, every key "
+        "of every relationship can be made again."
     )
 
 

@@ -52,13 +52,13 @@ def _sentence(text: str) -> str:
 
 
 def _unreachable(detail: str) -> str:
-    """``POST http://h/vrm/inbox: ClientConnectorError: …`` → who, and why in a few words."""
+    """``POST http://h/vrm/inbox: connection refused`` → who, and why in a few words."""
     m = re.match(r"(?:GET|POST) (\S+?): (.*)", detail)
     url, reason = (m.group(1), m.group(2)) if m else ("the vendor", detail)
     lowered = reason.lower()
-    if "connect call failed" in lowered or "cannot connect" in lowered:
+    if any(t in lowered for t in ("connection refused", "connect call failed", "cannot connect")):
         reason = "the connection was refused (is it running?)"
-    elif "timeout" in lowered:
+    elif "timeout" in lowered or "timed out" in lowered:
         reason = "it did not answer in time"
     return f"could not reach {url}: {reason}"
 

@@ -8,6 +8,7 @@ command's human renderer. Hashes and keys are shown shortened for people, in ful
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -97,13 +98,29 @@ def terms_short(refs: Iterable[TermRef]) -> str:
     return ", ".join(term_short(r) for r in refs) or "—"
 
 
+#: Transport failures as :func:`vrmproto.client._http.describe_failure` words them (and as
+#: stores written by earlier releases hold them, in the HTTP library's own text).
+_REFUSED = ("connection refused", "connect call failed", "cannot connect to host")
+_TIMED_OUT = ("timed out", "timeouterror", "servertimeouterror")
+_PEER_REFUSED = re.compile(r"peer refused: ([a-z_]+)(?:: (.*))?", re.S)
+
+
 def brief(detail: str) -> str:
-    """A transport failure in a few words, for a table cell."""
-    lowered = detail.lower()
-    if "connect call failed" in lowered or "cannot connect" in lowered or "refused" in lowered:
-        return "unreachable: connection refused"
-    if "timeout" in lowered or "timed out" in lowered:
-        return "unreachable: timed out"
+    """A failure in a few words, for a table cell.
+
+    Only a failure to connect reads "connection refused": a vendor's signed refusal (a problem
+    report, say ``no_relationship``) is shown by its code, whatever words its detail uses.
+    """
+    peer = _PEER_REFUSED.search(detail)
+    if peer is not None:
+        why = f": {peer.group(2)}" if peer.group(2) else ""
+        detail = f"refused by the vendor ({peer.group(1)}){why}"
+    else:
+        lowered = detail.lower()
+        if any(text in lowered for text in _REFUSED):
+            return "unreachable: connection refused"
+        if any(text in lowered for text in _TIMED_OUT):
+            return "unreachable: timed out"
     return detail if len(detail) <= 80 else detail[:79] + "…"
 
 

@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 import click
 
 from vrmproto._messages import Money
 from vrmproto._vocab import ROSTER, ParamValue, Term, TermRef, get_term, latest
+from vrmproto.cli._currencies import check_currency
+from vrmproto.cli._errors import EXIT_USAGE, CliError
+
+T = TypeVar("T")
+
+#: The fewest leading characters of an id (an offer's, an intentcast's) a person may type.
+MIN_ID_PREFIX = 4
 
 __all__ = [
+    "MIN_ID_PREFIX",
+    "by_prefix",
     "parse_date",
     "parse_duration",
     "parse_fields",
@@ -25,34 +35,81 @@ __all__ = [
 ]
 
 _FIELD_RE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
-_DURATION_RE = re.compile(r"(\d+)\s*(ms|s|m|h|d|w|y)?")
-_UNIT_MS = {
-    "ms": 1,
-    "s": 1000,
-    "m": 60_000,
-    "h": 3_600_000,
-    "d": 86_400_000,
-    "w": 7 * 86_400_000,
-    "y": 365 * 86_400_000,
+_DAY_MS = 86_400_000
+#: Unit words → ms; a month is 30 days and a year 365 (a duration, not a calendar step).
+_UNITS: dict[str, int] = {
+    **dict.fromkeys(("ms", "msec", "millisecond", "milliseconds"), 1),
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1000),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60_000),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3_600_000),
+    **dict.fromkeys(("d", "day", "days"), _DAY_MS),
+    **dict.fromkeys(("w", "wk", "wks", "week", "weeks"), 7 * _DAY_MS),
+    **dict.fromkeys(("mo", "month", "months"), 30 * _DAY_MS),
+    **dict.fromkeys(("y", "yr", "yrs", "year", "years"), 365 * _DAY_MS),
 }
+_PART_RE = re.compile(r"(\d+)\s*([a-z]*)\s*,?\s*")
+_ISO_RE = re.compile(
+    r"p(?:(?P<y>\d+)y)?(?:(?P<mo>\d+)m)?(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?"
+    r"(?:t(?:(?P<h>\d+)h)?(?:(?P<mi>\d+)m)?(?:(?P<s>\d+(?:[.,]\d{1,3})?)s)?)?"
+)
+_ISO_MS = {"y": 365 * _DAY_MS, "mo": 30 * _DAY_MS, "w": 7 * _DAY_MS, "d": _DAY_MS,
+           "h": 3_600_000, "mi": 60_000}  # fmt: skip
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[t ].*)?")
 _MONEY_RE = re.compile(
     r"(?:(?P<c1>[A-Za-z]{3})\s*)?(?P<amount>\d+(?:\.\d+)?)(?:\s*(?P<c2>[A-Za-z]{3}))?"
 )
 
 
-def parse_duration(text: str, *, default_unit: str = "s") -> int:
-    """``30d``, ``12h``, ``90s``, ``500ms`` or a bare number of ``default_unit`` → ms."""
-    m = _DURATION_RE.fullmatch(text.strip().lower())
-    if m is None or int(m.group(1)) <= 0:
+def _iso_duration(text: str) -> int | None:
+    """``P30D``, ``PT1H30M``, ``P1W``, ``P1Y2M10DT2H`` (ISO 8601) → ms; None if not one."""
+    m = _ISO_RE.fullmatch(text)
+    if m is None or text in ("p", "pt") or text.endswith("t"):
+        return None
+    total = sum(int(m.group(k)) * unit for k, unit in _ISO_MS.items() if m.group(k))
+    if m.group("s"):
+        total += round(float(m.group("s").replace(",", ".")) * 1000)
+    return total
+
+
+def _compound(text: str, default_unit: str) -> int | None:
+    """``1h30m``, ``2 weeks``, ``1 day, 12 hours``, ``90`` (in ``default_unit``) → ms."""
+    total, pos, parts = 0, 0, 0
+    while pos < len(text):
+        m = _PART_RE.match(text, pos)
+        if m is None:
+            return None
+        unit = _UNITS.get(m.group(2) or default_unit)
+        if unit is None or (not m.group(2) and parts):  # a bare number only on its own
+            return None
+        total, pos, parts = total + int(m.group(1)) * unit, m.end(), parts + 1
+    return total if parts else None
+
+
+def parse_duration(text: str, *, default_unit: str = "s", now_ms: int | None = None) -> int:
+    """How long, in ms: ``30d``, ``12h``, ``1h30m``, ``2 weeks``, ``P30D``, ``PT1H30M``, a bare
+    number of ``default_unit``, or a date (``2027-01-01``, an ISO 8601 date-time): the time from
+    now until then.
+    """
+    raw = text.strip().lower()
+    if _DATE_RE.fullmatch(raw):
+        now = now_ms if now_ms is not None else int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+        left = parse_date(text) - now
+        if left <= 0:
+            raise click.BadParameter(f"{text!r} is not in the future")
+        return left
+    total = _iso_duration(raw) if raw.startswith("p") else _compound(raw, default_unit)
+    if total is None or total <= 0:
         raise click.BadParameter(
-            f"{text!r} is not a duration; write it like 30d, 12h, 90s or 500ms"
+            f"{text!r} is not a duration; write it like 30d, 1h30m, 2 weeks, P30D or a date "
+            "(2027-01-01)"
         )
-    return int(m.group(1)) * _UNIT_MS[m.group(2) or default_unit]
+    return total
 
 
 def parse_money(text: str) -> Money:
     """``300USD``, ``300 USD``, ``289.50 usd``, ``USD 300`` or ``5000 JPY`` →
-    :class:`~vrmproto.Money`, in the currency's minor unit (§5.4.4-1)."""
+    :class:`~vrmproto.Money`, in the currency's minor unit (§5.4.4-1); the currency must be an
+    ISO 4217 code (``300UDS`` is refused, suggesting USD)."""
     m = _MONEY_RE.fullmatch(text.strip())
     currency = m and (m.group("c1") or m.group("c2"))
     if m is None or not currency or (m.group("c1") and m.group("c2")):
@@ -60,7 +117,7 @@ def parse_money(text: str) -> Money:
             f"{text!r} is not an amount; write it like 300USD or 289.50 EUR"
         )
     try:
-        return Money.parse(m.group("amount"), currency)
+        return Money.parse(m.group("amount"), check_currency(currency))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -87,8 +144,8 @@ def parse_date(text: str, *, end_of_day: bool = False) -> int:
 
 
 def format_time(ms: int) -> str:
-    """A moment as ``YYYY-MM-DD HH:MM`` UTC."""
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M")
+    """A moment as ``YYYY-MM-DD HH:MM UTC``: every time ``vrm`` prints names its zone."""
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def format_date(ms: int) -> str:
@@ -184,3 +241,26 @@ def term_from_json(obj: Mapping[str, object]) -> TermRef:
         raise ValueError("a stored term's params are a map")
     term = get_term(term_id, version)
     return TermRef.of(term, **{str(k): v for k, v in params.items()})
+
+
+def by_prefix(text: str, items: Sequence[T], key: Callable[[T], str], *, noun: str,
+              where: str) -> T:  # fmt: skip
+    """The one item whose id (``key``, lower-case hex) starts with ``text``.
+
+    ``text`` needs :data:`MIN_ID_PREFIX` characters or more; fewer, none or several matching is
+    a usage error that says which (``where`` names the command that lists the ids).
+    """
+    wanted = text.strip().lower()
+    if len(wanted) < MIN_ID_PREFIX:
+        raise CliError(f"an {noun} id needs at least {MIN_ID_PREFIX} characters, and {text!r} "
+                       f"has {len(wanted)}; {where} shows the ids", EXIT_USAGE,
+                       kind="short_id")  # fmt: skip
+    hits = [i for i in items if key(i).startswith(wanted)]
+    if not hits:
+        raise CliError(f"no {noun} with id {text!r}; {where} shows the ids", EXIT_USAGE,
+                       kind=f"unknown_{noun}")  # fmt: skip
+    if len(hits) > 1:
+        ids = ", ".join(sorted(key(i)[:12] for i in hits))
+        raise CliError(f"several {noun}s have ids starting with {text!r} ({ids}); give more "
+                       "characters", EXIT_USAGE, kind="ambiguous")  # fmt: skip
+    return hits[0]

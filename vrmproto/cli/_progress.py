@@ -51,7 +51,9 @@ class FanoutDisplay:
 
     def __enter__(self) -> FanoutDisplay:
         if self.out.live:
-            self._live = Live(self._render(), console=self.out.console, refresh_per_second=12)
+            # transient: the live table gives way to the command's final table (printed once)
+            self._live = Live(self._render(), console=self.out.console, refresh_per_second=12,
+                              transient=True)
             self._live.__enter__()
         return self
 
@@ -82,33 +84,13 @@ class FanoutDisplay:
             return
         detail = brief(ev.detail) if ev.stage in ("queued", "refused", "failed") else ""
         vendor = self.names.get(ev.url.rstrip("/"), ev.vendor)
-        self.rows[ev.index] = [vendor, _MARKS[ev.stage], detail]
+        mark = _MARKS[ev.stage]
+        if ev.stage == "confirmed" and self.answers and ev.delivery is not None:
+            mark, detail = _answer(ev.delivery)  # a decline is not a "✓ confirmed"
+        self.rows[ev.index] = [vendor, mark, detail]
         self._refresh()
         if self._live is None and ev.stage != "started":
-            line = f"  {_MARKS[ev.stage]}  {vendor}"
-            self.out.print(line + (f" — {detail}" if detail else ""))
-        if ev.stage == "confirmed" and self.answers and ev.delivery is not None:
-            self._answer(ev.index, ev.delivery)
-
-    def _answer(self, index: int, d: Delivery) -> None:
-        """Show the answer that came with the branch's receipt (verified when it arrived)."""
-        text = ""
-        for body in reversed(d.reply_bodies()):
-            if isinstance(body, IntentOffer):
-                text = f"offer: {body.description} — {body.price}"
-                break
-            if isinstance(body, IntentDecline):
-                text = f"declined: {body.reason}"
-                break
-        if not text:
-            return
-        row = self.rows.get(index)
-        if row is not None:
-            row[2] = text
-        self._refresh()
-        if self._live is None:
-            vendor = row[0] if row else ""
-            self.out.print(f"      {vendor}: {text}")
+            self.out.print(f"  {mark}  {vendor}" + (f" — {detail}" if detail else ""))
 
     @staticmethod
     def final_table(report: FanoutReport, title: str) -> Table:
@@ -118,3 +100,14 @@ class FanoutDisplay:
                                      "receipt verified")
             t.add_row(r.vendor, _MARKS[r.status], str(detail), f"{r.elapsed_s * 1000:.0f} ms")
         return t
+
+
+def _answer(d: Delivery) -> tuple[str, str]:
+    """The mark and words for the answer that came with an intentcast branch's receipt
+    (verified when it arrived): an offer, a decline, or only the receipt."""
+    for body in reversed(d.reply_bodies()):
+        if isinstance(body, IntentOffer):
+            return "[green]✓ offer[/]", f"offer: {body.description} — {body.price}"
+        if isinstance(body, IntentDecline):
+            return "[dim]– declined[/]", f"declined: {body.reason}"
+    return _MARKS["confirmed"], "no answer yet"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from urllib.parse import urlsplit
@@ -74,7 +75,24 @@ __all__ = [
 Sleep = Callable[[float], Awaitable[None]]
 
 
-def _describe(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> str:
+    """A failure to reach a peer in a few plain words, not the HTTP library's own text, which
+    is what a person then reads in ``vrm outbox`` (an item's ``last_error``; issue 11 item 10)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return f"the host name {exc.host} does not resolve"
+        return f"cannot connect: {cause.strerror or type(cause).__name__}"
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the answer was cut short"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -259,7 +277,7 @@ class EndpointClient(AsyncClosing):
             except aiohttp.TooManyRedirects:
                 raise InvalidResponse(f"{method} {url}: too many redirects") from None
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                err: Transient = Unreachable(f"{method} {url}: {_describe(exc)}")
+                err: Transient = Unreachable(f"{method} {url}: {describe_failure(exc)}")
             else:
                 transient = transient_from_answer(answer, request=f"{method} {url}")
                 if transient is None:

@@ -29,6 +29,8 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from vrmproto.client._http import describe_failure
+
 from ._case import (
     Case,
     CaseFailed,
@@ -303,8 +305,8 @@ async def _get(session: aiohttp.ClientSession, url: str, time_limit: float) -> t
         async with asyncio.timeout(time_limit), session.get(url, allow_redirects=False) as resp:
             return resp.status, await resp.read(), resp.headers.get("Retry-After")
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        raise SuiteCannotRun(f"cannot fetch the discovery document {url}: {reason}") from exc
+        raise SuiteCannotRun(f"cannot fetch the discovery document {url}: "
+                             f"{describe_failure(exc)}") from exc
 
 
 async def _wait_out(url: str, retry_after: str | None, budget: RateBudget) -> None:

@@ -1,0 +1,104 @@
+"""``vrm doctor`` (issue 11 item 13): one line per check, exit 1 only when a person must act."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests._cli_helpers import VENDOR_FILES, Result, VendorHost, vrm
+from vrmproto.cli import LocalVendor, load_vendor_config
+from vrmproto.cli._home import Home, Settings
+from vrmproto.cli._seedtext import seed_to_text
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[VendorHost]:
+    h = VendorHost()
+    try:
+        h.add("avis")
+        yield h
+    finally:
+        h.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "you"
+    Home(path).init(os.urandom(32), Settings(name="Doc"))
+    return path
+
+
+def checks(r: Result) -> dict[str, dict[str, Any]]:
+    assert "Traceback" not in r.stderr, r
+    return {c["check"]: c for c in r.json["checks"]}
+
+
+def test_all_in_order(home: Path, host: VendorHost) -> None:
+    assert vrm("connect", host["avis"].url, home=home).code == 0
+    r = vrm("doctor", "--json", home=home)
+    assert r.code == 0, r
+    found = checks(r)
+    assert r.json["ok"] is True
+    for name in ("data directory", "seed", "schema", "integrity", "seed ↔ store",
+                 "vendor Avis Park City", "clock vs Avis Park City", "outbox"):
+        assert found[name]["status"] == "ok", found
+    human = vrm("doctor", home=home)
+    assert human.code == 0
+    assert len(human.stdout.strip().splitlines()) == len(found)  # one line each
+
+
+def test_what_needs_a_person(home: Path, host: VendorHost, tmp_path: Path) -> None:
+    assert vrm("connect", host["avis"].url, home=home).code == 0
+    (home / "settings.json").chmod(0o644)
+    r = vrm("doctor", "--json", home=home)
+    assert r.code == 1
+    assert checks(r)["data directory"]["status"] == "fail"
+    assert "settings.json" in checks(r)["data directory"]["detail"]
+    assert vrm("doctor", home=home).code == 0  # tightened by the first run
+    seed = (home / "seed").read_text()
+    (home / "seed").write_text(seed_to_text(os.urandom(32)) + "\n")
+    r = vrm("doctor", "--json", home=home)
+    assert r.code == 1
+    assert checks(r)["seed ↔ store"]["status"] == "fail"
+    (home / "seed").write_text(seed)
+    for extra in ("agent.db-wal", "agent.db-shm"):
+        (home / extra).unlink(missing_ok=True)
+    (home / "agent.db").write_bytes(os.urandom(8192))
+    r = vrm("doctor", "--json", home=home)
+    assert r.code == 1
+    bad = [c for c in r.json["checks"] if c["status"] == "fail"]
+    assert bad
+    assert bad[0]["check"] in ("store", "integrity", "schema")
+    assert vrm("doctor", home=tmp_path / "nobody").code == 1
+
+
+def test_a_vendor_with_another_key_and_a_stuck_outbox(home: Path, host: VendorHost) -> None:
+    assert vrm("connect", host["avis"].url, home=home).code == 0
+    port = host["avis"].port
+    host.stop("avis")
+    try:
+        impostor = LocalVendor.of(load_vendor_config(VENDOR_FILES / "hertz.toml"))
+        impostor.port = port
+        host.vendors["impostor"] = impostor
+        host.start("impostor")
+        r = vrm("doctor", "--json", home=home)
+        assert r.code == 1, r
+        assert checks(r)["vendor Avis Park City"]["status"] == "fail"
+        assert "bad_key" in checks(r)["vendor Avis Park City"]["detail"]
+        host.stop("impostor")
+        down = checks(vrm("doctor", "--json", home=home))
+        assert down["vendor Avis Park City"]["status"] == "warn"
+        assert vrm("share", "Avis Park City", "email=doc@example.org", home=home).code == 0
+        assert checks(vrm("doctor", "--json", home=home))["outbox"]["status"] == "warn"
+        for _ in range(4):
+            assert vrm("outbox", "run", home=home).code == 1
+        r = vrm("doctor", "--json", home=home)
+        assert r.code == 1
+        assert checks(r)["outbox"]["status"] == "fail"
+    finally:
+        host.vendors.pop("impostor", None)
+        host.start("avis")

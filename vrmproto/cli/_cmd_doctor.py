@@ -1,0 +1,220 @@
+"""``vrm doctor``: is everything in order? One line per check, exit 1 if a person must act.
+
+Checks, in order: the data directory's modes (§11.13-1), the seed file, the store's schema
+version and integrity (read-only: nothing is migrated or repaired), that the store belongs to
+the seed, each known vendor's discovery document and the key we hold for it (§13.1, §2.5),
+the clock against each vendor's ``Date`` (§10-3: messages from a clock off by more than the
+skew limit are refused), and the outbox. ``warn`` lines are worth knowing; ``fail`` lines need
+a person, and make the exit code 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import sqlite3
+import stat
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import aiohttp
+import click
+
+from vrmproto._binding import discovery_url
+from vrmproto._errors import ProtocolError, VrmError
+from vrmproto._limits import DEFAULT_LIMITS
+from vrmproto.cli._common import finish
+from vrmproto.cli._context import Env, common_options, pass_env, run
+from vrmproto.cli._errors import EXIT_FAILED
+from vrmproto.cli._home import Home
+from vrmproto.cli._output import brief
+from vrmproto.client import RelationshipView
+from vrmproto.client._agent_base import _MASTER_CHECK_KEY
+from vrmproto.client._http import describe_failure
+from vrmproto.client._transport import Answer, discovery_from_answer
+from vrmproto.store import SQLiteStore, ThreadKind
+from vrmproto.store._sqlite import SCHEMA_VERSION
+
+__all__ = ["doctor"]
+
+Status = Literal["ok", "warn", "fail"]
+#: An outbox item this many attempts old needs a look (the vendor may be gone for good).
+STUCK_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+
+def _modes(home: Home) -> Check:
+    """§11.13-1: the directory 0700, each file 0600 (checked before anything tightens them)."""
+    loose = []
+    if stat.S_IMODE(home.path.stat().st_mode) & 0o077:
+        loose.append(f"{home.path} ({stat.S_IMODE(home.path.stat().st_mode):04o})")
+    for f in sorted(p for p in home.path.iterdir() if p.is_file()):
+        mode = stat.S_IMODE(f.stat().st_mode)
+        if mode & 0o077:
+            loose.append(f"{f.name} ({mode:04o})")
+    if loose:
+        return Check("data directory", "fail", "others could read " + ", ".join(loose)
+                     + "; they are private now, but if others use this machine, treat the seed "
+                     "as exposed")  # fmt: skip
+    return Check("data directory", "ok", f"{home.path}: 0700, every file 0600")
+
+
+def _schema(db: Path) -> list[Check]:
+    """The schema version and ``PRAGMA integrity_check``, on a read-only connection."""
+    if not db.exists():
+        return [Check("store", "ok", "no agent.db yet (made by the first command that needs it)")]
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            integrity = [str(r[0]) for r in conn.execute("PRAGMA integrity_check").fetchall()]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return [Check("store", "fail", f"{db.name} is not a usable database: {exc}")]
+    checks = []
+    if version > SCHEMA_VERSION:
+        checks.append(Check("schema", "fail", f"version {version}, newer than this vrm "
+                                              f"({SCHEMA_VERSION}): upgrade vrm"))  # fmt: skip
+    elif version < SCHEMA_VERSION:
+        checks.append(Check("schema", "warn", f"version {version}: the next command migrates "
+                                              f"it to {SCHEMA_VERSION}"))  # fmt: skip
+    else:
+        checks.append(Check("schema", "ok", f"version {version}"))
+    if integrity != ["ok"]:
+        checks.append(Check("integrity", "fail", "; ".join(integrity[:3])
+                            + " — restore agent.db from a backup"))  # fmt: skip
+    else:
+        checks.append(Check("integrity", "ok", f"{db.name}: integrity_check ok"))
+    return checks
+
+
+async def _seed_matches(home: Home, store: SQLiteStore) -> Check:
+    stored = await store.get_meta(_MASTER_CHECK_KEY)
+    mine = home.master().for_intent(bytes(16)).public_key
+    if stored is None:
+        return Check("seed ↔ store", "ok", "no relationship yet binds the store to a seed")
+    if stored != mine:
+        return Check("seed ↔ store", "fail", "agent.db belongs to another seed than the seed "
+                     "file: restore the right seed with `vrm key import`")  # fmt: skip
+    return Check("seed ↔ store", "ok", "agent.db belongs to this seed")
+
+
+async def _vendor(session: aiohttp.ClientSession, v: RelationshipView,
+                  timeout_s: float) -> list[Check]:  # fmt: skip
+    """The vendor's signed discovery document, by the key we hold (§13.1, §2.5), and the skew
+    of our clock against its ``Date``."""
+    name = f"vendor {v.vendor}"
+    url = discovery_url(v.url)
+    try:
+        async with asyncio.timeout(timeout_s), session.get(url) as resp:
+            answer = Answer(resp.status, dict(resp.headers), await resp.read(), str(resp.url))
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return [Check(name, "warn", f"{v.url}: unreachable ({brief(describe_failure(exc))})")]
+    now = time.time_ns() // 1_000_000
+    try:
+        doc = discovery_from_answer(answer, now=now, expected_key=v.peer_key, role="vendor")
+    except ProtocolError as exc:
+        return [Check(name, "fail", f"{v.url}: its discovery document does not verify by the "
+                                    f"key you hold ({exc.code}): {exc}")]  # fmt: skip
+    except VrmError as exc:
+        return [Check(name, "warn", f"{v.url}: {exc}")]
+    checks = [Check(name, "ok", f"{v.url}: discovery verified, key {v.vendor_fingerprint} "
+                                f"as pinned ({doc.name})")]  # fmt: skip
+    date = answer.header("Date")
+    if date:
+        skew_ms = now - int(email.utils.parsedate_to_datetime(date).timestamp() * 1000)
+        limit = DEFAULT_LIMITS.max_clock_skew_ms
+        status: Status = "fail" if abs(skew_ms) > limit else "ok"
+        checks.append(Check(f"clock vs {v.vendor}", status,
+                            f"{skew_ms / 1000:+.0f} s (the limit is ±{limit // 1000} s)"))
+    return checks
+
+
+def _outbox(items: Sequence[Any]) -> Check:
+    if not items:
+        return Check("outbox", "ok", "empty")
+    stuck = [i for i in items if i.attempts >= STUCK_ATTEMPTS]
+    if stuck:
+        return Check("outbox", "fail", f"{len(items)} waiting, {len(stuck)} after "
+                     f"{STUCK_ATTEMPTS} or more attempts: `vrm outbox` shows why")  # fmt: skip
+    return Check("outbox", "warn", f"{len(items)} waiting; `vrm outbox run` delivers them")
+
+
+async def _with_store(home: Home, timeout_s: float) -> list[Check]:
+    store = await SQLiteStore.open(home.db_path)
+    try:
+        checks = [await _seed_matches(home, store)]
+        if checks[0].status == "fail":
+            return checks
+        views = await _views(home, store)
+        async with aiohttp.ClientSession(trust_env=False) as session:
+            found = await asyncio.gather(*(_vendor(session, v, timeout_s) for v in views))
+        checks += [c for group in found for c in group]
+        checks.append(_outbox(await store.outbox_all()))
+        return checks
+    finally:
+        await store.close()
+
+
+async def _views(home: Home, store: SQLiteStore) -> list[RelationshipView]:
+    from vrmproto.client import Agent  # noqa: PLC0415
+
+    agent = await Agent.open(store, home.master())
+    try:
+        return [v for v in await agent.relationships()
+                if v.thread_kind is ThreadKind.VENDOR and v.state != "ended" and v.url]  # fmt: skip
+    finally:
+        await agent.close()
+
+
+def diagnose(home: Home, timeout_s: float) -> list[Check]:
+    """Every check, in order; later ones only where the earlier ones let them run."""
+    if not home.path.is_dir() or not home.exists():
+        return [Check("data directory", "fail", f"no vrm agent in {home.path}: `vrm init`, or "
+                      "`vrm key import` to restore one")]  # fmt: skip
+    checks = [_modes(home)]
+    try:
+        home.read_seed_bytes()
+    except click.ClickException as exc:
+        return [*checks, Check("seed", "fail", exc.format_message())]
+    except Exception as exc:  # CliError: a damaged seed file
+        return [*checks, Check("seed", "fail", str(exc))]
+    checks.append(Check("seed", "ok", "readable, check value correct"))
+    checks += _schema(home.db_path)
+    if any(c.status == "fail" for c in checks) or not home.db_path.exists():
+        return checks
+    return checks + run(_with_store(home, timeout_s))
+
+
+_MARK = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
+
+
+@click.command()
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds to wait for each vendor.")
+@common_options
+@pass_env
+def doctor(env: Env, timeout: float) -> None:
+    """Check your data directory, your store, your vendors, your clock and your outbox; one
+    line each. Exit code 1 if something needs you."""
+    checks = diagnose(Home(env.home.path), timeout)
+    failed = [c for c in checks if c.status == "fail"]
+    if env.out.json_mode:
+        env.out.json({"ok": not failed, "checks": [
+            {"check": c.name, "status": c.status, "detail": c.detail} for c in checks]})
+    else:
+        for c in checks:
+            env.out.print(f"{_MARK[c.status]} {c.name}: {c.detail}")
+    if failed:
+        finish(EXIT_FAILED, f"{len(failed)} check(s) need you: "
+                            + ", ".join(c.name for c in failed))  # fmt: skip
