@@ -12,9 +12,11 @@ The fan-out figures come from ``bench/fanout.py``: an address update to 200
 reference vendor endpoints in this process, each answering 50 ms late, done in parallel and then
 one after another.
 
-The baseline is a bare aiohttp handler that only parses the envelope enough to verify its
-signature with PyNaCl and returns a fixed receipt that it signs with PyNaCl for each request:
-the cost of HTTP plus the cryptography, the floor any receiver pays.
+The baseline is a bare aiohttp handler that parses the envelope only enough to do the
+cryptography the protocol requires for a first-contact terms.offer, with PyNaCl: verify its
+signature, check that the sender's key — the one the new relationship will trust — is a
+prime-order point (§2.1-2, libsodium's ``crypto_core_ed25519_is_valid_point``), and sign a fixed
+receipt for each request: the cost of HTTP plus the cryptography, the floor any receiver pays.
 ``inbox_ratio`` = endpoint / baseline; the target is 0.6.
 
 Two more figures say where the endpoint's time goes. A control runs the same endpoint over
@@ -60,7 +62,7 @@ import aiohttp
 import msgpack
 from aiohttp import web
 from fanout import measure_fanout  # bench/fanout.py, beside this file
-from nacl.bindings import crypto_sign_open
+from nacl.bindings import crypto_core_ed25519_is_valid_point, crypto_sign_open
 from nacl.signing import SigningKey
 
 from vrmproto import (
@@ -151,6 +153,10 @@ async def serve_baseline() -> None:
         try:
             crypto_sign_open(sig + Context.MESSAGE + hdr, sender)
         except Exception:
+            return web.Response(status=401)
+        # A first contact: the key the relationship will trust must be a prime-order point
+        # (§2.1-2), which verifying the signature alone does not establish.
+        if not crypto_core_ed25519_is_valid_point(sender):
             return web.Response(status=401)
         # the fixed receipt, signed with PyNaCl for this request: the cryptography alone
         receipt_sig = signer.sign(signed_part).signature
@@ -433,7 +439,7 @@ def run_all(args: argparse.Namespace, cluster: PrivateCluster | None) -> None:
     accept = measure("endpoint-accept", args.n, args.concurrency)
     rate, latencies = best.rate, best.latencies
     p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
-    print(f"baseline (parse, verify, fixed signed receipt): {base.rate:8.0f} req/s")
+    print(f"baseline (parse, verify, key check, fixed signed receipt): {base.rate:8.0f} req/s")
     print(f"vendor endpoint (verify, sign receipt, durable SQLite commit): "
           f"{rate:8.0f} msg/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms")  # fmt: skip
     print(f"the same endpoint over MemoryStore (control, no durability): {memory.rate:8.0f} msg/s")

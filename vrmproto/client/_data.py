@@ -52,10 +52,9 @@ class DataOps(AgentBase):
             purposes=tuple(parse_purpose(p) for p in purposes),
             categories=tuple(parse_category(c) for c in categories), expires=expires_ms,
         )  # fmt: skip
-        d = await self._send(ref, draft)
-        if d.confirmed:  # the note was stored with the share, as queued
-            await self._update_notes(d.thread, {d.msg_hash}, status=d.status)
-        return d
+        # The note is stored with the share, as queued, and confirmed by the Commit that
+        # stores the vendor's receipt (Outbox._close).
+        return await self._send(ref, draft)
 
     async def share_notes(self, ref: Ref | None = None) -> list[ShareNote]:
         """What we shared, with whom, until when (every relationship's, or ``ref``'s), oldest

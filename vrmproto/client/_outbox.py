@@ -47,19 +47,20 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from vrmproto import _errors, _records
 from vrmproto._errors import PeerProblemError, ProtocolError, StateError, TransportError, VrmError
 from vrmproto._messages import Receipt
 from vrmproto._relationship import Received, Sent
 from vrmproto.client._delivery import Delivery, DeliveryStatus, OutboxRun
-from vrmproto.client._drafts import Draft, Signer, decode_draft, encode_draft
+from vrmproto.client._drafts import QUEUED, Draft, Signer, decode_draft, encode_draft
 from vrmproto.client._errors import InvalidResponse, Transient
 from vrmproto.client._ledger import Ledger, Thread, to_row
 from vrmproto.client._own import own_header
 from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
 from vrmproto.client._waiting import Waiting
-from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, Store
+from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, ShareNote, Store
 
 __all__ = [
     "DEFAULT_SCHEDULE",
@@ -112,6 +113,9 @@ class Outbox:
         self.concurrency = concurrency
         self.retry = retry
         self._rand = rand
+        #: The notes of shares sent by this outbox and not yet answered, by message hash: the
+        #: Commit that closes a share confirms its note (one Commit, not a read and a second).
+        self._notes: dict[bytes, ShareNote] = {}
 
     @property
     def store(self) -> Store:
@@ -157,6 +161,7 @@ class Outbox:
                 self.ledger.forget(thread)
                 raise
             t.meta.last_activity_ms = now
+            self._keep_notes(t)
             await self._commit(t, self.ledger.commit(
                 (t,), now, history=(to_row(t.id, sent.entry, now),),
                 outbox_add=(self._new_item(t, sent, now),),
@@ -346,6 +351,9 @@ class Outbox:
         history = list(rows)
         added: list[NewOutboxItem] = []
         t.meta.points.pop(item.msg_hash, None)
+        note = self._notes.pop(item.msg_hash, None)
+        if note is not None and d.confirmed:  # the vendor's receipt is in (§5.3.1)
+            t.meta.notes.append(replace(note, status=d.status))
         for r in d.replies:
             ack = t.rel.send(r.message.receipt(), now=now, msg_id=self.random_id(),
                              lifetime_ms=t.meta.lifetime_ms)
@@ -354,6 +362,7 @@ class Outbox:
         if t.meta.drafts and not await self._awaiting_answer(t, item):
             self._sign_next_draft(t, out, history, added, now)
         t.meta.last_activity_ms = now
+        self._keep_notes(t)
         await self._commit(t, self.ledger.commit(
             (t,), now, history=history, outbox_done=(item.item_id,), outbox_add=added,
             truncate=truncate,
@@ -399,6 +408,13 @@ class Outbox:
             history.append(to_row(t.id, sent.entry, now))
             added.append(self._new_item(t, sent, now))
             return
+
+    def _keep_notes(self, t: Thread) -> None:
+        """Remember the notes of shares about to be stored unanswered (status queued), for the
+        Commit that closes them."""
+        for note in t.meta.notes:
+            if note.status == QUEUED:
+                self._notes[note.share] = note
 
     def _apply(
         self, t: Thread, item: OutboxItem, envelopes: list[bytes], now: int
@@ -478,6 +494,7 @@ class Outbox:
         added: list[NewOutboxItem] = []
         now = self.clock()
         self._sign_next_draft(t, out, history, added, now)
+        self._keep_notes(t)
         await self._commit(t, self.ledger.commit((t,), now, history=history, outbox_add=added))
         self.ledger.adopt(t)
         return out

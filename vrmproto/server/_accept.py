@@ -8,7 +8,8 @@ Under the thread's lock (§12.8-1)::
         save points) ─ hooks
 
 Loading the relationship and mapping it back to records, and the save points, are the layer
-both nodes share (:mod:`vrmproto._records`).
+both nodes share (:mod:`vrmproto._records`); a relationship this endpoint has just stored is
+taken as it was kept, when the store still holds exactly its state (:mod:`._warm`).
 
 A replay is recognised without a read before every message: it cannot pass ``receive`` (its
 ``prev`` no longer links) nor commit (its dedupe key is taken), and both of those paths look up
@@ -120,6 +121,9 @@ async def load(ep: Endpoint, msg: Signed[Any], record: RelationshipRecord | None
             "this message is addressed to another key than ours in this relationship",
             code=Problem.WRONG_RECIPIENT, clause="§4.5-2", path="$.hdr.to",
         )  # fmt: skip
+    warm = ep._warm.take(record, identity.public_key)  # exactly what is stored, if kept
+    if warm is not None:
+        return warm
     head = await ep.store.history_head(msg.thread)
     return load_record(record, head, identity=identity, limits=ep.limits)
 
@@ -193,7 +197,9 @@ async def respond(
             step.state = point.state  # nothing changed since: the state to store
         envelopes = [receipt.message.envelope, *(s.message.envelope for s in step.replies)]
         response = Response(200, encode_replies(envelopes), {"Content-Type": CONTENT_TYPE})
-    await ep.store.commit(commit_of(ep, step, msg, record=record, response=response, now=now))
+    c = commit_of(ep, step, msg, record=record, response=response, now=now)
+    await ep.store.commit(c)
+    ep._warm.keep(rel, c.relationships[0].data)  # stored: the next step may skip the rebuild
     return response
 
 

@@ -71,6 +71,7 @@ from vrmproto.server._response import (
 )
 from vrmproto.server._response import peek as read_peek
 from vrmproto.server._rollback import roll_back
+from vrmproto.server._warm import WarmRelationships
 from vrmproto.store import DedupeRecord, RelationshipRecord, Store
 
 __all__ = ["JSON_TYPE", "NO_CONTENT", "Endpoint", "Hook", "Response"]
@@ -164,6 +165,7 @@ class Endpoint:
         self._inflight: dict[tuple[bytes, bytes], list[asyncio.Future[tuple[bytes, Response]]]]
         self._inflight = {}
         self._threads = KeyedLocks(thread_lock)
+        self._warm = WarmRelationships()  # relationships just stored (see _warm)
         self._hooks: list[Hook] = []
         self._hook_tasks: set[asyncio.Task[None]] = set()
         self._discovery: tuple[int, bytes, str] | None = None

@@ -534,6 +534,8 @@ class SQLiteStore(AsyncClosing):
         self._writer: threading.Thread | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._reader_conns: queue.Queue[sqlite3.Connection] = queue.Queue()
+        self._inline = threading.local()  # each calling thread's point-read connection
+        self._inline_conns: list[sqlite3.Connection] = []
         self._locks = FileLocks(self.path.with_name(self.path.name + "-locks"))
 
     @classmethod
@@ -579,6 +581,10 @@ class SQLiteStore(AsyncClosing):
             await asyncio.to_thread(self._readers.shutdown, wait=True)
         while not self._reader_conns.empty():
             self._reader_conns.get_nowait().close()
+        with self._lock:
+            inline, self._inline_conns = self._inline_conns, []
+        for conn in inline:
+            conn.close()
 
     # -- the writer thread --
 
@@ -713,6 +719,29 @@ class SQLiteStore(AsyncClosing):
     async def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         return await self._read(lambda conn: conn.execute(sql, params).fetchall())
 
+    def _point(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        """A point read — a primary-key or per-thread index look-up returning a handful of
+        rows — run right here on a read-only connection of the calling thread.
+
+        Handing such a read to the pool costs more than the read: a thread wake-up each way and
+        the GIL passed twice, twice per message on a vendor and several times per send on an
+        agent. WAL readers do not wait for the writer, so the caller's event loop is held only
+        for the index look-up itself; scans that may return many rows stay on the pool. Each
+        statement runs in autocommit (no read transaction is left open), so, as on the pool,
+        it sees every commit whose future has resolved.
+        """
+        if self._closed:
+            raise StoreError("store is closed")
+        conn: sqlite3.Connection | None = getattr(self._inline, "conn", None)
+        try:
+            if conn is None:
+                conn = self._inline.conn = _connect_reader(self.path)
+                with self._lock:
+                    self._inline_conns.append(conn)
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
     # -- the Store protocol --
 
     async def commit(self, c: Commit) -> None:
@@ -748,14 +777,11 @@ class SQLiteStore(AsyncClosing):
         )
 
     async def get_dedupe(self, sender: bytes, msg_id: bytes) -> DedupeRecord | None:
-        rows = await self._rows(
-            _SELECT_DEDUPE + "WHERE sender = ? AND msg_id = ?",
-            (sender, msg_id),
-        )
+        rows = self._point(_SELECT_DEDUPE + "WHERE sender = ? AND msg_id = ?", (sender, msg_id))
         return DedupeRecord(*rows[0]) if rows else None
 
     async def get_relationship(self, thread: bytes) -> RelationshipRecord | None:
-        rows = await self._rows(_SELECT_REL + "WHERE thread = ?", (thread,))
+        rows = self._point(_SELECT_REL + "WHERE thread = ?", (thread,))
         return RelationshipRecord(*rows[0]) if rows else None
 
     async def relationships(self) -> list[RelationshipRecord]:
@@ -782,10 +808,7 @@ class SQLiteStore(AsyncClosing):
         return [HistoryEntry(*row) for row in rows]
 
     async def history_head(self, thread: bytes) -> HistoryEntry | None:
-        rows = await self._rows(
-            _SELECT_HIST + "WHERE thread = ? ORDER BY idx DESC LIMIT 1",
-            (thread,),
-        )
+        rows = self._point(_SELECT_HIST + "WHERE thread = ? ORDER BY idx DESC LIMIT 1", (thread,))
         return HistoryEntry(*rows[0]) if rows else None
 
     async def history_entry(self, thread: bytes, msg_hash: bytes) -> HistoryEntry | None:
@@ -808,17 +831,17 @@ class SQLiteStore(AsyncClosing):
         return [OutboxItem(*row) for row in rows]
 
     async def get_meta(self, key: str) -> bytes | None:
-        found = await self._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        found = self._point("SELECT value FROM meta WHERE key = ?", (key,))
         return bytes(found[0][0]) if found else None
 
     async def outbox_for(self, thread: bytes) -> list[OutboxItem]:
-        found = await self._rows(_SELECT_OUTBOX + "WHERE thread = ? ORDER BY item_id", (thread,))
+        found = self._point(_SELECT_OUTBOX + "WHERE thread = ? ORDER BY item_id", (thread,))
         return [OutboxItem(*row) for row in found]
 
     # -- typed records (schema v3) --
 
     async def get_thread(self, thread: bytes) -> ThreadRecord | None:
-        found = await self._rows(typed.SELECT_THREAD + "WHERE thread = ?", (thread,))
+        found = self._point(typed.SELECT_THREAD + "WHERE thread = ?", (thread,))
         return typed.thread_record(found[0]) if found else None
 
     async def threads(self, *, vendor_key: bytes | None = None) -> list[ThreadRecord]:
@@ -829,26 +852,26 @@ class SQLiteStore(AsyncClosing):
         return [typed.thread_record(row) for row in found]
 
     async def drafts(self, thread: bytes | None = None) -> list[DraftRecord]:
-        found = await self._rows(
-            typed.SELECT_DRAFT + "WHERE (?1 IS NULL OR thread = ?1) ORDER BY thread, seq",
-            (thread,),
-        )
+        if thread is not None:  # one thread's queue: a point read
+            found = self._point(typed.SELECT_DRAFT + "WHERE thread = ? ORDER BY seq", (thread,))
+            return [typed.draft_record(row) for row in found]
+        found = await self._rows(typed.SELECT_DRAFT + "ORDER BY thread, seq")
         return [typed.draft_record(row) for row in found]
 
     async def save_point(self, thread: bytes, msg_hash: bytes) -> SavePoint | None:
-        found = await self._rows(
+        found = self._point(
             typed.SELECT_SAVE_POINT + "WHERE thread = ? AND msg_hash = ?", (thread, msg_hash)
         )
         return typed.save_point_record(found[0]) if found else None
 
     async def save_points(self, thread: bytes) -> list[SavePoint]:
-        found = await self._rows(
+        found = self._point(
             typed.SELECT_SAVE_POINT + "WHERE thread = ? ORDER BY msg_hash", (thread,)
         )
         return [typed.save_point_record(row) for row in found]
 
     async def held(self, thread: bytes) -> list[HeldRecord]:
-        found = await self._rows(typed.SELECT_HELD + "WHERE thread = ? ORDER BY field", (thread,))
+        found = self._point(typed.SELECT_HELD + "WHERE thread = ? ORDER BY field", (thread,))
         return [typed.held_record(row) for row in found]
 
     async def held_expired(self, now_ms: int) -> list[tuple[bytes, bytes]]:
@@ -860,7 +883,7 @@ class SQLiteStore(AsyncClosing):
         return [(bytes(t), bytes(s)) for t, s in found]
 
     async def get_intent(self, intent_id: bytes) -> IntentRecord | None:
-        found = await self._rows(typed.SELECT_INTENT + "WHERE intent_id = ?", (intent_id,))
+        found = self._point(typed.SELECT_INTENT + "WHERE intent_id = ?", (intent_id,))
         return typed.intent_record(found[0]) if found else None
 
     async def intents(self) -> list[IntentRecord]:
@@ -876,7 +899,7 @@ class SQLiteStore(AsyncClosing):
         return [typed.offer_record(row) for row in found]
 
     async def get_offer(self, offer_hash: bytes) -> OfferRecord | None:
-        found = await self._rows(typed.SELECT_OFFER + "WHERE hash = ?", (offer_hash,))
+        found = self._point(typed.SELECT_OFFER + "WHERE hash = ?", (offer_hash,))
         return typed.offer_record(found[0]) if found else None
 
     async def share_notes(self, thread: bytes | None = None) -> list[ShareNote]:

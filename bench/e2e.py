@@ -1,0 +1,374 @@
+"""End to end: customers' agents, through the public API, messaging a vendor in a subprocess.
+
+What a user runs, measured the way they run it. ``--k`` customers' :class:`~vrmproto.client.Agent`
+s live in this process, each on its own store (``--agent-store memory|sqlite``) and its own HTTP
+client; the reference vendor (:class:`~vrmproto.server.Endpoint` behind
+:func:`~vrmproto.server.serve`, ``--vendor-store sqlite|memory``, receipts only after its commit)
+runs in a subprocess (this file with ``--serve``), so on a 2-core machine each side gets a core.
+Every customer first ``connect``\\ s (not timed); then, per ``--kind``:
+
+- ``share`` (default): each customer sends ``--m`` ``data.share``\\ s one after another (a
+  ~300-byte sealed field set), all customers at once. A message's latency is one
+  ``Agent.share`` call.
+- ``address``: each customer is connected to ``--vendors`` (default 200) vendor endpoints (all
+  in the one subprocess) and sends ``--m`` ``address.update`` fan-outs to all of them. Latency
+  is one whole fan-out (``Agent.update_address``).
+- ``intentcast``: each customer sends ``--m`` intentcasts to ``--vendors`` (default 20) vendor
+  endpoints, each of which answers with an offer. Latency is one whole intentcast round.
+
+The last line is one JSON object:
+
+- ``msgs_per_s``: messages (shares, address copies, intentcast copies) over the timed wall time;
+  ``p50_ms``, ``p99_ms``: the latencies above.
+- ``cpu_us``: CPU per message from ``/proc`` — ``vendor`` (every thread of the subprocess),
+  ``agent`` (this process, all threads: the agents, their HTTP clients and store writers).
+- ``floor_us``: the libsodium work one message needs on each side, timed in this run with
+  exactly the calls that message needs (:data:`FLOORS`, via ``nacl.bindings``);
+  ``vendor_floor_ratio`` and ``agent_floor_ratio`` = CPU / floor.
+- ``growth``: CPU per message (both sides) with ``--growth-m`` messages per customer over the
+  same with 8, same total (``share`` only; ``null`` with ``--no-growth``); ``growth_vendor`` and
+  ``growth_agent`` per side.
+
+Run ``python bench/e2e.py`` (defaults: 16 customers x 125 shares, agents on MemoryStore, vendor on
+SQLite). Linux only for the CPU figures (``null`` elsewhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nacl import bindings as sodium
+
+from vrmproto import Identity, Limits, Money
+from vrmproto.client import DEFAULT_TERMS, Agent
+from vrmproto.server import CatalogueItem, Endpoint, ReferencePolicy, serve
+from vrmproto.store import MemoryStore, SQLiteStore, Store
+
+KINDS = ("share", "address", "intentcast")
+DEFAULT_VENDORS = {"share": 1, "address": 200, "intentcast": 20}
+# The bench measures the message path, not the rate limiter or first-contact admission: every
+# customer here comes from 127.0.0.1. Allow far more than it sends.
+LIMITS = Limits(
+    rate_per_sender_per_minute=10**9, rate_per_address_per_minute=10**9,
+    first_contacts_per_address_per_day=10**9, open_relationships_per_address=10**9,
+)  # fmt: skip
+#: ~300 bytes of fields once sealed, as in the issue's measurement.
+FIELDS = {
+    "name": "Ada Lovelace", "email": "ada@example.org", "phone": "+44 20 7946 0958",
+    "street": "12 St James's Square", "city": "London", "postcode": "SW1Y 4JH",
+    "country": "GB", "note": "deliveries after 6pm, ring twice",
+}  # fmt: skip
+SUV = CatalogueItem("Jeep Grand Cherokee 4x4", ("suv",), Money(28_900, "USD"))
+YEAR_MS = 365 * 86_400_000
+
+
+# -- the vendor (subprocess) ------------------------------------------------------------------
+
+
+async def open_store(kind: str, path: Path) -> Store:
+    if kind == "sqlite":
+        return await SQLiteStore.open(path)
+    return MemoryStore()
+
+
+async def serve_vendors(store_kind: str, db: str, count: int) -> None:
+    """``count`` reference vendor endpoints, each on its own port and store; prints the ports
+    (one JSON list) and serves until stdin closes."""
+    accepts = [t.id for t in DEFAULT_TERMS]
+    stores, servers = [], []
+    for i in range(count):
+        store = await open_store(store_kind, Path(db) / f"vendor{i}.db")
+        policy = ReferencePolicy(accepts_terms=accepts, catalogue=(SUV,), name=f"Vendor {i}")
+        endpoint = Endpoint(Identity(os.urandom(32)), store=store, policy=policy, limits=LIMITS,
+                            name=f"Vendor {i}")  # fmt: skip
+        stores.append(store)
+        servers.append(await serve(endpoint))
+    print(json.dumps([s.port for s in servers]), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    for server in servers:
+        await server.close()
+    for store in stores:
+        await store.close()
+
+
+# -- the libsodium floor ------------------------------------------------------------------------
+
+
+def _floor_calls() -> dict[str, Callable[[], object]]:
+    """One libsodium call each, on inputs the size the protocol's are."""
+    pk, sk = sodium.crypto_sign_seed_keypair(os.urandom(32))
+    epk, esk = sodium.crypto_box_keypair()
+    header = os.urandom(220)  # a signed message header, with its context prefix
+    payload = os.urandom(330)  # a sealed field set's signed payload
+    signed_hdr = sodium.crypto_sign(header, sk)
+    signed_payload = sodium.crypto_sign(payload, sk)
+    sealed = sodium.crypto_box_seal(payload + bytes(64), epk)
+    return {
+        "sign": lambda: sodium.crypto_sign(header, sk),
+        "verify": lambda: sodium.crypto_sign_open(signed_hdr, pk),
+        "sign_payload": lambda: sodium.crypto_sign(payload, sk),
+        "verify_payload": lambda: sodium.crypto_sign_open(signed_payload, pk),
+        "seal": lambda: sodium.crypto_box_seal(payload + bytes(64), epk),
+        "unseal": lambda: sodium.crypto_box_seal_open(sealed, epk, esk),
+        "key_check": lambda: sodium.crypto_core_ed25519_is_valid_point(pk),
+    }
+
+
+#: What one message needs, per kind and side (the calls of :func:`_floor_calls`).
+#: share / address.update — agent: sign the sealed payload, seal it, sign the envelope, verify
+#: the receipt; vendor: verify the envelope, unseal, verify the sealed payload, sign the receipt.
+#: intentcast (per vendor) — agent: verify the discovery document (and check its key), sign the
+#: intentcast, verify the receipt and the offer, sign the receipt for the offer; vendor: verify
+#: the intentcast (a first contact: check the sender's key), sign the receipt and the offer,
+#: verify the customer's receipt for the offer.
+FLOORS: dict[str, dict[str, tuple[str, ...]]] = {
+    "share": {
+        "agent": ("sign_payload", "seal", "sign", "verify"),
+        "vendor": ("verify", "unseal", "verify_payload", "sign"),
+    },
+    "intentcast": {
+        "agent": ("key_check", "verify", "sign", "verify", "verify", "sign"),
+        "vendor": ("key_check", "verify", "sign", "sign", "verify"),
+    },
+}
+FLOORS["address"] = FLOORS["share"]
+
+
+def floor_us(kind: str, rounds: int = 1000) -> dict[str, float]:
+    """Microseconds of libsodium work per message on each side (best of 3 timings)."""
+    calls = _floor_calls()
+    per_call: dict[str, float] = {}
+    for name, call in calls.items():
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(rounds):
+                call()
+            best = min(best, (time.perf_counter() - t0) / rounds * 1e6)
+        per_call[name] = best
+    return {side: round(sum(per_call[c] for c in needs), 1)
+            for side, needs in FLOORS[kind].items()}  # fmt: skip
+
+
+# -- the customers (this process) -------------------------------------------------------------
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system, every thread) of ``pid`` so far, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class Run:
+    """One measured run."""
+
+    messages: int
+    elapsed_s: float
+    latencies_ms: list[float]
+    cpu_us: dict[str, float] | None
+
+
+async def open_agents(k: int, store_kind: str, tmp: str) -> list[tuple[Agent, Store]]:
+    out = []
+    for i in range(k):
+        store = await open_store(store_kind, Path(tmp) / f"agent{i}.db")
+        out.append((await Agent.open(store, os.urandom(32)), store))
+    return out
+
+
+async def one_customer(agent: Agent, kind: str, m: int, urls: list[str],
+                       latencies: list[float]) -> int:  # fmt: skip
+    """Send ``m`` messages (or rounds) of ``kind``; returns how many messages went out."""
+    sent = 0
+    for i in range(m):
+        t0 = time.perf_counter()
+        if kind == "share":
+            d = await agent.share(urls[0], FIELDS, purposes=["delivery"], categories=["contact"],
+                                  expires_ms=int(time.time() * 1000) + YEAR_MS)  # fmt: skip
+            if not d.confirmed:
+                raise RuntimeError(f"a share was not confirmed: {d.status} {d.error}")
+            sent += 1
+        elif kind == "address":
+            report = await agent.update_address({**FIELDS, "street": f"{i} New Street"})
+            if len(report.confirmed) != len(urls):
+                raise RuntimeError(f"{len(report.confirmed)} of {len(urls)} vendors confirmed")
+            sent += len(urls)
+        else:
+            result = await agent.intentcast("an suv for a week", vendors=urls, deadline_ms=60_000)
+            if len(result.offers) != len(urls):
+                raise RuntimeError(f"{len(result.offers)} offers from {len(urls)} vendors")
+            sent += len(urls)
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return sent
+
+
+async def drive(args: argparse.Namespace, k: int, m: int, urls: list[str], vendor_pid: int
+                ) -> Run:  # fmt: skip
+    """Open ``k`` agents, connect them (untimed), then time ``m`` messages each."""
+    with tempfile.TemporaryDirectory(prefix="vrm-e2e-") as tmp:
+        agents = await open_agents(k, args.agent_store, tmp)
+        try:
+            if args.kind != "intentcast":
+                for agent, _ in agents:
+                    done = await asyncio.gather(*(agent.connect(u) for u in urls))
+                    if any(c.status != "accepted" for c in done):
+                        raise RuntimeError("a vendor did not accept the terms")
+            latencies: list[float] = []
+            vendor0, agent0 = proc_cpu_s(vendor_pid), time.process_time()
+            t0 = time.perf_counter()
+            counts = await asyncio.gather(*(one_customer(a, args.kind, m, urls, latencies)
+                                            for a, _ in agents))  # fmt: skip
+            elapsed = time.perf_counter() - t0
+            vendor1, agent1 = proc_cpu_s(vendor_pid), time.process_time()
+        finally:
+            for agent, store in agents:
+                await agent.close()
+                await store.close()
+    n = sum(counts)
+    cpu = None
+    if vendor0 is not None and vendor1 is not None:
+        cpu = {"vendor": round((vendor1 - vendor0) / n * 1e6, 1),
+               "agent": round((agent1 - agent0) / n * 1e6, 1)}  # fmt: skip
+    return Run(n, elapsed, latencies, cpu)
+
+
+def start_vendors(store_kind: str, db: str, count: int) -> tuple[subprocess.Popen[str], list[int]]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", "--vendor-store", store_kind, "--db", db,
+         "--vendors", str(count)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError("the vendor process did not start")
+    return proc, [int(p) for p in json.loads(line)]
+
+
+def measure(args: argparse.Namespace, k: int, m: int) -> Run:
+    """One run against a fresh vendor subprocess."""
+    vendors = args.vendors or DEFAULT_VENDORS[args.kind]
+    with tempfile.TemporaryDirectory(prefix="vrm-e2e-vendor-") as db:
+        proc, ports = start_vendors(args.vendor_store, db, vendors)
+        try:
+            urls = [f"http://127.0.0.1:{p}" for p in ports]
+            return asyncio.run(drive(args, k, m, urls, proc.pid))
+        finally:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(timeout=60)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def growth(args: argparse.Namespace) -> dict[str, float | None]:
+    """CPU per message at ``--growth-m`` messages per customer over the same at 8, with the
+    same number of messages in all (share only)."""
+    none: dict[str, float | None] = {"growth": None, "growth_vendor": None, "growth_agent": None}
+    if args.no_growth or args.kind != "share":
+        return none
+    total = 4 * args.growth_m
+    long_run = measure(args, total // args.growth_m, args.growth_m)
+    short_run = measure(args, total // 8, 8)
+    if long_run.cpu_us is None or short_run.cpu_us is None:
+        return none
+    lc, sc = long_run.cpu_us, short_run.cpu_us
+    print(f"growth: {total // args.growth_m} x {args.growth_m}: vendor {lc['vendor']:.0f} us, "
+          f"agent {lc['agent']:.0f} us; {total // 8} x 8: vendor {sc['vendor']:.0f} us, "
+          f"agent {sc['agent']:.0f} us per message")  # fmt: skip
+    return {
+        "growth": round((lc["vendor"] + lc["agent"]) / (sc["vendor"] + sc["agent"]), 3),
+        "growth_vendor": round(lc["vendor"] / sc["vendor"], 3),
+        "growth_agent": round(lc["agent"] / sc["agent"], 3),
+    }
+
+
+def report(args: argparse.Namespace, run: Run, floor: dict[str, float]) -> dict[str, Any]:
+    rate = run.messages / run.elapsed_s
+    p50, p99 = percentile(run.latencies_ms, 0.5), percentile(run.latencies_ms, 0.99)
+    result: dict[str, Any] = {
+        "kind": args.kind, "k": args.k, "m": args.m,
+        "vendors": args.vendors or DEFAULT_VENDORS[args.kind],
+        "agent_store": args.agent_store, "vendor_store": args.vendor_store,
+        "messages": run.messages, "msgs_per_s": round(rate, 1),
+        "latency_of": "message" if args.kind == "share" else "round",
+        "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
+        "cpu_us": run.cpu_us, "floor_us": floor,
+        "vendor_floor_ratio": None, "agent_floor_ratio": None,
+    }  # fmt: skip
+    print(
+        f"{args.k} customers x {args.m} {args.kind}: {rate:.0f} msg/s, p50 {p50:.1f} ms, "
+        f"p99 {p99:.1f} ms (per {result['latency_of']})"
+    )
+    if run.cpu_us is not None:
+        for side in ("vendor", "agent"):
+            result[f"{side}_floor_ratio"] = round(run.cpu_us[side] / floor[side], 2)
+            print(
+                f"{side}: {run.cpu_us[side]:.0f} us CPU per message, libsodium floor "
+                f"{floor[side]:.0f} us, ratio {result[f'{side}_floor_ratio']:.2f}"
+            )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kind", choices=KINDS, default="share")
+    parser.add_argument("--k", type=int, default=16, help="customers (agents) in this process")
+    parser.add_argument(
+        "--m",
+        type=int,
+        default=125,
+        help="messages (share) or rounds (address, intentcast) per customer",
+    )
+    parser.add_argument(
+        "--vendors",
+        type=int,
+        default=0,
+        help="vendor endpoints (default: 1, 200 for address, 20 for intentcast)",
+    )
+    parser.add_argument("--agent-store", choices=("memory", "sqlite"), default="memory")
+    parser.add_argument("--vendor-store", choices=("sqlite", "memory"), default="sqlite")
+    parser.add_argument("--no-growth", action="store_true", help="skip the growth runs")
+    parser.add_argument(
+        "--growth-m",
+        type=int,
+        default=256,
+        help="messages per customer of the long growth run (against 8)",
+    )
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve_vendors(args.vendor_store, args.db, args.vendors or 1))
+        return
+    print(
+        f"e2e bench: {args.k} customers x {args.m} {args.kind}, agents on {args.agent_store}, "
+        f"vendor on {args.vendor_store} in a subprocess, {os.cpu_count()} cores"
+    )
+    run = measure(args, args.k, args.m)
+    floor = floor_us(args.kind)
+    result = report(args, run, floor)
+    result.update(growth(args))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

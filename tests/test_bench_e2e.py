@@ -1,0 +1,48 @@
+"""``bench/e2e.py`` runs end to end with tiny parameters and ends with its JSON line.
+
+The figures themselves are not asserted (no timed assertions): only that the bench drives the
+real path — customers' agents connecting and sharing with a vendor in a subprocess — to the end,
+and reports every figure it promises.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "e2e.py"
+
+KEYS = {
+    "msgs_per_s", "p50_ms", "p99_ms", "cpu_us", "floor_us", "vendor_floor_ratio",
+    "agent_floor_ratio", "growth", "messages",
+}  # fmt: skip
+
+
+def run_bench(*args: str) -> dict[str, object]:
+    done = subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    result = json.loads(last)
+    assert isinstance(result, dict)
+    return result
+
+
+@pytest.mark.parametrize("agent_store", ["memory", "sqlite"])
+def test_e2e_bench_runs_and_prints_its_json_line(agent_store: str) -> None:
+    result = run_bench("--k", "2", "--m", "3", "--agent-store", agent_store, "--no-growth")
+    assert result.keys() >= KEYS
+    assert result["messages"] == 6
+    assert isinstance(result["msgs_per_s"], float)
+    assert result["msgs_per_s"] > 0
+    floor = result["floor_us"]
+    assert isinstance(floor, dict)
+    assert floor["agent"] > 0
+    assert floor["vendor"] > 0
+    if sys.platform == "linux":
+        assert isinstance(result["vendor_floor_ratio"], float)
+        assert isinstance(result["agent_floor_ratio"], float)
