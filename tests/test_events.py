@@ -148,7 +148,7 @@ async def test_a_failed_commit_makes_no_event_and_wakes_no_one() -> None:
             raise StoreError("disk on fire")
         await real(commit)
 
-    store.commit = failing  # type: ignore[method-assign]
+    store.commit = failing  # type: ignore[method-assign,assignment]
     response = await v.endpoint.handle_inbox(c.offer(*ACCEPTED).envelope)
     assert response.status >= 500
     assert await store.events() == []

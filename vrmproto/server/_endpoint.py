@@ -39,7 +39,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from vrmproto._binding import (
@@ -227,7 +227,7 @@ class Endpoint:
         except Exception:
             log.exception("hook %r failed on %s %s", hook, event.kind, event.message.hash.hex())
 
-    def events(self, after: int | str = 0) -> AsyncIterator[FeedEvent]:
+    def events(self, after: int | str = 0) -> AsyncGenerator[FeedEvent, None]:
         """The vendor's event feed (docs/events.md): every event after ``after`` (a feed
         position, or an event id), in order, then each one as it is committed."""
         return _events.follow(self.store, _events.wakeup_of(self), after, clock=self.clock)

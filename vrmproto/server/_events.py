@@ -24,7 +24,7 @@ import dataclasses
 import json
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -234,7 +234,7 @@ async def follow(
     *,
     clock: Callable[[], int] = wall_ms,
     batch: int = 100,
-) -> AsyncIterator[FeedEvent]:
+) -> AsyncGenerator[FeedEvent, None]:
     """Every event after ``after`` (a position or an event id), in feed order, then each new
     one as it is committed; without ``wakeup``, stop at the end of the feed."""
     pos = await resolve(store, after)
