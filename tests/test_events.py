@@ -86,6 +86,7 @@ async def test_every_step_of_a_relationship_is_an_event_in_order(store: Store) -
     assert feed[2].personal is None
     assert feed[3].personal == {"fields": {"street": "1 Main St"}}
     assert feed[6].data["body"]["shares"] == [share.hash.hex()]
+    assert feed[6].data["erase"] == [feed[2].id]  # what consumers must erase
     assert feed[1].data["from"] == "vendor"
     assert feed[0].data["from"] == "customer"
 
@@ -194,3 +195,19 @@ async def test_a_durable_cursor_resumes_after_a_restart(tmp_path: Path) -> None:
         assert rest == ["terms.accepted", "data.shared"]
         by_id = [e.kind async for e in _read(store, (await store.events())[1].id)]
         assert by_id == ["data.shared"]
+
+
+async def test_withdrawing_every_share_names_each_to_erase(store: Store) -> None:
+    """An empty ``shares`` withdraws them all (§5.3.2): the event names each one."""
+    v, c = Vendor(store), Customer(VENDOR)
+    await v.deliver(c, c.offer(*ACCEPTED))
+    first, second = c.share({"email": "a@example.org"}), c.share({"phone": "555"})
+    await v.deliver(c, first)
+    await v.deliver(c, second)
+    await v.deliver(c, c.withdraw())
+    feed = await v.feed()
+    withdrawn = next(e for e in feed if e.kind == "data.withdrawn")
+    assert sorted(withdrawn.data["erase"]) == sorted(
+        "evt_" + m.hash.hex() for m in (first, second)
+    )
+    assert [e.personal for e in feed if e.kind == "data.shared"] == [None, None]

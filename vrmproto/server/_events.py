@@ -10,6 +10,9 @@ reader (:func:`follow`, ``Endpoint.events``). Delivery to webhooks is ``_webhook
 - ``id`` — ``evt_`` and the hex of the message's hash: stable, the same on every replay.
 - ``seq`` — the message's index in the relationship's history: increasing per relationship.
 - ``data`` — the message's body without sealed content or keys, as JSON.
+- ``erase`` (data.withdrawn) — the ids of the data.shared events whose fields consumers must
+  erase now (an empty ``shares`` withdraws them all, §5.3.2); at a share's ``personal.expires``
+  consumers erase its fields without being told again (§5.3.1-4).
 - ``personal`` — the fields of a data.share or address.update with the purposes and categories
   the customer agreed to (§5.3.1). When the share is withdrawn or expires, the store's
   ``held_drop`` of it also drops this (§12.10-2, §12.10-4): the event stays, its personal data
@@ -123,13 +126,22 @@ def _personal(msg: Signed[Any], content: FieldsContent | RecordsContent | None) 
 
 
 def record_of(
-    msg: Signed[Any], seq: int, *, now: int, incoming: bool, personal: bytes | None = None
+    msg: Signed[Any],
+    seq: int,
+    *,
+    now: int,
+    incoming: bool,
+    personal: bytes | None = None,
+    erase: Iterable[bytes] = (),
 ) -> EventRecord | None:
-    """The event ``msg`` (logged at ``seq``) makes, or None for a receipt or problem."""
+    """The event ``msg`` (logged at ``seq``) makes, or None for a receipt or problem.
+    ``erase``: the shares whose data consumers must erase now (a withdrawal's, §5.3.2)."""
     if msg.type not in KINDS:
         return None
-    data = {"type": msg.type, "from": "customer" if incoming else "vendor",
-            "created": msg.header.created, "body": _body(msg)}  # fmt: skip
+    data: dict[str, Any] = {"type": msg.type, "from": "customer" if incoming else "vendor",
+                            "created": msg.header.created, "body": _body(msg)}  # fmt: skip
+    if erase:
+        data["erase"] = ["evt_" + share.hex() for share in erase]
     return EventRecord("evt_" + msg.hash.hex(), msg.thread, seq, kind_of(msg, seq), msg.hash,
                        now, _dumps(data), personal)  # fmt: skip
 
@@ -142,7 +154,8 @@ def events_of(ep: Endpoint, step: Step, msg: Signed[Any], now: int) -> tuple[Eve
     index = {e.msg_hash: e.index for e in step.rel.history.entries()}
     seq = index.get(msg.hash, len(step.rel.history) - 1)
     first = record_of(msg, seq, now=now, incoming=True,
-                      personal=_personal(msg, step.event.content))  # fmt: skip
+                      personal=_personal(msg, step.event.content),
+                      erase=[share for _, share in step.held_drop])  # fmt: skip
     replies = (record_of(s.message, s.entry.index, now=now, incoming=False) for s in step.replies)
     return tuple(e for e in (first, *replies) if e is not None)
 
