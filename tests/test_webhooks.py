@@ -249,6 +249,15 @@ def test_the_webhooks_section() -> None:
         parse_vendor_file({"name": "Shop", "webhooks": [{"uri": "https://c", "secret": SECRET}]})
 
 
+def test_the_documented_webhooks_section_is_valid() -> None:
+    import tomllib  # noqa: PLC0415
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "events.md").read_text("utf-8")
+    toml = doc.split("```toml\n")[1].split("```")[0]
+    file = parse_vendor_file({"name": "Shop", **tomllib.loads(toml)})
+    assert [w.name for w in file.webhooks] == ["crm"]
+
+
 @pytest.fixture
 def vendor_dir(tmp_path: Path) -> tuple[Path, Path]:
     config = tmp_path / "vendor.toml"
