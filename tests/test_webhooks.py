@@ -345,3 +345,29 @@ async def test_vrm_vendor_serve_delivers_the_feed_to_its_webhooks(
 
 def _port(config: Path) -> int:
     return int(config.read_text().split("port = ")[1].split("\n")[0])
+
+
+async def test_vrm_vendor_events_follow_prints_new_events(vendor_dir: tuple[Path, Path]) -> None:
+    """``--follow`` in a process of its own finds what the vendor commits after it started."""
+    import sys  # noqa: PLC0415
+
+    config, data = vendor_dir
+    ids = await _fill(data)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vrmproto.cli", "vendor", "events", "--config", str(config),
+        "--data-dir", str(data), "--follow", "--json", "--since", ids[0],
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        got = [json.loads(await asyncio.wait_for(proc.stdout.readline(), 30)) for _ in ids[1:]]
+        assert [g["id"] for g in got] == ids[1:]
+        async with await SQLiteStore.open(data / "vendor.db") as store:
+            v, c = Vendor(store), Customer(VENDOR)
+            await v.deliver(c, c.offer(*ACCEPTED))
+        line = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+        assert line["kind"] == "relationship.opened"
+        assert line["relationship"] == c.thread.hex()
+    finally:
+        proc.kill()
+        await proc.wait()
