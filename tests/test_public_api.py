@@ -51,7 +51,9 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "Commit", "DedupeRecord", "DraftRecord", "HeldRecord", "HistoryEntry", "IntentRecord",
         "MemoryStore", "NewOutboxItem", "OfferRecord", "OutboxItem", "PostgresConfig",
         "PostgresStore", "RelationshipRecord", "SQLiteStore", "SavePoint", "ShareNote", "Store",
-        "StoreConflict", "StoreError", "StoreStats", "StoreUsage", "ThreadKind", "ThreadRecord",
+        "StoreConflict", "StoreError",
+        "StoreStats", "StoreUsage", "ThreadKind", "ThreadRecord",
+        "DeadLetter", "EventRecord",  # the event feed (issue 14)
     ),
     "vrmproto.testing": (
         "DEFAULT_REGISTRY", "Case", "CaseContext", "CaseFailed", "CaseRecord", "Exchange", "Info",

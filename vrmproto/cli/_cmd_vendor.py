@@ -27,6 +27,7 @@ import click
 from aiohttp import web
 
 from vrmproto._keys import Identity, fingerprint, key_to_text
+from vrmproto.cli import _cmd_events
 from vrmproto.cli._cmd_serve import _until_signalled
 from vrmproto.cli._context import run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
@@ -42,6 +43,7 @@ from vrmproto.server import (
 from vrmproto.server._config import VendorFile
 from vrmproto.server._logging import configure_logging
 from vrmproto.server._metrics import MeteredStore, Metrics, metrics_handler
+from vrmproto.server._webhooks import running, webhooks
 from vrmproto.store import MemoryStore, PostgresStore, SQLiteStore, Store, StoreError
 
 __all__ = ["serve_vendor", "vendor"]
@@ -128,6 +130,7 @@ async def serve_vendor(config: VendorConfig, *, identity: Identity, data_dir: Pa
             _listening(config, identity, server, limits,
                        apart or (f"{server.url}/metrics" if same else None))  # fmt: skip
             async with contextlib.AsyncExitStack() as stack:
+                await stack.enter_async_context(running(endpoint, webhooks(file, server.url)))
                 if file.server.advertise:
                     await _advertise(stack, name=config.name, port=server.port,
                                      identity=identity, host=host)  # fmt: skip
@@ -238,6 +241,9 @@ def _serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         f = option(f)
     return f
+
+
+vendor.add_command(_cmd_events.vendor_events)  # vrm vendor events (the event feed, issue 14)
 
 
 @vendor.command("serve")

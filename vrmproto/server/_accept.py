@@ -31,6 +31,7 @@ from vrmproto._records import load as load_record
 from vrmproto._relationship import Relationship, Sent
 from vrmproto._state import Role, State
 from vrmproto.server._admission import Ticket
+from vrmproto.server._events import events_of
 from vrmproto.server._first_contact import Room, admit
 from vrmproto.server._held import take_data
 from vrmproto.server._policy import Event
@@ -230,4 +231,5 @@ def commit_of(
         save_points=step.save_points,
         held_drop=tuple(step.held_drop),
         held=tuple(step.held),
+        events=events_of(ep, step, msg, now),  # the feed, in the same transaction
     )

@@ -41,6 +41,11 @@ environment variables over it: what ``vrm vendor serve`` and ``vrm vendor check-
     enabled = true                    # GET /metrics (off by default)
     port = 9464                       # a listener of its own (default: the same one)
 
+    [[webhooks]]                      # the event feed, pushed to a CRM (docs/events.md)
+    url = "https://crm.example/vrm-events"
+    secret = "whsec_…"                # Standard Webhooks: whsec_ and base64 of the key
+    purposes = [1, 2]                 # optional: personal data only of shares for these
+
 Every section's field can also be set as ``VRM_<SECTION>_<FIELD>`` (``VRM_LIMITS_MAX_DEPTH=8``,
 ``VRM_SERVER_TRUSTED_PROXIES=10.0.0.0/8,::1``, ``VRM_METRICS_ENABLED=true``); the environment
 wins over the file. Every mistake names the file (or the variable), the field, and the field
@@ -63,6 +68,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     create_model,
     field_validator,
@@ -84,6 +90,7 @@ from vrmproto.server._connections import ConnectionLimits
 from vrmproto.server._policy import CatalogueItem
 from vrmproto.server._proxy import Deployment
 from vrmproto.server._runner import VendorConfig, seed_hex
+from vrmproto.server._webhooks import Webhook, parse_secret
 
 __all__ = [
     "ConfigError",
@@ -256,6 +263,29 @@ class MetricsSection(_Section):
     port: int | None = Field(default=None, ge=0, le=65535)
 
 
+class WebhookEntry(_Section):
+    """One ``[[webhooks]]`` receiver of the event feed (:mod:`vrmproto.server._webhooks`)."""
+
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretStr
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # default: url
+    purposes: list[int] | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+    dead_after_s: float = Field(default=3 * 86_400.0, gt=0)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        parse_secret(value.get_secret_value())
+        return value
+
+    def webhook(self, source: str) -> Webhook:
+        purposes = None if self.purposes is None else frozenset(self.purposes)
+        key = parse_secret(self.secret.get_secret_value())
+        return Webhook(self.name or self.url, self.url, key, source, purposes, self.timeout_s,
+                       self.dead_after_s)  # fmt: skip
+
+
 class VendorFile(_Section):
     """The whole vendor file."""
 
@@ -272,6 +302,7 @@ class VendorFile(_Section):
     store: StoreSection = StoreSection()
     logging: LoggingSection = LoggingSection()
     metrics: MetricsSection = MetricsSection()
+    webhooks: list[WebhookEntry] = []
 
     @field_validator("store", mode="before")
     @classmethod
@@ -327,7 +358,8 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     name: info.annotation for name, info in VendorFile.model_fields.items()
     if isinstance(info.annotation, type) and issubclass(info.annotation, _Section)
 }  # fmt: skip
-_ITEMS: dict[str, type[BaseModel]] = {"catalogue": CatalogueEntry, "observed": ObservedEntry}
+_ITEMS: dict[str, type[BaseModel]] = {"catalogue": CatalogueEntry, "observed": ObservedEntry,
+                                      "webhooks": WebhookEntry}  # fmt: skip
 
 
 def _env_overlay(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, str], str]:

@@ -39,7 +39,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from vrmproto._binding import (
@@ -55,8 +55,9 @@ from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._messages import MESSAGE_TYPES, ProblemReport
 from vrmproto._relationship import problem_for, sign_problem
 from vrmproto._state import Role
-from vrmproto.server import _accept, _expiry, _export
+from vrmproto.server import _accept, _events, _expiry, _export
 from vrmproto.server._admission import Admission, StorageBudget
+from vrmproto.server._events import FeedEvent
 from vrmproto.server._first_contact import StorageGauge
 from vrmproto.server._locks import KeyedLocks, SharedLock
 from vrmproto.server._policy import Event, Policy, ReferencePolicy
@@ -227,6 +228,11 @@ class Endpoint:
             await hook(event)
         except Exception:
             log.exception("hook %r failed on %s %s", hook, event.kind, event.message.hash.hex())
+
+    def events(self, after: int | str = 0) -> AsyncGenerator[FeedEvent, None]:
+        """The vendor's event feed (docs/events.md): every event after ``after`` (a feed
+        position, or an event id), in order, then each one as it is committed."""
+        return _events.follow(self.store, _events.wakeup_of(self), after, clock=self.clock)
 
     async def drain(self) -> None:
         """Wait for every hook task started so far (for shutdown and tests)."""

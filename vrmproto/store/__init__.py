@@ -25,8 +25,10 @@ Exceptions::
 
 from vrmproto.store._base import (
     Commit,
+    DeadLetter,
     DedupeRecord,
     DraftRecord,
+    EventRecord,
     HeldRecord,
     HistoryEntry,
     IntentRecord,
@@ -49,8 +51,10 @@ from vrmproto.store._sqlite import SQLiteStore, StoreStats
 
 __all__ = [
     "Commit",
+    "DeadLetter",
     "DedupeRecord",
     "DraftRecord",
+    "EventRecord",
     "HeldRecord",
     "HistoryEntry",
     "IntentRecord",

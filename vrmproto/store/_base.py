@@ -38,7 +38,9 @@ from typing import Protocol
 
 from vrmproto._errors import VrmError
 from vrmproto.store._rows import (
+    DeadLetter,
     DraftRecord,
+    EventRecord,
     HeldRecord,
     IntentRecord,
     OfferRecord,
@@ -50,8 +52,10 @@ from vrmproto.store._rows import (
 
 __all__ = [
     "Commit",
+    "DeadLetter",
     "DedupeRecord",
     "DraftRecord",
+    "EventRecord",
     "HeldRecord",
     "HistoryEntry",
     "IntentRecord",
@@ -202,7 +206,8 @@ class Commit:
     12. ``save_points_clear`` — delete every save point of a thread.
     13. ``save_points_done`` — delete ``(thread, msg_hash)``; a missing one is ignored.
     14. ``save_points`` — upsert :class:`SavePoint` by ``(thread, msg_hash)``.
-    15. ``held_drop`` — delete the :class:`HeldRecord` rows of ``(thread, share)``.
+    15. ``held_drop`` — delete the :class:`HeldRecord` rows of ``(thread, share)``, and set
+        ``personal`` to None on the :class:`EventRecord` of that share.
     16. ``held`` — upsert :class:`HeldRecord` by ``(thread, field)``.
     17. ``intents`` — upsert :class:`IntentRecord` by intent id. 18. ``offers`` — upsert
         :class:`OfferRecord` by hash. 19. ``share_notes`` — upsert :class:`ShareNote` by share.
@@ -213,6 +218,11 @@ class Commit:
         with their window (§10-5). ``drop`` is how a relationship that never reached an
         agreement expires (spec §11.8-3).
     22. ``unset`` — delete meta keys; a missing key is ignored.
+    23. ``events`` — insert :class:`EventRecord` (the store assigns ``pos`` in order); a taken
+        ``id`` is a :class:`StoreConflict`. Events outlive ``drop``.
+    24. ``event_cursors`` — upsert ``(name, pos)``: how far a consumer has read the feed.
+    25. ``dead_letters_done`` — delete ``(name, pos)``. 26. ``dead_letters`` — upsert
+        :class:`DeadLetter` by ``(name, pos)``.
     """
 
     relationships: tuple[RelationshipRecord, ...] = ()
@@ -237,6 +247,10 @@ class Commit:
     offers: tuple[OfferRecord, ...] = ()
     share_notes: tuple[ShareNote, ...] = ()
     intents_drop: tuple[bytes, ...] = ()  # intent ids
+    events: tuple[EventRecord, ...] = ()
+    event_cursors: tuple[tuple[str, int], ...] = ()  # (consumer name, last pos it has)
+    dead_letters_done: tuple[tuple[str, int], ...] = ()  # (consumer name, pos)
+    dead_letters: tuple[DeadLetter, ...] = ()
 
 
 class Store(Protocol):
@@ -339,6 +353,24 @@ class Store(Protocol):
 
     async def share_notes(self, thread: bytes | None = None) -> list[ShareNote]:
         """Share notes (of ``thread`` if given), by (shared_ms, share)."""
+        ...
+
+    # -- the event feed --
+
+    async def events(
+        self, after: int = 0, limit: int = 100, *, thread: bytes | None = None
+    ) -> list[EventRecord]:
+        """Events with ``pos > after`` (of ``thread`` if given), by pos, at most ``limit``."""
+        ...
+
+    async def event(self, event_id: str) -> EventRecord | None: ...
+
+    async def event_cursor(self, name: str) -> int:
+        """The last pos consumer ``name`` has (0 if none)."""
+        ...
+
+    async def dead_letters(self, name: str | None = None) -> list[DeadLetter]:
+        """Dead letters (of consumer ``name`` if given), by (name, pos)."""
         ...
 
     async def purge_dedupe(self, now_ms: int) -> int:

@@ -16,8 +16,10 @@ from contextlib import AbstractAsyncContextManager
 from vrmproto._closing import AsyncClosing
 from vrmproto.store._base import (
     Commit,
+    DeadLetter,
     DedupeRecord,
     DraftRecord,
+    EventRecord,
     HeldRecord,
     HistoryEntry,
     IntentRecord,
@@ -58,6 +60,10 @@ class MemoryStore(AsyncClosing):
         self._offers: dict[bytes, OfferRecord] = {}
         self._share_notes: dict[bytes, ShareNote] = {}
         self._locks = LocalLocks()
+        self._events: list[EventRecord] = []  # by pos
+        self._event_ids: dict[str, int] = {}  # id -> index in _events
+        self._cursors: dict[str, int] = {}
+        self._dead: dict[tuple[str, int], DeadLetter] = {}
 
     def _check_open(self) -> None:
         if self._closed:
@@ -106,6 +112,9 @@ class MemoryStore(AsyncClosing):
             if (taken and slot not in freed) or slot in slots:
                 raise StoreConflict("UNIQUE constraint failed: drafts.thread, drafts.seq")
             slots.add(slot)
+        ids = [e.id for e in c.events]
+        if len(set(ids)) != len(ids) or any(i in self._event_ids for i in ids):
+            raise StoreConflict("UNIQUE constraint failed: events.id")
 
     async def commit(self, c: Commit) -> None:
         """Apply ``c`` all or nothing: every check runs before the first change."""
@@ -147,6 +156,17 @@ class MemoryStore(AsyncClosing):
             self._drop(thread)
         for key in c.unset:
             self._meta.pop(key, None)
+        self._apply_events(c)
+
+    def _apply_events(self, c: Commit) -> None:
+        """Parts 23–26 of ``c``: the event feed."""
+        for e in c.events:
+            self._event_ids[e.id] = len(self._events)
+            self._events.append(dataclasses.replace(e, pos=len(self._events) + 1))
+        self._cursors.update(c.event_cursors)
+        for key in c.dead_letters_done:
+            self._dead.pop(key, None)
+        self._dead.update(((d.name, d.pos), d) for d in c.dead_letters)
 
     def _apply_rows(self, c: Commit) -> None:
         """The typed-record parts of ``c``, in :class:`~vrmproto.store.Commit`'s order."""
@@ -166,6 +186,11 @@ class MemoryStore(AsyncClosing):
                 del rows[field]
         for h in c.held:
             self._held.setdefault(h.thread, {})[h.field] = h
+        if c.held_drop:  # the dropped shares' events keep no personal data
+            gone = set(c.held_drop)
+            for i, e in enumerate(self._events):
+                if e.personal is not None and (e.thread, e.msg_hash) in gone:
+                    self._events[i] = dataclasses.replace(e, personal=None)
         self._intents.update((i.intent_id, i) for i in c.intents)
         self._offers.update((o.hash, o) for o in c.offers)
         self._share_notes.update((n.share, n) for n in c.share_notes)
@@ -193,6 +218,26 @@ class MemoryStore(AsyncClosing):
             self._outbox[item_id] = dataclasses.replace(
                 item, attempts=attempts, next_attempt_ms=next_attempt_ms, last_error=last_error
             )
+
+    async def events(
+        self, after: int = 0, limit: int = 100, *, thread: bytes | None = None
+    ) -> list[EventRecord]:
+        self._check_open()
+        found = (e for e in self._events[max(after, 0):] if thread is None or e.thread == thread)
+        return [e for _, e in zip(range(limit), found, strict=False)]
+
+    async def event(self, event_id: str) -> EventRecord | None:
+        self._check_open()
+        index = self._event_ids.get(event_id)
+        return None if index is None else self._events[index]
+
+    async def event_cursor(self, name: str) -> int:
+        self._check_open()
+        return self._cursors.get(name, 0)
+
+    async def dead_letters(self, name: str | None = None) -> list[DeadLetter]:
+        self._check_open()
+        return [d for key, d in sorted(self._dead.items()) if name is None or key[0] == name]
 
     async def purge_dedupe(self, now_ms: int) -> int:
         self._check_open()

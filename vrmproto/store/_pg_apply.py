@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, TypeVar
 
+from vrmproto.store import _pg_events as feed
 from vrmproto.store import _pg_rows as typed
 from vrmproto.store._base import (
     Commit,
@@ -152,6 +153,7 @@ async def apply_commit(conn: Connection, c: Commit) -> None:
     if c.outbox_add:
         await conn.execute(_INSERT_OUTBOX, *_columns(_outbox_row(o) for o in c.outbox_add))
     await typed.apply_typed(conn, c)
+    await feed.redact(conn, c.held_drop)
     if c.drop:  # history first: its rows reference the relationship's
         await conn.execute("DELETE FROM history WHERE thread = ANY($1::bytea[])", list(c.drop))
         await conn.execute(
@@ -160,6 +162,7 @@ async def apply_commit(conn: Connection, c: Commit) -> None:
         await typed.drop_typed(conn, list(c.drop))
     if c.unset:
         await conn.execute("DELETE FROM meta WHERE key = ANY($1::text[])", list(c.unset))
+    await feed.apply_events(conn, [c])
 
 
 def groupable(c: Commit | None) -> bool:
@@ -170,6 +173,8 @@ def groupable(c: Commit | None) -> bool:
         return False
     if (c.threads or c.drafts_add or c.drafts_done or c.save_points_done or c.held_drop
             or c.intents or c.offers or c.share_notes or c.intents_drop):  # fmt: skip
+        return False
+    if c.event_cursors or c.dead_letters or c.dead_letters_done:
         return False
     threads = {r.thread for r in c.relationships}
     return all(h.thread in threads for h in c.history)
@@ -203,4 +208,5 @@ async def apply_group(conn: Connection, commits: list[Commit]) -> bool:
         return False
     await _write_rows(conn, commits)
     await typed.apply_group_typed(conn, commits)
+    await feed.apply_events(conn, commits)
     return True

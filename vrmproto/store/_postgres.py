@@ -57,6 +57,7 @@ from vrmproto.store._base import (
 )
 from vrmproto.store._pg_apply import apply_commit, apply_group, groupable
 from vrmproto.store._pg_conns import Connections
+from vrmproto.store._pg_events import EventReads
 from vrmproto.store._pg_locks import AdvisoryLocks
 from vrmproto.store._pg_reads import SELECT_OUTBOX, TypedReads
 from vrmproto.store._pg_schema import SCHEMA_VERSION, check_schema_name, migrate
@@ -160,7 +161,7 @@ def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
         future.set_exception(exc)
 
 
-class PostgresStore(TypedReads, AsyncClosing):
+class PostgresStore(TypedReads, EventReads, AsyncClosing):
     """A :class:`~vrmproto.store.Store` on PostgreSQL (see the module docstring).
 
     ``store = await PostgresStore.open("postgresql://…")`` or ``await

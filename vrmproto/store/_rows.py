@@ -20,6 +20,9 @@ Vendor side (the server):
 - :class:`HeldRecord` — the customer data a vendor holds (§12.10), one row per field, naming
   the message (data.share or address.update) it came from and when that share expires.
 
+- :class:`EventRecord` — one entry of the vendor's event feed, written in the Commit of the
+  message it tells of; :class:`DeadLetter` — an event a webhook gave up delivering.
+
 Both sides:
 
 - :class:`SavePoint` — the relationship as it was before a message of ours, so that a peer's
@@ -37,7 +40,9 @@ from enum import Enum
 from vrmproto._vocab import DataSource
 
 __all__ = [
+    "DeadLetter",
     "DraftRecord",
+    "EventRecord",
     "HeldRecord",
     "IntentRecord",
     "OfferRecord",
@@ -210,3 +215,37 @@ class ShareNote:
     shared_ms: int
     status: str  # the delivery status when noted: "confirmed", "queued", …
     withdrawn_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One event of the vendor's feed: an accepted message (or a reply of ours committed with
+    it) told to the vendor's own systems (docs/events.md).
+
+    ``id`` is stable (derived from the message hash, unique); ``seq`` orders the events of one
+    relationship (the message's history index: increasing, with gaps where receipts are);
+    ``pos`` is the event's place in the whole feed, assigned by the store on insert (0 in a
+    Commit) and never reused. ``data`` is a JSON object without personal data; ``personal`` the
+    JSON object of the fields a share or address update carried, or None — a ``held_drop`` of
+    the share (withdrawn or expired) sets it to None (the event stays, its personal data goes).
+    """
+
+    id: str
+    thread: bytes
+    seq: int
+    kind: str
+    msg_hash: bytes
+    recorded_ms: int
+    data: bytes
+    personal: bytes | None = None
+    pos: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a consumer (``name``: a webhook's name) gave up delivering, until replayed."""
+
+    name: str
+    pos: int  # the event's feed position
+    failed_ms: int
+    error: str

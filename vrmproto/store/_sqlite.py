@@ -78,11 +78,14 @@ from typing import Any, TypeVar
 
 from vrmproto._closing import AsyncClosing
 from vrmproto._files import private_dir, private_file
+from vrmproto.store import _sqlite_events as feed
 from vrmproto.store import _sqlite_rows as typed
 from vrmproto.store._base import (
     Commit,
+    DeadLetter,
     DedupeRecord,
     DraftRecord,
+    EventRecord,
     HeldRecord,
     HistoryEntry,
     IntentRecord,
@@ -178,6 +181,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migrate_0_to_1,
     _migrate_1_to_2,
     migrate_2_to_3,
+    feed.migrate_3_to_4,
 )
 """``_MIGRATIONS[n]`` takes the schema from version n to n + 1 (``PRAGMA user_version``)."""
 
@@ -370,12 +374,14 @@ def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
             (o.destination, o.thread, o.msg_hash, o.envelope, o.next_attempt_ms, o.created_ms),
         )
     typed.apply_rows(conn, c)
+    feed.redact(conn, c.held_drop)
     for thread in c.drop:  # history first: its rows reference the relationship's
         conn.execute("DELETE FROM history WHERE thread = ?", (thread,))
         conn.execute("DELETE FROM relationships WHERE thread = ?", (thread,))
         typed.drop_thread_rows(conn, thread)
     for key in c.unset:
         conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+    feed.apply_events(conn, c)
 
 
 def _groupable(c: Commit | None) -> bool:
@@ -387,6 +393,8 @@ def _groupable(c: Commit | None) -> bool:
         return False
     if (c.threads or c.drafts_add or c.drafts_done or c.save_points_done or c.held_drop
             or c.intents or c.offers or c.share_notes or c.intents_drop):  # fmt: skip
+        return False
+    if feed.has_event_parts(c):
         return False
     if not c.history:
         return True
@@ -433,6 +441,7 @@ def _apply_group(conn: sqlite3.Connection, commits: list[Commit]) -> bool:
     _insert_rows(conn, typed.SAVE_POINTS_UPSERT[0], points, typed.SAVE_POINTS_UPSERT[1])
     held = [typed.held_row(h) for c in commits for h in c.held]
     _insert_rows(conn, typed.HELD_UPSERT[0], held, typed.HELD_UPSERT[1])
+    _insert_rows(conn, feed.INSERT_EVENTS, [feed.event_row(e) for c in commits for e in c.events])
     return True
 
 
@@ -769,6 +778,20 @@ class SQLiteStore(AsyncClosing):
                 (attempts, next_attempt_ms, last_error, item_id),
             )
         )
+
+    async def events(
+        self, after: int = 0, limit: int = 100, *, thread: bytes | None = None
+    ) -> list[EventRecord]:
+        return await self._read(lambda conn: feed.read_events(conn, after, limit, thread))
+
+    async def event(self, event_id: str) -> EventRecord | None:
+        return await self._read(lambda conn: feed.read_event(conn, event_id))
+
+    async def event_cursor(self, name: str) -> int:
+        return await self._read(lambda conn: feed.read_cursor(conn, name))
+
+    async def dead_letters(self, name: str | None = None) -> list[DeadLetter]:
+        return await self._read(lambda conn: feed.read_dead_letters(conn, name))
 
     async def purge_dedupe(self, now_ms: int) -> int:
         """Delete de-duplication records that expired before ``now_ms``; return how many."""

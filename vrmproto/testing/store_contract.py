@@ -20,7 +20,9 @@ What the suite checks: each record's round trip and ordering; the order in which
 taken history slot, dedupe key or draft slot (only the conflicting Commit fails, even among
 concurrent ones); the history gap and orphan rules; ``drop`` of a thread with every row of it;
 the typed records of schema v3 (threads, drafts, save points, held data, intents, offers, share
-notes) and the per-thread outbox; a closed store refusing; named locks (§11.11-2).
+notes) and the per-thread outbox; a closed store refusing; named locks (§11.11-2); the event
+feed (events in Commit order with their feed positions, unique ids, personal data dropped with
+its share, cursors and dead letters).
 
 A backend that batches Commits (group commit) overrides :meth:`StoreContract.gather_in_one_batch`
 so that the all-or-nothing tests put their Commits in one batch for sure; the default fires them
@@ -38,8 +40,10 @@ import pytest
 
 from vrmproto.store import (
     Commit,
+    DeadLetter,
     DedupeRecord,
     DraftRecord,
+    EventRecord,
     HeldRecord,
     HistoryEntry,
     IntentRecord,
@@ -62,6 +66,7 @@ __all__ = [
     "digest",
     "draft",
     "entry",
+    "event",
     "held",
     "intent",
     "note",
@@ -191,6 +196,13 @@ def note(thread: bytes, tag: str, shared_ms: int = 10) -> ShareNote:
         fields=(("email", "a@example.org"), ("name", "Ann")), purposes=(1,), categories=(2, 3),
         expires_ms=5_000, shared_ms=shared_ms, status="confirmed",
     )  # fmt: skip
+
+
+def event(thread: bytes, seq: int, tag: str = "", personal: bytes | None = None) -> EventRecord:
+    """An event of the feed, about the message ``digest(thread, seq, tag)``."""
+    msg_hash = digest(thread, seq, tag)
+    return EventRecord("evt_" + msg_hash.hex(), thread, seq, "data.shared", msg_hash,
+                       100 + seq, b'{"n":%d}' % seq, personal)  # fmt: skip
 
 
 class StoreContract:
@@ -703,3 +715,60 @@ class StoreContract:
         assert await self.gather_in_one_batch(store, *commits) == [None] * 3
         assert await store.save_points(T1) == [second]
         assert await store.save_points(T2) == [save_point(T2, "other")]
+
+    # -- the event feed -------------------------------------------------------------------------
+
+    async def test_events_get_feed_positions_in_commit_order(self, store: Store) -> None:
+        await store.commit(Commit(events=(event(T1, 0), event(T1, 2, personal=b"{}"))))
+        await store.commit(Commit(events=(event(T2, 0),)))
+        found = await store.events()
+        assert [(e.thread, e.seq) for e in found] == [(T1, 0), (T1, 2), (T2, 0)]
+        assert [e.pos for e in found] == sorted(e.pos for e in found)
+        assert len({e.pos for e in found}) == 3
+        assert found[0].pos > 0
+        assert found[1] == dataclasses.replace(event(T1, 2, personal=b"{}"), pos=found[1].pos)
+        assert await store.events(after=found[0].pos, limit=1) == [found[1]]
+        assert await store.events(thread=T2) == [found[2]]
+        assert await store.event(found[2].id) == found[2]
+        assert await store.event("evt_none") is None
+
+    async def test_a_taken_event_id_is_a_conflict_and_nothing_is_written(
+        self, store: Store
+    ) -> None:
+        await store.commit(Commit(events=(event(T1, 0),)))
+        doomed = Commit(relationships=(rel(T2),), events=(event(T2, 0), event(T1, 0)))
+        others = [Commit(events=(event(T2, n),)) for n in range(1, 5)]
+        outcomes = await self.gather_in_one_batch(store, *others[:2], doomed, *others[2:])
+        assert isinstance(outcomes[2], StoreConflict)
+        assert outcomes[:2] + outcomes[3:] == [None] * 4
+        assert await store.get_relationship(T2) is None
+        assert sorted(e.seq for e in await store.events(thread=T2)) == [1, 2, 3, 4]
+
+    async def test_grouped_commits_keep_their_events_in_order(self, store: Store) -> None:
+        commits = [
+            Commit(relationships=(rel(bytes([n]) * 16),), events=(event(bytes([n]) * 16, 0),))
+            for n in range(10, 30)
+        ]
+        assert await self.gather_in_one_batch(store, *commits) == [None] * 20
+        found = await store.events(limit=1000)
+        assert [e.thread for e in found] == [bytes([n]) * 16 for n in range(10, 30)]
+
+    async def test_a_dropped_share_takes_its_events_personal_data(self, store: Store) -> None:
+        """The event stays, its personal data does not (withdrawn or expired share)."""
+        shared, other = event(T1, 0, personal=b'{"email":"a"}'), event(T1, 1, personal=b"{}")
+        await store.commit(Commit(events=(shared, other)))
+        await store.commit(Commit(relationships=(rel(T2),), drop=(T1,)))  # events outlive drop
+        await store.commit(Commit(held_drop=((T1, shared.msg_hash), (T2, other.msg_hash))))
+        found = await store.events()
+        assert [e.personal for e in found] == [None, b"{}"]
+        assert found[0].data == shared.data
+
+    async def test_event_cursors_and_dead_letters(self, store: Store) -> None:
+        assert await store.event_cursor("crm") == 0
+        dead = [DeadLetter("crm", 3, 10, "HTTP 500"), DeadLetter("crm", 5, 11, "timeout"),
+                DeadLetter("bi", 3, 12, "refused")]  # fmt: skip
+        await store.commit(Commit(event_cursors=(("crm", 2), ("bi", 9)), dead_letters=tuple(dead)))
+        await store.commit(Commit(event_cursors=(("crm", 7),), dead_letters_done=(("crm", 3),)))
+        assert (await store.event_cursor("crm"), await store.event_cursor("bi")) == (7, 9)
+        assert await store.dead_letters("crm") == [dead[1]]
+        assert await store.dead_letters() == [dead[2], dead[1]]

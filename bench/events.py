@@ -1,0 +1,156 @@
+"""The event feed's cost: messages accepted per second with and without the feed, and events
+delivered per second to a local webhook receiver, in one run (issue 14).
+
+Each of ``--n`` customers posts one prebuilt terms.offer to the reference vendor (SQLiteStore in
+a temp dir, the reference policy accepting: two events per message, the offer's and the
+accept's). Two server modes, alternated for ``--rounds`` rounds each, the server in a subprocess
+(this file with ``--serve``) and the client in this process, as in ``bench/inbox.py``:
+
+- ``nofeed``: the accept step writes no events (``events_of`` replaced by one returning none):
+  the engine as it was before the feed;
+- ``feed``: events written in each message's Commit, and a webhook delivering them (CloudEvents
+  JSON, Standard Webhooks signature) to a receiver in this process on 127.0.0.1.
+
+Figures: ``accepted_msgs_per_s`` per mode (median of the rounds), ``feed_cost`` = 1 - feed /
+nofeed (the issue asks for at most 0.15), and ``events_per_s``: events delivered and
+acknowledged per second, from the first post until the receiver has them all.
+
+Prints human lines, then one JSON object on the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from inbox import LIMITS, TERMS, VENDOR_SEED, announce_and_wait, build_offers, run_client
+
+from vrmproto import Identity
+from vrmproto.server import Endpoint, ReferencePolicy, serve
+from vrmproto.server import _accept as accept_step
+from vrmproto.server._webhooks import Webhook, parse_secret, running
+from vrmproto.store import SQLiteStore
+
+SECRET = "whsec_" + base64.b64encode(b"bench-secret-bench-secret").decode()
+
+
+async def serve_vendor(db: str, mode: str, hook_url: str) -> None:
+    if mode == "nofeed":
+        accept_step.events_of = lambda *args: ()  # type: ignore[assignment]
+    store = await SQLiteStore.open(Path(db) / "vendor.db")
+    policy = ReferencePolicy(accepts_terms=TERMS)
+    endpoint = Endpoint(Identity(VENDOR_SEED), store=store, limits=LIMITS, policy=policy,
+                        name="bench vendor")  # fmt: skip
+    hooks = [] if mode == "nofeed" else [
+        Webhook("bench", hook_url, parse_secret(SECRET), "https://bench.example/vrm")
+    ]  # fmt: skip
+    server = await serve(endpoint)
+    async with running(endpoint, hooks):
+        await announce_and_wait(server.port)
+    await server.close()
+    await store.close()
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.count = 0
+        self.want = 0
+        self.done = asyncio.Event()
+        self.last = 0.0
+
+    async def start(self) -> tuple[web.AppRunner, str]:
+        async def hook(request: web.Request) -> web.Response:
+            await request.read()
+            self.count += 1
+            if self.want and self.count >= self.want:
+                self.last = time.perf_counter()
+                self.done.set()
+            return web.Response(status=204)
+
+        app = web.Application()
+        app.router.add_post("/hook", hook)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+
+
+async def one_round(mode: str, n: int, concurrency: int) -> tuple[float, float | None]:
+    """(accepted msgs/s, events/s delivered or None) of one round."""
+    receiver = Receiver()
+    runner, url = await receiver.start()
+    with tempfile.TemporaryDirectory() as db:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--serve", mode, "--db", db, "--hook", url,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            port = int(await proc.stdout.readline())
+            offers = build_offers(n)
+            receiver.want = 2 * n if mode == "feed" else 0
+            start = time.perf_counter()
+            elapsed, _ = await run_client([f"http://127.0.0.1:{port}/vrm/inbox"], offers,
+                                          concurrency, check_ack=True)  # fmt: skip
+            events = None
+            if mode == "feed":
+                await asyncio.wait_for(receiver.done.wait(), 120)
+                events = receiver.count / (receiver.last - start)
+        finally:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            await asyncio.wait_for(proc.wait(), 30)
+    await runner.cleanup()
+    return n / elapsed, events
+
+
+async def run(n: int, concurrency: int, rounds: int) -> dict[str, object]:
+    rates: dict[str, list[float]] = {"nofeed": [], "feed": []}
+    delivered: list[float] = []
+    for r in range(rounds):
+        for mode in ("nofeed", "feed") if r % 2 == 0 else ("feed", "nofeed"):
+            rate, events = await one_round(mode, n, concurrency)
+            rates[mode].append(rate)
+            if events is not None:
+                delivered.append(events)
+            print(f"round {r + 1} {mode:>6}: {rate:8.0f} msgs/s accepted"
+                  + (f", {events:8.0f} events/s delivered" if events else ""), flush=True)
+    nofeed, feed = statistics.median(rates["nofeed"]), statistics.median(rates["feed"])
+    return {"n": n, "concurrency": concurrency, "rounds": rounds,
+            "accepted_msgs_per_s": {"nofeed": round(nofeed), "feed": round(feed)},
+            "feed_cost": round(1 - feed / nofeed, 3),
+            "events_per_s": round(statistics.median(delivered))}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=2000, help="messages (customers) per round")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--serve", choices=["nofeed", "feed"], help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--hook", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve_vendor(args.db, args.serve, args.hook))
+        return
+    report = asyncio.run(run(args.n, args.concurrency, args.rounds))
+    print(f"feed cost: {report['feed_cost']:.1%} of accepted msgs/s; "
+          f"events delivered: {report['events_per_s']}/s")
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""``vrm vendor events``: read a vendor's event feed (docs/events.md), and its webhooks' dead
+letters.
+
+::
+
+    vrm vendor events --config vendor.toml                  # the whole feed, one line each
+    vrm vendor events --config vendor.toml --since evt_…    # after that event (or a position)
+    vrm vendor events --config vendor.toml --follow --json  # then each new one, as JSON lines
+    vrm vendor events --config vendor.toml --dead           # the webhooks' dead letters
+    vrm vendor events --config vendor.toml --replay         # deliver them again
+
+The store is the one ``vrm vendor serve`` uses for the same file (and ``--data-dir``). With
+``--follow`` in a process of its own, new events are found by reading the store once a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import aiohttp
+import click
+
+from vrmproto.cli._context import run
+from vrmproto.cli._errors import EXIT_USAGE, CliError
+from vrmproto.cli._home import default_home
+from vrmproto.cli._vendor import check_vendor_file
+from vrmproto.server._config import VendorFile
+from vrmproto.server._events import FeedEvent, Wakeup, follow
+from vrmproto.server._webhooks import Deliverer
+from vrmproto.store import Store
+
+__all__ = ["vendor_events"]
+
+
+def _line(e: FeedEvent) -> str:
+    when = dt.datetime.fromtimestamp(e.recorded_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    fields = "" if e.personal is None else "  fields: " + ", ".join(sorted(e.personal["fields"]))
+    return f"{e.pos:>6}  {when}  {e.kind:<20}  {e.thread.hex()[:12]}  {e.id[:16]}…{fields}"
+
+
+async def _open(file: VendorFile, name: str, data_dir: Path | None) -> Store:
+    from vrmproto.cli import _cmd_vendor  # noqa: PLC0415 -- it registers this command
+
+    memory = file.store.kind == "memory"
+    if memory:
+        raise CliError("a vendor whose store is in memory keeps no feed to read", EXIT_USAGE,
+                       kind="config")  # fmt: skip
+    directory = data_dir or default_home() / "vendors" / _cmd_vendor._slug(name)
+    if file.store.kind != "postgresql" and not directory.is_dir():
+        raise CliError(f"no vendor data in {directory} (serve it first, or give --data-dir)",
+                       EXIT_USAGE, kind="config")  # fmt: skip
+    return await _cmd_vendor._open_store(file, directory)
+
+
+async def _read(store: Store, since: str | None, follow_: bool, as_json: bool) -> None:
+    after: int | str = 0
+    if since:
+        after = int(since) if since.isdigit() else since
+    try:
+        async for e in follow(store, Wakeup() if follow_ else None, after):
+            click.echo(json.dumps(e.as_json()) if as_json else _line(e))
+    except KeyError as exc:
+        raise CliError(str(exc.args[0]), EXIT_USAGE, kind="usage") from None
+
+
+async def _dead(file: VendorFile, store: Store, replay: bool, as_json: bool) -> None:
+    if not replay:
+        for d in await store.dead_letters():
+            row = {"webhook": d.name, "pos": d.pos, "failed": d.failed_ms, "error": d.error}
+            click.echo(json.dumps(row) if as_json else f"{d.name}  {d.pos:>6}  {d.error}")
+        return
+    source = file.server.public_url or "urn:vrmproto:vendor"
+    async with aiohttp.ClientSession() as session:
+        for entry in file.webhooks:
+            hook = entry.webhook(source)
+            delivered, left = await Deliverer(hook, store, session).replay()
+            row = {"webhook": hook.name, "delivered": delivered, "still_dead": left}
+            click.echo(json.dumps(row) if as_json else
+                       f"{hook.name}: {delivered} delivered, {left} still dead")  # fmt: skip
+
+
+async def _events(config_path: str, data_dir: Path | None, *, since: str | None, follow_: bool,
+                  as_json: bool, dead: bool, replay: bool) -> None:  # fmt: skip
+    file, config = check_vendor_file(config_path, os.environ)
+    store = await _open(file, config.name, data_dir)
+    try:
+        if dead or replay:
+            await _dead(file, store, replay, as_json)
+        else:
+            await _read(store, since, follow_, as_json)
+    finally:
+        await store.close()
+
+
+@click.command("events")
+@click.option("--config", "config_path", required=True,
+              type=click.Path(dir_okay=False, exists=True), help="The vendor's TOML file.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The vendor's data directory (as given to vrm vendor serve).")
+@click.option("--since", help="Start after this event id (or feed position).")
+@click.option("--follow", "follow_", is_flag=True, help="Then print each new event.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--dead", is_flag=True, help="List the webhooks' dead letters.")
+@click.option("--replay", is_flag=True, help="Deliver the webhooks' dead letters again.")
+def vendor_events(*, config_path: str, data_dir: Path | None, since: str | None, follow_: bool,
+                  as_json: bool, dead: bool, replay: bool) -> None:  # fmt: skip
+    """Read the vendor's event feed: what its customers agreed, shared, changed or withdrew."""
+    with contextlib.suppress(KeyboardInterrupt):  # --follow ends with ^C
+        run(_events(config_path, data_dir, since=since, follow_=follow_, as_json=as_json,
+                    dead=dead, replay=replay))

@@ -1,0 +1,270 @@
+"""The vendor's event feed: what each accepted message tells the vendor's own systems.
+
+Every message a vendor accepts (and every reply of its own committed with it, receipts and
+problems aside) becomes one :class:`~vrmproto.store.EventRecord`, written in the SAME store
+Commit as the message (:func:`events_of`, called from the accept step): nothing is an event that
+was not committed, and nothing committed fails to become one. The format is documented in
+``docs/events.md``; this module owns the event kinds, the JSON payloads and the in-process
+reader (:func:`follow`, ``Endpoint.events``). Delivery to webhooks is ``_webhooks``.
+
+- ``id`` — ``evt_`` and the hex of the message's hash: stable, the same on every replay.
+- ``seq`` — the message's index in the relationship's history: increasing per relationship.
+- ``data`` — the message's body without sealed content or keys, as JSON.
+- ``erase`` (data.withdrawn) — the ids of the data.shared events whose fields consumers must
+  erase now (an empty ``shares`` withdraws them all, §5.3.2); at a share's ``personal.expires``
+  consumers erase its fields without being told again (§5.3.1-4).
+- ``personal`` — the fields of a data.share or address.update with the purposes and categories
+  the customer agreed to (§5.3.1). When the share is withdrawn or expires, the store's
+  ``held_drop`` of it also drops this (§12.10-2, §12.10-4): the event stays, its personal data
+  goes; a reader also withholds it once the share's expiry has passed, before the sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import time
+import weakref
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vrmproto._envelope import Signed
+from vrmproto._messages import (
+    AddressUpdate,
+    DataShare,
+    FieldsContent,
+    Money,
+    RecordsContent,
+    TermsOffer,
+    TermsReject,
+)
+from vrmproto._state import Role
+from vrmproto._vocab import TermRef
+from vrmproto.store import EventRecord, Store
+
+if TYPE_CHECKING:
+    from vrmproto.server._accept import Step
+    from vrmproto.server._endpoint import Endpoint
+    from vrmproto.server._policy import Event
+
+__all__ = ["KINDS", "FeedEvent", "Wakeup", "events_of", "follow", "to_feed_event", "wakeup_of"]
+
+#: Event kind per message type (a terms.offer at index 0 opens the relationship).
+KINDS: Mapping[str, str] = {
+    "terms.offer": "terms.offered",
+    "terms.accept": "terms.accepted",
+    "terms.reject": "terms.rejected",  # "terms.countered" when it carries a counter-offer
+    "data.share": "data.shared",
+    "data.withdraw": "data.withdrawn",
+    "data.erased": "data.erased",
+    "data.request": "data.requested",
+    "data.return": "data.returned",
+    "address.update": "address.updated",
+    "intentcast": "intentcast.received",
+    "intent.offer": "offer.sent",
+    "intent.decline": "offer.declined",
+    "key.rotate": "key.rotated",
+    "relationship.end": "relationship.ended",
+}
+OPENED = "relationship.opened"
+COUNTERED = "terms.countered"
+_SKIPPED_FIELDS = frozenset({"sealed", "enc_key"})  # ciphertext and keys tell a CRM nothing
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON: bytes as hex, terms as ``{id, version}``, money as its two parts."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, TermRef):
+        return {"id": value.id, "version": value.version}
+    if isinstance(value, Money):
+        return {"amount": value.amount, "currency": value.currency}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _body(msg: Signed[Any]) -> dict[str, Any]:
+    return {
+        f.name: _plain(getattr(msg.body, f.name))
+        for f in dataclasses.fields(msg.body)
+        if f.name not in _SKIPPED_FIELDS and getattr(msg.body, f.name) is not None
+    }
+
+
+def kind_of(msg: Signed[Any], seq: int) -> str:
+    if isinstance(msg.body, TermsOffer) and seq == 0:
+        return OPENED
+    if isinstance(msg.body, TermsReject) and msg.body.counter:
+        return COUNTERED
+    return KINDS[msg.type]
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _personal(msg: Signed[Any], content: FieldsContent | RecordsContent | None) -> bytes | None:
+    """The personal data an event may carry: the fields of a share or an address update, with
+    the purposes and categories the customer agreed to (§5.3.1)."""
+    if not isinstance(content, FieldsContent):
+        return None
+    body = msg.body
+    if isinstance(body, DataShare):
+        return _dumps({"fields": dict(content.fields), "purposes": list(body.purposes),
+                       "categories": list(body.categories), "expires": body.expires})  # fmt: skip
+    if isinstance(body, AddressUpdate):
+        return _dumps({"fields": dict(content.fields)})
+    return None
+
+
+def record_of(
+    msg: Signed[Any],
+    seq: int,
+    *,
+    now: int,
+    incoming: bool,
+    personal: bytes | None = None,
+    erase: Iterable[bytes] = (),
+) -> EventRecord | None:
+    """The event ``msg`` (logged at ``seq``) makes, or None for a receipt or problem.
+    ``erase``: the shares whose data consumers must erase now (a withdrawal's, §5.3.2)."""
+    if msg.type not in KINDS:
+        return None
+    data: dict[str, Any] = {"type": msg.type, "from": "customer" if incoming else "vendor",
+                            "created": msg.header.created, "body": _body(msg)}  # fmt: skip
+    if erase:
+        data["erase"] = ["evt_" + share.hex() for share in erase]
+    return EventRecord("evt_" + msg.hash.hex(), msg.thread, seq, kind_of(msg, seq), msg.hash,
+                       now, _dumps(data), personal)  # fmt: skip
+
+
+def events_of(ep: Endpoint, step: Step, msg: Signed[Any], now: int) -> tuple[EventRecord, ...]:
+    """The events of one accept step, for its Commit: the incoming message's, then each of our
+    replies' (a customer's agent endpoint keeps no feed)."""
+    if ep.role is not Role.VENDOR:
+        return ()
+    index = {e.msg_hash: e.index for e in step.rel.history.entries()}
+    seq = index.get(msg.hash, len(step.rel.history) - 1)
+    first = record_of(msg, seq, now=now, incoming=True,
+                      personal=_personal(msg, step.event.content),
+                      erase=[share for _, share in step.held_drop])  # fmt: skip
+    replies = (record_of(s.message, s.entry.index, now=now, incoming=False) for s in step.replies)
+    return tuple(e for e in (first, *replies) if e is not None)
+
+
+# -- reading the feed ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """One event as a consumer reads it (see ``docs/events.md``)."""
+
+    id: str
+    pos: int
+    thread: bytes
+    seq: int
+    kind: str
+    recorded_ms: int
+    data: dict[str, Any]
+    personal: dict[str, Any] | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The event as the JSON object the CLI prints and a webhook's CloudEvent carries."""
+        return {"id": self.id, "pos": self.pos, "relationship": self.thread.hex(),
+                "seq": self.seq, "kind": self.kind, "recorded": self.recorded_ms,
+                **self.data, "personal": self.personal}  # fmt: skip
+
+
+def to_feed_event(e: EventRecord, now: int) -> FeedEvent:
+    """``e`` for a reader at ``now``: a share's fields are withheld once it expired (§5.3.1-4)."""
+    personal = None if e.personal is None else json.loads(e.personal)
+    if personal is not None and personal.get("expires", now + 1) <= now:
+        personal = None
+    return FeedEvent(e.id, e.pos, e.thread, e.seq, e.kind, e.recorded_ms, json.loads(e.data),
+                     personal)  # fmt: skip
+
+
+class Wakeup:
+    """Wakes feed readers when this process commits an event (after the commit: an endpoint
+    hook, §12.12); ``poll_s`` bounds the wait for events other processes commit.
+
+    A reader takes :meth:`arm` BEFORE it reads the store and awaits :meth:`wait` on it after,
+    so a commit between the read and the wait is not missed."""
+
+    def __init__(self, poll_s: float = 1.0) -> None:
+        self.poll_s = poll_s
+        self._changed = asyncio.Event()
+
+    async def __call__(self, event: Event) -> None:  # an Endpoint hook
+        self.notify()
+
+    def notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def arm(self) -> asyncio.Event:
+        return self._changed
+
+    async def wait(self, armed: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(armed.wait(), self.poll_s)
+
+
+_WAKEUPS: weakref.WeakKeyDictionary[Endpoint, Wakeup] = weakref.WeakKeyDictionary()
+
+
+def wakeup_of(ep: Endpoint) -> Wakeup:
+    """The endpoint's :class:`Wakeup`, subscribed to its hooks on first use."""
+    found = _WAKEUPS.get(ep)
+    if found is None:
+        found = _WAKEUPS[ep] = Wakeup()
+        ep.subscribe(found)
+    return found
+
+
+async def resolve(store: Store, after: int | str) -> int:
+    """A feed position from a position or an event id (the position of that event)."""
+    if isinstance(after, int):
+        return after
+    found = await store.event(after)
+    if found is None:
+        raise KeyError(f"no event {after!r} in the feed")
+    return found.pos
+
+
+async def follow(
+    store: Store,
+    wakeup: Wakeup | None,
+    after: int | str = 0,
+    *,
+    clock: Callable[[], int] = wall_ms,
+    batch: int = 100,
+) -> AsyncGenerator[FeedEvent, None]:
+    """Every event after ``after`` (a position or an event id), in feed order, then each new
+    one as it is committed; without ``wakeup``, stop at the end of the feed."""
+    pos = await resolve(store, after)
+    while True:
+        armed = wakeup.arm() if wakeup is not None else None
+        found = await store.events(pos, batch)
+        now = clock()
+        for e in found:
+            pos = e.pos
+            yield to_feed_event(e, now)
+        if len(found) == batch:
+            continue
+        if wakeup is None or armed is None:
+            return
+        await wakeup.wait(armed)
+
+
+def kinds() -> Iterable[str]:
+    """Every event kind, sorted."""
+    return sorted({*KINDS.values(), OPENED, COUNTERED})

@@ -1,0 +1,266 @@
+"""Webhooks: the vendor's event feed pushed to its own systems, at least once, in order per
+relationship (docs/events.md).
+
+Each event is POSTed as a CloudEvents 1.0 JSON document (structured mode, the ``cloudevents``
+SDK): ``id`` the event id, ``type`` ``org.vrmproto.<kind>``, ``source`` the vendor's public URL,
+``subject`` the relationship (thread id, hex), ``time`` when it was committed, ``data`` the event
+(``FeedEvent.as_json``). It is signed per Standard Webhooks: ``webhook-id`` (the event id, the
+receiver's de-duplication key), ``webhook-timestamp`` (Unix seconds) and ``webhook-signature:
+v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` under the secret given as ``whsec_<base64>``.
+
+Delivery (:class:`Deliverer`): read a batch of the feed after the webhook's durable cursor,
+deliver each relationship's events in order (relationships in parallel), retry a failure with
+exponential backoff and jitter, and only once every event of the batch is delivered or set aside
+commit the cursor past it. A crash therefore re-delivers at most the batch in flight, never
+skips. An event still failing ``dead_after_s`` after its first attempt becomes a dead letter
+(:class:`~vrmproto.store.DeadLetter`) and its relationship's later events go on; ``vrm vendor
+events --replay`` delivers dead letters again. A 2xx answer is an acknowledgement; anything else
+(or no answer within ``timeout_s``) is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import aiohttp
+from cloudevents.core.bindings.http import to_structured_event
+from cloudevents.core.v1.event import CloudEvent
+
+from vrmproto.server._events import FeedEvent, Wakeup, to_feed_event, wakeup_of
+from vrmproto.store import Commit, DeadLetter, EventRecord, Store
+
+if TYPE_CHECKING:
+    from vrmproto.server._config import VendorFile
+    from vrmproto.server._endpoint import Endpoint
+
+__all__ = ["Deliverer", "Webhook", "parse_secret", "render", "running", "sign", "webhooks"]
+
+log = logging.getLogger("vrmproto.server.webhooks")
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 -- the format's prefix, not a secret
+TYPE_PREFIX = "org.vrmproto."
+
+
+def parse_secret(text: str) -> bytes:
+    """The key of a ``whsec_<base64>`` secret (Standard Webhooks); ValueError if malformed."""
+    if not text.startswith(SECRET_PREFIX):
+        raise ValueError("a webhook secret starts with whsec_")
+    try:
+        key = base64.b64decode(text[len(SECRET_PREFIX) :], validate=True)
+    except ValueError:
+        raise ValueError("a webhook secret is whsec_ and base64") from None
+    if len(key) < 16:
+        raise ValueError("a webhook secret needs at least 16 bytes of key")
+    return key
+
+
+def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value: ``v1,`` and the base64 HMAC-SHA256 of
+    ``id.timestamp.body``."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """One receiver of the feed. ``name`` keys its cursor and dead letters; ``purposes``, when
+    given, limits the personal data it receives to shares made for one of them (§6.6)."""
+
+    name: str
+    url: str
+    key: bytes
+    source: str  # the vendor's public URL: the CloudEvents source
+    purposes: frozenset[int] | None = None
+    timeout_s: float = 10.0
+    dead_after_s: float = 3 * 86_400.0
+    backoff_s: float = 1.0  # the first retry's delay; it doubles up to backoff_max_s
+    backoff_max_s: float = 300.0
+    batch: int = 100
+    parallel: int = 16  # relationships delivered at once
+
+    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """The wait before retry ``attempt`` (1, 2, …): exponential, with full jitter in its
+        upper half so that receivers coming back are not hit by every sender at once."""
+        ceiling: float = min(self.backoff_max_s, self.backoff_s * 2.0 ** (attempt - 1))
+        return ceiling * (0.5 + rng() / 2)
+
+
+def _for(hook: Webhook, event: FeedEvent) -> FeedEvent:
+    """``event`` with the personal data ``hook`` may receive."""
+    personal = event.personal
+    if personal is None or hook.purposes is None or "purposes" not in personal:
+        return event
+    if hook.purposes.isdisjoint(personal["purposes"]):
+        personal = None
+    return FeedEvent(event.id, event.pos, event.thread, event.seq, event.kind,
+                     event.recorded_ms, event.data, personal)  # fmt: skip
+
+
+def render(hook: Webhook, event: FeedEvent, now_s: int) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of ``event``'s POST to ``hook`` (see the module docstring)."""
+    event = _for(hook, event)
+    cloud = CloudEvent(
+        attributes={
+            "id": event.id, "type": TYPE_PREFIX + event.kind, "source": hook.source,
+            "subject": event.thread.hex(), "datacontenttype": "application/json",
+            "time": dt.datetime.fromtimestamp(event.recorded_ms / 1000, dt.UTC),
+        },
+        data=event.as_json(),
+    )  # fmt: skip
+    message = to_structured_event(cloud)
+    headers = dict(message.headers)
+    headers["webhook-id"] = event.id
+    headers["webhook-timestamp"] = str(now_s)
+    headers["webhook-signature"] = sign(hook.key, event.id, now_s, message.body)
+    return message.body, headers
+
+
+class Deliverer:
+    """Pushes the feed of ``store`` to ``hook`` until cancelled (see the module docstring).
+    ``wakeup`` wakes it when this process commits an event; ``clock`` gives ms."""
+
+    def __init__(
+        self,
+        hook: Webhook,
+        store: Store,
+        session: aiohttp.ClientSession,
+        *,
+        wakeup: Wakeup | None = None,
+        clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.hook = hook
+        self.store = store
+        self.session = session
+        self.wakeup = wakeup if wakeup is not None else Wakeup()
+        self.clock = clock
+        self.delivered = 0  # deliveries acknowledged (2xx), for tests and the bench
+        self.failed = 0  # attempts that failed
+
+    async def run(self) -> None:
+        """Deliver until cancelled. One process at a time delivers to a hook: the others
+        (workers of the same vendor) wait on its store lock (§11.11-2)."""
+        async with self.store.lock(b"webhook:" + self.hook.name.encode()):
+            while True:
+                armed = self.wakeup.arm()
+                try:
+                    if await self.step():
+                        continue
+                except Exception:  # the store failed: the cursor did not move, try again
+                    log.exception("webhook %s: delivery failed", self.hook.name)
+                    await asyncio.sleep(self.hook.backoff_s)
+                    continue
+                await self.wakeup.wait(armed)
+
+    async def step(self) -> bool:
+        """Deliver one batch after the cursor and commit past it; False if there was none."""
+        hook = self.hook
+        cursor = await self.store.event_cursor(hook.name)
+        batch = await self.store.events(cursor, hook.batch)
+        if not batch:
+            return False
+        dead: list[DeadLetter] = []
+        lanes: dict[bytes, list[EventRecord]] = {}
+        for e in batch:
+            lanes.setdefault(e.thread, []).append(e)
+        room = asyncio.Semaphore(hook.parallel)
+
+        async def lane(events: Sequence[EventRecord]) -> None:
+            async with room:
+                for e in events:
+                    failure = await self.deliver(e)
+                    if failure is not None:
+                        dead.append(DeadLetter(hook.name, e.pos, self.clock(), failure))
+
+        await asyncio.gather(*(lane(events) for events in lanes.values()))
+        await self.store.commit(
+            Commit(event_cursors=((hook.name, batch[-1].pos),), dead_letters=tuple(dead))
+        )
+        return True
+
+    async def deliver(self, e: EventRecord) -> str | None:
+        """POST ``e`` until acknowledged (None) or dead (the last failure, after
+        ``dead_after_s``)."""
+        first = time.monotonic()
+        attempt = 0
+        while True:
+            error = await self.attempt(e)
+            if error is None:
+                return None
+            attempt += 1
+            if time.monotonic() - first >= self.hook.dead_after_s:
+                log.warning("webhook %s: event %s is a dead letter: %s", self.hook.name, e.id,
+                            error)  # fmt: skip
+                return error
+            await asyncio.sleep(self.hook.delay(attempt))
+
+    async def attempt(self, e: EventRecord) -> str | None:
+        """One POST of ``e``: None if acknowledged (2xx), else what went wrong."""
+        now = self.clock()
+        body, headers = render(self.hook, to_feed_event(e, now), now // 1000)
+        timeout = aiohttp.ClientTimeout(total=self.hook.timeout_s)
+        try:
+            async with self.session.post(self.hook.url, data=body, headers=headers,
+                                         timeout=timeout) as response:  # fmt: skip
+                await response.read()
+                if 200 <= response.status < 300:
+                    self.delivered += 1
+                    return None
+                self.failed += 1
+                return f"HTTP {response.status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.failed += 1
+            return f"{type(exc).__name__}: {exc}"[:500]
+
+    async def replay(self) -> tuple[int, int]:
+        """Deliver this hook's dead letters again, in feed order, one attempt each; those
+        acknowledged leave the dead letters. Returns (delivered, still dead)."""
+        done: list[tuple[str, int]] = []
+        left = 0
+        for d in await self.store.dead_letters(self.hook.name):
+            found = await self.store.events(d.pos - 1, 1)
+            if not found or found[0].pos != d.pos:
+                done.append((d.name, d.pos))  # the event is gone: nothing to replay
+                continue
+            if await self.attempt(found[0]) is None:
+                done.append((d.name, d.pos))
+            else:
+                left += 1
+        if done:
+            await self.store.commit(Commit(dead_letters_done=tuple(done)))
+        return len(done), left
+
+
+@contextlib.asynccontextmanager
+async def running(endpoint: Endpoint, hooks: Sequence[Webhook]) -> AsyncIterator[list[Deliverer]]:
+    """Deliver ``endpoint``'s feed to each of ``hooks`` while the block runs."""
+    if not hooks:
+        yield []
+        return
+    wakeup = wakeup_of(endpoint)
+    async with aiohttp.ClientSession() as session:
+        deliverers = [Deliverer(h, endpoint.store, session, wakeup=wakeup, clock=endpoint.clock)
+                      for h in hooks]  # fmt: skip
+        tasks = [asyncio.create_task(d.run(), name=f"webhook {d.hook.name}") for d in deliverers]
+        try:
+            yield deliverers
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def webhooks(file: VendorFile, url: str) -> list[Webhook]:
+    """The ``[[webhooks]]`` of a vendor file; ``url``: the vendor's own, when the file names no
+    ``server.public_url`` (the CloudEvents source)."""
+    return [entry.webhook(file.server.public_url or url) for entry in file.webhooks]

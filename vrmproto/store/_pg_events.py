@@ -1,0 +1,118 @@
+"""PostgreSQL tables of the event feed (schema version 3): the SQLite store's
+(:mod:`vrmproto.store._sqlite_events`) with PostgreSQL types, and its queries.
+
+``pos`` is an identity column. Identity values are taken at insert and become visible at commit,
+so two transactions could commit their events out of ``pos`` order and a reader at the later
+one's ``pos`` would never see the earlier one's. So every transaction that writes events takes
+one transaction-level advisory lock just before (held to its COMMIT): events become visible in
+``pos`` order, whichever process wrote them. They are written last in a transaction, so the
+lock is held only for the insert and the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from vrmproto.store import _sqlite_events as lite
+from vrmproto.store._base import Commit
+from vrmproto.store._rows import DeadLetter, EventRecord
+
+if TYPE_CHECKING:
+    from asyncpg import Connection
+
+__all__ = ["SCHEMA_V3", "EventReads", "apply_events", "redact"]
+
+SCHEMA_V3 = (
+    """CREATE TABLE events (
+        pos bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id text NOT NULL UNIQUE,
+        thread bytea NOT NULL, seq integer NOT NULL, kind text NOT NULL,
+        msg_hash bytea NOT NULL, recorded_ms bigint NOT NULL, data bytea NOT NULL,
+        personal bytea)""",
+    "CREATE INDEX events_by_share ON events (thread, msg_hash)",
+    "CREATE TABLE event_cursors (name text PRIMARY KEY, pos bigint NOT NULL)",
+    """CREATE TABLE dead_letters (
+        name text NOT NULL, pos bigint NOT NULL, failed_ms bigint NOT NULL,
+        error text NOT NULL, PRIMARY KEY (name, pos))""",
+)
+
+#: The advisory lock key that orders event-writing transactions (any fixed 64-bit value).
+_ORDER_LOCK = 0x7672_6D5F_6576_6E74  # "vrm_evnt"
+
+_INSERT = (
+    f"INSERT INTO events ({lite.EVENT_COLUMNS}) SELECT * FROM unnest($1::text[], $2::bytea[], "  # noqa: S608
+    "$3::int4[], $4::text[], $5::bytea[], $6::int8[], $7::bytea[], $8::bytea[])"
+)
+
+
+async def redact(conn: Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> None:
+    """Part 15 for the feed: the personal data of the dropped shares' events goes."""
+    if held_drop:
+        first, second = zip(*held_drop, strict=True)
+        await conn.execute(
+            "UPDATE events SET personal = NULL WHERE (thread, msg_hash) IN "
+            "(SELECT * FROM unnest($1::bytea[], $2::bytea[]))",
+            list(first), list(second),
+        )  # fmt: skip
+
+
+async def apply_events(conn: Connection, commits: Sequence[Commit]) -> None:
+    """Parts 23–26 of ``commits``, in order (events in Commit order)."""
+    events = [lite.event_row(e) for c in commits for e in c.events]
+    if events:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _ORDER_LOCK)
+        await conn.execute(_INSERT, *(list(col) for col in zip(*events, strict=True)))
+    for c in commits:
+        if not lite.has_event_parts(c):
+            continue
+        await conn.executemany(
+            "INSERT INTO event_cursors (name, pos) VALUES ($1, $2) "
+            "ON CONFLICT (name) DO UPDATE SET pos = excluded.pos",
+            c.event_cursors,
+        )
+        await conn.executemany(
+            "DELETE FROM dead_letters WHERE name = $1 AND pos = $2", c.dead_letters_done
+        )
+        await conn.executemany(
+            "INSERT INTO dead_letters (name, pos, failed_ms, error) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (name, pos) DO UPDATE SET failed_ms = excluded.failed_ms, "
+            "error = excluded.error",
+            [(d.name, d.pos, d.failed_ms, d.error) for d in c.dead_letters],
+        )
+
+
+class EventReads:
+    """The feed's queries of :class:`~vrmproto.store.PostgresStore`."""
+
+    async def _rows(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
+        raise NotImplementedError  # the store's
+
+    async def events(
+        self, after: int = 0, limit: int = 100, *, thread: bytes | None = None
+    ) -> list[EventRecord]:
+        if thread is None:
+            found = await self._rows(
+                lite.SELECT_EVENT + "WHERE pos > $1 ORDER BY pos LIMIT $2", after, limit
+            )
+        else:
+            found = await self._rows(
+                lite.SELECT_EVENT + "WHERE pos > $1 AND thread = $2 ORDER BY pos LIMIT $3",
+                after, thread, limit,
+            )  # fmt: skip
+        return [lite.event_record(row) for row in found]
+
+    async def event(self, event_id: str) -> EventRecord | None:
+        found = await self._rows(lite.SELECT_EVENT + "WHERE id = $1", event_id)
+        return lite.event_record(found[0]) if found else None
+
+    async def event_cursor(self, name: str) -> int:
+        found = await self._rows("SELECT pos FROM event_cursors WHERE name = $1", name)
+        return int(found[0][0]) if found else 0
+
+    async def dead_letters(self, name: str | None = None) -> list[DeadLetter]:
+        sql = "SELECT name, pos, failed_ms, error FROM dead_letters "
+        if name is None:
+            found = await self._rows(sql + "ORDER BY name, pos")
+        else:
+            found = await self._rows(sql + "WHERE name = $1 ORDER BY pos", name)
+        return [DeadLetter(*row) for row in found]
