@@ -23,6 +23,7 @@ from _vendor_proc import Customer, post
 from vrmproto import Identity
 from vrmproto._binding import CONTENT_TYPE, DEFAULT_INBOX_PATH
 from vrmproto.store import PostgresConfig, PostgresStore
+from vrmproto.testing import Outcome, run_suite
 
 pytest.importorskip("asyncpg", reason="asyncpg is not installed (pip install -e '.[dev]')")
 
@@ -36,11 +37,23 @@ postgres_config = _postgres.postgres_config
 
 @dataclass
 class Vendor:
-    """A running ``vrm vendor serve`` process and what it logged."""
+    """A running ``vrm vendor serve`` process and what it logged. Its lines are read as they
+    come (a process whose stdout pipe fills up stops answering)."""
 
     proc: asyncio.subprocess.Process
     listening: dict[str, Any]
     events: list[dict[str, Any]] = field(default_factory=list)
+    lines: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
+    reader: asyncio.Task[None] | None = None
+
+    def start_reading(self) -> None:
+        async def read() -> None:
+            assert self.proc.stdout is not None
+            while line := await self.proc.stdout.readline():
+                self.lines.put_nowait(line)
+            self.lines.put_nowait(b"")
+
+        self.reader = asyncio.get_running_loop().create_task(read())
 
     @property
     def url(self) -> str:
@@ -52,11 +65,10 @@ class Vendor:
 
     async def next_event(self, wanted: str) -> dict[str, Any]:
         """Read log lines until one with ``event == wanted``."""
-        assert self.proc.stdout is not None
         while True:
-            line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+            line = await asyncio.wait_for(self.lines.get(), 60)
             assert line, f"the vendor exited before logging {wanted}"
-            event = json.loads(line)
+            event: dict[str, Any] = json.loads(line)
             self.events.append(event)
             if event.get("event") == wanted:
                 return event
@@ -67,11 +79,13 @@ class Vendor:
         return await asyncio.wait_for(self.proc.wait(), 60)
 
 
-def _vendor_file(tmp_path: Path, config: PostgresConfig, limits: dict[str, int]) -> Path:
+def _vendor_file(tmp_path: Path, config: PostgresConfig, limits: dict[str, int],
+                 extra: str = "") -> Path:  # fmt: skip
     url = f"{config.dsn}&vrm_schema={config.schema}&vrm_pool_size=2&vrm_writers=1"
     path = tmp_path / "vendor.toml"
     lines = [f'name = "Many Workers"\nseed = "{SEED}"\naccepts_terms = "all"\n',
-             f'store = "{url}"\n', "[limits]\n", *(f"{k} = {v}\n" for k, v in limits.items())]
+             f'store = "{url}"\n', "[limits]\n", *(f"{k} = {v}\n" for k, v in limits.items()),
+             extra]
     path.write_text("".join(lines))
     return path
 
@@ -84,6 +98,7 @@ async def vendor_process(config_file: Path, *args: str) -> AsyncIterator[Vendor]
         stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     vendor = Vendor(proc, {})
+    vendor.start_reading()
     try:
         vendor.listening = await vendor.next_event("listening")
         yield vendor
@@ -91,6 +106,8 @@ async def vendor_process(config_file: Path, *args: str) -> AsyncIterator[Vendor]
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        if vendor.reader is not None:
+            await vendor.reader
 
 
 @asynccontextmanager
@@ -224,6 +241,45 @@ async def test_workers_serve_one_port_are_restarted_when_killed_and_stop_on_sigt
     for pid in (pids[1], started["pid"]):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # reaped by the supervisor: gone
+
+
+#: Kept per process still (docs/deployment.md): the open negotiations per address prefix, so
+#: two workers admit up to twice open_relationships_per_address (§10-17).
+PER_PROCESS = ("ADM-001",)
+
+
+async def _suite_against_two_workers(
+    config: PostgresConfig, tmp_path: Path, *, only: tuple[str, ...] = (),
+    skip: tuple[str, ...] = (),
+) -> dict[str, tuple[str, str | None]]:
+    """Run the suite (strict) against ``--workers 2`` on PostgreSQL, with the deadlines of
+    tests/_broken_vendor.py so that the connection cases wait seconds, not tens; what failed."""
+    deadlines = "[connections]\nheader_timeout_ms = 1000\nidle_timeout_ms = 2000\n"
+    file = _vendor_file(tmp_path, config, {"body_read_timeout_ms": 2000}, deadlines)
+    async with vendor_process(file, "--workers", "2") as vendor:
+        result = await run_suite(vendor.url, seed=1_767_225_600, strict=True, only=only,
+                                 skip=skip)  # fmt: skip
+        assert await vendor.stop() == 0
+    ran = [r for r in result.records
+           if r.case.id not in skip and (not only or r.case.id in only)]  # fmt: skip
+    assert ran
+    return {r.case.id: (r.outcome.value, r.actual) for r in ran
+            if r.outcome not in (Outcome.PASSED, Outcome.INFORMATIONAL)}  # fmt: skip
+
+
+async def test_the_conformance_suite_passes_strict_against_two_workers(
+    postgres_config: PostgresConfig, tmp_path: Path
+) -> None:
+    """Spec §14, SHOULDs included, against ``--workers 2``: every case but :data:`PER_PROCESS`."""
+    assert await _suite_against_two_workers(postgres_config, tmp_path, skip=PER_PROCESS) == {}
+
+
+@pytest.mark.xfail(strict=True, reason="the first-contact budgets per address prefix are kept "
+                   "per process (docs/deployment.md): not yet in the database")  # fmt: skip
+async def test_the_open_negotiations_budget_holds_across_two_workers(
+    postgres_config: PostgresConfig, tmp_path: Path
+) -> None:
+    assert await _suite_against_two_workers(postgres_config, tmp_path, only=PER_PROCESS) == {}
 
 
 async def test_workers_need_a_postgresql_store(tmp_path: Path) -> None:
