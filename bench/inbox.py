@@ -80,6 +80,7 @@ from vrmproto._binding import CONTENT_TYPE, DEFAULT_INBOX_PATH, decode_replies
 from vrmproto._keys import Context
 from vrmproto._messages import Receipt
 from vrmproto.server import Endpoint, ReferencePolicy, serve
+from vrmproto.server._workers import share_rate_limits
 from vrmproto.store import MemoryStore, PostgresStore, SQLiteStore, Store
 from vrmproto.store._pg_cluster import PrivateCluster, missing_reason
 
@@ -127,6 +128,7 @@ async def serve_endpoint(db: str, *, accept: bool, store_kind: str = "sqlite") -
         limits=LIMITS,
         name="bench vendor",
     )
+    share_rate_limits(endpoint, store)  # on PostgreSQL, as `vrm vendor serve` (spec §12.9-8)
     server = await serve(endpoint)
     await announce_and_wait(server.port)
     await server.close()

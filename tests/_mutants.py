@@ -1313,7 +1313,7 @@ def rate_counts_forgeries() -> None:
         "    now = self.clock()\n",
         "    if peek.sender is not None:\n        self.sender_limit.charge(peek.sender)\n"
         "    now = self.clock()\n"), (
-        "    self.sender_limit.charge(msg.sender)\n",
+        "    await self.sender_limit.acharge(msg.sender)\n",
         "    pass\n"))
 
 

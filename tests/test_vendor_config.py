@@ -193,3 +193,20 @@ def test_vrm_vendor_check_config(tmp_path: Path) -> None:
     r = _check_config(bad)
     assert r.returncode == 2
     assert f"{bad}: logging.formt: unknown field (did you mean 'format'?)" in r.stderr
+
+
+def test_workers_are_set_in_the_server_section_or_the_environment() -> None:
+    """Issue 15: ``[server] workers`` or ``VRM_SERVER_WORKERS``; above 1 only on PostgreSQL,
+    and without a metrics listener of its own (one port cannot be N listeners)."""
+    pg = BASE + 'store = "postgresql://vrm@db1/vrm"\n'
+    assert parse_vendor_file(tomllib.loads(pg)).server.workers == 1
+    file = parse_vendor_file(tomllib.loads(pg + "[server]\nworkers = 4\n"))
+    assert file.server.workers == 4
+    env = parse_vendor_file(tomllib.loads(pg), environ={"VRM_SERVER_WORKERS": "3"})
+    assert env.server.workers == 3
+    with pytest.raises(ConfigError, match="needs a postgresql store"):
+        parse_vendor_file(tomllib.loads(BASE), environ={"VRM_SERVER_WORKERS": "2"})
+    with pytest.raises(ConfigError, match=r"metrics\.port"):
+        parse_vendor_file(tomllib.loads(pg + "[server]\nworkers = 2\n[metrics]\nport = 9464\n"))
+    with pytest.raises(ConfigError, match="workers"):
+        parse_vendor_file(tomllib.loads(pg + "[server]\nworkers = 0\n"))

@@ -25,8 +25,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from vrmproto.server import serve
 from vrmproto.server._logging import configure_logging
-from vrmproto.store import MemoryStore
+from vrmproto.server._metrics import Metrics
+from vrmproto.store import Commit, MemoryStore
 from vrmproto.testing import run_suite
+from vrmproto.testing.store_contract import T1, outbox, rel
 
 CONTENT_TYPE = "application/vnd.vrmproto+msgpack"
 FAMILIES = {
@@ -184,3 +186,47 @@ async def test_vendor_serve_metrics_after_a_conformance_run(tmp_path: Path) -> N
     assert messages
     assert all({"ts", "vendor", "kind", "thread", "sender", "status", "latency_ms"}
                             <= line.keys() for line in messages)
+
+
+async def test_metrics_on_a_listener_of_their_own(tmp_path: Path) -> None:
+    """``--metrics-port``: ``/metrics`` answers on its own listener, and only there (the main
+    port serves the protocol and the health probes, not the metrics)."""
+    vendor = _Served("--config", str(VENDOR_FILES / "avis.toml"), "--data-dir",
+                     str(tmp_path / "avis"), "--no-advertise", "--metrics-port", "0")  # fmt: skip
+    try:
+        url, metrics_url = vendor.info["url"], vendor.info["metrics"]
+        assert metrics_url.endswith("/metrics")
+        assert not metrics_url.startswith(url + "/")  # another port
+        async with aiohttp.ClientSession() as http:
+            async with http.get(metrics_url) as r:
+                assert r.status == 200
+                assert r.headers["Content-Type"].startswith("text/plain")
+                text = await r.text()
+            async with http.get(f"{url}/metrics") as r:
+                assert r.status == 404
+            async with http.get(f"{url}/healthz") as r:
+                assert r.status == 200
+    finally:
+        vendor.stop()
+    families = {f.name: f.type for f in text_string_to_metric_families(text)}
+    assert {name: families.get(name) for name in FAMILIES} == FAMILIES
+
+
+async def test_the_outbox_depth_gauge_counts_what_waits_in_the_outbox() -> None:
+    """``vrm_outbox_depth`` reads the store: the messages waiting, not yet delivered."""
+    store = MemoryStore()
+    await store.commit(Commit(relationships=(rel(T1),), outbox_add=(
+        outbox("https://a.example", 0), outbox("https://b.example", 1))))  # fmt: skip
+    metrics = Metrics()
+
+    def depth(text: str) -> float:
+        (family,) = (f for f in text_string_to_metric_families(text)
+                     if f.name == "vrm_outbox_depth")  # fmt: skip
+        return float(family.samples[0].value)
+
+    await metrics.refresh(store)
+    assert depth(metrics.text().decode()) == 2
+    (first, _) = await store.outbox_all()
+    await store.commit(Commit(outbox_done=(first.item_id,)))
+    await metrics.refresh(store)
+    assert depth(metrics.text().decode()) == 1

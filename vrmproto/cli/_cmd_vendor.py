@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -41,9 +42,11 @@ from vrmproto.server import (
     serve,
 )
 from vrmproto.server._config import VendorFile
+from vrmproto.server._endpoint import Endpoint
 from vrmproto.server._logging import configure_logging
 from vrmproto.server._metrics import MeteredStore, Metrics, metrics_handler
 from vrmproto.server._webhooks import running, webhooks
+from vrmproto.server._workers import Supervisor, listening_socket, share_rate_limits
 from vrmproto.store import MemoryStore, PostgresStore, SQLiteStore, Store, StoreError
 
 __all__ = ["serve_vendor", "vendor"]
@@ -105,10 +108,20 @@ async def _metrics_listener(file: VendorFile, metrics: Metrics | None,
         await runner.cleanup()
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Worker:
+    """One of ``--workers``: which, the supervisor's socket, and what to call once serving."""
+
+    index: int
+    sock: socket.socket
+    ready: Callable[[], None]
+
+
 async def serve_vendor(config: VendorConfig, *, identity: Identity, data_dir: Path | None,
-                       base: Path = Path()) -> None:  # fmt: skip
+                       base: Path = Path(), worker: _Worker | None = None) -> None:  # fmt: skip
     """Run the vendor of ``config`` (its ``file`` settings) until SIGINT/SIGTERM
-    (``data_dir`` None: in memory; the directory must exist)."""
+    (``data_dir`` None: in memory; the directory must exist); ``worker``: as one of several
+    processes on its supervisor's socket."""
     file = config.file if config.file is not None else VendorFile(name=config.name)
     tls = _tls(file, base)
     metrics = Metrics() if file.metrics.enabled else None
@@ -116,28 +129,85 @@ async def serve_vendor(config: VendorConfig, *, identity: Identity, data_dir: Pa
     try:
         metered = store if metrics is None else MeteredStore.wrap(store, metrics)
         endpoint = config.endpoint(identity, metered)
+        share_rate_limits(endpoint, store)  # a database store: across processes (§12.9-8)
         limits = file.connection_limits()
-        host, port = file.server.host, file.server.port
         same = None if file.metrics.port is not None else metrics
-        try:
-            server = await serve(endpoint, host, port, connection_limits=limits, ssl_context=tls,
-                                 deployment=file.server.deployment(), metrics=same)  # fmt: skip
-        except OSError as exc:
-            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_USAGE,
-                           kind="listen") from None  # fmt: skip
+        server = await _listen(endpoint, file, limits, tls=tls, metrics=same, worker=worker)
         async with server, _metrics_listener(file, metrics, store) as apart, \
                 _until_signalled() as stop:  # fmt: skip
-            _listening(config, identity, server, limits,
-                       apart or (f"{server.url}/metrics" if same else None))  # fmt: skip
+            if worker is None:
+                _listening(config, identity, server, limits,
+                           apart or (f"{server.url}/metrics" if same else None))  # fmt: skip
+            else:
+                worker.ready()
             async with contextlib.AsyncExitStack() as stack:
-                await stack.enter_async_context(running(endpoint, webhooks(file, server.url)))
-                if file.server.advertise:
+                first = worker is None or worker.index == 0
+                if first:  # one deliverer per vendor: the others' events reach it by polling
+                    await stack.enter_async_context(running(endpoint, webhooks(file, server.url)))
+                if file.server.advertise and first:
                     await _advertise(stack, name=config.name, port=server.port,
-                                     identity=identity, host=host)  # fmt: skip
+                                     identity=identity, host=file.server.host)  # fmt: skip
                 await stop.wait()
-        _event("stopped", f"⊃ {config.name} stopped")
+        if worker is None:
+            _event("stopped", f"⊃ {config.name} stopped")
     finally:
         await store.close()
+
+
+async def _listen(endpoint: Endpoint, file: VendorFile, limits: ConnectionLimits, *,
+                  tls: ssl.SSLContext | None, metrics: Metrics | None,
+                  worker: _Worker | None) -> Server:  # fmt: skip
+    host, port = file.server.host, file.server.port
+    try:
+        return await serve(endpoint, host, port, connection_limits=limits, ssl_context=tls,
+                           deployment=file.server.deployment(), metrics=metrics,
+                           sock=None if worker is None else worker.sock)  # fmt: skip
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_USAGE,
+                       kind="listen") from None  # fmt: skip
+
+
+def _serve_workers(config: VendorConfig, *, identity: Identity, data_dir: Path | None,
+                   base: Path) -> int:  # fmt: skip
+    """``--workers N``: a supervisor forking N processes onto one socket
+    (:mod:`vrmproto.server._workers`); the exit status."""
+    file = config.file
+    assert file is not None
+    try:
+        sock = listening_socket(file.server.host, file.server.port)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {file.server.host}:{file.server.port}: "
+                       f"{exc.strerror or exc}", EXIT_USAGE, kind="listen") from None  # fmt: skip
+
+    def work(index: int, sock: socket.socket, ready: Callable[[], None]) -> int:
+        try:
+            run(serve_vendor(config, identity=identity, data_dir=data_dir, base=base,
+                             worker=_Worker(index, sock, ready)))  # fmt: skip
+        except CliError as exc:
+            _event("worker_failed", f"  worker {index}: {exc.message}", worker=index,
+                   error=exc.message)  # fmt: skip
+            return 1
+        return 0
+
+    def listening(pids: list[int]) -> None:
+        port = sock.getsockname()[1]
+        scheme = "https" if file.server.tls_cert else "http"
+        host = file.server.host
+        url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+        fp = fingerprint(identity.public_key)
+        _event("listening", f"⊃ {config.name} listening on {url} with {len(pids)} workers "
+               f"(key {fp})", name=config.name, url=url, port=port, fingerprint=fp,
+               key=key_to_text(identity.public_key), workers=len(pids), pids=pids,
+               metrics=f"{url}/metrics" if file.metrics.enabled else None)  # fmt: skip
+
+    supervisor = Supervisor(file.server.workers, sock, work,
+                            lambda event, human, fields: _event(event, human, **fields))
+    try:
+        status = supervisor.run(listening)
+    finally:
+        sock.close()
+    _event("stopped", f"⊃ {config.name} stopped", status=status)
+    return status
 
 
 def _listening(config: VendorConfig, identity: Identity, server: Server,
@@ -176,7 +246,8 @@ def vendor() -> None:
 def _overrides(file: VendorFile, options: dict[str, Any]) -> VendorFile:
     """The file's settings with the command line's options over them (None: not given)."""
     server = {k: options[k] for k in ("host", "port", "advertise", "public_url", "tls_cert",
-                                      "tls_key") if options.get(k) is not None}  # fmt: skip
+                                      "tls_key", "workers")
+              if options.get(k) is not None}  # fmt: skip
     if options.get("trusted_proxies"):
         server["trusted_proxies"] = list(options["trusted_proxies"])
     connections = {k: v for k, v in options.items() if v is not None and k in
@@ -237,6 +308,9 @@ def _serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--ipv6-prefix", type=click.IntRange(1, 128),
                      help=f"Count IPv6 clients together by this prefix [{d.ipv6_prefix}]."),
         click.option("--json", "as_json", is_flag=True, help="Log one JSON object per line."),
+        click.option("--workers", type=click.IntRange(1, 256), help="Processes serving the "
+                     "port, each with its own database pool; above 1 needs --store "
+                     "postgresql://… (spec §12.9-8) [file, else 1]."),
     ]  # fmt: skip
     for option in reversed(options):
         f = option(f)
@@ -266,9 +340,14 @@ def vendor_serve(*, config_path: str, data_dir: Path | None, **options: Any) -> 
     identity = config.identity(directory)
     handler = configure_logging(vendor=config.name, json_lines=file.logging.format == "json",
                                 level=file.logging.level)  # fmt: skip
+    base = Path(config_path).parent
     try:
-        run(serve_vendor(config, identity=identity, data_dir=directory,
-                         base=Path(config_path).parent))  # fmt: skip
+        if file.server.workers > 1:
+            status = _serve_workers(config, identity=identity, data_dir=directory, base=base)
+            if status:
+                raise SystemExit(status)
+        else:
+            run(serve_vendor(config, identity=identity, data_dir=directory, base=base))
     finally:
         logging.getLogger("vrmproto").removeHandler(handler)
 

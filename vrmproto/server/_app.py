@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ def _middleware(endpoint: Endpoint) -> Middleware:
     @web.middleware
     async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
         probe = route_name(request) in UNLIMITED_ROUTES
-        limited = None if probe else endpoint.check_address(request.remote or "")
+        limited = None if probe else await endpoint.acheck_address(request.remote or "")
         if limited is not None:  # before a byte of the body is read (§12.9-6)
             return _web(limited, close=True)
         try:
@@ -297,8 +298,12 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     deployment: Deployment = NOT_PROXIED,
     metrics: Metrics | None = None,
+    sock: socket.socket | None = None,
 ) -> Server:
     """Start serving ``endpoint`` on ``host:port`` (0 picks a free port); see :class:`Server`.
+
+    ``sock``: serve on this listening socket instead of binding ``host:port`` (a worker of
+    ``vrm vendor serve --workers``, sharing its supervisor's socket with the other workers).
 
     ``ssl_context``: serve HTTPS (§12.1-1); ``deployment`` and ``metrics``: see :func:`make_app`.
 
@@ -312,7 +317,7 @@ async def serve(
     return await serve_app(
         make_app(endpoint, deployment=deployment, metrics=metrics), endpoint, host, port,
         access_log=access_log, shutdown_timeout=shutdown_timeout, lingering_time=lingering_time,
-        connection_limits=connection_limits, backlog=backlog, ssl_context=ssl_context,
+        connection_limits=connection_limits, backlog=backlog, ssl_context=ssl_context, sock=sock,
     )  # fmt: skip
 
 
@@ -328,6 +333,7 @@ async def serve_app(
     connection_limits: ConnectionLimits = DEFAULT_CONNECTION_LIMITS,
     backlog: int = 128,
     ssl_context: ssl.SSLContext | None = None,
+    sock: socket.socket | None = None,
 ) -> Server:
     """Like :func:`serve`, for an application of one's own whose routes answer for
     ``endpoint`` (a customer agent's, say): the same connection limits (§10.1), and the same
@@ -343,7 +349,7 @@ async def serve_app(
     site = ConnectionSite(
         runner, host, port, guard=guard, answer=_error_answer(endpoint), backlog=backlog,
         handler_kwargs={"access_log": access_log, "lingering_time": lingering_time},
-        ssl_context=ssl_context,
+        ssl_context=ssl_context, sock=sock,
     )  # fmt: skip
     try:
         await site.start()

@@ -30,6 +30,7 @@ environment variables over it: what ``vrm vendor serve`` and ``vrm vendor check-
     trusted_proxies = ["10.0.0.0/8", "127.0.0.1"] # whose Forwarded headers count (§12.13-1)
     tls_cert = "cert.pem"                        # serve HTTPS directly
     tls_key = "key.pem"
+    workers = 4                       # processes serving the port (needs a postgresql store)
     [store]
     kind = "sqlite"                   # or "memory", or "postgresql" with url = "postgresql://…"
     path = "vendor.db"                # relative to the data directory
@@ -211,6 +212,9 @@ class ServerSection(_Section):
     trusted_proxies: list[str] = []
     tls_cert: str | None = None
     tls_key: str | None = None
+    #: Processes serving the port, each with its own database pool (vrmproto.server._workers);
+    #: more than one needs a postgresql store (spec §12.7-4, §12.9-8).
+    workers: int = Field(default=1, ge=1, le=256)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -303,6 +307,16 @@ class VendorFile(_Section):
     logging: LoggingSection = LoggingSection()
     metrics: MetricsSection = MetricsSection()
     webhooks: list[WebhookEntry] = []
+
+    @model_validator(mode="after")
+    def _workers_share_a_database(self) -> VendorFile:
+        if self.server.workers > 1 and self.store.kind != "postgresql":
+            raise ValueError("server.workers above 1 needs a postgresql store: the processes "
+                             "share what they store and their rate limits through it")  # fmt: skip
+        if self.server.workers > 1 and self.metrics.port is not None:
+            raise ValueError("metrics.port is one listener, not one per worker: with "
+                             "server.workers above 1 serve /metrics on the main port")  # fmt: skip
+        return self
 
     @field_validator("store", mode="before")
     @classmethod

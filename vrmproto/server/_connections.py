@@ -31,6 +31,7 @@ import dataclasses
 import enum
 import ipaddress
 import logging
+import socket
 import ssl
 import time
 from collections import Counter, OrderedDict
@@ -389,7 +390,7 @@ class ConnectionSite(web.BaseSite):
     """
 
     __slots__ = ("_accept_errors", "_answer", "_guard", "_handler_kwargs", "_host", "_port",
-                 "_ssl")  # fmt: skip
+                 "_sock", "_ssl")  # fmt: skip
 
     def __init__(
         self,
@@ -402,9 +403,11 @@ class ConnectionSite(web.BaseSite):
         handler_kwargs: dict[str, Any],
         backlog: int = 128,
         ssl_context: ssl.SSLContext | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
         super().__init__(runner, backlog=backlog)
         self._ssl = ssl_context
+        self._sock = sock  # a listening socket to serve on instead of binding host:port
         self._host = host
         self._port = port
         self._guard = guard
@@ -435,8 +438,12 @@ class ConnectionSite(web.BaseSite):
                 **kwargs,
             )  # fmt: skip
 
-        server = await loop.create_server(handler, self._host, self._port,
-                                          backlog=self._backlog, ssl=self._ssl)  # fmt: skip
+        if self._sock is not None:  # a worker serving the supervisor's socket
+            server = await loop.create_server(handler, sock=self._sock, backlog=self._backlog,
+                                              ssl=self._ssl)  # fmt: skip
+        else:
+            server = await loop.create_server(handler, self._host, self._port,
+                                              backlog=self._backlog, ssl=self._ssl)  # fmt: skip
         self._server = server
         self._accept_errors = _AcceptErrors(loop, server, guard)
 

@@ -321,7 +321,13 @@ class Endpoint:
 
     def check_address(self, client: str) -> Response | None:
         """The per-address rate limit, checked before a body is read (§12.9-5, §12.9-6)."""
-        wait = self.address_limit.take(client)
+        return self._address_refusal(self.address_limit.take(client))
+
+    async def acheck_address(self, client: str) -> Response | None:
+        """:meth:`check_address`, with a limiter that may be shared by processes (§12.9-8)."""
+        return self._address_refusal(await self.address_limit.atake(client))
+
+    def _address_refusal(self, wait: int) -> Response | None:
         if not wait:
             return None
         return self.problem(
@@ -342,7 +348,7 @@ class Endpoint:
     async def _inbox(self, data: bytes, client: str) -> Response:
         peek = read_peek(data)
         if peek.sender is not None:
-            wait = self.sender_limit.retry_after(peek.sender)
+            wait = await self.sender_limit.aretry_after(peek.sender)
             if wait and peek.kind == ProblemReport.TYPE:  # §12.3-5
                 return Response(Problem.RATE_LIMITED.status, b"", {"Retry-After": str(wait)})
             if wait:
@@ -358,7 +364,7 @@ class Endpoint:
         # Only a verified message the receiver stores as new counts against its sender; a replay
         # counts against the address it came from (§12.9-6). The token is taken now, so that
         # concurrent messages see it, and given back when nothing new was stored.
-        self.sender_limit.charge(msg.sender)
+        await self.sender_limit.acharge(msg.sender)
         outcome = Outcome.REFUSED
         try:
             if msg.type == ProblemReport.TYPE:
@@ -367,9 +373,9 @@ class Endpoint:
             return response
         finally:
             if outcome is not Outcome.STORED:
-                self.sender_limit.refund(msg.sender)
+                await self.sender_limit.arefund(msg.sender)
             if outcome is Outcome.REPLAYED and client:
-                self.address_limit.charge(client)
+                await self.address_limit.acharge(client)
 
     async def _deliver(
         self, msg: Signed[Any], now: int, client: str

@@ -93,15 +93,15 @@ async def export(ep: Endpoint, data: bytes, client: str = "") -> Response:
     window = 2 * ep.limits.max_clock_skew_ms
     if ep._history_requests.seen(req.sender, req.nonce, now, window):  # a replay: address pays
         if client:
-            ep.address_limit.charge(client)
+            await ep.address_limit.acharge(client)
     else:
-        wait = ep.sender_limit.retry_after(req.sender)
+        wait = await ep.sender_limit.aretry_after(req.sender)
         if wait:
             return ep.problem(
                 Problem.RATE_LIMITED, "too many requests from this key", clause="§12.9-5",
                 retry_after=wait, to=req.sender, thread=req.thread,
             )  # fmt: skip
-        ep.sender_limit.charge(req.sender)
+        await ep.sender_limit.acharge(req.sender)
     if record is None:
         return ep.problem(
             Problem.NO_RELATIONSHIP, "there is no relationship with this thread id here",

@@ -5,6 +5,11 @@ fraction for a daily budget); a request takes one. The clock is injected (ms), s
 time by hand. Buckets are kept in least-recently-used order and the oldest is dropped once
 ``max_keys`` are held: a dropped bucket is the same as a full one, so memory stays bounded
 whatever keys a flood invents.
+
+Several server processes over one database (``vrm vendor serve --workers``, or several machines)
+keep these buckets in the database instead (§12.9-8): :class:`SharedRateLimiter`, whose
+awaitable methods (the ``a``-prefixed ones, which the endpoint calls) read and update one row
+per key in one statement. A :class:`RateLimiter`'s awaitable methods are its own, in memory.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from typing import Protocol
 
-__all__ = ["RateLimiter"]
+__all__ = ["BucketStore", "RateLimiter", "SharedRateLimiter"]
 
 
 class RateLimiter:
@@ -89,3 +95,79 @@ class RateLimiter:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+    # -- what the endpoint awaits: in memory here, in the database in SharedRateLimiter ------
+
+    async def atake(self, key: Hashable) -> int:
+        """:meth:`take`, awaited."""
+        return self.take(key)
+
+    async def aretry_after(self, key: Hashable) -> int:
+        """:meth:`retry_after`, awaited."""
+        return self.retry_after(key)
+
+    async def acharge(self, key: Hashable) -> None:
+        """:meth:`charge`, awaited."""
+        self.charge(key)
+
+    async def arefund(self, key: Hashable) -> None:
+        """:meth:`refund`, awaited."""
+        self.refund(key)
+
+
+class BucketStore(Protocol):
+    """Token buckets kept in a database that every server process shares (§12.9-8):
+    :class:`vrmproto.store._pg_rates.PgRateBuckets`. ``name`` tells the limits apart; each
+    call takes the bucket's ``rate`` (tokens a minute), ``burst`` and the time ``now`` (ms),
+    and returns the level after it (None from :meth:`level`/:meth:`refund` where the key has
+    no bucket, which is the same as a full one)."""
+
+    async def take(self, name: str, key: bytes, rate: float, burst: float,
+                   now: int) -> tuple[float, bool]: ...  # fmt: skip
+
+    async def charge(self, name: str, key: bytes, rate: float, burst: float,
+                     now: int) -> float: ...  # fmt: skip
+
+    async def refund(self, name: str, key: bytes, rate: float, burst: float,
+                     now: int) -> float | None: ...  # fmt: skip
+
+    async def level(self, name: str, key: bytes, rate: float, burst: float,
+                    now: int) -> float | None: ...  # fmt: skip
+
+
+def _key_bytes(key: Hashable) -> bytes:
+    if isinstance(key, bytes):
+        return key
+    return str(key).encode("utf-8")
+
+
+class SharedRateLimiter(RateLimiter):
+    """Token buckets in a database shared by every server process (§12.9-8): the same rule as
+    :class:`RateLimiter` (§12.9-5), one row per key, each update one atomic statement, so two
+    processes taking from one bucket at once take two tokens. The synchronous methods are
+    :class:`RateLimiter`'s own and keep nothing shared; the endpoint awaits the others."""
+
+    __slots__ = ("_db", "_name")
+
+    def __init__(self, db: BucketStore, name: str, per_minute: float, *,
+                 clock: Callable[[], int], burst: int | None = None) -> None:  # fmt: skip
+        super().__init__(per_minute, clock=clock, burst=burst)
+        self._db = db
+        self._name = name
+
+    def _args(self, key: Hashable) -> tuple[str, bytes, float, float, int]:
+        return self._name, _key_bytes(key), self.per_minute, float(self.burst), self._clock()
+
+    async def atake(self, key: Hashable) -> int:
+        tokens, taken = await self._db.take(*self._args(key))
+        return 0 if taken else self._wait_s(tokens)
+
+    async def aretry_after(self, key: Hashable) -> int:
+        tokens = await self._db.level(*self._args(key))
+        return 0 if tokens is None or tokens >= 1.0 else self._wait_s(tokens)
+
+    async def acharge(self, key: Hashable) -> None:
+        await self._db.charge(*self._args(key))
+
+    async def arefund(self, key: Hashable) -> None:
+        await self._db.refund(*self._args(key))

@@ -1,0 +1,311 @@
+"""Several server processes on one PostgreSQL database (spec §12.7-4, §12.6, §12.9-8): real
+``vrm vendor serve`` processes — two separate ones on ports of their own, as on two machines,
+and one supervisor with ``--workers 2`` on one port — on the session's private cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import _postgres
+import aiohttp
+import pytest
+from _vendor_proc import Customer, post
+
+from vrmproto import Identity
+from vrmproto._binding import CONTENT_TYPE, DEFAULT_INBOX_PATH
+from vrmproto.store import PostgresConfig, PostgresStore
+from vrmproto.testing import Outcome, run_suite
+
+pytest.importorskip("asyncpg", reason="asyncpg is not installed (pip install -e '.[dev]')")
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = "42" * 32
+VENDOR = Identity(bytes.fromhex(SEED))
+
+postgres_cluster = _postgres.postgres_cluster
+postgres_config = _postgres.postgres_config
+
+
+@dataclass
+class Vendor:
+    """A running ``vrm vendor serve`` process and what it logged. Its lines are read as they
+    come (a process whose stdout pipe fills up stops answering)."""
+
+    proc: asyncio.subprocess.Process
+    listening: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    lines: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
+    reader: asyncio.Task[None] | None = None
+
+    def start_reading(self) -> None:
+        async def read() -> None:
+            assert self.proc.stdout is not None
+            while line := await self.proc.stdout.readline():
+                self.lines.put_nowait(line)
+            self.lines.put_nowait(b"")
+
+        self.reader = asyncio.get_running_loop().create_task(read())
+
+    @property
+    def url(self) -> str:
+        return str(self.listening["url"])
+
+    @property
+    def inbox(self) -> str:
+        return self.url + DEFAULT_INBOX_PATH
+
+    async def next_event(self, wanted: str) -> dict[str, Any]:
+        """Read log lines until one with ``event == wanted``."""
+        while True:
+            line = await asyncio.wait_for(self.lines.get(), 60)
+            assert line, f"the vendor exited before logging {wanted}"
+            event: dict[str, Any] = json.loads(line)
+            self.events.append(event)
+            if event.get("event") == wanted:
+                return event
+
+    async def stop(self) -> int:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.proc.wait(), 60)
+
+
+def _vendor_file(tmp_path: Path, config: PostgresConfig, limits: dict[str, int],
+                 extra: str = "") -> Path:  # fmt: skip
+    url = f"{config.dsn}&vrm_schema={config.schema}&vrm_pool_size=2&vrm_writers=1"
+    path = tmp_path / "vendor.toml"
+    lines = [f'name = "Many Workers"\nseed = "{SEED}"\naccepts_terms = "all"\n',
+             f'store = "{url}"\n', "[limits]\n", *(f"{k} = {v}\n" for k, v in limits.items()),
+             extra]
+    path.write_text("".join(lines))
+    return path
+
+
+@asynccontextmanager
+async def vendor_process(config_file: Path, *args: str) -> AsyncIterator[Vendor]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from vrmproto.cli import main; main()", "vendor", "serve",
+        "--config", str(config_file), "--memory", "--no-advertise", "--json", *args, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    vendor = Vendor(proc, {})
+    vendor.start_reading()
+    try:
+        vendor.listening = await vendor.next_event("listening")
+        yield vendor
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        if vendor.reader is not None:
+            await vendor.reader
+
+
+@asynccontextmanager
+async def two_processes(
+    tmp_path: Path, config: PostgresConfig, **limits: int
+) -> AsyncIterator[tuple[Vendor, Vendor]]:
+    """Two vendor processes on ports of their own, one database schema."""
+    file = _vendor_file(tmp_path, config, limits)
+    async with vendor_process(file) as a, vendor_process(file) as b:
+        yield a, b
+        assert await a.stop() == 0
+        assert await b.stop() == 0
+
+
+async def _post_bytes(session: aiohttp.ClientSession, url: str, data: bytes) -> tuple[int, bytes]:
+    async with session.post(url, data=data, headers={"Content-Type": CONTENT_TYPE}) as resp:
+        return resp.status, await resp.read()
+
+
+# -- §12.7-4 and §12.6: one answer per (from, id), replay records shared -------------------------
+
+
+async def test_two_processes_receiving_the_same_message_at_once_give_one_answer(
+    postgres_config: PostgresConfig, tmp_path: Path
+) -> None:
+    """Raced 50 times: one history entry each, the same receipt bytes to both deliveries."""
+    async with two_processes(tmp_path, postgres_config) as (a, b), \
+            aiohttp.ClientSession() as session:  # fmt: skip
+        customers = [Customer(VENDOR) for _ in range(50)]
+        offers = [c.offer("vrm.no-tracking") for c in customers]
+        for offer in offers:
+            got = await asyncio.gather(_post_bytes(session, a.inbox, offer.envelope),
+                                       _post_bytes(session, b.inbox, offer.envelope))
+            assert [status for status, _ in got] == [200, 200]
+            assert got[0][1] == got[1][1]  # one answer, stored once, given to both
+    async with await PostgresStore.open(postgres_config) as store:
+        for customer, offer in zip(customers, offers, strict=True):
+            history = await store.history(customer.thread)
+            assert [h.msg_hash for h in history].count(offer.hash) == 1
+
+
+async def test_a_message_stored_by_one_process_is_a_replay_at_the_other(
+    postgres_config: PostgresConfig, tmp_path: Path
+) -> None:
+    """§12.6-2 across processes: the replay record is the database's, not a process's."""
+    async with two_processes(tmp_path, postgres_config) as (a, b), \
+            aiohttp.ClientSession() as session:  # fmt: skip
+        customer = Customer(VENDOR, base_url=a.url)
+        offer = customer.offer("vrm.no-tracking")
+        first = await _post_bytes(session, a.inbox, offer.envelope)
+        again = await _post_bytes(session, b.inbox, offer.envelope)
+        assert first[0] == again[0] == 200
+        assert again[1] == first[1]
+
+
+# -- §12.9-8: the rate limits hold across processes ----------------------------------------------
+
+
+async def _alternate(
+    vendors: Sequence[Vendor], requests: int, send: Callable[[str, int], Any]
+) -> list[int]:
+    return [await send(vendors[n % len(vendors)].inbox, n) for n in range(requests)]
+
+
+async def test_the_sender_rate_limit_counts_messages_stored_by_any_process(
+    postgres_config: PostgresConfig, tmp_path: Path
+) -> None:
+    """Four messages a minute from one key, sent alternately to two processes: the fifth is
+    refused, wherever it goes (each process alone would take four)."""
+    async with two_processes(tmp_path, postgres_config, rate_per_sender_per_minute=4) as pair, \
+            aiohttp.ClientSession() as session:  # fmt: skip
+        key = Identity(os.urandom(32))
+
+        async def send(inbox: str, n: int) -> int:
+            offer = Customer(VENDOR, identity=key).offer("vrm.no-tracking")
+            return (await post(session, inbox, offer.envelope)).status
+
+        assert await _alternate(pair, 6, send) == [200, 200, 200, 200, 429, 429]
+        other = Customer(VENDOR).offer("vrm.no-tracking")  # another key is not limited
+        assert (await post(session, pair[0].inbox, other.envelope)).status == 200
+
+
+async def test_the_address_rate_limit_counts_requests_to_any_process(
+    postgres_config: PostgresConfig, tmp_path: Path
+) -> None:
+    """Six requests a minute from one address, alternately to two processes: the seventh gets
+    429 with Retry-After (each process alone would take six)."""
+    async with two_processes(tmp_path, postgres_config, rate_per_address_per_minute=6) as pair, \
+            aiohttp.ClientSession() as session:  # fmt: skip
+
+        async def send(inbox: str, n: int) -> int:
+            reply = await post(session, inbox, b"\x80")  # not an envelope: refused, but counted
+            if reply.status == 429:
+                assert int(reply.headers["Retry-After"]) >= 1
+            return reply.status
+
+        statuses = await _alternate(pair, 8, send)
+        assert statuses[:6] == [400] * 6
+        assert statuses[6:] == [429, 429]
+
+
+# -- `--workers N`: one port, a supervisor, restarts, SIGTERM -------------------------------------
+
+
+async def _offer_accepted(session: aiohttp.ClientSession, vendor: Vendor) -> None:
+    customer = Customer(VENDOR, base_url=vendor.url)
+    await customer.deliver(session, customer.offer("vrm.no-tracking"))
+
+
+async def test_workers_serve_one_port_are_restarted_when_killed_and_stop_on_sigterm(
+    postgres_config: PostgresConfig, tmp_path: Path
+) -> None:
+    file = _vendor_file(tmp_path, postgres_config, {})
+    async with vendor_process(file, "--workers", "2") as vendor, \
+            aiohttp.ClientSession() as session:  # fmt: skip
+        pids = vendor.listening["pids"]
+        assert vendor.listening["workers"] == 2
+        assert len(set(pids)) == 2
+        assert vendor.proc.pid not in pids
+        await asyncio.gather(*(_offer_accepted(session, vendor) for _ in range(20)))
+        os.kill(pids[0], signal.SIGKILL)
+        exited = await vendor.next_event("worker_exited")
+        assert exited["pid"] == pids[0]
+        assert exited["status"] == -signal.SIGKILL
+        started = await vendor.next_event("worker_started")
+        assert started["worker"] == exited["worker"]
+        assert started["pid"] not in pids
+        await asyncio.gather(*(_offer_accepted(session, vendor) for _ in range(20)))
+        assert await vendor.stop() == 0
+        assert (await vendor.next_event("stopped"))["status"] == 0
+    for pid in (pids[1], started["pid"]):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # reaped by the supervisor: gone
+
+
+#: Kept per process still (docs/deployment.md): the open negotiations per address prefix, so
+#: two workers admit up to twice open_relationships_per_address (§10-17).
+PER_PROCESS = ("ADM-001",)
+
+
+async def _suite_against_two_workers(
+    config: PostgresConfig, tmp_path: Path, *, only: tuple[str, ...] = (),
+    skip: tuple[str, ...] = (),
+) -> dict[str, tuple[str, str | None]]:
+    """Run the suite (strict) against ``--workers 2`` on PostgreSQL, with the deadlines of
+    tests/_broken_vendor.py so that the connection cases wait seconds, not tens; what failed."""
+    deadlines = "[connections]\nheader_timeout_ms = 1000\nidle_timeout_ms = 2000\n"
+    file = _vendor_file(tmp_path, config, {"body_read_timeout_ms": 2000}, deadlines)
+    async with vendor_process(file, "--workers", "2") as vendor:
+        result = await run_suite(vendor.url, seed=1_767_225_600, strict=True, only=only,
+                                 skip=skip)  # fmt: skip
+        assert await vendor.stop() == 0
+    ran = [r for r in result.records
+           if r.case.id not in skip and (not only or r.case.id in only)]  # fmt: skip
+    assert ran
+    return {r.case.id: (r.outcome.value, r.actual) for r in ran
+            if r.outcome not in (Outcome.PASSED, Outcome.INFORMATIONAL)}  # fmt: skip
+
+
+async def test_the_conformance_suite_passes_strict_against_two_workers(
+    postgres_config: PostgresConfig, tmp_path: Path
+) -> None:
+    """Spec §14, SHOULDs included, against ``--workers 2``: every case but :data:`PER_PROCESS`."""
+    assert await _suite_against_two_workers(postgres_config, tmp_path, skip=PER_PROCESS) == {}
+
+
+@pytest.mark.xfail(strict=True, reason="the first-contact budgets per address prefix are kept "
+                   "per process (docs/deployment.md): not yet in the database")  # fmt: skip
+async def test_the_open_negotiations_budget_holds_across_two_workers(
+    postgres_config: PostgresConfig, tmp_path: Path
+) -> None:
+    assert await _suite_against_two_workers(postgres_config, tmp_path, only=PER_PROCESS) == {}
+
+
+async def test_workers_need_a_postgresql_store(tmp_path: Path) -> None:
+    config = tmp_path / "vendor.toml"
+    config.write_text(f'name = "Solo"\nseed = "{SEED}"\n[server]\nworkers = 2\n')
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from vrmproto.cli import main; main()", "vendor", "serve",
+        "--config", str(config), "--memory", "--no-advertise", cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode != 0
+    assert b"postgresql store" in out + err
+
+
+def test_a_worker_that_exits_before_it_serves_stops_the_service() -> None:
+    """The supervisor alone: a worker that exits before it serves stops the service (1)."""
+    from vrmproto.server._workers import Supervisor, listening_socket  # noqa: PLC0415
+
+    sock = listening_socket("127.0.0.1", 0)
+    events: list[str] = []
+    try:
+        supervisor = Supervisor(2, sock, lambda index, sock, ready: 3,
+                                lambda event, human, fields: events.append(event))
+        assert supervisor.run(lambda pids: events.append("listening")) == 1
+    finally:
+        sock.close()
+    assert "listening" not in events
+    assert events[-1] == "workers_stopped"

@@ -1,0 +1,132 @@
+"""Rate-limit token buckets in PostgreSQL, shared by every server process (spec §12.9-8).
+
+One row per (limit, key) in ``rate_buckets``: the tokens left and the time (ms) they were
+counted at. Every operation is one statement on one row, which PostgreSQL runs under the row's
+lock, so processes taking from one bucket at once each take their own token; the refill is
+computed in the statement from the caller's clock, as :class:`~vrmproto.server.RateLimiter`
+does in memory (§12.9-5).
+
+The table is ``UNLOGGED`` and made on first use, outside the versioned schema
+(:mod:`vrmproto.store._pg_schema`): its rows are not data anyone keeps. PostgreSQL writes no
+WAL for it (an update costs no flush) and empties it after a crash or on a standby promoted —
+every bucket then full, as after a restart of a single process. A full bucket and no row mean
+the same, so rows that have refilled are deleted now and then (:data:`PRUNE_EVERY_MS`), which
+keeps the table as small as the set of keys seen within a refill time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vrmproto.store._pg_schema import advisory_key
+
+if TYPE_CHECKING:
+    from asyncpg import Connection
+
+    from vrmproto.store._postgres import PostgresStore
+
+__all__ = ["PRUNE_EVERY_MS", "PgRateBuckets"]
+
+#: How often (by the callers' clock) one process deletes the rows of full buckets.
+PRUNE_EVERY_MS = 60_000
+
+_TABLE = """CREATE UNLOGGED TABLE IF NOT EXISTS rate_buckets (
+    name text NOT NULL, key bytea NOT NULL, tokens double precision NOT NULL,
+    at_ms bigint NOT NULL, full_ms bigint NOT NULL, taken boolean NOT NULL,
+    PRIMARY KEY (name, key))"""
+
+# the level now: what was left plus the refill since, at most the burst ($3 rate, $4 burst, $5 now)
+_LEVEL = "least($4::float8, b.tokens + greatest($5::bigint - b.at_ms, 0) * $3::float8 / 60000.0)"
+# when a bucket at level L is full again (ms); a row past it may be deleted
+_FULL = "$5::bigint + ceil(greatest($4::float8 - {level}, 0) * 60000.0 / $3::float8)::bigint"
+
+_AFTER_TAKE = f"(CASE WHEN {_LEVEL} >= 1 THEN {_LEVEL} - 1 ELSE {_LEVEL} END)"
+
+_TAKE = f"""INSERT INTO rate_buckets AS b (name, key, tokens, at_ms, full_ms, taken)
+    VALUES ($1::text, $2::bytea, $4::float8 - 1, $5::bigint,
+            {_FULL.format(level="($4::float8 - 1)")}, $4::float8 >= 1)
+    ON CONFLICT (name, key) DO UPDATE SET
+        tokens = {_AFTER_TAKE},
+        taken = {_LEVEL} >= 1,
+        at_ms = greatest(b.at_ms, $5::bigint),
+        full_ms = {_FULL.format(level=_AFTER_TAKE)}
+    RETURNING tokens, taken"""  # noqa: S608 -- no input is written into the text
+
+_CHARGE = f"""INSERT INTO rate_buckets AS b (name, key, tokens, at_ms, full_ms, taken)
+    VALUES ($1::text, $2::bytea, $4::float8 - 1, $5::bigint,
+            {_FULL.format(level="($4::float8 - 1)")}, true)
+    ON CONFLICT (name, key) DO UPDATE SET
+        tokens = greatest({_LEVEL} - 1, -$4::float8), taken = true,
+        at_ms = greatest(b.at_ms, $5::bigint),
+        full_ms = {_FULL.format(level=f"greatest({_LEVEL} - 1, -$4::float8)")}
+    RETURNING tokens"""  # noqa: S608
+
+_REFUND = f"""UPDATE rate_buckets AS b SET
+        tokens = least($4::float8, {_LEVEL} + 1), at_ms = greatest(b.at_ms, $5::bigint),
+        full_ms = {_FULL.format(level=f"least($4::float8, {_LEVEL} + 1)")}
+    WHERE name = $1 AND key = $2 RETURNING tokens"""  # noqa: S608
+
+_LEVEL_NOW = f"SELECT {_LEVEL} FROM rate_buckets AS b WHERE name = $1 AND key = $2"  # noqa: S608
+
+_PRUNE = "DELETE FROM rate_buckets WHERE full_ms <= $1::bigint"
+
+
+class PgRateBuckets:
+    """The :class:`~vrmproto.server._ratelimit.BucketStore` of a
+    :class:`~vrmproto.store.PostgresStore`: its pooled connections, its schema."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._made = False
+        self._pruned_ms = 0
+
+    async def _make(self, conn: Connection) -> None:
+        # under a lock: two processes creating the table at once would collide in the catalog
+        async with conn.transaction():
+            key = advisory_key(self._store.config.schema, "rate_buckets")
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+            await conn.execute(_TABLE)
+
+    async def _ready(self, now: int) -> None:
+        if not self._made:
+            await self._store._pooled(self._make)
+            self._made = True
+        if now - self._pruned_ms >= PRUNE_EVERY_MS:
+            self._pruned_ms = now
+            await self._store._pooled(lambda conn: conn.execute(_PRUNE, now))
+
+    async def take(self, name: str, key: bytes, rate: float, burst: float,
+                   now: int) -> tuple[float, bool]:  # fmt: skip
+        """Take a token if the bucket holds one; the level after, and whether it was taken."""
+        await self._ready(now)
+        row = await self._store._pooled(
+            lambda conn: conn.fetchrow(_TAKE, name, key, rate, burst, now)
+        )
+        assert row is not None
+        return float(row[0]), bool(row[1])
+
+    async def charge(self, name: str, key: bytes, rate: float, burst: float, now: int) -> float:
+        """Take a token whether or not one is there (down to ``-burst``)."""
+        await self._ready(now)
+        tokens = await self._store._pooled(
+            lambda conn: conn.fetchval(_CHARGE, name, key, rate, burst, now)
+        )
+        return float(tokens)
+
+    async def refund(self, name: str, key: bytes, rate: float, burst: float,
+                     now: int) -> float | None:  # fmt: skip
+        """Give a token back (never above ``burst``); nothing where the key has no bucket."""
+        await self._ready(now)
+        tokens = await self._store._pooled(
+            lambda conn: conn.fetchval(_REFUND, name, key, rate, burst, now)
+        )
+        return None if tokens is None else float(tokens)
+
+    async def level(self, name: str, key: bytes, rate: float, burst: float,
+                    now: int) -> float | None:  # fmt: skip
+        """The tokens in the bucket now; None where the key has no bucket (a full one)."""
+        await self._ready(now)
+        tokens = await self._store._pooled(
+            lambda conn: conn.fetchval(_LEVEL_NOW, name, key, rate, burst, now)
+        )
+        return None if tokens is None else float(tokens)
