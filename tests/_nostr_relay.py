@@ -75,11 +75,12 @@ def relay(tmp: Path) -> Iterator[str]:
     conf = home / "config.yaml"
     conf.write_text(_CONFIG.format(db=home / "relay.sqlite3", port=port, fd=sock.fileno()))
     exe = str(Path(sys.executable).parent / "nostr-relay")
-    proc = subprocess.Popen(
-        [exe, "-c", str(conf), "serve", "--use-uvicorn"], cwd=home, pass_fds=(sock.fileno(),),
-        stdout=subprocess.DEVNULL, stderr=(home / "stderr").open("wb"),
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )  # fmt: skip
+    with (home / "stderr").open("wb") as err:
+        proc = subprocess.Popen(
+            [exe, "-c", str(conf), "serve", "--use-uvicorn"], cwd=home,
+            pass_fds=(sock.fileno(),), stdout=subprocess.DEVNULL, stderr=err,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )  # fmt: skip
     sock.close()  # the relay holds its copy
     try:
         yield f"ws://127.0.0.1:{port}"

@@ -211,13 +211,15 @@ class RelayPool:
                 f"{u}: {e}" for u, e in result.errors.items()))  # fmt: skip
         return result
 
-    async def subscribe(self, *filters: dict[str, Any]) -> AsyncIterator[Event]:
-        """Every relay's matching events merged, each event id once (§15.5-2)."""
+    async def subscribe(self, *filters: dict[str, Any], until_eose: bool = False
+                        ) -> AsyncIterator[Event]:  # fmt: skip
+        """Every relay's matching events merged, each event id once (§15.5-2); with
+        ``until_eose``, only the stored ones, ending when every relay has sent them."""
         q: asyncio.Queue[Event | None] = asyncio.Queue()
 
         async def pump(relay: Relay) -> None:
             try:
-                async for ev in relay.subscribe(*filters):
+                async for ev in relay.subscribe(*filters, until_eose=until_eose):
                     await q.put(ev)
             except RelayError as exc:
                 log.warning("subscription lost: %s", exc)
