@@ -141,8 +141,9 @@ def test_a_changed_expiration_or_another_kind_is_refused() -> None:
 def test_an_answer_opens_only_with_the_intentcast_key() -> None:
     ev, _, msg = _relayed("suv")
     vendor_key = NostrKey(os.urandom(32))
-    ans = answer_event(ev, msg, "https://hertz.example/vrm", key=vendor_key,
-                       now_ms=time.time_ns() // 1_000_000, nonce=os.urandom(32), aux=bytes(32))  # fmt: skip
+    now = time.time_ns() // 1_000_000
+    ans = answer_event(ev, msg, "https://hertz.example/vrm", key=vendor_key, now_ms=now,
+                       nonce=os.urandom(32), aux=bytes(32))  # fmt: skip
     key = NostrKey.for_intent(SEED.seed, bytes(16))
     got = open_answer(Event.from_json(ans.to_json()), key, msg.hash)
     assert got.url == "https://hertz.example/vrm"
