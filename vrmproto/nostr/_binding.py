@@ -111,7 +111,7 @@ def open_intentcast(event: Event, *, now_ms: int, min_pow: int = 0,
         raise EventError("not an intentcast event", code=Problem.UNKNOWN_TYPE, clause="§15.3-1")
     expiration = event.expiration
     if expiration is None:
-        raise EventError("no expiration tag", clause="§15.3-4")
+        raise EventError("no expiration tag", clause="§15.3-4", code=Problem.INVALID_FIELD)
     if now_ms >= expiration * 1000:
         raise EventError("the event has expired", code=Problem.EXPIRED, clause="§15.1-3")
     if event.difficulty < min_pow:
@@ -124,9 +124,13 @@ def open_intentcast(event: Event, *, now_ms: int, min_pow: int = 0,
                          clause="§15.3-1")  # fmt: skip
     if h.recipient != h.sender or h.prev is not None:
         raise EventError("a relayed intentcast is addressed to its own identity",
-                         clause="§15.3-2")  # fmt: skip
+                         code=Problem.INVALID_FIELD, clause="§15.3-2")  # fmt: skip
     if expiration != _expiration(message.body.reply_by):
-        raise EventError("the expiration tag is not the intentcast's reply_by", clause="§15.3-4")
+        raise EventError(
+            "the expiration tag is not the intentcast's reply_by",
+            clause="§15.3-4",
+            code=Problem.INVALID_FIELD,
+        )
     return message
 
 
@@ -156,9 +160,12 @@ def _answer_fields(plain: str) -> tuple[str, bytes]:
         obj: Any = json.loads(plain)
         url, intent = obj["url"], bytes.fromhex(obj["intent"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise EventError("the answer is not {intent, url}", clause="§15.4-2") from exc
+        raise EventError("the answer is not {intent, url}", code=Problem.INVALID_FIELD,
+                         clause="§15.4-2") from exc  # fmt: skip
     if not isinstance(url, str) or not url.startswith(("https://", "http://")) or len(url) > 2048:
-        raise EventError("the answer's url is not an http(s) URL", clause="§15.4-2")
+        raise EventError(
+            "the answer's url is not an http(s) URL", clause="§15.4-2", code=Problem.INVALID_FIELD
+        )
     return url, intent
 
 
@@ -176,7 +183,9 @@ def open_answer(event: Event, key: NostrKey, intent: bytes) -> Answer:
                          clause="§15.4-1") from exc  # fmt: skip
     url, hashed = _answer_fields(plain)
     if hashed != intent:
-        raise EventError("the answer names another intentcast", clause="§15.4-2")
+        raise EventError(
+            "the answer names another intentcast", clause="§15.4-2", code=Problem.INVALID_FIELD
+        )
     return Answer(url.rstrip("/"), hashed, event.id)
 
 
