@@ -32,6 +32,7 @@ from vrmproto.cli._context import run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._home import default_home
 from vrmproto.cli._vendor import check_vendor_file, vendor_data_dir
+from vrmproto.nostr._vendor import vendor_on_relays
 from vrmproto.server import (
     DEFAULT_CONNECTION_LIMITS,
     ConnectionLimits,
@@ -131,6 +132,9 @@ async def serve_vendor(config: VendorConfig, *, identity: Identity, data_dir: Pa
                 if file.server.advertise:
                     await _advertise(stack, name=config.name, port=server.port,
                                      identity=identity, host=host)  # fmt: skip
+                if file.relays:  # intentcasts through Nostr relays (spec §15)
+                    await stack.enter_async_context(vendor_on_relays(
+                        config, identity, file.server.public_url or server.url))  # fmt: skip
                 await stop.wait()
         _event("stopped", f"⊃ {config.name} stopped")
     finally:
@@ -181,6 +185,8 @@ def _overrides(file: VendorFile, options: dict[str, Any]) -> VendorFile:
     data = file.model_dump()
     data["server"].update(server)
     data["connections"].update(connections)
+    if options.get("relays"):
+        data["relays"] = list(options["relays"])
     if options.get("as_json"):
         data["logging"]["format"] = "json"
     if options.get("metrics"):
@@ -234,6 +240,8 @@ def _serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--ipv6-prefix", type=click.IntRange(1, 128),
                      help=f"Count IPv6 clients together by this prefix [{d.ipv6_prefix}]."),
         click.option("--json", "as_json", is_flag=True, help="Log one JSON object per line."),
+        click.option("--relay", "relays", multiple=True, metavar="URL", help="Answer "
+                     "intentcasts from this Nostr relay (repeatable; spec §15)."),
     ]  # fmt: skip
     for option in reversed(options):
         f = option(f)

@@ -17,6 +17,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -33,13 +34,18 @@ from vrmproto.nostr._event import Event
 from vrmproto.nostr._relay import RelayError, RelayPool
 from vrmproto.server._policy import CatalogueItem, Policy
 
-__all__ = ["RelayVendor", "catalogue_keywords", "relay_vendor"]
+if TYPE_CHECKING:
+    from vrmproto.server._runner import VendorConfig
+
+__all__ = ["RelayVendor", "catalogue_keywords", "relay_vendor", "vendor_on_relays"]
 
 log = logging.getLogger("vrmproto.nostr")
 #: How far back (seconds) a vendor asks relays for intentcasts when it subscribes (§15.5-3).
 LOOKBACK_S = 3600
 #: How many answered intentcasts a vendor remembers, not to answer one twice (§15.4-5).
 REMEMBERED = 10_000
+#: How long a vendor waits before it connects again to relays it lost (seconds).
+RETRY_S = 30.0
 
 
 def _wall_ms() -> int:
@@ -115,15 +121,39 @@ class RelayVendor:
                 except RelayError as exc:
                     log.warning("answer not published: %s", exc)
 
+    async def serve(self, relays: Sequence[str], *, retry_s: float = RETRY_S) -> None:
+        """Answer the intentcasts of ``relays`` until cancelled; when every relay is lost (or
+        none could be reached), connect again ``retry_s`` later."""
+        while True:
+            try:
+                async with aiohttp.ClientSession() as session, RelayPool(relays, session) as pool:
+                    await self.run(pool)
+            except RelayError as exc:
+                log.warning("relays: %s", exc)
+            await asyncio.sleep(retry_s)
+
 
 @contextlib.asynccontextmanager
 async def relay_vendor(vendor: RelayVendor, relays: Sequence[str]) -> AsyncIterator[RelayVendor]:
     """Run ``vendor`` on ``relays`` in the background while the block runs."""
-    async with aiohttp.ClientSession() as session, RelayPool(relays, session) as pool:
-        task = asyncio.create_task(vendor.run(pool))
-        try:
-            yield vendor
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    task = asyncio.create_task(vendor.serve(relays))
+    try:
+        yield vendor
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def vendor_on_relays(config: VendorConfig, identity: Identity, url: str
+                     ) -> contextlib.AbstractAsyncContextManager[RelayVendor]:  # fmt: skip
+    """The relay side of ``vrm vendor serve``: the file's ``relays``, ``relay_min_pow`` and
+    ``relay_geohashes``, the policy and catalogue of ``config``, answering with ``url``."""
+    file = config.file
+    if file is None or not file.relays:
+        raise ValueError("only for a vendor file that names relays")
+    vendor = RelayVendor(config.policy(), identity, url, catalogue_keywords(config.catalogue),
+                         geohashes=tuple(file.relay_geohashes), min_pow=file.relay_min_pow,
+                         limits=config.limits)  # fmt: skip
+    log.info("listening on relays %s", ", ".join(file.relays))
+    return relay_vendor(vendor, file.relays)
