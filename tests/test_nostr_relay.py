@@ -4,11 +4,14 @@ Park City intentcast reaching vendors the customer never heard of."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -182,3 +185,17 @@ async def test_park_city_through_two_relays_reaches_vendors_the_customer_never_k
     finally:
         for v in running:
             await v.stop()
+
+
+def test_the_park_city_relay_example_ranks_hertz_with_the_rest(relays: tuple[str, str]) -> None:
+    """examples/car_rental_relay.py: Hertz, reached only through the relay, is ranked with the
+    vendors given by URL (the README's relay walkthrough)."""
+    examples = str(VENDORS.parent)
+    sys.path.insert(0, examples)
+    try:
+        out: Any = importlib.import_module("car_rental_relay").main(relays[0])
+    finally:
+        sys.path.remove(examples)
+    assert [v for v, _ in out.offers] == ["Avis Park City", "Budget Salt Lake", "Hertz Wasatch"]
+    assert out.declined == ["Wasatch Outfitters"]
+    assert (out.taken, out.status) == ("Avis Park City", "accepted")
