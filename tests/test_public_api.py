@@ -50,7 +50,8 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "vrmproto.store": (
         "Commit", "DedupeRecord", "DraftRecord", "HeldRecord", "HistoryEntry", "IntentRecord",
         "MemoryStore", "NewOutboxItem", "OfferRecord", "OutboxItem", "PostgresConfig",
-        "PostgresStore", "RelationshipRecord", "SQLiteStore", "SavePoint", "ShareNote", "Store", "StoreConflict", "StoreError",
+        "PostgresStore", "RelationshipRecord", "SQLiteStore", "SavePoint", "ShareNote", "Store",
+        "StoreConflict", "StoreError",
         "StoreStats", "StoreUsage", "ThreadKind", "ThreadRecord",
     ),
     "vrmproto.testing": (
