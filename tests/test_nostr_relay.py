@@ -171,9 +171,11 @@ async def test_park_city_through_two_relays_reaches_vendors_the_customer_never_k
                     where="Park City, UT", constraints=["no prepaid gas", "no insurance"],
                     memberships=["Hertz 1 Club"], max_price=Money(30000, "USD"),
                     pow_difficulty=8, answer_wait_ms=30_000, expect_answers=2,
-                    deadline_ms=60_000)  # fmt: skip
+                    deadline_ms=60_000, vendors=[running[0].url + "/"])  # fmt: skip
                 assert sorted(out.published.accepted) == sorted(relays)
                 assert sorted(a.url for a in out.answers) == sorted(v.url for v in running)
+                # Avis, given by URL and answering through both relays, is asked once
+                assert len(out.result.report.results) == 2
                 offers = out.result.offers
                 assert [o.vendor for o in offers] == ["Hertz Wasatch", "Avis Park City"]
                 assert offers[0].price.amount <= offers[1].price.amount

@@ -1,4 +1,5 @@
-"""secp256k1 for the Nostr binding: throw-away keys, BIP-340 signatures, NIP-44 v2 (§15.2, §15.6).
+"""secp256k1 for the Nostr binding: throw-away keys, BIP-340 signatures, NIP-44 v2 (§15.2-1,
+§15.1-1, §15.4-1).
 
 Sans-IO: randomness (the BIP-340 auxiliary bytes, NIP-44 nonces) is passed in. The curve work is
 libsecp256k1's through ``coincurve``; ChaCha20 and HKDF are ``cryptography``'s. NIP-44 v2 is

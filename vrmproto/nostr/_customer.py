@@ -6,6 +6,9 @@ derived from the master seed for an intent id of its own (§2.4, §15.2-1). Vend
 make an offer answer with where to reach them (§15.4); the agent's ordinary intentcast then goes
 to them and to ``vendors`` together, so offers from both are collected, de-duplicated (one thread
 per vendor URL) and ranked as for any intentcast, and stored the same way (§15.4-3).
+
+Nothing but what the person wrote goes to the relays: a fresh identity and thread, no endpoint
+URL, no pairwise key (§11.14-1).
 """
 
 from __future__ import annotations
