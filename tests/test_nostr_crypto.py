@@ -4,10 +4,13 @@ the per-intentcast key, and the checks a vendor makes before its policy sees an 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vrmproto import MasterSeed, Money
 from vrmproto._envelope import Signed, sign_message
@@ -152,3 +155,21 @@ def test_an_answer_opens_only_with_the_intentcast_key() -> None:
         open_answer(ans, ONE, msg.hash)
     with pytest.raises(EventError, match="another intentcast"):
         open_answer(ans, key, bytes(32))
+
+
+@given(st.text(min_size=1, max_size=3000).filter(lambda t: len(t.encode()) <= 65535),
+       st.binary(min_size=32, max_size=32))  # fmt: skip
+def test_nip44_opens_what_it_seals(plain: str, nonce: bytes) -> None:
+    conv = bytes.fromhex(CONV)
+    assert nip44_decrypt(nip44_encrypt(plain, conv, nonce), conv) == plain
+
+
+@settings(max_examples=50)
+@given(st.text(max_size=200), st.lists(st.lists(st.text(max_size=20), min_size=1, max_size=3),
+                                       max_size=4))  # fmt: skip
+def test_any_content_and_tags_verify_after_a_round_trip_through_json(
+    content: str, tags: list[list[str]]
+) -> None:
+    """NIP-01's escaping: whatever the text, the id a reader computes is the one signed."""
+    ev = sign_event(ONE, 1_700_000_000, 1, tags, content, aux=bytes(32))
+    assert Event.from_json(json.loads(json.dumps(ev.to_json()))) == ev

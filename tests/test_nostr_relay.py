@@ -4,6 +4,7 @@ Park City intentcast reaching vendors the customer never heard of."""
 
 from __future__ import annotations
 
+import base64
 import importlib
 import os
 import socket
@@ -28,6 +29,7 @@ from vrmproto.nostr import (
     intentcast_event,
     intentcast_filter,
     open_intentcast,
+    sign_event,
 )
 from vrmproto.nostr._customer import publish_intentcast
 from vrmproto.nostr._vendor import RelayVendor, catalogue_keywords, relay_vendor
@@ -201,3 +203,40 @@ def test_the_park_city_relay_example_ranks_hertz_with_the_rest(relays: tuple[str
     assert [v for v, _ in out.offers] == ["Avis Park City", "Budget Salt Lake", "Hertz Wasatch"]
     assert out.declined == ["Wasatch Outfitters"]
     assert (out.taken, out.status) == ("Avis Park City", "accepted")
+
+
+async def test_a_vendor_that_would_decline_stays_silent() -> None:
+    """Wasatch Outfitters rents skis, not cars: its policy declines, and it does not answer."""
+    event, _ = cast("suv rental")
+    v = vendor("outfitters", "http://127.0.0.1:1")
+    assert await v.consider(event) is None
+    assert v.dropped == {}
+
+
+async def test_the_policy_sees_nothing_before_the_work_and_the_envelope_check() -> None:
+    """§15.3-6: the checks come first; only a verified intentcast reaches the policy."""
+    asked: list[bytes] = []
+    policy = vendor("hertz", "http://127.0.0.1:1").policy
+
+    class Spy:
+        accepts_terms = policy.accepts_terms
+
+        async def on_intentcast(self, rel: Any, msg: Any) -> Any:
+            asked.append(msg.hash)
+            return await policy.on_intentcast(rel, msg)
+
+    picky = vendor("hertz", "http://127.0.0.1:1", min_pow=8)
+    easy = vendor("hertz", "http://127.0.0.1:1")
+    picky.policy = easy.policy = Spy()  # type: ignore[assignment]
+    event, digest = cast("suv rental", intent_id=bytes(16))
+    assert await picky.consider(event) is None  # no work: dropped before the envelope
+    envelope = bytearray(base64.b64decode(event.content))
+    envelope[-70] ^= 1  # a byte of the envelope's signature
+    content = base64.b64encode(bytes(envelope)).decode()
+    forged = sign_event(NostrKey.for_intent(SEED.seed, bytes(16)), event.created_at, event.kind,
+                        event.tags, content, aux=bytes(32))  # fmt: skip
+    assert await easy.consider(forged) is None
+    assert easy.dropped == {"bad_signature": 1}
+    assert asked == []
+    assert await easy.consider(event) is not None
+    assert asked == [digest]
