@@ -88,6 +88,15 @@ from vrmproto._fields import dump_record
 from vrmproto._history import link
 from vrmproto._relationship import rotation_proof_bytes
 from vrmproto._vocab import TermRef
+from vrmproto.nostr import (
+    Event,
+    NostrKey,
+    answer_event,
+    intentcast_event,
+    open_answer,
+    open_intentcast,
+    sign_event,
+)
 
 SCHEMA = "vrmproto-vectors/1"
 VECTORS_DIR = Path(__file__).resolve().parent.parent / "spec" / "vectors"
@@ -2167,7 +2176,8 @@ def schema_file() -> dict[str, Any]:
             "schema": {"const": SCHEMA},
             "kind": {"enum": ["keys", "messages", "invalid", "state", "rfc8032", "history",
                               "steps",
-                              *(name.removesuffix(".json") for name in issue9_files())]},
+                              *(name.removesuffix(".json") for name in issue9_files()),
+                              "nostr"]},
             "description": {"type": "string", "minLength": 1},
             "source": {"type": "string", "minLength": 1},
             "notes": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -2506,6 +2516,118 @@ def _issue9_schema_rules() -> list[dict[str, Any]]:
 # -- output --------------------------------------------------------------------------------------
 
 
+# -- nostr.json: intentcasts through Nostr relays (§15) -------------------------------------------
+
+_NOSTR_INTENT = bytes(range(16, 32))
+_NOSTR_URL = "https://hertz.example/vrm"
+
+
+def _nostr_cast(*, to_self: bool = True, pow_difficulty: int = 8) -> tuple[Any, Any, Any]:
+    """The relayed Park City intentcast of the vectors: its message, its event and its key."""
+    identity = MASTER.for_intent(_NOSTR_INTENT)
+    body = Intentcast(what="4-wheel-drive SUV rental", reply_by=NOW + DAY,
+                      constraints=("no prepaid gas",), memberships=(), where="Park City, UT",
+                      max_price=Money(30000, "USD"))  # fmt: skip
+    msg = sign_message(body, identity=identity,
+                       recipient=identity.public_key if to_self else VENDOR.public_key,
+                       thread=_id("nostr thread"), prev=None, now=NOW, msg_id=_id("nostr msg"),
+                       lifetime_ms=DAY)  # fmt: skip
+    key = NostrKey.for_intent(MASTER.seed, _NOSTR_INTENT)
+    if to_self:
+        event = intentcast_event(msg, key, geohash="9x0n8", pow_difficulty=pow_difficulty,
+                                 aux=bytes(32))  # fmt: skip
+    else:  # what intentcast_event refuses to build: the same tags around another envelope
+        good = intentcast_event(_nostr_cast()[0], key, geohash="9x0n8", aux=bytes(32))
+        event = _resign(key, good, content=base64.b64encode(msg.envelope).decode())
+    return msg, event, key
+
+
+def _resign(key: Any, event: Any, **change: Any) -> Any:
+    parts = {"created_at": event.created_at, "kind": event.kind,
+             "tags": [t for t in event.tags if t[0] != "nonce"], "content": event.content,
+             **change}  # fmt: skip
+    return sign_event(key, parts["created_at"], parts["kind"], parts["tags"], parts["content"],
+                      aux=bytes(32))  # fmt: skip
+
+
+def _nostr_refusals() -> list[tuple[str, str, Any, int, int, Problem, str, str]]:
+    """(id, description, event, now, min_pow, problem, clause, flag) of events to drop."""
+    _, event, key = _nostr_cast()
+    later = (event.expiration + 1) * 1000
+    tampered = {**event.to_json(), "content": event.content[:-4] + "AAA="}
+    moved = [("expiration", str(event.expiration + 3600)) if t[0] == "expiration" else t
+             for t in event.tags]  # fmt: skip
+    return [
+        ("tampered", "the content changed after signing: the id is not its hash", tampered,
+         NOW, 0, Problem.BAD_SIGNATURE, "§15.1-2", "Event"),
+        ("other-kind", "a kind-1 note around the same envelope", _resign(key, event, kind=1),
+         NOW, 0, Problem.UNKNOWN_TYPE, "§15.3-1", "Binding"),
+        ("expired", "read one second after its expiration", event, later, 0, Problem.EXPIRED,
+         "§15.1-3", "Time"),
+        ("low-work", "8 bits of work where the vendor requires 12", event, NOW, 12,
+         Problem.RATE_LIMITED, "§15.1-4", "Work"),
+        ("addressed", "the envelope inside is addressed to a vendor, not to itself",
+         _nostr_cast(to_self=False)[1], NOW, 0, Problem.INVALID_FIELD, "§15.3-2", "Binding"),
+        ("stretched", "the expiration tag is an hour after reply_by",
+         _resign(key, event, tags=moved), NOW, 0, Problem.INVALID_FIELD, "§15.3-4", "Time"),
+    ]  # fmt: skip
+
+
+def _nostr_valid() -> list[dict[str, Any]]:
+    msg, event, key = _nostr_cast()
+    opened = open_intentcast(event, now_ms=NOW, min_pow=8)
+    assert opened.envelope == msg.envelope
+    answer_key = NostrKey(_seed("nostr answer key"))
+    answer = answer_event(event, msg, _NOSTR_URL, key=answer_key, now_ms=NOW + MINUTE,
+                          nonce=_seed("nostr answer nonce"), aux=bytes(32))  # fmt: skip
+    assert open_answer(answer, key, msg.hash).url == _NOSTR_URL
+    return [
+        _vector("key", "the Nostr key of intent_id 10…1f from the master seed 00…1f",
+                clause="§15.2-1", flags=["Valid", "Key"], master_seed=MASTER.seed,
+                intent_id=_NOSTR_INTENT, secret_key=key.secret, public_key=key.public),
+        _vector("intentcast", "the relayed Park City intentcast, 8 bits of work, aux = 32 zero "
+                "bytes", clause="§15.3-1", flags=["Valid", "Binding"], event=event.to_json(),
+                now=NOW, min_pow=8, envelope=msg.envelope, message_hash=msg.hash),
+        _vector("answer", "Hertz's sealed answer from a key of its own, nonce and aux fixed",
+                clause="§15.4-1", flags=["Valid", "Answer"], event=answer.to_json(),
+                secret_key=answer_key.secret, nonce=_seed("nostr answer nonce"),
+                recipient_secret_key=key.secret, message_hash=msg.hash,
+                plaintext=json.dumps({"intent": msg.hash.hex(), "url": _NOSTR_URL},
+                                     sort_keys=True)),
+    ]  # fmt: skip
+
+
+def nostr_file() -> dict[str, Any]:
+    """The Nostr binding (§15): the key, an intentcast event, an answer, and events to drop."""
+    vectors = _nostr_valid()
+    for vid, what, event, now, min_pow, problem, clause, flag in _nostr_refusals():
+        obj = event if isinstance(event, dict) else event.to_json()
+        try:
+            open_intentcast(Event.from_json(obj), now_ms=now, min_pow=min_pow)
+        except ProtocolError as exc:
+            got: tuple[str | None, str] = (exc.code.value, exc.clause)
+        else:
+            got = (None, "")
+        _expect(f"nostr/{vid}", got, problem, clause, None)
+        vectors.append(_vector(vid, what, clause=clause, flags=[flag], problem=problem,
+                               event=obj, now=now, min_pow=min_pow))  # fmt: skip
+    return _file(
+        "nostr",
+        "Intentcasts through Nostr relays (§15). `key`: derive the Nostr key from `master_seed` "
+        "and `intent_id` (§15.2-1). `intentcast`: the event must verify (§15.1-2) and open at "
+        "`now` with `min_pow` to the message whose envelope and hash are given; rebuilding it "
+        "with the BIP-340 auxiliary bytes all zero gives the same event. `answer`: the "
+        "recipient opens `plaintext` (NIP-44 v2, `nonce`). The invalid vectors are events a "
+        "vendor reading at `now` and requiring `min_pow` bits must drop with `problem`.",
+        f"vrmproto reference implementation (scripts/gen_vectors.py, vrmproto.nostr); "
+        f"{SEED_RULE}; {ID_RULE}",
+        vectors,
+        {"Valid": "must be accepted", "Key": "key derivation", "Binding": "the event's form",
+         "Answer": "a sealed answer", "Event": "the NIP-01 id or signature",
+         "Time": "NIP-40 expiration", "Work": "NIP-13 proof of work"},
+    )  # fmt: skip
+
+
 def issue9_files() -> dict[str, Callable[[], dict[str, Any]]]:
     """The families added for issue 9: sealed-content order, term references, the HTTP binding
     and discovery refusals."""
@@ -2529,6 +2651,7 @@ def build() -> dict[str, str]:
         "schema.json": schema_file,
     }
     docs.update(issue9_files())
+    docs["nostr.json"] = nostr_file
     MISMATCHES.clear()
     files = {name: dumps(make()) for name, make in docs.items()}
     if MISMATCHES:

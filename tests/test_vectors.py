@@ -57,7 +57,7 @@ VECTORS = ROOT / "spec" / "vectors"
 GENERATOR = ROOT / "scripts" / "gen_vectors.py"
 FILES = ("keys.json", "messages.json", "invalid.json", "state.json", "history.json",
          "rfc8032.json", "steps.json", "sealed.json", "terms.json", "http.json",
-         "discovery.json")
+         "discovery.json", "nostr.json")
 #: Files of message sequences, replayed alike (README "state.json").
 SEQUENCES = ("state.json", "sealed.json", "terms.json")
 

@@ -21,6 +21,7 @@ from vrmproto.cli._cmd_intent import intent
 from vrmproto.cli._cmd_lifecycle import end, rotate
 from vrmproto.cli._cmd_local import init, key, terms
 from vrmproto.cli._cmd_outbox import outbox
+from vrmproto.cli._cmd_relay import relay
 from vrmproto.cli._cmd_serve import agent, discover
 from vrmproto.cli._cmd_vendor import vendor
 from vrmproto.cli._context import common_options, current_env
@@ -49,6 +50,7 @@ for command in (
     history, verify, outbox, rotate, end, agent, vendor, demo, doctor,
 ):  # fmt: skip
     cli.add_command(command)
+cli.add_command(relay)  # intentcasts through Nostr relays (spec §15)
 
 
 def _mount_conformance() -> None:

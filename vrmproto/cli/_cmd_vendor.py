@@ -34,6 +34,7 @@ from vrmproto.cli._context import run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._home import default_home
 from vrmproto.cli._vendor import check_vendor_file, vendor_data_dir
+from vrmproto.nostr._vendor import vendor_on_relays
 from vrmproto.server import (
     DEFAULT_CONNECTION_LIMITS,
     ConnectionLimits,
@@ -147,6 +148,9 @@ async def serve_vendor(config: VendorConfig, *, identity: Identity, data_dir: Pa
                 if file.server.advertise and first:
                     await _advertise(stack, name=config.name, port=server.port,
                                      identity=identity, host=file.server.host)  # fmt: skip
+                if file.relays and first:  # intentcasts through Nostr relays (spec §15)
+                    await stack.enter_async_context(vendor_on_relays(
+                        config, identity, file.server.public_url or server.url))  # fmt: skip
                 await stop.wait()
         if worker is None:
             _event("stopped", f"⊃ {config.name} stopped")
@@ -255,6 +259,8 @@ def _overrides(file: VendorFile, options: dict[str, Any]) -> VendorFile:
     data = file.model_dump()
     data["server"].update(server)
     data["connections"].update(connections)
+    if options.get("relays"):
+        data["relays"] = list(options["relays"])
     if options.get("as_json"):
         data["logging"]["format"] = "json"
     if options.get("metrics"):
@@ -311,6 +317,8 @@ def _serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--workers", type=click.IntRange(1, 256), help="Processes serving the "
                      "port, each with its own database pool; above 1 needs --store "
                      "postgresql://… (spec §12.9-8) [file, else 1]."),
+        click.option("--relay", "relays", multiple=True, metavar="URL", help="Answer "
+                     "intentcasts from this Nostr relay (repeatable; spec §15)."),
     ]  # fmt: skip
     for option in reversed(options):
         f = option(f)

@@ -63,7 +63,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -300,6 +300,11 @@ class VendorFile(_Section):
     counter: list[str] = []
     catalogue: list[CatalogueEntry] = []
     observed: list[ObservedEntry] = []
+    # Intentcasts through Nostr relays (spec §15; vrmproto/nostr): the relays to listen on, the
+    # proof of work required (bits, §15.1-4), and the geohash prefixes it serves (§15.5-3).
+    relays: list[Annotated[str, Field(pattern=r"^wss?://")]] = []
+    relay_min_pow: int = Field(default=0, ge=0, le=32)
+    relay_geohashes: list[Annotated[str, Field(pattern=r"^[0-9b-hjkmnp-z]{1,12}$")]] = []
     limits: LimitsSection = LimitsSection()  # type: ignore[valid-type]
     connections: ConnectionsSection = ConnectionsSection()  # type: ignore[valid-type]
     server: ServerSection = ServerSection()

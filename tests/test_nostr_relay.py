@@ -1,0 +1,242 @@
+"""Intentcasts through real Nostr relays on 127.0.0.1 (spec §15): publish and receive, a relay
+down, an event delivered twice, an expired event, a vendor that requires proof of work, and the
+Park City intentcast reaching vendors the customer never heard of."""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from _nostr_relay import relay
+
+from vrmproto import Identity, Intentcast, MasterSeed, Money, TermRef, latest, sign_message
+from vrmproto.client import Agent
+from vrmproto.nostr import (
+    Event,
+    NostrKey,
+    Relay,
+    RelayError,
+    RelayPool,
+    intentcast_event,
+    intentcast_filter,
+    open_intentcast,
+    sign_event,
+)
+from vrmproto.nostr._customer import publish_intentcast
+from vrmproto.nostr._vendor import RelayVendor, catalogue_keywords, relay_vendor
+from vrmproto.server import LocalVendor, load_vendor_config
+from vrmproto.store import MemoryStore
+
+VENDORS = Path(__file__).resolve().parent.parent / "examples" / "vendors"
+SEED = MasterSeed(bytes(range(32)))
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@pytest.fixture(scope="module")
+def relays(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """Two relays, each with a database of its own, for the whole module."""
+    tmp = tmp_path_factory.mktemp("relays")
+    with relay(tmp) as one, relay(tmp) as two:
+        yield one, two
+
+
+def dead_url() -> str:
+    """A loopback port nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"ws://127.0.0.1:{s.getsockname()[1]}"
+
+
+def cast(what: str, *, deadline_ms: int = 60_000, created: int | None = None,
+         intent_id: bytes | None = None) -> tuple[Event, bytes]:  # fmt: skip
+    """A relayed intentcast for ``what`` and the hash of the message inside."""
+    intent_id = intent_id or os.urandom(16)
+    identity = SEED.for_intent(intent_id)
+    now = created if created is not None else now_ms()
+    body = Intentcast(what=what, reply_by=now + deadline_ms, constraints=(), memberships=(),
+                      max_price=Money(30000, "USD"))  # fmt: skip
+    msg = sign_message(body, identity=identity, recipient=identity.public_key,
+                       thread=os.urandom(16), prev=None, now=now, msg_id=os.urandom(16),
+                       lifetime_ms=deadline_ms)  # fmt: skip
+    key = NostrKey.for_intent(SEED.seed, intent_id)
+    return intentcast_event(msg, key, geohash="9x0n8", aux=os.urandom(32)), msg.hash
+
+
+def vendor(name: str, url: str, **kw: object) -> RelayVendor:
+    config = load_vendor_config(VENDORS / f"{name}.toml")
+    assert config.seed is not None
+    return RelayVendor(config.policy(), Identity(config.seed), url,
+                       catalogue_keywords(config.catalogue), **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+async def test_an_intentcast_published_is_received_by_its_keyword_and_area(
+    relays: tuple[str, str], session: aiohttp.ClientSession
+) -> None:
+    event, digest = cast("kayak rental")
+    async with Relay(relays[0], session) as r:
+        await r.publish(event)
+        got = [e async for e in r.subscribe(intentcast_filter(["kayak"], ["9x0"], 0),
+                                            until_eose=True)]  # fmt: skip
+        missed = [e async for e in r.subscribe(intentcast_filter(["kayak"], ["dr5"], 0),
+                                               until_eose=True)]  # fmt: skip
+    assert [e.id for e in got] == [event.id]
+    assert missed == []
+    assert open_intentcast(got[0], now_ms=now_ms()).hash == digest
+
+
+async def test_a_relay_down_leaves_the_others_working(
+    relays: tuple[str, str], session: aiohttp.ClientSession
+) -> None:
+    down = dead_url()
+    event, _ = cast("canoe rental")
+    async with RelayPool([down, relays[0]], session) as pool:
+        result = await pool.publish(event)
+        assert result.accepted == [relays[0]]
+        assert down in pool.down
+        async for e in pool.subscribe(intentcast_filter(["canoe"], [], 0)):
+            assert e.id == event.id
+            break
+    with pytest.raises(RelayError, match="no relay"):
+        async with RelayPool([down], session):
+            pass
+
+
+async def test_an_event_on_two_relays_is_answered_once(
+    relays: tuple[str, str], session: aiohttp.ClientSession
+) -> None:
+    """The pool drops the second copy (§15.5-2); the same intentcast re-wrapped in another event
+    is answered once too (§15.4-5)."""
+    intent_id = os.urandom(16)
+    event, _ = cast("suv rental", intent_id=intent_id)
+    async with RelayPool(relays, session) as pool:
+        result = await pool.publish(event)
+        assert sorted(result.accepted) == sorted(relays)
+        seen = [e.id async for e in pool.subscribe({"ids": [event.id]}, until_eose=True)]
+    assert seen == [event.id]
+    v = vendor("hertz", "http://127.0.0.1:1")
+    assert await v.consider(event) is not None
+    assert await v.consider(event) is None
+
+
+async def test_an_expired_intentcast_is_ignored() -> None:
+    event, _ = cast("suv rental", deadline_ms=1_000)
+    later = now_ms() + 5_000
+    v = vendor("hertz", "http://127.0.0.1:1", clock=lambda: later)
+    assert await v.consider(event) is None
+    assert v.dropped == {"expired": 1}
+
+
+async def test_a_vendor_that_requires_work_ignores_an_intentcast_without_it() -> None:
+    event, _ = cast("suv rental")
+    v = vendor("hertz", "http://127.0.0.1:1", min_pow=8)
+    assert event.difficulty == 0
+    assert await v.consider(event) is None
+    assert v.dropped == {"rate_limited": 1}
+
+
+async def test_park_city_through_two_relays_reaches_vendors_the_customer_never_knew(
+    relays: tuple[str, str],
+) -> None:
+    """Avis and Hertz are in no store and on no zeroconf: they listen on two relays. The
+    customer publishes the Park City intentcast to both, both vendors answer (each once), their
+    offers come back over HTTP ranked and stored, and taking one opens a relationship on the
+    customer's terms."""
+    running = [LocalVendor.of(load_vendor_config(VENDORS / f"{n}.toml")) for n in ("avis", "hertz")]
+    for v in running:
+        await v.start()
+    try:
+        listeners = [vendor(n, v.url) for n, v in zip(("avis", "hertz"), running, strict=True)]
+        async with relay_vendor(listeners[0], relays), relay_vendor(listeners[1], relays):
+            mine = (TermRef.of(latest("vrm.no-tracking")), TermRef.of(latest("vrm.no-third-party")))
+            agent = await Agent.open(MemoryStore(), MasterSeed(os.urandom(32)), terms=mine)
+            async with agent:
+                out = await publish_intentcast(
+                    agent, "4-wheel-drive SUV rental", relays=relays, geohash="9x0n8",
+                    where="Park City, UT", constraints=["no prepaid gas", "no insurance"],
+                    memberships=["Hertz 1 Club"], max_price=Money(30000, "USD"),
+                    pow_difficulty=8, answer_wait_ms=30_000, expect_answers=2,
+                    deadline_ms=60_000, vendors=[running[0].url + "/"])  # fmt: skip
+                assert sorted(out.published.accepted) == sorted(relays)
+                assert sorted(a.url for a in out.answers) == sorted(v.url for v in running)
+                # Avis, given by URL and answering through both relays, is asked once
+                assert len(out.result.report.results) == 2
+                offers = out.result.offers
+                assert [o.vendor for o in offers] == ["Hertz Wasatch", "Avis Park City"]
+                assert offers[0].price.amount <= offers[1].price.amount
+                stored = await agent.offers(out.result.intent_id)
+                assert {o.hash for o in stored} == {o.hash for o in offers}
+                taken = await agent.take_offer(offers[0])
+                assert taken.status == "accepted"
+                assert [t.id for t in taken.terms] == [t.id for t in mine]
+    finally:
+        for v in running:
+            await v.stop()
+
+
+def test_the_park_city_relay_example_ranks_hertz_with_the_rest(relays: tuple[str, str]) -> None:
+    """examples/car_rental_relay.py: Hertz, reached only through the relay, is ranked with the
+    vendors given by URL (the README's relay walkthrough)."""
+    examples = str(VENDORS.parent)
+    sys.path.insert(0, examples)
+    try:
+        out: Any = importlib.import_module("car_rental_relay").main(relays[0])
+    finally:
+        sys.path.remove(examples)
+    assert [v for v, _ in out.offers] == ["Avis Park City", "Budget Salt Lake", "Hertz Wasatch"]
+    assert out.declined == ["Wasatch Outfitters"]
+    assert (out.taken, out.status) == ("Avis Park City", "accepted")
+
+
+async def test_a_vendor_that_would_decline_stays_silent() -> None:
+    """Wasatch Outfitters rents skis, not cars: its policy declines, and it does not answer."""
+    event, _ = cast("suv rental")
+    v = vendor("outfitters", "http://127.0.0.1:1")
+    assert await v.consider(event) is None
+    assert v.dropped == {}
+
+
+async def test_the_policy_sees_nothing_before_the_work_and_the_envelope_check() -> None:
+    """§15.3-6: the checks come first; only a verified intentcast reaches the policy."""
+    asked: list[bytes] = []
+    policy = vendor("hertz", "http://127.0.0.1:1").policy
+
+    class Spy:
+        accepts_terms = policy.accepts_terms
+
+        async def on_intentcast(self, rel: Any, msg: Any) -> Any:
+            asked.append(msg.hash)
+            return await policy.on_intentcast(rel, msg)
+
+    picky = vendor("hertz", "http://127.0.0.1:1", min_pow=8)
+    easy = vendor("hertz", "http://127.0.0.1:1")
+    picky.policy = easy.policy = Spy()  # type: ignore[assignment]
+    event, digest = cast("suv rental", intent_id=bytes(16))
+    assert await picky.consider(event) is None  # no work: dropped before the envelope
+    envelope = bytearray(base64.b64decode(event.content))
+    envelope[-70] ^= 1  # a byte of the envelope's signature
+    content = base64.b64encode(bytes(envelope)).decode()
+    forged = sign_event(NostrKey.for_intent(SEED.seed, bytes(16)), event.created_at, event.kind,
+                        event.tags, content, aux=bytes(32))  # fmt: skip
+    assert await easy.consider(forged) is None
+    assert easy.dropped == {"bad_signature": 1}
+    assert asked == []
+    assert await easy.consider(event) is not None
+    assert asked == [digest]

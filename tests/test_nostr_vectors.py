@@ -1,0 +1,62 @@
+"""spec/vectors/nostr.json holds for the implementation, read as an implementer would (§15)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vrmproto import ProtocolError
+from vrmproto.nostr import (
+    Event,
+    NostrKey,
+    conversation_key,
+    intentcast_event,
+    nip44_decrypt,
+    nip44_encrypt,
+    open_answer,
+    open_intentcast,
+)
+
+DOC = json.loads((Path(__file__).resolve().parents[1] / "spec" / "vectors" / "nostr.json")
+                 .read_text(encoding="utf-8"))  # fmt: skip
+BY_ID = {v["id"]: v for v in DOC["vectors"]}
+
+
+def test_the_key_is_derived_from_the_master_seed() -> None:
+    v = BY_ID["key"]
+    key = NostrKey.for_intent(bytes.fromhex(v["master_seed"]), bytes.fromhex(v["intent_id"]))
+    assert (key.secret.hex(), key.public.hex()) == (v["secret_key"], v["public_key"])
+
+
+def test_the_intentcast_event_opens_and_rebuilds_byte_for_byte() -> None:
+    v = BY_ID["intentcast"]
+    event = Event.from_json(v["event"])
+    msg = open_intentcast(event, now_ms=v["now"], min_pow=v["min_pow"])
+    assert (msg.envelope.hex(), msg.hash.hex()) == (v["envelope"], v["message_hash"])
+    key = NostrKey(bytes.fromhex(BY_ID["key"]["secret_key"]))
+    geohash = event.tag_values("g")[-1]
+    again = intentcast_event(msg, key, geohash=geohash, pow_difficulty=v["min_pow"],
+                             aux=bytes(32))  # fmt: skip
+    assert again.to_json() == v["event"]
+
+
+def test_the_answer_opens_to_its_plaintext_and_seals_again_alike() -> None:
+    v = BY_ID["answer"]
+    event = Event.from_json(v["event"])
+    recipient = NostrKey(bytes.fromhex(v["recipient_secret_key"]))
+    answer = open_answer(event, recipient, bytes.fromhex(v["message_hash"]))
+    assert answer.url == json.loads(v["plaintext"])["url"]
+    conv = conversation_key(bytes.fromhex(v["secret_key"]), recipient.public)
+    assert nip44_decrypt(event.content, conv) == v["plaintext"]
+    assert nip44_encrypt(v["plaintext"], conv, bytes.fromhex(v["nonce"])) == event.content
+
+
+@pytest.mark.parametrize("v", [v for v in DOC["vectors"] if v["result"] == "invalid"],
+                         ids=lambda v: v["id"])  # fmt: skip
+def test_an_event_to_drop_is_dropped_with_its_code(v: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        open_intentcast(Event.from_json(v["event"]), now_ms=v["now"], min_pow=v["min_pow"])
+    assert (caught.value.code.value, caught.value.clause) == (v["problem"], v["clause"])

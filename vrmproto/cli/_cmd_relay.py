@@ -1,0 +1,200 @@
+"""``vrm relay``: intentcasts through Nostr relays, to vendors you do not know yet (spec §15).
+
+``vrm relay intent "…"`` publishes the intentcast to the relays (``--relay``, else the ones kept
+in your settings by ``vrm relay add``), waits for vendors to answer, then sends it over HTTP to
+them and to each ``--vendor``, and ranks the offers as ``vrm intent`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from vrmproto.cli._cmd_data import fanout_json
+from vrmproto.cli._cmd_intent import offer_json, offers_table, rank_offers
+from vrmproto.cli._common import as_url, now_ms
+from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
+from vrmproto.cli._errors import EXIT_USAGE, CliError
+from vrmproto.cli._home import Home
+from vrmproto.cli._output import money_json
+from vrmproto.cli._parse import parse_date, parse_duration, parse_money
+from vrmproto.cli._progress import FanoutDisplay
+from vrmproto.nostr._customer import DEFAULT_POW, RelayedIntentcast, publish_intentcast
+from vrmproto.nostr._relay import RelayError
+
+__all__ = ["relay"]
+
+#: The settings key of the default relays (settings.json, beside name and terms).
+SETTING = "relays"
+_WARNING = ("Relays keep what you publish and anyone can read it: the intentcast names no key "
+            "or relationship of yours, only what you wrote in it (spec §11.14-1).")  # fmt: skip
+
+
+def check_relay_url(text: str) -> str:
+    """A relay URL: ``wss://…``, or ``ws://…`` (loopback and tests, §15.5-4)."""
+    if not text.startswith(("wss://", "ws://")) or len(text) > 2048:
+        raise CliError(f"{text!r} is not a relay URL (wss://…)", EXIT_USAGE, kind="bad_url")
+    return text.rstrip("/")
+
+
+def _relays(home: Home) -> list[str]:
+    value = home.settings().extra.get(SETTING, [])
+    return [str(u) for u in value] if isinstance(value, list) else []
+
+
+def _save(home: Home, urls: list[str]) -> None:
+    settings = home.settings()
+    settings.extra[SETTING] = urls
+    home.write_settings(settings)
+
+
+@click.group()
+def relay() -> None:
+    """Intentcasts through Nostr relays, to vendors you do not know yet."""
+
+
+@relay.command("list")
+@common_options
+@pass_env
+def relay_list(env: Env) -> None:
+    """The relays `vrm relay intent` publishes to when no --relay is given."""
+    urls = _relays(env.home)
+    if env.out.json_mode:
+        env.out.json({"relays": urls})
+    else:
+        for u in urls:
+            env.out.print(u)
+        if not urls:
+            env.out.print("No relays yet: vrm relay add wss://…")
+
+
+@relay.command("add")
+@click.argument("urls", nargs=-1, required=True)
+@common_options
+@pass_env
+def relay_add(env: Env, *, urls: tuple[str, ...]) -> None:
+    """Keep these relays in your settings."""
+    home = env.home
+    home.require()
+    _save(home, list(dict.fromkeys([*_relays(home), *map(check_relay_url, urls)])))
+
+
+@relay.command("remove")
+@click.argument("urls", nargs=-1, required=True)
+@common_options
+@pass_env
+def relay_remove(env: Env, *, urls: tuple[str, ...]) -> None:
+    """Forget these relays."""
+    home = env.home
+    home.require()
+    gone = {u.rstrip("/") for u in urls}
+    _save(home, [u for u in _relays(home) if u not in gone])
+
+
+def _cast_options(f: Any) -> Any:
+    options = [
+        click.argument("what"),
+        click.option("--relay", "relay_urls", multiple=True, metavar="URL",
+                     help="Publish to this relay (repeatable) [default: vrm relay list]."),
+        click.option("--geohash", help="Where, as a geohash (e.g. 9x0n8 for Park City)."),
+        click.option("--pow", "pow_bits", type=click.IntRange(0, 32), default=DEFAULT_POW,
+                     show_default=True, help="Proof of work, in bits (NIP-13)."),
+        click.option("--wait", default="5s", show_default=True,
+                     help="How long to wait for vendors to answer through the relays."),
+        click.option("--expect", type=click.IntRange(min=1),
+                     help="Stop waiting once this many vendors answered."),
+        click.option("--where", help="Where, in words, e.g. 'Park City, UT'."),
+        click.option("--from", "start", help="From date, YYYY-MM-DD."),
+        click.option("--to", "end", help="To date, YYYY-MM-DD."),
+        click.option("--max-price", help="Most you will pay, e.g. 300USD."),
+        click.option("--constraint", "constraints", multiple=True, help="A rule."),
+        click.option("--member", "members", multiple=True, help="A loyalty program."),
+        click.option("--deadline", default="30s", show_default=True,
+                     help="How long to wait for offers, in all."),
+        click.option("--vendor", "vendor_urls", multiple=True, metavar="URL",
+                     help="Also ask this vendor over HTTP (repeatable)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _urls(texts: tuple[str, ...]) -> list[str]:
+    found = []
+    for u in texts:
+        url = as_url(u)
+        if url is None:
+            raise CliError(f"--vendor {u!r} is not a URL", EXIT_USAGE, kind="bad_url")
+        found.append(url)
+    return found
+
+
+@relay.command("intent")
+@_cast_options
+@common_options
+@pass_env
+def relay_intent(env: Env, *, what: str, relay_urls: tuple[str, ...], geohash: str | None,
+                 pow_bits: int, wait: str, expect: int | None, where: str | None,
+                 start: str | None, end: str | None, max_price: str | None,
+                 constraints: tuple[str, ...], members: tuple[str, ...], deadline: str,
+                 vendor_urls: tuple[str, ...]) -> None:  # fmt: skip
+    """Publish what you want through Nostr relays, then rank the offers of who answered."""
+    home = env.home
+    urls = [check_relay_url(u) for u in relay_urls] or _relays(home)
+    if not urls:
+        raise CliError("no relays: give --relay wss://… or keep some with vrm relay add",
+                       EXIT_USAGE, kind="no_relays")  # fmt: skip
+    args: dict[str, Any] = {
+        "where": where, "start": parse_date(start) if start else None,
+        "end": parse_date(end, end_of_day=True) if end else None, "constraints": constraints,
+        "memberships": members, "max_price": parse_money(max_price) if max_price else None,
+        "deadline_ms": parse_duration(deadline), "geohash": geohash, "pow_difficulty": pow_bits,
+        "answer_wait_ms": parse_duration(wait), "expect_answers": expect,
+    }  # fmt: skip
+    out, settings = env.out, home.settings()
+    out.note(_WARNING)
+
+    async def go() -> RelayedIntentcast:
+        async with open_agent(env, settings=settings) as agent:
+            display = FanoutDisplay(out, "intentcast", answers=True, names={})
+            with display:
+                return await publish_intentcast(agent, what, relays=urls,
+                                                vendors=_urls(vendor_urls),
+                                                progress=display.event, **args)  # fmt: skip
+
+    try:
+        done = run(go())
+    except RelayError as exc:
+        raise CliError(str(exc), EXIT_USAGE, kind="relays_down") from None
+    except ValueError as exc:  # a geohash that is not one
+        raise CliError(str(exc), EXIT_USAGE, kind="usage") from None
+    _report(env, done, what, args)
+
+
+def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) -> None:
+    result, settings = done.result, env.home.settings()
+    ranked = rank_offers(result.offers, settings.terms)
+    price = args["max_price"]
+    record = {
+        "intent": result.intent_id.hex(), "relay_intent": done.relay_intent_id.hex(),
+        "event": done.event.id, "published": done.published.errors,
+        "answered": [a.url for a in done.answers], "what": what, "where": args["where"],
+        "from": args["start"], "to": args["end"],
+        "max_price": money_json(price) if price else None, "reply_by": result.reply_by,
+        "sent": now_ms(), "vendors": [r.url for r in result.report.results],
+        "offers": [offer_json(o, settings.terms, i + 1) for i, o in enumerate(ranked)],
+        "declines": [{"vendor": v, "reason": r} for v, r in result.declines],
+    }  # fmt: skip
+    out = env.out
+    if out.json_mode:
+        out.json({**record, **fanout_json(result.report)})
+        return
+    out.print(f"published to {len(done.published.accepted)} of {len(done.published.errors)} "
+              f"relays; {len(done.answers)} vendors answered")  # fmt: skip
+    for v, r in result.declines:
+        out.print(f"  [dim]{v} declined: {r}[/]")
+    if record["offers"]:
+        out.print(offers_table(record["offers"], f"offers for “{what}”, best first"))
+    else:
+        out.print("No offers arrived before the deadline.")

@@ -1,0 +1,205 @@
+"""The intentcast as a Nostr event, and the sealed answer that comes back (§15.3, §15.4).
+
+Sans-IO: every function takes the time (``now_ms``) and random bytes it needs. The vendor's
+checks run in the order of §15.3-6 — kind, expiry, proof of work, then the VRM envelope — so an
+event that costs nothing to make costs next to nothing to drop.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vrmproto._envelope import Signed, open_envelope
+from vrmproto._errors import Problem
+from vrmproto._limits import DEFAULT_LIMITS, Limits
+from vrmproto._messages import Intentcast
+from vrmproto.nostr._crypto import (
+    Nip44Error,
+    NostrKey,
+    conversation_key,
+    nip44_decrypt,
+    nip44_encrypt,
+)
+from vrmproto.nostr._event import Event, EventError, sign_event
+
+__all__ = [
+    "KIND_ANSWER",
+    "KIND_INTENTCAST",
+    "Answer",
+    "answer_event",
+    "answer_filter",
+    "intentcast_event",
+    "intentcast_filter",
+    "keywords",
+    "open_answer",
+    "open_intentcast",
+]
+
+#: The event kind of a relayed intentcast (§15.3-1) and of a vendor's sealed answer (§15.4-1).
+KIND_INTENTCAST = 7390
+KIND_ANSWER = 7391
+#: At most this many keyword (``t``) tags, each at most this long (§15.3-3).
+MAX_KEYWORDS, MAX_KEYWORD_LEN = 32, 64
+#: A geohash is at most this long; every prefix of it is a ``g`` tag (§15.3-3).
+MAX_GEOHASH = 12
+_GEOHASH = re.compile(r"[0-9b-hjkmnp-z]{1,12}")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def keywords(texts: Iterable[str]) -> list[str]:
+    """The ``t`` tags of an intentcast: its distinct lower-case words, first first (§15.3-3)."""
+    seen: dict[str, None] = {}
+    for text in texts:
+        for w in _WORD.findall(text.lower()):
+            if 2 <= len(w) <= MAX_KEYWORD_LEN:
+                seen.setdefault(w)
+    return list(seen)[:MAX_KEYWORDS]
+
+
+def _expiration(reply_by_ms: int) -> int:
+    return -(-reply_by_ms // 1000)  # reply_by, rounded up to whole seconds (§15.3-4)
+
+
+def _tags(body: Intentcast, geohash: str | None) -> list[list[str]]:
+    tags = [["t", w] for w in keywords((body.what, *body.constraints))]
+    if geohash is not None:
+        if not _GEOHASH.fullmatch(geohash):
+            raise ValueError(f"not a geohash: {geohash!r}")
+        tags += [["g", geohash[:n]] for n in range(1, len(geohash) + 1)]
+    if body.max_price is not None:
+        tags.append(["price", str(body.max_price.amount), body.max_price.currency])
+    tags += [["terms", t.id] for t in body.terms or ()]
+    tags.append(["expiration", str(_expiration(body.reply_by))])
+    return tags
+
+
+def intentcast_event(message: Signed[Intentcast], key: NostrKey, *, geohash: str | None = None,
+                     pow_difficulty: int = 0, aux: bytes) -> Event:  # fmt: skip
+    """The Nostr event that carries ``message`` unchanged (§15.3-1, -2, -3, -4)."""
+    h = message.header
+    if h.recipient != h.sender or h.prev is not None:
+        raise ValueError("a relayed intentcast is addressed to its own identity (§15.3-2)")
+    content = base64.b64encode(message.envelope).decode()
+    return sign_event(key, h.created // 1000, KIND_INTENTCAST, _tags(message.body, geohash),
+                      content, aux=aux, pow_difficulty=pow_difficulty)  # fmt: skip
+
+
+def _decode_content(content: str, limits: Limits) -> bytes:
+    if len(content) > 4 * (limits.max_envelope_bytes // 3 + 1):
+        raise EventError("the content is larger than any envelope", code=Problem.TOO_LARGE,
+                         clause="§15.3-6")  # fmt: skip
+    try:
+        return base64.b64decode(content, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise EventError("the content is not base64", clause="§15.3-1") from exc
+
+
+def open_intentcast(event: Event, *, now_ms: int, min_pow: int = 0,
+                    limits: Limits = DEFAULT_LIMITS) -> Signed[Intentcast]:  # fmt: skip
+    """Check a relayed intentcast in the order of §15.3-6 and return its verified message.
+
+    ``event`` was read with :meth:`Event.from_json` (its id and signature hold). Raises
+    :class:`EventError`, or the envelope's own :class:`~vrmproto.ProtocolError`.
+    """
+    if event.kind != KIND_INTENTCAST:
+        raise EventError("not an intentcast event", code=Problem.UNKNOWN_TYPE, clause="§15.3-1")
+    expiration = event.expiration
+    if expiration is None:
+        raise EventError("no expiration tag", clause="§15.3-4", code=Problem.INVALID_FIELD)
+    if now_ms >= expiration * 1000:
+        raise EventError("the event has expired", code=Problem.EXPIRED, clause="§15.1-3")
+    if event.difficulty < min_pow:
+        raise EventError(f"proof of work {event.difficulty} is below {min_pow}",
+                         code=Problem.RATE_LIMITED, clause="§15.1-4")  # fmt: skip
+    message = open_envelope(_decode_content(event.content, limits), now=now_ms, limits=limits)
+    h = message.header
+    if h.type != Intentcast.TYPE:
+        raise EventError("the envelope is not an intentcast", code=Problem.UNKNOWN_TYPE,
+                         clause="§15.3-1")  # fmt: skip
+    if h.recipient != h.sender or h.prev is not None:
+        raise EventError("a relayed intentcast is addressed to its own identity",
+                         code=Problem.INVALID_FIELD, clause="§15.3-2")  # fmt: skip
+    if expiration != _expiration(message.body.reply_by):
+        raise EventError(
+            "the expiration tag is not the intentcast's reply_by",
+            clause="§15.3-4",
+            code=Problem.INVALID_FIELD,
+        )
+    return message
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A vendor's answer to a relayed intentcast: where to send it over HTTP (§15.4-2)."""
+
+    url: str
+    intent: bytes  # the hash of the relayed intentcast message
+    event_id: str
+
+
+def answer_event(intentcast: Event, message: Signed[Intentcast], vendor_url: str, *,
+                 key: NostrKey, now_ms: int, nonce: bytes, aux: bytes) -> Event:  # fmt: skip
+    """A vendor's sealed answer: NIP-44 to the intentcast's Nostr key, from ``key``, a key the
+    vendor made for this answer alone (§15.4-1, §15.2-3)."""
+    plain = json.dumps({"intent": message.hash.hex(), "url": vendor_url}, sort_keys=True)
+    conv = conversation_key(key.secret, bytes.fromhex(intentcast.pubkey))
+    tags = [["p", intentcast.pubkey], ["e", intentcast.id],
+            ["expiration", str(_expiration(message.body.reply_by))]]  # fmt: skip
+    return sign_event(key, now_ms // 1000, KIND_ANSWER, tags,
+                      nip44_encrypt(plain, conv, nonce), aux=aux)  # fmt: skip
+
+
+def _answer_fields(plain: str) -> tuple[str, bytes]:
+    try:
+        obj: Any = json.loads(plain)
+        url, intent = obj["url"], bytes.fromhex(obj["intent"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EventError("the answer is not {intent, url}", code=Problem.INVALID_FIELD,
+                         clause="§15.4-2") from exc  # fmt: skip
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")) or len(url) > 2048:
+        raise EventError(
+            "the answer's url is not an http(s) URL", clause="§15.4-2", code=Problem.INVALID_FIELD
+        )
+    return url, intent
+
+
+def open_answer(event: Event, key: NostrKey, intent: bytes) -> Answer:
+    """Open a sealed answer to our intentcast ``intent`` (its message hash) with our Nostr key."""
+    if event.kind != KIND_ANSWER or event.tag_values("p") != [key.public.hex()]:
+        raise EventError("not an answer to this key", code=Problem.WRONG_RECIPIENT,
+                         clause="§15.4-1")  # fmt: skip
+    try:
+        plain = nip44_decrypt(
+            event.content, conversation_key(key.secret, bytes.fromhex(event.pubkey))
+        )
+    except (Nip44Error, ValueError) as exc:
+        raise EventError("the answer does not open", code=Problem.CANNOT_DECRYPT,
+                         clause="§15.4-1") from exc  # fmt: skip
+    url, hashed = _answer_fields(plain)
+    if hashed != intent:
+        raise EventError(
+            "the answer names another intentcast", clause="§15.4-2", code=Problem.INVALID_FIELD
+        )
+    return Answer(url.rstrip("/"), hashed, event.id)
+
+
+def intentcast_filter(words: Sequence[str], geohashes: Sequence[str], since: int) -> dict[str, Any]:
+    """A vendor's subscription (§15.5-3): intentcasts with one of its catalogue's keywords,
+    in one of its areas when it names any, since ``since`` (seconds)."""
+    f: dict[str, Any] = {"kinds": [KIND_INTENTCAST], "since": since}
+    if words:
+        f["#t"] = sorted({w.lower() for w in words})
+    if geohashes:
+        f["#g"] = sorted(set(geohashes))
+    return f
+
+
+def answer_filter(pubkey: bytes, since: int) -> dict[str, Any]:
+    """The customer's subscription to the answers sealed to its intentcast key (§15.4-3)."""
+    return {"kinds": [KIND_ANSWER], "#p": [pubkey.hex()], "since": since}

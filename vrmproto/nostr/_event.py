@@ -1,0 +1,144 @@
+"""Nostr events, sans-IO: the NIP-01 id and signature, NIP-13 proof of work, NIP-40 expiry (§15.1).
+
+An :class:`Event` is built from its parts and signed here, or read from a relay's JSON with
+:meth:`Event.from_json`, which checks its form, id and signature before anything reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vrmproto._errors import Problem, ProtocolError
+from vrmproto.nostr._crypto import NostrKey, verify_schnorr
+
+__all__ = ["Event", "EventError", "leading_zero_bits", "mine", "sign_event"]
+
+Tags = tuple[tuple[str, ...], ...]
+#: How many nonces :func:`mine` tries before giving up (2^32: far beyond any difficulty ≤ 32).
+_MAX_NONCES = 1 << 32
+
+
+class EventError(ProtocolError):
+    """An event that is not well-formed, or whose id or signature does not verify (§15.1-2),
+    or that breaks a rule of the intentcast binding (§15.3). Never answered: the event is
+    dropped, and ``code`` says why in logs."""
+
+
+def _serialize(pubkey: str, created_at: int, kind: int, tags: Tags, content: str) -> str:
+    """NIP-01's serialization: the compact JSON array the id is the SHA-256 of."""
+    return json.dumps([0, pubkey, created_at, kind, [list(t) for t in tags], content],
+                      separators=(",", ":"), ensure_ascii=False)  # fmt: skip
+
+
+def leading_zero_bits(digest: bytes) -> int:
+    """NIP-13 difficulty: the number of leading zero bits of an event id."""
+    n = int.from_bytes(digest, "big")
+    return len(digest) * 8 - n.bit_length()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A signed Nostr event (NIP-01). ``id``, ``pubkey`` and ``sig`` are lowercase hex."""
+
+    id: str
+    pubkey: str
+    created_at: int
+    kind: int
+    tags: Tags
+    content: str
+    sig: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "pubkey": self.pubkey, "created_at": self.created_at,
+                "kind": self.kind, "tags": [list(t) for t in self.tags],
+                "content": self.content, "sig": self.sig}  # fmt: skip
+
+    def tag(self, name: str) -> tuple[str, ...] | None:
+        """The first tag named ``name``, or None."""
+        return next((t for t in self.tags if t and t[0] == name), None)
+
+    def tag_values(self, name: str) -> list[str]:
+        """The first value of every tag named ``name``."""
+        return [t[1] for t in self.tags if len(t) > 1 and t[0] == name]
+
+    @property
+    def expiration(self) -> int | None:
+        """The NIP-40 ``expiration`` (seconds since the epoch), or None."""
+        t = self.tag("expiration")
+        return int(t[1]) if t and len(t) > 1 and t[1].isdigit() else None
+
+    @property
+    def difficulty(self) -> int:
+        """The proof of work this event carries (§15.1-4): its id's leading zero bits, but no
+        more than the target its ``nonce`` tag commits to (NIP-13)."""
+        t = self.tag("nonce")
+        if t is None or len(t) < 3 or not t[2].isdigit():
+            return 0
+        return min(leading_zero_bits(bytes.fromhex(self.id)), int(t[2]))
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Event:
+        """Read and verify an event: its fields' types, its id, its BIP-340 signature (§15.1-2)."""
+        try:
+            pubkey, sig, eid = str(obj["pubkey"]), str(obj["sig"]), str(obj["id"])
+            created_at, kind, content = obj["created_at"], obj["kind"], obj["content"]
+            tags = tuple(tuple(t) for t in obj["tags"])
+        except (KeyError, TypeError) as exc:
+            raise EventError("not a Nostr event", clause="§15.1-2") from exc
+        if not (isinstance(created_at, int) and isinstance(kind, int)
+                and isinstance(content, str)
+                and all(isinstance(v, str) for t in tags for v in t)):  # fmt: skip
+            raise EventError("an event field has the wrong type", clause="§15.1-2")
+        try:
+            digest, pub, signature = bytes.fromhex(eid), bytes.fromhex(pubkey), bytes.fromhex(sig)
+        except ValueError as exc:
+            raise EventError("id, pubkey or sig is not hex", clause="§15.1-2") from exc
+        if hashlib.sha256(_serialize(pubkey, created_at, kind, tags, content).encode()
+                          ).digest() != digest:  # fmt: skip
+            raise EventError(
+                "the event id is not the hash of its contents",
+                code=Problem.BAD_SIGNATURE,
+                clause="§15.1-2",
+            )
+        if not verify_schnorr(pub, digest, signature):
+            raise EventError(
+                "the event's signature does not verify",
+                code=Problem.BAD_SIGNATURE,
+                clause="§15.1-2",
+            )
+        return cls(eid, pubkey, created_at, kind, tags, content, sig)
+
+
+def mine(pubkey: str, created_at: int, kind: int, tags: Tags, content: str, *,
+         difficulty: int) -> Tags:  # fmt: skip
+    """NIP-13: ``tags`` plus a ``["nonce", n, difficulty]`` tag that gives the event id at least
+    ``difficulty`` leading zero bits (§15.1-4). The nonce tag is last, so the serialization
+    up to it is hashed once."""
+    if difficulty <= 0:
+        return tags
+    target = str(difficulty)
+    head = _serialize(pubkey, created_at, kind, (*tags, ("nonce", "\x00", target)), content)
+    before, after = head.split("\\u0000")
+    base = hashlib.sha256(before.encode())
+    tail = after.encode()
+    for n in range(_MAX_NONCES):
+        h = base.copy()
+        h.update(str(n).encode() + tail)
+        if leading_zero_bits(h.digest()) >= difficulty:
+            return (*tags, ("nonce", str(n), target))
+    raise ValueError("no nonce found")  # pragma: no cover
+
+
+def sign_event(key: NostrKey, created_at: int, kind: int, tags: Sequence[Sequence[str]],
+               content: str, *, aux: bytes, pow_difficulty: int = 0) -> Event:  # fmt: skip
+    """Build and sign an event with ``key``; ``aux`` is 32 random bytes for BIP-340."""
+    pubkey = key.public.hex()
+    fixed: Tags = tuple(tuple(t) for t in tags)
+    fixed = mine(pubkey, created_at, kind, fixed, content, difficulty=pow_difficulty)
+    digest = hashlib.sha256(_serialize(pubkey, created_at, kind, fixed, content).encode()).digest()
+    return Event(digest.hex(), pubkey, created_at, kind, fixed, content,
+                 key.sign(digest, aux).hex())  # fmt: skip

@@ -1,0 +1,243 @@
+"""A small Nostr relay client over aiohttp's websockets (NIP-01 messages, NIP-20 ``OK``; §15.5).
+
+:class:`Relay` is one connection: ``publish`` waits for the relay's ``OK``, ``subscribe`` yields
+the verified events of a ``REQ``. :class:`RelayPool` is several relays as one: it publishes to
+all, merges their subscriptions, drops events it has seen (by id) and keeps working while some
+relays are down (§15.5-1, -2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from vrmproto._errors import TransportError
+from vrmproto.nostr._event import Event, EventError
+
+__all__ = ["PublishResult", "Relay", "RelayError", "RelayPool"]
+
+log = logging.getLogger("vrmproto.nostr")
+#: The largest relay message read (bytes): an envelope (§10-1) in base64 and its event around it.
+MAX_RELAY_MESSAGE = 1 << 20
+
+
+class RelayError(TransportError):
+    """A relay that cannot be reached, refused an event, or closed a subscription."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """What each relay said to one event: relay URL → None (stored) or why it failed."""
+
+    event_id: str
+    errors: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> list[str]:
+        return [u for u, e in self.errors.items() if e is None]
+
+
+class Relay:
+    """One websocket to one relay. Use ``async with Relay(url, session)``."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession, *, timeout_s: float = 10.0
+                 ) -> None:  # fmt: skip
+        self.url = url
+        self._session = session
+        self._timeout = timeout_s
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._oks: dict[str, asyncio.Future[tuple[bool, str]]] = {}
+        self._subs: dict[str, asyncio.Queue[Any]] = {}
+
+    async def __aenter__(self) -> Relay:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        try:
+            self._ws = await self._session.ws_connect(
+                self.url, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=self._timeout),
+                max_msg_size=MAX_RELAY_MESSAGE, heartbeat=30)  # fmt: skip
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise RelayError(f"{self.url}: cannot connect: {exc}") from exc
+        self._reader = asyncio.create_task(self._read(self._ws))
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._ws is not None:
+            await self._ws.close()
+        self._fail_all("closed")
+
+    def _fail_all(self, why: str) -> None:
+        for fut in self._oks.values():
+            if not fut.done():
+                fut.set_result((False, why))
+        for q in self._subs.values():
+            q.put_nowait(None)
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        try:
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    self._dispatch(msg.data)
+        finally:
+            self._fail_all("the relay closed the connection")
+
+    def _dispatch(self, text: str) -> None:
+        try:
+            msg = json.loads(text)
+            kind = msg[0]
+        except (ValueError, IndexError, KeyError, TypeError):
+            log.debug("%s: unreadable message dropped", self.url)
+            return
+        if kind == "OK" and len(msg) >= 3 and (fut := self._oks.get(str(msg[1]))):
+            if not fut.done():
+                fut.set_result((msg[2] is True, str(msg[3]) if len(msg) > 3 else ""))
+        elif kind in ("EVENT", "EOSE", "CLOSED") and len(msg) >= 2 and (q := self._subs.get(
+                str(msg[1]))) is not None:  # fmt: skip
+            q.put_nowait(msg[2] if kind == "EVENT" and len(msg) > 2 else
+                         None if kind == "CLOSED" else "EOSE")  # fmt: skip
+        elif kind == "NOTICE":
+            log.info("%s: notice: %s", self.url, msg[1:2])
+
+    async def _send(self, msg: list[Any]) -> None:
+        if self._ws is None or self._ws.closed:
+            raise RelayError(f"{self.url}: not connected")
+        try:
+            await self._ws.send_str(json.dumps(msg, separators=(",", ":"), ensure_ascii=False))
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise RelayError(f"{self.url}: {exc}") from exc
+
+    async def publish(self, event: Event) -> None:
+        """Send ``event`` and wait for the relay's ``OK`` (NIP-20); raise if it refused it."""
+        fut = asyncio.get_running_loop().create_future()
+        self._oks[event.id] = fut
+        try:
+            await self._send(["EVENT", event.to_json()])
+            async with asyncio.timeout(self._timeout):
+                ok, why = await fut
+        except TimeoutError as exc:
+            raise RelayError(f"{self.url}: no OK for {event.id[:12]}") from exc
+        finally:
+            self._oks.pop(event.id, None)
+        if not ok:
+            raise RelayError(f"{self.url}: refused {event.id[:12]}: {why}")
+
+    async def subscribe(self, *filters: dict[str, Any], until_eose: bool = False
+                        ) -> AsyncIterator[Event]:  # fmt: skip
+        """The events matching ``filters``, stored ones first, then live ones as they come
+        (or only the stored ones with ``until_eose``). Events whose id or signature fails are
+        dropped (§15.1-2). Ends when the relay closes the subscription or the connection."""
+        sub = secrets.token_hex(8)
+        q: asyncio.Queue[Any] = asyncio.Queue()
+        self._subs[sub] = q
+        try:
+            await self._send(["REQ", sub, *filters])
+            while (item := await q.get()) is not None:
+                if item == "EOSE":
+                    if until_eose:
+                        return
+                    continue
+                try:
+                    yield Event.from_json(item)
+                except EventError as exc:
+                    log.info("%s: event dropped: %s", self.url, exc)
+        finally:
+            self._subs.pop(sub, None)
+            if self._ws is not None and not self._ws.closed:
+                with contextlib.suppress(RelayError):
+                    await self._send(["CLOSE", sub])
+
+
+class RelayPool:
+    """Several relays as one (§15.5). Relays that cannot be reached are logged in ``down``."""
+
+    def __init__(self, urls: Sequence[str], session: aiohttp.ClientSession, *,
+                 timeout_s: float = 10.0) -> None:  # fmt: skip
+        self.urls = list(dict.fromkeys(urls))
+        self.relays: list[Relay] = []
+        self.down: dict[str, str] = {}
+        self._session = session
+        self._timeout = timeout_s
+
+    async def __aenter__(self) -> RelayPool:
+        async def one(url: str) -> Relay | None:
+            relay = Relay(url, self._session, timeout_s=self._timeout)
+            try:
+                await relay.connect()
+            except RelayError as exc:
+                self.down[url] = str(exc)
+                log.warning("relay down: %s", exc)
+                return None
+            return relay
+
+        self.relays = [r for r in await asyncio.gather(*map(one, self.urls)) if r is not None]
+        if not self.relays and self.urls:
+            raise RelayError("no relay could be reached: " + "; ".join(self.down.values()))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.gather(*(r.close() for r in self.relays))
+
+    async def publish(self, event: Event) -> PublishResult:
+        """Publish to every relay that is up; raise only if none stored the event (§15.5-1)."""
+        result = PublishResult(event.id, dict.fromkeys(self.down, "down"))
+
+        async def one(relay: Relay) -> None:
+            try:
+                await relay.publish(event)
+                result.errors[relay.url] = None
+            except RelayError as exc:
+                result.errors[relay.url] = str(exc)
+
+        await asyncio.gather(*map(one, self.relays))
+        if not result.accepted:
+            raise RelayError("no relay stored the event: " + "; ".join(
+                f"{u}: {e}" for u, e in result.errors.items()))  # fmt: skip
+        return result
+
+    async def subscribe(self, *filters: dict[str, Any], until_eose: bool = False
+                        ) -> AsyncIterator[Event]:  # fmt: skip
+        """Every relay's matching events merged, each event id once (§15.5-2); with
+        ``until_eose``, only the stored ones, ending when every relay has sent them."""
+        q: asyncio.Queue[Event | None] = asyncio.Queue()
+
+        async def pump(relay: Relay) -> None:
+            try:
+                async for ev in relay.subscribe(*filters, until_eose=until_eose):
+                    await q.put(ev)
+            except RelayError as exc:
+                log.warning("subscription lost: %s", exc)
+            finally:
+                await q.put(None)
+
+        tasks = [asyncio.create_task(pump(r)) for r in self.relays]
+        seen: set[str] = set()
+        live = len(tasks)
+        try:
+            while live:
+                ev = await q.get()
+                if ev is None:
+                    live -= 1
+                elif ev.id not in seen:
+                    seen.add(ev.id)
+                    yield ev
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,159 @@
+"""The vendor's side of §15: intentcasts from relays, checked, put to its policy, answered.
+
+:class:`RelayVendor` subscribes to its relays with a filter made from its catalogue (§15.5-3),
+drops every event that fails §15.3-6 before its policy sees it, and answers an intentcast its
+policy would make an offer for with a sealed answer that tells the customer where to send the
+intentcast over HTTP (§15.4). The offer itself, the relationship and everything after travel
+over HTTP, through the vendor's endpoint, as for any intentcast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from vrmproto._envelope import Signed
+from vrmproto._errors import ProtocolError
+from vrmproto._keys import Identity
+from vrmproto._limits import DEFAULT_LIMITS, Limits
+from vrmproto._messages import Intentcast, IntentOffer
+from vrmproto._relationship import Relationship
+from vrmproto._state import Role
+from vrmproto.nostr._binding import answer_event, intentcast_filter, open_intentcast
+from vrmproto.nostr._crypto import NostrKey
+from vrmproto.nostr._event import Event
+from vrmproto.nostr._relay import RelayError, RelayPool
+from vrmproto.server._policy import CatalogueItem, Policy
+
+if TYPE_CHECKING:
+    from vrmproto.server._runner import VendorConfig
+
+__all__ = ["RelayVendor", "catalogue_keywords", "relay_vendor", "vendor_on_relays"]
+
+log = logging.getLogger("vrmproto.nostr")
+#: How far back (seconds) a vendor asks relays for intentcasts when it subscribes (§15.5-3).
+LOOKBACK_S = 3600
+#: How many answered intentcasts a vendor remembers, not to answer one twice (§15.4-5).
+REMEMBERED = 10_000
+#: How long a vendor waits before it connects again to relays it lost (seconds).
+RETRY_S = 30.0
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def catalogue_keywords(catalogue: Iterable[CatalogueItem]) -> list[str]:
+    """Every keyword of the catalogue, lower-case: the vendor's ``#t`` filter (§15.5-3)."""
+    return sorted({k.lower() for item in catalogue for k in item.keywords})
+
+
+@dataclass
+class RelayVendor:
+    """One vendor listening on relays. ``url`` is the base URL its answers give (§15.4-2)."""
+
+    policy: Policy
+    identity: Identity
+    url: str
+    keywords: Sequence[str]
+    geohashes: Sequence[str] = ()
+    min_pow: int = 0
+    limits: Limits = DEFAULT_LIMITS
+    clock: Callable[[], int] = _wall_ms
+    rand: Callable[[int], bytes] = os.urandom
+    dropped: Counter[str] = field(default_factory=Counter)
+    _answered: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
+
+    def filter(self) -> dict[str, object]:
+        return intentcast_filter(self.keywords, self.geohashes,
+                                 self.clock() // 1000 - LOOKBACK_S)  # fmt: skip
+
+    async def consider(self, event: Event) -> Event | None:
+        """The answer to ``event``, or None: checked first (§15.3-6), then the policy's."""
+        try:
+            message = open_intentcast(event, now_ms=self.clock(), min_pow=self.min_pow,
+                                      limits=self.limits)  # fmt: skip
+        except ProtocolError as exc:
+            self.dropped[exc.code.value] += 1
+            log.info("relayed event %s dropped: %s", event.id[:12], exc)
+            return None
+        if message.hash in self._answered:  # the same intentcast in another event (§15.4-5)
+            return None
+        offer = await self._ask_policy(message)
+        if offer is None:
+            return None
+        self._answered[message.hash] = None
+        if len(self._answered) > REMEMBERED:
+            self._answered.popitem(last=False)
+        return answer_event(event, message, self.url, key=self._answer_key(),
+                            now_ms=self.clock(), nonce=self.rand(32),
+                            aux=self.rand(32))  # fmt: skip
+
+    async def _ask_policy(self, message: Signed[Intentcast]) -> IntentOffer | None:
+        rel = Relationship(role=Role.VENDOR, identity=self.identity, thread=message.thread,
+                           peer_key=message.sender, limits=self.limits)  # fmt: skip
+        reply = await self.policy.on_intentcast(rel, message)
+        return reply if isinstance(reply, IntentOffer) else None  # silence otherwise (§15.4-4)
+
+    def _answer_key(self) -> NostrKey:
+        while True:  # a fresh key for every answer (§15.2-3)
+            try:
+                return NostrKey(self.rand(32))
+            except ValueError:  # pragma: no cover - probability 2^-128
+                continue
+
+    async def run(self, pool: RelayPool) -> None:
+        """Answer the pool's intentcasts until cancelled or every relay is gone."""
+        async for event in pool.subscribe(self.filter()):
+            answer = await self.consider(event)
+            if answer is not None:
+                try:
+                    await pool.publish(answer)
+                except RelayError as exc:
+                    log.warning("answer not published: %s", exc)
+
+    async def serve(self, relays: Sequence[str], *, retry_s: float = RETRY_S) -> None:
+        """Answer the intentcasts of ``relays`` until cancelled; when every relay is lost (or
+        none could be reached), connect again ``retry_s`` later."""
+        while True:
+            try:
+                async with aiohttp.ClientSession() as session, RelayPool(relays, session) as pool:
+                    await self.run(pool)
+            except RelayError as exc:
+                log.warning("relays: %s", exc)
+            await asyncio.sleep(retry_s)
+
+
+@contextlib.asynccontextmanager
+async def relay_vendor(vendor: RelayVendor, relays: Sequence[str]) -> AsyncIterator[RelayVendor]:
+    """Run ``vendor`` on ``relays`` in the background while the block runs."""
+    task = asyncio.create_task(vendor.serve(relays))
+    try:
+        yield vendor
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def vendor_on_relays(config: VendorConfig, identity: Identity, url: str
+                     ) -> contextlib.AbstractAsyncContextManager[RelayVendor]:  # fmt: skip
+    """The relay side of ``vrm vendor serve``: the file's ``relays``, ``relay_min_pow`` and
+    ``relay_geohashes``, the policy and catalogue of ``config``, answering with ``url``."""
+    file = config.file
+    if file is None or not file.relays:
+        raise ValueError("only for a vendor file that names relays")
+    vendor = RelayVendor(config.policy(), identity, url, catalogue_keywords(config.catalogue),
+                         geohashes=tuple(file.relay_geohashes), min_pow=file.relay_min_pow,
+                         limits=config.limits)  # fmt: skip
+    log.info("listening on relays %s", ", ".join(file.relays))
+    return relay_vendor(vendor, file.relays)
