@@ -48,7 +48,7 @@ async def test_the_page_is_served_with_the_token(ui_client: tuple[Ui, TestClient
     assert r.status == 200
     assert "Your relationships" in await r.text()
     assert r.headers["Cache-Control"] == "no-store"
-    assert r.headers["Referrer-Policy"] == "no-referrer"
+    assert r.headers["Referrer-Policy"] == "same-origin"
     assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
     css = await client.get(ui.guard.prefix + "static/ui.css")
     assert css.status == 200

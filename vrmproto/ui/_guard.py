@@ -13,8 +13,9 @@ rebinding). So:
 - every request that changes anything (any method but GET and HEAD) must come from this
   origin: ``Origin`` equal to the page's own, or, where a browser sends no ``Origin``,
   ``Sec-Fetch-Site: same-origin``; with neither it is refused (403);
-- answers say ``no-store``, ``no-referrer`` (the token never leaves in a ``Referer``), forbid
-  framing and allow scripts and styles from this origin only.
+- answers say ``no-store``, ``Referrer-Policy: same-origin`` (the token never leaves in a
+  ``Referer`` to another site; ``no-referrer`` would make the browser send ``Origin: null`` on
+  the page's own forms), forbid framing and allow scripts and styles from this origin only.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD"})
 #: Sent with every answer, refusals included.
 HEADERS = {
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": (
