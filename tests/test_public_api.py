@@ -50,8 +50,8 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "vrmproto.store": (
         "Commit", "DedupeRecord", "DraftRecord", "HeldRecord", "HistoryEntry", "IntentRecord",
         "MemoryStore", "NewOutboxItem", "OfferRecord", "OutboxItem", "PostgresConfig",
-        "PostgresStore", "RelationshipRecord", "SQLiteStore", "SavePoint", "ShareNote", "Store", "StoreConflict", "StoreError",
-        "StoreStats", "StoreUsage", "ThreadKind", "ThreadRecord",
+        "PostgresStore", "RelationshipRecord", "SQLiteStore", "SavePoint", "ShareNote", "Store",
+        "StoreConflict", "StoreError", "StoreStats", "StoreUsage", "ThreadKind", "ThreadRecord",
     ),
     "vrmproto.testing": (
         "DEFAULT_REGISTRY", "Case", "CaseContext", "CaseFailed", "CaseRecord", "Exchange", "Info",
@@ -71,6 +71,9 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     ),
     "vrmproto.testing.transport": (
         "MemoryTransport", "Request", "Route",
+    ),
+    "vrmproto.ui": (
+        "HOST", "Guard", "Ui", "UiServer", "make_app", "new_token",
     ),
 }
 
