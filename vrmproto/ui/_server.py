@@ -42,7 +42,14 @@ class UiServer(AsyncClosing):
         return f"http://{HOST}:{self.port}{self.ui.guard.prefix}"
 
     async def start(self) -> str:
-        """Listen (``OSError`` if the port is taken) and start the outbox rounds; the URL."""
+        """Listen (``OSError`` if the port is taken) and start the outbox rounds; the URL.
+
+        Before it listens, the templates are compiled and every relationship is read once into
+        the node's cache, so the first page a person opens is as quick as the next ones.
+        """
+        for name in self.ui.templates.list_templates(extensions=["html"]):
+            self.ui.templates.get_template(name)
+        await self.ui.agent.relationships()
         runner = web.AppRunner(make_app(self.ui), access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, HOST, self.port)
