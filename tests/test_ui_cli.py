@@ -30,6 +30,7 @@ def test_vrm_ui_prints_its_address_and_serves_only_with_the_token(tmp_path: Path
             assert "Your relationships" in r.read().decode()
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{line['port']}/", timeout=10)
+        refused.value.close()
         assert refused.value.code == 404
     finally:
         proc.send_signal(signal.SIGTERM)
