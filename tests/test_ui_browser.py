@@ -203,6 +203,12 @@ async def test_change_of_address_with_a_vendor_down_then_back(world: World) -> N
 
     await page.get_by_role("navigation").get_by_role("link", name="Relationships").click()
     await expect(card(w, "hertz").locator(".outbox")).to_have_text("nothing waiting")  # type: ignore[attr-defined]
+    await page.get_by_role("button", name="Compare every history with the vendor's copy").click()
+    await expect(page.locator("#flash")).to_have_text("Compared 2: 2 identical, 0 differ, "
+                                                      "0 could not be compared.")
+    for key in ("avis", "hertz"):
+        await expect(card(w, key).locator(".agreement")).to_contain_text("identical")  # type: ignore[attr-defined]
+    await w.shot("relationships-compared")
     await histories_agree(w, "avis")
     await histories_agree(w, "hertz")
     await expect(page.locator(".history")).to_contain_text("address.update")

@@ -8,6 +8,7 @@ start a :class:`~vrmproto.ui._jobs.Job` the page then follows live.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -119,8 +120,7 @@ def _relationship_actions(ui: Ui, thread: bytes, form: Form
 
     async def compare() -> Flash:
         div = await agent.compare_history(thread)
-        kind = "identical" if div is None else div.kind
-        ui.agreement[thread] = (kind, dt.datetime.now(dt.UTC).strftime("%H:%M:%S UTC"))
+        _noted(ui, thread, "identical" if div is None else div.kind)
         if div is None:
             return Flash("Identical: the vendor's copy has the same entries, every link and "
                          "signature verified.")  # fmt: skip
@@ -128,8 +128,8 @@ def _relationship_actions(ui: Ui, thread: bytes, form: Form
 
     async def reconcile() -> Flash:
         done = await agent.reconcile(thread)
-        kind = {"equal": "identical", "adopted": "identical"}.get(done.kind, done.kind)
-        ui.agreement[thread] = (kind, dt.datetime.now(dt.UTC).strftime("%H:%M:%S UTC"))
+        _noted(ui, thread, {"equal": "identical", "adopted": "identical"}.get(done.kind,
+                                                                              done.kind))
         return Flash(f"Reconciled: {done.kind}, {done.adopted} entries adopted.",
                      error=done.kind == "fork")  # fmt: skip
 
@@ -155,6 +155,31 @@ def _relationship_actions(ui: Ui, thread: bytes, form: Form
             "compare": compare, "reconcile": reconcile, "request": request_data,
             "rotate": rotate, "end": end, "share": lambda: _share(ui, thread, form),
             "withdraw": lambda: _withdraw(ui, thread, form)}  # fmt: skip
+
+
+def _noted(ui: Ui, thread: bytes, kind: str) -> None:
+    """Keep what a comparison found, for the card (identical / behind / ahead / fork / …)."""
+    ui.agreement[thread] = (kind, dt.datetime.now(dt.UTC).strftime("%H:%M:%S UTC"))
+
+
+async def compare_all(request: web.Request) -> web.Response:
+    """Compare our history with each vendor's copy, every relationship at once (§8.3)."""
+    ui = ui_of(request)
+    views = [v for v in await ui.agent.relationships() if v.thread_kind is ThreadKind.VENDOR]
+
+    async def one(thread: bytes) -> str:
+        try:
+            div = await ui.agent.compare_history(thread)
+        except (VrmError, LookupError) as exc:
+            _noted(ui, thread, f"not compared: {exc}")
+            return "failed"
+        _noted(ui, thread, "identical" if div is None else div.kind)
+        return "identical" if div is None else "differ"
+
+    found = await asyncio.gather(*(one(v.thread) for v in views))
+    text = (f"Compared {len(found)}: {found.count('identical')} identical, "
+            f"{found.count('differ')} differ, {found.count('failed')} could not be compared.")
+    return ui.redirect("", Flash(text, error=len(found) != found.count("identical")))
 
 
 def _queued(d: Delivery) -> str:
@@ -325,6 +350,7 @@ def routes(app: web.Application, p: str) -> None:
     app.router.add_post(p + "connect/discover", discover)
     app.router.add_post(p + "r/{thread}/{action}", act)
     app.router.add_post(p + "outbox/run", run_outbox)
+    app.router.add_post(p + "compare-all", compare_all)
     app.router.add_post(p + "address", address)
     app.router.add_post(p + "intent", intent)
     app.router.add_post(p + "offers/take", take_offer)

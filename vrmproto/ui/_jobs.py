@@ -49,6 +49,7 @@ class Job:
     declines: list[tuple[str, str]] = field(default_factory=list)
     intent_id: bytes | None = None
     running: bool = True
+    closing: bool = False  # the page server is stopping: followers stop following
     error: str = ""
     version: int = 0
     _event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -124,6 +125,10 @@ class Jobs:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        """Cancel what runs and end every stream that follows a job."""
+        for job in self._jobs.values():
+            job.closing = True
+            job.changed()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -143,7 +148,7 @@ async def stream(request: web.Request, job: Job, render: Callable[[Job], str],
     while True:
         version = job.version
         await response.write(_event("update", render(job)))
-        if job.finished:
+        if job.finished or job.closing:
             await response.write(_event("done", ""))
             return response
         await job.wait(version)
