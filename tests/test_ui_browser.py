@@ -165,6 +165,9 @@ async def test_connect_accept_a_counter_share_withdraw_and_request_data(world: W
     table = page.get_by_role("table", name="What the vendor holds about you")
     await expect(table).to_contain_text("rental_history")
     await expect(table).to_contain_text("2 rentals, Salt Lake City airport")
+    # the data.return in the history, its sealed content opened with our key (§5.5)
+    await expect(page.locator(".history")).to_contain_text(
+        "rental_history = 2 rentals, Salt Lake City airport")
     await w.shot("my-data")
 
     async with page.expect_download() as info:

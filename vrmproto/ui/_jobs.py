@@ -145,10 +145,13 @@ async def stream(request: web.Request, job: Job, render: Callable[[Job], str],
     ``done`` once it is finished."""
     response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
     await response.prepare(request)
-    while True:
-        version = job.version
-        await response.write(_event("update", render(job)))
-        if job.finished or job.closing:
-            await response.write(_event("done", ""))
-            return response
-        await job.wait(version)
+    try:
+        while True:
+            version = job.version
+            await response.write(_event("update", render(job)))
+            if job.finished or job.closing:
+                await response.write(_event("done", ""))
+                return response
+            await job.wait(version)
+    except ConnectionResetError:  # the page was closed: nobody follows any more
+        return response
