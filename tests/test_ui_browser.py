@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from vrmproto.cli import LocalVendor, load_vendor_config
 from vrmproto.client import CustomerNode, RetryPolicy
@@ -253,6 +254,8 @@ async def test_intentcast_to_three_vendors_and_take_the_best_offer(world: World)
 @pytest.mark.parametrize("world", [("avis",)], indirect=True)
 async def test_the_page_fits_a_narrow_window_and_works_by_keyboard(world: World) -> None:
     w, page = world, world.page
+    await page.get_by_role("navigation").get_by_role("link", name="Connect").click()
+    await w.shot("connect")
     await connect(w, "avis")
     await page.get_by_role("navigation").get_by_role("link", name="Relationships").click()
     await page.set_viewport_size({"width": 360, "height": 740})
@@ -269,3 +272,60 @@ async def test_the_page_fits_a_narrow_window_and_works_by_keyboard(world: World)
         labelled = control_id and await page.locator(f'label[for="{control_id}"]').count()
         wrapped = await control.evaluate("e => e.closest('label') !== null")
         assert labelled or wrapped, await control.evaluate("e => e.outerHTML")
+
+
+@pytest.mark.parametrize("world", [("avis",)], indirect=True)
+async def test_rotate_the_key_then_end_the_relationship(world: World) -> None:
+    w, page = world, world.page
+    await connect(w, "avis")
+    before = await page.locator(".url code").nth(1).text_content()
+    await page.get_by_role("button", name="Rotate my key").click()
+    await expect(page.locator("#flash")).to_contain_text(
+        "Your key in this relationship was rotated.")
+    await expect(page.locator(".url code").nth(1)).not_to_have_text(before or "")
+    await expect(page.locator(".history")).to_contain_text("key.rotate")
+    await histories_agree(w, "avis")
+
+    await page.get_by_role("button", name="End the relationship").click()  # not ticked: refused
+    await expect(page.locator(".card .state-word")).to_have_text("agreed")
+    await page.get_by_label("Why (optional, the vendor sees it)").fill("moving away")
+    await page.get_by_label("Yes, end this relationship").check()
+    await page.get_by_role("button", name="End the relationship").click()
+    await expect(page.locator("#flash")).to_contain_text("The relationship is ended.")
+    await expect(page.locator(".card .state-word")).to_have_text("ended")
+    await expect(page.locator(".history")).to_contain_text("moving away")
+    await expect(page.get_by_role("button", name="Rotate my key")).to_have_count(0)
+    await w.shot("relationship-ended")
+    await histories_agree(w, "avis")
+
+
+@pytest.mark.parametrize("world", [("avis",)], indirect=True)
+async def test_a_form_on_another_site_changes_nothing(world: World) -> None:
+    """CSRF in a real browser: another origin's page that even knows the token (it cannot) posts
+    a change of address to the page; the browser says where the form came from, and it is
+    refused."""
+    w, page = world, world.page
+    await connect(w, "avis")
+    logged = len(await w.node.agent.history("Avis Park City"))
+    evil = web.Application()
+    form = (f'<form method="post" action="{w.url}address"><input type="hidden" name="fields" '
+            'value="street = 13 Elm St"><button type="submit">Win a prize</button></form>')
+
+    async def lure(request: web.Request) -> web.Response:
+        return web.Response(text=form, content_type="text/html")
+
+    evil.router.add_get("/", lure)
+    runner = web.AppRunner(evil)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        await page.goto(f"http://localhost:{port}/")
+        await page.get_by_role("button", name="Win a prize").click()
+        await expect(page.locator("body")).to_contain_text(
+            "a change must come from this page itself")
+    finally:
+        await runner.cleanup()
+    assert await w.node.agent.pending() == []
+    assert len(await w.node.agent.history("Avis Park City")) == logged
