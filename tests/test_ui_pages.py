@@ -23,6 +23,7 @@ from vrmproto.client import CustomerNode, RetryPolicy
 from vrmproto.discovery import Found
 from vrmproto.store import MemoryStore
 from vrmproto.ui import Guard, Ui, make_app, new_token
+from vrmproto.ui._jobs import Row
 
 VENDORS = Path(__file__).resolve().parent.parent / "examples" / "vendors"
 
@@ -151,3 +152,35 @@ async def test_an_unknown_action_is_not_found(page: tuple[Ui, Client], avis: Loc
     r = await client.post(f"{ui.guard.prefix}r/{view.thread.hex()}/explode",
                           headers={"Origin": f"http://127.0.0.1:{ui.guard.port}"})  # fmt: skip
     assert r.status == 404
+
+
+async def test_a_job_is_followed_over_server_sent_events_until_it_is_done(
+    page: tuple[Ui, Client],
+) -> None:
+    ui, client = page
+    job = ui.jobs.new("address", "Change of address", [Row("Avis", "http://a", thread=b"t" * 16)])
+    r = await client.get(f"{ui.guard.prefix}jobs/{job.id}/events")
+    assert r.headers["Content-Type"].startswith("text/event-stream")
+    assert r.headers["Cache-Control"] == "no-store"
+    first = await r.content.readuntil(b"\n\n")
+    assert first.startswith(b"event: update\n")
+    assert b"waiting" in first
+    job.row("http://a").status = "queued"  # type: ignore[union-attr]
+    job.running = False
+    job.changed()
+    second = await r.content.readuntil(b"\n\n")
+    assert b"queued" in second
+    job.delivered(b"t" * 16, "confirmed")
+    third = await r.content.readuntil(b"\n\n")
+    assert b"delivered" in third
+    assert await r.content.readuntil(b"\n\n") == b"event: done\ndata: \n\n"
+
+
+async def test_streams_end_when_the_page_server_stops(page: tuple[Ui, Client]) -> None:
+    ui, client = page
+    job = ui.jobs.new("intent", "Intentcast: skis", [Row("http://a", "http://a")])
+    r = await client.get(f"{ui.guard.prefix}jobs/{job.id}/events")
+    await r.content.readuntil(b"\n\n")
+    await ui.jobs.close()
+    assert (await r.content.readuntil(b"\n\n")).startswith(b"event: update")
+    assert await r.content.readuntil(b"\n\n") == b"event: done\ndata: \n\n"

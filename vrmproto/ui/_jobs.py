@@ -9,6 +9,7 @@ page puts it in place. A queued address update stays followed until the outbox d
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from vrmproto.client import Offer, ProgressEvent
 __all__ = ["Job", "JobKind", "Jobs", "Row", "stream"]
 
 JobKind = Literal["address", "intent"]
+
+log = logging.getLogger("vrmproto.ui")
 
 #: How many finished jobs are remembered (the oldest are forgotten first).
 MAX_JOBS = 64
@@ -122,7 +125,12 @@ class Jobs:
         """Run ``coro`` in the background until it ends or the page server closes."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("a background step of the page failed: %s", exc, exc_info=exc)
 
     async def close(self) -> None:
         """Cancel what runs and end every stream that follows a job."""
