@@ -197,6 +197,8 @@ async def test_change_of_address_with_a_vendor_down_then_back(world: World) -> N
     hertz = page.locator('#progress tr[data-vendor="Hertz Wasatch"] .status')
     await expect(avis).to_have_text("confirmed")
     await expect(hertz).to_have_text("queued")
+    await expect(page.locator('#progress tr[data-vendor="Hertz Wasatch"]')).to_contain_text(
+        "unreachable: connection refused")
     await w.shot("address-queued")
 
     await w.vendors["hertz"].start()
@@ -241,6 +243,7 @@ async def test_intentcast_to_three_vendors_and_take_the_best_offer(world: World)
     await expect(offers.nth(1)).to_contain_text("265.00 USD")
     await expect(offers.nth(2)).to_contain_text("289.00 USD")
     await expect(page.locator(".job-state")).to_contain_text("Done: 3 offers")
+    await expect(page.locator("#progress")).to_contain_text("Hertz Wasatch")
     await w.shot("intentcast-offers")
 
     await offers.nth(0).get_by_role("button", name="Take this offer").click()

@@ -290,6 +290,9 @@ async def _offers_of(ui: Ui, job: Job, d: Delivery) -> None:
     """A vendor answered the intentcast: rank every offer stored so far, note a decline."""
     t = await ui.node.ledger.load(d.thread)
     job.intent_id = t.meta.intent_id
+    row = job.row(t.url, d.thread)
+    if row is not None:  # the vendor's name, now that its signed document said it
+        row.vendor = t.meta.name
     for b in d.reply_bodies():
         if isinstance(b, IntentDecline) and (t.meta.name, b.reason) not in job.declines:
             job.declines.append((t.meta.name, b.reason))

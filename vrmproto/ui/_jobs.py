@@ -84,7 +84,7 @@ class Job:
         if r is None:
             r = Row(event.vendor, event.url, thread=event.thread)
             self.rows.append(r)
-        r.status, r.detail = event.stage, event.detail
+        r.status, r.detail = event.stage, brief(event.detail)
         if event.thread is not None:
             r.thread = event.thread
         self.changed()
@@ -94,8 +94,18 @@ class Job:
         for r in self.rows:
             if r.thread == thread and r.status == "queued":
                 r.status = "delivered" if status == "confirmed" else status
-                r.detail = detail
+                r.detail = brief(detail)
                 self.changed()
+
+
+def brief(detail: str) -> str:
+    """A delivery failure in a few words for a table cell (the full text is in the log)."""
+    lowered = detail.lower()
+    if "connect call failed" in lowered or "cannot connect" in lowered:
+        return "unreachable: connection refused"
+    if "timeout" in lowered or "timed out" in lowered:
+        return "unreachable: timed out"
+    return detail if len(detail) <= 120 else detail[:119] + "…"
 
 
 class Jobs:
