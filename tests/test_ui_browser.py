@@ -246,6 +246,11 @@ async def test_intentcast_to_three_vendors_and_take_the_best_offer(world: World)
     await expect(page.locator("#progress")).to_contain_text("Hertz Wasatch")
     await w.shot("intentcast-offers")
 
+    await page.get_by_role("navigation").get_by_role("link", name="Intentcast").click()
+    earlier = page.locator(".past-offers > li")  # kept in the store: still there on a new page
+    await expect(earlier).to_have_count(3)
+    await expect(earlier.nth(0)).to_contain_text("245.00 USD — Budget Salt Lake")
+    await page.go_back()
     await offers.nth(0).get_by_role("button", name="Take this offer").click()
     await expect(page.get_by_role("heading", level=1)).to_contain_text("Budget Salt Lake")
     await expect(page.locator(".history")).to_contain_text("in reply to")

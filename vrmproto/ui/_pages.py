@@ -15,7 +15,7 @@ from aiohttp import web
 
 from vrmproto._keys import fingerprint
 from vrmproto._state import State
-from vrmproto.client import RelationshipView
+from vrmproto.client import Offer, RelationshipView
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.store import ShareNote
 from vrmproto.ui._app import Ui, sse_headers, ui_of
@@ -146,10 +146,25 @@ async def address_form(request: web.Request) -> web.Response:
     return ui.page(request, "address.html", agreed=agreed)
 
 
+@dataclass(frozen=True, slots=True)
+class PastIntent:
+    """An intentcast sent before, and the offers stored for it, cheapest first."""
+
+    intent_id: str
+    what: str
+    sent: str
+    offers: list[Offer]
+
+
 async def intent_form(request: web.Request) -> web.Response:
     ui = ui_of(request)
     urls = sorted({c.url for c in await cards(ui)})
-    return ui.page(request, "intent.html", known=urls)
+    past = []
+    for record in reversed(await ui.agent.intents()):
+        offers = sorted(await ui.agent.offers(record.intent_id),
+                        key=lambda o: (o.price.currency, o.price.amount, o.vendor))  # fmt: skip
+        past.append(PastIntent(record.intent_id.hex(), record.what, when(record.sent_ms), offers))
+    return ui.page(request, "intent.html", known=urls, past=past)
 
 
 async def connect_form(request: web.Request) -> web.Response:
