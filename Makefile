@@ -35,6 +35,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/inbox_phases.py
 	$(BIN)/python bench/hostile.py
 	$(BIN)/python bench/events.py
+	$(BIN)/python bench/ui.py
 
 vectors: $(VENV)/.installed
 	$(BIN)/python scripts/gen_vectors.py

@@ -74,6 +74,9 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "vrmproto.testing.transport": (
         "MemoryTransport", "Request", "Route",
     ),
+    "vrmproto.ui": (
+        "HOST", "Guard", "Ui", "UiServer", "make_app", "new_token",
+    ),
 }
 
 #: Modules (not packages) whose own imports are visible beside ``__all__``, as any module's are.

@@ -23,6 +23,7 @@ from vrmproto.cli._cmd_local import init, key, terms
 from vrmproto.cli._cmd_outbox import outbox
 from vrmproto.cli._cmd_relay import relay
 from vrmproto.cli._cmd_serve import agent, discover
+from vrmproto.cli._cmd_ui import ui
 from vrmproto.cli._cmd_vendor import vendor
 from vrmproto.cli._context import common_options, current_env
 from vrmproto.cli._demo import demo
@@ -73,6 +74,7 @@ def _mount_conformance() -> None:
 
 
 _mount_conformance()
+cli.add_command(ui)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

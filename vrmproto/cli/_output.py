@@ -20,6 +20,7 @@ from rich.table import Table
 from vrmproto._messages import Money
 from vrmproto._vocab import DataRecord, TermRef, category_label, get_term, purpose_label
 from vrmproto.cli._parse import format_time, term_spec
+from vrmproto.client._http import unreachable_words
 
 __all__ = ["Out", "money_json", "record_json", "short", "term_json", "terms_text"]
 
@@ -98,10 +99,6 @@ def terms_short(refs: Iterable[TermRef]) -> str:
     return ", ".join(term_short(r) for r in refs) or "—"
 
 
-#: Transport failures as :func:`vrmproto.client._http.describe_failure` words them (and as
-#: stores written by earlier releases hold them, in the HTTP library's own text).
-_REFUSED = ("connection refused", "connect call failed", "cannot connect to host")
-_TIMED_OUT = ("timed out", "timeouterror", "servertimeouterror")
 _PEER_REFUSED = re.compile(r"peer refused: ([a-z_]+)(?:: (.*))?", re.S)
 
 
@@ -116,11 +113,9 @@ def brief(detail: str) -> str:
         why = f": {peer.group(2)}" if peer.group(2) else ""
         detail = f"refused by the vendor ({peer.group(1)}){why}"
     else:
-        lowered = detail.lower()
-        if any(text in lowered for text in _REFUSED):
-            return "unreachable: connection refused"
-        if any(text in lowered for text in _TIMED_OUT):
-            return "unreachable: timed out"
+        unreachable = unreachable_words(detail)
+        if unreachable is not None:
+            return unreachable
     return detail if len(detail) <= 80 else detail[:79] + "…"
 
 

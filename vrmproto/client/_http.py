@@ -97,6 +97,24 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+#: Transport failures as :func:`describe_failure` words them (and as stores written by earlier
+#: releases hold them, in the HTTP library's own text).
+_REFUSED = ("connection refused", "connect call failed", "cannot connect to host")
+_TIMED_OUT = ("timed out", "timeouterror", "servertimeouterror")
+
+
+def unreachable_words(detail: str) -> str | None:
+    """A stored delivery failure (an outbox item's ``last_error``) in the words every view
+    shows, when it was a failure to reach the peer: "unreachable: connection refused" or
+    "unreachable: timed out"; None for anything else (a refusal, a bad answer)."""
+    lowered = detail.lower()
+    if any(text in lowered for text in _REFUSED):
+        return "unreachable: connection refused"
+    if any(text in lowered for text in _TIMED_OUT):
+        return "unreachable: timed out"
+    return None
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"

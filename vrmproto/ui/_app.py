@@ -1,0 +1,115 @@
+"""The ``vrm ui`` web application: one customer node, its pages, and what they may do.
+
+:class:`Ui` holds what every handler needs — the node, the :class:`~vrmproto.ui._guard.Guard`,
+the templates, the jobs the page follows live, the last history comparison of each relationship
+and the one-time messages shown after an action. :func:`make_app` mounts the pages
+(:mod:`._pages`) and the actions (:mod:`._actions`) under the launch token's path; nothing is
+served outside it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from vrmproto.client import Agent, CustomerNode
+from vrmproto.ui._guard import HEADERS, Guard
+from vrmproto.ui._jobs import Jobs
+from vrmproto.ui._present import when
+
+__all__ = ["Flash", "Ui", "make_app"]
+
+UI_KEY: web.AppKey[Ui] = web.AppKey("ui")
+
+#: How many one-time messages are kept for pages not yet shown.
+MAX_FLASHES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Flash:
+    """A message shown once, on the page an action leads to; ``records``: a data table."""
+
+    text: str
+    error: bool = False
+    records: tuple[dict[str, str], ...] | None = None
+
+
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("vrmproto.ui", "templates"),
+        autoescape=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True,
+    )  # fmt: skip
+    env.filters["when"] = when
+    return env
+
+
+@dataclass(slots=True)
+class Ui:
+    """What every handler of one launch shares (see the module docstring)."""
+
+    node: CustomerNode
+    guard: Guard
+    templates: jinja2.Environment = field(default_factory=_templates)
+    jobs: Jobs = field(default_factory=Jobs)
+    agreement: dict[bytes, tuple[str, str]] = field(default_factory=dict)
+    flashes: dict[str, Flash] = field(default_factory=dict)
+
+    @property
+    def agent(self) -> Agent:
+        return self.node.agent
+
+    def render(self, name: str, **context: Any) -> str:
+        return self.templates.get_template(name).render(base=self.guard.prefix, **context)
+
+    def page(self, request: web.Request, name: str, **context: Any) -> web.Response:
+        flash = self.flashes.pop(request.query.get("m", ""), None)
+        html = self.render(name, flash=flash, **context)
+        return web.Response(text=html, content_type="text/html", charset="utf-8")
+
+    def redirect(self, path: str, flash: Flash | None = None) -> web.Response:
+        """303 to ``path`` (under the token), with ``flash`` shown there once."""
+        location = self.guard.prefix + path
+        if flash is not None:
+            key = secrets.token_hex(8)
+            self.flashes[key] = flash
+            while len(self.flashes) > MAX_FLASHES:
+                del self.flashes[next(iter(self.flashes))]
+            location += ("&" if "?" in location else "?") + "m=" + key
+        return web.Response(status=303, headers={"Location": location})
+
+
+def ui_of(request: web.Request) -> Ui:
+    return request.app[UI_KEY]
+
+
+async def _static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    kinds = {"ui.css": "text/css", "ui.js": "text/javascript"}
+    if name not in kinds:
+        raise web.HTTPNotFound
+    text = resources.files("vrmproto.ui").joinpath("static", name).read_text("utf-8")
+    return web.Response(text=text, content_type=kinds[name], charset="utf-8")
+
+
+def make_app(ui: Ui) -> web.Application:
+    """The application of ``ui``: every route under ``/t/TOKEN/``, behind the guard."""
+    from vrmproto.ui import _actions, _pages  # noqa: PLC0415 -- they import this module
+
+    app = web.Application(middlewares=[ui.guard.middleware], client_max_size=256 * 1024)
+    app[UI_KEY] = ui
+    p = "/t/{token}/"
+    app.router.add_get(p + "static/{name}", _static)
+    _pages.routes(app, p)
+    _actions.routes(app, p)
+    return app
+
+
+def sse_headers() -> dict[str, str]:
+    """The guard's headers, for a stream prepared before the middleware can add them."""
+    return dict(HEADERS)

@@ -1,0 +1,174 @@
+"""Long operations the page follows live: the change of address and the intentcast.
+
+A :class:`Job` is started by a form, runs in the background, and changes as each vendor
+answers; the job's page renders it as it stands and then follows it over server-sent events
+(:func:`stream`): each change sends the job's fragment, rendered afresh on the server, and the
+page puts it in place. A queued address update stays followed until the outbox delivers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+from vrmproto.client import Offer, ProgressEvent
+from vrmproto.client._http import unreachable_words
+
+__all__ = ["Job", "JobKind", "Jobs", "Row", "stream"]
+
+JobKind = Literal["address", "intent"]
+
+log = logging.getLogger("vrmproto.ui")
+
+#: How many finished jobs are remembered (the oldest are forgotten first).
+MAX_JOBS = 64
+
+
+@dataclass(slots=True)
+class Row:
+    """One vendor's line in a job: where its message stands."""
+
+    vendor: str
+    url: str
+    status: str = "waiting"  # waiting, started, confirmed, queued, refused, failed, delivered
+    detail: str = ""
+    thread: bytes | None = None
+
+
+@dataclass(slots=True)
+class Job:
+    """One running or finished operation; :meth:`changed` wakes whoever follows it."""
+
+    id: str
+    kind: JobKind
+    title: str
+    rows: list[Row]
+    offers: list[Offer] = field(default_factory=list)
+    declines: list[tuple[str, str]] = field(default_factory=list)
+    intent_id: bytes | None = None
+    running: bool = True
+    closing: bool = False  # the page server is stopping: followers stop following
+    error: str = ""
+    version: int = 0
+    _event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more will change: the operation ended and nothing of it waits in the outbox."""
+        return not self.running and not any(r.status == "queued" for r in self.rows)
+
+    def changed(self) -> None:
+        self.version += 1
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, version: int) -> None:
+        """Return once the job is past ``version``."""
+        while self.version <= version:
+            await self._event.wait()
+
+    def row(self, url: str, thread: bytes | None = None) -> Row | None:
+        for r in self.rows:
+            if (thread is not None and r.thread == thread) or r.url == url:
+                return r
+        return None
+
+    def progress(self, event: ProgressEvent) -> None:
+        """A fan-out's progress callback: one vendor started, or ended."""
+        r = self.row(event.url, event.thread)
+        if r is None:
+            r = Row(event.vendor, event.url, thread=event.thread)
+            self.rows.append(r)
+        r.status, r.detail = event.stage, brief(event.detail)
+        if event.thread is not None:
+            r.thread = event.thread
+        self.changed()
+
+    def delivered(self, thread: bytes, status: str, detail: str = "") -> None:
+        """The outbox delivered (or gave up on) a message this job had left queued."""
+        for r in self.rows:
+            if r.thread == thread and r.status == "queued":
+                r.status = "delivered" if status == "confirmed" else status
+                r.detail = brief(detail)
+                self.changed()
+
+
+def brief(detail: str) -> str:
+    """A delivery failure in a few words for a table cell (the full text is in the log)."""
+    unreachable = unreachable_words(detail)
+    if unreachable is not None:
+        return unreachable
+    return detail if len(detail) <= 120 else detail[:119] + "…"
+
+
+class Jobs:
+    """The jobs of this launch, by id."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def new(self, kind: JobKind, title: str, rows: list[Row]) -> Job:
+        job = Job(secrets.token_hex(8), kind, title, rows)
+        self._jobs[job.id] = job
+        while len(self._jobs) > MAX_JOBS:
+            oldest = next(iter(self._jobs))
+            if not self._jobs[oldest].finished:
+                break
+            del self._jobs[oldest]
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def all(self) -> list[Job]:
+        return list(self._jobs.values())
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the background until it ends or the page server closes."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("a background step of the page failed: %s", exc, exc_info=exc)
+
+    async def close(self) -> None:
+        """Cancel what runs and end every stream that follows a job."""
+        for job in self._jobs.values():
+            job.closing = True
+            job.changed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _event(name: str, data: str) -> bytes:
+    lines = "".join(f"data: {line}\n" for line in data.splitlines() or [""])
+    return f"event: {name}\n{lines}\n".encode()
+
+
+async def stream(request: web.Request, job: Job, render: Callable[[Job], str],
+                 headers: dict[str, str]) -> web.StreamResponse:  # fmt: skip
+    """Follow ``job`` over server-sent events: ``update`` with the fragment at each change,
+    ``done`` once it is finished."""
+    response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    try:
+        while True:
+            version = job.version
+            await response.write(_event("update", render(job)))
+            if job.finished or job.closing:
+                await response.write(_event("done", ""))
+                return response
+            await job.wait(version)
+    except ConnectionResetError:  # the page was closed: nobody follows any more
+        return response

@@ -1,0 +1,205 @@
+"""The pages ``vrm ui`` shows (GET): the relationships, one relationship, the forms, a job.
+
+Reading only: nothing here changes the node (the guard lets GET through without the origin
+check for that reason).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from vrmproto._keys import fingerprint
+from vrmproto._state import State
+from vrmproto.client import Offer, RelationshipView
+from vrmproto.client._ledger import ThreadKind
+from vrmproto.store import ShareNote
+from vrmproto.ui._app import Ui, sse_headers, ui_of
+from vrmproto.ui._jobs import Job, stream
+from vrmproto.ui._present import STATE_WORDS, TermWords, decode_entry, term_words, when
+
+__all__ = ["Card", "cards", "routes"]
+
+
+@dataclass(frozen=True, slots=True)
+class SharedLine:
+    """One live share: what, until when."""
+
+    hash: str
+    fields: str
+    until: str
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """One relationship as its card shows it."""
+
+    thread: str
+    vendor: str
+    url: str
+    state: str  # the State's value: the mark's CSS class
+    state_words: str
+    terms: list[TermWords]
+    agreement: str
+    shares: list[SharedLine]
+    last_activity: str
+    compared: tuple[str, str] | None  # (identical / behind / ahead / fork / crossing, when)
+    pending: int
+    last_problem: str
+    vendor_fingerprint: str
+    your_fingerprint: str
+
+
+def card(view: RelationshipView, notes: Sequence[ShareNote],
+         compared: tuple[str, str] | None) -> Card:  # fmt: skip
+    by_hash = {n.share: n for n in notes}
+    shares = []
+    for share_hash, expires in view.shares:
+        note = by_hash.get(share_hash)
+        names = ", ".join(name for name, _ in note.fields) if note else share_hash.hex()[:12]
+        shares.append(SharedLine(share_hash.hex(), names, when(expires)))
+    state = State(view.state)
+    return Card(
+        thread=view.thread.hex(), vendor=view.vendor, url=view.url, state=state.value,
+        state_words=STATE_WORDS[state], terms=term_words(view.terms),
+        agreement=view.agreement.hex() if view.agreement else "", shares=shares,
+        last_activity=when(view.last_activity_ms), compared=compared, pending=view.pending,
+        last_problem=view.last_problem, vendor_fingerprint=view.vendor_fingerprint,
+        your_fingerprint=fingerprint(view.local_key),
+    )  # fmt: skip
+
+
+async def cards(ui: Ui) -> list[Card]:
+    """Every vendor relationship's card, most recently active first."""
+    views = await ui.agent.relationships()
+    notes = await ui.agent.share_notes()
+    return [card(v, [n for n in notes if n.thread == v.thread], ui.agreement.get(v.thread))
+            for v in views if v.thread_kind is ThreadKind.VENDOR]  # fmt: skip
+
+
+async def index(request: web.Request) -> web.Response:
+    ui = ui_of(request)
+    return ui.page(request, "index.html", cards=await cards(ui),
+                   waiting=len(await ui.agent.pending()))  # fmt: skip
+
+
+async def _view(ui: Ui, thread: bytes) -> RelationshipView:
+    for v in await ui.agent.relationships():
+        if v.thread == thread:
+            return v
+    raise web.HTTPNotFound
+
+
+def _thread(request: web.Request) -> bytes:
+    try:
+        thread = bytes.fromhex(request.match_info["thread"])
+    except ValueError:
+        raise web.HTTPNotFound from None
+    if len(thread) != 16:
+        raise web.HTTPNotFound
+    return thread
+
+
+async def relationship(request: web.Request) -> web.Response:
+    ui = ui_of(request)
+    thread = _thread(request)
+    view = await _view(ui, thread)
+    notes = await ui.agent.share_notes(thread)
+    t = await ui.node.ledger.load(thread)
+    by_hash = {n.share: n for n in notes}
+    entries = [decode_entry(e, t.rel.identity, by_hash) for e in await ui.agent.history(thread)]
+    return ui.page(
+        request, "relationship.html", card=card(view, notes, ui.agreement.get(thread)),
+        entries=entries, counter=term_words(t.rel.counter or ()),
+        open=State(view.state) not in (State.ENDED, State.REJECTED),
+        agreed=State(view.state) is State.AGREED,
+    )  # fmt: skip
+
+
+async def evidence(request: web.Request) -> web.Response:
+    """The signed history of one relationship, every envelope as it was signed (§8.2): a file
+    anyone can check against the spec without this program."""
+    ui = ui_of(request)
+    thread = _thread(request)
+    view = await _view(ui, thread)
+    entries = await ui.agent.history(thread)
+    doc = {
+        "format": "vrm-evidence/1", "vendor": view.vendor, "url": view.url,
+        "thread": thread.hex(), "vendor_key": view.peer_key.hex(),
+        "your_key": view.local_key.hex(), "state": view.state,
+        "entries": [{"index": e.index, "hash": e.msg_hash.hex(), "link": e.link.hex(),
+                     "direction": "out" if e.outgoing else "in",
+                     "envelope": base64.b64encode(e.envelope).decode()} for e in entries],
+    }  # fmt: skip
+    name = f"vrm-evidence-{thread.hex()[:12]}.json"
+    return web.Response(text=json.dumps(doc, indent=2), content_type="application/json",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def address_form(request: web.Request) -> web.Response:
+    ui = ui_of(request)
+    agreed = [c for c in await cards(ui) if c.state == State.AGREED.value]
+    return ui.page(request, "address.html", agreed=agreed)
+
+
+@dataclass(frozen=True, slots=True)
+class PastIntent:
+    """An intentcast sent before, and the offers stored for it, cheapest first."""
+
+    intent_id: str
+    what: str
+    sent: str
+    offers: list[Offer]
+
+
+async def intent_form(request: web.Request) -> web.Response:
+    ui = ui_of(request)
+    urls = sorted({c.url for c in await cards(ui)})
+    past = []
+    for record in reversed(await ui.agent.intents()):
+        offers = sorted(await ui.agent.offers(record.intent_id),
+                        key=lambda o: (o.price.currency, o.price.amount, o.vendor))  # fmt: skip
+        past.append(PastIntent(record.intent_id.hex(), record.what, when(record.sent_ms), offers))
+    return ui.page(request, "intent.html", known=urls, past=past)
+
+
+async def connect_form(request: web.Request) -> web.Response:
+    ui = ui_of(request)
+    return ui.page(request, "connect.html", found=None)
+
+
+def _job(request: web.Request) -> Job:
+    job = ui_of(request).jobs.get(request.match_info["job"])
+    if job is None:
+        raise web.HTTPNotFound
+    return job
+
+
+def fragment(ui: Ui, job: Job) -> str:
+    return ui.render(f"_{job.kind}_rows.html", job=job)
+
+
+async def job_page(request: web.Request) -> web.Response:
+    ui = ui_of(request)
+    job = _job(request)
+    return ui.page(request, "job.html", job=job, rows=fragment(ui, job))
+
+
+async def job_events(request: web.Request) -> web.StreamResponse:
+    ui = ui_of(request)
+    return await stream(request, _job(request), lambda j: fragment(ui, j), sse_headers())
+
+
+def routes(app: web.Application, p: str) -> None:
+    app.router.add_get(p, index)
+    app.router.add_get(p + "r/{thread}", relationship)
+    app.router.add_get(p + "r/{thread}/evidence", evidence)
+    app.router.add_get(p + "address", address_form)
+    app.router.add_get(p + "intent", intent_form)
+    app.router.add_get(p + "connect", connect_form)
+    app.router.add_get(p + "jobs/{job}", job_page)
+    app.router.add_get(p + "jobs/{job}/events", job_events)
