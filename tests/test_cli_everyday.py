@@ -309,11 +309,30 @@ def test_an_accepted_counter_offer_is_on_the_vendors_terms(home: Path, host: Ven
 def test_a_decline_is_not_shown_as_confirmed(home: Path, host: VendorHost) -> None:
     r = ok(vrm("intent", "new", "SUV", "--no-discover", "--vendor", host["outfitters"].url,
                "--vendor", host["avis"].url, "--deadline", "10s", home=home))
-    (line,) = [ln for ln in r.stdout.splitlines() if host["outfitters"].url in ln]
-    assert "declined" in line
+    outfitters, avis = host["outfitters"].name, host["avis"].name
+    (line,) = [ln for ln in r.stdout.splitlines() if outfitters in ln and "declined:" in ln
+               and "—" in ln and "✓" not in ln]  # fmt: skip
     assert "confirmed" not in line
-    (offer,) = [ln for ln in r.stdout.splitlines() if host["avis"].url in ln]
-    assert "offer" in offer
+    (offer,) = [ln for ln in r.stdout.splitlines() if avis in ln and "offer:" in ln]
+    assert "✓ offer" in offer
+
+
+def test_progress_names_a_vendor_given_by_url_as_the_final_table_does(
+    home: Path, host: VendorHost
+) -> None:
+    """Item 8: a vendor named only by ``--vendor URL`` showed as its URL while the intentcast
+    ran and by its name in the offers table after; now its discovered name in both."""
+    r = ok(vrm("intent", "new", "SUV", "--no-discover", "--vendor", host["avis"].url,
+               "--vendor", host["hertz"].url, "--deadline", "10s", home=home))
+    progress = [ln for ln in r.stdout.splitlines() if "✓ offer" in ln]
+    assert len(progress) == 2, r.stdout
+    for key in ("avis", "hertz"):
+        (line,) = [ln for ln in progress if host[key].name in ln]
+        assert host[key].url not in line
+    assert all(host[k].url not in r.stdout for k in ("avis", "hertz")), r.stdout
+    table = r.stdout[r.stdout.index("offers for"):]
+    assert host["avis"].name in table
+    assert host["hertz"].name in table
 
 
 def test_the_live_table_gives_way_to_the_final_table(monkeypatch: pytest.MonkeyPatch) -> None:

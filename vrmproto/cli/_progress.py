@@ -83,7 +83,9 @@ class FanoutDisplay:
         if self.out.json_mode:
             return
         detail = brief(ev.detail) if ev.stage in ("queued", "refused", "failed") else ""
-        vendor = self.names.get(ev.url.rstrip("/"), ev.vendor)
+        # the name the branch learnt (an intentcast's discovery) over the one we started with
+        learnt = ev.vendor if ev.vendor != ev.url else None
+        vendor = learnt or self.names.get(ev.url.rstrip("/"), ev.vendor)
         mark = _MARKS[ev.stage]
         if ev.stage == "confirmed" and self.answers and ev.delivery is not None:
             mark, detail = _answer(ev.delivery)  # a decline is not a "✓ confirmed"

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
 from vrmproto._errors import PeerProblemError, VrmError
@@ -135,6 +135,7 @@ async def fan_out(
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: Progress | None = None,
+    name_of: Callable[[Delivery], str | None] | None = None,
 ) -> FanoutReport:
     """Run ``job(arg)`` for every ``(target, arg)``, at most ``concurrency`` at a time.
 
@@ -143,6 +144,9 @@ async def fan_out(
     :class:`LookupError` as it is, anything else (a fault, say in a crypto library fed a hostile
     vendor's key) as a :class:`~vrmproto.VrmError` naming it — and every branch has finished
     when this returns, so nothing the caller closes afterwards (the store) is still in use.
+
+    ``name_of``: the vendor's name learnt in the branch (an intentcast's target given as a bare
+    URL is named by the discovery document it fetched), for the outcome's event and result.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
@@ -179,6 +183,9 @@ async def fan_out(
                 r = VendorResult(target.vendor, target.url, status, target.thread, None, err,
                                  code, time.perf_counter() - t0)
             else:
+                learnt = name_of(d) if name_of is not None else None
+                if learnt:
+                    target = replace(target, vendor=learnt)
                 r = _result(target, d, time.perf_counter() - t0)
             tell(target, index, r)
             return r

@@ -131,8 +131,13 @@ class IntentOps(AgentBase):
                                                             for o in found)))  # fmt: skip
             return d
 
+        def name_of(d: Delivery) -> str | None:
+            doc = docs.get(d.thread)
+            return doc.name if doc is not None else None
+
         report = await fan_out([(Target(u, u), u) for u in urls], job,
-                               concurrency=concurrency or self.concurrency, progress=progress)
+                               concurrency=concurrency or self.concurrency, progress=progress,
+                               name_of=name_of)  # fmt: skip
         offers, declines = answers(report, docs)
         await self.store.commit(Commit(intents=(replace(record, declines=tuple(declines)),)))
         return IntentcastResult(intent_id, reply_by, tuple(offers), tuple(declines), report,
