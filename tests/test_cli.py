@@ -506,6 +506,56 @@ def test_agent_serve_delivers_the_outbox_and_serves_discovery(
         host.stop("lodge2")
 
 
+def test_agent_serve_exposes_its_outbox_depth_as_a_metric(home: Path, host: VendorHost) -> None:
+    """Issue 13: ``vrm_outbox_depth`` of the customer's agent, on a loopback listener of its own
+    (``--metrics-port``), read with Prometheus's own parser: what waits, then nothing."""
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            text = resp.read().decode()
+        return {f.name: [(s.labels, s.value) for s in f.samples]
+                for f in text_string_to_metric_families(text)}  # fmt: skip
+
+    host.add("lodge3", "lodge")
+    try:
+        ok(vrm("connect", host["lodge3"].url, home=home))
+        host.stop("lodge3")
+        ok(vrm("address", "set", "city=Park City", home=home))
+        ok(vrm("share", host["lodge3"].name, "email=doc@example.org", home=home))
+        waiting = len(ok(vrm("outbox", "--json", home=home)).json["pending"])
+        assert waiting >= 1
+        proc = subprocess.Popen(
+            [*VRM, "agent", "serve", "--json", "--port", "0", "--interval", "0.5",
+             "--metrics-port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home),
+            cwd=ROOT,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            listening = json.loads(proc.stdout.readline())
+            metrics = listening["metrics"]
+            assert metrics.startswith("http://127.0.0.1:")
+            got = scrape(metrics)
+            assert got["vrm_outbox_depth"] == [({}, float(waiting))]
+            assert ({"state": "agreed"}, 1.0) in got["vrm_relationships"]
+            host.start("lodge3")
+            delivered = 0
+            for line in proc.stdout:
+                event = json.loads(line)
+                if event["event"] == "delivery" and event["status"] == "confirmed":
+                    delivered += 1
+                    if delivered == waiting:
+                        break
+            assert scrape(metrics)["vrm_outbox_depth"] == [({}, 0.0)]
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err
+    finally:
+        host.stop("lodge3")
+
+
 def test_conformance_is_mounted(home: Path) -> None:
     r = ok(vrm("conformance", "--list", "--json", home=home))
     assert "DISC-001" in r.stdout

@@ -23,6 +23,8 @@ from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._output import Out, table
 from vrmproto.client import Delivery
 from vrmproto.server import Event
+from vrmproto.server._metrics import Metrics, metrics_site
+from vrmproto.store import Store
 
 __all__ = ["agent", "discover"]
 
@@ -124,14 +126,30 @@ def agent() -> None:
               help="Port to listen on (0: any free port).")
 @click.option("--interval", type=click.FloatRange(min=0.2), default=30.0, show_default=True,
               help="Most seconds between outbox rounds.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus metrics (your outbox depth, relationships by state) on "
+                   "127.0.0.1 at this port (0: any free port); off unless given.")
 @common_options
 @pass_env
-def agent_serve(env: Env, host: str, port: int, interval: float) -> None:
+def agent_serve(env: Env, host: str, port: int, interval: float,
+                metrics_port: int | None) -> None:  # fmt: skip
     """Serve your agent endpoint (for vendor-initiated messages) and deliver queued messages."""
-    run(_serve_agent(env, host=host, port=port, interval=interval))
+    run(_serve_agent(env, host=host, port=port, interval=interval, metrics_port=metrics_port))
 
 
-async def _serve_agent(env: Env, *, host: str, port: int, interval: float) -> None:
+@contextlib.asynccontextmanager
+async def _agent_metrics(store: Store, port: int | None) -> AsyncIterator[str | None]:
+    """``--metrics-port``: the agent's store families on loopback only — how many
+    relationships a person has is nobody else's business, so never on the public listener."""
+    if port is None:
+        yield None
+        return
+    async with metrics_site(Metrics(), store, "127.0.0.1", port) as url:
+        yield url
+
+
+async def _serve_agent(env: Env, *, host: str, port: int, interval: float,
+                       metrics_port: int | None = None) -> None:  # fmt: skip
     """The person's :class:`~vrmproto.client.CustomerNode`, listening, running its outbox
     rounds until SIGINT/SIGTERM; its URL is kept in the settings meanwhile (for the commands
     run beside it)."""
@@ -149,10 +167,13 @@ async def _serve_agent(env: Env, *, host: str, port: int, interval: float) -> No
         settings.extra["agent_url"] = url
         home.write_settings(settings)
         try:
-            async with _until_signalled() as stop:
+            async with _agent_metrics(node.agent.store, metrics_port) as metrics_url, \
+                    _until_signalled() as stop:  # fmt: skip
                 _emit(out, f"⊂ your agent is listening on {url} (each vendor is told a "
-                      "path of its own under it)", event="listening", url=url,
-                      port=server.port)  # fmt: skip
+                      "path of its own under it)" + (f"; metrics on {metrics_url}"
+                                                     if metrics_url else ""),
+                      event="listening", url=url, port=server.port,
+                      metrics=metrics_url)  # fmt: skip
                 await node.run(stop, interval_s=interval, on_delivery=_delivery_printer(out))
         finally:
             settings = home.settings()

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from aiohttp import web
 
 from vrmproto._keys import Identity, fingerprint, key_to_text
 from vrmproto.cli import _cmd_events
@@ -45,7 +44,7 @@ from vrmproto.server import (
 from vrmproto.server._config import VendorFile
 from vrmproto.server._endpoint import Endpoint
 from vrmproto.server._logging import configure_logging
-from vrmproto.server._metrics import MeteredStore, Metrics, metrics_handler
+from vrmproto.server._metrics import MeteredStore, Metrics, metrics_site
 from vrmproto.server._webhooks import running, webhooks
 from vrmproto.server._workers import Supervisor, listening_socket, share_rate_limits
 from vrmproto.store import MemoryStore, PostgresStore, SQLiteStore, Store, StoreError
@@ -96,17 +95,8 @@ async def _metrics_listener(file: VendorFile, metrics: Metrics | None,
     if metrics is None or port is None:
         yield None
         return
-    app = web.Application()
-    app.router.add_get("/metrics", metrics_handler(metrics, store))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    host = file.metrics.host or file.server.host
-    try:
-        await web.TCPSite(runner, host, port).start()
-        bound = runner.addresses[0][1]
-        yield f"http://{f'[{host}]' if ':' in host else host}:{bound}/metrics"
-    finally:
-        await runner.cleanup()
+    async with metrics_site(metrics, store, file.metrics.host or file.server.host, port) as url:
+        yield url
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -8,14 +8,19 @@ The families, each on its own registry so two endpoints in one process never mix
 - ``vrm_store_commit_seconds`` and ``vrm_store_commit_records`` (histograms): how long a store
   commit takes to become durable, and how many records one commit writes;
 - ``vrm_relationships{state}``: relationships held, by state (read from the store per scrape);
-- ``vrm_outbox_depth``: messages waiting in the store's outbox (the agent's; a vendor's is 0).
+- ``vrm_outbox_depth``: messages waiting in the store's outbox, signed or queued as drafts
+  behind one in flight — what ``vrm outbox`` lists (the agent's; a vendor's is 0).
+
+A customer's agent (``vrm agent serve --metrics-port``) exposes the store's families — its
+relationships by state and its outbox depth — on a listener of their own (:func:`metrics_site`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter as Tally
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import web
@@ -30,7 +35,7 @@ from prometheus_client import (
 
 from vrmproto.store import Commit, Store
 
-__all__ = ["MeteredStore", "Metrics", "metrics_handler"]
+__all__ = ["MeteredStore", "Metrics", "metrics_handler", "metrics_site"]
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 _RECORD_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -73,7 +78,8 @@ class Metrics:
         self.relationships.clear()
         for state, n in states.items():
             self.relationships.labels(state).set(n)
-        self.outbox_depth.set(len(await store.outbox_all()))
+        # what `vrm outbox` lists: signed messages and the drafts queued behind them
+        self.outbox_depth.set(len(await store.outbox_all()) + len(await store.drafts()))
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
@@ -89,6 +95,23 @@ def metrics_handler(metrics: Metrics, store: Store) -> Handler:
         return out
 
     return handle
+
+
+@contextlib.asynccontextmanager
+async def metrics_site(metrics: Metrics, store: Store, host: str, port: int
+                       ) -> AsyncIterator[str]:  # fmt: skip
+    """A listener of its own serving only ``GET /metrics`` on ``host:port`` (0: any free
+    port) while the context lasts; yields its URL."""
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(metrics, store))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        bound = runner.addresses[0][1]
+        yield f"http://{f'[{host}]' if ':' in host else host}:{bound}/metrics"
+    finally:
+        await runner.cleanup()
 
 
 def _records(c: Commit) -> int:
