@@ -114,3 +114,14 @@ def test_the_checks_see_a_string_compare_and_a_per_thread_meta_key(tmp_path: Pat
         "2: view.state != 'agreed'", "3: rec.role in ('customer', 'vendor')",
     ]
     assert per_thread_meta_keys(page) == ["4: f'held:{t.hex()}'", "5: 'x' + t"]
+
+
+#: Issue 9: the vendor's engine and the customer node's modules each stay under 500 lines.
+NODE_MODULES = [CORE / "server" / "_endpoint.py", *sorted((CORE / "client").glob("*.py"))]
+
+
+@pytest.mark.parametrize("path", NODE_MODULES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_engines_modules_stay_under_500_lines(path: Path) -> None:
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    where = path.relative_to(CORE.parent)
+    assert lines < 500, f"{where} has {lines} lines: split it by what it owns"

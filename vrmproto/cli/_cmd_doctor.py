@@ -26,6 +26,7 @@ import click
 from vrmproto._binding import discovery_url
 from vrmproto._errors import ProtocolError, VrmError
 from vrmproto._limits import DEFAULT_LIMITS
+from vrmproto._state import State
 from vrmproto.cli._common import finish
 from vrmproto.cli._context import Env, common_options, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED
@@ -172,7 +173,8 @@ async def _views(home: Home, store: SQLiteStore) -> list[RelationshipView]:
     agent = await Agent.open(store, home.master())
     try:
         return [v for v in await agent.relationships()
-                if v.thread_kind is ThreadKind.VENDOR and v.state != "ended" and v.url]  # fmt: skip
+                if v.thread_kind is ThreadKind.VENDOR and v.url
+                and v.state != State.ENDED.value]  # fmt: skip
     finally:
         await agent.close()
 

@@ -1,35 +1,6 @@
-"""Durable sending: persist, deliver, apply the replies — and the outbox that retries (§12).
-
-Every message the agent sends goes the same way (spec §12, ordering and durability):
-
-1. the core signs it (``Relationship.send``) — nothing is changed if that raises;
-2. ONE :class:`~vrmproto.store.Commit` writes the relationship, the history entry and an outbox
-   item, before any network I/O ("persist the head before sending");
-3. the envelope is POSTed to the vendor's inbox;
-4. on ``200`` every reply is applied to the relationship, the receipt first and checked to
-   acknowledge exactly this message; one Commit stores the replies, the relationship and the
-   outbox item's removal;
-5. on a transient failure the item stays in the outbox, rescheduled with exponential backoff
-   and full jitter (``Retry-After`` respected); on a verified refusal (a signed problem) the
-   problem is recorded and the item removed — the vendor's signed word is final.
-
-Replies that come in a ``200`` are acknowledged like any message (§5.6.1-2): a receipt of ours,
-signed and queued in the Commit that stores the replies, delivered next (answered ``204``).
-
-**One message in flight per thread.** Both parties log a thread's messages in one sequence
-(§8.2); if we signed a second message before the first was answered, we would log
-``m1 m2 r1 r2`` while the vendor logs ``m1 r1 m2 r2``, and the histories would fork. So a
-message for a thread that has an undelivered one becomes a draft (:mod:`vrmproto.client._drafts`)
-— what to send, as data, with its message id already chosen — stored as the thread's next
-:class:`~vrmproto.store.DraftRecord` and signed only when its turn comes, in the same Commit
-that closes the message before it. Messages are thus delivered strictly in order, and each is
-signed against the state the vendor will see. Before each message of ours is signed, where the
-relationship stood is kept as a :class:`~vrmproto.store.SavePoint` (:mod:`vrmproto._records`),
-so that a final refusal takes the message back out of our chain and history (§8.1-5).
-
-Nothing the outbox stored is opened again to learn what it already knows: an item's id, type
-and expiry are read from its own header (:func:`vrmproto.client._own.own_header`), not by
-verifying our own signature once more.
+"""The outbox: what the agent sends goes through it, and what could not be sent waits in it
+until it can (§12). The mechanism — persist, deliver, apply the replies, one message in flight
+per thread — is :mod:`vrmproto.client._sending`.
 
 **A fan-out is queued whole before anything is sent.** :meth:`Outbox.enqueue` signs (or, behind
 an undelivered message, stores as a draft) one message for each of many threads and writes them
@@ -45,92 +16,34 @@ what an agent node calls periodically. An item whose envelope expired can never 
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 
-from vrmproto import _errors, _records
-from vrmproto._errors import PeerProblemError, ProtocolError, StateError, TransportError, VrmError
+from vrmproto._errors import StateError, TransportError, VrmError
 from vrmproto._messages import Receipt
-from vrmproto._relationship import Received, Sent
 from vrmproto.client._delivery import Delivery, DeliveryStatus, OutboxRun
-from vrmproto.client._drafts import QUEUED, Draft, Signer, decode_draft, encode_draft
-from vrmproto.client._errors import InvalidResponse, Transient
-from vrmproto.client._ledger import Ledger, Thread, to_row
-from vrmproto.client._own import own_header
-from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
+from vrmproto.client._drafts import Draft, encode_draft
+from vrmproto.client._ledger import Thread, to_row
+from vrmproto.client._sending import DEFAULT_SCHEDULE, RETRYABLE, Sender, is_due
+from vrmproto.client._transport import RetryPolicy
 from vrmproto.client._waiting import Waiting
-from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, ShareNote, Store
+from vrmproto.store import HistoryEntry, NewOutboxItem, OutboxItem
 
 __all__ = [
     "DEFAULT_SCHEDULE",
     "ENQUEUE_CHUNK",
+    "RETRYABLE",
     "Delivery",
     "DeliveryStatus",
     "Outbox",
     "OutboxRun",
 ]
 
-#: Problem codes after which the same bytes may be delivered again (Table 9-1, §9.1-9).
-RETRYABLE = _errors.RETRYABLE
-
 #: Most threads :meth:`Outbox.enqueue` locks and writes at once (one Commit each chunk).
 ENQUEUE_CHUNK = 256
 
-#: When the outbox tries again: full jitter over 2 s · 2^(n-1), at most an hour apart.
-DEFAULT_SCHEDULE = RetryPolicy(attempts=1_000_000, base_s=2.0, cap_s=3600.0)
 
-
-def _due(item: OutboxItem, due_by: int) -> bool:
-    """Whether ``item`` is to be tried by a run that takes what is due by ``due_by``: what
-    was never tried is due at once — among it, what the run itself queued (a receipt for a
-    reply, the draft whose turn came), which goes in the same run."""
-    return item.attempts == 0 or item.next_attempt_ms <= due_by
-
-
-class Outbox:
+class Outbox(Sender):
     """Sends a thread's messages durably and in order, and retries what could not be sent."""
-
-    def __init__(
-        self,
-        ledger: Ledger,
-        client: Transport,
-        signer: Signer,
-        *,
-        clock: Clock,
-        random_id: RandomId,
-        schedule: RetryPolicy = DEFAULT_SCHEDULE,
-        concurrency: int = 16,
-        retry: RetryPolicy | None = None,
-        rand: Callable[[], float] = random.random,
-    ) -> None:
-        self.ledger = ledger
-        self.client = client
-        self.signer = signer
-        self.clock = clock
-        self.random_id = random_id
-        self.schedule = schedule
-        self.concurrency = concurrency
-        self.retry = retry
-        self._rand = rand
-        #: The notes of shares sent by this outbox and not yet answered, by message hash: the
-        #: Commit that closes a share confirms its note (one Commit, not a read and a second).
-        self._notes: dict[bytes, ShareNote] = {}
-
-    @property
-    def store(self) -> Store:
-        return self.ledger.store
-
-    def _build(self, t: Thread, draft: Draft, now: int) -> Sent:
-        return draft.sign(t, self.signer, now)
-
-    def _sign_next(self, t: Thread, draft: Draft, now: int) -> Sent:
-        """Sign ``draft`` as the thread's next message, keeping where the relationship stood
-        before it (a save point, §8.1-5) until the vendor answers."""
-        point = _records.capture(t.rel)
-        sent = self._build(t, draft, now)
-        t.guard(point, sent.message.hash)
-        return sent
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -269,236 +182,6 @@ class Outbox:
         return Delivery(thread, draft.msg_id, b"", "queued",
                         error=TransportError("queued behind earlier undelivered messages"))
 
-    @staticmethod
-    def _new_item(t: Thread, sent: Sent, now: int) -> NewOutboxItem:
-        return NewOutboxItem(
-            destination=t.url, thread=t.id, msg_hash=sent.message.hash,
-            envelope=sent.message.envelope, next_attempt_ms=now, created_ms=now,
-        )
-
-    # -- delivering one item -----------------------------------------------------------------
-
-    async def _deliver_locked(
-        self,
-        t: Thread,
-        item: OutboxItem,
-        *,
-        timeout_s: float | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> list[Delivery]:
-        """Deliver ``item`` (the thread's oldest); on any final outcome, sign the next draft
-        in the same Commit. Returns the item's delivery, then any drafts that were dropped."""
-        header = own_header(item.envelope)  # signed by us: nothing to verify again
-        if header is None:  # not ours to deliver: nothing the vendor could accept
-            msg_id, expires, mtype = bytes(16), -1, ""
-        else:
-            msg_id, expires, mtype = header.id, header.expires, header.type
-        now = self.clock()
-        if expires < now:
-            why = (f"the {mtype or 'message'} expired before it could be delivered (valid "
-                   f"until {expires} ms, §4.5-3); it was dropped")  # fmt: skip
-            t.meta.last_problem = f"expired: {why}"
-            d = Delivery(t.id, msg_id, item.msg_hash, "dropped", attempts=item.attempts,
-                         error=TransportError(why))
-            return await self._close(t, item, d, (), now)
-        try:
-            envelopes = await self.client.post_envelope(
-                t.meta.inbox, item.envelope, expected_keys=t.problem_keys, ref=item.msg_hash,
-                channel=t.id, timeout_s=timeout_s, retry=retry if retry is not None else self.retry,
-            )
-        except PeerProblemError as exc:
-            if exc.problem in RETRYABLE:  # the same bytes may be accepted later (§9.1-9)
-                return [await self._reschedule(t, item, msg_id, exc)]
-            t.meta.last_problem = f"{exc.code}: {exc.detail}"
-            d = Delivery(t.id, msg_id, item.msg_hash, "refused", error=exc,
-                         attempts=item.attempts + 1)
-            # A refused message never joined the relationship: take it back out of our chain
-            # and history, so the next message links to what the vendor holds (§8.1-5).
-            truncate = t.roll_back(item.msg_hash, self.ledger.identity)
-            return await self._close(t, item, d, (), self.clock(), truncate=truncate)
-        except TransportError as exc:
-            return [await self._reschedule(t, item, msg_id, exc)]
-        now = self.clock()
-        if mtype == Receipt.TYPE:  # owed no receipt: accepted with 204 (§12.3-3)
-            if envelopes:
-                return [await self._reschedule(t, item, msg_id, InvalidResponse(
-                    "a receipt was answered with envelopes", status=200))]
-            d = Delivery(t.id, msg_id, item.msg_hash, "confirmed", attempts=item.attempts + 1)
-            return await self._close(t, item, d, (), now)
-        try:
-            receipt, replies = self._apply(t, item, envelopes, now)
-        except InvalidResponse as exc:
-            self.ledger.forget(t.id)
-            return [await self._reschedule(t, item, msg_id, exc)]
-        entries = [r.entry for r in (receipt, *replies) if r.entry is not None]
-        d = Delivery(t.id, msg_id, item.msg_hash, "confirmed", receipt=receipt.message,
-                     replies=replies, attempts=item.attempts + 1)
-        return await self._close(t, item, d, tuple(to_row(t.id, e, now) for e in entries), now)
-
-    async def _close(
-        self,
-        t: Thread,
-        item: OutboxItem,
-        d: Delivery,
-        rows: tuple[HistoryEntry, ...],
-        now: int,
-        *,
-        truncate: tuple[tuple[bytes, int], ...] = (),
-    ) -> list[Delivery]:
-        """One Commit: the outcome of ``item``, our receipts for the replies that came with it
-        (§5.6.1-2), and the next draft signed and queued."""
-        out = [d]
-        history = list(rows)
-        added: list[NewOutboxItem] = []
-        t.meta.points.pop(item.msg_hash, None)
-        note = self._notes.pop(item.msg_hash, None)
-        if note is not None and d.confirmed:  # the vendor's receipt is in (§5.3.1)
-            t.meta.notes.append(replace(note, status=d.status))
-        for r in d.replies:
-            ack = t.rel.send(r.message.receipt(), now=now, msg_id=self.random_id(),
-                             lifetime_ms=t.meta.lifetime_ms)
-            history.append(to_row(t.id, ack.entry, now))
-            added.append(self._new_item(t, ack, now))
-        if t.meta.drafts and not await self._awaiting_answer(t, item):
-            self._sign_next_draft(t, out, history, added, now)
-        t.meta.last_activity_ms = now
-        self._keep_notes(t)
-        await self._commit(t, self.ledger.commit(
-            (t,), now, history=history, outbox_done=(item.item_id,), outbox_add=added,
-            truncate=truncate,
-        ))  # fmt: skip
-        return out
-
-    async def _awaiting_answer(self, t: Thread, closing: OutboxItem) -> bool:
-        """Whether a message of ours other than ``closing`` still waits in ``t`` for the
-        vendor's answer.
-
-        The next draft is signed only once none does: one message in flight per thread
-        (§8.2), so both parties log the same order, and a ``key.rotate`` is never signed while
-        a message before it still expects a receipt addressed to the old key (§2.6-5).
-        Our receipts are answered with nothing (§12.3-3): a draft may follow them.
-        """
-        for other in await self.ledger.pending(t.id):
-            if other.item_id == closing.item_id:
-                continue
-            header = own_header(other.envelope)
-            if header is None or header.type != Receipt.TYPE:
-                return True
-        return False
-
-    def _sign_next_draft(self, t: Thread, out: list[Delivery], history: list[HistoryEntry],
-                         added: list[NewOutboxItem], now: int) -> None:  # fmt: skip
-        """Sign the thread's first draft that can still be signed, into ``history`` and
-        ``added``; each one that cannot be read or signed is dropped, and said so in ``out``."""
-        while t.meta.drafts:
-            queued = t.meta.drafts.pop(0)
-            try:
-                draft = decode_draft(queued.payload)
-            except (VrmError, ValueError, KeyError) as exc:  # written by a later release?
-                t.meta.last_problem = f"a queued {queued.kind} could not be read: {exc}"
-                out.append(Delivery(t.id, b"", b"", "dropped", error=VrmError(str(exc))))
-                continue
-            try:
-                sent = self._sign_next(t, draft, now)
-            except (VrmError, ValueError) as exc:
-                err = exc if isinstance(exc, VrmError) else VrmError(str(exc))
-                t.meta.last_problem = f"a queued {draft.MESSAGE_TYPE} could not be sent: {exc}"
-                out.append(Delivery(t.id, draft.msg_id, b"", "dropped", error=err))
-                continue
-            history.append(to_row(t.id, sent.entry, now))
-            added.append(self._new_item(t, sent, now))
-            return
-
-    def _keep_notes(self, t: Thread) -> None:
-        """Remember the notes of shares about to be stored unanswered (status queued), for the
-        Commit that closes them."""
-        for note in t.meta.notes:
-            if note.status == QUEUED:
-                self._notes[note.share] = note
-
-    def _apply(
-        self, t: Thread, item: OutboxItem, envelopes: list[bytes], now: int
-    ) -> tuple[Received, tuple[Received, ...]]:
-        """Apply a 200's envelopes: a receipt for exactly this message first (§12.3-1)."""
-        rel = t.rel
-        if not envelopes:
-            raise InvalidResponse("a message other than a receipt was answered 204", status=204)
-        try:
-            first = rel.open(envelopes[0], now=now)
-        except ProtocolError as exc:
-            raise InvalidResponse(f"the receipt does not verify: {exc}", status=200) from None
-        if first.type != Receipt.TYPE or first.body.ack != item.msg_hash:
-            raise InvalidResponse("the first reply is not a receipt for this message", status=200)
-        try:
-            receipt = rel.receive(first, now=now)
-        except ProtocolError as exc:
-            raise InvalidResponse(f"the receipt is not acceptable: {exc}", status=200) from None
-        replies: list[Received] = []
-        for env in envelopes[1:]:
-            try:
-                replies.append(rel.receive(env, now=now))
-            except ProtocolError as exc:
-                # The receipt stands; a reply that breaks a rule is recorded, not applied.
-                t.meta.last_problem = f"a reply was refused: {exc}"
-                break
-        return receipt, tuple(replies)
-
-    async def _reschedule(
-        self, t: Thread, item: OutboxItem, msg_id: bytes, exc: TransportError
-    ) -> Delivery:
-        attempts = item.attempts + 1
-        delay_s = self.schedule.backoff(attempts, self._rand)
-        if isinstance(exc, Transient) and exc.retry_after is not None:
-            delay_s = max(delay_s, exc.retry_after)
-        now = self.clock()
-        await self.store.outbox_retry(item.item_id, attempts, now + int(delay_s * 1000),
-                                      str(exc)[:500])
-        return Delivery(t.id, msg_id, item.msg_hash, "queued", error=exc, attempts=attempts)
-
-    async def _commit(self, t: Thread, c: Commit) -> None:
-        try:
-            await self.store.commit(c)
-        except BaseException:
-            self.ledger.forget(t.id)
-            raise
-        t.meta.saved()
-
-    async def _flush_locked(
-        self,
-        t: Thread,
-        *,
-        due_by: int | None,
-        timeout_s: float | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> list[Delivery]:
-        """Deliver the thread's queue in order; stop at the first message still queued."""
-        out: list[Delivery] = []
-        while True:
-            pending = await self.ledger.pending(t.id)
-            if not pending and t.meta.drafts:  # nothing in flight (an item was dropped)
-                out.extend(await self._promote(t))
-                pending = await self.ledger.pending(t.id)
-            if not pending or (due_by is not None and not _due(pending[0], due_by)):
-                return out
-            done = await self._deliver_locked(t, pending[0], timeout_s=timeout_s, retry=retry)
-            out.extend(done)
-            if done[0].status == "queued":
-                return out
-            t = await self.ledger.load(t.id)  # re-read if a failure dropped it from the cache
-
-    async def _promote(self, t: Thread) -> list[Delivery]:
-        """Sign the first draft of a thread with nothing in flight, in one Commit (its turn
-        came without a delivery closing: the message before it was dropped)."""
-        out: list[Delivery] = []
-        history: list[HistoryEntry] = []
-        added: list[NewOutboxItem] = []
-        now = self.clock()
-        self._sign_next_draft(t, out, history, added, now)
-        self._keep_notes(t)
-        await self._commit(t, self.ledger.commit((t,), now, history=history, outbox_add=added))
-        self.ledger.adopt(t)
-        return out
-
     # -- the periodic run ------------------------------------------------------------------
 
     async def run(self, now: int | None = None, *, threads: set[bytes] | None = None
@@ -512,7 +195,7 @@ class Outbox:
         firsts: dict[bytes, OutboxItem] = {}
         for item in await self.store.outbox_all():
             firsts.setdefault(item.thread, item)
-        due = {th for th, item in firsts.items() if _due(item, due_by)}
+        due = {th for th, item in firsts.items() if is_due(item, due_by)}
         # drafts with nothing in flight before them (what preceded them was dropped)
         due.update(d.thread for d in await self.store.drafts() if d.thread not in firsts)
         sem = asyncio.Semaphore(self.concurrency)
