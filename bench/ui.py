@@ -1,7 +1,8 @@
 """``vrm ui`` with many relationships: how long the relationships page takes to render.
 
-An agent on a SQLiteStore (as ``vrm`` keeps it) opens ``--n`` relationships with one reference
-vendor served on 127.0.0.1, each sharing one field; then ``vrm ui``'s server (the real
+An agent on a SQLiteStore (as ``vrm`` keeps it) opens ``--n`` relationships, one with each of
+``--n`` reference vendors (each its own key, on its own port on 127.0.0.1: an agent keeps one
+live relationship per vendor key), each sharing one field; then ``vrm ui``'s server (the real
 :class:`~vrmproto.ui.UiServer`) is started on that node and its relationships page is fetched
 over HTTP, as the browser does. ``launch_ms``: opening the node afresh on the store and starting
 the server, which compiles the templates and reads every relationship once before it listens;
@@ -25,31 +26,49 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vrmproto.cli import LocalVendor, load_vendor_config  # noqa: E402
-from vrmproto.client import CustomerNode, RetryPolicy  # noqa: E402
-from vrmproto.store import SQLiteStore  # noqa: E402
+from vrmproto import Identity  # noqa: E402
+from vrmproto.client import DEFAULT_TERMS, CustomerNode, RetryPolicy  # noqa: E402
+from vrmproto.server import Endpoint, ReferencePolicy, make_app  # noqa: E402
+from vrmproto.store import MemoryStore, SQLiteStore  # noqa: E402
 from vrmproto.ui import UiServer  # noqa: E402
 
 DAY_MS = 86_400_000
 
 
-async def _populate(store: SQLiteStore, seed: bytes, url: str, n: int) -> None:
+async def _populate(store: SQLiteStore, seed: bytes, urls: list[str]) -> int:
     sem = asyncio.Semaphore(16)
     async with await CustomerNode.open(store, seed, retry=RetryPolicy(attempts=3)) as node:
         agent = node.agent
 
-        async def one(i: int) -> None:
+        async def one(i: int, url: str) -> bool:
             async with sem:
                 result = await agent.connect(url)
                 await agent.share(result.thread, {"email": f"me+{i}@example.org"},
                                   purposes=["core-function"], categories=["contact"],
                                   expires_ms=agent.clock() + 30 * DAY_MS)  # fmt: skip
+                return not result.existing
 
-        await asyncio.gather(*(one(i) for i in range(n)))
+        return sum(await asyncio.gather(*(one(i, u) for i, u in enumerate(urls))))
+
+
+async def _vendors(n: int) -> tuple[list[str], list[web.AppRunner]]:
+    """``n`` reference vendors, each with a key of its own, each on a port of its own."""
+    accepts = [t.id for t in DEFAULT_TERMS]
+    runners: list[web.AppRunner] = []
+    for i in range(n):
+        name = f"Vendor {i:03d}"
+        endpoint = Endpoint(Identity(os.urandom(32)), store=MemoryStore(), name=name,
+                            policy=ReferencePolicy(accepts_terms=accepts, name=name))  # fmt: skip
+        runner = web.AppRunner(make_app(endpoint), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+    return [f"http://127.0.0.1:{r.addresses[0][1]}" for r in runners], runners
 
 
 async def _measure(store: SQLiteStore, seed: bytes, rounds: int) -> dict[str, Any]:
@@ -78,21 +97,21 @@ async def _measure(store: SQLiteStore, seed: bytes, rounds: int) -> dict[str, An
 
 
 async def main(n: int, rounds: int) -> dict[str, Any]:
-    vendor = LocalVendor.of(load_vendor_config(ROOT / "examples" / "vendors" / "avis.toml"))
-    await vendor.start()
+    urls, runners = await _vendors(n)
     seed = os.urandom(32)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             store = await SQLiteStore.open(Path(tmp) / "agent.db")
             try:
                 t0 = time.perf_counter()
-                await _populate(store, seed, vendor.url, n)
+                opened = await _populate(store, seed, urls)
+                assert opened == n, f"{opened} relationships opened, {n} asked"
                 print(f"{n} relationships opened in {time.perf_counter() - t0:.1f} s")
                 figures = await _measure(store, seed, rounds)
             finally:
                 await store.close()
     finally:
-        await vendor.stop()
+        await asyncio.gather(*(r.cleanup() for r in runners))
     return {"relationships": n, "rounds": rounds, **figures, "target_ms": 300}
 
 

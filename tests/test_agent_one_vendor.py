@@ -7,6 +7,7 @@ never a vendor the person ended the relationship with. Over the in-memory transp
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 
@@ -51,6 +52,15 @@ async def test_connect_under_another_url_reuses_the_live_relationship(agent: Age
     assert again.thread == first.thread
     assert again.status == "accepted"
     assert again.agreement == first.agreement
+    assert len([v for v in await agent.relationships() if v.kind == "vendor"]) == 1
+
+
+async def test_concurrent_connects_to_one_vendor_open_one_relationship(agent: Agent) -> None:
+    """Eight connects at once, under both names of the vendor: one relationship, the others
+    answered with it (``existing``) — not eight (found by bench/ui.py, which made 16)."""
+    results = await asyncio.gather(*(agent.connect(IP if i % 2 else HOST) for i in range(8)))
+    assert len({r.thread for r in results}) == 1
+    assert sum(not r.existing for r in results) == 1
     assert len([v for v in await agent.relationships() if v.kind == "vendor"]) == 1
 
 

@@ -29,6 +29,7 @@ from vrmproto.client._drafts import Draft, EndDraft, RotateDraft
 from vrmproto.client._fanout import DEFAULT_CONCURRENCY
 from vrmproto.client._http import EndpointClient
 from vrmproto.client._ledger import Ledger, Thread, ThreadKind, is_ours
+from vrmproto.client._locks import ThreadLocks
 from vrmproto.client._outbox import DEFAULT_SCHEDULE, Delivery, Outbox, OutboxRun
 from vrmproto.client._paths import endpoint_path
 from vrmproto.client._transport import (
@@ -115,6 +116,9 @@ class AgentBase(AsyncClosing):
             ledger, client, self, clock=clock, random_id=random_id, schedule=schedule,
             rand=rand, concurrency=concurrency,
         )  # fmt: skip
+        #: One connect at a time per vendor key, from the check for a live relationship to the
+        #: Commit of the new one: concurrent connects to one vendor open one relationship.
+        self.vendor_locks = ThreadLocks()
 
     @classmethod
     async def open(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vrmproto._binding import DiscoveryDocument
 from vrmproto._errors import Problem, ValidationError
 from vrmproto._messages import TermsAccept, TermsOffer, TermsReject
 from vrmproto._relationship import Relationship
@@ -75,9 +76,17 @@ class TermsOps(AgentBase):
                                   "relationships", code=Problem.UNKNOWN_TYPE,
                                   clause="§13.1-10")  # fmt: skip
         await self._check_pins(base_url, doc, by_name=True, accept_new_key=accept_new_key)
-        live = await self.live_thread(doc.key)
-        if live is not None:
-            return await self._existing(live)
+        async with self.vendor_locks.hold(doc.key):
+            live = await self.live_thread(doc.key)
+            if live is not None:
+                return await self._existing(live)
+            return await self._open(base_url, doc, terms, note=note, in_reply_to=in_reply_to,
+                                    timeout_s=timeout_s)  # fmt: skip
+
+    async def _open(self, base_url: str, doc: DiscoveryDocument, terms: Sequence[TermRef] | None,
+                    *, note: str | None, in_reply_to: bytes | None, timeout_s: float | None
+                    ) -> ConnectResult:  # fmt: skip
+        """A new relationship with the vendor of ``doc``: our terms offer on a fresh thread."""
         meta = ThreadMeta(
             kind=ThreadKind.VENDOR, vendor_key=doc.key, name=doc.name, inbox=doc.inbox,
             history=doc.history, lifetime_ms=self._lifetime(doc),
