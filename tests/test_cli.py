@@ -13,6 +13,7 @@ import os
 import socket
 import stat
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -621,3 +622,18 @@ def test_every_command_has_help_and_json() -> None:
     for path, cmd in walk(cli, "vrm"):
         names = {o for p in cmd.params for o in getattr(p, "opts", [])}
         assert "--json" in names, path
+
+
+def test_an_everyday_command_loads_only_what_it_needs(tmp_path: Path) -> None:
+    """``vrm`` starts on every command a person types: `vrm relationships` must not load the
+    vendor's configuration (pydantic), metrics, webhooks, the Nostr keys, the browser page or
+    the conformance suite (each is loaded by the command that uses it)."""
+    heavy = ("pydantic", "prometheus_client", "cloudevents", "jinja2", "coincurve",
+             "cryptography", "vrmproto.testing", "vrmproto.nostr", "vrmproto.ui")  # fmt: skip
+    code = ("import sys\nfrom vrmproto.cli import main\ntry:\n    main(['relationships'])\n"
+            "except SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "VRM_HOME": str(tmp_path / "none")}, timeout=60,
+                         check=True).stdout  # fmt: skip
+    assert out.strip().splitlines()[-1] == "[]"

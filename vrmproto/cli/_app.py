@@ -6,6 +6,7 @@ environment (bad arguments or URL, no or damaged data directory, bad seed text).
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -13,26 +14,77 @@ from collections.abc import Sequence
 import click
 
 from vrmproto import __version__
-from vrmproto.cli._cmd_connect import connect
-from vrmproto.cli._cmd_data import address, data, relationships, share, withdraw
-from vrmproto.cli._cmd_doctor import doctor
-from vrmproto.cli._cmd_history import history, verify
-from vrmproto.cli._cmd_intent import intent
-from vrmproto.cli._cmd_lifecycle import end, rotate
-from vrmproto.cli._cmd_local import init, key, terms
-from vrmproto.cli._cmd_outbox import outbox
-from vrmproto.cli._cmd_relay import relay
-from vrmproto.cli._cmd_serve import agent, discover
-from vrmproto.cli._cmd_ui import ui
-from vrmproto.cli._cmd_vendor import vendor
 from vrmproto.cli._context import common_options, current_env
-from vrmproto.cli._demo import demo
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, explain
 
 __all__ = ["cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Each command and the module that defines it, imported only when that command runs (or
+#: ``--help`` lists them all): ``vrm relationships`` need not load the vendor's server, the
+#: Nostr keys, the browser page or the conformance suite.
+COMMANDS: dict[str, str] = {
+    "init": "vrmproto.cli._cmd_local:init",
+    "key": "vrmproto.cli._cmd_local:key",
+    "terms": "vrmproto.cli._cmd_local:terms",
+    "discover": "vrmproto.cli._cmd_serve:discover",
+    "connect": "vrmproto.cli._cmd_connect:connect",
+    "relationships": "vrmproto.cli._cmd_data:relationships",
+    "share": "vrmproto.cli._cmd_data:share",
+    "withdraw": "vrmproto.cli._cmd_data:withdraw",
+    "data": "vrmproto.cli._cmd_data:data",
+    "address": "vrmproto.cli._cmd_data:address",
+    "intent": "vrmproto.cli._cmd_intent:intent",
+    "history": "vrmproto.cli._cmd_history:history",
+    "verify": "vrmproto.cli._cmd_history:verify",
+    "outbox": "vrmproto.cli._cmd_outbox:outbox",
+    "rotate": "vrmproto.cli._cmd_lifecycle:rotate",
+    "end": "vrmproto.cli._cmd_lifecycle:end",
+    "agent": "vrmproto.cli._cmd_serve:agent",
+    "vendor": "vrmproto.cli._cmd_vendor:vendor",
+    "demo": "vrmproto.cli._demo:demo",
+    "doctor": "vrmproto.cli._cmd_doctor:doctor",
+    "relay": "vrmproto.cli._cmd_relay:relay",  # intentcasts through Nostr relays (spec §15)
+    "ui": "vrmproto.cli._cmd_ui:ui",
+    "conformance": "vrmproto.testing._cli:conformance",
+}
+
+
+class _LazyGroup(click.Group):
+    """The root group: a command's module is imported when the command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return self.commands.get(cmd_name)
+        module, _, attr = COMMANDS[cmd_name].partition(":")
+        try:
+            command = getattr(importlib.import_module(module), attr)
+        except ImportError as exc:
+            if cmd_name != "conformance":
+                raise
+            command = _unavailable(cmd_name, str(exc))
+        assert isinstance(command, click.Command)
+        self.add_command(command, cmd_name)
+        return command
+
+
+def _unavailable(name: str, reason: str) -> click.Command:
+    """``vrm conformance`` is the suite's own command (``vrmproto.testing``); if that package
+    cannot load, the rest of ``vrm`` still works and this command says why."""
+
+    @click.command(name, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def unavailable(args: tuple[str, ...]) -> None:
+        """Test an endpoint against the spec (unavailable: see the message)."""
+        raise CliError(f"the conformance suite cannot load: {reason}", EXIT_USAGE)
+
+    return unavailable
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vrm")
 @common_options
 def cli() -> None:
@@ -44,37 +96,6 @@ def cli() -> None:
 
     Exit codes: 0 done; 1 refused or failed; 2 usage or environment.
     """
-
-
-for command in (
-    init, key, terms, discover, connect, relationships, share, withdraw, data, address, intent,
-    history, verify, outbox, rotate, end, agent, vendor, demo, doctor,
-):  # fmt: skip
-    cli.add_command(command)
-cli.add_command(relay)  # intentcasts through Nostr relays (spec §15)
-
-
-def _mount_conformance() -> None:
-    """``vrm conformance`` is the suite's own command (``vrmproto.testing``); if that package
-    cannot load, the rest of ``vrm`` still works and this command says why."""
-    try:
-        from vrmproto.testing._cli import conformance  # noqa: PLC0415
-    except ImportError as exc:
-        reason = str(exc)
-
-        @click.command("conformance", context_settings={"ignore_unknown_options": True})
-        @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-        def unavailable(args: tuple[str, ...]) -> None:
-            """Test an endpoint against the spec (unavailable: see the message)."""
-            raise CliError(f"the conformance suite cannot load: {reason}", EXIT_USAGE)
-
-        cli.add_command(unavailable, "conformance")
-        return
-    cli.add_command(conformance, "conformance")
-
-
-_mount_conformance()
-cli.add_command(ui)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

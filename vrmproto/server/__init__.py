@@ -21,9 +21,10 @@ Example::
     server = await serve(endpoint, port=8421)
 """
 
+import typing
+
 from vrmproto.server._admission import StorageBudget
 from vrmproto.server._app import ENDPOINT_KEY, Server, make_app, serve, serve_app
-from vrmproto.server._config import ConfigError, load_vendor_config
 from vrmproto.server._connections import (
     DEFAULT_CONNECTION_LIMITS,
     ConnectionGuard,
@@ -35,6 +36,20 @@ from vrmproto.server._policy import CatalogueItem, Event, Policy, ReferencePolic
 from vrmproto.server._proxy import Deployment
 from vrmproto.server._ratelimit import RateLimiter
 from vrmproto.server._runner import LocalVendor, VendorConfig
+
+if typing.TYPE_CHECKING:
+    from vrmproto.server._config import ConfigError, load_vendor_config
+
+
+def __getattr__(name: str) -> typing.Any:
+    """The vendor file's reader (pydantic) is loaded when first asked for: a customer's agent,
+    which imports this package for its inbound endpoint, never needs it."""
+    if name in ("ConfigError", "load_vendor_config"):
+        from vrmproto.server import _config  # noqa: PLC0415
+
+        return getattr(_config, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_CONNECTION_LIMITS",

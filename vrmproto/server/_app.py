@@ -19,6 +19,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
@@ -35,7 +36,6 @@ from vrmproto.server._connections import (
     _ConnectionHandler,
 )
 from vrmproto.server._endpoint import JSON_TYPE, Endpoint, Response
-from vrmproto.server._metrics import Metrics
 from vrmproto.server._observe import (
     BODY_KEY,
     DISCOVERY_ROUTE,
@@ -47,6 +47,9 @@ from vrmproto.server._observe import (
     route_name,
 )
 from vrmproto.server._proxy import Deployment, proxy_middleware
+
+if TYPE_CHECKING:  # prometheus-client is loaded only by an endpoint that serves metrics
+    from vrmproto.server._metrics import Metrics
 
 __all__ = ["ENDPOINT_KEY", "NOT_PROXIED", "Server", "make_app", "serve", "serve_app"]
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from vrmproto.server._endpoint import Endpoint
 from vrmproto.server._logging import RequestLine, Summary, problem_code, summarize
-from vrmproto.server._metrics import Metrics, metrics_handler
+
+if TYPE_CHECKING:  # prometheus-client is loaded only by an endpoint that serves metrics
+    from vrmproto.server._metrics import Metrics
 
 __all__ = [
     "BODY_KEY",
@@ -107,6 +110,8 @@ def add_health_routes(app: web.Application, endpoint: Endpoint, metrics: Metrics
     app.router.add_get("/healthz", healthz, name=_HEALTH_ROUTE)
     app.router.add_get("/readyz", readyz, name=_READY_ROUTE)
     if metrics is not None:
+        from vrmproto.server._metrics import metrics_handler  # noqa: PLC0415
+
         app.router.add_get("/metrics", metrics_handler(metrics, endpoint.store),
                            name=_METRICS_ROUTE)  # fmt: skip
 
