@@ -121,8 +121,7 @@ class VendorProcess:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            self.proc.wait(timeout=10)
+            _, err = self.proc.communicate(timeout=10)  # and closes the pipes
             raise RuntimeError(f"vrm vendor serve exited ({self.proc.returncode}): {err}")
         self.info: dict[str, Any] = json.loads(line)
 

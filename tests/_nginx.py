@@ -14,13 +14,13 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from _ports import free_port
 
 __all__ = ["NGINX", "free_port", "nginx_in_front"]
 
@@ -63,11 +63,6 @@ http {{
 }}
 """
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _until_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:

@@ -26,7 +26,6 @@ import contextlib
 import io
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,9 +35,14 @@ from pathlib import Path
 import pytest
 
 from tests._cli_helpers import VendorProcess, cli_env
+from tests._nostr_relay import relay
+from tests._ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+
+#: The relay the README names; the test runs a real one (``nostr-relay``) on a port of its own.
+README_RELAY = "ws://127.0.0.1:6969"
 
 ADAPTED = {
     "vrm vendor serve": "started by the test on a free port, --no-advertise",
@@ -81,11 +85,6 @@ def walkthrough_blocks() -> list[tuple[str, list[str]]]:
     return blocks
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @dataclass
 class Walk:
@@ -97,16 +96,20 @@ class Walk:
     serve_args: dict[str, list[str]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)  # README port -> ours
     suggested: str = ""
+    relay: str = ""
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     outputs: list[tuple[str, subprocess.CompletedProcess[str]]] = field(default_factory=list)
 
     def serve(self, line: str) -> None:
-        m = re.search(r"--config (\S+)\s+--port (\d+)", line)
+        m = re.search(r"--config (\S+)\s+--port (\d+)(.*)", line.split(" #", maxsplit=1)[0])
         assert m is not None, line
         config, port = m.group(1), m.group(2)
+        extra = [a for a in self.command(m.group(3)).split() if a not in ("&", "--no-advertise")]
         self.ports.setdefault(port, free_port())
         name = Path(config).stem
+        assert name not in self.vendors, f"the README starts {name} while it runs: stop it first"
         self.serve_args[name] = ["--config", str(ROOT / config), "--port",
-                                 str(self.ports[port]), "--no-advertise"]  # fmt: skip
+                                 str(self.ports[port]), "--no-advertise", *extra]  # fmt: skip
         self.start(name)
 
     def start(self, name: str) -> None:
@@ -116,6 +119,10 @@ class Walk:
         self.vendors.pop(name).stop()
 
     def command(self, line: str) -> str:
+        if README_RELAY in line:  # a real relay of our own, started when first named
+            if not self.relay:
+                self.relay = self.stack.enter_context(relay(self.tmp))
+            line = line.replace(README_RELAY, self.relay)
         for theirs, ours in self.ports.items():
             line = line.replace(f"127.0.0.1:{theirs}", f"127.0.0.1:{ours}")
         line = line.replace("/tmp/vrm-try", str(self.home))
@@ -154,6 +161,7 @@ def walk(tmp_path: Path) -> Iterator[Walk]:
     finally:
         for name in list(w.vendors):
             w.stop(name)
+        w.stack.close()
 
 
 def _first_run(lines: list[str]) -> list[str]:
@@ -171,6 +179,8 @@ def test_walkthrough_runs_as_written(walk: Walk) -> None:
     for prose, lines in blocks:
         if "stop the lodge" in prose:
             walk.stop("lodge")
+        if "Stop Hertz first" in prose:
+            walk.stop("hertz")
         if "Start the lodge\nagain" in prose or "Start the lodge again" in prose:
             walk.start("lodge")
         for line in lines:
@@ -192,6 +202,8 @@ def test_walkthrough_runs_as_written(walk: Walk) -> None:
     assert "✓ identical" in text
     hertz = next(v for k, v in said.items() if k.startswith('vrm history "Hertz Wasatch"'))
     assert "rejected: “" in hertz  # the signed reason, readable
+    relayed = next(v for k, v in said.items() if k.startswith("vrm relay intent"))
+    assert "Hertz Wasatch" in relayed, relayed  # reached only through the relay, and it offered
     assert set(walk.vendors) == {"avis", "budget", "hertz", "outfitters", "lodge", "market"}
 
 
