@@ -41,6 +41,9 @@ log = logging.getLogger("vrmproto.nostr")
 DEFAULT_POW = 16
 #: How long the customer waits for answers from relays unless told otherwise (ms).
 DEFAULT_ANSWER_WAIT_MS = 5_000
+#: Indices in a row whose key published nothing before a search for relayed intentcasts stops
+#: (§15.2-4).
+INDEX_GAP = 20
 
 
 @dataclass(frozen=True, slots=True)
