@@ -5,6 +5,7 @@ Park City intentcast reaching vendors the customer never heard of."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib
 import os
 import socket
@@ -31,10 +32,10 @@ from vrmproto.nostr import (
     open_intentcast,
     sign_event,
 )
-from vrmproto.nostr._customer import publish_intentcast
+from vrmproto.nostr._customer import publish_intentcast, relay_answers
 from vrmproto.nostr._vendor import RelayVendor, catalogue_keywords, relay_vendor
 from vrmproto.server import LocalVendor, load_vendor_config
-from vrmproto.store import MemoryStore
+from vrmproto.store import MemoryStore, SQLiteStore
 
 VENDORS = Path(__file__).resolve().parent.parent / "examples" / "vendors"
 SEED = MasterSeed(bytes(range(32)))
@@ -240,3 +241,91 @@ async def test_the_policy_sees_nothing_before_the_work_and_the_envelope_check() 
     assert asked == []
     assert await easy.consider(event) is not None
     assert asked == [digest]
+
+
+def _park_city(agent: Agent, relays: tuple[str, str], **kw: Any) -> Any:
+    return publish_intentcast(
+        agent, "4-wheel-drive SUV rental", relays=relays, geohash="9x0n8",
+        where="Park City, UT", constraints=["no prepaid gas", "no insurance"],
+        memberships=["Hertz 1 Club"], max_price=Money(30000, "USD"), pow_difficulty=8,
+        deadline_ms=120_000, **kw)  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def _avis_and_hertz() -> AsyncIterator[list[LocalVendor]]:
+    running = [LocalVendor.of(load_vendor_config(VENDORS / f"{n}.toml")) for n in ("avis", "hertz")]
+    for v in running:
+        await v.start()
+    try:
+        yield running
+    finally:
+        for v in running:
+            await v.stop()
+
+
+async def test_an_agent_restored_from_its_seed_alone_reads_the_answers_and_takes_an_offer(
+    relays: tuple[str, str],
+) -> None:
+    """§15.2-1, §15.2-4: the customer publishes, then is lost with its store before any vendor
+    answers. Avis and Hertz (in no store, on no zeroconf) start listening afterwards and answer.
+    An agent restored from the master seed alone, into an empty store, finds the intentcast on
+    the relays, reads the answers, gets the offers over HTTP, lists them with the intentcast,
+    and takes one up on its terms. A later intentcast never reuses the restored one's key."""
+    seed = os.urandom(32)
+    mine = (TermRef.of(latest("vrm.no-tracking")), TermRef.of(latest("vrm.no-third-party")))
+    async with _avis_and_hertz() as running:
+        lost = await Agent.open(MemoryStore(), MasterSeed(seed), terms=mine)
+        async with lost:
+            out = await _park_city(lost, relays, answer_wait_ms=0)
+        assert (out.answers, out.result.offers, out.record.relay_index) == ((), (), 0)
+        assert out.published is not None
+        assert sorted(out.published.accepted) == sorted(relays)
+        listeners = [vendor(n, v.url) for n, v in zip(("avis", "hertz"), running, strict=True)]
+        async with relay_vendor(listeners[0], relays), relay_vendor(listeners[1], relays):
+            restored = await Agent.open(MemoryStore(), MasterSeed(seed), terms=mine)
+            async with restored:
+                assert await restored.intents() == []
+                [read] = await relay_answers(restored, relays, answer_wait_ms=60_000,
+                                             expect_answers=2)  # fmt: skip
+                assert read.event.id == out.event.id
+                assert read.relay_intent_id == out.relay_intent_id
+                assert sorted(a.url for a in read.answers) == sorted(v.url for v in running)
+                [record] = await restored.intents()
+                assert (record.relay_index, record.relays) == (0, relays)
+                assert (record.what, record.where, record.reply_by_ms) == (
+                    out.record.what, out.record.where, out.record.reply_by_ms)  # fmt: skip
+                assert sorted(record.vendors) == sorted(v.url for v in running)
+                offers = await restored.offers(record.intent_id)
+                assert sorted(o.vendor for o in offers) == ["Avis Park City", "Hertz Wasatch"]
+                taken = await restored.take_offer(min(offers, key=lambda o: o.price.amount))
+                assert taken.status == "accepted"
+                assert [t.id for t in taken.terms] == [t.id for t in mine]
+        elsewhere = await Agent.open(MemoryStore(), MasterSeed(seed), terms=mine)
+        async with elsewhere:  # another fresh store: the relays say which indices are taken
+            again = await _park_city(elsewhere, relays, answer_wait_ms=0)
+        assert again.record.relay_index == 1
+        assert again.event.pubkey != out.event.pubkey
+
+
+async def test_answers_that_come_after_a_restart_are_read_from_the_store(
+    relays: tuple[str, str], tmp_path: Path
+) -> None:
+    """The relayed intentcast is stored, with its index and relays, before it is published: an
+    agent restarted on the same store reads the answers that came after it stopped waiting, and
+    the offers join the intentcast's record, beside those of the vendors it was sent to."""
+    seed = MasterSeed(os.urandom(32))
+    async with _avis_and_hertz() as (avis, hertz):
+        agent = await Agent.open(await SQLiteStore.open(tmp_path / "agent.db"), seed)
+        async with agent:
+            out = await _park_city(agent, relays[:1], answer_wait_ms=0, vendors=[avis.url])
+        assert [o.vendor for o in out.result.offers] == ["Avis Park City"]
+        async with relay_vendor(vendor("hertz", hertz.url), relays[:1]):
+            agent = await Agent.open(await SQLiteStore.open(tmp_path / "agent.db"), seed)
+            async with agent:
+                [read] = await relay_answers(agent, answer_wait_ms=60_000, expect_answers=1)
+                assert [a.url for a in read.answers] == [hertz.url]
+                [record] = await agent.intents()
+                assert record.intent_id == out.record.intent_id
+                assert record.vendors == (avis.url, hertz.url)
+                offers = await agent.offers(record.intent_id)
+                assert sorted(o.vendor for o in offers) == ["Avis Park City", "Hertz Wasatch"]

@@ -173,12 +173,13 @@ def relay_intent(env: Env, *, what: str, relay_urls: tuple[str, ...], geohash: s
 
 
 def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) -> None:
-    result, settings = done.result, env.home.settings()
+    result, settings, published = done.result, env.home.settings(), done.published
+    assert published is not None  # just published, not read back
     ranked = rank_offers(result.offers, settings.terms)
     price = args["max_price"]
     record = {
         "intent": result.intent_id.hex(), "relay_intent": done.relay_intent_id.hex(),
-        "event": done.event.id, "published": done.published.errors,
+        "event": done.event.id, "published": published.errors,
         "answered": [a.url for a in done.answers], "what": what, "where": args["where"],
         "from": args["start"], "to": args["end"],
         "max_price": money_json(price) if price else None, "reply_by": result.reply_by,
@@ -190,7 +191,7 @@ def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) 
     if out.json_mode:
         out.json({**record, **fanout_json(result.report)})
         return
-    out.print(f"published to {len(done.published.accepted)} of {len(done.published.errors)} "
+    out.print(f"published to {len(published.accepted)} of {len(published.errors)} "
               f"relays; {len(done.answers)} vendors answered")  # fmt: skip
     for v, r in result.declines:
         out.print(f"  [dim]{v} declined: {r}[/]")
