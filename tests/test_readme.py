@@ -9,6 +9,9 @@ named in :data:`ADAPTED`:
 - the vendors the walkthrough starts (``vrm vendor serve --config … --port 870x``) are started
   by the test, each on a free loopback port with ``--no-advertise`` (no zeroconf from a test:
   other tests' vendors would answer), and every ``127.0.0.1:870x`` in a command is that port;
+  a vendor started again (Hertz, listening on a relay) is stopped first;
+- the relay ``ws://127.0.0.1:6969`` (``nostr-relay serve``, in prose) is a ``nostr-relay`` the
+  test starts on a free port;
 - ``VRM_HOME=/tmp/vrm-try`` is a directory of the test's own;
 - ``vrm discover`` is skipped and ``vrm intent new`` gets ``--no-discover`` (zeroconf again);
 - ``vrm intent accept 3605`` takes the id the intentcast suggested;
@@ -36,12 +39,15 @@ from pathlib import Path
 import pytest
 
 from tests._cli_helpers import VendorProcess, cli_env
+from tests._nostr_relay import relay
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+README_RELAY = "ws://127.0.0.1:6969"
 
 ADAPTED = {
     "vrm vendor serve": "started by the test on a free port, --no-advertise",
+    "ws://127.0.0.1:6969": "a nostr-relay the test starts on a free port",
     "vrm discover": "skipped: no zeroconf in a test",
     "vrm intent new": "--no-discover added",
     "vrm intent accept": "the id the intentcast suggested",
@@ -97,6 +103,8 @@ class Walk:
     serve_args: dict[str, list[str]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)  # README port -> ours
     suggested: str = ""
+    relays: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    relay_url: str = ""
     outputs: list[tuple[str, subprocess.CompletedProcess[str]]] = field(default_factory=list)
 
     def serve(self, line: str) -> None:
@@ -105,9 +113,21 @@ class Walk:
         config, port = m.group(1), m.group(2)
         self.ports.setdefault(port, free_port())
         name = Path(config).stem
-        self.serve_args[name] = ["--config", str(ROOT / config), "--port",
-                                 str(self.ports[port]), "--no-advertise"]  # fmt: skip
+        relay_arg = re.search(r"--relay (\S+)", line)
+        self.serve_args[name] = [
+            "--config", str(ROOT / config), "--port", str(self.ports[port]), "--no-advertise",
+            *(["--relay", self.relay(relay_arg.group(1))] if relay_arg else []),
+        ]  # fmt: skip
+        if name in self.vendors:
+            self.stop(name)
         self.start(name)
+
+    def relay(self, url: str) -> str:
+        """The walk's relay, started the first time the README names its one."""
+        assert url == README_RELAY, url
+        if not self.relay_url:
+            self.relay_url = self.relays.enter_context(relay(self.tmp))
+        return self.relay_url
 
     def start(self, name: str) -> None:
         self.vendors[name] = VendorProcess(*self.serve_args[name], home=self.tmp / "vendors")
@@ -119,6 +139,8 @@ class Walk:
         for theirs, ours in self.ports.items():
             line = line.replace(f"127.0.0.1:{theirs}", f"127.0.0.1:{ours}")
         line = line.replace("/tmp/vrm-try", str(self.home))
+        if README_RELAY in line:
+            line = line.replace(README_RELAY, self.relay(README_RELAY))
         if line.startswith("vrm intent new"):
             line = line.replace("vrm intent new", "vrm intent new --no-discover", 1)
         if line.startswith("vrm intent accept"):
@@ -154,6 +176,7 @@ def walk(tmp_path: Path) -> Iterator[Walk]:
     finally:
         for name in list(w.vendors):
             w.stop(name)
+        w.relays.close()
 
 
 def _first_run(lines: list[str]) -> list[str]:
@@ -193,6 +216,9 @@ def test_walkthrough_runs_as_written(walk: Walk) -> None:
     hertz = next(v for k, v in said.items() if k.startswith('vrm history "Hertz Wasatch"'))
     assert "rejected: “" in hertz  # the signed reason, readable
     assert set(walk.vendors) == {"avis", "budget", "hertz", "outfitters", "lodge", "market"}
+    relayed = next(v for k, v in said.items()
+                   if k.startswith("vrm intent new") and "--geohash" in k)  # fmt: skip
+    assert "Hertz Wasatch" in relayed  # reached only through the relay, ranked with the rest
 
 
 def test_the_first_run_is_documented() -> None:
