@@ -27,6 +27,7 @@ from vrmproto.nostr import (
     Relay,
     RelayError,
     RelayPool,
+    answer_filter,
     intentcast_event,
     intentcast_filter,
     open_intentcast,
@@ -61,7 +62,8 @@ def dead_url() -> str:
 
 
 def cast(what: str, *, deadline_ms: int = 60_000, created: int | None = None,
-         intent_id: bytes | None = None) -> tuple[Event, bytes]:  # fmt: skip
+         intent_id: bytes | None = None, pow_difficulty: int = 0, geohash: str = "9x0n8"
+         ) -> tuple[Event, bytes]:  # fmt: skip
     """A relayed intentcast for ``what`` and the hash of the message inside."""
     intent_id = intent_id or os.urandom(16)
     identity = SEED.for_intent(intent_id)
@@ -72,7 +74,8 @@ def cast(what: str, *, deadline_ms: int = 60_000, created: int | None = None,
                        thread=os.urandom(16), prev=None, now=now, msg_id=os.urandom(16),
                        lifetime_ms=deadline_ms)  # fmt: skip
     key = NostrKey.for_intent(SEED.seed, intent_id)
-    return intentcast_event(msg, key, geohash="9x0n8", aux=os.urandom(32)), msg.hash
+    return intentcast_event(msg, key, geohash=geohash, aux=os.urandom(32),
+                            pow_difficulty=pow_difficulty), msg.hash
 
 
 def vendor(name: str, url: str, **kw: object) -> RelayVendor:
@@ -135,6 +138,58 @@ async def test_an_event_on_two_relays_is_answered_once(
     v = vendor("hertz", "http://127.0.0.1:1")
     assert await v.consider(event) is not None
     assert await v.consider(event) is None
+
+
+async def _between_two_answered(relay_url: str, v: RelayVendor, bad: Event, *,
+                                created: int, **kw: Any) -> list[str]:  # fmt: skip
+    """Publish an intentcast ``v`` answers, then ``bad``, then another it answers (each a
+    second younger than the one before), while ``v`` listens on the relay; return the ids of
+    the events answered once both good ones were. However the relay orders them (live as
+    published, stored ones newest first), ``v`` has considered ``bad`` by then. ``v`` listens
+    only to the area of ``bad`` (``kw["geohash"]``), where the other tests publish nothing."""
+    ids = [os.urandom(16), os.urandom(16)]
+    first, _ = cast("suv rental", created=created - 2_000, intent_id=ids[0], **kw)
+    last, _ = cast("suv rental", created=created, intent_id=ids[1], **kw)
+    keys = [NostrKey.for_intent(SEED.seed, i).public.hex() for i in ids]
+    answered: set[str] = set()
+    async with relay_vendor(v, [relay_url]), aiohttp.ClientSession() as session, \
+            Relay(relay_url, session) as r:  # fmt: skip
+        for ev in (first, bad, last):
+            await r.publish(ev)
+        async for answer in r.subscribe(answer_filter(bytes.fromhex(keys[0]), 0),
+                                        answer_filter(bytes.fromhex(keys[1]), 0)):  # fmt: skip
+            answered.update(answer.tag_values("e"))
+            if {first.id, last.id} <= answered:
+                break
+    return sorted(answered)
+
+
+async def test_an_expired_intentcast_through_a_relay_is_ignored(
+    relays: tuple[str, str],
+) -> None:
+    """The relay still serves it (its expiry is not yet past by the relay's clock); the vendor,
+    whose clock is ten minutes ahead, drops it as expired (§15.1-3) and answers the others."""
+    now = now_ms()
+    ahead = vendor("hertz", "http://127.0.0.1:1", clock=lambda: now_ms() + 600_000,
+                   geohashes=("dr5ru",))  # fmt: skip
+    expired, _ = cast("suv rental", created=now - 1_000, deadline_ms=300_000, geohash="dr5ru")
+    answered = await _between_two_answered(relays[0], ahead, expired, created=now,
+                                           deadline_ms=3_600_000, geohash="dr5ru")  # fmt: skip
+    assert expired.id not in answered
+    assert ahead.dropped == {"expired": 1}
+
+
+async def test_a_vendor_that_requires_work_ignores_an_intentcast_through_a_relay_without_it(
+    relays: tuple[str, str],
+) -> None:
+    now = now_ms()
+    picky = vendor("hertz", "http://127.0.0.1:1", min_pow=8, geohashes=("u4pru",))
+    lazy, _ = cast("suv rental", created=now - 1_000, geohash="u4pru")
+    assert lazy.difficulty < 8
+    answered = await _between_two_answered(relays[1], picky, lazy, created=now,
+                                           pow_difficulty=8, geohash="u4pru")  # fmt: skip
+    assert lazy.id not in answered
+    assert picky.dropped == {"rate_limited": 1}
 
 
 async def test_an_expired_intentcast_is_ignored() -> None:
