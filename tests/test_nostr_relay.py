@@ -33,7 +33,7 @@ from vrmproto.nostr import (
     open_intentcast,
     sign_event,
 )
-from vrmproto.nostr._customer import publish_intentcast, relay_answers
+from vrmproto.nostr._customer import INDEX_GAP, publish_intentcast, relay_answers
 from vrmproto.nostr._vendor import RelayVendor, catalogue_keywords, relay_vendor
 from vrmproto.server import LocalVendor, load_vendor_config
 from vrmproto.store import MemoryStore, SQLiteStore
@@ -325,7 +325,8 @@ async def test_an_agent_restored_from_its_seed_alone_reads_the_answers_and_takes
     answers. Avis and Hertz (in no store, on no zeroconf) start listening afterwards and answer.
     An agent restored from the master seed alone, into an empty store, finds the intentcast on
     the relays, reads the answers, gets the offers over HTTP, lists them with the intentcast,
-    and takes one up on its terms. A later intentcast never reuses the restored one's key."""
+    and takes one up on its terms. A later intentcast never reuses the restored one's key, nor
+    one the search asked the relays about."""
     seed = os.urandom(32)
     mine = (TermRef.of(latest("vrm.no-tracking")), TermRef.of(latest("vrm.no-third-party")))
     async with _avis_and_hertz() as running:
@@ -355,10 +356,13 @@ async def test_an_agent_restored_from_its_seed_alone_reads_the_answers_and_takes
                 taken = await restored.take_offer(min(offers, key=lambda o: o.price.amount))
                 assert taken.status == "accepted"
                 assert [t.id for t in taken.terms] == [t.id for t in mine]
+                # the keys the search asked the relays about are never published from
+                later = await _park_city(restored, relays, answer_wait_ms=0)
+                assert later.record.relay_index == INDEX_GAP + 1
         elsewhere = await Agent.open(MemoryStore(), MasterSeed(seed), terms=mine)
         async with elsewhere:  # another fresh store: the relays say which indices are taken
             again = await _park_city(elsewhere, relays, answer_wait_ms=0)
-        assert again.record.relay_index == 1
+        assert again.record.relay_index == 1  # 0 is on the relays; 1 is free there
         assert again.event.pubkey != out.event.pubkey
 
 

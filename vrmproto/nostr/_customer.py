@@ -58,6 +58,8 @@ DEFAULT_ANSWER_WAIT_MS = 5_000
 #: Indices in a row whose key published nothing before a search for relayed intentcasts stops
 #: (§15.2-4).
 INDEX_GAP = 20
+#: The store's setting (meta) that keeps one past the last index asked about in a search.
+NEXT_INDEX_KEY = "client.nostr.next_index"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,25 +92,48 @@ def _relay_message(agent: Agent, body: Intentcast, intent_id: bytes) -> Signed[I
 
 
 async def _stored_next(agent: Agent) -> int:
-    """One past the highest index of a relayed intentcast the store has a record of."""
-    return max((r.relay_index + 1 for r in await agent.intents() if r.relay_index is not None),
-               default=0)  # fmt: skip
+    """One past the highest index the store has a record of, or asked relays about (§15.2-4)."""
+    floor = await agent.store.get_meta(NEXT_INDEX_KEY)
+    used = [r.relay_index + 1 for r in await agent.intents() if r.relay_index is not None]
+    return max([*used, int.from_bytes(floor, "big") if floor else 0])
 
 
-async def _published_from(pool: RelayPool, seed: bytes, start: int) -> dict[int, Event]:
+def _next_meta(index: int) -> tuple[str, bytes]:
+    return NEXT_INDEX_KEY, index.to_bytes(4, "big")
+
+
+async def _events_of(pool: RelayPool, keys: dict[str, int]) -> dict[int, Event]:
+    """The relayed intentcasts the relays hold from the Nostr keys ``keys`` (hex → index)."""
+    found: dict[int, Event] = {}
+    async for ev in pool.subscribe({"kinds": [KIND_INTENTCAST], "authors": list(keys)},
+                                   until_eose=True):  # fmt: skip
+        if ev.pubkey in keys:
+            found.setdefault(keys[ev.pubkey], ev)
+    return found
+
+
+async def _free_index(pool: RelayPool, seed: bytes, start: int) -> int:
+    """The first index from ``start`` whose key published nothing the relays hold (§15.2-2),
+    asking about one key at a time: the relays learn no key but the one then published from."""
+    index = start
+    while await _events_of(pool, {relay_key(seed, index)[1].public.hex(): index}):
+        index += 1
+    return index
+
+
+async def _search(pool: RelayPool, seed: bytes, start: int) -> tuple[dict[int, Event], int]:
     """The relayed intentcasts the relays hold from the keys of indices ``start``, ``start+1``…
-    until :data:`INDEX_GAP` indices in a row published nothing (§15.2-4), by index."""
+    until :data:`INDEX_GAP` indices in a row published nothing (§15.2-4), by index; and one past
+    the last index asked about, which no later intentcast uses: the relays saw those keys
+    asked for together."""
     found: dict[int, Event] = {}
     low = start
     while True:
-        keys = {relay_key(seed, i)[1].public.hex(): i for i in range(low, low + INDEX_GAP)}
-        wanted = {"kinds": [KIND_INTENTCAST], "authors": list(keys)}
-        async for ev in pool.subscribe(wanted, until_eose=True):
-            if ev.pubkey in keys:
-                found.setdefault(keys[ev.pubkey], ev)
+        found |= await _events_of(pool, {relay_key(seed, i)[1].public.hex(): i
+                                         for i in range(low, low + INDEX_GAP)})  # fmt: skip
         last = max(found, default=start - 1)
         if last < low:
-            return found
+            return found, low + INDEX_GAP
         low = last + 1
 
 
@@ -179,16 +204,14 @@ async def publish_intentcast(
                       max_price=max_price, terms=tuple(terms) if terms else None)  # fmt: skip
     seed = agent.ledger.master.seed
     async with aiohttp.ClientSession() as session, RelayPool(relays, session) as pool:
-        stored = await _stored_next(agent)
-        taken = await _published_from(pool, seed, stored)  # never an index used (§15.2-2)
-        index = max(taken, default=stored - 1) + 1
+        index = await _free_index(pool, seed, await _stored_next(agent))
         intent_id, key = relay_key(seed, index)
         message = _relay_message(agent, body, intent_id)
         event = intentcast_event(message, key, geohash=geohash, pow_difficulty=pow_difficulty,
                                  aux=agent.random_id() + agent.random_id())  # fmt: skip
         record = intent_record_of(body, agent.random_id(), agent.clock(), relay_index=index,
                                   relays=relays)  # fmt: skip
-        await agent.store.commit(Commit(intents=(record,)))
+        await agent.store.commit(Commit(intents=(record,), meta=(_next_meta(index + 1),)))
         published = await pool.publish(event)
         wait_s = min(answer_wait_ms, deadline_ms // 2) / 1000
         answers = await _answers(pool, key, message, event.created_at, wait_s=wait_s,
@@ -223,7 +246,8 @@ async def relay_answers(
     async with aiohttp.ClientSession() as session:
         if relays:
             async with RelayPool(relays, session) as pool:
-                found = await _published_from(pool, seed, await _stored_next(agent))
+                found, searched = await _search(pool, seed, await _stored_next(agent))
+            await agent.store.commit(Commit(meta=(_next_meta(searched),)))
             live += await _adopt(agent, found, relays)
         for record in live:
             got = await _read_one(agent, session, record, relays, wait_ms=answer_wait_ms,
