@@ -112,6 +112,9 @@ def test_a_seed_imported_on_a_new_machine_reads_the_relays_answers_and_takes_the
         [listed] = ok(vrm("intent", "list", "--json", home=new)).json["intents"]
         assert (listed["offers"], listed["relays"], listed["where"]) == (
             1, [relay_url], "Park City, UT")  # fmt: skip
+        shown = ok(vrm("intent", "show", listed["id"], home=new)).stdout
+        assert f"published through {relay_url}" in shown
+        assert "Avis Park City" in shown
         taken = ok(vrm("intent", "accept", one["offers"][0]["id"], home=new))
     finally:
         avis.stop()

@@ -361,6 +361,9 @@ def intent_show(env: Env, intent_id: str) -> None:
               + (f" in {record.where}" if record.where else "")
               + f", sent {format_time(record.sent_ms)} to {len(record.vendors)} vendor(s), "
               f"answers until {format_time(record.reply_by_ms)}")  # fmt: skip
+    if record.relays:
+        out.print(f"  published through {', '.join(record.relays)}; answers that came later: "
+                  "`vrm relay answers`")  # fmt: skip
     for d in row["declines"]:
         out.print(f"  [dim]{d['vendor']} declined: {d['reason']}[/]")
     if not ranked:
