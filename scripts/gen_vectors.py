@@ -95,6 +95,7 @@ from vrmproto.nostr import (
     intentcast_event,
     open_answer,
     open_intentcast,
+    relay_intent_id,
     sign_event,
 )
 
@@ -2582,6 +2583,9 @@ def _nostr_valid() -> list[dict[str, Any]]:
                           nonce=_seed("nostr answer nonce"), aux=bytes(32))  # fmt: skip
     assert open_answer(answer, key, msg.hash).url == _NOSTR_URL
     return [
+        _vector("intent-ids", "the intent_id of relayed intentcasts 0, 1 and 2 from the master "
+                "seed 00…1f", clause="§15.2-1", flags=["Valid", "Key"], master_seed=MASTER.seed,
+                intent_ids=[relay_intent_id(MASTER.seed, i).hex() for i in range(3)]),
         _vector("key", "the Nostr key of intent_id 10…1f from the master seed 00…1f",
                 clause="§15.2-1", flags=["Valid", "Key"], master_seed=MASTER.seed,
                 intent_id=_NOSTR_INTENT, secret_key=key.secret, public_key=key.public),
@@ -2613,12 +2617,14 @@ def nostr_file() -> dict[str, Any]:
                                event=obj, now=now, min_pow=min_pow))  # fmt: skip
     return _file(
         "nostr",
-        "Intentcasts through Nostr relays (§15). `key`: derive the Nostr key from `master_seed` "
-        "and `intent_id` (§15.2-1). `intentcast`: the event must verify (§15.1-2) and open at "
-        "`now` with `min_pow` to the message whose envelope and hash are given; rebuilding it "
-        "with the BIP-340 auxiliary bytes all zero gives the same event. `answer`: the "
-        "recipient opens `plaintext` (NIP-44 v2, `nonce`). The invalid vectors are events a "
-        "vendor reading at `now` and requiring `min_pow` bits must drop with `problem`.",
+        "Intentcasts through Nostr relays (§15). `intent-ids`: derive the `intent_id` of the "
+        "relayed intentcasts of index 0, 1, 2 from `master_seed`; `key`: derive the Nostr key "
+        "from `master_seed` and `intent_id` (§15.2-1). `intentcast`: the event must verify "
+        "(§15.1-2) and open at `now` with `min_pow` to the message whose envelope and hash are "
+        "given; rebuilding it with the BIP-340 auxiliary bytes all zero gives the same event. "
+        "`answer`: the recipient opens `plaintext` (NIP-44 v2, `nonce`). The invalid vectors "
+        "are events a vendor reading at `now` and requiring `min_pow` bits must drop with "
+        "`problem`.",
         f"vrmproto reference implementation (scripts/gen_vectors.py, vrmproto.nostr); "
         f"{SEED_RULE}; {ID_RULE}",
         vectors,

@@ -14,6 +14,7 @@ from vrmproto._keys import Identity
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.server._events import FeedEvent
 from vrmproto.store import Commit, PostgresConfig, PostgresStore, SQLiteStore, Store
+from vrmproto.store._pg_schema import SCHEMA_VERSION as SCHEMA_VERSION_PG
 from vrmproto.store._sqlite import _MIGRATIONS, SCHEMA_VERSION
 from vrmproto.testing.store_contract import entry, event, rel
 
@@ -30,11 +31,13 @@ async def test_a_version_3_sqlite_file_gains_an_empty_feed(tmp_path: Path) -> No
     conn = sqlite3.connect(path, isolation_level=None)  # back to v3: as an older vrmproto left it
     for table in ("events", "event_cursors", "dead_letters"):
         conn.execute(f"DROP TABLE {table}")
+    for column in ("relay_index", "relays"):  # schema 5's
+        conn.execute(f"ALTER TABLE intents DROP COLUMN {column}")
     conn.execute("PRAGMA user_version = 3")
     conn.close()
-    assert len(_MIGRATIONS) == SCHEMA_VERSION == 4
+    assert len(_MIGRATIONS) == SCHEMA_VERSION == 5
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == 4
+        assert (await s.pragmas())["user_version"] == 5
         assert await s.history(T1) == [entry(T1, 0)]
         assert await s.events() == []
         await s.commit(Commit(events=(event(T1, 0),)))
@@ -54,7 +57,7 @@ async def test_a_version_2_postgres_schema_gains_an_empty_feed(
     finally:
         await conn.close()
     async with await PostgresStore.open(postgres_config) as s:
-        assert (await s.settings())["schema_version"] == 3
+        assert (await s.settings())["schema_version"] == SCHEMA_VERSION_PG
         await s.commit(Commit(relationships=(rel(T1),), events=(event(T1, 0),)))
         assert [e.seq for e in await s.events()] == [0]
 
@@ -98,3 +101,26 @@ async def test_a_reader_misses_nothing_written_concurrently_to_postgres(
         seen = await _follow_while_writing(s, 40)
     assert len({e.id for e in seen}) == len(seen) == 80
     assert [e.pos for e in seen] == sorted(e.pos for e in seen)
+
+
+async def test_a_version_4_sqlite_file_keeps_its_intents_as_sent_over_http(
+    tmp_path: Path,
+) -> None:
+    """Schema 5 adds the relayed intentcast's index and relays (spec §15.2-4) to ``intents``;
+    the intentcasts of a version 4 file become HTTP-only ones."""
+    from vrmproto.testing.store_contract import intent  # noqa: PLC0415
+
+    path = tmp_path / "v4.db"
+    sent = intent(2)
+    async with await SQLiteStore.open(path) as s:
+        await s.commit(Commit(intents=(sent,)))
+    conn = sqlite3.connect(path, isolation_level=None)
+    for column in ("relay_index", "relays"):
+        conn.execute(f"ALTER TABLE intents DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version = 4")
+    conn.close()
+    async with await SQLiteStore.open(path) as s:
+        assert await s.intents() == [sent]
+        relayed = intent(3)
+        await s.commit(Commit(intents=(relayed,)))
+        assert await s.get_intent(relayed.intent_id) == relayed

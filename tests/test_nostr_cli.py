@@ -80,3 +80,44 @@ def test_the_vendor_file_names_its_relays_work_and_areas() -> None:
                 {"relay_geohashes": ["Park City"]}):  # fmt: skip
         with pytest.raises(ConfigError):
             parse_vendor_file({"name": "Hertz", **bad})
+
+
+def test_a_seed_imported_on_a_new_machine_reads_the_relays_answers_and_takes_the_offer(
+    home: Path, relay_url: str, tmp_path: Path
+) -> None:
+    """Issue 16: `vrm intent new --relay` publishes and stops waiting before anyone answers;
+    Avis (--no-advertise, in no record) starts listening afterwards. The seed, exported and
+    imported into a new directory, is all the new machine has: `vrm relay answers` finds the
+    intentcast on the relay, reads Avis's answer and gets its offer over HTTP; `vrm intent
+    list` shows the intentcast with it, and `vrm intent accept` opens the relationship on the
+    customer's terms (Avis here: Hertz would refuse them, as in the README's walkthrough)."""
+    sent = ok(vrm("intent", "new", "4-wheel-drive SUV rental", "--relay", relay_url,
+                  "--no-discover", "--where", "Park City, UT", "--geohash", "9x0n8",
+                  "--max-price", "300USD", "--pow", "8", "--relay-wait", "1ms",
+                  "--deadline", "5m", "--json", home=home))  # fmt: skip
+    assert (sent.json["offers"], sent.json["answered"]) == ([], [])
+    assert sent.json["relays"] == {relay_url: None}
+    seed = ok(vrm("key", "export", "--json", home=home)).json["seed"]
+    new = tmp_path / "new-machine"
+    ok(vrm("key", "import", home=new, stdin=seed + "\n"))
+    avis = VendorProcess("--config", str(VENDOR_FILES / "avis.toml"), "--memory",
+                          "--no-advertise", "--relay", relay_url)  # fmt: skip
+    try:
+        read = ok(vrm("relay", "answers", "--relay", relay_url, "--wait", "60s",
+                      "--expect", "1", "--json", home=new))  # fmt: skip
+        [one] = read.json["intents"]
+        assert one["answered"] == [avis.url]
+        assert one["what"] == "4-wheel-drive SUV rental"
+        assert [o["vendor"] for o in one["offers"]] == ["Avis Park City"]
+        [listed] = ok(vrm("intent", "list", "--json", home=new)).json["intents"]
+        assert (listed["offers"], listed["relays"], listed["where"]) == (
+            1, [relay_url], "Park City, UT")  # fmt: skip
+        shown = ok(vrm("intent", "show", listed["id"], home=new)).stdout
+        assert f"published through {relay_url}" in shown
+        assert "Avis Park City" in shown
+        taken = ok(vrm("intent", "accept", one["offers"][0]["id"], home=new))
+    finally:
+        avis.stop()
+    assert "accepted" in taken.stdout
+    [rel] = ok(vrm("relationships", "--json", home=new)).json["relationships"]
+    assert (rel["vendor"], rel["state"]) == ("Avis Park City", "agreed")

@@ -30,6 +30,7 @@ from vrmproto.nostr import (
     open_answer,
     open_intentcast,
     padded_len,
+    relay_intent_id,
     sign_event,
 )
 
@@ -99,6 +100,17 @@ def test_the_nostr_key_of_an_intentcast_is_per_intent_and_from_the_seed() -> Non
     assert a != NostrKey.for_intent(SEED.seed, b"\x01" * 16)
     assert a != NostrKey.for_intent(bytes(32), bytes(16))
     assert a.public != SEED.for_intent(bytes(16)).public_key
+
+
+def test_a_relayed_intentcast_id_comes_from_the_seed_and_its_index() -> None:
+    ids = [relay_intent_id(SEED.seed, i) for i in (0, 1, 2**32 - 1)]
+    assert len(set(ids)) == 3
+    assert all(len(i) == 16 for i in ids)
+    assert ids[0] == relay_intent_id(SEED.seed, 0)  # the seed alone finds it again (§15.2-1)
+    assert ids[0] != relay_intent_id(bytes(32), 0)
+    for bad in (-1, 2**32):
+        with pytest.raises(ValueError, match="u32"):
+            relay_intent_id(SEED.seed, bad)
 
 
 def _relayed(what: str, *, geohash: str | None = None, pow_difficulty: int = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from pathlib import Path
 from typing import Any
@@ -18,11 +20,20 @@ from vrmproto.nostr import (
     nip44_encrypt,
     open_answer,
     open_intentcast,
+    relay_intent_id,
 )
 
 DOC = json.loads((Path(__file__).resolve().parents[1] / "spec" / "vectors" / "nostr.json")
                  .read_text(encoding="utf-8"))  # fmt: skip
 BY_ID = {v["id"]: v for v in DOC["vectors"]}
+
+
+def test_the_intent_ids_of_relayed_intentcasts_come_from_the_seed_and_their_index() -> None:
+    v = BY_ID["intent-ids"]
+    seed = bytes.fromhex(v["master_seed"])
+    by_hand = [hmac.new(seed, b"vrmproto/v1/nostr/intent\x00" + i.to_bytes(4, "big"),
+                        hashlib.sha256).digest()[:16].hex() for i in range(3)]  # fmt: skip
+    assert [relay_intent_id(seed, i).hex() for i in range(3)] == v["intent_ids"] == by_hand
 
 
 def test_the_key_is_derived_from_the_master_seed() -> None:

@@ -24,8 +24,11 @@ from vrmproto.cli._parse import (
     parse_money,
 )
 from vrmproto.cli._progress import FanoutDisplay
+from vrmproto.cli._relays import WARNING, check_geohash, check_relay_url, kept_relays
 from vrmproto.client import Agent, IntentcastResult, Offer
 from vrmproto.client._ledger import ThreadKind
+from vrmproto.nostr._customer import DEFAULT_POW, RelayedIntentcast, publish_intentcast
+from vrmproto.nostr._relay import RelayError
 from vrmproto.store import IntentRecord
 
 __all__ = ["intent", "offer_json", "offers_table", "rank_offers"]
@@ -142,16 +145,32 @@ def intent() -> None:
               help="Also ask vendors found with zeroconf.")
 @click.option("--interface", "interfaces", multiple=True, default=("127.0.0.1",),
               show_default=True, help="Where to look for vendors with zeroconf.")
+@click.option("--relay", "relay_urls", multiple=True, metavar="URL",
+              help="Also publish through this Nostr relay (repeatable) [default: the relays "
+                   "kept with `vrm relay add`].")
+@click.option("--no-relays", is_flag=True, help="Publish through no relay, not even kept ones.")
+@click.option("--geohash", help="Where, as a geohash for relays' filters (e.g. 9x0n8).")
+@click.option("--pow", "pow_bits", type=click.IntRange(0, 32), default=DEFAULT_POW,
+              show_default=True, help="Proof of work on the relayed intentcast, in bits.")
+@click.option("--relay-wait", default="5s", show_default=True,
+              help="How long to wait for vendors to answer through the relays.")
+@click.option("--relay-expect", type=click.IntRange(min=1),
+              help="Stop waiting once this many vendors answered through the relays.")
 @common_options
 @pass_env
 def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, end: str | None,
                 max_price: str | None, constraints: tuple[str, ...], members: tuple[str, ...],
                 deadline: str, vendor_urls: tuple[str, ...], discover: bool,
-                interfaces: tuple[str, ...]) -> None:  # fmt: skip
+                interfaces: tuple[str, ...], relay_urls: tuple[str, ...], no_relays: bool,
+                geohash: str | None, pow_bits: int, relay_wait: str,
+                relay_expect: int | None) -> None:  # fmt: skip
     """Tell vendors what you want, from a fresh key, and rank their offers.
 
     Sent to the vendors you know, those found on the local network, and each --vendor, all at
-    once. Nothing identifies you: each intentcast has its own throw-away key.
+    once, and published through Nostr relays (--relay, else the ones `vrm relay add` kept) to
+    vendors you do not know yet; those that answer get it over HTTP too. Nothing identifies
+    you: each intentcast has its own throw-away keys. Answers that come through the relays
+    after --relay-wait are read with `vrm relay answers`.
     """
     start_ms = parse_date(start) if start else None
     end_ms = parse_date(end, end_of_day=True) if end else None
@@ -168,6 +187,11 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
     out = env.out
     home = env.home
     settings = home.settings()
+    relays = [] if no_relays else [check_relay_url(u) for u in relay_urls] or kept_relays(home)
+    geohash = check_geohash(geohash)
+    if relays:
+        out.note(WARNING)
+    relayed: list[RelayedIntentcast] = []
 
     async def go() -> tuple[Any, list[str]]:
         async with open_agent(env, settings=settings) as agent:
@@ -178,12 +202,21 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
             for u in extra:
                 names.setdefault(norm(u), norm(u))
             urls = list(names)
-            if not urls:
+            if not urls and not relays:
                 raise CliError("no vendors to ask: connect to some, run vendors on the local "
                                "network, or name them with --vendor URL", EXIT_USAGE,
                                kind="no_vendors")  # fmt: skip
             display = FanoutDisplay(out, "intentcast", answers=True, names=names)
             with display:
+                if relays:
+                    relayed.append(await publish_intentcast(
+                        agent, what, relays=relays, vendors=urls, geohash=geohash,
+                        pow_difficulty=pow_bits, answer_wait_ms=parse_duration(relay_wait),
+                        expect_answers=relay_expect,
+                        where=where, start=start_ms, end=end_ms, constraints=constraints,
+                        memberships=members, max_price=price, deadline_ms=deadline_ms,
+                        progress=display.event))  # fmt: skip
+                    return relayed[0].result, list(relayed[0].record.vendors)
                 result = await agent.intentcast(
                     what, vendors=urls, where=where, start=start_ms, end=end_ms,
                     constraints=constraints, memberships=members, max_price=price,
@@ -191,7 +224,10 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
                 )  # fmt: skip
             return result, urls
 
-    result, urls = run(go())
+    try:
+        result, urls = run(go())
+    except RelayError as exc:
+        raise CliError(str(exc), EXIT_USAGE, kind="relays_down") from None
     ranked = rank_offers(result.offers, settings.terms)
     rows = [offer_json(o, settings.terms, i + 1) for i, o in enumerate(ranked)]
     record = {
@@ -200,6 +236,14 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
         "reply_by": result.reply_by, "sent": now_ms(), "vendors": urls, "offers": rows,
         "declines": [{"vendor": v, "reason": r} for v, r in result.declines],
     }  # fmt: skip
+    if relayed:
+        done = relayed[0]
+        published = done.published.errors if done.published else {}
+        record |= {"relays": published, "relay_event": done.event.id,
+                   "answered": [a.url for a in done.answers]}  # fmt: skip
+        out.note(f"published through {sum(e is None for e in published.values())} of "
+                 f"{len(published)} relays; {len(done.answers)} vendor(s) answered through "
+                 "them (later answers: `vrm relay answers`)")  # fmt: skip
     _report_cast(out, result, record)
 
 
@@ -261,6 +305,7 @@ def intent_json(r: IntentRecord, offers: int) -> dict[str, Any]:
         "sent": r.sent_ms, "reply_by": r.reply_by_ms, "vendors": list(r.vendors),
         "constraints": list(r.constraints), "memberships": list(r.memberships),
         "offers": offers, "declines": [{"vendor": v, "reason": why} for v, why in r.declines],
+        "relays": list(r.relays),
     }  # fmt: skip
 
 
@@ -316,6 +361,9 @@ def intent_show(env: Env, intent_id: str) -> None:
               + (f" in {record.where}" if record.where else "")
               + f", sent {format_time(record.sent_ms)} to {len(record.vendors)} vendor(s), "
               f"answers until {format_time(record.reply_by_ms)}")  # fmt: skip
+    if record.relays:
+        out.print(f"  published through {', '.join(record.relays)}; answers that came later: "
+                  "`vrm relay answers`")  # fmt: skip
     for d in row["declines"]:
         out.print(f"  [dim]{d['vendor']} declined: {d['reason']}[/]")
     if not ranked:

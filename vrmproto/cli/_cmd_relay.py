@@ -2,7 +2,10 @@
 
 ``vrm relay intent "…"`` publishes the intentcast to the relays (``--relay``, else the ones kept
 in your settings by ``vrm relay add``), waits for vendors to answer, then sends it over HTTP to
-them and to each ``--vendor``, and ranks the offers as ``vrm intent`` does.
+them and to each ``--vendor``, and ranks the offers as ``vrm intent`` does (``vrm intent new
+--relay`` does the same, together with the vendors you know and those on the local network).
+``vrm relay answers`` reads the answers that came later, and after ``vrm key import`` finds the
+relayed intentcasts your seed published (spec §15.2-4).
 """
 
 from __future__ import annotations
@@ -16,38 +19,25 @@ from vrmproto.cli._cmd_intent import offer_json, offers_table, rank_offers
 from vrmproto.cli._common import as_url, now_ms
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
-from vrmproto.cli._home import Home
 from vrmproto.cli._output import money_json
 from vrmproto.cli._parse import parse_date, parse_duration, parse_money
 from vrmproto.cli._progress import FanoutDisplay
-from vrmproto.nostr._customer import DEFAULT_POW, RelayedIntentcast, publish_intentcast
+from vrmproto.cli._relays import (
+    WARNING,
+    check_geohash,
+    check_relay_url,
+    kept_relays,
+    save_relays,
+)
+from vrmproto.nostr._customer import (
+    DEFAULT_POW,
+    RelayedIntentcast,
+    publish_intentcast,
+    relay_answers,
+)
 from vrmproto.nostr._relay import RelayError
 
 __all__ = ["relay"]
-
-#: The settings key of the default relays (settings.json, beside name and terms).
-SETTING = "relays"
-_WARNING = ("Relays keep what you publish and anyone can read it: the intentcast names no key "
-            "or relationship of yours, only what you wrote in it (spec §11.14-1).")  # fmt: skip
-
-
-def check_relay_url(text: str) -> str:
-    """A relay URL: ``wss://…``, or ``ws://…`` (loopback and tests, §15.5-4)."""
-    if not text.startswith(("wss://", "ws://")) or len(text) > 2048:
-        raise CliError(f"{text!r} is not a relay URL (wss://…)", EXIT_USAGE, kind="bad_url")
-    return text.rstrip("/")
-
-
-def _relays(home: Home) -> list[str]:
-    value = home.settings().extra.get(SETTING, [])
-    return [str(u) for u in value] if isinstance(value, list) else []
-
-
-def _save(home: Home, urls: list[str]) -> None:
-    settings = home.settings()
-    settings.extra[SETTING] = urls
-    home.write_settings(settings)
-
 
 @click.group()
 def relay() -> None:
@@ -59,7 +49,7 @@ def relay() -> None:
 @pass_env
 def relay_list(env: Env) -> None:
     """The relays `vrm relay intent` publishes to when no --relay is given."""
-    urls = _relays(env.home)
+    urls = kept_relays(env.home)
     if env.out.json_mode:
         env.out.json({"relays": urls})
     else:
@@ -77,7 +67,7 @@ def relay_add(env: Env, *, urls: tuple[str, ...]) -> None:
     """Keep these relays in your settings."""
     home = env.home
     home.require()
-    _save(home, list(dict.fromkeys([*_relays(home), *map(check_relay_url, urls)])))
+    save_relays(home, list(dict.fromkeys([*kept_relays(home), *map(check_relay_url, urls)])))
 
 
 @relay.command("remove")
@@ -89,7 +79,7 @@ def relay_remove(env: Env, *, urls: tuple[str, ...]) -> None:
     home = env.home
     home.require()
     gone = {u.rstrip("/") for u in urls}
-    _save(home, [u for u in _relays(home) if u not in gone])
+    save_relays(home, [u for u in kept_relays(home) if u not in gone])
 
 
 def _cast_options(f: Any) -> Any:
@@ -141,7 +131,7 @@ def relay_intent(env: Env, *, what: str, relay_urls: tuple[str, ...], geohash: s
                  vendor_urls: tuple[str, ...]) -> None:  # fmt: skip
     """Publish what you want through Nostr relays, then rank the offers of who answered."""
     home = env.home
-    urls = [check_relay_url(u) for u in relay_urls] or _relays(home)
+    urls = [check_relay_url(u) for u in relay_urls] or kept_relays(home)
     if not urls:
         raise CliError("no relays: give --relay wss://… or keep some with vrm relay add",
                        EXIT_USAGE, kind="no_relays")  # fmt: skip
@@ -149,11 +139,12 @@ def relay_intent(env: Env, *, what: str, relay_urls: tuple[str, ...], geohash: s
         "where": where, "start": parse_date(start) if start else None,
         "end": parse_date(end, end_of_day=True) if end else None, "constraints": constraints,
         "memberships": members, "max_price": parse_money(max_price) if max_price else None,
-        "deadline_ms": parse_duration(deadline), "geohash": geohash, "pow_difficulty": pow_bits,
-        "answer_wait_ms": parse_duration(wait), "expect_answers": expect,
+        "deadline_ms": parse_duration(deadline), "geohash": check_geohash(geohash),
+        "pow_difficulty": pow_bits, "answer_wait_ms": parse_duration(wait),
+        "expect_answers": expect,
     }  # fmt: skip
     out, settings = env.out, home.settings()
-    out.note(_WARNING)
+    out.note(WARNING)
 
     async def go() -> RelayedIntentcast:
         async with open_agent(env, settings=settings) as agent:
@@ -167,18 +158,17 @@ def relay_intent(env: Env, *, what: str, relay_urls: tuple[str, ...], geohash: s
         done = run(go())
     except RelayError as exc:
         raise CliError(str(exc), EXIT_USAGE, kind="relays_down") from None
-    except ValueError as exc:  # a geohash that is not one
-        raise CliError(str(exc), EXIT_USAGE, kind="usage") from None
     _report(env, done, what, args)
 
 
 def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) -> None:
-    result, settings = done.result, env.home.settings()
+    result, settings, published = done.result, env.home.settings(), done.published
+    assert published is not None  # just published, not read back
     ranked = rank_offers(result.offers, settings.terms)
     price = args["max_price"]
     record = {
         "intent": result.intent_id.hex(), "relay_intent": done.relay_intent_id.hex(),
-        "event": done.event.id, "published": done.published.errors,
+        "event": done.event.id, "published": published.errors,
         "answered": [a.url for a in done.answers], "what": what, "where": args["where"],
         "from": args["start"], "to": args["end"],
         "max_price": money_json(price) if price else None, "reply_by": result.reply_by,
@@ -190,7 +180,7 @@ def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) 
     if out.json_mode:
         out.json({**record, **fanout_json(result.report)})
         return
-    out.print(f"published to {len(done.published.accepted)} of {len(done.published.errors)} "
+    out.print(f"published to {len(published.accepted)} of {len(published.errors)} "
               f"relays; {len(done.answers)} vendors answered")  # fmt: skip
     for v, r in result.declines:
         out.print(f"  [dim]{v} declined: {r}[/]")
@@ -198,3 +188,62 @@ def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) 
         out.print(offers_table(record["offers"], f"offers for “{what}”, best first"))
     else:
         out.print("No offers arrived before the deadline.")
+
+
+@relay.command("answers")
+@click.option("--relay", "relay_urls", multiple=True, metavar="URL",
+              help="Also read, and look for your relayed intentcasts on, this relay "
+                   "(repeatable) [default: vrm relay list].")  # fmt: skip
+@click.option("--wait", default="5s", show_default=True,
+              help="How long to wait for answers to each intentcast.")
+@click.option("--expect", type=click.IntRange(min=1),
+              help="Stop waiting for an intentcast's answers once this many vendors answered.")
+@common_options
+@pass_env
+def relay_answers_cmd(env: Env, *, relay_urls: tuple[str, ...], wait: str,
+                      expect: int | None) -> None:  # fmt: skip
+    """Read the answers that came to your relayed intentcasts since, and ask those vendors.
+
+    Each relayed intentcast that has not expired is read back from its relays; the vendors that
+    answered and were not asked yet get it over HTTP, and their offers join the intentcast's
+    (`vrm intent show ID`, `vrm intent accept OFFER`). After `vrm key import` into a new
+    directory, the relays (--relay, else the ones you keep) are searched for the intentcasts
+    your seed published, which are then read the same way (spec §15.2-4).
+    """
+    home = env.home
+    urls = [check_relay_url(u) for u in relay_urls] or kept_relays(home)
+    settings = home.settings()
+
+    async def go() -> list[RelayedIntentcast]:
+        async with open_agent(env, settings=settings) as agent:
+            return await relay_answers(agent, urls, answer_wait_ms=parse_duration(wait),
+                                       expect_answers=expect)  # fmt: skip
+
+    try:
+        done = run(go())
+    except RelayError as exc:
+        raise CliError(str(exc), EXIT_USAGE, kind="relays_down") from None
+    rows: list[dict[str, Any]] = []
+    for d in done:
+        ranked = rank_offers(d.result.offers, settings.terms)
+        rows.append({
+            "id": d.record.intent_id.hex()[:8], "intent": d.record.intent_id.hex(),
+            "relay_intent": d.relay_intent_id.hex(), "event": d.event.id,
+            "what": d.record.what, "answered": [a.url for a in d.answers],
+            "asked": [r.url for r in d.result.report.results],
+            "offers": [offer_json(o, settings.terms, i + 1) for i, o in enumerate(ranked)],
+        })  # fmt: skip
+    out = env.out
+    if out.json_mode:
+        out.json({"intents": rows})
+        return
+    if not rows:
+        out.print("No relayed intentcast of yours is still open on these relays.")
+        return
+    for row in rows:
+        new = f"{len(row['offers'])} new offer(s)" if row["offers"] else "no new offers"
+        out.print(f"[bold]intentcast {row['id']}[/] “{row['what']}”: "
+                  f"{len(row['answered'])} vendor(s) answered, {new}")  # fmt: skip
+        if row["offers"]:
+            out.print(offers_table(row["offers"], "new offers, best first"))
+    out.print("`vrm intent show ID` shows an intentcast with all its offers.")

@@ -27,7 +27,21 @@ from vrmproto.client._transport import NO_RETRY
 from vrmproto.client._views import IntentcastResult, Offer
 from vrmproto.store import Commit, IntentRecord, OfferRecord
 
-__all__ = ["IntentOps", "answers", "offer_of", "offer_record"]
+__all__ = ["IntentOps", "answers", "intent_record_of", "offer_of", "offer_record"]
+
+
+def intent_record_of(body: Intentcast, intent_id: bytes, sent_ms: int, *,
+                     relay_index: int | None = None, relays: Sequence[str] = ()
+                     ) -> IntentRecord:  # fmt: skip
+    """The stored form of the intentcast ``body`` sent as ``intent_id`` (no vendors asked yet)."""
+    price = body.max_price
+    return IntentRecord(
+        intent_id=intent_id, what=body.what, where=body.where, start_ms=body.start,
+        end_ms=body.end, reply_by_ms=body.reply_by, sent_ms=sent_ms,
+        max_price=(price.amount, price.currency) if price else None,
+        constraints=body.constraints, memberships=body.memberships,
+        relay_index=relay_index, relays=tuple(relays),
+    )  # fmt: skip
 
 
 def offer_record(o: Offer, intent_id: bytes, received_ms: int) -> OfferRecord:
@@ -103,22 +117,29 @@ class IntentOps(AgentBase):
         collected until every vendor answered or ``deadline_ms`` passed (the intentcast's
         ``reply_by``, which is also when its envelopes expire). Offers are ranked by price.
         """
-        intent_id = self.random_id()
         reply_by = self.clock() + deadline_ms
         body = Intentcast(
             what=what, reply_by=reply_by, constraints=tuple(constraints),
             memberships=tuple(memberships), where=where, start=start, end=end,
             max_price=max_price, terms=tuple(terms) if terms else None,
         )
-        docs: dict[bytes, DiscoveryDocument] = {}
-        record = IntentRecord(
-            intent_id=intent_id, what=what, where=where, start_ms=start, end_ms=end,
-            reply_by_ms=reply_by, sent_ms=self.clock(),
-            max_price=(max_price.amount, max_price.currency) if max_price else None,
-            vendors=tuple(norm_url(u) for u in vendors), constraints=tuple(constraints),
-            memberships=tuple(memberships),
-        )  # fmt: skip
+        record = intent_record_of(body, self.random_id(), self.clock())
+        return await self.intentcast_more(record, body, vendors, progress=progress,
+                                          concurrency=concurrency)  # fmt: skip
+
+    async def intentcast_more(self, record: IntentRecord, body: Intentcast,
+                              vendors: Sequence[str], *, progress: Progress | None = None,
+                              concurrency: int | None = None) -> IntentcastResult:  # fmt: skip
+        """Send the stored intentcast ``record`` (whose body is ``body``) to ``vendors`` too:
+        each in a fresh thread from the intentcast's identity (§5.4.1), the vendors added to the
+        record, their offers stored with the record's as they arrive. For an intentcast whose
+        vendors answer through relays later (§15.4-3)."""
+        intent_id, reply_by = record.intent_id, body.reply_by
+        deadline_ms = max(reply_by - self.clock(), 1)
+        record = replace(record, vendors=tuple(dict.fromkeys(
+            [*record.vendors, *(norm_url(u) for u in vendors)])))  # fmt: skip
         await self.store.commit(Commit(intents=(record,)))
+        docs: dict[bytes, DiscoveryDocument] = {}
         urls, skipped = await self._cast_targets(vendors)
         asked: dict[bytes, str] = {}  # vendor key → the URL it was asked at
 
@@ -139,6 +160,8 @@ class IntentOps(AgentBase):
                                concurrency=concurrency or self.concurrency, progress=progress,
                                name_of=name_of)  # fmt: skip
         offers, declines = answers(report, docs)
+        record = await self.store.get_intent(intent_id) or record
+        declines = list(dict.fromkeys([*record.declines, *declines]))
         await self.store.commit(Commit(intents=(replace(record, declines=tuple(declines)),)))
         return IntentcastResult(intent_id, reply_by, tuple(offers), tuple(declines), report,
                                 skipped=tuple(skipped))  # fmt: skip

@@ -26,6 +26,7 @@ from vrmproto.nostr._crypto import (
     nip44_decrypt,
     nip44_encrypt,
     padded_len,
+    relay_intent_id,
     verify_schnorr,
 )
 from vrmproto.nostr._event import Event, EventError, leading_zero_bits, mine, sign_event
@@ -56,6 +57,7 @@ __all__ = [
     "open_answer",
     "open_intentcast",
     "padded_len",
+    "relay_intent_id",
     "sign_event",
     "verify_schnorr",
 ]

@@ -36,6 +36,7 @@ __all__ = [
     "answer_filter",
     "intentcast_event",
     "intentcast_filter",
+    "is_geohash",
     "keywords",
     "open_answer",
     "open_intentcast",
@@ -62,6 +63,11 @@ def keywords(texts: Iterable[str]) -> list[str]:
     return list(seen)[:MAX_KEYWORDS]
 
 
+def is_geohash(text: str) -> bool:
+    """Whether ``text`` is a geohash of at most 12 characters (§15.3-3)."""
+    return _GEOHASH.fullmatch(text) is not None
+
+
 def _expiration(reply_by_ms: int) -> int:
     return -(-reply_by_ms // 1000)  # reply_by, rounded up to whole seconds (§15.3-4)
 
@@ -69,7 +75,7 @@ def _expiration(reply_by_ms: int) -> int:
 def _tags(body: Intentcast, geohash: str | None) -> list[list[str]]:
     tags = [["t", w] for w in keywords((body.what, *body.constraints))]
     if geohash is not None:
-        if not _GEOHASH.fullmatch(geohash):
+        if not is_geohash(geohash):
             raise ValueError(f"not a geohash: {geohash!r}")
         tags += [["g", geohash[:n]] for n in range(1, len(geohash) + 1)]
     if body.max_price is not None:

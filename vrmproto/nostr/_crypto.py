@@ -27,14 +27,31 @@ __all__ = [
     "nip44_decrypt",
     "nip44_encrypt",
     "padded_len",
+    "relay_intent_id",
     "verify_schnorr",
 ]
 
 _DERIVE_NOSTR = b"vrmproto/v1/nostr\x00"
+_DERIVE_RELAY_INTENT = b"vrmproto/v1/nostr/intent\x00"
+#: The largest index of a relayed intentcast (§15.2-1: a u32).
+MAX_RELAY_INDEX = 2**32 - 1
 _ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _NIP44_SALT = b"nip44-v2"
 _NIP44_VERSION = 2
 _MIN_PLAINTEXT, _MAX_PLAINTEXT = 1, 65535
+
+
+def relay_intent_id(master_seed: bytes, index: int) -> bytes:
+    """The ``intent_id`` of the customer's relayed intentcast number ``index`` (§15.2-1).
+
+    ``intent_id = HMAC-SHA-256(master_seed, "vrmproto/v1/nostr/intent\\0" ‖ u32be(index))[:16]``:
+    from the seed and a count alone, so an agent restored from its seed finds its relayed
+    intentcasts again (§15.2-4).
+    """
+    if not 0 <= index <= MAX_RELAY_INDEX:
+        raise ValueError("a relayed intentcast's index is a u32")
+    msg = _DERIVE_RELAY_INTENT + index.to_bytes(4, "big")
+    return hmac.new(master_seed, msg, hashlib.sha256).digest()[:16]
 
 
 class Nip44Error(ValueError):

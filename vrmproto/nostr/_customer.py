@@ -2,10 +2,15 @@
 the intentcast then sent over HTTP to every vendor that answered and every vendor given.
 
 The relayed intentcast (§15.3) comes from a throw-away identity and a throw-away Nostr key, both
-derived from the master seed for an intent id of its own (§2.4, §15.2-1). Vendors that would
-make an offer answer with where to reach them (§15.4); the agent's ordinary intentcast then goes
-to them and to ``vendors`` together, so offers from both are collected, de-duplicated (one thread
-per vendor URL) and ranked as for any intentcast, and stored the same way (§15.4-3).
+derived from the master seed and the intentcast's index, the count of relayed intentcasts before
+it (§2.4, §15.2-1). Vendors that would make an offer answer with where to reach them (§15.4);
+the agent's ordinary intentcast then goes to them and to ``vendors`` together, so offers from
+both are collected, de-duplicated (one thread per vendor URL) and ranked as for any intentcast,
+and stored the same way (§15.4-3): one :class:`~vrmproto.store.IntentRecord`, stored before
+anything is published, which keeps the index and the relays. Answers that come later — after
+the wait, after a restart — are read with :func:`relay_answers`, which also finds, for an agent
+restored from its master seed alone, the relayed intentcasts its store has no record of
+(§15.2-4).
 
 Nothing but what the person wrote goes to the relays: a fresh identity and thread, no endpoint
 URL, no pairwise key (§11.14-1).
@@ -28,31 +33,54 @@ from vrmproto._vocab import TermRef
 from vrmproto.client._agent import Agent
 from vrmproto.client._agent_base import norm_url
 from vrmproto.client._fanout import Progress
+from vrmproto.client._intents import intent_record_of
 from vrmproto.client._views import IntentcastResult
-from vrmproto.nostr._binding import Answer, answer_filter, intentcast_event, open_answer
-from vrmproto.nostr._crypto import NostrKey
+from vrmproto.nostr._binding import (
+    KIND_INTENTCAST,
+    Answer,
+    answer_filter,
+    intentcast_event,
+    open_answer,
+    open_intentcast,
+)
+from vrmproto.nostr._crypto import NostrKey, relay_intent_id
 from vrmproto.nostr._event import Event
-from vrmproto.nostr._relay import PublishResult, RelayPool
+from vrmproto.nostr._relay import PublishResult, RelayError, RelayPool
+from vrmproto.store import Commit, IntentRecord
 
-__all__ = ["RelayedIntentcast", "publish_intentcast"]
+__all__ = ["INDEX_GAP", "RelayedIntentcast", "publish_intentcast", "relay_answers"]
 
 log = logging.getLogger("vrmproto.nostr")
 #: The proof of work a customer puts on a relayed intentcast unless told otherwise (§15.1-4).
 DEFAULT_POW = 16
 #: How long the customer waits for answers from relays unless told otherwise (ms).
 DEFAULT_ANSWER_WAIT_MS = 5_000
+#: Indices in a row whose key published nothing before a search for relayed intentcasts stops
+#: (§15.2-4).
+INDEX_GAP = 20
+#: The store's setting (meta) that keeps one past the last index asked about in a search.
+NEXT_INDEX_KEY = "client.nostr.next_index"
 
 
 @dataclass(frozen=True, slots=True)
 class RelayedIntentcast:
-    """What the relays carried: the event, who stored it, which vendors answered where, and
-    the agent's intentcast to those vendors and the ones given (``result``)."""
+    """What the relays carried: the event, who stored it (``published``, None when it was read
+    back from the relays rather than published now), which vendors answered where, and the
+    agent's intentcast to those vendors and the ones given (``result``); ``record`` is the
+    intentcast as stored."""
 
     relay_intent_id: bytes
     event: Event
-    published: PublishResult
+    published: PublishResult | None
     answers: tuple[Answer, ...]
     result: IntentcastResult
+    record: IntentRecord
+
+
+def relay_key(seed: bytes, index: int) -> tuple[bytes, NostrKey]:
+    """The ``intent_id`` and Nostr key of the relayed intentcast number ``index`` (§15.2-1)."""
+    intent_id = relay_intent_id(seed, index)
+    return intent_id, NostrKey.for_intent(seed, intent_id)
 
 
 def _relay_message(agent: Agent, body: Intentcast, intent_id: bytes) -> Signed[Intentcast]:
@@ -61,6 +89,52 @@ def _relay_message(agent: Agent, body: Intentcast, intent_id: bytes) -> Signed[I
     return sign_message(body, identity=identity, recipient=identity.public_key,
                         thread=agent.random_id(), prev=None, now=now, msg_id=agent.random_id(),
                         lifetime_ms=max(body.reply_by - now, 1))  # fmt: skip
+
+
+async def _stored_next(agent: Agent) -> int:
+    """One past the highest index the store has a record of, or asked relays about (§15.2-4)."""
+    floor = await agent.store.get_meta(NEXT_INDEX_KEY)
+    used = [r.relay_index + 1 for r in await agent.intents() if r.relay_index is not None]
+    return max([*used, int.from_bytes(floor, "big") if floor else 0])
+
+
+def _next_meta(index: int) -> tuple[str, bytes]:
+    return NEXT_INDEX_KEY, index.to_bytes(4, "big")
+
+
+async def _events_of(pool: RelayPool, keys: dict[str, int]) -> dict[int, Event]:
+    """The relayed intentcasts the relays hold from the Nostr keys ``keys`` (hex → index)."""
+    found: dict[int, Event] = {}
+    async for ev in pool.subscribe({"kinds": [KIND_INTENTCAST], "authors": list(keys)},
+                                   until_eose=True):  # fmt: skip
+        if ev.pubkey in keys:
+            found.setdefault(keys[ev.pubkey], ev)
+    return found
+
+
+async def _free_index(pool: RelayPool, seed: bytes, start: int) -> int:
+    """The first index from ``start`` whose key published nothing the relays hold (§15.2-2),
+    asking about one key at a time: the relays learn no key but the one then published from."""
+    index = start
+    while await _events_of(pool, {relay_key(seed, index)[1].public.hex(): index}):
+        index += 1
+    return index
+
+
+async def _search(pool: RelayPool, seed: bytes, start: int) -> tuple[dict[int, Event], int]:
+    """The relayed intentcasts the relays hold from the keys of indices ``start``, ``start+1``…
+    until :data:`INDEX_GAP` indices in a row published nothing (§15.2-4), by index; and one past
+    the last index asked about, which no later intentcast uses: the relays saw those keys
+    asked for together."""
+    found: dict[int, Event] = {}
+    low = start
+    while True:
+        found |= await _events_of(pool, {relay_key(seed, i)[1].public.hex(): i
+                                         for i in range(low, low + INDEX_GAP)})  # fmt: skip
+        last = max(found, default=start - 1)
+        if last < low:
+            return found, low + INDEX_GAP
+        low = last + 1
 
 
 async def _collect(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], since: int,
@@ -87,6 +161,18 @@ async def _answers(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], 
     return list(found.values())
 
 
+async def _to_answerers(agent: Agent, record: IntentRecord, body: Intentcast,
+                        answers: Sequence[Answer], *, vendors: Sequence[str] = (),
+                        progress: Progress | None) -> IntentcastResult:  # fmt: skip
+    """The intentcast over HTTP to ``vendors`` and to each vendor that answered and was not
+    asked yet (§15.4-3), its offers stored with ``record``."""
+    asked = set(record.vendors)
+    targets = [u for u in dict.fromkeys([*map(norm_url, vendors),
+                                         *(norm_url(a.url) for a in answers)])
+               if u not in asked]  # fmt: skip
+    return await agent.intentcast_more(record, body, targets, progress=progress)
+
+
 async def publish_intentcast(
     agent: Agent,
     what: str,
@@ -108,25 +194,114 @@ async def publish_intentcast(
     progress: Progress | None = None,
 ) -> RelayedIntentcast:
     """Publish an intentcast to ``relays``, wait ``answer_wait_ms`` for answers (or until
-    ``expect_answers`` vendors answered), then send it over HTTP to them and to ``vendors``."""
-    intent_id = agent.random_id()
+    ``expect_answers`` vendors answered), then send it over HTTP to them and to ``vendors``.
+
+    The intentcast is stored (with its index and relays) before it is published, so that
+    :func:`relay_answers` reads the answers that come after the wait."""
     reply_by = agent.clock() + deadline_ms
     body = Intentcast(what=what, reply_by=reply_by, constraints=tuple(constraints),
                       memberships=tuple(memberships), where=where, start=start, end=end,
                       max_price=max_price, terms=tuple(terms) if terms else None)  # fmt: skip
-    message = _relay_message(agent, body, intent_id)
-    key = NostrKey.for_intent(agent.ledger.master.seed, intent_id)
-    event = intentcast_event(message, key, geohash=geohash, pow_difficulty=pow_difficulty,
-                             aux=agent.random_id() + agent.random_id())  # fmt: skip
+    seed = agent.ledger.master.seed
     async with aiohttp.ClientSession() as session, RelayPool(relays, session) as pool:
+        index = await _free_index(pool, seed, await _stored_next(agent))
+        intent_id, key = relay_key(seed, index)
+        message = _relay_message(agent, body, intent_id)
+        event = intentcast_event(message, key, geohash=geohash, pow_difficulty=pow_difficulty,
+                                 aux=agent.random_id() + agent.random_id())  # fmt: skip
+        record = intent_record_of(body, agent.random_id(), agent.clock(), relay_index=index,
+                                  relays=relays)  # fmt: skip
+        await agent.store.commit(Commit(intents=(record,), meta=(_next_meta(index + 1),)))
         published = await pool.publish(event)
         wait_s = min(answer_wait_ms, deadline_ms // 2) / 1000
         answers = await _answers(pool, key, message, event.created_at, wait_s=wait_s,
                                  expect=expect_answers)  # fmt: skip
-    targets = list(dict.fromkeys([*map(norm_url, vendors), *(norm_url(a.url) for a in answers)]))
-    remaining = max(reply_by - agent.clock(), 1)
-    result = await agent.intentcast(
-        what, vendors=targets, where=where, start=start, end=end, constraints=constraints,
-        memberships=memberships, max_price=max_price, terms=terms, deadline_ms=remaining,
-        progress=progress)  # fmt: skip
-    return RelayedIntentcast(intent_id, event, published, tuple(answers), result)
+    result = await _to_answerers(agent, record, body, answers, vendors=vendors,
+                                 progress=progress)  # fmt: skip
+    record = await agent.store.get_intent(record.intent_id) or record
+    return RelayedIntentcast(intent_id, event, published, tuple(answers), result, record)
+
+
+async def relay_answers(
+    agent: Agent,
+    relays: Sequence[str] = (),
+    *,
+    answer_wait_ms: int = DEFAULT_ANSWER_WAIT_MS,
+    expect_answers: int | None = None,
+    progress: Progress | None = None,
+) -> list[RelayedIntentcast]:
+    """Read the answers to the relayed intentcasts that have not expired, and send each one over
+    HTTP to the vendors that answered since (§15.4-3, §15.2-4); their offers are stored with it.
+
+    Each stored one is read from the relays it was published to, plus ``relays``. The relays
+    given are also searched, from the index after the last one stored, for relayed intentcasts
+    the store has no record of (an agent restored from its master seed alone, §15.2-4); each one
+    found is stored, from the body of its envelope, and read like the others. Waits at most
+    ``answer_wait_ms`` for each intentcast's answers, or until ``expect_answers`` answered."""
+    seed = agent.ledger.master.seed
+    now = agent.clock()
+    live = [r for r in await agent.intents()
+            if r.relay_index is not None and r.reply_by_ms > now]  # fmt: skip
+    done: list[RelayedIntentcast] = []
+    async with aiohttp.ClientSession() as session:
+        if relays:
+            async with RelayPool(relays, session) as pool:
+                found, searched = await _search(pool, seed, await _stored_next(agent))
+            await agent.store.commit(Commit(meta=(_next_meta(searched),)))
+            live += await _adopt(agent, found, relays)
+        for record in live:
+            got = await _read_one(agent, session, record, relays, wait_ms=answer_wait_ms,
+                                  expect=expect_answers, progress=progress)  # fmt: skip
+            if got is not None:
+                done.append(got)
+    return done
+
+
+async def _adopt(agent: Agent, found: dict[int, Event], relays: Sequence[str]
+                 ) -> list[IntentRecord]:  # fmt: skip
+    """Store the relayed intentcasts ``found`` on ``relays`` that have not expired."""
+    adopted = []
+    for index, ev in sorted(found.items()):
+        try:
+            message = open_intentcast(ev, now_ms=agent.clock(), limits=agent.limits)
+        except ProtocolError as exc:  # expired since, most likely: nothing to read
+            log.info("relayed intentcast %d not read: %s", index, exc)
+            continue
+        if message.sender != agent.ledger.master.for_intent(relay_key(
+                agent.ledger.master.seed, index)[0]).public_key:  # fmt: skip
+            continue  # signed by an identity that is not ours: not our intentcast
+        record = intent_record_of(message.body, agent.random_id(), message.header.created,
+                                  relay_index=index, relays=relays)  # fmt: skip
+        await agent.store.commit(Commit(intents=(record,)))
+        adopted.append(record)
+    return adopted
+
+
+async def _read_one(agent: Agent, session: aiohttp.ClientSession, record: IntentRecord,
+                    extra: Sequence[str], *, wait_ms: int, expect: int | None,
+                    progress: Progress | None) -> RelayedIntentcast | None:  # fmt: skip
+    """One stored relayed intentcast: its event read back, its answers, the HTTP intentcast to
+    the vendors that answered and were not asked yet. None when no relay holds it any more."""
+    if record.relay_index is None:
+        raise ValueError("not a relayed intentcast")
+    intent_id, key = relay_key(agent.ledger.master.seed, record.relay_index)
+    urls = list(dict.fromkeys([*record.relays, *extra]))
+    try:
+        async with RelayPool(urls, session) as pool:
+            event = None
+            wanted = {"kinds": [KIND_INTENTCAST], "authors": [key.public.hex()]}
+            async for ev in pool.subscribe(wanted, until_eose=True):
+                event = ev
+            if event is None:
+                return None
+            message = open_intentcast(event, now_ms=agent.clock(), limits=agent.limits)
+            remaining = max(record.reply_by_ms - agent.clock(), 1)
+            answers = await _answers(pool, key, message, event.created_at,
+                                     wait_s=min(wait_ms, remaining) / 1000,
+                                     expect=expect)  # fmt: skip
+    except (RelayError, ProtocolError) as exc:
+        log.info("relayed intentcast %s not read: %s", record.intent_id.hex()[:8], exc)
+        return None
+    result = await _to_answerers(agent, record, message.body, answers, progress=progress)
+    record = await agent.store.get_intent(record.intent_id) or record
+    return RelayedIntentcast(intent_id, event, None, tuple(answers), result, record)

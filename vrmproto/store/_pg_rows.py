@@ -19,7 +19,7 @@ from vrmproto.store._base import Commit
 if TYPE_CHECKING:
     from asyncpg import Connection
 
-__all__ = ["SCHEMA_V2", "TypedTable", "apply_typed", "drop_typed", "upsert"]
+__all__ = ["SCHEMA_V2", "SCHEMA_V4", "TypedTable", "apply_typed", "drop_typed", "upsert"]
 
 SCHEMA_V2 = (
     """CREATE TABLE threads (
@@ -65,6 +65,13 @@ SCHEMA_V2 = (
 )
 """Schema version 2: the typed records, as the SQLite store's schema version 3."""
 
+#: Version 3 → 4: an intentcast also published through relays keeps its index and relays
+#: (:class:`~vrmproto.store.IntentRecord`, spec §15.2-4; SQLite's version 5).
+SCHEMA_V4 = (
+    "ALTER TABLE intents ADD COLUMN relay_index bigint, "
+    "ADD COLUMN relays text NOT NULL DEFAULT '[]'",
+)
+
 
 class TypedTable:
     """One table's upsert through ``unnest``: the column list, the type of each column, the key.
@@ -103,7 +110,7 @@ HELD = TypedTable(
 INTENTS = TypedTable(
     "intents",
     rows.INTENT_COLUMNS,
-    "bytea text text int8 int8 int8 text int8 int8 text text text text",
+    "bytea text text int8 int8 int8 text int8 int8 text text text text int8 text",
     "intent_id",
 )
 OFFERS = TypedTable(

@@ -160,6 +160,11 @@ class IntentRecord:
     The fields of the intentcast body (``where``, ``start_ms``, ``end_ms`` None when it named
     none), when it was sent, the base URLs of the ``vendors`` asked and the ``(vendor,
     reason)`` of those that declined. The offers are :class:`OfferRecord` rows.
+
+    An intentcast also published through Nostr relays (spec §15) keeps the ``relay_index`` its
+    relayed intentcast was published with (its ``intent_id`` and Nostr key come from the master
+    seed and that index, §15.2-1) and the ``relays`` it went to, so that answers arriving later
+    can still be read (§15.2-4); both are empty for an intentcast sent over HTTP only.
     """
 
     intent_id: bytes  # 16 bytes
@@ -174,6 +179,8 @@ class IntentRecord:
     declines: tuple[tuple[str, str], ...] = ()
     constraints: tuple[str, ...] = ()
     memberships: tuple[str, ...] = ()
+    relay_index: int | None = None
+    relays: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from vrmproto.store._rows import (
     ThreadRecord,
 )
 
-__all__ = ["SCHEMA_V3", "apply_rows", "drop_thread_rows"]
+__all__ = ["SCHEMA_V3", "SCHEMA_V5", "apply_rows", "drop_thread_rows", "migrate_4_to_5"]
 
 SCHEMA_V3 = (
     """CREATE TABLE threads (
@@ -67,6 +67,20 @@ SCHEMA_V3 = (
     "CREATE INDEX share_notes_by_thread ON share_notes(thread)",
     "CREATE INDEX outbox_by_thread ON outbox(thread, item_id)",
 )
+
+
+#: Schema 4 → 5: an intentcast also published through relays keeps its index and relays
+#: (:class:`~vrmproto.store.IntentRecord`, spec §15.2-4); older rows are HTTP-only.
+SCHEMA_V5 = (
+    "ALTER TABLE intents ADD COLUMN relay_index INTEGER",
+    "ALTER TABLE intents ADD COLUMN relays TEXT NOT NULL DEFAULT '[]'",
+)
+
+
+def migrate_4_to_5(conn: sqlite3.Connection) -> None:
+    """Add the relayed intentcast's columns to ``intents`` (:data:`SCHEMA_V5`)."""
+    for statement in SCHEMA_V5:
+        conn.execute(statement)
 
 
 def _js(value: Sequence[Any]) -> str:
@@ -137,14 +151,14 @@ def held_record(row: Sequence[Any]) -> HeldRecord:
 
 INTENT_COLUMNS = ("intent_id, what, place, start_ms, end_ms, max_price_amount, "
                   "max_price_currency, reply_by_ms, sent_ms, vendors, declines, constraints, "
-                  "memberships")  # fmt: skip
+                  "memberships, relay_index, relays")  # fmt: skip
 
 
 def intent_row(i: IntentRecord) -> tuple[object, ...]:
     amount, currency = i.max_price if i.max_price is not None else (None, None)
     return (i.intent_id, i.what, i.where, i.start_ms, i.end_ms, amount, currency, i.reply_by_ms,
             i.sent_ms, _js(i.vendors), _js([list(d) for d in i.declines]), _js(i.constraints),
-            _js(i.memberships))  # fmt: skip
+            _js(i.memberships), i.relay_index, _js(i.relays))  # fmt: skip
 
 
 def intent_record(row: Sequence[Any]) -> IntentRecord:
@@ -153,7 +167,8 @@ def intent_record(row: Sequence[Any]) -> IntentRecord:
                         tuple(str(v) for v in _unjs(row[9])),
                         tuple((str(v), str(r)) for v, r in _unjs(row[10])),
                         tuple(str(c) for c in _unjs(row[11])),
-                        tuple(str(m) for m in _unjs(row[12])))  # fmt: skip
+                        tuple(str(m) for m in _unjs(row[12])), row[13],
+                        tuple(str(u) for u in _unjs(row[14])))  # fmt: skip
 
 
 OFFER_COLUMNS = (

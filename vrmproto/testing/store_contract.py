@@ -178,6 +178,7 @@ def intent(n: int, sent_ms: int = 100) -> IntentRecord:
         vendors=("https://avis.example", "https://hertz.example"),
         declines=(("https://hertz.example", "none left"),),
         constraints=("no prepaid gas",) if full else (), memberships=("AAA",) if full else (),
+        relay_index=2**32 - 1 if full else None, relays=("wss://relay.example",) if full else (),
     )  # fmt: skip
 
 
