@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -22,10 +23,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from tests._cli_helpers import EXAMPLES, VENDOR_FILES
 from vrmproto import MasterSeed, Money
 from vrmproto._keys import Identity
+from vrmproto.cli import cli as vrm
 from vrmproto.client import Agent
 from vrmproto.server import load_vendor_config
 from vrmproto.server._app import serve
@@ -121,7 +124,8 @@ async def test_three_scenarios_keep_tryton_in_step(
     dont_track_me = scenarios["dont_track_me"]
     new_address = scenarios["change_of_address"].NEW_ADDRESS
     car_rental = scenarios["car_rental_intentcast"]
-    store = await SQLiteStore.open(tmp_path / "vendor.db")
+    (tmp_path / "vendor").mkdir()
+    store = await SQLiteStore.open(tmp_path / "vendor" / "vendor.db")  # as `vrm vendor serve`
     async with budget(store) as (endpoint, url):
         bridge = await TrytonBridge.create("crm", path=tmp_path, company="Budget Salt Lake")
         running = asyncio.create_task(bridge.run(endpoint.events))
@@ -199,6 +203,24 @@ async def test_three_scenarios_keep_tryton_in_step(
         assert await bridge.expire() == 1
         expired = await asyncio.to_thread(snapshot, "crm")
         await bridge.close()
+
+        # `vrm vendor tryton`, in a process of its own: a new customer's events, then nothing.
+        d = await Agent.open(MemoryStore(), MasterSeed(os.urandom(32)),
+                             terms=scenarios["change_of_address"].MY_TERMS)  # fmt: skip
+        async with d:
+            d_thread = await agreed(d, url)
+        cli = ["vendor", "tryton", "--config", str(VENDOR_FILES / "budget.toml"), "--data-dir",
+               str(tmp_path / "vendor"), "--database", "crm", "--tryton-path", str(tmp_path),
+               "--once"]  # fmt: skip
+        first = await asyncio.to_thread(CliRunner().invoke, vrm, [*cli, "--json"])
+        assert first.exit_code == 0, first.output
+        rows = [json.loads(line) for line in first.output.splitlines()]
+        assert [r["kind"] for r in rows] == ["relationship.opened", "terms.accepted"]
+        assert all(r["applied"] for r in rows)
+        second = await asyncio.to_thread(CliRunner().invoke, vrm, cli)
+        assert second.exit_code == 0, second.output
+        assert second.output.startswith("0 event(s) applied, 0 already applied")
+        assert "vrm-" + d_thread.hex() in (await asyncio.to_thread(snapshot, "crm"))["parties"]
     await store.close()
 
     parties = held["parties"]

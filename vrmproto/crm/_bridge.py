@@ -107,15 +107,21 @@ class TrytonBridge:
         return applied
 
     async def run(
-        self, events: Callable[[int], AsyncIterator[FeedEvent]], *, sweep_s: float = SWEEP_S
+        self,
+        events: Callable[[int], AsyncIterator[FeedEvent]],
+        *,
+        sweep_s: float = SWEEP_S,
+        report: Callable[[FeedEvent, bool], None] | None = None,
     ) -> None:
         """Apply every event after the database's cursor, then each new one as ``events``
         (``endpoint.events``, or a ``follow`` of the store) yields it; until cancelled or the
-        feed ends."""
+        feed ends. ``report`` hears of each event and whether it changed Tryton."""
         sweeper = asyncio.create_task(self._sweep(sweep_s))
         try:
             async for event in events(await self.cursor()):
-                await self.apply(event)
+                applied = await self.apply(event)
+                if report is not None:
+                    report(event, applied)
         finally:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
