@@ -47,11 +47,7 @@ from trytond.transaction import Transaction
 
 from vrmproto.crm.tryton import TrytonBridge
 
-pytestmark = [
-    pytest.mark.slow,
-    # trytond 8.2 imports its own deprecated `trytond.config.config` (trytond/protocols/rest.py)
-    pytest.mark.filterwarnings("ignore:trytond.config.config is deprecated:DeprecationWarning"),
-]
+pytestmark = pytest.mark.slow
 
 DAY_MS = 86_400_000
 EMAIL, PHONE = "doc@example.org", "+1 801 555 0142"  # what dont_track_me.py shares

@@ -116,6 +116,7 @@ class TrytonBridge:
         """Apply every event after the database's cursor, then each new one as ``events``
         (``endpoint.events``, or a ``follow`` of the store) yields it; until cancelled or the
         feed ends. ``report`` hears of each event and whether it changed Tryton."""
+        await self.expire()
         sweeper = asyncio.create_task(self._sweep(sweep_s))
         try:
             async for event in events(await self.cursor()):
