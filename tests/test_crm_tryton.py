@@ -3,8 +3,12 @@ feed drives a real Tryton (``party``, ``sale_opportunity``) on SQLite in a tempo
 
 The vendor is Budget Salt Lake from ``examples/vendors`` (it counters "no third parties" with
 "purpose only", rents SUVs), served on 127.0.0.1 from a SQLite store. The customers use the
-examples' own terms, address and intentcast. Nothing waits with a sleep: the test awaits the
-bridge reaching the feed's last position.
+examples' own terms, address and intentcast. Along the way: Tryton holds a share while it is
+live and loses it at the withdrawal; the bridge is stopped, the intentcast goes on, and a bridge
+opened again resumes from the cursor Tryton keeps; every event delivered a second time changes
+nothing; a share's fields go at its expiry; ``vrm vendor tryton --once`` catches up in a process
+of its own. Nothing waits with a sleep: the test awaits the bridge reaching the feed's last
+position.
 
 Slow (creating the Tryton database activates ``sale_opportunity`` and its dependencies, most of a
 minute on SQLite): marked ``slow``, still part of ``make test``.
@@ -30,9 +34,7 @@ from vrmproto import MasterSeed, Money
 from vrmproto._keys import Identity
 from vrmproto.cli import cli as vrm
 from vrmproto.client import Agent
-from vrmproto.server import load_vendor_config
-from vrmproto.server._app import serve
-from vrmproto.server._endpoint import Endpoint
+from vrmproto.server import Endpoint, load_vendor_config, serve
 from vrmproto.server._events import follow
 from vrmproto.server._events import wall_ms as now_ms
 from vrmproto.store import MemoryStore, SQLiteStore
