@@ -50,11 +50,17 @@ async def _tryton(config_path: str, data_dir: Path | None, *, database: str, uri
         click.echo(json.dumps(row) if as_json else f"{e.pos:>6}  {e.kind:<20}  {outcome}")
 
     try:
-        bridge = await (
-            TrytonBridge.create(database, uri=uri, path=path, company=company, currency=currency)
-            if create
-            else TrytonBridge.open(database, uri=uri, path=path)
-        )
+        try:
+            bridge = await (
+                TrytonBridge.create(database, uri=uri, path=path, company=company,
+                                    currency=currency)
+                if create
+                else TrytonBridge.open(database, uri=uri, path=path)
+            )  # fmt: skip
+        except Exception as exc:  # trytond's errors have no common base: say which, and stop
+            verb = "create" if create else "open"
+            raise CliError(f"cannot {verb} the Tryton database {database!r}: "
+                           f"{type(exc).__name__}: {exc}", kind="tryton") from None  # fmt: skip
         async with bridge:
             wakeup = None if once else Wakeup()
             await bridge.run(lambda after: follow(store, wakeup, after), report=report)
