@@ -10,8 +10,9 @@ nothing; a share's fields go at its expiry; ``vrm vendor tryton --once`` catches
 of its own. Nothing waits with a sleep: the test awaits the bridge reaching the feed's last
 position.
 
-Slow (creating the Tryton database activates ``sale_opportunity`` and its dependencies, most of a
-minute on SQLite): marked ``slow``, still part of ``make test``.
+Slow: creating the Tryton database activates ``sale_opportunity`` and its dependencies (most of
+the run: about 35 s on an idle 2-core machine, up to 90 s on a busy one). Marked ``slow``, and
+still part of ``make test``, which ``.ci/run`` runs.
 """
 
 from __future__ import annotations
