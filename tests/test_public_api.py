@@ -67,6 +67,9 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "decode_replies", "discovery_url", "encode_history", "encode_replies",
         "open_history_request", "sign_history_request", "verify_discovery",
     ),
+    "vrmproto.crm": (  # the CRM bridge's sans-IO half (issue 14); vrmproto.crm.tryton needs trytond
+        "Change", "Erase", "Hold", "Lead", "Note", "TakeUp", "changes_of",
+    ),
     "vrmproto.discovery": (
         "MAX_TXT_BYTES", "SERVICE_TYPE", "Found", "advertise", "browse", "fetch_discovery",
         "instance_name", "txt_record",

@@ -27,7 +27,7 @@ from typing import Any
 import click
 
 from vrmproto._keys import Identity, fingerprint, key_to_text
-from vrmproto.cli import _cmd_events
+from vrmproto.cli import _cmd_events, _cmd_tryton
 from vrmproto.cli._cmd_serve import _until_signalled
 from vrmproto.cli._context import run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
@@ -316,6 +316,7 @@ def _serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 vendor.add_command(_cmd_events.vendor_events)  # vrm vendor events (the event feed, issue 14)
+vendor.add_command(_cmd_tryton.vendor_tryton)  # vrm vendor tryton (the feed into Tryton, issue 14)
 
 
 @vendor.command("serve")

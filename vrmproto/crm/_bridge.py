@@ -1,0 +1,143 @@
+"""The pump between the vendor's event feed and a Tryton database (issue 14, docs/events.md).
+
+It reads the feed in-process, after the cursor the Tryton database itself keeps (the highest
+``pos`` applied, written in the same Tryton transaction as the records), and applies each event
+on one worker thread: Tryton is blocking, and its transactions belong to a thread. Events come
+at least once; applying one twice changes nothing, so a crash anywhere costs no event and makes
+no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from vrmproto.crm._tryton import TrytonCRM
+from vrmproto.server._events import FeedEvent, wall_ms
+
+__all__ = ["TrytonBridge"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: How often a running bridge deletes the fields of expired shares when no event comes (§5.3.1-4).
+SWEEP_S = 60.0
+
+
+class TrytonBridge:
+    """Keeps a Tryton database in step with a vendor's feed.
+
+    In the vendor's process, beside its :class:`~vrmproto.server.Endpoint`::
+
+        bridge = await TrytonBridge.open("crm", path=Path("/var/lib/tryton"))
+        await bridge.run(endpoint.events)       # until cancelled
+
+    In a process of its own, on the vendor's store (events other processes commit are picked
+    up within a second)::
+
+        await bridge.run(lambda after: follow(store, Wakeup(), after))
+
+    From webhooks: ``await bridge.apply(cloudevent["data"])`` for each verified delivery.
+    """
+
+    def __init__(self, crm: TrytonCRM, executor: ThreadPoolExecutor,
+                 clock: Callable[[], int] = wall_ms) -> None:  # fmt: skip
+        self.crm = crm
+        self.clock = clock
+        self.position = 0  # the pos of the last event applied
+        self._executor = executor
+        self._moved = asyncio.Condition()
+
+    @classmethod
+    async def open(cls, name: str, *, uri: str = "sqlite://", path: Path | None = None,
+                   company: int | None = None, clock: Callable[[], int] = wall_ms,
+                   ) -> TrytonBridge:  # fmt: skip
+        """Open Tryton database ``name`` (see :meth:`TrytonCRM.open`)."""
+        executor = ThreadPoolExecutor(1, thread_name_prefix="vrm-tryton")
+        loop = asyncio.get_running_loop()
+        crm = await loop.run_in_executor(
+            executor, lambda: TrytonCRM.open(name, uri=uri, path=path, company=company)
+        )
+        bridge = cls(crm, executor, clock)
+        bridge.position = await bridge._call(crm.cursor)
+        return bridge
+
+    @classmethod
+    async def create(cls, name: str, *, uri: str = "sqlite://", path: Path | None = None,
+                     company: str = "Vendor", currency: str = "USD",
+                     clock: Callable[[], int] = wall_ms) -> TrytonBridge:  # fmt: skip
+        """Create Tryton database ``name`` with the modules and a company, and open it (see
+        :meth:`TrytonCRM.create`)."""
+        executor = ThreadPoolExecutor(1, thread_name_prefix="vrm-tryton")
+        loop = asyncio.get_running_loop()
+        crm = await loop.run_in_executor(executor, lambda: TrytonCRM.create(
+            name, uri=uri, path=path, company=company, currency=currency))  # fmt: skip
+        return cls(crm, executor, clock)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    async def __aenter__(self) -> TrytonBridge:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def cursor(self) -> int:
+        """The ``pos`` of the last event the Tryton database holds."""
+        return await self._call(self.crm.cursor)
+
+    async def apply(self, event: FeedEvent | Mapping[str, Any]) -> bool:
+        """Apply one event (a feed event, or its JSON); False if it was applied before."""
+        data = event.as_json() if isinstance(event, FeedEvent) else event
+        now = self.clock()
+        applied = await self._call(self.crm.apply, data, now)
+        await self._call(self.crm.expire, now)
+        async with self._moved:
+            self.position = max(self.position, int(data["pos"]))
+            self._moved.notify_all()
+        return applied
+
+    async def run(
+        self,
+        events: Callable[[int], AsyncIterator[FeedEvent]],
+        *,
+        sweep_s: float = SWEEP_S,
+        report: Callable[[FeedEvent, bool], None] | None = None,
+    ) -> None:
+        """Apply every event after the database's cursor, then each new one as ``events``
+        (``endpoint.events``, or a ``follow`` of the store) yields it; until cancelled or the
+        feed ends. ``report`` hears of each event and whether it changed Tryton."""
+        await self.expire()
+        sweeper = asyncio.create_task(self._sweep(sweep_s))
+        try:
+            async for event in events(await self.cursor()):
+                applied = await self.apply(event)
+                if report is not None:
+                    report(event, applied)
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def reached(self, pos: int) -> None:
+        """Wait until the event at ``pos`` (and every one before it) is applied."""
+        async with self._moved:
+            await self._moved.wait_for(lambda: self.position >= pos)
+
+    async def expire(self) -> int:
+        """Delete the fields of shares expired by now (§5.3.1-4); how many."""
+        return await self._call(self.crm.expire, self.clock())
+
+    async def _sweep(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            await self.expire()

@@ -1,0 +1,148 @@
+"""What one feed event asks of a CRM, as typed changes (issue 14, docs/events.md "Mapping").
+
+Sans-IO: an event's JSON (``FeedEvent.as_json()``, or a webhook's CloudEvent ``data``) in, a
+tuple of changes out; no CRM is touched here. A CRM adapter applies them (``_tryton``); a vendor
+writing one for another CRM maps the same six changes to its own objects.
+
+- :class:`Note` — something to keep on the relationship's record: the terms proffered, agreed,
+  refused or countered (§5.2), an intentcast's request (§5.4.1), a decline, an end.
+- :class:`Hold` — fields to hold from a data.share or address.update (§12.10-1): each replaces
+  the value held under its name; the event's id is its source.
+- :class:`Erase` — the fields whose source is one of these data.shared events must go
+  (data.withdrawn's ``erase``, §5.3.2-2).
+- :class:`Lead` — an intentcast answered with an offer (§5.4.2): one opportunity per intent thread.
+- :class:`TakeUp` — a relationship opened by taking up an offer (§5.4.5-1).
+
+Every change names the relationship (the thread id in hex): the CRM keeps one party for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vrmproto._messages import Money
+
+__all__ = ["Change", "Erase", "Hold", "Lead", "Note", "TakeUp", "changes_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something to keep on the relationship's record, in words a person reads."""
+
+    relationship: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Hold these fields (each replacing the value held under its name, §12.10-1)."""
+
+    relationship: str
+    source: str  # the event id the values come from
+    fields: Mapping[str, str]
+    expires_ms: int | None  # a share's expiry (§5.3.1-4); None for an address update
+
+
+@dataclass(frozen=True, slots=True)
+class Erase:
+    """Delete the fields still held from these data.shared events (§5.3.2-2)."""
+
+    relationship: str
+    sources: tuple[str, ...]  # ids of the data.shared events whose fields go
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """An offer answering the relationship's intentcast (§5.4.2): its opportunity."""
+
+    relationship: str  # the intent thread: one lead per intentcast answered
+    offer: str  # the offer.sent event id
+    description: str
+    price: Money
+    conditions: tuple[str, ...]
+    valid_until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TakeUp:
+    """This relationship took up that offer (§5.4.5-1): the lead is now its."""
+
+    relationship: str  # the new relationship
+    offer: str  # the offer.sent event id it takes up
+
+
+#: One change a feed event asks of a CRM.
+Change = Note | Hold | Erase | Lead | TakeUp
+
+
+def when(ms: int) -> str:
+    """A time of the feed (ms since the epoch) as an ISO 8601 UTC minute."""
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _terms(refs: Any) -> str:
+    return ", ".join(f"{t['id']} v{t['version']}" for t in refs or ())
+
+
+def _money(value: Mapping[str, Any]) -> Money:
+    return Money(int(value["amount"]), str(value["currency"]))
+
+
+def changes_of(event: Mapping[str, Any]) -> tuple[Change, ...]:
+    """The changes ``event`` (the JSON of docs/events.md) asks of a CRM, in order."""
+    rel, kind, body = str(event["relationship"]), str(event["kind"]), event.get("body", {})
+    stamp = f"{when(int(event['created']))} [{event['id']}]"
+    personal = event.get("personal")
+    if kind in ("relationship.opened", "terms.offered"):
+        said = f"; note: {body['note']}" if body.get("note") else ""
+        out: list[Change] = [Note(rel, f"{stamp} Terms proffered: {_terms(body.get('terms'))}"
+                                       f"{said}")]  # fmt: skip
+        if body.get("in_reply_to"):
+            out.append(TakeUp(rel, "evt_" + str(body["in_reply_to"])))
+        return tuple(out)
+    if kind == "terms.accepted":
+        return (Note(rel, f"{stamp} Terms agreed (agreement {body['offer']}): "
+                          f"{_terms(body.get('terms'))}"),)  # fmt: skip
+    if kind == "terms.rejected":
+        return (Note(rel, f"{stamp} Terms refused ({', '.join(body.get('refused', ()))}): "
+                          f"{body.get('reason', '')}"),)  # fmt: skip
+    if kind == "terms.countered":
+        return (Note(rel, f"{stamp} Terms countered with: {_terms(body.get('counter'))}; "
+                          f"{body.get('reason', '')}"),)  # fmt: skip
+    if kind == "data.shared" and personal:
+        return (Hold(rel, str(event["id"]), dict(personal["fields"]), personal.get("expires")),)
+    if kind == "address.updated" and personal:
+        return (Hold(rel, str(event["id"]), dict(personal["fields"]), None),)
+    if kind == "data.withdrawn":
+        erase = tuple(str(e) for e in event.get("erase", ()))
+        return (Erase(rel, erase), Note(rel, f"{stamp} Consent withdrawn: the data of "
+                                             f"{len(erase)} share(s) erased"))  # fmt: skip
+    if kind == "intentcast.received":
+        return (Note(rel, f"{stamp} Intentcast: {_intent(body)}"),)
+    if kind == "offer.sent":
+        return (Lead(rel, str(event["id"]), str(body["description"]), _money(body["price"]),
+                     tuple(body.get("conditions", ())), int(body["valid_until"])),)  # fmt: skip
+    if kind == "offer.declined":
+        return (Note(rel, f"{stamp} Intentcast declined: {body.get('reason', '')}"),)
+    if kind == "relationship.ended":
+        said = f": {body['reason']}" if body.get("reason") else ""
+        return (Note(rel, f"{stamp} Relationship ended by the {event['from']}{said}"),)
+    return ()
+
+
+def _intent(body: Mapping[str, Any]) -> str:
+    parts = [str(body["what"])]
+    if body.get("where"):
+        parts.append(f"in {body['where']}")
+    if body.get("start") is not None and body.get("end") is not None:
+        parts.append(f"from {when(int(body['start']))[:10]} to {when(int(body['end']))[:10]}")
+    if body.get("max_price"):
+        parts.append(f"at most {_money(body['max_price'])}")
+    for label, key in (("member of", "memberships"), ("conditions", "constraints")):
+        if body.get(key):
+            parts.append(f"{label}: {', '.join(body[key])}")
+    parts.append(f"answer by {when(int(body['reply_by']))}")
+    return "; ".join(parts)

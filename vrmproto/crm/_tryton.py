@@ -1,0 +1,404 @@
+"""A Tryton database kept in step with the vendor's event feed (issue 14; docs/events.md).
+
+The only module that imports ``trytond`` (which has no type information): everything it
+returns is checked here and handed on typed. Tryton's models used are those of the ``party``
+and ``sale_opportunity`` modules and the core ``ir.note``:
+
+- one ``party.party`` per relationship, its ``code`` ``vrm-`` and the thread id in hex: the
+  customer is a key until it shares something;
+- ``ir.note`` on that party for the terms proffered, agreed (with the agreement id), refused or
+  countered, for an intentcast's request, a withdrawal, an end;
+- held fields (§12.10-1): ``email`` and ``phone`` as ``party.contact_mechanism``; ``street``,
+  ``city``, ``postcode``, and ``country`` / ``region`` when Tryton knows them, as one
+  ``party.address``; any other field as a contact mechanism of type ``other`` named after it.
+  A field given again replaces the value held under its name, in place;
+- on data.withdrawn, the fields still held from the withdrawn shares are deleted (§5.3.2-2),
+  and at a share's ``expires`` by :meth:`TrytonCRM.expire` (§5.3.1-4);
+- one ``sale.opportunity`` in the state ``lead`` per intentcast answered with an offer
+  (``reference`` ``vrm-`` and the intent thread), its amount the offer's price; when the customer
+  takes the offer up (§5.4.5), the lead moves to the party of the new relationship.
+
+Two tables of the bridge's own sit beside Tryton's in the same database, written in the same
+transaction as the records: ``vrmproto_crm_event`` (each event applied: the idempotency key and
+the durable cursor, the highest ``pos``) and ``vrmproto_crm_field`` (which event each held field
+came from, and which Tryton record holds it; never the value). An event is applied at most once
+however often it is delivered, and a restart resumes after the last one applied.
+
+Tryton's configuration is global to the process: open one database per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sql import Table
+from sql.aggregate import Max
+from trytond import backend
+from trytond import config as tryton_config
+from trytond.pool import Pool
+from trytond.tools.email_ import EmailNotValidError, validate_email
+from trytond.transaction import Transaction
+
+from vrmproto._messages import Money
+from vrmproto.crm._changes import Change, Erase, Hold, Lead, Note, TakeUp, changes_of, when
+
+__all__ = ["MODULES", "TrytonCRM"]
+
+#: The Tryton modules the bridge writes to (activated with their dependencies).
+MODULES = ("party", "sale_opportunity")
+
+_CONTACT = {"email": "email", "phone": "phone"}  # field → contact mechanism type
+_ADDRESS = {"street": "street_unstructured", "city": "city", "postcode": "postal_code"}
+_EVENTS = Table("vrmproto_crm_event")
+_FIELDS = Table("vrmproto_crm_field")
+_DDL = (
+    "CREATE TABLE IF NOT EXISTS vrmproto_crm_event (id VARCHAR(100) PRIMARY KEY, "
+    "pos BIGINT NOT NULL, model VARCHAR(100), record INTEGER)",
+    "CREATE TABLE IF NOT EXISTS vrmproto_crm_field (relationship VARCHAR(100) NOT NULL, "
+    "field VARCHAR(100) NOT NULL, source VARCHAR(100) NOT NULL, expires BIGINT, "
+    "model VARCHAR(100) NOT NULL, record INTEGER NOT NULL, attr VARCHAR(100), "
+    "PRIMARY KEY (relationship, field))",
+)
+_CM = "party.contact_mechanism"
+_ADDR = "party.address"
+
+
+def _configure(uri: str, path: Path | None) -> None:
+    tryton_config.set("database", "uri", uri)
+    if path is not None:
+        tryton_config.set("database", "path", str(path))
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    # trytond 8.2 imports its own deprecated `trytond.config.config` while it registers its
+    # classes; the warning is about trytond's code, not ours.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "trytond.config.config is deprecated",
+                                DeprecationWarning)  # fmt: skip
+        yield
+
+
+class TrytonCRM:
+    """A Tryton database (``party`` and ``sale_opportunity`` activated) that feed events are
+    applied to, one Tryton transaction per event. Blocking: call it from one thread."""
+
+    def __init__(self, name: str, company: int) -> None:
+        self.name = name
+        self.company = company
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, name: str, *, uri: str = "sqlite://", path: Path | None = None,
+        company: str = "Vendor", currency: str = "USD",
+    ) -> TrytonCRM:  # fmt: skip
+        """Create database ``name`` (what ``trytond-admin -u party sale_opportunity
+        --activate-dependencies`` does), with a company to own the opportunities, and open it.
+        ``path``: the directory of SQLite databases (Tryton's ``[database] path``)."""
+        _configure(uri, path)
+        database = backend.Database()
+        database.connect()
+        connection = database.get_connection(autocommit=True)
+        try:
+            database.create(connection, name)
+        finally:
+            database.put_connection(connection)
+            database.close()
+        database = backend.Database(name)
+        connection = database.get_connection()
+        try:
+            with connection.cursor() as cursor:
+                database.init()
+                configuration = Table("ir_configuration")
+                cursor.execute(*configuration.insert([configuration.language], [["en"]]))
+            connection.commit()
+        finally:
+            database.put_connection(connection)
+        with _quiet():
+            Pool(name).init(update=list(MODULES), activatedeps=True, lang=["en"])
+        with Transaction().start(name, 0):
+            pool = Pool()
+            party = pool.get("party.party")(name=company)
+            party.save()
+            owner = pool.get("company.company")(party=party, currency=_currency(currency))
+            owner.save()
+        return cls.open(name, uri=uri, path=path)
+
+    @classmethod
+    def open(
+        cls, name: str, *, uri: str = "sqlite://", path: Path | None = None,
+        company: int | None = None,
+    ) -> TrytonCRM:  # fmt: skip
+        """Open database ``name``; ``company``: the id of the company that owns the
+        opportunities (default: the only one)."""
+        _configure(uri, path)
+        with _quiet():
+            Pool(name).init()
+        with Transaction().start(name, 0) as transaction:
+            cursor = transaction.connection.cursor()
+            for ddl in _DDL:
+                cursor.execute(ddl)
+            if company is None:
+                found = Pool().get("company.company").search([])
+                if len(found) != 1:
+                    raise ValueError(f"{name}: {len(found)} companies; say which owns the leads")
+                company = int(found[0].id)
+        return cls(name, company)
+
+    # -- the feed ------------------------------------------------------------------------
+
+    def cursor(self) -> int:
+        """The ``pos`` of the last event applied (0 if none): where the feed resumes."""
+        with Transaction().start(self.name, 0, readonly=True) as transaction:
+            cursor = transaction.connection.cursor()
+            cursor.execute(*_EVENTS.select(Max(_EVENTS.pos)))
+            (last,) = cursor.fetchone()
+        return int(last or 0)
+
+    def apply(self, event: Mapping[str, Any], now_ms: int | None = None) -> bool:
+        """Apply one event (the JSON of docs/events.md) in one transaction; False if it was
+        applied before (events come at least once: a second delivery changes nothing).
+        ``now_ms``: a share whose ``expires`` is past by then is not held (§5.3.1-4)."""
+        context = {"company": self.company}
+        with Transaction().start(self.name, 0, context=context) as transaction:
+            cursor = transaction.connection.cursor()
+            cursor.execute(*_EVENTS.select(_EVENTS.id, where=_EVENTS.id == str(event["id"])))
+            if cursor.fetchone() is not None:
+                return False
+            made: tuple[str, int] | None = None
+            for change in changes_of(event):
+                if isinstance(change, Hold) and _expired(change.expires_ms, now_ms):
+                    continue
+                made = _apply(cursor, change) or made
+            model, record = made if made is not None else (None, None)
+            cursor.execute(*_EVENTS.insert(
+                [_EVENTS.id, _EVENTS.pos, _EVENTS.model, _EVENTS.record],
+                [[str(event["id"]), int(event["pos"]), model, record]],
+            ))  # fmt: skip
+        return True
+
+    def expire(self, now_ms: int) -> int:
+        """Delete the fields held from shares whose ``expires`` is past (§5.3.1-4); how many."""
+        with Transaction().start(self.name, 0) as transaction:
+            cursor = transaction.connection.cursor()
+            cursor.execute(*_FIELDS.select(
+                _FIELDS.relationship, _FIELDS.field,
+                where=(_FIELDS.expires != None) & (_FIELDS.expires <= now_ms),  # noqa: E711
+            ))  # fmt: skip
+            gone = [(str(r), str(f)) for r, f in cursor.fetchall()]
+            for rel, name in gone:
+                _drop_field(cursor, rel, name)
+        return len(gone)
+
+
+def _expired(expires_ms: int | None, now_ms: int | None) -> bool:
+    return expires_ms is not None and now_ms is not None and expires_ms <= now_ms
+
+
+# -- one change each (inside the event's transaction) ------------------------------------------
+
+
+def _apply(cursor: Any, change: Change) -> tuple[str, int] | None:
+    """Apply ``change``; the record it made when other events refer to it (a lead)."""
+    party = _party(change.relationship)
+    if isinstance(change, Note):
+        _note(party, change.text)
+    elif isinstance(change, Hold):
+        for name, value in change.fields.items():
+            _hold(cursor, party, change, name, value)
+    elif isinstance(change, Erase):
+        cursor.execute(*_FIELDS.select(_FIELDS.field, where=(
+            (_FIELDS.relationship == change.relationship)
+            & _FIELDS.source.in_(list(change.sources) or [""]))))  # fmt: skip
+        for (name,) in cursor.fetchall():
+            _drop_field(cursor, change.relationship, str(name))
+    elif isinstance(change, Lead):
+        return "sale.opportunity", _lead(party, change)
+    elif isinstance(change, TakeUp):
+        _take_up(cursor, party, change)
+    return None
+
+
+def _party(relationship: str) -> Any:
+    parties = Pool().get("party.party")
+    found = parties.search([("code", "=", "vrm-" + relationship)], limit=1)
+    if found:
+        return found[0]
+    party = parties(name=f"VRM customer {relationship[:12]}", code="vrm-" + relationship)
+    party.save()
+    return party
+
+
+def _note(resource: Any, text: str) -> None:
+    Pool().get("ir.note")(resource=str(resource), message=text).save()
+
+
+def _hold(cursor: Any, party: Any, change: Hold, name: str, value: str) -> None:
+    """Hold ``value`` under ``name``: it replaces what was held under that name (§12.10-1)."""
+    model, record, attr = _place(cursor, party, change, name, value)
+    _forget_row(cursor, change.relationship, name)
+    cursor.execute(*_FIELDS.insert(
+        [_FIELDS.relationship, _FIELDS.field, _FIELDS.source, _FIELDS.expires, _FIELDS.model,
+         _FIELDS.record, _FIELDS.attr],
+        [[change.relationship, name, change.source, change.expires_ms, model, record, attr]],
+    ))  # fmt: skip
+
+
+def _place(cursor: Any, party: Any, change: Hold, name: str, value: str) -> tuple[str, int, str]:
+    """Write ``value`` into the Tryton record for field ``name``: (model, id, attribute)."""
+    pool = Pool()
+    held = _row(cursor, change.relationship, name)
+    target = _address_target(pool, name, value)
+    if held is not None and held[0] == _ADDR and (target is None or target[0] != held[2]):
+        _drop_field(cursor, change.relationship, name)  # it moves to another record
+        held = None
+    if target is not None:
+        attr, stored = target
+        address = _held_address(cursor, party, change.relationship)
+        setattr(address, attr, stored)
+        address.save()
+        return _ADDR, int(address.id), attr
+    mechanisms = pool.get(_CM)
+    kind = _CONTACT.get(name, "other")
+    if kind == "email" and not _email_ok(value):
+        kind = "other"  # Tryton would refuse to save it as an email: keep it all the same
+    provenance = f"vrmproto: {name}, from {change.source}" + (
+        f", until {when(change.expires_ms)}" if change.expires_ms is not None else ""
+    )
+    mechanism = mechanisms(held[1]) if held is not None and held[0] == _CM else None
+    if mechanism is None:
+        mechanism = mechanisms(party=party)
+    mechanism.type, mechanism.value, mechanism.comment = kind, value, provenance
+    mechanism.name = name if kind == "other" else None
+    mechanism.save()
+    return _CM, int(mechanism.id), ""
+
+
+def _email_ok(value: str) -> bool:
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def _address_target(pool: Any, name: str, value: str) -> tuple[str, Any] | None:
+    """The address attribute and value for field ``name``, or None for a contact mechanism."""
+    if name in _ADDRESS:
+        return _ADDRESS[name], value
+    if name == "country":
+        found = pool.get("country.country").search(
+            ["OR", ("code", "=", value.upper()), ("name", "ilike", value)], limit=1
+        )
+        return ("country", found[0]) if found else None
+    if name == "region":
+        found = pool.get("country.subdivision").search(
+            ["OR", ("code", "ilike", f"%-{value}"), ("name", "ilike", value)], limit=1
+        )
+        return ("subdivision", found[0]) if found else None
+    return None
+
+
+def _held_address(cursor: Any, party: Any, relationship: str) -> Any:
+    """The party's address that held fields go to (made on first use)."""
+    addresses = Pool().get(_ADDR)
+    cursor.execute(*_FIELDS.select(_FIELDS.record, where=(
+        (_FIELDS.relationship == relationship) & (_FIELDS.model == _ADDR)), limit=1))  # fmt: skip
+    row = cursor.fetchone()
+    if row is not None:
+        return addresses(int(row[0]))
+    address = addresses(party=party)
+    address.save()
+    return address
+
+
+def _row(cursor: Any, relationship: str, name: str) -> tuple[str, int, str] | None:
+    cursor.execute(*_FIELDS.select(_FIELDS.model, _FIELDS.record, _FIELDS.attr, where=(
+        (_FIELDS.relationship == relationship) & (_FIELDS.field == name))))  # fmt: skip
+    row = cursor.fetchone()
+    return None if row is None else (str(row[0]), int(row[1]), str(row[2] or ""))
+
+
+def _forget_row(cursor: Any, relationship: str, name: str) -> None:
+    cursor.execute(*_FIELDS.delete(where=(
+        (_FIELDS.relationship == relationship) & (_FIELDS.field == name))))  # fmt: skip
+
+
+def _drop_field(cursor: Any, relationship: str, name: str) -> None:
+    """Delete the value held under ``name`` from Tryton, and the address once it is empty."""
+    held = _row(cursor, relationship, name)
+    if held is None:
+        return
+    model, record, attr = held
+    _forget_row(cursor, relationship, name)
+    records = Pool().get(model)
+    if model == _CM:
+        records.delete([records(record)])
+        return
+    address = records(record)
+    setattr(address, attr, None)
+    address.save()
+    cursor.execute(*_FIELDS.select(_FIELDS.field, where=(
+        (_FIELDS.model == _ADDR) & (_FIELDS.record == record)), limit=1))  # fmt: skip
+    if cursor.fetchone() is None:
+        records.delete([address])
+
+
+def _lead(party: Any, change: Lead) -> int:
+    """The intent thread's opportunity, made or brought up to date with this offer."""
+    pool = Pool()
+    opportunities = pool.get("sale.opportunity")
+    reference = "vrm-" + change.relationship
+    found = opportunities.search([("reference", "=", reference)], limit=1)
+    lead = found[0] if found else opportunities(reference=reference, party=party,
+                                                company=_company())  # fmt: skip
+    price: Money = change.price
+    lead.currency = _currency(price.currency)
+    lead.amount = Decimal(price.amount).scaleb(-price.exponent)
+    lead.description = change.description[:250]
+    conditions = "; ".join(change.conditions) or "none"
+    lead.comment = (
+        f"Offer {change.offer}: {change.description}\nPrice: {price}\n"
+        f"Conditions: {conditions}\nValid until: {when(change.valid_until_ms)}"
+    )
+    lead.save()
+    return int(lead.id)
+
+
+def _company() -> Any:
+    return Pool().get("company.company")(Transaction().context["company"])
+
+
+def _take_up(cursor: Any, party: Any, change: TakeUp) -> None:
+    """The offer's lead now belongs to the relationship that took it up (§5.4.5-2)."""
+    cursor.execute(*_EVENTS.select(_EVENTS.model, _EVENTS.record,
+                                   where=_EVENTS.id == change.offer))  # fmt: skip
+    row = cursor.fetchone()
+    if row is None or row[0] != "sale.opportunity":
+        _note(party, f"Takes up offer {change.offer}, which this CRM has no lead for")
+        return
+    lead = Pool().get("sale.opportunity")(int(row[1]))
+    lead.party = party
+    lead.save()
+    _note(lead, f"Taken up by relationship {change.relationship} (offer {change.offer})")
+    _note(party, f"Took up offer {change.offer} (opportunity {lead.number})")
+
+
+def _currency(code: str) -> Any:
+    """Tryton's currency ``code``, made with its ISO 4217 minor unit when it has none."""
+    currencies = Pool().get("currency.currency")
+    found = currencies.search([("code", "=", code)], limit=1)
+    if found:
+        return found[0]
+    exponent = Money(0, code).exponent
+    currency = currencies(name=code, code=code, symbol=code, digits=exponent,
+                          rounding=Decimal(1).scaleb(-exponent))  # fmt: skip
+    currency.save()
+    return currency
