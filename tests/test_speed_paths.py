@@ -7,6 +7,8 @@ the work each step does and what it leaves stored.
 - The SQLite store's point reads run on the calling thread and see every commit already made.
 - A vendor takes the relationship it has just stored as it kept it, and rebuilds it from the
   store whenever the store holds anything else (another process of the same vendor wrote it).
+- A relationship's live shares keep their packed form (:class:`~vrmproto._relationship.ShareMap`):
+  whatever is done to them, ``to_state()`` writes exactly the bytes packing them whole gives.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from typing import Any
 
 import pytest
 from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer, Reply
+from hypothesis import given
+from hypothesis import strategies as st
 from test_client import ServerVendor
 
-from vrmproto import Identity
+from vrmproto import Identity, _codec
 from vrmproto._envelope import Signed
+from vrmproto._relationship import Relationship, ShareMap
+from vrmproto._state import Role
 from vrmproto.client import Agent, RetryPolicy
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.store import (
@@ -148,3 +154,55 @@ async def test_a_relationship_changed_elsewhere_is_rebuilt_from_the_store() -> N
     assert store.head_reads >= 6  # every step rebuilt: the record had moved on
     history = await store.history(customer.thread)
     assert [h.index for h in history] == list(range(15))
+
+
+_HASHES = st.binary(min_size=32, max_size=32)
+_EXPIRES = st.integers(min_value=0, max_value=2**53 - 1)
+_SHARE_OPS = st.lists(st.one_of(
+    st.tuples(st.just("set"), _HASHES, _EXPIRES),
+    st.tuples(st.just("pop"), st.integers(min_value=0, max_value=40), st.booleans()),
+    st.tuples(st.just("del"), st.integers(min_value=0, max_value=40), st.booleans()),
+    st.tuples(st.just("update"), st.dictionaries(_HASHES, _EXPIRES, max_size=3), st.booleans()),
+    st.tuples(st.just("pack"), st.none(), st.none()),
+    st.tuples(st.just("reload"), st.none(), st.none()),
+), max_size=40)  # fmt: skip
+
+
+def _packed_whole(rel: Relationship) -> bytes:
+    """to_state() as it was before ShareMap: the whole map packed in one call."""
+    stored = _codec.decode_form(rel.to_state())
+    stored["shares"] = [[k, v] for k, v in sorted(rel.shares.items())]
+    return _codec.pack_sorted(stored)
+
+
+@given(_SHARE_OPS)
+def test_shares_kept_packed_are_the_bytes_packing_them_whole_gives(ops: list[Any]) -> None:
+    rel = Relationship(role=Role.VENDOR, identity=Identity(bytes(32)), thread=bytes(16),
+                       peer_key=bytes(range(32)), peer_enc_key=bytes(32))  # fmt: skip
+    for op, a, b in ops:
+        keys = sorted(rel.shares)
+        if op == "set":
+            rel.shares[a] = b
+        elif op in ("pop", "del") and keys:
+            key = keys[a % len(keys)] if b else bytes(32 - len(keys)) + b"\xff" * len(keys)
+            if op == "pop":
+                rel.shares.pop(key, None)
+            elif key in rel.shares:
+                del rel.shares[key]
+        elif op == "update":
+            (rel.shares.update if b else rel.shares.__ior__)(a)
+        elif op == "reload":
+            rel = Relationship.from_state(rel.to_state(), identity=rel.identity)
+        assert isinstance(rel.shares, ShareMap)
+        state = rel.to_state()
+        assert state == _packed_whole(rel)
+        assert Relationship.from_state(state, identity=rel.identity).shares == rel.shares
+
+
+def test_a_share_that_cannot_be_packed_changes_nothing() -> None:
+    shares = ShareMap([(b"a" * 32, 1)])
+    before = shares.packed()
+    with pytest.raises((OverflowError, TypeError, ValueError)):
+        shares[b"b" * 32] = 2**70
+    assert dict(shares) == {b"a" * 32: 1}
+    assert shares.packed() == before
