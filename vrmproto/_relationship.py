@@ -79,18 +79,19 @@ class ShareMap(dict[bytes, int]):
     gives (a test holds them to it); any change but adding or dropping one share starts over.
     """
 
-    __slots__ = ("_keys", "_packed", "_parts")
+    __slots__ = ("_changed", "_keys", "_packed", "_parts")
 
-    _keys: list[bytes] | None  # sorted; None until the first single change
+    _keys: list[bytes] | None  # sorted, while each entry is kept packed
     _parts: dict[bytes, bytes]  # each entry packed, while _keys is kept
     _packed: bytes | None  # the whole array
+    _changed: bool  # changed since made or since _forget
 
     def __init__(self, items: Iterable[tuple[bytes, int]] = ()) -> None:
         super().__init__(items)
         self._forget()
 
     def _forget(self) -> None:
-        self._keys, self._parts, self._packed = None, {}, None
+        self._keys, self._parts, self._packed, self._changed = None, {}, None, False
 
     def packed(self) -> bytes:
         """The canonical msgpack array of ``[hash, expires]`` pairs, in ascending hash order."""
@@ -102,26 +103,36 @@ class ShareMap(dict[bytes, int]):
                 self._packed = _codec.array_header(len(keys)) + b"".join([parts[k] for k in keys])
         return self._packed
 
-    def _kept(self) -> tuple[list[bytes], dict[bytes, bytes]]:
+    def _kept(self) -> tuple[list[bytes], dict[bytes, bytes]] | None:
+        """The entries packed one by one, from the second change on: a map read from a store,
+        changed once and written (a customer's step) packs whole, as cheaply as before."""
         if self._keys is None:
+            if not self._changed:
+                self._changed = True
+                return None
             self._parts = {k: _codec.pack_sorted([k, v]) for k, v in self.items()}
             self._keys = sorted(self)
         return self._keys, self._parts
 
     def __setitem__(self, key: bytes, value: int) -> None:
         part = _codec.pack_sorted([key, value])  # first: a value that cannot pack changes nothing
-        keys, parts = self._kept()
-        if key not in self:
-            insort(keys, key)
+        kept = self._kept()
+        if kept is not None:
+            keys, parts = kept
+            if key not in self:
+                insort(keys, key)
+            parts[key] = part
         super().__setitem__(key, value)
-        parts[key] = part
         self._packed = None
 
     def __delitem__(self, key: bytes) -> None:
         super().__delitem__(key)
-        if self._keys is not None:
-            del self._keys[bisect_left(self._keys, key)]
-            del self._parts[key]
+        kept = self._kept()
+        if kept is not None:
+            keys, parts = kept
+            if key in parts:  # else the entries were just packed from what is left
+                del keys[bisect_left(keys, key)]
+                del parts[key]
         self._packed = None
 
     def pop(self, key: bytes, *default: Any) -> Any:
