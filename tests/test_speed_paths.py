@@ -7,6 +7,8 @@ the work each step does and what it leaves stored.
 - The SQLite store's point reads run on the calling thread and see every commit already made.
 - A vendor takes the relationship it has just stored as it kept it, and rebuilds it from the
   store whenever the store holds anything else (another process of the same vendor wrote it).
+- An agent takes back the relationship its last step left when the store holds exactly its state,
+  and rebuilds it whenever another agent on the same store (another process) moved the thread.
 - A relationship's live shares keep their packed form (:class:`~vrmproto._relationship.ShareMap`):
   whatever is done to them, ``to_state()`` writes exactly the bytes packing them whole gives.
 """
@@ -28,7 +30,7 @@ from vrmproto import Identity, _codec
 from vrmproto._envelope import Signed
 from vrmproto._relationship import Relationship, ShareMap
 from vrmproto._state import Role
-from vrmproto.client import Agent, RetryPolicy
+from vrmproto.client import Agent, RetryPolicy, _ledger
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.store import (
     Commit,
@@ -154,6 +156,77 @@ async def test_a_relationship_changed_elsewhere_is_rebuilt_from_the_store() -> N
     assert store.head_reads >= 6  # every step rebuilt: the record had moved on
     history = await store.history(customer.thread)
     assert [h.index for h in history] == list(range(15))
+
+
+# -- the agent takes back the relationship its last step left (client/_ledger.py) ----------
+
+
+def count_rebuilds(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every relationship the agents' ledgers rebuild from a stored record, by thread."""
+    rebuilt: list[bytes] = []
+    load = _ledger._records.load
+
+    def counting(record: RelationshipRecord, *args: Any, **kw: Any) -> Relationship:
+        rebuilt.append(record.thread)
+        return load(record, *args, **kw)
+
+    monkeypatch.setattr(_ledger._records, "load", counting)
+    return rebuilt
+
+
+async def share(agent: Agent, n: int) -> None:
+    d = await agent.share("Acme", {"email": f"{n}@example.org"}, purposes=["delivery"],
+                          categories=["contact"], expires_ms=in_a_year())  # fmt: skip
+    assert d.confirmed, (d.status, d.error)
+
+
+async def test_an_agent_does_not_rebuild_the_relationship_its_last_step_stored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rebuilt = count_rebuilds(monkeypatch)
+    vendor = ServerVendor("Acme")
+    await vendor.start()
+    agent = await Agent.open(MemoryStore(), os.urandom(32), retry=RetryPolicy(attempts=1))
+    try:
+        await agent.connect(vendor.url)
+        await share(agent, 0)
+        before = len(rebuilt)
+        for n in range(1, 6):
+            await share(agent, n)
+        assert len(rebuilt) == before
+        (rel,) = await agent.relationships()
+        assert len(rel.shares) == 6
+    finally:
+        await agent.close()
+        await vendor.stop()
+
+
+async def test_an_agent_rebuilds_a_relationship_another_process_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two agents on one data directory (two vrm processes) share in turn in one relationship:
+    each must sign after what the other stored, not after what it kept itself."""
+    rebuilt = count_rebuilds(monkeypatch)
+    vendor = ServerVendor("Acme")
+    await vendor.start()
+    seed = os.urandom(32)
+    stores = [await SQLiteStore.open(tmp_path / "agent.db") for _ in range(2)]
+    one, two = [await Agent.open(s, seed, retry=RetryPolicy(attempts=1)) for s in stores]
+    try:
+        await one.connect(vendor.url)
+        for n in range(6):
+            await share((one, two)[n % 2], n)  # refused (chain_broken) if a stale one signed
+        assert len(rebuilt) >= 5  # each step after the other agent's rebuilt
+        (rel,) = await two.relationships()
+        assert len(rel.shares) == 6
+        history = await stores[0].history(rel.thread)
+        assert [h.index for h in history] == list(range(len(history)))
+    finally:
+        for agent in (one, two):
+            await agent.close()
+        for store in stores:
+            await store.close()
+        await vendor.stop()
 
 
 _HASHES = st.binary(min_size=32, max_size=32)
