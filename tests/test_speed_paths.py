@@ -9,12 +9,15 @@ the work each step does and what it leaves stored.
   store whenever the store holds anything else (another process of the same vendor wrote it).
 - An agent takes back the relationship its last step left when the store holds exactly its state,
   and rebuilds it whenever another agent on the same store (another process) moved the thread.
+- A vendor without metrics whose request log is off decodes nothing to log a request; with the
+  log on, every message is logged as before.
 - A relationship's live shares keep their packed form (:class:`~vrmproto._relationship.ShareMap`):
   whatever is done to them, ``to_state()`` writes exactly the bytes packing them whole gives.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -31,7 +34,7 @@ from vrmproto._envelope import Signed
 from vrmproto._relationship import Relationship, ShareMap
 from vrmproto._state import Role
 from vrmproto.client import Agent, RetryPolicy, _ledger
-from vrmproto.server import Endpoint, ReferencePolicy
+from vrmproto.server import Endpoint, ReferencePolicy, _observe
 from vrmproto.store import (
     Commit,
     HistoryEntry,
@@ -279,3 +282,46 @@ def test_a_share_that_cannot_be_packed_changes_nothing() -> None:
         shares[b"b" * 32] = 2**70
     assert dict(shares) == {b"a" * 32: 1}
     assert shares.packed() == before
+
+
+# -- a request nobody logs or counts is not decoded for it (server/_observe.py) ---------------
+
+
+async def test_requests_are_summarised_only_for_a_log_or_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    summarised: list[bytes] = []
+    summarize = _observe.summarize
+
+    def counting(body: bytes) -> Any:
+        summarised.append(body)
+        return summarize(body)
+
+    monkeypatch.setattr(_observe, "summarize", counting)
+    logger = logging.getLogger("vrmproto.server.requests")
+    lines: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record)
+
+    vendor = ServerVendor("Acme")
+    await vendor.start()
+    agent = await Agent.open(MemoryStore(), os.urandom(32), retry=RetryPolicy(attempts=1))
+    keep, level = Keep(), logger.level
+    try:
+        await agent.connect(vendor.url)
+        logger.setLevel(logging.WARNING)
+        await share(agent, 0)
+        assert summarised == []
+        assert lines == []
+        logger.addHandler(keep)
+        logger.setLevel(logging.INFO)
+        await share(agent, 1)
+        assert len(summarised) == 1
+        assert [r.fields["kind"] for r in lines] == ["data.share"]  # type: ignore[attr-defined]
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(level)
+        await agent.close()
+        await vendor.stop()
