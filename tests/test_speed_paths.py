@@ -11,12 +11,14 @@ the work each step does and what it leaves stored.
   and rebuilds it whenever another agent on the same store (another process) moved the thread.
 - A vendor without metrics whose request log is off decodes nothing to log a request; with the
   log on, every message is logged as before.
+- An event's body shows the same fields as when they were listed per message.
 - A relationship's live shares keep their packed form (:class:`~vrmproto._relationship.ShareMap`):
   whatever is done to them, ``to_state()`` writes exactly the bytes packing them whole gives.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -27,6 +29,7 @@ import pytest
 from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer, Reply
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import bodies
 from test_client import ServerVendor
 
 from vrmproto import Identity, _codec
@@ -34,7 +37,7 @@ from vrmproto._envelope import Signed
 from vrmproto._relationship import Relationship, ShareMap
 from vrmproto._state import Role
 from vrmproto.client import Agent, RetryPolicy, _ledger
-from vrmproto.server import Endpoint, ReferencePolicy, _observe
+from vrmproto.server import Endpoint, ReferencePolicy, _events, _observe
 from vrmproto.store import (
     Commit,
     HistoryEntry,
@@ -325,3 +328,25 @@ async def test_requests_are_summarised_only_for_a_log_or_metrics(
         logger.setLevel(level)
         await agent.close()
         await vendor.stop()
+
+
+# -- an event's body: the shown fields listed once per body class (server/_events.py) ---------
+
+
+class _Carrier:
+    """What _events._body reads of a message: its body."""
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+
+@given(bodies)
+def test_an_events_body_shows_what_listing_the_fields_per_message_showed(body: Any) -> None:
+    listed = {
+        f.name: _events._plain(getattr(body, f.name))
+        for f in dataclasses.fields(body)
+        if f.name not in _events._SKIPPED_FIELDS and getattr(body, f.name) is not None
+    }  # the definition before #12
+    shown = _events._body(_Carrier(body))  # type: ignore[arg-type]
+    assert shown == listed
+    assert list(shown) == list(listed)
