@@ -27,7 +27,12 @@ The last line is one JSON object:
   ``vendor_floor_ratio`` and ``agent_floor_ratio`` = CPU / floor.
 - ``growth``: CPU per message (both sides) with ``--growth-m`` messages per customer over the
   same with 8, same total (``share`` only; ``null`` with ``--no-growth``); ``growth_vendor`` and
-  ``growth_agent`` per side.
+  ``growth_agent`` per side. The short run has 32 times the customers of the long one, all
+  sending at once, so it also batches more (group commit, event-loop wake-ups) than the long
+  one: ``growth_same_flight`` is the same ratio with the short run's customers taking turns, as
+  many sending at once as in the long run - what the relationship's size alone costs.
+- ``--in-flight N``: at most N customers send at once (each sends all its messages, then the
+  next starts); default all.
 
 Run ``python bench/e2e.py`` (defaults: 16 customers x 125 shares, agents on MemoryStore, vendor on
 SQLite). Linux only for the CPU figures (``null`` elsewhere).
@@ -217,9 +222,10 @@ async def one_customer(agent: Agent, kind: str, m: int, urls: list[str],
     return sent
 
 
-async def drive(args: argparse.Namespace, k: int, m: int, urls: list[str], vendor_pid: int
-                ) -> Run:  # fmt: skip
-    """Open ``k`` agents, connect them (untimed), then time ``m`` messages each."""
+async def drive(args: argparse.Namespace, k: int, m: int, urls: list[str], vendor_pid: int, *,
+                in_flight: int = 0) -> Run:  # fmt: skip
+    """Open ``k`` agents, connect them (untimed), then time ``m`` messages each, at most
+    ``in_flight`` customers at once (0: all)."""
     with tempfile.TemporaryDirectory(prefix="vrm-e2e-") as tmp:
         agents = await open_agents(k, args.agent_store, tmp)
         try:
@@ -231,8 +237,13 @@ async def drive(args: argparse.Namespace, k: int, m: int, urls: list[str], vendo
             latencies: list[float] = []
             vendor0, agent0 = proc_cpu_s(vendor_pid), time.process_time()
             t0 = time.perf_counter()
-            counts = await asyncio.gather(*(one_customer(a, args.kind, m, urls, latencies)
-                                            for a, _ in agents))  # fmt: skip
+            turns = asyncio.Semaphore(in_flight or k)
+
+            async def customer(agent: Agent) -> int:
+                async with turns:
+                    return await one_customer(agent, args.kind, m, urls, latencies)
+
+            counts = await asyncio.gather(*(customer(a) for a, _ in agents))
             elapsed = time.perf_counter() - t0
             vendor1, agent1 = proc_cpu_s(vendor_pid), time.process_time()
         finally:
@@ -260,14 +271,14 @@ def start_vendors(store_kind: str, db: str, count: int) -> tuple[subprocess.Pope
     return proc, [int(p) for p in json.loads(line)]
 
 
-def measure(args: argparse.Namespace, k: int, m: int) -> Run:
+def measure(args: argparse.Namespace, k: int, m: int, in_flight: int = 0) -> Run:
     """One run against a fresh vendor subprocess."""
     vendors = args.vendors or DEFAULT_VENDORS[args.kind]
     with tempfile.TemporaryDirectory(prefix="vrm-e2e-vendor-") as db:
         proc, ports = start_vendors(args.vendor_store, db, vendors)
         try:
             urls = [f"http://127.0.0.1:{p}" for p in ports]
-            return asyncio.run(drive(args, k, m, urls, proc.pid))
+            return asyncio.run(drive(args, k, m, urls, proc.pid, in_flight=in_flight))
         finally:
             assert proc.stdin is not None
             proc.stdin.close()
@@ -282,20 +293,26 @@ def percentile(values: list[float], q: float) -> float:
 def growth(args: argparse.Namespace) -> dict[str, float | None]:
     """CPU per message at ``--growth-m`` messages per customer over the same at 8, with the
     same number of messages in all (share only)."""
-    none: dict[str, float | None] = {"growth": None, "growth_vendor": None, "growth_agent": None}
+    none: dict[str, float | None] = {"growth": None, "growth_vendor": None, "growth_agent": None,
+                                     "growth_same_flight": None}  # fmt: skip
     if args.no_growth or args.kind != "share":
         return none
     total = 4 * args.growth_m
     long_run = measure(args, total // args.growth_m, args.growth_m)
     short_run = measure(args, total // 8, 8)
-    if long_run.cpu_us is None or short_run.cpu_us is None:
+    turns_run = measure(args, total // 8, 8, in_flight=total // args.growth_m)
+    if long_run.cpu_us is None or short_run.cpu_us is None or turns_run.cpu_us is None:
         return none
-    lc, sc = long_run.cpu_us, short_run.cpu_us
+    lc, sc, tc = long_run.cpu_us, short_run.cpu_us, turns_run.cpu_us
     print(f"growth: {total // args.growth_m} x {args.growth_m}: vendor {lc['vendor']:.0f} us, "
           f"agent {lc['agent']:.0f} us; {total // 8} x 8: vendor {sc['vendor']:.0f} us, "
-          f"agent {sc['agent']:.0f} us per message")  # fmt: skip
+          f"agent {sc['agent']:.0f} us per message; {total // 8} x 8, "
+          f"{total // args.growth_m} at once: vendor {tc['vendor']:.0f} us, "
+          f"agent {tc['agent']:.0f} us")  # fmt: skip
     return {
         "growth": round((lc["vendor"] + lc["agent"]) / (sc["vendor"] + sc["agent"]), 3),
+        "growth_same_flight": round((lc["vendor"] + lc["agent"]) / (tc["vendor"] + tc["agent"]),
+                                    3),
         "growth_vendor": round(lc["vendor"] / sc["vendor"], 3),
         "growth_agent": round(lc["agent"] / sc["agent"], 3),
     }
@@ -346,6 +363,8 @@ def main() -> None:
     )
     parser.add_argument("--agent-store", choices=("memory", "sqlite"), default="memory")
     parser.add_argument("--vendor-store", choices=("sqlite", "memory"), default="sqlite")
+    parser.add_argument("--in-flight", type=int, default=0,
+                        help="at most this many customers send at once (default: all)")
     parser.add_argument("--no-growth", action="store_true", help="skip the growth runs")
     parser.add_argument(
         "--growth-m",
@@ -363,7 +382,7 @@ def main() -> None:
         f"e2e bench: {args.k} customers x {args.m} {args.kind}, agents on {args.agent_store}, "
         f"vendor on {args.vendor_store} in a subprocess, {os.cpu_count()} cores"
     )
-    run = measure(args, args.k, args.m)
+    run = measure(args, args.k, args.m, args.in_flight)
     floor = floor_us(args.kind)
     result = report(args, run, floor)
     result.update(growth(args))

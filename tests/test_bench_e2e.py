@@ -18,7 +18,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench" / "e2e.py"
 
 KEYS = {
     "msgs_per_s", "p50_ms", "p99_ms", "cpu_us", "floor_us", "vendor_floor_ratio",
-    "agent_floor_ratio", "growth", "messages",
+    "agent_floor_ratio", "growth", "growth_same_flight", "messages",
 }  # fmt: skip
 
 

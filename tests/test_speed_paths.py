@@ -7,10 +7,19 @@ the work each step does and what it leaves stored.
 - The SQLite store's point reads run on the calling thread and see every commit already made.
 - A vendor takes the relationship it has just stored as it kept it, and rebuilds it from the
   store whenever the store holds anything else (another process of the same vendor wrote it).
+- An agent takes back the relationship its last step left when the store holds exactly its state,
+  and rebuilds it whenever another agent on the same store (another process) moved the thread.
+- A vendor without metrics whose request log is off decodes nothing to log a request; with the
+  log on, every message is logged as before.
+- An event's body shows the same fields as when they were listed per message.
+- A relationship's live shares keep their packed form (:class:`~vrmproto._relationship.ShareMap`):
+  whatever is done to them, ``to_state()`` writes exactly the bytes packing them whole gives.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import time
 from pathlib import Path
@@ -18,12 +27,17 @@ from typing import Any
 
 import pytest
 from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer, Reply
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import bodies
 from test_client import ServerVendor
 
-from vrmproto import Identity
+from vrmproto import Identity, _codec
 from vrmproto._envelope import Signed
-from vrmproto.client import Agent, RetryPolicy
-from vrmproto.server import Endpoint, ReferencePolicy
+from vrmproto._relationship import Relationship, ShareMap
+from vrmproto._state import Role
+from vrmproto.client import Agent, RetryPolicy, _ledger
+from vrmproto.server import Endpoint, ReferencePolicy, _events, _observe
 from vrmproto.store import (
     Commit,
     HistoryEntry,
@@ -148,3 +162,191 @@ async def test_a_relationship_changed_elsewhere_is_rebuilt_from_the_store() -> N
     assert store.head_reads >= 6  # every step rebuilt: the record had moved on
     history = await store.history(customer.thread)
     assert [h.index for h in history] == list(range(15))
+
+
+# -- the agent takes back the relationship its last step left (client/_ledger.py) ----------
+
+
+def count_rebuilds(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every relationship the agents' ledgers rebuild from a stored record, by thread."""
+    rebuilt: list[bytes] = []
+    load = _ledger._records.load
+
+    def counting(record: RelationshipRecord, *args: Any, **kw: Any) -> Relationship:
+        rebuilt.append(record.thread)
+        return load(record, *args, **kw)
+
+    monkeypatch.setattr(_ledger._records, "load", counting)
+    return rebuilt
+
+
+async def share(agent: Agent, n: int) -> None:
+    d = await agent.share("Acme", {"email": f"{n}@example.org"}, purposes=["delivery"],
+                          categories=["contact"], expires_ms=in_a_year())  # fmt: skip
+    assert d.confirmed, (d.status, d.error)
+
+
+async def test_an_agent_does_not_rebuild_the_relationship_its_last_step_stored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rebuilt = count_rebuilds(monkeypatch)
+    vendor = ServerVendor("Acme")
+    await vendor.start()
+    agent = await Agent.open(MemoryStore(), os.urandom(32), retry=RetryPolicy(attempts=1))
+    try:
+        await agent.connect(vendor.url)
+        await share(agent, 0)
+        before = len(rebuilt)
+        for n in range(1, 6):
+            await share(agent, n)
+        assert len(rebuilt) == before
+        (rel,) = await agent.relationships()
+        assert len(rel.shares) == 6
+    finally:
+        await agent.close()
+        await vendor.stop()
+
+
+async def test_an_agent_rebuilds_a_relationship_another_process_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two agents on one data directory (two vrm processes) share in turn in one relationship:
+    each must sign after what the other stored, not after what it kept itself."""
+    rebuilt = count_rebuilds(monkeypatch)
+    vendor = ServerVendor("Acme")
+    await vendor.start()
+    seed = os.urandom(32)
+    stores = [await SQLiteStore.open(tmp_path / "agent.db") for _ in range(2)]
+    one, two = [await Agent.open(s, seed, retry=RetryPolicy(attempts=1)) for s in stores]
+    try:
+        await one.connect(vendor.url)
+        for n in range(6):
+            await share((one, two)[n % 2], n)  # refused (chain_broken) if a stale one signed
+        assert len(rebuilt) >= 5  # each step after the other agent's rebuilt
+        (rel,) = await two.relationships()
+        assert len(rel.shares) == 6
+        history = await stores[0].history(rel.thread)
+        assert [h.index for h in history] == list(range(len(history)))
+    finally:
+        for agent in (one, two):
+            await agent.close()
+        for store in stores:
+            await store.close()
+        await vendor.stop()
+
+
+_HASHES = st.binary(min_size=32, max_size=32)
+_EXPIRES = st.integers(min_value=0, max_value=2**53 - 1)
+_SHARE_OPS = st.lists(st.one_of(
+    st.tuples(st.just("set"), _HASHES, _EXPIRES),
+    st.tuples(st.just("pop"), st.integers(min_value=0, max_value=40), st.booleans()),
+    st.tuples(st.just("del"), st.integers(min_value=0, max_value=40), st.booleans()),
+    st.tuples(st.just("update"), st.dictionaries(_HASHES, _EXPIRES, max_size=3), st.booleans()),
+    st.tuples(st.just("pack"), st.none(), st.none()),
+    st.tuples(st.just("reload"), st.none(), st.none()),
+), max_size=40)  # fmt: skip
+
+
+def _packed_whole(rel: Relationship) -> bytes:
+    """to_state() as it was before ShareMap: the whole map packed in one call."""
+    stored = _codec.decode_form(rel.to_state())
+    stored["shares"] = [[k, v] for k, v in sorted(rel.shares.items())]
+    return _codec.pack_sorted(stored)
+
+
+@given(_SHARE_OPS)
+def test_shares_kept_packed_are_the_bytes_packing_them_whole_gives(ops: list[Any]) -> None:
+    rel = Relationship(role=Role.VENDOR, identity=Identity(bytes(32)), thread=bytes(16),
+                       peer_key=bytes(range(32)), peer_enc_key=bytes(32))  # fmt: skip
+    for op, a, b in ops:
+        keys = sorted(rel.shares)
+        if op == "set":
+            rel.shares[a] = b
+        elif op in ("pop", "del") and keys:
+            key = keys[a % len(keys)] if b else bytes(32 - len(keys)) + b"\xff" * len(keys)
+            if op == "pop":
+                rel.shares.pop(key, None)
+            elif key in rel.shares:
+                del rel.shares[key]
+        elif op == "update":
+            (rel.shares.update if b else rel.shares.__ior__)(a)
+        elif op == "reload":
+            rel = Relationship.from_state(rel.to_state(), identity=rel.identity)
+        assert isinstance(rel.shares, ShareMap)
+        state = rel.to_state()
+        assert state == _packed_whole(rel)
+        assert Relationship.from_state(state, identity=rel.identity).shares == rel.shares
+
+
+def test_a_share_that_cannot_be_packed_changes_nothing() -> None:
+    shares = ShareMap([(b"a" * 32, 1)])
+    before = shares.packed()
+    with pytest.raises((OverflowError, TypeError, ValueError)):
+        shares[b"b" * 32] = 2**70
+    assert dict(shares) == {b"a" * 32: 1}
+    assert shares.packed() == before
+
+
+# -- a request nobody logs or counts is not decoded for it (server/_observe.py) ---------------
+
+
+async def test_requests_are_summarised_only_for_a_log_or_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    summarised: list[bytes] = []
+    summarize = _observe.summarize
+
+    def counting(body: bytes) -> Any:
+        summarised.append(body)
+        return summarize(body)
+
+    monkeypatch.setattr(_observe, "summarize", counting)
+    logger = logging.getLogger("vrmproto.server.requests")
+    lines: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record)
+
+    vendor = ServerVendor("Acme")
+    await vendor.start()
+    agent = await Agent.open(MemoryStore(), os.urandom(32), retry=RetryPolicy(attempts=1))
+    keep, level = Keep(), logger.level
+    try:
+        await agent.connect(vendor.url)
+        logger.setLevel(logging.WARNING)
+        await share(agent, 0)
+        assert summarised == []
+        assert lines == []
+        logger.addHandler(keep)
+        logger.setLevel(logging.INFO)
+        await share(agent, 1)
+        assert len(summarised) == 1
+        assert [r.fields["kind"] for r in lines] == ["data.share"]  # type: ignore[attr-defined]
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(level)
+        await agent.close()
+        await vendor.stop()
+
+
+# -- an event's body: the shown fields listed once per body class (server/_events.py) ---------
+
+
+class _Carrier:
+    """What _events._body reads of a message: its body."""
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+
+@given(bodies)
+def test_an_events_body_shows_what_listing_the_fields_per_message_showed(body: Any) -> None:
+    listed = {
+        f.name: _events._plain(getattr(body, f.name))
+        for f in dataclasses.fields(body)
+        if f.name not in _events._SKIPPED_FIELDS and getattr(body, f.name) is not None
+    }  # the definition before #12
+    shown = _events._body(_Carrier(body))  # type: ignore[arg-type]
+    assert shown == listed
+    assert list(shown) == list(listed)

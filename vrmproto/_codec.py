@@ -45,6 +45,19 @@ def pack_sorted(value: Any) -> bytes:
 _pack = pack_sorted
 
 
+def array_header(length: int) -> bytes:
+    """The canonical header of an array of ``length`` items, to frame items packed apart
+    (msgpack's headers are always the shortest form, as §3.3-7 requires)."""
+    out: bytes = _Packer().pack_array_header(length)
+    return out
+
+
+def map_header(length: int) -> bytes:
+    """The canonical header of a map of ``length`` entries (see :func:`array_header`)."""
+    out: bytes = _Packer().pack_map_header(length)
+    return out
+
+
 def _no_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"extension type {code} is not allowed", clause="§3.3-5")
 

@@ -13,6 +13,8 @@ Send, receive and adopt share one entry check (:meth:`Relationship._enter`, step
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +37,7 @@ from vrmproto._rules import RULES, Effect, Turn, move, rotation_proof_bytes
 from vrmproto._state import Role, State
 from vrmproto._vocab import TermRef
 
-__all__ = ["DEFAULT_LIFETIME_MS", "Received", "Relationship", "Sent", "problem_for",
+__all__ = ["DEFAULT_LIFETIME_MS", "Received", "Relationship", "Sent", "ShareMap", "problem_for",
            "rotation_proof_bytes", "sign_problem"]
 
 _TERM_REF = Custom(TermRef)  # decodes stored term references through the shared cache
@@ -64,6 +66,108 @@ class Sent:
 
     message: Signed[Any]
     entry: Entry
+
+
+class ShareMap(dict[bytes, int]):
+    """A relationship's live data.shares (hash -> expires) that keeps the packed form
+    :meth:`Relationship.to_state` writes of it, ``[[hash, expires], ...]`` in ascending hash
+    order, up to date: a share added or dropped packs one entry, not every one.
+
+    A relationship holds every share it recorded and its state is written with each message
+    (more than once on the customer's side), so packing them all each time made the cost per
+    message grow with the relationship. The bytes are exactly what packing the sorted list
+    gives (a test holds them to it); any change but adding or dropping one share starts over.
+    """
+
+    __slots__ = ("_changed", "_keys", "_packed", "_parts")
+
+    _keys: list[bytes] | None  # sorted, while each entry is kept packed
+    _parts: dict[bytes, bytes]  # each entry packed, while _keys is kept
+    _packed: bytes | None  # the whole array
+    _changed: bool  # changed since made or since _forget
+
+    def __init__(self, items: Iterable[tuple[bytes, int]] = ()) -> None:
+        super().__init__(items)
+        self._forget()
+
+    def _forget(self) -> None:
+        self._keys, self._parts, self._packed, self._changed = None, {}, None, False
+
+    def packed(self) -> bytes:
+        """The canonical msgpack array of ``[hash, expires]`` pairs, in ascending hash order."""
+        if self._packed is None:
+            keys, parts = self._keys, self._parts
+            if keys is None:  # packed whole, in one call
+                self._packed = _codec.pack_sorted([[k, self[k]] for k in sorted(self)])
+            else:
+                self._packed = _codec.array_header(len(keys)) + b"".join([parts[k] for k in keys])
+        return self._packed
+
+    def _kept(self) -> tuple[list[bytes], dict[bytes, bytes]] | None:
+        """The entries packed one by one, from the second change on: a map read from a store,
+        changed once and written (a customer's step) packs whole, as cheaply as before."""
+        if self._keys is None:
+            if not self._changed:
+                self._changed = True
+                return None
+            self._parts = {k: _codec.pack_sorted([k, v]) for k, v in self.items()}
+            self._keys = sorted(self)
+        return self._keys, self._parts
+
+    def __setitem__(self, key: bytes, value: int) -> None:
+        part = _codec.pack_sorted([key, value])  # first: a value that cannot pack changes nothing
+        kept = self._kept()
+        if kept is not None:
+            keys, parts = kept
+            if key not in self:
+                insort(keys, key)
+            parts[key] = part
+        super().__setitem__(key, value)
+        self._packed = None
+
+    def __delitem__(self, key: bytes) -> None:
+        super().__delitem__(key)
+        kept = self._kept()
+        if kept is not None:
+            keys, parts = kept
+            if key in parts:  # else the entries were just packed from what is left
+                del keys[bisect_left(keys, key)]
+                del parts[key]
+        self._packed = None
+
+    def pop(self, key: bytes, *default: Any) -> Any:
+        if key in self:
+            value = self[key]
+            del self[key]
+            return value
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[bytes, int]:
+        self._forget()
+        return super().popitem()
+
+    def clear(self) -> None:
+        self._forget()
+        super().clear()
+
+    def setdefault(self, key: bytes, default: int) -> int:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._forget()
+        super().update(*args, **kwargs)
+
+    def __ior__(self, other: Any) -> ShareMap:  # type: ignore[override,misc]
+        self._forget()
+        super().__ior__(other)
+        return self
+
+
+#: to_state's map: the keys before "shares", "shares", the keys after (canonical order).
+_STATE_HEAD = _codec.map_header(20)
+_SHARES_KEY = _codec.pack_sorted("shares")
 
 
 def _invalid(detail: str, clause: str, path: str = "", code: Problem = Problem.INVALID_FIELD) -> (
@@ -103,7 +207,7 @@ class Relationship:
         self.offered: tuple[TermRef, ...] = ()  # terms of the open offer
         self.pending_offer: bytes | None = None
         self.counter: tuple[TermRef, ...] | None = None
-        self.shares: dict[bytes, int] = {}  # live data.share hash -> expires
+        self.shares: dict[bytes, int] = ShareMap()  # live data.share hash -> expires
         self.pending_withdraws: dict[bytes, tuple[bytes, ...]] = {}
         self.pending_requests: set[bytes] = set()
         self.awaiting_receipt: set[bytes] = set()  # ours, not yet acknowledged by the peer
@@ -326,9 +430,10 @@ class Relationship:
 
         The map below is written with its keys in canonical order and every nested map comes
         from ``to_wire`` (canonical by construction), so it is packed directly: this runs once
-        per message on a server, and a generic canonicalising walk would dominate its cost.
+        per message on a server, and a generic canonicalising walk would dominate its cost. The
+        shares, which grow with the relationship, come packed from :class:`ShareMap`.
         """
-        return _codec.pack_sorted({
+        before = _codec.pack_sorted({
             "agreement": self.agreement,
             "awaiting": sorted(self.awaiting_receipt),
             "counter": [t.to_wire() for t in self.counter] if self.counter is not None else None,
@@ -344,12 +449,17 @@ class Relationship:
             "requests": sorted(self.pending_requests),
             "retired": [[k, v] for k, v in sorted(self.retired.items())],
             "role": self.role.value,
-            "shares": [[k, v] for k, v in sorted(self.shares.items())],
+        })
+        after = _codec.pack_sorted({
             "state": self.state.value,
             "terms": [t.to_wire() for t in self.terms],
             "thread": self.thread,
             "withdraws": [[k, list(v)] for k, v in sorted(self.pending_withdraws.items())],
         })
+        shares = self.shares
+        packed = (shares if isinstance(shares, ShareMap) else ShareMap(shares.items())).packed()
+        # One map of 20 entries: each part's own (one-byte fixmap) header is left out.
+        return b"".join((_STATE_HEAD, before[1:], _SHARES_KEY, packed, after[1:]))
 
     @classmethod
     def from_state(
@@ -380,7 +490,7 @@ class Relationship:
             rel.offered = tuple(_TERM_REF.load(t, "$.offered") for t in s["offered"])
             rel.counter = (tuple(_TERM_REF.load(t, "$.counter") for t in s["counter"])
                            if s["counter"] is not None else None)
-            rel.shares = dict(s["shares"])
+            rel.shares = ShareMap(s["shares"])
             rel.pending_withdraws = {k: tuple(v) for k, v in s["withdraws"]}
             rel.pending_requests = set(s["requests"])
             rel.awaiting_receipt, rel.owed_receipts = set(s["awaiting"]), set(s["owed"])

@@ -23,6 +23,13 @@ working on this relationship; retrying"). Since another process may have changed
 each step drops it from the cache on taking the lock and reads it again from the store. The
 cache holds only what the store holds; after any failure mid-step the thread is dropped from it
 and re-read.
+
+Reading it again does not mean rebuilding it: the relationship object a step leaves behind is
+set aside when the next step takes the lock, and :meth:`Ledger.load` takes it back only when
+the store holds exactly its state (``to_state()``, the same bytes), the same history length and
+head link, and our identity in the thread by the stored records — else it rebuilds from the
+store as before. The thread's other records are always read afresh. Rebuilding decoded the
+whole state, every share the relationship recorded, at every step (#12).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from vrmproto import _records
-from vrmproto._history import Entry, verify_entries
+from vrmproto._history import GENESIS, Entry, History, verify_entries
 from vrmproto._keys import Identity, MasterSeed
 from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._relationship import Relationship
@@ -211,6 +218,8 @@ class Ledger:
         self.master = master
         self.limits = limits
         self._cache: dict[bytes, Thread] = {}
+        #: Relationships of threads a step has since locked, to take back if still as stored.
+        self._set_aside: dict[bytes, Relationship] = {}
         self._locks = ThreadLocks()
         self._told: set[bytes] = set()
         self._identities: dict[bytes, Identity] = {}  # by public key
@@ -226,7 +235,7 @@ class Ledger:
         waiting = on_wait if on_wait is not None else (lambda: self._busy(thread))
         async with self._locks.hold(thread), self.store.lock(LOCK_PREFIX + thread,
                                                               on_wait=waiting):
-            self.forget(thread)  # another process may have changed it since we cached it
+            self._set_aside_thread(thread)  # another process may have changed it since
             yield
 
     @property
@@ -283,7 +292,10 @@ class Ledger:
         meta = ThreadMeta.of(stored, await self.store.drafts(thread),
                              await self.store.save_points(thread))  # fmt: skip
         head = await self.store.history_head(thread)
-        rel = _records.load(record, head, identity=self.identity(meta), limits=self.limits)
+        identity = self.identity(meta)
+        rel = self._take_back(record, head, identity)
+        if rel is None:
+            rel = _records.load(record, head, identity=identity, limits=self.limits)
         t = Thread(rel, meta, record.peer_url)
         self.adopt(t)
         return t
@@ -305,8 +317,32 @@ class Ledger:
         self._identities[t.rel.identity.public_key] = t.rel.identity
 
     def forget(self, thread: bytes) -> None:
-        """Drop a thread from the cache, so the next step re-reads the store."""
+        """Drop a thread from the cache, so the next step re-reads the store and rebuilds it."""
         self._cache.pop(thread, None)
+        self._set_aside.pop(thread, None)
+
+    def _set_aside_thread(self, thread: bytes) -> None:
+        """Drop a thread from the cache, keeping its relationship for :meth:`_take_back`."""
+        t = self._cache.pop(thread, None)
+        if t is not None:
+            self._set_aside[thread] = t.rel
+
+    def _take_back(self, record: RelationshipRecord, head: HistoryEntry | None,
+                   identity: Identity) -> Relationship | None:  # fmt: skip
+        """The relationship set aside for ``record``'s thread if it is exactly what the store
+        holds (see the module docstring), its history resumed at the stored end; else None.
+        Taken out either way."""
+        rel = self._set_aside.pop(record.thread, None)
+        if rel is None:
+            return None
+        length, link = (head.index + 1, head.entry_hash) if head is not None else (0, GENESIS)
+        if (len(rel.history) != length or rel.history.head != link
+                or rel.identity.public_key != identity.public_key
+                or rel.to_state() != record.data):  # fmt: skip
+            return None
+        rel.identity = identity
+        rel.history = History.resume(length, link)
+        return rel
 
     def record(self, t: Thread, now: int) -> RelationshipRecord:
         return _records.to_record(t.rel, label=t.meta.name, peer_url=t.url, now=now)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from vrmproto.server._endpoint import Endpoint
-from vrmproto.server._logging import RequestLine, Summary, problem_code, summarize
+from vrmproto.server._logging import (
+    REQUEST_LOG,
+    RequestLine,
+    Summary,
+    problem_code,
+    summarize,
+)
 
 if TYPE_CHECKING:  # prometheus-client is loaded only by an endpoint that serves metrics
     from vrmproto.server._metrics import Metrics
@@ -81,6 +88,10 @@ def _record(request: web.Request, endpoint: Endpoint, metrics: Metrics | None,
             response: web.StreamResponse | None, seconds: float) -> None:  # fmt: skip
     status = response.status if response is not None else 500
     name = route_name(request)
+    logged = ((name in (INBOX_ROUTE, HISTORY_ROUTE) or status >= 400)
+              and REQUEST_LOG.isEnabledFor(logging.INFO))  # fmt: skip
+    if metrics is None and not logged:  # nobody reads it: no decoding, no formatting
+        return
     body = response.body if isinstance(response, web.Response) else None
     code = problem_code(body) if status >= 400 and isinstance(body, bytes) else None
     data = request.get(BODY_KEY)
@@ -88,7 +99,7 @@ def _record(request: web.Request, endpoint: Endpoint, metrics: Metrics | None,
     if metrics is not None:
         route = _ROUTE_LABELS.get(name or "", "other")
         metrics.observe(route, summary.kind, status, seconds, code)
-    if name in (INBOX_ROUTE, HISTORY_ROUTE) or status >= 400:
+    if logged:
         RequestLine(endpoint.name, request.path, request.remote or "", status, seconds * 1000,
                     summary, code).log()  # fmt: skip
 
