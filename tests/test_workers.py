@@ -5,6 +5,7 @@ and one supervisor with ``--workers 2`` on one port — on the session's private
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -19,9 +20,11 @@ import _postgres
 import aiohttp
 import pytest
 from _vendor_proc import Customer, post
+from aiohttp import web
 
 from vrmproto import Identity
 from vrmproto._binding import CONTENT_TYPE, DEFAULT_INBOX_PATH
+from vrmproto.server._events import Wakeup, follow
 from vrmproto.store import PostgresConfig, PostgresStore
 from vrmproto.testing import Outcome, run_suite
 
@@ -207,6 +210,67 @@ async def test_the_address_rate_limit_counts_requests_to_any_process(
         statuses = await _alternate(pair, 8, send)
         assert statuses[:6] == [400] * 6
         assert statuses[6:] == [429, 429]
+
+
+# -- the event feed across processes: LISTEN/NOTIFY wake-ups -------------------------------------
+
+#: The feed's poll in these tests: far longer than any wait below, which only a wake-up meets.
+HOUR_S = 3600
+WAKE_S = 30.0
+SECRET = "whsec_" + base64.b64encode(b"k" * 24).decode()
+
+
+@asynccontextmanager
+async def webhook_receiver() -> AsyncIterator[tuple[str, asyncio.Queue[dict[str, Any]]]]:
+    """A webhook receiver on 127.0.0.1: its URL, and the CloudEvents it got, in order."""
+    got: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def hook(request: web.Request) -> web.Response:
+        got.put_nowait(json.loads(await request.read()))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook", got
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_feed_wakes_every_process_on_a_commit_in_any_of_them(
+    postgres_config: PostgresConfig, tmp_path: Path
+) -> None:
+    """Two server processes, each with the same webhook and a feed poll of an hour (one of them
+    delivers, the other waits on its lock), and a follower of the feed in this process on
+    connections of its own. Messages accepted alternately by the two processes reach the
+    follower, and the webhook, each within a wait the poll could not meet: the commit's NOTIFY
+    woke them. (The follower read everything before each message was sent, so only a wake-up
+    brings it the next; the webhook's deliverer too, but for a moment after each delivery.)"""
+    async with webhook_receiver() as (url, delivered), \
+            await PostgresStore.open(postgres_config) as store:  # fmt: skip
+        extra = (f"[server]\nfeed_poll_s = {HOUR_S}\n"
+                 f'[[webhooks]]\nurl = "{url}"\nsecret = "{SECRET}"\nname = "crm"\n')  # fmt: skip
+        file = _vendor_file(tmp_path, postgres_config, {}, extra)
+        wakeup = Wakeup(poll_s=HOUR_S).watch(store)
+        await store.notices.listening()
+        feed = follow(store, wakeup)
+        async with vendor_process(file) as a, vendor_process(file) as b, \
+                aiohttp.ClientSession() as session:  # fmt: skip
+            for vendor in (a, b, a, b):
+                customer = Customer(VENDOR, base_url=vendor.url)
+                offer = customer.offer("vrm.no-tracking")
+                await customer.deliver(session, offer)  # accepted: opened, then accepted
+                kinds = [(await asyncio.wait_for(anext(feed), WAKE_S)).kind for _ in range(2)]
+                assert kinds == ["relationship.opened", "terms.accepted"]
+                pushed = [await asyncio.wait_for(delivered.get(), WAKE_S) for _ in range(2)]
+                assert [e["data"]["kind"] for e in pushed] == kinds
+                assert pushed[0]["id"] == "evt_" + offer.hash.hex()
+            await feed.aclose()
+            assert await a.stop() == 0
+            assert await b.stop() == 0
 
 
 # -- `--workers N`: one port, a supervisor, restarts, SIGTERM -------------------------------------
