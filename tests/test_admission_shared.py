@@ -30,6 +30,7 @@ from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.server._admission import SharedAdmission
 from vrmproto.server._workers import share_rate_limits
 from vrmproto.store import PostgresConfig, PostgresStore
+from vrmproto.store._pg_admission import ADMITTED, IN_FLIGHT_MS
 
 pytest.importorskip("asyncpg", reason="asyncpg is not installed (pip install -e '.[dev]')")
 
@@ -208,3 +209,27 @@ async def test_one_message_at_two_processes_at_once_counts_once(
             assert problem(third).clause == "§10-17"
             clock.now += 7 * DAY_MS + 1  # the next round starts afresh
             assert await b.expire_unagreed() == 2  # both expire: the budget is empty again
+
+
+async def test_a_process_that_died_before_storing_leaves_a_count_that_is_pruned(
+    postgres_config: PostgresConfig,
+) -> None:
+    """A process that admitted a first contact and died before storing it leaves the count in
+    the database; after IN_FLIGHT_MS it is pruned (at the next admission after the prune
+    interval) and the prefix's place is free again."""
+    clock = now_clock()
+    async with two_endpoints(postgres_config, Limits(open_relationships_per_address=1),
+                             clock) as (a, b):  # fmt: skip
+        assert isinstance(a.admission, SharedAdmission)
+        dead = a.admission._negotiations  # what the dead process did, and no more
+        day = a.admission.first_contacts
+        code, held, _, _ = await dead.admit(
+            PREFIX.encode(), b"\x01" * 32, now=clock.now, budget=1, name="first_contact",
+            rate=day.per_minute, burst=float(day.burst))  # fmt: skip
+        assert (code, held) == (ADMITTED, 0)
+        refused = await b.handle_inbox(intentcast(Customer(VENDOR), clock.now), client=CLIENT)
+        assert refused.status == 429
+        assert problem(refused).clause == "§10-17"
+        clock.now += IN_FLIGHT_MS + 1  # past both its time in flight and the prune interval
+        admitted = await b.handle_inbox(intentcast(Customer(VENDOR), clock.now), client=CLIENT)
+        assert admitted.status == 200
