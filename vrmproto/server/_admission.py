@@ -291,13 +291,13 @@ class SharedAdmission(Admission):
     def __init__(self, limits: Limits, *, clock: Callable[[], int], buckets: BucketStore,
                  negotiations: NegotiationStore) -> None:  # fmt: skip
         super().__init__(limits, clock=clock)
-        per_minute = 1 / _MINUTES_PER_DAY
         self.first_contacts = SharedRateLimiter(
-            buckets, "first_contact", limits.first_contacts_per_address_per_day * per_minute,
-            clock=clock, burst=limits.first_contacts_per_address_per_day)  # fmt: skip
+            buckets, "first_contact",
+            limits.first_contacts_per_address_per_day / _MINUTES_PER_DAY, clock=clock,
+            burst=limits.first_contacts_per_address_per_day)  # fmt: skip
         self.large = SharedRateLimiter(
             buckets, "large_first_contact",
-            limits.large_first_contacts_per_address_per_day * per_minute, clock=clock,
+            limits.large_first_contacts_per_address_per_day / _MINUTES_PER_DAY, clock=clock,
             burst=limits.large_first_contacts_per_address_per_day)  # fmt: skip
         self._negotiations = negotiations
         self._giving_back: set[asyncio.Task[None]] = set()
