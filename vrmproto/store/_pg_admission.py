@@ -12,11 +12,14 @@ Two ``UNLOGGED`` tables, made on first use beside ``rate_buckets``
   not a count.
 
 Admitting a first contact that opens a relationship is one statement, the function
-``vrm_open_admit``: it locks the prefix's count row (so processes admitting from one prefix at
-once take turns), refuses when the prefix holds ``open_relationships_per_address`` (§10-17),
-else takes a token of ``first_contacts_per_address_per_day`` from ``rate_buckets`` (§10-16),
-and counts the thread. A PL/pgSQL function runs each statement on a fresh snapshot, so what it
-reads after taking the lock includes everything committed by the process that held it before.
+``vrm_open_admit``: it raises the prefix's count unless it holds
+``open_relationships_per_address`` (§10-17) — which locks the count row, so processes admitting
+from one prefix at once take turns — then takes a token of
+``first_contacts_per_address_per_day`` from ``rate_buckets`` (§10-16) and records the thread;
+where either fails, it lowers the count again before it returns, in the same transaction. (A
+PL/pgSQL function runs each statement on a fresh snapshot, and an UPDATE that waited for a row
+lock re-reads the row: what it reads includes everything the process that held the lock before
+committed.)
 ``vrm_open_close`` stops counting a thread (it was settled, expired, or its message was not
 stored after all); it takes the count row's lock first too, so the two never wait on each other
 in opposite order.
@@ -69,25 +72,36 @@ _ADMIT_FUNCTION = f"""CREATE OR REPLACE FUNCTION vrm_open_admit(
 DECLARE
     v_taken boolean;
 BEGIN
-    INSERT INTO open_counts AS c (prefix, n) VALUES ($2, 0)
-        ON CONFLICT (prefix) DO UPDATE SET n = c.n RETURNING c.n INTO out_held;
-    IF out_held >= $7 AND NOT EXISTS (
-            SELECT 1 FROM open_negotiations WHERE thread = $6 AND prefix = $2) THEN
-        SELECT min(coalesce(r.updated_ms, o.at_ms)) INTO out_oldest
-            FROM open_negotiations o LEFT JOIN relationships r ON r.thread = o.thread
-            WHERE o.prefix = $2;
-        out_code := {OPEN_FULL};
+    -- count it, if there is room: the row is locked until COMMIT (and re-read if it was)
+    UPDATE open_counts SET n = n + 1 WHERE prefix = $2 AND n < $7 RETURNING n - 1 INTO out_held;
+    IF NOT FOUND THEN
+        INSERT INTO open_counts (prefix, n) VALUES ($2, 0) ON CONFLICT (prefix) DO NOTHING;
+        UPDATE open_counts SET n = n + 1 WHERE prefix = $2 AND n < $7
+            RETURNING n - 1 INTO out_held;
+    END IF;
+    IF NOT FOUND THEN  -- full, unless this thread is one of those counted
+        SELECT n INTO out_held FROM open_counts WHERE prefix = $2 FOR UPDATE;
+        IF NOT EXISTS (SELECT 1 FROM open_negotiations WHERE thread = $6 AND prefix = $2) THEN
+            SELECT min(coalesce(r.updated_ms, o.at_ms)) INTO out_oldest
+                FROM open_negotiations o LEFT JOIN relationships r ON r.thread = o.thread
+                WHERE o.prefix = $2;
+            out_code := {OPEN_FULL};
+            RETURN;
+        END IF;
+        {TAKE} INTO out_tokens, v_taken;
+        out_code := CASE WHEN v_taken THEN {ADMITTED} ELSE {DAY_SPENT} END;
         RETURN;
     END IF;
     {TAKE} INTO out_tokens, v_taken;
     IF NOT v_taken THEN
+        UPDATE open_counts SET n = n - 1 WHERE prefix = $2;
         out_code := {DAY_SPENT};
         RETURN;
     END IF;
     INSERT INTO open_negotiations (thread, prefix, at_ms) VALUES ($6, $2, $5)
         ON CONFLICT (thread) DO NOTHING;
-    IF FOUND THEN
-        UPDATE open_counts SET n = n + 1 WHERE prefix = $2;
+    IF NOT FOUND THEN  -- counted already (a delivery of the same message at once elsewhere)
+        UPDATE open_counts SET n = n - 1 WHERE prefix = $2;
     END IF;
     out_code := {ADMITTED};
 END $fn$"""  # noqa: S608 -- no input is written into the text
