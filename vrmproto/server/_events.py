@@ -195,7 +195,7 @@ def to_feed_event(e: EventRecord, now: int) -> FeedEvent:
 
 class Wakeup:
     """Wakes feed readers when this process commits an event (after the commit: an endpoint
-    hook, §12.12) and, once it :meth:`watch` es a store that tells (PostgreSQL's
+    hook, §12.12) and, once it watches a store that tells (:meth:`watch`; PostgreSQL's
     LISTEN/NOTIFY), when any process commits one. ``poll_s`` bounds the wait otherwise: for
     events other processes commit to a store that does not tell (SQLite), or a notification
     lost while the listening connection was down.
@@ -216,6 +216,12 @@ class Wakeup:
         if self._unwatch is None and isinstance(store, EventWatch):
             self._unwatch = store.watch_events(self.notify)
         return self
+
+    def unwatch(self) -> None:
+        """Stop waking on the store's word (closing the store stops it too)."""
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
 
     async def __call__(self, event: Event) -> None:  # an Endpoint hook
         self.notify()
