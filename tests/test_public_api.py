@@ -54,6 +54,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "StoreConflict", "StoreError",
         "StoreStats", "StoreUsage", "ThreadKind", "ThreadRecord",
         "DeadLetter", "EventRecord",  # the event feed (issue 14)
+        "EventWatch",  # its wake-ups across processes (issue 15)
     ),
     "vrmproto.testing": (
         "DEFAULT_REGISTRY", "Case", "CaseContext", "CaseFailed", "CaseRecord", "Exchange", "Info",

@@ -10,7 +10,9 @@ letters.
     vrm vendor events --config vendor.toml --replay         # deliver them again
 
 The store is the one ``vrm vendor serve`` uses for the same file (and ``--data-dir``). With
-``--follow`` in a process of its own, new events are found by reading the store once a second.
+``--follow`` in a process of its own, new events are found as they are committed on a
+``postgresql`` store (LISTEN/NOTIFY), and by reading the store every ``[server] feed_poll_s``
+seconds (default 1) on the others.
 """
 
 from __future__ import annotations
@@ -56,12 +58,14 @@ async def _open(file: VendorFile, name: str, data_dir: Path | None) -> Store:
     return await _cmd_vendor._open_store(file, directory)
 
 
-async def _read(store: Store, since: str | None, follow_: bool, as_json: bool) -> None:
+async def _read(store: Store, since: str | None, follow_: bool, as_json: bool,
+                poll_s: float) -> None:  # fmt: skip
     after: int | str = 0
     if since:
         after = int(since) if since.isdigit() else since
     try:
-        async for e in follow(store, Wakeup() if follow_ else None, after):
+        wakeup = Wakeup(poll_s).watch(store) if follow_ else None
+        async for e in follow(store, wakeup, after):
             click.echo(json.dumps(e.as_json()) if as_json else _line(e))
     except KeyError as exc:
         raise CliError(str(exc.args[0]), EXIT_USAGE, kind="usage") from None
@@ -91,7 +95,7 @@ async def _events(config_path: str, data_dir: Path | None, *, since: str | None,
         if dead or replay:
             await _dead(file, store, replay, as_json)
         else:
-            await _read(store, since, follow_, as_json)
+            await _read(store, since, follow_, as_json, file.server.feed_poll_s)
     finally:
         await store.close()
 

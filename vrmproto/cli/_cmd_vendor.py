@@ -133,8 +133,9 @@ async def serve_vendor(config: VendorConfig, *, identity: Identity, data_dir: Pa
                 worker.ready()
             async with contextlib.AsyncExitStack() as stack:
                 first = worker is None or worker.index == 0
-                if first:  # one deliverer per vendor: the others' events reach it by polling
-                    await stack.enter_async_context(running(endpoint, webhooks(file, server.url)))
+                if first:  # one deliverer per vendor: the others' commits wake it (NOTIFY)
+                    await stack.enter_async_context(running(
+                        endpoint, webhooks(file, server.url), poll_s=file.server.feed_poll_s))
                 if file.server.advertise and first:
                     await _advertise(stack, name=config.name, port=server.port,
                                      identity=identity, host=file.server.host)  # fmt: skip

@@ -174,8 +174,13 @@ async def apply(
         if ticket is not None:
             ticket.cancel()
         raise
-    if rel.state not in _LIVE:
-        ep.admission.close(msg.thread)  # settled: no longer an open negotiation (§10-17)
+    if rel.state not in _LIVE:  # settled: no longer an open negotiation (§10-17)
+        if not ep.admission.shared:
+            ep.admission.close(msg.thread)
+        elif (ticket is not None and ticket.thread is not None) or (
+            record is not None and State(record.state) in _LIVE
+        ):  # one the database counts: a round trip only where one was open
+            await ep.admission.aclose(msg.thread)
     ep._fire(step.event)  # after the commit, never before (§12.7-1)
     return response, Outcome.STORED
 

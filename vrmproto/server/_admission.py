@@ -21,21 +21,32 @@ injected, in ms.
 
 Charges are taken when the message is admitted, so that concurrent first contacts see them, and
 given back (:meth:`Ticket.cancel`) when the message is not stored after all.
+
+Several server processes over one database keep these budgets in it instead (§12.9-8):
+:class:`SharedAdmission`, whose awaitable :meth:`~Admission.aadmit` and
+:meth:`~Admission.aclose` the endpoint calls when :attr:`Admission.shared` is set (the
+in-memory path awaits nothing of its own).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
 
 from vrmproto._errors import Problem
 from vrmproto._limits import DAY_MS, Limits
-from vrmproto.server._ratelimit import RateLimiter
+from vrmproto.server._ratelimit import BucketStore, RateLimiter, SharedRateLimiter
 
-__all__ = ["MAX_PREFIXES", "Admission", "Refusal", "StorageBudget", "Ticket", "address_prefix"]
+__all__ = ["MAX_PREFIXES", "Admission", "NegotiationStore", "Refusal", "SharedAdmission",
+           "StorageBudget", "Ticket", "address_prefix"]  # fmt: skip
+
+log = logging.getLogger("vrmproto.server")
 
 #: Most client prefixes whose open relationships are tracked; the least recently active one is
 #: forgotten beyond (memory stays bounded whatever addresses a flood comes from).
@@ -109,17 +120,44 @@ class Ticket:
         if self.cancelled:
             return
         self.cancelled = True
-        a = self.admission
-        if self.day:
-            a.first_contacts.refund(self.prefix)
-        if self.large:
-            a.large.refund(self.prefix)
-        if self.thread is not None:
-            a.close(self.thread)
+        self.admission.give_back(self)
+
+
+def _too_many_large(limits: Limits) -> Refusal:
+    return Refusal(
+        Problem.TOO_LARGE,
+        f"a first contact is at most {limits.max_first_contact_bytes} bytes with at most "
+        f"{limits.max_unknown_body_bytes} bytes of unknown body keys; this address has sent its "
+        f"{limits.large_first_contacts_per_address_per_day} larger ones of the day",
+        "§10-15",
+    )
+
+
+def _too_many_open(limits: Limits, held: int, oldest: int, now: int) -> Refusal:
+    wait = math.ceil((oldest + limits.open_relationship_ttl_ms - now) / 1000)
+    return Refusal(
+        Problem.RATE_LIMITED,
+        f"this address holds {held} relationships without an agreement; no more are opened "
+        "from it until one is agreed or expires",
+        "§10-17", retry_after=min(max(wait, 1), 86_400),
+    )  # fmt: skip
+
+
+def _too_many_today(limits: Limits, wait: int) -> Refusal:
+    return Refusal(
+        Problem.RATE_LIMITED,
+        f"this address has opened its {limits.first_contacts_per_address_per_day} "
+        "relationships of the day",
+        "§10-16", retry_after=min(wait, 86_400),
+    )  # fmt: skip
 
 
 class Admission:
     """Per-prefix budgets for first contact (§11.8-2); one per endpoint."""
+
+    #: Whether the budgets are kept outside this process: the endpoint then awaits
+    #: :meth:`aadmit` and :meth:`aclose` instead of calling :meth:`admit` and :meth:`close`.
+    shared: ClassVar[bool] = False
 
     def __init__(self, limits: Limits, *, clock: Callable[[], int]) -> None:
         self.limits = limits
@@ -148,14 +186,7 @@ class Admission:
         limits = self.limits
         if large:
             if self.large.take(prefix):
-                return Refusal(
-                    Problem.TOO_LARGE,
-                    f"a first contact is at most {limits.max_first_contact_bytes} bytes with at "
-                    f"most {limits.max_unknown_body_bytes} bytes of unknown body keys; this "
-                    f"address has sent its {limits.large_first_contacts_per_address_per_day} "
-                    "larger ones of the day",
-                    "§10-15",
-                )  # fmt: skip
+                return _too_many_large(limits)
             ticket.large = True
         if not opens:
             self.touch(thread)
@@ -163,27 +194,35 @@ class Admission:
         held = self._open.get(prefix)
         if held is not None and len(held) >= limits.open_relationships_per_address:
             ticket.cancel()
-            oldest = min(held.values())
-            wait = math.ceil((oldest + limits.open_relationship_ttl_ms - self.clock()) / 1000)
-            return Refusal(
-                Problem.RATE_LIMITED,
-                f"this address holds {len(held)} relationships without an agreement; no more "
-                "are opened from it until one is agreed or expires",
-                "§10-17", retry_after=min(max(wait, 1), 86_400),
-            )  # fmt: skip
+            return _too_many_open(limits, len(held), min(held.values()), self.clock())
         wait = self.first_contacts.take(prefix)
         if wait:
             ticket.cancel()
-            return Refusal(
-                Problem.RATE_LIMITED,
-                "this address has opened its "
-                f"{limits.first_contacts_per_address_per_day} relationships of the day",
-                "§10-16", retry_after=min(wait, 86_400),
-            )  # fmt: skip
+            return _too_many_today(limits, wait)
         ticket.day = True
         self._track(prefix, thread)
         ticket.thread = thread
         return ticket
+
+    def give_back(self, ticket: Ticket) -> None:
+        """What :meth:`Ticket.cancel` gives back (see there)."""
+        if ticket.day:
+            self.first_contacts.refund(ticket.prefix)
+        if ticket.large:
+            self.large.refund(ticket.prefix)
+        if ticket.thread is not None:
+            self.close(ticket.thread)
+
+    # -- what the endpoint awaits where the budgets are shared (SharedAdmission) --------------
+
+    async def aadmit(self, client: str, thread: bytes, *, opens: bool,
+                     large: bool) -> Ticket | Refusal:  # fmt: skip
+        """:meth:`admit`, awaited."""
+        return self.admit(client, thread, opens=opens, large=large)
+
+    async def aclose(self, thread: bytes) -> None:
+        """:meth:`close`, awaited."""
+        self.close(thread)
 
     def _track(self, prefix: str, thread: bytes) -> None:
         held = self._open.setdefault(prefix, {})
@@ -211,3 +250,119 @@ class Admission:
             held.pop(thread, None)
             if not held:
                 del self._open[prefix]
+
+
+class NegotiationStore(Protocol):
+    """The open negotiations per prefix kept in a database that every server process shares
+    (§10-17, §12.9-8): :class:`vrmproto.store._pg_admission.PgOpenNegotiations`.
+
+    :meth:`admit` counts ``thread`` against ``prefix`` unless the prefix holds ``budget``
+    open negotiations, then takes a token from the day bucket ``name`` (``rate`` a minute,
+    ``burst``, at ``now``) of the :class:`~vrmproto.server._ratelimit.BucketStore` in the same
+    database, all at once; it answers (0 admitted, 1 refused by §10-17, 2 refused by §10-16;
+    the open negotiations held; the last activity (ms) of the oldest when refused by §10-17;
+    the day bucket's level after the take)."""
+
+    async def admit(
+        self, prefix: bytes, thread: bytes, *, now: int, budget: int, name: str, rate: float,
+        burst: float,
+    ) -> tuple[int, int, int | None, float | None]: ...
+
+    async def close(self, thread: bytes, *, unless_open: bool = False) -> None: ...
+
+
+class SharedAdmission(Admission):
+    """The first-contact budgets of :class:`Admission`, kept in a database that every server
+    process shares (§12.9-8), so that a prefix gets no more than the published budgets because
+    its requests reach different processes:
+
+    - the large first contacts a day (§10-15) and the relationships opened a day (§10-16):
+      token buckets of the ``buckets`` store, as :class:`SharedRateLimiter`;
+    - the open negotiations (§10-17): counted per prefix in ``negotiations``, checked and
+      counted in one statement with the day's token.
+
+    A message that opens a relationship costs one round trip to the database (none more for
+    one that does not); settling an open negotiation costs one (:meth:`aclose`). What a ticket
+    gives back when its message is not stored is given back in the background (a ticket is
+    cancelled from exception handlers, cancellation among them)."""
+
+    shared: ClassVar[bool] = True
+
+    def __init__(self, limits: Limits, *, clock: Callable[[], int], buckets: BucketStore,
+                 negotiations: NegotiationStore) -> None:  # fmt: skip
+        super().__init__(limits, clock=clock)
+        self.first_contacts = SharedRateLimiter(
+            buckets, "first_contact",
+            limits.first_contacts_per_address_per_day / _MINUTES_PER_DAY, clock=clock,
+            burst=limits.first_contacts_per_address_per_day)  # fmt: skip
+        self.large = SharedRateLimiter(
+            buckets, "large_first_contact",
+            limits.large_first_contacts_per_address_per_day / _MINUTES_PER_DAY, clock=clock,
+            burst=limits.large_first_contacts_per_address_per_day)  # fmt: skip
+        self._negotiations = negotiations
+        self._giving_back: set[asyncio.Task[None]] = set()
+
+    def open_count(self, prefix: str) -> int:
+        raise NotImplementedError("the open negotiations are counted in the database")
+
+    async def aadmit(self, client: str, thread: bytes, *, opens: bool,
+                     large: bool) -> Ticket | Refusal:  # fmt: skip
+        prefix = address_prefix(client)
+        ticket = Ticket(self, prefix)
+        limits = self.limits
+        if large:
+            if await self.large.atake(prefix):
+                return _too_many_large(limits)
+            ticket.large = True
+        if not opens:
+            return ticket
+        day = self.first_contacts
+        now = self.clock()
+        code, held, oldest, tokens = await self._negotiations.admit(
+            prefix.encode(), thread, now=now, budget=limits.open_relationships_per_address,
+            name="first_contact", rate=day.per_minute, burst=float(day.burst))  # fmt: skip
+        if code == 1:
+            ticket.cancel()
+            return _too_many_open(limits, held, now if oldest is None else oldest, now)
+        if code == 2:
+            ticket.cancel()
+            return _too_many_today(limits, day._wait_s(0.0 if tokens is None else tokens))
+        ticket.day = True
+        ticket.thread = thread
+        return ticket
+
+    async def aclose(self, thread: bytes) -> None:
+        await self._negotiations.close(thread)
+
+    def touch(self, thread: bytes) -> None:
+        """Nothing to do: the database reads a relationship's last activity from the store."""
+
+    def close(self, thread: bytes) -> None:
+        """:meth:`aclose`, in the background."""
+        self._background(self._negotiations.close(thread))
+
+    def give_back(self, ticket: Ticket) -> None:
+        self._background(self._give_back(ticket))
+
+    async def _give_back(self, ticket: Ticket) -> None:
+        if ticket.day:
+            await self.first_contacts.arefund(ticket.prefix)
+        if ticket.large:
+            await self.large.arefund(ticket.prefix)
+        if ticket.thread is not None:  # unless another process stored it meanwhile
+            await self._negotiations.close(ticket.thread, unless_open=True)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._giving_back.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._giving_back.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("first-contact budgets: giving back failed: %s", task.exception())
+
+    async def settled(self) -> None:
+        """Wait until everything given back has reached the database (for tests)."""
+        while self._giving_back:
+            await asyncio.gather(*self._giving_back, return_exceptions=True)

@@ -31,6 +31,7 @@ environment variables over it: what ``vrm vendor serve`` and ``vrm vendor check-
     tls_cert = "cert.pem"                        # serve HTTPS directly
     tls_key = "key.pem"
     workers = 4                       # processes serving the port (needs a postgresql store)
+    feed_poll_s = 1.0                 # the event feed's poll when nothing wakes it
     [store]
     kind = "sqlite"                   # or "memory", or "postgresql" with url = "postgresql://…"
     path = "vendor.db"                # relative to the data directory
@@ -215,6 +216,10 @@ class ServerSection(_Section):
     #: Processes serving the port, each with its own database pool (vrmproto.server._workers);
     #: more than one needs a postgresql store (spec §12.7-4, §12.9-8).
     workers: int = Field(default=1, ge=1, le=256)
+    #: Seconds between the event feed's reads of the store when nothing woke it: the latency
+    #: of other processes' events on a store that does not announce them (on PostgreSQL,
+    #: LISTEN/NOTIFY does; docs/events.md).
+    feed_poll_s: float = Field(default=1.0, gt=0, le=86_400)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -44,6 +44,7 @@ from vrmproto._messages import (
 from vrmproto._state import Role
 from vrmproto._vocab import TermRef
 from vrmproto.store import EventRecord, Store
+from vrmproto.store._base import EventWatch
 
 if TYPE_CHECKING:
     from vrmproto.server._accept import Step
@@ -205,14 +206,33 @@ def to_feed_event(e: EventRecord, now: int) -> FeedEvent:
 
 class Wakeup:
     """Wakes feed readers when this process commits an event (after the commit: an endpoint
-    hook, §12.12); ``poll_s`` bounds the wait for events other processes commit.
+    hook, §12.12) and, once it watches a store that tells (:meth:`watch`; PostgreSQL's
+    LISTEN/NOTIFY), when any process commits one. ``poll_s`` bounds the wait otherwise: for
+    events other processes commit to a store that does not tell (SQLite), or a notification
+    lost while the listening connection was down.
 
     A reader takes :meth:`arm` BEFORE it reads the store and awaits :meth:`wait` on it after,
     so a commit between the read and the wait is not missed."""
 
     def __init__(self, poll_s: float = 1.0) -> None:
+        if poll_s <= 0:
+            raise ValueError("poll_s must be positive")
         self.poll_s = poll_s
         self._changed = asyncio.Event()
+        self._unwatch: Callable[[], None] | None = None
+
+    def watch(self, store: Store) -> Wakeup:
+        """Also wake when ``store`` says events were committed, by any process
+        (:class:`~vrmproto.store.EventWatch`; nothing for a store that does not); ``self``."""
+        if self._unwatch is None and isinstance(store, EventWatch):
+            self._unwatch = store.watch_events(self.notify)
+        return self
+
+    def unwatch(self) -> None:
+        """Stop waking on the store's word (closing the store stops it too)."""
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
 
     async def __call__(self, event: Event) -> None:  # an Endpoint hook
         self.notify()
@@ -232,12 +252,15 @@ class Wakeup:
 _WAKEUPS: weakref.WeakKeyDictionary[Endpoint, Wakeup] = weakref.WeakKeyDictionary()
 
 
-def wakeup_of(ep: Endpoint) -> Wakeup:
-    """The endpoint's :class:`Wakeup`, subscribed to its hooks on first use."""
+def wakeup_of(ep: Endpoint, poll_s: float | None = None) -> Wakeup:
+    """The endpoint's :class:`Wakeup`, subscribed to its hooks and watching its store on first
+    use; ``poll_s``: set its poll interval."""
     found = _WAKEUPS.get(ep)
     if found is None:
-        found = _WAKEUPS[ep] = Wakeup()
+        found = _WAKEUPS[ep] = Wakeup().watch(ep.store)
         ep.subscribe(found)
+    if poll_s is not None:
+        found.poll_s = poll_s
     return found
 
 

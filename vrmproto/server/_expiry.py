@@ -58,7 +58,8 @@ async def expire_unagreed(ep: Endpoint, now: int) -> int:
         if Role(record.role) is not Role.VENDOR or record.updated_ms >= cutoff:
             continue
         if State(record.state) is State.AGREED:
-            ep.admission.close(record.thread)
+            if not ep.admission.shared:  # a database closed it when it was settled
+                ep.admission.close(record.thread)
             continue
         if await _expire_unagreed(ep, record.thread, cutoff):
             expired += 1
@@ -74,10 +75,10 @@ async def _expire_unagreed(ep: Endpoint, thread: bytes, cutoff: int) -> bool:
         if fresh is None or fresh.updated_ms >= cutoff:
             return False
         if ever_agreed(ep, fresh):
-            ep.admission.close(thread)  # agreed since, outside an inbox step
+            await ep.admission.aclose(thread)  # agreed since, outside an inbox step
             return False
         await ep.store.commit(Commit(drop=(thread,)))  # with its held rows and save points
-    ep.admission.close(thread)
+    await ep.admission.aclose(thread)
     return True
 
 

@@ -112,7 +112,11 @@ async def admit(
         if not opens and not is_large:
             ep.admission.touch(msg.thread)
             return None
-        admitted = ep.admission.admit(client, msg.thread, opens=opens, large=is_large)
+        admission = ep.admission
+        if admission.shared:  # in the database shared by several processes (§12.9-8)
+            admitted = await admission.aadmit(client, msg.thread, opens=opens, large=is_large)
+        else:
+            admitted = admission.admit(client, msg.thread, opens=opens, large=is_large)
         if isinstance(admitted, Ticket):
             return admitted
     return await _refuse(ep, msg, record, admitted, client, opens=opens, fresh=fresh)

@@ -128,7 +128,8 @@ def render(hook: Webhook, event: FeedEvent, now_s: int) -> tuple[bytes, dict[str
 
 class Deliverer:
     """Pushes the feed of ``store`` to ``hook`` until cancelled (see the module docstring).
-    ``wakeup`` wakes it when this process commits an event; ``clock`` gives ms."""
+    ``wakeup`` wakes it when this process — and, where the Wakeup watches a PostgreSQL store,
+    any process — commits an event; ``clock`` gives ms."""
 
     def __init__(
         self,
@@ -242,12 +243,14 @@ class Deliverer:
 
 
 @contextlib.asynccontextmanager
-async def running(endpoint: Endpoint, hooks: Sequence[Webhook]) -> AsyncIterator[list[Deliverer]]:
-    """Deliver ``endpoint``'s feed to each of ``hooks`` while the block runs."""
+async def running(endpoint: Endpoint, hooks: Sequence[Webhook], *,
+                  poll_s: float | None = None) -> AsyncIterator[list[Deliverer]]:  # fmt: skip
+    """Deliver ``endpoint``'s feed to each of ``hooks`` while the block runs; woken by the
+    endpoint's commits and, on PostgreSQL, every process's (``poll_s``: the fallback poll)."""
     if not hooks:
         yield []
         return
-    wakeup = wakeup_of(endpoint)
+    wakeup = wakeup_of(endpoint, poll_s)
     async with aiohttp.ClientSession() as session:
         deliverers = [Deliverer(h, endpoint.store, session, wakeup=wakeup, clock=endpoint.clock)
                       for h in hooks]  # fmt: skip

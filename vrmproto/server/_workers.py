@@ -4,7 +4,7 @@ A supervisor binds the listening socket once (so ``port = 0`` still means one po
 worker processes that inherit it; each serves it on an event loop and a database pool of its
 own, and the kernel hands each new connection to one of them. What must hold across them holds
 in the database: one answer per ``(from, id)`` (§12.7-4), the replay records (§12.6), the rate
-limits (§12.9-8).
+limits and the first-contact budgets (§12.9-8).
 
 The supervisor waits until every worker says it is serving before it reports the service
 listening. On SIGTERM or SIGINT it passes SIGTERM to every worker, waits for them to finish
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from vrmproto.server._admission import SharedAdmission
 from vrmproto.server._ratelimit import SharedRateLimiter
 
 if TYPE_CHECKING:
@@ -50,11 +51,13 @@ Emit = Callable[[str, str, dict[str, Any]], None]
 
 
 def share_rate_limits(endpoint: Endpoint, store: Store) -> bool:
-    """Keep ``endpoint``'s per-sender and per-address rate limits in ``store``'s database when
-    it is a :class:`~vrmproto.store.PostgresStore` (§12.9-8), so that every process serving
-    from that database enforces them together; True if it did. (Pass the store itself, not a
+    """Keep ``endpoint``'s per-sender and per-address rate limits (§12.9-5) and its
+    first-contact budgets per address prefix (§10-15 to §10-17) in ``store``'s database when it
+    is a :class:`~vrmproto.store.PostgresStore` (§12.9-8), so that every process serving from
+    that database enforces them together; True if it did. (Pass the store itself, not a
     wrapper around it.)"""
     from vrmproto.store import PostgresStore  # noqa: PLC0415 -- asyncpg only where used
+    from vrmproto.store._pg_admission import PgOpenNegotiations  # noqa: PLC0415
     from vrmproto.store._pg_rates import PgRateBuckets  # noqa: PLC0415
 
     if not isinstance(store, PostgresStore):
@@ -65,6 +68,8 @@ def share_rate_limits(endpoint: Endpoint, store: Store) -> bool:
                                               clock=clock)  # fmt: skip
     endpoint.address_limit = SharedRateLimiter(
         buckets, "address", limits.rate_per_address_per_minute, clock=clock)  # fmt: skip
+    endpoint.admission = SharedAdmission(limits, clock=clock, buckets=buckets,
+                                         negotiations=PgOpenNegotiations(store))  # fmt: skip
     return True
 
 

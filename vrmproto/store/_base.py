@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from vrmproto._errors import VrmError
 from vrmproto.store._rows import (
@@ -56,6 +56,7 @@ __all__ = [
     "DedupeRecord",
     "DraftRecord",
     "EventRecord",
+    "EventWatch",
     "HeldRecord",
     "HistoryEntry",
     "IntentRecord",
@@ -396,3 +397,16 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class EventWatch(Protocol):
+    """A store that tells when events were committed to it by any process, its own or another
+    sharing the database (:class:`~vrmproto.store.PostgresStore`: LISTEN/NOTIFY). The event
+    feed's readers wake on it (``vrmproto.server._events.Wakeup.watch``); a store without it is
+    polled."""
+
+    def watch_events(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake()`` (in the event loop, never awaited) after each commit that wrote
+        events, and whenever some may have been missed; returns what stops it."""
+        ...

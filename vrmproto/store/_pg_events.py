@@ -6,7 +6,8 @@ so two transactions could commit their events out of ``pos`` order and a reader 
 one's ``pos`` would never see the earlier one's. So every transaction that writes events takes
 one transaction-level advisory lock just before (held to its COMMIT): events become visible in
 ``pos`` order, whichever process wrote them. They are written last in a transaction, so the
-lock is held only for the insert and the commit.
+lock is held only for the insert and the commit. The statement that takes it also notifies
+every process's feed readers, when the transaction commits (:mod:`vrmproto.store._pg_notify`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from vrmproto.store import _sqlite_events as lite
 from vrmproto.store._base import Commit
+from vrmproto.store._pg_notify import CHANNEL
 from vrmproto.store._rows import DeadLetter, EventRecord
 
 if TYPE_CHECKING:
@@ -59,8 +61,9 @@ async def redact(conn: Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> 
 async def apply_events(conn: Connection, commits: Sequence[Commit]) -> None:
     """Parts 23–26 of ``commits``, in order (events in Commit order)."""
     events = [lite.event_row(e) for c in commits for e in c.events]
-    if events:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _ORDER_LOCK)
+    if events:  # in order; and every process's feed readers wake at COMMIT (_pg_notify)
+        await conn.execute("SELECT pg_advisory_xact_lock($1), pg_notify($2, current_schema())",
+                           _ORDER_LOCK, CHANNEL)  # fmt: skip
         await conn.execute(_INSERT, *(list(col) for col in zip(*events, strict=True)))
     for c in commits:
         if not lite.has_event_parts(c):

@@ -25,12 +25,14 @@ if TYPE_CHECKING:
 
     from vrmproto.store._postgres import PostgresStore
 
-__all__ = ["PRUNE_EVERY_MS", "PgRateBuckets"]
+__all__ = ["PRUNE_EVERY_MS", "TABLE", "TAKE", "PgRateBuckets"]
 
 #: How often (by the callers' clock) one process deletes the rows of full buckets.
 PRUNE_EVERY_MS = 60_000
 
-_TABLE = """CREATE UNLOGGED TABLE IF NOT EXISTS rate_buckets (
+#: The buckets' table (also made by :mod:`vrmproto.store._pg_admission`, whose function takes
+#: from it).
+TABLE = """CREATE UNLOGGED TABLE IF NOT EXISTS rate_buckets (
     name text NOT NULL, key bytea NOT NULL, tokens double precision NOT NULL,
     at_ms bigint NOT NULL, full_ms bigint NOT NULL, taken boolean NOT NULL,
     PRIMARY KEY (name, key))"""
@@ -42,7 +44,9 @@ _FULL = "$5::bigint + ceil(greatest($4::float8 - {level}, 0) * 60000.0 / $3::flo
 
 _AFTER_TAKE = f"(CASE WHEN {_LEVEL} >= 1 THEN {_LEVEL} - 1 ELSE {_LEVEL} END)"
 
-_TAKE = f"""INSERT INTO rate_buckets AS b (name, key, tokens, at_ms, full_ms, taken)
+#: Take a token if there is one ($1 name, $2 key, $3 rate, $4 burst, $5 now): the level after,
+#: and whether one was taken.
+TAKE = f"""INSERT INTO rate_buckets AS b (name, key, tokens, at_ms, full_ms, taken)
     VALUES ($1::text, $2::bytea, $4::float8 - 1, $5::bigint,
             {_FULL.format(level="($4::float8 - 1)")}, $4::float8 >= 1)
     ON CONFLICT (name, key) DO UPDATE SET
@@ -85,7 +89,7 @@ class PgRateBuckets:
         async with conn.transaction():
             key = advisory_key(self._store.config.schema, "rate_buckets")
             await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
-            await conn.execute(_TABLE)
+            await conn.execute(TABLE)
 
     async def _ready(self, now: int) -> None:
         if not self._made:
@@ -100,7 +104,7 @@ class PgRateBuckets:
         """Take a token if the bucket holds one; the level after, and whether it was taken."""
         await self._ready(now)
         row = await self._store._pooled(
-            lambda conn: conn.fetchrow(_TAKE, name, key, rate, burst, now)
+            lambda conn: conn.fetchrow(TAKE, name, key, rate, burst, now)
         )
         assert row is not None
         return float(row[0]), bool(row[1])

@@ -29,7 +29,10 @@ the message's dedupe key and answers with the stored response, as for any replay
 Reads run on :attr:`PostgresConfig.pool_size` connections handed out in turn
 (:mod:`vrmproto.store._pg_conns`); each sees every Commit whose future has resolved. Locks
 (spec §11.11-2) are session advisory locks on one more connection
-(:mod:`vrmproto.store._pg_locks`). The schema is versioned (:mod:`vrmproto.store._pg_schema`)
+(:mod:`vrmproto.store._pg_locks`). A transaction that writes events notifies every process's
+feed readers at its COMMIT; they listen (LISTEN/NOTIFY, :mod:`vrmproto.store._pg_notify`) on
+one more connection per store, opened only once a reader watches
+(:meth:`PostgresStore.watch_events`). The schema is versioned (:mod:`vrmproto.store._pg_schema`)
 and migrated on open.
 """
 
@@ -59,6 +62,7 @@ from vrmproto.store._pg_apply import apply_commit, apply_group, groupable
 from vrmproto.store._pg_conns import Connections
 from vrmproto.store._pg_events import EventReads
 from vrmproto.store._pg_locks import AdvisoryLocks
+from vrmproto.store._pg_notify import EventNotices
 from vrmproto.store._pg_reads import SELECT_OUTBOX, TypedReads
 from vrmproto.store._pg_schema import SCHEMA_VERSION, check_schema_name, migrate
 from vrmproto.store._sqlite import StoreStats
@@ -178,6 +182,7 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
         self._readers = Connections(self._connect, config.pool_size)
         self._started = False
         self._locks = AdvisoryLocks(self._connect, config.schema)
+        self.notices = EventNotices(self._connect, config.schema)
 
     @classmethod
     async def open(cls, config: PostgresConfig | str) -> PostgresStore:
@@ -239,6 +244,7 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
         self._closed = True
         self._queue.put_nowait(None)
         await asyncio.gather(*self._writers, return_exceptions=True)
+        await self.notices.close()
         await self._locks.close()
         await self._readers.close()
 
@@ -394,6 +400,15 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
             lambda conn: conn.execute("DELETE FROM dedupe WHERE expires_ms < $1", now_ms)
         )
         return int(status.split()[-1])
+
+    def watch_events(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake()`` after each commit, by any process on this database and schema, that
+        wrote events (LISTEN/NOTIFY on one connection of its own, opened again if lost; see
+        :mod:`vrmproto.store._pg_notify`); returns what stops it
+        (:class:`~vrmproto.store.EventWatch`)."""
+        if self._closed:
+            raise StoreError("store is closed")
+        return self.notices.watch(wake)
 
     def lock(
         self, name: bytes, *, on_wait: Callable[[], None] | None = None
