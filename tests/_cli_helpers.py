@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -139,3 +140,47 @@ class VendorProcess:
         self.proc.send_signal(signal.SIGTERM)
         out, _ = self.proc.communicate(timeout=15)
         return self.proc.returncode, out
+
+
+# -- what every CLI test file needs ----------------------------------------------------------
+
+
+def new_home(tmp_path: Path) -> Path:
+    """A data directory as `vrm init` makes it (made in-process: init has its own test)."""
+    from vrmproto.cli._home import Home, Settings  # noqa: PLC0415
+
+    path = tmp_path / "you"
+    Home(path).init(os.urandom(32), Settings(name="Doc"))
+    return path
+
+
+@contextlib.contextmanager
+def vendor_host(*keys: str) -> Iterator[VendorHost]:
+    """A :class:`VendorHost` running the vendors of ``examples/vendors/<key>.toml``."""
+    h = VendorHost()
+    try:
+        for key in keys:
+            h.add(key)
+        yield h
+    finally:
+        h.close()
+
+
+def ok(r: Result) -> Result:
+    """A success: exit 0, no traceback."""
+    assert r.code == 0, r
+    assert "Traceback" not in r.stderr, r
+    return r
+
+
+def fails(r: Result, code: int, *words: str) -> Result:
+    """A failure: exit ``code``, one sentence on stderr naming ``words``, no traceback
+    (beside any warnings, ``vrm: warning: …``, which say something else)."""
+    assert r.code == code, r
+    assert "Traceback" not in r.stderr, r
+    lines = [line for line in r.stderr.splitlines()
+             if line.startswith("vrm: ") and not line.startswith("vrm: warning: ")]  # fmt: skip
+    assert len(lines) == 1, r
+    for word in words:
+        assert word in lines[0], r
+    return r

@@ -28,14 +28,17 @@ from tests._cli_helpers import (
     ROOT,
     VENDOR_FILES,
     VRM,
-    Result,
     VendorHost,
     VendorProcess,
     cli_env,
+    fails,
+    new_home,
+    ok,
+    vendor_host,
     vrm,
 )
 from vrmproto import Money
-from vrmproto.cli._home import Home, Settings
+from vrmproto.cli._home import Home
 from vrmproto.cli._parse import parse_duration, parse_money, parse_term
 from vrmproto.cli._seedtext import SeedTextError, seed_from_text, seed_to_text
 from vrmproto.client._paths import endpoint_path
@@ -45,40 +48,15 @@ from vrmproto.client._paths import endpoint_path
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[VendorHost]:
-    h = VendorHost()
-    try:
-        for key in ("avis", "budget", "hertz", "outfitters", "market"):
-            h.add(key)
+    with vendor_host("avis", "budget", "hertz", "outfitters", "market") as h:
         yield h
-    finally:
-        h.close()
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    """A data directory as `vrm init` makes it (made in-process: init has its own test)."""
-    path = tmp_path / "you"
-    Home(path).init(os.urandom(32), Settings(name="Doc"))
-    return path
+    return new_home(tmp_path)
 
 
-def ok(r: Result) -> Result:
-    assert r.code == 0, r
-    assert "Traceback" not in r.stderr, r
-    return r
-
-
-def fails(r: Result, code: int, *words: str) -> Result:
-    """A failure: exit ``code``, one sentence on stderr naming ``words``, no traceback
-    (beside any warnings, ``vrm: warning: …``, which say something else)."""
-    assert r.code == code, r
-    assert "Traceback" not in r.stderr, r
-    lines = [line for line in r.stderr.splitlines()
-             if line.startswith("vrm: ") and not line.startswith("vrm: warning: ")]
-    assert len(lines) == 1, r
-    for word in words:
-        assert word in lines[0], r
-    return r
 
 
 def closed_port() -> int:

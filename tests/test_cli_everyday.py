@@ -12,49 +12,25 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests._cli_helpers import Result, VendorHost, vrm
-from vrmproto.cli._home import Home, Settings
+from tests._cli_helpers import VendorHost, fails, new_home, ok, vendor_host, vrm
 
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[VendorHost]:
-    h = VendorHost()
-    try:
-        for key in ("avis", "budget", "hertz", "outfitters"):
-            h.add(key)
+    with vendor_host("avis", "budget", "hertz", "outfitters") as h:
         yield h
-    finally:
-        h.close()
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    path = tmp_path / "you"
-    Home(path).init(os.urandom(32), Settings(name="Doc"))
-    return path
+    return new_home(tmp_path)
 
 
-def ok(r: Result) -> Result:
-    assert r.code == 0, r
-    assert "Traceback" not in r.stderr, r
-    return r
-
-
-def fails(r: Result, code: int, *words: str) -> Result:
-    assert r.code == code, r
-    assert "Traceback" not in r.stderr, r
-    lines = [line for line in r.stderr.splitlines()
-             if line.startswith("vrm: ") and not line.startswith("vrm: warning: ")]
-    assert len(lines) == 1, r
-    for word in words:
-        assert word in lines[0], r
-    return r
 
 
 def cast(home: Path, host: VendorHost) -> dict[str, object]:

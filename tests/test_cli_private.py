@@ -22,9 +22,17 @@ from typing import Any
 
 import pytest
 
-from tests._cli_helpers import ROOT, VRM, VendorHost, VendorProcess, cli_env, vrm
+from tests._cli_helpers import (
+    ROOT,
+    VRM,
+    VendorHost,
+    VendorProcess,
+    cli_env,
+    new_home,
+    vendor_host,
+    vrm,
+)
 from vrmproto._envelope import open_envelope
-from vrmproto.cli._home import Home, Settings
 from vrmproto.cli._seedtext import seed_to_text
 from vrmproto.client._ledger import LOCK_PREFIX
 from vrmproto.store import SQLiteStore
@@ -48,19 +56,13 @@ def usual_umask() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[VendorHost]:
-    h = VendorHost()
-    try:
-        h.add("avis")
+    with vendor_host("avis") as h:
         yield h
-    finally:
-        h.close()
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    path = tmp_path / "you"
-    Home(path).init(os.urandom(32), Settings(name="Doc"))
-    return path
+    return new_home(tmp_path)
 
 
 def test_a_data_directory_others_could_read_is_made_private_with_a_warning(

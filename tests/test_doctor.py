@@ -9,27 +9,20 @@ from typing import Any
 
 import pytest
 
-from tests._cli_helpers import VENDOR_FILES, Result, VendorHost, vrm
+from tests._cli_helpers import VENDOR_FILES, Result, VendorHost, new_home, vendor_host, vrm
 from vrmproto.cli import LocalVendor, load_vendor_config
-from vrmproto.cli._home import Home, Settings
 from vrmproto.cli._seedtext import seed_to_text
 
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[VendorHost]:
-    h = VendorHost()
-    try:
-        h.add("avis")
+    with vendor_host("avis") as h:
         yield h
-    finally:
-        h.close()
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    path = tmp_path / "you"
-    Home(path).init(os.urandom(32), Settings(name="Doc"))
-    return path
+    return new_home(tmp_path)
 
 
 def checks(r: Result) -> dict[str, dict[str, Any]]:

@@ -4,15 +4,13 @@ reached only through the relay; its offer comes back ranked."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _cli_helpers import VENDOR_FILES, Result, VendorProcess, vrm
+from _cli_helpers import VENDOR_FILES, VendorProcess, new_home, ok, vrm
 from _nostr_relay import relay
 
-from vrmproto.cli._home import Home, Settings
 from vrmproto.server._config import ConfigError, parse_vendor_file
 
 
@@ -24,15 +22,8 @@ def relay_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    path = tmp_path / "you"
-    Home(path).init(os.urandom(32), Settings(name="Doc"))
-    return path
+    return new_home(tmp_path)
 
-
-def ok(r: Result) -> Result:
-    assert r.code == 0, r
-    assert "Traceback" not in r.stderr, r
-    return r
 
 
 def test_the_relays_you_keep_are_the_default(home: Path) -> None:

@@ -4,36 +4,24 @@ reached under another URL is the same relationship (item 6)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests._cli_helpers import Result, VendorHost, vrm
-from vrmproto.cli._home import Home, Settings
+from tests._cli_helpers import VendorHost, new_home, ok, vendor_host, vrm
 
 
 @pytest.fixture
 def host() -> Iterator[VendorHost]:
-    h = VendorHost()
-    try:
-        h.add("outfitters")
+    with vendor_host("outfitters") as h:
         yield h
-    finally:
-        h.close()
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    path = tmp_path / "you"
-    Home(path).init(os.urandom(32), Settings(name="Doc"))
-    return path
+    return new_home(tmp_path)
 
-
-def ok(r: Result) -> Result:
-    assert r.code == 0, r
-    return r
 
 
 def test_outbox_lists_drops_and_retries(home: Path, host: VendorHost) -> None:

@@ -182,6 +182,8 @@ def test_the_total_cap_fits_the_open_file_limit() -> None:
     assert limits.total_cap(256) == 192
     assert limits.total_cap(100_000) == 1024
     assert limits.total_cap(10) == 1
+    # what one wake-up of the event loop may accept before closed connections free theirs
+    assert limits.total_cap(384, accept_burst=128) == 192
 
 
 @pytest.mark.parametrize("bad", [
@@ -193,18 +195,22 @@ def test_connection_limits_are_checked(bad: dict[str, int]) -> None:
         ConnectionLimits(**bad)
 
 
-# -- the issue's reproduction, small: a vendor with 256 file descriptors (§11.8) ---------------
+# -- the issue's reproduction, small: a vendor with 384 file descriptors (§11.8) ---------------
 
 
-async def test_slow_headers_do_not_take_a_vendor_with_256_descriptors_offline(
+async def test_slow_headers_do_not_take_a_vendor_with_384_descriptors_offline(
     tmp_path: Path,
 ) -> None:
     """Hundreds of never-finished heads from three addresses, more than the vendor has file
     descriptors: an honest customer still gets discovery and a receipt, and the vendor's log
-    holds no traceback. (Before issue 10 the honest request waited in the listen queue.)"""
+    holds no traceback. (Before issue 10 the honest request waited in the listen queue.)
+
+    384 descriptors leave 192 connections once the reserve and the listen backlog are kept
+    free. With 256 and no room for the backlog, a burst of accepts ran out of descriptors
+    about one run in four, and the shedding that follows closed most of the flood."""
     # The longest header deadline §10.1-5 allows: the slow heads are held by the cap and the
     # eviction order, not by a deadline that a busy CI machine can outlast while flooding.
-    command = (f'ulimit -n 256 && exec "{sys.executable}" "{HERE / "_vendor_proc.py"}" '
+    command = (f'ulimit -n 384 && exec "{sys.executable}" "{HERE / "_vendor_proc.py"}" '
                f'"{tmp_path / "vendor.db"}" {VENDOR_SEED.hex()} 20000')  # fmt: skip
     proc = await asyncio.create_subprocess_shell(
         command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,

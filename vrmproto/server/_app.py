@@ -348,7 +348,7 @@ async def serve_app(
         lingering_time=lingering_time,
     )
     await runner.setup()
-    guard = ConnectionGuard(connection_limits)
+    guard = ConnectionGuard(connection_limits, accept_burst=backlog)
     site = ConnectionSite(
         runner, host, port, guard=guard, answer=_error_answer(endpoint), backlog=backlog,
         handler_kwargs={"access_log": access_log, "lingering_time": lingering_time},

@@ -74,7 +74,9 @@ class ConnectionLimits:
     idle_timeout_ms: int = 20_000
     #: §10.1-3: open connections in total; at the limit the connection that has waited longest
     #: for a request is closed to make room (or, if every one is busy, the new one is refused).
-    #: Lowered to the process's open-file limit minus ``open_file_reserve``.
+    #: Lowered to the process's open-file limit minus ``open_file_reserve`` and the listen
+    #: backlog (an event loop accepts up to a backlog of connections at one wake-up, before
+    #: the ones closed to make room give their descriptors back).
     max_connections: int = 1024
     #: §10.1-3: file descriptors kept free for the store and the logs when ``max_connections``
     #: is fitted to the process's open-file limit.
@@ -109,14 +111,17 @@ class ConnectionLimits:
             raise ValueError(f"max_header_line_bytes must not exceed {MAX_HEADER_LINE_BYTES}"
                              " (§12.4-5)")  # fmt: skip
 
-    def total_cap(self, open_files: int | None = None) -> int:
+    def total_cap(self, open_files: int | None = None, *, accept_burst: int = 0) -> int:
         """``max_connections``, lowered to fit ``open_files`` descriptors (default: this
-        process's soft ``RLIMIT_NOFILE``) minus ``open_file_reserve``, and at least 1."""
+        process's soft ``RLIMIT_NOFILE``) minus ``open_file_reserve`` and ``accept_burst`` (the
+        connections accepted at once before closed ones release theirs: the listen backlog),
+        and at least 1 (§10.1-3)."""
         if open_files is None:
             open_files = _open_file_limit()
         if open_files is None:
             return self.max_connections
-        return max(1, min(self.max_connections, open_files - self.open_file_reserve))
+        room = open_files - self.open_file_reserve - accept_burst
+        return max(1, min(self.max_connections, room))
 
     def address_key(self, address: str) -> str:
         """The key a client address is counted under: the address itself, or its prefix
@@ -190,9 +195,10 @@ class ConnectionGuard:
         *,
         clock: Callable[[], float] = time.monotonic,
         open_files: int | None = None,
+        accept_burst: int = 0,
     ) -> None:
         self.limits = limits
-        self.cap = limits.total_cap(open_files)
+        self.cap = limits.total_cap(open_files, accept_burst=accept_burst)
         if self.cap < limits.max_connections:
             log.info("at most %d open HTTP connections (the open-file limit allows no more)",
                      self.cap)  # fmt: skip
