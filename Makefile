@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest bench vectors clean
+.PHONY: demo test integration lint typecheck pytest bench vectors clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ demo: $(VENV)/.runtime
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not integration"
+
+# Whole conformance-suite runs through nginx, PostgreSQL workers, a mounted sub-app and a
+# rate-limited target (~1.5 min): .ci/run runs them after make test.
+integration: $(VENV)/.installed
+	$(BIN)/python -m pytest -m integration
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -41,6 +41,7 @@ def _not_passed(result: object) -> dict[str, tuple[str, str | None]]:
             if r.outcome not in (Outcome.PASSED, Outcome.INFORMATIONAL, Outcome.SKIPPED)}
 
 
+@pytest.mark.integration
 async def test_the_suite_waits_out_the_targets_rate_limit() -> None:
     """Finding 5: a target whose per-address budget the suite outruns (as a second run right
     after the first does) got false failures, every one 429 rate_limited. The suite waits out

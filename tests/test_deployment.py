@@ -40,6 +40,7 @@ async def _vendor(deployment: Deployment) -> Server:
 PROXY_ANSWERS = ("CONN-003",)
 
 
+@pytest.mark.integration
 async def test_conformance_passes_through_nginx(tmp_path: Path) -> None:
     """Acceptance: the suite, strict, through nginx, against the public URL it advertises."""
     upstream = await _vendor(Deployment.of(None, ["127.0.0.1/32"]))

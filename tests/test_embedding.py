@@ -85,6 +85,7 @@ async def test_the_shops_own_pages_and_404_are_unchanged(shop_url: str) -> None:
             assert r.headers["Content-Type"] == CONTENT_TYPE
 
 
+@pytest.mark.integration
 async def test_conformance_passes_strict_against_the_mounted_vendor(
     shop_url: str, tmp_path: Path
 ) -> None:

@@ -602,6 +602,7 @@ async def test_a_vendor_file_naming_a_postgresql_store_serves_from_it(
         assert [h.msg_hash for h in await s.history(receipt.thread)][:1] == [msg_hash]
 
 
+@pytest.mark.integration
 async def test_the_conformance_suite_passes_strict_against_a_vendor_on_postgresql(
     postgres_config: PostgresConfig,
 ) -> None:

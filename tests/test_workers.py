@@ -331,6 +331,7 @@ async def _suite_against_two_workers(
             if r.outcome not in (Outcome.PASSED, Outcome.INFORMATIONAL)}  # fmt: skip
 
 
+@pytest.mark.integration
 async def test_the_conformance_suite_passes_strict_against_two_workers(
     postgres_config: PostgresConfig, tmp_path: Path
 ) -> None:
