@@ -25,6 +25,8 @@ from vrmproto.store import (
     StoreConflict,
     StoreError,
 )
+from vrmproto.store import _locks as _store_locks
+from vrmproto.store._locks import SWEEP_AFTER, FileLocks
 from vrmproto.store._sqlite import _SCHEMA_V1, SCHEMA_VERSION, _apply_group, _connect_writer
 from vrmproto.testing.store_contract import (
     BOB,
@@ -408,7 +410,65 @@ async def test_sqlite_locks_are_shared_by_store_objects_on_one_file(tmp_path: Pa
             await waited.wait()
             assert not got.is_set()
         await task
-        assert os.listdir(tmp_path / "vrm.db-locks") == []  # a lock file lives while held
+
+
+async def test_sqlite_lock_files_do_not_pile_up(tmp_path: Path) -> None:
+    """A lock file stays after its step (the next step only opens it again), but a sweep - on a
+    store object's first lock, then after every SWEEP_AFTER new names - removes every file
+    nobody holds, and never one that is held."""
+    locks = tmp_path / "vrm.db-locks"
+    async with await SQLiteStore.open(tmp_path / "vrm.db") as a, \
+            await SQLiteStore.open(tmp_path / "vrm.db") as b:  # fmt: skip
+        async with a.lock(b"held"):
+            for i in range(3 * SWEEP_AFTER):
+                async with b.lock(b"n%d" % i):
+                    pass
+                assert len(os.listdir(locks)) <= SWEEP_AFTER + 1
+            assert (locks / b"held".hex()).exists()  # b's sweeps left a's held lock alone
+            waited = asyncio.Event()
+            got = asyncio.Event()
+
+            async def take() -> None:
+                async with b.lock(b"held", on_wait=waited.set):
+                    got.set()
+
+            task = asyncio.create_task(take())
+            await waited.wait()  # and it still excludes
+            assert not got.is_set()
+        await task
+    assert os.listdir(locks)  # left for the next process ...
+    async with await SQLiteStore.open(tmp_path / "vrm.db") as c, c.lock(b"x"):
+        assert os.listdir(locks) == [b"x".hex()]  # ... whose first lock sweeps them away
+
+
+async def test_a_lock_file_swept_between_open_and_lock_is_not_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A taker that opened a lock file just before another store object's sweep unlinked it
+    locks a file no name leads to any more: it sees so and starts over on the name's new file."""
+    a = FileLocks(tmp_path / "locks")
+    b = FileLocks(tmp_path / "locks")
+    async with a.hold(b"t"):
+        pass  # the file stays
+    inodes: list[int] = []
+    flock = _store_locks._flock
+    assert flock is not None
+
+    def swept_first(fd: int) -> None:
+        if not inodes:
+            inodes.append(os.fstat(fd).st_ino)
+            monkeypatch.setattr(_store_locks, "_flock", flock)  # the sweep's own lock
+            assert b.sweep() == 1  # between a's open and its lock
+            monkeypatch.setattr(_store_locks, "_flock", swept_first)
+        else:
+            inodes.append(os.fstat(fd).st_ino)
+        flock(fd)
+
+    monkeypatch.setattr(_store_locks, "_flock", swept_first)
+    async with a.hold(b"t"):
+        held = os.stat(tmp_path / "locks" / b"t".hex()).st_ino
+    assert len(inodes) == 2
+    assert held == inodes[1]  # a holds the name's new file, not the swept one
 
 
 _LOCK_HOLDER = """

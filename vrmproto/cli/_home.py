@@ -6,7 +6,7 @@ Layout (default ``~/.vrm``; ``VRM_HOME`` or ``--data-dir`` choose another)::
     settings.json   the person's name and terms (written atomically)
     agent.db        the agent's SQLite store: relationships, histories, outbox, intentcasts
                     and their offers, notes of what was shared (with its -wal and -shm files)
-    agent.db-locks/ a lock file per relationship while a vrm process works on it (§11.11-2)
+    agent.db-locks/ a lock file per relationship a vrm process worked on lately (§11.11-2)
     intents.json, shares.json   notes of earlier releases: imported into agent.db once and
                     renamed ``*.imported`` (:mod:`vrmproto.cli._notes_import`)
 
