@@ -34,6 +34,10 @@ The last line is one JSON object:
 - ``--in-flight N``: at most N customers send at once (each sends all its messages, then the
   next starts); default all.
 
+``--loop``: the event loop of both processes — ``auto`` (default) as the ``vrm`` runners pick
+it: uvloop where it is installed (``vrmproto[speed]``), else asyncio's; ``asyncio`` or
+``uvloop`` to compare the two.
+
 Run ``python bench/e2e.py`` (defaults: 16 customers x 125 shares, agents on MemoryStore, vendor on
 SQLite). Linux only for the CPU figures (``null`` elsewhere).
 """
@@ -55,12 +59,13 @@ from typing import Any
 
 from nacl import bindings as sodium
 
-from vrmproto import Identity, Limits, Money
+from vrmproto import Identity, Limits, Money, _loop
 from vrmproto.client import DEFAULT_TERMS, Agent
 from vrmproto.server import CatalogueItem, Endpoint, ReferencePolicy, serve
 from vrmproto.store import MemoryStore, SQLiteStore, Store
 
 KINDS = ("share", "address", "intentcast")
+LOOPS = {"auto": None, "asyncio": False, "uvloop": True}
 DEFAULT_VENDORS = {"share": 1, "address": 200, "intentcast": 20}
 # The bench measures the message path, not the rate limiter or first-contact admission: every
 # customer here comes from 127.0.0.1. Allow far more than it sends.
@@ -258,10 +263,11 @@ async def drive(args: argparse.Namespace, k: int, m: int, urls: list[str], vendo
     return Run(n, elapsed, latencies, cpu)
 
 
-def start_vendors(store_kind: str, db: str, count: int) -> tuple[subprocess.Popen[str], list[int]]:
+def start_vendors(store_kind: str, db: str, count: int, loop: str
+                  ) -> tuple[subprocess.Popen[str], list[int]]:  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", "--vendor-store", store_kind, "--db", db,
-         "--vendors", str(count)],
+         "--vendors", str(count), "--loop", loop],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -275,10 +281,11 @@ def measure(args: argparse.Namespace, k: int, m: int, in_flight: int = 0) -> Run
     """One run against a fresh vendor subprocess."""
     vendors = args.vendors or DEFAULT_VENDORS[args.kind]
     with tempfile.TemporaryDirectory(prefix="vrm-e2e-vendor-") as db:
-        proc, ports = start_vendors(args.vendor_store, db, vendors)
+        proc, ports = start_vendors(args.vendor_store, db, vendors, args.loop)
         try:
             urls = [f"http://127.0.0.1:{p}" for p in ports]
-            return asyncio.run(drive(args, k, m, urls, proc.pid, in_flight=in_flight))
+            return _loop.run(drive(args, k, m, urls, proc.pid, in_flight=in_flight),
+                             fast=LOOPS[args.loop])
         finally:
             assert proc.stdin is not None
             proc.stdin.close()
@@ -325,6 +332,7 @@ def report(args: argparse.Namespace, run: Run, floor: dict[str, float]) -> dict[
         "kind": args.kind, "k": args.k, "m": args.m,
         "vendors": args.vendors or DEFAULT_VENDORS[args.kind],
         "agent_store": args.agent_store, "vendor_store": args.vendor_store,
+        "loop": "uvloop" if _loop.loop_factory(LOOPS[args.loop]) else "asyncio",
         "messages": run.messages, "msgs_per_s": round(rate, 1),
         "latency_of": "message" if args.kind == "share" else "round",
         "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
@@ -365,6 +373,8 @@ def main() -> None:
     parser.add_argument("--vendor-store", choices=("sqlite", "memory"), default="sqlite")
     parser.add_argument("--in-flight", type=int, default=0,
                         help="at most this many customers send at once (default: all)")
+    parser.add_argument("--loop", choices=tuple(LOOPS), default="auto",
+                        help="event loop of both processes (auto: uvloop if installed)")
     parser.add_argument("--no-growth", action="store_true", help="skip the growth runs")
     parser.add_argument(
         "--growth-m",
@@ -376,7 +386,8 @@ def main() -> None:
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve_vendors(args.vendor_store, args.db, args.vendors or 1))
+        _loop.run(serve_vendors(args.vendor_store, args.db, args.vendors or 1),
+                  fast=LOOPS[args.loop])
         return
     print(
         f"e2e bench: {args.k} customers x {args.m} {args.kind}, agents on {args.agent_store}, "

@@ -6,7 +6,6 @@ and after it (``vrm relationships --json``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from vrmproto import _loop
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._home import Home, Settings
 from vrmproto.cli._notes_import import import_notes
@@ -96,8 +96,9 @@ def pass_env(f: Callable[..., T]) -> Callable[..., T]:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run one command's coroutine on a fresh event loop."""
-    return asyncio.run(coro)
+    """Run one command's coroutine on a fresh event loop: uvloop's where it is installed
+    (``vrmproto[speed]``, see :mod:`vrmproto._loop`)."""
+    return _loop.run(coro)
 
 
 @contextlib.asynccontextmanager
