@@ -119,9 +119,10 @@ class Point:
     state: bytes  # Relationship.to_state()
 
 
-def capture(rel: Relationship) -> Point:
-    """The point ``rel`` stands at now."""
-    return Point(rel.thread, len(rel.history), rel.history.head, rel.to_state())
+def capture(rel: Relationship, *, state: bytes | None = None) -> Point:
+    """The point ``rel`` stands at now (``state``: its ``to_state()`` if already made)."""
+    return Point(rel.thread, len(rel.history), rel.history.head,
+                 rel.to_state() if state is None else state)  # fmt: skip
 
 
 def guard(point: Point, msg_hashes: Iterable[bytes], *, after: int) -> tuple[SavePoint, ...]:

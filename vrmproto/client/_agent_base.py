@@ -20,7 +20,6 @@ import aiohttp
 
 from vrmproto._binding import DiscoveryDocument
 from vrmproto._closing import AsyncClosing
-from vrmproto._errors import Problem, StateError
 from vrmproto._keys import Identity, MasterSeed, fingerprint, key_to_text
 from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._state import State
@@ -28,7 +27,7 @@ from vrmproto._vocab import TermRef
 from vrmproto.client._drafts import Draft, EndDraft, RotateDraft
 from vrmproto.client._fanout import DEFAULT_CONCURRENCY
 from vrmproto.client._http import EndpointClient
-from vrmproto.client._ledger import Ledger, Thread, ThreadKind, is_ours
+from vrmproto.client._ledger import Ledger, Thread, ThreadKind, ThreadMeta, is_ours
 from vrmproto.client._locks import ThreadLocks
 from vrmproto.client._outbox import DEFAULT_SCHEDULE, Delivery, Outbox, OutboxRun
 from vrmproto.client._paths import endpoint_path
@@ -269,15 +268,8 @@ class AgentBase(AsyncClosing):
     async def _check_type(self, thread: bytes, mtype: str) -> None:
         """Refuse a message of a type the vendor did not list in ``types`` (§13.1-3, §13.1-10)."""
         meta = await self.store.get_thread(thread)
-        types = meta.types if meta is not None else None
-        if types is None:  # opened before types were kept: nothing to check
-            return
-        if mtype not in types:
-            raise StateError(
-                f"this vendor does not receive {mtype} (its discovery document lists "
-                f"{', '.join(types) or 'no types'})", code=Problem.UNKNOWN_TYPE,
-                clause="§13.1-10",
-            )  # fmt: skip
+        if meta is not None:
+            ThreadMeta.of(meta).check_receives(mtype)
 
     def _lifetime(self, doc: DiscoveryDocument) -> int:
         published = doc.limits.get("max_lifetime_ms", self.limits.max_lifetime_ms)
@@ -285,8 +277,7 @@ class AgentBase(AsyncClosing):
 
     async def _send(self, ref: Ref, draft: Draft) -> Delivery:
         thread = await self.resolve(ref)
-        await self._check_type(thread, draft.MESSAGE_TYPE)
-        return refusal(await self.outbox.send(thread, draft))
+        return refusal(await self.outbox.send(thread, draft, check_type=True))
 
     # -- control ---------------------------------------------------------------------------
 

@@ -30,6 +30,14 @@ the store holds exactly its state (``to_state()``, the same bytes), the same his
 head link, and our identity in the thread by the stored records — else it rebuilds from the
 store as before. The thread's other records are always read afresh. Rebuilding decoded the
 whole state, every share the relationship recorded, at every step (#12).
+
+Nor is the state encoded more often than it changes: a :class:`Thread` keeps the ``to_state()``
+bytes it last made or read (:meth:`Thread.state`) with the history position they belong to.
+Every change to a relationship logs a history entry (the core verifies a message before it
+changes anything, then logs it and applies it), so the same relationship object at the same
+length and head link has the same state. A step thus encodes its state once per message it
+signs or receives — for the record it commits — and not again to compare it with the store, to
+keep a save point, or to commit a step that changed nothing (#12).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from vrmproto import _records
+from vrmproto._errors import Problem, StateError
 from vrmproto._history import GENESIS, Entry, History, verify_entries
 from vrmproto._keys import Identity, MasterSeed
 from vrmproto._limits import DEFAULT_LIMITS, Limits
@@ -124,6 +133,16 @@ class ThreadMeta:
             types=self.types,
         )  # fmt: skip
 
+    def check_receives(self, mtype: str) -> None:
+        """Refuse a message of a type the vendor did not list in ``types`` (§13.1-3,
+        §13.1-10): StateError. A thread opened before types were kept allows every type."""
+        if self.types is not None and mtype not in self.types:
+            raise StateError(
+                f"this vendor does not receive {mtype} (its discovery document lists "
+                f"{', '.join(self.types) or 'no types'})", code=Problem.UNKNOWN_TYPE,
+                clause="§13.1-10",
+            )  # fmt: skip
+
     def queue(self, thread: bytes, kind: str, payload: bytes) -> None:
         """Add a draft at the end of the thread's queue."""
         seq = 1 + max((d.seq for d in self.drafts), default=max(self._stored_drafts, default=-1))
@@ -158,15 +177,37 @@ class Thread:
     rel: Relationship
     meta: ThreadMeta
     url: str
+    #: The relationship object, history length and head link ``_state`` belongs to.
+    _state_at: tuple[Relationship, int, bytes] | None = None
+    _state: bytes = b""
 
     @property
     def id(self) -> bytes:
         return self.rel.thread
 
+    def state(self) -> bytes:
+        """``rel.to_state()``, encoded once per history position (see the module docstring)."""
+        rel = self.rel
+        at = self._state_at
+        if (at is None or at[0] is not rel or at[1] != len(rel.history)
+                or at[2] != rel.history.head):  # fmt: skip
+            self.know_state(rel.to_state())
+        return self._state
+
+    def know_state(self, data: bytes) -> None:
+        """``data`` is the relationship's state as it stands (read from the store, or made)."""
+        rel = self.rel
+        self._state_at = (rel, len(rel.history), rel.history.head)
+        self._state = data
+
+    def point(self) -> _records.Point:
+        """Where the relationship stands now (:func:`vrmproto._records.capture`)."""
+        return _records.capture(self.rel, state=self.state())
+
     def copy(self) -> Thread:
         """An independent copy to try a step on (the history is resumed, not copied)."""
         rel = self.rel
-        twin = _records.restore(_records.capture(rel), identity=rel.identity, limits=rel.limits)
+        twin = _records.restore(self.point(), identity=rel.identity, limits=rel.limits)
         return Thread(twin, self.meta.copy(), self.url)
 
     def guard(self, point: _records.Point, msg_hash: bytes) -> None:
@@ -218,8 +259,8 @@ class Ledger:
         self.master = master
         self.limits = limits
         self._cache: dict[bytes, Thread] = {}
-        #: Relationships of threads a step has since locked, to take back if still as stored.
-        self._set_aside: dict[bytes, Relationship] = {}
+        #: Threads a step has since locked, whose relationships to take back if still as stored.
+        self._set_aside: dict[bytes, Thread] = {}
         self._locks = ThreadLocks()
         self._told: set[bytes] = set()
         self._identities: dict[bytes, Identity] = {}  # by public key
@@ -297,6 +338,7 @@ class Ledger:
         if rel is None:
             rel = _records.load(record, head, identity=identity, limits=self.limits)
         t = Thread(rel, meta, record.peer_url)
+        t.know_state(record.data)  # what rel was made of, or is equal to
         self.adopt(t)
         return t
 
@@ -325,27 +367,29 @@ class Ledger:
         """Drop a thread from the cache, keeping its relationship for :meth:`_take_back`."""
         t = self._cache.pop(thread, None)
         if t is not None:
-            self._set_aside[thread] = t.rel
+            self._set_aside[thread] = t
 
     def _take_back(self, record: RelationshipRecord, head: HistoryEntry | None,
                    identity: Identity) -> Relationship | None:  # fmt: skip
         """The relationship set aside for ``record``'s thread if it is exactly what the store
         holds (see the module docstring), its history resumed at the stored end; else None.
         Taken out either way."""
-        rel = self._set_aside.pop(record.thread, None)
-        if rel is None:
+        aside = self._set_aside.pop(record.thread, None)
+        if aside is None:
             return None
+        rel = aside.rel
         length, link = (head.index + 1, head.entry_hash) if head is not None else (0, GENESIS)
         if (len(rel.history) != length or rel.history.head != link
                 or rel.identity.public_key != identity.public_key
-                or rel.to_state() != record.data):  # fmt: skip
+                or aside.state() != record.data):  # fmt: skip
             return None
         rel.identity = identity
         rel.history = History.resume(length, link)
         return rel
 
     def record(self, t: Thread, now: int) -> RelationshipRecord:
-        return _records.to_record(t.rel, label=t.meta.name, peer_url=t.url, now=now)
+        return _records.to_record(t.rel, label=t.meta.name, peer_url=t.url, now=now,
+                                  state=t.state())
 
     def commit(
         self,

@@ -55,16 +55,20 @@ class Outbox(Sender):
         new: Thread | None = None,
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
+        check_type: bool = False,
     ) -> Delivery:
         """Send ``draft`` as the next message of ``thread``: persist it, then deliver it.
 
         ``new`` is a thread not yet stored (its first message). If the thread has undelivered
         messages, the draft waits behind them (and they are tried first, in order). Raises what
         signing raises (a :class:`~vrmproto.ProtocolError`: nothing was stored) and store
-        errors.
+        errors; with ``check_type``, a StateError if the vendor does not receive the draft's
+        type (:meth:`ThreadMeta.check_receives`, §13.1-10), nothing stored either.
         """
         async with self.ledger.lock(thread):
             t = new if new is not None else await self.ledger.load(thread)
+            if check_type:
+                t.meta.check_receives(draft.MESSAGE_TYPE)
             if new is None and (t.meta.drafts or await self.ledger.pending(thread)):
                 return await self._queue_draft(t, draft, timeout_s=timeout_s, retry=retry)
             now = self.clock()

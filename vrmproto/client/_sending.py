@@ -41,7 +41,7 @@ import random
 from collections.abc import Callable
 from dataclasses import replace
 
-from vrmproto import _errors, _records
+from vrmproto import _errors
 from vrmproto._errors import PeerProblemError, ProtocolError, TransportError, VrmError
 from vrmproto._messages import Receipt
 from vrmproto._relationship import Received, Sent
@@ -99,6 +99,9 @@ class Sender:
         #: The notes of shares sent by this outbox and not yet answered, by message hash: the
         #: Commit that closes a share confirms its note (one Commit, not a read and a second).
         self._notes: dict[bytes, ShareNote] = {}
+        #: For a thread whose item :meth:`_close` just closed (under the thread's lock): how
+        #: many items its Commit queued (receipts for replies, the next draft signed).
+        self._queued_by_close: dict[bytes, int] = {}
 
     @property
     def store(self) -> Store:
@@ -110,7 +113,7 @@ class Sender:
     def _sign_next(self, t: Thread, draft: Draft, now: int) -> Sent:
         """Sign ``draft`` as the thread's next message, keeping where the relationship stood
         before it (a save point, §8.1-5) until the vendor answers."""
-        point = _records.capture(t.rel)
+        point = t.point()
         sent = self._build(t, draft, now)
         t.guard(point, sent.message.hash)
         return sent
@@ -213,6 +216,7 @@ class Sender:
             (t,), now, history=history, outbox_done=(item.item_id,), outbox_add=added,
             truncate=truncate,
         ))  # fmt: skip
+        self._queued_by_close[t.id] = len(added)
         return out
 
     async def _awaiting_answer(self, t: Thread, closing: OutboxItem) -> bool:
@@ -317,19 +321,25 @@ class Sender:
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> list[Delivery]:
-        """Deliver the thread's queue in order; stop at the first message still queued."""
+        """Deliver the thread's queue in order; stop at the first message still queued.
+
+        The queue is read again only when a delivery's Commit queued something: we hold the
+        thread's lock, so what is left of it otherwise is what we read less the item closed."""
         out: list[Delivery] = []
+        left: list[OutboxItem] | None = None
         while True:
-            pending = await self.ledger.pending(t.id)
+            pending = left if left is not None else await self.ledger.pending(t.id)
             if not pending and t.meta.drafts:  # nothing in flight (an item was dropped)
                 out.extend(await self._promote(t))
                 pending = await self.ledger.pending(t.id)
             if not pending or (due_by is not None and not is_due(pending[0], due_by)):
                 return out
+            self._queued_by_close.pop(t.id, None)
             done = await self._deliver_locked(t, pending[0], timeout_s=timeout_s, retry=retry)
             out.extend(done)
             if done[0].status == "queued":
                 return out
+            left = None if self._queued_by_close.pop(t.id, 1) else pending[1:]
             t = await self.ledger.load(t.id)  # re-read if a failure dropped it from the cache
 
     async def _promote(self, t: Thread) -> list[Delivery]:
