@@ -13,7 +13,7 @@ Send, receive and adopt share one entry check (:meth:`Relationship._enter`, step
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -82,7 +82,7 @@ class ShareMap(dict[bytes, int]):
     __slots__ = ("_changed", "_keys", "_packed", "_parts")
 
     _keys: list[bytes] | None  # sorted, while each entry is kept packed
-    _parts: dict[bytes, bytes]  # each entry packed, while _keys is kept
+    _parts: list[bytes]  # each entry packed, in the order of _keys, while _keys is kept
     _packed: bytes | None  # the whole array
     _changed: bool  # changed since made or since _forget
 
@@ -91,7 +91,7 @@ class ShareMap(dict[bytes, int]):
         self._forget()
 
     def _forget(self) -> None:
-        self._keys, self._parts, self._packed, self._changed = None, {}, None, False
+        self._keys, self._parts, self._packed, self._changed = None, [], None, False
 
     def packed(self) -> bytes:
         """The canonical msgpack array of ``[hash, expires]`` pairs, in ascending hash order."""
@@ -100,18 +100,19 @@ class ShareMap(dict[bytes, int]):
             if keys is None:  # packed whole, in one call
                 self._packed = _codec.pack_sorted([[k, self[k]] for k in sorted(self)])
             else:
-                self._packed = _codec.array_header(len(keys)) + b"".join([parts[k] for k in keys])
+                # one join of the parts in order: no Python step per entry (#12)
+                self._packed = _codec.array_header(len(keys)) + b"".join(parts)
         return self._packed
 
-    def _kept(self) -> tuple[list[bytes], dict[bytes, bytes]] | None:
+    def _kept(self) -> tuple[list[bytes], list[bytes]] | None:
         """The entries packed one by one, from the second change on: a map read from a store,
         changed once and written (a customer's step) packs whole, as cheaply as before."""
         if self._keys is None:
             if not self._changed:
                 self._changed = True
                 return None
-            self._parts = {k: _codec.pack_sorted([k, v]) for k, v in self.items()}
             self._keys = sorted(self)
+            self._parts = [_codec.pack_sorted([k, self[k]]) for k in self._keys]
         return self._keys, self._parts
 
     def __setitem__(self, key: bytes, value: int) -> None:
@@ -119,9 +120,12 @@ class ShareMap(dict[bytes, int]):
         kept = self._kept()
         if kept is not None:
             keys, parts = kept
-            if key not in self:
-                insort(keys, key)
-            parts[key] = part
+            i = bisect_left(keys, key)
+            if i < len(keys) and keys[i] == key:
+                parts[i] = part
+            else:
+                keys.insert(i, key)
+                parts.insert(i, part)
         super().__setitem__(key, value)
         self._packed = None
 
@@ -130,9 +134,9 @@ class ShareMap(dict[bytes, int]):
         kept = self._kept()
         if kept is not None:
             keys, parts = kept
-            if key in parts:  # else the entries were just packed from what is left
-                del keys[bisect_left(keys, key)]
-                del parts[key]
+            i = bisect_left(keys, key)
+            if i < len(keys) and keys[i] == key:  # else just packed from what is left
+                del keys[i], parts[i]
         self._packed = None
 
     def pop(self, key: bytes, *default: Any) -> Any:
