@@ -538,6 +538,48 @@ async def test_problem_body_that_does_not_verify_is_an_invalid_response(client: 
         await runner.cleanup()
 
 
+@pytest.mark.parametrize("shape", ["declared", "chunked", "gzip"])
+async def test_an_answer_is_read_up_to_the_cap_whatever_its_shape(shape: str) -> None:
+    """An answer over ``max_response_bytes`` is an InvalidResponse whether its length is
+    declared, chunked, or compressed below the cap; one within the cap arrives whole."""
+    import gzip  # noqa: PLC0415
+
+    size = {"small": 900, "big": 1100}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = bytes(size[request.match_info["n"]])
+        if shape == "declared":
+            return web.Response(body=body, content_type=CONTENT_TYPE)
+        if shape == "gzip":  # 1100 zeros squeeze into far fewer than 1000 bytes
+            return web.Response(body=gzip.compress(body), content_type=CONTENT_TYPE,
+                                headers={"Content-Encoding": "gzip"})
+        out = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+        out.enable_chunked_encoding()
+        await out.prepare(request)
+        for i in range(0, len(body), 300):
+            await out.write(body[i : i + 300])
+        await out.write_eof()
+        return out
+
+    app = web.Application()
+    app.router.add_post("/{n}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    c = EndpointClient(retry=RetryPolicy(attempts=1), max_response_bytes=1000)
+    try:
+        answer = await c._request("POST", f"{base}/small", b"x", headers={}, timeout_s=None,
+                                  retry=None, cap=c.max_response_bytes, channel=rid())
+        assert answer.body == bytes(900)
+        with pytest.raises(InvalidResponse, match="1000"):
+            await c._request("POST", f"{base}/big", b"x", headers={}, timeout_s=None,
+                             retry=None, cap=c.max_response_bytes, channel=rid())
+    finally:
+        await c.close()
+        await runner.cleanup()
+
+
 async def test_503_is_retried_with_jittered_backoff_then_succeeds(vendor: FakeVendor,
                                                                   client: Any) -> None:
     doc = await client.fetch_discovery(vendor.url)
