@@ -40,6 +40,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/inbox_phases.py
 	$(BIN)/python bench/hostile.py
 	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/steps.py
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/intentcast.py
 	$(BIN)/python bench/ui.py

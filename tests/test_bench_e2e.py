@@ -46,3 +46,19 @@ def test_e2e_bench_runs_and_prints_its_json_line(agent_store: str) -> None:
     if sys.platform == "linux":
         assert isinstance(result["vendor_floor_ratio"], float)
         assert isinstance(result["agent_floor_ratio"], float)
+
+
+STEPS = BENCH.with_name("steps.py")
+
+
+@pytest.mark.parametrize("stores", [("memory", "memory"), ("sqlite", "sqlite")])
+def test_steps_bench_runs_and_prints_its_json_line(stores: tuple[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, str(STEPS), "--m", "3", "--warm", "1", "--agent-store", stores[0],
+         "--vendor-store", stores[1]],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result.keys() >= {"cpu_us", "floor_us", "vendor_floor_ratio", "agent_floor_ratio"}
+    assert result["cpu_us"].keys() == {"vendor", "agent"}
