@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import logging
 import os
@@ -25,14 +26,16 @@ import pytest
 from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer, Reply
 from aiohttp import web
 from click.testing import CliRunner
-from cloudevents.core.bindings.http import HTTPMessage, from_http_event
+from cloudevents.core.bindings.http import HTTPMessage, from_http_event, to_structured_event
+from cloudevents.core.v1.event import CloudEvent
 from standardwebhooks import Webhook as ReferenceWebhook
 
 from vrmproto._keys import Identity
 from vrmproto.cli._app import cli as main
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.server._config import ConfigError, parse_vendor_file
-from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret, running, sign
+from vrmproto.server._events import to_feed_event
+from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret, render, running, sign
 from vrmproto.store import MemoryStore, SQLiteStore, Store
 
 VENDOR = Identity(VENDOR_SEED)
@@ -140,8 +143,7 @@ async def test_each_event_is_a_signed_cloudevent(receiver: Receiver) -> None:
     v, c = Vendor(MemoryStore()), Customer(VENDOR)
     await v.deliver(c, c.offer(*ACCEPTED))
     await v.deliver(c, c.share({"email": "a@example.org"}, purposes=(2,)))
-    async with aiohttp.ClientSession() as session:
-        d = Deliverer(hook(receiver.url), v.store, session)
+    async with Deliverer(hook(receiver.url), v.store) as d:
         assert await d.step()
         assert not await d.step()
     bodies = receiver.verified()
@@ -162,14 +164,37 @@ async def test_each_event_is_a_signed_cloudevent(receiver: Receiver) -> None:
     assert await v.store.event_cursor("crm") == (await v.store.events())[-1].pos
 
 
+async def test_the_cloudevent_is_the_one_the_sdk_renders() -> None:
+    """The body is spliced from the stored event, not built by the cloudevents SDK: read by the
+    SDK, it has the attributes and data the SDK itself renders for the same event."""
+    v, c = Vendor(MemoryStore()), Customer(VENDOR)
+    await v.deliver(c, c.offer(*ACCEPTED))
+    await v.deliver(c, c.share({"email": "ä@example.org"}, purposes=(2,)))
+    h = hook("http://127.0.0.1:9/hook")
+    for e in await v.store.events():
+        now = e.recorded_ms + 1
+        body, headers = render(h, e, now)
+        ours = from_http_event(HTTPMessage(headers=headers, body=body))
+        feed = to_feed_event(e, now)
+        reference = CloudEvent(attributes={
+            "id": e.id, "type": "org.vrmproto." + e.kind, "source": h.source,
+            "subject": e.thread.hex(), "datacontenttype": "application/json",
+            "time": dt.datetime.fromtimestamp(e.recorded_ms / 1000, dt.UTC),
+        }, data=feed.as_json())  # fmt: skip
+        theirs = from_http_event(to_structured_event(reference))
+        assert ours.get_attributes() == theirs.get_attributes()
+        assert ours.get_data() == theirs.get_data() == json.loads(body)["data"]
+        assert headers["content-type"] == "application/cloudevents+json"
+        ReferenceWebhook(SECRET).verify(body, headers)
+
+
 async def test_a_hook_gets_personal_data_only_for_its_purposes(receiver: Receiver) -> None:
     await receiver.start()
     v, c = Vendor(MemoryStore()), Customer(VENDOR)
     await v.deliver(c, c.offer(*ACCEPTED))
     await v.deliver(c, c.share({"email": "a@example.org"}, purposes=(2,)))
-    async with aiohttp.ClientSession() as session:
-        assert await Deliverer(hook(receiver.url, purposes=frozenset({3})), v.store,
-                               session).step()  # fmt: skip
+    async with Deliverer(hook(receiver.url, purposes=frozenset({3})), v.store) as d:
+        assert await d.step()
     shared = receiver.verified()[-1]
     assert shared["type"] == "org.vrmproto.data.shared"
     assert shared["data"]["personal"] is None
@@ -218,8 +243,7 @@ async def test_an_event_failing_too_long_is_a_dead_letter_until_replayed(
     await receiver.start()
     v, c = Vendor(MemoryStore()), Customer(VENDOR)
     await v.deliver(c, c.offer(*ACCEPTED))
-    async with aiohttp.ClientSession() as session:
-        d = Deliverer(hook(receiver.url, dead_after_s=0.02), v.store, session)
+    async with Deliverer(hook(receiver.url, dead_after_s=0.02), v.store) as d:
         assert await d.step()
         dead = await v.store.dead_letters("crm")
         assert [x.pos for x in dead] == [e.pos for e in await v.store.events()]
