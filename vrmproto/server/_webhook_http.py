@@ -238,6 +238,12 @@ class _Connection(asyncio.Protocol):
         self.transport.write(request)
         return waiter
 
+    def expire(self) -> None:
+        """No answer in time: the attempt fails, and the connection (its answer may still come)
+        is closed."""
+        self._settle(TimeoutError("no answer in time"))
+        self.close()
+
     def close(self) -> None:
         self.reader.keep_alive = False
         if self.transport is not None:
@@ -293,24 +299,27 @@ class Poster:
         request = b"%s%sContent-Length: %d\r\n\r\n%s" % (self._prefix, header_lines, len(body),
                                                           body)  # fmt: skip
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(self.timeout_s):
-            while True:
-                conn = self._take()
-                reused = conn is not None
-                if conn is None:
+        deadline = loop.time() + self.timeout_s
+        while True:
+            conn = self._take()
+            reused = conn is not None
+            if conn is None:
+                async with asyncio.timeout_at(deadline):
                     conn = await self._open(loop)
-                self._busy.add(conn)
-                try:
-                    status = await conn.send(request, loop)
-                except BaseException as exc:
-                    conn.close()
-                    if isinstance(exc, ConnectionError) and reused and not conn.reader.started:
-                        continue  # the receiver had closed it, idle: once more, on a new one
-                    raise
-                finally:
-                    self._busy.discard(conn)
-                self._release(conn)
-                return status
+            self._busy.add(conn)
+            timer = loop.call_at(deadline, conn.expire)  # lighter than a timeout context
+            try:
+                status = await conn.send(request, loop)
+            except BaseException as exc:
+                conn.close()
+                if isinstance(exc, ConnectionError) and reused and not conn.reader.started:
+                    continue  # the receiver had closed it, idle: once more, on a new one
+                raise
+            finally:
+                timer.cancel()
+                self._busy.discard(conn)
+            self._release(conn)
+            return status
 
     def _take(self) -> _Connection | None:
         now = self.clock()
