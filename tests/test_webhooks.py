@@ -36,7 +36,7 @@ from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.server._config import ConfigError, parse_vendor_file
 from vrmproto.server._events import to_feed_event
 from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret, render, running, sign
-from vrmproto.store import MemoryStore, SQLiteStore, Store
+from vrmproto.store import Commit, DeadLetter, MemoryStore, SQLiteStore, Store
 
 VENDOR = Identity(VENDOR_SEED)
 SECRET = "whsec_" + base64.b64encode(b"k" * 24).decode()
@@ -255,6 +255,84 @@ async def test_an_event_failing_too_long_is_a_dead_letter_until_replayed(
     assert receiver.ids() == {e.id for e in await v.store.events()}
 
 
+async def test_a_new_deliverer_goes_on_from_the_durable_cursor(receiver: Receiver) -> None:
+    """The deliverer keeps the cursor it wrote in memory; another one (a restart, or the next
+    worker to hold the hook's lock) starts from the store's: nothing acknowledged is sent
+    again, nothing after it is skipped."""
+    await receiver.start()
+    v, c = Vendor(MemoryStore()), Customer(VENDOR)
+    await v.deliver(c, c.offer(*ACCEPTED))
+    async with Deliverer(hook(receiver.url), v.store) as first:
+        assert await first.step()
+    await v.deliver(c, c.share({"n": "1"}))
+    async with Deliverer(hook(receiver.url), v.store) as second:
+        assert await second.step()
+        assert not await second.step()
+    events = await v.store.events()
+    assert [h["webhook-id"] for h, _ in receiver.got] == [e.id for e in events]
+    assert await v.store.event_cursor("crm") == events[-1].pos
+
+
+class CursorLog(MemoryStore):
+    """A MemoryStore that keeps every cursor it was told to record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cursors: list[int] = []
+
+    async def commit(self, c: Commit) -> None:
+        await super().commit(c)
+        self.cursors += [pos for _, pos in c.event_cursors]
+
+
+async def test_a_crash_between_records_delivers_again_only_what_was_not_recorded(
+    receiver: Receiver,
+) -> None:
+    """Batches delivered after the last record are delivered again by the next deliverer (the
+    receiver de-duplicates them by webhook-id); those recorded are not."""
+    await receiver.start()
+    store = CursorLog()
+    v, customers = Vendor(store), [Customer(VENDOR) for _ in range(3)]
+    for c in customers:
+        await v.deliver(c, c.offer(*ACCEPTED))
+    async with Deliverer(hook(receiver.url, batch=2), store) as first:
+        assert await first.step()  # delivered and recorded: 2 events
+        assert await first.deliver_batch() == 2  # delivered, not recorded
+        assert await first.deliver_batch() == 2
+        assert store.cursors == [2]
+        # a SIGKILL here: the store keeps cursor 2
+    async with Deliverer(hook(receiver.url), store) as second:
+        assert await second.step()
+        assert not await second.step()
+    events = await store.events()
+    sent = [h["webhook-id"] for h, _ in receiver.got]
+    ids = [e.id for e in events]
+    assert sorted(sent[:6]) == sorted(ids)  # the first deliverer's, then the second's
+    assert sorted(sent[6:]) == sorted(ids[2:])
+    assert store.cursors == [2, events[-1].pos]
+
+
+async def test_a_deliverer_records_its_cursor_when_stopped(receiver: Receiver) -> None:
+    """While running, the cursor is recorded at most every ``record_s``; when the deliverer is
+    stopped, at once, as far as every event was acknowledged: a restart sends again only the
+    events after it."""
+    await receiver.start()
+    store = CursorLog()
+    v = Vendor(store)
+    customers = [Customer(VENDOR) for _ in range(5)]
+    async with running(v.endpoint, [hook(receiver.url, record_s=3600.0)]):
+        receiver.want = 2 * len(customers)
+        for c in customers:
+            await v.deliver(c, c.offer(*ACCEPTED))
+        await asyncio.wait_for(receiver.enough.wait(), 30)
+    events = await store.events()
+    assert len(store.cursors) == 1  # once, at the stop
+    after = [e.id for e in events if e.pos > store.cursors[0]]
+    async with Deliverer(hook(receiver.url), store) as again:
+        await again.step()
+    assert sorted(h["webhook-id"] for h, _ in receiver.got[len(events):]) == sorted(after)
+
+
 # -- configuration and the command ---------------------------------------------------------------
 
 
@@ -319,6 +397,32 @@ async def test_vrm_vendor_events_reads_the_feed(vendor_dir: tuple[Path, Path]) -
     out = await asyncio.to_thread(runner.invoke, main, [*args, "--since", "evt_nope"])
     assert out.exit_code != 0
     out = await asyncio.to_thread(runner.invoke, main, [*args, "--dead"])
+    assert (out.exit_code, out.output) == (0, "")
+
+
+async def test_vrm_vendor_events_replay_delivers_the_dead_letters(receiver: Receiver,
+                                                                 tmp_path: Path) -> None:
+    await receiver.start()
+    config = tmp_path / "vendor.toml"
+    config.write_text(f'name = "Shop"\nseed = "{VENDOR_SEED.hex()}"\n[server]\n'
+                      f'public_url = "https://shop.example/vrm"\n[[webhooks]]\nname = "crm"\n'
+                      f'url = "{receiver.url}"\nsecret = "{SECRET}"\n')  # fmt: skip
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    ids = await _fill(data)
+    async with await SQLiteStore.open(data / "vendor.db") as store:
+        events = await store.events()
+        await store.commit(Commit(dead_letters=tuple(
+            DeadLetter("crm", e.pos, e.recorded_ms, "HTTP 500") for e in events[1:])))
+    args = ["vendor", "events", "--config", str(config), "--data-dir", str(data), "--json"]
+    out = await asyncio.to_thread(CliRunner().invoke, main, [*args, "--replay"],
+                                  env=dict(os.environ))  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output) == {"webhook": "crm", "delivered": 2, "still_dead": 0}
+    assert [b["id"] for b in receiver.verified()] == ids[1:]
+    assert {b["source"] for b in receiver.verified()} == {"https://shop.example/vrm"}
+    out = await asyncio.to_thread(CliRunner().invoke, main, [*args, "--dead"],
+                                  env=dict(os.environ))  # fmt: skip
     assert (out.exit_code, out.output) == (0, "")
 
 

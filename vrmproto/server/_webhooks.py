@@ -10,11 +10,13 @@ Webhooks: ``webhook-id`` (the event id, the receiver's de-duplication key),
 ``webhook-timestamp`` (Unix seconds) and ``webhook-signature: v1,<base64 HMAC-SHA256 of
 "id.timestamp.body">`` under the secret given as ``whsec_<base64>``.
 
-Delivery (:class:`Deliverer`): read a batch of the feed after the webhook's durable cursor,
-deliver each relationship's events in order (relationships in parallel), retry a failure with
-exponential backoff and jitter, and only once every event of the batch is delivered or set aside
-commit the cursor past it. A crash therefore re-delivers at most the batch in flight, never
-skips. An event still failing ``dead_after_s`` after its first attempt becomes a dead letter
+Delivery (:class:`Deliverer`): read a batch of the feed after the webhook's cursor, deliver
+each relationship's events in order (relationships in parallel), retry a failure with
+exponential backoff and jitter, and move the cursor past an event once it and every event
+before it is delivered or set aside. The cursor is recorded (committed) at most every
+``record_s`` while events keep coming, and when the deliverer stops. A crash therefore
+re-delivers what was acknowledged since the last record and what was in flight, never skips.
+An event still failing ``dead_after_s`` after its first attempt becomes a dead letter
 (:class:`~vrmproto.store.DeadLetter`) and its relationship's later events go on; ``vrm vendor
 events --replay`` delivers dead letters again. A 2xx answer is an acknowledgement; anything else
 (or no answer within ``timeout_s``) is a failure. The POSTs go over kept-alive connections
@@ -92,6 +94,8 @@ class Webhook:
     backoff_max_s: float = 300.0
     batch: int = 100
     parallel: int = 16  # relationships delivered at once
+    record_s: float = 0.25  # while delivering, the cursor is recorded at most this often
+    linger_s: float = 0.01  # after a batch that emptied the feed, before reading it again
 
     def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
         """The wait before retry ``attempt`` (1, 2, …): exponential, with full jitter in its
@@ -199,7 +203,10 @@ class Deliverer:
         self.clock = clock
         self.delivered = 0  # deliveries acknowledged (2xx), for tests and the bench
         self.failed = 0  # attempts that failed
-        self._cursor: int | None = None  # the durable cursor, as this deliverer last wrote it
+        self._cursor: int | None = None  # delivered (or set aside) up to here
+        self._recorded = 0  # the durable cursor, as this deliverer last read or wrote it
+        self._recorded_at = time.monotonic()
+        self._dead: list[DeadLetter] = []  # set aside since, to record with the cursor
 
     async def __aenter__(self) -> Deliverer:
         return self
@@ -214,30 +221,80 @@ class Deliverer:
 
     async def run(self) -> None:
         """Deliver until cancelled. One process at a time delivers to a hook: the others
-        (workers of the same vendor) wait on its store lock (§11.11-2)."""
+        (workers of the same vendor) wait on its store lock (§11.11-2). The cursor is recorded
+        at most every ``record_s`` while events keep coming, within ``record_s`` once they stop,
+        and when cancelled: a crash re-delivers what was acknowledged since, with what was in
+        flight — never skips."""
         async with self.store.lock(b"webhook:" + self.hook.name.encode()):
             self._cursor = None  # another process may have moved it before we had the lock
-            while True:
-                armed = self.wakeup.arm()
+            try:
+                await self._run()
+            finally:
                 try:
-                    if await self.step():
-                        continue
-                except Exception:  # the store failed: the cursor did not move, try again
-                    log.exception("webhook %s: delivery failed", self.hook.name)
-                    self._cursor = None
-                    await asyncio.sleep(self.hook.backoff_s)
+                    await self.record()
+                except Exception:  # stopping anyway: the next run delivers them again
+                    log.exception("webhook %s: the cursor could not be recorded", self.hook.name)
+
+    async def _run(self) -> None:
+        hook = self.hook
+        while True:
+            armed = self.wakeup.arm()
+            try:
+                count = await self.deliver_batch()
+                due = hook.record_s - (time.monotonic() - self._recorded_at)
+                if self.unrecorded and due <= 0:
+                    await self.record()
+                if count >= hook.batch:  # behind: straight on
                     continue
-                await self.wakeup.wait(armed)
+                if count:  # caught up: let a few events gather before the next read
+                    await asyncio.sleep(hook.linger_s)
+                    continue
+                if self.unrecorded:  # record within record_s, unless more events come first
+                    await self.wakeup.wait(armed, max(due, 0.0))
+                    continue
+            except Exception:  # the store failed: deliver again from the recorded cursor
+                log.exception("webhook %s: delivery failed", hook.name)
+                self._cursor = None
+                self._dead = []
+                await asyncio.sleep(hook.backoff_s)
+                continue
+            await self.wakeup.wait(armed)
+
+    @property
+    def unrecorded(self) -> bool:
+        """Whether events were delivered or set aside past the recorded cursor."""
+        return self._cursor != self._recorded or bool(self._dead)
 
     async def step(self) -> bool:
-        """Deliver one batch after the cursor and commit past it; False if there was none."""
+        """Deliver one batch after the cursor and record the cursor past it; False if there was
+        none."""
+        count = await self.deliver_batch()
+        await self.record()
+        return count > 0
+
+    async def record(self) -> None:
+        """Commit the cursor as far as delivered, and the dead letters set aside before it."""
+        if self._cursor is None or not self.unrecorded:
+            return
+        cursor, dead = self._cursor, tuple(self._dead)
+        await self.store.commit(Commit(event_cursors=((self.hook.name, cursor),),
+                                       dead_letters=dead))  # fmt: skip
+        self._recorded = cursor
+        del self._dead[: len(dead)]
+        self._recorded_at = time.monotonic()
+
+    async def deliver_batch(self) -> int:
+        """Deliver (or set aside) the next batch after the cursor, each relationship's events
+        in order, relationships in parallel; move the cursor past it in memory (:meth:`record`
+        makes that durable). How many events it had: 0 if none."""
         hook = self.hook
         if self._cursor is None:
-            self._cursor = await self.store.event_cursor(hook.name)
+            self._cursor = self._recorded = await self.store.event_cursor(hook.name)
         batch = await self.store.events(self._cursor, hook.batch)
         if not batch:
-            return False
+            return 0
         dead: list[DeadLetter] = []
+        done: set[int] = set()
         lanes: dict[bytes, list[EventRecord]] = {}
         for e in batch:
             lanes.setdefault(e.thread, []).append(e)
@@ -249,13 +306,19 @@ class Deliverer:
                     failure = await self.deliver(e)
                     if failure is not None:
                         dead.append(DeadLetter(hook.name, e.pos, self.clock(), failure))
+                    done.add(e.pos)
 
-        await asyncio.gather(*(lane(events) for events in lanes.values()))
-        await self.store.commit(
-            Commit(event_cursors=((hook.name, batch[-1].pos),), dead_letters=tuple(dead))
-        )
-        self._cursor = batch[-1].pos
-        return True
+        try:
+            await asyncio.gather(*(lane(events) for events in lanes.values()))
+        finally:  # stopped midway too: up to the first event not yet done
+            reached = self._cursor
+            for e in batch:
+                if e.pos not in done:
+                    break
+                reached = e.pos
+            self._dead.extend(d for d in dead if d.pos <= reached)
+            self._cursor = reached
+        return len(batch)
 
     async def deliver(self, e: EventRecord) -> str | None:
         """POST ``e`` until acknowledged (None) or dead (the last failure, after
