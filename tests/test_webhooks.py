@@ -351,6 +351,12 @@ def test_the_webhooks_section() -> None:
         parse_vendor_file({"name": "Shop", "webhooks": [{"uri": "https://c", "secret": SECRET}]})
 
 
+def test_a_webhook_url_needs_a_host_and_a_numeric_port() -> None:
+    for bad in ("http://", "https://:443/hook", "http://crm.example:port/hook"):
+        with pytest.raises(ConfigError, match="url"):
+            parse_vendor_file({"name": "Shop", "webhooks": [{"url": bad, "secret": SECRET}]})
+
+
 def test_the_documented_webhooks_section_is_valid() -> None:
     import tomllib  # noqa: PLC0415
 
