@@ -3,7 +3,7 @@ delivered per second to a local webhook receiver, in one run (issue 14).
 
 Each of ``--n`` customers posts one prebuilt terms.offer to the reference vendor (SQLiteStore in
 a temp dir, the reference policy accepting: two events per message, the offer's and the
-accept's). Two server modes, alternated for ``--rounds`` rounds each, the server in a subprocess
+accept's). Three server modes, alternated for ``--rounds`` rounds each, the server in a subprocess
 (this file with ``--serve``) and the client in this process, as in ``bench/inbox.py``:
 
 - ``nofeed``: the accept step writes no events (``events_of`` replaced by one returning none):
@@ -11,15 +11,20 @@ accept's). Two server modes, alternated for ``--rounds`` rounds each, the server
 - ``events``: events written in each message's Commit, no webhook (the feed's write cost
   alone: ``events_cost``);
 - ``feed``: events written in each message's Commit, and a webhook delivering them (CloudEvents
-  JSON, Standard Webhooks signature) to a receiver in this process on 127.0.0.1.
+  JSON, Standard Webhooks signature) to an aiohttp receiver on 127.0.0.1 — the vendor
+  configured as a user would (one ``[[webhooks]]`` url and secret, everything else default).
+  The receiver runs in a process of its own (this file with ``--receive``), as a CRM's would:
+  in the load generator's process it would slow the load generator down, not the vendor
+  (``--receiver inline`` puts it there, as this bench first did).
 
 Figures: ``accepted_msgs_per_s`` per mode (median of the rounds), ``feed_cost`` = 1 - feed /
 nofeed (the issue asks for at most 0.15), ``events_cost`` the same for ``events``, and
 ``events_per_s``: events delivered and acknowledged per second, from the first post until the
-receiver has them all. On a 2-core machine the receiver shares a core with the load generator,
-so throughput mixes the vendor's cost with theirs: ``vendor_cpu_us`` (the vendor process's CPU
-per message, its deliveries included, from /proc) and ``feed_cpu_cost`` = 1 - nofeed / feed of
-it say what the feed costs the vendor alone.
+receiver has them all. On a 2-core machine the vendor, the load generator and the receiver
+share the two cores, so throughput mixes the vendor's cost with theirs: ``vendor_cpu_us`` (the
+vendor process's CPU per message, its deliveries included, from /proc) and ``feed_cpu_cost`` =
+1 - nofeed / feed of it say what the feed costs the vendor alone; ``receiver_cpu_us`` is the
+receiver process's CPU per event (its start-up included).
 
 Prints human lines, then one JSON object on the last line.
 """
@@ -82,7 +87,7 @@ class Receiver:
             await request.read()
             self.count += 1
             if self.want and self.count >= self.want:
-                self.last = time.perf_counter()
+                self.last = time.monotonic()
                 self.done.set()
             return web.Response(status=204)
 
@@ -94,18 +99,75 @@ class Receiver:
         return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
 
 
+async def serve_receiver(want: int) -> None:
+    """``--receive``: the receiver in a process of its own; prints its URL, then the monotonic
+    time (system-wide on Linux) at which it had ``want`` events; runs until stdin closes."""
+    receiver = Receiver()
+    receiver.want = want
+    runner, url = await receiver.start()
+    print(url, flush=True)
+    await receiver.done.wait()
+    print(receiver.last, flush=True)
+    await announce_and_wait(0)
+    await runner.cleanup()
+
+
+class ReceiverProcess:
+    """A receiver in a process of its own (``--receiver process``): beside the vendor and the
+    load generator, as a CRM's receiver would be; on 2 cores it still shares them."""
+
+    def __init__(self) -> None:
+        self.proc: asyncio.subprocess.Process | None = None
+        self.url = ""
+
+    async def start(self, want: int) -> str:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--receive", str(want),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        self.url = (await self.proc.stdout.readline()).decode().strip()
+        return self.url
+
+    async def done(self) -> float:
+        """The monotonic time at which it had every event."""
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        return float(await self.proc.stdout.readline())
+
+    async def stop(self) -> float:
+        """Stop it; its CPU seconds."""
+        assert self.proc is not None
+        assert self.proc.stdin is not None
+        used = cpu_s(self.proc.pid)
+        self.proc.stdin.close()
+        await asyncio.wait_for(self.proc.wait(), 30)
+        return used
+
+
 def cpu_s(pid: int) -> float:
     """CPU time (user + system) of process ``pid`` so far, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def one_round(mode: str, n: int, concurrency: int
-                    ) -> tuple[float, float | None, float]:  # fmt: skip
-    """(accepted msgs/s, events/s delivered or None, the vendor's CPU µs per message, all its
-    work included: accepting, and delivering the round's events) of one round."""
-    receiver = Receiver()
-    runner, url = await receiver.start()
+async def one_round(mode: str, n: int, concurrency: int, where: str = "process"
+                    ) -> tuple[float, float | None, float, float | None]:  # fmt: skip
+    """(accepted msgs/s, events/s delivered or None, the vendor's CPU µs per message — all its
+    work included: accepting, and delivering the round's events —, the receiver's CPU µs per
+    event or None) of one round. ``where``: the receiver in a ``process`` of its own, or
+    ``inline`` in this one, beside the load generator."""
+    feed = mode == "feed"
+    inline = Receiver()
+    apart = ReceiverProcess()
+    runner = None
+    if not feed:
+        url = "http://127.0.0.1:9/unused"
+    elif where == "inline":
+        inline.want = 2 * n
+        runner, url = await inline.start()
+    else:
+        url = await apart.start(2 * n)
     with tempfile.TemporaryDirectory() as db:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--serve", mode, "--db", db, "--hook", url,
@@ -115,40 +177,48 @@ async def one_round(mode: str, n: int, concurrency: int
             assert proc.stdout is not None
             port = int(await proc.stdout.readline())
             offers = build_offers(n)
-            receiver.want = 2 * n if mode == "feed" else 0
-            start = time.perf_counter()
+            start = time.monotonic()
             elapsed, _ = await run_client([f"http://127.0.0.1:{port}/vrm/inbox"], offers,
                                           concurrency, check_ack=True)  # fmt: skip
             events = None
-            if mode == "feed":
-                await asyncio.wait_for(receiver.done.wait(), 120)
-                events = receiver.count / (receiver.last - start)
+            if feed and where == "inline":
+                await asyncio.wait_for(inline.done.wait(), 120)
+                events = inline.count / (inline.last - start)
+            elif feed:
+                events = 2 * n / (await asyncio.wait_for(apart.done(), 120) - start)
             cpu_us = cpu_s(proc.pid) * 1e6 / n
         finally:
             assert proc.stdin is not None
             proc.stdin.close()
             await asyncio.wait_for(proc.wait(), 30)
-    await runner.cleanup()
-    return n / elapsed, events, cpu_us
+    receiver_us = None
+    if runner is not None:
+        await runner.cleanup()
+    elif feed:
+        receiver_us = await apart.stop() * 1e6 / (2 * n)
+    return n / elapsed, events, cpu_us, receiver_us
 
 
-async def run(n: int, concurrency: int, rounds: int) -> dict[str, object]:
+async def run(n: int, concurrency: int, rounds: int, where: str) -> dict[str, object]:
     rates: dict[str, list[float]] = {"nofeed": [], "events": [], "feed": []}
     cpu: dict[str, list[float]] = {"nofeed": [], "events": [], "feed": []}
     delivered: list[float] = []
+    receiving: list[float] = []
     order = ("nofeed", "events", "feed")
     for r in range(rounds):
         for mode in order if r % 2 == 0 else order[::-1]:
-            rate, events, cpu_us = await one_round(mode, n, concurrency)
+            rate, events, cpu_us, receiver_us = await one_round(mode, n, concurrency, where)
             rates[mode].append(rate)
             cpu[mode].append(cpu_us)
             if events is not None:
                 delivered.append(events)
+            if receiver_us is not None:
+                receiving.append(receiver_us)
             print(f"round {r + 1} {mode:>6}: {rate:8.0f} msgs/s accepted, vendor "
                   f"{cpu_us:6.0f} µs CPU/msg"
                   + (f", {events:8.0f} events/s delivered" if events else ""), flush=True)
     nofeed, with_events, feed = (statistics.median(rates[m]) for m in order)
-    return {"n": n, "concurrency": concurrency, "rounds": rounds,
+    return {"n": n, "concurrency": concurrency, "rounds": rounds, "receiver": where,
             "accepted_msgs_per_s": {"nofeed": round(nofeed), "events": round(with_events),
                                     "feed": round(feed)},
             "feed_cost": round(1 - feed / nofeed, 3),
@@ -156,7 +226,9 @@ async def run(n: int, concurrency: int, rounds: int) -> dict[str, object]:
             "vendor_cpu_us": {m: round(statistics.median(cpu[m])) for m in order},
             "feed_cpu_cost": round(1 - statistics.median(cpu["nofeed"])
                                    / statistics.median(cpu["feed"]), 3),
-            "events_per_s": round(statistics.median(delivered))}  # fmt: skip
+            "events_per_s": round(statistics.median(delivered)),
+            "receiver_cpu_us": round(statistics.median(receiving)) if receiving else None,
+            }  # fmt: skip
 
 
 def main() -> None:
@@ -166,12 +238,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--serve", choices=["nofeed", "events", "feed"], help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--receiver", choices=["process", "inline"], default="process",
+                        help="the webhook receiver in a process of its own (default), or in "
+                             "the load generator's")  # fmt: skip
     parser.add_argument("--hook", help=argparse.SUPPRESS)
+    parser.add_argument("--receive", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         asyncio.run(serve_vendor(args.db, args.serve, args.hook))
         return
-    report = asyncio.run(run(args.n, args.concurrency, args.rounds))
+    if args.receive:
+        asyncio.run(serve_receiver(args.receive))
+        return
+    report = asyncio.run(run(args.n, args.concurrency, args.rounds, args.receiver))
     print(f"feed cost: {report['feed_cost']:.1%} of accepted msgs/s (events alone: "
           f"{report['events_cost']:.1%}); "
           f"events delivered: {report['events_per_s']}/s")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import logging
 import os
@@ -25,15 +26,17 @@ import pytest
 from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer, Reply
 from aiohttp import web
 from click.testing import CliRunner
-from cloudevents.core.bindings.http import HTTPMessage, from_http_event
+from cloudevents.core.bindings.http import HTTPMessage, from_http_event, to_structured_event
+from cloudevents.core.v1.event import CloudEvent
 from standardwebhooks import Webhook as ReferenceWebhook
 
 from vrmproto._keys import Identity
 from vrmproto.cli._app import cli as main
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.server._config import ConfigError, parse_vendor_file
-from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret, running, sign
-from vrmproto.store import MemoryStore, SQLiteStore, Store
+from vrmproto.server._events import to_feed_event
+from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret, render, running, sign
+from vrmproto.store import Commit, DeadLetter, MemoryStore, SQLiteStore, Store
 
 VENDOR = Identity(VENDOR_SEED)
 SECRET = "whsec_" + base64.b64encode(b"k" * 24).decode()
@@ -140,8 +143,7 @@ async def test_each_event_is_a_signed_cloudevent(receiver: Receiver) -> None:
     v, c = Vendor(MemoryStore()), Customer(VENDOR)
     await v.deliver(c, c.offer(*ACCEPTED))
     await v.deliver(c, c.share({"email": "a@example.org"}, purposes=(2,)))
-    async with aiohttp.ClientSession() as session:
-        d = Deliverer(hook(receiver.url), v.store, session)
+    async with Deliverer(hook(receiver.url), v.store) as d:
         assert await d.step()
         assert not await d.step()
     bodies = receiver.verified()
@@ -162,14 +164,37 @@ async def test_each_event_is_a_signed_cloudevent(receiver: Receiver) -> None:
     assert await v.store.event_cursor("crm") == (await v.store.events())[-1].pos
 
 
+async def test_the_cloudevent_is_the_one_the_sdk_renders() -> None:
+    """The body is spliced from the stored event, not built by the cloudevents SDK: read by the
+    SDK, it has the attributes and data the SDK itself renders for the same event."""
+    v, c = Vendor(MemoryStore()), Customer(VENDOR)
+    await v.deliver(c, c.offer(*ACCEPTED))
+    await v.deliver(c, c.share({"email": "ä@example.org"}, purposes=(2,)))
+    h = hook("http://127.0.0.1:9/hook")
+    for e in await v.store.events():
+        now = e.recorded_ms + 1
+        body, headers = render(h, e, now)
+        ours = from_http_event(HTTPMessage(headers=headers, body=body))
+        feed = to_feed_event(e, now)
+        reference = CloudEvent(attributes={
+            "id": e.id, "type": "org.vrmproto." + e.kind, "source": h.source,
+            "subject": e.thread.hex(), "datacontenttype": "application/json",
+            "time": dt.datetime.fromtimestamp(e.recorded_ms / 1000, dt.UTC),
+        }, data=feed.as_json())  # fmt: skip
+        theirs = from_http_event(to_structured_event(reference))
+        assert ours.get_attributes() == theirs.get_attributes()
+        assert ours.get_data() == theirs.get_data() == json.loads(body)["data"]
+        assert headers["content-type"] == "application/cloudevents+json"
+        ReferenceWebhook(SECRET).verify(body, headers)
+
+
 async def test_a_hook_gets_personal_data_only_for_its_purposes(receiver: Receiver) -> None:
     await receiver.start()
     v, c = Vendor(MemoryStore()), Customer(VENDOR)
     await v.deliver(c, c.offer(*ACCEPTED))
     await v.deliver(c, c.share({"email": "a@example.org"}, purposes=(2,)))
-    async with aiohttp.ClientSession() as session:
-        assert await Deliverer(hook(receiver.url, purposes=frozenset({3})), v.store,
-                               session).step()  # fmt: skip
+    async with Deliverer(hook(receiver.url, purposes=frozenset({3})), v.store) as d:
+        assert await d.step()
     shared = receiver.verified()[-1]
     assert shared["type"] == "org.vrmproto.data.shared"
     assert shared["data"]["personal"] is None
@@ -218,8 +243,7 @@ async def test_an_event_failing_too_long_is_a_dead_letter_until_replayed(
     await receiver.start()
     v, c = Vendor(MemoryStore()), Customer(VENDOR)
     await v.deliver(c, c.offer(*ACCEPTED))
-    async with aiohttp.ClientSession() as session:
-        d = Deliverer(hook(receiver.url, dead_after_s=0.02), v.store, session)
+    async with Deliverer(hook(receiver.url, dead_after_s=0.02), v.store) as d:
         assert await d.step()
         dead = await v.store.dead_letters("crm")
         assert [x.pos for x in dead] == [e.pos for e in await v.store.events()]
@@ -229,6 +253,84 @@ async def test_an_event_failing_too_long_is_a_dead_letter_until_replayed(
         assert await d.replay() == (2, 0)
     assert await v.store.dead_letters() == []
     assert receiver.ids() == {e.id for e in await v.store.events()}
+
+
+async def test_a_new_deliverer_goes_on_from_the_durable_cursor(receiver: Receiver) -> None:
+    """The deliverer keeps the cursor it wrote in memory; another one (a restart, or the next
+    worker to hold the hook's lock) starts from the store's: nothing acknowledged is sent
+    again, nothing after it is skipped."""
+    await receiver.start()
+    v, c = Vendor(MemoryStore()), Customer(VENDOR)
+    await v.deliver(c, c.offer(*ACCEPTED))
+    async with Deliverer(hook(receiver.url), v.store) as first:
+        assert await first.step()
+    await v.deliver(c, c.share({"n": "1"}))
+    async with Deliverer(hook(receiver.url), v.store) as second:
+        assert await second.step()
+        assert not await second.step()
+    events = await v.store.events()
+    assert [h["webhook-id"] for h, _ in receiver.got] == [e.id for e in events]
+    assert await v.store.event_cursor("crm") == events[-1].pos
+
+
+class CursorLog(MemoryStore):
+    """A MemoryStore that keeps every cursor it was told to record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cursors: list[int] = []
+
+    async def commit(self, c: Commit) -> None:
+        await super().commit(c)
+        self.cursors += [pos for _, pos in c.event_cursors]
+
+
+async def test_a_crash_between_records_delivers_again_only_what_was_not_recorded(
+    receiver: Receiver,
+) -> None:
+    """Batches delivered after the last record are delivered again by the next deliverer (the
+    receiver de-duplicates them by webhook-id); those recorded are not."""
+    await receiver.start()
+    store = CursorLog()
+    v, customers = Vendor(store), [Customer(VENDOR) for _ in range(3)]
+    for c in customers:
+        await v.deliver(c, c.offer(*ACCEPTED))
+    async with Deliverer(hook(receiver.url, batch=2), store) as first:
+        assert await first.step()  # delivered and recorded: 2 events
+        assert await first.deliver_batch() == 2  # delivered, not recorded
+        assert await first.deliver_batch() == 2
+        assert store.cursors == [2]
+        # a SIGKILL here: the store keeps cursor 2
+    async with Deliverer(hook(receiver.url), store) as second:
+        assert await second.step()
+        assert not await second.step()
+    events = await store.events()
+    sent = [h["webhook-id"] for h, _ in receiver.got]
+    ids = [e.id for e in events]
+    assert sorted(sent[:6]) == sorted(ids)  # the first deliverer's, then the second's
+    assert sorted(sent[6:]) == sorted(ids[2:])
+    assert store.cursors == [2, events[-1].pos]
+
+
+async def test_a_deliverer_records_its_cursor_when_stopped(receiver: Receiver) -> None:
+    """While running, the cursor is recorded at most every ``record_s``; when the deliverer is
+    stopped, at once, as far as every event was acknowledged: a restart sends again only the
+    events after it."""
+    await receiver.start()
+    store = CursorLog()
+    v = Vendor(store)
+    customers = [Customer(VENDOR) for _ in range(5)]
+    async with running(v.endpoint, [hook(receiver.url, record_s=3600.0)]):
+        receiver.want = 2 * len(customers)
+        for c in customers:
+            await v.deliver(c, c.offer(*ACCEPTED))
+        await asyncio.wait_for(receiver.enough.wait(), 30)
+    events = await store.events()
+    assert len(store.cursors) == 1  # once, at the stop
+    after = [e.id for e in events if e.pos > store.cursors[0]]
+    async with Deliverer(hook(receiver.url), store) as again:
+        await again.step()
+    assert sorted(h["webhook-id"] for h, _ in receiver.got[len(events):]) == sorted(after)
 
 
 # -- configuration and the command ---------------------------------------------------------------
@@ -247,6 +349,12 @@ def test_the_webhooks_section() -> None:
         parse_vendor_file({"name": "Shop", "webhooks": [{"url": "https://c", "secret": "x"}]})
     with pytest.raises(ConfigError, match="ur"):
         parse_vendor_file({"name": "Shop", "webhooks": [{"uri": "https://c", "secret": SECRET}]})
+
+
+def test_a_webhook_url_needs_a_host_and_a_numeric_port() -> None:
+    for bad in ("http://", "https://:443/hook", "http://crm.example:port/hook"):
+        with pytest.raises(ConfigError, match="url"):
+            parse_vendor_file({"name": "Shop", "webhooks": [{"url": bad, "secret": SECRET}]})
 
 
 def test_the_documented_webhooks_section_is_valid() -> None:
@@ -295,6 +403,32 @@ async def test_vrm_vendor_events_reads_the_feed(vendor_dir: tuple[Path, Path]) -
     out = await asyncio.to_thread(runner.invoke, main, [*args, "--since", "evt_nope"])
     assert out.exit_code != 0
     out = await asyncio.to_thread(runner.invoke, main, [*args, "--dead"])
+    assert (out.exit_code, out.output) == (0, "")
+
+
+async def test_vrm_vendor_events_replay_delivers_the_dead_letters(receiver: Receiver,
+                                                                 tmp_path: Path) -> None:
+    await receiver.start()
+    config = tmp_path / "vendor.toml"
+    config.write_text(f'name = "Shop"\nseed = "{VENDOR_SEED.hex()}"\n[server]\n'
+                      f'public_url = "https://shop.example/vrm"\n[[webhooks]]\nname = "crm"\n'
+                      f'url = "{receiver.url}"\nsecret = "{SECRET}"\n')  # fmt: skip
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    ids = await _fill(data)
+    async with await SQLiteStore.open(data / "vendor.db") as store:
+        events = await store.events()
+        await store.commit(Commit(dead_letters=tuple(
+            DeadLetter("crm", e.pos, e.recorded_ms, "HTTP 500") for e in events[1:])))
+    args = ["vendor", "events", "--config", str(config), "--data-dir", str(data), "--json"]
+    out = await asyncio.to_thread(CliRunner().invoke, main, [*args, "--replay"],
+                                  env=dict(os.environ))  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output) == {"webhook": "crm", "delivered": 2, "still_dead": 0}
+    assert [b["id"] for b in receiver.verified()] == ids[1:]
+    assert {b["source"] for b in receiver.verified()} == {"https://shop.example/vrm"}
+    out = await asyncio.to_thread(CliRunner().invoke, main, [*args, "--dead"],
+                                  env=dict(os.environ))  # fmt: skip
     assert (out.exit_code, out.output) == (0, "")
 
 

@@ -23,7 +23,6 @@ import json
 import os
 from pathlib import Path
 
-import aiohttp
 import click
 
 from vrmproto.cli._context import run
@@ -78,13 +77,13 @@ async def _dead(file: VendorFile, store: Store, replay: bool, as_json: bool) -> 
             click.echo(json.dumps(row) if as_json else f"{d.name}  {d.pos:>6}  {d.error}")
         return
     source = file.server.public_url or "urn:vrmproto:vendor"
-    async with aiohttp.ClientSession() as session:
-        for entry in file.webhooks:
-            hook = entry.webhook(source)
-            delivered, left = await Deliverer(hook, store, session).replay()
-            row = {"webhook": hook.name, "delivered": delivered, "still_dead": left}
-            click.echo(json.dumps(row) if as_json else
-                       f"{hook.name}: {delivered} delivered, {left} still dead")  # fmt: skip
+    for entry in file.webhooks:
+        hook = entry.webhook(source)
+        async with Deliverer(hook, store) as deliverer:
+            delivered, left = await deliverer.replay()
+        row = {"webhook": hook.name, "delivered": delivered, "still_dead": left}
+        click.echo(json.dumps(row) if as_json else
+                   f"{hook.name}: {delivered} delivered, {left} still dead")  # fmt: skip
 
 
 async def _events(config_path: str, data_dir: Path | None, *, since: str | None, follow_: bool,

@@ -92,6 +92,7 @@ from vrmproto.server._connections import ConnectionLimits
 from vrmproto.server._policy import CatalogueItem
 from vrmproto.server._proxy import Deployment
 from vrmproto.server._runner import VendorConfig, seed_hex
+from vrmproto.server._webhook_http import Poster
 from vrmproto.server._webhooks import Webhook, parse_secret
 
 __all__ = [
@@ -286,6 +287,12 @@ class WebhookEntry(_Section):
     @classmethod
     def _secret(cls, value: SecretStr) -> SecretStr:
         parse_secret(value.get_secret_value())
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        Poster(value)  # a host to connect to, a port that is a number (no I/O)
         return value
 
     def webhook(self, source: str) -> Webhook:

@@ -244,9 +244,11 @@ class Wakeup:
     def arm(self) -> asyncio.Event:
         return self._changed
 
-    async def wait(self, armed: asyncio.Event) -> None:
+    async def wait(self, armed: asyncio.Event, timeout_s: float | None = None) -> None:
+        """Until woken after ``armed`` was taken, or ``poll_s`` (``timeout_s`` if shorter)."""
+        limit = self.poll_s if timeout_s is None else min(timeout_s, self.poll_s)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(armed.wait(), self.poll_s)
+            await asyncio.wait_for(armed.wait(), limit)
 
 
 _WAKEUPS: weakref.WeakKeyDictionary[Endpoint, Wakeup] = weakref.WeakKeyDictionary()

@@ -1,21 +1,26 @@
 """Webhooks: the vendor's event feed pushed to its own systems, at least once, in order per
 relationship (docs/events.md).
 
-Each event is POSTed as a CloudEvents 1.0 JSON document (structured mode, the ``cloudevents``
-SDK): ``id`` the event id, ``type`` ``org.vrmproto.<kind>``, ``source`` the vendor's public URL,
-``subject`` the relationship (thread id, hex), ``time`` when it was committed, ``data`` the event
-(``FeedEvent.as_json``). It is signed per Standard Webhooks: ``webhook-id`` (the event id, the
-receiver's de-duplication key), ``webhook-timestamp`` (Unix seconds) and ``webhook-signature:
-v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` under the secret given as ``whsec_<base64>``.
+Each event is POSTed as a CloudEvents 1.0 JSON document (structured mode): ``id`` the event id,
+``type`` ``org.vrmproto.<kind>``, ``source`` the vendor's public URL, ``subject`` the
+relationship (thread id, hex), ``time`` when it was committed, ``data`` the event
+(``FeedEvent.as_json``). :class:`Renderer` splices it from the event's stored JSON (the tests
+check it reads as the ``cloudevents`` SDK's own rendering). It is signed per Standard
+Webhooks: ``webhook-id`` (the event id, the receiver's de-duplication key),
+``webhook-timestamp`` (Unix seconds) and ``webhook-signature: v1,<base64 HMAC-SHA256 of
+"id.timestamp.body">`` under the secret given as ``whsec_<base64>``.
 
-Delivery (:class:`Deliverer`): read a batch of the feed after the webhook's durable cursor,
-deliver each relationship's events in order (relationships in parallel), retry a failure with
-exponential backoff and jitter, and only once every event of the batch is delivered or set aside
-commit the cursor past it. A crash therefore re-delivers at most the batch in flight, never
-skips. An event still failing ``dead_after_s`` after its first attempt becomes a dead letter
+Delivery (:class:`Deliverer`): read a batch of the feed after the webhook's cursor, deliver
+each relationship's events in order (relationships in parallel), retry a failure with
+exponential backoff and jitter, and move the cursor past an event once it and every event
+before it is delivered or set aside. The cursor is recorded (committed) at most every
+``record_s`` while events keep coming, and when the deliverer stops. A crash therefore
+re-delivers what was acknowledged since the last record and what was in flight, never skips.
+An event still failing ``dead_after_s`` after its first attempt becomes a dead letter
 (:class:`~vrmproto.store.DeadLetter`) and its relationship's later events go on; ``vrm vendor
 events --replay`` delivers dead letters again. A 2xx answer is an acknowledgement; anything else
-(or no answer within ``timeout_s``) is a failure.
+(or no answer within ``timeout_s``) is a failure. The POSTs go over kept-alive connections
+(:class:`~vrmproto.server._webhook_http.Poster`: redirects are not followed).
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime as dt
 import hashlib
 import hmac
+import json
 import logging
 import random
 import time
@@ -33,23 +38,24 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import aiohttp
-from cloudevents.core.bindings.http import to_structured_event
-from cloudevents.core.v1.event import CloudEvent
-
-from vrmproto.server._events import FeedEvent, Wakeup, to_feed_event, wakeup_of
+from vrmproto import __version__
+from vrmproto.server._events import Wakeup, wakeup_of
+from vrmproto.server._webhook_http import HTTPError, Poster
 from vrmproto.store import Commit, DeadLetter, EventRecord, Store
 
 if TYPE_CHECKING:
     from vrmproto.server._config import VendorFile
     from vrmproto.server._endpoint import Endpoint
 
-__all__ = ["Deliverer", "Webhook", "parse_secret", "render", "running", "sign", "webhooks"]
+__all__ = ["Deliverer", "Renderer", "Webhook", "parse_secret", "render", "running", "sign",
+           "webhooks"]
 
 log = logging.getLogger("vrmproto.server.webhooks")
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 -- the format's prefix, not a secret
 TYPE_PREFIX = "org.vrmproto."
+CONTENT_TYPE = "application/cloudevents+json"  # CloudEvents' structured JSON mode
+USER_AGENT = f"vrmproto/{__version__}"
 
 
 def parse_secret(text: str) -> bytes:
@@ -88,6 +94,8 @@ class Webhook:
     backoff_max_s: float = 300.0
     batch: int = 100
     parallel: int = 16  # relationships delivered at once
+    record_s: float = 0.25  # while delivering, the cursor is recorded at most this often
+    linger_s: float = 0.01  # after a batch that emptied the feed, before reading it again
 
     def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
         """The wait before retry ``attempt`` (1, 2, …): exponential, with full jitter in its
@@ -96,81 +104,197 @@ class Webhook:
         return ceiling * (0.5 + rng() / 2)
 
 
-def _for(hook: Webhook, event: FeedEvent) -> FeedEvent:
-    """``event`` with the personal data ``hook`` may receive."""
-    personal = event.personal
-    if personal is None or hook.purposes is None or "purposes" not in personal:
-        return event
-    if hook.purposes.isdisjoint(personal["purposes"]):
-        personal = None
-    return FeedEvent(event.id, event.pos, event.thread, event.seq, event.kind,
-                     event.recorded_ms, event.data, personal)  # fmt: skip
+class Renderer:
+    """The POSTs of one hook: each event's CloudEvent and its Standard Webhooks signature, from
+    the event as the store holds it (its JSON bytes spliced, not decoded and encoded again), the
+    constant parts built once."""
+
+    def __init__(self, hook: Webhook) -> None:
+        self.hook = hook
+        source = json.dumps(hook.source).encode()
+        self._head = b'{"specversion":"1.0","source":%s,"type":"%s' % (source,
+                                                                      TYPE_PREFIX.encode())
+        self._mac = hmac.new(hook.key, digestmod=hashlib.sha256)
+        self._second = -1
+        self._stamp = b""
+
+    def body(self, e: EventRecord, now_ms: int) -> bytes:
+        """``e`` as a CloudEvents 1.0 JSON document: ``id`` the event id, ``type``
+        ``org.vrmproto.<kind>``, ``source`` the vendor's URL, ``subject`` the relationship,
+        ``time`` when it was committed, ``data`` the event as ``FeedEvent.as_json`` gives it,
+        with the personal data this hook may have at ``now_ms`` (§5.3.1-4, §6.6)."""
+        fields = e.data.strip()[1:-1]  # the stored JSON object's members: type, from, body…
+        if fields.strip():
+            fields += b","
+        return b'%s%s","id":"%s","subject":"%s","time":"%s","datacontenttype":"application/json",' \
+               b'"data":{"id":"%s","pos":%d,"relationship":"%s","seq":%d,"kind":"%s",' \
+               b'"recorded":%d,%s"personal":%s}}' % (
+                   self._head, e.kind.encode(), e.id.encode(), e.thread.hex().encode(),
+                   self._time(e.recorded_ms), e.id.encode(), e.pos, e.thread.hex().encode(),
+                   e.seq, e.kind.encode(), e.recorded_ms, fields, self._personal(e, now_ms))
+
+    def _personal(self, e: EventRecord, now_ms: int) -> bytes:
+        """The event's personal data for this hook: none once the share expired (§5.3.1-4), or
+        when the hook names purposes and the share none of them (§6.6)."""
+        if e.personal is None:
+            return b"null"
+        personal = json.loads(e.personal)
+        if personal.get("expires", now_ms + 1) <= now_ms:
+            return b"null"
+        purposes = self.hook.purposes
+        if purposes is not None and "purposes" in personal \
+                and purposes.isdisjoint(personal["purposes"]):  # fmt: skip
+            return b"null"
+        return e.personal
+
+    def _time(self, ms: int) -> bytes:
+        """RFC 3339, UTC, to the millisecond (the CloudEvents ``time``)."""
+        second = ms // 1000
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+        return b"%s.%03dZ" % (self._stamp, ms % 1000)
+
+    def signature(self, event_id: str, now_s: int, body: bytes) -> bytes:
+        """The Standard Webhooks header fields of ``body``, each ending CRLF: ``webhook-id``,
+        ``webhook-timestamp`` and ``webhook-signature`` (``v1,`` and the base64 HMAC-SHA256 of
+        ``id.timestamp.body``; the same as :func:`sign`)."""
+        mac = self._mac.copy()
+        mac.update(b"%s.%d." % (event_id.encode(), now_s))
+        mac.update(body)
+        return b"webhook-id: %s\r\nwebhook-timestamp: %d\r\nwebhook-signature: v1,%s\r\n" % (
+            event_id.encode(), now_s, base64.b64encode(mac.digest()))
 
 
-def render(hook: Webhook, event: FeedEvent, now_s: int) -> tuple[bytes, dict[str, str]]:
-    """The body and headers of ``event``'s POST to ``hook`` (see the module docstring)."""
-    event = _for(hook, event)
-    cloud = CloudEvent(
-        attributes={
-            "id": event.id, "type": TYPE_PREFIX + event.kind, "source": hook.source,
-            "subject": event.thread.hex(), "datacontenttype": "application/json",
-            "time": dt.datetime.fromtimestamp(event.recorded_ms / 1000, dt.UTC),
-        },
-        data=event.as_json(),
-    )  # fmt: skip
-    message = to_structured_event(cloud)
-    headers = dict(message.headers)
-    headers["webhook-id"] = event.id
-    headers["webhook-timestamp"] = str(now_s)
-    headers["webhook-signature"] = sign(hook.key, event.id, now_s, message.body)
-    return message.body, headers
+def render(hook: Webhook, e: EventRecord, now_ms: int) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of ``e``'s POST to ``hook`` at ``now_ms`` (see the module
+    docstring; the Deliverer sends these, with Host, User-Agent and Content-Length)."""
+    r = Renderer(hook)
+    body = r.body(e, now_ms)
+    headers = {"content-type": CONTENT_TYPE}
+    for line in r.signature(e.id, now_ms // 1000, body).decode().splitlines():
+        name, _, value = line.partition(": ")
+        headers[name] = value
+    return body, headers
 
 
 class Deliverer:
-    """Pushes the feed of ``store`` to ``hook`` until cancelled (see the module docstring).
-    ``wakeup`` wakes it when this process — and, where the Wakeup watches a PostgreSQL store,
-    any process — commits an event; ``clock`` gives ms."""
+    """Pushes the feed of ``store`` to ``hook`` until cancelled (see the module docstring), with
+    ``poster`` (default: its own, closed by :meth:`close`). ``wakeup`` wakes it when this
+    process — and, where the Wakeup watches a PostgreSQL store, any process — commits an event;
+    ``clock`` gives ms."""
 
     def __init__(
         self,
         hook: Webhook,
         store: Store,
-        session: aiohttp.ClientSession,
+        poster: Poster | None = None,
         *,
         wakeup: Wakeup | None = None,
         clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self.hook = hook
         self.store = store
-        self.session = session
+        self._own = poster is None
+        self.poster = poster if poster is not None else Poster(
+            hook.url, timeout_s=hook.timeout_s, content_type=CONTENT_TYPE, user_agent=USER_AGENT)
+        self.renderer = Renderer(hook)
         self.wakeup = wakeup if wakeup is not None else Wakeup()
         self.clock = clock
         self.delivered = 0  # deliveries acknowledged (2xx), for tests and the bench
         self.failed = 0  # attempts that failed
+        self._cursor: int | None = None  # delivered (or set aside) up to here
+        self._recorded = 0  # the durable cursor, as this deliverer last read or wrote it
+        self._recorded_at = time.monotonic()
+        self._dead: list[DeadLetter] = []  # set aside since, to record with the cursor
+
+    async def __aenter__(self) -> Deliverer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connections of the poster it made."""
+        if self._own:
+            await self.poster.close()
 
     async def run(self) -> None:
         """Deliver until cancelled. One process at a time delivers to a hook: the others
-        (workers of the same vendor) wait on its store lock (§11.11-2)."""
+        (workers of the same vendor) wait on its store lock (§11.11-2). The cursor is recorded
+        at most every ``record_s`` while events keep coming, within ``record_s`` once they stop,
+        and when cancelled: a crash re-delivers what was acknowledged since, with what was in
+        flight — never skips."""
         async with self.store.lock(b"webhook:" + self.hook.name.encode()):
-            while True:
-                armed = self.wakeup.arm()
+            self._cursor = None  # another process may have moved it before we had the lock
+            try:
+                await self._run()
+            finally:
                 try:
-                    if await self.step():
-                        continue
-                except Exception:  # the store failed: the cursor did not move, try again
-                    log.exception("webhook %s: delivery failed", self.hook.name)
-                    await asyncio.sleep(self.hook.backoff_s)
+                    await self.record()
+                except Exception:  # stopping anyway: the next run delivers them again
+                    log.exception("webhook %s: the cursor could not be recorded", self.hook.name)
+
+    async def _run(self) -> None:
+        hook = self.hook
+        while True:
+            armed = self.wakeup.arm()
+            try:
+                count = await self.deliver_batch()
+                due = hook.record_s - (time.monotonic() - self._recorded_at)
+                if self.unrecorded and due <= 0:
+                    await self.record()
+                if count >= hook.batch:  # behind: straight on
                     continue
-                await self.wakeup.wait(armed)
+                if count:  # caught up: let a few events gather before the next read
+                    await asyncio.sleep(hook.linger_s)
+                    continue
+                if self.unrecorded:  # record within record_s, unless more events come first
+                    await self.wakeup.wait(armed, max(due, 0.0))
+                    continue
+            except Exception:  # the store failed: deliver again from the recorded cursor
+                log.exception("webhook %s: delivery failed", hook.name)
+                self._cursor = None
+                self._dead = []
+                await asyncio.sleep(hook.backoff_s)
+                continue
+            await self.wakeup.wait(armed)
+
+    @property
+    def unrecorded(self) -> bool:
+        """Whether events were delivered or set aside past the recorded cursor."""
+        return self._cursor != self._recorded or bool(self._dead)
 
     async def step(self) -> bool:
-        """Deliver one batch after the cursor and commit past it; False if there was none."""
+        """Deliver one batch after the cursor and record the cursor past it; False if there was
+        none."""
+        count = await self.deliver_batch()
+        await self.record()
+        return count > 0
+
+    async def record(self) -> None:
+        """Commit the cursor as far as delivered, and the dead letters set aside before it."""
+        if self._cursor is None or not self.unrecorded:
+            return
+        cursor, dead = self._cursor, tuple(self._dead)
+        await self.store.commit(Commit(event_cursors=((self.hook.name, cursor),),
+                                       dead_letters=dead))  # fmt: skip
+        self._recorded = cursor
+        del self._dead[: len(dead)]
+        self._recorded_at = time.monotonic()
+
+    async def deliver_batch(self) -> int:
+        """Deliver (or set aside) the next batch after the cursor, each relationship's events
+        in order, relationships in parallel; move the cursor past it in memory (:meth:`record`
+        makes that durable). How many events it had: 0 if none."""
         hook = self.hook
-        cursor = await self.store.event_cursor(hook.name)
-        batch = await self.store.events(cursor, hook.batch)
+        if self._cursor is None:
+            self._cursor = self._recorded = await self.store.event_cursor(hook.name)
+        batch = await self.store.events(self._cursor, hook.batch)
         if not batch:
-            return False
+            return 0
         dead: list[DeadLetter] = []
+        done: set[int] = set()
         lanes: dict[bytes, list[EventRecord]] = {}
         for e in batch:
             lanes.setdefault(e.thread, []).append(e)
@@ -182,12 +306,19 @@ class Deliverer:
                     failure = await self.deliver(e)
                     if failure is not None:
                         dead.append(DeadLetter(hook.name, e.pos, self.clock(), failure))
+                    done.add(e.pos)
 
-        await asyncio.gather(*(lane(events) for events in lanes.values()))
-        await self.store.commit(
-            Commit(event_cursors=((hook.name, batch[-1].pos),), dead_letters=tuple(dead))
-        )
-        return True
+        try:
+            await asyncio.gather(*(lane(events) for events in lanes.values()))
+        finally:  # stopped midway too: up to the first event not yet done
+            reached = self._cursor
+            for e in batch:
+                if e.pos not in done:
+                    break
+                reached = e.pos
+            self._dead.extend(d for d in dead if d.pos <= reached)
+            self._cursor = reached
+        return len(batch)
 
     async def deliver(self, e: EventRecord) -> str | None:
         """POST ``e`` until acknowledged (None) or dead (the last failure, after
@@ -208,20 +339,18 @@ class Deliverer:
     async def attempt(self, e: EventRecord) -> str | None:
         """One POST of ``e``: None if acknowledged (2xx), else what went wrong."""
         now = self.clock()
-        body, headers = render(self.hook, to_feed_event(e, now), now // 1000)
-        timeout = aiohttp.ClientTimeout(total=self.hook.timeout_s)
+        body = self.renderer.body(e, now)
         try:
-            async with self.session.post(self.hook.url, data=body, headers=headers,
-                                         timeout=timeout) as response:  # fmt: skip
-                await response.read()
-                if 200 <= response.status < 300:
-                    self.delivered += 1
-                    return None
-                self.failed += 1
-                return f"HTTP {response.status}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            status = await self.poster.post(self.renderer.signature(e.id, now // 1000, body),
+                                            body)  # fmt: skip
+        except (OSError, HTTPError, TimeoutError) as exc:
             self.failed += 1
             return f"{type(exc).__name__}: {exc}"[:500]
+        if 200 <= status < 300:
+            self.delivered += 1
+            return None
+        self.failed += 1
+        return f"HTTP {status}"
 
     async def replay(self) -> tuple[int, int]:
         """Deliver this hook's dead letters again, in feed order, one attempt each; those
@@ -251,16 +380,17 @@ async def running(endpoint: Endpoint, hooks: Sequence[Webhook], *,
         yield []
         return
     wakeup = wakeup_of(endpoint, poll_s)
-    async with aiohttp.ClientSession() as session:
-        deliverers = [Deliverer(h, endpoint.store, session, wakeup=wakeup, clock=endpoint.clock)
-                      for h in hooks]  # fmt: skip
-        tasks = [asyncio.create_task(d.run(), name=f"webhook {d.hook.name}") for d in deliverers]
-        try:
-            yield deliverers
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    deliverers = [Deliverer(h, endpoint.store, wakeup=wakeup, clock=endpoint.clock)
+                  for h in hooks]  # fmt: skip
+    tasks = [asyncio.create_task(d.run(), name=f"webhook {d.hook.name}") for d in deliverers]
+    try:
+        yield deliverers
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for d in deliverers:
+            await d.close()
 
 
 def webhooks(file: VendorFile, url: str) -> list[Webhook]:
