@@ -161,6 +161,26 @@ async def test_posts_share_one_kept_alive_connection(receiver: tuple[Seen, int])
         == (f"127.0.0.1:{port}", "tester/1", "application/x-test", "evt_2", "6")  # fmt: skip
 
 
+def test_posts_on_the_uvloop_the_vrm_runners_use() -> None:
+    """``vrm vendor serve`` and ``vrm vendor events --replay`` run on uvloop where it is
+    installed (vrmproto._loop), whose transports are not asyncio.Transport subclasses."""
+    pytest.importorskip("uvloop", reason="uvloop (the vrmproto[speed] extra) is not installed")
+    from vrmproto._loop import run  # noqa: PLC0415 -- only this test needs it
+
+    async def post_twice() -> tuple[list[int], int]:
+        seen = Seen()
+        runner, port = await aiohttp_receiver(seen)
+        try:
+            poster = Poster(f"http://127.0.0.1:{port}/hook")
+            statuses = [await poster.post(b"", b"one"), await poster.post(b"", b"two")]
+            await poster.close()
+        finally:
+            await runner.cleanup()
+        return statuses, len(set(seen.peers))
+
+    assert run(post_twice(), fast=True) == ([204, 204], 1)
+
+
 async def test_parallel_posts_open_a_connection_each(receiver: tuple[Seen, int]) -> None:
     seen, port = receiver
     poster = Poster(f"http://127.0.0.1:{port}/hook")

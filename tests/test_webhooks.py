@@ -312,6 +312,30 @@ async def test_a_crash_between_records_delivers_again_only_what_was_not_recorded
     assert store.cursors == [2, events[-1].pos]
 
 
+async def test_by_default_the_cursor_is_recorded_after_every_batch(receiver: Receiver) -> None:
+    """With the default ``record_s`` (0) a running deliverer records its cursor after each
+    batch, so a crash re-delivers at most the batch in flight."""
+    await receiver.start()
+    store = CursorLog()
+    v, customers = Vendor(store), [Customer(VENDOR) for _ in range(3)]
+    for c in customers:
+        await v.deliver(c, c.offer(*ACCEPTED))
+    last = (await store.events())[-1].pos
+    reached = asyncio.Event()
+
+    async def commit(c: Commit) -> None:
+        await CursorLog.commit(store, c)
+        if last in store.cursors:
+            reached.set()
+
+    store.commit = commit  # type: ignore[method-assign]
+    async with running(v.endpoint, [hook(receiver.url, batch=2)]):
+        await asyncio.wait_for(reached.wait(), 30)
+        recorded_while_running = list(store.cursors)
+    assert len(recorded_while_running) == 3  # 6 events in batches of 2: a record after each
+    assert recorded_while_running == sorted(recorded_while_running)
+
+
 async def test_a_deliverer_records_its_cursor_when_stopped(receiver: Receiver) -> None:
     """While running, the cursor is recorded at most every ``record_s``; when the deliverer is
     stopped, at once, as far as every event was acknowledged: a restart sends again only the

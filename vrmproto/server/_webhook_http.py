@@ -28,6 +28,7 @@ import re
 import ssl
 import time
 from collections.abc import Callable
+from typing import cast
 from urllib.parse import quote, unquote, urlsplit
 
 __all__ = ["HTTPError", "Poster", "ResponseReader"]
@@ -192,8 +193,8 @@ class _Connection(asyncio.Protocol):
         self.used = 0.0  # monotonic time it was last released
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, though not always an asyncio.Transport subclass (uvloop's is not).
+        self.transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         try:
