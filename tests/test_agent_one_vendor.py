@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from vrmproto import Identity, Money
 from vrmproto.client import Agent
 from vrmproto.server import CatalogueItem, Endpoint, ReferencePolicy
-from vrmproto.store import MemoryStore
+from vrmproto.store import MemoryStore, SQLiteStore
 from vrmproto.testing import MemoryTransport
 
 ACCEPTS = ("vrm.no-tracking", "vrm.no-third-party")
@@ -62,6 +63,29 @@ async def test_concurrent_connects_to_one_vendor_open_one_relationship(agent: Ag
     assert len({r.thread for r in results}) == 1
     assert sum(not r.existing for r in results) == 1
     assert len([v for v in await agent.relationships() if v.kind == "vendor"]) == 1
+
+
+async def test_two_agents_on_one_data_directory_open_one_relationship(tmp_path: Path) -> None:
+    """Two ``vrm connect`` processes on one data directory: two agents, each with its own store
+    object on the same file, connecting at once open one relationship — the check for a live one
+    and the new thread's commit are under the store's lock, which other processes share
+    (§11.11-2), not only under the agent's own."""
+    acme = vendor("Acme")
+    transport = MemoryTransport({IP: acme, HOST: acme})
+    seed, path = os.urandom(32), tmp_path / "agent.db"
+    first = await Agent.open(await SQLiteStore.open(path), seed, client=transport)
+    second = await Agent.open(await SQLiteStore.open(path), seed, client=transport)
+    try:
+        results = await asyncio.gather(*(a.connect(url) for a in (first, second)
+                                         for url in (IP, HOST)))  # fmt: skip
+        assert len({r.thread for r in results}) == 1
+        assert sum(not r.existing for r in results) == 1
+        for a in (first, second):
+            assert len([v for v in await a.relationships() if v.kind == "vendor"]) == 1
+    finally:
+        await first.close()
+        await second.close()
+        await acme.drain()
 
 
 async def test_after_end_connect_opens_a_new_relationship(agent: Agent) -> None:

@@ -18,6 +18,10 @@ from vrmproto.client._views import ConnectResult, ConnectStatus, Offer, Ref
 
 __all__ = ["TermsOps"]
 
+#: The store lock a connect holds per vendor key, from the live-relationship check to the new
+#: thread's commit (one live relationship per vendor key, across processes).
+CONNECT_LOCK = b"client.connect:"
+
 
 def connect_result(t: Thread, offered: tuple[TermRef, ...], d: Delivery) -> ConnectResult:
     """What the vendor answered to our terms offer, read from the replies of ``d``."""
@@ -76,7 +80,9 @@ class TermsOps(AgentBase):
                                   "relationships", code=Problem.UNKNOWN_TYPE,
                                   clause="§13.1-10")  # fmt: skip
         await self._check_pins(base_url, doc, by_name=True, accept_new_key=accept_new_key)
-        async with self.vendor_locks.hold(doc.key):
+        # Ours, then the store's: the store's excludes other processes on the same data
+        # (two `vrm connect` at once, §11.11-2); it sorts before the thread's lock ("client.t…").
+        async with self.vendor_locks.hold(doc.key), self.store.lock(CONNECT_LOCK + doc.key):
             live = await self.live_thread(doc.key)
             if live is not None:
                 return await self._existing(live)
