@@ -37,6 +37,7 @@ database, as every process's counts are after a restart of one process (§12.9-8
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -176,6 +177,7 @@ class PgOpenNegotiations:
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
         self._made = False
+        self._making = asyncio.Lock()
         self._pruned_ms = 0
         self._batches: Coalescer[_Admit, _Admitted] = Coalescer(self._send)
 
@@ -188,8 +190,10 @@ class PgOpenNegotiations:
 
     async def _ensure(self) -> None:
         if not self._made:
-            await self._store._pooled(self._make)
-            self._made = True
+            async with self._making:  # once, not by every request that comes meanwhile
+                if not self._made:
+                    await self._store._pooled(self._make)
+                    self._made = True
 
     async def _ready(self, now: int) -> None:
         await self._ensure()

@@ -19,6 +19,7 @@ keeps the table as small as the set of keys seen within a refill time.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -138,6 +139,7 @@ class PgRateBuckets:
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
         self._made = False
+        self._making = asyncio.Lock()
         self._pruned_ms = 0
         self._batches: Coalescer[_Op, tuple[float | None, bool | None]] = Coalescer(self._send)
 
@@ -151,8 +153,10 @@ class PgRateBuckets:
 
     async def _ready(self, now: int) -> None:
         if not self._made:
-            await self._store._pooled(self._make)
-            self._made = True
+            async with self._making:  # once, not by every request that comes meanwhile
+                if not self._made:
+                    await self._store._pooled(self._make)
+                    self._made = True
         if now - self._pruned_ms >= PRUNE_EVERY_MS:
             self._pruned_ms = now
             await self._store._pooled(lambda conn: conn.execute(_PRUNE, now))
