@@ -517,6 +517,10 @@ def postgres_report(
         p50, p99 = percentile(run.latencies, 0.5), percentile(run.latencies, 0.99)
         print(f"vendor endpoint on PostgreSQL, {count} process(es): {run.rate:8.0f} msg/s  "
               f"p50 {p50:.1f} ms  p99 {p99:.1f} ms  ({run.rate / sqlite.rate:.2f} x SQLite)")
+        by_cpu = _by_cpu(sqlite, run)
+        if by_cpu is not None:
+            print(f"  by CPU per message (client, server processes and PostgreSQL): {by_cpu:.2f} "
+                  "x SQLite")  # fmt: skip
         if run.cpu_us is not None:
             print(f"CPU us per message, postgres x{count}: " + ", ".join(
                 f"{k} {v:.0f}" for k, v in run.cpu_us.items()))  # fmt: skip
@@ -531,7 +535,20 @@ def postgres_report(
         },
         "postgres_cpu_us": {str(k): v.cpu_us for k, v in by_workers.items()},
         "postgres_per_core_msgs_per_s": {str(k): _per_core(v) for k, v in by_workers.items()},
+        "postgres_to_sqlite_by_cpu": {
+            str(k): _by_cpu(sqlite, v) for k, v in by_workers.items()
+        },
     }
+
+
+def _by_cpu(sqlite: Run, pg: Run) -> float | None:
+    """SQLite's CPU per message over PostgreSQL's, every process of each run counted (the
+    client, the server processes, the database server): the throughput ratio where both are
+    CPU-bound on the same cores with nothing else running — steadier than the measured rates
+    on a machine that others share."""
+    if not sqlite.cpu_us or not pg.cpu_us:
+        return None
+    return round(sum(sqlite.cpu_us.values()) / sum(pg.cpu_us.values()), 3)
 
 
 def _per_core(run: Run) -> dict[str, float]:
