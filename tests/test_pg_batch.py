@@ -6,6 +6,7 @@ takes and first contacts on a real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Sequence
 
 import _postgres
@@ -13,7 +14,7 @@ from _vendor_proc import Customer
 from test_admission import VENDOR, intentcast, problem
 from test_admission_shared import CLIENT, now_clock, two_endpoints
 
-from vrmproto import Limits
+from vrmproto import Identity, Limits
 from vrmproto.store import PostgresConfig, PostgresStore
 from vrmproto.store._pg_batch import Coalescer
 from vrmproto.store._pg_rates import PgRateBuckets, _Op
@@ -141,3 +142,24 @@ async def test_requests_one_after_another_are_one_statement_each() -> None:
     for item in range(n):
         assert await coalescer.ask(item) == item * 10
     assert db.statements == [[item] for item in range(n)]
+
+
+async def test_a_senders_messages_at_once_at_two_processes_get_no_more_than_its_quota(
+    postgres_config: PostgresConfig,
+) -> None:
+    """50 offers from one key at once, 25 at each of two processes, 20 a minute allowed and the
+    clock standing still (§12.9-5 over both, §12.9-8): 20 are stored and 30 refused. Each
+    process checks the sender's bucket before verifying and takes its token after: the token
+    is taken only if it is still there, since the others' checks at the same moment passed on
+    the same level (§12.9-6)."""
+    clock = now_clock()
+    limits = Limits(rate_per_sender_per_minute=20, open_relationships_per_address=1000)
+    me = Identity(os.urandom(32))
+    async with two_endpoints(postgres_config, limits, clock) as (a, b):
+        offers = [Customer(VENDOR, identity=me).offer("vrm.no-tracking").envelope
+                  for _ in range(50)]  # fmt: skip
+        got = await asyncio.gather(*(
+            (a, b)[n % 2].handle_inbox(env, client=CLIENT) for n, env in enumerate(offers)
+        ))  # fmt: skip
+        assert sorted(r.status for r in got) == [200] * 20 + [429] * 30
+        assert {problem(r).clause for r in got if r.status == 429} == {"§12.9-5"}
