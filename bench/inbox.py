@@ -38,7 +38,9 @@ many server processes on the one database, the client spreading its connections 
 ``cpu_us`` then sums the server processes' CPU per message and adds ``postgresql``: the database
 server's own (the postmaster and every process it forked). On 2 cores the client, the server
 processes and PostgreSQL share the same two cores, so more workers cannot go faster here; the
-figures say what each message costs, from which the scaling on more cores follows.
+figures say what each message costs, from which the scaling on more cores follows:
+``postgres_per_core_msgs_per_s`` is what one core could carry of the server processes (all of
+them) and of the database server at that cost.
 
 Prints human lines, then one JSON object on the last line.
 """
@@ -515,16 +517,48 @@ def postgres_report(
         p50, p99 = percentile(run.latencies, 0.5), percentile(run.latencies, 0.99)
         print(f"vendor endpoint on PostgreSQL, {count} process(es): {run.rate:8.0f} msg/s  "
               f"p50 {p50:.1f} ms  p99 {p99:.1f} ms  ({run.rate / sqlite.rate:.2f} x SQLite)")
+        by_cpu = _by_cpu(sqlite, run)
+        if by_cpu is not None:
+            print(f"  by CPU per message (client, server processes and PostgreSQL): {by_cpu:.2f} "
+                  "x SQLite")  # fmt: skip
         if run.cpu_us is not None:
             print(f"CPU us per message, postgres x{count}: " + ", ".join(
                 f"{k} {v:.0f}" for k, v in run.cpu_us.items()))  # fmt: skip
+        per_core = _per_core(run)
+        if per_core:
+            print(f"  messages a second one core could carry, {count} process(es): "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in per_core.items()))  # fmt: skip
     return {
         "postgres_msgs_per_s": {str(k): round(v.rate, 1) for k, v in by_workers.items()},
         "postgres_to_sqlite": {
             str(k): round(v.rate / sqlite.rate, 3) for k, v in by_workers.items()
         },
         "postgres_cpu_us": {str(k): v.cpu_us for k, v in by_workers.items()},
+        "postgres_per_core_msgs_per_s": {str(k): _per_core(v) for k, v in by_workers.items()},
+        "postgres_to_sqlite_by_cpu": {
+            str(k): _by_cpu(sqlite, v) for k, v in by_workers.items()
+        },
     }
+
+
+def _by_cpu(sqlite: Run, pg: Run) -> float | None:
+    """SQLite's CPU per message over PostgreSQL's, every process of each run counted (the
+    client, the server processes, the database server): the throughput ratio where both are
+    CPU-bound on the same cores with nothing else running — steadier than the measured rates
+    on a machine that others share."""
+    if not sqlite.cpu_us or not pg.cpu_us:
+        return None
+    return round(sum(sqlite.cpu_us.values()) / sum(pg.cpu_us.values()), 3)
+
+
+def _per_core(run: Run) -> dict[str, float]:
+    """What one core could carry of each side, from its CPU per message: the server processes
+    (all of them together) and the database server. On more cores than here, the side that
+    runs out of cores first bounds the throughput (docs/deployment.md)."""
+    cpu = run.cpu_us or {}
+    server = cpu.get("server_loop", 0.0) + cpu.get("server_other_threads", 0.0)
+    sides = {"server_processes": server, "postgresql": cpu.get("postgresql", 0.0)}
+    return {k: round(1e6 / v, 1) for k, v in sides.items() if v > 0}
 
 
 #: --serve modes of the endpoint: the arguments of serve_endpoint.

@@ -1313,8 +1313,8 @@ def rate_counts_forgeries() -> None:
         "    now = self.clock()\n",
         "    if peek.sender is not None:\n        self.sender_limit.charge(peek.sender)\n"
         "    now = self.clock()\n"), (
-        "    await self.sender_limit.acharge(msg.sender)\n",
-        "    pass\n"))
+        "    wait = await self.sender_limit.atake(msg.sender)\n",
+        "    wait = 0\n"))
 
 
 @mutant("rate-no-retry-after", "rate", "§12.9-5",

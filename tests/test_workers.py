@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -93,12 +94,34 @@ def _vendor_file(tmp_path: Path, config: PostgresConfig, limits: dict[str, int],
     return path
 
 
+#: How long the cleanup of :func:`vendor_process` lets the vendor's processes stop on SIGTERM
+#: before it kills them (a bound on a hang, not a measurement).
+STOP_WAIT_S = 30
+
+
+async def end_session(proc: asyncio.subprocess.Process) -> None:
+    """Stop every process of ``proc``'s process group — the vendor and, with ``--workers``, the
+    workers it forked, which hold its stdout too: SIGTERM to the group, then SIGKILL to whatever
+    is left of it once ``proc`` has exited or :data:`STOP_WAIT_S` have passed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), STOP_WAIT_S)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    await proc.wait()
+
+
 @asynccontextmanager
 async def vendor_process(config_file: Path, *args: str) -> AsyncIterator[Vendor]:
+    """``vrm vendor serve`` in a session of its own (its process group: the supervisor and its
+    workers), all of which the cleanup stops (:func:`end_session`), so that a failing test
+    fails instead of waiting on a worker that still holds the output pipe."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", "from vrmproto.cli import main; main()", "vendor", "serve",
         "--config", str(config_file), "--memory", "--no-advertise", "--json", *args, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        start_new_session=True,
     )  # fmt: skip
     vendor = Vendor(proc, {})
     vendor.start_reading()
@@ -106,11 +129,9 @@ async def vendor_process(config_file: Path, *args: str) -> AsyncIterator[Vendor]
         vendor.listening = await vendor.next_event("listening")
         yield vendor
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await end_session(proc)
         if vendor.reader is not None:
-            await vendor.reader
+            await vendor.reader  # ends once no process holds the pipe
 
 
 @asynccontextmanager
@@ -305,6 +326,34 @@ async def test_workers_serve_one_port_are_restarted_when_killed_and_stop_on_sigt
     for pid in (pids[1], started["pid"]):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # reaped by the supervisor: gone
+
+
+class _Failed(Exception):
+    """A test failing inside :func:`vendor_process`."""
+
+
+async def test_a_failure_inside_vendor_process_stops_the_workers_too(
+    postgres_config: PostgresConfig, tmp_path: Path
+) -> None:
+    """A test that fails while ``--workers 2`` serve ends with its failure, and the supervisor
+    and both workers are gone (reaped: their pids no longer exist). Before, the cleanup killed the
+    supervisor alone and then waited for the end of its output, which the workers kept open.
+    (The bound turns such a hang into a failure; it measures nothing.)"""
+    file = _vendor_file(tmp_path, postgres_config, {})
+    pids: list[int] = []
+
+    async def fail_while_serving() -> None:
+        async with vendor_process(file, "--workers", "2") as vendor:
+            pids.extend([vendor.proc.pid, *vendor.listening["pids"]])
+            raise _Failed
+
+    async with asyncio.timeout(STOP_WAIT_S * 4):
+        with pytest.raises(_Failed):
+            await fail_while_serving()
+    assert len(pids) == 3
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 #: The open negotiations budget per address prefix (§10-17, kept in the database: §12.9-8),

@@ -281,8 +281,10 @@ class SharedAdmission(Admission):
     - the open negotiations (§10-17): counted per prefix in ``negotiations``, checked and
       counted in one statement with the day's token.
 
-    A message that opens a relationship costs one round trip to the database (none more for
-    one that does not); settling an open negotiation costs one (:meth:`aclose`). What a ticket
+    A message that opens a relationship costs one request to the database (none more for
+    one that does not), sent together with the others this process makes meanwhile
+    (:mod:`vrmproto.store._pg_batch`); settling an open negotiation costs one round trip
+    (:meth:`aclose`). What a ticket
     gives back when its message is not stored is given back in the background (a ticket is
     cancelled from exception handlers, cancellation among them)."""
 

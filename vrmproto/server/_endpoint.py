@@ -8,7 +8,7 @@ for every refusal — is in this package and is tested without a socket.
 
 One inbox step (§12.3, §12.6, §12.7)::
 
-    peek header ─ sender rate check ─ open_envelope (verify) ─ charge sender
+    peek header ─ sender rate check ─ open_envelope (verify) ─ take the sender's token
       ─ coalesce with an identical in-flight request ─ per-thread lock ─ load relationship
       ─ admit a first contact (§11.8-2) ─ receive ─ storage budget (§11.8-4)
       ─ policy replies ─ send receipt, then replies
@@ -345,17 +345,21 @@ class Endpoint:
             log.exception("inbox: unexpected failure (client %s)", client)
             return self.problem(Problem.INTERNAL, "the receiver failed; the message was not stored")
 
+    def _sender_refusal(self, wait: int, peek: Peek) -> Response:
+        """A message over its sender's rate limit (§12.9-5)."""
+        if peek.kind == ProblemReport.TYPE:  # §12.3-5
+            return Response(Problem.RATE_LIMITED.status, b"", {"Retry-After": str(wait)})
+        return self.problem(
+            Problem.RATE_LIMITED, "too many messages from this key", clause="§12.9-5",
+            retry_after=wait, to=peek.sender, thread=peek.thread, ref=peek.ref,
+        )  # fmt: skip
+
     async def _inbox(self, data: bytes, client: str) -> Response:
         peek = read_peek(data)
         if peek.sender is not None:
             wait = await self.sender_limit.aretry_after(peek.sender)
-            if wait and peek.kind == ProblemReport.TYPE:  # §12.3-5
-                return Response(Problem.RATE_LIMITED.status, b"", {"Retry-After": str(wait)})
             if wait:
-                return self.problem(
-                    Problem.RATE_LIMITED, "too many messages from this key", clause="§12.9-5",
-                    retry_after=wait, to=peek.sender, thread=peek.thread, ref=peek.ref,
-                )  # fmt: skip
+                return self._sender_refusal(wait, peek)
         now = self.clock()
         try:
             msg = open_envelope(data, now=now, recipients=self._recipients, limits=self.limits)
@@ -363,8 +367,12 @@ class Endpoint:
             return self._refuse(exc, peek)
         # Only a verified message the receiver stores as new counts against its sender; a replay
         # counts against the address it came from (§12.9-6). The token is taken now, so that
-        # concurrent messages see it, and given back when nothing new was stored.
-        await self.sender_limit.acharge(msg.sender)
+        # concurrent messages see it, and given back when nothing new was stored. It is taken
+        # only if it is there: where the limit is shared by processes (§12.9-8), messages of
+        # the sender checked at once elsewhere may have taken the last ones since the check.
+        wait = await self.sender_limit.atake(msg.sender)
+        if wait:
+            return self._sender_refusal(wait, Peek(msg.sender, msg.thread, msg.hash, msg.type))
         outcome = Outcome.REFUSED
         try:
             if msg.type == ProblemReport.TYPE:

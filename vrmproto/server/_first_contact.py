@@ -9,6 +9,7 @@ vendor-wide :class:`~vrmproto.server.StorageBudget` at most every ``check_every_
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections.abc import Callable
@@ -42,12 +43,15 @@ class Room(enum.IntEnum):
 
 class StorageGauge:
     """The store measured against a :class:`StorageBudget`, at most every
-    ``budget.check_every_ms`` (a usage query is a system call or a table scan)."""
+    ``budget.check_every_ms`` (a usage query is a system call or a table scan). The requests
+    that find the last measure too old while one is being taken wait for that one rather than
+    each taking its own (on PostgreSQL, a scan of the catalog per request under load)."""
 
     def __init__(self, store: Store, clock: Callable[[], int]) -> None:
         self._store = store
         self._clock = clock
         self._checked: tuple[int, Room] | None = None  # (ms, level)
+        self._measuring: asyncio.Future[Room] | None = None
 
     async def room(self, budget: StorageBudget | None) -> Room:
         if budget is None:
@@ -56,6 +60,19 @@ class StorageGauge:
         checked = self._checked
         if checked is not None and 0 <= now - checked[0] < budget.check_every_ms:
             return checked[1]
+        if self._measuring is None:
+            self._measuring = asyncio.ensure_future(self._measure(budget, now))
+            self._measuring.add_done_callback(self._measured)
+        return await asyncio.shield(self._measuring)
+
+    def _measured(self, done: asyncio.Future[Room]) -> None:
+        if self._measuring is done:
+            self._measuring = None
+        if not done.cancelled():
+            done.exception()  # retrieved here: each waiter gets it raised as well
+
+    async def _measure(self, budget: StorageBudget, now: int) -> Room:
+        checked = self._checked
         usage = await self._store.usage()
         free = usage.free_bytes if usage.free_bytes is not None else budget.min_free_bytes
         level = Room.ANY

@@ -9,7 +9,9 @@ whatever keys a flood invents.
 Several server processes over one database (``vrm vendor serve --workers``, or several machines)
 keep these buckets in the database instead (§12.9-8): :class:`SharedRateLimiter`, whose
 awaitable methods (the ``a``-prefixed ones, which the endpoint calls) read and update one row
-per key in one statement. A :class:`RateLimiter`'s awaitable methods are its own, in memory.
+per key atomically, the requests of one process made at once in one statement
+(:mod:`vrmproto.store._pg_batch`). A :class:`RateLimiter`'s awaitable methods are its own, in
+memory.
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ def _key_bytes(key: Hashable) -> bytes:
 
 class SharedRateLimiter(RateLimiter):
     """Token buckets in a database shared by every server process (§12.9-8): the same rule as
-    :class:`RateLimiter` (§12.9-5), one row per key, each update one atomic statement, so two
+    :class:`RateLimiter` (§12.9-5), one row per key, each update atomic, so two
     processes taking from one bucket at once take two tokens. The synchronous methods are
     :class:`RateLimiter`'s own and keep nothing shared; the endpoint awaits the others."""
 

@@ -20,6 +20,10 @@ where either fails, it lowers the count again before it returns, in the same tra
 PL/pgSQL function runs each statement on a fresh snapshot, and an UPDATE that waited for a row
 lock re-reads the row: what it reads includes everything the process that held the lock before
 committed.)
+The admissions a process asks for while one of its statements is on its way go together in
+the next one, ``vrm_open_admit_batch``: it calls ``vrm_open_admit`` for each, in the order they
+were asked for per prefix, the prefixes in order (:mod:`vrmproto.store._pg_batch`), so each gets
+what it would have got alone and every batch takes the count rows' locks in the same order.
 ``vrm_open_close`` stops counting a thread (it was settled, expired, or its message was not
 stored after all); it takes the count row's lock first too, so the two never wait on each other
 in opposite order.
@@ -33,8 +37,11 @@ database, as every process's counts are after a restart of one process (§12.9-8
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from vrmproto.store._pg_batch import Coalescer
 from vrmproto.store._pg_rates import PRUNE_EVERY_MS, TABLE, TAKE
 from vrmproto.store._pg_schema import advisory_key
 
@@ -127,8 +134,32 @@ BEGIN
     END IF;
 END $fn$"""  # noqa: S608
 
-_ADMIT = ("SELECT out_code, out_held, out_oldest, out_tokens "
-          "FROM vrm_open_admit($1, $2, $3, $4, $5, $6, $7)")
+# The admissions of a batch, one each in $1 … $7 as vrm_open_admit takes them: each admitted as
+# alone, in the order asked for per prefix, the prefixes in order — the order in which every
+# batch takes the count rows' locks (and the day buckets', after each count's).
+_BATCH_FUNCTION = """CREATE OR REPLACE FUNCTION vrm_open_admit_batch(
+        text[], bytea[], float8[], float8[], bigint[], bytea[], bigint[])
+    RETURNS TABLE (out_ord int, out_code int, out_held bigint, out_oldest bigint,
+                   out_tokens float8)
+    LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    i int;
+BEGIN
+    FOR i IN SELECT u.o::int FROM unnest($2) WITH ORDINALITY AS u(p, o) ORDER BY u.p, u.o LOOP
+        out_ord := i;
+        SELECT * INTO out_code, out_held, out_oldest, out_tokens
+            FROM vrm_open_admit($1[i], $2[i], $3[i], $4[i], $5[i], $6[i], $7[i]);
+        RETURN NEXT;
+    END LOOP;
+END $fn$"""
+
+_ADMIT = ("SELECT out_ord, out_code, out_held, out_oldest, out_tokens "
+          "FROM vrm_open_admit_batch($1, $2, $3, $4, $5, $6, $7)")
+
+#: One admission of a batch: (bucket name, prefix, rate, burst, now, thread, budget).
+_Admit = tuple[str, bytes, float, float, int, bytes, int]
+#: What it answers (see :meth:`PgOpenNegotiations.admit`).
+_Admitted = tuple[int, int, int | None, float | None]
 _CLOSE = "SELECT vrm_open_close($1, $2)"
 
 # rows past their time in flight whose relationship was never stored, or is stored settled
@@ -146,19 +177,23 @@ class PgOpenNegotiations:
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
         self._made = False
+        self._making = asyncio.Lock()
         self._pruned_ms = 0
+        self._batches: Coalescer[_Admit, _Admitted] = Coalescer(self._send)
 
     async def _make(self, conn: Connection) -> None:
         async with conn.transaction():  # under a lock, as rate_buckets
             key = advisory_key(self._store.config.schema, "rate_buckets")
             await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
-            for statement in (*_TABLES, _ADMIT_FUNCTION, _CLOSE_FUNCTION):
+            for statement in (*_TABLES, _ADMIT_FUNCTION, _BATCH_FUNCTION, _CLOSE_FUNCTION):
                 await conn.execute(statement)
 
     async def _ensure(self) -> None:
         if not self._made:
-            await self._store._pooled(self._make)
-            self._made = True
+            async with self._making:  # once, not by every request that comes meanwhile
+                if not self._made:
+                    await self._store._pooled(self._make)
+                    self._made = True
 
     async def _ready(self, now: int) -> None:
         await self._ensure()
@@ -175,13 +210,18 @@ class PgOpenNegotiations:
         of its oldest one when full; the day bucket's level after the take, if one was tried).
         ``name``, ``rate`` and ``burst``: the day bucket's, as :class:`PgRateBuckets` takes."""
         await self._ready(now)
-        row = await self._store._pooled(
-            lambda conn: conn.fetchrow(_ADMIT, name, prefix, rate, burst, now, thread, budget)
-        )
-        assert row is not None
-        oldest, tokens = row[2], row[3]
-        return (int(row[0]), int(row[1]), None if oldest is None else int(oldest),
-                None if tokens is None else float(tokens))  # fmt: skip
+        return await self._batches.ask((name, prefix, rate, burst, now, thread, budget))
+
+    async def _send(self, admits: Sequence[_Admit]) -> list[_Admitted]:
+        """One statement for ``admits`` (see :mod:`vrmproto.store._pg_batch`)."""
+        columns = [list(column) for column in zip(*admits, strict=True)]
+        rows = await self._store._pooled(lambda conn: conn.fetch(_ADMIT, *columns))
+        out: list[_Admitted | None] = [None] * len(admits)
+        for ord_, code, held, oldest, tokens in rows:
+            out[ord_ - 1] = (int(code), int(held), None if oldest is None else int(oldest),
+                             None if tokens is None else float(tokens))  # fmt: skip
+        assert all(answer is not None for answer in out)
+        return out  # type: ignore[return-value]
 
     async def close(self, thread: bytes, *, unless_open: bool = False) -> None:
         """Stop counting ``thread``; with ``unless_open``, not while it is stored as an open
