@@ -20,7 +20,7 @@ from typing import Any
 import _postgres
 import aiohttp
 import pytest
-from _vendor_proc import Customer, post
+from _vendor_proc import ACCEPTED, Customer, post
 from aiohttp import web
 
 from vrmproto import Identity
@@ -326,6 +326,98 @@ async def test_workers_serve_one_port_are_restarted_when_killed_and_stop_on_sigt
     for pid in (pids[1], started["pid"]):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # reaped by the supervisor: gone
+
+
+#: Customers, and the shares each delivers after its offer, while one worker is killed.
+CRASH_CUSTOMERS, CRASH_SHARES = 8, 15
+#: Receipts the customers have before each of the three kills (of 8 × 16 messages in all).
+KILL_AFTER = (10, 30, 50)
+
+
+async def _exited(pid: int) -> None:
+    """Wait until process ``pid`` has terminated (a pidfd turns readable; it may be a zombie of
+    its stopped parent then, which ``os.kill(pid, 0)`` would not tell)."""
+    loop = asyncio.get_running_loop()
+    fd = os.pidfd_open(pid)
+    gone: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, lambda: gone.done() or gone.set_result(None))
+    try:
+        await gone
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+async def test_sigkill_of_one_worker_three_times_under_load_loses_nothing_and_doubles_nothing(
+    postgres_config: PostgresConfig, tmp_path: Path
+) -> None:
+    """Issue 15 (§12.7, §12.6-5): customers deliver an offer and shares each through
+    ``--workers 2`` while one worker is killed with SIGKILL three times. From each kill the
+    supervisor is stopped (SIGSTOP) until a new customer has been served, so the other worker
+    keeps serving — not a replacement. A delivery cut off by a kill goes again, the same
+    bytes. Afterwards every receipted message is stored once, in each customer's order."""
+    file = _vendor_file(tmp_path, postgres_config, {})
+    customers = [Customer(VENDOR) for _ in range(CRASH_CUSTOMERS)]
+    total = CRASH_CUSTOMERS * (1 + CRASH_SHARES)
+    acknowledged: list[bytes] = []
+    receipts = asyncio.Condition()
+    interrupted = 0
+    async with vendor_process(file, "--workers", "2") as vendor, \
+            aiohttp.ClientSession() as session:  # fmt: skip
+        supervisor = vendor.proc.pid
+
+        async def deliver(c: Customer, msg: Any) -> None:
+            nonlocal interrupted
+            for _ in range(20):
+                try:
+                    reply = await post(session, vendor.inbox, msg.envelope)
+                except (aiohttp.ClientError, ConnectionError):
+                    interrupted += 1
+                    continue  # cut off by a kill: the same bytes again (§12.6-5)
+                c.absorb(reply, msg)  # a verified receipt for this message
+                async with receipts:
+                    acknowledged.append(msg.hash)
+                    receipts.notify_all()
+                return
+            pytest.fail("a message found no worker to take it in 20 attempts")
+
+        async def customer_life(c: Customer) -> None:
+            await deliver(c, c.offer(*ACCEPTED))
+            for step in range(CRASH_SHARES):
+                await deliver(c, c.share({"email": f"c{step}@example.org"}))
+
+        async def killer() -> None:
+            pids = list(vendor.listening["pids"])
+            for n, threshold in enumerate(KILL_AFTER):
+                async with receipts:
+                    await receipts.wait_for(lambda: len(acknowledged) >= threshold)  # noqa: B023
+                victim = pids[n % 2]
+                os.kill(supervisor, signal.SIGSTOP)  # no replacement until SIGCONT
+                try:
+                    os.kill(victim, signal.SIGKILL)
+                    assert len(acknowledged) < total  # under load: customers still sending
+                    await _exited(victim)
+                    newcomer = Customer(VENDOR)
+                    customers.append(newcomer)  # served by the survivor alone
+                    await deliver(newcomer, newcomer.offer(*ACCEPTED))
+                finally:
+                    os.kill(supervisor, signal.SIGCONT)
+                exited = await vendor.next_event("worker_exited")
+                assert (exited["pid"], exited["status"]) == (victim, -signal.SIGKILL)
+                pids[n % 2] = (await vendor.next_event("worker_started"))["pid"]
+
+        await asyncio.gather(killer(), *(customer_life(c) for c in customers))
+        assert await vendor.stop() == 0
+    assert len(acknowledged) == len(set(acknowledged)) == total + len(KILL_AFTER)
+    assert interrupted > 0  # the kills cut deliveries off, and they went again
+    stored_in: list[bytes] = []
+    async with await PostgresStore.open(postgres_config) as store:
+        for c in customers:
+            history = await store.history(c.thread)
+            assert [h.index for h in history] == list(range(len(history)))
+            assert [h.msg_hash for h in history] == [e.msg_hash for e in c.rel.history.entries()]
+            stored_in += [h.msg_hash for h in history if h.direction == "in"]
+    assert sorted(stored_in) == sorted(acknowledged)  # each receipted message once, no other
 
 
 class _Failed(Exception):
