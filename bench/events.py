@@ -49,12 +49,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from inbox import LIMITS, TERMS, VENDOR_SEED, announce_and_wait, build_offers, run_client
 
-from vrmproto import Identity
+from vrmproto import Identity, _loop
 from vrmproto.server import Endpoint, ReferencePolicy, serve
 from vrmproto.server import _accept as accept_step
 from vrmproto.server._webhooks import Webhook, parse_secret, running
 from vrmproto.store import SQLiteStore
 
+#: --loop: what each process runs on (the vendor's is what users get from ``vrm vendor``).
+LOOPS = {"auto": None, "asyncio": False, "uvloop": True}
 SECRET = "whsec_" + base64.b64encode(b"bench-secret-bench-secret").decode()
 
 
@@ -120,9 +122,9 @@ class ReceiverProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
 
-    async def start(self, want: int) -> str:
+    async def start(self, want: int, loop: str = "auto") -> str:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--receive", str(want),
+            sys.executable, __file__, "--receive", str(want), "--loop", loop,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )  # fmt: skip
         assert self.proc.stdout is not None
@@ -151,7 +153,8 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def one_round(mode: str, n: int, concurrency: int, where: str = "process"
+async def one_round(mode: str, n: int, concurrency: int, where: str = "process",
+                    loop: str = "auto"
                     ) -> tuple[float, float | None, float, float | None]:  # fmt: skip
     """(accepted msgs/s, events/s delivered or None, the vendor's CPU µs per message — all its
     work included: accepting, and delivering the round's events —, the receiver's CPU µs per
@@ -167,10 +170,10 @@ async def one_round(mode: str, n: int, concurrency: int, where: str = "process"
         inline.want = 2 * n
         runner, url = await inline.start()
     else:
-        url = await apart.start(2 * n)
+        url = await apart.start(2 * n, loop)
     with tempfile.TemporaryDirectory() as db:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--serve", mode, "--db", db, "--hook", url,
+            sys.executable, __file__, "--serve", mode, "--db", db, "--hook", url, "--loop", loop,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )  # fmt: skip
         try:
@@ -199,7 +202,8 @@ async def one_round(mode: str, n: int, concurrency: int, where: str = "process"
     return n / elapsed, events, cpu_us, receiver_us
 
 
-async def run(n: int, concurrency: int, rounds: int, where: str) -> dict[str, object]:
+async def run(n: int, concurrency: int, rounds: int, where: str, loop: str = "auto"
+              ) -> dict[str, object]:  # fmt: skip
     rates: dict[str, list[float]] = {"nofeed": [], "events": [], "feed": []}
     cpu: dict[str, list[float]] = {"nofeed": [], "events": [], "feed": []}
     delivered: list[float] = []
@@ -207,7 +211,7 @@ async def run(n: int, concurrency: int, rounds: int, where: str) -> dict[str, ob
     order = ("nofeed", "events", "feed")
     for r in range(rounds):
         for mode in order if r % 2 == 0 else order[::-1]:
-            rate, events, cpu_us, receiver_us = await one_round(mode, n, concurrency, where)
+            rate, events, cpu_us, receiver_us = await one_round(mode, n, concurrency, where, loop)
             rates[mode].append(rate)
             cpu[mode].append(cpu_us)
             if events is not None:
@@ -219,6 +223,7 @@ async def run(n: int, concurrency: int, rounds: int, where: str) -> dict[str, ob
                   + (f", {events:8.0f} events/s delivered" if events else ""), flush=True)
     nofeed, with_events, feed = (statistics.median(rates[m]) for m in order)
     return {"n": n, "concurrency": concurrency, "rounds": rounds, "receiver": where,
+            "loop": "uvloop" if _loop.loop_factory(LOOPS[loop]) else "asyncio",
             "accepted_msgs_per_s": {"nofeed": round(nofeed), "events": round(with_events),
                                     "feed": round(feed)},
             "feed_cost": round(1 - feed / nofeed, 3),
@@ -241,16 +246,21 @@ def main() -> None:
     parser.add_argument("--receiver", choices=["process", "inline"], default="process",
                         help="the webhook receiver in a process of its own (default), or in "
                              "the load generator's")  # fmt: skip
+    parser.add_argument("--loop", choices=tuple(LOOPS), default="auto",
+                        help="event loop of every process: auto (as the vrm runners pick: "
+                             "uvloop where installed), asyncio or uvloop")  # fmt: skip
     parser.add_argument("--hook", help=argparse.SUPPRESS)
     parser.add_argument("--receive", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    fast = LOOPS[args.loop]
     if args.serve:
-        asyncio.run(serve_vendor(args.db, args.serve, args.hook))
+        _loop.run(serve_vendor(args.db, args.serve, args.hook), fast=fast)
         return
     if args.receive:
-        asyncio.run(serve_receiver(args.receive))
+        _loop.run(serve_receiver(args.receive), fast=fast)
         return
-    report = asyncio.run(run(args.n, args.concurrency, args.rounds, args.receiver))
+    report = _loop.run(run(args.n, args.concurrency, args.rounds, args.receiver, args.loop),
+                       fast=fast)
     print(f"feed cost: {report['feed_cost']:.1%} of accepted msgs/s (events alone: "
           f"{report['events_cost']:.1%}); "
           f"events delivered: {report['events_per_s']}/s")

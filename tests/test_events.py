@@ -19,7 +19,7 @@ from _vendor_proc import ACCEPTED, DAY_MS, VENDOR_SEED, Customer, Reply, now_ms
 from vrmproto import Intentcast, RelationshipEnd
 from vrmproto._keys import Identity
 from vrmproto.server import Endpoint, ReferencePolicy
-from vrmproto.server._events import FeedEvent, follow, kinds
+from vrmproto.server._events import FeedEvent, follow, kinds, wakeup_of
 from vrmproto.store import Commit, MemoryStore, SQLiteStore, Store, StoreError
 
 VENDOR = Identity(VENDOR_SEED)
@@ -177,6 +177,25 @@ async def test_an_in_process_consumer_follows_the_feed_without_polling(store: St
     task.cancel()
     assert [e.pos for e in seen] == sorted(e.pos for e in seen)
     assert len({e.id for e in seen}) == len(seen)
+
+
+async def test_the_feed_is_woken_in_the_step_not_by_a_task_per_message(store: Store) -> None:
+    """A reader of the feed adds no hook task to each accepted message: the Wakeup is told in
+    the accept step, after its commit. It wakes a reader armed before the commit, and only
+    that one: a reader arming after it waits for the next commit."""
+    v, c = Vendor(store), Customer(VENDOR)
+    wakeup = wakeup_of(v.endpoint, poll_s=3600.0)
+    early = wakeup.arm()
+    await v.deliver(c, c.offer(*ACCEPTED))
+    assert not v.endpoint._hooks
+    assert not v.endpoint._hook_tasks
+    assert early.is_set()
+    late = wakeup.arm()
+    assert late is not early
+    assert not late.is_set()
+    assert wakeup.arm() is late  # no commit between: the same event
+    await v.deliver(c, c.share({"email": "a@example.org"}))
+    await asyncio.wait_for(wakeup.wait(late), 10)
 
 
 async def test_a_durable_cursor_resumes_after_a_restart(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from vrmproto.server._config import ConfigError, parse_vendor_file
 from vrmproto.server._events import to_feed_event
 from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret, render, running, sign
 from vrmproto.store import Commit, DeadLetter, MemoryStore, SQLiteStore, Store
+from vrmproto.testing.store_contract import event
 
 VENDOR = Identity(VENDOR_SEED)
 SECRET = "whsec_" + base64.b64encode(b"k" * 24).decode()
@@ -271,6 +272,49 @@ async def test_a_new_deliverer_goes_on_from_the_durable_cursor(receiver: Receive
     events = await v.store.events()
     assert [h["webhook-id"] for h, _ in receiver.got] == [e.id for e in events]
     assert await v.store.event_cursor("crm") == events[-1].pos
+
+
+class HeldPoster:
+    """A Poster stand-in that holds the first POSTs until ``release_at`` are in flight, and
+    counts how many are at once and in which order each relationship's events came."""
+
+    def __init__(self, release_at: int) -> None:
+        self.release_at = release_at  # every POST waits until this many are in flight
+        self.in_flight = 0
+        self.most = 0
+        self.order: dict[str, list[int]] = {}
+        self.go = asyncio.Event()
+
+    async def post(self, header_lines: bytes, body: bytes) -> int:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        data = json.loads(body)["data"]
+        self.order.setdefault(data["relationship"], []).append(data["seq"])
+        if self.in_flight == self.release_at:
+            self.go.set()
+        await self.go.wait()
+        self.in_flight -= 1
+        return 204
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_at_most_parallel_relationships_are_delivered_at_once_each_in_order() -> None:
+    """``parallel`` bounds the POSTs in flight (one per relationship at a time); every
+    relationship's events go in their order."""
+    store = MemoryStore()
+    threads = [os.urandom(16) for _ in range(10)]
+    await store.commit(Commit(events=tuple(event(t, seq, "p") for seq in range(3)
+                                           for t in threads)))  # fmt: skip
+    poster = HeldPoster(release_at=3)
+    deliverer = Deliverer(hook("http://127.0.0.1:9/unused", parallel=3), store,
+                          poster)  # type: ignore[arg-type]  # fmt: skip
+    assert await asyncio.wait_for(deliverer.step(), 10)
+    assert poster.most == 3  # the first three wait for each other; a fourth would join them
+    assert deliverer.delivered == 30
+    assert sorted(poster.order) == sorted(t.hex() for t in threads)
+    assert all(seqs == [0, 1, 2] for seqs in poster.order.values())
 
 
 class CursorLog(MemoryStore):

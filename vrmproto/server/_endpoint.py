@@ -169,6 +169,7 @@ class Endpoint:
         self._warm = WarmRelationships()  # relationships just stored (see _warm)
         self._hooks: list[Hook] = []
         self._hook_tasks: set[asyncio.Task[None]] = set()
+        self._listeners: list[Callable[[], None]] = []  # see _listen
         self._discovery: tuple[int, bytes, str] | None = None
         self._history_requests = _export.SeenRequests()  # to tell replays (§12.9-6)
 
@@ -213,7 +214,17 @@ class Endpoint:
         self._hooks.append(hook)
         return lambda: self._hooks.remove(hook) if hook in self._hooks else None
 
+    def _listen(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` right after each accepted message is committed, in the step itself
+        (no task, unlike :meth:`subscribe`): for the library's own cheap, non-failing wake-ups,
+        such as the event feed's readers (``_events.Wakeup``). Returns an unsubscribe
+        function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
     def _fire(self, event: Event) -> None:
+        for listener in self._listeners:
+            listener()
         hooks = self._hooks
         if type(self.policy).on_message is not ReferencePolicy.on_message:  # that one is a no-op
             hooks = [self.policy.on_message, *hooks]

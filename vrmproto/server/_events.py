@@ -27,11 +27,12 @@ import dataclasses
 import json
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vrmproto._envelope import Signed
+from vrmproto._history import Entry
 from vrmproto._messages import (
     AddressUpdate,
     DataShare,
@@ -49,7 +50,6 @@ from vrmproto.store._base import EventWatch
 if TYPE_CHECKING:
     from vrmproto.server._accept import Step
     from vrmproto.server._endpoint import Endpoint
-    from vrmproto.server._policy import Event
 
 __all__ = ["KINDS", "FeedEvent", "Wakeup", "events_of", "follow", "to_feed_event", "wakeup_of"]
 
@@ -158,13 +158,21 @@ def record_of(
                        now, _dumps(data), personal)  # fmt: skip
 
 
+def _index_of(entries: Sequence[Entry], msg_hash: bytes, default: int) -> int:
+    """The index of ``msg_hash``'s entry, looked for from the newest: the message a step
+    accepted is among the last few entries, whatever the history's length."""
+    for e in reversed(entries):
+        if e.msg_hash == msg_hash:
+            return e.index
+    return default
+
+
 def events_of(ep: Endpoint, step: Step, msg: Signed[Any], now: int) -> tuple[EventRecord, ...]:
     """The events of one accept step, for its Commit: the incoming message's, then each of our
     replies' (a customer's agent endpoint keeps no feed)."""
     if ep.role is not Role.VENDOR:
         return ()
-    index = {e.msg_hash: e.index for e in step.rel.history.entries()}
-    seq = index.get(msg.hash, len(step.rel.history) - 1)
+    seq = _index_of(step.rel.history.entries(), msg.hash, len(step.rel.history) - 1)
     first = record_of(msg, seq, now=now, incoming=True,
                       personal=_personal(msg, step.event.content),
                       erase=[share for _, share in step.held_drop])  # fmt: skip
@@ -234,14 +242,17 @@ class Wakeup:
             self._unwatch()
             self._unwatch = None
 
-    async def __call__(self, event: Event) -> None:  # an Endpoint hook
-        self.notify()
-
     def notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        """Wake every reader armed before now; called once per committed message, so a commit
+        when no reader is armed (the event already set) costs one attribute test."""
+        changed = self._changed
+        if not changed.is_set():
+            changed.set()
 
     def arm(self) -> asyncio.Event:
+        """The event a reader waits on: set by the next commit after this call."""
+        if self._changed.is_set():  # fired since the last arm: a fresh one for this reader
+            self._changed = asyncio.Event()
         return self._changed
 
     async def wait(self, armed: asyncio.Event, timeout_s: float | None = None) -> None:
@@ -260,7 +271,7 @@ def wakeup_of(ep: Endpoint, poll_s: float | None = None) -> Wakeup:
     found = _WAKEUPS.get(ep)
     if found is None:
         found = _WAKEUPS[ep] = Wakeup().watch(ep.store)
-        ep.subscribe(found)
+        ep._listen(found.notify)  # in the accept step, after its commit: no task per message
     if poll_s is not None:
         found.poll_s = poll_s
     return found

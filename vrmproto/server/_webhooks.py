@@ -303,10 +303,10 @@ class Deliverer:
         lanes: dict[bytes, list[EventRecord]] = {}
         for e in batch:
             lanes.setdefault(e.thread, []).append(e)
-        room = asyncio.Semaphore(hook.parallel)
+        waiting = iter(lanes.values())
 
-        async def lane(events: Sequence[EventRecord]) -> None:
-            async with room:
+        async def worker() -> None:  # `parallel` of these take the lanes in turn
+            for events in waiting:
                 for e in events:
                     failure = await self.deliver(e)
                     if failure is not None:
@@ -314,7 +314,7 @@ class Deliverer:
                     done.add(e.pos)
 
         try:
-            await asyncio.gather(*(lane(events) for events in lanes.values()))
+            await asyncio.gather(*(worker() for _ in range(min(hook.parallel, len(lanes)))))
         finally:  # stopped midway too: up to the first event not yet done
             reached = self._cursor
             for e in batch:
