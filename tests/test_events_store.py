@@ -35,9 +35,9 @@ async def test_a_version_3_sqlite_file_gains_an_empty_feed(tmp_path: Path) -> No
         conn.execute(f"ALTER TABLE intents DROP COLUMN {column}")
     conn.execute("PRAGMA user_version = 3")
     conn.close()
-    assert len(_MIGRATIONS) == SCHEMA_VERSION == 5
+    assert len(_MIGRATIONS) == SCHEMA_VERSION == 6
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == 5
+        assert (await s.pragmas())["user_version"] == 6
         assert await s.history(T1) == [entry(T1, 0)]
         assert await s.events() == []
         await s.commit(Commit(events=(event(T1, 0),)))
@@ -124,3 +124,70 @@ async def test_a_version_4_sqlite_file_keeps_its_intents_as_sent_over_http(
         relayed = intent(3)
         await s.commit(Commit(intents=(relayed,)))
         assert await s.get_intent(relayed.intent_id) == relayed
+
+
+async def test_a_version_5_sqlite_file_indexes_only_events_with_personal_data(
+    tmp_path: Path,
+) -> None:
+    """Schema 6 replaces the index of every event by share with one of the events that carry
+    personal data, the only ones a dropped share's redaction changes; redaction uses it."""
+    path = tmp_path / "v5.db"
+    plain, personal = event(T1, 0), event(T1, 1, personal=b'{"email":"a@example.org"}')
+    async with await SQLiteStore.open(path) as s:
+        await s.commit(Commit(events=(plain, personal)))
+    conn = sqlite3.connect(path, isolation_level=None)  # back to v5, as an older vrmproto left it
+    conn.execute("DROP INDEX events_with_personal")
+    conn.execute("CREATE INDEX events_by_share ON events(thread, msg_hash)")
+    conn.execute("PRAGMA user_version = 5")
+    conn.close()
+    async with await SQLiteStore.open(path) as s:
+        assert (await s.pragmas())["user_version"] == 6
+        await s.commit(Commit(held_drop=((T1, personal.msg_hash),)))
+        assert [e.personal for e in await s.events()] == [None, None]
+    conn = sqlite3.connect(path)
+    try:
+        indexes = dict(conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
+        ).fetchall())  # fmt: skip
+        assert "events_by_share" not in indexes
+        assert "WHERE personal IS NOT NULL" in indexes["events_with_personal"]
+        conn.execute("INSERT INTO events (id, thread, seq, kind, msg_hash, recorded_ms, data) "
+                     "VALUES ('evt_x', ?, 2, 'terms.offered', ?, 1, '{}')",
+                     (T1, b"\x02" * 32))  # fmt: skip
+        in_index = conn.execute(
+            "SELECT count(*) FROM events INDEXED BY events_with_personal "
+            "WHERE thread = ? AND msg_hash IS NOT NULL AND personal IS NOT NULL", (T1,)
+        ).fetchone()[0]  # fmt: skip
+        assert in_index == 0  # neither the redacted one nor the new plain one
+        plan = " ".join(str(row) for row in conn.execute(
+            "EXPLAIN QUERY PLAN UPDATE events SET personal = NULL "
+            "WHERE thread = ? AND msg_hash = ? AND personal IS NOT NULL",
+            (T1, b"\x01" * 32)))  # fmt: skip
+        assert "events_with_personal" in plan
+    finally:
+        conn.close()
+
+
+async def test_a_version_4_postgres_schema_indexes_only_events_with_personal_data(
+    postgres_config: PostgresConfig,
+) -> None:
+    import asyncpg  # noqa: PLC0415 -- only once the cluster fixture has checked it exists
+
+    from vrmproto.store._pg_schema import migrate  # noqa: PLC0415
+
+    conn = await asyncpg.connect(postgres_config.dsn)
+    try:
+        assert await migrate(conn, postgres_config.schema, target=4) == 4
+        personal = event(T1, 1, personal=b'{"email":"a@example.org"}')
+        async with await PostgresStore.open(postgres_config) as s:
+            assert (await s.settings())["schema_version"] == SCHEMA_VERSION_PG == 5
+            await s.commit(Commit(events=(event(T1, 0), personal)))
+            await s.commit(Commit(held_drop=((T1, personal.msg_hash),)))
+            assert [e.personal for e in await s.events()] == [None, None]
+        indexes = dict(await conn.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 "
+            "AND tablename = 'events'", postgres_config.schema))  # fmt: skip
+        assert "events_by_share" not in indexes
+        assert "WHERE (personal IS NOT NULL)" in indexes["events_with_personal"]
+    finally:
+        await conn.close()

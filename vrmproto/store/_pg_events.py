@@ -23,7 +23,7 @@ from vrmproto.store._rows import DeadLetter, EventRecord
 if TYPE_CHECKING:
     from asyncpg import Connection
 
-__all__ = ["SCHEMA_V3", "EventReads", "apply_events", "redact"]
+__all__ = ["SCHEMA_V3", "SCHEMA_V5", "EventReads", "apply_events", "redact"]
 
 SCHEMA_V3 = (
     """CREATE TABLE events (
@@ -36,6 +36,14 @@ SCHEMA_V3 = (
     """CREATE TABLE dead_letters (
         name text NOT NULL, pos bigint NOT NULL, failed_ms bigint NOT NULL,
         error text NOT NULL, PRIMARY KEY (name, pos))""",
+)
+
+#: Version 5: only events that carry personal data are indexed by share (SQLite's version 6,
+#: :func:`vrmproto.store._sqlite_events.migrate_5_to_6` says why).
+SCHEMA_V5 = (
+    "DROP INDEX IF EXISTS events_by_share",
+    "CREATE INDEX IF NOT EXISTS events_with_personal ON events (thread, msg_hash) "
+    "WHERE personal IS NOT NULL",
 )
 
 #: The advisory lock key that orders event-writing transactions (any fixed 64-bit value).
@@ -52,8 +60,8 @@ async def redact(conn: Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> 
     if held_drop:
         first, second = zip(*held_drop, strict=True)
         await conn.execute(
-            "UPDATE events SET personal = NULL WHERE (thread, msg_hash) IN "
-            "(SELECT * FROM unnest($1::bytea[], $2::bytea[]))",
+            "UPDATE events SET personal = NULL WHERE personal IS NOT NULL AND "
+            "(thread, msg_hash) IN (SELECT * FROM unnest($1::bytea[], $2::bytea[]))",
             list(first), list(second),
         )  # fmt: skip
 

@@ -10,7 +10,8 @@ Version 1 is the layout of :class:`~vrmproto.store.SQLiteStore`'s version 2 (see
 :mod:`vrmproto.store._sqlite` for why ``history`` keeps only ``UNIQUE (thread, idx)``); version 2
 adds the typed records' tables (:mod:`vrmproto.store._pg_rows`, SQLite's version 3); version 3
 the event feed's (:mod:`vrmproto.store._pg_events`, SQLite's version 4); version 4 the relayed
-intentcast's ``intents.relay_index`` and ``relays`` (SQLite's version 5). All use
+intentcast's ``intents.relay_index`` and ``relays`` (SQLite's version 5); version 5 indexes by
+share only the events that carry personal data (SQLite's version 6). All use
 PostgreSQL types: ``bytea`` for bytes, ``bigint`` for milliseconds, an identity column for outbox
 ids (never reused). The columns holding envelopes and opaque state are ``STORAGE EXTERNAL``:
 signed msgpack and ciphertext do not compress, so trying costs CPU for nothing, and what
@@ -24,7 +25,7 @@ import re
 from typing import TYPE_CHECKING
 
 from vrmproto.store._base import StoreError
-from vrmproto.store._pg_events import SCHEMA_V3
+from vrmproto.store._pg_events import SCHEMA_V3, SCHEMA_V5
 from vrmproto.store._pg_rows import SCHEMA_V2, SCHEMA_V4
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ _V1 = (
     "ALTER TABLE outbox ALTER COLUMN envelope SET STORAGE EXTERNAL",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5)
 """``MIGRATIONS[n]`` takes the schema from version n to n + 1: statements run in one transaction,
 with the store's schema first on ``search_path``."""
 

@@ -31,7 +31,8 @@ Version 3 made every persistent thing a typed record with its own table
 ``client.types.``, ``held:``, ``rollback:``) become rows in the step's transaction, and
 ``meta`` keeps only store-level settings (:mod:`vrmproto.store._migrate_v3`). Version 4 added
 the event feed (:mod:`vrmproto.store._sqlite_events`), version 5 the relayed intentcast's
-``intents.relay_index`` and ``intents.relays`` (spec §15.2-4).
+``intents.relay_index`` and ``intents.relays`` (spec §15.2-4); version 6 indexes by share only
+the events that carry personal data (the full index cost a random page write per event).
 
 Files (spec §11.13-1). The database holds histories and, at a vendor, customers' shared data in
 clear, so :meth:`SQLiteStore.open` creates it with mode 0600 (SQLite gives its ``-wal`` and
@@ -185,6 +186,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     migrate_2_to_3,
     feed.migrate_3_to_4,
     typed.migrate_4_to_5,
+    feed.migrate_5_to_6,
 )
 """``_MIGRATIONS[n]`` takes the schema from version n to n + 1 (``PRAGMA user_version``)."""
 

@@ -17,11 +17,13 @@ from vrmproto.store._rows import DeadLetter, EventRecord
 __all__ = [
     "EVENT_COLUMNS",
     "SCHEMA_V4",
+    "SCHEMA_V6",
     "apply_events",
     "event_record",
     "event_row",
     "has_event_parts",
     "migrate_3_to_4",
+    "migrate_5_to_6",
 ]
 
 SCHEMA_V4 = (
@@ -40,6 +42,26 @@ SCHEMA_V4 = (
 def migrate_3_to_4(conn: sqlite3.Connection) -> None:
     """Add the event feed's tables (empty: messages stored before have no events)."""
     for statement in SCHEMA_V4:
+        conn.execute(statement)
+
+
+#: Version 6: only events that carry personal data are indexed by share (see migrate_5_to_6).
+SCHEMA_V6 = (
+    "DROP INDEX IF EXISTS events_by_share",
+    "CREATE INDEX IF NOT EXISTS events_with_personal ON events(thread, msg_hash) "
+    "WHERE personal IS NOT NULL",
+)
+
+
+def migrate_5_to_6(conn: sqlite3.Connection) -> None:
+    """Index by share only the events that carry personal data.
+
+    The index serves one statement, :func:`redact`, which clears an event's personal data when
+    its share goes; an event without any has nothing to clear. Keyed by a random thread id, the
+    full index cost a write to a random page per event (most events — terms, intentcasts,
+    offers, receipts' replies — carry none), as ``history``'s hash index did before version 2.
+    """
+    for statement in SCHEMA_V6:
         conn.execute(statement)
 
 
@@ -66,8 +88,10 @@ def has_event_parts(c: Commit) -> bool:
 def redact(conn: sqlite3.Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> None:
     """Part 15 for the feed: the personal data of the dropped shares' events goes."""
     if held_drop:
-        conn.executemany(
-            "UPDATE events SET personal = NULL WHERE thread = ? AND msg_hash = ?", held_drop
+        conn.executemany(  # the personal condition lets SQLite use the partial index
+            "UPDATE events SET personal = NULL "
+            "WHERE thread = ? AND msg_hash = ? AND personal IS NOT NULL",
+            held_drop,
         )
 
 
