@@ -26,6 +26,12 @@ vendor process's CPU per message, its deliveries included, from /proc) and ``fee
 1 - nofeed / feed of it say what the feed costs the vendor alone; ``receiver_cpu_us`` is the
 receiver process's CPU per event (its start-up included).
 
+``--delivery`` measures delivery alone (see :func:`delivery`): ``deliverer_cpu_us_per_event``
+against ``post_cpu_us_per_event``, the same POSTs sent bare in the same run, and their ratio.
+
+Every process runs on the event loop ``vrm vendor serve`` picks (``--loop auto``: uvloop where
+``vrmproto[speed]`` is installed), so the figures are those of what vendors run.
+
 Prints human lines, then one JSON object on the last line.
 """
 
@@ -52,8 +58,9 @@ from inbox import LIMITS, TERMS, VENDOR_SEED, announce_and_wait, build_offers, r
 from vrmproto import Identity, _loop
 from vrmproto.server import Endpoint, ReferencePolicy, serve
 from vrmproto.server import _accept as accept_step
-from vrmproto.server._webhooks import Webhook, parse_secret, running
-from vrmproto.store import SQLiteStore
+from vrmproto.server._webhook_http import Poster
+from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret, running
+from vrmproto.store import Commit, EventRecord, SQLiteStore
 
 #: --loop: what each process runs on (the vendor's is what users get from ``vrm vendor``).
 LOOPS = {"auto": None, "asyncio": False, "uvloop": True}
@@ -236,6 +243,75 @@ async def run(n: int, concurrency: int, rounds: int, where: str, loop: str = "au
             }  # fmt: skip
 
 
+async def delivery(n: int, rounds: int, loop: str) -> dict[str, object]:
+    """``--delivery``: what delivering costs the vendor per event, apart from accepting.
+    ``2 n`` events (``n`` relationships, two each, as a round of the main run makes) are
+    written first; then a :class:`Deliverer` delivers them all to the receiver process, and,
+    as the baseline, the same number of prebuilt POSTs go to it through the deliverer's own
+    client, 16 at a time as the deliverer sends them: the HTTP round trips alone. This
+    process's CPU per event (its store threads included) for each, medians of ``rounds``."""
+    hook_cpu: list[float] = []
+    post_cpu: list[float] = []
+    data = b'{"body":{"terms":[{"id":"vrm.no-tracking","version":1}]},"from":"customer",' \
+           b'"type":"terms.offer"}'  # fmt: skip
+    for _ in range(rounds):
+        events = []
+        for _ in range(n):
+            thread = os.urandom(16)
+            for seq in (0, 1):
+                digest = os.urandom(32)
+                events.append(EventRecord("evt_" + digest.hex(), thread, seq, "terms.offered",
+                                          digest, int(time.time() * 1000), data, None))
+        with tempfile.TemporaryDirectory() as db:
+            store = await SQLiteStore.open(Path(db) / "vendor.db")
+            for i in range(0, len(events), 500):
+                await store.commit(Commit(events=tuple(events[i:i + 500])))
+            apart = ReceiverProcess()
+            url = await apart.start(2 * len(events), loop)
+            hook = Webhook("bench", url, parse_secret(SECRET), "https://bench.example/vrm")
+            async with Deliverer(hook, store) as deliverer:
+                start = process_cpu_s()
+                while await deliverer.step():
+                    pass
+                hook_cpu.append((process_cpu_s() - start) * 1e6 / len(events))
+                assert deliverer.delivered == len(events)
+                body = deliverer.renderer.body(events[0], 0)
+                lines = deliverer.renderer.signature(events[0].id, 0, body)
+                start = process_cpu_s()
+                await post_all(deliverer.poster, lines, body, len(events), hook.parallel)
+                post_cpu.append((process_cpu_s() - start) * 1e6 / len(events))
+            await asyncio.wait_for(apart.done(), 120)
+            await apart.stop()
+            await store.close()
+        print(f"deliverer {hook_cpu[-1]:5.1f} µs CPU/event, the POSTs alone {post_cpu[-1]:5.1f}",
+              flush=True)
+    hook_us, post_us = statistics.median(hook_cpu), statistics.median(post_cpu)
+    return {"events": 2 * n, "rounds": rounds,
+            "loop": "uvloop" if _loop.loop_factory(LOOPS[loop]) else "asyncio",
+            "deliverer_cpu_us_per_event": round(hook_us, 1),
+            "post_cpu_us_per_event": round(post_us, 1),
+            "delivery_to_post_ratio": round(hook_us / post_us, 2)}  # fmt: skip
+
+
+async def post_all(poster: Poster, lines: bytes, body: bytes, count: int, parallel: int) -> None:
+    """POST ``body`` ``count`` times, ``parallel`` at once, each acknowledged."""
+    left = count
+
+    async def sender() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            status = await poster.post(lines, body)
+            assert 200 <= status < 300, status
+
+    await asyncio.gather(*(sender() for _ in range(parallel)))
+
+
+def process_cpu_s() -> float:
+    """CPU time of this process, every thread."""
+    return time.process_time()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="messages (customers) per round")
@@ -249,6 +325,9 @@ def main() -> None:
     parser.add_argument("--loop", choices=tuple(LOOPS), default="auto",
                         help="event loop of every process: auto (as the vrm runners pick: "
                              "uvloop where installed), asyncio or uvloop")  # fmt: skip
+    parser.add_argument("--delivery", action="store_true",
+                        help="measure delivery alone: the deliverer's CPU per event against "
+                             "the same POSTs sent bare")  # fmt: skip
     parser.add_argument("--hook", help=argparse.SUPPRESS)
     parser.add_argument("--receive", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -258,6 +337,9 @@ def main() -> None:
         return
     if args.receive:
         _loop.run(serve_receiver(args.receive), fast=fast)
+        return
+    if args.delivery:
+        print(json.dumps(_loop.run(delivery(args.n, args.rounds, args.loop), fast=fast)))
         return
     report = _loop.run(run(args.n, args.concurrency, args.rounds, args.receiver, args.loop),
                        fast=fast)
