@@ -174,6 +174,11 @@ def test_resume_appends_like_a_full_history() -> None:
     assert resumed[8] == a
     assert resumed.entries() == (a,)
     assert History.resume(0, b"ignored").head == GENESIS
+    assert resumed.index_of(nxt.hash) == full.index_of(nxt.hash) == 8
+    first = full[0].msg_hash
+    assert full.index_of(first) == 0
+    assert resumed.index_of(first) is None  # not held in memory
+    assert full.index_of(b"\0" * 32) is None
 
 
 def test_history_refuses_bad_appends() -> None:

@@ -134,6 +134,15 @@ class History:
                 return
         raise KeyError(msg_hash.hex())
 
+    def index_of(self, msg_hash: bytes) -> int | None:
+        """The index of ``msg_hash``'s entry (held in memory), looked for from the newest: a
+        message just logged is found at once, however long the history."""
+        if msg_hash in self._hashes:
+            for e in reversed(self._entries):
+                if e.msg_hash == msg_hash:
+                    return e.index
+        return None
+
     def entries(self) -> Sequence[Entry]:
         """The entries held in memory (all of them unless made by :meth:`resume`)."""
         return tuple(self._entries)

@@ -27,12 +27,11 @@ import dataclasses
 import json
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vrmproto._envelope import Signed
-from vrmproto._history import Entry
 from vrmproto._messages import (
     AddressUpdate,
     DataShare,
@@ -158,21 +157,14 @@ def record_of(
                        now, _dumps(data), personal)  # fmt: skip
 
 
-def _index_of(entries: Sequence[Entry], msg_hash: bytes, default: int) -> int:
-    """The index of ``msg_hash``'s entry, looked for from the newest: the message a step
-    accepted is among the last few entries, whatever the history's length."""
-    for e in reversed(entries):
-        if e.msg_hash == msg_hash:
-            return e.index
-    return default
-
-
 def events_of(ep: Endpoint, step: Step, msg: Signed[Any], now: int) -> tuple[EventRecord, ...]:
     """The events of one accept step, for its Commit: the incoming message's, then each of our
     replies' (a customer's agent endpoint keeps no feed)."""
     if ep.role is not Role.VENDOR:
         return ()
-    seq = _index_of(step.rel.history.entries(), msg.hash, len(step.rel.history) - 1)
+    seq = step.rel.history.index_of(msg.hash)
+    if seq is None:
+        seq = len(step.rel.history) - 1
     first = record_of(msg, seq, now=now, incoming=True,
                       personal=_personal(msg, step.event.content),
                       erase=[share for _, share in step.held_drop])  # fmt: skip
