@@ -15,7 +15,8 @@ accept's). Three server modes, alternated for ``--rounds`` rounds each, the serv
   configured as a user would (one ``[[webhooks]]`` url and secret, everything else default).
   The receiver runs in a process of its own (this file with ``--receive``), as a CRM's would:
   in the load generator's process it would slow the load generator down, not the vendor
-  (``--receiver inline`` puts it there, as this bench first did).
+  (``--receiver inline`` puts it there, as this bench first did). ``--batched``: the webhook
+  in batched mode (one POST per batch of events, docs/events.md).
 
 Figures: ``accepted_msgs_per_s`` per mode (median of the rounds), ``feed_cost`` = 1 - feed /
 nofeed (the issue asks for at most 0.15), ``events_cost`` the same for ``events``, and
@@ -67,7 +68,7 @@ LOOPS = {"auto": None, "asyncio": False, "uvloop": True}
 SECRET = "whsec_" + base64.b64encode(b"bench-secret-bench-secret").decode()
 
 
-async def serve_vendor(db: str, mode: str, hook_url: str) -> None:
+async def serve_vendor(db: str, mode: str, hook_url: str, batched: bool = False) -> None:
     if mode == "nofeed":
         accept_step.events_of = lambda *args: ()  # type: ignore[assignment]
     store = await SQLiteStore.open(Path(db) / "vendor.db")
@@ -75,7 +76,8 @@ async def serve_vendor(db: str, mode: str, hook_url: str) -> None:
     endpoint = Endpoint(Identity(VENDOR_SEED), store=store, limits=LIMITS, policy=policy,
                         name="bench vendor")  # fmt: skip
     hooks = [] if mode != "feed" else [
-        Webhook("bench", hook_url, parse_secret(SECRET), "https://bench.example/vrm")
+        Webhook("bench", hook_url, parse_secret(SECRET), "https://bench.example/vrm",
+                batched=batched)
     ]  # fmt: skip
     server = await serve(endpoint)
     async with running(endpoint, hooks):
@@ -93,8 +95,9 @@ class Receiver:
 
     async def start(self) -> tuple[web.AppRunner, str]:
         async def hook(request: web.Request) -> web.Response:
-            await request.read()
-            self.count += 1
+            body = await request.read()
+            batch = request.content_type == "application/cloudevents-batch+json"
+            self.count += len(json.loads(body)) if batch else 1
             if self.want and self.count >= self.want:
                 self.last = time.monotonic()
                 self.done.set()
@@ -160,8 +163,8 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def one_round(mode: str, n: int, concurrency: int, where: str = "process",
-                    loop: str = "auto"
+async def one_round(mode: str, n: int, concurrency: int, where: str = "process", *,
+                    loop: str = "auto", batched: bool = False
                     ) -> tuple[float, float | None, float, float | None]:  # fmt: skip
     """(accepted msgs/s, events/s delivered or None, the vendor's CPU µs per message — all its
     work included: accepting, and delivering the round's events —, the receiver's CPU µs per
@@ -181,6 +184,7 @@ async def one_round(mode: str, n: int, concurrency: int, where: str = "process",
     with tempfile.TemporaryDirectory() as db:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--serve", mode, "--db", db, "--hook", url, "--loop", loop,
+            *(["--batched"] if batched else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )  # fmt: skip
         try:
@@ -209,8 +213,8 @@ async def one_round(mode: str, n: int, concurrency: int, where: str = "process",
     return n / elapsed, events, cpu_us, receiver_us
 
 
-async def run(n: int, concurrency: int, rounds: int, where: str, loop: str = "auto"
-              ) -> dict[str, object]:  # fmt: skip
+async def run(n: int, concurrency: int, rounds: int, where: str, *, loop: str = "auto",
+              batched: bool = False) -> dict[str, object]:  # fmt: skip
     rates: dict[str, list[float]] = {"nofeed": [], "events": [], "feed": []}
     cpu: dict[str, list[float]] = {"nofeed": [], "events": [], "feed": []}
     delivered: list[float] = []
@@ -218,7 +222,8 @@ async def run(n: int, concurrency: int, rounds: int, where: str, loop: str = "au
     order = ("nofeed", "events", "feed")
     for r in range(rounds):
         for mode in order if r % 2 == 0 else order[::-1]:
-            rate, events, cpu_us, receiver_us = await one_round(mode, n, concurrency, where, loop)
+            rate, events, cpu_us, receiver_us = await one_round(mode, n, concurrency, where,
+                                                                loop=loop, batched=batched)
             rates[mode].append(rate)
             cpu[mode].append(cpu_us)
             if events is not None:
@@ -230,7 +235,7 @@ async def run(n: int, concurrency: int, rounds: int, where: str, loop: str = "au
                   + (f", {events:8.0f} events/s delivered" if events else ""), flush=True)
     nofeed, with_events, feed = (statistics.median(rates[m]) for m in order)
     return {"n": n, "concurrency": concurrency, "rounds": rounds, "receiver": where,
-            "loop": "uvloop" if _loop.loop_factory(LOOPS[loop]) else "asyncio",
+            "batched": batched, "loop": "uvloop" if _loop.loop_factory(LOOPS[loop]) else "asyncio",
             "accepted_msgs_per_s": {"nofeed": round(nofeed), "events": round(with_events),
                                     "feed": round(feed)},
             "feed_cost": round(1 - feed / nofeed, 3),
@@ -325,6 +330,8 @@ def main() -> None:
     parser.add_argument("--loop", choices=tuple(LOOPS), default="auto",
                         help="event loop of every process: auto (as the vrm runners pick: "
                              "uvloop where installed), asyncio or uvloop")  # fmt: skip
+    parser.add_argument("--batched", action="store_true",
+                        help="the webhook in batched mode (one POST per batch of events)")
     parser.add_argument("--delivery", action="store_true",
                         help="measure delivery alone: the deliverer's CPU per event against "
                              "the same POSTs sent bare")  # fmt: skip
@@ -333,7 +340,7 @@ def main() -> None:
     args = parser.parse_args()
     fast = LOOPS[args.loop]
     if args.serve:
-        _loop.run(serve_vendor(args.db, args.serve, args.hook), fast=fast)
+        _loop.run(serve_vendor(args.db, args.serve, args.hook, args.batched), fast=fast)
         return
     if args.receive:
         _loop.run(serve_receiver(args.receive), fast=fast)
@@ -341,8 +348,8 @@ def main() -> None:
     if args.delivery:
         print(json.dumps(_loop.run(delivery(args.n, args.rounds, args.loop), fast=fast)))
         return
-    report = _loop.run(run(args.n, args.concurrency, args.rounds, args.receiver, args.loop),
-                       fast=fast)
+    report = _loop.run(run(args.n, args.concurrency, args.rounds, args.receiver,
+                           loop=args.loop, batched=args.batched), fast=fast)  # fmt: skip
     print(f"feed cost: {report['feed_cost']:.1%} of accepted msgs/s (events alone: "
           f"{report['events_cost']:.1%}); "
           f"events delivered: {report['events_per_s']}/s")

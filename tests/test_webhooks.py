@@ -83,7 +83,15 @@ class Receiver:
             await self.runner.cleanup()
 
     def ids(self) -> set[str]:
-        return {h["webhook-id"] for h, _ in self.got}
+        """The event ids received: each POST's ``webhook-id``, or in batched mode the ids of
+        its array's documents."""
+        out: set[str] = set()
+        for h, body in self.got:
+            if h.get("Content-Type") == "application/cloudevents-batch+json":
+                out.update(doc["id"] for doc in json.loads(body))
+            else:
+                out.add(h["webhook-id"])
+        return out
 
     def verified(self) -> list[dict[str, Any]]:
         """Every body, checked with the reference Standard Webhooks verifier."""
@@ -232,6 +240,90 @@ async def test_a_receiver_down_then_up_gets_every_event_once_in_order(
         seqs = [b["data"]["seq"] for b in first.values() if b["subject"] == c.thread.hex()]
         assert seqs == sorted(seqs)
         assert len(seqs) == 11
+
+
+# -- batched mode ------------------------------------------------------------------------------
+
+
+def _batched(receiver: Receiver) -> list[list[dict[str, Any]]]:
+    """Every batched POST's array, each signature checked with the reference verifier."""
+    bodies = receiver.verified()
+    assert all(h["Content-Type"] == "application/cloudevents-batch+json"
+               for h, _ in receiver.got)  # fmt: skip
+    assert all(isinstance(b, list) for b in bodies)
+    return bodies  # type: ignore[return-value]
+
+
+async def test_a_batched_hook_posts_each_batch_as_one_cloudevents_array(
+    receiver: Receiver,
+) -> None:
+    """Batched mode: one POST per batch; its elements are the documents single mode POSTs,
+    in feed order; its webhook-id is the same for the same events and differs for others."""
+    await receiver.start()
+    v, c = Vendor(MemoryStore()), Customer(VENDOR)
+    await v.deliver(c, c.offer(*ACCEPTED))
+    await v.deliver(c, c.share({"email": "a@example.org"}, purposes=(2,)))
+    h = hook(receiver.url, batched=True)
+    async with Deliverer(h, v.store) as d:
+        assert await d.step()
+        assert not await d.step()
+        assert d.delivered == 3
+    events = await v.store.events()
+    (batch,) = _batched(receiver)
+    now = events[-1].recorded_ms + 1  # the bodies depend on it only past a share's expiry
+    single = [json.loads(render(hook(receiver.url), e, now)[0]) for e in events]
+    assert batch == single
+    webhook_id = receiver.got[0][0]["webhook-id"]
+    assert webhook_id.startswith("evts_")
+    renderer = Deliverer(h, v.store).renderer
+    assert renderer.batch(events, 0)[0] == webhook_id
+    assert renderer.batch(events[:2], 0)[0] != webhook_id
+    assert await v.store.event_cursor("crm") == events[-1].pos
+
+
+async def test_a_batched_receiver_down_then_up_gets_every_event_once_in_order(
+    receiver: Receiver,
+) -> None:
+    """The acceptance scenario in batched mode: 100 messages from 10 customers while the
+    receiver is down; once up, every event arrives (de-duplicated by id), in feed order."""
+    v = Vendor(MemoryStore())
+    customers = [Customer(VENDOR) for _ in range(10)]
+    async with running(v.endpoint, [hook(receiver.url, batched=True)]) as (deliverer,):
+        for c in customers:
+            await v.deliver(c, c.offer(*ACCEPTED))
+        for n in range(9):
+            for c in customers:
+                await v.deliver(c, c.share({"n": str(n)}))
+        events = await v.store.events(limit=1000)
+        assert len(events) == 110
+        receiver.want = len(events)
+        await receiver.start()
+        await asyncio.wait_for(receiver.enough.wait(), 30)
+    assert deliverer.failed > 0
+    first: dict[str, dict[str, Any]] = {}
+    for batch in _batched(receiver):
+        for doc in batch:
+            first.setdefault(doc["id"], doc)
+    assert list(first) == [e.id for e in events]  # each once, in feed order
+
+
+async def test_a_batch_failing_too_long_sets_each_event_aside_until_replayed(
+    receiver: Receiver,
+) -> None:
+    receiver.status = 500
+    await receiver.start()
+    v, c = Vendor(MemoryStore()), Customer(VENDOR)
+    await v.deliver(c, c.offer(*ACCEPTED))
+    async with Deliverer(hook(receiver.url, dead_after_s=0.02, batched=True), v.store) as d:
+        assert await d.step()
+        events = await v.store.events()
+        assert [x.pos for x in await v.store.dead_letters("crm")] == [e.pos for e in events]
+        assert await v.store.event_cursor("crm") == events[-1].pos
+        receiver.status = 200
+        assert await d.replay() == (2, 0)
+    assert await v.store.dead_letters() == []
+    replayed = _batched(receiver)[-2:]
+    assert [[doc["id"] for doc in b] for b in replayed] == [[e.id] for e in events]
 
 
 # -- dead letters --------------------------------------------------------------------------------
@@ -413,6 +505,12 @@ def test_the_webhooks_section() -> None:
     assert (h.name, h.key, h.purposes) == ("https://crm.example/vrm-events", b"k" * 24,
                                            frozenset({2}))  # fmt: skip
     assert SECRET not in json.dumps(file.model_dump(mode="json"))
+    assert not h.batched
+    batched = parse_vendor_file({"name": "Shop", "webhooks": [
+        {"url": "https://crm.example/vrm-events", "secret": SECRET, "batched": True},
+    ]}).webhooks[0].webhook("https://shop.example")  # fmt: skip
+    assert batched.batched
+    assert batched.content_type == "application/cloudevents-batch+json"
     with pytest.raises(ConfigError, match="secret"):
         parse_vendor_file({"name": "Shop", "webhooks": [{"url": "https://c", "secret": "x"}]})
     with pytest.raises(ConfigError, match="ur"):

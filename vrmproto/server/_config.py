@@ -47,6 +47,7 @@ environment variables over it: what ``vrm vendor serve`` and ``vrm vendor check-
     url = "https://crm.example/vrm-events"
     secret = "whsec_…"                # Standard Webhooks: whsec_ and base64 of the key
     purposes = [1, 2]                 # optional: personal data only of shares for these
+    batched = false                   # optional: one POST per batch (CloudEvents JSON batch)
 
 Every section's field can also be set as ``VRM_<SECTION>_<FIELD>`` (``VRM_LIMITS_MAX_DEPTH=8``,
 ``VRM_SERVER_TRUSTED_PROXIES=10.0.0.0/8,::1``, ``VRM_METRICS_ENABLED=true``); the environment
@@ -282,6 +283,7 @@ class WebhookEntry(_Section):
     purposes: list[int] | None = None
     timeout_s: float = Field(default=10.0, gt=0)
     dead_after_s: float = Field(default=3 * 86_400.0, gt=0)
+    batched: bool = False  # one POST per batch of events (a CloudEvents JSON batch)
 
     @field_validator("secret")
     @classmethod
@@ -299,7 +301,7 @@ class WebhookEntry(_Section):
         purposes = None if self.purposes is None else frozenset(self.purposes)
         key = parse_secret(self.secret.get_secret_value())
         return Webhook(self.name or self.url, self.url, key, source, purposes, self.timeout_s,
-                       self.dead_after_s)  # fmt: skip
+                       self.dead_after_s, batched=self.batched)  # fmt: skip
 
 
 class VendorFile(_Section):

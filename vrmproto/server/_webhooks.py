@@ -20,7 +20,14 @@ what was acknowledged since the last record, never skips.
 An event still failing ``dead_after_s`` after its first attempt becomes a dead letter
 (:class:`~vrmproto.store.DeadLetter`) and its relationship's later events go on; ``vrm vendor
 events --replay`` delivers dead letters again. A 2xx answer is an acknowledgement; anything else
-(or no answer within ``timeout_s``) is a failure. The POSTs go over kept-alive connections
+(or no answer within ``timeout_s``) is a failure.
+
+Batched mode (``batched``, opt-in per webhook): each batch read from the feed is ONE POST, a
+CloudEvents JSON batch (``application/cloudevents-batch+json``: an array of the documents above,
+in feed order, so every relationship's events in order), signed the same way with
+``webhook-id`` ``evts_`` and a hash of the event ids. It is acknowledged, retried and set aside
+as a whole; a receiver de-duplicates by each element's ``id``. One request per batch instead of
+per event: for receivers that take many events a second. The POSTs go over kept-alive connections
 (:class:`~vrmproto.server._webhook_http.Poster`: redirects are not followed).
 """
 
@@ -48,14 +55,16 @@ if TYPE_CHECKING:
     from vrmproto.server._config import VendorFile
     from vrmproto.server._endpoint import Endpoint
 
-__all__ = ["Deliverer", "Renderer", "Webhook", "parse_secret", "render", "running", "sign",
-           "webhooks"]
+__all__ = ["BATCH_CONTENT_TYPE", "CONTENT_TYPE", "Deliverer", "Renderer", "Webhook",
+           "parse_secret", "render", "running", "sign", "webhooks"]
 
 log = logging.getLogger("vrmproto.server.webhooks")
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 -- the format's prefix, not a secret
 TYPE_PREFIX = "org.vrmproto."
 CONTENT_TYPE = "application/cloudevents+json"  # CloudEvents' structured JSON mode
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"  # its batched mode (a JSON array)
+BATCH_ID_PREFIX = "evts_"  # a batched POST's webhook-id: this and a hash of its event ids
 USER_AGENT = f"vrmproto/{__version__}"
 
 
@@ -101,6 +110,13 @@ class Webhook:
     # Recording less often saved no measurable CPU at 64 in flight (bench/events.py).
     record_s: float = 0.0
     linger_s: float = 0.01  # after a batch that emptied the feed, before reading it again
+    # Batched mode: each batch is ONE POST of a JSON array of CloudEvents (in feed order),
+    # acknowledged, retried and set aside as a whole. Off: one POST per event.
+    batched: bool = False
+
+    @property
+    def content_type(self) -> str:
+        return BATCH_CONTENT_TYPE if self.batched else CONTENT_TYPE
 
     def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
         """The wait before retry ``attempt`` (1, 2, …): exponential, with full jitter in its
@@ -137,6 +153,14 @@ class Renderer:
                    self._head, e.kind.encode(), e.id.encode(), e.thread.hex().encode(),
                    self._time(e.recorded_ms), e.id.encode(), e.pos, e.thread.hex().encode(),
                    e.seq, e.kind.encode(), e.recorded_ms, fields, self._personal(e, now_ms))
+
+    def batch(self, events: Sequence[EventRecord], now_ms: int) -> tuple[str, bytes]:
+        """``events`` as one CloudEvents JSON batch (a JSON array of the documents
+        :meth:`body` makes, in feed order) and its ``webhook-id``: ``evts_`` and a hash of the
+        event ids, the same for every attempt of the same events."""
+        ids = hashlib.blake2b(" ".join(e.id for e in events).encode(), digest_size=16)
+        return BATCH_ID_PREFIX + ids.hexdigest(), b"[%s]" % b",".join(
+            self.body(e, now_ms) for e in events)
 
     def _personal(self, e: EventRecord, now_ms: int) -> bytes:
         """The event's personal data for this hook: none once the share expired (§5.3.1-4), or
@@ -202,7 +226,8 @@ class Deliverer:
         self.store = store
         self._own = poster is None
         self.poster = poster if poster is not None else Poster(
-            hook.url, timeout_s=hook.timeout_s, content_type=CONTENT_TYPE, user_agent=USER_AGENT)
+            hook.url, timeout_s=hook.timeout_s, content_type=hook.content_type,
+            user_agent=USER_AGENT)
         self.renderer = Renderer(hook)
         self.wakeup = wakeup if wakeup is not None else Wakeup()
         self.clock = clock
@@ -298,6 +323,8 @@ class Deliverer:
         batch = await self.store.events(self._cursor, hook.batch)
         if not batch:
             return 0
+        if hook.batched:
+            return await self._deliver_whole(batch)
         dead: list[DeadLetter] = []
         done: set[int] = set()
         lanes: dict[bytes, list[EventRecord]] = {}
@@ -325,9 +352,19 @@ class Deliverer:
             self._cursor = reached
         return len(batch)
 
-    async def deliver(self, e: EventRecord) -> str | None:
-        """POST ``e`` until acknowledged (None) or dead (the last failure, after
-        ``dead_after_s``)."""
+    async def _deliver_whole(self, batch: Sequence[EventRecord]) -> int:
+        """Batched mode: ``batch`` as one POST until acknowledged, or every event of it set
+        aside as a dead letter; the cursor then moves past all of it."""
+        failure = await self.deliver(batch)
+        if failure is not None:
+            now = self.clock()
+            self._dead.extend(DeadLetter(self.hook.name, e.pos, now, failure) for e in batch)
+        self._cursor = batch[-1].pos
+        return len(batch)
+
+    async def deliver(self, e: EventRecord | Sequence[EventRecord]) -> str | None:
+        """POST ``e`` (an event, or in batched mode several) until acknowledged (None) or dead
+        (the last failure, after ``dead_after_s``)."""
         first = time.monotonic()
         attempt = 0
         while True:
@@ -336,23 +373,30 @@ class Deliverer:
                 return None
             attempt += 1
             if time.monotonic() - first >= self.hook.dead_after_s:
-                log.warning("webhook %s: event %s is a dead letter: %s", self.hook.name, e.id,
+                what = e.id if isinstance(e, EventRecord) else f"batch of {len(e)} events"
+                log.warning("webhook %s: %s is a dead letter: %s", self.hook.name, what,
                             error)  # fmt: skip
                 return error
             await asyncio.sleep(self.hook.delay(attempt))
 
-    async def attempt(self, e: EventRecord) -> str | None:
-        """One POST of ``e``: None if acknowledged (2xx), else what went wrong."""
+    async def attempt(self, e: EventRecord | Sequence[EventRecord]) -> str | None:
+        """One POST of ``e`` (in batched mode, as a batch: one event is a batch of one): None
+        if acknowledged (2xx), else what went wrong."""
         now = self.clock()
-        body = self.renderer.body(e, now)
+        if self.hook.batched:
+            webhook_id, body = self.renderer.batch([e] if isinstance(e, EventRecord) else e, now)
+            count = 1 if isinstance(e, EventRecord) else len(e)
+        else:
+            assert isinstance(e, EventRecord)
+            webhook_id, body, count = e.id, self.renderer.body(e, now), 1
         try:
-            status = await self.poster.post(self.renderer.signature(e.id, now // 1000, body),
+            status = await self.poster.post(self.renderer.signature(webhook_id, now // 1000, body),
                                             body)  # fmt: skip
         except (OSError, HTTPError, TimeoutError) as exc:
             self.failed += 1
             return f"{type(exc).__name__}: {exc}"[:500]
         if 200 <= status < 300:
-            self.delivered += 1
+            self.delivered += count
             return None
         self.failed += 1
         return f"HTTP {status}"
