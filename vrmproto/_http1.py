@@ -86,8 +86,8 @@ class ResponseReader:
     connection can carry no further request.
     """
 
-    __slots__ = ("_body", "_buf", "_cap", "_coding", "_headers", "_left", "_state", "_status",
-                 "keep_alive", "max_head", "started")  # fmt: skip
+    __slots__ = ("_body", "_buf", "_cap", "_coding", "_headers", "_left", "_seen", "_state",
+                 "_status", "keep_alive", "max_head", "started")  # fmt: skip
 
     def __init__(self, *, cap: int = 4 * 1024 * 1024, max_head: int = MAX_HEAD) -> None:
         self.max_head = max_head
@@ -96,6 +96,7 @@ class ResponseReader:
         self._cap = cap
         self._state = _HEAD
         self._left = 0
+        self._seen = 0  # bytes of the buffer already searched for the end of a line or head
         self._status = 0
         self._headers: tuple[tuple[str, str], ...] = ()
         self._coding = b""
@@ -118,13 +119,15 @@ class ResponseReader:
             if state == _HEAD:
                 if not buf:
                     return None
-                end = buf.find(b"\r\n\r\n")
+                end = buf.find(b"\r\n\r\n", self._seen)
                 if end < 0 or end > self.max_head:
                     if len(buf) > self.max_head:
                         raise MalformedResponse("an answer's head is too long")
+                    self._seen = max(len(buf) - 3, 0)  # bytes trickling in: no search twice
                     return None
                 head = bytes(buf[:end])
                 del buf[: end + 4]
+                self._seen = 0
                 self._head(head)
             elif state in (_LENGTH, _CHUNK):
                 n = min(self._left, len(buf))
@@ -138,13 +141,15 @@ class ResponseReader:
                     return self._done()
                 self._state = _CRLF
             elif state in (_SIZE, _TRAILER):
-                end = buf.find(b"\r\n")
+                end = buf.find(b"\r\n", self._seen)
                 if end < 0 or end > MAX_LINE:
                     if len(buf) > MAX_LINE:
                         raise MalformedResponse("a chunk line is too long")
+                    self._seen = max(len(buf) - 1, 0)
                     return None
                 line = bytes(buf[:end])
                 del buf[: end + 2]
+                self._seen = 0
                 if state == _TRAILER:
                     if not line:
                         return self._done()
