@@ -191,7 +191,7 @@ def test_a_body_at_the_cap_is_whole() -> None:
     assert got.body == b"1234567890"
 
 
-# -- properties --------------------------------------------------------------------------------
+# -- properties (more examples than the profile's default for a parser; the "long" profile more) --
 
 TOKEN = st.text("abcdefghijklmnopqrstuvwxyz-ABCXYZ0123456789", min_size=1, max_size=12)
 VALUE = st.text("abc xyz;=,/0123456789\t", max_size=20).map(str.strip)
@@ -231,7 +231,7 @@ def answers(draw: st.DrawFn) -> tuple[bytes, int, bytes, bool]:
     return data, status, body, framing != "close"
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=max(settings().max_examples, 150))
 @given(answers(), st.lists(st.integers(0, 2000), max_size=6))
 def test_any_answer_in_any_pieces_reads_the_same(answer: tuple[bytes, int, bytes, bool],
                                                  cuts: list[int]) -> None:  # fmt: skip
@@ -243,7 +243,7 @@ def test_any_answer_in_any_pieces_reads_the_same(answer: tuple[bytes, int, bytes
         assert read(data, cuts, cap=len(body) - 1) is ResponseTooLarge
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=max(settings().max_examples, 300))
 @given(st.binary(max_size=400), st.lists(st.integers(0, 400), max_size=5))
 def test_any_bytes_are_an_answer_or_a_typed_error(data: bytes, cuts: list[int]) -> None:
     for prefix in (b"", b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked"
@@ -252,7 +252,7 @@ def test_any_bytes_are_an_answer_or_a_typed_error(data: bytes, cuts: list[int]) 
         read(whole, [c for c in cuts if c <= len(whole)], cap=100)  # raises nothing else
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=max(settings().max_examples, 150))
 @given(answers(), st.integers(0, 10**6), st.binary(min_size=1, max_size=3))
 def test_a_damaged_answer_is_an_answer_or_a_typed_error(answer: tuple[bytes, int, bytes, bool],
                                                         at: int, junk: bytes) -> None:  # fmt: skip
