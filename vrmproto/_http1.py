@@ -141,27 +141,15 @@ class ResponseReader:
                     return self._done()
                 self._state = _CRLF
             elif state in (_SIZE, _TRAILER):
-                end = buf.find(b"\r\n", self._seen)
-                if end < 0 or end > MAX_LINE:
-                    if len(buf) > MAX_LINE:
-                        raise MalformedResponse("a chunk line is too long")
-                    self._seen = max(len(buf) - 1, 0)
+                line = self._line(buf)
+                if line is None:
                     return None
-                line = bytes(buf[:end])
-                del buf[: end + 2]
-                self._seen = 0
-                if state == _TRAILER:
-                    if not line:
-                        return self._done()
-                    self._field(line)  # checked, then dropped
-                    continue
-                size = line.split(b";", 1)[0].strip(b" \t")
-                if not _HEX.fullmatch(size):
-                    raise MalformedResponse("a chunk size is not hexadecimal")
-                self._left = int(size, 16)
-                if len(self._body) + self._left > self._cap:
-                    raise ResponseTooLarge(self._status, self._cap)
-                self._state = _CHUNK if self._left else _TRAILER
+                if state == _SIZE:
+                    self._size(line)
+                elif not line:
+                    return self._done()
+                else:
+                    self._field(line)  # a trailer field: checked, then dropped
             elif state == _CRLF:
                 if len(buf) < 2:
                     return None
@@ -188,6 +176,29 @@ class ResponseReader:
         return None
 
     # -- the parts ---------------------------------------------------------------------------
+
+    def _line(self, buf: bytearray) -> bytes | None:
+        """A chunk-size line or trailer field taken from ``buf``, None until its CRLF came."""
+        end = buf.find(b"\r\n", self._seen)
+        if end < 0 or end > MAX_LINE:
+            if len(buf) > MAX_LINE:
+                raise MalformedResponse("a chunk line is too long")
+            self._seen = max(len(buf) - 1, 0)  # bytes trickling in: no search twice
+            return None
+        line = bytes(buf[:end])
+        del buf[: end + 2]
+        self._seen = 0
+        return line
+
+    def _size(self, line: bytes) -> None:
+        """A chunk-size line (its extensions ignored): the chunk's data next, or the trailer."""
+        size = line.split(b";", 1)[0].strip(b" \t")
+        if not _HEX.fullmatch(size):
+            raise MalformedResponse("a chunk size is not hexadecimal")
+        self._left = int(size, 16)
+        if len(self._body) + self._left > self._cap:
+            raise ResponseTooLarge(self._status, self._cap)
+        self._state = _CHUNK if self._left else _TRAILER
 
     def _field(self, line: bytes) -> tuple[bytes, bytes]:
         name, colon, value = line.partition(b":")

@@ -212,7 +212,9 @@ class EndpointClient(AsyncClosing):
 
     async def _acquire(self, channel: bytes | None) -> aiohttp.ClientSession:
         """The session a request of ``channel`` goes out on (see the class docstring), the
-        channel marked busy until :meth:`_release`."""
+        channel marked busy until :meth:`_release`. (Requests of a channel on the client's own
+        connections are POSTs, which :meth:`_lean` sends; a per-channel session here serves
+        only a request that follows redirects on a channel, which no route makes today.)"""
         if not self._owns_session or channel is None:
             if self._session is None or (self._owns_session and self._session.closed):
                 self._session = self._new_session(aiohttp.TCPConnector(
