@@ -18,11 +18,18 @@ sans-IO binding (:mod:`vrmproto.binding`): it moves bytes, and the seam's answer
 
 Retrying an inbox POST is safe: the receiver de-duplicates by (sender, id) and answers a replay
 with the byte-identical stored response (§12.3-4).
+
+The POSTs (inbox and history) go out through the lean HTTP/1.1 client of
+:mod:`vrmproto.client._http_conn` when the client owns its connections; discovery (a GET that
+may be redirected, once per vendor) and every request on a ``session`` the caller gave go through
+aiohttp. Both keep the same guarantees (see :class:`EndpointClient`) and fail with the same
+errors, worded alike by :func:`describe_failure`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
 import socket
 from collections import Counter, OrderedDict
@@ -30,10 +37,12 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from vrmproto._closing import AsyncClosing
 from vrmproto._errors import TransportError
 from vrmproto._history import Entry
+from vrmproto._http1 import IncompleteResponse, MalformedResponse, ResponseTooLarge
 from vrmproto._keys import Identity
 from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto.binding import (
@@ -44,6 +53,7 @@ from vrmproto.binding import (
     sign_history_request,
 )
 from vrmproto.client._errors import InvalidResponse, Transient, Unreachable
+from vrmproto.client._http_conn import ConnectError, Connections, ServerClosed, Target, target
 from vrmproto.client._transport import (
     NO_RETRY,
     Answer,
@@ -78,23 +88,34 @@ Sleep = Callable[[float], Awaitable[None]]
 def describe_failure(exc: BaseException) -> str:
     """A failure to reach a peer in a few plain words, not the HTTP library's own text, which
     is what a person then reads in ``vrm outbox`` (an item's ``last_error``; issue 11 item 10)."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, aiohttp.ClientConnectorError | ConnectError):
         cause = exc.os_error
-        if isinstance(cause, ConnectionRefusedError):
+        if isinstance(cause, ConnectionRefusedError) or _all_refused(cause):
             return "connection refused"
         if isinstance(cause, socket.gaierror):
             return f"the host name {exc.host} does not resolve"
         return f"cannot connect: {cause.strerror or type(cause).__name__}"
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
         return "timed out"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
+    if isinstance(exc, aiohttp.ServerDisconnectedError | ServerClosed):
         return "the server closed the connection"
-    if isinstance(exc, aiohttp.ClientPayloadError):
+    if isinstance(exc, aiohttp.ClientPayloadError | IncompleteResponse):
         return "the answer was cut short"
+    if isinstance(exc, MalformedResponse):
+        return f"a malformed answer ({exc})"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _all_refused(cause: OSError) -> bool:
+    """Whether ``cause`` is asyncio's one error for several addresses (a name that resolves to
+    both ::1 and 127.0.0.1) that each refused the connection."""
+    text = str(cause)
+    refused = f"[Errno {errno.ECONNREFUSED}]"
+    return (cause.errno is None and text.startswith("Multiple exceptions:")
+            and text.count("[Errno ") == text.count(refused) > 0)  # fmt: skip
 
 
 #: Transport failures as :func:`describe_failure` words them (and as stores written by earlier
@@ -137,6 +158,10 @@ class EndpointClient(AsyncClosing):
 
     The ``max_channels`` most recently used channels keep their connections; an older idle one
     is closed when a new one opens. ``sleep`` and ``rand`` drive the backoff.
+
+    POSTs made on the client's own connections use :mod:`vrmproto.client._http_conn` (same
+    channels, limits and timeouts, no redirect followed, answers capped alike); the rest, and
+    everything on a given ``session``, aiohttp.
     """
 
     def __init__(
@@ -173,6 +198,9 @@ class EndpointClient(AsyncClosing):
         self._sleep = sleep
         self._rand = rand
         self._not_before: dict[str, int] = {}  # origin -> ms: a 429's Retry-After (§12.9-7)
+        self._conns = Connections(pool_size=pool_size, per_channel=per_channel,
+                                  max_channels=max_channels)  # fmt: skip
+        self._targets: dict[tuple[str, str, tuple[tuple[str, str], ...], bool], Target] = {}
 
     def _new_session(self, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
@@ -184,7 +212,9 @@ class EndpointClient(AsyncClosing):
 
     async def _acquire(self, channel: bytes | None) -> aiohttp.ClientSession:
         """The session a request of ``channel`` goes out on (see the class docstring), the
-        channel marked busy until :meth:`_release`."""
+        channel marked busy until :meth:`_release`. (Requests of a channel on the client's own
+        connections are POSTs, which :meth:`_lean` sends; a per-channel session here serves
+        only a request that follows redirects on a channel, which no route makes today.)"""
         if not self._owns_session or channel is None:
             if self._session is None or (self._owns_session and self._session.closed):
                 self._session = self._new_session(aiohttp.TCPConnector(
@@ -212,11 +242,13 @@ class EndpointClient(AsyncClosing):
         """Close the sessions this client made."""
         if not self._owns_session:
             return
+        self._conns.close()
         sessions = [*self._channels.values(), self._session]
         self._channels.clear()
         for session in sessions:
             if session is not None and not session.closed:
                 await session.close()
+        await asyncio.sleep(0)  # let the closed transports' callbacks run
 
     # -- one request, with retries ---------------------------------------------------------
 
@@ -232,6 +264,9 @@ class EndpointClient(AsyncClosing):
         redirects: bool,
         channel: bytes | None,
     ) -> Answer:
+        if self._owns_session and method == "POST" and not redirects:
+            return await self._lean(method, url, body or b"", headers=headers,
+                                    timeout_s=timeout_s, cap=cap, channel=channel)  # fmt: skip
         timeout = aiohttp.ClientTimeout(total=timeout_s if timeout_s is not None else
                                         self.timeout_s)
         session = await self._acquire(channel)
@@ -255,6 +290,42 @@ class EndpointClient(AsyncClosing):
                 return Answer(resp.status, resp.headers, bytes(buf), str(resp.url))
         finally:
             self._release(channel)
+
+    async def _lean(
+        self,
+        method: str,
+        url: str,
+        body: bytes,
+        *,
+        headers: Mapping[str, str],
+        timeout_s: float | None,
+        cap: int,
+        channel: bytes | None,
+    ) -> Answer:
+        """One request on the lean client's connections (:mod:`vrmproto.client._http_conn`)."""
+        fields = tuple(headers.items())
+        key = (method, url, fields, channel is None)
+        to = self._targets.get(key)
+        if to is None:
+            try:
+                to = target(method, url, fields, close=channel is None)
+            except ValueError as exc:
+                raise TransportError(f"invalid URL {url!r}: {exc}") from None
+            if len(self._targets) >= 1024:  # URLs of vendors long gone
+                self._targets.clear()
+            self._targets[key] = to
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout_s if timeout_s is not None else self.timeout_s)
+        try:
+            response = await self._conns.request(to, body, channel=channel, deadline=deadline,
+                                                 cap=cap)  # fmt: skip
+        except ResponseTooLarge as exc:
+            what = (f"{exc.declared} bytes; the limit is {cap}" if exc.declared is not None
+                    else f"more than {cap} bytes")  # fmt: skip
+            raise InvalidResponse(f"{url} answered {what}", status=exc.status) from None
+        # header names are case-insensitive (RFC 9110 §5.1): Answer.header ignores case
+        return Answer(response.status, CIMultiDictProxy(CIMultiDict(response.headers)),
+                      response.body, url)  # fmt: skip
 
     def _release(self, channel: bytes | None) -> None:
         if channel is not None and channel in self._busy:
@@ -294,7 +365,7 @@ class EndpointClient(AsyncClosing):
                 raise TransportError(f"invalid URL {url!r}: {exc}") from None
             except aiohttp.TooManyRedirects:
                 raise InvalidResponse(f"{method} {url}: too many redirects") from None
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            except (aiohttp.ClientError, TimeoutError, OSError, MalformedResponse) as exc:
                 err: Transient = Unreachable(f"{method} {url}: {describe_failure(exc)}")
             else:
                 transient = transient_from_answer(answer, request=f"{method} {url}")
