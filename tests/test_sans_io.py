@@ -32,6 +32,7 @@ CORE = [
     "_limits.py",
     "_binding.py",
     "crm/_changes.py",  # what a feed event asks of a CRM (issue 14)
+    "_http1.py",  # the agent client's HTTP/1.1 response reader (issue 12)
 ]
 #: Modules that do I/O, run an event loop, read the clock or draw randomness.
 FORBIDDEN_MODULES = {

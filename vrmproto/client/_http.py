@@ -32,7 +32,6 @@ import asyncio
 import errno
 import random
 import socket
-from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from urllib.parse import urlsplit
 
@@ -144,11 +143,11 @@ def _origin(url: str) -> str:
 class EndpointClient(AsyncClosing):
     """HTTP access to vrmproto endpoints.
 
-    ``session`` may be given (it is then not closed by :meth:`close`, and keeping identities
-    unlinkable is then the caller's job, §11.6-3). Otherwise the client makes its own sessions,
-    all with ``trust_env=False`` (no proxy from the environment), ``timeout_s`` per request and
-    no cookie jar (cookies would link the identities of one person, §11.6-3), and keeps TCP
-    connections apart by *channel* so that no connection carries two identities (§11.6-3):
+    ``session`` (aiohttp) may be given: every request then goes through it, it is not closed by
+    :meth:`close`, and keeping identities unlinkable is the caller's job (§11.6-3). Otherwise
+    the client makes its own connections — no proxy from the environment, ``timeout_s`` per
+    request, no cookies (cookies would link the identities of one person, §11.6-3) — and keeps
+    them apart by *channel* so that no connection carries two identities (§11.6-3):
 
     - a request made for a relationship names its thread as its channel; requests of one
       channel share kept-alive connections (at most ``per_channel`` at once), so the messages
@@ -159,9 +158,10 @@ class EndpointClient(AsyncClosing):
     The ``max_channels`` most recently used channels keep their connections; an older idle one
     is closed when a new one opens. ``sleep`` and ``rand`` drive the backoff.
 
-    POSTs made on the client's own connections use :mod:`vrmproto.client._http_conn` (same
-    channels, limits and timeouts, no redirect followed, answers capped alike); the rest, and
-    everything on a given ``session``, aiohttp.
+    The POSTs (inbox §12.3, history §12.5) go through :mod:`vrmproto.client._http_conn`, a lean
+    HTTP/1.1 client over the sans-IO reader :mod:`vrmproto._http1` (aiohttp's client cost more
+    CPU per message than all of the agent's cryptography, #12); discovery GETs go through an
+    aiohttp session whose connections are each closed after their request.
     """
 
     def __init__(
@@ -190,8 +190,6 @@ class EndpointClient(AsyncClosing):
         self.pool_size = pool_size
         self.per_channel = per_channel
         self.max_channels = max_channels
-        self._channels: OrderedDict[bytes, aiohttp.ClientSession] = OrderedDict()
-        self._busy: Counter[bytes] = Counter()
         self.limits = limits
         self.max_response_bytes = max_response_bytes
         self.max_history_bytes = max_history_bytes
@@ -210,44 +208,23 @@ class EndpointClient(AsyncClosing):
             cookie_jar=aiohttp.DummyCookieJar(),
         )
 
-    async def _acquire(self, channel: bytes | None) -> aiohttp.ClientSession:
-        """The session a request of ``channel`` goes out on (see the class docstring), the
-        channel marked busy until :meth:`_release`. (Requests of a channel on the client's own
-        connections are POSTs, which :meth:`_lean` sends; a per-channel session here serves
-        only a request that follows redirects on a channel, which no route makes today.)"""
-        if not self._owns_session or channel is None:
-            if self._session is None or (self._owns_session and self._session.closed):
-                self._session = self._new_session(aiohttp.TCPConnector(
-                    limit=self.pool_size, ttl_dns_cache=300, force_close=True))  # fmt: skip
-            return self._session
-        session = self._channels.get(channel)
-        if session is None or session.closed:
-            session = self._new_session(aiohttp.TCPConnector(
-                limit=self.per_channel, ttl_dns_cache=300))  # fmt: skip
-            self._channels[channel] = session
-        self._channels.move_to_end(channel)
-        self._busy[channel] += 1  # before any await: a busy channel is never closed for another
-        excess = len(self._channels) - self.max_channels
-        if excess > 0:  # oldest first; taken out before awaiting, so no other caller sees them
-            idle = [c for c in self._channels if c not in self._busy and c != channel]
-            try:
-                for old in [self._channels.pop(c) for c in idle[:excess]]:
-                    await old.close()
-            except BaseException:
-                self._release(channel)
-                raise
-        return session
+    def _aiohttp(self) -> aiohttp.ClientSession:
+        """The session for what is not a POST on the client's own connections: the caller's,
+        or one of its own whose every connection is closed after its request, so that none
+        carries two identities (§11.6-3)."""
+        if self._owns_session and (self._session is None or self._session.closed):
+            self._session = self._new_session(aiohttp.TCPConnector(
+                limit=self.pool_size, ttl_dns_cache=300, force_close=True))  # fmt: skip
+        assert self._session is not None
+        return self._session
 
     async def close(self) -> None:
         """Close the sessions this client made."""
         if not self._owns_session:
             return
         self._conns.close()
-        sessions = [*self._channels.values(), self._session]
-        self._channels.clear()
-        for session in sessions:
-            if session is not None and not session.closed:
-                await session.close()
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
         await asyncio.sleep(0)  # let the closed transports' callbacks run
 
     # -- one request, with retries ---------------------------------------------------------
@@ -269,27 +246,23 @@ class EndpointClient(AsyncClosing):
                                     timeout_s=timeout_s, cap=cap, channel=channel)  # fmt: skip
         timeout = aiohttp.ClientTimeout(total=timeout_s if timeout_s is not None else
                                         self.timeout_s)
-        session = await self._acquire(channel)
-        try:
-            async with session.request(
-                method, url, data=body, headers=dict(headers), timeout=timeout,
-                allow_redirects=redirects, max_redirects=3,
-            ) as resp:
-                if resp.content_length is not None and resp.content_length > cap:
-                    raise InvalidResponse(
-                        f"{url} answered {resp.content_length} bytes; the limit is {cap}",
-                        status=resp.status,
-                    )
-                buf = bytearray()
-                async for chunk in resp.content.iter_chunked(64 * 1024):
-                    buf += chunk
-                    if len(buf) > cap:
-                        raise InvalidResponse(f"{url} answered more than {cap} bytes",
-                                              status=resp.status)
-                # header names are case-insensitive (RFC 9110 §5.1): Answer.header ignores case
-                return Answer(resp.status, resp.headers, bytes(buf), str(resp.url))
-        finally:
-            self._release(channel)
+        async with self._aiohttp().request(
+            method, url, data=body, headers=dict(headers), timeout=timeout,
+            allow_redirects=redirects, max_redirects=3,
+        ) as resp:
+            if resp.content_length is not None and resp.content_length > cap:
+                raise InvalidResponse(
+                    f"{url} answered {resp.content_length} bytes; the limit is {cap}",
+                    status=resp.status,
+                )
+            buf = bytearray()
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                buf += chunk
+                if len(buf) > cap:
+                    raise InvalidResponse(f"{url} answered more than {cap} bytes",
+                                          status=resp.status)
+            # header names are case-insensitive (RFC 9110 §5.1): Answer.header ignores case
+            return Answer(resp.status, resp.headers, bytes(buf), str(resp.url))
 
     async def _lean(
         self,
@@ -326,12 +299,6 @@ class EndpointClient(AsyncClosing):
         # header names are case-insensitive (RFC 9110 §5.1): Answer.header ignores case
         return Answer(response.status, CIMultiDictProxy(CIMultiDict(response.headers)),
                       response.body, url)  # fmt: skip
-
-    def _release(self, channel: bytes | None) -> None:
-        if channel is not None and channel in self._busy:
-            self._busy[channel] -= 1
-            if not self._busy[channel]:
-                del self._busy[channel]
 
     async def _request(
         self,
