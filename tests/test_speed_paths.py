@@ -7,6 +7,8 @@ the work each step does and what it leaves stored.
 - The SQLite store's point reads run on the calling thread and see every commit already made.
 - A vendor takes the relationship it has just stored as it kept it, and rebuilds it from the
   store whenever the store holds anything else (another process of the same vendor wrote it).
+  On a store whose commit checks the row (``expect=``), it does not even read the record: the
+  commit refuses a row that moved on, and a refusal is decided only after reading it.
 - An agent takes back the relationship its last step left when the store holds exactly its state,
   and rebuilds it whenever another agent on the same store (another process) moved the thread.
 - A vendor without metrics whose request log is off decodes nothing to log a request; with the
@@ -18,6 +20,7 @@ the work each step does and what it leaves stored.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -44,6 +47,7 @@ from vrmproto.store import (
     MemoryStore,
     RelationshipRecord,
     SQLiteStore,
+    StoreConflict,
     StoreError,
 )
 
@@ -116,15 +120,21 @@ async def test_sqlite_point_reads_see_each_commit_and_end_with_the_store(tmp_pat
 
 
 class CountingStore(MemoryStore):
-    """A MemoryStore that counts the rebuilds of a relationship (its newest history row read)."""
+    """A MemoryStore that counts the rebuilds of a relationship (its newest history row read)
+    and the reads of a relationship record."""
 
     def __init__(self) -> None:
         super().__init__()
         self.head_reads = 0
+        self.record_reads = 0
 
     async def history_head(self, thread: bytes) -> HistoryEntry | None:
         self.head_reads += 1
         return await super().history_head(thread)
+
+    async def get_relationship(self, thread: bytes) -> RelationshipRecord | None:
+        self.record_reads += 1
+        return await super().get_relationship(thread)
 
 
 def vendor_endpoint(store: MemoryStore) -> Endpoint:
@@ -148,6 +158,108 @@ async def test_a_vendor_does_not_rebuild_the_relationship_it_just_stored() -> No
         await send(ep, customer, customer.share({"email": f"{n}@b.c"}))
     assert store.head_reads == before
     assert len(await store.history(customer.thread)) == 15  # 7 messages, 7 receipts, 1 accept
+
+
+async def test_a_vendor_does_not_read_the_record_of_a_relationship_it_kept() -> None:
+    """The store checks the kept record at the commit (``expect=``), so the step reads none."""
+    store = CountingStore()
+    ep = vendor_endpoint(store)
+    customer = Customer(Identity(VENDOR_SEED))
+    await send(ep, customer, customer.offer(*ACCEPTED))
+    await send(ep, customer, customer.share({"email": "a@b.c"}))
+    before = store.record_reads
+    for n in range(5):
+        await send(ep, customer, customer.share({"email": f"{n}@b.c"}))
+    assert store.record_reads == before
+    assert len(await store.history(customer.thread)) == 15
+
+
+async def test_a_record_changed_elsewhere_is_not_overwritten_by_the_kept_one() -> None:
+    """A write that moved no chain head (a relabel, say) still changes the row: the kept record
+    no longer matches, the commit conflicts, and the step runs again from what is stored."""
+    store = CountingStore()
+    ep = vendor_endpoint(store)
+    customer = Customer(Identity(VENDOR_SEED))
+    await send(ep, customer, customer.offer(*ACCEPTED))
+    record = await store.get_relationship(customer.thread)
+    assert record is not None
+    await store.commit(Commit(relationships=(dataclasses.replace(record, label="Ada"),)))
+    await send(ep, customer, customer.share({"email": "a@b.c"}))
+    stored = await store.get_relationship(customer.thread)
+    assert stored is not None
+    assert stored.label == "Ada"
+    assert len(await store.history(customer.thread)) == 5
+
+
+async def test_a_refusal_on_a_kept_relationship_is_decided_on_the_store() -> None:
+    """Another process took the thread on (here: a second endpoint on the store); the message
+    after that one is refused by the kept, stale relationship (its prev does not link there),
+    so the step reads the record, sees it moved, and accepts the message from the store."""
+    store = CountingStore()
+    one, two = vendor_endpoint(store), vendor_endpoint(store)
+    customer = Customer(Identity(VENDOR_SEED))
+    await send(one, customer, customer.offer(*ACCEPTED))
+    await send(one, customer, customer.share({"email": "0@b.c"}))  # one keeps it warm
+    await send(two, customer, customer.share({"email": "1@b.c"}))
+    share = customer.share({"email": "2@b.c"})
+    response = await one.handle_inbox(share.envelope)
+    assert response.status == 200, response.body
+    assert len(await store.history(customer.thread)) == 9
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+async def test_sqlite_commit_with_expect_writes_only_over_that_row(
+    tmp_path: Path, grouped: bool
+) -> None:
+    store = await SQLiteStore.open(tmp_path / "s.db")
+    threads = [os.urandom(16) for _ in range(2)]
+
+    def rec(thread: bytes, n: int) -> RelationshipRecord:
+        return RelationshipRecord(thread, "vendor", bytes(32), bytes(32), "agreed", bytes([n]),
+                                  "label", "", n)  # fmt: skip
+
+    def over(thread: bytes, n: int) -> Any:  # write n + 1 over the row n
+        return store.commit(Commit(relationships=(rec(thread, n + 1),)), expect=rec(thread, n))
+
+    try:
+        await store.commit(Commit(relationships=tuple(rec(t, 0) for t in threads)))
+        if grouped:  # queued together: the writer tries them as one group first
+            ok, refused = await asyncio.gather(over(threads[0], 0), over(threads[1], 8),
+                                               return_exceptions=True)  # fmt: skip
+            assert ok is None
+            assert isinstance(refused, StoreConflict)
+        else:
+            await over(threads[0], 0)
+            with pytest.raises(StoreConflict):
+                await over(threads[1], 8)
+        assert await store.get_relationship(threads[0]) == rec(threads[0], 1)
+        assert await store.get_relationship(threads[1]) == rec(threads[1], 0)  # not written
+        with pytest.raises(StoreConflict):  # a thread with no row at all
+            await store.commit(Commit(), expect=rec(os.urandom(16), 0))
+    finally:
+        await store.close()
+
+
+async def test_two_sqlite_stores_on_one_file_each_see_what_the_other_stored(
+    tmp_path: Path,
+) -> None:
+    """Two vendor processes on one SQLite file (two store objects, two writer connections):
+    messages alternate between them, so each one's kept relationship is stale every time."""
+    stores = [await SQLiteStore.open(tmp_path / "v.db") for _ in range(2)]
+    try:
+        one, two = (vendor_endpoint(s) for s in stores)  # type: ignore[arg-type]
+        customer = Customer(Identity(VENDOR_SEED))
+        await send(one, customer, customer.offer(*ACCEPTED))
+        for n in range(6):
+            msg = customer.share({"email": f"{n}@b.c"})
+            response = await (two, one)[n % 2].handle_inbox(msg.envelope)
+            assert response.status == 200, response.body
+            customer.absorb(Reply(response.status, response.body, dict(response.headers)), msg)
+        history = await stores[0].history(customer.thread)
+        assert [h.index for h in history] == list(range(15))
+    finally:
+        for s in stores:
+            await s.close()
 
 
 async def test_a_relationship_changed_elsewhere_is_rebuilt_from_the_store() -> None:

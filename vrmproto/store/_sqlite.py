@@ -387,6 +387,36 @@ def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
     feed.apply_events(conn, c)
 
 
+def _holds(conn: sqlite3.Connection, expect: RelationshipRecord) -> bool:
+    """Whether the thread's relationship row is exactly ``expect`` (on the writer, inside the
+    transaction: the row's pages are in the writer's cache)."""
+    row: tuple[object, ...] | None = conn.execute(
+        _SELECT_REL + "WHERE thread = ?", (expect.thread,)
+    ).fetchone()
+    return row == _rel_row(expect)
+
+
+def _apply_expecting(conn: sqlite3.Connection, c: Commit, expect: RelationshipRecord) -> None:
+    """:func:`_apply_commit`, only if the thread's row is still exactly ``expect``."""
+    if not _holds(conn, expect):
+        raise StoreConflict(f"relationship {expect.thread.hex()} changed since it was read")
+    _apply_commit(conn, c)
+
+
+def _expectations_hold(conn: sqlite3.Connection, jobs: list[_Job]) -> bool:
+    """Whether every ``expect`` of ``jobs`` holds before the group is written, and no other
+    Commit of the group writes its thread (whose row it would then have to expect)."""
+    expects = [job.expect for job in jobs if job.expect is not None]
+    if not expects:
+        return True
+    written: dict[bytes, int] = {}
+    for job in jobs:
+        if job.commit is not None:
+            for r in job.commit.relationships:
+                written[r.thread] = written.get(r.thread, 0) + 1
+    return all(written.get(e.thread, 0) <= 1 and _holds(conn, e) for e in expects)
+
+
 def _groupable(c: Commit | None) -> bool:
     """Whether ``c`` may join a group written statement by statement (:func:`_apply_group`):
     only upserts and inserts (and clearing save points), and history only for threads the
@@ -500,6 +530,7 @@ class _Job:
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     commit: Commit | None = None  # set for store.commit(): such jobs may be written as a group
+    expect: RelationshipRecord | None = None  # commit(expect=): the row the Commit requires
 
 
 def _settle(future: asyncio.Future[Any], result: object, exc: BaseException | None) -> None:
@@ -692,7 +723,9 @@ class SQLiteStore(AsyncClosing):
         written because one of them would fail (see :func:`_apply_group`)."""
         conn.execute("SAVEPOINT grp")
         try:
-            written = _apply_group(conn, [job.commit for job in jobs if job.commit is not None])
+            written = _expectations_hold(conn, jobs) and _apply_group(
+                conn, [job.commit for job in jobs if job.commit is not None]
+            )
         except Exception:
             written = False
         if not written:
@@ -701,14 +734,17 @@ class SQLiteStore(AsyncClosing):
         return written
 
     async def _write(
-        self, apply: Callable[[sqlite3.Connection], _T], commit: Commit | None = None
+        self,
+        apply: Callable[[sqlite3.Connection], _T],
+        commit: Commit | None = None,
+        expect: RelationshipRecord | None = None,
     ) -> _T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
         with self._lock:
             if self._closed:
                 raise StoreError("store is closed")
-            self._queue.put(_Job(apply, future, loop, commit))
+            self._queue.put(_Job(apply, future, loop, commit, expect))
         return await future
 
     # -- reads --
@@ -756,10 +792,20 @@ class SQLiteStore(AsyncClosing):
 
     # -- the Store protocol --
 
-    async def commit(self, c: Commit) -> None:
+    async def commit(self, c: Commit, *, expect: RelationshipRecord | None = None) -> None:
         """Write ``c`` in the next group transaction; return after its COMMIT (receipt only
-        after commit, spec §12 (durability)). Cancelling the wait does not cancel the write."""
-        await self._write(lambda conn: _apply_commit(conn, c), c)
+        after commit, spec §12 (durability)). Cancelling the wait does not cancel the write.
+
+        ``expect``: write ``c`` only if the thread's relationship row is exactly this record
+        when the transaction applies it — checked on the writer, under the write lock, so no
+        other process or store object can change it in between — else :class:`StoreConflict`
+        and nothing of ``c`` is written. A vendor endpoint commits a step taken from the
+        relationship it kept warm this way instead of reading the record first
+        (:mod:`vrmproto.server._warm`)."""
+        if expect is None:
+            await self._write(lambda conn: _apply_commit(conn, c), c)
+        else:
+            await self._write(lambda conn: _apply_expecting(conn, c, expect), c, expect)
 
     def lock(
         self, name: bytes, *, on_wait: Callable[[], None] | None = None
