@@ -24,6 +24,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -223,9 +224,13 @@ async def test_sqlite_commit_with_expect_writes_only_over_that_row(
 
     try:
         await store.commit(Commit(relationships=tuple(rec(t, 0) for t in threads)))
-        if grouped:  # queued together: the writer tries them as one group first
-            ok, refused = await asyncio.gather(over(threads[0], 0), over(threads[1], 8),
-                                               return_exceptions=True)  # fmt: skip
+        if grouped:  # queued together behind a parked writer: tried as one group first
+            gate = threading.Event()
+            parked = asyncio.ensure_future(store._write(lambda _conn: gate.wait(10)))
+            tasks = [asyncio.ensure_future(over(threads[0], 0)),
+                     asyncio.ensure_future(over(threads[1], 8))]  # fmt: skip
+            asyncio.get_running_loop().call_soon(gate.set)
+            _, ok, refused = await asyncio.gather(parked, *tasks, return_exceptions=True)
             assert ok is None
             assert isinstance(refused, StoreConflict)
         else:

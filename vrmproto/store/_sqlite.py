@@ -9,7 +9,8 @@ Group commit. One dedicated thread owns the only write connection. ``commit()`` 
 on a queue and awaits a future. The writer takes everything queued (up to :data:`BATCH_CAP`),
 runs ``BEGIN IMMEDIATE``, applies each Commit inside its own ``SAVEPOINT`` — a Commit that hits
 a uniqueness rule is rolled back alone and gets :class:`StoreConflict` — and then issues one
-``COMMIT``: one fsync for the whole batch. Only then are the futures resolved on their event
+``COMMIT``: one fsync for the whole batch (a batch of one job needs no savepoint: its
+transaction is rolled back instead). Only then are the futures resolved on their event
 loops (one wake-up per loop and batch). If the COMMIT fails, every future of the batch gets
 :class:`StoreError`. So many concurrent messages share one fsync while each receipt still waits
 for its own commit. Two refinements keep the writer's cost per message low under load:
@@ -673,6 +674,9 @@ class SQLiteStore(AsyncClosing):
         fail, the group is rolled back and its jobs run one by one like the others.
         Futures are resolved only after COMMIT returned (spec §12 (durability)).
         """
+        if len(batch) == 1:
+            self._run_alone(conn, batch[0])
+            return
         outcomes: list[tuple[object, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -703,6 +707,34 @@ class SQLiteStore(AsyncClosing):
             elif isinstance(error, StoreConflict):
                 self.stats.conflicts += 1
         _resolve_all(batch, outcomes)
+
+    def _run_alone(self, conn: sqlite3.Connection, job: _Job) -> None:
+        """A batch of one job (a lone write, as when one customer talks to the vendor): its
+        own transaction and no savepoint — rolling the transaction back undoes exactly what
+        rolling back a savepoint around the job would. Resolved after COMMIT returned."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = job.apply(conn)
+            except Exception as exc:
+                conn.execute("ROLLBACK")
+                error = _translate(exc)
+                if isinstance(error, StoreConflict):
+                    self.stats.conflicts += 1
+                _resolve_all([job], [(None, error)])
+                return
+            conn.execute("COMMIT")
+        except Exception as exc:  # BEGIN, ROLLBACK or COMMIT failed: nothing landed
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            failure = StoreError(f"transaction failed, nothing of it was written: {exc}")
+            _resolve_all([job], [(None, failure)])
+            return
+        self.stats.transactions += 1
+        self.stats.writes += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, 1)
+        _resolve_all([job], [(result, None)])
 
     @staticmethod
     def _run_job(conn: sqlite3.Connection, job: _Job) -> tuple[object, BaseException | None]:
