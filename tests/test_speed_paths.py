@@ -38,12 +38,15 @@ from test_client import ServerVendor
 
 from vrmproto import Identity, _codec
 from vrmproto._envelope import Signed
+from vrmproto._errors import ValidationError
 from vrmproto._relationship import Relationship, ShareMap
 from vrmproto._state import Role
+from vrmproto._vocab import DataRecord
 from vrmproto.client import Agent, RetryPolicy, _ledger
-from vrmproto.server import Endpoint, ReferencePolicy, _events, _observe
+from vrmproto.server import Endpoint, ReferencePolicy, _events, _held, _observe
 from vrmproto.store import (
     Commit,
+    HeldRecord,
     HistoryEntry,
     MemoryStore,
     RelationshipRecord,
@@ -467,3 +470,47 @@ def test_an_events_body_shows_what_listing_the_fields_per_message_showed(body: A
     shown = _events._body(_Carrier(body))  # type: ignore[arg-type]
     assert shown == listed
     assert list(shown) == list(listed)
+
+
+# -- held rows: a field shape once accepted is not validated again (server/_held.py) ---------
+
+
+def test_a_value_of_safe_length_is_always_short_enough() -> None:
+    """The premise of the fast path: SAFE_VALUE_CHARS characters of the widest UTF-8 (4 bytes,
+    a lone surrogate 3) are still a value DataRecord accepts (§6.8-3)."""
+    for char in ("\U0001f600", "\udc80"):
+        DataRecord("note", char * _held.SAFE_VALUE_CHARS, 1, "provided", 0, (1,))
+
+
+_FIELD_NAMES = st.sampled_from(["email", "name", "note", "Bad-Name", "x" * 65, "a.b", "a..b"])
+_VALUES = st.one_of(st.text(max_size=40), st.text(min_size=1020, max_size=1100),
+                    st.just("\U0001f600" * 1025), st.just("é" * 2049))  # fmt: skip
+
+
+@given(st.lists(st.tuples(_FIELD_NAMES, _VALUES), min_size=1, max_size=6),
+       st.sampled_from([(2,), (1, 2, 2), (3, 1)]), st.booleans())  # fmt: skip
+def test_held_rows_are_exactly_what_data_records_give(
+    fields: list[tuple[str, str]], purposes: tuple[int, ...], twice: bool
+) -> None:
+    """merge_fields gives the rows a DataRecord per field gives, or refuses the first field a
+    DataRecord refuses — the shapes it skips validating included (run twice: the second time
+    every accepted shape is known)."""
+    by_name = dict(fields)
+    expected: list[HeldRecord] | str = []
+    for name, value in by_name.items():
+        try:
+            r = DataRecord(name, value, _held.suggest_category(name), "provided", 5, purposes)
+        except ValidationError:
+            expected = f"$.sealed.content.fields.{name}"[:200]  # where merge_fields puts it
+            break
+        assert isinstance(expected, list)
+        expected.append(HeldRecord(bytes(16), r.field, r.value, r.category, r.source,
+                                   r.collected, r.purposes, bytes(32), 9))  # fmt: skip
+    for _ in range(2 if twice else 1):
+        try:
+            got: list[HeldRecord] | str = _held.merge_fields(
+                bytes(16), {}, by_name, source_msg=bytes(32), now=5, categories=None,
+                purposes=purposes, expires_ms=9)  # fmt: skip
+        except ValidationError as exc:
+            got = exc.path
+        assert got == expected

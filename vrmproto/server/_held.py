@@ -46,6 +46,16 @@ _ADDRESS_PURPOSES = (1,)
 #: An erasure of one history body: (thread, message hash, the envelope's erased form).
 Erasure = tuple[bytes, bytes, bytes]
 
+#: A value of at most this many characters is within the 4,096 bytes of §6.8-3 whatever they
+#: are: a character is at most 4 bytes of UTF-8 (a lone surrogate, "surrogatepass", 3).
+SAFE_VALUE_CHARS = 1024
+#: ``(field, category, purposes)`` -> the purposes as DataRecord keeps them (sorted, unique),
+#: for every such shape a :class:`~vrmproto.DataRecord` was built with (so valid, §6.8-1 to
+#: §6.8-7). A data.share names the same fields time after time; validating each one's shape
+#: again cost more than the rest of the vendor's held-data step (#12).
+_SHAPES: dict[tuple[str, int, tuple[int, ...]], tuple[int, ...]] = {}
+_SHAPES_MAX = 4096
+
 
 def to_data(h: HeldRecord) -> DataRecord:
     """A held row as the ``vrm-data/1`` record a data.return carries (§6.8)."""
@@ -85,6 +95,11 @@ def merge_fields(
     the category and purposes of the value it replaces. Raises :class:`ValidationError`
     (``invalid_field``) for a field the vrm-data/1 form cannot hold (§6.8-2, §6.8-3), since the
     vendor could never return it.
+
+    The first row of a call is always a :class:`~vrmproto.DataRecord` built whole (which checks
+    ``now`` too); each further row is one too unless its ``(field, category, purposes)`` was
+    accepted before and its value has at most :data:`SAFE_VALUE_CHARS` characters — the only
+    checks that could then fail are those already passed.
     """
     rows: list[HeldRecord] = []
     for name, value in fields.items():
@@ -95,6 +110,12 @@ def merge_fields(
         elif categories is None and old is not None:
             category = old.category
         chosen = purposes or (old.purposes if old is not None else _ADDRESS_PURPOSES)
+        shape = (name, category, tuple(chosen))
+        kept = _SHAPES.get(shape) if rows and len(value) <= SAFE_VALUE_CHARS else None
+        if kept is not None:  # a shape DataRecord accepted, a value short enough: no rebuild
+            rows.append(HeldRecord(thread, name, value, category, "provided", now, kept,
+                                   source_msg, expires_ms))  # fmt: skip
+            continue
         try:
             record = DataRecord(name, value, category, "provided", now, chosen)
         except ValidationError as exc:
@@ -104,6 +125,9 @@ def merge_fields(
                 clause=exc.clause,
                 path=f"$.sealed.content.fields.{name}"[:200],
             ) from None
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        _SHAPES[shape] = record.purposes
         rows.append(HeldRecord(
             thread, record.field, record.value, record.category, record.source,
             record.collected, record.purposes, source_msg, expires_ms,
