@@ -41,7 +41,7 @@ from vrmproto._envelope import Signed
 from vrmproto._errors import ValidationError
 from vrmproto._relationship import Relationship, ShareMap
 from vrmproto._state import Role
-from vrmproto._vocab import DataRecord
+from vrmproto._vocab import DataRecord, TermRef
 from vrmproto.client import Agent, RetryPolicy, _ledger
 from vrmproto.server import Endpoint, ReferencePolicy, _events, _held, _observe
 from vrmproto.store import (
@@ -514,3 +514,17 @@ def test_held_rows_are_exactly_what_data_records_give(
         except ValidationError as exc:
             got = exc.path
         assert got == expected
+
+
+def test_to_state_writes_the_term_lists_as_they_are_now() -> None:
+    """The wire form of a term list is kept with the tuple it came from: a list replaced is
+    written anew, one kept is written as before (the bytes packing it afresh gives)."""
+    rel = Relationship(role=Role.VENDOR, identity=Identity(bytes(32)), thread=bytes(16),
+                       peer_key=bytes(range(32)), peer_enc_key=bytes(32))  # fmt: skip
+    one, two = TermRef("vrm.one", 1, bytes(32)), TermRef("vrm.two", 2, bytes(range(32)))
+    for terms, offered in (((one,), (one, two)), ((one, two), (one, two)), ((), (two,))):
+        rel.terms, rel.offered, rel.counter = terms, offered, offered
+        stored = _codec.decode_form(rel.to_state())
+        assert stored["terms"] == [t.to_wire() for t in terms]
+        assert stored["offered"] == stored["counter"] == [t.to_wire() for t in offered]
+        assert rel.to_state() == _packed_whole(rel)
