@@ -37,13 +37,14 @@ from strategies import bodies
 from test_client import ServerVendor
 
 from vrmproto import Identity, _codec
-from vrmproto._envelope import Signed
+from vrmproto._envelope import Signed, open_envelope, sign_message
 from vrmproto._errors import ValidationError
+from vrmproto._messages import ProblemReport
 from vrmproto._relationship import Relationship, ShareMap
 from vrmproto._state import Role
 from vrmproto._vocab import DataRecord, TermRef
 from vrmproto.client import Agent, RetryPolicy, _ledger
-from vrmproto.server import Endpoint, ReferencePolicy, _events, _held, _observe
+from vrmproto.server import Endpoint, ReferencePolicy, _events, _held, _observe, _response
 from vrmproto.store import (
     Commit,
     HeldRecord,
@@ -528,3 +529,33 @@ def test_to_state_writes_the_term_lists_as_they_are_now() -> None:
         assert stored["terms"] == [t.to_wire() for t in terms]
         assert stored["offered"] == stored["counter"] == [t.to_wire() for t in offered]
         assert rel.to_state() == _packed_whole(rel)
+
+
+# -- the peek before verifying reads a usual envelope once (server/_response.py) -------------
+
+
+@given(bodies, st.binary(max_size=3), st.integers(min_value=0, max_value=900))
+def test_a_peek_is_what_decoding_the_envelope_gives(body: Any, junk: bytes, at: int) -> None:
+    """The usual-layout look gives the Peek the generic decoder gives, for every message type
+    and for the same envelope with bytes changed (then it may fall back, never differ)."""
+    sender = Identity(bytes(32))
+    to = None if isinstance(body, ProblemReport) else bytes(range(32))
+    msg = sign_message(body, identity=sender, recipient=to, thread=bytes(16), prev=None,
+                       now=1_700_000_000_000, msg_id=bytes(16))  # fmt: skip
+    for data in (msg.envelope, msg.envelope[:at] + junk + msg.envelope[at + len(junk):]):
+        assert _response.peek(data) == _response.decode_peek(data)
+
+
+def test_open_envelope_after_a_peek_is_open_envelope() -> None:
+    """The reading a peek kept serves only the same bytes with the same limits."""
+    sender, vendor = Identity(bytes(32)), Identity(bytes(range(32)))
+    msgs = [
+        sign_message(ProblemReport(code="malformed", detail=str(n)), identity=sender,
+                     recipient=vendor.public_key, thread=bytes(16), prev=None,
+                     now=1_700_000_000_000, msg_id=bytes([n]) * 16)
+        for n in range(2)
+    ]  # fmt: skip
+    _response.peek(msgs[0].envelope)
+    opened = open_envelope(msgs[1].envelope, now=1_700_000_000_001)
+    assert opened.envelope == msgs[1].envelope
+    assert opened.body.detail == "1"

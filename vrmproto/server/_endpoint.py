@@ -355,7 +355,7 @@ class Endpoint:
         )  # fmt: skip
 
     async def _inbox(self, data: bytes, client: str) -> Response:
-        peek = read_peek(data)
+        peek = read_peek(data, self.limits)
         if peek.sender is not None:
             wait = await self.sender_limit.aretry_after(peek.sender)
             if wait:
