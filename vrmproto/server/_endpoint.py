@@ -437,6 +437,7 @@ class Endpoint:
                 return Response(NO_CONTENT, b"")
             problem = Problem.from_wire(msg.body.code)
             if msg.body.ref is not None and problem not in _RETRYABLE:
+                self._warm.drop(msg.thread)  # whatever the rollback writes, rebuild from it
                 await roll_back(self, record, msg.body.ref)
             self._fire(Event(msg.type, msg.thread, msg))
         return Response(NO_CONTENT, b"")
