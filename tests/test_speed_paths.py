@@ -44,7 +44,7 @@ from vrmproto._relationship import Relationship, ShareMap
 from vrmproto._state import Role
 from vrmproto._vocab import DataRecord, TermRef
 from vrmproto.client import Agent, RetryPolicy, _ledger
-from vrmproto.server import Endpoint, ReferencePolicy, _events, _held, _observe, _response
+from vrmproto.server import Endpoint, ReferencePolicy, _events, _held, _observe, _response, _warm
 from vrmproto.store import (
     Commit,
     HeldRecord,
@@ -168,6 +168,7 @@ async def test_a_vendor_does_not_rebuild_the_relationship_it_just_stored() -> No
 async def test_a_vendor_does_not_read_the_record_of_a_relationship_it_kept() -> None:
     """The store checks the kept record at the commit (``expect=``), so the step reads none."""
     store = CountingStore()
+    assert _warm.checks_expect(store) is store
     ep = vendor_endpoint(store)
     customer = Customer(Identity(VENDOR_SEED))
     await send(ep, customer, customer.offer(*ACCEPTED))
@@ -177,6 +178,32 @@ async def test_a_vendor_does_not_read_the_record_of_a_relationship_it_kept() -> 
         await send(ep, customer, customer.share({"email": f"{n}@b.c"}))
     assert store.record_reads == before
     assert len(await store.history(customer.thread)) == 15
+
+
+class OwnCommitStore(CountingStore):
+    """A store whose commit is its own (a subclass's, a wrapper's): not known to check."""
+
+    async def commit(self, c: Commit) -> None:
+        await super().commit(c)
+
+
+async def test_a_vendor_reads_the_record_when_its_store_is_not_known_to_check() -> None:
+    store = OwnCommitStore()
+    assert _warm.checks_expect(store) is None
+    spied = MemoryStore()
+
+    async def spy(c: Commit) -> None: ...
+
+    spied.commit = spy  # type: ignore[method-assign]
+    assert _warm.checks_expect(spied) is None
+    ep = vendor_endpoint(store)
+    customer = Customer(Identity(VENDOR_SEED))
+    await send(ep, customer, customer.offer(*ACCEPTED))
+    before = (store.record_reads, store.head_reads)
+    for n in range(5):
+        await send(ep, customer, customer.share({"email": f"{n}@b.c"}))
+    assert store.record_reads == before[0] + 5  # read, and then taken warm: no rebuild
+    assert store.head_reads == before[1]
 
 
 async def test_a_record_changed_elsewhere_is_not_overwritten_by_the_kept_one() -> None:
@@ -255,6 +282,7 @@ async def test_two_sqlite_stores_on_one_file_each_see_what_the_other_stored(
     """Two vendor processes on one SQLite file (two store objects, two writer connections):
     messages alternate between them, so each one's kept relationship is stale every time."""
     stores = [await SQLiteStore.open(tmp_path / "v.db") for _ in range(2)]
+    assert _warm.checks_expect(stores[0]) is stores[0]  # each step commits with expect=
     try:
         one, two = (vendor_endpoint(s) for s in stores)  # type: ignore[arg-type]
         customer = Customer(Identity(VENDOR_SEED))

@@ -37,16 +37,20 @@ from typing import Protocol
 
 from vrmproto._history import History
 from vrmproto._relationship import Relationship
-from vrmproto.store import Commit, MemoryStore, RelationshipRecord, SQLiteStore, Store
+from vrmproto.store import Commit, RelationshipRecord, Store
 
 __all__ = ["WARM_MAX", "ExpectingStore", "WarmRelationships", "checks_expect"]
 
 #: Most relationships one endpoint keeps warm.
 WARM_MAX = 4096
 
-#: The ``commit`` functions known to honour ``expect=`` (a store whose ``commit`` was replaced
-#: or overridden is asked the usual way, so wrappers and spies see every Commit).
-_CHECKED = frozenset({SQLiteStore.commit, MemoryStore.commit})
+#: The ``commit`` functions known to honour ``expect=``, by where they are defined: a store
+#: whose ``commit`` was replaced or overridden (a subclass, a wrapper, a test's spy) is asked
+#: the usual way, whenever it was patched, so that whatever replaced it sees every Commit.
+_CHECKED = frozenset({
+    ("vrmproto.store._sqlite", "SQLiteStore.commit"),
+    ("vrmproto.store._memory", "MemoryStore.commit"),
+})  # fmt: skip
 
 
 class ExpectingStore(Protocol):
@@ -56,7 +60,8 @@ class ExpectingStore(Protocol):
 def checks_expect(store: Store) -> ExpectingStore | None:
     """``store``, if its ``commit`` applies a Commit only while the thread's row is exactly
     ``expect`` (else :class:`~vrmproto.store.StoreConflict`); None for any other store."""
-    if getattr(store.commit, "__func__", None) in _CHECKED:
+    func = getattr(store.commit, "__func__", None)
+    if func is not None and (func.__module__, func.__qualname__) in _CHECKED:
         return store  # type: ignore[return-value]  # its commit is one of _CHECKED
     return None
 
