@@ -23,7 +23,7 @@ from vrmproto import _codec
 from vrmproto._envelope import Signed
 from vrmproto._errors import ValidationError, excerpt
 from vrmproto._messages import AddressUpdate, DataShare, DataWithdraw, FieldsContent, RecordsContent
-from vrmproto._vocab import DataRecord, suggest_category
+from vrmproto._vocab import DataRecord, DataSource, suggest_category
 from vrmproto.store import HeldRecord, Store
 
 if TYPE_CHECKING:
@@ -49,11 +49,11 @@ Erasure = tuple[bytes, bytes, bytes]
 #: A value of at most this many characters is within the 4,096 bytes of §6.8-3 whatever they
 #: are: a character is at most 4 bytes of UTF-8 (a lone surrogate, "surrogatepass", 3).
 SAFE_VALUE_CHARS = 1024
-#: ``(field, category, purposes)`` -> the purposes as DataRecord keeps them (sorted, unique),
-#: for every such shape a :class:`~vrmproto.DataRecord` was built with (so valid, §6.8-1 to
-#: §6.8-7). A data.share names the same fields time after time; validating each one's shape
-#: again cost more than the rest of the vendor's held-data step (#12).
-_SHAPES: dict[tuple[str, int, tuple[int, ...]], tuple[int, ...]] = {}
+#: ``(field, category, purposes)`` -> the source and purposes (sorted, unique) of the
+#: :class:`~vrmproto.DataRecord` built with that shape (so valid, §6.8-1 to §6.8-7). A
+#: data.share names the same fields time after time; validating each one's shape again cost
+#: more than the rest of the vendor's held-data step (#12).
+_SHAPES: dict[tuple[str, int, tuple[int, ...]], tuple[DataSource, tuple[int, ...]]] = {}
 _SHAPES_MAX = 4096
 
 
@@ -112,26 +112,22 @@ def merge_fields(
         chosen = purposes or (old.purposes if old is not None else _ADDRESS_PURPOSES)
         shape = (name, category, tuple(chosen))
         kept = _SHAPES.get(shape) if rows and len(value) <= SAFE_VALUE_CHARS else None
-        if kept is not None:  # a shape DataRecord accepted, a value short enough: no rebuild
-            rows.append(HeldRecord(thread, name, value, category, "provided", now, kept,
-                                   source_msg, expires_ms))  # fmt: skip
-            continue
-        try:
-            record = DataRecord(name, value, category, "provided", now, chosen)
-        except ValidationError as exc:
-            raise ValidationError(
-                f"field {excerpt(name)} cannot be held: {exc.detail}",
-                code=exc.code,
-                clause=exc.clause,
-                path=f"$.sealed.content.fields.{name}"[:200],
-            ) from None
-        if len(_SHAPES) >= _SHAPES_MAX:
-            _SHAPES.clear()
-        _SHAPES[shape] = record.purposes
-        rows.append(HeldRecord(
-            thread, record.field, record.value, record.category, record.source,
-            record.collected, record.purposes, source_msg, expires_ms,
-        ))  # fmt: skip
+        if kept is None:  # else a shape DataRecord accepted, a value short enough: no rebuild
+            try:
+                record = DataRecord(name, value, category, "provided", now, chosen)
+            except ValidationError as exc:
+                raise ValidationError(
+                    f"field {excerpt(name)} cannot be held: {exc.detail}",
+                    code=exc.code,
+                    clause=exc.clause,
+                    path=f"$.sealed.content.fields.{name}"[:200],
+                ) from None
+            if len(_SHAPES) >= _SHAPES_MAX:
+                _SHAPES.clear()
+            kept = _SHAPES[shape] = (record.source, record.purposes)
+        source, kept_purposes = kept  # the record's own fields are name, value, category, now
+        rows.append(HeldRecord(thread, name, value, category, source, now, kept_purposes,
+                               source_msg, expires_ms))  # fmt: skip
     return rows
 
 
