@@ -7,6 +7,8 @@ the work each step does and what it leaves stored.
 - The SQLite store's point reads run on the calling thread and see every commit already made.
 - A vendor takes the relationship it has just stored as it kept it, and rebuilds it from the
   store whenever the store holds anything else (another process of the same vendor wrote it).
+  On a store whose commit checks the row (``expect=``), it does not even read the record: the
+  commit refuses a row that moved on, and a refusal is decided only after reading it.
 - An agent takes back the relationship its last step left when the store holds exactly its state,
   and rebuilds it whenever another agent on the same store (another process) moved the thread.
 - A vendor without metrics whose request log is off decodes nothing to log a request; with the
@@ -18,9 +20,11 @@ the work each step does and what it leaves stored.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,17 +37,22 @@ from strategies import bodies
 from test_client import ServerVendor
 
 from vrmproto import Identity, _codec
-from vrmproto._envelope import Signed
+from vrmproto._envelope import Signed, open_envelope, sign_message
+from vrmproto._errors import ValidationError
+from vrmproto._messages import ProblemReport
 from vrmproto._relationship import Relationship, ShareMap
 from vrmproto._state import Role
+from vrmproto._vocab import DataRecord, TermRef
 from vrmproto.client import Agent, RetryPolicy, _ledger
-from vrmproto.server import Endpoint, ReferencePolicy, _events, _observe
+from vrmproto.server import Endpoint, ReferencePolicy, _events, _held, _observe, _response, _warm
 from vrmproto.store import (
     Commit,
+    HeldRecord,
     HistoryEntry,
     MemoryStore,
     RelationshipRecord,
     SQLiteStore,
+    StoreConflict,
     StoreError,
 )
 
@@ -116,15 +125,21 @@ async def test_sqlite_point_reads_see_each_commit_and_end_with_the_store(tmp_pat
 
 
 class CountingStore(MemoryStore):
-    """A MemoryStore that counts the rebuilds of a relationship (its newest history row read)."""
+    """A MemoryStore that counts the rebuilds of a relationship (its newest history row read)
+    and the reads of a relationship record."""
 
     def __init__(self) -> None:
         super().__init__()
         self.head_reads = 0
+        self.record_reads = 0
 
     async def history_head(self, thread: bytes) -> HistoryEntry | None:
         self.head_reads += 1
         return await super().history_head(thread)
+
+    async def get_relationship(self, thread: bytes) -> RelationshipRecord | None:
+        self.record_reads += 1
+        return await super().get_relationship(thread)
 
 
 def vendor_endpoint(store: MemoryStore) -> Endpoint:
@@ -148,6 +163,140 @@ async def test_a_vendor_does_not_rebuild_the_relationship_it_just_stored() -> No
         await send(ep, customer, customer.share({"email": f"{n}@b.c"}))
     assert store.head_reads == before
     assert len(await store.history(customer.thread)) == 15  # 7 messages, 7 receipts, 1 accept
+
+
+async def test_a_vendor_does_not_read_the_record_of_a_relationship_it_kept() -> None:
+    """The store checks the kept record at the commit (``expect=``), so the step reads none."""
+    store = CountingStore()
+    assert _warm.checks_expect(store) is store
+    ep = vendor_endpoint(store)
+    customer = Customer(Identity(VENDOR_SEED))
+    await send(ep, customer, customer.offer(*ACCEPTED))
+    await send(ep, customer, customer.share({"email": "a@b.c"}))
+    before = store.record_reads
+    for n in range(5):
+        await send(ep, customer, customer.share({"email": f"{n}@b.c"}))
+    assert store.record_reads == before
+    assert len(await store.history(customer.thread)) == 15
+
+
+class OwnCommitStore(CountingStore):
+    """A store whose commit is its own (a subclass's, a wrapper's): not known to check."""
+
+    async def commit(self, c: Commit) -> None:
+        await super().commit(c)
+
+
+async def test_a_vendor_reads_the_record_when_its_store_is_not_known_to_check() -> None:
+    store = OwnCommitStore()
+    assert _warm.checks_expect(store) is None
+    spied = MemoryStore()
+
+    async def spy(c: Commit) -> None: ...
+
+    spied.commit = spy  # type: ignore[method-assign]
+    assert _warm.checks_expect(spied) is None
+    ep = vendor_endpoint(store)
+    customer = Customer(Identity(VENDOR_SEED))
+    await send(ep, customer, customer.offer(*ACCEPTED))
+    before = (store.record_reads, store.head_reads)
+    for n in range(5):
+        await send(ep, customer, customer.share({"email": f"{n}@b.c"}))
+    assert store.record_reads == before[0] + 5  # read, and then taken warm: no rebuild
+    assert store.head_reads == before[1]
+
+
+async def test_a_record_changed_elsewhere_is_not_overwritten_by_the_kept_one() -> None:
+    """A write that moved no chain head (a relabel, say) still changes the row: the kept record
+    no longer matches, the commit conflicts, and the step runs again from what is stored."""
+    store = CountingStore()
+    ep = vendor_endpoint(store)
+    customer = Customer(Identity(VENDOR_SEED))
+    await send(ep, customer, customer.offer(*ACCEPTED))
+    record = await store.get_relationship(customer.thread)
+    assert record is not None
+    await store.commit(Commit(relationships=(dataclasses.replace(record, label="Ada"),)))
+    await send(ep, customer, customer.share({"email": "a@b.c"}))
+    stored = await store.get_relationship(customer.thread)
+    assert stored is not None
+    assert stored.label == "Ada"
+    assert len(await store.history(customer.thread)) == 5
+
+
+async def test_a_refusal_on_a_kept_relationship_is_decided_on_the_store() -> None:
+    """Another process took the thread on (here: a second endpoint on the store); the message
+    after that one is refused by the kept, stale relationship (its prev does not link there),
+    so the step reads the record, sees it moved, and accepts the message from the store."""
+    store = CountingStore()
+    one, two = vendor_endpoint(store), vendor_endpoint(store)
+    customer = Customer(Identity(VENDOR_SEED))
+    await send(one, customer, customer.offer(*ACCEPTED))
+    await send(one, customer, customer.share({"email": "0@b.c"}))  # one keeps it warm
+    await send(two, customer, customer.share({"email": "1@b.c"}))
+    share = customer.share({"email": "2@b.c"})
+    response = await one.handle_inbox(share.envelope)
+    assert response.status == 200, response.body
+    assert len(await store.history(customer.thread)) == 9
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+async def test_sqlite_commit_with_expect_writes_only_over_that_row(
+    tmp_path: Path, grouped: bool
+) -> None:
+    store = await SQLiteStore.open(tmp_path / "s.db")
+    threads = [os.urandom(16) for _ in range(2)]
+
+    def rec(thread: bytes, n: int) -> RelationshipRecord:
+        return RelationshipRecord(thread, "vendor", bytes(32), bytes(32), "agreed", bytes([n]),
+                                  "label", "", n)  # fmt: skip
+
+    def over(thread: bytes, n: int) -> Any:  # write n + 1 over the row n
+        return store.commit(Commit(relationships=(rec(thread, n + 1),)), expect=rec(thread, n))
+
+    try:
+        await store.commit(Commit(relationships=tuple(rec(t, 0) for t in threads)))
+        if grouped:  # queued together behind a parked writer: tried as one group first
+            gate = threading.Event()
+            parked = asyncio.ensure_future(store._write(lambda _conn: gate.wait(10)))
+            tasks = [asyncio.ensure_future(over(threads[0], 0)),
+                     asyncio.ensure_future(over(threads[1], 8))]  # fmt: skip
+            asyncio.get_running_loop().call_soon(gate.set)
+            _, ok, refused = await asyncio.gather(parked, *tasks, return_exceptions=True)
+            assert ok is None
+            assert isinstance(refused, StoreConflict)
+        else:
+            await over(threads[0], 0)
+            with pytest.raises(StoreConflict):
+                await over(threads[1], 8)
+        assert await store.get_relationship(threads[0]) == rec(threads[0], 1)
+        assert await store.get_relationship(threads[1]) == rec(threads[1], 0)  # not written
+        with pytest.raises(StoreConflict):  # a thread with no row at all
+            await store.commit(Commit(), expect=rec(os.urandom(16), 0))
+    finally:
+        await store.close()
+
+
+async def test_two_sqlite_stores_on_one_file_each_see_what_the_other_stored(
+    tmp_path: Path,
+) -> None:
+    """Two vendor processes on one SQLite file (two store objects, two writer connections):
+    messages alternate between them, so each one's kept relationship is stale every time."""
+    stores = [await SQLiteStore.open(tmp_path / "v.db") for _ in range(2)]
+    assert _warm.checks_expect(stores[0]) is stores[0]  # each step commits with expect=
+    try:
+        one, two = (vendor_endpoint(s) for s in stores)  # type: ignore[arg-type]
+        customer = Customer(Identity(VENDOR_SEED))
+        await send(one, customer, customer.offer(*ACCEPTED))
+        for n in range(6):
+            msg = customer.share({"email": f"{n}@b.c"})
+            response = await (two, one)[n % 2].handle_inbox(msg.envelope)
+            assert response.status == 200, response.body
+            customer.absorb(Reply(response.status, response.body, dict(response.headers)), msg)
+        history = await stores[0].history(customer.thread)
+        assert [h.index for h in history] == list(range(15))
+    finally:
+        for s in stores:
+            await s.close()
 
 
 async def test_a_relationship_changed_elsewhere_is_rebuilt_from_the_store() -> None:
@@ -350,3 +499,91 @@ def test_an_events_body_shows_what_listing_the_fields_per_message_showed(body: A
     shown = _events._body(_Carrier(body))  # type: ignore[arg-type]
     assert shown == listed
     assert list(shown) == list(listed)
+
+
+# -- held rows: a field shape once accepted is not validated again (server/_held.py) ---------
+
+
+def test_a_value_of_safe_length_is_always_short_enough() -> None:
+    """The premise of the fast path: SAFE_VALUE_CHARS characters of the widest UTF-8 (4 bytes,
+    a lone surrogate 3) are still a value DataRecord accepts (§6.8-3)."""
+    for char in ("\U0001f600", "\udc80"):
+        DataRecord("note", char * _held.SAFE_VALUE_CHARS, 1, "provided", 0, (1,))
+
+
+_FIELD_NAMES = st.sampled_from(["email", "name", "note", "Bad-Name", "x" * 65, "a.b", "a..b"])
+_VALUES = st.one_of(st.text(max_size=40), st.text(min_size=1020, max_size=1100),
+                    st.just("\U0001f600" * 1025), st.just("é" * 2049))  # fmt: skip
+
+
+@given(st.lists(st.tuples(_FIELD_NAMES, _VALUES), min_size=1, max_size=6),
+       st.sampled_from([(2,), (1, 2, 2), (3, 1)]), st.booleans())  # fmt: skip
+def test_held_rows_are_exactly_what_data_records_give(
+    fields: list[tuple[str, str]], purposes: tuple[int, ...], twice: bool
+) -> None:
+    """merge_fields gives the rows a DataRecord per field gives, or refuses the first field a
+    DataRecord refuses — the shapes it skips validating included (run twice: the second time
+    every accepted shape is known)."""
+    by_name = dict(fields)
+    expected: list[HeldRecord] | str = []
+    for name, value in by_name.items():
+        try:
+            r = DataRecord(name, value, _held.suggest_category(name), "provided", 5, purposes)
+        except ValidationError:
+            expected = f"$.sealed.content.fields.{name}"[:200]  # where merge_fields puts it
+            break
+        assert isinstance(expected, list)
+        expected.append(HeldRecord(bytes(16), r.field, r.value, r.category, r.source,
+                                   r.collected, r.purposes, bytes(32), 9))  # fmt: skip
+    for _ in range(2 if twice else 1):
+        try:
+            got: list[HeldRecord] | str = _held.merge_fields(
+                bytes(16), {}, by_name, source_msg=bytes(32), now=5, categories=None,
+                purposes=purposes, expires_ms=9)  # fmt: skip
+        except ValidationError as exc:
+            got = exc.path
+        assert got == expected
+
+
+def test_to_state_writes_the_term_lists_as_they_are_now() -> None:
+    """The wire form of a term list is kept with the tuple it came from: a list replaced is
+    written anew, one kept is written as before (the bytes packing it afresh gives)."""
+    rel = Relationship(role=Role.VENDOR, identity=Identity(bytes(32)), thread=bytes(16),
+                       peer_key=bytes(range(32)), peer_enc_key=bytes(32))  # fmt: skip
+    one, two = TermRef("vrm.one", 1, bytes(32)), TermRef("vrm.two", 2, bytes(range(32)))
+    for terms, offered in (((one,), (one, two)), ((one, two), (one, two)), ((), (two,))):
+        rel.terms, rel.offered, rel.counter = terms, offered, offered
+        stored = _codec.decode_form(rel.to_state())
+        assert stored["terms"] == [t.to_wire() for t in terms]
+        assert stored["offered"] == stored["counter"] == [t.to_wire() for t in offered]
+        assert rel.to_state() == _packed_whole(rel)
+
+
+# -- the peek before verifying reads a usual envelope once (server/_response.py) -------------
+
+
+@given(bodies, st.binary(max_size=3), st.integers(min_value=0, max_value=900))
+def test_a_peek_is_what_decoding_the_envelope_gives(body: Any, junk: bytes, at: int) -> None:
+    """The usual-layout look gives the Peek the generic decoder gives, for every message type
+    and for the same envelope with bytes changed (then it may fall back, never differ)."""
+    sender = Identity(bytes(32))
+    to = None if isinstance(body, ProblemReport) else bytes(range(32))
+    msg = sign_message(body, identity=sender, recipient=to, thread=bytes(16), prev=None,
+                       now=1_700_000_000_000, msg_id=bytes(16))  # fmt: skip
+    for data in (msg.envelope, msg.envelope[:at] + junk + msg.envelope[at + len(junk):]):
+        assert _response.peek(data) == _response.decode_peek(data)
+
+
+def test_open_envelope_after_a_peek_is_open_envelope() -> None:
+    """The reading a peek kept serves only the same bytes with the same limits."""
+    sender, vendor = Identity(bytes(32)), Identity(bytes(range(32)))
+    msgs = [
+        sign_message(ProblemReport(code="malformed", detail=str(n)), identity=sender,
+                     recipient=vendor.public_key, thread=bytes(16), prev=None,
+                     now=1_700_000_000_000, msg_id=bytes([n]) * 16)
+        for n in range(2)
+    ]  # fmt: skip
+    _response.peek(msgs[0].envelope)
+    opened = open_envelope(msgs[1].envelope, now=1_700_000_000_001)
+    assert opened.envelope == msgs[1].envelope
+    assert opened.body.detail == "1"

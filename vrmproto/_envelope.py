@@ -290,6 +290,23 @@ _ENVELOPE_REST_FULL = re.compile(
 _ENVELOPE_REST_BARE = re.compile(_ENVELOPE_REST, re.DOTALL)
 
 
+_Usual = tuple[bytes, bytes, bytes, Header, Any, Any]
+#: The last envelope :func:`_read_envelope` read — ``(data, limits, result)`` — for a receiver
+#: that looked at a header before verifying it (:func:`peek_header`, for its rate limit): the
+#: open that follows takes the same reading instead of reading the bytes again.
+_last_read: tuple[bytes, Limits, _Usual | None] | None = None
+
+
+def peek_header(data: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[Header, bytes] | None:
+    """The header and header bytes of an envelope in a usual layout, UNVERIFIED — for a look
+    before verifying, such as a sender's rate limit (§12.9-6) — or None when the envelope is
+    not in one (ask a lenient decoder). Never trust it: :func:`open_envelope` decides."""
+    global _last_read  # noqa: PLW0603 - a memo of one pure reading, see _last_read
+    usual = _read_envelope(data, limits) if type(data) is bytes else None
+    _last_read = (data, limits, usual)
+    return None if usual is None else (usual[3], usual[1])
+
+
 def _read_envelope(
     data: bytes, limits: Limits
 ) -> tuple[bytes, bytes, bytes, Header, Any, Any] | None:
@@ -605,7 +622,11 @@ def open_envelope(
             code=Problem.TOO_LARGE,
             clause="§10-1",
         )
-    usual = _read_envelope(data, limits) if type(data) is bytes else None
+    last = _last_read
+    if last is not None and last[0] is data and last[1] is limits:  # just read by peek_header
+        usual = last[2]
+    else:
+        usual = _read_envelope(data, limits) if type(data) is bytes else None
     if usual is not None:
         body_bytes, hdr_bytes, sig, header, routed_to, routed_type = usual
     else:

@@ -219,6 +219,8 @@ class Relationship:
         self.retired: dict[bytes, str] = {}  # peer keys rotated away -> "rotate"|"compromise"
         self.intent: bytes | None = None  # hash of the intentcast this thread answers
         self.generation = 0  # how many times we rotated our own key here (§2.6)
+        # to_state's wire form of each term list, with the tuple it was made from
+        self._wired: dict[str, tuple[tuple[TermRef, ...], list[dict[str, object]]]] = {}
 
     def __repr__(self) -> str:
         return f"<Relationship {self.role.value} {self.thread.hex()} {self.state.value}>"
@@ -429,6 +431,16 @@ class Relationship:
 
     # -- persistence --------------------------------------------------------------------------
 
+    def _wire(self, name: str, refs: tuple[TermRef, ...]) -> list[dict[str, object]]:
+        """``[t.to_wire() for t in refs]``, made once per tuple: the term lists are replaced,
+        never changed in place, and most messages change none of them."""
+        kept = self._wired.get(name)
+        if kept is not None and kept[0] is refs:
+            return kept[1]
+        wire = [t.to_wire() for t in refs]
+        self._wired[name] = (refs, wire)
+        return wire
+
     def to_state(self) -> bytes:
         """Everything but the identity and the history, for a store (§12 storage).
 
@@ -440,10 +452,10 @@ class Relationship:
         before = _codec.pack_sorted({
             "agreement": self.agreement,
             "awaiting": sorted(self.awaiting_receipt),
-            "counter": [t.to_wire() for t in self.counter] if self.counter is not None else None,
+            "counter": self._wire("counter", self.counter) if self.counter is not None else None,
             "generation": self.generation,
             "intent": self.intent,
-            "offered": [t.to_wire() for t in self.offered],
+            "offered": self._wire("offered", self.offered),
             "our_head": self.our_head,
             "owed": sorted(self.owed_receipts),
             "peer_enc_key": self.peer_enc_key,
@@ -456,7 +468,7 @@ class Relationship:
         })
         after = _codec.pack_sorted({
             "state": self.state.value,
-            "terms": [t.to_wire() for t in self.terms],
+            "terms": self._wire("terms", self.terms),
             "thread": self.thread,
             "withdraws": [[k, list(v)] for k, v in sorted(self.pending_withdraws.items())],
         })

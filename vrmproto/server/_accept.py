@@ -37,6 +37,7 @@ from vrmproto.server._held import take_data
 from vrmproto.server._policy import Event
 from vrmproto.server._replies import reply
 from vrmproto.server._response import NO_CONTENT, Outcome, Peek, Response
+from vrmproto.server._warm import checks_expect
 from vrmproto.store import (
     Commit,
     DedupeRecord,
@@ -129,20 +130,46 @@ async def load(ep: Endpoint, msg: Signed[Any], record: RelationshipRecord | None
     return load_record(record, head, identity=identity, limits=ep.limits)
 
 
+async def _moved_on(ep: Endpoint, record: RelationshipRecord) -> None:
+    """Before refusing a message on a relationship taken warm without reading its record:
+    StoreConflict, to run the step again from the store, if the store no longer holds that
+    record (another process, a rollback or an expiry moved the thread on, :mod:`._warm`)."""
+    if await ep.store.get_relationship(record.thread) != record:
+        raise StoreConflict("the thread moved on since this endpoint stored it: run it again")
+
+
 async def apply(
     ep: Endpoint, msg: Signed[Any], now: int, *, fresh: bool, client: str = ""
 ) -> tuple[Response, Outcome]:
     """One protocol step; ``fresh``: assume the thread is new (see :func:`accept`).
     ``client``: the address the message came from, for first-contact admission (§11.8-2);
-    "" (unknown) admits without per-address budgets."""
-    record = None if fresh else await ep.store.get_relationship(msg.thread)
-    rel: Relationship | None = None
+    "" (unknown) admits without per-address budgets.
+
+    A relationship this endpoint just stored is taken as kept, without reading its record,
+    when the store checks the record at the commit instead (``expect``, :mod:`._warm`)."""
+    expecting = None if fresh else checks_expect(ep.store)
+    kept = ep._warm.take_unread(msg.thread) if expecting is not None else None
+    record: RelationshipRecord | None
+    rel: Relationship | None
+    if kept is not None:
+        record, rel = kept
+    else:
+        record = None if fresh else await ep.store.get_relationship(msg.thread)
+        rel = None
     ticket: Ticket | None = None
     try:
-        rel = await load(ep, msg, record)
+        if rel is None:
+            rel = await load(ep, msg, record)
+        elif msg.recipient != rel.identity.public_key:
+            raise ValidationError(
+                "this message is addressed to another key than ours in this relationship",
+                code=Problem.WRONG_RECIPIENT, clause="§4.5-2", path="$.hdr.to",
+            )  # fmt: skip
         if ep.role is Role.VENDOR:
             admitted = await admit(ep, msg, record, rel, client, fresh=fresh)
             if isinstance(admitted, tuple):
+                if kept is not None:
+                    await _moved_on(ep, kept[0])
                 return admitted
             ticket = admitted
         received = rel.receive(msg, now=now)
@@ -163,13 +190,16 @@ async def apply(
         stored = await ep.store.get_dedupe(msg.sender, msg.id)
         if stored is not None:  # a replay: the stored answer, not a refusal (§12.6-2)
             return ep._replay(stored, msg)
+        if kept is not None:  # refuse only on what is stored
+            await _moved_on(ep, kept[0])
         if fresh and await ep.store.get_relationship(msg.thread) is not None:
             raise StoreConflict("a held thread: steps 23-29 of §4.5-1 first") from None
         return ep._refuse(
             exc, Peek(msg.sender, msg.thread, msg.hash), rel.identity if rel else None
         ), Outcome.REFUSED
     try:
-        response = await respond(ep, step, msg, record, now)
+        unread = kept[0] if kept is not None else None
+        response = await respond(ep, step, msg, record, now, expect=unread)
     except BaseException:
         if ticket is not None:
             ticket.cancel()
@@ -186,9 +216,17 @@ async def apply(
 
 
 async def respond(
-    ep: Endpoint, step: Step, msg: Signed[Any], record: RelationshipRecord | None, now: int
+    ep: Endpoint,
+    step: Step,
+    msg: Signed[Any],
+    record: RelationshipRecord | None,
+    now: int,
+    *,
+    expect: RelationshipRecord | None = None,
 ) -> Response:
-    """Receipt and replies for an accepted message, committed with it (§12.3, §12.7-1)."""
+    """Receipt and replies for an accepted message, committed with it (§12.3, §12.7-1).
+    ``expect``: the record the relationship was taken from unread, which the store must still
+    hold for the commit to apply (:mod:`._warm`)."""
     rel = step.rel
     if msg.type in _UNACKNOWLEDGED:
         response = Response(NO_CONTENT, b"")
@@ -204,8 +242,12 @@ async def respond(
         envelopes = [receipt.message.envelope, *(s.message.envelope for s in step.replies)]
         response = Response(200, encode_replies(envelopes), {"Content-Type": CONTENT_TYPE})
     c = commit_of(ep, step, msg, record=record, response=response, now=now)
-    await ep.store.commit(c)
-    ep._warm.keep(rel, c.relationships[0].data)  # stored: the next step may skip the rebuild
+    expecting = checks_expect(ep.store) if expect is not None else None
+    if expecting is not None:
+        await expecting.commit(c, expect=expect)
+    else:
+        await ep.store.commit(c)
+    ep._warm.keep(rel, c.relationships[0])  # stored: the next step may skip the rebuild
     return response
 
 

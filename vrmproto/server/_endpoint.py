@@ -366,7 +366,7 @@ class Endpoint:
         )  # fmt: skip
 
     async def _inbox(self, data: bytes, client: str) -> Response:
-        peek = read_peek(data)
+        peek = read_peek(data, self.limits)
         if peek.sender is not None:
             wait = await self.sender_limit.aretry_after(peek.sender)
             if wait:
@@ -448,6 +448,7 @@ class Endpoint:
                 return Response(NO_CONTENT, b"")
             problem = Problem.from_wire(msg.body.code)
             if msg.body.ref is not None and problem not in _RETRYABLE:
+                self._warm.drop(msg.thread)  # whatever the rollback writes, rebuild from it
                 await roll_back(self, record, msg.body.ref)
             self._fire(Event(msg.type, msg.thread, msg))
         return Response(NO_CONTENT, b"")

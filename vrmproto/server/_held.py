@@ -23,7 +23,7 @@ from vrmproto import _codec
 from vrmproto._envelope import Signed
 from vrmproto._errors import ValidationError, excerpt
 from vrmproto._messages import AddressUpdate, DataShare, DataWithdraw, FieldsContent, RecordsContent
-from vrmproto._vocab import DataRecord, suggest_category
+from vrmproto._vocab import DataRecord, DataSource, suggest_category
 from vrmproto.store import HeldRecord, Store
 
 if TYPE_CHECKING:
@@ -45,6 +45,16 @@ _ADDRESS_PURPOSES = (1,)
 
 #: An erasure of one history body: (thread, message hash, the envelope's erased form).
 Erasure = tuple[bytes, bytes, bytes]
+
+#: A value of at most this many characters is within the 4,096 bytes of §6.8-3 whatever they
+#: are: a character is at most 4 bytes of UTF-8 (a lone surrogate, "surrogatepass", 3).
+SAFE_VALUE_CHARS = 1024
+#: ``(field, category, purposes)`` -> the source and purposes (sorted, unique) of the
+#: :class:`~vrmproto.DataRecord` built with that shape (so valid, §6.8-1 to §6.8-7). A
+#: data.share names the same fields time after time; validating each one's shape again cost
+#: more than the rest of the vendor's held-data step (#12).
+_SHAPES: dict[tuple[str, int, tuple[int, ...]], tuple[DataSource, tuple[int, ...]]] = {}
+_SHAPES_MAX = 4096
 
 
 def to_data(h: HeldRecord) -> DataRecord:
@@ -85,6 +95,11 @@ def merge_fields(
     the category and purposes of the value it replaces. Raises :class:`ValidationError`
     (``invalid_field``) for a field the vrm-data/1 form cannot hold (§6.8-2, §6.8-3), since the
     vendor could never return it.
+
+    The first row of a call is always a :class:`~vrmproto.DataRecord` built whole (which checks
+    ``now`` too); each further row is one too unless its ``(field, category, purposes)`` was
+    accepted before and its value has at most :data:`SAFE_VALUE_CHARS` characters — the only
+    checks that could then fail are those already passed.
     """
     rows: list[HeldRecord] = []
     for name, value in fields.items():
@@ -95,19 +110,24 @@ def merge_fields(
         elif categories is None and old is not None:
             category = old.category
         chosen = purposes or (old.purposes if old is not None else _ADDRESS_PURPOSES)
-        try:
-            record = DataRecord(name, value, category, "provided", now, chosen)
-        except ValidationError as exc:
-            raise ValidationError(
-                f"field {excerpt(name)} cannot be held: {exc.detail}",
-                code=exc.code,
-                clause=exc.clause,
-                path=f"$.sealed.content.fields.{name}"[:200],
-            ) from None
-        rows.append(HeldRecord(
-            thread, record.field, record.value, record.category, record.source,
-            record.collected, record.purposes, source_msg, expires_ms,
-        ))  # fmt: skip
+        shape = (name, category, tuple(chosen))
+        kept = _SHAPES.get(shape) if rows and len(value) <= SAFE_VALUE_CHARS else None
+        if kept is None:  # else a shape DataRecord accepted, a value short enough: no rebuild
+            try:
+                record = DataRecord(name, value, category, "provided", now, chosen)
+            except ValidationError as exc:
+                raise ValidationError(
+                    f"field {excerpt(name)} cannot be held: {exc.detail}",
+                    code=exc.code,
+                    clause=exc.clause,
+                    path=f"$.sealed.content.fields.{name}"[:200],
+                ) from None
+            if len(_SHAPES) >= _SHAPES_MAX:
+                _SHAPES.clear()
+            kept = _SHAPES[shape] = (record.source, record.purposes)
+        source, kept_purposes = kept  # the record's own fields are name, value, category, now
+        rows.append(HeldRecord(thread, name, value, category, source, now, kept_purposes,
+                               source_msg, expires_ms))  # fmt: skip
     return rows
 
 

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import msgpack
 
 from vrmproto._binding import CONTENT_TYPE
+from vrmproto._envelope import peek_header
 from vrmproto._keys import ID_BYTES, KEY_BYTES, sha256
+from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto.store import DedupeRecord
 
 __all__ = ["JSON_TYPE", "NO_CONTENT", "Outcome", "Peek", "Response", "peek", "stored_answer"]
@@ -58,12 +60,23 @@ class Peek:
     kind: str | None = None
 
 
-def peek(data: bytes) -> Peek:
+def peek(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Peek:
     """The claimed sender, thread and hash of an envelope, or as much of them as decode.
 
     A lenient, fast look for the rate limit and for addressing a problem; never trusted, and
-    anything that fails here fails again, properly, in open_envelope.
+    anything that fails here fails again, properly, in open_envelope. An envelope in a usual
+    layout is read as :func:`~vrmproto._envelope.open_envelope` reads it (which then takes
+    that reading, not the bytes again); any other is decoded generically.
     """
+    usual = peek_header(data, limits)
+    if usual is not None:
+        header, header_bytes = usual
+        return Peek(header.sender, header.thread, sha256(header_bytes), header.type)
+    return decode_peek(data)
+
+
+def decode_peek(data: bytes) -> Peek:
+    """:func:`peek` by decoding the envelope generically (any layout)."""
     try:
         env = msgpack.unpackb(data, raw=False)
         hdr = env.get("hdr") if type(env) is dict else None

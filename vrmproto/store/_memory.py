@@ -116,10 +116,14 @@ class MemoryStore(AsyncClosing):
         if len(set(ids)) != len(ids) or any(i in self._event_ids for i in ids):
             raise StoreConflict("UNIQUE constraint failed: events.id")
 
-    async def commit(self, c: Commit) -> None:
-        """Apply ``c`` all or nothing: every check runs before the first change."""
+    async def commit(self, c: Commit, *, expect: RelationshipRecord | None = None) -> None:
+        """Apply ``c`` all or nothing: every check runs before the first change. ``expect``:
+        apply it only if the store holds exactly this record for its thread, else
+        :class:`StoreConflict`, as :meth:`vrmproto.store.SQLiteStore.commit` does."""
         self._check_open()
         await asyncio.sleep(0)  # a real store yields here; callers must not rely on it not
+        if expect is not None and self._relationships.get(expect.thread) != expect:
+            raise StoreConflict(f"relationship {expect.thread.hex()} changed since it was read")
         self._check(c)
         for r in c.relationships:
             self._relationships[r.thread] = r

@@ -9,7 +9,8 @@ Group commit. One dedicated thread owns the only write connection. ``commit()`` 
 on a queue and awaits a future. The writer takes everything queued (up to :data:`BATCH_CAP`),
 runs ``BEGIN IMMEDIATE``, applies each Commit inside its own ``SAVEPOINT`` — a Commit that hits
 a uniqueness rule is rolled back alone and gets :class:`StoreConflict` — and then issues one
-``COMMIT``: one fsync for the whole batch. Only then are the futures resolved on their event
+``COMMIT``: one fsync for the whole batch (a batch of one job needs no savepoint: its
+transaction is rolled back instead). Only then are the futures resolved on their event
 loops (one wake-up per loop and batch). If the COMMIT fails, every future of the batch gets
 :class:`StoreError`. So many concurrent messages share one fsync while each receipt still waits
 for its own commit. Two refinements keep the writer's cost per message low under load:
@@ -389,6 +390,36 @@ def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
     feed.apply_events(conn, c)
 
 
+def _holds(conn: sqlite3.Connection, expect: RelationshipRecord) -> bool:
+    """Whether the thread's relationship row is exactly ``expect`` (on the writer, inside the
+    transaction: the row's pages are in the writer's cache)."""
+    row: tuple[object, ...] | None = conn.execute(
+        _SELECT_REL + "WHERE thread = ?", (expect.thread,)
+    ).fetchone()
+    return row == _rel_row(expect)
+
+
+def _apply_expecting(conn: sqlite3.Connection, c: Commit, expect: RelationshipRecord) -> None:
+    """:func:`_apply_commit`, only if the thread's row is still exactly ``expect``."""
+    if not _holds(conn, expect):
+        raise StoreConflict(f"relationship {expect.thread.hex()} changed since it was read")
+    _apply_commit(conn, c)
+
+
+def _expectations_hold(conn: sqlite3.Connection, jobs: list[_Job]) -> bool:
+    """Whether every ``expect`` of ``jobs`` holds before the group is written, and no other
+    Commit of the group writes its thread (whose row it would then have to expect)."""
+    expects = [job.expect for job in jobs if job.expect is not None]
+    if not expects:
+        return True
+    written: dict[bytes, int] = {}
+    for job in jobs:
+        if job.commit is not None:
+            for r in job.commit.relationships:
+                written[r.thread] = written.get(r.thread, 0) + 1
+    return all(written.get(e.thread, 0) <= 1 and _holds(conn, e) for e in expects)
+
+
 def _groupable(c: Commit | None) -> bool:
     """Whether ``c`` may join a group written statement by statement (:func:`_apply_group`):
     only upserts and inserts (and clearing save points), and history only for threads the
@@ -502,6 +533,7 @@ class _Job:
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     commit: Commit | None = None  # set for store.commit(): such jobs may be written as a group
+    expect: RelationshipRecord | None = None  # commit(expect=): the row the Commit requires
 
 
 def _settle(future: asyncio.Future[Any], result: object, exc: BaseException | None) -> None:
@@ -644,6 +676,9 @@ class SQLiteStore(AsyncClosing):
         fail, the group is rolled back and its jobs run one by one like the others.
         Futures are resolved only after COMMIT returned (spec §12 (durability)).
         """
+        if len(batch) == 1:
+            self._run_alone(conn, batch[0])
+            return
         outcomes: list[tuple[object, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -675,6 +710,34 @@ class SQLiteStore(AsyncClosing):
                 self.stats.conflicts += 1
         _resolve_all(batch, outcomes)
 
+    def _run_alone(self, conn: sqlite3.Connection, job: _Job) -> None:
+        """A batch of one job (a lone write, as when one customer talks to the vendor): its
+        own transaction and no savepoint — rolling the transaction back undoes exactly what
+        rolling back a savepoint around the job would. Resolved after COMMIT returned."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = job.apply(conn)
+            except Exception as exc:
+                conn.execute("ROLLBACK")
+                error = _translate(exc)
+                if isinstance(error, StoreConflict):
+                    self.stats.conflicts += 1
+                _resolve_all([job], [(None, error)])
+                return
+            conn.execute("COMMIT")
+        except Exception as exc:  # BEGIN, ROLLBACK or COMMIT failed: nothing landed
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            failure = StoreError(f"transaction failed, nothing of it was written: {exc}")
+            _resolve_all([job], [(None, failure)])
+            return
+        self.stats.transactions += 1
+        self.stats.writes += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, 1)
+        _resolve_all([job], [(result, None)])
+
     @staticmethod
     def _run_job(conn: sqlite3.Connection, job: _Job) -> tuple[object, BaseException | None]:
         """One job in its own savepoint: a failure undoes only this job's changes."""
@@ -694,7 +757,9 @@ class SQLiteStore(AsyncClosing):
         written because one of them would fail (see :func:`_apply_group`)."""
         conn.execute("SAVEPOINT grp")
         try:
-            written = _apply_group(conn, [job.commit for job in jobs if job.commit is not None])
+            written = _expectations_hold(conn, jobs) and _apply_group(
+                conn, [job.commit for job in jobs if job.commit is not None]
+            )
         except Exception:
             written = False
         if not written:
@@ -703,14 +768,17 @@ class SQLiteStore(AsyncClosing):
         return written
 
     async def _write(
-        self, apply: Callable[[sqlite3.Connection], _T], commit: Commit | None = None
+        self,
+        apply: Callable[[sqlite3.Connection], _T],
+        commit: Commit | None = None,
+        expect: RelationshipRecord | None = None,
     ) -> _T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
         with self._lock:
             if self._closed:
                 raise StoreError("store is closed")
-            self._queue.put(_Job(apply, future, loop, commit))
+            self._queue.put(_Job(apply, future, loop, commit, expect))
         return await future
 
     # -- reads --
@@ -758,10 +826,20 @@ class SQLiteStore(AsyncClosing):
 
     # -- the Store protocol --
 
-    async def commit(self, c: Commit) -> None:
+    async def commit(self, c: Commit, *, expect: RelationshipRecord | None = None) -> None:
         """Write ``c`` in the next group transaction; return after its COMMIT (receipt only
-        after commit, spec §12 (durability)). Cancelling the wait does not cancel the write."""
-        await self._write(lambda conn: _apply_commit(conn, c), c)
+        after commit, spec §12 (durability)). Cancelling the wait does not cancel the write.
+
+        ``expect``: write ``c`` only if the thread's relationship row is exactly this record
+        when the transaction applies it — checked on the writer, under the write lock, so no
+        other process or store object can change it in between — else :class:`StoreConflict`
+        and nothing of ``c`` is written. A vendor endpoint commits a step taken from the
+        relationship it kept warm this way instead of reading the record first
+        (:mod:`vrmproto.server._warm`)."""
+        if expect is None:
+            await self._write(lambda conn: _apply_commit(conn, c), c)
+        else:
+            await self._write(lambda conn: _apply_expecting(conn, c, expect), c, expect)
 
     def lock(
         self, name: bytes, *, on_wait: Callable[[], None] | None = None
