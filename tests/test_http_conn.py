@@ -14,11 +14,11 @@ import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import cast
 
 import aiohttp
 import pytest
 import trustme
+from _scripted import Scripted, scripted_server
 from aiohttp import web
 
 from vrmproto.client import EndpointClient, RetryPolicy
@@ -169,38 +169,10 @@ async def test_a_chunked_answer_is_read_whole(receiver: Receiver) -> None:
 # -- a server that closes a kept-alive connection ---------------------------------------------
 
 
-class Scripted(asyncio.Protocol):
-    """Answers each connection's requests as ``script`` says: the answer's bytes, or None to
-    close the connection without answering."""
-
-    def __init__(self, script: list[list[bytes | None]], log: list[tuple[int, bytes]]) -> None:
-        self.script, self.log = script, log
-        self.index = -1
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast("asyncio.Transport", transport)  # uvloop's is no subclass of it
-        self.index = len([i for i, _ in self.log if i < 0])
-        self.log.append((-1, b""))  # one per connection
-
-    def data_received(self, data: bytes) -> None:
-        assert self.transport is not None
-        if b"\r\n\r\n" not in data:
-            return
-        self.log.append((self.index, data.split(b"\r\n\r\n", 1)[1]))
-        answers = self.script[self.index] if self.index < len(self.script) else []
-        answer = answers.pop(0) if answers else None
-        if answer is None:
-            self.transport.close()
-        else:
-            self.transport.write(answer)
-
-
 async def scripted(script: list[list[bytes | None]],
                    log: list[tuple[int, bytes]]) -> tuple[asyncio.Server, str]:  # fmt: skip
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Scripted(script, log), "127.0.0.1", 0)
-    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/inbox"
+    server, port = await scripted_server(script, log)
+    return server, f"http://127.0.0.1:{port}/inbox"
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"

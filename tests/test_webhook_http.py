@@ -1,5 +1,6 @@
-"""The webhooks' HTTP/1.1 client (vrmproto/server/_webhook_http.py): the sans-IO reader frames
-answers as RFC 9112 §6.3 says, whatever pieces the bytes arrive in; the Poster keeps
+"""The webhooks' HTTP/1.1 client (vrmproto/server/_webhook_http.py): the sans-IO reader
+(``vrmproto._http1``, bodies dropped) frames answers as RFC 9112 §6.3 says, whatever pieces the
+bytes arrive in; the Poster keeps
 connections alive, sends a POST again on a new connection when the receiver had closed the kept
 one before answering, speaks TLS, and follows no redirect.
 
@@ -15,11 +16,33 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import trustme
+from _scripted import Scripted, scripted_server
 from aiohttp import web
 
-from vrmproto.server._webhook_http import HTTPError, Poster, ResponseReader
+from vrmproto._http1 import MalformedResponse, ResponseReader
+from vrmproto.server._webhook_http import HTTPError, Poster
 
-# -- the reader ----------------------------------------------------------------------------------
+# -- the reader, as the webhook client uses it: bodies dropped, the status read -------------------
+
+
+class StatusReader:
+    """:class:`ResponseReader` with ``keep_body=False``, each answer as its status."""
+
+    def __init__(self) -> None:
+        self.reader = ResponseReader(keep_body=False)
+
+    def feed(self, data: bytes) -> int | None:
+        answer = self.reader.feed(data)
+        return None if answer is None else answer.status
+
+    def eof(self) -> int | None:
+        answer = self.reader.eof()
+        return None if answer is None else answer.status
+
+    @property
+    def keep_alive(self) -> bool:
+        return self.reader.keep_alive
+
 
 ANSWERS: list[tuple[bytes, int, bool]] = [  # (bytes of one answer, status, kept alive)
     (b"HTTP/1.1 204 No Content\r\nServer: x\r\n\r\n", 204, True),
@@ -39,7 +62,7 @@ ANSWERS: list[tuple[bytes, int, bool]] = [  # (bytes of one answer, status, kept
 
 
 def read_in_pieces(data: bytes, cut: Callable[[int], list[int]]) -> tuple[list[int], bool]:
-    r = ResponseReader()
+    r = StatusReader()
     got = []
     start = 0
     for end in [*cut(len(data)), len(data)]:
@@ -60,28 +83,28 @@ def test_the_reader_frames_an_answer_in_any_pieces(data: bytes, status: int,
 
 
 def test_the_reader_reads_answers_one_after_another() -> None:
-    r = ResponseReader()
+    r = StatusReader()
     assert r.feed(ANSWERS[1][0]) == 200
     assert r.feed(ANSWERS[3][0]) == 500
     assert r.feed(ANSWERS[0][0]) == 204
 
 
 def test_an_answer_without_length_ends_when_the_connection_closes() -> None:
-    r = ResponseReader()
+    r = StatusReader()
     assert r.feed(b"HTTP/1.1 200 OK\r\n\r\nsome body") is None
     assert r.feed(b" and more") is None
     assert not r.keep_alive
     assert r.eof() == 200
-    coded = ResponseReader()  # a coding other than chunked last: also until the close
+    coded = StatusReader()  # a coding other than chunked last: also until the close
     assert coded.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx") is None
     assert coded.eof() == 200
 
 
 def test_a_close_before_an_answer_is_no_answer_and_within_one_an_error() -> None:
-    assert ResponseReader().eof() is None
-    r = ResponseReader()
+    assert StatusReader().eof() is None
+    r = StatusReader()
     r.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc")
-    with pytest.raises(HTTPError, match="middle"):
+    with pytest.raises(MalformedResponse, match="middle"):
         r.eof()
 
 
@@ -100,12 +123,26 @@ def test_a_close_before_an_answer_is_no_answer_and_within_one_an_error() -> None
     b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * 70_000,
 ])  # fmt: skip
 def test_the_reader_refuses_what_is_not_http_1_1(data: bytes) -> None:
-    with pytest.raises(HTTPError):
-        ResponseReader().feed(data)
+    with pytest.raises(MalformedResponse):
+        StatusReader().feed(data)
+
+
+def test_a_body_of_any_length_is_dropped_not_kept() -> None:
+    """A receiver may answer with a page of its own: the status is what counts, whatever the
+    body's length or content coding (no cap, nothing decoded, nothing held)."""
+    big = 64 * 1024 * 1024
+    r = ResponseReader(keep_body=False)
+    assert r.feed(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+                  % big) is None  # fmt: skip
+    for _ in range(big // (1024 * 1024) - 1):
+        assert r.feed(b"x" * 1024 * 1024) is None
+    answer = r.feed(b"x" * 1024 * 1024)
+    assert answer is not None
+    assert (answer.status, answer.body, r.keep_alive) == (200, b"", True)
 
 
 def test_content_length_with_a_coding_closes_the_connection_after() -> None:
-    r = ResponseReader()
+    r = StatusReader()
     data = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     assert r.feed(data) == 200
     assert not r.keep_alive
@@ -209,38 +246,10 @@ async def test_user_info_in_the_url_is_basic_authentication(receiver: tuple[Seen
         b"crm@shop:s3cret").decode()
 
 
-class Scripted(asyncio.Protocol):
-    """A receiver that answers each connection's requests as ``script`` says: the answer's
-    bytes, or None to close the connection without answering."""
-
-    def __init__(self, script: list[list[bytes | None]], log: list[tuple[int, bytes]]) -> None:
-        self.script, self.log = script, log
-        self.index = -1
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.index = len([i for i, _ in self.log if i < 0])
-        self.log.append((-1, b""))  # one per connection
-
-    def data_received(self, data: bytes) -> None:
-        assert self.transport is not None
-        if b"\r\n\r\n" not in data:
-            return
-        self.log.append((self.index, data.split(b"\r\n\r\n", 1)[1]))
-        answers = self.script[self.index] if self.index < len(self.script) else []
-        answer = answers.pop(0) if answers else None
-        if answer is None:
-            self.transport.close()
-        else:
-            self.transport.write(answer)
-
-
 async def scripted(script: list[list[bytes | None]],
                    log: list[tuple[int, bytes]]) -> asyncio.Server:  # fmt: skip
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: Scripted(script, log), "127.0.0.1", 0)
+    server, _ = await scripted_server(script, log)
+    return server
 
 
 OK = b"HTTP/1.1 204 No Content\r\n\r\n"
@@ -268,6 +277,21 @@ async def test_a_new_connection_closed_without_an_answer_is_a_failure() -> None:
     await poster.close()
     server.close()
     assert [body for i, body in log if i >= 0] == [b"one"]  # not sent twice
+
+
+async def test_an_answer_that_is_not_http_is_an_http_error_and_the_connection_goes() -> None:
+    """What the reader refuses reaches the deliverer as HTTPError (a failed attempt), and the
+    connection is not used again: the next POST opens a new one."""
+    log: list[tuple[int, bytes]] = []
+    server = await scripted([[b"HTTP/2 200 OK\r\n\r\n"], [OK]], log)
+    port = server.sockets[0].getsockname()[1]
+    poster = Poster(f"http://127.0.0.1:{port}/")
+    with pytest.raises(HTTPError, match="status line"):
+        await poster.post(b"", b"one")
+    assert await poster.post(b"", b"two") == 204
+    await poster.close()
+    server.close()
+    assert [(i, body) for i, body in log if i >= 0] == [(0, b"one"), (1, b"two")]
 
 
 async def test_an_answer_that_never_comes_times_out() -> None:

@@ -3,7 +3,9 @@ at a time, with its status, header fields and body, the body capped.
 
 The customer's agent posts each message of a relationship to the peer's inbox (spec §12.3) over
 a kept-alive connection of that relationship's own (§11.6-3); :mod:`vrmproto.client._http_conn`
-is the I/O around this reader. It is here, apart from any socket or event loop, so that it can
+is the I/O around this reader. The vendor's webhook client
+(:mod:`vrmproto.server._webhook_http`) reads its receivers' answers with it too, their bodies
+dropped (``keep_body=False``). It is here, apart from any socket or event loop, so that it can
 be fed arbitrary bytes in arbitrary pieces by tests (``tests/test_http1.py``), the way h11 is.
 
 The error contract: :meth:`ResponseReader.feed` and :meth:`ResponseReader.eof` return a
@@ -86,11 +88,15 @@ class ResponseReader:
     connection can carry no further request.
     """
 
-    __slots__ = ("_body", "_buf", "_cap", "_coding", "_headers", "_left", "_seen", "_state",
-                 "_status", "keep_alive", "max_head", "started")  # fmt: skip
+    __slots__ = ("_body", "_buf", "_cap", "_coding", "_headers", "_keep", "_left", "_seen",
+                 "_state", "_status", "keep_alive", "max_head", "started")  # fmt: skip
 
-    def __init__(self, *, cap: int = 4 * 1024 * 1024, max_head: int = MAX_HEAD) -> None:
+    def __init__(self, *, cap: int = 4 * 1024 * 1024, max_head: int = MAX_HEAD,
+                 keep_body: bool = True) -> None:  # fmt: skip
+        """``keep_body`` False: every body is read and dropped, whatever its length (no cap,
+        no decoding; :attr:`Response.body` empty) — for a client that needs only the status."""
         self.max_head = max_head
+        self._keep = keep_body
         self._buf = bytearray()
         self._body = bytearray()
         self._cap = cap
@@ -132,7 +138,8 @@ class ResponseReader:
             elif state in (_LENGTH, _CHUNK):
                 n = min(self._left, len(buf))
                 if n:
-                    self._body += buf[:n]
+                    if self._keep:
+                        self._body += buf[:n]
                     del buf[:n]
                     self._left -= n
                 if self._left:
@@ -158,7 +165,8 @@ class ResponseReader:
                 del buf[:2]
                 self._state = _SIZE
             else:  # _CLOSE: everything until the connection closes
-                self._body += buf
+                if self._keep:
+                    self._body += buf
                 buf.clear()
                 if len(self._body) > self._cap:
                     raise ResponseTooLarge(self._status, self._cap)
@@ -196,7 +204,7 @@ class ResponseReader:
         if not _HEX.fullmatch(size):
             raise MalformedResponse("a chunk size is not hexadecimal")
         self._left = int(size, 16)
-        if len(self._body) + self._left > self._cap:
+        if self._keep and len(self._body) + self._left > self._cap:
             raise ResponseTooLarge(self._status, self._cap)
         self._state = _CHUNK if self._left else _TRAILER
 
@@ -252,7 +260,7 @@ class ResponseReader:
         self._body = bytearray()
         if status in (204, 304):
             length, coded = 0, False
-        elif not coded and length is not None and length > self._cap:
+        elif self._keep and not coded and length is not None and length > self._cap:
             raise ResponseTooLarge(status, self._cap, declared=length)
         if coded:
             self._state = _SIZE if chunked else _CLOSE
@@ -271,7 +279,7 @@ class ResponseReader:
         if self._buf:
             raise MalformedResponse("bytes after the answer")
         body = bytes(self._body)
-        if self._coding and self._coding != b"identity":
+        if self._keep and self._coding and self._coding != b"identity":
             body = _decode(self._coding, body, self._status, self._cap)
         self._state = _HEAD
         self._body = bytearray()

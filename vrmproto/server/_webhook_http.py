@@ -1,5 +1,7 @@
 """The webhooks' HTTP/1.1 client (docs/events.md, "Webhooks"): POSTs to one URL over kept-alive
-connections, each request one write, each answer read by a sans-IO :class:`ResponseReader`.
+connections, each request one write, each answer read by the sans-IO
+:class:`vrmproto._http1.ResponseReader` (the agent's client reads its answers with it too),
+which drops the bodies here: a webhook needs only the status.
 
 Why not aiohttp's client, which the rest of the package uses: a webhook POST is one small body
 and a status to read, many times a second, on the event loop that also accepts the customers'
@@ -24,169 +26,29 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import re
 import ssl
 import time
 from collections.abc import Callable
 from typing import cast
 from urllib.parse import quote, unquote, urlsplit
 
-__all__ = ["HTTPError", "Poster", "ResponseReader"]
+from vrmproto._http1 import MalformedResponse, ResponseReader
+
+__all__ = ["HTTPError", "Poster"]
 
 
 class HTTPError(Exception):
     """An answer that is not HTTP/1.1 (RFC 9112), or a connection lost before its end."""
 
 
-_STATUS = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: [^\r\n]*)?")
-_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PCHARS = "/%:@!$&'()*+,;=~"  # kept as they are in a request target (RFC 3986 pchar, and /)
-MAX_HEAD = 65_536  # bytes of a status line and its header fields
-MAX_LINE = 4_096  # bytes of a chunk-size line or a trailer field
-
-# The reader's states: the head, a body of known length, chunks, until the connection closes.
-_HEAD, _LENGTH, _SIZE, _CHUNK, _CRLF, _TRAILER, _CLOSE, _DONE = range(8)
-
-
-class ResponseReader:
-    """Sans-IO: the bytes one connection receives in, each answer's status out, once its end is
-    read (RFC 9112 §6.3). Raises :class:`HTTPError` for anything malformed; the connection is
-    then useless. The client never pipelines, so a byte after an answer is an error too."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._state = _HEAD
-        self._left = 0
-        self.status = 0
-        self.keep_alive = True  # whether the connection may carry another request
-        self.started = False  # whether any byte of the current answer arrived
-
-    def feed(self, data: bytes) -> int | None:
-        """Take ``data``; the status once the current answer is complete, else None."""
-        if data:
-            self.started = True
-            self._buf += data
-        buf = self._buf
-        while True:
-            state = self._state
-            if state == _HEAD:
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buf) > MAX_HEAD:
-                        raise HTTPError("an answer's head is too long")
-                    return None
-                head = bytes(buf[:end])
-                del buf[: end + 4]
-                self._head(head)
-            elif state in (_LENGTH, _CHUNK):
-                n = min(self._left, len(buf))
-                del buf[:n]
-                self._left -= n
-                if self._left:
-                    return None
-                self._state = _DONE if state == _LENGTH else _CRLF
-            elif state in (_SIZE, _TRAILER):
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > MAX_LINE:
-                        raise HTTPError("a chunk line is too long")
-                    return None
-                line = bytes(buf[:end])
-                del buf[: end + 2]
-                if state == _TRAILER:
-                    if not line:
-                        self._state = _DONE
-                    continue
-                size = line.split(b";", 1)[0].strip(b" \t")
-                if not _HEX.fullmatch(size):
-                    raise HTTPError("a chunk size is not hexadecimal")
-                self._left = int(size, 16)
-                self._state = _CHUNK if self._left else _TRAILER
-            elif state == _CRLF:
-                if len(buf) < 2:
-                    return None
-                if buf[:2] != b"\r\n":
-                    raise HTTPError("a chunk does not end with CRLF")
-                del buf[:2]
-                self._state = _SIZE
-            elif state == _CLOSE:
-                buf.clear()
-                return None
-            else:  # _DONE
-                if buf:
-                    raise HTTPError("bytes after the answer")
-                self._state = _HEAD
-                self.started = False
-                return self.status
-
-    def eof(self) -> int | None:
-        """The connection closed: the status if that ended the answer (one framed by the close),
-        None if no byte of an answer had come; HTTPError if it cut one short."""
-        self.keep_alive = False
-        if self._state == _CLOSE:
-            self._state = _HEAD
-            self.started = False
-            return self.status
-        if self.started:
-            raise HTTPError("the connection closed in the middle of an answer")
-        return None
-
-    def _head(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        m = _STATUS.fullmatch(lines[0])
-        if m is None:
-            raise HTTPError("not an HTTP/1.x status line")
-        minor, status = m.group(1), int(m.group(2))
-        length: int | None = None
-        chunked = False
-        coded = False  # a Transfer-Encoding was given
-        close = minor == b"0"
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not _TOKEN.fullmatch(name):  # also refuses obs-fold (RFC 9112 §5.2)
-                raise HTTPError("a malformed header field")
-            name = name.lower()
-            value = value.strip(b" \t")
-            if name == b"content-length":
-                if not value.isdigit() or (length is not None and int(value) != length):
-                    raise HTTPError("a malformed Content-Length")
-                length = int(value)
-            elif name == b"transfer-encoding":
-                coded = True
-                chunked = value.rsplit(b",", 1)[-1].strip(b" \t").lower() == b"chunked"
-            elif name == b"connection":
-                tokens = {t.strip(b" \t").lower() for t in value.split(b",")}
-                if b"close" in tokens:
-                    close = True
-                elif minor == b"0" and b"keep-alive" in tokens:
-                    close = False
-        if status < 200:
-            if status == 101:
-                raise HTTPError("a protocol switch nobody asked for")
-            return  # an interim answer (§15.2 of RFC 9110): the real one follows
-        self.status = status
-        if coded and length is not None:
-            close = True  # both: the coding wins, and the connection is not to be trusted after
-        if status in (204, 304):
-            self._state = _DONE
-        elif coded:
-            self._state = _SIZE if chunked else _CLOSE
-        elif length is not None:
-            self._left = length
-            self._state = _LENGTH if length else _DONE
-        else:
-            self._state = _CLOSE
-        if self._state == _CLOSE:
-            close = True
-        self.keep_alive = not close
 
 
 class _Connection(asyncio.Protocol):
     """One connection: a request written, its answer awaited."""
 
     def __init__(self) -> None:
-        self.reader = ResponseReader()
+        self.reader = ResponseReader(keep_body=False)
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[int] | None = None
         self.lost = False
@@ -198,22 +60,22 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            status = self.reader.feed(data)
-        except HTTPError as exc:
-            self._settle(exc)
+            answer = self.reader.feed(data)
+        except MalformedResponse as exc:
+            self._settle(HTTPError(str(exc)))
             self.close()
             return
-        if status is not None:
-            self._settle(status)
+        if answer is not None:
+            self._settle(answer.status)
 
     def eof_received(self) -> bool:
         try:
-            status = self.reader.eof()
-        except HTTPError as exc:
-            self._settle(exc)
+            answer = self.reader.eof()
+        except MalformedResponse as exc:
+            self._settle(HTTPError(str(exc)))
             return False
         closed = ConnectionResetError("the connection closed before an answer")
-        self._settle(closed if status is None else status)
+        self._settle(closed if answer is None else answer.status)
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
