@@ -138,7 +138,7 @@ def test_a_body_of_any_length_is_dropped_not_kept() -> None:
         assert r.feed(b"x" * 1024 * 1024) is None
     answer = r.feed(b"x" * 1024 * 1024)
     assert answer is not None
-    assert (answer.status, answer.body, r.keep_alive) == (200, b"", True)
+    assert (answer.status, answer.body, answer.headers, r.keep_alive) == (200, b"", (), True)
 
 
 def test_content_length_with_a_coding_closes_the_connection_after() -> None:

@@ -94,7 +94,8 @@ class ResponseReader:
     def __init__(self, *, cap: int = 4 * 1024 * 1024, max_head: int = MAX_HEAD,
                  keep_body: bool = True) -> None:  # fmt: skip
         """``keep_body`` False: every body is read and dropped, whatever its length (no cap,
-        no decoding; :attr:`Response.body` empty) — for a client that needs only the status."""
+        no decoding), and the fields are checked but not kept (:attr:`Response.body` and
+        :attr:`Response.headers` empty) — for a client that needs only the status."""
         self.max_head = max_head
         self._keep = keep_body
         self._buf = bytearray()
@@ -229,9 +230,11 @@ class ResponseReader:
         close = minor == b"0"
         coding = b""
         fields = []
+        keep = self._keep
         for line in lines[1:]:
             name, value = self._field(line)
-            fields.append((name.decode("ascii"), value.decode("latin-1")))
+            if keep:
+                fields.append((name.decode("ascii"), value.decode("latin-1")))
             if name == b"content-length":
                 if not value.isdigit() or len(value) > 19 or (length is not None and
                                                               int(value) != length):
