@@ -15,7 +15,7 @@ import pytest
 
 from vrmproto.server._events import FeedEvent, Wakeup, follow
 from vrmproto.store import Commit, EventWatch, PostgresConfig, PostgresStore, StoreConflict
-from vrmproto.testing.store_contract import T1, T2, event
+from vrmproto.testing.store_contract import T1, T2, entry, event, rel
 
 pytest.importorskip("asyncpg", reason="asyncpg is not installed (pip install -e '.[dev]')")
 
@@ -68,10 +68,12 @@ async def test_a_rolled_back_write_notifies_nobody_and_other_schemas_are_not_hea
             reader.watch_events(lambda: woken.put_nowait(None))
             await reader.notices.listening()
             await asyncio.wait_for(woken.get(), WAKE_S)  # the wake-up of connecting
-            await writer.commit(Commit(events=(event(T1, 0),)))
+            await writer.commit(Commit(relationships=(rel(T1),), history=(entry(T1, 0),),
+                                       events=(event(T1, 0),)))  # fmt: skip
             await asyncio.wait_for(woken.get(), WAKE_S)
-            with pytest.raises(StoreConflict):  # the same event id: rolled back after NOTIFY
-                await writer.commit(Commit(events=(event(T1, 0),)))
+            with pytest.raises(StoreConflict):  # a taken history slot: rolled back after NOTIFY
+                await writer.commit(Commit(history=(entry(T1, 0, "again"),),
+                                           events=(event(T1, 5),)))  # fmt: skip
             await elsewhere.commit(Commit(events=(event(T2, 0),)))
             await writer.commit(Commit(events=(event(T1, 1),)))  # the one that tells
             await asyncio.wait_for(woken.get(), WAKE_S)

@@ -129,8 +129,10 @@ async def test_a_version_4_sqlite_file_keeps_its_intents_as_sent_over_http(
 async def test_a_version_5_sqlite_file_indexes_only_events_with_personal_data(
     tmp_path: Path,
 ) -> None:
-    """Schema 6 replaces the index of every event by share with one of the events that carry
-    personal data, the only ones a dropped share's redaction changes; redaction uses it."""
+    """Schema 6 drops the events' UNIQUE id (its index keyed by random ids) keeping every
+    position and the counter, and replaces the index of every event by share with one of the
+    events that carry personal data, the only ones a dropped share's redaction changes;
+    redaction uses it."""
     path = tmp_path / "v5.db"
     plain, personal = event(T1, 0), event(T1, 1, personal=b'{"email":"a@example.org"}')
     async with await SQLiteStore.open(path) as s:
@@ -144,6 +146,10 @@ async def test_a_version_5_sqlite_file_indexes_only_events_with_personal_data(
         assert (await s.pragmas())["user_version"] == 6
         await s.commit(Commit(held_drop=((T1, personal.msg_hash),)))
         assert [e.personal for e in await s.events()] == [None, None]
+        assert [e.pos for e in await s.events()] == [1, 2]  # every position kept
+        await s.commit(Commit(events=(event(T1, 3),)))
+        assert (await s.events())[-1].pos == 3  # and the counter: none is reused
+        assert await s.event(personal.id) == (await s.events())[1]
     conn = sqlite3.connect(path)
     try:
         indexes = dict(conn.execute(
@@ -151,6 +157,8 @@ async def test_a_version_5_sqlite_file_indexes_only_events_with_personal_data(
         ).fetchall())  # fmt: skip
         assert "events_by_share" not in indexes
         assert "WHERE personal IS NOT NULL" in indexes["events_with_personal"]
+        table = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+        assert "UNIQUE" not in table  # no index keyed by the random event ids
         conn.execute("INSERT INTO events (id, thread, seq, kind, msg_hash, recorded_ms, data) "
                      "VALUES ('evt_x', ?, 2, 'terms.offered', ?, 1, '{}')",
                      (T1, b"\x02" * 32))  # fmt: skip
@@ -189,5 +197,6 @@ async def test_a_version_4_postgres_schema_indexes_only_events_with_personal_dat
             "AND tablename = 'events'", postgres_config.schema))  # fmt: skip
         assert "events_by_share" not in indexes
         assert "WHERE (personal IS NOT NULL)" in indexes["events_with_personal"]
+        assert not [name for name in indexes if name.startswith("events_id")]
     finally:
         await conn.close()

@@ -112,9 +112,6 @@ class MemoryStore(AsyncClosing):
             if (taken and slot not in freed) or slot in slots:
                 raise StoreConflict("UNIQUE constraint failed: drafts.thread, drafts.seq")
             slots.add(slot)
-        ids = [e.id for e in c.events]
-        if len(set(ids)) != len(ids) or any(i in self._event_ids for i in ids):
-            raise StoreConflict("UNIQUE constraint failed: events.id")
 
     async def commit(self, c: Commit, *, expect: RelationshipRecord | None = None) -> None:
         """Apply ``c`` all or nothing: every check runs before the first change. ``expect``:

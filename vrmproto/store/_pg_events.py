@@ -38,9 +38,10 @@ SCHEMA_V3 = (
         error text NOT NULL, PRIMARY KEY (name, pos))""",
 )
 
-#: Version 5: only events that carry personal data are indexed by share (SQLite's version 6,
-#: :func:`vrmproto.store._sqlite_events.migrate_5_to_6` says why).
+#: Version 5 (SQLite's version 6; :func:`vrmproto.store._sqlite_events.migrate_5_to_6` says
+#: why): no UNIQUE on ``id``, and only events that carry personal data indexed by share.
 SCHEMA_V5 = (
+    "ALTER TABLE events DROP CONSTRAINT IF EXISTS events_id_key",
     "DROP INDEX IF EXISTS events_by_share",
     "CREATE INDEX IF NOT EXISTS events_with_personal ON events (thread, msg_hash) "
     "WHERE personal IS NOT NULL",
@@ -113,7 +114,8 @@ class EventReads:
         return [lite.event_record(row) for row in found]
 
     async def event(self, event_id: str) -> EventRecord | None:
-        found = await self._rows(lite.SELECT_EVENT + "WHERE id = $1", event_id)
+        found = await self._rows(  # the newest first, along the primary key: no index on ids
+            lite.SELECT_EVENT + "WHERE id = $1 ORDER BY pos DESC LIMIT 1", event_id)
         return lite.event_record(found[0]) if found else None
 
     async def event_cursor(self, name: str) -> int:

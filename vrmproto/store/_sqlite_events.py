@@ -17,7 +17,6 @@ from vrmproto.store._rows import DeadLetter, EventRecord
 __all__ = [
     "EVENT_COLUMNS",
     "SCHEMA_V4",
-    "SCHEMA_V6",
     "apply_events",
     "event_record",
     "event_row",
@@ -45,24 +44,41 @@ def migrate_3_to_4(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-#: Version 6: only events that carry personal data are indexed by share (see migrate_5_to_6).
-SCHEMA_V6 = (
-    "DROP INDEX IF EXISTS events_by_share",
-    "CREATE INDEX IF NOT EXISTS events_with_personal ON events(thread, msg_hash) "
-    "WHERE personal IS NOT NULL",
-)
+#: Version 6's events table: no UNIQUE on ``id`` (see :func:`migrate_5_to_6`).
+_EVENTS_V6 = """CREATE TABLE events_v6 (
+        pos INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, thread BLOB NOT NULL,
+        seq INTEGER NOT NULL, kind TEXT NOT NULL, msg_hash BLOB NOT NULL,
+        recorded_ms INTEGER NOT NULL, data BLOB NOT NULL, personal BLOB)"""
+_PERSONAL_INDEX = ("CREATE INDEX events_with_personal ON events(thread, msg_hash) "
+                   "WHERE personal IS NOT NULL")  # fmt: skip
 
 
 def migrate_5_to_6(conn: sqlite3.Connection) -> None:
-    """Index by share only the events that carry personal data.
+    """Rebuild ``events`` without its two indexes keyed by random values; index by share only
+    the events that carry personal data.
 
-    The index serves one statement, :func:`redact`, which clears an event's personal data when
-    its share goes; an event without any has nothing to clear. Keyed by a random thread id, the
-    full index cost a write to a random page per event (most events — terms, intentcasts,
-    offers, receipts' replies — carry none), as ``history``'s hash index did before version 2.
-    """
-    for statement in SCHEMA_V6:
-        conn.execute(statement)
+    - ``UNIQUE (id)``: an event's id is its message's hash, and a message is written once
+      (its history slot and dedupe key, in the same Commit, are the store's rules; §8.2-2 is
+      the engine's), so the rule was the engine's already — as ``history``'s hash index was,
+      dropped in version 2 for the same cost: a write to a random page per row, here per event.
+      Measured, it was most of what writing the feed cost (``bench/events.py``: ``events_cost``
+      ~0.10 with it, ~0.035 without). Looking an event up by id (``--since ID``) now reads the
+      feed from its newest event back, which finds a recent one at once.
+    - ``(thread, msg_hash)`` serves one statement, :func:`redact`, which clears a dropped
+      share's personal data; an event without any has nothing to clear, and most events
+      (terms, intentcasts, offers) carry none: a partial index.
+
+    SQLite cannot drop a constraint, so the table is rebuilt (create, copy, drop, rename, as in
+    version 2), keeping every ``pos`` and the AUTOINCREMENT counter (a position is never
+    reused, even of events deleted at the end)."""
+    conn.execute(_EVENTS_V6)
+    conn.execute(f"INSERT INTO events_v6 (pos, {EVENT_COLUMNS}) "  # noqa: S608
+                 f"SELECT pos, {EVENT_COLUMNS} FROM events ORDER BY pos")  # fmt: skip
+    conn.execute("DELETE FROM sqlite_sequence WHERE name = 'events_v6'")
+    conn.execute("UPDATE sqlite_sequence SET name = 'events_v6' WHERE name = 'events'")
+    conn.execute("DROP TABLE events")
+    conn.execute("ALTER TABLE events_v6 RENAME TO events")
+    conn.execute(_PERSONAL_INDEX)
 
 
 EVENT_COLUMNS = "id, thread, seq, kind, msg_hash, recorded_ms, data, personal"
@@ -130,7 +146,10 @@ def read_events(
 
 
 def read_event(conn: sqlite3.Connection, event_id: str) -> EventRecord | None:
-    row = conn.execute(SELECT_EVENT + "WHERE id = ?", (event_id,)).fetchone()
+    """The event ``event_id``, looked for from the newest (no index on ids: see
+    :func:`migrate_5_to_6`)."""
+    row = conn.execute(SELECT_EVENT + "WHERE id = ? ORDER BY pos DESC LIMIT 1",
+                       (event_id,)).fetchone()  # fmt: skip
     return None if row is None else event_record(row)
 
 

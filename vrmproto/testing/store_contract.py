@@ -21,8 +21,8 @@ taken history slot, dedupe key or draft slot (only the conflicting Commit fails,
 concurrent ones); the history gap and orphan rules; ``drop`` of a thread with every row of it;
 the typed records of schema v3 (threads, drafts, save points, held data, intents, offers, share
 notes) and the per-thread outbox; a closed store refusing; named locks (§11.11-2); the event
-feed (events in Commit order with their feed positions, unique ids, personal data dropped with
-its share, cursors and dead letters).
+feed (events in Commit order with their feed positions, all or nothing with their Commit,
+personal data dropped with its share, cursors and dead letters).
 
 A backend that batches Commits (group commit) overrides :meth:`StoreContract.gather_in_one_batch`
 so that the all-or-nothing tests put their Commits in one batch for sure; the default fires them
@@ -733,17 +733,26 @@ class StoreContract:
         assert await store.event(found[2].id) == found[2]
         assert await store.event("evt_none") is None
 
-    async def test_a_taken_event_id_is_a_conflict_and_nothing_is_written(
-        self, store: Store
-    ) -> None:
-        await store.commit(Commit(events=(event(T1, 0),)))
-        doomed = Commit(relationships=(rel(T2),), events=(event(T2, 0), event(T1, 0)))
+    async def test_events_stand_or_fall_with_their_commit(self, store: Store) -> None:
+        """An event's id is its message's hash, and the message's history slot — the store's
+        rule — is in the same Commit: a Commit refused for a taken slot writes none of its
+        events, even among concurrent ones. Ids carry no rule of their own in the store (the
+        engine writes each message once, §8.2-2): looking one up gives the newest event with
+        it."""
+        await store.commit(Commit(relationships=(rel(T1),), history=(entry(T1, 0),),
+                                  events=(event(T1, 0),)))  # fmt: skip
+        doomed = Commit(relationships=(rel(T2),), history=(entry(T1, 0, "again"),),
+                        events=(event(T2, 0),))  # fmt: skip
         others = [Commit(events=(event(T2, n),)) for n in range(1, 5)]
         outcomes = await self.gather_in_one_batch(store, *others[:2], doomed, *others[2:])
         assert isinstance(outcomes[2], StoreConflict)
         assert outcomes[:2] + outcomes[3:] == [None] * 4
         assert await store.get_relationship(T2) is None
         assert sorted(e.seq for e in await store.events(thread=T2)) == [1, 2, 3, 4]
+        await store.commit(Commit(events=(event(T1, 0),)))
+        found = await store.event(event(T1, 0).id)
+        assert found is not None
+        assert found.pos == (await store.events(limit=1000))[-1].pos
 
     async def test_grouped_commits_keep_their_events_in_order(self, store: Store) -> None:
         commits = [
