@@ -335,7 +335,7 @@ class Deliverer:
         async def worker() -> None:  # `parallel` of these take the lanes in turn
             for events in waiting:
                 for e in events:
-                    failure = await self.deliver(e)
+                    failure = await self.deliver((e,))
                     if failure is not None:
                         dead.append(DeadLetter(hook.name, e.pos, self.clock(), failure))
                     done.add(e.pos)
@@ -362,33 +362,32 @@ class Deliverer:
         self._cursor = batch[-1].pos
         return len(batch)
 
-    async def deliver(self, e: EventRecord | Sequence[EventRecord]) -> str | None:
-        """POST ``e`` (an event, or in batched mode several) until acknowledged (None) or dead
+    async def deliver(self, events: Sequence[EventRecord]) -> str | None:
+        """POST ``events`` (one, or in batched mode a batch) until acknowledged (None) or dead
         (the last failure, after ``dead_after_s``)."""
         first = time.monotonic()
         attempt = 0
         while True:
-            error = await self.attempt(e)
+            error = await self.attempt(events)
             if error is None:
                 return None
             attempt += 1
             if time.monotonic() - first >= self.hook.dead_after_s:
-                what = e.id if isinstance(e, EventRecord) else f"batch of {len(e)} events"
+                what = events[0].id if len(events) == 1 else f"a batch of {len(events)} events"
                 log.warning("webhook %s: %s is a dead letter: %s", self.hook.name, what,
                             error)  # fmt: skip
                 return error
             await asyncio.sleep(self.hook.delay(attempt))
 
-    async def attempt(self, e: EventRecord | Sequence[EventRecord]) -> str | None:
-        """One POST of ``e`` (in batched mode, as a batch: one event is a batch of one): None
-        if acknowledged (2xx), else what went wrong."""
+    async def attempt(self, events: Sequence[EventRecord]) -> str | None:
+        """One POST of ``events``: in batched mode as a batch (of one, too), else the one event
+        as its document. None if acknowledged (2xx), else what went wrong."""
         now = self.clock()
         if self.hook.batched:
-            webhook_id, body = self.renderer.batch([e] if isinstance(e, EventRecord) else e, now)
-            count = 1 if isinstance(e, EventRecord) else len(e)
+            webhook_id, body = self.renderer.batch(events, now)
         else:
-            assert isinstance(e, EventRecord)
-            webhook_id, body, count = e.id, self.renderer.body(e, now), 1
+            (e,) = events
+            webhook_id, body = e.id, self.renderer.body(e, now)
         try:
             status = await self.poster.post(self.renderer.signature(webhook_id, now // 1000, body),
                                             body)  # fmt: skip
@@ -396,7 +395,7 @@ class Deliverer:
             self.failed += 1
             return f"{type(exc).__name__}: {exc}"[:500]
         if 200 <= status < 300:
-            self.delivered += count
+            self.delivered += len(events)
             return None
         self.failed += 1
         return f"HTTP {status}"
@@ -411,7 +410,7 @@ class Deliverer:
             if not found or found[0].pos != d.pos:
                 done.append((d.name, d.pos))  # the event is gone: nothing to replay
                 continue
-            if await self.attempt(found[0]) is None:
+            if await self.attempt(found) is None:
                 done.append((d.name, d.pos))
             else:
                 left += 1
