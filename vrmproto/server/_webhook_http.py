@@ -53,6 +53,11 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[int] | None = None
         self.lost = False
         self.used = 0.0  # monotonic time it was last released
+        # The awaited answer's deadline (loop time), and the one timer that enforces it: armed
+        # when a request finds none, moved on when it fires early. A timer per request (made,
+        # then cancelled) cost more than the rest of the client's work on a POST.
+        self.deadline = 0.0
+        self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport, though not always an asyncio.Transport subclass (uvloop's is not).
@@ -95,11 +100,26 @@ class _Connection(asyncio.Protocol):
         else:
             waiter.set_result(outcome)
 
-    def send(self, request: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[int]:
+    def send(self, request: bytes, loop: asyncio.AbstractEventLoop,
+             deadline: float) -> asyncio.Future[int]:  # fmt: skip
+        """Write ``request``; its answer's status, or a failure, comes in the future returned
+        (a TimeoutError at ``deadline``)."""
         assert self.transport is not None
         self.waiter = waiter = loop.create_future()
+        self.deadline = deadline
+        if self.timer is None:
+            self.timer = loop.call_at(deadline, self._due, loop)
         self.transport.write(request)
         return waiter
+
+    def _due(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.timer = None
+        if self.waiter is None or self.waiter.done():
+            return
+        if loop.time() < self.deadline:  # a later request's: wait for it
+            self.timer = loop.call_at(self.deadline, self._due, loop)
+            return
+        self.expire()
 
     def expire(self) -> None:
         """No answer in time: the attempt fails, and the connection (its answer may still come)
@@ -109,6 +129,9 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.reader.keep_alive = False
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.transport is not None:
             self.transport.close()
 
@@ -170,16 +193,14 @@ class Poster:
                 async with asyncio.timeout_at(deadline):
                     conn = await self._open(loop)
             self._busy.add(conn)
-            timer = loop.call_at(deadline, conn.expire)  # lighter than a timeout context
             try:
-                status = await conn.send(request, loop)
+                status = await conn.send(request, loop, deadline)
             except BaseException as exc:
                 conn.close()
                 if isinstance(exc, ConnectionError) and reused and not conn.reader.started:
                     continue  # the receiver had closed it, idle: once more, on a new one
                 raise
             finally:
-                timer.cancel()
                 self._busy.discard(conn)
             self._release(conn)
             return status
