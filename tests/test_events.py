@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 from _vendor_proc import ACCEPTED, DAY_MS, VENDOR_SEED, Customer, Reply, now_ms
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vrmproto import Intentcast, RelationshipEnd
 from vrmproto._keys import Identity
 from vrmproto.server import Endpoint, ReferencePolicy
-from vrmproto.server._events import FeedEvent, follow, kinds, wakeup_of
+from vrmproto.server._events import FeedEvent, _dumps, follow, kinds, wakeup_of
 from vrmproto.store import Commit, MemoryStore, SQLiteStore, Store, StoreError
 
 VENDOR = Identity(VENDOR_SEED)
@@ -230,3 +232,18 @@ async def test_withdrawing_every_share_names_each_to_erase(store: Store) -> None
         "evt_" + m.hash.hex() for m in (first, second)
     )
     assert [e.personal for e in feed if e.kind == "data.shared"] == [None, None]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64) | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)  # fmt: skip
+
+
+@given(_JSON)
+def test_event_json_is_what_json_dumps_makes(value: Any) -> None:
+    """The feed's encoder (one C encoder made once) writes exactly json.dumps' compact,
+    sorted-keys, ASCII form: stored events read the same as before it."""
+    assert _dumps(value) == json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
