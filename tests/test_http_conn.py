@@ -251,6 +251,30 @@ async def test_no_answer_in_time_is_unreachable_timed_out() -> None:
     server.close()
 
 
+async def test_a_reused_connection_times_out_its_own_request() -> None:
+    """The connection's one timer, armed by the answered first request, does not cut the second
+    short: it moves on to the second's deadline, and fires there (vrmproto/_deadline.py)."""
+
+    class AnswerOnce(Scripted):
+        def data_received(self, data: bytes) -> None:
+            if not any(i == 0 for i, _ in self.log):
+                super().data_received(data)  # the first request: answered
+            else:
+                self.log.append((0, data))  # the second: no answer
+
+    log: list[tuple[int, bytes]] = []
+    ok = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: AnswerOnce([[ok]], log), "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    async with EndpointClient(retry=ONCE, timeout_s=0.2) as c:
+        assert (await post(c, url)).status == 202
+        with pytest.raises(Unreachable, match="timed out"):
+            await post(c, url)
+    server.close()
+    assert [i for i, _ in log] == [-1, 0, 0]  # one connection, both requests on it
+
+
 async def test_an_oversized_answer_is_refused_and_its_connection_dropped(
     receiver: Receiver,
 ) -> None:

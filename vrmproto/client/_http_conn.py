@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import cast
 from urllib.parse import quote, unquote, urlsplit
 
+from vrmproto._deadline import Deadline
 from vrmproto._http1 import (
     IncompleteResponse,
     MalformedResponse,
@@ -123,6 +124,7 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[Response] | None = None
         self.lost = False
         self.used = 0.0  # loop time it was last released
+        self.deadline = Deadline(self.expire)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport, though not always an asyncio.Transport subclass (uvloop's is not).
@@ -161,6 +163,7 @@ class _Connection(asyncio.Protocol):
                                       "the server closed the connection"))  # fmt: skip
 
     def _settle(self, outcome: Response | BaseException) -> None:
+        self.deadline.clear()
         waiter, self.waiter = self.waiter, None
         if waiter is None or waiter.done():
             return
@@ -169,11 +172,14 @@ class _Connection(asyncio.Protocol):
         else:
             waiter.set_result(outcome)
 
-    def send(self, request: bytes, cap: int,
-             loop: asyncio.AbstractEventLoop) -> asyncio.Future[Response]:  # fmt: skip
+    def send(self, request: bytes, cap: int, loop: asyncio.AbstractEventLoop,
+             deadline: float) -> asyncio.Future[Response]:  # fmt: skip
+        """Write ``request``; its answer, or a failure, comes in the future returned (a
+        TimeoutError at the loop time ``deadline``)."""
         assert self.transport is not None
         self.reader.start(cap)
         self.waiter = waiter = loop.create_future()
+        self.deadline.set(loop, deadline)
         self.transport.write(request)
         return waiter
 
@@ -190,6 +196,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.reader.keep_alive = False
+        self.deadline.cancel()
         if self.transport is not None:
             self.transport.close()
 
@@ -298,14 +305,11 @@ class Connections:
     @staticmethod
     async def _exchange(loop: asyncio.AbstractEventLoop, conn: _Connection, request: bytes,
                         deadline: float, cap: int) -> Response:  # fmt: skip
-        timer = loop.call_at(deadline, conn.expire)  # lighter than a timeout context
         try:
-            return await conn.send(request, cap, loop)
+            return await conn.send(request, cap, loop, deadline)
         except BaseException:
             conn.close()  # an answer may be on its way or half read: the connection is spent
             raise
-        finally:
-            timer.cancel()
 
     def _channel(self, channel: bytes) -> _Channel:
         """The channel's connections, made most recently used; the oldest idle channels beyond

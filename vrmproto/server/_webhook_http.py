@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import cast
 from urllib.parse import quote, unquote, urlsplit
 
+from vrmproto._deadline import Deadline
 from vrmproto._http1 import MalformedResponse, ResponseReader
 
 __all__ = ["HTTPError", "Poster"]
@@ -53,11 +54,7 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[int] | None = None
         self.lost = False
         self.used = 0.0  # monotonic time it was last released
-        # The awaited answer's deadline (loop time), and the one timer that enforces it: armed
-        # when a request finds none, moved on when it fires early. A timer per request (made,
-        # then cancelled) cost more than the rest of the client's work on a POST.
-        self.deadline = 0.0
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = Deadline(self.expire)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport, though not always an asyncio.Transport subclass (uvloop's is not).
@@ -90,6 +87,7 @@ class _Connection(asyncio.Protocol):
                                           "the connection closed before an answer"))  # fmt: skip
 
     def _settle(self, outcome: int | BaseException) -> None:
+        self.deadline.clear()
         waiter, self.waiter = self.waiter, None
         if waiter is None or waiter.done():
             if not isinstance(outcome, BaseException):  # an answer nobody asked for
@@ -106,20 +104,9 @@ class _Connection(asyncio.Protocol):
         (a TimeoutError at ``deadline``)."""
         assert self.transport is not None
         self.waiter = waiter = loop.create_future()
-        self.deadline = deadline
-        if self.timer is None:
-            self.timer = loop.call_at(deadline, self._due, loop)
+        self.deadline.set(loop, deadline)
         self.transport.write(request)
         return waiter
-
-    def _due(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.timer = None
-        if self.waiter is None or self.waiter.done():
-            return
-        if loop.time() < self.deadline:  # a later request's: wait for it
-            self.timer = loop.call_at(self.deadline, self._due, loop)
-            return
-        self.expire()
 
     def expire(self) -> None:
         """No answer in time: the attempt fails, and the connection (its answer may still come)
@@ -129,9 +116,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.reader.keep_alive = False
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline.cancel()
         if self.transport is not None:
             self.transport.close()
 
