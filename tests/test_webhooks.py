@@ -35,7 +35,15 @@ from vrmproto.cli._app import cli as main
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.server._config import ConfigError, parse_vendor_file
 from vrmproto.server._events import to_feed_event
-from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret, render, running, sign
+from vrmproto.server._webhooks import (
+    REFUSED,
+    Deliverer,
+    Webhook,
+    parse_secret,
+    render,
+    running,
+    sign,
+)
 from vrmproto.store import Commit, DeadLetter, MemoryStore, SQLiteStore, Store
 from vrmproto.testing.store_contract import event
 
@@ -59,6 +67,9 @@ class Receiver:
     got: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     want: int = 0  # set ``enough`` once this many distinct ids arrived
     enough: asyncio.Event = field(default_factory=asyncio.Event)
+    answers: dict[str, int] = field(default_factory=dict)  # webhook-id -> status, not ``status``
+    want_posts: int = 0  # set ``posted`` once this many POSTs arrived
+    posted: asyncio.Event = field(default_factory=asyncio.Event)
     runner: web.AppRunner | None = None
 
     @property
@@ -70,7 +81,10 @@ class Receiver:
             self.got.append((dict(request.headers), await request.read()))
             if self.want and len(self.ids()) >= self.want:
                 self.enough.set()
-            return web.Response(status=self.status)
+            if self.want_posts and len(self.got) >= self.want_posts:
+                self.posted.set()
+            return web.Response(status=self.answers.get(request.headers["webhook-id"],
+                                                        self.status))  # fmt: skip
 
         app = web.Application()
         app.router.add_post("/hook", hook)
@@ -336,6 +350,55 @@ async def test_an_event_failing_too_long_is_a_dead_letter_until_replayed(
         assert [[doc["id"] for doc in b] for b in replayed] == [[e.id] for e in events]
 
 
+@pytest.mark.parametrize("status", sorted(REFUSED))
+async def test_an_event_the_receiver_refuses_is_set_aside_without_waiting_out_an_outage(
+    receiver: Receiver, status: int
+) -> None:
+    """One event answered 400 (413, 415, 422: the receiver will not take that document) is a
+    dead letter after ``refused_after_s``, though ``dead_after_s`` is an hour: the feed's later
+    events are not held back for it."""
+    await receiver.start()
+    v, c = Vendor(MemoryStore()), Customer(VENDOR)
+    await v.deliver(c, c.offer(*ACCEPTED))
+    await v.deliver(c, c.share({"email": "a@example.org"}))
+    events = await v.store.events()
+    receiver.answers = {events[0].id: status}
+    refusing = hook(receiver.url, dead_after_s=3600, refused_after_s=0.02)
+    async with Deliverer(refusing, v.store) as d:
+        assert await asyncio.wait_for(d.step(), 30)
+    dead = await v.store.dead_letters("crm")
+    assert [(x.pos, x.error) for x in dead] == [(events[0].pos, f"HTTP {status}")]
+    assert await v.store.event_cursor("crm") == events[-1].pos
+    assert [h["webhook-id"] for h, _ in receiver.got][-len(events) + 1 :] == [
+        e.id for e in events[1:]]  # fmt: skip
+
+
+@pytest.mark.parametrize("status", [500, 503, 401, 403, 404, 408, 429])
+async def test_a_receiver_down_or_misconfigured_is_waited_for_up_to_dead_after_s(
+    receiver: Receiver, status: int
+) -> None:
+    """Any other failure keeps the event (and the feed) waiting for ``dead_after_s``: after
+    twenty attempts, long past ``refused_after_s``, it is still being retried."""
+    receiver.status = status
+    receiver.want_posts = 20
+    await receiver.start()
+    v, c = Vendor(MemoryStore()), Customer(VENDOR)
+    await v.deliver(c, c.offer(*ACCEPTED))
+    events = await v.store.events()
+    waiting = hook(receiver.url, dead_after_s=3600, refused_after_s=0.001, backoff_max_s=0.005)
+    async with Deliverer(waiting, v.store) as d:
+        failure = await d.attempt(events[:1])
+        assert failure is not None
+        assert (str(failure), failure.refused) == (f"HTTP {status}", False)
+        delivering = asyncio.create_task(d.deliver(events[:1]))
+        await asyncio.wait_for(receiver.posted.wait(), 30)
+        assert not delivering.done()
+        delivering.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await delivering
+    assert await v.store.dead_letters("crm") == []
+
+
 async def test_a_new_deliverer_goes_on_from_the_durable_cursor(receiver: Receiver) -> None:
     """The deliverer keeps the cursor it wrote in memory; another one (a restart, or the next
     worker to hold the hook's lock) starts from the store's: nothing acknowledged is sent
@@ -518,6 +581,7 @@ def test_the_documented_webhooks_section_is_valid() -> None:
     toml = doc.split("```toml\n")[1].split("```")[0]
     file = parse_vendor_file({"name": "Shop", **tomllib.loads(toml)})
     assert [w.name for w in file.webhooks] == ["crm"]
+    assert file.webhooks[0].webhook("https://shop.example/vrm").refused_after_s == 600
 
 
 @pytest.fixture

@@ -47,6 +47,8 @@ environment variables over it: what ``vrm vendor serve`` and ``vrm vendor check-
     url = "https://crm.example/vrm-events"
     secret = "whsec_…"                # Standard Webhooks: whsec_ and base64 of the key
     purposes = [1, 2]                 # optional: personal data only of shares for these
+    refused_after_s = 600             # optional: an event answered 400/413/415/422 is set
+                                      # aside after this (others: dead_after_s, 3 days)
     batched = false                   # optional: one POST per batch (CloudEvents JSON batch)
 
 Every section's field can also be set as ``VRM_<SECTION>_<FIELD>`` (``VRM_LIMITS_MAX_DEPTH=8``,
@@ -283,6 +285,7 @@ class WebhookEntry(_Section):
     purposes: list[int] | None = None
     timeout_s: float = Field(default=10.0, gt=0)
     dead_after_s: float = Field(default=3 * 86_400.0, gt=0)
+    refused_after_s: float = Field(default=600.0, gt=0)  # an event answered 400/413/415/422
     batched: bool = False  # one POST per batch of events (a CloudEvents JSON batch)
 
     @field_validator("secret")
@@ -301,7 +304,8 @@ class WebhookEntry(_Section):
         purposes = None if self.purposes is None else frozenset(self.purposes)
         key = parse_secret(self.secret.get_secret_value())
         return Webhook(self.name or self.url, self.url, key, source, purposes, self.timeout_s,
-                       self.dead_after_s, batched=self.batched)  # fmt: skip
+                       self.dead_after_s, refused_after_s=self.refused_after_s,
+                       batched=self.batched)  # fmt: skip
 
 
 class VendorFile(_Section):

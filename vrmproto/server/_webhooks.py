@@ -20,7 +20,11 @@ what was acknowledged since the last record, never skips.
 An event still failing ``dead_after_s`` after its first attempt becomes a dead letter
 (:class:`~vrmproto.store.DeadLetter`) and its relationship's later events go on; ``vrm vendor
 events --replay`` delivers dead letters again. A 2xx answer is an acknowledgement; anything else
-(or no answer within ``timeout_s``) is a failure.
+(or no answer within ``timeout_s``) is a failure. An event the receiver refuses as such
+(:data:`REFUSED`: 400, 413, 415, 422 — it will not take this document, however often sent) is
+set aside after ``refused_after_s`` instead: the feed waits out a receiver that is down or
+misconfigured (5xx, timeouts, 401, 403, 404…), but one event it will never take does not hold
+back every relationship's later events for ``dead_after_s``.
 
 Batched mode (``batched``, opt-in per webhook): each batch read from the feed is ONE POST, a
 CloudEvents JSON batch (``application/cloudevents-batch+json``: an array of the documents above,
@@ -55,8 +59,8 @@ if TYPE_CHECKING:
     from vrmproto.server._config import VendorFile
     from vrmproto.server._endpoint import Endpoint
 
-__all__ = ["BATCH_CONTENT_TYPE", "CONTENT_TYPE", "Deliverer", "Renderer", "Webhook",
-           "parse_secret", "render", "running", "sign", "webhooks"]
+__all__ = ["BATCH_CONTENT_TYPE", "CONTENT_TYPE", "REFUSED", "Deliverer", "Failure", "Renderer",
+           "Webhook", "parse_secret", "render", "running", "sign", "webhooks"]
 
 log = logging.getLogger("vrmproto.server.webhooks")
 
@@ -66,6 +70,9 @@ CONTENT_TYPE = "application/cloudevents+json"  # CloudEvents' structured JSON mo
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"  # its batched mode (a JSON array)
 BATCH_ID_PREFIX = "evts_"  # a batched POST's webhook-id: this and a hash of its event ids
 USER_AGENT = f"vrmproto/{__version__}"
+#: Statuses by which a receiver refuses the POST itself, not its own state: Bad Request,
+#: Content Too Large, Unsupported Media Type, Unprocessable Content (RFC 9110 §15.5).
+REFUSED = frozenset({400, 413, 415, 422})
 
 
 def parse_secret(text: str) -> bytes:
@@ -100,6 +107,7 @@ class Webhook:
     purposes: frozenset[int] | None = None
     timeout_s: float = 10.0
     dead_after_s: float = 3 * 86_400.0
+    refused_after_s: float = 600.0  # an event answered with a REFUSED status: set aside sooner
     backoff_s: float = 1.0  # the first retry's delay; it doubles up to backoff_max_s
     backoff_max_s: float = 300.0
     batch: int = 100
@@ -126,6 +134,18 @@ class Webhook:
         upper half so that receivers coming back are not hit by every sender at once."""
         ceiling: float = min(self.backoff_max_s, self.backoff_s * 2.0 ** (attempt - 1))
         return ceiling * (0.5 + rng() / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed attempt: ``what`` went wrong, as a dead letter records it (``HTTP 500``,
+    ``TimeoutError: …``); ``refused``: the receiver answered with a :data:`REFUSED` status."""
+
+    what: str
+    refused: bool = False
+
+    def __str__(self) -> str:
+        return self.what
 
 
 class Renderer:
@@ -366,23 +386,25 @@ class Deliverer:
         return len(batch)
 
     async def deliver(self, events: Sequence[EventRecord]) -> str | None:
-        """POST ``events`` (one, or in batched mode a batch) until acknowledged (None) or dead
-        (the last failure, after ``dead_after_s``)."""
+        """POST ``events`` (one, or in batched mode a batch) until acknowledged (None) or dead:
+        the last failure, after ``dead_after_s`` — or ``refused_after_s`` when the receiver's
+        last answer refused the POST as such (:data:`REFUSED`)."""
         first = time.monotonic()
         attempt = 0
+        hook = self.hook
         while True:
-            error = await self.attempt(events)
-            if error is None:
+            failure = await self.attempt(events)
+            if failure is None:
                 return None
             attempt += 1
-            if time.monotonic() - first >= self.hook.dead_after_s:
+            limit = hook.refused_after_s if failure.refused else hook.dead_after_s
+            if time.monotonic() - first >= limit:
                 what = events[0].id if len(events) == 1 else f"a batch of {len(events)} events"
-                log.warning("webhook %s: %s is a dead letter: %s", self.hook.name, what,
-                            error)  # fmt: skip
-                return error
-            await asyncio.sleep(self.hook.delay(attempt))
+                log.warning("webhook %s: %s is a dead letter: %s", hook.name, what, failure)
+                return failure.what
+            await asyncio.sleep(hook.delay(attempt))
 
-    async def attempt(self, events: Sequence[EventRecord]) -> str | None:
+    async def attempt(self, events: Sequence[EventRecord]) -> Failure | None:
         """One POST of ``events``: in batched mode as a batch (of one, too), else the one event
         as its document. None if acknowledged (2xx), else what went wrong."""
         now = self.clock()
@@ -396,12 +418,12 @@ class Deliverer:
                                             body)  # fmt: skip
         except (OSError, HTTPError, TimeoutError) as exc:
             self.failed += 1
-            return f"{type(exc).__name__}: {exc}"[:500]
+            return Failure(f"{type(exc).__name__}: {exc}"[:500])
         if 200 <= status < 300:
             self.delivered += len(events)
             return None
         self.failed += 1
-        return f"HTTP {status}"
+        return Failure(f"HTTP {status}", status in REFUSED)
 
     async def replay(self) -> tuple[int, int]:
         """Deliver this hook's dead letters again, in feed order, one attempt each; those
