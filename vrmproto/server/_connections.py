@@ -42,6 +42,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 
+from vrmproto._deadline import Deadline
+
 __all__ = [
     "DEFAULT_CONNECTION_LIMITS",
     "MAX_CONNECTION_WAIT_MS",
@@ -277,7 +279,7 @@ class _ConnectionHandler(web.RequestHandler):
     """aiohttp's request handler, with the deadlines and the admission of §10.1 and signed
     answers to HTTP it cannot parse (§12.4-5)."""
 
-    __slots__ = ("_admitted", "_answer", "_guard", "_state", "_timer")
+    __slots__ = ("_admitted", "_answer", "_deadline", "_guard", "_state", "_why")
 
     def __init__(self, manager: web.Server, *, guard: ConnectionGuard, answer: ErrorAnswer,
                  **kwargs: Any) -> None:  # fmt: skip
@@ -286,7 +288,12 @@ class _ConnectionHandler(web.RequestHandler):
         self._answer = answer
         self._admitted = False
         self._state = _State.WAITING
-        self._timer: asyncio.TimerHandle | None = None
+        # The deadline in force (none while busy) and what missing it means: one timer per
+        # connection rather than two made and cancelled per request (vrmproto/_deadline.py).
+        limits = guard.limits
+        self._deadline = Deadline(self._expire, horizon=min(
+            limits.header_timeout_ms, limits.idle_timeout_ms) / 1000)
+        self._why: str | None = None
 
     # -- admission and deadlines (§10.1) -------------------------------------------------------
 
@@ -304,7 +311,7 @@ class _ConnectionHandler(web.RequestHandler):
         if not self._admitted:
             return
         self._admitted = False
-        self._cancel_timer()
+        self._deadline.cancel()
         self._guard.release(self)
         super().connection_lost(exc)
 
@@ -317,7 +324,7 @@ class _ConnectionHandler(web.RequestHandler):
     def request_started(self) -> None:
         """The head of a request has arrived and it is being handled (called by the app)."""
         self._state = _State.BUSY
-        self._cancel_timer()
+        self._deadline.clear()
         self._guard.busy(self)
 
     async def finish_response(
@@ -330,7 +337,7 @@ class _ConnectionHandler(web.RequestHandler):
 
     def drop(self) -> None:
         """Close the connection now (it waited too long, or room is needed)."""
-        self._cancel_timer()
+        self._deadline.cancel()
         self._guard.release(self)
         self.force_close()
 
@@ -340,19 +347,13 @@ class _ConnectionHandler(web.RequestHandler):
         self._arm(self._guard.limits.idle_timeout_ms, None)  # closing idle ones is routine
 
     def _arm(self, ms: int, why: str | None) -> None:
-        self._cancel_timer()
-        self._timer = self._loop.call_later(ms / 1000, self._expire, why)
+        self._why = why
+        self._deadline.set(self._loop, self._loop.time() + ms / 1000)
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _expire(self, why: str | None) -> None:
-        self._timer = None
+    def _expire(self) -> None:
         if self._state is not _State.BUSY and self._admitted:
-            if why is not None:
-                self._guard.expired(why)
+            if self._why is not None:
+                self._guard.expired(self._why)
             self.drop()
 
     # -- HTTP that does not parse (§12.4-5) ----------------------------------------------------
