@@ -6,6 +6,7 @@ and ``/healthz`` / ``/readyz``.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -21,14 +22,16 @@ import aiohttp
 import pytest
 from _broken_vendor import make_endpoint
 from _cli_helpers import ROOT, VENDOR_FILES, VRM, cli_env
+from _vendor_proc import Customer
 from prometheus_client.parser import text_string_to_metric_families
 
+from vrmproto._keys import Identity
 from vrmproto.server import serve
 from vrmproto.server._logging import configure_logging
 from vrmproto.server._metrics import Metrics
-from vrmproto.store import Commit, MemoryStore
+from vrmproto.store import Commit, DeadLetter, MemoryStore
 from vrmproto.testing import run_suite
-from vrmproto.testing.store_contract import T1, outbox, rel
+from vrmproto.testing.store_contract import T1, event, outbox, rel
 
 CONTENT_TYPE = "application/vnd.vrmproto+msgpack"
 FAMILIES = {
@@ -230,3 +233,49 @@ async def test_the_outbox_depth_gauge_counts_what_waits_in_the_outbox() -> None:
     await store.commit(Commit(outbox_done=(first.item_id,)))
     await metrics.refresh(store)
     assert depth(metrics.text().decode()) == 1
+
+
+async def test_the_feed_gauges_tell_how_far_each_webhook_is_behind() -> None:
+    """``vrm_feed_head``, ``vrm_webhook_behind`` and ``vrm_webhook_dead_letters``: read from the
+    store per scrape, for the webhooks the runner names."""
+    store = MemoryStore()
+    await store.commit(Commit(events=tuple(event(T1, n) for n in range(5))))
+    head = (await store.events())[-1].pos
+    await store.commit(Commit(event_cursors=(("crm", head - 3),),
+                              dead_letters=(DeadLetter("crm", head - 4, 1, "HTTP 400"),)))
+    metrics = Metrics()
+    metrics.webhooks = ("crm", "bi")
+    await metrics.refresh(store)
+    samples = {(s.name, s.labels.get("webhook")): s.value
+               for f in text_string_to_metric_families(metrics.text().decode())
+               for s in f.samples}  # fmt: skip
+    assert samples[("vrm_feed_head", None)] == head
+    assert samples[("vrm_webhook_behind", "crm")] == 3
+    assert samples[("vrm_webhook_behind", "bi")] == head  # never delivered: all of it
+    assert samples[("vrm_webhook_dead_letters", "crm")] == 1
+    assert samples[("vrm_webhook_dead_letters", "bi")] == 0
+
+
+async def test_vendor_serve_names_its_webhooks_to_the_feed_gauges(tmp_path: Path) -> None:
+    """``vrm vendor serve`` with a ``[[webhooks]]`` receiver that is down: after an accepted
+    terms.offer (two events), ``/metrics`` shows the receiver two events behind."""
+    avis = (VENDOR_FILES / "avis.toml").read_text("utf-8")
+    config = tmp_path / "vendor.toml"
+    secret = "whsec_" + base64.b64encode(b"k" * 24).decode()
+    config.write_text(avis + f'\n[[webhooks]]\nname = "crm"\nurl = "http://127.0.0.1:9/hook"\n'
+                      f'secret = "{secret}"\n', "utf-8")  # fmt: skip
+    seed = bytes.fromhex(avis.split('seed = "')[1].split('"')[0])
+    vendor = _Served("--config", str(config), "--data-dir", str(tmp_path / "data"),
+                     "--no-advertise", "--metrics")  # fmt: skip
+    try:
+        url = vendor.info["url"]
+        async with aiohttp.ClientSession() as http:
+            await Customer(Identity(seed), base_url=url).agree(http, "vrm.no-tracking")
+            async with http.get(f"{url}/metrics") as r:
+                text = await r.text()
+    finally:
+        vendor.stop()
+    samples = {(s.name, s.labels.get("webhook")): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
+    assert samples[("vrm_webhook_behind", "crm")] == 2
+    assert samples[("vrm_feed_head", None)] == 2

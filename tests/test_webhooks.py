@@ -228,8 +228,9 @@ async def test_a_hook_gets_personal_data_only_for_its_purposes(receiver: Receive
 
 
 async def test_a_receiver_down_then_up_gets_every_event_once_in_order(
-    receiver: Receiver,
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="vrmproto.server.webhooks")
     v = Vendor(MemoryStore())
     customers = [Customer(VENDOR) for _ in range(10)]
     async with running(v.endpoint, [hook(receiver.url)]) as (deliverer,):
@@ -254,6 +255,12 @@ async def test_a_receiver_down_then_up_gets_every_event_once_in_order(
         seqs = [b["data"]["seq"] for b in first.values() if b["subject"] == c.thread.hex()]
         assert seqs == sorted(seqs)
         assert len(seqs) == 11
+    said = [r.getMessage() for r in caplog.records]
+    failing = [m.split()[2] for m in said if " failed (" in m]
+    recovered = [m.split()[2] for m in said if " delivered after " in m]
+    assert failing  # the operator hears of the outage: once per event held up, not per retry
+    assert len(failing) == len(set(failing))
+    assert sorted(recovered) == sorted(failing)  # and of each such event getting through
 
 
 # -- batched mode ------------------------------------------------------------------------------
@@ -375,7 +382,7 @@ async def test_an_event_the_receiver_refuses_is_set_aside_without_waiting_out_an
 
 @pytest.mark.parametrize("status", [500, 503, 401, 403, 404, 408, 429])
 async def test_a_receiver_down_or_misconfigured_is_waited_for_up_to_dead_after_s(
-    receiver: Receiver, status: int
+    receiver: Receiver, status: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Any other failure keeps the event (and the feed) waiting for ``dead_after_s``: after
     twenty attempts, long past ``refused_after_s``, it is still being retried."""
@@ -397,6 +404,9 @@ async def test_a_receiver_down_or_misconfigured_is_waited_for_up_to_dead_after_s
         with pytest.raises(asyncio.CancelledError):
             await delivering
     assert await v.store.dead_letters("crm") == []
+    failed = [r.getMessage() for r in caplog.records if "failed (" in r.getMessage()]
+    assert failed == [f"webhook crm: {events[0].id} failed (HTTP {status}); retrying for up to "
+                      f"3600 s"]  # once, not once per attempt  # fmt: skip
 
 
 async def test_a_new_deliverer_goes_on_from_the_durable_cursor(receiver: Receiver) -> None:

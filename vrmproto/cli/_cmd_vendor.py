@@ -124,6 +124,9 @@ async def serve_vendor(config: VendorConfig, *, identity: Identity, data_dir: Pa
         limits = file.connection_limits()
         same = None if file.metrics.port is not None else metrics
         server = await _listen(endpoint, file, limits, tls=tls, metrics=same, worker=worker)
+        hooks = webhooks(file, server.url)
+        if metrics is not None:
+            metrics.webhooks = tuple(h.name for h in hooks)
         async with server, _metrics_listener(file, metrics, store) as apart, \
                 _until_signalled() as stop:  # fmt: skip
             if worker is None:
@@ -135,7 +138,7 @@ async def serve_vendor(config: VendorConfig, *, identity: Identity, data_dir: Pa
                 first = worker is None or worker.index == 0
                 if first:  # one deliverer per vendor: the others' commits wake it (NOTIFY)
                     await stack.enter_async_context(running(
-                        endpoint, webhooks(file, server.url), poll_s=file.server.feed_poll_s))
+                        endpoint, hooks, poll_s=file.server.feed_poll_s))
                 if file.server.advertise and first:
                     await _advertise(stack, name=config.name, port=server.port,
                                      identity=identity, host=file.server.host)  # fmt: skip

@@ -9,7 +9,13 @@ The families, each on its own registry so two endpoints in one process never mix
   commit takes to become durable, and how many records one commit writes;
 - ``vrm_relationships{state}``: relationships held, by state (read from the store per scrape);
 - ``vrm_outbox_depth``: messages waiting in the store's outbox, signed or queued as drafts
-  behind one in flight — what ``vrm outbox`` lists (the agent's; a vendor's is 0).
+  behind one in flight — what ``vrm outbox`` lists (the agent's; a vendor's is 0);
+- ``vrm_feed_head``: the newest event's position in the vendor's feed (docs/events.md), and per
+  ``[[webhooks]]`` receiver ``vrm_webhook_behind{webhook}`` (events after its cursor: not yet
+  delivered or set aside — a number that keeps growing is a receiver down, or one event it
+  fails holding the feed back) and ``vrm_webhook_dead_letters{webhook}`` (set aside, waiting
+  for ``vrm vendor events --replay``). Read from the store per scrape, so any worker's
+  ``/metrics`` tells the one deliverer's progress.
 
 A customer's agent (``vrm agent serve --metrics-port``) exposes the store's families — its
 relationships by state and its outbox depth — on a listener of their own (:func:`metrics_site`).
@@ -64,6 +70,16 @@ class Metrics:
                                    ["state"], registry=r)  # fmt: skip
         self.outbox_depth = Gauge("vrm_outbox_depth", "Messages waiting in the outbox.",
                                   registry=r)  # fmt: skip
+        #: The webhooks whose progress the feed gauges tell (by name), set by the runner.
+        self.webhooks: tuple[str, ...] = ()
+        self.feed_head = Gauge("vrm_feed_head", "The newest event's position in the feed.",
+                               registry=r)  # fmt: skip
+        self.webhook_behind = Gauge("vrm_webhook_behind", "Events after a webhook's cursor: "
+                                    "not yet delivered or set aside.", ["webhook"],
+                                    registry=r)  # fmt: skip
+        self.webhook_dead = Gauge("vrm_webhook_dead_letters", "Events set aside as dead "
+                                  "letters, waiting for a replay.", ["webhook"],
+                                  registry=r)  # fmt: skip
 
     def observe(self, route: str, kind: str | None, status: int, seconds: float,
                 problem: str | None) -> None:  # fmt: skip
@@ -80,6 +96,13 @@ class Metrics:
             self.relationships.labels(state).set(n)
         # what `vrm outbox` lists: signed messages and the drafts queued behind them
         self.outbox_depth.set(len(await store.outbox_all()) + len(await store.drafts()))
+        if self.webhooks:
+            head = await store.feed_head()
+            self.feed_head.set(head)
+            dead = Tally(d.name for d in await store.dead_letters())
+            for name in self.webhooks:
+                self.webhook_behind.labels(name).set(head - await store.event_cursor(name))
+                self.webhook_dead.labels(name).set(dead[name])
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

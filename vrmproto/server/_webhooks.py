@@ -392,16 +392,22 @@ class Deliverer:
         first = time.monotonic()
         attempt = 0
         hook = self.hook
+        what = events[0].id if len(events) == 1 else f"a batch of {len(events)} events"
         while True:
             failure = await self.attempt(events)
             if failure is None:
+                if attempt:
+                    log.info("webhook %s: %s delivered after %d failed attempts", hook.name,
+                             what, attempt)  # fmt: skip
                 return None
             attempt += 1
             limit = hook.refused_after_s if failure.refused else hook.dead_after_s
             if time.monotonic() - first >= limit:
-                what = events[0].id if len(events) == 1 else f"a batch of {len(events)} events"
                 log.warning("webhook %s: %s is a dead letter: %s", hook.name, what, failure)
                 return failure.what
+            if attempt == 1:  # once per event, not per retry: the feed waits for it
+                log.warning("webhook %s: %s failed (%s); retrying for up to %.0f s", hook.name,
+                            what, failure, limit)  # fmt: skip
             await asyncio.sleep(hook.delay(attempt))
 
     async def attempt(self, events: Sequence[EventRecord]) -> Failure | None:

@@ -370,6 +370,11 @@ class Store(Protocol):
         """The last pos consumer ``name`` has (0 if none)."""
         ...
 
+    async def feed_head(self) -> int:
+        """The pos of the newest event (0 if none): a consumer whose cursor is there has
+        every event."""
+        ...
+
     async def dead_letters(self, name: str | None = None) -> list[DeadLetter]:
         """Dead letters (of consumer ``name`` if given), by (name, pos)."""
         ...

@@ -236,6 +236,10 @@ class MemoryStore(AsyncClosing):
         self._check_open()
         return self._cursors.get(name, 0)
 
+    async def feed_head(self) -> int:
+        self._check_open()
+        return self._events[-1].pos if self._events else 0
+
     async def dead_letters(self, name: str | None = None) -> list[DeadLetter]:
         self._check_open()
         return [d for key, d in sorted(self._dead.items()) if name is None or key[0] == name]

@@ -122,6 +122,10 @@ class EventReads:
         found = await self._rows("SELECT pos FROM event_cursors WHERE name = $1", name)
         return int(found[0][0]) if found else 0
 
+    async def feed_head(self) -> int:
+        found = await self._rows("SELECT max(pos) FROM events")  # along the primary key
+        return int(found[0][0] or 0)
+
     async def dead_letters(self, name: str | None = None) -> list[DeadLetter]:
         sql = "SELECT name, pos, failed_ms, error FROM dead_letters "
         if name is None:

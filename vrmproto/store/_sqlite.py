@@ -873,6 +873,9 @@ class SQLiteStore(AsyncClosing):
     async def event_cursor(self, name: str) -> int:
         return await self._read(lambda conn: feed.read_cursor(conn, name))
 
+    async def feed_head(self) -> int:
+        return await self._read(feed.read_head)
+
     async def dead_letters(self, name: str | None = None) -> list[DeadLetter]:
         return await self._read(lambda conn: feed.read_dead_letters(conn, name))
 

@@ -158,6 +158,12 @@ def read_cursor(conn: sqlite3.Connection, name: str) -> int:
     return 0 if row is None else int(row[0])
 
 
+def read_head(conn: sqlite3.Connection) -> int:
+    """The newest event's pos (0 if none), along the rowid."""
+    row = conn.execute("SELECT max(pos) FROM events").fetchone()
+    return int(row[0] or 0)
+
+
 def read_dead_letters(conn: sqlite3.Connection, name: str | None) -> list[DeadLetter]:
     sql = "SELECT name, pos, failed_ms, error FROM dead_letters "
     if name is None:

@@ -720,9 +720,11 @@ class StoreContract:
     # -- the event feed -------------------------------------------------------------------------
 
     async def test_events_get_feed_positions_in_commit_order(self, store: Store) -> None:
+        assert await store.feed_head() == 0
         await store.commit(Commit(events=(event(T1, 0), event(T1, 2, personal=b"{}"))))
         await store.commit(Commit(events=(event(T2, 0),)))
         found = await store.events()
+        assert await store.feed_head() == found[-1].pos
         assert [(e.thread, e.seq) for e in found] == [(T1, 0), (T1, 2), (T2, 0)]
         assert [e.pos for e in found] == sorted(e.pos for e in found)
         assert len({e.pos for e in found}) == 3
