@@ -324,16 +324,24 @@ class Transport:
         self.closed = True
 
 
+def connected() -> tuple[TimerLoop, _Connection, Transport]:
+    """A connection on a driven clock, and the transport it writes to."""
+    clock, conn, transport = TimerLoop(asyncio.get_running_loop()), _Connection(), Transport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    return clock, conn, transport
+
+
+async def answered(conn: _Connection, request: asyncio.Future[int]) -> int:
+    conn.data_received(b"HTTP/1.1 204 No Content\r\n\r\n")
+    return await request
+
+
 async def test_one_timer_per_connection_gives_each_request_its_own_deadline() -> None:
     """A connection arms one timer, not one per request: a request sent after an answered one
-    is not cut short at the earlier deadline, and still fails at its own."""
-    clock = TimerLoop(asyncio.get_running_loop())
-    conn = _Connection()
-    transport = Transport()
-    conn.connection_made(transport)  # type: ignore[arg-type]
-    first = conn.send(b"one", clock, 10.0)  # type: ignore[arg-type]
-    conn.data_received(b"HTTP/1.1 204 No Content\r\n\r\n")
-    assert await first == 204
+    is not cut short at the earlier deadline, and still fails at its own; a timer that fires on
+    an idle connection arms no other (vrmproto/_deadline.py)."""
+    clock, conn, transport = connected()
+    assert await answered(conn, conn.send(b"one", clock, 10.0)) == 204  # type: ignore[arg-type]
     clock.now = 9.0
     second = conn.send(b"two", clock, 19.0)  # type: ignore[arg-type]
     assert clock.armed == [10.0]  # the first request's timer, kept
@@ -345,23 +353,13 @@ async def test_one_timer_per_connection_gives_each_request_its_own_deadline() ->
         await second
     assert transport.closed  # its answer may still come: the connection is not reused
     assert transport.written == [b"one", b"two"]
-
-
-async def test_a_timer_firing_on_an_idle_connection_arms_no_other() -> None:
-    clock = TimerLoop(asyncio.get_running_loop())
-    conn = _Connection()
-    transport = Transport()
-    conn.connection_made(transport)  # type: ignore[arg-type]
-    answered = conn.send(b"one", clock, 10.0)  # type: ignore[arg-type]
-    conn.data_received(b"HTTP/1.1 204 No Content\r\n\r\n")
-    assert await answered == 204
-    clock.fire()
-    assert clock.armed == []
-    assert not transport.closed
+    clock, conn, transport = connected()
+    assert await answered(conn, conn.send(b"one", clock, 10.0)) == 204  # type: ignore[arg-type]
+    clock.fire()  # idle: nothing to expire, nothing armed again
+    assert (clock.armed, transport.closed) == ([], False)
     later = conn.send(b"two", clock, 30.0)  # type: ignore[arg-type]
     assert clock.armed == [30.0]  # armed again by the next request
-    conn.data_received(b"HTTP/1.1 204 No Content\r\n\r\n")
-    assert await later == 204
+    assert await answered(conn, later) == 204
 
 
 async def test_https_with_the_host_name_checked() -> None:
