@@ -45,6 +45,7 @@ from vrmproto._state import Role
 from vrmproto._vocab import DataRecord, TermRef
 from vrmproto.client import Agent, RetryPolicy, _ledger
 from vrmproto.server import Endpoint, ReferencePolicy, _events, _held, _observe, _response, _warm
+from vrmproto.server._metrics import MeteredStore, Metrics
 from vrmproto.store import (
     Commit,
     HeldRecord,
@@ -170,6 +171,24 @@ async def test_a_vendor_does_not_read_the_record_of_a_relationship_it_kept() -> 
     store = CountingStore()
     assert _warm.checks_expect(store) is store
     ep = vendor_endpoint(store)
+    customer = Customer(Identity(VENDOR_SEED))
+    await send(ep, customer, customer.offer(*ACCEPTED))
+    await send(ep, customer, customer.share({"email": "a@b.c"}))
+    before = store.record_reads
+    for n in range(5):
+        await send(ep, customer, customer.share({"email": f"{n}@b.c"}))
+    assert store.record_reads == before
+    assert len(await store.history(customer.thread)) == 15
+
+
+async def test_a_vendor_with_metrics_on_keeps_its_relationships_warm_unread() -> None:
+    """``MeteredStore`` (``[metrics] enabled``) passes ``expect=`` on to the store it wraps, so
+    the step reads no record there either; a metered store that does not check still reads."""
+    store = CountingStore()
+    metered = MeteredStore.wrap(store, Metrics())
+    assert _warm.checks_expect(metered) is metered
+    assert _warm.checks_expect(MeteredStore.wrap(OwnCommitStore(), Metrics())) is None
+    ep = vendor_endpoint(metered)
     customer = Customer(Identity(VENDOR_SEED))
     await send(ep, customer, customer.offer(*ACCEPTED))
     await send(ep, customer, customer.share({"email": "a@b.c"}))

@@ -27,7 +27,7 @@ import contextlib
 import time
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 from prometheus_client import (
@@ -39,7 +39,10 @@ from prometheus_client import (
     generate_latest,
 )
 
-from vrmproto.store import Commit, Store
+from vrmproto.store import Commit, RelationshipRecord, Store
+
+if TYPE_CHECKING:
+    from vrmproto.server._warm import ExpectingStore
 
 __all__ = ["MeteredStore", "Metrics", "metrics_handler", "metrics_site"]
 
@@ -144,19 +147,31 @@ def _records(c: Commit) -> int:
 
 
 class MeteredStore:
-    """A store that times its commits into ``metrics``; everything else passes through."""
+    """A store that times its commits into ``metrics``; everything else passes through,
+    ``expect=`` included (see ``vrmproto/server/_warm.py``): a vendor with metrics on keeps the
+    warm relationships of the store it wraps."""
 
     def __init__(self, store: Store, metrics: Metrics) -> None:
         self._store = store
         self._metrics = metrics
 
+    @property
+    def inner(self) -> Store:
+        """The store it wraps."""
+        return self._store
+
     @classmethod
     def wrap(cls, store: Store, metrics: Metrics) -> Store:
         return cast(Store, cls(store, metrics))
 
-    async def commit(self, c: Commit) -> None:
+    async def commit(self, c: Commit, *, expect: RelationshipRecord | None = None) -> None:
+        """``c`` committed by the wrapped store, timed. ``expect`` is passed on; it is given
+        only when the wrapped store takes it (``_warm.checks_expect``)."""
         started = time.perf_counter()
-        await self._store.commit(c)
+        if expect is None:
+            await self._store.commit(c)
+        else:
+            await cast("ExpectingStore", self._store).commit(c, expect=expect)
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
         self._metrics.commit_records.observe(_records(c))
 

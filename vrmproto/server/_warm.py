@@ -9,7 +9,8 @@ per thread, the :class:`~vrmproto.Relationship` it has just committed, beside th
 The store stays the truth, checked one of two ways:
 
 - **at the commit** (:func:`checks_expect`: the store's own ``commit`` takes ``expect=``, as
-  :class:`~vrmproto.store.SQLiteStore` and :class:`~vrmproto.store.MemoryStore` do): the step
+  :class:`~vrmproto.store.SQLiteStore` and :class:`~vrmproto.store.MemoryStore` do, or passes
+  it on to one that does, as the metrics' ``MeteredStore`` does): the step
   takes the kept pair without reading the record (:meth:`WarmRelationships.take_unread`), and
   commits with ``expect=`` the kept record. The store applies the Commit only if the thread's
   row is still exactly that record, in the same transaction; otherwise it raises
@@ -51,6 +52,11 @@ _CHECKED = frozenset({
     ("vrmproto.store._sqlite", "SQLiteStore.commit"),
     ("vrmproto.store._memory", "MemoryStore.commit"),
 })  # fmt: skip
+#: The ``commit`` functions that pass ``expect=`` on to the store they wrap (its ``inner``):
+#: such a wrapper checks when what it wraps does.
+_FORWARDED = frozenset({
+    ("vrmproto.server._metrics", "MeteredStore.commit"),
+})  # fmt: skip
 
 
 class ExpectingStore(Protocol):
@@ -61,8 +67,11 @@ def checks_expect(store: Store) -> ExpectingStore | None:
     """``store``, if its ``commit`` applies a Commit only while the thread's row is exactly
     ``expect`` (else :class:`~vrmproto.store.StoreConflict`); None for any other store."""
     func = getattr(store.commit, "__func__", None)
-    if func is not None and (func.__module__, func.__qualname__) in _CHECKED:
+    where = None if func is None else (func.__module__, func.__qualname__)
+    if where in _CHECKED:
         return store  # type: ignore[return-value]  # its commit is one of _CHECKED
+    if where in _FORWARDED and checks_expect(store.inner) is not None:  # type: ignore[attr-defined]
+        return store  # type: ignore[return-value]  # it passes expect= on to one that checks
     return None
 
 
