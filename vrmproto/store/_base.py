@@ -274,7 +274,11 @@ class Store(Protocol):
 
     async def get_relationship(self, thread: bytes) -> RelationshipRecord | None: ...
 
-    async def relationships(self) -> list[RelationshipRecord]: ...
+    async def relationships(self, *, with_data: bool = True) -> list[RelationshipRecord]:
+        """Every relationship. ``with_data=False``: each record's ``data`` is ``b""``, the
+        state blobs are not read — enough to find a relationship by name, URL or state, and
+        cheap enough to do per message (#12)."""
+        ...
 
     async def find_relationship(
         self, local_key: bytes | None = None, peer_key: bytes | None = None

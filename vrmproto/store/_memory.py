@@ -261,8 +261,9 @@ class MemoryStore(AsyncClosing):
         self._check_open()
         return self._relationships.get(thread)
 
-    async def relationships(self) -> list[RelationshipRecord]:
-        return await self.find_relationship()
+    async def relationships(self, *, with_data: bool = True) -> list[RelationshipRecord]:
+        found = await self.find_relationship()
+        return found if with_data else [dataclasses.replace(r, data=b"") for r in found]
 
     async def find_relationship(
         self, local_key: bytes | None = None, peer_key: bytes | None = None

@@ -268,6 +268,11 @@ _SELECT_REL = (
     "SELECT thread, role, local_key, peer_key, state, data, label, peer_url, updated_ms "
     "FROM relationships "
 )
+#: The same columns with ``data`` read as empty: the state blob is not read.
+_SELECT_REL_NO_DATA = (
+    "SELECT thread, role, local_key, peer_key, state, X'', label, peer_url, updated_ms "
+    "FROM relationships "
+)
 _SELECT_HIST = (
     "SELECT thread, idx, msg_hash, entry_hash, envelope, direction, recorded_ms FROM history "
 )
@@ -918,7 +923,14 @@ class SQLiteStore(AsyncClosing):
         rows = self._point(_SELECT_REL + "WHERE thread = ?", (thread,))
         return RelationshipRecord(*rows[0]) if rows else None
 
-    async def relationships(self) -> list[RelationshipRecord]:
+    async def relationships(self, *, with_data: bool = True) -> list[RelationshipRecord]:
+        """Every relationship; ``with_data=False`` reads no state blob and runs right here
+        (:meth:`_point`): its rows are small, and a customer's agent resolves the name or URL
+        of a vendor this way per message, where a hop to the reader pool and back cost more
+        than the read (#12)."""
+        if not with_data:
+            found = self._point(_SELECT_REL_NO_DATA + "ORDER BY thread", ())
+            return [RelationshipRecord(*row) for row in found]
         rows = await self._rows(_SELECT_REL + "ORDER BY thread")
         return [RelationshipRecord(*row) for row in rows]
 
