@@ -262,8 +262,7 @@ class MemoryStore(AsyncClosing):
         return self._relationships.get(thread)
 
     async def relationships(self, *, with_data: bool = True) -> list[RelationshipRecord]:
-        found = await self.find_relationship()
-        return found if with_data else [dataclasses.replace(r, data=b"") for r in found]
+        return await self.find_relationship()  # the records as held: ``data`` costs nothing
 
     async def find_relationship(
         self, local_key: bytes | None = None, peer_key: bytes | None = None
