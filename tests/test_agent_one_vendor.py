@@ -17,7 +17,7 @@ import pytest
 from vrmproto import Identity, Money
 from vrmproto.client import Agent
 from vrmproto.server import CatalogueItem, Endpoint, ReferencePolicy
-from vrmproto.store import MemoryStore, SQLiteStore
+from vrmproto.store import MemoryStore, RelationshipRecord, SQLiteStore
 from vrmproto.testing import MemoryTransport
 
 ACCEPTS = ("vrm.no-tracking", "vrm.no-third-party")
@@ -120,3 +120,38 @@ async def test_intentcast_never_reaches_an_ended_vendor(agent: Agent) -> None:
     assert [o.vendor for o in result.offers] == ["Other"]
     assert {u for u, _ in result.skipped} | {
         r.url for r in result.report.results if r.status != "confirmed"} == {IP, HOST}
+
+
+class _CountingStore(MemoryStore):
+    """A MemoryStore that counts reads of every relationship's state blob."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blob_scans = 0
+
+    async def relationships(self, *, with_data: bool = True) -> list[RelationshipRecord]:
+        self.blob_scans += with_data
+        return await super().relationships(with_data=with_data)
+
+
+async def test_a_share_by_url_or_name_reads_no_relationship_state() -> None:
+    """Naming the vendor by URL or name per message finds the relationship without reading
+    every relationship's state (#12: the state grows with the shares, and an agent may hold
+    hundreds of relationships); the name still resolves to the agreed relationship."""
+    acme = vendor("Acme")
+    store = _CountingStore()
+    transport = MemoryTransport({IP: acme, OTHER: vendor("Other")})
+    a = await Agent.open(store, os.urandom(32), client=transport)
+    try:
+        first = await a.connect(IP)
+        await a.connect(OTHER)
+        store.blob_scans = 0
+        for ref in (IP, IP + "/", " Acme "):
+            d = await a.share(ref, {"email": "ada@example.org"}, purposes=["delivery"],
+                              categories=["contact"], expires_ms=a.clock() + 86_400_000)
+            assert d.confirmed
+            assert d.thread == first.thread
+        assert store.blob_scans == 0
+    finally:
+        await a.close()
+        await acme.drain()

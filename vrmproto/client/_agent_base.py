@@ -197,12 +197,12 @@ class AgentBase(AsyncClosing):
                 raise LookupError("a thread id is 16 bytes")
             return ref
         text = ref.strip()
-        records = [r for r in await self.store.relationships() if is_ours(r)]
         if len(text) == 32:
             try:
                 return bytes.fromhex(text)
             except ValueError:
                 pass
+        records = [r for r in await self.store.relationships(with_data=False) if is_ours(r)]
         if len(text) >= 6 and all(c in "0123456789abcdef" for c in text.lower()):
             hits = [r for r in records if r.thread.hex().startswith(text.lower())]
             if len(hits) == 1:
@@ -233,7 +233,7 @@ class AgentBase(AsyncClosing):
         at_url: set[bytes] = set()
         named: set[bytes] = set()
         name = doc.name.strip().lower()
-        for r in await self.store.relationships():
+        for r in await self.store.relationships(with_data=False):
             if not is_ours(r):
                 continue
             if norm_url(r.peer_url) == norm_url(url):
@@ -254,7 +254,7 @@ class AgentBase(AsyncClosing):
         the vendor that signs with ``vendor_key`` now or did at first contact; None if there
         is none. There is at most one: :meth:`connect` reuses it."""
         best: tuple[int, bytes] | None = None
-        for r in await self.store.relationships():
+        for r in await self.store.relationships(with_data=False):
             if not is_ours(r) or State(r.state) not in LIVE:
                 continue
             meta = await self.store.get_thread(r.thread)

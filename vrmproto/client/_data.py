@@ -113,7 +113,7 @@ class DataOps(AgentBase):
         :meth:`run_outbox`; vendors that cannot be reached now stay ``queued`` there too.
         """
         FieldsContent(fields=dict(fields))
-        records = [r for r in await self.store.relationships()
+        records = [r for r in await self.store.relationships(with_data=False)
                    if is_ours(r) and State(r.state) is State.AGREED]  # fmt: skip
         unsigned: dict[bytes, VrmError] = {}
         for r in records:  # a vendor that receives no address.update fails alone (§13.1-10)

@@ -131,7 +131,7 @@ class InboundEndpoint:
     async def refresh(self) -> None:
         """Learn the token of every customer relationship in the store."""
         self._refreshed_ms = _now_ms()
-        for record in await self.store.relationships():
+        for record in await self.store.relationships(with_data=False):
             if is_ours(record):
                 self._threads.setdefault(endpoint_token(self.master, record.thread),
                                          record.thread)  # fmt: skip

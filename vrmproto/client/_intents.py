@@ -172,7 +172,7 @@ class IntentOps(AgentBase):
         already asked, or of a vendor whose relationship with us was ended and none is live
         (checked again by key once each vendor's document is in, :meth:`_cast_one`)."""
         keys_at: dict[str, set[bytes]] = {}
-        for r in await self.store.relationships():
+        for r in await self.store.relationships(with_data=False):
             if is_ours(r):
                 keys_at.setdefault(norm_url(r.peer_url), set()).add(r.peer_key)
         urls: list[str] = []
@@ -201,7 +201,7 @@ class IntentOps(AgentBase):
 
     async def _ended(self, key: bytes) -> bool:
         """Whether a vendor relationship of ours with ``key`` was ended (§5.6.4)."""
-        for r in await self.store.relationships():
+        for r in await self.store.relationships(with_data=False):
             if is_ours(r) and r.peer_key == key and State(r.state) is State.ENDED:
                 meta = await self.store.get_thread(r.thread)
                 if meta is not None and meta.kind is ThreadKind.VENDOR:

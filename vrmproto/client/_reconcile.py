@@ -29,7 +29,7 @@ class HistoryOps(AgentBase):
         for item in await self.store.outbox_all():
             waiting[item.thread] = waiting.get(item.thread, 0) + 1
         views = []
-        for record in await self.store.relationships():
+        for record in await self.store.relationships(with_data=False):
             if not is_ours(record):
                 continue
             try:

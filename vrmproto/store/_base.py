@@ -274,7 +274,12 @@ class Store(Protocol):
 
     async def get_relationship(self, thread: bytes) -> RelationshipRecord | None: ...
 
-    async def relationships(self) -> list[RelationshipRecord]: ...
+    async def relationships(self, *, with_data: bool = True) -> list[RelationshipRecord]:
+        """Every relationship. ``with_data=False``: for callers that do not read ``data`` —
+        to find a relationship by name, URL or state, cheaply enough to do per message (#12):
+        a store that would have to read or copy the state blobs leaves ``data`` empty
+        (``b""``); one that holds the records as they are may hand them over whole."""
+        ...
 
     async def find_relationship(
         self, local_key: bytes | None = None, peer_key: bytes | None = None

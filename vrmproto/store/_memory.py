@@ -261,8 +261,8 @@ class MemoryStore(AsyncClosing):
         self._check_open()
         return self._relationships.get(thread)
 
-    async def relationships(self) -> list[RelationshipRecord]:
-        return await self.find_relationship()
+    async def relationships(self, *, with_data: bool = True) -> list[RelationshipRecord]:
+        return await self.find_relationship()  # the records as held: ``data`` costs nothing
 
     async def find_relationship(
         self, local_key: bytes | None = None, peer_key: bytes | None = None

@@ -84,6 +84,10 @@ _SELECT_REL = (
     "SELECT thread, role, local_key, peer_key, state, data, label, peer_url, updated_ms "
     "FROM relationships "
 )
+_SELECT_REL_NO_DATA = (
+    "SELECT thread, role, local_key, peer_key, state, ''::bytea, label, peer_url, updated_ms "
+    "FROM relationships "
+)
 _SELECT_HIST = (
     "SELECT thread, idx, msg_hash, entry_hash, envelope, direction, recorded_ms FROM history "
 )
@@ -436,8 +440,9 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
         rows = await self._rows(_SELECT_REL + "WHERE thread = $1", thread)
         return RelationshipRecord(*rows[0]) if rows else None
 
-    async def relationships(self) -> list[RelationshipRecord]:
-        return [RelationshipRecord(*r) for r in await self._rows(_SELECT_REL + "ORDER BY thread")]
+    async def relationships(self, *, with_data: bool = True) -> list[RelationshipRecord]:
+        select = _SELECT_REL if with_data else _SELECT_REL_NO_DATA
+        return [RelationshipRecord(*r) for r in await self._rows(select + "ORDER BY thread")]
 
     async def find_relationship(
         self, local_key: bytes | None = None, peer_key: bytes | None = None

@@ -238,6 +238,19 @@ class StoreContract:
         assert len(await store.find_relationship(local_key=ALICE)) == 2
         assert await store.find_relationship(local_key=BOB) == []
 
+    async def test_relationships_without_data(self, store: Store) -> None:
+        """``relationships(with_data=False)``: the same records in the same order, each with
+        its ``data`` or with ``data`` empty; the stored blobs are untouched."""
+        await store.commit(Commit(relationships=(rel(T2, peer=CAROL), rel(T1, state="agreed"))))
+        full = await store.relationships()
+        assert all(r.data for r in full)
+        light = await store.relationships(with_data=False)
+        assert [dataclasses.replace(r, data=b"") for r in light] == [
+            dataclasses.replace(r, data=b"") for r in full
+        ]
+        assert all(r.data in (b"", f.data) for r, f in zip(light, full, strict=True))
+        assert await store.relationships() == full
+
     async def test_history_round_trip(self, store: Store) -> None:
         entries = [entry(T1, i) for i in range(5)]
         await store.commit(Commit(relationships=(rel(T1),), history=tuple(entries[:2])))
