@@ -219,8 +219,9 @@ class Commit:
         with their window (§10-5). ``drop`` is how a relationship that never reached an
         agreement expires (spec §11.8-3).
     22. ``unset`` — delete meta keys; a missing key is ignored.
-    23. ``events`` — insert :class:`EventRecord` (the store assigns ``pos`` in order); a taken
-        ``id`` is a :class:`StoreConflict`. Events outlive ``drop``.
+    23. ``events`` — insert :class:`EventRecord` (the store assigns ``pos`` in order). An id
+        has no rule of its own in the store: it is its message's hash, whose history slot is
+        in the same Commit (§8.2-2). Events outlive ``drop``.
     24. ``event_cursors`` — upsert ``(name, pos)``: how far a consumer has read the feed.
     25. ``dead_letters_done`` — delete ``(name, pos)``. 26. ``dead_letters`` — upsert
         :class:`DeadLetter` by ``(name, pos)``.
