@@ -39,10 +39,8 @@ import base64
 import ssl
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import cast
 from urllib.parse import quote, unquote, urlsplit
 
-from vrmproto._deadline import Deadline
 from vrmproto._http1 import (
     IncompleteResponse,
     MalformedResponse,
@@ -50,6 +48,7 @@ from vrmproto._http1 import (
     ResponseReader,
     ResponseTooLarge,
 )
+from vrmproto._http_connection import ClientConnection
 
 __all__ = ["ConnectError", "Connections", "ServerClosed", "Target", "target"]
 
@@ -114,21 +113,12 @@ def target(method: str, url: str, headers: tuple[tuple[str, str], ...],
     return Target(tls, host, port, ("\r\n".join(lines) + "\r\n").encode("latin-1"))
 
 
-class _Connection(asyncio.Protocol):
-    """One connection: a request written, its answer awaited."""
+class _Connection(ClientConnection[Response]):
+    """One connection of ``origin``: a request written, its whole answer awaited."""
 
     def __init__(self, origin: tuple[bool, str, int]) -> None:
+        super().__init__(ResponseReader())
         self.origin = origin
-        self.reader = ResponseReader()
-        self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[Response] | None = None
-        self.lost = False
-        self.used = 0.0  # loop time it was last released
-        self.deadline = Deadline(self.expire)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport, though not always an asyncio.Transport subclass (uvloop's is not).
-        self.transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         if self.waiter is None:  # bytes nobody asked for: the connection cannot be trusted
@@ -137,68 +127,41 @@ class _Connection(asyncio.Protocol):
         try:
             response = self.reader.feed(data)
         except (MalformedResponse, ResponseTooLarge) as exc:
-            self._settle(exc)
+            self.settle(exc)
             self.close()
             return
         if response is not None:
-            self._settle(response)
+            self.settle(response)
 
     def eof_received(self) -> bool:
         try:
             response = self.reader.eof()
         except MalformedResponse as exc:
-            self._settle(exc)
+            self.settle(exc)
             return False
-        self._settle(ServerClosed("the server closed the connection") if response is None
-                     else response)  # fmt: skip
+        self.settle(ServerClosed("the server closed the connection") if response is None
+                    else response)  # fmt: skip
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.reader.keep_alive = False
         if self.reader.started:
-            self._settle(IncompleteResponse("the connection was lost in the middle of an answer"))
+            self.settle(IncompleteResponse("the connection was lost in the middle of an answer"))
         else:
-            self._settle(ServerClosed(f"the connection was lost: {exc}" if exc else
-                                      "the server closed the connection"))  # fmt: skip
+            self.settle(ServerClosed(f"the connection was lost: {exc}" if exc else
+                                     "the server closed the connection"))  # fmt: skip
 
-    def _settle(self, outcome: Response | BaseException) -> None:
-        self.deadline.clear()
-        waiter, self.waiter = self.waiter, None
-        if waiter is None or waiter.done():
-            return
-        if isinstance(outcome, BaseException):
-            waiter.set_exception(outcome)
-        else:
-            waiter.set_result(outcome)
-
-    def send(self, request: bytes, cap: int, loop: asyncio.AbstractEventLoop,
-             deadline: float) -> asyncio.Future[Response]:  # fmt: skip
-        """Write ``request``; its answer, or a failure, comes in the future returned (a
-        TimeoutError at the loop time ``deadline``)."""
-        assert self.transport is not None
+    def ask(self, request: bytes, cap: int, loop: asyncio.AbstractEventLoop,
+            deadline: float) -> asyncio.Future[Response]:  # fmt: skip
+        """:meth:`send` ``request``, its answer's body capped at ``cap`` bytes."""
         self.reader.start(cap)
-        self.waiter = waiter = loop.create_future()
-        self.deadline.set(loop, deadline)
-        self.transport.write(request)
-        return waiter
-
-    def expire(self) -> None:
-        """No answer in time: the attempt fails, and the connection (its answer may still
-        come) is closed."""
-        self._settle(TimeoutError("no answer in time"))
-        self.close()
+        return self.send(request, loop, deadline)
 
     @property
     def reusable(self) -> bool:
         return (not self.lost and self.reader.keep_alive and self.transport is not None
                 and not self.transport.is_closing())  # fmt: skip
-
-    def close(self) -> None:
-        self.reader.keep_alive = False
-        self.deadline.cancel()
-        if self.transport is not None:
-            self.transport.close()
 
 
 @dataclass
@@ -306,7 +269,7 @@ class Connections:
     async def _exchange(loop: asyncio.AbstractEventLoop, conn: _Connection, request: bytes,
                         deadline: float, cap: int) -> Response:  # fmt: skip
         try:
-            return await conn.send(request, cap, loop, deadline)
+            return await conn.ask(request, cap, loop, deadline)
         except BaseException:
             conn.close()  # an answer may be on its way or half read: the connection is spent
             raise

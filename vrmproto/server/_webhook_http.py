@@ -29,11 +29,10 @@ import base64
 import ssl
 import time
 from collections.abc import Callable
-from typing import cast
 from urllib.parse import quote, unquote, urlsplit
 
-from vrmproto._deadline import Deadline
 from vrmproto._http1 import MalformedResponse, ResponseReader
+from vrmproto._http_connection import ClientConnection
 
 __all__ = ["HTTPError", "Poster"]
 
@@ -45,80 +44,37 @@ class HTTPError(Exception):
 _PCHARS = "/%:@!$&'()*+,;=~"  # kept as they are in a request target (RFC 3986 pchar, and /)
 
 
-class _Connection(asyncio.Protocol):
-    """One connection: a request written, its answer awaited."""
+class _Connection(ClientConnection[int]):
+    """One connection: a POST written, its answer's status awaited (its body dropped)."""
 
     def __init__(self) -> None:
-        self.reader = ResponseReader(keep_body=False)
-        self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[int] | None = None
-        self.lost = False
-        self.used = 0.0  # monotonic time it was last released
-        self.deadline = Deadline(self.expire)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport, though not always an asyncio.Transport subclass (uvloop's is not).
-        self.transport = cast("asyncio.Transport", transport)
+        super().__init__(ResponseReader(keep_body=False))
 
     def data_received(self, data: bytes) -> None:
         try:
             answer = self.reader.feed(data)
         except MalformedResponse as exc:
-            self._settle(HTTPError(str(exc)))
+            self.settle(HTTPError(str(exc)))
             self.close()
             return
         if answer is not None:
-            self._settle(answer.status)
+            self.settle(answer.status)
 
     def eof_received(self) -> bool:
         try:
             answer = self.reader.eof()
         except MalformedResponse as exc:
-            self._settle(HTTPError(str(exc)))
+            self.settle(HTTPError(str(exc)))
             return False
         closed = ConnectionResetError("the connection closed before an answer")
-        self._settle(closed if answer is None else answer.status)
+        self.settle(closed if answer is None else answer.status)
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.reader.keep_alive = False
-        self._settle(ConnectionResetError(f"the connection was lost: {exc}" if exc else
-                                          "the connection closed before an answer"))  # fmt: skip
-
-    def _settle(self, outcome: int | BaseException) -> None:
-        self.deadline.clear()
-        waiter, self.waiter = self.waiter, None
-        if waiter is None or waiter.done():
-            if not isinstance(outcome, BaseException):  # an answer nobody asked for
-                self.reader.keep_alive = False
-            return
-        if isinstance(outcome, BaseException):
-            waiter.set_exception(outcome)
-        else:
-            waiter.set_result(outcome)
-
-    def send(self, request: bytes, loop: asyncio.AbstractEventLoop,
-             deadline: float) -> asyncio.Future[int]:  # fmt: skip
-        """Write ``request``; its answer's status, or a failure, comes in the future returned
-        (a TimeoutError at ``deadline``)."""
-        assert self.transport is not None
-        self.waiter = waiter = loop.create_future()
-        self.deadline.set(loop, deadline)
-        self.transport.write(request)
-        return waiter
-
-    def expire(self) -> None:
-        """No answer in time: the attempt fails, and the connection (its answer may still come)
-        is closed."""
-        self._settle(TimeoutError("no answer in time"))
-        self.close()
-
-    def close(self) -> None:
-        self.reader.keep_alive = False
-        self.deadline.cancel()
-        if self.transport is not None:
-            self.transport.close()
+        self.settle(ConnectionResetError(f"the connection was lost: {exc}" if exc else
+                                         "the connection closed before an answer"))  # fmt: skip
 
 
 class Poster:
