@@ -26,6 +26,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,16 +155,22 @@ async def send(ep: Endpoint, customer: Customer, msg: Signed[Any]) -> None:
     customer.absorb(Reply(response.status, response.body, dict(response.headers)), msg)
 
 
-async def test_a_vendor_does_not_rebuild_the_relationship_it_just_stored() -> None:
-    store = CountingStore()
-    ep = vendor_endpoint(store)
+async def warm_shares(ep: Endpoint, count: Callable[[], int]) -> tuple[int, int, Customer]:
+    """A customer's offer and first share, then five more shares: ``count()`` before and after
+    the five, and the customer (7 messages in all)."""
     customer = Customer(Identity(VENDOR_SEED))
     await send(ep, customer, customer.offer(*ACCEPTED))
     await send(ep, customer, customer.share({"email": "a@b.c"}))
-    before = store.head_reads
+    before = count()
     for n in range(5):
         await send(ep, customer, customer.share({"email": f"{n}@b.c"}))
-    assert store.head_reads == before
+    return before, count(), customer
+
+
+async def test_a_vendor_does_not_rebuild_the_relationship_it_just_stored() -> None:
+    store = CountingStore()
+    before, after, customer = await warm_shares(vendor_endpoint(store), lambda: store.head_reads)
+    assert after == before
     assert len(await store.history(customer.thread)) == 15  # 7 messages, 7 receipts, 1 accept
 
 
@@ -176,14 +183,8 @@ async def test_a_vendor_does_not_read_the_record_of_a_relationship_it_kept(meter
     used: Store = MeteredStore.wrap(store, Metrics()) if metered else store
     assert _warm.checks_expect(used) is used
     assert _warm.checks_expect(MeteredStore.wrap(OwnCommitStore(), Metrics())) is None
-    ep = vendor_endpoint(used)
-    customer = Customer(Identity(VENDOR_SEED))
-    await send(ep, customer, customer.offer(*ACCEPTED))
-    await send(ep, customer, customer.share({"email": "a@b.c"}))
-    before = store.record_reads
-    for n in range(5):
-        await send(ep, customer, customer.share({"email": f"{n}@b.c"}))
-    assert store.record_reads == before
+    before, after, customer = await warm_shares(vendor_endpoint(used), lambda: store.record_reads)
+    assert after == before
     assert len(await store.history(customer.thread)) == 15
 
 
