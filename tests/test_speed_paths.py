@@ -20,11 +20,9 @@ the work each step does and what it leaves stored.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,7 +53,6 @@ from vrmproto.store import (
     RelationshipRecord,
     SQLiteStore,
     Store,
-    StoreConflict,
     StoreError,
 )
 
@@ -245,66 +242,6 @@ async def test_a_refusal_on_a_kept_relationship_is_decided_on_the_store() -> Non
     response = await one.handle_inbox(share.envelope)
     assert response.status == 200, response.body
     assert len(await store.history(customer.thread)) == 9
-
-
-@pytest.mark.parametrize("grouped", [False, True])
-async def test_sqlite_commit_with_expect_writes_only_over_that_row(
-    tmp_path: Path, grouped: bool
-) -> None:
-    store = await SQLiteStore.open(tmp_path / "s.db")
-    threads = [os.urandom(16) for _ in range(2)]
-
-    def rec(thread: bytes, n: int) -> RelationshipRecord:
-        return RelationshipRecord(thread, "vendor", bytes(32), bytes(32), "agreed", bytes([n]),
-                                  "label", "", n)  # fmt: skip
-
-    def over(thread: bytes, n: int) -> Any:  # write n + 1 over the row n
-        return store.commit(Commit(relationships=(rec(thread, n + 1),)), expect=rec(thread, n))
-
-    try:
-        await store.commit(Commit(relationships=tuple(rec(t, 0) for t in threads)))
-        if grouped:  # queued together behind a parked writer: tried as one group first
-            gate = threading.Event()
-            parked = asyncio.ensure_future(store._write(lambda _conn: gate.wait(10)))
-            tasks = [asyncio.ensure_future(over(threads[0], 0)),
-                     asyncio.ensure_future(over(threads[1], 8))]  # fmt: skip
-            asyncio.get_running_loop().call_soon(gate.set)
-            _, ok, refused = await asyncio.gather(parked, *tasks, return_exceptions=True)
-            assert ok is None
-            assert isinstance(refused, StoreConflict)
-        else:
-            await over(threads[0], 0)
-            with pytest.raises(StoreConflict):
-                await over(threads[1], 8)
-        assert await store.get_relationship(threads[0]) == rec(threads[0], 1)
-        assert await store.get_relationship(threads[1]) == rec(threads[1], 0)  # not written
-        with pytest.raises(StoreConflict):  # a thread with no row at all
-            await store.commit(Commit(), expect=rec(os.urandom(16), 0))
-    finally:
-        await store.close()
-
-
-async def test_two_sqlite_stores_on_one_file_each_see_what_the_other_stored(
-    tmp_path: Path,
-) -> None:
-    """Two vendor processes on one SQLite file (two store objects, two writer connections):
-    messages alternate between them, so each one's kept relationship is stale every time."""
-    stores = [await SQLiteStore.open(tmp_path / "v.db") for _ in range(2)]
-    assert _warm.checks_expect(stores[0]) is stores[0]  # each step commits with expect=
-    try:
-        one, two = (vendor_endpoint(s) for s in stores)  # type: ignore[arg-type]
-        customer = Customer(Identity(VENDOR_SEED))
-        await send(one, customer, customer.offer(*ACCEPTED))
-        for n in range(6):
-            msg = customer.share({"email": f"{n}@b.c"})
-            response = await (two, one)[n % 2].handle_inbox(msg.envelope)
-            assert response.status == 200, response.body
-            customer.absorb(Reply(response.status, response.body, dict(response.headers)), msg)
-        history = await stores[0].history(customer.thread)
-        assert [h.index for h in history] == list(range(15))
-    finally:
-        for s in stores:
-            await s.close()
 
 
 async def test_a_relationship_changed_elsewhere_is_rebuilt_from_the_store() -> None:

@@ -9,20 +9,23 @@ per thread, the :class:`~vrmproto.Relationship` it has just committed, beside th
 The store stays the truth, checked one of two ways:
 
 - **at the commit** (:func:`checks_expect`: the store's own ``commit`` takes ``expect=``, as
-  :class:`~vrmproto.store.SQLiteStore` and :class:`~vrmproto.store.MemoryStore` do, or passes
-  it on to one that does, as the metrics' ``MeteredStore`` does): the step
-  takes the kept pair without reading the record (:meth:`WarmRelationships.take_unread`), and
-  commits with ``expect=`` the kept record. The store applies the Commit only if the thread's
-  row is still exactly that record, in the same transaction; otherwise it raises
+  :class:`~vrmproto.store.SQLiteStore`, :class:`~vrmproto.store.MemoryStore` and
+  :class:`~vrmproto.store.PostgresStore` do, or passes it on to one that does, as the metrics'
+  ``MeteredStore`` does): the step takes the kept pair without reading the record
+  (:meth:`WarmRelationships.take_unread`), and commits with ``expect=`` the kept record. The
+  store applies the Commit only if the thread's row is still exactly that record, in the same
+  transaction (PostgreSQL reads it ``FOR UPDATE`` there, so another process sharing the
+  database cannot change it before the COMMIT); otherwise it raises
   :class:`~vrmproto.store.StoreConflict` and the step runs again from what is stored (§12.7-4).
   A step that would refuse the message reads the record first: a refusal is decided on what
   is stored, never on a kept object that another process, a rollback (§8.1-5) or an expiry
   has moved on. The read this saves cost more than the rest of the store work on the event
   loop's thread: each commit of the writer empties a reader's page cache, so a point read
-  re-reads the row's pages from the WAL (about 45 µs a message in ``bench/e2e.py``).
-- **before the step** (any other store, such as PostgreSQL shared by several processes): the
-  step reads the thread's record and takes the kept object only when the record holds exactly
-  those state bytes for the same key of ours (:meth:`WarmRelationships.take`).
+  re-reads the row's pages from the WAL (about 45 µs a message in ``bench/e2e.py``); on
+  PostgreSQL it is a round trip.
+- **before the step** (any other store): the step reads the thread's record and takes the
+  kept object only when the record holds exactly those state bytes for the same key of ours
+  (:meth:`WarmRelationships.take`).
 
 Anything else that changed the thread — another process on the same store, a rollback, an
 expiry, a relabel — wrote another row (every accepted message moves a chain head and the
@@ -51,6 +54,7 @@ WARM_MAX = 4096
 _CHECKED = frozenset({
     ("vrmproto.store._sqlite", "SQLiteStore.commit"),
     ("vrmproto.store._memory", "MemoryStore.commit"),
+    ("vrmproto.store._postgres", "PostgresStore.commit"),
 })  # fmt: skip
 #: The ``commit`` functions that pass ``expect=`` on to the store they wrap (its ``inner``):
 #: such a wrapper checks when what it wraps does.

@@ -16,7 +16,8 @@ one an error) reads the thread's head first, as the SQLite store does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from vrmproto.store import _pg_events as feed
@@ -34,7 +35,7 @@ from vrmproto.store._base import (
 if TYPE_CHECKING:
     from asyncpg import Connection
 
-__all__ = ["apply_commit", "apply_group", "groupable"]
+__all__ = ["apply_commit", "apply_expecting", "apply_group", "expectations_hold", "groupable"]
 
 _K = TypeVar("_K", bytes, str)
 _V = TypeVar("_V")
@@ -165,6 +166,30 @@ async def apply_commit(conn: Connection, c: Commit) -> None:
     await feed.apply_events(conn, [c])
 
 
+_LOCK_RELS = """
+    SELECT thread, role, local_key, peer_key, state, data, label, peer_url, updated_ms
+    FROM relationships WHERE thread = ANY($1::bytea[]) ORDER BY thread FOR UPDATE"""
+
+
+async def expectations_hold(conn: Connection, expects: Sequence[RelationshipRecord]) -> bool:
+    """Whether each thread's relationship row is exactly its record in ``expects``, read with
+    ``FOR UPDATE``: the rows stay locked until the transaction ends, so no other process can
+    change them between this check and the COMMIT (a thread with no row does not hold)."""
+    if not expects:
+        return True
+    rows = await conn.fetch(_LOCK_RELS, sorted({e.thread for e in expects}))
+    stored = {r[0]: RelationshipRecord(*r) for r in rows}
+    return all(stored.get(e.thread) == e for e in expects)
+
+
+async def apply_expecting(conn: Connection, c: Commit, expect: RelationshipRecord | None) -> None:
+    """:func:`apply_commit`, only if the thread's row is still exactly ``expect`` (when given):
+    else :class:`~vrmproto.store.StoreConflict`, with nothing of ``c`` written."""
+    if expect is not None and not await expectations_hold(conn, (expect,)):
+        raise StoreConflict(f"relationship {expect.thread.hex()} changed since it was read")
+    await apply_commit(conn, c)
+
+
 def groupable(c: Commit | None) -> bool:
     """Whether ``c`` may be written together with others (:func:`apply_group`): only upserts
     and inserts (and clearing save points), and history only for threads the Commit itself
@@ -180,9 +205,14 @@ def groupable(c: Commit | None) -> bool:
     return all(h.thread in threads for h in c.history)
 
 
-async def apply_group(conn: Connection, commits: list[Commit]) -> bool:
+async def apply_group(
+    conn: Connection, commits: list[Commit], expects: Sequence[RelationshipRecord] = ()
+) -> bool:
     """Write several :func:`groupable` Commits as if one after another, one statement per
-    table; False, with nothing written, if a history index does not continue its thread.
+    table; False, with nothing written, if a history index does not continue its thread, or
+    if a record of ``expects`` (the ``expect=`` of the group's Commits) does not hold or is
+    written by more than one Commit of the group (the later one would have to expect the
+    earlier one's row).
 
     Applying them in order and applying each part for all of them end in the same rows (see
     :func:`vrmproto.store._sqlite._apply_group`). A uniqueness rule hit by any of them raises
@@ -198,6 +228,12 @@ async def apply_group(conn: Connection, commits: list[Commit]) -> bool:
             elif h.index != expected:
                 return False
             nexts[h.thread] = h.index + 1
+    if expects:
+        written = Counter(r.thread for c in commits for r in c.relationships)
+        if any(written[e.thread] > 1 for e in expects):
+            return False
+        if not await expectations_hold(conn, expects):
+            return False
     # a first index of 0 needs no read: if the thread has history, the insert hits the key
     later = [t for t, first in firsts.items() if first]
     if later:

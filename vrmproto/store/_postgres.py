@@ -58,7 +58,7 @@ from vrmproto.store._base import (
     StoreError,
     StoreUsage,
 )
-from vrmproto.store._pg_apply import apply_commit, apply_group, groupable
+from vrmproto.store._pg_apply import apply_expecting, apply_group, groupable
 from vrmproto.store._pg_conns import Connections
 from vrmproto.store._pg_events import EventReads
 from vrmproto.store._pg_locks import AdvisoryLocks
@@ -137,6 +137,7 @@ class PostgresConfig:
 class _Job:
     commit: Commit
     future: asyncio.Future[None]
+    expect: RelationshipRecord | None = None
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -351,7 +352,7 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
 
     async def _run_job(self, conn: Connection, job: _Job) -> Exception | None:
         try:
-            await self._in_savepoint(conn, "job", apply_commit(conn, job.commit))
+            await self._in_savepoint(conn, "job", apply_expecting(conn, job.commit, job.expect))
         except StoreError as exc:
             return exc
         return None
@@ -361,20 +362,33 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
         them would fail (then they run one by one)."""
         try:
             return await self._in_savepoint(
-                conn, "grp", apply_group(conn, [j.commit for j in jobs])
+                conn,
+                "grp",
+                apply_group(
+                    conn,
+                    [j.commit for j in jobs],
+                    [j.expect for j in jobs if j.expect is not None],
+                ),
             )
         except StoreError:
             return False
 
     # -- the Store protocol: writes --
 
-    async def commit(self, c: Commit) -> None:
+    async def commit(self, c: Commit, *, expect: RelationshipRecord | None = None) -> None:
         """Write ``c`` in the next group transaction; return after its COMMIT (receipt only
-        after commit, spec §12 (durability)). Cancelling the wait does not cancel the write."""
+        after commit, spec §12 (durability)). Cancelling the wait does not cancel the write.
+
+        ``expect``: write ``c`` only if the thread's relationship row is exactly this record
+        when the transaction applies it, else :class:`StoreConflict` and nothing of ``c`` is
+        written. The row is read ``FOR UPDATE`` in the same transaction, so no other process
+        sharing the database can change it before the COMMIT (spec §12.7-4); a vendor endpoint
+        commits a step taken from the relationship it kept warm this way instead of reading
+        the record first (:mod:`vrmproto.server._warm`)."""
         if self._closed:
             raise StoreError("store is closed")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(c, future))
+        self._queue.put_nowait(_Job(c, future, expect))
         await asyncio.shield(future)
 
     async def _pooled(self, run: Callable[[Connection], Awaitable[_T]]) -> _T:
