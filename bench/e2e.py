@@ -39,7 +39,11 @@ it: uvloop where it is installed (``vrmproto[speed]``), else asyncio's; ``asynci
 ``uvloop`` to compare the two.
 
 Run ``python bench/e2e.py`` (defaults: 16 customers x 125 shares, agents on MemoryStore, vendor on
-SQLite). Linux only for the CPU figures (``null`` elsewhere).
+SQLite). Linux only for the CPU figures (``null`` elsewhere). ``--vendor-store postgres`` starts
+a private PostgreSQL cluster (as ``bench/inbox.py --store postgres`` does: Debian's
+``postgresql`` package, asyncpg) with a schema per vendor; ``cpu_us`` then also has
+``database`` (the server's processes, per message) and ``vendor_db_floor_ratio`` counts it with
+the vendor's.
 """
 
 from __future__ import annotations
@@ -62,7 +66,11 @@ from nacl import bindings as sodium
 from vrmproto import Identity, Limits, Money, _loop
 from vrmproto.client import DEFAULT_TERMS, Agent
 from vrmproto.server import CatalogueItem, Endpoint, ReferencePolicy, serve
-from vrmproto.store import MemoryStore, SQLiteStore, Store
+from vrmproto.store import MemoryStore, PostgresConfig, PostgresStore, SQLiteStore, Store
+from vrmproto.store._pg_cluster import PrivateCluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inbox import start_cluster, tree_cpu_s  # the sibling bench's helpers
 
 KINDS = ("share", "address", "intentcast")
 LOOPS = {"auto": None, "asyncio": False, "uvloop": True}
@@ -86,9 +94,12 @@ YEAR_MS = 365 * 86_400_000
 # -- the vendor (subprocess) ------------------------------------------------------------------
 
 
-async def open_store(kind: str, path: Path) -> Store:
+async def open_store(kind: str, path: Path | str) -> Store:
+    """``path``: a file (sqlite), or a PostgreSQL URL naming the schema (postgres)."""
     if kind == "sqlite":
         return await SQLiteStore.open(path)
+    if kind == "postgres":
+        return await PostgresStore.open(PostgresConfig.from_url(str(path)))
     return MemoryStore()
 
 
@@ -98,7 +109,9 @@ async def serve_vendors(store_kind: str, db: str, count: int) -> None:
     accepts = [t.id for t in DEFAULT_TERMS]
     stores, servers = [], []
     for i in range(count):
-        store = await open_store(store_kind, Path(db) / f"vendor{i}.db")
+        # postgres: ``db`` is a URL ending with its vrm_schema, made the vendor's own here
+        where = f"{db}_{i}" if store_kind == "postgres" else Path(db) / f"vendor{i}.db"
+        store = await open_store(store_kind, where)
         policy = ReferencePolicy(accepts_terms=accepts, catalogue=(SUV,), name=f"Vendor {i}")
         endpoint = Endpoint(Identity(os.urandom(32)), store=store, policy=policy, limits=LIMITS,
                             name=f"Vendor {i}")  # fmt: skip
@@ -228,7 +241,7 @@ async def one_customer(agent: Agent, kind: str, m: int, urls: list[str],
 
 
 async def drive(args: argparse.Namespace, k: int, m: int, urls: list[str], vendor_pid: int, *,
-                in_flight: int = 0) -> Run:  # fmt: skip
+                in_flight: int = 0, db_pid: int | None = None) -> Run:  # fmt: skip
     """Open ``k`` agents, connect them (untimed), then time ``m`` messages each, at most
     ``in_flight`` customers at once (0: all)."""
     with tempfile.TemporaryDirectory(prefix="vrm-e2e-") as tmp:
@@ -241,6 +254,7 @@ async def drive(args: argparse.Namespace, k: int, m: int, urls: list[str], vendo
                         raise RuntimeError("a vendor did not accept the terms")
             latencies: list[float] = []
             vendor0, agent0 = proc_cpu_s(vendor_pid), time.process_time()
+            db0 = tree_cpu_s(db_pid) if db_pid is not None else None
             t0 = time.perf_counter()
             turns = asyncio.Semaphore(in_flight or k)
 
@@ -251,6 +265,7 @@ async def drive(args: argparse.Namespace, k: int, m: int, urls: list[str], vendo
             counts = await asyncio.gather(*(customer(a) for a, _ in agents))
             elapsed = time.perf_counter() - t0
             vendor1, agent1 = proc_cpu_s(vendor_pid), time.process_time()
+            db1 = tree_cpu_s(db_pid) if db_pid is not None else None
         finally:
             for agent, store in agents:
                 await agent.close()
@@ -260,6 +275,8 @@ async def drive(args: argparse.Namespace, k: int, m: int, urls: list[str], vendo
     if vendor0 is not None and vendor1 is not None:
         cpu = {"vendor": round((vendor1 - vendor0) / n * 1e6, 1),
                "agent": round((agent1 - agent0) / n * 1e6, 1)}  # fmt: skip
+        if db0 is not None and db1 is not None:
+            cpu["database"] = round((db1 - db0) / n * 1e6, 1)
     return Run(n, elapsed, latencies, cpu)
 
 
@@ -280,12 +297,16 @@ def start_vendors(store_kind: str, db: str, count: int, loop: str
 def measure(args: argparse.Namespace, k: int, m: int, in_flight: int = 0) -> Run:
     """One run against a fresh vendor subprocess."""
     vendors = args.vendors or DEFAULT_VENDORS[args.kind]
-    with tempfile.TemporaryDirectory(prefix="vrm-e2e-vendor-") as db:
+    cluster: PrivateCluster | None = args.cluster
+    with tempfile.TemporaryDirectory(prefix="vrm-e2e-vendor-") as tmp:
+        # on PostgreSQL each run's vendors get schemas of their own: vendor<i> under a new name
+        db = tmp if cluster is None else f"{cluster.dsn}&vrm_schema=e2e_{os.urandom(4).hex()}"
         proc, ports = start_vendors(args.vendor_store, db, vendors, args.loop)
         try:
             urls = [f"http://127.0.0.1:{p}" for p in ports]
-            return _loop.run(drive(args, k, m, urls, proc.pid, in_flight=in_flight),
-                             fast=LOOPS[args.loop])
+            db_pid = cluster.postmaster_pid() if cluster is not None else None
+            return _loop.run(drive(args, k, m, urls, proc.pid, in_flight=in_flight,
+                                   db_pid=db_pid), fast=LOOPS[args.loop])  # fmt: skip
         finally:
             assert proc.stdin is not None
             proc.stdin.close()
@@ -343,6 +364,11 @@ def report(args: argparse.Namespace, run: Run, floor: dict[str, float]) -> dict[
         f"{args.k} customers x {args.m} {args.kind}: {rate:.0f} msg/s, p50 {p50:.1f} ms, "
         f"p99 {p99:.1f} ms (per {result['latency_of']})"
     )
+    if run.cpu_us is not None and "database" in run.cpu_us:
+        with_db = run.cpu_us["vendor"] + run.cpu_us["database"]
+        result["vendor_db_floor_ratio"] = round(with_db / floor["vendor"], 2)
+        print(f"database: {run.cpu_us['database']:.0f} us CPU per message (vendor and its "
+              f"database: ratio {result['vendor_db_floor_ratio']:.2f})")
     if run.cpu_us is not None:
         for side in ("vendor", "agent"):
             result[f"{side}_floor_ratio"] = round(run.cpu_us[side] / floor[side], 2)
@@ -370,7 +396,9 @@ def main() -> None:
         help="vendor endpoints (default: 1, 200 for address, 20 for intentcast)",
     )
     parser.add_argument("--agent-store", choices=("memory", "sqlite"), default="memory")
-    parser.add_argument("--vendor-store", choices=("sqlite", "memory"), default="sqlite")
+    parser.add_argument("--vendor-store", choices=("sqlite", "memory", "postgres"),
+                        default="sqlite",
+                        help="postgres: a private cluster on a Unix socket, started here")
     parser.add_argument("--in-flight", type=int, default=0,
                         help="at most this many customers send at once (default: all)")
     parser.add_argument("--loop", choices=tuple(LOOPS), default="auto",
@@ -393,10 +421,15 @@ def main() -> None:
         f"e2e bench: {args.k} customers x {args.m} {args.kind}, agents on {args.agent_store}, "
         f"vendor on {args.vendor_store} in a subprocess, {os.cpu_count()} cores"
     )
-    run = measure(args, args.k, args.m, args.in_flight)
-    floor = floor_us(args.kind)
-    result = report(args, run, floor)
-    result.update(growth(args))
+    args.cluster = start_cluster() if args.vendor_store == "postgres" else None
+    try:
+        run = measure(args, args.k, args.m, args.in_flight)
+        floor = floor_us(args.kind)
+        result = report(args, run, floor)
+        result.update(growth(args))
+    finally:
+        if args.cluster is not None:
+            args.cluster.stop()
     print(json.dumps(result))
 
 
