@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from vrmproto.store._pg_cluster import missing_reason
+
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "e2e.py"
 
 KEYS = {
@@ -46,6 +48,21 @@ def test_e2e_bench_runs_and_prints_its_json_line(agent_store: str) -> None:
     if sys.platform == "linux":
         assert isinstance(result["vendor_floor_ratio"], float)
         assert isinstance(result["agent_floor_ratio"], float)
+
+
+def test_e2e_bench_runs_on_postgresql_and_counts_the_database() -> None:
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    result = run_bench("--k", "2", "--m", "3", "--vendor-store", "postgres", "--no-growth")
+    assert result["vendor_store"] == "postgres"
+    assert result["messages"] == 6
+    if sys.platform == "linux":
+        cpu = result["cpu_us"]
+        assert isinstance(cpu, dict)
+        assert isinstance(cpu["database"], float)  # 6 messages may take under a clock tick
+        assert cpu["database"] >= 0
+        assert isinstance(result["vendor_db_floor_ratio"], float)
 
 
 STEPS = BENCH.with_name("steps.py")
