@@ -6,6 +6,7 @@ readable in the ``sqlite3`` shell, and never searched.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -83,8 +84,30 @@ def migrate_4_to_5(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _js_tuple(value: tuple[Any, ...]) -> str:
+    return _ENCODER.encode(value)
+
+
 def _js(value: Sequence[Any]) -> str:
-    return json.dumps(list(value), separators=(",", ":"))
+    """``value`` as compact JSON text (a tuple, like a list, becomes an array).
+
+    The same short lists come back in every commit of a thread (its message types, a share's
+    fields and purposes), and ``json.dumps`` with options builds an encoder per call: a
+    hashable tuple is encoded once and then looked up (#12)."""
+    if type(value) is tuple and _plain(value):
+        return _js_tuple(value)
+    return _ENCODER.encode(value)
+
+
+def _plain(value: tuple[Any, ...]) -> bool:
+    """Whether ``value`` holds only ``str``, exact ``int`` and such tuples: values that are
+    equal only when their JSON texts are (``1 == 1.0 == True`` would share a cache slot)."""
+    return all(type(x) is str or type(x) is int or (type(x) is tuple and _plain(x))
+               for x in value)  # fmt: skip
 
 
 def _unjs(text: str) -> list[Any]:
@@ -157,7 +180,7 @@ INTENT_COLUMNS = ("intent_id, what, place, start_ms, end_ms, max_price_amount, "
 def intent_row(i: IntentRecord) -> tuple[object, ...]:
     amount, currency = i.max_price if i.max_price is not None else (None, None)
     return (i.intent_id, i.what, i.where, i.start_ms, i.end_ms, amount, currency, i.reply_by_ms,
-            i.sent_ms, _js(i.vendors), _js([list(d) for d in i.declines]), _js(i.constraints),
+            i.sent_ms, _js(i.vendors), _js(tuple(i.declines)), _js(i.constraints),
             _js(i.memberships), i.relay_index, _js(i.relays))  # fmt: skip
 
 
@@ -194,7 +217,7 @@ NOTE_COLUMNS = ("share, thread, vendor, fields, purposes, categories, expires_ms
 
 
 def note_row(n: ShareNote) -> tuple[object, ...]:
-    return (n.share, n.thread, n.vendor, _js([list(f) for f in n.fields]), _js(n.purposes),
+    return (n.share, n.thread, n.vendor, _js(tuple(n.fields)), _js(n.purposes),
             _js(n.categories), n.expires_ms, n.shared_ms, n.status, n.withdrawn_ms)  # fmt: skip
 
 
@@ -231,10 +254,19 @@ _OFFERS_UPSERT = upsert_sql("offers", OFFER_COLUMNS, "hash")
 _NOTES_UPSERT = upsert_sql("share_notes", NOTE_COLUMNS, "share")
 
 
+@functools.lru_cache(maxsize=64)
+def _upsert_one(sql: tuple[str, str], columns: str) -> str:
+    return sql[0] + _one(columns) + sql[1]
+
+
 def _upsert(conn: sqlite3.Connection, sql: tuple[str, str], columns: str,
             rows: Sequence[tuple[object, ...]]) -> None:  # fmt: skip
-    if rows:
-        conn.executemany(sql[0] + _one(columns) + sql[1], rows)
+    """Upsert ``rows``: one ``execute`` for the usual single row (``executemany`` costs more
+    per call), the statement text built once."""
+    if len(rows) == 1:
+        conn.execute(_upsert_one(sql, columns), rows[0])
+    elif rows:
+        conn.executemany(_upsert_one(sql, columns), rows)
 
 
 def _delete(conn: sqlite3.Connection, sql: str, keys: Sequence[tuple[object, ...]]) -> None:
