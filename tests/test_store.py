@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -39,9 +40,11 @@ from vrmproto.testing.store_contract import (
     digest,
     entry,
     held,
+    note,
     outbox,
     rel,
     save_point,
+    thread_record,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -405,6 +408,32 @@ def test_acknowledged_commits_survive_kill_9(tmp_path: Path, mode: str) -> None:
         assert set(acknowledged) <= stored
         assert stored == set(range(len(stored)))  # gap-free
     assert len(acknowledged) == 120
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["writer", "inline"])
+async def test_an_upsert_that_changes_indexed_keys_moves_them(tmp_path: Path, inline: bool) -> None:
+    """Upserts leave a row's indexed keys out of their SET while they stay the same (a page of
+    each index written for nothing, #12); a row whose keys do change still gets them, and the
+    indexes find it by the new keys only."""
+    async with await SQLiteStore.open(tmp_path / "vrm.db", inline=inline) as s:
+        first = rel(T1)
+        await s.commit(Commit(relationships=(first,), threads=(thread_record(T1),),
+                              share_notes=(note(T1, "a"),)))  # fmt: skip
+        await s.commit(Commit(relationships=(dataclasses.replace(first, state="agreed"),)))
+        assert (await s.get_relationship(T1)) == dataclasses.replace(first, state="agreed")
+        moved = dataclasses.replace(first, local_key=CAROL, peer_key=bytes([7]) * 32,
+                                    state="rotated")  # fmt: skip
+        vendor = bytes(range(32))
+        shared = note(T1, "a")
+        await s.commit(Commit(relationships=(moved,),
+                              threads=(thread_record(T1, vendor_key=vendor),),
+                              share_notes=(dataclasses.replace(shared, thread=T2),)))  # fmt: skip
+        assert await s.get_relationship(T1) == moved
+        assert await s.find_relationship(local_key=CAROL) == [moved]
+        assert await s.find_relationship(peer_key=BOB) == []
+        assert [t.thread for t in await s.threads(vendor_key=vendor)] == [T1]
+        assert await s.share_notes(T1) == []
+        assert await s.share_notes(T2) == [dataclasses.replace(shared, thread=T2)]
 
 
 # -- locks shared by every user of the storage (§11.11-2) ---------------------------------------

@@ -334,6 +334,13 @@ _REL_UPSERT = (
     "peer_url = excluded.peer_url, updated_ms = excluded.updated_ms"
 )
 _UPSERT_REL = _REL_COLUMNS + "(?, ?, ?, ?, ?, ?, ?, ?, ?)" + _REL_UPSERT
+#: The same, leaving the indexed keys out of the SET (see :func:`typed.kept_upsert_sql`).
+_UPSERT_REL_KEPT = typed.kept_upsert_sql(
+    "relationships",
+    "thread, role, local_key, peer_key, state, data, label, peer_url, updated_ms",
+    "thread",
+    "local_key, peer_key",
+)
 _META_COLUMNS = "INSERT INTO meta (key, value) VALUES "
 _META_UPSERT = " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 _UPSERT_META = _META_COLUMNS + "(?, ?)" + _META_UPSERT
@@ -411,8 +418,7 @@ def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
 
     Runs on the writer thread inside the batch transaction and the Commit's own savepoint.
     """
-    for r in c.relationships:
-        conn.execute(_UPSERT_REL, _rel_row(r))
+    typed.upsert_kept(conn, _UPSERT_REL_KEPT, _UPSERT_REL, [_rel_row(r) for r in c.relationships])
     typed.apply_threads(conn, c)
     for key, value in c.meta:
         conn.execute(_UPSERT_META, (key, value))

@@ -98,16 +98,14 @@ def _js(value: Sequence[Any]) -> str:
     The same short lists come back in every commit of a thread (its message types, a share's
     fields and purposes), and ``json.dumps`` with options builds an encoder per call: a
     hashable tuple is encoded once and then looked up (#12)."""
-    if type(value) is tuple and _plain(value):
+    if type(value) is tuple and set(map(type, value)) <= _PLAIN:
         return _js_tuple(value)
     return _ENCODER.encode(value)
 
 
-def _plain(value: tuple[Any, ...]) -> bool:
-    """Whether ``value`` holds only ``str``, exact ``int`` and such tuples: values that are
-    equal only when their JSON texts are (``1 == 1.0 == True`` would share a cache slot)."""
-    return all(type(x) is str or type(x) is int or (type(x) is tuple and _plain(x))
-               for x in value)  # fmt: skip
+#: Element types of a flat tuple whose cached text is right for every equal tuple: ``str`` and
+#: exact ``int`` (``1 == 1.0 == True`` would share a cache slot; nested tuples are not cached).
+_PLAIN = frozenset((str, int))
 
 
 def _unjs(text: str) -> list[Any]:
@@ -241,6 +239,32 @@ def upsert_sql(table: str, columns: str, key: str) -> tuple[str, str]:
     return head, f" ON CONFLICT ({key}) DO UPDATE SET {sets}"
 
 
+def kept_upsert_sql(table: str, columns: str, key: str, kept: str) -> str:
+    """One row's upsert that leaves the ``kept`` columns — indexed ones a row keeps for life,
+    such as a relationship's keys — out of its SET, and updates only a row whose ``kept``
+    columns already hold the new values (else it changes nothing: rowcount 0).
+
+    An UPDATE rewrites the entries of every index one of whose columns it SETs, even to the
+    same value: a page of each such index written to the WAL, per commit, for nothing (#12).
+    The caller runs the full upsert when this one changed nothing (:func:`upsert_kept`)."""
+    names = [c.strip() for c in columns.split(",")]
+    keys = {k.strip() for k in key.split(",")}
+    stay = [k.strip() for k in kept.split(",")]
+    sets = ", ".join(f"{n} = excluded.{n}" for n in names if n not in keys and n not in stay)
+    same = " AND ".join(f"{n} = excluded.{n}" for n in stay)
+    return (f"INSERT INTO {table} ({columns}) VALUES {_one(columns)} "  # noqa: S608 -- ours
+            f"ON CONFLICT ({key}) DO UPDATE SET {sets} WHERE {same}")  # fmt: skip
+
+
+def upsert_kept(conn: sqlite3.Connection, kept_sql: str, full_sql: str,
+                rows: Sequence[tuple[object, ...]]) -> None:  # fmt: skip
+    """Upsert ``rows`` one by one with ``kept_sql`` (:func:`kept_upsert_sql`), and with
+    ``full_sql`` each row whose kept columns changed (the kept upsert then wrote nothing)."""
+    for row in rows:
+        if conn.execute(kept_sql, row).rowcount != 1:
+            conn.execute(full_sql, row)
+
+
 def _one(columns: str) -> str:
     return "(" + ", ".join("?" * len(columns.split(","))) + ")"
 
@@ -252,6 +276,9 @@ HELD_UPSERT = upsert_sql("held", HELD_COLUMNS, "thread, field")
 _INTENTS_UPSERT = upsert_sql("intents", INTENT_COLUMNS, "intent_id")
 _OFFERS_UPSERT = upsert_sql("offers", OFFER_COLUMNS, "hash")
 _NOTES_UPSERT = upsert_sql("share_notes", NOTE_COLUMNS, "share")
+#: A thread's vendor key (indexed) and a share note's thread (indexed) do not change: not SET.
+_THREADS_KEPT = kept_upsert_sql("threads", THREAD_COLUMNS, "thread", "vendor_key")
+_NOTES_KEPT = kept_upsert_sql("share_notes", NOTE_COLUMNS, "share", "thread")
 
 
 @functools.lru_cache(maxsize=64)
@@ -278,7 +305,8 @@ def apply_threads(conn: sqlite3.Connection, c: Commit) -> None:
     """Part 2 of a Commit (thread records), applied right after its relationships."""
     if not c.threads:
         return
-    _upsert(conn, THREADS_UPSERT, THREAD_COLUMNS, [thread_row(t) for t in c.threads])
+    upsert_kept(conn, _THREADS_KEPT, _upsert_one(THREADS_UPSERT, THREAD_COLUMNS),
+                [thread_row(t) for t in c.threads])  # fmt: skip
 
 
 def apply_rows(conn: sqlite3.Connection, c: Commit) -> None:
@@ -302,7 +330,8 @@ def apply_rows(conn: sqlite3.Connection, c: Commit) -> None:
     _upsert(conn, HELD_UPSERT, HELD_COLUMNS, [held_row(h) for h in c.held])
     _upsert(conn, _INTENTS_UPSERT, INTENT_COLUMNS, [intent_row(i) for i in c.intents])
     _upsert(conn, _OFFERS_UPSERT, OFFER_COLUMNS, [offer_row(o) for o in c.offers])
-    _upsert(conn, _NOTES_UPSERT, NOTE_COLUMNS, [note_row(n) for n in c.share_notes])
+    upsert_kept(conn, _NOTES_KEPT, _upsert_one(_NOTES_UPSERT, NOTE_COLUMNS),
+                [note_row(n) for n in c.share_notes])  # fmt: skip
     for intent_id in c.intents_drop:
         conn.execute("DELETE FROM offers WHERE intent_id = ?", (intent_id,))
         conn.execute("DELETE FROM intents WHERE intent_id = ?", (intent_id,))
