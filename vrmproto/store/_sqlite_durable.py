@@ -54,8 +54,8 @@ the inline connection runs ``synchronous=NORMAL`` and not OFF (SQLite's ``src/wa
   commit whose frames a restart overwrites is already durable in the database file — also when
   that happens before our fsync covering it ran.
 - The ``-wal`` file's name must survive too: SQLite syncs the directory on the first sync of a
-  file it created; :class:`WalFile` syncs the directory whenever it opens a ``-wal`` file it has
-  not synced before (a new inode), then the file.
+  file it created; :class:`WalFile` syncs the directory when it opens the ``-wal`` file, then
+  the file.
 
 What readers see. An inline commit is visible to other connections as soon as its COMMIT
 returns, before it is durable (with FULL it became visible only after its sync). So that nothing
@@ -100,35 +100,43 @@ def sync_fd(fd: int) -> None:
 
 
 class WalFile:
-    """The database's ``-wal`` file, synced by name: the inode found there now is the one synced
-    (SQLite deletes the WAL only when its last connection closes, and the store holds some open
-    until its close has made every commit durable)."""
+    """The database's ``-wal`` file, opened on the first sync (after an inline commit wrote to
+    it) and synced through that descriptor from then on.
+
+    The file cannot be replaced while the store is open: SQLite deletes a WAL only when a
+    closing connection gets the database file's EXCLUSIVE lock, and the store's connections
+    hold SHARED locks on it until :meth:`SQLiteStore.close`, which first waits for every
+    inline commit to be durable; a TRUNCATE checkpoint keeps the inode. So no ``stat`` per
+    sync (each system call here is one more wait for the GIL on the way back).
+    """
 
     def __init__(self, db: Path, sync: Callable[[int], None] = sync_fd) -> None:
         self.path = db.with_name(db.name + "-wal")
         self._sync = sync
         self._fd: int | None = None
-        self._inode: tuple[int, int] | None = None
 
     def sync(self) -> None:
-        """fsync the WAL file (and, the first time this inode is seen, its directory)."""
-        st = os.stat(self.path)
-        if self._fd is None or self._inode != (st.st_dev, st.st_ino):
-            self.close()
+        """fsync the WAL file (the first time, its directory too: the file's name must
+        survive a power loss as well, and SQLite syncs the directory only on its own first
+        sync of a file it created)."""
+        if self._fd is None:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            opened = os.fstat(fd)
-            self._fd, self._inode = fd, (opened.st_dev, opened.st_ino)
-            directory = os.open(self.path.parent, os.O_RDONLY)
             try:
-                self._sync(directory)
-            finally:
-                os.close(directory)
+                directory = os.open(self.path.parent, os.O_RDONLY)
+                try:
+                    self._sync(directory)
+                finally:
+                    os.close(directory)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
         self._sync(self._fd)
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
-            self._fd = self._inode = None
+            self._fd = None
 
 
 _Waiter = tuple[int, "asyncio.Future[None]", asyncio.AbstractEventLoop]
