@@ -329,3 +329,24 @@ def test_the_wal_file_s_directory_is_synced_before_the_file(tmp_path: Path) -> N
         wal.close()
     assert synced == [(True, tmp_path.stat().st_ino), (False, wal_path.stat().st_ino),
                       (False, wal_path.stat().st_ino)]  # fmt: skip
+
+
+async def test_a_write_that_fails_inside_leaves_the_connection_usable(store: SQLiteStore) -> None:
+    def ends_it_itself(conn: sqlite3.Connection) -> None:
+        conn.execute("ROLLBACK")  # the transaction ends under the store's feet
+        raise sqlite3.OperationalError("boom")
+
+    with pytest.raises(StoreError, match="boom"):
+        await store._write(ends_it_itself)
+
+    def interrupted(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO meta (key, value) VALUES ('half', x'00')")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await store._write(interrupted)
+    assert store._here is not None
+    assert not store._here.in_transaction
+    await store.commit(meta("after"))
+    assert await store.get_meta("half") is None
+    assert await store.get_meta("after") == b"v"

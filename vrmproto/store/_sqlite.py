@@ -595,7 +595,7 @@ def _translate(exc: Exception) -> Exception:
 class StoreStats:
     """Counters kept by the writer thread (read them from anywhere; they only grow)."""
 
-    transactions: int = 0  # COMMITs that succeeded: one fsync each on the writer thread
+    transactions: int = 0  # COMMITs that succeeded (on the writer thread, one fsync each)
     writes: int = 0  # Commits and other writes that landed
     conflicts: int = 0  # writes rolled back alone with StoreConflict
     largest_batch: int = 0
@@ -962,7 +962,9 @@ class SQLiteStore(AsyncClosing):
         try:
             result = apply(conn)
         except BaseException as exc:
-            conn.execute("ROLLBACK")  # never leave the connection inside a transaction
+            if conn.in_transaction:  # never leave the connection inside a transaction
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             if not isinstance(exc, Exception):
                 raise
             if isinstance(exc, sqlite3.Error) and _busy(exc):
