@@ -350,3 +350,35 @@ async def test_a_write_that_fails_inside_leaves_the_connection_usable(store: SQL
     await store.commit(meta("after"))
     assert await store.get_meta("half") is None
     assert await store.get_meta("after") == b"v"
+
+
+async def test_point_reads_on_the_opener_s_thread_use_the_write_connection(
+    store: SQLiteStore,
+) -> None:
+    """Its page cache holds what it just wrote; a separate reader would re-read those pages."""
+    await store.commit(meta("k"))
+    assert await store.get_meta("k") == b"v"
+    assert store._inline_conns == []  # no per-thread reader was opened
+
+
+class _BusyReads(sqlite3.Connection):
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:  # type: ignore[override]
+        if sql.startswith("SELECT"):
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+            raise busy
+        return super().execute(sql, *args)  # type: ignore[arg-type]
+
+
+async def test_a_busy_point_read_on_the_write_connection_is_retried_on_a_reader(
+    store: SQLiteStore,
+) -> None:
+    await store.commit(meta("k"))
+    busy = sqlite3.connect(store.path, factory=_BusyReads, isolation_level=None)
+    here, store._here = store._here, busy
+    try:
+        assert await store.get_meta("k") == b"v"
+    finally:
+        store._here = here
+        busy.close()
+    assert len(store._inline_conns) == 1  # read on the calling thread's read-only connection
