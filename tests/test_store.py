@@ -436,6 +436,32 @@ async def test_an_upsert_that_changes_indexed_keys_moves_them(tmp_path: Path, in
         assert await s.share_notes(T2) == [dataclasses.replace(shared, thread=T2)]
 
 
+async def test_a_group_with_a_relationship_whose_keys_change_is_written_one_by_one(
+    sqlite_store: SQLiteStore,
+) -> None:
+    """The grouped inbox-step upsert leaves the keys out too; a row whose keys changed makes the
+    group fall back to one savepoint per Commit, where the full upsert moves them."""
+    await sqlite_store.commit(Commit(relationships=(rel(T1), rel(T2, peer=CAROL))))
+    moved = dataclasses.replace(rel(T1), peer_key=bytes([7]) * 32, state="rotated")
+    kept = rel(T2, peer=CAROL, state="agreed")
+    outcomes = await gather_in_one_batch(
+        sqlite_store, Commit(relationships=(kept,)), Commit(relationships=(moved,))
+    )
+    assert outcomes == [None, None]
+    assert await sqlite_store.get_relationship(T1) == moved
+    assert await sqlite_store.get_relationship(T2) == kept
+    assert await sqlite_store.find_relationship(peer_key=bytes([7]) * 32) == [moved]
+    assert await sqlite_store.find_relationship(peer_key=BOB) == []
+    conn = _connect_writer(sqlite_store.path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        assert _apply_group(conn, [Commit(relationships=(dataclasses.replace(kept, state="x"),))])
+        assert not _apply_group(conn, [Commit(relationships=(rel(T1),))])  # keys change back
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
 # -- locks shared by every user of the storage (§11.11-2) ---------------------------------------
 
 

@@ -334,13 +334,15 @@ _REL_UPSERT = (
     "peer_url = excluded.peer_url, updated_ms = excluded.updated_ms"
 )
 _UPSERT_REL = _REL_COLUMNS + "(?, ?, ?, ?, ?, ?, ?, ?, ?)" + _REL_UPSERT
-#: The same, leaving the indexed keys out of the SET (see :func:`typed.kept_upsert_sql`).
-_UPSERT_REL_KEPT = typed.kept_upsert_sql(
-    "relationships",
-    "thread, role, local_key, peer_key, state, data, label, peer_url, updated_ms",
-    "thread",
-    "local_key, peer_key",
+#: :data:`_REL_UPSERT` leaving the indexed keys out of the SET: it updates only a row whose
+#: keys already hold the new values (see :func:`typed.kept_upsert_sql`).
+_REL_UPSERT_KEPT = (
+    " ON CONFLICT (thread) DO UPDATE SET role = excluded.role, state = excluded.state, "
+    "data = excluded.data, label = excluded.label, peer_url = excluded.peer_url, "
+    "updated_ms = excluded.updated_ms "
+    "WHERE local_key = excluded.local_key AND peer_key = excluded.peer_key"
 )
+_UPSERT_REL_KEPT = _REL_COLUMNS + "(?, ?, ?, ?, ?, ?, ?, ?, ?)" + _REL_UPSERT_KEPT
 _META_COLUMNS = "INSERT INTO meta (key, value) VALUES "
 _META_UPSERT = " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 _UPSERT_META = _META_COLUMNS + "(?, ?)" + _META_UPSERT
@@ -365,21 +367,23 @@ _ROWS_PER_INSERT = 128
 
 def _insert_rows(
     conn: sqlite3.Connection, columns: str, rows: list[tuple[object, ...]], tail: str = ""
-) -> None:
+) -> int:
     """``columns (?, …), (?, …) … tail``: many rows in one statement, so in one step (one
     release of the GIL instead of one per row); rows are applied in order, as executemany
     would. Statements hold a power of two of rows (23 rows: 16, 4, 2, 1), so a few prepared
-    statements, kept in the connection's cache, serve every batch size."""
+    statements, kept in the connection's cache, serve every batch size. Returns the rows
+    changed (inserted or updated)."""
     if not rows:
-        return
+        return 0
     one = "(" + ", ".join("?" * len(rows[0])) + ")"
-    start, left = 0, len(rows)
+    start, left, changed = 0, len(rows), 0
     while left:
         size = min(_ROWS_PER_INSERT, 1 << (left.bit_length() - 1))
         chunk = rows[start : start + size]
         sql = columns + ", ".join([one] * size) + tail
-        conn.execute(sql, [value for row in chunk for value in row])
+        changed += conn.execute(sql, [value for row in chunk for value in row]).rowcount
         start, left = start + size, left - size
+    return changed
 
 
 def _rel_row(r: RelationshipRecord) -> tuple[object, ...]:
@@ -541,7 +545,8 @@ def _apply_group(conn: sqlite3.Connection, commits: list[Commit]) -> bool:
     if not _clears_commute(commits):
         return False
     rels = [_rel_row(r) for c in commits for r in c.relationships]
-    _insert_rows(conn, _REL_COLUMNS, rels, _REL_UPSERT)
+    if _insert_rows(conn, _REL_COLUMNS, rels, _REL_UPSERT_KEPT) != len(rels):
+        return False  # a relationship's keys changed: one by one (the full upsert for it)
     _insert_rows(conn, _META_COLUMNS, [m for c in commits for m in c.meta], _META_UPSERT)
     _insert_rows(conn, _HIST_COLUMNS, [_hist_row(h) for c in commits for h in c.history])
     _insert_rows(conn, _DEDUPE_COLUMNS, [_dedupe_row(d) for c in commits for d in c.dedupe])
