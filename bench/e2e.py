@@ -94,10 +94,12 @@ YEAR_MS = 365 * 86_400_000
 # -- the vendor (subprocess) ------------------------------------------------------------------
 
 
-async def open_store(kind: str, path: Path | str) -> Store:
-    """``path``: a file (sqlite), or a PostgreSQL URL naming the schema (postgres)."""
+async def open_store(kind: str, path: Path | str, *, inline: bool = False) -> Store:
+    """``path``: a file (sqlite), or a PostgreSQL URL naming the schema (postgres).
+    ``inline``: a customer's agent's SQLite store, as ``vrm`` opens it (commits on the event
+    loop's thread, fsynced together; :mod:`vrmproto.store._sqlite_durable`)."""
     if kind == "sqlite":
-        return await SQLiteStore.open(path)
+        return await SQLiteStore.open(path, inline=inline)
     if kind == "postgres":
         return await PostgresStore.open(PostgresConfig.from_url(str(path)))
     return MemoryStore()
@@ -209,7 +211,7 @@ class Run:
 async def open_agents(k: int, store_kind: str, tmp: str) -> list[tuple[Agent, Store]]:
     out = []
     for i in range(k):
-        store = await open_store(store_kind, Path(tmp) / f"agent{i}.db")
+        store = await open_store(store_kind, Path(tmp) / f"agent{i}.db", inline=True)
         out.append((await Agent.open(store, os.urandom(32)), store))
     return out
 

@@ -83,8 +83,15 @@ def addresses(vendor: FakeVendor) -> list[dict[str, str]]:
             if isinstance(r.message.body, AddressUpdate) and isinstance(r.content, FieldsContent)]
 
 
+@pytest.fixture(params=[False, True], ids=["writer", "inline"])
+def inline(request: pytest.FixtureRequest) -> bool:
+    """Commits on the store's writer thread, or on the event loop's thread (``inline=True``,
+    as ``vrm`` opens an agent's store) and fsynced together."""
+    return bool(request.param)
+
+
 async def test_two_agents_on_one_store_take_turns_and_lose_nothing(
-    tmp_path: Path, busy_log: Heard
+    tmp_path: Path, busy_log: Heard, inline: bool
 ) -> None:
     """Agent A delivers an address update and the vendor holds the request; agent B, on the same
     database file, updates the address too. B waits until A's step is over (and says so), then
@@ -92,7 +99,7 @@ async def test_two_agents_on_one_store_take_turns_and_lose_nothing(
     vendor = FirstPostHeld("Acme")
     await vendor.start()
     seed = os.urandom(32)
-    stores = [await SQLiteStore.open(tmp_path / "agent.db") for _ in range(3)]
+    stores = [await SQLiteStore.open(tmp_path / "agent.db", inline=inline) for _ in range(3)]
     agents = [await Agent.open(s, seed, fanout_retry=RetryPolicy(attempts=1)) for s in stores]
     first, a, b = agents
     try:
@@ -127,14 +134,16 @@ async def test_two_agents_on_one_store_take_turns_and_lose_nothing(
         await vendor.stop()
 
 
-async def test_four_agents_on_one_store_at_once_lose_no_update(tmp_path: Path) -> None:
+async def test_four_agents_on_one_store_at_once_lose_no_update(
+    tmp_path: Path, inline: bool
+) -> None:
     """Four agents on one database file, each updating the address with three vendors at once,
     five times over: every update reaches every vendor, in one order that both sides logged,
     and none fails or is lost (as four concurrent `vrm address set` did, issue 10 item 11)."""
     vendors = [FakeVendor(f"V{i}") for i in range(3)]
     await asyncio.gather(*(v.start() for v in vendors))
     seed = os.urandom(32)
-    stores = [await SQLiteStore.open(tmp_path / "agent.db") for _ in range(4)]
+    stores = [await SQLiteStore.open(tmp_path / "agent.db", inline=inline) for _ in range(4)]
     agents = [await Agent.open(s, seed) for s in stores]
     try:
         connected = [await agents[0].connect(v.url) for v in vendors]
@@ -176,7 +185,7 @@ _CRASHING_FANOUT = textwrap.dedent("""
             return answer
 
     async def main() -> None:
-        store = await SQLiteStore.open(sys.argv[1])
+        store = await SQLiteStore.open(sys.argv[1], inline=sys.argv[3] == "inline")
         client = DiesAfterTheFirstSend()
         agent = await Agent.open(store, bytes.fromhex(sys.argv[2]), client=client)
         await agent.update_address({"city": "Paris"}, concurrency=1)
@@ -186,7 +195,7 @@ _CRASHING_FANOUT = textwrap.dedent("""
 
 
 async def test_a_crash_after_the_first_send_of_a_fan_out_leaves_the_rest_in_the_outbox(
-    tmp_path: Path,
+    tmp_path: Path, inline: bool
 ) -> None:
     """A `vrm address set` process killed right after its first vendor got the update: the
     other five were queued before that first send, and the outbox delivers them."""
@@ -201,7 +210,8 @@ async def test_a_crash_after_the_first_send_of_a_fan_out_leaves_the_rest_in_the_
             await agent.close()
 
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _CRASHING_FANOUT, str(db), seed.hex(), cwd=ROOT,
+            sys.executable, "-c", _CRASHING_FANOUT, str(db), seed.hex(),
+            "inline" if inline else "writer", cwd=ROOT,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         _, err = await asyncio.wait_for(proc.communicate(), 30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -39,9 +40,11 @@ from vrmproto.testing.store_contract import (
     digest,
     entry,
     held,
+    note,
     outbox,
     rel,
     save_point,
+    thread_record,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +87,18 @@ class TestSQLiteStore(StoreContract):
         outcomes = await gather_in_one_batch(store, *good, bad)
         assert isinstance(outcomes[-1], StoreConflict)
         assert store.stats.conflicts == 1
+
+
+class TestSQLiteStoreInline(StoreContract):
+    """The same contract with commits made on the event loop's thread (``inline=True``, the
+    customer's agent): each Commit is its own transaction, made durable by a shared fsync."""
+
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[Store]:
+        s = await SQLiteStore.open(tmp_path / "vrm.db", inline=True)
+        yield s
+        await s.close()
+        assert s.stats.inline > 0 or s.stats.writes == 0  # the contract ran inline
 
 
 async def gather_in_one_batch(store: SQLiteStore, *commits: Commit) -> list[BaseException | None]:
@@ -342,8 +357,8 @@ _CRASH_CHILD = """
 import asyncio, sys
 from vrmproto.store import Commit, HistoryEntry, RelationshipRecord, SQLiteStore
 
-async def main(path):
-    store = await SQLiteStore.open(path)
+async def main(path, inline):
+    store = await SQLiteStore.open(path, inline=inline)
     thread = bytes(16)
     rel = RelationshipRecord(thread, "vendor", bytes(32), bytes(32), "s", b"", "", "", 0)
     await store.commit(Commit(relationships=(rel,)))
@@ -355,17 +370,20 @@ async def main(path):
         print(i, flush=True)
         i += 1
 
-asyncio.run(main(sys.argv[1]))
+asyncio.run(main(sys.argv[1], sys.argv[2] == "inline"))
 """
 
 
-def test_acknowledged_commits_survive_kill_9(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["writer", "inline"])
+def test_acknowledged_commits_survive_kill_9(tmp_path: Path, mode: str) -> None:
+    """Killed at any point, the store keeps every commit it acknowledged, gap-free — with
+    commits on the writer thread, and made on the caller's thread and fsynced together."""
     path = tmp_path / "crash.db"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     acknowledged: list[int] = []
     for _ in range(3):
         child = subprocess.Popen(
-            [sys.executable, "-c", _CRASH_CHILD, str(path)],
+            [sys.executable, "-c", _CRASH_CHILD, str(path), mode],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -390,6 +408,58 @@ def test_acknowledged_commits_survive_kill_9(tmp_path: Path) -> None:
         assert set(acknowledged) <= stored
         assert stored == set(range(len(stored)))  # gap-free
     assert len(acknowledged) == 120
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["writer", "inline"])
+async def test_an_upsert_that_changes_indexed_keys_moves_them(tmp_path: Path, inline: bool) -> None:
+    """Upserts leave a row's indexed keys out of their SET while they stay the same (a page of
+    each index written for nothing, #12); a row whose keys do change still gets them, and the
+    indexes find it by the new keys only."""
+    async with await SQLiteStore.open(tmp_path / "vrm.db", inline=inline) as s:
+        first = rel(T1)
+        await s.commit(Commit(relationships=(first,), threads=(thread_record(T1),),
+                              share_notes=(note(T1, "a"),)))  # fmt: skip
+        await s.commit(Commit(relationships=(dataclasses.replace(first, state="agreed"),)))
+        assert (await s.get_relationship(T1)) == dataclasses.replace(first, state="agreed")
+        moved = dataclasses.replace(first, local_key=CAROL, peer_key=bytes([7]) * 32,
+                                    state="rotated")  # fmt: skip
+        vendor = bytes(range(32))
+        shared = note(T1, "a")
+        await s.commit(Commit(relationships=(moved,),
+                              threads=(thread_record(T1, vendor_key=vendor),),
+                              share_notes=(dataclasses.replace(shared, thread=T2),)))  # fmt: skip
+        assert await s.get_relationship(T1) == moved
+        assert await s.find_relationship(local_key=CAROL) == [moved]
+        assert await s.find_relationship(peer_key=BOB) == []
+        assert [t.thread for t in await s.threads(vendor_key=vendor)] == [T1]
+        assert await s.share_notes(T1) == []
+        assert await s.share_notes(T2) == [dataclasses.replace(shared, thread=T2)]
+
+
+async def test_a_group_with_a_relationship_whose_keys_change_is_written_one_by_one(
+    sqlite_store: SQLiteStore,
+) -> None:
+    """The grouped inbox-step upsert leaves the keys out too; a row whose keys changed makes the
+    group fall back to one savepoint per Commit, where the full upsert moves them."""
+    await sqlite_store.commit(Commit(relationships=(rel(T1), rel(T2, peer=CAROL))))
+    moved = dataclasses.replace(rel(T1), peer_key=bytes([7]) * 32, state="rotated")
+    kept = rel(T2, peer=CAROL, state="agreed")
+    outcomes = await gather_in_one_batch(
+        sqlite_store, Commit(relationships=(kept,)), Commit(relationships=(moved,))
+    )
+    assert outcomes == [None, None]
+    assert await sqlite_store.get_relationship(T1) == moved
+    assert await sqlite_store.get_relationship(T2) == kept
+    assert await sqlite_store.find_relationship(peer_key=bytes([7]) * 32) == [moved]
+    assert await sqlite_store.find_relationship(peer_key=BOB) == []
+    conn = _connect_writer(sqlite_store.path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        assert _apply_group(conn, [Commit(relationships=(dataclasses.replace(kept, state="x"),))])
+        assert not _apply_group(conn, [Commit(relationships=(rel(T1),))])  # keys change back
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
 
 
 # -- locks shared by every user of the storage (§11.11-2) ---------------------------------------

@@ -240,11 +240,12 @@ class Home:
             raise self._damaged(self.settings_path, f"cannot be read ({exc})") from None
 
     async def open_store(self, *, require_seed: bool = True) -> SQLiteStore:
-        """The agent's store, refusing a file that is not a vrm database."""
+        """The agent's store, refusing a file that is not a vrm database. Its commits run on
+        the event loop's thread and are fsynced together (``inline=True``, #12)."""
         if require_seed:
             self.require()
         try:
-            store = await SQLiteStore.open(self.db_path)
+            store = await SQLiteStore.open(self.db_path, inline=True)
         except StoreError as exc:
             raise self._damaged(self.db_path, f"is not a usable database ({exc})") from None
         try:

@@ -5,7 +5,9 @@ enforces spec §12 (durability): one :class:`Commit` per protocol step, written 
 and ``await store.commit(c)`` returns only once ``c`` is durable, so a receipt is sent only
 after commit. Uniqueness rules make retries and replays safe (:class:`StoreConflict`).
 
-- :class:`SQLiteStore` — the default: one file, WAL, ``synchronous=FULL``, group commit.
+- :class:`SQLiteStore` — the default: one file, WAL, ``synchronous=FULL``, group commit; with
+  ``inline=True`` (the customer's agent) commits run on the caller's thread and one fsync of the
+  WAL covers all made before it (``docs/storage.md``).
 - :class:`MemoryStore` — the same semantics in dictionaries, for tests and in-memory pairs.
 - :class:`PostgresStore` — PostgreSQL through asyncpg, for many server processes
   (``pip install 'vrmproto[postgres]'``).

@@ -21,6 +21,16 @@ would fail (:func:`_apply_group`); and a batch taken while writes were queued wa
 Reads use separate read-only connections on a small thread pool; WAL lets them run beside the
 writer, and each read sees every commit whose future has resolved.
 
+Inline commits (``SQLiteStore.open(path, inline=True)``, the customer's agent, #12). A write
+runs its transaction right on the calling thread, on a ``synchronous=NORMAL`` connection
+without automatic checkpoints, and the writer thread only fsyncs the ``-wal`` file — once for
+every commit made before that fsync started — and checkpoints now and then; ``commit()``
+returns only after the fsync covering it returned, and a read waits for the commits made
+before it to be durable. A write whose ``BEGIN IMMEDIATE`` finds the write lock taken (another
+process or store object), or that comes from a thread other than the opener's, goes to the
+writer thread as above. Why this is as durable as ``synchronous=FULL``, and safe on power loss
+across checkpoints and WAL restarts: :mod:`vrmproto.store._sqlite_durable`.
+
 Schema. ``PRAGMA user_version`` numbers the schema; ``_MIGRATIONS`` brings an older file up one
 version per transaction when it is opened, and a newer file is refused. Version 2 dropped
 ``UNIQUE (thread, msg_hash)`` from ``history`` (see :mod:`vrmproto.store._base` for why the
@@ -82,6 +92,7 @@ from typing import Any, TypeVar
 
 from vrmproto._closing import AsyncClosing
 from vrmproto._files import private_dir, private_file
+from vrmproto.store import _sqlite_durable as durable
 from vrmproto.store import _sqlite_events as feed
 from vrmproto.store import _sqlite_rows as typed
 from vrmproto.store._base import (
@@ -237,6 +248,35 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _connect_inline(path: Path) -> sqlite3.Connection:
+    """The connection for commits made on the caller's thread (:mod:`._sqlite_durable`):
+    ``synchronous=NORMAL`` (no sync inside COMMIT; still the WAL header sync on a WAL restart
+    and the syncs of a checkpoint), no automatic checkpoint, and no busy wait: a taken write
+    lock sends the write to the writer thread instead of blocking the caller."""
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    try:
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(f"{path} is not in WAL mode (journal_mode is {mode!r})")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA fullfsync = ON")  # macOS, for the WAL header sync; ignored elsewhere
+        conn.execute("PRAGMA checkpoint_fullfsync = ON")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 0")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` is SQLITE_BUSY (another connection holds the write lock) or LOCKED."""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    )
+
+
 def _private_files(path: Path, locks: FileLocks) -> None:
     """Create the database file 0600 if it is missing, tighten it and its WAL and SHM files to
     0600 if they are looser (with a warning), and the lock directory to 0700 (§11.13-1)."""
@@ -294,6 +334,15 @@ _REL_UPSERT = (
     "peer_url = excluded.peer_url, updated_ms = excluded.updated_ms"
 )
 _UPSERT_REL = _REL_COLUMNS + "(?, ?, ?, ?, ?, ?, ?, ?, ?)" + _REL_UPSERT
+#: :data:`_REL_UPSERT` leaving the indexed keys out of the SET: it updates only a row whose
+#: keys already hold the new values (see :func:`typed.kept_upsert_sql`).
+_REL_UPSERT_KEPT = (
+    " ON CONFLICT (thread) DO UPDATE SET role = excluded.role, state = excluded.state, "
+    "data = excluded.data, label = excluded.label, peer_url = excluded.peer_url, "
+    "updated_ms = excluded.updated_ms "
+    "WHERE local_key = excluded.local_key AND peer_key = excluded.peer_key"
+)
+_UPSERT_REL_KEPT = _REL_COLUMNS + "(?, ?, ?, ?, ?, ?, ?, ?, ?)" + _REL_UPSERT_KEPT
 _META_COLUMNS = "INSERT INTO meta (key, value) VALUES "
 _META_UPSERT = " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 _UPSERT_META = _META_COLUMNS + "(?, ?)" + _META_UPSERT
@@ -318,21 +367,23 @@ _ROWS_PER_INSERT = 128
 
 def _insert_rows(
     conn: sqlite3.Connection, columns: str, rows: list[tuple[object, ...]], tail: str = ""
-) -> None:
+) -> int:
     """``columns (?, …), (?, …) … tail``: many rows in one statement, so in one step (one
     release of the GIL instead of one per row); rows are applied in order, as executemany
     would. Statements hold a power of two of rows (23 rows: 16, 4, 2, 1), so a few prepared
-    statements, kept in the connection's cache, serve every batch size."""
+    statements, kept in the connection's cache, serve every batch size. Returns the rows
+    changed (inserted or updated)."""
     if not rows:
-        return
+        return 0
     one = "(" + ", ".join("?" * len(rows[0])) + ")"
-    start, left = 0, len(rows)
+    start, left, changed = 0, len(rows), 0
     while left:
         size = min(_ROWS_PER_INSERT, 1 << (left.bit_length() - 1))
         chunk = rows[start : start + size]
         sql = columns + ", ".join([one] * size) + tail
-        conn.execute(sql, [value for row in chunk for value in row])
+        changed += conn.execute(sql, [value for row in chunk for value in row]).rowcount
         start, left = start + size, left - size
+    return changed
 
 
 def _rel_row(r: RelationshipRecord) -> tuple[object, ...]:
@@ -371,8 +422,7 @@ def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
 
     Runs on the writer thread inside the batch transaction and the Commit's own savepoint.
     """
-    for r in c.relationships:
-        conn.execute(_UPSERT_REL, _rel_row(r))
+    typed.upsert_kept(conn, _UPSERT_REL_KEPT, _UPSERT_REL, [_rel_row(r) for r in c.relationships])
     typed.apply_threads(conn, c)
     for key, value in c.meta:
         conn.execute(_UPSERT_META, (key, value))
@@ -495,7 +545,8 @@ def _apply_group(conn: sqlite3.Connection, commits: list[Commit]) -> bool:
     if not _clears_commute(commits):
         return False
     rels = [_rel_row(r) for c in commits for r in c.relationships]
-    _insert_rows(conn, _REL_COLUMNS, rels, _REL_UPSERT)
+    if _insert_rows(conn, _REL_COLUMNS, rels, _REL_UPSERT_KEPT) != len(rels):
+        return False  # a relationship's keys changed: one by one (the full upsert for it)
     _insert_rows(conn, _META_COLUMNS, [m for c in commits for m in c.meta], _META_UPSERT)
     _insert_rows(conn, _HIST_COLUMNS, [_hist_row(h) for c in commits for h in c.history])
     _insert_rows(conn, _DEDUPE_COLUMNS, [_dedupe_row(d) for c in commits for d in c.dedupe])
@@ -549,10 +600,18 @@ def _translate(exc: Exception) -> Exception:
 class StoreStats:
     """Counters kept by the writer thread (read them from anywhere; they only grow)."""
 
-    transactions: int = 0  # COMMITs that succeeded: one fsync each
+    transactions: int = 0  # COMMITs that succeeded (on the writer thread, one fsync each)
     writes: int = 0  # Commits and other writes that landed
     conflicts: int = 0  # writes rolled back alone with StoreConflict
     largest_batch: int = 0
+    inline: int = 0  # of the transactions, committed on the caller's thread (``inline=True``)
+    fallbacks: int = 0  # inline writes sent to the writer thread (write lock taken, other thread)
+    syncs: int = 0  # fsyncs of the WAL covering inline commits
+    checkpoints: int = 0  # PASSIVE checkpoints run for inline commits
+
+
+_SYNC = "sync"
+"""Queued for the writer thread: fsync the WAL for the inline commits made so far."""
 
 
 @dataclass(slots=True)
@@ -595,16 +654,31 @@ class SQLiteStore(AsyncClosing):
 
     Open with ``store = await SQLiteStore.open(path)`` (or ``async with await
     SQLiteStore.open(path) as store``); the directory must exist. ``stats`` counts transactions.
+
+    ``inline=True`` (a customer's agent): writes run their transaction on the calling thread
+    and the writer thread only fsyncs the WAL, once for every commit made before it started;
+    each write still returns only once durable (:mod:`vrmproto.store._sqlite_durable`). A write
+    falls back to the writer thread when another connection holds the write lock or when it
+    comes from a thread other than the one that opened the store.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, readers: int = 4) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, readers: int = 4, inline: bool = False
+    ) -> None:
         """Prefer :meth:`open`; a store made here is usable only after ``await start()``."""
         self.path = Path(path)
         self.stats = StoreStats()
         self._n_readers = readers
+        self._inline_wanted = inline
+        self._here: sqlite3.Connection | None = None  # the inline write connection
+        self._owner = 0  # the thread that may use it
+        self._horizon = durable.Horizon(self._request_sync)
+        self._wal = durable.WalFile(self.path)
+        self._checkpointed_at = 0  # horizon.committed at the last checkpoint (writer thread)
+        self._sync_wanted = False  # writer thread: a sync was asked for since the last one
         # SimpleQueue: a put never takes a lock the waking writer holds while it waits for the
         # GIL (queue.Queue's Condition did: 14% of an agent's event-loop time, #12)
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | str | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # orders "closed" against queue puts
         self._closed = True
         self._writer: threading.Thread | None = None
@@ -615,9 +689,11 @@ class SQLiteStore(AsyncClosing):
         self._locks = FileLocks(self.path.with_name(self.path.name + "-locks"))
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str], *, readers: int = 4) -> SQLiteStore:
-        """Open (creating or migrating) the database at ``path``."""
-        store = cls(path, readers=readers)
+    async def open(
+        cls, path: str | os.PathLike[str], *, readers: int = 4, inline: bool = False
+    ) -> SQLiteStore:
+        """Open (creating or migrating) the database at ``path``; ``inline``: see the class."""
+        store = cls(path, readers=readers, inline=inline)
         await store.start()
         return store
 
@@ -638,6 +714,9 @@ class SQLiteStore(AsyncClosing):
             for _ in range(self._n_readers):
                 conn = await loop.run_in_executor(self._readers, _connect_reader, self.path)
                 self._reader_conns.put(conn)
+            if self._inline_wanted:  # opened after the writer made the file WAL and migrated it
+                self._here = _connect_inline(self.path)
+                self._owner = threading.get_ident()
         except BaseException:
             self._closed = False
             await self.close()
@@ -649,10 +728,16 @@ class SQLiteStore(AsyncClosing):
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
+            self._closed = True  # no new write from here on
+        with contextlib.suppress(StoreError):  # inline commits whose awaiter went away
+            await self._horizon.settle(self._horizon.committed)
+        with self._lock:
             self._queue.put(None)
         if self._writer is not None:
             await asyncio.to_thread(self._writer.join)
+        if self._here is not None:
+            self._here.close()
+            self._here = None
         if self._readers is not None:
             await asyncio.to_thread(self._readers.shutdown, wait=True)
         while not self._reader_conns.empty():
@@ -677,17 +762,23 @@ class SQLiteStore(AsyncClosing):
                 first = self._queue.get()
                 if first is None:
                     break
-                batch = [first]
+                self._sync_wanted = first == _SYNC
+                batch = [first] if isinstance(first, _Job) else []
                 stop = self._take(batch)
                 if not stop and 1 < len(batch) < GATHER_BELOW:
                     time.sleep(GATHER_DELAY_S)
                     stop = self._take(batch)
-                self._run_batch(conn, batch)
+                if batch:
+                    self._run_batch(conn, batch)
+                if self._sync_wanted:
+                    self._sync(conn)
         finally:
+            self._wal.close()
             conn.close()
 
     def _take(self, batch: list[_Job]) -> bool:
-        """Add what is queued to ``batch`` (up to :data:`BATCH_CAP`); True once told to stop."""
+        """Add what is queued to ``batch`` (up to :data:`BATCH_CAP`), noting a sync request;
+        True once told to stop."""
         while len(batch) < BATCH_CAP:
             try:
                 item = self._queue.get_nowait()
@@ -695,8 +786,35 @@ class SQLiteStore(AsyncClosing):
                 return False
             if item is None:
                 return True
-            batch.append(item)
+            if isinstance(item, _Job):
+                batch.append(item)
+            else:
+                self._sync_wanted = True
         return False
+
+    # -- durability of inline commits (:mod:`vrmproto.store._sqlite_durable`) --
+
+    def _request_sync(self) -> None:
+        self._queue.put(_SYNC)  # after close() only when close() itself waits for it
+
+    def _sync(self, conn: sqlite3.Connection) -> None:
+        """On the writer thread: one fsync of the WAL for every inline commit whose COMMIT
+        returned before it started; then, now and then, a PASSIVE checkpoint from this
+        ``synchronous=FULL`` connection."""
+        target = self._horizon.target()
+        error: StoreError | None = None
+        try:
+            self._wal.sync()
+        except OSError as exc:
+            error = StoreError(f"fsync of {self._wal.path} failed, so commits since the last "
+                               f"one are not known durable; reopen the store: {exc}")  # fmt: skip
+        self.stats.syncs += 1
+        self._horizon.synced(target, error)
+        if error is None and target - self._checkpointed_at >= durable.CHECKPOINT_EVERY:
+            self._checkpointed_at = target
+            with contextlib.suppress(sqlite3.Error):  # a checkpoint is an optimisation here
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self.stats.checkpoints += 1
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         """One transaction for the batch; each job in its own savepoint; one COMMIT, one fsync.
@@ -802,7 +920,28 @@ class SQLiteStore(AsyncClosing):
         apply: Callable[[sqlite3.Connection], _T],
         commit: Commit | None = None,
         expect: RelationshipRecord | None = None,
+        *,
+        inline: bool = True,
     ) -> _T:
+        """Run ``apply`` in a transaction and return its result once durable: here, on the
+        inline connection, if the store has one, this is its thread and the write lock is free;
+        else on the writer thread. ``inline=False``: on the writer thread in any case."""
+        here = self._here
+        if inline and here is not None:
+            if threading.get_ident() != self._owner:
+                self.stats.fallbacks += 1  # the inline connection is its opener thread's
+            elif self._closed:
+                raise StoreError("store is closed")
+            else:
+                try:
+                    written = self._write_here(here, apply)
+                except Exception:
+                    await self._horizon.settle(self._horizon.committed)
+                    raise
+                if written is not None:
+                    await self._horizon.settle(self._horizon.committed)
+                    return written[0]
+                self.stats.fallbacks += 1  # the write lock is taken: wait on the writer thread
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
         with self._lock:
@@ -810,6 +949,50 @@ class SQLiteStore(AsyncClosing):
                 raise StoreError("store is closed")
             self._queue.put(_Job(apply, future, loop, commit, expect))
         return await future
+
+    def _write_here(
+        self, conn: sqlite3.Connection, apply: Callable[[sqlite3.Connection], _T]
+    ) -> tuple[_T] | None:
+        """One transaction on the inline connection, no fsync in it: ``(result,)``, or None
+        if the write lock was taken (nothing was written; the caller falls back to the writer
+        thread). Raises what ``apply`` raised (mapped by :func:`_translate`),
+        after the rollback. The caller then waits until the commits made so far are durable —
+        also after a failure, which may have been decided by a row not yet durable."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            if _busy(exc):
+                return None
+            raise _translate(exc) from exc
+        try:
+            result = apply(conn)
+        except BaseException as exc:
+            if conn.in_transaction:  # never leave the connection inside a transaction
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if not isinstance(exc, Exception):
+                raise
+            if isinstance(exc, sqlite3.Error) and _busy(exc):
+                return None
+            error = _translate(exc)
+            if isinstance(error, StoreConflict):
+                self.stats.conflicts += 1
+            if error is exc:
+                raise
+            raise error from exc
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise StoreError(f"transaction failed, nothing of it was written: {exc}") from exc
+        self._horizon.commit_returned()
+        self.stats.transactions += 1
+        self.stats.inline += 1
+        self.stats.writes += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, 1)
+        return (result,)
 
     # -- reads --
 
@@ -825,13 +1008,22 @@ class SQLiteStore(AsyncClosing):
     async def _read(self, read: Callable[[sqlite3.Connection], _T]) -> _T:
         if self._closed or self._readers is None:
             raise StoreError("store is closed")
+        if self._horizon.pending():  # see _point
+            await self._horizon.settle(self._horizon.committed)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._with_reader, read)
 
     async def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         return await self._read(lambda conn: conn.execute(sql, params).fetchall())
 
-    def _point(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+    async def _point(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        """A point read (:meth:`_point_now`), once the inline commits made before it are
+        durable (:mod:`vrmproto.store._sqlite_durable`, "What readers see")."""
+        if self._horizon.pending():
+            await self._horizon.settle(self._horizon.committed)
+        return self._point_now(sql, params)
+
+    def _point_now(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
         """A point read — a primary-key or per-thread index look-up returning a handful of
         rows — run right here on a read-only connection of the calling thread.
 
@@ -841,9 +1033,22 @@ class SQLiteStore(AsyncClosing):
         for the index look-up itself; scans that may return many rows stay on the pool. Each
         statement runs in autocommit (no read transaction is left open), so, as on the pool,
         it sees every commit whose future has resolved.
+
+        With ``inline=True``, on the opener's thread, the read runs on the inline write
+        connection (never inside a transaction between two awaits): its page cache holds what
+        it just wrote, where a separate reader would re-read every page a commit changed
+        (issue 12: ~4% of the agent's CPU). It has no busy timeout, so a read it finds busy
+        (another connection recovering the WAL) is retried on the reader, which waits.
         """
         if self._closed:
             raise StoreError("store is closed")
+        here = self._here
+        if here is not None and threading.get_ident() == self._owner:
+            try:
+                return here.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                if not _busy(exc):
+                    raise _translate(exc) from exc
         conn: sqlite3.Connection | None = getattr(self._inline, "conn", None)
         try:
             if conn is None:
@@ -916,11 +1121,13 @@ class SQLiteStore(AsyncClosing):
         )
 
     async def get_dedupe(self, sender: bytes, msg_id: bytes) -> DedupeRecord | None:
-        rows = self._point(_SELECT_DEDUPE + "WHERE sender = ? AND msg_id = ?", (sender, msg_id))
+        rows = await self._point(
+            _SELECT_DEDUPE + "WHERE sender = ? AND msg_id = ?", (sender, msg_id)
+        )
         return DedupeRecord(*rows[0]) if rows else None
 
     async def get_relationship(self, thread: bytes) -> RelationshipRecord | None:
-        rows = self._point(_SELECT_REL + "WHERE thread = ?", (thread,))
+        rows = await self._point(_SELECT_REL + "WHERE thread = ?", (thread,))
         return RelationshipRecord(*rows[0]) if rows else None
 
     async def relationships(self, *, with_data: bool = True) -> list[RelationshipRecord]:
@@ -929,7 +1136,7 @@ class SQLiteStore(AsyncClosing):
         of a vendor this way per message, where a hop to the reader pool and back cost more
         than the read (#12)."""
         if not with_data:
-            found = self._point(_SELECT_REL_NO_DATA + "ORDER BY thread", ())
+            found = await self._point(_SELECT_REL_NO_DATA + "ORDER BY thread", ())
             return [RelationshipRecord(*row) for row in found]
         rows = await self._rows(_SELECT_REL + "ORDER BY thread")
         return [RelationshipRecord(*row) for row in rows]
@@ -954,7 +1161,9 @@ class SQLiteStore(AsyncClosing):
         return [HistoryEntry(*row) for row in rows]
 
     async def history_head(self, thread: bytes) -> HistoryEntry | None:
-        rows = self._point(_SELECT_HIST + "WHERE thread = ? ORDER BY idx DESC LIMIT 1", (thread,))
+        rows = await self._point(
+            _SELECT_HIST + "WHERE thread = ? ORDER BY idx DESC LIMIT 1", (thread,)
+        )
         return HistoryEntry(*rows[0]) if rows else None
 
     async def history_entry(self, thread: bytes, msg_hash: bytes) -> HistoryEntry | None:
@@ -977,17 +1186,17 @@ class SQLiteStore(AsyncClosing):
         return [OutboxItem(*row) for row in rows]
 
     async def get_meta(self, key: str) -> bytes | None:
-        found = self._point("SELECT value FROM meta WHERE key = ?", (key,))
+        found = await self._point("SELECT value FROM meta WHERE key = ?", (key,))
         return bytes(found[0][0]) if found else None
 
     async def outbox_for(self, thread: bytes) -> list[OutboxItem]:
-        found = self._point(_SELECT_OUTBOX + "WHERE thread = ? ORDER BY item_id", (thread,))
+        found = await self._point(_SELECT_OUTBOX + "WHERE thread = ? ORDER BY item_id", (thread,))
         return [OutboxItem(*row) for row in found]
 
     # -- typed records (schema v3) --
 
     async def get_thread(self, thread: bytes) -> ThreadRecord | None:
-        found = self._point(typed.SELECT_THREAD + "WHERE thread = ?", (thread,))
+        found = await self._point(typed.SELECT_THREAD + "WHERE thread = ?", (thread,))
         return typed.thread_record(found[0]) if found else None
 
     async def threads(self, *, vendor_key: bytes | None = None) -> list[ThreadRecord]:
@@ -999,25 +1208,27 @@ class SQLiteStore(AsyncClosing):
 
     async def drafts(self, thread: bytes | None = None) -> list[DraftRecord]:
         if thread is not None:  # one thread's queue: a point read
-            found = self._point(typed.SELECT_DRAFT + "WHERE thread = ? ORDER BY seq", (thread,))
+            found = await self._point(
+                typed.SELECT_DRAFT + "WHERE thread = ? ORDER BY seq", (thread,)
+            )
             return [typed.draft_record(row) for row in found]
         found = await self._rows(typed.SELECT_DRAFT + "ORDER BY thread, seq")
         return [typed.draft_record(row) for row in found]
 
     async def save_point(self, thread: bytes, msg_hash: bytes) -> SavePoint | None:
-        found = self._point(
+        found = await self._point(
             typed.SELECT_SAVE_POINT + "WHERE thread = ? AND msg_hash = ?", (thread, msg_hash)
         )
         return typed.save_point_record(found[0]) if found else None
 
     async def save_points(self, thread: bytes) -> list[SavePoint]:
-        found = self._point(
+        found = await self._point(
             typed.SELECT_SAVE_POINT + "WHERE thread = ? ORDER BY msg_hash", (thread,)
         )
         return [typed.save_point_record(row) for row in found]
 
     async def held(self, thread: bytes) -> list[HeldRecord]:
-        found = self._point(typed.SELECT_HELD + "WHERE thread = ? ORDER BY field", (thread,))
+        found = await self._point(typed.SELECT_HELD + "WHERE thread = ? ORDER BY field", (thread,))
         return [typed.held_record(row) for row in found]
 
     async def held_expired(self, now_ms: int) -> list[tuple[bytes, bytes]]:
@@ -1029,7 +1240,7 @@ class SQLiteStore(AsyncClosing):
         return [(bytes(t), bytes(s)) for t, s in found]
 
     async def get_intent(self, intent_id: bytes) -> IntentRecord | None:
-        found = self._point(typed.SELECT_INTENT + "WHERE intent_id = ?", (intent_id,))
+        found = await self._point(typed.SELECT_INTENT + "WHERE intent_id = ?", (intent_id,))
         return typed.intent_record(found[0]) if found else None
 
     async def intents(self) -> list[IntentRecord]:
@@ -1045,7 +1256,7 @@ class SQLiteStore(AsyncClosing):
         return [typed.offer_record(row) for row in found]
 
     async def get_offer(self, offer_hash: bytes) -> OfferRecord | None:
-        found = self._point(typed.SELECT_OFFER + "WHERE hash = ?", (offer_hash,))
+        found = await self._point(typed.SELECT_OFFER + "WHERE hash = ?", (offer_hash,))
         return typed.offer_record(found[0]) if found else None
 
     async def share_notes(self, thread: bytes | None = None) -> list[ShareNote]:
@@ -1078,4 +1289,4 @@ class SQLiteStore(AsyncClosing):
             names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "user_version")
             return {n: conn.execute(f"PRAGMA {n}").fetchone()[0] for n in names}
 
-        return await self._write(read)
+        return await self._write(read, inline=False)

@@ -6,6 +6,7 @@ readable in the ``sqlite3`` shell, and never searched.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -83,8 +84,28 @@ def migrate_4_to_5(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _js_tuple(value: tuple[Any, ...]) -> str:
+    return _ENCODER.encode(value)
+
+
 def _js(value: Sequence[Any]) -> str:
-    return json.dumps(list(value), separators=(",", ":"))
+    """``value`` as compact JSON text (a tuple, like a list, becomes an array).
+
+    The same short lists come back in every commit of a thread (its message types, a share's
+    fields and purposes), and ``json.dumps`` with options builds an encoder per call: a
+    hashable tuple is encoded once and then looked up (#12)."""
+    if type(value) is tuple and set(map(type, value)) <= _PLAIN:
+        return _js_tuple(value)
+    return _ENCODER.encode(value)
+
+
+#: Element types of a flat tuple whose cached text is right for every equal tuple: ``str`` and
+#: exact ``int`` (``1 == 1.0 == True`` would share a cache slot; nested tuples are not cached).
+_PLAIN = frozenset((str, int))
 
 
 def _unjs(text: str) -> list[Any]:
@@ -157,7 +178,7 @@ INTENT_COLUMNS = ("intent_id, what, place, start_ms, end_ms, max_price_amount, "
 def intent_row(i: IntentRecord) -> tuple[object, ...]:
     amount, currency = i.max_price if i.max_price is not None else (None, None)
     return (i.intent_id, i.what, i.where, i.start_ms, i.end_ms, amount, currency, i.reply_by_ms,
-            i.sent_ms, _js(i.vendors), _js([list(d) for d in i.declines]), _js(i.constraints),
+            i.sent_ms, _js(i.vendors), _js(tuple(i.declines)), _js(i.constraints),
             _js(i.memberships), i.relay_index, _js(i.relays))  # fmt: skip
 
 
@@ -194,7 +215,7 @@ NOTE_COLUMNS = ("share, thread, vendor, fields, purposes, categories, expires_ms
 
 
 def note_row(n: ShareNote) -> tuple[object, ...]:
-    return (n.share, n.thread, n.vendor, _js([list(f) for f in n.fields]), _js(n.purposes),
+    return (n.share, n.thread, n.vendor, _js(tuple(n.fields)), _js(n.purposes),
             _js(n.categories), n.expires_ms, n.shared_ms, n.status, n.withdrawn_ms)  # fmt: skip
 
 
@@ -218,6 +239,32 @@ def upsert_sql(table: str, columns: str, key: str) -> tuple[str, str]:
     return head, f" ON CONFLICT ({key}) DO UPDATE SET {sets}"
 
 
+def kept_upsert_sql(table: str, columns: str, key: str, kept: str) -> str:
+    """One row's upsert that leaves the ``kept`` columns — indexed ones a row keeps for life,
+    such as a relationship's keys — out of its SET, and updates only a row whose ``kept``
+    columns already hold the new values (else it changes nothing: rowcount 0).
+
+    An UPDATE rewrites the entries of every index one of whose columns it SETs, even to the
+    same value: a page of each such index written to the WAL, per commit, for nothing (#12).
+    The caller runs the full upsert when this one changed nothing (:func:`upsert_kept`)."""
+    names = [c.strip() for c in columns.split(",")]
+    keys = {k.strip() for k in key.split(",")}
+    stay = [k.strip() for k in kept.split(",")]
+    sets = ", ".join(f"{n} = excluded.{n}" for n in names if n not in keys and n not in stay)
+    same = " AND ".join(f"{n} = excluded.{n}" for n in stay)
+    return (f"INSERT INTO {table} ({columns}) VALUES {_one(columns)} "  # noqa: S608 -- ours
+            f"ON CONFLICT ({key}) DO UPDATE SET {sets} WHERE {same}")  # fmt: skip
+
+
+def upsert_kept(conn: sqlite3.Connection, kept_sql: str, full_sql: str,
+                rows: Sequence[tuple[object, ...]]) -> None:  # fmt: skip
+    """Upsert ``rows`` one by one with ``kept_sql`` (:func:`kept_upsert_sql`), and with
+    ``full_sql`` each row whose kept columns changed (the kept upsert then wrote nothing)."""
+    for row in rows:
+        if conn.execute(kept_sql, row).rowcount != 1:
+            conn.execute(full_sql, row)
+
+
 def _one(columns: str) -> str:
     return "(" + ", ".join("?" * len(columns.split(","))) + ")"
 
@@ -229,12 +276,24 @@ HELD_UPSERT = upsert_sql("held", HELD_COLUMNS, "thread, field")
 _INTENTS_UPSERT = upsert_sql("intents", INTENT_COLUMNS, "intent_id")
 _OFFERS_UPSERT = upsert_sql("offers", OFFER_COLUMNS, "hash")
 _NOTES_UPSERT = upsert_sql("share_notes", NOTE_COLUMNS, "share")
+#: A thread's vendor key (indexed) and a share note's thread (indexed) do not change: not SET.
+_THREADS_KEPT = kept_upsert_sql("threads", THREAD_COLUMNS, "thread", "vendor_key")
+_NOTES_KEPT = kept_upsert_sql("share_notes", NOTE_COLUMNS, "share", "thread")
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_one(sql: tuple[str, str], columns: str) -> str:
+    return sql[0] + _one(columns) + sql[1]
 
 
 def _upsert(conn: sqlite3.Connection, sql: tuple[str, str], columns: str,
             rows: Sequence[tuple[object, ...]]) -> None:  # fmt: skip
-    if rows:
-        conn.executemany(sql[0] + _one(columns) + sql[1], rows)
+    """Upsert ``rows``: one ``execute`` for the usual single row (``executemany`` costs more
+    per call), the statement text built once."""
+    if len(rows) == 1:
+        conn.execute(_upsert_one(sql, columns), rows[0])
+    elif rows:
+        conn.executemany(_upsert_one(sql, columns), rows)
 
 
 def _delete(conn: sqlite3.Connection, sql: str, keys: Sequence[tuple[object, ...]]) -> None:
@@ -246,7 +305,8 @@ def apply_threads(conn: sqlite3.Connection, c: Commit) -> None:
     """Part 2 of a Commit (thread records), applied right after its relationships."""
     if not c.threads:
         return
-    _upsert(conn, THREADS_UPSERT, THREAD_COLUMNS, [thread_row(t) for t in c.threads])
+    upsert_kept(conn, _THREADS_KEPT, _upsert_one(THREADS_UPSERT, THREAD_COLUMNS),
+                [thread_row(t) for t in c.threads])  # fmt: skip
 
 
 def apply_rows(conn: sqlite3.Connection, c: Commit) -> None:
@@ -270,7 +330,8 @@ def apply_rows(conn: sqlite3.Connection, c: Commit) -> None:
     _upsert(conn, HELD_UPSERT, HELD_COLUMNS, [held_row(h) for h in c.held])
     _upsert(conn, _INTENTS_UPSERT, INTENT_COLUMNS, [intent_row(i) for i in c.intents])
     _upsert(conn, _OFFERS_UPSERT, OFFER_COLUMNS, [offer_row(o) for o in c.offers])
-    _upsert(conn, _NOTES_UPSERT, NOTE_COLUMNS, [note_row(n) for n in c.share_notes])
+    upsert_kept(conn, _NOTES_KEPT, _upsert_one(_NOTES_UPSERT, NOTE_COLUMNS),
+                [note_row(n) for n in c.share_notes])  # fmt: skip
     for intent_id in c.intents_drop:
         conn.execute("DELETE FROM offers WHERE intent_id = ?", (intent_id,))
         conn.execute("DELETE FROM intents WHERE intent_id = ?", (intent_id,))
