@@ -1,0 +1,163 @@
+"""Sans-IO: the requests an HTTP/1.1 server connection receives (RFC 9112), in the plain shape
+an endpoint's own clients send them — or a typed "not mine" for anything else.
+
+The reference vendor's hot routes (``POST <inbox>``, ``POST <history>``, ``GET
+/.well-known/vrm``, spec §12.2) are served by a lean connection
+(:mod:`vrmproto.server._lean`) that reads its requests with this reader. The reader is
+deliberately narrow: it takes only what it can frame without doubt — an ``HTTP/1.1`` request
+line in origin form, at most :data:`MAX_FIELDS` header fields of visible ASCII, none repeated,
+one ``Host``, no ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, a plain ``Content-Length``
+if any, and the whole body already received. Everything else — a chunked body, a head or body
+still arriving, an obsolete line folding, a control character, HTTP/1.0, a request line too
+long — is
+:class:`Unhandled`: the connection's bytes, from the start of that request, go to a full HTTP
+server (aiohttp), which answers exactly as it would have had it read them from the start. So
+this reader never decides that a request is malformed; it only decides that a request is
+plainly well formed.
+
+The error contract: :meth:`RequestReader.next` returns a :class:`Request`, or None while the
+head of the next one is incomplete, or raises :class:`Unhandled`. Anything else raised is a
+bug (``tests/test_http1_server.py`` feeds it arbitrary bytes in arbitrary pieces).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["MAX_FIELDS", "MAX_HEAD", "Request", "RequestReader", "Unhandled"]
+
+#: Header fields of a request this reader takes; more: :class:`Unhandled` (aiohttp's own cap,
+#: which then answers, is 128).
+MAX_FIELDS = 64
+#: Bytes of a request head (request line and fields) this reader waits for; more without the
+#: blank line that ends it: :class:`Unhandled`.
+MAX_HEAD = 16_384
+
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") (/[\x21-\x7e]*) HTTP/1\.1")
+_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?[ \t]*")
+_DIGITS = re.compile(rb"[0-9]{1,18}")
+#: Fields whose presence alone means the request is not one this reader frames.
+_REFUSED = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
+_CONNECTION_TOKENS = {b"keep-alive": False, b"close": True}
+
+
+class Unhandled(Exception):  # noqa: N818 -- named for what it means: not this reader's
+    """The next request is not one this reader frames (see the module docstring): the
+    connection's remaining bytes (:meth:`RequestReader.rest`) are for a full HTTP server."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One whole request. ``fields``: name (lower-cased) and value, in the order received;
+    ``close``: the client asked for the connection to close after the answer."""
+
+    method: bytes
+    target: bytes
+    fields: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+    close: bool
+
+    def field(self, name: bytes) -> bytes | None:
+        """The value of the field ``name`` (lower case), the first if repeated; None if absent."""
+        for key, value in self.fields:
+            if key == name:
+                return value
+        return None
+
+
+class RequestReader:
+    """The requests of one connection, in order: :meth:`feed` the bytes received, then take
+    requests with :meth:`next` until it returns None. ``max_line``: the longest request line
+    or header field line taken (longer: :class:`Unhandled`); ``max_body``: the longest
+    ``Content-Length`` taken."""
+
+    __slots__ = ("_buf", "_last", "_seen", "max_body", "max_line")
+
+    def __init__(self, *, max_line: int, max_body: int) -> None:
+        self.max_line = max_line
+        self.max_body = max_body
+        self._buf = b""
+        self._last = b""  # the buffer before the last request was taken from it (unread)
+        self._seen = 0  # bytes of the buffer already searched for the end of a head
+
+    def __len__(self) -> int:
+        """Bytes received and not yet taken as part of a request."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> None:
+        """Take bytes received."""
+        if data:
+            self._buf = self._buf + data if self._buf else bytes(data)
+
+    def rest(self) -> bytes:
+        """The bytes not yet taken as a request (from the start of the next one), emptied."""
+        rest, self._buf, self._seen = self._buf, b"", 0
+        return rest
+
+    def unread(self) -> None:
+        """Put the request :meth:`next` just returned back, as if it had not been taken (its
+        reader's caller found it is not one it serves after all)."""
+        self._buf, self._seen = self._last, 0
+
+    def next(self) -> Request | None:
+        """The next whole request; None while its head is incomplete; :class:`Unhandled` if
+        it is not a request this reader takes (its bytes are all left in :meth:`rest`)."""
+        buf = self._buf
+        if not buf:
+            return None
+        end = buf.find(b"\r\n\r\n", self._seen)
+        if end < 0:
+            if len(buf) > MAX_HEAD:
+                raise Unhandled("the request head is too long")
+            self._seen = max(len(buf) - 3, 0)  # bytes trickling in: no search twice
+            return None
+        if end > MAX_HEAD:
+            raise Unhandled("the request head is too long")
+        lines = buf[:end].split(b"\r\n")
+        if len(lines) > MAX_FIELDS + 1:
+            raise Unhandled("too many header fields")
+        max_line = self.max_line
+        line = lines[0]
+        m = _REQUEST_LINE.fullmatch(line)
+        if m is None or len(line) > max_line:
+            raise Unhandled("not a plain HTTP/1.1 request line")
+        length = -1
+        close = False
+        hosts = 0
+        fields = []
+        for line in lines[1:]:
+            f = _FIELD.fullmatch(line)
+            if f is None or len(line) > max_line:
+                raise Unhandled("not a plain header field")
+            name = f.group(1).lower()
+            value = f.group(2) or b""
+            if name == b"content-length":
+                if length >= 0 or _DIGITS.fullmatch(value) is None:
+                    raise Unhandled("not one plain Content-Length")
+                length = int(value)
+            elif name == b"host":
+                hosts += 1 if value else 2  # an empty one: aiohttp decides
+            elif name == b"connection":
+                asked = _CONNECTION_TOKENS.get(value.lower())
+                if asked is None:
+                    raise Unhandled("a Connection field other than keep-alive or close")
+                close = close or asked
+            elif name in _REFUSED:
+                raise Unhandled(f"a {name.decode()} field")
+            fields.append((name, value))
+        if hosts != 1:
+            raise Unhandled("not one Host field")  # aiohttp refuses none (RFC 9112 §3.2)
+        if len({name for name, _ in fields}) != len(fields):
+            raise Unhandled("a repeated field")  # aiohttp refuses some (Content-Type…)
+        if length > self.max_body:
+            raise Unhandled("a body longer than this reader takes")
+        start = end + 4
+        stop = start + max(length, 0)
+        if len(buf) < stop:
+            raise Unhandled("the body has not all arrived")
+        self._last = buf
+        self._buf = buf[stop:]
+        self._seen = 0
+        return Request(m.group(1), m.group(2), tuple(fields), buf[start:stop], close)
