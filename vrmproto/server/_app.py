@@ -36,6 +36,7 @@ from vrmproto.server._connections import (
     _ConnectionHandler,
 )
 from vrmproto.server._endpoint import JSON_TYPE, Endpoint, Response
+from vrmproto.server._lean import LeanRoutes
 from vrmproto.server._observe import (
     BODY_KEY,
     DISCOVERY_ROUTE,
@@ -317,10 +318,16 @@ async def serve(
     ``connection_limits``: the header and idle deadlines and the connection caps (§10.1); the
     total cap is fitted to this process's open-file limit when the server starts.
     """
-    return await serve_app(
+
+    def lean(app: web.Application) -> LeanRoutes:
+        inbox, history = (str(app.router[name].url_for()) for name in (INBOX_ROUTE, HISTORY_ROUTE))
+        return LeanRoutes(endpoint, inbox, history, deployment, metrics)
+
+    return await _serve(
         make_app(endpoint, deployment=deployment, metrics=metrics), endpoint, host, port,
         access_log=access_log, shutdown_timeout=shutdown_timeout, lingering_time=lingering_time,
         connection_limits=connection_limits, backlog=backlog, ssl_context=ssl_context, sock=sock,
+        lean=lean if access_log is None else None,  # aiohttp's access log sees every request
     )  # fmt: skip
 
 
@@ -341,6 +348,31 @@ async def serve_app(
     """Like :func:`serve`, for an application of one's own whose routes answer for
     ``endpoint`` (a customer agent's, say): the same connection limits (§10.1), and the same
     signed problems for HTTP that does not parse (§12.4-5)."""
+    return await _serve(
+        app, endpoint, host, port, access_log=access_log, shutdown_timeout=shutdown_timeout,
+        lingering_time=lingering_time, connection_limits=connection_limits, backlog=backlog,
+        ssl_context=ssl_context, sock=sock, lean=None,
+    )  # fmt: skip
+
+
+async def _serve(
+    app: web.Application,
+    endpoint: Endpoint,
+    host: str,
+    port: int,
+    *,
+    access_log: logging.Logger | None,
+    shutdown_timeout: float,
+    lingering_time: float,
+    connection_limits: ConnectionLimits,
+    backlog: int,
+    ssl_context: ssl.SSLContext | None,
+    sock: socket.socket | None,
+    lean: Callable[[web.Application], LeanRoutes] | None,
+) -> Server:
+    """:func:`serve_app`; with ``lean``, the hot routes of the started ``app`` (what
+    ``lean`` finds in it) are served by lean connections, which hand anything else to aiohttp
+    (:mod:`vrmproto.server._lean`)."""
     runner = web.AppRunner(
         app,
         access_log=access_log,
@@ -352,7 +384,8 @@ async def serve_app(
     site = ConnectionSite(
         runner, host, port, guard=guard, answer=_error_answer(endpoint), backlog=backlog,
         handler_kwargs={"access_log": access_log, "lingering_time": lingering_time},
-        ssl_context=ssl_context, sock=sock,
+        ssl_context=ssl_context, sock=sock, shutdown_timeout=shutdown_timeout,
+        lean=None if lean is None else lean(app),
     )  # fmt: skip
     try:
         await site.start()

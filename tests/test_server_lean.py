@@ -1,0 +1,350 @@
+"""The lean connections of ``serve()`` (vrmproto/server/_lean.py, issue 12).
+
+The hot routes are answered without aiohttp's server machinery, and everything else is handed
+to aiohttp on the same connection. What must hold:
+
+- a lean answer is the aiohttp application's, field for field (``Date`` and the signatures
+  aside): the same requests, in one write on one connection, to ``serve()`` and to the plain
+  aiohttp server (``serve_app(make_app(...))``) get the same answers — discovery, offers and
+  their replays, the endpoint's problems, a rate limit, a failure of the receiver, and the
+  requests handed over (an unknown path, a wrong content type, ``/healthz``) in between;
+- a hand-over: a body in two writes, a chunked one, TLS on both event loops, a trusted proxy
+  (whose forwarding headers are believed), a head too long for the lean reader, which keeps its
+  header deadline (§10.1-1);
+- shutting down lets a request in progress finish and be answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import trustme
+from _broken_vendor import make_endpoint
+from _vendor_proc import Customer, now_ms
+
+from vrmproto import Identity, Limits, open_envelope
+from vrmproto._binding import CONTENT_TYPE, DEFAULT_HISTORY_PATH, DEFAULT_INBOX_PATH
+from vrmproto.server import ConnectionLimits, Endpoint, Server, make_app, serve, serve_app
+from vrmproto.server._lean import LeanConnection
+from vrmproto.server._logging import REQUEST_LOG
+from vrmproto.server._proxy import Deployment
+from vrmproto.store import MemoryStore
+
+TEST_VENDOR = Identity(bytes(range(32)))  # tests/_broken_vendor.py's key
+Answer = tuple[bytes, list[tuple[bytes, bytes]], bytes]  # status line, fields, body
+
+
+def post(path: str, body: bytes, *, content_type: str = CONTENT_TYPE, extra: str = "") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body  # fmt: skip
+
+
+def get(path: str, *, extra: str = "") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode()
+
+
+CLOSE = "Connection: close\r\n"
+
+
+def split_answers(data: bytes) -> list[Answer]:
+    """The answers in ``data``, framed by their Content-Length (none: no body)."""
+    out = []
+    while data:
+        head, sep, data = data.partition(b"\r\n\r\n")
+        assert sep, head
+        status, *lines = head.split(b"\r\n")
+        fields = [(n.lower(), v.strip()) for n, _, v in (line.partition(b":") for line in lines)]
+        length = int(dict(fields).get(b"content-length", b"0"))
+        out.append((status, fields, data[:length]))
+        data = data[length:]
+    return out
+
+
+async def exchange(port: int, *writes: bytes, tls: ssl.SSLContext | None = None) -> list[Answer]:
+    """Send each of ``writes`` (the next once an answer came, if more than one) and read until
+    the server closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
+    got = b""
+    try:
+        async with asyncio.timeout(10):
+            for i, data in enumerate(writes):
+                writer.write(data)
+                await writer.drain()
+                if i + 1 < len(writes):
+                    got += await reader.read(65536)
+            while chunk := await reader.read(65536):
+                got += chunk
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return split_answers(got)
+
+
+def comparable(answer: Answer) -> tuple[bytes, list[tuple[bytes, bytes]], str | None]:
+    """An answer without what differs from one signing to the next: the Date, the discovery
+    signature, the bytes of a signed body (its problem code is kept)."""
+    status, fields, body = answer
+    kept = [(n, v) for n, v in fields if n not in (b"date", b"vrm-signature")]
+    code = None
+    if int(status.split()[1]) >= 400 and body[:1] != b"{":
+        code = open_envelope(body, now=now_ms()).body.code
+    return status, kept, code
+
+
+@contextlib.asynccontextmanager
+async def two_servers(
+    endpoint: Callable[[], Endpoint] = lambda: make_endpoint(MemoryStore()), **kw: Any
+) -> AsyncIterator[tuple[Server, Server]]:
+    """``serve()`` (lean) and the aiohttp application served alone, each on its own endpoint."""
+    lean = await serve(endpoint(), **kw)
+    plain_endpoint = endpoint()
+    plain = await serve_app(make_app(plain_endpoint), plain_endpoint, **kw)
+    try:
+        yield lean, plain
+    finally:
+        await lean.close()
+        await plain.close()
+
+
+def offer_bytes() -> bytes:
+    return Customer(TEST_VENDOR, base_url="http://127.0.0.1").offer("vrm.no-tracking").envelope
+
+
+CASES: dict[str, Callable[[], list[bytes]]] = {
+    "discovery": lambda: [get("/.well-known/vrm") + get("/.well-known/vrm", extra=CLOSE)],
+    "offer-and-replay": lambda: [(o := offer_bytes()) and post(DEFAULT_INBOX_PATH, o)
+                                 + post(DEFAULT_INBOX_PATH, o, extra=CLOSE)],
+    "bad-envelope": lambda: [post(DEFAULT_INBOX_PATH, b"\x93\x01\x02\x03")
+                             + post(DEFAULT_HISTORY_PATH, b"\xc1", extra=CLOSE)],
+    "handed-over-between": lambda: [post(DEFAULT_INBOX_PATH, offer_bytes()) + get("/nope")
+                                    + get("/healthz") + get("/.well-known/vrm", extra=CLOSE)],
+    "wrong-content-type": lambda: [get("/.well-known/vrm") + post(
+        DEFAULT_INBOX_PATH, b"x", content_type="text/plain")],
+    "one-write-each": lambda: [get("/.well-known/vrm"), post(DEFAULT_INBOX_PATH, offer_bytes()),
+                               get("/healthz", extra=CLOSE)],
+}  # fmt: skip
+
+
+@pytest.fixture
+def lean_answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The routes the lean path answered, in order."""
+    answered: list[str] = []
+    real = LeanConnection._answer
+
+    async def answer(self: LeanConnection, name: str, request: Any) -> None:
+        answered.append(name)
+        await real(self, name, request)
+
+    monkeypatch.setattr(LeanConnection, "_answer", answer)
+    return answered
+
+
+LEAN = {"discovery": 2, "offer-and-replay": 2, "bad-envelope": 2, "handed-over-between": 1,
+        "wrong-content-type": 1, "one-write-each": 2}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_lean_answers_are_the_aiohttp_applications(
+    case: str, lean_answers: list[str]
+) -> None:
+    writes = CASES[case]()
+    async with two_servers() as (lean, plain):
+        ours = await exchange(lean.port, *writes)
+        theirs = await exchange(plain.port, *writes)
+    assert [comparable(a) for a in ours] == [comparable(a) for a in theirs]
+    assert len(ours) >= 2
+    assert len(lean_answers) == LEAN[case]  # the rest went to aiohttp
+
+
+async def test_a_rate_limited_client_gets_the_same_refusal() -> None:
+    def strict() -> Endpoint:
+        return Endpoint(TEST_VENDOR, store=MemoryStore(), name="strict",
+                        limits=Limits(rate_per_address_per_minute=2))  # fmt: skip
+
+    requests = get("/.well-known/vrm") * 4
+    async with two_servers(strict) as (lean, plain):
+        ours = await exchange(lean.port, requests)
+        theirs = await exchange(plain.port, requests)
+    assert [comparable(a) for a in ours] == [comparable(a) for a in theirs]
+    assert [a[0].split()[1] for a in ours] == [b"200", b"200", b"429"]  # then closed
+
+
+async def test_a_failure_of_the_receiver_is_the_same_500(caplog: pytest.LogCaptureFixture) -> None:
+    def failing() -> Endpoint:
+        endpoint = make_endpoint(MemoryStore())
+
+        async def broken(client: str) -> None:
+            raise RuntimeError("the limiter's database is gone")
+
+        endpoint.acheck_address = broken  # type: ignore[method-assign,assignment]
+        return endpoint
+
+    requests = get("/.well-known/vrm") + get("/.well-known/vrm")
+    with caplog.at_level(logging.ERROR, logger="vrmproto.server"):
+        async with two_servers(failing) as (lean, plain):
+            ours = await exchange(lean.port, requests)
+            theirs = await exchange(plain.port, requests)
+    assert [comparable(a) for a in ours] == [comparable(a) for a in theirs]
+    assert [comparable(a)[2] for a in ours] == ["internal_error"]  # then closed
+    failures = [r for r in caplog.records if r.getMessage().startswith("failed handling")]
+    assert len(failures) == 2  # one per server, each with its traceback
+    assert all(r.exc_info is not None for r in failures)
+
+
+# -- hand-overs ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    server = await serve(make_endpoint(MemoryStore()))
+    yield server
+    await server.close()
+
+
+def lean_open(server: Server) -> int:
+    return sum(isinstance(c, LeanConnection) for c in server.connections._open)
+
+
+async def test_a_body_in_two_writes_is_handed_over_and_answered(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given_away = asyncio.Event()
+    real = LeanConnection._give_away
+
+    def give_away(self: LeanConnection, head_deadline: float | None) -> None:
+        real(self, head_deadline)
+        given_away.set()
+
+    monkeypatch.setattr(LeanConnection, "_give_away", give_away)
+    request = post(DEFAULT_INBOX_PATH, offer_bytes(), extra=CLOSE)
+    half = len(request) - 100
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(request[:half])
+    await writer.drain()
+    async with asyncio.timeout(10):
+        await given_away.wait()  # on reading the head, its body incomplete
+    assert lean_open(server) == 0
+    assert len(server.connections) == 1
+    writer.write(request[half:])
+    async with asyncio.timeout(10):
+        answer = split_answers(await reader.read())
+    writer.close()
+    assert answer[0][0] == b"HTTP/1.1 200 OK"
+
+
+async def test_a_chunked_post_is_answered_by_aiohttp(server: Server) -> None:
+    body = offer_bytes()
+    request = (
+        f"POST {DEFAULT_INBOX_PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: {CONTENT_TYPE}"
+        f"\r\nTransfer-Encoding: chunked\r\n{CLOSE}\r\n{len(body):x}\r\n"
+    ).encode()
+    answers = await exchange(
+        server.port, get("/.well-known/vrm") + request + body + b"\r\n0\r\n\r\n"
+    )
+    assert [a[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 2
+
+
+async def test_a_head_handed_over_keeps_its_header_deadline() -> None:
+    """A head longer than the lean reader waits for goes to aiohttp; the header deadline that
+    started with its first byte still closes the connection (§10.1-1)."""
+    limits = ConnectionLimits(header_timeout_ms=300, idle_timeout_ms=400,
+                              max_header_line_bytes=1024)  # fmt: skip
+    server = await serve(make_endpoint(MemoryStore()), connection_limits=limits)
+    try:
+        head = get("/.well-known/vrm")[:-2] + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 1000)
+                                                        for i in range(20))  # fmt: skip
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(head)  # never finished
+        async with asyncio.timeout(5):  # the deadline is 300 ms; without one it never closes
+            assert await reader.read() == b""
+        assert lean_open(server) == 0
+        writer.close()
+    finally:
+        await server.close()
+
+
+async def test_a_trusted_proxys_connection_is_aiohttps_and_its_client_is_believed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = await serve(make_endpoint(MemoryStore()),
+                         deployment=Deployment.of(None, ["127.0.0.1/32"]))  # fmt: skip
+    try:
+        request = post(DEFAULT_INBOX_PATH, offer_bytes(),
+                       extra="X-Forwarded-For: 203.0.113.9\r\n" + CLOSE)  # fmt: skip
+        with caplog.at_level(logging.INFO, logger=REQUEST_LOG.name):
+            answers = await exchange(server.port, request)
+    finally:
+        await server.close()
+    assert answers[0][0] == b"HTTP/1.1 200 OK"
+    logged = [r for r in caplog.records if r.name == REQUEST_LOG.name]
+    assert [r.fields["client"] for r in logged] == ["203.0.113.9"]  # type: ignore[attr-defined]
+
+
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client
+
+
+async def _over_tls() -> None:
+    server_tls, client_tls = tls_contexts()
+    server = await serve(make_endpoint(MemoryStore()), ssl_context=server_tls)
+    try:
+        answers = await exchange(
+            server.port,
+            get("/.well-known/vrm") + get("/healthz") + get("/.well-known/vrm", extra=CLOSE),
+            tls=client_tls,
+        )
+    finally:
+        await server.close()
+    assert [a[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 3
+
+
+async def test_tls_lean_then_handed_over() -> None:
+    await _over_tls()
+
+
+def test_tls_lean_then_handed_over_on_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_over_tls())
+
+
+# -- shutting down ---------------------------------------------------------------------------------
+
+
+async def test_a_request_in_progress_is_answered_before_the_server_stops() -> None:
+    endpoint = make_endpoint(MemoryStore())
+    entered, release = asyncio.Event(), asyncio.Event()
+    real: Callable[..., Awaitable[Any]] = endpoint.handle_inbox
+
+    async def slow(data: bytes, *, client: str = "") -> Any:
+        entered.set()
+        await release.wait()
+        return await real(data, client=client)
+
+    endpoint.handle_inbox = slow  # type: ignore[method-assign]
+    server = await serve(endpoint)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    idle = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(post(DEFAULT_INBOX_PATH, offer_bytes()))
+    async with asyncio.timeout(10):
+        await entered.wait()
+        closing = asyncio.create_task(server.close())
+        assert await idle[0].read() == b""  # an idle connection is closed at once
+        release.set()
+        answer = split_answers(await reader.read())
+        await closing
+    writer.close()
+    idle[1].close()
+    assert answer[0][0] == b"HTTP/1.1 200 OK"
