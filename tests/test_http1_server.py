@@ -103,10 +103,13 @@ def test_unread_puts_the_request_back() -> None:
     POST.replace(b"Host: 127.0.0.1", b"X-Long: " + b"a" * 9000),
     POST.replace(b"Host: 127.0.0.1", b"\r\n".join(b"X-%d: 1" % i for i in range(MAX_FIELDS))),
     b"GET /" + b"a" * (MAX_HEAD + 10),  # a head that never ends
+    # spaces then a control character: quadratic for a regular expression that backtracks
+    POST.replace(b"Host: 127.0.0.1", b"Host: x\r\nX-A: " + b" " * 8000 + b"\x01"),
+    POST.replace(b"Host: 127.0.0.1", b"Host: x\r\nX-A: a" + b" \t" * 4000 + b"\x01"),
 ], ids=["chunked", "two-lengths", "signed-length", "too-long-body", "expect", "upgrade",
         "space-before-colon", "obs-fold", "nul", "obs-text", "http-1.0", "absolute-form",
         "two-spaces", "leading-crlf", "body-incomplete", "long-line", "many-fields",
-        "endless-head"])  # fmt: skip
+        "endless-head", "spaces-then-control", "ows-then-control"])  # fmt: skip
 def test_anything_but_a_plain_request_is_unhandled_with_every_byte_kept(data: bytes) -> None:
     taken, end, rest = read_all(GET + data)
     assert [t.target for t in taken] == [b"/.well-known/vrm"]

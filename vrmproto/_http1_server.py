@@ -34,9 +34,14 @@ MAX_FIELDS = 64
 #: blank line that ends it: :class:`Unhandled`.
 MAX_HEAD = 16_384
 
-_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") (/[\x21-\x7e]*) HTTP/1\.1")
-_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?[ \t]*")
+# The head in one match. Every quantifier is possessive, and no two adjacent parts can match
+# the same bytes, so that matching is linear in the head's length whatever it holds (a field
+# of spaces then a control character took quadratic time with plain ``*``).
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]++"
+_VALUE = rb"(?:[\x21-\x7e]++(?:[ \t]++[\x21-\x7e]++)*+)?+"  # field-value: visible ASCII, OWS inside
+_FIELD = _TOKEN + rb":[ \t]*+" + _VALUE + rb"[ \t]*+\r\n"
+_HEAD = re.compile(rb"(" + _TOKEN + rb") (/[\x21-\x7e]*+) HTTP/1\.1\r\n((?:" + _FIELD + rb")*+)")
+_FIELDS = re.compile(rb"(" + _TOKEN + rb"):[ \t]*+(" + _VALUE + rb")[ \t]*+\r\n")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 #: Fields whose presence alone means the request is not one this reader frames.
 _REFUSED = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
@@ -115,24 +120,22 @@ class RequestReader:
             return None
         if end > MAX_HEAD:
             raise Unhandled("the request head is too long")
-        lines = buf[:end].split(b"\r\n")
-        if len(lines) > MAX_FIELDS + 1:
+        m = _HEAD.fullmatch(buf, 0, end + 2)
+        if m is None:
+            raise Unhandled("not a plain HTTP/1.1 request head")
+        if end > self.max_line and any(
+            len(line) > self.max_line for line in buf[:end].split(b"\r\n")
+        ):
+            raise Unhandled("a line longer than this reader takes")
+        raw = _FIELDS.findall(buf, m.start(3), m.end(3))
+        if len(raw) > MAX_FIELDS:
             raise Unhandled("too many header fields")
-        max_line = self.max_line
-        line = lines[0]
-        m = _REQUEST_LINE.fullmatch(line)
-        if m is None or len(line) > max_line:
-            raise Unhandled("not a plain HTTP/1.1 request line")
         length = -1
         close = False
         hosts = 0
         fields = []
-        for line in lines[1:]:
-            f = _FIELD.fullmatch(line)
-            if f is None or len(line) > max_line:
-                raise Unhandled("not a plain header field")
-            name = f.group(1).lower()
-            value = f.group(2) or b""
+        for key, value in raw:
+            name = key.lower()
             if name == b"content-length":
                 if length >= 0 or _DIGITS.fullmatch(value) is None:
                     raise Unhandled("not one plain Content-Length")
@@ -160,4 +163,5 @@ class RequestReader:
         self._last = buf
         self._buf = buf[stop:]
         self._seen = 0
-        return Request(m.group(1), m.group(2), tuple(fields), buf[start:stop], close)
+        method, target, _ = m.groups()
+        return Request(method, target, tuple(fields), buf[start:stop], close)
