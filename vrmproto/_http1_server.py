@@ -78,53 +78,68 @@ class RequestReader:
     or header field line taken (longer: :class:`Unhandled`); ``max_body``: the longest
     ``Content-Length`` taken."""
 
-    __slots__ = ("_buf", "_last", "_seen", "max_body", "max_line")
+    __slots__ = ("_buf", "_last", "_pos", "_seen", "max_body", "max_line")
 
     def __init__(self, *, max_line: int, max_body: int) -> None:
         self.max_line = max_line
         self.max_body = max_body
-        self._buf = b""
-        self._last = b""  # the buffer before the last request was taken from it (unread)
-        self._seen = 0  # bytes of the buffer already searched for the end of a head
+        # The bytes received: a request is taken by moving _pos past it, never by copying what
+        # follows it (pipelined requests would make that quadratic); what was taken is dropped
+        # when more bytes come.
+        self._buf: bytes | bytearray = b""
+        self._pos = 0  # where the next request starts in _buf
+        self._last = 0  # where the last request taken started (unread)
+        self._seen = 0  # up to where _buf was searched for the end of a head
 
     def __len__(self) -> int:
         """Bytes received and not yet taken as part of a request."""
-        return len(self._buf)
+        return len(self._buf) - self._pos
 
     def feed(self, data: bytes) -> None:
         """Take bytes received."""
-        if data:
-            self._buf = self._buf + data if self._buf else bytes(data)
+        if not data:
+            return
+        buf, pos = self._buf, self._pos
+        if pos == len(buf):  # everything before was taken: no copy
+            self._buf, self._pos, self._last, self._seen = data, 0, 0, 0
+            return
+        if pos or type(buf) is bytes:
+            buf = bytearray(buf[pos:])
+            self._seen = max(self._seen - pos, 0)
+            self._pos = self._last = 0
+        buf += data
+        self._buf = buf
 
     def rest(self) -> bytes:
         """The bytes not yet taken as a request (from the start of the next one), emptied."""
-        rest, self._buf, self._seen = self._buf, b"", 0
+        rest = bytes(self._buf[self._pos :])
+        self._buf, self._pos, self._last, self._seen = b"", 0, 0, 0
         return rest
 
     def unread(self) -> None:
         """Put the request :meth:`next` just returned back, as if it had not been taken (its
         reader's caller found it is not one it serves after all)."""
-        self._buf, self._seen = self._last, 0
+        self._pos = self._seen = self._last
 
     def next(self) -> Request | None:
         """The next whole request; None while its head is incomplete; :class:`Unhandled` if
         it is not a request this reader takes (its bytes are all left in :meth:`rest`)."""
-        buf = self._buf
-        if not buf:
+        buf, pos = self._buf, self._pos
+        if pos == len(buf):
             return None
-        end = buf.find(b"\r\n\r\n", self._seen)
+        end = buf.find(b"\r\n\r\n", max(self._seen, pos))
         if end < 0:
-            if len(buf) > MAX_HEAD:
+            if len(buf) - pos > MAX_HEAD:
                 raise Unhandled("the request head is too long")
-            self._seen = max(len(buf) - 3, 0)  # bytes trickling in: no search twice
+            self._seen = max(len(buf) - 3, pos)  # bytes trickling in: no search twice
             return None
-        if end > MAX_HEAD:
+        if end - pos > MAX_HEAD:
             raise Unhandled("the request head is too long")
-        m = _HEAD.fullmatch(buf, 0, end + 2)
+        m = _HEAD.fullmatch(buf, pos, end + 2)
         if m is None:
             raise Unhandled("not a plain HTTP/1.1 request head")
-        if end > self.max_line and any(
-            len(line) > self.max_line for line in buf[:end].split(b"\r\n")
+        if end - pos > self.max_line and any(
+            len(line) > self.max_line for line in buf[pos:end].split(b"\r\n")
         ):
             raise Unhandled("a line longer than this reader takes")
         raw = _FIELDS.findall(buf, m.start(3), m.end(3))
@@ -160,8 +175,6 @@ class RequestReader:
         stop = start + max(length, 0)
         if len(buf) < stop:
             raise Unhandled("the body has not all arrived")
-        self._last = buf
-        self._buf = buf[stop:]
-        self._seen = 0
+        self._last, self._pos, self._seen = pos, stop, stop
         method, target, _ = m.groups()
-        return Request(method, target, tuple(fields), buf[start:stop], close)
+        return Request(method, target, tuple(fields), bytes(buf[start:stop]), close)
