@@ -11,7 +11,8 @@ to aiohttp on the same connection. What must hold:
 - a hand-over: a body in two writes, a chunked one, TLS on both event loops, a trusted proxy
   (whose forwarding headers are believed), a head too long for the lean reader, which keeps its
   header deadline (§10.1-1);
-- shutting down lets a request in progress finish and be answered.
+- shutting down lets a request in progress finish and be answered;
+- the head of an answer is the bytes aiohttp writes for the same ``web.Response``.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ import pytest
 import trustme
 from _broken_vendor import make_endpoint
 from _vendor_proc import Customer, now_ms
+from aiohttp import web
 
 from vrmproto import Identity, Limits, open_envelope
 from vrmproto._binding import CONTENT_TYPE, DEFAULT_HISTORY_PATH, DEFAULT_INBOX_PATH
 from vrmproto.server import ConnectionLimits, Endpoint, Server, make_app, serve, serve_app
-from vrmproto.server._lean import LeanConnection
+from vrmproto.server._lean import LeanConnection, _answer_head
 from vrmproto.server._logging import REQUEST_LOG
 from vrmproto.server._proxy import Deployment
 from vrmproto.store import MemoryStore
@@ -348,3 +350,40 @@ async def test_a_request_in_progress_is_answered_before_the_server_stops() -> No
     writer.close()
     idle[1].close()
     assert answer[0][0] == b"HTTP/1.1 200 OK"
+
+
+# -- the answer's head, byte for byte ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "headers", "body", "close"), [
+    (204, {}, b"", False),
+    (200, {"Content-Type": CONTENT_TYPE}, b"abc", False),
+    (200, {}, b"abc", True),
+    (429, {"Content-Type": CONTENT_TYPE, "Retry-After": "7"}, b"abc", True),
+    (500, {"Content-Type": CONTENT_TYPE, "Connection": "close"}, b"x", True),
+    (299, {}, b"", False),  # no reason phrase
+])  # fmt: skip
+async def test_an_answers_head_is_aiohttps(
+    status: int, headers: dict[str, str], body: bytes, close: bool
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        out = web.Response(status=status, body=body or None, headers=headers)
+        if close:
+            out.force_close()
+        return out
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        theirs = await exchange(port, get("/") + get("/", extra=CLOSE))
+    finally:
+        await runner.cleanup()
+    ours = split_answers(_answer_head(status, headers, len(body), close) + body)
+    assert [(s, [f for f in fs if f[0] != b"date"], b) for s, fs, b in ours] == [
+        (s, [f for f in fs if f[0] != b"date"], b) for s, fs, b in theirs[:1]
+    ]

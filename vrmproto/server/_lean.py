@@ -138,10 +138,10 @@ def _answer_head(status: int, headers: Mapping[str, str], length: int, close: bo
     and a body of ``length`` bytes."""
     parts = [f"HTTP/1.1 {status} {REASON_PHRASES.get(status, '')}\r\n".encode()]
     parts.extend(f"{name}: {value}\r\n".encode() for name, value in headers.items())
-    if length and not any(name.lower() == "content-type" for name in headers):
-        parts.append(b"Content-Type: application/octet-stream\r\n")
     if status not in _NO_BODY:
         parts.append(b"Content-Length: %d\r\n" % length)
+    if length and not any(name.lower() == "content-type" for name in headers):
+        parts.append(b"Content-Type: application/octet-stream\r\n")
     parts.append(f"Date: {rfc822_formatted_time()}\r\n".encode())
     parts.append(_SERVER)
     if close and not any(name.lower() == "connection" for name in headers):
@@ -212,7 +212,7 @@ class LeanConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
-        if self._task is None:
+        if self._task is None and self._transport is not None:
             self._advance()
 
     def data_received(self, data: bytes) -> None:
@@ -339,9 +339,12 @@ class LeanConnection(asyncio.Protocol):
             extra = {"Connection": "close"}
             close = True
             recorded = (500, None)
-        record(endpoint, routes.metrics, name, path=request.target.decode(), remote=remote,
-               status=recorded[0], body=recorded[1], data=data,
-               seconds=time.perf_counter() - started)  # fmt: skip
+        try:
+            record(endpoint, routes.metrics, name, path=request.target.decode(), remote=remote,
+                   status=recorded[0], body=recorded[1], data=data,
+                   seconds=time.perf_counter() - started)  # fmt: skip
+        except Exception:  # the answer is good; a failure to log it must not lose it
+            log.exception("failed logging or counting a request from %s", remote)
         self._task = None
         self._send(answer, extra, close or self._closing)
 
