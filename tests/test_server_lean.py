@@ -298,8 +298,8 @@ def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, client
 
 
-async def _over_tls() -> None:
-    server_tls, client_tls = tls_contexts()
+async def _lean_then_handed_over(tls: bool) -> None:
+    server_tls, client_tls = tls_contexts() if tls else (None, None)
     server = await serve(make_endpoint(MemoryStore()), ssl_context=server_tls)
     try:
         answers = await exchange(
@@ -312,14 +312,18 @@ async def _over_tls() -> None:
     assert [a[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 3
 
 
-async def test_tls_lean_then_handed_over() -> None:
-    await _over_tls()
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+async def test_lean_then_handed_over(tls: bool) -> None:
+    await _lean_then_handed_over(tls)
 
 
-def test_tls_lean_then_handed_over_on_uvloop() -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_lean_then_handed_over_on_uvloop(tls: bool) -> None:
+    """What ``vrm vendor serve`` runs on where uvloop is installed (its TLS transport is not an
+    asyncio.Transport; its transports' set_protocol is its own)."""
     uvloop = pytest.importorskip("uvloop")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_over_tls())
+        runner.run(_lean_then_handed_over(tls))
 
 
 # -- shutting down ---------------------------------------------------------------------------------
@@ -387,3 +391,43 @@ async def test_an_answers_head_is_aiohttps(
     assert [(s, [f for f in fs if f[0] != b"date"], b) for s, fs, b in ours] == [
         (s, [f for f in fs if f[0] != b"date"], b) for s, fs, b in theirs[:1]
     ]
+
+
+async def test_a_request_whose_client_goes_away_is_still_handled_to_its_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The answer cannot be sent, but the message is not cut short mid-commit (as aiohttp's
+    handler, which is not cancelled when its client goes away)."""
+    endpoint = make_endpoint(MemoryStore())
+    entered, release, done, lost = (asyncio.Event() for _ in range(4))
+    real_lost = LeanConnection.connection_lost
+
+    def connection_lost(self: LeanConnection, exc: BaseException | None) -> None:
+        real_lost(self, exc)
+        lost.set()
+
+    monkeypatch.setattr(LeanConnection, "connection_lost", connection_lost)
+    real: Callable[..., Awaitable[Any]] = endpoint.handle_inbox
+
+    async def slow(data: bytes, *, client: str = "") -> Any:
+        entered.set()
+        await release.wait()
+        try:
+            return await real(data, client=client)
+        finally:
+            done.set()
+
+    endpoint.handle_inbox = slow  # type: ignore[method-assign]
+    server = await serve(endpoint)
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(post(DEFAULT_INBOX_PATH, offer_bytes()))
+        async with asyncio.timeout(10):
+            await entered.wait()
+            writer.transport.abort()
+            await lost.wait()
+            assert len(server.connections) == 0
+            release.set()
+            await done.wait()
+    finally:
+        await server.close()
