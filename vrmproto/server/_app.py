@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import ssl
@@ -195,12 +196,7 @@ def make_app(
     history_path = urlsplit(endpoint.history_path).path
 
     async def discovery(request: web.Request) -> web.Response:
-        body, signature = endpoint.discovery()
-        return web.Response(
-            body=body,
-            headers={hdrs.CONTENT_TYPE: JSON_TYPE, SIGNATURE_HEADER: signature,
-                     hdrs.CACHE_CONTROL: "max-age=300"},
-        )  # fmt: skip
+        return _web(_discovery(endpoint))
 
     async def inbox(request: web.Request) -> web.Response:
         data = await _read_envelope(request, endpoint)
@@ -225,6 +221,14 @@ def make_app(
     app.cleanup_ctx.append(_maintenance(endpoint, purge_every_s))
     app.on_cleanup.append(drain)
     return app
+
+
+def _discovery(endpoint: Endpoint) -> Response:
+    """The signed discovery document (§13.1), as both the application's route and the lean
+    connections (:mod:`vrmproto.server._lean`) answer it."""
+    body, signature = endpoint.discovery()
+    return Response(200, body, {hdrs.CONTENT_TYPE: JSON_TYPE, SIGNATURE_HEADER: signature,
+                                hdrs.CACHE_CONTROL: "max-age=300"})  # fmt: skip
 
 
 def _advertise(endpoint: Endpoint, deployment: Deployment) -> _Startup:
@@ -321,7 +325,8 @@ async def serve(
 
     def lean(app: web.Application) -> LeanRoutes:
         inbox, history = (str(app.router[name].url_for()) for name in (INBOX_ROUTE, HISTORY_ROUTE))
-        return LeanRoutes(endpoint, inbox, history, deployment, metrics)
+        return LeanRoutes(endpoint, inbox, history, deployment,
+                          functools.partial(_discovery, endpoint), metrics)  # fmt: skip
 
     return await _serve(
         make_app(endpoint, deployment=deployment, metrics=metrics), endpoint, host, port,

@@ -49,12 +49,12 @@ from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.tcp_helpers import tcp_keepalive
 from aiohttp.web_response import REASON_PHRASES
 
-from vrmproto._binding import CONTENT_TYPE, SIGNATURE_HEADER, WELL_KNOWN_PATH
+from vrmproto._binding import CONTENT_TYPE, WELL_KNOWN_PATH
 from vrmproto._deadline import Deadline
 from vrmproto._errors import Problem
 from vrmproto._http1_server import MAX_HEAD, Request, RequestReader, Unhandled
 from vrmproto.server._connections import ConnectionGuard, _ConnectionHandler
-from vrmproto.server._endpoint import JSON_TYPE, Endpoint, Response
+from vrmproto.server._endpoint import Endpoint, Response
 from vrmproto.server._observe import DISCOVERY_ROUTE, HISTORY_ROUTE, INBOX_ROUTE, record
 from vrmproto.server._proxy import Deployment
 
@@ -77,12 +77,14 @@ _NO_BODY = frozenset({204, 304})
 @dataclass(slots=True)
 class LeanRoutes:
     """What the lean connections of one server serve, and the connections open (see the
-    module docstring). ``inbox``, ``history``: the routes' paths in the application."""
+    module docstring). ``inbox``, ``history``: the routes' paths in the application;
+    ``discovery``: the discovery answer, as the application's route makes it."""
 
     endpoint: Endpoint
     inbox: str
     history: str
     deployment: Deployment
+    discovery: Callable[[], Response]
     metrics: Metrics | None = None
     open: set[LeanConnection] = field(default_factory=set)
     _routes: dict[tuple[bytes, bytes], str] = field(default_factory=dict)
@@ -328,10 +330,7 @@ class LeanConnection(asyncio.Protocol):
                 data = request.body
                 answer = await endpoint.handle_history(data, client=remote)
             else:
-                body, signature = endpoint.discovery()
-                answer = Response(200, body, {"Content-Type": JSON_TYPE,
-                                              SIGNATURE_HEADER: signature,
-                                              "Cache-Control": "max-age=300"})  # fmt: skip
+                answer = routes.discovery()
             recorded: tuple[int, bytes | None] = (answer.status, answer.body or None)
         except Exception as exc:  # as aiohttp's handler: logged, a signed problem, closed
             log.error("failed handling a request from %s", remote, exc_info=exc)
