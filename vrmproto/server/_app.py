@@ -8,6 +8,11 @@ middleware turns every aiohttp HTTP error (unknown path, wrong method, body too 
 signed problem, so no route ever answers with aiohttp's HTML pages (§12.4-2). The connections
 themselves — deadlines, caps, requests that are not HTTP — are held to
 :class:`~vrmproto.server.ConnectionLimits` by :mod:`vrmproto.server._connections` (§10.1).
+
+:func:`serve` answers the three routes on lean connections (:mod:`vrmproto.server._lean`),
+without aiohttp's request machinery, as this application would answer them, and hands any
+other request and its connection to the application; :func:`serve_app`, and the application
+mounted in a site of one's own, are aiohttp alone.
 """
 
 from __future__ import annotations

@@ -19,6 +19,11 @@ layer bounds what a client that sends nothing useful can hold:
   endpoint's signed problem ``malformed`` and the connection closed, never with aiohttp's
   plain-text page (§12.4-5).
 
+A connection is served by aiohttp's request handler (:class:`_ConnectionHandler`), or, with
+:func:`~vrmproto.server.serve`, first by a lean connection (:mod:`vrmproto.server._lean`) that
+answers the hot routes itself and hands the connection to that handler for anything else; the
+guard holds either kind alike, and a hand-over keeps the connection's place and deadline.
+
 :class:`ConnectionLimits` is a deployment setting of the HTTP shell, not a protocol limit: it is
 not published in discovery (the ceilings of §10.1-5 are what a sender can rely on).
 :func:`~vrmproto.server.serve` builds the listening socket from it with :class:`ConnectionSite`.
@@ -260,7 +265,8 @@ class ConnectionGuard:
         if key is None:
             return
         self._open[new] = key
-        if self._waiting.pop(old, False) is None:
+        if old in self._waiting:
+            del self._waiting[old]
             self._waiting[new] = None
 
     def waiting(self, handler: Held) -> None:
