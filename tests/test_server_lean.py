@@ -8,9 +8,9 @@ to aiohttp on the same connection. What must hold:
   aiohttp server (``serve_app(make_app(...))``) get the same answers — discovery, offers and
   their replays, the endpoint's problems, a rate limit, a failure of the receiver, and the
   requests handed over (an unknown path, a wrong content type, ``/healthz``) in between;
-- a hand-over: a body in two writes, a chunked one, TLS on both event loops, a trusted proxy
-  (whose forwarding headers are believed), a head too long for the lean reader, which keeps its
-  header deadline (§10.1-1);
+- a hand-over: a body in two writes, a chunked one, TLS on both event loops, a head too long
+  for the lean reader, which keeps its header deadline (§10.1-1);
+- the client behind a trusted proxy, found from the forwarding fields as aiohttp finds it;
 - shutting down lets a request in progress finish and be answered;
 - the head of an answer is the bytes aiohttp writes for the same ``web.Response``.
 """
@@ -33,6 +33,7 @@ from aiohttp import web
 from vrmproto import Identity, Limits, open_envelope
 from vrmproto._binding import CONTENT_TYPE, DEFAULT_HISTORY_PATH, DEFAULT_INBOX_PATH
 from vrmproto.server import ConnectionLimits, Endpoint, Server, make_app, serve, serve_app
+from vrmproto.server._app import NOT_PROXIED
 from vrmproto.server._lean import LeanConnection, _answer_head
 from vrmproto.server._logging import REQUEST_LOG
 from vrmproto.server._proxy import Deployment
@@ -102,12 +103,13 @@ def comparable(answer: Answer) -> tuple[bytes, list[tuple[bytes, bytes]], str | 
 
 @contextlib.asynccontextmanager
 async def two_servers(
-    endpoint: Callable[[], Endpoint] = lambda: make_endpoint(MemoryStore()), **kw: Any
+    endpoint: Callable[[], Endpoint] = lambda: make_endpoint(MemoryStore()),
+    deployment: Deployment = NOT_PROXIED,
 ) -> AsyncIterator[tuple[Server, Server]]:
     """``serve()`` (lean) and the aiohttp application served alone, each on its own endpoint."""
-    lean = await serve(endpoint(), **kw)
+    lean = await serve(endpoint(), deployment=deployment)
     plain_endpoint = endpoint()
-    plain = await serve_app(make_app(plain_endpoint), plain_endpoint, **kw)
+    plain = await serve_app(make_app(plain_endpoint, deployment=deployment), plain_endpoint)
     try:
         yield lean, plain
     finally:
@@ -272,21 +274,34 @@ async def test_a_head_handed_over_keeps_its_header_deadline() -> None:
         await server.close()
 
 
-async def test_a_trusted_proxys_connection_is_aiohttps_and_its_client_is_believed(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize("fields", [
+    "X-Forwarded-For: 203.0.113.9\r\n",
+    "X-Forwarded-For: 198.51.100.1, 127.0.0.1\r\nX-Forwarded-Proto: https\r\n",
+    'Forwarded: for="[2001:db8::1]:4711";proto=https, for=127.0.0.1\r\n',
+    "Forwarded: for=unknown\r\n",
+    "Forwarded: for=192.0.2.60\r\nForwarded: for=192.0.2.61\r\n",  # repeated: aiohttp's
+    "",
+], ids=["x-forwarded-for", "chain", "forwarded", "unknown", "repeated", "none"])  # fmt: skip
+async def test_a_trusted_proxys_client_is_the_one_aiohttp_finds(
+    fields: str, caplog: pytest.LogCaptureFixture, lean_answers: list[str]
 ) -> None:
-    server = await serve(make_endpoint(MemoryStore()),
-                         deployment=Deployment.of(None, ["127.0.0.1/32"]))  # fmt: skip
-    try:
-        request = post(DEFAULT_INBOX_PATH, offer_bytes(),
-                       extra="X-Forwarded-For: 203.0.113.9\r\n" + CLOSE)  # fmt: skip
-        with caplog.at_level(logging.INFO, logger=REQUEST_LOG.name):
-            answers = await exchange(server.port, request)
-    finally:
-        await server.close()
-    assert answers[0][0] == b"HTTP/1.1 200 OK"
-    logged = [r for r in caplog.records if r.name == REQUEST_LOG.name]
-    assert [r.fields["client"] for r in logged] == ["203.0.113.9"]  # type: ignore[attr-defined]
+    """From a trusted proxy the client's address comes from its forwarding fields: the one the
+    request log shows, and the rate limits count (§12.13-1), as aiohttp's middleware finds it."""
+    deployment = Deployment.of(None, ["127.0.0.1/32"])
+    clients = []
+    async with two_servers(deployment=deployment) as (lean, plain):
+        for server in (lean, plain):
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger=REQUEST_LOG.name):
+                answers = await exchange(server.port, post(DEFAULT_INBOX_PATH, offer_bytes(),
+                                                           extra=fields + CLOSE))  # fmt: skip
+            assert answers[0][0] == b"HTTP/1.1 200 OK"
+            logged = [r for r in caplog.records if r.name == REQUEST_LOG.name]
+            clients.append([r.fields["client"] for r in logged])  # type: ignore[attr-defined]
+    assert clients[0] == clients[1]
+    assert len(clients[0]) == 1
+    assert len(lean_answers) == (0 if "repeated" in fields or fields.count("Forwarded:") > 1
+                                 else 1)  # fmt: skip
 
 
 def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:

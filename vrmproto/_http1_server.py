@@ -64,6 +64,12 @@ class Request:
     body: bytes
     close: bool
 
+    def values(self, name: str) -> list[str]:
+        """The values of the fields named ``name`` (any case), as text: at most one, since
+        the reader takes no request with a repeated field."""
+        key = name.lower().encode("latin-1")
+        return [value.decode("latin-1") for k, value in self.fields if k == key]
+
     def field(self, name: bytes) -> bytes | None:
         """The value of the field ``name`` (lower case), the first if repeated; None if absent."""
         for key, value in self.fields:

@@ -9,14 +9,17 @@ three routes itself by calling the :class:`~vrmproto.server.Endpoint`, and hands
 to aiohttp's handler (:class:`~vrmproto.server._connections._ConnectionHandler`, with every
 byte from the start of the request it does not serve) as soon as a request is anything else: an
 other path or method, a chunked or still-arriving body, a content type other than the binding's,
-a body over the limit, a head the reader does not take as plainly well formed, a connection from
-a trusted proxy (whose forwarding headers aiohttp's middleware reads, §12.13). From then on
+a body over the limit, a head the reader does not take as plainly well formed (a repeated
+``Forwarded`` or ``X-Forwarded-For`` field among them). From then on
 aiohttp serves that connection alone, exactly as it serves every connection of an application
 mounted in a site of one's own. So every refusal other than a rate limit or a failure of the
 receiver is aiohttp's, as before; what the lean path answers, it answers as the aiohttp
 application would (``tests/test_server_lean.py`` compares the two byte for byte, the ``Date``
 aside):
 
+- the client's address as :func:`~vrmproto.server._proxy.client_of` finds it: the
+  connection's, or from the forwarding fields when the connection is a trusted proxy's
+  (§12.13-1);
 - the per-address rate limit before the body is used (§12.9-6), the problem and a closed
   connection when it refuses;
 - the endpoint's answer, the same status, headers and body bytes, with aiohttp's
@@ -56,7 +59,7 @@ from vrmproto._http1_server import MAX_HEAD, Request, RequestReader, Unhandled
 from vrmproto.server._connections import ConnectionGuard, _ConnectionHandler
 from vrmproto.server._endpoint import Endpoint, Response
 from vrmproto.server._observe import DISCOVERY_ROUTE, HISTORY_ROUTE, INBOX_ROUTE, record
-from vrmproto.server._proxy import Deployment
+from vrmproto.server._proxy import Deployment, client_from
 
 if TYPE_CHECKING:
     from vrmproto.server._metrics import Metrics
@@ -156,8 +159,8 @@ class LeanConnection(asyncio.Protocol):
     """One connection on the lean path (see the module docstring)."""
 
     __slots__ = ("_closing", "_deadline", "_guard", "_hand_over", "_loop", "_paused",
-                 "_reader", "_reading", "_remote", "_routes", "_task", "_transport", "_waiting",
-                 "_why")  # fmt: skip
+                 "_proxied", "_reader", "_reading", "_remote", "_routes", "_task", "_transport",
+                 "_waiting", "_why")  # fmt: skip
 
     def __init__(self, routes: LeanRoutes, guard: ConnectionGuard,
                  hand_over: Callable[[], _ConnectionHandler]) -> None:  # fmt: skip
@@ -174,6 +177,7 @@ class LeanConnection(asyncio.Protocol):
             limits.header_timeout_ms, limits.idle_timeout_ms) / 1000)  # fmt: skip
         self._transport: asyncio.Transport | None = None  # None: not admitted, or gone
         self._remote = ""
+        self._proxied = False  # the peer is a trusted proxy: the client is in its fields
         self._task: asyncio.Task[None] | None = None  # the request being answered
         self._waiting = True  # no request in progress; False: part of a head, or busy
         self._why: str | None = None
@@ -192,11 +196,9 @@ class LeanConnection(asyncio.Protocol):
             return
         self._transport = transport
         self._remote = address
+        self._proxied = self._routes.deployment.trusts(address)
         self._routes.open.add(self)
         tcp_keepalive(transport)
-        if self._routes.deployment.trusts(address):  # aiohttp's middleware reads Forwarded
-            self._give_away(None)
-            return
         self._wait()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -314,8 +316,10 @@ class LeanConnection(asyncio.Protocol):
         """Answer one request, then go on with the next buffered one."""
         routes = self._routes
         endpoint = routes.endpoint
-        remote = self._remote
         started = time.perf_counter()
+        remote = self._remote
+        if self._proxied:  # as aiohttp's proxy middleware finds it (§12.13-1)
+            remote, _ = client_from(remote, "http", request.values, routes.deployment)
         close = request.close
         data: bytes | None = None
         extra: dict[str, str] = {}
