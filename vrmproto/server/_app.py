@@ -8,12 +8,18 @@ middleware turns every aiohttp HTTP error (unknown path, wrong method, body too 
 signed problem, so no route ever answers with aiohttp's HTML pages (§12.4-2). The connections
 themselves — deadlines, caps, requests that are not HTTP — are held to
 :class:`~vrmproto.server.ConnectionLimits` by :mod:`vrmproto.server._connections` (§10.1).
+
+:func:`serve` answers the three routes on lean connections (:mod:`vrmproto.server._lean`),
+without aiohttp's request machinery, as this application would answer them, and hands any
+other request and its connection to the application; :func:`serve_app`, and the application
+mounted in a site of one's own, are aiohttp alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import ssl
@@ -36,6 +42,7 @@ from vrmproto.server._connections import (
     _ConnectionHandler,
 )
 from vrmproto.server._endpoint import JSON_TYPE, Endpoint, Response
+from vrmproto.server._lean import LeanRoutes
 from vrmproto.server._observe import (
     BODY_KEY,
     DISCOVERY_ROUTE,
@@ -194,12 +201,7 @@ def make_app(
     history_path = urlsplit(endpoint.history_path).path
 
     async def discovery(request: web.Request) -> web.Response:
-        body, signature = endpoint.discovery()
-        return web.Response(
-            body=body,
-            headers={hdrs.CONTENT_TYPE: JSON_TYPE, SIGNATURE_HEADER: signature,
-                     hdrs.CACHE_CONTROL: "max-age=300"},
-        )  # fmt: skip
+        return _web(_discovery(endpoint))
 
     async def inbox(request: web.Request) -> web.Response:
         data = await _read_envelope(request, endpoint)
@@ -224,6 +226,14 @@ def make_app(
     app.cleanup_ctx.append(_maintenance(endpoint, purge_every_s))
     app.on_cleanup.append(drain)
     return app
+
+
+def _discovery(endpoint: Endpoint) -> Response:
+    """The signed discovery document (§13.1), as both the application's route and the lean
+    connections (:mod:`vrmproto.server._lean`) answer it."""
+    body, signature = endpoint.discovery()
+    return Response(200, body, {hdrs.CONTENT_TYPE: JSON_TYPE, SIGNATURE_HEADER: signature,
+                                hdrs.CACHE_CONTROL: "max-age=300"})  # fmt: skip
 
 
 def _advertise(endpoint: Endpoint, deployment: Deployment) -> _Startup:
@@ -317,10 +327,17 @@ async def serve(
     ``connection_limits``: the header and idle deadlines and the connection caps (§10.1); the
     total cap is fitted to this process's open-file limit when the server starts.
     """
-    return await serve_app(
+
+    def lean(app: web.Application) -> LeanRoutes:
+        inbox, history = (str(app.router[name].url_for()) for name in (INBOX_ROUTE, HISTORY_ROUTE))
+        return LeanRoutes(endpoint, inbox, history, deployment,
+                          functools.partial(_discovery, endpoint), metrics)  # fmt: skip
+
+    return await _serve(
         make_app(endpoint, deployment=deployment, metrics=metrics), endpoint, host, port,
         access_log=access_log, shutdown_timeout=shutdown_timeout, lingering_time=lingering_time,
         connection_limits=connection_limits, backlog=backlog, ssl_context=ssl_context, sock=sock,
+        lean=lean if access_log is None else None,  # aiohttp's access log sees every request
     )  # fmt: skip
 
 
@@ -341,6 +358,31 @@ async def serve_app(
     """Like :func:`serve`, for an application of one's own whose routes answer for
     ``endpoint`` (a customer agent's, say): the same connection limits (§10.1), and the same
     signed problems for HTTP that does not parse (§12.4-5)."""
+    return await _serve(
+        app, endpoint, host, port, access_log=access_log, shutdown_timeout=shutdown_timeout,
+        lingering_time=lingering_time, connection_limits=connection_limits, backlog=backlog,
+        ssl_context=ssl_context, sock=sock, lean=None,
+    )  # fmt: skip
+
+
+async def _serve(
+    app: web.Application,
+    endpoint: Endpoint,
+    host: str,
+    port: int,
+    *,
+    access_log: logging.Logger | None,
+    shutdown_timeout: float,
+    lingering_time: float,
+    connection_limits: ConnectionLimits,
+    backlog: int,
+    ssl_context: ssl.SSLContext | None,
+    sock: socket.socket | None,
+    lean: Callable[[web.Application], LeanRoutes] | None,
+) -> Server:
+    """:func:`serve_app`; with ``lean``, the hot routes of the started ``app`` (what
+    ``lean`` finds in it) are served by lean connections, which hand anything else to aiohttp
+    (:mod:`vrmproto.server._lean`)."""
     runner = web.AppRunner(
         app,
         access_log=access_log,
@@ -352,7 +394,8 @@ async def serve_app(
     site = ConnectionSite(
         runner, host, port, guard=guard, answer=_error_answer(endpoint), backlog=backlog,
         handler_kwargs={"access_log": access_log, "lingering_time": lingering_time},
-        ssl_context=ssl_context, sock=sock,
+        ssl_context=ssl_context, sock=sock, shutdown_timeout=shutdown_timeout,
+        lean=None if lean is None else lean(app),
     )  # fmt: skip
     try:
         await site.start()

@@ -19,6 +19,11 @@ layer bounds what a client that sends nothing useful can hold:
   endpoint's signed problem ``malformed`` and the connection closed, never with aiohttp's
   plain-text page (§12.4-5).
 
+A connection is served by aiohttp's request handler (:class:`_ConnectionHandler`), or, with
+:func:`~vrmproto.server.serve`, first by a lean connection (:mod:`vrmproto.server._lean`) that
+answers the hot routes itself and hands the connection to that handler for anything else; the
+guard holds either kind alike, and a hand-over keeps the connection's place and deadline.
+
 :class:`ConnectionLimits` is a deployment setting of the HTTP shell, not a protocol limit: it is
 not published in discovery (the ceilings of §10.1-5 are what a sender can rely on).
 :func:`~vrmproto.server.serve` builds the listening socket from it with :class:`ConnectionSite`.
@@ -29,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import functools
 import ipaddress
 import logging
 import socket
@@ -37,7 +43,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
@@ -184,6 +190,13 @@ class _State(enum.Enum):
     """A request is being handled or answered: no deadline of this layer."""
 
 
+class Held(Protocol):
+    """A connection the guard holds: the aiohttp handler, or a lean one (:mod:`._lean`)."""
+
+    def drop(self) -> None:
+        """Close the connection now (it waited too long, or room is needed)."""
+
+
 class ConnectionGuard:
     """The connections of one server: who is open, from where, and who waits for a request.
 
@@ -204,10 +217,10 @@ class ConnectionGuard:
         if self.cap < limits.max_connections:
             log.info("at most %d open HTTP connections (the open-file limit allows no more)",
                      self.cap)  # fmt: skip
-        self._open: dict[_ConnectionHandler, str] = {}
+        self._open: dict[Held, str] = {}
         self._per_key: Counter[str] = Counter()
         # connections with no request in progress, the longest waiting first
-        self._waiting: OrderedDict[_ConnectionHandler, None] = OrderedDict()
+        self._waiting: OrderedDict[Held, None] = OrderedDict()
         self._log = _Throttled(limits.log_interval_ms / 1000, clock)
 
     def __len__(self) -> int:
@@ -217,7 +230,7 @@ class ConnectionGuard:
         """Open connections counted under ``address``'s key."""
         return self._per_key[self.limits.address_key(address)]
 
-    def admit(self, handler: _ConnectionHandler, address: str) -> bool:
+    def admit(self, handler: Held, address: str) -> bool:
         """Take ``handler``'s connection in, or say it must be closed (§10.1-3, §10.1-4)."""
         key = self.limits.address_key(address)
         if self._per_key[key] >= self.limits.max_connections_per_address:
@@ -235,7 +248,7 @@ class ConnectionGuard:
         self._waiting[handler] = None
         return True
 
-    def release(self, handler: _ConnectionHandler) -> None:
+    def release(self, handler: Held) -> None:
         """``handler``'s connection is gone."""
         key = self._open.pop(handler, None)
         if key is None:
@@ -245,12 +258,23 @@ class ConnectionGuard:
         if self._per_key[key] <= 0:
             del self._per_key[key]
 
-    def waiting(self, handler: _ConnectionHandler) -> None:
+    def replace(self, old: Held, new: Held) -> None:
+        """``old``'s connection is now served by ``new`` (a lean connection handing over to
+        aiohttp's handler): counted once, under the same key, still waiting if it was."""
+        key = self._open.pop(old, None)
+        if key is None:
+            return
+        self._open[new] = key
+        if old in self._waiting:
+            del self._waiting[old]
+            self._waiting[new] = None
+
+    def waiting(self, handler: Held) -> None:
         if handler in self._open:
             self._waiting[handler] = None
             self._waiting.move_to_end(handler)
 
-    def busy(self, handler: _ConnectionHandler) -> None:
+    def busy(self, handler: Held) -> None:
         self._waiting.pop(handler, None)
 
     def expired(self, what: str) -> None:
@@ -273,6 +297,19 @@ class ConnectionGuard:
 
 #: Builds the signed problem a request that is not valid HTTP gets (§12.4-5).
 ErrorAnswer = Callable[[int, str], web.Response]
+
+
+class LeanServing(Protocol):
+    """Connections served without aiohttp until a request needs it (:mod:`._lean`)."""
+
+    def connection(self, guard: ConnectionGuard,
+                   hand_over: Callable[[], _ConnectionHandler]) -> asyncio.Protocol:  # fmt: skip
+        """A new connection's protocol; ``hand_over`` makes the aiohttp handler to give the
+        connection to when a request is not one it serves."""
+
+    async def shutdown(self, grace_s: float) -> None:
+        """The server stops: close idle connections, finish the requests in progress (at most
+        ``grace_s`` seconds), then close."""
 
 
 class _ConnectionHandler(web.RequestHandler):
@@ -314,6 +351,25 @@ class _ConnectionHandler(web.RequestHandler):
         self._deadline.cancel()
         self._guard.release(self)
         super().connection_lost(exc)
+
+    def adopt(self, transport: asyncio.Transport, data: bytes, *, head_deadline: float | None
+              ) -> None:  # fmt: skip
+        """Serve a connection a lean connection (:mod:`._lean`) admitted and read from until
+        now: ``data``, the bytes it received from the start of the request it does not serve,
+        are read as if they had just arrived. ``head_deadline``: the loop time by which that
+        request's head must be complete (§10.1-1), when part of it had arrived; None: the
+        connection waits for a request (§10.1-2)."""
+        self._admitted = True
+        super().connection_made(transport)
+        if head_deadline is None:
+            self._wait()
+        else:
+            self._state = _State.HEAD
+            self._guard.waiting(self)
+            self._why = "request head not complete in time"
+            self._deadline.set(self._loop, head_deadline)
+        if data:
+            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
         if self._state is _State.WAITING and data:
@@ -396,8 +452,8 @@ class ConnectionSite(web.BaseSite):
     logged once per interval instead of with a traceback each (§10.1-6).
     """
 
-    __slots__ = ("_accept_errors", "_answer", "_guard", "_handler_kwargs", "_host", "_port",
-                 "_sock", "_ssl")  # fmt: skip
+    __slots__ = ("_accept_errors", "_answer", "_guard", "_handler_kwargs", "_host", "_lean",
+                 "_port", "_shutdown_timeout", "_sock", "_ssl")  # fmt: skip
 
     def __init__(
         self,
@@ -411,7 +467,11 @@ class ConnectionSite(web.BaseSite):
         backlog: int = 128,
         ssl_context: ssl.SSLContext | None = None,
         sock: socket.socket | None = None,
+        lean: LeanServing | None = None,
+        shutdown_timeout: float = 60.0,
     ) -> None:
+        """``lean``: serve connections with it, each handed to aiohttp when a request needs
+        it; ``shutdown_timeout``: how long :meth:`stop` lets its requests in progress finish."""
         super().__init__(runner, backlog=backlog)
         self._ssl = ssl_context
         self._sock = sock  # a listening socket to serve on instead of binding host:port
@@ -420,6 +480,8 @@ class ConnectionSite(web.BaseSite):
         self._guard = guard
         self._answer = answer
         self._handler_kwargs = handler_kwargs
+        self._lean = lean
+        self._shutdown_timeout = shutdown_timeout
         self._accept_errors: _AcceptErrors | None = None
 
     @property
@@ -445,11 +507,16 @@ class ConnectionSite(web.BaseSite):
                 **kwargs,
             )  # fmt: skip
 
+        lean = self._lean
+        factory: Callable[[], asyncio.Protocol] = (
+            handler if lean is None else functools.partial(lean.connection, guard, handler)
+        )
+
         if self._sock is not None:  # a worker serving the supervisor's socket
-            server = await loop.create_server(handler, sock=self._sock, backlog=self._backlog,
+            server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog,
                                               ssl=self._ssl)  # fmt: skip
         else:
-            server = await loop.create_server(handler, self._host, self._port,
+            server = await loop.create_server(factory, self._host, self._port,
                                               backlog=self._backlog, ssl=self._ssl)  # fmt: skip
         self._server = server
         self._accept_errors = _AcceptErrors(loop, server, guard)
@@ -458,6 +525,8 @@ class ConnectionSite(web.BaseSite):
         if self._accept_errors is not None:
             self._accept_errors.remove()
         await super().stop()
+        if self._lean is not None:  # aiohttp's own connections are shut down by the runner
+            await self._lean.shutdown(self._shutdown_timeout)
 
 
 class _AcceptErrors:

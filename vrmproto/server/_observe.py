@@ -38,6 +38,7 @@ __all__ = [
     "UNLIMITED_ROUTES",
     "add_health_routes",
     "observe",
+    "record",
 ]
 
 DISCOVERY_ROUTE = "vrm-discovery"
@@ -87,21 +88,30 @@ def observe(endpoint: Endpoint, metrics: Metrics | None) -> Middleware:
 def _record(request: web.Request, endpoint: Endpoint, metrics: Metrics | None,
             response: web.StreamResponse | None, seconds: float) -> None:  # fmt: skip
     status = response.status if response is not None else 500
-    name = route_name(request)
+    body = response.body if isinstance(response, web.Response) else None
+    record(endpoint, metrics, route_name(request), path=request.path,
+           remote=request.remote or "", status=status,
+           body=body if isinstance(body, bytes) else None, data=request.get(BODY_KEY),
+           seconds=seconds)  # fmt: skip
+
+
+def record(endpoint: Endpoint, metrics: Metrics | None, name: str | None, *, path: str,
+           remote: str, status: int, body: bytes | None, data: bytes | None,
+           seconds: float) -> None:  # fmt: skip
+    """Log and count one answered request: route ``name``, ``status`` and the answer's
+    ``body``; ``data``: the request body the route read (None: not read). What :func:`observe`
+    does for a request aiohttp served, and the lean connections (:mod:`._lean`) for theirs."""
     logged = ((name in (INBOX_ROUTE, HISTORY_ROUTE) or status >= 400)
               and REQUEST_LOG.isEnabledFor(logging.INFO))  # fmt: skip
     if metrics is None and not logged:  # nobody reads it: no decoding, no formatting
         return
-    body = response.body if isinstance(response, web.Response) else None
-    code = problem_code(body) if status >= 400 and isinstance(body, bytes) else None
-    data = request.get(BODY_KEY)
+    code = problem_code(body) if status >= 400 and body is not None else None
     summary = summarize(data) if data is not None else Summary()
     if metrics is not None:
         route = _ROUTE_LABELS.get(name or "", "other")
         metrics.observe(route, summary.kind, status, seconds, code)
     if logged:
-        RequestLine(endpoint.name, request.path, request.remote or "", status, seconds * 1000,
-                    summary, code).log()  # fmt: skip
+        RequestLine(endpoint.name, path, remote, status, seconds * 1000, summary, code).log()
 
 
 def add_health_routes(app: web.Application, endpoint: Endpoint, metrics: Metrics | None) -> None:

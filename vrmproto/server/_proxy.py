@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
-__all__ = ["Deployment", "Network", "client_of", "proxy_middleware"]
+__all__ = ["Deployment", "Fields", "Network", "client_from", "client_of", "proxy_middleware"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: The values of a request's header fields of a name (any case), in order.
+Fields = Callable[[str], Sequence[str]]
 
 _X_FORWARDED_FOR = "X-Forwarded-For"
 _X_FORWARDED_PROTO = "X-Forwarded-Proto"
@@ -107,11 +109,11 @@ def _forwarded(headers: Sequence[str]) -> list[tuple[str | None, str | None]]:
     return out
 
 
-def _x_forwarded(request: web.BaseRequest) -> list[tuple[str | None, str | None]]:
-    chain = [_node(a) for h in request.headers.getall(_X_FORWARDED_FOR, [])
-             for a in h.split(",") if a.strip()]  # fmt: skip
-    protos = [p.strip().lower() for h in request.headers.getall(_X_FORWARDED_PROTO, [])
-              for p in h.split(",") if p.strip()]  # fmt: skip
+def _x_forwarded(fields: Fields) -> list[tuple[str | None, str | None]]:
+    chain = [_node(a) for h in fields(_X_FORWARDED_FOR) for a in h.split(",")
+             if a.strip()]  # fmt: skip
+    protos = [p.strip().lower() for h in fields(_X_FORWARDED_PROTO) for p in h.split(",")
+              if p.strip()]  # fmt: skip
     if not chain:
         return []
     # The proto the edge proxy saw belongs to the client's hop, the leftmost one.
@@ -122,12 +124,19 @@ def client_of(request: web.BaseRequest, deployment: Deployment) -> tuple[str, st
     """``(client address, scheme)`` of a request (§12.13-1, §12.13-2): walking the proxies'
     chain from the right for as long as each hop was added by a trusted proxy. ``Forwarded``
     is read when present, ``X-Forwarded-For`` / ``-Proto`` otherwise."""
-    peer = request.remote or ""
-    scheme = request.scheme
+    return client_from(request.remote or "", request.scheme,
+                       lambda name: request.headers.getall(name, []), deployment)  # fmt: skip
+
+
+def client_from(peer: str, scheme: str, fields: Fields,
+                deployment: Deployment) -> tuple[str, str]:  # fmt: skip
+    """:func:`client_of` for a request read without aiohttp (:mod:`._lean`): ``peer``, the
+    connection's address, ``scheme`` its own, and ``fields(name)``, the values of the header
+    fields named ``name``."""
     if not deployment.trusts(peer):
         return peer, scheme
-    forwarded = request.headers.getall(hdrs.FORWARDED, [])
-    chain = _forwarded(forwarded) if forwarded else _x_forwarded(request)
+    forwarded = fields(hdrs.FORWARDED)
+    chain = _forwarded(forwarded) if forwarded else _x_forwarded(fields)
     client = peer
     for node, proto in reversed(chain):
         if not deployment.trusts(client) or node is None:

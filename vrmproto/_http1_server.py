@@ -1,0 +1,186 @@
+"""Sans-IO: the requests an HTTP/1.1 server connection receives (RFC 9112), in the plain shape
+an endpoint's own clients send them — or a typed "not mine" for anything else.
+
+The reference vendor's hot routes (``POST <inbox>``, ``POST <history>``, ``GET
+/.well-known/vrm``, spec §12.2) are served by a lean connection
+(:mod:`vrmproto.server._lean`) that reads its requests with this reader. The reader is
+deliberately narrow: it takes only what it can frame without doubt — an ``HTTP/1.1`` request
+line in origin form, at most :data:`MAX_FIELDS` header fields of visible ASCII, none repeated,
+one ``Host``, no ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, a plain ``Content-Length``
+if any, and the whole body already received. Everything else — a chunked body, a head or body
+still arriving, an obsolete line folding, a control character, HTTP/1.0, a request line too
+long — is
+:class:`Unhandled`: the connection's bytes, from the start of that request, go to a full HTTP
+server (aiohttp), which answers exactly as it would have had it read them from the start. So
+this reader never decides that a request is malformed; it only decides that a request is
+plainly well formed.
+
+The error contract: :meth:`RequestReader.next` returns a :class:`Request`, or None while the
+head of the next one is incomplete, or raises :class:`Unhandled`. Anything else raised is a
+bug (``tests/test_http1_server.py`` feeds it arbitrary bytes in arbitrary pieces).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["MAX_FIELDS", "MAX_HEAD", "Request", "RequestReader", "Unhandled"]
+
+#: Header fields of a request this reader takes; more: :class:`Unhandled` (aiohttp's own cap,
+#: which then answers, is 128).
+MAX_FIELDS = 64
+#: Bytes of a request head (request line and fields) this reader waits for; more without the
+#: blank line that ends it: :class:`Unhandled`.
+MAX_HEAD = 16_384
+
+# The head in one match. Every quantifier is possessive, and no two adjacent parts can match
+# the same bytes, so that matching is linear in the head's length whatever it holds (a field
+# of spaces then a control character took quadratic time with plain ``*``).
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]++"
+_VALUE = rb"(?:[\x21-\x7e]++(?:[ \t]++[\x21-\x7e]++)*+)?+"  # field-value: visible ASCII, OWS inside
+_FIELD = _TOKEN + rb":[ \t]*+" + _VALUE + rb"[ \t]*+\r\n"
+_HEAD = re.compile(rb"(" + _TOKEN + rb") (/[\x21-\x7e]*+) HTTP/1\.1\r\n((?:" + _FIELD + rb")*+)")
+_FIELDS = re.compile(rb"(" + _TOKEN + rb"):[ \t]*+(" + _VALUE + rb")[ \t]*+\r\n")
+_DIGITS = re.compile(rb"[0-9]{1,18}")
+#: Fields whose presence alone means the request is not one this reader frames.
+_REFUSED = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
+_CONNECTION_TOKENS = {b"keep-alive": False, b"close": True}
+
+
+class Unhandled(Exception):  # noqa: N818 -- named for what it means: not this reader's
+    """The next request is not one this reader frames (see the module docstring): the
+    connection's remaining bytes (:meth:`RequestReader.rest`) are for a full HTTP server."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One whole request. ``fields``: name (lower-cased) and value, in the order received;
+    ``close``: the client asked for the connection to close after the answer."""
+
+    method: bytes
+    target: bytes
+    fields: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+    close: bool
+
+    def values(self, name: str) -> list[str]:
+        """The values of the fields named ``name`` (any case), as text: at most one, since
+        the reader takes no request with a repeated field."""
+        key = name.lower().encode("latin-1")
+        return [value.decode("latin-1") for k, value in self.fields if k == key]
+
+    def field(self, name: bytes) -> bytes | None:
+        """The value of the field ``name`` (lower case), the first if repeated; None if absent."""
+        for key, value in self.fields:
+            if key == name:
+                return value
+        return None
+
+
+class RequestReader:
+    """The requests of one connection, in order: :meth:`feed` the bytes received, then take
+    requests with :meth:`next` until it returns None. ``max_line``: the longest request line
+    or header field line taken (longer: :class:`Unhandled`); ``max_body``: the longest
+    ``Content-Length`` taken."""
+
+    __slots__ = ("_buf", "_last", "_pos", "_seen", "max_body", "max_line")
+
+    def __init__(self, *, max_line: int, max_body: int) -> None:
+        self.max_line = max_line
+        self.max_body = max_body
+        # The bytes received: a request is taken by moving _pos past it, never by copying what
+        # follows it (pipelined requests would make that quadratic); what was taken is dropped
+        # when more bytes come.
+        self._buf: bytes | bytearray = b""
+        self._pos = 0  # where the next request starts in _buf
+        self._last = 0  # where the last request taken started (unread)
+        self._seen = 0  # up to where _buf was searched for the end of a head
+
+    def __len__(self) -> int:
+        """Bytes received and not yet taken as part of a request."""
+        return len(self._buf) - self._pos
+
+    def feed(self, data: bytes) -> None:
+        """Take bytes received."""
+        if not data:
+            return
+        buf, pos = self._buf, self._pos
+        if pos == len(buf):  # everything before was taken: no copy
+            self._buf, self._pos, self._last, self._seen = data, 0, 0, 0
+            return
+        if pos or type(buf) is bytes:
+            buf = bytearray(buf[pos:])
+            self._seen = max(self._seen - pos, 0)
+            self._pos = self._last = 0
+        buf += data
+        self._buf = buf
+
+    def rest(self) -> bytes:
+        """The bytes not yet taken as a request (from the start of the next one), emptied."""
+        rest = bytes(self._buf[self._pos :])
+        self._buf, self._pos, self._last, self._seen = b"", 0, 0, 0
+        return rest
+
+    def unread(self) -> None:
+        """Put the request :meth:`next` just returned back, as if it had not been taken (its
+        reader's caller found it is not one it serves after all)."""
+        self._pos = self._seen = self._last
+
+    def next(self) -> Request | None:
+        """The next whole request; None while its head is incomplete; :class:`Unhandled` if
+        it is not a request this reader takes (its bytes are all left in :meth:`rest`)."""
+        buf, pos = self._buf, self._pos
+        if pos == len(buf):
+            return None
+        end = buf.find(b"\r\n\r\n", max(self._seen, pos))
+        if end < 0:
+            if len(buf) - pos > MAX_HEAD:
+                raise Unhandled("the request head is too long")
+            self._seen = max(len(buf) - 3, pos)  # bytes trickling in: no search twice
+            return None
+        if end - pos > MAX_HEAD:
+            raise Unhandled("the request head is too long")
+        m = _HEAD.fullmatch(buf, pos, end + 2)
+        if m is None:
+            raise Unhandled("not a plain HTTP/1.1 request head")
+        if end - pos > self.max_line and any(
+            len(line) > self.max_line for line in buf[pos:end].split(b"\r\n")
+        ):
+            raise Unhandled("a line longer than this reader takes")
+        raw = _FIELDS.findall(buf, m.start(3), m.end(3))
+        if len(raw) > MAX_FIELDS:
+            raise Unhandled("too many header fields")
+        length = -1
+        close = False
+        hosts = 0
+        fields = []
+        for key, value in raw:
+            name = key.lower()
+            if name == b"content-length":
+                if length >= 0 or _DIGITS.fullmatch(value) is None:
+                    raise Unhandled("not one plain Content-Length")
+                length = int(value)
+            elif name == b"host":
+                hosts += 1 if value else 2  # an empty one: aiohttp decides
+            elif name == b"connection":
+                asked = _CONNECTION_TOKENS.get(value.lower())
+                if asked is None:
+                    raise Unhandled("a Connection field other than keep-alive or close")
+                close = close or asked
+            elif name in _REFUSED:
+                raise Unhandled(f"a {name.decode()} field")
+            fields.append((name, value))
+        if hosts != 1:
+            raise Unhandled("not one Host field")  # aiohttp refuses none (RFC 9112 §3.2)
+        if len({name for name, _ in fields}) != len(fields):
+            raise Unhandled("a repeated field")  # aiohttp refuses some (Content-Type…)
+        if length > self.max_body:
+            raise Unhandled("a body longer than this reader takes")
+        start = end + 4
+        stop = start + max(length, 0)
+        if len(buf) < stop:
+            raise Unhandled("the body has not all arrived")
+        self._last, self._pos, self._seen = pos, stop, stop
+        method, target, _ = m.groups()
+        return Request(method, target, tuple(fields), bytes(buf[start:stop]), close)

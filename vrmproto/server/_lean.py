@@ -1,0 +1,369 @@
+"""The hot routes without aiohttp's server machinery: ``POST <inbox>``, ``POST <history>`` and
+``GET /.well-known/vrm`` on the connections :func:`~vrmproto.server.serve` accepts (spec §12.2).
+
+aiohttp's request handling (its protocol, request and response objects, middlewares, URL
+dispatch, stream writer) cost the reference vendor ~70 µs of CPU per message on the message
+path of issue 12, a third of the cryptography a ``data.share`` needs. A :class:`LeanConnection`
+reads its requests with the sans-IO :class:`~vrmproto._http1_server.RequestReader`, answers the
+three routes itself by calling the :class:`~vrmproto.server.Endpoint`, and hands the connection
+to aiohttp's handler (:class:`~vrmproto.server._connections._ConnectionHandler`, with every
+byte from the start of the request it does not serve) as soon as a request is anything else: an
+other path or method, a chunked or still-arriving body, a content type other than the binding's,
+a body over the limit, a head the reader does not take as plainly well formed (a repeated
+``Forwarded`` or ``X-Forwarded-For`` field among them). From then on
+aiohttp serves that connection alone, exactly as it serves every connection of an application
+mounted in a site of one's own. So every refusal other than a rate limit or a failure of the
+receiver is aiohttp's, as before; what the lean path answers, it answers as the aiohttp
+application would (``tests/test_server_lean.py`` compares the two byte for byte, the ``Date``
+aside):
+
+- the client's address as :func:`~vrmproto.server._proxy.client_of` finds it: the
+  connection's, or from the forwarding fields when the connection is a trusted proxy's
+  (§12.13-1);
+- the per-address rate limit before the body is used (§12.9-6), the problem and a closed
+  connection when it refuses;
+- the endpoint's answer, the same status, headers and body bytes, with aiohttp's
+  ``Content-Length``, ``Date`` and ``Server`` fields, ``Connection: close`` when closing;
+- a failure of the receiver: logged, answered with the signed ``internal`` problem, closed
+  (§12.4-3);
+- each answer logged and counted as :func:`~vrmproto.server._observe.observe` does;
+- the deadlines and caps of §10.1 through the same :class:`ConnectionGuard`: the idle
+  deadline while waiting for a request, the header deadline from its first byte, none while a
+  request is handled; a hand-over keeps the header deadline already running;
+- keep-alive and pipelining: requests answered one at a time, in order; reading paused while
+  more than a few requests' worth of bytes wait, and while the transport's buffer is full.
+
+Since the reader takes a request only once its body has arrived whole, the body read timeout
+(§12.9-4) and the lingering after a refusal that left a body unread are aiohttp's concern: a
+request whose body is still arriving is handed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
+
+from aiohttp.helpers import rfc822_formatted_time
+from aiohttp.http import SERVER_SOFTWARE
+from aiohttp.tcp_helpers import tcp_keepalive
+from aiohttp.web_response import REASON_PHRASES
+
+from vrmproto._binding import CONTENT_TYPE, WELL_KNOWN_PATH
+from vrmproto._deadline import Deadline
+from vrmproto._errors import Problem
+from vrmproto._http1_server import MAX_HEAD, Request, RequestReader, Unhandled
+from vrmproto.server._connections import ConnectionGuard, _ConnectionHandler
+from vrmproto.server._endpoint import Endpoint, Response
+from vrmproto.server._observe import DISCOVERY_ROUTE, HISTORY_ROUTE, INBOX_ROUTE, record
+from vrmproto.server._proxy import Deployment, client_from
+
+if TYPE_CHECKING:
+    from vrmproto.server._metrics import Metrics
+
+__all__ = ["LeanConnection", "LeanRoutes"]
+
+log = logging.getLogger("vrmproto.server")
+
+_CONTENT_TYPE = CONTENT_TYPE.encode()
+_SERVER = f"Server: {SERVER_SOFTWARE}\r\n".encode()
+_CLOSE = b"Connection: close\r\n"
+_HEAD_LATE = "request head not complete in time"
+_FAILED = "the receiver failed; the request was not handled"
+#: Statuses whose answers have no body, and so no Content-Length (RFC 9110 §8.6).
+_NO_BODY = frozenset({204, 304})
+
+
+@dataclass(slots=True)
+class LeanRoutes:
+    """What the lean connections of one server serve, and the connections open (see the
+    module docstring). ``inbox``, ``history``: the routes' paths in the application;
+    ``discovery``: the discovery answer, as the application's route makes it."""
+
+    endpoint: Endpoint
+    inbox: str
+    history: str
+    deployment: Deployment
+    discovery: Callable[[], Response]
+    metrics: Metrics | None = None
+    open: set[LeanConnection] = field(default_factory=set)
+    _routes: dict[tuple[bytes, bytes], str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._routes = {
+            (b"POST", self.inbox.encode()): INBOX_ROUTE,
+            (b"POST", self.history.encode()): HISTORY_ROUTE,
+            (b"GET", WELL_KNOWN_PATH.encode()): DISCOVERY_ROUTE,
+        }
+
+    def route(self, request: Request) -> str | None:
+        """The route serving ``request`` on the lean path; None: aiohttp is to serve it."""
+        name = self._routes.get((request.method, request.target))
+        if name is None:
+            return None
+        if name == DISCOVERY_ROUTE:
+            return None if request.body or request.field(b"content-length") not in (
+                None, b"0") else name  # fmt: skip
+        declared = request.field(b"content-type")
+        if declared is None or declared.lower() != _CONTENT_TYPE:
+            return None  # aiohttp answers 415 (§12.2-3)
+        if request.field(b"content-length") is None:
+            return None
+        if len(request.body) > self.endpoint.limits.max_envelope_bytes:
+            return None  # aiohttp answers 413 (§12.9-2)
+        return name
+
+    def connection(self, guard: ConnectionGuard,
+                   hand_over: Callable[[], _ConnectionHandler]) -> LeanConnection:  # fmt: skip
+        return LeanConnection(self, guard, hand_over)
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Close idle connections; let the requests in progress finish (at most ``grace_s``
+        seconds, then they are cancelled and their connections aborted), as aiohttp's server
+        shuts its connections down."""
+        busy = []
+        for conn in list(self.open):
+            task = conn.close()
+            if task is not None:
+                busy.append(task)
+        if not busy:
+            return
+        _, pending = await asyncio.wait(busy, timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        for conn in list(self.open):
+            conn.abort()
+
+
+def _answer_head(status: int, headers: Mapping[str, str], length: int, close: bool) -> bytes:
+    """The status line and fields aiohttp writes for a ``web.Response`` with these headers
+    and a body of ``length`` bytes."""
+    parts = [f"HTTP/1.1 {status} {REASON_PHRASES.get(status, '')}\r\n".encode()]
+    parts.extend(f"{name}: {value}\r\n".encode() for name, value in headers.items())
+    if status not in _NO_BODY:
+        parts.append(b"Content-Length: %d\r\n" % length)
+    if length and not any(name.lower() == "content-type" for name in headers):
+        parts.append(b"Content-Type: application/octet-stream\r\n")
+    parts.append(f"Date: {rfc822_formatted_time()}\r\n".encode())
+    parts.append(_SERVER)
+    if close and not any(name.lower() == "connection" for name in headers):
+        parts.append(_CLOSE)
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+class LeanConnection(asyncio.Protocol):
+    """One connection on the lean path (see the module docstring)."""
+
+    __slots__ = ("_closing", "_deadline", "_guard", "_hand_over", "_loop", "_paused",
+                 "_proxied", "_reader", "_reading", "_remote", "_routes", "_task", "_transport",
+                 "_waiting", "_why")  # fmt: skip
+
+    def __init__(self, routes: LeanRoutes, guard: ConnectionGuard,
+                 hand_over: Callable[[], _ConnectionHandler]) -> None:  # fmt: skip
+        self._routes = routes
+        self._guard = guard
+        self._hand_over = hand_over
+        limits = guard.limits
+        self._reader = RequestReader(
+            max_line=limits.max_header_line_bytes,
+            max_body=routes.endpoint.limits.max_envelope_bytes,
+        )
+        self._loop = asyncio.get_running_loop()
+        self._deadline = Deadline(self._expire, horizon=min(
+            limits.header_timeout_ms, limits.idle_timeout_ms) / 1000)  # fmt: skip
+        self._transport: asyncio.Transport | None = None  # None: not admitted, or gone
+        self._remote = ""
+        self._proxied = False  # the peer is a trusted proxy: the client is in its fields
+        self._task: asyncio.Task[None] | None = None  # the request being answered
+        self._waiting = True  # no request in progress; False: part of a head, or busy
+        self._why: str | None = None
+        self._closing = False  # the server stops: close once the answer in progress is sent
+        self._paused = False  # the transport's write buffer is full
+        self._reading = True
+
+    # -- the connection ------------------------------------------------------------------------
+
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, base)  # uvloop's TLS one is not a subclass
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not self._guard.admit(self, address):
+            transport.abort()
+            return
+        self._transport = transport
+        self._remote = address
+        self._proxied = self._routes.deployment.trusts(address)
+        self._routes.open.add(self)
+        tcp_keepalive(transport)
+        self._wait()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._transport is None:
+            return
+        self._transport = None
+        self._deadline.cancel()
+        self._guard.release(self)
+        self._routes.open.discard(self)
+        # A request in progress runs to its end (its commit is not cut short); its answer is
+        # not sent.
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._task is None and self._transport is not None:
+            self._advance()
+
+    def data_received(self, data: bytes) -> None:
+        if self._transport is None:
+            return
+        reader = self._reader
+        reader.feed(data)
+        if self._waiting:  # the first byte of a request: its head has a deadline (§10.1-1)
+            self._waiting = False
+            self._arm(self._guard.limits.header_timeout_ms, _HEAD_LATE)
+        if self._task is not None or self._paused:
+            if len(reader) > 2 * (reader.max_body + MAX_HEAD) and self._reading:
+                self._reading = False  # pipelined requests pile up: let TCP push back
+                self._transport.pause_reading()
+            return
+        self._advance()
+
+    def eof_received(self) -> bool | None:
+        return None  # close: a half-closed client gets what was answered already
+
+    # -- the guard's side (ConnectionGuard) ----------------------------------------------------
+
+    def drop(self) -> None:
+        """Close the connection now (it waited too long, or room is needed)."""
+        self._deadline.cancel()
+        self._guard.release(self)
+        if self._transport is not None:
+            self._transport.close()
+
+    def close(self) -> asyncio.Task[None] | None:
+        """The server stops: close now if no request is in progress, else once it is
+        answered (returned: the task answering it)."""
+        self._closing = True
+        if self._task is None and self._transport is not None:
+            self._transport.close()
+        return self._task
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _wait(self) -> None:
+        self._waiting = True
+        self._guard.waiting(self)
+        self._arm(self._guard.limits.idle_timeout_ms, None)  # closing idle ones is routine
+
+    def _arm(self, ms: int, why: str | None) -> None:
+        self._why = why
+        self._deadline.set(self._loop, self._loop.time() + ms / 1000)
+
+    def _expire(self) -> None:
+        if self._task is None and self._transport is not None:
+            if self._why is not None:
+                self._guard.expired(self._why)
+            self.drop()
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """Answer the next request buffered, if it is whole; or hand the connection over."""
+        reader = self._reader
+        try:
+            request = reader.next()
+        except Unhandled:
+            self._give_away(self._deadline.at if not self._waiting else None)
+            return
+        if request is None:
+            if len(reader) and self._waiting:  # the first bytes of a pipelined request
+                self._waiting = False
+                self._arm(self._guard.limits.header_timeout_ms, _HEAD_LATE)
+            return
+        name = self._routes.route(request)
+        if name is None:
+            reader.unread()
+            self._give_away(self._deadline.at if not self._waiting else None)
+            return
+        self._waiting = False
+        self._deadline.clear()
+        self._guard.busy(self)
+        self._task = self._loop.create_task(self._answer(name, request))
+
+    def _give_away(self, head_deadline: float | None) -> None:
+        """Hand the connection to aiohttp's handler, with the bytes not yet answered."""
+        transport = self._transport
+        assert transport is not None
+        handler = self._hand_over()
+        self._transport = None
+        self._deadline.cancel()
+        self._routes.open.discard(self)
+        self._guard.replace(self, handler)
+        transport.set_protocol(handler)
+        if not self._reading:
+            transport.resume_reading()
+        handler.adopt(transport, self._reader.rest(), head_deadline=head_deadline)
+
+    async def _answer(self, name: str, request: Request) -> None:
+        """Answer one request, then go on with the next buffered one."""
+        routes = self._routes
+        endpoint = routes.endpoint
+        started = time.perf_counter()
+        remote = self._remote
+        if self._proxied:  # as aiohttp's proxy middleware finds it (§12.13-1)
+            remote, _ = client_from(remote, "http", request.values, routes.deployment)
+        close = request.close
+        data: bytes | None = None
+        extra: dict[str, str] = {}
+        try:
+            limited = await endpoint.acheck_address(remote)
+            if limited is not None:  # before the body is used (§12.9-6)
+                answer, close = limited, True
+            elif name == INBOX_ROUTE:
+                data = request.body
+                answer = await endpoint.handle_inbox(data, client=remote)
+            elif name == HISTORY_ROUTE:
+                data = request.body
+                answer = await endpoint.handle_history(data, client=remote)
+            else:
+                answer = routes.discovery()
+            recorded: tuple[int, bytes | None] = (answer.status, answer.body or None)
+        except Exception as exc:  # as aiohttp's handler: logged, a signed problem, closed
+            log.error("failed handling a request from %s", remote, exc_info=exc)
+            answer = endpoint.problem(Problem.INTERNAL, _FAILED, clause="§12.4-3")
+            extra = {"Connection": "close"}
+            close = True
+            recorded = (500, None)
+        try:
+            record(endpoint, routes.metrics, name, path=request.target.decode(), remote=remote,
+                   status=recorded[0], body=recorded[1], data=data,
+                   seconds=time.perf_counter() - started)  # fmt: skip
+        except Exception:  # the answer is good; a failure to log it must not lose it
+            log.exception("failed logging or counting a request from %s", remote)
+        self._task = None
+        self._send(answer, extra, close or self._closing)
+
+    def _send(self, answer: Response, extra: Mapping[str, str], close: bool) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return  # the client went away
+        headers = {**answer.headers, **extra} if extra else answer.headers
+        body = answer.body
+        transport.write(_answer_head(answer.status, headers, len(body), close) + body)
+        if close:
+            transport.close()
+            return
+        self._wait()
+        if not self._reading:
+            self._reading = True
+            transport.resume_reading()
+        if len(self._reader) and not self._paused:
+            self._advance()
