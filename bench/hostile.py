@@ -46,7 +46,7 @@ from typing import Any
 import aiohttp
 import msgpack
 
-from vrmproto import Identity, Relationship, Role, TermRef, TermsOffer, latest
+from vrmproto import Identity, Relationship, Role, TermRef, TermsOffer, _rules, latest
 from vrmproto._keys import key_from_text
 from vrmproto.client import Agent
 from vrmproto.server import Endpoint, ReferencePolicy, serve
@@ -101,6 +101,11 @@ class PaddedOffer(TermsOffer):
         wire = super().to_wire()
         wire["zz-padding"] = bytes(self.pad)
         return wire
+
+
+# The rules table is keyed by each message class itself (vrmproto._rules): the padded offer is a
+# terms offer to every rule, only its wire form carries more.
+_rules.RULES[PaddedOffer] = _rules.RULES[TermsOffer]
 
 
 def first_contact(vendor_key: bytes, *, padded: bool) -> bytes:
