@@ -623,13 +623,7 @@ class _Job:
     expect: RelationshipRecord | None = None  # commit(expect=): the row the Commit requires
 
 
-def _settle(future: asyncio.Future[Any], result: object, exc: BaseException | None) -> None:
-    if future.cancelled():  # the caller stopped waiting; the write itself still stands
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
+_settle = durable.settle
 
 
 def _settle_all(outcomes: list[tuple[asyncio.Future[Any], object, BaseException | None]]) -> None:

@@ -223,11 +223,17 @@ class Horizon:
             self._request_sync()
 
 
+def settle(future: asyncio.Future[Any], result: object, exc: BaseException | None) -> None:
+    """Resolve ``future`` with ``result``, or ``exc``, unless its caller stopped waiting (the
+    write itself still stands)."""
+    if future.cancelled():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
 def _settle_futures(futures: list[asyncio.Future[Any]], error: BaseException | None) -> None:
     for future in futures:
-        if future.cancelled():  # the caller stopped waiting; the commit itself still stands
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(None)
+        settle(future, None, error)
