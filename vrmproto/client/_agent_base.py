@@ -47,6 +47,7 @@ __all__ = ["AgentBase", "norm_url", "refusal"]
 
 #: The states of a vendor relationship that is still going on (one per vendor key).
 LIVE = frozenset({State.OFFERED, State.AGREED, State.COUNTERED})
+_LIVE_SPELLINGS = frozenset(s.value for s in LIVE)  # as stored: no enum look-up per row
 
 #: The store-level setting naming the master seed the store belongs to (a public key).
 _MASTER_CHECK_KEY = "client.master"
@@ -255,7 +256,7 @@ class AgentBase(AsyncClosing):
         is none. There is at most one: :meth:`connect` reuses it."""
         best: tuple[int, bytes] | None = None
         for r in await self.store.relationships(with_data=False):
-            if not is_ours(r) or State(r.state) not in LIVE:
+            if r.state not in _LIVE_SPELLINGS or not is_ours(r):
                 continue
             meta = await self.store.get_thread(r.thread)
             if meta is None or meta.kind is not ThreadKind.VENDOR:

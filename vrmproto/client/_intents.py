@@ -202,7 +202,7 @@ class IntentOps(AgentBase):
     async def _ended(self, key: bytes) -> bool:
         """Whether a vendor relationship of ours with ``key`` was ended (§5.6.4)."""
         for r in await self.store.relationships(with_data=False):
-            if is_ours(r) and r.peer_key == key and State(r.state) is State.ENDED:
+            if r.peer_key == key and r.state == State.ENDED.value and is_ours(r):
                 meta = await self.store.get_thread(r.thread)
                 if meta is not None and meta.kind is ThreadKind.VENDOR:
                     return True
