@@ -63,6 +63,8 @@ log = logging.getLogger("vrmproto.server")
 
 #: §10.1-5: the longest a receiver may let a connection wait for a request head, in ms.
 MAX_CONNECTION_WAIT_MS = 20_000
+#: Why a connection whose request head missed its deadline (§10.1-1) was closed, as logged.
+HEAD_LATE = "request head not complete in time"
 #: §12.4-5: no receiver accepts a request line or header field longer than this, in bytes.
 MAX_HEADER_LINE_BYTES = 65_536
 
@@ -274,6 +276,17 @@ class ConnectionGuard:
             self._waiting[handler] = None
             self._waiting.move_to_end(handler)
 
+    def idle(self, handler: Held, deadline: Deadline, loop: asyncio.AbstractEventLoop) -> None:
+        """``handler`` has no request in progress: it waits, and its ``deadline`` is the idle
+        one (§10.1-2); closing it when that passes is routine. For either kind of connection."""
+        self.waiting(handler)
+        deadline.set(loop, loop.time() + self.limits.idle_timeout_ms / 1000)
+
+    def head(self, deadline: Deadline, loop: asyncio.AbstractEventLoop) -> None:
+        """The first byte of a request has arrived: ``deadline`` is now the header one
+        (§10.1-1), whose miss is counted as :data:`HEAD_LATE`."""
+        deadline.set(loop, loop.time() + self.limits.header_timeout_ms / 1000)
+
     def busy(self, handler: Held) -> None:
         self._waiting.pop(handler, None)
 
@@ -316,7 +329,7 @@ class _ConnectionHandler(web.RequestHandler):
     """aiohttp's request handler, with the deadlines and the admission of §10.1 and signed
     answers to HTTP it cannot parse (§12.4-5)."""
 
-    __slots__ = ("_admitted", "_answer", "_deadline", "_guard", "_state", "_why")
+    __slots__ = ("_admitted", "_answer", "_deadline", "_guard", "_state")
 
     def __init__(self, manager: web.Server, *, guard: ConnectionGuard, answer: ErrorAnswer,
                  **kwargs: Any) -> None:  # fmt: skip
@@ -325,12 +338,12 @@ class _ConnectionHandler(web.RequestHandler):
         self._answer = answer
         self._admitted = False
         self._state = _State.WAITING
-        # The deadline in force (none while busy) and what missing it means: one timer per
-        # connection rather than two made and cancelled per request (vrmproto/_deadline.py).
+        # The deadline in force (none while busy; which one, and what missing it means, is the
+        # state's): one timer per connection rather than two made and cancelled per request
+        # (vrmproto/_deadline.py).
         limits = guard.limits
         self._deadline = Deadline(self._expire, horizon=min(
             limits.header_timeout_ms, limits.idle_timeout_ms) / 1000)
-        self._why: str | None = None
 
     # -- admission and deadlines (§10.1) -------------------------------------------------------
 
@@ -366,7 +379,6 @@ class _ConnectionHandler(web.RequestHandler):
         else:
             self._state = _State.HEAD
             self._guard.waiting(self)
-            self._why = "request head not complete in time"
             self._deadline.set(self._loop, head_deadline)
         if data:
             self.data_received(data)
@@ -374,7 +386,7 @@ class _ConnectionHandler(web.RequestHandler):
     def data_received(self, data: bytes) -> None:
         if self._state is _State.WAITING and data:
             self._state = _State.HEAD
-            self._arm(self._guard.limits.header_timeout_ms, "request head not complete in time")
+            self._guard.head(self._deadline, self._loop)
         super().data_received(data)
 
     def request_started(self) -> None:
@@ -399,17 +411,12 @@ class _ConnectionHandler(web.RequestHandler):
 
     def _wait(self) -> None:
         self._state = _State.WAITING
-        self._guard.waiting(self)
-        self._arm(self._guard.limits.idle_timeout_ms, None)  # closing idle ones is routine
-
-    def _arm(self, ms: int, why: str | None) -> None:
-        self._why = why
-        self._deadline.set(self._loop, self._loop.time() + ms / 1000)
+        self._guard.idle(self, self._deadline, self._loop)
 
     def _expire(self) -> None:
         if self._state is not _State.BUSY and self._admitted:
-            if self._why is not None:
-                self._guard.expired(self._why)
+            if self._state is _State.HEAD:
+                self._guard.expired(HEAD_LATE)
             self.drop()
 
     # -- HTTP that does not parse (§12.4-5) ----------------------------------------------------

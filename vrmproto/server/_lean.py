@@ -56,7 +56,7 @@ from vrmproto._binding import CONTENT_TYPE, WELL_KNOWN_PATH
 from vrmproto._deadline import Deadline
 from vrmproto._errors import Problem
 from vrmproto._http1_server import MAX_HEAD, Request, RequestReader, Unhandled
-from vrmproto.server._connections import ConnectionGuard, _ConnectionHandler
+from vrmproto.server._connections import HEAD_LATE, ConnectionGuard, _ConnectionHandler
 from vrmproto.server._endpoint import Endpoint, Response
 from vrmproto.server._observe import DISCOVERY_ROUTE, HISTORY_ROUTE, INBOX_ROUTE, record
 from vrmproto.server._proxy import Deployment, client_from
@@ -71,7 +71,6 @@ log = logging.getLogger("vrmproto.server")
 _CONTENT_TYPE = CONTENT_TYPE.encode()
 _SERVER = f"Server: {SERVER_SOFTWARE}\r\n".encode()
 _CLOSE = b"Connection: close\r\n"
-_HEAD_LATE = "request head not complete in time"
 _FAILED = "the receiver failed; the request was not handled"
 #: Statuses whose answers have no body, and so no Content-Length (RFC 9110 §8.6).
 _NO_BODY = frozenset({204, 304})
@@ -160,7 +159,7 @@ class LeanConnection(asyncio.Protocol):
 
     __slots__ = ("_closing", "_deadline", "_guard", "_hand_over", "_loop", "_paused",
                  "_proxied", "_reader", "_reading", "_remote", "_routes", "_task", "_transport",
-                 "_waiting", "_why")  # fmt: skip
+                 "_waiting")  # fmt: skip
 
     def __init__(self, routes: LeanRoutes, guard: ConnectionGuard,
                  hand_over: Callable[[], _ConnectionHandler]) -> None:  # fmt: skip
@@ -180,7 +179,6 @@ class LeanConnection(asyncio.Protocol):
         self._proxied = False  # the peer is a trusted proxy: the client is in its fields
         self._task: asyncio.Task[None] | None = None  # the request being answered
         self._waiting = True  # no request in progress; False: part of a head, or busy
-        self._why: str | None = None
         self._closing = False  # the server stops: close once the answer in progress is sent
         self._paused = False  # the transport's write buffer is full
         self._reading = True
@@ -226,7 +224,7 @@ class LeanConnection(asyncio.Protocol):
         reader.feed(data)
         if self._waiting:  # the first byte of a request: its head has a deadline (§10.1-1)
             self._waiting = False
-            self._arm(self._guard.limits.header_timeout_ms, _HEAD_LATE)
+            self._guard.head(self._deadline, self._loop)
         if self._task is not None or self._paused:
             if len(reader) > 2 * (reader.max_body + MAX_HEAD) and self._reading:
                 self._reading = False  # pipelined requests pile up: let TCP push back
@@ -260,17 +258,12 @@ class LeanConnection(asyncio.Protocol):
 
     def _wait(self) -> None:
         self._waiting = True
-        self._guard.waiting(self)
-        self._arm(self._guard.limits.idle_timeout_ms, None)  # closing idle ones is routine
-
-    def _arm(self, ms: int, why: str | None) -> None:
-        self._why = why
-        self._deadline.set(self._loop, self._loop.time() + ms / 1000)
+        self._guard.idle(self, self._deadline, self._loop)
 
     def _expire(self) -> None:
         if self._task is None and self._transport is not None:
-            if self._why is not None:
-                self._guard.expired(self._why)
+            if not self._waiting:  # part of a head had come (§10.1-1); idle ones are routine
+                self._guard.expired(HEAD_LATE)
             self.drop()
 
     # -- requests ------------------------------------------------------------------------------
@@ -286,7 +279,7 @@ class LeanConnection(asyncio.Protocol):
         if request is None:
             if len(reader) and self._waiting:  # the first bytes of a pipelined request
                 self._waiting = False
-                self._arm(self._guard.limits.header_timeout_ms, _HEAD_LATE)
+                self._guard.head(self._deadline, self._loop)
             return
         name = self._routes.route(request)
         if name is None:
