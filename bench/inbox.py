@@ -42,6 +42,11 @@ figures say what each message costs, from which the scaling on more cores follow
 ``postgres_per_core_msgs_per_s`` is what one core could carry of the server processes (all of
 them) and of the database server at that cost.
 
+``--loop``: the event loop of the servers (baseline and endpoint alike) and of the client —
+``auto`` (default), as ``vrm vendor serve`` picks it: uvloop where it is installed
+(``vrmproto[speed]``), else asyncio's; ``asyncio`` or ``uvloop`` to compare the two. The last
+line names the one used (``loop``).
+
 Prints human lines, then one JSON object on the last line.
 """
 
@@ -74,6 +79,7 @@ from vrmproto import (
     Role,
     TermRef,
     TermsOffer,
+    _loop,
     latest,
     open_envelope,
     sign_message,
@@ -182,8 +188,9 @@ async def serve_baseline() -> None:
 
 
 async def announce_and_wait(port: int) -> None:
-    print(port, flush=True)
+    """Print the port and the kind of event loop serving it; serve until stdin closes."""
     loop = asyncio.get_running_loop()
+    print(port, loop_name(loop), flush=True)
     await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin
 
 
@@ -212,6 +219,7 @@ async def run_client(
 ) -> tuple[float, list[float]]:
     """Post every offer; worker ``k`` posts to ``urls[k % len(urls)]`` (one per server
     process)."""
+    client_loops.add(loop_name(asyncio.get_running_loop()))
     latencies: list[float] = []
     queue: asyncio.Queue[tuple[Identity, bytes, bytes]] = asyncio.Queue()
     for item in offers:
@@ -243,16 +251,39 @@ async def run_client(
     return elapsed, latencies
 
 
+#: ``--loop``: the event loop of the servers and the client, as in ``bench/e2e.py``.
+LOOPS = {"auto": None, "asyncio": False, "uvloop": True}
+#: The one chosen for this run (``main`` sets it from ``--loop``).
+loop_choice = "auto"
+
+
+#: The kinds of loop the servers said they run on (``start_server`` records them) and the
+#: client ran on.
+server_loops: set[str] = set()
+client_loops: set[str] = set()
+
+
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
+def run(coro: Any) -> Any:
+    """``coro`` on a fresh event loop of the kind ``--loop`` chose."""
+    return _loop.run(coro, fast=LOOPS[loop_choice])
+
+
 def start_server(mode: str, db: str) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", mode, "--db", db],
+        [sys.executable, __file__, "--serve", mode, "--db", db, "--loop", loop_choice],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line:
         raise RuntimeError(f"the {mode} server did not start")
-    return proc, int(line)
+    port, kind = line.split()
+    server_loops.add(kind)
+    return proc, int(port)
 
 
 def stop_server(proc: subprocess.Popen[str]) -> None:
@@ -325,11 +356,11 @@ def measure(
             urls = [f"http://127.0.0.1:{port}{DEFAULT_INBOX_PATH}" for _, port in procs]
             warm = build_offers(min(200, n))
             check = mode != "baseline"
-            asyncio.run(run_client(urls, warm, concurrency, check))
+            run(run_client(urls, warm, concurrency, check))
             offers = build_offers(n)
             server0 = [thread_cpu_s(p.pid) for p, _ in procs]
             db0, client0 = tree_cpu_s(database) if database else None, time.process_time()
-            elapsed, latencies = asyncio.run(run_client(urls, offers, concurrency, check))
+            elapsed, latencies = run(run_client(urls, offers, concurrency, check))
             server1 = [thread_cpu_s(p.pid) for p, _ in procs]
             db1, client1 = tree_cpu_s(database) if database else None, time.process_time()
         finally:
@@ -391,12 +422,17 @@ def main() -> None:
     parser.add_argument("--workers", default="1", metavar="COUNTS",
                         help="with --store postgres: server processes sharing the database, "
                              "e.g. 1,2 (the first one runs in every round)")  # fmt: skip
+    parser.add_argument("--loop", choices=tuple(LOOPS), default="auto",
+                        help="event loop of the servers and the client: auto (as the "
+                             "vrm runners pick it: uvloop where installed), asyncio, uvloop")
     args = parser.parse_args()
+    global loop_choice  # noqa: PLW0603 - one setting for the run, read by run/start_server
+    loop_choice = args.loop
     if args.serve in SERVER_MODES:
-        asyncio.run(serve_endpoint(args.db, **SERVER_MODES[args.serve]))
+        run(serve_endpoint(args.db, **SERVER_MODES[args.serve]))
         return
     if args.serve == "baseline":
-        asyncio.run(serve_baseline())
+        run(serve_baseline())
         return
 
     print(f"inbox bench: {args.n} terms.offer from {args.n} customers, concurrency "
@@ -470,6 +506,9 @@ def run_all(args: argparse.Namespace, cluster: PrivateCluster | None) -> None:
         "storage_cost": round(1 - rate / memory.rate, 3),
         "cpu_us": {"baseline": base.cpu_us, "endpoint": best.cpu_us, "control": memory.cpu_us},
         "server": "subprocess",
+        "loop": "uvloop" if _loop.loop_factory(LOOPS[loop_choice]) else "asyncio",
+        "server_loops": sorted(server_loops),
+        "client_loops": sorted(client_loops),
     }
     if cluster is not None:
         result.update(postgres_report(args, cluster, workers, best, runs["endpoint-postgres"]))
