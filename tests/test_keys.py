@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -119,6 +120,14 @@ def test_fingerprint() -> None:
     assert re.fullmatch(r"[a-z2-7]{4}(-[a-z2-7]{4}){3}", fp)
     assert fp == ALICE.fingerprint == fingerprint(bytes(ALICE.public_key))
     assert fp != BOB.fingerprint
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_fingerprint_is_rfc4648_base32_of_the_hash(key: bytes) -> None:
+    """§2.5-3 spelled out: the first 10 bytes of SHA-256(key) in RFC 4648 base32, lower case,
+    in groups of four (the table-driven encoder against the standard library's)."""
+    text = base64.b32encode(hashlib.sha256(key).digest()[:10]).decode("ascii").lower()
+    assert fingerprint(key) == "-".join(text[i : i + 4] for i in range(0, 16, 4))
 
 
 # -- identities (§2.2–§2.4) ---------------------------------------------------------------------
