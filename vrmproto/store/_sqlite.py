@@ -777,8 +777,11 @@ class SQLiteStore(AsyncClosing):
                 self._sync_wanted = first == _SYNC
                 batch = [first] if isinstance(first, _Job) else []
                 stop = self._take(batch)
-                if not stop and batch and len(batch) < GATHER_BELOW and (
-                    len(batch) > 1 or time.monotonic() < busy_until
+                if (
+                    not stop
+                    and batch
+                    and len(batch) < GATHER_BELOW
+                    and (len(batch) > 1 or time.monotonic() < busy_until)
                 ):
                     time.sleep(GATHER_DELAY_S)
                     stop = self._take(batch)
