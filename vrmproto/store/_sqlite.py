@@ -17,7 +17,9 @@ for its own commit. Two refinements keep the writer's cost per message low under
 consecutive Commits that only upsert and insert (one inbox step each) are written together, a
 few multi-row statements in one savepoint, falling back to one savepoint each if any of them
 would fail (:func:`_apply_group`); and a batch taken while writes were queued waits
-:data:`GATHER_DELAY_S` once for more (:data:`GATHER_BELOW`).
+:data:`GATHER_DELAY_S` once for more (:data:`GATHER_BELOW`), as does a lone write taken just
+after a group (:data:`GATHER_AFTER_S`). Statement journals stay in memory
+(``temp_store = MEMORY``, :func:`_connect_writer`).
 Reads use separate read-only connections on a small thread pool; WAL lets them run beside the
 writer, and each read sees every commit whose future has resolved.
 
@@ -127,6 +129,12 @@ GATHER_BELOW = 32
 waits :data:`GATHER_DELAY_S` once for more: fewer, larger transactions cost less per write
 (one fsync and one write of each shared page per transaction). A lone write never waits."""
 GATHER_DELAY_S = 0.001
+GATHER_AFTER_S = 0.005
+"""A lone write taken less than this after a transaction of several writes returned waits
+:data:`GATHER_DELAY_S` too. A few customers sending steadily reach the writer one by one, just
+after each group commit: each first one was written alone, with a COMMIT and fsync of its own
+(``bench/e2e.py --k 4 --m 256``: a third of the transactions; each costs the vendor ~200 us of
+CPU beyond its rows). A lone writer (one customer) never made a group, so never waits."""
 
 _T = TypeVar("_T")
 _BUSY_TIMEOUT_S = 5.0
@@ -232,6 +240,13 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 def _connect_writer(path: Path) -> sqlite3.Connection:
+    """The writer thread's connection. ``temp_store = MEMORY``: a statement that may fail
+    half-way inside a transaction (each multi-row INSERT of a group, each statement after a
+    SAVEPOINT) keeps a statement journal of the pages it changes, which SQLite spills to a
+    temporary file past 64 KiB — a group of relationships whose state blobs run to kilobytes
+    did so per transaction (``/var/tmp/etilqs_*``: an access, open, unlink, close and a pwrite
+    per page, next to the WAL's own writes; ``bench/e2e.py --m 600`` under strace). In memory
+    they cost a copy of each page."""
     conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
     try:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -239,6 +254,7 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
             raise StoreError(f"cannot put {path} in WAL mode (journal_mode is {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")  # fsync the WAL on every COMMIT
         conn.execute("PRAGMA fullfsync = ON")  # macOS: F_FULLFSYNC; ignored elsewhere
+        conn.execute("PRAGMA temp_store = MEMORY")  # statement journals: see _connect_writer
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000):d}")
         _migrate(conn)
@@ -261,6 +277,7 @@ def _connect_inline(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA fullfsync = ON")  # macOS, for the WAL header sync; ignored elsewhere
         conn.execute("PRAGMA checkpoint_fullfsync = ON")
+        conn.execute("PRAGMA temp_store = MEMORY")  # see _connect_writer
         conn.execute("PRAGMA wal_autocheckpoint = 0")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 0")
@@ -752,6 +769,7 @@ class SQLiteStore(AsyncClosing):
         loop.call_soon_threadsafe(_settle, ready, None, None)
         try:
             stop = False
+            busy_until = 0.0  # while before this, a lone write waits for company
             while not stop:
                 first = self._queue.get()
                 if first is None:
@@ -759,11 +777,18 @@ class SQLiteStore(AsyncClosing):
                 self._sync_wanted = first == _SYNC
                 batch = [first] if isinstance(first, _Job) else []
                 stop = self._take(batch)
-                if not stop and 1 < len(batch) < GATHER_BELOW:
+                if (
+                    not stop
+                    and batch
+                    and len(batch) < GATHER_BELOW
+                    and (len(batch) > 1 or time.monotonic() < busy_until)
+                ):
                     time.sleep(GATHER_DELAY_S)
                     stop = self._take(batch)
                 if batch:
                     self._run_batch(conn, batch)
+                    if len(batch) > 1:
+                        busy_until = time.monotonic() + GATHER_AFTER_S
                 if self._sync_wanted:
                     self._sync(conn)
         finally:
