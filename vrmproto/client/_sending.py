@@ -311,7 +311,7 @@ class Sender:
         except BaseException:
             self.ledger.forget(t.id)
             raise
-        t.meta.saved()
+        t.saved()
 
     async def _flush_locked(
         self,
@@ -332,7 +332,10 @@ class Sender:
             if not pending and t.meta.drafts:  # nothing in flight (an item was dropped)
                 out.extend(await self._promote(t))
                 pending = await self.ledger.pending(t.id)
-            if not pending or (due_by is not None and not is_due(pending[0], due_by)):
+            if not pending:
+                t.idle = True  # until a Commit of ours queues in it (or another one's does)
+                return out
+            if due_by is not None and not is_due(pending[0], due_by):
                 return out
             self._queued_by_close.pop(t.id, None)
             done = await self._deliver_locked(t, pending[0], timeout_s=timeout_s, retry=retry)
