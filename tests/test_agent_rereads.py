@@ -1,10 +1,11 @@
-"""The ledger keeps a thread between two steps only while the store holds exactly what it wrote.
+"""What a step of the customer's agent reads again from the store, and what it need not.
 
 :meth:`vrmproto.client._ledger.Ledger.load` takes the thread set aside at the lock back whole,
 after one read of its relationship record, when that record is exactly the one our last Commit
 wrote: every Commit of a thread writes a record with a later ``updated_ms`` than the stored one,
 so any other ledger's Commit in between — even in the same millisecond, even one that changes
-only the thread's drafts — is seen, and the thread is read afresh.
+only the thread's drafts — is seen, and the thread is read afresh. The outbox's sender does not
+decode again the header of a message it signed itself.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from vrmproto import Identity
-from vrmproto.client import DEFAULT_TERMS, Agent
+from vrmproto.client import DEFAULT_TERMS, Agent, _sending
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.store import MemoryStore, RelationshipRecord
 from vrmproto.testing.transport import MemoryTransport
@@ -128,5 +129,36 @@ async def test_a_commit_by_another_ledger_in_the_same_millisecond_is_seen(
     assert await a.waiting() == []
     shared = [dict(n.fields)["n"] for n in await a.share_notes(thread)]
     assert shared == ["1"]
+    await a.close()
+    await b.close()
+
+
+async def test_a_message_signed_here_is_delivered_without_decoding_its_header_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender keeps the id, expiry and type of what it signs: delivering it decodes none of
+    our own envelopes (:func:`vrmproto.client._own.own_header`); an item signed elsewhere (here:
+    by another agent on the store, delivered by this one) is still read from its bytes."""
+    decoded: list[bytes] = []
+    real = _sending.own_header
+
+    def spy(envelope: bytes) -> Any:
+        decoded.append(envelope)
+        return real(envelope)
+
+    monkeypatch.setattr(_sending, "own_header", spy)
+    a = await world.agent()
+    thread = (await a.connect(URL)).thread
+    assert await share(a, thread, 1) == "confirmed"
+    assert decoded == []
+
+    world.transport.remove(URL)
+    assert await share(a, thread, 2) == "queued"
+    decoded.clear()
+    b = await world.agent()
+    world.transport.add(URL, world.vendor)
+    run = await b.retry_waiting()
+    assert [d.status for d in run.deliveries] == ["confirmed"]
+    assert len(decoded) == 1
     await a.close()
     await b.close()
