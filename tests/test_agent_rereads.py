@@ -162,3 +162,20 @@ async def test_a_message_signed_here_is_delivered_without_decoding_its_header_ag
     assert len(decoded) == 1
     await a.close()
     await b.close()
+
+
+async def test_a_thread_changed_in_memory_and_not_committed_is_read_again(world: World) -> None:
+    """A working copy that differs from what its last Commit stored — a step that failed
+    half-way without dropping it from the cache — is not taken back: the next step reads the
+    thread from the store, and what the store holds is what it works on."""
+    agent = await world.agent()
+    thread = (await agent.connect(URL)).thread
+    assert await share(agent, thread, 1) == "confirmed"
+    agent.ledger._cache[thread].meta.last_problem = "never stored"
+    world.store.reads.clear()
+    assert await share(agent, thread, 2) == "confirmed"
+    assert {"thread", "drafts", "save_points", "history_head"} <= set(world.store.reads)
+    stored = await world.store.get_thread(thread)
+    assert stored is not None
+    assert stored.last_problem == ""
+    await agent.close()

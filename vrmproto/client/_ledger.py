@@ -176,6 +176,14 @@ class ThreadMeta:
             tuple(sorted(self._stored_points - self.points.keys())),
         )
 
+    def unchanged(self) -> bool:
+        """Whether the store holds this working copy's drafts and save points, and it has
+        noted no share: nothing of it for a Commit to write but its thread record."""
+        stored = self._stored_drafts
+        return (not self.notes and self.points.keys() == self._stored_points
+                and len(self.drafts) == len(stored)
+                and all(d.seq in stored for d in self.drafts))  # fmt: skip
+
     def saved(self) -> None:
         """The store now holds this working copy."""
         self._stored_drafts = frozenset(d.seq for d in self.drafts)
@@ -384,7 +392,7 @@ class Ledger:
         if aside is not None and record is not None and self._unchanged(aside, record):
             kept = aside.rel
             kept.history = History.resume(len(kept.history), kept.history.head)
-            self.adopt(aside)
+            self._cache[thread] = aside  # as adopted when it was committed or read
             return aside
         stored = await self.store.get_thread(thread)
         if record is None or stored is None or not is_ours(record):
@@ -408,10 +416,10 @@ class Ledger:
         known = aside._stored
         if known is None or known[0] != record or aside._committing is not None:
             return False
-        meta = aside.meta
-        return (not meta.notes and not any(meta.changes())
-                and meta.record(record.thread) == known[1]
-                and self.record(aside, record.updated_ms, stamp=False) == record)
+        meta, rel = aside.meta, aside.rel
+        return (meta.unchanged() and meta.record(record.thread) == known[1]
+                and aside.state() == record.data and aside.url == record.peer_url
+                and rel.identity.public_key == record.local_key)  # fmt: skip
 
     async def learn_identity(self, thread: bytes) -> Identity | None:
         """Our identity in ``thread`` as its stored record says (read afresh, not from the
@@ -458,12 +466,11 @@ class Ledger:
         rel.history = History.resume(length, link)
         return rel
 
-    def record(self, t: Thread, now: int, *, stamp: bool = True) -> RelationshipRecord:
-        """The record of ``t`` as it stands. ``stamp``: the record of a Commit, whose
-        ``updated_ms`` is later than that of the record the store holds (so that every Commit
-        of a thread writes another record than the one before it: see the module
-        docstring)."""
-        if stamp and t._stored is not None and now <= t._stored[0].updated_ms:
+    def record(self, t: Thread, now: int) -> RelationshipRecord:
+        """The record of ``t`` for a Commit at ``now``: its ``updated_ms`` later than that of
+        the record the store holds, so that every Commit of a thread writes another record
+        than the one before it (see the module docstring)."""
+        if t._stored is not None and now <= t._stored[0].updated_ms:
             now = t._stored[0].updated_ms + 1
         return _records.to_record(t.rel, label=t.meta.name, peer_url=t.url, now=now,
                                   state=t.state())
