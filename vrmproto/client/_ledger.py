@@ -168,13 +168,16 @@ class ThreadMeta:
     def changes(self) -> tuple[tuple[DraftRecord, ...], tuple[int, ...], tuple[SavePoint, ...],
                                tuple[bytes, ...]]:  # fmt: skip
         """What the store lacks: drafts added and done, save points added and done."""
-        queued = {d.seq for d in self.drafts}
-        return (
-            tuple(d for d in self.drafts if d.seq not in self._stored_drafts),
-            tuple(sorted(self._stored_drafts - queued)),
-            tuple(p for h, p in self.points.items() if h not in self._stored_points),
-            tuple(sorted(self._stored_points - self.points.keys())),
-        )
+        added: tuple[DraftRecord, ...] = ()
+        done: tuple[int, ...] = ()
+        stored = self._stored_drafts
+        if self.drafts or stored:  # most threads have none, in memory or stored
+            added = tuple(d for d in self.drafts if d.seq not in stored)
+            done = tuple(sorted(stored - {d.seq for d in self.drafts}))
+        kept, points = self._stored_points, self.points
+        saved = tuple(p for h, p in points.items() if h not in kept) if points else ()
+        dropped = tuple(sorted(kept - points.keys())) if kept else ()
+        return added, done, saved, dropped
 
     def unchanged(self) -> bool:
         """Whether the store holds this working copy's drafts and save points, and it has
