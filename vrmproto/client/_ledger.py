@@ -25,19 +25,15 @@ cache holds only what the store holds; after any failure mid-step the thread is 
 and re-read.
 
 Checking it is one read, the thread's :class:`~vrmproto.store.RelationshipRecord`. Every Commit
-of a thread writes its relationship record, with an ``updated_ms`` later than the stored one's
-(:meth:`Ledger.record`: one more millisecond if the clock has not moved on), so the store holds
-exactly the record our last Commit of the thread wrote (or our load read) only if nobody has
-committed to the thread since — no other process, no other ledger on the store. Then the thread
-set aside when the lock was taken is taken back whole, if it is itself still exactly that (its
-record and thread record as committed, no change of drafts or save points pending), with no
-other read (#12: the other four reads cost about 70 µs a step on SQLite); so is what the last
-step learnt of the thread's outbox (:attr:`Thread.idle`: nothing in it). Else the thread's
-records are read afresh, and reading them again does not mean rebuilding the relationship: the
-relationship object set aside is taken back when the store holds exactly its state
-(``to_state()``, the same bytes), the same history length and head link, and our identity in
-the thread by the stored records — else it is rebuilt from the store. Rebuilding decoded the
-whole state, every share the relationship recorded, at every step (#12).
+of a thread writes it with an ``updated_ms`` later than the stored one's (:meth:`Ledger.record`),
+so the store holds exactly the record our last Commit wrote (or our load read) only if nobody
+has committed to the thread since — no other process, no other ledger. Then the thread set aside
+at the lock, if still exactly what was committed, is taken back whole with no other read (#12:
+the other four cost about 70 µs a step on SQLite), with what it knew of its outbox
+(:attr:`Thread.idle`). Else the records are read afresh, and the relationship object set aside is
+taken back only when the store holds exactly its state (``to_state()``, the same bytes), history
+length and head link, and our identity in the thread — else it is rebuilt from the store, which
+decodes the whole state, every share the relationship recorded (#12).
 
 Nor is the state encoded more often than it changes: a :class:`Thread` keeps the ``to_state()``
 bytes it last made or read (:meth:`Thread.state`) with the history position they belong to.
@@ -62,7 +58,7 @@ from vrmproto._keys import Identity, MasterSeed
 from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role
-from vrmproto.client._locks import ThreadLocks
+from vrmproto.client._locks import InTurn, ThreadLocks
 from vrmproto.store import (
     Commit,
     DraftRecord,
@@ -280,40 +276,6 @@ class Thread:
         return frozenset(keys)
 
 
-class _StepLock:
-    """The async context manager of :meth:`Ledger.lock` (a plain class: cheaper per step than
-    an async generator)."""
-
-    __slots__ = ("_ledger", "_local", "_on_wait", "_shared", "_thread")
-
-    def __init__(self, ledger: Ledger, thread: bytes, on_wait: Callable[[], None] | None
-                 ) -> None:  # fmt: skip
-        self._ledger = ledger
-        self._thread = thread
-        self._on_wait = on_wait
-
-    async def __aenter__(self) -> None:
-        ledger, thread = self._ledger, self._thread
-        local = ledger._locks.hold(thread)
-        await local.__aenter__()
-        try:
-            waiting = self._on_wait if self._on_wait is not None else (
-                lambda: ledger._busy(thread))  # fmt: skip
-            shared = ledger.store.lock(LOCK_PREFIX + thread, on_wait=waiting)
-            await shared.__aenter__()
-        except BaseException:
-            await local.__aexit__(None, None, None)
-            raise
-        self._local, self._shared = local, shared
-        ledger._set_aside_thread(thread)  # another process may have changed it since
-
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            await self._shared.__aexit__(None, None, None)
-        finally:
-            await self._local.__aexit__(None, None, None)
-
-
 class Ledger:
     """Relationship persistence for one customer (one master seed, one store).
 
@@ -336,12 +298,16 @@ class Ledger:
         self._identities: dict[bytes, Identity] = {}  # by public key
         self._derived: dict[tuple[bytes, int], Identity] = {}  # by (vendor key, generation)
 
-    def lock(self, thread: bytes, *, on_wait: Callable[[], None] | None = None) -> _StepLock:
+    def lock(self, thread: bytes, *, on_wait: Callable[[], None] | None = None) -> InTurn:
         """Hold ``thread`` for one step: among this node's tasks, then among every node on
         the store (§11.11-2); the step reads the thread afresh. ``on_wait`` is called if
         another process holds it (default: one warning per thread). Take several only in
         sorted order (:meth:`lock_all`)."""
-        return _StepLock(self, thread, on_wait)
+        waiting = on_wait if on_wait is not None else (lambda: self._busy(thread))
+        return InTurn(self._locks.hold(thread),
+                      lambda: self.store.lock(LOCK_PREFIX + thread, on_wait=waiting),
+                      # another process may have changed it since
+                      lambda: self._set_aside_thread(thread))  # fmt: skip
 
     @property
     def held_locks(self) -> int:

@@ -9,9 +9,12 @@ cheaper per message than an async generator), without a shared lock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
 from vrmproto.server._locks import KeyedLocks
 
-__all__ = ["ThreadLocks"]
+__all__ = ["InTurn", "ThreadLocks"]
 
 
 class ThreadLocks(KeyedLocks):
@@ -19,3 +22,37 @@ class ThreadLocks(KeyedLocks):
 
     def __init__(self) -> None:
         super().__init__()
+
+
+class InTurn:
+    """``async with``: the lock ``first``, then the one ``second()`` makes, held for the block;
+    ``entered()`` is called once both are held. How :meth:`~vrmproto.client._ledger.Ledger.lock`
+    takes a thread's asyncio lock and then the store's (a plain class: cheaper per step than an
+    async generator)."""
+
+    __slots__ = ("_entered", "_first", "_held", "_second")
+
+    def __init__(self, first: AbstractAsyncContextManager[None],
+                 second: Callable[[], AbstractAsyncContextManager[None]],
+                 entered: Callable[[], None]) -> None:  # fmt: skip
+        self._first = first
+        self._second = second
+        self._entered = entered
+
+    async def __aenter__(self) -> None:
+        first = self._first
+        await first.__aenter__()
+        try:
+            held = self._second()
+            await held.__aenter__()
+        except BaseException:
+            await first.__aexit__(None, None, None)
+            raise
+        self._held = held
+        self._entered()
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self._held.__aexit__(None, None, None)
+        finally:
+            await self._first.__aexit__(None, None, None)
