@@ -69,7 +69,8 @@ class Outbox(Sender):
             t = new if new is not None else await self.ledger.load(thread)
             if check_type:
                 t.meta.check_receives(draft.MESSAGE_TYPE)
-            if new is None and (t.meta.drafts or await self.ledger.pending(thread)):
+            waiting = t.meta.drafts or (not t.idle and await self.ledger.pending(thread))
+            if new is None and waiting:
                 return await self._queue_draft(t, draft, timeout_s=timeout_s, retry=retry)
             now = self.clock()
             try:

@@ -29,7 +29,8 @@ so that a final refusal takes the message back out of our chain and history (§8
 
 Nothing the outbox stored is opened again to learn what it already knows: an item's id, type
 and expiry are read from its own header (:func:`vrmproto.client._own.own_header`), not by
-verifying our own signature once more.
+verifying our own signature once more — and not even decoded for an item this sender signed
+itself: it keeps their header fields, by message hash, until it delivers them.
 
 :class:`Sender` is that mechanism; :class:`~vrmproto.client._outbox.Outbox` adds the public
 operations on it (send, a fan-out, the periodic run, a person's way out).
@@ -60,6 +61,9 @@ RETRYABLE = _errors.RETRYABLE
 
 #: When the outbox tries again: full jitter over 2 s · 2^(n-1), at most an hour apart.
 DEFAULT_SCHEDULE = RetryPolicy(attempts=1_000_000, base_s=2.0, cap_s=3600.0)
+
+#: Most signed messages whose header fields a :class:`Sender` keeps until it delivers them.
+KEPT_HEADERS = 4096
 
 
 def is_due(item: OutboxItem, due_by: int) -> bool:
@@ -102,6 +106,9 @@ class Sender:
         #: For a thread whose item :meth:`_close` just closed (under the thread's lock): how
         #: many items its Commit queued (receipts for replies, the next draft signed).
         self._queued_by_close: dict[bytes, int] = {}
+        #: The id, expiry and type of the messages this sender signed and has not yet tried to
+        #: deliver, by message hash (at most :data:`KEPT_HEADERS`).
+        self._signed: dict[bytes, tuple[bytes, int, str]] = {}
 
     @property
     def store(self) -> Store:
@@ -118,8 +125,11 @@ class Sender:
         t.guard(point, sent.message.hash)
         return sent
 
-    @staticmethod
-    def _new_item(t: Thread, sent: Sent, now: int) -> NewOutboxItem:
+    def _new_item(self, t: Thread, sent: Sent, now: int) -> NewOutboxItem:
+        msg = sent.message
+        if len(self._signed) >= KEPT_HEADERS:  # never delivered here: read them back if need be
+            self._signed.clear()
+        self._signed[msg.hash] = (msg.header.id, msg.header.expires, msg.header.type)
         return NewOutboxItem(
             destination=t.url, thread=t.id, msg_hash=sent.message.hash,
             envelope=sent.message.envelope, next_attempt_ms=now, created_ms=now,
@@ -137,11 +147,13 @@ class Sender:
     ) -> list[Delivery]:
         """Deliver ``item`` (the thread's oldest); on any final outcome, sign the next draft
         in the same Commit. Returns the item's delivery, then any drafts that were dropped."""
-        header = own_header(item.envelope)  # signed by us: nothing to verify again
-        if header is None:  # not ours to deliver: nothing the vendor could accept
-            msg_id, expires, mtype = bytes(16), -1, ""
-        else:
+        signed = self._signed.pop(item.msg_hash, None)
+        if signed is not None:
+            msg_id, expires, mtype = signed
+        elif (header := own_header(item.envelope)) is not None:  # ours: nothing to verify again
             msg_id, expires, mtype = header.id, header.expires, header.type
+        else:  # not ours to deliver: nothing the vendor could accept
+            msg_id, expires, mtype = bytes(16), -1, ""
         now = self.clock()
         if expires < now:
             why = (f"the {mtype or 'message'} expired before it could be delivered (valid "
@@ -311,7 +323,7 @@ class Sender:
         except BaseException:
             self.ledger.forget(t.id)
             raise
-        t.meta.saved()
+        t.saved()
 
     async def _flush_locked(
         self,
@@ -332,7 +344,10 @@ class Sender:
             if not pending and t.meta.drafts:  # nothing in flight (an item was dropped)
                 out.extend(await self._promote(t))
                 pending = await self.ledger.pending(t.id)
-            if not pending or (due_by is not None and not is_due(pending[0], due_by)):
+            if not pending:
+                t.idle = True  # until a Commit of ours queues in it (or another one's does)
+                return out
+            if due_by is not None and not is_due(pending[0], due_by):
                 return out
             self._queued_by_close.pop(t.id, None)
             done = await self._deliver_locked(t, pending[0], timeout_s=timeout_s, retry=retry)

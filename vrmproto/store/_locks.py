@@ -30,9 +30,8 @@ the process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 from vrmproto.store._base import StoreError
@@ -65,21 +64,47 @@ class LocalLocks:
         self._locks: dict[bytes, asyncio.Lock] = {}
         self._users: dict[bytes, int] = {}
 
-    @contextlib.asynccontextmanager
-    async def hold(self, name: bytes, on_wait: OnWait | None = None) -> AsyncIterator[None]:
-        lock = self._locks.get(name)
+    def hold(self, name: bytes, on_wait: OnWait | None = None) -> _LocalHold:
+        """``async with locks.hold(name):`` — the lock ``name``, held for the block;
+        ``on_wait`` is called if it has to wait."""
+        return _LocalHold(self, name, on_wait)
+
+
+class _LocalHold:
+    """The async context manager of :meth:`LocalLocks.hold` (a plain class: cheaper per step
+    than an async generator)."""
+
+    __slots__ = ("_lock", "_locks", "_name", "_on_wait")
+
+    def __init__(self, locks: LocalLocks, name: bytes, on_wait: OnWait | None) -> None:
+        self._locks = locks
+        self._name = name
+        self._on_wait = on_wait
+
+    async def __aenter__(self) -> None:
+        locks, name = self._locks, self._name
+        lock = locks._locks.get(name)
         if lock is None:
-            lock = self._locks[name] = asyncio.Lock()
-        self._users[name] = self._users.get(name, 0) + 1
+            lock = locks._locks[name] = asyncio.Lock()
+        locks._users[name] = locks._users.get(name, 0) + 1
         try:
-            if lock.locked() and on_wait is not None:
-                on_wait()
-            async with lock:
-                yield
-        finally:
-            self._users[name] -= 1
-            if not self._users[name]:
-                del self._users[name], self._locks[name]
+            if lock.locked() and self._on_wait is not None:
+                self._on_wait()
+            await lock.acquire()
+        except BaseException:
+            self._leave()
+            raise
+        self._lock = lock
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        locks, name = self._locks, self._name
+        locks._users[name] -= 1
+        if not locks._users[name]:
+            del locks._users[name], locks._locks[name]
 
 
 class FileLocks:
@@ -159,28 +184,56 @@ class FileLocks:
             self.sweep()
         named.add(name)
 
-    @contextlib.asynccontextmanager
-    async def hold(self, name: bytes, on_wait: OnWait | None = None) -> AsyncIterator[None]:
+    def hold(self, name: bytes, on_wait: OnWait | None = None) -> _FileHold:
         """Hold the lock ``name`` for the ``async with`` block."""
-        async with self._local.hold(name, on_wait):
-            path = self._path(name)
-            delay, told = POLL_FIRST_S, False
-            while True:
-                try:
-                    if self._named is None or name not in self._named:
-                        self._note(name)
-                    fd = self._try(path)
-                except OSError as exc:
-                    raise StoreError(f"cannot lock {path}: {exc.strerror or exc}") from exc
-                if fd is not None and fd >= 0:
-                    break
-                if fd is None:  # held by another process or store object
-                    if not told and on_wait is not None:
-                        on_wait()
-                    told = True
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, POLL_MAX_S)
+        return _FileHold(self, name, on_wait)
+
+    async def _take(self, name: bytes, on_wait: OnWait | None) -> int:
+        """The descriptor of ``name``'s lock file, locked by us: polled for while it is held
+        by another process or store object."""
+        path = self._path(name)
+        delay, told = POLL_FIRST_S, False
+        while True:
             try:
-                yield
-            finally:
-                os.close(fd)  # the file stays for the next step; a sweep removes it
+                if self._named is None or name not in self._named:
+                    self._note(name)
+                fd = self._try(path)
+            except OSError as exc:
+                raise StoreError(f"cannot lock {path}: {exc.strerror or exc}") from exc
+            if fd is not None and fd >= 0:
+                return fd
+            if fd is None:  # held by another process or store object
+                if not told and on_wait is not None:
+                    on_wait()
+                told = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, POLL_MAX_S)
+
+
+class _FileHold:
+    """The async context manager of :meth:`FileLocks.hold`: this object's tasks queue on its
+    :class:`LocalLocks`, then the file is locked (a plain class: cheaper per step than an async
+    generator)."""
+
+    __slots__ = ("_fd", "_local", "_locks", "_name", "_on_wait")
+
+    def __init__(self, locks: FileLocks, name: bytes, on_wait: OnWait | None) -> None:
+        self._locks = locks
+        self._name = name
+        self._on_wait = on_wait
+
+    async def __aenter__(self) -> None:
+        local = self._locks._local.hold(self._name, self._on_wait)
+        await local.__aenter__()
+        try:
+            self._fd = await self._locks._take(self._name, self._on_wait)
+        except BaseException:
+            await local.__aexit__(None, None, None)
+            raise
+        self._local = local
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            os.close(self._fd)  # the file stays for the next step; a sweep removes it
+        finally:
+            await self._local.__aexit__(None, None, None)
