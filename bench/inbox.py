@@ -138,7 +138,7 @@ async def serve_endpoint(db: str, *, accept: bool, store_kind: str = "sqlite") -
     )
     share_rate_limits(endpoint, store)  # on PostgreSQL, as `vrm vendor serve` (spec §12.9-8)
     server = await serve(endpoint)
-    await announce_and_wait(server.port)
+    await announce_and_wait(server.port, name_loop=True)
     await server.close()
     await store.close()
 
@@ -183,14 +183,15 @@ async def serve_baseline() -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    await announce_and_wait(int(runner.addresses[0][1]))
+    await announce_and_wait(int(runner.addresses[0][1]), name_loop=True)
     await runner.cleanup()
 
 
-async def announce_and_wait(port: int) -> None:
-    """Print the port and the kind of event loop serving it; serve until stdin closes."""
+async def announce_and_wait(port: int, *, name_loop: bool = False) -> None:
+    """Print the port (and, if ``name_loop``, the kind of event loop serving it, as this
+    bench's own servers do for ``start_server``); serve until stdin closes."""
     loop = asyncio.get_running_loop()
-    print(port, loop_name(loop), flush=True)
+    print(f"{port} {loop_name(loop)}" if name_loop else port, flush=True)
     await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin
 
 
