@@ -1,0 +1,59 @@
+"""The SQL of :meth:`~vrmproto.store.Store.relationships_where`, for the SQLite and PostgreSQL
+stores alike: a ``WHERE`` clause naming only the criteria given, so the database looks up the
+column indexed for one of them (``peer_key``, the thread id) instead of scanning every row."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vrmproto.store._base import RelationshipRecord
+
+__all__ = ["RelationshipsWhere"]
+
+
+@dataclass(frozen=True, slots=True)
+class RelationshipsWhere:
+    """The criteria of one :meth:`~vrmproto.store.Store.relationships_where` call."""
+
+    role: str | None = None
+    peer_key: bytes | None = None
+    peer_url: str | None = None
+    label: str | None = None
+    states: Collection[str] | None = None
+    thread_range: tuple[bytes, bytes] | None = None
+
+    def sql(self, mark: Callable[[int], str]) -> tuple[str, tuple[object, ...]]:
+        """``"WHERE …"`` (or ``""``) and its parameters; ``mark(n)`` spells the n-th (from 1)."""
+        terms: list[str] = []
+        params: list[object] = []
+
+        def term(template: str, *values: object) -> None:
+            marks = [mark(len(params) + i + 1) for i in range(len(values))]
+            terms.append(template.format(*marks))
+            params.extend(values)
+
+        for column in ("role", "peer_key", "peer_url", "label"):
+            value = getattr(self, column)
+            if value is not None:
+                term(column + " = {0}", value)
+        if self.states is not None:
+            states = sorted(self.states)
+            if not states:
+                return "WHERE FALSE ", ()
+            term("state IN (" + ", ".join(f"{{{i}}}" for i in range(len(states))) + ")", *states)
+        if self.thread_range is not None:
+            term("thread BETWEEN {0} AND {1}", *self.thread_range)
+        return ("WHERE " + " AND ".join(terms) + " ") if terms else "", tuple(params)
+
+    def matches(self, r: RelationshipRecord) -> bool:
+        """Whether ``r`` meets every criterion (the in-memory store's filter)."""
+        return ((self.role is None or r.role == self.role)
+                and (self.peer_key is None or r.peer_key == self.peer_key)
+                and (self.peer_url is None or r.peer_url == self.peer_url)
+                and (self.label is None or r.label == self.label)
+                and (self.states is None or r.state in self.states)
+                and (self.thread_range is None
+                     or self.thread_range[0] <= r.thread <= self.thread_range[1]))  # fmt: skip
