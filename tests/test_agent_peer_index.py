@@ -151,8 +151,8 @@ def test_a_prefix_names_the_range_of_its_thread_ids() -> None:
 async def test_lookups_by_url_name_prefix_pins_and_the_vendors_an_intentcast_asks(
     store: Store,
 ) -> None:
-    acme, budget, hertz = (FakeVendor(n, price=Money(p, "USD"))
-                           for n, p in (("Acme", 300), ("Budget", 100), ("Hertz", 200)))  # fmt: skip
+    prices = (("Acme", 300), ("Budget", 100), ("Hertz", 200))
+    acme, budget, hertz = (FakeVendor(n, price=Money(p, "USD")) for n, p in prices)
     await asyncio.gather(acme.start(), budget.start(), hertz.start())
     agent = await open_agent(store)
     impostor: FakeVendor | None = None
@@ -320,13 +320,16 @@ async def test_among_thousands_of_relationships_a_lookup_reads_its_matches(
     URL and an intentcast to one vendor read no full list, and each look-up compares only the
     records indexed under its URL, name or key — a handful, not thousands."""
     store = CountingStore()
-    rows, threads = [], []
+    rows: list[RelationshipRecord] = []
+    threads: list[bytes] = []
     for i in range(2000):
         thread, vendor = os.urandom(16), bytes([i % 20]) * 32
         rows.append(row(thread, peer=vendor, state="intent_answered", label=f"Shop {i % 20}",
                         url=f"http://shop{i % 20}.example"))  # fmt: skip
-        threads.append(thread_row(thread, kind=ThreadKind.INTENT, vendor=vendor))
-    await store.commit(Commit(relationships=tuple(rows), threads=tuple(threads)))
+        threads.append(thread)
+    await store.commit(Commit(relationships=tuple(rows), threads=tuple(
+        thread_row(t, kind=ThreadKind.INTENT, vendor=r.peer_key) for t, r in zip(threads, rows,
+                                                                                 strict=True))))
     acme = FakeVendor("Acme", price=Money(100, "EUR"))
     await acme.start()
     agent = await open_agent(store)
@@ -348,6 +351,17 @@ async def test_among_thousands_of_relationships_a_lookup_reads_its_matches(
         assert store.rows - before_rows <= 10
         assert examined() - before_examined <= 10
         assert await agent.resolve(a.thread.hex()[:7]) == a.thread
+        assert store.full_reads == 0
+        # 500 more intentcast threads with Acme, under its key: whether one with it is live or
+        # ended is read by key and state, not among those
+        await store.commit(Commit(
+            relationships=tuple(row(t, peer=acme.key, state="intent_answered",
+                                    url="http://acme.old.example") for t in threads[:500]),
+        ))  # fmt: skip
+        before_examined = examined()
+        assert await agent.live_thread(acme.key) == a.thread
+        assert not await agent._ended(acme.key)
+        assert examined() - before_examined <= 2
         assert store.full_reads == 0
     finally:
         await agent.close()

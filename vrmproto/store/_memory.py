@@ -66,13 +66,15 @@ class _Index:
 
 
 class _RelationshipIndexes:
-    """The relationships by peer key, peer URL and label, and their thread ids in order (a
-    prefix of one names a range of them): :meth:`MemoryStore.relationships_where`."""
+    """The relationships by peer key (and by peer key and state: a vendor's few live or ended
+    ones among the many intentcast threads with it), peer URL and label, and their thread ids in
+    order (a prefix of one names a range of them): :meth:`MemoryStore.relationships_where`."""
 
-    __slots__ = ("label", "order", "peer_key", "peer_url")
+    __slots__ = ("key_state", "label", "order", "peer_key", "peer_url")
 
     def __init__(self) -> None:
         self.peer_key = _Index()
+        self.key_state = _Index()
         self.peer_url = _Index()
         self.label = _Index()
         self.order: list[bytes] = []
@@ -83,6 +85,8 @@ class _RelationshipIndexes:
         assert some is not None
         thread = some.thread
         self.peer_key.move(thread, old and old.peer_key, new and new.peer_key)
+        self.key_state.move(thread, old and (old.peer_key, old.state),
+                            new and (new.peer_key, new.state))  # fmt: skip
         self.peer_url.move(thread, old and old.peer_url, new and new.peer_url)
         self.label.move(thread, old and old.label, new and new.label)
         if old is None:
@@ -92,9 +96,12 @@ class _RelationshipIndexes:
 
     def candidates(self, where: RelationshipsWhere) -> Iterable[bytes]:
         """The threads that may match ``where``: those of its most selective indexed column."""
-        buckets = [index.get(value) for index, value in (
+        buckets: list[Collection[bytes]] = [index.get(value) for index, value in (
             (self.peer_key, where.peer_key), (self.peer_url, where.peer_url),
             (self.label, where.label)) if value is not None]  # fmt: skip
+        if where.peer_key is not None and where.states is not None:
+            buckets.append([thread for state in where.states
+                            for thread in self.key_state.get((where.peer_key, state))])  # fmt: skip
         if buckets:
             return min(buckets, key=len)
         if where.thread_range is not None:
