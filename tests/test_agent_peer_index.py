@@ -114,6 +114,7 @@ async def test_relationships_where_is_a_filter_of_every_relationship(store: Stor
             RelationshipsWhere(role="customer", label="Acme", states=("agreed", "offered")),
             RelationshipsWhere(role="customer", peer_key=keys[1], states=("ended",)),
             RelationshipsWhere(states=()), RelationshipsWhere(),
+            RelationshipsWhere(role="customer", states=("agreed",)),
             RelationshipsWhere(thread_range=prefix_range("ab")),
             RelationshipsWhere(thread_range=prefix_range("ab0")),
             RelationshipsWhere(thread_range=(threads[2], threads[2]), role="customer"),

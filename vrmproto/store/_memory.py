@@ -67,16 +67,18 @@ class _Index:
 
 class _RelationshipIndexes:
     """The relationships by peer key (and by peer key and state: a vendor's few live or ended
-    ones among the many intentcast threads with it), peer URL and label, and their thread ids in
-    order (a prefix of one names a range of them): :meth:`MemoryStore.relationships_where`."""
+    ones among the many intentcast threads with it), peer URL, label and state, and their thread
+    ids in order (a prefix of one names a range of them): :meth:`MemoryStore.relationships_where`.
+    """
 
-    __slots__ = ("key_state", "label", "order", "peer_key", "peer_url")
+    __slots__ = ("key_state", "label", "order", "peer_key", "peer_url", "state")
 
     def __init__(self) -> None:
         self.peer_key = _Index()
         self.key_state = _Index()
         self.peer_url = _Index()
         self.label = _Index()
+        self.state = _Index()
         self.order: list[bytes] = []
 
     def move(self, old: RelationshipRecord | None, new: RelationshipRecord | None) -> None:
@@ -89,6 +91,7 @@ class _RelationshipIndexes:
                             new and (new.peer_key, new.state))  # fmt: skip
         self.peer_url.move(thread, old and old.peer_url, new and new.peer_url)
         self.label.move(thread, old and old.label, new and new.label)
+        self.state.move(thread, old and old.state, new and new.state)
         if old is None:
             bisect.insort(self.order, thread)
         elif new is None:
@@ -99,9 +102,11 @@ class _RelationshipIndexes:
         buckets: list[Collection[bytes]] = [index.get(value) for index, value in (
             (self.peer_key, where.peer_key), (self.peer_url, where.peer_url),
             (self.label, where.label)) if value is not None]  # fmt: skip
-        if where.peer_key is not None and where.states is not None:
+        if where.states is not None and where.peer_key is not None:
             buckets.append([thread for state in where.states
                             for thread in self.key_state.get((where.peer_key, state))])  # fmt: skip
+        elif where.states is not None:
+            buckets.append([thread for state in where.states for thread in self.state.get(state)])
         if buckets:
             return min(buckets, key=len)
         if where.thread_range is not None:
