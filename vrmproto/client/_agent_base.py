@@ -219,10 +219,11 @@ class AgentBase(AsyncClosing):
             hits = await self._ours(thread_range=prefix_range(text.lower()))
             if len(hits) == 1:
                 return hits[0].thread
+        named = await self._ours(peer_url=norm_url(text))  # stored as norm_url spells it
         by_label = await self._ours(label=text)
-        by_url = await self._ours(peer_url=norm_url(text))  # stored as norm_url spells it
-        named = sorted({r.thread: r for r in (*by_label, *by_url)}.values(),
-                       key=lambda r: r.thread)  # fmt: skip
+        if by_label:
+            named = sorted({r.thread: r for r in (*named, *by_label)}.values(),
+                           key=lambda r: r.thread)  # fmt: skip
         if not named:
             raise LookupError(f"no relationship with {ref!r}")
         named.sort(key=lambda r: (State(r.state) is State.AGREED, r.updated_ms))

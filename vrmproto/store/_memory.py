@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import dataclasses
+import operator
 from collections.abc import Callable, Collection, Iterable
 from contextlib import AbstractAsyncContextManager
 
@@ -39,6 +40,8 @@ from vrmproto.store._rel_query import RelationshipsWhere
 from vrmproto.store._rows import ThreadKind
 
 __all__ = ["MemoryStore"]
+
+_THREAD = operator.attrgetter("thread")
 
 
 class _Index:
@@ -83,6 +86,10 @@ class _RelationshipIndexes:
 
     def move(self, old: RelationshipRecord | None, new: RelationshipRecord | None) -> None:
         """``old`` (None: a new thread) becomes ``new`` (None: the thread is dropped)."""
+        if (old is not None and new is not None and old.peer_key == new.peer_key
+                and old.state == new.state and old.peer_url == new.peer_url
+                and old.label == new.label):  # fmt: skip
+            return  # most Commits: a message in a relationship that stays where it is
         some = new or old
         assert some is not None
         thread = some.thread
@@ -207,8 +214,9 @@ class MemoryStore(AsyncClosing):
             self._relationships[r.thread] = r
         for t in c.threads:
             old = self._threads.get(t.thread)
-            self._threads_by_vendor.move(t.thread, old and (old.vendor_key, old.kind),
-                                         (t.vendor_key, t.kind))  # fmt: skip
+            if old is None or old.vendor_key != t.vendor_key or old.kind is not t.kind:
+                self._threads_by_vendor.move(t.thread, old and (old.vendor_key, old.kind),
+                                             (t.vendor_key, t.kind))  # fmt: skip
             self._threads[t.thread] = t
         self._meta.update(c.meta)
         for thread, first in c.truncate:
@@ -368,8 +376,9 @@ class MemoryStore(AsyncClosing):
         where = RelationshipsWhere(role, peer_key, peer_url, label, states, thread_range)
         held = self._relationships
         found = [r for r in map(held.__getitem__, self._rel_index.candidates(where))
-                 if where.matches(r)]
-        found.sort(key=lambda r: r.thread)
+                 if where.matches(r)]  # fmt: skip
+        if len(found) > 1:
+            found.sort(key=_THREAD)
         return found
 
     async def find_relationship(

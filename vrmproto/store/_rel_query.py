@@ -5,8 +5,7 @@ column indexed for one of them (``peer_key``, the thread id) instead of scanning
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from vrmproto.store._base import RelationshipRecord
@@ -14,9 +13,9 @@ if TYPE_CHECKING:
 __all__ = ["RelationshipsWhere"]
 
 
-@dataclass(frozen=True, slots=True)
-class RelationshipsWhere:
-    """The criteria of one :meth:`~vrmproto.store.Store.relationships_where` call."""
+class RelationshipsWhere(NamedTuple):
+    """The criteria of one :meth:`~vrmproto.store.Store.relationships_where` call (a tuple:
+    made per look-up, per message)."""
 
     role: str | None = None
     peer_key: bytes | None = None
