@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -367,3 +368,39 @@ async def test_among_thousands_of_relationships_a_lookup_reads_its_matches(
     finally:
         await agent.close()
         await acme.stop()
+
+
+async def test_sqlite_looks_up_by_url_name_and_key_through_their_indexes(tmp_path: Path) -> None:
+    """SQLite's plan for each look-up names the index of its column (schema 7 for URL and
+    name): a search of that index, not a scan of every relationship row."""
+    async with await SQLiteStore.open(tmp_path / "vrm.db") as s:
+        await s.commit(Commit(relationships=(row(os.urandom(16)),)))
+        conn = sqlite3.connect(tmp_path / "vrm.db")
+        try:
+            for where, index in [
+                (RelationshipsWhere(role="customer", peer_url="http://a"),
+                 "relationships_by_peer_url"),
+                (RelationshipsWhere(role="customer", label="Acme"), "relationships_by_label"),
+                (RelationshipsWhere(role="customer", peer_key=b"K" * 32, states=("agreed",)),
+                 "relationships_by_peer_key"),
+            ]:  # fmt: skip
+                sql, params = where.sql(lambda n: f"?{n}")
+                plan = " ".join(str(step[-1]) for step in conn.execute(
+                    "EXPLAIN QUERY PLAN SELECT thread FROM relationships " + sql, params))
+                assert f"USING INDEX {index}" in plan, plan
+        finally:
+            conn.close()
+
+
+async def test_a_relationship_that_moves_to_another_url_or_name_is_found_there(
+    store: Store,
+) -> None:
+    """A Commit that changes a relationship's URL or label writes them (the upsert that keeps
+    them, and leaves them out, then writes nothing), and the look-ups follow."""
+    thread = os.urandom(16)
+    await store.commit(Commit(relationships=(row(thread),)))
+    await store.commit(Commit(relationships=(row(thread, url="http://new", label="New"),)))
+    assert await store.relationships_where(peer_url="http://acme.example") == []
+    assert await store.relationships_where(label="Acme") == []
+    assert light(await store.relationships_where(peer_url="http://new", label="New")) == light(
+        [row(thread, url="http://new", label="New")])  # fmt: skip

@@ -1,16 +1,34 @@
 """The SQL of :meth:`~vrmproto.store.Store.relationships_where`, for the SQLite and PostgreSQL
 stores alike: a ``WHERE`` clause naming only the criteria given, so the database looks up the
-column indexed for one of them (``peer_key``, the thread id) instead of scanning every row."""
+column indexed for one of them (the peer key, URL or label, the thread id) instead of scanning
+every row; and those indexes (:data:`INDEXES`)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from vrmproto.store._base import RelationshipRecord
 
-__all__ = ["RelationshipsWhere"]
+__all__ = ["INDEXES", "RelationshipsWhere", "migrate_6_to_7"]
+
+#: SQLite's version 7, PostgreSQL's version 6: the relationships by the two columns a person
+#: names one by (its vendor's base URL, its vendor's name), beside those by key and thread id.
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS relationships_by_peer_url ON relationships (peer_url)",
+    "CREATE INDEX IF NOT EXISTS relationships_by_label ON relationships (label)",
+)
+
+
+def migrate_6_to_7(conn: sqlite3.Connection) -> None:
+    """Index the relationships by URL and by name (:data:`INDEXES`). A relationship's Commit
+    rewrites neither while they stay the same (``_REL_UPSERT_KEPT`` leaves them out of its SET),
+    so a message costs no write to them (#12). ``IF NOT EXISTS``: a file an older vrmproto
+    left at version 6 may not be the first to have them (tests downgrade fresh files so)."""
+    for statement in INDEXES:
+        conn.execute(statement)
 
 
 class RelationshipsWhere(NamedTuple):

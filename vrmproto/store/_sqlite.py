@@ -117,7 +117,7 @@ from vrmproto.store._base import (
 )
 from vrmproto.store._locks import FileLocks
 from vrmproto.store._migrate_v3 import migrate_2_to_3
-from vrmproto.store._rel_query import RelationshipsWhere
+from vrmproto.store._rel_query import RelationshipsWhere, migrate_6_to_7
 
 __all__ = ["BATCH_CAP", "SCHEMA_VERSION", "SQLiteStore", "StoreStats"]
 
@@ -201,6 +201,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     feed.migrate_3_to_4,
     typed.migrate_4_to_5,
     feed.migrate_5_to_6,
+    migrate_6_to_7,
 )
 """``_MIGRATIONS[n]`` takes the schema from version n to n + 1 (``PRAGMA user_version``)."""
 
@@ -336,13 +337,13 @@ _REL_UPSERT = (
     "peer_url = excluded.peer_url, updated_ms = excluded.updated_ms"
 )
 _UPSERT_REL = _REL_COLUMNS + "(?, ?, ?, ?, ?, ?, ?, ?, ?)" + _REL_UPSERT
-#: :data:`_REL_UPSERT` leaving the indexed keys out of the SET: it updates only a row whose
-#: keys already hold the new values (see :func:`typed.kept_upsert_sql`).
+#: :data:`_REL_UPSERT` leaving the indexed keys, URL and label out of the SET: it updates only
+#: a row whose keys already hold the new values (see :func:`typed.kept_upsert_sql`).
 _REL_UPSERT_KEPT = (
     " ON CONFLICT (thread) DO UPDATE SET role = excluded.role, state = excluded.state, "
-    "data = excluded.data, label = excluded.label, peer_url = excluded.peer_url, "
-    "updated_ms = excluded.updated_ms "
-    "WHERE local_key = excluded.local_key AND peer_key = excluded.peer_key"
+    "data = excluded.data, updated_ms = excluded.updated_ms "
+    "WHERE local_key = excluded.local_key AND peer_key = excluded.peer_key "
+    "AND label = excluded.label AND peer_url = excluded.peer_url"
 )
 _UPSERT_REL_KEPT = _REL_COLUMNS + "(?, ?, ?, ?, ?, ?, ?, ?, ?)" + _REL_UPSERT_KEPT
 _META_COLUMNS = "INSERT INTO meta (key, value) VALUES "
