@@ -12,7 +12,7 @@ receives (§13.1-3). The operations themselves live in modules named for what th
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Self
 
@@ -229,14 +229,15 @@ class AgentBase(AsyncClosing):
         named.sort(key=lambda r: (State(r.state) is State.AGREED, r.updated_ms))
         return named[-1].thread
 
-    async def _ours(self, *, peer_key: bytes | None = None, peer_url: str | None = None,
-                    label: str | None = None, states: Collection[str] | None = None,
-                    thread_range: tuple[bytes, bytes] | None = None,
-                    ) -> list[RelationshipRecord]:  # fmt: skip
+    def _ours(self, *, peer_key: bytes | None = None, peer_url: str | None = None,
+              label: str | None = None, states: Collection[str] | None = None,
+              thread_range: tuple[bytes, bytes] | None = None,
+              ) -> Awaitable[list[RelationshipRecord]]:  # fmt: skip
         """Our relationships (a customer's, not a vendor's) matching every criterion given, by
         thread, read by the store's index (:meth:`~vrmproto.store.Store.relationships_where`):
-        as many rows as match, however many relationships there are (#12)."""
-        return await self.store.relationships_where(
+        as many rows as match, however many relationships there are (#12). (The store's
+        coroutine itself, to await: a share by URL takes two.)"""
+        return self.store.relationships_where(
             role=_CUSTOMER, peer_key=peer_key, peer_url=peer_url, label=label, states=states,
             thread_range=thread_range,
         )  # fmt: skip
