@@ -12,7 +12,7 @@ receives (§13.1-3). The operations themselves live in modules named for what th
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Self
 
@@ -22,12 +22,12 @@ from vrmproto._binding import DiscoveryDocument
 from vrmproto._closing import AsyncClosing
 from vrmproto._keys import Identity, MasterSeed, fingerprint, key_to_text
 from vrmproto._limits import DEFAULT_LIMITS, Limits
-from vrmproto._state import State
+from vrmproto._state import Role, State
 from vrmproto._vocab import TermRef
 from vrmproto.client._drafts import Draft, EndDraft, RotateDraft
 from vrmproto.client._fanout import DEFAULT_CONCURRENCY
 from vrmproto.client._http import EndpointClient
-from vrmproto.client._ledger import Ledger, Thread, ThreadKind, ThreadMeta, is_ours
+from vrmproto.client._ledger import Ledger, Thread, ThreadKind, ThreadMeta
 from vrmproto.client._locks import ThreadLocks
 from vrmproto.client._outbox import DEFAULT_SCHEDULE, Delivery, Outbox, OutboxRun
 from vrmproto.client._paths import endpoint_path
@@ -41,20 +41,32 @@ from vrmproto.client._transport import (
 )
 from vrmproto.client._views import DEFAULT_TERMS, FANOUT_RETRY, KeyChangedError, Ref
 from vrmproto.client._waiting import Waiting, find, waiting
-from vrmproto.store import Commit, OutboxItem, Store
+from vrmproto.store import Commit, OutboxItem, RelationshipRecord, Store
 
-__all__ = ["AgentBase", "norm_url", "refusal"]
+__all__ = ["AgentBase", "norm_url", "prefix_range", "refusal"]
 
 #: The states of a vendor relationship that is still going on (one per vendor key).
 LIVE = frozenset({State.OFFERED, State.AGREED, State.COUNTERED})
 _LIVE_SPELLINGS = frozenset(s.value for s in LIVE)  # as stored: no enum look-up per row
+_CUSTOMER = Role.CUSTOMER.value
 
 #: The store-level setting naming the master seed the store belongs to (a public key).
 _MASTER_CHECK_KEY = "client.master"
 
 
 def norm_url(url: str) -> str:
+    """A base URL as the agent stores it (a relationship's ``peer_url``) and looks it up."""
     return url.strip().rstrip("/")
+
+
+def prefix_range(digits: str) -> tuple[bytes, bytes]:
+    """The first and last 16-byte thread ids whose hex spelling starts with ``digits``."""
+    whole = bytes.fromhex(digits[: len(digits) // 2 * 2])
+    low, high = whole, whole
+    if len(digits) % 2:
+        nibble = int(digits[-1], 16) << 4
+        low, high = whole + bytes([nibble]), whole + bytes([nibble | 0xF])
+    return low.ljust(16, b"\0"), high.ljust(16, b"\xff")
 
 
 def _names_key(text: str, key: bytes) -> bool:
@@ -203,22 +215,37 @@ class AgentBase(AsyncClosing):
                 return bytes.fromhex(text)
             except ValueError:
                 pass
-        records = [r for r in await self.store.relationships(with_data=False) if is_ours(r)]
-        if len(text) >= 6 and all(c in "0123456789abcdef" for c in text.lower()):
-            hits = [r for r in records if r.thread.hex().startswith(text.lower())]
+        if 6 <= len(text) < 32 and all(c in "0123456789abcdef" for c in text.lower()):
+            hits = await self._ours(thread_range=prefix_range(text.lower()))
             if len(hits) == 1:
                 return hits[0].thread
-        named = [r for r in records
-                 if r.label == text or norm_url(r.peer_url) == norm_url(text)]  # fmt: skip
+        named = await self._ours(peer_url=norm_url(text))  # stored as norm_url spells it
+        by_label = await self._ours(label=text)
+        if by_label:
+            named = sorted({r.thread: r for r in (*named, *by_label)}.values(),
+                           key=lambda r: r.thread)  # fmt: skip
         if not named:
             raise LookupError(f"no relationship with {ref!r}")
         named.sort(key=lambda r: (State(r.state) is State.AGREED, r.updated_ms))
         return named[-1].thread
 
+    def _ours(self, *, peer_key: bytes | None = None, peer_url: str | None = None,
+              label: str | None = None, states: Collection[str] | None = None,
+              thread_range: tuple[bytes, bytes] | None = None,
+              ) -> Awaitable[list[RelationshipRecord]]:  # fmt: skip
+        """Our relationships (a customer's, not a vendor's) matching every criterion given, by
+        thread, read by the store's index (:meth:`~vrmproto.store.Store.relationships_where`):
+        as many rows as match, however many relationships there are (#12). (The store's
+        coroutine itself, to await: a share by URL takes two.)"""
+        return self.store.relationships_where(
+            role=_CUSTOMER, peer_key=peer_key, peer_url=peer_url, label=label, states=states,
+            thread_range=thread_range,
+        )  # fmt: skip
+
     async def _generation_for(self, vendor_key: bytes) -> int:
         """The pairwise key generation now in use with this vendor (0 if none yet, §2.6)."""
-        return max((r.generation for r in await self.store.threads(vendor_key=vendor_key)
-                    if r.kind is ThreadKind.VENDOR), default=0)  # fmt: skip
+        return max((r.generation for r in await self.store.threads(
+            vendor_key=vendor_key, kind=ThreadKind.VENDOR)), default=0)  # fmt: skip
 
     async def _check_pins(self, url: str, doc: DiscoveryDocument, *, by_name: bool,
                           accept_new_key: str | None = None) -> None:  # fmt: skip
@@ -231,17 +258,18 @@ class AgentBase(AsyncClosing):
         moves the pin, §2.6). ``accept_new_key`` — the fingerprint of ``doc.key``, or the key in
         its text form — is that explicit decision.
         """
-        at_url: set[bytes] = set()
+        at_url = {r.peer_key for r in await self._ours(peer_url=norm_url(url))}
         named: set[bytes] = set()
         name = doc.name.strip().lower()
-        for r in await self.store.relationships(with_data=False):
-            if not is_ours(r):
+        # By name: each vendor relationship's, as the vendor spelled it (the relationship's
+        # label is its thread's name). Names compare case-folded, which no store indexes the
+        # same way, so this reads one record per vendor relationship (not per intentcast
+        # thread) — on a connect, not per message.
+        for t in await self.store.threads(kind=ThreadKind.VENDOR) if by_name else ():
+            if t.name.strip().lower() != name:
                 continue
-            if norm_url(r.peer_url) == norm_url(url):
-                at_url.add(r.peer_key)
-            elif by_name and r.label.strip().lower() == name:
-                meta = await self.store.get_thread(r.thread)
-                if meta is not None and meta.kind is ThreadKind.VENDOR:
+            for r in await self._ours(thread_range=(t.thread, t.thread)):
+                if r.peer_url != norm_url(url) and r.label.strip().lower() == name:
                     named.add(r.peer_key)
         for by, keys in (("url", at_url), ("name", named)):
             if keys and doc.key not in keys:
@@ -254,16 +282,21 @@ class AgentBase(AsyncClosing):
         """Our live relationship (offered, agreed or countered; not ended, not rejected) with
         the vendor that signs with ``vendor_key`` now or did at first contact; None if there
         is none. There is at most one: :meth:`connect` reuses it."""
+        live = {r.thread: r for r in await self._ours(peer_key=vendor_key,
+                                                      states=_LIVE_SPELLINGS)}  # fmt: skip
+        first = {t.thread for t in await self.store.threads(vendor_key=vendor_key,
+                                                            kind=ThreadKind.VENDOR)}  # fmt: skip
+        for thread in first - live.keys():  # first contacted under it; the vendor rotated since
+            live.update((r.thread, r) for r in await self._ours(
+                thread_range=(thread, thread), states=_LIVE_SPELLINGS))  # fmt: skip
         best: tuple[int, bytes] | None = None
-        for r in await self.store.relationships(with_data=False):
-            if r.state not in _LIVE_SPELLINGS or not is_ours(r):
-                continue
-            meta = await self.store.get_thread(r.thread)
-            if meta is None or meta.kind is not ThreadKind.VENDOR:
-                continue
-            if vendor_key in (r.peer_key, meta.vendor_key) and (best is None
-                                                                or r.updated_ms > best[0]):
-                best = (r.updated_ms, r.thread)
+        for thread, r in sorted(live.items()):
+            if thread not in first:
+                meta = await self.store.get_thread(thread)
+                if meta is None or meta.kind is not ThreadKind.VENDOR:
+                    continue
+            if best is None or r.updated_ms > best[0]:
+                best = (r.updated_ms, thread)
         return best[1] if best is not None else None
 
     async def _check_type(self, thread: bytes, mtype: str) -> None:

@@ -21,13 +21,15 @@ from vrmproto.client._agent_base import AgentBase, norm_url
 from vrmproto.client._drafts import IntentcastDraft
 from vrmproto.client._errors import Transient
 from vrmproto.client._fanout import FanoutReport, Progress, Target, fan_out
-from vrmproto.client._ledger import Thread, ThreadKind, ThreadMeta, is_ours
+from vrmproto.client._ledger import Thread, ThreadKind, ThreadMeta
 from vrmproto.client._outbox import Delivery
 from vrmproto.client._transport import NO_RETRY
 from vrmproto.client._views import IntentcastResult, Offer
 from vrmproto.store import Commit, IntentRecord, OfferRecord
 
 __all__ = ["IntentOps", "answers", "intent_record_of", "offer_of", "offer_record"]
+
+_ENDED = (State.ENDED.value,)
 
 
 def intent_record_of(body: Intentcast, intent_id: bytes, sent_ms: int, *,
@@ -171,23 +173,20 @@ class IntentOps(AgentBase):
         """The base URLs to ask, and each one left out with why: a URL of a vendor key
         already asked, or of a vendor whose relationship with us was ended and none is live
         (checked again by key once each vendor's document is in, :meth:`_cast_one`)."""
-        keys_at: dict[str, set[bytes]] = {}
-        for r in await self.store.relationships(with_data=False):
-            if is_ours(r):
-                keys_at.setdefault(norm_url(r.peer_url), set()).add(r.peer_key)
         urls: list[str] = []
         skipped: list[tuple[str, str]] = []
         taken: dict[bytes, str] = {}
         for url in dict.fromkeys(norm_url(u) for u in vendors):
+            keys = {r.peer_key for r in await self._ours(peer_url=url)}
             why = None
-            for key in sorted(keys_at.get(url, ())):
+            for key in sorted(keys):
                 why = await self._not_to_ask(key, taken)
                 if why is not None:
                     break
             if why is not None:
                 skipped.append((url, why))
                 continue
-            taken.update((k, url) for k in keys_at.get(url, ()))
+            taken.update((k, url) for k in keys)
             urls.append(url)
         return urls, skipped
 
@@ -201,11 +200,10 @@ class IntentOps(AgentBase):
 
     async def _ended(self, key: bytes) -> bool:
         """Whether a vendor relationship of ours with ``key`` was ended (§5.6.4)."""
-        for r in await self.store.relationships(with_data=False):
-            if r.peer_key == key and r.state == State.ENDED.value and is_ours(r):
-                meta = await self.store.get_thread(r.thread)
-                if meta is not None and meta.kind is ThreadKind.VENDOR:
-                    return True
+        for r in await self._ours(peer_key=key, states=_ENDED):
+            meta = await self.store.get_thread(r.thread)
+            if meta is not None and meta.kind is ThreadKind.VENDOR:
+                return True
         return False
 
     async def intents(self) -> list[IntentRecord]:

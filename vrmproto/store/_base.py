@@ -31,7 +31,7 @@ records and back, and captures and restores save points (§8.1-5), for both node
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -276,10 +276,29 @@ class Store(Protocol):
     async def get_relationship(self, thread: bytes) -> RelationshipRecord | None: ...
 
     async def relationships(self, *, with_data: bool = True) -> list[RelationshipRecord]:
-        """Every relationship. ``with_data=False``: for callers that do not read ``data`` —
-        to find a relationship by name, URL or state, cheaply enough to do per message (#12):
-        a store that would have to read or copy the state blobs leaves ``data`` empty
-        (``b""``); one that holds the records as they are may hand them over whole."""
+        """Every relationship. ``with_data=False``: for callers that do not read ``data``: a
+        store that would have to read or copy the state blobs leaves ``data`` empty (``b""``);
+        one that holds the records as they are may hand them over whole."""
+        ...
+
+    async def relationships_where(
+        self,
+        *,
+        role: str | None = None,
+        peer_key: bytes | None = None,
+        peer_url: str | None = None,
+        label: str | None = None,
+        states: Collection[str] | None = None,
+        thread_range: tuple[bytes, bytes] | None = None,
+    ) -> list[RelationshipRecord]:
+        """The relationships whose columns equal every one given — ``states``: any of those;
+        ``thread_range``: ``(first, last)``, both included, the ids a prefix names — by
+        thread, ``data`` as :meth:`relationships` with ``with_data=False`` leaves it.
+
+        How an agent finds a relationship by what a person calls it or a vendor is known by
+        (its name, its URL, its key), per message: in as many rows as match, never a scan of
+        every relationship a customer has (#12). A store looks up the criterion it indexes
+        (the peer key and thread id at least)."""
         ...
 
     async def find_relationship(
@@ -323,8 +342,10 @@ class Store(Protocol):
 
     async def get_thread(self, thread: bytes) -> ThreadRecord | None: ...
 
-    async def threads(self, *, vendor_key: bytes | None = None) -> list[ThreadRecord]:
-        """Thread records (those first contacted under ``vendor_key`` if given), by thread."""
+    async def threads(self, *, vendor_key: bytes | None = None, kind: ThreadKind | None = None
+                      ) -> list[ThreadRecord]:  # fmt: skip
+        """Thread records (those first contacted under ``vendor_key``, of ``kind``, if given),
+        by thread."""
         ...
 
     async def drafts(self, thread: bytes | None = None) -> list[DraftRecord]:

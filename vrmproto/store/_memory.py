@@ -9,8 +9,10 @@ nothing survives the process, so "durable" means only "visible to every later ca
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Collection, Iterable
 from contextlib import AbstractAsyncContextManager
 
 from vrmproto._closing import AsyncClosing
@@ -34,8 +36,91 @@ from vrmproto.store._base import (
     ThreadRecord,
 )
 from vrmproto.store._locks import LocalLocks
+from vrmproto.store._rel_query import RelationshipsWhere
+from vrmproto.store._rows import ThreadKind
 
 __all__ = ["MemoryStore"]
+
+_THREAD = operator.attrgetter("thread")
+
+
+class _Index:
+    """The threads of the relationships (or thread records) holding each value of one column,
+    kept as the records change: what a look-up by that column reads instead of every record."""
+
+    __slots__ = ("_by",)
+
+    def __init__(self) -> None:
+        self._by: dict[object, dict[bytes, None]] = {}
+
+    def move(self, thread: bytes, old: object, new: object) -> None:
+        if old == new:
+            return
+        if old is not None:
+            held = self._by[old]
+            del held[thread]
+            if not held:
+                del self._by[old]
+        if new is not None:
+            self._by.setdefault(new, {})[thread] = None
+
+    def get(self, value: object) -> dict[bytes, None]:
+        return self._by.get(value, {})
+
+
+class _RelationshipIndexes:
+    """The relationships by peer key (and by peer key and state: a vendor's few live or ended
+    ones among the many intentcast threads with it), peer URL, label and state, and their thread
+    ids in order (a prefix of one names a range of them): :meth:`MemoryStore.relationships_where`.
+    """
+
+    __slots__ = ("key_state", "label", "order", "peer_key", "peer_url", "state")
+
+    def __init__(self) -> None:
+        self.peer_key = _Index()
+        self.key_state = _Index()
+        self.peer_url = _Index()
+        self.label = _Index()
+        self.state = _Index()
+        self.order: list[bytes] = []
+
+    def move(self, old: RelationshipRecord | None, new: RelationshipRecord | None) -> None:
+        """``old`` (None: a new thread) becomes ``new`` (None: the thread is dropped)."""
+        if (old is not None and new is not None and old.peer_key == new.peer_key
+                and old.state == new.state and old.peer_url == new.peer_url
+                and old.label == new.label):  # fmt: skip
+            return  # most Commits: a message in a relationship that stays where it is
+        some = new or old
+        assert some is not None
+        thread = some.thread
+        self.peer_key.move(thread, old and old.peer_key, new and new.peer_key)
+        self.key_state.move(thread, old and (old.peer_key, old.state),
+                            new and (new.peer_key, new.state))  # fmt: skip
+        self.peer_url.move(thread, old and old.peer_url, new and new.peer_url)
+        self.label.move(thread, old and old.label, new and new.label)
+        self.state.move(thread, old and old.state, new and new.state)
+        if old is None:
+            bisect.insort(self.order, thread)
+        elif new is None:
+            del self.order[bisect.bisect_left(self.order, thread)]
+
+    def candidates(self, where: RelationshipsWhere) -> Iterable[bytes]:
+        """The threads that may match ``where``: those of its most selective indexed column."""
+        buckets: list[Collection[bytes]] = [index.get(value) for index, value in (
+            (self.peer_key, where.peer_key), (self.peer_url, where.peer_url),
+            (self.label, where.label)) if value is not None]  # fmt: skip
+        if where.states is not None and where.peer_key is not None:
+            buckets.append([thread for state in where.states
+                            for thread in self.key_state.get((where.peer_key, state))])  # fmt: skip
+        elif where.states is not None:
+            buckets.append([thread for state in where.states for thread in self.state.get(state)])
+        if buckets:
+            return min(buckets, key=len)
+        if where.thread_range is not None:
+            first, last = where.thread_range
+            return self.order[bisect.bisect_left(self.order, first):
+                              bisect.bisect_right(self.order, last)]  # fmt: skip
+        return self.order
 
 
 class MemoryStore(AsyncClosing):
@@ -52,6 +137,8 @@ class MemoryStore(AsyncClosing):
         self._next_item_id = 1
         self._meta: dict[str, bytes] = {}
         self._threads: dict[bytes, ThreadRecord] = {}
+        self._rel_index = _RelationshipIndexes()
+        self._threads_by_vendor = _Index()  # by (vendor_key, kind)
         # per thread, so that what a step does to its thread costs nothing per other thread
         self._drafts: dict[bytes, dict[int, DraftRecord]] = {}  # thread -> seq -> draft
         self._save_points: dict[bytes, dict[bytes, SavePoint]] = {}  # thread -> msg_hash -> p
@@ -123,8 +210,14 @@ class MemoryStore(AsyncClosing):
             raise StoreConflict(f"relationship {expect.thread.hex()} changed since it was read")
         self._check(c)
         for r in c.relationships:
+            self._rel_index.move(self._relationships.get(r.thread), r)
             self._relationships[r.thread] = r
-        self._threads.update((t.thread, t) for t in c.threads)
+        for t in c.threads:
+            old = self._threads.get(t.thread)
+            if old is None or old.vendor_key != t.vendor_key or old.kind is not t.kind:
+                self._threads_by_vendor.move(t.thread, old and (old.vendor_key, old.kind),
+                                             (t.vendor_key, t.kind))  # fmt: skip
+            self._threads[t.thread] = t
         self._meta.update(c.meta)
         for thread, first in c.truncate:
             for h in self._history.get(thread, [])[first:]:
@@ -202,10 +295,14 @@ class MemoryStore(AsyncClosing):
 
     def _drop(self, thread: bytes) -> None:
         """Delete ``thread`` and every row of it but outbox items and share notes."""
-        self._relationships.pop(thread, None)
+        record = self._relationships.pop(thread, None)
+        if record is not None:
+            self._rel_index.move(record, None)
         for h in self._history.pop(thread, []):
             self._by_hash.pop((thread, h.msg_hash), None)
-        self._threads.pop(thread, None)
+        t = self._threads.pop(thread, None)
+        if t is not None:
+            self._threads_by_vendor.move(thread, (t.vendor_key, t.kind), None)
         self._drafts.pop(thread, None)
         self._save_points.pop(thread, None)
         self._held.pop(thread, None)
@@ -263,6 +360,26 @@ class MemoryStore(AsyncClosing):
 
     async def relationships(self, *, with_data: bool = True) -> list[RelationshipRecord]:
         return await self.find_relationship()  # the records as held: ``data`` costs nothing
+
+    async def relationships_where(
+        self,
+        *,
+        role: str | None = None,
+        peer_key: bytes | None = None,
+        peer_url: str | None = None,
+        label: str | None = None,
+        states: Collection[str] | None = None,
+        thread_range: tuple[bytes, bytes] | None = None,
+    ) -> list[RelationshipRecord]:
+        """Read through the index of the most selective column given (the records as held)."""
+        self._check_open()
+        where = RelationshipsWhere(role, peer_key, peer_url, label, states, thread_range)
+        held = self._relationships
+        found = [r for r in map(held.__getitem__, self._rel_index.candidates(where))
+                 if where.matches(r)]  # fmt: skip
+        if len(found) > 1:
+            found.sort(key=_THREAD)
+        return found
 
     async def find_relationship(
         self, local_key: bytes | None = None, peer_key: bytes | None = None
@@ -331,10 +448,16 @@ class MemoryStore(AsyncClosing):
         self._check_open()
         return self._threads.get(thread)
 
-    async def threads(self, *, vendor_key: bytes | None = None) -> list[ThreadRecord]:
+    async def threads(self, *, vendor_key: bytes | None = None, kind: ThreadKind | None = None
+                      ) -> list[ThreadRecord]:  # fmt: skip
         self._check_open()
-        return [t for _, t in sorted(self._threads.items())
-                if vendor_key is None or t.vendor_key == vendor_key]  # fmt: skip
+        if vendor_key is None:
+            return [t for _, t in sorted(self._threads.items()) if kind is None or t.kind is kind]
+        kinds = list(ThreadKind) if kind is None else [kind]
+        found = [self._threads[thread] for k in kinds
+                 for thread in self._threads_by_vendor.get((vendor_key, k))]  # fmt: skip
+        found.sort(key=lambda t: t.thread)
+        return found
 
     async def drafts(self, thread: bytes | None = None) -> list[DraftRecord]:
         self._check_open()

@@ -18,6 +18,7 @@ from vrmproto.store._base import (
     OutboxItem,
     SavePoint,
     ShareNote,
+    ThreadKind,
     ThreadRecord,
 )
 
@@ -43,11 +44,13 @@ class TypedReads:
         found = await self._rows(rows.SELECT_THREAD + "WHERE thread = $1", thread)
         return rows.thread_record(found[0]) if found else None
 
-    async def threads(self, *, vendor_key: bytes | None = None) -> list[ThreadRecord]:
+    async def threads(self, *, vendor_key: bytes | None = None, kind: ThreadKind | None = None
+                      ) -> list[ThreadRecord]:  # fmt: skip
         found = await self._rows(
-            rows.SELECT_THREAD + "WHERE ($1::bytea IS NULL OR vendor_key = $1) ORDER BY thread",
-            vendor_key,
-        )
+            rows.SELECT_THREAD + "WHERE ($1::bytea IS NULL OR vendor_key = $1) "
+            "AND ($2::text IS NULL OR kind = $2) ORDER BY thread",
+            vendor_key, None if kind is None else kind.value,
+        )  # fmt: skip
         return [rows.thread_record(row) for row in found]
 
     async def drafts(self, thread: bytes | None = None) -> list[DraftRecord]:

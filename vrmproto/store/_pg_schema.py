@@ -11,7 +11,9 @@ Version 1 is the layout of :class:`~vrmproto.store.SQLiteStore`'s version 2 (see
 adds the typed records' tables (:mod:`vrmproto.store._pg_rows`, SQLite's version 3); version 3
 the event feed's (:mod:`vrmproto.store._pg_events`, SQLite's version 4); version 4 the relayed
 intentcast's ``intents.relay_index`` and ``relays`` (SQLite's version 5); version 5 indexes by
-share only the events that carry personal data (SQLite's version 6). All use
+share only the events that carry personal data (SQLite's version 6); version 6 indexes the
+relationships by URL and by name (SQLite's version 7; an update that keeps them is a HOT update,
+PostgreSQL comparing the values). All use
 PostgreSQL types: ``bytea`` for bytes, ``bigint`` for milliseconds, an identity column for outbox
 ids (never reused). The columns holding envelopes and opaque state are ``STORAGE EXTERNAL``:
 signed msgpack and ciphertext do not compress, so trying costs CPU for nothing, and what
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING
 from vrmproto.store._base import StoreError
 from vrmproto.store._pg_events import SCHEMA_V3, SCHEMA_V5
 from vrmproto.store._pg_rows import SCHEMA_V2, SCHEMA_V4
+from vrmproto.store._rel_query import INDEXES as REL_INDEXES
 
 if TYPE_CHECKING:
     from asyncpg import Connection
@@ -62,7 +65,9 @@ _V1 = (
     "ALTER TABLE outbox ALTER COLUMN envelope SET STORAGE EXTERNAL",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, REL_INDEXES,
+)  # fmt: skip
 """``MIGRATIONS[n]`` takes the schema from version n to n + 1: statements run in one transaction,
 with the store's schema first on ``search_path``."""
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -65,6 +65,7 @@ from vrmproto.store._pg_locks import AdvisoryLocks
 from vrmproto.store._pg_notify import EventNotices
 from vrmproto.store._pg_reads import SELECT_OUTBOX, TypedReads
 from vrmproto.store._pg_schema import SCHEMA_VERSION, check_schema_name, migrate
+from vrmproto.store._rel_query import RelationshipsWhere
 from vrmproto.store._sqlite import StoreStats
 
 if TYPE_CHECKING:
@@ -457,6 +458,21 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
     async def relationships(self, *, with_data: bool = True) -> list[RelationshipRecord]:
         select = _SELECT_REL if with_data else _SELECT_REL_NO_DATA
         return [RelationshipRecord(*r) for r in await self._rows(select + "ORDER BY thread")]
+
+    async def relationships_where(
+        self,
+        *,
+        role: str | None = None,
+        peer_key: bytes | None = None,
+        peer_url: str | None = None,
+        label: str | None = None,
+        states: Collection[str] | None = None,
+        thread_range: tuple[bytes, bytes] | None = None,
+    ) -> list[RelationshipRecord]:
+        where = RelationshipsWhere(role, peer_key, peer_url, label, states, thread_range)
+        sql, params = where.sql(lambda n: f"${n}")
+        rows = await self._rows(_SELECT_REL_NO_DATA + sql + "ORDER BY thread", *params)
+        return [RelationshipRecord(*r) for r in rows]
 
     async def find_relationship(
         self, local_key: bytes | None = None, peer_key: bytes | None = None

@@ -85,7 +85,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -114,10 +114,12 @@ from vrmproto.store._base import (
     StoreConflict,
     StoreError,
     StoreUsage,
+    ThreadKind,
     ThreadRecord,
 )
 from vrmproto.store._locks import FileLocks
 from vrmproto.store._migrate_v3 import migrate_2_to_3
+from vrmproto.store._rel_query import RelationshipsWhere, migrate_6_to_7
 
 __all__ = ["BATCH_CAP", "SCHEMA_VERSION", "SQLiteStore", "StoreStats"]
 
@@ -207,6 +209,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     feed.migrate_3_to_4,
     typed.migrate_4_to_5,
     feed.migrate_5_to_6,
+    migrate_6_to_7,
 )
 """``_MIGRATIONS[n]`` takes the schema from version n to n + 1 (``PRAGMA user_version``)."""
 
@@ -351,13 +354,13 @@ _REL_UPSERT = (
     "peer_url = excluded.peer_url, updated_ms = excluded.updated_ms"
 )
 _UPSERT_REL = _REL_COLUMNS + "(?, ?, ?, ?, ?, ?, ?, ?, ?)" + _REL_UPSERT
-#: :data:`_REL_UPSERT` leaving the indexed keys out of the SET: it updates only a row whose
-#: keys already hold the new values (see :func:`typed.kept_upsert_sql`).
+#: :data:`_REL_UPSERT` leaving the indexed keys, URL and label out of the SET: it updates only
+#: a row whose keys already hold the new values (see :func:`typed.kept_upsert_sql`).
 _REL_UPSERT_KEPT = (
     " ON CONFLICT (thread) DO UPDATE SET role = excluded.role, state = excluded.state, "
-    "data = excluded.data, label = excluded.label, peer_url = excluded.peer_url, "
-    "updated_ms = excluded.updated_ms "
-    "WHERE local_key = excluded.local_key AND peer_key = excluded.peer_key"
+    "data = excluded.data, updated_ms = excluded.updated_ms "
+    "WHERE local_key = excluded.local_key AND peer_key = excluded.peer_key "
+    "AND label = excluded.label AND peer_url = excluded.peer_url"
 )
 _UPSERT_REL_KEPT = _REL_COLUMNS + "(?, ?, ?, ?, ?, ?, ?, ?, ?)" + _REL_UPSERT_KEPT
 _META_COLUMNS = "INSERT INTO meta (key, value) VALUES "
@@ -1160,6 +1163,23 @@ class SQLiteStore(AsyncClosing):
         rows = await self._rows(_SELECT_REL + "ORDER BY thread")
         return [RelationshipRecord(*row) for row in rows]
 
+    async def relationships_where(
+        self,
+        *,
+        role: str | None = None,
+        peer_key: bytes | None = None,
+        peer_url: str | None = None,
+        label: str | None = None,
+        states: Collection[str] | None = None,
+        thread_range: tuple[bytes, bytes] | None = None,
+    ) -> list[RelationshipRecord]:
+        """Without the state blob, right here (:meth:`_point`): a look-up by an indexed column
+        returning the few rows that match."""
+        where = RelationshipsWhere(role, peer_key, peer_url, label, states, thread_range)
+        sql, params = where.sql(lambda n: f"?{n}")
+        found = await self._point(_SELECT_REL_NO_DATA + sql + "ORDER BY thread", params)
+        return [RelationshipRecord(*row) for row in found]
+
     async def find_relationship(
         self, local_key: bytes | None = None, peer_key: bytes | None = None
     ) -> list[RelationshipRecord]:
@@ -1218,10 +1238,17 @@ class SQLiteStore(AsyncClosing):
         found = await self._point(typed.SELECT_THREAD + "WHERE thread = ?", (thread,))
         return typed.thread_record(found[0]) if found else None
 
-    async def threads(self, *, vendor_key: bytes | None = None) -> list[ThreadRecord]:
+    async def threads(self, *, vendor_key: bytes | None = None, kind: ThreadKind | None = None
+                      ) -> list[ThreadRecord]:  # fmt: skip
+        spelled = None if kind is None else kind.value
+        if vendor_key is not None:  # by its index, right here: a connect's or intentcast's
+            found = await self._point(
+                typed.SELECT_THREAD + "WHERE vendor_key = ?1 AND (?2 IS NULL OR kind = ?2) "
+                "ORDER BY thread", (vendor_key, spelled),
+            )  # fmt: skip
+            return [typed.thread_record(row) for row in found]
         found = await self._rows(
-            typed.SELECT_THREAD + "WHERE (?1 IS NULL OR vendor_key = ?1) ORDER BY thread",
-            (vendor_key,),
+            typed.SELECT_THREAD + "WHERE (?1 IS NULL OR kind = ?1) ORDER BY thread", (spelled,)
         )
         return [typed.thread_record(row) for row in found]
 
