@@ -404,3 +404,24 @@ async def test_a_relationship_that_moves_to_another_url_or_name_is_found_there(
     assert await store.relationships_where(label="Acme") == []
     assert light(await store.relationships_where(peer_url="http://new", label="New")) == light(
         [row(thread, url="http://new", label="New")])  # fmt: skip
+
+
+async def test_a_vendors_rows_are_not_in_the_url_and_name_indexes(tmp_path: Path) -> None:
+    """Schema 7: the URL and name indexes are partial, a customer's rows only (a vendor never
+    looks a customer up so, and each first contact would write a random page of the label
+    index); a vendor's query does not use them, and ``held_by_share`` is gone."""
+    async with await SQLiteStore.open(tmp_path / "vrm.db") as s:
+        await s.commit(Commit(relationships=(row(os.urandom(16)),)))
+        conn = sqlite3.connect(tmp_path / "vrm.db")
+        try:
+            indexes = dict(conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
+            for name in ("relationships_by_peer_url", "relationships_by_label"):
+                assert indexes[name].endswith("WHERE role = 'customer'"), indexes[name]
+            assert "held_by_share" not in indexes
+            sql, params = RelationshipsWhere(role="vendor", label="Acme").sql(lambda n: f"?{n}")
+            plan = " ".join(str(step[-1]) for step in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT thread FROM relationships " + sql, params))
+            assert "relationships_by_label" not in plan, plan
+        finally:
+            conn.close()

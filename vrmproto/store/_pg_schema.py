@@ -11,9 +11,10 @@ Version 1 is the layout of :class:`~vrmproto.store.SQLiteStore`'s version 2 (see
 adds the typed records' tables (:mod:`vrmproto.store._pg_rows`, SQLite's version 3); version 3
 the event feed's (:mod:`vrmproto.store._pg_events`, SQLite's version 4); version 4 the relayed
 intentcast's ``intents.relay_index`` and ``relays`` (SQLite's version 5); version 5 indexes by
-share only the events that carry personal data (SQLite's version 6); version 6 indexes the
-relationships by URL and by name (SQLite's version 7; an update that keeps them is a HOT update,
-PostgreSQL comparing the values). All use
+share only the events that carry personal data (SQLite's version 6); version 6 indexes a
+customer's relationships by URL and by name (partial indexes; an update that keeps them is a
+HOT update, PostgreSQL comparing the values) and drops ``held_by_share`` (SQLite's version 7,
+:mod:`vrmproto.store._rel_query`). All use
 PostgreSQL types: ``bytea`` for bytes, ``bigint`` for milliseconds, an identity column for outbox
 ids (never reused). The columns holding envelopes and opaque state are ``STORAGE EXTERNAL``:
 signed msgpack and ciphertext do not compress, so trying costs CPU for nothing, and what

@@ -14,19 +14,34 @@ if TYPE_CHECKING:
 
 __all__ = ["INDEXES", "RelationshipsWhere", "migrate_6_to_7"]
 
-#: SQLite's version 7, PostgreSQL's version 6: the relationships by the two columns a person
-#: names one by (its vendor's base URL, its vendor's name), beside those by key and thread id.
+#: SQLite's version 7, PostgreSQL's version 6: a customer's relationships by the two columns a
+#: person names one by (its vendor's base URL, its vendor's name), beside those by key and
+#: thread id. Partial: only the customer's own rows are in them (a query names ``role =
+#: 'customer'`` to use them, :meth:`RelationshipsWhere.sql`), so a vendor, which never looks a
+#: customer up by URL or name, writes no entry to either for each first contact — the label is
+#: a key fingerprint, a random page of the index per new relationship. Version 7 also drops
+#: ``held_by_share``: its one statement, dropping a withdrawn share's rows, names the thread
+#: too, which the primary key ``(thread, field)`` finds, while every held row a share writes
+#: (one per field, every share) also rewrote an entry of it (#12).
 INDEXES = (
-    "CREATE INDEX IF NOT EXISTS relationships_by_peer_url ON relationships (peer_url)",
-    "CREATE INDEX IF NOT EXISTS relationships_by_label ON relationships (label)",
+    "CREATE INDEX IF NOT EXISTS relationships_by_peer_url ON relationships (peer_url) "
+    "WHERE role = 'customer'",
+    "CREATE INDEX IF NOT EXISTS relationships_by_label ON relationships (label) "
+    "WHERE role = 'customer'",
+    "DROP INDEX IF EXISTS held_by_share",
 )
+#: The roles a query spells as a literal: a partial index is used only by a query whose terms
+#: imply its ``WHERE``, and a parameter does not in PostgreSQL's generic plan of a prepared
+#: statement (SQLite looks at the value bound).
+_ROLES = frozenset({"customer", "vendor"})
 
 
 def migrate_6_to_7(conn: sqlite3.Connection) -> None:
-    """Index the relationships by URL and by name (:data:`INDEXES`). A relationship's Commit
-    rewrites neither while they stay the same (``_REL_UPSERT_KEPT`` leaves them out of its SET),
-    so a message costs no write to them (#12). ``IF NOT EXISTS``: a file an older vrmproto
-    left at version 6 may not be the first to have them (tests downgrade fresh files so)."""
+    """Index a customer's relationships by URL and by name, drop ``held_by_share``
+    (:data:`INDEXES`). A relationship's Commit rewrites neither new index while URL and name
+    stay the same (``_REL_UPSERT_KEPT`` leaves them out of its SET), so a message costs no
+    write to them (#12). ``IF [NOT] EXISTS``: a file an older vrmproto left at version 6 may
+    not be the first to see them (tests downgrade fresh files so)."""
     for statement in INDEXES:
         conn.execute(statement)
 
@@ -52,7 +67,11 @@ class RelationshipsWhere(NamedTuple):
             terms.append(template.format(*marks))
             params.extend(values)
 
-        for column in ("role", "peer_key", "peer_url", "label"):
+        if self.role in _ROLES:
+            terms.append(f"role = '{self.role}'")  # a literal, for the partial indexes
+        elif self.role is not None:
+            term("role = {0}", self.role)
+        for column in ("peer_key", "peer_url", "label"):
             value = getattr(self, column)
             if value is not None:
                 term(column + " = {0}", value)

@@ -45,7 +45,9 @@ Version 3 made every persistent thing a typed record with its own table
 ``meta`` keeps only store-level settings (:mod:`vrmproto.store._migrate_v3`). Version 4 added
 the event feed (:mod:`vrmproto.store._sqlite_events`), version 5 the relayed intentcast's
 ``intents.relay_index`` and ``intents.relays`` (spec §15.2-4); version 6 indexes by share only
-the events that carry personal data (the full index cost a random page write per event).
+the events that carry personal data (the full index cost a random page write per event);
+version 7 indexes a customer's relationships by URL and by name and drops ``held_by_share``
+(:mod:`vrmproto.store._rel_query`).
 
 Files (spec §11.13-1). The database holds histories and, at a vendor, customers' shared data in
 clear, so :meth:`SQLiteStore.open` creates it with mode 0600 (SQLite gives its ``-wal`` and

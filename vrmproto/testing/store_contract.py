@@ -238,6 +238,43 @@ class StoreContract:
         assert len(await store.find_relationship(local_key=ALICE)) == 2
         assert await store.find_relationship(local_key=BOB) == []
 
+    async def test_relationships_where(self, store: Store) -> None:
+        """``relationships_where``: the records matching every criterion given, by thread,
+        ``data`` as ``relationships(with_data=False)`` leaves it — what filtering every record
+        gives (an agent finds a vendor by URL, name, key, state or id prefix this way)."""
+        other_url = dataclasses.replace(rel(T2, peer=CAROL), peer_url="https://hertz.example/vrm",
+                                        label="Hertz")  # fmt: skip
+        vendor_side = dataclasses.replace(rel(b"\x03" * 16, state="agreed"), role="vendor")
+        await store.commit(Commit(relationships=(rel(T1, state="agreed"), other_url,
+                                                 vendor_side)))  # fmt: skip
+        everything = await store.relationships(with_data=False)
+
+        def expected(**wanted: Any) -> list[RelationshipRecord]:
+            states = wanted.pop("states", None)
+            low, high = wanted.pop("thread_range", (None, None))
+            return [r for r in everything
+                    if all(getattr(r, k) == v for k, v in wanted.items())
+                    and (states is None or r.state in states)
+                    and (low is None or low <= r.thread <= high)]  # fmt: skip
+
+        def same(got: list[RelationshipRecord], want: list[RelationshipRecord]) -> bool:
+            return [dataclasses.replace(r, data=b"") for r in got] == [
+                dataclasses.replace(r, data=b"") for r in want]
+
+        for criteria in (
+            {"role": "customer"},
+            {"role": "customer", "peer_url": "https://avis.example/vrm"},
+            {"role": "customer", "label": "Hertz"},
+            {"role": "customer", "peer_key": CAROL},
+            {"role": "customer", "states": ("agreed",)},
+            {"states": ("agreed",)},
+            {"role": "customer", "states": ()},
+            {"thread_range": (T1, T2)},
+            {"role": "vendor", "peer_url": "https://hertz.example/vrm"},
+        ):
+            assert same(await store.relationships_where(**criteria), expected(**criteria)), criteria
+        assert len(await store.relationships_where(role="customer")) == 2
+
     async def test_relationships_without_data(self, store: Store) -> None:
         """``relationships(with_data=False)``: the same records in the same order, each with
         its ``data`` or with ``data`` empty; the stored blobs are untouched."""
