@@ -425,3 +425,26 @@ async def test_a_vendors_rows_are_not_in_the_url_and_name_indexes(tmp_path: Path
             assert "relationships_by_label" not in plan, plan
         finally:
             conn.close()
+
+
+async def test_a_vendor_named_like_a_url_does_not_receive_what_is_sent_to_that_url(
+    store: Store,
+) -> None:
+    """A vendor's name is its own claim: one calling itself ``https://bank.example`` is never
+    what ``share("https://bank.example")`` names — a URL resolves by address only; the name
+    still resolves to it."""
+    bank, mimic = FakeVendor("Bank"), FakeVendor("")
+    await asyncio.gather(bank.start(), mimic.start())
+    mimic.name = bank.url  # the name it claims in its discovery document and terms
+    agent = await open_agent(store)
+    try:
+        m = await agent.connect(mimic.url)
+        assert await agent.resolve(mimic.url) == m.thread
+        with pytest.raises(LookupError):
+            await agent.resolve(bank.url)  # no relationship at that address yet
+        b = await agent.connect(bank.url)
+        assert await agent.resolve(bank.url) == b.thread
+        assert await agent.resolve(bank.url + "/") == b.thread
+    finally:
+        await agent.close()
+        await asyncio.gather(bank.stop(), mimic.stop())

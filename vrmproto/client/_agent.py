@@ -13,7 +13,9 @@ callback (:mod:`vrmproto.client._fanout`).
 
 A relationship is named by a *ref*: its 16-byte thread id, the thread id in hex (or a unique
 prefix of at least 6 hex digits), or the vendor's name or base URL (the agreed relationship with
-that vendor, else the most recent one).
+that vendor, else the most recent one). Text with ``://`` in it is a URL and matches addresses
+only: a name is the vendor's own claim, and a vendor naming itself after another's URL must not
+be what that URL names.
 
 The operations live in modules named for what they own, each a part of :class:`Agent`:
 :mod:`._terms` (opening a relationship), :mod:`._data` (shares, withdrawals, requests, the

@@ -220,7 +220,9 @@ class AgentBase(AsyncClosing):
             if len(hits) == 1:
                 return hits[0].thread
         named = await self._ours(peer_url=norm_url(text))  # stored as norm_url spells it
-        by_label = await self._ours(label=text)
+        # A URL names a vendor by its address only: a vendor's name is its own claim, and one
+        # calling itself "https://bank.example" must not receive what is meant for that URL.
+        by_label = [] if "://" in text else await self._ours(label=text)
         if by_label:
             named = sorted({r.thread: r for r in (*named, *by_label)}.values(),
                            key=lambda r: r.thread)  # fmt: skip

@@ -20,7 +20,6 @@ from vrmproto.client._agent_base import AgentBase
 from vrmproto.client._drafts import AddressDraft, DataRequestDraft, ShareDraft, WithdrawDraft
 from vrmproto.client._errors import Queued
 from vrmproto.client._fanout import FanoutReport, Progress, Target, fan_out
-from vrmproto.client._ledger import is_ours
 from vrmproto.client._outbox import Delivery
 from vrmproto.client._views import Ref
 from vrmproto.store import Commit, ShareNote
@@ -113,8 +112,7 @@ class DataOps(AgentBase):
         :meth:`run_outbox`; vendors that cannot be reached now stay ``queued`` there too.
         """
         FieldsContent(fields=dict(fields))
-        records = [r for r in await self.store.relationships(with_data=False)
-                   if is_ours(r) and State(r.state) is State.AGREED]  # fmt: skip
+        records = await self._ours(states=(State.AGREED.value,))  # an index, not a scan
         unsigned: dict[bytes, VrmError] = {}
         for r in records:  # a vendor that receives no address.update fails alone (§13.1-10)
             try:
