@@ -80,7 +80,8 @@ with ``durable=False``), so what keeps it safe is the WAL itself:
   same file (:meth:`Horizon.synced` marks durable every commit numbered up to the fsync's
   target, lazy or not). A commit that goes to the writer thread instead (``synchronous=FULL``)
   syncs the same file. A WAL restart overwrites only frames a checkpoint already made durable
-  in the database file.
+  in the database file. Another process that reads it under the thread's lock and then sends
+  something first commits that durably, and its fsync of the same ``-wal`` file covers it too.
 - :meth:`SQLiteStore.close` still waits until every commit made, lazy ones included, is durable.
 
 So a lazy commit is durable by the time anything that depends on it is — provided that nothing
