@@ -382,3 +382,106 @@ async def test_a_busy_point_read_on_the_write_connection_is_retried_on_a_reader(
         store._here = here
         busy.close()
     assert len(store._inline_conns) == 1  # read on the calling thread's read-only connection
+
+
+# -- commits that do not wait for their fsync (durable=False, the agent's lazy close) ----------
+
+
+async def test_a_lazy_commit_returns_before_any_fsync_and_asks_for_none(
+    store: SQLiteStore,
+) -> None:
+    g = gate(store)
+    await store.commit(meta("lazy"), durable=False)  # returns: no fsync was even started
+    await turns()
+    assert g.calls == 0
+    assert raw_read(store.path, "lazy") == b"v"  # committed, in the WAL
+    assert store._horizon.durable < store._horizon.committed  # and not yet known durable
+    after = asyncio.create_task(store.commit(meta("after")))  # the next durable one covers it
+    await g.wait_entered()
+    g.release(1)
+    await after
+    assert store._horizon.durable == store._horizon.committed
+
+
+async def test_the_next_durable_commit_waits_for_an_fsync_after_both_commits(
+    store: SQLiteStore,
+) -> None:
+    """A durable commit in flight, then a lazy one, then a durable one: the first fsync,
+    started before the lazy COMMIT, releases only the first; the third returns only after
+    an fsync that started after both its own COMMIT and the lazy one's, and that fsync
+    leaves every commit durable."""
+    g = gate(store)
+    x = asyncio.create_task(store.commit(meta("x")))
+    await g.wait_entered()  # fsync 1 (for x) is held
+    await store.commit(meta("lazy"), durable=False)  # committed while fsync 1 runs
+    y = asyncio.create_task(store.commit(meta("y")))
+    await turns()
+    assert not x.done()
+    assert not y.done()
+    g.release(1)
+    await x
+    await g.wait_entered()  # fsync 2: started after the lazy COMMIT and y's
+    await turns()
+    assert not y.done()  # fsync 1 covered neither
+    g.release(2)
+    await y
+    assert g.calls == 2
+    assert store._horizon.durable == store._horizon.committed  # the lazy one included
+
+
+async def test_lazy_commits_left_alone_get_no_fsync_until_close_makes_them_durable(
+    tmp_path: Path,
+) -> None:
+    s = await SQLiteStore.open(tmp_path / "vrm.db", inline=True)
+    await s.commit(meta("warm"))
+    g = gate(s)
+    x = asyncio.create_task(s.commit(meta("x")))
+    await g.wait_entered()
+    await s.commit(meta("lazy"), durable=False)  # after fsync 1 started: not covered by it
+    g.release(1)
+    await x
+    assert not s._horizon._requested  # nobody waits for the lazy commit: no fsync for it alone
+    assert g.calls == 1
+    closing = asyncio.create_task(s.close())
+    await g.wait_entered()  # close() asks for one
+    await turns()
+    assert not closing.done()
+    g.release(2)
+    await closing
+    assert g.calls == 2
+    assert s._horizon.durable == s._horizon.committed
+
+
+async def test_reads_wait_for_durable_commits_but_not_for_lazy_ones(store: SQLiteStore) -> None:
+    g = gate(store)
+    await store.commit(meta("k", b"lazy"), durable=False)
+    assert await store.get_meta("k") == b"lazy"  # a point read, on the calling thread
+    assert await store.outbox_all() == []  # a read on the reader pool
+    assert g.calls == 0  # neither waited for (nor asked for) an fsync
+
+    w = asyncio.create_task(store.commit(meta("k", b"durable")))
+    await g.wait_entered()
+    point = asyncio.create_task(store.get_meta("k"))
+    scan = asyncio.create_task(store.outbox_all())
+    await turns()
+    assert not point.done()
+    assert not scan.done()
+    await store.commit(meta("later", b"lazy"), durable=False)  # a lazy one meanwhile...
+    g.release(1)
+    assert await point == b"durable"  # ...does not hold up the reads waiting for w
+    assert await scan == []
+    await w
+    assert await store.get_meta("later") == b"lazy"
+    assert g.calls == 1
+    closing = asyncio.create_task(store.close())  # which makes "later" durable
+    await g.wait_entered()
+    g.release(2)
+    await closing
+
+
+async def test_durable_false_on_the_writer_thread_is_a_durable_commit(tmp_path: Path) -> None:
+    async with await SQLiteStore.open(tmp_path / "vrm.db") as s:  # no inline connection
+        await s.commit(meta("k"), durable=False)
+        assert s.stats.inline == 0
+        assert s.stats.transactions == 1  # its own COMMIT, synchronous=FULL
+        assert await s.get_meta("k") == b"v"

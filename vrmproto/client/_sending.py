@@ -16,6 +16,14 @@ Every message the agent sends goes the same way (spec §12, ordering and durabil
 Replies that come in a ``200`` are acknowledged like any message (§5.6.1-2): a receipt of ours,
 signed and queued in the Commit that stores the replies, delivered next (answered ``204``).
 
+**The Commit of step 4 may return before its fsync** (``durable=False``, issue #12: one fsync
+wait per ``data.share``, not two), when its loss would be repaired by delivering again — that
+is, when it records a confirmed delivery (the vendor's verified receipt), queues nothing for the
+wire (no receipt of ours for replies, no next draft signed) and truncates nothing (no
+rollback): see :func:`may_close_lazily` and :meth:`Sender._close`. Step 2 always waits: nothing
+goes on the wire that a power loss could make us forget, or we could later sign different
+content at the same place in the chain.
+
 **One message in flight per thread.** Both parties log a thread's messages in one sequence
 (§8.2); if we signed a second message before the first was answered, we would log
 ``m1 m2 r1 r2`` while the vendor logs ``m1 r1 m2 r2``, and the histories would fork. So a
@@ -41,6 +49,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Protocol
 
 from vrmproto import _errors
 from vrmproto._errors import PeerProblemError, ProtocolError, TransportError, VrmError
@@ -54,7 +63,7 @@ from vrmproto.client._own import own_header
 from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, ShareNote, Store
 
-__all__ = ["DEFAULT_SCHEDULE", "RETRYABLE", "Sender", "is_due"]
+__all__ = ["DEFAULT_SCHEDULE", "RETRYABLE", "Sender", "is_due", "may_close_lazily"]
 
 #: Problem codes after which the same bytes may be delivered again (Table 9-1, §9.1-9).
 RETRYABLE = _errors.RETRYABLE
@@ -64,6 +73,30 @@ DEFAULT_SCHEDULE = RetryPolicy(attempts=1_000_000, base_s=2.0, cap_s=3600.0)
 
 #: Most signed messages whose header fields a :class:`Sender` keeps until it delivers them.
 KEPT_HEADERS = 4096
+
+
+#: The ``commit`` functions known to take ``durable=False``, by where they are defined: a store
+#: whose ``commit`` was replaced or overridden (a subclass, a wrapper, a test's spy) is called
+#: the usual way, whenever it was patched, so that whatever replaced it sees every Commit (as
+#: ``expect=``, :func:`vrmproto.server._warm.checks_expect`).
+_LAZY = frozenset({
+    ("vrmproto.store._sqlite", "SQLiteStore.commit"),
+    ("vrmproto.store._memory", "MemoryStore.commit"),
+    ("vrmproto.store._postgres", "PostgresStore.commit"),
+})  # fmt: skip
+
+
+class LazyStore(Protocol):
+    async def commit(self, c: Commit, *, durable: bool = True) -> None: ...
+
+
+def may_close_lazily(store: Store) -> LazyStore | None:
+    """``store``, if its ``commit`` takes ``durable=False`` (see :class:`~vrmproto.store.Store`);
+    None for any other store, whose commits are all durable."""
+    func = getattr(store.commit, "__func__", None)
+    if func is not None and (func.__module__, func.__qualname__) in _LAZY:
+        return store  # type: ignore[return-value]  # its commit is one of _LAZY
+    return None
 
 
 def is_due(item: OutboxItem, due_by: int) -> bool:
@@ -207,7 +240,26 @@ class Sender:
         truncate: tuple[tuple[bytes, int], ...] = (),
     ) -> list[Delivery]:
         """One Commit: the outcome of ``item``, our receipts for the replies that came with it
-        (§5.6.1-2), and the next draft signed and queued."""
+        (§5.6.1-2), and the next draft signed and queued.
+
+        It does not wait for its fsync (``durable=False``, where the store takes it:
+        :func:`may_close_lazily`) when ``item`` was confirmed, the Commit queues nothing and
+        truncates nothing. Losing such a Commit — only a power loss before the store's next
+        durable commit can — is losing the vendor's answer in the network: after a restart
+        the item is still in the outbox, unconfirmed, and our chain still ends with its
+        message, so nothing was signed at a place the vendor holds something else at. We
+        deliver the same stored bytes again (§5.6.1-4, §12.6-5) and the vendor answers with
+        the receipt it stored, byte for byte, applying nothing twice (§12.6-2, §12.7-3). And
+        nothing outside depended on the lost Commit: we acknowledge no receipt (§5.6.1-2), no
+        message was queued by it, and whatever is sent next is first stored by a durable
+        Commit, whose fsync covers this one (:mod:`vrmproto.store._sqlite_durable`). The
+        caller may be told "confirmed" at once: the vendor's receipt proves it stored the
+        message (§12.7-1), whatever we lose. A kill -9 loses nothing (the WAL holds it).
+
+        Every other close waits: our receipts for replies may go out next and acknowledge
+        what we must hold (§5.6.1-2); a next draft signed here goes on the wire next (it must
+        never be signed again differently at that place); a rollback (§8.1-5) moves the chain
+        back, so the next message signed at that place must not find it undone."""
         out = [d]
         history = list(rows)
         added: list[NewOutboxItem] = []
@@ -224,10 +276,10 @@ class Sender:
             self._sign_next_draft(t, out, history, added, now)
         t.meta.last_activity_ms = now
         self._keep_notes(t)
-        await self._commit(t, self.ledger.commit(
-            (t,), now, history=history, outbox_done=(item.item_id,), outbox_add=added,
-            truncate=truncate,
-        ))  # fmt: skip
+        c = self.ledger.commit((t,), now, history=history, outbox_done=(item.item_id,),
+                               outbox_add=added, truncate=truncate)  # fmt: skip
+        lazy = d.confirmed and not added and not truncate and len(out) == 1  # none dropped
+        await self._commit(t, c, durable=not lazy)
         self._queued_by_close[t.id] = len(added)
         return out
 
@@ -317,9 +369,15 @@ class Sender:
                                       str(exc)[:500])
         return Delivery(t.id, msg_id, item.msg_hash, "queued", error=exc, attempts=attempts)
 
-    async def _commit(self, t: Thread, c: Commit) -> None:
+    async def _commit(self, t: Thread, c: Commit, *, durable: bool = True) -> None:
+        """Commit ``c`` for ``t``; ``durable=False``: without waiting for its fsync, if the
+        store allows it (:func:`may_close_lazily`; only :meth:`_close` asks)."""
+        lazy = None if durable else may_close_lazily(self.store)
         try:
-            await self.store.commit(c)
+            if lazy is None:
+                await self.store.commit(c)
+            else:
+                await lazy.commit(c, durable=False)
         except BaseException:
             self.ledger.forget(t.id)
             raise

@@ -268,6 +268,17 @@ class Store(Protocol):
 
         Raises :class:`StoreConflict` if a uniqueness rule was hit, :class:`StoreError` for other
         failures; either way nothing of ``c`` was written.
+
+        The stores of this package also take keywords this protocol does not require, and a
+        caller passes them only to a ``commit`` known to take them (so a wrapper or a test's
+        spy that replaces ``commit`` keeps seeing every Commit): ``expect=``
+        (:func:`vrmproto.server._warm.checks_expect`) and ``durable=False``
+        (:func:`vrmproto.client._sending.may_close_lazily`). ``durable=False`` is a permission,
+        not a requirement: the store may return once ``c`` is committed in a way that survives
+        a crash of the process, before it is flushed to disk, provided its next durable commit
+        returns only once ``c`` is durable too and ``close()`` makes it durable — as
+        :class:`SQLiteStore` opened with ``inline=True`` does. Any other store (and SQLite's
+        writer thread) simply commits durably.
         """
         ...
 

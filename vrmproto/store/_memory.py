@@ -200,10 +200,13 @@ class MemoryStore(AsyncClosing):
                 raise StoreConflict("UNIQUE constraint failed: drafts.thread, drafts.seq")
             slots.add(slot)
 
-    async def commit(self, c: Commit, *, expect: RelationshipRecord | None = None) -> None:
+    async def commit(
+        self, c: Commit, *, expect: RelationshipRecord | None = None, durable: bool = True
+    ) -> None:
         """Apply ``c`` all or nothing: every check runs before the first change. ``expect``:
         apply it only if the store holds exactly this record for its thread, else
-        :class:`StoreConflict`, as :meth:`vrmproto.store.SQLiteStore.commit` does."""
+        :class:`StoreConflict`, as :meth:`vrmproto.store.SQLiteStore.commit` does.
+        ``durable=False`` is allowed and changes nothing (nothing here outlives the process)."""
         self._check_open()
         await asyncio.sleep(0)  # a real store yields here; callers must not rely on it not
         if expect is not None and self._relationships.get(expect.thread) != expect:

@@ -376,7 +376,9 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
 
     # -- the Store protocol: writes --
 
-    async def commit(self, c: Commit, *, expect: RelationshipRecord | None = None) -> None:
+    async def commit(
+        self, c: Commit, *, expect: RelationshipRecord | None = None, durable: bool = True
+    ) -> None:
         """Write ``c`` in the next group transaction; return after its COMMIT (receipt only
         after commit, spec §12 (durability)). Cancelling the wait does not cancel the write.
 
@@ -385,7 +387,8 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
         written. The row is read ``FOR UPDATE`` in the same transaction, so no other process
         sharing the database can change it before the COMMIT (spec §12.7-4); a vendor endpoint
         commits a step taken from the relationship it kept warm this way instead of reading
-        the record first (:mod:`vrmproto.server._warm`)."""
+        the record first (:mod:`vrmproto.server._warm`). ``durable=False`` is allowed and
+        ignored: the commit is durable when it returns, as always."""
         if self._closed:
             raise StoreError("store is closed")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

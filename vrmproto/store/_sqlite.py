@@ -946,10 +946,14 @@ class SQLiteStore(AsyncClosing):
         expect: RelationshipRecord | None = None,
         *,
         inline: bool = True,
+        durable: bool = True,
     ) -> _T:
         """Run ``apply`` in a transaction and return its result once durable: here, on the
         inline connection, if the store has one, this is its thread and the write lock is free;
-        else on the writer thread. ``inline=False``: on the writer thread in any case."""
+        else on the writer thread. ``inline=False``: on the writer thread in any case.
+        ``durable=False``: written here, return once committed, without waiting for an fsync
+        (:mod:`vrmproto.store._sqlite_durable`, "Commits that do not wait"); on the writer
+        thread it is durable anyway."""
         here = self._here
         if inline and here is not None:
             if threading.get_ident() != self._owner:
@@ -958,12 +962,13 @@ class SQLiteStore(AsyncClosing):
                 raise StoreError("store is closed")
             else:
                 try:
-                    written = self._write_here(here, apply)
+                    written = self._write_here(here, apply, durable)
                 except Exception:
                     await self._horizon.settle(self._horizon.committed)
                     raise
                 if written is not None:
-                    await self._horizon.settle(self._horizon.committed)
+                    if durable:
+                        await self._horizon.settle(self._horizon.committed)
                     return written[0]
                 self.stats.fallbacks += 1  # the write lock is taken: wait on the writer thread
         loop = asyncio.get_running_loop()
@@ -975,7 +980,10 @@ class SQLiteStore(AsyncClosing):
         return await future
 
     def _write_here(
-        self, conn: sqlite3.Connection, apply: Callable[[sqlite3.Connection], _T]
+        self,
+        conn: sqlite3.Connection,
+        apply: Callable[[sqlite3.Connection], _T],
+        durable: bool = True,
     ) -> tuple[_T] | None:
         """One transaction on the inline connection, no fsync in it: ``(result,)``, or None
         if the write lock was taken (nothing was written; the caller falls back to the writer
@@ -1011,7 +1019,7 @@ class SQLiteStore(AsyncClosing):
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             raise StoreError(f"transaction failed, nothing of it was written: {exc}") from exc
-        self._horizon.commit_returned()
+        self._horizon.commit_returned(durable)
         self.stats.transactions += 1
         self.stats.inline += 1
         self.stats.writes += 1
@@ -1033,7 +1041,7 @@ class SQLiteStore(AsyncClosing):
         if self._closed or self._readers is None:
             raise StoreError("store is closed")
         if self._horizon.pending():  # see _point
-            await self._horizon.settle(self._horizon.committed)
+            await self._horizon.settle(self._horizon.wanted)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._with_reader, read)
 
@@ -1042,9 +1050,10 @@ class SQLiteStore(AsyncClosing):
 
     async def _point(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
         """A point read (:meth:`_point_now`), once the inline commits made before it are
-        durable (:mod:`vrmproto.store._sqlite_durable`, "What readers see")."""
+        durable (:mod:`vrmproto.store._sqlite_durable`, "What readers see") — all but those
+        made with ``durable=False``, which it does not wait for."""
         if self._horizon.pending():
-            await self._horizon.settle(self._horizon.committed)
+            await self._horizon.settle(self._horizon.wanted)
         return self._point_now(sql, params)
 
     def _point_now(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
@@ -1085,7 +1094,9 @@ class SQLiteStore(AsyncClosing):
 
     # -- the Store protocol --
 
-    async def commit(self, c: Commit, *, expect: RelationshipRecord | None = None) -> None:
+    async def commit(
+        self, c: Commit, *, expect: RelationshipRecord | None = None, durable: bool = True
+    ) -> None:
         """Write ``c`` in the next group transaction; return after its COMMIT (receipt only
         after commit, spec §12 (durability)). Cancelling the wait does not cancel the write.
 
@@ -1094,11 +1105,20 @@ class SQLiteStore(AsyncClosing):
         other process or store object can change it in between — else :class:`StoreConflict`
         and nothing of ``c`` is written. A vendor endpoint commits a step taken from the
         relationship it kept warm this way instead of reading the record first
-        (:mod:`vrmproto.server._warm`)."""
+        (:mod:`vrmproto.server._warm`).
+
+        ``durable=False`` (an inline store, the customer's agent): return once ``c`` is
+        committed, before the fsync that makes it durable; reads do not wait for it either.
+        It survives a crash of the process, and the next durable commit returns only once it
+        is durable too; a power loss before then may take it back, so the caller passes it
+        only for a Commit whose loss the protocol repairs (:mod:`vrmproto.store._sqlite_durable`,
+        "Commits that do not wait"). On the writer thread it is durable anyway."""
         if expect is None:
-            await self._write(lambda conn: _apply_commit(conn, c), c)
+            await self._write(lambda conn: _apply_commit(conn, c), c, durable=durable)
         else:
-            await self._write(lambda conn: _apply_expecting(conn, c, expect), c, expect)
+            await self._write(
+                lambda conn: _apply_expecting(conn, c, expect), c, expect, durable=durable
+            )
 
     def lock(
         self, name: bytes, *, on_wait: Callable[[], None] | None = None

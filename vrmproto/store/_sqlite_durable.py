@@ -61,10 +61,33 @@ What readers see. An inline commit is visible to other connections as soon as it
 returns, before it is durable (with FULL it became visible only after its sync). So that nothing
 in this process acts on a commit that a power loss could still take back — sends a message the
 outbox holds, answers a duplicate with a stored receipt — every read of the store object first
-waits until the commits made before it are durable (:meth:`Horizon.wait_for`; free when none is
-pending). Another process may read such a commit before it is durable; the agent acts on a
-thread's data only under the thread's lock (spec §11.11-2), which the committing step holds
+waits until the durable commits made before it are durable (:meth:`Horizon.wait_for`; free when
+none is pending). Another process may read such a commit before it is durable; the agent acts on
+a thread's data only under the thread's lock (spec §11.11-2), which the committing step holds
 until its commit is durable.
+
+Commits that do not wait (``commit(c, durable=False)``, the agent's lazy close,
+:func:`vrmproto.client._sending.may_close_lazily`). Such a commit returns as soon as its COMMIT
+did; no fsync is asked for, and reads do not wait for it — else the next step's first read
+would wait for that fsync anyway. It is numbered like any other (:meth:`Horizon.commit_returned`
+with ``durable=False``), so what keeps it safe is the WAL itself:
+
+- a crash of the process (kill -9) loses nothing: the COMMIT's frames are in the ``-wal`` file
+  (in the kernel's page cache), which is all ``synchronous=NORMAL`` ever relies on for that;
+- on power loss it may be lost, but only as a suffix: recovery keeps a prefix of the WAL's
+  commits (above), and the next durable commit of this store returns only after an fsync that
+  started after its own COMMIT — so after the lazy one's too, whose frames come earlier in the
+  same file (:meth:`Horizon.synced` marks durable every commit numbered up to the fsync's
+  target, lazy or not). A commit that goes to the writer thread instead (``synchronous=FULL``)
+  syncs the same file. A WAL restart overwrites only frames a checkpoint already made durable
+  in the database file. Another process that reads it under the thread's lock and then sends
+  something first commits that durably, and its fsync of the same ``-wal`` file covers it too.
+- :meth:`SQLiteStore.close` still waits until every commit made, lazy ones included, is durable.
+
+So a lazy commit is durable by the time anything that depends on it is — provided that nothing
+outside the store acts on it before the next durable commit. The caller vouches for that: the
+agent commits lazily only an outcome that, if lost, the protocol repairs on its own (see
+:mod:`vrmproto.client._sending`).
 """
 
 from __future__ import annotations
@@ -146,8 +169,11 @@ class Horizon:
     """How far inline commits are durable, and who waits for what (thread-safe).
 
     ``committed`` counts inline commits whose COMMIT returned; ``durable`` is the count an fsync
-    that returned covered. ``request_sync`` asks the syncer for one more fsync; at most one
-    request is outstanding, and :meth:`synced` asks again if commits came meanwhile.
+    that returned covered; ``wanted`` is the number of the last commit made with
+    ``durable=True`` (what a read waits for). ``request_sync`` asks the syncer for one more
+    fsync; at most one request is outstanding, and :meth:`synced` asks again while someone
+    still waits. A commit made with ``durable=False`` asks for no fsync: it becomes durable
+    with the next one, which any later durable commit, a read after one, or ``close`` asks for.
     """
 
     def __init__(self, request_sync: Callable[[], None]) -> None:
@@ -155,19 +181,25 @@ class Horizon:
         self._lock = threading.Lock()
         self.committed = 0
         self.durable = 0
+        self.wanted = 0
         self.broken: StoreError | None = None
         self._requested = False
         self._waiters: list[_Waiter] = []
 
     def pending(self) -> bool:
-        """Whether a commit is not yet known durable (a plain read: a stale answer only delays
-        or skips a wait that :meth:`wait_for` would find unnecessary or re-check)."""
-        return self.committed != self.durable or self.broken is not None
+        """Whether a durable commit is not yet known durable, which a read must wait for (a
+        plain read: a stale answer only delays or skips a wait that :meth:`wait_for` would
+        find unnecessary or re-check)."""
+        return self.wanted > self.durable or self.broken is not None
 
-    def commit_returned(self) -> int:
-        """Number the commit whose COMMIT just returned (call before anyone may fsync for it)."""
+    def commit_returned(self, durable: bool = True) -> int:
+        """Number the commit whose COMMIT just returned (call before anyone may fsync for it);
+        ``durable=False``: reads need not wait for it (see the module, "Commits that do not
+        wait")."""
         with self._lock:
             self.committed += 1
+            if durable:
+                self.wanted = self.committed
             return self.committed
 
     def wait_for(self, seq: int) -> asyncio.Future[None] | None:
@@ -211,7 +243,7 @@ class Horizon:
                 self.durable = max(self.durable, target)
                 ready = [w for w in self._waiters if w[0] <= self.durable]
                 self._waiters = [w for w in self._waiters if w[0] > self.durable]
-                self._requested = again = self.committed > self.durable
+                self._requested = again = bool(self._waiters)  # not for lazy commits alone
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for _, future, loop in ready:
             by_loop.setdefault(loop, []).append(future)
