@@ -59,7 +59,8 @@ async def measure(agent_store: str, vendor_store: str, m: int, warm: int) -> dic
         endpoint.handle_inbox = timed  # type: ignore[method-assign]
         transport = MemoryTransport()
         transport.add(URL, endpoint)
-        astore = await open_store(agent_store, Path(tmp) / "agent.db")
+        # the agent's store as `vrm` opens it (inline commits on SQLite, as bench/e2e.py)
+        astore = await open_store(agent_store, Path(tmp) / "agent.db", inline=True)
         agent = await Agent.open(astore, os.urandom(32), client=transport)
         try:
             if (await agent.connect(URL)).status != "accepted":
