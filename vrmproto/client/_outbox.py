@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from vrmproto._errors import StateError, TransportError, VrmError
 from vrmproto._messages import Receipt
 from vrmproto.client._delivery import Delivery, DeliveryStatus, OutboxRun
-from vrmproto.client._drafts import Draft, encode_draft
+from vrmproto.client._drafts import Draft, DraftKind, encode_draft
 from vrmproto.client._ledger import Thread, to_row
 from vrmproto.client._sending import DEFAULT_SCHEDULE, RETRYABLE, Sender, is_due
 from vrmproto.client._transport import RetryPolicy
@@ -40,6 +40,18 @@ __all__ = [
 
 #: Most threads :meth:`Outbox.enqueue` locks and writes at once (one Commit each chunk).
 ENQUEUE_CHUNK = 256
+
+
+def _refuse_behind_end(t: Thread, draft: Draft) -> None:
+    """Refuse to queue ``draft`` behind a ``relationship.end`` still queued in ``t``: once the
+    end goes, nothing more may be sent in the relationship (§5.6.4-1), so the draft would be
+    dropped then — after the person was told it waits. Said now instead, as a message that
+    could never be signed is (a signed end already makes ``_build`` refuse)."""
+    if any(d.kind == DraftKind.END.value for d in t.meta.drafts):
+        raise StateError(
+            f"a relationship.end waits to be sent in this relationship: nothing can follow it, "
+            f"so this {draft.KIND.value} is not queued", clause="§5.6.4-1",
+        )  # fmt: skip
 
 
 class Outbox(Sender):
@@ -93,6 +105,7 @@ class Outbox(Sender):
     ) -> Delivery:
         """Store ``draft`` behind the thread's undelivered messages, then try them in order."""
         now = self.clock()
+        _refuse_behind_end(t, draft)
         self._build(t.copy(), draft, now)  # refuse now what could never be signed
         t.meta.queue(t.id, draft.KIND.value, encode_draft(draft))
         await self._commit(t, self.ledger.commit((t,), now))
@@ -135,6 +148,7 @@ class Outbox(Sender):
                     if isinstance(t, BaseException):
                         raise t
                     if thread in waiting:
+                        _refuse_behind_end(t, draft)
                         self._build(t.copy(), draft, now)  # refuse now what could never be signed
                         t.meta.queue(t.id, draft.KIND.value, encode_draft(draft))
                     else:
