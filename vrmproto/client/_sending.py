@@ -62,6 +62,7 @@ from vrmproto.client._ledger import Ledger, Thread, to_row
 from vrmproto.client._own import own_header
 from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, ShareNote, Store
+from vrmproto.store._base import OWN_COMMITS, commit_site
 
 __all__ = ["DEFAULT_SCHEDULE", "RETRYABLE", "Sender", "is_due", "may_close_lazily"]
 
@@ -75,17 +76,6 @@ DEFAULT_SCHEDULE = RetryPolicy(attempts=1_000_000, base_s=2.0, cap_s=3600.0)
 KEPT_HEADERS = 4096
 
 
-#: The ``commit`` functions known to take ``durable=False``, by where they are defined: a store
-#: whose ``commit`` was replaced or overridden (a subclass, a wrapper, a test's spy) is called
-#: the usual way, whenever it was patched, so that whatever replaced it sees every Commit (as
-#: ``expect=``, :func:`vrmproto.server._warm.checks_expect`).
-_LAZY = frozenset({
-    ("vrmproto.store._sqlite", "SQLiteStore.commit"),
-    ("vrmproto.store._memory", "MemoryStore.commit"),
-    ("vrmproto.store._postgres", "PostgresStore.commit"),
-})  # fmt: skip
-
-
 class LazyStore(Protocol):
     async def commit(self, c: Commit, *, durable: bool = True) -> None: ...
 
@@ -93,9 +83,8 @@ class LazyStore(Protocol):
 def may_close_lazily(store: Store) -> LazyStore | None:
     """``store``, if its ``commit`` takes ``durable=False`` (see :class:`~vrmproto.store.Store`);
     None for any other store, whose commits are all durable."""
-    func = getattr(store.commit, "__func__", None)
-    if func is not None and (func.__module__, func.__qualname__) in _LAZY:
-        return store  # type: ignore[return-value]  # its commit is one of _LAZY
+    if commit_site(store) in OWN_COMMITS:  # a replaced commit is called the plain way
+        return store  # type: ignore[return-value]  # its commit is one of the library's
     return None
 
 

@@ -42,20 +42,13 @@ from typing import Protocol
 from vrmproto._history import History
 from vrmproto._relationship import Relationship
 from vrmproto.store import Commit, RelationshipRecord, Store
+from vrmproto.store._base import OWN_COMMITS, commit_site
 
 __all__ = ["WARM_MAX", "ExpectingStore", "WarmRelationships", "checks_expect"]
 
 #: Most relationships one endpoint keeps warm.
 WARM_MAX = 4096
 
-#: The ``commit`` functions known to honour ``expect=``, by where they are defined: a store
-#: whose ``commit`` was replaced or overridden (a subclass, a wrapper, a test's spy) is asked
-#: the usual way, whenever it was patched, so that whatever replaced it sees every Commit.
-_CHECKED = frozenset({
-    ("vrmproto.store._sqlite", "SQLiteStore.commit"),
-    ("vrmproto.store._memory", "MemoryStore.commit"),
-    ("vrmproto.store._postgres", "PostgresStore.commit"),
-})  # fmt: skip
 #: The ``commit`` functions that pass ``expect=`` on to the store they wrap (its ``inner``):
 #: such a wrapper checks when what it wraps does.
 _FORWARDED = frozenset({
@@ -70,10 +63,9 @@ class ExpectingStore(Protocol):
 def checks_expect(store: Store) -> ExpectingStore | None:
     """``store``, if its ``commit`` applies a Commit only while the thread's row is exactly
     ``expect`` (else :class:`~vrmproto.store.StoreConflict`); None for any other store."""
-    func = getattr(store.commit, "__func__", None)
-    where = None if func is None else (func.__module__, func.__qualname__)
-    if where in _CHECKED:
-        return store  # type: ignore[return-value]  # its commit is one of _CHECKED
+    where = commit_site(store)
+    if where in OWN_COMMITS:
+        return store  # type: ignore[return-value]  # its commit is one of the library's
     if where in _FORWARDED and checks_expect(store.inner) is not None:  # type: ignore[attr-defined]
         return store  # type: ignore[return-value]  # it passes expect= on to one that checks
     return None

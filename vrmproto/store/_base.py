@@ -453,3 +453,21 @@ class EventWatch(Protocol):
         """Call ``wake()`` (in the event loop, never awaited) after each commit that wrote
         events, and whenever some may have been missed; returns what stops it."""
         ...
+
+
+#: The library's own ``commit`` functions, by where they are defined. Each takes the keywords
+#: beyond the protocol's: ``expect=`` (the vendor's warm step, :mod:`vrmproto.server._warm`)
+#: and ``durable=False`` (the agent's lazy close, :mod:`vrmproto.client._sending`). A store
+#: whose ``commit`` was replaced or overridden (a subclass, a wrapper, a test's spy) is called
+#: the plain way, whenever it was patched, so that whatever replaced it sees every Commit.
+OWN_COMMITS = frozenset({
+    ("vrmproto.store._sqlite", "SQLiteStore.commit"),
+    ("vrmproto.store._memory", "MemoryStore.commit"),
+    ("vrmproto.store._postgres", "PostgresStore.commit"),
+})  # fmt: skip
+
+
+def commit_site(store: object) -> tuple[str, str] | None:
+    """Where ``store.commit`` is defined: ``(module, qualified name)``, None if not a method."""
+    func = getattr(getattr(store, "commit", None), "__func__", None)
+    return None if func is None else (func.__module__, func.__qualname__)
