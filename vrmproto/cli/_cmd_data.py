@@ -35,6 +35,24 @@ from vrmproto.store import ShareNote
 __all__ = ["address", "data", "relationships", "share", "withdraw"]
 
 
+# -- what an earlier queued message became ------------------------------------------------------
+
+
+def earlier_json(d: Delivery | None) -> list[dict[str, Any]]:
+    """The messages that waited before ``d`` and went, or were given up, with it."""
+    return [{"type": e.type or None, "msg_id": e.msg_id.hex(), "status": e.status,
+             "error": str(e.error) if e.error is not None else None}
+            for e in (d.earlier if d is not None else ())]  # fmt: skip
+
+
+def earlier_lines(vendor: str, d: Delivery | None) -> list[str]:
+    """A line for each earlier queued message that the vendor refused or that was dropped:
+    what the person sent before, and would otherwise learn of only from ``last_problem``."""
+    return [f"  [yellow]![/] {vendor}: an earlier queued {e.type or 'message'} was {e.status}"
+            + (f": {e.error}" if e.error is not None else "")
+            for e in (d.earlier if d is not None else ()) if e.status in ("refused", "dropped")]
+
+
 # -- relationships -----------------------------------------------------------------------------
 
 
@@ -164,12 +182,14 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
     result = {
         "vendor": view.vendor, "share": d.msg_hash.hex(), "status": d.status,
         "fields": sorted(values), "purposes": purpose_ids, "categories": category_ids,
-        "expires": until, "noted": noted,
+        "expires": until, "noted": noted, "earlier": earlier_json(d),
     }  # fmt: skip
     if out.json_mode:
         out.json(result)
         return
     out.print(f"[bold]{rbutton(view.vendor)}[/]")
+    for line in earlier_lines(view.vendor, d):
+        out.print(line)
     if d.status == "confirmed":
         out.print(f"  [green]✓ shared[/] {', '.join(sorted(values))} until {format_date(until)}"
                   f" — share {short(d.msg_hash)}, receipt signed by the vendor")  # fmt: skip
@@ -275,6 +295,7 @@ def fanout_json(report: Any) -> dict[str, Any]:
                 "code": r.code,
                 "detail": r.detail,
                 "elapsed_s": round(r.elapsed_s, 4),
+                "earlier": earlier_json(r.delivery),
             }
             for r in report.results
         ],
@@ -318,6 +339,9 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
         out.print("You have no agreed relationships; nothing was sent.")
     else:
         out.print(FanoutDisplay.final_table(report, "who has your new address"))
+        for r in report.results:
+            for line in earlier_lines(r.vendor, r.delivery):
+                out.print(line)
         counts = report.counts()
         out.print(f"{counts['confirmed']} confirmed, {counts['queued']} queued, "
                   f"{counts['refused']} refused, {counts['failed']} failed "

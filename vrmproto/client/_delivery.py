@@ -26,6 +26,11 @@ class Delivery:
       is empty (``b""``) while it is still a draft, not yet signed, behind earlier messages.
     - ``refused``: the vendor answered with a verified signed problem (``error``).
     - ``dropped``: it expired before it could be delivered, or could no longer be signed.
+
+    ``type`` is the message type (``""`` where it could not be read). ``earlier``: what became
+    of the relationship's messages that waited before this one and went (or were given up)
+    in the same call, oldest first — a queued message the vendor refuses on the way is
+    reported there, to the caller who sent it on its way, and not only in ``last_problem``.
     """
 
     thread: bytes
@@ -36,6 +41,8 @@ class Delivery:
     replies: tuple[Received, ...] = ()
     error: VrmError | None = None
     attempts: int = 0
+    type: str = ""
+    earlier: tuple[Delivery, ...] = ()
 
     @property
     def confirmed(self) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 
 from vrmproto._errors import StateError, TransportError, VrmError
 from vrmproto._messages import Receipt
@@ -195,11 +196,13 @@ class Outbox(Sender):
 
     @staticmethod
     def _find(done: list[Delivery], thread: bytes, draft: Draft) -> Delivery:
-        for d in done:
+        """The delivery of ``draft`` among a flush's, with the ones before it as ``earlier``."""
+        for i, d in enumerate(done):
             if d.msg_id == draft.msg_id:
-                return d
+                return replace(d, earlier=tuple(done[:i])) if i else d
         return Delivery(thread, draft.msg_id, b"", "queued",
-                        error=TransportError("queued behind earlier undelivered messages"))
+                        error=TransportError("queued behind earlier undelivered messages"),
+                        type=draft.MESSAGE_TYPE, earlier=tuple(done))
 
     # -- the periodic run ------------------------------------------------------------------
 
@@ -254,14 +257,14 @@ class Outbox(Sender):
                 t.meta.last_problem = f"a queued {w.type} was dropped by you"
                 await self._commit(t, self.ledger.commit((t,), now))
                 self.ledger.adopt(t)
-                return Delivery(t.id, w.msg_id, b"", "dropped", error=err)
+                return Delivery(t.id, w.msg_id, b"", "dropped", error=err, type=w.type)
             item = next((i for i in await self.ledger.pending(w.thread)
                          if i.item_id == w.item_id), None)  # fmt: skip
             if item is None:
                 raise gone
             t.meta.last_problem = f"a {w.type} was dropped by you before it was delivered"
             d = Delivery(t.id, w.msg_id, item.msg_hash, "dropped", error=err,
-                         attempts=item.attempts)  # fmt: skip
+                         attempts=item.attempts, type=w.type)  # fmt: skip
             truncate = t.roll_back(item.msg_hash, self.ledger.identity)
             await self._close(t, item, d, (), now, truncate=truncate)
             self.ledger.adopt(t)

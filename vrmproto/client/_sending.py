@@ -53,7 +53,7 @@ from typing import Protocol
 
 from vrmproto import _errors
 from vrmproto._errors import PeerProblemError, ProtocolError, TransportError, VrmError
-from vrmproto._messages import Receipt
+from vrmproto._messages import DataShare, Receipt
 from vrmproto._relationship import Received, Sent
 from vrmproto.client._delivery import Delivery
 from vrmproto.client._drafts import QUEUED, Draft, Signer, decode_draft
@@ -182,8 +182,12 @@ class Sender:
                    f"until {expires} ms, §4.5-3); it was dropped")  # fmt: skip
             t.meta.last_problem = f"expired: {why}"
             d = Delivery(t.id, msg_id, item.msg_hash, "dropped", attempts=item.attempts,
-                         error=TransportError(why))
-            return await self._close(t, item, d, (), now)
+                         error=TransportError(why), type=mtype)
+            # The vendor would refuse it with `expired`, which is final: it leaves our chain
+            # and history as a refused message does (§8.1-5), or every message after it would
+            # link to one the vendor never accepted and be refused with chain_broken.
+            truncate = t.roll_back(item.msg_hash, self.ledger.identity)
+            return await self._close(t, item, d, (), now, truncate=truncate)
         try:
             envelopes = await self.client.post_envelope(
                 t.meta.inbox, item.envelope, expected_keys=t.problem_keys, ref=item.msg_hash,
@@ -191,31 +195,32 @@ class Sender:
             )
         except PeerProblemError as exc:
             if exc.problem in RETRYABLE:  # the same bytes may be accepted later (§9.1-9)
-                return [await self._reschedule(t, item, msg_id, exc)]
+                return [await self._reschedule(t, item, msg_id, exc, mtype)]
             t.meta.last_problem = f"{exc.code}: {exc.detail}"
             d = Delivery(t.id, msg_id, item.msg_hash, "refused", error=exc,
-                         attempts=item.attempts + 1)
+                         attempts=item.attempts + 1, type=mtype)
             # A refused message never joined the relationship: take it back out of our chain
             # and history, so the next message links to what the vendor holds (§8.1-5).
             truncate = t.roll_back(item.msg_hash, self.ledger.identity)
             return await self._close(t, item, d, (), self.clock(), truncate=truncate)
         except TransportError as exc:
-            return [await self._reschedule(t, item, msg_id, exc)]
+            return [await self._reschedule(t, item, msg_id, exc, mtype)]
         now = self.clock()
         if mtype == Receipt.TYPE:  # owed no receipt: accepted with 204 (§12.3-3)
             if envelopes:
                 return [await self._reschedule(t, item, msg_id, InvalidResponse(
-                    "a receipt was answered with envelopes", status=200))]
-            d = Delivery(t.id, msg_id, item.msg_hash, "confirmed", attempts=item.attempts + 1)
+                    "a receipt was answered with envelopes", status=200), mtype)]
+            d = Delivery(t.id, msg_id, item.msg_hash, "confirmed", attempts=item.attempts + 1,
+                         type=mtype)
             return await self._close(t, item, d, (), now)
         try:
             receipt, replies = self._apply(t, item, envelopes, now)
         except InvalidResponse as exc:
             self.ledger.forget(t.id)
-            return [await self._reschedule(t, item, msg_id, exc)]
+            return [await self._reschedule(t, item, msg_id, exc, mtype)]
         entries = [r.entry for r in (receipt, *replies) if r.entry is not None]
         d = Delivery(t.id, msg_id, item.msg_hash, "confirmed", receipt=receipt.message,
-                     replies=replies, attempts=item.attempts + 1)
+                     replies=replies, attempts=item.attempts + 1, type=mtype)
         return await self._close(t, item, d, tuple(to_row(t.id, e, now) for e in entries), now)
 
     async def _close(
@@ -228,8 +233,8 @@ class Sender:
         *,
         truncate: tuple[tuple[bytes, int], ...] = (),
     ) -> list[Delivery]:
-        """One Commit: the outcome of ``item``, our receipts for the replies that came with it
-        (§5.6.1-2), and the next draft signed and queued.
+        """One Commit: the outcome of ``item`` (and of its share's note, §5.3.1), our receipts
+        for the replies that came with it (§5.6.1-2), and the next draft signed and queued.
 
         It does not wait for its fsync (``durable=False``, where the store takes it:
         :func:`may_close_lazily`) when ``item`` was confirmed, the Commit queues nothing and
@@ -254,7 +259,9 @@ class Sender:
         added: list[NewOutboxItem] = []
         t.meta.points.pop(item.msg_hash, None)
         note = self._notes.pop(item.msg_hash, None)
-        if note is not None and d.confirmed:  # the vendor's receipt is in (§5.3.1)
+        if note is None and d.type == DataShare.TYPE:  # queued by another agent, or before
+            note = await self._stored_note(t.id, item.msg_hash)  # a restart
+        if note is not None:  # confirmed: the vendor's receipt is in (§5.3.1); or given up
             t.meta.notes.append(replace(note, status=d.status))
         for r in d.replies:
             ack = t.rel.send(r.message.receipt(), now=now, msg_id=self.random_id(),
@@ -271,6 +278,13 @@ class Sender:
         await self._commit(t, c, durable=not lazy)
         self._queued_by_close[t.id] = len(added)
         return out
+
+    async def _stored_note(self, thread: bytes, share: bytes) -> ShareNote | None:
+        """The stored note of ``share`` while it still says queued."""
+        for note in await self.store.share_notes(thread):
+            if note.share == share and note.status == QUEUED:
+                return note
+        return None
 
     async def _awaiting_answer(self, t: Thread, closing: OutboxItem) -> bool:
         """Whether a message of ours other than ``closing`` still waits in ``t`` for the
@@ -306,7 +320,8 @@ class Sender:
             except (VrmError, ValueError) as exc:
                 err = exc if isinstance(exc, VrmError) else VrmError(str(exc))
                 t.meta.last_problem = f"a queued {draft.MESSAGE_TYPE} could not be sent: {exc}"
-                out.append(Delivery(t.id, draft.msg_id, b"", "dropped", error=err))
+                out.append(Delivery(t.id, draft.msg_id, b"", "dropped", error=err,
+                                    type=draft.MESSAGE_TYPE))
                 continue
             history.append(to_row(t.id, sent.entry, now))
             added.append(self._new_item(t, sent, now))
@@ -347,7 +362,7 @@ class Sender:
         return receipt, tuple(replies)
 
     async def _reschedule(
-        self, t: Thread, item: OutboxItem, msg_id: bytes, exc: TransportError
+        self, t: Thread, item: OutboxItem, msg_id: bytes, exc: TransportError, mtype: str
     ) -> Delivery:
         attempts = item.attempts + 1
         delay_s = self.schedule.backoff(attempts, self._rand)
@@ -356,7 +371,8 @@ class Sender:
         now = self.clock()
         await self.store.outbox_retry(item.item_id, attempts, now + int(delay_s * 1000),
                                       str(exc)[:500])
-        return Delivery(t.id, msg_id, item.msg_hash, "queued", error=exc, attempts=attempts)
+        return Delivery(t.id, msg_id, item.msg_hash, "queued", error=exc, attempts=attempts,
+                        type=mtype)
 
     async def _commit(self, t: Thread, c: Commit, *, durable: bool = True) -> None:
         """Commit ``c`` for ``t``; ``durable=False``: without waiting for its fsync, if the
