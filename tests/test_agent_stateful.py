@@ -5,7 +5,8 @@ A real :class:`~vrmproto.client.Agent` on a :class:`~vrmproto.store.SQLiteStore`
 directory, and two reference vendors (:func:`vrmproto.server.make_app`) on 127.0.0.1, driven by
 a hypothesis :class:`~hypothesis.stateful.RuleBasedStateMachine`: connect, share, withdraw, data
 request, address update, rotate, end, intentcast and accept, outbox run — with a vendor going
-down and coming back, and the agent restarted from its store, at any point.
+down and coming back, the agent restarted from its store, and days passing (on one clock that
+the agent and the vendors read: queued messages outlive their lifetime), at any point.
 
 The invariant, once every vendor is up and the outbox has run once: nothing waits; every
 message the person was told was confirmed or queued is in our history exactly once — or it was
@@ -50,13 +51,23 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+class Clock:
+    """The time the agent and the vendors read: the machine's, moved on by whole days."""
+
+    def __init__(self) -> None:
+        self.offset_ms = 0
+
+    def __call__(self) -> int:
+        return now_ms() + self.offset_ms
+
+
 class Vendor:
     """A reference vendor on 127.0.0.1 that can go down and come back on the same port."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, clock: Clock) -> None:
         catalogue = (CatalogueItem(f"{name} bike", ("bike",), Money(100, "USD")),)
         self.endpoint = Endpoint(
-            Identity(os.urandom(32)), store=MemoryStore(), name=name,
+            Identity(os.urandom(32)), store=MemoryStore(), name=name, clock=clock,
             policy=ReferencePolicy(accepts_terms=ACCEPTS, name=name, catalogue=catalogue),
         )  # fmt: skip
         self.runner: web.AppRunner | None = None
@@ -89,7 +100,8 @@ class AgentMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.dir = Path(tempfile.mkdtemp(prefix="vrm-stateful-"))
         self.seed = os.urandom(32)
-        self.vendors = [Vendor("Acme"), Vendor("Bolt")]
+        self.clock = Clock()
+        self.vendors = [Vendor("Acme", self.clock), Vendor("Bolt", self.clock)]
         self.told: dict[bytes, bytes] = {}  # msg id → thread: told confirmed or queued
         self.shown: set[bytes] = set()  # msg ids shown refused or dropped
         self.store: SQLiteStore | None = None
@@ -111,7 +123,7 @@ class AgentMachine(RuleBasedStateMachine):
     async def _open(self) -> None:
         self.store = await SQLiteStore.open(self.dir / "agent.db")
         self.agent = await Agent.open(self.store, self.seed, retry=ONCE, fanout_retry=ONCE,
-                                      timeout_s=5.0)  # fmt: skip
+                                      timeout_s=5.0, clock=self.clock)  # fmt: skip
 
     async def _close(self) -> None:
         if self.agent is not None:
@@ -138,6 +150,9 @@ class AgentMachine(RuleBasedStateMachine):
     # -- what the person was told ------------------------------------------------------------
 
     def _heard(self, d: Delivery) -> None:
+        for e in d.earlier:  # what went, or was given up, before it in the same call
+            if e.status in ("refused", "dropped"):
+                self.shown.add(e.msg_id)
         if d.status in ("confirmed", "queued"):
             self.told[d.msg_id] = d.thread
         else:
@@ -165,14 +180,17 @@ class AgentMachine(RuleBasedStateMachine):
                 d = None
             elif op == "share":
                 d = await self.a.share(ref, {"email": "ada@example.org"}, purposes=["delivery"],
-                                       categories=["contact"], expires_ms=now_ms() + DAY_MS)
+                                       categories=["contact"],
+                                       expires_ms=self.clock() + 30 * DAY_MS)
             elif op == "withdraw":
                 d = await self.a.withdraw(ref)
             elif op == "rotate":
                 d = await self.a.rotate_key(ref)
             else:
                 d = await self.a.end(ref)
-        except Queued:
+        except Queued as queued:
+            if queued.delivery is not None:
+                self._heard(queued.delivery)
             await self._queued_now(before)
             return
         except (VrmError, LookupError):  # refused, signed or here: shown, nothing told
@@ -239,6 +257,11 @@ class AgentMachine(RuleBasedStateMachine):
     @rule(i=vendor)
     def vendor_up(self, i: int) -> None:
         self.run(self.vendors[i].up())
+
+    @rule(days=st.sampled_from([1, 8]))
+    def time_passes(self, days: int) -> None:
+        """A day, or more than a message's lifetime (7 days, §10): what waits expires."""
+        self.clock.offset_ms += days * DAY_MS
 
     @precondition(lambda self: self.agent is not None)
     @rule()

@@ -91,7 +91,8 @@ class DataOps(AgentBase):
         d = await self._send(ref, DataRequestDraft(msg_id=self.random_id()))
         if d.status == "queued":
             raise Queued("the data request waits in the outbox",
-                         cause=d.error if isinstance(d.error, TransportError) else None)
+                         cause=d.error if isinstance(d.error, TransportError) else None,
+                         delivery=d)
         for r in d.replies:
             if isinstance(r.message.body, DataReturn) and isinstance(r.content, RecordsContent):
                 return tuple(r.content.records)

@@ -18,7 +18,12 @@ the peer's signed word makes a message undeliverable.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vrmproto._errors import PeerProblemError, TransportError
+
+if TYPE_CHECKING:
+    from vrmproto.client._delivery import Delivery
 
 __all__ = [
     "InvalidResponse",
@@ -61,10 +66,14 @@ class Unreachable(Transient):
 class Queued(TransportError):  # noqa: N818 -- an outcome callers branch on
     """The message is stored in the outbox and will be delivered later (§12 durability).
 
-    ``cause`` is the failure that stopped the delivery now.
+    ``cause`` is the failure that stopped the delivery now; ``delivery``, where there is one,
+    the message's :class:`~vrmproto.client.Delivery` (its ``earlier``: what went, or was given
+    up, before it in the same call).
     """
 
-    def __init__(self, detail: str, *, cause: TransportError | None = None) -> None:
+    def __init__(self, detail: str, *, cause: TransportError | None = None,
+                 delivery: Delivery | None = None) -> None:  # fmt: skip
         self.detail = detail
         self.cause = cause
+        self.delivery = delivery
         super().__init__(detail)
