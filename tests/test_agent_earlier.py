@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
-from vrmproto import Identity
+from vrmproto import Identity, PeerProblemError
 from vrmproto.cli._cmd_data import earlier_json, earlier_lines
-from vrmproto.client import DEFAULT_TERMS, Agent, Delivery
+from vrmproto.client import DEFAULT_TERMS, Agent, Delivery, Unreachable
+from vrmproto.client._own import own_header
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.store import MemoryStore
 from vrmproto.testing.transport import MemoryTransport
@@ -153,5 +155,48 @@ async def test_a_share_dropped_by_the_person_has_its_note_say_so(world: World) -
         dropped = await agent.drop_waiting(queued.msg_id.hex())
         assert (dropped.status, dropped.type) == ("dropped", "data.share")
         assert await notes(agent) == {"1": "dropped"}
+    finally:
+        await agent.close()
+
+
+class ReceiptsLost(MemoryTransport):
+    """Loses every receipt of ours on the way while ``losing``: the vendor is gone just after
+    it answered."""
+
+    losing = False
+
+    async def post_envelope(self, inbox_url: str, envelope: bytes, **kw: Any) -> list[bytes]:
+        header = own_header(envelope)
+        if self.losing and header is not None and header.type == "receipt":
+            raise Unreachable(f"{inbox_url}: connection refused")
+        return await super().post_envelope(inbox_url, envelope, **kw)
+
+
+@pytest.mark.xfail(strict=True, raises=PeerProblemError, reason=(
+    "known, open: a receipt of ours has no save point, so an expired one stays in our chain "
+    "and the next message is refused with chain_broken; a fix must also sign the receipt "
+    "still owed (§5.6.1-2) and undo a draft signed behind it (§8.1-5)"))
+async def test_a_queued_receipt_of_ours_that_expired_leaves_the_chain_too() -> None:
+    clock = Clock()
+    policy = ReferencePolicy(accepts_terms=[t.id for t in DEFAULT_TERMS], name="Acme")
+    vendor = Endpoint(Identity(os.urandom(32)), store=MemoryStore(), policy=policy, name="Acme",
+                      clock=clock)  # fmt: skip
+    transport = ReceiptsLost(clock=clock)
+    transport.add(URL, vendor)
+    agent = await Agent.open(MemoryStore(), os.urandom(32), client=transport, clock=clock)
+    try:
+        thread = (await agent.connect(URL)).thread
+        assert (await share(agent, thread, "1")).confirmed
+        transport.losing = True
+        withdrawn = await agent.withdraw(thread)  # answered with data.erased: we owe a receipt
+        assert withdrawn.confirmed
+        (owed,) = await agent.waiting()
+        assert owed.type == "receipt"
+        transport.losing = False
+        clock.now += 8 * DAY_MS
+        after = await share(agent, thread, "2")
+        assert after.confirmed, after.error
+        assert [(e.type, e.status) for e in after.earlier] == [("receipt", "dropped")]
+        assert (await share(agent, thread, "3")).confirmed
     finally:
         await agent.close()
