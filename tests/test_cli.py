@@ -277,6 +277,7 @@ def test_address_update_reaches_everyone_and_a_down_vendor_later(
         host.start("lodge")
         ran = ok(vrm("outbox", "run", "--json", home=home)).json
         assert ran["counts"]["confirmed"] == 1
+        assert [d["type"] for d in ran["deliveries"]] == ["address.update"]
         assert ran["waiting"] == 0
         held = ok(vrm("data", "Silver Star Lodge", "--json", home=home)).json["records"]
         assert {r["field"]: r["value"] for r in held}["street"] == "1 Main Street"

@@ -70,9 +70,12 @@ def outbox(env: Env) -> None:
 
 def _report_run(env: Env, outcome: OutboxRun, labels: dict[bytes, str], left: int) -> None:
     out = env.out
-    rows = [{"vendor": labels.get(d.thread, d.thread.hex()), "thread": d.thread.hex(),
-             "id": d.msg_id.hex(), "message": d.msg_hash.hex(), "status": d.status,
-             "detail": str(d.error) if d.error else ""} for d in outcome.deliveries]  # fmt: skip
+    rows: list[dict[str, Any]] = [
+        {"vendor": labels.get(d.thread, d.thread.hex()), "thread": d.thread.hex(),
+         "id": d.msg_id.hex(), "message": d.msg_hash.hex(), "type": d.type or None,
+         "status": d.status, "detail": str(d.error) if d.error else ""}
+        for d in outcome.deliveries
+    ]  # fmt: skip
     if out.json_mode:
         out.json({"deliveries": rows, "counts": outcome.counts(), "waiting": left})
     elif not rows:
@@ -82,7 +85,8 @@ def _report_run(env: Env, outcome: OutboxRun, labels: dict[bytes, str], left: in
         marks = {"confirmed": "[green]✓ confirmed[/]", "queued": "⏸ still queued",
                  "refused": "[red]✗ refused[/]", "dropped": "[red]✗ dropped[/]"}  # fmt: skip
         for r in rows:
-            t.add_row(r["vendor"], (r["message"] or r["id"])[:12],
+            what = " ".join(filter(None, (r["type"], (r["message"] or r["id"])[:12])))
+            t.add_row(r["vendor"], what,
                       marks[r["status"]] + (f" — {brief(r['detail'])}" if r["detail"] and
                                             r["status"] != "confirmed" else ""))  # fmt: skip
         out.print(t)
