@@ -153,28 +153,25 @@ class RequestReader:
             raise Unhandled("too many header fields")
         length = -1
         close = False
-        hosts = 0
-        fields = []
-        for key, value in raw:
-            name = key.lower()
-            if name == b"content-length":
-                if length >= 0 or _DIGITS.fullmatch(value) is None:
-                    raise Unhandled("not one plain Content-Length")
-                length = int(value)
-            elif name == b"host":
-                hosts += 1 if value else 2  # an empty one: aiohttp decides
-            elif name == b"connection":
-                asked = _CONNECTION_TOKENS.get(value.lower())
-                if asked is None:
-                    raise Unhandled("a Connection field other than keep-alive or close")
-                close = close or asked
-            elif name in _REFUSED:
-                raise Unhandled(f"a {name.decode()} field")
-            fields.append((name, value))
-        if hosts != 1:
-            raise Unhandled("not one Host field")  # aiohttp refuses none (RFC 9112 §3.2)
-        if len({name for name, _ in fields}) != len(fields):
+        fields = [(key.lower(), value) for key, value in raw]
+        named = dict(fields)
+        if len(named) != len(fields):
             raise Unhandled("a repeated field")  # aiohttp refuses some (Content-Type…)
+        if not named.get(b"host"):  # none, or an empty one (aiohttp decides)
+            raise Unhandled("not one Host field")  # aiohttp refuses none (RFC 9112 §3.2)
+        if not _REFUSED.isdisjoint(named):
+            raise Unhandled("a Transfer-Encoding, Expect or Upgrade field")
+        value = named.get(b"content-length")
+        if value is not None:
+            if _DIGITS.fullmatch(value) is None:
+                raise Unhandled("not one plain Content-Length")
+            length = int(value)
+        value = named.get(b"connection")
+        if value is not None:
+            asked = _CONNECTION_TOKENS.get(value.lower())
+            if asked is None:
+                raise Unhandled("a Connection field other than keep-alive or close")
+            close = asked
         if length > self.max_body:
             raise Unhandled("a body longer than this reader takes")
         start = end + 4
