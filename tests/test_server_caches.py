@@ -103,3 +103,19 @@ def test_the_fields_the_reader_refuses_are_unhandled(fields: bytes) -> None:
     with pytest.raises(Unhandled):
         r.next()
     assert r.rest() == _PLAIN % fields
+
+
+@pytest.mark.parametrize(("line", "value"), [
+    (b"X-A: 1", b"1"),
+    (b"X-A:1", b"1"),
+    (b"X-A:\t a \t b \t ", b"a \t b"),
+    (b"X-A:   ", b""),
+    (b"X-A: a:b: c", b"a:b: c"),  # cut at the first colon
+])  # fmt: skip
+def test_a_field_value_is_read_without_the_whitespace_around_it(line: bytes, value: bytes) -> None:
+    r = RequestReader(max_line=8190, max_body=100)
+    r.feed(_PLAIN % (b"Host: x\r\n" + line))
+    got = r.next()
+    assert got is not None
+    assert got.field(b"x-a") == value
+    assert got.field(b"host") == b"x"
