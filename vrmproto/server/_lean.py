@@ -137,21 +137,46 @@ class LeanRoutes:
             conn.abort()
 
 
+#: The parts of an answer's head that depend only on its status, its fields, whether it has a
+#: body and whether it closes (see :func:`_head_parts`), by those. Answers carry few distinct
+#: field sets (a problem's ``Retry-After`` varies most): this stays small, and is emptied
+#: when it is not.
+_HEADS: dict[tuple[int, tuple[tuple[str, str], ...], bool, bool], tuple[bytes, bytes, bytes]] = {}
+_HEADS_MAX = 256
+_date: tuple[str, bytes] = ("", b"")  # aiohttp's Date value (it changes once a second), as a line
+
+
+def _head_parts(status: int, fields: tuple[tuple[str, str], ...], body: bool, close: bool) -> (
+    tuple[bytes, bytes, bytes]
+):
+    """What :func:`_answer_head` writes before ``Content-Length``, between it and ``Date``,
+    and after ``Date``."""
+    start = [f"HTTP/1.1 {status} {REASON_PHRASES.get(status, '')}\r\n".encode()]
+    start.extend(f"{name}: {value}\r\n".encode() for name, value in fields)
+    typed = any(name.lower() == "content-type" for name, _ in fields)
+    middle = b"" if typed or not body else b"Content-Type: application/octet-stream\r\n"
+    end = _SERVER
+    if close and not any(name.lower() == "connection" for name, _ in fields):
+        end += _CLOSE
+    return b"".join(start), middle, end + b"\r\n"
+
+
 def _answer_head(status: int, headers: Mapping[str, str], length: int, close: bool) -> bytes:
     """The status line and fields aiohttp writes for a ``web.Response`` with these headers
     and a body of ``length`` bytes."""
-    parts = [f"HTTP/1.1 {status} {REASON_PHRASES.get(status, '')}\r\n".encode()]
-    parts.extend(f"{name}: {value}\r\n".encode() for name, value in headers.items())
-    if status not in _NO_BODY:
-        parts.append(b"Content-Length: %d\r\n" % length)
-    if length and not any(name.lower() == "content-type" for name in headers):
-        parts.append(b"Content-Type: application/octet-stream\r\n")
-    parts.append(f"Date: {rfc822_formatted_time()}\r\n".encode())
-    parts.append(_SERVER)
-    if close and not any(name.lower() == "connection" for name in headers):
-        parts.append(_CLOSE)
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    global _date  # noqa: PLW0603 - the Date line, made once for the second it names
+    key = (status, tuple(headers.items()), length > 0, close)
+    parts = _HEADS.get(key)
+    if parts is None:
+        if len(_HEADS) >= _HEADS_MAX:
+            _HEADS.clear()
+        parts = _HEADS[key] = _head_parts(*key)
+    now = rfc822_formatted_time()
+    if _date[0] != now:
+        _date = (now, f"Date: {now}\r\n".encode())
+    start, middle, end = parts
+    sized = b"" if status in _NO_BODY else b"Content-Length: %d\r\n" % length
+    return b"".join((start, sized, middle, _date[1], end))
 
 
 class LeanConnection(asyncio.Protocol):
