@@ -26,6 +26,7 @@ from _vendor_proc import Customer
 from prometheus_client.parser import text_string_to_metric_families
 
 from vrmproto._keys import Identity
+from vrmproto._messages import MESSAGE_TYPES
 from vrmproto.server import serve
 from vrmproto.server._logging import configure_logging
 from vrmproto.server._metrics import Metrics
@@ -177,6 +178,8 @@ async def test_vendor_serve_metrics_after_a_conformance_run(tmp_path: Path) -> N
             by_status[s.labels["status"]] = by_status.get(s.labels["status"], 0) + s.value
     assert by_status.get("200", 0) > 0
     assert by_status.get("400", 0) > 0
+    kinds = {s.labels["type"] for s in samples["vrm_requests"] if s.name == "vrm_requests_total"}
+    assert kinds <= {*MESSAGE_TYPES, "", "other"}  # claims add no series of their own
     assert any(s.value > 0 for s in samples["vrm_problems"] if s.name == "vrm_problems_total")
     assert any(s.value > 0 for s in samples["vrm_store_commit_seconds"]
                if s.name == "vrm_store_commit_seconds_count")  # fmt: skip
@@ -279,3 +282,17 @@ async def test_vendor_serve_names_its_webhooks_to_the_feed_gauges(tmp_path: Path
                for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
     assert samples[("vrm_webhook_behind", "crm")] == 2
     assert samples[("vrm_feed_head", None)] == 2
+
+
+def test_a_claimed_type_the_protocol_does_not_define_counts_as_other() -> None:
+    """The ``type`` label is what a sender claims before anything is verified: each made-up
+    type would be a series of its own, kept for the life of the process."""
+    metrics = Metrics()
+    for n in range(50):
+        metrics.observe("inbox", f"made.up.{n}", 400, 0.001, "unknown_type")
+    metrics.observe("inbox", "data.share", 200, 0.001, None)
+    metrics.observe("discovery", None, 200, 0.001, None)
+    counts = {s.labels["type"]: s.value for f in text_string_to_metric_families(
+        metrics.text().decode()) if f.name == "vrm_requests" for s in f.samples
+        if s.name == "vrm_requests_total"}  # fmt: skip
+    assert counts == {"other": 50, "data.share": 1, "": 1}

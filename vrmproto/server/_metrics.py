@@ -3,7 +3,9 @@
 The families, each on its own registry so two endpoints in one process never mix:
 
 - ``vrm_requests_total{route, type, status}`` and ``vrm_request_seconds{route}`` (histogram):
-  every discovery, inbox and history request, by claimed message type and HTTP status;
+  every discovery, inbox and history request, by claimed message type and HTTP status (a
+  type the protocol does not define counts as ``other``: a sender chooses what it claims, so
+  its claims must not add series without bound);
 - ``vrm_problems_total{code}``: the refusals we answered, by problem code (§9);
 - ``vrm_store_commit_seconds`` and ``vrm_store_commit_records`` (histograms): how long a store
   commit takes to become durable, and how many records one commit writes;
@@ -39,6 +41,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from vrmproto._messages import MESSAGE_TYPES
 from vrmproto.store import Commit, RelationshipRecord, Store
 
 if TYPE_CHECKING:
@@ -86,7 +89,8 @@ class Metrics:
 
     def observe(self, route: str, kind: str | None, status: int, seconds: float,
                 problem: str | None) -> None:  # fmt: skip
-        self.requests.labels(route, kind or "", str(status)).inc()
+        label = "" if not kind else kind if kind in MESSAGE_TYPES else "other"
+        self.requests.labels(route, label, str(status)).inc()
         self.latency.labels(route).observe(seconds)
         if problem is not None:
             self.problems.labels(problem).inc()
