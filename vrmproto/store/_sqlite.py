@@ -47,7 +47,8 @@ the event feed (:mod:`vrmproto.store._sqlite_events`), version 5 the relayed int
 ``intents.relay_index`` and ``intents.relays`` (spec §15.2-4); version 6 indexes by share only
 the events that carry personal data (the full index cost a random page write per event);
 version 7 indexes a customer's relationships by URL and by name and drops ``held_by_share``
-(:mod:`vrmproto.store._rel_query`).
+(:mod:`vrmproto.store._rel_query`); version 8 numbers events without ``AUTOINCREMENT``, whose
+counter row cost a page of the WAL per transaction (:mod:`vrmproto.store._migrate_v8`).
 
 Files (spec §11.13-1). The database holds histories and, at a vendor, customers' shared data in
 clear, so :meth:`SQLiteStore.open` creates it with mode 0600 (SQLite gives its ``-wal`` and
@@ -121,6 +122,7 @@ from vrmproto.store._base import (
 )
 from vrmproto.store._locks import FileLocks
 from vrmproto.store._migrate_v3 import migrate_2_to_3
+from vrmproto.store._migrate_v8 import migrate_7_to_8
 from vrmproto.store._rel_query import RelationshipsWhere, migrate_6_to_7
 
 __all__ = ["BATCH_CAP", "SCHEMA_VERSION", "SQLiteStore", "StoreStats"]
@@ -212,6 +214,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     typed.migrate_4_to_5,
     feed.migrate_5_to_6,
     migrate_6_to_7,
+    migrate_7_to_8,
 )
 """``_MIGRATIONS[n]`` takes the schema from version n to n + 1 (``PRAGMA user_version``)."""
 
@@ -383,29 +386,7 @@ _INSERT_HIST_NEXT = (
     "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 "
     "WHERE coalesce((SELECT max(idx) FROM history WHERE thread = ?1), -1) = ?2 - 1"
 )
-#: Most rows one multi-row INSERT of a group writes (well under SQLite's variable limit).
-_ROWS_PER_INSERT = 128
-
-
-def _insert_rows(
-    conn: sqlite3.Connection, columns: str, rows: list[tuple[object, ...]], tail: str = ""
-) -> int:
-    """``columns (?, …), (?, …) … tail``: many rows in one statement, so in one step (one
-    release of the GIL instead of one per row); rows are applied in order, as executemany
-    would. Statements hold a power of two of rows (23 rows: 16, 4, 2, 1), so a few prepared
-    statements, kept in the connection's cache, serve every batch size. Returns the rows
-    changed (inserted or updated)."""
-    if not rows:
-        return 0
-    one = "(" + ", ".join("?" * len(rows[0])) + ")"
-    start, left, changed = 0, len(rows), 0
-    while left:
-        size = min(_ROWS_PER_INSERT, 1 << (left.bit_length() - 1))
-        chunk = rows[start : start + size]
-        sql = columns + ", ".join([one] * size) + tail
-        changed += conn.execute(sql, [value for row in chunk for value in row]).rowcount
-        start, left = start + size, left - size
-    return changed
+_insert_rows = typed.insert_rows
 
 
 def _rel_row(r: RelationshipRecord) -> tuple[object, ...]:
@@ -576,8 +557,7 @@ def _apply_group(conn: sqlite3.Connection, commits: list[Commit]) -> bool:
                      [(t,) for c in commits for t in c.save_points_clear])  # fmt: skip
     points = [typed.save_point_row(p) for c in commits for p in c.save_points]
     _insert_rows(conn, typed.SAVE_POINTS_UPSERT[0], points, typed.SAVE_POINTS_UPSERT[1])
-    held = [typed.held_row(h) for c in commits for h in c.held]
-    _insert_rows(conn, typed.HELD_UPSERT[0], held, typed.HELD_UPSERT[1])
+    typed.upsert_held(conn, [typed.held_row(h) for c in commits for h in c.held])
     _insert_rows(conn, feed.INSERT_EVENTS, [feed.event_row(e) for c in commits for e in c.events])
     return True
 

@@ -229,9 +229,34 @@ def note_record(row: Sequence[Any]) -> ShareNote:
 # -- writes ------------------------------------------------------------------------------------
 
 
+#: Most rows one multi-row INSERT of a group writes (well under SQLite's variable limit).
+ROWS_PER_INSERT = 128
+
+
+def insert_rows(
+    conn: sqlite3.Connection, columns: str, rows: list[tuple[object, ...]], tail: str = ""
+) -> int:
+    """``columns (?, …), (?, …) … tail``: many rows in one statement, so in one step (one
+    release of the GIL instead of one per row); rows are applied in order, as executemany
+    would. Statements hold a power of two of rows (23 rows: 16, 4, 2, 1), so a few prepared
+    statements, kept in the connection's cache, serve every batch size. Returns the rows
+    changed (inserted or updated)."""
+    if not rows:
+        return 0
+    one = "(" + ", ".join("?" * len(rows[0])) + ")"
+    start, left, changed = 0, len(rows), 0
+    while left:
+        size = min(ROWS_PER_INSERT, 1 << (left.bit_length() - 1))
+        chunk = rows[start : start + size]
+        sql = columns + ", ".join([one] * size) + tail
+        changed += conn.execute(sql, [value for row in chunk for value in row]).rowcount
+        start, left = start + size, left - size
+    return changed
+
+
 def upsert_sql(table: str, columns: str, key: str) -> tuple[str, str]:
     """``(INSERT INTO table (columns) VALUES , ON CONFLICT (key) DO UPDATE SET …)``: the two
-    halves around the value tuples, for :func:`vrmproto.store._sqlite._insert_rows`."""
+    halves around the value tuples, for :func:`insert_rows`."""
     names = [c.strip() for c in columns.split(",")]
     keys = {k.strip() for k in key.split(",")}
     sets = ", ".join(f"{n} = excluded.{n}" for n in names if n not in keys)
@@ -281,6 +306,28 @@ _THREADS_KEPT = kept_upsert_sql("threads", THREAD_COLUMNS, "thread", "vendor_key
 _NOTES_KEPT = kept_upsert_sql("share_notes", NOTE_COLUMNS, "share", "thread")
 
 
+#: :data:`HELD_UPSERT`'s tail leaving ``expires_ms`` (indexed by ``held_by_expiry``) out of the
+#: SET: it updates only a row whose expiry already is the new one (see :func:`upsert_held`).
+_HELD_KEPT_TAIL = (" ON CONFLICT (thread, field) DO UPDATE SET value = excluded.value, "
+                   "category = excluded.category, source = excluded.source, "
+                   "collected_ms = excluded.collected_ms, purposes = excluded.purposes, "
+                   "share = excluded.share WHERE expires_ms IS excluded.expires_ms")  # fmt: skip
+
+
+def upsert_held(conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> None:
+    """Part 16: upsert held rows by ``(thread, field)``, in order, a share's rows in one
+    multi-row statement (:func:`insert_rows`) instead of one step per field.
+
+    Sharing a field again with the expiry it already has leaves ``held_by_expiry`` alone: the
+    first statement does not SET ``expires_ms`` (an UPDATE deletes and re-inserts the entry of
+    every index on a column it SETs, even to the same value: a page of the index written to
+    the WAL per share, #12) and changes only the rows whose expiry is unchanged. If it left any
+    row out (a new expiry), the full upsert writes every row again, in order, as if the first
+    had not run — so a field given twice in ``rows`` still ends with the last value."""
+    if rows and insert_rows(conn, HELD_UPSERT[0], rows, _HELD_KEPT_TAIL) != len(rows):
+        insert_rows(conn, HELD_UPSERT[0], rows, HELD_UPSERT[1])
+
+
 @functools.lru_cache(maxsize=64)
 def _upsert_one(sql: tuple[str, str], columns: str) -> str:
     return sql[0] + _one(columns) + sql[1]
@@ -327,7 +374,7 @@ def apply_rows(conn: sqlite3.Connection, c: Commit) -> None:
         conn, SAVE_POINTS_UPSERT, SAVE_POINT_COLUMNS, [save_point_row(p) for p in c.save_points]
     )
     _delete(conn, "DELETE FROM held WHERE thread = ? AND share = ?", c.held_drop)
-    _upsert(conn, HELD_UPSERT, HELD_COLUMNS, [held_row(h) for h in c.held])
+    upsert_held(conn, [held_row(h) for h in c.held])
     _upsert(conn, _INTENTS_UPSERT, INTENT_COLUMNS, [intent_row(i) for i in c.intents])
     _upsert(conn, _OFFERS_UPSERT, OFFER_COLUMNS, [offer_row(o) for o in c.offers])
     upsert_kept(conn, _NOTES_KEPT, _upsert_one(_NOTES_UPSERT, NOTE_COLUMNS),

@@ -1,0 +1,191 @@
+"""SQLite schema 8 and the held upsert that leaves ``held_by_expiry`` alone (#12).
+
+- Version 7 → 8 rebuilds ``events`` without ``AUTOINCREMENT`` (:mod:`vrmproto.store._migrate_v8`):
+  a version-7 file holding every kind of row reads back the same afterwards, its events keep
+  their positions and new ones continue after them; a file whose counter went past its newest
+  event keeps its layout, so that no position is handed out twice.
+- :func:`vrmproto.store._sqlite_rows.upsert_held`: a field shared again with the expiry it had
+  writes no page of ``held_by_expiry`` (read from the WAL's frame headers, not timed), one with
+  a new expiry moves its entry, and a field given twice ends with the last value.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from dataclasses import replace
+from pathlib import Path
+
+from vrmproto.store import Commit, SQLiteStore
+from vrmproto.store._sqlite import _MIGRATIONS, SCHEMA_VERSION, _apply_commit, _apply_group
+from vrmproto.testing.store_contract import BOB, T1, T2, dedupe, entry, event, held, rel
+
+SHARE_A = b"\xaa" * 32
+SHARE_B = b"\xbb" * 32
+
+
+def version_7(path: Path) -> sqlite3.Connection:
+    """A file at version 7, as vrmproto 6f02a77 left it (its migrations, run by hand)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    for step in _MIGRATIONS[:7]:
+        step(conn)
+    conn.execute("PRAGMA user_version = 7")
+    return conn
+
+
+def layout(path: Path) -> tuple[str, list[str]]:
+    conn = sqlite3.connect(path)
+    try:
+        (sql,) = conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'events'").fetchone()
+        seq = [r[0] for r in conn.execute("SELECT name FROM sqlite_sequence ORDER BY name")]
+        return sql, seq
+    finally:
+        conn.close()
+
+
+async def test_a_version_7_file_reads_back_the_same_at_version_8(tmp_path: Path) -> None:
+    path = tmp_path / "v7.db"
+    conn = version_7(path)
+    conn.execute("BEGIN")
+    _apply_commit(conn, Commit(
+        relationships=(rel(T1), rel(T2, peer=BOB)),
+        history=(entry(T1, 0), entry(T1, 1), entry(T2, 0)),
+        dedupe=(dedupe(BOB, 1), dedupe(BOB, 2, expires_ms=20_000)),
+        held=(held(T1, "email", SHARE_A), held(T1, "name", SHARE_A, None)),
+        events=(event(T1, 0), event(T1, 1, personal=b'{"email":"a@b"}'), event(T2, 0)),
+    ))  # fmt: skip
+    conn.execute("COMMIT")
+    conn.close()
+    assert "AUTOINCREMENT" in layout(path)[0]
+
+    async with await SQLiteStore.open(path) as s:
+        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 8
+        assert await s.relationships() == [rel(T1), rel(T2, peer=BOB)]
+        assert await s.history(T1) == [entry(T1, 0), entry(T1, 1)]
+        assert await s.get_dedupe(BOB, (2).to_bytes(16, "big")) == dedupe(BOB, 2, 20_000)
+        assert await s.held(T1) == [held(T1, "email", SHARE_A), held(T1, "name", SHARE_A, None)]
+        got = await s.events()
+        assert [(e.pos, e.thread, e.seq, e.personal) for e in got] == [
+            (1, T1, 0, None), (2, T1, 1, b'{"email":"a@b"}'), (3, T2, 0, None)]  # fmt: skip
+        # the partial index is back: a dropped share's event loses its personal data
+        await s.commit(Commit(held_drop=((T1, event(T1, 1).msg_hash),)))
+        assert await s.event(got[1].id) == replace(got[1], personal=None)
+        await s.commit(Commit(events=(event(T2, 1),)))
+        assert [e.pos for e in await s.events(after=3)] == [4]
+        assert await s.feed_head() == 4
+    sql, seq = layout(path)
+    assert "AUTOINCREMENT" not in sql
+    assert "events" not in seq
+    conn = sqlite3.connect(path)
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
+    conn.close()
+    assert "events_with_personal" in names
+
+
+async def test_a_counter_past_the_newest_event_keeps_autoincrement(tmp_path: Path) -> None:
+    """Events deleted at the end by hand (the store never deletes one): a plain rowid would
+    hand their positions out again, so the file keeps its layout and numbering."""
+    path = tmp_path / "v7.db"
+    conn = version_7(path)
+    conn.execute("BEGIN")
+    _apply_commit(conn, Commit(events=(event(T1, 0), event(T1, 1), event(T1, 2))))
+    conn.execute("COMMIT")
+    conn.execute("DELETE FROM events WHERE pos = 3")
+    conn.close()
+    async with await SQLiteStore.open(path) as s:
+        assert (await s.pragmas())["user_version"] == 8
+        await s.commit(Commit(events=(event(T2, 0),)))
+        assert [e.pos for e in await s.events()] == [1, 2, 4]
+    assert "AUTOINCREMENT" in layout(path)[0]
+
+
+async def test_a_fresh_file_numbers_events_without_a_counter(tmp_path: Path) -> None:
+    async with await SQLiteStore.open(tmp_path / "new.db") as s:
+        await s.commit(Commit(events=(event(T1, 0), event(T1, 1))))
+        await s.commit(Commit(events=(event(T2, 0),)))
+        assert [e.pos for e in await s.events()] == [1, 2, 3]
+    sql, seq = layout(tmp_path / "new.db")
+    assert "AUTOINCREMENT" not in sql
+    assert "events" not in seq
+
+
+# -- the held upsert ---------------------------------------------------------------------------
+
+
+async def writer(path: Path) -> sqlite3.Connection:
+    """A new store's file (version 8, WAL), on a connection that never checkpoints: each
+    commit's frames stay in the WAL."""
+    async with await SQLiteStore.open(path) as s:
+        await s.commit(Commit(relationships=(rel(T1),)))
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def pages_written(path: Path, conn: sqlite3.Connection, c: Commit) -> set[int]:
+    """The pages whose frames ``c``'s transaction appended to the WAL."""
+    wal = path.with_name(path.name + "-wal")
+    start = wal.stat().st_size if wal.exists() else 0
+    conn.execute("BEGIN IMMEDIATE")
+    _apply_commit(conn, c)
+    conn.execute("COMMIT")
+    data = wal.read_bytes()
+    page_size = struct.unpack(">I", data[8:12])[0]
+    start = max(start, 32)  # the WAL header
+    return {struct.unpack(">I", data[off : off + 4])[0]
+            for off in range(start, len(data), 24 + page_size)}  # fmt: skip
+
+
+def root(conn: sqlite3.Connection, name: str) -> int:
+    (page,) = conn.execute("SELECT rootpage FROM sqlite_schema WHERE name = ?", (name,)).fetchone()
+    return int(page)
+
+
+def share(expires_ms: int | None, value: str, by: bytes = SHARE_A) -> Commit:
+    return Commit(held=tuple(held(T1, f, by, expires_ms, value) for f in ("a", "b", "c")))
+
+
+async def test_sharing_again_with_the_same_expiry_leaves_the_expiry_index_alone(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "held.db"
+    conn = await writer(path)
+    expiry, rows = root(conn, "held_by_expiry"), root(conn, "held")
+    assert expiry in pages_written(path, conn, share(50_000, "one"))  # new rows
+    again = pages_written(path, conn, share(50_000, "two", SHARE_B))
+    assert rows in again
+    assert expiry not in again
+    assert expiry in pages_written(path, conn, share(60_000, "three"))  # a new expiry moves
+    assert expiry in pages_written(path, conn, share(None, "four"))  # and leaves the index
+    conn.close()
+    async with await SQLiteStore.open(path) as s:
+        assert await s.held(T1) == [held(T1, f, SHARE_A, None, "four") for f in ("a", "b", "c")]
+        assert await s.held_expired(10**15) == []
+
+
+async def test_held_rows_end_as_applied_in_order(tmp_path: Path) -> None:
+    """Every mix of unchanged and new expiries, also a field given twice in one group (the
+    multi-row statement of :func:`_apply_group`): the last value and expiry win."""
+    path = tmp_path / "held.db"
+    async with await SQLiteStore.open(path) as s:
+        await s.commit(Commit(relationships=(rel(T1),), held=(held(T1, "a", SHARE_A, 1, "0"),)))
+    conn = sqlite3.connect(path, isolation_level=None)
+    cases = [(1, 2, 2), (1, 1, 2), (2, 1, 1), (2, 2, 1), (1, 1, 1), (None, 2, None)]
+    for n, (e0, e1, e2) in enumerate(cases):
+        conn.execute("BEGIN IMMEDIATE")
+        _apply_commit(conn, Commit(held=(held(T1, "a", SHARE_A, e0, "old"),)))
+        assert _apply_group(conn, [
+            Commit(held=(held(T1, "a", SHARE_A, e1, f"mid{n}"), held(T1, "b", SHARE_B, e1))),
+            Commit(held=(held(T1, "a", SHARE_B, e2, f"last{n}"),)),
+        ])  # fmt: skip
+        conn.execute("COMMIT")
+        async with await SQLiteStore.open(path) as s:
+            assert await s.held(T1) == [held(T1, "a", SHARE_B, e2, f"last{n}"),
+                                        held(T1, "b", SHARE_B, e1)]  # fmt: skip
+            expired = await s.held_expired(10)
+            assert expired == sorted({(T1, sh) for sh, e in ((SHARE_B, e2), (SHARE_B, e1))
+                                      if e is not None})  # fmt: skip
+    conn.close()
