@@ -189,3 +189,43 @@ async def test_held_rows_end_as_applied_in_order(tmp_path: Path) -> None:
             assert expired == sorted({(T1, sh) for sh, e in ((SHARE_B, e2), (SHARE_B, e1))
                                       if e is not None})  # fmt: skip
     conn.close()
+
+
+# -- the relationship upsert -------------------------------------------------------------------
+
+
+async def test_a_customers_commit_leaves_the_url_and_name_indexes_alone(tmp_path: Path) -> None:
+    """The partial indexes ``WHERE role = 'customer'`` are rewritten by an UPDATE that SETs
+    ``role``, even to the same value: the kept upsert leaves it out (#12)."""
+    path = tmp_path / "rel.db"
+    conn = await writer(path)  # T1's row: rel(T1), role "customer"
+    url, label = root(conn, "relationships_by_peer_url"), root(conn, "relationships_by_label")
+    moved = replace(rel(T1), state="agreed", data=b"\x81\xa1s\x02", updated_ms=2_000)
+    written = pages_written(path, conn, Commit(relationships=(moved,)))
+    assert root(conn, "relationships") in written
+    assert url not in written
+    assert label not in written
+    renamed = replace(moved, label="Avis Budget", updated_ms=3_000)
+    assert label in pages_written(path, conn, Commit(relationships=(renamed,)))
+    conn.close()
+
+
+async def test_a_relationship_whose_role_changes_is_written_whole(tmp_path: Path) -> None:
+    async with await SQLiteStore.open(tmp_path / "rel.db") as s:
+        await s.commit(Commit(relationships=(rel(T1), rel(T2))))
+        vendor = replace(rel(T1), role="vendor", state="agreed")
+        await s.commit(Commit(relationships=(vendor,)))
+        assert await s.get_relationship(T1) == vendor
+        assert await s.relationships_where(role="customer") == [replace(rel(T2), data=b"")]
+        assert await s.relationships_where(role="customer", peer_url=rel(T1).peer_url) == [
+            replace(rel(T2), data=b"")]  # fmt: skip
+    # a group's multi-row upsert changes fewer rows than it has: the writer then writes the
+    # group's Commits one by one (the full upsert for the changed one)
+    conn = sqlite3.connect(tmp_path / "rel.db", isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    back = replace(rel(T1), updated_ms=5_000)
+    assert not _apply_group(conn, [Commit(relationships=(back,)),
+                                   Commit(relationships=(replace(rel(T2), updated_ms=6),))])
+    conn.execute("ROLLBACK")
+    assert _apply_group(conn, [Commit(relationships=(replace(rel(T2), updated_ms=6),))])
+    conn.close()

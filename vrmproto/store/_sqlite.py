@@ -360,12 +360,16 @@ _REL_UPSERT = (
 )
 _UPSERT_REL = _REL_COLUMNS + "(?, ?, ?, ?, ?, ?, ?, ?, ?)" + _REL_UPSERT
 #: :data:`_REL_UPSERT` leaving the indexed keys, URL and label out of the SET: it updates only
-#: a row whose keys already hold the new values (see :func:`typed.kept_upsert_sql`).
+#: a row whose keys already hold the new values (see :func:`typed.kept_upsert_sql`). The role
+#: stays out too: the partial URL and name indexes (``WHERE role = 'customer'``) are rewritten
+#: by an UPDATE that SETs a column of their WHERE, even to the same value — two pages of the
+#: WAL per customer's commit, four per share (``/tmp/s11sql/walagent.py``, #12).
 _REL_UPSERT_KEPT = (
-    " ON CONFLICT (thread) DO UPDATE SET role = excluded.role, state = excluded.state, "
+    " ON CONFLICT (thread) DO UPDATE SET state = excluded.state, "
     "data = excluded.data, updated_ms = excluded.updated_ms "
-    "WHERE local_key = excluded.local_key AND peer_key = excluded.peer_key "
-    "AND label = excluded.label AND peer_url = excluded.peer_url"
+    "WHERE role = excluded.role AND local_key = excluded.local_key "
+    "AND peer_key = excluded.peer_key AND label = excluded.label "
+    "AND peer_url = excluded.peer_url"
 )
 _UPSERT_REL_KEPT = _REL_COLUMNS + "(?, ?, ?, ?, ?, ?, ?, ?, ?)" + _REL_UPSERT_KEPT
 _META_COLUMNS = "INSERT INTO meta (key, value) VALUES "
