@@ -16,7 +16,9 @@ import struct
 from dataclasses import replace
 from pathlib import Path
 
-from vrmproto.store import Commit, SQLiteStore
+import pytest
+
+from vrmproto.store import Commit, SQLiteStore, StoreConflict
 from vrmproto.store._sqlite import _MIGRATIONS, SCHEMA_VERSION, _apply_commit, _apply_group
 from vrmproto.testing.store_contract import BOB, T1, T2, dedupe, entry, event, held, rel
 
@@ -229,3 +231,36 @@ async def test_a_relationship_whose_role_changes_is_written_whole(tmp_path: Path
     conn.execute("ROLLBACK")
     assert _apply_group(conn, [Commit(relationships=(replace(rel(T2), updated_ms=6),))])
     conn.close()
+
+
+async def test_a_commit_expecting_a_row_is_written_only_while_every_column_holds(
+    tmp_path: Path,
+) -> None:
+    """``commit(expect=)``: the one-statement check (:data:`_sqlite._UPDATE_REL_EXPECTING`)
+    refuses a row that differs from ``expect`` in any column, and writes nothing of the Commit;
+    a Commit that changes the keys, label or URL is checked by reading the row."""
+    stored = replace(rel(T1), role="vendor")
+    async with await SQLiteStore.open(tmp_path / "x.db") as s:
+        await s.commit(Commit(relationships=(stored,)))
+        step = replace(stored, state="agreed", data=b"\x81\xa1s\x03", updated_ms=9_000)
+        changes = {"role": "customer", "local_key": b"L" * 32, "peer_key": b"P" * 32,
+                   "state": "ended", "data": b"\x80", "label": "x", "peer_url": "https://x",
+                   "updated_ms": 1}  # fmt: skip
+        for column, value in changes.items():
+            wrong = replace(stored, **{column: value})
+            # the step keeps what it expects of the columns the UPDATE leaves alone
+            kept = column not in ("state", "data", "updated_ms")
+            mine = replace(step, **{column: value}) if kept else step
+            with pytest.raises(StoreConflict):
+                await s.commit(Commit(relationships=(mine,), history=(entry(T1, 0),)),
+                               expect=wrong)  # fmt: skip
+            assert await s.get_relationship(T1) == stored
+            assert await s.history(T1) == []
+        await s.commit(Commit(relationships=(step,), history=(entry(T1, 0),)), expect=stored)
+        assert await s.get_relationship(T1) == step
+        assert await s.history(T1) == [entry(T1, 0)]
+        relabelled = replace(step, label="Avis Budget", updated_ms=9_001)
+        with pytest.raises(StoreConflict):
+            await s.commit(Commit(relationships=(relabelled,)), expect=stored)
+        await s.commit(Commit(relationships=(relabelled,)), expect=step)
+        assert await s.get_relationship(T1) == relabelled
