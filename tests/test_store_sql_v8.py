@@ -264,3 +264,13 @@ async def test_a_commit_expecting_a_row_is_written_only_while_every_column_holds
             await s.commit(Commit(relationships=(relabelled,)), expect=stored)
         await s.commit(Commit(relationships=(relabelled,)), expect=step)
         assert await s.get_relationship(T1) == relabelled
+
+
+def test_bytes_are_bound_without_the_adapter_look_up() -> None:
+    """The identity adapter for ``bytes`` (:mod:`vrmproto.store._sqlite`): registered, and
+    binding through it stores the same blob."""
+    assert sqlite3.adapters[(bytes, sqlite3.PrepareProtocol)] is bytes
+    conn = sqlite3.connect(":memory:")
+    value = b"\x00\xffblob"
+    assert conn.execute("SELECT ?, typeof(?)", (value, value)).fetchone() == (value, "blob")
+    conn.close()
