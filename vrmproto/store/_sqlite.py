@@ -723,6 +723,7 @@ class SQLiteStore(AsyncClosing):
         self._wal = durable.WalFile(self.path)
         self._checkpointed_at = 0  # horizon.committed at the last checkpoint (writer thread)
         self._sync_wanted = False  # writer thread: a sync was asked for since the last one
+        self._busy_until = 0.0  # writer thread: while before this, a lone write waits for company
         # SimpleQueue: a put never takes a lock the waking writer holds while it waits for the
         # GIL (queue.Queue's Condition did: 14% of an agent's event-loop time, #12)
         self._queue: queue.SimpleQueue[_Job | str | None] = queue.SimpleQueue()
@@ -805,7 +806,6 @@ class SQLiteStore(AsyncClosing):
         loop.call_soon_threadsafe(_settle, ready, None, None)
         try:
             stop = False
-            busy_until = 0.0  # while before this, a lone write waits for company
             while not stop:
                 first = self._queue.get()
                 if first is None:
@@ -817,14 +817,12 @@ class SQLiteStore(AsyncClosing):
                     not stop
                     and batch
                     and len(batch) < GATHER_BELOW
-                    and (len(batch) > 1 or time.monotonic() < busy_until)
+                    and (len(batch) > 1 or time.monotonic() < self._busy_until)
                 ):
                     time.sleep(GATHER_DELAY_S)
                     stop = self._take(batch)
                 if batch:
                     self._run_batch(conn, batch)
-                    if len(batch) > 1:
-                        busy_until = time.monotonic() + GATHER_AFTER_S
                 if self._sync_wanted:
                     self._sync(conn)
         finally:
@@ -902,8 +900,11 @@ class SQLiteStore(AsyncClosing):
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             failure = StoreError(f"transaction failed, nothing of it was written: {exc}")
+            self._busy_until = time.monotonic() + GATHER_AFTER_S
             _resolve_all(batch, [(None, failure)] * len(batch))
             return
+        # before the futures resolve: a write their awaiters make at once is "just after"
+        self._busy_until = time.monotonic() + GATHER_AFTER_S
         self.stats.transactions += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         for _, error in outcomes:
