@@ -1,12 +1,14 @@
-"""SQLite schema 8 and the held upsert that leaves ``held_by_expiry`` alone (#12).
+"""SQLite schema 8 and the writes that touch fewer pages or take fewer statements (#12).
 
 - Version 7 → 8 rebuilds ``events`` without ``AUTOINCREMENT`` (:mod:`vrmproto.store._migrate_v8`):
   a version-7 file holding every kind of row reads back the same afterwards, its events keep
   their positions and new ones continue after them; a file whose counter went past its newest
   event keeps its layout, so that no position is handed out twice.
-- :func:`vrmproto.store._sqlite_rows.upsert_held`: a field shared again with the expiry it had
-  writes no page of ``held_by_expiry`` (read from the WAL's frame headers, not timed), one with
-  a new expiry moves its entry, and a field given twice ends with the last value.
+- :func:`vrmproto.store._sqlite_rows.upsert_held` (a share's rows in one statement): a field
+  given twice ends with the last value and expiry.
+- The relationship upserts: a customer's commit writes no page of the partial URL and name
+  indexes (read from the WAL's frame headers, not timed); ``commit(expect=)`` refuses a row
+  that differs in any column.
 """
 
 from __future__ import annotations
@@ -146,31 +148,10 @@ def root(conn: sqlite3.Connection, name: str) -> int:
     return int(page)
 
 
-def share(expires_ms: int | None, value: str, by: bytes = SHARE_A) -> Commit:
-    return Commit(held=tuple(held(T1, f, by, expires_ms, value) for f in ("a", "b", "c")))
-
-
-async def test_sharing_again_with_the_same_expiry_leaves_the_expiry_index_alone(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "held.db"
-    conn = await writer(path)
-    expiry, rows = root(conn, "held_by_expiry"), root(conn, "held")
-    assert expiry in pages_written(path, conn, share(50_000, "one"))  # new rows
-    again = pages_written(path, conn, share(50_000, "two", SHARE_B))
-    assert rows in again
-    assert expiry not in again
-    assert expiry in pages_written(path, conn, share(60_000, "three"))  # a new expiry moves
-    assert expiry in pages_written(path, conn, share(None, "four"))  # and leaves the index
-    conn.close()
-    async with await SQLiteStore.open(path) as s:
-        assert await s.held(T1) == [held(T1, f, SHARE_A, None, "four") for f in ("a", "b", "c")]
-        assert await s.held_expired(10**15) == []
-
-
 async def test_held_rows_end_as_applied_in_order(tmp_path: Path) -> None:
-    """Every mix of unchanged and new expiries, also a field given twice in one group (the
-    multi-row statement of :func:`_apply_group`): the last value and expiry win."""
+    """A share's rows in one multi-row upsert, and a group's (:func:`_apply_group`), with
+    every mix of unchanged and new expiries, also a field given twice: the last value and
+    expiry win."""
     path = tmp_path / "held.db"
     async with await SQLiteStore.open(path) as s:
         await s.commit(Commit(relationships=(rel(T1),), held=(held(T1, "a", SHARE_A, 1, "0"),)))
@@ -183,10 +164,13 @@ async def test_held_rows_end_as_applied_in_order(tmp_path: Path) -> None:
             Commit(held=(held(T1, "a", SHARE_A, e1, f"mid{n}"), held(T1, "b", SHARE_B, e1))),
             Commit(held=(held(T1, "a", SHARE_B, e2, f"last{n}"),)),
         ])  # fmt: skip
+        _apply_commit(conn, Commit(held=(held(T1, "c", SHARE_A, e0, "x"),
+                                         held(T1, "c", SHARE_B, e2, "y"))))  # fmt: skip
         conn.execute("COMMIT")
         async with await SQLiteStore.open(path) as s:
             assert await s.held(T1) == [held(T1, "a", SHARE_B, e2, f"last{n}"),
-                                        held(T1, "b", SHARE_B, e1)]  # fmt: skip
+                                        held(T1, "b", SHARE_B, e1),
+                                        held(T1, "c", SHARE_B, e2, "y")]  # fmt: skip
             expired = await s.held_expired(10)
             assert expired == sorted({(T1, sh) for sh, e in ((SHARE_B, e2), (SHARE_B, e1))
                                       if e is not None})  # fmt: skip
@@ -269,7 +253,7 @@ async def test_a_commit_expecting_a_row_is_written_only_while_every_column_holds
 def test_bytes_are_bound_without_the_adapter_look_up() -> None:
     """The identity adapter for ``bytes`` (:mod:`vrmproto.store._sqlite`): registered, and
     binding through it stores the same blob."""
-    assert sqlite3.adapters[(bytes, sqlite3.PrepareProtocol)] is bytes
+    assert sqlite3.adapters[(bytes, sqlite3.PrepareProtocol)] == bytes.__bytes__
     conn = sqlite3.connect(":memory:")
     value = b"\x00\xffblob"
     assert conn.execute("SELECT ?, typeof(?)", (value, value)).fetchone() == (value, "blob")
