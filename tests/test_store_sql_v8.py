@@ -13,14 +13,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import struct
+import threading
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from vrmproto.store import Commit, SQLiteStore, StoreConflict
+from vrmproto.store import Commit, HistoryEntry, RelationshipRecord, SQLiteStore, StoreConflict
 from vrmproto.store._sqlite import _MIGRATIONS, SCHEMA_VERSION, _apply_commit, _apply_group
 from vrmproto.testing.store_contract import BOB, T1, T2, dedupe, entry, event, held, rel
 
@@ -258,3 +260,50 @@ def test_bytes_are_bound_without_the_adapter_look_up() -> None:
     value = b"\x00\xffblob"
     assert conn.execute("SELECT ?, typeof(?)", (value, value)).fetchone() == (value, "blob")
     conn.close()
+
+
+def vrec(thread: bytes, n: int) -> RelationshipRecord:
+    return RelationshipRecord(thread, "vendor", bytes(32), bytes(32), "agreed", bytes([n]),
+                              "label", "", n)  # fmt: skip
+
+
+def step_over(thread: bytes, n: int) -> Commit:
+    """Row n + 1 of ``thread``, with a history entry, to be written over row n."""
+    entry = HistoryEntry(thread, n, bytes([n]) * 32, bytes([n + 1]) * 32, b"env", "in", n)
+    return Commit(relationships=(vrec(thread, n + 1),), history=(entry,))
+
+
+async def test_a_group_with_one_stale_expectation_writes_the_others_alone(
+    tmp_path: Path,
+) -> None:
+    """A group checks each expectation in the UPDATE that writes its row
+    (:func:`_sqlite._expecting_group`): one that finds the row moved sends the group one by
+    one, and nothing of that Commit is written — also when nothing else of the group fails."""
+    a, b, c = T1, T2, b"\x03" * 16
+    async with await SQLiteStore.open(tmp_path / "g.db") as s:
+        await s.commit(Commit(relationships=(vrec(a, 0), vrec(b, 0), vrec(c, 0))))
+        gate = threading.Event()
+        parked = asyncio.ensure_future(s._write(lambda _conn: gate.wait(10)))
+        jobs = [(step_over(a, 0), vrec(a, 0)), (step_over(b, 0), vrec(b, 5)),
+                (step_over(c, 0), vrec(c, 0))]  # fmt: skip
+        tasks = [asyncio.ensure_future(s.commit(cm, expect=e)) for cm, e in jobs]
+        asyncio.get_running_loop().call_soon(gate.set)
+        results = await asyncio.gather(parked, *tasks, return_exceptions=True)
+        assert results[1] is None
+        assert isinstance(results[2], StoreConflict)
+        assert results[3] is None
+        assert s.stats.largest_batch >= 3  # one transaction (the parked write may be in it)
+        assert await s.get_relationship(a) == vrec(a, 1)
+        assert await s.get_relationship(b) == vrec(b, 0)
+        assert await s.history(b) == []
+        assert await s.get_relationship(c) == vrec(c, 1)
+        assert [h.index for h in await s.history(c)] == [0]
+        # and a group whose expectations all hold is written as a group
+        jobs = [(step_over(a, 1), vrec(a, 1)), (step_over(c, 1), vrec(c, 1))]
+        gate.clear()
+        parked = asyncio.ensure_future(s._write(lambda _conn: gate.wait(10)))
+        tasks = [asyncio.ensure_future(s.commit(cm, expect=e)) for cm, e in jobs]
+        asyncio.get_running_loop().call_soon(gate.set)
+        assert await asyncio.gather(parked, *tasks) == [True, None, None]
+        assert await s.get_relationship(a) == vrec(a, 2)
+        assert await s.get_relationship(c) == vrec(c, 2)

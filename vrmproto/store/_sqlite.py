@@ -539,18 +539,35 @@ def _same_keys(r: RelationshipRecord, expect: RelationshipRecord) -> bool:
             and r.label == expect.label and r.peer_url == expect.peer_url)  # fmt: skip
 
 
-def _expectations_hold(conn: sqlite3.Connection, jobs: list[_Job]) -> bool:
-    """Whether every ``expect`` of ``jobs`` holds before the group is written, and no other
-    Commit of the group writes its thread (whose row it would then have to expect)."""
-    expects = [job.expect for job in jobs if job.expect is not None]
-    if not expects:
-        return True
+def _expecting_group(conn: sqlite3.Connection, jobs: list[_Job]) -> set[int] | None:
+    """Check every ``expect`` of ``jobs`` before the group is written: None if one does not
+    hold, or another Commit of the group writes its thread (whose row it would then have to
+    expect). A Commit that keeps its row's keys has its relationship written here, checked in
+    the same UPDATE (:data:`_UPDATE_REL_EXPECTING`); the ids of the records so written are
+    returned, for :func:`_apply_group` to leave out."""
+    done: set[int] = set()
+    expecting = [(job.commit, job.expect) for job in jobs
+                 if job.commit is not None and job.expect is not None]  # fmt: skip
+    if not expecting:
+        return done
     written: dict[bytes, int] = {}
     for job in jobs:
         if job.commit is not None:
             for r in job.commit.relationships:
                 written[r.thread] = written.get(r.thread, 0) + 1
-    return all(written.get(e.thread, 0) <= 1 and _holds(conn, e) for e in expects)
+    for c, e in expecting:
+        if written.get(e.thread, 0) > 1:
+            return None
+        rels = c.relationships
+        if len(rels) == 1 and _same_keys(rels[0], e):
+            r = rels[0]
+            if conn.execute(_UPDATE_REL_EXPECTING, (r.state, r.data, r.updated_ms, *_rel_row(e))
+                            ).rowcount != 1:  # fmt: skip
+                return None
+            done.add(id(r))
+        elif not _holds(conn, e):
+            return None
+    return done
 
 
 def _groupable(c: Commit | None) -> bool:
@@ -571,7 +588,9 @@ def _groupable(c: Commit | None) -> bool:
     return all(h.thread in threads for h in c.history)
 
 
-def _apply_group(conn: sqlite3.Connection, commits: list[Commit]) -> bool:
+def _apply_group(
+    conn: sqlite3.Connection, commits: list[Commit], written: Collection[int] = ()
+) -> bool:
     """Write several :func:`_groupable` Commits as if one after another, with one multi-row
     INSERT per table (:func:`_insert_rows`); False if any of them would fail (the caller then
     rolls back whatever was written).
@@ -581,7 +600,8 @@ def _apply_group(conn: sqlite3.Connection, commits: list[Commit]) -> bool:
     history threads have their relationship row first either way. A failure is a uniqueness
     rule (raised by SQLite for the whole group) or a history index that does not continue its
     thread (checked here first); then the caller rolls the group back and writes the Commits
-    one by one, each in its own savepoint, so that only the failing ones fail.
+    one by one, each in its own savepoint, so that only the failing ones fail. ``written``: ids
+    of relationship records already written (:func:`_expecting_group`), left out here.
     """
     nexts: dict[bytes, int] = {}
     firsts: list[tuple[bytes, int]] = []
@@ -599,7 +619,7 @@ def _apply_group(conn: sqlite3.Connection, commits: list[Commit]) -> bool:
             return False
     if not _clears_commute(commits):
         return False
-    rels = [_rel_row(r) for c in commits for r in c.relationships]
+    rels = [_rel_row(r) for c in commits for r in c.relationships if id(r) not in written]
     if _insert_rows(conn, _REL_COLUMNS, rels, _REL_UPSERT_KEPT) != len(rels):
         return False  # a relationship's keys changed: one by one (the full upsert for it)
     _insert_rows(conn, _META_COLUMNS, [m for c in commits for m in c.meta], _META_UPSERT)
@@ -962,8 +982,9 @@ class SQLiteStore(AsyncClosing):
         written because one of them would fail (see :func:`_apply_group`)."""
         conn.execute("SAVEPOINT grp")
         try:
-            written = _expectations_hold(conn, jobs) and _apply_group(
-                conn, [job.commit for job in jobs if job.commit is not None]
+            done = _expecting_group(conn, jobs)
+            written = done is not None and _apply_group(
+                conn, [job.commit for job in jobs if job.commit is not None], done
             )
         except Exception:
             written = False
