@@ -2,9 +2,10 @@
 
 ``AUTOINCREMENT`` keeps the largest ``pos`` ever handed out in ``sqlite_sequence``, a table of
 its own, and every transaction that inserts an event rewrites that row: one more page of the
-WAL per transaction, a vendor's every accepted message (``/tmp``-traced WAL of a vendor on
-SQLite, one customer: 12.5 → 11.5 frames per ``data.share``). A plain rowid is ``max(pos) + 1``,
-read from the table's last leaf, which the insert writes anyway. The two assign the same
+WAL per transaction, a vendor's every accepted message (a vendor on SQLite, one customer, its
+WAL read with autocheckpoint off: 12.5 → 11.5 frames per ``data.share``; docs/storage.md).
+A plain rowid is ``max(pos) + 1``, read from the table's last leaf, which the insert writes
+anyway. The two assign the same
 positions as long as the newest event is never deleted, and no event ever is: the store has no
 statement deleting one (a dropped thread's events stay, a withdrawn share's are redacted in
 place; :class:`~vrmproto.store.Commit` parts 15, 21, 23), so a position is still never reused
