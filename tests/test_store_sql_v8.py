@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import struct
 import threading
@@ -22,7 +23,15 @@ from pathlib import Path
 
 import pytest
 
-from vrmproto.store import Commit, HistoryEntry, RelationshipRecord, SQLiteStore, StoreConflict
+from vrmproto.store import (
+    Commit,
+    HeldRecord,
+    HistoryEntry,
+    MemoryStore,
+    RelationshipRecord,
+    SQLiteStore,
+    StoreConflict,
+)
 from vrmproto.store._sqlite import _MIGRATIONS, SCHEMA_VERSION, _apply_commit, _apply_group
 from vrmproto.testing.store_contract import BOB, T1, T2, dedupe, entry, event, held, rel
 
@@ -307,3 +316,56 @@ async def test_a_group_with_one_stale_expectation_writes_the_others_alone(
         assert await asyncio.gather(parked, *tasks) == [True, None, None]
         assert await s.get_relationship(a) == vrec(a, 2)
         assert await s.get_relationship(c) == vrec(c, 2)
+
+
+async def test_held_rows_in_runs_end_as_the_memory_store_has_them(tmp_path: Path) -> None:
+    """:func:`_sqlite_rows.upsert_held` writes each run of rows that share thread, source,
+    time, purposes, share and expiry in one statement: Commits mixing runs, categories, and
+    fields given twice (within a run and across runs) end as applied row by row — as
+    :class:`MemoryStore` keeps them — alone and in a group (:func:`_apply_group`)."""
+    rng = random.Random(8)
+    fields = ("a", "b", "c", "d")
+
+    def record(thread: bytes) -> HeldRecord:
+        return HeldRecord(thread, rng.choice(fields), str(rng.random()), rng.choice((1, 2)),
+                          rng.choice(("provided", "observed")), rng.choice((1, 2)),
+                          rng.choice(((1,), (1, 3))), rng.choice((SHARE_A, SHARE_B)),
+                          rng.choice((None, 5, 6)))  # fmt: skip
+
+    def commit() -> Commit:
+        return Commit(held=tuple(record(rng.choice((T1, T2))) for _ in range(rng.randint(1, 9))))
+
+    memory = MemoryStore()
+    await memory.commit(Commit(relationships=(rel(T1), rel(T2))))
+    async with await SQLiteStore.open(tmp_path / "runs.db") as s:
+        await s.commit(Commit(relationships=(rel(T1), rel(T2))))
+        for _ in range(40):
+            c = commit()
+            await s.commit(c)
+            await memory.commit(c)
+            for t in (T1, T2):
+                assert await s.held(t) == await memory.held(t)
+    conn = sqlite3.connect(tmp_path / "runs.db", isolation_level=None)
+    for _ in range(10):
+        group = [commit() for _ in range(rng.randint(2, 5))]
+        conn.execute("BEGIN IMMEDIATE")
+        assert _apply_group(conn, group)
+        conn.execute("COMMIT")
+        for c in group:
+            await memory.commit(c)
+        async with await SQLiteStore.open(tmp_path / "runs.db") as s:
+            for t in (T1, T2):
+                assert await s.held(t) == await memory.held(t)
+    conn.close()
+    await memory.close()
+
+
+async def test_a_field_given_twice_in_one_run_ends_with_the_second(tmp_path: Path) -> None:
+    async with await SQLiteStore.open(tmp_path / "twice.db") as s:
+        await s.commit(Commit(relationships=(rel(T1),)))
+        # four rows of one share: one statement (a VALUES list is inserted in order)
+        await s.commit(Commit(held=(held(T1, "d", SHARE_A, 5, "first"), held(T1, "e", SHARE_A, 5),
+                                    held(T1, "f", SHARE_A, 5),
+                                    held(T1, "d", SHARE_A, 5, "second"))))  # fmt: skip
+        assert await s.held(T1) == [held(T1, "d", SHARE_A, 5, "second"), held(T1, "e", SHARE_A, 5),
+                                    held(T1, "f", SHARE_A, 5)]  # fmt: skip

@@ -629,7 +629,7 @@ def _apply_group(
                      [(t,) for c in commits for t in c.save_points_clear])  # fmt: skip
     points = [typed.save_point_row(p) for c in commits for p in c.save_points]
     _insert_rows(conn, typed.SAVE_POINTS_UPSERT[0], points, typed.SAVE_POINTS_UPSERT[1])
-    typed.upsert_held(conn, [typed.held_row(h) for c in commits for h in c.held])
+    typed.upsert_held(conn, [h for c in commits for h in c.held])
     _insert_rows(conn, feed.INSERT_EVENTS, [feed.event_row(e) for c in commits for e in c.events])
     return True
 
