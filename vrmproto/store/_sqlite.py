@@ -155,6 +155,7 @@ _T = TypeVar("_T")
 # ``sqlite3`` in the process (the registry is the module's). Callgrind, the vendor Commits of
 # ``bench/steps.py`` replayed in a plain loop: 716 K -> 634 K instructions per Commit (#12).
 sqlite3.register_adapter(bytes, bytes.__bytes__)
+
 _BUSY_TIMEOUT_S = 5.0
 
 # -- schema ----------------------------------------------------------------------------------
@@ -375,7 +376,7 @@ _UPSERT_REL = _REL_COLUMNS + "(?, ?, ?, ?, ?, ?, ?, ?, ?)" + _REL_UPSERT
 #: a row whose keys already hold the new values (see :func:`typed.kept_upsert_sql`). The role
 #: stays out too: the partial URL and name indexes (``WHERE role = 'customer'``) are rewritten
 #: by an UPDATE that SETs a column of their WHERE, even to the same value — two pages of the
-#: WAL per customer's commit, four per share (``/tmp/s11sql/walagent.py``, #12).
+#: WAL per customer's commit, four per share (an agent's WAL read with autocheckpoint off, #12).
 _REL_UPSERT_KEPT = (
     " ON CONFLICT (thread) DO UPDATE SET state = excluded.state, "
     "data = excluded.data, updated_ms = excluded.updated_ms "
