@@ -47,7 +47,8 @@ the event feed (:mod:`vrmproto.store._sqlite_events`), version 5 the relayed int
 ``intents.relay_index`` and ``intents.relays`` (spec §15.2-4); version 6 indexes by share only
 the events that carry personal data (the full index cost a random page write per event);
 version 7 indexes a customer's relationships by URL and by name and drops ``held_by_share``
-(:mod:`vrmproto.store._rel_query`).
+(:mod:`vrmproto.store._rel_query`); version 8 numbers events without ``AUTOINCREMENT``, whose
+counter row cost a page of the WAL per transaction (:mod:`vrmproto.store._migrate_v8`).
 
 Files (spec §11.13-1). The database holds histories and, at a vendor, customers' shared data in
 clear, so :meth:`SQLiteStore.open` creates it with mode 0600 (SQLite gives its ``-wal`` and
@@ -121,6 +122,7 @@ from vrmproto.store._base import (
 )
 from vrmproto.store._locks import FileLocks
 from vrmproto.store._migrate_v3 import migrate_2_to_3
+from vrmproto.store._migrate_v8 import migrate_7_to_8
 from vrmproto.store._rel_query import RelationshipsWhere, migrate_6_to_7
 
 __all__ = ["BATCH_CAP", "SCHEMA_VERSION", "SQLiteStore", "StoreStats"]
@@ -141,6 +143,19 @@ after each group commit: each first one was written alone, with a COMMIT and fsy
 CPU beyond its rows). A lone writer (one customer) never made a group, so never waits."""
 
 _T = TypeVar("_T")
+
+# The ``sqlite3`` module binds a parameter of type int, float, str or bytearray as it is, and
+# passes every other one — every ``bytes``: keys, hashes, envelopes, state blobs, some forty
+# per vendor Commit — through its adapter look-up first: a key tuple built, the registry
+# searched, ``__adapt__`` looked up on its protocol type (an AttributeError formatted and
+# dropped) and ``__conform__`` on the value, before the value itself is bound. An adapter
+# registered for exactly ``bytes`` ends that look-up at the registry; ``bytes.__bytes__(b)``
+# returns ``b`` itself (a method call without arguments to parse: ``bytes(b)`` cost half of
+# what it saved), so what is bound is unchanged, for this module and for any other user of
+# ``sqlite3`` in the process (the registry is the module's). Callgrind, the vendor Commits of
+# ``bench/steps.py`` replayed in a plain loop: 716 K -> 634 K instructions per Commit (#12).
+sqlite3.register_adapter(bytes, bytes.__bytes__)
+
 _BUSY_TIMEOUT_S = 5.0
 
 # -- schema ----------------------------------------------------------------------------------
@@ -212,6 +227,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     typed.migrate_4_to_5,
     feed.migrate_5_to_6,
     migrate_6_to_7,
+    migrate_7_to_8,
 )
 """``_MIGRATIONS[n]`` takes the schema from version n to n + 1 (``PRAGMA user_version``)."""
 
@@ -357,12 +373,16 @@ _REL_UPSERT = (
 )
 _UPSERT_REL = _REL_COLUMNS + "(?, ?, ?, ?, ?, ?, ?, ?, ?)" + _REL_UPSERT
 #: :data:`_REL_UPSERT` leaving the indexed keys, URL and label out of the SET: it updates only
-#: a row whose keys already hold the new values (see :func:`typed.kept_upsert_sql`).
+#: a row whose keys already hold the new values (see :func:`typed.kept_upsert_sql`). The role
+#: stays out too: the partial URL and name indexes (``WHERE role = 'customer'``) are rewritten
+#: by an UPDATE that SETs a column of their WHERE, even to the same value — two pages of the
+#: WAL per customer's commit, four per share (an agent's WAL read with autocheckpoint off, #12).
 _REL_UPSERT_KEPT = (
-    " ON CONFLICT (thread) DO UPDATE SET role = excluded.role, state = excluded.state, "
+    " ON CONFLICT (thread) DO UPDATE SET state = excluded.state, "
     "data = excluded.data, updated_ms = excluded.updated_ms "
-    "WHERE local_key = excluded.local_key AND peer_key = excluded.peer_key "
-    "AND label = excluded.label AND peer_url = excluded.peer_url"
+    "WHERE role = excluded.role AND local_key = excluded.local_key "
+    "AND peer_key = excluded.peer_key AND label = excluded.label "
+    "AND peer_url = excluded.peer_url"
 )
 _UPSERT_REL_KEPT = _REL_COLUMNS + "(?, ?, ?, ?, ?, ?, ?, ?, ?)" + _REL_UPSERT_KEPT
 _META_COLUMNS = "INSERT INTO meta (key, value) VALUES "
@@ -383,29 +403,7 @@ _INSERT_HIST_NEXT = (
     "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 "
     "WHERE coalesce((SELECT max(idx) FROM history WHERE thread = ?1), -1) = ?2 - 1"
 )
-#: Most rows one multi-row INSERT of a group writes (well under SQLite's variable limit).
-_ROWS_PER_INSERT = 128
-
-
-def _insert_rows(
-    conn: sqlite3.Connection, columns: str, rows: list[tuple[object, ...]], tail: str = ""
-) -> int:
-    """``columns (?, …), (?, …) … tail``: many rows in one statement, so in one step (one
-    release of the GIL instead of one per row); rows are applied in order, as executemany
-    would. Statements hold a power of two of rows (23 rows: 16, 4, 2, 1), so a few prepared
-    statements, kept in the connection's cache, serve every batch size. Returns the rows
-    changed (inserted or updated)."""
-    if not rows:
-        return 0
-    one = "(" + ", ".join("?" * len(rows[0])) + ")"
-    start, left, changed = 0, len(rows), 0
-    while left:
-        size = min(_ROWS_PER_INSERT, 1 << (left.bit_length() - 1))
-        chunk = rows[start : start + size]
-        sql = columns + ", ".join([one] * size) + tail
-        changed += conn.execute(sql, [value for row in chunk for value in row]).rowcount
-        start, left = start + size, left - size
-    return changed
+_insert_rows = typed.insert_rows
 
 
 def _rel_row(r: RelationshipRecord) -> tuple[object, ...]:
@@ -445,6 +443,11 @@ def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
     Runs on the writer thread inside the batch transaction and the Commit's own savepoint.
     """
     typed.upsert_kept(conn, _UPSERT_REL_KEPT, _UPSERT_REL, [_rel_row(r) for r in c.relationships])
+    _apply_after_relationships(conn, c)
+
+
+def _apply_after_relationships(conn: sqlite3.Connection, c: Commit) -> None:
+    """Parts 2 to 26 of ``c``: :func:`_apply_commit` once its relationships are written."""
     typed.apply_threads(conn, c)
     for key, value in c.meta:
         conn.execute(_UPSERT_META, (key, value))
@@ -499,25 +502,73 @@ def _holds(conn: sqlite3.Connection, expect: RelationshipRecord) -> bool:
     return row == _rel_row(expect)
 
 
+#: A relationship's new state, written only if its row is still exactly the one expected
+#: (``?1``–``?3`` the new state, data and time; ``?4``–``?12`` the expected row): one statement
+#: where reading the row back and comparing it in Python, then upserting, took two — and the
+#: state blob, kilobytes, copied out into Python for the comparison (#12).
+_UPDATE_REL_EXPECTING = (
+    "UPDATE relationships SET state = ?1, data = ?2, updated_ms = ?3 WHERE thread = ?4 "
+    "AND role = ?5 AND local_key = ?6 AND peer_key = ?7 AND state = ?8 AND data = ?9 "
+    "AND label = ?10 AND peer_url = ?11 AND updated_ms = ?12"
+)
+
+
 def _apply_expecting(conn: sqlite3.Connection, c: Commit, expect: RelationshipRecord) -> None:
-    """:func:`_apply_commit`, only if the thread's row is still exactly ``expect``."""
+    """:func:`_apply_commit`, only if the thread's row is still exactly ``expect``.
+
+    The usual step (a vendor's: its one relationship, keys, label and URL as expected) checks
+    and writes the row in one UPDATE (:data:`_UPDATE_REL_EXPECTING`); any other Commit reads
+    the row and compares it first."""
+    rels = c.relationships
+    if len(rels) == 1 and _same_keys(rels[0], expect):
+        r = rels[0]
+        if conn.execute(_UPDATE_REL_EXPECTING, (r.state, r.data, r.updated_ms, *_rel_row(expect))
+                        ).rowcount != 1:  # fmt: skip
+            raise StoreConflict(f"relationship {expect.thread.hex()} changed since it was read")
+        _apply_after_relationships(conn, c)
+        return
     if not _holds(conn, expect):
         raise StoreConflict(f"relationship {expect.thread.hex()} changed since it was read")
     _apply_commit(conn, c)
 
 
-def _expectations_hold(conn: sqlite3.Connection, jobs: list[_Job]) -> bool:
-    """Whether every ``expect`` of ``jobs`` holds before the group is written, and no other
-    Commit of the group writes its thread (whose row it would then have to expect)."""
-    expects = [job.expect for job in jobs if job.expect is not None]
-    if not expects:
-        return True
+def _same_keys(r: RelationshipRecord, expect: RelationshipRecord) -> bool:
+    """Whether ``r`` writes ``expect``'s row leaving every column but state, data and time as
+    it is (so an UPDATE of those three is its whole upsert)."""
+    return (r.thread == expect.thread and r.role == expect.role
+            and r.local_key == expect.local_key and r.peer_key == expect.peer_key
+            and r.label == expect.label and r.peer_url == expect.peer_url)  # fmt: skip
+
+
+def _expecting_group(conn: sqlite3.Connection, jobs: list[_Job]) -> set[int] | None:
+    """Check every ``expect`` of ``jobs`` before the group is written: None if one does not
+    hold, or another Commit of the group writes its thread (whose row it would then have to
+    expect). A Commit that keeps its row's keys has its relationship written here, checked in
+    the same UPDATE (:data:`_UPDATE_REL_EXPECTING`); the ids of the records so written are
+    returned, for :func:`_apply_group` to leave out."""
+    done: set[int] = set()
+    expecting = [(job.commit, job.expect) for job in jobs
+                 if job.commit is not None and job.expect is not None]  # fmt: skip
+    if not expecting:
+        return done
     written: dict[bytes, int] = {}
     for job in jobs:
         if job.commit is not None:
             for r in job.commit.relationships:
                 written[r.thread] = written.get(r.thread, 0) + 1
-    return all(written.get(e.thread, 0) <= 1 and _holds(conn, e) for e in expects)
+    for c, e in expecting:
+        if written.get(e.thread, 0) > 1:
+            return None
+        rels = c.relationships
+        if len(rels) == 1 and _same_keys(rels[0], e):
+            r = rels[0]
+            if conn.execute(_UPDATE_REL_EXPECTING, (r.state, r.data, r.updated_ms, *_rel_row(e))
+                            ).rowcount != 1:  # fmt: skip
+                return None
+            done.add(id(r))
+        elif not _holds(conn, e):
+            return None
+    return done
 
 
 def _groupable(c: Commit | None) -> bool:
@@ -538,7 +589,9 @@ def _groupable(c: Commit | None) -> bool:
     return all(h.thread in threads for h in c.history)
 
 
-def _apply_group(conn: sqlite3.Connection, commits: list[Commit]) -> bool:
+def _apply_group(
+    conn: sqlite3.Connection, commits: list[Commit], written: Collection[int] = ()
+) -> bool:
     """Write several :func:`_groupable` Commits as if one after another, with one multi-row
     INSERT per table (:func:`_insert_rows`); False if any of them would fail (the caller then
     rolls back whatever was written).
@@ -548,7 +601,8 @@ def _apply_group(conn: sqlite3.Connection, commits: list[Commit]) -> bool:
     history threads have their relationship row first either way. A failure is a uniqueness
     rule (raised by SQLite for the whole group) or a history index that does not continue its
     thread (checked here first); then the caller rolls the group back and writes the Commits
-    one by one, each in its own savepoint, so that only the failing ones fail.
+    one by one, each in its own savepoint, so that only the failing ones fail. ``written``: ids
+    of relationship records already written (:func:`_expecting_group`), left out here.
     """
     nexts: dict[bytes, int] = {}
     firsts: list[tuple[bytes, int]] = []
@@ -566,7 +620,7 @@ def _apply_group(conn: sqlite3.Connection, commits: list[Commit]) -> bool:
             return False
     if not _clears_commute(commits):
         return False
-    rels = [_rel_row(r) for c in commits for r in c.relationships]
+    rels = [_rel_row(r) for c in commits for r in c.relationships if id(r) not in written]
     if _insert_rows(conn, _REL_COLUMNS, rels, _REL_UPSERT_KEPT) != len(rels):
         return False  # a relationship's keys changed: one by one (the full upsert for it)
     _insert_rows(conn, _META_COLUMNS, [m for c in commits for m in c.meta], _META_UPSERT)
@@ -576,8 +630,7 @@ def _apply_group(conn: sqlite3.Connection, commits: list[Commit]) -> bool:
                      [(t,) for c in commits for t in c.save_points_clear])  # fmt: skip
     points = [typed.save_point_row(p) for c in commits for p in c.save_points]
     _insert_rows(conn, typed.SAVE_POINTS_UPSERT[0], points, typed.SAVE_POINTS_UPSERT[1])
-    held = [typed.held_row(h) for c in commits for h in c.held]
-    _insert_rows(conn, typed.HELD_UPSERT[0], held, typed.HELD_UPSERT[1])
+    typed.upsert_held(conn, [h for c in commits for h in c.held])
     _insert_rows(conn, feed.INSERT_EVENTS, [feed.event_row(e) for c in commits for e in c.events])
     return True
 
@@ -692,6 +745,7 @@ class SQLiteStore(AsyncClosing):
         self._wal = durable.WalFile(self.path)
         self._checkpointed_at = 0  # horizon.committed at the last checkpoint (writer thread)
         self._sync_wanted = False  # writer thread: a sync was asked for since the last one
+        self._busy_until = 0.0  # writer thread: while before this, a lone write waits for company
         # SimpleQueue: a put never takes a lock the waking writer holds while it waits for the
         # GIL (queue.Queue's Condition did: 14% of an agent's event-loop time, #12)
         self._queue: queue.SimpleQueue[_Job | str | None] = queue.SimpleQueue()
@@ -774,7 +828,6 @@ class SQLiteStore(AsyncClosing):
         loop.call_soon_threadsafe(_settle, ready, None, None)
         try:
             stop = False
-            busy_until = 0.0  # while before this, a lone write waits for company
             while not stop:
                 first = self._queue.get()
                 if first is None:
@@ -786,14 +839,12 @@ class SQLiteStore(AsyncClosing):
                     not stop
                     and batch
                     and len(batch) < GATHER_BELOW
-                    and (len(batch) > 1 or time.monotonic() < busy_until)
+                    and (len(batch) > 1 or time.monotonic() < self._busy_until)
                 ):
                     time.sleep(GATHER_DELAY_S)
                     stop = self._take(batch)
                 if batch:
                     self._run_batch(conn, batch)
-                    if len(batch) > 1:
-                        busy_until = time.monotonic() + GATHER_AFTER_S
                 if self._sync_wanted:
                     self._sync(conn)
         finally:
@@ -871,8 +922,11 @@ class SQLiteStore(AsyncClosing):
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             failure = StoreError(f"transaction failed, nothing of it was written: {exc}")
+            self._busy_until = time.monotonic() + GATHER_AFTER_S
             _resolve_all(batch, [(None, failure)] * len(batch))
             return
+        # before the futures resolve: a write their awaiters make at once is "just after"
+        self._busy_until = time.monotonic() + GATHER_AFTER_S
         self.stats.transactions += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         for _, error in outcomes:
@@ -929,8 +983,9 @@ class SQLiteStore(AsyncClosing):
         written because one of them would fail (see :func:`_apply_group`)."""
         conn.execute("SAVEPOINT grp")
         try:
-            written = _expectations_hold(conn, jobs) and _apply_group(
-                conn, [job.commit for job in jobs if job.commit is not None]
+            done = _expecting_group(conn, jobs)
+            written = done is not None and _apply_group(
+                conn, [job.commit for job in jobs if job.commit is not None], done
             )
         except Exception:
             written = False

@@ -1,8 +1,9 @@
 """SQLite tables of the event feed (schema v4, :class:`~vrmproto.store.EventRecord`): DDL, the
 statements applying a :class:`~vrmproto.store.Commit`'s event parts, and the queries.
 
-``events.pos`` is an ``AUTOINCREMENT`` rowid: assigned in insertion order, never reused, so a
-consumer's cursor (the last pos it has) stays valid whatever is deleted.
+``events.pos`` is the rowid: assigned in insertion order and never reused — the store deletes no
+event — so a consumer's cursor (the last pos it has) stays valid. Versions 4 to 7 made it
+``AUTOINCREMENT``; version 8 drops that (:mod:`vrmproto.store._migrate_v8`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from vrmproto.store._rows import DeadLetter, EventRecord
 
 __all__ = [
     "EVENT_COLUMNS",
+    "PERSONAL_INDEX",
     "SCHEMA_V4",
     "apply_events",
     "event_record",
@@ -49,7 +51,7 @@ _EVENTS_V6 = """CREATE TABLE events_v6 (
         pos INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, thread BLOB NOT NULL,
         seq INTEGER NOT NULL, kind TEXT NOT NULL, msg_hash BLOB NOT NULL,
         recorded_ms INTEGER NOT NULL, data BLOB NOT NULL, personal BLOB)"""
-_PERSONAL_INDEX = ("CREATE INDEX events_with_personal ON events(thread, msg_hash) "
+PERSONAL_INDEX = ("CREATE INDEX events_with_personal ON events(thread, msg_hash) "
                    "WHERE personal IS NOT NULL")  # fmt: skip
 
 
@@ -78,7 +80,7 @@ def migrate_5_to_6(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE sqlite_sequence SET name = 'events_v6' WHERE name = 'events'")
     conn.execute("DROP TABLE events")
     conn.execute("ALTER TABLE events_v6 RENAME TO events")
-    conn.execute(_PERSONAL_INDEX)
+    conn.execute(PERSONAL_INDEX)
 
 
 EVENT_COLUMNS = "id, thread, seq, kind, msg_hash, recorded_ms, data, personal"

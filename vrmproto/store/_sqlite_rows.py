@@ -229,9 +229,34 @@ def note_record(row: Sequence[Any]) -> ShareNote:
 # -- writes ------------------------------------------------------------------------------------
 
 
+#: Most rows one multi-row INSERT of a group writes (well under SQLite's variable limit).
+ROWS_PER_INSERT = 128
+
+
+def insert_rows(
+    conn: sqlite3.Connection, columns: str, rows: list[tuple[object, ...]], tail: str = ""
+) -> int:
+    """``columns (?, …), (?, …) … tail``: many rows in one statement, so in one step (one
+    release of the GIL instead of one per row); rows are applied in order, as executemany
+    would. Statements hold a power of two of rows (23 rows: 16, 4, 2, 1), so a few prepared
+    statements, kept in the connection's cache, serve every batch size. Returns the rows
+    changed (inserted or updated)."""
+    if not rows:
+        return 0
+    one = "(" + ", ".join("?" * len(rows[0])) + ")"
+    start, left, changed = 0, len(rows), 0
+    while left:
+        size = min(ROWS_PER_INSERT, 1 << (left.bit_length() - 1))
+        chunk = rows[start : start + size]
+        sql = columns + ", ".join([one] * size) + tail
+        changed += conn.execute(sql, [value for row in chunk for value in row]).rowcount
+        start, left = start + size, left - size
+    return changed
+
+
 def upsert_sql(table: str, columns: str, key: str) -> tuple[str, str]:
     """``(INSERT INTO table (columns) VALUES , ON CONFLICT (key) DO UPDATE SET …)``: the two
-    halves around the value tuples, for :func:`vrmproto.store._sqlite._insert_rows`."""
+    halves around the value tuples, for :func:`insert_rows`."""
     names = [c.strip() for c in columns.split(",")]
     keys = {k.strip() for k in key.split(",")}
     sets = ", ".join(f"{n} = excluded.{n}" for n in names if n not in keys)
@@ -281,6 +306,51 @@ _THREADS_KEPT = kept_upsert_sql("threads", THREAD_COLUMNS, "thread", "vendor_key
 _NOTES_KEPT = kept_upsert_sql("share_notes", NOTE_COLUMNS, "share", "thread")
 
 
+def upsert_held(conn: sqlite3.Connection, held: Sequence[HeldRecord]) -> None:
+    """Part 16: upsert held rows by ``(thread, field)``, in order.
+
+    The rows of one share differ only in field, value and category: each run of consecutive
+    records sharing the rest is one statement binding those once (:func:`_held_run`) — a
+    share's eight rows bind 30 values instead of 72, each a conversion and, for text and
+    blobs, a copy (#12)."""
+    start = 0
+    for end in range(1, len(held) + 1):
+        if end == len(held) or _held_shared(held[end]) != _held_shared(held[start]):
+            _held_run(conn, held[start:end])
+            start = end
+
+
+def _held_shared(h: HeldRecord) -> tuple[object, ...]:
+    return (h.thread, h.source, h.collected_ms, h.purposes, h.share, h.expires_ms)
+
+
+def _held_run(conn: sqlite3.Connection, run: Sequence[HeldRecord]) -> None:
+    """Upsert ``run`` (records equal in :func:`_held_shared`), in order, in statements of a
+    power of two of rows (as :func:`insert_rows`)."""
+    first = run[0]
+    shared = (first.thread, first.source, first.collected_ms, _js(first.purposes), first.share,
+              first.expires_ms)  # fmt: skip
+    start, left = 0, len(run)
+    while left:
+        size = min(ROWS_PER_INSERT, 1 << (left.bit_length() - 1))
+        values: list[object] = list(shared)
+        for h in run[start : start + size]:
+            values += (h.field, h.value, h.category)
+        conn.execute(_held_run_sql(size), values)
+        start, left = start + size, left - size
+
+
+@functools.lru_cache(maxsize=16)
+def _held_run_sql(size: int) -> str:
+    """The upsert of ``size`` held rows sharing ``?1``–``?6`` (thread, source, collected_ms,
+    purposes, share, expires_ms), each row's field, value and category after them. The rows
+    of a ``VALUES`` list are inserted in order; ``WHERE true`` parses the upsert clause as one
+    (https://www.sqlite.org/lang_upsert.html, "Parsing Ambiguity")."""
+    rows = ", ".join(f"(?{7 + 3 * i}, ?{8 + 3 * i}, ?{9 + 3 * i})" for i in range(size))
+    return (f"INSERT INTO held ({HELD_COLUMNS}) SELECT ?1, column1, column2, column3, ?2, ?3, "  # noqa: S608
+            f"?4, ?5, ?6 FROM (VALUES {rows}) WHERE true{HELD_UPSERT[1]}")  # fmt: skip
+
+
 @functools.lru_cache(maxsize=64)
 def _upsert_one(sql: tuple[str, str], columns: str) -> str:
     return sql[0] + _one(columns) + sql[1]
@@ -327,7 +397,7 @@ def apply_rows(conn: sqlite3.Connection, c: Commit) -> None:
         conn, SAVE_POINTS_UPSERT, SAVE_POINT_COLUMNS, [save_point_row(p) for p in c.save_points]
     )
     _delete(conn, "DELETE FROM held WHERE thread = ? AND share = ?", c.held_drop)
-    _upsert(conn, HELD_UPSERT, HELD_COLUMNS, [held_row(h) for h in c.held])
+    upsert_held(conn, c.held)
     _upsert(conn, _INTENTS_UPSERT, INTENT_COLUMNS, [intent_row(i) for i in c.intents])
     _upsert(conn, _OFFERS_UPSERT, OFFER_COLUMNS, [offer_row(o) for o in c.offers])
     upsert_kept(conn, _NOTES_KEPT, _upsert_one(_NOTES_UPSERT, NOTE_COLUMNS),
