@@ -154,7 +154,9 @@ _T = TypeVar("_T")
 # what it saved), so what is bound is unchanged, for this module and for any other user of
 # ``sqlite3`` in the process (the registry is the module's). Callgrind, the vendor Commits of
 # ``bench/steps.py`` replayed in a plain loop: 716 K -> 634 K instructions per Commit (#12).
-sqlite3.register_adapter(bytes, bytes.__bytes__)
+# An adapter for ``bytes`` the application registered before it is left in place.
+if (bytes, sqlite3.PrepareProtocol) not in sqlite3.adapters:
+    sqlite3.register_adapter(bytes, bytes.__bytes__)
 
 _BUSY_TIMEOUT_S = 5.0
 
