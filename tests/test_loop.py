@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
+from collections.abc import Iterator
 
 import pytest
 
@@ -32,3 +34,20 @@ def test_asking_for_uvloop_without_it_fails(monkeypatch: pytest.MonkeyPatch) -> 
     assert _loop.loop_factory() is None
     with pytest.raises(ImportError):
         _loop.loop_factory(True)
+
+
+@pytest.fixture
+def thresholds() -> Iterator[None]:
+    kept = gc.get_threshold()
+    yield
+    gc.set_threshold(*kept)
+
+
+@pytest.mark.usefixtures("thresholds")
+def test_a_runner_collects_less_often_unless_the_process_chose() -> None:
+    gc.set_threshold(700, 10, 10)  # Python's default
+    _loop.run(_kind(), fast=False)
+    assert gc.get_threshold() == _loop.GC_THRESHOLDS
+    gc.set_threshold(2_000, 5, 5)  # the application's own
+    _loop.run(_kind(), fast=False)
+    assert gc.get_threshold() == (2_000, 5, 5)
