@@ -409,7 +409,7 @@ class Relationship:
                                code=Problem.ID_CONFLICT)
         self._agreement_first(body)
         step = move(self.state, by, body)
-        effect = step.rule.apply(self, body, Turn(by, now, ours=by is self.role))
+        effect = step.rule.apply(self, body, Turn(by, now, by is self.role))
         return step.to, effect
 
     def _agreement_first(self, body: Body) -> None:
@@ -449,6 +449,7 @@ class Relationship:
         per message on a server, and a generic canonicalising walk would dominate its cost. The
         shares, which grow with the relationship, come packed from :class:`ShareMap`.
         """
+        retired, withdraws = self.retired, self.pending_withdraws  # (mostly empty)
         before = _codec.pack_sorted({
             "agreement": self.agreement,
             "awaiting": sorted(self.awaiting_receipt),
@@ -463,14 +464,14 @@ class Relationship:
             "peer_key": self.peer_key,
             "pending_offer": self.pending_offer,
             "requests": sorted(self.pending_requests),
-            "retired": [[k, v] for k, v in sorted(self.retired.items())],
+            "retired": [[k, v] for k, v in sorted(retired.items())] if retired else [],
             "role": self.role.value,
         })
         after = _codec.pack_sorted({
             "state": self.state.value,
             "terms": self._wire("terms", self.terms),
             "thread": self.thread,
-            "withdraws": [[k, list(v)] for k, v in sorted(self.pending_withdraws.items())],
+            "withdraws": [[k, list(v)] for k, v in sorted(withdraws.items())] if withdraws else [],
         })
         shares = self.shares
         packed = (shares if isinstance(shares, ShareMap) else ShareMap(shares.items())).packed()
