@@ -133,6 +133,8 @@ def payload_edits(rng: random.Random) -> list[bytes]:
         out.append(payload(extra={"zz": v}))
         out.append(payload(extra={"a": v}))
     out.extend(payload({**FIELDS, n: "v"} if isinstance(n, str) else {n: "v"}) for n in names)
+    out.extend(payload(dict(sorted({**FIELDS, n: "v"}.items()))) for n in names  # in order
+               if isinstance(n, str))
     orders = (("msg", "content", "to"), ("content", "to", "msg"), ("content", "msg"))
     out.extend(payload(order=order) for order in orders)
     out.append(payload(to=bytes(32)))

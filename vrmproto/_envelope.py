@@ -690,6 +690,7 @@ def _fields_kind() -> StrMap:
 
 _FIELDS_KIND = _fields_kind()
 _FIELDS_NAME_MAX = 64  # StrMap's field names: 1..64 characters
+_ONLY_STR = {str}
 
 
 def _fields_payload(content: Any, msg_id: Any, recipient: Any) -> bytes | None:
@@ -732,15 +733,17 @@ def _read_fields_payload(inner: Any, content_type: type[Any], limits: Limits) ->
         return MISS
     fields = content["fields"]
     kind = _FIELDS_KIND
-    if type(fields) is not dict or not kind.min_items <= len(fields) <= kind.max_items:
+    if type(fields) is not dict or not 1 <= kind.min_items <= len(fields) <= kind.max_items:
         return MISS
-    prev = ""
-    max_value = kind.max_value
-    for name, value in fields.items():
-        if (type(name) is not str or name <= prev or len(name) > _FIELDS_NAME_MAX
-                or type(value) is not str or len(value) > max_value):
-            return MISS  # (the empty name fails name <= prev: "" sorts first)
-        prev = name
+    # every name and value text, names ascending (unique: a dict) and 1..64 characters long,
+    # values at most max_value: in C loops, as a share carries many fields
+    names, values = list(fields), list(fields.values())
+    if set(map(type, names)) != _ONLY_STR or set(map(type, values)) != _ONLY_STR:
+        return MISS
+    if names != sorted(names) or not names[0] or max(map(len, names)) > _FIELDS_NAME_MAX:
+        return MISS
+    if max(map(len, values)) > kind.max_value:
+        return MISS
     return FieldsContent(fields=MappingProxyType(fields))
 
 
