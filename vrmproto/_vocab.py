@@ -89,6 +89,10 @@ _INT_MIN, _INT_MAX = -(2**53 - 1), 2**53 - 1
 _ID_RE = re.compile(r"[a-z][a-z0-9-]*(?:\.[A-Za-z0-9][A-Za-z0-9-]*)+")
 _PARAM_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 _FIELD_RE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
+#: Field names seen to be valid (§6.8-2), so the usual record skips the pattern; bounded, so
+#: ever-new names cannot pin memory.
+_GOOD_FIELDS: set[str] = set()
+_GOOD_FIELDS_MAX = 4096
 _REF_KEYS = frozenset({"id", "version", "hash", "params"})
 _RECORD_KEYS = frozenset({"field", "value", "category", "source", "collected", "purposes"})
 _DATA_KEYS = frozenset({"format", "records"})
@@ -867,6 +871,36 @@ class DataRecord:
     purposes: tuple[int, ...]
 
     def __post_init__(self) -> None:
+        if not self._usual():
+            self._check()
+
+    def _usual(self) -> bool:
+        """True for the usual record, which every check of :meth:`_check` passes and whose
+        ``purposes`` are already a sorted tuple of distinct numbers (a vendor makes one per
+        field of every share): exact types, a value short enough for any UTF-8 to fit."""
+        purposes = self.purposes
+        field, value, category, collected = self.field, self.value, self.category, self.collected
+        if (type(field) is not str or type(value) is not str or type(category) is not int
+                or type(collected) is not int or type(purposes) is not tuple or not purposes):
+            return False
+        if len(value) > _MAX_VALUE // 4 or not 0 <= collected <= _INT_MAX:
+            return False  # (at most 4 UTF-8 bytes a character, surrogates 3)
+        if category not in PII_CATEGORIES or self.source not in DATA_SOURCES:
+            return False
+        if field not in _GOOD_FIELDS:
+            if len(field) > _MAX_FIELD or not _FIELD_RE.fullmatch(field):
+                return False
+            if len(_GOOD_FIELDS) < _GOOD_FIELDS_MAX:
+                _GOOD_FIELDS.add(field)
+        prev = 0
+        for p in purposes:
+            if type(p) is not int or p <= prev or p not in PURPOSES:
+                return False
+            prev = p
+        return True
+
+    def _check(self) -> None:
+        """Every rule of §6.8-1..7, in order; ``purposes`` then sorted without duplicates."""
         if not isinstance(self.field, str):
             raise _invalid(f"expected str, got {_kind(self.field)}", "field", "§6.8-1")
         if len(self.field) > _MAX_FIELD or not _FIELD_RE.fullmatch(self.field):
