@@ -718,17 +718,33 @@ def _parse(
         if text in names:
             return text
     elif isinstance(text, str):
+        known = _PARSED.get((text, id(spellings))) if type(text) is str else None
+        if known is not None:
+            return known
         stripped = text.strip()
         # A bare number, or Kantara's display form "N - Name".
         number, _, rest = stripped.partition(" - ")
         if number.isascii() and number.isdigit():
             n = int(number)
             if n in names and (not rest or _slug(rest) == _slug(names[n])):
-                return n
+                return _remember(text, spellings, n)
         elif found := spellings.get(_slug(stripped)):
-            return found
+            return _remember(text, spellings, found)
     options = ", ".join(slugs.values())
     raise ValueError(f"{text!r} is not a {what}: give 1..{len(names)}, a name, or one of {options}")
+
+
+#: What :func:`_parse` read from text, by (text, id of the table of spellings — one of the two
+#: module constants): a sender names the same purposes and categories share after share. Only
+#: exact ``str`` texts, at most ``_PARSED_MAX`` of them, so ever-new texts cannot pin memory.
+_PARSED: dict[tuple[str, int], int] = {}
+_PARSED_MAX = 1024
+
+
+def _remember(text: str, spellings: Mapping[str, int], n: int) -> int:
+    if type(text) is str and len(_PARSED) < _PARSED_MAX:
+        _PARSED[(text, id(spellings))] = n
+    return n
 
 
 def purpose_label(n: int) -> str:
