@@ -46,16 +46,28 @@ _pack = pack_sorted
 
 
 def array_header(length: int) -> bytes:
-    """The canonical header of an array of ``length`` items, to frame items packed apart
-    (msgpack's headers are always the shortest form, as §3.3-7 requires)."""
-    out: bytes = _Packer().pack_array_header(length)
+    """The canonical header of an array of ``length`` items, to frame items packed apart: the
+    shortest form, as §3.3-7 requires (fixarray, array 16, array 32)."""
+    if 0 <= length < 16:
+        return _FIXARRAY[length]
+    if 16 <= length < 0x1_0000:
+        return b"\xdc" + length.to_bytes(2, "big")
+    out: bytes = _Packer().pack_array_header(length)  # (and its error for a bad length)
     return out
 
 
 def map_header(length: int) -> bytes:
     """The canonical header of a map of ``length`` entries (see :func:`array_header`)."""
+    if 0 <= length < 16:
+        return _FIXMAP[length]
+    if 16 <= length < 0x1_0000:
+        return b"\xde" + length.to_bytes(2, "big")
     out: bytes = _Packer().pack_map_header(length)
     return out
+
+
+_FIXARRAY = [bytes((0x90 | n,)) for n in range(16)]
+_FIXMAP = [bytes((0x80 | n,)) for n in range(16)]
 
 
 def _no_ext(code: int, data: bytes) -> Any:

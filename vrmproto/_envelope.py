@@ -15,11 +15,20 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Collection
+from types import MappingProxyType
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from vrmproto import _codec
 from vrmproto._errors import DecodeError, Problem, SignatureError, ValidationError, excerpt
-from vrmproto._fields import MISS, dump_record, load_record, record_loader, record_writer
+from vrmproto._fields import (
+    MISS,
+    StrMap,
+    dump_record,
+    load_record,
+    record_loader,
+    record_writer,
+    specs,
+)
 from vrmproto._keys import (
     HASH_BYTES,
     ID_BYTES,
@@ -667,6 +676,76 @@ _BODY_WRITERS = {
 
 # -- sealed content (§5.5) ------------------------------------------------------------------------
 
+_SEALED_KEYS = ["payload", "sig"]
+_PAYLOAD_KEYS = ["content", "msg", "to"]
+_FIELDS_KEYS = ["fields"]
+
+
+def _fields_kind() -> StrMap:
+    ((name, kind, _),) = specs(FieldsContent)  # one field, a StrMap, as declared
+    assert name == "fields"
+    assert isinstance(kind, StrMap)
+    return kind
+
+
+_FIELDS_KIND = _fields_kind()
+_FIELDS_NAME_MAX = 64  # StrMap's field names: 1..64 characters
+_ONLY_STR = {str}
+
+
+def _fields_payload(content: Any, msg_id: Any, recipient: Any) -> bytes | None:
+    """``_codec.encode({"content": dump_record(content), "msg": msg_id, "to": recipient})`` for
+    a :class:`FieldsContent` of text names and values and binary ``msg_id`` and ``recipient``
+    (hot path of sharing); None for anything else — the caller then runs that."""
+    if type(content) is not FieldsContent or type(msg_id) is not bytes or type(
+        recipient
+    ) is not bytes:
+        return None
+    fields = content.fields
+    if type(fields) is not dict and type(fields) is not MappingProxyType:
+        return None
+    try:
+        names = sorted(fields)
+    except TypeError:
+        return None
+    ordered = {}
+    for name in names:
+        value = fields[name]
+        if type(name) is not str or type(value) is not str:
+            return None
+        ordered[name] = value
+    return _pack({"content": {"fields": ordered}, "msg": msg_id, "to": recipient})
+
+
+def _read_fields_payload(inner: Any, content_type: type[Any], limits: Limits) -> Any:
+    """The :class:`FieldsContent` a decoded sealed payload carries when it is the usual one —
+    ``{content: {fields: {name: text, ...}}, msg: bin, to: bin}``, every map's keys in order,
+    every rule of §3.3 and of the declared kinds met, nesting within ``max_depth`` — else
+    :data:`MISS`: then the reference steps of :func:`open_sealed` decide."""
+    if content_type is not FieldsContent or limits.max_depth < 3:  # the fields map's depth: 2
+        return MISS
+    if type(inner) is not dict or list(inner) != _PAYLOAD_KEYS:
+        return MISS
+    content, msg_id, to = inner["content"], inner["msg"], inner["to"]
+    if type(msg_id) is not bytes or type(to) is not bytes:
+        return MISS
+    if type(content) is not dict or list(content) != _FIELDS_KEYS:
+        return MISS
+    fields = content["fields"]
+    kind = _FIELDS_KIND
+    if type(fields) is not dict or not 1 <= kind.min_items <= len(fields) <= kind.max_items:
+        return MISS
+    # every name and value text, names ascending (unique: a dict) and 1..64 characters long,
+    # values at most max_value: in C loops, as a share carries many fields
+    names, values = list(fields), list(fields.values())
+    if set(map(type, names)) != _ONLY_STR or set(map(type, values)) != _ONLY_STR:
+        return MISS
+    if names != sorted(names) or not names[0] or max(map(len, names)) > _FIELDS_NAME_MAX:
+        return MISS
+    if max(map(len, values)) > kind.max_value:
+        return MISS
+    return FieldsContent(fields=MappingProxyType(fields))
+
 
 def seal_content(
     content: Any,
@@ -681,7 +760,9 @@ def seal_content(
     Naming the recipient inside the signed content stops a recipient from re-sealing it to
     someone else as if the sender had sent it to them (surreptitious forwarding, §11.5).
     """
-    payload = _codec.encode({"content": dump_record(content), "msg": msg_id, "to": recipient})
+    payload = _fields_payload(content, msg_id, recipient)
+    if payload is None:  # not the usual field set: the reference encoder (and its errors)
+        payload = _codec.encode({"content": dump_record(content), "msg": msg_id, "to": recipient})
     sig = identity.sign(Context.SEALED, payload)
     return seal(_codec.pack_sorted({"payload": payload, "sig": sig}), recipient_enc_key)
 
@@ -695,14 +776,23 @@ def open_sealed(
 ) -> Any:
     """Open the sealed content of a verified message addressed to ``identity`` (§5.5-3..6)."""
     plain = identity.unseal(message.body.sealed)
-    outer = _codec.decode(plain, max_depth=1, path="$.sealed")
-    if type(outer) is not dict or outer.keys() != {"payload", "sig"}:
-        raise DecodeError("sealed content is a map of payload and sig", clause="§5.5-3")
+    outer = _codec.decode_form(plain, path="$.sealed")
+    # {payload: bin, sig: bin}, in that order, passes §3.3's walk: only anything else is walked
+    if type(outer) is not dict or list(outer) != _SEALED_KEYS or type(
+        outer["payload"]
+    ) is not bytes or type(outer["sig"]) is not bytes:
+        _codec.check_value(outer, depth=0, max_depth=1, path="$.sealed")
+        if type(outer) is not dict or outer.keys() != {"payload", "sig"}:
+            raise DecodeError("sealed content is a map of payload and sig", clause="§5.5-3")
     payload, sig = outer["payload"], outer["sig"]
     if type(payload) is not bytes or type(sig) is not bytes or len(sig) != SIG_BYTES:
         raise DecodeError("payload is binary and sig 64 bytes", clause="§5.5-3")
     verify(Context.SEALED, payload, sig, message.sender)
-    inner = _codec.decode(payload, max_depth=limits.max_depth, path="$.sealed.payload")
+    inner = _codec.decode_form(payload, path="$.sealed.payload")
+    content = _read_fields_payload(inner, content_type, limits)
+    if content is not MISS and inner["to"] == identity.public_key and inner["msg"] == message.id:
+        return content  # the usual field set, read whole: what the steps below conclude
+    _codec.check_value(inner, depth=0, max_depth=limits.max_depth, path="$.sealed.payload")
     if type(inner) is not dict or inner.keys() != {"content", "msg", "to"}:
         raise DecodeError("sealed payload is a map of content, msg, to", clause="§5.5-3")
     if inner["to"] != identity.public_key:

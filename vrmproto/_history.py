@@ -11,6 +11,7 @@ index where the links differ is where they diverge (§8.3).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -23,6 +24,7 @@ from vrmproto._messages import KeyRotate
 
 _LINK_CONTEXT = b"vrmproto/v1/history\x00"
 GENESIS = bytes(32)
+_sha256 = hashlib.sha256  # SHA-256 (§3.6), inline on the hot path
 
 
 def link(prev_link: bytes, msg_hash: bytes) -> bytes:
@@ -119,11 +121,15 @@ class History:
 
     def append(self, msg_hash: bytes, envelope: bytes, *, outgoing: bool) -> Entry:
         """Log a message as the next entry (§8.2-1); it may appear only once (§8.2-2)."""
-        if msg_hash in self._hashes:
+        hashes, entries = self._hashes, self._entries
+        if msg_hash in hashes:
             raise ValidationError("a message appears twice in one history", clause="§8.2-2")
-        entry = Entry(len(self), msg_hash, link(self.head, msg_hash), envelope, outgoing)
-        self._entries.append(entry)  # linked by construction: no need to check it again
-        self._hashes.add(msg_hash)
+        # len(self), self.head and link(), inline (hot path: every message sent or received)
+        head = entries[-1].link if entries else self._base_link
+        entry = Entry(self._base_len + len(entries), msg_hash,
+                      _sha256(_LINK_CONTEXT + head + msg_hash).digest(), envelope, outgoing)
+        entries.append(entry)  # linked by construction: no need to check it again
+        hashes.add(msg_hash)
         return entry
 
     def erase(self, msg_hash: bytes, erased_envelope: bytes) -> None:

@@ -27,6 +27,7 @@ SIG_BYTES = 64
 HASH_BYTES = 32
 ID_BYTES = 16
 _NULL = _ffi.NULL
+_SEAL_BYTES: int = _sodium.crypto_box_SEALBYTES
 
 
 class Context:
@@ -189,6 +190,7 @@ class Identity:
     enc_public_key: bytes = field(init=False)
     _signing_secret: bytes = field(init=False)
     _enc_private: PrivateKey = field(init=False)
+    _enc_secret: bytes = field(init=False, compare=False)  # bytes(_enc_private), for unseal
 
     def __post_init__(self) -> None:
         if len(self.seed) != 32:
@@ -199,6 +201,7 @@ class Identity:
         object.__setattr__(self, "public_key", pk)
         object.__setattr__(self, "_signing_secret", sk)
         object.__setattr__(self, "_enc_private", enc)
+        object.__setattr__(self, "_enc_secret", bytes(enc))
         object.__setattr__(self, "enc_public_key", bytes(enc.public_key))
 
     def __repr__(self) -> str:
@@ -225,21 +228,42 @@ class Identity:
         Raises :class:`ValidationError` ``cannot_decrypt`` when it was sealed to another key or
         was altered.
         """
-        try:
-            plain: bytes = SealedBox(self._enc_private).decrypt(ciphertext)
-        except (nacl.exceptions.CryptoError, ValueError, TypeError):
-            raise ValidationError(
-                "sealed content cannot be opened with this recipient's key",
-                code=Problem.CANNOT_DECRYPT,
-                clause="§5.5-4",
-            ) from None
-        return plain
+        # libsodium's crypto_box_seal_open, as nacl's SealedBox.decrypt calls it, without
+        # building a SealedBox (and deriving its public key) for every message.
+        size = len(ciphertext) - _SEAL_BYTES if type(ciphertext) is bytes else -1
+        if size >= 0:
+            plain = _ffi.new("unsigned char[]", max(1, size))
+            if _lib.crypto_box_seal_open(plain, ciphertext, len(ciphertext), self.enc_public_key,
+                                         self._enc_secret) == 0:
+                out: bytes = _ffi.buffer(plain, size)[:]
+                return out
+        elif type(ciphertext) is not bytes:  # anything else: the wrapper's checks decide
+            try:
+                opened: bytes = SealedBox(self._enc_private).decrypt(ciphertext)
+                return opened
+            except (nacl.exceptions.CryptoError, ValueError, TypeError):
+                pass
+        raise ValidationError(
+            "sealed content cannot be opened with this recipient's key",
+            code=Problem.CANNOT_DECRYPT,
+            clause="§5.5-4",
+        )
 
 
 def seal(plaintext: bytes, enc_public_key: bytes) -> bytes:
     """Seal ``plaintext`` to an X25519 public key (libsodium sealed box, §5.5-2)."""
-    ciphertext: bytes = SealedBox(PublicKey(enc_public_key)).encrypt(plaintext)
-    return ciphertext
+    if type(plaintext) is not bytes or type(enc_public_key) is not bytes or len(
+        enc_public_key
+    ) != KEY_BYTES:  # the wrapper's checks, for their errors
+        ciphertext: bytes = SealedBox(PublicKey(enc_public_key)).encrypt(plaintext)
+        return ciphertext
+    # libsodium's crypto_box_seal, as nacl.bindings.crypto_box_seal calls it, unwrapped.
+    size = len(plaintext) + _SEAL_BYTES
+    out = _ffi.new("unsigned char[]", size)
+    if _lib.crypto_box_seal(out, plaintext, len(plaintext), enc_public_key) != 0:
+        raise nacl.exceptions.RuntimeError("Unexpected library error")
+    sealed: bytes = _ffi.buffer(out, size)[:]
+    return sealed
 
 
 @dataclass(frozen=True, slots=True, repr=False)

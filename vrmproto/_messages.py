@@ -46,7 +46,7 @@ class Body:
     @classmethod
     def sent_by(cls, role: Role) -> bool:
         """True when ``role`` may send this type (§7-2)."""
-        return cls.SENT_BY == "either" or Role(cls.SENT_BY) is role
+        return cls.SENT_BY in ("either", role.value)
 
     def to_wire(self) -> dict[str, Any]:
         """The body as a canonical-order map (§5.1)."""

@@ -79,19 +79,20 @@ class ShareMap(dict[bytes, int]):
     gives (a test holds them to it); any change but adding or dropping one share starts over.
     """
 
-    __slots__ = ("_changed", "_keys", "_packed", "_parts")
+    __slots__ = ("_changed", "_keys", "_packed", "_parts", "_size")
 
     _keys: list[bytes] | None  # sorted, while each entry is kept packed
     _parts: list[bytes]  # each entry packed, in the order of _keys, while _keys is kept
     _packed: bytes | None  # the whole array
     _changed: bool  # changed since made or since _forget
+    _size: int  # the length of every kept part, when all have one (0: unknown or mixed)
 
     def __init__(self, items: Iterable[tuple[bytes, int]] = ()) -> None:
         super().__init__(items)
         self._forget()
 
     def _forget(self) -> None:
-        self._keys, self._parts, self._packed, self._changed = None, [], None, False
+        self._keys, self._parts, self._packed, self._changed, self._size = None, [], None, False, 0
 
     def packed(self) -> bytes:
         """The canonical msgpack array of ``[hash, expires]`` pairs, in ascending hash order."""
@@ -102,7 +103,23 @@ class ShareMap(dict[bytes, int]):
             else:
                 # one join of the parts in order: no Python step per entry (#12)
                 self._packed = _codec.array_header(len(keys)) + b"".join(parts)
+                self._size = _same_size(parts)
         return self._packed
+
+    def _splice(self, at: int, part: bytes, drop: int, before: int) -> None:
+        """The packed array after ``drop`` (0 or 1) parts at index ``at`` give way to ``part``
+        (b"": none), out of ``before`` entries: cut from the packed bytes when every part has
+        the same length (expiry times of one size: the usual case), one copy, where joining
+        the parts again steps through every one; else rebuilt when next asked for."""
+        old, size = self._packed, self._size
+        if old is None or not size or (part and len(part) != size):
+            self._packed, self._size = None, 0
+            return
+        after = before - drop + (1 if part else 0)
+        start = _array_head_len(before) + at * size
+        view = memoryview(old)
+        self._packed = b"".join((_codec.array_header(after), view[_array_head_len(before):start],
+                                 part, view[start + drop * size:]))  # fmt: skip
 
     def _kept(self) -> tuple[list[bytes], list[bytes]] | None:
         """The entries packed one by one, from the second change on: a map read from a store,
@@ -113,31 +130,39 @@ class ShareMap(dict[bytes, int]):
                 return None
             self._keys = sorted(self)
             self._parts = [_codec.pack_sorted([k, self[k]]) for k in self._keys]
+            self._size = _same_size(self._parts)
         return self._keys, self._parts
 
     def __setitem__(self, key: bytes, value: int) -> None:
         part = _codec.pack_sorted([key, value])  # first: a value that cannot pack changes nothing
         kept = self._kept()
-        if kept is not None:
+        if kept is None:
+            self._packed = None
+        else:
             keys, parts = kept
             i = bisect_left(keys, key)
-            if i < len(keys) and keys[i] == key:
+            replaced = i < len(keys) and keys[i] == key
+            self._splice(i, part, 1 if replaced else 0, len(keys))
+            if replaced:
                 parts[i] = part
             else:
                 keys.insert(i, key)
                 parts.insert(i, part)
         super().__setitem__(key, value)
-        self._packed = None
 
     def __delitem__(self, key: bytes) -> None:
         super().__delitem__(key)
         kept = self._kept()
-        if kept is not None:
-            keys, parts = kept
-            i = bisect_left(keys, key)
-            if i < len(keys) and keys[i] == key:  # else just packed from what is left
-                del keys[i], parts[i]
-        self._packed = None
+        if kept is None:
+            self._packed = None
+            return
+        keys, parts = kept
+        i = bisect_left(keys, key)
+        if i < len(keys) and keys[i] == key:
+            self._splice(i, b"", 1, len(keys))
+            del keys[i], parts[i]
+        else:  # the parts were just made from what is left: packed from them
+            self._packed, self._size = None, 0
 
     def pop(self, key: bytes, *default: Any) -> Any:
         if key in self:
@@ -167,6 +192,19 @@ class ShareMap(dict[bytes, int]):
         self._forget()
         super().__ior__(other)
         return self
+
+
+def _same_size(parts: list[bytes]) -> int:
+    """The length all of ``parts`` have, or 0 if they differ (or there are none)."""
+    if not parts:
+        return 0
+    size = len(parts[0])
+    return size if min(map(len, parts)) == size == max(map(len, parts)) else 0
+
+
+def _array_head_len(count: int) -> int:
+    """The length of the canonical header of an array of ``count`` items (§3.3)."""
+    return 1 if count < 16 else 3 if count < 0x1_0000 else 5
 
 
 #: to_state's map: the keys before "shares", "shares", the keys after (canonical order).
@@ -409,7 +447,7 @@ class Relationship:
                                code=Problem.ID_CONFLICT)
         self._agreement_first(body)
         step = move(self.state, by, body)
-        effect = step.rule.apply(self, body, Turn(by, now, ours=by is self.role))
+        effect = step.rule.apply(self, body, Turn(by, now, by is self.role))
         return step.to, effect
 
     def _agreement_first(self, body: Body) -> None:
@@ -449,6 +487,7 @@ class Relationship:
         per message on a server, and a generic canonicalising walk would dominate its cost. The
         shares, which grow with the relationship, come packed from :class:`ShareMap`.
         """
+        retired, withdraws = self.retired, self.pending_withdraws  # (mostly empty)
         before = _codec.pack_sorted({
             "agreement": self.agreement,
             "awaiting": sorted(self.awaiting_receipt),
@@ -463,14 +502,14 @@ class Relationship:
             "peer_key": self.peer_key,
             "pending_offer": self.pending_offer,
             "requests": sorted(self.pending_requests),
-            "retired": [[k, v] for k, v in sorted(self.retired.items())],
+            "retired": [[k, v] for k, v in sorted(retired.items())] if retired else [],
             "role": self.role.value,
         })
         after = _codec.pack_sorted({
             "state": self.state.value,
             "terms": self._wire("terms", self.terms),
             "thread": self.thread,
-            "withdraws": [[k, list(v)] for k, v in sorted(self.pending_withdraws.items())],
+            "withdraws": [[k, list(v)] for k, v in sorted(withdraws.items())] if withdraws else [],
         })
         shares = self.shares
         packed = (shares if isinstance(shares, ShareMap) else ShareMap(shares.items())).packed()

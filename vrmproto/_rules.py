@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from vrmproto._errors import Problem, ProtocolError, ValidationError
 from vrmproto._keys import Context, check_enc_key, check_key, verify
@@ -69,10 +69,10 @@ class Check:
         return ValidationError(detail, code=self.code, clause=self.clause, path=self.path)
 
 
-@dataclass(frozen=True, slots=True)
-class Turn:
+class Turn(NamedTuple):
     """The message a rule checks: who sends it, the time its rules compare with (now, or the
-    ``created`` of a message adopted from a history, §8.3-3), and whether it is our own."""
+    ``created`` of a message adopted from a history, §8.3-3), and whether it is our own.
+    Immutable (a named tuple: cheap to make for every message sent or received)."""
 
     sender: Role
     now: int
@@ -113,9 +113,9 @@ def rule(
     return register
 
 
-@dataclass(frozen=True, slots=True)
-class Move:
-    """What one message does in a relationship: the state it leads to (§7) and its rule (§5)."""
+class Move(NamedTuple):
+    """What one message does in a relationship: the state it leads to (§7) and its rule (§5).
+    Immutable (a named tuple: cheap to make for every message sent or received)."""
 
     to: State
     rule: Rule

@@ -89,6 +89,10 @@ _INT_MIN, _INT_MAX = -(2**53 - 1), 2**53 - 1
 _ID_RE = re.compile(r"[a-z][a-z0-9-]*(?:\.[A-Za-z0-9][A-Za-z0-9-]*)+")
 _PARAM_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 _FIELD_RE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
+#: Field names seen to be valid (§6.8-2), so the usual record skips the pattern; bounded, so
+#: ever-new names cannot pin memory.
+_GOOD_FIELDS: set[str] = set()
+_GOOD_FIELDS_MAX = 4096
 _REF_KEYS = frozenset({"id", "version", "hash", "params"})
 _RECORD_KEYS = frozenset({"field", "value", "category", "source", "collected", "purposes"})
 _DATA_KEYS = frozenset({"format", "records"})
@@ -714,17 +718,33 @@ def _parse(
         if text in names:
             return text
     elif isinstance(text, str):
+        known = _PARSED.get((text, id(spellings))) if type(text) is str else None
+        if known is not None:
+            return known
         stripped = text.strip()
         # A bare number, or Kantara's display form "N - Name".
         number, _, rest = stripped.partition(" - ")
         if number.isascii() and number.isdigit():
             n = int(number)
             if n in names and (not rest or _slug(rest) == _slug(names[n])):
-                return n
+                return _remember(text, spellings, n)
         elif found := spellings.get(_slug(stripped)):
-            return found
+            return _remember(text, spellings, found)
     options = ", ".join(slugs.values())
     raise ValueError(f"{text!r} is not a {what}: give 1..{len(names)}, a name, or one of {options}")
+
+
+#: What :func:`_parse` read from text, by (text, id of the table of spellings — one of the two
+#: module constants): a sender names the same purposes and categories share after share. Only
+#: exact ``str`` texts, at most ``_PARSED_MAX`` of them, so ever-new texts cannot pin memory.
+_PARSED: dict[tuple[str, int], int] = {}
+_PARSED_MAX = 1024
+
+
+def _remember(text: str, spellings: Mapping[str, int], n: int) -> int:
+    if type(text) is str and len(_PARSED) < _PARSED_MAX:
+        _PARSED[(text, id(spellings))] = n
+    return n
 
 
 def purpose_label(n: int) -> str:
@@ -867,6 +887,36 @@ class DataRecord:
     purposes: tuple[int, ...]
 
     def __post_init__(self) -> None:
+        if not self._usual():
+            self._check()
+
+    def _usual(self) -> bool:
+        """True for the usual record, which every check of :meth:`_check` passes and whose
+        ``purposes`` are already a sorted tuple of distinct numbers (a vendor makes one per
+        field of every share): exact types, a value short enough for any UTF-8 to fit."""
+        purposes = self.purposes
+        field, value, category, collected = self.field, self.value, self.category, self.collected
+        if (type(field) is not str or type(value) is not str or type(category) is not int
+                or type(collected) is not int or type(purposes) is not tuple or not purposes):
+            return False
+        if len(value) > _MAX_VALUE // 4 or not 0 <= collected <= _INT_MAX:
+            return False  # (at most 4 UTF-8 bytes a character, surrogates 3)
+        if category not in PII_CATEGORIES or self.source not in DATA_SOURCES:
+            return False
+        if field not in _GOOD_FIELDS:
+            if len(field) > _MAX_FIELD or not _FIELD_RE.fullmatch(field):
+                return False
+            if len(_GOOD_FIELDS) < _GOOD_FIELDS_MAX:
+                _GOOD_FIELDS.add(field)
+        prev = 0
+        for p in purposes:
+            if type(p) is not int or p <= prev or p not in PURPOSES:
+                return False
+            prev = p
+        return True
+
+    def _check(self) -> None:
+        """Every rule of §6.8-1..7, in order; ``purposes`` then sorted without duplicates."""
         if not isinstance(self.field, str):
             raise _invalid(f"expected str, got {_kind(self.field)}", "field", "§6.8-1")
         if len(self.field) > _MAX_FIELD or not _FIELD_RE.fullmatch(self.field):
