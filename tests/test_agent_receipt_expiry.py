@@ -6,7 +6,8 @@ receipt (§8.1-5). If a receipt outlives its lifetime (§4.5-3) before the vendo
 dropped as the vendor would refuse it (``expired``, final): our chain and history return to
 where they stood before it, every message of ours logged after it is dropped with it (each
 reported), and a fresh receipt for the same reply is signed in its place, since the receipt is
-still owed (§5.6.1-2). Our history then agrees with the vendor's, entry for entry.
+still owed (§5.6.1-2). Our history then agrees with the vendor's, entry for entry. A receipt
+the vendor refuses with a final problem leaves our chain too, and is not signed again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from vrmproto import Identity, Money
+from vrmproto import Identity, Money, PeerProblemError
 from vrmproto._envelope import Signed
 from vrmproto._messages import Intentcast
 from vrmproto.client import DEFAULT_TERMS, Agent, Delivery, Unreachable
@@ -185,3 +186,42 @@ async def test_several_expired_receipts_are_signed_afresh(
         assert not await world.store.save_points(thread)
     finally:
         await again.close()
+
+
+class ReceiptsRefused(ReceiptsLost):
+    """Refuses every receipt of ours with a final problem while ``refusing``."""
+
+    refusing = False
+
+    async def post_envelope(self, inbox_url: str, envelope: bytes, **kw: Any) -> list[bytes]:
+        header = own_header(envelope)
+        if self.refusing and header is not None and header.type == "receipt":
+            raise PeerProblemError("invalid_field", "no such message to acknowledge")
+        return await super().post_envelope(inbox_url, envelope, **kw)
+
+
+async def test_a_refused_receipt_leaves_the_chain_and_is_not_signed_again() -> None:
+    """A final refusal takes the receipt back out (§8.1-5) and is the vendor's last word: no
+    fresh receipt goes after it (it could be refused again, and again)."""
+    clock = Clock()
+    policy = ReferencePolicy(accepts_terms=[t.id for t in DEFAULT_TERMS], name="Acme")
+    vendor = Endpoint(Identity(os.urandom(32)), store=MemoryStore(), policy=policy, name="Acme",
+                      clock=clock)  # fmt: skip
+    transport = ReceiptsRefused(clock=clock)
+    transport.add(URL, vendor)
+    world = World(clock, transport, vendor, MemoryStore(), os.urandom(32))
+    agent = await world.agent()
+    try:
+        thread = (await agent.connect(URL)).thread
+        assert (await share(agent, thread, "1")).confirmed
+        transport.refusing = True
+        assert (await agent.withdraw(thread)).confirmed
+        assert await agent.waiting() == []
+        transport.refusing = False
+        assert (await share(agent, thread, "2")).confirmed
+        await world.same_history(agent, thread)
+        sent = [own_header(e.envelope) for e in await agent.history(thread) if e.outgoing]
+        assert [h.type if h is not None else "" for h in sent] == [
+            "terms.offer", "receipt", "data.share", "data.withdraw", "data.share"]
+    finally:
+        await agent.close()
