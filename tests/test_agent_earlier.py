@@ -4,8 +4,10 @@ A call that delivers a relationship's queue (a share behind an undelivered one, 
 update's fan-out) reports the earlier messages it delivered or gave up as
 :attr:`Delivery.earlier`; before, a queued share that expired on the way was reported only in
 ``last_problem``, and it stayed in our chain, so every later message was refused with
-``chain_broken``. And a share's note (§5.3.1) follows its share to the end: confirmed when the
-vendor's receipt is in, whichever agent delivered it, dropped when it was given up.
+``chain_broken`` (a receipt of ours too: it leaves, and a fresh one is signed in its place,
+see ``tests/test_agent_receipt_expiry.py``). And a share's note (§5.3.1) follows its share to
+the end: confirmed when the vendor's receipt is in, whichever agent delivered it, dropped when
+it was given up.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from vrmproto import Identity, PeerProblemError
+from vrmproto import Identity
 from vrmproto.cli._cmd_data import earlier_json, earlier_lines
 from vrmproto.client import DEFAULT_TERMS, Agent, Delivery, Unreachable
 from vrmproto.client._own import own_header
@@ -172,10 +174,6 @@ class ReceiptsLost(MemoryTransport):
         return await super().post_envelope(inbox_url, envelope, **kw)
 
 
-@pytest.mark.xfail(strict=True, raises=PeerProblemError, reason=(
-    "known, open: a receipt of ours has no save point, so an expired one stays in our chain "
-    "and the next message is refused with chain_broken; a fix must also sign the receipt "
-    "still owed (§5.6.1-2) and undo a draft signed behind it (§8.1-5)"))
 async def test_a_queued_receipt_of_ours_that_expired_leaves_the_chain_too() -> None:
     clock = Clock()
     policy = ReferencePolicy(accepts_terms=[t.id for t in DEFAULT_TERMS], name="Acme")
@@ -196,7 +194,15 @@ async def test_a_queued_receipt_of_ours_that_expired_leaves_the_chain_too() -> N
         clock.now += 8 * DAY_MS
         after = await share(agent, thread, "2")
         assert after.confirmed, after.error
-        assert [(e.type, e.status) for e in after.earlier] == [("receipt", "dropped")]
+        # the receipt is still owed (§5.6.1-2): a fresh one went in its place, before the share
+        dropped, fresh = after.earlier
+        assert [(e.type, e.status) for e in after.earlier] == [
+            ("receipt", "dropped"), ("receipt", "confirmed")]
+        assert (dropped.msg_id, dropped.msg_hash) == (owed.msg_id, owed.msg_hash)
+        assert fresh.msg_id != owed.msg_id
         assert (await share(agent, thread, "3")).confirmed
+        ours = [e.msg_hash for e in await agent.history(thread)]
+        assert owed.msg_hash not in ours
+        assert ours == [h.msg_hash for h in await vendor.store.history(thread)]
     finally:
         await agent.close()

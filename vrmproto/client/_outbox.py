@@ -265,8 +265,7 @@ class Outbox(Sender):
             t.meta.last_problem = f"a {w.type} was dropped by you before it was delivered"
             d = Delivery(t.id, w.msg_id, item.msg_hash, "dropped", error=err,
                          attempts=item.attempts, type=w.type)  # fmt: skip
-            truncate = t.roll_back(item.msg_hash, self.ledger.identity)
-            await self._close(t, item, d, (), now, truncate=truncate)
+            await self._take_out(t, item, d, now)
             self.ledger.adopt(t)
             return d
 

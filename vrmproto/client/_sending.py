@@ -14,7 +14,9 @@ Every message the agent sends goes the same way (spec §12, ordering and durabil
    problem is recorded and the item removed — the vendor's signed word is final.
 
 Replies that come in a ``200`` are acknowledged like any message (§5.6.1-2): a receipt of ours,
-signed and queued in the Commit that stores the replies, delivered next (answered ``204``).
+signed and queued in the Commit that stores the replies, delivered next (answered ``204``). A
+receipt of ours that expires in the outbox leaves our chain as any message does (§8.1-5), with
+what was logged after it, and a fresh one is signed in its place: the receipt is still owed.
 
 **The Commit of step 4 may return before its fsync** (``durable=False``, issue #12: one fsync
 wait per ``data.share``, not two), when its loss would be repaired by delivering again — that
@@ -31,9 +33,10 @@ message for a thread that has an undelivered one becomes a draft (:mod:`vrmproto
 — what to send, as data, with its message id already chosen — stored as the thread's next
 :class:`~vrmproto.store.DraftRecord` and signed only when its turn comes, in the same Commit
 that closes the message before it. Messages are thus delivered strictly in order, and each is
-signed against the state the vendor will see. Before each message of ours is signed, where the
-relationship stood is kept as a :class:`~vrmproto.store.SavePoint` (:mod:`vrmproto._records`),
-so that a final refusal takes the message back out of our chain and history (§8.1-5).
+signed against the state the vendor will see. Before each message of ours is signed — receipts
+too — where the relationship stood is kept as a :class:`~vrmproto.store.SavePoint`
+(:mod:`vrmproto._records`), so that a final refusal takes the message back out of our chain and
+history (§8.1-5).
 
 Nothing the outbox stored is opened again to learn what it already knows: an item's id, type
 and expiry are read from its own header (:func:`vrmproto.client._own.own_header`), not by
@@ -47,7 +50,7 @@ operations on it (send, a fan-out, the periodic run, a person's way out).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -126,7 +129,8 @@ class Sender:
         #: Commit that closes a share confirms its note (one Commit, not a read and a second).
         self._notes: dict[bytes, ShareNote] = {}
         #: For a thread whose item :meth:`_close` just closed (under the thread's lock): how
-        #: many items its Commit queued (receipts for replies, the next draft signed).
+        #: many items its Commit queued (receipts for replies, the next draft signed) or took
+        #: out with it (:meth:`_take_out`).
         self._queued_by_close: dict[bytes, int] = {}
         #: The id, expiry and type of the messages this sender signed and has not yet tried to
         #: deliver, by message hash (at most :data:`KEPT_HEADERS`).
@@ -186,8 +190,7 @@ class Sender:
             # The vendor would refuse it with `expired`, which is final: it leaves our chain
             # and history as a refused message does (§8.1-5), or every message after it would
             # link to one the vendor never accepted and be refused with chain_broken.
-            truncate = t.roll_back(item.msg_hash, self.ledger.identity)
-            return await self._close(t, item, d, (), now, truncate=truncate)
+            return await self._take_out(t, item, d, now, expired=True)
         try:
             envelopes = await self.client.post_envelope(
                 t.meta.inbox, item.envelope, expected_keys=t.problem_keys, ref=item.msg_hash,
@@ -201,8 +204,7 @@ class Sender:
                          attempts=item.attempts + 1, type=mtype)
             # A refused message never joined the relationship: take it back out of our chain
             # and history, so the next message links to what the vendor holds (§8.1-5).
-            truncate = t.roll_back(item.msg_hash, self.ledger.identity)
-            return await self._close(t, item, d, (), self.clock(), truncate=truncate)
+            return await self._take_out(t, item, d, self.clock())
         except TransportError as exc:
             return [await self._reschedule(t, item, msg_id, exc, mtype)]
         now = self.clock()
@@ -232,9 +234,16 @@ class Sender:
         now: int,
         *,
         truncate: tuple[tuple[bytes, int], ...] = (),
+        later: Sequence[OutboxItem] = (),
+        owed: Sequence[bytes] = (),
     ) -> list[Delivery]:
         """One Commit: the outcome of ``item`` (and of its share's note, §5.3.1), our receipts
         for the replies that came with it (§5.6.1-2), and the next draft signed and queued.
+
+        ``truncate``, ``later`` and ``owed`` are those of a message taken back out of our chain
+        (:meth:`_take_out`): the history to truncate, the thread's items logged after it —
+        dropped with it, each reported after ``d`` — and the messages of the vendor whose
+        receipts went with them and are signed again (§5.6.1-2).
 
         It does not wait for its fsync (``durable=False``, where the store takes it:
         :func:`may_close_lazily`) when ``item`` was confirmed, the Commit queues nothing and
@@ -257,27 +266,74 @@ class Sender:
         out = [d]
         history = list(rows)
         added: list[NewOutboxItem] = []
+        await self._settle(t, item, d)
+        out.extend([await self._settle(t, other, None, after=d) for other in later])
+        self._acknowledge(t, [*(r.message.hash for r in d.replies), *owed], history, added, now)
+        if t.meta.drafts and not await self._awaiting_answer(t, (item, *later)):
+            self._sign_next_draft(t, out, history, added, now)
+        t.meta.last_activity_ms = now
+        self._keep_notes(t)
+        c = self.ledger.commit((t,), now, history=history, outbox_add=added, truncate=truncate,
+                               outbox_done=(item.item_id, *(o.item_id for o in later)))
+        lazy = d.confirmed and not added and not truncate and len(out) == 1  # none dropped
+        await self._commit(t, c, durable=not lazy)
+        self._queued_by_close[t.id] = len(added) + len(later)
+        return out
+
+    async def _take_out(self, t: Thread, item: OutboxItem, d: Delivery, now: int, *,
+                        expired: bool = False) -> list[Delivery]:  # fmt: skip
+        """Close ``item``, refused or given up (``d``), taking its message back out of our
+        chain and history to the save point kept before it (§8.1-5) — with every message of
+        ours logged after it: only receipts of ours, and the draft signed behind them, can be
+        (one message in flight, §8.2), and none of them can go now, as each links to the one
+        before it. The vendor's messages that the receipts taken out acknowledged are owed a
+        receipt still (§5.6.1-2): for an ``expired`` item, fresh ones are signed in their place
+        (a new id, created now) and delivered next. Not after a refusal: the vendor's signed
+        word is final, and the same receipt signed again could be refused again, and again."""
+        before = frozenset(t.rel.owed_receipts)
+        truncate = t.roll_back(item.msg_hash, self.ledger.identity)
+        later: list[OutboxItem] = []
+        if truncate:
+            pending = await self.ledger.pending(t.id)
+            at = next((i for i, o in enumerate(pending) if o.item_id == item.item_id), None)
+            later = pending[at + 1:] if at is not None else []
+        owed = sorted(t.rel.owed_receipts - before) if expired else []
+        return await self._close(t, item, d, (), now, truncate=truncate, later=later, owed=owed)
+
+    async def _settle(self, t: Thread, item: OutboxItem, d: Delivery | None, *,
+                      after: Delivery | None = None) -> Delivery:  # fmt: skip
+        """Forget ``item``'s save point and settle its share's note (§5.3.1): with ``d``, its
+        outcome; else ``item`` is dropped with the message ``after`` (§8.1-5), said so."""
         t.meta.points.pop(item.msg_hash, None)
+        if d is None:
+            assert after is not None
+            signed = self._signed.pop(item.msg_hash, None)
+            header = own_header(item.envelope) if signed is None else None
+            msg_id, mtype = (signed[0], signed[2]) if signed is not None else (
+                (header.id, header.type) if header is not None else (bytes(16), ""))
+            d = Delivery(t.id, msg_id, item.msg_hash, "dropped", attempts=item.attempts,
+                         type=mtype, error=VrmError(
+                             f"it was logged after a {after.type or 'message'} of ours that "
+                             f"was {after.status}, and left our chain with it (§8.1-5)"))
         note = self._notes.pop(item.msg_hash, None)
         if note is None and d.type == DataShare.TYPE:  # queued by another agent, or before
             note = await self._stored_note(t.id, item.msg_hash)  # a restart
         if note is not None:  # confirmed: the vendor's receipt is in (§5.3.1); or given up
             t.meta.notes.append(replace(note, status=d.status))
-        for r in d.replies:
-            ack = t.rel.send(r.message.receipt(), now=now, msg_id=self.random_id(),
+        return d
+
+    def _acknowledge(self, t: Thread, acks: Sequence[bytes], history: list[HistoryEntry],
+                     added: list[NewOutboxItem], now: int) -> None:  # fmt: skip
+        """Sign a receipt for each message of the vendor in ``acks`` (§5.6.1-2), into
+        ``history`` and ``added``, each with a save point (§8.1-5): a receipt that expires
+        before it is delivered leaves our chain like any message (:meth:`_take_out`)."""
+        for h in acks:
+            point = t.point()
+            ack = t.rel.send(Receipt(ack=h), now=now, msg_id=self.random_id(),
                              lifetime_ms=t.meta.lifetime_ms)
+            t.guard(point, ack.message.hash)
             history.append(to_row(t.id, ack.entry, now))
             added.append(self._new_item(t, ack, now))
-        if t.meta.drafts and not await self._awaiting_answer(t, item):
-            self._sign_next_draft(t, out, history, added, now)
-        t.meta.last_activity_ms = now
-        self._keep_notes(t)
-        c = self.ledger.commit((t,), now, history=history, outbox_done=(item.item_id,),
-                               outbox_add=added, truncate=truncate)  # fmt: skip
-        lazy = d.confirmed and not added and not truncate and len(out) == 1  # none dropped
-        await self._commit(t, c, durable=not lazy)
-        self._queued_by_close[t.id] = len(added)
-        return out
 
     async def _stored_note(self, thread: bytes, share: bytes) -> ShareNote | None:
         """The stored note of ``share`` while it still says queued."""
@@ -286,8 +342,8 @@ class Sender:
                 return note
         return None
 
-    async def _awaiting_answer(self, t: Thread, closing: OutboxItem) -> bool:
-        """Whether a message of ours other than ``closing`` still waits in ``t`` for the
+    async def _awaiting_answer(self, t: Thread, closing: Sequence[OutboxItem]) -> bool:
+        """Whether a message of ours other than those ``closing`` still waits in ``t`` for the
         vendor's answer.
 
         The next draft is signed only once none does: one message in flight per thread
@@ -295,8 +351,9 @@ class Sender:
         a message before it still expects a receipt addressed to the old key (§2.6-5).
         Our receipts are answered with nothing (§12.3-3): a draft may follow them.
         """
+        done = {c.item_id for c in closing}
         for other in await self.ledger.pending(t.id):
-            if other.item_id == closing.item_id:
+            if other.item_id in done:
                 continue
             header = own_header(other.envelope)
             if header is None or header.type != Receipt.TYPE:
