@@ -188,8 +188,8 @@ class Sender:
             d = Delivery(t.id, msg_id, item.msg_hash, "dropped", attempts=item.attempts,
                          error=TransportError(why), type=mtype)
             # The vendor would refuse it with `expired`, which is final: it leaves our chain
-            # and history as a refused message does (§8.1-5), or every message after it would
-            # link to one the vendor never accepted and be refused with chain_broken.
+            # and history as a refused message does (§8.1-7, §8.1-5), or every message after
+            # it would link to one the vendor never accepted and be refused with chain_broken.
             return await self._take_out(t, item, d, now, expired=True)
         try:
             envelopes = await self.client.post_envelope(
