@@ -14,30 +14,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
+from _agent_clock import DAY_MS, FIELDS, T0, URL, Clock, ReceiptsLost
 
 from vrmproto import Identity
 from vrmproto.cli._cmd_data import earlier_json, earlier_lines
-from vrmproto.client import DEFAULT_TERMS, Agent, Delivery, Unreachable
-from vrmproto.client._own import own_header
+from vrmproto.client import DEFAULT_TERMS, Agent, Delivery
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.store import MemoryStore
 from vrmproto.testing.transport import MemoryTransport
-
-URL = "http://acme.test"
-FIELDS = {"email": "ada@example.org"}
-T0 = 1_800_000_000_000
-DAY_MS = 86_400_000
-
-
-@dataclass
-class Clock:
-    now: int = T0
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @dataclass
@@ -159,19 +145,6 @@ async def test_a_share_dropped_by_the_person_has_its_note_say_so(world: World) -
         assert await notes(agent) == {"1": "dropped"}
     finally:
         await agent.close()
-
-
-class ReceiptsLost(MemoryTransport):
-    """Loses every receipt of ours on the way while ``losing``: the vendor is gone just after
-    it answered."""
-
-    losing = False
-
-    async def post_envelope(self, inbox_url: str, envelope: bytes, **kw: Any) -> list[bytes]:
-        header = own_header(envelope)
-        if self.losing and header is not None and header.type == "receipt":
-            raise Unreachable(f"{inbox_url}: connection refused")
-        return await super().post_envelope(inbox_url, envelope, **kw)
 
 
 async def test_a_queued_receipt_of_ours_that_expired_leaves_the_chain_too() -> None:

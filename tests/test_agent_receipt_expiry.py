@@ -17,48 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from _agent_clock import DAY_MS, FIELDS, T0, URL, Clock, ReceiptsLost
 
 from vrmproto import Identity, Money, PeerProblemError
 from vrmproto._envelope import Signed
 from vrmproto._messages import Intentcast
-from vrmproto.client import DEFAULT_TERMS, Agent, Delivery, Unreachable
+from vrmproto.client import DEFAULT_TERMS, Agent, Delivery
 from vrmproto.client._own import own_header
 from vrmproto.server import CatalogueItem, Endpoint, ReferencePolicy, _replies
 from vrmproto.server._accept import Step
 from vrmproto.store import MemoryStore
-from vrmproto.testing.transport import MemoryTransport
-
-URL = "http://acme.test"
-FIELDS = {"email": "ada@example.org"}
-T0 = 1_800_000_000_000
-DAY_MS = 86_400_000
-
-
-@dataclass
-class Clock:
-    now: int = T0
-
-    def __call__(self) -> int:
-        return self.now
-
-
-class ReceiptsLost(MemoryTransport):
-    """While ``losing``, lets ``through`` receipts of ours through, then loses every other one
-    on the way (the vendor is gone just after it answered); down altogether while ``down``."""
-
-    losing = False
-    through = 0
-    down = False
-
-    async def post_envelope(self, inbox_url: str, envelope: bytes, **kw: Any) -> list[bytes]:
-        header = own_header(envelope)
-        if self.down:
-            raise Unreachable(f"{inbox_url}: connection refused")
-        if self.losing and header is not None and header.type == "receipt":
-            if self.through <= 0:
-                raise Unreachable(f"{inbox_url}: connection refused")
-            self.through -= 1
-        return await super().post_envelope(inbox_url, envelope, **kw)
 
 
 @dataclass
