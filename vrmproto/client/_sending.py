@@ -55,7 +55,8 @@ from dataclasses import replace
 from typing import Protocol
 
 from vrmproto import _errors
-from vrmproto._errors import PeerProblemError, ProtocolError, TransportError, VrmError
+from vrmproto._envelope import open_envelope
+from vrmproto._errors import PeerProblemError, Problem, ProtocolError, TransportError, VrmError
 from vrmproto._messages import DataShare, Receipt
 from vrmproto._relationship import Received, Sent
 from vrmproto.client._delivery import Delivery
@@ -63,6 +64,7 @@ from vrmproto.client._drafts import QUEUED, Draft, Signer, decode_draft
 from vrmproto.client._errors import InvalidResponse, Transient
 from vrmproto.client._ledger import Ledger, Thread, to_row
 from vrmproto.client._own import own_header
+from vrmproto.client._peer_copy import accepted_by_vendor
 from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, ShareNote, Store
 from vrmproto.store._base import OWN_COMMITS, commit_site
@@ -184,6 +186,8 @@ class Sender:
         if expires < now:
             why = (f"the {mtype or 'message'} expired before it could be delivered (valid "
                    f"until {expires} ms, §4.5-3); it was dropped")  # fmt: skip
+            if item.attempts and (held := await self._held(t, item, msg_id, mtype)):
+                return held
             t.meta.last_problem = f"expired: {why}"
             d = Delivery(t.id, msg_id, item.msg_hash, "dropped", attempts=item.attempts,
                          error=TransportError(why), type=mtype)
@@ -199,6 +203,9 @@ class Sender:
         except PeerProblemError as exc:
             if exc.problem in RETRYABLE:  # the same bytes may be accepted later (§9.1-9)
                 return [await self._reschedule(t, item, msg_id, exc, mtype)]
+            if (exc.problem is Problem.EXPIRED and item.attempts
+                    and (held := await self._held(t, item, msg_id, mtype))):
+                return held
             t.meta.last_problem = f"{exc.code}: {exc.detail}"
             d = Delivery(t.id, msg_id, item.msg_hash, "refused", error=exc,
                          attempts=item.attempts + 1, type=mtype)
@@ -223,6 +230,37 @@ class Sender:
         entries = [r.entry for r in (receipt, *replies) if r.entry is not None]
         d = Delivery(t.id, msg_id, item.msg_hash, "confirmed", receipt=receipt.message,
                      replies=replies, attempts=item.attempts + 1, type=mtype)
+        return await self._close(t, item, d, tuple(to_row(t.id, e, now) for e in entries), now)
+
+    async def _held(self, t: Thread, item: OutboxItem, msg_id: bytes,
+                    mtype: str) -> list[Delivery] | None:  # fmt: skip
+        """Before ``item`` is given up as expired: ``item`` went out before without an answer,
+        so the vendor may hold it (§8.1-8). Its history is asked; if it holds the message
+        followed by its receipt, the vendor's entries we lack are adopted (§8.3-3) and ``item``
+        is closed as delivered. None (give it up) if the vendor's history does not hold it,
+        refuses to be read or does not verify; ``item`` waits, rescheduled, while the vendor
+        cannot be asked."""
+        try:
+            accepted = await accepted_by_vendor(self.client, self.ledger, t, item.msg_hash)
+        except TransportError as exc:
+            return [await self._reschedule(t, item, msg_id, exc, mtype)]
+        except ProtocolError:
+            return None
+        if accepted is None:
+            return None
+        probe = t.copy().rel  # nothing changes unless every entry applies
+        try:
+            for e in accepted.after:
+                probe.adopt(e.envelope)
+        except ProtocolError:
+            return None
+        now = self.clock()
+        entries = [t.rel.adopt(e.envelope) for e in accepted.after]
+        replies = tuple(Received(open_envelope(e.envelope, now=0, check_time=False,
+                                               limits=t.rel.limits), e)
+                        for e in entries[1:])  # fmt: skip
+        d = Delivery(t.id, msg_id, item.msg_hash, "confirmed", receipt=accepted.receipt,
+                     replies=replies, attempts=item.attempts, type=mtype)
         return await self._close(t, item, d, tuple(to_row(t.id, e, now) for e in entries), now)
 
     async def _close(

@@ -1,0 +1,62 @@
+"""Whether the vendor accepted a message of ours whose answer we never had (§8.1-8).
+
+A message delivered once without an answer — the connection broke after the request went out —
+may be in the vendor's history. If it then expires in our outbox, or the vendor refuses it
+``expired`` when we deliver it again (the time checks come before the replay record, §4.5-1),
+dropping it (§8.1-7, §8.1-5) would fork the histories: the vendor would refuse every later
+message of ours with ``chain_broken``. So before such a message is given up, the vendor's copy
+of the history is asked (§12.5) and checked (§8.3-2): only a vendor that does not hold the
+message lets it be dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vrmproto._envelope import Signed, open_envelope
+from vrmproto._history import Entry, verify_entries
+from vrmproto._messages import Receipt
+from vrmproto.client._ledger import Ledger, Thread
+from vrmproto.client._transport import Transport
+
+__all__ = ["Accepted", "accepted_by_vendor"]
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The vendor holds our message: its receipt, then the entries of its history we lack
+    after the message (the receipt first), to adopt (§8.3-3)."""
+
+    receipt: Signed[Receipt]
+    after: tuple[Entry, ...]
+
+
+async def accepted_by_vendor(client: Transport, ledger: Ledger, t: Thread,
+                             msg_hash: bytes) -> Accepted | None:  # fmt: skip
+    """What the vendor's history holds after ``msg_hash``, if it holds it where ours does and
+    follows it with its receipt for it (§8.1-8); None if it does not.
+
+    None without asking for the first message of the thread: dropping it leaves nothing of
+    ours to link to it. None too when our history goes on after the message (a receipt of ours
+    logged behind it): the two then fork at the entry after it, not for this check to settle.
+    Raises :class:`~vrmproto.TransportError` when the vendor cannot be asked, and
+    :class:`~vrmproto.ProtocolError` when it refuses or its copy does not verify.
+    """
+    if t.rel.peer_key is None:
+        return None
+    ours = await ledger.entries(t.id)
+    if len(ours) < 2 or ours[-1].msg_hash != msg_hash:  # the first message is exempt (§8.1-8)
+        return None
+    at = ours[-1].index
+    theirs = await client.fetch_history(t.meta.history, ledger.identity(t.meta), t.id,
+                                        t.rel.peer_key, start=at)  # fmt: skip
+    if not theirs or theirs[0].index != at:
+        return None
+    verify_entries(theirs, start_link=ours[at - 1].link, parties=(t.rel.identity.public_key,
+                                                            t.rel.peer_key))  # fmt: skip
+    if theirs[0].link != ours[at].link or len(theirs) < 2:
+        return None
+    first = open_envelope(theirs[1].envelope, now=0, check_time=False, limits=t.rel.limits)
+    if not isinstance(first.body, Receipt) or first.body.ack != msg_hash:
+        return None
+    return Accepted(first, tuple(theirs[1:]))
