@@ -184,3 +184,21 @@ async def test_the_vendors_replies_after_it_are_adopted_and_acknowledged(world: 
     await world.same_history(thread)
     assert (await world.share(thread, "2")).confirmed
     await world.same_history(thread)
+
+
+async def test_a_rotation_the_vendor_never_took_is_dropped(world: World) -> None:
+    """Our queued ``key.rotate`` expired after tries that never reached the vendor: the
+    history request, signed with the new key, is refused (``not_a_party``, the vendor holds
+    nothing of it), so it is given up and the old key goes on (found by test_agent_stateful)."""
+    thread = (await world.agent.connect(URL)).thread
+    old_key = (await world.agent.relationships())[0].local_key
+    world.transport.refused = True
+    assert (await world.agent.rotate_key(thread)).status == "queued"
+    world.transport.refused = False
+    world.days_pass(8)
+    d = await world.share(thread, "1")
+    assert d.confirmed
+    assert [(e.type, e.status) for e in d.earlier] == [("key.rotate", "dropped")]
+    assert world.transport.history_asked == 1
+    assert (await world.agent.relationships())[0].local_key == old_key
+    await world.same_history(thread)

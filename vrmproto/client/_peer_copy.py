@@ -14,12 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vrmproto._envelope import Signed, open_envelope
+from vrmproto._errors import RETRYABLE, PeerProblemError, ProtocolError
 from vrmproto._history import Entry, verify_entries
 from vrmproto._messages import Receipt
-from vrmproto.client._ledger import Ledger, Thread
+from vrmproto._relationship import Received
+from vrmproto.client._delivery import Delivery
+from vrmproto.client._ledger import Ledger, Thread, to_row
 from vrmproto.client._transport import Transport
+from vrmproto.store import HistoryEntry, OutboxItem
 
-__all__ = ["Accepted", "accepted_by_vendor"]
+__all__ = ["Accepted", "accepted_by_vendor", "delivered_after_all"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +43,9 @@ async def accepted_by_vendor(client: Transport, ledger: Ledger, t: Thread,
     None without asking for the first message of the thread: dropping it leaves nothing of
     ours to link to it. None too when our history goes on after the message (a receipt of ours
     logged behind it): the two then fork at the entry after it, not for this check to settle.
-    Raises :class:`~vrmproto.TransportError` when the vendor cannot be asked, and
-    :class:`~vrmproto.ProtocolError` when it refuses or its copy does not verify.
+    Raises :class:`~vrmproto.TransportError` when the vendor cannot be asked, its subclass
+    :class:`~vrmproto.PeerProblemError` when it refuses, and :class:`~vrmproto.ProtocolError`
+    when its copy does not verify.
     """
     if t.rel.peer_key is None:
         return None
@@ -60,3 +65,37 @@ async def accepted_by_vendor(client: Transport, ledger: Ledger, t: Thread,
     if not isinstance(first.body, Receipt) or first.body.ack != msg_hash:
         return None
     return Accepted(first, tuple(theirs[1:]))
+
+
+async def delivered_after_all(
+    client: Transport, ledger: Ledger, t: Thread, item: OutboxItem, now: int, *, msg_id: bytes,
+    mtype: str,
+) -> tuple[Delivery, tuple[HistoryEntry, ...], int] | None:
+    """If the vendor holds ``item``'s message and its receipt (:func:`accepted_by_vendor`): the
+    vendor's entries we lack applied to ``t`` (§8.3-3) and, for the Sender to close
+    ``item`` with, its confirmed delivery, the history rows to store and ``now``. None, with
+    ``t`` unchanged, if the vendor does not hold it, refuses to be read (a refusal of our
+    current key: after a ``key.rotate`` of ours that it never took, it holds nothing of it),
+    its copy does not verify or an entry of it cannot be applied. Raises
+    :class:`~vrmproto.TransportError` when the vendor cannot be asked, or refuses for now.
+    """
+    try:
+        accepted = await accepted_by_vendor(client, ledger, t, item.msg_hash)
+        if accepted is None:
+            return None
+        probe = t.copy().rel  # t changes only once every entry is known to apply
+        for e in accepted.after:
+            probe.adopt(e.envelope)
+    except PeerProblemError as exc:  # the vendor answered: not with the message
+        if exc.problem in RETRYABLE:  # it may answer later (§9.1-9)
+            raise
+        return None
+    except ProtocolError:
+        return None
+    entries = [t.rel.adopt(e.envelope) for e in accepted.after]
+    replies = tuple(Received(open_envelope(e.envelope, now=0, check_time=False,
+                                           limits=t.rel.limits), e)
+                    for e in entries[1:])  # fmt: skip
+    d = Delivery(t.id, msg_id, item.msg_hash, "confirmed", receipt=accepted.receipt,
+                 replies=replies, attempts=item.attempts, type=mtype)
+    return d, tuple(to_row(t.id, e, now) for e in entries), now

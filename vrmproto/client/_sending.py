@@ -11,20 +11,16 @@ Every message the agent sends goes the same way (spec §12, ordering and durabil
    outbox item's removal;
 5. on a transient failure the item stays in the outbox, rescheduled with exponential backoff
    and full jitter (``Retry-After`` respected); on a verified refusal (a signed problem) the
-   problem is recorded and the item removed — the vendor's signed word is final.
+   problem is recorded and the item removed — the vendor's signed word is final. An item that
+   went out before without an answer is given up as expired only once the vendor's history
+   shows that it never took it (§8.1-8, :mod:`vrmproto.client._peer_copy`).
 
-Replies that come in a ``200`` are acknowledged like any message (§5.6.1-2): a receipt of ours,
-signed and queued in the Commit that stores the replies, delivered next (answered ``204``). A
-receipt of ours that expires in the outbox leaves our chain as any message does (§8.1-5), with
-what was logged after it, and a fresh one is signed in its place: the receipt is still owed.
+Replies in a ``200`` are acknowledged like any message (§5.6.1-2): a receipt of ours, signed and
+queued in the Commit that stores them, delivered next (answered ``204``); one that expires in
+the outbox leaves our chain with what followed it (§8.1-5), and a fresh one is owed.
 
-**The Commit of step 4 may return before its fsync** (``durable=False``, issue #12: one fsync
-wait per ``data.share``, not two), when its loss would be repaired by delivering again — that
-is, when it records a confirmed delivery (the vendor's verified receipt), queues nothing for the
-wire (no receipt of ours for replies, no next draft signed) and truncates nothing (no
-rollback): see :func:`may_close_lazily` and :meth:`Sender._close`. Step 2 always waits: nothing
-goes on the wire that a power loss could make us forget, or we could later sign different
-content at the same place in the chain.
+**Step 4's Commit may return before its fsync** where delivering again repairs its loss
+(:meth:`Sender._close`); step 2 always waits: nothing goes out that a power loss could erase.
 
 **One message in flight per thread.** Both parties log a thread's messages in one sequence
 (§8.2); if we signed a second message before the first was answered, we would log
@@ -38,13 +34,10 @@ too — where the relationship stood is kept as a :class:`~vrmproto.store.SavePo
 (:mod:`vrmproto._records`), so that a final refusal takes the message back out of our chain and
 history (§8.1-5).
 
-Nothing the outbox stored is opened again to learn what it already knows: an item's id, type
-and expiry are read from its own header (:func:`vrmproto.client._own.own_header`), not by
-verifying our own signature once more — and not even decoded for an item this sender signed
-itself: it keeps their header fields, by message hash, until it delivers them.
-
-:class:`Sender` is that mechanism; :class:`~vrmproto.client._outbox.Outbox` adds the public
-operations on it (send, a fan-out, the periodic run, a person's way out).
+An item's id, type and expiry are read from its own header (:func:`~vrmproto.client._own.
+own_header`), not by verifying our signature again. :class:`Sender` is that mechanism;
+:class:`~vrmproto.client._outbox.Outbox` adds the public operations on it (send, a fan-out,
+the periodic run, a person's way out).
 """
 
 from __future__ import annotations
@@ -55,7 +48,6 @@ from dataclasses import replace
 from typing import Protocol
 
 from vrmproto import _errors
-from vrmproto._envelope import open_envelope
 from vrmproto._errors import PeerProblemError, Problem, ProtocolError, TransportError, VrmError
 from vrmproto._messages import DataShare, Receipt
 from vrmproto._relationship import Received, Sent
@@ -64,7 +56,7 @@ from vrmproto.client._drafts import QUEUED, Draft, Signer, decode_draft
 from vrmproto.client._errors import InvalidResponse, Transient
 from vrmproto.client._ledger import Ledger, Thread, to_row
 from vrmproto.client._own import own_header
-from vrmproto.client._peer_copy import accepted_by_vendor
+from vrmproto.client._peer_copy import delivered_after_all
 from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, ShareNote, Store
 from vrmproto.store._base import OWN_COMMITS, commit_site
@@ -186,14 +178,13 @@ class Sender:
         if expires < now:
             why = (f"the {mtype or 'message'} expired before it could be delivered (valid "
                    f"until {expires} ms, §4.5-3); it was dropped")  # fmt: skip
-            if item.attempts and (held := await self._held(t, item, msg_id, mtype)):
+            if held := await self._held(t, item, msg_id, mtype):
                 return held
             t.meta.last_problem = f"expired: {why}"
             d = Delivery(t.id, msg_id, item.msg_hash, "dropped", attempts=item.attempts,
                          error=TransportError(why), type=mtype)
-            # The vendor would refuse it with `expired`, which is final: it leaves our chain
-            # and history as a refused message does (§8.1-7, §8.1-5), or every message after
-            # it would link to one the vendor never accepted and be refused with chain_broken.
+            # It leaves our chain as a refused message does (§8.1-7, §8.1-5): or every later
+            # one would link to one the vendor never accepted, and be refused chain_broken.
             return await self._take_out(t, item, d, now, expired=True)
         try:
             envelopes = await self.client.post_envelope(
@@ -203,9 +194,8 @@ class Sender:
         except PeerProblemError as exc:
             if exc.problem in RETRYABLE:  # the same bytes may be accepted later (§9.1-9)
                 return [await self._reschedule(t, item, msg_id, exc, mtype)]
-            if (exc.problem is Problem.EXPIRED and item.attempts
-                    and (held := await self._held(t, item, msg_id, mtype))):
-                return held
+            if exc.problem is Problem.EXPIRED and (h := await self._held(t, item, msg_id, mtype)):
+                return h
             t.meta.last_problem = f"{exc.code}: {exc.detail}"
             d = Delivery(t.id, msg_id, item.msg_hash, "refused", error=exc,
                          attempts=item.attempts + 1, type=mtype)
@@ -234,34 +224,14 @@ class Sender:
 
     async def _held(self, t: Thread, item: OutboxItem, msg_id: bytes,
                     mtype: str) -> list[Delivery] | None:  # fmt: skip
-        """Before ``item`` is given up as expired: ``item`` went out before without an answer,
-        so the vendor may hold it (§8.1-8). Its history is asked; if it holds the message
-        followed by its receipt, the vendor's entries we lack are adopted (§8.3-3) and ``item``
-        is closed as delivered. None (give it up) if the vendor's history does not hold it,
-        refuses to be read or does not verify; ``item`` waits, rescheduled, while the vendor
-        cannot be asked."""
+        """``item``, if it went out before without an answer and the vendor holds it, closed
+        as delivered (§8.1-8); None to give it up; rescheduled while the vendor can't be asked."""
         try:
-            accepted = await accepted_by_vendor(self.client, self.ledger, t, item.msg_hash)
+            held = item.attempts and await delivered_after_all(
+                self.client, self.ledger, t, item, self.clock(), msg_id=msg_id, mtype=mtype)
         except TransportError as exc:
             return [await self._reschedule(t, item, msg_id, exc, mtype)]
-        except ProtocolError:
-            return None
-        if accepted is None:
-            return None
-        probe = t.copy().rel  # nothing changes unless every entry applies
-        try:
-            for e in accepted.after:
-                probe.adopt(e.envelope)
-        except ProtocolError:
-            return None
-        now = self.clock()
-        entries = [t.rel.adopt(e.envelope) for e in accepted.after]
-        replies = tuple(Received(open_envelope(e.envelope, now=0, check_time=False,
-                                               limits=t.rel.limits), e)
-                        for e in entries[1:])  # fmt: skip
-        d = Delivery(t.id, msg_id, item.msg_hash, "confirmed", receipt=accepted.receipt,
-                     replies=replies, attempts=item.attempts, type=mtype)
-        return await self._close(t, item, d, tuple(to_row(t.id, e, now) for e in entries), now)
+        return await self._close(t, item, *held) if held else None
 
     async def _close(
         self,
