@@ -20,7 +20,7 @@ from _agent_clock import DAY_MS, FIELDS, T0, URL, Clock, ReceiptsLost
 
 from vrmproto import Identity
 from vrmproto.cli._cmd_data import earlier_json, earlier_lines
-from vrmproto.client import DEFAULT_TERMS, Agent, Delivery
+from vrmproto.client import DEFAULT_TERMS, Agent, Delivery, Records
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.store import MemoryStore
 from vrmproto.testing.transport import MemoryTransport
@@ -92,6 +92,30 @@ async def test_a_queued_share_that_expired_on_the_way_is_reported_with_the_next_
                                          "status": "dropped", "error": str(gone.error)}]
         (line,) = earlier_lines("Acme", second)
         assert "an earlier queued data.share was dropped" in line
+    finally:
+        await agent.close()
+
+
+async def test_a_data_request_reports_the_queued_share_dropped_before_it(world: World) -> None:
+    """``request_data`` returns records; they carry the request's delivery, whose ``earlier``
+    says the queued share was dropped (found by test_agent_stateful's long profile: the
+    person was told the share was queued, and never that it was given up)."""
+    agent = await world.agent()
+    try:
+        thread = (await agent.connect(URL)).thread
+        world.down()
+        first = await share(agent, thread, "1")
+        world.clock.now += 8 * DAY_MS
+        world.up()
+        records = await agent.request_data(thread)
+        assert isinstance(records, Records)
+        assert records.delivery.confirmed
+        assert records.delivery.type == "data.request"
+        assert [(d.msg_id, d.status) for d in records.delivery.earlier] == [
+            (first.msg_id, "dropped")]
+        (line,) = earlier_lines("Acme", records.delivery)
+        assert "an earlier queued data.share was dropped" in line
+        assert records == ()  # the vendor holds nothing of ours: the share never arrived
     finally:
         await agent.close()
 

@@ -176,8 +176,7 @@ class AgentMachine(RuleBasedStateMachine):
         before = await self._waiting_ids()
         try:
             if op == "data":
-                await self.a.request_data(ref)
-                d = None
+                d = (await self.a.request_data(ref)).delivery
             elif op == "share":
                 d = await self.a.share(ref, {"email": "ada@example.org"}, purposes=["delivery"],
                                        categories=["contact"],

@@ -273,8 +273,11 @@ def data(env: Env, vendor: str) -> None:
     view, records = run(go())
     if out.json_mode:
         out.json({"vendor": view.vendor, "format": "vrm-data/1",
-                  "records": [record_json(r) for r in records]})  # fmt: skip
+                  "records": [record_json(r) for r in records],
+                  "earlier": earlier_json(records.delivery)})  # fmt: skip
         return
+    for line in earlier_lines(view.vendor, records.delivery):
+        out.print(line)
     if not records:
         out.print(f"{rbutton(view.vendor)}: it holds nothing about you.")
         return

@@ -40,6 +40,7 @@ from vrmproto.client._agent import (
     Ref,
     RelationshipView,
 )
+from vrmproto.client._data import Records
 from vrmproto.client._errors import InvalidResponse, Queued, Transient, Unreachable
 from vrmproto.client._fanout import (
     DEFAULT_CONCURRENCY,
@@ -92,6 +93,7 @@ __all__ = [
     "ProgressEvent",
     "Queued",
     "Reconciliation",
+    "Records",
     "Ref",
     "RelationshipView",
     "RetryPolicy",

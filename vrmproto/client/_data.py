@@ -24,7 +24,20 @@ from vrmproto.client._outbox import Delivery
 from vrmproto.client._views import Ref
 from vrmproto.store import Commit, ShareNote
 
-__all__ = ["DataOps"]
+__all__ = ["DataOps", "Records"]
+
+
+class Records(tuple[DataRecord, ...]):
+    """The records a vendor returned (§5.3.4) — a tuple — with :attr:`delivery`, the data
+    request's own :class:`Delivery`: its ``earlier`` says what became of the messages that
+    waited before the request and went, or were given up, with it."""
+
+    delivery: Delivery
+
+    def __new__(cls, records: Iterable[DataRecord], delivery: Delivery) -> Records:
+        self = super().__new__(cls, records)
+        self.delivery = delivery
+        return self
 
 
 class DataOps(AgentBase):
@@ -81,12 +94,13 @@ class DataOps(AgentBase):
             await self._update_notes(d.thread, erased, withdrawn_ms=self.clock())
         return d
 
-    async def request_data(self, ref: Ref) -> tuple[DataRecord, ...]:
-        """Ask the vendor for what it holds about us; the records it returns (§5.3.4, §6.8).
+    async def request_data(self, ref: Ref) -> Records:
+        """Ask the vendor for what it holds about us; the records it returns (§5.3.4, §6.8),
+        with the request's delivery (:class:`Records`).
 
         Raises :class:`Queued` if the request could not be delivered now (the answer will be
-        in the history once it is). An empty tuple means the vendor answered later, not in
-        the same exchange.
+        in the history once it is). No records means the vendor answered later, not in the
+        same exchange.
         """
         d = await self._send(ref, DataRequestDraft(msg_id=self.random_id()))
         if d.status == "queued":
@@ -95,8 +109,8 @@ class DataOps(AgentBase):
                          delivery=d)
         for r in d.replies:
             if isinstance(r.message.body, DataReturn) and isinstance(r.content, RecordsContent):
-                return tuple(r.content.records)
-        return ()
+                return Records(r.content.records, d)
+        return Records((), d)
 
     async def update_address(
         self,
