@@ -439,16 +439,17 @@ def _discontinuous(conn: sqlite3.Connection, h: HistoryEntry) -> None:
     raise StoreError(f"history entry {h.index} of thread {h.thread.hex()} was not inserted")
 
 
-def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
-    """Apply one Commit's parts in the documented order (see :class:`Commit`).
+def _apply_commit(conn: sqlite3.Connection, c: Commit) -> tuple[int, ...]:
+    """Apply one Commit's parts in the documented order (see :class:`Commit`); the ids given
+    to its outbox items, in order.
 
     Runs on the writer thread inside the batch transaction and the Commit's own savepoint.
     """
     typed.upsert_kept(conn, _UPSERT_REL_KEPT, _UPSERT_REL, [_rel_row(r) for r in c.relationships])
-    _apply_after_relationships(conn, c)
+    return _apply_after_relationships(conn, c)
 
 
-def _apply_after_relationships(conn: sqlite3.Connection, c: Commit) -> None:
+def _apply_after_relationships(conn: sqlite3.Connection, c: Commit) -> tuple[int, ...]:
     """Parts 2 to 26 of ``c``: :func:`_apply_commit` once its relationships are written."""
     typed.apply_threads(conn, c)
     for key, value in c.meta:
@@ -478,12 +479,14 @@ def _apply_after_relationships(conn: sqlite3.Connection, c: Commit) -> None:
         conn.execute(_INSERT_DEDUPE, _dedupe_row(d))
     for item_id in c.outbox_done:
         conn.execute("DELETE FROM outbox WHERE item_id = ?", (item_id,))
-    for o in c.outbox_add:
+    ids = tuple(
         conn.execute(
             "INSERT INTO outbox (destination, thread, msg_hash, envelope, attempts, "
             "next_attempt_ms, last_error, created_ms) VALUES (?, ?, ?, ?, 0, ?, '', ?)",
             (o.destination, o.thread, o.msg_hash, o.envelope, o.next_attempt_ms, o.created_ms),
-        )
+        ).lastrowid or 0
+        for o in c.outbox_add
+    )
     typed.apply_rows(conn, c)
     feed.redact(conn, c.held_drop)
     for thread in c.drop:  # history first: its rows reference the relationship's
@@ -493,6 +496,7 @@ def _apply_after_relationships(conn: sqlite3.Connection, c: Commit) -> None:
     for key in c.unset:
         conn.execute("DELETE FROM meta WHERE key = ?", (key,))
     feed.apply_events(conn, c)
+    return ids
 
 
 def _holds(conn: sqlite3.Connection, expect: RelationshipRecord) -> bool:
@@ -515,7 +519,9 @@ _UPDATE_REL_EXPECTING = (
 )
 
 
-def _apply_expecting(conn: sqlite3.Connection, c: Commit, expect: RelationshipRecord) -> None:
+def _apply_expecting(
+    conn: sqlite3.Connection, c: Commit, expect: RelationshipRecord
+) -> tuple[int, ...]:
     """:func:`_apply_commit`, only if the thread's row is still exactly ``expect``.
 
     The usual step (a vendor's: its one relationship, keys, label and URL as expected) checks
@@ -527,11 +533,10 @@ def _apply_expecting(conn: sqlite3.Connection, c: Commit, expect: RelationshipRe
         if conn.execute(_UPDATE_REL_EXPECTING, (r.state, r.data, r.updated_ms, *_rel_row(expect))
                         ).rowcount != 1:  # fmt: skip
             raise StoreConflict(f"relationship {expect.thread.hex()} changed since it was read")
-        _apply_after_relationships(conn, c)
-        return
+        return _apply_after_relationships(conn, c)
     if not _holds(conn, expect):
         raise StoreConflict(f"relationship {expect.thread.hex()} changed since it was read")
-    _apply_commit(conn, c)
+    return _apply_commit(conn, c)
 
 
 def _same_keys(r: RelationshipRecord, expect: RelationshipRecord) -> bool:
@@ -1170,12 +1175,18 @@ class SQLiteStore(AsyncClosing):
         is durable too; a power loss before then may take it back, so the caller passes it
         only for a Commit whose loss the protocol repairs (:mod:`vrmproto.store._sqlite_durable`,
         "Commits that do not wait"). On the writer thread it is durable anyway."""
+        await self.commit_ids(c, expect=expect, durable=durable)
+
+    async def commit_ids(
+        self, c: Commit, *, expect: RelationshipRecord | None = None, durable: bool = True
+    ) -> tuple[int, ...]:
+        """:meth:`commit`, returning the ids given to the items of ``c.outbox_add``, in
+        order (the row ids their inserts were given, in the same transaction)."""
         if expect is None:
-            await self._write(lambda conn: _apply_commit(conn, c), c, durable=durable)
-        else:
-            await self._write(
-                lambda conn: _apply_expecting(conn, c, expect), c, expect, durable=durable
-            )
+            return await self._write(lambda conn: _apply_commit(conn, c), c, durable=durable)
+        return await self._write(
+            lambda conn: _apply_expecting(conn, c, expect), c, expect, durable=durable
+        )
 
     def lock(
         self, name: bytes, *, on_wait: Callable[[], None] | None = None
