@@ -827,6 +827,7 @@ class SQLiteStore(AsyncClosing):
             inline, self._inline_conns = self._inline_conns, []
         for conn in inline:
             conn.close()
+        self._locks.close()
 
     # -- the writer thread --
 
