@@ -86,10 +86,9 @@ class LazyStore(Protocol):
 
 
 def may_close_lazily(store: Store) -> LazyStore | None:
-    """``store``, if its ``commit`` is one of the library's: it takes ``durable=False``, and
-    ``commit_ids`` returns the ids given to the outbox items (see
-    :class:`~vrmproto.store.Store`); None for any other store, whose commits are all durable
-    and say nothing."""
+    """``store``, if its ``commit`` is the library's: it takes ``durable=False``, and its
+    ``commit_ids`` returns the ids given to the outbox items (:class:`~vrmproto.store.Store`);
+    None for any other store, whose commits are all durable and say nothing."""
     if commit_site(store) in OWN_COMMITS:  # a replaced commit is called the plain way
         return store  # type: ignore[return-value]  # its commit is one of the library's
     return None
@@ -441,12 +440,10 @@ class Sender:
         store allows it (:func:`may_close_lazily`; only :meth:`_close` asks). Returns the ids
         the store gave ``c``'s outbox items, None if the store does not say."""
         own = may_close_lazily(self.store)
-        ids: tuple[int, ...] | None = None
         try:
+            ids = None if own is None else await own.commit_ids(c, durable=durable)
             if own is None:
                 await self.store.commit(c)
-            else:
-                ids = await own.commit_ids(c, durable=durable)
         except BaseException:
             self.ledger.forget(t.id)
             raise
