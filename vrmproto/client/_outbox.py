@@ -43,6 +43,12 @@ __all__ = [
 ENQUEUE_CHUNK = 256
 
 
+def queued(item_id: int, new: NewOutboxItem) -> OutboxItem:
+    """The outbox item the store made of ``new`` (never tried yet) under ``item_id``."""
+    return OutboxItem(item_id, new.destination, new.thread, new.msg_hash, new.envelope, 0,
+                      new.next_attempt_ms, "", new.created_ms)  # fmt: skip
+
+
 def _refuse_behind_end(t: Thread, draft: Draft) -> None:
     """Refuse to queue ``draft`` behind a ``relationship.end`` still queued in ``t``: once the
     end goes, nothing more may be sent in the relationship (§5.6.4-1), so the draft would be
@@ -93,12 +99,15 @@ class Outbox(Sender):
                 raise
             t.meta.last_activity_ms = now
             self._keep_notes(t)
-            await self._commit(t, self.ledger.commit(
-                (t,), now, history=(to_row(t.id, sent.entry, now),),
-                outbox_add=(self._new_item(t, sent, now),),
+            new_item = self._new_item(t, sent, now)
+            ids = await self._commit(t, self.ledger.commit(
+                (t,), now, history=(to_row(t.id, sent.entry, now),), outbox_add=(new_item,),
             ))  # fmt: skip
             self.ledger.adopt(t)
-            done = await self._flush_locked(t, due_by=None, timeout_s=timeout_s, retry=retry)
+            # nothing was waiting, so the thread's queue is the item just stored
+            queue = None if ids is None or waiting else [queued(ids[0], new_item)]
+            done = await self._flush_locked(t, due_by=None, timeout_s=timeout_s, retry=retry,
+                                            queue=queue)  # fmt: skip
             return self._find(done, t.id, draft)
 
     async def _queue_draft(

@@ -76,10 +76,13 @@ KEPT_HEADERS = 4096
 class LazyStore(Protocol):
     async def commit(self, c: Commit, *, durable: bool = True) -> None: ...
 
+    async def commit_ids(self, c: Commit, *, durable: bool = True) -> tuple[int, ...]: ...
+
 
 def may_close_lazily(store: Store) -> LazyStore | None:
-    """``store``, if its ``commit`` takes ``durable=False`` (see :class:`~vrmproto.store.Store`);
-    None for any other store, whose commits are all durable."""
+    """``store``, if its ``commit`` is the library's: it takes ``durable=False``, and its
+    ``commit_ids`` returns the ids given to the outbox items (:class:`~vrmproto.store.Store`);
+    None for any other store, whose commits are all durable and say nothing."""
     if commit_site(store) in OWN_COMMITS:  # a replaced commit is called the plain way
         return store  # type: ignore[return-value]  # its commit is one of the library's
     return None
@@ -439,19 +442,21 @@ class Sender:
         return Delivery(t.id, msg_id, item.msg_hash, "queued", error=exc, attempts=attempts,
                         type=mtype)
 
-    async def _commit(self, t: Thread, c: Commit, *, durable: bool = True) -> None:
+    async def _commit(self, t: Thread, c: Commit, *, durable: bool = True
+                      ) -> tuple[int, ...] | None:  # fmt: skip
         """Commit ``c`` for ``t``; ``durable=False``: without waiting for its fsync, if the
-        store allows it (:func:`may_close_lazily`; only :meth:`_close` asks)."""
-        lazy = None if durable else may_close_lazily(self.store)
+        store allows it (:func:`may_close_lazily`; only :meth:`_close` asks). Returns the ids
+        the store gave ``c``'s outbox items, None if the store does not say."""
+        own = may_close_lazily(self.store)
         try:
-            if lazy is None:
+            ids = None if own is None else await own.commit_ids(c, durable=durable)
+            if own is None:
                 await self.store.commit(c)
-            else:
-                await lazy.commit(c, durable=False)
         except BaseException:
             self.ledger.forget(t.id)
             raise
         t.saved()
+        return ids
 
     async def _flush_locked(
         self,
@@ -460,13 +465,15 @@ class Sender:
         due_by: int | None,
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
+        queue: list[OutboxItem] | None = None,
     ) -> list[Delivery]:
         """Deliver the thread's queue in order; stop at the first message still queued.
 
         The queue is read again only when a delivery's Commit queued something: we hold the
-        thread's lock, so what is left of it otherwise is what we read less the item closed."""
+        thread's lock, so what is left of it otherwise is what we read less the item closed.
+        ``queue``: the thread's queue, if the caller knows it (it just queued the only item)."""
         out: list[Delivery] = []
-        left: list[OutboxItem] | None = None
+        left = queue
         while True:
             pending = left if left is not None else await self.ledger.pending(t.id)
             if not pending and t.meta.drafts:  # nothing in flight (an item was dropped)

@@ -279,6 +279,11 @@ class Store(Protocol):
         returns only once ``c`` is durable too and ``close()`` makes it durable — as
         :class:`SQLiteStore` opened with ``inline=True`` does. Any other store (and SQLite's
         writer thread) simply commits durably.
+
+        The library's stores also have ``commit_ids(c, *, durable=True)``: ``commit`` that
+        returns the ids it gave the items of ``c.outbox_add``, in their order, so that the
+        agent need not read back the item it just queued (#12). A caller uses it only where
+        it may pass ``durable=False`` (an own ``commit``, not replaced).
         """
         ...
 

@@ -10,8 +10,11 @@ keeps them apart belongs to the store, because the store is what they share.
 database (``<db>-locks/``), locked with ``flock(LOCK_EX)``. ``flock`` locks belong to an open
 file, so two opens in one process exclude each other as two processes do, and the kernel drops a
 lock when its holder dies — a crashed ``vrm`` never leaves a relationship locked. A lock file
-stays when its lock is released, so the next step of the same relationship only opens, locks and
-closes it (creating and unlinking it per step cost 140-300 µs of CPU, #12). Files do not pile
+stays when its lock is released, so the next step of the same relationship only locks it again
+(creating and unlinking it per step cost 140-300 µs of CPU, #12): its descriptor is unlocked
+(``LOCK_UN``) and kept open, for the last :data:`IDLE_FILES` names, so that the next step saves
+the open, the close and the path look-up — and the ``fstat``, as the file's identity is kept
+with it. Files do not pile
 up: a *sweep* removes every lock file nobody holds — it locks the file (``LOCK_NB``) and unlinks
 it while it holds it — on a store object's first lock and again after every
 :data:`SWEEP_AFTER` further names, so the directory holds at most about that many files beside
@@ -37,13 +40,17 @@ from pathlib import Path
 from vrmproto.store._base import StoreError
 
 _flock: Callable[[int], None] | None
+_unflock: Callable[[int], None] | None
 try:
     import fcntl
 
     def _flock(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unflock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 except ImportError:  # pragma: no cover -- not POSIX: the locks exclude within the process only
-    _flock = None
+    _flock = _unflock = None
 
 __all__ = ["FileLocks", "LocalLocks", "OnWait"]
 
@@ -55,6 +62,8 @@ POLL_FIRST_S = 0.002
 POLL_MAX_S = 0.05
 #: A store object sweeps unheld lock files away after locking this many new names.
 SWEEP_AFTER = 256
+#: Most lock files a store object keeps open, unlocked, for the next step of the same name.
+IDLE_FILES = 64
 
 
 class LocalLocks:
@@ -114,6 +123,9 @@ class FileLocks:
         self.directory = directory
         self._local = LocalLocks()  # tasks of this object queue here instead of polling
         self._named: set[bytes] | None = None  # names locked since the last sweep (None: none)
+        #: Open, unlocked lock files by name, oldest first: (descriptor, path, (device, inode)).
+        self._idle: dict[bytes, tuple[int, str, tuple[int, int]]] = {}
+        self._closed = False  # after close(): released files are closed, not kept
 
     def create(self) -> None:
         """Make the lock directory (mode 0700) if it does not exist; done on first use."""
@@ -122,20 +134,32 @@ class FileLocks:
     def _path(self, name: bytes) -> Path:
         return self.directory / name.hex()
 
-    def _try(self, path: Path) -> int | None:
-        """The descriptor of ``path`` locked by us, or None if it is locked elsewhere."""
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        try:
-            fd = os.open(path, flags, 0o600)
-        except FileNotFoundError:  # the first lock taken on this database
-            self.create()
-            fd = os.open(path, flags, 0o600)
+    def _try(self, name: bytes) -> tuple[int, str, tuple[int, int]] | None:
+        """``name``'s lock file locked by us (descriptor, path, identity); None if it is
+        locked elsewhere; descriptor -1 if it was unlinked before we locked it (try again)."""
+        idle = self._idle.pop(name, None)
+        if idle is not None:
+            fd, path, ident = idle
+        else:
+            path = str(self._path(name))
+            flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+            try:
+                fd = os.open(path, flags, 0o600)
+            except FileNotFoundError:  # the first lock taken on this database
+                self.create()
+                fd = os.open(path, flags, 0o600)
+            try:
+                held = os.fstat(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            ident = (held.st_dev, held.st_ino)
         if _flock is None:  # pragma: no cover
-            return fd
+            return fd, path, ident
         try:
             _flock(fd)
         except BlockingIOError:
-            os.close(fd)
+            self._keep(name, fd, path, ident)  # still ours to try again
             return None
         except BaseException:
             os.close(fd)
@@ -144,15 +168,51 @@ class FileLocks:
             now = os.stat(path)
         except FileNotFoundError:
             now = None
-        held = os.fstat(fd)
-        if now is None or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+        if now is None or (now.st_dev, now.st_ino) != ident:
             os.close(fd)  # the holder before us unlinked it: start over on the new file
-            return -1
-        return fd
+            return -1, path, ident
+        return fd, path, ident
+
+    def _keep(self, name: bytes, fd: int, path: str, ident: tuple[int, int]) -> None:
+        """Keep ``name``'s unlocked file open for its next lock (the oldest beyond
+        :data:`IDLE_FILES` is closed)."""
+        if self._closed:
+            os.close(fd)
+            return
+        self._idle[name] = (fd, path, ident)
+        if len(self._idle) > IDLE_FILES:
+            oldest = next(iter(self._idle))
+            os.close(self._idle.pop(oldest)[0])
+
+    def _release(self, name: bytes, fd: int, path: str, ident: tuple[int, int]) -> None:
+        """Unlock ``name``'s file, keeping it open (:meth:`_keep`); closed if unlocking fails
+        (closing releases the lock as well)."""
+        if _unflock is None:  # pragma: no cover
+            os.close(fd)
+            return
+        try:
+            _unflock(fd)
+        except OSError:
+            os.close(fd)
+            return
+        self._keep(name, fd, path, ident)
+
+    def _drop_idle(self) -> None:
+        """Close the lock files kept open (none of them is locked)."""
+        idle, self._idle = self._idle, {}
+        for fd, _, _ in idle.values():
+            os.close(fd)
+
+    def close(self) -> None:
+        """Close the lock files kept open; a lock released from now on closes its file."""
+        self._closed = True
+        self._drop_idle()
 
     def sweep(self) -> int:
         """Remove every lock file that nobody holds (each locked while it is unlinked); the
-        number removed. A missing directory has nothing to sweep."""
+        number removed. A missing directory has nothing to sweep. The files this object kept
+        open are closed first: they would only point at files swept away."""
+        self._drop_idle()
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
@@ -188,21 +248,22 @@ class FileLocks:
         """Hold the lock ``name`` for the ``async with`` block."""
         return _FileHold(self, name, on_wait)
 
-    async def _take(self, name: bytes, on_wait: OnWait | None) -> int:
-        """The descriptor of ``name``'s lock file, locked by us: polled for while it is held
+    async def _take(self, name: bytes, on_wait: OnWait | None
+                    ) -> tuple[int, str, tuple[int, int]]:  # fmt: skip
+        """``name``'s lock file locked by us (see :meth:`_try`): polled for while it is held
         by another process or store object."""
-        path = self._path(name)
         delay, told = POLL_FIRST_S, False
         while True:
             try:
                 if self._named is None or name not in self._named:
                     self._note(name)
-                fd = self._try(path)
+                got = self._try(name)
             except OSError as exc:
-                raise StoreError(f"cannot lock {path}: {exc.strerror or exc}") from exc
-            if fd is not None and fd >= 0:
-                return fd
-            if fd is None:  # held by another process or store object
+                raise StoreError(
+                    f"cannot lock {self._path(name)}: {exc.strerror or exc}") from exc
+            if got is not None and got[0] >= 0:
+                return got
+            if got is None:  # held by another process or store object
                 if not told and on_wait is not None:
                     on_wait()
                 told = True
@@ -215,7 +276,7 @@ class _FileHold:
     :class:`LocalLocks`, then the file is locked (a plain class: cheaper per step than an async
     generator)."""
 
-    __slots__ = ("_fd", "_local", "_locks", "_name", "_on_wait")
+    __slots__ = ("_held", "_local", "_locks", "_name", "_on_wait")
 
     def __init__(self, locks: FileLocks, name: bytes, on_wait: OnWait | None) -> None:
         self._locks = locks
@@ -226,7 +287,7 @@ class _FileHold:
         local = self._locks._local.hold(self._name, self._on_wait)
         await local.__aenter__()
         try:
-            self._fd = await self._locks._take(self._name, self._on_wait)
+            self._held = await self._locks._take(self._name, self._on_wait)
         except BaseException:
             await local.__aexit__(None, None, None)
             raise
@@ -234,6 +295,6 @@ class _FileHold:
 
     async def __aexit__(self, *exc: object) -> None:
         try:
-            os.close(self._fd)  # the file stays for the next step; a sweep removes it
+            self._locks._release(self._name, *self._held)  # the file stays; a sweep removes it
         finally:
             await self._local.__aexit__(None, None, None)

@@ -207,6 +207,13 @@ class MemoryStore(AsyncClosing):
         apply it only if the store holds exactly this record for its thread, else
         :class:`StoreConflict`, as :meth:`vrmproto.store.SQLiteStore.commit` does.
         ``durable=False`` is allowed and changes nothing (nothing here outlives the process)."""
+        await self.commit_ids(c, expect=expect, durable=durable)
+
+    async def commit_ids(
+        self, c: Commit, *, expect: RelationshipRecord | None = None, durable: bool = True
+    ) -> tuple[int, ...]:
+        """:meth:`commit`, returning the ids given to the items of ``c.outbox_add``, in
+        order."""
         self._check_open()
         await asyncio.sleep(0)  # a real store yields here; callers must not rely on it not
         if expect is not None and self._relationships.get(expect.thread) != expect:
@@ -242,18 +249,21 @@ class MemoryStore(AsyncClosing):
             self._dedupe[d.sender, d.msg_id] = d
         for item_id in c.outbox_done:
             self._outbox.pop(item_id, None)
+        ids: list[int] = []
         for o in c.outbox_add:
             item_id, self._next_item_id = self._next_item_id, self._next_item_id + 1
             self._outbox[item_id] = OutboxItem(
                 item_id, o.destination, o.thread, o.msg_hash, o.envelope, 0,
                 o.next_attempt_ms, "", o.created_ms,
             )  # fmt: skip
+            ids.append(item_id)
         self._apply_rows(c)
         for thread in c.drop:
             self._drop(thread)
         for key in c.unset:
             self._meta.pop(key, None)
         self._apply_events(c)
+        return tuple(ids)
 
     def _apply_events(self, c: Commit) -> None:
         """Parts 23–26 of ``c``: the event feed."""

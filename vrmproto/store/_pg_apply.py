@@ -132,8 +132,9 @@ def _check_indexes(entries: Iterable[HistoryEntry], heads: dict[bytes, int]) -> 
         heads[h.thread] = expected + 1
 
 
-async def apply_commit(conn: Connection, c: Commit) -> None:
-    """Apply one Commit's parts in the documented order (see :class:`~vrmproto.store.Commit`)."""
+async def apply_commit(conn: Connection, c: Commit) -> tuple[int, ...]:
+    """Apply one Commit's parts in the documented order (see :class:`~vrmproto.store.Commit`);
+    the ids given to its outbox items, in order."""
     await _write_rows(conn, [Commit(relationships=c.relationships)])
     await typed.apply_threads(conn, c)
     await _write_rows(conn, [Commit(meta=c.meta)])
@@ -151,8 +152,11 @@ async def apply_commit(conn: Connection, c: Commit) -> None:
         await conn.execute(
             "DELETE FROM outbox WHERE item_id = ANY($1::int8[])", list(c.outbox_done)
         )
-    if c.outbox_add:
-        await conn.execute(_INSERT_OUTBOX, *_columns(_outbox_row(o) for o in c.outbox_add))
+    ids: tuple[int, ...] = ()
+    if c.outbox_add:  # numbered as inserted, in the order given (ORDER BY o)
+        rows = await conn.fetch(_INSERT_OUTBOX + " RETURNING item_id",
+                                *_columns(_outbox_row(o) for o in c.outbox_add))  # fmt: skip
+        ids = tuple(sorted(int(r[0]) for r in rows))
     await typed.apply_typed(conn, c)
     await feed.redact(conn, c.held_drop)
     if c.drop:  # history first: its rows reference the relationship's
@@ -164,6 +168,7 @@ async def apply_commit(conn: Connection, c: Commit) -> None:
     if c.unset:
         await conn.execute("DELETE FROM meta WHERE key = ANY($1::text[])", list(c.unset))
     await feed.apply_events(conn, [c])
+    return ids
 
 
 _LOCK_RELS = """
@@ -182,12 +187,14 @@ async def expectations_hold(conn: Connection, expects: Sequence[RelationshipReco
     return all(stored.get(e.thread) == e for e in expects)
 
 
-async def apply_expecting(conn: Connection, c: Commit, expect: RelationshipRecord | None) -> None:
+async def apply_expecting(
+    conn: Connection, c: Commit, expect: RelationshipRecord | None
+) -> tuple[int, ...]:
     """:func:`apply_commit`, only if the thread's row is still exactly ``expect`` (when given):
     else :class:`~vrmproto.store.StoreConflict`, with nothing of ``c`` written."""
     if expect is not None and not await expectations_hold(conn, (expect,)):
         raise StoreConflict(f"relationship {expect.thread.hex()} changed since it was read")
-    await apply_commit(conn, c)
+    return await apply_commit(conn, c)
 
 
 def groupable(c: Commit | None) -> bool:

@@ -139,6 +139,7 @@ class _Job:
     commit: Commit
     future: asyncio.Future[None]
     expect: RelationshipRecord | None = None
+    ids: tuple[int, ...] = ()  # given to the Commit's outbox items (set when it is written)
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -353,7 +354,9 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
 
     async def _run_job(self, conn: Connection, job: _Job) -> Exception | None:
         try:
-            await self._in_savepoint(conn, "job", apply_expecting(conn, job.commit, job.expect))
+            job.ids = await self._in_savepoint(
+                conn, "job", apply_expecting(conn, job.commit, job.expect)
+            )
         except StoreError as exc:
             return exc
         return None
@@ -389,11 +392,20 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
         commits a step taken from the relationship it kept warm this way instead of reading
         the record first (:mod:`vrmproto.server._warm`). ``durable=False`` is allowed and
         ignored: the commit is durable when it returns, as always."""
+        await self.commit_ids(c, expect=expect, durable=durable)
+
+    async def commit_ids(
+        self, c: Commit, *, expect: RelationshipRecord | None = None, durable: bool = True
+    ) -> tuple[int, ...]:
+        """:meth:`commit`, returning the ids given to the items of ``c.outbox_add``, in
+        order (``RETURNING`` of their insert)."""
         if self._closed:
             raise StoreError("store is closed")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(c, future, expect))
+        job = _Job(c, future, expect)
+        self._queue.put_nowait(job)
         await asyncio.shield(future)
+        return job.ids
 
     async def _pooled(self, run: Callable[[Connection], Awaitable[_T]]) -> _T:
         if self._closed:

@@ -48,7 +48,9 @@ the event feed (:mod:`vrmproto.store._sqlite_events`), version 5 the relayed int
 the events that carry personal data (the full index cost a random page write per event);
 version 7 indexes a customer's relationships by URL and by name and drops ``held_by_share``
 (:mod:`vrmproto.store._rel_query`); version 8 numbers events without ``AUTOINCREMENT``, whose
-counter row cost a page of the WAL per transaction (:mod:`vrmproto.store._migrate_v8`).
+counter row cost a page of the WAL per transaction (:mod:`vrmproto.store._migrate_v8`);
+version 9 drops the outbox's index by due time, two pages of the agent's WAL per message it
+sends (:mod:`vrmproto.store._migrate_v9`).
 
 Files (spec §11.13-1). The database holds histories and, at a vendor, customers' shared data in
 clear, so :meth:`SQLiteStore.open` creates it with mode 0600 (SQLite gives its ``-wal`` and
@@ -123,6 +125,7 @@ from vrmproto.store._base import (
 from vrmproto.store._locks import FileLocks
 from vrmproto.store._migrate_v3 import migrate_2_to_3
 from vrmproto.store._migrate_v8 import migrate_7_to_8
+from vrmproto.store._migrate_v9 import migrate_8_to_9
 from vrmproto.store._rel_query import RelationshipsWhere, migrate_6_to_7
 
 __all__ = ["BATCH_CAP", "SCHEMA_VERSION", "SQLiteStore", "StoreStats"]
@@ -230,6 +233,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     feed.migrate_5_to_6,
     migrate_6_to_7,
     migrate_7_to_8,
+    migrate_8_to_9,
 )
 """``_MIGRATIONS[n]`` takes the schema from version n to n + 1 (``PRAGMA user_version``)."""
 
@@ -439,16 +443,17 @@ def _discontinuous(conn: sqlite3.Connection, h: HistoryEntry) -> None:
     raise StoreError(f"history entry {h.index} of thread {h.thread.hex()} was not inserted")
 
 
-def _apply_commit(conn: sqlite3.Connection, c: Commit) -> None:
-    """Apply one Commit's parts in the documented order (see :class:`Commit`).
+def _apply_commit(conn: sqlite3.Connection, c: Commit) -> tuple[int, ...]:
+    """Apply one Commit's parts in the documented order (see :class:`Commit`); the ids given
+    to its outbox items, in order.
 
     Runs on the writer thread inside the batch transaction and the Commit's own savepoint.
     """
     typed.upsert_kept(conn, _UPSERT_REL_KEPT, _UPSERT_REL, [_rel_row(r) for r in c.relationships])
-    _apply_after_relationships(conn, c)
+    return _apply_after_relationships(conn, c)
 
 
-def _apply_after_relationships(conn: sqlite3.Connection, c: Commit) -> None:
+def _apply_after_relationships(conn: sqlite3.Connection, c: Commit) -> tuple[int, ...]:
     """Parts 2 to 26 of ``c``: :func:`_apply_commit` once its relationships are written."""
     typed.apply_threads(conn, c)
     for key, value in c.meta:
@@ -478,12 +483,14 @@ def _apply_after_relationships(conn: sqlite3.Connection, c: Commit) -> None:
         conn.execute(_INSERT_DEDUPE, _dedupe_row(d))
     for item_id in c.outbox_done:
         conn.execute("DELETE FROM outbox WHERE item_id = ?", (item_id,))
-    for o in c.outbox_add:
+    ids = tuple(
         conn.execute(
             "INSERT INTO outbox (destination, thread, msg_hash, envelope, attempts, "
             "next_attempt_ms, last_error, created_ms) VALUES (?, ?, ?, ?, 0, ?, '', ?)",
             (o.destination, o.thread, o.msg_hash, o.envelope, o.next_attempt_ms, o.created_ms),
-        )
+        ).lastrowid or 0
+        for o in c.outbox_add
+    )
     typed.apply_rows(conn, c)
     feed.redact(conn, c.held_drop)
     for thread in c.drop:  # history first: its rows reference the relationship's
@@ -493,6 +500,7 @@ def _apply_after_relationships(conn: sqlite3.Connection, c: Commit) -> None:
     for key in c.unset:
         conn.execute("DELETE FROM meta WHERE key = ?", (key,))
     feed.apply_events(conn, c)
+    return ids
 
 
 def _holds(conn: sqlite3.Connection, expect: RelationshipRecord) -> bool:
@@ -515,7 +523,9 @@ _UPDATE_REL_EXPECTING = (
 )
 
 
-def _apply_expecting(conn: sqlite3.Connection, c: Commit, expect: RelationshipRecord) -> None:
+def _apply_expecting(
+    conn: sqlite3.Connection, c: Commit, expect: RelationshipRecord
+) -> tuple[int, ...]:
     """:func:`_apply_commit`, only if the thread's row is still exactly ``expect``.
 
     The usual step (a vendor's: its one relationship, keys, label and URL as expected) checks
@@ -527,11 +537,10 @@ def _apply_expecting(conn: sqlite3.Connection, c: Commit, expect: RelationshipRe
         if conn.execute(_UPDATE_REL_EXPECTING, (r.state, r.data, r.updated_ms, *_rel_row(expect))
                         ).rowcount != 1:  # fmt: skip
             raise StoreConflict(f"relationship {expect.thread.hex()} changed since it was read")
-        _apply_after_relationships(conn, c)
-        return
+        return _apply_after_relationships(conn, c)
     if not _holds(conn, expect):
         raise StoreConflict(f"relationship {expect.thread.hex()} changed since it was read")
-    _apply_commit(conn, c)
+    return _apply_commit(conn, c)
 
 
 def _same_keys(r: RelationshipRecord, expect: RelationshipRecord) -> bool:
@@ -818,6 +827,7 @@ class SQLiteStore(AsyncClosing):
             inline, self._inline_conns = self._inline_conns, []
         for conn in inline:
             conn.close()
+        self._locks.close()
 
     # -- the writer thread --
 
@@ -1170,12 +1180,18 @@ class SQLiteStore(AsyncClosing):
         is durable too; a power loss before then may take it back, so the caller passes it
         only for a Commit whose loss the protocol repairs (:mod:`vrmproto.store._sqlite_durable`,
         "Commits that do not wait"). On the writer thread it is durable anyway."""
+        await self.commit_ids(c, expect=expect, durable=durable)
+
+    async def commit_ids(
+        self, c: Commit, *, expect: RelationshipRecord | None = None, durable: bool = True
+    ) -> tuple[int, ...]:
+        """:meth:`commit`, returning the ids given to the items of ``c.outbox_add``, in
+        order (the row ids their inserts were given, in the same transaction)."""
         if expect is None:
-            await self._write(lambda conn: _apply_commit(conn, c), c, durable=durable)
-        else:
-            await self._write(
-                lambda conn: _apply_expecting(conn, c, expect), c, expect, durable=durable
-            )
+            return await self._write(lambda conn: _apply_commit(conn, c), c, durable=durable)
+        return await self._write(
+            lambda conn: _apply_expecting(conn, c, expect), c, expect, durable=durable
+        )
 
     def lock(
         self, name: bytes, *, on_wait: Callable[[], None] | None = None

@@ -215,8 +215,26 @@ NOTE_COLUMNS = ("share, thread, vendor, fields, purposes, categories, expires_ms
 
 
 def note_row(n: ShareNote) -> tuple[object, ...]:
-    return (n.share, n.thread, n.vendor, _js(tuple(n.fields)), _js(n.purposes),
+    return (n.share, n.thread, n.vendor, _fields_js(n.fields), _js(n.purposes),
             _js(n.categories), n.expires_ms, n.shared_ms, n.status, n.withdrawn_ms)  # fmt: skip
+
+
+#: The fields tuple :func:`_fields_js` encoded last, and its text (one slot).
+_LAST_FIELDS: list[tuple[object, str]] = [((), "[]")]
+
+
+def _fields_js(fields: tuple[tuple[str, str], ...]) -> str:
+    """A note's fields as JSON. The note of a share is written twice, queued and then with its
+    outcome (``dataclasses.replace``: the same fields tuple), so the text of the last tuple
+    encoded is kept, for that tuple only: the values are personal data, not kept any longer
+    than the next note (#12). The slot holds one tuple, replaced whole: safe from any thread."""
+    last = _LAST_FIELDS[0]
+    if last[0] is fields:
+        return last[1]
+    text = _js(tuple(fields))
+    if type(fields) is tuple and all(type(f) is tuple for f in fields):  # cannot change
+        _LAST_FIELDS[0] = (fields, text)
+    return text
 
 
 def note_record(row: Sequence[Any]) -> ShareNote:
