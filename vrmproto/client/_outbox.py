@@ -24,7 +24,8 @@ from vrmproto._messages import Receipt
 from vrmproto.client._delivery import Delivery, DeliveryStatus, OutboxRun
 from vrmproto.client._drafts import Draft, DraftKind, encode_draft
 from vrmproto.client._ledger import Thread, to_row
-from vrmproto.client._sending import DEFAULT_SCHEDULE, RETRYABLE, Sender, is_due
+from vrmproto.client._schedule import DEFAULT_SCHEDULE, RETRYABLE, is_due
+from vrmproto.client._sending import Sender
 from vrmproto.client._transport import RetryPolicy
 from vrmproto.client._waiting import Waiting
 from vrmproto.store import HistoryEntry, NewOutboxItem, OutboxItem

@@ -47,7 +47,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from vrmproto import _errors
 from vrmproto._errors import PeerProblemError, Problem, ProtocolError, TransportError, VrmError
 from vrmproto._messages import DataShare, Receipt
 from vrmproto._relationship import Received, Sent
@@ -57,17 +56,12 @@ from vrmproto.client._errors import InvalidResponse, Transient
 from vrmproto.client._ledger import Ledger, Thread, to_row
 from vrmproto.client._own import own_header
 from vrmproto.client._peer_copy import delivered_after_all
+from vrmproto.client._schedule import DEFAULT_SCHEDULE, RETRYABLE, is_due
 from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, ShareNote, Store
 from vrmproto.store._base import OWN_COMMITS, commit_site
 
-__all__ = ["DEFAULT_SCHEDULE", "RETRYABLE", "Sender", "is_due", "may_close_lazily"]
-
-#: Problem codes after which the same bytes may be delivered again (Table 9-1, §9.1-9).
-RETRYABLE = _errors.RETRYABLE
-
-#: When the outbox tries again: full jitter over 2 s · 2^(n-1), at most an hour apart.
-DEFAULT_SCHEDULE = RetryPolicy(attempts=1_000_000, base_s=2.0, cap_s=3600.0)
+__all__ = ["Sender", "may_close_lazily"]
 
 #: Most signed messages whose header fields a :class:`Sender` keeps until it delivers them.
 KEPT_HEADERS = 4096
@@ -86,13 +80,6 @@ def may_close_lazily(store: Store) -> LazyStore | None:
     if commit_site(store) in OWN_COMMITS:  # a replaced commit is called the plain way
         return store  # type: ignore[return-value]  # its commit is one of the library's
     return None
-
-
-def is_due(item: OutboxItem, due_by: int) -> bool:
-    """Whether ``item`` is to be tried by a run that takes what is due by ``due_by``: what
-    was never tried is due at once — among it, what the run itself queued (a receipt for a
-    reply, the draft whose turn came), which goes in the same run."""
-    return item.attempts == 0 or item.next_attempt_ms <= due_by
 
 
 class Sender:
