@@ -15,14 +15,17 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from vrmproto._messages import Money
 from vrmproto._vocab import DataRecord, TermRef, category_label, get_term, purpose_label
+from vrmproto.cli._errors import printable
 from vrmproto.cli._parse import format_time, term_spec
 from vrmproto.client._http import unreachable_words
 
-__all__ = ["Out", "money_json", "record_json", "short", "term_json", "terms_text"]
+__all__ = ["Out", "money_json", "printable", "record_json", "safe", "short", "term_json",
+           "terms_text"]
 
 YOU = "⊂"
 THEM = "⊃"
@@ -45,7 +48,7 @@ class Out:
     def note(self, text: str) -> None:
         """A side remark for people: on stderr in JSON mode, so stdout stays parseable."""
         if self.json_mode:
-            click.echo(text, err=True)
+            click.echo(printable(text), err=True)
         else:
             self.console.print(text, style="dim")
 
@@ -53,6 +56,17 @@ class Out:
     def live(self) -> bool:
         """True when the terminal can redraw (live progress); else print line by line."""
         return not self.json_mode and self.console.is_terminal and sys.stdout.isatty()
+
+
+def safe(text: object) -> str:
+    """``text`` for rich to print as it is: :func:`printable`, and never read as markup.
+
+    Whatever others wrote — a vendor's name, a refusal's reason, a problem's detail, an offer's
+    words, a returned record, a name zeroconf announced — and whatever the person typed is
+    shown through this: rich reads ``[…]`` as markup, so ``[/]`` in a vendor's name stopped
+    every command that showed it (``MarkupError``), and ``[link=…]`` made it a hyperlink to
+    wherever the vendor liked."""
+    return escape(printable(text))
 
 
 def short(data: bytes, n: int = 12) -> str:
@@ -145,10 +159,10 @@ def records_table(records: Iterable[DataRecord], title: str | None = None) -> Ta
     t = table(title, "field", "value", "category", "source", "collected", "purposes")
     for r in records:
         t.add_row(
-            r.field,
-            r.value,
+            safe(r.field),
+            safe(r.value),
             category_label(r.category),
-            r.source,
+            safe(r.source),
             format_time(r.collected) if r.collected else "—",
             ", ".join(purpose_label(p) for p in r.purposes),
         )
@@ -157,7 +171,7 @@ def records_table(records: Iterable[DataRecord], title: str | None = None) -> Ta
 
 def rbutton(vendor: str, state: str = "") -> str:
     """The r-button view of one relationship: ``⊂ you ⊃ Avis Park City``."""
-    return f"{YOU} you {THEM} {vendor}" + (f" ({state})" if state else "")
+    return f"{YOU} you {THEM} {safe(vendor)}" + (f" ({state})" if state else "")
 
 
 def kv_table(rows: Mapping[str, str]) -> Table:
@@ -165,5 +179,5 @@ def kv_table(rows: Mapping[str, str]) -> Table:
     t.add_column(style="bold")
     t.add_column()
     for k, v in rows.items():
-        t.add_row(k, v)
+        t.add_row(k, safe(v))
     return t
