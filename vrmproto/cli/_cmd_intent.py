@@ -235,6 +235,7 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
         "to": end_ms, "max_price": money_json(price) if price else None,
         "reply_by": result.reply_by, "sent": now_ms(), "vendors": urls, "offers": rows,
         "declines": [{"vendor": v, "reason": r} for v, r in result.declines],
+        "skipped": skipped_json(result),
     }  # fmt: skip
     if relayed:
         done = relayed[0]
@@ -247,11 +248,24 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
     _report_cast(out, result, record)
 
 
+def skipped_json(result: IntentcastResult) -> list[dict[str, str]]:
+    """The vendors the intentcast was not sent to, and why (:attr:`IntentcastResult.skipped`)."""
+    return [{"url": url, "reason": why} for url, why in result.skipped]
+
+
+def report_skipped(out: Out, result: IntentcastResult) -> None:
+    """Say which vendors were not asked: one named with ``--vendor`` and left out without a
+    word looked like a vendor that had nothing to offer."""
+    for url, why in result.skipped:
+        out.print(f"  [dim]{safe(url)} not asked: {safe(why)}[/]")
+
+
 def _report_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> None:
     """The intentcast's outcome: its record and fan-out as JSON, or the ranked offers."""
     if out.json_mode:
         out.json({**record, **fanout_json(result.report)})
         return
+    report_skipped(out, result)
     for v, r in result.declines:
         out.print(f"  [dim]{safe(v)} declined: {safe(r)}[/]")
     for failed in (r for r in result.report.results if r.status != "confirmed"):

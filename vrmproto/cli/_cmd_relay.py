@@ -15,7 +15,13 @@ from typing import Any
 import click
 
 from vrmproto.cli._cmd_data import fanout_json
-from vrmproto.cli._cmd_intent import offer_json, offers_table, rank_offers
+from vrmproto.cli._cmd_intent import (
+    offer_json,
+    offers_table,
+    rank_offers,
+    report_skipped,
+    skipped_json,
+)
 from vrmproto.cli._common import as_url, now_ms
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
@@ -175,6 +181,7 @@ def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) 
         "sent": now_ms(), "vendors": [r.url for r in result.report.results],
         "offers": [offer_json(o, settings.terms, i + 1) for i, o in enumerate(ranked)],
         "declines": [{"vendor": v, "reason": r} for v, r in result.declines],
+        "skipped": skipped_json(result),
     }  # fmt: skip
     out = env.out
     if out.json_mode:
@@ -182,6 +189,7 @@ def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) 
         return
     out.print(f"published to {len(published.accepted)} of {len(published.errors)} "
               f"relays; {len(done.answers)} vendors answered")  # fmt: skip
+    report_skipped(out, result)
     for v, r in result.declines:
         out.print(f"  [dim]{safe(v)} declined: {safe(r)}[/]")
     if record["offers"]:
