@@ -13,7 +13,16 @@ from vrmproto._state import State
 from vrmproto.cli._common import as_url, finish, norm
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
-from vrmproto.cli._output import Out, printable, rbutton, safe, short, term_json, terms_short
+from vrmproto.cli._output import (
+    Out,
+    printable,
+    rbutton,
+    safe,
+    short,
+    term_json,
+    terms_short,
+    waits_because,
+)
 from vrmproto.cli._parse import parse_term
 from vrmproto.client import Agent, ConnectResult, RelationshipView
 from vrmproto.client._agent import KeyChangedError
@@ -88,7 +97,8 @@ def _print_connect(out: Out, result: ConnectResult, whose: str = "your") -> None
             kept = f"message {rejection['hash'][:12]}, signed by {rejection['signed_by']}"
             out.print(f"  [dim]their signed answer is kept in your history ({kept})[/]")
     elif result.status == "queued":
-        out.print("  ⏸ queued: the vendor could not be reached; `vrm outbox run` delivers it")
+        why = waits_because(result.delivery.error if result.delivery is not None else None)
+        out.print(f"  ⏸ queued: {safe(why)}; `vrm outbox run` delivers it")
     else:
         out.print("  … delivered; the vendor has not answered yet")
 

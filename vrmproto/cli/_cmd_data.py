@@ -26,6 +26,7 @@ from vrmproto.cli._output import (
     table,
     term_json,
     terms_short,
+    waits_because,
 )
 from vrmproto.cli._parse import format_date, format_time, parse_duration, parse_fields
 from vrmproto.cli._progress import FanoutDisplay
@@ -195,7 +196,7 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
         out.print(f"  [green]✓ shared[/] {', '.join(sorted(values))} until {format_date(until)}"
                   f" — share {short(d.msg_hash)}, receipt signed by the vendor")  # fmt: skip
     else:
-        out.print(f"  ⏸ queued ({safe(d.error)}); `vrm outbox run` delivers it")
+        out.print(f"  ⏸ queued ({safe(waits_because(d.error))}); `vrm outbox run` delivers it")
 
 
 @click.command()
@@ -250,7 +251,7 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
                       f"confirmation {short(erased.hash)} from {fingerprint(erased.sender)}, "
                       "kept in your history")  # fmt: skip
         elif d.status == "queued":
-            out.print(f"  ⏸ queued ({safe(d.error)}); `vrm outbox run` delivers it")
+            out.print(f"  ⏸ queued ({safe(waits_because(d.error))}); `vrm outbox run` delivers it")
         else:
             out.print("  delivered; the vendor has not confirmed the deletion yet")
     if d.status == "confirmed" and erased is None:

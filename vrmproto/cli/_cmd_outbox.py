@@ -12,10 +12,10 @@ import click
 from vrmproto.cli._common import finish
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
-from vrmproto.cli._output import Out, brief, safe, table
+from vrmproto.cli._output import Out, brief, safe, table, waits_because
 from vrmproto.cli._parse import format_time
 from vrmproto.client import Delivery, OutboxRun
-from vrmproto.client._waiting import Waiting
+from vrmproto.client._waiting import Waiting, WaitReason
 
 __all__ = ["outbox"]
 
@@ -35,7 +35,9 @@ def _print_waiting(out: Out, rows: list[dict[str, Any]]) -> None:
               "attempts", "next try")  # fmt: skip
     for r in rows:
         why = r["reason"]
-        if r["last_error"]:
+        if why == WaitReason.UNREACHABLE.value:  # or answered "not now"
+            why = waits_because(r["last_error"])
+        elif r["last_error"]:
             why += f": {brief(r['last_error'])}"
         t.add_row(safe(r["vendor"]), r["id"][:12], r["type"], safe(why), str(r["attempts"]),
                   format_time(r["next_attempt"]) if r["next_attempt"] else "—")  # fmt: skip

@@ -25,7 +25,7 @@ from vrmproto.cli._parse import format_time, term_spec
 from vrmproto.client._http import unreachable_words
 
 __all__ = ["Out", "money_json", "printable", "record_json", "safe", "short", "term_json",
-           "terms_text"]
+           "terms_text", "waits_because"]
 
 YOU = "⊂"
 THEM = "⊃"
@@ -131,6 +131,27 @@ def brief(detail: str) -> str:
         if unreachable is not None:
             return unreachable
     return detail if len(detail) <= 80 else detail[:79] + "…"
+
+
+def waits_because(error: object) -> str:
+    """Why a message waits in the outbox, in a few words: a vendor that answered "not now"
+    (a problem that may be retried, §9.2-3) was reached, and is not said to be unreachable.
+    ``clock_skew`` says whose clock to look at: the vendor found our message made in its
+    future (§4.5-4), and it goes once the vendor's clock has caught up with ours. An answer we
+    could not take because it is out of date or from the future by our clock (its problem or
+    receipt lives a few minutes) points at the clocks too."""
+    text = str(error) if error is not None else ""
+    peer = _PEER_REFUSED.search(text)
+    if peer is None:
+        why = "the vendor could not be reached" + (f": {brief(text)}" if text else "")
+        if "clock_skew" in text or "expired" in text:  # its answer is outside our clock's window
+            why += " — its clock and yours may differ (`vrm doctor` compares them)"
+        return why
+    code = peer.group(1)
+    if code == "clock_skew":
+        return ("your clock is ahead of the vendor's (clock_skew): the message goes once the "
+                "vendor's clock catches up (`vrm doctor` compares them)")
+    return f"the vendor answered {code}: not now"
 
 
 def terms_text(refs: Iterable[TermRef]) -> str:

@@ -1,0 +1,48 @@
+"""A person whose clock is ahead of the vendor's by more than ``max_clock_skew_ms`` (§4.5-4).
+
+The vendor answers ``clock_skew`` (may be retried, §9.2-3): the message waits, and goes once the
+vendor's clock has caught up. Before, ``vrm connect`` said "the vendor could not be reached",
+and ``vrm outbox`` "the vendor could not be reached: refused by the vendor (clock_skew…)": the
+person looked for a network fault while the vendor was up and the fault was their own clock.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests._cli_helpers import VendorHost, new_home, ok, vrm
+from vrmproto import Identity
+from vrmproto.server import Endpoint, ReferencePolicy, serve
+from vrmproto.store import MemoryStore
+
+
+@pytest.mark.parametrize("behind_ms", [200_000, 400_000])
+def test_a_clock_ahead_of_the_vendors_is_named_not_the_network(
+    tmp_path: Path, behind_ms: int
+) -> None:
+    """The vendor's clock is behind the person's by more than the skew allowed (120 s): its
+    ``clock_skew`` problem is read; or, past its problems' lifetime (300 s), is not."""
+    host = VendorHost()
+    try:
+        ep = Endpoint(Identity(os.urandom(32)), store=MemoryStore(), name="Slow Clock",
+                      clock=lambda: time.time_ns() // 1_000_000 - behind_ms,
+                      policy=ReferencePolicy(accepts_terms=("vrm.no-tracking",)))  # fmt: skip
+        server = host.call(serve(ep, "127.0.0.1", 0))
+        home = new_home(tmp_path)
+        said = " ".join(ok(vrm("connect", f"http://127.0.0.1:{server.port}", home=home))
+                        .stdout.split())  # fmt: skip
+        waits = " ".join(ok(vrm("outbox", home=home)).stdout.split())
+        if behind_ms < 300_000:
+            assert "queued: your clock is ahead of the vendor's (clock_skew)" in said
+            assert "could not be reached" not in said
+            assert "could not be reached" not in waits
+            assert "clock_skew" in waits
+        else:
+            assert "its clock and yours may differ (`vrm doctor` compares them)" in said
+        host.call(server.close())
+    finally:
+        host.close()
