@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._cli_helpers import VendorHost, new_home, ok, vrm
+from tests._cli_helpers import VendorHost, fails, new_home, ok, vrm
 from vrmproto import Identity
 from vrmproto.server import Endpoint, ReferencePolicy, serve
 from vrmproto.store import MemoryStore
@@ -43,6 +43,23 @@ def test_a_clock_ahead_of_the_vendors_is_named_not_the_network(
             assert "clock_skew" in waits
         else:
             assert "its clock and yours may differ (`vrm doctor` compares them)" in said
+        host.call(server.close())
+    finally:
+        host.close()
+
+
+def test_a_vendor_document_from_the_future_points_at_the_clocks(tmp_path: Path) -> None:
+    """The vendor's clock is ahead by more than 120 s: its discovery document is refused
+    (§13.1-6, ``expired``), and the sentence says whose clocks to compare."""
+    host = VendorHost()
+    try:
+        ep = Endpoint(Identity(os.urandom(32)), store=MemoryStore(), name="Fast Clock",
+                      clock=lambda: time.time_ns() // 1_000_000 + 400_000,
+                      policy=ReferencePolicy(accepts_terms=("vrm.no-tracking",)))  # fmt: skip
+        server = host.call(serve(ep, "127.0.0.1", 0))
+        r = fails(vrm("connect", f"http://127.0.0.1:{server.port}", home=new_home(tmp_path)), 1,
+                  "clock")  # fmt: skip
+        assert "the vendor's clock and yours may differ (`vrm doctor` compares them)" in r.stderr
         host.call(server.close())
     finally:
         host.close()

@@ -21,6 +21,7 @@ import click
 
 from vrmproto._errors import (
     PeerProblemError,
+    Problem,
     ProtocolError,
     StateError,
     TransportError,
@@ -93,8 +94,10 @@ def explain(exc: BaseException) -> CliError:
         return CliError(_sentence(f"not possible in this relationship: {exc.detail}"),
                         EXIT_FAILED, kind="state")  # fmt: skip
     if isinstance(exc, ProtocolError):
-        return CliError(_sentence(f"the vendor's answer does not verify: {exc}"), EXIT_FAILED,
-                        kind="protocol")  # fmt: skip
+        clocks = ("; the vendor's clock and yours may differ (`vrm doctor` compares them)"
+                  if exc.code in (Problem.EXPIRED, Problem.CLOCK_SKEW) else "")  # fmt: skip
+        return CliError(_sentence(f"the vendor's answer does not verify: {exc}{clocks}"),
+                        EXIT_FAILED, kind="protocol")  # fmt: skip
     if isinstance(exc, VrmError):
         return CliError(_sentence(str(exc)), EXIT_FAILED, kind="failed")
     if isinstance(exc, sqlite3.Error):
