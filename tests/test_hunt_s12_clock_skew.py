@@ -63,3 +63,20 @@ def test_a_vendor_document_from_the_future_points_at_the_clocks(tmp_path: Path) 
         host.call(server.close())
     finally:
         host.close()
+
+
+def test_why_a_message_waits_names_what_happened() -> None:
+    """Only a failure to connect reads "could not be reached"; a message behind another one
+    was not tried at all, and an answer that could not be taken was an answer."""
+    from vrmproto._errors import TransportError  # noqa: PLC0415
+    from vrmproto.cli._output import waits_because  # noqa: PLC0415
+    from vrmproto.client import Unreachable  # noqa: PLC0415
+
+    behind = TransportError("queued behind earlier undelivered messages")
+    assert waits_because(behind) == "queued behind earlier undelivered messages"
+    assert waits_because(Unreachable("http://h/vrm/inbox: connection refused")) == \
+        "the vendor could not be reached: connection refused"
+    assert waits_because("peer refused: rate_limited: slow down") == \
+        "the vendor answered rate_limited: not now"
+    odd = waits_because("POST http://h/vrm/inbox: the server closed the connection")
+    assert odd.startswith("not delivered yet: ")

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from vrmproto._errors import TransportError
 from vrmproto._messages import Money
 from vrmproto._vocab import DataRecord, TermRef, category_label, get_term, purpose_label
 from vrmproto.cli._errors import printable
@@ -141,9 +142,15 @@ def waits_because(error: object) -> str:
     could not take because it is out of date or from the future by our clock (its problem or
     receipt lives a few minutes) points at the clocks too."""
     text = str(error) if error is not None else ""
+    if type(error) is TransportError:  # no delivery was tried: it waits behind another message
+        return text
     peer = _PEER_REFUSED.search(text)
     if peer is None:
-        why = "the vendor could not be reached" + (f": {brief(text)}" if text else "")
+        unreachable = unreachable_words(text) if text else "unreachable"
+        if unreachable is not None:
+            why = "the vendor could not be reached" + unreachable.removeprefix("unreachable")
+        else:  # it answered, and not with anything we could take
+            why = f"not delivered yet: {brief(text)}"
         if "clock_skew" in text or "expired" in text:  # its answer is outside our clock's window
             why += " — its clock and yours may differ (`vrm doctor` compares them)"
         return why
