@@ -243,7 +243,9 @@ def _parse_info(name: str, info: AsyncServiceInfo) -> Found | None:
         return replace(found, problem=f"it speaks protocol version {txt.get('v')!r}, not 1")
     if not _FINGERPRINT_RE.fullmatch(found.fingerprint):
         return replace(found, problem="its TXT record has no valid key fingerprint (fp)")
-    if not found.path.startswith("/"):
+    if not found.path.startswith("/") or found.path.startswith("//"):
+        # "//host/…" is a network-path reference: it would fetch the document from another
+        # host than the one advertised (§13.2-5: at the TXT path on that base URL)
         return replace(found, problem="its TXT path is not an absolute path")
     return found
 

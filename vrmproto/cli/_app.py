@@ -15,7 +15,7 @@ import click
 
 from vrmproto import __version__
 from vrmproto.cli._context import common_options, current_env
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, explain
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, explain, printable
 
 __all__ = ["cli", "main"]
 
@@ -131,4 +131,4 @@ def _report(err: CliError, hint: str = "") -> None:
     env = current_env()
     if env is not None and env.json:
         click.echo(json.dumps({"error": {"kind": err.kind, "message": err.message}}))
-    click.echo(f"vrm: {err.message}" + (f" ({hint})" if hint else ""), err=True)
+    click.echo(f"vrm: {printable(err.message)}" + (f" ({hint})" if hint else ""), err=True)

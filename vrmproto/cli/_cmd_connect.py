@@ -13,7 +13,16 @@ from vrmproto._state import State
 from vrmproto.cli._common import as_url, finish, norm
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
-from vrmproto.cli._output import Out, rbutton, short, term_json, terms_short
+from vrmproto.cli._output import (
+    Out,
+    printable,
+    rbutton,
+    safe,
+    short,
+    term_json,
+    terms_short,
+    waits_because,
+)
 from vrmproto.cli._parse import parse_term
 from vrmproto.client import Agent, ConnectResult, RelationshipView
 from vrmproto.client._agent import KeyChangedError
@@ -68,7 +77,7 @@ def connect_json(result: ConnectResult, *, counter_answer: str | None = None,
 def _print_connect(out: Out, result: ConnectResult, whose: str = "your") -> None:
     fp = _vendor_fingerprint(result)
     key = f"  key {fp}" if fp else ""
-    out.print(f"[bold]{rbutton(result.vendor)}[/]  [dim]{result.url}{key}[/]")
+    out.print(f"[bold]{rbutton(result.vendor)}[/]  [dim]{safe(result.url)}{key}[/]")
     if result.existing:
         out.print(f"  already connected (thread {short(result.thread)}): one relationship per "
                   "vendor; `vrm end` it to proffer other terms")  # fmt: skip
@@ -78,9 +87,9 @@ def _print_connect(out: Out, result: ConnectResult, whose: str = "your") -> None
                   f"{terms_short(result.terms)}")  # fmt: skip
     elif result.status in ("rejected", "countered"):
         mark = "[red]✗ rejected[/]" if result.status == "rejected" else "[yellow]↺ countered[/]"
-        out.print(f"  {mark}: {result.reason}")
+        out.print(f"  {mark}: {safe(result.reason)}")
         if result.refused:
-            out.print(f"  refused: {', '.join(result.refused)}")
+            out.print(f"  refused: {safe(', '.join(result.refused))}")
         if result.counter:
             out.print(f"  they would agree to: {terms_short(result.counter)}")
         rejection = _reject_message(result)
@@ -88,7 +97,8 @@ def _print_connect(out: Out, result: ConnectResult, whose: str = "your") -> None
             kept = f"message {rejection['hash'][:12]}, signed by {rejection['signed_by']}"
             out.print(f"  [dim]their signed answer is kept in your history ({kept})[/]")
     elif result.status == "queued":
-        out.print("  ⏸ queued: the vendor could not be reached; `vrm outbox run` delivers it")
+        why = waits_because(result.delivery.error if result.delivery is not None else None)
+        out.print(f"  ⏸ queued: {safe(why)}; `vrm outbox run` delivers it")
     else:
         out.print("  … delivered; the vendor has not answered yet")
 
@@ -104,7 +114,8 @@ async def settle_counter(
             _print_connect(out, result)
         try:
             answer = click.confirm(
-                f"{result.vendor} would agree to {terms_short(result.counter or ())}. "
+                f"{printable(result.vendor)} would agree to "
+                f"{terms_short(result.counter or ())}. "
                 "Accept these terms instead?", default=False, err=True,
             )  # fmt: skip
         except click.exceptions.Abort:
@@ -136,8 +147,9 @@ async def _find_on_network(name: str, interfaces: Sequence[str]) -> tuple[str, b
             if not f.verified or f.key is None:
                 raise CliError(f"found {f.name} at {f.url}, but {f.problem}", EXIT_FAILED,
                                kind="unverified")  # fmt: skip
-            click.echo(f"found {f.name} at {f.url}, key {f.fingerprint} (its signed discovery "
-                       "document matches its advertisement)", err=True)  # fmt: skip
+            click.echo(printable(f"found {f.name} at {f.url}, key {f.fingerprint} (its signed "
+                                 "discovery document matches its advertisement)"),
+                       err=True)  # fmt: skip
             return f.url, f.key
     return None
 
@@ -226,7 +238,7 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
                 v = same[0]
                 existing = ConnectResult(v.thread, v.vendor, v.url, "accepted", v.terms,
                                          v.agreement)  # fmt: skip
-                out.note(f"You already have an agreement with {v.vendor} on these terms.")
+                out.note(f"You already have an agreement with {safe(v.vendor)} on these terms.")
                 report_connect(out, existing, None, existing, asked=False)
                 return
             try:

@@ -21,10 +21,12 @@ from vrmproto.cli._output import (
     rbutton,
     record_json,
     records_table,
+    safe,
     short,
     table,
     term_json,
     terms_short,
+    waits_because,
 )
 from vrmproto.cli._parse import format_date, format_time, parse_duration, parse_fields
 from vrmproto.cli._progress import FanoutDisplay
@@ -48,8 +50,8 @@ def earlier_json(d: Delivery | None) -> list[dict[str, Any]]:
 def earlier_lines(vendor: str, d: Delivery | None) -> list[str]:
     """A line for each earlier queued message that the vendor refused or that was dropped:
     what the person sent before, and would otherwise learn of only from ``last_problem``."""
-    return [f"  [yellow]![/] {vendor}: an earlier queued {e.type or 'message'} was {e.status}"
-            + (f": {e.error}" if e.error is not None else "")
+    return [f"  [yellow]![/] {safe(vendor)}: an earlier queued {e.type or 'message'} was "
+            f"{e.status}" + (f": {safe(e.error)}" if e.error is not None else "")
             for e in (d.earlier if d is not None else ()) if e.status in ("refused", "dropped")]
 
 
@@ -101,7 +103,7 @@ def relationships_table(rows: list[dict[str, Any]], title: str | None = None) ->
             for s in r["shares"]
         )  # fmt: skip
         t.add_row(
-            f"{YOU} {THEM} {r['vendor']}",
+            f"{YOU} {THEM} {safe(r['vendor'])}",
             f"[{style}]{r['state']}[/]" if style else r["state"],
             r["terms_short"],
             shared or "—",
@@ -194,7 +196,7 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
         out.print(f"  [green]✓ shared[/] {', '.join(sorted(values))} until {format_date(until)}"
                   f" — share {short(d.msg_hash)}, receipt signed by the vendor")  # fmt: skip
     else:
-        out.print(f"  ⏸ queued ({d.error}); `vrm outbox run` delivers it")
+        out.print(f"  ⏸ queued ({safe(waits_because(d.error))}); `vrm outbox run` delivers it")
 
 
 @click.command()
@@ -249,7 +251,7 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
                       f"confirmation {short(erased.hash)} from {fingerprint(erased.sender)}, "
                       "kept in your history")  # fmt: skip
         elif d.status == "queued":
-            out.print(f"  ⏸ queued ({d.error}); `vrm outbox run` delivers it")
+            out.print(f"  ⏸ queued ({safe(waits_because(d.error))}); `vrm outbox run` delivers it")
         else:
             out.print("  delivered; the vendor has not confirmed the deletion yet")
     if d.status == "confirmed" and erased is None:
@@ -281,7 +283,7 @@ def data(env: Env, vendor: str) -> None:
     if not records:
         out.print(f"{rbutton(view.vendor)}: it holds nothing about you.")
         return
-    out.print(records_table(records, f"what {view.vendor} holds about you (vrm-data/1)"))
+    out.print(records_table(records, f"what {safe(view.vendor)} holds about you (vrm-data/1)"))
 
 
 # -- address ---------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from vrmproto.cli._common import finish
 from vrmproto.cli._context import Env, common_options, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED
 from vrmproto.cli._home import Home
-from vrmproto.cli._output import brief
+from vrmproto.cli._output import brief, safe
 from vrmproto.client import RelationshipView
 from vrmproto.client._agent_base import _MASTER_CHECK_KEY
 from vrmproto.client._http import describe_failure
@@ -216,7 +216,7 @@ def doctor(env: Env, timeout: float) -> None:
             {"check": c.name, "status": c.status, "detail": c.detail} for c in checks]})
     else:
         for c in checks:
-            env.out.print(f"{_MARK[c.status]} {c.name}: {c.detail}")
+            env.out.print(f"{_MARK[c.status]} {safe(c.name)}: {safe(c.detail)}")
     if failed:
         finish(EXIT_FAILED, f"{len(failed)} check(s) need you: "
                             + ", ".join(c.name for c in failed))  # fmt: skip

@@ -20,7 +20,7 @@ from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._evidence import check_evidence, evidence_json
 from vrmproto.cli._history_bodies import decode_entry
-from vrmproto.cli._output import THEM, YOU, rbutton, table
+from vrmproto.cli._output import THEM, YOU, rbutton, safe, table
 from vrmproto.cli._parse import format_time
 from vrmproto.client import Agent, Reconciliation, RelationshipView
 from vrmproto.client._ledger import ThreadKind
@@ -76,8 +76,8 @@ def history(env: Env, vendor: str, compare: bool, reconcile: bool, export_to: Pa
                             exported_ms=now_ms(), entries=entries, rows=rows)  # fmt: skip
         atomic_write_text(export_to, json.dumps(doc, indent=2, ensure_ascii=False) + "\n",
                           mode=0o600)  # it may hold what you shared, in clear
-        out.note(f"wrote the signed evidence of {len(rows)} entries to {export_to}; "
-                 f"`vrm verify {export_to}` checks it")  # fmt: skip
+        out.note(f"wrote the signed evidence of {len(rows)} entries to {safe(export_to)}; "
+                 f"`vrm verify {safe(export_to)}` checks it")  # fmt: skip
     if out.json_mode:
         out.json({"vendor": view.vendor, "thread": view.thread.hex(), "entries": rows,
                   "comparison": comparison,
@@ -108,7 +108,7 @@ def _print_history(env: Env, view: RelationshipView, rows: list[dict[str, Any]],
     for r in rows:
         arrow = f"{YOU} →" if r["direction"] == "out" else f"← {THEM}"
         kind = r["type"] + (" [dim](erased)[/]" if r.get("erased") else "")
-        t.add_row(str(r["index"]), arrow, kind, format_time(r["created"]), r["summary"],
+        t.add_row(str(r["index"]), arrow, kind, format_time(r["created"]), safe(r["summary"]),
                   r["hash"][:12])  # fmt: skip
     out.print(t)
     if comparison is None:
@@ -143,7 +143,7 @@ def _report_reconciliation(env: Env, done: Reconciliation) -> None:
     at = div.index + done.adopted if div else 0  # where they part after what was adopted
     env.out.print(_RECONCILED[done.kind].format(n=done.adopted, i=at))
     if done.stopped is not None:
-        env.out.print(f"  the entry that could not be applied: {done.stopped}")
+        env.out.print(f"  the entry that could not be applied: {safe(done.stopped)}")
 
 
 @click.command()

@@ -15,7 +15,7 @@ from vrmproto.cli._cmd_data import fanout_json
 from vrmproto.cli._common import as_url, norm, now_ms
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
-from vrmproto.cli._output import Out, brief, money_json, table
+from vrmproto.cli._output import Out, brief, money_json, safe, table
 from vrmproto.cli._parse import (
     by_prefix,
     format_time,
@@ -89,10 +89,10 @@ def offers_table(rows: Sequence[dict[str, Any]], title: str) -> Any:
     t = table(title, "#", "id", "vendor", "offer", "price", "your terms")
     for r in rows:
         missing = ", ".join(m.removeprefix("vrm.") for m in r["missing_terms"])
-        conditions = "".join(f"\n[dim]· {c}[/]" for c in r["conditions"])
+        conditions = "".join(f"\n[dim]· {safe(c)}[/]" for c in r["conditions"])
         t.add_row(
-            str(r["rank"]), r["id"], r["vendor"], r["description"] + conditions,
-            r["price"]["text"],
+            str(r["rank"]), r["id"], safe(r["vendor"]), safe(r["description"]) + conditions,
+            safe(r["price"]["text"]),
             "[green]all accepted[/]" if not missing else f"[yellow]not {missing}[/]",
         )  # fmt: skip
     return t
@@ -115,7 +115,7 @@ async def _on_the_network(out: Out, timeout_s: float, interfaces: Sequence[str]
     try:
         found = await browse(timeout_s, tuple(interfaces))
     except OSError as exc:  # no multicast there: ask the others
-        out.note(f"(local discovery is unavailable: {exc})")
+        out.note(f"(local discovery is unavailable: {safe(exc)})")
         return {}
     names: dict[str, str] = {}
     for f in found:
@@ -235,6 +235,7 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
         "to": end_ms, "max_price": money_json(price) if price else None,
         "reply_by": result.reply_by, "sent": now_ms(), "vendors": urls, "offers": rows,
         "declines": [{"vendor": v, "reason": r} for v, r in result.declines],
+        "skipped": skipped_json(result),
     }  # fmt: skip
     if relayed:
         done = relayed[0]
@@ -247,21 +248,34 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
     _report_cast(out, result, record)
 
 
+def skipped_json(result: IntentcastResult) -> list[dict[str, str]]:
+    """The vendors the intentcast was not sent to, and why (:attr:`IntentcastResult.skipped`)."""
+    return [{"url": url, "reason": why} for url, why in result.skipped]
+
+
+def report_skipped(out: Out, result: IntentcastResult) -> None:
+    """Say which vendors were not asked: one named with ``--vendor`` and left out without a
+    word looked like a vendor that had nothing to offer."""
+    for url, why in result.skipped:
+        out.print(f"  [dim]{safe(url)} not asked: {safe(why)}[/]")
+
+
 def _report_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> None:
     """The intentcast's outcome: its record and fan-out as JSON, or the ranked offers."""
     if out.json_mode:
         out.json({**record, **fanout_json(result.report)})
         return
+    report_skipped(out, result)
     for v, r in result.declines:
-        out.print(f"  [dim]{v} declined: {r}[/]")
+        out.print(f"  [dim]{safe(v)} declined: {safe(r)}[/]")
     for failed in (r for r in result.report.results if r.status != "confirmed"):
-        out.print(f"  [yellow]{failed.vendor}: {failed.status}[/] — "
-                  f"{failed.code or brief(failed.detail)}")  # fmt: skip
+        out.print(f"  [yellow]{safe(failed.vendor)}: {failed.status}[/] — "
+                  f"{safe(failed.code or brief(failed.detail))}")  # fmt: skip
     rows = record["offers"]
     if not rows:
         out.print("No offers arrived before the deadline.")
         return
-    out.print(offers_table(rows, f"offers for “{record['what']}”, best first"))
+    out.print(offers_table(rows, f"offers for “{safe(record['what'])}”, best first"))
     out.print(f"Take one with `vrm intent accept {rows[0]['id']}`.")
 
 
@@ -284,7 +298,7 @@ def intent_accept(env: Env, offer_id: str, counter_answer: bool | None) -> None:
                 raise CliError(f"the offer from {offer.vendor} expired on "
                                f"{format_time(offer.valid_until)}", EXIT_FAILED,
                                kind="expired")  # fmt: skip
-            out.print(f"[bold]taking up[/] {offer.description} — {offer.price}")
+            out.print(f"[bold]taking up[/] {safe(offer.description)} — {safe(offer.price)}")
             first = await agent.take_offer(offer)
             result, answer = await settle_counter(agent, out, first, counter_answer)
             report_connect(out, result, answer, first, asked=counter_answer is None)
@@ -330,7 +344,7 @@ def intent_list(env: Env) -> None:
     t = table("your intentcasts, newest first", "id", "what", "sent", "vendors", "offers",
               "declined")  # fmt: skip
     for row in rows:
-        t.add_row(row["id"], row["what"], format_time(row["sent"]), str(len(row["vendors"])),
+        t.add_row(row["id"], safe(row["what"]), format_time(row["sent"]), str(len(row["vendors"])),
                   str(row["offers"]), str(len(row["declines"])))  # fmt: skip
     out.print(t)
     out.print("`vrm intent show ID` shows one with its offers.")
@@ -357,15 +371,15 @@ def intent_show(env: Env, intent_id: str) -> None:
     if out.json_mode:
         out.json(row)
         return
-    out.print(f"[bold]intentcast {row['id']}[/]: “{record.what}”"
-              + (f" in {record.where}" if record.where else "")
+    out.print(f"[bold]intentcast {row['id']}[/]: “{safe(record.what)}”"
+              + (f" in {safe(record.where)}" if record.where else "")
               + f", sent {format_time(record.sent_ms)} to {len(record.vendors)} vendor(s), "
               f"answers until {format_time(record.reply_by_ms)}")  # fmt: skip
     if record.relays:
-        out.print(f"  published through {', '.join(record.relays)}; answers that came later: "
+        out.print(f"  published through {safe(', '.join(record.relays))}; answers that came later: "
                   "`vrm relay answers`")  # fmt: skip
     for d in row["declines"]:
-        out.print(f"  [dim]{d['vendor']} declined: {d['reason']}[/]")
+        out.print(f"  [dim]{safe(d['vendor'])} declined: {safe(d['reason'])}[/]")
     if not ranked:
         out.print("No offers.")
         return

@@ -8,7 +8,7 @@ from vrmproto._keys import fingerprint
 from vrmproto.cli._common import finish, pick
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED
-from vrmproto.cli._output import rbutton, short
+from vrmproto.cli._output import rbutton, safe, short, waits_because
 from vrmproto.client import Delivery, RelationshipView
 
 __all__ = ["end", "rotate"]
@@ -25,7 +25,8 @@ def _report(env: Env, view: RelationshipView, d: Delivery, done: str, extra: dic
         if d.status == "confirmed":
             env.out.print(f"  [green]✓ {done}[/] ({short(d.msg_hash)}, receipt kept)")
         elif d.status == "queued":
-            env.out.print(f"  ⏸ queued ({d.error}); `vrm outbox run` delivers it")
+            env.out.print(f"  ⏸ queued ({safe(waits_because(d.error))}); `vrm outbox run` "
+                          "delivers it")
     if d.status not in ("confirmed", "queued"):
         finish(EXIT_FAILED, f"{view.vendor} did not take it: {d.error}")
 

@@ -15,7 +15,7 @@ from vrmproto._vocab import ROSTER, TermRef
 from vrmproto.cli._context import Env, common_options, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._home import DEFAULT_TERMS, Home, Settings, warn
-from vrmproto.cli._output import kv_table, table, term_json, term_title, terms_text
+from vrmproto.cli._output import kv_table, safe, table, term_json, term_title, terms_text
 from vrmproto.cli._parse import parse_term, term_spec
 from vrmproto.cli._seedtext import SeedTextError, seed_from_text, seed_to_text
 
@@ -39,7 +39,7 @@ def init(env: Env, name: str) -> None:
             "terms": [term_json(t) for t in DEFAULT_TERMS],
         })  # fmt: skip
         return
-    out.print(f"⊂ ⊃ your agent lives in [bold]{home.path}[/]")
+    out.print(f"⊂ ⊃ your agent lives in [bold]{safe(home.path)}[/]")
     out.print(kv_table({"name": name or "—", "terms": terms_text(DEFAULT_TERMS)}))
     out.print(
         "Back up your seed now: `vrm key export` prints it as 14 groups of 4 letters and "
@@ -153,11 +153,12 @@ def key_import(env: Env, text: tuple[str, ...], name: str) -> None:
     if out.json_mode:
         out.json({"data_dir": str(home.path), "status": status})
         return
+    where = safe(home.path)
     messages = {
         "unchanged": "That is already the seed of this data directory; nothing changed.",
-        "created": f"Seed restored into a new data directory, {home.path}.",
-        "restored": f"Seed restored in {home.path}; it matches the relationships there.",
-        "replaced": f"Seed replaced in {home.path} (it held no relationships).",
+        "created": f"Seed restored into a new data directory, {where}.",
+        "restored": f"Seed restored in {where}; it matches the relationships there.",
+        "replaced": f"Seed replaced in {where} (it held no relationships).",
     }
     out.print(messages[status])
 

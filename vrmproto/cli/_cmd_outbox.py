@@ -12,10 +12,10 @@ import click
 from vrmproto.cli._common import finish
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
-from vrmproto.cli._output import Out, brief, table
+from vrmproto.cli._output import Out, brief, safe, table, waits_because
 from vrmproto.cli._parse import format_time
 from vrmproto.client import Delivery, OutboxRun
-from vrmproto.client._waiting import Waiting
+from vrmproto.client._waiting import Waiting, WaitReason
 
 __all__ = ["outbox"]
 
@@ -35,9 +35,11 @@ def _print_waiting(out: Out, rows: list[dict[str, Any]]) -> None:
               "attempts", "next try")  # fmt: skip
     for r in rows:
         why = r["reason"]
-        if r["last_error"]:
+        if why == WaitReason.UNREACHABLE.value:  # or answered "not now"
+            why = waits_because(r["last_error"])
+        elif r["last_error"]:
             why += f": {brief(r['last_error'])}"
-        t.add_row(r["vendor"], r["id"][:12], r["type"], why, str(r["attempts"]),
+        t.add_row(safe(r["vendor"]), r["id"][:12], r["type"], safe(why), str(r["attempts"]),
                   format_time(r["next_attempt"]) if r["next_attempt"] else "—")  # fmt: skip
     out.print(t)
     out.print(f"[dim]{len(rows)} waiting. `vrm outbox run` delivers what is due, "
@@ -86,8 +88,8 @@ def _report_run(env: Env, outcome: OutboxRun, labels: dict[bytes, str], left: in
                  "refused": "[red]✗ refused[/]", "dropped": "[red]✗ dropped[/]"}  # fmt: skip
         for r in rows:
             what = " ".join(filter(None, (r["type"], (r["message"] or r["id"])[:12])))
-            t.add_row(r["vendor"], what,
-                      marks[r["status"]] + (f" — {brief(r['detail'])}" if r["detail"] and
+            t.add_row(safe(r["vendor"]), what,
+                      marks[r["status"]] + (f" — {safe(brief(r['detail']))}" if r["detail"] and
                                             r["status"] != "confirmed" else ""))  # fmt: skip
         out.print(t)
     if any(r["status"] != "confirmed" for r in rows):

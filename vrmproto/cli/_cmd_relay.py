@@ -15,11 +15,17 @@ from typing import Any
 import click
 
 from vrmproto.cli._cmd_data import fanout_json
-from vrmproto.cli._cmd_intent import offer_json, offers_table, rank_offers
+from vrmproto.cli._cmd_intent import (
+    offer_json,
+    offers_table,
+    rank_offers,
+    report_skipped,
+    skipped_json,
+)
 from vrmproto.cli._common import as_url, now_ms
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
-from vrmproto.cli._output import money_json
+from vrmproto.cli._output import money_json, safe
 from vrmproto.cli._parse import parse_date, parse_duration, parse_money
 from vrmproto.cli._progress import FanoutDisplay
 from vrmproto.cli._relays import (
@@ -54,7 +60,7 @@ def relay_list(env: Env) -> None:
         env.out.json({"relays": urls})
     else:
         for u in urls:
-            env.out.print(u)
+            env.out.print(safe(u))
         if not urls:
             env.out.print("No relays yet: vrm relay add wss://…")
 
@@ -175,6 +181,7 @@ def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) 
         "sent": now_ms(), "vendors": [r.url for r in result.report.results],
         "offers": [offer_json(o, settings.terms, i + 1) for i, o in enumerate(ranked)],
         "declines": [{"vendor": v, "reason": r} for v, r in result.declines],
+        "skipped": skipped_json(result),
     }  # fmt: skip
     out = env.out
     if out.json_mode:
@@ -182,10 +189,11 @@ def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) 
         return
     out.print(f"published to {len(published.accepted)} of {len(published.errors)} "
               f"relays; {len(done.answers)} vendors answered")  # fmt: skip
+    report_skipped(out, result)
     for v, r in result.declines:
-        out.print(f"  [dim]{v} declined: {r}[/]")
+        out.print(f"  [dim]{safe(v)} declined: {safe(r)}[/]")
     if record["offers"]:
-        out.print(offers_table(record["offers"], f"offers for “{what}”, best first"))
+        out.print(offers_table(record["offers"], f"offers for “{safe(what)}”, best first"))
     else:
         out.print("No offers arrived before the deadline.")
 
@@ -242,7 +250,7 @@ def relay_answers_cmd(env: Env, *, relay_urls: tuple[str, ...], wait: str,
         return
     for row in rows:
         new = f"{len(row['offers'])} new offer(s)" if row["offers"] else "no new offers"
-        out.print(f"[bold]intentcast {row['id']}[/] “{row['what']}”: "
+        out.print(f"[bold]intentcast {row['id']}[/] “{safe(row['what'])}”: "
                   f"{len(row['answered'])} vendor(s) answered, {new}")  # fmt: skip
         if row["offers"]:
             out.print(offers_table(row["offers"], "new offers, best first"))

@@ -20,7 +20,7 @@ import click
 from vrmproto._keys import fingerprint, key_to_text
 from vrmproto.cli._context import Env, common_options, open_node, pass_env, run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
-from vrmproto.cli._output import Out, table
+from vrmproto.cli._output import Out, printable, safe, table
 from vrmproto.client import Delivery
 from vrmproto.server import Event
 from vrmproto.server._metrics import Metrics, metrics_site
@@ -34,7 +34,7 @@ def _emit(out: Out, human: str, **data: Any) -> None:
     if out.json_mode:
         click.echo(json.dumps(data, ensure_ascii=False))
     else:
-        click.echo(human)
+        click.echo(printable(human))
 
 
 @contextlib.asynccontextmanager
@@ -102,13 +102,14 @@ def discover(env: Env, timeout: float, interfaces: tuple[str, ...]) -> None:
         out.json({"found": rows})
         return
     if not rows:
-        out.print(f"No vrm endpoints answered on {', '.join(interfaces)} within {timeout:g} s.")
+        out.print(f"No vrm endpoints answered on {safe(', '.join(interfaces))} within "
+                  f"{timeout:g} s.")
         return
     t = table("⊃ vendors on the local network", "name", "address", "key fingerprint", "verified")
     for r in rows:
         check = "[green]✓ signature checks, key matches[/]" if r["verified"] else \
-            f"[red]✗ {r['problem']}[/]"  # fmt: skip
-        t.add_row(str(r["name"]), str(r["url"]), str(r["fingerprint"]), check)
+            f"[red]✗ {safe(r['problem'])}[/]"  # fmt: skip
+        t.add_row(safe(r["name"]), safe(r["url"]), safe(r["fingerprint"]), check)
     out.print(t)
 
 

@@ -20,7 +20,7 @@ import os
 import re
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,12 @@ from vrmproto.server._webhooks import running, webhooks
 from vrmproto.server._workers import Supervisor, listening_socket, share_rate_limits
 from vrmproto.store import MemoryStore, PostgresStore, SQLiteStore, Store, StoreError
 
+fcntl: Any
+try:
+    import fcntl
+except ImportError:  # pragma: no cover -- not POSIX: nothing keeps a second server out
+    fcntl = None
+
 __all__ = ["serve_vendor", "vendor"]
 
 log = logging.getLogger("vrmproto.server.vendor")
@@ -75,16 +81,51 @@ def _tls(file: VendorFile, base: Path) -> ssl.SSLContext | None:
     return context
 
 
+def _sqlite_path(file: VendorFile, data_dir: Path | None) -> Path | None:
+    """The SQLite database the vendor serves from; None for PostgreSQL or memory."""
+    if file.store.kind == "postgresql" and file.store.url is not None:
+        return None
+    if data_dir is None or file.store.kind == "memory":
+        return None
+    path = Path(file.store.path)
+    return path if path.is_absolute() else data_dir / path
+
+
 async def _open_store(file: VendorFile, data_dir: Path | None) -> Store:
     if file.store.kind == "postgresql" and file.store.url is not None:
         try:
             return await PostgresStore.open(file.store.url)
         except StoreError as exc:
             raise CliError(f"cannot open the store: {exc}", kind="store") from None
-    if data_dir is None or file.store.kind == "memory":
-        return MemoryStore()
-    path = Path(file.store.path)
-    return await SQLiteStore.open(path if path.is_absolute() else data_dir / path)
+    path = _sqlite_path(file, data_dir)
+    return MemoryStore() if path is None else await SQLiteStore.open(path)
+
+
+@contextlib.contextmanager
+def _sole_server(path: Path | None) -> Iterator[None]:
+    """Hold ``<database>-serve.lock`` while serving from the SQLite database ``path``: a
+    second ``vrm vendor serve`` on it is refused. Two processes on one SQLite store each check
+    a message against what they read and append it after what the other wrote — both accept
+    two messages that link to the same one, and the history forks — and each keeps its own
+    rate limits (§12.9-8). Several processes need ``--store postgresql://…`` and
+    ``--workers``. The kernel drops the lock when the process ends, however it ends."""
+    if path is None or fcntl is None:
+        yield
+        return
+    lock = path.with_name(path.name + "-serve.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CliError(
+                f"another vrm vendor serve is serving from {path}; stop it first (several "
+                "processes need --store postgresql://… and --workers)", EXIT_USAGE,
+                kind="busy",
+            ) from None  # fmt: skip
+        yield
+    finally:
+        os.close(fd)
 
 
 @contextlib.asynccontextmanager
@@ -116,6 +157,14 @@ async def serve_vendor(config: VendorConfig, *, identity: Identity, data_dir: Pa
     file = config.file if config.file is not None else VendorFile(name=config.name)
     tls = _tls(file, base)
     metrics = Metrics() if file.metrics.enabled else None
+    with _sole_server(_sqlite_path(file, data_dir)):
+        await _serve_from(config, file, identity=identity, data_dir=data_dir, tls=tls,
+                          metrics=metrics, worker=worker)
+
+
+async def _serve_from(config: VendorConfig, file: VendorFile, *, identity: Identity,
+                      data_dir: Path | None, tls: ssl.SSLContext | None,
+                      metrics: Metrics | None, worker: _Worker | None) -> None:  # fmt: skip
     store = await _open_store(file, data_dir)
     try:
         metered = store if metrics is None else MeteredStore.wrap(store, metrics)

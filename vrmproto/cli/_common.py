@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import click
 
 from vrmproto._state import State
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, printable
 from vrmproto.client import Agent, RelationshipView
 from vrmproto.store import ThreadKind
 
@@ -25,7 +25,7 @@ def now_ms() -> int:
 
 def finish(code: int, sentence: str) -> None:
     """End the command with ``code`` after its result was printed; ``sentence`` to stderr."""
-    click.echo(f"vrm: {sentence}", err=True)
+    click.echo(f"vrm: {printable(sentence)}", err=True)
     raise click.exceptions.Exit(code)
 
 

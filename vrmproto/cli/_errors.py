@@ -21,13 +21,14 @@ import click
 
 from vrmproto._errors import (
     PeerProblemError,
+    Problem,
     ProtocolError,
     StateError,
     TransportError,
     VrmError,
 )
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "CliError", "explain"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "CliError", "explain", "printable"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -44,8 +45,21 @@ class CliError(Exception):
         self.kind = kind
 
 
+def printable(text: object) -> str:
+    """``text`` with every character that is not printable — a control character (``ESC``
+    starts a terminal's escape sequences), a line break, a bidirectional override — shown as
+    its escape (``\\x1b``, ``\\n``, ``\\u202e``): what a peer wrote cannot move the cursor,
+    retitle or recolour the terminal, write to its clipboard, or fake a line of ours
+    (§11.12-1: a peer's text is shown, never interpreted)."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)  # fmt: skip
+
+
 def _sentence(text: str) -> str:
-    text = " ".join(text.split())
+    text = printable(" ".join(text.split()))
     if not text:
         return "something went wrong."
     return text if text.endswith((".", "?", "!")) else text + "."
@@ -80,8 +94,10 @@ def explain(exc: BaseException) -> CliError:
         return CliError(_sentence(f"not possible in this relationship: {exc.detail}"),
                         EXIT_FAILED, kind="state")  # fmt: skip
     if isinstance(exc, ProtocolError):
-        return CliError(_sentence(f"the vendor's answer does not verify: {exc}"), EXIT_FAILED,
-                        kind="protocol")  # fmt: skip
+        clocks = ("; the vendor's clock and yours may differ (`vrm doctor` compares them)"
+                  if exc.code in (Problem.EXPIRED, Problem.CLOCK_SKEW) else "")  # fmt: skip
+        return CliError(_sentence(f"the vendor's answer does not verify: {exc}{clocks}"),
+                        EXIT_FAILED, kind="protocol")  # fmt: skip
     if isinstance(exc, VrmError):
         return CliError(_sentence(str(exc)), EXIT_FAILED, kind="failed")
     if isinstance(exc, sqlite3.Error):

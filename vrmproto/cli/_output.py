@@ -15,14 +15,18 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from vrmproto._errors import TransportError
 from vrmproto._messages import Money
 from vrmproto._vocab import DataRecord, TermRef, category_label, get_term, purpose_label
+from vrmproto.cli._errors import printable
 from vrmproto.cli._parse import format_time, term_spec
 from vrmproto.client._http import unreachable_words
 
-__all__ = ["Out", "money_json", "record_json", "short", "term_json", "terms_text"]
+__all__ = ["Out", "money_json", "printable", "record_json", "safe", "short", "term_json",
+           "terms_text", "waits_because"]
 
 YOU = "⊂"
 THEM = "⊃"
@@ -45,7 +49,7 @@ class Out:
     def note(self, text: str) -> None:
         """A side remark for people: on stderr in JSON mode, so stdout stays parseable."""
         if self.json_mode:
-            click.echo(text, err=True)
+            click.echo(printable(text), err=True)
         else:
             self.console.print(text, style="dim")
 
@@ -53,6 +57,17 @@ class Out:
     def live(self) -> bool:
         """True when the terminal can redraw (live progress); else print line by line."""
         return not self.json_mode and self.console.is_terminal and sys.stdout.isatty()
+
+
+def safe(text: object) -> str:
+    """``text`` for rich to print as it is: :func:`printable`, and never read as markup.
+
+    Whatever others wrote — a vendor's name, a refusal's reason, a problem's detail, an offer's
+    words, a returned record, a name zeroconf announced — and whatever the person typed is
+    shown through this: rich reads ``[…]`` as markup, so ``[/]`` in a vendor's name stopped
+    every command that showed it (``MarkupError``), and ``[link=…]`` made it a hyperlink to
+    wherever the vendor liked."""
+    return escape(printable(text))
 
 
 def short(data: bytes, n: int = 12) -> str:
@@ -119,6 +134,33 @@ def brief(detail: str) -> str:
     return detail if len(detail) <= 80 else detail[:79] + "…"
 
 
+def waits_because(error: object) -> str:
+    """Why a message waits in the outbox, in a few words: a vendor that answered "not now"
+    (a problem that may be retried, §9.2-3) was reached, and is not said to be unreachable.
+    ``clock_skew`` says whose clock to look at: the vendor found our message made in its
+    future (§4.5-4), and it goes once the vendor's clock has caught up with ours. An answer we
+    could not take because it is out of date or from the future by our clock (its problem or
+    receipt lives a few minutes) points at the clocks too."""
+    text = str(error) if error is not None else ""
+    if type(error) is TransportError:  # no delivery was tried: it waits behind another message
+        return text
+    peer = _PEER_REFUSED.search(text)
+    if peer is None:
+        unreachable = unreachable_words(text) if text else "unreachable"
+        if unreachable is not None:
+            why = "the vendor could not be reached" + unreachable.removeprefix("unreachable")
+        else:  # it answered, and not with anything we could take
+            why = f"not delivered yet: {brief(text)}"
+        if "clock_skew" in text or "expired" in text:  # its answer is outside our clock's window
+            why += " — its clock and yours may differ (`vrm doctor` compares them)"
+        return why
+    code = peer.group(1)
+    if code == "clock_skew":
+        return ("your clock is ahead of the vendor's (clock_skew): the message goes once the "
+                "vendor's clock catches up (`vrm doctor` compares them)")
+    return f"the vendor answered {code}: not now"
+
+
 def terms_text(refs: Iterable[TermRef]) -> str:
     """Terms as a person reads them in a table cell: ``vrm.delete-after:days=30, …``."""
     return ", ".join(term_spec(r) for r in refs) or "—"
@@ -145,10 +187,10 @@ def records_table(records: Iterable[DataRecord], title: str | None = None) -> Ta
     t = table(title, "field", "value", "category", "source", "collected", "purposes")
     for r in records:
         t.add_row(
-            r.field,
-            r.value,
+            safe(r.field),
+            safe(r.value),
             category_label(r.category),
-            r.source,
+            safe(r.source),
             format_time(r.collected) if r.collected else "—",
             ", ".join(purpose_label(p) for p in r.purposes),
         )
@@ -157,7 +199,7 @@ def records_table(records: Iterable[DataRecord], title: str | None = None) -> Ta
 
 def rbutton(vendor: str, state: str = "") -> str:
     """The r-button view of one relationship: ``⊂ you ⊃ Avis Park City``."""
-    return f"{YOU} you {THEM} {vendor}" + (f" ({state})" if state else "")
+    return f"{YOU} you {THEM} {safe(vendor)}" + (f" ({state})" if state else "")
 
 
 def kv_table(rows: Mapping[str, str]) -> Table:
@@ -165,5 +207,5 @@ def kv_table(rows: Mapping[str, str]) -> Table:
     t.add_column(style="bold")
     t.add_column()
     for k, v in rows.items():
-        t.add_row(k, v)
+        t.add_row(k, safe(v))
     return t

@@ -25,6 +25,7 @@ MIN_ID_PREFIX = 4
 
 __all__ = [
     "MIN_ID_PREFIX",
+    "TIME_MAX_MS",
     "by_prefix",
     "parse_date",
     "parse_duration",
@@ -32,10 +33,17 @@ __all__ = [
     "parse_money",
     "parse_term",
     "term_spec",
+    "utc_text",
 ]
 
 _FIELD_RE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
 _DAY_MS = 86_400_000
+#: 400 Gregorian years, in ms: the calendar repeats after them (see :func:`utc_text`).
+_CYCLE_MS = 146_097 * _DAY_MS
+#: 10000-01-01T00:00:00Z in ms, the first moment :mod:`datetime` cannot hold.
+_DATETIME_END_MS = 253_402_300_800_000
+#: The latest time a message can carry: its ints stop at 2^53 - 1 (§3.2, §5.1).
+TIME_MAX_MS = 2**53 - 1
 #: Unit words → ms; a month is 30 days and a year 365 (a duration, not a calendar step).
 _UNITS: dict[str, int] = {
     **dict.fromkeys(("ms", "msec", "millisecond", "milliseconds"), 1),
@@ -91,8 +99,8 @@ def parse_duration(text: str, *, default_unit: str = "s", now_ms: int | None = N
     now until then.
     """
     raw = text.strip().lower()
+    now = now_ms if now_ms is not None else int(dt.datetime.now(dt.UTC).timestamp() * 1000)
     if _DATE_RE.fullmatch(raw):
-        now = now_ms if now_ms is not None else int(dt.datetime.now(dt.UTC).timestamp() * 1000)
         left = parse_date(text) - now
         if left <= 0:
             raise click.BadParameter(f"{text!r} is not in the future")
@@ -102,6 +110,11 @@ def parse_duration(text: str, *, default_unit: str = "s", now_ms: int | None = N
         raise click.BadParameter(
             f"{text!r} is not a duration; write it like 30d, 1h30m, 2 weeks, P30D or a date "
             "(2027-01-01)"
+        )
+    if total > TIME_MAX_MS - now:  # else the message could not carry it (§5.1)
+        raise click.BadParameter(
+            f"{text!r} is too long: it ends after {format_date(TIME_MAX_MS)}, the last day "
+            "a message can name"
         )
     return total
 
@@ -143,13 +156,30 @@ def parse_date(text: str, *, end_of_day: bool = False) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def utc_text(ms: int, form: str = "%Y-%m-%d %H:%M UTC") -> str:
+    """A moment (ms since the epoch) in ``form``, a ``strftime`` form whose only year is
+    ``%Y``, in UTC — for every time the protocol can carry, not only those of years 1 to 9999
+    that :mod:`datetime` holds: a share may last until 2^53 - 1 ms (year 287,396, §5.3.1),
+    and a vendor may sign an offer valid that long (§5.4.4). The Gregorian calendar repeats
+    every 400 years, so a time out of that range is moved by whole cycles into it and the
+    cycles are added back to the year."""
+    cycles = 0
+    if not 0 <= ms < _DATETIME_END_MS:
+        cycles, ms = divmod(ms, _CYCLE_MS)
+    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    if not cycles:
+        return moment.strftime(form)
+    year = f"{moment.year + 400 * cycles:04d}"
+    return year.join(moment.strftime(part) for part in form.split("%Y"))
+
+
 def format_time(ms: int) -> str:
     """A moment as ``YYYY-MM-DD HH:MM UTC``: every time ``vrm`` prints names its zone."""
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return utc_text(ms)
 
 
 def format_date(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d")
+    return utc_text(ms, "%Y-%m-%d")
 
 
 def parse_fields(items: Iterable[str]) -> dict[str, str]:

@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from vrmproto._messages import IntentDecline, IntentOffer
-from vrmproto.cli._output import Out, brief, table
+from vrmproto.cli._output import Out, brief, safe, table
 from vrmproto.client import Delivery, FanoutReport, ProgressEvent
 
 __all__ = ["FanoutDisplay"]
@@ -89,10 +89,10 @@ class FanoutDisplay:
         mark = _MARKS[ev.stage]
         if ev.stage == "confirmed" and self.answers and ev.delivery is not None:
             mark, detail = _answer(ev.delivery)  # a decline is not a "✓ confirmed"
-        self.rows[ev.index] = [vendor, mark, detail]
+        self.rows[ev.index] = [safe(vendor), mark, safe(detail)]
         self._refresh()
         if self._live is None and ev.stage != "started":
-            self.out.print(f"  {mark}  {vendor}" + (f" — {detail}" if detail else ""))
+            self.out.print(f"  {mark}  {safe(vendor)}" + (f" — {safe(detail)}" if detail else ""))
 
     @staticmethod
     def final_table(report: FanoutReport, title: str) -> Table:
@@ -100,7 +100,8 @@ class FanoutDisplay:
         for r in report.results:
             detail: Any = r.code or (brief(r.detail) if r.status != "confirmed" else
                                      "receipt verified")
-            t.add_row(r.vendor, _MARKS[r.status], str(detail), f"{r.elapsed_s * 1000:.0f} ms")
+            t.add_row(safe(r.vendor), _MARKS[r.status], safe(detail),
+                      f"{r.elapsed_s * 1000:.0f} ms")
         return t
 
 

@@ -78,9 +78,29 @@ class TakeUp:
 Change = Note | Hold | Erase | Lead | TakeUp
 
 
+#: 400 Gregorian years, in ms: the calendar repeats after them (see :func:`when`).
+_CYCLE_MS = 146_097 * 86_400_000
+#: 10000-01-01T00:00:00Z in ms, the first moment :mod:`datetime` cannot hold.
+_DATETIME_END_MS = 253_402_300_800_000
+
+
 def when(ms: int) -> str:
-    """A time of the feed (ms since the epoch) as an ISO 8601 UTC minute."""
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    """A time of the feed (ms since the epoch) as an ISO 8601 UTC minute.
+
+    Any time a message can carry: a customer may share data until 2^53 - 1 ms, or ask in an
+    intentcast for dates that far (year 287,396), beyond the years 1 to 9999 :mod:`datetime`
+    holds; such an event must not stop the bridge. The calendar repeats every 400 years, so
+    the time is moved into that range by whole cycles, which are added back to the year."""
+    cycles = 0
+    if not 0 <= ms < _DATETIME_END_MS:
+        cycles, ms = divmod(ms, _CYCLE_MS)
+    moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+    return f"{moment.year + 400 * cycles:04d}" + moment.strftime("-%m-%d %H:%M UTC")
+
+
+def _day(ms: int) -> str:
+    """The date of :func:`when` (its year may have more than four digits)."""
+    return when(ms).partition(" ")[0]
 
 
 def _terms(refs: Any) -> str:
@@ -138,7 +158,7 @@ def _intent(body: Mapping[str, Any]) -> str:
     if body.get("where"):
         parts.append(f"in {body['where']}")
     if body.get("start") is not None and body.get("end") is not None:
-        parts.append(f"from {when(int(body['start']))[:10]} to {when(int(body['end']))[:10]}")
+        parts.append(f"from {_day(int(body['start']))} to {_day(int(body['end']))}")
     if body.get("max_price"):
         parts.append(f"at most {_money(body['max_price'])}")
     for label, key in (("member of", "memberships"), ("conditions", "constraints")):

@@ -7,7 +7,6 @@ small dataclasses); the templates never reach into protocol objects themselves.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from vrmproto._messages import (
 )
 from vrmproto._state import State
 from vrmproto._vocab import DataRecord, TermRef, VocabError, category_label, get_term, purpose_label
+from vrmproto.cli._parse import utc_text
 from vrmproto.store import ShareNote
 
 __all__ = [
@@ -78,7 +78,7 @@ def when(ms: int | None) -> str:
     """A time in ms since the epoch as a person reads it (UTC)."""
     if not ms:
         return "—"
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return utc_text(ms)  # any time a message can carry, past year 9999 too
 
 
 def _label(fn: Any, n: int) -> str:
