@@ -2,13 +2,13 @@
 
 The SQLite store turns automatic checkpoints off and checkpoints (PASSIVE) every 64 commits it
 made itself (``CHECKPOINT_EVERY``). A ``vrm`` command makes a few commits and ends, so it
-relies on SQLite's checkpoint when the last connection to the database closes. But
-``SQLiteStore.close`` (``vrmproto/store/_sqlite.py``) closes the writer's connection first and
-the reader connections — opened ``?mode=ro`` (``_connect_reader``) — last, and a read-only
-connection cannot checkpoint: the WAL is never folded in nor reset. For a person who uses
-``vrm`` commands (and a cron ``vrm outbox run``), ``agent.db-wal`` grows with every commit for
-ever (3.7 MB and 901 frames over an afternoon's try-out, ``agent.db`` still one empty page),
-and a copy of ``agent.db`` alone — the file a person backs up — holds none of it.
+relies on SQLite's checkpoint when the last connection to the database closes. ``SQLiteStore.
+close`` used to close the writer's connection first and the reader connections — opened
+``?mode=ro`` (``_connect_reader``) — last, and a read-only connection cannot checkpoint: the WAL
+was never folded in nor reset. For a person who uses ``vrm`` commands (and a cron ``vrm outbox
+run``), ``agent.db-wal`` grew with every commit (3.7 MB and 901 frames over an afternoon's
+try-out, ``agent.db`` still one empty page), and a copy of ``agent.db`` alone — the file a
+person backs up — held none of it. The writer's connection now closes last.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ from vrmproto.store import MemoryStore, SQLiteStore
 from vrmproto.testing.transport import MemoryTransport
 
 
-@pytest.mark.xfail(strict=True, reason="SQLiteStore.close closes its read-only connections "
-                   "last, so nothing checkpoints: agent.db-wal grows for ever, agent.db is empty")
 async def test_a_command_that_ended_left_its_relationships_in_agent_db(tmp_path: Path) -> None:
     vendor = Endpoint(Identity(os.urandom(32)), store=MemoryStore(), name="Acme",
                       policy=ReferencePolicy(accepts_terms=[t.id for t in DEFAULT_TERMS]))

@@ -805,20 +805,20 @@ class SQLiteStore(AsyncClosing):
         self._closed = False
 
     async def close(self) -> None:
-        """Let the writer finish everything already queued, then stop it and close connections."""
+        """Let the writer finish everything already queued, then stop it and close connections.
+
+        The writer's connection closes last: SQLite checkpoints the WAL into the database file
+        (and removes it) when the last connection to it closes, and a read-only reader cannot.
+        Closed in any other order, a ``vrm`` command that commits a little and ends left its
+        work only in ``-wal``, which grew with every command; a copy of the database file — the
+        one a person backs up — held none of it.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True  # no new write from here on
         with contextlib.suppress(StoreError):  # inline commits whose awaiter went away
             await self._horizon.settle(self._horizon.committed)
-        with self._lock:
-            self._queue.put(None)
-        if self._writer is not None:
-            await asyncio.to_thread(self._writer.join)
-        if self._here is not None:
-            self._here.close()
-            self._here = None
         if self._readers is not None:
             await asyncio.to_thread(self._readers.shutdown, wait=True)
         while not self._reader_conns.empty():
@@ -827,6 +827,13 @@ class SQLiteStore(AsyncClosing):
             inline, self._inline_conns = self._inline_conns, []
         for conn in inline:
             conn.close()
+        if self._here is not None:
+            self._here.close()
+            self._here = None
+        with self._lock:
+            self._queue.put(None)
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.join)
         self._locks.close()
 
     # -- the writer thread --
