@@ -79,8 +79,6 @@ async def test_a_rotation_waits_in_the_outbox_as_long_as_a_share() -> None:
         await agent.close()
 
 
-@pytest.mark.xfail(strict=True, reason="the vendor's recorded answer (§12.6-2) holds a receipt "
-                   "valid one day; delivered again later, it never verifies (§4.5-3)")
 async def test_a_message_whose_answer_was_lost_is_confirmed_days_later() -> None:
     clock, net, agent, thread = await world()
     try:

@@ -204,9 +204,11 @@ class Sender:
             return await self._close(t, item, d, (), now)
         try:
             receipt, replies = self._apply(t, item, envelopes, now)
-        except InvalidResponse as exc:
+        except InvalidResponse as exc:  # e.g. a recorded answer whose receipt expired (§8.1-8)
             self.ledger.forget(t.id)
-            return [await self._reschedule(t, item, msg_id, exc, mtype)]
+            t = await self.ledger.load(t.id)
+            return (await self._held(t, item, msg_id, mtype)
+                    or [await self._reschedule(t, item, msg_id, exc, mtype)])  # fmt: skip
         entries = [r.entry for r in (receipt, *replies) if r.entry is not None]
         d = Delivery(t.id, msg_id, item.msg_hash, "confirmed", receipt=receipt.message,
                      replies=replies, attempts=item.attempts + 1, type=mtype)
@@ -214,8 +216,8 @@ class Sender:
 
     async def _held(self, t: Thread, item: OutboxItem, msg_id: bytes,
                     mtype: str) -> list[Delivery] | None:  # fmt: skip
-        """``item``, if it went out before without an answer and the vendor holds it, closed
-        as delivered (§8.1-8); None to give it up; rescheduled while the vendor can't be asked."""
+        """``item``, if it went out before without a usable answer and the vendor holds it,
+        closed as delivered (§8.1-8); else None; rescheduled while the vendor can't be asked."""
         try:
             held = item.attempts and await delivered_after_all(
                 self.client, self.ledger, t, item, self.clock(), msg_id=msg_id, mtype=mtype)
