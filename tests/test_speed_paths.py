@@ -537,6 +537,7 @@ def test_a_peek_is_what_decoding_the_envelope_gives(body: Any, junk: bytes, at: 
                        now=1_700_000_000_000, msg_id=bytes(16))  # fmt: skip
     for data in (msg.envelope, msg.envelope[:at] + junk + msg.envelope[at + len(junk):]):
         assert _response.peek(data) == _response.decode_peek(data)
+        assert _response.peek_sender(data) == _response.decode_peek(data).sender
 
 
 def test_open_envelope_after_a_peek_is_open_envelope() -> None:
