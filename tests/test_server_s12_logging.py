@@ -41,10 +41,11 @@ def _old_timestamp(created: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@given(st.integers(min_value=0, max_value=4_102_444_800_000), st.integers(0, 999))
-def test_a_timestamp_is_the_one_formatted_before(ms: int, micros: int) -> None:
+@given(st.integers(min_value=0, max_value=4_102_444_800_000), st.integers(0, 999),
+       st.floats(min_value=0, max_value=4_102_444_800))  # fmt: skip
+def test_a_timestamp_is_the_one_formatted_before(ms: int, micros: int, any_time: float) -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", (), None)
-    for created in (ms / 1000, (ms * 1000 + micros) / 1_000_000):
+    for created in (ms / 1000, (ms * 1000 + micros) / 1_000_000, any_time, 1.001, 0.9999996):
         record.created = created
         assert _timestamp(record) == _old_timestamp(created)
 

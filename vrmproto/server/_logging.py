@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -131,14 +132,19 @@ _second: tuple[int, str] = (-1, "")  # the last second formatted, and its text t
 
 def _timestamp(record: logging.LogRecord) -> str:
     """``2026-01-01T12:00:00.000Z``: the record's time in UTC, to the millisecond (each second
-    formatted once: a busy vendor logs many lines in one)."""
+    formatted once: a busy vendor logs many lines in one). The time is cut as
+    ``datetime.fromtimestamp`` cuts it: the fraction rounded to the microsecond (half to even),
+    then the milliseconds of that."""
     global _second  # noqa: PLW0603 - a memo of one pure formatting
-    ms = int(record.created * 1000)
-    seconds, millis = divmod(ms, 1000)
+    fraction, whole = math.modf(record.created)
+    micros = round(fraction * 1e6)
+    seconds = int(whole)
+    if micros >= 1_000_000:
+        seconds, micros = seconds + 1, micros - 1_000_000
     if _second[0] != seconds:
         moment = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
         _second = (seconds, moment.strftime("%Y-%m-%dT%H:%M:%S."))
-    return f"{_second[1]}{millis:03d}Z"
+    return f"{_second[1]}{micros // 1000:03d}Z"
 
 
 class LineFormatter(logging.Formatter):
