@@ -1002,8 +1002,8 @@ def return_update_category() -> None:
 def return_update_kept_old() -> None:
     # Held rows are one per (thread, field): the old value can no longer be kept *beside* the
     # new one (the v2 mutant "return-update-appends"); keeping it *instead* is the mistake left.
-    _mutate(_held, "merge_fields", ("rows.append(HeldRecord(",
-                                    "None if old is not None else rows.append(HeldRecord("))
+    _mutate(_held, "merge_fields", ("rows.append(held_row(",
+                                    "None if old is not None else rows.append(held_row("))
 
 
 @mutant("return-purposes-dropped", "data-return", "§12.10-1",

@@ -21,6 +21,7 @@ the work each step does and what it leaves stored.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -38,7 +39,7 @@ from test_client import ServerVendor
 from vrmproto import Identity, _codec
 from vrmproto._envelope import Signed, open_envelope, sign_message
 from vrmproto._errors import ValidationError
-from vrmproto._messages import ProblemReport
+from vrmproto._messages import Money, ProblemReport
 from vrmproto._relationship import Relationship, ShareMap
 from vrmproto._state import Role
 from vrmproto._vocab import DataRecord, TermRef
@@ -434,16 +435,35 @@ class _Carrier:
         self.body = body
 
 
+def _plain_before(value: Any) -> Any:
+    """How an event's values were made JSON before #12: converted before the encoding."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, TermRef):
+        return {"id": value.id, "version": value.version}
+    if isinstance(value, Money):
+        return {"amount": value.amount, "currency": value.currency}
+    if isinstance(value, (tuple, list)):
+        return [_plain_before(v) for v in value]
+    return value
+
+
 @given(bodies)
 def test_an_events_body_shows_what_listing_the_fields_per_message_showed(body: Any) -> None:
     listed = {
-        f.name: _events._plain(getattr(body, f.name))
+        f.name: _plain_before(getattr(body, f.name))
         for f in dataclasses.fields(body)
         if f.name not in _events._SKIPPED_FIELDS and getattr(body, f.name) is not None
     }  # the definition before #12
     shown = _events._body(_Carrier(body))  # type: ignore[arg-type]
-    assert shown == listed
     assert list(shown) == list(listed)
+    # the values are converted by the encoder now: the same JSON, byte for byte
+    before = json.dumps(listed, separators=(",", ":"), sort_keys=True).encode()
+    assert _events._dumps(shown) == before
+    assert _events._dumps({"body": shown, "erase": ["evt_00"]}) == (
+        json.dumps({"body": listed, "erase": ["evt_00"]}, separators=(",", ":"),
+                   sort_keys=True).encode()
+    )  # fmt: skip
 
 
 # -- held rows: a field shape once accepted is not validated again (server/_held.py) ---------
@@ -517,6 +537,7 @@ def test_a_peek_is_what_decoding_the_envelope_gives(body: Any, junk: bytes, at: 
                        now=1_700_000_000_000, msg_id=bytes(16))  # fmt: skip
     for data in (msg.envelope, msg.envelope[:at] + junk + msg.envelope[at + len(junk):]):
         assert _response.peek(data) == _response.decode_peek(data)
+        assert _response.peek_sender(data) == _response.decode_peek(data).sender
 
 
 def test_open_envelope_after_a_peek_is_open_envelope() -> None:

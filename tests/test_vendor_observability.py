@@ -46,6 +46,18 @@ FAMILIES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """configure_logging sets the level and propagation of the ``vrmproto`` logger: put them
+    back, so that no later test finds request lines enabled (test_speed_paths counts them)."""
+    root = logging.getLogger("vrmproto")
+    level, propagate, handlers = root.level, root.propagate, list(root.handlers)
+    yield
+    root.setLevel(level)
+    root.propagate = propagate
+    root.handlers[:] = handlers
+
+
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
     stream = io.StringIO()

@@ -68,6 +68,7 @@ from vrmproto.server._response import (
     Outcome,
     Peek,
     Response,
+    peek_sender,
     stored_answer,
 )
 from vrmproto.server._response import peek as read_peek
@@ -366,16 +367,16 @@ class Endpoint:
         )  # fmt: skip
 
     async def _inbox(self, data: bytes, client: str) -> Response:
-        peek = read_peek(data, self.limits)
-        if peek.sender is not None:
-            wait = await self.sender_limit.aretry_after(peek.sender)
+        sender = peek_sender(data, self.limits)  # the rest of the peek only for a refusal
+        if sender is not None:
+            wait = await self.sender_limit.aretry_after(sender)
             if wait:
-                return self._sender_refusal(wait, peek)
+                return self._sender_refusal(wait, read_peek(data, self.limits))
         now = self.clock()
         try:
             msg = open_envelope(data, now=now, recipients=self._recipients, limits=self.limits)
         except ProtocolError as exc:
-            return self._refuse(exc, peek)
+            return self._refuse(exc, read_peek(data, self.limits))
         # Only a verified message the receiver stores as new counts against its sender; a replay
         # counts against the address it came from (§12.9-6). The token is taken now, so that
         # concurrent messages see it, and given back when nothing new was stored. It is taken

@@ -44,6 +44,7 @@ from vrmproto._messages import (
 )
 from vrmproto._state import Role
 from vrmproto._vocab import TermRef
+from vrmproto.server._fast import setters
 from vrmproto.store import EventRecord, Store
 from vrmproto.store._base import EventWatch
 
@@ -79,17 +80,18 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _plain(value: Any) -> Any:
-    """``value`` as JSON: bytes as hex, terms as ``{id, version}``, money as its two parts."""
+def _plain(value: object) -> object:
+    """The JSON encoder's ``default``, for the values JSON has no type for: bytes as hex, terms
+    as ``{id, version}``, money as its two parts, a mapping as an object (tuples are arrays)."""
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, TermRef):
         return {"id": value.id, "version": value.version}
     if isinstance(value, Money):
         return {"amount": value.amount, "currency": value.currency}
-    if isinstance(value, (tuple, list)):  # faster than the union
-        return [_plain(v) for v in value]
-    return value
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 #: The body fields an event shows, per body class (dataclasses.fields is slow to ask per message).
@@ -97,18 +99,15 @@ _SHOWN: dict[type, tuple[str, ...]] = {}
 
 
 def _body(msg: Signed[Any]) -> dict[str, Any]:
+    """The body's shown fields that are set, as they are: the encoder converts the values
+    (:func:`_plain`), so that nothing is copied before it is written."""
     body = msg.body
     names = _SHOWN.get(type(body))
     if names is None:
         names = _SHOWN[type(body)] = tuple(
             f.name for f in dataclasses.fields(body) if f.name not in _SKIPPED_FIELDS
         )
-    out = {}
-    for name in names:
-        value = getattr(body, name)
-        if value is not None:
-            out[name] = _plain(value)
-    return out
+    return {name: value for name in names if (value := getattr(body, name)) is not None}
 
 
 def kind_of(msg: Signed[Any], seq: int) -> str:
@@ -119,22 +118,19 @@ def kind_of(msg: Signed[Any], seq: int) -> str:
     return KINDS[msg.type]
 
 
-def _refuse(value: object) -> object:
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
 # json.dumps with arguments builds an encoder per call, which costs more than the encoding of an
 # event's few fields: one C encoder, made once, compact and with sorted keys. No check for
 # cycles (None): the values are built here, from a decoded message.
 _ENCODE = getattr(json.encoder, "c_make_encoder", None)
 _ENCODE = None if _ENCODE is None else _ENCODE(
-    None, _refuse, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True)
+    None, _plain, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True)
 
 
 def _dumps(value: object) -> bytes:
-    """``value`` as compact JSON with sorted keys (ASCII: other characters escaped)."""
+    """``value`` as compact JSON with sorted keys (ASCII: other characters escaped), the values
+    JSON has no type for converted by :func:`_plain`."""
     if _ENCODE is None:
-        return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, default=_plain).encode()
     return "".join(_ENCODE(value, 0)).encode()
 
 
@@ -145,11 +141,17 @@ def _personal(msg: Signed[Any], content: FieldsContent | RecordsContent | None) 
         return None
     body = msg.body
     if isinstance(body, DataShare):
-        return _dumps({"fields": dict(content.fields), "purposes": list(body.purposes),
-                       "categories": list(body.categories), "expires": body.expires})  # fmt: skip
+        return _dumps({"fields": content.fields, "purposes": body.purposes,
+                       "categories": body.categories, "expires": body.expires})  # fmt: skip
     if isinstance(body, AddressUpdate):
-        return _dumps({"fields": dict(content.fields)})
+        return _dumps({"fields": content.fields})
     return None
+
+
+_EVENT_FIELDS = ("id", "thread", "seq", "kind", "msg_hash", "recorded_ms", "data", "personal",
+                 "pos")  # fmt: skip
+(_set_id, _set_thread, _set_seq, _set_kind, _set_msg_hash, _set_recorded, _set_data,
+ _set_personal, _set_pos) = setters(EventRecord, _EVENT_FIELDS)  # fmt: skip
 
 
 def record_of(
@@ -169,8 +171,19 @@ def record_of(
                             "created": msg.header.created, "body": _body(msg)}  # fmt: skip
     if erase:
         data["erase"] = ["evt_" + share.hex() for share in erase]
-    return EventRecord("evt_" + msg.hash.hex(), msg.thread, seq, kind_of(msg, seq), msg.hash,
-                       now, _dumps(data), personal)  # fmt: skip
+    # EventRecord(id, thread, seq, kind, msg_hash, now, data, personal), built through its
+    # slots (:mod:`._fast`): one per accepted message
+    e = EventRecord.__new__(EventRecord)
+    _set_id(e, "evt_" + msg.hash.hex())
+    _set_thread(e, msg.thread)
+    _set_seq(e, seq)
+    _set_kind(e, kind_of(msg, seq))
+    _set_msg_hash(e, msg.hash)
+    _set_recorded(e, now)
+    _set_data(e, _dumps(data))
+    _set_personal(e, personal)
+    _set_pos(e, 0)
+    return e
 
 
 def events_of(ep: Endpoint, step: Step, msg: Signed[Any], now: int) -> tuple[EventRecord, ...]:
@@ -184,8 +197,12 @@ def events_of(ep: Endpoint, step: Step, msg: Signed[Any], now: int) -> tuple[Eve
     first = record_of(msg, seq, now=now, incoming=True,
                       personal=_personal(msg, step.event.content),
                       erase=[share for _, share in step.held_drop])  # fmt: skip
-    replies = (record_of(s.message, s.entry.index, now=now, incoming=False) for s in step.replies)
-    return tuple(e for e in (first, *replies) if e is not None)
+    events = [] if first is None else [first]
+    for sent in step.replies:
+        reply = record_of(sent.message, sent.entry.index, now=now, incoming=False)
+        if reply is not None:
+            events.append(reply)
+    return tuple(events)
 
 
 # -- reading the feed ------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from vrmproto._envelope import Signed
 from vrmproto._errors import ValidationError, excerpt
 from vrmproto._messages import AddressUpdate, DataShare, DataWithdraw, FieldsContent, RecordsContent
 from vrmproto._vocab import DataRecord, DataSource, suggest_category
+from vrmproto.server._fast import setters
 from vrmproto.store import HeldRecord, Store
 
 if TYPE_CHECKING:
@@ -55,6 +56,31 @@ SAFE_VALUE_CHARS = 1024
 #: more than the rest of the vendor's held-data step (#12).
 _SHAPES: dict[tuple[str, int, tuple[int, ...]], tuple[DataSource, tuple[int, ...]]] = {}
 _SHAPES_MAX = 4096
+
+
+_HELD_FIELDS = ("thread", "field", "value", "category", "source", "collected_ms", "purposes",
+                "share", "expires_ms")  # fmt: skip
+(_set_thread, _set_field, _set_value, _set_category, _set_source, _set_collected, _set_purposes,
+ _set_share, _set_expires) = setters(HeldRecord, _HELD_FIELDS)  # fmt: skip
+
+
+def held_row(  # noqa: PLR0917 - HeldRecord's own fields, positional as its constructor's
+    thread: bytes, field: str, value: str, category: int, source: DataSource, collected_ms: int,
+    purposes: tuple[int, ...], share: bytes, expires_ms: int | None,
+) -> HeldRecord:  # fmt: skip
+    """``HeldRecord(thread, field, …)``, built three times faster (:mod:`._fast`): a share
+    makes one per field."""
+    h = HeldRecord.__new__(HeldRecord)
+    _set_thread(h, thread)
+    _set_field(h, field)
+    _set_value(h, value)
+    _set_category(h, category)
+    _set_source(h, source)
+    _set_collected(h, collected_ms)
+    _set_purposes(h, purposes)
+    _set_share(h, share)
+    _set_expires(h, expires_ms)
+    return h
 
 
 def to_data(h: HeldRecord) -> DataRecord:
@@ -126,8 +152,8 @@ def merge_fields(
                 _SHAPES.clear()
             kept = _SHAPES[shape] = (record.source, record.purposes)
         source, kept_purposes = kept  # the record's own fields are name, value, category, now
-        rows.append(HeldRecord(thread, name, value, category, source, now, kept_purposes,
-                               source_msg, expires_ms))  # fmt: skip
+        rows.append(held_row(thread, name, value, category, source, now, kept_purposes,
+                             source_msg, expires_ms))  # fmt: skip
     return rows
 
 

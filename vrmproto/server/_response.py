@@ -20,7 +20,10 @@ from vrmproto._keys import ID_BYTES, KEY_BYTES, sha256
 from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto.store import DedupeRecord
 
-__all__ = ["JSON_TYPE", "NO_CONTENT", "Outcome", "Peek", "Response", "peek", "stored_answer"]
+__all__ = [
+    "JSON_TYPE", "NO_CONTENT", "Outcome", "Peek", "Response", "peek", "peek_sender",
+    "stored_answer",
+]  # fmt: skip
 
 JSON_TYPE = "application/json"
 NO_CONTENT = 204
@@ -73,6 +76,15 @@ def peek(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Peek:
         header, header_bytes = usual
         return Peek(header.sender, header.thread, sha256(header_bytes), header.type)
     return decode_peek(data)
+
+
+def peek_sender(data: bytes, limits: Limits = DEFAULT_LIMITS) -> bytes | None:
+    """:func:`peek`'s ``sender`` alone: what the sender's rate limit needs of every request
+    (the rest, the hash among it, only for a refusal)."""
+    usual = peek_header(data, limits)
+    if usual is not None:
+        return usual[0].sender
+    return decode_peek(data).sender
 
 
 def decode_peek(data: bytes) -> Peek:
