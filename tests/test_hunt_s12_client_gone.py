@@ -25,8 +25,6 @@ from vrmproto.server._connections import _ConnectionHandler
 from vrmproto.store import MemoryStore
 
 
-@pytest.mark.xfail(strict=True, reason="a client closing mid-body is logged at ERROR with a "
-                   "traceback as 'failed handling a request' (a 500 of the receiver)")
 async def test_a_body_cut_short_by_the_client_is_not_an_error_of_ours(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -431,7 +431,12 @@ class _ConnectionHandler(web.RequestHandler):
         """A signed problem instead of aiohttp's plain-text page, and the connection closed.
 
         The detail names the kind of fault only: nothing of the request is echoed (§11.12).
+        A client that went away mid-request (the body read ends in a ``ConnectionError``) is
+        no failure of ours: logged at debug, with no problem signed for nobody to read.
         """
+        if isinstance(exc, ConnectionError):
+            log.debug("%s went away in the middle of its request: %r", request.remote, exc)
+            raise exc
         if status >= 500:
             log.error("failed handling a request from %s", request.remote, exc_info=exc)
             detail = "the receiver failed; the request was not handled"
