@@ -11,8 +11,9 @@ moment: both answered 200 now and then, and the vendor's history held
 
 A step that does not find the relationship warm reads the thread's record
 (``get_relationship``, ``vrmproto/server/_accept.py`` ``apply``) and then, in another read,
-its newest history row (``history_head``, in ``load``); and it commits without ``expect=``
-(``respond`` passes ``expect`` only for a warm relationship). When another process commits in
+its newest history row (``history_head``, in ``load``); and it committed without ``expect=``
+(``respond`` passed ``expect`` only for a warm relationship). It now commits with the record it
+read as ``expect``, so the second process's commit is a StoreConflict and the step runs again. When another process commits in
 between the two reads, the step checks the message against the old state (its ``prev`` still
 links) while appending after the new head: no uniqueness rule is broken, and the fork is
 stored. The same holds for PostgreSQL and ``--workers 2``, where no thread lock is shared
@@ -25,7 +26,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytest
 from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer, Reply, now_ms
 
 from vrmproto import Identity, RelationshipEnd
@@ -40,8 +40,6 @@ def reply(r: Response) -> Reply:
     return Reply(r.status, r.body, dict(r.headers))
 
 
-@pytest.mark.xfail(strict=True, reason="a cold step reads the record, then the history head, "
-                   "and commits without expect=: a commit in between forks the history")
 async def test_a_message_whose_prev_another_process_moved_on_is_refused(tmp_path: Path) -> None:
     a_store = await SQLiteStore.open(tmp_path / "vendor.db")
     b_store = await SQLiteStore.open(tmp_path / "vendor.db")  # a second process, as it were

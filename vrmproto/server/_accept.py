@@ -198,8 +198,12 @@ async def apply(
             exc, Peek(msg.sender, msg.thread, msg.hash), rel.identity if rel else None
         ), Outcome.REFUSED
     try:
-        unread = kept[0] if kept is not None else None
-        response = await respond(ep, step, msg, record, now, expect=unread)
+        # The commit applies only while the store still holds the record the step was checked
+        # against: taken warm and unread, or read cold. Else another process (or worker)
+        # committed in between, and a message checked against the old state would be appended
+        # after the new head — a fork (StoreConflict instead: the step runs again).
+        held = kept[0] if kept is not None else record
+        response = await respond(ep, step, msg, record, now, expect=held)
     except BaseException:
         if ticket is not None:
             ticket.cancel()
@@ -225,8 +229,8 @@ async def respond(
     expect: RelationshipRecord | None = None,
 ) -> Response:
     """Receipt and replies for an accepted message, committed with it (§12.3, §12.7-1).
-    ``expect``: the record the relationship was taken from unread, which the store must still
-    hold for the commit to apply (:mod:`._warm`)."""
+    ``expect``: the record the step was checked against (read, or taken unread from
+    :mod:`._warm`), which the store must still hold for the commit to apply."""
     rel = step.rel
     if msg.type in _UNACKNOWLEDGED:
         response = Response(NO_CONTENT, b"")
