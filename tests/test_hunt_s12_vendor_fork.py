@@ -12,12 +12,12 @@ moment: both answered 200 now and then, and the vendor's history held
 A step that does not find the relationship warm reads the thread's record
 (``get_relationship``, ``vrmproto/server/_accept.py`` ``apply``) and then, in another read,
 its newest history row (``history_head``, in ``load``); and it committed without ``expect=``
-(``respond`` passed ``expect`` only for a warm relationship). It now commits with the record it
-read as ``expect``, so the second process's commit is a StoreConflict and the step runs again. When another process commits in
-between the two reads, the step checks the message against the old state (its ``prev`` still
-links) while appending after the new head: no uniqueness rule is broken, and the fork is
-stored. The same holds for PostgreSQL and ``--workers 2``, where no thread lock is shared
-(``Endpoint(thread_lock=None)``).
+(``respond`` passed ``expect`` only for a warm relationship). When another process committed in
+between the two reads, the step checked the message against the old state (its ``prev`` still
+linked) while appending after the new head: no uniqueness rule was broken, and the fork was
+stored. The same held for PostgreSQL and ``--workers 2``, where no thread lock is shared
+(``Endpoint(thread_lock=None)``). The step now commits with the record it read as ``expect``:
+the second commit is a StoreConflict, and the step runs again and refuses the message.
 """
 
 from __future__ import annotations
