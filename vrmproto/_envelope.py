@@ -641,10 +641,15 @@ def open_envelope(
     else:
         body_bytes, hdr_bytes, sig, routed_to, routed_type = _envelope_parts(data, allow_erased)
         header = _read_header(hdr_bytes, limits)
-    _check_routing(header, routed_to, routed_type)
-    if recipients is not None:
+    # steps 14 to 17, each function called only when its check fails (it raises; the usual
+    # message passes every one)
+    if (routed_to is not ... and routed_to != header.recipient) or (
+        routed_type is not ... and routed_type != header.type
+    ):
+        _check_routing(header, routed_to, routed_type)
+    if recipients is not None and header.recipient not in recipients:
         _check_recipient(header, recipients)
-    if check_time:
+    if check_time and (now > header.expires or header.created > now + limits.max_clock_skew_ms):
         _check_time(header, now, limits)
     verify(Context.MESSAGE, hdr_bytes, sig, header.sender)
     body: Any = None

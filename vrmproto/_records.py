@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from vrmproto._history import Entry, History
 from vrmproto._keys import Identity
 from vrmproto._limits import DEFAULT_LIMITS, Limits
+from vrmproto._quick import quick_new
 from vrmproto._relationship import Relationship
 from vrmproto._vocab import DataRecord
 from vrmproto.store._base import HistoryEntry, RelationshipRecord
@@ -49,6 +50,9 @@ __all__ = [
 ]
 
 _OUT, _IN = "out", "in"
+# The rows every message of a step makes, built as their positional calls below would
+_new_row = quick_new(HistoryEntry)
+_new_save_point = quick_new(SavePoint)
 
 
 def load(
@@ -95,8 +99,8 @@ def to_entry(h: HistoryEntry) -> Entry:
 
 def to_row(thread: bytes, e: Entry, now: int) -> HistoryEntry:
     """An engine entry as the history row to store, recorded at ``now``."""
-    return HistoryEntry(thread, e.index, e.msg_hash, e.link, e.envelope,
-                        _OUT if e.outgoing else _IN, now)  # fmt: skip
+    return _new_row(thread, e.index, e.msg_hash, e.link, e.envelope, _OUT if e.outgoing else _IN,
+                    now)  # fmt: skip
 
 
 def history_rows(rel: Relationship, now: int) -> tuple[HistoryEntry, ...]:
@@ -119,10 +123,13 @@ class Point:
     state: bytes  # Relationship.to_state()
 
 
+_new_point = quick_new(Point)
+
+
 def capture(rel: Relationship, *, state: bytes | None = None) -> Point:
     """The point ``rel`` stands at now (``state``: its ``to_state()`` if already made)."""
-    return Point(rel.thread, len(rel.history), rel.history.head,
-                 rel.to_state() if state is None else state)  # fmt: skip
+    return _new_point(rel.thread, len(rel.history), rel.history.head,
+                      rel.to_state() if state is None else state)  # fmt: skip
 
 
 def guard(point: Point, msg_hashes: Iterable[bytes], *, after: int) -> tuple[SavePoint, ...]:
@@ -130,7 +137,8 @@ def guard(point: Point, msg_hashes: Iterable[bytes], *, after: int) -> tuple[Sav
     messages sent from ``point`` on — with ``after`` the history length once they were logged
     (a customer sends one message per point: ``point.length + 1``)."""
     return tuple(
-        SavePoint(point.thread, h, point.length, point.head, point.state, after) for h in msg_hashes
+        _new_save_point(point.thread, h, point.length, point.head, point.state, after)
+        for h in msg_hashes
     )
 
 

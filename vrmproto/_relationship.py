@@ -33,7 +33,8 @@ from vrmproto._messages import (
     Receipt,
     RecordsContent,
 )
-from vrmproto._rules import RULES, Effect, Turn, move, rotation_proof_bytes
+from vrmproto._quick import quick_new
+from vrmproto._rules import MOVES, RULES, Effect, Turn, move, rotation_proof_bytes
 from vrmproto._state import Role, State
 from vrmproto._vocab import TermRef
 
@@ -66,6 +67,13 @@ class Sent:
 
     message: Signed[Any]
     entry: Entry
+
+
+_new_received = quick_new(Received)  # the hot paths' Received(...) and Sent(...)
+_new_sent = quick_new(Sent)
+_new_turn = tuple.__new__  # Turn(...) without the keyword-capable __new__
+_OTHER = {Role.CUSTOMER: Role.VENDOR, Role.VENDOR: Role.CUSTOMER}  # Role.other, as a look-up
+_PROBLEM = ProblemReport.TYPE
 
 
 class ShareMap(dict[bytes, int]):
@@ -295,7 +303,7 @@ class Relationship:
             msg_id=msg_id,
             lifetime_ms=lifetime_ms,
         )
-        return Sent(msg, self._log_own(msg, new_state, effect))
+        return _new_sent(msg, self._log_own(msg, new_state, effect))
 
     def _log_own(self, msg: Signed[Any], new_state: State, effect: Effect) -> Entry:
         """Log one of our messages whose rules were checked, and apply what it changes."""
@@ -343,23 +351,27 @@ class Relationship:
     def receive(self, data: bytes | Signed[Any], *, now: int) -> Received:
         """Verify and apply a message from the peer (§4.5); ProtocolError if any rule fails."""
         msg = data if isinstance(data, Signed) else self.open(data, now=now)
-        if msg.type == ProblemReport.TYPE:  # outside every chain, whatever its thread (§5.6.2)
-            return Received(msg, None)
-        if msg.thread != self.thread:
+        header = msg.header
+        if header.type == _PROBLEM:  # outside every chain, whatever its thread (§5.6.2)
+            return _new_received(msg, None, None)
+        if header.thread != self.thread:
             raise _invalid("the message belongs to another thread", "§4.5-5",
                            "$.hdr.thread", Problem.NO_RELATIONSHIP)
-        self._check_sender(msg.sender)
-        new_state, effect = self._enter(msg.body, self.peer_role, now, msg)
-        content = self._open_content(msg)
+        peer_key = self.peer_key
+        if peer_key is None or header.sender != peer_key:
+            self._check_sender(header.sender)
+        body = msg.body
+        new_state, effect = self._enter(body, _OTHER[self.role], now, msg)
+        content = self._open_content(msg) if RULES[type(body)].sealed is not None else None
         entry = self.history.append(msg.hash, msg.envelope, outgoing=False)
-        if self.peer_key is None:
-            self.peer_key = msg.sender
+        if peer_key is None:
+            self.peer_key = header.sender
         self.peer_head = msg.hash
         self.state = new_state
         effect(msg.hash)
-        if not isinstance(msg.body, Receipt):
+        if not isinstance(body, Receipt):
             self.owed_receipts.add(msg.hash)
-        return Received(msg, entry, content)
+        return _new_received(msg, entry, content)
 
     def adopt(self, envelope: bytes, *, rotated_to: Identity | None = None) -> Entry:
         """Append a logged message that the peer's copy of the history holds and ours lacks,
@@ -435,7 +447,8 @@ class Relationship:
         that exists; None when we are about to sign ``body``), the agreement, the state
         machine and the type's rule. Returns the next state and the effect to apply; changes
         nothing."""
-        if not body.sent_by(by):
+        step = MOVES.get((self.state, by, type(body)))  # a row of Table 7-2, or move() below
+        if step is None and not body.sent_by(by):
             raise StateError(f"{body.TYPE} is never sent by the {by.value}", clause="§7-2")
         if msg is not None:
             head = self.our_head if by is self.role else self.peer_head
@@ -445,9 +458,12 @@ class Relationship:
             if msg.hash in self.history:
                 raise _invalid("this message is already in the history", "§4.5-7",
                                code=Problem.ID_CONFLICT)
-        self._agreement_first(body)
-        step = move(self.state, by, body)
-        effect = step.rule.apply(self, body, Turn(by, now, by is self.role))
+        if step is None:
+            self._agreement_first(body)
+            step = move(self.state, by, body)
+        elif self.agreement is None and step.rule.needs_agreement:
+            self._agreement_first(body)  # raises
+        effect = step.rule.apply(self, body, _new_turn(Turn, (by, now, by is self.role)))
         return step.to, effect
 
     def _agreement_first(self, body: Body) -> None:

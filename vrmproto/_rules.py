@@ -390,6 +390,18 @@ def _relationship_end(rel: Relationship, body: RelationshipEnd, turn: Turn) -> E
     return _nothing
 
 
+#: :func:`move` in one look-up, by ``(state, sender, body class)``: the rows of Table 7-2 whose
+#: event is the type itself (every type's but ``terms.reject``, whose event depends on its
+#: body), with their rule. Each row's sender may send the type (§7-2). A message not found
+#: here takes :func:`move` and its errors (tests/test_core_s12_quick.py holds the two
+#: together).
+MOVES: Mapping[tuple[State, Role, type[Body]], Move] = {
+    (state, role, cls): Move(to, RULES[cls])
+    for (state, role, event), to in TRANSITIONS.items()
+    if (cls := MESSAGE_TYPES.get(event)) is not None and cls is not TermsReject and cls in RULES
+}
+
+
 def rules_by_type() -> Mapping[str, Rule]:
     """Every rule by wire type name, in the order of :data:`vrmproto.MESSAGE_TYPES`."""
     return {name: RULES[cls] for name, cls in MESSAGE_TYPES.items() if cls in RULES}

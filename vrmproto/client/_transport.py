@@ -188,7 +188,10 @@ class Answer:
     _ci: CIMultiDictProxy[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_ci", CIMultiDictProxy(CIMultiDict(self.headers)))
+        headers = self.headers  # (the lean HTTP client's are case-insensitive already)
+        ci = headers if type(headers) is CIMultiDictProxy else CIMultiDictProxy(
+            CIMultiDict(headers))
+        object.__setattr__(self, "_ci", ci)
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name``, whatever case the peer (or a proxy) gave it."""
