@@ -33,6 +33,7 @@ from vrmproto._messages import (
     DataReturn,
     DataShare,
     DataWithdraw,
+    FieldsContent,
     Intentcast,
     IntentDecline,
     IntentOffer,
@@ -69,6 +70,8 @@ def _samples() -> list[tuple[type[Any], tuple[Any, ...]]]:
         (HistoryEntry, (bytes(16), 0, h, h, b"env", "out", 5)),
         (SavePoint, (bytes(16), h, 1, h, b"state", 2)),
         (DataShare, (h, (1, 2), (3,), 10**12, b"sealed")),
+        (Receipt, (h,)),
+        (FieldsContent, ({"email": "a@example.org"},)),
     ]
 
 

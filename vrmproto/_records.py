@@ -105,7 +105,8 @@ def to_row(thread: bytes, e: Entry, now: int) -> HistoryEntry:
 
 def history_rows(rel: Relationship, now: int) -> tuple[HistoryEntry, ...]:
     """The rows of every entry ``rel`` logged since it was loaded (or made)."""
-    return tuple(to_row(rel.thread, e, now) for e in rel.history.entries())
+    thread = rel.thread
+    return tuple([to_row(thread, e, now) for e in rel.history])  # (held in memory: since made)
 
 
 # -- save points (§8.1-5) ------------------------------------------------------------------------
