@@ -2,6 +2,9 @@
 
 - :func:`vrmproto._quick.quick_new` builds exactly what ``cls(...)`` builds (``__post_init__``
   and its refusals included), and is the class itself wherever that cannot be promised;
+  :func:`~vrmproto._quick.quick_init` gives a class the same ``__init__`` — signature, defaults,
+  factories, keyword-only fields, ``__post_init__``, its errors — and leaves alone a class it
+  cannot promise that for;
 - :data:`vrmproto._rules.MOVES` is :func:`~vrmproto._rules.move` for the rows it holds, and
   ``Relationship._enter`` decides every (state, sender, type) — refusals, their code, clause
   and path — as the reference steps do (sent by, agreement, table, rule);
@@ -45,11 +48,12 @@ from vrmproto._messages import (
     TermsOffer,
     TermsReject,
 )
-from vrmproto._quick import quick_new
+from vrmproto._quick import quick_init, quick_new
 from vrmproto._records import Point
 from vrmproto._relationship import Received, Relationship, Sent
 from vrmproto._rules import MOVES, RULES, Turn, move
 from vrmproto._vocab import DATA_FORMAT, TermRef, latest
+from vrmproto.client._delivery import Delivery
 from vrmproto.store import HistoryEntry, SavePoint
 from vrmproto.testing.pair import CustomerVendorPair
 
@@ -142,6 +146,65 @@ class _OwnInit:
                                  _WithInitVar, _OwnInit])  # fmt: skip
 def test_quick_new_is_the_class_itself_where_it_cannot_promise_the_same(cls: type[Any]) -> None:
     assert quick_new(cls) is cls
+
+
+def _variety(decorate: bool) -> type[Any]:
+    """A dataclass with every kind of field quick_init takes, made afresh (decorated or not)."""
+
+    @dataclass(frozen=True, slots=True)
+    class Variety:
+        a: int
+        b: str = "b"
+        c: tuple[int, ...] = field(default_factory=tuple)
+        d: list[int] = field(default_factory=list, kw_only=True)
+        e: int = field(default=5, kw_only=True)
+        f: bytes = field(kw_only=True, default=b"")
+
+        def __post_init__(self) -> None:
+            if self.a < 0:
+                raise ValueError("a is never negative")
+
+    return quick_init(Variety) if decorate else Variety
+
+
+def _call(cls: type[Any], *args: Any, **kwargs: Any) -> object:
+    try:
+        got = cls(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        return (type(exc), str(exc))
+    return tuple(getattr(got, f.name) for f in dataclasses.fields(got)), repr(got)
+
+
+def test_quick_init_keeps_the_signature_and_what_it_builds() -> None:
+    import inspect  # noqa: PLC0415
+
+    plain, quick = _variety(False), _variety(True)
+    assert quick.__init__.__globals__.get("_q_post") is not None  # it was rewritten
+    assert str(inspect.signature(quick)) == str(inspect.signature(plain))
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        ((1,), {}), ((1, "x"), {}), ((1, "x", (2,)), {}), ((1,), {"d": [1], "e": 2}),
+        ((), {"a": 1, "f": b"z"}), ((-1,), {}), ((), {}), ((1, "x", (), [3]), {}),
+        ((1,), {"g": 1}), ((1,), {"a": 2}),
+    ]  # fmt: skip
+    for args, kwargs in calls:
+        assert _call(quick, *args, **kwargs) == _call(plain, *args, **kwargs), (args, kwargs)
+    one, two = quick(1), quick(1)
+    assert one.d is not two.d  # a fresh list from the factory, each time
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        one.__setattr__("a", 2)
+    assert dataclasses.replace(one, b="y") == quick(1, "y")
+
+
+@pytest.mark.parametrize("cls", [Entry, Received, Sent, Point, Delivery])
+def test_the_hot_records_have_the_quick_init(cls: type[Any]) -> None:
+    assert cls.__init__.__globals__.get("_q_factory") is not None
+
+
+@pytest.mark.parametrize("cls", [_NoSlots, _NotTaken, _WithInitVar, _OwnInit])
+def test_quick_init_leaves_alone_what_it_cannot_promise_the_same_for(cls: type[Any]) -> None:
+    init = cls.__init__
+    assert quick_init(cls) is cls
+    assert cls.__init__ is init
 
 
 # -- MOVES and Relationship._enter ---------------------------------------------------------------

@@ -21,7 +21,7 @@ from vrmproto._errors import Problem, ProtocolError, ValidationError
 from vrmproto._keys import sha256
 from vrmproto._limits import Limits
 from vrmproto._messages import KeyRotate
-from vrmproto._quick import quick_new
+from vrmproto._quick import quick_init, quick_new
 
 _LINK_CONTEXT = b"vrmproto/v1/history\x00"
 GENESIS = bytes(32)
@@ -33,6 +33,7 @@ def link(prev_link: bytes, msg_hash: bytes) -> bytes:
     return sha256(_LINK_CONTEXT + prev_link + msg_hash)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One logged message: its index, hash, link and exact envelope bytes (§8.2)."""

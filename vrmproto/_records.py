@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from vrmproto._history import Entry, History
 from vrmproto._keys import Identity
 from vrmproto._limits import DEFAULT_LIMITS, Limits
-from vrmproto._quick import quick_new
+from vrmproto._quick import quick_init, quick_new
 from vrmproto._relationship import Relationship
 from vrmproto._vocab import DataRecord
 from vrmproto.store._base import HistoryEntry, RelationshipRecord
@@ -112,6 +112,7 @@ def history_rows(rel: Relationship, now: int) -> tuple[HistoryEntry, ...]:
 # -- save points (§8.1-5) ------------------------------------------------------------------------
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Point:
     """Where a relationship stood before a message of ours: captured before signing it, and

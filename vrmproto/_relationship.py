@@ -33,7 +33,7 @@ from vrmproto._messages import (
     Receipt,
     RecordsContent,
 )
-from vrmproto._quick import quick_new
+from vrmproto._quick import quick_init, quick_new
 from vrmproto._rules import MOVES, RULES, Effect, Turn, move, rotation_proof_bytes
 from vrmproto._state import Role, State
 from vrmproto._vocab import TermRef
@@ -47,6 +47,7 @@ _TERM_REF = Custom(TermRef)  # decodes stored term references through the shared
 DEFAULT_LIFETIME_MS = 86_400_000
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Received:
     """A message :meth:`Relationship.receive` accepted, with what it changed.
@@ -61,6 +62,7 @@ class Received:
     content: FieldsContent | RecordsContent | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Sent:
     """A message :meth:`Relationship.send` signed, and its history entry."""
