@@ -54,7 +54,7 @@ from vrmproto._relationship import Received, Relationship, Sent
 from vrmproto._rules import MOVES, RULES, Turn, move
 from vrmproto._vocab import DATA_FORMAT, TermRef, latest
 from vrmproto.client._delivery import Delivery
-from vrmproto.store import HistoryEntry, SavePoint
+from vrmproto.store import HistoryEntry, RelationshipRecord, SavePoint
 from vrmproto.testing.pair import CustomerVendorPair
 
 # -- quick_new ---------------------------------------------------------------------------------
@@ -198,6 +198,30 @@ def test_quick_init_keeps_the_signature_and_what_it_builds() -> None:
 @pytest.mark.parametrize("cls", [Entry, Received, Sent, Point, Delivery])
 def test_the_hot_records_have_the_quick_init(cls: type[Any]) -> None:
     assert cls.__init__.__globals__.get("_q_factory") is not None
+
+
+def test_records_are_the_store_rows_their_keywords_name() -> None:
+    """_records builds store rows positionally (quick_new): the same rows as by keyword."""
+    from vrmproto import _records  # noqa: PLC0415
+
+    pair = CustomerVendorPair()
+    pair.agree()
+    got = pair.customer_sends(pair.share({"email": "a@example.org"}))
+    for rel in (pair.customer, pair.vendor):
+        record = _records.to_record(rel, label="L", peer_url="http://x.test", now=7)
+        assert record == RelationshipRecord(
+            thread=rel.thread, role=rel.role.value, local_key=rel.identity.public_key,
+            peer_key=rel.peer_key, state=rel.state.value, data=rel.to_state(), label="L",
+            peer_url="http://x.test", updated_ms=7)  # fmt: skip
+    entry = got.entry
+    assert entry is not None
+    assert _records.to_row(pair.vendor.thread, entry, 9) == HistoryEntry(
+        thread=pair.vendor.thread, index=entry.index, msg_hash=entry.msg_hash,
+        entry_hash=entry.link, envelope=entry.envelope, direction="in", recorded_ms=9)
+    point = _records.capture(pair.vendor)
+    (saved,) = _records.guard(point, [bytes(32)], after=point.length + 1)
+    assert saved == SavePoint(thread=point.thread, msg_hash=bytes(32), length=point.length,
+                              head=point.head, state=point.state, after=point.length + 1)
 
 
 @pytest.mark.parametrize("cls", [_NoSlots, _NotTaken, _WithInitVar, _OwnInit])
