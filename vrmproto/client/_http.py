@@ -19,11 +19,12 @@ sans-IO binding (:mod:`vrmproto.binding`): it moves bytes, and the seam's answer
 Retrying an inbox POST is safe: the receiver de-duplicates by (sender, id) and answers a replay
 with the byte-identical stored response (§12.3-4).
 
-The POSTs (inbox and history) go out through the lean HTTP/1.1 client of
-:mod:`vrmproto.client._http_conn` when the client owns its connections; discovery (a GET that
-may be redirected, once per vendor) and every request on a ``session`` the caller gave go through
-aiohttp. Both keep the same guarantees (see :class:`EndpointClient`) and fail with the same
-errors, worded alike by :func:`describe_failure`.
+The POSTs (inbox and history) and the discovery GETs go out through the lean HTTP/1.1 client
+of :mod:`vrmproto.client._http_conn` when the client owns its connections; a discovery GET
+that is redirected is made again through aiohttp, which follows the redirect, as is every
+request on a ``session`` the caller gave. Both keep the same guarantees (see
+:class:`EndpointClient`) and fail with the same errors, worded alike by
+:func:`describe_failure`.
 """
 
 from __future__ import annotations
@@ -135,6 +136,10 @@ def unreachable_words(detail: str) -> str | None:
     return None
 
 
+#: The statuses aiohttp follows to another URL (a GET's: RFC 9110 §15.4).
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -158,10 +163,11 @@ class EndpointClient(AsyncClosing):
     The ``max_channels`` most recently used channels keep their connections; an older idle one
     is closed when a new one opens. ``sleep`` and ``rand`` drive the backoff.
 
-    The POSTs (inbox §12.3, history §12.5) go through :mod:`vrmproto.client._http_conn`, a lean
-    HTTP/1.1 client over the sans-IO reader :mod:`vrmproto._http1` (aiohttp's client cost more
-    CPU per message than all of the agent's cryptography, #12); discovery GETs go through an
-    aiohttp session whose connections are each closed after their request.
+    The POSTs (inbox §12.3, history §12.5) and discovery GETs (§13.1) go through
+    :mod:`vrmproto.client._http_conn`, a lean HTTP/1.1 client over the sans-IO reader
+    :mod:`vrmproto._http1` (aiohttp's client cost more CPU per message than all of the agent's
+    cryptography, #12); a discovery GET answered with a redirect is made again through an
+    aiohttp session, which follows it, whose connections are each closed after their request.
     """
 
     def __init__(
@@ -244,6 +250,15 @@ class EndpointClient(AsyncClosing):
         if self._owns_session and method == "POST" and not redirects:
             return await self._lean(method, url, body or b"", headers=headers,
                                     timeout_s=timeout_s, cap=cap, channel=channel)  # fmt: skip
+        if self._owns_session and method == "GET" and channel is None and body is None:
+            # Discovery on a connection of its own, closed after it, as aiohttp's session here
+            # does: the lean client's, as the POSTs (an intentcast fetches one per vendor,
+            # and aiohttp's client cost several times the lean one's CPU, #12). A redirect
+            # is followed by aiohttp, from the start.
+            answer = await self._lean(method, url, b"", headers=headers, timeout_s=timeout_s,
+                                      cap=cap, channel=None)  # fmt: skip
+            if not (redirects and answer.status in _REDIRECTS):
+                return answer
         timeout = aiohttp.ClientTimeout(total=timeout_s if timeout_s is not None else
                                         self.timeout_s)
         async with self._aiohttp().request(
