@@ -96,3 +96,17 @@ async def test_too_many_redirects_and_other_statuses_are_invalid_responses(clien
         assert info.value.status == 418
     finally:
         await runner.cleanup()
+
+
+async def test_the_document_made_absolute_is_replace_of_the_one_read(
+    vendor: FakeVendor, client: Any
+) -> None:
+    import dataclasses  # noqa: PLC0415
+
+    from vrmproto._binding import relocated  # noqa: PLC0415
+
+    doc = await client.fetch_discovery(vendor.url)
+    moved = relocated(doc, "https://a.test/in", "https://a.test/hist")
+    assert moved == dataclasses.replace(doc, inbox="https://a.test/in",
+                                        history="https://a.test/hist")  # fmt: skip
+    assert [f.name for f in dataclasses.fields(moved)][4:6] == ["inbox", "history"]
