@@ -269,6 +269,7 @@ class Relationship:
         self.generation = 0  # how many times we rotated our own key here (§2.6)
         # to_state's wire form of each term list, with the tuple it was made from
         self._wired: dict[str, tuple[tuple[TermRef, ...], list[dict[str, object]]]] = {}
+        self._wires: tuple[Any, ...] | None = None  # (counter, offered, terms, their 3 wires)
 
     def __repr__(self) -> str:
         return f"<Relationship {self.role.value} {self.thread.hex()} {self.state.value}>"
@@ -506,13 +507,22 @@ class Relationship:
         shares, which grow with the relationship, come packed from :class:`ShareMap`.
         """
         retired, withdraws = self.retired, self.pending_withdraws  # (mostly empty)
+        counter, offered, terms = self.counter, self.offered, self.terms
+        wires = self._wires  # the three lists' wire forms, as long as the same tuples stand
+        if wires is None or wires[0] is not counter or wires[1] is not offered or (
+                wires[2] is not terms):  # fmt: skip
+            wires = self._wires = (
+                counter, offered, terms,
+                self._wire("counter", counter) if counter is not None else None,
+                self._wire("offered", offered), self._wire("terms", terms),
+            )  # fmt: skip
         before = _codec.pack_sorted({
             "agreement": self.agreement,
             "awaiting": sorted(self.awaiting_receipt),
-            "counter": self._wire("counter", self.counter) if self.counter is not None else None,
+            "counter": wires[3],
             "generation": self.generation,
             "intent": self.intent,
-            "offered": self._wire("offered", self.offered),
+            "offered": wires[4],
             "our_head": self.our_head,
             "owed": sorted(self.owed_receipts),
             "peer_enc_key": self.peer_enc_key,
@@ -525,7 +535,7 @@ class Relationship:
         })
         after = _codec.pack_sorted({
             "state": self.state.value,
-            "terms": self._wire("terms", self.terms),
+            "terms": wires[5],
             "thread": self.thread,
             "withdraws": [[k, list(v)] for k, v in sorted(withdraws.items())] if withdraws else [],
         })
