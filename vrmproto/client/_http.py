@@ -34,6 +34,7 @@ import errno
 import random
 import socket
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -135,6 +136,10 @@ def unreachable_words(detail: str) -> str | None:
         return "unreachable: timed out"
     return None
 
+
+#: The header fields of a POST of ours (a mapping nobody changes: every request reads it).
+_POST_HEADERS: Mapping[str, str] = MappingProxyType({"Content-Type": CONTENT_TYPE,
+                                                     "Accept": CONTENT_TYPE})
 
 #: The statuses aiohttp follows to another URL (a GET's: RFC 9110 §15.4).
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -330,11 +335,12 @@ class EndpointClient(AsyncClosing):
     ) -> Answer:
         """Send with retries on :class:`Transient` failures only (§12.4-3)."""
         policy = retry if retry is not None else self.retry
-        origin = _origin(url)
-        wait_ms = self._not_before.get(origin, 0) - self.clock()
-        if wait_ms > 0:
-            raise Transient(f"{origin} asked us to wait {wait_ms} ms more (§12.9-7)",
-                            status=429, retry_after=wait_ms / 1000)
+        if self._not_before:  # (none unless a peer answered 429 with a Retry-After)
+            origin = _origin(url)
+            wait_ms = self._not_before.get(origin, 0) - self.clock()
+            if wait_ms > 0:
+                raise Transient(f"{origin} asked us to wait {wait_ms} ms more (§12.9-7)",
+                                status=429, retry_after=wait_ms / 1000)
         attempt = 0
         while True:
             attempt += 1
@@ -355,7 +361,7 @@ class EndpointClient(AsyncClosing):
                     return answer
                 err = transient
                 if answer.status == 429 and err.retry_after:
-                    self._not_before[origin] = self.clock() + int(err.retry_after * 1000)
+                    self._not_before[_origin(url)] = self.clock() + int(err.retry_after * 1000)
             if attempt >= policy.attempts:
                 raise err
             if err.retry_after is not None:
@@ -413,8 +419,7 @@ class EndpointClient(AsyncClosing):
         ``channel`` (the thread) lets the messages of one relationship share connections.
         """
         answer = await self._request(
-            "POST", inbox_url, envelope,
-            headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
+            "POST", inbox_url, envelope, headers=_POST_HEADERS,
             timeout_s=timeout_s, retry=retry, cap=self.max_response_bytes, channel=channel,
         )
         return replies_from_answer(answer, now=self.clock(), limits=self.limits,
