@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
@@ -51,7 +52,7 @@ from vrmproto._messages import (
 from vrmproto._quick import quick_init, quick_new
 from vrmproto._records import Point
 from vrmproto._relationship import Received, Relationship, Sent
-from vrmproto._rules import MOVES, RULES, Turn, move
+from vrmproto._rules import MOVES, Turn, move
 from vrmproto._vocab import DATA_FORMAT, TermRef, latest
 from vrmproto.client._delivery import Delivery
 from vrmproto.store import HistoryEntry, RelationshipRecord, SavePoint
@@ -295,15 +296,37 @@ def _outcome(enter: Any, *args: Any) -> object:
 
 
 def test_moves_are_the_rows_of_table_7_2_whose_event_is_the_type() -> None:
-    for (state, role, cls), found in MOVES.items():
+    for (state, role, cls), to in MOVES.items():
         assert cls.sent_by(role)
-        assert found == move(state, role, object.__new__(cls))
-        assert found.rule is RULES[cls]
+        assert to is move(state, role, object.__new__(cls)).to
     from vrmproto import TRANSITIONS  # noqa: PLC0415
 
     rows = {(s, r, e) for (s, r, e) in TRANSITIONS if e not in ("terms.reject", "terms.counter")}
     assert {(s, r, cls.TYPE) for s, r, cls in MOVES} == rows
     assert not any(cls is TermsReject for _, _, cls in MOVES)
+
+
+def test_a_table_planted_in_place_of_table_7_2_is_the_one_read(monkeypatch: Any) -> None:
+    """MOVES stands for the table it was made from: another one in force (a conformance mutant
+    plants one) is read through move(), row dropped or added."""
+    from vrmproto import _state  # noqa: PLC0415
+
+    share = _bodies()[4]
+    assert _relationship(Role.CUSTOMER, State.AGREED, AG)._enter(share, Role.CUSTOMER, NOW)
+    table = dict(_state.TRANSITIONS)
+    del table[(State.AGREED, Role.CUSTOMER, "data.share")]
+    table[(State.ENDED, Role.CUSTOMER, "data.share")] = State.ENDED
+    old = _state.TRANSITIONS
+    for module in list(sys.modules.values()):  # under every name it has, as the mutants do
+        if getattr(module, "__name__", "").startswith("vrmproto"):
+            for attr, held in list(vars(module).items()):
+                if held is old:
+                    monkeypatch.setattr(module, attr, table)
+    with pytest.raises(ProtocolError) as refused:
+        _relationship(Role.CUSTOMER, State.AGREED, AG)._enter(share, Role.CUSTOMER, NOW)
+    assert refused.value.code.value == "illegal_transition"
+    to, _ = _relationship(Role.CUSTOMER, State.ENDED, AG)._enter(share, Role.CUSTOMER, NOW)
+    assert to is State.ENDED
 
 
 @pytest.mark.parametrize("role", list(Role))

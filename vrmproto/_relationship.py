@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vrmproto import _codec
+from vrmproto import _codec, _rules, _state
 from vrmproto._envelope import Signed, open_envelope, open_sealed, seal_content, sign_message
 from vrmproto._errors import Problem, ProtocolError, StateError, ValidationError, printable
 from vrmproto._fields import Custom
@@ -34,7 +34,7 @@ from vrmproto._messages import (
     RecordsContent,
 )
 from vrmproto._quick import quick_init, quick_new
-from vrmproto._rules import MOVES, RULES, Effect, Turn, move, rotation_proof_bytes
+from vrmproto._rules import MOVES, MOVES_FROM, RULES, Effect, Turn, move, rotation_proof_bytes
 from vrmproto._state import Role, State
 from vrmproto._vocab import TermRef
 
@@ -450,8 +450,10 @@ class Relationship:
         that exists; None when we are about to sign ``body``), the agreement, the state
         machine and the type's rule. Returns the next state and the effect to apply; changes
         nothing."""
-        step = MOVES.get((self.state, by, type(body)))  # a row of Table 7-2, or move() below
-        if step is None and not body.sent_by(by):
+        # a row of Table 7-2 (as long as it is the table in force), or move() below
+        to = MOVES.get((self.state, by, type(body))) if (
+            _state.TRANSITIONS is MOVES_FROM[0]) else None  # fmt: skip
+        if to is None and not body.sent_by(by):
             raise StateError(f"{body.TYPE} is never sent by the {by.value}", clause="§7-2")
         if msg is not None:
             head = self.our_head if by is self.role else self.peer_head
@@ -461,13 +463,15 @@ class Relationship:
             if msg.hash in self.history:
                 raise _invalid("this message is already in the history", "§4.5-7",
                                code=Problem.ID_CONFLICT)
-        if step is None:
+        if to is None:
             self._agreement_first(body)
             step = move(self.state, by, body)
-        elif self.agreement is None and step.rule.needs_agreement:
-            self._agreement_first(body)  # raises
-        effect = step.rule.apply(self, body, _new_turn(Turn, (by, now, by is self.role)))
-        return step.to, effect
+            to, rule = step.to, step.rule
+        else:
+            rule = _rules.RULES[type(body)]  # (read from its module at each use, as move() does)
+            if self.agreement is None and rule.needs_agreement:
+                self._agreement_first(body)  # raises
+        return to, rule.apply(self, body, _new_turn(Turn, (by, now, by is self.role)))
 
     def _agreement_first(self, body: Body) -> None:
         """Step 28: data messages in a relationship with no agreement get ``no_agreement``, the
