@@ -689,20 +689,20 @@ def hdr_version_no_list() -> None:
         "verifies the signature before the recipient and the time window")
 def order_signature_first() -> None:
     _mutate(_envelope, "open_envelope",
-            ("    if recipients is not None:\n",
+            ("    if recipients is not None and header.recipient not in recipients:\n",
              "    verify(Context.MESSAGE, hdr_bytes, sig, header.sender)\n"
-             "    if recipients is not None:\n"))
+             "    if recipients is not None and header.recipient not in recipients:\n"))
 
 
 @mutant("order-time-before-recipient", "order", "§4.5-1",
         "checks the time window before the recipient")
 def order_time_first() -> None:
     _mutate(_envelope, "open_envelope", (
-        "    if recipients is not None:\n",
+        "    if recipients is not None and header.recipient not in recipients:\n",
         "    if check_time and now > header.expires:\n"
         "        raise ValidationError('the message has expired', code=Problem.EXPIRED,"
         " clause='§4.5-3')\n"
-        "    if recipients is not None:\n"))
+        "    if recipients is not None and header.recipient not in recipients:\n"))
 
 
 @mutant("order-body-before-signature", "order", "§4.3-2",
@@ -781,7 +781,7 @@ mutant("state-offer-in-intent", "state", "§7-1",
 @mutant("state-no-role", "state", "§7-2",
         "skips the role check of step 25: reads Table 7-2 without the sender's role")
 def state_no_role() -> None:
-    _mutate(Relationship, "_enter", ("if not body.sent_by(by):", "if False:"))
+    _mutate(Relationship, "_enter", ("if to is None and not body.sent_by(by):", "if False:"))
     real = _state.next_state
 
     def next_state(state: State, sender: _state.Role, event: str) -> State:

@@ -55,6 +55,7 @@ from vrmproto._messages import (
     TermsOffer,
     TermsReject,
 )
+from vrmproto._quick import quick_new
 from vrmproto._vocab import TermRef
 
 VERSION = 1
@@ -416,7 +417,7 @@ class Signed(NamedTuple, Generic[B]):
 
     def receipt(self) -> Receipt:
         """The body of a receipt acknowledging this message (§5.6.1)."""
-        return Receipt(ack=self.hash)
+        return _new_receipt(self.hash)  # Receipt(ack=...): a receiver makes one per message
 
     def problem(self, code: Problem, detail: str, *, clause: str = "") -> ProblemReport:
         """The body of a problem report about this message (§5.6.2)."""
@@ -466,6 +467,8 @@ class Signed(NamedTuple, Generic[B]):
 
 
 _new_signed = tuple.__new__  # Signed(...) without the keyword-capable __new__ (hot paths)
+_new_receipt = quick_new(Receipt)
+_new_fields = quick_new(FieldsContent)
 
 
 def sign_message(
@@ -641,10 +644,15 @@ def open_envelope(
     else:
         body_bytes, hdr_bytes, sig, routed_to, routed_type = _envelope_parts(data, allow_erased)
         header = _read_header(hdr_bytes, limits)
-    _check_routing(header, routed_to, routed_type)
-    if recipients is not None:
+    # steps 14 to 17, each function called only when its check fails (it raises; the usual
+    # message passes every one)
+    if (routed_to is not ... and routed_to != header.recipient) or (
+        routed_type is not ... and routed_type != header.type
+    ):
+        _check_routing(header, routed_to, routed_type)
+    if recipients is not None and header.recipient not in recipients:
         _check_recipient(header, recipients)
-    if check_time:
+    if check_time and (now > header.expires or header.created > now + limits.max_clock_skew_ms):
         _check_time(header, now, limits)
     verify(Context.MESSAGE, hdr_bytes, sig, header.sender)
     body: Any = None
@@ -744,7 +752,7 @@ def _read_fields_payload(inner: Any, content_type: type[Any], limits: Limits) ->
         return MISS
     if max(map(len, values)) > kind.max_value:
         return MISS
-    return FieldsContent(fields=MappingProxyType(fields))
+    return _new_fields(MappingProxyType(fields))
 
 
 def seal_content(

@@ -21,6 +21,7 @@ from vrmproto._errors import Problem, ProtocolError, ValidationError
 from vrmproto._keys import sha256
 from vrmproto._limits import Limits
 from vrmproto._messages import KeyRotate
+from vrmproto._quick import quick_init, quick_new
 
 _LINK_CONTEXT = b"vrmproto/v1/history\x00"
 GENESIS = bytes(32)
@@ -32,6 +33,7 @@ def link(prev_link: bytes, msg_hash: bytes) -> bytes:
     return sha256(_LINK_CONTEXT + prev_link + msg_hash)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One logged message: its index, hash, link and exact envelope bytes (§8.2)."""
@@ -41,6 +43,9 @@ class Entry:
     link: bytes
     envelope: bytes
     outgoing: bool
+
+
+_new_entry = quick_new(Entry)  # Entry(...) on the hot path: every message sent or received
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +131,8 @@ class History:
             raise ValidationError("a message appears twice in one history", clause="§8.2-2")
         # len(self), self.head and link(), inline (hot path: every message sent or received)
         head = entries[-1].link if entries else self._base_link
-        entry = Entry(self._base_len + len(entries), msg_hash,
-                      _sha256(_LINK_CONTEXT + head + msg_hash).digest(), envelope, outgoing)
+        entry = _new_entry(self._base_len + len(entries), msg_hash,
+                           _sha256(_LINK_CONTEXT + head + msg_hash).digest(), envelope, outgoing)
         entries.append(entry)  # linked by construction: no need to check it again
         hashes.add(msg_hash)
         return entry

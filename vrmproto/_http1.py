@@ -41,6 +41,11 @@ _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")  # field-value: no CR, LF, NUL or controls
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
+#: What a status line and its fields say (:func:`_read_head`): status, fields, Content-Length,
+#: whether a Transfer-Encoding was given, whether it ends in chunked, whether the connection
+#: closes after the answer, and the content coding.
+_Head = tuple[int, tuple[tuple[str, str], ...], "int | None", bool, bool, bool, bytes]
+
 # The reader's states: the head, a body of known length, a chunk-size line, a chunk's data, the
 # CRLF after it, trailer fields, a body that runs until the connection closes.
 _HEAD, _LENGTH, _SIZE, _CHUNK, _CRLF, _TRAILER, _CLOSE = range(7)
@@ -157,7 +162,7 @@ class ResponseReader:
                 elif not line:
                     return self._done()
                 else:
-                    self._field(line)  # a trailer field: checked, then dropped
+                    _field(line)  # a trailer field: checked, then dropped
             elif state == _CRLF:
                 if len(buf) < 2:
                     return None
@@ -209,61 +214,23 @@ class ResponseReader:
             raise ResponseTooLarge(self._status, self._cap)
         self._state = _CHUNK if self._left else _TRAILER
 
-    def _field(self, line: bytes) -> tuple[bytes, bytes]:
-        name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name):  # also refuses obs-fold (RFC 9112 §5.2)
-            raise MalformedResponse("a malformed header field")
-        value = value.strip(b" \t")
-        if not _VALUE.fullmatch(value):
-            raise MalformedResponse("a control character in a header field")
-        return name.lower(), value
-
     def _head(self, head: bytes) -> None:
         """Read a status line and its fields, and set the state that reads the body."""
-        lines = head.split(b"\r\n")
-        m = _STATUS.fullmatch(lines[0])
-        if m is None:
-            raise MalformedResponse("not an HTTP/1.x status line")
-        minor, status = m.group(1), int(m.group(2))
-        length: int | None = None
-        chunked = coded = False  # coded: a Transfer-Encoding was given
-        close = minor == b"0"
-        coding = b""
-        fields = []
-        keep = self._keep
-        for line in lines[1:]:
-            name, value = self._field(line)
-            if keep:
-                fields.append((name.decode("ascii"), value.decode("latin-1")))
-            if name == b"content-length":
-                if not value.isdigit() or len(value) > 19 or (length is not None and
-                                                              int(value) != length):
-                    raise MalformedResponse("a malformed Content-Length")
-                length = int(value)
-            elif name == b"transfer-encoding":
-                coded = True
-                chunked = value.rsplit(b",", 1)[-1].strip(b" \t").lower() == b"chunked"
-            elif name == b"content-encoding":
-                coding = value.lower()
-            elif name == b"connection":
-                tokens = {t.strip(b" \t").lower() for t in value.split(b",")}
-                if b"close" in tokens:
-                    close = True
-                elif minor == b"0" and b"keep-alive" in tokens:
-                    close = False
-        if status < 200:
-            if status == 101:
-                raise MalformedResponse("a protocol switch nobody asked for")
-            return  # an interim answer (RFC 9110 §15.2): the real one follows
+        key = (head, self._keep)
+        read = _READ.get(key)
+        if read is None:
+            read = _read_head(head, self._keep)
+            if read is None:
+                return  # an interim answer (RFC 9110 §15.2): the real one follows
+            if len(_READ) >= _READ_MAX:
+                _READ.clear()
+            _READ[key] = read
+        status, fields, length, coded, chunked, close, coding = read
         self._status = status
-        self._headers = tuple(fields)
+        self._headers = fields
         self._coding = coding
-        if coded and length is not None:
-            close = True  # both: the coding wins, and the connection is not to be trusted after
         self._body = bytearray()
-        if status in (204, 304):
-            length, coded = 0, False
-        elif self._keep and not coded and length is not None and length > self._cap:
+        if self._keep and not coded and length is not None and length > self._cap:
             raise ResponseTooLarge(status, self._cap, declared=length)
         if coded:
             self._state = _SIZE if chunked else _CLOSE
@@ -272,8 +239,6 @@ class ResponseReader:
             self._state = _LENGTH
         else:
             self._state = _CLOSE
-        if self._state == _CLOSE:
-            close = True
         if close:
             self.keep_alive = False
 
@@ -288,6 +253,71 @@ class ResponseReader:
         self._body = bytearray()
         self.started = False
         return Response(self._status, self._headers, body, self.keep_alive)
+
+
+#: What :func:`_read_head` concluded of each head lately read, by the head's bytes and whether
+#: bodies are kept: a connection's answers mostly repeat their head but for the length and the
+#: date, and reading the fields again cost more than the rest of taking an answer (#12).
+_READ: dict[tuple[bytes, bool], _Head] = {}
+_READ_MAX = 256
+
+
+def _field(line: bytes) -> tuple[bytes, bytes]:
+    """A header or trailer field's name, lower-cased, and value (RFC 9112 §5)."""
+    name, colon, value = line.partition(b":")
+    if not colon or not _TOKEN.fullmatch(name):  # also refuses obs-fold (RFC 9112 §5.2)
+        raise MalformedResponse("a malformed header field")
+    value = value.strip(b" \t")
+    if not _VALUE.fullmatch(value):
+        raise MalformedResponse("a control character in a header field")
+    return name.lower(), value
+
+
+def _read_head(head: bytes, keep: bool) -> _Head | None:
+    """What a status line and its fields say (``keep``: the fields are kept): status, fields,
+    Content-Length, whether a Transfer-Encoding was given and ends in chunked, whether the
+    connection closes after the answer, the content coding — None for an interim answer."""
+    lines = head.split(b"\r\n")
+    m = _STATUS.fullmatch(lines[0])
+    if m is None:
+        raise MalformedResponse("not an HTTP/1.x status line")
+    minor, status = m.group(1), int(m.group(2))
+    length: int | None = None
+    chunked = coded = False  # coded: a Transfer-Encoding was given
+    close = minor == b"0"
+    coding = b""
+    fields = []
+    for line in lines[1:]:
+        name, value = _field(line)
+        if keep:
+            fields.append((name.decode("ascii"), value.decode("latin-1")))
+        if name == b"content-length":
+            if not value.isdigit() or len(value) > 19 or (length is not None and
+                                                          int(value) != length):
+                raise MalformedResponse("a malformed Content-Length")
+            length = int(value)
+        elif name == b"transfer-encoding":
+            coded = True
+            chunked = value.rsplit(b",", 1)[-1].strip(b" \t").lower() == b"chunked"
+        elif name == b"content-encoding":
+            coding = value.lower()
+        elif name == b"connection":
+            tokens = {t.strip(b" \t").lower() for t in value.split(b",")}
+            if b"close" in tokens:
+                close = True
+            elif minor == b"0" and b"keep-alive" in tokens:
+                close = False
+    if status < 200:
+        if status == 101:
+            raise MalformedResponse("a protocol switch nobody asked for")
+        return None
+    if coded and length is not None:
+        close = True  # both: the coding wins, and the connection is not to be trusted after
+    if status in (204, 304):
+        length, coded = 0, False
+    if (coded and not chunked) or (not coded and length is None):
+        close = True  # the body runs until the connection closes
+    return status, tuple(fields), length, coded, chunked, close, coding
 
 
 def _decode(coding: bytes, body: bytes, status: int, cap: int) -> bytes:

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from vrmproto._history import Entry, History
 from vrmproto._keys import Identity
 from vrmproto._limits import DEFAULT_LIMITS, Limits
+from vrmproto._quick import quick_init, quick_new
 from vrmproto._relationship import Relationship
+from vrmproto._state import Role, State
 from vrmproto._vocab import DataRecord
 from vrmproto.store._base import HistoryEntry, RelationshipRecord
 from vrmproto.store._rows import HeldRecord, SavePoint
@@ -49,6 +51,12 @@ __all__ = [
 ]
 
 _OUT, _IN = "out", "in"
+# The rows every message of a step makes, built as their positional calls below would
+_new_row = quick_new(HistoryEntry)
+_new_save_point = quick_new(SavePoint)
+_new_record = quick_new(RelationshipRecord)
+_ROLE_VALUE = {r: r.value for r in Role}  # Enum.value is a property: a look-up is cheaper
+_STATE_VALUE = {s: s.value for s in State}
 
 
 def load(
@@ -75,17 +83,14 @@ def to_record(
     """The record of ``rel`` as it stands (``state``: its ``to_state()`` if already made)."""
     if rel.peer_key is None:
         raise ValueError("a relationship is stored once its peer's key is known")
-    return RelationshipRecord(
-        thread=rel.thread,
-        role=rel.role.value,
-        local_key=rel.identity.public_key,
-        peer_key=rel.peer_key,
-        state=rel.state.value,
-        data=rel.to_state() if state is None else state,
-        label=label,
-        peer_url=peer_url,
-        updated_ms=now,
-    )
+    # RelationshipRecord(thread=, role=, local_key=, peer_key=, state=, data=, label=,
+    # peer_url=, updated_ms=), in that order (tests/test_core_s12_quick.py holds the two equal)
+    role, st = _ROLE_VALUE.get(rel.role), _STATE_VALUE.get(rel.state)
+    return _new_record(rel.thread, role if role is not None else rel.role.value,
+                       rel.identity.public_key, rel.peer_key,
+                       st if st is not None else rel.state.value,
+                       rel.to_state() if state is None else state, label, peer_url,
+                       now)  # fmt: skip
 
 
 def to_entry(h: HistoryEntry) -> Entry:
@@ -95,18 +100,20 @@ def to_entry(h: HistoryEntry) -> Entry:
 
 def to_row(thread: bytes, e: Entry, now: int) -> HistoryEntry:
     """An engine entry as the history row to store, recorded at ``now``."""
-    return HistoryEntry(thread, e.index, e.msg_hash, e.link, e.envelope,
-                        _OUT if e.outgoing else _IN, now)  # fmt: skip
+    return _new_row(thread, e.index, e.msg_hash, e.link, e.envelope, _OUT if e.outgoing else _IN,
+                    now)  # fmt: skip
 
 
 def history_rows(rel: Relationship, now: int) -> tuple[HistoryEntry, ...]:
     """The rows of every entry ``rel`` logged since it was loaded (or made)."""
-    return tuple(to_row(rel.thread, e, now) for e in rel.history.entries())
+    thread = rel.thread
+    return tuple([to_row(thread, e, now) for e in rel.history])  # (held in memory: since made)
 
 
 # -- save points (§8.1-5) ------------------------------------------------------------------------
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Point:
     """Where a relationship stood before a message of ours: captured before signing it, and
@@ -119,10 +126,13 @@ class Point:
     state: bytes  # Relationship.to_state()
 
 
+_new_point = quick_new(Point)
+
+
 def capture(rel: Relationship, *, state: bytes | None = None) -> Point:
     """The point ``rel`` stands at now (``state``: its ``to_state()`` if already made)."""
-    return Point(rel.thread, len(rel.history), rel.history.head,
-                 rel.to_state() if state is None else state)  # fmt: skip
+    return _new_point(rel.thread, len(rel.history), rel.history.head,
+                      rel.to_state() if state is None else state)  # fmt: skip
 
 
 def guard(point: Point, msg_hashes: Iterable[bytes], *, after: int) -> tuple[SavePoint, ...]:
@@ -130,7 +140,8 @@ def guard(point: Point, msg_hashes: Iterable[bytes], *, after: int) -> tuple[Sav
     messages sent from ``point`` on — with ``after`` the history length once they were logged
     (a customer sends one message per point: ``point.length + 1``)."""
     return tuple(
-        SavePoint(point.thread, h, point.length, point.head, point.state, after) for h in msg_hashes
+        _new_save_point(point.thread, h, point.length, point.head, point.state, after)
+        for h in msg_hashes
     )
 
 

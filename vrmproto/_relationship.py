@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vrmproto import _codec
+from vrmproto import _codec, _rules, _state
 from vrmproto._envelope import Signed, open_envelope, open_sealed, seal_content, sign_message
 from vrmproto._errors import Problem, ProtocolError, StateError, ValidationError, printable
 from vrmproto._fields import Custom
@@ -33,7 +33,8 @@ from vrmproto._messages import (
     Receipt,
     RecordsContent,
 )
-from vrmproto._rules import RULES, Effect, Turn, move, rotation_proof_bytes
+from vrmproto._quick import quick_init, quick_new
+from vrmproto._rules import MOVES, MOVES_FROM, RULES, Effect, Turn, move, rotation_proof_bytes
 from vrmproto._state import Role, State
 from vrmproto._vocab import TermRef
 
@@ -46,6 +47,7 @@ _TERM_REF = Custom(TermRef)  # decodes stored term references through the shared
 DEFAULT_LIFETIME_MS = 86_400_000
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Received:
     """A message :meth:`Relationship.receive` accepted, with what it changed.
@@ -60,12 +62,20 @@ class Received:
     content: FieldsContent | RecordsContent | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Sent:
     """A message :meth:`Relationship.send` signed, and its history entry."""
 
     message: Signed[Any]
     entry: Entry
+
+
+_new_received = quick_new(Received)  # the hot paths' Received(...) and Sent(...)
+_new_sent = quick_new(Sent)
+_new_turn = tuple.__new__  # Turn(...) without the keyword-capable __new__
+_OTHER = {Role.CUSTOMER: Role.VENDOR, Role.VENDOR: Role.CUSTOMER}  # Role.other, as a look-up
+_PROBLEM = ProblemReport.TYPE
 
 
 class ShareMap(dict[bytes, int]):
@@ -259,6 +269,7 @@ class Relationship:
         self.generation = 0  # how many times we rotated our own key here (§2.6)
         # to_state's wire form of each term list, with the tuple it was made from
         self._wired: dict[str, tuple[tuple[TermRef, ...], list[dict[str, object]]]] = {}
+        self._wires: tuple[Any, ...] | None = None  # (counter, offered, terms, their 3 wires)
 
     def __repr__(self) -> str:
         return f"<Relationship {self.role.value} {self.thread.hex()} {self.state.value}>"
@@ -295,7 +306,7 @@ class Relationship:
             msg_id=msg_id,
             lifetime_ms=lifetime_ms,
         )
-        return Sent(msg, self._log_own(msg, new_state, effect))
+        return _new_sent(msg, self._log_own(msg, new_state, effect))
 
     def _log_own(self, msg: Signed[Any], new_state: State, effect: Effect) -> Entry:
         """Log one of our messages whose rules were checked, and apply what it changes."""
@@ -343,23 +354,27 @@ class Relationship:
     def receive(self, data: bytes | Signed[Any], *, now: int) -> Received:
         """Verify and apply a message from the peer (§4.5); ProtocolError if any rule fails."""
         msg = data if isinstance(data, Signed) else self.open(data, now=now)
-        if msg.type == ProblemReport.TYPE:  # outside every chain, whatever its thread (§5.6.2)
-            return Received(msg, None)
-        if msg.thread != self.thread:
+        header = msg.header
+        if header.type == _PROBLEM:  # outside every chain, whatever its thread (§5.6.2)
+            return _new_received(msg, None, None)
+        if header.thread != self.thread:
             raise _invalid("the message belongs to another thread", "§4.5-5",
                            "$.hdr.thread", Problem.NO_RELATIONSHIP)
-        self._check_sender(msg.sender)
-        new_state, effect = self._enter(msg.body, self.peer_role, now, msg)
-        content = self._open_content(msg)
+        peer_key = self.peer_key
+        if peer_key is None or header.sender != peer_key:
+            self._check_sender(header.sender)
+        body = msg.body
+        new_state, effect = self._enter(body, _OTHER[self.role], now, msg)
+        content = self._open_content(msg) if RULES[type(body)].sealed is not None else None
         entry = self.history.append(msg.hash, msg.envelope, outgoing=False)
-        if self.peer_key is None:
-            self.peer_key = msg.sender
+        if peer_key is None:
+            self.peer_key = header.sender
         self.peer_head = msg.hash
         self.state = new_state
         effect(msg.hash)
-        if not isinstance(msg.body, Receipt):
+        if not isinstance(body, Receipt):
             self.owed_receipts.add(msg.hash)
-        return Received(msg, entry, content)
+        return _new_received(msg, entry, content)
 
     def adopt(self, envelope: bytes, *, rotated_to: Identity | None = None) -> Entry:
         """Append a logged message that the peer's copy of the history holds and ours lacks,
@@ -435,7 +450,10 @@ class Relationship:
         that exists; None when we are about to sign ``body``), the agreement, the state
         machine and the type's rule. Returns the next state and the effect to apply; changes
         nothing."""
-        if not body.sent_by(by):
+        # a row of Table 7-2 (as long as it is the table in force), or move() below
+        to = MOVES.get((self.state, by, type(body))) if (
+            _state.TRANSITIONS is MOVES_FROM[0]) else None  # fmt: skip
+        if to is None and not body.sent_by(by):
             raise StateError(f"{body.TYPE} is never sent by the {by.value}", clause="§7-2")
         if msg is not None:
             head = self.our_head if by is self.role else self.peer_head
@@ -445,10 +463,15 @@ class Relationship:
             if msg.hash in self.history:
                 raise _invalid("this message is already in the history", "§4.5-7",
                                code=Problem.ID_CONFLICT)
-        self._agreement_first(body)
-        step = move(self.state, by, body)
-        effect = step.rule.apply(self, body, Turn(by, now, by is self.role))
-        return step.to, effect
+        if to is None:
+            self._agreement_first(body)
+            step = move(self.state, by, body)
+            to, rule = step.to, step.rule
+        else:
+            rule = _rules.RULES[type(body)]  # (read from its module at each use, as move() does)
+            if self.agreement is None and rule.needs_agreement:
+                self._agreement_first(body)  # raises
+        return to, rule.apply(self, body, _new_turn(Turn, (by, now, by is self.role)))
 
     def _agreement_first(self, body: Body) -> None:
         """Step 28: data messages in a relationship with no agreement get ``no_agreement``, the
@@ -488,13 +511,22 @@ class Relationship:
         shares, which grow with the relationship, come packed from :class:`ShareMap`.
         """
         retired, withdraws = self.retired, self.pending_withdraws  # (mostly empty)
+        counter, offered, terms = self.counter, self.offered, self.terms
+        wires = self._wires  # the three lists' wire forms, as long as the same tuples stand
+        if wires is None or wires[0] is not counter or wires[1] is not offered or (
+                wires[2] is not terms):  # fmt: skip
+            wires = self._wires = (
+                counter, offered, terms,
+                self._wire("counter", counter) if counter is not None else None,
+                self._wire("offered", offered), self._wire("terms", terms),
+            )  # fmt: skip
         before = _codec.pack_sorted({
             "agreement": self.agreement,
             "awaiting": sorted(self.awaiting_receipt),
-            "counter": self._wire("counter", self.counter) if self.counter is not None else None,
+            "counter": wires[3],
             "generation": self.generation,
             "intent": self.intent,
-            "offered": self._wire("offered", self.offered),
+            "offered": wires[4],
             "our_head": self.our_head,
             "owed": sorted(self.owed_receipts),
             "peer_enc_key": self.peer_enc_key,
@@ -507,7 +539,7 @@ class Relationship:
         })
         after = _codec.pack_sorted({
             "state": self.state.value,
-            "terms": self._wire("terms", self.terms),
+            "terms": wires[5],
             "thread": self.thread,
             "withdraws": [[k, list(v)] for k, v in sorted(withdraws.items())] if withdraws else [],
         })

@@ -390,6 +390,23 @@ def _relationship_end(rel: Relationship, body: RelationshipEnd, turn: Turn) -> E
     return _nothing
 
 
+#: The state :func:`move` leads to, in one look-up, by ``(state, sender, body class)``: the rows
+#: of Table 7-2 whose event is the type itself (every type's but ``terms.reject``, whose event
+#: depends on its body). Each row's sender may send the type (§7-2); its rule is
+#: ``RULES[body class]``, read when it is used. A message not found here takes :func:`move`
+#: and its errors (tests/test_core_s12_quick.py holds the two together). Made from the table
+#: in :data:`MOVES_FROM`: read it only while that is the table in force (``_state.TRANSITIONS``;
+#: a test that plants another one, as the conformance mutants do, takes :func:`move`).
+MOVES: Mapping[tuple[State, Role, type[Body]], State] = {
+    (state, role, cls): to
+    for (state, role, event), to in TRANSITIONS.items()
+    if (cls := MESSAGE_TYPES.get(event)) is not None and cls is not TermsReject and cls in RULES
+}
+#: The table MOVES was made from, held in a tuple: a test that plants another table under
+#: every name the first one had leaves this one as it was.
+MOVES_FROM = (TRANSITIONS,)
+
+
 def rules_by_type() -> Mapping[str, Rule]:
     """Every rule by wire type name, in the order of :data:`vrmproto.MESSAGE_TYPES`."""
     return {name: RULES[cls] for name, cls in MESSAGE_TYPES.items() if cls in RULES}

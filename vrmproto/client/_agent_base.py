@@ -215,14 +215,15 @@ class AgentBase(AsyncClosing):
                 return bytes.fromhex(text)
             except ValueError:
                 pass
-        if 6 <= len(text) < 32 and all(c in "0123456789abcdef" for c in text.lower()):
+        url = "://" in text  # (not hex digits either)
+        if not url and 6 <= len(text) < 32 and all(c in "0123456789abcdef" for c in text.lower()):
             hits = await self._ours(thread_range=prefix_range(text.lower()))
             if len(hits) == 1:
                 return hits[0].thread
         named = await self._ours(peer_url=norm_url(text))  # stored as norm_url spells it
         # A URL names a vendor by its address only: a vendor's name is its own claim, and one
         # calling itself "https://bank.example" must not receive what is meant for that URL.
-        by_label = [] if "://" in text else await self._ours(label=text)
+        by_label = [] if url else await self._ours(label=text)
         if by_label:
             named = sorted({r.thread: r for r in (*named, *by_label)}.values(),
                            key=lambda r: r.thread)  # fmt: skip

@@ -58,7 +58,6 @@ class DataOps(AgentBase):
         ``expires_ms`` is when the vendor must delete the data (ms since the epoch). The
         delivery's ``msg_hash`` names the share for :meth:`withdraw`.
         """
-        FieldsContent(fields=dict(fields))  # refuse bad fields before anything is stored
         draft = ShareDraft(
             msg_id=self.random_id(), fields=dict(fields),
             purposes=tuple(parse_purpose(p) for p in purposes),

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from vrmproto._envelope import Signed
 from vrmproto._errors import VrmError
 from vrmproto._messages import Receipt
+from vrmproto._quick import quick_init
 from vrmproto._relationship import Received
 
 __all__ = ["Delivery", "DeliveryStatus", "OutboxRun"]
@@ -16,6 +17,7 @@ __all__ = ["Delivery", "DeliveryStatus", "OutboxRun"]
 DeliveryStatus = Literal["confirmed", "queued", "refused", "dropped"]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """What became of one message.

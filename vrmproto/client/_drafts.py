@@ -32,6 +32,7 @@ from vrmproto._messages import (
     RelationshipEnd,
     TermsOffer,
 )
+from vrmproto._quick import quick_new
 from vrmproto._relationship import Sent
 from vrmproto._vocab import DATA_FORMAT, TermRef
 from vrmproto.client._ledger import Thread, ThreadKind
@@ -57,6 +58,9 @@ __all__ = [
 
 #: A share note's status until the vendor's receipt is in (:attr:`ShareNote.status`).
 QUEUED = "queued"
+
+#: ``DataShare(agreement, purposes, categories, expires, sealed)``, on the hot path of sharing
+_new_share = quick_new(DataShare)
 
 
 class DraftKind(enum.Enum):
@@ -181,11 +185,9 @@ class ShareDraft(_Draft):
     def sign(self, t: Thread, signer: Signer, now: int) -> Sent:
         """The share, and the customer's note of it, stored with it (§5.3.1)."""
         _sealable(t)
-        body = DataShare(
-            agreement=_agreement(t), purposes=self.purposes, categories=self.categories,
-            expires=self.expires,
-            sealed=t.rel.seal(FieldsContent(fields=dict(self.fields)), msg_id=self.msg_id),
-        )  # fmt: skip
+        # (the draft's own copy of the fields, read only: sealing takes it as it is)
+        sealed = t.rel.seal(FieldsContent(fields=self.fields), msg_id=self.msg_id)
+        body = _new_share(_agreement(t), self.purposes, self.categories, self.expires, sealed)
         sent = _sign(t, body, self.msg_id, now)
         t.meta.notes.append(ShareNote(
             share=sent.message.hash, thread=t.id, vendor=t.meta.name,

@@ -19,11 +19,12 @@ sans-IO binding (:mod:`vrmproto.binding`): it moves bytes, and the seam's answer
 Retrying an inbox POST is safe: the receiver de-duplicates by (sender, id) and answers a replay
 with the byte-identical stored response (§12.3-4).
 
-The POSTs (inbox and history) go out through the lean HTTP/1.1 client of
-:mod:`vrmproto.client._http_conn` when the client owns its connections; discovery (a GET that
-may be redirected, once per vendor) and every request on a ``session`` the caller gave go through
-aiohttp. Both keep the same guarantees (see :class:`EndpointClient`) and fail with the same
-errors, worded alike by :func:`describe_failure`.
+The POSTs (inbox and history) and the discovery GETs go out through the lean HTTP/1.1 client
+of :mod:`vrmproto.client._http_conn` when the client owns its connections; a discovery GET
+that is redirected is made again through aiohttp, which follows the redirect, as is every
+request on a ``session`` the caller gave. Both keep the same guarantees (see
+:class:`EndpointClient`) and fail with the same errors, worded alike by
+:func:`describe_failure`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import errno
 import random
 import socket
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -135,6 +137,14 @@ def unreachable_words(detail: str) -> str | None:
     return None
 
 
+#: The header fields of a POST of ours (a mapping nobody changes: every request reads it).
+_POST_HEADERS: Mapping[str, str] = MappingProxyType({"Content-Type": CONTENT_TYPE,
+                                                     "Accept": CONTENT_TYPE})
+
+#: The statuses aiohttp follows to another URL (a GET's: RFC 9110 §15.4).
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -158,10 +168,11 @@ class EndpointClient(AsyncClosing):
     The ``max_channels`` most recently used channels keep their connections; an older idle one
     is closed when a new one opens. ``sleep`` and ``rand`` drive the backoff.
 
-    The POSTs (inbox §12.3, history §12.5) go through :mod:`vrmproto.client._http_conn`, a lean
-    HTTP/1.1 client over the sans-IO reader :mod:`vrmproto._http1` (aiohttp's client cost more
-    CPU per message than all of the agent's cryptography, #12); discovery GETs go through an
-    aiohttp session whose connections are each closed after their request.
+    The POSTs (inbox §12.3, history §12.5) and discovery GETs (§13.1) go through
+    :mod:`vrmproto.client._http_conn`, a lean HTTP/1.1 client over the sans-IO reader
+    :mod:`vrmproto._http1` (aiohttp's client cost more CPU per message than all of the agent's
+    cryptography, #12); a discovery GET answered with a redirect is made again through an
+    aiohttp session, which follows it, whose connections are each closed after their request.
     """
 
     def __init__(
@@ -244,6 +255,15 @@ class EndpointClient(AsyncClosing):
         if self._owns_session and method == "POST" and not redirects:
             return await self._lean(method, url, body or b"", headers=headers,
                                     timeout_s=timeout_s, cap=cap, channel=channel)  # fmt: skip
+        if self._owns_session and method == "GET" and channel is None and body is None:
+            # Discovery on a connection of its own, closed after it, as aiohttp's session here
+            # does: the lean client's, as the POSTs (an intentcast fetches one per vendor,
+            # and aiohttp's client cost several times the lean one's CPU, #12). A redirect
+            # is followed by aiohttp, from the start.
+            answer = await self._lean(method, url, b"", headers=headers, timeout_s=timeout_s,
+                                      cap=cap, channel=None)  # fmt: skip
+            if not (redirects and answer.status in _REDIRECTS):
+                return answer
         timeout = aiohttp.ClientTimeout(total=timeout_s if timeout_s is not None else
                                         self.timeout_s)
         async with self._aiohttp().request(
@@ -315,11 +335,12 @@ class EndpointClient(AsyncClosing):
     ) -> Answer:
         """Send with retries on :class:`Transient` failures only (§12.4-3)."""
         policy = retry if retry is not None else self.retry
-        origin = _origin(url)
-        wait_ms = self._not_before.get(origin, 0) - self.clock()
-        if wait_ms > 0:
-            raise Transient(f"{origin} asked us to wait {wait_ms} ms more (§12.9-7)",
-                            status=429, retry_after=wait_ms / 1000)
+        if self._not_before:  # (none unless a peer answered 429 with a Retry-After)
+            origin = _origin(url)
+            wait_ms = self._not_before.get(origin, 0) - self.clock()
+            if wait_ms > 0:
+                raise Transient(f"{origin} asked us to wait {wait_ms} ms more (§12.9-7)",
+                                status=429, retry_after=wait_ms / 1000)
         attempt = 0
         while True:
             attempt += 1
@@ -340,7 +361,7 @@ class EndpointClient(AsyncClosing):
                     return answer
                 err = transient
                 if answer.status == 429 and err.retry_after:
-                    self._not_before[origin] = self.clock() + int(err.retry_after * 1000)
+                    self._not_before[_origin(url)] = self.clock() + int(err.retry_after * 1000)
             if attempt >= policy.attempts:
                 raise err
             if err.retry_after is not None:
@@ -398,8 +419,7 @@ class EndpointClient(AsyncClosing):
         ``channel`` (the thread) lets the messages of one relationship share connections.
         """
         answer = await self._request(
-            "POST", inbox_url, envelope,
-            headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
+            "POST", inbox_url, envelope, headers=_POST_HEADERS,
             timeout_s=timeout_s, retry=retry, cap=self.max_response_bytes, channel=channel,
         )
         return replies_from_answer(answer, now=self.clock(), limits=self.limits,

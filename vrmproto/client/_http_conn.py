@@ -1,7 +1,8 @@
 """The customer agent's lean HTTP/1.1 client: a request written in one piece on a kept-alive
 connection of its *channel*, the answer read by the sans-IO :class:`~vrmproto._http1.
 ResponseReader`. :class:`~vrmproto.client._http.EndpointClient` sends its POSTs (the inbox,
-§12.3, and history pages, §12.5) this way when it owns its connections.
+§12.3, and history pages, §12.5) and its discovery GETs (§13.1, a redirect aside) this way
+when it owns its connections.
 
 Why not aiohttp's client, which the client still uses for discovery: the inbox POST is one
 small body and one small answer per message, and aiohttp's client spent ~250-280 µs of CPU on
@@ -202,7 +203,10 @@ class Connections:
         OSError), TimeoutError, :class:`~vrmproto._http1.MalformedResponse` or
         :class:`~vrmproto._http1.ResponseTooLarge`."""
         loop = asyncio.get_running_loop()
-        request = b"%sContent-Length: %d\r\n\r\n%s" % (to.head, len(body), body)
+        if body or not to.head.startswith(b"GET "):
+            request = b"%sContent-Length: %d\r\n\r\n%s" % (to.head, len(body), body)
+        else:  # a GET has no content, and says none (RFC 9110 §8.6)
+            request = to.head + b"\r\n"
         if channel is None:
             return await self._alone_request(loop, to, request, deadline, cap)
         chan = self._channel(channel)

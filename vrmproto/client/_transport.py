@@ -28,12 +28,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 from urllib.parse import urljoin, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from vrmproto._binding import relocated
 from vrmproto._envelope import open_envelope
 from vrmproto._errors import PeerProblemError, ProtocolError, TransportError
 from vrmproto._history import Entry
@@ -188,7 +189,10 @@ class Answer:
     _ci: CIMultiDictProxy[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_ci", CIMultiDictProxy(CIMultiDict(self.headers)))
+        headers = self.headers  # (the lean HTTP client's are case-insensitive already)
+        ci = headers if type(headers) is CIMultiDictProxy else CIMultiDictProxy(
+            CIMultiDict(headers))
+        object.__setattr__(self, "_ci", ci)
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name``, whatever case the peer (or a proxy) gave it."""
@@ -236,8 +240,8 @@ def discovery_from_answer(
     doc = verify_discovery(answer.body, answer.header(SIGNATURE_HEADER), now=now,
                            expected_key=expected_key, role=role)  # fmt: skip
     try:
-        return replace(doc, inbox=_absolute(answer.url, doc.inbox),
-                       history=_absolute(answer.url, doc.history))  # fmt: skip
+        return relocated(doc, _absolute(answer.url, doc.inbox),
+                         _absolute(answer.url, doc.history))  # fmt: skip
     except ValueError as exc:
         raise InvalidResponse(f"{answer.url}: {exc}") from None
 
