@@ -331,9 +331,11 @@ class Relationship:
         )
 
     def rotate(
-        self, new_identity: Identity, *, now: int, msg_id: bytes, reason: str = "rotate"
+        self, new_identity: Identity, *, now: int, msg_id: bytes, reason: str = "rotate",
+        lifetime_ms: int = DEFAULT_LIFETIME_MS,
     ) -> Sent:
-        """Move to a new key: a key.rotate signed by the old key, proved by the new (§2.6)."""
+        """Move to a new key: a key.rotate signed by the old key, proved by the new (§2.6),
+        valid for ``lifetime_ms`` like any message :meth:`send` signs."""
         proof = new_identity.sign(
             Context.KEY_ROTATION,
             rotation_proof_bytes(self.identity.public_key, new_identity.public_key, self.thread),
@@ -344,7 +346,7 @@ class Relationship:
             proof=proof,
             reason=reason,
         )
-        sent = self.send(body, now=now, msg_id=msg_id)
+        sent = self.send(body, now=now, msg_id=msg_id, lifetime_ms=lifetime_ms)
         self.identity = new_identity
         self.generation += 1
         return sent

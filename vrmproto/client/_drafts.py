@@ -303,7 +303,7 @@ class RotateDraft(_Draft):
         if t.meta.kind is not ThreadKind.VENDOR:
             raise StateError("only a vendor relationship's key can be rotated", clause="§2.6")
         sent = t.rel.rotate(signer.next_identity(t), now=now, msg_id=self.msg_id,
-                            reason=self.reason)  # fmt: skip
+                            reason=self.reason, lifetime_ms=t.meta.lifetime_ms)  # fmt: skip
         t.meta.generation += 1
         return sent
 
