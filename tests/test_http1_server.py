@@ -16,7 +16,7 @@ from unittest import mock
 
 import pytest
 from aiohttp.http_parser import HttpRequestParser
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from vrmproto._http1_server import MAX_FIELDS, MAX_HEAD, Request, RequestReader, Unhandled
@@ -146,6 +146,7 @@ def requests(draw: st.DrawFn) -> bytes:
 
 
 @given(st.binary(max_size=300) | requests(), st.lists(st.integers(0, 300), max_size=4))
+@example(b"! / HTTP/1.1\r\nHost:!\r\n*:\r\ncontent-length:1\r\n\r\n\x00", [46])  # body cut
 def test_any_bytes_in_any_pieces_are_requests_none_or_unhandled(
     data: bytes, cuts: list[int]
 ) -> None:
@@ -157,7 +158,10 @@ def test_any_bytes_in_any_pieces_are_requests_none_or_unhandled(
     if end is None and whole[1] is None:
         assert (taken, rest) == (whole[0], whole[2])
     assert data.endswith(rest)  # nothing invented
-    if end is Unhandled:  # left from the start of the request aiohttp is to read
+    if end is Unhandled and whole[1] is Unhandled and len(taken) == len(whole[0]):
+        # Left at the request it leaves when the bytes come at once, from its start: that
+        # request is not the lean reader's, however it comes. (One left because its body was
+        # still arriving may be read whole when it comes at once, as above.)
         again = reader()
         again.feed(rest)
         with pytest.raises(Unhandled):
