@@ -7,9 +7,8 @@ import datetime as dt
 import io
 import json
 import logging
-from collections.abc import Iterator
 
-import pytest
+from _logger_reset import logging_as_it_was  # noqa: F401 -- autouse
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,18 +21,6 @@ from vrmproto.server._logging import (
     _timestamp,
     configure_logging,
 )
-
-
-@pytest.fixture(autouse=True)
-def _logging_as_it_was() -> Iterator[None]:
-    """configure_logging sets the level and propagation of the ``vrmproto`` logger: put them
-    back, so that no later test finds request lines enabled."""
-    root = logging.getLogger("vrmproto")
-    level, propagate, handlers = root.level, root.propagate, list(root.handlers)
-    yield
-    root.setLevel(level)
-    root.propagate = propagate
-    root.handlers[:] = handlers
 
 
 def _old_timestamp(created: float) -> str:

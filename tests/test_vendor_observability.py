@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 from _broken_vendor import make_endpoint
 from _cli_helpers import ROOT, VENDOR_FILES, VRM, cli_env
+from _logger_reset import logging_as_it_was  # noqa: F401 -- autouse
 from _vendor_proc import Customer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -44,18 +45,6 @@ FAMILIES = {
     "vrm_relationships": "gauge",
     "vrm_outbox_depth": "gauge",
 }
-
-
-@pytest.fixture(autouse=True)
-def _logging_as_it_was() -> Iterator[None]:
-    """configure_logging sets the level and propagation of the ``vrmproto`` logger: put them
-    back, so that no later test finds request lines enabled (test_speed_paths counts them)."""
-    root = logging.getLogger("vrmproto")
-    level, propagate, handlers = root.level, root.propagate, list(root.handlers)
-    yield
-    root.setLevel(level)
-    root.propagate = propagate
-    root.handlers[:] = handlers
 
 
 @pytest.fixture
