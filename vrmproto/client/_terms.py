@@ -61,7 +61,8 @@ class TermsOps(AgentBase):
         One live relationship per vendor key: if we already have one with the vendor whose
         document this is — under any URL naming it (``localhost`` or ``127.0.0.1``) — that
         one is answered, nothing is sent (``existing`` is true; end it first to proffer other
-        terms, :meth:`end`).
+        terms, :meth:`end`). If that document names other inbox or history URLs, the vendor
+        moved: the relationship follows it (:meth:`_follow`).
 
         Fetches and verifies the vendor's discovery document (pinned to ``expected_key`` if
         given), derives our pairwise identity for that vendor, sends a terms offer on a fresh
@@ -85,6 +86,7 @@ class TermsOps(AgentBase):
         async with self.vendor_locks.hold(doc.key), self.store.lock(CONNECT_LOCK + doc.key):
             live = await self.live_thread(doc.key)
             if live is not None:
+                await self._follow(live, base_url, doc)
                 return await self._existing(live)
             return await self._open(base_url, doc, terms, note=note, in_reply_to=in_reply_to,
                                     timeout_s=timeout_s)  # fmt: skip
@@ -109,6 +111,24 @@ class TermsOps(AgentBase):
                                 in_reply_to=in_reply_to, endpoint=self.endpoint_for(thread))
         d = await self.outbox.send(thread, draft, new=t, timeout_s=timeout_s)
         return connect_result(t, offered, refusal(d))
+
+    async def _follow(self, thread: bytes, base_url: str, doc: DiscoveryDocument) -> None:
+        """The vendor of ``thread``, reached at ``base_url`` with a document its key signed
+        (pinned, :meth:`_check_pins`) that names other inbox or history URLs than the ones the
+        relationship was using: it moved, and the relationship follows it (§13.1) — what waits
+        in the outbox goes there next. Before, ``vrm connect NEW-URL`` answered "already
+        connected" and every message kept going to the old address until it expired."""
+        async with self.ledger.lock(thread):
+            t = await self.ledger.load(thread)
+            if (t.meta.inbox, t.meta.history) == (doc.inbox, doc.history):
+                return
+            t.meta.inbox, t.meta.history, t.url = doc.inbox, doc.history, norm_url(base_url)
+            try:
+                await self.store.commit(self.ledger.commit((t,), self.clock()))
+            except BaseException:
+                self.ledger.forget(thread)
+                raise
+            self.ledger.adopt(t)
 
     async def _existing(self, thread: bytes) -> ConnectResult:
         """The live relationship we already have with a vendor, as a connect's answer."""
