@@ -47,19 +47,18 @@ async def accepted_by_vendor(client: Transport, ledger: Ledger, t: Thread,
     :class:`~vrmproto.PeerProblemError` when it refuses, and :class:`~vrmproto.ProtocolError`
     when its copy does not verify.
     """
-    if t.rel.peer_key is None:
-        return None
-    ours = await ledger.entries(t.id)
-    if len(ours) < 2 or ours[-1].msg_hash != msg_hash:  # the first message is exempt (§8.1-8)
-        return None
-    at = ours[-1].index
+    head = await ledger.store.history_head(t.id)
+    if t.rel.peer_key is None or head is None or head.msg_hash != msg_hash or head.index < 1:
+        return None  # the first message of the thread is exempt (§8.1-8)
+    at = head.index
+    (before,) = await ledger.store.history(t.id, start=at - 1, limit=1)
     theirs = await client.fetch_history(t.meta.history, ledger.identity(t.meta), t.id,
                                         t.rel.peer_key, start=at)  # fmt: skip
     if not theirs or theirs[0].index != at:
         return None
-    verify_entries(theirs, start_link=ours[at - 1].link, parties=(t.rel.identity.public_key,
-                                                            t.rel.peer_key))  # fmt: skip
-    if theirs[0].link != ours[at].link or len(theirs) < 2:
+    verify_entries(theirs, start_link=before.entry_hash, parties=(t.rel.identity.public_key,
+                                                                  t.rel.peer_key))  # fmt: skip
+    if theirs[0].link != head.entry_hash or len(theirs) < 2:
         return None
     first = open_envelope(theirs[1].envelope, now=0, check_time=False, limits=t.rel.limits)
     if not isinstance(first.body, Receipt) or first.body.ack != msg_hash:
