@@ -16,13 +16,16 @@ module)::
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from vrmproto.store import PostgresConfig
+from vrmproto.store import MemoryStore, PostgresConfig, PostgresStore, SQLiteStore, Store
 from vrmproto.store._pg_cluster import PrivateCluster, missing_reason
 
 __all__ = ["drop_schema", "postgres_cluster", "postgres_config"]
@@ -59,3 +62,27 @@ async def postgres_config(postgres_cluster: PrivateCluster) -> AsyncIterator[Pos
     schema = "t_" + uuid.uuid4().hex[:16]
     yield PostgresConfig(postgres_cluster.dsn, schema=schema, pool_size=2, writers=2)
     await drop_schema(postgres_cluster.dsn, schema)
+
+
+@contextlib.asynccontextmanager
+async def opened_store(request: pytest.FixtureRequest, tmp_path: Path, kind: str, *,
+                       inline: bool = False) -> AsyncIterator[Store]:  # fmt: skip
+    """A fresh store of ``kind`` ("memory", "sqlite" — ``inline``: the agent's way — or
+    "postgres": a schema of its own in the session's private cluster, skipped where there is
+    none, dropped after), closed after."""
+    s: Any
+    schema = dsn = ""
+    if kind == "memory":
+        s = MemoryStore()
+    elif kind == "sqlite":
+        s = await SQLiteStore.open(tmp_path / "agent.db", inline=inline)
+    else:
+        dsn = request.getfixturevalue("postgres_cluster").dsn
+        schema = "t_" + uuid.uuid4().hex[:16]
+        s = await PostgresStore.open(PostgresConfig(dsn, schema=schema, pool_size=2, writers=2))
+    try:
+        yield s
+    finally:
+        await s.close()
+        if schema:
+            await drop_schema(dsn, schema)

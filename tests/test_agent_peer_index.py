@@ -14,7 +14,6 @@ import os
 import random
 import sqlite3
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,6 @@ from vrmproto.client._agent_base import prefix_range
 from vrmproto.store import (
     Commit,
     MemoryStore,
-    PostgresConfig,
-    PostgresStore,
     RelationshipRecord,
     SQLiteStore,
     Store,
@@ -47,20 +44,8 @@ STORES = ("memory", "sqlite", "postgres")
 
 @pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    s: Any
-    if request.param == "memory":
-        s = MemoryStore()
-    elif request.param == "sqlite":
-        s = await SQLiteStore.open(tmp_path / "agent.db", inline=True)
-    else:  # the session's private cluster (skips where there is none), a schema of our own
-        cluster = request.getfixturevalue("postgres_cluster")
-        schema = "t_" + uuid.uuid4().hex[:16]
-        s = await PostgresStore.open(PostgresConfig(cluster.dsn, schema=schema, pool_size=2,
-                                                    writers=2))  # fmt: skip
-    yield s
-    await s.close()
-    if request.param == "postgres":
-        await _postgres.drop_schema(cluster.dsn, schema)
+    async with _postgres.opened_store(request, tmp_path, request.param, inline=True) as s:
+        yield s
 
 
 async def open_agent(store: Store, seed: bytes | None = None) -> Agent:

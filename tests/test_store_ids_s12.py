@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,6 @@ from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.store import (
     Commit,
     MemoryStore,
-    PostgresConfig,
-    PostgresStore,
-    SQLiteStore,
     Store,
     StoreConflict,
 )
@@ -50,20 +46,9 @@ def time_ms() -> int:
 
 @pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    s: Any
-    if request.param == "memory":
-        s = MemoryStore()
-    elif request.param.startswith("sqlite"):
-        s = await SQLiteStore.open(tmp_path / "agent.db", inline=request.param.endswith("inline"))
-    else:  # the session's private cluster (skips where there is none), a schema of our own
-        cluster = request.getfixturevalue("postgres_cluster")
-        schema = "t_" + uuid.uuid4().hex[:16]
-        s = await PostgresStore.open(PostgresConfig(cluster.dsn, schema=schema, pool_size=2,
-                                                    writers=2))  # fmt: skip
-    yield s
-    await s.close()
-    if request.param == "postgres":
-        await _postgres.drop_schema(cluster.dsn, schema)
+    kind, _, how = request.param.partition("-")
+    async with _postgres.opened_store(request, tmp_path, kind, inline=how == "inline") as s:
+        yield s
 
 
 async def test_the_ids_returned_are_those_the_outbox_holds_in_order(store: Any) -> None:
