@@ -54,6 +54,7 @@ from vrmproto.client._delivery import Delivery
 from vrmproto.client._drafts import QUEUED, Draft, Signer, decode_draft
 from vrmproto.client._errors import InvalidResponse, Transient
 from vrmproto.client._ledger import Ledger, Thread, to_row
+from vrmproto.client._moved import Documents, post_following
 from vrmproto.client._own import own_header
 from vrmproto.client._peer_copy import delivered_after_all
 from vrmproto.client._schedule import DEFAULT_SCHEDULE, RETRYABLE, is_due
@@ -119,6 +120,8 @@ class Sender:
         #: The id, expiry and type of the messages this sender signed and has not yet tried to
         #: deliver, by message hash (at most :data:`KEPT_HEADERS`).
         self._signed: dict[bytes, tuple[bytes, int, str]] = {}
+        #: When the vendor documents of threads expire, as this process read them (§13.1-8).
+        self.documents = Documents()
 
     @property
     def store(self) -> Store:
@@ -177,10 +180,8 @@ class Sender:
             # one would link to one the vendor never accepted, and be refused chain_broken.
             return await self._take_out(t, item, d, now, expired=True)
         try:
-            envelopes = await self.client.post_envelope(
-                t.meta.inbox, item.envelope, expected_keys=t.problem_keys, ref=item.msg_hash,
-                channel=t.id, timeout_s=timeout_s, retry=retry if retry is not None else self.retry,
-            )
+            envelopes = await post_following(self, t, item, now, timeout_s=timeout_s,
+                                             retry=retry if retry is not None else self.retry)
         except PeerProblemError as exc:
             if exc.problem in RETRYABLE:  # the same bytes may be accepted later (§9.1-9)
                 return [await self._reschedule(t, item, msg_id, exc, mtype)]

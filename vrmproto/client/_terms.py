@@ -13,6 +13,7 @@ from vrmproto._vocab import TermRef
 from vrmproto.client._agent_base import AgentBase, norm_url, refusal
 from vrmproto.client._drafts import AcceptCounterDraft, TermsOfferDraft
 from vrmproto.client._ledger import Thread, ThreadKind, ThreadMeta
+from vrmproto.client._moved import moved_to
 from vrmproto.client._outbox import Delivery
 from vrmproto.client._views import ConnectResult, ConnectStatus, Offer, Ref
 
@@ -106,6 +107,7 @@ class TermsOps(AgentBase):
             peer_key=doc.key, peer_enc_key=doc.enc_key, limits=self.limits,
         )
         t = Thread(rel, meta, norm_url(base_url))
+        self.outbox.documents.read(thread, doc)
         offered = tuple(terms) if terms is not None else self.terms
         draft = TermsOfferDraft(msg_id=self.random_id(), terms=offered, note=note,
                                 in_reply_to=in_reply_to, endpoint=self.endpoint_for(thread))
@@ -120,9 +122,10 @@ class TermsOps(AgentBase):
         connected" and every message kept going to the old address until it expired."""
         async with self.ledger.lock(thread):
             t = await self.ledger.load(thread)
-            if (t.meta.inbox, t.meta.history) == (doc.inbox, doc.history):
+            self.outbox.documents.read(thread, doc)
+            if not moved_to(t, doc):
                 return
-            t.meta.inbox, t.meta.history, t.url = doc.inbox, doc.history, norm_url(base_url)
+            t.url = norm_url(base_url)
             try:
                 await self.store.commit(self.ledger.commit((t,), self.clock()))
             except BaseException:
