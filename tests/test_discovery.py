@@ -27,6 +27,7 @@ from vrmproto.binding import SIGNATURE_HEADER, WELL_KNOWN_PATH, build_discovery,
 from vrmproto.discovery import (
     MAX_TXT_BYTES,
     SERVICE_TYPE,
+    _Names,
     fetch_discovery,
     instance_name,
     txt_record,
@@ -238,3 +239,54 @@ def test_zeroconf_advertise_browse_and_vrm_discover_in_a_private_namespace(
     assert cli["Avis Park City"]["verified"] is True
     assert cli["Avis Park City"]["fingerprint"] == fingerprint(honest_key)
     assert cli["Totally Avis"]["verified"] is False
+
+
+def test_browse_takes_at_most_max_found_names_each_once_at_a_time() -> None:
+    """A hostile network can announce any number of ``_vrm._tcp`` services: :func:`browse`
+    takes the first ``max_found`` names and ignores the rest, resolves a name once at a time
+    (an update while it resolves is resolved again after), never twice at once."""
+    names = _Names(3)
+    for i in range(10):
+        names.offer(f"v{i}")
+    names.offer("v0")  # updated while its first resolve is queued: once more, after
+    queued = [names.queue.get_nowait() for _ in range(names.queue.qsize())]
+    assert queued == ["v0", "v1", "v2"]
+    names.done("v1")
+    assert names.queue.empty()
+    names.done("v0")
+    assert [names.queue.get_nowait() for _ in range(names.queue.qsize())] == ["v0"]
+    names.offer("v9")  # still one of too many
+    names.offer("v1")  # a taken name announced again is resolved again
+    assert [names.queue.get_nowait() for _ in range(names.queue.qsize())] == ["v1"]
+
+
+_FLOOD = textwrap.dedent(
+    """
+    import asyncio, contextlib, json
+    from vrmproto import Identity
+    from vrmproto.discovery import advertise, browse
+
+    async def main():
+        key = Identity(bytes(range(32))).public_key
+        async with contextlib.AsyncExitStack() as stack:
+            await asyncio.gather(*(stack.enter_async_context(advertise(f"Flood {i}", 9 + i, key))
+                                   for i in range(8)))
+            found = await browse(3.0, verify=False, max_found=3)
+        print(json.dumps(sorted(f.name for f in found)))
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_flood_of_announcements_is_capped_in_a_private_namespace(tmp_path: Path) -> None:
+    """Eight services announced, ``max_found=3``: three reported, all of them announced ones."""
+    prefix = _namespace_or_skip()
+    script = tmp_path / "flood.py"
+    script.write_text(_FLOOD)
+    proc = subprocess.run([*prefix, sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, env=cli_env(tmp_path / "home"), cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(found) == 3
+    assert set(found) <= {f"Flood {i}" for i in range(8)}

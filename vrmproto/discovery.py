@@ -42,7 +42,9 @@ from vrmproto.client._errors import InvalidResponse
 from vrmproto.client._transport import Answer, discovery_from_answer
 
 __all__ = [
+    "MAX_FOUND",
     "MAX_TXT_BYTES",
+    "RESOLVE_AT_ONCE",
     "SERVICE_TYPE",
     "Found",
     "advertise",
@@ -58,6 +60,11 @@ SERVICE_TYPE = "_vrm._tcp.local."
 MAX_TXT_BYTES = 200
 #: Longest DNS-SD instance name, in UTF-8 bytes (one DNS label, RFC 6763 §4.1.1).
 MAX_INSTANCE_BYTES = 63
+#: Most endpoints one :func:`browse` reports (and resolves): anyone on the local network can
+#: announce services, thousands of them, each costing a resolve and a document fetch.
+MAX_FOUND = 256
+#: Most endpoints one :func:`browse` resolves and checks at once (a socket and a task each).
+RESOLVE_AT_ONCE = 16
 _FINGERPRINT_RE = re.compile(r"[a-z2-7]{4}(?:-[a-z2-7]{4}){3}")
 
 Clock = Callable[[], int]
@@ -257,6 +264,7 @@ async def browse(
     verify: bool = True,
     clock: Clock = _default_clock,
     stop_when: Callable[[Sequence[Found]], bool] | None = None,
+    max_found: int = MAX_FOUND,
 ) -> list[Found]:
     """Browse for ``_vrm._tcp`` endpoints for up to ``timeout`` seconds (§13.2-4).
 
@@ -264,35 +272,44 @@ async def browse(
     resolved and, when ``verify`` is true, checked against its discovery document (§13.2-5,
     §13.2-6). Returns as soon as ``stop_when(found_so_far)`` is true, else when the time is up;
     the list is sorted by name.
+
+    A hostile network can announce any number of services: at most ``max_found`` service names
+    are taken (the first announced; the rest are ignored), each resolved once at a time, and at
+    most :data:`RESOLVE_AT_ONCE` of them at once.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    names: asyncio.Queue[str] = asyncio.Queue()
+    names = _Names(max_found)
     results: dict[str, Found] = {}
     changed = asyncio.Event()
+    at_once = asyncio.Semaphore(RESOLVE_AT_ONCE)
 
     def on_change(
         zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange
     ) -> None:
         if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
-            names.put_nowait(name)
+            names.offer(name)
 
     aiozc = AsyncZeroconf(interfaces=list(interfaces), ip_version=IPVersion.V4Only)
     session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
     tasks: set[asyncio.Task[None]] = set()
 
     async def resolve(name: str) -> None:
-        remaining_ms = max(100.0, (deadline - loop.time()) * 1000)
-        info = AsyncServiceInfo(SERVICE_TYPE, name)
-        if not await info.async_request(aiozc.zeroconf, min(remaining_ms, 3000.0)):
-            return
-        found = _parse_info(name, info)
-        if found is None:
-            return
-        if verify and not found.problem:
-            found = await _check(found, session, clock())
-        results[name] = found
-        changed.set()
+        try:
+            async with at_once:
+                remaining_ms = max(100.0, (deadline - loop.time()) * 1000)
+                info = AsyncServiceInfo(SERVICE_TYPE, name)
+                if not await info.async_request(aiozc.zeroconf, min(remaining_ms, 3000.0)):
+                    return
+                found = _parse_info(name, info)
+                if found is None:
+                    return
+                if verify and not found.problem:
+                    found = await _check(found, session, clock())
+            results[name] = found
+            changed.set()
+        finally:
+            names.done(name)
 
     # Multicast (QM) questions from the first one on: zeroconf's default first question asks
     # for unicast answers (QU, RFC 6762 §5.4), and on a host where the advertisers share port
@@ -307,7 +324,7 @@ async def browse(
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            getter = asyncio.ensure_future(names.get())
+            getter = asyncio.ensure_future(names.queue.get())
             waiter = asyncio.ensure_future(changed.wait())
             done, _ = await asyncio.wait(
                 {getter, waiter}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
@@ -328,6 +345,39 @@ async def browse(
         await aiozc.async_close()
         await session.close()
     return sorted(results.values(), key=_by_name)
+
+
+class _Names:
+    """The service names a :func:`browse` resolves: each at most once at a time, at most
+    ``cap`` distinct ones. An update of a name being resolved is resolved again after it."""
+
+    __slots__ = ("_again", "_busy", "_cap", "_taken", "queue")
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._taken: set[str] = set()
+        self._busy: set[str] = set()
+        self._again: set[str] = set()
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+
+    def offer(self, name: str) -> None:
+        """``name`` was announced, or its records changed."""
+        if name not in self._taken:
+            if len(self._taken) >= self._cap:
+                return
+            self._taken.add(name)
+        if name in self._busy:
+            self._again.add(name)
+            return
+        self._busy.add(name)
+        self.queue.put_nowait(name)
+
+    def done(self, name: str) -> None:
+        """The resolve of ``name`` ended."""
+        self._busy.discard(name)
+        if name in self._again:
+            self._again.discard(name)
+            self.offer(name)
 
 
 def _by_name(found: Found) -> tuple[str, str]:
