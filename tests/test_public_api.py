@@ -72,8 +72,8 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "Change", "Erase", "Hold", "Lead", "Note", "TakeUp", "changes_of",
     ),
     "vrmproto.discovery": (
-        "MAX_TXT_BYTES", "SERVICE_TYPE", "Found", "advertise", "browse", "fetch_discovery",
-        "instance_name", "txt_record",
+        "MAX_FOUND", "MAX_TXT_BYTES", "RESOLVE_AT_ONCE", "SERVICE_TYPE", "Found", "advertise",
+        "browse", "fetch_discovery", "instance_name", "txt_record",
     ),
     "vrmproto.testing.transport": (
         "MemoryTransport", "Request", "Route",
