@@ -21,6 +21,7 @@ from pathlib import Path
 from _agent_clock import DAY_MS, FIELDS, T0, URL, Clock
 
 from vrmproto import Identity, Money
+from vrmproto.binding import discovery_url
 from vrmproto.client import DEFAULT_TERMS, Agent, Delivery
 from vrmproto.server import CatalogueItem, Endpoint, ReferencePolicy, serve
 from vrmproto.store import MemoryStore, SQLiteStore
@@ -168,3 +169,29 @@ async def test_an_inbox_gone_from_its_path_is_found_through_the_document(tmp_pat
 async def share_now(agent: Agent, thread: bytes) -> Delivery:
     return await agent.share(thread, FIELDS, purposes=["delivery"], categories=["contact"],
                              expires_ms=int(time.time() * 1000) + 365 * DAY_MS)  # fmt: skip
+
+
+async def test_an_expired_document_that_cant_be_read_is_tried_again_a_minute_later() -> None:
+    """The document expired and can't be read (its URL fails): the message still goes to the
+    inbox known, and the next read is tried a minute later, not before every message."""
+    clock = Clock()
+    transport = MemoryTransport(clock=clock)
+    transport.add(URL, vendor(clock))
+    agent = await Agent.open(MemoryStore(), os.urandom(32), client=transport, clock=clock)
+    try:
+        thread = (await agent.connect(URL)).thread
+        transport._routes.pop(discovery_url(URL))  # the document's URL answers no more
+        clock.now += 2 * DAY_MS
+        transport.requests.clear()
+
+        async def reads() -> int:
+            assert (await share(agent, thread)).confirmed
+            n = sum(r.url == discovery_url(URL) for r in transport.requests)
+            transport.requests.clear()
+            return n
+
+        assert [await reads(), await reads()] == [1, 0]
+        clock.now += 61_000
+        assert await reads() == 1
+    finally:
+        await agent.close()

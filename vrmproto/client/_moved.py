@@ -39,6 +39,9 @@ MOVED = frozenset({301, 302, 303, 307, 308, 404, 405, 410})
 
 #: Most threads whose document expiry a :class:`Documents` keeps (the oldest go first).
 KEPT = 65_536
+#: After a failed read of an expired document, how long (ms) deliveries go on to the inbox
+#: known before the next read is tried: each try costs a request and its timeout.
+READ_AGAIN_MS = 60_000
 
 
 class Documents:
@@ -54,6 +57,11 @@ class Documents:
         if len(self._expires) >= KEPT and thread not in self._expires:
             del self._expires[next(iter(self._expires))]
         self._expires[thread] = doc.expires
+
+    def unread(self, thread: bytes, now: int) -> None:
+        """Reading ``thread``'s document again failed: try again in :data:`READ_AGAIN_MS`."""
+        if thread in self._expires:
+            self._expires[thread] = now + READ_AGAIN_MS
 
     def expired(self, thread: bytes, now: int) -> bool:
         """Whether the document read for ``thread`` has expired (§13.1-8); False when this
@@ -95,6 +103,7 @@ async def follow(client: Transport, ledger: Ledger, documents: Documents, t: Thr
     follow it; whether the inbox moved. The thread's record is committed when it changed."""
     doc = await reread(client, t, timeout_s=timeout_s)
     if doc is None:
+        documents.unread(t.id, now)
         return False
     documents.read(t.id, doc)
     inbox = t.meta.inbox
