@@ -165,11 +165,12 @@ def main() -> None:
     us["handle_inbox (whole step)"] = asyncio.run(whole())
     gc.enable()
     stored: dict[int, float] = {}
+    transactions: dict[int, int] = {}
     lines = []
     for size in sizes:
         got = asyncio.run(store_us(recording.commits, size))
         if got is not None:
-            stored[size] = got[0]
+            stored[size], transactions[size] = got
             lines.append(f"durable commit, groups of {size:3d}: {got[0]:7.1f} us per message on "
                          f"the store's threads ({got[1]} transactions)")  # fmt: skip
     per_commit, per_transaction = fit(stored) if len(stored) >= 2 else (None, None)
@@ -189,6 +190,7 @@ def main() -> None:
         "crypto_us": round(crypto, 1), "step_us": round(step, 1),
         "crypto_share": round(crypto / step, 3), "n": args.n,
         "store_us": {str(k): round(v, 1) for k, v in stored.items()},
+        "store_transactions": {str(k): v for k, v in transactions.items()},
         "per_transaction_us": None if per_transaction is None else round(per_transaction, 1),
         "per_commit_us": None if per_commit is None else round(per_commit, 1),
     }))  # fmt: skip
