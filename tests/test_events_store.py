@@ -35,9 +35,9 @@ async def test_a_version_3_sqlite_file_gains_an_empty_feed(tmp_path: Path) -> No
         conn.execute(f"ALTER TABLE intents DROP COLUMN {column}")
     conn.execute("PRAGMA user_version = 3")
     conn.close()
-    assert len(_MIGRATIONS) == SCHEMA_VERSION == 9
+    assert len(_MIGRATIONS) == SCHEMA_VERSION == 10
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == 9
+        assert (await s.pragmas())["user_version"] == 10
         assert await s.history(T1) == [entry(T1, 0)]
         assert await s.events() == []
         await s.commit(Commit(events=(event(T1, 0),)))
@@ -143,7 +143,7 @@ async def test_a_version_5_sqlite_file_indexes_only_events_with_personal_data(
     conn.execute("PRAGMA user_version = 5")
     conn.close()
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == 9
+        assert (await s.pragmas())["user_version"] == 10
         await s.commit(Commit(held_drop=((T1, personal.msg_hash),)))
         assert [e.personal for e in await s.events()] == [None, None]
         assert [e.pos for e in await s.events()] == [1, 2]  # every position kept

@@ -52,7 +52,7 @@ async def test_a_version_8_file_keeps_its_outbox_without_the_due_index(tmp_path:
     conn.close()
 
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 9
+        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 10
         held = await s.outbox_all()
         assert [(o.item_id, o.destination, o.next_attempt_ms) for o in held] == [
             (r[0], r[1], r[6]) for r in before[:2]]  # fmt: skip
@@ -62,10 +62,10 @@ async def test_a_version_8_file_keeps_its_outbox_without_the_due_index(tmp_path:
         (new,) = await s.commit_ids(Commit(relationships=(rel(T2),),
                                            outbox_add=(outbox("d", 5, thread=T2),)))  # fmt: skip
         assert new > before[-1][0]  # AUTOINCREMENT still: the deleted id is not handed out
-    assert indexes(path) == {"outbox_by_thread"}
+    assert indexes(path) == set()  # version 10 drops outbox_by_thread too
 
 
 async def test_a_fresh_file_has_no_due_index(tmp_path: Path) -> None:
     async with await SQLiteStore.open(tmp_path / "new.db") as s:
         await s.commit(Commit(outbox_add=(outbox("a", 5),)))
-    assert indexes(tmp_path / "new.db") == {"outbox_by_thread"}
+    assert indexes(tmp_path / "new.db") == set()

@@ -6,6 +6,7 @@ readable in the ``sqlite3`` shell, and never searched.
 
 from __future__ import annotations
 
+import _json
 import functools
 import json
 import sqlite3
@@ -85,11 +86,21 @@ def migrate_4_to_5(conn: sqlite3.Connection) -> None:
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
+#: ``_ENCODER``'s C encoder, made once: ``JSONEncoder.encode`` builds one per call (with its
+#: circular-reference dict), 4.4 µs for a share's eight fields against 1.4 µs this way (#12).
+#: The same text: compact separators, ASCII escapes, no key sorting, NaN allowed. Without the
+#: circular check: the store encodes tuples and lists of its records, never self-containing.
+_C_ENCODER = _json.make_encoder(None, _ENCODER.default, _json.encode_basestring_ascii, None,
+                                ":", ",", False, False, True)  # fmt: skip
+
+
+def _encode(value: object) -> str:
+    return "".join(_C_ENCODER(value, 0))
 
 
 @functools.lru_cache(maxsize=4096)
 def _js_tuple(value: tuple[Any, ...]) -> str:
-    return _ENCODER.encode(value)
+    return _encode(value)
 
 
 def _js(value: Sequence[Any]) -> str:
@@ -100,7 +111,7 @@ def _js(value: Sequence[Any]) -> str:
     hashable tuple is encoded once and then looked up (#12)."""
     if type(value) is tuple and set(map(type, value)) <= _PLAIN:
         return _js_tuple(value)
-    return _ENCODER.encode(value)
+    return _encode(value)
 
 
 #: Element types of a flat tuple whose cached text is right for every equal tuple: ``str`` and
