@@ -56,6 +56,7 @@ from vrmproto._errors import Problem, StateError
 from vrmproto._history import GENESIS, Entry, History, verify_entries
 from vrmproto._keys import Identity, MasterSeed
 from vrmproto._limits import DEFAULT_LIMITS, Limits
+from vrmproto._quick import quick_make
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role
 from vrmproto.client._locks import InTurn, ThreadLocks
@@ -81,6 +82,12 @@ LOCK_PREFIX = b"client.thread:"
 to_row = _records.to_row
 
 log = logging.getLogger("vrmproto.client")
+
+#: ``ThreadRecord(...)`` and ``Commit(...)``, the same objects built without the frozen
+#: classes' ``object.__setattr__`` per field: a step builds one of each per Commit, and a
+#: Commit has 27 fields (#12; ``tests/test_core_s12_quick.py`` holds them to the classes).
+_new_thread_record = quick_make(ThreadRecord)
+_new_commit = quick_make(Commit)
 
 
 def is_ours(record: RelationshipRecord) -> bool:
@@ -134,7 +141,7 @@ class ThreadMeta:
         )  # fmt: skip
 
     def record(self, thread: bytes) -> ThreadRecord:
-        return ThreadRecord(
+        return _new_thread_record(
             thread=thread, kind=self.kind, vendor_key=self.vendor_key, name=self.name,
             inbox=self.inbox, history_url=self.history, lifetime_ms=self.lifetime_ms,
             generation=self.generation, intent_id=self.intent_id,
@@ -460,24 +467,30 @@ class Ledger:
         drafts_done: list[tuple[bytes, int]] = []
         points: list[SavePoint] = []
         points_done: list[tuple[bytes, bytes]] = []
-        notes = [n for t in threads for n in t.meta.notes]
-        items = tuple(outbox_add)
-        adding = {i.thread for i in items}
+        notes: list[ShareNote] = []
         records: list[RelationshipRecord] = []
         thread_records: list[ThreadRecord] = []
         for t in threads:
-            rec, meta = self.record(t, now), t.meta.record(t.id)
+            meta, thread = t.meta, t.id
+            rec, trec = self.record(t, now), meta.record(thread)
             records.append(rec)
-            thread_records.append(meta)
-            t._committing = (rec, meta)
-            if t.id in adding:
-                t.idle = False
-            added, done, saved, dropped = t.meta.changes()
-            drafts_add.extend(added)
-            drafts_done.extend((t.id, seq) for seq in done)
-            points.extend(saved)
-            points_done.extend((t.id, h) for h in dropped)
-        return Commit(
+            thread_records.append(trec)
+            t._committing = (rec, trec)
+            if meta.notes:
+                notes.extend(meta.notes)
+            if meta.points or meta._stored_points or meta.drafts or meta._stored_drafts:
+                added, done, saved, dropped = meta.changes()
+                drafts_add.extend(added)
+                drafts_done.extend((thread, seq) for seq in done)
+                points.extend(saved)
+                points_done.extend((thread, h) for h in dropped)
+        items = tuple(outbox_add)
+        if items:
+            adding = {i.thread for i in items}
+            for t in threads:
+                if t.id in adding:
+                    t.idle = False
+        return _new_commit(
             relationships=tuple(records), threads=tuple(thread_records),
             history=tuple(history), outbox_add=items,
             outbox_done=tuple(outbox_done), truncate=truncate,

@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Iterable
 from contextlib import AbstractAsyncContextManager
 
 from vrmproto._closing import AsyncClosing
+from vrmproto._quick import quick_new
 from vrmproto.store._base import (
     Commit,
     DeadLetter,
@@ -38,6 +39,8 @@ from vrmproto.store._base import (
 from vrmproto.store._locks import LocalLocks
 from vrmproto.store._rel_query import RelationshipsWhere
 from vrmproto.store._rows import ThreadKind
+
+_new_item = quick_new(OutboxItem)  # OutboxItem(...): every message sent is one
 
 __all__ = ["MemoryStore"]
 
@@ -252,7 +255,7 @@ class MemoryStore(AsyncClosing):
         ids: list[int] = []
         for o in c.outbox_add:
             item_id, self._next_item_id = self._next_item_id, self._next_item_id + 1
-            self._outbox[item_id] = OutboxItem(
+            self._outbox[item_id] = _new_item(
                 item_id, o.destination, o.thread, o.msg_hash, o.envelope, 0,
                 o.next_attempt_ms, "", o.created_ms,
             )  # fmt: skip
