@@ -115,3 +115,41 @@ def test_with_status_is_replace(withdrawn: int | None) -> None:
         assert got == dataclasses.replace(note, status=status)
         assert [f.name for f in dataclasses.fields(got)] == [f.name for f in
                                                              dataclasses.fields(ShareNote)]
+
+
+def test_random_ids_are_fresh_in_threads_and_in_a_forked_child() -> None:
+    """The agent's ids come from ``os.urandom`` in batches: none is handed out twice, by two
+    threads at once or by a child forked while ids wait in the batch."""
+    import os  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from vrmproto.client import _transport  # noqa: PLC0415
+
+    make = _transport.default_random_id
+    got: list[bytes] = []
+
+    def draw() -> None:
+        got.extend(make() for _ in range(2_000))
+
+    workers = [threading.Thread(target=draw) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(got) == 8_000 == len(set(got))
+    assert all(type(i) is bytes and len(i) == 16 for i in got)
+    make()  # the batch holds ids now
+    assert _transport._ids
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first ids, to the parent, then out at once
+        os.write(write, b"".join(make() for _ in range(8)))
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 128)
+    os.close(read)
+    os.waitpid(pid, 0)
+    ours = b"".join(make() for _ in range(8))
+    assert len(child) == 128
+    assert {child[i : i + 16] for i in range(0, 128, 16)}.isdisjoint(
+        ours[i : i + 16] for i in range(0, 128, 16))
