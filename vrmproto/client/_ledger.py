@@ -310,11 +310,22 @@ class Ledger:
         the store (§11.11-2); the step reads the thread afresh. ``on_wait`` is called if
         another process holds it (default: one warning per thread). Take several only in
         sorted order (:meth:`lock_all`)."""
-        waiting = on_wait if on_wait is not None else (lambda: self._busy(thread))
-        return InTurn(self._locks.hold(thread),
-                      lambda: self.store.lock(LOCK_PREFIX + thread, on_wait=waiting),
-                      # another process may have changed it since
-                      lambda: self._set_aside_thread(thread))  # fmt: skip
+        return InTurn(self, thread, on_wait)
+
+    # -- what InTurn takes the locks from (its Holder) --
+
+    def first_lock(self, thread: bytes) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._locks.hold(thread)
+
+    def second_lock(self, thread: bytes, on_wait: Callable[[], None]
+                    ) -> contextlib.AbstractAsyncContextManager[None]:  # fmt: skip
+        return self.store.lock(LOCK_PREFIX + thread, on_wait=on_wait)
+
+    def entered(self, thread: bytes) -> None:
+        self._set_aside_thread(thread)  # another process may have changed it since
+
+    def waiting(self, thread: bytes) -> None:
+        self._busy(thread)
 
     @property
     def held_locks(self) -> int:
