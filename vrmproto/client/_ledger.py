@@ -87,6 +87,8 @@ log = logging.getLogger("vrmproto.client")
 #: classes' ``object.__setattr__`` per field: a step builds one of each per Commit, and a
 #: Commit has 27 fields (#12; ``tests/test_core_s12_quick.py`` holds them to the classes).
 _new_thread_record = quick_make(ThreadRecord)
+_NONE: frozenset[int] = frozenset()
+_NO_POINTS: frozenset[bytes] = frozenset()
 _new_commit = quick_make(Commit)
 
 
@@ -192,8 +194,9 @@ class ThreadMeta:
 
     def saved(self) -> None:
         """The store now holds this working copy."""
-        self._stored_drafts = frozenset(d.seq for d in self.drafts)
-        self._stored_points = frozenset(self.points)
+        drafts = self.drafts
+        self._stored_drafts = frozenset(d.seq for d in drafts) if drafts else _NONE
+        self._stored_points = frozenset(self.points) if self.points else _NO_POINTS
         self.notes.clear()
 
 
