@@ -216,10 +216,12 @@ class Thread:
     _committing: tuple[RelationshipRecord, ThreadRecord] | None = None  # in a Commit not yet done
     #: The store holds no outbox item of this thread (known while ``_stored`` is current).
     idle: bool = False
+    #: The thread id (``rel.thread``: the relationship may be replaced, its thread never is),
+    #: an attribute: a step reads it a dozen times.
+    id: bytes = field(init=False, repr=False, compare=False)
 
-    @property
-    def id(self) -> bytes:
-        return self.rel.thread
+    def __post_init__(self) -> None:
+        self.id = self.rel.thread
 
     def state(self) -> bytes:
         """``rel.to_state()``, encoded once per history position (see the module docstring)."""
@@ -404,7 +406,8 @@ class Ledger:
         and ``aside`` exactly that: then nobody has changed the thread since (see the module
         docstring) and it is taken back whole, with no other read."""
         known = aside._stored
-        if known is None or known[0] != record or aside._committing is not None:
+        if known is None or (known[0] is not record and known[0] != record) or (
+                aside._committing is not None):  # fmt: skip
             return False
         meta, rel = aside.meta, aside.rel
         return (meta.unchanged() and meta.record(record.thread) == known[1]
