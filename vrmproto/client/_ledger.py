@@ -190,7 +190,7 @@ class ThreadMeta:
         stored = self._stored_drafts
         return (not self.notes and self.points.keys() == self._stored_points
                 and len(self.drafts) == len(stored)
-                and all(d.seq in stored for d in self.drafts))  # fmt: skip
+                and (not stored or all(d.seq in stored for d in self.drafts)))  # fmt: skip
 
     def saved(self) -> None:
         """The store now holds this working copy."""
@@ -498,9 +498,11 @@ class Ledger:
             if meta.points or meta._stored_points or meta.drafts or meta._stored_drafts:
                 added, done, saved, dropped = meta.changes()
                 drafts_add.extend(added)
-                drafts_done.extend((thread, seq) for seq in done)
+                if done:
+                    drafts_done.extend([(thread, seq) for seq in done])
                 points.extend(saved)
-                points_done.extend((thread, h) for h in dropped)
+                if dropped:
+                    points_done.extend([(thread, h) for h in dropped])
         items = tuple(outbox_add)
         if items:
             adding = {i.thread for i in items}
