@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from vrmproto._quick import quick_make
-from vrmproto.client import _drafts, _ledger, _outbox, _sending
+from vrmproto.client import _drafts, _ledger, _meta, _outbox, _sending
 from vrmproto.store import Commit, NewOutboxItem, OutboxItem, ShareNote, ThreadKind, ThreadRecord
 
 
@@ -94,9 +94,9 @@ def test_the_records_of_the_share_path_are_the_classes_own() -> None:
     rec = {"thread": T, "kind": ThreadKind.VENDOR, "vendor_key": H, "name": "Acme",
            "inbox": "https://a/inbox", "history_url": "https://a/history", "lifetime_ms": 9,
            "generation": 2, "last_activity_ms": 7, "types": ("data.share",)}  # fmt: skip
-    assert _ledger._new_thread_record(**rec) == ThreadRecord(**rec)  # type: ignore[arg-type]
+    assert _meta._new_thread_record(**rec) == ThreadRecord(**rec)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="intent_id"):  # its __post_init__ still refuses
-        _ledger._new_thread_record(**{**rec, "kind": ThreadKind.INTENT})
+        _meta._new_thread_record(**{**rec, "kind": ThreadKind.INTENT})
     note = (H, T, "Acme", (("email", "a@b"),), (1,), (2,), 10, 5, "queued")
     assert _drafts._new_note(*note) == ShareNote(*note)
     assert _drafts._new_note(*note, withdrawn_ms=4) == ShareNote(*note, withdrawn_ms=4)
