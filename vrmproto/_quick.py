@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["quick_init", "quick_new"]
+__all__ = ["quick_init", "quick_make", "quick_new"]
 
 T = TypeVar("T")
 
@@ -79,24 +79,22 @@ class _Factory:
         return "<factory>"
 
 
-def quick_init(cls: type[T]) -> type[T]:
-    """Class decorator, below nothing but above ``@dataclass(..., slots=True)``: the same
-    ``__init__`` — its parameters, order, defaults and factories, keyword-only ones, and
-    ``__post_init__`` — storing each field through its slot rather than ``object.__setattr__``,
-    so that every ``cls(...)``, positional or by keyword, costs about two thirds. A class it
-    cannot promise that for (a field left out of ``__init__``, an ``InitVar``, an ``__init__``
-    of its own, no slots) is returned as it is."""
+def _init_source(cls: type[Any], name: str, first: str
+                 ) -> tuple[list[str], dict[str, Any]] | None:  # fmt: skip
+    """The source of a function ``name`` taking ``cls.__init__``'s parameters after ``first``
+    (its own first one: ``self``, or nothing), storing each field of ``first`` through its slot;
+    None when that cannot be promised (see :func:`quick_init`)."""
     if not dataclasses.is_dataclass(cls) or "__slots__" not in cls.__dict__:
-        return cls
+        return None
     code = getattr(cls.__init__, "__code__", None)
     if code is None or code.co_filename != "<string>":
-        return cls
+        return None
     fields = dataclasses.fields(cls)
     params = code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]
     if sorted(params) != sorted(f.name for f in fields) or any(
         not f.init or f.name.startswith(_PREFIX) for f in fields
     ):
-        return cls
+        return None
     ns: dict[str, Any] = {f"{_PREFIX}post": getattr(cls, "__post_init__", None),
                           f"{_PREFIX}factory": _Factory()}  # fmt: skip
     positional: list[str] = []
@@ -105,7 +103,7 @@ def quick_init(cls: type[T]) -> type[T]:
     for i, f in enumerate(fields):
         slot: Any = cls.__dict__.get(f.name)
         if type(slot).__name__ != "member_descriptor":
-            return cls
+            return None
         ns[f"{_PREFIX}s{i}"] = slot.__set__
         param, value = f.name, f.name
         if f.default is not dataclasses.MISSING:
@@ -116,13 +114,34 @@ def quick_init(cls: type[T]) -> type[T]:
             param = f"{f.name}={_PREFIX}factory"
             value = f"{_PREFIX}f{i}() if {f.name} is {_PREFIX}factory else {f.name}"
         (keywords if f.kw_only else positional).append(param)
-        body.append(f"    {_PREFIX}s{i}(self, {value})")
-    signature = ", ".join(["self", *positional, *(["*", *keywords] if keywords else [])])
-    lines = [f"def __init__({signature}):", *body]
+        body.append(f"    {_PREFIX}s{i}({first}, {value})")
+    own = ["self"] if first == "self" else []
+    signature = ", ".join([*own, *positional, *(["*", *keywords] if keywords else [])])
+    lines = [f"def {name}({signature}):"]
+    if first != "self":
+        ns[f"{_PREFIX}new"], ns[f"{_PREFIX}cls"] = object.__new__, cls
+        lines.append(f"    {first} = {_PREFIX}new({_PREFIX}cls)")
+    lines.extend(body)
     if ns[f"{_PREFIX}post"] is not None:
-        lines.append(f"    {_PREFIX}post(self)")
-    if not body and ns[f"{_PREFIX}post"] is None:
+        lines.append(f"    {_PREFIX}post({first})")
+    if first != "self":
+        lines.append(f"    return {first}")
+    elif not body and ns[f"{_PREFIX}post"] is None:
         lines.append("    pass")
+    return lines, ns
+
+
+def quick_init(cls: type[T]) -> type[T]:
+    """Class decorator, below nothing but above ``@dataclass(..., slots=True)``: the same
+    ``__init__`` — its parameters, order, defaults and factories, keyword-only ones, and
+    ``__post_init__`` — storing each field through its slot rather than ``object.__setattr__``,
+    so that every ``cls(...)``, positional or by keyword, costs about two thirds. A class it
+    cannot promise that for (a field left out of ``__init__``, an ``InitVar``, an ``__init__``
+    of its own, no slots) is returned as it is."""
+    source = _init_source(cls, "__init__", "self")
+    if source is None:
+        return cls
+    lines, ns = source
     # The source is made here from the dataclass's own field names (identifiers), as
     # dataclasses makes its __init__; nothing from a caller reaches it.
     exec("\n".join(lines), ns)  # noqa: S102
@@ -132,3 +151,19 @@ def quick_init(cls: type[T]) -> type[T]:
     init.__annotations__ = dict(cls.__init__.__annotations__)
     cls.__init__ = init  # type: ignore[method-assign]
     return cls
+
+
+def quick_make(cls: type[T]) -> Callable[..., T]:
+    """A constructor of ``cls`` taking what ``cls(...)`` takes — positionally or by keyword,
+    with its defaults and factories — that builds exactly what ``cls(...)`` builds, storing each
+    field through its slot: :func:`quick_init` for a class that is not ours to decorate (a
+    store's records, built on the agent's hot path). ``cls`` itself when that cannot be
+    promised."""
+    source = _init_source(cls, "make", f"{_PREFIX}o")
+    if source is None:
+        return cls
+    lines, ns = source
+    exec("\n".join(lines), ns)  # noqa: S102  -- field names only, as in quick_init
+    make: Callable[..., T] = ns["make"]
+    make.__qualname__ = f"quick_make({cls.__qualname__})"
+    return make

@@ -537,10 +537,10 @@ class Relationship:
             "pending_offer": self.pending_offer,
             "requests": sorted(self.pending_requests),
             "retired": [[k, v] for k, v in sorted(retired.items())] if retired else [],
-            "role": self.role.value,
+            "role": self.role._value_,  # (the attribute: Enum.value is a Python property)
         })
         after = _codec.pack_sorted({
-            "state": self.state.value,
+            "state": self.state._value_,
             "terms": wires[5],
             "thread": self.thread,
             "withdraws": [[k, list(v)] for k, v in sorted(withdraws.items())] if withdraws else [],

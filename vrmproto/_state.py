@@ -23,6 +23,11 @@ class Role(enum.Enum):
     CUSTOMER = "customer"
     VENDOR = "vendor"
 
+    # A member equals only itself (Enum defines no __eq__): the identity hash agrees with that,
+    # in C, where Enum's own hashes the name in Python — every message looks up a
+    # (state, role, type) row of the table (#12).
+    __hash__ = object.__hash__
+
     @property
     def other(self) -> Role:
         return Role.VENDOR if self is Role.CUSTOMER else Role.CUSTOMER
@@ -40,6 +45,8 @@ class State(enum.Enum):
     INTENT_ANSWERED = "intent_answered"
     INTENT_DECLINED = "intent_declined"
     ENDED = "ended"
+
+    __hash__ = object.__hash__  # (as Role's)
 
 
 C, V = Role.CUSTOMER, Role.VENDOR

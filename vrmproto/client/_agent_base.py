@@ -229,7 +229,8 @@ class AgentBase(AsyncClosing):
                            key=lambda r: r.thread)  # fmt: skip
         if not named:
             raise LookupError(f"no relationship with {ref!r}")
-        named.sort(key=lambda r: (State(r.state) is State.AGREED, r.updated_ms))
+        if len(named) > 1:  # (one, mostly: no key to compute)
+            named.sort(key=lambda r: (State(r.state) is State.AGREED, r.updated_ms))
         return named[-1].thread
 
     def _ours(self, *, peer_key: bytes | None = None, peer_url: str | None = None,

@@ -32,7 +32,7 @@ from vrmproto._messages import (
     RelationshipEnd,
     TermsOffer,
 )
-from vrmproto._quick import quick_new
+from vrmproto._quick import quick_make, quick_new
 from vrmproto._relationship import Sent
 from vrmproto._vocab import DATA_FORMAT, TermRef
 from vrmproto.client._ledger import Thread, ThreadKind
@@ -61,6 +61,15 @@ QUEUED = "queued"
 
 #: ``DataShare(agreement, purposes, categories, expires, sealed)``, on the hot path of sharing
 _new_share = quick_new(DataShare)
+#: ``ShareNote(...)``, made and settled once per share (#12)
+_new_note = quick_make(ShareNote)
+
+
+def with_status(note: ShareNote, status: str) -> ShareNote:
+    """``dataclasses.replace(note, status=status)``, without its walk over the fields."""
+    return _new_note(note.share, note.thread, note.vendor, note.fields, note.purposes,
+                     note.categories, note.expires_ms, note.shared_ms, status,
+                     note.withdrawn_ms)  # fmt: skip
 
 
 class DraftKind(enum.Enum):
@@ -189,7 +198,7 @@ class ShareDraft(_Draft):
         sealed = t.rel.seal(FieldsContent(fields=self.fields), msg_id=self.msg_id)
         body = _new_share(_agreement(t), self.purposes, self.categories, self.expires, sealed)
         sent = _sign(t, body, self.msg_id, now)
-        t.meta.notes.append(ShareNote(
+        t.meta.notes.append(_new_note(
             share=sent.message.hash, thread=t.id, vendor=t.meta.name,
             fields=tuple(sorted(self.fields.items())), purposes=self.purposes,
             categories=self.categories, expires_ms=self.expires, shared_ms=now,

@@ -140,6 +140,7 @@ def unreachable_words(detail: str) -> str | None:
 #: The header fields of a POST of ours (a mapping nobody changes: every request reads it).
 _POST_HEADERS: Mapping[str, str] = MappingProxyType({"Content-Type": CONTENT_TYPE,
                                                      "Accept": CONTENT_TYPE})
+_POST_FIELDS = tuple(_POST_HEADERS.items())
 
 #: The statuses aiohttp follows to another URL (a GET's: RFC 9110 §15.4).
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -210,6 +211,8 @@ class EndpointClient(AsyncClosing):
         self._conns = Connections(pool_size=pool_size, per_channel=per_channel,
                                   max_channels=max_channels)  # fmt: skip
         self._targets: dict[tuple[str, str, tuple[tuple[str, str], ...], bool], Target] = {}
+        self._last_fields: tuple[tuple[str, str], ...] | None = None  # of the last answer
+        self._last_view: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 
     def _new_session(self, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
@@ -296,7 +299,7 @@ class EndpointClient(AsyncClosing):
         channel: bytes | None,
     ) -> Answer:
         """One request on the lean client's connections (:mod:`vrmproto.client._http_conn`)."""
-        fields = tuple(headers.items())
+        fields = _POST_FIELDS if headers is _POST_HEADERS else tuple(headers.items())
         key = (method, url, fields, channel is None)
         to = self._targets.get(key)
         if to is None:
@@ -311,14 +314,19 @@ class EndpointClient(AsyncClosing):
         deadline = loop.time() + (timeout_s if timeout_s is not None else self.timeout_s)
         try:
             response = await self._conns.request(to, body, channel=channel, deadline=deadline,
-                                                 cap=cap)  # fmt: skip
+                                                 cap=cap, loop=loop)  # fmt: skip
         except ResponseTooLarge as exc:
             what = (f"{exc.declared} bytes; the limit is {cap}" if exc.declared is not None
                     else f"more than {cap} bytes")  # fmt: skip
             raise InvalidResponse(f"{url} answered {what}", status=exc.status) from None
-        # header names are case-insensitive (RFC 9110 §5.1): Answer.header ignores case
-        return Answer(response.status, CIMultiDictProxy(CIMultiDict(response.headers)),
-                      response.body, url)  # fmt: skip
+        # header names are case-insensitive (RFC 9110 §5.1): Answer.header ignores case. The
+        # reader hands out the same fields for the same head (its memo): so is their view
+        # (read only) made once for them.
+        fields_in = response.headers
+        if fields_in is not self._last_fields:
+            self._last_view = CIMultiDictProxy(CIMultiDict(fields_in))
+            self._last_fields = fields_in
+        return Answer(response.status, self._last_view, response.body, url)
 
     async def _request(
         self,
@@ -345,10 +353,14 @@ class EndpointClient(AsyncClosing):
         while True:
             attempt += 1
             try:
-                answer = await self._once(
-                    method, url, body, headers=headers, timeout_s=timeout_s, cap=cap,
-                    redirects=redirects, channel=channel,
-                )
+                if self._owns_session and method == "POST" and not redirects:  # as _once would
+                    answer = await self._lean(method, url, body or b"", headers=headers,
+                                              timeout_s=timeout_s, cap=cap, channel=channel)
+                else:
+                    answer = await self._once(
+                        method, url, body, headers=headers, timeout_s=timeout_s, cap=cap,
+                        redirects=redirects, channel=channel,
+                    )  # fmt: skip
             except aiohttp.InvalidURL as exc:
                 raise TransportError(f"invalid URL {url!r}: {exc}") from None
             except aiohttp.TooManyRedirects:

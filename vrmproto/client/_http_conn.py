@@ -197,12 +197,15 @@ class Connections:
         self._ssl: ssl.SSLContext | None = None
 
     async def request(self, to: Target, body: bytes, *, channel: bytes | None,
-                      deadline: float, cap: int) -> Response:  # fmt: skip
+                      deadline: float, cap: int,
+                      loop: asyncio.AbstractEventLoop | None = None) -> Response:  # fmt: skip
         """Send one request (its head from :func:`target`) and return the answer, by the loop
         time ``deadline``. Raises :class:`ConnectError`, :class:`ServerClosed` (or another
         OSError), TimeoutError, :class:`~vrmproto._http1.MalformedResponse` or
-        :class:`~vrmproto._http1.ResponseTooLarge`."""
-        loop = asyncio.get_running_loop()
+        :class:`~vrmproto._http1.ResponseTooLarge`. ``loop``: the running loop, if the caller
+        has it at hand."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
         if body or not to.head.startswith(b"GET "):
             request = b"%sContent-Length: %d\r\n\r\n%s" % (to.head, len(body), body)
         else:  # a GET has no content, and says none (RFC 9110 §8.6)
@@ -236,11 +239,15 @@ class Connections:
                 conn = await self._open(loop, to, deadline)
             chan.busy.add(conn)
             try:
-                response = await self._exchange(loop, conn, request, deadline, cap)
+                response = await conn.ask(request, cap, loop, deadline)
             except ServerClosed:
+                conn.close()  # (as _exchange does)
                 if reused and not conn.reader.started:
                     fresh = True
                     continue  # the server had closed it, idle: once more, on a new one
+                raise
+            except BaseException:
+                conn.close()  # an answer may be on its way or half read: the connection is spent
                 raise
             finally:
                 chan.busy.discard(conn)

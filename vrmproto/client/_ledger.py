@@ -49,16 +49,17 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from vrmproto import _records
-from vrmproto._errors import Problem, StateError
 from vrmproto._history import GENESIS, Entry, History, verify_entries
 from vrmproto._keys import Identity, MasterSeed
 from vrmproto._limits import DEFAULT_LIMITS, Limits
+from vrmproto._quick import quick_make
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role
 from vrmproto.client._locks import InTurn, ThreadLocks
+from vrmproto.client._meta import ThreadMeta
 from vrmproto.store import (
     Commit,
     DraftRecord,
@@ -82,6 +83,11 @@ to_row = _records.to_row
 
 log = logging.getLogger("vrmproto.client")
 
+#: ``Commit(...)``, the same object built without the frozen class's ``object.__setattr__``
+#: per field: a step builds one per Commit, of 27 fields (#12; ``tests/test_agent_s13_quick.py``
+#: holds it to the class).
+_new_commit = quick_make(Commit)
+
 
 def is_ours(record: RelationshipRecord) -> bool:
     """Whether a store row is a customer relationship (the agent's), not a vendor's. Compared
@@ -91,103 +97,6 @@ def is_ours(record: RelationshipRecord) -> bool:
 
 
 _CUSTOMER = Role.CUSTOMER.value
-
-
-@dataclass(slots=True)
-class ThreadMeta:
-    """What the agent keeps about a thread beside the core state, while a step works on it:
-    the thread's :class:`~vrmproto.store.ThreadRecord`, drafts and save points."""
-
-    kind: ThreadKind
-    vendor_key: bytes  # the key the vendor's discovery document was signed with at first contact
-    name: str  # the vendor's name, from its discovery document
-    inbox: str  # absolute inbox URL
-    history: str  # absolute history URL
-    lifetime_ms: int  # how long our messages stay valid (the vendor's published limit)
-    generation: int = 0  # pairwise key generation: rotations so far (§2.6)
-    intent_id: bytes | None = None  # the intentcast whose throw-away identity we use (§2.4)
-    last_activity_ms: int = 0
-    last_problem: str = ""  # the last refusal or delivery failure, for people
-    types: tuple[str, ...] | None = None  # what the vendor receives (§13.1-3); None: unknown
-    #: Messages waiting for their turn, in order (see :mod:`vrmproto.client._drafts`).
-    drafts: list[DraftRecord] = field(default_factory=list)
-    #: For each message of ours in the outbox: the relationship as it was before it was signed,
-    #: so a message the vendor refuses can be taken back out of our chain and history (§8.1-5).
-    points: dict[bytes, SavePoint] = field(default_factory=dict)
-    #: Notes of what this step shared (§5.3.1), stored with it.
-    notes: list[ShareNote] = field(default_factory=list)
-    _stored_drafts: frozenset[int] = frozenset()  # draft seqs the store holds
-    _stored_points: frozenset[bytes] = frozenset()  # save points the store holds
-
-    @classmethod
-    def of(cls, r: ThreadRecord, drafts: Sequence[DraftRecord] = (),
-           points: Sequence[SavePoint] = ()) -> ThreadMeta:  # fmt: skip
-        """The working copy of a thread's stored records."""
-        return cls(
-            kind=r.kind, vendor_key=r.vendor_key, name=r.name, inbox=r.inbox,
-            history=r.history_url, lifetime_ms=r.lifetime_ms, generation=r.generation,
-            intent_id=r.intent_id, last_activity_ms=r.last_activity_ms,
-            last_problem=r.last_problem, types=r.types, drafts=list(drafts),
-            points={p.msg_hash: p for p in points},
-            _stored_drafts=frozenset(d.seq for d in drafts),
-            _stored_points=frozenset(p.msg_hash for p in points),
-        )  # fmt: skip
-
-    def record(self, thread: bytes) -> ThreadRecord:
-        return ThreadRecord(
-            thread=thread, kind=self.kind, vendor_key=self.vendor_key, name=self.name,
-            inbox=self.inbox, history_url=self.history, lifetime_ms=self.lifetime_ms,
-            generation=self.generation, intent_id=self.intent_id,
-            last_activity_ms=self.last_activity_ms, last_problem=self.last_problem,
-            types=self.types,
-        )  # fmt: skip
-
-    def check_receives(self, mtype: str) -> None:
-        """Refuse a message of a type the vendor did not list in ``types`` (§13.1-3,
-        §13.1-10): StateError. A thread opened before types were kept allows every type."""
-        if self.types is not None and mtype not in self.types:
-            raise StateError(
-                f"this vendor does not receive {mtype} (its discovery document lists "
-                f"{', '.join(self.types) or 'no types'})", code=Problem.UNKNOWN_TYPE,
-                clause="§13.1-10",
-            )  # fmt: skip
-
-    def queue(self, thread: bytes, kind: str, payload: bytes) -> None:
-        """Add a draft at the end of the thread's queue."""
-        seq = 1 + max((d.seq for d in self.drafts), default=max(self._stored_drafts, default=-1))
-        self.drafts.append(DraftRecord(thread, seq, kind, payload))
-
-    def copy(self) -> ThreadMeta:
-        return replace(self, drafts=list(self.drafts), points=dict(self.points),
-                       notes=list(self.notes))  # fmt: skip
-
-    def changes(self) -> tuple[tuple[DraftRecord, ...], tuple[int, ...], tuple[SavePoint, ...],
-                               tuple[bytes, ...]]:  # fmt: skip
-        """What the store lacks: drafts added and done, save points added and done."""
-        added: tuple[DraftRecord, ...] = ()
-        done: tuple[int, ...] = ()
-        stored = self._stored_drafts
-        if self.drafts or stored:  # most threads have none, in memory or stored
-            added = tuple(d for d in self.drafts if d.seq not in stored)
-            done = tuple(sorted(stored - {d.seq for d in self.drafts}))
-        kept, points = self._stored_points, self.points
-        saved = tuple(p for h, p in points.items() if h not in kept) if points else ()
-        dropped = tuple(sorted(kept - points.keys())) if kept else ()
-        return added, done, saved, dropped
-
-    def unchanged(self) -> bool:
-        """Whether the store holds this working copy's drafts and save points, and it has
-        noted no share: nothing of it for a Commit to write but its thread record."""
-        stored = self._stored_drafts
-        return (not self.notes and self.points.keys() == self._stored_points
-                and len(self.drafts) == len(stored)
-                and all(d.seq in stored for d in self.drafts))  # fmt: skip
-
-    def saved(self) -> None:
-        """The store now holds this working copy."""
-        self._stored_drafts = frozenset(d.seq for d in self.drafts)
-        self._stored_points = frozenset(self.points)
-        self.notes.clear()
 
 
 @dataclass(slots=True)
@@ -206,10 +115,12 @@ class Thread:
     _committing: tuple[RelationshipRecord, ThreadRecord] | None = None  # in a Commit not yet done
     #: The store holds no outbox item of this thread (known while ``_stored`` is current).
     idle: bool = False
+    #: The thread id (``rel.thread``: the relationship may be replaced, its thread never is),
+    #: an attribute: a step reads it a dozen times.
+    id: bytes = field(init=False, repr=False, compare=False)
 
-    @property
-    def id(self) -> bytes:
-        return self.rel.thread
+    def __post_init__(self) -> None:
+        self.id = self.rel.thread
 
     def state(self) -> bytes:
         """``rel.to_state()``, encoded once per history position (see the module docstring)."""
@@ -303,11 +214,22 @@ class Ledger:
         the store (§11.11-2); the step reads the thread afresh. ``on_wait`` is called if
         another process holds it (default: one warning per thread). Take several only in
         sorted order (:meth:`lock_all`)."""
-        waiting = on_wait if on_wait is not None else (lambda: self._busy(thread))
-        return InTurn(self._locks.hold(thread),
-                      lambda: self.store.lock(LOCK_PREFIX + thread, on_wait=waiting),
-                      # another process may have changed it since
-                      lambda: self._set_aside_thread(thread))  # fmt: skip
+        return InTurn(self, thread, on_wait)
+
+    # -- what InTurn takes the locks from (its Holder) --
+
+    def first_lock(self, thread: bytes) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._locks.hold(thread)
+
+    def second_lock(self, thread: bytes, on_wait: Callable[[], None]
+                    ) -> contextlib.AbstractAsyncContextManager[None]:  # fmt: skip
+        return self.store.lock(LOCK_PREFIX + thread, on_wait=on_wait)
+
+    def entered(self, thread: bytes) -> None:
+        self._set_aside_thread(thread)  # another process may have changed it since
+
+    def waiting(self, thread: bytes) -> None:
+        self._busy(thread)
 
     @property
     def held_locks(self) -> int:
@@ -383,7 +305,8 @@ class Ledger:
         and ``aside`` exactly that: then nobody has changed the thread since (see the module
         docstring) and it is taken back whole, with no other read."""
         known = aside._stored
-        if known is None or known[0] != record or aside._committing is not None:
+        if known is None or (known[0] is not record and known[0] != record) or (
+                aside._committing is not None):  # fmt: skip
             return False
         meta, rel = aside.meta, aside.rel
         return (meta.unchanged() and meta.record(record.thread) == known[1]
@@ -460,24 +383,32 @@ class Ledger:
         drafts_done: list[tuple[bytes, int]] = []
         points: list[SavePoint] = []
         points_done: list[tuple[bytes, bytes]] = []
-        notes = [n for t in threads for n in t.meta.notes]
-        items = tuple(outbox_add)
-        adding = {i.thread for i in items}
+        notes: list[ShareNote] = []
         records: list[RelationshipRecord] = []
         thread_records: list[ThreadRecord] = []
         for t in threads:
-            rec, meta = self.record(t, now), t.meta.record(t.id)
+            meta, thread = t.meta, t.id
+            rec, trec = self.record(t, now), meta.record(thread)
             records.append(rec)
-            thread_records.append(meta)
-            t._committing = (rec, meta)
-            if t.id in adding:
-                t.idle = False
-            added, done, saved, dropped = t.meta.changes()
-            drafts_add.extend(added)
-            drafts_done.extend((t.id, seq) for seq in done)
-            points.extend(saved)
-            points_done.extend((t.id, h) for h in dropped)
-        return Commit(
+            thread_records.append(trec)
+            t._committing = (rec, trec)
+            if meta.notes:
+                notes.extend(meta.notes)
+            if meta.points or meta._stored_points or meta.drafts or meta._stored_drafts:
+                added, done, saved, dropped = meta.changes()
+                drafts_add.extend(added)
+                if done:
+                    drafts_done.extend([(thread, seq) for seq in done])
+                points.extend(saved)
+                if dropped:
+                    points_done.extend([(thread, h) for h in dropped])
+        items = tuple(outbox_add)
+        if items:
+            adding = {i.thread for i in items}
+            for t in threads:
+                if t.id in adding:
+                    t.idle = False
+        return _new_commit(
             relationships=tuple(records), threads=tuple(thread_records),
             history=tuple(history), outbox_add=items,
             outbox_done=tuple(outbox_done), truncate=truncate,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 from vrmproto.server._locks import KeyedLocks
 
@@ -24,32 +25,53 @@ class ThreadLocks(KeyedLocks):
         super().__init__()
 
 
+class Holder(Protocol):
+    """What :class:`InTurn` takes its two locks from (the ledger)."""
+
+    def first_lock(self, key: bytes) -> AbstractAsyncContextManager[None]:
+        """The lock of ``key`` among this node's tasks."""
+
+    def second_lock(self, key: bytes, on_wait: Callable[[], None]
+                    ) -> AbstractAsyncContextManager[None]:  # fmt: skip
+        """The lock of ``key`` among every holder of the store (``on_wait`` if it waits)."""
+
+    def entered(self, key: bytes) -> None:
+        """Both locks of ``key`` are held."""
+
+    def waiting(self, key: bytes) -> None:
+        """The store's lock of ``key`` is held elsewhere: it waits (the default ``on_wait``)."""
+
+
 class InTurn:
-    """``async with``: the lock ``first``, then the one ``second()`` makes, held for the block;
-    ``entered()`` is called once both are held. How :meth:`~vrmproto.client._ledger.Ledger.lock`
-    takes a thread's asyncio lock and then the store's (a plain class: cheaper per step than an
-    async generator)."""
+    """``async with``: ``holder``'s first lock of ``key``, then its second, held for the block;
+    ``holder.entered(key)`` is called once both are held. How
+    :meth:`~vrmproto.client._ledger.Ledger.lock` takes a thread's asyncio lock and then the
+    store's (a plain class with one object per step, made when entered: cheaper per step than an
+    async generator, or closures made for every step)."""
 
-    __slots__ = ("_entered", "_first", "_held", "_second")
+    __slots__ = ("_first", "_held", "_holder", "_key", "_on_wait")
 
-    def __init__(self, first: AbstractAsyncContextManager[None],
-                 second: Callable[[], AbstractAsyncContextManager[None]],
-                 entered: Callable[[], None]) -> None:  # fmt: skip
-        self._first = first
-        self._second = second
-        self._entered = entered
+    def __init__(self, holder: Holder, key: bytes,
+                 on_wait: Callable[[], None] | None = None) -> None:  # fmt: skip
+        self._holder = holder
+        self._key = key
+        self._on_wait = on_wait
+
+    def _waiting(self) -> None:
+        self._holder.waiting(self._key)
 
     async def __aenter__(self) -> None:
-        first = self._first
+        holder, key = self._holder, self._key
+        first = self._first = holder.first_lock(key)
         await first.__aenter__()
         try:
-            held = self._second()
+            held = holder.second_lock(key, self._on_wait or self._waiting)
             await held.__aenter__()
         except BaseException:
             await first.__aexit__(None, None, None)
             raise
         self._held = held
-        self._entered()
+        holder.entered(key)
 
     async def __aexit__(self, *exc: object) -> None:
         try:

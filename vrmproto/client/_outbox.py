@@ -21,6 +21,7 @@ from dataclasses import replace
 
 from vrmproto._errors import StateError, TransportError, VrmError
 from vrmproto._messages import Receipt
+from vrmproto._quick import quick_make
 from vrmproto.client._delivery import Delivery, DeliveryStatus, OutboxRun
 from vrmproto.client._drafts import Draft, DraftKind, encode_draft
 from vrmproto.client._ledger import Thread, to_row
@@ -43,10 +44,12 @@ __all__ = [
 #: Most threads :meth:`Outbox.enqueue` locks and writes at once (one Commit each chunk).
 ENQUEUE_CHUNK = 256
 
+_new_item = quick_make(OutboxItem)  # OutboxItem(...), once per message sent (#12)
+
 
 def queued(item_id: int, new: NewOutboxItem) -> OutboxItem:
     """The outbox item the store made of ``new`` (never tried yet) under ``item_id``."""
-    return OutboxItem(item_id, new.destination, new.thread, new.msg_hash, new.envelope, 0,
+    return _new_item(item_id, new.destination, new.thread, new.msg_hash, new.envelope, 0,
                       new.next_attempt_ms, "", new.created_ms)  # fmt: skip
 
 

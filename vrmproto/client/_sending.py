@@ -44,14 +44,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Protocol
 
 from vrmproto._errors import PeerProblemError, Problem, ProtocolError, TransportError, VrmError
 from vrmproto._messages import DataShare, Receipt
+from vrmproto._quick import quick_make
 from vrmproto._relationship import Received, Sent
 from vrmproto.client._delivery import Delivery
-from vrmproto.client._drafts import QUEUED, Draft, Signer, decode_draft
+from vrmproto.client._drafts import QUEUED, Draft, Signer, decode_draft, with_status
 from vrmproto.client._errors import InvalidResponse, Transient
 from vrmproto.client._ledger import Ledger, Thread, to_row
 from vrmproto.client._moved import Documents, post_following
@@ -66,6 +66,8 @@ __all__ = ["Sender", "may_close_lazily"]
 
 #: Most signed messages whose header fields a :class:`Sender` keeps until it delivers them.
 KEPT_HEADERS = 4096
+
+_new_outbox_item = quick_make(NewOutboxItem)  # NewOutboxItem(...), once per message (#12)
 
 
 class LazyStore(Protocol):
@@ -143,7 +145,7 @@ class Sender:
         if len(self._signed) >= KEPT_HEADERS:  # never delivered here: read them back if need be
             self._signed.clear()
         self._signed[msg.hash] = (msg.header.id, msg.header.expires, msg.header.type)
-        return NewOutboxItem(
+        return _new_outbox_item(
             destination=t.url, thread=t.id, msg_hash=sent.message.hash,
             envelope=sent.message.envelope, next_attempt_ms=now, created_ms=now,
         )
@@ -320,7 +322,7 @@ class Sender:
         if note is None and d.type == DataShare.TYPE:  # queued by another agent, or before
             note = await self._stored_note(t.id, item.msg_hash)  # a restart
         if note is not None:  # confirmed: the vendor's receipt is in (§5.3.1); or given up
-            t.meta.notes.append(replace(note, status=d.status))
+            t.meta.notes.append(with_status(note, d.status))
         return d
 
     def _acknowledge(self, t: Thread, acks: Sequence[bytes], history: list[HistoryEntry],

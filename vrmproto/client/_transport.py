@@ -81,9 +81,23 @@ def default_clock() -> int:
     return time.time_ns() // 1_000_000
 
 
+#: Ids read from ``os.urandom`` 256 at a time: one system call, not one per message (#12).
+#: ``list.pop`` hands each id to one caller, whatever the threads; a forked child starts with
+#: none, so it never repeats its parent's.
+_ids: list[bytes] = []
+_ID_BATCH = 256
+if hasattr(os, "register_at_fork"):  # (POSIX)
+    os.register_at_fork(after_in_child=_ids.clear)
+
+
 def default_random_id() -> bytes:
-    """16 random bytes: message ids, thread ids, nonces."""
-    return os.urandom(16)
+    """16 random bytes from ``os.urandom``: message ids, thread ids, nonces."""
+    try:
+        return _ids.pop()
+    except IndexError:
+        block = os.urandom(16 * _ID_BATCH)
+        _ids.extend([block[i : i + 16] for i in range(16, len(block), 16)])
+        return block[:16]
 
 
 @dataclass(frozen=True, slots=True)

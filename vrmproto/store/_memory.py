@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Iterable
 from contextlib import AbstractAsyncContextManager
 
 from vrmproto._closing import AsyncClosing
+from vrmproto._quick import quick_new
 from vrmproto.store._base import (
     Commit,
     DeadLetter,
@@ -38,6 +39,8 @@ from vrmproto.store._base import (
 from vrmproto.store._locks import LocalLocks
 from vrmproto.store._rel_query import RelationshipsWhere
 from vrmproto.store._rows import ThreadKind
+
+_new_item = quick_new(OutboxItem)  # OutboxItem(...): every message sent is one
 
 __all__ = ["MemoryStore"]
 
@@ -252,7 +255,7 @@ class MemoryStore(AsyncClosing):
         ids: list[int] = []
         for o in c.outbox_add:
             item_id, self._next_item_id = self._next_item_id, self._next_item_id + 1
-            self._outbox[item_id] = OutboxItem(
+            self._outbox[item_id] = _new_item(
                 item_id, o.destination, o.thread, o.msg_hash, o.envelope, 0,
                 o.next_attempt_ms, "", o.created_ms,
             )  # fmt: skip
@@ -273,7 +276,8 @@ class MemoryStore(AsyncClosing):
         self._cursors.update(c.event_cursors)
         for key in c.dead_letters_done:
             self._dead.pop(key, None)
-        self._dead.update(((d.name, d.pos), d) for d in c.dead_letters)
+        if c.dead_letters:  # (each part tested first: most Commits have few of the 26)
+            self._dead.update(((d.name, d.pos), d) for d in c.dead_letters)
 
     def _apply_rows(self, c: Commit) -> None:
         """The typed-record parts of ``c``, in :class:`~vrmproto.store.Commit`'s order."""
@@ -298,9 +302,12 @@ class MemoryStore(AsyncClosing):
             for i, e in enumerate(self._events):
                 if e.personal is not None and (e.thread, e.msg_hash) in gone:
                     self._events[i] = dataclasses.replace(e, personal=None)
-        self._intents.update((i.intent_id, i) for i in c.intents)
-        self._offers.update((o.hash, o) for o in c.offers)
-        self._share_notes.update((n.share, n) for n in c.share_notes)
+        if c.intents:
+            self._intents.update((i.intent_id, i) for i in c.intents)
+        if c.offers:
+            self._offers.update((o.hash, o) for o in c.offers)
+        if c.share_notes:
+            self._share_notes.update((n.share, n) for n in c.share_notes)
         for intent_id in c.intents_drop:
             self._intents.pop(intent_id, None)
             for offer in [k for k, o in self._offers.items() if o.intent_id == intent_id]:
