@@ -17,6 +17,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -211,18 +212,23 @@ def _namespace_or_skip() -> list[str]:
     return [unshare, "-n", "sh", "-c", setup + ' && exec "$0" "$@"']
 
 
+def _run_in_namespace(tmp_path: Path, source: str) -> Any:
+    """Run ``source`` in a private network namespace (or skip); its last line of stdout, as JSON."""
+    prefix = _namespace_or_skip()
+    script = tmp_path / "inside.py"
+    script.write_text(source)
+    proc = subprocess.run([*prefix, sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, env=cli_env(tmp_path / "home"), cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def test_zeroconf_advertise_browse_and_vrm_discover_in_a_private_namespace(
     tmp_path: Path,
 ) -> None:
     """§13.2: an advertised vendor is found and verified; an advertisement whose fingerprint is
     not the key of its document is found but never verified (§13.2-6, §13.2-7)."""
-    prefix = _namespace_or_skip()
-    script = tmp_path / "inside.py"
-    script.write_text(_INSIDE)
-    proc = subprocess.run([*prefix, sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=60, env=cli_env(tmp_path / "home"), cwd=ROOT, check=False)
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = _run_in_namespace(tmp_path, _INSIDE)
     honest_key = Identity(bytes(range(32))).public_key
     by_name = {f["name"]: f for f in result["library"]}
     assert set(by_name) == {"Avis Park City", "Totally Avis"}
@@ -281,12 +287,6 @@ _FLOOD = textwrap.dedent(
 
 def test_a_flood_of_announcements_is_capped_in_a_private_namespace(tmp_path: Path) -> None:
     """Eight services announced, ``max_found=3``: three reported, all of them announced ones."""
-    prefix = _namespace_or_skip()
-    script = tmp_path / "flood.py"
-    script.write_text(_FLOOD)
-    proc = subprocess.run([*prefix, sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=60, env=cli_env(tmp_path / "home"), cwd=ROOT, check=False)
-    assert proc.returncode == 0, proc.stderr
-    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    found = _run_in_namespace(tmp_path, _FLOOD)
     assert len(found) == 3
     assert set(found) <= {f"Flood {i}" for i in range(8)}

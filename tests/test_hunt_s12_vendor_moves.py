@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from _agent_clock import DAY_MS, FIELDS, T0, URL, Clock
@@ -37,18 +39,27 @@ def vendor(clock: Clock) -> Endpoint:
                     clock=clock)  # fmt: skip
 
 
-async def share(agent: Agent, thread: bytes) -> Delivery:
-    return await agent.share(thread, FIELDS, purposes=["delivery"], categories=["contact"],
-                             expires_ms=T0 + 365 * DAY_MS)  # fmt: skip
-
-
-async def test_a_new_inbox_in_the_vendors_document_is_used_once_the_old_one_expired() -> None:
+@asynccontextmanager
+async def world() -> AsyncIterator[tuple[Clock, Endpoint, MemoryTransport, Agent]]:
+    """A vendor at ``URL`` on a memory transport, and an agent; the agent is closed after."""
     clock = Clock()
     ep = vendor(clock)
     transport = MemoryTransport(clock=clock)
     transport.add(URL, ep)
     agent = await Agent.open(MemoryStore(), os.urandom(32), client=transport, clock=clock)
     try:
+        yield clock, ep, transport, agent
+    finally:
+        await agent.close()
+
+
+async def share(agent: Agent, thread: bytes) -> Delivery:
+    return await agent.share(thread, FIELDS, purposes=["delivery"], categories=["contact"],
+                             expires_ms=T0 + 365 * DAY_MS)  # fmt: skip
+
+
+async def test_a_new_inbox_in_the_vendors_document_is_used_once_the_old_one_expired() -> None:
+    async with world() as (clock, ep, transport, agent):
         thread = (await agent.connect(URL)).thread
         assert (await share(agent, thread)).confirmed
         ep.inbox_path, ep.history_path = "/v2/vrm/inbox", "/v2/vrm/history"  # a redeployment
@@ -64,17 +75,10 @@ async def test_a_new_inbox_in_the_vendors_document_is_used_once_the_old_one_expi
         assert stored is not None
         assert stored.inbox == URL + "/v2/vrm/inbox"  # kept: the next process uses it too
         assert stored.history_url == URL + "/v2/vrm/history"
-    finally:
-        await agent.close()
 
 
 async def test_connecting_to_a_vendor_at_its_new_url_moves_the_relationship() -> None:
-    clock = Clock()
-    ep = vendor(clock)
-    transport = MemoryTransport(clock=clock)
-    transport.add(URL, ep)
-    agent = await Agent.open(MemoryStore(), os.urandom(32), client=transport, clock=clock)
-    try:
+    async with world() as (_, ep, transport, agent):
         thread = (await agent.connect(URL)).thread
         transport.remove(URL)
         transport.add(NEW_URL, ep)  # the vendor moved, with its key and its relationships
@@ -83,36 +87,24 @@ async def test_connecting_to_a_vendor_at_its_new_url_moves_the_relationship() ->
         assert again.thread == thread
         d = await share(agent, thread)
         assert d.confirmed, d.error  # actual: queued for the old URL, until it expires
-    finally:
-        await agent.close()
 
 
 async def test_a_document_still_valid_is_not_read_again() -> None:
     """The document is read again only when needed: a share a day costs no discovery GET."""
-    clock = Clock()
-    transport = MemoryTransport(clock=clock)
-    transport.add(URL, vendor(clock))
-    agent = await Agent.open(MemoryStore(), os.urandom(32), client=transport, clock=clock)
-    try:
+    async with world() as (clock, _, transport, agent):
         thread = (await agent.connect(URL)).thread
         transport.requests.clear()
         for _ in range(3):
             clock.now += 3_600_000
             assert (await share(agent, thread)).confirmed
         assert Route.DISCOVERY not in {r.route for r in transport.requests}
-    finally:
-        await agent.close()
 
 
 async def test_a_document_signed_by_another_key_moves_nothing() -> None:
     """Someone else at the vendor's URL, naming other paths: the document read again doesn't
     verify under the relationship's key, so the message stays queued for the vendor we know
     (§11.10-1) — a new key is a person's decision, not the agent's."""
-    clock = Clock()
-    transport = MemoryTransport(clock=clock)
-    transport.add(URL, vendor(clock))
-    agent = await Agent.open(MemoryStore(), os.urandom(32), client=transport, clock=clock)
-    try:
+    async with world() as (clock, _, transport, agent):
         thread = (await agent.connect(URL)).thread
         other = vendor(clock)
         other.inbox_path, other.history_path = "/v2/vrm/inbox", "/v2/vrm/history"
@@ -124,8 +116,6 @@ async def test_a_document_signed_by_another_key_moves_nothing() -> None:
         assert stored is not None
         assert stored.inbox == URL + "/vrm/inbox"
         assert not [r for r in transport.requests if r.url.startswith(URL + "/v2/")]
-    finally:
-        await agent.close()
 
 
 async def test_an_inbox_gone_from_its_path_is_found_through_the_document(tmp_path: Path) -> None:
@@ -174,11 +164,7 @@ async def share_now(agent: Agent, thread: bytes) -> Delivery:
 async def test_an_expired_document_that_cant_be_read_is_tried_again_a_minute_later() -> None:
     """The document expired and can't be read (its URL fails): the message still goes to the
     inbox known, and the next read is tried a minute later, not before every message."""
-    clock = Clock()
-    transport = MemoryTransport(clock=clock)
-    transport.add(URL, vendor(clock))
-    agent = await Agent.open(MemoryStore(), os.urandom(32), client=transport, clock=clock)
-    try:
+    async with world() as (clock, _, transport, agent):
         thread = (await agent.connect(URL)).thread
         transport._routes.pop(discovery_url(URL))  # the document's URL answers no more
         clock.now += 2 * DAY_MS
@@ -193,5 +179,3 @@ async def test_an_expired_document_that_cant_be_read_is_tried_again_a_minute_lat
         assert [await reads(), await reads()] == [1, 0]
         clock.now += 61_000
         assert await reads() == 1
-    finally:
-        await agent.close()
