@@ -270,6 +270,9 @@ class Relationship:
         # to_state's wire form of each term list, with the tuple it was made from
         self._wired: dict[str, tuple[tuple[TermRef, ...], list[dict[str, object]]]] = {}
         self._wires: tuple[Any, ...] | None = None  # (counter, offered, terms, their 3 wires)
+        # to_state's last four keys packed, with the state, terms' wire and thread they hold
+        # (kept only while no withdrawal is pending: that dict changes in place)
+        self._tail: tuple[str, object, bytes, bytes] | None = None
 
     def __repr__(self) -> str:
         return f"<Relationship {self.role.value} {self.thread.hex()} {self.state.value}>"
@@ -539,12 +542,21 @@ class Relationship:
             "retired": [[k, v] for k, v in sorted(retired.items())] if retired else [],
             "role": self.role._value_,  # (the attribute: Enum.value is a Python property)
         })
-        after = _codec.pack_sorted({
-            "state": self.state._value_,
-            "terms": wires[5],
-            "thread": self.thread,
-            "withdraws": [[k, list(v)] for k, v in sorted(withdraws.items())] if withdraws else [],
-        })
+        # The last four keys change far less often than the rest (a share changes none of
+        # them): packed again only when the state, the terms' wire form or the thread did.
+        state, twire, thread, tail = self.state._value_, wires[5], self.thread, self._tail
+        if (withdraws or tail is None or tail[0] is not state or tail[1] is not twire
+                or tail[2] is not thread):  # fmt: skip
+            after = _codec.pack_sorted({
+                "state": state,
+                "terms": twire,
+                "thread": thread,
+                "withdraws": ([[k, list(v)] for k, v in sorted(withdraws.items())]
+                              if withdraws else []),
+            })  # fmt: skip
+            self._tail = None if withdraws else (state, twire, thread, after)
+        else:
+            after = tail[3]
         shares = self.shares
         packed = (shares if isinstance(shares, ShareMap) else ShareMap(shares.items())).packed()
         # One map of 20 entries: each part's own (one-byte fixmap) header is left out.
