@@ -492,6 +492,14 @@ def dump_record(obj: Any) -> dict[str, Any]:
     return out
 
 
+def check_record(obj: Any, path: str = "$") -> None:
+    """Raise :class:`ValidationError` (``invalid_field``, with its path) for anything in a
+    built ``obj`` its receiver would refuse (§5.1-2): its wire map read back with the field
+    rules. Constructors do not check (a decoded value was checked as it was read); a sender
+    checks what the person gave before it signs, stores or sends anything."""
+    load_record(type(obj), dump_record(obj), path)
+
+
 # -- specialised readers and writers (the hot paths of open_envelope and sign_message) ----------
 #
 # load_record and dump_record above are the definitions. For each declared class, the functions

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from vrmproto._errors import StateError, TransportError, VrmError
+from vrmproto._fields import check_record
 from vrmproto._messages import (
     AddressUpdate,
     DataErased,
@@ -57,7 +58,12 @@ class DataOps(AgentBase):
         ``purposes`` and ``categories`` are Kantara numbers or names (§6.6, §6.7);
         ``expires_ms`` is when the vendor must delete the data (ms since the epoch). The
         delivery's ``msg_hash`` names the share for :meth:`withdraw`.
+
+        Fields the vendor would refuse (none, more than 64, a value over 4096 characters:
+        §5.3.1, §5.1-2) raise :class:`~vrmproto.ValidationError` before anything is sealed or
+        stored.
         """
+        check_record(FieldsContent(fields=dict(fields)), "$.fields")
         draft = ShareDraft(
             msg_id=self.random_id(), fields=dict(fields),
             purposes=tuple(parse_purpose(p) for p in purposes),
@@ -124,8 +130,10 @@ class DataOps(AgentBase):
         Each vendor gets its own sealed copy. Every copy is stored in the outbox, in one
         commit, before the first is sent (§12.7-5), so a crash mid-way leaves the rest to
         :meth:`run_outbox`; vendors that cannot be reached now stay ``queued`` there too.
+        Fields no vendor would accept raise :class:`~vrmproto.ValidationError` first, as in
+        :meth:`share`.
         """
-        FieldsContent(fields=dict(fields))
+        check_record(FieldsContent(fields=dict(fields)), "$.fields")
         records = await self._ours(states=(State.AGREED.value,))  # an index, not a scan
         unsigned: dict[bytes, VrmError] = {}
         for r in records:  # a vendor that receives no address.update fails alone (§13.1-10)

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from vrmproto._binding import DiscoveryDocument
 from vrmproto._errors import Problem, StateError, ValidationError
+from vrmproto._fields import check_record
 from vrmproto._messages import Intentcast, IntentDecline, IntentOffer, Money
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role, State
@@ -118,6 +119,8 @@ class IntentOps(AgentBase):
         One fresh identity for this intentcast (§2.4), a fresh thread per vendor; answers are
         collected until every vendor answered or ``deadline_ms`` passed (the intentcast's
         ``reply_by``, which is also when its envelopes expire). Offers are ranked by price.
+        An intentcast the wire can't carry (``what`` over 500 characters, §5.4.1) raises
+        :class:`~vrmproto.ValidationError` before it is stored or sent.
         """
         reply_by = self.clock() + deadline_ms
         body = Intentcast(
@@ -125,6 +128,7 @@ class IntentOps(AgentBase):
             memberships=tuple(memberships), where=where, start=start, end=end,
             max_price=max_price, terms=tuple(terms) if terms else None,
         )
+        check_record(body, "$.body")  # what every vendor would refuse, before it is kept
         record = intent_record_of(body, self.random_id(), self.clock())
         return await self.intentcast_more(record, body, vendors, progress=progress,
                                           concurrency=concurrency)  # fmt: skip
