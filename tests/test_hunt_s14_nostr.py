@@ -1,0 +1,147 @@
+"""Relays and the events on them are a hostile open network (§15): anyone signs an event with a
+key of their own, and a relay sends whatever it likes, whatever was asked for.
+
+Before:
+
+- an intentcast whose ``expiration`` tag (or ``nonce`` target) held ``²`` (``str.isdigit`` is
+  true, ``int`` refuses it) or thousands of digits made ``RelayVendor.consider`` raise
+  ``ValueError``: ``vrm vendor serve --relay`` lost its relay listener for good, silently, at the
+  first such event (``serve`` retries only on ``RelayError``);
+- an event with a lone surrogate (JSON ``"\\ud800"``) made ``Event.from_json`` raise
+  ``UnicodeEncodeError``: the subscription to that relay ended there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from vrmproto import Identity, Intentcast, MasterSeed, Money, sign_message
+from vrmproto.nostr import (
+    KIND_INTENTCAST,
+    Event,
+    EventError,
+    NostrKey,
+    Relay,
+    intentcast_event,
+    sign_event,
+)
+from vrmproto.nostr._vendor import RelayVendor, catalogue_keywords
+from vrmproto.server import load_vendor_config
+
+VENDORS = Path(__file__).resolve().parent.parent / "examples" / "vendors"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def hertz(url: str = "http://127.0.0.1:1") -> RelayVendor:
+    config = load_vendor_config(VENDORS / "hertz.toml")
+    assert config.seed is not None
+    return RelayVendor(config.policy(), Identity(config.seed), url,
+                       catalogue_keywords(config.catalogue))  # fmt: skip
+
+
+def cast(what: str, seed: MasterSeed | None = None) -> tuple[Event, Any]:
+    """A relayed intentcast for ``what`` from a throw-away identity, and its message."""
+    seed = seed or MasterSeed(os.urandom(32))
+    intent_id = os.urandom(16)
+    identity = seed.for_intent(intent_id)
+    now = now_ms()
+    body = Intentcast(what=what, reply_by=now + 60_000, constraints=(), memberships=(),
+                      max_price=Money(30000, "USD"))  # fmt: skip
+    msg = sign_message(body, identity=identity, recipient=identity.public_key,
+                       thread=os.urandom(16), prev=None, now=now, msg_id=os.urandom(16),
+                       lifetime_ms=60_000)  # fmt: skip
+    key = NostrKey.for_intent(seed.seed, intent_id)
+    return intentcast_event(msg, key, aux=os.urandom(32)), msg
+
+
+def resigned(event: Event, tags: Any) -> Event:
+    """``event`` with other tags, signed by a key of anyone's: as valid as any event."""
+    return sign_event(NostrKey(os.urandom(32)), event.created_at, event.kind, tags,
+                      event.content, aux=os.urandom(32))  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", ["²", "١٢", "9" * 5000, "-5", ""])
+async def test_a_signed_intentcast_with_a_tag_that_is_no_number_is_dropped(bad: str) -> None:
+    event, _ = cast("suv rental")
+    expiring = resigned(event, [t if t[0] != "expiration" else ("expiration", bad)
+                                for t in event.tags])  # fmt: skip
+    v = hertz()
+    assert await v.consider(expiring) is None
+    assert v.dropped == {"invalid_field": 1}
+    # a nonce tag whose target is no number carries no work; the intentcast is still answered
+    worked = resigned(event, [*event.tags, ("nonce", "7", bad)])
+    assert worked.difficulty == 0
+    assert await hertz().consider(worked) is not None
+
+
+def test_an_event_with_a_lone_surrogate_is_an_event_error() -> None:
+    event, _ = cast("suv rental")
+    for field in ("content", "tags"):
+        obj = event.to_json()
+        obj[field] = "\ud800" if field == "content" else [["t", "\udfff"]]
+        with pytest.raises(EventError):
+            Event.from_json(obj)
+
+
+# -- a hostile relay ----------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def hostile_relay(send: Any) -> AsyncIterator[str]:
+    """A relay on 127.0.0.1 that stores what is published and answers every REQ with
+    ``send(sub, filter, stored)``: a list of events (as JSON objects, or raw text), then EOSE."""
+    stored: list[dict[str, Any]] = []
+
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        async for msg in sock:
+            m = json.loads(msg.data)
+            if m[0] == "EVENT":
+                stored.append(m[1])
+                await sock.send_str(json.dumps(["OK", m[1]["id"], True, ""]))
+            elif m[0] == "REQ":
+                for item in send(m[1], m[2], list(stored)):
+                    await sock.send_str(item if isinstance(item, str) else
+                                        json.dumps(["EVENT", m[1], item]))  # fmt: skip
+                await sock.send_str(json.dumps(["EOSE", m[1]]))
+        return sock
+
+    app = web.Application()
+    app.router.add_get("/", ws)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"ws://127.0.0.1:{port}/"
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_event_a_relay_cannot_encode_leaves_the_subscription_open() -> None:
+    good, _ = cast("suv rental")
+
+    def send(sub: str, flt: dict[str, Any], stored: list[Any]) -> list[Any]:
+        raw = json.dumps(["EVENT", sub, good.to_json()])
+        return [raw.replace('"content": "', '"content": "\\ud800'), good.to_json()]
+
+    async with (hostile_relay(send) as url, aiohttp.ClientSession() as session,
+                Relay(url, session) as relay):  # fmt: skip
+        got = [e.id async for e in relay.subscribe({"kinds": [KIND_INTENTCAST]},
+                                                  until_eose=True)]  # fmt: skip
+    assert got == [good.id]
