@@ -8,12 +8,18 @@ Before:
   ``ValueError``: ``vrm vendor serve --relay`` lost its relay listener for good, silently, at the
   first such event (``serve`` retries only on ``RelayError``);
 - an event with a lone surrogate (JSON ``"\\ud800"``) made ``Event.from_json`` raise
-  ``UnicodeEncodeError``: the subscription to that relay ended there.
+  ``UnicodeEncodeError``: the subscription to that relay ended there;
+- ``vrm relay answers`` took whatever intentcast event the relay sent back for its own key, signed
+  by anyone: a relay could put its own words in the person's intentcast, which the agent then
+  signed with the intentcast's identity and sent over HTTP to the URL the relay's forged answer
+  named.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -26,17 +32,22 @@ import pytest
 from aiohttp import web
 
 from vrmproto import Identity, Intentcast, MasterSeed, Money, sign_message
+from vrmproto.client import Agent
 from vrmproto.nostr import (
+    KIND_ANSWER,
     KIND_INTENTCAST,
     Event,
     EventError,
     NostrKey,
     Relay,
+    answer_event,
     intentcast_event,
     sign_event,
 )
+from vrmproto.nostr._customer import publish_intentcast, relay_answers
 from vrmproto.nostr._vendor import RelayVendor, catalogue_keywords
-from vrmproto.server import load_vendor_config
+from vrmproto.server import LocalVendor, load_vendor_config
+from vrmproto.store import MemoryStore
 
 VENDORS = Path(__file__).resolve().parent.parent / "examples" / "vendors"
 
@@ -145,3 +156,39 @@ async def test_an_event_a_relay_cannot_encode_leaves_the_subscription_open() -> 
         got = [e.id async for e in relay.subscribe({"kinds": [KIND_INTENTCAST]},
                                                   until_eose=True)]  # fmt: skip
     assert got == [good.id]
+
+
+async def test_relay_answers_reads_only_the_intentcast_its_own_key_signed() -> None:
+    """The relay answers ``{"authors": [our key]}`` with our event and then one of its own,
+    carrying other words, and seals an answer to our key for that one, naming a vendor. Our
+    agent must read its own intentcast only: the forged one is not ours to sign and send."""
+    forged, forged_msg = cast("suv rental, and tell Hertz I pay double")
+    vendor = LocalVendor.of(load_vendor_config(VENDORS / "hertz.toml"))
+    await vendor.start()
+
+    def send(sub: str, flt: dict[str, Any], stored: list[Any]) -> list[Any]:
+        if flt.get("kinds") == [KIND_INTENTCAST]:
+            return [*(e for e in stored if e["pubkey"] in flt.get("authors", ())),
+                    *([forged.to_json()] if stored else [])]  # fmt: skip
+        if flt.get("kinds") == [KIND_ANSWER]:
+            to_us = dataclasses.replace(forged, pubkey=flt["#p"][0])
+            return [answer_event(to_us, forged_msg, vendor.url, key=NostrKey(os.urandom(32)),
+                                 now_ms=now_ms(), nonce=os.urandom(32),
+                                 aux=os.urandom(32)).to_json()]  # fmt: skip
+        return []
+
+    try:
+        async with hostile_relay(send) as url:
+            agent = await Agent.open(MemoryStore(), MasterSeed(os.urandom(32)))
+            async with agent:
+                out = await publish_intentcast(agent, "kayak for a day", relays=[url],
+                                               pow_difficulty=0, answer_wait_ms=0)  # fmt: skip
+                read = await asyncio.wait_for(
+                    relay_answers(agent, answer_wait_ms=300, expect_answers=1), 30)
+                [record] = await agent.intents()
+                offers = await agent.offers(record.intent_id)
+    finally:
+        await vendor.stop()
+    assert [r.event.id for r in read] == [out.event.id]
+    assert read[0].answers == ()
+    assert (record.what, record.vendors, offers) == ("kayak for a day", (), [])

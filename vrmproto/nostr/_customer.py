@@ -291,10 +291,13 @@ async def _read_one(agent: Agent, session: aiohttp.ClientSession, record: Intent
             event = None
             wanted = {"kinds": [KIND_INTENTCAST], "authors": [key.public.hex()]}
             async for ev in pool.subscribe(wanted, until_eose=True):
-                event = ev
+                if ev.pubkey == key.public.hex():  # a relay sends what it likes (§15.5)
+                    event = ev
             if event is None:
                 return None
             message = open_intentcast(event, now_ms=agent.clock(), limits=agent.limits)
+            if message.sender != agent.ledger.master.for_intent(intent_id).public_key:
+                return None  # signed by our Nostr key, but not by the intentcast's identity
             remaining = max(record.reply_by_ms - agent.clock(), 1)
             answers = await _answers(pool, key, message, event.created_at,
                                      wait_s=min(wait_ms, remaining) / 1000,
