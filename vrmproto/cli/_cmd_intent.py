@@ -18,6 +18,7 @@ from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._output import Out, brief, money_json, safe, table
 from vrmproto.cli._parse import (
     by_prefix,
+    check_intentcast,
     format_time,
     parse_date,
     parse_duration,
@@ -172,6 +173,7 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
     you: each intentcast has its own throw-away keys. Answers that come through the relays
     after --relay-wait are read with `vrm relay answers`.
     """
+    check_intentcast(what, where=where, constraints=constraints, memberships=members)
     start_ms = parse_date(start) if start else None
     end_ms = parse_date(end, end_of_day=True) if end else None
     if start_ms is not None and end_ms is not None and end_ms < start_ms:

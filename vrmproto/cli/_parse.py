@@ -13,7 +13,9 @@ from typing import TypeVar
 
 import click
 
-from vrmproto._messages import Money
+from vrmproto._errors import ProtocolError
+from vrmproto._fields import dump_record, load_record
+from vrmproto._messages import FieldsContent, Intentcast, Money
 from vrmproto._vocab import ROSTER, ParamValue, Term, TermRef, get_term, latest
 from vrmproto.cli._currencies import check_currency
 from vrmproto.cli._errors import EXIT_USAGE, CliError
@@ -27,6 +29,7 @@ __all__ = [
     "MIN_ID_PREFIX",
     "TIME_MAX_MS",
     "by_prefix",
+    "check_intentcast",
     "parse_date",
     "parse_duration",
     "parse_fields",
@@ -199,7 +202,36 @@ def parse_fields(items: Iterable[str]) -> dict[str, str]:
         fields[name] = value
     if not fields:
         raise click.BadParameter("give at least one FIELD=VALUE")
+    _check_wire(FieldsContent(fields), {"fields": "FIELD=VALUE"})
     return fields
+
+
+#: The option each intentcast field comes from, for :func:`check_intentcast`'s message.
+_INTENT_OPTIONS = {"what": "WHAT", "where": "--where", "constraints": "--constraint",
+                   "memberships": "--member"}  # fmt: skip
+_WIRE_PATH = re.compile(r"\$\.(?P<top>[a-z_]+)(?:\[\d+\])?(?:\.(?P<rest>.+))?")
+
+
+def _check_wire(value: object, options: Mapping[str, str]) -> None:
+    """What the receiver will check of ``value`` (a body or sealed content, §5.1), checked before
+    anything is signed or sent: a value longer than the protocol carries is a usage error
+    naming the option, not a message every vendor refuses with ``invalid_field``."""
+    try:
+        load_record(type(value), dump_record(value), "$")
+    except ProtocolError as exc:
+        m = _WIRE_PATH.fullmatch(exc.path or "")
+        top, rest = (m["top"], m["rest"]) if m else ("", None)
+        where = options.get(top, top) if rest is None else rest
+        raise click.BadParameter(f"{where}: {exc.detail}" if where else exc.detail) from None
+
+
+def check_intentcast(what: str, *, where: str | None, constraints: Sequence[str],
+                     memberships: Sequence[str]) -> None:
+    """Raise :class:`click.BadParameter` if an intentcast of these words would break the wire's
+    limits (§5.4.1: ``what`` ≤ 500 characters, ``where`` and each rule or membership ≤ 200, at
+    most 32 of each)."""
+    _check_wire(Intentcast(what=what, reply_by=0, where=where, constraints=tuple(constraints),
+                           memberships=tuple(memberships)), _INTENT_OPTIONS)  # fmt: skip
 
 
 def _term(term_id: str, version: str | None) -> Term:
