@@ -30,6 +30,8 @@ __all__ = [
     "TIME_MAX_MS",
     "by_prefix",
     "check_intentcast",
+    "fields_problem",
+    "intentcast_problem",
     "parse_date",
     "parse_duration",
     "parse_fields",
@@ -202,7 +204,8 @@ def parse_fields(items: Iterable[str]) -> dict[str, str]:
         fields[name] = value
     if not fields:
         raise click.BadParameter("give at least one FIELD=VALUE")
-    _check_wire(FieldsContent(fields), {"fields": "FIELD=VALUE"})
+    if (problem := fields_problem(fields)) is not None:
+        raise click.BadParameter(problem)
     return fields
 
 
@@ -212,26 +215,44 @@ _INTENT_OPTIONS = {"what": "WHAT", "where": "--where", "constraints": "--constra
 _WIRE_PATH = re.compile(r"\$\.(?P<top>[a-z_]+)(?:\[\d+\])?(?:\.(?P<rest>.+))?")
 
 
-def _check_wire(value: object, options: Mapping[str, str]) -> None:
-    """What the receiver will check of ``value`` (a body or sealed content, §5.1), checked before
-    anything is signed or sent: a value longer than the protocol carries is a usage error
-    naming the option, not a message every vendor refuses with ``invalid_field``."""
+def wire_problem(value: object, options: Mapping[str, str]) -> str | None:
+    """What the receiver will refuse in ``value`` (a body or sealed content, §5.1), in a
+    sentence naming the option (``options``: field → option), or None. Checked before anything
+    is signed or sent: a value longer than the protocol carries is the person's to fix, not a
+    message every vendor refuses with ``invalid_field``."""
     try:
         load_record(type(value), dump_record(value), "$")
     except ProtocolError as exc:
         m = _WIRE_PATH.fullmatch(exc.path or "")
         top, rest = (m["top"], m["rest"]) if m else ("", None)
         where = options.get(top, top) if rest is None else rest
-        raise click.BadParameter(f"{where}: {exc.detail}" if where else exc.detail) from None
+        return f"{where}: {exc.detail}" if where else exc.detail
+    return None
+
+
+def fields_problem(fields: Mapping[str, str]) -> str | None:
+    """What breaks the wire's limits in shared fields (values ≤ 4096 characters, 1..64 fields)."""
+    return wire_problem(FieldsContent(fields), {"fields": "FIELD=VALUE"})
+
+
+def intentcast_problem(what: str, *, where: str | None, constraints: Sequence[str],
+                       memberships: Sequence[str],
+                       labels: Mapping[str, str] = _INTENT_OPTIONS) -> str | None:  # fmt: skip
+    """What breaks the wire's limits in an intentcast of these words (§5.4.1: ``what`` ≤ 500
+    characters, ``where`` and each rule or membership ≤ 200, at most 32 of each); ``labels``:
+    what the person calls each field."""
+    return wire_problem(Intentcast(what=what, reply_by=0, where=where,
+                                   constraints=tuple(constraints),
+                                   memberships=tuple(memberships)), labels)  # fmt: skip
 
 
 def check_intentcast(what: str, *, where: str | None, constraints: Sequence[str],
                      memberships: Sequence[str]) -> None:
-    """Raise :class:`click.BadParameter` if an intentcast of these words would break the wire's
-    limits (§5.4.1: ``what`` ≤ 500 characters, ``where`` and each rule or membership ≤ 200, at
-    most 32 of each)."""
-    _check_wire(Intentcast(what=what, reply_by=0, where=where, constraints=tuple(constraints),
-                           memberships=tuple(memberships)), _INTENT_OPTIONS)  # fmt: skip
+    """:func:`intentcast_problem` as a usage error."""
+    problem = intentcast_problem(what, where=where, constraints=constraints,
+                                 memberships=memberships)  # fmt: skip
+    if problem is not None:
+        raise click.BadParameter(problem)
 
 
 def _term(term_id: str, version: str | None) -> Term:
