@@ -40,8 +40,8 @@ from sql import Table
 from sql.aggregate import Max
 from trytond import backend
 from trytond import config as tryton_config
+from trytond.exceptions import UserError
 from trytond.pool import Pool
-from trytond.tools.email_ import EmailNotValidError, validate_email
 from trytond.transaction import Transaction
 
 from vrmproto._messages import Money
@@ -266,25 +266,30 @@ def _place(cursor: Any, party: Any, change: Hold, name: str, value: str) -> tupl
         address.save()
         return _ADDR, int(address.id), attr
     mechanisms = pool.get(_CM)
-    kind = _CONTACT.get(name, "other")
-    if kind == "email" and not _email_ok(value):
-        kind = "other"  # Tryton would refuse to save it as an email: keep it all the same
     provenance = f"vrmproto: {name}, from {change.source}" + (
         f", until {when(change.expires_ms)}" if change.expires_ms is not None else ""
     )
     mechanism = mechanisms(held[1]) if held is not None and held[0] == _CM else None
     if mechanism is None:
         mechanism = mechanisms(party=party)
-    mechanism.type, mechanism.value, mechanism.comment = kind, value, provenance
-    mechanism.name = name if kind == "other" else None
+    mechanism.type = _CONTACT.get(name, "other")
+    mechanism.value, mechanism.comment = value, provenance
+    if mechanism.type != "other" and not _tryton_accepts(mechanisms, mechanism):
+        mechanism.type = "other"  # Tryton would refuse to save it as that: keep it all the same
+    mechanism.name = name if mechanism.type == "other" else None
     mechanism.save()
     return _CM, int(mechanism.id), ""
 
 
-def _email_ok(value: str) -> bool:
+def _tryton_accepts(mechanisms: Any, mechanism: Any) -> bool:
+    """Whether Tryton's own checks take ``mechanism`` as its type: an email address (with
+    ``email_validator`` installed, one whose domain has no mail server is refused) or a phone
+    number (with ``phonenumbers`` installed, one it cannot parse is). A customer's value that
+    one refuses must not stop the bridge at that event on every restart."""
     try:
-        validate_email(value, check_deliverability=False)
-    except EmailNotValidError:
+        mechanisms.check_valid_email([mechanism])
+        mechanisms.check_valid_phonenumber([mechanism])
+    except UserError:
         return False
     return True
 
