@@ -57,3 +57,24 @@ def test_a_share_the_protocol_cannot_carry_is_a_usage_error(
     ok(vrm("intent", "new", "k" * 500, "--where", "w" * 200, "--vendor",
            vendors["outfitters"].url, "--no-discover", "--no-relays", "--deadline", "5s",
            home=home))  # fmt: skip
+
+
+@pytest.mark.parametrize("url", ["ws://", "ws://a b", "ws://relay.example:99999", "wss://:443",
+                                 "ws://x\x1b[2J", "http://relay.example"])  # fmt: skip
+def test_a_relay_url_with_no_host_or_a_bad_port_is_not_kept(tmp_path: Path, url: str) -> None:
+    """Before, ``vrm relay add ws://`` kept ``ws:`` (and ``ws://a b``, port 99999): every later
+    ``vrm intent new`` tried it and, with no other relay up, asked no vendor at all."""
+    home = new_home(tmp_path)
+    fails(vrm("relay", "add", url, home=home), 2, "not a relay URL")
+    assert json.loads(ok(vrm("relay", "list", "--json", home=home)).stdout) == {"relays": []}
+
+
+def test_relays_all_down_says_how_to_ask_the_vendors_anyway(
+    tmp_path: Path, vendors: VendorHost
+) -> None:
+    home = new_home(tmp_path)
+    ok(vrm("relay", "add", "ws://127.0.0.1:9", home=home))
+    fails(vrm("intent", "new", "kayak", "--vendor", vendors["outfitters"].url, "--no-discover",
+              "--pow", "0", home=home), 2, "--no-relays", "vrm relay remove")  # fmt: skip
+    ok(vrm("intent", "new", "kayak", "--vendor", vendors["outfitters"].url, "--no-discover",
+           "--no-relays", "--deadline", "5s", home=home))  # fmt: skip

@@ -228,8 +228,10 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
 
     try:
         result, urls = run(go())
-    except RelayError as exc:
-        raise CliError(str(exc), EXIT_USAGE, kind="relays_down") from None
+    except RelayError as exc:  # nothing was sent: the relays come first
+        raise CliError(f"{exc}; no vendor was asked. --no-relays asks only the vendors over HTTP; "
+                       "`vrm relay remove URL` forgets a relay you kept", EXIT_USAGE,
+                       kind="relays_down") from None  # fmt: skip
     ranked = rank_offers(result.offers, settings.terms)
     rows = [offer_json(o, settings.terms, i + 1) for i, o in enumerate(ranked)]
     record = {

@@ -164,7 +164,9 @@ def relay_intent(env: Env, *, what: str, relay_urls: tuple[str, ...], geohash: s
     try:
         done = run(go())
     except RelayError as exc:
-        raise CliError(str(exc), EXIT_USAGE, kind="relays_down") from None
+        raise CliError(f"{exc}; `vrm relay list` shows the relays you kept, `vrm relay remove "
+                       "URL` forgets one, --relay URL names another", EXIT_USAGE,
+                       kind="relays_down") from None  # fmt: skip
     _report(env, done, what, args)
 
 
