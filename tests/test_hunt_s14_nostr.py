@@ -40,8 +40,10 @@ from vrmproto.nostr import (
     EventError,
     NostrKey,
     Relay,
+    _customer,
     answer_event,
     intentcast_event,
+    open_intentcast,
     sign_event,
 )
 from vrmproto.nostr._customer import publish_intentcast, relay_answers
@@ -192,3 +194,27 @@ async def test_relay_answers_reads_only_the_intentcast_its_own_key_signed() -> N
     assert [r.event.id for r in read] == [out.event.id]
     assert read[0].answers == ()
     assert (record.what, record.vendors, offers) == ("kayak for a day", (), [])
+
+
+async def test_a_flood_of_answers_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answers are sealed to the intentcast's public key: anyone can send thousands, each naming
+    a URL the agent then contacts over HTTP. Only the first MAX_ANSWERS vendors are taken."""
+    monkeypatch.setattr(_customer, "MAX_ANSWERS", 5, raising=False)
+
+    def send(sub: str, flt: dict[str, Any], stored: list[Any]) -> list[Any]:
+        if flt.get("kinds") != [KIND_ANSWER] or not stored:
+            return []
+        ours = Event.from_json(stored[-1])
+        message = open_intentcast(ours, now_ms=now_ms())
+        return [answer_event(ours, message, f"http://127.0.0.1:9/v{i}",
+                             key=NostrKey(os.urandom(32)), now_ms=now_ms(),
+                             nonce=os.urandom(32), aux=os.urandom(32)).to_json()
+                for i in range(12)]  # fmt: skip
+
+    async with hostile_relay(send) as url:
+        agent = await Agent.open(MemoryStore(), MasterSeed(os.urandom(32)))
+        async with agent:
+            out = await publish_intentcast(agent, "kayak for a day", relays=[url],
+                                           pow_difficulty=0, answer_wait_ms=2_000)  # fmt: skip
+    assert len(out.answers) == 5
+    assert len(out.record.vendors) == 5
