@@ -131,3 +131,17 @@ def test_a_value_tryton_refuses_for_its_type_is_kept_as_other(
                                ("phone", "", "+1 801 555 0142")]  # fmt: skip
     assert crm.apply(shared(3, {"email": "doc@gmial.con"}))
     assert ("other", "email", "doc@gmial.con") in contacts("crm")
+
+
+def test_an_empty_value_clears_what_was_held(crm: TrytonCRM) -> None:
+    """``vrm share VENDOR phone=`` (the protocol carries an empty value): the value held under
+    that name is replaced by nothing. Before, Tryton refused the contact mechanism (its value is
+    required) and the bridge stopped at that event for good."""
+    rel = "0f" * 16
+    assert crm.apply(shared(200, {"email": "doc@example.org", "phone": "+1 801 555 0142",
+                                  "street": "1 Main Street"}, rel))  # fmt: skip
+    assert crm.apply(shared(201, {"phone": "", "street": " ", "note": ""}, rel))
+    assert contacts("crm", rel) == [("email", "", "doc@example.org")]
+    with Transaction().start("crm", 0, readonly=True):
+        party = Pool().get("party.party").search([("code", "=", "vrm-" + rel)])[0]
+        assert [a.street_unstructured for a in party.addresses] == []

@@ -11,7 +11,7 @@ and ``sale_opportunity`` modules and the core ``ir.note``:
 - held fields (§12.10-1): ``email`` and ``phone`` as ``party.contact_mechanism``; ``street``,
   ``city``, ``postcode``, and ``country`` / ``region`` when Tryton knows them, as one
   ``party.address``; any other field as a contact mechanism of type ``other`` named after it.
-  A field given again replaces the value held under its name, in place;
+  A field given again replaces the value held under its name, in place (an empty value removes it);
 - on data.withdrawn, the fields still held from the withdrawn shares are deleted (§5.3.2-2),
   and at a share's ``expires`` by :meth:`TrytonCRM.expire` (§5.3.1-4);
 - one ``sale.opportunity`` in the state ``lead`` per intentcast answered with an offer
@@ -243,7 +243,12 @@ def _note(resource: Any, text: str) -> None:
 
 
 def _hold(cursor: Any, party: Any, change: Hold, name: str, value: str) -> None:
-    """Hold ``value`` under ``name``: it replaces what was held under that name (§12.10-1)."""
+    """Hold ``value`` under ``name``: it replaces what was held under that name (§12.10-1).
+    An empty value replaces it with nothing: what was held goes (Tryton requires a contact
+    mechanism's value, and would refuse the event for good)."""
+    if not value.strip():
+        _drop_field(cursor, change.relationship, name)
+        return
     model, record, attr = _place(cursor, party, change, name, value)
     _forget_row(cursor, change.relationship, name)
     cursor.execute(*_FIELDS.insert(
