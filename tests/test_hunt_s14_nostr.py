@@ -218,3 +218,42 @@ async def test_a_flood_of_answers_is_capped(monkeypatch: pytest.MonkeyPatch) -> 
                                            pow_difficulty=0, answer_wait_ms=2_000)  # fmt: skip
     assert len(out.answers) == 5
     assert len(out.record.vendors) == 5
+
+
+async def test_an_event_the_vendor_fails_on_does_not_end_its_listening(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before, any exception while considering one event (the ValueError of a tag above, a bug
+    in a policy) ended ``RelayVendor.run``: ``vrm vendor serve --relay`` stopped answering
+    relayed intentcasts, silently, and the same event stopped it again after a reconnection."""
+    first, _ = cast("suv rental")
+    second, _ = cast("suv rental")
+    v = hertz()
+    policy = v.policy
+    calls: list[bytes] = []
+
+    class Flaky:
+        accepts_terms = policy.accepts_terms
+
+        async def on_intentcast(self, rel: Any, msg: Any) -> Any:
+            calls.append(msg.hash)
+            if len(calls) == 1:
+                raise RuntimeError("a bug in the policy")
+            return await policy.on_intentcast(rel, msg)
+
+    v.policy = Flaky()  # type: ignore[assignment]
+    published: list[Event] = []
+
+    class Pool:
+        async def subscribe(self, *filters: Any) -> AsyncIterator[Event]:
+            for e in (first, second):
+                yield e
+
+        async def publish(self, event: Event) -> None:
+            published.append(event)
+
+    await v.run(Pool())  # type: ignore[arg-type]
+    assert len(calls) == 2
+    assert [e.tag_values("e") for e in published] == [[second.id]]
+    assert v.dropped == {"error": 1}
+    assert "not considered" in caplog.text
