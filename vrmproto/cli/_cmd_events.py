@@ -28,7 +28,7 @@ import click
 from vrmproto.cli._context import run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._home import default_home
-from vrmproto.cli._vendor import check_vendor_file
+from vrmproto.cli._vendor import check_vendor_file, default_vendor_dir
 from vrmproto.server._config import VendorFile
 from vrmproto.server._events import FeedEvent, Wakeup, follow
 from vrmproto.server._webhooks import Deliverer
@@ -50,7 +50,7 @@ async def _open(file: VendorFile, name: str, data_dir: Path | None) -> Store:
     if memory:
         raise CliError("a vendor whose store is in memory keeps no feed to read", EXIT_USAGE,
                        kind="config")  # fmt: skip
-    directory = data_dir or default_home() / "vendors" / _cmd_vendor._slug(name)
+    directory = data_dir or default_vendor_dir(default_home(), name)
     if file.store.kind != "postgresql" and not directory.is_dir():
         raise CliError(f"no vendor data in {directory} (serve it first, or give --data-dir)",
                        EXIT_USAGE, kind="config")  # fmt: skip

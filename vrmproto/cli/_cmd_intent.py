@@ -18,6 +18,7 @@ from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._output import Out, brief, money_json, safe, table
 from vrmproto.cli._parse import (
     by_prefix,
+    check_intentcast,
     format_time,
     parse_date,
     parse_duration,
@@ -172,6 +173,7 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
     you: each intentcast has its own throw-away keys. Answers that come through the relays
     after --relay-wait are read with `vrm relay answers`.
     """
+    check_intentcast(what, where=where, constraints=constraints, memberships=members)
     start_ms = parse_date(start) if start else None
     end_ms = parse_date(end, end_of_day=True) if end else None
     if start_ms is not None and end_ms is not None and end_ms < start_ms:
@@ -226,8 +228,10 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
 
     try:
         result, urls = run(go())
-    except RelayError as exc:
-        raise CliError(str(exc), EXIT_USAGE, kind="relays_down") from None
+    except RelayError as exc:  # nothing was sent: the relays come first
+        raise CliError(f"{exc}; no vendor was asked. --no-relays asks only the vendors over HTTP; "
+                       "`vrm relay remove URL` forgets a relay you kept", EXIT_USAGE,
+                       kind="relays_down") from None  # fmt: skip
     ranked = rank_offers(result.offers, settings.terms)
     rows = [offer_json(o, settings.terms, i + 1) for i, o in enumerate(ranked)]
     record = {

@@ -26,7 +26,7 @@ from vrmproto.cli._common import as_url, now_ms
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._output import money_json, safe
-from vrmproto.cli._parse import parse_date, parse_duration, parse_money
+from vrmproto.cli._parse import check_intentcast, parse_date, parse_duration, parse_money
 from vrmproto.cli._progress import FanoutDisplay
 from vrmproto.cli._relays import (
     WARNING,
@@ -136,6 +136,7 @@ def relay_intent(env: Env, *, what: str, relay_urls: tuple[str, ...], geohash: s
                  constraints: tuple[str, ...], members: tuple[str, ...], deadline: str,
                  vendor_urls: tuple[str, ...]) -> None:  # fmt: skip
     """Publish what you want through Nostr relays, then rank the offers of who answered."""
+    check_intentcast(what, where=where, constraints=constraints, memberships=members)
     home = env.home
     urls = [check_relay_url(u) for u in relay_urls] or kept_relays(home)
     if not urls:
@@ -163,7 +164,9 @@ def relay_intent(env: Env, *, what: str, relay_urls: tuple[str, ...], geohash: s
     try:
         done = run(go())
     except RelayError as exc:
-        raise CliError(str(exc), EXIT_USAGE, kind="relays_down") from None
+        raise CliError(f"{exc}; `vrm relay list` shows the relays you kept, `vrm relay remove "
+                       "URL` forgets one, --relay URL names another", EXIT_USAGE,
+                       kind="relays_down") from None  # fmt: skip
     _report(env, done, what, args)
 
 

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -32,7 +31,12 @@ from vrmproto.cli._cmd_serve import _until_signalled
 from vrmproto.cli._context import run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._home import default_home
-from vrmproto.cli._vendor import check_vendor_file, vendor_data_dir
+from vrmproto.cli._vendor import (
+    check_vendor_file,
+    claim_vendor_dir,
+    default_vendor_dir,
+    vendor_data_dir,
+)
 from vrmproto.nostr._vendor import vendor_on_relays
 from vrmproto.server import (
     DEFAULT_CONNECTION_LIMITS,
@@ -58,10 +62,6 @@ except ImportError:  # pragma: no cover -- not POSIX: nothing keeps a second ser
 __all__ = ["serve_vendor", "vendor"]
 
 log = logging.getLogger("vrmproto.server.vendor")
-
-
-def _slug(name: str) -> str:
-    return "-".join(re.findall(r"[a-z0-9]+", name.lower())) or "vendor"
 
 
 def _event(event: str, human: str, **fields: Any) -> None:
@@ -386,9 +386,11 @@ def vendor_serve(*, config_path: str, data_dir: Path | None, **options: Any) -> 
     file = _overrides(file, options)
     config = dataclasses.replace(config, file=file)
     memory = file.store.kind == "memory"
-    directory = None if memory else (data_dir or default_home() / "vendors" / _slug(config.name))
+    directory = None if memory else (data_dir or default_vendor_dir(default_home(), config.name))
     if directory is not None:
         vendor_data_dir(directory)  # 0700, its files 0600 (§11.13-1)
+        if data_dir is None:
+            claim_vendor_dir(directory, config.name)
     identity = config.identity(directory)
     handler = configure_logging(vendor=config.name, json_lines=file.logging.format == "json",
                                 level=file.logging.level)  # fmt: skip

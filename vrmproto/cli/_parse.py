@@ -13,7 +13,9 @@ from typing import TypeVar
 
 import click
 
-from vrmproto._messages import Money
+from vrmproto._errors import ProtocolError
+from vrmproto._fields import dump_record, load_record
+from vrmproto._messages import FieldsContent, Intentcast, Money
 from vrmproto._vocab import ROSTER, ParamValue, Term, TermRef, get_term, latest
 from vrmproto.cli._currencies import check_currency
 from vrmproto.cli._errors import EXIT_USAGE, CliError
@@ -27,6 +29,9 @@ __all__ = [
     "MIN_ID_PREFIX",
     "TIME_MAX_MS",
     "by_prefix",
+    "check_intentcast",
+    "fields_problem",
+    "intentcast_problem",
     "parse_date",
     "parse_duration",
     "parse_fields",
@@ -199,7 +204,55 @@ def parse_fields(items: Iterable[str]) -> dict[str, str]:
         fields[name] = value
     if not fields:
         raise click.BadParameter("give at least one FIELD=VALUE")
+    if (problem := fields_problem(fields)) is not None:
+        raise click.BadParameter(problem)
     return fields
+
+
+#: The option each intentcast field comes from, for :func:`check_intentcast`'s message.
+_INTENT_OPTIONS = {"what": "WHAT", "where": "--where", "constraints": "--constraint",
+                   "memberships": "--member"}  # fmt: skip
+_WIRE_PATH = re.compile(r"\$\.(?P<top>[a-z_]+)(?:\[\d+\])?(?:\.(?P<rest>.+))?")
+
+
+def wire_problem(value: object, options: Mapping[str, str]) -> str | None:
+    """What the receiver will refuse in ``value`` (a body or sealed content, §5.1), in a
+    sentence naming the option (``options``: field → option), or None. Checked before anything
+    is signed or sent: a value longer than the protocol carries is the person's to fix, not a
+    message every vendor refuses with ``invalid_field``."""
+    try:
+        load_record(type(value), dump_record(value), "$")
+    except ProtocolError as exc:
+        m = _WIRE_PATH.fullmatch(exc.path or "")
+        top, rest = (m["top"], m["rest"]) if m else ("", None)
+        where = options.get(top, top) if rest is None else rest
+        return f"{where}: {exc.detail}" if where else exc.detail
+    return None
+
+
+def fields_problem(fields: Mapping[str, str]) -> str | None:
+    """What breaks the wire's limits in shared fields (values ≤ 4096 characters, 1..64 fields)."""
+    return wire_problem(FieldsContent(fields), {"fields": "FIELD=VALUE"})
+
+
+def intentcast_problem(what: str, *, where: str | None, constraints: Sequence[str],
+                       memberships: Sequence[str],
+                       labels: Mapping[str, str] = _INTENT_OPTIONS) -> str | None:  # fmt: skip
+    """What breaks the wire's limits in an intentcast of these words (§5.4.1: ``what`` ≤ 500
+    characters, ``where`` and each rule or membership ≤ 200, at most 32 of each); ``labels``:
+    what the person calls each field."""
+    return wire_problem(Intentcast(what=what, reply_by=0, where=where,
+                                   constraints=tuple(constraints),
+                                   memberships=tuple(memberships)), labels)  # fmt: skip
+
+
+def check_intentcast(what: str, *, where: str | None, constraints: Sequence[str],
+                     memberships: Sequence[str]) -> None:
+    """:func:`intentcast_problem` as a usage error."""
+    problem = intentcast_problem(what, where=where, constraints=constraints,
+                                 memberships=memberships)  # fmt: skip
+    if problem is not None:
+        raise click.BadParameter(problem)
 
 
 def _term(term_id: str, version: str | None) -> Term:

@@ -5,6 +5,8 @@ Shared by ``vrm intent new --relay`` and ``vrm relay``.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._home import Home
 from vrmproto.nostr._binding import is_geohash
@@ -18,9 +20,18 @@ WARNING = ("Relays keep what you publish and anyone can read it: the intentcast 
 
 
 def check_relay_url(text: str) -> str:
-    """A relay URL: ``wss://…``, or ``ws://…`` (loopback and tests, §15.5-4)."""
-    if not text.startswith(("wss://", "ws://")) or len(text) > 2048:
-        raise CliError(f"{text!r} is not a relay URL (wss://…)", EXIT_USAGE, kind="bad_url")
+    """A relay URL: ``wss://…``, or ``ws://…`` (loopback and tests, §15.5-4), with a host, a
+    valid port and no spaces: one kept with ``vrm relay add`` is used by every intentcast."""
+    bad = CliError(f"{text!r} is not a relay URL (wss://host…)", EXIT_USAGE, kind="bad_url")
+    if len(text) > 2048 or any(c.isspace() or not c.isprintable() for c in text):
+        raise bad
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        raise bad from None
+    if parts.scheme.lower() not in ("wss", "ws") or not parts.hostname:
+        raise bad
     return text.rstrip("/")
 
 

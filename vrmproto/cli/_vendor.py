@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vrmproto._files import private_data_dir
+from vrmproto._files import atomic_write_text, private_data_dir
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._home import show_warnings
 from vrmproto.server import LocalVendor, VendorConfig
@@ -26,6 +28,8 @@ __all__ = [
     "LocalVendor",
     "VendorConfig",
     "check_vendor_file",
+    "claim_vendor_dir",
+    "default_vendor_dir",
     "load_vendor_config",
     "parse_vendor_config",
     "vendor_data_dir",
@@ -39,6 +43,44 @@ def vendor_data_dir(directory: Path) -> Path:
     show_warnings()
     private_data_dir(directory)
     return directory
+
+
+#: The file in a vendor's default data directory that says whose it is (:func:`default_vendor_dir`).
+NAME_FILE = "vendor-name"
+
+
+def _ascii_slug(name: str) -> str:
+    """The directory name vrm gave a vendor before it kept the letters of every script."""
+    return "-".join(re.findall(r"[a-z0-9]+", name.lower())) or "vendor"
+
+
+def vendor_slug(name: str) -> str:
+    """``name``'s letters and digits, of any script, lower-case, joined by ``-``."""
+    words = re.findall(r"[^\W_]+", unicodedata.normalize("NFKC", name).casefold())
+    return "-".join(words) or "vendor"
+
+
+def default_vendor_dir(home: Path, name: str) -> Path:
+    """Where the vendor ``name`` keeps its seed and database unless told (``--data-dir``):
+    ``home/vendors/<slug>``, the slug keeping the letters of every script — "日本の店" and
+    "Магазин" are no longer both ``vendor``, nor "Café Zoë" and "Café Zoé" both ``caf-zo``,
+    which made two vendors share one seed (one key) and one database. A directory an earlier
+    vrm made under the ASCII-only slug is still used while it names no other vendor."""
+    vendors = home / "vendors"
+    own, legacy = vendors / vendor_slug(name), vendors / _ascii_slug(name)
+    if own == legacy or own.exists() or not legacy.is_dir():
+        return own
+    owner = legacy / NAME_FILE
+    if owner.exists() and owner.read_text("utf-8").strip() != name:
+        return own
+    return legacy
+
+
+def claim_vendor_dir(directory: Path, name: str) -> None:
+    """Write in ``directory`` whose it is (once): :func:`default_vendor_dir` reads it."""
+    path = directory / NAME_FILE
+    if not path.exists():
+        atomic_write_text(path, name + "\n", mode=0o600)
 
 
 def _cli_error(exc: ConfigError) -> CliError:

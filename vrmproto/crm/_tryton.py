@@ -11,7 +11,7 @@ and ``sale_opportunity`` modules and the core ``ir.note``:
 - held fields (§12.10-1): ``email`` and ``phone`` as ``party.contact_mechanism``; ``street``,
   ``city``, ``postcode``, and ``country`` / ``region`` when Tryton knows them, as one
   ``party.address``; any other field as a contact mechanism of type ``other`` named after it.
-  A field given again replaces the value held under its name, in place;
+  A field given again replaces the value held under its name, in place (an empty value removes it);
 - on data.withdrawn, the fields still held from the withdrawn shares are deleted (§5.3.2-2),
   and at a share's ``expires`` by :meth:`TrytonCRM.expire` (§5.3.1-4);
 - one ``sale.opportunity`` in the state ``lead`` per intentcast answered with an offer
@@ -40,8 +40,9 @@ from sql import Table
 from sql.aggregate import Max
 from trytond import backend
 from trytond import config as tryton_config
+from trytond.exceptions import UserError
 from trytond.pool import Pool
-from trytond.tools.email_ import EmailNotValidError, validate_email
+from trytond.tools import escape_wildcard
 from trytond.transaction import Transaction
 
 from vrmproto._messages import Money
@@ -211,7 +212,8 @@ def _apply(cursor: Any, change: Change) -> tuple[str, int] | None:
     if isinstance(change, Note):
         _note(party, change.text)
     elif isinstance(change, Hold):
-        for name, value in change.fields.items():
+        # the country first: a region is looked up in it
+        for name, value in sorted(change.fields.items(), key=lambda kv: kv[0] != "country"):
             _hold(cursor, party, change, name, value)
     elif isinstance(change, Erase):
         cursor.execute(*_FIELDS.select(_FIELDS.field, where=(
@@ -241,7 +243,12 @@ def _note(resource: Any, text: str) -> None:
 
 
 def _hold(cursor: Any, party: Any, change: Hold, name: str, value: str) -> None:
-    """Hold ``value`` under ``name``: it replaces what was held under that name (§12.10-1)."""
+    """Hold ``value`` under ``name``: it replaces what was held under that name (§12.10-1).
+    An empty value replaces it with nothing: what was held goes (Tryton requires a contact
+    mechanism's value, and would refuse the event for good)."""
+    if not value.strip():
+        _drop_field(cursor, change.relationship, name)
+        return
     model, record, attr = _place(cursor, party, change, name, value)
     _forget_row(cursor, change.relationship, name)
     cursor.execute(*_FIELDS.insert(
@@ -255,7 +262,10 @@ def _place(cursor: Any, party: Any, change: Hold, name: str, value: str) -> tupl
     """Write ``value`` into the Tryton record for field ``name``: (model, id, attribute)."""
     pool = Pool()
     held = _row(cursor, change.relationship, name)
-    target = _address_target(pool, name, value)
+    target = _address_target(pool, name, value, _held_country(cursor, change.relationship))
+    if name == "country":  # Tryton keeps an address's subdivision in its country
+        _region_out_of_country(cursor, party, change.relationship,
+                               target[1] if target is not None else None)  # fmt: skip
     if held is not None and held[0] == _ADDR and (target is None or target[0] != held[2]):
         _drop_field(cursor, change.relationship, name)  # it moves to another record
         held = None
@@ -265,45 +275,103 @@ def _place(cursor: Any, party: Any, change: Hold, name: str, value: str) -> tupl
         setattr(address, attr, stored)
         address.save()
         return _ADDR, int(address.id), attr
-    mechanisms = pool.get(_CM)
-    kind = _CONTACT.get(name, "other")
-    if kind == "email" and not _email_ok(value):
-        kind = "other"  # Tryton would refuse to save it as an email: keep it all the same
+    return _mechanism(party, change, name, value, held[1] if held is not None and
+                      held[0] == _CM else None)  # fmt: skip
+
+
+def _mechanism(party: Any, change: Hold, name: str, value: str, record: int | None
+               ) -> tuple[str, int, str]:  # fmt: skip
+    """Hold ``value`` as the party's contact mechanism ``record`` (or a new one)."""
+    mechanisms = Pool().get(_CM)
     provenance = f"vrmproto: {name}, from {change.source}" + (
         f", until {when(change.expires_ms)}" if change.expires_ms is not None else ""
     )
-    mechanism = mechanisms(held[1]) if held is not None and held[0] == _CM else None
-    if mechanism is None:
-        mechanism = mechanisms(party=party)
-    mechanism.type, mechanism.value, mechanism.comment = kind, value, provenance
-    mechanism.name = name if kind == "other" else None
+    mechanism = mechanisms(record) if record is not None else mechanisms(party=party)
+    mechanism.type = _CONTACT.get(name, "other")
+    mechanism.value, mechanism.comment = value, provenance
+    if mechanism.type != "other" and not _tryton_accepts(mechanisms, mechanism):
+        mechanism.type = "other"  # Tryton would refuse to save it as that: keep it all the same
+    mechanism.name = name if mechanism.type == "other" else None
     mechanism.save()
     return _CM, int(mechanism.id), ""
 
 
-def _email_ok(value: str) -> bool:
+def _tryton_accepts(mechanisms: Any, mechanism: Any) -> bool:
+    """Whether Tryton's own checks take ``mechanism`` as its type: an email address (with
+    ``email_validator`` installed, one whose domain has no mail server is refused) or a phone
+    number (with ``phonenumbers`` installed, one it cannot parse is). A customer's value that
+    one refuses must not stop the bridge at that event on every restart."""
     try:
-        validate_email(value, check_deliverability=False)
-    except EmailNotValidError:
+        mechanisms.check_valid_email([mechanism])
+        mechanisms.check_valid_phonenumber([mechanism])
+    except UserError:
         return False
     return True
 
 
-def _address_target(pool: Any, name: str, value: str) -> tuple[str, Any] | None:
-    """The address attribute and value for field ``name``, or None for a contact mechanism."""
+def _address_target(pool: Any, name: str, value: str, country: Any
+                    ) -> tuple[str, Any] | None:  # fmt: skip
+    """The address attribute and value for field ``name``, or None for a contact mechanism.
+
+    A country or region is taken only when exactly one matches, the customer's words matched
+    as written (``%`` and ``_`` are not wildcards), and a region only within the address's
+    ``country`` (Tryton refuses a subdivision of another country): "UT" is Utah, Utrecht
+    (NL-UT) and Uttarakhand (IN-UT) — without a country it stays the customer's words."""
     if name in _ADDRESS:
         return _ADDRESS[name], value
+    literal = escape_wildcard(value.strip())
     if name == "country":
         found = pool.get("country.country").search(
-            ["OR", ("code", "=", value.upper()), ("name", "ilike", value)], limit=1
+            ["OR", ("code", "=", value.strip().upper()), ("name", "ilike", literal)], limit=2
         )
-        return ("country", found[0]) if found else None
-    if name == "region":
-        found = pool.get("country.subdivision").search(
-            ["OR", ("code", "ilike", f"%-{value}"), ("name", "ilike", value)], limit=1
-        )
-        return ("subdivision", found[0]) if found else None
+        return ("country", found[0]) if len(found) == 1 else None
+    if name == "region" and country is not None:  # a subdivision needs the address's country
+        domain: list[Any] = [
+            ("country", "=", country.id),
+            ["OR", ("code", "=", f"{country.code}-{value.strip().upper()}"),
+             ("name", "ilike", literal)],
+        ]  # fmt: skip
+        types = pool.get("party.address.subdivision_type").get_types(country)
+        if types:
+            domain.append(("type", "in", types))
+        found = pool.get("country.subdivision").search(domain, limit=2)
+        return ("subdivision", found[0]) if len(found) == 1 else None
     return None
+
+
+def _region_out_of_country(cursor: Any, party: Any, relationship: str, country: Any) -> None:
+    """The held region leaves the address when the address's country becomes another (or
+    none): Tryton refuses an address whose subdivision is not in its country. It is kept, as
+    the subdivision's name, in a contact mechanism, from the same share as before."""
+    cursor.execute(*_FIELDS.select(_FIELDS.model, _FIELDS.record, _FIELDS.source,
+                                   _FIELDS.expires, where=(
+        (_FIELDS.relationship == relationship) & (_FIELDS.field == "region"))))  # fmt: skip
+    row = cursor.fetchone()
+    if row is None or row[0] != _ADDR:
+        return
+    address = Pool().get(_ADDR)(int(row[1]))
+    region = address.subdivision
+    if region is None or (country is not None and region.country.id == country.id):
+        return
+    address.subdivision = None
+    address.save()
+    _forget_row(cursor, relationship, "region")
+    source, expires = str(row[2]), None if row[3] is None else int(row[3])
+    model, record, attr = _mechanism(party, Hold(relationship, source, {}, expires), "region",
+                                     str(region.name), None)  # fmt: skip
+    cursor.execute(*_FIELDS.insert(
+        [_FIELDS.relationship, _FIELDS.field, _FIELDS.source, _FIELDS.expires, _FIELDS.model,
+         _FIELDS.record, _FIELDS.attr],
+        [[relationship, "region", source, expires, model, record, attr]],
+    ))  # fmt: skip
+
+
+def _held_country(cursor: Any, relationship: str) -> Any:
+    """The country of the address held for ``relationship``, or None."""
+    held = _row(cursor, relationship, "country")
+    if held is None or held[0] != _ADDR:
+        return None
+    return Pool().get(_ADDR)(held[1]).country
 
 
 def _held_address(cursor: Any, party: Any, relationship: str) -> Any:
@@ -336,6 +404,8 @@ def _drop_field(cursor: Any, relationship: str, name: str) -> None:
     held = _row(cursor, relationship, name)
     if held is None:
         return
+    if name == "country":
+        _region_out_of_country(cursor, _party(relationship), relationship, None)
     model, record, attr = held
     _forget_row(cursor, relationship, name)
     records = Pool().get(model)

@@ -48,7 +48,7 @@ from vrmproto.nostr._event import Event
 from vrmproto.nostr._relay import PublishResult, RelayError, RelayPool
 from vrmproto.store import Commit, IntentRecord
 
-__all__ = ["INDEX_GAP", "RelayedIntentcast", "publish_intentcast", "relay_answers"]
+__all__ = ["INDEX_GAP", "MAX_ANSWERS", "RelayedIntentcast", "publish_intentcast", "relay_answers"]
 
 log = logging.getLogger("vrmproto.nostr")
 #: The proof of work a customer puts on a relayed intentcast unless told otherwise (§15.1-4).
@@ -58,6 +58,10 @@ DEFAULT_ANSWER_WAIT_MS = 5_000
 #: Indices in a row whose key published nothing before a search for relayed intentcasts stops
 #: (§15.2-4).
 INDEX_GAP = 20
+#: Most vendors one relayed intentcast is then sent to over HTTP (§15.4-3): answers are sealed to
+#: a public key, so anyone — a relay among them — can send thousands, each naming a URL the
+#: agent would then contact (on the person's own network too). The first ones are taken.
+MAX_ANSWERS = 256
 #: The store's setting (meta) that keeps one past the last index asked about in a search.
 NEXT_INDEX_KEY = "client.nostr.next_index"
 
@@ -148,7 +152,7 @@ async def _collect(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], 
             log.info("answer %s dropped: %s", ev.id[:12], exc)
             continue
         found.setdefault(norm_url(a.url), a)
-        if expect is not None and len(found) >= expect:
+        if (expect is not None and len(found) >= expect) or len(found) >= MAX_ANSWERS:
             return
 
 
@@ -291,10 +295,13 @@ async def _read_one(agent: Agent, session: aiohttp.ClientSession, record: Intent
             event = None
             wanted = {"kinds": [KIND_INTENTCAST], "authors": [key.public.hex()]}
             async for ev in pool.subscribe(wanted, until_eose=True):
-                event = ev
+                if ev.pubkey == key.public.hex():  # a relay sends what it likes (§15.5)
+                    event = ev
             if event is None:
                 return None
             message = open_intentcast(event, now_ms=agent.clock(), limits=agent.limits)
+            if message.sender != agent.ledger.master.for_intent(intent_id).public_key:
+                return None  # signed by our Nostr key, but not by the intentcast's identity
             remaining = max(record.reply_by_ms - agent.clock(), 1)
             answers = await _answers(pool, key, message, event.created_at,
                                      wait_s=min(wait_ms, remaining) / 1000,

@@ -20,6 +20,17 @@ __all__ = ["Event", "EventError", "leading_zero_bits", "mine", "sign_event"]
 Tags = tuple[tuple[str, ...], ...]
 #: How many nonces :func:`mine` tries before giving up (2^32: far beyond any difficulty ≤ 32).
 _MAX_NONCES = 1 << 32
+#: The longest number a tag may hold that is read as one (a time in seconds, a difficulty).
+_MAX_DIGITS = 19
+
+
+def _tag_int(text: str) -> int | None:
+    """A tag's number: ASCII digits only, and few enough of them. Anyone can sign an event, so
+    a tag may hold ``²`` (``str.isdigit`` is true, ``int`` refuses it) or thousands of digits
+    (``int`` refuses more than 4300): either is not a number, not an exception."""
+    if 0 < len(text) <= _MAX_DIGITS and text.isascii() and text.isdigit():
+        return int(text)
+    return None
 
 
 class EventError(ProtocolError):
@@ -69,16 +80,17 @@ class Event:
     def expiration(self) -> int | None:
         """The NIP-40 ``expiration`` (seconds since the epoch), or None."""
         t = self.tag("expiration")
-        return int(t[1]) if t and len(t) > 1 and t[1].isdigit() else None
+        return _tag_int(t[1]) if t and len(t) > 1 else None
 
     @property
     def difficulty(self) -> int:
         """The proof of work this event carries (§15.1-4): its id's leading zero bits, but no
         more than the target its ``nonce`` tag commits to (NIP-13)."""
         t = self.tag("nonce")
-        if t is None or len(t) < 3 or not t[2].isdigit():
+        target = _tag_int(t[2]) if t is not None and len(t) > 2 else None
+        if target is None:
             return 0
-        return min(leading_zero_bits(bytes.fromhex(self.id)), int(t[2]))
+        return min(leading_zero_bits(bytes.fromhex(self.id)), target)
 
     @classmethod
     def from_json(cls, obj: Any) -> Event:
@@ -97,8 +109,11 @@ class Event:
             digest, pub, signature = bytes.fromhex(eid), bytes.fromhex(pubkey), bytes.fromhex(sig)
         except ValueError as exc:
             raise EventError("id, pubkey or sig is not hex", clause="§15.1-2") from exc
-        if hashlib.sha256(_serialize(pubkey, created_at, kind, tags, content).encode()
-                          ).digest() != digest:  # fmt: skip
+        try:
+            serialized = _serialize(pubkey, created_at, kind, tags, content).encode()
+        except UnicodeEncodeError as exc:  # a lone surrogate (JSON's "\\ud800"): no UTF-8 form
+            raise EventError("an event field is not valid Unicode", clause="§15.1-2") from exc
+        if hashlib.sha256(serialized).digest() != digest:
             raise EventError(
                 "the event id is not the hash of its contents",
                 code=Problem.BAD_SIGNATURE,

@@ -114,7 +114,14 @@ class RelayVendor:
     async def run(self, pool: RelayPool) -> None:
         """Answer the pool's intentcasts until cancelled or every relay is gone."""
         async for event in pool.subscribe(self.filter()):
-            answer = await self.consider(event)
+            try:
+                answer = await self.consider(event)
+            except Exception:  # one event must not end the listening for good: the task runs
+                # in the background (nothing would say it stopped), and the same event, read
+                # again after a reconnection, would stop it again
+                self.dropped["error"] += 1
+                log.exception("relayed event %s not considered", event.id[:12])
+                continue
             if answer is not None:
                 try:
                     await pool.publish(answer)

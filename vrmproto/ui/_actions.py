@@ -19,6 +19,7 @@ from multidict import MultiDictProxy
 from vrmproto._errors import VrmError
 from vrmproto._messages import IntentDecline, Money
 from vrmproto._state import State
+from vrmproto.cli._parse import fields_problem, intentcast_problem
 from vrmproto.client import ConnectResult, Delivery, ProgressEvent, Queued
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.ui._app import Flash, Ui, ui_of
@@ -56,6 +57,8 @@ def _fields(text: str) -> dict[str, str]:
         out[name.strip()] = value.strip()
     if not out:
         raise ValueError("give at least one field, as name = value")
+    if (problem := fields_problem(out)) is not None:
+        raise ValueError(problem)
     return out
 
 
@@ -189,11 +192,16 @@ def _queued(d: Delivery) -> str:
 
 async def _share(ui: Ui, thread: bytes, form: Form) -> str:
     fields = _fields(str(form.get("fields", "")))
-    days = int(str(form.get("days", "30")) or "30")
+    days_text = str(form.get("days", "30")).strip() or "30"
+    days = int(days_text) if days_text.isascii() and days_text.isdigit() else 0
     if not 1 <= days <= 3650:
-        raise ValueError("keep it between 1 and 3650 days")
+        raise ValueError("keep it for a whole number of days, from 1 to 3650")
+    purposes = _lines(str(form.get("purposes", "")).replace(",", "\n"))
+    if not purposes:  # the vendor would refuse it: "invalid_field: must hold 1..16 items"
+        raise ValueError("give at least one purpose the vendor may use it for, "
+                         "e.g. core-function")  # fmt: skip
     d = await ui.agent.share(
-        thread, fields, purposes=_lines(str(form.get("purposes", "")).replace(",", "\n")),
+        thread, fields, purposes=purposes,
         categories=_lines(str(form.get("categories", "")).replace(",", "\n")),
         expires_ms=ui.agent.clock() + days * DAY_MS,
     )  # fmt: skip
@@ -267,21 +275,32 @@ async def address(request: web.Request) -> web.Response:
     return ui.redirect(f"jobs/{job.id}")
 
 
+#: What the intentcast form calls each field, for a value too long to send.
+_INTENT_LABELS = {"what": "what you want", "where": "where", "constraints": "a constraint",
+                  "memberships": "a membership"}  # fmt: skip
+
+
 def _intent_args(form: Form) -> dict[str, Any]:
     what = str(form.get("what", "")).strip()
     if not what:
         raise ValueError("say what you want")
     price, currency = str(form.get("max_price", "")).strip(), str(form.get("currency", "USD"))
+    where = str(form.get("where", "")).strip() or None
+    memberships = _lines(str(form.get("memberships", "")))
+    constraints = _lines(str(form.get("constraints", "")))
+    problem = intentcast_problem(what, where=where, constraints=constraints,
+                                 memberships=memberships, labels=_INTENT_LABELS)  # fmt: skip
+    if problem is not None:
+        raise ValueError(problem)
     vendors = [str(v) for v in form.getall("vendor", [])] + _lines(str(form.get("more", "")))
     if not vendors:
         raise ValueError("choose at least one vendor to ask")
     return {
         "what": what, "vendors": list(dict.fromkeys(vendors)),
-        "where": str(form.get("where", "")).strip() or None,
+        "where": where,
         "start": _date_ms(str(form.get("start", ""))), "end": _date_ms(str(form.get("end", ""))),
         "max_price": Money.parse(price, currency.strip() or "USD") if price else None,
-        "memberships": _lines(str(form.get("memberships", ""))),
-        "constraints": _lines(str(form.get("constraints", ""))),
+        "memberships": memberships, "constraints": constraints,
         "deadline_ms": max(1, min(300, int(str(form.get("wait", "10")) or "10"))) * 1000,
     }  # fmt: skip
 
