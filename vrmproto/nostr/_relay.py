@@ -4,6 +4,12 @@
 the verified events of a ``REQ``. :class:`RelayPool` is several relays as one: it publishes to
 all, merges their subscriptions, drops events it has seen (by id) and keeps working while some
 relays are down (§15.5-1, -2).
+
+A vendor's subscription runs for months and a relay sends what it likes, so the pool's memory
+is bounded: it remembers the last :data:`SEEN_WINDOW` event ids (a copy from another relay
+arrives within seconds of the first), and at most :data:`PUMP_QUEUE` events of a relay wait
+to be taken: beyond that a relay that sends faster than the vendor reads loses the excess
+(counted in :attr:`Relay.dropped`), as a relay under load does itself.
 """
 
 from __future__ import annotations
@@ -22,11 +28,15 @@ import aiohttp
 from vrmproto._errors import TransportError
 from vrmproto.nostr._event import Event, EventError
 
-__all__ = ["PublishResult", "Relay", "RelayError", "RelayPool"]
+__all__ = ["PUMP_QUEUE", "SEEN_WINDOW", "PublishResult", "Relay", "RelayError", "RelayPool"]
 
 log = logging.getLogger("vrmproto.nostr")
 #: The largest relay message read (bytes): an envelope (§10-1) in base64 and its event around it.
 MAX_RELAY_MESSAGE = 1 << 20
+#: How many event ids a :class:`RelayPool` subscription remembers to drop copies (§15.5-2).
+SEEN_WINDOW = 16_384
+#: How many events of one relay wait, at most, for the subscriber to take them.
+PUMP_QUEUE = 256
 
 
 class RelayError(TransportError):
@@ -57,6 +67,8 @@ class Relay:
         self._reader: asyncio.Task[None] | None = None
         self._oks: dict[str, asyncio.Future[tuple[bool, str]]] = {}
         self._subs: dict[str, asyncio.Queue[Any]] = {}
+        #: Events dropped because a subscriber had :data:`PUMP_QUEUE` of them waiting.
+        self.dropped = 0
 
     async def __aenter__(self) -> Relay:
         await self.connect()
@@ -110,6 +122,10 @@ class Relay:
                 fut.set_result((msg[2] is True, str(msg[3]) if len(msg) > 3 else ""))
         elif kind in ("EVENT", "EOSE", "CLOSED") and len(msg) >= 2 and (q := self._subs.get(
                 str(msg[1]))) is not None:  # fmt: skip
+            if kind == "EVENT" and q.qsize() >= PUMP_QUEUE:  # read no faster than it is taken
+                self.dropped += 1
+                log.debug("%s: subscriber behind, event dropped", self.url)
+                return
             q.put_nowait(msg[2] if kind == "EVENT" and len(msg) > 2 else
                          None if kind == "CLOSED" else "EOSE")  # fmt: skip
         elif kind == "NOTICE":
@@ -164,6 +180,26 @@ class Relay:
                     await self._send(["CLOSE", sub])
 
 
+class _Recent:
+    """The last ``size`` keys seen, the oldest forgotten first."""
+
+    def __init__(self, size: int) -> None:
+        self._keys: dict[str, None] = {}
+        self._size = size
+
+    def first(self, key: str) -> bool:
+        """True the first time ``key`` is seen within the window, and remember it."""
+        if key in self._keys:
+            return False
+        self._keys[key] = None
+        if len(self._keys) > self._size:
+            del self._keys[next(iter(self._keys))]
+        return True
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 class RelayPool:
     """Several relays as one (§15.5). Relays that cannot be reached are logged in ``down``."""
 
@@ -215,7 +251,7 @@ class RelayPool:
                         ) -> AsyncIterator[Event]:  # fmt: skip
         """Every relay's matching events merged, each event id once (§15.5-2); with
         ``until_eose``, only the stored ones, ending when every relay has sent them."""
-        q: asyncio.Queue[Event | None] = asyncio.Queue()
+        q: asyncio.Queue[Event | None] = asyncio.Queue(PUMP_QUEUE)
 
         async def pump(relay: Relay) -> None:
             try:
@@ -227,15 +263,14 @@ class RelayPool:
                 await q.put(None)
 
         tasks = [asyncio.create_task(pump(r)) for r in self.relays]
-        seen: set[str] = set()
+        seen = _Recent(SEEN_WINDOW)
         live = len(tasks)
         try:
             while live:
                 ev = await q.get()
                 if ev is None:
                     live -= 1
-                elif ev.id not in seen:
-                    seen.add(ev.id)
+                elif seen.first(ev.id):
                     yield ev
         finally:
             for t in tasks:
