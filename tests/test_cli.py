@@ -117,7 +117,8 @@ def test_money_durations_and_terms_are_read_as_typed() -> None:
     assert (ref.id, dict(ref.params)) == ("vrm.delete-after", {"days": 30})
     assert dict(parse_term("vrm.return-on-request").params) == {"format": "vrm-data/1"}
     for bad in ("vrm.nope", "vrm.delete-after", "vrm.delete-after:days=0",
-                "vrm.delete-after:weeks=2", "vrm.delete-after:days=many"):
+                "vrm.delete-after:weeks=2", "vrm.delete-after:days=many",
+                "vrm.delete-after:days=30,days=40"):  # not 40 kept silently
         with pytest.raises(click.BadParameter):
             parse_term(bad)
 

@@ -32,6 +32,7 @@ from standardwebhooks import Webhook as ReferenceWebhook
 
 from vrmproto._keys import Identity
 from vrmproto.cli._app import cli as main
+from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.server._config import ConfigError, parse_vendor_file
 from vrmproto.server._events import to_feed_event
@@ -628,8 +629,10 @@ async def test_vrm_vendor_events_reads_the_feed(vendor_dir: tuple[Path, Path]) -
     assert len(out.output.splitlines()) == 1
     assert "data.shared" in out.output
     assert "fields: email" in out.output
-    out = await asyncio.to_thread(runner.invoke, main, [*args, "--since", "evt_nope"])
-    assert out.exit_code != 0
+    for nope in ("evt_nope", "\u00b2"):  # "²" is a digit to str.isdigit, not to int()
+        out = await asyncio.to_thread(runner.invoke, main, [*args, "--since", nope])
+        assert isinstance(out.exception, CliError), out.exception  # a sentence, not a trace
+        assert out.exception.exit_code == EXIT_USAGE
     out = await asyncio.to_thread(runner.invoke, main, [*args, "--dead"])
     assert (out.exit_code, out.output) == (0, "")
 

@@ -61,7 +61,7 @@ async def _read(store: Store, since: str | None, follow_: bool, as_json: bool,
                 poll_s: float) -> None:  # fmt: skip
     after: int | str = 0
     if since:
-        after = int(since) if since.isdigit() else since
+        after = int(since) if since.isascii() and since.isdigit() else since  # not "²"
     try:
         wakeup = Wakeup(poll_s).watch(store) if follow_ else None
         async for e in follow(store, wakeup, after):

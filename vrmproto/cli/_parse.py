@@ -281,6 +281,8 @@ def parse_term(spec: str) -> TermRef:
         name, sep, value = part.partition("=")
         if not sep:
             raise click.BadParameter(f"{part!r} in {spec!r} is not name=value")
+        if name in params:
+            raise click.BadParameter(f"{name} is given twice in {spec!r}")
         p = specs.get(name)
         if p is None:
             have = ", ".join(specs) or "none"
