@@ -12,6 +12,7 @@ option, and nothing is sent or kept.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +79,23 @@ def test_relays_all_down_says_how_to_ask_the_vendors_anyway(
               "--pow", "0", home=home), 2, "--no-relays", "vrm relay remove")  # fmt: skip
     ok(vrm("intent", "new", "kayak", "--vendor", vendors["outfitters"].url, "--no-discover",
            "--no-relays", "--deadline", "5s", home=home))  # fmt: skip
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_an_intentcast_no_vendor_received_exits_1(tmp_path: Path, vendors: VendorHost) -> None:
+    """README: exit 1 is "refused or failed". An intentcast every vendor refused or could not
+    be reached for ended 'No offers arrived before the deadline' with exit 0, as if the vendors
+    had seen it and had nothing to offer."""
+    home = new_home(tmp_path)
+    down = f"http://127.0.0.1:{_closed_port()}"
+    cast = ["intent", "new", "kayak", "--no-discover", "--no-relays", "--deadline", "5s"]
+    fails(vrm(*cast, "--vendor", down, home=home), 1, "no vendor received")
+    r = vrm(*cast, "--vendor", down, "--json", home=home)
+    assert r.code == 1, r
+    assert json.loads(r.stdout)["offers"] == []  # the JSON is still written
+    ok(vrm(*cast, "--vendor", down, "--vendor", vendors["outfitters"].url, home=home))

@@ -12,7 +12,7 @@ from vrmproto._messages import Money
 from vrmproto._vocab import TermRef
 from vrmproto.cli._cmd_connect import report_connect, settle_counter
 from vrmproto.cli._cmd_data import fanout_json
-from vrmproto.cli._common import as_url, norm, now_ms
+from vrmproto.cli._common import as_url, finish, norm, now_ms
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._output import Out, brief, money_json, safe, table
@@ -265,10 +265,19 @@ def report_skipped(out: Out, result: IntentcastResult) -> None:
 
 
 def _report_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> None:
-    """The intentcast's outcome: its record and fan-out as JSON, or the ranked offers."""
+    """The intentcast's outcome: its record and fan-out as JSON, or the ranked offers; exit 1
+    when it reached no vendor (each refused it or could not be reached), as ``vrm address set``
+    does when one fails: "No offers" from vendors that never saw it is not an answer."""
     if out.json_mode:
         out.json({**record, **fanout_json(result.report)})
-        return
+    else:
+        _print_cast(out, result, record)
+    sent = result.report.results
+    if sent and not any(r.status == "confirmed" for r in sent) and not record["offers"]:
+        finish(EXIT_FAILED, "no vendor received the intentcast (see above)")
+
+
+def _print_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> None:
     report_skipped(out, result)
     for v, r in result.declines:
         out.print(f"  [dim]{safe(v)} declined: {safe(r)}[/]")
