@@ -265,7 +265,8 @@ async def test_the_page_fits_a_narrow_window_and_works_by_keyboard(world: World)
     await page.get_by_role("navigation").get_by_role("link", name="Connect").click()
     await w.shot("connect")
     await connect(w, "avis")
-    await page.get_by_role("navigation").get_by_role("link", name="Relationships").click()
+    async with page.expect_navigation():  # not evaluated while the old page unloads
+        await page.get_by_role("navigation").get_by_role("link", name="Relationships").click()
     await page.set_viewport_size({"width": 360, "height": 740})
     assert await page.evaluate(
         "document.documentElement.scrollWidth <= document.documentElement.clientWidth")
