@@ -1311,9 +1311,9 @@ def limit_declared_ignored() -> None:
 def rate_counts_forgeries() -> None:
     _mutate(Endpoint, "_inbox", (
         "    now = self.clock()\n",
-        "    if peek.sender is not None:\n        self.sender_limit.charge(peek.sender)\n"
+        "    if sender is not None:\n        self.sender_limit.charge(sender)\n"
         "    now = self.clock()\n"), (
-        "    wait = await self.sender_limit.atake(msg.sender)\n",
+        "    wait = limit.take(msg.sender) if local else await limit.atake(msg.sender)\n",
         "    wait = 0\n"))
 
 

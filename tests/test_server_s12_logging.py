@@ -100,6 +100,7 @@ def test_json_and_human_lines_as_before() -> None:
         _line().log()
     finally:
         logging.getLogger("vrmproto").removeHandler(handler)
+        handler.close()  # writes what its thread still holds
     data = json.loads(stream.getvalue())
     assert data.pop("ts").endswith("Z")
     assert data == {

@@ -30,6 +30,7 @@ from vrmproto._keys import Identity
 from vrmproto._messages import MESSAGE_TYPES
 from vrmproto.server import serve
 from vrmproto.server._logging import configure_logging
+from vrmproto.server._logwriter import flush_all
 from vrmproto.server._metrics import Metrics
 from vrmproto.store import Commit, DeadLetter, MemoryStore
 from vrmproto.testing import run_suite
@@ -44,6 +45,7 @@ FAMILIES = {
     "vrm_store_commit_records": "histogram",
     "vrm_relationships": "gauge",
     "vrm_outbox_depth": "gauge",
+    "vrm_log_records_dropped": "counter",
 }
 
 
@@ -53,9 +55,11 @@ def captured() -> Iterator[io.StringIO]:
     handler = configure_logging(vendor="Corner Shop", json_lines=True, stream=stream)
     yield stream
     logging.getLogger("vrmproto").removeHandler(handler)
+    handler.close()  # writes what its thread still holds
 
 
 def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    flush_all()  # what the log writer's thread still holds
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
@@ -93,6 +97,7 @@ def test_human_lines_carry_a_timestamp_and_the_vendor() -> None:
             "event": "message"})  # fmt: skip
     finally:
         logging.getLogger("vrmproto").removeHandler(handler)
+        handler.close()
     line = stream.getvalue()
     assert line.endswith("INFO [Corner Shop] ← terms.offer\n")
     assert line[:4].isdigit()

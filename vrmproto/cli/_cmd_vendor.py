@@ -393,7 +393,8 @@ def vendor_serve(*, config_path: str, data_dir: Path | None, **options: Any) -> 
             claim_vendor_dir(directory, config.name)
     identity = config.identity(directory)
     handler = configure_logging(vendor=config.name, json_lines=file.logging.format == "json",
-                                level=file.logging.level)  # fmt: skip
+                                level=file.logging.level,
+                                queue_size=file.logging.queue_size)  # fmt: skip
     base = Path(config_path).parent
     try:
         if file.server.workers > 1:
@@ -404,6 +405,7 @@ def vendor_serve(*, config_path: str, data_dir: Path | None, **options: Any) -> 
             run(serve_vendor(config, identity=identity, data_dir=directory, base=base))
     finally:
         logging.getLogger("vrmproto").removeHandler(handler)
+        handler.close()  # what is still queued, written (its writer thread: _logwriter)
 
 
 @vendor.command("check-config")

@@ -32,6 +32,7 @@ from vrmproto._relationship import Relationship, Sent
 from vrmproto._state import Role, State
 from vrmproto.server._admission import Ticket
 from vrmproto.server._events import events_of
+from vrmproto.server._fast import maker
 from vrmproto.server._first_contact import Room, admit
 from vrmproto.server._held import take_data
 from vrmproto.server._policy import Event
@@ -61,6 +62,12 @@ _OPENING_TYPES = frozenset({TermsOffer.TYPE, Intentcast.TYPE})
 _LIVE = frozenset({State.OFFERED, State.COUNTERED, State.INTENT_OPEN, State.INTENT_ANSWERED})
 #: Messages that answer nothing and are owed no receipt: 204 (§12.3-3).
 _UNACKNOWLEDGED = frozenset({Receipt.TYPE, ProblemReport.TYPE})
+#: ``Commit(...)``, ``DedupeRecord(...)`` and ``Event(...)`` built through their slots
+#: (:mod:`._fast`): one of each per accepted message (a Commit's generated ``__init__`` sets 26
+#: frozen fields, one at a time).
+_commit = maker(Commit)
+_dedupe = maker(DedupeRecord)
+_event = maker(Event)
 
 
 class Step:
@@ -181,7 +188,8 @@ async def apply(
                 clause="§11.8-4", retry_after=ep.storage.retry_after_s, to=msg.sender,
                 thread=msg.thread, ref=msg.hash,
             ), Outcome.REFUSED  # fmt: skip
-        step = Step(rel, Event(msg.type, msg.thread, msg, received.content))
+        step = Step(rel, _event(kind=msg.type, thread=msg.thread, message=msg,
+                                content=received.content))
         if ep.role is Role.VENDOR:
             await take_data(ep.store, step, msg, received.content, now)
     except ProtocolError as exc:
@@ -273,10 +281,11 @@ def commit_of(
         peer_url = msg.body.endpoint
     label = record.label if record else fingerprint(rel.peer_key)
     expires = now + ep.limits.replay_window_ms
-    return Commit(
+    return _commit(
         relationships=(to_record(rel, label=label, peer_url=peer_url, now=now, state=step.state),),
         history=history_rows(rel, now),
-        dedupe=(DedupeRecord(msg.sender, msg.id, msg.hash, response.body, expires),),
+        dedupe=(_dedupe(sender=msg.sender, msg_id=msg.id, msg_hash=msg.hash,
+                        response=response.body, expires_ms=expires),),
         erase=tuple(step.erase),
         save_points_clear=(rel.thread,) if step.save_points else (),
         save_points=step.save_points,

@@ -39,6 +39,7 @@ environment variables over it: what ``vrm vendor serve`` and ``vrm vendor check-
     [logging]
     format = "json"                   # or "human"
     level = "info"
+    queue_size = 8192                 # lines waiting for a slow log stream; more are dropped
     [metrics]
     enabled = true                    # GET /metrics (off by default)
     port = 9464                       # a listener of its own (default: the same one)
@@ -92,6 +93,7 @@ from vrmproto._vocab import (
     parse_purpose,
 )
 from vrmproto.server._connections import ConnectionLimits
+from vrmproto.server._logwriter import DEFAULT_QUEUE_SIZE
 from vrmproto.server._policy import CatalogueItem
 from vrmproto.server._proxy import Deployment
 from vrmproto.server._runner import VendorConfig, seed_hex
@@ -268,6 +270,7 @@ class StoreSection(_Section):
 class LoggingSection(_Section):
     format: Literal["human", "json"] = "human"
     level: Literal["debug", "info", "warning", "error"] = "info"
+    queue_size: int = Field(default=DEFAULT_QUEUE_SIZE, gt=0, le=1_000_000)
 
 
 class MetricsSection(_Section):

@@ -337,7 +337,10 @@ class Endpoint:
 
     async def acheck_address(self, client: str) -> Response | None:
         """:meth:`check_address`, with a limiter that may be shared by processes (§12.9-8)."""
-        return self._address_refusal(await self.address_limit.atake(client))
+        limit = self.address_limit
+        if type(limit) is RateLimiter:  # in memory: no awaitable around it (one per request)
+            return self._address_refusal(limit.take(client))
+        return self._address_refusal(await limit.atake(client))
 
     def _address_refusal(self, wait: int) -> Response | None:
         if not wait:
@@ -368,8 +371,10 @@ class Endpoint:
 
     async def _inbox(self, data: bytes, client: str) -> Response:
         sender = peek_sender(data, self.limits)  # the rest of the peek only for a refusal
+        limit = self.sender_limit
+        local = type(limit) is RateLimiter  # in memory: no awaitable around it (per message)
         if sender is not None:
-            wait = await self.sender_limit.aretry_after(sender)
+            wait = limit.retry_after(sender) if local else await limit.aretry_after(sender)
             if wait:
                 return self._sender_refusal(wait, read_peek(data, self.limits))
         now = self.clock()
@@ -382,7 +387,7 @@ class Endpoint:
         # concurrent messages see it, and given back when nothing new was stored. It is taken
         # only if it is there: where the limit is shared by processes (§12.9-8), messages of
         # the sender checked at once elsewhere may have taken the last ones since the check.
-        wait = await self.sender_limit.atake(msg.sender)
+        wait = limit.take(msg.sender) if local else await limit.atake(msg.sender)
         if wait:
             return self._sender_refusal(wait, Peek(msg.sender, msg.thread, msg.hash, msg.type))
         outcome = Outcome.REFUSED

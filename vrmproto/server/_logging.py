@@ -6,7 +6,9 @@ Every inbox and history request is logged once, when it is answered, on the logg
 thread and sender fingerprint (as claimed: read before anything is verified), the HTTP status,
 the problem code of a refusal and the latency. A refusal is an expected outcome: it is logged at
 INFO, without a traceback. :func:`configure_logging` writes these (and everything else of
-``vrmproto``) as human lines or JSON lines, each with a UTC timestamp.
+``vrmproto``) as human lines or JSON lines, each with a UTC timestamp, from a writer thread
+of their own through a bounded queue (:mod:`vrmproto.server._logwriter`): a log stream that
+stops reading never stalls the event loop; what does not fit is dropped and counted.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import datetime as dt
 import json
 import logging
 import math
-import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 import msgpack
 
 from vrmproto._keys import fingerprint
+from vrmproto.server._logwriter import DEFAULT_QUEUE_SIZE, QueuedLines
 
 __all__ = [
     "REQUEST_LOG",
@@ -147,6 +149,14 @@ def _timestamp(record: logging.LogRecord) -> str:
     return f"{_second[1]}{micros // 1000:03d}Z"
 
 
+def _traceback(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
+    """The record's traceback: formatted here, or already (``exc_text``: when the record was
+    queued for the writer thread)."""
+    if record.exc_info:
+        return formatter.formatException(record.exc_info)
+    return record.exc_text or None
+
+
 class LineFormatter(logging.Formatter):
     """``2026-01-01T12:00:00.000Z INFO [Avis] ← terms.offer thread … from … 200 1.2 ms``."""
 
@@ -158,9 +168,8 @@ class LineFormatter(logging.Formatter):
         vendor = getattr(record, "vendor", None) or self.vendor
         where = f" [{vendor}]" if vendor else ""
         line = f"{_timestamp(record)} {record.levelname}{where} {record.getMessage()}"
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
+        trace = _traceback(self, record)
+        return line if trace is None else f"{line}\n{trace}"
 
 
 #: json.dumps with arguments makes an encoder per call: one, made once.
@@ -187,16 +196,21 @@ class JsonFormatter(logging.Formatter):
         for name, value in getattr(record, "fields", {}).items():
             if value is not None:
                 data.setdefault(name, value)
-        if record.exc_info:
-            data["traceback"] = self.formatException(record.exc_info)
+        trace = _traceback(self, record)
+        if trace is not None:
+            data["traceback"] = trace
         return _JSON.encode(data)
 
 
 def configure_logging(*, vendor: str, json_lines: bool = False, level: str = "INFO",
-                      stream: TextIO | None = None) -> logging.Handler:  # fmt: skip
-    """Send ``vrmproto``'s log records to ``stream`` (default stdout), one line each; returns
-    the handler (remove it from ``logging.getLogger("vrmproto")`` to undo)."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+                      stream: TextIO | None = None, queue_size: int = DEFAULT_QUEUE_SIZE
+                      ) -> logging.Handler:  # fmt: skip
+    """Send ``vrmproto``'s log records to ``stream`` (default stdout), one line each, written
+    by a thread of their own; at most ``queue_size`` records wait for it, more are dropped
+    (and counted: :func:`vrmproto.server._logwriter.dropped_records`). Returns the handler: to
+    undo, remove it from ``logging.getLogger("vrmproto")`` and ``close()`` it (which writes
+    what is still queued)."""
+    handler = QueuedLines(stream, queue_size)
     handler.setFormatter(JsonFormatter(vendor) if json_lines else LineFormatter(vendor))
     root = logging.getLogger("vrmproto")
     root.addHandler(handler)

@@ -17,7 +17,9 @@ The families, each on its own registry so two endpoints in one process never mix
   delivered or set aside — a number that keeps growing is a receiver down, or one event it
   fails holding the feed back) and ``vrm_webhook_dead_letters{webhook}`` (set aside, waiting
   for ``vrm vendor events --replay``). Read from the store per scrape, so any worker's
-  ``/metrics`` tells the one deliverer's progress.
+  ``/metrics`` tells the one deliverer's progress;
+- ``vrm_log_records_dropped_total``: log records this process dropped because its log stream
+  was not reading (``[logging] queue_size`` of them were waiting; :mod:`._logwriter`).
 
 A customer's agent (``vrm agent serve --metrics-port``) exposes the store's families — its
 relationships by state and its outbox depth — on a listener of their own (:func:`metrics_site`).
@@ -28,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter as Tally
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
@@ -40,8 +42,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from vrmproto._messages import MESSAGE_TYPES
+from vrmproto.server._logwriter import dropped_records
 from vrmproto.store import Commit, RelationshipRecord, Store
 
 if TYPE_CHECKING:
@@ -51,6 +56,14 @@ __all__ = ["MeteredStore", "Metrics", "metrics_handler", "metrics_site"]
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 _RECORD_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class _LogDrops(Collector):
+    """``vrm_log_records_dropped_total``: read from the log writer per scrape."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("vrm_log_records_dropped", "Log records dropped because the "
+                                  "log stream was not reading.", value=dropped_records())
 
 
 class Metrics:
@@ -86,6 +99,7 @@ class Metrics:
         self.webhook_dead = Gauge("vrm_webhook_dead_letters", "Events set aside as dead "
                                   "letters, waiting for a replay.", ["webhook"],
                                   registry=r)  # fmt: skip
+        r.register(_LogDrops())
 
     def observe(self, route: str, kind: str | None, status: int, seconds: float,
                 problem: str | None) -> None:  # fmt: skip

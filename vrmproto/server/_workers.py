@@ -13,7 +13,9 @@ started again (in its place, on the same socket); one that exits before it was s
 database unreachable, say — or more than :data:`MAX_RESTARTS` restarts within
 :data:`RESTART_WINDOW_S` seconds stop the whole service, with exit status 1.
 
-POSIX only (``os.fork``): the supervisor forks before any event loop or thread exists.
+POSIX only (``os.fork``): the supervisor forks before any event loop exists; the one thread it
+has, the log writer (:mod:`vrmproto.server._logwriter`), waits out each fork and starts afresh
+in the child.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from vrmproto.server._admission import SharedAdmission
+from vrmproto.server._logwriter import flush_all
 from vrmproto.server._ratelimit import SharedRateLimiter
 
 if TYPE_CHECKING:
@@ -163,6 +166,7 @@ class Supervisor:
             traceback.print_exc()
             return 1
         finally:
+            flush_all()  # the log lines still queued for the writer thread (os._exit follows)
             sys.stdout.flush()
             sys.stderr.flush()
 
