@@ -49,7 +49,8 @@ async def test_a_relationship_maps_to_notes_holds_and_an_erasure(endpoint: Endpo
 
     (opened,) = changes["relationship.opened"]
     assert isinstance(opened, Note)
-    assert opened.text.endswith("Terms proffered: " + ", ".join(f"{t} v1" for t in ACCEPTED))
+    assert opened.text.endswith("Terms proffered: " + ", ".join(f"{t} v1" for t in ACCEPTED)
+                                + " (format=vrm-data/1)")  # each term with its parameters
     (agreed,) = changes["terms.accepted"]
     assert isinstance(agreed, Note)
     assert f"Terms agreed (agreement {feed[0]['id'][4:]})" in agreed.text

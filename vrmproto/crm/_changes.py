@@ -104,7 +104,15 @@ def _day(ms: int) -> str:
 
 
 def _terms(refs: Any) -> str:
-    return ", ".join(f"{t['id']} v{t['version']}" for t in refs or ())
+    """``vrm.delete-after v1 (days=30), vrm.no-tracking v1``: each term with what it was
+    proffered or agreed with."""
+    return ", ".join(f"{t['id']} v{t['version']}" + _params(t.get("params")) for t in refs or ())
+
+
+def _params(params: Any) -> str:
+    if not params:
+        return ""
+    return " (" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")"
 
 
 def _money(value: Mapping[str, Any]) -> Money:

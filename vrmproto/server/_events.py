@@ -85,12 +85,15 @@ _MAPPINGPROXY = type(type.__dict__)
 
 def _plain(value: object) -> object:
     """The JSON encoder's ``default``, for the values JSON has no type for: bytes as hex, terms
-    as ``{id, version}``, money as its two parts, a mapping as an object (tuples are arrays)."""
+    as ``{id, version, params}`` (``params`` when there are any), money as its two parts, a
+    mapping as an object (tuples are arrays)."""
     if isinstance(value, bytes):
         return value.hex()
     if type(value) is _MAPPINGPROXY:  # a message's field map: before the ABC's slower check
         return dict(value)
-    if isinstance(value, TermRef):
+    if isinstance(value, TermRef):  # the parameters are what was agreed: days=30 (§6.3)
+        if value.params:
+            return {"id": value.id, "version": value.version, "params": dict(value.params)}
         return {"id": value.id, "version": value.version}
     if isinstance(value, Money):
         return {"amount": value.amount, "currency": value.currency}
