@@ -59,7 +59,7 @@ from vrmproto._http1_server import MAX_HEAD, Request, RequestReader, Unhandled
 from vrmproto.server._connections import HEAD_LATE, ConnectionGuard, _ConnectionHandler
 from vrmproto.server._endpoint import Endpoint, Response
 from vrmproto.server._observe import DISCOVERY_ROUTE, HISTORY_ROUTE, INBOX_ROUTE, record
-from vrmproto.server._proxy import Deployment, client_from
+from vrmproto.server._proxy import Deployment, client_from, may_be_a_proxy, note_forwarding
 
 if TYPE_CHECKING:
     from vrmproto.server._metrics import Metrics
@@ -182,7 +182,7 @@ def _answer_head(status: int, headers: Mapping[str, str], length: int, close: bo
 class LeanConnection(asyncio.Protocol):
     """One connection on the lean path (see the module docstring)."""
 
-    __slots__ = ("_closing", "_deadline", "_guard", "_hand_over", "_loop", "_paused",
+    __slots__ = ("_ask_proxy", "_closing", "_deadline", "_guard", "_hand_over", "_loop", "_paused",
                  "_proxied", "_reader", "_reading", "_remote", "_routes", "_task", "_transport",
                  "_waiting")  # fmt: skip
 
@@ -202,6 +202,7 @@ class LeanConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None  # None: not admitted, or gone
         self._remote = ""
         self._proxied = False  # the peer is a trusted proxy: the client is in its fields
+        self._ask_proxy = False  # an untrusted local peer whose first request is looked at
         self._task: asyncio.Task[None] | None = None  # the request being answered
         self._waiting = True  # no request in progress; False: part of a head, or busy
         self._closing = False  # the server stops: close once the answer in progress is sent
@@ -220,6 +221,8 @@ class LeanConnection(asyncio.Protocol):
         self._transport = transport
         self._remote = address
         self._proxied = self._routes.deployment.trusts(address)
+        # A proxy the vendor did not name? Its first request says (note_forwarding).
+        self._ask_proxy = not self._proxied and may_be_a_proxy(address, self._routes.deployment)
         self._routes.open.add(self)
         tcp_keepalive(transport)
         self._wait()
@@ -338,6 +341,9 @@ class LeanConnection(asyncio.Protocol):
         remote = self._remote
         if self._proxied:  # as aiohttp's proxy middleware finds it (§12.13-1)
             remote, _ = client_from(remote, "http", request.values, routes.deployment)
+        elif self._ask_proxy:
+            self._ask_proxy = False
+            note_forwarding(remote, request.values)
         close = request.close
         data: bytes | None = None
         extra: dict[str, str] = {}

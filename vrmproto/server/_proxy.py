@@ -11,6 +11,7 @@ those headers (§12.13-1, §12.13-2).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ from urllib.parse import urlsplit
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
-__all__ = ["Deployment", "Fields", "Network", "client_from", "client_of", "proxy_middleware"]
+__all__ = ["Deployment", "Fields", "Network", "client_from", "client_of", "may_be_a_proxy",
+           "note_forwarding", "proxy_middleware"]  # fmt: skip
+
+log = logging.getLogger("vrmproto.server")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: The values of a request's header fields of a name (any case), in order.
@@ -147,12 +151,40 @@ def client_from(peer: str, scheme: str, fields: Fields,
     return client, scheme
 
 
+class _Warned:
+    done = False  # once a process: a line in the log, not one a request
+
+
+def may_be_a_proxy(peer: str, deployment: Deployment) -> bool:
+    """Whether a connection from ``peer`` should be looked at by :func:`note_forwarding`: not
+    warned yet, ``peer`` not trusted, and local — a proxy in front of a vendor is on its own
+    machine or network; an address on the Internet that writes ``X-Forwarded-For`` is only a
+    client claiming to be someone else, which §12.13-1 already ignores."""
+    return not _Warned.done and not deployment.trusts(peer) and _local(peer)
+
+
+def note_forwarding(peer: str, fields: Fields) -> None:
+    """Warn, once, that a request from ``peer`` (see :func:`may_be_a_proxy`) carries forwarding
+    fields the endpoint does not believe: behind a proxy the vendor did not name, every customer
+    has the proxy's address, so the limits per address (§12.9-6, first contacts per address)
+    count them all as one and soon refuse everyone."""
+    if _Warned.done or not (fields(hdrs.FORWARDED) or fields(_X_FORWARDED_FOR)):
+        return
+    _Warned.done = True
+    log.warning("requests from %s carry Forwarded / X-Forwarded-For fields, but %s is not a "
+                "trusted proxy: every customer behind it counts as %s for the limits per "
+                "address. If it is your proxy, name it: --trusted-proxy %s (the server's "
+                "trusted_proxies)", peer, peer, peer, peer)  # fmt: skip
+
+
 def proxy_middleware(deployment: Deployment) -> Middleware:
     """The request as the client sent it: ``remote`` and ``scheme`` from trusted proxies."""
 
     @web.middleware
     async def proxied(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not deployment.trusted_proxies:
+            if not _Warned.done and may_be_a_proxy(request.remote or "", deployment):
+                note_forwarding(request.remote or "", lambda n: request.headers.getall(n, []))
             return await handler(request)
         client, scheme = client_of(request, deployment)
         if client == request.remote and scheme == request.scheme:
