@@ -436,11 +436,13 @@ class _Carrier:
 
 
 def _plain_before(value: Any) -> Any:
-    """How an event's values were made JSON before #12: converted before the encoding."""
+    """How an event's values were made JSON before #12: converted before the encoding (and,
+    since session 14, a term with its params when it has any: docs/events.md)."""
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, TermRef):
-        return {"id": value.id, "version": value.version}
+        ref = {"id": value.id, "version": value.version}
+        return ref | {"params": dict(value.params)} if value.params else ref
     if isinstance(value, Money):
         return {"amount": value.amount, "currency": value.currency}
     if isinstance(value, (tuple, list)):
