@@ -12,6 +12,8 @@ an over-long share was sealed, signed, sent and refused. ``vrm`` and ``vrm ui`` 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -24,47 +26,41 @@ from vrmproto.store import MemoryStore
 VENDORS = Path(__file__).resolve().parent.parent / "examples" / "vendors"
 
 
-async def test_an_intentcast_the_wire_cannot_carry_is_refused_before_it_is_sent() -> None:
+@asynccontextmanager
+async def outfitters() -> AsyncIterator[tuple[Agent, str]]:
+    """A new agent and the outfitters' vendor on 127.0.0.1 (its base URL)."""
     vendor = LocalVendor.of(load_vendor_config(VENDORS / "outfitters.toml"))
     await vendor.start()
     try:
-        agent = await Agent.open(MemoryStore(), MasterSeed(os.urandom(32)))
-        async with agent:
-            with pytest.raises(ValidationError, match="500"):
-                await agent.intentcast("k" * 501, vendors=[vendor.url], deadline_ms=5_000)
-            assert await agent.intents() == []
+        async with await Agent.open(MemoryStore(), MasterSeed(os.urandom(32))) as agent:
+            yield agent, vendor.url
     finally:
         await vendor.stop()
+
+
+async def test_an_intentcast_the_wire_cannot_carry_is_refused_before_it_is_sent() -> None:
+    async with outfitters() as (agent, url):
+        with pytest.raises(ValidationError, match="500"):
+            await agent.intentcast("k" * 501, vendors=[url], deadline_ms=5_000)
+        assert await agent.intents() == []
 
 
 async def test_a_share_the_wire_cannot_carry_is_refused_before_it_is_sent() -> None:
-    vendor = LocalVendor.of(load_vendor_config(VENDORS / "outfitters.toml"))
-    await vendor.start()
-    try:
-        agent = await Agent.open(MemoryStore(), MasterSeed(os.urandom(32)))
-        async with agent:
-            thread = (await agent.connect(vendor.url)).thread
-            before = len(await agent.history(thread))
-            with pytest.raises(ValidationError, match="4096"):
-                await agent.share(thread, {"note": "n" * 4097}, purposes=["core-function"],
-                                  categories=["contact"],
-                                  expires_ms=agent.clock() + 86_400_000)  # fmt: skip
-            assert len(await agent.history(thread)) == before
-    finally:
-        await vendor.stop()
+    async with outfitters() as (agent, url):
+        thread = (await agent.connect(url)).thread
+        before = len(await agent.history(thread))
+        with pytest.raises(ValidationError, match="4096"):
+            await agent.share(thread, {"note": "n" * 4097}, purposes=["core-function"],
+                              categories=["contact"],
+                              expires_ms=agent.clock() + 86_400_000)  # fmt: skip
+        assert len(await agent.history(thread)) == before
 
 
 async def test_an_address_update_the_wire_cannot_carry_goes_to_no_vendor() -> None:
-    vendor = LocalVendor.of(load_vendor_config(VENDORS / "outfitters.toml"))
-    await vendor.start()
-    try:
-        agent = await Agent.open(MemoryStore(), MasterSeed(os.urandom(32)))
-        async with agent:
-            thread = (await agent.connect(vendor.url)).thread
-            before = len(await agent.history(thread))
-            with pytest.raises(ValidationError, match="64"):
-                await agent.update_address({f"line{i}": "x" for i in range(65)})
-            assert len(await agent.history(thread)) == before
-            assert await agent.store.outbox_all() == []
-    finally:
-        await vendor.stop()
+    async with outfitters() as (agent, url):
+        thread = (await agent.connect(url)).thread
+        before = len(await agent.history(thread))
+        with pytest.raises(ValidationError, match="64"):
+            await agent.update_address({f"line{i}": "x" for i in range(65)})
+        assert len(await agent.history(thread)) == before
+        assert await agent.store.outbox_all() == []
