@@ -85,6 +85,8 @@ def test_a_vendor_with_another_key_and_a_stuck_outbox(home: Path, host: VendorHo
         host.stop("impostor")
         down = checks(vrm("doctor", "--json", home=home))
         assert down["vendor Avis Park City"]["status"] == "warn"
+        assert down["vendor Avis Park City"]["detail"].endswith(
+            ": unreachable: connection refused")  # said once, not "unreachable (unreachable: …)"
         assert vrm("share", "Avis Park City", "email=doc@example.org", home=home).code == 0
         assert checks(vrm("doctor", "--json", home=home))["outbox"]["status"] == "warn"
         for _ in range(4):

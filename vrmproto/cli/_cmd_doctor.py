@@ -120,7 +120,9 @@ async def _vendor(session: aiohttp.ClientSession, v: RelationshipView,
         async with asyncio.timeout(timeout_s), session.get(url) as resp:
             answer = Answer(resp.status, dict(resp.headers), await resp.read(), str(resp.url))
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        return [Check(name, "warn", f"{v.url}: unreachable ({brief(describe_failure(exc))})")]
+        why = brief(describe_failure(exc))  # "unreachable: connection refused" as a rule
+        return [Check(name, "warn", f"{v.url}: " + (
+            why if why.startswith("unreachable") else f"unreachable ({why})"))]
     now = time.time_ns() // 1_000_000
     try:
         doc = discovery_from_answer(answer, now=now, expected_key=v.peer_key, role="vendor")
