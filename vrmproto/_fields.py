@@ -288,14 +288,19 @@ class StrMap(Kind):
         if not keys_sorted(value):
             raise DecodeError("map keys must be unique text in ascending order",
                               clause="§3.3-3", path=path)
+        self.check(value, path)
+        return MappingProxyType(dict(value))
+
+    def check(self, value: Mapping[Any, Any], path: str) -> None:
+        """``load``'s rules for the entries (§5.1-2), on a map in any key order: what a sender
+        checks of a person's fields before it encodes them (sorted, so canonical)."""
         if not self.min_items <= len(value) <= self.max_items:
             raise _bad(path, f"must hold {self.min_items}..{self.max_items} entries")
         for k, v in value.items():
-            if not k or len(k) > 64:
-                raise _bad(path, f"field names are 1..64 characters, not {len(k)}")
+            if type(k) is not str or not k or len(k) > 64:
+                raise _bad(path, f"field names are text of 1..64 characters, not {k!r:.70}")
             if type(v) is not str or len(v) > self.max_value:
                 raise _bad(f"{path}.{k}", f"values are text of at most {self.max_value} characters")
-        return MappingProxyType(dict(value))
 
     def dump(self, value: Any) -> dict[str, str]:
         return {k: value[k] for k in sorted(value)}

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from typing import cast
 
 from vrmproto._errors import StateError, TransportError, VrmError
-from vrmproto._fields import check_record
+from vrmproto._fields import StrMap, specs
 from vrmproto._messages import (
     AddressUpdate,
     DataErased,
@@ -26,6 +27,9 @@ from vrmproto.client._views import Ref
 from vrmproto.store import Commit, ShareNote
 
 __all__ = ["DataOps", "Records"]
+
+#: The rules of a share's or an address update's fields (:class:`FieldsContent`, §5.3.1).
+FIELDS = cast("StrMap", specs(FieldsContent)[0][1])
 
 
 class Records(tuple[DataRecord, ...]):
@@ -63,7 +67,7 @@ class DataOps(AgentBase):
         §5.3.1, §5.1-2) raise :class:`~vrmproto.ValidationError` before anything is sealed or
         stored.
         """
-        check_record(FieldsContent(fields=dict(fields)), "$.fields")
+        FIELDS.check(fields, "$.fields")
         draft = ShareDraft(
             msg_id=self.random_id(), fields=dict(fields),
             purposes=tuple(parse_purpose(p) for p in purposes),
@@ -133,7 +137,7 @@ class DataOps(AgentBase):
         Fields no vendor would accept raise :class:`~vrmproto.ValidationError` first, as in
         :meth:`share`.
         """
-        check_record(FieldsContent(fields=dict(fields)), "$.fields")
+        FIELDS.check(fields, "$.fields")
         records = await self._ours(states=(State.AGREED.value,))  # an index, not a scan
         unsigned: dict[bytes, VrmError] = {}
         for r in records:  # a vendor that receives no address.update fails alone (§13.1-10)
