@@ -26,13 +26,13 @@ from vrmproto._envelope import Signed
 from vrmproto._errors import Problem, ProtocolError, ValidationError
 from vrmproto._keys import fingerprint
 from vrmproto._messages import Intentcast, ProblemReport, Receipt, TermsOffer
+from vrmproto._quick import quick_make
 from vrmproto._records import capture, guard, history_rows, to_record
 from vrmproto._records import load as load_record
 from vrmproto._relationship import Relationship, Sent
 from vrmproto._state import Role, State
 from vrmproto.server._admission import Ticket
 from vrmproto.server._events import events_of
-from vrmproto.server._fast import maker
 from vrmproto.server._first_contact import Room, admit
 from vrmproto.server._held import take_data
 from vrmproto.server._policy import Event
@@ -63,11 +63,11 @@ _LIVE = frozenset({State.OFFERED, State.COUNTERED, State.INTENT_OPEN, State.INTE
 #: Messages that answer nothing and are owed no receipt: 204 (§12.3-3).
 _UNACKNOWLEDGED = frozenset({Receipt.TYPE, ProblemReport.TYPE})
 #: ``Commit(...)``, ``DedupeRecord(...)`` and ``Event(...)`` built through their slots
-#: (:mod:`._fast`): one of each per accepted message (a Commit's generated ``__init__`` sets 26
-#: frozen fields, one at a time).
-_commit = maker(Commit)
-_dedupe = maker(DedupeRecord)
-_event = maker(Event)
+#: (:func:`~vrmproto._quick.quick_make`): one of each per accepted message (a Commit's generated
+#: ``__init__`` sets 26 frozen fields, one at a time: 2.7 µs, this 1.5).
+_commit = quick_make(Commit)
+_dedupe = quick_make(DedupeRecord)
+_event = quick_make(Event)
 
 
 class Step:

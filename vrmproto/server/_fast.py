@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-__all__ = ["maker", "setters"]
+__all__ = ["setters"]
 
 Setter = Callable[[Any, Any], None]
-T = TypeVar("T")
 
 
 def setters(cls: type, names: tuple[str, ...]) -> tuple[Setter, ...]:
@@ -34,31 +33,3 @@ def setters(cls: type, names: tuple[str, ...]) -> tuple[Setter, ...]:
     if fields != names:
         raise TypeError(f"{cls.__name__} has the fields {fields}, not {names}")
     return tuple(cls.__dict__[name].__set__ for name in names)
-
-
-def maker(cls: type[T]) -> Callable[..., T]:
-    """A function building ``cls`` from keyword arguments (each field's default when not
-    given) through its slots: what ``cls(**kw)`` makes, faster (a :class:`~vrmproto.store.Commit`
-    has 26 fields: its generated ``__init__`` costs ~4 µs, this ~1.5). TypeError as for
-    :func:`setters`, and for a field whose default comes from a factory."""
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type]  # TypeError unless a dataclass
-    names = tuple(f.name for f in fields)
-    sets = setters(cls, names)
-    if any(f.default_factory is not dataclasses.MISSING for f in fields):
-        raise TypeError(f"{cls.__name__} has a field with a default factory")
-    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    params, body = [], []
-    for i, f in enumerate(fields):
-        if f.default is dataclasses.MISSING:
-            params.append(f.name)
-        else:
-            scope[f"_d{i}"] = f.default
-            params.append(f"{f.name}=_d{i}")
-        scope[f"_s{i}"] = sets[i]
-        body.append(f"    _s{i}(o, {f.name})")
-    source = (f"def make(*, {', '.join(params)}):\n    o = _new(_cls)\n"
-              + "\n".join(body) + "\n    return o\n")  # fmt: skip
-    exec(source, scope)  # noqa: S102 - code made here, from the dataclass's own field names
-    make: Callable[..., T] = scope["make"]
-    make.__qualname__ = make.__name__ = f"make_{cls.__name__}"
-    return make
