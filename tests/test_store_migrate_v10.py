@@ -11,8 +11,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from _sqlite_versions import sqlite_at_version
+
 from vrmproto.store import Commit, SQLiteStore
-from vrmproto.store._sqlite import _MIGRATIONS, SCHEMA_VERSION
+from vrmproto.store._sqlite import SCHEMA_VERSION
 from vrmproto.testing.store_contract import T1, T2, note, outbox, rel
 
 _GONE = {"share_notes_by_thread", "outbox_by_thread"}
@@ -28,22 +30,11 @@ def indexes(path: Path) -> set[str]:
         conn.close()
 
 
-def version_9(path: Path) -> None:
-    """A file at version 9, as vrmproto 8d7aa79 left it (its migrations, run by hand)."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    for step in _MIGRATIONS[:9]:
-        step(conn)
-    conn.execute("PRAGMA user_version = 9")
-    conn.close()
-
-
 async def test_a_version_9_file_keeps_its_notes_and_outbox_without_the_indexes(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "v9.db"
-    version_9(path)
+    sqlite_at_version(path, 9).close()  # as vrmproto 8d7aa79 left it
     assert indexes(path) == _GONE
     conn = sqlite3.connect(path, isolation_level=None)
     notes = [note(T1, "a", 30), note(T2, "b", 10), note(T1, "c", 20)]

@@ -10,8 +10,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from _sqlite_versions import sqlite_at_version
+
 from vrmproto.store import Commit, SQLiteStore
-from vrmproto.store._sqlite import _MIGRATIONS, SCHEMA_VERSION
+from vrmproto.store._sqlite import SCHEMA_VERSION
 from vrmproto.testing.store_contract import T2, outbox, rel
 
 
@@ -24,20 +26,9 @@ def indexes(path: Path) -> set[str]:
         conn.close()
 
 
-def version_8(path: Path) -> None:
-    """A file at version 8, as vrmproto 31eceae left it (its migrations, run by hand)."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    for step in _MIGRATIONS[:8]:
-        step(conn)
-    conn.execute("PRAGMA user_version = 8")
-    conn.close()
-
-
 async def test_a_version_8_file_keeps_its_outbox_without_the_due_index(tmp_path: Path) -> None:
     path = tmp_path / "v8.db"
-    version_8(path)
+    sqlite_at_version(path, 8).close()  # as vrmproto 31eceae left it
     assert "outbox_by_due" in indexes(path)
     conn = sqlite3.connect(path, isolation_level=None)
     for destination, due in (("a", 30), ("b", 10), ("c", 20)):

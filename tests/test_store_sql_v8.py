@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from _sqlite_versions import sqlite_at_version
 
 from vrmproto.store import (
     Commit,
@@ -32,22 +33,11 @@ from vrmproto.store import (
     SQLiteStore,
     StoreConflict,
 )
-from vrmproto.store._sqlite import _MIGRATIONS, SCHEMA_VERSION, _apply_commit, _apply_group
+from vrmproto.store._sqlite import SCHEMA_VERSION, _apply_commit, _apply_group
 from vrmproto.testing.store_contract import BOB, T1, T2, dedupe, entry, event, held, rel
 
 SHARE_A = b"\xaa" * 32
 SHARE_B = b"\xbb" * 32
-
-
-def version_7(path: Path) -> sqlite3.Connection:
-    """A file at version 7, as vrmproto 6f02a77 left it (its migrations, run by hand)."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    for step in _MIGRATIONS[:7]:
-        step(conn)
-    conn.execute("PRAGMA user_version = 7")
-    return conn
 
 
 def layout(path: Path) -> tuple[str, list[str]]:
@@ -62,7 +52,7 @@ def layout(path: Path) -> tuple[str, list[str]]:
 
 async def test_a_version_7_file_reads_back_the_same_at_version_8(tmp_path: Path) -> None:
     path = tmp_path / "v7.db"
-    conn = version_7(path)
+    conn = sqlite_at_version(path, 7)  # as vrmproto 6f02a77 left it
     conn.execute("BEGIN")
     _apply_commit(conn, Commit(
         relationships=(rel(T1), rel(T2, peer=BOB)),
@@ -103,7 +93,7 @@ async def test_a_counter_past_the_newest_event_keeps_autoincrement(tmp_path: Pat
     """Events deleted at the end by hand (the store never deletes one): a plain rowid would
     hand their positions out again, so the file keeps its layout and numbering."""
     path = tmp_path / "v7.db"
-    conn = version_7(path)
+    conn = sqlite_at_version(path, 7)  # as vrmproto 6f02a77 left it
     conn.execute("BEGIN")
     _apply_commit(conn, Commit(events=(event(T1, 0), event(T1, 1), event(T1, 2))))
     conn.execute("COMMIT")
