@@ -35,7 +35,7 @@ from vrmproto.store._sqlite_rows import (
     HELD_COLUMNS,
     SAVE_POINT_COLUMNS,
     SCHEMA_V3,
-    THREAD_COLUMNS,
+    THREAD_COLUMNS_V3,
     draft_row,
     held_row,
     save_point_row,
@@ -98,8 +98,8 @@ def _client_thread(conn: sqlite3.Connection, thread: bytes, d: dict[str, Any],
         last_activity_ms=int(d["last_activity_ms"]), last_problem=str(d["last_problem"]),
         types=None if types is None else tuple(str(t) for t in types),
     )  # fmt: skip
-    conn.execute(f"INSERT INTO threads ({THREAD_COLUMNS}) VALUES "  # noqa: S608
-                 f"({', '.join('?' * 12)})", thread_row(record))  # fmt: skip
+    conn.execute(f"INSERT INTO threads ({THREAD_COLUMNS_V3}) VALUES "  # noqa: S608
+                 f"({', '.join('?' * 12)})", thread_row(record)[:12])  # fmt: skip
     for seq, hexed in enumerate(d.get("drafts", [])):
         payload = bytes.fromhex(hexed)
         op = _codec.decode(payload, max_depth=16)["op"]

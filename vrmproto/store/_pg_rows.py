@@ -19,7 +19,15 @@ from vrmproto.store._base import Commit
 if TYPE_CHECKING:
     from asyncpg import Connection
 
-__all__ = ["SCHEMA_V2", "SCHEMA_V4", "TypedTable", "apply_typed", "drop_typed", "upsert"]
+__all__ = [
+    "SCHEMA_V2",
+    "SCHEMA_V4",
+    "SCHEMA_V7",
+    "TypedTable",
+    "apply_typed",
+    "drop_typed",
+    "upsert",
+]
 
 SCHEMA_V2 = (
     """CREATE TABLE threads (
@@ -73,6 +81,12 @@ SCHEMA_V4 = (
 )
 
 
+#: Version 6 → 7: when the vendor's discovery document expires, per thread (spec §13.1-8;
+#: SQLite's version 11, :mod:`vrmproto.store._migrate_v11`). A column without a default is
+#: added to the catalogue only: no row is rewritten.
+SCHEMA_V7 = ("ALTER TABLE threads ADD COLUMN doc_expires_ms bigint",)
+
+
 class TypedTable:
     """One table's upsert through ``unnest``: the column list, the type of each column, the key.
 
@@ -97,7 +111,7 @@ class TypedTable:
 THREADS = TypedTable(
     "threads",
     rows.THREAD_COLUMNS,
-    "bytea text bytea text text text int8 int4 bytea int8 text text",
+    "bytea text bytea text text text int8 int4 bytea int8 text text int8",
     "thread",
 )
 DRAFTS = TypedTable("drafts", rows.DRAFT_COLUMNS, "bytea int4 text bytea", "")

@@ -8,7 +8,8 @@ Customer side (the agent):
 
 - :class:`ThreadRecord` — what the agent knows about a thread beside the core state: the kind
   of thread, how our identity in it is derived (§2.3, §2.4), the vendor's inbox and history URLs,
-  the message types its discovery document listed (§13.1-3).
+  the message types its discovery document listed (§13.1-3) and when that document expires
+  (§13.1-8).
 - :class:`DraftRecord` — a message waiting behind an undelivered one, a per-thread queue ordered
   by ``seq``; ``kind`` tags what ``payload`` encodes.
 - :class:`IntentRecord` and :class:`OfferRecord` — an intentcast sent, and each offer stored as
@@ -66,6 +67,9 @@ class ThreadRecord:
 
     ``types`` is what the vendor's discovery document listed when the thread was opened
     (§13.1-3), or None if that is unknown (a thread opened before types were kept).
+    ``doc_expires_ms`` is the ``expires`` of the vendor's discovery document last read for the
+    thread, after which the agent reads it again before using it (§13.1-8); None if unknown (a
+    thread stored before schema 11).
     """
 
     thread: bytes  # 16 bytes
@@ -80,6 +84,7 @@ class ThreadRecord:
     last_activity_ms: int = 0
     last_problem: str = ""  # the last refusal or delivery failure, for people
     types: tuple[str, ...] | None = None
+    doc_expires_ms: int | None = None
 
     def __post_init__(self) -> None:
         if (self.kind is ThreadKind.INTENT) != (self.intent_id is not None):

@@ -52,7 +52,8 @@ counter row cost a page of the WAL per transaction (:mod:`vrmproto.store._migrat
 version 9 drops the outbox's index by due time, two pages of the agent's WAL per message it
 sends (:mod:`vrmproto.store._migrate_v9`); version 10 drops ``share_notes_by_thread``, which
 no query used, and the outbox's index by thread, three pages of the agent's WAL per share
-(:mod:`vrmproto.store._migrate_v10`).
+(:mod:`vrmproto.store._migrate_v10`); version 11 adds ``threads.doc_expires_ms``, when the
+vendor's discovery document expires (:mod:`vrmproto.store._migrate_v11`).
 
 Files (spec §11.13-1). The database holds histories and, at a vendor, customers' shared data in
 clear, so :meth:`SQLiteStore.open` creates it with mode 0600 (SQLite gives its ``-wal`` and
@@ -129,6 +130,7 @@ from vrmproto.store._migrate_v3 import migrate_2_to_3
 from vrmproto.store._migrate_v8 import migrate_7_to_8
 from vrmproto.store._migrate_v9 import migrate_8_to_9
 from vrmproto.store._migrate_v10 import migrate_9_to_10
+from vrmproto.store._migrate_v11 import migrate_10_to_11
 from vrmproto.store._rel_query import RelationshipsWhere, migrate_6_to_7
 
 __all__ = ["BATCH_CAP", "SCHEMA_VERSION", "SQLiteStore", "StoreStats"]
@@ -238,6 +240,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     migrate_7_to_8,
     migrate_8_to_9,
     migrate_9_to_10,
+    migrate_10_to_11,
 )
 """``_MIGRATIONS[n]`` takes the schema from version n to n + 1 (``PRAGMA user_version``)."""
 

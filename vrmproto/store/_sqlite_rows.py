@@ -128,21 +128,24 @@ def _unjs(text: str) -> list[Any]:
 
 # -- row mapping: record -> row (tuple in column order), row -> record -------------------------
 
-THREAD_COLUMNS = ("thread, kind, vendor_key, name, inbox, history_url, lifetime_ms, generation, "
-                  "intent_id, last_activity_ms, last_problem, types")  # fmt: skip
+#: The ``threads`` columns of schema 3 to 10 (the v2 files' migration writes these).
+THREAD_COLUMNS_V3 = ("thread, kind, vendor_key, name, inbox, history_url, lifetime_ms, "
+                     "generation, intent_id, last_activity_ms, last_problem, types")  # fmt: skip
+#: Schema 11 added ``doc_expires_ms`` (:mod:`vrmproto.store._migrate_v11`).
+THREAD_COLUMNS = THREAD_COLUMNS_V3 + ", doc_expires_ms"
 
 
 def thread_row(t: ThreadRecord) -> tuple[object, ...]:
     return (t.thread, t.kind.value, t.vendor_key, t.name, t.inbox, t.history_url, t.lifetime_ms,
             t.generation, t.intent_id, t.last_activity_ms, t.last_problem,
-            None if t.types is None else _js(t.types))  # fmt: skip
+            None if t.types is None else _js(t.types), t.doc_expires_ms)  # fmt: skip
 
 
 def thread_record(row: Sequence[Any]) -> ThreadRecord:
     types = None if row[11] is None else tuple(str(x) for x in _unjs(row[11]))
     return ThreadRecord(bytes(row[0]), ThreadKind(row[1]), bytes(row[2]), row[3], row[4], row[5],
                         row[6], row[7], None if row[8] is None else bytes(row[8]), row[9],
-                        row[10], types)  # fmt: skip
+                        row[10], types, row[12])  # fmt: skip
 
 
 DRAFT_COLUMNS = "thread, seq, kind, payload"

@@ -603,6 +603,22 @@ class StoreContract:
         assert await store.threads(vendor_key=CAROL) == [other]
         assert await store.threads(vendor_key=ALICE) == []
 
+    async def test_a_thread_record_keeps_its_documents_expiry(self, store: Store) -> None:
+        """When the vendor's discovery document expires (§13.1-8) is stored with the thread,
+        read back by every query, replaced by the next upsert; None (unknown) stays None."""
+        expires = 1_800_000_000_000 + 86_400_000  # beyond 32 bits: a column of 64
+        one = thread_record(T1, doc_expires_ms=expires)
+        unknown = thread_record(T2, vendor_key=CAROL)
+        await store.commit(Commit(threads=(one, unknown)))
+        assert (await store.get_thread(T1), await store.get_thread(T2)) == (one, unknown)
+        assert [t.doc_expires_ms for t in await store.threads()] == [expires, None]
+        read_again = thread_record(T1, doc_expires_ms=expires + 1)
+        learnt = thread_record(T2, vendor_key=CAROL, doc_expires_ms=0)
+        await store.commit(Commit(threads=(read_again, learnt)))
+        assert await store.threads(vendor_key=BOB) == [read_again]
+        assert await store.threads(vendor_key=CAROL) == [learnt]
+        assert (await store.get_thread(T2)) == learnt  # 0 is a time, not "unknown"
+
     def test_thread_kind_and_intent_id_go_together(self) -> None:
         with pytest.raises(ValueError, match="intent_id"):
             thread_record(T1, kind=ThreadKind.INTENT)
