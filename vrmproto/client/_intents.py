@@ -247,7 +247,8 @@ class IntentOps(AgentBase):
         asked[doc.key] = norm_url(url)
         meta = ThreadMeta(kind=ThreadKind.INTENT, vendor_key=doc.key, name=doc.name,
                           inbox=doc.inbox, history=doc.history, lifetime_ms=deadline_ms,
-                          intent_id=intent_id, types=tuple(doc.types))  # fmt: skip
+                          intent_id=intent_id, types=tuple(doc.types),
+                          doc_expires_ms=doc.expires)  # fmt: skip
         thread = self.random_id()
         docs[thread] = doc
         rel = Relationship(role=Role.CUSTOMER, identity=self.ledger.identity(meta),

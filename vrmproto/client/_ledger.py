@@ -4,7 +4,8 @@ Each relationship is one store row (:class:`~vrmproto.store.RelationshipRecord`:
 :class:`~vrmproto.Relationship`'s ``to_state()`` in ``data``, the vendor's name in ``label``, its
 base URL in ``peer_url``) plus typed records of what the core does not know
 (:mod:`vrmproto.store`): a :class:`~vrmproto.store.ThreadRecord` — where the vendor's inbox is,
-which types it receives, and how our identity in the thread is derived from the master seed
+which types it receives, when the discovery document that said so expires (§13.1-8,
+:mod:`vrmproto.client._moved`), and how our identity in the thread is derived from the master seed
 (pairwise per vendor and rotation generation, §2.3; or per intentcast, §2.4) — the thread's
 *drafts* (:class:`~vrmproto.store.DraftRecord`: messages waiting behind an undelivered one, kept
 as data until their turn, see :mod:`vrmproto.client._outbox`) and its save points

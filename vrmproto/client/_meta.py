@@ -36,6 +36,9 @@ class ThreadMeta:
     last_activity_ms: int = 0
     last_problem: str = ""  # the last refusal or delivery failure, for people
     types: tuple[str, ...] | None = None  # what the vendor receives (§13.1-3); None: unknown
+    #: When the vendor's discovery document last read for the thread expires (§13.1-8); None:
+    #: unknown (stored before schema 11). See :mod:`vrmproto.client._moved`.
+    doc_expires_ms: int | None = None
     #: Messages waiting for their turn, in order (see :mod:`vrmproto.client._drafts`).
     drafts: list[DraftRecord] = field(default_factory=list)
     #: For each message of ours in the outbox: the relationship as it was before it was signed,
@@ -54,7 +57,8 @@ class ThreadMeta:
             kind=r.kind, vendor_key=r.vendor_key, name=r.name, inbox=r.inbox,
             history=r.history_url, lifetime_ms=r.lifetime_ms, generation=r.generation,
             intent_id=r.intent_id, last_activity_ms=r.last_activity_ms,
-            last_problem=r.last_problem, types=r.types, drafts=list(drafts),
+            last_problem=r.last_problem, types=r.types, doc_expires_ms=r.doc_expires_ms,
+            drafts=list(drafts),
             points={p.msg_hash: p for p in points},
             _stored_drafts=frozenset(d.seq for d in drafts),
             _stored_points=frozenset(p.msg_hash for p in points),
@@ -66,7 +70,7 @@ class ThreadMeta:
             inbox=self.inbox, history_url=self.history, lifetime_ms=self.lifetime_ms,
             generation=self.generation, intent_id=self.intent_id,
             last_activity_ms=self.last_activity_ms, last_problem=self.last_problem,
-            types=self.types,
+            types=self.types, doc_expires_ms=self.doc_expires_ms,
         )  # fmt: skip
 
     def check_receives(self, mtype: str) -> None:

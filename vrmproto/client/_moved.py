@@ -1,19 +1,32 @@
 """A vendor that moved its inbox: its discovery document read again, and followed (§13.1).
 
 A relationship keeps the inbox and history URLs that the vendor's document named when it was
-read (``ThreadMeta.inbox``, ``ThreadMeta.history``). A sender reads the document "before its
-first message, and again when the document has expired" (§13.1), and MUST NOT use it after its
-``expires`` (§13.1-8). So the agent reads it again — from the vendor's base URL, pinned to the
-relationship's current peer key (§11.10-1, a ``key.rotate`` moves the pin, §2.6) — when:
+read (``ThreadMeta.inbox``, ``ThreadMeta.history``), and when that document expires
+(``ThreadMeta.doc_expires_ms``), all in the thread's stored record. A sender reads the document
+"before its first message, and again when the document has expired" (§13.1), and MUST NOT use
+it after its ``expires`` (§13.1-8). Every read of the document for a thread stores its expiry
+with the thread: first contact (a connect, an intentcast), ``vrm connect URL`` of a vendor we
+have a relationship with (:meth:`~vrmproto.client._terms.TermsOps._follow`) and the read here.
+So the agent reads it again — from the vendor's base URL, pinned to the relationship's current
+peer key (§11.10-1, a ``key.rotate`` moves the pin, §2.6) — before it delivers when:
 
-- the document this process read for the thread has expired (:class:`Documents`); a thread
-  last read by another process (the store keeps no document expiry) is read again only on
+- the stored expiry has passed (:meth:`Documents.due`), whichever process read the document:
+  a restarted agent, each ``vrm`` command (a process of its own), another process on the same
+  data all see it. A thread whose expiry is unknown (stored before schema 11) has its document
+  read once, before its next delivery, and the expiry stored: its copy was read at first
+  contact, most likely longer ago than a document lives (a day by default), and a person
+  upgrading expects a vendor that moved since to be found, not written to at an old address
+  until that address answers 404 — at the cost of one request per such thread, once;
 - an answer from the inbox that says the envelope is not taken there (:data:`MOVED`: the path
   is gone, or redirects — a POST is never followed to another URL, §12.3).
 
-If the document then names other URLs, the relationship follows them, in one Commit, and the
-message goes to the new inbox at once. A document that does not verify under the pinned key
-moves nothing: a vendor with a new key is a person's decision (``vrm connect
+A read that fails (the vendor's document can't be fetched, or doesn't verify) moves nothing:
+the message goes to the inbox known, and this process tries the read again only after
+:data:`READ_AGAIN_MS` (:class:`Documents`, in memory: each try costs a request and its
+timeout, and storing the failure would cost a Commit per try). If the document names other
+URLs, the relationship follows them and the message goes to the new inbox at once; whatever it
+changed (URLs, types, expiry) is stored in one Commit. A document that does not verify under the
+pinned key moves nothing: a vendor with a new key is a person's decision (``vrm connect
 --accept-new-key``).
 """
 
@@ -29,7 +42,7 @@ from vrmproto.client._ledger import Ledger, Thread
 from vrmproto.client._transport import RetryPolicy, Transport
 from vrmproto.store import OutboxItem
 
-__all__ = ["MOVED", "Documents", "follow", "moved_to", "post_following", "reread"]
+__all__ = ["MOVED", "Documents", "dated", "follow", "moved_to", "post_following", "reread"]
 
 log = logging.getLogger("vrmproto.client")
 
@@ -37,7 +50,7 @@ log = logging.getLogger("vrmproto.client")
 #: (405), or a redirect, which a sender never follows with an envelope (§12.3).
 MOVED = frozenset({301, 302, 303, 307, 308, 404, 405, 410})
 
-#: Most threads whose document expiry a :class:`Documents` keeps (the oldest go first).
+#: Most threads whose failed read a :class:`Documents` keeps (the oldest go first).
 KEPT = 65_536
 #: After a failed read of an expired document, how long (ms) deliveries go on to the inbox
 #: known before the next read is tried: each try costs a request and its timeout.
@@ -45,29 +58,35 @@ READ_AGAIN_MS = 60_000
 
 
 class Documents:
-    """When the vendor document each thread uses expires (ms), as this process read it."""
+    """When each thread's vendor document is read again: its expiry is the thread's (stored,
+    ``ThreadMeta.doc_expires_ms``); this holds, in memory, the threads whose read failed in
+    this process, and when it tries again."""
 
-    __slots__ = ("_expires",)
+    __slots__ = ("_again",)
 
     def __init__(self) -> None:
-        self._expires: dict[bytes, int] = {}
+        self._again: dict[bytes, int] = {}
 
-    def read(self, thread: bytes, doc: DiscoveryDocument) -> None:
-        """``doc`` was read for ``thread``, now."""
-        if len(self._expires) >= KEPT and thread not in self._expires:
-            del self._expires[next(iter(self._expires))]
-        self._expires[thread] = doc.expires
+    def read(self, thread: bytes) -> None:
+        """The document of ``thread`` was read (and its expiry kept in the thread's meta)."""
+        self._again.pop(thread, None)
 
     def unread(self, thread: bytes, now: int) -> None:
-        """Reading ``thread``'s document again failed: try again in :data:`READ_AGAIN_MS`."""
-        if thread in self._expires:
-            self._expires[thread] = now + READ_AGAIN_MS
+        """Reading ``thread``'s document failed: try again in :data:`READ_AGAIN_MS`."""
+        again = self._again
+        if len(again) >= KEPT and thread not in again:
+            del again[next(iter(again))]
+        again[thread] = now + READ_AGAIN_MS
 
-    def expired(self, thread: bytes, now: int) -> bool:
-        """Whether the document read for ``thread`` has expired (§13.1-8); False when this
-        process did not read it."""
-        expires = self._expires.get(thread)
-        return expires is not None and expires < now
+    def due(self, t: Thread, now: int) -> bool:
+        """Whether ``t``'s document must be read before a delivery at ``now``: it expired, or
+        its expiry is unknown (§13.1-8, see the module) — unless a read failed here less than
+        :data:`READ_AGAIN_MS` ago."""
+        expires = t.meta.doc_expires_ms
+        if expires is not None and now <= expires:
+            return False
+        again = self._again.get(t.id)
+        return again is None or again <= now
 
 
 def moved_to(t: Thread, doc: DiscoveryDocument) -> bool:
@@ -81,6 +100,15 @@ def moved_to(t: Thread, doc: DiscoveryDocument) -> bool:
         log.info("the vendor of thread %s moved its inbox from %s to %s (§13.1)", t.id.hex(),
                  meta.inbox, doc.inbox)  # fmt: skip
     meta.inbox, meta.history, meta.types = doc.inbox, doc.history, types
+    return True
+
+
+def dated(t: Thread, doc: DiscoveryDocument) -> bool:
+    """Keep when ``doc``, just read for ``t``, expires (§13.1-8); whether that changed (the
+    thread's record then needs a Commit)."""
+    if t.meta.doc_expires_ms == doc.expires:
+        return False
+    t.meta.doc_expires_ms = doc.expires
     return True
 
 
@@ -100,14 +128,16 @@ async def reread(client: Transport, t: Thread, *, timeout_s: float | None = None
 async def follow(client: Transport, ledger: Ledger, documents: Documents, t: Thread, now: int,
                  *, timeout_s: float | None = None) -> bool:  # fmt: skip
     """Read the vendor's document again for ``t`` (the caller holds the thread's lock) and
-    follow it; whether the inbox moved. The thread's record is committed when it changed."""
+    follow it; whether the inbox moved. The thread's record is committed when it changed: the
+    URLs and types the document names, or its expiry (§13.1-8)."""
     doc = await reread(client, t, timeout_s=timeout_s)
     if doc is None:
         documents.unread(t.id, now)
         return False
-    documents.read(t.id, doc)
+    documents.read(t.id)
     inbox = t.meta.inbox
-    if not moved_to(t, doc):
+    moved = moved_to(t, doc)
+    if not dated(t, doc) and not moved:
         return False
     try:
         await ledger.store.commit(ledger.commit((t,), now))
@@ -135,10 +165,10 @@ async def post_following(s: Parts, t: Thread, item: OutboxItem, now: int, *,
                          timeout_s: float | None, retry: RetryPolicy | None
                          ) -> list[bytes]:  # fmt: skip
     """POST ``item`` to the thread's inbox (the caller holds the thread's lock): first
-    following the vendor's document where the one read has expired, and once more after an
-    answer that the inbox is not there (:data:`MOVED`). The reply envelopes, as
-    :meth:`~vrmproto.client.Transport.post_envelope` returns them."""
-    if s.documents.expired(t.id, now):
+    following the vendor's document where the one stored has expired (:meth:`Documents.due`),
+    and once more after an answer that the inbox is not there (:data:`MOVED`). The reply
+    envelopes, as :meth:`~vrmproto.client.Transport.post_envelope` returns them."""
+    if s.documents.due(t, now):
         await follow(s.client, s.ledger, s.documents, t, now, timeout_s=timeout_s)
     try:
         return await _post(s.client, t, item, timeout_s, retry)

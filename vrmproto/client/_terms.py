@@ -13,7 +13,7 @@ from vrmproto._vocab import TermRef
 from vrmproto.client._agent_base import AgentBase, norm_url, refusal
 from vrmproto.client._drafts import AcceptCounterDraft, TermsOfferDraft
 from vrmproto.client._ledger import Thread, ThreadKind, ThreadMeta
-from vrmproto.client._moved import moved_to
+from vrmproto.client._moved import dated, moved_to
 from vrmproto.client._outbox import Delivery
 from vrmproto.client._views import ConnectResult, ConnectStatus, Offer, Ref
 
@@ -100,6 +100,7 @@ class TermsOps(AgentBase):
             kind=ThreadKind.VENDOR, vendor_key=doc.key, name=doc.name, inbox=doc.inbox,
             history=doc.history, lifetime_ms=self._lifetime(doc),
             generation=await self._generation_for(doc.key), types=tuple(doc.types),
+            doc_expires_ms=doc.expires,
         )  # fmt: skip
         thread = self.random_id()
         rel = Relationship(
@@ -107,7 +108,6 @@ class TermsOps(AgentBase):
             peer_key=doc.key, peer_enc_key=doc.enc_key, limits=self.limits,
         )
         t = Thread(rel, meta, norm_url(base_url))
-        self.outbox.documents.read(thread, doc)
         offered = tuple(terms) if terms is not None else self.terms
         draft = TermsOfferDraft(msg_id=self.random_id(), terms=offered, note=note,
                                 in_reply_to=in_reply_to, endpoint=self.endpoint_for(thread))
@@ -119,13 +119,17 @@ class TermsOps(AgentBase):
         (pinned, :meth:`_check_pins`) that names other inbox or history URLs than the ones the
         relationship was using: it moved, and the relationship follows it (§13.1) — what waits
         in the outbox goes there next. Before, ``vrm connect NEW-URL`` answered "already
-        connected" and every message kept going to the old address until it expired."""
+        connected" and every message kept going to the old address until it expired. Either
+        way the document's expiry is stored with the thread (§13.1-8): the relationship uses
+        it, whoever delivers next, until then (:mod:`vrmproto.client._moved`)."""
         async with self.ledger.lock(thread):
             t = await self.ledger.load(thread)
-            self.outbox.documents.read(thread, doc)
-            if not moved_to(t, doc):
+            self.outbox.documents.read(thread)
+            moved = moved_to(t, doc)
+            if not dated(t, doc) and not moved:
                 return
-            t.url = norm_url(base_url)
+            if moved:
+                t.url = norm_url(base_url)
             try:
                 await self.store.commit(self.ledger.commit((t,), self.clock()))
             except BaseException:
