@@ -22,8 +22,10 @@ from _agent_clock import DAY_MS, FIELDS, T0, URL, Clock
 
 from vrmproto import Identity, Money
 from vrmproto.client import DEFAULT_TERMS, Agent, Delivery, Transport
+from vrmproto.client._meta import ThreadMeta
 from vrmproto.server import CatalogueItem, Endpoint, ReferencePolicy, Response, serve
 from vrmproto.store import MemoryStore, SQLiteStore, Store, ThreadKind
+from vrmproto.testing.store_contract import T1, thread_record
 from vrmproto.testing.transport import MemoryTransport, Route
 
 POLICY = ReferencePolicy(accepts_terms=[t.id for t in DEFAULT_TERMS], name="Acme",
@@ -172,3 +174,12 @@ async def test_an_intentcast_thread_stores_the_document_read(tmp_path: Path) -> 
         assert result.report.counts()["confirmed"] == 1
         (t,) = await agent.store.threads(kind=ThreadKind.INTENT)
         assert t.doc_expires_ms == T0 + DAY_MS
+
+
+def test_the_working_copy_keeps_every_field_of_the_record() -> None:
+    """``ThreadMeta`` reads the expiry from the record and writes it back (a step's Commit
+    rewrites the thread record: it must not drop it)."""
+    for expires in (T0 + DAY_MS, None):
+        r = thread_record(T1, generation=2, last_activity_ms=9, last_problem="refused",
+                          doc_expires_ms=expires)  # fmt: skip
+        assert ThreadMeta.of(r).record(T1) == r
