@@ -42,7 +42,8 @@ from vrmproto.client._ledger import Ledger, Thread
 from vrmproto.client._transport import RetryPolicy, Transport
 from vrmproto.store import OutboxItem
 
-__all__ = ["MOVED", "Documents", "dated", "follow", "moved_to", "post_following", "reread"]
+__all__ = ["MOVED", "Documents", "current", "dated", "follow", "moved_to", "post_following",
+           "reread"]
 
 log = logging.getLogger("vrmproto.client")
 
@@ -161,6 +162,14 @@ class Parts(Protocol):
     documents: Documents
 
 
+async def current(s: Parts, t: Thread, now: int, *, timeout_s: float | None = None) -> None:
+    """Before ``t``'s inbox or history is used (the caller holds the thread's lock): follow the
+    vendor's document where the one stored has expired (:meth:`Documents.due`, §13.1-8). A read
+    that fails leaves the URLs known (:func:`follow`)."""
+    if s.documents.due(t, now):
+        await follow(s.client, s.ledger, s.documents, t, now, timeout_s=timeout_s)
+
+
 async def post_following(s: Parts, t: Thread, item: OutboxItem, now: int, *,
                          timeout_s: float | None, retry: RetryPolicy | None
                          ) -> list[bytes]:  # fmt: skip
@@ -168,8 +177,7 @@ async def post_following(s: Parts, t: Thread, item: OutboxItem, now: int, *,
     following the vendor's document where the one stored has expired (:meth:`Documents.due`),
     and once more after an answer that the inbox is not there (:data:`MOVED`). The reply
     envelopes, as :meth:`~vrmproto.client.Transport.post_envelope` returns them."""
-    if s.documents.due(t, now):
-        await follow(s.client, s.ledger, s.documents, t, now, timeout_s=timeout_s)
+    await current(s, t, now, timeout_s=timeout_s)
     try:
         return await _post(s.client, t, item, timeout_s, retry)
     except TransportError as exc:

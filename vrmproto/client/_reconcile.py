@@ -10,6 +10,7 @@ from vrmproto._errors import PeerProblemError, Problem, ProtocolError, StateErro
 from vrmproto._history import Divergence, Entry, compare, verify_entries
 from vrmproto.client._agent_base import AgentBase
 from vrmproto.client._ledger import Thread, ThreadKind, is_ours, to_row
+from vrmproto.client._moved import current
 from vrmproto.client._views import Reconciliation, Ref, RelationshipView
 from vrmproto.store import HistoryEntry
 
@@ -62,9 +63,10 @@ class HistoryOps(AgentBase):
         thread = await self.resolve(ref)
         async with self.ledger.lock(thread):
             t = await self.ledger.load(thread)
+            if t.rel.peer_key is None:
+                raise StateError("the vendor's key is not known", clause="§12.5")
+            await current(self.outbox, t, self.clock())  # its history URL may have moved
             ours = await self.ledger.entries(thread)
-        if t.rel.peer_key is None:
-            raise StateError("the vendor's key is not known", clause="§12.5")
         theirs = await self._their_history(t)
         return compare(ours, theirs)
 
@@ -109,6 +111,7 @@ class HistoryOps(AgentBase):
             t = await self.ledger.load(thread)
             if t.rel.peer_key is None:
                 raise StateError("the vendor's key is not known", clause="§12.5")
+            await current(self.outbox, t, self.clock())  # its history URL may have moved
             ours = await self.ledger.entries(thread)
             theirs = await self._their_history(t)
             div = compare(ours, theirs)

@@ -54,7 +54,7 @@ from vrmproto.client._delivery import Delivery
 from vrmproto.client._drafts import QUEUED, Draft, Signer, decode_draft, with_status
 from vrmproto.client._errors import InvalidResponse, Transient
 from vrmproto.client._ledger import Ledger, Thread, to_row
-from vrmproto.client._moved import Documents, post_following
+from vrmproto.client._moved import Documents, current, post_following
 from vrmproto.client._own import own_header
 from vrmproto.client._peer_copy import delivered_after_all
 from vrmproto.client._schedule import DEFAULT_SCHEDULE, RETRYABLE, is_due
@@ -222,6 +222,9 @@ class Sender:
         """``item``, if it went out before without a usable answer and the vendor holds it,
         closed as delivered (§8.1-8); else None; rescheduled while the vendor can't be asked."""
         try:
+            if item.attempts and t.rel.peer_key is not None:  # its history is read where its
+                # document says (§13.1-8)
+                await current(self, t, self.clock())
             held = item.attempts and await delivered_after_all(
                 self.client, self.ledger, t, item, self.clock(), msg_id=msg_id, mtype=mtype)
         except TransportError as exc:
