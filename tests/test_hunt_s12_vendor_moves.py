@@ -132,26 +132,28 @@ async def test_an_inbox_gone_from_its_path_is_found_through_the_document(tmp_pat
     ep = redeployed()
     server = await serve(ep)
     seed = os.urandom(32)
-    agent = await Agent.open(await SQLiteStore.open(tmp_path / "agent.db"), seed)
-    try:
-        thread = (await agent.connect(server.url)).thread
-        assert (await share_now(agent, thread)).confirmed
-    finally:
-        await agent.close()
+    async with await SQLiteStore.open(tmp_path / "agent.db") as agent_store:
+        agent = await Agent.open(agent_store, seed)
+        try:
+            thread = (await agent.connect(server.url)).thread
+            assert (await share_now(agent, thread)).confirmed
+        finally:
+            await agent.close()
     port = server.port
     await server.close()
     server = await serve(redeployed("/v2/vrm/inbox", "/v2/vrm/history"), port=port)
     try:
-        agent = await Agent.open(await SQLiteStore.open(tmp_path / "agent.db"), seed)
-        try:
-            d = await share_now(agent, thread)
-            assert d.confirmed, d.error
-            assert d.attempts == 1  # found on its first delivery, not after a backoff
-            stored = await agent.store.get_thread(thread)
-            assert stored is not None
-            assert stored.inbox == f"{server.url}/v2/vrm/inbox"
-        finally:
-            await agent.close()
+        async with await SQLiteStore.open(tmp_path / "agent.db") as agent_store:
+            agent = await Agent.open(agent_store, seed)
+            try:
+                d = await share_now(agent, thread)
+                assert d.confirmed, d.error
+                assert d.attempts == 1  # found on its first delivery, not after a backoff
+                stored = await agent.store.get_thread(thread)
+                assert stored is not None
+                assert stored.inbox == f"{server.url}/v2/vrm/inbox"
+            finally:
+                await agent.close()
     finally:
         await server.close()
 
