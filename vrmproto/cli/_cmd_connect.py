@@ -12,7 +12,7 @@ from vrmproto._messages import TermsReject
 from vrmproto._state import State
 from vrmproto.cli._common import as_url, finish, norm
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, vendor_sent
 from vrmproto.cli._output import (
     Out,
     printable,
@@ -241,8 +241,13 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
                 out.note(f"You already have an agreement with {safe(v.vendor)} on these terms.")
                 report_connect(out, existing, None, existing, asked=False)
                 return
+            # The vendor's document first, apart: what fails in it is the vendor's (§13.1),
+            # what fails in agent.connect after it is our offer, checked before it is signed.
+            with vendor_sent(f"the discovery document of {url}"):
+                doc = await agent.client.fetch_discovery(url, key, role="vendor",
+                                                         timeout_s=timeout)  # fmt: skip
             try:
-                first = await agent.connect(url, terms, note=note, expected_key=key,
+                first = await agent.connect(url, terms, note=note, expected_key=doc.key,
                                             timeout_s=timeout, accept_new_key=accept_new_key)
             except KeyChangedError as exc:
                 raise CliError(_key_changed(exc, target, accept_new_key), EXIT_FAILED,
