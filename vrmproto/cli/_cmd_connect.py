@@ -23,7 +23,7 @@ from vrmproto.cli._output import (
     terms_short,
     waits_because,
 )
-from vrmproto.cli._parse import parse_term
+from vrmproto.cli._parse import check_note, parse_term
 from vrmproto.client import Agent, ConnectResult, RelationshipView
 from vrmproto.client._agent import KeyChangedError
 from vrmproto.client._ledger import ThreadKind
@@ -206,6 +206,7 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
     compare the new fingerprint with one it publishes elsewhere and pass --accept-new-key.
     """
     terms = tuple(parse_term(s) for s in term_specs) or None
+    check_note(note)
     out = env.out
 
     async def go() -> None:

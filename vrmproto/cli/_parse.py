@@ -14,8 +14,8 @@ from typing import TypeVar
 import click
 
 from vrmproto._errors import ProtocolError
-from vrmproto._fields import dump_record, load_record
-from vrmproto._messages import FieldsContent, Intentcast, Money
+from vrmproto._fields import dump_record, load_record, specs
+from vrmproto._messages import FieldsContent, Intentcast, Money, TermsOffer
 from vrmproto._vocab import ROSTER, ParamValue, Term, TermRef, get_term, latest
 from vrmproto.cli._currencies import check_currency
 from vrmproto.cli._errors import EXIT_USAGE, CliError
@@ -30,6 +30,7 @@ __all__ = [
     "TIME_MAX_MS",
     "by_prefix",
     "check_intentcast",
+    "check_note",
     "fields_problem",
     "intentcast_problem",
     "parse_date",
@@ -253,6 +254,18 @@ def check_intentcast(what: str, *, where: str | None, constraints: Sequence[str]
                                  memberships=memberships)  # fmt: skip
     if problem is not None:
         raise click.BadParameter(problem)
+
+
+def check_note(note: str | None) -> None:
+    """A terms offer's note (``vrm connect --note``) as the offer carries it (§5.2.1: 1..1000
+    characters), or a usage error: checked before anything is signed, stored or sent."""
+    if note is None:
+        return
+    kind = next(k for name, k, _ in specs(TermsOffer) if name == "note")
+    try:
+        kind.load(note, "$.body.note")
+    except ProtocolError as exc:
+        raise click.BadParameter(f"--note: {exc.detail}") from None
 
 
 def _term(term_id: str, version: str | None) -> Term:
