@@ -73,8 +73,11 @@ async def pick(
 
     Among several, the agreed one, then the most recently active.
     """
-    views = [v for v in await agent.relationships() if v.thread_kind in kinds]
     text = target.strip()
+    if not text:  # else every name starts with it: the one vendor, or the last active
+        raise CliError("name a vendor: its name, URL or thread id (`vrm relationships` lists "
+                       "them)", EXIT_USAGE, kind="unknown_vendor")  # fmt: skip
+    views = [v for v in await agent.relationships() if v.thread_kind in kinds]
     url = None
     try:
         url = as_url(text)
