@@ -83,7 +83,11 @@ def _print_connect(out: Out, result: ConnectResult, whose: str = "your") -> None
                   "vendor; `vrm end` it to proffer other terms")  # fmt: skip
     if result.status == "accepted":
         assert result.agreement is not None
-        out.print(f"  [green]✓ accepted[/] — agreement {short(result.agreement)} on {whose} terms: "
+        if result.existing:  # agreed earlier: on ours, or on a counter-offer we took
+            whose = "the terms agreed then:"
+        else:
+            whose += " terms:"
+        out.print(f"  [green]✓ accepted[/] — agreement {short(result.agreement)} on {whose} "
                   f"{terms_short(result.terms)}")  # fmt: skip
     elif result.status in ("rejected", "countered"):
         mark = "[red]✗ rejected[/]" if result.status == "rejected" else "[yellow]↺ countered[/]"

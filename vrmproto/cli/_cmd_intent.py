@@ -315,6 +315,11 @@ def intent_accept(env: Env, offer_id: str, counter_answer: bool | None) -> None:
             first = await agent.take_offer(offer)
             result, answer = await settle_counter(agent, out, first, counter_answer)
             report_connect(out, result, answer, first, asked=counter_answer is None)
+            if first.existing:  # nothing was sent: the offer is not named in any message
+                finish(EXIT_FAILED, f"the offer was not taken up: you already have a "
+                                    f"relationship with {offer.vendor}, and {offer.vendor} was "
+                                    "not told; `vrm end` it first to take up the offer in a "
+                                    "new one")  # fmt: skip
 
     run(go())
 

@@ -1,0 +1,45 @@
+"""Taking up an intentcast's offer from a vendor you already have a relationship with (found
+by s15-huntcli).
+
+Before: ``vrm intent accept ID`` for Budget's offer, when the person had agreed with Budget
+earlier on Budget's counter-terms, printed "already connected" and then "✓ accepted — agreement
+… on your terms: …" (they were the vendor's) and exited 0: as if the offer had been taken up,
+though nothing was sent and Budget never learnt of it (one relationship per vendor,
+``Agent.take_offer`` answers the live one). Now the agreement reads "on the terms agreed then",
+and the command ends with exit 1 saying the offer was not taken up and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests._cli_helpers import VendorHost, fails, new_home, ok, vendor_host, vrm
+
+
+@pytest.fixture(scope="module")
+def vendors() -> Iterator[VendorHost]:
+    with vendor_host("budget") as h:
+        yield h
+
+
+def test_an_offer_from_a_vendor_already_related_is_not_said_taken_up(
+    tmp_path: Path, vendors: VendorHost
+) -> None:
+    home = new_home(tmp_path)
+    url = vendors["budget"].url
+    said = ok(vrm("connect", url, "--accept-counter", home=home)).stdout
+    assert "on the vendor's terms" in said
+    ok(vrm("intent", "new", "4-wheel-drive SUV rental", "--where", "Park City, UT",
+           "--vendor", url, "--no-discover", "--no-relays", "--deadline", "10s",
+           home=home))  # fmt: skip
+    (intent,) = ok(vrm("intent", "list", "--json", home=home)).json["intents"]
+    (offer,) = ok(vrm("intent", "show", intent["id"], "--json", home=home)).json["offers"]
+    before = len(ok(vrm("history", "Budget", "--json", home=home)).json["entries"])
+    r = fails(vrm("intent", "accept", offer["id"], home=home), 1, "not taken up",
+              "already have a relationship with Budget Salt Lake", "vrm end")  # fmt: skip
+    assert "on your terms" not in r.stdout, r
+    assert "on the terms agreed then" in r.stdout, r
+    assert len(ok(vrm("history", "Budget", "--json", home=home)).json["entries"]) == before
