@@ -29,7 +29,7 @@ from vrmproto._errors import (
     TransportError,
     VrmError,
 )
-from vrmproto.client._errors import InvalidResponse
+from vrmproto.client._errors import InvalidResponse, Queued
 
 __all__ = [
     "EXIT_FAILED",
@@ -123,6 +123,12 @@ def explain(exc: BaseException) -> CliError:
         code = exc.error.code if exc.error is not None else None
         return CliError(_sentence(f"the vendor's answer could not be used: {exc.detail}"
                                   f"{_clocks(code)}"), EXIT_FAILED, kind="protocol")  # fmt: skip
+    if isinstance(exc, Queued):  # kept to deliver later: why, by what stopped it now
+        from vrmproto.cli._output import waits_because  # noqa: PLC0415 -- it imports this module
+
+        why = f" ({waits_because(exc.cause)})" if exc.cause is not None else ""
+        return CliError(_sentence(f"{exc.detail}{why}; `vrm outbox run` delivers it"),
+                        EXIT_FAILED, kind="queued")  # fmt: skip
     if isinstance(exc, TransportError):
         return CliError(_sentence(_unreachable(str(exc))), EXIT_FAILED, kind="unreachable")
     if isinstance(exc, StateError):
