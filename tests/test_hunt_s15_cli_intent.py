@@ -43,3 +43,16 @@ def test_an_offer_from_a_vendor_already_related_is_not_said_taken_up(
     assert "on your terms" not in r.stdout, r
     assert "on the terms agreed then" in r.stdout, r
     assert len(ok(vrm("history", "Budget", "--json", home=home)).json["entries"]) == before
+
+
+def test_an_intentcast_every_vendor_declined_is_not_said_to_have_timed_out(
+    tmp_path: Path, vendors: VendorHost
+) -> None:
+    """Before: "No offers arrived before the deadline." when the vendor had declined at once."""
+    home = new_home(tmp_path)
+    r = ok(vrm("intent", "new", "a sailing boat", "--max-price", "1USD", "--vendor",
+               vendors["budget"].url, "--no-discover", "--no-relays", "--deadline", "10s",
+               home=home))  # fmt: skip
+    assert "Budget Salt Lake declined" in r.stdout, r
+    assert "No offers: every vendor that received it declined." in r.stdout, r
+    assert "before the deadline" not in r.stdout, r

@@ -32,7 +32,7 @@ from vrmproto.nostr._customer import DEFAULT_POW, RelayedIntentcast, publish_int
 from vrmproto.nostr._relay import RelayError
 from vrmproto.store import IntentRecord
 
-__all__ = ["intent", "offer_json", "offers_table", "rank_offers"]
+__all__ = ["intent", "no_offers", "offer_json", "offers_table", "rank_offers"]
 
 
 # -- intentcasts -----------------------------------------------------------------------------
@@ -277,6 +277,17 @@ def _report_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> 
         finish(EXIT_FAILED, "no vendor received the intentcast (see above)")
 
 
+def no_offers(result: IntentcastResult) -> str:
+    """The line for an intentcast without offers: declined by every vendor it reached (they
+    answered, the deadline did not matter), or none came in time."""
+    declined = len(result.declines)
+    reached = sum(r.status == "confirmed" for r in result.report.results)
+    if declined and declined >= reached:
+        return "No offers: every vendor that received it declined."
+    return "No offers arrived before the deadline" + (f" ({declined} declined)."
+                                                      if declined else ".")  # fmt: skip
+
+
 def _print_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> None:
     report_skipped(out, result)
     for v, r in result.declines:
@@ -286,7 +297,7 @@ def _print_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> N
                   f"{safe(failed.code or brief(failed.detail))}")  # fmt: skip
     rows = record["offers"]
     if not rows:
-        out.print("No offers arrived before the deadline.")
+        out.print(no_offers(result))
         return
     out.print(offers_table(rows, f"offers for “{safe(record['what'])}”, best first"))
     out.print(f"Take one with `vrm intent accept {rows[0]['id']}`.")
