@@ -76,8 +76,12 @@ def history(env: Env, vendor: str, compare: bool, reconcile: bool, export_to: Pa
     if export_to is not None:
         doc = evidence_json(vendor=view.vendor, url=view.url, thread=view.thread,
                             exported_ms=now_ms(), entries=entries, rows=rows)  # fmt: skip
-        atomic_write_text(export_to, json.dumps(doc, indent=2, ensure_ascii=False) + "\n",
-                          mode=0o600)  # it may hold what you shared, in clear
+        try:
+            atomic_write_text(export_to, json.dumps(doc, indent=2, ensure_ascii=False) + "\n",
+                              mode=0o600)  # it may hold what you shared, in clear
+        except OSError as exc:  # named by the file asked for, not the temporary one beside it
+            raise CliError(f"cannot write {export_to}: {exc.strerror or exc}", EXIT_USAGE,
+                           kind="environment") from None  # fmt: skip
         out.note(f"wrote the signed evidence of {len(rows)} entries to {safe(export_to)}; "
                  f"`vrm verify {safe(export_to)}` checks it")  # fmt: skip
     if out.json_mode:
