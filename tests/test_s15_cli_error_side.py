@@ -85,35 +85,36 @@ def test_vendor_sent_turns_the_vendors_bytes_into_invalid_response_code_kept() -
     assert "`vrm doctor` compares them" in explain(expired.value).message  # clocks may differ
 
 
+async def _signed_doc(real: str) -> tuple[bytes, str]:
+    """The discovery document of the endpoint at ``real`` and its signature header."""
+    async with aiohttp.ClientSession() as s, s.get(real + "/.well-known/vrm") as got:
+        return await got.read(), got.headers["Vrm-Signature"]
+
+
+async def _forger(body: bytes, sig: str, port: int = 0) -> tuple[web.AppRunner, str]:
+    """A server of ``body`` with one byte of its name changed, under the same signature: a
+    document that does not verify (§13.1-2)."""
+    forged = body.replace(b'"name": "', b'"name": "~', 1)
+    assert forged != body
+
+    async def doc(_: web.Request) -> web.Response:
+        return web.Response(body=forged, content_type="application/json",
+                            headers={"Vrm-Signature": sig})  # fmt: skip
+
+    app = web.Application()
+    app.router.add_get("/.well-known/vrm", doc)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
 def test_a_discovery_document_that_does_not_verify_is_the_vendors(
     tmp_path: Path, vendors: VendorHost
 ) -> None:
     """`vrm connect` reads the vendor's document apart from sending its offer: a tampered
     document is the vendor's answer (bad_signature), not a message of ours."""
-    real = vendors["outfitters"].url
-    runner: list[web.AppRunner] = []
-
-    async def start() -> str:
-        async with aiohttp.ClientSession() as s, s.get(real + "/.well-known/vrm") as got:
-            body, sig = await got.read(), got.headers["Vrm-Signature"]
-        forged = body.replace(b"Wasatch", b"Wasatcg", 1)
-        assert forged != body
-
-        async def doc(_: web.Request) -> web.Response:
-            return web.Response(body=forged, content_type="application/json",
-                                headers={"Vrm-Signature": sig})  # fmt: skip
-
-        app = web.Application()
-        app.router.add_get("/.well-known/vrm", doc)
-        r = web.AppRunner(app)
-        await r.setup()
-        site = web.TCPSite(r, "127.0.0.1", 0)
-        await site.start()
-        runner.append(r)
-        port = r.addresses[0][1]
-        return f"http://127.0.0.1:{port}"
-
-    url = vendors.call(start())
+    runner, url = vendors.call(_forger(*vendors.call(_signed_doc(vendors["outfitters"].url))))
     try:
         home = new_home(tmp_path)
         r = fails(vrm("connect", url, "--json", home=home), 1,
@@ -122,4 +123,27 @@ def test_a_discovery_document_that_does_not_verify_is_the_vendors(
         assert "nothing was sent" not in r.stderr
         assert json.loads(r.stdout)["error"]["kind"] == "protocol"
     finally:
-        vendors.call(runner[0].cleanup())
+        vendors.call(runner.cleanup())
+
+
+def test_taking_up_an_offer_whose_vendor_document_does_not_verify(tmp_path: Path) -> None:
+    """`vrm intent accept` reads the document first too: the offer's vendor now serves one
+    that does not verify (here: a forgery on its port) — the vendor's, not ours."""
+    home = new_home(tmp_path)
+    with vendor_host("budget") as host:
+        budget = host["budget"]
+        ok(vrm("intent", "new", "4-wheel-drive SUV rental", "--vendor", budget.url,
+               "--no-discover", "--no-relays", "--deadline", "10s", home=home))  # fmt: skip
+        (intent,) = ok(vrm("intent", "list", "--json", home=home)).json["intents"]
+        (offer,) = ok(vrm("intent", "show", intent["id"], "--json", home=home)).json["offers"]
+        body, sig = host.call(_signed_doc(budget.url))
+        host.stop("budget")
+        runner, _ = host.call(_forger(body, sig, budget.port))
+        try:
+            r = fails(vrm("intent", "accept", offer["id"], home=home), 1,
+                      "the vendor's answer could not be used", "discovery document",
+                      "bad_signature")  # fmt: skip
+            assert "nothing was sent" not in r.stderr
+        finally:
+            host.call(runner.cleanup())
+            host.start("budget")  # for the host's own close

@@ -14,7 +14,7 @@ from vrmproto.cli._cmd_connect import report_connect, settle_counter
 from vrmproto.cli._cmd_data import fanout_json
 from vrmproto.cli._common import as_url, finish, norm, now_ms
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, vendor_sent
 from vrmproto.cli._output import Out, brief, money_json, safe, table
 from vrmproto.cli._parse import (
     by_prefix,
@@ -323,6 +323,8 @@ def intent_accept(env: Env, offer_id: str, counter_answer: bool | None) -> None:
                                f"{format_time(offer.valid_until)}", EXIT_FAILED,
                                kind="expired")  # fmt: skip
             out.print(f"[bold]taking up[/] {safe(offer.description)} — {safe(offer.price)}")
+            with vendor_sent(f"the discovery document of {offer.url}"):  # as vrm connect
+                await agent.client.fetch_discovery(offer.url, offer.vendor_key, role="vendor")
             first = await agent.take_offer(offer)
             result, answer = await settle_counter(agent, out, first, counter_answer)
             report_connect(out, result, answer, first, asked=counter_answer is None)

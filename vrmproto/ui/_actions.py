@@ -381,6 +381,9 @@ async def take_offer(request: web.Request) -> web.Response:
     if not offers:
         return ui.redirect("intent", Flash("that offer is not one of yours", error=True))
     try:
+        with vendor_sent(f"the discovery document of {offers[0].url}"):  # as connect, above
+            await ui.agent.client.fetch_discovery(offers[0].url, offers[0].vendor_key,
+                                                  role="vendor")  # fmt: skip
         result = await ui.agent.take_offer(offers[0])
     except (VrmError, LookupError, ValueError) as exc:
         return ui.redirect("intent", Flash(why(exc), error=True))
