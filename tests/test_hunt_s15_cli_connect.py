@@ -6,6 +6,10 @@ note is 1..1000 characters) was signed and sent; the vendor refused it ("the pee
 ``vrm relationships`` for good beside the one a later connect opened. Now it is a usage error
 (exit 2) naming ``--note``, and nothing is signed, stored or sent.
 
+``vrm connect --timeout S`` to a vendor that accepts the connection and never answers waited
+twice S (the discovery request is tried once more after a timeout) before "it did not answer
+in time"; now S bounds the wait for the vendor's document, retries included.
+
 The library does the same (``Agent.connect(note=…)`` signs an offer every vendor refuses and
 keeps its thread): strict xfail below, outside the CLI's area (vrmproto/client/_terms.py).
 """
@@ -13,6 +17,8 @@ keeps its thread): strict xfail below, outside the CLI's area (vrmproto/client/_
 from __future__ import annotations
 
 import os
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,3 +60,17 @@ async def test_the_library_refuses_an_offer_note_it_cannot_carry(vendors: Vendor
         with pytest.raises(ValidationError, match="1000"):
             await agent.connect(url, note="n" * 1001)
         assert await agent.relationships() == []
+
+
+def test_timeout_bounds_the_wait_for_a_vendor_that_never_answers(tmp_path: Path) -> None:
+    home = new_home(tmp_path)
+    with socket.socket() as silent:  # the kernel accepts connections; nobody reads them
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        fails(vrm("connect", f"http://127.0.0.1:{port}", "--timeout", "10", home=home), 1,
+              "did not answer in time")  # fmt: skip
+        took = time.monotonic() - started
+    assert took < 19, took  # 10 s, and the command's start; it was 20 s and more
+    assert ok(vrm("relationships", "--json", home=home)).json["relationships"] == []

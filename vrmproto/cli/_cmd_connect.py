@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
+from vrmproto._binding import discovery_url
 from vrmproto._keys import fingerprint
 from vrmproto._messages import TermsReject
 from vrmproto._state import State
@@ -24,7 +26,7 @@ from vrmproto.cli._output import (
     waits_because,
 )
 from vrmproto.cli._parse import check_note, parse_term
-from vrmproto.client import Agent, ConnectResult, RelationshipView
+from vrmproto.client import Agent, ConnectResult, RelationshipView, Unreachable
 from vrmproto.client._agent import KeyChangedError
 from vrmproto.client._ledger import ThreadKind
 
@@ -249,8 +251,12 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
             # The vendor's document first, apart: what fails in it is the vendor's (§13.1),
             # what fails in agent.connect after it is our offer, checked before it is signed.
             with vendor_sent(f"the discovery document of {url}"):
-                doc = await agent.client.fetch_discovery(url, key, role="vendor",
-                                                         timeout_s=timeout)  # fmt: skip
+                try:
+                    async with asyncio.timeout(timeout):  # --timeout is the whole wait
+                        doc = await agent.client.fetch_discovery(url, key, role="vendor",
+                                                                 timeout_s=timeout)  # fmt: skip
+                except TimeoutError:  # retries included; not the environment's (exit 2)
+                    raise Unreachable(f"GET {discovery_url(url)}: timed out") from None
             try:
                 first = await agent.connect(url, terms, note=note, expected_key=doc.key,
                                             timeout_s=timeout, accept_new_key=accept_new_key)
