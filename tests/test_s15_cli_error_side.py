@@ -35,19 +35,24 @@ def vendors() -> Iterator[VendorHost]:
 def test_our_own_message_refused_before_it_is_sent_is_not_the_vendors_answer(
     tmp_path: Path, vendors: VendorHost
 ) -> None:
-    """A term cited twice breaks §6.2-6 in our own offer: the agent refuses to sign it."""
+    """Terms from a hand-edited settings.json that cite a term twice break §6.2-6 in our own
+    offer: the agent refuses to sign it (``vrm connect --term`` twice is a usage error)."""
     home = new_home(tmp_path)
-    twice = ("--term", "vrm.no-tracking", "--term", "vrm.no-tracking")
+    settings = json.loads((home / "settings.json").read_text())
+    settings["terms"].append({"id": "vrm.no-tracking", "version": 1})
+    (home / "settings.json").write_text(json.dumps(settings))
     url = vendors["outfitters"].url
-    r = fails(vrm("connect", url, *twice, home=home), 1, "nothing was sent", "cited twice",
-              "§6.2-6")  # fmt: skip
+    r = fails(vrm("connect", url, home=home), 1, "nothing was sent", "cited twice", "§6.2-6")
     assert "vendor" not in r.stderr, r
-    r = vrm("connect", url, *twice, "--json", home=home)
+    r = vrm("connect", url, "--json", home=home)
     assert r.code == 1, r
     error = json.loads(r.stdout)["error"]
     assert error["kind"] == "not_sent"
     assert "invalid_field" in error["message"]  # the problem code, as the rule names it
     assert ok(vrm("relationships", "--json", home=home)).json["relationships"] == []
+    twice = ("--term", "vrm.no-tracking", "--term", "vrm.no-tracking")
+    fails(vrm("connect", url, *twice, home=home), 2, "--term", "vrm.no-tracking given more "
+          "than once")  # fmt: skip
 
 
 def test_a_vendors_answer_that_cannot_be_used_is_not_an_unreachable_vendor() -> None:

@@ -25,7 +25,7 @@ from vrmproto.cli._output import (
     terms_short,
     waits_because,
 )
-from vrmproto.cli._parse import check_note, parse_term
+from vrmproto.cli._parse import check_note, parse_terms
 from vrmproto.client import Agent, ConnectResult, RelationshipView, Unreachable
 from vrmproto.client._agent import KeyChangedError
 from vrmproto.client._ledger import ThreadKind
@@ -211,7 +211,7 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
     hold for it; another key is refused (§11.10-1). If the vendor really changed its key,
     compare the new fingerprint with one it publishes elsewhere and pass --accept-new-key.
     """
-    terms = tuple(parse_term(s) for s in term_specs) or None
+    terms = parse_terms(term_specs, "--term") or None
     check_note(note)
     out = env.out
 

@@ -38,6 +38,7 @@ __all__ = [
     "parse_fields",
     "parse_money",
     "parse_term",
+    "parse_terms",
     "term_spec",
     "utc_text",
 ]
@@ -277,6 +278,18 @@ def _term(term_id: str, version: str | None) -> Term:
             f"no term {term_id!r}{'' if version is None else ' version ' + version} in the "
             f"roster; `vrm terms list` shows them ({known})"
         ) from None
+
+
+def parse_terms(specs: Iterable[str], option: str = "") -> tuple[TermRef, ...]:
+    """Several :func:`parse_term` specs; a term given twice is a usage error (an offer cites
+    each term once, §6.2-6), naming ``option`` where the specs came from one."""
+    refs = tuple(parse_term(s) for s in specs)
+    ids = [r.id for r in refs]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        where = f"{option}: " if option else ""
+        raise click.BadParameter(f"{where}{', '.join(twice)} given more than once")
+    return refs
 
 
 def parse_term(spec: str) -> TermRef:
