@@ -56,3 +56,17 @@ def test_an_intentcast_every_vendor_declined_is_not_said_to_have_timed_out(
     assert "Budget Salt Lake declined" in r.stdout, r
     assert "No offers: every vendor that received it declined." in r.stdout, r
     assert "before the deadline" not in r.stdout, r
+
+
+def test_taking_up_the_same_offer_again_is_not_said_to_have_failed(tmp_path: Path) -> None:
+    """The relationship that exists is the one this very offer was taken up in: exit 0, and
+    no "not taken up … was not told" (its terms.offer names the offer, §5.2.1)."""
+    home = new_home(tmp_path)
+    with vendor_host("avis") as host:
+        ok(vrm("intent", "new", "4-wheel-drive SUV rental", "--vendor", host["avis"].url,
+               "--no-discover", "--no-relays", "--deadline", "10s", home=home))  # fmt: skip
+        (intent,) = ok(vrm("intent", "list", "--json", home=home)).json["intents"]
+        (offer,) = ok(vrm("intent", "show", intent["id"], "--json", home=home)).json["offers"]
+        ok(vrm("intent", "accept", offer["id"], home=home))
+        again = ok(vrm("intent", "accept", offer["id"], home=home))
+        assert "not taken up" not in again.stderr, again

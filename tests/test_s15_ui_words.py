@@ -106,3 +106,23 @@ def test_a_queued_message_says_what_it_waits_for() -> None:
     assert "could not be reached" not in said
     assert "rate_limited" in said
     assert _queued(Delivery(bytes(16), bytes(16), bytes(32), "confirmed")) == ""
+
+
+async def test_taking_up_the_same_offer_twice_says_it_was_taken_up_earlier(
+    page: tuple[Ui, Client]
+) -> None:
+    ui, client = page
+    avis = LocalVendor.of(load_vendor_config(VENDORS / "avis.toml"))
+    await avis.start()
+    try:
+        cast = await ui.agent.intentcast("4-wheel-drive SUV rental", vendors=[avis.url],
+                                         deadline_ms=10_000)  # fmt: skip
+        (offer,) = cast.offers
+        form = {"intent": cast.intent_id.hex(), "offer": offer.hash.hex()}
+        assert "Avis Park City agreed to your terms." in await post(ui, client, "offers/take",
+                                                                    form)  # fmt: skip
+        again = await post(ui, client, "offers/take", form)
+        assert "You took up this offer earlier, in this relationship (accepted)." in again
+        assert "not taken up" not in again
+    finally:
+        await avis.stop()

@@ -12,7 +12,7 @@ from vrmproto._messages import Money
 from vrmproto._vocab import TermRef
 from vrmproto.cli._cmd_connect import report_connect, settle_counter
 from vrmproto.cli._cmd_data import fanout_json
-from vrmproto.cli._common import as_url, finish, norm, now_ms
+from vrmproto.cli._common import as_url, finish, norm, now_ms, took_up
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, vendor_sent
 from vrmproto.cli._output import Out, brief, money_json, safe, table
@@ -328,7 +328,7 @@ def intent_accept(env: Env, offer_id: str, counter_answer: bool | None) -> None:
             first = await agent.take_offer(offer)
             result, answer = await settle_counter(agent, out, first, counter_answer)
             report_connect(out, result, answer, first, asked=counter_answer is None)
-            if first.existing:  # nothing was sent: the offer is not named in any message
+            if first.existing and not await took_up(agent, first.thread, offer.hash):
                 finish(EXIT_FAILED, f"the offer was not taken up: you already have a "
                                     f"relationship with {offer.vendor}, and {offer.vendor} was "
                                     "not told; `vrm end` it first to take up the offer in a "

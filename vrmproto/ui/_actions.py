@@ -19,6 +19,7 @@ from multidict import MultiDictProxy
 from vrmproto._errors import VrmError
 from vrmproto._messages import IntentDecline, Money
 from vrmproto._state import State
+from vrmproto.cli._common import took_up
 from vrmproto.cli._errors import explain, vendor_sent
 from vrmproto.cli._output import waits_because
 from vrmproto.cli._parse import fields_problem, intentcast_problem
@@ -387,12 +388,16 @@ async def take_offer(request: web.Request) -> web.Response:
         result = await ui.agent.take_offer(offers[0])
     except (VrmError, LookupError, ValueError) as exc:
         return ui.redirect("intent", Flash(why(exc), error=True))
-    if result.existing:  # the vendor was not told: no message names the offer
-        return ui.redirect(f"r/{result.thread.hex()}", Flash(
-            f"The offer was not taken up: you already have a relationship with {result.vendor},"
-            f" and {result.vendor} was not told. End it first to take up the offer in a new "
-            "one.", error=True))  # fmt: skip
-    return ui.redirect(f"r/{result.thread.hex()}", _connect_flash(result))
+    back = f"r/{result.thread.hex()}"
+    if not result.existing:
+        return ui.redirect(back, _connect_flash(result))
+    if await took_up(ui.agent, result.thread, offers[0].hash):
+        return ui.redirect(back, Flash(f"You took up this offer earlier, in this relationship "
+                                       f"({result.status})."))  # fmt: skip
+    return ui.redirect(back, Flash(  # the vendor was not told: no message names the offer
+        f"The offer was not taken up: you already have a relationship with {result.vendor}, "
+        f"and {result.vendor} was not told. End it first to take up the offer in a new one.",
+        error=True))  # fmt: skip
 
 
 def routes(app: web.Application, p: str) -> None:
