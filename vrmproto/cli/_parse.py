@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -31,6 +31,7 @@ __all__ = [
     "by_prefix",
     "check_intentcast",
     "check_note",
+    "check_text",
     "fields_problem",
     "intentcast_problem",
     "parse_date",
@@ -40,6 +41,7 @@ __all__ = [
     "parse_term",
     "parse_terms",
     "term_spec",
+    "text_problem",
     "utc_text",
 ]
 
@@ -257,16 +259,29 @@ def check_intentcast(what: str, *, where: str | None, constraints: Sequence[str]
         raise click.BadParameter(problem)
 
 
-def check_note(note: str | None) -> None:
-    """A terms offer's note (``vrm connect --note``) as the offer carries it (§5.2.1: 1..1000
-    characters), or a usage error: checked before anything is signed, stored or sent."""
-    if note is None:
-        return
-    kind = next(k for name, k, _ in specs(TermsOffer) if name == "note")
+def text_problem(value: str, message: type[Any], field: str) -> str | None:
+    """What ``message``'s receiver will refuse in free text a person gives for its ``field`` (a
+    terms offer's note, §5.2.1; a withdrawal's or an end's reason, §5.3.2, §5.6.4: each
+    1..1000 characters), or None."""
+    kind = next(k for name, k, _ in specs(message) if name == field)
     try:
-        kind.load(note, "$.body.note")
+        kind.load(value, f"$.body.{field}")
     except ProtocolError as exc:
-        raise click.BadParameter(f"--note: {exc.detail}") from None
+        return exc.detail
+    return None
+
+
+def check_text(value: str | None, message: type[Any], field: str, option: str) -> None:
+    """:func:`text_problem` as a usage error naming ``option``: checked before anything is
+    signed, stored or sent, not refused by the vendor with ``invalid_field``."""
+    problem = text_problem(value, message, field) if value is not None else None
+    if problem is not None:
+        raise click.BadParameter(f"{option}: {problem}")
+
+
+def check_note(note: str | None) -> None:
+    """``vrm connect --note``: :func:`check_text` of a terms offer's note."""
+    check_text(note, TermsOffer, "note", "--note")
 
 
 def _term(term_id: str, version: str | None) -> Term:

@@ -17,12 +17,12 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from vrmproto._errors import VrmError
-from vrmproto._messages import IntentDecline, Money
+from vrmproto._messages import IntentDecline, Money, RelationshipEnd
 from vrmproto._state import State
 from vrmproto.cli._common import took_up
 from vrmproto.cli._errors import explain, vendor_sent
 from vrmproto.cli._output import waits_because
-from vrmproto.cli._parse import fields_problem, intentcast_problem
+from vrmproto.cli._parse import fields_problem, intentcast_problem, text_problem
 from vrmproto.client import ConnectResult, Delivery, ProgressEvent, Queued
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.ui._app import Flash, Ui, ui_of
@@ -171,7 +171,11 @@ def _relationship_actions(ui: Ui, thread: bytes, form: Form
     async def end() -> str:
         if form.get("sure") != "yes":
             raise ValueError("tick the box to confirm you want to end the relationship")
-        d = await agent.end(thread, str(form.get("reason", "")).strip() or None)
+        reason = str(form.get("reason", "")).strip() or None
+        if reason is not None and (problem := text_problem(reason, RelationshipEnd,
+                                                           "reason")) is not None:  # fmt: skip
+            raise ValueError(f"the reason: {problem}")
+        d = await agent.end(thread, reason)
         return "The relationship is ended." + _queued(d)
 
     return {"accept-counter": accept_counter, "decline-counter": decline_counter,
