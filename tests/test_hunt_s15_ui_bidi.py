@@ -30,7 +30,8 @@ NAME = "Acme \u202eelif.exe\u2066 \x07Co \U0001F469\u200d\U0001F467"
 @pytest.fixture
 async def vendor(tmp_path: Path) -> AsyncIterator[LocalVendor]:
     path = tmp_path / "bidi.toml"
-    path.write_text(f'name = {json.dumps(NAME, ensure_ascii=False)}\nseed = "{"cd" * 32}"\naccepts_terms = "all"\n')
+    name = json.dumps(NAME, ensure_ascii=False)
+    path.write_text(f'name = {name}\nseed = "{"cd" * 32}"\naccepts_terms = "all"\n')
     v = LocalVendor.of(load_vendor_config(path))
     await v.start()
     try:
