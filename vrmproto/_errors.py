@@ -3,7 +3,10 @@
 Every error vrmproto raises derives from :class:`VrmError`::
 
     VrmError
-    ├── ProtocolError            a peer's message broke a spec rule; carries .code and .clause
+    ├── ProtocolError            a message broke a spec rule; carries .code and .clause: a
+    │   │                        peer's, or our own, checked by the same rules before it is
+    │   │                        signed (then nothing is sent; the client reports a peer's
+    │   │                        answer that breaks one as InvalidResponse, with .error)
     │   ├── DecodeError          bytes that are not a well-formed vrmproto encoding (§3)
     │   ├── SignatureError       a signature that does not verify (§3.5)
     │   ├── ValidationError      a well-formed message with a bad field or header value (§4, §5)
@@ -170,7 +173,8 @@ class VrmError(Exception):
 
 
 class ProtocolError(VrmError):
-    """A message, or bytes claiming to be one, broke a rule of the spec.
+    """A message, or bytes claiming to be one, broke a rule of the spec: a peer's, or our own
+    before it is signed (§7: the sender checks the rules the receiver will).
 
     ``code`` is the problem code to send back, ``clause`` the spec clause broken (e.g.
     ``"§3.3-2"``), ``path`` the offending field where one is known (``"$.body.terms[2].hash"``).

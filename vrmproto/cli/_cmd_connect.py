@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
+from vrmproto._binding import discovery_url
 from vrmproto._keys import fingerprint
 from vrmproto._messages import TermsReject
 from vrmproto._state import State
 from vrmproto.cli._common import as_url, finish, norm
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, vendor_sent
 from vrmproto.cli._output import (
     Out,
     printable,
@@ -23,8 +25,8 @@ from vrmproto.cli._output import (
     terms_short,
     waits_because,
 )
-from vrmproto.cli._parse import parse_term
-from vrmproto.client import Agent, ConnectResult, RelationshipView
+from vrmproto.cli._parse import check_note, parse_terms
+from vrmproto.client import Agent, ConnectResult, RelationshipView, Unreachable
 from vrmproto.client._agent import KeyChangedError
 from vrmproto.client._ledger import ThreadKind
 
@@ -83,7 +85,11 @@ def _print_connect(out: Out, result: ConnectResult, whose: str = "your") -> None
                   "vendor; `vrm end` it to proffer other terms")  # fmt: skip
     if result.status == "accepted":
         assert result.agreement is not None
-        out.print(f"  [green]✓ accepted[/] — agreement {short(result.agreement)} on {whose} terms: "
+        if result.existing:  # agreed earlier: on ours, or on a counter-offer we took
+            whose = "the terms agreed then:"
+        else:
+            whose += " terms:"
+        out.print(f"  [green]✓ accepted[/] — agreement {short(result.agreement)} on {whose} "
                   f"{terms_short(result.terms)}")  # fmt: skip
     elif result.status in ("rejected", "countered"):
         mark = "[red]✗ rejected[/]" if result.status == "rejected" else "[yellow]↺ countered[/]"
@@ -205,7 +211,8 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
     hold for it; another key is refused (§11.10-1). If the vendor really changed its key,
     compare the new fingerprint with one it publishes elsewhere and pass --accept-new-key.
     """
-    terms = tuple(parse_term(s) for s in term_specs) or None
+    terms = parse_terms(term_specs, "--term") or None
+    check_note(note)
     out = env.out
 
     async def go() -> None:
@@ -241,8 +248,17 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
                 out.note(f"You already have an agreement with {safe(v.vendor)} on these terms.")
                 report_connect(out, existing, None, existing, asked=False)
                 return
+            # The vendor's document first, apart: what fails in it is the vendor's (§13.1),
+            # what fails in agent.connect after it is our offer, checked before it is signed.
+            with vendor_sent(f"the discovery document of {url}"):
+                try:
+                    async with asyncio.timeout(timeout):  # --timeout is the whole wait
+                        doc = await agent.client.fetch_discovery(url, key, role="vendor",
+                                                                 timeout_s=timeout)  # fmt: skip
+                except TimeoutError:  # retries included; not the environment's (exit 2)
+                    raise Unreachable(f"GET {discovery_url(url)}: timed out") from None
             try:
-                first = await agent.connect(url, terms, note=note, expected_key=key,
+                first = await agent.connect(url, terms, note=note, expected_key=doc.key,
                                             timeout_s=timeout, accept_new_key=accept_new_key)
             except KeyChangedError as exc:
                 raise CliError(_key_changed(exc, target, accept_new_key), EXIT_FAILED,

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from vrmproto._keys import fingerprint
-from vrmproto._messages import DataErased
+from vrmproto._messages import DataErased, DataWithdraw
 from vrmproto._vocab import parse_category, parse_purpose, suggest_category
 from vrmproto.cli._common import finish, need_agreement, pick
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
@@ -28,7 +28,13 @@ from vrmproto.cli._output import (
     terms_short,
     waits_because,
 )
-from vrmproto.cli._parse import format_date, format_time, parse_duration, parse_fields
+from vrmproto.cli._parse import (
+    check_text,
+    format_date,
+    format_time,
+    parse_duration,
+    parse_fields,
+)
 from vrmproto.cli._progress import FanoutDisplay
 from vrmproto.client import Delivery, RelationshipView
 from vrmproto.client._ledger import ThreadKind
@@ -208,6 +214,7 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
 @pass_env
 def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str | None) -> None:
     """Withdraw consent: the vendor must delete what you shared, and confirms it signed."""
+    check_text(reason, DataWithdraw, "reason", "--reason")
     out = env.out
 
     async def go() -> tuple[RelationshipView, Delivery, list[bytes]]:

@@ -12,9 +12,9 @@ from vrmproto._messages import Money
 from vrmproto._vocab import TermRef
 from vrmproto.cli._cmd_connect import report_connect, settle_counter
 from vrmproto.cli._cmd_data import fanout_json
-from vrmproto.cli._common import as_url, finish, norm, now_ms
+from vrmproto.cli._common import as_url, finish, norm, now_ms, took_up
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, vendor_sent
 from vrmproto.cli._output import Out, brief, money_json, safe, table
 from vrmproto.cli._parse import (
     by_prefix,
@@ -32,7 +32,7 @@ from vrmproto.nostr._customer import DEFAULT_POW, RelayedIntentcast, publish_int
 from vrmproto.nostr._relay import RelayError
 from vrmproto.store import IntentRecord
 
-__all__ = ["intent", "offer_json", "offers_table", "rank_offers"]
+__all__ = ["intent", "no_offers", "offer_json", "offers_table", "rank_offers"]
 
 
 # -- intentcasts -----------------------------------------------------------------------------
@@ -277,6 +277,17 @@ def _report_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> 
         finish(EXIT_FAILED, "no vendor received the intentcast (see above)")
 
 
+def no_offers(result: IntentcastResult) -> str:
+    """The line for an intentcast without offers: declined by every vendor it reached (they
+    answered, the deadline did not matter), or none came in time."""
+    declined = len(result.declines)
+    reached = sum(r.status == "confirmed" for r in result.report.results)
+    if declined and declined >= reached:
+        return "No offers: every vendor that received it declined."
+    return "No offers arrived before the deadline" + (f" ({declined} declined)."
+                                                      if declined else ".")  # fmt: skip
+
+
 def _print_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> None:
     report_skipped(out, result)
     for v, r in result.declines:
@@ -286,7 +297,7 @@ def _print_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> N
                   f"{safe(failed.code or brief(failed.detail))}")  # fmt: skip
     rows = record["offers"]
     if not rows:
-        out.print("No offers arrived before the deadline.")
+        out.print(no_offers(result))
         return
     out.print(offers_table(rows, f"offers for “{safe(record['what'])}”, best first"))
     out.print(f"Take one with `vrm intent accept {rows[0]['id']}`.")
@@ -312,9 +323,16 @@ def intent_accept(env: Env, offer_id: str, counter_answer: bool | None) -> None:
                                f"{format_time(offer.valid_until)}", EXIT_FAILED,
                                kind="expired")  # fmt: skip
             out.print(f"[bold]taking up[/] {safe(offer.description)} — {safe(offer.price)}")
+            with vendor_sent(f"the discovery document of {offer.url}"):  # as vrm connect
+                await agent.client.fetch_discovery(offer.url, offer.vendor_key, role="vendor")
             first = await agent.take_offer(offer)
             result, answer = await settle_counter(agent, out, first, counter_answer)
             report_connect(out, result, answer, first, asked=counter_answer is None)
+            if first.existing and not await took_up(agent, first.thread, offer.hash):
+                finish(EXIT_FAILED, f"the offer was not taken up: you already have a "
+                                    f"relationship with {offer.vendor}, and {offer.vendor} was "
+                                    "not told; `vrm end` it first to take up the offer in a "
+                                    "new one")  # fmt: skip
 
     run(go())
 

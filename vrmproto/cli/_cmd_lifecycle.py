@@ -5,10 +5,12 @@ from __future__ import annotations
 import click
 
 from vrmproto._keys import fingerprint
+from vrmproto._messages import RelationshipEnd
 from vrmproto.cli._common import finish, pick
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED
 from vrmproto.cli._output import rbutton, safe, short, waits_because
+from vrmproto.cli._parse import check_text
 from vrmproto.client import Delivery, RelationshipView
 
 __all__ = ["end", "rotate"]
@@ -63,6 +65,7 @@ def rotate(env: Env, *, vendor: str, compromised: bool) -> None:
 @pass_env
 def end(env: Env, *, vendor: str, reason: str | None) -> None:
     """End your relationship with VENDOR: nothing more is sent in it; its history stays."""
+    check_text(reason, RelationshipEnd, "reason", "--reason")
 
     async def go() -> tuple[RelationshipView, Delivery]:
         async with open_agent(env) as agent:

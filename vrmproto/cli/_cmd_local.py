@@ -16,7 +16,7 @@ from vrmproto.cli._context import Env, common_options, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._home import DEFAULT_TERMS, Home, Settings, warn
 from vrmproto.cli._output import kv_table, safe, table, term_json, term_title, terms_text
-from vrmproto.cli._parse import parse_term, term_spec
+from vrmproto.cli._parse import parse_terms, term_spec
 from vrmproto.cli._seedtext import SeedTextError, seed_from_text, seed_to_text
 
 __all__ = ["init", "key", "terms"]
@@ -255,11 +255,7 @@ def terms_list(env: Env) -> None:
 @pass_env
 def terms_set(env: Env, specs: tuple[str, ...]) -> None:
     """Choose the terms you proffer, from the roster (`vrm terms list`)."""
-    refs = tuple(parse_term(s) for s in specs)
-    ids = [r.id for r in refs]
-    twice = sorted({i for i in ids if ids.count(i) > 1})
-    if twice:
-        raise click.BadParameter(f"{', '.join(twice)} given more than once")
+    refs = parse_terms(specs)
     home = env.home
     settings = home.settings()
     settings.terms = refs

@@ -16,6 +16,7 @@ import click
 
 from vrmproto.cli._cmd_data import fanout_json
 from vrmproto.cli._cmd_intent import (
+    no_offers,
     offer_json,
     offers_table,
     rank_offers,
@@ -198,7 +199,7 @@ def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) 
     if record["offers"]:
         out.print(offers_table(record["offers"], f"offers for “{safe(what)}”, best first"))
     else:
-        out.print("No offers arrived before the deadline.")
+        out.print(no_offers(result))
 
 
 @relay.command("answers")

@@ -9,12 +9,14 @@ from urllib.parse import urlsplit
 
 import click
 
+from vrmproto._envelope import open_envelope
+from vrmproto._messages import TermsOffer
 from vrmproto._state import State
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, printable
 from vrmproto.client import Agent, RelationshipView
 from vrmproto.store import ThreadKind
 
-__all__ = ["as_url", "finish", "need_agreement", "norm", "now_ms", "pick"]
+__all__ = ["as_url", "finish", "need_agreement", "norm", "now_ms", "pick", "took_up"]
 
 _HOSTPORT_RE = re.compile(r"[A-Za-z0-9.-]+:\d{1,5}")
 
@@ -73,8 +75,11 @@ async def pick(
 
     Among several, the agreed one, then the most recently active.
     """
-    views = [v for v in await agent.relationships() if v.thread_kind in kinds]
     text = target.strip()
+    if not text:  # else every name starts with it: the one vendor, or the last active
+        raise CliError("name a vendor: its name, URL or thread id (`vrm relationships` lists "
+                       "them)", EXIT_USAGE, kind="unknown_vendor")  # fmt: skip
+    views = [v for v in await agent.relationships() if v.thread_kind in kinds]
     url = None
     try:
         url = as_url(text)
@@ -102,3 +107,14 @@ async def pick(
     return hits[-1]
 
 
+
+
+async def took_up(agent: Agent, thread: bytes, offer_hash: bytes) -> bool:
+    """Whether a terms offer of ours in ``thread`` names ``offer_hash`` (``in_reply_to``,
+    §5.2.1): the relationship is the one an intentcast's offer was taken up in, earlier."""
+    for e in await agent.history(thread):
+        if e.outgoing:
+            body = open_envelope(e.envelope, now=0, check_time=False, allow_erased=True).body
+            if isinstance(body, TermsOffer) and body.in_reply_to == offer_hash:
+                return True
+    return False

@@ -14,8 +14,10 @@ reaches the person as a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
+from collections.abc import Iterator
 
 import click
 
@@ -27,8 +29,17 @@ from vrmproto._errors import (
     TransportError,
     VrmError,
 )
+from vrmproto.client._errors import InvalidResponse, Queued
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "CliError", "explain", "printable"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CliError",
+    "explain",
+    "printable",
+    "vendor_sent",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -77,6 +88,26 @@ def _unreachable(detail: str) -> str:
     return f"could not reach {url}: {reason}"
 
 
+@contextlib.contextmanager
+def vendor_sent(what: str) -> Iterator[None]:
+    """Around a call that verifies bytes the vendor sent and checks nothing of ours (its
+    discovery document, its copy of a history): a :class:`~vrmproto.ProtocolError` it raises
+    is the vendor's, and is reported as :class:`~vrmproto.client.InvalidResponse` (its problem
+    code unchanged), not as a message of ours that was not sent. A :class:`StateError` is
+    about our relationship (no key known yet) and passes as it is."""
+    try:
+        yield
+    except StateError:
+        raise
+    except ProtocolError as exc:
+        raise InvalidResponse.of(exc, what) from exc
+
+
+def _clocks(code: Problem | None) -> str:
+    return ("; the vendor's clock and yours may differ (`vrm doctor` compares them)"
+            if code in (Problem.EXPIRED, Problem.CLOCK_SKEW) else "")  # fmt: skip
+
+
 def explain(exc: BaseException) -> CliError:
     """The sentence and exit code for any error a command can end with."""
     if isinstance(exc, CliError):
@@ -88,16 +119,25 @@ def explain(exc: BaseException) -> CliError:
             _sentence(f"the peer refused it ({exc.code}): {exc.detail}"), EXIT_FAILED,
             kind="refused",
         )  # fmt: skip
+    if isinstance(exc, InvalidResponse):  # the vendor answered, with what we cannot use
+        code = exc.error.code if exc.error is not None else None
+        return CliError(_sentence(f"the vendor's answer could not be used: {exc.detail}"
+                                  f"{_clocks(code)}"), EXIT_FAILED, kind="protocol")  # fmt: skip
+    if isinstance(exc, Queued):  # kept to deliver later: why, by what stopped it now
+        from vrmproto.cli._output import waits_because  # noqa: PLC0415 -- it imports this module
+
+        why = f" ({waits_because(exc.cause)})" if exc.cause is not None else ""
+        return CliError(_sentence(f"{exc.detail}{why}; `vrm outbox run` delivers it"),
+                        EXIT_FAILED, kind="queued")  # fmt: skip
     if isinstance(exc, TransportError):
         return CliError(_sentence(_unreachable(str(exc))), EXIT_FAILED, kind="unreachable")
     if isinstance(exc, StateError):
         return CliError(_sentence(f"not possible in this relationship: {exc.detail}"),
                         EXIT_FAILED, kind="state")  # fmt: skip
-    if isinstance(exc, ProtocolError):
-        clocks = ("; the vendor's clock and yours may differ (`vrm doctor` compares them)"
-                  if exc.code in (Problem.EXPIRED, Problem.CLOCK_SKEW) else "")  # fmt: skip
-        return CliError(_sentence(f"the vendor's answer does not verify: {exc}{clocks}"),
-                        EXIT_FAILED, kind="protocol")  # fmt: skip
+    if isinstance(exc, ProtocolError):  # ours: checked before it was signed (§7); the
+        # vendor's bytes come as InvalidResponse (vrmproto.client._errors, vendor_sent above)
+        return CliError(_sentence(f"nothing was sent: your message would break a rule of the "
+                                  f"protocol: {exc}"), EXIT_FAILED, kind="not_sent")  # fmt: skip
     if isinstance(exc, VrmError):
         return CliError(_sentence(str(exc)), EXIT_FAILED, kind="failed")
     if isinstance(exc, sqlite3.Error):

@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
 from vrmproto._errors import ProtocolError
-from vrmproto._fields import dump_record, load_record
-from vrmproto._messages import FieldsContent, Intentcast, Money
+from vrmproto._fields import dump_record, load_record, specs
+from vrmproto._messages import FieldsContent, Intentcast, Money, TermsOffer
 from vrmproto._vocab import ROSTER, ParamValue, Term, TermRef, get_term, latest
 from vrmproto.cli._currencies import check_currency
 from vrmproto.cli._errors import EXIT_USAGE, CliError
@@ -30,6 +30,8 @@ __all__ = [
     "TIME_MAX_MS",
     "by_prefix",
     "check_intentcast",
+    "check_note",
+    "check_text",
     "fields_problem",
     "intentcast_problem",
     "parse_date",
@@ -37,7 +39,9 @@ __all__ = [
     "parse_fields",
     "parse_money",
     "parse_term",
+    "parse_terms",
     "term_spec",
+    "text_problem",
     "utc_text",
 ]
 
@@ -255,6 +259,31 @@ def check_intentcast(what: str, *, where: str | None, constraints: Sequence[str]
         raise click.BadParameter(problem)
 
 
+def text_problem(value: str, message: type[Any], field: str) -> str | None:
+    """What ``message``'s receiver will refuse in free text a person gives for its ``field`` (a
+    terms offer's note, §5.2.1; a withdrawal's or an end's reason, §5.3.2, §5.6.4: each
+    1..1000 characters), or None."""
+    kind = next(k for name, k, _ in specs(message) if name == field)
+    try:
+        kind.load(value, f"$.body.{field}")
+    except ProtocolError as exc:
+        return exc.detail
+    return None
+
+
+def check_text(value: str | None, message: type[Any], field: str, option: str) -> None:
+    """:func:`text_problem` as a usage error naming ``option``: checked before anything is
+    signed, stored or sent, not refused by the vendor with ``invalid_field``."""
+    problem = text_problem(value, message, field) if value is not None else None
+    if problem is not None:
+        raise click.BadParameter(f"{option}: {problem}")
+
+
+def check_note(note: str | None) -> None:
+    """``vrm connect --note``: :func:`check_text` of a terms offer's note."""
+    check_text(note, TermsOffer, "note", "--note")
+
+
 def _term(term_id: str, version: str | None) -> Term:
     try:
         return latest(term_id) if version is None else get_term(term_id, int(version))
@@ -264,6 +293,18 @@ def _term(term_id: str, version: str | None) -> Term:
             f"no term {term_id!r}{'' if version is None else ' version ' + version} in the "
             f"roster; `vrm terms list` shows them ({known})"
         ) from None
+
+
+def parse_terms(specs: Iterable[str], option: str = "") -> tuple[TermRef, ...]:
+    """Several :func:`parse_term` specs; a term given twice is a usage error (an offer cites
+    each term once, §6.2-6), naming ``option`` where the specs came from one."""
+    refs = tuple(parse_term(s) for s in specs)
+    ids = [r.id for r in refs]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        where = f"{option}: " if option else ""
+        raise click.BadParameter(f"{where}{', '.join(twice)} given more than once")
+    return refs
 
 
 def parse_term(spec: str) -> TermRef:

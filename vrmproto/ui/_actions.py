@@ -17,9 +17,12 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from vrmproto._errors import VrmError
-from vrmproto._messages import IntentDecline, Money
+from vrmproto._messages import IntentDecline, Money, RelationshipEnd
 from vrmproto._state import State
-from vrmproto.cli._parse import fields_problem, intentcast_problem
+from vrmproto.cli._common import took_up
+from vrmproto.cli._errors import explain, vendor_sent
+from vrmproto.cli._output import waits_because
+from vrmproto.cli._parse import fields_problem, intentcast_problem, text_problem
 from vrmproto.client import ConnectResult, Delivery, ProgressEvent, Queued
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.ui._app import Flash, Ui, ui_of
@@ -69,7 +72,18 @@ def _date_ms(text: str) -> int | None:
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
 
 
+def why(exc: BaseException) -> str:
+    """Why an action failed, in the words ``vrm`` uses: whose side broke a rule (ours: nothing
+    was sent; the vendor's answer), a vendor that could not be reached, a refusal."""
+    if isinstance(exc, VrmError):
+        return explain(exc).message
+    return str(exc) or type(exc).__name__
+
+
 def _connect_flash(result: ConnectResult) -> Flash:
+    if result.existing:  # one relationship per vendor: nothing was sent (Agent.connect)
+        return Flash(f"You already have a relationship with {result.vendor} "
+                     f"({result.status}): nothing was sent. End it to proffer other terms.")
     text = CONNECT_WORDS[result.status].format(vendor=result.vendor, reason=result.reason)
     return Flash(text, error=result.status == "rejected")
 
@@ -79,7 +93,7 @@ async def _acting(ui: Ui, back: str, act: Callable[[], Awaitable[Flash | str]]) 
     try:
         said = await act()
     except (VrmError, LookupError, ValueError) as exc:
-        return ui.redirect(back, Flash(str(exc) or type(exc).__name__, error=True))
+        return ui.redirect(back, Flash(why(exc), error=True))
     return ui.redirect(back, said if isinstance(said, Flash) else Flash(said))
 
 
@@ -92,9 +106,13 @@ async def connect(request: web.Request) -> web.Response:
         return ui.redirect("connect", Flash("give the vendor's address: http://… or https://…",
                                             error=True))  # fmt: skip
     try:
-        result = await ui.agent.connect(url, expected_key=bytes.fromhex(key) if key else None)
+        # the vendor's document apart: what fails in it is the vendor's, not our offer's
+        with vendor_sent(f"the discovery document of {url}"):
+            doc = await ui.agent.client.fetch_discovery(
+                url, bytes.fromhex(key) if key else None, role="vendor")  # fmt: skip
+        result = await ui.agent.connect(url, expected_key=doc.key)
     except (VrmError, LookupError, ValueError) as exc:
-        return ui.redirect("connect", Flash(str(exc), error=True))
+        return ui.redirect("connect", Flash(why(exc), error=True))
     return ui.redirect(f"r/{result.thread.hex()}", _connect_flash(result))
 
 
@@ -122,7 +140,8 @@ def _relationship_actions(ui: Ui, thread: bytes, form: Form
         return "You declined the counter-offer: the relationship is ended."
 
     async def compare() -> Flash:
-        div = await agent.compare_history(thread)
+        with vendor_sent("the vendor's copy of the history"):  # §8.3-2
+            div = await agent.compare_history(thread)
         _noted(ui, thread, "identical" if div is None else div.kind)
         if div is None:
             return Flash("Identical: the vendor's copy has the same entries, every link and "
@@ -130,7 +149,8 @@ def _relationship_actions(ui: Ui, thread: bytes, form: Form
         return Flash(f"The histories part at entry {div.index} ({div.kind}).", error=True)
 
     async def reconcile() -> Flash:
-        done = await agent.reconcile(thread)
+        with vendor_sent("the vendor's copy of the history"):
+            done = await agent.reconcile(thread)
         _noted(ui, thread, {"equal": "identical", "adopted": "identical"}.get(done.kind,
                                                                               done.kind))
         return Flash(f"Reconciled: {done.kind}, {done.adopted} entries adopted.",
@@ -151,7 +171,11 @@ def _relationship_actions(ui: Ui, thread: bytes, form: Form
     async def end() -> str:
         if form.get("sure") != "yes":
             raise ValueError("tick the box to confirm you want to end the relationship")
-        d = await agent.end(thread, str(form.get("reason", "")).strip() or None)
+        reason = str(form.get("reason", "")).strip() or None
+        if reason is not None and (problem := text_problem(reason, RelationshipEnd,
+                                                           "reason")) is not None:  # fmt: skip
+            raise ValueError(f"the reason: {problem}")
+        d = await agent.end(thread, reason)
         return "The relationship is ended." + _queued(d)
 
     return {"accept-counter": accept_counter, "decline-counter": decline_counter,
@@ -186,8 +210,9 @@ async def compare_all(request: web.Request) -> web.Response:
 
 
 def _queued(d: Delivery) -> str:
-    return " It waits in the outbox: the vendor could not be reached." if d.status == "queued" \
-        else ""  # fmt: skip
+    """What a queued delivery waits for, as ``vrm`` says it: not always an unreachable vendor
+    (it may have answered "not now", or the message waits behind an earlier one)."""
+    return f" It waits in the outbox: {waits_because(d.error)}." if d.status == "queued" else ""
 
 
 async def _share(ui: Ui, thread: bytes, form: Form) -> str:
@@ -266,7 +291,7 @@ async def address(request: web.Request) -> web.Response:
         try:
             await ui.agent.update_address(fields, progress=job.progress)
         except VrmError as exc:
-            job.error = str(exc)
+            job.error = why(exc)
         finally:
             job.running = False
             job.changed()
@@ -341,7 +366,7 @@ async def intent(request: web.Request) -> web.Response:
             job.offers = sorted(result.offers, key=lambda o: (o.price.currency, o.price.amount,
                                                               o.vendor))  # fmt: skip
         except VrmError as exc:
-            job.error = str(exc)
+            job.error = why(exc)
         finally:
             job.running = False
             job.changed()
@@ -361,10 +386,22 @@ async def take_offer(request: web.Request) -> web.Response:
     if not offers:
         return ui.redirect("intent", Flash("that offer is not one of yours", error=True))
     try:
+        with vendor_sent(f"the discovery document of {offers[0].url}"):  # as connect, above
+            await ui.agent.client.fetch_discovery(offers[0].url, offers[0].vendor_key,
+                                                  role="vendor")  # fmt: skip
         result = await ui.agent.take_offer(offers[0])
     except (VrmError, LookupError, ValueError) as exc:
-        return ui.redirect("intent", Flash(str(exc), error=True))
-    return ui.redirect(f"r/{result.thread.hex()}", _connect_flash(result))
+        return ui.redirect("intent", Flash(why(exc), error=True))
+    back = f"r/{result.thread.hex()}"
+    if not result.existing:
+        return ui.redirect(back, _connect_flash(result))
+    if await took_up(ui.agent, result.thread, offers[0].hash):
+        return ui.redirect(back, Flash(f"You took up this offer earlier, in this relationship "
+                                       f"({result.status})."))  # fmt: skip
+    return ui.redirect(back, Flash(  # the vendor was not told: no message names the offer
+        f"The offer was not taken up: you already have a relationship with {result.vendor}, "
+        f"and {result.vendor} was not told. End it first to take up the offer in a new one.",
+        error=True))  # fmt: skip
 
 
 def routes(app: web.Application, p: str) -> None:

@@ -9,12 +9,14 @@ served outside it.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import jinja2
+import markupsafe
 from aiohttp import web
 
 from vrmproto.client import Agent, CustomerNode
@@ -39,11 +41,27 @@ class Flash:
     records: tuple[dict[str, str], ...] | None = None
 
 
+#: What a page must not pass on as it is: bidirectional overrides, embeddings, isolates and marks
+#: (a vendor named "\u202eEvil" would turn what follows around, as "moc.knab" reads
+#: "bank.com") and control characters but tab and line breaks.
+_HIDDEN = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"
+                     "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # fmt: skip
+
+
+def shown(value: Any) -> Any:
+    """Every ``{{ value }}`` of a page: text with what :data:`_HIDDEN` matches written as its
+    escape (``\u202e``), as ``vrm`` shows it in a terminal (§11.12-1: a peer's text is shown,
+    never interpreted); markup made by the page itself (``|safe``) as it is."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return _HIDDEN.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), value)
+    return value
+
+
 def _templates() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("vrmproto.ui", "templates"),
         autoescape=True, undefined=jinja2.StrictUndefined,
-        trim_blocks=True, lstrip_blocks=True,
+        trim_blocks=True, lstrip_blocks=True, finalize=shown,
     )  # fmt: skip
     env.filters["when"] = when
     return env

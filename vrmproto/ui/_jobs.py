@@ -4,6 +4,10 @@ A :class:`Job` is started by a form, runs in the background, and changes as each
 answers; the job's page renders it as it stands and then follows it over server-sent events
 (:func:`stream`): each change sends the job's fragment, rendered afresh on the server, and the
 page puts it in place. A queued address update stays followed until the outbox delivers it.
+
+:class:`Jobs` keeps every job that is not finished — one running, or with a row queued — and
+of the finished ones the :data:`MAX_JOBS` most recent, each for :data:`FINISHED_KEEP_S` after
+it finished: a page left open for days, with one vendor down all along, does not grow.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -28,6 +33,8 @@ log = logging.getLogger("vrmproto.ui")
 
 #: How many finished jobs are remembered (the oldest are forgotten first).
 MAX_JOBS = 64
+#: How long a finished job stays, in seconds: its page can be read again, then it is forgotten.
+FINISHED_KEEP_S = 3600.0
 
 
 @dataclass(slots=True)
@@ -56,6 +63,8 @@ class Job:
     closing: bool = False  # the page server is stopping: followers stop following
     error: str = ""
     version: int = 0
+    clock: Callable[[], float] = time.monotonic
+    ended_at: float | None = None  # by ``clock``, when it was first seen finished
     _event: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -64,6 +73,8 @@ class Job:
         return not self.running and not any(r.status == "queued" for r in self.rows)
 
     def changed(self) -> None:
+        if self.ended_at is None and self.finished:
+            self.ended_at = self.clock()
         self.version += 1
         self._event.set()
         self._event = asyncio.Event()
@@ -110,24 +121,39 @@ def brief(detail: str) -> str:
 class Jobs:
     """The jobs of this launch, by id."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._jobs: dict[str, Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._clock = clock
 
     def new(self, kind: JobKind, title: str, rows: list[Row]) -> Job:
-        job = Job(secrets.token_hex(8), kind, title, rows)
+        job = Job(secrets.token_hex(8), kind, title, rows, clock=self._clock)
         self._jobs[job.id] = job
-        while len(self._jobs) > MAX_JOBS:
-            oldest = next(iter(self._jobs))
-            if not self._jobs[oldest].finished:
-                break
-            del self._jobs[oldest]
+        self._sweep()
         return job
 
+    def _sweep(self) -> None:
+        """Forget finished jobs: those finished longer than :data:`FINISHED_KEEP_S` ago, and
+        the oldest beyond :data:`MAX_JOBS`. A job not finished stays, wherever it stands."""
+        now = self._clock()
+        finished = []
+        for job in self._jobs.values():
+            if job.finished and job.ended_at is None:  # finished without a change (no rows)
+                job.ended_at = now
+            if job.finished:
+                finished.append(job)
+        excess = len(finished) - MAX_JOBS
+        for i, job in enumerate(finished):  # oldest first: the dict keeps creation order
+            assert job.ended_at is not None
+            if i < excess or now - job.ended_at > FINISHED_KEEP_S:
+                del self._jobs[job.id]
+
     def get(self, job_id: str) -> Job | None:
+        self._sweep()
         return self._jobs.get(job_id)
 
     def all(self) -> list[Job]:
+        self._sweep()
         return list(self._jobs.values())
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:

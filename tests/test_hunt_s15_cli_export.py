@@ -1,0 +1,33 @@
+"""``vrm history --export`` into a directory that does not exist (found by s15-huntcli).
+
+Before: "vrm: No such file or directory (/nonexistent/.x.json.4_rk8kqu.tmp)." — the name of
+the temporary file the atomic write makes beside the one asked for, which the person never
+named. Now: "cannot write /nonexistent/x.json: No such file or directory", exit 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests._cli_helpers import VendorHost, fails, new_home, ok, vendor_host, vrm
+
+
+@pytest.fixture(scope="module")
+def vendors() -> Iterator[VendorHost]:
+    with vendor_host("outfitters") as h:
+        yield h
+
+
+def test_an_export_that_cannot_be_written_names_the_file_asked_for(
+    tmp_path: Path, vendors: VendorHost
+) -> None:
+    home = new_home(tmp_path)
+    ok(vrm("connect", vendors["outfitters"].url, home=home))
+    target = tmp_path / "no such dir" / "wasatch.json"
+    r = fails(vrm("history", "Wasatch", "--export", str(target), home=home), 2,
+              f"cannot write {target}", "No such file or directory")  # fmt: skip
+    assert ".tmp" not in r.stderr, r
+    assert not target.parent.exists()

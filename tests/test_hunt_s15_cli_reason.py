@@ -1,0 +1,90 @@
+"""``vrm withdraw --reason`` and ``vrm end --reason`` the message cannot carry (found by
+s15-huntcli).
+
+Before: a reason over 1000 characters, or an empty one (§5.3.2, §5.6.4: 1..1000 characters),
+was signed and sent; the vendor refused it ("the peer refused it (invalid_field): at most 1000
+characters", exit 1). The page's "End the relationship" did the same with a long reason. Now
+each is a usage error naming ``--reason`` (on the page: "the reason: …"), and nothing is
+signed, stored or sent.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests._cli_helpers import VendorHost, fails, new_home, ok, vendor_host, vrm
+from vrmproto.cli import LocalVendor, load_vendor_config
+from vrmproto.client import CustomerNode, RetryPolicy
+from vrmproto.store import MemoryStore
+from vrmproto.ui import Guard, Ui, make_app, new_token
+
+VENDORS = Path(__file__).resolve().parent.parent / "examples" / "vendors"
+
+
+@pytest.fixture(scope="module")
+def vendors() -> Iterator[VendorHost]:
+    with vendor_host("outfitters") as h:
+        yield h
+
+
+def test_a_reason_the_message_cannot_carry_is_a_usage_error(
+    tmp_path: Path, vendors: VendorHost
+) -> None:
+    home = new_home(tmp_path)
+    ok(vrm("connect", vendors["outfitters"].url, home=home))
+    ok(vrm("share", "Wasatch", "email=doc@example.org", home=home))
+    before = len(ok(vrm("history", "Wasatch", "--json", home=home)).json["entries"])
+    for command in ("withdraw", "end"):
+        fails(vrm(command, "Wasatch", "--reason", "r" * 1001, home=home), 2, "--reason",
+              "at most 1000 characters")  # fmt: skip
+        fails(vrm(command, "Wasatch", "--reason", "", home=home), 2, "--reason",
+              "must not be empty")  # fmt: skip
+    assert len(ok(vrm("history", "Wasatch", "--json", home=home)).json["entries"]) == before
+    (rel,) = ok(vrm("relationships", "--json", home=home)).json["relationships"]
+    assert (rel["state"], rel["last_problem"], len(rel["shares"])) == ("agreed", "", 1)
+    ok(vrm("end", "Wasatch", "--reason", "é" * 1000, home=home))
+
+
+async def test_the_page_refuses_an_end_reason_it_cannot_send() -> None:
+    vendor = LocalVendor.of(load_vendor_config(VENDORS / "outfitters.toml"))
+    await vendor.start()
+    try:
+        async with await CustomerNode.open(MemoryStore(), os.urandom(32),
+                                           retry=RetryPolicy(attempts=1)) as node:  # fmt: skip
+            ui = Ui(node, Guard(new_token()))
+            client: TestClient[object, object] = TestClient(TestServer(make_app(ui),
+                                                                       host="127.0.0.1"))
+            await client.start_server()
+            ui.guard.port = client.server.port or 0
+            try:
+                thread = (await node.agent.connect(vendor.url)).thread
+                r = await client.post(ui.guard.prefix + f"r/{thread.hex()}/end",
+                                      data={"sure": "yes", "reason": "r" * 1001},
+                                      headers={"Origin": f"http://127.0.0.1:{ui.guard.port}"})
+                assert "the reason: at most 1000 characters" in await r.text()
+                (view,) = await node.agent.relationships()
+                assert (view.state, view.last_problem) == ("agreed", "")
+            finally:
+                await client.close()
+                await ui.jobs.close()
+    finally:
+        await vendor.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="Agent.end and Agent.withdraw sign and send a reason that "
+                   "breaks §5.6.4 / §5.3.2 (over 1000 characters); the vendor refuses it with "
+                   "invalid_field instead of the library raising ValidationError first, as it "
+                   "does for shares since bb225f0 (client/_data.py, client/_agent.py)")  # fmt: skip
+async def test_the_library_refuses_a_reason_it_cannot_send(vendors: VendorHost) -> None:
+    from vrmproto import MasterSeed, ValidationError  # noqa: PLC0415
+    from vrmproto.client import Agent  # noqa: PLC0415
+
+    async with await Agent.open(MemoryStore(), MasterSeed(os.urandom(32))) as agent:
+        thread = (await agent.connect(vendors["outfitters"].url)).thread
+        with pytest.raises(ValidationError, match="1000"):
+            await agent.end(thread, "r" * 1001)
