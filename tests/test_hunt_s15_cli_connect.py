@@ -10,8 +10,8 @@ note is 1..1000 characters) was signed and sent; the vendor refused it ("the pee
 twice S (the discovery request is tried once more after a timeout) before "it did not answer
 in time"; now S bounds the wait for the vendor's document, retries included.
 
-The library does the same (``Agent.connect(note=…)`` signs an offer every vendor refuses and
-keeps its thread): strict xfail below, outside the CLI's area (vrmproto/client/_terms.py).
+The library did the same (``Agent.connect(note=…)`` signed an offer every vendor refuses and
+kept its thread); it now checks what the person gave first (``vrmproto._fields.check_fields``).
 """
 
 from __future__ import annotations
@@ -50,15 +50,12 @@ def test_a_note_the_offer_cannot_carry_is_a_usage_error(
     assert [(r["vendor"], r["state"]) for r in rels] == [("Wasatch Outfitters", "agreed")]
 
 
-@pytest.mark.xfail(strict=True, reason="Agent.connect signs and sends a terms.offer whose note "
-                   "breaks §5.2.1 (client/_terms.py does not check_record the offer, as share "
-                   "and intentcast do since bb225f0); the vendor refuses it and the thread "
-                   "stays, state none")  # fmt: skip
 async def test_the_library_refuses_an_offer_note_it_cannot_carry(vendors: VendorHost) -> None:
     url = vendors["outfitters"].url
     async with await Agent.open(MemoryStore(), MasterSeed(os.urandom(32))) as agent:
         with pytest.raises(ValidationError, match="1000"):
             await agent.connect(url, note="n" * 1001)
+        assert await agent.relationships() == []  # no thread kept, nothing sent
         assert await agent.relationships() == []
 
 

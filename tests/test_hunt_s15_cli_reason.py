@@ -5,7 +5,8 @@ Before: a reason over 1000 characters, or an empty one (§5.3.2, §5.6.4: 1..100
 was signed and sent; the vendor refused it ("the peer refused it (invalid_field): at most 1000
 characters", exit 1). The page's "End the relationship" did the same with a long reason. Now
 each is a usage error naming ``--reason`` (on the page: "the reason: …"), and nothing is
-signed, stored or sent.
+signed, stored or sent. The library checks them too (``Agent.end``, ``Agent.withdraw``,
+``vrmproto._fields.check_fields``).
 """
 
 from __future__ import annotations
@@ -76,10 +77,6 @@ async def test_the_page_refuses_an_end_reason_it_cannot_send() -> None:
         await vendor.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="Agent.end and Agent.withdraw sign and send a reason that "
-                   "breaks §5.6.4 / §5.3.2 (over 1000 characters); the vendor refuses it with "
-                   "invalid_field instead of the library raising ValidationError first, as it "
-                   "does for shares since bb225f0 (client/_data.py, client/_agent.py)")  # fmt: skip
 async def test_the_library_refuses_a_reason_it_cannot_send(vendors: VendorHost) -> None:
     from vrmproto import MasterSeed, ValidationError  # noqa: PLC0415
     from vrmproto.client import Agent  # noqa: PLC0415
@@ -88,3 +85,7 @@ async def test_the_library_refuses_a_reason_it_cannot_send(vendors: VendorHost) 
         thread = (await agent.connect(vendors["outfitters"].url)).thread
         with pytest.raises(ValidationError, match="1000"):
             await agent.end(thread, "r" * 1001)
+        with pytest.raises(ValidationError, match="empty"):
+            await agent.withdraw(thread, reason="")
+        assert await agent.pending() == []  # nothing signed or kept
+        assert (await agent.relationships())[0].state == "agreed"

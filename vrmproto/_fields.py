@@ -505,6 +505,25 @@ def check_record(obj: Any, path: str = "$") -> None:
     load_record(type(obj), dump_record(obj), path)
 
 
+def check_fields(cls: type[Any], path: str = "$", **values: Any) -> None:
+    """:func:`check_record` for some fields of ``cls`` given by name, before the rest of the
+    body exists: what a person gave (a note, a reason, the terms) checked with the field rules
+    its receiver applies (§5.1-2), before the relationship supplies the rest at signing. None
+    is an absent optional field."""
+    for name, kind, optional in specs(cls):
+        if name not in values:
+            continue
+        value = values[name]
+        if value is None:
+            if not optional:
+                raise _bad(f"{path}.{name}", "required field is missing", "§5.1-1")
+            continue
+        kind.load(kind.dump(value), f"{path}.{name}")
+    unknown = values.keys() - {name for name, _, _ in specs(cls)}
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field {sorted(unknown)[0]!r}")
+
+
 # -- specialised readers and writers (the hot paths of open_envelope and sign_message) ----------
 #
 # load_record and dump_record above are the definitions. For each declared class, the functions

@@ -20,8 +20,10 @@ import aiohttp
 
 from vrmproto._binding import DiscoveryDocument
 from vrmproto._closing import AsyncClosing
+from vrmproto._fields import check_fields
 from vrmproto._keys import Identity, MasterSeed, fingerprint, key_to_text
 from vrmproto._limits import DEFAULT_LIMITS, Limits
+from vrmproto._messages import RelationshipEnd
 from vrmproto._state import Role, State
 from vrmproto._vocab import TermRef
 from vrmproto.client._drafts import Draft, EndDraft, RotateDraft
@@ -326,6 +328,7 @@ class AgentBase(AsyncClosing):
 
     async def end(self, ref: Ref, reason: str | None = None) -> Delivery:
         """End the relationship (§5.6.4); nothing more may be sent in it."""
+        check_fields(RelationshipEnd, "$.body", reason=reason)  # before it is signed or kept
         return await self._send(ref, EndDraft(msg_id=self.random_id(), reason=reason))
 
     # -- the outbox ------------------------------------------------------------------------

@@ -8,11 +8,12 @@ from dataclasses import replace
 from typing import cast
 
 from vrmproto._errors import StateError, TransportError, VrmError
-from vrmproto._fields import StrMap, specs
+from vrmproto._fields import StrMap, check_fields, specs
 from vrmproto._messages import (
     AddressUpdate,
     DataErased,
     DataReturn,
+    DataWithdraw,
     FieldsContent,
     RecordsContent,
 )
@@ -96,8 +97,10 @@ class DataOps(AgentBase):
     ) -> Delivery:
         """Withdraw consent for some shares (all if none are named); the vendor confirms
         with data.erased (§5.3.2)."""
-        d = await self._send(ref, WithdrawDraft(msg_id=self.random_id(),
-                                                shares=tuple(shares), reason=reason))
+        named = tuple(shares)
+        check_fields(DataWithdraw, "$.body", shares=named, reason=reason)  # before it is signed
+        d = await self._send(ref, WithdrawDraft(msg_id=self.random_id(), shares=named,
+                                                reason=reason))  # fmt: skip
         erased = {h for b in d.reply_bodies() if isinstance(b, DataErased) for h in b.shares}
         if erased:  # the vendor confirmed the deletion, signed (§5.3.2)
             await self._update_notes(d.thread, erased, withdrawn_ms=self.clock())

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from vrmproto._binding import DiscoveryDocument
 from vrmproto._errors import Problem, ValidationError
+from vrmproto._fields import check_fields
 from vrmproto._messages import TermsAccept, TermsOffer, TermsReject
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role, State
@@ -75,6 +76,9 @@ class TermsOps(AgentBase):
         key's fingerprint (a person's explicit decision, §11.10-1). The document must be a
         vendor's, speak our version and list ``terms.offer`` (§13.1-10).
         """
+        # What every vendor would refuse, before anything is asked, signed or kept (§5.2.1)
+        check_fields(TermsOffer, "$.body", note=note, in_reply_to=in_reply_to,
+                     terms=tuple(terms) if terms is not None else self.terms)  # fmt: skip
         doc = await self.client.fetch_discovery(base_url, expected_key, role="vendor",
                                                 timeout_s=timeout_s)  # fmt: skip
         if TermsOffer.TYPE not in doc.types:
