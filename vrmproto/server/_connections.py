@@ -11,6 +11,12 @@ layer bounds what a client that sends nothing useful can hold:
   open-file limit) and per client address or prefix (``max_connections_per_address``,
   §10.1-3, §10.1-4). At the total cap the connection that has waited longest for a request is
   closed to make room, so a flood of silent connections cannot keep an honest client out;
+- an *unread answer*: a client that does not read what it is sent holds the answer in the
+  server's write buffer, and the connection with it. While part of an answer waits to be sent,
+  the client must read some of it every ``idle_timeout_ms``, or the connection is aborted
+  (§10.1-5: closed within that long of its last progress); a connection closed for a deadline,
+  or to make room, with part of an answer unsent is aborted, not left to flush (its descriptor
+  would stay open, no longer counted, for as long as the client kept not reading);
 - accept failures (``EMFILE``…): asyncio already retries accepting a second later; this layer
   logs them once per ``log_interval_ms`` without a traceback and closes waiting connections to
   free descriptors (§10.1-6);
@@ -32,6 +38,7 @@ not published in discovery (the ceilings of §10.1-5 are what a sender can rely 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import enum
 import functools
@@ -39,6 +46,7 @@ import ipaddress
 import logging
 import socket
 import ssl
+import struct
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -65,6 +73,8 @@ log = logging.getLogger("vrmproto.server")
 MAX_CONNECTION_WAIT_MS = 20_000
 #: Why a connection whose request head missed its deadline (§10.1-1) was closed, as logged.
 HEAD_LATE = "request head not complete in time"
+#: Why a connection whose client read none of its answer for ``idle_timeout_ms`` was aborted.
+SEND_LATE = "answer not read in time"
 #: §12.4-5: no receiver accepts a request line or header field longer than this, in bytes.
 MAX_HEADER_LINE_BYTES = 65_536
 
@@ -158,6 +168,19 @@ def _open_file_limit() -> int | None:
         return None
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+_LINGER_NOT = struct.pack("ii", 1, 0)  # SO_LINGER on, for 0 s: close() resets the connection
+
+
+def abort(transport: asyncio.BaseTransport) -> None:
+    """Abort a connection whose client does not read what it is sent: reset (SO_LINGER 0), so
+    that neither the process nor the kernel keeps the unsent bytes or the socket."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_NOT)
+    transport.abort()  # type: ignore[attr-defined]
 
 
 class _Throttled:
@@ -329,7 +352,7 @@ class _ConnectionHandler(web.RequestHandler):
     """aiohttp's request handler, with the deadlines and the admission of §10.1 and signed
     answers to HTTP it cannot parse (§12.4-5)."""
 
-    __slots__ = ("_admitted", "_answer", "_deadline", "_guard", "_state")
+    __slots__ = ("_admitted", "_answer", "_deadline", "_guard", "_sending", "_state")
 
     def __init__(self, manager: web.Server, *, guard: ConnectionGuard, answer: ErrorAnswer,
                  **kwargs: Any) -> None:  # fmt: skip
@@ -344,6 +367,9 @@ class _ConnectionHandler(web.RequestHandler):
         limits = guard.limits
         self._deadline = Deadline(self._expire, horizon=min(
             limits.header_timeout_ms, limits.idle_timeout_ms) / 1000)
+        # While writing is paused (the client does not read its answer): the bytes the
+        # transport held at the last look, which must shrink every idle_timeout_ms; else -1.
+        self._sending = -1
 
     # -- admission and deadlines (§10.1) -------------------------------------------------------
 
@@ -392,7 +418,8 @@ class _ConnectionHandler(web.RequestHandler):
     def request_started(self) -> None:
         """The head of a request has arrived and it is being handled (called by the app)."""
         self._state = _State.BUSY
-        self._deadline.clear()
+        if self._sending < 0:
+            self._deadline.clear()
         self._guard.busy(self)
 
     async def finish_response(
@@ -404,17 +431,56 @@ class _ConnectionHandler(web.RequestHandler):
         return out
 
     def drop(self) -> None:
-        """Close the connection now (it waited too long, or room is needed)."""
+        """Close the connection now (it waited too long, or room is needed); abort it if part
+        of an answer is unsent, which a close would wait for."""
         self._deadline.cancel()
         self._guard.release(self)
+        transport = self.transport
         self.force_close()
+        if transport is not None and transport.get_write_buffer_size():
+            abort(transport)
+
+    def pause_writing(self) -> None:
+        """The client does not read its answer as fast as it is written: it must read some of
+        it every ``idle_timeout_ms`` (§10.1-5), whatever the state's deadline."""
+        super().pause_writing()
+        if self._admitted and self.transport is not None:
+            self._sending = self.transport.get_write_buffer_size()
+            self._deadline.set(self._loop, self._loop.time() + self._idle_s())
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._sending >= 0:
+            self._sending = -1
+            if self._state is _State.BUSY:
+                self._deadline.clear()
+            elif self._state is _State.HEAD:
+                self._guard.head(self._deadline, self._loop)
+            elif self._admitted:
+                self._wait()
+
+    def _idle_s(self) -> float:
+        return self._guard.limits.idle_timeout_ms / 1000
 
     def _wait(self) -> None:
         self._state = _State.WAITING
         self._guard.idle(self, self._deadline, self._loop)
+        if self._sending >= 0:  # the answer's end is still unsent: its deadline comes first
+            self._deadline.set(self._loop, self._loop.time() + self._idle_s())
 
     def _expire(self) -> None:
-        if self._state is not _State.BUSY and self._admitted:
+        if not self._admitted:
+            return
+        if self._sending >= 0:
+            transport = self.transport
+            left = transport.get_write_buffer_size() if transport is not None else 0
+            if 0 < left < self._sending:  # the client read some: another period
+                self._sending = left
+                self._deadline.set(self._loop, self._loop.time() + self._idle_s())
+                return
+            self._guard.expired(SEND_LATE)
+            self.drop()
+        elif self._state is not _State.BUSY:
             if self._state is _State.HEAD:
                 self._guard.expired(HEAD_LATE)
             self.drop()
