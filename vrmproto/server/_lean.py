@@ -30,8 +30,8 @@ aside):
 - the deadlines and caps of §10.1 through the same :class:`ConnectionGuard`: the idle
   deadline while waiting for a request, the header deadline from its first byte, none while a
   request is handled; a hand-over keeps the header deadline already running;
-- keep-alive and pipelining: requests answered one at a time, in order; reading paused while
-  more than a few requests' worth of bytes wait, and while the transport's buffer is full;
+- keep-alive and pipelining: requests answered one at a time, in order; reading paused once
+  two requests' worth of bytes (at their largest) wait, until at most one's worth does;
 - an answer the client does not read: the transport pauses as soon as part of an answer is
   unsent, and the idle deadline starts only once all of it is (a request being answered is
   not cut, §10.1-1); meanwhile the client must read some of it every ``idle_timeout_ms``, or
@@ -190,6 +190,12 @@ def _answer_head(status: int, headers: Mapping[str, str], length: int, close: bo
     return b"".join((start, sized, middle, _date[1], end))
 
 
+def _one_request(reader: RequestReader) -> int:
+    """The most bytes one request the lean reader takes holds, near enough: with more bytes
+    than this buffered, :meth:`RequestReader.next` returns a request or raises Unhandled."""
+    return reader.max_body + MAX_HEAD
+
+
 class LeanConnection(asyncio.Protocol):
     """One connection on the lean path (see the module docstring)."""
 
@@ -273,7 +279,7 @@ class LeanConnection(asyncio.Protocol):
             self._waiting = False
             self._guard.head(self._deadline, self._loop)
         if self._task is not None or self._paused:
-            if len(reader) > 2 * (reader.max_body + MAX_HEAD) and self._reading:
+            if len(reader) > 2 * _one_request(reader) and self._reading:
                 self._reading = False  # pipelined requests pile up: let TCP push back
                 self._transport.pause_reading()
             return
@@ -433,8 +439,12 @@ class LeanConnection(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         self._wait()
-        if not self._reading:
+        reader = self._reader
+        if not self._reading and len(reader) <= _one_request(reader):
+            # Not before: each answer would let in another read (up to 256 KiB) while one
+            # request's bytes were taken, and the requests piled up without bound. Above this,
+            # the next request is whole or Unhandled: the reader needs no more bytes to go on.
             self._reading = True
             transport.resume_reading()
-        if len(self._reader):
+        if len(reader):
             self._advance()
