@@ -35,7 +35,10 @@ async def aiohttp_server() -> Server:
     return await serve_app(make_app(endpoint), endpoint)
 
 
-SERVERS: dict[str, Callable[[], Awaitable[Server]]] = {"serve": lean_server, "serve_app": aiohttp_server}
+SERVERS: dict[str, Callable[[], Awaitable[Server]]] = {
+    "serve": lean_server,
+    "serve_app": aiohttp_server,
+}
 
 
 @pytest.fixture(params=list(SERVERS))
