@@ -17,6 +17,9 @@ layer bounds what a client that sends nothing useful can hold:
   (§10.1-5: closed within that long of its last progress); a connection closed for a deadline,
   or to make room, with part of an answer unsent is aborted, not left to flush (its descriptor
   would stay open, no longer counted, for as long as the client kept not reading);
+- with TLS, a connection is admitted, counted and timed from when it is accepted, not from the
+  end of its handshake (:class:`_Handshake`): the handshake must be done within
+  ``idle_timeout_ms``, since the connection has sent no byte of a request yet (§10.1-2);
 - accept failures (``EMFILE``…): asyncio already retries accepting a second later; this layer
   logs them once per ``log_interval_ms`` without a traceback and closes waiting connections to
   free descriptors (§10.1-6);
@@ -51,7 +54,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
@@ -530,8 +533,8 @@ class ConnectionSite(web.BaseSite):
     logged once per interval instead of with a traceback each (§10.1-6).
     """
 
-    __slots__ = ("_accept_errors", "_answer", "_guard", "_handler_kwargs", "_host", "_lean",
-                 "_port", "_shutdown_timeout", "_sock", "_ssl")  # fmt: skip
+    __slots__ = ("_accept_errors", "_answer", "_guard", "_handler_kwargs", "_handshakes", "_host",
+                 "_lean", "_port", "_shutdown_timeout", "_sock", "_ssl")  # fmt: skip
 
     def __init__(
         self,
@@ -561,6 +564,7 @@ class ConnectionSite(web.BaseSite):
         self._lean = lean
         self._shutdown_timeout = shutdown_timeout
         self._accept_errors: _AcceptErrors | None = None
+        self._handshakes: set[_Handshake] = set()
 
     @property
     def name(self) -> str:
@@ -590,21 +594,148 @@ class ConnectionSite(web.BaseSite):
             handler if lean is None else functools.partial(lean.connection, guard, handler)
         )
 
+        if self._ssl is not None:  # admitted before the handshake, not after it (_Handshake)
+            factory = functools.partial(_Handshake, guard, factory, self._ssl, self._handshakes)
         if self._sock is not None:  # a worker serving the supervisor's socket
-            server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog,
-                                              ssl=self._ssl)  # fmt: skip
+            server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
         else:
             server = await loop.create_server(factory, self._host, self._port,
-                                              backlog=self._backlog, ssl=self._ssl)  # fmt: skip
+                                              backlog=self._backlog)  # fmt: skip
         self._server = server
         self._accept_errors = _AcceptErrors(loop, server, guard)
 
     async def stop(self) -> None:
         if self._accept_errors is not None:
             self._accept_errors.remove()
+        for shaking in list(self._handshakes):
+            shaking.drop()
         await super().stop()
         if self._lean is not None:  # aiohttp's own connections are shut down by the runner
             await self._lean.shutdown(self._shutdown_timeout)
+
+
+class _Handshake(asyncio.Protocol):
+    """A TLS connection until its handshake is done: admitted and counted as soon as it is
+    accepted (§10.1-3, §10.1-4), closed to make room like any connection waiting for a request,
+    and closed when the handshake is not done within ``idle_timeout_ms`` — the connection has
+    not sent the first byte of a request yet (§10.1-2). Then the connection is served over TLS
+    by a protocol of ``serving``, which the guard admits in its place.
+
+    A listening socket that does the handshake itself (``create_server(ssl=…)``) calls the
+    protocol only once the handshake is done: until then a connection was neither counted nor
+    timed but by asyncio's own 60 s handshake timeout, and one address could open connections
+    that never sent a byte until the process ran out of descriptors.
+    """
+
+    __slots__ = ("_context", "_early", "_guard", "_serving", "_shaking", "_task", "_transport")
+
+    def __init__(self, guard: ConnectionGuard, serving: Callable[[], asyncio.Protocol],
+                 context: ssl.SSLContext, shaking: set[_Handshake]) -> None:  # fmt: skip
+        self._guard = guard
+        self._serving = serving
+        self._context = context
+        self._shaking = shaking
+        self._transport: asyncio.Transport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._early = bytearray()  # bytes read before start_tls took the connection over
+
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, base)
+        transport.pause_reading()  # asyncio: no byte before start_tls (uvloop reads anyway)
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not self._guard.admit(self, address):
+            transport.abort()
+            return
+        self._transport = transport
+        self._shaking.add(self)
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._handshake(transport))
+        # Callbacks run in the order they are scheduled: the task's first step (start_tls up to
+        # its await: the TLS protocol set, its connection_made and resume_reading scheduled),
+        # then this, which schedules the replay after those two.
+        loop.call_soon(loop.call_soon, self._replay, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._early += data  # uvloop starts reading once connection_made returns
+
+    def _replay(self, transport: asyncio.Transport) -> None:
+        """Give the TLS protocol the bytes this one read (the start of the handshake)."""
+        protocol = transport.get_protocol()
+        if not self._early or protocol is self or transport.is_closing():
+            return
+        data = memoryview(bytes(self._early))
+        self._early.clear()
+        into = cast(asyncio.BufferedProtocol, protocol)  # both loops' TLS protocols are
+        while data:
+            buffer = memoryview(into.get_buffer(len(data)))
+            n = min(len(buffer), len(data))
+            buffer[:n] = data[:n]
+            into.buffer_updated(n)
+            data = data[n:]
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._done()  # lost before start_tls took the connection over
+
+    async def _handshake(self, transport: asyncio.Transport) -> None:
+        loop = asyncio.get_running_loop()
+        early = _Early()  # what comes between the handshake's end and this task going on
+        try:
+            tls = await loop.start_tls(
+                transport, early, self._context, server_side=True,
+                ssl_handshake_timeout=self._guard.limits.idle_timeout_ms / 1000)  # fmt: skip
+        except Exception as exc:  # a failed or late handshake, a client gone: nobody to answer
+            log.debug("TLS handshake with %s failed: %r", transport.get_extra_info("peername"),
+                      exc)  # fmt: skip
+            self._done()
+            transport.abort()
+            return
+        self._done()  # counted no longer as a handshake: as the connection it now is
+        if tls is None or early.lost:
+            return
+        protocol = self._serving()
+        protocol.connection_made(tls)  # admitted by the guard in this one's place
+        if tls.is_closing():
+            return
+        tls.set_protocol(protocol)
+        if early.data:
+            protocol.data_received(bytes(early.data))
+        if early.eof and not protocol.eof_received():
+            tls.close()
+
+    def _done(self) -> None:
+        self._guard.release(self)
+        self._shaking.discard(self)
+
+    def drop(self) -> None:
+        """Close the connection now: room is needed, or the server stops."""
+        self._done()
+        if self._task is not None:
+            self._task.cancel()
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class _Early(asyncio.Protocol):
+    """A TLS connection's protocol from the end of its handshake until :class:`_Handshake`
+    hands it to the protocol that serves it: what came meanwhile, kept."""
+
+    __slots__ = ("data", "eof", "lost")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.eof = False
+        self.lost = False
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        return True  # the protocol that serves it decides
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost = True
 
 
 class _AcceptErrors:
