@@ -139,29 +139,20 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _unread(request: web.Request, endpoint: Endpoint) -> web.Response | None:
-    """The problem refusing a request before its body is read (§12.2-3, §12.9-2); None if the
-    body is to be read."""
+def _invited(request: web.Request, endpoint: Endpoint) -> bool:
+    """Whether :func:`_read_envelope` would read the body: the binding's content type
+    (§12.2-3), no declared length over the limit (§12.9-2) — its first two checks."""
     declared = request.headers.get(hdrs.CONTENT_TYPE)
     if declared is None or request.content_type.lower() != CONTENT_TYPE:
-        return _web(endpoint.problem(
-            Problem.UNSUPPORTED_MEDIA_TYPE, f"the body must be {CONTENT_TYPE}",
-            clause="§12.2-3",
-        ), close=True)  # fmt: skip
+        return False
     length = request.content_length
-    limit = endpoint.limits.max_envelope_bytes
-    if length is not None and length > limit:
-        return _web(endpoint.problem(
-            Problem.TOO_LARGE, f"{length} bytes declared; the limit is {limit}",
-            clause="§12.9-2",
-        ), close=True)  # fmt: skip
-    return None
+    return length is None or length <= endpoint.limits.max_envelope_bytes
 
 
 def _expect(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Response | None]]:
     """``Expect: 100-continue`` on the inbox and history routes (RFC 9110 §10.1.1): the body
     is invited only when it would be read. A request refused before its body is read
-    (:func:`_unread`: a content type other than the binding's, a declared length over the
+    (:func:`_invited`: a content type other than the binding's, a declared length over the
     limit) gets no ``100 Continue``: the route answers it at once, and the client does not
     send a body only to have it dropped (aiohttp's own handler invited it first). Any other
     expectation gets the signed ``malformed`` problem, where aiohttp answered a plain-text
@@ -175,7 +166,7 @@ def _expect(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Respons
                 Problem.MALFORMED, "the only expectation understood is 100-continue",
                 clause="§12.4-2",
             ), close=True)  # fmt: skip
-        if _unread(request, endpoint) is None:
+        if _invited(request, endpoint):
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             request.writer.output_size = 0  # the answer proper has not started
         return None
@@ -186,9 +177,19 @@ def _expect(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Respons
 async def _read_envelope(request: web.Request, endpoint: Endpoint) -> bytes | web.Response:
     """The request body, or the problem answering why it was not read (§12.2-3, §12.9)."""
     limits = endpoint.limits
-    refused = _unread(request, endpoint)
-    if refused is not None:
-        return refused
+    declared = request.headers.get(hdrs.CONTENT_TYPE)
+    if declared is None or request.content_type.lower() != CONTENT_TYPE:
+        return _web(endpoint.problem(
+            Problem.UNSUPPORTED_MEDIA_TYPE, f"the body must be {CONTENT_TYPE}",
+            clause="§12.2-3",
+        ), close=True)  # fmt: skip
+    length = request.content_length
+    if length is not None and length > limits.max_envelope_bytes:
+        return _web(endpoint.problem(
+            Problem.TOO_LARGE,
+            f"{length} bytes declared; the limit is {limits.max_envelope_bytes}",
+            clause="§12.9-2",
+        ), close=True)  # fmt: skip
     if request.content.is_eof():  # the whole body has arrived: reading it cannot wait
         data = await _read_body(request, limits.max_envelope_bytes)
     else:
