@@ -130,6 +130,15 @@ class RequestReader:
         reader's caller found it is not one it serves after all)."""
         self._pos = self._seen = self._last
 
+    def _incomplete(self, buf: bytes | bytearray, pos: int) -> None:
+        """The head starting at ``pos`` has no end yet: Unhandled if it is already too long,
+        or already holds what no plain head does (no use waiting for more)."""
+        if len(buf) - pos > MAX_HEAD:
+            raise Unhandled("the request head is too long")
+        if _NOT_PLAIN.search(buf, max(self._seen, pos)) is not None:
+            raise Unhandled("not a plain HTTP/1.1 request head")
+        self._seen = max(len(buf) - 3, pos)  # bytes trickling in: no search twice
+
     def next(self) -> Request | None:
         """The next whole request; None while its head is incomplete; :class:`Unhandled` if
         it is not a request this reader takes (its bytes are all left in :meth:`rest`)."""
@@ -138,11 +147,7 @@ class RequestReader:
             return None
         end = buf.find(b"\r\n\r\n", max(self._seen, pos))
         if end < 0:
-            if len(buf) - pos > MAX_HEAD:
-                raise Unhandled("the request head is too long")
-            if _NOT_PLAIN.search(buf, max(self._seen, pos)) is not None:
-                raise Unhandled("not a plain HTTP/1.1 request head")  # no use waiting for more
-            self._seen = max(len(buf) - 3, pos)  # bytes trickling in: no search twice
+            self._incomplete(buf, pos)
             return None
         if end - pos > MAX_HEAD:
             raise Unhandled("the request head is too long")
