@@ -7,13 +7,13 @@ The reference vendor's hot routes (``POST <inbox>``, ``POST <history>``, ``GET
 deliberately narrow: it takes only what it can frame without doubt — an ``HTTP/1.1`` request
 line in origin form, at most :data:`MAX_FIELDS` header fields of visible ASCII, none repeated,
 one ``Host``, no ``Transfer-Encoding``, ``Expect`` or ``Upgrade``, a plain ``Content-Length``
-if any, and the whole body already received. Everything else — a chunked body, a head or body
-still arriving, an obsolete line folding, a control character, HTTP/1.0, a request line too
-long — is
-:class:`Unhandled`: the connection's bytes, from the start of that request, go to a full HTTP
-server (aiohttp), which answers exactly as it would have had it read them from the start. So
-this reader never decides that a request is malformed; it only decides that a request is
-plainly well formed.
+if any, and the whole body already received. Everything else — a chunked body, a body still
+arriving, an obsolete line folding, a control character, HTTP/1.0, a request line too long — is
+:class:`Unhandled`, as soon as the bytes received show it (a head of bare-LF lines does not
+wait for the CRLF CRLF that will not come): the connection's bytes, from the start of that
+request, go to a full HTTP server (aiohttp), which answers exactly as it would have had it read
+them from the start. So this reader never decides that a request is malformed; it only decides
+that a request is plainly well formed.
 
 The error contract: :meth:`RequestReader.next` returns a :class:`Request`, or None while the
 head of the next one is incomplete, or raises :class:`Unhandled`. Anything else raised is a
@@ -43,6 +43,9 @@ _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]++"
 _FIELD = _TOKEN + rb":[\x21-\x7e \t]*+\r\n"
 _HEAD = re.compile(rb"(" + _TOKEN + rb") (/[\x21-\x7e]*+) HTTP/1\.1\r\n((?:" + _FIELD + rb")*+)")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
+#: A byte no plain head holds (a control or non-ASCII byte), a bare LF, or a CR not before LF:
+#: an incomplete head with one is already not plain (aiohttp answers a head of bare-LF lines).
+_NOT_PLAIN = re.compile(rb"[^\t\r\n\x20-\x7e]|(?<!\r)\n|\r(?=[^\n])")
 #: Fields whose presence alone means the request is not one this reader frames.
 _REFUSED = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
 _CONNECTION_TOKENS = {b"keep-alive": False, b"close": True}
@@ -127,6 +130,15 @@ class RequestReader:
         reader's caller found it is not one it serves after all)."""
         self._pos = self._seen = self._last
 
+    def _incomplete(self, buf: bytes | bytearray, pos: int) -> None:
+        """The head starting at ``pos`` has no end yet: Unhandled if it is already too long,
+        or already holds what no plain head does (no use waiting for more)."""
+        if len(buf) - pos > MAX_HEAD:
+            raise Unhandled("the request head is too long")
+        if _NOT_PLAIN.search(buf, max(self._seen, pos)) is not None:
+            raise Unhandled("not a plain HTTP/1.1 request head")
+        self._seen = max(len(buf) - 3, pos)  # bytes trickling in: no search twice
+
     def next(self) -> Request | None:
         """The next whole request; None while its head is incomplete; :class:`Unhandled` if
         it is not a request this reader takes (its bytes are all left in :meth:`rest`)."""
@@ -135,9 +147,7 @@ class RequestReader:
             return None
         end = buf.find(b"\r\n\r\n", max(self._seen, pos))
         if end < 0:
-            if len(buf) - pos > MAX_HEAD:
-                raise Unhandled("the request head is too long")
-            self._seen = max(len(buf) - 3, pos)  # bytes trickling in: no search twice
+            self._incomplete(buf, pos)
             return None
         if end - pos > MAX_HEAD:
             raise Unhandled("the request head is too long")

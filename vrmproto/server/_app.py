@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from aiohttp import hdrs, web
+from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
 from vrmproto._binding import CONTENT_TYPE, SIGNATURE_HEADER, WELL_KNOWN_PATH
@@ -139,6 +139,41 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _invited(request: web.Request, endpoint: Endpoint) -> bool:
+    """Whether :func:`_read_envelope` would read the body: the binding's content type
+    (§12.2-3), no declared length over the limit (§12.9-2) — its first two checks."""
+    declared = request.headers.get(hdrs.CONTENT_TYPE)
+    if declared is None or request.content_type.lower() != CONTENT_TYPE:
+        return False
+    length = request.content_length
+    return length is None or length <= endpoint.limits.max_envelope_bytes
+
+
+def _expect(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Response | None]]:
+    """``Expect: 100-continue`` on the inbox and history routes (RFC 9110 §10.1.1): the body
+    is invited only when it would be read. A request refused before its body is read
+    (:func:`_invited`: a content type other than the binding's, a declared length over the
+    limit) gets no ``100 Continue``: the route answers it at once, and the client does not
+    send a body only to have it dropped (aiohttp's own handler invited it first). Any other
+    expectation gets the signed ``malformed`` problem, where aiohttp answered a plain-text
+    417 (§12.4-2)."""
+
+    async def expect(request: web.Request) -> web.Response | None:
+        if request.version != HttpVersion11:
+            return None  # HTTP/1.0 has no 100 Continue (RFC 9110 §10.1.1): nothing is sent
+        if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+            return _web(endpoint.problem(
+                Problem.MALFORMED, "the only expectation understood is 100-continue",
+                clause="§12.4-2",
+            ), close=True)  # fmt: skip
+        if _invited(request, endpoint):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the answer proper has not started
+        return None
+
+    return expect
+
+
 async def _read_envelope(request: web.Request, endpoint: Endpoint) -> bytes | web.Response:
     """The request body, or the problem answering why it was not read (§12.2-3, §12.9)."""
     limits = endpoint.limits
@@ -219,8 +254,9 @@ def make_app(
         await endpoint.drain()
 
     app.router.add_get(WELL_KNOWN_PATH, discovery, name=DISCOVERY_ROUTE)
-    app.router.add_post(inbox_path, inbox, name=INBOX_ROUTE)
-    app.router.add_post(history_path, history, name=HISTORY_ROUTE)
+    expect = _expect(endpoint)
+    app.router.add_post(inbox_path, inbox, name=INBOX_ROUTE, expect_handler=expect)
+    app.router.add_post(history_path, history, name=HISTORY_ROUTE, expect_handler=expect)
     add_health_routes(app, endpoint, metrics)
     app.on_startup.append(_advertise(endpoint, deployment))
     app.cleanup_ctx.append(_maintenance(endpoint, purge_every_s))

@@ -11,6 +11,15 @@ layer bounds what a client that sends nothing useful can hold:
   open-file limit) and per client address or prefix (``max_connections_per_address``,
   §10.1-3, §10.1-4). At the total cap the connection that has waited longest for a request is
   closed to make room, so a flood of silent connections cannot keep an honest client out;
+- an *unread answer*: a client that does not read what it is sent holds the answer in the
+  server's write buffer, and the connection with it. While part of an answer waits to be sent,
+  the client must read some of it every ``idle_timeout_ms``, or the connection is aborted
+  (§10.1-5: closed within that long of its last progress); a connection closed for a deadline,
+  or to make room, with part of an answer unsent is aborted, not left to flush (its descriptor
+  would stay open, no longer counted, for as long as the client kept not reading);
+- with TLS, a connection is admitted, counted and timed from when it is accepted, not from the
+  end of its handshake (:class:`_Handshake`): the handshake must be done within
+  ``idle_timeout_ms``, since the connection has sent no byte of a request yet (§10.1-2);
 - accept failures (``EMFILE``…): asyncio already retries accepting a second later; this layer
   logs them once per ``log_interval_ms`` without a traceback and closes waiting connections to
   free descriptors (§10.1-6);
@@ -32,6 +41,7 @@ not published in discovery (the ceilings of §10.1-5 are what a sender can rely 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import enum
 import functools
@@ -39,11 +49,12 @@ import ipaddress
 import logging
 import socket
 import ssl
+import struct
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
@@ -65,6 +76,8 @@ log = logging.getLogger("vrmproto.server")
 MAX_CONNECTION_WAIT_MS = 20_000
 #: Why a connection whose request head missed its deadline (§10.1-1) was closed, as logged.
 HEAD_LATE = "request head not complete in time"
+#: Why a connection whose client read none of its answer for ``idle_timeout_ms`` was aborted.
+SEND_LATE = "answer not read in time"
 #: §12.4-5: no receiver accepts a request line or header field longer than this, in bytes.
 MAX_HEADER_LINE_BYTES = 65_536
 
@@ -158,6 +171,19 @@ def _open_file_limit() -> int | None:
         return None
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+_LINGER_NOT = struct.pack("ii", 1, 0)  # SO_LINGER on, for 0 s: close() resets the connection
+
+
+def abort(transport: asyncio.BaseTransport) -> None:
+    """Abort a connection whose client does not read what it is sent: reset (SO_LINGER 0), so
+    that neither the process nor the kernel keeps the unsent bytes or the socket."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_NOT)
+    transport.abort()  # type: ignore[attr-defined]
 
 
 class _Throttled:
@@ -329,7 +355,7 @@ class _ConnectionHandler(web.RequestHandler):
     """aiohttp's request handler, with the deadlines and the admission of §10.1 and signed
     answers to HTTP it cannot parse (§12.4-5)."""
 
-    __slots__ = ("_admitted", "_answer", "_deadline", "_guard", "_state")
+    __slots__ = ("_admitted", "_answer", "_deadline", "_guard", "_sending", "_state")
 
     def __init__(self, manager: web.Server, *, guard: ConnectionGuard, answer: ErrorAnswer,
                  **kwargs: Any) -> None:  # fmt: skip
@@ -344,6 +370,9 @@ class _ConnectionHandler(web.RequestHandler):
         limits = guard.limits
         self._deadline = Deadline(self._expire, horizon=min(
             limits.header_timeout_ms, limits.idle_timeout_ms) / 1000)
+        # While writing is paused (the client does not read its answer): the bytes the
+        # transport held at the last look, which must shrink every idle_timeout_ms; else -1.
+        self._sending = -1
 
     # -- admission and deadlines (§10.1) -------------------------------------------------------
 
@@ -392,7 +421,8 @@ class _ConnectionHandler(web.RequestHandler):
     def request_started(self) -> None:
         """The head of a request has arrived and it is being handled (called by the app)."""
         self._state = _State.BUSY
-        self._deadline.clear()
+        if self._sending < 0:
+            self._deadline.clear()
         self._guard.busy(self)
 
     async def finish_response(
@@ -404,17 +434,56 @@ class _ConnectionHandler(web.RequestHandler):
         return out
 
     def drop(self) -> None:
-        """Close the connection now (it waited too long, or room is needed)."""
+        """Close the connection now (it waited too long, or room is needed); abort it if part
+        of an answer is unsent, which a close would wait for."""
         self._deadline.cancel()
         self._guard.release(self)
+        transport = self.transport
         self.force_close()
+        if transport is not None and transport.get_write_buffer_size():
+            abort(transport)
+
+    def pause_writing(self) -> None:
+        """The client does not read its answer as fast as it is written: it must read some of
+        it every ``idle_timeout_ms`` (§10.1-5), whatever the state's deadline."""
+        super().pause_writing()
+        if self._admitted and self.transport is not None:
+            self._sending = self.transport.get_write_buffer_size()
+            self._deadline.set(self._loop, self._loop.time() + self._idle_s())
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._sending >= 0:
+            self._sending = -1
+            if self._state is _State.BUSY:
+                self._deadline.clear()
+            elif self._state is _State.HEAD:
+                self._guard.head(self._deadline, self._loop)
+            elif self._admitted:
+                self._wait()
+
+    def _idle_s(self) -> float:
+        return self._guard.limits.idle_timeout_ms / 1000
 
     def _wait(self) -> None:
         self._state = _State.WAITING
         self._guard.idle(self, self._deadline, self._loop)
+        if self._sending >= 0:  # the answer's end is still unsent: its deadline comes first
+            self._deadline.set(self._loop, self._loop.time() + self._idle_s())
 
     def _expire(self) -> None:
-        if self._state is not _State.BUSY and self._admitted:
+        if not self._admitted:
+            return
+        if self._sending >= 0:
+            transport = self.transport
+            left = transport.get_write_buffer_size() if transport is not None else 0
+            if 0 < left < self._sending:  # the client read some: another period
+                self._sending = left
+                self._deadline.set(self._loop, self._loop.time() + self._idle_s())
+                return
+            self._guard.expired(SEND_LATE)
+            self.drop()
+        elif self._state is not _State.BUSY:
             if self._state is _State.HEAD:
                 self._guard.expired(HEAD_LATE)
             self.drop()
@@ -464,8 +533,8 @@ class ConnectionSite(web.BaseSite):
     logged once per interval instead of with a traceback each (§10.1-6).
     """
 
-    __slots__ = ("_accept_errors", "_answer", "_guard", "_handler_kwargs", "_host", "_lean",
-                 "_port", "_shutdown_timeout", "_sock", "_ssl")  # fmt: skip
+    __slots__ = ("_accept_errors", "_answer", "_guard", "_handler_kwargs", "_handshakes", "_host",
+                 "_lean", "_port", "_shutdown_timeout", "_sock", "_ssl")  # fmt: skip
 
     def __init__(
         self,
@@ -495,6 +564,7 @@ class ConnectionSite(web.BaseSite):
         self._lean = lean
         self._shutdown_timeout = shutdown_timeout
         self._accept_errors: _AcceptErrors | None = None
+        self._handshakes: set[_Handshake] = set()
 
     @property
     def name(self) -> str:
@@ -524,21 +594,148 @@ class ConnectionSite(web.BaseSite):
             handler if lean is None else functools.partial(lean.connection, guard, handler)
         )
 
+        if self._ssl is not None:  # admitted before the handshake, not after it (_Handshake)
+            factory = functools.partial(_Handshake, guard, factory, self._ssl, self._handshakes)
         if self._sock is not None:  # a worker serving the supervisor's socket
-            server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog,
-                                              ssl=self._ssl)  # fmt: skip
+            server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
         else:
             server = await loop.create_server(factory, self._host, self._port,
-                                              backlog=self._backlog, ssl=self._ssl)  # fmt: skip
+                                              backlog=self._backlog)  # fmt: skip
         self._server = server
         self._accept_errors = _AcceptErrors(loop, server, guard)
 
     async def stop(self) -> None:
         if self._accept_errors is not None:
             self._accept_errors.remove()
+        for shaking in list(self._handshakes):
+            shaking.drop()
         await super().stop()
         if self._lean is not None:  # aiohttp's own connections are shut down by the runner
             await self._lean.shutdown(self._shutdown_timeout)
+
+
+class _Handshake(asyncio.Protocol):
+    """A TLS connection until its handshake is done: admitted and counted as soon as it is
+    accepted (§10.1-3, §10.1-4), closed to make room like any connection waiting for a request,
+    and closed when the handshake is not done within ``idle_timeout_ms`` — the connection has
+    not sent the first byte of a request yet (§10.1-2). Then the connection is served over TLS
+    by a protocol of ``serving``, which the guard admits in its place.
+
+    A listening socket that does the handshake itself (``create_server(ssl=…)``) calls the
+    protocol only once the handshake is done: until then a connection was neither counted nor
+    timed but by asyncio's own 60 s handshake timeout, and one address could open connections
+    that never sent a byte until the process ran out of descriptors.
+    """
+
+    __slots__ = ("_context", "_early", "_guard", "_serving", "_shaking", "_task", "_transport")
+
+    def __init__(self, guard: ConnectionGuard, serving: Callable[[], asyncio.Protocol],
+                 context: ssl.SSLContext, shaking: set[_Handshake]) -> None:  # fmt: skip
+        self._guard = guard
+        self._serving = serving
+        self._context = context
+        self._shaking = shaking
+        self._transport: asyncio.Transport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._early = bytearray()  # bytes read before start_tls took the connection over
+
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, base)
+        transport.pause_reading()  # asyncio: no byte before start_tls (uvloop reads anyway)
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not self._guard.admit(self, address):
+            transport.abort()
+            return
+        self._transport = transport
+        self._shaking.add(self)
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._handshake(transport))
+        # Callbacks run in the order they are scheduled: the task's first step (start_tls up to
+        # its await: the TLS protocol set, its connection_made and resume_reading scheduled),
+        # then this, which schedules the replay after those two.
+        loop.call_soon(loop.call_soon, self._replay, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._early += data  # uvloop starts reading once connection_made returns
+
+    def _replay(self, transport: asyncio.Transport) -> None:
+        """Give the TLS protocol the bytes this one read (the start of the handshake)."""
+        protocol = transport.get_protocol()
+        if not self._early or protocol is self or transport.is_closing():
+            return
+        data = memoryview(bytes(self._early))
+        self._early.clear()
+        into = cast(asyncio.BufferedProtocol, protocol)  # both loops' TLS protocols are
+        while data:
+            buffer = memoryview(into.get_buffer(len(data)))
+            n = min(len(buffer), len(data))
+            buffer[:n] = data[:n]
+            into.buffer_updated(n)
+            data = data[n:]
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._done()  # lost before start_tls took the connection over
+
+    async def _handshake(self, transport: asyncio.Transport) -> None:
+        loop = asyncio.get_running_loop()
+        early = _Early()  # what comes between the handshake's end and this task going on
+        try:
+            tls = await loop.start_tls(
+                transport, early, self._context, server_side=True,
+                ssl_handshake_timeout=self._guard.limits.idle_timeout_ms / 1000)  # fmt: skip
+        except Exception as exc:  # a failed or late handshake, a client gone: nobody to answer
+            log.debug("TLS handshake with %s failed: %r", transport.get_extra_info("peername"),
+                      exc)  # fmt: skip
+            self._done()
+            transport.abort()
+            return
+        self._done()  # counted no longer as a handshake: as the connection it now is
+        if tls is None or early.lost:
+            return
+        protocol = self._serving()
+        protocol.connection_made(tls)  # admitted by the guard in this one's place
+        if tls.is_closing():
+            return
+        tls.set_protocol(protocol)
+        if early.data:
+            protocol.data_received(bytes(early.data))
+        if early.eof and not protocol.eof_received():
+            tls.close()
+
+    def _done(self) -> None:
+        self._guard.release(self)
+        self._shaking.discard(self)
+
+    def drop(self) -> None:
+        """Close the connection now: room is needed, or the server stops."""
+        self._done()
+        if self._task is not None:
+            self._task.cancel()
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class _Early(asyncio.Protocol):
+    """A TLS connection's protocol from the end of its handshake until :class:`_Handshake`
+    hands it to the protocol that serves it: what came meanwhile, kept."""
+
+    __slots__ = ("data", "eof", "lost")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.eof = False
+        self.lost = False
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        return True  # the protocol that serves it decides
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost = True
 
 
 class _AcceptErrors:

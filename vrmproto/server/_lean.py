@@ -30,8 +30,13 @@ aside):
 - the deadlines and caps of §10.1 through the same :class:`ConnectionGuard`: the idle
   deadline while waiting for a request, the header deadline from its first byte, none while a
   request is handled; a hand-over keeps the header deadline already running;
-- keep-alive and pipelining: requests answered one at a time, in order; reading paused while
-  more than a few requests' worth of bytes wait, and while the transport's buffer is full.
+- keep-alive and pipelining: requests answered one at a time, in order; reading paused once
+  two requests' worth of bytes (at their largest) wait, until at most one's worth does;
+- an answer the client does not read: the transport pauses as soon as part of an answer is
+  unsent, and the idle deadline starts only once all of it is (a request being answered is
+  not cut, §10.1-1); meanwhile the client must read some of it every ``idle_timeout_ms``, or
+  the connection is aborted (§10.1-5), as :class:`ConnectionGuard` counts it
+  (:data:`SEND_LATE`).
 
 Since the reader takes a request only once its body has arrived whole, the body read timeout
 (§12.9-4) and the lingering after a refusal that left a body unread are aiohttp's concern: a
@@ -56,7 +61,13 @@ from vrmproto._binding import CONTENT_TYPE, WELL_KNOWN_PATH
 from vrmproto._deadline import Deadline
 from vrmproto._errors import Problem
 from vrmproto._http1_server import MAX_HEAD, Request, RequestReader, Unhandled
-from vrmproto.server._connections import HEAD_LATE, ConnectionGuard, _ConnectionHandler
+from vrmproto.server._connections import (
+    HEAD_LATE,
+    SEND_LATE,
+    ConnectionGuard,
+    _ConnectionHandler,
+    abort,
+)
 from vrmproto.server._endpoint import Endpoint, Response
 from vrmproto.server._observe import DISCOVERY_ROUTE, HISTORY_ROUTE, INBOX_ROUTE, record
 from vrmproto.server._proxy import Deployment, client_from, may_be_a_proxy, note_forwarding
@@ -179,12 +190,18 @@ def _answer_head(status: int, headers: Mapping[str, str], length: int, close: bo
     return b"".join((start, sized, middle, _date[1], end))
 
 
+def _one_request(reader: RequestReader) -> int:
+    """The most bytes one request the lean reader takes holds, near enough: with more bytes
+    than this buffered, :meth:`RequestReader.next` returns a request or raises Unhandled."""
+    return reader.max_body + MAX_HEAD
+
+
 class LeanConnection(asyncio.Protocol):
     """One connection on the lean path (see the module docstring)."""
 
     __slots__ = ("_ask_proxy", "_closing", "_deadline", "_guard", "_hand_over", "_loop", "_paused",
-                 "_proxied", "_reader", "_reading", "_remote", "_routes", "_task", "_transport",
-                 "_waiting")  # fmt: skip
+                 "_proxied", "_reader", "_reading", "_remote", "_routes", "_sending", "_task",
+                 "_transport", "_waiting")  # fmt: skip
 
     def __init__(self, routes: LeanRoutes, guard: ConnectionGuard,
                  hand_over: Callable[[], _ConnectionHandler]) -> None:  # fmt: skip
@@ -206,7 +223,8 @@ class LeanConnection(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None  # the request being answered
         self._waiting = True  # no request in progress; False: part of a head, or busy
         self._closing = False  # the server stops: close once the answer in progress is sent
-        self._paused = False  # the transport's write buffer is full
+        self._paused = False  # part of an answer is unsent (the write buffer's high water is 1)
+        self._sending = -1  # while paused: the bytes unsent at the last look (see _expire)
         self._reading = True
 
     # -- the connection ------------------------------------------------------------------------
@@ -225,6 +243,9 @@ class LeanConnection(asyncio.Protocol):
         self._ask_proxy = not self._proxied and may_be_a_proxy(address, self._routes.deployment)
         self._routes.open.add(self)
         tcp_keepalive(transport)
+        # pause_writing as soon as an answer is not all sent, resume_writing once it is (not
+        # high=0: asyncio's TLS transport then pauses with nothing to send, and stays paused)
+        transport.set_write_buffer_limits(high=1, low=0)
         self._wait()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -242,7 +263,11 @@ class LeanConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
-        if self._task is None and self._transport is not None:
+        if self._sending >= 0:  # the answer is all sent: the connection waits for a request
+            self._sending = -1
+            if self._transport is not None and not self._transport.is_closing():
+                self._next()
+        elif self._task is None and self._transport is not None:
             self._advance()
 
     def data_received(self, data: bytes) -> None:
@@ -254,7 +279,7 @@ class LeanConnection(asyncio.Protocol):
             self._waiting = False
             self._guard.head(self._deadline, self._loop)
         if self._task is not None or self._paused:
-            if len(reader) > 2 * (reader.max_body + MAX_HEAD) and self._reading:
+            if len(reader) > 2 * _one_request(reader) and self._reading:
                 self._reading = False  # pipelined requests pile up: let TCP push back
                 self._transport.pause_reading()
             return
@@ -266,11 +291,16 @@ class LeanConnection(asyncio.Protocol):
     # -- the guard's side (ConnectionGuard) ----------------------------------------------------
 
     def drop(self) -> None:
-        """Close the connection now (it waited too long, or room is needed)."""
+        """Close the connection now (it waited too long, or room is needed); abort it if part
+        of an answer is unsent, which a close would wait for."""
         self._deadline.cancel()
         self._guard.release(self)
-        if self._transport is not None:
-            self._transport.close()
+        transport = self._transport
+        if transport is not None:
+            if transport.get_write_buffer_size():
+                abort(transport)
+            else:
+                transport.close()
 
     def close(self) -> asyncio.Task[None] | None:
         """The server stops: close now if no request is in progress, else once it is
@@ -289,10 +319,22 @@ class LeanConnection(asyncio.Protocol):
         self._guard.idle(self, self._deadline, self._loop)
 
     def _expire(self) -> None:
-        if self._task is None and self._transport is not None:
-            if not self._waiting:  # part of a head had come (§10.1-1); idle ones are routine
-                self._guard.expired(HEAD_LATE)
-            self.drop()
+        transport = self._transport
+        if self._task is not None or transport is None:
+            return
+        if self._sending >= 0:  # an answer is being sent: did the client read some of it?
+            left = transport.get_write_buffer_size()
+            if 0 < left < self._sending:
+                self._sending = left
+                self._deadline.set(self._loop, self._loop.time() + self._idle_s())
+                return
+            self._guard.expired(SEND_LATE)
+        elif not self._waiting:  # part of a head had come (§10.1-1); idle ones are routine
+            self._guard.expired(HEAD_LATE)
+        self.drop()
+
+    def _idle_s(self) -> float:
+        return self._guard.limits.idle_timeout_ms / 1000
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -328,6 +370,7 @@ class LeanConnection(asyncio.Protocol):
         self._deadline.cancel()
         self._routes.open.discard(self)
         self._guard.replace(self, handler)
+        transport.set_write_buffer_limits()  # aiohttp's own flow control: the defaults
         transport.set_protocol(handler)
         if not self._reading:
             transport.resume_reading()
@@ -383,11 +426,25 @@ class LeanConnection(asyncio.Protocol):
         body = answer.body
         transport.write(_answer_head(answer.status, headers, len(body), close) + body)
         if close:
-            transport.close()
-            return
+            transport.close()  # once the answer is all sent
+        if self._paused:  # part of it is unsent: the client must read it (see _expire)
+            self._sending = transport.get_write_buffer_size()
+            self._guard.waiting(self)
+            self._deadline.set(self._loop, self._loop.time() + self._idle_s())
+        elif not close:
+            self._next()
+
+    def _next(self) -> None:
+        """The last answer is all sent: wait for the next request, or answer it."""
+        transport = self._transport
+        assert transport is not None
         self._wait()
-        if not self._reading:
+        reader = self._reader
+        if not self._reading and len(reader) <= _one_request(reader):
+            # Not before: each answer would let in another read (up to 256 KiB) while one
+            # request's bytes were taken, and the requests piled up without bound. Above this,
+            # the next request is whole or Unhandled: the reader needs no more bytes to go on.
             self._reading = True
             transport.resume_reading()
-        if len(self._reader) and not self._paused:
+        if len(reader):
             self._advance()
