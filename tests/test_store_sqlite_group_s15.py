@@ -28,7 +28,7 @@ from vrmproto.store import (
     StoreError,
     _sqlite,
 )
-from vrmproto.testing.store_contract import dedupe, entry, rel
+from vrmproto.testing.store_contract import T1, T2, dedupe, digest, entry, held, rel
 
 GUARD_S = 30.0  # only against a hang: nothing here asserts how long anything took
 THREADS = [bytes([n]) * 16 for n in range(1, 5)]
@@ -153,3 +153,66 @@ async def test_a_failing_step_of_a_one_group_batch_fails_alone(
     assert await store.get_relationship(bad.thread) == bad
     assert await store.get_dedupe(bad.thread * 2, (1).to_bytes(16, "big")) is None
     assert last_transaction(statements)[-1] == "COMMIT"
+
+
+def test_a_groups_held_rows_are_one_statement_applied_in_order(tmp_path: Path) -> None:
+    """Several shares of as many fields: their held rows in one statement, upserted in the
+    order given — where two rows name one (thread, field), the later one stays, as one by
+    one."""
+    statements: list[str] = []
+    conn = _sqlite._connect_writer(tmp_path / "vendor.db")
+    conn.set_trace_callback(statements.append)
+    first, second, third = digest("share", 1), digest("share", 2), digest("share", 3)
+    commits = [
+        Commit(held=tuple(held(T1, f"f{n}", first, value=f"a{n}") for n in range(2))),
+        Commit(held=(held(T2, "f0", second, value="b0"), held(T2, "f0", second, value="b1"))),
+        Commit(held=tuple(held(T1, f"f{n}", third, None, f"c{n}") for n in (1, 2))),
+    ]
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        assert _sqlite._apply_group(conn, commits)
+        conn.execute("COMMIT")
+        upserts = [s for s in statements if s.startswith("INSERT INTO held")]
+        assert len(upserts) == 1, upserts
+        rows = conn.execute(
+            "SELECT thread, field, value, share, expires_ms FROM held ORDER BY thread, field"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert rows == [
+        (T1, "f0", "a0", first, 50_000),
+        (T1, "f1", "c1", third, None),
+        (T1, "f2", "c2", third, None),
+        (T2, "f0", "b1", second, 50_000),
+    ]
+
+
+@pytest.mark.parametrize("shares", [1, 3, 16, 17, 40])
+def test_held_rows_land_alike_in_a_group_and_one_by_one(tmp_path: Path, shares: int) -> None:
+    """Any number of shares (past a statement's runs and rows) and fields: the group writes
+    the rows the shares written one Commit at a time write."""
+    commits = [
+        Commit(
+            held=tuple(
+                held(THREADS[n % 4], f"f{(n + i) % 7}", digest("s", n), value=f"{n}.{i}")
+                for i in range(1 + n % 11)
+            )
+        )
+        for n in range(shares)
+    ]
+    stored = []
+    for name, grouped in (("group.db", True), ("alone.db", False)):
+        conn = _sqlite._connect_writer(tmp_path / name)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if grouped:
+                assert _sqlite._apply_group(conn, commits)
+            else:
+                for c in commits:
+                    _sqlite._apply_commit(conn, c)
+            conn.execute("COMMIT")
+            stored.append(conn.execute("SELECT * FROM held ORDER BY thread, field").fetchall())
+        finally:
+            conn.close()
+    assert stored[0] == stored[1]
+    assert stored[0]
