@@ -86,7 +86,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import queue
 import shutil
@@ -630,11 +629,10 @@ def _apply_group(
             elif h.index != expected:
                 return False
             nexts[h.thread] = h.index + 1
-    if any(first < 0 for _, first in firsts):
-        return False
-    # index 0 needs no read: if the thread has history, the insert hits UNIQUE (thread, idx)
-    if not _heads_are(conn, [(thread, first - 1) for thread, first in firsts if first]):
-        return False
+    for thread, first in firsts:
+        # index 0 needs no read: if the thread has history, the insert hits UNIQUE (thread, idx)
+        if first < 0 or (first and conn.execute(_HEAD, (thread,)).fetchone()[0] != first - 1):
+            return False
     if not _clears_commute(commits):
         return False
     rels = [_rel_row(r) for c in commits for r in c.relationships if id(r) not in written]
@@ -650,33 +648,6 @@ def _apply_group(
     typed.upsert_held(conn, [h for c in commits for h in c.held])
     _insert_rows(conn, feed.INSERT_EVENTS, [feed.event_row(e) for c in commits for e in c.events])
     return True
-
-
-def _heads_are(conn: sqlite3.Connection, lasts: list[tuple[bytes, int]]) -> bool:
-    """Whether the stored history of each ``(thread, index)`` of ``lasts`` ends at that index:
-    one statement for a group's threads (power-of-two chunks, as :func:`_insert_rows`), where a
-    read of each thread's head took one each — and each statement on the writer thread gives
-    the GIL up and takes it back while the event loop wants it (#12, session 15)."""
-    start, left = 0, len(lasts)
-    while left:
-        size = min(typed.ROWS_PER_INSERT, 1 << (left.bit_length() - 1))
-        chunk = lasts[start : start + size]
-        (matched,) = conn.execute(_heads_sql(size), [v for last in chunk for v in last]).fetchone()
-        if matched != size:
-            return False
-        start, left = start + size, left - size
-    return True
-
-
-@functools.lru_cache(maxsize=16)
-def _heads_sql(size: int) -> str:
-    """How many of ``size`` (thread, index) pairs name their thread's last history index (each
-    found through the ``(thread, idx)`` index, as :data:`_HEAD`)."""
-    pairs = ", ".join(["(?, ?)"] * size)
-    return (
-        f"SELECT count(*) FROM (VALUES {pairs}) "  # noqa: S608 -- placeholders only
-        "WHERE (SELECT max(idx) FROM history WHERE thread = column1) = column2"
-    )
 
 
 def _clears_commute(commits: list[Commit]) -> bool:
@@ -948,9 +919,7 @@ class SQLiteStore(AsyncClosing):
 
         Consecutive Commits that only upsert and insert are first tried together, a few
         multi-row statements in one savepoint (:func:`_apply_group`); if any of them would
-        fail, the group is rolled back and its jobs run one by one like the others. A batch
-        that is one such group and nothing else needs no savepoint: if it would fail, the
-        transaction is rolled back and begun again for the jobs one by one.
+        fail, the group is rolled back and its jobs run one by one like the others.
         Futures are resolved only after COMMIT returned (spec §12 (durability)).
         """
         if len(batch) == 1:
@@ -960,21 +929,9 @@ class SQLiteStore(AsyncClosing):
         try:
             conn.execute("BEGIN IMMEDIATE")
             i, n = 0, len(batch)
-            # The usual batch under load, one group and nothing else: written without a
-            # savepoint around it (two statements less); if it would fail, the transaction
-            # is rolled back and started again, each job then in its own savepoint.
-            grouping = not all(_groupable(job.commit) for job in batch)
-            if not grouping:
-                if self._write_group(conn, batch):
-                    outcomes.extend((None, None) for _ in range(n))
-                    i = n
-                else:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    conn.execute("BEGIN IMMEDIATE")
             while i < n:
                 j = i
-                while grouping and j < n and _groupable(batch[j].commit):
+                while j < n and _groupable(batch[j].commit):
                     j += 1
                 if j - i >= 2 and self._try_group(conn, batch[i:j]):
                     outcomes.extend((None, None) for _ in range(j - i))
@@ -1044,23 +1001,17 @@ class SQLiteStore(AsyncClosing):
         return result, None
 
     @staticmethod
-    def _write_group(conn: sqlite3.Connection, jobs: list[_Job]) -> bool:
-        """Write the Commits of ``jobs`` together (:func:`_apply_group`); False if one of
-        them would fail, and then part of the group may be written: the caller rolls back."""
-        try:
-            done = _expecting_group(conn, jobs)
-            return done is not None and _apply_group(
-                conn, [job.commit for job in jobs if job.commit is not None], done
-            )
-        except Exception:
-            return False
-
-    @classmethod
-    def _try_group(cls, conn: sqlite3.Connection, jobs: list[_Job]) -> bool:
+    def _try_group(conn: sqlite3.Connection, jobs: list[_Job]) -> bool:
         """Write the Commits of ``jobs`` together in one savepoint; False if nothing was
         written because one of them would fail (see :func:`_apply_group`)."""
         conn.execute("SAVEPOINT grp")
-        written = cls._write_group(conn, jobs)
+        try:
+            done = _expecting_group(conn, jobs)
+            written = done is not None and _apply_group(
+                conn, [job.commit for job in jobs if job.commit is not None], done
+            )
+        except Exception:
+            written = False
         if not written:
             conn.execute("ROLLBACK TO grp")
         conn.execute("RELEASE grp")

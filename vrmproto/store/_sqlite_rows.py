@@ -335,68 +335,18 @@ _THREADS_KEPT = kept_upsert_sql("threads", THREAD_COLUMNS, "thread", "vendor_key
 _NOTES_KEPT = kept_upsert_sql("share_notes", NOTE_COLUMNS, "share", "thread")
 
 
-#: Most runs (shares) one statement of :func:`_held_runs` upserts.
-RUNS_PER_STATEMENT = 16
-
-
 def upsert_held(conn: sqlite3.Connection, held: Sequence[HeldRecord]) -> None:
     """Part 16: upsert held rows by ``(thread, field)``, in order.
 
     The rows of one share differ only in field, value and category: each run of consecutive
-    records sharing the rest binds those once (:func:`_held_run`) — a share's eight rows bind
-    30 values instead of 72, each a conversion and, for text and blobs, a copy (#12). Several
-    runs (a group's shares, :func:`vrmproto.store._sqlite._apply_group`) go in one statement
-    (:func:`_held_runs`): each statement on the writer thread gives the GIL up and takes it
-    back while the event loop wants it (#12, session 15)."""
-    runs: list[Sequence[HeldRecord]] = []
-    start, key = 0, None
-    for i, h in enumerate(held):
-        shared = _held_shared(h)
-        if shared != key:
-            if i:
-                runs.append(held[start:i])
-            start, key = i, shared
-    if held:
-        runs.append(held[start:])
-    i = 0
-    while i < len(runs):
-        size = len(runs[i])
-        k = 1
-        while (i + k < len(runs) and k < RUNS_PER_STATEMENT and len(runs[i + k]) == size
-               and (k + 1) * size <= ROWS_PER_INSERT):  # fmt: skip
-            k += 1
-        if k == 1:
-            _held_run(conn, runs[i])
-        else:
-            _held_runs(conn, runs[i : i + k])
-        i += k
-
-
-def _held_runs(conn: sqlite3.Connection, runs: Sequence[Sequence[HeldRecord]]) -> None:
-    """Upsert several runs of as many records each (at most :data:`ROWS_PER_INSERT` in all),
-    in order, in one statement (:func:`_held_runs_sql`)."""
-    values: list[object] = []
-    for run in runs:
-        f = run[0]
-        values += (f.thread, f.source, f.collected_ms, _js(f.purposes), f.share, f.expires_ms)
-        for h in run:
-            values += (h.field, h.value, h.category)
-    conn.execute(_held_runs_sql(len(runs), len(runs[0])), values)
-
-
-@functools.lru_cache(maxsize=64)
-def _held_runs_sql(runs: int, size: int) -> str:
-    """The upsert of ``runs`` runs of ``size`` held rows each: each run's shared values
-    (thread, source, collected_ms, purposes, share, expires_ms) bound once, as numbered
-    parameters each of its rows names, then each row's field, value and category."""
-    rows = []
-    for j in range(runs):
-        b = j * (6 + 3 * size)
-        for i in range(size):
-            r = b + 7 + 3 * i
-            rows.append(f"(?{b + 1}, ?{r}, ?{r + 1}, ?{r + 2}, ?{b + 2}, ?{b + 3}, ?{b + 4}, "
-                        f"?{b + 5}, ?{b + 6})")  # fmt: skip
-    return HELD_UPSERT[0] + ", ".join(rows) + HELD_UPSERT[1]
+    records sharing the rest is one statement binding those once (:func:`_held_run`) — a
+    share's eight rows bind 30 values instead of 72, each a conversion and, for text and
+    blobs, a copy (#12)."""
+    start = 0
+    for end in range(1, len(held) + 1):
+        if end == len(held) or _held_shared(held[end]) != _held_shared(held[start]):
+            _held_run(conn, held[start:end])
+            start = end
 
 
 def _held_shared(h: HeldRecord) -> tuple[object, ...]:
