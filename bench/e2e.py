@@ -21,7 +21,9 @@ The last line is one JSON object:
 - ``msgs_per_s``: messages (shares, address copies, intentcast copies) over the timed wall time;
   ``p50_ms``, ``p99_ms``: the latencies above.
 - ``cpu_us``: CPU per message from ``/proc`` — ``vendor`` (every thread of the subprocess),
-  ``agent`` (this process, all threads: the agents, their HTTP clients and store writers).
+  split into ``vendor_loop`` (its event loop's thread) and ``vendor_other_threads`` (the
+  store's writer thread, its readers, executors); ``agent`` (this process, all threads: the
+  agents, their HTTP clients and store writers).
 - ``floor_us``: the libsodium work one message needs on each side, timed in this run with
   exactly the calls that message needs (:data:`FLOORS`, via ``nacl.bindings``);
   ``vendor_floor_ratio`` and ``agent_floor_ratio`` = CPU / floor.
@@ -70,7 +72,7 @@ from vrmproto.store import MemoryStore, PostgresConfig, PostgresStore, SQLiteSto
 from vrmproto.store._pg_cluster import PrivateCluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inbox import start_cluster, tree_cpu_s  # the sibling bench's helpers
+from inbox import start_cluster, thread_cpu_s, tree_cpu_s  # the sibling bench's helpers
 
 KINDS = ("share", "address", "intentcast")
 LOOPS = {"auto": None, "asyncio": False, "uvloop": True}
@@ -256,6 +258,7 @@ async def drive(args: argparse.Namespace, k: int, m: int, urls: list[str], vendo
                         raise RuntimeError("a vendor did not accept the terms")
             latencies: list[float] = []
             vendor0, agent0 = proc_cpu_s(vendor_pid), time.process_time()
+            threads0 = thread_cpu_s(vendor_pid)
             db0 = tree_cpu_s(db_pid) if db_pid is not None else None
             t0 = time.perf_counter()
             turns = asyncio.Semaphore(in_flight or k)
@@ -267,6 +270,7 @@ async def drive(args: argparse.Namespace, k: int, m: int, urls: list[str], vendo
             counts = await asyncio.gather(*(customer(a) for a, _ in agents))
             elapsed = time.perf_counter() - t0
             vendor1, agent1 = proc_cpu_s(vendor_pid), time.process_time()
+            threads1 = thread_cpu_s(vendor_pid)
             db1 = tree_cpu_s(db_pid) if db_pid is not None else None
         finally:
             for agent, store in agents:
@@ -279,6 +283,13 @@ async def drive(args: argparse.Namespace, k: int, m: int, urls: list[str], vendo
                "agent": round((agent1 - agent0) / n * 1e6, 1)}  # fmt: skip
         if db0 is not None and db1 is not None:
             cpu["database"] = round((db1 - db0) / n * 1e6, 1)
+        if threads0 is not None and threads1 is not None:
+            # the event loop's thread (the process's main one) and the others (the store's
+            # writer thread, its readers, executors): where the vendor's CPU goes
+            loop_s = threads1.get(vendor_pid, 0.0) - threads0.get(vendor_pid, 0.0)
+            other_s = sum(threads1.values()) - sum(threads0.values()) - loop_s
+            cpu["vendor_loop"] = round(loop_s / n * 1e6, 1)
+            cpu["vendor_other_threads"] = round(other_s / n * 1e6, 1)
     return Run(n, elapsed, latencies, cpu)
 
 
