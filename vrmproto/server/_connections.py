@@ -14,12 +14,13 @@ layer bounds what a client that sends nothing useful can hold:
 - an *unread answer*: a client that does not read what it is sent holds the answer in the
   server's write buffer, and the connection with it. While part of an answer waits to be sent,
   the client must read some of it every ``idle_timeout_ms``, or the connection is aborted
-  (§10.1-5: closed within that long of its last progress); a connection closed for a deadline,
-  or to make room, with part of an answer unsent is aborted, not left to flush (its descriptor
-  would stay open, no longer counted, for as long as the client kept not reading);
+  (§10.1-7, §10.1-5: closed within that long of its last progress); a connection closed for a
+  deadline, or to make room, with part of an answer unsent is aborted, not left to flush (its
+  descriptor would stay open, no longer counted, for as long as the client kept not reading);
 - with TLS, a connection is admitted, counted and timed from when it is accepted, not from the
   end of its handshake (:class:`_Handshake`): the handshake must be done within
-  ``idle_timeout_ms``, since the connection has sent no byte of a request yet (§10.1-2);
+  ``idle_timeout_ms``, since the connection has sent no byte of a request yet (§10.1-2,
+  §10.1-7);
 - accept failures (``EMFILE``…): asyncio already retries accepting a second later; this layer
   logs them once per ``log_interval_ms`` without a traceback and closes waiting connections to
   free descriptors (§10.1-6);
@@ -445,7 +446,7 @@ class _ConnectionHandler(web.RequestHandler):
 
     def pause_writing(self) -> None:
         """The client does not read its answer as fast as it is written: it must read some of
-        it every ``idle_timeout_ms`` (§10.1-5), whatever the state's deadline."""
+        it every ``idle_timeout_ms`` (§10.1-7), whatever the state's deadline."""
         super().pause_writing()
         if self._admitted and self.transport is not None:
             self._sending = self.transport.get_write_buffer_size()
@@ -618,7 +619,7 @@ class _Handshake(asyncio.Protocol):
     """A TLS connection until its handshake is done: admitted and counted as soon as it is
     accepted (§10.1-3, §10.1-4), closed to make room like any connection waiting for a request,
     and closed when the handshake is not done within ``idle_timeout_ms`` — the connection has
-    not sent the first byte of a request yet (§10.1-2). Then the connection is served over TLS
+    not sent the first byte of a request yet (§10.1-2, §10.1-7). Then it is served over TLS
     by a protocol of ``serving``, which the guard admits in its place.
 
     A listening socket that does the handshake itself (``create_server(ssl=…)``) calls the
