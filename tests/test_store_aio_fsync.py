@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from vrmproto.store import Commit, SQLiteStore
+from vrmproto.store import Commit, SQLiteStore, StoreError
 from vrmproto.store import _aio_fsync as aio
 from vrmproto.store import _sqlite_durable as durable
 from vrmproto.testing.store_contract import T1, entry, rel
@@ -162,6 +162,30 @@ async def test_a_submission_that_fails_is_made_on_the_writer_thread(tmp_path: Pa
         del ring.fdsync  # the class's again
         await s.commit(meta("b"))
         assert len(counted.threads) == 1
+
+
+async def test_completions_that_cannot_be_read_count_as_failed_fsyncs(tmp_path: Path) -> None:
+    """If ``io_getevents`` fails, the results are lost: every fsync under way fails its
+    commits (and the store), as a failed ``fdatasync`` would — never a commit left waiting."""
+    async with await SQLiteStore.open(tmp_path / "vrm.db", inline=True) as s:
+        await s.commit(meta("warm"))
+        assert s._on_loop is not None
+        ring = s._on_loop.ring
+        real = ring._call
+
+        def call(number: int, *args: object) -> int:
+            if number == ring._getevents:
+                raise OSError(errno.EFAULT, "Bad address")
+            return real(number, *args)
+
+        ring._call = call  # type: ignore[method-assign]
+        try:
+            with pytest.raises(StoreError, match="fsync .* failed"):
+                async with asyncio.timeout(30):  # only against a hang (the commit left waiting)
+                    await s.commit(meta("a"))
+            assert ring._pending == {}
+        finally:
+            del ring._call
 
 
 async def test_a_store_on_another_loop_syncs_on_its_thread(tmp_path: Path) -> None:

@@ -158,8 +158,13 @@ class FdsyncRing:
             return
         events, room, no_wait = self._events, ctypes.c_long(len(self._events)), self._no_wait
         while True:
-            n = self._call(self._getevents, self._ctx, ctypes.c_long(0), room, events, no_wait)
-            finished = [(int(e.data), int(e.res)) for e in events[:n]]
+            try:
+                n = self._call(self._getevents, self._ctx, ctypes.c_long(0), room, events, no_wait)
+            except OSError as exc:  # results lost: every fsync under way counts as failed
+                finished = [(data, -(exc.errno or errno.EIO)) for data in self._pending]
+                n = 0
+            else:
+                finished = [(int(e.data), int(e.res)) for e in events[:n]]
             for data, res in finished:
                 done = self._pending.pop(data, None)
                 if done is None:
@@ -220,8 +225,10 @@ class FdsyncRing:
         self._closed = True
         if not self.loop.is_closed():
             self.loop.remove_reader(self._efd)
-        self._call(self._destroy, self._ctx)  # waits for fsyncs still running, if any
-        os.close(self._efd)
+        try:
+            self._call(self._destroy, self._ctx)  # waits for fsyncs still running, if any
+        finally:
+            os.close(self._efd)
 
 
 _rings: dict[asyncio.AbstractEventLoop, FdsyncRing] = {}
