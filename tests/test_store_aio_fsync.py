@@ -180,7 +180,7 @@ async def test_completions_that_cannot_be_read_count_as_failed_fsyncs(tmp_path: 
 
         ring._call = call  # type: ignore[method-assign]
         try:
-            with pytest.raises(StoreError, match="fsync .* failed"):
+            with pytest.raises(StoreError, match=r"fsync .* failed"):
                 async with asyncio.timeout(30):  # only against a hang (the commit left waiting)
                     await s.commit(meta("a"))
             assert ring._pending == {}
