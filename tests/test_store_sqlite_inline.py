@@ -5,11 +5,6 @@ the store object — proceeds only after an fsync that started after its COMMIT 
 fsync covers every commit made before it started; a failed fsync fails what it covered and all
 later commits; a taken write lock or another thread sends the write to the writer thread.
 The fsync is replaced by a gate the test opens, so every step is driven, none timed.
-
-Every test runs twice: with the fsyncs done by the kernel and reaped on the event loop (Linux
-AIO, :mod:`vrmproto.store._aio_fsync`; the gate then holds the submission and, once opened,
-submits the real ``IOCB_CMD_FDSYNC``, or completes it with the failure) and with the writer
-thread doing them (``acquire`` finding no AIO, as on other systems).
 """
 
 from __future__ import annotations
@@ -20,13 +15,12 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from vrmproto.store import Commit, SQLiteStore, StoreConflict, StoreError
-from vrmproto.store import _aio_fsync as aio
 from vrmproto.store import _sqlite_durable as durable
 from vrmproto.store._sqlite_durable import WalFile
 from vrmproto.testing.store_contract import T1, entry, rel
@@ -34,47 +28,26 @@ from vrmproto.testing.store_contract import T1, entry, rel
 GUARD_S = 30.0  # only against a hang: nothing here asserts how long anything took
 
 
-AIO = aio._numbers() is not None  # Linux on x86_64 or aarch64
-
-
-@pytest.fixture(autouse=True, params=["aio", "thread"])
-def fsync_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Which way the inline stores opened by the test fsync."""
-    if request.param == "aio" and not AIO:
-        pytest.skip("no Linux AIO on this platform: the stores sync on their thread")
-    if request.param == "thread":
-
-        async def none(path: Path) -> None:
-            return None
-
-        monkeypatch.setattr(aio, "acquire", none)
-    return str(request.param)
-
-
 class Gate:
-    """An fsync that blocks until the test lets it go, counting calls: on the writer thread
-    (``WalFile``'s sync), or on the loop (:class:`GatedRing`: held before its submission)."""
+    """An fsync that blocks until the test lets it go, counting calls."""
 
     def __init__(self) -> None:
         self.entered = threading.Semaphore(0)
         self.calls = 0
         self._lock = threading.Lock()
-        self._gates: list[Callable[[], None]] = []
+        self._gates: list[threading.Event] = []
         self.fail: OSError | None = None
 
     def __call__(self, fd: int) -> None:
-        gate = threading.Event()
-        self._held(gate.set)
+        with self._lock:
+            gate = threading.Event()
+            self._gates.append(gate)
+            self.calls += 1
+        self.entered.release()
         assert gate.wait(GUARD_S)
         if self.fail is not None:
             raise self.fail
         os.fdatasync(fd)
-
-    def _held(self, let_go: Callable[[], None]) -> None:
-        with self._lock:
-            self._gates.append(let_go)
-            self.calls += 1
-        self.entered.release()
 
     async def wait_entered(self) -> None:
         """Return once an fsync has started (and is now blocked)."""
@@ -82,30 +55,7 @@ class Gate:
 
     def release(self, n: int) -> None:
         """Let fsync call number ``n`` (1-based) return."""
-        self._gates[n - 1]()
-
-
-class GatedRing:
-    """An :class:`aio.FdsyncRing` whose submissions wait for the test's :class:`Gate`; let go,
-    the real ``IOCB_CMD_FDSYNC`` is submitted (or, with ``fail`` set, it completes with that
-    error, as a kernel's failed fsync would)."""
-
-    def __init__(self, gate: Gate, ring: aio.FdsyncRing) -> None:
-        self.gate = gate
-        self.ring = ring
-        self.loop = ring.loop
-
-    def fdsync(self, fd: int, done: Callable[[int], None]) -> None:
-        def let_go() -> None:
-            if self.gate.fail is not None:
-                self.loop.call_soon(done, -(self.gate.fail.errno or errno.EIO))
-            else:
-                self.ring.fdsync(fd, done)
-
-        self.gate._held(let_go)
-
-    def release(self) -> None:
-        self.ring.release()
+        self._gates[n - 1].set()
 
 
 async def turns(n: int = 20) -> None:
@@ -125,8 +75,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
 def gate(store: SQLiteStore) -> Gate:
     g = Gate()
     store._wal._sync = g
-    if store._on_loop is not None:
-        store._on_loop.ring = GatedRing(g, store._on_loop.ring)  # type: ignore[assignment]
     return g
 
 

@@ -101,7 +101,6 @@ from typing import Any, TypeVar
 
 from vrmproto._closing import AsyncClosing
 from vrmproto._files import private_dir, private_file
-from vrmproto.store import _aio_fsync as aio
 from vrmproto.store import _sqlite_durable as durable
 from vrmproto.store import _sqlite_events as feed
 from vrmproto.store import _sqlite_rows as typed
@@ -759,7 +758,6 @@ class SQLiteStore(AsyncClosing):
         self._owner = 0  # the thread that may use it
         self._horizon = durable.Horizon(self._request_sync)
         self._wal = durable.WalFile(self.path)
-        self._on_loop: durable.LoopSyncer | None = None  # fsyncs through Linux AIO, if it works
         self._checkpointed_at = 0  # horizon.committed at the last checkpoint (writer thread)
         self._sync_wanted = False  # writer thread: a sync was asked for since the last one
         self._busy_until = 0.0  # writer thread: while before this, a lone write waits for company
@@ -804,9 +802,6 @@ class SQLiteStore(AsyncClosing):
             if self._inline_wanted:  # opened after the writer made the file WAL and migrated it
                 self._here = _connect_inline(self.path)
                 self._owner = threading.get_ident()
-                ring = await aio.acquire(self.path)
-                if ring is not None:
-                    self._on_loop = durable.LoopSyncer(ring, self._wal, self._horizon, self.stats)
         except BaseException:
             self._closed = False
             await self.close()
@@ -828,9 +823,6 @@ class SQLiteStore(AsyncClosing):
             self._closed = True  # no new write from here on
         with contextlib.suppress(StoreError):  # inline commits whose awaiter went away
             await self._horizon.settle(self._horizon.committed)
-        if self._on_loop is not None:
-            self._on_loop.ring.release()
-            self._on_loop = None
         if self._readers is not None:
             await asyncio.to_thread(self._readers.shutdown, wait=True)
         while not self._reader_conns.empty():
@@ -901,10 +893,7 @@ class SQLiteStore(AsyncClosing):
     # -- durability of inline commits (:mod:`vrmproto.store._sqlite_durable`) --
 
     def _request_sync(self) -> None:
-        on_loop = self._on_loop
-        due = self._horizon.committed - self._checkpointed_at >= durable.CHECKPOINT_EVERY
-        if on_loop is None or not on_loop.request(due):
-            self._queue.put(_SYNC)  # after close() only when close() itself waits for it
+        self._queue.put(_SYNC)  # after close() only when close() itself waits for it
 
     def _sync(self, conn: sqlite3.Connection) -> None:
         """On the writer thread: one fsync of the WAL for every inline commit whose COMMIT
@@ -915,13 +904,12 @@ class SQLiteStore(AsyncClosing):
         try:
             self._wal.sync()
         except OSError as exc:
-            error = durable.sync_failed(self._wal.path, exc)
+            error = StoreError(f"fsync of {self._wal.path} failed, so commits since the last "
+                               f"one are not known durable; reopen the store: {exc}")  # fmt: skip
         self.stats.syncs += 1
-        checkpoint = error is None and target - self._checkpointed_at >= durable.CHECKPOINT_EVERY
-        if checkpoint:  # before the waiters go on: their next fsync is not due one (_request_sync)
-            self._checkpointed_at = target
         self._horizon.synced(target, error)
-        if checkpoint:
+        if error is None and target - self._checkpointed_at >= durable.CHECKPOINT_EVERY:
+            self._checkpointed_at = target
             with contextlib.suppress(sqlite3.Error):  # a checkpoint is an optimisation here
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 self.stats.checkpoints += 1

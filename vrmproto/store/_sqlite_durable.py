@@ -100,12 +100,11 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from vrmproto.store._aio_fsync import FdsyncRing
 from vrmproto.store._base import StoreError
 
-__all__ = ["CHECKPOINT_EVERY", "Horizon", "LoopSyncer", "WalFile", "sync_failed", "sync_fd"]
+__all__ = ["CHECKPOINT_EVERY", "Horizon", "WalFile", "sync_fd"]
 
 CHECKPOINT_EVERY = 64
 """Inline commits between two PASSIVE checkpoints run by the writer thread. An agent's commit
@@ -123,13 +122,6 @@ def sync_fd(fd: int) -> None:
         os.fdatasync(fd)
 
 
-def sync_failed(path: Path, exc: OSError) -> StoreError:
-    """The error of every commit a failed fsync of the WAL at ``path`` covered, and of every
-    later one."""
-    return StoreError(f"fsync of {path} failed, so commits since the last one are not known "
-                      f"durable; reopen the store: {exc}")  # fmt: skip
-
-
 class WalFile:
     """The database's ``-wal`` file, opened on the first sync (after an inline commit wrote to
     it) and synced through that descriptor from then on.
@@ -145,11 +137,6 @@ class WalFile:
         self.path = db.with_name(db.name + "-wal")
         self._sync = sync
         self._fd: int | None = None
-
-    @property
-    def fd(self) -> int | None:
-        """The descriptor synced, once the first :meth:`sync` opened it."""
-        return self._fd
 
     def sync(self) -> None:
         """fsync the WAL file (the first time, its directory too: the file's name must
@@ -261,67 +248,11 @@ class Horizon:
         for _, future, loop in ready:
             by_loop.setdefault(loop, []).append(future)
         failure = self.broken if error is not None else None
-        try:
-            here = asyncio.get_running_loop()  # the syncer is this loop (LoopSyncer)
-        except RuntimeError:
-            here = None  # the writer thread
         for loop, futures in by_loop.items():
-            if loop is here:
-                _settle_futures(futures, failure)
-                continue
             with contextlib.suppress(RuntimeError):  # that loop has closed: nobody to tell
                 loop.call_soon_threadsafe(_settle_futures, futures, failure)
         if again:
             self._request_sync()
-
-
-class _Counts(Protocol):
-    syncs: int
-
-
-class LoopSyncer:
-    """An inline store's fsyncs run by the kernel and reaped on its opener's event loop
-    (:mod:`vrmproto.store._aio_fsync`) instead of by its writer thread.
-
-    The guarantee is the thread's, kept the same way: :meth:`request` reads
-    :meth:`Horizon.target` before it submits the fsync, and the completion hands that target to
-    :meth:`Horizon.synced` — with a :class:`StoreError` (:func:`sync_failed`) when the result is
-    negative, as for a failed ``fdatasync`` on the thread. ``request`` returns False, and the
-    writer thread syncs instead, when called on another thread or loop, before the WAL file is
-    open (its first sync also syncs the directory), when a checkpoint is due (the writer's
-    ``synchronous=FULL`` connection runs it after its fsync), or when the submission fails.
-    """
-
-    def __init__(self, ring: FdsyncRing, wal: WalFile, horizon: Horizon, stats: _Counts) -> None:
-        self.ring = ring
-        self._wal = wal
-        self._horizon = horizon
-        self._stats = stats
-
-    def request(self, checkpoint_due: bool) -> bool:
-        """Start one fsync covering every commit whose COMMIT has returned, if it can be
-        done here (see the class)."""
-        fd = self._wal.fd
-        if fd is None or checkpoint_due:
-            return False
-        try:
-            if asyncio.get_running_loop() is not self.ring.loop:
-                return False
-        except RuntimeError:
-            return False
-        target = self._horizon.target()
-        try:
-            self.ring.fdsync(fd, lambda res: self._done(target, res))
-        except OSError:
-            return False
-        return True
-
-    def _done(self, target: int, res: int) -> None:
-        error = None
-        if res < 0:
-            error = sync_failed(self._wal.path, OSError(-res, os.strerror(-res)))
-        self._stats.syncs += 1
-        self._horizon.synced(target, error)
 
 
 def settle(future: asyncio.Future[Any], result: object, exc: BaseException | None) -> None:
