@@ -33,6 +33,17 @@ DEFAULT_CONTENT_TYPE = "application/vnd.vrmproto+msgpack"
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
 
+def closed_as_sent(exc: BaseException | None) -> bool:
+    """Whether a request failed because the target closed its connection as the request was
+    being sent or before any answer (not a connection refused): the race of a kept-alive
+    connection the target closed as idle (§10.1-2) just as the suite reused it. A sender then
+    delivers the same bytes again on a new one (§10.1-2, §12.6-5), and so does the suite: once,
+    so that a target that closes every connection still gets no response."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return False
+    return isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+
+
 @dataclass
 class RateBudget:
     """How long, in all, the run may wait out the target's ``Retry-After`` (§12.9-5) when a
@@ -142,9 +153,17 @@ class CaseContext:
     ) -> Exchange:
         """Any method; record and return the exchange (see :meth:`post`). A 429 with a
         ``Retry-After`` the run's :class:`RateBudget` still has room for is waited out and the
-        request sent again (both exchanges are in the transcript)."""
+        request sent again (both exchanges are in the transcript). So is, once, a request whose
+        connection the target closed as it was sent (:func:`closed_as_sent`)."""
+        resent = False
         while True:
-            exchange = await self._send(method, path_or_url, body=body, headers=headers)
+            try:
+                exchange = await self._send(method, path_or_url, body=body, headers=headers)
+            except NoResponse as exc:
+                if resent or not closed_as_sent(exc.__cause__):
+                    raise
+                resent = True
+                continue
             wait = None if self.rate_budget is None else self.rate_budget.take(exchange)
             if wait is None:
                 return exchange
