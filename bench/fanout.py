@@ -7,8 +7,9 @@ the client library.
 
 :func:`measure_fanout` starts ``n_vendors`` reference vendor endpoints (:mod:`vrmproto.server`)
 on 127.0.0.1, each answering ``delay_ms`` late (simulated latency, an aiohttp middleware), opens
-an agent on a fresh SQLite store, connects to every vendor, then times the same address update
-sent concurrently (the agent's fan-out) and sequentially (concurrency 1), in the same process.
+an agent on a fresh SQLite store, as ``vrm`` opens its own (``inline=True``), connects to every
+vendor, then times the same address update sent concurrently (the agent's fan-out) and
+sequentially (concurrency 1), in the same process.
 Wall time is :func:`time.perf_counter` around each whole fan-out.
 """
 
@@ -52,7 +53,7 @@ async def ameasure_fanout(
     runners: list[web.AppRunner] = []
     urls: list[str] = []
     with tempfile.TemporaryDirectory(prefix="vrm-bench-") as tmp:
-        store = await SQLiteStore.open(Path(tmp) / "agent.db")
+        store = await SQLiteStore.open(Path(tmp) / "agent.db", inline=True)  # as vrm's
         agent = await Agent.open(store, os.urandom(32), concurrency=concurrency)
         try:
             for i in range(n_vendors):
