@@ -259,6 +259,16 @@ class ConnectionGuard:
         """Open connections counted under ``address``'s key."""
         return self._per_key[self.limits.address_key(address)]
 
+    def admit_transport(self, handler: Held, transport: asyncio.BaseTransport) -> str | None:
+        """:meth:`admit` ``handler``'s new connection by its peer's address: that address if
+        taken in, else None, the connection aborted (§10.1-3, §10.1-4)."""
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not self.admit(handler, address):
+            transport.abort()  # type: ignore[attr-defined]
+            return None
+        return address
+
     def admit(self, handler: Held, address: str) -> bool:
         """Take ``handler``'s connection in, or say it must be closed (§10.1-3, §10.1-4)."""
         key = self.limits.address_key(address)
@@ -378,10 +388,7 @@ class _ConnectionHandler(web.RequestHandler):
     # -- admission and deadlines (§10.1) -------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = transport.get_extra_info("peername")
-        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        if not self._guard.admit(self, address):
-            transport.abort()  # type: ignore[attr-defined]
+        if self._guard.admit_transport(self, transport) is None:
             return
         self._admitted = True
         super().connection_made(transport)
@@ -643,10 +650,7 @@ class _Handshake(asyncio.Protocol):
     def connection_made(self, base: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, base)
         transport.pause_reading()  # asyncio: no byte before start_tls (uvloop reads anyway)
-        peer = transport.get_extra_info("peername")
-        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        if not self._guard.admit(self, address):
-            transport.abort()
+        if self._guard.admit_transport(self, transport) is None:
             return
         self._transport = transport
         self._shaking.add(self)

@@ -231,10 +231,8 @@ class LeanConnection(asyncio.Protocol):
 
     def connection_made(self, base: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, base)  # uvloop's TLS one is not a subclass
-        peer = transport.get_extra_info("peername")
-        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        if not self._guard.admit(self, address):
-            transport.abort()
+        address = self._guard.admit_transport(self, transport)
+        if address is None:
             return
         self._transport = transport
         self._remote = address
