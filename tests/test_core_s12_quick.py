@@ -397,6 +397,21 @@ def test_the_cap_applies_to_a_remembered_head_and_a_refused_head_is_not_remember
     assert all(head != bad[:-4] for head, _ in _http1._READ)
 
 
+def test_a_large_head_is_read_but_not_remembered() -> None:
+    """A hostile peer's heads of up to MAX_HEAD (64 KiB) each could pin 256 of them (16 MB) in
+    the memo: only short ones are kept (found by s15-huntsrv)."""
+    _http1._READ.clear()
+    padding = b"X-Pad: " + b"p" * 4000 + b"\r\n"
+    large = b"HTTP/1.1 200 OK\r\n" + padding + b"Content-Length: 2\r\n\r\nok"
+    for _ in range(2):
+        answer = _read(large)
+        assert answer is not None
+        assert answer.body == b"ok"
+    assert not _http1._READ
+    assert _read(_HEAD + b"hello") is not None
+    assert len(_http1._READ) == 1  # a vendor's usual head is still remembered
+
+
 # -- check_enc_key -------------------------------------------------------------------------------
 
 

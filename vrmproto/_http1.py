@@ -222,9 +222,10 @@ class ResponseReader:
             read = _read_head(head, self._keep)
             if read is None:
                 return  # an interim answer (RFC 9110 §15.2): the real one follows
-            if len(_READ) >= _READ_MAX:
-                _READ.clear()
-            _READ[key] = read
+            if len(head) <= _READ_HEAD_MAX:  # a hostile peer's large heads are read each time
+                if len(_READ) >= _READ_MAX:
+                    _READ.clear()
+                _READ[key] = read
         status, fields, length, coded, chunked, close, coding = read
         self._status = status
         self._headers = fields
@@ -260,6 +261,9 @@ class ResponseReader:
 #: date, and reading the fields again cost more than the rest of taking an answer (#12).
 _READ: dict[tuple[bytes, bool], _Head] = {}
 _READ_MAX = 256
+#: Only heads this short are kept (a vendor's answers have ~200 bytes): at most ~0.5 MB of them,
+#: where heads of up to :data:`MAX_HEAD` could pin 16 MB.
+_READ_HEAD_MAX = 2048
 
 
 def _field(line: bytes) -> tuple[bytes, bytes]:
