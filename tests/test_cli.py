@@ -193,7 +193,8 @@ def test_connect_accepted(home: Path, host: VendorHost) -> None:
     assert len(r.json["agreement"]) == 64
     assert r.json["terms"][0]["id"] == "vrm.no-tracking"
     human = ok(vrm("connect", "Avis Park City", home=home))  # by name: already agreed
-    assert "already have an agreement" in human.stdout
+    assert "already connected" in human.stdout
+    assert "on the terms agreed then" in human.stdout
 
 
 def test_connect_countered_then_accepted_declined_or_asked(home: Path, host: VendorHost) -> None:
@@ -389,11 +390,16 @@ def test_connect_refuses_a_known_vendors_new_key_until_it_is_accepted(
             assert new in r.stderr
             assert "impostor" in r.stderr
             assert f"--accept-new-key {new}" in r.stderr
+        # the agreement we hold, asked for again: the vendor is asked, and refused as well
+        # (before, 'You already have an agreement' came from our own store, and the same
+        # command with --accept-new-key said so too: the key could never be accepted)
+        r = fails(vrm("connect", url, home=home), 1)
+        assert f"--accept-new-key {new}" in r.stderr
         assert len(ok(vrm("relationships", "--json", home=home)).json["relationships"]) == 1
-        r = ok(vrm("connect", url, "--term", "vrm.no-tracking", "--accept-new-key", new,
-                   "--json", home=home))  # fmt: skip
+        r = ok(vrm("connect", url, "--accept-new-key", new, "--json", home=home))
         assert r.json["status"] == "accepted"
         assert r.json["vendor_fingerprint"] == new
+        assert not r.json["existing"]
     finally:
         second.stop()
 

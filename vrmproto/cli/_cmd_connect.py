@@ -12,7 +12,7 @@ from vrmproto._binding import discovery_url
 from vrmproto._keys import fingerprint
 from vrmproto._messages import TermsReject
 from vrmproto._state import State
-from vrmproto.cli._common import as_url, finish, norm
+from vrmproto.cli._common import as_url, finish
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, vendor_sent
 from vrmproto.cli._output import (
@@ -237,17 +237,8 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
                             "local network (`vrm discover`)", EXIT_USAGE, kind="unknown_vendor",
                         )  # fmt: skip
                     url, key = hit
-            offered = terms or agent.terms
-            same = [v for v in await agent.relationships()
-                    if v.thread_kind is ThreadKind.VENDOR and State(v.state) is State.AGREED
-                    and norm(v.url) == norm(url) and v.terms == offered]  # fmt: skip
-            if same:
-                v = same[0]
-                existing = ConnectResult(v.thread, v.vendor, v.url, "accepted", v.terms,
-                                         v.agreement)  # fmt: skip
-                out.note(f"You already have an agreement with {safe(v.vendor)} on these terms.")
-                report_connect(out, existing, None, existing, asked=False)
-                return
+            # Even with an agreement on these terms, the vendor is asked: its key must still be
+            # the one we hold (§11.10-1; --accept-new-key), and it may have moved (§13.1).
             # The vendor's document first, apart: what fails in it is the vendor's (§13.1),
             # what fails in agent.connect after it is our offer, checked before it is signed.
             with vendor_sent(f"the discovery document of {url}"):
