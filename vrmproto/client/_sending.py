@@ -145,10 +145,8 @@ class Sender:
         if len(self._signed) >= KEPT_HEADERS:  # never delivered here: read them back if need be
             self._signed.clear()
         self._signed[msg.hash] = (msg.header.id, msg.header.expires, msg.header.type)
-        return _new_outbox_item(
-            destination=t.url, thread=t.id, msg_hash=sent.message.hash,
-            envelope=sent.message.envelope, next_attempt_ms=now, created_ms=now,
-        )
+        return _new_outbox_item(destination=t.url, thread=t.id, msg_hash=msg.hash,
+                                envelope=msg.envelope, next_attempt_ms=now, created_ms=now)
 
     # -- delivering one item -----------------------------------------------------------------
 
@@ -220,10 +218,10 @@ class Sender:
     async def _held(self, t: Thread, item: OutboxItem, msg_id: bytes,
                     mtype: str) -> list[Delivery] | None:  # fmt: skip
         """``item``, if it went out before without a usable answer and the vendor holds it,
-        closed as delivered (§8.1-8); else None; rescheduled while the vendor can't be asked."""
+        closed as delivered (§8.1-8); else None; rescheduled while the vendor can't be asked.
+        Its history is read where its current document says (§13.1-8)."""
         try:
-            if item.attempts and t.rel.peer_key is not None:  # its history is read where its
-                # document says (§13.1-8)
+            if item.attempts and t.rel.peer_key is not None:
                 await current(self, t, self.clock())
             held = item.attempts and await delivered_after_all(
                 self.client, self.ledger, t, item, self.clock(), msg_id=msg_id, mtype=mtype)
