@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from vrmproto._errors import ProtocolError
-from vrmproto._fields import dump_record, load_record, specs
+from vrmproto._fields import check_fields, dump_record, load_record
 from vrmproto._messages import FieldsContent, Intentcast, Money, TermsOffer
 from vrmproto._vocab import ROSTER, ParamValue, Term, TermRef, get_term, latest
 from vrmproto.cli._currencies import check_currency
@@ -263,9 +263,8 @@ def text_problem(value: str, message: type[Any], field: str) -> str | None:
     """What ``message``'s receiver will refuse in free text a person gives for its ``field`` (a
     terms offer's note, §5.2.1; a withdrawal's or an end's reason, §5.3.2, §5.6.4: each
     1..1000 characters), or None."""
-    kind = next(k for name, k, _ in specs(message) if name == field)
     try:
-        kind.load(value, f"$.body.{field}")
+        check_fields(message, "$.body", **{field: value})
     except ProtocolError as exc:
         return exc.detail
     return None
