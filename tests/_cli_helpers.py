@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tests._forkserver import ForkServer
 from vrmproto.cli import LocalVendor, load_vendor_config
 
 T = TypeVar("T")
@@ -60,13 +62,24 @@ def cli_env(home: Path | None = None) -> dict[str, str]:
     return env
 
 
+@functools.cache
+def _fork_server() -> ForkServer:
+    return ForkServer(cli_env(), ROOT)
+
+
 def vrm(*args: str, home: Path | None, stdin: str = "", timeout: float = 60) -> Result:
-    """Run ``vrm ARGS`` with ``VRM_HOME=home``; never raises on a non-zero exit."""
-    proc = subprocess.run(
-        [*VRM, *args], input=stdin, capture_output=True, text=True, timeout=timeout,
-        env=cli_env(home), cwd=ROOT, check=False,
-    )
-    return Result(list(args), proc.returncode, proc.stdout, proc.stderr)
+    """Run ``vrm ARGS`` with ``VRM_HOME=home`` in a process of its own; never raises on a
+    non-zero exit. The process is forked from :mod:`tests._forkserver`, which has the CLI
+    imported already; ``VRM_TEST_CLI=subprocess`` starts a fresh interpreter instead."""
+    if os.environ.get("VRM_TEST_CLI") == "subprocess":
+        proc = subprocess.run(
+            [*VRM, *args], input=stdin, capture_output=True, text=True, timeout=timeout,
+            env=cli_env(home), cwd=ROOT, check=False,
+        )
+        return Result(list(args), proc.returncode, proc.stdout, proc.stderr)
+    code, out, err = _fork_server().run(["vrm", *args], env=cli_env(home), cwd=ROOT, stdin=stdin,
+                                timeout=timeout)  # fmt: skip
+    return Result(list(args), code, out, err)
 
 
 # -- vendors in this process -------------------------------------------------------------------

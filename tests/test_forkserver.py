@@ -1,0 +1,67 @@
+"""The fork server the CLI tests run ``vrm`` through (``tests/_forkserver.py``) gives what a fresh
+``python -m vrmproto.cli`` gives: the same output and exit codes, its own process, environment
+and standard input, and a run killed at its timeout."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests import _cli_helpers
+from tests._cli_helpers import ROOT, VRM, cli_env, new_home, vrm
+
+
+def fresh(*args: str, home: Path | None, stdin: str = "") -> tuple[int, str, str]:
+    proc = subprocess.run([*VRM, *args], input=stdin, capture_output=True, text=True,
+                          timeout=60, env=cli_env(home), cwd=ROOT, check=False)  # fmt: skip
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("relationships", "--json"),
+        ("connect",),  # a usage error: exit 2, a sentence on stderr
+        ("key", "import", "-"),  # reads a seed from stdin, refuses it: exit 2
+    ],
+)
+def test_a_forked_run_answers_as_a_fresh_interpreter(args: tuple[str, ...], tmp_path: Path) -> None:
+    home = new_home(tmp_path)
+    forked = vrm(*args, home=home, stdin="not a seed\n")
+    assert (forked.code, forked.stdout, forked.stderr) == fresh(*args, home=home,
+                                                                 stdin="not a seed\n")
+
+
+def test_each_run_is_its_own_process_with_its_own_environment(tmp_path: Path) -> None:
+    """Two runs' homes never mix, and neither is the test's process or the server."""
+    first, second = new_home(tmp_path / "1"), new_home(tmp_path / "2")  # two seeds
+    one = vrm("key", "export", home=first)
+    two = vrm("key", "export", home=second)
+    assert one.code == two.code == 0
+    assert one.stdout != two.stdout
+    assert one.stdout == vrm("key", "export", home=first).stdout
+    assert os.environ.get("VRM_HOME") is None
+
+
+def test_a_run_past_its_timeout_is_killed(tmp_path: Path) -> None:
+    home = new_home(tmp_path)
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(subprocess.TimeoutExpired):
+            vrm("connect", url, "--timeout", "60", home=home, timeout=1)
+    # the server still serves the next run
+    assert vrm("--version", home=home).code == 0
+
+
+def test_the_server_is_used_unless_asked_not_to() -> None:
+    if os.environ.get("VRM_TEST_CLI") == "subprocess":
+        pytest.skip("VRM_TEST_CLI=subprocess: every run is a fresh interpreter")
+    vrm("--version", home=None)
+    server = _cli_helpers._fork_server()
+    assert server.proc.poll() is None
