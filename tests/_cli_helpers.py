@@ -67,6 +67,15 @@ def _fork_server() -> ForkServer:
     return ForkServer(cli_env(), ROOT)
 
 
+def vrm_command() -> list[str]:
+    """What to start, as a ``Popen`` argv, to run ``vrm``: a client of the fork server
+    (``tests/_forkclient.py``: its own process, which passes its streams and signals on), or,
+    with ``VRM_TEST_CLI=subprocess``, a fresh interpreter (:data:`VRM`)."""
+    if os.environ.get("VRM_TEST_CLI") == "subprocess":
+        return list(VRM)
+    return [sys.executable, "-S", str(ROOT / "tests" / "_forkclient.py"), _fork_server().path]
+
+
 def vrm(*args: str, home: Path | None, stdin: str = "", timeout: float = 60) -> Result:
     """Run ``vrm ARGS`` with ``VRM_HOME=home`` in a process of its own; never raises on a
     non-zero exit. The process is forked from :mod:`tests._forkserver`, which has the CLI
@@ -129,7 +138,7 @@ class VendorProcess:
 
     def __init__(self, *args: str, home: Path | None = None) -> None:
         self.proc = subprocess.Popen(
-            [*VRM, "vendor", "serve", "--json", *args], stdout=subprocess.PIPE,
+            [*vrm_command(), "vendor", "serve", "--json", *args], stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, env=cli_env(home), cwd=ROOT,
         )
         assert self.proc.stdout is not None

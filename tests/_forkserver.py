@@ -17,8 +17,13 @@ Set ``VRM_TEST_CLI=subprocess`` to run every ``vrm`` as a fresh interpreter inst
 Protocol, over a Unix socket, one connection per run: the client sends a 4-byte length and a
 JSON request ``{"argv", "env", "cwd"}`` with its stdin, stdout and stderr descriptors attached
 (``SCM_RIGHTS``); the server forks a *monitor*, which forks the run and answers one line with
-the run's pid, then one line with its exit code (``-N`` for signal N) once it ends. The monitor
-exists so the server never waits for a run: it ignores ``SIGCHLD`` and the kernel reaps them.
+the run's pid, then one line with its exit code (``-N`` for signal N) once it ends; if the
+client closes the connection first, the monitor kills the run. The monitor exists so the server
+never waits for a run: it ignores ``SIGCHLD`` and the kernel reaps them.
+
+Tests that need a ``Popen`` (a vendor serving, a command's streamed output) start
+``tests/_forkclient.py``, a stdlib-only client that starts in ~20 ms, hands the server its own
+standard streams, passes on the signals it gets and exits as the run did.
 """
 
 from __future__ import annotations
@@ -102,10 +107,28 @@ def _monitor(conn: socket.socket) -> None:
         for fd in fds:
             os.close(fd)
         conn.sendall(b"%d\n" % pid)
+        ended = os.pidfd_open(pid)
+        readable, _, _ = select.select([conn, ended], [], [])
+        if ended not in readable:  # the client went away (killed, or timed out): so does the run
+            os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         conn.sendall(b"%d\n" % os.waitstatus_to_exitcode(status))
     finally:
         os._exit(0)
+
+
+#: Variables read when the interpreter starts or a module is imported (aiohttp makes its TLS
+#: context at import, reading ``SSL_CERT_FILE``): a run whose values differ from the server's
+#: is started as a fresh interpreter instead (:func:`needs_fresh`).
+READ_AT_START = ("SSL_CERT_FILE", "SSL_CERT_DIR", "TZ", "LANG", "LANGUAGE", "PATH")
+READ_AT_START_PREFIXES = ("PYTHON", "LC_")
+
+
+def needs_fresh(env: dict[str, str], server_env: dict[str, str]) -> bool:
+    """Whether a run with ``env`` differs from the server in what start-up and imports read."""
+    names = {n for n in (*env, *server_env)
+             if n in READ_AT_START or n.startswith(READ_AT_START_PREFIXES)}  # fmt: skip
+    return any(env.get(n) != server_env.get(n) for n in names)
 
 
 def _run(request: dict[str, Any], fds: list[int]) -> None:
@@ -115,6 +138,10 @@ def _run(request: dict[str, Any], fds: list[int]) -> None:
         for target, fd in zip((0, 1, 2), fds, strict=True):
             os.dup2(fd, target)
             os.close(fd)
+        if needs_fresh(request["env"], dict(os.environ)):
+            os.chdir(request["cwd"])
+            os.execve(sys.executable, [sys.executable, "-m", "vrmproto.cli",
+                                       *request["argv"][1:]], request["env"])  # fmt: skip
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])

@@ -27,7 +27,6 @@ from hypothesis import strategies as st
 from tests._cli_helpers import (
     ROOT,
     VENDOR_FILES,
-    VRM,
     VendorHost,
     VendorProcess,
     cli_env,
@@ -36,6 +35,7 @@ from tests._cli_helpers import (
     ok,
     vendor_host,
     vrm,
+    vrm_command,
 )
 from vrmproto import Money
 from vrmproto.cli._home import Home
@@ -455,7 +455,7 @@ def test_agent_serve_delivers_the_outbox_and_serves_discovery(
         ok(vrm("address", "set", "city=Park City", home=home))
         host.start("lodge2")
         proc = subprocess.Popen(
-            [*VRM, "agent", "serve", "--json", "--port", "0", "--interval", "0.5"],
+            [*vrm_command(), "agent", "serve", "--json", "--port", "0", "--interval", "0.5"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home),
             cwd=ROOT,
         )
@@ -513,7 +513,7 @@ def test_agent_serve_exposes_its_outbox_depth_as_a_metric(home: Path, host: Vend
         waiting = len(ok(vrm("outbox", "--json", home=home)).json["pending"])
         assert waiting >= 1
         proc = subprocess.Popen(
-            [*VRM, "agent", "serve", "--json", "--port", "0", "--interval", "0.5",
+            [*vrm_command(), "agent", "serve", "--json", "--port", "0", "--interval", "0.5",
              "--metrics-port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home),
             cwd=ROOT,
@@ -589,7 +589,7 @@ def test_history_reconcile_after_restoring_a_backup(home: Path, host: VendorHost
 
 
 def test_every_command_has_help_and_json() -> None:
-    out = subprocess.run([*VRM, "--help"], capture_output=True, text=True, check=True,
+    out = subprocess.run([*vrm_command(), "--help"], capture_output=True, text=True, check=True,
                          env=cli_env(None)).stdout
     commands = ["address", "agent", "conformance", "connect", "data", "demo", "discover",
                 "history", "init", "intent", "key", "outbox", "relationships", "share", "terms",

@@ -24,13 +24,13 @@ import pytest
 
 from tests._cli_helpers import (
     ROOT,
-    VRM,
     VendorHost,
     VendorProcess,
     cli_env,
     new_home,
     vendor_host,
     vrm,
+    vrm_command,
 )
 from vrmproto._envelope import open_envelope
 from vrmproto.cli._seedtext import seed_to_text
@@ -206,7 +206,7 @@ def test_four_address_updates_at_once_on_one_data_directory_lose_nothing(
     none fails, and after `vrm outbox run` the vendor holds all four."""
     thread = vrm("connect", host["avis"].url, "--json", home=home).json["thread"]
     procs = [
-        subprocess.Popen([*VRM, "address", "set", f"city=city {n}", "--json"],
+        subprocess.Popen([*vrm_command(), "address", "set", f"city=city {n}", "--json"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=cli_env(home), cwd=ROOT)
         for n in range(4)
@@ -240,7 +240,8 @@ async def test_a_command_that_waits_for_another_vrm_says_so_and_then_goes_on(
     async with await SQLiteStore.open(home / "agent.db") as store:
         async with store.lock(LOCK_PREFIX + thread):
             proc = await asyncio.create_subprocess_exec(
-                *VRM, "address", "set", "city=Park City", "--json", env=cli_env(home), cwd=ROOT,
+                *vrm_command(), "address", "set", "city=Park City", "--json", env=cli_env(home),
+                cwd=ROOT,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             assert proc.stderr is not None

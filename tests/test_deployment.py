@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 import trustme
 from _broken_vendor import CONNECTION_LIMITS, make_endpoint
-from _cli_helpers import ROOT, VENDOR_FILES, VRM, VendorProcess, cli_env
+from _cli_helpers import ROOT, VENDOR_FILES, VendorProcess, cli_env, vrm_command
 from _nginx import free_port, nginx_in_front
 from aiohttp.test_utils import make_mocked_request
 
@@ -171,8 +171,8 @@ def _connect(url: str, home: Path, ca: Path | None) -> subprocess.CompletedProce
     env = cli_env(home)
     if ca is not None:
         env["SSL_CERT_FILE"] = str(ca)
-    return subprocess.run([*VRM, "connect", url, "--json"], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=60, check=False)  # fmt: skip
+    return subprocess.run([*vrm_command(), "connect", url, "--json"], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=60, check=False)  # fmt: skip
 
 
 def test_vendor_serve_over_tls_to_a_customer_that_verifies_it(
@@ -182,7 +182,7 @@ def test_vendor_serve_over_tls_to_a_customer_that_verifies_it(
     verifies against the CA it trusts, and refuses without it."""
     ca, cert, key = tls_files
     home = tmp_path / "home"
-    subprocess.run([*VRM, "init"], env=cli_env(home), cwd=ROOT, check=True,
+    subprocess.run([*vrm_command(), "init"], env=cli_env(home), cwd=ROOT, check=True,
                    capture_output=True, timeout=60)  # fmt: skip
     vendor = VendorProcess("--config", str(VENDOR_FILES / "avis.toml"), "--memory",
                            "--no-advertise", "--tls-cert", str(cert), "--tls-key", str(key))

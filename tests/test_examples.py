@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests._cli_helpers import EXAMPLES, ROOT, VENDOR_FILES, VRM, cli_env
+from tests._cli_helpers import EXAMPLES, ROOT, VENDOR_FILES, cli_env, vrm_command
 from vrmproto.cli import parse_vendor_config
 from vrmproto.cli._demo_vendors import DEMO_VENDORS
 
@@ -88,14 +88,14 @@ def test_examples_run_as_scripts() -> None:
 
 
 def test_vrm_demo_passes() -> None:
-    proc = subprocess.run([*VRM, "demo"], capture_output=True, text=True, timeout=120,
+    proc = subprocess.run([*vrm_command(), "demo"], capture_output=True, text=True, timeout=120,
                           cwd=ROOT, env=cli_env(None), check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     for line in ("✓ 1. The Park City intentcast", "✓ 2. “Don't track me”, as a dialog",
                  "✓ 3. Change of address, everywhere at once"):
         assert line in proc.stdout
-    report = subprocess.run([*VRM, "demo", "--json"], capture_output=True, text=True,
+    report = subprocess.run([*vrm_command(), "demo", "--json"], capture_output=True, text=True,
                             timeout=120, cwd=ROOT, env=cli_env(None), check=False)
     assert report.returncode == 0, report.stderr
     data = json.loads(report.stdout)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests import _cli_helpers
-from tests._cli_helpers import ROOT, VRM, cli_env, new_home, vrm
+from tests._cli_helpers import ROOT, VENDOR_FILES, VRM, VendorProcess, cli_env, new_home, vrm
+from tests._forkserver import needs_fresh
 
 
 def fresh(*args: str, home: Path | None, stdin: str = "") -> tuple[int, str, str]:
@@ -65,3 +66,25 @@ def test_the_server_is_used_unless_asked_not_to() -> None:
     vrm("--version", home=None)
     server = _cli_helpers._fork_server()
     assert server.proc.poll() is None
+
+
+def test_a_run_whose_start_up_environment_differs_gets_a_fresh_interpreter() -> None:
+    """aiohttp reads SSL_CERT_FILE when it is imported; the interpreter reads PYTHON* and the
+    locale when it starts: a forked run would keep the server's."""
+    base = {"HOME": "/h", "VRM_HOME": "/a", "PYTHONUTF8": "1", "PATH": "/bin"}
+    assert not needs_fresh({**base, "VRM_HOME": "/b", "COLUMNS": "80"}, base)
+    assert needs_fresh({**base, "SSL_CERT_FILE": "/ca.pem"}, base)
+    assert needs_fresh({**base, "PYTHONWARNINGS": "ignore"}, base)
+    assert needs_fresh({k: v for k, v in base.items() if k != "PYTHONUTF8"}, base)
+    assert needs_fresh({**base, "LC_ALL": "C"}, base)
+
+
+def test_a_popen_run_streams_and_passes_signals_on(tmp_path: Path) -> None:
+    """`vrm vendor serve` through the fork client: its first line arrives while it runs, and
+    SIGTERM reaches it (it exits 0, as on SIGTERM from a person's shell)."""
+    vendor = VendorProcess("--config", str(VENDOR_FILES / "avis.toml"), "--memory", "--port", "0",
+                           "--no-advertise", home=tmp_path)  # fmt: skip
+    assert vendor.info["event"] == "listening"
+    assert vendor.url.startswith("http://127.0.0.1:")
+    code, _ = vendor.stop()
+    assert code == 0

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _cli_helpers import ROOT, VENDOR_FILES, VRM, cli_env
+from _cli_helpers import ROOT, VENDOR_FILES, cli_env, vrm_command
 from _logger_reset import logging_as_it_was  # noqa: F401 - an autouse fixture
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -122,8 +122,9 @@ async def test_a_vendor_whose_log_pipe_nobody_reads_still_answers(tmp_path: Path
     env = cli_env(None) | {"VRM_LOGGING_QUEUE_SIZE": "8"}
     with (tmp_path / "stderr").open("w") as err:
         proc = await asyncio.create_subprocess_exec(
-            *VRM, "vendor", "serve", "--json", "--config", str(VENDOR_FILES / "avis.toml"),
-            "--memory", "--no-advertise", "--port", "0", "--metrics",
+            *vrm_command(), "vendor", "serve", "--json",
+            "--config", str(VENDOR_FILES / "avis.toml"), "--memory", "--no-advertise",
+            "--port", "0", "--metrics",
             stdout=write_fd, stderr=err, env=env, cwd=ROOT)  # fmt: skip
     os.close(write_fd)
     pipe = os.fdopen(read_fd, "rb")

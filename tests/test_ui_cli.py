@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests._cli_helpers import ROOT, VRM, cli_env, vrm
+from tests._cli_helpers import ROOT, cli_env, vrm, vrm_command
 
 
 def test_vrm_ui_prints_its_address_and_serves_only_with_the_token(tmp_path: Path) -> None:
     assert vrm("init", home=tmp_path).code == 0
-    proc = subprocess.Popen([*VRM, "ui", "--no-browser", "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cli_env(tmp_path), cwd=ROOT)
+    proc = subprocess.Popen([*vrm_command(), "ui", "--no-browser", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli_env(tmp_path), cwd=ROOT)  # fmt: skip
     try:
         assert proc.stdout is not None
         line = json.loads(proc.stdout.readline())

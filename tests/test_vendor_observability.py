@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 from _broken_vendor import make_endpoint
-from _cli_helpers import ROOT, VENDOR_FILES, VRM, cli_env
+from _cli_helpers import ROOT, VENDOR_FILES, cli_env, vrm_command
 from _logger_reset import logging_as_it_was  # noqa: F401 -- autouse
 from _vendor_proc import Customer
 from prometheus_client.parser import text_string_to_metric_families
@@ -130,7 +130,7 @@ class _Served:
     """``vrm vendor serve --json …`` with its stdout read by a thread (lines into a queue)."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([*VRM, "vendor", "serve", "--json", *args],
+        self.proc = subprocess.Popen([*vrm_command(), "vendor", "serve", "--json", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=cli_env(None), cwd=ROOT)  # fmt: skip
         self.lines: queue.Queue[str | None] = queue.Queue()
