@@ -14,28 +14,21 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 
+from tests._world import serving
 from vrmproto import MasterSeed, ValidationError
 from vrmproto.client import Agent
-from vrmproto.server import LocalVendor, load_vendor_config
 from vrmproto.store import MemoryStore
-
-VENDORS = Path(__file__).resolve().parent.parent / "examples" / "vendors"
 
 
 @asynccontextmanager
 async def outfitters() -> AsyncIterator[tuple[Agent, str]]:
     """A new agent and the outfitters' vendor on 127.0.0.1 (its base URL)."""
-    vendor = LocalVendor.of(load_vendor_config(VENDORS / "outfitters.toml"))
-    await vendor.start()
-    try:
-        async with await Agent.open(MemoryStore(), MasterSeed(os.urandom(32))) as agent:
-            yield agent, vendor.url
-    finally:
-        await vendor.stop()
+    async with (serving("outfitters") as (vendor,),
+                await Agent.open(MemoryStore(), MasterSeed(os.urandom(32))) as agent):
+        yield agent, vendor.url
 
 
 async def test_an_intentcast_the_wire_cannot_carry_is_refused_before_it_is_sent() -> None:

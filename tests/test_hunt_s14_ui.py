@@ -10,50 +10,23 @@ what to change, and nothing is sent.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from vrmproto.cli import LocalVendor, load_vendor_config
-from vrmproto.client import CustomerNode, RetryPolicy
-from vrmproto.store import MemoryStore
-from vrmproto.ui import Guard, Ui, make_app, new_token
+from tests._world import post, serving, ui_page
+from vrmproto.cli import LocalVendor
+from vrmproto.ui import Ui
 
-VENDORS = Path(__file__).resolve().parent.parent / "examples" / "vendors"
 Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
 async def page() -> AsyncIterator[tuple[Ui, Client, LocalVendor]]:
-    vendor = LocalVendor.of(load_vendor_config(VENDORS / "outfitters.toml"))
-    await vendor.start()
-    store = MemoryStore()
-    try:
-        async with await CustomerNode.open(store, os.urandom(32),
-                                           retry=RetryPolicy(attempts=1)) as node:  # fmt: skip
-            ui = Ui(node, Guard(new_token()))
-            server = TestServer(make_app(ui), host="127.0.0.1")
-            client: Client = TestClient(server)
-            await client.start_server()
-            ui.guard.port = server.port or 0
-            try:
-                yield ui, client, vendor
-            finally:
-                await client.close()
-                await ui.jobs.close()
-    finally:
-        await vendor.stop()
-
-
-async def post(ui: Ui, client: Client, path: str, data: dict[str, str]) -> str:
-    r = await client.post(ui.guard.prefix + path, data=data,
-                          headers={"Origin": f"http://127.0.0.1:{ui.guard.port}"})  # fmt: skip
-    assert r.status == 200, await r.text()
-    return await r.text()
+    async with serving("outfitters") as (vendor,), ui_page() as (ui, client):
+        yield ui, client, vendor
 
 
 async def test_a_share_the_vendor_would_refuse_says_what_to_change(

@@ -16,15 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from tests._cli_helpers import VendorHost, fails, new_home, ok, vendor_host, vrm
-from vrmproto.cli import LocalVendor, load_vendor_config
-from vrmproto.client import CustomerNode, RetryPolicy
+from tests._world import post, serving, ui_page
 from vrmproto.store import MemoryStore
-from vrmproto.ui import Guard, Ui, make_app, new_token
-
-VENDORS = Path(__file__).resolve().parent.parent / "examples" / "vendors"
 
 
 @pytest.fixture(scope="module")
@@ -52,29 +47,13 @@ def test_a_reason_the_message_cannot_carry_is_a_usage_error(
 
 
 async def test_the_page_refuses_an_end_reason_it_cannot_send() -> None:
-    vendor = LocalVendor.of(load_vendor_config(VENDORS / "outfitters.toml"))
-    await vendor.start()
-    try:
-        async with await CustomerNode.open(MemoryStore(), os.urandom(32),
-                                           retry=RetryPolicy(attempts=1)) as node:  # fmt: skip
-            ui = Ui(node, Guard(new_token()))
-            client: TestClient[object, object] = TestClient(TestServer(make_app(ui),
-                                                                       host="127.0.0.1"))
-            await client.start_server()
-            ui.guard.port = client.server.port or 0
-            try:
-                thread = (await node.agent.connect(vendor.url)).thread
-                r = await client.post(ui.guard.prefix + f"r/{thread.hex()}/end",
-                                      data={"sure": "yes", "reason": "r" * 1001},
-                                      headers={"Origin": f"http://127.0.0.1:{ui.guard.port}"})
-                assert "the reason: at most 1000 characters" in await r.text()
-                (view,) = await node.agent.relationships()
-                assert (view.state, view.last_problem) == ("agreed", "")
-            finally:
-                await client.close()
-                await ui.jobs.close()
-    finally:
-        await vendor.stop()
+    async with serving("outfitters") as (vendor,), ui_page() as (ui, client):
+        thread = (await ui.node.agent.connect(vendor.url)).thread
+        html = await post(ui, client, f"r/{thread.hex()}/end",
+                          {"sure": "yes", "reason": "r" * 1001})  # fmt: skip
+        assert "the reason: at most 1000 characters" in html
+        (view,) = await ui.node.agent.relationships()
+        assert (view.state, view.last_problem) == ("agreed", "")
 
 
 async def test_the_library_refuses_a_reason_it_cannot_send(vendors: VendorHost) -> None:

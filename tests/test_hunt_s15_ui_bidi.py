@@ -12,17 +12,13 @@ breaks) written as their escapes (``\\u202e``), as ``vrm`` writes them in a term
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from vrmproto.cli import LocalVendor, load_vendor_config
-from vrmproto.client import CustomerNode, RetryPolicy
-from vrmproto.store import MemoryStore
-from vrmproto.ui import Guard, Ui, make_app, new_token
+from tests._world import serving, ui_page
+from vrmproto.cli import LocalVendor
 
 NAME = "Acme \u202eelif.exe\u2066 \x07Co \U0001F469\u200d\U0001F467"
 
@@ -32,30 +28,16 @@ async def vendor(tmp_path: Path) -> AsyncIterator[LocalVendor]:
     path = tmp_path / "bidi.toml"
     name = json.dumps(NAME, ensure_ascii=False)
     path.write_text(f'name = {name}\nseed = "{"cd" * 32}"\naccepts_terms = "all"\n')
-    v = LocalVendor.of(load_vendor_config(path))
-    await v.start()
-    try:
+    async with serving(path) as (v,):
         yield v
-    finally:
-        await v.stop()
 
 
 async def test_a_vendors_name_cannot_turn_the_page_around(vendor: LocalVendor) -> None:
-    async with await CustomerNode.open(MemoryStore(), os.urandom(32),
-                                       retry=RetryPolicy(attempts=1)) as node:  # fmt: skip
-        ui = Ui(node, Guard(new_token()))
-        client: TestClient[object, object] = TestClient(TestServer(make_app(ui),
-                                                                   host="127.0.0.1"))
-        await client.start_server()
-        ui.guard.port = client.server.port or 0
-        try:
-            thread = (await node.agent.connect(vendor.url)).thread
-            for path in ("", f"r/{thread.hex()}"):
-                html = await (await client.get(ui.guard.prefix + path)).text()
-                assert "Acme \\u202eelif.exe\\u2066 \\x07Co" in html, path
-                for hidden in ("\u202e", "\u2066", "\x07"):
-                    assert hidden not in html, (path, hidden)
-                assert "\U0001F469\u200d\U0001F467" in html  # what is printable stays as it is
-        finally:
-            await client.close()
-            await ui.jobs.close()
+    async with ui_page() as (ui, client):
+        thread = (await ui.node.agent.connect(vendor.url)).thread
+        for path in ("", f"r/{thread.hex()}"):
+            html = await (await client.get(ui.guard.prefix + path)).text()
+            assert "Acme \\u202eelif.exe\\u2066 \\x07Co" in html, path
+            for hidden in ("\u202e", "\u2066", "\x07"):
+                assert hidden not in html, (path, hidden)
+            assert "\U0001F469\u200d\U0001F467" in html  # what is printable stays as it is

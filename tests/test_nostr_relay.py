@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from _nostr_relay import relay
 
+from tests._world import VENDORS, serving
 from vrmproto import Identity, Intentcast, MasterSeed, Money, TermRef, latest, sign_message
 from vrmproto.client import Agent
 from vrmproto.nostr import (
@@ -38,7 +39,6 @@ from vrmproto.nostr._vendor import RelayVendor, catalogue_keywords, relay_vendor
 from vrmproto.server import LocalVendor, load_vendor_config
 from vrmproto.store import MemoryStore, SQLiteStore
 
-VENDORS = Path(__file__).resolve().parent.parent / "examples" / "vendors"
 SEED = MasterSeed(bytes(range(32)))
 
 
@@ -215,10 +215,7 @@ async def test_park_city_through_two_relays_reaches_vendors_the_customer_never_k
     customer publishes the Park City intentcast to both, both vendors answer (each once), their
     offers come back over HTTP ranked and stored, and taking one opens a relationship on the
     customer's terms."""
-    running = [LocalVendor.of(load_vendor_config(VENDORS / f"{n}.toml")) for n in ("avis", "hertz")]
-    for v in running:
-        await v.start()
-    try:
+    async with serving("avis", "hertz") as running:
         listeners = [vendor(n, v.url) for n, v in zip(("avis", "hertz"), running, strict=True)]
         async with relay_vendor(listeners[0], relays), relay_vendor(listeners[1], relays):
             mine = (TermRef.of(latest("vrm.no-tracking")), TermRef.of(latest("vrm.no-third-party")))
@@ -242,9 +239,6 @@ async def test_park_city_through_two_relays_reaches_vendors_the_customer_never_k
                 taken = await agent.take_offer(offers[0])
                 assert taken.status == "accepted"
                 assert [t.id for t in taken.terms] == [t.id for t in mine]
-    finally:
-        for v in running:
-            await v.stop()
 
 
 def test_the_park_city_relay_example_ranks_hertz_with_the_rest(relays: tuple[str, str]) -> None:
@@ -308,14 +302,8 @@ def _park_city(agent: Agent, relays: tuple[str, str], **kw: Any) -> Any:
 
 @contextlib.asynccontextmanager
 async def _avis_and_hertz() -> AsyncIterator[list[LocalVendor]]:
-    running = [LocalVendor.of(load_vendor_config(VENDORS / f"{n}.toml")) for n in ("avis", "hertz")]
-    for v in running:
-        await v.start()
-    try:
+    async with serving("avis", "hertz") as running:
         yield running
-    finally:
-        for v in running:
-            await v.stop()
 
 
 async def test_an_agent_restored_from_its_seed_alone_reads_the_answers_and_takes_an_offer(

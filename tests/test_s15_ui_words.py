@@ -12,56 +12,36 @@ the same, though the vendor was never told. Now the page uses the command line's
 from __future__ import annotations
 
 import html as htmllib
-import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
+from tests._world import post as post_form
+from tests._world import serving, ui_page
 from vrmproto import PeerProblemError
-from vrmproto.cli import LocalVendor, load_vendor_config
-from vrmproto.client import CustomerNode, Delivery, RetryPolicy
-from vrmproto.store import MemoryStore
-from vrmproto.ui import Guard, Ui, make_app, new_token
+from vrmproto.cli import LocalVendor
+from vrmproto.client import Delivery
+from vrmproto.ui import Ui
 from vrmproto.ui._actions import _queued
-
-VENDORS = Path(__file__).resolve().parent.parent / "examples" / "vendors"
 
 Client = TestClient[object, object]
 
 
 @pytest.fixture
 async def budget() -> AsyncIterator[LocalVendor]:
-    vendor = LocalVendor.of(load_vendor_config(VENDORS / "budget.toml"))
-    await vendor.start()
-    try:
+    async with serving("budget") as (vendor,):
         yield vendor
-    finally:
-        await vendor.stop()
 
 
 @pytest.fixture
 async def page() -> AsyncIterator[tuple[Ui, Client]]:
-    async with await CustomerNode.open(MemoryStore(), os.urandom(32),
-                                       retry=RetryPolicy(attempts=1)) as node:  # fmt: skip
-        ui = Ui(node, Guard(new_token()))
-        server = TestServer(make_app(ui), host="127.0.0.1")
-        client: Client = TestClient(server)
-        await client.start_server()
-        ui.guard.port = server.port or 0
-        try:
-            yield ui, client
-        finally:
-            await client.close()
-            await ui.jobs.close()
+    async with ui_page() as (ui, client):
+        yield ui, client
 
 
 async def post(ui: Ui, client: Client, path: str, data: dict[str, str]) -> str:
-    r = await client.post(ui.guard.prefix + path, data=data,
-                          headers={"Origin": f"http://127.0.0.1:{ui.guard.port}"})  # fmt: skip
-    assert r.status == 200, await r.text()
-    return htmllib.unescape(await r.text())
+    return htmllib.unescape(await post_form(ui, client, path, data))
 
 
 async def test_a_vendor_that_is_down_reads_as_in_the_terminal(page: tuple[Ui, Client]) -> None:
@@ -112,9 +92,7 @@ async def test_taking_up_the_same_offer_twice_says_it_was_taken_up_earlier(
     page: tuple[Ui, Client]
 ) -> None:
     ui, client = page
-    avis = LocalVendor.of(load_vendor_config(VENDORS / "avis.toml"))
-    await avis.start()
-    try:
+    async with serving("avis") as (avis,):
         cast = await ui.agent.intentcast("4-wheel-drive SUV rental", vendors=[avis.url],
                                          deadline_ms=10_000)  # fmt: skip
         (offer,) = cast.offers
@@ -124,5 +102,3 @@ async def test_taking_up_the_same_offer_twice_says_it_was_taken_up_earlier(
         again = await post(ui, client, "offers/take", form)
         assert "You took up this offer earlier, in this relationship (accepted)." in again
         assert "not taken up" not in again
-    finally:
-        await avis.stop()

@@ -7,61 +7,34 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import os
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 import vrmproto.discovery
+from tests._world import post, serving, ui_page
 from vrmproto import Entry, verify_entries
 from vrmproto._keys import Identity, fingerprint
-from vrmproto.cli import LocalVendor, load_vendor_config
-from vrmproto.client import CustomerNode, RetryPolicy
+from vrmproto.cli import LocalVendor
 from vrmproto.discovery import Found
-from vrmproto.store import MemoryStore
-from vrmproto.ui import Guard, Ui, make_app, new_token
+from vrmproto.ui import Ui
 from vrmproto.ui._jobs import Row
-
-VENDORS = Path(__file__).resolve().parent.parent / "examples" / "vendors"
 
 Client = TestClient[object, object]
 
 
 @pytest.fixture
 async def avis() -> AsyncIterator[LocalVendor]:
-    vendor = LocalVendor.of(load_vendor_config(VENDORS / "avis.toml"))
-    await vendor.start()
-    try:
+    async with serving("avis") as (vendor,):
         yield vendor
-    finally:
-        await vendor.stop()
 
 
 @pytest.fixture
 async def page() -> AsyncIterator[tuple[Ui, Client]]:
-    store = MemoryStore()
-    async with await CustomerNode.open(store, os.urandom(32), retry=RetryPolicy(attempts=1)) as n:
-        ui = Ui(n, Guard(new_token()))
-        server = TestServer(make_app(ui), host="127.0.0.1")
-        client: Client = TestClient(server)
-        await client.start_server()
-        ui.guard.port = server.port or 0
-        try:
-            yield ui, client
-        finally:
-            await client.close()
-            await ui.jobs.close()
-
-
-async def post(ui: Ui, client: Client, path: str, data: dict[str, str]) -> str:
-    """POST from the page's own origin; the page the redirect leads to."""
-    r = await client.post(ui.guard.prefix + path, data=data,
-                          headers={"Origin": f"http://127.0.0.1:{ui.guard.port}"})  # fmt: skip
-    assert r.status == 200, await r.text()
-    return await r.text()
+    async with ui_page() as (ui, client):
+        yield ui, client
 
 
 def found(vendor: LocalVendor, key: bytes) -> Found:
