@@ -190,18 +190,24 @@ async def _read_envelope(request: web.Request, endpoint: Endpoint) -> bytes | we
             f"{length} bytes declared; the limit is {limits.max_envelope_bytes}",
             clause="§12.9-2",
         ), close=True)  # fmt: skip
-    if request.content.is_eof():  # the whole body has arrived: reading it cannot wait
-        data = await _read_body(request, limits.max_envelope_bytes)
-    else:
-        try:
+    try:
+        if request.content.is_eof():  # the whole body has arrived: reading it cannot wait
+            data = await _read_body(request, limits.max_envelope_bytes)
+        else:
             async with asyncio.timeout(limits.body_read_timeout_ms / 1000):
                 data = await _read_body(request, limits.max_envelope_bytes)
-        except TimeoutError:
-            return _web(endpoint.problem(
-                Problem.REQUEST_TIMEOUT,
-                f"the body did not arrive within {limits.body_read_timeout_ms} ms",
-                clause="§12.9-4",
-            ), close=True)  # fmt: skip
+    except TimeoutError:
+        return _web(endpoint.problem(
+            Problem.REQUEST_TIMEOUT,
+            f"the body did not arrive within {limits.body_read_timeout_ms} ms",
+            clause="§12.9-4",
+        ), close=True)  # fmt: skip
+    except web.RequestPayloadError:  # its chunks or its Content-Encoding do not decode
+        request.content.feed_eof()  # read no more of it (aiohttp would linger, and fail again)
+        return _web(endpoint.problem(
+            Problem.MALFORMED, "the request body is not valid HTTP/1.1 (its transfer or "
+            "content coding does not decode)", clause="§12.4-5",
+        ), close=True)  # fmt: skip: where the body ends is not known
     request[BODY_KEY] = data
     return data
 

@@ -9,13 +9,13 @@ three routes itself by calling the :class:`~vrmproto.server.Endpoint`, and hands
 to aiohttp's handler (:class:`~vrmproto.server._connections._ConnectionHandler`, with every
 byte from the start of the request it does not serve) as soon as a request is anything else: an
 other path or method, a chunked or still-arriving body, a content type other than the binding's,
-a body over the limit, a head the reader does not take as plainly well formed (a repeated
-``Forwarded`` or ``X-Forwarded-For`` field among them). From then on
-aiohttp serves that connection alone, exactly as it serves every connection of an application
-mounted in a site of one's own. So every refusal other than a rate limit or a failure of the
-receiver is aiohttp's, as before; what the lean path answers, it answers as the aiohttp
-application would (``tests/test_server_lean.py`` compares the two byte for byte, the ``Date``
-aside):
+a ``Content-Encoding`` (aiohttp decodes the body), a body over the limit, a head the reader
+does not take as plainly well formed (a repeated ``Forwarded`` or ``X-Forwarded-For`` field
+among them). From then on aiohttp serves that connection alone, exactly as it serves every
+connection of an application mounted in a site of one's own. So every refusal other than a
+rate limit or a failure of the receiver is aiohttp's, as before; what the lean path answers, it
+answers as the aiohttp application would (``tests/test_server_lean.py`` compares the two byte
+for byte, the ``Date`` aside):
 
 - the client's address as :func:`~vrmproto.server._proxy.client_of` finds it: the
   connection's, or from the forwarding fields when the connection is a trusted proxy's
@@ -124,6 +124,8 @@ class LeanRoutes:
         declared = request.field(b"content-type")
         if declared is None or declared.lower() != _CONTENT_TYPE:
             return None  # aiohttp answers 415 (§12.2-3)
+        if request.field(b"content-encoding") is not None:
+            return None  # aiohttp decodes the body, or answers malformed
         if request.field(b"content-length") is None:
             return None
         if len(request.body) > self.endpoint.limits.max_envelope_bytes:
