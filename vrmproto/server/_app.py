@@ -139,11 +139,20 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _framed(request: web.Request) -> bool:
+    """Whether the body's end is known: no transfer coding, or ``chunked`` alone. aiohttp
+    undoes the chunks of ``gzip, chunked`` and would hand over the rest as the body; a coding
+    the receiver does not implement cannot be read (RFC 9112 §6.1)."""
+    codings = request.headers.get(hdrs.TRANSFER_ENCODING)
+    return codings is None or [c.strip() for c in codings.lower().split(",")] == ["chunked"]
+
+
 def _invited(request: web.Request, endpoint: Endpoint) -> bool:
     """Whether :func:`_read_envelope` would read the body: the binding's content type
-    (§12.2-3), no declared length over the limit (§12.9-2) — its first two checks."""
+    (§12.2-3), a transfer coding it reads, no declared length over the limit (§12.9-2) — its
+    first three checks."""
     declared = request.headers.get(hdrs.CONTENT_TYPE)
-    if declared is None or request.content_type.lower() != CONTENT_TYPE:
+    if declared is None or request.content_type.lower() != CONTENT_TYPE or not _framed(request):
         return False
     length = request.content_length
     return length is None or length <= endpoint.limits.max_envelope_bytes
@@ -182,6 +191,11 @@ async def _read_envelope(request: web.Request, endpoint: Endpoint) -> bytes | we
         return _web(endpoint.problem(
             Problem.UNSUPPORTED_MEDIA_TYPE, f"the body must be {CONTENT_TYPE}",
             clause="§12.2-3",
+        ), close=True)  # fmt: skip
+    if not _framed(request):
+        return _web(endpoint.problem(
+            Problem.MALFORMED, "the only transfer coding understood is chunked alone",
+            clause="§12.4-5",
         ), close=True)  # fmt: skip
     length = request.content_length
     if length is not None and length > limits.max_envelope_bytes:
