@@ -101,6 +101,14 @@ async def pipelined(port: int) -> None:
     assert statuses(got) == [b"200"] * 4, got[:300]
 
 
+async def then_handed_over(port: int) -> None:
+    """The lean path answers the first, then hands the connection, at its end, to aiohttp for
+    the chunked one."""
+    first, second = (Customer(VENDOR).offer(*ACCEPTS).envelope for _ in range(2))
+    got = await exchange(port, post(first) + post(second, chunked=True) + get(WELL_KNOWN_PATH))
+    assert statuses(got) == [b"200"] * 3, got[:300]
+
+
 async def discovery(port: int) -> None:
     assert statuses(await exchange(port, get(WELL_KNOWN_PATH))) == [b"200"]
 
@@ -117,6 +125,7 @@ CASES: dict[str, Case] = {
     "offer": one_offer,
     "chunked-offer": lambda port: one_offer(port, chunked=True),
     "pipelined": pipelined,
+    "then-handed-over": then_handed_over,
     "discovery": discovery,
     "half-a-request": half_a_request,
 }
