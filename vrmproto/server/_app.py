@@ -218,10 +218,11 @@ async def _read_envelope(request: web.Request, endpoint: Endpoint) -> bytes | we
         ), close=True)  # fmt: skip
     except web.RequestPayloadError:  # its chunks or its Content-Encoding do not decode
         request.content.feed_eof()  # read no more of it (aiohttp would linger, and fail again)
+        # closed: where the body ends, and a next request starts, is not known
         return _web(endpoint.problem(
             Problem.MALFORMED, "the request body is not valid HTTP/1.1 (its transfer or "
             "content coding does not decode)", clause="§12.4-5",
-        ), close=True)  # fmt: skip: where the body ends is not known
+        ), close=True)  # fmt: skip
     request[BODY_KEY] = data
     return data
 
