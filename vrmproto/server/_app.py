@@ -414,7 +414,9 @@ async def serve_app(
 ) -> Server:
     """Like :func:`serve`, for an application of one's own whose routes answer for
     ``endpoint`` (a customer agent's, say): the same connection limits (§10.1), and the same
-    signed problems for HTTP that does not parse (§12.4-5)."""
+    signed problems for HTTP that does not parse (§12.4-5). A middleware is added to ``app``
+    (first) that tells the connection when a request is being handled, so that its deadlines
+    stop meanwhile (§10.1-1)."""
     return await _serve(
         app, endpoint, host, port, access_log=access_log, shutdown_timeout=shutdown_timeout,
         lingering_time=lingering_time, connection_limits=connection_limits, backlog=backlog,
@@ -440,6 +442,8 @@ async def _serve(
     """:func:`serve_app`; with ``lean``, the hot routes of the started ``app`` (what
     ``lean`` finds in it) are served by lean connections, which hand anything else to aiohttp
     (:mod:`vrmproto.server._lean`)."""
+    if _request_started not in app.middlewares:  # an application of one's own (serve_app)
+        app.middlewares.insert(0, _request_started)  # else its requests are cut (§10.1-1)
     runner = web.AppRunner(
         app,
         access_log=access_log,
