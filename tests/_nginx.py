@@ -45,6 +45,7 @@ http {{
     client_header_timeout 10s;
     client_body_timeout 10s;
     keepalive_timeout 15s;
+    send_timeout 10s;  # a client that reads nothing (§10.1-7, CONN-004); the default is 60 s
     large_client_header_buffers 4 8k;
     server {{
         listen 127.0.0.1:{port};

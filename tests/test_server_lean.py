@@ -34,6 +34,7 @@ from vrmproto import Identity, Limits, open_envelope
 from vrmproto._binding import CONTENT_TYPE, DEFAULT_HISTORY_PATH, DEFAULT_INBOX_PATH
 from vrmproto.server import ConnectionLimits, Endpoint, Server, make_app, serve, serve_app
 from vrmproto.server._app import NOT_PROXIED
+from vrmproto.server._connections import abort
 from vrmproto.server._lean import LeanConnection, _answer_head
 from vrmproto.server._logging import REQUEST_LOG
 from vrmproto.server._proxy import Deployment
@@ -439,7 +440,8 @@ async def test_a_request_whose_client_goes_away_is_still_handled_to_its_end(
         writer.write(post(DEFAULT_INBOX_PATH, offer_bytes()))
         async with asyncio.timeout(10):
             await entered.wait()
-            writer.transport.abort()
+            # gone for good: a reset (a FIN alone is a half-close, whose request is answered)
+            abort(writer.transport)
             await lost.wait()
             assert len(server.connections) == 0
             release.set()

@@ -118,6 +118,9 @@ class Ticket:
     admission: Admission
     prefix: str
     thread: bytes | None = None  # a relationship counted as open
+    #: Where ``thread`` counted before this admission counted it (a prefix and the time of its
+    #: last message), if it did: what giving the ticket back restores.
+    before: tuple[str, int] | None = None
     day: bool = False  # a token of first_contacts_per_address_per_day
     large: bool = False  # a token of large_first_contacts_per_address_per_day
     cancelled: bool = field(default=False)
@@ -207,7 +210,7 @@ class Admission:
             ticket.cancel()
             return _too_many_today(limits, wait)
         ticket.day = True
-        self._track(prefix, thread)
+        ticket.before = self._track(prefix, thread)
         ticket.thread = thread
         return ticket
 
@@ -219,6 +222,9 @@ class Admission:
             self.large.refund(ticket.prefix)
         if ticket.thread is not None:
             self.close(ticket.thread)
+            if ticket.before is not None:
+                prefix, at = ticket.before
+                self._track(prefix, ticket.thread, at=at)
 
     # -- what the endpoint awaits where the budgets are shared (SharedAdmission) --------------
 
@@ -231,15 +237,28 @@ class Admission:
         """:meth:`close`, awaited."""
         self.close(thread)
 
-    def _track(self, prefix: str, thread: bytes) -> None:
+    def _track(
+        self, prefix: str, thread: bytes, *, at: int | None = None
+    ) -> tuple[str, int] | None:
+        """Count ``thread`` as an open negotiation of ``prefix`` (§10-17), under that prefix
+        alone: where it counted before, if anywhere, is returned (the prefix and the time of
+        its last message), and counts it no longer."""
+        before = None
+        counted = self._prefix_of.get(thread)
+        if counted is not None:
+            held_before = self._open.get(counted)
+            if held_before is not None and thread in held_before:
+                before = (counted, held_before[thread])
+            self.close(thread)
         held = self._open.setdefault(prefix, {})
-        held[thread] = self.clock()
+        held[thread] = self.clock() if at is None else at
         self._prefix_of[thread] = prefix
         self._open.move_to_end(prefix)
         while len(self._open) > MAX_PREFIXES:
             _, dropped = self._open.popitem(last=False)
             for old in dropped:
                 self._prefix_of.pop(old, None)
+        return before
 
     def touch(self, thread: bytes) -> None:
         """A message was accepted in ``thread``: its expiry counts from now (§10-18)."""

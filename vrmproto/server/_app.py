@@ -139,11 +139,20 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _framed(request: web.Request) -> bool:
+    """Whether the body's end is known: no transfer coding, or ``chunked`` alone. aiohttp
+    undoes the chunks of ``gzip, chunked`` and would hand over the rest as the body; a coding
+    the receiver does not implement cannot be read (RFC 9112 §6.1)."""
+    codings = request.headers.get(hdrs.TRANSFER_ENCODING)
+    return codings is None or [c.strip() for c in codings.lower().split(",")] == ["chunked"]
+
+
 def _invited(request: web.Request, endpoint: Endpoint) -> bool:
     """Whether :func:`_read_envelope` would read the body: the binding's content type
-    (§12.2-3), no declared length over the limit (§12.9-2) — its first two checks."""
+    (§12.2-3), a transfer coding it reads, no declared length over the limit (§12.9-2) — its
+    first three checks."""
     declared = request.headers.get(hdrs.CONTENT_TYPE)
-    if declared is None or request.content_type.lower() != CONTENT_TYPE:
+    if declared is None or request.content_type.lower() != CONTENT_TYPE or not _framed(request):
         return False
     length = request.content_length
     return length is None or length <= endpoint.limits.max_envelope_bytes
@@ -183,6 +192,11 @@ async def _read_envelope(request: web.Request, endpoint: Endpoint) -> bytes | we
             Problem.UNSUPPORTED_MEDIA_TYPE, f"the body must be {CONTENT_TYPE}",
             clause="§12.2-3",
         ), close=True)  # fmt: skip
+    if not _framed(request):
+        return _web(endpoint.problem(
+            Problem.MALFORMED, "the only transfer coding understood is chunked alone",
+            clause="§12.4-5",
+        ), close=True)  # fmt: skip
     length = request.content_length
     if length is not None and length > limits.max_envelope_bytes:
         return _web(endpoint.problem(
@@ -190,18 +204,25 @@ async def _read_envelope(request: web.Request, endpoint: Endpoint) -> bytes | we
             f"{length} bytes declared; the limit is {limits.max_envelope_bytes}",
             clause="§12.9-2",
         ), close=True)  # fmt: skip
-    if request.content.is_eof():  # the whole body has arrived: reading it cannot wait
-        data = await _read_body(request, limits.max_envelope_bytes)
-    else:
-        try:
+    try:
+        if request.content.is_eof():  # the whole body has arrived: reading it cannot wait
+            data = await _read_body(request, limits.max_envelope_bytes)
+        else:
             async with asyncio.timeout(limits.body_read_timeout_ms / 1000):
                 data = await _read_body(request, limits.max_envelope_bytes)
-        except TimeoutError:
-            return _web(endpoint.problem(
-                Problem.REQUEST_TIMEOUT,
-                f"the body did not arrive within {limits.body_read_timeout_ms} ms",
-                clause="§12.9-4",
-            ), close=True)  # fmt: skip
+    except TimeoutError:
+        return _web(endpoint.problem(
+            Problem.REQUEST_TIMEOUT,
+            f"the body did not arrive within {limits.body_read_timeout_ms} ms",
+            clause="§12.9-4",
+        ), close=True)  # fmt: skip
+    except web.RequestPayloadError:  # its chunks or its Content-Encoding do not decode
+        request.content.feed_eof()  # read no more of it (aiohttp would linger, and fail again)
+        # closed: where the body ends, and a next request starts, is not known
+        return _web(endpoint.problem(
+            Problem.MALFORMED, "the request body is not valid HTTP/1.1 (its transfer or "
+            "content coding does not decode)", clause="§12.4-5",
+        ), close=True)  # fmt: skip
     request[BODY_KEY] = data
     return data
 
@@ -393,7 +414,9 @@ async def serve_app(
 ) -> Server:
     """Like :func:`serve`, for an application of one's own whose routes answer for
     ``endpoint`` (a customer agent's, say): the same connection limits (§10.1), and the same
-    signed problems for HTTP that does not parse (§12.4-5)."""
+    signed problems for HTTP that does not parse (§12.4-5). A middleware is added to ``app``
+    (first) that tells the connection when a request is being handled, so that its deadlines
+    stop meanwhile (§10.1-1)."""
     return await _serve(
         app, endpoint, host, port, access_log=access_log, shutdown_timeout=shutdown_timeout,
         lingering_time=lingering_time, connection_limits=connection_limits, backlog=backlog,
@@ -419,6 +442,8 @@ async def _serve(
     """:func:`serve_app`; with ``lean``, the hot routes of the started ``app`` (what
     ``lean`` finds in it) are served by lean connections, which hand anything else to aiohttp
     (:mod:`vrmproto.server._lean`)."""
+    if _request_started not in app.middlewares:  # an application of one's own (serve_app)
+        app.middlewares.insert(0, _request_started)  # else its requests are cut (§10.1-1)
     runner = web.AppRunner(
         app,
         access_log=access_log,

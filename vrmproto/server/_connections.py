@@ -21,6 +21,8 @@ layer bounds what a client that sends nothing useful can hold:
   end of its handshake (:class:`_Handshake`): the handshake must be done within
   ``idle_timeout_ms``, since the connection has sent no byte of a request yet (§10.1-2,
   §10.1-7);
+- a client that half-closes its side after sending whole requests gets them answered, then
+  the connection closes (:meth:`_ConnectionHandler.eof_received`);
 - accept failures (``EMFILE``…): asyncio already retries accepting a second later; this layer
   logs them once per ``log_interval_ms`` without a traceback and closes waiting connections to
   free descriptors (§10.1-6);
@@ -185,6 +187,14 @@ def abort(transport: asyncio.BaseTransport) -> None:
         with contextlib.suppress(OSError, AttributeError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_NOT)
     transport.abort()  # type: ignore[attr-defined]
+
+
+def half_closable(transport: asyncio.BaseTransport | None) -> bool:
+    """Whether ``transport`` can keep sending after its peer's end of input: not over TLS,
+    where asyncio's and uvloop's transports close at the peer's end whatever the protocol
+    asks, logging a warning each time it asks to stay open (a log line per connection a
+    client could make)."""
+    return transport is not None and transport.get_extra_info("sslcontext") is None
 
 
 class _Throttled:
@@ -366,7 +376,8 @@ class _ConnectionHandler(web.RequestHandler):
     """aiohttp's request handler, with the deadlines and the admission of §10.1 and signed
     answers to HTTP it cannot parse (§12.4-5)."""
 
-    __slots__ = ("_admitted", "_answer", "_deadline", "_guard", "_sending", "_state")
+    __slots__ = ("_admitted", "_answer", "_answered", "_deadline", "_eof", "_guard", "_sending",
+                 "_state")  # fmt: skip
 
     def __init__(self, manager: web.Server, *, guard: ConnectionGuard, answer: ErrorAnswer,
                  **kwargs: Any) -> None:  # fmt: skip
@@ -384,6 +395,8 @@ class _ConnectionHandler(web.RequestHandler):
         # While writing is paused (the client does not read its answer): the bytes the
         # transport held at the last look, which must shrink every idle_timeout_ms; else -1.
         self._sending = -1
+        self._answered = 0  # requests answered; aiohttp counts those it parsed
+        self._eof = False  # the client shut its sending side down: answer what came, close
 
     # -- admission and deadlines (§10.1) -------------------------------------------------------
 
@@ -426,6 +439,26 @@ class _ConnectionHandler(web.RequestHandler):
             self._guard.head(self._deadline, self._loop)
         super().data_received(data)
 
+    def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio.Protocol's
+        """The client shut its sending side down (a half-close, RFC 9112 §9.6): the requests
+        it sent whole are answered, in order, and then the connection is closed. A request
+        whose body the end cut short gets a ``ConnectionResetError`` when its body is read
+        (the client went away: no answer), and part of a head is no request. Over TLS the
+        loop closes the connection whatever this answers (see :func:`half_closable`)."""
+        if not self._admitted or self._request_count <= self._answered:
+            return None  # nothing whole is waiting: close
+        if not half_closable(self.transport):
+            return None
+        self._eof = True
+        payloads = [payload for _, payload in self._messages]
+        if self._current_request is not None:
+            payloads.append(self._current_request.content)
+        for payload in payloads:
+            if not payload.is_eof():
+                payload.set_exception(ConnectionResetError("the client ended its input "
+                                                           "in the middle of a request body"))
+        return True
+
     def request_started(self) -> None:
         """The head of a request has arrived and it is being handled (called by the app)."""
         self._state = _State.BUSY
@@ -437,8 +470,11 @@ class _ConnectionHandler(web.RequestHandler):
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> tuple[web.StreamResponse, bool]:
         out = await super().finish_response(request, resp, start_time)
+        self._answered += 1
         if self._state is _State.BUSY and self._admitted:
             self._wait()
+        if self._eof and not self._messages:
+            self.close()  # the client sends no more: what it sent whole is answered
         return out
 
     def drop(self) -> None:

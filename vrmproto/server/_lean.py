@@ -9,13 +9,13 @@ three routes itself by calling the :class:`~vrmproto.server.Endpoint`, and hands
 to aiohttp's handler (:class:`~vrmproto.server._connections._ConnectionHandler`, with every
 byte from the start of the request it does not serve) as soon as a request is anything else: an
 other path or method, a chunked or still-arriving body, a content type other than the binding's,
-a body over the limit, a head the reader does not take as plainly well formed (a repeated
-``Forwarded`` or ``X-Forwarded-For`` field among them). From then on
-aiohttp serves that connection alone, exactly as it serves every connection of an application
-mounted in a site of one's own. So every refusal other than a rate limit or a failure of the
-receiver is aiohttp's, as before; what the lean path answers, it answers as the aiohttp
-application would (``tests/test_server_lean.py`` compares the two byte for byte, the ``Date``
-aside):
+a ``Content-Encoding`` (aiohttp decodes the body), a body over the limit, a head the reader
+does not take as plainly well formed (a repeated ``Forwarded`` or ``X-Forwarded-For`` field
+among them). From then on aiohttp serves that connection alone, exactly as it serves every
+connection of an application mounted in a site of one's own. So every refusal other than a
+rate limit or a failure of the receiver is aiohttp's, as before; what the lean path answers, it
+answers as the aiohttp application would (``tests/test_server_lean.py`` compares the two byte
+for byte, the ``Date`` aside):
 
 - the client's address as :func:`~vrmproto.server._proxy.client_of` finds it: the
   connection's, or from the forwarding fields when the connection is a trusted proxy's
@@ -32,6 +32,9 @@ aside):
   request is handled; a hand-over keeps the header deadline already running;
 - keep-alive and pipelining: requests answered one at a time, in order; reading paused once
   two requests' worth of bytes (at their largest) wait, until at most one's worth does;
+- a client that half-closes (shuts its sending side down after its requests): the requests
+  it sent whole are answered, then the connection closes (not over TLS, which asyncio cannot
+  half-close);
 - an answer the client does not read: the transport pauses as soon as part of an answer is
   unsent, and the idle deadline starts only once all of it is (a request being answered is
   not cut, §10.1-1); meanwhile the client must read some of it every ``idle_timeout_ms``, or
@@ -67,6 +70,7 @@ from vrmproto.server._connections import (
     ConnectionGuard,
     _ConnectionHandler,
     abort,
+    half_closable,
 )
 from vrmproto.server._endpoint import Endpoint, Response
 from vrmproto.server._observe import DISCOVERY_ROUTE, HISTORY_ROUTE, INBOX_ROUTE, record
@@ -120,6 +124,8 @@ class LeanRoutes:
         declared = request.field(b"content-type")
         if declared is None or declared.lower() != _CONTENT_TYPE:
             return None  # aiohttp answers 415 (§12.2-3)
+        if request.field(b"content-encoding") is not None:
+            return None  # aiohttp decodes the body, or answers malformed
         if request.field(b"content-length") is None:
             return None
         if len(request.body) > self.endpoint.limits.max_envelope_bytes:
@@ -199,9 +205,9 @@ def _one_request(reader: RequestReader) -> int:
 class LeanConnection(asyncio.Protocol):
     """One connection on the lean path (see the module docstring)."""
 
-    __slots__ = ("_ask_proxy", "_closing", "_deadline", "_guard", "_hand_over", "_loop", "_paused",
-                 "_proxied", "_reader", "_reading", "_remote", "_routes", "_sending", "_task",
-                 "_transport", "_waiting")  # fmt: skip
+    __slots__ = ("_ask_proxy", "_closing", "_deadline", "_eof", "_guard", "_hand_over", "_loop",
+                 "_paused", "_proxied", "_reader", "_reading", "_remote", "_routes", "_sending",
+                 "_task", "_transport", "_waiting")  # fmt: skip
 
     def __init__(self, routes: LeanRoutes, guard: ConnectionGuard,
                  hand_over: Callable[[], _ConnectionHandler]) -> None:  # fmt: skip
@@ -226,6 +232,7 @@ class LeanConnection(asyncio.Protocol):
         self._paused = False  # part of an answer is unsent (the write buffer's high water is 1)
         self._sending = -1  # while paused: the bytes unsent at the last look (see _expire)
         self._reading = True
+        self._eof = False  # the client shut its sending side down: answer what came, close
 
     # -- the connection ------------------------------------------------------------------------
 
@@ -284,7 +291,18 @@ class LeanConnection(asyncio.Protocol):
         self._advance()
 
     def eof_received(self) -> bool | None:
-        return None  # close: a half-closed client gets what was answered already
+        """The client shut its sending side down (a half-close, RFC 9112 §9.6): the requests
+        it sent whole are answered, in order, and then the connection is closed; a request cut
+        short by the end is not answered. Over TLS the loop closes the connection whatever
+        this answers (:func:`~._connections.half_closable`)."""
+        if self._transport is None:
+            return None
+        if self._task is None and self._sending < 0:
+            return None  # nothing whole is waiting (data_received started every one): close
+        if not half_closable(self._transport):
+            return None
+        self._eof = True
+        return True
 
     # -- the guard's side (ConnectionGuard) ----------------------------------------------------
 
@@ -373,6 +391,8 @@ class LeanConnection(asyncio.Protocol):
         if not self._reading:
             transport.resume_reading()
         handler.adopt(transport, self._reader.rest(), head_deadline=head_deadline)
+        if self._eof and not handler.eof_received():
+            transport.close()
 
     async def _answer(self, name: str, request: Request) -> None:
         """Answer one request, then go on with the next buffered one."""
@@ -446,3 +466,5 @@ class LeanConnection(asyncio.Protocol):
             transport.resume_reading()
         if len(reader):
             self._advance()
+        if self._eof and self._task is None and self._transport is transport:
+            transport.close()  # the client sends no more: what it sent whole is answered

@@ -1,5 +1,6 @@
-"""The HTTP connections a receiver holds: slow heads and idle connections are closed, HTTP that
-does not parse gets a signed problem (§10.1, §12.4-5).
+"""The HTTP connections a receiver holds: slow heads, idle connections, unread answers and
+stalled TLS handshakes are closed, HTTP that does not parse gets a signed problem (§10.1,
+§12.4-5).
 
 The deadlines of §10.1 are a receiver's own and are not published: a case waits for at most
 the ceiling every receiver must keep (§10.1-5, 20 s) plus two seconds, and passes as soon as
@@ -10,16 +11,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
+import socket
 import time
 from urllib.parse import urlsplit
 
 from vrmproto._binding import CONTENT_TYPE, WELL_KNOWN_PATH
-from vrmproto.testing._case import Level, case
+from vrmproto.testing._case import Info, Level, case
 from vrmproto.testing._context import CaseContext
 
-from ._support import expect_problem, note_requests, raw_request, read_answer, target
+from ._support import (
+    expect_problem,
+    note_requests,
+    raw_request,
+    read_answer,
+    recent_requests,
+    target,
+)
 
 M = Level.MUST
+S = Level.SHOULD
+#: CONN-004: the requests pipelined on a connection that never reads an answer. Each answer is
+#: a discovery document (a kilobyte or more); the client's receive buffer and segment size are
+#: made small, so that the receiver's buffers fill after a few dozen answers.
+UNREAD_REQUESTS = 200
+#: CONN-004: the client's receive buffer and largest segment, in bytes (where settable).
+UNREAD_RCVBUF = 4096
+UNREAD_MSS = 536
+#: CONN-005: the start of a TLS ClientHello — a handshake record announcing 512 bytes, of which
+#: a few arrive — and then nothing.
+STALLED_HELLO = bytes.fromhex("1603010200010001fc0303") + bytes(16)
 
 #: §10.1-5: no receiver lets a connection wait longer than this for a request head, in ms.
 CEILING_MS = 20_000
@@ -142,3 +163,92 @@ async def unparsable_http(ctx: CaseContext) -> None:
         expect_problem(ctx, answer, ["malformed"])
         ctx.expect(raw.closed, expected="the connection closed after the answer",
                    actual="the connection stayed open")  # fmt: skip
+
+
+def _hung_up(sock: socket.socket, limit_s: float) -> bool:
+    """Whether the peer reset or closed ``sock`` within ``limit_s``, seen without reading a
+    byte of what waits in its receive buffer (POLLIN is not asked for)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLERR | select.POLLHUP | getattr(select, "POLLRDHUP", 0))
+    return bool(poller.poll(int(limit_s * 1000)))
+
+
+async def _unread_connection(host: str, port: int) -> socket.socket:
+    """A connection whose receive buffer and segments are small (where the platform lets a
+    client set them): a receiver's answers fill the buffers on both sides quickly."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UNREAD_RCVBUF)
+        if hasattr(socket, "TCP_MAXSEG"):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, UNREAD_MSS)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+@case(id="CONN-004", clause="§10.1-7", level=S, tags=("http", "connections", "slow"),
+      covers=("§10.1-5",),
+      requirement="A receiver SHOULD close a connection whose client takes no byte of its "
+      "written answers within idle_timeout_ms (at most 20 000 ms): a client that sends "
+      "requests and never reads must not hold the connection, its buffers and its descriptor.",
+      accepts=f"a connection that pipelines {UNREAD_REQUESTS} GET /.well-known/vrm and never "
+      "reads (its receive buffer small) is reset or closed within 20 s + 2 s; not checked over "
+      "TLS, where the address limit leaves no room, or where the platform has no poll()")
+async def unread_answers_closed(ctx: CaseContext) -> Info | None:
+    t = target(ctx)
+    if urlsplit(ctx.base_url).scheme == "https":
+        return Info("not checked: the suite's hand-written connections are plain HTTP")
+    if not hasattr(select, "poll"):
+        return Info("not checked: this platform has no poll() to watch a socket unread")
+    limit = t.limits.rate_per_address_per_minute
+    if recent_requests(ctx) + UNREAD_REQUESTS + 200 > limit:  # 200: requests not counted
+        return Info(f"not checked: this run already sent {recent_requests(ctx)} requests in "
+                    f"the last minute, too close to the address limit of {limit}")
+    host, port = _host_port(ctx)
+    where = urlsplit(ctx.base_url).path + WELL_KNOWN_PATH  # the target's, not the origin's
+    get = f"GET {where} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    wait = CEILING_MS / 1000 + GRACE_S
+    note_requests(ctx, UNREAD_REQUESTS)
+    try:
+        sock = await _unread_connection(host, port)
+    except OSError as exc:
+        ctx.fail(expected="a connection", actual=f"cannot connect: {exc}")
+    try:
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(TimeoutError, OSError):  # the receiver stopped reading: fine
+            async with asyncio.timeout(wait / 4):
+                await loop.sock_sendall(sock, get * UNREAD_REQUESTS)
+        closed = await asyncio.to_thread(_hung_up, sock, wait)
+        elapsed = time.monotonic() - started
+    finally:
+        sock.close()
+    ctx.expect(closed, expected=f"the connection reset or closed within {wait:g} s, none of "
+               "its answers read", actual=f"closed after {elapsed:.2f} s" if closed
+               else f"still open after {elapsed:.2f} s")  # fmt: skip
+    return None
+
+
+@case(id="CONN-005", clause="§10.1-7", level=S, tags=("http", "connections", "slow"),
+      covers=("§10.1-2", "§10.1-5"),
+      requirement="A receiver SHOULD hold a connection to the deadlines of §10.1 from the "
+      "moment it accepts it: a TLS handshake is part of the connection's first "
+      "idle_timeout_ms (at most 20 000 ms).",
+      accepts="over HTTPS, a connection that sends the first bytes of a TLS ClientHello and "
+      "nothing more is closed within 20 s + 2 s; not applicable to plain HTTP (a silent "
+      "connection there is CONN-002's)")
+async def stalled_handshake_closed(ctx: CaseContext) -> Info | None:
+    parts = urlsplit(ctx.base_url)
+    if parts.scheme != "https":
+        return Info("not applicable: the target is plain HTTP, with no TLS handshake to time")
+    host, port = parts.hostname or "127.0.0.1", parts.port or 443
+    limit = CEILING_MS / 1000 + GRACE_S
+    elapsed, got, error = await _until_closed(host, port, STALLED_HELLO, limit)
+    ctx.expect(not error.startswith("cannot connect"), expected="a connection", actual=error)
+    ctx.expect(elapsed is not None, expected=f"the connection closed within {limit:g} s",
+               actual=_describe(elapsed, got, limit))  # fmt: skip
+    return None
