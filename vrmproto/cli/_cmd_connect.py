@@ -18,12 +18,12 @@ from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, vendor_sent
 from vrmproto.cli._output import (
     Out,
     printable,
+    queued_line,
     rbutton,
     safe,
     short,
     term_json,
     terms_short,
-    waits_because,
 )
 from vrmproto.cli._parse import check_note, parse_terms
 from vrmproto.client import Agent, ConnectResult, RelationshipView, Unreachable
@@ -103,8 +103,7 @@ def _print_connect(out: Out, result: ConnectResult, whose: str = "your") -> None
             kept = f"message {rejection['hash'][:12]}, signed by {rejection['signed_by']}"
             out.print(f"  [dim]their signed answer is kept in your history ({kept})[/]")
     elif result.status == "queued":
-        why = waits_because(result.delivery.error if result.delivery is not None else None)
-        out.print(f"  ⏸ queued: {safe(why)}; `vrm outbox run` delivers it")
+        out.print(queued_line(result.delivery.error if result.delivery is not None else None))
     else:
         out.print("  … delivered; the vendor has not answered yet")
 

@@ -12,12 +12,13 @@ import click
 from vrmproto._keys import fingerprint
 from vrmproto._messages import DataErased, DataWithdraw
 from vrmproto._vocab import parse_category, parse_purpose, suggest_category
-from vrmproto.cli._common import finish, need_agreement, pick
+from vrmproto.cli._common import finish, held_exit, need_agreement, pick
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._output import (
     THEM,
     YOU,
+    queued_line,
     rbutton,
     record_json,
     records_table,
@@ -26,7 +27,6 @@ from vrmproto.cli._output import (
     table,
     term_json,
     terms_short,
-    waits_because,
 )
 from vrmproto.cli._parse import (
     check_text,
@@ -202,7 +202,8 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
         out.print(f"  [green]✓ shared[/] {', '.join(sorted(values))} until {format_date(until)}"
                   f" — share {short(d.msg_hash)}, receipt signed by the vendor")  # fmt: skip
     else:
-        out.print(f"  ⏸ queued ({safe(waits_because(d.error))}); `vrm outbox run` delivers it")
+        out.print(queued_line(d.error))
+    held_exit(view.vendor, d)
 
 
 @click.command()
@@ -258,9 +259,10 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
                       f"confirmation {short(erased.hash)} from {fingerprint(erased.sender)}, "
                       "kept in your history")  # fmt: skip
         elif d.status == "queued":
-            out.print(f"  ⏸ queued ({safe(waits_because(d.error))}); `vrm outbox run` delivers it")
+            out.print(queued_line(d.error))
         else:
             out.print("  delivered; the vendor has not confirmed the deletion yet")
+    held_exit(view.vendor, d)
     if d.status == "confirmed" and erased is None:
         finish(EXIT_FAILED, f"{view.vendor} has not confirmed the deletion")
 

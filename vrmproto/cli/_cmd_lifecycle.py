@@ -6,10 +6,10 @@ import click
 
 from vrmproto._keys import fingerprint
 from vrmproto._messages import RelationshipEnd
-from vrmproto.cli._common import finish, pick
+from vrmproto.cli._common import finish, held_exit, pick
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED
-from vrmproto.cli._output import rbutton, safe, short, waits_because
+from vrmproto.cli._output import queued_line, rbutton, short
 from vrmproto.cli._parse import check_text
 from vrmproto.client import Delivery, RelationshipView
 
@@ -27,8 +27,8 @@ def _report(env: Env, view: RelationshipView, d: Delivery, done: str, extra: dic
         if d.status == "confirmed":
             env.out.print(f"  [green]✓ {done}[/] ({short(d.msg_hash)}, receipt kept)")
         elif d.status == "queued":
-            env.out.print(f"  ⏸ queued ({safe(waits_because(d.error))}); `vrm outbox run` "
-                          "delivers it")
+            env.out.print(queued_line(d.error))
+    held_exit(view.vendor, d)
     if d.status not in ("confirmed", "queued"):
         finish(EXIT_FAILED, f"{view.vendor} did not take it: {d.error}")
 

@@ -35,12 +35,15 @@ def _print_waiting(out: Out, rows: list[dict[str, Any]]) -> None:
               "attempts", "next try")  # fmt: skip
     for r in rows:
         why = r["reason"]
-        if why == WaitReason.UNREACHABLE.value:  # or answered "not now"
+        if why == WaitReason.HELD.value:  # the key change, and what the person can do
+            why = r["last_error"] or why
+        elif why == WaitReason.UNREACHABLE.value:  # or answered "not now"
             why = waits_because(r["last_error"])
         elif r["last_error"]:
             why += f": {brief(r['last_error'])}"
         t.add_row(safe(r["vendor"]), r["id"][:12], r["type"], safe(why), str(r["attempts"]),
-                  format_time(r["next_attempt"]) if r["next_attempt"] else "—")  # fmt: skip
+                  "when you act" if r["reason"] == WaitReason.HELD.value
+                  else format_time(r["next_attempt"]) if r["next_attempt"] else "—")  # fmt: skip
     out.print(t)
     out.print(f"[dim]{len(rows)} waiting. `vrm outbox run` delivers what is due, "
               "`vrm outbox retry [ID]` tries now, `vrm outbox drop ID` gives one up.[/]")

@@ -13,10 +13,11 @@ from vrmproto._envelope import open_envelope
 from vrmproto._messages import TermsOffer
 from vrmproto._state import State
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, printable
-from vrmproto.client import Agent, RelationshipView
+from vrmproto.client import Agent, Delivery, RelationshipView
+from vrmproto.client._sending import HELD
 from vrmproto.store import ThreadKind
 
-__all__ = ["as_url", "finish", "need_agreement", "norm", "now_ms", "pick", "took_up"]
+__all__ = ["as_url", "finish", "held_exit", "need_agreement", "norm", "now_ms", "pick", "took_up"]
 
 _HOSTPORT_RE = re.compile(r"[A-Za-z0-9.-]+:\d{1,5}")
 
@@ -29,6 +30,14 @@ def finish(code: int, sentence: str) -> None:
     """End the command with ``code`` after its result was printed; ``sentence`` to stderr."""
     click.echo(f"vrm: {printable(sentence)}", err=True)
     raise click.exceptions.Exit(code)
+
+
+def held_exit(vendor: str, d: Delivery | None) -> None:
+    """End with code 1 if ``d`` is held in the outbox until the person acts: the vendor now
+    answers with another key (§11.10-1); what it means and what to do was printed."""
+    if d is not None and d.status == "queued" and str(d.error).startswith(HELD):
+        finish(EXIT_FAILED, f"not delivered: {vendor} now answers with another key, and the "
+                            "message is held in the outbox until you decide (see above)")
 
 
 # -- naming vendors ----------------------------------------------------------------------------

@@ -124,8 +124,10 @@ def explain(exc: BaseException) -> CliError:
         return CliError(_sentence(f"the vendor's answer could not be used: {exc.detail}"
                                   f"{_clocks(code)}"), EXIT_FAILED, kind="protocol")  # fmt: skip
     if isinstance(exc, Queued):  # kept to deliver later: why, by what stopped it now
-        from vrmproto.cli._output import waits_because  # noqa: PLC0415 -- it imports this module
+        from vrmproto.cli._output import held, waits_because  # noqa: PLC0415 -- imports this
 
+        if held(exc.cause):  # not delivered later by itself: the person decides (§11.10-1)
+            return CliError(_sentence(f"{exc.detail}, {exc.cause}"), EXIT_FAILED, kind="held")
         why = f" ({waits_because(exc.cause)})" if exc.cause is not None else ""
         return CliError(_sentence(f"{exc.detail}{why}; `vrm outbox run` delivers it"),
                         EXIT_FAILED, kind="queued")  # fmt: skip

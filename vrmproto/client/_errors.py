@@ -11,10 +11,18 @@
         ├── Transient               try again later: 5xx, 429, 408 (``retry_after`` if given)
         │   └── Unreachable         no answer at all: refused connection, reset, timeout
         └── Queued                  not delivered now; the message waits in the outbox
+    ProtocolError
+    └── ValidationError
+        └── KeyChangedError         a vendor we know answered with another key (bad_key);
+                                    as ``InvalidResponse.error`` when it came in an answer
 
 A caller tells "retry later" (:class:`Transient`) from "refused" (:class:`PeerProblemError`).
 The outbox treats every :class:`TransportError` but a verified problem as "retry later": only
-the peer's signed word makes a message undeliverable.
+the peer's signed word makes a message undeliverable. One exception: an answer signed by another
+key than the one we hold (:class:`InvalidResponse` whose ``error`` is a
+:class:`KeyChangedError`), when the vendor's discovery document is now signed by that other
+key too, is *held* in the outbox — not retried until a person acts (§11.10-1; the outbox,
+:meth:`~vrmproto.client._sending.Sender._key_changed`).
 
 Which side broke a rule: a :class:`~vrmproto.ProtocolError` raised by a call that sends is
 about *our own* message, checked by the same rules the vendor will apply before anything is
@@ -30,15 +38,24 @@ it builds its offer) and verifying the vendor's copy of a history (``Agent.compa
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from vrmproto._errors import PeerProblemError, ProtocolError, TransportError
+from vrmproto._errors import (
+    PeerProblemError,
+    Problem,
+    ProtocolError,
+    TransportError,
+    ValidationError,
+)
+from vrmproto._keys import fingerprint
 
 if TYPE_CHECKING:
     from vrmproto.client._delivery import Delivery
 
 __all__ = [
     "InvalidResponse",
+    "KeyChangedError",
     "PeerProblemError",
     "Queued",
     "Transient",
@@ -100,3 +117,31 @@ class Queued(TransportError):  # noqa: N818 -- an outcome callers branch on
         self.cause = cause
         self.delivery = delivery
         super().__init__(detail)
+
+
+class KeyChangedError(ValidationError):
+    """A vendor we already know answers with another key (§11.10-1, §13.1-4): refused.
+
+    ``url`` and ``name`` say where and under which name we know the vendor; ``pinned`` are the
+    keys we hold for it, ``offered`` the key of the document just fetched (or that signed the
+    answer: ``path`` ``$.from``). A legitimate re-key is accepted only by a person's explicit
+    decision: ``Agent.connect(accept_new_key=fp)`` with the new key's fingerprint, checked with
+    the vendor another way (the reference agent: ``vrm connect URL --accept-new-key FP``,
+    §11.10-3).
+    """
+
+    def __init__(self, url: str, name: str, *, by: str, pinned: Iterable[bytes],
+                 offered: bytes, path: str = "$.discovery.key") -> None:  # fmt: skip
+        self.url = url
+        self.name = name
+        self.by = by
+        self.pinned = tuple(sorted(pinned))
+        self.offered = offered
+        held = ", ".join(fingerprint(k) for k in self.pinned)
+        where = f"at {url}" if by == "url" else f"named {name!r}"
+        super().__init__(
+            f"the vendor {where} now signs with key {fingerprint(offered)}, not the key you "
+            f"hold for it ({held}); refused: it may be an impostor. Accept the new key only "
+            "after checking its fingerprint with the vendor another way",
+            code=Problem.BAD_KEY, clause="§11.10-1", path=path,
+        )  # fmt: skip

@@ -47,27 +47,44 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from vrmproto._errors import PeerProblemError, Problem, ProtocolError, TransportError, VrmError
+from vrmproto._keys import fingerprint
 from vrmproto._messages import DataShare, Receipt
 from vrmproto._quick import quick_make
 from vrmproto._relationship import Received, Sent
 from vrmproto.client._delivery import Delivery
 from vrmproto.client._drafts import QUEUED, Draft, Signer, decode_draft, with_status
-from vrmproto.client._errors import InvalidResponse, Transient
+from vrmproto.client._errors import InvalidResponse, KeyChangedError, Transient
 from vrmproto.client._ledger import Ledger, Thread, to_row
 from vrmproto.client._moved import Documents, current, post_following
 from vrmproto.client._own import own_header
 from vrmproto.client._peer_copy import delivered_after_all
-from vrmproto.client._schedule import DEFAULT_SCHEDULE, RETRYABLE, is_due
+from vrmproto.client._schedule import DEFAULT_SCHEDULE, HELD_MS, RETRYABLE, is_due
 from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, ShareNote, Store
 from vrmproto.store._base import OWN_COMMITS, commit_site
 
-__all__ = ["Sender", "may_close_lazily"]
+__all__ = ["HELD", "Sender", "held_because", "may_close_lazily"]
 
 #: Most signed messages whose header fields a :class:`Sender` keeps until it delivers them.
 KEPT_HEADERS = 4096
 
 _new_outbox_item = quick_make(NewOutboxItem)  # NewOutboxItem(...), once per message (#12)
+
+
+#: How the error of a held message begins (:func:`held_because`), stored and shown alike.
+HELD = "held, not retried: "
+
+
+def held_because(changed: KeyChangedError, msg_id: bytes) -> str:
+    """Why a message is held (:meth:`Sender._key_changed`), and what the person can do
+    (§11.10-3: both fingerprints, and how to accept the new key)."""
+    new = fingerprint(changed.offered)
+    held = ", ".join(fingerprint(k) for k in changed.pinned)
+    return (f"{HELD}the vendor at {changed.url} now signs with key {new}, not the "
+            f"key you hold for it ({held}); it may be an impostor. If it really changed its "
+            f"key, check {new} with it another way, then `vrm connect {changed.url} "
+            f"--accept-new-key {new}` opens a relationship under the new key; `vrm outbox drop "
+            f"{msg_id.hex()[:12]}` gives this message up, `vrm outbox retry` tries it again")
 
 
 class LazyStore(Protocol):
@@ -194,7 +211,8 @@ class Sender:
             # and history, so the next message links to what the vendor holds (§8.1-5).
             return await self._take_out(t, item, d, self.clock())
         except TransportError as exc:
-            return [await self._reschedule(t, item, msg_id, exc, mtype)]
+            return [await self._key_changed(t, item, msg_id, exc, mtype, timeout_s=timeout_s)
+                    or await self._reschedule(t, item, msg_id, exc, mtype)]  # fmt: skip
         now = self.clock()
         if mtype == Receipt.TYPE:  # owed no receipt: accepted with 204 (§12.3-3)
             if envelopes:
@@ -226,8 +244,37 @@ class Sender:
             held = item.attempts and await delivered_after_all(
                 self.client, self.ledger, t, item, self.clock(), msg_id=msg_id, mtype=mtype)
         except TransportError as exc:
-            return [await self._reschedule(t, item, msg_id, exc, mtype)]
+            return [await self._key_changed(t, item, msg_id, exc, mtype)
+                    or await self._reschedule(t, item, msg_id, exc, mtype)]  # fmt: skip
         return await self._close(t, item, *held) if held else None
+
+    async def _key_changed(self, t: Thread, item: OutboxItem, msg_id: bytes,
+                           exc: TransportError, mtype: str, *,
+                           timeout_s: float | None = None) -> Delivery | None:  # fmt: skip
+        """``item`` held until a person acts, if ``exc`` is an answer signed by another key than
+        the vendor's we hold (:class:`KeyChangedError`) and the vendor's discovery document,
+        read again from ``t.url``, is now signed by another key too: retrying cannot deliver
+        it, and the new key is trusted only by a person's explicit decision (§11.10-1,
+        §11.10-3). Nothing else changes: the relationship keeps the key it holds, the message
+        stays in the outbox (:data:`~vrmproto.client._schedule.HELD_MS`), and the error names
+        both keys and the way to accept the new one. None — retried as usual — when the
+        document still verifies under the key we hold (the answer was not the vendor's) or
+        cannot be read."""
+        if not isinstance(exc, InvalidResponse) or not isinstance(exc.error, KeyChangedError):
+            return None
+        try:
+            doc = await self.client.fetch_discovery(t.url, role="vendor", timeout_s=timeout_s)
+        except (TransportError, VrmError):
+            return None
+        if doc.key in t.problem_keys:
+            return None
+        changed = KeyChangedError(t.url, t.meta.name, by="url", pinned=t.problem_keys,
+                                  offered=doc.key)  # fmt: skip
+        held = InvalidResponse(held_because(changed, msg_id), status=exc.status, error=changed)
+        attempts = item.attempts + 1
+        await self.store.outbox_retry(item.item_id, attempts, HELD_MS, str(held))
+        return Delivery(t.id, msg_id, item.msg_hash, "queued", error=held, attempts=attempts,
+                        type=mtype)
 
     async def _close(
         self,
