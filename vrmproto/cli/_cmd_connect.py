@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from vrmproto._binding import discovery_url
 from vrmproto._keys import fingerprint
 from vrmproto._messages import TermsReject
 from vrmproto._state import State
 from vrmproto.cli._common import as_url, finish
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, vendor_sent
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._output import (
     Out,
     printable,
@@ -26,7 +24,7 @@ from vrmproto.cli._output import (
     terms_short,
 )
 from vrmproto.cli._parse import check_note, parse_terms
-from vrmproto.client import Agent, ConnectResult, RelationshipView, Unreachable
+from vrmproto.client import Agent, ConnectResult, RelationshipView
 from vrmproto.client._agent import KeyChangedError
 from vrmproto.client._ledger import ThreadKind
 
@@ -76,7 +74,8 @@ def connect_json(result: ConnectResult, *, counter_answer: str | None = None,
     }
 
 
-def _print_connect(out: Out, result: ConnectResult, whose: str = "your") -> None:
+def _print_connect(out: Out, result: ConnectResult, whose: str = "your", *,
+                   timeout: float | None = None) -> None:  # fmt: skip
     fp = _vendor_fingerprint(result)
     key = f"  key {fp}" if fp else ""
     out.print(f"[bold]{rbutton(result.vendor)}[/]  [dim]{safe(result.url)}{key}[/]")
@@ -103,15 +102,18 @@ def _print_connect(out: Out, result: ConnectResult, whose: str = "your") -> None
             kept = f"message {rejection['hash'][:12]}, signed by {rejection['signed_by']}"
             out.print(f"  [dim]their signed answer is kept in your history ({kept})[/]")
     elif result.status == "queued":
-        out.print(queued_line(result.delivery.error if result.delivery is not None else None))
+        out.print(queued_line(result.delivery.error if result.delivery is not None else None,
+                              timeout))  # fmt: skip
     else:
         out.print("  … delivered; the vendor has not answered yet")
 
 
 async def settle_counter(
-    agent: Agent, out: Out, result: ConnectResult, answer: bool | None
+    agent: Agent, out: Out, result: ConnectResult, answer: bool | None, *,
+    timeout_s: float | None = None,
 ) -> tuple[ConnectResult, str | None]:
-    """Ask (or use ``answer``) whether to take a counter-offer; the final result."""
+    """Ask (or use ``answer``) whether to take a counter-offer; the final result.
+    ``timeout_s``: the whole wait for the vendor's answer to ours (``--timeout``)."""
     if result.status != "countered":
         return result, None
     if answer is None:
@@ -129,9 +131,9 @@ async def settle_counter(
                      "(`vrm connect NAME --accept-counter` answers it).")  # fmt: skip
             return result, None
     if answer:
-        final = await agent.accept_counter(result.thread)
+        final = await agent.accept_counter(result.thread, timeout_s=timeout_s)
         return final, "accepted"
-    await agent.decline_counter(result.thread)
+    await agent.decline_counter(result.thread, timeout_s=timeout_s)
     return result, "declined"
 
 
@@ -160,8 +162,10 @@ async def _find_on_network(name: str, interfaces: Sequence[str]) -> tuple[str, b
 
 
 def report_connect(out: Out, result: ConnectResult, answer: str | None,
-                   first: ConnectResult, *, asked: bool) -> None:  # fmt: skip
-    """Print the outcome (``first`` was already shown if the person was ``asked``)."""
+                   first: ConnectResult, *, asked: bool,
+                   timeout: float | None = None) -> None:  # fmt: skip
+    """Print the outcome (``first`` was already shown if the person was ``asked``);
+    ``timeout``: the command's ``--timeout``, named if the vendor did not answer within it."""
     if out.json_mode:
         out.json(connect_json(result, counter_answer=answer, first=first))
     else:
@@ -170,7 +174,8 @@ def report_connect(out: Out, result: ConnectResult, answer: str | None,
                 _print_connect(out, first)
             out.print("  you accepted the counter-offer:")
         if not (asked and first is result and result.status == "countered"):
-            _print_connect(out, result, "the vendor's" if first is not result else "your")
+            _print_connect(out, result, "the vendor's" if first is not result else "your",
+                           timeout=timeout)  # fmt: skip
         if answer == "declined":
             out.print("  you declined the counter-offer; the relationship is ended")
     if answer == "declined":
@@ -224,7 +229,8 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
                 known = [v for v in views if v.vendor.lower() == target.strip().lower()]
                 open_counter = [v for v in known if State(v.state) is State.COUNTERED]
                 if open_counter:
-                    await _answer_open_counter(agent, out, open_counter[-1], counter_answer)
+                    await _answer_open_counter(agent, out, open_counter[-1], counter_answer,
+                                               timeout)  # fmt: skip
                     return
                 if known:  # its key is pinned by its URL (agent.connect, §13.1-4)
                     url = known[-1].url
@@ -238,23 +244,19 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
                     url, key = hit
             # Even with an agreement on these terms, the vendor is asked: its key must still be
             # the one we hold (§11.10-1; --accept-new-key), and it may have moved (§13.1).
-            # The vendor's document first, apart: what fails in it is the vendor's (§13.1),
-            # what fails in agent.connect after it is our offer, checked before it is signed.
-            with vendor_sent(f"the discovery document of {url}"):
-                try:
-                    async with asyncio.timeout(timeout):  # --timeout is the whole wait
-                        doc = await agent.client.fetch_discovery(url, key, role="vendor",
-                                                                 timeout_s=timeout)  # fmt: skip
-                except TimeoutError:  # retries included; not the environment's (exit 2)
-                    raise Unreachable(f"GET {discovery_url(url)}: timed out") from None
+            # What is wrong with its document is the vendor's (InvalidResponse, §13.1); a
+            # ProtocolError is our offer's, checked before it is signed. --timeout bounds the
+            # whole wait, retries included.
             try:
-                first = await agent.connect(url, terms, note=note, expected_key=doc.key,
+                first = await agent.connect(url, terms, note=note, expected_key=key,
                                             timeout_s=timeout, accept_new_key=accept_new_key)
             except KeyChangedError as exc:
                 raise CliError(_key_changed(exc, target, accept_new_key), EXIT_FAILED,
                                kind="key_changed") from None  # fmt: skip
-            result, answer = await settle_counter(agent, out, first, counter_answer)
-            report_connect(out, result, answer, first, asked=counter_answer is None)
+            result, answer = await settle_counter(agent, out, first, counter_answer,
+                                                  timeout_s=timeout)  # fmt: skip
+            report_connect(out, result, answer, first, asked=counter_answer is None,
+                           timeout=timeout)  # fmt: skip
 
     run(go())
 
@@ -272,11 +274,11 @@ def _key_changed(exc: KeyChangedError, target: str, given: str | None) -> str:
 
 
 async def _answer_open_counter(agent: Agent, out: Out, view: RelationshipView,
-                               answer: bool | None) -> None:  # fmt: skip
+                               answer: bool | None, timeout_s: float) -> None:  # fmt: skip
     t = await agent.ledger.load(view.thread)
     pending = ConnectResult(view.thread, view.vendor, view.url, "countered", t.rel.offered,
                             reason="counter-offer open", counter=t.rel.counter)  # fmt: skip
-    result, answered = await settle_counter(agent, out, pending, answer)
+    result, answered = await settle_counter(agent, out, pending, answer, timeout_s=timeout_s)
     report_connect(out, result, answered, pending, asked=answer is None)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
@@ -17,7 +18,18 @@ from vrmproto.client import Agent, Delivery, RelationshipView
 from vrmproto.client._sending import HELD
 from vrmproto.store import ThreadKind
 
-__all__ = ["as_url", "finish", "held_exit", "need_agreement", "norm", "now_ms", "pick", "took_up"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "as_url",
+    "finish",
+    "held_exit",
+    "need_agreement",
+    "norm",
+    "now_ms",
+    "pick",
+    "timeout_option",
+    "took_up",
+]
 
 _HOSTPORT_RE = re.compile(r"[A-Za-z0-9.-]+:\d{1,5}")
 
@@ -30,6 +42,23 @@ def finish(code: int, sentence: str) -> None:
     """End the command with ``code`` after its result was printed; ``sentence`` to stderr."""
     click.echo(f"vrm: {printable(sentence)}", err=True)
     raise click.exceptions.Exit(code)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: How long a command that sends waits for the vendor unless told (``--timeout``).
+DEFAULT_TIMEOUT_S = 10.0
+
+
+def timeout_option(f: F) -> F:
+    """``--timeout S``: the whole wait for the vendor — every request and retry — of a command
+    that sends; what is not delivered by then stays queued in the outbox."""
+    return click.option(
+        "--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT_S,
+        show_default=True, metavar="S",
+        help="Seconds to wait for the vendor, retries included; a message not delivered by "
+             "then stays queued in the outbox.",
+    )(f)  # fmt: skip
 
 
 def held_exit(vendor: str, d: Delivery | None) -> None:

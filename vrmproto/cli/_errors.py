@@ -94,10 +94,12 @@ def vendor_sent(what: str) -> Iterator[None]:
     discovery document, its copy of a history): a :class:`~vrmproto.ProtocolError` it raises
     is the vendor's, and is reported as :class:`~vrmproto.client.InvalidResponse` (its problem
     code unchanged), not as a message of ours that was not sent. A :class:`StateError` is
-    about our relationship (no key known yet) and passes as it is."""
+    about our relationship (no key known yet) and passes as it is, and so does what is already
+    the vendor's (an :class:`InvalidResponse`: the library says so itself where it verifies the
+    vendor's bytes, :mod:`vrmproto.client._errors`)."""
     try:
         yield
-    except StateError:
+    except (StateError, InvalidResponse):
         raise
     except ProtocolError as exc:
         raise InvalidResponse.of(exc, what) from exc

@@ -152,12 +152,16 @@ def held(error: object) -> bool:
     return error is not None and str(error).startswith(HELD)
 
 
-def queued_line(error: object) -> str:
+def queued_line(error: object, timeout: float | None = None) -> str:
     """The line that says a message was not delivered now: queued (and what delivers it), or
-    held, with the key change and what the person can do (§11.10-3)."""
+    held, with the key change and what the person can do (§11.10-3). ``timeout``: the
+    command's ``--timeout``, named when the vendor did not answer within it."""
     if held(error):
         return f"  [red]⏸ held[/]: {safe(str(error).removeprefix(HELD))}"
-    return f"  ⏸ queued ({safe(waits_because(error))}); `vrm outbox run` delivers it"
+    why = waits_because(error)
+    if timeout is not None and why.endswith("could not be reached: timed out"):
+        why = f"the vendor did not answer within {timeout:g} s (--timeout)"
+    return f"  ⏸ queued ({safe(why)}); it stays in the outbox: `vrm outbox run` delivers it"
 
 
 def waits_because(error: object) -> str:

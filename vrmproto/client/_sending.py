@@ -42,6 +42,7 @@ the periodic run, a person's way out).
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -55,7 +56,7 @@ from vrmproto.client._delivery import Delivery
 from vrmproto.client._drafts import QUEUED, Draft, Signer, decode_draft, with_status
 from vrmproto.client._errors import InvalidResponse, KeyChangedError, Transient
 from vrmproto.client._ledger import Ledger, Thread, to_row
-from vrmproto.client._moved import Documents, current, post_following
+from vrmproto.client._moved import Documents, current, left, post_following
 from vrmproto.client._own import own_header
 from vrmproto.client._peer_copy import delivered_after_all
 from vrmproto.client._schedule import DEFAULT_SCHEDULE, HELD_MS, RETRYABLE, is_due
@@ -172,11 +173,12 @@ class Sender:
         t: Thread,
         item: OutboxItem,
         *,
-        timeout_s: float | None = None,
+        deadline: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> list[Delivery]:
         """Deliver ``item`` (the thread's oldest); on any final outcome, sign the next draft
-        in the same Commit. Returns the item's delivery, then any drafts that were dropped."""
+        in the same Commit. Returns the item's delivery, then any drafts that were dropped.
+        ``deadline`` (the loop's time) bounds its requests, retries included."""
         signed = self._signed.pop(item.msg_hash, None)
         if signed is not None:
             msg_id, expires, mtype = signed
@@ -197,8 +199,9 @@ class Sender:
             # one would link to one the vendor never accepted, and be refused chain_broken.
             return await self._take_out(t, item, d, now, expired=True)
         try:
-            envelopes = await post_following(self, t, item, now, timeout_s=timeout_s,
-                                             retry=retry if retry is not None else self.retry)
+            envelopes = await post_following(self, t, item, now, timeout_s=left(deadline),
+                                             retry=retry if retry is not None else self.retry,
+                                             deadline=deadline)  # fmt: skip
         except PeerProblemError as exc:
             if exc.problem in RETRYABLE:  # the same bytes may be accepted later (§9.1-9)
                 return [await self._reschedule(t, item, msg_id, exc, mtype)]
@@ -211,7 +214,7 @@ class Sender:
             # and history, so the next message links to what the vendor holds (§8.1-5).
             return await self._take_out(t, item, d, self.clock())
         except TransportError as exc:
-            return [await self._key_changed(t, item, msg_id, exc, mtype, timeout_s=timeout_s)
+            return [await self._key_changed(t, item, msg_id, exc, mtype, deadline=deadline)
                     or await self._reschedule(t, item, msg_id, exc, mtype)]  # fmt: skip
         now = self.clock()
         if mtype == Receipt.TYPE:  # owed no receipt: accepted with 204 (§12.3-3)
@@ -250,7 +253,7 @@ class Sender:
 
     async def _key_changed(self, t: Thread, item: OutboxItem, msg_id: bytes,
                            exc: TransportError, mtype: str, *,
-                           timeout_s: float | None = None) -> Delivery | None:  # fmt: skip
+                           deadline: float | None = None) -> Delivery | None:  # fmt: skip
         """``item`` held until a person acts, if ``exc`` is an answer signed by another key than
         the vendor's we hold (:class:`KeyChangedError`) and the vendor's discovery document,
         read again from ``t.url``, is now signed by another key too: retrying cannot deliver
@@ -263,8 +266,10 @@ class Sender:
         if not isinstance(exc, InvalidResponse) or not isinstance(exc.error, KeyChangedError):
             return None
         try:
-            doc = await self.client.fetch_discovery(t.url, role="vendor", timeout_s=timeout_s)
-        except (TransportError, VrmError):
+            async with asyncio.timeout_at(deadline):
+                doc = await self.client.fetch_discovery(t.url, role="vendor",
+                                                        timeout_s=left(deadline))  # fmt: skip
+        except (TransportError, VrmError, TimeoutError):
             return None
         if doc.key in t.problem_keys:
             return None
@@ -509,13 +514,18 @@ class Sender:
     ) -> list[Delivery]:
         """Deliver the thread's queue in order; stop at the first message still queued.
 
+        ``timeout_s`` bounds the whole wait for the vendor, every request and retry of every
+        item delivered here: what is not delivered by then stays in the outbox, queued.
+
         The queue is read again only when a delivery's Commit queued something: we hold the
         thread's lock, so what is left of it otherwise is what we read less the item closed.
         ``queue``: the thread's queue, if the caller knows it (it just queued the only item)."""
         out: list[Delivery] = []
-        left = queue
+        rest = queue
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
         while True:
-            pending = left if left is not None else await self.ledger.pending(t.id)
+            pending = rest if rest is not None else await self.ledger.pending(t.id)
             if not pending and t.meta.drafts:  # nothing in flight (an item was dropped)
                 out.extend(await self._promote(t))
                 pending = await self.ledger.pending(t.id)
@@ -525,11 +535,13 @@ class Sender:
             if due_by is not None and not is_due(pending[0], due_by):
                 return out
             self._queued_by_close.pop(t.id, None)
-            done = await self._deliver_locked(t, pending[0], timeout_s=timeout_s, retry=retry)
+            if deadline is not None and loop.time() >= deadline:  # the rest waits, as queued
+                return out
+            done = await self._deliver_locked(t, pending[0], deadline=deadline, retry=retry)
             out.extend(done)
             if done[0].status == "queued":
                 return out
-            left = None if self._queued_by_close.pop(t.id, 1) else pending[1:]
+            rest = None if self._queued_by_close.pop(t.id, 1) else pending[1:]
             t = await self.ledger.load(t.id)  # re-read if a failure dropped it from the cache
 
     async def _promote(self, t: Thread) -> list[Delivery]:
