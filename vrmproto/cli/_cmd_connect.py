@@ -226,7 +226,7 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
             if url is None:
                 views = [v for v in await agent.relationships()
                          if v.thread_kind is ThreadKind.VENDOR]  # fmt: skip
-                known = [v for v in views if v.vendor.lower() == target.strip().lower()]
+                known = _known(views, target)
                 open_counter = [v for v in known if State(v.state) is State.COUNTERED]
                 if open_counter:
                     await _answer_open_counter(agent, out, open_counter[-1], counter_answer,
@@ -259,6 +259,22 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
                            timeout=timeout)  # fmt: skip
 
     run(go())
+
+
+def _known(views: list[RelationshipView], target: str) -> list[RelationshipView]:
+    """The relationships with the vendor ``target`` names: by its whole name (any case), else
+    by the start of it when that names one vendor — as ``vrm share`` and the others find a
+    vendor (:func:`~vrmproto.cli._common.pick`); several names starting so are ambiguous."""
+    lowered = target.strip().lower()
+    known = [v for v in views if v.vendor.lower() == lowered]
+    if known or not lowered:
+        return known
+    known = [v for v in views if v.vendor.lower().startswith(lowered)]
+    if len({v.vendor for v in known}) > 1:
+        names = ", ".join(sorted({v.vendor for v in known}))
+        raise CliError(f"{target!r} could be any of {names}; say which", EXIT_USAGE,
+                       kind="ambiguous")  # fmt: skip
+    return known
 
 
 def _key_changed(exc: KeyChangedError, target: str, given: str | None) -> str:

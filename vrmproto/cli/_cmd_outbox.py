@@ -68,7 +68,7 @@ def outbox(env: Env) -> None:
         out.json({"pending": rows})
         return
     if not rows:
-        out.print("The outbox is empty: every message was delivered.")
+        out.print("The outbox is empty: nothing waits to be delivered.")
         return
     _print_waiting(out, rows)
 
@@ -96,7 +96,11 @@ def _report_run(env: Env, outcome: OutboxRun, labels: dict[bytes, str], left: in
                                             r["status"] != "confirmed" else ""))  # fmt: skip
         out.print(t)
     if any(r["status"] != "confirmed" for r in rows):
-        finish(EXIT_FAILED, f"{left} message(s) still waiting (`vrm outbox` says why)")
+        gone = sum(1 for r in rows if r["status"] in ("refused", "dropped"))
+        said = [f"{gone} message(s) refused or dropped (see above)"] if gone else []
+        if left:
+            said.append(f"{left} message(s) still waiting (`vrm outbox` says why)")
+        finish(EXIT_FAILED, "; ".join(said))
 
 
 @outbox.command("run")
