@@ -89,6 +89,14 @@ async def test_a_share_to_a_vendor_under_a_new_key_is_held_and_says_how_to_accep
     assert w.reason is WaitReason.HELD
     assert w.last_error == said
 
+    # what would go behind it is held with it, and says why
+    report = await world.agent.update_address({"city": "Paris"})
+    (behind,) = report.results
+    assert behind.status == "queued"
+    assert behind.delivery is not None
+    assert str(behind.delivery.error).startswith("held, not retried")
+    await world.agent.drop_waiting(behind.delivery.msg_id.hex())
+
     # not retried by the clock: a run a day later sends nothing
     posts = world.inbox_posts()
     run = await world.agent.run_outbox(world.agent.clock() + DAY_MS)
@@ -180,3 +188,6 @@ def test_vrm_share_to_a_vendor_under_a_new_key_exits_1_and_outbox_says_held(
         rows = ok(vrm("outbox", "--json", home=home)).json["pending"]
         assert [row["reason"] for row in rows] == [WaitReason.HELD.value]
         assert f"--accept-new-key {new_fp}" in rows[0]["last_error"]
+        r = fails(vrm("address", "set", "city=Paris", home=home), 1, "another key", "held")
+        assert "⏸ held" in r.stdout
+        assert "will retry" not in r.stdout

@@ -18,6 +18,7 @@ from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._output import (
     THEM,
     YOU,
+    held,
     queued_line,
     rbutton,
     record_json,
@@ -361,6 +362,9 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
         for r in report.results:
             for line in earlier_lines(r.vendor, r.delivery):
                 out.print(line)
+            if r.delivery is not None and held(r.delivery.error):
+                out.print(f"[bold]{rbutton(r.vendor)}[/]")
+                out.print(queued_line(r.delivery.error))
         counts = report.counts()
         out.print(f"{counts['confirmed']} confirmed, {counts['queued']} queued, "
                   f"{counts['refused']} refused, {counts['failed']} failed "
@@ -370,3 +374,5 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
                             "connect URL` proffers your terms to a vendor")  # fmt: skip
     if report.refused or report.failed:
         finish(EXIT_FAILED, "some vendors refused or failed the update (see above)")
+    for r in report.results:
+        held_exit(r.vendor, r.delivery)

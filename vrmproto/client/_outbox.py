@@ -26,7 +26,7 @@ from vrmproto.client._delivery import Delivery, DeliveryStatus, OutboxRun
 from vrmproto.client._drafts import Draft, DraftKind, encode_draft
 from vrmproto.client._ledger import Thread, to_row
 from vrmproto.client._schedule import DEFAULT_SCHEDULE, RETRYABLE, is_due
-from vrmproto.client._sending import Sender
+from vrmproto.client._sending import Sender, is_held
 from vrmproto.client._transport import RetryPolicy
 from vrmproto.client._waiting import Waiting
 from vrmproto.store import HistoryEntry, NewOutboxItem, OutboxItem
@@ -209,12 +209,16 @@ class Outbox(Sender):
 
     @staticmethod
     def _find(done: list[Delivery], thread: bytes, draft: Draft) -> Delivery:
-        """The delivery of ``draft`` among a flush's, with the ones before it as ``earlier``."""
+        """The delivery of ``draft`` among a flush's, with the ones before it as ``earlier``.
+        Behind a message held until a person acts (the vendor answers with another key,
+        :meth:`~vrmproto.client._sending.Sender._key_changed`), it is held too: its error is
+        that message's, which says why and what to do."""
         for i, d in enumerate(done):
             if d.msg_id == draft.msg_id:
                 return replace(d, earlier=tuple(done[:i])) if i else d
+        held = next((d.error for d in done if d.status == "queued" and is_held(d.error)), None)
         return Delivery(thread, draft.msg_id, b"", "queued",
-                        error=TransportError("queued behind earlier undelivered messages"),
+                        error=held or TransportError("queued behind earlier undelivered messages"),
                         type=draft.MESSAGE_TYPE, earlier=tuple(done))
 
     # -- the periodic run ------------------------------------------------------------------

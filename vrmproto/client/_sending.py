@@ -64,7 +64,7 @@ from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, ShareNote, Store
 from vrmproto.store._base import OWN_COMMITS, commit_site
 
-__all__ = ["HELD", "Sender", "held_because", "may_close_lazily"]
+__all__ = ["HELD", "Sender", "held_because", "is_held", "may_close_lazily"]
 
 #: Most signed messages whose header fields a :class:`Sender` keeps until it delivers them.
 KEPT_HEADERS = 4096
@@ -74,6 +74,12 @@ _new_outbox_item = quick_make(NewOutboxItem)  # NewOutboxItem(...), once per mes
 
 #: How the error of a held message begins (:func:`held_because`), stored and shown alike.
 HELD = "held, not retried: "
+
+
+def is_held(error: object) -> bool:
+    """Whether ``error`` is that of a message held until a person acts (§11.10-1)."""
+    return isinstance(error, InvalidResponse) and isinstance(error.error, KeyChangedError) and (
+        error.detail.startswith(HELD))
 
 
 def held_because(changed: KeyChangedError, msg_id: bytes) -> str:
