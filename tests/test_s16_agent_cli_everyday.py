@@ -59,3 +59,23 @@ def test_connect_names_a_known_vendor_by_the_start_of_its_name(tmp_path: Path) -
         assert "already connected" in r.stdout, r
         assert "local network" not in r.stderr, r
         assert "The outbox is empty: nothing waits" in ok(vrm("outbox", home=home)).stdout
+
+
+def test_connect_by_name_goes_where_the_vendor_is_now(tmp_path: Path) -> None:
+    """``vrm connect NAME`` went to the URL of the *least* recently active relationship with
+    that name: after a vendor moved (an ended relationship at its old address, a live one at
+    the new), to the old address, where nothing answers."""
+    home = new_home(tmp_path)
+    with vendor_host("outfitters") as host:
+        v = host["outfitters"]
+        old = v.url
+        ok(vrm("connect", old, home=home))
+        ok(vrm("end", "Wasatch Outfitters", home=home))
+        host.stop("outfitters")
+        v.port = 0  # the same vendor (its key, its data) at another address
+        host.start("outfitters")
+        assert v.url != old
+        ok(vrm("connect", v.url, home=home))
+        r = ok(vrm("connect", "Wasatch Outfitters", home=home))
+        assert "already connected" in r.stdout, r
+        assert v.url in r.stdout, r

@@ -229,11 +229,12 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
                 known = _known(views, target)
                 open_counter = [v for v in known if State(v.state) is State.COUNTERED]
                 if open_counter:
-                    await _answer_open_counter(agent, out, open_counter[-1], counter_answer,
+                    await _answer_open_counter(agent, out, open_counter[0], counter_answer,
                                                timeout)  # fmt: skip
                     return
-                if known:  # its key is pinned by its URL (agent.connect, §13.1-4)
-                    url = known[-1].url
+                if known:  # its key is pinned by its URL (agent.connect, §13.1-4); where we
+                    # last dealt with it (most recent first), not an address it has left
+                    url = known[0].url
                 else:
                     hit = await _find_on_network(target, interfaces)
                     if hit is None:

@@ -12,7 +12,7 @@ import click
 from vrmproto.cli._common import finish
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
-from vrmproto.cli._output import Out, brief, safe, table, waits_because
+from vrmproto.cli._output import Out, brief, held, safe, table, waits_because
 from vrmproto.cli._parse import format_time
 from vrmproto.client import Delivery, OutboxRun
 from vrmproto.client._waiting import Waiting, WaitReason
@@ -91,9 +91,10 @@ def _report_run(env: Env, outcome: OutboxRun, labels: dict[bytes, str], left: in
                  "refused": "[red]✗ refused[/]", "dropped": "[red]✗ dropped[/]"}  # fmt: skip
         for r in rows:
             what = " ".join(filter(None, (r["type"], (r["message"] or r["id"])[:12])))
+            mark = "[red]⏸ held[/]" if held(r["detail"]) else marks[r["status"]]
             t.add_row(safe(r["vendor"]), what,
-                      marks[r["status"]] + (f" — {safe(brief(r['detail']))}" if r["detail"] and
-                                            r["status"] != "confirmed" else ""))  # fmt: skip
+                      mark + (f" — {safe(brief(r['detail']))}" if r["detail"] and
+                              r["status"] != "confirmed" else ""))  # fmt: skip
         out.print(t)
     if any(r["status"] != "confirmed" for r in rows):
         gone = sum(1 for r in rows if r["status"] in ("refused", "dropped"))
