@@ -188,6 +188,10 @@ def test_vrm_share_to_a_vendor_under_a_new_key_exits_1_and_outbox_says_held(
         rows = ok(vrm("outbox", "--json", home=home)).json["pending"]
         assert [row["reason"] for row in rows] == [WaitReason.HELD.value]
         assert f"--accept-new-key {new_fp}" in rows[0]["last_error"]
+        r = fails(vrm("share", "Wasatch Outfitters", "phone=1", "--json", home=home), 1,
+                  "another key")
+        assert (r.json["status"], r.json["held"]) == ("queued", True)
+        assert f"--accept-new-key {new_fp}" in r.json["error"]
         r = fails(vrm("address", "set", "city=Paris", home=home), 1, "another key", "held")
         assert "⏸ held" in r.stdout
         assert "will retry" not in r.stdout

@@ -12,7 +12,14 @@ import click
 from vrmproto._keys import fingerprint
 from vrmproto._messages import DataErased, DataWithdraw
 from vrmproto._vocab import parse_category, parse_purpose, suggest_category
-from vrmproto.cli._common import finish, held_exit, need_agreement, pick, timeout_option
+from vrmproto.cli._common import (
+    finish,
+    held_exit,
+    need_agreement,
+    not_delivered_json,
+    pick,
+    timeout_option,
+)
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._output import (
@@ -192,6 +199,7 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
     view, d, until, noted = run(go())
     result = {
         "vendor": view.vendor, "share": d.msg_hash.hex(), "status": d.status,
+        **not_delivered_json(d),
         "fields": sorted(values), "purposes": purpose_ids, "categories": category_ids,
         "expires": until, "noted": noted, "earlier": earlier_json(d),
     }  # fmt: skip
@@ -248,6 +256,7 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
         "vendor": view.vendor,
         "withdraw": d.msg_hash.hex(),
         "status": d.status,
+        **not_delivered_json(d),
         "shares": [h.hex() for h in withdrawn],
         "erased": None if erased is None else {
             "hash": erased.hash.hex(),

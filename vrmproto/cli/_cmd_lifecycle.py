@@ -6,7 +6,7 @@ import click
 
 from vrmproto._keys import fingerprint
 from vrmproto._messages import RelationshipEnd
-from vrmproto.cli._common import finish, held_exit, pick, timeout_option
+from vrmproto.cli._common import finish, held_exit, not_delivered_json, pick, timeout_option
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED
 from vrmproto.cli._output import queued_line, rbutton, short
@@ -19,7 +19,8 @@ __all__ = ["end", "rotate"]
 def _report(env: Env, view: RelationshipView, d: Delivery, done: str, extra: dict[str, object],
             *, timeout: float) -> None:  # fmt: skip
     result: dict[str, object] = {"vendor": view.vendor, "thread": view.thread.hex(),
-                                 "message": d.msg_hash.hex(), "status": d.status, **extra}
+                                 "message": d.msg_hash.hex(), "status": d.status,
+                                 **not_delivered_json(d), **extra}
     if env.out.json_mode:
         env.out.json(result)
     else:

@@ -25,6 +25,7 @@ __all__ = [
     "held_exit",
     "need_agreement",
     "norm",
+    "not_delivered_json",
     "now_ms",
     "pick",
     "timeout_option",
@@ -59,6 +60,13 @@ def timeout_option(f: F) -> F:
         help="Seconds to wait for the vendor, retries included; a message not delivered by "
              "then stays queued in the outbox.",
     )(f)  # fmt: skip
+
+
+def not_delivered_json(d: Delivery) -> dict[str, object]:
+    """For ``--json``: why ``d`` was not delivered now (``error``, null when it was), and
+    whether it is ``held`` until the person acts rather than retried (§11.10-1)."""
+    return {"error": str(d.error) if d.error is not None and not d.confirmed else None,
+            "held": d.status == "queued" and str(d.error).startswith(HELD)}  # fmt: skip
 
 
 def held_exit(vendor: str, d: Delivery | None) -> None:
