@@ -205,15 +205,16 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
     }  # fmt: skip
     if out.json_mode:
         out.json(result)
-        return
-    out.print(f"[bold]{rbutton(view.vendor)}[/]")
-    for line in earlier_lines(view.vendor, d):
-        out.print(line)
-    if d.status == "confirmed":
-        out.print(f"  [green]✓ shared[/] {', '.join(sorted(values))} until {format_date(until)}"
-                  f" — share {short(d.msg_hash)}, receipt signed by the vendor")  # fmt: skip
     else:
-        out.print(queued_line(d.error, timeout))
+        out.print(f"[bold]{rbutton(view.vendor)}[/]")
+        for line in earlier_lines(view.vendor, d):
+            out.print(line)
+        if d.status == "confirmed":
+            out.print(f"  [green]✓ shared[/] {', '.join(sorted(values))} until "
+                      f"{format_date(until)} — share {short(d.msg_hash)}, receipt signed by the "
+                      "vendor")  # fmt: skip
+        else:
+            out.print(queued_line(d.error, timeout))
     held_exit(view.vendor, d)
 
 
