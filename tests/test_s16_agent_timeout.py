@@ -15,13 +15,15 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from test_client import FakeVendor, now_ms
 
-from tests._cli_helpers import new_home, ok, vendor_host, vrm
-from vrmproto.client import Agent, RetryPolicy
+from tests._cli_helpers import fails, new_home, ok, vendor_host, vrm
+from vrmproto.cli._cmd_connect import connect_json
+from vrmproto.client import Agent, ConnectResult, Delivery, RetryPolicy, Unreachable
 from vrmproto.store import MemoryStore
 
 FIELDS = {"email": "ada@example.org"}
@@ -93,3 +95,17 @@ def test_vrm_share_timeout_leaves_it_queued_and_says_so(tmp_path: Path) -> None:
         assert "stays in the outbox" in said, r
         rows = ok(vrm("outbox", "--json", home=home)).json["pending"]
         assert [row["type"] for row in rows] == ["data.share"]
+        started = time.monotonic()
+        fails(vrm("connect", "Wasatch Outfitters", "--timeout", "0.3", home=home), 1,
+              "did not answer in time")
+        assert time.monotonic() - started < 5
+
+
+def test_connect_json_says_why_a_queued_offer_waits() -> None:
+    d = Delivery(os.urandom(16), os.urandom(16), os.urandom(32), "queued", type="terms.offer",
+                 error=Unreachable("POST http://x/vrm/inbox: timed out"))
+    result = ConnectResult(d.thread, "Acme", "http://x", "queued", (), delivery=d)
+    said = connect_json(result)
+    assert (said["status"], said["held"]) == ("queued", False)
+    assert said["error"] == "POST http://x/vrm/inbox: timed out"
+    assert connect_json(replace(result, status="pending"))["error"] is None

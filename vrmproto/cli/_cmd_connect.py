@@ -10,7 +10,7 @@ import click
 from vrmproto._keys import fingerprint
 from vrmproto._messages import TermsReject
 from vrmproto._state import State
-from vrmproto.cli._common import as_url, finish
+from vrmproto.cli._common import as_url, finish, not_delivered_json
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._output import (
@@ -71,6 +71,9 @@ def connect_json(result: ConnectResult, *, counter_answer: str | None = None,
         "counter_answer": counter_answer,
         "rejection": _reject_message(shown),
         "existing": result.existing,
+        # why the offer waits in the outbox, and whether it is held (§11.10-1), when queued
+        **(not_delivered_json(result.delivery) if result.status == "queued"
+           and result.delivery is not None else {"error": None, "held": False}),
     }
 
 
