@@ -15,7 +15,7 @@ from vrmproto._messages import TermsOffer
 from vrmproto._state import State
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, printable
 from vrmproto.client import Agent, Delivery, RelationshipView
-from vrmproto.client._sending import HELD
+from vrmproto.client._held import HELD
 from vrmproto.store import ThreadKind
 
 __all__ = [

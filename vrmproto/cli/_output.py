@@ -23,8 +23,8 @@ from vrmproto._messages import Money
 from vrmproto._vocab import DataRecord, TermRef, category_label, get_term, purpose_label
 from vrmproto.cli._errors import printable
 from vrmproto.cli._parse import format_time, term_spec
+from vrmproto.client._held import HELD
 from vrmproto.client._http import unreachable_words
-from vrmproto.client._sending import HELD
 
 __all__ = [
     "Out",

@@ -25,7 +25,7 @@ the peer's signed word makes a message undeliverable. One exception: an answer s
 key than the one we hold (:class:`InvalidResponse` whose ``error`` is a
 :class:`KeyChangedError`), when the vendor's discovery document is now signed by that other
 key too, is *held* in the outbox — not retried until a person acts (§11.10-1; the outbox,
-:meth:`~vrmproto.client._sending.Sender._key_changed`).
+:mod:`vrmproto.client._held`).
 
 Which side broke a rule: a :class:`~vrmproto.ProtocolError` raised by a call that sends is
 about *our own* message, checked by the same rules the vendor will apply before anything is

@@ -43,8 +43,8 @@ from vrmproto.client._ledger import Ledger, Thread
 from vrmproto.client._transport import RetryPolicy, Transport
 from vrmproto.store import OutboxItem
 
-__all__ = ["MOVED", "Documents", "current", "dated", "follow", "left", "moved_to",
-           "post_following", "reread"]
+__all__ = ["MOVED", "Documents", "current", "dated", "deadline_in", "follow", "left",
+           "moved_to", "passed", "post_following", "reread"]
 
 log = logging.getLogger("vrmproto.client")
 
@@ -122,6 +122,16 @@ def left(deadline: float | None) -> float | None:
     return max(deadline - asyncio.get_running_loop().time(), 0.001)
 
 
+def passed(deadline: float | None) -> bool:
+    """Whether ``deadline`` (the running loop's time; None: no bound) has passed."""
+    return deadline is not None and asyncio.get_running_loop().time() >= deadline
+
+
+def deadline_in(timeout_s: float | None) -> float | None:
+    """The running loop's time ``timeout_s`` from now (None: no bound)."""
+    return None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
+
+
 async def reread(client: Transport, t: Thread, *, timeout_s: float | None = None,
                  deadline: float | None = None) -> DiscoveryDocument | None:  # fmt: skip
     """The vendor's document read again from ``t.url``, verified under the relationship's
@@ -187,8 +197,8 @@ async def current(s: Parts, t: Thread, now: int, *, timeout_s: float | None = No
 
 
 async def post_following(s: Parts, t: Thread, item: OutboxItem, now: int, *,
-                         timeout_s: float | None, retry: RetryPolicy | None,
-                         deadline: float | None = None) -> list[bytes]:  # fmt: skip
+                         retry: RetryPolicy | None, deadline: float | None = None
+                         ) -> list[bytes]:  # fmt: skip
     """POST ``item`` to the thread's inbox (the caller holds the thread's lock): first
     following the vendor's document where the one stored has expired (:meth:`Documents.due`),
     and once more after an answer that the inbox is not there (:data:`MOVED`). The reply
@@ -197,6 +207,7 @@ async def post_following(s: Parts, t: Thread, item: OutboxItem, now: int, *,
     ``deadline`` (the running loop's time) bounds every request here, retries included: one
     still waiting then is given up as :class:`~vrmproto.client.Unreachable`. Only requests are
     cut short, never a Commit: a message given up so stays in the outbox, as persisted."""
+    timeout_s = left(deadline)
     await current(s, t, now, timeout_s=timeout_s, deadline=deadline)
     try:
         return await _post(s.client, t, item, timeout_s, retry, deadline=deadline)

@@ -42,71 +42,32 @@ the periodic run, a person's way out).
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from vrmproto._errors import PeerProblemError, Problem, ProtocolError, TransportError, VrmError
-from vrmproto._keys import fingerprint
 from vrmproto._messages import DataShare, Receipt
 from vrmproto._quick import quick_make
 from vrmproto._relationship import Received, Sent
 from vrmproto.client._delivery import Delivery
 from vrmproto.client._drafts import QUEUED, Draft, Signer, decode_draft, with_status
-from vrmproto.client._errors import InvalidResponse, KeyChangedError, Transient
+from vrmproto.client._errors import InvalidResponse, Transient
+from vrmproto.client._held import hold_if_key_changed
+from vrmproto.client._lazy import may_close_lazily
 from vrmproto.client._ledger import Ledger, Thread, to_row
-from vrmproto.client._moved import Documents, current, left, post_following
+from vrmproto.client._moved import Documents, current, passed, post_following
 from vrmproto.client._own import own_header
 from vrmproto.client._peer_copy import delivered_after_all
-from vrmproto.client._schedule import DEFAULT_SCHEDULE, HELD_MS, RETRYABLE, is_due
+from vrmproto.client._schedule import DEFAULT_SCHEDULE, RETRYABLE, is_due
 from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, ShareNote, Store
-from vrmproto.store._base import OWN_COMMITS, commit_site
 
-__all__ = ["HELD", "Sender", "held_because", "is_held", "may_close_lazily"]
+__all__ = ["Sender", "may_close_lazily"]
 
 #: Most signed messages whose header fields a :class:`Sender` keeps until it delivers them.
 KEPT_HEADERS = 4096
 
 _new_outbox_item = quick_make(NewOutboxItem)  # NewOutboxItem(...), once per message (#12)
-
-
-#: How the error of a held message begins (:func:`held_because`), stored and shown alike.
-HELD = "held, not retried: "
-
-
-def is_held(error: object) -> bool:
-    """Whether ``error`` is that of a message held until a person acts (§11.10-1)."""
-    return isinstance(error, InvalidResponse) and isinstance(error.error, KeyChangedError) and (
-        error.detail.startswith(HELD))
-
-
-def held_because(changed: KeyChangedError, msg_id: bytes) -> str:
-    """Why a message is held (:meth:`Sender._key_changed`), and what the person can do
-    (§11.10-3: both fingerprints, and how to accept the new key)."""
-    new = fingerprint(changed.offered)
-    held = ", ".join(fingerprint(k) for k in changed.pinned)
-    return (f"{HELD}the vendor at {changed.url} now signs with key {new}, not the "
-            f"key you hold for it ({held}); it may be an impostor. If it really changed its "
-            f"key, check {new} with it another way, then `vrm connect {changed.url} "
-            f"--accept-new-key {new}` opens a relationship under the new key; `vrm outbox drop "
-            f"{msg_id.hex()[:12]}` gives this message up, `vrm outbox retry` tries it again")
-
-
-class LazyStore(Protocol):
-    async def commit(self, c: Commit, *, durable: bool = True) -> None: ...
-
-    async def commit_ids(self, c: Commit, *, durable: bool = True) -> tuple[int, ...]: ...
-
-
-def may_close_lazily(store: Store) -> LazyStore | None:
-    """``store``, if its ``commit`` is the library's: it takes ``durable=False``, and its
-    ``commit_ids`` returns the ids given to the outbox items (:class:`~vrmproto.store.Store`);
-    None for any other store, whose commits are all durable and say nothing."""
-    if commit_site(store) in OWN_COMMITS:  # a replaced commit is called the plain way
-        return store  # type: ignore[return-value]  # its commit is one of the library's
-    return None
 
 
 class Sender:
@@ -183,8 +144,7 @@ class Sender:
         retry: RetryPolicy | None = None,
     ) -> list[Delivery]:
         """Deliver ``item`` (the thread's oldest); on any final outcome, sign the next draft
-        in the same Commit. Returns the item's delivery, then any drafts that were dropped.
-        ``deadline`` (the loop's time) bounds its requests, retries included."""
+        in the same Commit. Returns the item's delivery, then any drafts that were dropped."""
         signed = self._signed.pop(item.msg_hash, None)
         if signed is not None:
             msg_id, expires, mtype = signed
@@ -205,9 +165,8 @@ class Sender:
             # one would link to one the vendor never accepted, and be refused chain_broken.
             return await self._take_out(t, item, d, now, expired=True)
         try:
-            envelopes = await post_following(self, t, item, now, timeout_s=left(deadline),
-                                             retry=retry if retry is not None else self.retry,
-                                             deadline=deadline)  # fmt: skip
+            envelopes = await post_following(self, t, item, now, deadline=deadline,
+                                             retry=retry if retry is not None else self.retry)
         except PeerProblemError as exc:
             if exc.problem in RETRYABLE:  # the same bytes may be accepted later (§9.1-9)
                 return [await self._reschedule(t, item, msg_id, exc, mtype)]
@@ -220,7 +179,7 @@ class Sender:
             # and history, so the next message links to what the vendor holds (§8.1-5).
             return await self._take_out(t, item, d, self.clock())
         except TransportError as exc:
-            return [await self._key_changed(t, item, msg_id, exc, mtype, deadline=deadline)
+            return [await hold_if_key_changed(self, t, item, exc, deadline=deadline)
                     or await self._reschedule(t, item, msg_id, exc, mtype)]  # fmt: skip
         now = self.clock()
         if mtype == Receipt.TYPE:  # owed no receipt: accepted with 204 (§12.3-3)
@@ -253,39 +212,9 @@ class Sender:
             held = item.attempts and await delivered_after_all(
                 self.client, self.ledger, t, item, self.clock(), msg_id=msg_id, mtype=mtype)
         except TransportError as exc:
-            return [await self._key_changed(t, item, msg_id, exc, mtype)
+            return [await hold_if_key_changed(self, t, item, exc)
                     or await self._reschedule(t, item, msg_id, exc, mtype)]  # fmt: skip
         return await self._close(t, item, *held) if held else None
-
-    async def _key_changed(self, t: Thread, item: OutboxItem, msg_id: bytes,
-                           exc: TransportError, mtype: str, *,
-                           deadline: float | None = None) -> Delivery | None:  # fmt: skip
-        """``item`` held until a person acts, if ``exc`` is an answer signed by another key than
-        the vendor's we hold (:class:`KeyChangedError`) and the vendor's discovery document,
-        read again from ``t.url``, is now signed by another key too: retrying cannot deliver
-        it, and the new key is trusted only by a person's explicit decision (§11.10-1,
-        §11.10-3). Nothing else changes: the relationship keeps the key it holds, the message
-        stays in the outbox (:data:`~vrmproto.client._schedule.HELD_MS`), and the error names
-        both keys and the way to accept the new one. None — retried as usual — when the
-        document still verifies under the key we hold (the answer was not the vendor's) or
-        cannot be read."""
-        if not isinstance(exc, InvalidResponse) or not isinstance(exc.error, KeyChangedError):
-            return None
-        try:
-            async with asyncio.timeout_at(deadline):
-                doc = await self.client.fetch_discovery(t.url, role="vendor",
-                                                        timeout_s=left(deadline))  # fmt: skip
-        except (TransportError, VrmError, TimeoutError):
-            return None
-        if doc.key in t.problem_keys:
-            return None
-        changed = KeyChangedError(t.url, t.meta.name, by="url", pinned=t.problem_keys,
-                                  offered=doc.key)  # fmt: skip
-        held = InvalidResponse(held_because(changed, msg_id), status=exc.status, error=changed)
-        attempts = item.attempts + 1
-        await self.store.outbox_retry(item.item_id, attempts, HELD_MS, str(held))
-        return Delivery(t.id, msg_id, item.msg_hash, "queued", error=held, attempts=attempts,
-                        type=mtype)
 
     async def _close(
         self,
@@ -514,22 +443,18 @@ class Sender:
         t: Thread,
         *,
         due_by: int | None,
-        timeout_s: float | None = None,
+        deadline: float | None = None,
         retry: RetryPolicy | None = None,
         queue: list[OutboxItem] | None = None,
     ) -> list[Delivery]:
-        """Deliver the thread's queue in order; stop at the first message still queued.
-
-        ``timeout_s`` bounds the whole wait for the vendor, every request and retry of every
-        item delivered here: what is not delivered by then stays in the outbox, queued.
+        """Deliver the thread's queue in order; stop at the first message still queued, or
+        at ``deadline`` (the loop's time: every request and retry, :meth:`Outbox.send`).
 
         The queue is read again only when a delivery's Commit queued something: we hold the
         thread's lock, so what is left of it otherwise is what we read less the item closed.
         ``queue``: the thread's queue, if the caller knows it (it just queued the only item)."""
         out: list[Delivery] = []
         rest = queue
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout_s is None else loop.time() + timeout_s
         while True:
             pending = rest if rest is not None else await self.ledger.pending(t.id)
             if not pending and t.meta.drafts:  # nothing in flight (an item was dropped)
@@ -538,11 +463,9 @@ class Sender:
             if not pending:
                 t.idle = True  # until a Commit of ours queues in it (or another one's does)
                 return out
-            if due_by is not None and not is_due(pending[0], due_by):
-                return out
+            if (due_by is not None and not is_due(pending[0], due_by)) or passed(deadline):
+                return out  # (past the deadline: the rest waits in the outbox, queued)
             self._queued_by_close.pop(t.id, None)
-            if deadline is not None and loop.time() >= deadline:  # the rest waits, as queued
-                return out
             done = await self._deliver_locked(t, pending[0], deadline=deadline, retry=retry)
             out.extend(done)
             if done[0].status == "queued":
