@@ -15,6 +15,7 @@ from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._output import (
     Out,
+    held,
     printable,
     queued_line,
     rbutton,
@@ -22,6 +23,7 @@ from vrmproto.cli._output import (
     short,
     term_json,
     terms_short,
+    why_queued,
 )
 from vrmproto.cli._parse import check_note, parse_terms
 from vrmproto.client import Agent, ConnectResult, RelationshipView
@@ -105,8 +107,12 @@ def _print_connect(out: Out, result: ConnectResult, whose: str = "your", *,
             kept = f"message {rejection['hash'][:12]}, signed by {rejection['signed_by']}"
             out.print(f"  [dim]their signed answer is kept in your history ({kept})[/]")
     elif result.status == "queued":
-        out.print(queued_line(result.delivery.error if result.delivery is not None else None,
-                              timeout))  # fmt: skip
+        error = result.delivery.error if result.delivery is not None else None
+        if held(error):
+            out.print(queued_line(error))
+        else:
+            out.print(f"  ⏸ queued: {safe(why_queued(error, timeout))}; it stays in the outbox: "
+                      "`vrm outbox run` delivers it")  # fmt: skip
     else:
         out.print("  … delivered; the vendor has not answered yet")
 

@@ -38,6 +38,7 @@ __all__ = [
     "term_json",
     "terms_text",
     "waits_because",
+    "why_queued",
 ]
 
 YOU = "⊂"
@@ -158,10 +159,17 @@ def queued_line(error: object, timeout: float | None = None) -> str:
     command's ``--timeout``, named when the vendor did not answer within it."""
     if held(error):
         return f"  [red]⏸ held[/]: {safe(str(error).removeprefix(HELD))}"
+    return (f"  ⏸ queued ({safe(why_queued(error, timeout))}); it stays in the outbox: "
+            "`vrm outbox run` delivers it")
+
+
+def why_queued(error: object, timeout: float | None = None) -> str:
+    """:func:`waits_because`, naming the command's ``--timeout`` when the vendor did not
+    answer within it."""
     why = waits_because(error)
     if timeout is not None and why.endswith("could not be reached: timed out"):
         why = f"the vendor did not answer within {timeout:g} s (--timeout)"
-    return f"  ⏸ queued ({safe(why)}); it stays in the outbox: `vrm outbox run` delivers it"
+    return why
 
 
 def waits_because(error: object) -> str:
