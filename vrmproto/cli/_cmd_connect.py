@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from vrmproto._binding import discovery_url
 from vrmproto._keys import fingerprint
 from vrmproto._messages import TermsReject
 from vrmproto._state import State
-from vrmproto.cli._common import as_url, finish
+from vrmproto.cli._common import as_url, finish, not_delivered_json
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, vendor_sent
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._output import (
     Out,
+    held,
     printable,
+    queued_line,
     rbutton,
     safe,
     short,
     term_json,
     terms_short,
-    waits_because,
+    why_queued,
 )
 from vrmproto.cli._parse import check_note, parse_terms
-from vrmproto.client import Agent, ConnectResult, RelationshipView, Unreachable
+from vrmproto.client import Agent, ConnectResult, RelationshipView
 from vrmproto.client._agent import KeyChangedError
 from vrmproto.client._ledger import ThreadKind
 
@@ -73,10 +73,14 @@ def connect_json(result: ConnectResult, *, counter_answer: str | None = None,
         "counter_answer": counter_answer,
         "rejection": _reject_message(shown),
         "existing": result.existing,
+        # why the offer waits in the outbox, and whether it is held (§11.10-1), when queued
+        **(not_delivered_json(result.delivery) if result.status == "queued"
+           and result.delivery is not None else {"error": None, "held": False}),
     }
 
 
-def _print_connect(out: Out, result: ConnectResult, whose: str = "your") -> None:
+def _print_connect(out: Out, result: ConnectResult, whose: str = "your", *,
+                   timeout: float | None = None) -> None:  # fmt: skip
     fp = _vendor_fingerprint(result)
     key = f"  key {fp}" if fp else ""
     out.print(f"[bold]{rbutton(result.vendor)}[/]  [dim]{safe(result.url)}{key}[/]")
@@ -103,16 +107,22 @@ def _print_connect(out: Out, result: ConnectResult, whose: str = "your") -> None
             kept = f"message {rejection['hash'][:12]}, signed by {rejection['signed_by']}"
             out.print(f"  [dim]their signed answer is kept in your history ({kept})[/]")
     elif result.status == "queued":
-        why = waits_because(result.delivery.error if result.delivery is not None else None)
-        out.print(f"  ⏸ queued: {safe(why)}; `vrm outbox run` delivers it")
+        error = result.delivery.error if result.delivery is not None else None
+        if held(error):
+            out.print(queued_line(error))
+        else:
+            out.print(f"  ⏸ queued: {safe(why_queued(error, timeout))}; it stays in the outbox: "
+                      "`vrm outbox run` delivers it")  # fmt: skip
     else:
         out.print("  … delivered; the vendor has not answered yet")
 
 
 async def settle_counter(
-    agent: Agent, out: Out, result: ConnectResult, answer: bool | None
+    agent: Agent, out: Out, result: ConnectResult, answer: bool | None, *,
+    timeout_s: float | None = None,
 ) -> tuple[ConnectResult, str | None]:
-    """Ask (or use ``answer``) whether to take a counter-offer; the final result."""
+    """Ask (or use ``answer``) whether to take a counter-offer; the final result.
+    ``timeout_s``: the whole wait for the vendor's answer to ours (``--timeout``)."""
     if result.status != "countered":
         return result, None
     if answer is None:
@@ -130,9 +140,9 @@ async def settle_counter(
                      "(`vrm connect NAME --accept-counter` answers it).")  # fmt: skip
             return result, None
     if answer:
-        final = await agent.accept_counter(result.thread)
+        final = await agent.accept_counter(result.thread, timeout_s=timeout_s)
         return final, "accepted"
-    await agent.decline_counter(result.thread)
+    await agent.decline_counter(result.thread, timeout_s=timeout_s)
     return result, "declined"
 
 
@@ -161,8 +171,10 @@ async def _find_on_network(name: str, interfaces: Sequence[str]) -> tuple[str, b
 
 
 def report_connect(out: Out, result: ConnectResult, answer: str | None,
-                   first: ConnectResult, *, asked: bool) -> None:  # fmt: skip
-    """Print the outcome (``first`` was already shown if the person was ``asked``)."""
+                   first: ConnectResult, *, asked: bool,
+                   timeout: float | None = None) -> None:  # fmt: skip
+    """Print the outcome (``first`` was already shown if the person was ``asked``);
+    ``timeout``: the command's ``--timeout``, named if the vendor did not answer within it."""
     if out.json_mode:
         out.json(connect_json(result, counter_answer=answer, first=first))
     else:
@@ -171,7 +183,8 @@ def report_connect(out: Out, result: ConnectResult, answer: str | None,
                 _print_connect(out, first)
             out.print("  you accepted the counter-offer:")
         if not (asked and first is result and result.status == "countered"):
-            _print_connect(out, result, "the vendor's" if first is not result else "your")
+            _print_connect(out, result, "the vendor's" if first is not result else "your",
+                           timeout=timeout)  # fmt: skip
         if answer == "declined":
             out.print("  you declined the counter-offer; the relationship is ended")
     if answer == "declined":
@@ -222,13 +235,15 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
             if url is None:
                 views = [v for v in await agent.relationships()
                          if v.thread_kind is ThreadKind.VENDOR]  # fmt: skip
-                known = [v for v in views if v.vendor.lower() == target.strip().lower()]
+                known = _known(views, target)
                 open_counter = [v for v in known if State(v.state) is State.COUNTERED]
                 if open_counter:
-                    await _answer_open_counter(agent, out, open_counter[-1], counter_answer)
+                    await _answer_open_counter(agent, out, open_counter[0], counter_answer,
+                                               timeout)  # fmt: skip
                     return
-                if known:  # its key is pinned by its URL (agent.connect, §13.1-4)
-                    url = known[-1].url
+                if known:  # its key is pinned by its URL (agent.connect, §13.1-4); where we
+                    # last dealt with it (most recent first), not an address it has left
+                    url = known[0].url
                 else:
                     hit = await _find_on_network(target, interfaces)
                     if hit is None:
@@ -239,25 +254,37 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
                     url, key = hit
             # Even with an agreement on these terms, the vendor is asked: its key must still be
             # the one we hold (§11.10-1; --accept-new-key), and it may have moved (§13.1).
-            # The vendor's document first, apart: what fails in it is the vendor's (§13.1),
-            # what fails in agent.connect after it is our offer, checked before it is signed.
-            with vendor_sent(f"the discovery document of {url}"):
-                try:
-                    async with asyncio.timeout(timeout):  # --timeout is the whole wait
-                        doc = await agent.client.fetch_discovery(url, key, role="vendor",
-                                                                 timeout_s=timeout)  # fmt: skip
-                except TimeoutError:  # retries included; not the environment's (exit 2)
-                    raise Unreachable(f"GET {discovery_url(url)}: timed out") from None
+            # What is wrong with its document is the vendor's (InvalidResponse, §13.1); a
+            # ProtocolError is our offer's, checked before it is signed. --timeout bounds the
+            # whole wait, retries included.
             try:
-                first = await agent.connect(url, terms, note=note, expected_key=doc.key,
+                first = await agent.connect(url, terms, note=note, expected_key=key,
                                             timeout_s=timeout, accept_new_key=accept_new_key)
             except KeyChangedError as exc:
                 raise CliError(_key_changed(exc, target, accept_new_key), EXIT_FAILED,
                                kind="key_changed") from None  # fmt: skip
-            result, answer = await settle_counter(agent, out, first, counter_answer)
-            report_connect(out, result, answer, first, asked=counter_answer is None)
+            result, answer = await settle_counter(agent, out, first, counter_answer,
+                                                  timeout_s=timeout)  # fmt: skip
+            report_connect(out, result, answer, first, asked=counter_answer is None,
+                           timeout=timeout)  # fmt: skip
 
     run(go())
+
+
+def _known(views: list[RelationshipView], target: str) -> list[RelationshipView]:
+    """The relationships with the vendor ``target`` names: by its whole name (any case), else
+    by the start of it when that names one vendor — as ``vrm share`` and the others find a
+    vendor (:func:`~vrmproto.cli._common.pick`); several names starting so are ambiguous."""
+    lowered = target.strip().lower()
+    known = [v for v in views if v.vendor.lower() == lowered]
+    if known or not lowered:
+        return known
+    known = [v for v in views if v.vendor.lower().startswith(lowered)]
+    if len({v.vendor for v in known}) > 1:
+        names = ", ".join(sorted({v.vendor for v in known}))
+        raise CliError(f"{target!r} could be any of {names}; say which", EXIT_USAGE,
+                       kind="ambiguous")  # fmt: skip
+    return known
 
 
 def _key_changed(exc: KeyChangedError, target: str, given: str | None) -> str:
@@ -273,11 +300,11 @@ def _key_changed(exc: KeyChangedError, target: str, given: str | None) -> str:
 
 
 async def _answer_open_counter(agent: Agent, out: Out, view: RelationshipView,
-                               answer: bool | None) -> None:  # fmt: skip
+                               answer: bool | None, timeout_s: float) -> None:  # fmt: skip
     t = await agent.ledger.load(view.thread)
     pending = ConnectResult(view.thread, view.vendor, view.url, "countered", t.rel.offered,
                             reason="counter-offer open", counter=t.rel.counter)  # fmt: skip
-    result, answered = await settle_counter(agent, out, pending, answer)
+    result, answered = await settle_counter(agent, out, pending, answer, timeout_s=timeout_s)
     report_connect(out, result, answered, pending, asked=answer is None)
 
 

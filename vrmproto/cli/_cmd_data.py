@@ -12,12 +12,21 @@ import click
 from vrmproto._keys import fingerprint
 from vrmproto._messages import DataErased, DataWithdraw
 from vrmproto._vocab import parse_category, parse_purpose, suggest_category
-from vrmproto.cli._common import finish, need_agreement, pick
+from vrmproto.cli._common import (
+    finish,
+    held_exit,
+    need_agreement,
+    not_delivered_json,
+    pick,
+    timeout_option,
+)
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._output import (
     THEM,
     YOU,
+    held,
+    queued_line,
     rbutton,
     record_json,
     records_table,
@@ -26,7 +35,6 @@ from vrmproto.cli._output import (
     table,
     term_json,
     terms_short,
-    waits_because,
 )
 from vrmproto.cli._parse import (
     check_text,
@@ -161,10 +169,11 @@ def _erased(d: Delivery) -> Any:
               help="Kind of data (Kantara category; repeatable); guessed from field names.")
 @click.option("--expires", default="30d", show_default=True,
               help="When the vendor must delete it: 30d, 1h30m, 2 weeks, P30D or a date.")
+@timeout_option
 @common_options
 @pass_env
 def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str, ...],
-          categories: tuple[str, ...], expires: str) -> None:  # fmt: skip
+          categories: tuple[str, ...], expires: str, timeout: float) -> None:  # fmt: skip
     """Share data with one vendor under your agreement, sealed so only it can read it."""
     values = parse_fields(fields)
     try:
@@ -182,27 +191,31 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
             need_agreement(view)
             until = agent.clock() + lifetime
             d = await agent.share(view.thread, values, purposes=purpose_ids,
-                                  categories=category_ids, expires_ms=until)  # fmt: skip
+                                  categories=category_ids, expires_ms=until,
+                                  timeout_s=timeout)  # fmt: skip
             notes = await agent.share_notes(view.thread)
             return view, d, until, any(n.share == d.msg_hash for n in notes)
 
     view, d, until, noted = run(go())
     result = {
         "vendor": view.vendor, "share": d.msg_hash.hex(), "status": d.status,
+        **not_delivered_json(d),
         "fields": sorted(values), "purposes": purpose_ids, "categories": category_ids,
         "expires": until, "noted": noted, "earlier": earlier_json(d),
     }  # fmt: skip
     if out.json_mode:
         out.json(result)
-        return
-    out.print(f"[bold]{rbutton(view.vendor)}[/]")
-    for line in earlier_lines(view.vendor, d):
-        out.print(line)
-    if d.status == "confirmed":
-        out.print(f"  [green]✓ shared[/] {', '.join(sorted(values))} until {format_date(until)}"
-                  f" — share {short(d.msg_hash)}, receipt signed by the vendor")  # fmt: skip
     else:
-        out.print(f"  ⏸ queued ({safe(waits_because(d.error))}); `vrm outbox run` delivers it")
+        out.print(f"[bold]{rbutton(view.vendor)}[/]")
+        for line in earlier_lines(view.vendor, d):
+            out.print(line)
+        if d.status == "confirmed":
+            out.print(f"  [green]✓ shared[/] {', '.join(sorted(values))} until "
+                      f"{format_date(until)} — share {short(d.msg_hash)}, receipt signed by the "
+                      "vendor")  # fmt: skip
+        else:
+            out.print(queued_line(d.error, timeout))
+    held_exit(view.vendor, d)
 
 
 @click.command()
@@ -210,9 +223,11 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
 @click.option("--share", "share_ids", multiple=True, metavar="HASH",
               help="Withdraw only this share (a prefix of its hash; repeatable). Default: all.")
 @click.option("--reason", help="Why, if you want to say.")
+@timeout_option
 @common_options
 @pass_env
-def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str | None) -> None:
+def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str | None,
+             timeout: float) -> None:  # fmt: skip
     """Withdraw consent: the vendor must delete what you shared, and confirms it signed."""
     check_text(reason, DataWithdraw, "reason", "--reason")
     out = env.out
@@ -233,7 +248,7 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
             if not live:
                 raise CliError(f"nothing shared with {view.vendor} is live; nothing to withdraw",
                                EXIT_USAGE, kind="nothing_shared")  # fmt: skip
-            d = await agent.withdraw(view.thread, chosen, reason=reason)
+            d = await agent.withdraw(view.thread, chosen, reason=reason, timeout_s=timeout)
             return view, d, chosen or live
 
     view, d, withdrawn = run(go())
@@ -242,6 +257,7 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
         "vendor": view.vendor,
         "withdraw": d.msg_hash.hex(),
         "status": d.status,
+        **not_delivered_json(d),
         "shares": [h.hex() for h in withdrawn],
         "erased": None if erased is None else {
             "hash": erased.hash.hex(),
@@ -258,18 +274,20 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
                       f"confirmation {short(erased.hash)} from {fingerprint(erased.sender)}, "
                       "kept in your history")  # fmt: skip
         elif d.status == "queued":
-            out.print(f"  ⏸ queued ({safe(waits_because(d.error))}); `vrm outbox run` delivers it")
+            out.print(queued_line(d.error, timeout))
         else:
             out.print("  delivered; the vendor has not confirmed the deletion yet")
+    held_exit(view.vendor, d)
     if d.status == "confirmed" and erased is None:
         finish(EXIT_FAILED, f"{view.vendor} has not confirmed the deletion")
 
 
 @click.command()
 @click.argument("vendor")
+@timeout_option
 @common_options
 @pass_env
-def data(env: Env, vendor: str) -> None:
+def data(env: Env, vendor: str, timeout: float) -> None:
     """Ask a vendor for the data it holds about you, in the standard form (vrm-data/1)."""
     out = env.out
 
@@ -277,7 +295,7 @@ def data(env: Env, vendor: str) -> None:
         async with open_agent(env) as agent:
             view = await pick(agent, vendor)
             need_agreement(view)
-            return view, await agent.request_data(view.thread)
+            return view, await agent.request_data(view.thread, timeout_s=timeout)
 
     view, records = run(go())
     if out.json_mode:
@@ -348,15 +366,23 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
     if out.json_mode:
         out.json(result)
     elif not report.results:
-        out.print("You have no agreed relationships; nothing was sent.")
+        pass  # said on stderr, below
     else:
         out.print(FanoutDisplay.final_table(report, "who has your new address"))
         for r in report.results:
             for line in earlier_lines(r.vendor, r.delivery):
                 out.print(line)
+            if r.delivery is not None and held(r.delivery.error):
+                out.print(f"[bold]{rbutton(r.vendor)}[/]")
+                out.print(queued_line(r.delivery.error))
         counts = report.counts()
         out.print(f"{counts['confirmed']} confirmed, {counts['queued']} queued, "
                   f"{counts['refused']} refused, {counts['failed']} failed "
                   f"in {report.elapsed_s:.2f} s")  # fmt: skip
+    if not report.results:  # nothing done: no vendor has the new address (exit 1, not 0)
+        finish(EXIT_FAILED, "you have no agreed relationships, so nothing was sent; `vrm "
+                            "connect URL` proffers your terms to a vendor")  # fmt: skip
     if report.refused or report.failed:
         finish(EXIT_FAILED, "some vendors refused or failed the update (see above)")
+    for r in report.results:
+        held_exit(r.vendor, r.delivery)

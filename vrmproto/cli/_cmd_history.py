@@ -17,7 +17,7 @@ from vrmproto._files import atomic_write_text
 from vrmproto._history import Entry
 from vrmproto.cli._common import finish, now_ms, pick
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, vendor_sent
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._evidence import check_evidence, evidence_json
 from vrmproto.cli._history_bodies import decode_entry
 from vrmproto.cli._output import THEM, YOU, rbutton, safe, table
@@ -56,15 +56,15 @@ def history(env: Env, vendor: str, compare: bool, reconcile: bool, export_to: Pa
                             Reconciliation | None]:  # fmt: skip
         async with open_agent(env) as agent:
             view = await pick(agent, vendor, kinds=(ThreadKind.VENDOR, ThreadKind.INTENT))
-            with vendor_sent(f"{view.vendor}'s copy of the history"):  # §8.3-2
-                if reconcile:  # compares, and leaves the copies equal unless they part for good
-                    done = await agent.reconcile(view.thread)
-                    div = None if done.kind in ("equal", "adopted") else done.divergence
-                    if done.kind == "fork" and done.adopted:  # they now part further on
-                        div = await agent.compare_history(view.thread)
-                else:
-                    done = None
-                    div = await agent.compare_history(view.thread) if compare else None
+            # a copy that does not verify is the vendor's: InvalidResponse (§8.3-2)
+            if reconcile:  # compares, and leaves the copies equal unless they part for good
+                done = await agent.reconcile(view.thread)
+                div = None if done.kind in ("equal", "adopted") else done.divergence
+                if done.kind == "fork" and done.adopted:  # they now part further on
+                    div = await agent.compare_history(view.thread)
+            else:
+                done = None
+                div = await agent.compare_history(view.thread) if compare else None
             entries = await agent.history(view.thread)
             rows = await _decoded(agent, view, entries)
             return view, entries, rows, div, compare or reconcile, done

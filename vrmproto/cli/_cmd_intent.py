@@ -12,9 +12,9 @@ from vrmproto._messages import Money
 from vrmproto._vocab import TermRef
 from vrmproto.cli._cmd_connect import report_connect, settle_counter
 from vrmproto.cli._cmd_data import fanout_json
-from vrmproto.cli._common import as_url, finish, norm, now_ms, took_up
+from vrmproto.cli._common import as_url, finish, norm, now_ms, timeout_option, took_up
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, vendor_sent
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._output import Out, brief, money_json, safe, table
 from vrmproto.cli._parse import (
     by_prefix,
@@ -25,7 +25,14 @@ from vrmproto.cli._parse import (
     parse_money,
 )
 from vrmproto.cli._progress import FanoutDisplay
-from vrmproto.cli._relays import WARNING, check_geohash, check_relay_url, kept_relays
+from vrmproto.cli._relays import (
+    WARNING,
+    check_geohash,
+    check_relay_url,
+    kept_relays,
+    relays_failed,
+    show_relay_warnings,
+)
 from vrmproto.client import Agent, IntentcastResult, Offer
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.nostr._customer import DEFAULT_POW, RelayedIntentcast, publish_intentcast
@@ -226,12 +233,15 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
                 )  # fmt: skip
             return result, urls
 
+    show_relay_warnings()
     try:
         result, urls = run(go())
     except RelayError as exc:  # nothing was sent: the relays come first
-        raise CliError(f"{exc}; no vendor was asked. --no-relays asks only the vendors over HTTP; "
-                       "`vrm relay remove URL` forgets a relay you kept", EXIT_USAGE,
-                       kind="relays_down") from None  # fmt: skip
+        # exit 2 as before (tests/test_hunt_s14_cli.py): nothing was sent, and the person's
+        # settings or --relay name only relays that are down
+        raise relays_failed(exc, relays, "no vendor was asked. --no-relays asks only the "
+                            "vendors over HTTP; `vrm relay remove URL` forgets a relay you "
+                            "kept", exit_code=EXIT_USAGE) from None  # fmt: skip
     ranked = rank_offers(result.offers, settings.terms)
     rows = [offer_json(o, settings.terms, i + 1) for i, o in enumerate(ranked)]
     record = {
@@ -307,9 +317,10 @@ def _print_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> N
 @click.argument("offer_id", metavar="OFFER")
 @click.option("--accept-counter/--decline-counter", "counter_answer", default=None,
               help="Answer a counter-offer without asking.")
+@timeout_option
 @common_options
 @pass_env
-def intent_accept(env: Env, offer_id: str, counter_answer: bool | None) -> None:
+def intent_accept(env: Env, offer_id: str, counter_answer: bool | None, timeout: float) -> None:
     """Take up an offer (by the id in the offers table): connect to that vendor on your terms,
     now with your own pairwise key, naming the offer."""
     out = env.out
@@ -323,11 +334,11 @@ def intent_accept(env: Env, offer_id: str, counter_answer: bool | None) -> None:
                                f"{format_time(offer.valid_until)}", EXIT_FAILED,
                                kind="expired")  # fmt: skip
             out.print(f"[bold]taking up[/] {safe(offer.description)} — {safe(offer.price)}")
-            with vendor_sent(f"the discovery document of {offer.url}"):  # as vrm connect
-                await agent.client.fetch_discovery(offer.url, offer.vendor_key, role="vendor")
-            first = await agent.take_offer(offer)
-            result, answer = await settle_counter(agent, out, first, counter_answer)
-            report_connect(out, result, answer, first, asked=counter_answer is None)
+            first = await agent.take_offer(offer, timeout_s=timeout)  # the vendor's: as connect
+            result, answer = await settle_counter(agent, out, first, counter_answer,
+                                                  timeout_s=timeout)  # fmt: skip
+            report_connect(out, result, answer, first, asked=counter_answer is None,
+                           timeout=timeout)  # fmt: skip
             if first.existing and not await took_up(agent, first.thread, offer.hash):
                 finish(EXIT_FAILED, f"the offer was not taken up: you already have a "
                                     f"relationship with {offer.vendor}, and {offer.vendor} was "

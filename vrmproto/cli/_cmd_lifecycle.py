@@ -6,20 +6,21 @@ import click
 
 from vrmproto._keys import fingerprint
 from vrmproto._messages import RelationshipEnd
-from vrmproto.cli._common import finish, pick
+from vrmproto.cli._common import finish, held_exit, not_delivered_json, pick, timeout_option
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED
-from vrmproto.cli._output import rbutton, safe, short, waits_because
+from vrmproto.cli._output import queued_line, rbutton, short
 from vrmproto.cli._parse import check_text
 from vrmproto.client import Delivery, RelationshipView
 
 __all__ = ["end", "rotate"]
 
 
-def _report(env: Env, view: RelationshipView, d: Delivery, done: str, extra: dict[str, object]
-            ) -> None:
+def _report(env: Env, view: RelationshipView, d: Delivery, done: str, extra: dict[str, object],
+            *, timeout: float) -> None:  # fmt: skip
     result: dict[str, object] = {"vendor": view.vendor, "thread": view.thread.hex(),
-                                 "message": d.msg_hash.hex(), "status": d.status, **extra}
+                                 "message": d.msg_hash.hex(), "status": d.status,
+                                 **not_delivered_json(d), **extra}
     if env.out.json_mode:
         env.out.json(result)
     else:
@@ -27,8 +28,8 @@ def _report(env: Env, view: RelationshipView, d: Delivery, done: str, extra: dic
         if d.status == "confirmed":
             env.out.print(f"  [green]✓ {done}[/] ({short(d.msg_hash)}, receipt kept)")
         elif d.status == "queued":
-            env.out.print(f"  ⏸ queued ({safe(waits_because(d.error))}); `vrm outbox run` "
-                          "delivers it")
+            env.out.print(queued_line(d.error, timeout))
+    held_exit(view.vendor, d)
     if d.status not in ("confirmed", "queued"):
         finish(EXIT_FAILED, f"{view.vendor} did not take it: {d.error}")
 
@@ -38,15 +39,16 @@ def _report(env: Env, view: RelationshipView, d: Delivery, done: str, extra: dic
 @click.option("--compromised", is_flag=True,
               help="The old key may be in someone else's hands: the vendor refuses it from now "
               "on as revoked, not merely rotated.")
+@timeout_option
 @common_options
 @pass_env
-def rotate(env: Env, *, vendor: str, compromised: bool) -> None:
+def rotate(env: Env, *, vendor: str, compromised: bool, timeout: float) -> None:
     """Move your relationship with VENDOR to a new key, signed by the old one (§2.6)."""
 
     async def go() -> tuple[RelationshipView, Delivery, RelationshipView]:
         async with open_agent(env) as agent:
             view = await pick(agent, vendor)
-            d = await agent.rotate_key(view.thread,
+            d = await agent.rotate_key(view.thread, timeout_s=timeout,
                                        reason="compromise" if compromised else "rotate")
             after = await pick(agent, view.thread.hex())
             return view, d, after
@@ -55,22 +57,23 @@ def rotate(env: Env, *, vendor: str, compromised: bool) -> None:
     _report(env, view, d, "now under a new key", {
         "reason": "compromise" if compromised else "rotate",
         "old_key": fingerprint(view.local_key), "new_key": fingerprint(after.local_key),
-    })
+    }, timeout=timeout)
 
 
 @click.command()
 @click.argument("vendor")
 @click.option("--reason", help="Why, if you want to say.")
+@timeout_option
 @common_options
 @pass_env
-def end(env: Env, *, vendor: str, reason: str | None) -> None:
+def end(env: Env, *, vendor: str, reason: str | None, timeout: float) -> None:
     """End your relationship with VENDOR: nothing more is sent in it; its history stays."""
     check_text(reason, RelationshipEnd, "reason", "--reason")
 
     async def go() -> tuple[RelationshipView, Delivery]:
         async with open_agent(env) as agent:
             view = await pick(agent, vendor)
-            return view, await agent.end(view.thread, reason)
+            return view, await agent.end(view.thread, reason, timeout_s=timeout)
 
     view, d = run(go())
-    _report(env, view, d, "ended", {"reason": reason})
+    _report(env, view, d, "ended", {"reason": reason}, timeout=timeout)

@@ -12,7 +12,7 @@ import click
 from vrmproto.cli._common import finish
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
-from vrmproto.cli._output import Out, brief, safe, table, waits_because
+from vrmproto.cli._output import Out, brief, held, safe, table, waits_because
 from vrmproto.cli._parse import format_time
 from vrmproto.client import Delivery, OutboxRun
 from vrmproto.client._waiting import Waiting, WaitReason
@@ -35,12 +35,15 @@ def _print_waiting(out: Out, rows: list[dict[str, Any]]) -> None:
               "attempts", "next try")  # fmt: skip
     for r in rows:
         why = r["reason"]
-        if why == WaitReason.UNREACHABLE.value:  # or answered "not now"
+        if why == WaitReason.HELD.value:  # the key change, and what the person can do
+            why = r["last_error"] or why
+        elif why == WaitReason.UNREACHABLE.value:  # or answered "not now"
             why = waits_because(r["last_error"])
         elif r["last_error"]:
             why += f": {brief(r['last_error'])}"
         t.add_row(safe(r["vendor"]), r["id"][:12], r["type"], safe(why), str(r["attempts"]),
-                  format_time(r["next_attempt"]) if r["next_attempt"] else "—")  # fmt: skip
+                  "when you act" if r["reason"] == WaitReason.HELD.value
+                  else format_time(r["next_attempt"]) if r["next_attempt"] else "—")  # fmt: skip
     out.print(t)
     out.print(f"[dim]{len(rows)} waiting. `vrm outbox run` delivers what is due, "
               "`vrm outbox retry [ID]` tries now, `vrm outbox drop ID` gives one up.[/]")
@@ -65,7 +68,7 @@ def outbox(env: Env) -> None:
         out.json({"pending": rows})
         return
     if not rows:
-        out.print("The outbox is empty: every message was delivered.")
+        out.print("The outbox is empty: nothing waits to be delivered.")
         return
     _print_waiting(out, rows)
 
@@ -88,12 +91,17 @@ def _report_run(env: Env, outcome: OutboxRun, labels: dict[bytes, str], left: in
                  "refused": "[red]✗ refused[/]", "dropped": "[red]✗ dropped[/]"}  # fmt: skip
         for r in rows:
             what = " ".join(filter(None, (r["type"], (r["message"] or r["id"])[:12])))
+            mark = "[red]⏸ held[/]" if held(r["detail"]) else marks[r["status"]]
             t.add_row(safe(r["vendor"]), what,
-                      marks[r["status"]] + (f" — {safe(brief(r['detail']))}" if r["detail"] and
-                                            r["status"] != "confirmed" else ""))  # fmt: skip
+                      mark + (f" — {safe(brief(r['detail']))}" if r["detail"] and
+                              r["status"] != "confirmed" else ""))  # fmt: skip
         out.print(t)
     if any(r["status"] != "confirmed" for r in rows):
-        finish(EXIT_FAILED, f"{left} message(s) still waiting (`vrm outbox` says why)")
+        gone = sum(1 for r in rows if r["status"] in ("refused", "dropped"))
+        said = [f"{gone} message(s) refused or dropped (see above)"] if gone else []
+        if left:
+            said.append(f"{left} message(s) still waiting (`vrm outbox` says why)")
+        finish(EXIT_FAILED, "; ".join(said))
 
 
 @outbox.command("run")

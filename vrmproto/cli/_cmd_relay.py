@@ -34,7 +34,9 @@ from vrmproto.cli._relays import (
     check_geohash,
     check_relay_url,
     kept_relays,
+    relays_failed,
     save_relays,
+    show_relay_warnings,
 )
 from vrmproto.nostr._customer import (
     DEFAULT_POW,
@@ -45,6 +47,10 @@ from vrmproto.nostr._customer import (
 from vrmproto.nostr._relay import RelayError
 
 __all__ = ["relay"]
+
+#: What a person can do when the relays failed.
+_KEPT_HINT = ("`vrm relay list` shows the relays you kept, `vrm relay remove URL` forgets one, "
+              "--relay URL names another")
 
 @click.group()
 def relay() -> None:
@@ -162,13 +168,13 @@ def relay_intent(env: Env, *, what: str, relay_urls: tuple[str, ...], geohash: s
                                                 vendors=_urls(vendor_urls),
                                                 progress=display.event, **args)  # fmt: skip
 
+    show_relay_warnings()
     try:
         done = run(go())
     except RelayError as exc:
-        raise CliError(f"{exc}; `vrm relay list` shows the relays you kept, `vrm relay remove "
-                       "URL` forgets one, --relay URL names another", EXIT_USAGE,
-                       kind="relays_down") from None  # fmt: skip
+        raise relays_failed(exc, urls, _KEPT_HINT) from None
     _report(env, done, what, args)
+
 
 
 def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) -> None:
@@ -231,10 +237,11 @@ def relay_answers_cmd(env: Env, *, relay_urls: tuple[str, ...], wait: str,
             return await relay_answers(agent, urls, answer_wait_ms=parse_duration(wait),
                                        expect_answers=expect)  # fmt: skip
 
+    show_relay_warnings()
     try:
         done = run(go())
     except RelayError as exc:
-        raise CliError(str(exc), EXIT_USAGE, kind="relays_down") from None
+        raise relays_failed(exc, urls, _KEPT_HINT) from None
     rows: list[dict[str, Any]] = []
     for d in done:
         ranked = rank_offers(d.result.offers, settings.terms)

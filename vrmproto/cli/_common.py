@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
@@ -13,10 +14,23 @@ from vrmproto._envelope import open_envelope
 from vrmproto._messages import TermsOffer
 from vrmproto._state import State
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, printable
-from vrmproto.client import Agent, RelationshipView
+from vrmproto.client import Agent, Delivery, RelationshipView
+from vrmproto.client._held import HELD
 from vrmproto.store import ThreadKind
 
-__all__ = ["as_url", "finish", "need_agreement", "norm", "now_ms", "pick", "took_up"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "as_url",
+    "finish",
+    "held_exit",
+    "need_agreement",
+    "norm",
+    "not_delivered_json",
+    "now_ms",
+    "pick",
+    "timeout_option",
+    "took_up",
+]
 
 _HOSTPORT_RE = re.compile(r"[A-Za-z0-9.-]+:\d{1,5}")
 
@@ -29,6 +43,38 @@ def finish(code: int, sentence: str) -> None:
     """End the command with ``code`` after its result was printed; ``sentence`` to stderr."""
     click.echo(f"vrm: {printable(sentence)}", err=True)
     raise click.exceptions.Exit(code)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: How long a command that sends waits for the vendor unless told (``--timeout``).
+DEFAULT_TIMEOUT_S = 10.0
+
+
+def timeout_option(f: F) -> F:
+    """``--timeout S``: the whole wait for the vendor — every request and retry — of a command
+    that sends; what is not delivered by then stays queued in the outbox."""
+    return click.option(
+        "--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT_S,
+        show_default=True, metavar="S",
+        help="Seconds to wait for the vendor, retries included; a message not delivered by "
+             "then stays queued in the outbox.",
+    )(f)  # fmt: skip
+
+
+def not_delivered_json(d: Delivery) -> dict[str, object]:
+    """For ``--json``: why ``d`` was not delivered now (``error``, null when it was), and
+    whether it is ``held`` until the person acts rather than retried (§11.10-1)."""
+    return {"error": str(d.error) if d.error is not None and not d.confirmed else None,
+            "held": d.status == "queued" and str(d.error).startswith(HELD)}  # fmt: skip
+
+
+def held_exit(vendor: str, d: Delivery | None) -> None:
+    """End with code 1 if ``d`` is held in the outbox until the person acts: the vendor now
+    answers with another key (§11.10-1); what it means and what to do was printed."""
+    if d is not None and d.status == "queued" and str(d.error).startswith(HELD):
+        finish(EXIT_FAILED, f"not delivered: {vendor} now answers with another key, and the "
+                            "message is held in the outbox until you decide (see above)")
 
 
 # -- naming vendors ----------------------------------------------------------------------------

@@ -94,10 +94,12 @@ def vendor_sent(what: str) -> Iterator[None]:
     discovery document, its copy of a history): a :class:`~vrmproto.ProtocolError` it raises
     is the vendor's, and is reported as :class:`~vrmproto.client.InvalidResponse` (its problem
     code unchanged), not as a message of ours that was not sent. A :class:`StateError` is
-    about our relationship (no key known yet) and passes as it is."""
+    about our relationship (no key known yet) and passes as it is, and so does what is already
+    the vendor's (an :class:`InvalidResponse`: the library says so itself where it verifies the
+    vendor's bytes, :mod:`vrmproto.client._errors`)."""
     try:
         yield
-    except StateError:
+    except (StateError, InvalidResponse):
         raise
     except ProtocolError as exc:
         raise InvalidResponse.of(exc, what) from exc
@@ -124,8 +126,10 @@ def explain(exc: BaseException) -> CliError:
         return CliError(_sentence(f"the vendor's answer could not be used: {exc.detail}"
                                   f"{_clocks(code)}"), EXIT_FAILED, kind="protocol")  # fmt: skip
     if isinstance(exc, Queued):  # kept to deliver later: why, by what stopped it now
-        from vrmproto.cli._output import waits_because  # noqa: PLC0415 -- it imports this module
+        from vrmproto.cli._output import held, waits_because  # noqa: PLC0415 -- imports this
 
+        if held(exc.cause):  # not delivered later by itself: the person decides (§11.10-1)
+            return CliError(_sentence(f"{exc.detail}, {exc.cause}"), EXIT_FAILED, kind="held")
         why = f" ({waits_because(exc.cause)})" if exc.cause is not None else ""
         return CliError(_sentence(f"{exc.detail}{why}; `vrm outbox run` delivers it"),
                         EXIT_FAILED, kind="queued")  # fmt: skip

@@ -23,10 +23,23 @@ from vrmproto._messages import Money
 from vrmproto._vocab import DataRecord, TermRef, category_label, get_term, purpose_label
 from vrmproto.cli._errors import printable
 from vrmproto.cli._parse import format_time, term_spec
+from vrmproto.client._held import HELD
 from vrmproto.client._http import unreachable_words
 
-__all__ = ["Out", "money_json", "printable", "record_json", "safe", "short", "term_json",
-           "terms_text", "waits_because"]
+__all__ = [
+    "Out",
+    "held",
+    "money_json",
+    "printable",
+    "queued_line",
+    "record_json",
+    "safe",
+    "short",
+    "term_json",
+    "terms_text",
+    "waits_because",
+    "why_queued",
+]
 
 YOU = "⊂"
 THEM = "⊃"
@@ -134,6 +147,31 @@ def brief(detail: str) -> str:
     return detail if len(detail) <= 80 else detail[:79] + "…"
 
 
+def held(error: object) -> bool:
+    """Whether ``error`` (or an outbox item's ``last_error``) says its message is held until
+    the person acts: the vendor now answers with another key (§11.10-1)."""
+    return error is not None and str(error).startswith(HELD)
+
+
+def queued_line(error: object, timeout: float | None = None) -> str:
+    """The line that says a message was not delivered now: queued (and what delivers it), or
+    held, with the key change and what the person can do (§11.10-3). ``timeout``: the
+    command's ``--timeout``, named when the vendor did not answer within it."""
+    if held(error):
+        return f"  [red]⏸ held[/]: {safe(str(error).removeprefix(HELD))}"
+    return (f"  ⏸ queued ({safe(why_queued(error, timeout))}); it stays in the outbox: "
+            "`vrm outbox run` delivers it")
+
+
+def why_queued(error: object, timeout: float | None = None) -> str:
+    """:func:`waits_because`, naming the command's ``--timeout`` when the vendor did not
+    answer within it."""
+    why = waits_because(error)
+    if timeout is not None and why.endswith("could not be reached: timed out"):
+        why = f"the vendor did not answer within {timeout:g} s (--timeout)"
+    return why
+
+
 def waits_because(error: object) -> str:
     """Why a message waits in the outbox, in a few words: a vendor that answered "not now"
     (a problem that may be retried, §9.2-3) was reached, and is not said to be unreachable.
@@ -142,7 +180,7 @@ def waits_because(error: object) -> str:
     could not take because it is out of date or from the future by our clock (its problem or
     receipt lives a few minutes) points at the clocks too."""
     text = str(error) if error is not None else ""
-    if type(error) is TransportError:  # no delivery was tried: it waits behind another message
+    if type(error) is TransportError or held(text):  # behind another message; or held
         return text
     peer = _PEER_REFUSED.search(text)
     if peer is None:

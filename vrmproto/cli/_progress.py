@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from vrmproto._messages import IntentDecline, IntentOffer
-from vrmproto.cli._output import Out, brief, safe, table
+from vrmproto.cli._output import Out, brief, held, safe, table
 from vrmproto.client import Delivery, FanoutReport, ProgressEvent
 
 __all__ = ["FanoutDisplay"]
@@ -25,6 +25,13 @@ _MARKS = {
     "refused": "[red]✗ refused[/]",
     "failed": "[red]✗ failed[/]",
 }
+#: A message held until the person acts (the vendor now answers with another key): queued, but
+#: not retried (§11.10-1).
+_HELD = "[red]⏸ held[/] (not retried)"
+
+
+def _mark(stage: str, detail: str) -> str:
+    return _HELD if stage == "queued" and held(detail) else _MARKS[stage]
 
 
 class FanoutDisplay:
@@ -86,7 +93,7 @@ class FanoutDisplay:
         # the name the branch learnt (an intentcast's discovery) over the one we started with
         learnt = ev.vendor if ev.vendor != ev.url else None
         vendor = learnt or self.names.get(ev.url.rstrip("/"), ev.vendor)
-        mark = _MARKS[ev.stage]
+        mark = _mark(ev.stage, ev.detail)
         if ev.stage == "confirmed" and self.answers and ev.delivery is not None:
             mark, detail = _answer(ev.delivery)  # a decline is not a "✓ confirmed"
         self.rows[ev.index] = [safe(vendor), mark, safe(detail)]
@@ -100,7 +107,7 @@ class FanoutDisplay:
         for r in report.results:
             detail: Any = r.code or (brief(r.detail) if r.status != "confirmed" else
                                      "receipt verified")
-            t.add_row(safe(r.vendor), _MARKS[r.status], safe(detail),
+            t.add_row(safe(r.vendor), _mark(r.status, r.detail), safe(detail),
                       f"{r.elapsed_s * 1000:.0f} ms")
         return t
 

@@ -5,13 +5,26 @@ Shared by ``vrm intent new --relay`` and ``vrm relay``.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from vrmproto.cli._errors import EXIT_USAGE, CliError
-from vrmproto.cli._home import Home
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._home import Home, warn
+from vrmproto.client._http import unreachable_words
 from vrmproto.nostr._binding import is_geohash
+from vrmproto.nostr._relay import RelayError
 
-__all__ = ["SETTING", "WARNING", "check_geohash", "check_relay_url", "kept_relays", "save_relays"]
+__all__ = [
+    "SETTING",
+    "WARNING",
+    "check_geohash",
+    "check_relay_url",
+    "kept_relays",
+    "relays_failed",
+    "save_relays",
+    "show_relay_warnings",
+]
 
 #: The settings key of the default relays (settings.json, beside name and terms).
 SETTING = "relays"
@@ -53,3 +66,41 @@ def save_relays(home: Home, urls: list[str]) -> None:
     settings = home.settings()
     settings.extra[SETTING] = urls
     home.write_settings(settings)
+
+
+def _down(text: str) -> str:
+    """Why relays could not be reached, in the words every view uses (not aiohttp's)."""
+    words = unreachable_words(text)
+    return words.removeprefix("unreachable: ") if words is not None else "no answer"
+
+
+def relays_failed(exc: RelayError, urls: Sequence[str], hint: str, *,
+                  exit_code: int = EXIT_FAILED) -> CliError:  # fmt: skip
+    """The one sentence for relays that failed a command, in plain words, and exit 1: the
+    network failed, not the person's command (a relay that cannot be reached is like a vendor
+    that cannot be reached, exit 1; not a usage error, exit 2). ``hint``: what the person can
+    do."""
+    text = str(exc)
+    if text.startswith("no relay could be reached"):
+        text = f"no relay could be reached ({', '.join(urls)}): {_down(text)}"
+    return CliError(f"{text}; {hint}", exit_code, kind="relays_down")
+
+
+class _RelayWarnings(logging.Handler):
+    """A relay that is down, said as ``vrm: warning: the relay URL could not be reached:
+    connection refused`` (the others may still take the intentcast)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if text.startswith("relay down: "):
+            url = text.removeprefix("relay down: ").split(": ", 1)[0]
+            text = f"the relay {url} could not be reached: {_down(text)}"
+        warn(text)
+
+
+def show_relay_warnings() -> None:
+    """Show the relays' warnings the command line's way (idempotent); without it Python's
+    last-resort handler printed them bare, in the HTTP library's words."""
+    logger = logging.getLogger("vrmproto.nostr")
+    if not any(isinstance(h, _RelayWarnings) for h in logger.handlers):
+        logger.addHandler(_RelayWarnings(logging.WARNING))

@@ -315,21 +315,30 @@ class AgentBase(AsyncClosing):
         published = doc.limits.get("max_lifetime_ms", self.limits.max_lifetime_ms)
         return max(60_000, min(published, self.limits.max_lifetime_ms))
 
-    async def _send(self, ref: Ref, draft: Draft) -> Delivery:
+    async def _send(self, ref: Ref, draft: Draft, *, timeout_s: float | None = None) -> Delivery:
+        """Send ``draft`` in the relationship ``ref`` names; ``timeout_s`` bounds the whole wait
+        for the vendor, retries included: a message not delivered by then stays ``queued`` in
+        the outbox (:meth:`Outbox.send`)."""
         thread = await self.resolve(ref)
-        return refusal(await self.outbox.send(thread, draft, check_type=True))
+        return refusal(await self.outbox.send(thread, draft, check_type=True,
+                                              timeout_s=timeout_s))  # fmt: skip
 
     # -- control ---------------------------------------------------------------------------
 
-    async def rotate_key(self, ref: Ref, *, reason: str = "rotate") -> Delivery:
+    async def rotate_key(self, ref: Ref, *, reason: str = "rotate",
+                         timeout_s: float | None = None) -> Delivery:  # fmt: skip
         """Move this relationship to our next pairwise key (§2.6); ``reason="compromise"``
-        revokes the old one."""
-        return await self._send(ref, RotateDraft(msg_id=self.random_id(), reason=reason))
+        revokes the old one. ``timeout_s`` bounds the whole wait, as for :meth:`share`."""
+        return await self._send(ref, RotateDraft(msg_id=self.random_id(), reason=reason),
+                                timeout_s=timeout_s)  # fmt: skip
 
-    async def end(self, ref: Ref, reason: str | None = None) -> Delivery:
-        """End the relationship (§5.6.4); nothing more may be sent in it."""
+    async def end(self, ref: Ref, reason: str | None = None, *,
+                  timeout_s: float | None = None) -> Delivery:  # fmt: skip
+        """End the relationship (§5.6.4); nothing more may be sent in it. ``timeout_s`` bounds
+        the whole wait, as for :meth:`share`."""
         check_fields(RelationshipEnd, "$.body", reason=reason)  # before it is signed or kept
-        return await self._send(ref, EndDraft(msg_id=self.random_id(), reason=reason))
+        return await self._send(ref, EndDraft(msg_id=self.random_id(), reason=reason),
+                                timeout_s=timeout_s)  # fmt: skip
 
     # -- the outbox ------------------------------------------------------------------------
 

@@ -57,12 +57,15 @@ class DataOps(AgentBase):
         purposes: Iterable[int | str],
         categories: Iterable[int | str],
         expires_ms: int,
+        timeout_s: float | None = None,
     ) -> Delivery:
         """Share ``fields`` with one vendor under the agreement, sealed to it (§5.3.1).
 
         ``purposes`` and ``categories`` are Kantara numbers or names (§6.6, §6.7);
         ``expires_ms`` is when the vendor must delete the data (ms since the epoch). The
-        delivery's ``msg_hash`` names the share for :meth:`withdraw`.
+        delivery's ``msg_hash`` names the share for :meth:`withdraw`. ``timeout_s`` bounds the
+        whole wait for the vendor, every request and retry: a share not delivered by then is
+        ``queued``, kept in the outbox.
 
         Fields the vendor would refuse (none, more than 64, a value over 4096 characters:
         §5.3.1, §5.1-2) raise :class:`~vrmproto.ValidationError` before anything is sealed or
@@ -76,7 +79,7 @@ class DataOps(AgentBase):
         )  # fmt: skip
         # The note is stored with the share, as queued, and confirmed by the Commit that
         # stores the vendor's receipt (Outbox._close).
-        return await self._send(ref, draft)
+        return await self._send(ref, draft, timeout_s=timeout_s)
 
     async def share_notes(self, ref: Ref | None = None) -> list[ShareNote]:
         """What we shared, with whom, until when (every relationship's, or ``ref``'s), oldest
@@ -93,28 +96,30 @@ class DataOps(AgentBase):
             await self.store.commit(Commit(share_notes=changed))
 
     async def withdraw(
-        self, ref: Ref, shares: Iterable[bytes] = (), *, reason: str | None = None
+        self, ref: Ref, shares: Iterable[bytes] = (), *, reason: str | None = None,
+        timeout_s: float | None = None,
     ) -> Delivery:
         """Withdraw consent for some shares (all if none are named); the vendor confirms
-        with data.erased (§5.3.2)."""
+        with data.erased (§5.3.2). ``timeout_s`` bounds the whole wait, as for :meth:`share`."""
         named = tuple(shares)
         check_fields(DataWithdraw, "$.body", shares=named, reason=reason)  # before it is signed
         d = await self._send(ref, WithdrawDraft(msg_id=self.random_id(), shares=named,
-                                                reason=reason))  # fmt: skip
+                                                reason=reason), timeout_s=timeout_s)  # fmt: skip
         erased = {h for b in d.reply_bodies() if isinstance(b, DataErased) for h in b.shares}
         if erased:  # the vendor confirmed the deletion, signed (§5.3.2)
             await self._update_notes(d.thread, erased, withdrawn_ms=self.clock())
         return d
 
-    async def request_data(self, ref: Ref) -> Records:
+    async def request_data(self, ref: Ref, *, timeout_s: float | None = None) -> Records:
         """Ask the vendor for what it holds about us; the records it returns (§5.3.4, §6.8),
-        with the request's delivery (:class:`Records`).
+        with the request's delivery (:class:`Records`). ``timeout_s`` bounds the whole wait, as
+        for :meth:`share`.
 
         Raises :class:`Queued` if the request could not be delivered now (the answer will be
         in the history once it is). No records means the vendor answered later, not in the
         same exchange.
         """
-        d = await self._send(ref, DataRequestDraft(msg_id=self.random_id()))
+        d = await self._send(ref, DataRequestDraft(msg_id=self.random_id()), timeout_s=timeout_s)
         if d.status == "queued":
             raise Queued("the data request waits in the outbox",
                          cause=d.error if isinstance(d.error, TransportError) else None,

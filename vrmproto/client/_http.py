@@ -41,7 +41,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from vrmproto._closing import AsyncClosing
-from vrmproto._errors import TransportError
+from vrmproto._errors import ProtocolError, TransportError
 from vrmproto._history import Entry
 from vrmproto._http1 import IncompleteResponse, MalformedResponse, ResponseTooLarge
 from vrmproto._keys import Identity
@@ -398,18 +398,24 @@ class EndpointClient(AsyncClosing):
         """GET the discovery document (:func:`~vrmproto.binding.discovery_url`) and verify it
         (§13.1); inbox and history become absolute URLs (§13.1-7).
 
-        Raises :class:`~vrmproto.ProtocolError` for a document that does not verify (a tampered
-        body, a signature by another key than ``expected_key``: ``bad_key``; an unusable key,
-        §13.1-9; no version we speak, or another ``role`` than the one given, §13.1-10), and
-        the transport errors for the rest.
+        A document that does not verify (a tampered body, a signature by another key than
+        ``expected_key``: ``bad_key``; an unusable key, §13.1-9; no version we speak, or
+        another ``role`` than the one given, §13.1-10) is the vendor's fault:
+        :class:`~vrmproto.client._errors.PeerRuleError`, an :class:`InvalidResponse` whose
+        ``error`` is the rule broken, and that :class:`~vrmproto.ProtocolError` too. The
+        transport errors for the rest.
         """
         url = discovery_url(base_url)
         answer = await self._request(
             "GET", url, headers={"Accept": "application/json"}, timeout_s=timeout_s,
             retry=retry, cap=MAX_DISCOVERY_BYTES, redirects=True,
         )
-        return discovery_from_answer(answer, now=self.clock(), expected_key=expected_key,
-                                     role=role)  # fmt: skip
+        try:
+            return discovery_from_answer(answer, now=self.clock(), expected_key=expected_key,
+                                         role=role)  # fmt: skip
+        except ProtocolError as exc:
+            raise InvalidResponse.of(exc, f"the discovery document of {base_url}",
+                                     status=answer.status) from None  # fmt: skip
 
     async def post_envelope(
         self,

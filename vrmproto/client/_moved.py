@@ -32,18 +32,19 @@ pinned key moves nothing: a vendor with a new key is a person's decision (``vrm 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Protocol
 
 from vrmproto._binding import DiscoveryDocument
 from vrmproto._errors import TransportError, VrmError
-from vrmproto.client._errors import InvalidResponse
+from vrmproto.client._errors import InvalidResponse, Unreachable
 from vrmproto.client._ledger import Ledger, Thread
 from vrmproto.client._transport import RetryPolicy, Transport
 from vrmproto.store import OutboxItem
 
-__all__ = ["MOVED", "Documents", "current", "dated", "follow", "moved_to", "post_following",
-           "reread"]
+__all__ = ["MOVED", "Documents", "current", "dated", "deadline_in", "follow", "left",
+           "moved_to", "passed", "post_following", "reread"]
 
 log = logging.getLogger("vrmproto.client")
 
@@ -113,25 +114,48 @@ def dated(t: Thread, doc: DiscoveryDocument) -> bool:
     return True
 
 
-async def reread(client: Transport, t: Thread, *, timeout_s: float | None = None
-                 ) -> DiscoveryDocument | None:  # fmt: skip
+def left(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (the running loop's time; None: no bound), at least a
+    millisecond: the ``timeout_s`` of one request within a wait that ``deadline`` bounds."""
+    if deadline is None:
+        return None
+    return max(deadline - asyncio.get_running_loop().time(), 0.001)
+
+
+def passed(deadline: float | None) -> bool:
+    """Whether ``deadline`` (the running loop's time; None: no bound) has passed."""
+    return deadline is not None and asyncio.get_running_loop().time() >= deadline
+
+
+def deadline_in(timeout_s: float | None) -> float | None:
+    """The running loop's time ``timeout_s`` from now (None: no bound)."""
+    return None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
+
+
+async def reread(client: Transport, t: Thread, *, timeout_s: float | None = None,
+                 deadline: float | None = None) -> DiscoveryDocument | None:  # fmt: skip
     """The vendor's document read again from ``t.url``, verified under the relationship's
-    current peer key; None when it can't be read or doesn't verify (logged: the message then
-    waits in the outbox as for any failed delivery)."""
+    current peer key; None when it can't be read or doesn't verify, or not before
+    ``deadline`` (logged: the message then waits in the outbox as for any failed delivery)."""
     try:
-        return await client.fetch_discovery(t.url, t.rel.peer_key, role="vendor",
-                                            timeout_s=timeout_s)  # fmt: skip
+        async with asyncio.timeout_at(deadline):  # retries included
+            return await client.fetch_discovery(t.url, t.rel.peer_key, role="vendor",
+                                                timeout_s=timeout_s)  # fmt: skip
+    except TimeoutError:
+        log.info("the discovery document of %s could not be read again in time", t.url)
+        return None
     except (TransportError, VrmError) as exc:
         log.info("the discovery document of %s could not be read again: %s", t.url, exc)
         return None
 
 
 async def follow(client: Transport, ledger: Ledger, documents: Documents, t: Thread, now: int,
-                 *, timeout_s: float | None = None) -> bool:  # fmt: skip
+                 *, timeout_s: float | None = None, deadline: float | None = None
+                 ) -> bool:  # fmt: skip
     """Read the vendor's document again for ``t`` (the caller holds the thread's lock) and
     follow it; whether the inbox moved. The thread's record is committed when it changed: the
     URLs and types the document names, or its expiry (§13.1-8)."""
-    doc = await reread(client, t, timeout_s=timeout_s)
+    doc = await reread(client, t, timeout_s=timeout_s, deadline=deadline)
     if doc is None:
         documents.unread(t.id, now)
         return False
@@ -162,33 +186,47 @@ class Parts(Protocol):
     documents: Documents
 
 
-async def current(s: Parts, t: Thread, now: int, *, timeout_s: float | None = None) -> None:
+async def current(s: Parts, t: Thread, now: int, *, timeout_s: float | None = None,
+                  deadline: float | None = None) -> None:  # fmt: skip
     """Before ``t``'s inbox or history is used (the caller holds the thread's lock): follow the
     vendor's document where the one stored has expired (:meth:`Documents.due`, §13.1-8). A read
     that fails leaves the URLs known (:func:`follow`)."""
     if s.documents.due(t, now):
-        await follow(s.client, s.ledger, s.documents, t, now, timeout_s=timeout_s)
+        await follow(s.client, s.ledger, s.documents, t, now, timeout_s=timeout_s,
+                     deadline=deadline)  # fmt: skip
 
 
 async def post_following(s: Parts, t: Thread, item: OutboxItem, now: int, *,
-                         timeout_s: float | None, retry: RetryPolicy | None
+                         retry: RetryPolicy | None, deadline: float | None = None
                          ) -> list[bytes]:  # fmt: skip
     """POST ``item`` to the thread's inbox (the caller holds the thread's lock): first
     following the vendor's document where the one stored has expired (:meth:`Documents.due`),
     and once more after an answer that the inbox is not there (:data:`MOVED`). The reply
-    envelopes, as :meth:`~vrmproto.client.Transport.post_envelope` returns them."""
-    await current(s, t, now, timeout_s=timeout_s)
+    envelopes, as :meth:`~vrmproto.client.Transport.post_envelope` returns them.
+
+    ``deadline`` (the running loop's time) bounds every request here, retries included: one
+    still waiting then is given up as :class:`~vrmproto.client.Unreachable`. Only requests are
+    cut short, never a Commit: a message given up so stays in the outbox, as persisted."""
+    timeout_s = left(deadline)
+    await current(s, t, now, timeout_s=timeout_s, deadline=deadline)
     try:
-        return await _post(s.client, t, item, timeout_s, retry)
+        return await _post(s.client, t, item, timeout_s, retry, deadline=deadline)
     except TransportError as exc:
         if not says_moved(exc) or not await follow(s.client, s.ledger, s.documents, t, now,
-                                                   timeout_s=timeout_s):  # fmt: skip
+                                                   timeout_s=timeout_s,
+                                                   deadline=deadline):  # fmt: skip
             raise
-    return await _post(s.client, t, item, timeout_s, retry)
+    return await _post(s.client, t, item, timeout_s, retry, deadline=deadline)
 
 
 async def _post(client: Transport, t: Thread, item: OutboxItem, timeout_s: float | None,
-                retry: RetryPolicy | None) -> list[bytes]:  # fmt: skip
-    return await client.post_envelope(t.meta.inbox, item.envelope, expected_keys=t.problem_keys,
-                                      ref=item.msg_hash, channel=t.id, timeout_s=timeout_s,
-                                      retry=retry)  # fmt: skip
+                retry: RetryPolicy | None, *, deadline: float | None) -> list[bytes]:  # fmt: skip
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await client.post_envelope(
+                t.meta.inbox, item.envelope, expected_keys=t.problem_keys, ref=item.msg_hash,
+                channel=t.id, timeout_s=left(deadline) if deadline is not None else timeout_s,
+                retry=retry,
+            )  # fmt: skip
+    except TimeoutError:  # the deadline's (the transport's own failures are Unreachable)
+        raise Unreachable(f"POST {t.meta.inbox}: timed out") from None

@@ -24,7 +24,9 @@ from vrmproto._messages import Receipt
 from vrmproto._quick import quick_make
 from vrmproto.client._delivery import Delivery, DeliveryStatus, OutboxRun
 from vrmproto.client._drafts import Draft, DraftKind, encode_draft
+from vrmproto.client._held import is_held
 from vrmproto.client._ledger import Thread, to_row
+from vrmproto.client._moved import deadline_in
 from vrmproto.client._schedule import DEFAULT_SCHEDULE, RETRYABLE, is_due
 from vrmproto.client._sending import Sender
 from vrmproto.client._transport import RetryPolicy
@@ -87,14 +89,19 @@ class Outbox(Sender):
         signing raises (a :class:`~vrmproto.ProtocolError`: nothing was stored) and store
         errors; with ``check_type``, a StateError if the vendor does not receive the draft's
         type (:meth:`ThreadMeta.check_receives`, §13.1-10), nothing stored either.
+
+        ``timeout_s`` bounds the whole wait for the vendor — every request and retry of every
+        message delivered here (only requests are cut short, never a Commit): what is not
+        delivered by then stays in the outbox, ``queued``.
         """
         async with self.ledger.lock(thread):
+            deadline = deadline_in(timeout_s)  # from now: not the wait for the lock
             t = new if new is not None else await self.ledger.load(thread)
             if check_type:
                 t.meta.check_receives(draft.MESSAGE_TYPE)
             waiting = t.meta.drafts or (not t.idle and await self.ledger.pending(thread))
             if new is None and waiting:
-                return await self._queue_draft(t, draft, timeout_s=timeout_s, retry=retry)
+                return await self._queue_draft(t, draft, deadline=deadline, retry=retry)
             now = self.clock()
             try:
                 sent = self._sign_next(t, draft, now)
@@ -110,12 +117,12 @@ class Outbox(Sender):
             self.ledger.adopt(t)
             # nothing was waiting, so the thread's queue is the item just stored
             queue = None if ids is None or waiting else [queued(ids[0], new_item)]
-            done = await self._flush_locked(t, due_by=None, timeout_s=timeout_s, retry=retry,
+            done = await self._flush_locked(t, due_by=None, deadline=deadline, retry=retry,
                                             queue=queue)  # fmt: skip
             return self._find(done, t.id, draft)
 
     async def _queue_draft(
-        self, t: Thread, draft: Draft, *, timeout_s: float | None, retry: RetryPolicy | None
+        self, t: Thread, draft: Draft, *, deadline: float | None, retry: RetryPolicy | None
     ) -> Delivery:
         """Store ``draft`` behind the thread's undelivered messages, then try them in order."""
         now = self.clock()
@@ -123,7 +130,7 @@ class Outbox(Sender):
         self._build(t.copy(), draft, now)  # refuse now what could never be signed
         t.meta.queue(t.id, draft.KIND.value, encode_draft(draft))
         await self._commit(t, self.ledger.commit((t,), now))
-        done = await self._flush_locked(t, due_by=None, timeout_s=timeout_s, retry=retry)
+        done = await self._flush_locked(t, due_by=None, deadline=deadline, retry=retry)
         return self._find(done, t.id, draft)
 
     async def enqueue(self, drafts: Sequence[tuple[bytes, Draft]]) -> dict[bytes, VrmError]:
@@ -203,18 +210,23 @@ class Outbox(Sender):
         outbox run took the thread first): the thread's history then holds the outcome.
         """
         async with self.ledger.lock(thread):
+            deadline = deadline_in(timeout_s)  # the whole wait, as for send
             t = await self.ledger.load(thread)
-            done = await self._flush_locked(t, due_by=None, timeout_s=timeout_s, retry=retry)
+            done = await self._flush_locked(t, due_by=None, deadline=deadline, retry=retry)
             return self._find(done, t.id, draft)
 
     @staticmethod
     def _find(done: list[Delivery], thread: bytes, draft: Draft) -> Delivery:
-        """The delivery of ``draft`` among a flush's, with the ones before it as ``earlier``."""
+        """The delivery of ``draft`` among a flush's, with the ones before it as ``earlier``.
+        Behind a message held until a person acts (the vendor answers with another key,
+        :func:`~vrmproto.client._held.hold_if_key_changed`), it is held too: its error is
+        that message's, which says why and what to do."""
         for i, d in enumerate(done):
             if d.msg_id == draft.msg_id:
                 return replace(d, earlier=tuple(done[:i])) if i else d
+        held = next((d.error for d in done if d.status == "queued" and is_held(d.error)), None)
         return Delivery(thread, draft.msg_id, b"", "queued",
-                        error=TransportError("queued behind earlier undelivered messages"),
+                        error=held or TransportError("queued behind earlier undelivered messages"),
                         type=draft.MESSAGE_TYPE, earlier=tuple(done))
 
     # -- the periodic run ------------------------------------------------------------------

@@ -8,7 +8,9 @@ from typing import Literal
 
 from vrmproto._errors import PeerProblemError, Problem, ProtocolError, StateError
 from vrmproto._history import Divergence, Entry, compare, verify_entries
+from vrmproto._state import State
 from vrmproto.client._agent_base import AgentBase
+from vrmproto.client._errors import InvalidResponse
 from vrmproto.client._ledger import Thread, ThreadKind, is_ours, to_row
 from vrmproto.client._moved import current
 from vrmproto.client._views import Reconciliation, Ref, RelationshipView
@@ -25,7 +27,14 @@ class HistoryOps(AgentBase):
     """:meth:`relationships`, :meth:`history`, :meth:`compare_history`, :meth:`reconcile`."""
 
     async def relationships(self) -> list[RelationshipView]:
-        """Every relationship, most recently active first."""
+        """Every relationship, most recently active first.
+
+        A vendor thread whose first terms offer the vendor refused with a problem is none: the
+        offer left our chain and history (§8.1-5), nothing else was ever in it, and the
+        refusal was the answer to :meth:`connect` (its thread keeps it as ``last_problem``).
+        Listing it beside the relationship a later connect opens, in state ``none``, read as
+        a second relationship with the vendor. A thread whose first offer still waits in the
+        outbox is listed."""
         waiting: dict[bytes, int] = {}
         for item in await self.store.outbox_all():
             waiting[item.thread] = waiting.get(item.thread, 0) + 1
@@ -38,12 +47,15 @@ class HistoryOps(AgentBase):
             except LookupError:
                 continue
             rel = t.rel
+            pending = waiting.get(record.thread, 0) + len(t.meta.drafts)
+            if rel.state is State.NONE and t.meta.kind is ThreadKind.VENDOR and not pending:
+                continue  # its first offer was refused: never opened
             views.append(RelationshipView(
                 thread=record.thread, kind=t.meta.kind.value, vendor=t.meta.name, url=t.url,
                 state=rel.state.value, terms=rel.terms, agreement=rel.agreement,
                 shares=tuple(sorted(rel.shares.items())),
                 last_activity_ms=t.meta.last_activity_ms or record.updated_ms,
-                pending=waiting.get(record.thread, 0) + len(t.meta.drafts),
+                pending=pending,
                 last_problem=t.meta.last_problem, local_key=rel.identity.public_key,
                 peer_key=record.peer_key, generation=t.meta.generation,
             ))  # fmt: skip
@@ -58,7 +70,8 @@ class HistoryOps(AgentBase):
         """Fetch the vendor's copy of the history, verify it, and compare it with ours (§8.3).
 
         None when both are identical; otherwise where they part. Raises
-        :class:`~vrmproto.ProtocolError` if the vendor's copy does not verify.
+        :class:`~vrmproto.client.InvalidResponse` if the vendor's copy does not verify (a
+        ``PeerRuleError``: also the :class:`~vrmproto.ProtocolError` it carries as ``error``).
         """
         thread = await self.resolve(ref)
         async with self.ledger.lock(thread):
@@ -92,7 +105,10 @@ class HistoryOps(AgentBase):
                 ):
                     raise
                 continue
-            verify_entries(theirs)
+            try:
+                verify_entries(theirs)
+            except ProtocolError as exc:  # the vendor's bytes (§8.3-2), not a message of ours
+                raise InvalidResponse.of(exc, "the vendor's copy of the history") from None
             return theirs
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -104,7 +120,8 @@ class HistoryOps(AgentBase):
         everything adopted is stored in one commit. The thread stays locked throughout, so
         nothing is sent in it while we are behind (§8.3-3). Call it for every relationship after
         restoring a backup of the store, before sending anything (§8.3-4). Raises
-        :class:`~vrmproto.ProtocolError` if the vendor's copy does not verify.
+        :class:`~vrmproto.client.InvalidResponse` if the vendor's copy does not verify, as
+        :meth:`compare_history` does.
         """
         thread = await self.resolve(ref)
         async with self.ledger.lock(thread):

@@ -7,13 +7,19 @@ from vrmproto import _errors
 from vrmproto.client._transport import RetryPolicy
 from vrmproto.store import OutboxItem
 
-__all__ = ["DEFAULT_SCHEDULE", "RETRYABLE", "is_due"]
+__all__ = ["DEFAULT_SCHEDULE", "HELD_MS", "RETRYABLE", "is_due"]
 
 #: Problem codes after which the same bytes may be delivered again (Table 9-1, §9.1-9).
 RETRYABLE = _errors.RETRYABLE
 
 #: When the outbox tries again: full jitter over 2 s · 2^(n-1), at most an hour apart.
 DEFAULT_SCHEDULE = RetryPolicy(attempts=1_000_000, base_s=2.0, cap_s=3600.0)
+
+#: The next attempt of an item *held* until a person acts: never due by the clock, tried again
+#: only when asked (``Outbox.retry_now``). The outbox holds a message whose vendor now answers,
+#: and publishes its document, under another key than the one we hold (§11.10-1): retrying
+#: cannot deliver it, and only a person may decide about the new key.
+HELD_MS = 2**62
 
 
 def is_due(item: OutboxItem, due_by: int) -> bool:

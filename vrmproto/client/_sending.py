@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from vrmproto._errors import PeerProblemError, Problem, ProtocolError, TransportError, VrmError
 from vrmproto._messages import DataShare, Receipt
@@ -53,14 +52,15 @@ from vrmproto._relationship import Received, Sent
 from vrmproto.client._delivery import Delivery
 from vrmproto.client._drafts import QUEUED, Draft, Signer, decode_draft, with_status
 from vrmproto.client._errors import InvalidResponse, Transient
+from vrmproto.client._held import hold_if_key_changed
+from vrmproto.client._lazy import may_close_lazily
 from vrmproto.client._ledger import Ledger, Thread, to_row
-from vrmproto.client._moved import Documents, current, post_following
+from vrmproto.client._moved import Documents, current, passed, post_following
 from vrmproto.client._own import own_header
 from vrmproto.client._peer_copy import delivered_after_all
 from vrmproto.client._schedule import DEFAULT_SCHEDULE, RETRYABLE, is_due
 from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, ShareNote, Store
-from vrmproto.store._base import OWN_COMMITS, commit_site
 
 __all__ = ["Sender", "may_close_lazily"]
 
@@ -68,21 +68,6 @@ __all__ = ["Sender", "may_close_lazily"]
 KEPT_HEADERS = 4096
 
 _new_outbox_item = quick_make(NewOutboxItem)  # NewOutboxItem(...), once per message (#12)
-
-
-class LazyStore(Protocol):
-    async def commit(self, c: Commit, *, durable: bool = True) -> None: ...
-
-    async def commit_ids(self, c: Commit, *, durable: bool = True) -> tuple[int, ...]: ...
-
-
-def may_close_lazily(store: Store) -> LazyStore | None:
-    """``store``, if its ``commit`` is the library's: it takes ``durable=False``, and its
-    ``commit_ids`` returns the ids given to the outbox items (:class:`~vrmproto.store.Store`);
-    None for any other store, whose commits are all durable and say nothing."""
-    if commit_site(store) in OWN_COMMITS:  # a replaced commit is called the plain way
-        return store  # type: ignore[return-value]  # its commit is one of the library's
-    return None
 
 
 class Sender:
@@ -155,7 +140,7 @@ class Sender:
         t: Thread,
         item: OutboxItem,
         *,
-        timeout_s: float | None = None,
+        deadline: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> list[Delivery]:
         """Deliver ``item`` (the thread's oldest); on any final outcome, sign the next draft
@@ -180,7 +165,7 @@ class Sender:
             # one would link to one the vendor never accepted, and be refused chain_broken.
             return await self._take_out(t, item, d, now, expired=True)
         try:
-            envelopes = await post_following(self, t, item, now, timeout_s=timeout_s,
+            envelopes = await post_following(self, t, item, now, deadline=deadline,
                                              retry=retry if retry is not None else self.retry)
         except PeerProblemError as exc:
             if exc.problem in RETRYABLE:  # the same bytes may be accepted later (§9.1-9)
@@ -194,7 +179,8 @@ class Sender:
             # and history, so the next message links to what the vendor holds (§8.1-5).
             return await self._take_out(t, item, d, self.clock())
         except TransportError as exc:
-            return [await self._reschedule(t, item, msg_id, exc, mtype)]
+            return [await hold_if_key_changed(self, t, item, exc, deadline=deadline)
+                    or await self._reschedule(t, item, msg_id, exc, mtype)]  # fmt: skip
         now = self.clock()
         if mtype == Receipt.TYPE:  # owed no receipt: accepted with 204 (§12.3-3)
             if envelopes:
@@ -226,7 +212,8 @@ class Sender:
             held = item.attempts and await delivered_after_all(
                 self.client, self.ledger, t, item, self.clock(), msg_id=msg_id, mtype=mtype)
         except TransportError as exc:
-            return [await self._reschedule(t, item, msg_id, exc, mtype)]
+            return [await hold_if_key_changed(self, t, item, exc)
+                    or await self._reschedule(t, item, msg_id, exc, mtype)]  # fmt: skip
         return await self._close(t, item, *held) if held else None
 
     async def _close(
@@ -456,33 +443,34 @@ class Sender:
         t: Thread,
         *,
         due_by: int | None,
-        timeout_s: float | None = None,
+        deadline: float | None = None,
         retry: RetryPolicy | None = None,
         queue: list[OutboxItem] | None = None,
     ) -> list[Delivery]:
-        """Deliver the thread's queue in order; stop at the first message still queued.
+        """Deliver the thread's queue in order; stop at the first message still queued, or
+        at ``deadline`` (the loop's time: every request and retry, :meth:`Outbox.send`).
 
         The queue is read again only when a delivery's Commit queued something: we hold the
         thread's lock, so what is left of it otherwise is what we read less the item closed.
         ``queue``: the thread's queue, if the caller knows it (it just queued the only item)."""
         out: list[Delivery] = []
-        left = queue
+        rest = queue
         while True:
-            pending = left if left is not None else await self.ledger.pending(t.id)
+            pending = rest if rest is not None else await self.ledger.pending(t.id)
             if not pending and t.meta.drafts:  # nothing in flight (an item was dropped)
                 out.extend(await self._promote(t))
                 pending = await self.ledger.pending(t.id)
             if not pending:
                 t.idle = True  # until a Commit of ours queues in it (or another one's does)
                 return out
-            if due_by is not None and not is_due(pending[0], due_by):
-                return out
+            if (due_by is not None and not is_due(pending[0], due_by)) or passed(deadline):
+                return out  # (past the deadline: the rest waits in the outbox, queued)
             self._queued_by_close.pop(t.id, None)
-            done = await self._deliver_locked(t, pending[0], timeout_s=timeout_s, retry=retry)
+            done = await self._deliver_locked(t, pending[0], deadline=deadline, retry=retry)
             out.extend(done)
             if done[0].status == "queued":
                 return out
-            left = None if self._queued_by_close.pop(t.id, 1) else pending[1:]
+            rest = None if self._queued_by_close.pop(t.id, 1) else pending[1:]
             t = await self.ledger.load(t.id)  # re-read if a failure dropped it from the cache
 
     async def _promote(self, t: Thread) -> list[Delivery]:

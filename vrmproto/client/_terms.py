@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
-from vrmproto._binding import DiscoveryDocument
-from vrmproto._errors import Problem, ValidationError
+from vrmproto._binding import DiscoveryDocument, discovery_url
+from vrmproto._errors import Problem, ProtocolError, ValidationError
 from vrmproto._fields import check_fields
 from vrmproto._messages import TermsAccept, TermsOffer, TermsReject
 from vrmproto._relationship import Relationship
@@ -13,8 +14,9 @@ from vrmproto._state import Role, State
 from vrmproto._vocab import TermRef
 from vrmproto.client._agent_base import AgentBase, norm_url, refusal
 from vrmproto.client._drafts import AcceptCounterDraft, TermsOfferDraft
+from vrmproto.client._errors import InvalidResponse, PeerRuleError, Unreachable
 from vrmproto.client._ledger import Thread, ThreadKind, ThreadMeta
-from vrmproto.client._moved import dated, moved_to
+from vrmproto.client._moved import dated, left, moved_to
 from vrmproto.client._outbox import Delivery
 from vrmproto.client._views import ConnectResult, ConnectStatus, Offer, Ref
 
@@ -74,17 +76,18 @@ class TermsOps(AgentBase):
         A vendor we already know — by URL, or by the name it claims — must sign with a key we
         hold for it: otherwise :class:`KeyChangedError`, unless ``accept_new_key`` is the new
         key's fingerprint (a person's explicit decision, §11.10-1). The document must be a
-        vendor's, speak our version and list ``terms.offer`` (§13.1-10).
+        vendor's, speak our version and list ``terms.offer`` (§13.1-10): otherwise
+        :class:`~vrmproto.client.InvalidResponse` (a ``PeerRuleError``, also the
+        :class:`~vrmproto.ProtocolError` it carries as ``error``).
+
+        ``timeout_s`` bounds the whole wait for the vendor — its document, then our offer's
+        delivery, every retry: an offer not delivered by then is ``queued`` in the outbox.
         """
         # What every vendor would refuse, before anything is asked, signed or kept (§5.2.1)
         check_fields(TermsOffer, "$.body", note=note, in_reply_to=in_reply_to,
                      terms=tuple(terms) if terms is not None else self.terms)  # fmt: skip
-        doc = await self.client.fetch_discovery(base_url, expected_key, role="vendor",
-                                                timeout_s=timeout_s)  # fmt: skip
-        if TermsOffer.TYPE not in doc.types:
-            raise ValidationError("this endpoint does not receive terms.offer: it opens no "
-                                  "relationships", code=Problem.UNKNOWN_TYPE,
-                                  clause="§13.1-10")  # fmt: skip
+        deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
+        doc = await self._vendor_document(base_url, expected_key, deadline)
         await self._check_pins(base_url, doc, by_name=True, accept_new_key=accept_new_key)
         # Ours, then the store's: the store's excludes other processes on the same data
         # (two `vrm connect` at once, §11.11-2); it sorts before the thread's lock ("client.t…").
@@ -94,7 +97,31 @@ class TermsOps(AgentBase):
                 await self._follow(live, base_url, doc)
                 return await self._existing(live)
             return await self._open(base_url, doc, terms, note=note, in_reply_to=in_reply_to,
-                                    timeout_s=timeout_s)  # fmt: skip
+                                    timeout_s=left(deadline))  # fmt: skip
+
+    async def _vendor_document(self, base_url: str, expected_key: bytes | None,
+                               deadline: float | None) -> DiscoveryDocument:  # fmt: skip
+        """The vendor's discovery document, verified (§13.1), by ``deadline`` (the loop's time;
+        retries included). What is wrong with it is the vendor's:
+        :class:`~vrmproto.client._errors.PeerRuleError`, whatever the transport — as is a
+        document that does not list ``terms.offer``: it opens no relationships (§13.1-10)."""
+        what = f"the discovery document of {norm_url(base_url)}"
+        try:
+            async with asyncio.timeout_at(deadline):
+                doc = await self.client.fetch_discovery(base_url, expected_key, role="vendor",
+                                                        timeout_s=left(deadline))  # fmt: skip
+        except TimeoutError:  # the deadline's: the transport's own failures are Unreachable
+            raise Unreachable(f"GET {discovery_url(base_url)}: timed out") from None
+        except ProtocolError as exc:
+            raise InvalidResponse.of(exc, what) from None
+        if TermsOffer.TYPE not in doc.types:
+            raise PeerRuleError(f"the vendor at {norm_url(base_url)} opens no relationships: "
+                                "its discovery document does not list terms.offer",
+                                error=ValidationError(
+                                    "this endpoint does not receive terms.offer: it opens no "
+                                    "relationships", code=Problem.UNKNOWN_TYPE,
+                                    clause="§13.1-10", path="$.types"))  # fmt: skip
+        return doc
 
     async def _open(self, base_url: str, doc: DiscoveryDocument, terms: Sequence[TermRef] | None,
                     *, note: str | None, in_reply_to: bytes | None, timeout_s: float | None
@@ -156,23 +183,28 @@ class TermsOps(AgentBase):
         return ConnectResult(t.id, t.meta.name, t.url, status, terms, rel.agreement,
                              counter=rel.counter, existing=True)  # fmt: skip
 
-    async def accept_counter(self, ref: Ref) -> ConnectResult:
-        """Offer the vendor's counter-terms back as our new offer (§5.2.3)."""
+    async def accept_counter(self, ref: Ref, *, timeout_s: float | None = None) -> ConnectResult:
+        """Offer the vendor's counter-terms back as our new offer (§5.2.3); ``timeout_s``
+        bounds the whole wait, as for :meth:`connect`."""
         thread = await self.resolve(ref)
         t = await self.ledger.load(thread)
         offered = t.rel.counter or ()
-        d = refusal(await self.outbox.send(thread, AcceptCounterDraft(msg_id=self.random_id())))
+        d = refusal(await self.outbox.send(thread, AcceptCounterDraft(msg_id=self.random_id()),
+                                           timeout_s=timeout_s))  # fmt: skip
         return connect_result(await self.ledger.load(thread), offered, d)
 
-    async def decline_counter(self, ref: Ref, reason: str = "the counter-offer is declined"
-                              ) -> Delivery:  # fmt: skip
-        """Decline the vendor's counter-offer: end the relationship (§5.6.4)."""
-        return await self.end(ref, reason)
+    async def decline_counter(self, ref: Ref, reason: str = "the counter-offer is declined",
+                              *, timeout_s: float | None = None) -> Delivery:  # fmt: skip
+        """Decline the vendor's counter-offer: end the relationship (§5.6.4); ``timeout_s`` as
+        for :meth:`connect`."""
+        return await self.end(ref, reason, timeout_s=timeout_s)
 
     async def take_offer(
-        self, offer: Offer, terms: Sequence[TermRef] | None = None, *, note: str | None = None
+        self, offer: Offer, terms: Sequence[TermRef] | None = None, *, note: str | None = None,
+        timeout_s: float | None = None,
     ) -> ConnectResult:
         """Take up an intentcast offer: connect to that vendor under our terms, now with our
-        pairwise key, naming the offer (``in_reply_to``, §5.2.1)."""
+        pairwise key, naming the offer (``in_reply_to``, §5.2.1); ``timeout_s`` as for
+        :meth:`connect`."""
         return await self.connect(offer.url, terms, note=note, in_reply_to=offer.hash,
-                                  expected_key=offer.vendor_key)  # fmt: skip
+                                  expected_key=offer.vendor_key, timeout_s=timeout_s)  # fmt: skip

@@ -38,7 +38,7 @@ from vrmproto._binding import relocated
 from vrmproto._envelope import open_envelope
 from vrmproto._errors import PeerProblemError, ProtocolError, TransportError
 from vrmproto._history import Entry
-from vrmproto._keys import Identity
+from vrmproto._keys import Identity, fingerprint
 from vrmproto._limits import Limits
 from vrmproto._messages import ProblemReport
 from vrmproto.binding import (
@@ -49,7 +49,7 @@ from vrmproto.binding import (
     decode_replies,
     verify_discovery,
 )
-from vrmproto.client._errors import InvalidResponse, Transient
+from vrmproto.client._errors import InvalidResponse, KeyChangedError, Transient
 
 __all__ = [
     "MAX_HISTORY_ENTRIES",
@@ -283,8 +283,11 @@ def problem_from_answer(
     if msg.type != ProblemReport.TYPE:
         return InvalidResponse(f"{url} answered {status} with a {msg.type}", status=status)
     if expected_keys is not None and msg.sender not in expected_keys:
-        return InvalidResponse(f"{url} answered {status} with a problem signed by another key",
-                               status=status)  # fmt: skip
+        changed = KeyChangedError(url, "", by="url", pinned=expected_keys, offered=msg.sender,
+                                  path="$.from")  # fmt: skip
+        return InvalidResponse(f"{url} answered {status} with a problem signed by another key "
+                               f"({fingerprint(msg.sender)})", status=status,
+                               error=changed)  # fmt: skip
     body: ProblemReport = msg.body
     if ref is not None and body.ref != ref:
         about = "no message" if body.ref is None else "another message"

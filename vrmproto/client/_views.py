@@ -6,15 +6,15 @@ from the operations so each operation module imports only what it returns.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from vrmproto._errors import Problem, ProtocolError, ValidationError
+from vrmproto._errors import ProtocolError
 from vrmproto._history import Divergence
 from vrmproto._keys import fingerprint
 from vrmproto._messages import Money
 from vrmproto._vocab import TermRef, latest
+from vrmproto.client._errors import KeyChangedError
 from vrmproto.client._fanout import FanoutReport
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.client._outbox import Delivery
@@ -148,29 +148,3 @@ class RelationshipView:
     @property
     def vendor_fingerprint(self) -> str:
         return fingerprint(self.peer_key)
-
-
-class KeyChangedError(ValidationError):
-    """A vendor we already know answers with another key (§11.10-1, §13.1-4): refused.
-
-    ``url`` and ``name`` say where and under which name we know the vendor; ``pinned`` are the
-    keys we hold for it, ``offered`` the key of the document just fetched. A legitimate re-key
-    is accepted only by a person's explicit decision: ``Agent.connect(accept_new_key=fp)``
-    with the new key's fingerprint, checked with the vendor another way.
-    """
-
-    def __init__(self, url: str, name: str, *, by: str, pinned: Iterable[bytes],
-                 offered: bytes) -> None:  # fmt: skip
-        self.url = url
-        self.name = name
-        self.by = by
-        self.pinned = tuple(sorted(pinned))
-        self.offered = offered
-        held = ", ".join(fingerprint(k) for k in self.pinned)
-        where = f"at {url}" if by == "url" else f"named {name!r}"
-        super().__init__(
-            f"the vendor {where} now signs with key {fingerprint(offered)}, not the key you "
-            f"hold for it ({held}); refused: it may be an impostor. Accept the new key only "
-            "after checking its fingerprint with the vendor another way",
-            code=Problem.BAD_KEY, clause="§11.10-1", path="$.discovery.key",
-        )  # fmt: skip

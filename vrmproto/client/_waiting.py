@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from vrmproto._errors import VrmError
 from vrmproto.client._drafts import decode_draft
 from vrmproto.client._own import own_header
+from vrmproto.client._schedule import HELD_MS
 from vrmproto.store import DraftRecord, OutboxItem
 
 __all__ = ["MIN_ID_PREFIX", "WaitReason", "Waiting", "find", "waiting"]
@@ -35,6 +36,7 @@ class WaitReason(enum.Enum):
     UNREACHABLE = "the vendor could not be reached"  # or answered "try again later"
     BEHIND = "behind an earlier message to the same vendor"
     UNSIGNED = "not signed yet: it waits for the vendor's answer to the message before it"
+    HELD = "held until you act: the vendor now answers with another key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,8 @@ def _item(item: OutboxItem, first: bool) -> Waiting:
     msg_id, mtype = (header.id, header.type) if header is not None else (bytes(16), "?")
     if not first:
         reason = WaitReason.BEHIND
+    elif item.attempts and item.next_attempt_ms >= HELD_MS:
+        reason = WaitReason.HELD
     else:
         reason = WaitReason.UNREACHABLE if item.attempts else WaitReason.NOT_TRIED
     return Waiting(item.thread, msg_id, mtype, reason, item.item_id, item.msg_hash,
