@@ -17,6 +17,7 @@ verify)::
     TransportError
     ├── PeerProblemError    refused: a signed, verified problem from the peer
     ├── InvalidResponse     an answer §12 does not allow, or that does not verify
+    │   └── PeerRuleError   the peer's document or history breaks a rule (also a ProtocolError)
     ├── Transient           retry later (5xx, 429, 408), with retry_after
     │   └── Unreachable     no answer: connection refused or reset, timeout
     └── Queued              not delivered now; waiting in the outbox
@@ -41,7 +42,13 @@ from vrmproto.client._agent import (
     RelationshipView,
 )
 from vrmproto.client._data import Records
-from vrmproto.client._errors import InvalidResponse, Queued, Transient, Unreachable
+from vrmproto.client._errors import (
+    InvalidResponse,
+    PeerRuleError,
+    Queued,
+    Transient,
+    Unreachable,
+)
 from vrmproto.client._fanout import (
     DEFAULT_CONCURRENCY,
     FanoutReport,
@@ -89,6 +96,7 @@ __all__ = [
     "Outbox",
     "OutboxRun",
     "PeerProblemError",
+    "PeerRuleError",
     "Progress",
     "ProgressEvent",
     "Queued",
