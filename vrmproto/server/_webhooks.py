@@ -12,11 +12,12 @@ Webhooks: ``webhook-id`` (the event id, the receiver's de-duplication key),
 
 Delivery (:class:`Deliverer`): read a batch of the feed after the webhook's cursor, deliver
 each relationship's events in order (relationships in parallel), retry a failure with
-exponential backoff and jitter, and move the cursor past an event once it and every event
-before it is delivered or set aside. The cursor is recorded (committed) after every batch
-(``record_s`` 0, the default; a larger value records at most that often while events keep
-coming), and when the deliverer stops. A crash therefore re-delivers what was in flight and
-what was acknowledged since the last record, never skips.
+exponential backoff and jitter (each retry with the event as the store holds it then: the
+fields of a share withdrawn meanwhile are not sent again, §12.10-2), and move the cursor
+past an event once it and every event before it is delivered or set aside. The cursor is
+recorded (committed) after every batch (``record_s`` 0, the default; a larger value records at
+most that often while events keep coming), and when the deliverer stops. A crash therefore
+re-delivers what was in flight and what was acknowledged since the last record, never skips.
 An event still failing ``dead_after_s`` after its first attempt becomes a dead letter
 (:class:`~vrmproto.store.DeadLetter`) and its relationship's later events go on; ``vrm vendor
 events --replay`` delivers dead letters again. A 2xx answer is an acknowledgement; anything else
@@ -73,6 +74,10 @@ USER_AGENT = f"vrmproto/{__version__}"
 #: Statuses by which a receiver refuses the POST itself, not its own state: Bad Request,
 #: Content Too Large, Unsupported Media Type, Unprocessable Content (RFC 9110 §15.5).
 REFUSED = frozenset({400, 413, 415, 422})
+#: An event with personal data is read from the store again before a retry, and before a first
+#: attempt made this long after its batch was read (a relationship's earlier events held it
+#: up): a share withdrawn meanwhile goes without its fields (§12.10-2, docs/events.md).
+FRESH_S = 1.0
 
 
 def parse_secret(text: str) -> bytes:
@@ -260,6 +265,7 @@ class Deliverer:
         self._recorded = 0  # the durable cursor, as this deliverer last read or wrote it
         self._recorded_at = time.monotonic()
         self._dead: list[DeadLetter] = []  # set aside since, to record with the cursor
+        self._read_at = 0.0  # when the batch being delivered was read (monotonic)
 
     async def __aenter__(self) -> Deliverer:
         return self
@@ -344,6 +350,7 @@ class Deliverer:
         if self._cursor is None:
             self._cursor = self._recorded = await self.store.event_cursor(hook.name)
         batch = await self.store.events(self._cursor, hook.batch)
+        self._read_at = time.monotonic()
         if not batch:
             return 0
         if hook.batched:
@@ -394,6 +401,8 @@ class Deliverer:
         hook = self.hook
         what = events[0].id if len(events) == 1 else f"a batch of {len(events)} events"
         while True:
+            if attempt or first - self._read_at > FRESH_S:
+                events = await self._current(events)
             failure = await self.attempt(events)
             if failure is None:
                 if attempt:
@@ -409,6 +418,15 @@ class Deliverer:
                 log.warning("webhook %s: %s failed (%s); retrying for up to %.0f s", hook.name,
                             what, failure, limit)  # fmt: skip
             await asyncio.sleep(hook.delay(attempt))
+
+    async def _current(self, events: Sequence[EventRecord]) -> Sequence[EventRecord]:
+        """``events`` as the store holds them now: the personal data of a share withdrawn since
+        they were read is gone from its event (§12.10-2), and must not be sent again."""
+        if all(e.personal is None for e in events):  # dropped personal data never comes back
+            return events
+        first, last = events[0].pos, events[-1].pos
+        now = {e.pos: e for e in await self.store.events(first - 1, last - first + 1)}
+        return [now.get(e.pos, e) for e in events]
 
     async def attempt(self, events: Sequence[EventRecord]) -> Failure | None:
         """One POST of ``events``: in batched mode as a batch (of one, too), else the one event

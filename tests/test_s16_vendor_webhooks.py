@@ -1,0 +1,128 @@
+"""Webhooks as a vendor operator meets them (session 16's hunt): what a retry sends after the
+customer withdrew the data, while the receiver was failing.
+
+Before: the deliverer read a batch of the feed once and POSTed each event as read, however long
+it retried. A share withdrawn while its event waited (the receiver down, answering 500, or the
+relationship's earlier events held up) went out again, fields and all, on every retry until
+acknowledged — though the store had dropped them from the event in the withdrawal's commit
+(§12.10-2) and docs/events.md promises the feed "keeps neither the fields of a withdrawn or
+expired share nor sends them again". Now a retry (and a first attempt made long after the read)
+reads the event again.
+
+No test sleeps: the receiver is a Poster stand-in that answers as told.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer, Reply
+
+from vrmproto._keys import Identity
+from vrmproto.server import Endpoint, ReferencePolicy, _webhooks
+from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret
+from vrmproto.store import SQLiteStore
+
+VENDOR = Identity(VENDOR_SEED)
+SECRET = parse_secret("whsec_" + "a2tra2tra2tra2tra2tra2tra2tra2tr")
+
+
+class Vendor:
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        self.endpoint = Endpoint(VENDOR, store=store,
+                                 policy=ReferencePolicy(accepts_terms=ACCEPTED))  # fmt: skip
+
+    async def deliver(self, c: Customer, msg: Any) -> None:
+        r = await self.endpoint.handle_inbox(msg.envelope)
+        assert r.status == 200, r.body
+        c.absorb(Reply(r.status, r.body, dict(r.headers)), msg)
+
+
+class Flaky:
+    """A Poster stand-in: fails the first POST that carries ``failing`` (an event kind), calling
+    ``meanwhile`` before it answers 500; acknowledges every other. Keeps each POST's documents."""
+
+    def __init__(self, failing: str, meanwhile: Any) -> None:
+        self.failing = "org.vrmproto." + failing
+        self.meanwhile = meanwhile
+        self.posts: list[list[dict[str, Any]]] = []
+
+    async def post(self, header_lines: bytes, body: bytes) -> int:
+        docs = json.loads(body)
+        docs = docs if isinstance(docs, list) else [docs]
+        self.posts.append(docs)
+        if self.meanwhile is not None and any(d["type"] == self.failing for d in docs):
+            meanwhile, self.meanwhile = self.meanwhile, None
+            await meanwhile()
+            return 500
+        return 204
+
+    async def close(self) -> None:
+        pass
+
+    def personal(self, kind: str) -> list[Any]:
+        """The ``personal`` of each POSTed document of ``kind``, in the order sent."""
+        return [d["data"]["personal"] for docs in self.posts for d in docs
+                if d["type"] == "org.vrmproto." + kind]  # fmt: skip
+
+
+def hook(**kw: Any) -> Webhook:
+    return Webhook("crm", "http://127.0.0.1:9/unused", SECRET, "https://shop.example/vrm",
+                   backoff_s=0.001, backoff_max_s=0.001, **kw)  # fmt: skip
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
+async def test_a_retry_does_not_send_the_fields_of_a_share_withdrawn_meanwhile(
+    tmp_path: Path, batched: bool
+) -> None:
+    store = await SQLiteStore.open(tmp_path / "vendor.db")
+    try:
+        v, c = Vendor(store), Customer(VENDOR)
+        await v.deliver(c, c.offer(*ACCEPTED))
+        share = c.share({"email": "ada@example.org"})
+        await v.deliver(c, share)
+
+        async def withdraw() -> None:  # while the receiver fails the share's POST
+            await v.deliver(c, c.withdraw(share.hash))
+
+        poster = Flaky("data.shared", withdraw)
+        async with Deliverer(hook(batched=batched), store, poster) as d:  # type: ignore[arg-type]
+            while await d.step():
+                pass
+        first, *retries = poster.personal("data.shared")
+        assert first["fields"] == {"email": "ada@example.org"}  # sent before the withdrawal
+        assert retries
+        assert retries == [None] * len(retries)  # never again after it
+        assert [e.kind for e in await store.events()][-2:] == ["data.withdrawn", "data.erased"]
+    finally:
+        await store.close()
+
+
+async def test_an_event_held_up_behind_a_failing_one_is_read_again_before_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The share's first attempt comes only once the relationship's earlier event got through:
+    with the batch read longer ago than ``FRESH_S`` (0 here: as if that long had passed), it is
+    read again, and goes without the fields the customer withdrew meanwhile."""
+    monkeypatch.setattr(_webhooks, "FRESH_S", 0.0)
+    store = await SQLiteStore.open(tmp_path / "vendor.db")
+    try:
+        v, c = Vendor(store), Customer(VENDOR)
+        await v.deliver(c, c.offer(*ACCEPTED))
+        share = c.share({"email": "ada@example.org"})
+        await v.deliver(c, share)
+
+        async def withdraw() -> None:
+            await v.deliver(c, c.withdraw(share.hash))
+
+        poster = Flaky("terms.accepted", withdraw)
+        async with Deliverer(hook(), store, poster) as d:  # type: ignore[arg-type]
+            while await d.step():
+                pass
+        assert poster.personal("data.shared") == [None]
+    finally:
+        await store.close()
