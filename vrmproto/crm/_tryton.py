@@ -24,6 +24,10 @@ the durable cursor, the highest ``pos``) and ``vrmproto_crm_field`` (which event
 came from, and which Tryton record holds it; never the value). An event is applied at most once
 however often it is delivered, and a restart resumes after the last one applied.
 
+The vendor's staff work in the same database: a party they archived is still its
+relationship's, one they deleted is made again, and a held field whose record they deleted is
+forgotten (:func:`_prune`), so that no change of theirs stops the bridge.
+
 Tryton's configuration is global to the process: open one database per process.
 """
 
@@ -194,9 +198,9 @@ class TrytonCRM:
                 where=(_FIELDS.expires != None) & (_FIELDS.expires <= now_ms),  # noqa: E711
             ))  # fmt: skip
             gone = [(str(r), str(f)) for r, f in cursor.fetchall()]
-            for rel, name in gone:
-                _drop_field(cursor, rel, name)
-        return len(gone)
+            for rel in {rel for rel, _ in gone}:
+                _prune(cursor, rel)
+            return sum(_drop_field(cursor, rel, name) for rel, name in gone)
 
 
 def _expired(expires_ms: int | None, now_ms: int | None) -> bool:
@@ -209,6 +213,8 @@ def _expired(expires_ms: int | None, now_ms: int | None) -> bool:
 def _apply(cursor: Any, change: Change) -> tuple[str, int] | None:
     """Apply ``change``; the record it made when other events refer to it (a lead)."""
     party = _party(change.relationship)
+    if isinstance(change, Hold | Erase):
+        _prune(cursor, change.relationship)
     if isinstance(change, Note):
         _note(party, change.text)
     elif isinstance(change, Hold):
@@ -229,13 +235,38 @@ def _apply(cursor: Any, change: Change) -> tuple[str, int] | None:
 
 
 def _party(relationship: str) -> Any:
+    """The relationship's party, made on first use. An archived one (``active`` unset by the
+    vendor's staff) is still the relationship's: a new one could not take its code, which
+    Tryton keeps unique."""
     parties = Pool().get("party.party")
-    found = parties.search([("code", "=", "vrm-" + relationship)], limit=1)
+    with Transaction().set_context(active_test=False):
+        found = parties.search([("code", "=", "vrm-" + relationship)], limit=1)
     if found:
         return found[0]
     party = parties(name=f"VRM customer {relationship[:12]}", code="vrm-" + relationship)
     party.save()
     return party
+
+
+def _prune(cursor: Any, relationship: str) -> None:
+    """Forget the held fields whose Tryton record is gone: the vendor's staff deleted the party
+    (its contact mechanisms and addresses go with it) or the record itself. Written to or
+    deleted again, such a record would make Tryton refuse the event, and the bridge would stop
+    at it on every restart."""
+    cursor.execute(*_FIELDS.select(_FIELDS.field, _FIELDS.model, _FIELDS.record,
+                                   where=_FIELDS.relationship == relationship))  # fmt: skip
+    rows = [(str(name), str(model), int(record)) for name, model, record in cursor.fetchall()]
+    alive = {model: _exists(model, [r for _, m, r in rows if m == model])
+             for model in {model for _, model, _ in rows}}  # fmt: skip
+    for name, model, record in rows:
+        if record not in alive[model]:
+            _forget_row(cursor, relationship, name)
+
+
+def _exists(model: str, ids: list[int]) -> set[int]:
+    """Which of ``ids`` are records of ``model`` (archived ones too)."""
+    with Transaction().set_context(active_test=False):
+        return {int(r.id) for r in Pool().get(model).search([("id", "in", ids)])}
 
 
 def _note(resource: Any, text: str) -> None:
@@ -399,11 +430,12 @@ def _forget_row(cursor: Any, relationship: str, name: str) -> None:
         (_FIELDS.relationship == relationship) & (_FIELDS.field == name))))  # fmt: skip
 
 
-def _drop_field(cursor: Any, relationship: str, name: str) -> None:
-    """Delete the value held under ``name`` from Tryton, and the address once it is empty."""
+def _drop_field(cursor: Any, relationship: str, name: str) -> bool:
+    """Delete the value held under ``name`` from Tryton, and the address once it is empty;
+    False if none was held."""
     held = _row(cursor, relationship, name)
     if held is None:
-        return
+        return False
     if name == "country":
         _region_out_of_country(cursor, _party(relationship), relationship, None)
     model, record, attr = held
@@ -411,7 +443,7 @@ def _drop_field(cursor: Any, relationship: str, name: str) -> None:
     records = Pool().get(model)
     if model == _CM:
         records.delete([records(record)])
-        return
+        return True
     address = records(record)
     setattr(address, attr, None)
     address.save()
@@ -419,6 +451,7 @@ def _drop_field(cursor: Any, relationship: str, name: str) -> None:
         (_FIELDS.model == _ADDR) & (_FIELDS.record == record)), limit=1))  # fmt: skip
     if cursor.fetchone() is None:
         records.delete([address])
+    return True
 
 
 def _lead(party: Any, change: Lead) -> int:
@@ -451,7 +484,7 @@ def _take_up(cursor: Any, party: Any, change: TakeUp) -> None:
     cursor.execute(*_EVENTS.select(_EVENTS.model, _EVENTS.record,
                                    where=_EVENTS.id == change.offer))  # fmt: skip
     row = cursor.fetchone()
-    if row is None or row[0] != "sale.opportunity":
+    if row is None or row[0] != "sale.opportunity" or not _exists(row[0], [int(row[1])]):
         _note(party, f"Takes up offer {change.offer}, which this CRM has no lead for")
         return
     lead = Pool().get("sale.opportunity")(int(row[1]))

@@ -1,0 +1,136 @@
+"""The Tryton bridge after the vendor's own staff changed the CRM (session 16's hunt).
+
+A CRM is worked in by people: they delete a party (a customer's erasure request handled in
+Tryton, a duplicate cleaned up), archive one, delete an opportunity. Before, the bridge kept
+pointing at what was gone: the next share, withdrawal or expiry of that relationship wrote to or
+deleted a record that no longer existed, Tryton refused the transaction ("You are trying to read
+records … that don't exist"), and ``vrm vendor tryton`` stopped at that event — again on every
+restart, and after every other event too, since the expiry sweep that follows each one failed
+the same way. An archived party was not found by its code (Tryton hides inactive records), and
+a new one could not take the code (unique): the same dead stop. Now the fields whose record is
+gone are forgotten, an archived party is still its relationship's, and a take-up of a deleted
+lead becomes a note.
+
+Slow: it creates a Tryton database (see tests/test_crm_tryton.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("trytond", reason="trytond is not installed: pip install 'vrmproto[tryton]'")
+pytest.importorskip("trytond.modules.sale_opportunity",
+                    reason="trytond-sale-opportunity is not installed: pip install "
+                           "'vrmproto[tryton]'")  # fmt: skip
+
+from trytond.pool import Pool
+from trytond.transaction import Transaction
+
+from vrmproto.crm._tryton import TrytonCRM
+
+pytestmark = pytest.mark.slow
+
+NOW = 1_800_000_000_000
+DAY_MS = 86_400_000
+
+
+@pytest.fixture(scope="module")
+def crm(tmp_path_factory: pytest.TempPathFactory) -> TrytonCRM:
+    return TrytonCRM.create("crm", path=tmp_path_factory.mktemp("tryton"), company="Vendor")
+
+
+def event(pos: int, rel: str, kind: str, **extra: Any) -> dict[str, Any]:
+    return {"id": f"evt_{pos:032x}", "pos": pos, "relationship": rel, "kind": kind,
+            "created": NOW, "from": "customer", "body": {}, "personal": None,
+            **extra}  # fmt: skip
+
+
+def shared(pos: int, rel: str, fields: dict[str, str], expires: int = NOW + DAY_MS
+           ) -> dict[str, Any]:  # fmt: skip
+    return event(pos, rel, "data.shared", personal={"fields": fields, "expires": expires})
+
+
+def withdrawn(pos: int, rel: str, *shares: int) -> dict[str, Any]:
+    return event(pos, rel, "data.withdrawn", erase=[f"evt_{s:032x}" for s in shares])
+
+
+def held(rel: str) -> dict[str, Any]:
+    """The parties with the relationship's code (archived too): their contacts and streets."""
+    with Transaction().start("crm", 0, readonly=True, context={"active_test": False}):
+        return {
+            p.id: {
+                "active": p.active,
+                "contacts": sorted((c.name or c.type, c.value) for c in p.contact_mechanisms),
+                "streets": [a.street_unstructured for a in p.addresses],
+            }
+            for p in Pool().get("party.party").search([("code", "=", "vrm-" + rel)])
+        }
+
+
+def staff(rel: str, what: str) -> None:
+    """What the vendor's staff do to the relationship's party in Tryton's client."""
+    with Transaction().start("crm", 0):
+        parties = Pool().get("party.party")
+        (party,) = parties.search([("code", "=", "vrm-" + rel)])
+        if what == "delete":
+            parties.delete([party])
+        else:
+            party.active = False
+            party.save()
+
+
+def test_a_party_the_staff_deleted_is_made_again_and_the_feed_goes_on(crm: TrytonCRM) -> None:
+    rel = "d1" * 16
+    first = {"email": "ada@example.org", "street": "1 Old Road", "nick": "ada"}
+    assert crm.apply(shared(101, rel, first, expires=NOW + 1000), NOW)
+    staff(rel, "delete")
+    assert held(rel) == {}
+    # the sweep after each event, and every minute: the expired share's records are gone
+    assert crm.expire(NOW + 2000) == 0
+    again = {"email": "ada@example.net", "street": "2 New Road", "nick": "ada2"}
+    assert crm.apply(shared(102, rel, again), NOW)  # before: AccessError, at every restart
+    ((_, now),) = held(rel).items()
+    assert now == {"active": True, "streets": ["2 New Road"],
+                   "contacts": [("email", "ada@example.net"), ("nick", "ada2")]}  # fmt: skip
+    staff(rel, "delete")
+    assert crm.apply(withdrawn(103, rel, 102), NOW)  # nothing left to erase: no error
+    assert crm.apply(shared(104, rel, {"phone": "+1 801 555 0100"}), NOW)
+    assert crm.apply(withdrawn(105, rel, 104), NOW)
+    ((_, last),) = held(rel).items()
+    assert last["contacts"] == []  # the withdrawal still erases
+    assert last["streets"] == []
+
+
+def test_a_party_the_staff_archived_keeps_its_relationship(crm: TrytonCRM) -> None:
+    rel = "a1" * 16
+    assert crm.apply(shared(201, rel, {"email": "bo@example.org", "street": "1 Main"}), NOW)
+    staff(rel, "archive")
+    assert crm.apply(shared(202, rel, {"email": "bo@example.net"}), NOW)  # before: code unique
+    ((_, party),) = held(rel).items()
+    assert party == {"active": False, "streets": ["1 Main"],
+                     "contacts": [("email", "bo@example.net")]}  # fmt: skip
+    assert crm.apply(withdrawn(203, rel, 201, 202), NOW)
+    ((_, party),) = held(rel).items()
+    assert party["contacts"] == []
+    assert party["streets"] == []
+
+
+def test_taking_up_an_offer_whose_lead_the_staff_deleted_is_a_note(crm: TrytonCRM) -> None:
+    intent, taker = "b1" * 16, "b2" * 16
+    offer = event(301, intent, "offer.sent", body={
+        "description": "SUV", "price": {"amount": 12000, "currency": "USD"},
+        "valid_until": NOW + DAY_MS})  # fmt: skip
+    assert crm.apply(offer, NOW)
+    with Transaction().start("crm", 0):
+        leads = Pool().get("sale.opportunity")
+        found = leads.search([("reference", "=", "vrm-" + intent)])
+        leads.write(found, {"state": "cancelled"})  # Tryton deletes only cancelled ones
+        leads.delete(found)
+    opened = event(302, taker, "relationship.opened", body={"in_reply_to": f"{301:032x}"})
+    assert crm.apply(opened, NOW)  # before: AccessError on the deleted opportunity
+    with Transaction().start("crm", 0, readonly=True):
+        (party,) = Pool().get("party.party").search([("code", "=", "vrm-" + taker)])
+        notes = [n.message for n in Pool().get("ir.note").search([("resource", "=", str(party))])]
+    assert any("which this CRM has no lead for" in n for n in notes)
