@@ -24,7 +24,7 @@ from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer, Reply
 from vrmproto._keys import Identity
 from vrmproto.server import Endpoint, ReferencePolicy, _webhooks
 from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret
-from vrmproto.store import SQLiteStore
+from vrmproto.store import Commit, SQLiteStore
 
 VENDOR = Identity(VENDOR_SEED)
 SECRET = parse_secret("whsec_" + "a2tra2tra2tra2tra2tra2tra2tra2tr")
@@ -124,5 +124,39 @@ async def test_an_event_held_up_behind_a_failing_one_is_read_again_before_it_goe
             while await d.step():
                 pass
         assert poster.personal("data.shared") == [None]
+    finally:
+        await store.close()
+
+
+async def test_a_hook_for_some_purposes_gets_of_an_address_update_only_their_fields(
+    tmp_path: Path,
+) -> None:
+    """An address update names no purposes: each field is held for those of the value it
+    replaces, a new one for Core Function (§12.10-1). Before, its event carried no purposes, so
+    a webhook configured for marketing (``purposes = [3]``) got every changed email, phone and
+    address though the customer had shared them for the contracted service only."""
+    store = await SQLiteStore.open(tmp_path / "vendor.db")
+    try:
+        v, c = Vendor(store), Customer(VENDOR)
+        await v.deliver(c, c.offer(*ACCEPTED))
+        await v.deliver(c, c.share({"email": "a@example.org", "street": "1 Main"}, purposes=(2,)))
+        await v.deliver(c, c.share({"nick": "ada"}, purposes=(3, 4)))
+        await v.deliver(c, c.address({"email": "b@example.org", "nick": "bo", "phone": "+1 5"}))
+        got = {}
+        for purposes in (None, frozenset({3}), frozenset({2}), frozenset({5})):
+            poster = Flaky("none", None)
+            async with Deliverer(hook(purposes=purposes), store, poster) as d:  # type: ignore[arg-type]
+                while await d.step():
+                    pass
+            await store.commit(Commit(event_cursors=(("crm", 0),)))  # the next hook: all again
+            (got[purposes],) = poster.personal("address.updated")
+        assert got[frozenset({5})] is None  # none of its fields is held for purpose 5
+        assert got[frozenset({2})]["fields"] == {"email": "b@example.org"}
+        assert got[frozenset({3})] == {"fields": {"nick": "bo"}, "field_purposes": {"nick": [3, 4]},
+                                       "purposes": [3, 4]}  # fmt: skip
+        everything = got[None]
+        assert everything["fields"] == {"email": "b@example.org", "nick": "bo", "phone": "+1 5"}
+        assert everything["field_purposes"] == {"email": [2], "nick": [3, 4], "phone": [1]}
+        assert everything["purposes"] == [1, 2, 3, 4]
     finally:
         await store.close()

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vrmproto import __version__
-from vrmproto.server._events import Wakeup, wakeup_of
+from vrmproto.server._events import Wakeup, for_purposes, wakeup_of
 from vrmproto.server._webhook_http import HTTPError, Poster
 from vrmproto.store import Commit, DeadLetter, EventRecord, Store
 
@@ -192,16 +192,16 @@ class Renderer:
 
     def _personal(self, e: EventRecord, now_ms: int) -> bytes:
         """The event's personal data for this hook: none once the share expired (§5.3.1-4), or
-        when the hook names purposes and the share none of them (§6.6)."""
+        when the hook names purposes and the share none of them (§6.6); of an address update,
+        the fields held for one of them (§12.10-1)."""
         if e.personal is None:
             return b"null"
         personal = json.loads(e.personal)
         if personal.get("expires", now_ms + 1) <= now_ms:
             return b"null"
         purposes = self.hook.purposes
-        if purposes is not None and "purposes" in personal \
-                and purposes.isdisjoint(personal["purposes"]):  # fmt: skip
-            return b"null"
+        if purposes is not None and "purposes" in personal:
+            return for_purposes(personal, purposes) or e.personal
         return e.personal
 
     def _time(self, ms: int) -> bytes:
