@@ -9,29 +9,42 @@ acknowledged — though the store had dropped them from the event in the withdra
 expired share nor sends them again". Now a retry (and a first attempt made long after the read)
 reads the event again.
 
-No test sleeps: the receiver is a Poster stand-in that answers as told.
+Each test runs on the SQLite store and on PostgreSQL. No test sleeps: the receiver is a Poster
+stand-in that answers as told.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import _postgres
 import pytest
 from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer, Reply
 
 from vrmproto._keys import Identity
 from vrmproto.server import Endpoint, ReferencePolicy, _webhooks
 from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret
-from vrmproto.store import Commit, SQLiteStore
+from vrmproto.store import Commit, Store
 
 VENDOR = Identity(VENDOR_SEED)
+postgres_cluster = _postgres.postgres_cluster
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """The vendor's store: SQLite, as ``vrm vendor serve`` keeps it by default, or PostgreSQL."""
+    async with _postgres.opened_store(request, tmp_path, request.param) as s:
+        yield s
+
+
 SECRET = parse_secret("whsec_" + "a2tra2tra2tra2tra2tra2tra2tra2tr")
 
 
 class Vendor:
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.endpoint = Endpoint(VENDOR, store=store,
                                  policy=ReferencePolicy(accepts_terms=ACCEPTED))  # fmt: skip
@@ -77,86 +90,74 @@ def hook(**kw: Any) -> Webhook:
 
 @pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
 async def test_a_retry_does_not_send_the_fields_of_a_share_withdrawn_meanwhile(
-    tmp_path: Path, batched: bool
+    store: Store, batched: bool
 ) -> None:
-    store = await SQLiteStore.open(tmp_path / "vendor.db")
-    try:
-        v, c = Vendor(store), Customer(VENDOR)
-        await v.deliver(c, c.offer(*ACCEPTED))
-        share = c.share({"email": "ada@example.org"})
-        await v.deliver(c, share)
+    v, c = Vendor(store), Customer(VENDOR)
+    await v.deliver(c, c.offer(*ACCEPTED))
+    share = c.share({"email": "ada@example.org"})
+    await v.deliver(c, share)
 
-        async def withdraw() -> None:  # while the receiver fails the share's POST
-            await v.deliver(c, c.withdraw(share.hash))
+    async def withdraw() -> None:  # while the receiver fails the share's POST
+        await v.deliver(c, c.withdraw(share.hash))
 
-        poster = Flaky("data.shared", withdraw)
-        async with Deliverer(hook(batched=batched), store, poster) as d:  # type: ignore[arg-type]
-            while await d.step():
-                pass
-        first, *retries = poster.personal("data.shared")
-        assert first["fields"] == {"email": "ada@example.org"}  # sent before the withdrawal
-        assert retries
-        assert retries == [None] * len(retries)  # never again after it
-        assert [e.kind for e in await store.events()][-2:] == ["data.withdrawn", "data.erased"]
-    finally:
-        await store.close()
+    poster = Flaky("data.shared", withdraw)
+    async with Deliverer(hook(batched=batched), store, poster) as d:  # type: ignore[arg-type]
+        while await d.step():
+            pass
+    first, *retries = poster.personal("data.shared")
+    assert first["fields"] == {"email": "ada@example.org"}  # sent before the withdrawal
+    assert retries
+    assert retries == [None] * len(retries)  # never again after it
+    assert [e.kind for e in await store.events()][-2:] == ["data.withdrawn", "data.erased"]
 
 
 async def test_an_event_held_up_behind_a_failing_one_is_read_again_before_it_goes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The share's first attempt comes only once the relationship's earlier event got through:
     with the batch read longer ago than ``FRESH_S`` (0 here: as if that long had passed), it is
     read again, and goes without the fields the customer withdrew meanwhile."""
     monkeypatch.setattr(_webhooks, "FRESH_S", 0.0)
-    store = await SQLiteStore.open(tmp_path / "vendor.db")
-    try:
-        v, c = Vendor(store), Customer(VENDOR)
-        await v.deliver(c, c.offer(*ACCEPTED))
-        share = c.share({"email": "ada@example.org"})
-        await v.deliver(c, share)
+    v, c = Vendor(store), Customer(VENDOR)
+    await v.deliver(c, c.offer(*ACCEPTED))
+    share = c.share({"email": "ada@example.org"})
+    await v.deliver(c, share)
 
-        async def withdraw() -> None:
-            await v.deliver(c, c.withdraw(share.hash))
+    async def withdraw() -> None:
+        await v.deliver(c, c.withdraw(share.hash))
 
-        poster = Flaky("terms.accepted", withdraw)
-        async with Deliverer(hook(), store, poster) as d:  # type: ignore[arg-type]
-            while await d.step():
-                pass
-        assert poster.personal("data.shared") == [None]
-    finally:
-        await store.close()
+    poster = Flaky("terms.accepted", withdraw)
+    async with Deliverer(hook(), store, poster) as d:  # type: ignore[arg-type]
+        while await d.step():
+            pass
+    assert poster.personal("data.shared") == [None]
 
 
 async def test_a_hook_for_some_purposes_gets_of_an_address_update_only_their_fields(
-    tmp_path: Path,
+    store: Store,
 ) -> None:
     """An address update names no purposes: each field is held for those of the value it
     replaces, a new one for Core Function (§12.10-1). Before, its event carried no purposes, so
     a webhook configured for marketing (``purposes = [3]``) got every changed email, phone and
     address though the customer had shared them for the contracted service only."""
-    store = await SQLiteStore.open(tmp_path / "vendor.db")
-    try:
-        v, c = Vendor(store), Customer(VENDOR)
-        await v.deliver(c, c.offer(*ACCEPTED))
-        await v.deliver(c, c.share({"email": "a@example.org", "street": "1 Main"}, purposes=(2,)))
-        await v.deliver(c, c.share({"nick": "ada"}, purposes=(3, 4)))
-        await v.deliver(c, c.address({"email": "b@example.org", "nick": "bo", "phone": "+1 5"}))
-        got = {}
-        for purposes in (None, frozenset({3}), frozenset({2}), frozenset({5})):
-            poster = Flaky("none", None)
-            async with Deliverer(hook(purposes=purposes), store, poster) as d:  # type: ignore[arg-type]
-                while await d.step():
-                    pass
-            await store.commit(Commit(event_cursors=(("crm", 0),)))  # the next hook: all again
-            (got[purposes],) = poster.personal("address.updated")
-        assert got[frozenset({5})] is None  # none of its fields is held for purpose 5
-        assert got[frozenset({2})]["fields"] == {"email": "b@example.org"}
-        assert got[frozenset({3})] == {"fields": {"nick": "bo"}, "field_purposes": {"nick": [3, 4]},
-                                       "purposes": [3, 4]}  # fmt: skip
-        everything = got[None]
-        assert everything["fields"] == {"email": "b@example.org", "nick": "bo", "phone": "+1 5"}
-        assert everything["field_purposes"] == {"email": [2], "nick": [3, 4], "phone": [1]}
-        assert everything["purposes"] == [1, 2, 3, 4]
-    finally:
-        await store.close()
+    v, c = Vendor(store), Customer(VENDOR)
+    await v.deliver(c, c.offer(*ACCEPTED))
+    await v.deliver(c, c.share({"email": "a@example.org", "street": "1 Main"}, purposes=(2,)))
+    await v.deliver(c, c.share({"nick": "ada"}, purposes=(3, 4)))
+    await v.deliver(c, c.address({"email": "b@example.org", "nick": "bo", "phone": "+1 5"}))
+    got = {}
+    for purposes in (None, frozenset({3}), frozenset({2}), frozenset({5})):
+        poster = Flaky("none", None)
+        async with Deliverer(hook(purposes=purposes), store, poster) as d:  # type: ignore[arg-type]
+            while await d.step():
+                pass
+        await store.commit(Commit(event_cursors=(("crm", 0),)))  # the next hook: all again
+        (got[purposes],) = poster.personal("address.updated")
+    assert got[frozenset({5})] is None  # none of its fields is held for purpose 5
+    assert got[frozenset({2})]["fields"] == {"email": "b@example.org"}
+    assert got[frozenset({3})] == {"fields": {"nick": "bo"}, "field_purposes": {"nick": [3, 4]},
+                                   "purposes": [3, 4]}  # fmt: skip
+    everything = got[None]
+    assert everything["fields"] == {"email": "b@example.org", "nick": "bo", "phone": "+1 5"}
+    assert everything["field_purposes"] == {"email": [2], "nick": [3, 4], "phone": [1]}
+    assert everything["purposes"] == [1, 2, 3, 4]
