@@ -134,3 +134,21 @@ def test_taking_up_an_offer_whose_lead_the_staff_deleted_is_a_note(crm: TrytonCR
         (party,) = Pool().get("party.party").search([("code", "=", "vrm-" + taker)])
         notes = [n.message for n in Pool().get("ir.note").search([("resource", "=", str(party))])]
     assert any("which this CRM has no lead for" in n for n in notes)
+
+
+def test_a_share_delivered_late_does_not_put_back_an_older_address(crm: TrytonCRM) -> None:
+    """A webhook receiver refused the share (a dead letter), the customer then moved (an
+    address update, delivered), and the operator replays the dead letter: the share comes after
+    the update it precedes in the feed. Before, its old street replaced the new one in Tryton;
+    now a field held from a later event stays, and the share's other fields are held."""
+    rel = "c1" * 16
+    moved = event(402, rel, "address.updated", personal={"fields": {"street": "2 New Road"}})
+    assert crm.apply(moved, NOW)
+    late = shared(401, rel, {"street": "1 Old Road", "email": "cy@example.org"})
+    assert crm.apply(late, NOW)
+    ((_, party),) = held(rel).items()
+    assert party["streets"] == ["2 New Road"]
+    assert party["contacts"] == [("email", "cy@example.org")]
+    assert crm.apply(withdrawn(403, rel, 401), NOW)  # the share's own fields go, the move stays
+    ((_, party),) = held(rel).items()
+    assert party == {"active": True, "streets": ["2 New Road"], "contacts": []}

@@ -11,7 +11,8 @@ and ``sale_opportunity`` modules and the core ``ir.note``:
 - held fields (§12.10-1): ``email`` and ``phone`` as ``party.contact_mechanism``; ``street``,
   ``city``, ``postcode``, and ``country`` / ``region`` when Tryton knows them, as one
   ``party.address``; any other field as a contact mechanism of type ``other`` named after it.
-  A field given again replaces the value held under its name, in place (an empty value removes it);
+  A field given again replaces the value held under its name, in place (an empty value removes it),
+  unless that value came from a later event (one delivered late: a replayed dead letter);
 - on data.withdrawn, the fields still held from the withdrawn shares are deleted (§5.3.2-2),
   and at a share's ``expires`` by :meth:`TrytonCRM.expire` (§5.3.1-4);
 - one ``sale.opportunity`` in the state ``lead`` per intentcast answered with an offer
@@ -181,7 +182,7 @@ class TrytonCRM:
             for change in changes_of(event):
                 if isinstance(change, Hold) and _expired(change.expires_ms, now_ms):
                     continue
-                made = _apply(cursor, change) or made
+                made = _apply(cursor, change, int(event["pos"])) or made
             model, record = made if made is not None else (None, None)
             cursor.execute(*_EVENTS.insert(
                 [_EVENTS.id, _EVENTS.pos, _EVENTS.model, _EVENTS.record],
@@ -210,8 +211,9 @@ def _expired(expires_ms: int | None, now_ms: int | None) -> bool:
 # -- one change each (inside the event's transaction) ------------------------------------------
 
 
-def _apply(cursor: Any, change: Change) -> tuple[str, int] | None:
-    """Apply ``change``; the record it made when other events refer to it (a lead)."""
+def _apply(cursor: Any, change: Change, pos: int) -> tuple[str, int] | None:
+    """Apply ``change``, of the event at ``pos``; the record it made when other events refer
+    to it (a lead)."""
     party = _party(change.relationship)
     if isinstance(change, Hold | Erase):
         _prune(cursor, change.relationship)
@@ -220,7 +222,8 @@ def _apply(cursor: Any, change: Change) -> tuple[str, int] | None:
     elif isinstance(change, Hold):
         # the country first: a region is looked up in it
         for name, value in sorted(change.fields.items(), key=lambda kv: kv[0] != "country"):
-            _hold(cursor, party, change, name, value)
+            if not _held_since(cursor, change.relationship, name, pos):
+                _hold(cursor, party, change, name, value)
     elif isinstance(change, Erase):
         cursor.execute(*_FIELDS.select(_FIELDS.field, where=(
             (_FIELDS.relationship == change.relationship)
@@ -271,6 +274,17 @@ def _exists(model: str, ids: list[int]) -> set[int]:
 
 def _note(resource: Any, text: str) -> None:
     Pool().get("ir.note")(resource=str(resource), message=text).save()
+
+
+def _held_since(cursor: Any, relationship: str, name: str, pos: int) -> bool:
+    """Whether the value held under ``name`` came from an event after ``pos`` in the feed: this
+    one comes late (a dead letter replayed, a webhook's retry outlasting the relationship's
+    next events), and the customer's later value stays."""
+    joined = _FIELDS.join(_EVENTS, condition=_FIELDS.source == _EVENTS.id)
+    cursor.execute(*joined.select(_EVENTS.pos, where=(
+        (_FIELDS.relationship == relationship) & (_FIELDS.field == name))))  # fmt: skip
+    row = cursor.fetchone()
+    return row is not None and int(row[0]) > pos
 
 
 def _hold(cursor: Any, party: Any, change: Hold, name: str, value: str) -> None:
