@@ -152,3 +152,27 @@ def test_a_share_delivered_late_does_not_put_back_an_older_address(crm: TrytonCR
     assert crm.apply(withdrawn(403, rel, 401), NOW)  # the share's own fields go, the move stays
     ((_, party),) = held(rel).items()
     assert party == {"active": True, "streets": ["2 New Road"], "contacts": []}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # the sweep of expired shares, before every event and every minute
+        "SELECT relationship, field FROM vrmproto_crm_field "
+        "WHERE expires IS NOT NULL AND expires <= 1800000000000",
+        # the other fields of an address, when one of them goes
+        "SELECT field FROM vrmproto_crm_field WHERE model = 'party.address' AND record = 7 LIMIT 1",
+        # the cursor, at every start
+        "SELECT max(pos) FROM vrmproto_crm_event",
+    ],
+)
+def test_the_bridges_own_queries_read_no_whole_table(crm: TrytonCRM, query: str) -> None:
+    """Before, the sweep that follows every event read every field the bridge holds (no index
+    on ``expires``): with 300,000 held (100,000 customers) an event and its sweep took ~38 ms
+    instead of ~7 (the commit message has the measurement), and it grows with every customer."""
+    with Transaction().start("crm", 0, readonly=True) as transaction:
+        cursor = transaction.connection.cursor()
+        cursor.execute("EXPLAIN QUERY PLAN " + query)
+        plan = " / ".join(str(row[-1]) for row in cursor.fetchall())
+    assert "SCAN" not in plan, plan  # not every row of the table
+    assert "USING" in plan, plan  # but an index

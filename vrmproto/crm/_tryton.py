@@ -69,6 +69,12 @@ _DDL = (
     "field VARCHAR(100) NOT NULL, source VARCHAR(100) NOT NULL, expires BIGINT, "
     "model VARCHAR(100) NOT NULL, record INTEGER NOT NULL, attr VARCHAR(100), "
     "PRIMARY KEY (relationship, field))",
+    # the sweep of expired shares runs before every event: it must not read every held field
+    "CREATE INDEX IF NOT EXISTS vrmproto_crm_field_expires ON vrmproto_crm_field (expires)",
+    # which fields an address holds, when one of them goes
+    "CREATE INDEX IF NOT EXISTS vrmproto_crm_field_record ON vrmproto_crm_field (model, record)",
+    # the cursor, the highest pos, read at every start
+    "CREATE INDEX IF NOT EXISTS vrmproto_crm_event_pos ON vrmproto_crm_event (pos)",
 )
 _CM = "party.contact_mechanism"
 _ADDR = "party.address"
