@@ -15,7 +15,10 @@ stand-in that answers as told.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,11 +26,14 @@ from typing import Any
 import _postgres
 import pytest
 from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer, Reply
+from click.testing import CliRunner
 
 from vrmproto._keys import Identity
+from vrmproto.cli._app import cli as main
 from vrmproto.server import Endpoint, ReferencePolicy, _webhooks
-from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret
-from vrmproto.store import Commit, Store
+from vrmproto.server._metrics import Metrics
+from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret, shown
+from vrmproto.store import Commit, DeadLetter, SQLiteStore, Store
 
 VENDOR = Identity(VENDOR_SEED)
 postgres_cluster = _postgres.postgres_cluster
@@ -40,7 +46,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield s
 
 
-SECRET = parse_secret("whsec_" + "a2tra2tra2tra2tra2tra2tra2tra2tr")
+SECRET_TEXT = "whsec_" + "a2tra2tra2tra2tra2tra2tra2tra2tr"
+SECRET = parse_secret(SECRET_TEXT)
 
 
 class Vendor:
@@ -161,3 +168,71 @@ async def test_a_hook_for_some_purposes_gets_of_an_address_update_only_their_fie
     assert everything["fields"] == {"email": "b@example.org", "nick": "bo", "phone": "+1 5"}
     assert everything["field_purposes"] == {"email": [2], "nick": [3, 4], "phone": [1]}
     assert everything["purposes"] == [1, 2, 3, 4]
+
+
+# -- a webhook named after its url, password and all ---------------------------------------------
+
+CRM_URL = "https://crm-bot:s3cr3t-pw@crm.example:8443/vrm?tenant=7"
+
+
+def test_a_url_is_shown_without_its_user_info() -> None:
+    assert shown(CRM_URL) == "https://***@crm.example:8443/vrm?tenant=7"
+    assert shown("http://TOKEN@127.0.0.1/hook") == "http://***@127.0.0.1/hook"
+    assert shown("https://crm.example/vrm") == "https://crm.example/vrm"
+    assert shown("crm") == "crm"
+
+
+async def test_a_password_in_the_url_reaches_no_log_metric_or_listing(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ``[[webhooks]]`` entry without ``name`` is named after its url, and user info in the
+    url is the receiver's password (``Authorization: Basic``, docs/events.md). Before, that name
+    went as it was into the webhook's warnings, the ``webhook`` label of ``/metrics`` (served
+    on the vendor's public port when ``[metrics] enabled``) and ``vrm vendor events --dead``."""
+    caplog.set_level(logging.INFO, logger="vrmproto.server.webhooks")
+    v, c = Vendor(store), Customer(VENDOR)
+    await v.deliver(c, c.offer(*ACCEPTED))
+    named = Webhook(CRM_URL, CRM_URL, SECRET, "https://shop.example/vrm", backoff_s=0.001,
+                    backoff_max_s=0.001, dead_after_s=0.0)  # fmt: skip
+    poster = Flaky("relationship.opened", _nothing)
+    async with Deliverer(named, store, poster) as d:  # type: ignore[arg-type]
+        while await d.step():
+            pass
+    assert await store.dead_letters(CRM_URL)  # keyed by the name itself, as before
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "https://***@crm.example:8443/vrm" in logged
+    metrics = Metrics()
+    metrics.webhooks = (CRM_URL,)
+    await metrics.refresh(store)
+    text = metrics.text().decode()
+    assert (
+        'vrm_webhook_dead_letters{webhook="https://***@crm.example:8443/vrm?tenant=7"} 1.0' in text
+    )
+    for said in (logged, text):
+        assert "s3cr3t-pw" not in said
+        assert "crm-bot" not in said
+
+
+async def test_vrm_vendor_events_dead_lists_the_webhook_without_its_password(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "vendor.toml"
+    config.write_text(f'name = "Shop"\nseed = "{VENDOR_SEED.hex()}"\n'
+                      f'[[webhooks]]\nurl = "{CRM_URL}"\nsecret = "{SECRET_TEXT}"\n')  # fmt: skip
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    async with await SQLiteStore.open(data / "vendor.db") as store:
+        v, c = Vendor(store), Customer(VENDOR)
+        await v.deliver(c, c.offer(*ACCEPTED))
+        await store.commit(Commit(dead_letters=(DeadLetter(CRM_URL, 1, 1, "HTTP 500"),)))
+    args = ["vendor", "events", "--config", str(config), "--data-dir", str(data), "--dead"]
+    for extra in ([], ["--json"]):
+        out = await asyncio.to_thread(CliRunner().invoke, main, [*args, *extra],
+                                      env=dict(os.environ))  # fmt: skip
+        assert out.exit_code == 0, out.output
+        assert "https://***@crm.example:8443/vrm?tenant=7" in out.output
+        assert "s3cr3t-pw" not in out.output
+
+
+async def _nothing() -> None:
+    pass

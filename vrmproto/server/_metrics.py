@@ -49,6 +49,7 @@ from prometheus_client.registry import Collector
 
 from vrmproto._messages import MESSAGE_TYPES
 from vrmproto.server._logwriter import dropped_records
+from vrmproto.server._webhooks import shown
 from vrmproto.store import Commit, RelationshipRecord, Store
 
 if TYPE_CHECKING:
@@ -146,9 +147,10 @@ class Metrics:
             head = await store.feed_head()
             self.feed_head.set(head)
             dead = Tally(d.name for d in await store.dead_letters())
-            for name in self.webhooks:
-                self.webhook_behind.labels(name).set(head - await store.event_cursor(name))
-                self.webhook_dead.labels(name).set(dead[name])
+            for name in self.webhooks:  # labelled without the password a url may hold
+                label = shown(name)
+                self.webhook_behind.labels(label).set(head - await store.event_cursor(name))
+                self.webhook_dead.labels(label).set(dead[name])
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

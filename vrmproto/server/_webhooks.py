@@ -50,6 +50,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from vrmproto import __version__
 from vrmproto.server._events import Wakeup, for_purposes, wakeup_of
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from vrmproto.server._endpoint import Endpoint
 
 __all__ = ["BATCH_CONTENT_TYPE", "CONTENT_TYPE", "REFUSED", "Deliverer", "Failure", "Renderer",
-           "Webhook", "parse_secret", "render", "running", "sign", "webhooks"]
+           "Webhook", "parse_secret", "render", "running", "shown", "sign", "webhooks"]
 
 log = logging.getLogger("vrmproto.server.webhooks")
 
@@ -78,6 +79,21 @@ REFUSED = frozenset({400, 413, 415, 422})
 #: attempt made this long after its batch was read (a relationship's earlier events held it
 #: up): a share withdrawn meanwhile goes without its fields (§12.10-2, docs/events.md).
 FRESH_S = 1.0
+
+
+def shown(name: str) -> str:
+    """A webhook's ``name`` as logs, metrics and listings show it. Its default is the url, whose
+    user info is a password (``Authorization: Basic``): that part is shown as ``***``. (The
+    store still keys the cursor and dead letters by the name itself.)"""
+    if "@" not in name:  # a name the file gives cannot hold one (its pattern)
+        return name
+    try:
+        parts = urlsplit(name)
+    except ValueError:
+        return name
+    if "@" not in parts.netloc:
+        return name
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def parse_secret(text: str) -> bytes:
@@ -129,6 +145,11 @@ class Webhook:
     # Batched mode: each batch is ONE POST of a JSON array of CloudEvents (in feed order),
     # acknowledged, retried and set aside as a whole. Off: one POST per event.
     batched: bool = False
+
+    @property
+    def shown(self) -> str:
+        """The name as logs and metrics show it (:func:`shown`: no password)."""
+        return shown(self.name)
 
     @property
     def content_type(self) -> str:
@@ -292,7 +313,7 @@ class Deliverer:
                 try:
                     await self.record()
                 except Exception:  # stopping anyway: the next run delivers them again
-                    log.exception("webhook %s: the cursor could not be recorded", self.hook.name)
+                    log.exception("webhook %s: the cursor could not be recorded", self.hook.shown)
 
     async def _run(self) -> None:
         hook = self.hook
@@ -312,7 +333,7 @@ class Deliverer:
                     await self.wakeup.wait(armed, max(due, 0.0))
                     continue
             except Exception:  # the store failed: deliver again from the recorded cursor
-                log.exception("webhook %s: delivery failed", hook.name)
+                log.exception("webhook %s: delivery failed", hook.shown)
                 self._cursor = None
                 self._dead = []
                 await asyncio.sleep(hook.backoff_s)
@@ -406,16 +427,16 @@ class Deliverer:
             failure = await self.attempt(events)
             if failure is None:
                 if attempt:
-                    log.info("webhook %s: %s delivered after %d failed attempts", hook.name,
+                    log.info("webhook %s: %s delivered after %d failed attempts", hook.shown,
                              what, attempt)  # fmt: skip
                 return None
             attempt += 1
             limit = hook.refused_after_s if failure.refused else hook.dead_after_s
             if time.monotonic() - first >= limit:
-                log.warning("webhook %s: %s is a dead letter: %s", hook.name, what, failure)
+                log.warning("webhook %s: %s is a dead letter: %s", hook.shown, what, failure)
                 return failure.what
             if attempt == 1:  # once per event, not per retry: the feed waits for it
-                log.warning("webhook %s: %s failed (%s); retrying for up to %.0f s", hook.name,
+                log.warning("webhook %s: %s failed (%s); retrying for up to %.0f s", hook.shown,
                             what, failure, limit)  # fmt: skip
             await asyncio.sleep(hook.delay(attempt))
 
@@ -479,7 +500,7 @@ async def running(endpoint: Endpoint, hooks: Sequence[Webhook], *,
     wakeup = wakeup_of(endpoint, poll_s)
     deliverers = [Deliverer(h, endpoint.store, wakeup=wakeup, clock=endpoint.clock)
                   for h in hooks]  # fmt: skip
-    tasks = [asyncio.create_task(d.run(), name=f"webhook {d.hook.name}") for d in deliverers]
+    tasks = [asyncio.create_task(d.run(), name=f"webhook {d.hook.shown}") for d in deliverers]
     try:
         yield deliverers
     finally:
