@@ -12,6 +12,7 @@ Now a human line's message has its control characters escaped and the claimed ty
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Iterator
 
@@ -73,3 +74,27 @@ def test_one_line_escapes_controls_and_separators_and_keeps_the_rest() -> None:
         "a\\x0d\\x0ab\\x09c\\x00\\x7f\\x85\\u2028\\u2029")  # fmt: skip
     same = "← terms.offer  é ☎ 日本"
     assert one_line(same) is same
+
+
+async def test_a_json_line_stays_one_line_whatever_the_claimed_type() -> None:
+    """JSON escapes the C0 controls but not NEL (U+0085) or the line and paragraph separators,
+    and Python's ``splitlines`` (with many log shippers) ends a line at each: before, a claimed
+    type holding one cut the request's JSON line in two, neither of them JSON."""
+    stream = io.StringIO()
+    handler = configure_logging(vendor="Shop", json_lines=True, stream=stream)
+    claimed = "x\u2028y\x85z\u2029"
+    try:
+        server = await serve(make_endpoint(MemoryStore()))
+        try:
+            async with aiohttp.ClientSession() as http, http.post(
+                    f"{server.url}/vrm/inbox", data=envelope(claimed),
+                    headers={"Content-Type": CONTENT_TYPE}) as r:  # fmt: skip
+                assert r.status == 400
+        finally:
+            await server.close()
+    finally:
+        logging.getLogger("vrmproto").removeHandler(handler)
+        handler.close()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (refused,) = [line for line in lines if line["event"] == "refused"]
+    assert refused["kind"] == claimed  # the same text, escaped in the line

@@ -173,6 +173,10 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def one_line(text: str) -> str:
     """``text`` with its control characters escaped (``\\n``, ``\\x1b``…): one line."""
     return _CONTROLS.sub(_escape, text) if _CONTROLS.search(text) else text
@@ -195,6 +199,10 @@ class LineFormatter(logging.Formatter):
         trace = _traceback(self, record)
         return line if trace is None else f"{line}\n{trace}"
 
+
+#: The characters other than CR and LF at which a reader's ``splitlines`` ends a line, which
+#: JSON (not ASCII-only) keeps as they are: a sender's claimed type must not cut a JSON line.
+_BREAKS = re.compile("[\x85\u2028\u2029]")
 
 #: json.dumps with arguments makes an encoder per call: one, made once.
 _JSON = json.JSONEncoder(ensure_ascii=False, default=str)
@@ -223,7 +231,10 @@ class JsonFormatter(logging.Formatter):
         trace = _traceback(self, record)
         if trace is not None:
             data["traceback"] = trace
-        return _JSON.encode(data)
+        line = _JSON.encode(data)
+        if _BREAKS.search(line):  # JSON leaves these as they are; line readers split at them
+            line = _BREAKS.sub(_json_escape, line)
+        return line
 
 
 def configure_logging(*, vendor: str, json_lines: bool = False, level: str = "INFO",
