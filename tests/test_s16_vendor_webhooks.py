@@ -236,3 +236,40 @@ async def test_vrm_vendor_events_dead_lists_the_webhook_without_its_password(
 
 async def _nothing() -> None:
     pass
+
+
+class Sizes:
+    """A Poster stand-in that acknowledges every POST and keeps each body's documents and size."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[int, list[str]]] = []
+
+    async def post(self, header_lines: bytes, body: bytes) -> int:
+        self.posts.append((len(body), [d["id"] for d in json.loads(body)]))
+        return 204
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_batched_post_stays_under_batch_bytes(store: Store) -> None:
+    """Shares of large fields (a value may be 4,096 bytes, 64 of them; escaped in JSON, up to
+    six times that) made a batch of 100 events one body of many megabytes: a receiver behind
+    a proxy refuses it (nginx: 1 MiB, 413), and after ``refused_after_s`` the events of every
+    customer in the batch became dead letters. Now a batch is cut to ``batch_bytes`` (the
+    first event goes however large), in feed order."""
+    v = Vendor(store)
+    for n in range(1, 7):
+        c = Customer(VENDOR)
+        await v.deliver(c, c.offer(*ACCEPTED))
+        await v.deliver(c, c.share({f"f{i}": "\x01" * 1000 for i in range(n * 4)}))
+    events = await store.events(limit=1000)
+    poster = Sizes()
+    async with Deliverer(hook(batched=True, batch_bytes=40_000), store, poster) as d:  # type: ignore[arg-type]
+        while await d.step():
+            pass
+    assert [i for _, ids in poster.posts for i in ids] == [e.id for e in events]  # once, in order
+    assert len(poster.posts) > 1
+    for size, ids in poster.posts:
+        assert size <= 40_000 or len(ids) == 1  # an event larger than that alone
+    assert any(size > 40_000 for size, _ in poster.posts)  # 24 fields of 6,000 bytes each

@@ -75,6 +75,10 @@ USER_AGENT = f"vrmproto/{__version__}"
 #: Statuses by which a receiver refuses the POST itself, not its own state: Bad Request,
 #: Content Too Large, Unsupported Media Type, Unprocessable Content (RFC 9110 §15.5).
 REFUSED = frozenset({400, 413, 415, 422})
+#: What a CloudEvent adds to an event's stored JSON besides the source, at most (its other
+#: attributes, the event's id, relationship and kind a second time): to cut a batch to
+#: ``Webhook.batch_bytes``.
+_DOCUMENT_BYTES = 500
 #: An event with personal data is read from the store again before a retry, and before a first
 #: attempt made this long after its batch was read (a relationship's earlier events held it
 #: up): a share withdrawn meanwhile goes without its fields (§12.10-2, docs/events.md).
@@ -145,6 +149,10 @@ class Webhook:
     # Batched mode: each batch is ONE POST of a JSON array of CloudEvents (in feed order),
     # acknowledged, retried and set aside as a whole. Off: one POST per event.
     batched: bool = False
+    # Batched mode: a POST carries at most this many bytes of events (a batch of up to ``batch``
+    # events is cut short), so that a few large shares do not make the body one a receiver
+    # refuses (nginx's default limit is 1 MiB) and set aside every customer's events in it.
+    batch_bytes: int = 1_000_000
 
     @property
     def shown(self) -> str:
@@ -404,13 +412,21 @@ class Deliverer:
         return len(batch)
 
     async def _deliver_whole(self, batch: Sequence[EventRecord]) -> int:
-        """Batched mode: ``batch`` as one POST until acknowledged, or every event of it set
-        aside as a dead letter; the cursor then moves past all of it."""
-        failure = await self.deliver(batch)
+        """Batched mode: the events of ``batch`` that fit in ``batch_bytes`` (the first one
+        at least) as one POST until acknowledged, or every event of it set aside as a dead
+        letter; the cursor then moves past them. How many events ``batch`` had."""
+        size, end, overhead = 1, len(batch), _DOCUMENT_BYTES + len(self.hook.source)
+        for i, e in enumerate(batch):
+            size += len(e.data) + len(e.personal or b"") + overhead
+            if size > self.hook.batch_bytes and i:
+                end = i
+                break
+        sent = batch[:end]
+        failure = await self.deliver(sent)
         if failure is not None:
             now = self.clock()
-            self._dead.extend(DeadLetter(self.hook.name, e.pos, now, failure) for e in batch)
-        self._cursor = batch[-1].pos
+            self._dead.extend(DeadLetter(self.hook.name, e.pos, now, failure) for e in sent)
+        self._cursor = sent[-1].pos
         return len(batch)
 
     async def deliver(self, events: Sequence[EventRecord]) -> str | None:
