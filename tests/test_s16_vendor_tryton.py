@@ -16,9 +16,15 @@ Slow: it creates a Tryton database (see tests/test_crm_tryton.py).
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
+from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer, Reply
+from click.testing import CliRunner
 
 pytest.importorskip("trytond", reason="trytond is not installed: pip install 'vrmproto[tryton]'")
 pytest.importorskip("trytond.modules.sale_opportunity",
@@ -28,7 +34,12 @@ pytest.importorskip("trytond.modules.sale_opportunity",
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
-from vrmproto.crm._tryton import TrytonCRM
+from vrmproto._keys import Identity
+from vrmproto.cli._app import cli as main
+from vrmproto.crm.tryton import FeedRewound, TrytonBridge, TrytonCRM
+from vrmproto.server import Endpoint, ReferencePolicy
+from vrmproto.server._events import follow
+from vrmproto.store import SQLiteStore
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +48,18 @@ DAY_MS = 86_400_000
 
 
 @pytest.fixture(scope="module")
-def crm(tmp_path_factory: pytest.TempPathFactory) -> TrytonCRM:
-    return TrytonCRM.create("crm", path=tmp_path_factory.mktemp("tryton"), company="Vendor")
+def tryton_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with two Tryton databases: ``crm`` and ``spare`` (a copy made before any test
+    writes to ``crm``, for a test that needs an empty one: creating one takes most of a minute)."""
+    path = tmp_path_factory.mktemp("tryton")
+    TrytonCRM.create("crm", path=path, company="Vendor")
+    shutil.copyfile(path / "crm.sqlite", path / "spare.sqlite")
+    return path
+
+
+@pytest.fixture(scope="module")
+def crm(tryton_dir: Path) -> TrytonCRM:
+    return TrytonCRM.open("crm", path=tryton_dir)
 
 
 def event(pos: int, rel: str, kind: str, **extra: Any) -> dict[str, Any]:
@@ -176,3 +197,65 @@ def test_the_bridges_own_queries_read_no_whole_table(crm: TrytonCRM, query: str)
         plan = " / ".join(str(row[-1]) for row in cursor.fetchall())
     assert "SCAN" not in plan, plan  # not every row of the table
     assert "USING" in plan, plan  # but an index
+
+
+async def _vendor(db: Path, *fields: dict[str, str]) -> None:
+    """Customers of the vendor whose store is ``db``: one per ``fields``, agreed and shared."""
+    async with await SQLiteStore.open(db) as store:
+        endpoint = Endpoint(Identity(VENDOR_SEED), store=store,
+                            policy=ReferencePolicy(accepts_terms=ACCEPTED))  # fmt: skip
+        for shared_fields in fields:
+            c = Customer(Identity(VENDOR_SEED))
+            await _send(endpoint, c, c.offer(*ACCEPTED))
+            await _send(endpoint, c, c.share(shared_fields))  # once the offer is agreed
+
+
+async def _send(endpoint: Endpoint, c: Customer, msg: Any) -> None:
+    r = await endpoint.handle_inbox(msg.envelope)
+    assert r.status == 200, r.body
+    c.absorb(Reply(r.status, r.body, dict(r.headers)), msg)
+
+
+def _emails(name: str) -> set[str]:
+    with Transaction().start(name, 0, readonly=True):
+        return {c.value for c in Pool().get("party.contact_mechanism").search([])}
+
+
+async def test_a_vendor_store_restored_from_a_backup_is_not_followed_blindly(
+    tryton_dir: Path, tmp_path: Path
+) -> None:
+    """The vendor restores its store from last night's backup; Tryton, which keeps its own
+    cursor, had applied events the backup does not hold. The store numbers its new events from
+    the backup's last position, so they take positions Tryton has passed: before, the bridge
+    resumed after its cursor and skipped every one of them, silently (the customer's new share
+    never reached the CRM). Now it stops and says so, and ``--resync`` goes through the feed
+    again: what Tryton holds is recognised by its id, the new events are applied."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    db = data / "vendor.db"
+    await _vendor(db, {"email": "one@example.org"})
+    shutil.copyfile(db, tmp_path / "backup.db")  # the store is closed: one file, checkpointed
+    await _vendor(db, {"email": "two@example.org"})
+    async with await SQLiteStore.open(db) as store, \
+            await TrytonBridge.open("spare", path=tryton_dir) as bridge:  # fmt: skip
+        await bridge.run(lambda after: follow(store, None, after))
+        assert bridge.position == 6  # two customers: opened, accepted, shared each
+    assert _emails("spare") == {"one@example.org", "two@example.org"}
+    shutil.copyfile(tmp_path / "backup.db", db)  # the restore: positions 4 to 6 are free again
+    await _vendor(db, {"email": "three@example.org"}, {"email": "four@example.org"})
+    config = tmp_path / "vendor.toml"
+    config.write_text(f'name = "Shop"\nseed = "{VENDOR_SEED.hex()}"\n', "utf-8")
+    args = ["vendor", "tryton", "--config", str(config), "--data-dir", str(data), "--once",
+            "--json", "--database", "spare", "--tryton-path", str(tryton_dir)]  # fmt: skip
+    out = await asyncio.to_thread(CliRunner().invoke, main, args, env=dict(os.environ))
+    assert out.exit_code != 0
+    assert "restored from a backup" in str(out.exception) + out.output
+    assert "three@example.org" not in _emails("spare")  # nothing applied past the mismatch
+    async with await SQLiteStore.open(db) as store, \
+            await TrytonBridge.open("spare", path=tryton_dir) as bridge:  # fmt: skip
+        with pytest.raises(FeedRewound):  # in code too, at the first event it reads
+            await bridge.run(lambda after: follow(store, None, after))
+    out = await asyncio.to_thread(CliRunner().invoke, main, [*args, "--resync"],
+                                  env=dict(os.environ))  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert _emails("spare") >= {"one@example.org", "three@example.org", "four@example.org"}

@@ -174,6 +174,14 @@ class TrytonCRM:
             (last,) = cursor.fetchone()
         return int(last or 0)
 
+    def applied_at(self, pos: int) -> str | None:
+        """The id of the event applied at feed position ``pos``, or None."""
+        with Transaction().start(self.name, 0, readonly=True) as transaction:
+            cursor = transaction.connection.cursor()
+            cursor.execute(*_EVENTS.select(_EVENTS.id, where=_EVENTS.pos == pos, limit=1))
+            row = cursor.fetchone()
+        return None if row is None else str(row[0])
+
     def apply(self, event: Mapping[str, Any], now_ms: int | None = None) -> bool:
         """Apply one event (the JSON of docs/events.md) in one transaction; False if it was
         applied before (events come at least once: a second delivery changes nothing).
