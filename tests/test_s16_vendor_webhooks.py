@@ -273,3 +273,20 @@ async def test_a_batched_post_stays_under_batch_bytes(store: Store) -> None:
     for size, ids in poster.posts:
         assert size <= 40_000 or len(ids) == 1  # an event larger than that alone
     assert any(size > 40_000 for size, _ in poster.posts)  # 24 fields of 6,000 bytes each
+
+
+def test_an_event_failing_for_days_still_gets_a_delay_and_becomes_a_dead_letter() -> None:
+    """With the defaults (1 s doubling to 5 min, dead after 3 days) an event answered 500 is
+    attempted over a thousand times before it is set aside. Before, the delay before attempt
+    1,025 was ``2.0 ** 1024`` (OverflowError), after 2.7 days: delivery failed, started over
+    with the event's clock reset, and the event never became a dead letter — the feed stayed
+    held back behind it for good."""
+    h = Webhook("crm", "http://127.0.0.1:9/hook", SECRET, "https://shop.example/vrm")
+    waited, attempt = 0.0, 0
+    while waited < h.dead_after_s:  # the shortest waits the jitter allows
+        attempt += 1
+        delay = h.delay(attempt, lambda: 0.0)
+        assert 0 < delay <= h.backoff_max_s
+        waited += delay
+    assert attempt > 1024
+    assert h.delay(10**9, lambda: 1.0) == h.backoff_max_s

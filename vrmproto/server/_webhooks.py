@@ -166,7 +166,10 @@ class Webhook:
     def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
         """The wait before retry ``attempt`` (1, 2, …): exponential, with full jitter in its
         upper half so that receivers coming back are not hit by every sender at once."""
-        ceiling: float = min(self.backoff_max_s, self.backoff_s * 2.0 ** (attempt - 1))
+        # 2.0 ** 1024 is beyond a float: the ceiling is reached long before (attempt 10 with
+        # the defaults), and an event failing for dead_after_s makes over a thousand attempts
+        doublings = min(attempt - 1, 64)
+        ceiling: float = min(self.backoff_max_s, self.backoff_s * 2.0 ** doublings)
         return ceiling * (0.5 + rng() / 2)
 
 
