@@ -17,8 +17,10 @@ Slow: it creates a Tryton database (see tests/test_crm_tryton.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,9 @@ def tryton_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     writes to ``crm``, for a test that needs an empty one: creating one takes most of a minute)."""
     path = tmp_path_factory.mktemp("tryton")
     TrytonCRM.create("crm", path=path, company="Vendor")
-    shutil.copyfile(path / "crm.sqlite", path / "spare.sqlite")
+    with contextlib.closing(sqlite3.connect(path / "crm.sqlite")) as source, \
+            contextlib.closing(sqlite3.connect(path / "spare.sqlite")) as spare:  # fmt: skip
+        source.backup(spare)  # what is committed, in the file or its write-ahead log yet
     return path
 
 
