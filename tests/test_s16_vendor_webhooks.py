@@ -32,7 +32,7 @@ from vrmproto._keys import Identity
 from vrmproto.cli._app import cli as main
 from vrmproto.server import Endpoint, ReferencePolicy, _webhooks
 from vrmproto.server._metrics import Metrics
-from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret, shown
+from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret, running, shown
 from vrmproto.store import Commit, DeadLetter, SQLiteStore, Store
 
 VENDOR = Identity(VENDOR_SEED)
@@ -290,3 +290,23 @@ def test_an_event_failing_for_days_still_gets_a_delay_and_becomes_a_dead_letter(
         waited += delay
     assert attempt > 1024
     assert h.delay(10**9, lambda: 1.0) == h.backoff_max_s
+
+
+async def test_two_webhooks_of_one_name_are_refused_not_left_waiting(tmp_path: Path) -> None:
+    """Two ``[[webhooks]]`` for one receiver (one per purpose, say) without names are both named
+    after the url. A webhook's name keys its cursor and the lock one deliverer holds: before,
+    the second waited for the first's lock as long as the vendor ran, and its events went
+    nowhere, without a word. Now ``vrm vendor serve`` stops with a sentence saying so."""
+    store = await SQLiteStore.open(tmp_path / "vendor.db")
+    try:
+        v = Vendor(store)
+        url = "https://crm.example/vrm"
+        hooks = [Webhook(url, url, SECRET, "https://shop.example/vrm", purposes=frozenset({p}))
+                 for p in (2, 3)]  # fmt: skip
+        with pytest.raises(ValueError, match=r"two webhooks are named https://crm\.example/vrm"):
+            async with running(v.endpoint, hooks):
+                pass
+        async with running(v.endpoint, [hooks[0]]) as (one,):  # one is fine
+            assert one.hook is hooks[0]
+    finally:
+        await store.close()

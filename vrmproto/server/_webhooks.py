@@ -512,10 +512,16 @@ class Deliverer:
 async def running(endpoint: Endpoint, hooks: Sequence[Webhook], *,
                   poll_s: float | None = None) -> AsyncIterator[list[Deliverer]]:  # fmt: skip
     """Deliver ``endpoint``'s feed to each of ``hooks`` while the block runs; woken by the
-    endpoint's commits and, on PostgreSQL, every process's (``poll_s``: the fallback poll)."""
+    endpoint's commits and, on PostgreSQL, every process's (``poll_s``: the fallback poll).
+    ValueError if two hooks have one name: it keys a hook's cursor and its lock."""
     if not hooks:
         yield []
         return
+    names = [h.name for h in hooks]
+    if len(set(names)) < len(names):  # one would wait for the other's lock for ever
+        twice = sorted({shown(n) for n in names if names.count(n) > 1})
+        raise ValueError(f"two webhooks are named {', '.join(twice)} (a webhook without a name "
+                         "is named after its url): give each a name of its own")  # fmt: skip
     wakeup = wakeup_of(endpoint, poll_s)
     deliverers = [Deliverer(h, endpoint.store, wakeup=wakeup, clock=endpoint.clock)
                   for h in hooks]  # fmt: skip
