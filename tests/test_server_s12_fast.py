@@ -146,6 +146,11 @@ def test_a_shares_event_and_personal_data_are_the_ones_made_before() -> None:
 
 
 def test_an_address_updates_personal_data_is_the_one_made_before() -> None:
+    """The fields, and the purposes each is held for (since session 16: docs/events.md)."""
     msg = _signed(AddressUpdate(agreement=b"a" * 32, sealed=b"s" * 80))
     fields = {"street": "12 St James's Square", "city": "London"}
-    assert _events._personal(msg, FieldsContent(fields=fields)) == _old_dumps({"fields": fields})
+    held = [held_row(b"t" * 16, name, value, 2, "provided", 9, purposes, msg.hash, None)
+            for (name, value), purposes in zip(fields.items(), [(2, 3), (1,)], strict=True)]
+    assert _events._personal(msg, FieldsContent(fields=fields), held) == _old_dumps(
+        {"fields": fields, "field_purposes": {"street": [2, 3], "city": [1]},
+         "purposes": [1, 2, 3]})  # fmt: skip

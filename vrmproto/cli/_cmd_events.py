@@ -31,7 +31,7 @@ from vrmproto.cli._home import default_home
 from vrmproto.cli._vendor import check_vendor_file, default_vendor_dir
 from vrmproto.server._config import VendorFile
 from vrmproto.server._events import FeedEvent, Wakeup, follow
-from vrmproto.server._webhooks import Deliverer
+from vrmproto.server._webhooks import Deliverer, shown
 from vrmproto.store import Store
 
 __all__ = ["vendor_events"]
@@ -73,17 +73,18 @@ async def _read(store: Store, since: str | None, follow_: bool, as_json: bool,
 async def _dead(file: VendorFile, store: Store, replay: bool, as_json: bool) -> None:
     if not replay:
         for d in await store.dead_letters():
-            row = {"webhook": d.name, "pos": d.pos, "failed": d.failed_ms, "error": d.error}
-            click.echo(json.dumps(row) if as_json else f"{d.name}  {d.pos:>6}  {d.error}")
+            row = {"webhook": shown(d.name), "pos": d.pos, "failed": d.failed_ms,
+                   "error": d.error}  # fmt: skip
+            click.echo(json.dumps(row) if as_json else f"{row['webhook']}  {d.pos:>6}  {d.error}")
         return
     source = file.server.public_url or "urn:vrmproto:vendor"
     for entry in file.webhooks:
         hook = entry.webhook(source)
         async with Deliverer(hook, store) as deliverer:
             delivered, left = await deliverer.replay()
-        row = {"webhook": hook.name, "delivered": delivered, "still_dead": left}
+        row = {"webhook": hook.shown, "delivered": delivered, "still_dead": left}
         click.echo(json.dumps(row) if as_json else
-                   f"{hook.name}: {delivered} delivered, {left} still dead")  # fmt: skip
+                   f"{hook.shown}: {delivered} delivered, {left} still dead")  # fmt: skip
 
 
 async def _events(config_path: str, data_dir: Path | None, *, since: str | None, follow_: bool,

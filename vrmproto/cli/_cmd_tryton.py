@@ -33,9 +33,9 @@ __all__ = ["vendor_tryton"]
 
 async def _tryton(config_path: str, data_dir: Path | None, *, database: str, uri: str,
                   path: Path | None, create: bool, company: str, currency: str, once: bool,
-                  as_json: bool) -> None:  # fmt: skip
+                  as_json: bool, resync: bool = False) -> None:  # fmt: skip
     try:
-        from vrmproto.crm.tryton import TrytonBridge  # noqa: PLC0415 -- an optional extra
+        from vrmproto.crm.tryton import FeedRewound, TrytonBridge  # noqa: PLC0415 -- optional
     except ImportError as exc:
         raise CliError(f"Tryton is not installed ({exc.name}): pip install 'vrmproto[tryton]'",
                        EXIT_USAGE, kind="usage") from None  # fmt: skip
@@ -63,7 +63,14 @@ async def _tryton(config_path: str, data_dir: Path | None, *, database: str, uri
                            f"{type(exc).__name__}: {exc}", kind="tryton") from None  # fmt: skip
         async with bridge:
             wakeup = None if once else Wakeup()
-            await bridge.run(lambda after: follow(store, wakeup, after), report=report)
+            try:
+                if not resync and await store.feed_head() < bridge.position:  # else it waits
+                    applied = await bridge.applied_at(bridge.position)
+                    raise FeedRewound(bridge.position, str(applied), None)
+                await bridge.run(lambda after: follow(store, wakeup, after), report=report,
+                                 after=0 if resync else None)  # fmt: skip
+            except FeedRewound as exc:
+                raise CliError(str(exc), kind="tryton") from None
             if not as_json:
                 click.echo(f"{counts['applied']} event(s) applied, {counts['seen']} already "
                            f"applied; Tryton holds the feed up to {bridge.position}")  # fmt: skip
@@ -116,10 +123,13 @@ async def _tryton(config_path: str, data_dir: Path | None, *, database: str, uri
     help="With --create: the company's currency (ISO 4217).",
 )
 @click.option("--once", is_flag=True, help="Apply what the feed holds now, then stop.")
+@click.option("--resync", is_flag=True,
+              help="Go through the whole feed again (after the vendor's store was restored "
+                   "from a backup): what Tryton holds is skipped, the rest applied.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 def vendor_tryton(*, config_path: str, data_dir: Path | None, database: str, uri: str,
                   path: Path | None, create: bool, company: str, currency: str, once: bool,
-                  as_json: bool) -> None:  # fmt: skip
+                  as_json: bool, resync: bool) -> None:  # fmt: skip
     """Keep a Tryton database in step with the vendor's event feed: parties, terms notes,
     addresses, erasures and leads."""
     with contextlib.suppress(KeyboardInterrupt):  # without --once it ends with ^C
@@ -135,5 +145,6 @@ def vendor_tryton(*, config_path: str, data_dir: Path | None, database: str, uri
                 currency=currency,
                 once=once,
                 as_json=as_json,
+                resync=resync,
             )
         )

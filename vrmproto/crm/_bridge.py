@@ -19,13 +19,29 @@ from typing import Any, ParamSpec, TypeVar
 from vrmproto.crm._tryton import TrytonCRM
 from vrmproto.server._events import FeedEvent, wall_ms
 
-__all__ = ["TrytonBridge"]
+__all__ = ["FeedRewound", "TrytonBridge"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 #: How often a running bridge deletes the fields of expired shares when no event comes (§5.3.1-4).
 SWEEP_S = 60.0
+
+
+class FeedRewound(Exception):  # noqa: N818 -- what happened, as the operator reads it
+    """The feed no longer holds, at the bridge's cursor, the event Tryton applied there: the
+    vendor's store was restored from a backup (or is another vendor's), and its new events take
+    positions the bridge has passed. Following on would skip them; :meth:`TrytonBridge.run`
+    with ``after=0`` goes through the whole feed again (what Tryton holds already is
+    recognised by its id and skipped)."""
+
+    def __init__(self, pos: int, applied: str, found: str | None) -> None:
+        here = f"holds {found}" if found is not None else "ends before it"
+        super().__init__(f"Tryton applied {applied} at feed position {pos}, but the feed {here}: "
+                         "was the vendor's store restored from a backup? Resume from the start "
+                         "of the feed (vrm vendor tryton --resync): what Tryton holds is "
+                         "skipped, the rest applied.")  # fmt: skip
+        self.pos = pos
 
 
 class TrytonBridge:
@@ -95,6 +111,10 @@ class TrytonBridge:
         """The ``pos`` of the last event the Tryton database holds."""
         return await self._call(self.crm.cursor)
 
+    async def applied_at(self, pos: int) -> str | None:
+        """The id of the event Tryton applied at feed position ``pos``, or None."""
+        return await self._call(self.crm.applied_at, pos)
+
     async def apply(self, event: FeedEvent | Mapping[str, Any]) -> bool:
         """Apply one event (a feed event, or its JSON); False if it was applied before."""
         data = event.as_json() if isinstance(event, FeedEvent) else event
@@ -110,19 +130,34 @@ class TrytonBridge:
         self,
         events: Callable[[int], AsyncIterator[FeedEvent]],
         *,
+        after: int | None = None,
         sweep_s: float = SWEEP_S,
         report: Callable[[FeedEvent, bool], None] | None = None,
     ) -> None:
-        """Apply every event after the database's cursor, then each new one as ``events``
-        (``endpoint.events``, or a ``follow`` of the store) yields it; until cancelled or the
-        feed ends. ``report`` hears of each event and whether it changed Tryton."""
+        """Apply every event after the database's cursor (or ``after``), then each new one as
+        ``events`` (``endpoint.events``, or a ``follow`` of the store) yields it; until
+        cancelled or the feed ends. ``report`` hears of each event and whether it changed
+        Tryton. From the cursor, the feed is read from the event at it, which must be the one
+        applied there: else :class:`FeedRewound` (positions are the store's, and a store
+        restored from a backup gives its new events positions the bridge has passed)."""
         await self.expire()
+        start = await self.cursor() if after is None else after
+        applied_there = await self.applied_at(start) if after is None else None
         sweeper = asyncio.create_task(self._sweep(sweep_s))
         try:
-            async for event in events(await self.cursor()):
+            checked = applied_there is None
+            async for event in events(start - 1 if not checked else start):
+                if not checked:
+                    if event.pos != start or event.id != applied_there:
+                        raise FeedRewound(start, str(applied_there),
+                                          event.id if event.pos == start else None)  # fmt: skip
+                    checked = True
+                    continue
                 applied = await self.apply(event)
                 if report is not None:
                     report(event, applied)
+            if not checked:  # the feed ended before the bridge's cursor
+                raise FeedRewound(start, str(applied_there), None)
         finally:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -11,7 +11,8 @@ and ``sale_opportunity`` modules and the core ``ir.note``:
 - held fields (§12.10-1): ``email`` and ``phone`` as ``party.contact_mechanism``; ``street``,
   ``city``, ``postcode``, and ``country`` / ``region`` when Tryton knows them, as one
   ``party.address``; any other field as a contact mechanism of type ``other`` named after it.
-  A field given again replaces the value held under its name, in place (an empty value removes it);
+  A field given again replaces the value held under its name, in place (an empty value removes it),
+  unless that value came from a later event (one delivered late: a replayed dead letter);
 - on data.withdrawn, the fields still held from the withdrawn shares are deleted (§5.3.2-2),
   and at a share's ``expires`` by :meth:`TrytonCRM.expire` (§5.3.1-4);
 - one ``sale.opportunity`` in the state ``lead`` per intentcast answered with an offer
@@ -23,6 +24,10 @@ transaction as the records: ``vrmproto_crm_event`` (each event applied: the idem
 the durable cursor, the highest ``pos``) and ``vrmproto_crm_field`` (which event each held field
 came from, and which Tryton record holds it; never the value). An event is applied at most once
 however often it is delivered, and a restart resumes after the last one applied.
+
+The vendor's staff work in the same database: a party they archived is still its
+relationship's, one they deleted is made again, and a held field whose record they deleted is
+forgotten (:func:`_prune`), so that no change of theirs stops the bridge.
 
 Tryton's configuration is global to the process: open one database per process.
 """
@@ -64,6 +69,12 @@ _DDL = (
     "field VARCHAR(100) NOT NULL, source VARCHAR(100) NOT NULL, expires BIGINT, "
     "model VARCHAR(100) NOT NULL, record INTEGER NOT NULL, attr VARCHAR(100), "
     "PRIMARY KEY (relationship, field))",
+    # the sweep of expired shares runs before every event: it must not read every held field
+    "CREATE INDEX IF NOT EXISTS vrmproto_crm_field_expires ON vrmproto_crm_field (expires)",
+    # which fields an address holds, when one of them goes
+    "CREATE INDEX IF NOT EXISTS vrmproto_crm_field_record ON vrmproto_crm_field (model, record)",
+    # the cursor, the highest pos, read at every start
+    "CREATE INDEX IF NOT EXISTS vrmproto_crm_event_pos ON vrmproto_crm_event (pos)",
 )
 _CM = "party.contact_mechanism"
 _ADDR = "party.address"
@@ -163,6 +174,14 @@ class TrytonCRM:
             (last,) = cursor.fetchone()
         return int(last or 0)
 
+    def applied_at(self, pos: int) -> str | None:
+        """The id of the event applied at feed position ``pos``, or None."""
+        with Transaction().start(self.name, 0, readonly=True) as transaction:
+            cursor = transaction.connection.cursor()
+            cursor.execute(*_EVENTS.select(_EVENTS.id, where=_EVENTS.pos == pos, limit=1))
+            row = cursor.fetchone()
+        return None if row is None else str(row[0])
+
     def apply(self, event: Mapping[str, Any], now_ms: int | None = None) -> bool:
         """Apply one event (the JSON of docs/events.md) in one transaction; False if it was
         applied before (events come at least once: a second delivery changes nothing).
@@ -177,7 +196,7 @@ class TrytonCRM:
             for change in changes_of(event):
                 if isinstance(change, Hold) and _expired(change.expires_ms, now_ms):
                     continue
-                made = _apply(cursor, change) or made
+                made = _apply(cursor, change, int(event["pos"])) or made
             model, record = made if made is not None else (None, None)
             cursor.execute(*_EVENTS.insert(
                 [_EVENTS.id, _EVENTS.pos, _EVENTS.model, _EVENTS.record],
@@ -194,9 +213,9 @@ class TrytonCRM:
                 where=(_FIELDS.expires != None) & (_FIELDS.expires <= now_ms),  # noqa: E711
             ))  # fmt: skip
             gone = [(str(r), str(f)) for r, f in cursor.fetchall()]
-            for rel, name in gone:
-                _drop_field(cursor, rel, name)
-        return len(gone)
+            for rel in {rel for rel, _ in gone}:
+                _prune(cursor, rel)
+            return sum(_drop_field(cursor, rel, name) for rel, name in gone)
 
 
 def _expired(expires_ms: int | None, now_ms: int | None) -> bool:
@@ -206,15 +225,19 @@ def _expired(expires_ms: int | None, now_ms: int | None) -> bool:
 # -- one change each (inside the event's transaction) ------------------------------------------
 
 
-def _apply(cursor: Any, change: Change) -> tuple[str, int] | None:
-    """Apply ``change``; the record it made when other events refer to it (a lead)."""
+def _apply(cursor: Any, change: Change, pos: int) -> tuple[str, int] | None:
+    """Apply ``change``, of the event at ``pos``; the record it made when other events refer
+    to it (a lead)."""
     party = _party(change.relationship)
+    if isinstance(change, Hold | Erase):
+        _prune(cursor, change.relationship)
     if isinstance(change, Note):
         _note(party, change.text)
     elif isinstance(change, Hold):
         # the country first: a region is looked up in it
         for name, value in sorted(change.fields.items(), key=lambda kv: kv[0] != "country"):
-            _hold(cursor, party, change, name, value)
+            if not _held_since(cursor, change.relationship, name, pos):
+                _hold(cursor, party, change, name, value)
     elif isinstance(change, Erase):
         cursor.execute(*_FIELDS.select(_FIELDS.field, where=(
             (_FIELDS.relationship == change.relationship)
@@ -229,8 +252,12 @@ def _apply(cursor: Any, change: Change) -> tuple[str, int] | None:
 
 
 def _party(relationship: str) -> Any:
+    """The relationship's party, made on first use. An archived one (``active`` unset by the
+    vendor's staff) is still the relationship's: a new one could not take its code, which
+    Tryton keeps unique."""
     parties = Pool().get("party.party")
-    found = parties.search([("code", "=", "vrm-" + relationship)], limit=1)
+    with Transaction().set_context(active_test=False):
+        found = parties.search([("code", "=", "vrm-" + relationship)], limit=1)
     if found:
         return found[0]
     party = parties(name=f"VRM customer {relationship[:12]}", code="vrm-" + relationship)
@@ -238,8 +265,40 @@ def _party(relationship: str) -> Any:
     return party
 
 
+def _prune(cursor: Any, relationship: str) -> None:
+    """Forget the held fields whose Tryton record is gone: the vendor's staff deleted the party
+    (its contact mechanisms and addresses go with it) or the record itself. Written to or
+    deleted again, such a record would make Tryton refuse the event, and the bridge would stop
+    at it on every restart."""
+    cursor.execute(*_FIELDS.select(_FIELDS.field, _FIELDS.model, _FIELDS.record,
+                                   where=_FIELDS.relationship == relationship))  # fmt: skip
+    rows = [(str(name), str(model), int(record)) for name, model, record in cursor.fetchall()]
+    alive = {model: _exists(model, [r for _, m, r in rows if m == model])
+             for model in {model for _, model, _ in rows}}  # fmt: skip
+    for name, model, record in rows:
+        if record not in alive[model]:
+            _forget_row(cursor, relationship, name)
+
+
+def _exists(model: str, ids: list[int]) -> set[int]:
+    """Which of ``ids`` are records of ``model`` (archived ones too)."""
+    with Transaction().set_context(active_test=False):
+        return {int(r.id) for r in Pool().get(model).search([("id", "in", ids)])}
+
+
 def _note(resource: Any, text: str) -> None:
     Pool().get("ir.note")(resource=str(resource), message=text).save()
+
+
+def _held_since(cursor: Any, relationship: str, name: str, pos: int) -> bool:
+    """Whether the value held under ``name`` came from an event after ``pos`` in the feed: this
+    one comes late (a dead letter replayed, a webhook's retry outlasting the relationship's
+    next events), and the customer's later value stays."""
+    joined = _FIELDS.join(_EVENTS, condition=_FIELDS.source == _EVENTS.id)
+    cursor.execute(*joined.select(_EVENTS.pos, where=(
+        (_FIELDS.relationship == relationship) & (_FIELDS.field == name))))  # fmt: skip
+    row = cursor.fetchone()
+    return row is not None and int(row[0]) > pos
 
 
 def _hold(cursor: Any, party: Any, change: Hold, name: str, value: str) -> None:
@@ -399,11 +458,12 @@ def _forget_row(cursor: Any, relationship: str, name: str) -> None:
         (_FIELDS.relationship == relationship) & (_FIELDS.field == name))))  # fmt: skip
 
 
-def _drop_field(cursor: Any, relationship: str, name: str) -> None:
-    """Delete the value held under ``name`` from Tryton, and the address once it is empty."""
+def _drop_field(cursor: Any, relationship: str, name: str) -> bool:
+    """Delete the value held under ``name`` from Tryton, and the address once it is empty;
+    False if none was held."""
     held = _row(cursor, relationship, name)
     if held is None:
-        return
+        return False
     if name == "country":
         _region_out_of_country(cursor, _party(relationship), relationship, None)
     model, record, attr = held
@@ -411,7 +471,7 @@ def _drop_field(cursor: Any, relationship: str, name: str) -> None:
     records = Pool().get(model)
     if model == _CM:
         records.delete([records(record)])
-        return
+        return True
     address = records(record)
     setattr(address, attr, None)
     address.save()
@@ -419,6 +479,7 @@ def _drop_field(cursor: Any, relationship: str, name: str) -> None:
         (_FIELDS.model == _ADDR) & (_FIELDS.record == record)), limit=1))  # fmt: skip
     if cursor.fetchone() is None:
         records.delete([address])
+    return True
 
 
 def _lead(party: Any, change: Lead) -> int:
@@ -451,7 +512,7 @@ def _take_up(cursor: Any, party: Any, change: TakeUp) -> None:
     cursor.execute(*_EVENTS.select(_EVENTS.model, _EVENTS.record,
                                    where=_EVENTS.id == change.offer))  # fmt: skip
     row = cursor.fetchone()
-    if row is None or row[0] != "sale.opportunity":
+    if row is None or row[0] != "sale.opportunity" or not _exists(row[0], [int(row[1])]):
         _note(party, f"Takes up offer {change.offer}, which this CRM has no lead for")
         return
     lead = Pool().get("sale.opportunity")(int(row[1]))

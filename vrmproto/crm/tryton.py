@@ -9,9 +9,11 @@ Needs ``pip install 'vrmproto[tryton]'`` (trytond, trytond-party, trytond-sale-o
   applies each event on a thread of its own.
 - :class:`TrytonCRM` — the blocking part: one Tryton transaction per event, idempotent.
 - :data:`MODULES` — the Tryton modules it writes to.
+- :class:`FeedRewound` — the feed no longer holds what Tryton applied at its cursor (the
+  vendor's store restored from a backup): ``run(..., after=0)`` goes through it again.
 """
 
-from vrmproto.crm._bridge import TrytonBridge
+from vrmproto.crm._bridge import FeedRewound, TrytonBridge
 from vrmproto.crm._tryton import MODULES, TrytonCRM
 
-__all__ = ["MODULES", "TrytonBridge", "TrytonCRM"]
+__all__ = ["MODULES", "FeedRewound", "TrytonBridge", "TrytonCRM"]

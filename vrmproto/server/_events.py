@@ -45,7 +45,7 @@ from vrmproto._messages import (
 from vrmproto._state import Role
 from vrmproto._vocab import TermRef
 from vrmproto.server._fast import setters
-from vrmproto.store import EventRecord, Store
+from vrmproto.store import EventRecord, HeldRecord, Store
 from vrmproto.store._base import EventWatch
 
 if TYPE_CHECKING:
@@ -142,9 +142,12 @@ def _dumps(value: object) -> bytes:
     return "".join(_ENCODE(value, 0)).encode()
 
 
-def _personal(msg: Signed[Any], content: FieldsContent | RecordsContent | None) -> bytes | None:
+def _personal(msg: Signed[Any], content: FieldsContent | RecordsContent | None,
+              held: Iterable[HeldRecord] = ()) -> bytes | None:  # fmt: skip
     """The personal data an event may carry: the fields of a share or an address update, with
-    the purposes and categories the customer agreed to (§5.3.1)."""
+    the purposes and categories the customer agreed to (§5.3.1). An address update names no
+    purposes: each of its fields is held for those of the value it replaces (§12.10-1, the
+    ``held`` rows), given as ``field_purposes``, and ``purposes`` is all of them."""
     if not isinstance(content, FieldsContent):
         return None
     body = msg.body
@@ -152,8 +155,29 @@ def _personal(msg: Signed[Any], content: FieldsContent | RecordsContent | None) 
         return _dumps({"fields": content.fields, "purposes": body.purposes,
                        "categories": body.categories, "expires": body.expires})  # fmt: skip
     if isinstance(body, AddressUpdate):
-        return _dumps({"fields": content.fields})
+        each = {h.field: h.purposes for h in held}
+        return _dumps({"fields": content.fields, "field_purposes": each,
+                       "purposes": sorted({p for ps in each.values() for p in ps})})  # fmt: skip
     return None
+
+
+def for_purposes(personal: Mapping[str, Any], purposes: frozenset[int]) -> bytes | None:
+    """``personal`` (an event's) for a consumer of ``purposes`` only (a webhook's, §6.6): None
+    when none of its fields is held for one of them; else the JSON of the fields that are, or
+    None again when that is every field (``personal`` as it is stored serves)."""
+    if purposes.isdisjoint(personal["purposes"]):
+        return b"null"
+    each = personal.get("field_purposes")
+    if each is None:
+        return None
+    kept = {name: value for name, value in personal["fields"].items()
+            if not purposes.isdisjoint(each.get(name, ()))}  # fmt: skip
+    if len(kept) == len(personal["fields"]):
+        return None
+    if not kept:
+        return b"null"
+    return _dumps({**personal, "fields": kept, "field_purposes": {k: each[k] for k in kept},
+                   "purposes": sorted({p for k in kept for p in each[k]})})  # fmt: skip
 
 
 _EVENT_FIELDS = ("id", "thread", "seq", "kind", "msg_hash", "recorded_ms", "data", "personal",
@@ -203,7 +227,7 @@ def events_of(ep: Endpoint, step: Step, msg: Signed[Any], now: int) -> tuple[Eve
     if seq is None:
         seq = len(step.rel.history) - 1
     first = record_of(msg, seq, now=now, incoming=True,
-                      personal=_personal(msg, step.event.content),
+                      personal=_personal(msg, step.event.content, step.held),
                       erase=[share for _, share in step.held_drop])  # fmt: skip
     events = [] if first is None else [first]
     for sent in step.replies:

@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -39,6 +40,10 @@ REQUEST_LOG = logging.getLogger("vrmproto.server.requests")
 
 #: The structured fields a request line carries (``extra={"fields": …}`` of its record).
 FIELDS = ("kind", "thread", "sender", "status", "problem", "latency_ms", "client", "path")
+
+
+#: At most this much of a claimed type is logged: the sender chooses it, up to the whole body.
+MAX_KIND = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +76,7 @@ def summarize(body: bytes) -> Summary:
     thread = fields.get("thread")
     sender = fields.get("from")
     return Summary(
-        kind if type(kind) is str else ("history" if "req" in outer else None),
+        kind[:MAX_KIND] if type(kind) is str else ("history" if "req" in outer else None),
         thread.hex() if type(thread) is bytes else None,
         fingerprint(sender) if type(sender) is bytes and len(sender) == 32 else None,
     )
@@ -157,8 +162,31 @@ def _traceback(formatter: logging.Formatter, record: logging.LogRecord) -> str |
     return record.exc_text or None
 
 
+#: What a human line must not carry as it is: C0 and C1 controls, DEL, and the Unicode line and
+#: paragraph separators. A request line shows what a sender claims (its message type): a newline
+#: there would forge a line of its own, an escape sequence rewrite the operator's terminal.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped (``\\n``, ``\\x1b``…): one line."""
+    return _CONTROLS.sub(_escape, text) if _CONTROLS.search(text) else text
+
+
 class LineFormatter(logging.Formatter):
-    """``2026-01-01T12:00:00.000Z INFO [Avis] ← terms.offer thread … from … 200 1.2 ms``."""
+    """``2026-01-01T12:00:00.000Z INFO [Avis] ← terms.offer thread … from … 200 1.2 ms``.
+
+    The message is one line whatever it holds (:func:`one_line`); only a traceback, which
+    follows it, has lines of its own."""
 
     def __init__(self, vendor: str = "") -> None:
         super().__init__()
@@ -167,10 +195,14 @@ class LineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         vendor = getattr(record, "vendor", None) or self.vendor
         where = f" [{vendor}]" if vendor else ""
-        line = f"{_timestamp(record)} {record.levelname}{where} {record.getMessage()}"
+        line = f"{_timestamp(record)} {record.levelname}{where} {one_line(record.getMessage())}"
         trace = _traceback(self, record)
         return line if trace is None else f"{line}\n{trace}"
 
+
+#: The characters other than CR and LF at which a reader's ``splitlines`` ends a line, which
+#: JSON (not ASCII-only) keeps as they are: a sender's claimed type must not cut a JSON line.
+_BREAKS = re.compile("[\x85\u2028\u2029]")
 
 #: json.dumps with arguments makes an encoder per call: one, made once.
 _JSON = json.JSONEncoder(ensure_ascii=False, default=str)
@@ -199,7 +231,10 @@ class JsonFormatter(logging.Formatter):
         trace = _traceback(self, record)
         if trace is not None:
             data["traceback"] = trace
-        return _JSON.encode(data)
+        line = _JSON.encode(data)
+        if _BREAKS.search(line):  # JSON leaves these as they are; line readers split at them
+            line = _BREAKS.sub(_json_escape, line)
+        return line
 
 
 def configure_logging(*, vendor: str, json_lines: bool = False, level: str = "INFO",

@@ -9,14 +9,15 @@ The families, each on its own registry so two endpoints in one process never mix
 - ``vrm_problems_total{code}``: the refusals we answered, by problem code (§9);
 - ``vrm_store_commit_seconds`` and ``vrm_store_commit_records`` (histograms): how long a store
   commit takes to become durable, and how many records one commit writes;
-- ``vrm_relationships{state}``: relationships held, by state (read from the store per scrape);
+- ``vrm_relationships{state}``: relationships held, by state (read from the store by a scrape;
+  on the vendor's own port at most every 5 s, :data:`STORE_READ_MIN_S`);
 - ``vrm_outbox_depth``: messages waiting in the store's outbox, signed or queued as drafts
   behind one in flight — what ``vrm outbox`` lists (the agent's; a vendor's is 0);
 - ``vrm_feed_head``: the newest event's position in the vendor's feed (docs/events.md), and per
   ``[[webhooks]]`` receiver ``vrm_webhook_behind{webhook}`` (events after its cursor: not yet
   delivered or set aside — a number that keeps growing is a receiver down, or one event it
   fails holding the feed back) and ``vrm_webhook_dead_letters{webhook}`` (set aside, waiting
-  for ``vrm vendor events --replay``). Read from the store per scrape, so any worker's
+  for ``vrm vendor events --replay``). Read from the store (as the relationships), so any worker's
   ``/metrics`` tells the one deliverer's progress;
 - ``vrm_log_records_dropped_total``: log records this process dropped because its log stream
   was not reading (``[logging] queue_size`` of them were waiting; :mod:`._logwriter`).
@@ -27,6 +28,7 @@ relationships by state and its outbox depth — on a listener of their own (:fun
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections import Counter as Tally
@@ -47,6 +49,7 @@ from prometheus_client.registry import Collector
 
 from vrmproto._messages import MESSAGE_TYPES
 from vrmproto.server._logwriter import dropped_records
+from vrmproto.server._webhooks import shown
 from vrmproto.store import Commit, RelationshipRecord, Store
 
 if TYPE_CHECKING:
@@ -56,6 +59,13 @@ __all__ = ["MeteredStore", "Metrics", "metrics_handler", "metrics_site"]
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 _RECORD_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: A scrape reads the store's gauges again only this long after the last read ended, and no
+#: sooner than ten times that read's duration: reading every relationship costs ~6 µs of CPU
+#: each (0.6 s per 100,000), and ``/metrics`` on the vendor's own port is not rate limited, so
+#: a flood of scrapes would otherwise keep the process reading. Scrapes in between answer with
+#: the values read last; scrapes at once share one read.
+STORE_READ_MIN_S = 5.0
+STORE_READ_FACTOR = 10.0
 
 
 class _LogDrops(Collector):
@@ -69,7 +79,10 @@ class _LogDrops(Collector):
 class Metrics:
     """The metric families of one endpoint, on a registry of their own."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._next_read = -float("inf")  # when a scrape reads the store again (clock's time)
+        self._reading = asyncio.Lock()
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("vrm_requests", "Requests answered, by route, claimed message "
@@ -109,9 +122,22 @@ class Metrics:
         if problem is not None:
             self.problems.labels(problem).inc()
 
+    async def scrape(self, store: Store, *, every_s: float = STORE_READ_MIN_S,
+                     factor: float = STORE_READ_FACTOR) -> bytes:  # fmt: skip
+        """The text of a scrape: the store's gauges read again (:meth:`refresh`) when the last
+        read ended at least ``every_s`` ago, and ``factor`` times its duration."""
+        if self.clock() >= self._next_read:
+            async with self._reading:  # the scrapes that came meanwhile: one read for all
+                if self.clock() >= self._next_read:
+                    started = self.clock()
+                    await self.refresh(store)
+                    ended = self.clock()
+                    self._next_read = ended + max(every_s, factor * (ended - started))
+        return self.text()
+
     async def refresh(self, store: Store) -> None:
         """Read the gauges that live in the store: relationships by state, outbox depth."""
-        states = Tally(r.state for r in await store.relationships())
+        states = Tally(r.state for r in await store.relationships(with_data=False))
         self.relationships.clear()
         for state, n in states.items():
             self.relationships.labels(state).set(n)
@@ -121,20 +147,22 @@ class Metrics:
             head = await store.feed_head()
             self.feed_head.set(head)
             dead = Tally(d.name for d in await store.dead_letters())
-            for name in self.webhooks:
-                self.webhook_behind.labels(name).set(head - await store.event_cursor(name))
-                self.webhook_dead.labels(name).set(dead[name])
+            for name in self.webhooks:  # labelled without the password a url may hold
+                label = shown(name)
+                self.webhook_behind.labels(label).set(head - await store.event_cursor(name))
+                self.webhook_dead.labels(label).set(dead[name])
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
 
 
-def metrics_handler(metrics: Metrics, store: Store) -> Handler:
-    """``GET /metrics``: the Prometheus text format."""
+def metrics_handler(metrics: Metrics, store: Store, *, every_s: float = STORE_READ_MIN_S,
+                    factor: float = STORE_READ_FACTOR) -> Handler:  # fmt: skip
+    """``GET /metrics``: the Prometheus text format, the store read as :meth:`Metrics.scrape`
+    says (0 and 0: at every scrape)."""
 
     async def handle(request: web.Request) -> web.Response:
-        await metrics.refresh(store)
-        out = web.Response(body=metrics.text())
+        out = web.Response(body=await metrics.scrape(store, every_s=every_s, factor=factor))
         out.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return out
 
@@ -145,9 +173,10 @@ def metrics_handler(metrics: Metrics, store: Store) -> Handler:
 async def metrics_site(metrics: Metrics, store: Store, host: str, port: int
                        ) -> AsyncIterator[str]:  # fmt: skip
     """A listener of its own serving only ``GET /metrics`` on ``host:port`` (0: any free
-    port) while the context lasts; yields its URL."""
+    port) while the context lasts; yields its URL. The operator's own port: the store is read
+    at every scrape (as on the vendor's port it is at most every :data:`STORE_READ_MIN_S`)."""
     app = web.Application()
-    app.router.add_get("/metrics", metrics_handler(metrics, store))
+    app.router.add_get("/metrics", metrics_handler(metrics, store, every_s=0, factor=0))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

@@ -12,11 +12,12 @@ Webhooks: ``webhook-id`` (the event id, the receiver's de-duplication key),
 
 Delivery (:class:`Deliverer`): read a batch of the feed after the webhook's cursor, deliver
 each relationship's events in order (relationships in parallel), retry a failure with
-exponential backoff and jitter, and move the cursor past an event once it and every event
-before it is delivered or set aside. The cursor is recorded (committed) after every batch
-(``record_s`` 0, the default; a larger value records at most that often while events keep
-coming), and when the deliverer stops. A crash therefore re-delivers what was in flight and
-what was acknowledged since the last record, never skips.
+exponential backoff and jitter (each retry with the event as the store holds it then: the
+fields of a share withdrawn meanwhile are not sent again, §12.10-2), and move the cursor
+past an event once it and every event before it is delivered or set aside. The cursor is
+recorded (committed) after every batch (``record_s`` 0, the default; a larger value records at
+most that often while events keep coming), and when the deliverer stops. A crash therefore
+re-delivers what was in flight and what was acknowledged since the last record, never skips.
 An event still failing ``dead_after_s`` after its first attempt becomes a dead letter
 (:class:`~vrmproto.store.DeadLetter`) and its relationship's later events go on; ``vrm vendor
 events --replay`` delivers dead letters again. A 2xx answer is an acknowledgement; anything else
@@ -49,9 +50,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from vrmproto import __version__
-from vrmproto.server._events import Wakeup, wakeup_of
+from vrmproto.server._events import Wakeup, for_purposes, wakeup_of
 from vrmproto.server._webhook_http import HTTPError, Poster
 from vrmproto.store import Commit, DeadLetter, EventRecord, Store
 
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
     from vrmproto.server._endpoint import Endpoint
 
 __all__ = ["BATCH_CONTENT_TYPE", "CONTENT_TYPE", "REFUSED", "Deliverer", "Failure", "Renderer",
-           "Webhook", "parse_secret", "render", "running", "sign", "webhooks"]
+           "Webhook", "parse_secret", "render", "running", "shown", "sign", "webhooks"]
 
 log = logging.getLogger("vrmproto.server.webhooks")
 
@@ -73,6 +75,29 @@ USER_AGENT = f"vrmproto/{__version__}"
 #: Statuses by which a receiver refuses the POST itself, not its own state: Bad Request,
 #: Content Too Large, Unsupported Media Type, Unprocessable Content (RFC 9110 §15.5).
 REFUSED = frozenset({400, 413, 415, 422})
+#: What a CloudEvent adds to an event's stored JSON besides the source, at most (its other
+#: attributes, the event's id, relationship and kind a second time): to cut a batch to
+#: ``Webhook.batch_bytes``.
+_DOCUMENT_BYTES = 500
+#: An event with personal data is read from the store again before a retry, and before a first
+#: attempt made this long after its batch was read (a relationship's earlier events held it
+#: up): a share withdrawn meanwhile goes without its fields (§12.10-2, docs/events.md).
+FRESH_S = 1.0
+
+
+def shown(name: str) -> str:
+    """A webhook's ``name`` as logs, metrics and listings show it. Its default is the url, whose
+    user info is a password (``Authorization: Basic``): that part is shown as ``***``. (The
+    store still keys the cursor and dead letters by the name itself.)"""
+    if "@" not in name:  # a name the file gives cannot hold one (its pattern)
+        return name
+    try:
+        parts = urlsplit(name)
+    except ValueError:
+        return name
+    if "@" not in parts.netloc:
+        return name
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def parse_secret(text: str) -> bytes:
@@ -124,6 +149,15 @@ class Webhook:
     # Batched mode: each batch is ONE POST of a JSON array of CloudEvents (in feed order),
     # acknowledged, retried and set aside as a whole. Off: one POST per event.
     batched: bool = False
+    # Batched mode: a POST carries at most this many bytes of events (a batch of up to ``batch``
+    # events is cut short), so that a few large shares do not make the body one a receiver
+    # refuses (nginx's default limit is 1 MiB) and set aside every customer's events in it.
+    batch_bytes: int = 1_000_000
+
+    @property
+    def shown(self) -> str:
+        """The name as logs and metrics show it (:func:`shown`: no password)."""
+        return shown(self.name)
 
     @property
     def content_type(self) -> str:
@@ -132,7 +166,10 @@ class Webhook:
     def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
         """The wait before retry ``attempt`` (1, 2, …): exponential, with full jitter in its
         upper half so that receivers coming back are not hit by every sender at once."""
-        ceiling: float = min(self.backoff_max_s, self.backoff_s * 2.0 ** (attempt - 1))
+        # 2.0 ** 1024 is beyond a float: the ceiling is reached long before (attempt 10 with
+        # the defaults), and an event failing for dead_after_s makes over a thousand attempts
+        doublings = min(attempt - 1, 64)
+        ceiling: float = min(self.backoff_max_s, self.backoff_s * 2.0 ** doublings)
         return ceiling * (0.5 + rng() / 2)
 
 
@@ -187,16 +224,16 @@ class Renderer:
 
     def _personal(self, e: EventRecord, now_ms: int) -> bytes:
         """The event's personal data for this hook: none once the share expired (§5.3.1-4), or
-        when the hook names purposes and the share none of them (§6.6)."""
+        when the hook names purposes and the share none of them (§6.6); of an address update,
+        the fields held for one of them (§12.10-1)."""
         if e.personal is None:
             return b"null"
         personal = json.loads(e.personal)
         if personal.get("expires", now_ms + 1) <= now_ms:
             return b"null"
         purposes = self.hook.purposes
-        if purposes is not None and "purposes" in personal \
-                and purposes.isdisjoint(personal["purposes"]):  # fmt: skip
-            return b"null"
+        if purposes is not None and "purposes" in personal:
+            return for_purposes(personal, purposes) or e.personal
         return e.personal
 
     def _time(self, ms: int) -> bytes:
@@ -260,6 +297,7 @@ class Deliverer:
         self._recorded = 0  # the durable cursor, as this deliverer last read or wrote it
         self._recorded_at = time.monotonic()
         self._dead: list[DeadLetter] = []  # set aside since, to record with the cursor
+        self._read_at = 0.0  # when the batch being delivered was read (monotonic)
 
     async def __aenter__(self) -> Deliverer:
         return self
@@ -286,7 +324,7 @@ class Deliverer:
                 try:
                     await self.record()
                 except Exception:  # stopping anyway: the next run delivers them again
-                    log.exception("webhook %s: the cursor could not be recorded", self.hook.name)
+                    log.exception("webhook %s: the cursor could not be recorded", self.hook.shown)
 
     async def _run(self) -> None:
         hook = self.hook
@@ -306,7 +344,7 @@ class Deliverer:
                     await self.wakeup.wait(armed, max(due, 0.0))
                     continue
             except Exception:  # the store failed: deliver again from the recorded cursor
-                log.exception("webhook %s: delivery failed", hook.name)
+                log.exception("webhook %s: delivery failed", hook.shown)
                 self._cursor = None
                 self._dead = []
                 await asyncio.sleep(hook.backoff_s)
@@ -344,6 +382,7 @@ class Deliverer:
         if self._cursor is None:
             self._cursor = self._recorded = await self.store.event_cursor(hook.name)
         batch = await self.store.events(self._cursor, hook.batch)
+        self._read_at = time.monotonic()
         if not batch:
             return 0
         if hook.batched:
@@ -376,13 +415,21 @@ class Deliverer:
         return len(batch)
 
     async def _deliver_whole(self, batch: Sequence[EventRecord]) -> int:
-        """Batched mode: ``batch`` as one POST until acknowledged, or every event of it set
-        aside as a dead letter; the cursor then moves past all of it."""
-        failure = await self.deliver(batch)
+        """Batched mode: the events of ``batch`` that fit in ``batch_bytes`` (the first one
+        at least) as one POST until acknowledged, or every event of it set aside as a dead
+        letter; the cursor then moves past them. How many events ``batch`` had."""
+        size, end, overhead = 1, len(batch), _DOCUMENT_BYTES + len(self.hook.source)
+        for i, e in enumerate(batch):
+            size += len(e.data) + len(e.personal or b"") + overhead
+            if size > self.hook.batch_bytes and i:
+                end = i
+                break
+        sent = batch[:end]
+        failure = await self.deliver(sent)
         if failure is not None:
             now = self.clock()
-            self._dead.extend(DeadLetter(self.hook.name, e.pos, now, failure) for e in batch)
-        self._cursor = batch[-1].pos
+            self._dead.extend(DeadLetter(self.hook.name, e.pos, now, failure) for e in sent)
+        self._cursor = sent[-1].pos
         return len(batch)
 
     async def deliver(self, events: Sequence[EventRecord]) -> str | None:
@@ -394,21 +441,32 @@ class Deliverer:
         hook = self.hook
         what = events[0].id if len(events) == 1 else f"a batch of {len(events)} events"
         while True:
+            if attempt or first - self._read_at > FRESH_S:
+                events = await self._current(events)
             failure = await self.attempt(events)
             if failure is None:
                 if attempt:
-                    log.info("webhook %s: %s delivered after %d failed attempts", hook.name,
+                    log.info("webhook %s: %s delivered after %d failed attempts", hook.shown,
                              what, attempt)  # fmt: skip
                 return None
             attempt += 1
             limit = hook.refused_after_s if failure.refused else hook.dead_after_s
             if time.monotonic() - first >= limit:
-                log.warning("webhook %s: %s is a dead letter: %s", hook.name, what, failure)
+                log.warning("webhook %s: %s is a dead letter: %s", hook.shown, what, failure)
                 return failure.what
             if attempt == 1:  # once per event, not per retry: the feed waits for it
-                log.warning("webhook %s: %s failed (%s); retrying for up to %.0f s", hook.name,
+                log.warning("webhook %s: %s failed (%s); retrying for up to %.0f s", hook.shown,
                             what, failure, limit)  # fmt: skip
             await asyncio.sleep(hook.delay(attempt))
+
+    async def _current(self, events: Sequence[EventRecord]) -> Sequence[EventRecord]:
+        """``events`` as the store holds them now: the personal data of a share withdrawn since
+        they were read is gone from its event (§12.10-2), and must not be sent again."""
+        if all(e.personal is None for e in events):  # dropped personal data never comes back
+            return events
+        first, last = events[0].pos, events[-1].pos
+        now = {e.pos: e for e in await self.store.events(first - 1, last - first + 1)}
+        return [now.get(e.pos, e) for e in events]
 
     async def attempt(self, events: Sequence[EventRecord]) -> Failure | None:
         """One POST of ``events``: in batched mode as a batch (of one, too), else the one event
@@ -454,14 +512,20 @@ class Deliverer:
 async def running(endpoint: Endpoint, hooks: Sequence[Webhook], *,
                   poll_s: float | None = None) -> AsyncIterator[list[Deliverer]]:  # fmt: skip
     """Deliver ``endpoint``'s feed to each of ``hooks`` while the block runs; woken by the
-    endpoint's commits and, on PostgreSQL, every process's (``poll_s``: the fallback poll)."""
+    endpoint's commits and, on PostgreSQL, every process's (``poll_s``: the fallback poll).
+    ValueError if two hooks have one name: it keys a hook's cursor and its lock."""
     if not hooks:
         yield []
         return
+    names = [h.name for h in hooks]
+    if len(set(names)) < len(names):  # one would wait for the other's lock for ever
+        twice = sorted({shown(n) for n in names if names.count(n) > 1})
+        raise ValueError(f"two webhooks are named {', '.join(twice)} (a webhook without a name "
+                         "is named after its url): give each a name of its own")  # fmt: skip
     wakeup = wakeup_of(endpoint, poll_s)
     deliverers = [Deliverer(h, endpoint.store, wakeup=wakeup, clock=endpoint.clock)
                   for h in hooks]  # fmt: skip
-    tasks = [asyncio.create_task(d.run(), name=f"webhook {d.hook.name}") for d in deliverers]
+    tasks = [asyncio.create_task(d.run(), name=f"webhook {d.hook.shown}") for d in deliverers]
     try:
         yield deliverers
     finally:
