@@ -710,3 +710,12 @@ async def test_http_and_memory_transports_answer_alike() -> None:
         await endpoint.drain()
     assert seen[0] == seen[1]
     assert seen[0][-2:] == ("accepted", None)
+
+
+def test_backoff_of_a_late_retry_is_the_cap_not_an_overflow() -> None:
+    """``base_s · 2^(n-1)`` overflows a float at retry 1,025: a patient schedule (many attempts)
+    waits at most ``cap_s``, never raises."""
+    policy = RetryPolicy(attempts=5000, base_s=1.0, cap_s=300.0)
+    assert policy.backoff(1025, lambda: 1.0) == 300.0
+    assert policy.backoff(4999, lambda: 0.5) == 150.0
+    assert RetryPolicy(attempts=5000, base_s=0.0).backoff(4999, lambda: 1.0) == 0.0

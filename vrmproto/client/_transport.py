@@ -25,6 +25,7 @@ problem makes a message undeliverable.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -121,7 +122,11 @@ class RetryPolicy:
 
     def backoff(self, retry: int, rand: Callable[[], float]) -> float:
         """The wait before retry number ``retry`` (1-based), full jitter."""
-        ceiling: float = min(self.cap_s, self.base_s * 2.0 ** max(retry - 1, 0))
+        try:
+            grown = self.base_s * 2.0 ** max(retry - 1, 0)
+        except OverflowError:  # retry 1,025 and later: past any cap (or none at all)
+            grown = math.inf if self.base_s else 0.0
+        ceiling: float = min(self.cap_s, grown)
         return rand() * ceiling
 
 
