@@ -417,6 +417,8 @@ def main() -> None:
     parser.add_argument("--loop", choices=tuple(LOOPS), default="auto",
                         help="event loop of both processes (auto: uvloop if installed)")
     parser.add_argument("--no-growth", action="store_true", help="skip the growth runs")
+    parser.add_argument("--floor-rounds", type=int, default=1000,
+                        help="calls of each libsodium function per timing of the floor")
     parser.add_argument(
         "--growth-m",
         type=int,
@@ -437,7 +439,7 @@ def main() -> None:
     args.cluster = start_cluster() if args.vendor_store == "postgres" else None
     try:
         run = measure(args, args.k, args.m, args.in_flight)
-        floor = floor_us(args.kind)
+        floor = floor_us(args.kind, args.floor_rounds)
         result = report(args, run, floor)
         result.update(growth(args))
     finally:

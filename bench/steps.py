@@ -94,9 +94,11 @@ def main() -> None:
     parser.add_argument("--vendor-store", choices=("memory", "sqlite"), default="memory")
     parser.add_argument("--m", type=int, default=400, help="timed shares")
     parser.add_argument("--warm", type=int, default=20, help="untimed shares first")
+    parser.add_argument("--floor-rounds", type=int, default=1000,
+                        help="calls of each libsodium function per timing of the floor")
     args = parser.parse_args()
     us = asyncio.run(measure(args.agent_store, args.vendor_store, args.m, args.warm))
-    floor = floor_us("share")
+    floor = floor_us("share", args.floor_rounds)
     result = {
         "agent_store": args.agent_store, "vendor_store": args.vendor_store, "m": args.m,
         "cpu_us": {"vendor": us["vendor"], "agent": us["agent"]}, "floor_us": floor,

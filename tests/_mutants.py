@@ -47,7 +47,6 @@ import time
 import types
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -79,8 +78,6 @@ from vrmproto._state import State
 from vrmproto.server import _accept, _app, _endpoint, _export, _held, _replies
 from vrmproto.server._endpoint import Endpoint
 from vrmproto.server._ratelimit import RateLimiter
-
-HERE = Path(__file__).resolve().parent
 
 #: The areas of issue 18, in the order reports list them.
 AREAS = (
@@ -1494,34 +1491,23 @@ class Verdict:
 
 
 async def run_one(name: str, *, seed: int, skip: Sequence[str] = (),
-                  timeout_per_case: float = 20.0) -> Verdict:
-    """Serve ``name`` (a mutant, or ``reference``) in its own process; run the suite at it."""
+                  timeout_per_case: float = 20.0, vendors: Any = None) -> Verdict:
+    """Serve ``name`` (a mutant, or ``reference``) in its own process; run the suite at it.
+    ``vendors``: the ``_broken_vendor.Vendors`` to fork that process from (default: its own)."""
+    from _broken_vendor import VendorDidNotStart, Vendors  # noqa: PLC0415 - beside this module
+
     from vrmproto.testing import Outcome, run_suite  # noqa: PLC0415
 
+    if vendors is None:
+        async with Vendors() as own:
+            return await run_one(name, seed=seed, skip=skip, timeout_per_case=timeout_per_case,
+                                 vendors=own)  # fmt: skip
     started = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(HERE / "_broken_vendor.py"), name,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    assert proc.stdin is not None
-    assert proc.stderr is not None
     try:
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
-        if not line.strip().isdigit():
-            err = (await proc.stderr.read()).decode(errors="replace").strip().splitlines()
-            return Verdict(name, (), problem=f"the vendor printed {line!r}: "
-                           + (err[-1] if err else "nothing on stderr"))
-        result = await run_suite(f"http://127.0.0.1:{int(line)}", seed=seed, skip=skip,
-                                 timeout_per_case=timeout_per_case)
-    finally:
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        async with vendors.serve(name, timeout=60) as url:
+            result = await run_suite(url, seed=seed, skip=skip, timeout_per_case=timeout_per_case)
+    except VendorDidNotStart as exc:
+        return Verdict(name, (), problem=str(exc))
     missed = sorted(r.case.id for r in result.records
                     if r.outcome in (Outcome.FAILED, Outcome.NON_STRICT))
     errors = sorted(r.case.id for r in result.records if r.outcome is Outcome.ERROR)
@@ -1533,13 +1519,16 @@ async def run_many(names: Iterable[str], *, seed: int, concurrency: int = 3,
                    done: Callable[[Verdict], None] | None = None) -> list[Verdict]:
     """Run :func:`run_one` for each name, ``concurrency`` at a time; verdicts in ``names``
     order. ``done`` is called as each finishes."""
+    from _broken_vendor import Vendors  # noqa: PLC0415 - beside this module
+
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(name: str) -> Verdict:
+    async def one(name: str, vendors: Vendors) -> Verdict:
         async with gate:
-            verdict = await run_one(name, seed=seed, skip=skip)
+            verdict = await run_one(name, seed=seed, skip=skip, vendors=vendors)
         if done is not None:
             done(verdict)
         return verdict
 
-    return list(await asyncio.gather(*(one(n) for n in names)))
+    async with Vendors() as vendors:  # every vendor forked from one process
+        return list(await asyncio.gather(*(one(n, vendors) for n in names)))

@@ -12,6 +12,11 @@ module)::
 
     postgres_cluster = _postgres.postgres_cluster
     postgres_config = _postgres.postgres_config
+
+Each module naming it that way has a fixture of its own, so the cluster is kept in the session's
+config (``config.stash``) and every module's ``postgres_cluster`` returns the same one: before,
+each of the ten modules initialised and started a cluster of its own (2 s or more each), and all
+of them ran until the session ended.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +36,23 @@ from vrmproto.store._pg_cluster import PrivateCluster, missing_reason
 __all__ = ["drop_schema", "postgres_cluster", "postgres_config"]
 
 
+_CLUSTER = pytest.StashKey[PrivateCluster]()
+
+
 @pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[PrivateCluster]:
+def postgres_cluster(request: pytest.FixtureRequest) -> PrivateCluster:
     """A private PostgreSQL server for the whole session (skips where it cannot run)."""
     reason = missing_reason()
     if reason is None and importlib.util.find_spec("asyncpg") is None:
         reason = "asyncpg is not installed (pip install -e '.[dev]')"
     if reason is not None:
         pytest.skip(reason)
-    cluster = PrivateCluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    config = request.config
+    if _CLUSTER not in config.stash:
+        cluster = PrivateCluster.start()
+        config.stash[_CLUSTER] = cluster
+        config.add_cleanup(cluster.stop)  # when the session ends
+    return config.stash[_CLUSTER]
 
 
 async def drop_schema(dsn: str, schema: str) -> None:

@@ -3,9 +3,10 @@ cases that concern its mistake (FAILED for a MUST case, NON_STRICT for a SHOULD 
 passes every other.
 
 Every vendor is the reference vendor with ONE rule switched off or wrong, made in its own process
-(``tests/_broken_vendor.py MODE``, which prints its port): the suite in this process verifies
-every reply with the real core, so the breakage can never leak into the checker. All vendors run
-at once, and their suites run concurrently in one event loop.
+(forked by ``tests/_broken_vendor.py --fork``: ``_broken_vendor.py MODE``'s vendor, its imports
+done once for all): the suite in this process verifies every reply with the real core, so the
+breakage can never leak into the checker. All vendors run at once, and their suites run
+concurrently in one event loop.
 
 Each expected set below was written from the mistake first — which cases exercise the broken
 rule — and then compared with a run. Where they differed the case was fixed, never the set: a
@@ -16,16 +17,13 @@ is about checks too little.
 from __future__ import annotations
 
 import asyncio
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from _broken_vendor import MISTAKES
+from _broken_vendor import MISTAKES, VendorDidNotStart, Vendors
 
 from vrmproto.testing import Level, Outcome, SuiteResult, run_suite
 
-HERE = Path(__file__).resolve().parent
 MISSES = (Outcome.FAILED, Outcome.NON_STRICT)
 SEED = 20_260_101
 
@@ -128,32 +126,18 @@ class Run:
     error: str = ""
 
 
-async def _vendor_and_suite(mode: str) -> Run:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(HERE / "_broken_vendor.py"), mode,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
-    assert proc.stdin is not None
+async def _vendor_and_suite(vendors: Vendors, mode: str) -> Run:
     try:
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
-        if not line.strip().isdigit():
-            return Run(mode, error=f"the vendor printed {line!r}, not a port")
-        url = f"http://127.0.0.1:{int(line)}"
-        return Run(mode, await run_suite(url, seed=SEED, skip=skips(mode),
-                                         timeout_per_case=20))
-    finally:
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        async with vendors.serve(mode) as url:
+            return Run(mode, await run_suite(url, seed=SEED, skip=skips(mode),
+                                             timeout_per_case=20))
+    except VendorDidNotStart as exc:
+        return Run(mode, error=str(exc))
 
 
 async def _all() -> dict[str, Run]:
-    runs = await asyncio.gather(*(_vendor_and_suite(mode) for mode in MISTAKES))
+    async with Vendors() as vendors:
+        runs = await asyncio.gather(*(_vendor_and_suite(vendors, mode) for mode in MISTAKES))
     return {run.mode: run for run in runs}
 
 

@@ -915,37 +915,42 @@ PLUGIN_CONFTEST = textwrap.dedent(
 
 @pytest.fixture
 def plugin_dir(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A project that uses the plugin. Its pytest runs in this process (``runpytest_inprocess``:
+    a run in a subprocess spends a second starting Python and pytest), and loads the plugin
+    through its ``pytest11`` entry point as a subprocess would."""
+    # pytest-asyncio, installed beside, warns about this option when the project leaves it unset
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makeconftest(PLUGIN_CONFTEST)
     pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
     return pytester
 
 
 def test_plugin_collects_nothing_without_its_option(plugin_dir: pytest.Pytester) -> None:
-    result = plugin_dir.runpytest_subprocess("--collect-only", "-q")
+    result = plugin_dir.runpytest_inprocess("--collect-only", "-q")
     result.assert_outcomes()
     collected = [line for line in result.outlines if "::" in line]
     assert collected == ["test_plain.py::test_plain"]
-    run = plugin_dir.runpytest_subprocess("-q")
+    run = plugin_dir.runpytest_inprocess("-q")
     run.assert_outcomes(passed=1)
 
 
 def test_plugin_turns_cases_into_items(plugin_dir: pytest.Pytester, base: str) -> None:
-    listing = plugin_dir.runpytest_subprocess("--collect-only", "-q", "--vrm-conformance", base)
+    listing = plugin_dir.runpytest_inprocess("--collect-only", "-q", "--vrm-conformance", base)
     collected = [line for line in listing.outlines if "::" in line]
     assert collected == [
         "test_plain.py::test_plain",
         *[f"vrm-conformance::P-00{n}" for n in range(1, 6)],
     ]
-    result = plugin_dir.runpytest_subprocess("-rA", "--vrm-conformance", base)
+    result = plugin_dir.runpytest_inprocess("-rA", "--vrm-conformance", base)
     result.assert_outcomes(passed=3, failed=1, skipped=2)
     result.stdout.fnmatch_lines(["*P-002 FAILED*", "*expected:    HTTP 413*", "*NON_STRICT*"])
-    strict = plugin_dir.runpytest_subprocess("--vrm-conformance", base, "--vrm-strict")
+    strict = plugin_dir.runpytest_inprocess("--vrm-conformance", base, "--vrm-strict")
     strict.assert_outcomes(passed=3, failed=2, skipped=1)
-    selected = plugin_dir.runpytest_subprocess("--vrm-conformance", base, "-k", "echo")
+    selected = plugin_dir.runpytest_inprocess("--vrm-conformance", base, "-k", "echo")
     selected.assert_outcomes(passed=1, deselected=5)
 
 
 def test_plugin_items_fail_when_the_suite_cannot_run(plugin_dir: pytest.Pytester) -> None:
-    result = plugin_dir.runpytest_subprocess("--vrm-conformance", closed_port_url(), "-k", "P-001")
+    result = plugin_dir.runpytest_inprocess("--vrm-conformance", closed_port_url(), "-k", "P-001")
     result.assert_outcomes(failed=1, deselected=5)
     result.stdout.fnmatch_lines(["*the suite cannot run*"])

@@ -10,9 +10,9 @@ nothing; a share's fields go at its expiry; ``vrm vendor tryton --once`` catches
 of its own. Nothing waits with a sleep: the test awaits the bridge reaching the feed's last
 position.
 
-Slow: creating the Tryton database activates ``sale_opportunity`` and its dependencies (most of
-the run: about 35 s on an idle 2-core machine, up to 90 s on a busy one). Marked ``slow``, and
-still part of ``make test``, which ``.ci/run`` runs.
+Slow: creating the Tryton database activates ``sale_opportunity`` and its dependencies (about
+30 s of one core): the session does it once and each test opens a copy (tests/_tryton.py).
+Marked ``slow``, and still part of ``make test``, which ``.ci/run`` runs.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ pytest.importorskip("trytond.modules.sale_opportunity",
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
+from tests._tryton import tryton_database
 from vrmproto.crm.tryton import TrytonBridge
 
 pytestmark = pytest.mark.slow
@@ -66,6 +67,12 @@ def scenarios(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
     monkeypatch.syspath_prepend(str(EXAMPLES))
     names = ("dont_track_me", "change_of_address", "car_rental_intentcast")
     return {name: importlib.import_module(name) for name in names}
+
+
+@pytest.fixture
+def tryton(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new Tryton database ``crm`` in ``tmp_path``, with its company (tests/_tryton.py)."""
+    return tryton_database(tmp_path_factory, tmp_path)
 
 
 @contextlib.asynccontextmanager
@@ -118,7 +125,7 @@ def snapshot(name: str) -> dict[str, Any]:
 
 
 async def test_three_scenarios_keep_tryton_in_step(
-    tmp_path: Path, scenarios: dict[str, ModuleType]
+    tmp_path: Path, tryton: Path, scenarios: dict[str, ModuleType]
 ) -> None:
     dont_track_me = scenarios["dont_track_me"]
     new_address = scenarios["change_of_address"].NEW_ADDRESS
@@ -126,7 +133,8 @@ async def test_three_scenarios_keep_tryton_in_step(
     (tmp_path / "vendor").mkdir()
     store = await SQLiteStore.open(tmp_path / "vendor" / "vendor.db")  # as `vrm vendor serve`
     async with budget(store) as (endpoint, url):
-        bridge = await TrytonBridge.create("crm", path=tmp_path, company="Budget Salt Lake")
+        bridge = await TrytonBridge.open("crm", path=tmp_path)  # as created, nothing applied
+        assert bridge.position == 0
         running = asyncio.create_task(bridge.run(endpoint.events))
 
         # "Don't track me": countered, agreed; email and phone shared, returned, withdrawn.

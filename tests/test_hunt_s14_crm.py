@@ -11,7 +11,8 @@ never saw another event. Now the value is kept as a contact mechanism of type ``
 named after the field, as for any field Tryton has no type for.
 
 The test needs neither library (nor the network): Tryton's check is made to refuse what those
-libraries would refuse. Slow: it creates a Tryton database (see tests/test_crm_tryton.py).
+libraries would refuse. Slow where it is the first to need the session's Tryton database
+(tests/_tryton.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from trytond.pool import Pool
 from trytond.tools.email_ import EmailNotValidError
 from trytond.transaction import Transaction
 
+from tests._tryton import tryton_database
 from vrmproto.crm._tryton import TrytonCRM
 
 pytestmark = pytest.mark.slow
@@ -99,7 +101,9 @@ def test_a_region_is_taken_only_where_it_is_one_and_as_written(crm: TrytonCRM) -
 
 @pytest.fixture(scope="module")
 def crm(tmp_path_factory: pytest.TempPathFactory) -> TrytonCRM:
-    return TrytonCRM.create("crm", path=tmp_path_factory.mktemp("tryton"), company="Vendor")
+    path = tmp_path_factory.mktemp("tryton")
+    tryton_database(tmp_path_factory, path)
+    return TrytonCRM.open("crm", path=path)
 
 
 def test_a_value_tryton_refuses_for_its_type_is_kept_as_other(

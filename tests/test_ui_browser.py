@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from aiohttp import web
 
 from vrmproto.cli import LocalVendor, load_vendor_config
@@ -32,6 +33,7 @@ playwright_api = pytest.importorskip("playwright.async_api", reason="playwright 
 async_playwright = playwright_api.async_playwright
 expect = playwright_api.expect
 Page = playwright_api.Page
+Browser = playwright_api.Browser
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR_FILES = ROOT / "examples" / "vendors"
@@ -44,10 +46,15 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 #: How long Playwright waits for what the page should show (a busy 2-core machine).
 PATIENCE_MS = 20_000
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="chromium not installed (apt-get install chromium; .ci/run installs it)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="chromium not installed (apt-get install chromium; .ci/run installs it)",
+    ),
+    # One browser for the module (starting Playwright's driver and Chromium takes a second or
+    # two); each test has a browser context of its own, so no cookie or storage is shared.
+    pytest.mark.asyncio(loop_scope="module"),
+]
 
 
 @dataclass
@@ -64,8 +71,18 @@ class World:
         await self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-@pytest.fixture
-async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def world(request: pytest.FixtureRequest, browser: Browser) -> AsyncIterator[World]:
     keys: tuple[str, ...] = request.param
     vendors = {k: LocalVendor.of(load_vendor_config(VENDOR_FILES / f"{k}.toml")) for k in keys}
     for v in vendors.values():
@@ -77,17 +94,15 @@ async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
     url = await server.start()
     expect.set_options(timeout=PATIENCE_MS)
     try:
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                context = await browser.new_context(viewport={"width": 1100, "height": 900},
-                                                    accept_downloads=True)  # fmt: skip
-                page = await context.new_page()
-                page.set_default_timeout(PATIENCE_MS)
-                await page.goto(url)
-                yield World(page, url, node, vendors)
-            finally:
-                await browser.close()
+        context = await browser.new_context(viewport={"width": 1100, "height": 900},
+                                            accept_downloads=True)  # fmt: skip
+        try:
+            page = await context.new_page()
+            page.set_default_timeout(PATIENCE_MS)
+            await page.goto(url)
+            yield World(page, url, node, vendors)
+        finally:
+            await context.close()
     finally:
         await server.close()
         await node.close()

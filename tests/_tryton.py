@@ -1,0 +1,48 @@
+"""One Tryton database per test session, copied for each test that needs one (issue 14).
+
+Creating a database (``TrytonBridge.create``: ``party`` and ``sale_opportunity`` activated with
+their dependencies, and a company) loads Tryton's XML data record by record: about 30 s of one
+core, the same work every time. :func:`tryton_database` does it once, in the session's temporary
+directory, and copies the SQLite database (Tryton's ``[database] path`` holds ``NAME.sqlite``, in
+WAL mode: copied with SQLite's backup, which reads the WAL too) for each test, which then opens
+its own copy with ``TrytonBridge.open`` or ``TrytonCRM.open``. Import this only after
+``pytest.importorskip("trytond")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from vrmproto.crm.tryton import TrytonBridge
+
+#: The company that owns the leads in every copy.
+COMPANY = "Vendor"
+
+
+async def _create(path: Path, name: str) -> None:
+    bridge = await TrytonBridge.create(name, path=path, company=COMPANY)
+    await bridge.close()
+
+
+def tryton_database(factory: pytest.TempPathFactory, into: Path, name: str = "crm") -> Path:
+    """Put a copy of the session's Tryton database (created on first use) in ``into`` as
+    database ``name``; its file. Call from a sync fixture: it runs its own event loop."""
+    template = factory.getbasetemp() / "tryton-template"
+    made, ready = template / "crm.sqlite", template / "ready"
+    if not ready.exists():  # a creation that failed half way is not used: made again
+        shutil.rmtree(template, ignore_errors=True)
+        template.mkdir()
+        asyncio.run(_create(template, "crm"))
+        ready.touch()
+    into.mkdir(parents=True, exist_ok=True)
+    copy = into / f"{name}.sqlite"
+    with contextlib.closing(sqlite3.connect(made)) as src, \
+            contextlib.closing(sqlite3.connect(copy)) as dst:  # fmt: skip
+        src.backup(dst)
+    return copy
