@@ -11,16 +11,14 @@ a new one could not take the code (unique): the same dead stop. Now the fields w
 gone are forgotten, an archived party is still its relationship's, and a take-up of a deleted
 lead becomes a note.
 
-Slow: it creates a Tryton database (see tests/test_crm_tryton.py).
+Slow: Tryton (its database is the session's, tests/_tryton.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ pytest.importorskip("trytond.modules.sale_opportunity",
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
+from tests._tryton import tryton_database
 from vrmproto._keys import Identity
 from vrmproto.cli._app import cli as main
 from vrmproto.crm.tryton import FeedRewound, TrytonBridge, TrytonCRM
@@ -51,13 +50,11 @@ DAY_MS = 86_400_000
 
 @pytest.fixture(scope="module")
 def tryton_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory with two Tryton databases: ``crm`` and ``spare`` (a copy made before any test
-    writes to ``crm``, for a test that needs an empty one: creating one takes most of a minute)."""
+    """A directory with two Tryton databases, ``crm`` and ``spare`` (for a test that needs an
+    empty one), each a copy of the session's (``tests/_tryton.py``)."""
     path = tmp_path_factory.mktemp("tryton")
-    TrytonCRM.create("crm", path=path, company="Vendor")
-    with contextlib.closing(sqlite3.connect(path / "crm.sqlite")) as source, \
-            contextlib.closing(sqlite3.connect(path / "spare.sqlite")) as spare:  # fmt: skip
-        source.backup(spare)  # what is committed, in the file or its write-ahead log yet
+    for name in ("crm", "spare"):
+        tryton_database(tmp_path_factory, path, name)
     return path
 
 
