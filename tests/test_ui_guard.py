@@ -7,11 +7,12 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
+from tests._world import ui_page
 from vrmproto.client import CustomerNode, RetryPolicy
 from vrmproto.store import MemoryStore
-from vrmproto.ui import Guard, Ui, UiServer, make_app, new_token
+from vrmproto.ui import Ui, UiServer, new_token
 
 ONE = RetryPolicy(attempts=1)
 
@@ -24,17 +25,9 @@ async def node() -> AsyncIterator[CustomerNode]:
 
 
 @pytest.fixture
-async def ui_client(node: CustomerNode) -> AsyncIterator[tuple[Ui, TestClient[object, object]]]:
-    ui = Ui(node, Guard(new_token()))
-    server = TestServer(make_app(ui), host="127.0.0.1")
-    client: TestClient[object, object] = TestClient(server)
-    await client.start_server()
-    ui.guard.port = server.port or 0
-    try:
+async def ui_client() -> AsyncIterator[tuple[Ui, TestClient[object, object]]]:
+    async with ui_page() as (ui, client):
         yield ui, client
-    finally:
-        await client.close()
-        await ui.jobs.close()
 
 
 def origin(ui: Ui) -> str:
