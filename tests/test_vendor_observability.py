@@ -126,6 +126,32 @@ async def test_metrics_are_off_by_default_and_health_answers() -> None:
         await server.close()
 
 
+async def test_readyz_names_the_kind_of_failure_and_logs_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """/readyz may be on the public port: a store's error text (its host, path or user) goes to
+    the log, once per kind of failure, and the answer names only the kind."""
+
+    class Down(MemoryStore):
+        async def get_meta(self, key: str) -> bytes | None:
+            raise ConnectionRefusedError("db-7.internal.example:5432 user=vendor_admin")
+
+    server = await serve(make_endpoint(Down()))
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(3):
+                async with http.get(f"{server.url}/readyz") as r:
+                    assert r.status == 503
+                    answer = await r.json()
+                assert answer == {"status": "unavailable",
+                                  "reason": "store: ConnectionRefusedError"}  # fmt: skip
+    finally:
+        await server.close()
+    told = [r.getMessage() for r in caplog.records if "not ready" in r.getMessage()]
+    assert len(told) == 1
+    assert "db-7.internal.example:5432" in told[0]
+
+
 class _Served:
     """``vrm vendor serve --json …`` with its stdout read by a thread (lines into a queue)."""
 

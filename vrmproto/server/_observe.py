@@ -27,6 +27,8 @@ from vrmproto.server._logging import (
     summarize,
 )
 
+_log = logging.getLogger("vrmproto.server")
+
 if TYPE_CHECKING:  # prometheus-client is loaded only by an endpoint that serves metrics
     from vrmproto.server._metrics import Metrics
 
@@ -120,12 +122,22 @@ def add_health_routes(app: web.Application, endpoint: Endpoint, metrics: Metrics
     async def healthz(request: web.Request) -> web.Response:
         return _json(200, {"status": "ok", "name": endpoint.name})
 
+    logged = ""  # the failure last logged: one line per change, not one per probe
+
     async def readyz(request: web.Request) -> web.Response:
+        """The answer names only the kind of failure: this port may be public, and a store's
+        error text can name its hosts, paths or user. The whole error goes to the log."""
+        nonlocal logged
         try:
             async with asyncio.timeout(_READY_TIMEOUT_S):
                 await endpoint.store.get_meta("vrmproto/readyz")
-        except Exception as exc:  # any failure means not ready; the reason is the answer
-            return _json(503, {"status": "unavailable", "reason": f"store: {exc!r}"})
+        except Exception as exc:  # any failure means not ready
+            kind = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            if kind != logged:
+                _log.warning("not ready: the store failed: %r", exc)
+                logged = kind
+            return _json(503, {"status": "unavailable", "reason": f"store: {kind}"})
+        logged = ""
         return _json(200, {"status": "ok"})
 
     app.router.add_get("/healthz", healthz, name=_HEALTH_ROUTE)
