@@ -105,12 +105,8 @@ async def connect(request: web.Request) -> web.Response:
     if not url.startswith(("http://", "https://")):
         return ui.redirect("connect", Flash("give the vendor's address: http://… or https://…",
                                             error=True))  # fmt: skip
-    try:
-        # the vendor's document apart: what fails in it is the vendor's, not our offer's
-        with vendor_sent(f"the discovery document of {url}"):
-            doc = await ui.agent.client.fetch_discovery(
-                url, bytes.fromhex(key) if key else None, role="vendor")  # fmt: skip
-        result = await ui.agent.connect(url, expected_key=doc.key)
+    try:  # a document that breaks a rule is the vendor's InvalidResponse (PeerRuleError)
+        result = await ui.agent.connect(url, expected_key=bytes.fromhex(key) if key else None)
     except (VrmError, LookupError, ValueError) as exc:
         return ui.redirect("connect", Flash(why(exc), error=True))
     return ui.redirect(f"r/{result.thread.hex()}", _connect_flash(result))
@@ -386,9 +382,6 @@ async def take_offer(request: web.Request) -> web.Response:
     if not offers:
         return ui.redirect("intent", Flash("that offer is not one of yours", error=True))
     try:
-        with vendor_sent(f"the discovery document of {offers[0].url}"):  # as connect, above
-            await ui.agent.client.fetch_discovery(offers[0].url, offers[0].vendor_key,
-                                                  role="vendor")  # fmt: skip
         result = await ui.agent.take_offer(offers[0])
     except (VrmError, LookupError, ValueError) as exc:
         return ui.redirect("intent", Flash(why(exc), error=True))
