@@ -97,3 +97,29 @@ def test_a_vendor_with_another_key_and_a_stuck_outbox(home: Path, host: VendorHo
     finally:
         host.vendors.pop("impostor", None)
         host.start("avis")
+
+
+def test_a_vendor_that_forgot_the_relationship(home: Path, host: VendorHost) -> None:
+    """The vendor comes back with its key but without its data (a fresh store): it answers
+    ``no_relationship``. Our side still reads "agreed"; the doctor says what happened."""
+    assert vrm("connect", host["avis"].url, home=home).code == 0
+    assert checks(vrm("doctor", "--json", home=home)).get(
+        "relationship with Avis Park City") is None
+    port = host["avis"].port
+    host.stop("avis")
+    try:
+        amnesiac = LocalVendor.of(load_vendor_config(VENDOR_FILES / "avis.toml"))
+        amnesiac.port = port
+        host.vendors["amnesiac"] = amnesiac
+        host.start("amnesiac")
+        vrm("share", "Avis Park City", "email=doc@example.org", home=home)
+        r = vrm("doctor", "--json", home=home)
+        assert r.code == 1, r
+        forgot = checks(r)["relationship with Avis Park City"]
+        assert forgot["status"] == "fail"
+        assert "holds no such relationship" in forgot["detail"]
+        assert f"vrm connect {host['avis'].url}" in forgot["detail"]
+    finally:
+        host.stop("amnesiac")
+        host.vendors.pop("amnesiac", None)
+        host.start("avis")

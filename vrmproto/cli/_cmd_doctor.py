@@ -24,7 +24,7 @@ import aiohttp
 import click
 
 from vrmproto._binding import discovery_url
-from vrmproto._errors import ProtocolError, VrmError
+from vrmproto._errors import Problem, ProtocolError, VrmError
 from vrmproto._limits import DEFAULT_LIMITS
 from vrmproto._state import State
 from vrmproto.cli._common import finish
@@ -146,6 +146,18 @@ async def _vendor(session: aiohttp.ClientSession, v: RelationshipView,
     return checks
 
 
+def _forgotten(v: RelationshipView) -> Check | None:
+    """A vendor whose last answer was ``no_relationship`` no longer holds the thread (§4.5-5):
+    it lost its data, or went back to a backup older than the relationship. Our side still
+    reads "agreed"; nothing we send there will be taken."""
+    if not v.last_problem.startswith(f"{Problem.NO_RELATIONSHIP.value}:"):
+        return None
+    return Check(f"relationship with {v.vendor}", "fail",
+                 f"{v.url} answered that it holds no such relationship (it may have lost its "
+                 f"data): `vrm connect {v.url}` opens a new one; your history of this one "
+                 f"stays with you")  # fmt: skip
+
+
 def _outbox(items: Sequence[Any]) -> Check:
     if not items:
         return Check("outbox", "ok", "empty")
@@ -166,6 +178,7 @@ async def _with_store(home: Home, timeout_s: float) -> list[Check]:
         async with aiohttp.ClientSession(trust_env=False) as session:
             found = await asyncio.gather(*(_vendor(session, v, timeout_s) for v in views))
         checks += [c for group in found for c in group]
+        checks += [c for c in map(_forgotten, views) if c is not None]
         checks.append(_outbox(await store.outbox_all()))
         return checks
     finally:
