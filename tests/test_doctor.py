@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,24 @@ def host() -> Iterator[VendorHost]:
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return new_home(tmp_path)
+
+
+@contextlib.contextmanager
+def in_place_of_avis(host: VendorHost, toml: str) -> Iterator[None]:
+    """The vendor of ``examples/vendors/<toml>`` on Avis's port while Avis is stopped."""
+    port = host["avis"].port
+    host.stop("avis")
+    try:
+        other = LocalVendor.of(load_vendor_config(VENDOR_FILES / toml))
+        other.port = port
+        host.vendors["other"] = other
+        host.start("other")
+        yield
+    finally:
+        if "other" in host.vendors:
+            host.stop("other")
+            host.vendors.pop("other")
+        host.start("avis")
 
 
 def checks(r: Result) -> dict[str, dict[str, Any]]:
@@ -71,18 +90,13 @@ def test_what_needs_a_person(home: Path, host: VendorHost, tmp_path: Path) -> No
 
 def test_a_vendor_with_another_key_and_a_stuck_outbox(home: Path, host: VendorHost) -> None:
     assert vrm("connect", host["avis"].url, home=home).code == 0
-    port = host["avis"].port
-    host.stop("avis")
-    try:
-        impostor = LocalVendor.of(load_vendor_config(VENDOR_FILES / "hertz.toml"))
-        impostor.port = port
-        host.vendors["impostor"] = impostor
-        host.start("impostor")
+    with in_place_of_avis(host, "hertz.toml"):  # an impostor
         r = vrm("doctor", "--json", home=home)
         assert r.code == 1, r
         assert checks(r)["vendor Avis Park City"]["status"] == "fail"
         assert "bad_key" in checks(r)["vendor Avis Park City"]["detail"]
-        host.stop("impostor")
+        host.stop("other")
+        host.vendors.pop("other")
         down = checks(vrm("doctor", "--json", home=home))
         assert down["vendor Avis Park City"]["status"] == "warn"
         assert down["vendor Avis Park City"]["detail"].endswith(
@@ -94,9 +108,6 @@ def test_a_vendor_with_another_key_and_a_stuck_outbox(home: Path, host: VendorHo
         r = vrm("doctor", "--json", home=home)
         assert r.code == 1
         assert checks(r)["outbox"]["status"] == "fail"
-    finally:
-        host.vendors.pop("impostor", None)
-        host.start("avis")
 
 
 def test_a_vendor_that_forgot_the_relationship(home: Path, host: VendorHost) -> None:
@@ -105,13 +116,7 @@ def test_a_vendor_that_forgot_the_relationship(home: Path, host: VendorHost) -> 
     assert vrm("connect", host["avis"].url, home=home).code == 0
     assert checks(vrm("doctor", "--json", home=home)).get(
         "relationship with Avis Park City") is None
-    port = host["avis"].port
-    host.stop("avis")
-    try:
-        amnesiac = LocalVendor.of(load_vendor_config(VENDOR_FILES / "avis.toml"))
-        amnesiac.port = port
-        host.vendors["amnesiac"] = amnesiac
-        host.start("amnesiac")
+    with in_place_of_avis(host, "avis.toml"):  # its key, a fresh store
         vrm("share", "Avis Park City", "email=doc@example.org", home=home)
         r = vrm("doctor", "--json", home=home)
         assert r.code == 1, r
@@ -119,7 +124,3 @@ def test_a_vendor_that_forgot_the_relationship(home: Path, host: VendorHost) -> 
         assert forgot["status"] == "fail"
         assert "holds no such relationship" in forgot["detail"]
         assert f"vrm connect {host['avis'].url}" in forgot["detail"]
-    finally:
-        host.stop("amnesiac")
-        host.vendors.pop("amnesiac", None)
-        host.start("avis")

@@ -5,23 +5,11 @@ it apart first, then ``agent.connect`` read it again."""
 from __future__ import annotations
 
 import html
-from typing import Any
 
-from aiohttp import web
-from test_client import FakeVendor
+from test_s16_agent_vendor_bytes import Counted
 
 from tests._world import post, ui_page
 from vrmproto.client import DEFAULT_TERMS
-
-
-class Counted(FakeVendor):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.documents = 0
-
-    async def discovery(self, request: web.Request) -> web.Response:
-        self.documents += 1
-        return await super().discovery(request)
 
 
 async def test_the_page_reads_the_document_once_and_a_bad_one_is_the_vendors() -> None:
