@@ -44,7 +44,7 @@ from vrmproto._binding import CONTENT_TYPE, DEFAULT_INBOX_PATH, decode_replies
 from vrmproto._keys import Context, sha256
 from vrmproto._vocab import DATA_FORMAT
 from vrmproto.server import DEFAULT_CONNECTION_LIMITS, Endpoint, ReferencePolicy, serve
-from vrmproto.store import SQLiteStore
+from vrmproto.store import SQLiteStore, Store
 
 VENDOR_SEED = bytes(range(32))
 ACCEPTED = ("vrm.no-tracking", "vrm.no-third-party", "vrm.return-on-request")
@@ -242,3 +242,18 @@ async def _serve(db: Path, seed: bytes, header_timeout_ms: int | None = None) ->
 if __name__ == "__main__":
     timeout = int(sys.argv[3]) if len(sys.argv) > 3 else None
     asyncio.run(_serve(Path(sys.argv[1]), bytes.fromhex(sys.argv[2]), timeout))
+
+
+class InProcessVendor:
+    """The reference :class:`Endpoint` of :data:`VENDOR_SEED` on ``store``, in this process: a
+    :class:`Customer`'s message is handed to it directly (no HTTP) and must be taken (200)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.endpoint = Endpoint(Identity(VENDOR_SEED), store=store,
+                                 policy=ReferencePolicy(accepts_terms=ACCEPTED))  # fmt: skip
+
+    async def deliver(self, c: Customer, msg: Any) -> None:
+        r = await self.endpoint.handle_inbox(msg.envelope)
+        assert r.status == 200, r.body
+        c.absorb(Reply(r.status, r.body, dict(r.headers)), msg)

@@ -25,12 +25,13 @@ from typing import Any
 
 import _postgres
 import pytest
-from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer, Reply
+from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer
+from _vendor_proc import InProcessVendor as Vendor
 from click.testing import CliRunner
 
 from vrmproto._keys import Identity
 from vrmproto.cli._app import cli as main
-from vrmproto.server import Endpoint, ReferencePolicy, _webhooks
+from vrmproto.server import _webhooks
 from vrmproto.server._metrics import Metrics
 from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret, running, shown
 from vrmproto.store import Commit, DeadLetter, SQLiteStore, Store
@@ -50,16 +51,6 @@ SECRET_TEXT = "whsec_" + "a2tra2tra2tra2tra2tra2tra2tra2tr"
 SECRET = parse_secret(SECRET_TEXT)
 
 
-class Vendor:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.endpoint = Endpoint(VENDOR, store=store,
-                                 policy=ReferencePolicy(accepts_terms=ACCEPTED))  # fmt: skip
-
-    async def deliver(self, c: Customer, msg: Any) -> None:
-        r = await self.endpoint.handle_inbox(msg.envelope)
-        assert r.status == 200, r.body
-        c.absorb(Reply(r.status, r.body, dict(r.headers)), msg)
 
 
 class Flaky:

@@ -23,7 +23,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer, Reply
+from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer
+from _vendor_proc import InProcessVendor as Vendor
 from aiohttp import web
 from click.testing import CliRunner
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event, to_structured_event
@@ -33,7 +34,6 @@ from standardwebhooks import Webhook as ReferenceWebhook
 from vrmproto._keys import Identity
 from vrmproto.cli._app import cli as main
 from vrmproto.cli._errors import EXIT_USAGE, CliError
-from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.server._config import ConfigError, parse_vendor_file
 from vrmproto.server._events import to_feed_event
 from vrmproto.server._webhooks import (
@@ -45,7 +45,7 @@ from vrmproto.server._webhooks import (
     running,
     sign,
 )
-from vrmproto.store import Commit, DeadLetter, MemoryStore, SQLiteStore, Store
+from vrmproto.store import Commit, DeadLetter, MemoryStore, SQLiteStore
 from vrmproto.testing.store_contract import event
 
 VENDOR = Identity(VENDOR_SEED)
@@ -127,15 +127,6 @@ def hook(url: str, **kw: Any) -> Webhook:
     return Webhook("crm", url, parse_secret(SECRET), "https://shop.example/vrm", **kw)
 
 
-class Vendor:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.endpoint = Endpoint(VENDOR, store=store,
-                                 policy=ReferencePolicy(accepts_terms=ACCEPTED))  # fmt: skip
-
-    async def deliver(self, c: Customer, msg: Any) -> None:
-        r = await self.endpoint.handle_inbox(msg.envelope)
-        c.absorb(Reply(r.status, r.body, dict(r.headers)), msg)
 
 
 # -- the format ---------------------------------------------------------------------------------
