@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,40 @@ from vrmproto.testing._exchange import Exchange
 def now_ms() -> int:
     """The suite's clock: real time, since it talks to a real endpoint."""
     return time.time_ns() // 1_000_000
+
+
+#: The TLS context of the suite's own connections, by the variables that choose the trusted CAs
+#: when it was made (they are read when a context loads them).
+_TLS: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+
+
+def host_port(url: str) -> tuple[str, int]:
+    """The host and port a URL names, the scheme's default port if it names none."""
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def tls_for(url: str) -> ssl.SSLContext | None:
+    """What the suite's own connections to ``url`` speak TLS with: for ``https``, a context
+    that verifies the endpoint's certificate as the suite's HTTP client does (the system's
+    trusted CAs, or those of ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``); None for ``http``."""
+    if urlsplit(url).scheme != "https":
+        return None
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    if key not in _TLS:
+        _TLS[key] = ssl.create_default_context()
+    return _TLS[key]
+
+
+async def open_stream(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection of the suite's own to the endpoint of ``url``, for what aiohttp's client
+    cannot send (hand-written heads, bodies that trickle or never end): over TLS where ``url``
+    is ``https``, so that a case tests the endpoint as its clients reach it, not how it answers
+    plain HTTP sent to its TLS port."""
+    host, port = host_port(url)
+    tls = tls_for(url)
+    return await asyncio.open_connection(host, port, ssl=tls,
+                                         server_hostname=host if tls is not None else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,11 +494,10 @@ async def raw_request(ctx: CaseContext, url: str, head: str, chunks: Sequence[by
     chunked past a limit. The exchange is added to the case's transcript by hand. With
     ``probe_close``, wait up to 3 s after the answer for the server to close the connection.
     """
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    host, port = host_port(url)
     request = f"{head}\r\nHost: {host}:{port}\r\n\r\n".encode() + b"".join(chunks)
     started = time.perf_counter()
-    result = await _raw_exchange(host, port, f"{head}\r\nHost: {host}:{port}\r\n\r\n", chunks,
+    result = await _raw_exchange(url, f"{head}\r\nHost: {host}:{port}\r\n\r\n", chunks,
                                  pause_s=pause_s, read_timeout_s=read_timeout_s,
                                  probe_close=probe_close)
     ctx.exchanges.append(Exchange(
@@ -477,10 +511,10 @@ async def raw_request(ctx: CaseContext, url: str, head: str, chunks: Sequence[by
     return result
 
 
-async def _raw_exchange(host: str, port: int, head: str, chunks: Sequence[bytes], *,
+async def _raw_exchange(url: str, head: str, chunks: Sequence[bytes], *,
                         pause_s: float, read_timeout_s: float, probe_close: bool) -> RawResponse:
     try:
-        reader, writer = await asyncio.open_connection(host, port)
+        reader, writer = await open_stream(url)
     except OSError as exc:
         return RawResponse(None, {}, b"", f"cannot connect: {exc}")
     started = time.monotonic()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import select
 import socket
+import ssl
 import time
 from urllib.parse import urlsplit
 
@@ -22,11 +23,14 @@ from vrmproto.testing._context import CaseContext
 
 from ._support import (
     expect_problem,
+    host_port,
     note_requests,
+    open_stream,
     raw_request,
     read_answer,
     recent_requests,
     target,
+    tls_for,
 )
 
 M = Level.MUST
@@ -51,21 +55,24 @@ OVERSIZE_FIELD = 70_000
 
 
 def _host_port(ctx: CaseContext) -> tuple[str, int]:
-    parts = urlsplit(target(ctx).inbox)
-    default = 443 if parts.scheme == "https" else 80
-    return parts.hostname or "127.0.0.1", parts.port or default
+    return host_port(target(ctx).inbox)
 
 
-async def _until_closed(host: str, port: int, send: bytes, limit_s: float) -> tuple[
+async def _until_closed(url: str, send: bytes, limit_s: float, *, plain: bool = False) -> tuple[
     float | None, bytes, str
 ]:  # fmt: skip
-    """Connect, send ``send`` (maybe nothing), and read until the server closes.
+    """Connect to the endpoint of ``url`` — over TLS where it is ``https``, unless ``plain`` —
+    send ``send`` (maybe nothing), and read until the server closes.
 
     Returns (seconds until the close or None if it stayed open for ``limit_s``, what was
-    read, an error if the connection could not be made).
+    read, an error if the connection could not be made). Over TLS the time counts from the
+    end of the handshake: the case times the connection's HTTP, as a client meets it.
     """
     try:
-        reader, writer = await asyncio.open_connection(host, port)
+        if plain:
+            reader, writer = await asyncio.open_connection(*host_port(url))
+        else:
+            reader, writer = await open_stream(url)
     except OSError as exc:
         return None, b"", f"cannot connect: {exc}"
     started = time.monotonic()
@@ -109,7 +116,7 @@ async def slow_head_closed(ctx: CaseContext) -> None:
     limit = CEILING_MS / 1000 + GRACE_S
     note_requests(ctx)
     half = f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {CONTENT_TYPE}\r\n"
-    elapsed, got, error = await _until_closed(host, port, half.encode(), limit)
+    elapsed, got, error = await _until_closed(target(ctx).inbox, half.encode(), limit)
     ctx.expect(not error.startswith("cannot connect"), expected="a connection", actual=error)
     ctx.expect(elapsed is not None, expected=f"the connection closed within {limit:g} s",
                actual=_describe(elapsed, got, limit))  # fmt: skip
@@ -128,8 +135,9 @@ async def idle_closed(ctx: CaseContext) -> None:
     note_requests(ctx)
     where = urlsplit(ctx.base_url).path + WELL_KNOWN_PATH  # the target's, not the origin's
     get = f"GET {where} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    url = target(ctx).inbox
     (silent, _, err1), (kept, got, err2) = await asyncio.gather(
-        _until_closed(host, port, b"", limit), _until_closed(host, port, get, limit))
+        _until_closed(url, b"", limit), _until_closed(url, get, limit))
     ctx.expect(not (err1 + err2).startswith("cannot connect"), expected="a connection",
                actual=err1 or err2)  # fmt: skip
     ctx.expect(silent is not None, expected=f"a silent connection closed within {limit:g} s",
@@ -173,6 +181,32 @@ def _hung_up(sock: socket.socket, limit_s: float) -> bool:
     return bool(poller.poll(int(limit_s * 1000)))
 
 
+async def _tls_records(sock: socket.socket, host: str, tls: ssl.SSLContext,
+                       plain: bytes) -> bytes:  # fmt: skip
+    """Do the TLS handshake on ``sock`` and return ``plain`` as the TLS records that carry it,
+    for the caller to send without ever reading the socket again (CONN-004 over HTTPS): the
+    TLS object works on memory buffers, so nothing reads what the receiver sends after the
+    handshake (session tickets, then the answers)."""
+    loop = asyncio.get_running_loop()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    conn = tls.wrap_bio(incoming, outgoing, server_hostname=host)
+    while True:
+        try:
+            conn.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                await loop.sock_sendall(sock, outgoing.read())
+            got = await loop.sock_recv(sock, 65536)
+            if not got:
+                raise ConnectionResetError("closed during the TLS handshake") from None
+            incoming.write(got)
+    if outgoing.pending:  # the client's Finished
+        await loop.sock_sendall(sock, outgoing.read())
+    conn.write(plain)
+    return outgoing.read()
+
+
 async def _unread_connection(host: str, port: int) -> socket.socket:
     """A connection whose receive buffer and segments are small (where the platform lets a
     client set them): a receiver's answers fill the buffers on both sides quickly."""
@@ -196,12 +230,11 @@ async def _unread_connection(host: str, port: int) -> socket.socket:
       "written answers within idle_timeout_ms (at most 20 000 ms): a client that sends "
       "requests and never reads must not hold the connection, its buffers and its descriptor.",
       accepts=f"a connection that pipelines {UNREAD_REQUESTS} GET /.well-known/vrm and never "
-      "reads (its receive buffer small) is reset or closed within 20 s + 2 s; not checked over "
-      "TLS, where the address limit leaves no room, or where the platform has no poll()")
+      "reads (its receive buffer small; over HTTPS, once the TLS handshake is done) is reset or "
+      "closed within 20 s + 2 s; not checked where the address limit leaves no room, or where "
+      "the platform has no poll()")
 async def unread_answers_closed(ctx: CaseContext) -> Info | None:
     t = target(ctx)
-    if urlsplit(ctx.base_url).scheme == "https":
-        return Info("not checked: the suite's hand-written connections are plain HTTP")
     if not hasattr(select, "poll"):
         return Info("not checked: this platform has no poll() to watch a socket unread")
     limit = t.limits.rate_per_address_per_minute
@@ -218,11 +251,18 @@ async def unread_answers_closed(ctx: CaseContext) -> Info | None:
     except OSError as exc:
         ctx.fail(expected="a connection", actual=f"cannot connect: {exc}")
     try:
-        started = time.monotonic()
         loop = asyncio.get_running_loop()
+        requests = get * UNREAD_REQUESTS
+        if (tls := tls_for(t.inbox)) is not None:
+            try:
+                async with asyncio.timeout(wait / 4):
+                    requests = await _tls_records(sock, host, tls, requests)
+            except (TimeoutError, OSError) as exc:  # ssl.SSLError is an OSError
+                ctx.fail(expected="a TLS connection", actual=f"the handshake failed: {exc!r}")
+        started = time.monotonic()
         with contextlib.suppress(TimeoutError, OSError):  # the receiver stopped reading: fine
             async with asyncio.timeout(wait / 4):
-                await loop.sock_sendall(sock, get * UNREAD_REQUESTS)
+                await loop.sock_sendall(sock, requests)
         closed = await asyncio.to_thread(_hung_up, sock, wait)
         elapsed = time.monotonic() - started
     finally:
@@ -245,9 +285,8 @@ async def stalled_handshake_closed(ctx: CaseContext) -> Info | None:
     parts = urlsplit(ctx.base_url)
     if parts.scheme != "https":
         return Info("not applicable: the target is plain HTTP, with no TLS handshake to time")
-    host, port = parts.hostname or "127.0.0.1", parts.port or 443
     limit = CEILING_MS / 1000 + GRACE_S
-    elapsed, got, error = await _until_closed(host, port, STALLED_HELLO, limit)
+    elapsed, got, error = await _until_closed(ctx.base_url, STALLED_HELLO, limit, plain=True)
     ctx.expect(not error.startswith("cannot connect"), expected="a connection", actual=error)
     ctx.expect(elapsed is not None, expected=f"the connection closed within {limit:g} s",
                actual=_describe(elapsed, got, limit))  # fmt: skip

@@ -30,6 +30,7 @@ from ._support import (
     note_requests,
     now_ms,
     offer_body,
+    open_stream,
     post,
     raw_map,
     raw_request,
@@ -378,11 +379,11 @@ async def flood(ctx: CaseContext) -> None:
 async def slow_clients(ctx: CaseContext) -> Info:
     t = target(ctx)
     parts = urlsplit(t.inbox)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    host = parts.hostname or "127.0.0.1"
 
     async def trickle(opened: asyncio.Event) -> None:
         try:
-            _, writer = await asyncio.open_connection(host, port)
+            _, writer = await open_stream(t.inbox)
         except OSError:
             opened.set()
             return
