@@ -372,6 +372,18 @@ class LeanServing(Protocol):
         ``grace_s`` seconds), then close."""
 
 
+def _fail_body(request: web.BaseRequest, parsed: object) -> None:
+    """``parsed`` is what aiohttp's parser made of bytes that came while ``request``'s body was
+    still being read: if it is an error (the body's chunked coding broke), fail the body's
+    reads with it (§12.4-5). aiohttp's C parser drops the body when it raises, and queues the
+    error as a request of its own: the handler reading the body would wait for the rest until
+    ``body_read_timeout_ms`` and answer 408, where the request is malformed at once."""
+    error = getattr(parsed, "exc", None)
+    body = request.content
+    if isinstance(error, BaseException) and not body.is_eof() and body.exception() is None:
+        body.set_exception(web.RequestPayloadError(f"the body's transfer coding broke: {error}"))
+
+
 class _ConnectionHandler(web.RequestHandler):
     """aiohttp's request handler, with the deadlines and the admission of §10.1 and signed
     answers to HTTP it cannot parse (§12.4-5)."""
@@ -437,7 +449,10 @@ class _ConnectionHandler(web.RequestHandler):
         if self._state is _State.WAITING and data:
             self._state = _State.HEAD
             self._guard.head(self._deadline, self._loop)
+        request, queued = self._current_request, len(self._messages)
         super().data_received(data)
+        if request is not None and len(self._messages) > queued:
+            _fail_body(request, self._messages[queued][0])
 
     def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio.Protocol's
         """The client shut its sending side down (a half-close, RFC 9112 §9.6): the requests
