@@ -29,7 +29,8 @@ class Limits:
     replay_window_ms: int = 7 * DAY_MS + 120_000
     #: §10-6: messages per sender per minute before ``rate_limited`` (HTTP binding).
     rate_per_sender_per_minute: int = 600
-    #: §10-7: requests per client address per minute before ``rate_limited`` (HTTP binding).
+    #: §10-7: requests per client address (an IPv6 address: its /64) per minute before
+    #: ``rate_limited`` (HTTP binding).
     rate_per_address_per_minute: int = 3000
     #: §10-8: the whole request body must arrive within this many ms, or ``request_timeout``.
     body_read_timeout_ms: int = 10_000

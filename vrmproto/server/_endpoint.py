@@ -61,7 +61,7 @@ from vrmproto.server._events import FeedEvent
 from vrmproto.server._first_contact import StorageGauge
 from vrmproto.server._locks import KeyedLocks, SharedLock
 from vrmproto.server._policy import Event, Policy, ReferencePolicy
-from vrmproto.server._ratelimit import RateLimiter
+from vrmproto.server._ratelimit import RateLimiter, address_key
 from vrmproto.server._response import (
     JSON_TYPE,
     NO_CONTENT,
@@ -332,15 +332,21 @@ class Endpoint:
         )  # fmt: skip
 
     def check_address(self, client: str) -> Response | None:
-        """The per-address rate limit, checked before a body is read (§12.9-5, §12.9-6)."""
-        return self._address_refusal(self.address_limit.take(client))
+        """The per-address rate limit, checked before a body is read (§12.9-5, §12.9-6); an
+        IPv6 address counts as its /64 (§10-7, :func:`address_key`)."""
+        return self._address_refusal(self.address_limit.take(address_key(client)))
 
     async def acheck_address(self, client: str) -> Response | None:
         """:meth:`check_address`, with a limiter that may be shared by processes (§12.9-8)."""
         limit = self.address_limit
         if type(limit) is RateLimiter:  # in memory: no awaitable around it (one per request)
-            return self._address_refusal(limit.take(client))
-        return self._address_refusal(await limit.atake(client))
+            return self._address_refusal(limit.take(address_key(client)))
+        return self._address_refusal(await limit.atake(address_key(client)))
+
+    async def charge_address(self, client: str) -> None:
+        """Take one more of the address's requests (a replayed message or history request
+        pays for the work it cost, §12.9-6), counted as :meth:`check_address` counts it."""
+        await self.address_limit.acharge(address_key(client))
 
     def _address_refusal(self, wait: int) -> Response | None:
         if not wait:
@@ -400,7 +406,7 @@ class Endpoint:
             if outcome is not Outcome.STORED:
                 await self.sender_limit.arefund(msg.sender)
             if outcome is Outcome.REPLAYED and client:
-                await self.address_limit.acharge(client)
+                await self.charge_address(client)
 
     async def _deliver(
         self, msg: Signed[Any], now: int, client: str

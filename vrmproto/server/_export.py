@@ -93,7 +93,7 @@ async def export(ep: Endpoint, data: bytes, client: str = "") -> Response:
     window = 2 * ep.limits.max_clock_skew_ms
     if ep._history_requests.seen(req.sender, req.nonce, now, window):  # a replay: address pays
         if client:
-            await ep.address_limit.acharge(client)
+            await ep.charge_address(client)
     else:
         wait = await ep.sender_limit.aretry_after(req.sender)
         if wait:

@@ -16,12 +16,42 @@ memory.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Protocol
 
-__all__ = ["BucketStore", "RateLimiter", "SharedRateLimiter"]
+__all__ = ["BucketStore", "RateLimiter", "SharedRateLimiter", "address_key"]
+
+#: IPv6 client addresses seen, by the key their requests count under (:func:`address_key`):
+#: bounded, as the buckets are, whatever addresses a flood comes from.
+_V6_KEYS: dict[str, str] = {}
+_V6_KEYS_MAX = 4096
+
+
+def address_key(client: str) -> str:
+    """What a client address's requests count under for ``rate_per_address_per_minute``
+    (§10-7): an IPv6 address as its /64, which one subscriber usually holds whole (so that
+    its 2**64 addresses are one client, not as many); an IPv4-mapped one as its IPv4 address;
+    an IPv4 address, or anything else (a Unix socket, a test's label), as itself. Per request:
+    IPv4 costs one look for a colon, IPv6 a dictionary look-up once seen."""
+    if ":" not in client:
+        return client
+    key = _V6_KEYS.get(client)
+    if key is None:
+        try:
+            address = ipaddress.IPv6Address(client.split("%", 1)[0])
+        except ValueError:
+            return client
+        if address.ipv4_mapped is not None:
+            key = str(address.ipv4_mapped)
+        else:
+            key = str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+        if len(_V6_KEYS) >= _V6_KEYS_MAX:
+            _V6_KEYS.clear()
+        _V6_KEYS[client] = key
+    return key
 
 
 class RateLimiter:
