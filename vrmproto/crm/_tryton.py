@@ -26,8 +26,9 @@ came from, and which Tryton record holds it; never the value). An event is appli
 however often it is delivered, and a restart resumes after the last one applied.
 
 The vendor's staff work in the same database: a party they archived is still its
-relationship's, one they deleted is made again, and a held field whose record they deleted is
-forgotten (:func:`_prune`), so that no change of theirs stops the bridge.
+relationship's, one they deleted is made again, one they replaced by another is followed to it
+(:func:`_party`), and a held field whose record they deleted is forgotten (:func:`_prune`), so
+that no change of theirs stops the bridge.
 
 Tryton's configuration is global to the process: open one database per process.
 """
@@ -251,18 +252,38 @@ def _apply(cursor: Any, change: Change, pos: int) -> tuple[str, int] | None:
     return None
 
 
+#: How many Replace steps :func:`_party` follows (a party replaced by one replaced in turn…).
+MAX_REPLACED = 16
+
+
 def _party(relationship: str) -> Any:
     """The relationship's party, made on first use. An archived one (``active`` unset by the
     vendor's staff) is still the relationship's: a new one could not take its code, which
-    Tryton keeps unique."""
+    Tryton keeps unique. One the staff replaced by another (Tryton's Replace wizard: the
+    customer was a party they had) is that other one's, and so on down the line."""
     parties = Pool().get("party.party")
     with Transaction().set_context(active_test=False):
         found = parties.search([("code", "=", "vrm-" + relationship)], limit=1)
-    if found:
-        return found[0]
-    party = parties(name=f"VRM customer {relationship[:12]}", code="vrm-" + relationship)
-    party.save()
+    if not found:
+        party = parties(name=f"VRM customer {relationship[:12]}", code="vrm-" + relationship)
+        party.save()
+        return party
+    party = found[0]
+    for _ in range(MAX_REPLACED):
+        if getattr(party, "replaced_by", None) is None:
+            break
+        party = party.replaced_by
     return party
+
+
+def _moved_back(record: Any, relationship: str) -> None:
+    """``record``, a contact mechanism or address the bridge holds a field in and writes again,
+    made active if the Replace wizard archived it when it moved it from the relationship's
+    party to the one replacing it: there the staff look for the customer's current values. One
+    archived on the relationship's own party stays as the staff left it."""
+    if record.active or getattr(record.party, "code", None) == "vrm-" + relationship:
+        return
+    record.active = True
 
 
 def _prune(cursor: Any, relationship: str) -> None:
@@ -346,6 +367,8 @@ def _mechanism(party: Any, change: Hold, name: str, value: str, record: int | No
         f", until {when(change.expires_ms)}" if change.expires_ms is not None else ""
     )
     mechanism = mechanisms(record) if record is not None else mechanisms(party=party)
+    if record is not None:
+        _moved_back(mechanism, change.relationship)
     mechanism.type = _CONTACT.get(name, "other")
     mechanism.value, mechanism.comment = value, provenance
     if mechanism.type != "other" and not _tryton_accepts(mechanisms, mechanism):
@@ -440,7 +463,9 @@ def _held_address(cursor: Any, party: Any, relationship: str) -> Any:
         (_FIELDS.relationship == relationship) & (_FIELDS.model == _ADDR)), limit=1))  # fmt: skip
     row = cursor.fetchone()
     if row is not None:
-        return addresses(int(row[0]))
+        held = addresses(int(row[0]))
+        _moved_back(held, relationship)
+        return held
     address = addresses(party=party)
     address.save()
     return address
