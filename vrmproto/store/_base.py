@@ -31,7 +31,7 @@ records and back, and captures and restores save points (§8.1-5), for both node
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -68,6 +68,7 @@ __all__ = [
     "ShareNote",
     "Store",
     "StoreConflict",
+    "StoreCounts",
     "StoreError",
     "StoreUsage",
     "ThreadKind",
@@ -174,6 +175,17 @@ class NewOutboxItem:
     envelope: bytes
     next_attempt_ms: int
     created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCounts:
+    """How many records a store holds, counted in the store (:meth:`Store.counts`): what a
+    vendor's ``/metrics`` tells, without reading every record into the process."""
+
+    relationships: Mapping[str, int]  # by state; a state no relationship is in is absent
+    outbox: int  # outbox items (signed messages waiting for delivery)
+    drafts: int  # drafts queued behind a message in flight
+    dead_letters: Mapping[str, int]  # by consumer name; one without any is absent
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,6 +440,12 @@ class Store(Protocol):
 
     async def usage(self) -> StoreUsage:
         """The room the store takes and has left (cheap enough to call once a second)."""
+        ...
+
+    async def counts(self) -> StoreCounts:
+        """Relationships by state, outbox items, drafts and dead letters by consumer, counted
+        where the records are (``GROUP BY`` in a database, off the event loop): a scrape of
+        ``/metrics`` at 100,000 relationships reads a few numbers, not 100,000 records."""
         ...
 
     def lock(

@@ -12,6 +12,7 @@ import asyncio
 import bisect
 import dataclasses
 import operator
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from contextlib import AbstractAsyncContextManager
 
@@ -32,6 +33,7 @@ from vrmproto.store._base import (
     SavePoint,
     ShareNote,
     StoreConflict,
+    StoreCounts,
     StoreError,
     StoreUsage,
     ThreadRecord,
@@ -443,6 +445,14 @@ class MemoryStore(AsyncClosing):
     async def get_meta(self, key: str) -> bytes | None:
         self._check_open()
         return self._meta.get(key)
+
+    async def counts(self) -> StoreCounts:
+        """Counted from the dictionaries (no record copied)."""
+        self._check_open()
+        states = Counter(r.state for r in self._relationships.values())
+        dead = Counter(name for name, _ in self._dead)
+        return StoreCounts(dict(states), len(self._outbox),
+                           sum(len(q) for q in self._drafts.values()), dict(dead))  # fmt: skip
 
     async def usage(self) -> StoreUsage:
         """The bytes of envelopes, responses and meta values held; no disk, so no free space."""

@@ -55,9 +55,12 @@ from vrmproto.store._base import (
     OutboxItem,
     RelationshipRecord,
     StoreConflict,
+    StoreCounts,
     StoreError,
     StoreUsage,
 )
+from vrmproto.store._counts import STATEMENTS as COUNTS
+from vrmproto.store._counts import counts_of
 from vrmproto.store._pg_apply import apply_expecting, apply_group, groupable
 from vrmproto.store._pg_conns import Connections
 from vrmproto.store._pg_events import EventReads
@@ -534,6 +537,16 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
     async def get_meta(self, key: str) -> bytes | None:
         rows = await self._rows("SELECT value FROM meta WHERE key = $1", key)
         return bytes(rows[0][0]) if rows else None
+
+    async def counts(self) -> StoreCounts:
+        """Counted by PostgreSQL (:mod:`vrmproto.store._counts`), in one snapshot (a
+        repeatable-read, read-only transaction on one pooled connection)."""
+
+        async def read(conn: Connection) -> StoreCounts:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                return counts_of([[tuple(r) for r in await conn.fetch(sql)] for sql in COUNTS])
+
+        return await self._pooled(read)
 
     async def usage(self) -> StoreUsage:
         """The size of the store's tables with their indexes and TOAST (spec §11.8-4). The

@@ -120,11 +120,13 @@ from vrmproto.store._base import (
     SavePoint,
     ShareNote,
     StoreConflict,
+    StoreCounts,
     StoreError,
     StoreUsage,
     ThreadKind,
     ThreadRecord,
 )
+from vrmproto.store._counts import read_counts
 from vrmproto.store._locks import FileLocks
 from vrmproto.store._migrate_v3 import migrate_2_to_3
 from vrmproto.store._migrate_v8 import migrate_7_to_8
@@ -1435,6 +1437,11 @@ class SQLiteStore(AsyncClosing):
             return StoreUsage(stored, shutil.disk_usage(self.path.parent).free)
 
         return await asyncio.get_running_loop().run_in_executor(self._readers, measure)
+
+    async def counts(self) -> StoreCounts:
+        """Counted by SQLite on a reader thread (:mod:`vrmproto.store._counts`): never on the
+        event loop's, as :meth:`relationships` without data is."""
+        return await self._read(read_counts)
 
     async def pragmas(self) -> dict[str, Any]:
         """The write connection's settings (journal_mode, synchronous, foreign_keys,
