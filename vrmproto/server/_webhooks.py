@@ -20,7 +20,11 @@ most that often while events keep coming), and when the deliverer stops. A crash
 re-delivers what was in flight and what was acknowledged since the last record, never skips.
 An event still failing ``dead_after_s`` after its first attempt becomes a dead letter
 (:class:`~vrmproto.store.DeadLetter`) and its relationship's later events go on; ``vrm vendor
-events --replay`` delivers dead letters again. A 2xx answer is an acknowledgement; anything else
+events --replay`` delivers dead letters again. When an event started failing, and how many
+attempts it had, is kept in the store with each failed attempt
+(:class:`~vrmproto.store.FailingEvent`, schema v12), on the wall clock (``clock``): a restart
+goes on with the same deadline and backoff — a vendor restarted daily still sets aside an event
+that fails for ``dead_after_s``. A 2xx answer is an acknowledgement; anything else
 (or no answer within ``timeout_s``) is a failure. An event the receiver refuses as such
 (:data:`REFUSED`: 400, 413, 415, 422 — it will not take this document, however often sent) is
 set aside after ``refused_after_s`` instead: the feed waits out a receiver that is down or
@@ -47,7 +51,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
@@ -56,6 +60,7 @@ from vrmproto import __version__
 from vrmproto.server._events import Wakeup, for_purposes, wakeup_of
 from vrmproto.server._webhook_http import HTTPError, Poster
 from vrmproto.store import Commit, DeadLetter, EventRecord, Store
+from vrmproto.store._base import FailingEvent
 
 if TYPE_CHECKING:
     from vrmproto.server._config import VendorFile
@@ -271,7 +276,8 @@ class Deliverer:
     """Pushes the feed of ``store`` to ``hook`` until cancelled (see the module docstring), with
     ``poster`` (default: its own, closed by :meth:`close`). ``wakeup`` wakes it when this
     process — and, where the Wakeup watches a PostgreSQL store, any process — commits an event;
-    ``clock`` gives ms."""
+    ``clock`` gives wall-clock ms (the dead-letter deadlines are kept in the store by it);
+    ``sleep`` waits between two attempts of a failing event."""
 
     def __init__(
         self,
@@ -281,6 +287,7 @@ class Deliverer:
         *,
         wakeup: Wakeup | None = None,
         clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.hook = hook
         self.store = store
@@ -291,12 +298,16 @@ class Deliverer:
         self.renderer = Renderer(hook)
         self.wakeup = wakeup if wakeup is not None else Wakeup()
         self.clock = clock
+        self.sleep = sleep
         self.delivered = 0  # deliveries acknowledged (2xx), for tests and the bench
         self.failed = 0  # attempts that failed
         self._cursor: int | None = None  # delivered (or set aside) up to here
         self._recorded = 0  # the durable cursor, as this deliverer last read or wrote it
         self._recorded_at = time.monotonic()
         self._dead: list[DeadLetter] = []  # set aside since, to record with the cursor
+        # the events being retried, by pos, as the store holds them (read with the cursor)
+        self._failing: dict[int, FailingEvent] = {}
+        self._cleared: list[int] = []  # failing no more (delivered or set aside): to record
         self._read_at = 0.0  # when the batch being delivered was read (monotonic)
 
     async def __aenter__(self) -> Deliverer:
@@ -347,6 +358,7 @@ class Deliverer:
                 log.exception("webhook %s: delivery failed", hook.shown)
                 self._cursor = None
                 self._dead = []
+                self._cleared = []
                 await asyncio.sleep(hook.backoff_s)
                 continue
             await self.wakeup.wait(armed)
@@ -354,7 +366,7 @@ class Deliverer:
     @property
     def unrecorded(self) -> bool:
         """Whether events were delivered or set aside past the recorded cursor."""
-        return self._cursor != self._recorded or bool(self._dead)
+        return self._cursor != self._recorded or bool(self._dead) or bool(self._cleared)
 
     async def step(self) -> bool:
         """Deliver one batch after the cursor and record the cursor past it; False if there was
@@ -364,24 +376,36 @@ class Deliverer:
         return count > 0
 
     async def record(self) -> None:
-        """Commit the cursor as far as delivered, and the dead letters set aside before it."""
+        """Commit the cursor as far as delivered, and the dead letters set aside before it
+        (the record of their failing goes with them, and that of events delivered after
+        failing)."""
         if self._cursor is None or not self.unrecorded:
             return
-        cursor, dead = self._cursor, tuple(self._dead)
-        await self.store.commit(Commit(event_cursors=((self.hook.name, cursor),),
-                                       dead_letters=dead))  # fmt: skip
+        cursor, dead, cleared = self._cursor, tuple(self._dead), tuple(self._cleared)
+        name = self.hook.name
+        await self.store.commit(Commit(event_cursors=((name, cursor),), dead_letters=dead,
+                                       failing_done=tuple((name, p) for p in cleared)))
         self._recorded = cursor
         del self._dead[: len(dead)]
+        del self._cleared[: len(cleared)]
         self._recorded_at = time.monotonic()
+
+    async def _load(self) -> int:
+        """Read the durable cursor (returned), and the events being retried (those the cursor
+        has passed are failing no more: their record goes with the next cursor record)."""
+        name = self.hook.name
+        cursor = self._cursor = self._recorded = await self.store.event_cursor(name)
+        self._failing = {f.pos: f for f in await self.store.failing(name)}
+        self._cleared = [p for p in self._failing if p <= cursor]
+        return cursor
 
     async def deliver_batch(self) -> int:
         """Deliver (or set aside) the next batch after the cursor, each relationship's events
         in order, relationships in parallel; move the cursor past it in memory (:meth:`record`
         makes that durable). How many events it had: 0 if none."""
         hook = self.hook
-        if self._cursor is None:
-            self._cursor = self._recorded = await self.store.event_cursor(hook.name)
-        batch = await self.store.events(self._cursor, hook.batch)
+        cursor = self._cursor if self._cursor is not None else await self._load()
+        batch = await self.store.events(cursor, hook.batch)
         self._read_at = time.monotonic()
         if not batch:
             return 0
@@ -405,12 +429,14 @@ class Deliverer:
         try:
             await asyncio.gather(*(worker() for _ in range(min(hook.parallel, len(lanes)))))
         finally:  # stopped midway too: up to the first event not yet done
-            reached = self._cursor
+            reached = cursor
             for e in batch:
                 if e.pos not in done:
                     break
                 reached = e.pos
             self._dead.extend(d for d in dead if d.pos <= reached)
+            # one set aside past the cursor is delivered again: with its record of failing
+            self._cleared = [p for p in self._cleared if p <= reached]
             self._cursor = reached
         return len(batch)
 
@@ -434,30 +460,58 @@ class Deliverer:
 
     async def deliver(self, events: Sequence[EventRecord]) -> str | None:
         """POST ``events`` (one, or in batched mode a batch) until acknowledged (None) or dead:
-        the last failure, after ``dead_after_s`` — or ``refused_after_s`` when the receiver's
-        last answer refused the POST as such (:data:`REFUSED`)."""
-        first = time.monotonic()
-        attempt = 0
+        the last failure, ``dead_after_s`` after the first — or ``refused_after_s`` when the
+        receiver's last answer refused the POST as such (:data:`REFUSED`). Each failed
+        attempt is recorded in the store (:class:`~vrmproto.store.FailingEvent`, keyed by the
+        first event's pos), and an event failing when the deliverer started goes on from that
+        record: its first failure's time and its attempts (so its backoff) survive a
+        restart."""
+        started = time.monotonic()
         hook = self.hook
+        key = events[0].pos
         what = events[0].id if len(events) == 1 else f"a batch of {len(events)} events"
+        known = self._failing.get(key)
+        since = None if known is None else known.since_ms
+        attempt = 0 if known is None else known.attempts
+        tried = 0  # attempts made by this deliverer
         while True:
-            if attempt or first - self._read_at > FRESH_S:
+            if tried or started - self._read_at > FRESH_S:
                 events = await self._current(events)
             failure = await self.attempt(events)
+            tried += 1
+            now = self.clock()
             if failure is None:
                 if attempt:
                     log.info("webhook %s: %s delivered after %d failed attempts", hook.shown,
                              what, attempt)  # fmt: skip
+                    self._clear(key)
                 return None
             attempt += 1
+            if since is None:
+                since = now
             limit = hook.refused_after_s if failure.refused else hook.dead_after_s
-            if time.monotonic() - first >= limit:
+            if now - since >= limit * 1000:
                 log.warning("webhook %s: %s is a dead letter: %s", hook.shown, what, failure)
+                self._clear(key)
                 return failure.what
-            if attempt == 1:  # once per event, not per retry: the feed waits for it
-                log.warning("webhook %s: %s failed (%s); retrying for up to %.0f s", hook.shown,
-                            what, failure, limit)  # fmt: skip
-            await asyncio.sleep(hook.delay(attempt))
+            if tried == 1:  # once per event and process, not per retry: the feed waits for it
+                if attempt == 1:
+                    log.warning("webhook %s: %s failed (%s); retrying for up to %.0f s",
+                                hook.shown, what, failure, limit)  # fmt: skip
+                else:
+                    log.warning("webhook %s: %s still failing (%s) after %d attempts since %.0f s "
+                                "ago; retrying for up to %.0f s more", hook.shown, what, failure,
+                                attempt, (now - since) / 1000, limit - (now - since) / 1000)
+            failing = FailingEvent(hook.name, key, since, attempt, failure.what)
+            await self.store.commit(Commit(failing=(failing,)))
+            self._failing[key] = failing
+            await self.sleep(hook.delay(attempt))
+
+    def _clear(self, key: int) -> None:
+        """The event at ``key`` fails no more: its record goes with the next cursor record."""
+        self._failing.pop(key, None)
+        if key not in self._cleared:
+            self._cleared.append(key)
 
     async def _current(self, events: Sequence[EventRecord]) -> Sequence[EventRecord]:
         """``events`` as the store holds them now: the personal data of a share withdrawn since

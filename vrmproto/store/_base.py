@@ -41,6 +41,7 @@ from vrmproto.store._rows import (
     DeadLetter,
     DraftRecord,
     EventRecord,
+    FailingEvent,
     HeldRecord,
     IntentRecord,
     OfferRecord,
@@ -57,6 +58,7 @@ __all__ = [
     "DraftRecord",
     "EventRecord",
     "EventWatch",
+    "FailingEvent",
     "HeldRecord",
     "HistoryEntry",
     "IntentRecord",
@@ -237,6 +239,8 @@ class Commit:
     24. ``event_cursors`` — upsert ``(name, pos)``: how far a consumer has read the feed.
     25. ``dead_letters_done`` — delete ``(name, pos)``. 26. ``dead_letters`` — upsert
         :class:`DeadLetter` by ``(name, pos)``.
+    27. ``failing_done`` — delete ``(name, pos)``; a missing one is ignored. 28. ``failing``
+        — upsert :class:`FailingEvent` by ``(name, pos)`` (schema v12).
     """
 
     relationships: tuple[RelationshipRecord, ...] = ()
@@ -265,6 +269,8 @@ class Commit:
     event_cursors: tuple[tuple[str, int], ...] = ()  # (consumer name, last pos it has)
     dead_letters_done: tuple[tuple[str, int], ...] = ()  # (consumer name, pos)
     dead_letters: tuple[DeadLetter, ...] = ()
+    failing_done: tuple[tuple[str, int], ...] = ()  # (consumer name, pos)
+    failing: tuple[FailingEvent, ...] = ()
 
 
 class Store(Protocol):
@@ -432,6 +438,10 @@ class Store(Protocol):
 
     async def dead_letters(self, name: str | None = None) -> list[DeadLetter]:
         """Dead letters (of consumer ``name`` if given), by (name, pos)."""
+        ...
+
+    async def failing(self, name: str | None = None) -> list[FailingEvent]:
+        """The events consumers are retrying (``name``'s if given), by (name, pos)."""
         ...
 
     async def purge_dedupe(self, now_ms: int) -> int:

@@ -24,6 +24,7 @@ from vrmproto.store._base import (
     DedupeRecord,
     DraftRecord,
     EventRecord,
+    FailingEvent,
     HeldRecord,
     HistoryEntry,
     IntentRecord,
@@ -156,6 +157,7 @@ class MemoryStore(AsyncClosing):
         self._event_ids: dict[str, int] = {}  # id -> index in _events
         self._cursors: dict[str, int] = {}
         self._dead: dict[tuple[str, int], DeadLetter] = {}
+        self._failing: dict[tuple[str, int], FailingEvent] = {}
 
     def _check_open(self) -> None:
         if self._closed:
@@ -271,15 +273,19 @@ class MemoryStore(AsyncClosing):
         return tuple(ids)
 
     def _apply_events(self, c: Commit) -> None:
-        """Parts 23–26 of ``c``: the event feed."""
+        """Parts 23–28 of ``c``: the event feed."""
         for e in c.events:
             self._event_ids[e.id] = len(self._events)
             self._events.append(dataclasses.replace(e, pos=len(self._events) + 1))
         self._cursors.update(c.event_cursors)
         for key in c.dead_letters_done:
             self._dead.pop(key, None)
-        if c.dead_letters:  # (each part tested first: most Commits have few of the 26)
+        if c.dead_letters:  # (each part tested first: most Commits have few of the 28)
             self._dead.update(((d.name, d.pos), d) for d in c.dead_letters)
+        for key in c.failing_done:
+            self._failing.pop(key, None)
+        if c.failing:
+            self._failing.update(((f.name, f.pos), f) for f in c.failing)
 
     def _apply_rows(self, c: Commit) -> None:
         """The typed-record parts of ``c``, in :class:`~vrmproto.store.Commit`'s order."""
@@ -362,6 +368,10 @@ class MemoryStore(AsyncClosing):
     async def dead_letters(self, name: str | None = None) -> list[DeadLetter]:
         self._check_open()
         return [d for key, d in sorted(self._dead.items()) if name is None or key[0] == name]
+
+    async def failing(self, name: str | None = None) -> list[FailingEvent]:
+        self._check_open()
+        return [f for key, f in sorted(self._failing.items()) if name is None or key[0] == name]
 
     async def purge_dedupe(self, now_ms: int) -> int:
         self._check_open()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from vrmproto.store import _sqlite_events as lite
 from vrmproto.store._base import Commit
 from vrmproto.store._pg_notify import CHANNEL
-from vrmproto.store._rows import DeadLetter, EventRecord
+from vrmproto.store._rows import DeadLetter, EventRecord, FailingEvent
 
 if TYPE_CHECKING:
     from asyncpg import Connection
@@ -68,7 +68,7 @@ async def redact(conn: Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> 
 
 
 async def apply_events(conn: Connection, commits: Sequence[Commit]) -> None:
-    """Parts 23–26 of ``commits``, in order (events in Commit order)."""
+    """Parts 23–28 of ``commits``, in order (events in Commit order)."""
     events = [lite.event_row(e) for c in commits for e in c.events]
     if events:  # in order; and every process's feed readers wake at COMMIT (_pg_notify)
         await conn.execute("SELECT pg_advisory_xact_lock($1), pg_notify($2, current_schema())",
@@ -91,6 +91,10 @@ async def apply_events(conn: Connection, commits: Sequence[Commit]) -> None:
             "error = excluded.error",
             [(d.name, d.pos, d.failed_ms, d.error) for d in c.dead_letters],
         )
+        await conn.executemany(
+            "DELETE FROM webhook_failing WHERE name = $1 AND pos = $2", c.failing_done
+        )
+        await conn.executemany(lite.UPSERT_FAILING, [lite.failing_row(f) for f in c.failing])
 
 
 class EventReads:
@@ -133,3 +137,10 @@ class EventReads:
         else:
             found = await self._rows(sql + "WHERE name = $1 ORDER BY pos", name)
         return [DeadLetter(*row) for row in found]
+
+    async def failing(self, name: str | None = None) -> list[FailingEvent]:
+        if name is None:
+            found = await self._rows(lite.SELECT_FAILING + "ORDER BY name, pos")
+        else:
+            found = await self._rows(lite.SELECT_FAILING + "WHERE name = $1 ORDER BY pos", name)
+        return [FailingEvent(*row) for row in found]

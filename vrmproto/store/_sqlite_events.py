@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from vrmproto.store._base import Commit
-from vrmproto.store._rows import DeadLetter, EventRecord
+from vrmproto.store._rows import DeadLetter, EventRecord, FailingEvent
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -25,6 +25,7 @@ __all__ = [
     "has_event_parts",
     "migrate_3_to_4",
     "migrate_5_to_6",
+    "read_failing",
 ]
 
 SCHEMA_V4 = (
@@ -99,8 +100,9 @@ def event_record(row: Sequence[Any]) -> EventRecord:
 
 
 def has_event_parts(c: Commit) -> bool:
-    """Whether ``c`` writes the feed's bookkeeping (cursors, dead letters)."""
-    return bool(c.event_cursors or c.dead_letters or c.dead_letters_done)
+    """Whether ``c`` writes the feed's bookkeeping (cursors, dead letters, failing events)."""
+    return bool(c.event_cursors or c.dead_letters or c.dead_letters_done or c.failing
+                or c.failing_done)  # fmt: skip
 
 
 def redact(conn: sqlite3.Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> None:
@@ -114,7 +116,7 @@ def redact(conn: sqlite3.Connection, held_drop: Sequence[tuple[bytes, bytes]]) -
 
 
 def apply_events(conn: sqlite3.Connection, c: Commit) -> None:
-    """Parts 23–26 of a Commit (see :class:`~vrmproto.store.Commit`), in order."""
+    """Parts 23–28 of a Commit (see :class:`~vrmproto.store.Commit`), in order."""
     if c.events:
         one = "(?, ?, ?, ?, ?, ?, ?, ?)"
         conn.executemany(INSERT_EVENTS + one, [event_row(e) for e in c.events])
@@ -132,6 +134,29 @@ def apply_events(conn: sqlite3.Connection, c: Commit) -> None:
         "error = excluded.error",
         [(d.name, d.pos, d.failed_ms, d.error) for d in c.dead_letters],
     )
+    conn.executemany("DELETE FROM webhook_failing WHERE name = ? AND pos = ?", c.failing_done)
+    conn.executemany(UPSERT_FAILING.replace("$", "?"), [failing_row(f) for f in c.failing])
+
+
+#: Upsert a :class:`FailingEvent` (``$n``: PostgreSQL's; SQLite's ``?`` by replacing ``$``).
+UPSERT_FAILING = (
+    "INSERT INTO webhook_failing (name, pos, since_ms, attempts, error) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, pos) DO UPDATE SET "
+    "since_ms = excluded.since_ms, attempts = excluded.attempts, error = excluded.error"
+)
+SELECT_FAILING = "SELECT name, pos, since_ms, attempts, error FROM webhook_failing "
+
+
+def failing_row(f: FailingEvent) -> tuple[object, ...]:
+    return (f.name, f.pos, f.since_ms, f.attempts, f.error)
+
+
+def read_failing(conn: sqlite3.Connection, name: str | None) -> list[FailingEvent]:
+    if name is None:
+        rows = conn.execute(SELECT_FAILING + "ORDER BY name, pos")
+    else:
+        rows = conn.execute(SELECT_FAILING + "WHERE name = ? ORDER BY pos", (name,))
+    return [FailingEvent(*r) for r in rows.fetchall()]
 
 
 def read_events(
