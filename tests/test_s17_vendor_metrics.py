@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from vrmproto.server._metrics import Metrics
 from vrmproto.store import Commit, DeadLetter, SQLiteStore, Store
-from vrmproto.store._base import StoreCounts
+from vrmproto.store._base import FailingEvent, StoreCounts
 from vrmproto.testing.store_contract import draft, event, outbox, rel
 
 postgres_cluster = _postgres.postgres_cluster
@@ -46,6 +46,9 @@ async def fill(store: Store) -> None:
     dead = [DeadLetter("crm", p, 1, "HTTP 500") for p in (1, 2, 3)]
     dead.append(DeadLetter("mail", 4, 1, "HTTP 503"))
     await store.commit(Commit(dead_letters=tuple(dead)))
+    await store.commit(Commit(failing=(FailingEvent("crm", 5, 1, 2, "HTTP 500"),
+                                       FailingEvent("crm", 6, 1, 1, "HTTP 410", gone=True),
+                                       FailingEvent("mail", 5, 1, 3, "HTTP 503"))))  # fmt: skip
 
 
 async def counted_by_reading(store: Store) -> StoreCounts:
@@ -54,6 +57,8 @@ async def counted_by_reading(store: Store) -> StoreCounts:
         dict(Counter(r.state for r in await store.relationships(with_data=False))),
         len(await store.outbox_all()), len(await store.drafts()),
         dict(Counter(d.name for d in await store.dead_letters())),
+        dict(Counter(f.name for f in await store.failing())),
+        dict(Counter(f.name for f in await store.failing() if f.gone)),
     )  # fmt: skip
 
 
@@ -61,7 +66,7 @@ class NoWholeReads:
     """A store whose reads of every record fail the test; everything else passes through."""
 
     WHOLE = frozenset({"relationships", "outbox_all", "drafts", "dead_letters",
-                       "find_relationship", "threads"})  # fmt: skip
+                       "find_relationship", "threads", "failing"})  # fmt: skip
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -92,7 +97,8 @@ async def test_the_store_counts_and_metrics_read_no_record(
         counts = await store.counts()
         assert counts == await counted_by_reading(store)
         assert counts == StoreCounts({"offered": 11, "agreed": 18, "ended": 6, "refused": 5},
-                                     5, 3, {"crm": 3, "mail": 1})  # fmt: skip
+                                     5, 3, {"crm": 3, "mail": 1}, {"crm": 2, "mail": 1},
+                                     {"crm": 1})  # fmt: skip
         metrics = Metrics()
         metrics.webhooks = ("crm", "mail", "erp")
         spy = NoWholeReads(store)
@@ -107,12 +113,15 @@ async def test_the_store_counts_and_metrics_read_no_record(
         assert got[("vrm_webhook_dead_letters", (("webhook", "crm"),))] == 3
         assert got[("vrm_webhook_dead_letters", (("webhook", "erp"),))] == 0
         assert got[("vrm_webhook_behind", (("webhook", "mail"),))] == 6
+        assert got[("vrm_webhook_failing", (("webhook", "crm"),))] == 2
+        assert got[("vrm_webhook_paused", (("webhook", "crm"),))] == 1
+        assert got[("vrm_webhook_paused", (("webhook", "mail"),))] == 0
 
 
 async def test_an_empty_store_counts_nothing(request: pytest.FixtureRequest,
                                              tmp_path: Path) -> None:  # fmt: skip
     async with _postgres.opened_store(request, tmp_path, "sqlite") as store:
-        assert await store.counts() == StoreCounts({}, 0, 0, {})
+        assert await store.counts() == StoreCounts({}, 0, 0, {}, {}, {})
 
 
 async def test_sqlite_counts_on_a_reader_thread_not_the_loops(tmp_path: Path) -> None:

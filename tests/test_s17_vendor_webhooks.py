@@ -3,6 +3,9 @@
 - The dead-letter clock survives a restart: when an event started failing (and how many
   attempts it had) is kept in the store with the webhook's cursor (schema v12), so a vendor
   restarted more often than ``dead_after_s`` still sets a permanently failing event aside.
+- A receiver answering 410 Gone is not retried like a 5xx: the webhook is paused — nothing
+  dropped or set aside, an error logged, ``vrm_webhook_paused`` 1 — until the server starts
+  again, when the event is tried first.
 
 Time is injected: the deliverer's ``clock`` is a list the test moves, and its ``sleep`` between
 two attempts moves it too (or stops the "process"); no test waits for real time.
@@ -10,8 +13,10 @@ two attempts moves it too (or stops the "process"); no test waits for real time.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,9 @@ import _postgres
 import pytest
 from _sqlite_versions import sqlite_at_version
 
-from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret
+from vrmproto.server._events import Wakeup
+from vrmproto.server._metrics import Metrics
+from vrmproto.server._webhooks import Deliverer, Webhook, WebhookGone, parse_secret
 from vrmproto.store import Commit, PostgresConfig, PostgresStore, SQLiteStore, Store
 from vrmproto.store._base import FailingEvent
 from vrmproto.testing.store_contract import T1, T2, event
@@ -34,16 +41,18 @@ HOUR_MS = 3_600_000
 
 
 class Receiver:
-    """A Poster stand-in: answers each event id with ``answers.get(id, 204)``, and counts."""
+    """A Poster stand-in: answers each POST by its ``webhook-id`` (an event id, or a batch's)
+    with ``answers.get(id, default)``, and keeps the ids."""
 
-    def __init__(self, answers: dict[str, int]) -> None:
+    def __init__(self, answers: dict[str, int], default: int = 204) -> None:
         self.answers = answers
+        self.default = default
         self.posts: list[str] = []
 
     async def post(self, header_lines: bytes, body: bytes) -> int:
         event_id = header_lines.split(b"webhook-id: ", 1)[1].split(b"\r\n", 1)[0].decode()
         self.posts.append(event_id)
-        return self.answers.get(event_id, 204)
+        return self.answers.get(event_id, self.default)
 
     async def close(self) -> None:
         pass
@@ -187,3 +196,97 @@ async def test_a_version_11_file_gains_the_table(tmp_path: Path) -> None:
         await store.commit(Commit(failing=(FailingEvent("crm", 3, T0, 4, "HTTP 500"),),
                                   failing_done=(("erp", 1), ("erp", 9))))  # fmt: skip
         assert await store.failing() == [FailingEvent("crm", 3, T0, 4, "HTTP 500")]
+
+
+# -- 410 Gone ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
+async def test_a_receiver_that_is_gone_pauses_the_webhook_and_drops_nothing(
+    reopen: Any, batched: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One POST answered 410: no retry, no dead letter, the cursor stays before the event
+    (every event waits in the feed), an error says what to do, the metric says paused."""
+    async with reopen() as store:
+        await store.commit(Commit(events=(event(T1, 0), event(T1, 1), event(T2, 0))))
+        ids = [e.id for e in await store.events()]
+        receiver = Receiver({}, default=410)
+        d = Deliverer(hook(parallel=1, batched=batched), store, receiver, clock=lambda: T0,  # type: ignore[arg-type]
+                      sleep=stop)  # fmt: skip
+        with pytest.raises(WebhookGone, match="410 Gone") as raised:
+            await d.step()
+        assert "paused" in str(raised.value)
+        assert len(receiver.posts) == 1  # not retried, and no other lane went on
+        assert await store.dead_letters() == []
+        assert await store.event_cursor("crm") == 0
+        assert [e.id for e in await store.events()] == ids
+        (failing,) = await store.failing("crm")
+        assert (failing.gone, failing.error, failing.since_ms) == (True, "HTTP 410", T0)
+        metrics = Metrics()
+        metrics.webhooks = ("crm",)
+        await metrics.refresh(store)
+        text = metrics.text().decode()
+        assert 'vrm_webhook_paused{webhook="crm"} 1.0' in text
+        assert 'vrm_webhook_behind{webhook="crm"} 3.0' in text
+
+
+async def test_a_running_deliverer_pauses_then_a_restart_delivers_everything(
+    reopen: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``run`` logs one error and delivers nothing more, whatever is committed (it keeps the
+    webhook's lock, so another worker does not start over); the next start (the operator
+    fixed the url) delivers every event, the one answered 410 first, and unpauses."""
+    async with reopen() as store:
+        await store.commit(Commit(events=(event(T1, 0), event(T2, 0))))
+        ids = [e.id for e in await store.events()]
+        receiver = Receiver({ids[0]: 410})
+        wakeup = Wakeup()
+        d = Deliverer(hook(parallel=1), store, receiver, wakeup=wakeup, clock=lambda: T0,  # type: ignore[arg-type]
+                      sleep=stop)  # fmt: skip
+        with caplog.at_level(logging.ERROR, "vrmproto.server.webhooks"):
+            running = asyncio.create_task(d.run())
+            await asyncio.wait_for(d.paused.wait(), 30)
+            await store.commit(Commit(events=(event(T1, 1),)))
+            wakeup.notify()
+            for _ in range(20):  # let it run, were it to deliver
+                await asyncio.sleep(0)
+            assert not running.done()
+            assert receiver.posts == [ids[0]]
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1
+        assert "410 Gone" in errors[0]
+        assert "restart" in errors[0]
+        assert await store.event_cursor("crm") == 0
+    async with reopen() as store:
+        receiver = Receiver({})
+        d = Deliverer(hook(), store, receiver, clock=lambda: T0 + 1000, sleep=stop)  # type: ignore[arg-type]
+        assert await d.step()
+        events = await store.events()
+        assert receiver.posts[0] == ids[0]
+        assert sorted(receiver.posts) == sorted(e.id for e in events)
+        assert await store.failing() == []
+        assert (await store.counts()).gone == {}
+
+
+async def test_a_receiver_gone_then_failing_starts_the_dead_letter_clock_afresh(
+    reopen: Any,
+) -> None:
+    """The time a receiver answered 410 does not count towards ``dead_after_s``: after the
+    restart, a 500 is a first failure (the operator's fix is given its full deadline)."""
+    async with reopen() as store:
+        await store.commit(Commit(events=(event(T1, 0),)))
+        (e,) = await store.events()
+        d = Deliverer(hook(), store, Receiver({e.id: 410}), clock=lambda: T0, sleep=stop)  # type: ignore[arg-type]
+        with pytest.raises(WebhookGone):
+            await d.step()
+    async with reopen() as store:
+        later = T0 + 2 * HOUR_MS
+        d = Deliverer(hook(), store, Receiver({e.id: 500}), clock=lambda: later, sleep=stop)  # type: ignore[arg-type]
+        with pytest.raises(Stopped):
+            await d.step()
+        assert await store.dead_letters() == []
+        (failing,) = await store.failing("crm")
+        assert (failing.since_ms, failing.attempts, failing.gone) == (later, 1, False)

@@ -17,9 +17,11 @@ The families, each on its own registry so two endpoints in one process never mix
 - ``vrm_feed_head``: the newest event's position in the vendor's feed (docs/events.md), and per
   ``[[webhooks]]`` receiver ``vrm_webhook_behind{webhook}`` (events after its cursor: not yet
   delivered or set aside — a number that keeps growing is a receiver down, or one event it
-  fails holding the feed back) and ``vrm_webhook_dead_letters{webhook}`` (set aside, waiting
-  for ``vrm vendor events --replay``). Read from the store (as the relationships), so any worker's
-  ``/metrics`` tells the one deliverer's progress;
+  fails holding the feed back), ``vrm_webhook_dead_letters{webhook}`` (set aside, waiting
+  for ``vrm vendor events --replay``), ``vrm_webhook_failing{webhook}`` (events being retried
+  now) and ``vrm_webhook_paused{webhook}`` (1 once the receiver answered 410 Gone: nothing is
+  delivered to it until the server starts again; docs/events.md). Read from the store (as the
+  relationships), so any worker's ``/metrics`` tells the one deliverer's progress;
 - ``vrm_log_records_dropped_total``: log records this process dropped because its log stream
   was not reading (``[logging] queue_size`` of them were waiting; :mod:`._logwriter`).
 
@@ -112,6 +114,11 @@ class Metrics:
         self.webhook_dead = Gauge("vrm_webhook_dead_letters", "Events set aside as dead "
                                   "letters, waiting for a replay.", ["webhook"],
                                   registry=r)  # fmt: skip
+        self.webhook_failing = Gauge("vrm_webhook_failing", "Events being retried.",
+                                     ["webhook"], registry=r)  # fmt: skip
+        self.webhook_paused = Gauge("vrm_webhook_paused", "1 if the receiver answered 410 "
+                                    "Gone: delivery to it is paused until the server starts "
+                                    "again.", ["webhook"], registry=r)  # fmt: skip
         r.register(_LogDrops())
 
     def observe(self, route: str, kind: str | None, status: int, seconds: float,
@@ -152,6 +159,8 @@ class Metrics:
                 label = shown(name)
                 self.webhook_behind.labels(label).set(head - await store.event_cursor(name))
                 self.webhook_dead.labels(label).set(counts.dead_letters.get(name, 0))
+                self.webhook_failing.labels(label).set(counts.failing.get(name, 0))
+                self.webhook_paused.labels(label).set(1 if counts.gone.get(name) else 0)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

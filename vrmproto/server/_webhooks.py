@@ -29,7 +29,11 @@ that fails for ``dead_after_s``. A 2xx answer is an acknowledgement; anything el
 (:data:`REFUSED`: 400, 413, 415, 422 — it will not take this document, however often sent) is
 set aside after ``refused_after_s`` instead: the feed waits out a receiver that is down or
 misconfigured (5xx, timeouts, 401, 403, 404…), but one event it will never take does not hold
-back every relationship's later events for ``dead_after_s``.
+back every relationship's later events for ``dead_after_s``. A 410 Gone says the endpoint itself
+is gone for good (RFC 9110 §15.5.11): the webhook is paused (:class:`WebhookGone`) — no event
+is dropped or set aside, its events wait in the feed, an error is logged and ``/metrics``
+shows ``vrm_webhook_paused`` — until the server is started again (after the operator fixed or
+removed the ``[[webhooks]]`` entry), when the event is tried again.
 
 Batched mode (``batched``, opt-in per webhook): each batch read from the feed is ONE POST, a
 CloudEvents JSON batch (``application/cloudevents-batch+json``: an array of the documents above,
@@ -57,6 +61,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from vrmproto import __version__
+from vrmproto._errors import VrmError
 from vrmproto.server._events import Wakeup, for_purposes, wakeup_of
 from vrmproto.server._webhook_http import HTTPError, Poster
 from vrmproto.store import Commit, DeadLetter, EventRecord, Store
@@ -66,8 +71,9 @@ if TYPE_CHECKING:
     from vrmproto.server._config import VendorFile
     from vrmproto.server._endpoint import Endpoint
 
-__all__ = ["BATCH_CONTENT_TYPE", "CONTENT_TYPE", "REFUSED", "Deliverer", "Failure", "Renderer",
-           "Webhook", "parse_secret", "render", "running", "shown", "sign", "webhooks"]
+__all__ = ["BATCH_CONTENT_TYPE", "CONTENT_TYPE", "GONE", "REFUSED", "Deliverer", "Failure",
+           "Renderer", "Webhook", "WebhookGone", "parse_secret", "render", "running", "shown",
+           "sign", "webhooks"]  # fmt: skip
 
 log = logging.getLogger("vrmproto.server.webhooks")
 
@@ -80,6 +86,9 @@ USER_AGENT = f"vrmproto/{__version__}"
 #: Statuses by which a receiver refuses the POST itself, not its own state: Bad Request,
 #: Content Too Large, Unsupported Media Type, Unprocessable Content (RFC 9110 §15.5).
 REFUSED = frozenset({400, 413, 415, 422})
+#: Gone (RFC 9110 §15.5.11): the receiver says the endpoint is no more, "likely to be
+#: permanent": the webhook is paused, not retried (:class:`WebhookGone`).
+GONE = 410
 #: What a CloudEvent adds to an event's stored JSON besides the source, at most (its other
 #: attributes, the event's id, relationship and kind a second time): to cut a batch to
 #: ``Webhook.batch_bytes``.
@@ -181,13 +190,30 @@ class Webhook:
 @dataclass(frozen=True, slots=True)
 class Failure:
     """A failed attempt: ``what`` went wrong, as a dead letter records it (``HTTP 500``,
-    ``TimeoutError: …``); ``refused``: the receiver answered with a :data:`REFUSED` status."""
+    ``TimeoutError: …``); ``refused``: the receiver answered with a :data:`REFUSED` status;
+    ``gone``: with :data:`GONE`."""
 
     what: str
     refused: bool = False
+    gone: bool = False
 
     def __str__(self) -> str:
         return self.what
+
+
+class WebhookGone(VrmError):  # noqa: N818 -- what the receiver said, as the operator reads it
+    """The receiver answered 410 Gone: its endpoint is gone for good, so the deliverer stops
+    delivering to it (``run`` waits until cancelled; ``step`` raises this). Nothing is dropped:
+    the cursor stays before the event, which is recorded as failing with ``gone`` (what
+    ``vrm_webhook_paused`` reads), and a deliverer started again tries it first."""
+
+    def __init__(self, hook: Webhook, what: str) -> None:
+        super().__init__(f"webhook {hook.shown}: the receiver answered 410 Gone to {what}: it "
+                         "says this endpoint is gone for good, so delivery to it is paused. No "
+                         "event is dropped or set aside: they wait in the feed. Fix the url of "
+                         "this [[webhooks]] entry (or remove the entry) and restart the server: "
+                         "delivery resumes with this event.")  # fmt: skip
+        self.hook = hook
 
 
 class Renderer:
@@ -309,6 +335,8 @@ class Deliverer:
         self._failing: dict[int, FailingEvent] = {}
         self._cleared: list[int] = []  # failing no more (delivered or set aside): to record
         self._read_at = 0.0  # when the batch being delivered was read (monotonic)
+        #: Set once the receiver answered 410 Gone: ``run`` delivers no more.
+        self.paused = asyncio.Event()
 
     async def __aenter__(self) -> Deliverer:
         return self
@@ -342,7 +370,13 @@ class Deliverer:
         while True:
             armed = self.wakeup.arm()
             try:
-                count = await self.deliver_batch()
+                try:
+                    count = await self.deliver_batch()
+                except WebhookGone as gone:
+                    await self.record()  # as far as delivered before the gone one
+                    log.error("%s", gone)
+                    self.paused.set()
+                    await asyncio.Future()  # until cancelled: the others wait on the lock
                 due = hook.record_s - (time.monotonic() - self._recorded_at)
                 if self.unrecorded and due <= 0:
                     await self.record()
@@ -370,9 +404,12 @@ class Deliverer:
 
     async def step(self) -> bool:
         """Deliver one batch after the cursor and record the cursor past it; False if there was
-        none."""
-        count = await self.deliver_batch()
-        await self.record()
+        none. :class:`WebhookGone` once the cursor is recorded as far as delivered, if the
+        receiver answered 410."""
+        try:
+            count = await self.deliver_batch()
+        finally:
+            await self.record()
         return count > 0
 
     async def record(self) -> None:
@@ -426,9 +463,13 @@ class Deliverer:
                         dead.append(DeadLetter(hook.name, e.pos, self.clock(), failure))
                     done.add(e.pos)
 
-        try:
-            await asyncio.gather(*(worker() for _ in range(min(hook.parallel, len(lanes)))))
+        going = [asyncio.create_task(worker()) for _ in range(min(hook.parallel, len(lanes)))]
+        try:  # a lane that fails (the store, or a receiver gone) stops the others
+            await asyncio.wait(going, return_when=asyncio.FIRST_EXCEPTION)
         finally:  # stopped midway too: up to the first event not yet done
+            for task in going:
+                task.cancel()
+            await asyncio.gather(*going, return_exceptions=True)
             reached = cursor
             for e in batch:
                 if e.pos not in done:
@@ -438,6 +479,9 @@ class Deliverer:
             # one set aside past the cursor is delivered again: with its record of failing
             self._cleared = [p for p in self._cleared if p <= reached]
             self._cursor = reached
+        for task in going:
+            if not task.cancelled() and (failed := task.exception()) is not None:
+                raise failed
         return len(batch)
 
     async def _deliver_whole(self, batch: Sequence[EventRecord]) -> int:
@@ -471,8 +515,9 @@ class Deliverer:
         key = events[0].pos
         what = events[0].id if len(events) == 1 else f"a batch of {len(events)} events"
         known = self._failing.get(key)
-        since = None if known is None else known.since_ms
-        attempt = 0 if known is None else known.attempts
+        # one the receiver had answered 410 (before a restart) is tried as if for the first time
+        since = None if known is None or known.gone else known.since_ms
+        attempt = 0 if known is None or known.gone else known.attempts
         tried = 0  # attempts made by this deliverer
         while True:
             if tried or started - self._read_at > FRESH_S:
@@ -484,11 +529,17 @@ class Deliverer:
                 if attempt:
                     log.info("webhook %s: %s delivered after %d failed attempts", hook.shown,
                              what, attempt)  # fmt: skip
+                if attempt or known is not None:
                     self._clear(key)
                 return None
             attempt += 1
             if since is None:
                 since = now
+            if failure.gone:  # recorded as such (the metric reads it), and the hook paused
+                failing = FailingEvent(hook.name, key, since, attempt, failure.what, gone=True)
+                await self.store.commit(Commit(failing=(failing,)))
+                self._failing[key] = failing
+                raise WebhookGone(hook, what)
             limit = hook.refused_after_s if failure.refused else hook.dead_after_s
             if now - since >= limit * 1000:
                 log.warning("webhook %s: %s is a dead letter: %s", hook.shown, what, failure)
@@ -541,7 +592,7 @@ class Deliverer:
             self.delivered += len(events)
             return None
         self.failed += 1
-        return Failure(f"HTTP {status}", status in REFUSED)
+        return Failure(f"HTTP {status}", status in REFUSED, status == GONE)
 
     async def replay(self) -> tuple[int, int]:
         """Deliver this hook's dead letters again, in feed order, one attempt each; those

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from vrmproto._errors import VrmError
@@ -188,6 +188,8 @@ class StoreCounts:
     outbox: int  # outbox items (signed messages waiting for delivery)
     drafts: int  # drafts queued behind a message in flight
     dead_letters: Mapping[str, int]  # by consumer name; one without any is absent
+    failing: Mapping[str, int] = field(default_factory=dict)  # being retried, by name
+    gone: Mapping[str, int] = field(default_factory=dict)  # answered 410, by name
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,14 +23,17 @@ STATEMENTS = (
     "SELECT count(*) FROM outbox",
     "SELECT count(*) FROM drafts",
     "SELECT name, count(*) FROM dead_letters GROUP BY name",
+    "SELECT name, count(*), sum(gone) FROM webhook_failing GROUP BY name",
 )
 
 
 def counts_of(results: Iterable[list[tuple[Any, ...]]]) -> StoreCounts:
     """The :class:`StoreCounts` of the rows :data:`STATEMENTS` returned, in order."""
-    states, outbox, drafts, dead = results
+    states, outbox, drafts, dead, failing = results
     return StoreCounts({str(s): int(n) for s, n in states}, int(outbox[0][0]),
-                       int(drafts[0][0]), {str(k): int(n) for k, n in dead})  # fmt: skip
+                       int(drafts[0][0]), {str(k): int(n) for k, n in dead},
+                       {str(k): int(n) for k, n, _ in failing},
+                       {str(k): int(g) for k, _, g in failing if g})  # fmt: skip
 
 
 def read_counts(conn: sqlite3.Connection) -> StoreCounts:

@@ -461,8 +461,11 @@ class MemoryStore(AsyncClosing):
         self._check_open()
         states = Counter(r.state for r in self._relationships.values())
         dead = Counter(name for name, _ in self._dead)
+        failing = Counter(name for name, _ in self._failing)
+        gone = Counter(f.name for f in self._failing.values() if f.gone)
         return StoreCounts(dict(states), len(self._outbox),
-                           sum(len(q) for q in self._drafts.values()), dict(dead))  # fmt: skip
+                           sum(len(q) for q in self._drafts.values()), dict(dead),
+                           dict(failing), dict(gone))  # fmt: skip
 
     async def usage(self) -> StoreUsage:
         """The bytes of envelopes, responses and meta values held; no disk, so no free space."""

@@ -143,4 +143,4 @@ class EventReads:
             found = await self._rows(lite.SELECT_FAILING + "ORDER BY name, pos")
         else:
             found = await self._rows(lite.SELECT_FAILING + "WHERE name = $1 ORDER BY pos", name)
-        return [FailingEvent(*row) for row in found]
+        return [lite.failing_record(row) for row in found]

@@ -277,3 +277,4 @@ class FailingEvent:
     since_ms: int
     attempts: int
     error: str
+    gone: bool = False  # the last answer was 410 Gone: delivery to the webhook is paused

@@ -140,15 +140,20 @@ def apply_events(conn: sqlite3.Connection, c: Commit) -> None:
 
 #: Upsert a :class:`FailingEvent` (``$n``: PostgreSQL's; SQLite's ``?`` by replacing ``$``).
 UPSERT_FAILING = (
-    "INSERT INTO webhook_failing (name, pos, since_ms, attempts, error) "
-    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, pos) DO UPDATE SET "
-    "since_ms = excluded.since_ms, attempts = excluded.attempts, error = excluded.error"
+    "INSERT INTO webhook_failing (name, pos, since_ms, attempts, error, gone) "
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, pos) DO UPDATE SET "
+    "since_ms = excluded.since_ms, attempts = excluded.attempts, error = excluded.error, "
+    "gone = excluded.gone"
 )
-SELECT_FAILING = "SELECT name, pos, since_ms, attempts, error FROM webhook_failing "
+SELECT_FAILING = "SELECT name, pos, since_ms, attempts, error, gone FROM webhook_failing "
 
 
 def failing_row(f: FailingEvent) -> tuple[object, ...]:
-    return (f.name, f.pos, f.since_ms, f.attempts, f.error)
+    return (f.name, f.pos, f.since_ms, f.attempts, f.error, int(f.gone))
+
+
+def failing_record(row: Sequence[Any]) -> FailingEvent:
+    return FailingEvent(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
 
 
 def read_failing(conn: sqlite3.Connection, name: str | None) -> list[FailingEvent]:
@@ -156,7 +161,7 @@ def read_failing(conn: sqlite3.Connection, name: str | None) -> list[FailingEven
         rows = conn.execute(SELECT_FAILING + "ORDER BY name, pos")
     else:
         rows = conn.execute(SELECT_FAILING + "WHERE name = ? ORDER BY pos", (name,))
-    return [FailingEvent(*r) for r in rows.fetchall()]
+    return [failing_record(r) for r in rows.fetchall()]
 
 
 def read_events(
