@@ -62,7 +62,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from vrmproto import __version__
 from vrmproto._errors import VrmError
-from vrmproto.server._events import Wakeup, for_purposes, wakeup_of
+from vrmproto.server._events import FeedTrimmed, Wakeup, for_purposes, trimmed_before, wakeup_of
+from vrmproto.server._retention import Retention, trimming
 from vrmproto.server._webhook_http import HTTPError, Poster
 from vrmproto.store import Commit, DeadLetter, EventRecord, Store
 from vrmproto.store._base import FailingEvent
@@ -327,6 +328,7 @@ class Deliverer:
         self.sleep = sleep
         self.delivered = 0  # deliveries acknowledged (2xx), for tests and the bench
         self.failed = 0  # attempts that failed
+        self.trimmed = 0  # positions trimmed from the feed before they were delivered
         self._cursor: int | None = None  # delivered (or set aside) up to here
         self._recorded = 0  # the durable cursor, as this deliverer last read or wrote it
         self._recorded_at = time.monotonic()
@@ -443,6 +445,13 @@ class Deliverer:
         hook = self.hook
         cursor = self._cursor if self._cursor is not None else await self._load()
         batch = await self.store.events(cursor, hook.batch)
+        try:
+            await trimmed_before(self.store, cursor, batch)
+        except FeedTrimmed as trimmed:  # told, then on from the oldest event kept
+            log.error("webhook %s: the events after position %d up to %d were trimmed from the "
+                      "feed before they were delivered (older than [feed] max_days): this "
+                      "receiver will not get them", hook.shown, cursor, trimmed.floor)  # fmt: skip
+            self.trimmed += trimmed.floor - cursor
         self._read_at = time.monotonic()
         if not batch:
             return 0
@@ -614,23 +623,30 @@ class Deliverer:
 
 
 @contextlib.asynccontextmanager
-async def running(endpoint: Endpoint, hooks: Sequence[Webhook], *,
-                  poll_s: float | None = None) -> AsyncIterator[list[Deliverer]]:  # fmt: skip
+async def running(endpoint: Endpoint, hooks: Sequence[Webhook], *, poll_s: float | None = None,
+                  retention: Retention | None = None,
+                  ) -> AsyncIterator[list[Deliverer]]:  # fmt: skip
     """Deliver ``endpoint``'s feed to each of ``hooks`` while the block runs; woken by the
     endpoint's commits and, on PostgreSQL, every process's (``poll_s``: the fallback poll).
-    ValueError if two hooks have one name: it keys a hook's cursor and its lock."""
-    if not hooks:
-        yield []
-        return
+    ``retention``: also trim the feed (:mod:`vrmproto.server._retention`), keeping what these
+    hooks have not had. ValueError if two hooks have one name: it keys a hook's cursor and its
+    lock."""
     names = [h.name for h in hooks]
     if len(set(names)) < len(names):  # one would wait for the other's lock for ever
         twice = sorted({shown(n) for n in names if names.count(n) > 1})
         raise ValueError(f"two webhooks are named {', '.join(twice)} (a webhook without a name "
                          "is named after its url): give each a name of its own")  # fmt: skip
-    wakeup = wakeup_of(endpoint, poll_s)
-    deliverers = [Deliverer(h, endpoint.store, wakeup=wakeup, clock=endpoint.clock)
-                  for h in hooks]  # fmt: skip
-    tasks = [asyncio.create_task(d.run(), name=f"webhook {d.hook.shown}") for d in deliverers]
+    tasks: list[asyncio.Task[None]] = []
+    if retention is not None:
+        tasks.append(asyncio.create_task(trimming(endpoint.store, retention, names,
+                                                  endpoint.clock), name="feed retention"))
+    deliverers: list[Deliverer] = []
+    if hooks:
+        wakeup = wakeup_of(endpoint, poll_s)
+        deliverers = [Deliverer(h, endpoint.store, wakeup=wakeup, clock=endpoint.clock)
+                      for h in hooks]  # fmt: skip
+        tasks += [asyncio.create_task(d.run(), name=f"webhook {d.hook.shown}")
+                  for d in deliverers]  # fmt: skip
     try:
         yield deliverers
     finally:

@@ -446,6 +446,25 @@ class Store(Protocol):
         """The events consumers are retrying (``name``'s if given), by (name, pos)."""
         ...
 
+    async def event_cursors(self) -> dict[str, int]:
+        """Every consumer's cursor, by name."""
+        ...
+
+    async def feed_floor(self) -> int:
+        """The pos of the newest event trimmed from the feed (0 if none): the events up to it
+        are gone (but those kept as dead letters), so a reader whose cursor is below it has
+        missed some (docs/events.md, "Retention")."""
+        ...
+
+    async def trim_events(self, upto: int, *, recorded_before: int, keep: Collection[int] = (),
+                          limit: int = 2_000) -> int:  # fmt: skip
+        """Delete the oldest events, in one transaction: those after the floor, by pos, up to
+        ``upto`` and while recorded before ``recorded_before``, at most ``limit`` of them
+        looked at, never the newest event; those in ``keep`` stay. The floor moves past the
+        last one looked at that could go. How many were deleted; called again while the
+        floor moves (:mod:`vrmproto.store._trim`)."""
+        ...
+
     async def purge_dedupe(self, now_ms: int) -> int:
         """Delete de-duplication records with ``expires_ms < now_ms``; return how many."""
         ...

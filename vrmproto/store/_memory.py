@@ -42,6 +42,7 @@ from vrmproto.store._base import (
 from vrmproto.store._locks import LocalLocks
 from vrmproto.store._rel_query import RelationshipsWhere
 from vrmproto.store._rows import ThreadKind
+from vrmproto.store._trim import TRIM_BATCH, trim_plan
 
 _new_item = quick_new(OutboxItem)  # OutboxItem(...): every message sent is one
 
@@ -154,7 +155,10 @@ class MemoryStore(AsyncClosing):
         self._share_notes: dict[bytes, ShareNote] = {}
         self._locks = LocalLocks()
         self._events: list[EventRecord] = []  # by pos
-        self._event_ids: dict[str, int] = {}  # id -> index in _events
+        self._positions: list[int] = []  # their pos, for bisect (trimming leaves gaps)
+        self._next_pos = 1
+        self._floor = 0  # the highest pos trimmed (:meth:`trim_events`)
+        self._event_ids: dict[str, int] = {}  # id -> pos
         self._cursors: dict[str, int] = {}
         self._dead: dict[tuple[str, int], DeadLetter] = {}
         self._failing: dict[tuple[str, int], FailingEvent] = {}
@@ -275,8 +279,11 @@ class MemoryStore(AsyncClosing):
     def _apply_events(self, c: Commit) -> None:
         """Parts 23–28 of ``c``: the event feed."""
         for e in c.events:
-            self._event_ids[e.id] = len(self._events)
-            self._events.append(dataclasses.replace(e, pos=len(self._events) + 1))
+            pos = self._next_pos
+            self._next_pos += 1
+            self._event_ids[e.id] = pos
+            self._positions.append(pos)
+            self._events.append(dataclasses.replace(e, pos=pos))
         self._cursors.update(c.event_cursors)
         for key in c.dead_letters_done:
             self._dead.pop(key, None)
@@ -349,13 +356,46 @@ class MemoryStore(AsyncClosing):
         self, after: int = 0, limit: int = 100, *, thread: bytes | None = None
     ) -> list[EventRecord]:
         self._check_open()
-        found = (e for e in self._events[max(after, 0):] if thread is None or e.thread == thread)
+        start = bisect.bisect_right(self._positions, after)
+        found = (e for e in self._events[start:] if thread is None or e.thread == thread)
         return [e for _, e in zip(range(limit), found, strict=False)]
 
     async def event(self, event_id: str) -> EventRecord | None:
         self._check_open()
-        index = self._event_ids.get(event_id)
-        return None if index is None else self._events[index]
+        pos = self._event_ids.get(event_id)
+        if pos is None:
+            return None
+        index = bisect.bisect_left(self._positions, pos)
+        found = index < len(self._positions) and self._positions[index] == pos
+        return self._events[index] if found else None
+
+    async def feed_floor(self) -> int:
+        self._check_open()
+        return self._floor
+
+    async def event_cursors(self) -> dict[str, int]:
+        self._check_open()
+        return dict(sorted(self._cursors.items()))
+
+    async def trim_events(self, upto: int, *, recorded_before: int, keep: Collection[int] = (),
+                          limit: int = TRIM_BATCH) -> int:  # fmt: skip
+        """See :meth:`~vrmproto.store.Store.trim_events` (:func:`trim_plan`)."""
+        self._check_open()
+        split = bisect.bisect_right(self._positions, self._floor)
+        rows = [(e.pos, e.recorded_ms) for e in self._events[split:split + limit]]
+        below = [(e.pos, e.recorded_ms) for e in self._events[:split]]
+        plan = trim_plan(rows, below, floor=self._floor, upto=upto,
+                         head=self._events[-1].pos if self._events else 0,
+                         recorded_before=recorded_before, keep=keep)  # fmt: skip
+        if plan is None:
+            return 0
+        last, doomed = plan
+        gone = set(doomed)
+        kept = [e for e in self._events if e.pos not in gone]
+        self._events = kept
+        self._positions = [e.pos for e in kept]
+        self._floor = max(self._floor, last)
+        return len(gone)
 
     async def event_cursor(self, name: str) -> int:
         self._check_open()

@@ -64,12 +64,14 @@ from vrmproto.store._counts import counts_of
 from vrmproto.store._pg_apply import apply_expecting, apply_group, groupable
 from vrmproto.store._pg_conns import Connections
 from vrmproto.store._pg_events import EventReads
+from vrmproto.store._pg_events import trim as trim_step
 from vrmproto.store._pg_locks import AdvisoryLocks
 from vrmproto.store._pg_notify import EventNotices
 from vrmproto.store._pg_reads import SELECT_OUTBOX, TypedReads
 from vrmproto.store._pg_schema import SCHEMA_VERSION, check_schema_name, migrate
 from vrmproto.store._rel_query import RelationshipsWhere
 from vrmproto.store._sqlite import StoreStats
+from vrmproto.store._trim import TRIM_BATCH
 
 if TYPE_CHECKING:
     from asyncpg import Connection
@@ -537,6 +539,12 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
     async def get_meta(self, key: str) -> bytes | None:
         rows = await self._rows("SELECT value FROM meta WHERE key = $1", key)
         return bytes(rows[0][0]) if rows else None
+
+    async def trim_events(self, upto: int, *, recorded_before: int, keep: Collection[int] = (),
+                          limit: int = TRIM_BATCH) -> int:  # fmt: skip
+        """One step of trimming, one transaction on a pooled connection (:mod:`._trim`)."""
+        return await self._pooled(
+            lambda conn: trim_step(conn, upto, recorded_before, keep, limit))
 
     async def counts(self) -> StoreCounts:
         """Counted by PostgreSQL (:mod:`vrmproto.store._counts`), in one snapshot (a

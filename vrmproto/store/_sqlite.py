@@ -137,6 +137,7 @@ from vrmproto.store._migrate_v10 import migrate_9_to_10
 from vrmproto.store._migrate_v11 import migrate_10_to_11
 from vrmproto.store._migrate_v12 import migrate_11_to_12
 from vrmproto.store._rel_query import RelationshipsWhere, migrate_6_to_7
+from vrmproto.store._trim import TRIM_BATCH
 
 __all__ = ["BATCH_CAP", "SCHEMA_VERSION", "SQLiteStore", "StoreStats"]
 
@@ -1253,6 +1254,18 @@ class SQLiteStore(AsyncClosing):
 
     async def failing(self, name: str | None = None) -> list[FailingEvent]:
         return await self._read(lambda conn: feed.read_failing(conn, name))
+
+    async def event_cursors(self) -> dict[str, int]:
+        return await self._read(feed.read_cursors)
+
+    async def feed_floor(self) -> int:
+        return await self._read(feed.read_floor)
+
+    async def trim_events(self, upto: int, *, recorded_before: int, keep: Collection[int] = (),
+                          limit: int = TRIM_BATCH) -> int:  # fmt: skip
+        """One step of trimming, a short transaction on the writer (:mod:`._trim`)."""
+        return await self._write(
+            lambda conn: feed.trim(conn, upto, recorded_before, keep, limit), inline=False)
 
     async def purge_dedupe(self, now_ms: int) -> int:
         """Delete de-duplication records that expired before ``now_ms``; return how many."""
