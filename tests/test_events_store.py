@@ -34,11 +34,12 @@ async def test_a_version_3_sqlite_file_gains_an_empty_feed(tmp_path: Path) -> No
     for column in ("relay_index", "relays"):  # schema 5's
         conn.execute(f"ALTER TABLE intents DROP COLUMN {column}")
     conn.execute("ALTER TABLE threads DROP COLUMN doc_expires_ms")  # schema 11's
+    conn.execute("DROP TABLE webhook_failing")  # schema 12's
     conn.execute("PRAGMA user_version = 3")
     conn.close()
-    assert len(_MIGRATIONS) == SCHEMA_VERSION == 11
+    assert len(_MIGRATIONS) == SCHEMA_VERSION == 12
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == 11
+        assert (await s.pragmas())["user_version"] == 12
         assert await s.history(T1) == [entry(T1, 0)]
         assert await s.events() == []
         await s.commit(Commit(events=(event(T1, 0),)))
@@ -119,6 +120,7 @@ async def test_a_version_4_sqlite_file_keeps_its_intents_as_sent_over_http(
     for column in ("relay_index", "relays"):
         conn.execute(f"ALTER TABLE intents DROP COLUMN {column}")
     conn.execute("ALTER TABLE threads DROP COLUMN doc_expires_ms")  # schema 11's
+    conn.execute("DROP TABLE webhook_failing")  # schema 12's
     conn.execute("PRAGMA user_version = 4")
     conn.close()
     async with await SQLiteStore.open(path) as s:
@@ -143,10 +145,11 @@ async def test_a_version_5_sqlite_file_indexes_only_events_with_personal_data(
     conn.execute("DROP INDEX events_with_personal")
     conn.execute("CREATE INDEX events_by_share ON events(thread, msg_hash)")
     conn.execute("ALTER TABLE threads DROP COLUMN doc_expires_ms")  # schema 11's
+    conn.execute("DROP TABLE webhook_failing")  # schema 12's
     conn.execute("PRAGMA user_version = 5")
     conn.close()
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == 11
+        assert (await s.pragmas())["user_version"] == 12
         await s.commit(Commit(held_drop=((T1, personal.msg_hash),)))
         assert [e.personal for e in await s.events()] == [None, None]
         assert [e.pos for e in await s.events()] == [1, 2]  # every position kept
@@ -191,7 +194,7 @@ async def test_a_version_4_postgres_schema_indexes_only_events_with_personal_dat
         assert await migrate(conn, postgres_config.schema, target=4) == 4
         personal = event(T1, 1, personal=b'{"email":"a@example.org"}')
         async with await PostgresStore.open(postgres_config) as s:
-            assert (await s.settings())["schema_version"] == SCHEMA_VERSION_PG == 7
+            assert (await s.settings())["schema_version"] == SCHEMA_VERSION_PG == 8
             await s.commit(Commit(events=(event(T1, 0), personal)))
             await s.commit(Commit(held_drop=((T1, personal.msg_hash),)))
             assert [e.personal for e in await s.events()] == [None, None]

@@ -20,21 +20,23 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from vrmproto.server import serve
 from vrmproto.server._metrics import STORE_READ_MIN_S, Metrics
-from vrmproto.store import Commit, MemoryStore, RelationshipRecord
+from vrmproto.store import Commit, MemoryStore
+from vrmproto.store._base import StoreCounts
 from vrmproto.testing.store_contract import T1, T2, rel
 
 
 class CountingStore(MemoryStore):
-    """A MemoryStore that counts how often every relationship is read."""
+    """A MemoryStore that counts how often the relationships are counted (session 17: the
+    store counts them, :meth:`~vrmproto.store.Store.counts`, where a scrape read every one)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.reads = 0
 
-    async def relationships(self, *, with_data: bool = True) -> list[RelationshipRecord]:
+    async def counts(self) -> StoreCounts:
         self.reads += 1
         await asyncio.sleep(0)  # a read takes a while: scrapes arriving meanwhile wait for it
-        return await super().relationships(with_data=with_data)
+        return await super().counts()
 
 
 def agreed(text: str) -> float:

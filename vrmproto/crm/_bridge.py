@@ -5,19 +5,29 @@ It reads the feed in-process, after the cursor the Tryton database itself keeps 
 on one worker thread: Tryton is blocking, and its transactions belong to a thread. Events come
 at least once; applying one twice changes nothing, so a crash anywhere costs no event and makes
 no duplicate.
+
+Retention (docs/events.md, "Retention"): the vendor's feed is trimmed of what every consumer
+has had. Reading the feed through :func:`~vrmproto.server._events.follow` (``endpoint.events``,
+``vrm vendor tryton``), the bridge records its position in the vendor's store as the cursor
+``tryton:<database>`` (at start, at most every :data:`RECORD_S` while it applies events, and
+when it stops), so that the feed keeps every event it has not applied — unless older than
+``[feed] max_days``: then it stops with :class:`FeedRewound` saying so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from vrmproto.crm._tryton import TrytonCRM
-from vrmproto.server._events import FeedEvent, wall_ms
+from vrmproto.server._events import Feed, FeedEvent, FeedTrimmed, wall_ms
+from vrmproto.server._retention import BRIDGE_PREFIX
+from vrmproto.store import Commit, Store
 
 __all__ = ["FeedRewound", "TrytonBridge"]
 
@@ -26,6 +36,9 @@ T = TypeVar("T")
 
 #: How often a running bridge deletes the fields of expired shares when no event comes (§5.3.1-4).
 SWEEP_S = 60.0
+#: While applying events, the bridge records its position in the vendor's store at most this
+#: often (and when it stops): a cursor behind by that much only keeps a few events longer.
+RECORD_S = 5.0
 
 
 class FeedRewound(Exception):  # noqa: N818 -- what happened, as the operator reads it
@@ -35,12 +48,20 @@ class FeedRewound(Exception):  # noqa: N818 -- what happened, as the operator re
     with ``after=0`` goes through the whole feed again (what Tryton holds already is
     recognised by its id and skipped)."""
 
-    def __init__(self, pos: int, applied: str, found: str | None) -> None:
+    def __init__(self, pos: int, applied: str, found: str | None, *,
+                 trimmed: FeedTrimmed | None = None) -> None:  # fmt: skip
         here = f"holds {found}" if found is not None else "ends before it"
-        super().__init__(f"Tryton applied {applied} at feed position {pos}, but the feed {here}: "
-                         "was the vendor's store restored from a backup? Resume from the start "
-                         "of the feed (vrm vendor tryton --resync): what Tryton holds is "
-                         "skipped, the rest applied.")  # fmt: skip
+        if trimmed is not None:
+            super().__init__(f"the vendor's feed was trimmed up to position {trimmed.floor}, "
+                             f"past Tryton's cursor ({pos}): those events were older than "
+                             "[feed] max_days and Tryton will not get them. Go on from the "
+                             "oldest event the feed keeps (vrm vendor tryton --resync): what "
+                             "Tryton holds is skipped, the rest applied.")  # fmt: skip
+        else:
+            super().__init__(f"Tryton applied {applied} at feed position {pos}, but the feed "
+                             f"{here}: was the vendor's store restored from a backup? Resume "
+                             "from the start of the feed (vrm vendor tryton --resync): what "
+                             "Tryton holds is skipped, the rest applied.")  # fmt: skip
         self.pos = pos
 
 
@@ -144,9 +165,16 @@ class TrytonBridge:
         start = await self.cursor() if after is None else after
         applied_there = await self.applied_at(start) if after is None else None
         sweeper = asyncio.create_task(self._sweep(sweep_s))
+        checked = applied_there is None
+        feed = events(start - 1 if not checked else start)
+        store = feed.store if isinstance(feed, Feed) else None
+        recorded = time.monotonic()
         try:
-            checked = applied_there is None
-            async for event in events(start - 1 if not checked else start):
+            if store is not None:  # the feed keeps what this bridge has not applied
+                if not checked and (floor := await store.feed_floor()) >= start:
+                    raise FeedTrimmed(start - 1, floor)  # the event at its cursor is gone
+                await self._record(store)
+            async for event in feed:
                 if not checked:
                     if event.pos != start or event.id != applied_there:
                         raise FeedRewound(start, str(applied_there),
@@ -156,12 +184,29 @@ class TrytonBridge:
                 applied = await self.apply(event)
                 if report is not None:
                     report(event, applied)
+                if store is not None and time.monotonic() - recorded >= RECORD_S:
+                    await self._record(store)
+                    recorded = time.monotonic()
             if not checked:  # the feed ended before the bridge's cursor
                 raise FeedRewound(start, str(applied_there), None)
+        except FeedTrimmed as exc:
+            raise FeedRewound(start, str(applied_there), None, trimmed=exc) from None
         finally:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            if store is not None:
+                with contextlib.suppress(Exception):  # stopping: the next start records it
+                    await self._record(store)
+
+    @property
+    def cursor_name(self) -> str:
+        """The bridge's cursor in the vendor's store: ``tryton:<database>``."""
+        return BRIDGE_PREFIX + self.crm.name
+
+    async def _record(self, store: Store) -> None:
+        """Record the position in the vendor's store (retention keeps what is after it)."""
+        await store.commit(Commit(event_cursors=((self.cursor_name, self.position),)))
 
     async def reached(self, pos: int) -> None:
         """Wait until the event at ``pos`` (and every one before it) is applied."""

@@ -43,6 +43,10 @@ environment variables over it: what ``vrm vendor serve`` and ``vrm vendor check-
     [metrics]
     enabled = true                    # GET /metrics (off by default)
     port = 9464                       # a listener of its own (default: the same one)
+    [feed]                            # retention of the event feed (docs/events.md)
+    keep_days = 30                    # kept this long, and until every consumer has it
+    max_days = 365                    # then trimmed whoever has not had it (0: never)
+    consumers = ["crm"]               # in-process consumers' cursors to keep events for
 
     [[webhooks]]                      # the event feed, pushed to a CRM (docs/events.md)
     url = "https://crm.example/vrm-events"
@@ -96,6 +100,7 @@ from vrmproto.server._connections import ConnectionLimits
 from vrmproto.server._logwriter import DEFAULT_QUEUE_SIZE
 from vrmproto.server._policy import CatalogueItem
 from vrmproto.server._proxy import Deployment
+from vrmproto.server._retention import DAY_S, Retention
 from vrmproto.server._runner import VendorConfig, seed_hex
 from vrmproto.server._webhook_http import Poster
 from vrmproto.server._webhooks import Webhook, parse_secret
@@ -279,6 +284,31 @@ class MetricsSection(_Section):
     port: int | None = Field(default=None, ge=0, le=65535)
 
 
+class FeedSection(_Section):
+    """``[feed]``: how long the event feed keeps its events (:mod:`vrmproto.server._retention`,
+    docs/events.md "Retention"). The webhooks' cursors (and dead letters) and the Tryton
+    bridges' are kept for without being named here."""
+
+    trim: bool = True  # false: the feed keeps every event for ever
+    keep_days: float = Field(default=30.0, ge=0, le=36_500)
+    max_days: float = Field(default=365.0, ge=0, le=36_500)  # 0: no hard maximum
+    trim_every_s: float = Field(default=3_600.0, gt=0, le=7 * 86_400)
+    consumers: list[Annotated[str, Field(min_length=1, max_length=200)]] = []
+
+    @model_validator(mode="after")
+    def _max_after_keep(self) -> FeedSection:
+        if self.max_days and self.max_days < self.keep_days:
+            raise ValueError("max_days (the hard maximum) must be at least keep_days, or 0")
+        return self
+
+    def retention(self) -> Retention | None:
+        """What ``vrm vendor serve`` trims the feed by (None: ``trim = false``)."""
+        if not self.trim:
+            return None
+        return Retention(self.keep_days * DAY_S, self.max_days * DAY_S or None,
+                         self.trim_every_s, tuple(self.consumers))  # fmt: skip
+
+
 class WebhookEntry(_Section):
     """One ``[[webhooks]]`` receiver of the event feed (:mod:`vrmproto.server._webhooks`)."""
 
@@ -332,6 +362,7 @@ class VendorFile(_Section):
     store: StoreSection = StoreSection()
     logging: LoggingSection = LoggingSection()
     metrics: MetricsSection = MetricsSection()
+    feed: FeedSection = FeedSection()
     webhooks: list[WebhookEntry] = []
 
     @model_validator(mode="after")

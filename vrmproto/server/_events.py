@@ -30,9 +30,11 @@ import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from vrmproto._envelope import Signed
+from vrmproto._errors import VrmError
 from vrmproto._messages import (
     AddressUpdate,
     DataShare,
@@ -52,7 +54,8 @@ if TYPE_CHECKING:
     from vrmproto.server._accept import Step
     from vrmproto.server._endpoint import Endpoint
 
-__all__ = ["KINDS", "FeedEvent", "Wakeup", "events_of", "follow", "to_feed_event", "wakeup_of"]
+__all__ = ["KINDS", "Feed", "FeedEvent", "FeedTrimmed", "Wakeup", "events_of", "follow",
+           "to_feed_event", "wakeup_of"]  # fmt: skip
 
 #: Event kind per message type (a terms.offer at index 0 opens the relationship).
 KINDS: Mapping[str, str] = {
@@ -344,20 +347,82 @@ async def resolve(store: Store, after: int | str) -> int:
     return found.pos
 
 
-async def follow(
+class FeedTrimmed(VrmError):  # noqa: N818 -- what happened, as the operator reads it
+    """The events after a reader's position are no longer in the feed: retention trimmed them
+    (``[feed]`` in the vendor file, docs/events.md "Retention") up to ``floor``, the newest
+    event trimmed, before this reader had them. It is raised instead of skipping them silently;
+    a reader that accepts the loss starts again from the oldest event kept (``after=0``; the
+    Tryton bridge's ``--resync``)."""
+
+    def __init__(self, after: int, floor: int) -> None:
+        super().__init__(f"the event feed no longer holds the events after position {after}: "
+                         f"retention trimmed them up to {floor} before this reader had them "
+                         "(older than [feed] max_days, or not kept for any consumer: "
+                         "docs/events.md, Retention); read again from the oldest event kept "
+                         "(position 0) to go on without them")  # fmt: skip
+        self.after = after
+        self.floor = floor
+
+
+class Feed(AsyncGenerator[FeedEvent, None]):
+    """What :func:`follow` returns: its events, and the ``store`` they are read from, where a
+    consumer that keeps a cursor of its own (the Tryton bridge) records how far it got, so
+    that retention keeps what it has not had (docs/events.md, "Retention")."""
+
+    def __init__(self, store: Store, events: AsyncGenerator[FeedEvent, None]) -> None:
+        self.store = store
+        self._events = events
+
+    async def __anext__(self) -> FeedEvent:
+        return await self._events.__anext__()
+
+    async def asend(self, value: None) -> FeedEvent:
+        return await self._events.asend(value)
+
+    async def athrow(self, typ: type[BaseException] | BaseException, val: object = None,
+                     tb: TracebackType | None = None) -> FeedEvent:  # fmt: skip
+        if isinstance(typ, BaseException):
+            return await self._events.athrow(typ)
+        return await self._events.athrow(typ(val) if val is not None else typ())
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+
+
+async def trimmed_before(store: Store, pos: int, found: list[EventRecord]) -> None:
+    """:class:`FeedTrimmed` if the events after ``pos`` were trimmed: only looked at where the
+    first event ``found`` after it is not the next position (positions are consecutive but for
+    trimming and, on PostgreSQL, a rolled-back insert). ``pos`` 0 (from the start) is never
+    trimmed: it is the oldest event kept."""
+    if pos and found and found[0].pos != pos + 1:
+        floor = await store.feed_floor()
+        if pos < floor:
+            raise FeedTrimmed(pos, floor)
+
+
+def follow(
     store: Store,
     wakeup: Wakeup | None,
     after: int | str = 0,
     *,
     clock: Callable[[], int] = wall_ms,
     batch: int = 100,
-) -> AsyncGenerator[FeedEvent, None]:
+) -> Feed:
     """Every event after ``after`` (a position or an event id), in feed order, then each new
-    one as it is committed; without ``wakeup``, stop at the end of the feed."""
+    one as it is committed; without ``wakeup``, stop at the end of the feed.
+    :class:`FeedTrimmed` when retention trimmed events after ``after`` before they were read
+    (``after`` 0 reads from the oldest event kept)."""
+    return Feed(store, _follow(store, wakeup, after, clock, batch))
+
+
+async def _follow(store: Store, wakeup: Wakeup | None, after: int | str,
+                  clock: Callable[[], int], batch: int
+                  ) -> AsyncGenerator[FeedEvent, None]:  # fmt: skip
     pos = await resolve(store, after)
     while True:
         armed = wakeup.arm() if wakeup is not None else None
         found = await store.events(pos, batch)
+        await trimmed_before(store, pos, found)
         now = clock()
         for e in found:
             pos = e.pos

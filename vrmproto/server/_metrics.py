@@ -9,16 +9,19 @@ The families, each on its own registry so two endpoints in one process never mix
 - ``vrm_problems_total{code}``: the refusals we answered, by problem code (§9);
 - ``vrm_store_commit_seconds`` and ``vrm_store_commit_records`` (histograms): how long a store
   commit takes to become durable, and how many records one commit writes;
-- ``vrm_relationships{state}``: relationships held, by state (read from the store by a scrape;
+- ``vrm_relationships{state}``: relationships held, by state (counted by the store at a scrape,
+  :meth:`~vrmproto.store.Store.counts`: in the database, off the event loop;
   on the vendor's own port at most every 5 s, :data:`STORE_READ_MIN_S`);
 - ``vrm_outbox_depth``: messages waiting in the store's outbox, signed or queued as drafts
   behind one in flight — what ``vrm outbox`` lists (the agent's; a vendor's is 0);
 - ``vrm_feed_head``: the newest event's position in the vendor's feed (docs/events.md), and per
   ``[[webhooks]]`` receiver ``vrm_webhook_behind{webhook}`` (events after its cursor: not yet
   delivered or set aside — a number that keeps growing is a receiver down, or one event it
-  fails holding the feed back) and ``vrm_webhook_dead_letters{webhook}`` (set aside, waiting
-  for ``vrm vendor events --replay``). Read from the store (as the relationships), so any worker's
-  ``/metrics`` tells the one deliverer's progress;
+  fails holding the feed back), ``vrm_webhook_dead_letters{webhook}`` (set aside, waiting
+  for ``vrm vendor events --replay``), ``vrm_webhook_failing{webhook}`` (events being retried
+  now) and ``vrm_webhook_paused{webhook}`` (1 once the receiver answered 410 Gone: nothing is
+  delivered to it until the server starts again; docs/events.md). Read from the store (as the
+  relationships), so any worker's ``/metrics`` tells the one deliverer's progress;
 - ``vrm_log_records_dropped_total``: log records this process dropped because its log stream
   was not reading (``[logging] queue_size`` of them were waiting; :mod:`._logwriter`).
 
@@ -31,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter as Tally
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -60,10 +62,10 @@ __all__ = ["MeteredStore", "Metrics", "metrics_handler", "metrics_site"]
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 _RECORD_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 #: A scrape reads the store's gauges again only this long after the last read ended, and no
-#: sooner than ten times that read's duration: reading every relationship costs ~6 µs of CPU
-#: each (0.6 s per 100,000), and ``/metrics`` on the vendor's own port is not rate limited, so
-#: a flood of scrapes would otherwise keep the process reading. Scrapes in between answer with
-#: the values read last; scrapes at once share one read.
+#: sooner than ten times that read's duration: ``/metrics`` on the vendor's own port is not
+#: rate limited, and even counted in the database (:meth:`Store.counts`) a read scans every
+#: relationship, so a flood of scrapes would otherwise keep the store reading. Scrapes in
+#: between answer with the values read last; scrapes at once share one read.
 STORE_READ_MIN_S = 5.0
 STORE_READ_FACTOR = 10.0
 
@@ -112,6 +114,11 @@ class Metrics:
         self.webhook_dead = Gauge("vrm_webhook_dead_letters", "Events set aside as dead "
                                   "letters, waiting for a replay.", ["webhook"],
                                   registry=r)  # fmt: skip
+        self.webhook_failing = Gauge("vrm_webhook_failing", "Events being retried.",
+                                     ["webhook"], registry=r)  # fmt: skip
+        self.webhook_paused = Gauge("vrm_webhook_paused", "1 if the receiver answered 410 "
+                                    "Gone: delivery to it is paused until the server starts "
+                                    "again.", ["webhook"], registry=r)  # fmt: skip
         r.register(_LogDrops())
 
     def observe(self, route: str, kind: str | None, status: int, seconds: float,
@@ -136,21 +143,24 @@ class Metrics:
         return self.text()
 
     async def refresh(self, store: Store) -> None:
-        """Read the gauges that live in the store: relationships by state, outbox depth."""
-        states = Tally(r.state for r in await store.relationships(with_data=False))
+        """Read the gauges that live in the store: relationships by state, outbox depth, the
+        feed's head and each webhook's progress. Counted by the store (:meth:`Store.counts`:
+        ``GROUP BY`` in the database, off the event loop), never by reading every record."""
+        counts = await store.counts()
         self.relationships.clear()
-        for state, n in states.items():
+        for state, n in counts.relationships.items():
             self.relationships.labels(state).set(n)
         # what `vrm outbox` lists: signed messages and the drafts queued behind them
-        self.outbox_depth.set(len(await store.outbox_all()) + len(await store.drafts()))
+        self.outbox_depth.set(counts.outbox + counts.drafts)
         if self.webhooks:
             head = await store.feed_head()
             self.feed_head.set(head)
-            dead = Tally(d.name for d in await store.dead_letters())
             for name in self.webhooks:  # labelled without the password a url may hold
                 label = shown(name)
                 self.webhook_behind.labels(label).set(head - await store.event_cursor(name))
-                self.webhook_dead.labels(label).set(dead[name])
+                self.webhook_dead.labels(label).set(counts.dead_letters.get(name, 0))
+                self.webhook_failing.labels(label).set(counts.failing.get(name, 0))
+                self.webhook_paused.labels(label).set(1 if counts.gone.get(name) else 0)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

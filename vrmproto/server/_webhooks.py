@@ -20,12 +20,20 @@ most that often while events keep coming), and when the deliverer stops. A crash
 re-delivers what was in flight and what was acknowledged since the last record, never skips.
 An event still failing ``dead_after_s`` after its first attempt becomes a dead letter
 (:class:`~vrmproto.store.DeadLetter`) and its relationship's later events go on; ``vrm vendor
-events --replay`` delivers dead letters again. A 2xx answer is an acknowledgement; anything else
+events --replay`` delivers dead letters again. When an event started failing, and how many
+attempts it had, is kept in the store with each failed attempt
+(:class:`~vrmproto.store.FailingEvent`, schema v12), on the wall clock (``clock``): a restart
+goes on with the same deadline and backoff — a vendor restarted daily still sets aside an event
+that fails for ``dead_after_s``. A 2xx answer is an acknowledgement; anything else
 (or no answer within ``timeout_s``) is a failure. An event the receiver refuses as such
 (:data:`REFUSED`: 400, 413, 415, 422 — it will not take this document, however often sent) is
 set aside after ``refused_after_s`` instead: the feed waits out a receiver that is down or
 misconfigured (5xx, timeouts, 401, 403, 404…), but one event it will never take does not hold
-back every relationship's later events for ``dead_after_s``.
+back every relationship's later events for ``dead_after_s``. A 410 Gone says the endpoint itself
+is gone for good (RFC 9110 §15.5.11): the webhook is paused (:class:`WebhookGone`) — no event
+is dropped or set aside, its events wait in the feed, an error is logged and ``/metrics``
+shows ``vrm_webhook_paused`` — until the server is started again (after the operator fixed or
+removed the ``[[webhooks]]`` entry), when the event is tried again.
 
 Batched mode (``batched``, opt-in per webhook): each batch read from the feed is ONE POST, a
 CloudEvents JSON batch (``application/cloudevents-batch+json``: an array of the documents above,
@@ -47,22 +55,26 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from vrmproto import __version__
-from vrmproto.server._events import Wakeup, for_purposes, wakeup_of
+from vrmproto._errors import VrmError
+from vrmproto.server._events import FeedTrimmed, Wakeup, for_purposes, trimmed_before, wakeup_of
+from vrmproto.server._retention import Retention, trimming
 from vrmproto.server._webhook_http import HTTPError, Poster
 from vrmproto.store import Commit, DeadLetter, EventRecord, Store
+from vrmproto.store._base import FailingEvent
 
 if TYPE_CHECKING:
     from vrmproto.server._config import VendorFile
     from vrmproto.server._endpoint import Endpoint
 
-__all__ = ["BATCH_CONTENT_TYPE", "CONTENT_TYPE", "REFUSED", "Deliverer", "Failure", "Renderer",
-           "Webhook", "parse_secret", "render", "running", "shown", "sign", "webhooks"]
+__all__ = ["BATCH_CONTENT_TYPE", "CONTENT_TYPE", "GONE", "REFUSED", "Deliverer", "Failure",
+           "Renderer", "Webhook", "WebhookGone", "parse_secret", "render", "running", "shown",
+           "sign", "webhooks"]  # fmt: skip
 
 log = logging.getLogger("vrmproto.server.webhooks")
 
@@ -75,6 +87,9 @@ USER_AGENT = f"vrmproto/{__version__}"
 #: Statuses by which a receiver refuses the POST itself, not its own state: Bad Request,
 #: Content Too Large, Unsupported Media Type, Unprocessable Content (RFC 9110 §15.5).
 REFUSED = frozenset({400, 413, 415, 422})
+#: Gone (RFC 9110 §15.5.11): the receiver says the endpoint is no more, "likely to be
+#: permanent": the webhook is paused, not retried (:class:`WebhookGone`).
+GONE = 410
 #: What a CloudEvent adds to an event's stored JSON besides the source, at most (its other
 #: attributes, the event's id, relationship and kind a second time): to cut a batch to
 #: ``Webhook.batch_bytes``.
@@ -176,13 +191,30 @@ class Webhook:
 @dataclass(frozen=True, slots=True)
 class Failure:
     """A failed attempt: ``what`` went wrong, as a dead letter records it (``HTTP 500``,
-    ``TimeoutError: …``); ``refused``: the receiver answered with a :data:`REFUSED` status."""
+    ``TimeoutError: …``); ``refused``: the receiver answered with a :data:`REFUSED` status;
+    ``gone``: with :data:`GONE`."""
 
     what: str
     refused: bool = False
+    gone: bool = False
 
     def __str__(self) -> str:
         return self.what
+
+
+class WebhookGone(VrmError):  # noqa: N818 -- what the receiver said, as the operator reads it
+    """The receiver answered 410 Gone: its endpoint is gone for good, so the deliverer stops
+    delivering to it (``run`` waits until cancelled; ``step`` raises this). Nothing is dropped:
+    the cursor stays before the event, which is recorded as failing with ``gone`` (what
+    ``vrm_webhook_paused`` reads), and a deliverer started again tries it first."""
+
+    def __init__(self, hook: Webhook, what: str) -> None:
+        super().__init__(f"webhook {hook.shown}: the receiver answered 410 Gone to {what}: it "
+                         "says this endpoint is gone for good, so delivery to it is paused. No "
+                         "event is dropped or set aside: they wait in the feed. Fix the url of "
+                         "this [[webhooks]] entry (or remove the entry) and restart the server: "
+                         "delivery resumes with this event.")  # fmt: skip
+        self.hook = hook
 
 
 class Renderer:
@@ -271,7 +303,8 @@ class Deliverer:
     """Pushes the feed of ``store`` to ``hook`` until cancelled (see the module docstring), with
     ``poster`` (default: its own, closed by :meth:`close`). ``wakeup`` wakes it when this
     process — and, where the Wakeup watches a PostgreSQL store, any process — commits an event;
-    ``clock`` gives ms."""
+    ``clock`` gives wall-clock ms (the dead-letter deadlines are kept in the store by it);
+    ``sleep`` waits between two attempts of a failing event."""
 
     def __init__(
         self,
@@ -281,6 +314,7 @@ class Deliverer:
         *,
         wakeup: Wakeup | None = None,
         clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.hook = hook
         self.store = store
@@ -291,13 +325,20 @@ class Deliverer:
         self.renderer = Renderer(hook)
         self.wakeup = wakeup if wakeup is not None else Wakeup()
         self.clock = clock
+        self.sleep = sleep
         self.delivered = 0  # deliveries acknowledged (2xx), for tests and the bench
         self.failed = 0  # attempts that failed
+        self.trimmed = 0  # positions trimmed from the feed before they were delivered
         self._cursor: int | None = None  # delivered (or set aside) up to here
         self._recorded = 0  # the durable cursor, as this deliverer last read or wrote it
         self._recorded_at = time.monotonic()
         self._dead: list[DeadLetter] = []  # set aside since, to record with the cursor
+        # the events being retried, by pos, as the store holds them (read with the cursor)
+        self._failing: dict[int, FailingEvent] = {}
+        self._cleared: list[int] = []  # failing no more (delivered or set aside): to record
         self._read_at = 0.0  # when the batch being delivered was read (monotonic)
+        #: Set once the receiver answered 410 Gone: ``run`` delivers no more.
+        self.paused = asyncio.Event()
 
     async def __aenter__(self) -> Deliverer:
         return self
@@ -331,7 +372,13 @@ class Deliverer:
         while True:
             armed = self.wakeup.arm()
             try:
-                count = await self.deliver_batch()
+                try:
+                    count = await self.deliver_batch()
+                except WebhookGone as gone:
+                    await self.record()  # as far as delivered before the gone one
+                    log.error("%s", gone)
+                    self.paused.set()
+                    await asyncio.Future()  # until cancelled: the others wait on the lock
                 due = hook.record_s - (time.monotonic() - self._recorded_at)
                 if self.unrecorded and due <= 0:
                     await self.record()
@@ -347,6 +394,7 @@ class Deliverer:
                 log.exception("webhook %s: delivery failed", hook.shown)
                 self._cursor = None
                 self._dead = []
+                self._cleared = []
                 await asyncio.sleep(hook.backoff_s)
                 continue
             await self.wakeup.wait(armed)
@@ -354,34 +402,56 @@ class Deliverer:
     @property
     def unrecorded(self) -> bool:
         """Whether events were delivered or set aside past the recorded cursor."""
-        return self._cursor != self._recorded or bool(self._dead)
+        return self._cursor != self._recorded or bool(self._dead) or bool(self._cleared)
 
     async def step(self) -> bool:
         """Deliver one batch after the cursor and record the cursor past it; False if there was
-        none."""
-        count = await self.deliver_batch()
-        await self.record()
+        none. :class:`WebhookGone` once the cursor is recorded as far as delivered, if the
+        receiver answered 410."""
+        try:
+            count = await self.deliver_batch()
+        finally:
+            await self.record()
         return count > 0
 
     async def record(self) -> None:
-        """Commit the cursor as far as delivered, and the dead letters set aside before it."""
+        """Commit the cursor as far as delivered, and the dead letters set aside before it
+        (the record of their failing goes with them, and that of events delivered after
+        failing)."""
         if self._cursor is None or not self.unrecorded:
             return
-        cursor, dead = self._cursor, tuple(self._dead)
-        await self.store.commit(Commit(event_cursors=((self.hook.name, cursor),),
-                                       dead_letters=dead))  # fmt: skip
+        cursor, dead, cleared = self._cursor, tuple(self._dead), tuple(self._cleared)
+        name = self.hook.name
+        await self.store.commit(Commit(event_cursors=((name, cursor),), dead_letters=dead,
+                                       failing_done=tuple((name, p) for p in cleared)))
         self._recorded = cursor
         del self._dead[: len(dead)]
+        del self._cleared[: len(cleared)]
         self._recorded_at = time.monotonic()
+
+    async def _load(self) -> int:
+        """Read the durable cursor (returned), and the events being retried (those the cursor
+        has passed are failing no more: their record goes with the next cursor record)."""
+        name = self.hook.name
+        cursor = self._cursor = self._recorded = await self.store.event_cursor(name)
+        self._failing = {f.pos: f for f in await self.store.failing(name)}
+        self._cleared = [p for p in self._failing if p <= cursor]
+        return cursor
 
     async def deliver_batch(self) -> int:
         """Deliver (or set aside) the next batch after the cursor, each relationship's events
         in order, relationships in parallel; move the cursor past it in memory (:meth:`record`
         makes that durable). How many events it had: 0 if none."""
         hook = self.hook
-        if self._cursor is None:
-            self._cursor = self._recorded = await self.store.event_cursor(hook.name)
-        batch = await self.store.events(self._cursor, hook.batch)
+        cursor = self._cursor if self._cursor is not None else await self._load()
+        batch = await self.store.events(cursor, hook.batch)
+        try:
+            await trimmed_before(self.store, cursor, batch)
+        except FeedTrimmed as trimmed:  # told, then on from the oldest event kept
+            log.error("webhook %s: the events after position %d up to %d were trimmed from the "
+                      "feed before they were delivered (older than [feed] max_days): this "
+                      "receiver will not get them", hook.shown, cursor, trimmed.floor)  # fmt: skip
+            self.trimmed += trimmed.floor - cursor
         self._read_at = time.monotonic()
         if not batch:
             return 0
@@ -402,16 +472,25 @@ class Deliverer:
                         dead.append(DeadLetter(hook.name, e.pos, self.clock(), failure))
                     done.add(e.pos)
 
-        try:
-            await asyncio.gather(*(worker() for _ in range(min(hook.parallel, len(lanes)))))
+        going = [asyncio.create_task(worker()) for _ in range(min(hook.parallel, len(lanes)))]
+        try:  # a lane that fails (the store, or a receiver gone) stops the others
+            await asyncio.wait(going, return_when=asyncio.FIRST_EXCEPTION)
         finally:  # stopped midway too: up to the first event not yet done
-            reached = self._cursor
+            for task in going:
+                task.cancel()
+            await asyncio.gather(*going, return_exceptions=True)
+            reached = cursor
             for e in batch:
                 if e.pos not in done:
                     break
                 reached = e.pos
             self._dead.extend(d for d in dead if d.pos <= reached)
+            # one set aside past the cursor is delivered again: with its record of failing
+            self._cleared = [p for p in self._cleared if p <= reached]
             self._cursor = reached
+        for task in going:
+            if not task.cancelled() and (failed := task.exception()) is not None:
+                raise failed
         return len(batch)
 
     async def _deliver_whole(self, batch: Sequence[EventRecord]) -> int:
@@ -434,30 +513,65 @@ class Deliverer:
 
     async def deliver(self, events: Sequence[EventRecord]) -> str | None:
         """POST ``events`` (one, or in batched mode a batch) until acknowledged (None) or dead:
-        the last failure, after ``dead_after_s`` — or ``refused_after_s`` when the receiver's
-        last answer refused the POST as such (:data:`REFUSED`)."""
-        first = time.monotonic()
-        attempt = 0
+        the last failure, ``dead_after_s`` after the first — or ``refused_after_s`` when the
+        receiver's last answer refused the POST as such (:data:`REFUSED`). Each failed
+        attempt is recorded in the store (:class:`~vrmproto.store.FailingEvent`, keyed by the
+        first event's pos), and an event failing when the deliverer started goes on from that
+        record: its first failure's time and its attempts (so its backoff) survive a
+        restart."""
+        started = time.monotonic()
         hook = self.hook
+        key = events[0].pos
         what = events[0].id if len(events) == 1 else f"a batch of {len(events)} events"
+        known = self._failing.get(key)
+        # one the receiver had answered 410 (before a restart) is tried as if for the first time
+        since = None if known is None or known.gone else known.since_ms
+        attempt = 0 if known is None or known.gone else known.attempts
+        tried = 0  # attempts made by this deliverer
         while True:
-            if attempt or first - self._read_at > FRESH_S:
+            if tried or started - self._read_at > FRESH_S:
                 events = await self._current(events)
             failure = await self.attempt(events)
+            tried += 1
+            now = self.clock()
             if failure is None:
                 if attempt:
                     log.info("webhook %s: %s delivered after %d failed attempts", hook.shown,
                              what, attempt)  # fmt: skip
+                if attempt or known is not None:
+                    self._clear(key)
                 return None
             attempt += 1
+            if since is None:
+                since = now
+            if failure.gone:  # recorded as such (the metric reads it), and the hook paused
+                failing = FailingEvent(hook.name, key, since, attempt, failure.what, gone=True)
+                await self.store.commit(Commit(failing=(failing,)))
+                self._failing[key] = failing
+                raise WebhookGone(hook, what)
             limit = hook.refused_after_s if failure.refused else hook.dead_after_s
-            if time.monotonic() - first >= limit:
+            if now - since >= limit * 1000:
                 log.warning("webhook %s: %s is a dead letter: %s", hook.shown, what, failure)
+                self._clear(key)
                 return failure.what
-            if attempt == 1:  # once per event, not per retry: the feed waits for it
-                log.warning("webhook %s: %s failed (%s); retrying for up to %.0f s", hook.shown,
-                            what, failure, limit)  # fmt: skip
-            await asyncio.sleep(hook.delay(attempt))
+            if tried == 1:  # once per event and process, not per retry: the feed waits for it
+                if attempt == 1:
+                    log.warning("webhook %s: %s failed (%s); retrying for up to %.0f s",
+                                hook.shown, what, failure, limit)  # fmt: skip
+                else:
+                    log.warning("webhook %s: %s still failing (%s) after %d attempts since %.0f s "
+                                "ago; retrying for up to %.0f s more", hook.shown, what, failure,
+                                attempt, (now - since) / 1000, limit - (now - since) / 1000)
+            failing = FailingEvent(hook.name, key, since, attempt, failure.what)
+            await self.store.commit(Commit(failing=(failing,)))
+            self._failing[key] = failing
+            await self.sleep(hook.delay(attempt))
+
+    def _clear(self, key: int) -> None:
+        """The event at ``key`` fails no more: its record goes with the next cursor record."""
+        self._failing.pop(key, None)
+        if key not in self._cleared:
+            self._cleared.append(key)
 
     async def _current(self, events: Sequence[EventRecord]) -> Sequence[EventRecord]:
         """``events`` as the store holds them now: the personal data of a share withdrawn since
@@ -487,7 +601,7 @@ class Deliverer:
             self.delivered += len(events)
             return None
         self.failed += 1
-        return Failure(f"HTTP {status}", status in REFUSED)
+        return Failure(f"HTTP {status}", status in REFUSED, status == GONE)
 
     async def replay(self) -> tuple[int, int]:
         """Deliver this hook's dead letters again, in feed order, one attempt each; those
@@ -509,23 +623,30 @@ class Deliverer:
 
 
 @contextlib.asynccontextmanager
-async def running(endpoint: Endpoint, hooks: Sequence[Webhook], *,
-                  poll_s: float | None = None) -> AsyncIterator[list[Deliverer]]:  # fmt: skip
+async def running(endpoint: Endpoint, hooks: Sequence[Webhook], *, poll_s: float | None = None,
+                  retention: Retention | None = None,
+                  ) -> AsyncIterator[list[Deliverer]]:  # fmt: skip
     """Deliver ``endpoint``'s feed to each of ``hooks`` while the block runs; woken by the
     endpoint's commits and, on PostgreSQL, every process's (``poll_s``: the fallback poll).
-    ValueError if two hooks have one name: it keys a hook's cursor and its lock."""
-    if not hooks:
-        yield []
-        return
+    ``retention``: also trim the feed (:mod:`vrmproto.server._retention`), keeping what these
+    hooks have not had. ValueError if two hooks have one name: it keys a hook's cursor and its
+    lock."""
     names = [h.name for h in hooks]
     if len(set(names)) < len(names):  # one would wait for the other's lock for ever
         twice = sorted({shown(n) for n in names if names.count(n) > 1})
         raise ValueError(f"two webhooks are named {', '.join(twice)} (a webhook without a name "
                          "is named after its url): give each a name of its own")  # fmt: skip
-    wakeup = wakeup_of(endpoint, poll_s)
-    deliverers = [Deliverer(h, endpoint.store, wakeup=wakeup, clock=endpoint.clock)
-                  for h in hooks]  # fmt: skip
-    tasks = [asyncio.create_task(d.run(), name=f"webhook {d.hook.shown}") for d in deliverers]
+    tasks: list[asyncio.Task[None]] = []
+    if retention is not None:
+        tasks.append(asyncio.create_task(trimming(endpoint.store, retention, names,
+                                                  endpoint.clock), name="feed retention"))
+    deliverers: list[Deliverer] = []
+    if hooks:
+        wakeup = wakeup_of(endpoint, poll_s)
+        deliverers = [Deliverer(h, endpoint.store, wakeup=wakeup, clock=endpoint.clock)
+                      for h in hooks]  # fmt: skip
+        tasks += [asyncio.create_task(d.run(), name=f"webhook {d.hook.shown}")
+                  for d in deliverers]  # fmt: skip
     try:
         yield deliverers
     finally:

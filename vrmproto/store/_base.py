@@ -31,9 +31,9 @@ records and back, and captures and restores save points (§8.1-5), for both node
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from vrmproto._errors import VrmError
@@ -41,6 +41,7 @@ from vrmproto.store._rows import (
     DeadLetter,
     DraftRecord,
     EventRecord,
+    FailingEvent,
     HeldRecord,
     IntentRecord,
     OfferRecord,
@@ -57,6 +58,7 @@ __all__ = [
     "DraftRecord",
     "EventRecord",
     "EventWatch",
+    "FailingEvent",
     "HeldRecord",
     "HistoryEntry",
     "IntentRecord",
@@ -68,6 +70,7 @@ __all__ = [
     "ShareNote",
     "Store",
     "StoreConflict",
+    "StoreCounts",
     "StoreError",
     "StoreUsage",
     "ThreadKind",
@@ -177,6 +180,19 @@ class NewOutboxItem:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreCounts:
+    """How many records a store holds, counted in the store (:meth:`Store.counts`): what a
+    vendor's ``/metrics`` tells, without reading every record into the process."""
+
+    relationships: Mapping[str, int]  # by state; a state no relationship is in is absent
+    outbox: int  # outbox items (signed messages waiting for delivery)
+    drafts: int  # drafts queued behind a message in flight
+    dead_letters: Mapping[str, int]  # by consumer name; one without any is absent
+    failing: Mapping[str, int] = field(default_factory=dict)  # being retried, by name
+    gone: Mapping[str, int] = field(default_factory=dict)  # answered 410, by name
+
+
+@dataclass(frozen=True, slots=True)
 class StoreUsage:
     """How much room a store takes and has left, for a storage budget (spec §11.8-4)."""
 
@@ -225,6 +241,8 @@ class Commit:
     24. ``event_cursors`` — upsert ``(name, pos)``: how far a consumer has read the feed.
     25. ``dead_letters_done`` — delete ``(name, pos)``. 26. ``dead_letters`` — upsert
         :class:`DeadLetter` by ``(name, pos)``.
+    27. ``failing_done`` — delete ``(name, pos)``; a missing one is ignored. 28. ``failing``
+        — upsert :class:`FailingEvent` by ``(name, pos)`` (schema v12).
     """
 
     relationships: tuple[RelationshipRecord, ...] = ()
@@ -253,6 +271,8 @@ class Commit:
     event_cursors: tuple[tuple[str, int], ...] = ()  # (consumer name, last pos it has)
     dead_letters_done: tuple[tuple[str, int], ...] = ()  # (consumer name, pos)
     dead_letters: tuple[DeadLetter, ...] = ()
+    failing_done: tuple[tuple[str, int], ...] = ()  # (consumer name, pos)
+    failing: tuple[FailingEvent, ...] = ()
 
 
 class Store(Protocol):
@@ -422,12 +442,41 @@ class Store(Protocol):
         """Dead letters (of consumer ``name`` if given), by (name, pos)."""
         ...
 
+    async def failing(self, name: str | None = None) -> list[FailingEvent]:
+        """The events consumers are retrying (``name``'s if given), by (name, pos)."""
+        ...
+
+    async def event_cursors(self) -> dict[str, int]:
+        """Every consumer's cursor, by name."""
+        ...
+
+    async def feed_floor(self) -> int:
+        """The pos of the newest event trimmed from the feed (0 if none): the events up to it
+        are gone (but those kept as dead letters), so a reader whose cursor is below it has
+        missed some (docs/events.md, "Retention")."""
+        ...
+
+    async def trim_events(self, upto: int, *, recorded_before: int, keep: Collection[int] = (),
+                          limit: int = 2_000) -> int:  # fmt: skip
+        """Delete the oldest events, in one transaction: those after the floor, by pos, up to
+        ``upto`` and while recorded before ``recorded_before``, at most ``limit`` of them
+        looked at, never the newest event; those in ``keep`` stay. The floor moves past the
+        last one looked at that could go. How many were deleted; called again while the
+        floor moves (:mod:`vrmproto.store._trim`)."""
+        ...
+
     async def purge_dedupe(self, now_ms: int) -> int:
         """Delete de-duplication records with ``expires_ms < now_ms``; return how many."""
         ...
 
     async def usage(self) -> StoreUsage:
         """The room the store takes and has left (cheap enough to call once a second)."""
+        ...
+
+    async def counts(self) -> StoreCounts:
+        """Relationships by state, outbox items, drafts and dead letters by consumer, counted
+        where the records are (``GROUP BY`` in a database, off the event loop): a scrape of
+        ``/metrics`` at 100,000 relationships reads a few numbers, not 100,000 records."""
         ...
 
     def lock(

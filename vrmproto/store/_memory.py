@@ -12,6 +12,7 @@ import asyncio
 import bisect
 import dataclasses
 import operator
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from contextlib import AbstractAsyncContextManager
 
@@ -23,6 +24,7 @@ from vrmproto.store._base import (
     DedupeRecord,
     DraftRecord,
     EventRecord,
+    FailingEvent,
     HeldRecord,
     HistoryEntry,
     IntentRecord,
@@ -32,6 +34,7 @@ from vrmproto.store._base import (
     SavePoint,
     ShareNote,
     StoreConflict,
+    StoreCounts,
     StoreError,
     StoreUsage,
     ThreadRecord,
@@ -39,6 +42,7 @@ from vrmproto.store._base import (
 from vrmproto.store._locks import LocalLocks
 from vrmproto.store._rel_query import RelationshipsWhere
 from vrmproto.store._rows import ThreadKind
+from vrmproto.store._trim import TRIM_BATCH, trim_plan
 
 _new_item = quick_new(OutboxItem)  # OutboxItem(...): every message sent is one
 
@@ -151,9 +155,13 @@ class MemoryStore(AsyncClosing):
         self._share_notes: dict[bytes, ShareNote] = {}
         self._locks = LocalLocks()
         self._events: list[EventRecord] = []  # by pos
-        self._event_ids: dict[str, int] = {}  # id -> index in _events
+        self._positions: list[int] = []  # their pos, for bisect (trimming leaves gaps)
+        self._next_pos = 1
+        self._floor = 0  # the highest pos trimmed (:meth:`trim_events`)
+        self._event_ids: dict[str, int] = {}  # id -> pos
         self._cursors: dict[str, int] = {}
         self._dead: dict[tuple[str, int], DeadLetter] = {}
+        self._failing: dict[tuple[str, int], FailingEvent] = {}
 
     def _check_open(self) -> None:
         if self._closed:
@@ -269,15 +277,22 @@ class MemoryStore(AsyncClosing):
         return tuple(ids)
 
     def _apply_events(self, c: Commit) -> None:
-        """Parts 23–26 of ``c``: the event feed."""
+        """Parts 23–28 of ``c``: the event feed."""
         for e in c.events:
-            self._event_ids[e.id] = len(self._events)
-            self._events.append(dataclasses.replace(e, pos=len(self._events) + 1))
+            pos = self._next_pos
+            self._next_pos += 1
+            self._event_ids[e.id] = pos
+            self._positions.append(pos)
+            self._events.append(dataclasses.replace(e, pos=pos))
         self._cursors.update(c.event_cursors)
         for key in c.dead_letters_done:
             self._dead.pop(key, None)
-        if c.dead_letters:  # (each part tested first: most Commits have few of the 26)
+        if c.dead_letters:  # (each part tested first: most Commits have few of the 28)
             self._dead.update(((d.name, d.pos), d) for d in c.dead_letters)
+        for key in c.failing_done:
+            self._failing.pop(key, None)
+        if c.failing:
+            self._failing.update(((f.name, f.pos), f) for f in c.failing)
 
     def _apply_rows(self, c: Commit) -> None:
         """The typed-record parts of ``c``, in :class:`~vrmproto.store.Commit`'s order."""
@@ -341,13 +356,46 @@ class MemoryStore(AsyncClosing):
         self, after: int = 0, limit: int = 100, *, thread: bytes | None = None
     ) -> list[EventRecord]:
         self._check_open()
-        found = (e for e in self._events[max(after, 0):] if thread is None or e.thread == thread)
+        start = bisect.bisect_right(self._positions, after)
+        found = (e for e in self._events[start:] if thread is None or e.thread == thread)
         return [e for _, e in zip(range(limit), found, strict=False)]
 
     async def event(self, event_id: str) -> EventRecord | None:
         self._check_open()
-        index = self._event_ids.get(event_id)
-        return None if index is None else self._events[index]
+        pos = self._event_ids.get(event_id)
+        if pos is None:
+            return None
+        index = bisect.bisect_left(self._positions, pos)
+        found = index < len(self._positions) and self._positions[index] == pos
+        return self._events[index] if found else None
+
+    async def feed_floor(self) -> int:
+        self._check_open()
+        return self._floor
+
+    async def event_cursors(self) -> dict[str, int]:
+        self._check_open()
+        return dict(sorted(self._cursors.items()))
+
+    async def trim_events(self, upto: int, *, recorded_before: int, keep: Collection[int] = (),
+                          limit: int = TRIM_BATCH) -> int:  # fmt: skip
+        """See :meth:`~vrmproto.store.Store.trim_events` (:func:`trim_plan`)."""
+        self._check_open()
+        split = bisect.bisect_right(self._positions, self._floor)
+        rows = [(e.pos, e.recorded_ms) for e in self._events[split:split + limit]]
+        below = [(e.pos, e.recorded_ms) for e in self._events[:split]]
+        plan = trim_plan(rows, below, floor=self._floor, upto=upto,
+                         head=self._events[-1].pos if self._events else 0,
+                         recorded_before=recorded_before, keep=keep)  # fmt: skip
+        if plan is None:
+            return 0
+        last, doomed = plan
+        gone = set(doomed)
+        kept = [e for e in self._events if e.pos not in gone]
+        self._events = kept
+        self._positions = [e.pos for e in kept]
+        self._floor = max(self._floor, last)
+        return len(gone)
 
     async def event_cursor(self, name: str) -> int:
         self._check_open()
@@ -360,6 +408,10 @@ class MemoryStore(AsyncClosing):
     async def dead_letters(self, name: str | None = None) -> list[DeadLetter]:
         self._check_open()
         return [d for key, d in sorted(self._dead.items()) if name is None or key[0] == name]
+
+    async def failing(self, name: str | None = None) -> list[FailingEvent]:
+        self._check_open()
+        return [f for key, f in sorted(self._failing.items()) if name is None or key[0] == name]
 
     async def purge_dedupe(self, now_ms: int) -> int:
         self._check_open()
@@ -443,6 +495,17 @@ class MemoryStore(AsyncClosing):
     async def get_meta(self, key: str) -> bytes | None:
         self._check_open()
         return self._meta.get(key)
+
+    async def counts(self) -> StoreCounts:
+        """Counted from the dictionaries (no record copied)."""
+        self._check_open()
+        states = Counter(r.state for r in self._relationships.values())
+        dead = Counter(name for name, _ in self._dead)
+        failing = Counter(name for name, _ in self._failing)
+        gone = Counter(f.name for f in self._failing.values() if f.gone)
+        return StoreCounts(dict(states), len(self._outbox),
+                           sum(len(q) for q in self._drafts.values()), dict(dead),
+                           dict(failing), dict(gone))  # fmt: skip
 
     async def usage(self) -> StoreUsage:
         """The bytes of envelopes, responses and meta values held; no disk, so no free space."""

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from vrmproto.store import _pg_events as feed
 from vrmproto.store import _pg_rows as typed
+from vrmproto.store import _sqlite_events as lite
 from vrmproto.store._base import (
     Commit,
     DedupeRecord,
@@ -206,7 +207,7 @@ def groupable(c: Commit | None) -> bool:
     if (c.threads or c.drafts_add or c.drafts_done or c.save_points_done or c.held_drop
             or c.intents or c.offers or c.share_notes or c.intents_drop):  # fmt: skip
         return False
-    if c.event_cursors or c.dead_letters or c.dead_letters_done:
+    if lite.has_event_parts(c):
         return False
     threads = {r.thread for r in c.relationships}
     return all(h.thread in threads for h in c.history)

@@ -12,18 +12,19 @@ every process's feed readers, when the transaction commits (:mod:`vrmproto.store
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from vrmproto.store import _sqlite_events as lite
 from vrmproto.store._base import Commit
 from vrmproto.store._pg_notify import CHANNEL
-from vrmproto.store._rows import DeadLetter, EventRecord
+from vrmproto.store._rows import DeadLetter, EventRecord, FailingEvent
+from vrmproto.store._trim import FLOOR_KEY, floor_value, trim_plan
 
 if TYPE_CHECKING:
     from asyncpg import Connection
 
-__all__ = ["SCHEMA_V3", "SCHEMA_V5", "EventReads", "apply_events", "redact"]
+__all__ = ["SCHEMA_V3", "SCHEMA_V5", "EventReads", "apply_events", "redact", "trim"]
 
 SCHEMA_V3 = (
     """CREATE TABLE events (
@@ -68,7 +69,7 @@ async def redact(conn: Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> 
 
 
 async def apply_events(conn: Connection, commits: Sequence[Commit]) -> None:
-    """Parts 23–26 of ``commits``, in order (events in Commit order)."""
+    """Parts 23–28 of ``commits``, in order (events in Commit order)."""
     events = [lite.event_row(e) for c in commits for e in c.events]
     if events:  # in order; and every process's feed readers wake at COMMIT (_pg_notify)
         await conn.execute("SELECT pg_advisory_xact_lock($1), pg_notify($2, current_schema())",
@@ -91,6 +92,10 @@ async def apply_events(conn: Connection, commits: Sequence[Commit]) -> None:
             "error = excluded.error",
             [(d.name, d.pos, d.failed_ms, d.error) for d in c.dead_letters],
         )
+        await conn.executemany(
+            "DELETE FROM webhook_failing WHERE name = $1 AND pos = $2", c.failing_done
+        )
+        await conn.executemany(lite.UPSERT_FAILING, [lite.failing_row(f) for f in c.failing])
 
 
 class EventReads:
@@ -133,3 +138,46 @@ class EventReads:
         else:
             found = await self._rows(sql + "WHERE name = $1 ORDER BY pos", name)
         return [DeadLetter(*row) for row in found]
+
+    async def failing(self, name: str | None = None) -> list[FailingEvent]:
+        if name is None:
+            found = await self._rows(lite.SELECT_FAILING + "ORDER BY name, pos")
+        else:
+            found = await self._rows(lite.SELECT_FAILING + "WHERE name = $1 ORDER BY pos", name)
+        return [lite.failing_record(row) for row in found]
+
+    async def event_cursors(self) -> dict[str, int]:
+        found = await self._rows("SELECT name, pos FROM event_cursors ORDER BY name")
+        return {name: int(pos) for name, pos in found}
+
+    async def feed_floor(self) -> int:
+        found = await self._rows("SELECT value FROM meta WHERE key = $1", FLOOR_KEY)
+        return floor_value(bytes(found[0][0]) if found else None)
+
+
+async def trim(conn: Connection, upto: int, recorded_before: int, keep: Collection[int],
+               limit: int) -> int:  # fmt: skip
+    """One step of trimming (:mod:`vrmproto.store._trim`) in one transaction on ``conn``: the
+    events deleted, and the floor moved past them; how many. The floor's row is locked first
+    (``FOR UPDATE``), so two processes trimming at once take turns."""
+    async with conn.transaction():
+        await conn.execute("INSERT INTO meta (key, value) VALUES ($1, '0') "
+                           "ON CONFLICT (key) DO NOTHING", FLOOR_KEY)  # fmt: skip
+        stored = await conn.fetchval("SELECT value FROM meta WHERE key = $1 FOR UPDATE",
+                                     FLOOR_KEY)  # fmt: skip
+        floor = floor_value(bytes(stored))
+        rows = [(int(p), int(r)) for p, r in await conn.fetch(
+            "SELECT pos, recorded_ms FROM events WHERE pos > $1 ORDER BY pos LIMIT $2",
+            floor, limit)]  # fmt: skip
+        below = [(int(p), int(r)) for p, r in await conn.fetch(
+            "SELECT pos, recorded_ms FROM events WHERE pos <= $1", floor)]  # fmt: skip
+        head = int(await conn.fetchval("SELECT coalesce(max(pos), 0) FROM events"))
+        plan = trim_plan(rows, below, floor=floor, upto=upto, head=head,
+                         recorded_before=recorded_before, keep=keep)  # fmt: skip
+        if plan is None:
+            return 0
+        last, doomed = plan
+        await conn.execute("DELETE FROM events WHERE pos = ANY($1::bigint[])", doomed)
+        await conn.execute("UPDATE meta SET value = $2 WHERE key = $1", FLOOR_KEY,
+                           str(last).encode("ascii"))  # fmt: skip
+        return len(doomed)

@@ -15,7 +15,8 @@ share only the events that carry personal data (SQLite's version 6); version 6 i
 customer's relationships by URL and by name (partial indexes; an update that keeps them is a
 HOT update, PostgreSQL comparing the values) and drops ``held_by_share`` (SQLite's version 7,
 :mod:`vrmproto.store._rel_query`); version 7 adds ``threads.doc_expires_ms``, when the vendor's
-discovery document expires (SQLite's version 11, :mod:`vrmproto.store._migrate_v11`). All use
+discovery document expires (SQLite's version 11, :mod:`vrmproto.store._migrate_v11`); version 8
+the events a webhook is retrying (SQLite's version 12, :mod:`vrmproto.store._migrate_v12`). All use
 PostgreSQL types: ``bytea`` for bytes, ``bigint`` for milliseconds, an identity column for outbox
 ids (never reused). The columns holding envelopes and opaque state are ``STORAGE EXTERNAL``:
 signed msgpack and ciphertext do not compress, so trying costs CPU for nothing, and what
@@ -29,6 +30,7 @@ import re
 from typing import TYPE_CHECKING
 
 from vrmproto.store._base import StoreError
+from vrmproto.store._migrate_v12 import PG_SCHEMA_V8
 from vrmproto.store._pg_events import SCHEMA_V3, SCHEMA_V5
 from vrmproto.store._pg_rows import SCHEMA_V2, SCHEMA_V4, SCHEMA_V7
 from vrmproto.store._rel_query import INDEXES as REL_INDEXES
@@ -68,7 +70,7 @@ _V1 = (
 )
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    _V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, REL_INDEXES, SCHEMA_V7,
+    _V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, REL_INDEXES, SCHEMA_V7, PG_SCHEMA_V8,
 )  # fmt: skip
 """``MIGRATIONS[n]`` takes the schema from version n to n + 1: statements run in one transaction,
 with the store's schema first on ``search_path``."""

@@ -55,18 +55,23 @@ from vrmproto.store._base import (
     OutboxItem,
     RelationshipRecord,
     StoreConflict,
+    StoreCounts,
     StoreError,
     StoreUsage,
 )
+from vrmproto.store._counts import STATEMENTS as COUNTS
+from vrmproto.store._counts import counts_of
 from vrmproto.store._pg_apply import apply_expecting, apply_group, groupable
 from vrmproto.store._pg_conns import Connections
 from vrmproto.store._pg_events import EventReads
+from vrmproto.store._pg_events import trim as trim_step
 from vrmproto.store._pg_locks import AdvisoryLocks
 from vrmproto.store._pg_notify import EventNotices
 from vrmproto.store._pg_reads import SELECT_OUTBOX, TypedReads
 from vrmproto.store._pg_schema import SCHEMA_VERSION, check_schema_name, migrate
 from vrmproto.store._rel_query import RelationshipsWhere
 from vrmproto.store._sqlite import StoreStats
+from vrmproto.store._trim import TRIM_BATCH
 
 if TYPE_CHECKING:
     from asyncpg import Connection
@@ -534,6 +539,22 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
     async def get_meta(self, key: str) -> bytes | None:
         rows = await self._rows("SELECT value FROM meta WHERE key = $1", key)
         return bytes(rows[0][0]) if rows else None
+
+    async def trim_events(self, upto: int, *, recorded_before: int, keep: Collection[int] = (),
+                          limit: int = TRIM_BATCH) -> int:  # fmt: skip
+        """One step of trimming, one transaction on a pooled connection (:mod:`._trim`)."""
+        return await self._pooled(
+            lambda conn: trim_step(conn, upto, recorded_before, keep, limit))
+
+    async def counts(self) -> StoreCounts:
+        """Counted by PostgreSQL (:mod:`vrmproto.store._counts`), in one snapshot (a
+        repeatable-read, read-only transaction on one pooled connection)."""
+
+        async def read(conn: Connection) -> StoreCounts:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                return counts_of([[tuple(r) for r in await conn.fetch(sql)] for sql in COUNTS])
+
+        return await self._pooled(read)
 
     async def usage(self) -> StoreUsage:
         """The size of the store's tables with their indexes and TOAST (spec §11.8-4). The

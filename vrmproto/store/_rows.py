@@ -44,6 +44,7 @@ __all__ = [
     "DeadLetter",
     "DraftRecord",
     "EventRecord",
+    "FailingEvent",
     "HeldRecord",
     "IntentRecord",
     "OfferRecord",
@@ -261,3 +262,19 @@ class DeadLetter:
     pos: int  # the event's feed position
     failed_ms: int
     error: str
+
+
+@dataclass(frozen=True, slots=True)
+class FailingEvent:
+    """An event a consumer (``name``: a webhook's name) is retrying: failing since
+    ``since_ms`` (wall-clock ms of its first failed attempt), after ``attempts`` attempts, the
+    last one's ``error``. Kept with the consumer's cursor, so that a restart goes on with the
+    same deadline and backoff instead of starting both again (docs/events.md, "Dead
+    letters"). In batched mode ``pos`` is the first event of the batch."""
+
+    name: str
+    pos: int
+    since_ms: int
+    attempts: int
+    error: str
+    gone: bool = False  # the last answer was 410 Gone: delivery to the webhook is paused

@@ -53,7 +53,8 @@ version 9 drops the outbox's index by due time, two pages of the agent's WAL per
 sends (:mod:`vrmproto.store._migrate_v9`); version 10 drops ``share_notes_by_thread``, which
 no query used, and the outbox's index by thread, three pages of the agent's WAL per share
 (:mod:`vrmproto.store._migrate_v10`); version 11 adds ``threads.doc_expires_ms``, when the
-vendor's discovery document expires (:mod:`vrmproto.store._migrate_v11`).
+vendor's discovery document expires (:mod:`vrmproto.store._migrate_v11`); version 12 keeps the
+events a webhook is retrying, since when and how often (:mod:`vrmproto.store._migrate_v12`).
 
 Files (spec §11.13-1). The database holds histories and, at a vendor, customers' shared data in
 clear, so :meth:`SQLiteStore.open` creates it with mode 0600 (SQLite gives its ``-wal`` and
@@ -111,6 +112,7 @@ from vrmproto.store._base import (
     DedupeRecord,
     DraftRecord,
     EventRecord,
+    FailingEvent,
     HeldRecord,
     HistoryEntry,
     IntentRecord,
@@ -120,18 +122,22 @@ from vrmproto.store._base import (
     SavePoint,
     ShareNote,
     StoreConflict,
+    StoreCounts,
     StoreError,
     StoreUsage,
     ThreadKind,
     ThreadRecord,
 )
+from vrmproto.store._counts import read_counts
 from vrmproto.store._locks import FileLocks
 from vrmproto.store._migrate_v3 import migrate_2_to_3
 from vrmproto.store._migrate_v8 import migrate_7_to_8
 from vrmproto.store._migrate_v9 import migrate_8_to_9
 from vrmproto.store._migrate_v10 import migrate_9_to_10
 from vrmproto.store._migrate_v11 import migrate_10_to_11
+from vrmproto.store._migrate_v12 import migrate_11_to_12
 from vrmproto.store._rel_query import RelationshipsWhere, migrate_6_to_7
+from vrmproto.store._trim import TRIM_BATCH
 
 __all__ = ["BATCH_CAP", "SCHEMA_VERSION", "SQLiteStore", "StoreStats"]
 
@@ -241,6 +247,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     migrate_8_to_9,
     migrate_9_to_10,
     migrate_10_to_11,
+    migrate_11_to_12,
 )
 """``_MIGRATIONS[n]`` takes the schema from version n to n + 1 (``PRAGMA user_version``)."""
 
@@ -1245,6 +1252,21 @@ class SQLiteStore(AsyncClosing):
     async def dead_letters(self, name: str | None = None) -> list[DeadLetter]:
         return await self._read(lambda conn: feed.read_dead_letters(conn, name))
 
+    async def failing(self, name: str | None = None) -> list[FailingEvent]:
+        return await self._read(lambda conn: feed.read_failing(conn, name))
+
+    async def event_cursors(self) -> dict[str, int]:
+        return await self._read(feed.read_cursors)
+
+    async def feed_floor(self) -> int:
+        return await self._read(feed.read_floor)
+
+    async def trim_events(self, upto: int, *, recorded_before: int, keep: Collection[int] = (),
+                          limit: int = TRIM_BATCH) -> int:  # fmt: skip
+        """One step of trimming, a short transaction on the writer (:mod:`._trim`)."""
+        return await self._write(
+            lambda conn: feed.trim(conn, upto, recorded_before, keep, limit), inline=False)
+
     async def purge_dedupe(self, now_ms: int) -> int:
         """Delete de-duplication records that expired before ``now_ms``; return how many."""
         return await self._write(
@@ -1435,6 +1457,11 @@ class SQLiteStore(AsyncClosing):
             return StoreUsage(stored, shutil.disk_usage(self.path.parent).free)
 
         return await asyncio.get_running_loop().run_in_executor(self._readers, measure)
+
+    async def counts(self) -> StoreCounts:
+        """Counted by SQLite on a reader thread (:mod:`vrmproto.store._counts`): never on the
+        event loop's, as :meth:`relationships` without data is."""
+        return await self._read(read_counts)
 
     async def pragmas(self) -> dict[str, Any]:
         """The write connection's settings (journal_mode, synchronous, foreign_keys,

@@ -1,19 +1,21 @@
 """SQLite tables of the event feed (schema v4, :class:`~vrmproto.store.EventRecord`): DDL, the
 statements applying a :class:`~vrmproto.store.Commit`'s event parts, and the queries.
 
-``events.pos`` is the rowid: assigned in insertion order and never reused — the store deletes no
-event — so a consumer's cursor (the last pos it has) stays valid. Versions 4 to 7 made it
+``events.pos`` is the rowid: assigned in insertion order and never reused — the store deletes
+events only from the oldest end, and never the newest (:mod:`vrmproto.store._trim`) — so a
+consumer's cursor (the last pos it has) stays valid. Versions 4 to 7 made it
 ``AUTOINCREMENT``; version 8 drops that (:mod:`vrmproto.store._migrate_v8`).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from vrmproto.store._base import Commit
-from vrmproto.store._rows import DeadLetter, EventRecord
+from vrmproto.store._rows import DeadLetter, EventRecord, FailingEvent
+from vrmproto.store._trim import FLOOR_KEY, floor_value, trim_plan
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -25,6 +27,10 @@ __all__ = [
     "has_event_parts",
     "migrate_3_to_4",
     "migrate_5_to_6",
+    "read_cursors",
+    "read_failing",
+    "read_floor",
+    "trim",
 ]
 
 SCHEMA_V4 = (
@@ -99,8 +105,9 @@ def event_record(row: Sequence[Any]) -> EventRecord:
 
 
 def has_event_parts(c: Commit) -> bool:
-    """Whether ``c`` writes the feed's bookkeeping (cursors, dead letters)."""
-    return bool(c.event_cursors or c.dead_letters or c.dead_letters_done)
+    """Whether ``c`` writes the feed's bookkeeping (cursors, dead letters, failing events)."""
+    return bool(c.event_cursors or c.dead_letters or c.dead_letters_done or c.failing
+                or c.failing_done)  # fmt: skip
 
 
 def redact(conn: sqlite3.Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> None:
@@ -114,7 +121,7 @@ def redact(conn: sqlite3.Connection, held_drop: Sequence[tuple[bytes, bytes]]) -
 
 
 def apply_events(conn: sqlite3.Connection, c: Commit) -> None:
-    """Parts 23–26 of a Commit (see :class:`~vrmproto.store.Commit`), in order."""
+    """Parts 23–28 of a Commit (see :class:`~vrmproto.store.Commit`), in order."""
     if c.events:
         one = "(?, ?, ?, ?, ?, ?, ?, ?)"
         conn.executemany(INSERT_EVENTS + one, [event_row(e) for e in c.events])
@@ -132,6 +139,34 @@ def apply_events(conn: sqlite3.Connection, c: Commit) -> None:
         "error = excluded.error",
         [(d.name, d.pos, d.failed_ms, d.error) for d in c.dead_letters],
     )
+    conn.executemany("DELETE FROM webhook_failing WHERE name = ? AND pos = ?", c.failing_done)
+    conn.executemany(UPSERT_FAILING.replace("$", "?"), [failing_row(f) for f in c.failing])
+
+
+#: Upsert a :class:`FailingEvent` (``$n``: PostgreSQL's; SQLite's ``?`` by replacing ``$``).
+UPSERT_FAILING = (
+    "INSERT INTO webhook_failing (name, pos, since_ms, attempts, error, gone) "
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, pos) DO UPDATE SET "
+    "since_ms = excluded.since_ms, attempts = excluded.attempts, error = excluded.error, "
+    "gone = excluded.gone"
+)
+SELECT_FAILING = "SELECT name, pos, since_ms, attempts, error, gone FROM webhook_failing "
+
+
+def failing_row(f: FailingEvent) -> tuple[object, ...]:
+    return (f.name, f.pos, f.since_ms, f.attempts, f.error, int(f.gone))
+
+
+def failing_record(row: Sequence[Any]) -> FailingEvent:
+    return FailingEvent(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+
+
+def read_failing(conn: sqlite3.Connection, name: str | None) -> list[FailingEvent]:
+    if name is None:
+        rows = conn.execute(SELECT_FAILING + "ORDER BY name, pos")
+    else:
+        rows = conn.execute(SELECT_FAILING + "WHERE name = ? ORDER BY pos", (name,))
+    return [failing_record(r) for r in rows.fetchall()]
 
 
 def read_events(
@@ -173,3 +208,33 @@ def read_dead_letters(conn: sqlite3.Connection, name: str | None) -> list[DeadLe
     else:
         rows = conn.execute(sql + "WHERE name = ? ORDER BY pos", (name,))
     return [DeadLetter(*r) for r in rows.fetchall()]
+
+
+def read_cursors(conn: sqlite3.Connection) -> dict[str, int]:
+    return {name: int(pos) for name, pos in
+            conn.execute("SELECT name, pos FROM event_cursors ORDER BY name")}  # fmt: skip
+
+
+def read_floor(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (FLOOR_KEY,)).fetchone()
+    return floor_value(None if row is None else bytes(row[0]))
+
+
+def trim(conn: sqlite3.Connection, upto: int, recorded_before: int, keep: Collection[int],
+         limit: int) -> int:  # fmt: skip
+    """One step of trimming (:mod:`vrmproto.store._trim`), in the writer's transaction: the
+    events deleted, and the floor moved past them; how many."""
+    floor = read_floor(conn)
+    rows = conn.execute("SELECT pos, recorded_ms FROM events WHERE pos > ? ORDER BY pos LIMIT ?",
+                        (floor, limit)).fetchall()  # fmt: skip
+    below = conn.execute("SELECT pos, recorded_ms FROM events WHERE pos <= ?",
+                         (floor,)).fetchall()  # fmt: skip
+    plan = trim_plan(rows, below, floor=floor, upto=upto, head=read_head(conn),
+                     recorded_before=recorded_before, keep=keep)  # fmt: skip
+    if plan is None:
+        return 0
+    last, doomed = plan
+    conn.executemany("DELETE FROM events WHERE pos = ?", [(pos,) for pos in doomed])
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                 "SET value = excluded.value", (FLOOR_KEY, str(last).encode("ascii")))  # fmt: skip
+    return len(doomed)
