@@ -187,7 +187,8 @@ async def _serve_from(config: VendorConfig, file: VendorFile, *, identity: Ident
                 first = worker is None or worker.index == 0
                 if first:  # one deliverer per vendor: the others' commits wake it (NOTIFY)
                     await stack.enter_async_context(running(
-                        endpoint, hooks, poll_s=file.server.feed_poll_s))
+                        endpoint, hooks, poll_s=file.server.feed_poll_s,
+                        retention=file.feed.retention()))
                 if file.server.advertise and first:
                     await _advertise(stack, name=config.name, port=server.port,
                                      identity=identity, host=file.server.host)  # fmt: skip
