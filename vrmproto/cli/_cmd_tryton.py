@@ -62,7 +62,8 @@ async def _tryton(config_path: str, data_dir: Path | None, *, database: str, uri
             raise CliError(f"cannot {verb} the Tryton database {database!r}: "
                            f"{type(exc).__name__}: {exc}", kind="tryton") from None  # fmt: skip
         async with bridge:
-            wakeup = None if once else Wakeup()
+            # woken by every process's commits on PostgreSQL (LISTEN/NOTIFY), else it polls
+            wakeup = None if once else Wakeup(file.server.feed_poll_s).watch(store)
             try:
                 if not resync and await store.feed_head() < bridge.position:  # else it waits
                     applied = await bridge.applied_at(bridge.position)

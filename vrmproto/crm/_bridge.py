@@ -74,9 +74,9 @@ class TrytonBridge:
         await bridge.run(endpoint.events)       # until cancelled
 
     In a process of its own, on the vendor's store (events other processes commit are picked
-    up within a second)::
+    up at once on PostgreSQL, by its notifications, and within a second on SQLite)::
 
-        await bridge.run(lambda after: follow(store, Wakeup(), after))
+        await bridge.run(lambda after: follow(store, Wakeup().watch(store), after))
 
     From webhooks: ``await bridge.apply(cloudevent["data"])`` for each verified delivery.
     """
