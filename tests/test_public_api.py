@@ -56,6 +56,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "StoreStats", "StoreUsage", "ThreadKind", "ThreadRecord",
         "DeadLetter", "EventRecord",  # the event feed (issue 14)
         "EventWatch",  # its wake-ups across processes (issue 15)
+        "FailingEvent", "StoreCounts",  # events being retried, counts for /metrics (s17)
     ),
     "vrmproto.testing": (
         "DEFAULT_REGISTRY", "Case", "CaseContext", "CaseFailed", "CaseRecord", "Exchange", "Info",

@@ -22,7 +22,8 @@ concurrent ones); the history gap and orphan rules; ``drop`` of a thread with ev
 the typed records of schema v3 (threads, drafts, save points, held data, intents, offers, share
 notes) and the per-thread outbox; a closed store refusing; named locks (§11.11-2); the event
 feed (events in Commit order with their feed positions, all or nothing with their Commit,
-personal data dropped with its share, cursors and dead letters).
+personal data dropped with its share, cursors, dead letters and the events being retried, and
+its trimming); the counts ``/metrics`` reads.
 
 A backend that batches Commits (group commit) overrides :meth:`StoreContract.gather_in_one_batch`
 so that the all-or-nothing tests put their Commits in one batch for sure; the default fires them
@@ -44,6 +45,7 @@ from vrmproto.store import (
     DedupeRecord,
     DraftRecord,
     EventRecord,
+    FailingEvent,
     HeldRecord,
     HistoryEntry,
     IntentRecord,
@@ -840,6 +842,64 @@ class StoreContract:
         found = await store.events()
         assert [e.personal for e in found] == [None, b"{}"]
         assert found[0].data == shared.data
+
+    async def test_every_cursor_and_the_events_being_retried(self, store: Store) -> None:
+        """``event_cursors`` lists every consumer's; ``failing`` the events consumers retry,
+        upserted by (name, pos) and gone with ``failing_done`` (schema v12)."""
+        assert await store.event_cursors() == {}
+        assert await store.failing() == []
+        first = FailingEvent("crm", 4, 1_000, 1, "HTTP 500")
+        other = FailingEvent("bi", 2, 1_500, 3, "HTTP 410", gone=True)
+        await store.commit(Commit(event_cursors=(("crm", 3), ("bi", 1)), failing=(first, other)))
+        assert await store.event_cursors() == {"crm": 3, "bi": 1}
+        again = dataclasses.replace(first, attempts=2, error="timeout")
+        await store.commit(Commit(failing=(again,), failing_done=(("bi", 9),)))  # 9: none
+        assert await store.failing("crm") == [again]
+        assert await store.failing() == [other, again]
+        await store.commit(Commit(failing_done=(("crm", 4),), event_cursors=(("crm", 4),)))
+        assert await store.failing() == [other]
+        assert await store.event_cursors() == {"crm": 4, "bi": 1}
+
+    async def test_counts_are_the_records_counted(self, store: Store) -> None:
+        """``counts`` (what ``/metrics`` reads) tells what reading every record would."""
+        empty = await store.counts()
+        assert (dict(empty.relationships), empty.outbox, empty.drafts) == ({}, 0, 0)
+        assert (dict(empty.dead_letters), dict(empty.failing), dict(empty.gone)) == ({}, {}, {})
+        t3 = b"\x03" * 16
+        await store.commit(Commit(
+            relationships=(rel(T1), rel(T2, state="agreed"), rel(t3, state="agreed")),
+            outbox_add=(outbox("https://a", 1), outbox("https://b", 2, T2)),
+            drafts_add=(draft(T1, 0), draft(T1, 1), draft(T2, 0)),
+            dead_letters=(DeadLetter("crm", 3, 10, "x"), DeadLetter("crm", 5, 11, "y"),
+                          DeadLetter("bi", 3, 12, "z")),
+            failing=(FailingEvent("crm", 6, 1, 1, "x"), FailingEvent("bi", 4, 1, 2, "gone",
+                                                                     gone=True)),
+        ))  # fmt: skip
+        got = await store.counts()
+        assert dict(got.relationships) == {"offered": 1, "agreed": 2}
+        assert (got.outbox, got.drafts) == (2, 3)
+        assert dict(got.dead_letters) == {"crm": 2, "bi": 1}
+        assert dict(got.failing) == {"crm": 1, "bi": 1}
+        assert dict(got.gone) == {"bi": 1}
+
+    async def test_trimming_the_feed(self, store: Store) -> None:
+        """``trim_events`` deletes the oldest events recorded before its time, up to ``upto``,
+        never one in ``keep`` nor the newest, and moves ``feed_floor`` past them; a pos is
+        never given again (docs/events.md, "Retention")."""
+        assert await store.feed_floor() == 0
+        assert await store.trim_events(0, recorded_before=10**6) == 0
+        await store.commit(Commit(events=tuple(event(T1, n) for n in range(6))))
+        pos = [e.pos for e in await store.events()]
+        # recorded at 100 + seq: the first four are older than 104
+        assert await store.trim_events(pos[-1], recorded_before=104, keep={pos[1]}) == 3
+        assert [e.pos for e in await store.events()] == [pos[1], *pos[4:]]
+        assert await store.feed_floor() == pos[3]
+        assert await store.trim_events(pos[4], recorded_before=10**6) == 2  # pos[1] now too
+        assert [e.pos for e in await store.events()] == [pos[5]]
+        assert await store.trim_events(pos[-1], recorded_before=10**6) == 0  # the newest stays
+        await store.commit(Commit(events=(event(T2, 0),)))
+        (newest,) = [e for e in await store.events() if e.thread == T2]
+        assert newest.pos > pos[-1]
 
     async def test_event_cursors_and_dead_letters(self, store: Store) -> None:
         assert await store.event_cursor("crm") == 0
