@@ -62,32 +62,43 @@ def cli_env(home: Path | None = None) -> dict[str, str]:
     return env
 
 
+def fresh_interpreters() -> bool:
+    """``VRM_TEST_CLI=subprocess``: every ``vrm`` a fresh interpreter, as a shell starts it."""
+    return os.environ.get("VRM_TEST_CLI") == "subprocess"
+
+
 @functools.cache
 def _fork_server() -> ForkServer:
-    return ForkServer(cli_env(), ROOT)
+    """The session's server for ``vrm``: the CLI and every command's module (those
+    ``COMMANDS`` loads on demand) imported."""
+    from vrmproto.cli._app import COMMANDS  # noqa: PLC0415
+
+    modules = sorted({spec.partition(":")[0] for spec in COMMANDS.values()})
+    return ForkServer(["vrmproto.cli", *modules], env=cli_env(), cwd=ROOT)
 
 
 def vrm_command() -> list[str]:
     """What to start, as a ``Popen`` argv, to run ``vrm``: a client of the fork server
     (``tests/_forkclient.py``: its own process, which passes its streams and signals on), or,
     with ``VRM_TEST_CLI=subprocess``, a fresh interpreter (:data:`VRM`)."""
-    if os.environ.get("VRM_TEST_CLI") == "subprocess":
+    if fresh_interpreters():
         return list(VRM)
-    return [sys.executable, "-S", str(ROOT / "tests" / "_forkclient.py"), _fork_server().path]
+    return [sys.executable, "-S", str(ROOT / "tests" / "_forkclient.py"), _fork_server().path,
+            *VRM[1:]]  # fmt: skip
 
 
 def vrm(*args: str, home: Path | None, stdin: str = "", timeout: float = 60) -> Result:
     """Run ``vrm ARGS`` with ``VRM_HOME=home`` in a process of its own; never raises on a
     non-zero exit. The process is forked from :mod:`tests._forkserver`, which has the CLI
     imported already; ``VRM_TEST_CLI=subprocess`` starts a fresh interpreter instead."""
-    if os.environ.get("VRM_TEST_CLI") == "subprocess":
+    if fresh_interpreters():
         proc = subprocess.run(
             [*VRM, *args], input=stdin, capture_output=True, text=True, timeout=timeout,
             env=cli_env(home), cwd=ROOT, check=False,
         )
         return Result(list(args), proc.returncode, proc.stdout, proc.stderr)
-    code, out, err = _fork_server().run(["vrm", *args], env=cli_env(home), cwd=ROOT, stdin=stdin,
-                                timeout=timeout)  # fmt: skip
+    code, out, err = _fork_server().run([*VRM[1:], *args], env=cli_env(home), cwd=ROOT,
+                                        stdin=stdin, timeout=timeout)  # fmt: skip
     return Result(list(args), code, out, err)
 
 
