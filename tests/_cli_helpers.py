@@ -6,7 +6,7 @@
   on an event loop in a background thread, on 127.0.0.1; each can be stopped and started again
   on the same port. Starting returns when the server listens: no sleeps.
 - :class:`VendorProcess` runs ``vrm vendor serve`` as a subprocess and reads the line that says
-  where it listens.
+  where it listens; :func:`vrm_process` starts ``vrm`` from an event loop, its pid the run's own.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from tests._forkserver import ForkServer
+from tests._forkserver import AsyncRun, ForkServer
 from vrmproto.cli import LocalVendor, load_vendor_config
 
 T = TypeVar("T")
@@ -100,6 +100,45 @@ def vrm(*args: str, home: Path | None, stdin: str = "", timeout: float = 60) -> 
     code, out, err = _fork_server().run([*VRM[1:], *args], env=cli_env(home), cwd=ROOT,
                                         stdin=stdin, timeout=timeout)  # fmt: skip
     return Result(list(args), code, out, err)
+
+
+class AsyncProcess(Protocol):
+    """What :func:`vrm_process` gives: the part of :class:`asyncio.subprocess.Process` the tests
+    use, which :class:`~tests._forkserver.AsyncRun` has too."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    @property
+    def stdout(self) -> asyncio.StreamReader | None: ...
+    async def wait(self) -> int: ...
+    def send_signal(self, signum: int) -> None: ...
+
+
+@contextlib.asynccontextmanager
+async def vrm_process(*args: str, home: Path | None = None,
+                      session: bool = False) -> AsyncIterator[AsyncProcess]:  # fmt: skip
+    """``vrm ARGS`` started from an event loop, its stdout a pipe, its stderr the test's, in a
+    session (and process group) of its own if ``session``; ``pid`` is the run's own, whether
+    forked from the fork server or, with ``VRM_TEST_CLI=subprocess``, a fresh interpreter. A
+    process still running at the end of the block is killed."""
+    if fresh_interpreters():
+        proc = await asyncio.create_subprocess_exec(
+            *VRM, *args, stdout=subprocess.PIPE, env=cli_env(home), cwd=ROOT,
+            start_new_session=session,
+        )  # fmt: skip
+        try:
+            yield proc
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        return
+    server = await asyncio.to_thread(_fork_server)  # started on first use: half a second
+    async with await AsyncRun.start(server, [*VRM[1:], *args], env=cli_env(home), cwd=ROOT,
+                                    session=session) as run:  # fmt: skip
+        yield run
 
 
 # -- vendors in this process -------------------------------------------------------------------
