@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import pytest
+
 from tests._forkserver import AsyncRun, ForkServer
 from vrmproto.cli import LocalVendor, load_vendor_config
 
@@ -236,6 +238,36 @@ def vendor_host(*keys: str) -> Iterator[VendorHost]:
         yield h
     finally:
         h.close()
+
+
+def hosted(*keys: str) -> Any:
+    """:func:`vendor_host` as a fixture, one for a test module, named as the module names it
+    (``vendors = hosted("outfitters")``)."""
+
+    @pytest.fixture(scope="module")
+    def host() -> Iterator[VendorHost]:
+        with vendor_host(*keys) as h:
+            yield h
+
+    return host
+
+
+def connected(tmp_path: Path, url: str, *args: str) -> Path:
+    """A data directory (:func:`new_home`) with a relationship: ``vrm connect URL ARGS``."""
+    home = new_home(tmp_path)
+    ok(vrm("connect", url, *args, home=home))
+    return home
+
+
+def history_length(vendor: str, home: Path) -> int:
+    """How many entries ``vrm history VENDOR`` lists."""
+    return len(ok(vrm("history", vendor, "--json", home=home)).json["entries"])
+
+
+def relationships(home: Path) -> list[dict[str, Any]]:
+    """What ``vrm relationships --json`` lists."""
+    rels: list[dict[str, Any]] = ok(vrm("relationships", "--json", home=home)).json["relationships"]
+    return rels
 
 
 def ok(r: Result) -> Result:
