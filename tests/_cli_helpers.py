@@ -69,24 +69,33 @@ def fresh_interpreters() -> bool:
     return os.environ.get("VRM_TEST_CLI") == "subprocess"
 
 
-@functools.cache
-def _fork_server() -> ForkServer:
-    """The session's server for ``vrm``: the CLI and every command's module (those
-    ``COMMANDS`` loads on demand) imported."""
+def cli_server(env: dict[str, str]) -> ForkServer:
+    """A fork server for ``vrm`` runs whose start-up environment is ``env``'s: the CLI and
+    every command's module (those ``COMMANDS`` loads on demand) imported."""
     from vrmproto.cli._app import COMMANDS  # noqa: PLC0415
 
     modules = sorted({spec.partition(":")[0] for spec in COMMANDS.values()})
-    return ForkServer(["vrmproto.cli", *modules], env=cli_env(), cwd=ROOT)
+    return ForkServer(["vrmproto.cli", *modules], env=env, cwd=ROOT)
+
+
+@functools.cache
+def _fork_server() -> ForkServer:
+    """The session's server for ``vrm`` (:func:`cli_env`)."""
+    return cli_server(cli_env())
+
+
+def forked_vrm(server: ForkServer) -> list[str]:
+    """The ``Popen`` argv of ``vrm`` forked from ``server``: ``tests/_forkclient.py``, its own
+    process, which passes its streams and signals on and exits as the run did."""
+    return [sys.executable, "-S", str(ROOT / "tests" / "_forkclient.py"), server.path, *VRM[1:]]
 
 
 def vrm_command() -> list[str]:
-    """What to start, as a ``Popen`` argv, to run ``vrm``: a client of the fork server
-    (``tests/_forkclient.py``: its own process, which passes its streams and signals on), or,
-    with ``VRM_TEST_CLI=subprocess``, a fresh interpreter (:data:`VRM`)."""
+    """What to start, as a ``Popen`` argv, to run ``vrm``: :func:`forked_vrm` of the session's
+    server, or, with ``VRM_TEST_CLI=subprocess``, a fresh interpreter (:data:`VRM`)."""
     if fresh_interpreters():
         return list(VRM)
-    return [sys.executable, "-S", str(ROOT / "tests" / "_forkclient.py"), _fork_server().path,
-            *VRM[1:]]  # fmt: skip
+    return forked_vrm(_fork_server())
 
 
 def vrm(*args: str, home: Path | None, stdin: str = "", timeout: float = 60) -> Result:
