@@ -96,8 +96,9 @@ class Lines:
 
 
 def _preload(names: Sequence[str]) -> None:
-    """Import each module name, or each ``.py`` file (its folder put at the end of
-    ``sys.path``, as the scripts run beside it find it first)."""
+    """Import each module name, and each ``.py`` file as the module of its name (its folder
+    appended to ``sys.path``: a script run from that folder has it first, as ``sys.path[0]``,
+    and finds the same module)."""
     for name in names:
         if name.endswith(".py"):
             folder, name = os.path.split(os.path.abspath(name))  # noqa: PLW2901
