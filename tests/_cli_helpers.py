@@ -6,7 +6,7 @@
   on an event loop in a background thread, on 127.0.0.1; each can be stopped and started again
   on the same port. Starting returns when the server listens: no sleeps.
 - :class:`VendorProcess` runs ``vrm vendor serve`` as a subprocess and reads the line that says
-  where it listens.
+  where it listens; :func:`vrm_process` starts ``vrm`` from an event loop, its pid the run's own.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from tests._forkserver import ForkServer
+import pytest
+
+from tests._forkserver import AsyncRun, ForkServer
 from vrmproto.cli import LocalVendor, load_vendor_config
 
 T = TypeVar("T")
@@ -62,33 +64,92 @@ def cli_env(home: Path | None = None) -> dict[str, str]:
     return env
 
 
+def fresh_interpreters() -> bool:
+    """``VRM_TEST_CLI=subprocess``: every ``vrm`` a fresh interpreter, as a shell starts it."""
+    return os.environ.get("VRM_TEST_CLI") == "subprocess"
+
+
+def cli_server(env: dict[str, str]) -> ForkServer:
+    """A fork server for ``vrm`` runs whose start-up environment is ``env``'s: the CLI and
+    every command's module (those ``COMMANDS`` loads on demand) imported."""
+    from vrmproto.cli._app import COMMANDS  # noqa: PLC0415
+
+    modules = sorted({spec.partition(":")[0] for spec in COMMANDS.values()})
+    return ForkServer(["vrmproto.cli", *modules], env=env, cwd=ROOT)
+
+
 @functools.cache
 def _fork_server() -> ForkServer:
-    return ForkServer(cli_env(), ROOT)
+    """The session's server for ``vrm`` (:func:`cli_env`)."""
+    return cli_server(cli_env())
+
+
+def forked_vrm(server: ForkServer) -> list[str]:
+    """The ``Popen`` argv of ``vrm`` forked from ``server``: ``tests/_forkclient.py``, its own
+    process, which passes its streams and signals on and exits as the run did."""
+    return [sys.executable, "-S", str(ROOT / "tests" / "_forkclient.py"), server.path, *VRM[1:]]
 
 
 def vrm_command() -> list[str]:
-    """What to start, as a ``Popen`` argv, to run ``vrm``: a client of the fork server
-    (``tests/_forkclient.py``: its own process, which passes its streams and signals on), or,
-    with ``VRM_TEST_CLI=subprocess``, a fresh interpreter (:data:`VRM`)."""
-    if os.environ.get("VRM_TEST_CLI") == "subprocess":
+    """What to start, as a ``Popen`` argv, to run ``vrm``: :func:`forked_vrm` of the session's
+    server, or, with ``VRM_TEST_CLI=subprocess``, a fresh interpreter (:data:`VRM`)."""
+    if fresh_interpreters():
         return list(VRM)
-    return [sys.executable, "-S", str(ROOT / "tests" / "_forkclient.py"), _fork_server().path]
+    return forked_vrm(_fork_server())
 
 
 def vrm(*args: str, home: Path | None, stdin: str = "", timeout: float = 60) -> Result:
     """Run ``vrm ARGS`` with ``VRM_HOME=home`` in a process of its own; never raises on a
     non-zero exit. The process is forked from :mod:`tests._forkserver`, which has the CLI
     imported already; ``VRM_TEST_CLI=subprocess`` starts a fresh interpreter instead."""
-    if os.environ.get("VRM_TEST_CLI") == "subprocess":
+    if fresh_interpreters():
         proc = subprocess.run(
             [*VRM, *args], input=stdin, capture_output=True, text=True, timeout=timeout,
             env=cli_env(home), cwd=ROOT, check=False,
         )
         return Result(list(args), proc.returncode, proc.stdout, proc.stderr)
-    code, out, err = _fork_server().run(["vrm", *args], env=cli_env(home), cwd=ROOT, stdin=stdin,
-                                timeout=timeout)  # fmt: skip
+    code, out, err = _fork_server().run([*VRM[1:], *args], env=cli_env(home), cwd=ROOT,
+                                        stdin=stdin, timeout=timeout)  # fmt: skip
     return Result(list(args), code, out, err)
+
+
+class AsyncProcess(Protocol):
+    """What :func:`vrm_process` gives: the part of :class:`asyncio.subprocess.Process` the tests
+    use, which :class:`~tests._forkserver.AsyncRun` has too."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    @property
+    def stdout(self) -> asyncio.StreamReader | None: ...
+    async def wait(self) -> int: ...
+    def send_signal(self, signum: int) -> None: ...
+
+
+@contextlib.asynccontextmanager
+async def vrm_process(*args: str, home: Path | None = None,
+                      session: bool = False) -> AsyncIterator[AsyncProcess]:  # fmt: skip
+    """``vrm ARGS`` started from an event loop, its stdout a pipe, its stderr the test's, in a
+    session (and process group) of its own if ``session``; ``pid`` is the run's own, whether
+    forked from the fork server or, with ``VRM_TEST_CLI=subprocess``, a fresh interpreter. A
+    process still running at the end of the block is killed."""
+    if fresh_interpreters():
+        proc = await asyncio.create_subprocess_exec(
+            *VRM, *args, stdout=subprocess.PIPE, env=cli_env(home), cwd=ROOT,
+            start_new_session=session,
+        )  # fmt: skip
+        try:
+            yield proc
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        return
+    server = await asyncio.to_thread(_fork_server)  # started on first use: half a second
+    async with await AsyncRun.start(server, [*VRM[1:], *args], env=cli_env(home), cwd=ROOT,
+                                    session=session) as run:  # fmt: skip
+        yield run
 
 
 # -- vendors in this process -------------------------------------------------------------------
@@ -186,6 +247,36 @@ def vendor_host(*keys: str) -> Iterator[VendorHost]:
         yield h
     finally:
         h.close()
+
+
+def hosted(*keys: str) -> Any:
+    """:func:`vendor_host` as a fixture, one for a test module, named as the module names it
+    (``vendors = hosted("outfitters")``)."""
+
+    @pytest.fixture(scope="module")
+    def host() -> Iterator[VendorHost]:
+        with vendor_host(*keys) as h:
+            yield h
+
+    return host
+
+
+def connected(tmp_path: Path, url: str, *args: str) -> Path:
+    """A data directory (:func:`new_home`) with a relationship: ``vrm connect URL ARGS``."""
+    home = new_home(tmp_path)
+    ok(vrm("connect", url, *args, home=home))
+    return home
+
+
+def history_length(vendor: str, home: Path) -> int:
+    """How many entries ``vrm history VENDOR`` lists."""
+    return len(ok(vrm("history", vendor, "--json", home=home)).json["entries"])
+
+
+def relationships(home: Path) -> list[dict[str, Any]]:
+    """What ``vrm relationships --json`` lists."""
+    rels: list[dict[str, Any]] = ok(vrm("relationships", "--json", home=home)).json["relationships"]
+    return rels
 
 
 def ok(r: Result) -> Result:

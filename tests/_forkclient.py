@@ -1,5 +1,6 @@
-"""``python -S tests/_forkclient.py SOCKET ARGV...``: run ``vrm ARGV`` through the fork server at
-SOCKET (``tests/_forkserver.py``) as if this process were it.
+"""``python -S tests/_forkclient.py SOCKET ARGV...``: run ``python ARGV`` (``-m vrmproto.cli
+ARGS``, say) through the fork server at SOCKET (``tests/_forkserver.py``) as if this process
+were it.
 
 The run gets this process's standard streams, environment and working directory; a signal this
 process receives is passed on to the run (SIGKILL cannot be: the server kills the run when this
@@ -10,12 +11,12 @@ signal. Only the standard library, and no ``site``, so it starts in ~20 ms.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
-import struct
 import sys
+
+from _forkserver import Lines, request_bytes  # beside this script: the same wire format
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2)  # fmt: skip
@@ -30,24 +31,16 @@ def _pass_on(pid: int) -> None:
         signal.signal(signum, handler)
 
 
-def main(path: str, args: list[str]) -> int:
+def main(path: str, argv: list[str]) -> int:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.connect(path)
-    body = json.dumps({"argv": ["vrm", *args], "env": dict(os.environ), "cwd": os.getcwd()})
-    socket.send_fds(conn, [struct.pack("!I", len(body.encode())) + body.encode()], [0, 1, 2])
-    buffer = b""
-    lines: list[int] = []
-    while len(lines) < 2:
-        more = conn.recv(64)
-        if not more:
-            return 1
-        buffer += more
-        while b"\n" in buffer:
-            line, _, buffer = buffer.partition(b"\n")
-            lines.append(int(line))
-            if len(lines) == 1:
-                _pass_on(lines[0])
-    code = lines[1]
+    socket.send_fds(conn, [request_bytes(argv, dict(os.environ), os.getcwd())], [0, 1, 2])
+    answer = Lines(conn)
+    try:
+        _pass_on(answer.line())
+        code = answer.line()
+    except EOFError:
+        return 1
     if code < 0:  # the run died of a signal: so do we
         signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)

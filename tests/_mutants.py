@@ -1491,10 +1491,15 @@ class Verdict:
 
 
 async def run_one(name: str, *, seed: int, skip: Sequence[str] = (),
-                  timeout_per_case: float = 20.0, vendors: Any = None) -> Verdict:
-    """Serve ``name`` (a mutant, or ``reference``) in its own process; run the suite at it.
+                  timeout_per_case: float | None = None, vendors: Any = None) -> Verdict:
+    """Serve ``name`` (a mutant, or ``reference``) in its own process; run the suite at it,
+    each case limited to ``timeout_per_case`` s (default: ``_broken_vendor.CASE_TIME_LIMIT_S``).
     ``vendors``: the ``_broken_vendor.Vendors`` to fork that process from (default: its own)."""
-    from _broken_vendor import VendorDidNotStart, Vendors  # noqa: PLC0415 - beside this module
+    from _broken_vendor import (  # noqa: PLC0415 - beside this module
+        CASE_TIME_LIMIT_S,
+        VendorDidNotStart,
+        Vendors,
+    )
 
     from vrmproto.testing import Outcome, run_suite  # noqa: PLC0415
 
@@ -1505,7 +1510,8 @@ async def run_one(name: str, *, seed: int, skip: Sequence[str] = (),
     started = time.perf_counter()
     try:
         async with vendors.serve(name, timeout=60) as url:
-            result = await run_suite(url, seed=seed, skip=skip, timeout_per_case=timeout_per_case)
+            limit = CASE_TIME_LIMIT_S if timeout_per_case is None else timeout_per_case
+            result = await run_suite(url, seed=seed, skip=skip, timeout_per_case=limit)
     except VendorDidNotStart as exc:
         return Verdict(name, (), problem=str(exc))
     missed = sorted(r.case.id for r in result.records

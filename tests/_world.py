@@ -5,6 +5,8 @@
 - :func:`ui_page` opens a customer's node on a fresh :class:`MemoryStore` (one delivery attempt
   a message: a vendor that is down reads at once) and serves its page to a test client;
   :func:`post` submits one of its forms from the page's own origin.
+- :func:`page` and :func:`served` are the same as fixtures: a test module names them as its own
+  (``page = _world.page``, ``avis = _world.served("avis")``), and pytest knows them by that name.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from vrmproto.cli import LocalVendor, load_vendor_config
@@ -55,6 +59,24 @@ async def ui_page() -> AsyncIterator[tuple[Ui, Client]]:
         finally:
             await client.close()
             await ui.jobs.close()
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[tuple[Ui, Client]]:
+    """:func:`ui_page`, for a test."""
+    async with ui_page() as (ui, client):
+        yield ui, client
+
+
+def served(name: str) -> Any:
+    """A fixture: the vendor of ``examples/vendors/NAME.toml``, served for a test."""
+
+    @pytest.fixture
+    async def vendor() -> AsyncIterator[LocalVendor]:
+        async with serving(name) as (one,):
+            yield one
+
+    return vendor
 
 
 async def post(ui: Ui, client: Client, path: str, data: dict[str, str]) -> str:

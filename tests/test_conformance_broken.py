@@ -20,9 +20,10 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
-from _broken_vendor import MISTAKES, VendorDidNotStart, Vendors
+from _broken_vendor import CASE_TIME_LIMIT_S, MISTAKES, VendorDidNotStart, Vendors
 
 from vrmproto.testing import Level, Outcome, SuiteResult, run_suite
+from vrmproto.testing.cases import connections
 
 MISSES = (Outcome.FAILED, Outcome.NON_STRICT)
 SEED = 20_260_101
@@ -130,7 +131,7 @@ async def _vendor_and_suite(vendors: Vendors, mode: str) -> Run:
     try:
         async with vendors.serve(mode) as url:
             return Run(mode, await run_suite(url, seed=SEED, skip=skips(mode),
-                                             timeout_per_case=20))
+                                             timeout_per_case=CASE_TIME_LIMIT_S))
     except VendorDidNotStart as exc:
         return Run(mode, error=str(exc))
 
@@ -144,6 +145,15 @@ async def _all() -> dict[str, Run]:
 @pytest.fixture(scope="module")
 def runs() -> dict[str, Run]:
     return asyncio.run(_all())
+
+
+def test_the_case_time_limit_is_above_the_longest_wait_of_a_connection_case() -> None:
+    """A connection case waits for a close the ceiling of §10.1-5 and a grace (22 s, spec
+    §14.2), CONN-004 after sending for up to a quarter of that: within the limit, so that a late
+    close is graded by the case (it was 20 s)."""
+    wait = connections.CEILING_MS / 1000 + connections.GRACE_S
+    assert wait == 22
+    assert wait + wait / 4 < CASE_TIME_LIMIT_S
 
 
 def test_every_mistake_has_an_expectation() -> None:

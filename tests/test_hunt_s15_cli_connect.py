@@ -19,21 +19,16 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests._cli_helpers import VendorHost, fails, new_home, ok, vendor_host, vrm
+from tests._cli_helpers import VendorHost, fails, hosted, new_home, ok, relationships, vrm
 from vrmproto import MasterSeed, ValidationError
 from vrmproto.client import Agent
 from vrmproto.store import MemoryStore
 
-
-@pytest.fixture(scope="module")
-def vendors() -> Iterator[VendorHost]:
-    with vendor_host("outfitters") as h:
-        yield h
+vendors = hosted("outfitters")
 
 
 @pytest.mark.parametrize(("note", "says"), [("", "must not be empty"),
@@ -44,9 +39,9 @@ def test_a_note_the_offer_cannot_carry_is_a_usage_error(
     home = new_home(tmp_path)
     url = vendors["outfitters"].url
     fails(vrm("connect", url, "--note", note, home=home), 2, "--note", says)
-    assert ok(vrm("relationships", "--json", home=home)).json["relationships"] == []
+    assert relationships(home) == []
     ok(vrm("connect", url, "--note", "é" * 1000, home=home))  # the longest the offer carries
-    rels = ok(vrm("relationships", "--json", home=home)).json["relationships"]
+    rels = relationships(home)
     assert [(r["vendor"], r["state"]) for r in rels] == [("Wasatch Outfitters", "agreed")]
 
 
@@ -70,4 +65,4 @@ def test_timeout_bounds_the_wait_for_a_vendor_that_never_answers(tmp_path: Path)
               "did not answer in time")  # fmt: skip
         took = time.monotonic() - started
     assert 2 <= took < 9, took  # 2 s, and the command's start; it was 20 s and more
-    assert ok(vrm("relationships", "--json", home=home)).json["relationships"] == []
+    assert relationships(home) == []

@@ -7,23 +7,15 @@ start of that second. Now it compares with its middle and says "within 1 s" unde
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests._cli_helpers import VendorHost, connected, hosted, ok, vrm
 
-from tests._cli_helpers import VendorHost, new_home, ok, vendor_host, vrm
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[VendorHost]:
-    with vendor_host("avis") as h:
-        yield h
+host = hosted("avis")
 
 
 def test_the_same_clock_reads_within_a_second(tmp_path: Path, host: VendorHost) -> None:
-    home = new_home(tmp_path)
-    ok(vrm("connect", host["avis"].url, home=home))
+    home = connected(tmp_path, host["avis"].url)
     for _ in range(3):
         found = {c["check"]: c for c in ok(vrm("doctor", "--json", home=home)).json["checks"]}
         clock = found["clock vs Avis Park City"]

@@ -7,25 +7,17 @@ named. Now: "cannot write /nonexistent/x.json: No such file or directory", exit 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests._cli_helpers import VendorHost, connected, fails, hosted, vrm
 
-from tests._cli_helpers import VendorHost, fails, new_home, ok, vendor_host, vrm
-
-
-@pytest.fixture(scope="module")
-def vendors() -> Iterator[VendorHost]:
-    with vendor_host("outfitters") as h:
-        yield h
+vendors = hosted("outfitters")
 
 
 def test_an_export_that_cannot_be_written_names_the_file_asked_for(
     tmp_path: Path, vendors: VendorHost
 ) -> None:
-    home = new_home(tmp_path)
-    ok(vrm("connect", vendors["outfitters"].url, home=home))
+    home = connected(tmp_path, vendors["outfitters"].url)
     target = tmp_path / "no such dir" / "wasatch.json"
     r = fails(vrm("history", "Wasatch", "--export", str(target), home=home), 2,
               f"cannot write {target}", "No such file or directory")  # fmt: skip

@@ -11,18 +11,30 @@ and the command ends with exit 1 saying the offer was not taken up and why.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import pytest
+from tests._cli_helpers import (
+    VendorHost,
+    fails,
+    history_length,
+    hosted,
+    new_home,
+    ok,
+    vendor_host,
+    vrm,
+)
 
-from tests._cli_helpers import VendorHost, fails, new_home, ok, vendor_host, vrm
+vendors = hosted("budget")
 
 
-@pytest.fixture(scope="module")
-def vendors() -> Iterator[VendorHost]:
-    with vendor_host("budget") as h:
-        yield h
+def the_offer(home: Path, url: str, *args: str) -> dict[str, Any]:
+    """The one offer an intentcast to the vendor at ``url`` alone brought."""
+    ok(vrm("intent", "new", "4-wheel-drive SUV rental", *args, "--vendor", url, "--no-discover",
+           "--no-relays", "--deadline", "10s", home=home))  # fmt: skip
+    (intent,) = ok(vrm("intent", "list", "--json", home=home)).json["intents"]
+    (offer,) = ok(vrm("intent", "show", intent["id"], "--json", home=home)).json["offers"]
+    return offer
 
 
 def test_an_offer_from_a_vendor_already_related_is_not_said_taken_up(
@@ -32,17 +44,13 @@ def test_an_offer_from_a_vendor_already_related_is_not_said_taken_up(
     url = vendors["budget"].url
     said = ok(vrm("connect", url, "--accept-counter", home=home)).stdout
     assert "on the vendor's terms" in said
-    ok(vrm("intent", "new", "4-wheel-drive SUV rental", "--where", "Park City, UT",
-           "--vendor", url, "--no-discover", "--no-relays", "--deadline", "10s",
-           home=home))  # fmt: skip
-    (intent,) = ok(vrm("intent", "list", "--json", home=home)).json["intents"]
-    (offer,) = ok(vrm("intent", "show", intent["id"], "--json", home=home)).json["offers"]
-    before = len(ok(vrm("history", "Budget", "--json", home=home)).json["entries"])
+    offer = the_offer(home, url, "--where", "Park City, UT")
+    before = history_length("Budget", home)
     r = fails(vrm("intent", "accept", offer["id"], home=home), 1, "not taken up",
               "already have a relationship with Budget Salt Lake", "vrm end")  # fmt: skip
     assert "on your terms" not in r.stdout, r
     assert "on the terms agreed then" in r.stdout, r
-    assert len(ok(vrm("history", "Budget", "--json", home=home)).json["entries"]) == before
+    assert history_length("Budget", home) == before
 
 
 def test_an_intentcast_every_vendor_declined_is_not_said_to_have_timed_out(
@@ -63,10 +71,7 @@ def test_taking_up_the_same_offer_again_is_not_said_to_have_failed(tmp_path: Pat
     no "not taken up … was not told" (its terms.offer names the offer, §5.2.1)."""
     home = new_home(tmp_path)
     with vendor_host("avis") as host:
-        ok(vrm("intent", "new", "4-wheel-drive SUV rental", "--vendor", host["avis"].url,
-               "--no-discover", "--no-relays", "--deadline", "10s", home=home))  # fmt: skip
-        (intent,) = ok(vrm("intent", "list", "--json", home=home)).json["intents"]
-        (offer,) = ok(vrm("intent", "show", intent["id"], "--json", home=home)).json["offers"]
+        offer = the_offer(home, host["avis"].url)
         ok(vrm("intent", "accept", offer["id"], home=home))
         again = ok(vrm("intent", "accept", offer["id"], home=home))
         assert "not taken up" not in again.stderr, again

@@ -8,28 +8,27 @@ blank VENDOR is a usage error (exit 2) and nothing is sent.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests._cli_helpers import (
+    VendorHost,
+    connected,
+    fails,
+    history_length,
+    hosted,
+    relationships,
+    vrm,
+)
 
-from tests._cli_helpers import VendorHost, fails, new_home, ok, vendor_host, vrm
-
-
-@pytest.fixture(scope="module")
-def vendors() -> Iterator[VendorHost]:
-    with vendor_host("outfitters") as h:
-        yield h
+vendors = hosted("outfitters")
 
 
 def test_an_empty_vendor_name_names_no_vendor(tmp_path: Path, vendors: VendorHost) -> None:
-    home = new_home(tmp_path)
-    ok(vrm("connect", vendors["outfitters"].url, home=home))
-    before = len(ok(vrm("history", "Wasatch", "--json", home=home)).json["entries"])
+    home = connected(tmp_path, vendors["outfitters"].url)
+    before = history_length("Wasatch", home)
     for args in (["share", "", "email=doc@example.org"], ["share", "  ", "email=x@y.org"],
                  ["withdraw", ""], ["data", ""], ["end", ""], ["rotate", " "]):  # fmt: skip
         fails(vrm(*args, home=home), 2, "name a vendor")
-    after = ok(vrm("history", "Wasatch", "--json", home=home)).json["entries"]
-    assert len(after) == before
-    (rel,) = ok(vrm("relationships", "--json", home=home)).json["relationships"]
+    assert history_length("Wasatch", home) == before
+    (rel,) = relationships(home)
     assert rel["state"] == "agreed"

@@ -12,36 +12,39 @@ signed, stored or sent. The library checks them too (``Agent.end``, ``Agent.with
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests._cli_helpers import VendorHost, fails, new_home, ok, vendor_host, vrm
+from tests._cli_helpers import (
+    VendorHost,
+    connected,
+    fails,
+    history_length,
+    hosted,
+    ok,
+    relationships,
+    vrm,
+)
 from tests._world import post, serving, ui_page
 from vrmproto.store import MemoryStore
 
-
-@pytest.fixture(scope="module")
-def vendors() -> Iterator[VendorHost]:
-    with vendor_host("outfitters") as h:
-        yield h
+vendors = hosted("outfitters")
 
 
 def test_a_reason_the_message_cannot_carry_is_a_usage_error(
     tmp_path: Path, vendors: VendorHost
 ) -> None:
-    home = new_home(tmp_path)
-    ok(vrm("connect", vendors["outfitters"].url, home=home))
+    home = connected(tmp_path, vendors["outfitters"].url)
     ok(vrm("share", "Wasatch", "email=doc@example.org", home=home))
-    before = len(ok(vrm("history", "Wasatch", "--json", home=home)).json["entries"])
+    before = history_length("Wasatch", home)
     for command in ("withdraw", "end"):
         fails(vrm(command, "Wasatch", "--reason", "r" * 1001, home=home), 2, "--reason",
               "at most 1000 characters")  # fmt: skip
         fails(vrm(command, "Wasatch", "--reason", "", home=home), 2, "--reason",
               "must not be empty")  # fmt: skip
-    assert len(ok(vrm("history", "Wasatch", "--json", home=home)).json["entries"]) == before
-    (rel,) = ok(vrm("relationships", "--json", home=home)).json["relationships"]
+    assert history_length("Wasatch", home) == before
+    (rel,) = relationships(home)
     assert (rel["state"], rel["last_problem"], len(rel["shares"])) == ("agreed", "", 1)
     ok(vrm("end", "Wasatch", "--reason", "é" * 1000, home=home))
 

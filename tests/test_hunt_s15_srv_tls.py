@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 
 import pytest
-import trustme
 from _broken_vendor import make_endpoint
+from _tls import tls_contexts
 
 from vrmproto._binding import WELL_KNOWN_PATH
 from vrmproto.server import ConnectionLimits, serve
@@ -27,15 +26,6 @@ from vrmproto.store import MemoryStore
 CAP = 4
 LIMITS = ConnectionLimits(max_connections_per_address=CAP, idle_timeout_ms=300,
                           header_timeout_ms=300)  # fmt: skip
-
-
-def contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server)
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    return server, client
 
 
 async def closed(reader: asyncio.StreamReader) -> bool:
@@ -51,7 +41,7 @@ async def closed(reader: asyncio.StreamReader) -> bool:
 
 
 async def silent_tls_connections_are_capped_and_closed() -> None:
-    server_ctx, client_ctx = contexts()
+    server_ctx, client_ctx = tls_contexts()
     server = await serve(make_endpoint(MemoryStore()), ssl_context=server_ctx,
                          connection_limits=LIMITS)  # fmt: skip
     silent: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
@@ -98,7 +88,7 @@ async def test_a_client_that_closes_during_the_handshake_is_uncounted(
             none_open.set()
 
     monkeypatch.setattr(ConnectionGuard, "release", released)
-    server_ctx, _ = contexts()
+    server_ctx, _ = tls_contexts()
     server = await serve(make_endpoint(MemoryStore()), ssl_context=server_ctx,
                          connection_limits=LIMITS)  # fmt: skip
     try:

@@ -19,6 +19,12 @@ named in :data:`ADAPTED`:
 - installing (``make demo``, ``pipx``/``pip install``) is what the test runs in already;
 - "stop the lodge" and "start the lodge again" (prose between blocks) stop and start it.
 
+After the first-run block, whose ``vrm --version`` runs the console script that activating put on
+the PATH, ``vrm`` in a line is a shell function that forks the command from a server with the CLI
+imported (``tests/_forkserver.py``), as the other CLI tests run it: the same arguments,
+environment, streams and exit code, without ~0.6 s of start-up a line. ``VRM_TEST_CLI=subprocess``
+runs the console script for every line.
+
 A comment ``(exit code N)`` on a line is the exit code the line must end with; every other line
 must succeed.
 """
@@ -29,6 +35,7 @@ import contextlib
 import io
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -37,7 +44,13 @@ from pathlib import Path
 
 import pytest
 
-from tests._cli_helpers import VendorProcess, cli_env
+from tests._cli_helpers import (
+    VendorProcess,
+    cli_env,
+    cli_server,
+    forked_vrm,
+    fresh_interpreters,
+)
 from tests._nostr_relay import relay
 from tests._ports import free_port
 
@@ -100,6 +113,7 @@ class Walk:
     suggested: str = ""
     relays: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     relay_url: str = ""
+    vrm_function: str = ""
     outputs: list[tuple[str, subprocess.CompletedProcess[str]]] = field(default_factory=list)
 
     def serve(self, line: str) -> None:
@@ -143,13 +157,32 @@ class Walk:
             line = re.sub(r"accept \S+", f"accept {self.suggested}", line, count=1)
         return line
 
-    def run(self, line: str, first_run: list[str]) -> subprocess.CompletedProcess[str]:
-        cmd = self.command(line)
-        want = re.search(r"exit code (\d+)", line)
+    def env(self) -> dict[str, str]:
         env = cli_env(self.home)
         # the interpreter running the tests has `vrm` beside it, whatever the venv is called
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        script = "\n".join([*first_run, cmd])
+        return env
+
+    def fork(self, first_run: list[str]) -> None:
+        """From here on ``vrm`` in a line is a shell function that forks it from a server with
+        the CLI imported (``tests/_forkserver.py``), started with the PATH the first-run step
+        gives the lines, so that each run is forked, not exec'd (``needs_fresh``); with
+        ``VRM_TEST_CLI=subprocess`` every line keeps running the ``vrm`` on that PATH."""
+        if fresh_interpreters():
+            return
+        path = subprocess.run(["bash", "-c", "\n".join([*first_run, 'printf %s "$PATH"'])],
+                              capture_output=True, text=True, env=self.env(), cwd=ROOT,
+                              timeout=60, check=True).stdout  # fmt: skip
+        server = cli_server({**self.env(), "PATH": path})
+        self.relays.callback(server.close)
+        self.vrm_function = f'vrm() {{ {shlex.join(forked_vrm(server))} "$@"; }}'
+
+    def run(self, line: str, first_run: list[str]) -> subprocess.CompletedProcess[str]:
+        cmd = self.command(line)
+        want = re.search(r"exit code (\d+)", line)
+        env = self.env()
+        script = "\n".join([*first_run, *([self.vrm_function] if self.vrm_function else []),
+                            cmd])  # fmt: skip
         answer = "y\n" if "accept its terms instead?" in line else ""
         proc = subprocess.run(["bash", "-c", script], input=answer, capture_output=True,
                               text=True, env=env, cwd=ROOT, timeout=120, check=False)  # fmt: skip
@@ -203,6 +236,8 @@ def test_walkthrough_runs_as_written(walk: Walk) -> None:
             if any(skip in line for skip in SKIPPED):
                 continue
             walk.run(line, first_run)
+        if first_run and not walk.vrm_function:  # `vrm --version` ran the console script
+            walk.fork(first_run)
     said = {cmd.split("  #")[0].strip(): p.stdout + p.stderr for cmd, p in walk.outputs}
     text = "\n".join(said.values())
     assert "Wasatch Outfitters declined" in text

@@ -12,32 +12,18 @@ the same, though the vendor was never told. Now the page uses the command line's
 from __future__ import annotations
 
 import html as htmllib
-from collections.abc import AsyncIterator
 
-import pytest
-from aiohttp.test_utils import TestClient
-
+from tests import _world
+from tests._world import Client, serving
 from tests._world import post as post_form
-from tests._world import serving, ui_page
 from vrmproto import PeerProblemError
 from vrmproto.cli import LocalVendor
 from vrmproto.client import Delivery
 from vrmproto.ui import Ui
 from vrmproto.ui._actions import _queued
 
-Client = TestClient[object, object]
-
-
-@pytest.fixture
-async def budget() -> AsyncIterator[LocalVendor]:
-    async with serving("budget") as (vendor,):
-        yield vendor
-
-
-@pytest.fixture
-async def page() -> AsyncIterator[tuple[Ui, Client]]:
-    async with ui_page() as (ui, client):
-        yield ui, client
+budget = _world.served("budget")
+page = _world.page
 
 
 async def post(ui: Ui, client: Client, path: str, data: dict[str, str]) -> str:

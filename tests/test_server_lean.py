@@ -25,8 +25,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-import trustme
 from _broken_vendor import make_endpoint
+from _tls import tls_contexts
 from _vendor_proc import Customer, now_ms
 from aiohttp import web
 
@@ -303,15 +303,6 @@ async def test_a_trusted_proxys_client_is_the_one_aiohttp_finds(
     assert len(clients[0]) == 1
     assert len(lean_answers) == (0 if "repeated" in fields or fields.count("Forwarded:") > 1
                                  else 1)  # fmt: skip
-
-
-def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server)
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    return server, client
 
 
 async def _lean_then_handed_over(tls: bool) -> None:

@@ -7,9 +7,9 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp.test_utils import TestClient
 
-from tests._world import ui_page
+from tests import _world
+from tests._world import Client
 from vrmproto.client import CustomerNode, RetryPolicy
 from vrmproto.store import MemoryStore
 from vrmproto.ui import Ui, UiServer, new_token
@@ -24,17 +24,14 @@ async def node() -> AsyncIterator[CustomerNode]:
         yield n
 
 
-@pytest.fixture
-async def ui_client() -> AsyncIterator[tuple[Ui, TestClient[object, object]]]:
-    async with ui_page() as (ui, client):
-        yield ui, client
+ui_client = _world.page
 
 
 def origin(ui: Ui) -> str:
     return f"http://127.0.0.1:{ui.guard.port}"
 
 
-async def test_the_page_is_served_with_the_token(ui_client: tuple[Ui, TestClient[object, object]]
+async def test_the_page_is_served_with_the_token(ui_client: tuple[Ui, Client]
                                                  ) -> None:  # fmt: skip
     ui, client = ui_client
     r = await client.get(ui.guard.prefix)
@@ -50,7 +47,7 @@ async def test_the_page_is_served_with_the_token(ui_client: tuple[Ui, TestClient
 @pytest.mark.parametrize("path", ["/", "/t/", "/t/nope/", "/static/ui.css", "/t/nope/static/ui.css",
                                   "/t//", "/favicon.ico"])
 async def test_nothing_is_served_without_the_token(
-    ui_client: tuple[Ui, TestClient[object, object]], path: str
+    ui_client: tuple[Ui, Client], path: str
 ) -> None:
     _, client = ui_client
     r = await client.get(path)
@@ -62,7 +59,7 @@ async def test_nothing_is_served_without_the_token(
 
 
 async def test_a_token_that_is_only_a_prefix_is_refused(
-    ui_client: tuple[Ui, TestClient[object, object]],
+    ui_client: tuple[Ui, Client],
 ) -> None:
     ui, client = ui_client
     r = await client.get(f"/t/{ui.guard.token[:-1]}/")
@@ -74,7 +71,7 @@ async def test_a_token_that_is_only_a_prefix_is_refused(
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1:1",
                                   "127.0.0.1", "0.0.0.0:{port}", "[::1]:{port}", ""])
 async def test_a_request_for_another_host_is_refused(
-    ui_client: tuple[Ui, TestClient[object, object]], host: str
+    ui_client: tuple[Ui, Client], host: str
 ) -> None:
     """DNS rebinding: a name an attacker controls, pointed at 127.0.0.1, is not this page."""
     ui, client = ui_client
@@ -83,7 +80,7 @@ async def test_a_request_for_another_host_is_refused(
     assert "relationships" not in (await r.text()).lower()
 
 
-async def test_localhost_is_this_host(ui_client: tuple[Ui, TestClient[object, object]]) -> None:
+async def test_localhost_is_this_host(ui_client: tuple[Ui, Client]) -> None:
     ui, client = ui_client
     r = await client.get(ui.guard.prefix, headers={"Host": f"localhost:{ui.guard.port}"})
     assert r.status == 200
@@ -100,7 +97,7 @@ async def test_localhost_is_this_host(ui_client: tuple[Ui, TestClient[object, ob
     {"Origin": "http://evil.example", "Sec-Fetch-Site": "same-origin"},
 ])  # fmt: skip
 async def test_a_change_from_another_origin_is_refused(
-    ui_client: tuple[Ui, TestClient[object, object]], headers: dict[str, str]
+    ui_client: tuple[Ui, Client], headers: dict[str, str]
 ) -> None:
     """CSRF: a form on another site posting here changes nothing."""
     ui, client = ui_client
@@ -112,7 +109,7 @@ async def test_a_change_from_another_origin_is_refused(
 
 
 async def test_a_change_from_this_origin_goes_through(
-    ui_client: tuple[Ui, TestClient[object, object]],
+    ui_client: tuple[Ui, Client],
 ) -> None:
     ui, client = ui_client
     for headers in ({"Origin": origin(ui)}, {"Sec-Fetch-Site": "same-origin"}):
@@ -124,7 +121,7 @@ async def test_a_change_from_this_origin_goes_through(
 
 
 async def test_a_change_without_the_token_is_refused_even_from_this_origin(
-    ui_client: tuple[Ui, TestClient[object, object]],
+    ui_client: tuple[Ui, Client],
 ) -> None:
     ui, client = ui_client
     r = await client.post("/t/wrong/address", data={"fields": "city = Park City"},

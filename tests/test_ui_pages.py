@@ -8,13 +8,12 @@ import base64
 import dataclasses
 import json
 import re
-from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 import vrmproto.discovery
-from tests._world import post, serving, ui_page
+from tests import _world
+from tests._world import Client, post
 from vrmproto import Entry, verify_entries
 from vrmproto._keys import Identity, fingerprint
 from vrmproto.cli import LocalVendor
@@ -22,19 +21,8 @@ from vrmproto.discovery import Found
 from vrmproto.ui import Ui
 from vrmproto.ui._jobs import Row
 
-Client = TestClient[object, object]
-
-
-@pytest.fixture
-async def avis() -> AsyncIterator[LocalVendor]:
-    async with serving("avis") as (vendor,):
-        yield vendor
-
-
-@pytest.fixture
-async def page() -> AsyncIterator[tuple[Ui, Client]]:
-    async with ui_page() as (ui, client):
-        yield ui, client
+avis = _world.served("avis")
+page = _world.page
 
 
 def found(vendor: LocalVendor, key: bytes) -> Found:

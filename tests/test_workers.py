@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import pytest
 from _vendor_proc import ACCEPTED, Customer, post
 from aiohttp import web
 
+from tests._cli_helpers import AsyncProcess, vrm, vrm_process
 from vrmproto import Identity
 from vrmproto._binding import CONTENT_TYPE, DEFAULT_INBOX_PATH
 from vrmproto.server._events import Wakeup, follow
@@ -31,7 +31,6 @@ from vrmproto.testing import Outcome, run_suite
 
 pytest.importorskip("asyncpg", reason="asyncpg is not installed (pip install -e '.[dev]')")
 
-ROOT = Path(__file__).resolve().parents[1]
 SEED = "42" * 32
 VENDOR = Identity(bytes.fromhex(SEED))
 
@@ -44,7 +43,7 @@ class Vendor:
     """A running ``vrm vendor serve`` process and what it logged. Its lines are read as they
     come (a process whose stdout pipe fills up stops answering)."""
 
-    proc: asyncio.subprocess.Process
+    proc: AsyncProcess
     listening: dict[str, Any]
     events: list[dict[str, Any]] = field(default_factory=list)
     lines: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
@@ -99,7 +98,7 @@ def _vendor_file(tmp_path: Path, config: PostgresConfig, limits: dict[str, int],
 STOP_WAIT_S = 30
 
 
-async def end_session(proc: asyncio.subprocess.Process) -> None:
+async def end_session(proc: AsyncProcess) -> None:
     """Stop every process of ``proc``'s process group — the vendor and, with ``--workers``, the
     workers it forked, which hold its stdout too: SIGTERM to the group, then SIGKILL to whatever
     is left of it once ``proc`` has exited or :data:`STOP_WAIT_S` have passed."""
@@ -116,22 +115,20 @@ async def end_session(proc: asyncio.subprocess.Process) -> None:
 async def vendor_process(config_file: Path, *args: str) -> AsyncIterator[Vendor]:
     """``vrm vendor serve`` in a session of its own (its process group: the supervisor and its
     workers), all of which the cleanup stops (:func:`end_session`), so that a failing test
-    fails instead of waiting on a worker that still holds the output pipe."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from vrmproto.cli import main; main()", "vendor", "serve",
-        "--config", str(config_file), "--memory", "--no-advertise", "--json", *args, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        start_new_session=True,
-    )  # fmt: skip
-    vendor = Vendor(proc, {})
-    vendor.start_reading()
-    try:
-        vendor.listening = await vendor.next_event("listening")
-        yield vendor
-    finally:
-        await end_session(proc)
-        if vendor.reader is not None:
-            await vendor.reader  # ends once no process holds the pipe
+    fails instead of waiting on a worker that still holds the output pipe. The process is
+    forked from the tests' fork server (``tests/_cli_helpers.vrm_process``), the supervisor's
+    pid its own, or with ``VRM_TEST_CLI=subprocess`` a fresh interpreter."""
+    async with vrm_process("vendor", "serve", "--config", str(config_file), "--memory",
+                           "--no-advertise", "--json", *args, session=True) as proc:  # fmt: skip
+        vendor = Vendor(proc, {})
+        vendor.start_reading()
+        try:
+            vendor.listening = await vendor.next_event("listening")
+            yield vendor
+        finally:
+            await end_session(proc)
+            if vendor.reader is not None:
+                await vendor.reader  # ends once no process holds the pipe
 
 
 @asynccontextmanager
@@ -489,17 +486,12 @@ async def test_the_open_negotiations_budget_holds_across_two_workers(
     assert await _suite_against_two_workers(postgres_config, tmp_path, only=ADMISSION) == {}
 
 
-async def test_workers_need_a_postgresql_store(tmp_path: Path) -> None:
+def test_workers_need_a_postgresql_store(tmp_path: Path) -> None:
     config = tmp_path / "vendor.toml"
     config.write_text(f'name = "Solo"\nseed = "{SEED}"\n[server]\nworkers = 2\n')
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from vrmproto.cli import main; main()", "vendor", "serve",
-        "--config", str(config), "--memory", "--no-advertise", cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode != 0
-    assert b"postgresql store" in out + err
+    r = vrm("vendor", "serve", "--config", str(config), "--memory", "--no-advertise", home=None)
+    assert r.code != 0
+    assert "postgresql store" in r.stdout + r.stderr
 
 
 def test_a_worker_that_exits_before_it_serves_stops_the_service() -> None:
