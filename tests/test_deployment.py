@@ -16,10 +16,10 @@ import aiohttp
 import pytest
 import trustme
 from _broken_vendor import CONNECTION_LIMITS, make_endpoint
-from _cli_helpers import ROOT, VENDOR_FILES, VendorProcess, cli_env, vrm_command
 from _nginx import free_port, nginx_in_front
 from aiohttp.test_utils import make_mocked_request
 
+from tests._cli_helpers import ROOT, VENDOR_FILES, VendorProcess, cli_env, vrm_command
 from vrmproto._keys import Identity
 from vrmproto._limits import Limits
 from vrmproto.server import Deployment, Endpoint, Server, serve
