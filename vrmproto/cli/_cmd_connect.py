@@ -10,9 +10,9 @@ import click
 from vrmproto._keys import fingerprint
 from vrmproto._messages import TermsReject
 from vrmproto._state import State
-from vrmproto.cli._common import as_url, finish, not_delivered_json
+from vrmproto.cli._common import as_url, delivery_sentence, finish, not_delivered_json
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_HELD, EXIT_USAGE, CliError, Outcome
 from vrmproto.cli._output import (
     Out,
     held,
@@ -56,11 +56,22 @@ def _vendor_fingerprint(result: ConnectResult) -> str | None:
     return fingerprint(d.receipt.sender)
 
 
+def connect_outcome(result: ConnectResult, counter_answer: str | None = None) -> Outcome:
+    """Accepted (or delivered, the answer to come) is done; a rejection, a counter-offer left
+    open or declined is no agreement (failed); a queued offer is queued, or held."""
+    if counter_answer == "declined" or result.status in ("rejected", "countered"):
+        return Outcome.FAILED
+    if result.status == "queued" and result.delivery is not None:
+        return Outcome.HELD if not_delivered_json(result.delivery)["held"] else Outcome.QUEUED
+    return Outcome.DONE
+
+
 def connect_json(result: ConnectResult, *, counter_answer: str | None = None,
                  first: ConnectResult | None = None) -> dict[str, Any]:  # fmt: skip
     shown = first or result
     return {
         "vendor": result.vendor,
+        "outcome": connect_outcome(result, counter_answer).label,
         "url": result.url,
         "vendor_fingerprint": _vendor_fingerprint(shown) or _vendor_fingerprint(result),
         "thread": result.thread.hex(),
@@ -193,6 +204,8 @@ def report_connect(out: Out, result: ConnectResult, answer: str | None,
         finish(EXIT_FAILED, f"{result.vendor} rejected your terms: {result.reason}")
     if result.status == "countered":
         finish(EXIT_FAILED, f"no agreement with {result.vendor} yet: its counter-offer is open")
+    if result.status == "queued" and result.delivery is not None:
+        finish(connect_outcome(result), delivery_sentence(result.vendor, result.delivery))
 
 
 @click.command()
@@ -261,7 +274,7 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
                 first = await agent.connect(url, terms, note=note, expected_key=key,
                                             timeout_s=timeout, accept_new_key=accept_new_key)
             except KeyChangedError as exc:
-                raise CliError(_key_changed(exc, target, accept_new_key), EXIT_FAILED,
+                raise CliError(_key_changed(exc, target, accept_new_key), EXIT_HELD,
                                kind="key_changed") from None  # fmt: skip
             result, answer = await settle_counter(agent, out, first, counter_answer,
                                                   timeout_s=timeout)  # fmt: skip

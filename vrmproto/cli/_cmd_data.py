@@ -13,15 +13,22 @@ from vrmproto._keys import fingerprint
 from vrmproto._messages import DataErased, DataWithdraw
 from vrmproto._vocab import parse_category, parse_purpose, suggest_category
 from vrmproto.cli._common import (
+    conclude,
+    end_delivery,
     finish,
-    held_exit,
     need_agreement,
     not_delivered_json,
     pick,
     timeout_option,
 )
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._errors import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CliError,
+    Outcome,
+    fanout_outcome,
+)
 from vrmproto.cli._output import (
     THEM,
     YOU,
@@ -30,6 +37,7 @@ from vrmproto.cli._output import (
     rbutton,
     record_json,
     records_table,
+    refused_line,
     safe,
     short,
     table,
@@ -213,9 +221,11 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
             out.print(f"  [green]✓ shared[/] {', '.join(sorted(values))} until "
                       f"{format_date(until)} — share {short(d.msg_hash)}, receipt signed by the "
                       "vendor")  # fmt: skip
-        else:
+        elif d.status == "queued":
             out.print(queued_line(d.error, timeout))
-    held_exit(view.vendor, d)
+        else:
+            out.print(refused_line(d))
+    end_delivery(view.vendor, d)
 
 
 @click.command()
@@ -253,11 +263,13 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
 
     view, d, withdrawn = run(go())
     erased = _erased(d) if d.status == "confirmed" else None  # the notes say so too
+    unconfirmed = d.status == "confirmed" and erased is None  # delivered, deletion not confirmed
     result = {
         "vendor": view.vendor,
         "withdraw": d.msg_hash.hex(),
         "status": d.status,
         **not_delivered_json(d),
+        **({"outcome": Outcome.FAILED.label} if unconfirmed else {}),
         "shares": [h.hex() for h in withdrawn],
         "erased": None if erased is None else {
             "hash": erased.hash.hex(),
@@ -275,11 +287,13 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
                       "kept in your history")  # fmt: skip
         elif d.status == "queued":
             out.print(queued_line(d.error, timeout))
-        else:
+        elif unconfirmed:
             out.print("  delivered; the vendor has not confirmed the deletion yet")
-    held_exit(view.vendor, d)
-    if d.status == "confirmed" and erased is None:
+        else:
+            out.print(refused_line(d))
+    if unconfirmed:
         finish(EXIT_FAILED, f"{view.vendor} has not confirmed the deletion")
+    end_delivery(view.vendor, d)
 
 
 @click.command()
@@ -299,7 +313,7 @@ def data(env: Env, vendor: str, timeout: float) -> None:
 
     view, records = run(go())
     if out.json_mode:
-        out.json({"vendor": view.vendor, "format": "vrm-data/1",
+        out.json({"vendor": view.vendor, "outcome": Outcome.DONE.label, "format": "vrm-data/1",
                   "records": [record_json(r) for r in records],
                   "earlier": earlier_json(records.delivery)})  # fmt: skip
         return
@@ -362,7 +376,9 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
                                                   timeout_s=timeout)  # fmt: skip
 
     report = run(go())
-    result = {"fields": sorted(values), **fanout_json(report)}
+    # nothing done when no vendor has an agreement: no vendor has the new address (exit 1)
+    outcome = fanout_outcome(report) if report.results else Outcome.FAILED
+    result = {"fields": sorted(values), "outcome": outcome.label, **fanout_json(report)}
     if out.json_mode:
         out.json(result)
     elif not report.results:
@@ -379,10 +395,14 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
         out.print(f"{counts['confirmed']} confirmed, {counts['queued']} queued, "
                   f"{counts['refused']} refused, {counts['failed']} failed "
                   f"in {report.elapsed_s:.2f} s")  # fmt: skip
-    if not report.results:  # nothing done: no vendor has the new address (exit 1, not 0)
+    if not report.results:
         finish(EXIT_FAILED, "you have no agreed relationships, so nothing was sent; `vrm "
                             "connect URL` proffers your terms to a vendor")  # fmt: skip
-    if report.refused or report.failed:
-        finish(EXIT_FAILED, "some vendors refused or failed the update (see above)")
-    for r in report.results:
-        held_exit(r.vendor, r.delivery)
+    conclude(outcome, {
+        Outcome.FAILED: "some vendors refused or failed the update (see above)",
+        Outcome.HELD: "not delivered to every vendor: one now answers with another key, and "
+                      "its update is held in the outbox until you decide (see above)",
+        Outcome.UNREACHABLE: "some vendors could not be reached (see above)",
+        Outcome.QUEUED: "not delivered to every vendor yet: their update waits in the outbox "
+                        "and goes by itself (`vrm outbox run`); do not send it again",
+    }.get(outcome, ""))

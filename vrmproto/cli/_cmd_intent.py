@@ -12,9 +12,17 @@ from vrmproto._messages import Money
 from vrmproto._vocab import TermRef
 from vrmproto.cli._cmd_connect import report_connect, settle_counter
 from vrmproto.cli._cmd_data import fanout_json
-from vrmproto.cli._common import as_url, finish, norm, now_ms, timeout_option, took_up
+from vrmproto.cli._common import (
+    as_url,
+    conclude,
+    finish,
+    norm,
+    now_ms,
+    timeout_option,
+    took_up,
+)
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, Outcome, fanout_outcome
 from vrmproto.cli._output import Out, brief, money_json, safe, table
 from vrmproto.cli._parse import (
     by_prefix,
@@ -236,12 +244,11 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
     show_relay_warnings()
     try:
         result, urls = run(go())
-    except RelayError as exc:  # nothing was sent: the relays come first
-        # exit 2 as before (tests/test_hunt_s14_cli.py): nothing was sent, and the person's
-        # settings or --relay name only relays that are down
+    except RelayError as exc:  # nothing was sent: the relays come first; exit 4, as every
+        # command that reached no one and kept nothing (it was 2, as if mistyped)
         raise relays_failed(exc, relays, "no vendor was asked. --no-relays asks only the "
                             "vendors over HTTP; `vrm relay remove URL` forgets a relay you "
-                            "kept", exit_code=EXIT_USAGE) from None  # fmt: skip
+                            "kept") from None  # fmt: skip
     ranked = rank_offers(result.offers, settings.terms)
     rows = [offer_json(o, settings.terms, i + 1) for i, o in enumerate(ranked)]
     record = {
@@ -274,17 +281,26 @@ def report_skipped(out: Out, result: IntentcastResult) -> None:
         out.print(f"  [dim]{safe(url)} not asked: {safe(why)}[/]")
 
 
+def cast_outcome(result: IntentcastResult, offers: int) -> Outcome:
+    """An intentcast is done when a vendor received it (or offers came); when it reached no
+    vendor, the code of why (4 none could be reached, 1 refused, :func:`fanout_outcome`):
+    "No offers" from vendors that never saw it is not an answer. Nothing is queued: an
+    intentcast that did not reach a vendor by its deadline would be of no use to it."""
+    sent = result.report.results
+    if not sent or offers or any(r.status == "confirmed" for r in sent):
+        return Outcome.DONE
+    return fanout_outcome(result.report)
+
+
 def _report_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> None:
-    """The intentcast's outcome: its record and fan-out as JSON, or the ranked offers; exit 1
-    when it reached no vendor (each refused it or could not be reached), as ``vrm address set``
-    does when one fails: "No offers" from vendors that never saw it is not an answer."""
+    """The intentcast's outcome: its record and fan-out as JSON, or the ranked offers; and its
+    exit code (:func:`cast_outcome`)."""
+    outcome = cast_outcome(result, len(record["offers"]))
     if out.json_mode:
-        out.json({**record, **fanout_json(result.report)})
+        out.json({**record, "outcome": outcome.label, **fanout_json(result.report)})
     else:
         _print_cast(out, result, record)
-    sent = result.report.results
-    if sent and not any(r.status == "confirmed" for r in sent) and not record["offers"]:
-        finish(EXIT_FAILED, "no vendor received the intentcast (see above)")
+    conclude(outcome, "no vendor received the intentcast (see above)")
 
 
 def no_offers(result: IntentcastResult) -> str:

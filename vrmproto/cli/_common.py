@@ -13,16 +13,23 @@ import click
 from vrmproto._envelope import open_envelope
 from vrmproto._messages import TermsOffer
 from vrmproto._state import State
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, printable
+from vrmproto.cli._errors import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CliError,
+    Outcome,
+    delivery_outcome,
+    printable,
+)
 from vrmproto.client import Agent, Delivery, RelationshipView
-from vrmproto.client._held import HELD
 from vrmproto.store import ThreadKind
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "as_url",
+    "conclude",
+    "end_delivery",
     "finish",
-    "held_exit",
     "need_agreement",
     "norm",
     "not_delivered_json",
@@ -63,18 +70,43 @@ def timeout_option(f: F) -> F:
 
 
 def not_delivered_json(d: Delivery) -> dict[str, object]:
-    """For ``--json``: why ``d`` was not delivered now (``error``, null when it was), and
-    whether it is ``held`` until the person acts rather than retried (§11.10-1)."""
-    return {"error": str(d.error) if d.error is not None and not d.confirmed else None,
-            "held": d.status == "queued" and str(d.error).startswith(HELD)}  # fmt: skip
+    """For ``--json``: the message's ``outcome`` (the exit code's name,
+    :func:`~vrmproto.cli._errors.delivery_outcome`), why it was not delivered now (``error``,
+    null when it was), and whether it is ``held`` until the person acts rather than retried
+    (§11.10-1)."""
+    outcome = delivery_outcome(d)
+    return {"outcome": outcome.label,
+            "error": str(d.error) if d.error is not None and not d.confirmed else None,
+            "held": outcome is Outcome.HELD}  # fmt: skip
 
 
-def held_exit(vendor: str, d: Delivery | None) -> None:
-    """End with code 1 if ``d`` is held in the outbox until the person acts: the vendor now
-    answers with another key (§11.10-1); what it means and what to do was printed."""
-    if d is not None and d.status == "queued" and str(d.error).startswith(HELD):
-        finish(EXIT_FAILED, f"not delivered: {vendor} now answers with another key, and the "
-                            "message is held in the outbox until you decide (see above)")
+def conclude(outcome: Outcome, sentence: str) -> None:
+    """End the command with ``outcome``'s exit code and ``sentence`` on stderr, after its
+    result was printed; nothing for :attr:`Outcome.DONE`."""
+    if outcome is not Outcome.DONE:
+        finish(outcome, sentence)
+
+
+def delivery_sentence(vendor: str, d: Delivery) -> str:
+    """What became of a message that was not confirmed, in one sentence (what it means and
+    what to do was printed above it)."""
+    what = f"your {d.type} message" if d.type else "your message"
+    outcome = delivery_outcome(d)
+    if outcome is Outcome.HELD:
+        return (f"not delivered: {vendor} now answers with another key, and {what} is held "
+                "in the outbox until you decide (see above)")
+    if outcome is Outcome.QUEUED:
+        return (f"not delivered yet: {what} waits in the outbox and goes by itself "
+                "(`vrm outbox run`); do not send it again")
+    if d.status == "refused":
+        return f"{vendor} refused {what}: {d.error}"
+    return f"{what} was not delivered: {d.error}"
+
+
+def end_delivery(vendor: str, d: Delivery) -> None:
+    """End a command that sent one message with the code of what became of it (0 confirmed,
+    3 queued, 5 held, 1 refused or dropped)."""
+    conclude(delivery_outcome(d), delivery_sentence(vendor, d))
 
 
 # -- naming vendors ----------------------------------------------------------------------------
