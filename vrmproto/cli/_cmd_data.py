@@ -16,6 +16,8 @@ from vrmproto.cli._common import (
     conclude,
     end_delivery,
     finish,
+    lost_by_vendor,
+    lost_words,
     need_agreement,
     not_delivered_json,
     pick,
@@ -107,6 +109,7 @@ def view_json(view: RelationshipView, notes: Sequence[ShareNote]) -> dict[str, A
         "last_activity": view.last_activity_ms,
         "pending": view.pending,
         "last_problem": view.last_problem,
+        "lost_by_vendor": lost_by_vendor(view),  # it answered no_relationship (§4.5-5)
         "vendor_fingerprint": view.vendor_fingerprint,
         "your_fingerprint": fingerprint(view.local_key),
     }
@@ -124,9 +127,12 @@ def relationships_table(rows: list[dict[str, Any]], title: str | None = None) ->
             (", ".join(s["fields"]) or s["hash"][:8]) + f" (until {format_date(s['expires'])})"
             for s in r["shares"]
         )  # fmt: skip
+        state = f"[{style}]{r['state']}[/]" if style else r["state"]
+        if r.get("lost_by_vendor"):
+            state += "\n[red]lost by the vendor[/]"
         t.add_row(
             f"{YOU} {THEM} {safe(r['vendor'])}",
-            f"[{style}]{r['state']}[/]" if style else r["state"],
+            state,
             r["terms_short"],
             shared or "—",
             format_time(r["last_activity"]),
@@ -156,6 +162,9 @@ def relationships(env: Env, show_all: bool) -> None:
         out.print("No relationships yet: `vrm connect URL` proffers your terms to a vendor.")
         return
     out.print(relationships_table(rows))
+    for v in views:
+        if lost_by_vendor(v) and (show_all or v.thread_kind is ThreadKind.VENDOR):
+            out.print(f"[red]![/] {safe(lost_words(v))}.")
 
 
 # -- data ------------------------------------------------------------------------------------

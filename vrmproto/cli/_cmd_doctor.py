@@ -24,10 +24,10 @@ import aiohttp
 import click
 
 from vrmproto._binding import discovery_url
-from vrmproto._errors import Problem, ProtocolError, VrmError
+from vrmproto._errors import ProtocolError, VrmError
 from vrmproto._limits import DEFAULT_LIMITS
 from vrmproto._state import State
-from vrmproto.cli._common import finish
+from vrmproto.cli._common import finish, lost_by_vendor, lost_words
 from vrmproto.cli._context import Env, common_options, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED
 from vrmproto.cli._home import Home
@@ -147,15 +147,10 @@ async def _vendor(session: aiohttp.ClientSession, v: RelationshipView,
 
 
 def _forgotten(v: RelationshipView) -> Check | None:
-    """A vendor whose last answer was ``no_relationship`` no longer holds the thread (§4.5-5):
-    it lost its data, or went back to a backup older than the relationship. Our side still
-    reads "agreed"; nothing we send there will be taken."""
-    if not v.last_problem.startswith(f"{Problem.NO_RELATIONSHIP.value}:"):
+    """A vendor that no longer holds the relationship (§4.5-5, :func:`lost_by_vendor`)."""
+    if not lost_by_vendor(v):
         return None
-    return Check(f"relationship with {v.vendor}", "fail",
-                 f"{v.url} answered that it holds no such relationship (it may have lost its "
-                 f"data): `vrm connect {v.url}` opens a new one; your history of this one "
-                 f"stays with you")  # fmt: skip
+    return Check(f"relationship with {v.vendor}", "fail", lost_words(v))
 
 
 def _outbox(items: Sequence[Any]) -> Check:

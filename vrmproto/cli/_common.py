@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 import click
 
 from vrmproto._envelope import open_envelope
+from vrmproto._errors import Problem
 from vrmproto._messages import TermsOffer
 from vrmproto._state import State
 from vrmproto.cli._errors import (
@@ -30,6 +32,8 @@ __all__ = [
     "conclude",
     "end_delivery",
     "finish",
+    "lost_by_vendor",
+    "lost_words",
     "need_agreement",
     "norm",
     "not_delivered_json",
@@ -107,6 +111,23 @@ def end_delivery(vendor: str, d: Delivery) -> None:
     """End a command that sent one message with the code of what became of it (0 confirmed,
     3 queued, 5 held, 1 refused or dropped)."""
     conclude(delivery_outcome(d), delivery_sentence(vendor, d))
+
+
+def lost_by_vendor(view: RelationshipView) -> bool:
+    """Whether the vendor's last answer in this relationship was ``no_relationship``: it no
+    longer holds it (§4.5-5) — it lost its data, or went back to a backup older than the
+    relationship — while our side still reads what was agreed. What we send there is refused.
+    The answer is the thread's ``last_problem``, kept with it: no store change."""
+    return (State(view.state) is not State.ENDED
+            and view.last_problem.startswith(f"{Problem.NO_RELATIONSHIP.value}:"))  # fmt: skip
+
+
+def lost_words(view: RelationshipView) -> str:
+    """What a lost relationship means for the person, and what they can do, in one sentence."""
+    return (f"{view.vendor} ({view.url}) answered that it holds no such relationship: it may "
+            "have lost its data. What you send there is refused until it has it back; your "
+            f"signed history of it stays with you (`vrm history {shlex.quote(view.vendor)} "
+            "--export FILE` shows it to anyone)")
 
 
 # -- naming vendors ----------------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""``vrm relationships`` says when a vendor no longer holds the relationship (§4.5-5).
+
+Before: a vendor that lost its data (or went back to an older backup) answers
+``no_relationship`` to what we send, and our side still read "agreed" in ``vrm relationships``
+and its ``--json``; only ``vrm doctor`` said so. What we send there will not be taken: the
+person learnt it by a refusal on each try. The vendor's answer is already kept as the
+relationship's ``last_problem``: no store change was needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests._cli_helpers import VendorHost, fails, new_home, ok, vendor_host, vrm
+from vrmproto.store import MemoryStore
+
+WASATCH = "Wasatch Outfitters"
+
+
+@pytest.fixture
+def host() -> Iterator[VendorHost]:
+    with vendor_host("outfitters") as h:
+        yield h
+
+
+def row(home: Path) -> dict[str, object]:
+    (only,) = ok(vrm("relationships", "--json", home=home)).json["relationships"]
+    assert isinstance(only, dict)
+    return only
+
+
+def test_a_vendor_that_lost_the_relationship_is_shown_so(tmp_path: Path,
+                                                         host: VendorHost) -> None:  # fmt: skip
+    home = new_home(tmp_path)
+    url = host["outfitters"].url
+    ok(vrm("connect", url, home=home))
+    assert row(home)["lost_by_vendor"] is False
+    host.stop("outfitters")
+    host["outfitters"].store = MemoryStore()  # back with its key, without its data
+    host.start("outfitters")
+    fails(vrm("share", WASATCH, "email=doc@example.org", home=home), 1, "no_relationship")
+
+    lost = row(home)
+    assert (lost["state"], lost["lost_by_vendor"]) == ("agreed", True)
+    text = " ".join(ok(vrm("relationships", home=home)).stdout.split())
+    assert "lost by the vendor" in text, text
+    assert "holds no such relationship" in text, text
+    assert "--export FILE" in text, text  # what the person can do
+
+    # `vrm connect` said "already connected … ✓ accepted", and exit 0
+    r = fails(vrm("connect", url, "--json", home=home), 1, "not connected",
+              "holds no such relationship")  # fmt: skip
+    assert r.json["error"]["kind"] == "lost_by_vendor"
+    assert "✓ accepted" not in r.stdout
