@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import os
 
+import click
+import pytest
+
 from vrmproto._messages import AddressUpdate
+from vrmproto.cli._cmd_outbox import _report_run
+from vrmproto.cli._context import Env
 from vrmproto.cli._history_bodies import summary
+from vrmproto.client import Delivery, OutboxRun, TransportError
+from vrmproto.client._waiting import Waiting, WaitReason
+
+THREAD = os.urandom(16)
 
 
 def test_history_says_what_an_address_update_is() -> None:
@@ -15,3 +24,20 @@ def test_history_says_what_an_address_update_is() -> None:
     agreement = os.urandom(32)
     said = summary(AddressUpdate(agreement=agreement, sealed=b"\x00" * 64))
     assert said == f"new contact details, under agreement {agreement.hex()[:12]} (sealed)"
+
+
+def test_outbox_run_names_a_message_by_the_id_outbox_shows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``vrm outbox`` lists a waiting message by its id — what ``vrm outbox retry ID`` and
+    ``drop ID`` take — but ``vrm outbox run`` named it by its hash: the same message by two
+    numbers, and no way to tell which row was which."""
+    msg_id, msg_hash = os.urandom(16), os.urandom(32)
+    d = Delivery(THREAD, msg_id, msg_hash, "queued", type="address.update",
+                 error=TransportError("POST x: connection refused"))  # fmt: skip
+    left = [Waiting(THREAD, msg_id, "address.update", WaitReason.UNREACHABLE, 1, msg_hash)]
+    with pytest.raises(click.exceptions.Exit):
+        _report_run(Env(json=False), OutboxRun((d,)), {THREAD: "Silver Star Lodge"}, left)
+    shown = capsys.readouterr().out
+    assert f"address.update {msg_id.hex()[:12]}" in shown, shown
+    assert msg_hash.hex()[:12] not in shown, shown

@@ -97,11 +97,12 @@ def _report_run(env: Env, outcome: OutboxRun, labels: dict[bytes, str],
     elif not rows:
         out.print("Nothing was due." if left else "Nothing was waiting.")
     else:
-        t = table("outbox run", "vendor", "message", "result")
+        t = table("outbox run", "vendor", "message, id", "result")
         marks = {"confirmed": "[green]✓ confirmed[/]", "queued": "⏸ still queued",
                  "refused": "[red]✗ refused[/]", "dropped": "[red]✗ dropped[/]"}  # fmt: skip
         for r in rows:
-            what = " ".join(filter(None, (r["type"], (r["message"] or r["id"])[:12])))
+            # by the id `vrm outbox` lists and `vrm outbox retry/drop ID` take, not its hash
+            what = " ".join(filter(None, (r["type"], r["id"][:12])))
             mark = "[red]⏸ held[/]" if held(r["detail"]) else marks[r["status"]]
             t.add_row(safe(r["vendor"]), what,
                       mark + (f" — {safe(brief(r['detail']))}" if r["detail"] and
