@@ -4,16 +4,19 @@ loopback), each fixed with the test that shows it."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 import pytest
 
+from tests._cli_helpers import fails, new_home, ok, vendor_host, vrm
 from vrmproto._messages import AddressUpdate
 from vrmproto.cli._cmd_outbox import _report_run
 from vrmproto.cli._context import Env
 from vrmproto.cli._history_bodies import summary
 from vrmproto.client import Delivery, OutboxRun, TransportError
 from vrmproto.client._waiting import Waiting, WaitReason
+from vrmproto.store import MemoryStore
 
 THREAD = os.urandom(16)
 
@@ -41,3 +44,21 @@ def test_outbox_run_names_a_message_by_the_id_outbox_shows(
     shown = capsys.readouterr().out
     assert f"address.update {msg_id.hex()[:12]}" in shown, shown
     assert msg_hash.hex()[:12] not in shown, shown
+
+
+def test_address_set_names_the_vendors_its_update_waits_for(tmp_path: Path) -> None:
+    """It said "not delivered to every vendor yet: their update waits …" (or, before the exit
+    codes were one contract, "some vendors refused or failed the update"), and the person
+    looked for which one in the table above."""
+    home = new_home(tmp_path)
+    with vendor_host("outfitters", "lodge") as host:
+        for key in ("outfitters", "lodge"):
+            ok(vrm("connect", host[key].url, home=home))
+        host.stop("lodge")
+        fails(vrm("address", "set", "city=Park City", home=home), 3,
+              "not delivered to Silver Star Lodge yet", "do not send it again")  # fmt: skip
+        host.stop("outfitters")
+        host["outfitters"].store = MemoryStore()  # back without our relationship: refused
+        host.start("outfitters")
+        fails(vrm("address", "set", "city=Salt Lake City", home=home), 1,
+              "not taken by Wasatch Outfitters")  # fmt: skip

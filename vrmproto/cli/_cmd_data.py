@@ -30,6 +30,7 @@ from vrmproto.cli._errors import (
     CliError,
     Outcome,
     fanout_outcome,
+    vendor_outcome,
 )
 from vrmproto.cli._output import (
     THEM,
@@ -407,11 +408,12 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
     if not report.results:
         finish(EXIT_FAILED, "you have no agreed relationships, so nothing was sent; `vrm "
                             "connect URL` proffers your terms to a vendor")  # fmt: skip
+    who = ", ".join(r.vendor for r in report.results if vendor_outcome(r) is outcome)
     conclude(outcome, {
-        Outcome.FAILED: "some vendors refused or failed the update (see above)",
-        Outcome.HELD: "not delivered to every vendor: one now answers with another key, and "
-                      "its update is held in the outbox until you decide (see above)",
-        Outcome.UNREACHABLE: "some vendors could not be reached (see above)",
-        Outcome.QUEUED: "not delivered to every vendor yet: their update waits in the outbox "
-                        "and goes by itself (`vrm outbox run`); do not send it again",
+        Outcome.FAILED: f"not taken by {who}: refused or failed (see above)",
+        Outcome.HELD: f"not delivered to {who}: it now answers with another key, and the "
+                      "update is held in the outbox until you decide (see above)",
+        Outcome.UNREACHABLE: f"{who} could not be reached (see above)",
+        Outcome.QUEUED: f"not delivered to {who} yet: the update waits in the outbox and goes "
+                        "by itself (`vrm outbox run`); do not send it again",
     }.get(outcome, ""))

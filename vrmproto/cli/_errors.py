@@ -65,6 +65,7 @@ __all__ = [
     "explain",
     "fanout_outcome",
     "printable",
+    "vendor_outcome",
     "vendor_sent",
     "worst",
 ]
