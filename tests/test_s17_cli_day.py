@@ -62,3 +62,23 @@ def test_address_set_names_the_vendors_its_update_waits_for(tmp_path: Path) -> N
         host.start("outfitters")
         fails(vrm("address", "set", "city=Salt Lake City", home=home), 1,
               "not taken by Wasatch Outfitters")  # fmt: skip
+
+
+def test_intent_show_marks_the_offer_taken_up(tmp_path: Path) -> None:
+    """After `vrm intent accept ID`, `vrm intent show` still ended "Take one with `vrm intent
+    accept ID`" naming the offer already taken, and nothing said which one was."""
+    home = new_home(tmp_path)
+    with vendor_host("avis", "outfitters") as host:
+        cast = ok(vrm("intent", "new", "4-wheel-drive SUV rental", "--no-discover",
+                      "--no-relays", "--deadline", "3s", "--vendor", host["avis"].url,
+                      "--vendor", host["outfitters"].url, "--json", home=home)).json  # fmt: skip
+        (offer,) = cast["offers"]
+        shown = ok(vrm("intent", "show", cast["intent"][:8], "--json", home=home)).json
+        assert [o["taken"] for o in shown["offers"]] == [False]
+        ok(vrm("intent", "accept", offer["id"], home=home))
+        shown = ok(vrm("intent", "show", cast["intent"][:8], "--json", home=home)).json
+        assert [o["taken"] for o in shown["offers"]] == [True]
+        text = " ".join(ok(vrm("intent", "show", cast["intent"][:8], home=home)).stdout.split())
+        assert "✓ taken up" in text, text
+        assert f"You took up {offer['id']} from Avis Park City" in text, text
+        assert "Take one with" not in text, text

@@ -106,8 +106,10 @@ def offers_table(rows: Sequence[dict[str, Any]], title: str) -> Any:
     for r in rows:
         missing = ", ".join(m.removeprefix("vrm.") for m in r["missing_terms"])
         conditions = "".join(f"\n[dim]· {safe(c)}[/]" for c in r["conditions"])
+        took = "\n[green]✓ taken up[/]" if r.get("taken") else ""
         t.add_row(
-            str(r["rank"]), r["id"], safe(r["vendor"]), safe(r["description"]) + conditions,
+            str(r["rank"]), r["id"], safe(r["vendor"]),
+            safe(r["description"]) + conditions + took,
             safe(r["price"]["text"]),
             "[green]all accepted[/]" if not missing else f"[yellow]not {missing}[/]",
         )  # fmt: skip
@@ -417,14 +419,16 @@ def intent_show(env: Env, intent_id: str) -> None:
     out = env.out
     mine = env.home.settings().terms
 
-    async def go() -> tuple[IntentRecord, list[Offer]]:
+    async def go() -> tuple[IntentRecord, list[Offer], set[bytes]]:
         async with open_agent(env) as agent:
             record = by_prefix(intent_id, await agent.intents(), lambda r: r.intent_id.hex(),
                                noun="intentcast", where="`vrm intent list`")  # fmt: skip
-            return record, await agent.offers(record.intent_id)
+            offers = await agent.offers(record.intent_id)
+            return record, offers, await _taken(agent, offers)
 
-    record, offers = run(go())
-    ranked = [offer_json(o, mine, i + 1) for i, o in enumerate(rank_offers(offers, mine))]
+    record, offers, taken = run(go())
+    ranked = [{**offer_json(o, mine, i + 1), "taken": o.hash in taken}
+              for i, o in enumerate(rank_offers(offers, mine))]  # fmt: skip
     row = {**intent_json(record, len(ranked)), "offers": ranked}
     if out.json_mode:
         out.json(row)
@@ -442,4 +446,20 @@ def intent_show(env: Env, intent_id: str) -> None:
         out.print("No offers.")
         return
     out.print(offers_table(ranked, "its offers, best first"))
-    out.print(f"Take one with `vrm intent accept {ranked[0]['id']}`.")
+    took = [r for r in ranked if r["taken"]]
+    if took:
+        out.print(f"You took up {took[0]['id']} from {safe(took[0]['vendor'])}: "
+                  "`vrm relationships` shows it.")  # fmt: skip
+    else:
+        out.print(f"Take one with `vrm intent accept {ranked[0]['id']}`.")
+
+
+async def _taken(agent: Agent, offers: Sequence[Offer]) -> set[bytes]:
+    """The offers taken up: our live relationship with the vendor opened naming it
+    (``in_reply_to``, §5.2.1)."""
+    taken = set()
+    for o in offers:
+        thread = await agent.live_thread(o.vendor_key)
+        if thread is not None and await took_up(agent, thread, o.hash):
+            taken.add(o.hash)
+    return taken
