@@ -82,7 +82,9 @@ def rank_offers(offers: Sequence[Offer], mine: Sequence[TermRef]) -> list[Offer]
                                          o.price.currency, o.vendor))  # fmt: skip
 
 
-def offer_json(o: Offer, mine: Sequence[TermRef], rank: int) -> dict[str, Any]:
+def offer_json(o: Offer, mine: Sequence[TermRef], rank: int, *,
+               taken: bool = False) -> dict[str, Any]:  # fmt: skip
+    """An offer for ``--json``; ``taken``: our relationship with the vendor opened naming it."""
     return {
         "id": o.hash.hex()[:8],
         "rank": rank,
@@ -98,6 +100,7 @@ def offer_json(o: Offer, mine: Sequence[TermRef], rank: int) -> dict[str, Any]:
         "conditions": list(o.conditions),
         "accepts_terms": list(o.accepts_terms),
         "missing_terms": covers(o.accepts_terms, mine),
+        "taken": taken,
     }
 
 
@@ -427,7 +430,7 @@ def intent_show(env: Env, intent_id: str) -> None:
             return record, offers, await _taken(agent, offers)
 
     record, offers, taken = run(go())
-    ranked = [{**offer_json(o, mine, i + 1), "taken": o.hash in taken}
+    ranked = [offer_json(o, mine, i + 1, taken=o.hash in taken)
               for i, o in enumerate(rank_offers(offers, mine))]  # fmt: skip
     row = {**intent_json(record, len(ranked)), "offers": ranked}
     if out.json_mode:
