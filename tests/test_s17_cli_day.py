@@ -10,6 +10,7 @@ import click
 import pytest
 
 from tests._cli_helpers import fails, new_home, ok, vendor_host, vrm
+from vrmproto import Identity, fingerprint
 from vrmproto._messages import AddressUpdate
 from vrmproto.cli._cmd_outbox import _report_run
 from vrmproto.cli._context import Env
@@ -82,3 +83,34 @@ def test_intent_show_marks_the_offer_taken_up(tmp_path: Path) -> None:
         assert "✓ taken up" in text, text
         assert f"You took up {offer['id']} from Avis Park City" in text, text
         assert "Take one with" not in text, text
+
+
+def test_after_accepting_a_vendors_new_key_its_name_means_the_new_relationship(
+    tmp_path: Path,
+) -> None:
+    """The README's steps after a vendor changed its key: accept the new key (a new
+    relationship), drop the held message. Then `vrm share NAME` went to the old relationship
+    again — the one the drop had touched last — and was held again (exit 5), and `vrm
+    relationships` showed two identical rows."""
+    home = new_home(tmp_path)
+    with vendor_host("outfitters") as host:
+        v = host["outfitters"]
+        ok(vrm("connect", v.url, home=home))
+        host.stop("outfitters")
+        v.identity = Identity(os.urandom(32))  # the same vendor and data, under a new key
+        host.start("outfitters")
+        new_fp = fingerprint(v.identity.public_key)
+        fails(vrm("share", "Wasatch", "email=doc@example.org", home=home), 5)
+        ok(vrm("connect", v.url, "--accept-new-key", new_fp, home=home))
+        (held,) = ok(vrm("outbox", "--json", home=home)).json["pending"]
+        ok(vrm("outbox", "drop", held["id"], home=home))
+        r = ok(vrm("share", "Wasatch", "email=doc@example.org", "--json", home=home))
+        assert r.json["outcome"] == "done"
+        text = ok(vrm("relationships", home=home)).stdout
+        assert f"key {new_fp}" in text, text  # the two rows of one name tell their keys
+        # the old relationship is superseded, not an impostor: `vrm doctor` said "✗ … does
+        # not verify by the key you hold" and exit 1, for good, once the person had done it all
+        r = ok(vrm("doctor", "--json", home=home))
+        (old,) = [c for c in r.json["checks"] if c["status"] == "warn"
+                  and c["check"] == "vendor Wasatch Outfitters"]  # fmt: skip
+        assert f"you accepted its new key {new_fp}" in old["detail"], old

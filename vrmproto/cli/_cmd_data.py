@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -122,7 +123,10 @@ _STATE_STYLE = {"agreed": "green", "rejected": "red", "countered": "yellow", "en
 def relationships_table(rows: list[dict[str, Any]], title: str | None = None) -> Any:
     t = table(title or f"{YOU} you {THEM} vendors", "vendor", "state", "agreed terms", "shared",
               "last activity", "outbox")  # fmt: skip
+    names = Counter(r["vendor"] for r in rows)
     for r in rows:
+        # one vendor in several rows (a new relationship beside an old one): which key each is
+        key = f"\n[dim]key {r['vendor_fingerprint']}[/]" if names[r["vendor"]] > 1 else ""
         style = _STATE_STYLE.get(r["state"], "")
         shared = "; ".join(
             (", ".join(s["fields"]) or s["hash"][:8]) + f" (until {format_date(s['expires'])})"
@@ -132,7 +136,7 @@ def relationships_table(rows: list[dict[str, Any]], title: str | None = None) ->
         if r.get("lost_by_vendor"):
             state += "\n[red]lost by the vendor[/]"
         t.add_row(
-            f"{YOU} {THEM} {safe(r['vendor'])}",
+            f"{YOU} {THEM} {safe(r['vendor'])}{key}",
             state,
             r["terms_short"],
             shared or "—",

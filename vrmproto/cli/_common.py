@@ -172,7 +172,9 @@ async def pick(
 ) -> RelationshipView:
     """The relationship ``target`` names: a vendor name (any case), a URL or a thread id prefix.
 
-    Among several, the agreed one, then the most recently active.
+    Among several, the agreed one, then the most recently active; among several agreed ones
+    (one vendor, a new relationship beside an old one), the one opened last that the vendor
+    still holds.
     """
     text = target.strip()
     if not text:  # else every name starts with it: the one vendor, or the last active
@@ -202,8 +204,26 @@ async def pick(
             f"you have no relationship with {target!r}; `vrm relationships` lists them",
             EXIT_USAGE, kind="unknown_vendor",
         )  # fmt: skip
+    agreed = [v for v in hits if State(v.state) is State.AGREED]
+    if len(agreed) > 1:  # one vendor, several agreements: the usable one opened last
+        opened = {v.thread: await _opened_ms(agent, v.thread) for v in agreed}
+        agreed.sort(key=lambda v: (not lost_by_vendor(v), opened[v.thread], v.last_activity_ms))
+        return agreed[-1]
     hits.sort(key=lambda v: (State(v.state) is State.AGREED, v.last_activity_ms))
     return hits[-1]
+
+
+async def _opened_ms(agent: Agent, thread: bytes) -> int:
+    """When our relationship ``thread`` was opened: its first message's ``created``. Two
+    agreements with one vendor come from a new relationship opened beside an old one the
+    person can no longer use — the vendor changed its key, and the person accepted the new
+    one (§11.10-3), or it lost the old one (§4.5-5) — and the old one may have been touched
+    last (a held message dropped), so the last activity does not tell them apart."""
+    entries = await agent.history(thread)
+    if not entries:
+        return 0
+    first = open_envelope(entries[0].envelope, now=0, check_time=False, allow_erased=True)
+    return first.header.created
 
 
 
