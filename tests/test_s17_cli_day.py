@@ -114,3 +114,29 @@ def test_after_accepting_a_vendors_new_key_its_name_means_the_new_relationship(
         (old,) = [c for c in r.json["checks"] if c["status"] == "warn"
                   and c["check"] == "vendor Wasatch Outfitters"]  # fmt: skip
         assert f"you accepted its new key {new_fp}" in old["detail"], old
+
+
+def test_a_queued_data_request_says_where_its_answer_will_be(tmp_path: Path) -> None:
+    """`vrm data` to a vendor that is down said only "`vrm outbox run` delivers it"; the
+    vendor's answer then came with the delivery, and nothing said where to read it."""
+    home = new_home(tmp_path)
+    with vendor_host("outfitters") as host:
+        ok(vrm("connect", host["outfitters"].url, home=home))
+        host.stop("outfitters")
+        fails(vrm("data", "Wasatch", home=home), 3, "`vrm outbox run` delivers it",
+              "`vrm history 'Wasatch Outfitters'` then shows what it returned")  # fmt: skip
+        host.start("outfitters")
+        ok(vrm("outbox", "run", home=home))
+        rows = ok(vrm("history", "Wasatch Outfitters", "--json", home=home)).json["entries"]
+        (returned,) = [r for r in rows if r["type"] == "data.return"]
+        assert "boot_size=27.5 mondopoint" in returned["summary"], returned
+
+
+def test_outbox_run_says_held_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """"⏸ held — held, not retried: the vendor …": the mark, then the same word again."""
+    d = Delivery(THREAD, os.urandom(16), os.urandom(32), "queued", type="data.share",
+                 error=TransportError("held, not retried: the vendor at x now signs with k"))
+    with pytest.raises(click.exceptions.Exit):
+        _report_run(Env(json=False), OutboxRun((d,)), {THREAD: "Acme"}, [])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "⏸ held — the vendor at x" in shown, shown

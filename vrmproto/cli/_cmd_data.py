@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,7 @@ from vrmproto.cli._errors import (
     EXIT_USAGE,
     CliError,
     Outcome,
+    explain,
     fanout_outcome,
     vendor_outcome,
 )
@@ -56,7 +58,7 @@ from vrmproto.cli._parse import (
     parse_fields,
 )
 from vrmproto.cli._progress import FanoutDisplay
-from vrmproto.client import Delivery, RelationshipView
+from vrmproto.client import Delivery, Queued, RelationshipView
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.store import ShareNote
 
@@ -323,7 +325,15 @@ def data(env: Env, vendor: str, timeout: float) -> None:
         async with open_agent(env) as agent:
             view = await pick(agent, vendor)
             need_agreement(view)
-            return view, await agent.request_data(view.thread, timeout_s=timeout)
+            try:
+                return view, await agent.request_data(view.thread, timeout_s=timeout)
+            except Queued as exc:  # its answer comes with the delivery: say where to read it
+                err = explain(exc)
+                if err.outcome is not Outcome.QUEUED:
+                    raise
+                raise CliError(f"{err.message.rstrip('.')}, and `vrm history "
+                               f"{shlex.quote(view.vendor)}` then shows what it returned",
+                               err.exit_code, kind=err.kind) from None  # fmt: skip
 
     view, records = run(go())
     if out.json_mode:

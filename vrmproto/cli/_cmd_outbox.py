@@ -15,6 +15,7 @@ from vrmproto.cli._errors import EXIT_USAGE, CliError, Outcome, delivery_outcome
 from vrmproto.cli._output import Out, brief, held, safe, table, waits_because
 from vrmproto.cli._parse import format_time
 from vrmproto.client import Delivery, OutboxRun
+from vrmproto.client._held import HELD
 from vrmproto.client._waiting import Waiting, WaitReason
 
 __all__ = ["outbox"]
@@ -104,8 +105,9 @@ def _report_run(env: Env, outcome: OutboxRun, labels: dict[bytes, str],
             # by the id `vrm outbox` lists and `vrm outbox retry/drop ID` take, not its hash
             what = " ".join(filter(None, (r["type"], r["id"][:12])))
             mark = "[red]⏸ held[/]" if held(r["detail"]) else marks[r["status"]]
+            detail = r["detail"].removeprefix(HELD)  # said by the mark
             t.add_row(safe(r["vendor"]), what,
-                      mark + (f" — {safe(brief(r['detail']))}" if r["detail"] and
+                      mark + (f" — {safe(brief(detail))}" if detail and
                               r["status"] != "confirmed" else ""))  # fmt: skip
         out.print(t)
     gone = sum(1 for r in rows if r["status"] in ("refused", "dropped"))
