@@ -29,7 +29,8 @@ Exit codes (every command; with --json, "outcome" names it):
   4 unreachable  no vendor or relay could be reached, nothing kept: run it again later
   5 held         the vendor now has another key: nothing goes until you decide
                  (vrm connect URL --accept-new-key FP)
-Several vendors or messages: the code that most needs you (1, then 5, 4, 3)."""
+Several vendors or messages: the code that most needs you (1, then 5, 4, 3).
+vrm conformance has its own: vrm conformance --help."""
 
 __all__ = ["cli", "main"]
 
