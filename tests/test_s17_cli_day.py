@@ -14,8 +14,9 @@ from vrmproto import Identity, fingerprint
 from vrmproto._messages import AddressUpdate
 from vrmproto.cli._cmd_outbox import _report_run
 from vrmproto.cli._context import Env
+from vrmproto.cli._errors import explain
 from vrmproto.cli._history_bodies import summary
-from vrmproto.client import Delivery, OutboxRun, TransportError
+from vrmproto.client import Delivery, OutboxRun, TransportError, Unreachable
 from vrmproto.client._waiting import Waiting, WaitReason
 from vrmproto.store import MemoryStore
 
@@ -140,3 +141,23 @@ def test_outbox_run_says_held_once(capsys: pytest.CaptureFixture[str]) -> None:
         _report_run(Env(json=False), OutboxRun((d,)), {THREAD: "Acme"}, [])
     shown = " ".join(capsys.readouterr().out.split())
     assert "⏸ held — the vendor at x" in shown, shown
+
+
+def test_a_certificate_that_does_not_verify_is_not_a_refused_connection() -> None:
+    """`vrm connect https://…` to a vendor whose TLS certificate does not verify said "the
+    connection was refused (is it running?)": it was running, and answered; the person looked
+    for a stopped server. Nothing will change by itself, so it is not "unreachable" either."""
+    said = explain(Unreachable("GET https://127.0.0.1:8443/.well-known/vrm: cannot connect: "
+                               "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+                               "unable to get local issuer certificate (_ssl.c:1006)"))
+    assert (said.exit_code, said.kind) == (1, "tls")
+    assert said.message.startswith("the TLS certificate of https://127.0.0.1:8443/.well-known"
+                                   "/vrm does not verify (unable to get local issuer "
+                                   "certificate)"), said.message
+    assert "refused" not in said.message
+    other = explain(Unreachable("GET http://h/.well-known/vrm: cannot connect: Network is "
+                                "unreachable"))  # not a refusal either
+    assert (other.exit_code, other.message) == (
+        4, "could not reach http://h/.well-known/vrm: cannot connect: Network is unreachable.")
+    refused = explain(Unreachable("GET http://h/.well-known/vrm: connection refused"))
+    assert refused.message.endswith("the connection was refused (is it running?).")

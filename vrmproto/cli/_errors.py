@@ -167,12 +167,30 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "?", "!")) else text + "."
 
 
+def _where(detail: str) -> tuple[str, str]:
+    """``POST http://h/vrm/inbox: connection refused`` → (the URL, the reason)."""
+    m = re.match(r"(?:GET|POST) (\S+?): (.*)", detail)
+    return (m.group(1), m.group(2)) if m else ("the vendor", detail)
+
+
+def _untrusted(detail: str) -> str | None:
+    """The sentence for a TLS certificate that does not verify, or None: it was said to be a
+    refused connection ("cannot connect: [SSL: CERTIFICATE_VERIFY_FAILED] …")."""
+    url, reason = _where(detail)
+    m = re.search(r"certificate verify failed: ([^(]*)", reason, re.I)
+    if m is None and "certificate" not in reason.lower():
+        return None
+    why = m.group(1).strip() if m is not None else reason
+    return (f"the TLS certificate of {url} does not verify ({why}): the vendor's, or the "
+            "certificate authority you trust for it (SSL_CERT_FILE), is not the one expected")
+
+
 def _unreachable(detail: str) -> str:
     """``POST http://h/vrm/inbox: connection refused`` → who, and why in a few words."""
-    m = re.match(r"(?:GET|POST) (\S+?): (.*)", detail)
-    url, reason = (m.group(1), m.group(2)) if m else ("the vendor", detail)
+    url, reason = _where(detail)
     lowered = reason.lower()
-    if any(t in lowered for t in ("connection refused", "connect call failed", "cannot connect")):
+    if any(t in lowered for t in ("connection refused", "connect call failed",
+                                  "cannot connect to host")):  # fmt: skip
         reason = "the connection was refused (is it running?)"
     elif "timeout" in lowered or "timed out" in lowered:
         reason = "it did not answer in time"
@@ -227,6 +245,9 @@ def explain(exc: BaseException) -> CliError:
         return CliError(_sentence(f"{exc.detail}{why}; `vrm outbox run` delivers it"),
                         EXIT_QUEUED, kind="queued")  # fmt: skip
     if isinstance(exc, TransportError):  # no answer (or "not now"), and nothing kept
+        untrusted = _untrusted(str(exc))  # answered, by a server we do not trust: not "later"
+        if untrusted is not None:
+            return CliError(_sentence(untrusted), EXIT_FAILED, kind="tls")
         return CliError(_sentence(_unreachable(str(exc))), EXIT_UNREACHABLE, kind="unreachable")
     if isinstance(exc, KeyChangedError):  # a person decides about the new key (§11.10-3)
         return CliError(_sentence(f"refused: {exc}"), EXIT_HELD, kind="key_changed")
