@@ -5,6 +5,10 @@ Before: a vendor that lost its data (or went back to an older backup) answers
 and its ``--json``; only ``vrm doctor`` said so. What we send there will not be taken: the
 person learnt it by a refusal on each try. The vendor's answer is already kept as the
 relationship's ``last_problem``: no store change was needed.
+
+And there was no way out: ``vrm connect URL`` (which ``vrm doctor`` advised) answered "already
+connected ✓ accepted" with the relationship the vendor no longer holds, and ``vrm end`` was
+refused ``no_relationship``. ``Agent.connect`` now opens a new relationship beside it.
 """
 
 from __future__ import annotations
@@ -48,10 +52,16 @@ def test_a_vendor_that_lost_the_relationship_is_shown_so(tmp_path: Path,
     text = " ".join(ok(vrm("relationships", home=home)).stdout.split())
     assert "lost by the vendor" in text, text
     assert "holds no such relationship" in text, text
-    assert "--export FILE" in text, text  # what the person can do
+    assert f"`vrm connect {url}` opens a new one" in text, text  # what the person can do
 
-    # `vrm connect` said "already connected … ✓ accepted", and exit 0
-    r = fails(vrm("connect", url, "--json", home=home), 1, "not connected",
-              "holds no such relationship")  # fmt: skip
-    assert r.json["error"]["kind"] == "lost_by_vendor"
-    assert "✓ accepted" not in r.stdout
+    # `vrm connect` said "already connected … ✓ accepted", exit 0, and nothing the person could
+    # do opened a relationship the vendor holds (`vrm end` is refused no_relationship too)
+    again = ok(vrm("connect", url, "--json", home=home)).json
+    assert (again["status"], again["existing"]) == ("accepted", False)
+    r = ok(vrm("share", WASATCH, "email=doc@example.org", "--json", home=home))  # the new one
+    assert r.json["outcome"] == "done"
+    rows = ok(vrm("relationships", "--json", home=home)).json["relationships"]
+    assert sorted((x["thread"] == again["thread"], x["lost_by_vendor"]) for x in rows) == [
+        (False, True), (True, False)]
+    # connecting again is the new relationship, not a third one
+    assert ok(vrm("connect", url, "--json", home=home)).json["existing"] is True

@@ -10,15 +10,7 @@ import click
 from vrmproto._keys import fingerprint
 from vrmproto._messages import TermsReject
 from vrmproto._state import State
-from vrmproto.cli._common import (
-    as_url,
-    delivery_sentence,
-    finish,
-    lost_by_vendor,
-    lost_words,
-    not_delivered_json,
-    pick,
-)
+from vrmproto.cli._common import as_url, delivery_sentence, finish, not_delivered_json
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_HELD, EXIT_USAGE, CliError, Outcome
 from vrmproto.cli._output import (
@@ -284,11 +276,6 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
             except KeyChangedError as exc:
                 raise CliError(_key_changed(exc, target, accept_new_key), EXIT_HELD,
                                kind="key_changed") from None  # fmt: skip
-            if first.existing:  # "already connected" — unless the vendor says it is not
-                view = await pick(agent, first.thread.hex())
-                if lost_by_vendor(view):
-                    raise CliError(f"not connected: {lost_words(view)}", EXIT_FAILED,
-                                   kind="lost_by_vendor")  # fmt: skip
             result, answer = await settle_counter(agent, out, first, counter_answer,
                                                   timeout_s=timeout)  # fmt: skip
             report_connect(out, result, answer, first, asked=counter_answer is None,

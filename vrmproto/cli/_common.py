@@ -125,9 +125,9 @@ def lost_by_vendor(view: RelationshipView) -> bool:
 def lost_words(view: RelationshipView) -> str:
     """What a lost relationship means for the person, and what they can do, in one sentence."""
     return (f"{view.vendor} ({view.url}) answered that it holds no such relationship: it may "
-            "have lost its data. What you send there is refused until it has it back; your "
-            f"signed history of it stays with you (`vrm history {shlex.quote(view.vendor)} "
-            "--export FILE` shows it to anyone)")
+            f"have lost its data, and what you send there is refused. `vrm connect {view.url}` "
+            "opens a new one; your signed history of this one stays with you (`vrm history "
+            f"{shlex.quote(view.vendor)} --export FILE` shows it to anyone)")
 
 
 # -- naming vendors ----------------------------------------------------------------------------
