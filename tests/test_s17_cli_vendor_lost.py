@@ -13,13 +13,20 @@ refused ``no_relationship``. ``Agent.connect`` now opens a new relationship besi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests._cli_helpers import VendorHost, fails, new_home, ok, vendor_host, vrm
+from vrmproto import Identity, PeerProblemError
+from vrmproto.client import DEFAULT_TERMS, Agent
+from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.store import MemoryStore
+from vrmproto.testing.transport import MemoryTransport
+
+URL = "http://acme.test"
 
 WASATCH = "Wasatch Outfitters"
 
@@ -65,3 +72,24 @@ def test_a_vendor_that_lost_the_relationship_is_shown_so(tmp_path: Path,
         (False, True), (True, False)]
     # connecting again is the new relationship, not a third one
     assert ok(vrm("connect", url, "--json", home=home)).json["existing"] is True
+
+
+async def test_agent_connect_opens_a_new_relationship_beside_one_the_vendor_lost() -> None:
+    """The library's side (``Agent.connect``), in memory."""
+    seed = os.urandom(32)
+    policy = ReferencePolicy(accepts_terms=[t.id for t in DEFAULT_TERMS], name="Acme")
+    transport = MemoryTransport()
+    transport.add(URL, Endpoint(Identity(seed), store=MemoryStore(), policy=policy, name="Acme"))
+    async with await Agent.open(MemoryStore(), os.urandom(32), client=transport) as agent:
+        old = (await agent.connect(URL)).thread
+        assert (await agent.connect(URL)).existing  # one live relationship per vendor
+        # the vendor, under the same key, without its data
+        transport.add(URL, Endpoint(Identity(seed), store=MemoryStore(), policy=policy,
+                                    name="Acme"))  # fmt: skip
+        with pytest.raises(PeerProblemError, match="no_relationship"):
+            await agent.request_data(old)
+        new = await agent.connect(URL)
+        assert (new.status, new.existing) == ("accepted", False)
+        assert new.thread != old
+        assert await agent.live_thread(Identity(seed).public_key) == new.thread
+        assert (await agent.connect(URL)).thread == new.thread
