@@ -109,6 +109,17 @@ def test_a_usage_error_is_2_and_sends_nothing(tmp_path: Path, host: VendorHost,
     assert ok(vrm("outbox", "--json", home=home)).json["pending"] == []
 
 
+def test_what_the_relationship_does_not_allow_is_1_not_a_usage_error(
+    tmp_path: Path, host: VendorHost
+) -> None:
+    """Nothing live to withdraw said 2, as if the command were mistyped; no agreement says 1."""
+    home = related(tmp_path, host)
+    ok(vrm("withdraw", WASATCH, home=home))
+    r = fails(vrm("withdraw", WASATCH, "--json", home=home), 1, "nothing to withdraw")
+    assert (r.json["outcome"], r.json["error"]["kind"]) == ("failed", "nothing_shared")
+    fails(vrm("withdraw", WASATCH, "--share", "abcd", home=home), 2, "abcd")  # mistyped: 2
+
+
 def test_the_person_reads_the_same_code_and_one_sentence(tmp_path: Path,
                                                          host: VendorHost) -> None:  # fmt: skip
     """Without --json: queued says not to send it again; held, that a person decides;

@@ -272,8 +272,9 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
                                    kind="unknown_share")  # fmt: skip
                 chosen.append(hits[0])
             if not live:
+                # what the relationship holds, not a mistyped command: 1, as no agreement is
                 raise CliError(f"nothing shared with {view.vendor} is live; nothing to withdraw",
-                               EXIT_USAGE, kind="nothing_shared")  # fmt: skip
+                               EXIT_FAILED, kind="nothing_shared")  # fmt: skip
             d = await agent.withdraw(view.thread, chosen, reason=reason, timeout_s=timeout)
             return view, d, chosen or live
 
