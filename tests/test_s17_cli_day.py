@@ -161,3 +161,21 @@ def test_a_certificate_that_does_not_verify_is_not_a_refused_connection() -> Non
         4, "could not reach http://h/.well-known/vrm: cannot connect: Network is unreachable.")
     refused = explain(Unreachable("GET http://h/.well-known/vrm: connection refused"))
     assert refused.message.endswith("the connection was refused (is it running?).")
+
+
+def test_a_counter_offer_names_the_refused_terms_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """"↺ countered: we cannot agree to: vrm.no-third-party", then "refused:
+    vrm.no-third-party": the same words twice. The list stays where the reason does not say."""
+    from vrmproto.cli._cmd_connect import _print_connect  # noqa: PLC0415
+    from vrmproto.cli._output import Out  # noqa: PLC0415
+    from vrmproto.client import ConnectResult  # noqa: PLC0415
+
+    said = ConnectResult(THREAD, "Budget", "http://b", "countered", (),
+                         reason="we cannot agree to: vrm.no-third-party",
+                         refused=("vrm.no-third-party",))  # fmt: skip
+    _print_connect(Out(json_mode=False), said)
+    assert capsys.readouterr().out.count("vrm.no-third-party") == 1
+    terse = ConnectResult(THREAD, "Budget", "http://b", "rejected", (), reason="no",
+                          refused=("vrm.no-third-party",))  # fmt: skip
+    _print_connect(Out(json_mode=False), terse)
+    assert "refused: vrm.no-third-party" in capsys.readouterr().out

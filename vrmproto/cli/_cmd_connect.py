@@ -109,8 +109,8 @@ def _print_connect(out: Out, result: ConnectResult, whose: str = "your", *,
     elif result.status in ("rejected", "countered"):
         mark = "[red]✗ rejected[/]" if result.status == "rejected" else "[yellow]↺ countered[/]"
         out.print(f"  {mark}: {safe(result.reason)}")
-        if result.refused:
-            out.print(f"  refused: {safe(', '.join(result.refused))}")
+        if result.refused and not all(r in result.reason for r in result.refused):
+            out.print(f"  refused: {safe(', '.join(result.refused))}")  # the reason did not say
         if result.counter:
             out.print(f"  they would agree to: {terms_short(result.counter)}")
         rejection = _reject_message(result)
