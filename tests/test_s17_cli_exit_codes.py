@@ -250,3 +250,21 @@ def test_help_states_the_contract() -> None:
     text = " ".join(ok(vrm("--help", home=None)).stdout.split())
     for line in ("0 done", "1 failed", "2 usage", "3 queued", "4 unreachable", "5 held"):
         assert line in text, text
+
+
+def test_json_names_the_outcome_its_exit_code_says(tmp_path: Path, host: VendorHost) -> None:
+    """Commands that printed their JSON and then failed: the JSON said nothing of it
+    (``vrm doctor``, ``vrm history --compare``), or "done" beside exit 1 (``vrm intent
+    accept`` of an offer from a vendor already related: not taken up)."""
+    home = related(tmp_path, host)
+    cast = ok(vrm("intent", "new", "ski rental", "--no-discover", "--no-relays", "--deadline",
+                  "3s", "--json", home=home)).json  # fmt: skip
+    (offer,) = cast["offers"]
+    r = fails(vrm("intent", "accept", offer["id"], "--json", home=home), 1, "not taken up")
+    assert r.json["outcome"] == "failed"
+    assert ok(vrm("history", WASATCH, "--compare", "--json", home=home)).json["outcome"] \
+        == "done"
+    assert ok(vrm("doctor", "--json", home=home)).json["outcome"] == "done"
+    rekeyed(host)
+    r = fails(vrm("doctor", "--json", home=home), 1, "need you")
+    assert r.json["outcome"] == "failed"

@@ -182,12 +182,14 @@ async def _find_on_network(name: str, interfaces: Sequence[str]) -> tuple[str, b
 
 
 def report_connect(out: Out, result: ConnectResult, answer: str | None,
-                   first: ConnectResult, *, asked: bool,
-                   timeout: float | None = None) -> None:  # fmt: skip
+                   first: ConnectResult, *, asked: bool, timeout: float | None = None,
+                   failed: str | None = None) -> None:  # fmt: skip
     """Print the outcome (``first`` was already shown if the person was ``asked``);
-    ``timeout``: the command's ``--timeout``, named if the vendor did not answer within it."""
+    ``timeout``: the command's ``--timeout``, named if the vendor did not answer within it;
+    ``failed``: why what was asked was not done after all (exit 1), beside this outcome."""
     if out.json_mode:
-        out.json(connect_json(result, counter_answer=answer, first=first))
+        said = connect_json(result, counter_answer=answer, first=first)
+        out.json(said | ({"outcome": Outcome.FAILED.label} if failed else {}))
     else:
         if first is not result:
             if not asked:
@@ -198,6 +200,8 @@ def report_connect(out: Out, result: ConnectResult, answer: str | None,
                            timeout=timeout)  # fmt: skip
         if answer == "declined":
             out.print("  you declined the counter-offer; the relationship is ended")
+    if failed is not None:
+        finish(EXIT_FAILED, failed)
     if answer == "declined":
         finish(EXIT_FAILED, f"no agreement with {result.vendor}: you declined its counter-offer")
     if result.status == "rejected":

@@ -31,7 +31,7 @@ from vrmproto._limits import DEFAULT_LIMITS
 from vrmproto._state import State
 from vrmproto.cli._common import finish, lost_by_vendor, lost_words
 from vrmproto.cli._context import Env, common_options, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED
+from vrmproto.cli._errors import EXIT_FAILED, Outcome
 from vrmproto.cli._home import Home
 from vrmproto.cli._output import brief, safe
 from vrmproto.client import RelationshipView
@@ -242,7 +242,8 @@ def doctor(env: Env, timeout: float) -> None:
     checks = diagnose(Home(env.home.path), timeout)
     failed = [c for c in checks if c.status == "fail"]
     if env.out.json_mode:
-        env.out.json({"ok": not failed, "checks": [
+        env.out.json({"ok": not failed,
+                      "outcome": (Outcome.FAILED if failed else Outcome.DONE).label, "checks": [
             {"check": c.name, "status": c.status, "detail": c.detail} for c in checks]})
     else:
         for c in checks:

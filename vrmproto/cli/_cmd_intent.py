@@ -15,7 +15,6 @@ from vrmproto.cli._cmd_data import fanout_json
 from vrmproto.cli._common import (
     as_url,
     conclude,
-    finish,
     norm,
     now_ms,
     timeout_option,
@@ -358,13 +357,13 @@ def intent_accept(env: Env, offer_id: str, counter_answer: bool | None, timeout:
             first = await agent.take_offer(offer, timeout_s=timeout)  # the vendor's: as connect
             result, answer = await settle_counter(agent, out, first, counter_answer,
                                                   timeout_s=timeout)  # fmt: skip
-            report_connect(out, result, answer, first, asked=counter_answer is None,
-                           timeout=timeout)  # fmt: skip
+            not_taken = None
             if first.existing and not await took_up(agent, first.thread, offer.hash):
-                finish(EXIT_FAILED, f"the offer was not taken up: you already have a "
-                                    f"relationship with {offer.vendor}, and {offer.vendor} was "
-                                    "not told; `vrm end` it first to take up the offer in a "
-                                    "new one")  # fmt: skip
+                not_taken = (f"the offer was not taken up: you already have a relationship "
+                             f"with {offer.vendor}, and {offer.vendor} was not told; `vrm end` "
+                             "it first to take up the offer in a new one")  # fmt: skip
+            report_connect(out, result, answer, first, asked=counter_answer is None,
+                           timeout=timeout, failed=not_taken)  # fmt: skip
 
     run(go())
 
