@@ -179,3 +179,24 @@ def test_a_counter_offer_names_the_refused_terms_once(capsys: pytest.CaptureFixt
                           refused=("vrm.no-third-party",))  # fmt: skip
     _print_connect(Out(json_mode=False), terse)
     assert "refused: vrm.no-third-party" in capsys.readouterr().out
+
+
+def test_the_offer_suggested_says_when_its_vendor_is_already_related(tmp_path: Path) -> None:
+    """An intentcast goes to the vendors you know: the best offer is often from one. The last
+    line said "Take one with `vrm intent accept ID`", which then failed "the offer was not
+    taken up: you already have a relationship with …"."""
+    home = new_home(tmp_path)
+    with vendor_host("outfitters") as host:
+        ok(vrm("connect", host["outfitters"].url, home=home))
+        cast = ["intent", "new", "ski rental", "--no-discover", "--no-relays", "--deadline", "3s"]
+        r = ok(vrm(*cast, home=home))
+        said = " ".join(r.stdout.split())
+        assert ("(you already have a relationship with Wasatch Outfitters: `vrm end 'Wasatch "
+                "Outfitters'` it first, to take the offer up in a new one)") in said, said
+        sent = ok(vrm(*cast, "--json", home=home)).json
+        assert [o["related"] for o in sent["offers"]] == [True]
+        shown = ok(vrm("intent", "show", sent["intent"][:8], "--json", home=home)).json
+        assert [o["related"] for o in shown["offers"]] == [True]
+        ok(vrm("end", "Wasatch Outfitters", home=home))
+        shown = ok(vrm("intent", "show", sent["intent"][:8], home=home)).stdout
+        assert "already have a relationship" not in shown, shown

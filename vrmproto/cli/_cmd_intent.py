@@ -81,9 +81,11 @@ def rank_offers(offers: Sequence[Offer], mine: Sequence[TermRef]) -> list[Offer]
                                          o.price.currency, o.vendor))  # fmt: skip
 
 
-def offer_json(o: Offer, mine: Sequence[TermRef], rank: int, *,
-               taken: bool = False) -> dict[str, Any]:  # fmt: skip
-    """An offer for ``--json``; ``taken``: our relationship with the vendor opened naming it."""
+def offer_json(o: Offer, mine: Sequence[TermRef], rank: int, *, taken: bool = False,
+               related: bool = False) -> dict[str, Any]:  # fmt: skip
+    """An offer for ``--json``; ``taken``: our relationship with the vendor opened naming it;
+    ``related``: we have a live relationship with the vendor (taking the offer up needs a new
+    one, §5.2.1: ``vrm end`` that one first)."""
     return {
         "id": o.hash.hex()[:8],
         "rank": rank,
@@ -100,6 +102,7 @@ def offer_json(o: Offer, mine: Sequence[TermRef], rank: int, *,
         "accepts_terms": list(o.accepts_terms),
         "missing_terms": covers(o.accepts_terms, mine),
         "taken": taken,
+        "related": related,
     }
 
 
@@ -214,7 +217,7 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
         out.note(WARNING)
     relayed: list[RelayedIntentcast] = []
 
-    async def go() -> tuple[Any, list[str]]:
+    async def go() -> tuple[Any, list[str], set[bytes]]:
         async with open_agent(env, settings=settings) as agent:
             names = await _known_vendors(agent)
             if discover:
@@ -237,24 +240,26 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
                         where=where, start=start_ms, end=end_ms, constraints=constraints,
                         memberships=members, max_price=price, deadline_ms=deadline_ms,
                         progress=display.event))  # fmt: skip
-                    return relayed[0].result, list(relayed[0].record.vendors)
+                    cast = relayed[0].result
+                    return cast, list(relayed[0].record.vendors), await _related(agent, cast.offers)
                 result = await agent.intentcast(
                     what, vendors=urls, where=where, start=start_ms, end=end_ms,
                     constraints=constraints, memberships=members, max_price=price,
                     deadline_ms=deadline_ms, progress=display.event,
                 )  # fmt: skip
-            return result, urls
+            return result, urls, await _related(agent, result.offers)
 
     show_relay_warnings()
     try:
-        result, urls = run(go())
+        result, urls, related = run(go())
     except RelayError as exc:  # nothing was sent: the relays come first; exit 4, as every
         # command that reached no one and kept nothing (it was 2, as if mistyped)
         raise relays_failed(exc, relays, "no vendor was asked. --no-relays asks only the "
                             "vendors over HTTP; `vrm relay remove URL` forgets a relay you "
                             "kept") from None  # fmt: skip
     ranked = rank_offers(result.offers, settings.terms)
-    rows = [offer_json(o, settings.terms, i + 1) for i, o in enumerate(ranked)]
+    rows = [offer_json(o, settings.terms, i + 1, related=o.vendor_key in related)
+            for i, o in enumerate(ranked)]  # fmt: skip
     record = {
         "intent": result.intent_id.hex(), "what": what, "where": where, "from": start_ms,
         "to": end_ms, "max_price": money_json(price) if price else None,
@@ -330,7 +335,19 @@ def _print_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> N
         out.print(no_offers(result))
         return
     out.print(offers_table(rows, f"offers for “{safe(record['what'])}”, best first"))
-    out.print(f"Take one with `vrm intent accept {rows[0]['id']}`.")
+    out.print(take_line(rows[0]))
+
+
+def take_line(best: dict[str, Any]) -> str:
+    """The last line under the offers: how to take up the best one — and, when we already have
+    a relationship with its vendor, that `vrm intent accept` would not take it up in that one:
+    it said only "Take one with …", which then failed "the offer was not taken up"."""
+    line = f"Take one with `vrm intent accept {best['id']}`"
+    if best["related"]:
+        vendor = safe(best["vendor"])
+        line += (f" (you already have a relationship with {vendor}: `vrm end "
+                 f"{shlex.quote(vendor)}` it first, to take the offer up in a new one)")
+    return line + "."
 
 
 @intent.command("accept")
@@ -421,15 +438,16 @@ def intent_show(env: Env, intent_id: str) -> None:
     out = env.out
     mine = env.home.settings().terms
 
-    async def go() -> tuple[IntentRecord, list[Offer], set[bytes]]:
+    async def go() -> tuple[IntentRecord, list[Offer], set[bytes], set[bytes]]:
         async with open_agent(env) as agent:
             record = by_prefix(intent_id, await agent.intents(), lambda r: r.intent_id.hex(),
                                noun="intentcast", where="`vrm intent list`")  # fmt: skip
             offers = await agent.offers(record.intent_id)
-            return record, offers, await _taken(agent, offers)
+            return record, offers, await _taken(agent, offers), await _related(agent, offers)
 
-    record, offers, taken = run(go())
-    ranked = [offer_json(o, mine, i + 1, taken=o.hash in taken)
+    record, offers, taken, related = run(go())
+    ranked = [offer_json(o, mine, i + 1, taken=o.hash in taken,
+                         related=o.vendor_key in related and o.hash not in taken)
               for i, o in enumerate(rank_offers(offers, mine))]  # fmt: skip
     row = {**intent_json(record, len(ranked)), "offers": ranked}
     if out.json_mode:
@@ -453,7 +471,12 @@ def intent_show(env: Env, intent_id: str) -> None:
         out.print(f"You took up {took[0]['id']} from {safe(took[0]['vendor'])}: "
                   "`vrm relationships` shows it.")  # fmt: skip
     else:
-        out.print(f"Take one with `vrm intent accept {ranked[0]['id']}`.")
+        out.print(take_line(ranked[0]))
+
+
+async def _related(agent: Agent, offers: Sequence[Offer]) -> set[bytes]:
+    """The keys of the offers' vendors we have a live relationship with."""
+    return {o.vendor_key for o in offers if await agent.live_thread(o.vendor_key) is not None}
 
 
 async def _taken(agent: Agent, offers: Sequence[Offer]) -> set[bytes]:
