@@ -101,10 +101,10 @@ def test_a_vendor_with_another_key_and_a_stuck_outbox(home: Path, host: VendorHo
         assert down["vendor Avis Park City"]["status"] == "warn"
         assert down["vendor Avis Park City"]["detail"].endswith(
             ": unreachable: connection refused")  # said once, not "unreachable (unreachable: …)"
-        assert vrm("share", "Avis Park City", "email=doc@example.org", home=home).code == 0
+        assert vrm("share", "Avis Park City", "email=doc@example.org", home=home).code == 3
         assert checks(vrm("doctor", "--json", home=home))["outbox"]["status"] == "warn"
-        for _ in range(4):
-            assert vrm("outbox", "run", home=home).code == 1
+        for _ in range(4):  # still queued: 3 (the s17 contract; share said 0, outbox run 1)
+            assert vrm("outbox", "run", home=home).code == 3
         r = vrm("doctor", "--json", home=home)
         assert r.code == 1
         assert checks(r)["outbox"]["status"] == "fail"
@@ -123,4 +123,6 @@ def test_a_vendor_that_forgot_the_relationship(home: Path, host: VendorHost) -> 
         forgot = checks(r)["relationship with Avis Park City"]
         assert forgot["status"] == "fail"
         assert "holds no such relationship" in forgot["detail"]
-        assert f"vrm connect {host['avis'].url}" in forgot["detail"]
+        # it said `vrm connect URL` opens a new one: it answered "already connected" (s17)
+        assert host["avis"].url in forgot["detail"]
+        assert "--export FILE" in forgot["detail"]

@@ -33,7 +33,8 @@ def test_a_clock_ahead_of_the_vendors_is_named_not_the_network(
                       policy=ReferencePolicy(accepts_terms=("vrm.no-tracking",)))  # fmt: skip
         server = host.call(serve(ep, "127.0.0.1", 0))
         home = new_home(tmp_path)
-        said = " ".join(ok(vrm("connect", f"http://127.0.0.1:{server.port}", home=home))
+        # the offer waits in the outbox: exit 3 (the s17 exit-code contract; it was 0)
+        said = " ".join(fails(vrm("connect", f"http://127.0.0.1:{server.port}", home=home), 3)
                         .stdout.split())  # fmt: skip
         waits = " ".join(ok(vrm("outbox", home=home)).stdout.split())
         if behind_ms < 300_000:

@@ -75,8 +75,9 @@ def test_relays_all_down_says_how_to_ask_the_vendors_anyway(
 ) -> None:
     home = new_home(tmp_path)
     ok(vrm("relay", "add", "ws://127.0.0.1:9", home=home))
+    # no relay reached, nothing kept: exit 4 (the s17 contract; it was 2, a usage error)
     fails(vrm("intent", "new", "kayak", "--vendor", vendors["outfitters"].url, "--no-discover",
-              "--pow", "0", home=home), 2, "--no-relays", "vrm relay remove")  # fmt: skip
+              "--pow", "0", home=home), 4, "--no-relays", "vrm relay remove")  # fmt: skip
     ok(vrm("intent", "new", "kayak", "--vendor", vendors["outfitters"].url, "--no-discover",
            "--no-relays", "--deadline", "5s", home=home))  # fmt: skip
 
@@ -87,15 +88,16 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_an_intentcast_no_vendor_received_exits_1(tmp_path: Path, vendors: VendorHost) -> None:
-    """README: exit 1 is "refused or failed". An intentcast every vendor refused or could not
-    be reached for ended 'No offers arrived before the deadline' with exit 0, as if the vendors
-    had seen it and had nothing to offer."""
+def test_an_intentcast_no_vendor_received_is_not_done(tmp_path: Path,
+                                                      vendors: VendorHost) -> None:  # fmt: skip
+    """An intentcast every vendor refused or could not be reached for ended 'No offers arrived
+    before the deadline' with exit 0, as if the vendors had seen it and had nothing to offer.
+    It exited 1; since the s17 contract, none could be reached and nothing was kept: 4."""
     home = new_home(tmp_path)
     down = f"http://127.0.0.1:{_closed_port()}"
     cast = ["intent", "new", "kayak", "--no-discover", "--no-relays", "--deadline", "5s"]
-    fails(vrm(*cast, "--vendor", down, home=home), 1, "no vendor received")
+    fails(vrm(*cast, "--vendor", down, home=home), 4, "no vendor received")
     r = vrm(*cast, "--vendor", down, "--json", home=home)
-    assert r.code == 1, r
+    assert r.code == 4, r
     assert json.loads(r.stdout)["offers"] == []  # the JSON is still written
     ok(vrm(*cast, "--vendor", down, "--vendor", vendors["outfitters"].url, home=home))

@@ -18,7 +18,7 @@ def test_a_queued_request_says_why_it_waits() -> None:
     said = explain(down)
     assert said.message == ("the data request waits in the outbox (the vendor could not be "
                             "reached: connection refused); `vrm outbox run` delivers it.")
-    assert (said.kind, said.exit_code) == ("queued", 1)
+    assert (said.kind, said.exit_code) == ("queued", 3)  # 1 before the s17 contract
     odd = Queued("the data request waits in the outbox",
                  cause=InvalidResponse("the receipt does not verify: bad_signature", status=200))
     said = explain(odd)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._cli_helpers import VendorHost, new_home, ok, vendor_host, vrm
+from tests._cli_helpers import VendorHost, fails, new_home, ok, vendor_host, vrm
 
 
 @pytest.fixture
@@ -32,9 +32,10 @@ def test_outbox_lists_drops_and_retries(home: Path, host: VendorHost) -> None:
     ok(vrm("share", "wasatch outfitters", "email=doc@example.org", "--purpose",
            "contracted-service", "--expires", "30d", home=home))
     host.stop("outfitters")
-    vrm("data", "Wasatch Outfitters", home=home)
-    ok(vrm("withdraw", "Wasatch Outfitters", home=home))
-    ok(vrm("rotate", "Wasatch Outfitters", home=home))
+    # each waits in the outbox: exit 3 (the s17 contract; withdraw and rotate exited 0)
+    fails(vrm("data", "Wasatch Outfitters", home=home), 3)
+    fails(vrm("withdraw", "Wasatch Outfitters", home=home), 3)
+    fails(vrm("rotate", "Wasatch Outfitters", home=home), 3)
     waiting = ok(vrm("outbox", "--json", home=home)).json["pending"]
     assert [w["type"] for w in waiting] == ["data.request", "data.withdraw", "key.rotate"]
     assert waiting[1]["reason"].startswith("not signed yet")

@@ -22,14 +22,16 @@ from vrmproto import PeerProblemError
 from vrmproto.cli._cmd_outbox import _report_run
 from vrmproto.cli._context import Env
 from vrmproto.client import Delivery, OutboxRun, TransportError
+from vrmproto.client._waiting import Waiting, WaitReason
 
 THREAD = os.urandom(16)
 
 
 def run_report(capsys: pytest.CaptureFixture[str], *deliveries: Delivery,
                left: int) -> tuple[int, str]:  # fmt: skip
+    waiting = [Waiting(THREAD, os.urandom(16), "data.share", WaitReason.UNREACHABLE)] * left
     with pytest.raises(click.exceptions.Exit) as info:
-        _report_run(Env(json=True), OutboxRun(deliveries), {THREAD: "Acme"}, left)
+        _report_run(Env(json=True), OutboxRun(deliveries), {THREAD: "Acme"}, waiting)
     return info.value.exit_code, capsys.readouterr().err
 
 
@@ -44,8 +46,8 @@ def test_outbox_run_says_what_was_refused_and_what_still_waits(
     assert code == 1
     assert "1 message(s) refused or dropped" in err
     assert "still waiting" not in err
-    code, err = run_report(capsys, queued, left=1)
-    assert (code, "refused" in err) == (1, False)
+    code, err = run_report(capsys, queued, left=1)  # still queued: 3 (the s17 contract)
+    assert (code, "refused" in err) == (3, False)
     assert "1 message(s) still waiting" in err
     code, err = run_report(capsys, refused, queued, left=1)
     assert "1 message(s) refused or dropped (see above); 1 message(s) still waiting" in err

@@ -169,7 +169,7 @@ async def test_a_problem_under_another_key_while_the_document_is_ours_is_retried
         await agent.close()
 
 
-def test_vrm_share_to_a_vendor_under_a_new_key_exits_1_and_outbox_says_held(
+def test_vrm_share_to_a_vendor_under_a_new_key_exits_5_and_outbox_says_held(
     tmp_path: Path,
 ) -> None:
     home = new_home(tmp_path)
@@ -180,7 +180,8 @@ def test_vrm_share_to_a_vendor_under_a_new_key_exits_1_and_outbox_says_held(
         v.identity = Identity(os.urandom(32))
         host.start("outfitters")
         new_fp = fingerprint(v.identity.public_key)
-        r = fails(vrm("share", "Wasatch Outfitters", "email=doc@example.org", home=home), 1,
+        # held: exit 5, a person decides (the s17 contract; it was 1, as a refusal)
+        r = fails(vrm("share", "Wasatch Outfitters", "email=doc@example.org", home=home), 5,
                   "another key", "held")
         assert "⏸ held" in r.stdout
         assert f"--accept-new-key {new_fp}" in " ".join(r.stdout.split())
@@ -188,10 +189,10 @@ def test_vrm_share_to_a_vendor_under_a_new_key_exits_1_and_outbox_says_held(
         rows = ok(vrm("outbox", "--json", home=home)).json["pending"]
         assert [row["reason"] for row in rows] == [WaitReason.HELD.value]
         assert f"--accept-new-key {new_fp}" in rows[0]["last_error"]
-        r = fails(vrm("share", "Wasatch Outfitters", "phone=1", "--json", home=home), 1,
+        r = fails(vrm("share", "Wasatch Outfitters", "phone=1", "--json", home=home), 5,
                   "another key")
         assert (r.json["status"], r.json["held"]) == ("queued", True)
         assert f"--accept-new-key {new_fp}" in r.json["error"]
-        r = fails(vrm("address", "set", "city=Paris", home=home), 1, "another key", "held")
+        r = fails(vrm("address", "set", "city=Paris", home=home), 5, "another key", "held")
         assert "⏸ held" in r.stdout
         assert "will retry" not in r.stdout

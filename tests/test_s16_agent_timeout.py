@@ -86,8 +86,9 @@ def test_vrm_share_timeout_leaves_it_queued_and_says_so(tmp_path: Path) -> None:
         quiet.bind(("127.0.0.1", v.port))
         quiet.listen(16)
         started = time.monotonic()
-        r = ok(vrm("share", "Wasatch Outfitters", "email=doc@example.org", "--timeout", "0.5",
-                   home=home))
+        # queued: exit 3 (the s17 contract; it was 0, as if delivered)
+        r = fails(vrm("share", "Wasatch Outfitters", "email=doc@example.org", "--timeout", "0.5",
+                      home=home), 3, "waits in the outbox")  # fmt: skip
         elapsed = time.monotonic() - started
         assert elapsed < 8, elapsed  # ~21 s before: two tries of 10 s
         said = " ".join(r.stdout.split())
@@ -96,8 +97,8 @@ def test_vrm_share_timeout_leaves_it_queued_and_says_so(tmp_path: Path) -> None:
         rows = ok(vrm("outbox", "--json", home=home)).json["pending"]
         assert [row["type"] for row in rows] == ["data.share"]
         started = time.monotonic()
-        fails(vrm("connect", "Wasatch Outfitters", "--timeout", "0.3", home=home), 1,
-              "did not answer in time")
+        fails(vrm("connect", "Wasatch Outfitters", "--timeout", "0.3", home=home), 4,
+              "did not answer in time")  # nothing kept: 4 (the s17 contract; it was 1)
         assert time.monotonic() - started < 5
 
 

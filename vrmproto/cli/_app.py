@@ -1,7 +1,8 @@
 """The ``vrm`` command: the root group, and the one place errors become sentences.
 
-Exit codes (see :mod:`vrmproto.cli._errors`): 0 done; 1 refused or failed; 2 usage or
-environment (bad arguments or URL, no or damaged data directory, bad seed text).
+Exit codes (the contract, :mod:`vrmproto.cli._errors`): 0 done; 1 refused or failed; 2 usage
+or environment; 3 queued in the outbox, goes by itself; 4 could not be reached, nothing kept;
+5 held until you decide about the vendor's new key.
 """
 
 from __future__ import annotations
@@ -16,6 +17,20 @@ import click
 from vrmproto import __version__
 from vrmproto.cli._context import common_options, current_env
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, explain, printable
+
+#: ``vrm --help`` ends with the exit codes every command follows (:mod:`vrmproto.cli._errors`);
+#: ``\b`` keeps click from rewrapping the lines.
+EPILOG = """\b
+Exit codes (every command; with --json, "outcome" names it):
+  0 done         done as asked: delivered and confirmed, or nothing to send
+  1 failed       the vendor refused, or failed; or what you checked does not hold
+  2 usage        bad arguments or URL, no or damaged data directory; nothing sent
+  3 queued       waits in the outbox and goes by itself: do not send it again
+  4 unreachable  no vendor or relay could be reached, nothing kept: run it again later
+  5 held         the vendor now has another key: nothing goes until you decide
+                 (vrm connect URL --accept-new-key FP)
+Several vendors or messages: the code that most needs you (1, then 5, 4, 3).
+vrm conformance has its own: vrm conformance --help."""
 
 __all__ = ["cli", "main"]
 
@@ -84,7 +99,8 @@ def _unavailable(name: str, reason: str) -> click.Command:
     return unavailable
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EPILOG)
 @click.version_option(__version__, prog_name="vrm")
 @common_options
 def cli() -> None:
@@ -93,8 +109,6 @@ def cli() -> None:
     Proffer your terms, share data under them, change your address with every vendor at once,
     broadcast what you want to buy, and keep a signed record of it all. Your data lives in
     ~/.vrm (or $VRM_HOME, or --data-dir).
-
-    Exit codes: 0 done; 1 refused or failed; 2 usage or environment.
     """
 
 
@@ -130,5 +144,6 @@ def _report(err: CliError, hint: str = "") -> None:
     """One sentence on stderr (and, with --json, an error object on stdout)."""
     env = current_env()
     if env is not None and env.json:
-        click.echo(json.dumps({"error": {"kind": err.kind, "message": err.message}}))
+        click.echo(json.dumps({"outcome": err.outcome.label,
+                               "error": {"kind": err.kind, "message": err.message}}))
     click.echo(f"vrm: {printable(err.message)}" + (f" ({hint})" if hint else ""), err=True)

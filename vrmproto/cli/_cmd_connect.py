@@ -10,9 +10,9 @@ import click
 from vrmproto._keys import fingerprint
 from vrmproto._messages import TermsReject
 from vrmproto._state import State
-from vrmproto.cli._common import as_url, finish, not_delivered_json
+from vrmproto.cli._common import as_url, delivery_sentence, finish, not_delivered_json
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_HELD, EXIT_USAGE, CliError, Outcome
 from vrmproto.cli._output import (
     Out,
     held,
@@ -56,11 +56,22 @@ def _vendor_fingerprint(result: ConnectResult) -> str | None:
     return fingerprint(d.receipt.sender)
 
 
+def connect_outcome(result: ConnectResult, counter_answer: str | None = None) -> Outcome:
+    """Accepted (or delivered, the answer to come) is done; a rejection, a counter-offer left
+    open or declined is no agreement (failed); a queued offer is queued, or held."""
+    if counter_answer == "declined" or result.status in ("rejected", "countered"):
+        return Outcome.FAILED
+    if result.status == "queued" and result.delivery is not None:
+        return Outcome.HELD if not_delivered_json(result.delivery)["held"] else Outcome.QUEUED
+    return Outcome.DONE
+
+
 def connect_json(result: ConnectResult, *, counter_answer: str | None = None,
                  first: ConnectResult | None = None) -> dict[str, Any]:  # fmt: skip
     shown = first or result
     return {
         "vendor": result.vendor,
+        "outcome": connect_outcome(result, counter_answer).label,
         "url": result.url,
         "vendor_fingerprint": _vendor_fingerprint(shown) or _vendor_fingerprint(result),
         "thread": result.thread.hex(),
@@ -98,8 +109,8 @@ def _print_connect(out: Out, result: ConnectResult, whose: str = "your", *,
     elif result.status in ("rejected", "countered"):
         mark = "[red]✗ rejected[/]" if result.status == "rejected" else "[yellow]↺ countered[/]"
         out.print(f"  {mark}: {safe(result.reason)}")
-        if result.refused:
-            out.print(f"  refused: {safe(', '.join(result.refused))}")
+        if result.refused and not all(r in result.reason for r in result.refused):
+            out.print(f"  refused: {safe(', '.join(result.refused))}")  # the reason did not say
         if result.counter:
             out.print(f"  they would agree to: {terms_short(result.counter)}")
         rejection = _reject_message(result)
@@ -171,12 +182,14 @@ async def _find_on_network(name: str, interfaces: Sequence[str]) -> tuple[str, b
 
 
 def report_connect(out: Out, result: ConnectResult, answer: str | None,
-                   first: ConnectResult, *, asked: bool,
-                   timeout: float | None = None) -> None:  # fmt: skip
+                   first: ConnectResult, *, asked: bool, timeout: float | None = None,
+                   failed: str | None = None) -> None:  # fmt: skip
     """Print the outcome (``first`` was already shown if the person was ``asked``);
-    ``timeout``: the command's ``--timeout``, named if the vendor did not answer within it."""
+    ``timeout``: the command's ``--timeout``, named if the vendor did not answer within it;
+    ``failed``: why what was asked was not done after all (exit 1), beside this outcome."""
     if out.json_mode:
-        out.json(connect_json(result, counter_answer=answer, first=first))
+        said = connect_json(result, counter_answer=answer, first=first)
+        out.json(said | ({"outcome": Outcome.FAILED.label} if failed else {}))
     else:
         if first is not result:
             if not asked:
@@ -187,12 +200,16 @@ def report_connect(out: Out, result: ConnectResult, answer: str | None,
                            timeout=timeout)  # fmt: skip
         if answer == "declined":
             out.print("  you declined the counter-offer; the relationship is ended")
+    if failed is not None:
+        finish(EXIT_FAILED, failed)
     if answer == "declined":
         finish(EXIT_FAILED, f"no agreement with {result.vendor}: you declined its counter-offer")
     if result.status == "rejected":
         finish(EXIT_FAILED, f"{result.vendor} rejected your terms: {result.reason}")
     if result.status == "countered":
         finish(EXIT_FAILED, f"no agreement with {result.vendor} yet: its counter-offer is open")
+    if result.status == "queued" and result.delivery is not None:
+        finish(connect_outcome(result), delivery_sentence(result.vendor, result.delivery))
 
 
 @click.command()
@@ -261,7 +278,7 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
                 first = await agent.connect(url, terms, note=note, expected_key=key,
                                             timeout_s=timeout, accept_new_key=accept_new_key)
             except KeyChangedError as exc:
-                raise CliError(_key_changed(exc, target, accept_new_key), EXIT_FAILED,
+                raise CliError(_key_changed(exc, target, accept_new_key), EXIT_HELD,
                                kind="key_changed") from None  # fmt: skip
             result, answer = await settle_counter(agent, out, first, counter_answer,
                                                   timeout_s=timeout)  # fmt: skip

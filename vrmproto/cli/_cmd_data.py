@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import shlex
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,15 +15,26 @@ from vrmproto._keys import fingerprint
 from vrmproto._messages import DataErased, DataWithdraw
 from vrmproto._vocab import parse_category, parse_purpose, suggest_category
 from vrmproto.cli._common import (
+    conclude,
+    end_delivery,
     finish,
-    held_exit,
+    lost_by_vendor,
+    lost_words,
     need_agreement,
     not_delivered_json,
     pick,
     timeout_option,
 )
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._errors import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CliError,
+    Outcome,
+    explain,
+    fanout_outcome,
+    vendor_outcome,
+)
 from vrmproto.cli._output import (
     THEM,
     YOU,
@@ -30,6 +43,7 @@ from vrmproto.cli._output import (
     rbutton,
     record_json,
     records_table,
+    refused_line,
     safe,
     short,
     table,
@@ -44,7 +58,7 @@ from vrmproto.cli._parse import (
     parse_fields,
 )
 from vrmproto.cli._progress import FanoutDisplay
-from vrmproto.client import Delivery, RelationshipView
+from vrmproto.client import Delivery, Queued, RelationshipView
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.store import ShareNote
 
@@ -99,6 +113,7 @@ def view_json(view: RelationshipView, notes: Sequence[ShareNote]) -> dict[str, A
         "last_activity": view.last_activity_ms,
         "pending": view.pending,
         "last_problem": view.last_problem,
+        "lost_by_vendor": lost_by_vendor(view),  # it answered no_relationship (§4.5-5)
         "vendor_fingerprint": view.vendor_fingerprint,
         "your_fingerprint": fingerprint(view.local_key),
     }
@@ -110,15 +125,21 @@ _STATE_STYLE = {"agreed": "green", "rejected": "red", "countered": "yellow", "en
 def relationships_table(rows: list[dict[str, Any]], title: str | None = None) -> Any:
     t = table(title or f"{YOU} you {THEM} vendors", "vendor", "state", "agreed terms", "shared",
               "last activity", "outbox")  # fmt: skip
+    names = Counter(r["vendor"] for r in rows)
     for r in rows:
+        # one vendor in several rows (a new relationship beside an old one): which key each is
+        key = f"\n[dim]key {r['vendor_fingerprint']}[/]" if names[r["vendor"]] > 1 else ""
         style = _STATE_STYLE.get(r["state"], "")
         shared = "; ".join(
             (", ".join(s["fields"]) or s["hash"][:8]) + f" (until {format_date(s['expires'])})"
             for s in r["shares"]
         )  # fmt: skip
+        state = f"[{style}]{r['state']}[/]" if style else r["state"]
+        if r.get("lost_by_vendor"):
+            state += "\n[red]lost by the vendor[/]"
         t.add_row(
-            f"{YOU} {THEM} {safe(r['vendor'])}",
-            f"[{style}]{r['state']}[/]" if style else r["state"],
+            f"{YOU} {THEM} {safe(r['vendor'])}{key}",
+            state,
             r["terms_short"],
             shared or "—",
             format_time(r["last_activity"]),
@@ -148,6 +169,9 @@ def relationships(env: Env, show_all: bool) -> None:
         out.print("No relationships yet: `vrm connect URL` proffers your terms to a vendor.")
         return
     out.print(relationships_table(rows))
+    for v in views:
+        if lost_by_vendor(v) and (show_all or v.thread_kind is ThreadKind.VENDOR):
+            out.print(f"[red]![/] {safe(lost_words(v))}.")
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -213,9 +237,11 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
             out.print(f"  [green]✓ shared[/] {', '.join(sorted(values))} until "
                       f"{format_date(until)} — share {short(d.msg_hash)}, receipt signed by the "
                       "vendor")  # fmt: skip
-        else:
+        elif d.status == "queued":
             out.print(queued_line(d.error, timeout))
-    held_exit(view.vendor, d)
+        else:
+            out.print(refused_line(d))
+    end_delivery(view.vendor, d)
 
 
 @click.command()
@@ -246,18 +272,21 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
                                    kind="unknown_share")  # fmt: skip
                 chosen.append(hits[0])
             if not live:
+                # what the relationship holds, not a mistyped command: 1, as no agreement is
                 raise CliError(f"nothing shared with {view.vendor} is live; nothing to withdraw",
-                               EXIT_USAGE, kind="nothing_shared")  # fmt: skip
+                               EXIT_FAILED, kind="nothing_shared")  # fmt: skip
             d = await agent.withdraw(view.thread, chosen, reason=reason, timeout_s=timeout)
             return view, d, chosen or live
 
     view, d, withdrawn = run(go())
     erased = _erased(d) if d.status == "confirmed" else None  # the notes say so too
+    unconfirmed = d.status == "confirmed" and erased is None  # delivered, deletion not confirmed
     result = {
         "vendor": view.vendor,
         "withdraw": d.msg_hash.hex(),
         "status": d.status,
         **not_delivered_json(d),
+        **({"outcome": Outcome.FAILED.label} if unconfirmed else {}),
         "shares": [h.hex() for h in withdrawn],
         "erased": None if erased is None else {
             "hash": erased.hash.hex(),
@@ -275,11 +304,13 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
                       "kept in your history")  # fmt: skip
         elif d.status == "queued":
             out.print(queued_line(d.error, timeout))
-        else:
+        elif unconfirmed:
             out.print("  delivered; the vendor has not confirmed the deletion yet")
-    held_exit(view.vendor, d)
-    if d.status == "confirmed" and erased is None:
+        else:
+            out.print(refused_line(d))
+    if unconfirmed:
         finish(EXIT_FAILED, f"{view.vendor} has not confirmed the deletion")
+    end_delivery(view.vendor, d)
 
 
 @click.command()
@@ -295,11 +326,19 @@ def data(env: Env, vendor: str, timeout: float) -> None:
         async with open_agent(env) as agent:
             view = await pick(agent, vendor)
             need_agreement(view)
-            return view, await agent.request_data(view.thread, timeout_s=timeout)
+            try:
+                return view, await agent.request_data(view.thread, timeout_s=timeout)
+            except Queued as exc:  # its answer comes with the delivery: say where to read it
+                err = explain(exc)
+                if err.outcome is not Outcome.QUEUED:
+                    raise
+                raise CliError(f"{err.message.rstrip('.')}, and `vrm history "
+                               f"{shlex.quote(view.vendor)}` then shows what it returned",
+                               err.exit_code, kind=err.kind) from None  # fmt: skip
 
     view, records = run(go())
     if out.json_mode:
-        out.json({"vendor": view.vendor, "format": "vrm-data/1",
+        out.json({"vendor": view.vendor, "outcome": Outcome.DONE.label, "format": "vrm-data/1",
                   "records": [record_json(r) for r in records],
                   "earlier": earlier_json(records.delivery)})  # fmt: skip
         return
@@ -362,7 +401,9 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
                                                   timeout_s=timeout)  # fmt: skip
 
     report = run(go())
-    result = {"fields": sorted(values), **fanout_json(report)}
+    # nothing done when no vendor has an agreement: no vendor has the new address (exit 1)
+    outcome = fanout_outcome(report) if report.results else Outcome.FAILED
+    result = {"fields": sorted(values), "outcome": outcome.label, **fanout_json(report)}
     if out.json_mode:
         out.json(result)
     elif not report.results:
@@ -379,10 +420,15 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
         out.print(f"{counts['confirmed']} confirmed, {counts['queued']} queued, "
                   f"{counts['refused']} refused, {counts['failed']} failed "
                   f"in {report.elapsed_s:.2f} s")  # fmt: skip
-    if not report.results:  # nothing done: no vendor has the new address (exit 1, not 0)
+    if not report.results:
         finish(EXIT_FAILED, "you have no agreed relationships, so nothing was sent; `vrm "
                             "connect URL` proffers your terms to a vendor")  # fmt: skip
-    if report.refused or report.failed:
-        finish(EXIT_FAILED, "some vendors refused or failed the update (see above)")
-    for r in report.results:
-        held_exit(r.vendor, r.delivery)
+    who = ", ".join(r.vendor for r in report.results if vendor_outcome(r) is outcome)
+    conclude(outcome, {
+        Outcome.FAILED: f"not taken by {who}: refused or failed (see above)",
+        Outcome.HELD: f"not delivered to {who}: it now answers with another key, and the "
+                      "update is held in the outbox until you decide (see above)",
+        Outcome.UNREACHABLE: f"{who} could not be reached (see above)",
+        Outcome.QUEUED: f"not delivered to {who} yet: the update waits in the outbox and goes "
+                        "by itself (`vrm outbox run`); do not send it again",
+    }.get(outcome, ""))

@@ -11,6 +11,7 @@ a person, and make the exit code 1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import sqlite3
 import stat
@@ -24,12 +25,13 @@ import aiohttp
 import click
 
 from vrmproto._binding import discovery_url
-from vrmproto._errors import Problem, ProtocolError, VrmError
+from vrmproto._errors import ProtocolError, VrmError
+from vrmproto._keys import fingerprint
 from vrmproto._limits import DEFAULT_LIMITS
 from vrmproto._state import State
-from vrmproto.cli._common import finish
+from vrmproto.cli._common import finish, lost_by_vendor, lost_words
 from vrmproto.cli._context import Env, common_options, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED
+from vrmproto.cli._errors import EXIT_FAILED, Outcome
 from vrmproto.cli._home import Home
 from vrmproto.cli._output import brief, safe
 from vrmproto.client import RelationshipView
@@ -110,10 +112,12 @@ async def _seed_matches(home: Home, store: SQLiteStore) -> Check:
     return Check("seed ↔ store", "ok", "agent.db belongs to this seed")
 
 
-async def _vendor(session: aiohttp.ClientSession, v: RelationshipView,
-                  timeout_s: float) -> list[Check]:  # fmt: skip
+async def _vendor(session: aiohttp.ClientSession, v: RelationshipView, timeout_s: float,
+                  accepted: Sequence[bytes] = ()) -> list[Check]:  # fmt: skip
     """The vendor's signed discovery document, by the key we hold (§13.1, §2.5), and the skew
-    of our clock against its ``Date``."""
+    of our clock against its ``Date``. ``accepted``: the vendor keys of our other relationships
+    at the same URL: a document signed by one of them is the vendor's new key, which the person
+    accepted in a new relationship (§11.10-3), and this old one is only superseded."""
     name = f"vendor {v.vendor}"
     url = discovery_url(v.url)
     try:
@@ -127,6 +131,12 @@ async def _vendor(session: aiohttp.ClientSession, v: RelationshipView,
     try:
         doc = discovery_from_answer(answer, now=now, expected_key=v.peer_key, role="vendor")
     except ProtocolError as exc:
+        for key in accepted:
+            with contextlib.suppress(ProtocolError):
+                discovery_from_answer(answer, now=now, expected_key=key, role="vendor")
+                return [Check(name, "warn", f"{v.url}: this relationship is under its old key "
+                              f"{v.vendor_fingerprint}; you accepted its new key "
+                              f"{fingerprint(key)} in a newer one, which `vrm` uses")]
         return [Check(name, "fail", f"{v.url}: its discovery document does not verify by the "
                                     f"key you hold ({exc.code}): {exc}")]  # fmt: skip
     except VrmError as exc:
@@ -147,15 +157,10 @@ async def _vendor(session: aiohttp.ClientSession, v: RelationshipView,
 
 
 def _forgotten(v: RelationshipView) -> Check | None:
-    """A vendor whose last answer was ``no_relationship`` no longer holds the thread (§4.5-5):
-    it lost its data, or went back to a backup older than the relationship. Our side still
-    reads "agreed"; nothing we send there will be taken."""
-    if not v.last_problem.startswith(f"{Problem.NO_RELATIONSHIP.value}:"):
+    """A vendor that no longer holds the relationship (§4.5-5, :func:`lost_by_vendor`)."""
+    if not lost_by_vendor(v):
         return None
-    return Check(f"relationship with {v.vendor}", "fail",
-                 f"{v.url} answered that it holds no such relationship (it may have lost its "
-                 f"data): `vrm connect {v.url}` opens a new one; your history of this one "
-                 f"stays with you")  # fmt: skip
+    return Check(f"relationship with {v.vendor}", "fail", lost_words(v))
 
 
 def _outbox(items: Sequence[Any]) -> Check:
@@ -176,13 +181,20 @@ async def _with_store(home: Home, timeout_s: float) -> list[Check]:
             return checks
         views = await _views(home, store)
         async with aiohttp.ClientSession(trust_env=False) as session:
-            found = await asyncio.gather(*(_vendor(session, v, timeout_s) for v in views))
+            found = await asyncio.gather(*(_vendor(session, v, timeout_s, _newer_keys(v, views))
+                                           for v in views))  # fmt: skip
         checks += [c for group in found for c in group]
         checks += [c for c in map(_forgotten, views) if c is not None]
         checks.append(_outbox(await store.outbox_all()))
         return checks
     finally:
         await store.close()
+
+
+def _newer_keys(v: RelationshipView, views: Sequence[RelationshipView]) -> list[bytes]:
+    """The vendor keys of our other relationships with the vendor at ``v``'s URL."""
+    return [w.peer_key for w in views
+            if w.thread != v.thread and w.url == v.url and w.peer_key != v.peer_key]
 
 
 async def _views(home: Home, store: SQLiteStore) -> list[RelationshipView]:
@@ -230,7 +242,8 @@ def doctor(env: Env, timeout: float) -> None:
     checks = diagnose(Home(env.home.path), timeout)
     failed = [c for c in checks if c.status == "fail"]
     if env.out.json_mode:
-        env.out.json({"ok": not failed, "checks": [
+        env.out.json({"ok": not failed,
+                      "outcome": (Outcome.FAILED if failed else Outcome.DONE).label, "checks": [
             {"check": c.name, "status": c.status, "detail": c.detail} for c in checks]})
     else:
         for c in checks:

@@ -17,7 +17,7 @@ from vrmproto._files import atomic_write_text
 from vrmproto._history import Entry
 from vrmproto.cli._common import finish, now_ms, pick
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, Outcome
 from vrmproto.cli._evidence import check_evidence, evidence_json
 from vrmproto.cli._history_bodies import decode_entry
 from vrmproto.cli._output import THEM, YOU, rbutton, safe, table
@@ -84,16 +84,20 @@ def history(env: Env, vendor: str, compare: bool, reconcile: bool, export_to: Pa
                            kind="environment") from None  # fmt: skip
         out.note(f"wrote the signed evidence of {len(rows)} entries to {safe(export_to)}; "
                  f"`vrm verify {safe(export_to)}` checks it")  # fmt: skip
+    forked = done is not None and done.kind == "fork"
+    differ = done is None and comparison is not None and not comparison["equal"]
+    outcome = Outcome.FAILED if forked or differ else Outcome.DONE
     if out.json_mode:
-        out.json({"vendor": view.vendor, "thread": view.thread.hex(), "entries": rows,
+        out.json({"vendor": view.vendor, "thread": view.thread.hex(),
+                  "outcome": outcome.label, "entries": rows,
                   "comparison": comparison,
                   "reconciliation": _reconciliation_json(done) if done else None})  # fmt: skip
     else:
         _print_history(env, view, rows, comparison)
-    if done is not None and done.kind == "fork":
+    if forked:
         finish(EXIT_FAILED, f"your history with {view.vendor} and theirs fork: nothing past "
                             "that point was adopted")  # fmt: skip
-    if done is None and comparison is not None and not comparison["equal"]:
+    if differ:
         finish(EXIT_FAILED, f"your history with {view.vendor} and theirs differ")
 
 

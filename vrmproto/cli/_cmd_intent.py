@@ -12,9 +12,16 @@ from vrmproto._messages import Money
 from vrmproto._vocab import TermRef
 from vrmproto.cli._cmd_connect import report_connect, settle_counter
 from vrmproto.cli._cmd_data import fanout_json
-from vrmproto.cli._common import as_url, finish, norm, now_ms, timeout_option, took_up
+from vrmproto.cli._common import (
+    as_url,
+    conclude,
+    norm,
+    now_ms,
+    timeout_option,
+    took_up,
+)
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, Outcome, fanout_outcome
 from vrmproto.cli._output import Out, brief, money_json, safe, table
 from vrmproto.cli._parse import (
     by_prefix,
@@ -74,7 +81,11 @@ def rank_offers(offers: Sequence[Offer], mine: Sequence[TermRef]) -> list[Offer]
                                          o.price.currency, o.vendor))  # fmt: skip
 
 
-def offer_json(o: Offer, mine: Sequence[TermRef], rank: int) -> dict[str, Any]:
+def offer_json(o: Offer, mine: Sequence[TermRef], rank: int, *, taken: bool = False,
+               related: bool = False) -> dict[str, Any]:  # fmt: skip
+    """An offer for ``--json``; ``taken``: our relationship with the vendor opened naming it;
+    ``related``: we have a live relationship with the vendor (taking the offer up needs a new
+    one, §5.2.1: ``vrm end`` that one first)."""
     return {
         "id": o.hash.hex()[:8],
         "rank": rank,
@@ -90,6 +101,8 @@ def offer_json(o: Offer, mine: Sequence[TermRef], rank: int) -> dict[str, Any]:
         "conditions": list(o.conditions),
         "accepts_terms": list(o.accepts_terms),
         "missing_terms": covers(o.accepts_terms, mine),
+        "taken": taken,
+        "related": related,
     }
 
 
@@ -98,8 +111,10 @@ def offers_table(rows: Sequence[dict[str, Any]], title: str) -> Any:
     for r in rows:
         missing = ", ".join(m.removeprefix("vrm.") for m in r["missing_terms"])
         conditions = "".join(f"\n[dim]· {safe(c)}[/]" for c in r["conditions"])
+        took = "\n[green]✓ taken up[/]" if r.get("taken") else ""
         t.add_row(
-            str(r["rank"]), r["id"], safe(r["vendor"]), safe(r["description"]) + conditions,
+            str(r["rank"]), r["id"], safe(r["vendor"]),
+            safe(r["description"]) + conditions + took,
             safe(r["price"]["text"]),
             "[green]all accepted[/]" if not missing else f"[yellow]not {missing}[/]",
         )  # fmt: skip
@@ -202,7 +217,7 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
         out.note(WARNING)
     relayed: list[RelayedIntentcast] = []
 
-    async def go() -> tuple[Any, list[str]]:
+    async def go() -> tuple[Any, list[str], set[bytes]]:
         async with open_agent(env, settings=settings) as agent:
             names = await _known_vendors(agent)
             if discover:
@@ -225,25 +240,26 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
                         where=where, start=start_ms, end=end_ms, constraints=constraints,
                         memberships=members, max_price=price, deadline_ms=deadline_ms,
                         progress=display.event))  # fmt: skip
-                    return relayed[0].result, list(relayed[0].record.vendors)
+                    cast = relayed[0].result
+                    return cast, list(relayed[0].record.vendors), await _related(agent, cast.offers)
                 result = await agent.intentcast(
                     what, vendors=urls, where=where, start=start_ms, end=end_ms,
                     constraints=constraints, memberships=members, max_price=price,
                     deadline_ms=deadline_ms, progress=display.event,
                 )  # fmt: skip
-            return result, urls
+            return result, urls, await _related(agent, result.offers)
 
     show_relay_warnings()
     try:
-        result, urls = run(go())
-    except RelayError as exc:  # nothing was sent: the relays come first
-        # exit 2 as before (tests/test_hunt_s14_cli.py): nothing was sent, and the person's
-        # settings or --relay name only relays that are down
+        result, urls, related = run(go())
+    except RelayError as exc:  # nothing was sent: the relays come first; exit 4, as every
+        # command that reached no one and kept nothing (it was 2, as if mistyped)
         raise relays_failed(exc, relays, "no vendor was asked. --no-relays asks only the "
                             "vendors over HTTP; `vrm relay remove URL` forgets a relay you "
-                            "kept", exit_code=EXIT_USAGE) from None  # fmt: skip
+                            "kept") from None  # fmt: skip
     ranked = rank_offers(result.offers, settings.terms)
-    rows = [offer_json(o, settings.terms, i + 1) for i, o in enumerate(ranked)]
+    rows = [offer_json(o, settings.terms, i + 1, related=o.vendor_key in related)
+            for i, o in enumerate(ranked)]  # fmt: skip
     record = {
         "intent": result.intent_id.hex(), "what": what, "where": where, "from": start_ms,
         "to": end_ms, "max_price": money_json(price) if price else None,
@@ -274,17 +290,26 @@ def report_skipped(out: Out, result: IntentcastResult) -> None:
         out.print(f"  [dim]{safe(url)} not asked: {safe(why)}[/]")
 
 
+def cast_outcome(result: IntentcastResult, offers: int) -> Outcome:
+    """An intentcast is done when a vendor received it (or offers came); when it reached no
+    vendor, the code of why (4 none could be reached, 1 refused, :func:`fanout_outcome`):
+    "No offers" from vendors that never saw it is not an answer. Nothing is queued: an
+    intentcast that did not reach a vendor by its deadline would be of no use to it."""
+    sent = result.report.results
+    if not sent or offers or any(r.status == "confirmed" for r in sent):
+        return Outcome.DONE
+    return fanout_outcome(result.report)
+
+
 def _report_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> None:
-    """The intentcast's outcome: its record and fan-out as JSON, or the ranked offers; exit 1
-    when it reached no vendor (each refused it or could not be reached), as ``vrm address set``
-    does when one fails: "No offers" from vendors that never saw it is not an answer."""
+    """The intentcast's outcome: its record and fan-out as JSON, or the ranked offers; and its
+    exit code (:func:`cast_outcome`)."""
+    outcome = cast_outcome(result, len(record["offers"]))
     if out.json_mode:
-        out.json({**record, **fanout_json(result.report)})
+        out.json({**record, "outcome": outcome.label, **fanout_json(result.report)})
     else:
         _print_cast(out, result, record)
-    sent = result.report.results
-    if sent and not any(r.status == "confirmed" for r in sent) and not record["offers"]:
-        finish(EXIT_FAILED, "no vendor received the intentcast (see above)")
+    conclude(outcome, "no vendor received the intentcast (see above)")
 
 
 def no_offers(result: IntentcastResult) -> str:
@@ -310,7 +335,19 @@ def _print_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> N
         out.print(no_offers(result))
         return
     out.print(offers_table(rows, f"offers for “{safe(record['what'])}”, best first"))
-    out.print(f"Take one with `vrm intent accept {rows[0]['id']}`.")
+    out.print(take_line(rows[0]))
+
+
+def take_line(best: dict[str, Any]) -> str:
+    """The last line under the offers: how to take up the best one — and, when we already have
+    a relationship with its vendor, that `vrm intent accept` would not take it up in that one:
+    it said only "Take one with …", which then failed "the offer was not taken up"."""
+    line = f"Take one with `vrm intent accept {best['id']}`"
+    if best["related"]:
+        vendor = safe(best["vendor"])
+        line += (f" (you already have a relationship with {vendor}: `vrm end "
+                 f"{shlex.quote(vendor)}` it first, to take the offer up in a new one)")
+    return line + "."
 
 
 @intent.command("accept")
@@ -337,13 +374,13 @@ def intent_accept(env: Env, offer_id: str, counter_answer: bool | None, timeout:
             first = await agent.take_offer(offer, timeout_s=timeout)  # the vendor's: as connect
             result, answer = await settle_counter(agent, out, first, counter_answer,
                                                   timeout_s=timeout)  # fmt: skip
-            report_connect(out, result, answer, first, asked=counter_answer is None,
-                           timeout=timeout)  # fmt: skip
+            not_taken = None
             if first.existing and not await took_up(agent, first.thread, offer.hash):
-                finish(EXIT_FAILED, f"the offer was not taken up: you already have a "
-                                    f"relationship with {offer.vendor}, and {offer.vendor} was "
-                                    "not told; `vrm end` it first to take up the offer in a "
-                                    "new one")  # fmt: skip
+                not_taken = (f"the offer was not taken up: you already have a relationship "
+                             f"with {offer.vendor}, and {offer.vendor} was not told; `vrm end` "
+                             "it first to take up the offer in a new one")  # fmt: skip
+            report_connect(out, result, answer, first, asked=counter_answer is None,
+                           timeout=timeout, failed=not_taken)  # fmt: skip
 
     run(go())
 
@@ -401,14 +438,17 @@ def intent_show(env: Env, intent_id: str) -> None:
     out = env.out
     mine = env.home.settings().terms
 
-    async def go() -> tuple[IntentRecord, list[Offer]]:
+    async def go() -> tuple[IntentRecord, list[Offer], set[bytes], set[bytes]]:
         async with open_agent(env) as agent:
             record = by_prefix(intent_id, await agent.intents(), lambda r: r.intent_id.hex(),
                                noun="intentcast", where="`vrm intent list`")  # fmt: skip
-            return record, await agent.offers(record.intent_id)
+            offers = await agent.offers(record.intent_id)
+            return record, offers, await _taken(agent, offers), await _related(agent, offers)
 
-    record, offers = run(go())
-    ranked = [offer_json(o, mine, i + 1) for i, o in enumerate(rank_offers(offers, mine))]
+    record, offers, taken, related = run(go())
+    ranked = [offer_json(o, mine, i + 1, taken=o.hash in taken,
+                         related=o.vendor_key in related and o.hash not in taken)
+              for i, o in enumerate(rank_offers(offers, mine))]  # fmt: skip
     row = {**intent_json(record, len(ranked)), "offers": ranked}
     if out.json_mode:
         out.json(row)
@@ -426,4 +466,25 @@ def intent_show(env: Env, intent_id: str) -> None:
         out.print("No offers.")
         return
     out.print(offers_table(ranked, "its offers, best first"))
-    out.print(f"Take one with `vrm intent accept {ranked[0]['id']}`.")
+    took = [r for r in ranked if r["taken"]]
+    if took:
+        out.print(f"You took up {took[0]['id']} from {safe(took[0]['vendor'])}: "
+                  "`vrm relationships` shows it.")  # fmt: skip
+    else:
+        out.print(take_line(ranked[0]))
+
+
+async def _related(agent: Agent, offers: Sequence[Offer]) -> set[bytes]:
+    """The keys of the offers' vendors we have a live relationship with."""
+    return {o.vendor_key for o in offers if await agent.live_thread(o.vendor_key) is not None}
+
+
+async def _taken(agent: Agent, offers: Sequence[Offer]) -> set[bytes]:
+    """The offers taken up: our live relationship with the vendor opened naming it
+    (``in_reply_to``, §5.2.1)."""
+    taken = set()
+    for o in offers:
+        thread = await agent.live_thread(o.vendor_key)
+        if thread is not None and await took_up(agent, thread, o.hash):
+            taken.add(o.hash)
+    return taken

@@ -6,10 +6,9 @@ import click
 
 from vrmproto._keys import fingerprint
 from vrmproto._messages import RelationshipEnd
-from vrmproto.cli._common import finish, held_exit, not_delivered_json, pick, timeout_option
+from vrmproto.cli._common import end_delivery, not_delivered_json, pick, timeout_option
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED
-from vrmproto.cli._output import queued_line, rbutton, short
+from vrmproto.cli._output import queued_line, rbutton, refused_line, short
 from vrmproto.cli._parse import check_text
 from vrmproto.client import Delivery, RelationshipView
 
@@ -29,9 +28,9 @@ def _report(env: Env, view: RelationshipView, d: Delivery, done: str, extra: dic
             env.out.print(f"  [green]✓ {done}[/] ({short(d.msg_hash)}, receipt kept)")
         elif d.status == "queued":
             env.out.print(queued_line(d.error, timeout))
-    held_exit(view.vendor, d)
-    if d.status not in ("confirmed", "queued"):
-        finish(EXIT_FAILED, f"{view.vendor} did not take it: {d.error}")
+        else:
+            env.out.print(refused_line(d))
+    end_delivery(view.vendor, d)
 
 
 @click.command()

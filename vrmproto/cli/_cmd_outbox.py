@@ -9,12 +9,13 @@ from typing import Any
 
 import click
 
-from vrmproto.cli._common import finish
+from vrmproto.cli._common import conclude
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._errors import EXIT_USAGE, CliError, Outcome, delivery_outcome, worst
 from vrmproto.cli._output import Out, brief, held, safe, table, waits_because
 from vrmproto.cli._parse import format_time
 from vrmproto.client import Delivery, OutboxRun
+from vrmproto.client._held import HELD
 from vrmproto.client._waiting import Waiting, WaitReason
 
 __all__ = ["outbox"]
@@ -73,7 +74,16 @@ def outbox(env: Env) -> None:
     _print_waiting(out, rows)
 
 
-def _report_run(env: Env, outcome: OutboxRun, labels: dict[bytes, str], left: int) -> None:
+def _run_outcome(outcome: OutboxRun, left: Sequence[Waiting]) -> Outcome:
+    """What a run leaves: a message refused or dropped (1), then one held until the person
+    decides (5), then one still waiting (3); 0 when the outbox is empty."""
+    return worst([*(delivery_outcome(d) for d in outcome.deliveries),
+                  *(Outcome.HELD if w.reason is WaitReason.HELD else Outcome.QUEUED
+                    for w in left)])  # fmt: skip
+
+
+def _report_run(env: Env, outcome: OutboxRun, labels: dict[bytes, str],
+                left: Sequence[Waiting]) -> None:  # fmt: skip
     out = env.out
     rows: list[dict[str, Any]] = [
         {"vendor": labels.get(d.thread, d.thread.hex()), "thread": d.thread.hex(),
@@ -81,27 +91,35 @@ def _report_run(env: Env, outcome: OutboxRun, labels: dict[bytes, str], left: in
          "status": d.status, "detail": str(d.error) if d.error else ""}
         for d in outcome.deliveries
     ]  # fmt: skip
+    ends = _run_outcome(outcome, left)
     if out.json_mode:
-        out.json({"deliveries": rows, "counts": outcome.counts(), "waiting": left})
+        out.json({"outcome": ends.label, "deliveries": rows, "counts": outcome.counts(),
+                  "waiting": len(left)})  # fmt: skip
     elif not rows:
         out.print("Nothing was due." if left else "Nothing was waiting.")
     else:
-        t = table("outbox run", "vendor", "message", "result")
+        t = table("outbox run", "vendor", "message, id", "result")
         marks = {"confirmed": "[green]✓ confirmed[/]", "queued": "⏸ still queued",
                  "refused": "[red]✗ refused[/]", "dropped": "[red]✗ dropped[/]"}  # fmt: skip
         for r in rows:
-            what = " ".join(filter(None, (r["type"], (r["message"] or r["id"])[:12])))
+            # by the id `vrm outbox` lists and `vrm outbox retry/drop ID` take, not its hash
+            what = " ".join(filter(None, (r["type"], r["id"][:12])))
             mark = "[red]⏸ held[/]" if held(r["detail"]) else marks[r["status"]]
+            detail = r["detail"].removeprefix(HELD)  # said by the mark
             t.add_row(safe(r["vendor"]), what,
-                      mark + (f" — {safe(brief(r['detail']))}" if r["detail"] and
+                      mark + (f" — {safe(brief(detail))}" if detail and
                               r["status"] != "confirmed" else ""))  # fmt: skip
         out.print(t)
-    if any(r["status"] != "confirmed" for r in rows):
-        gone = sum(1 for r in rows if r["status"] in ("refused", "dropped"))
-        said = [f"{gone} message(s) refused or dropped (see above)"] if gone else []
-        if left:
-            said.append(f"{left} message(s) still waiting (`vrm outbox` says why)")
-        finish(EXIT_FAILED, "; ".join(said))
+    gone = sum(1 for r in rows if r["status"] in ("refused", "dropped"))
+    kept = sum(1 for w in left if w.reason is WaitReason.HELD)
+    said = [f"{gone} message(s) refused or dropped (see above)"] if gone else []
+    if kept:
+        said.append(f"{kept} message(s) held until you decide about a vendor's new key "
+                    "(`vrm outbox` says which)")
+    if len(left) > kept:
+        said.append(f"{len(left) - kept} message(s) still waiting, and they go by themselves "
+                    "(`vrm outbox` says why)")
+    conclude(ends, "; ".join(said))
 
 
 @outbox.command("run")
@@ -111,11 +129,11 @@ def outbox_run(env: Env) -> None:
     """Deliver everything waiting, every relationship in order, without waiting for the retry
     schedule."""
 
-    async def go() -> tuple[OutboxRun, dict[bytes, str], int]:
+    async def go() -> tuple[OutboxRun, dict[bytes, str], list[Waiting]]:
         async with open_agent(env) as agent:
             labels = {v.thread: v.vendor for v in await agent.relationships()}
             outcome = await agent.retry_waiting()
-            return outcome, labels, len(await agent.waiting())
+            return outcome, labels, list(await agent.waiting())
 
     _report_run(env, *run(go()))
 
@@ -127,14 +145,14 @@ def outbox_run(env: Env) -> None:
 def outbox_retry(env: Env, message_id: str | None) -> None:
     """Try now the relationship of the waiting message MESSAGE_ID (every one without it)."""
 
-    async def go() -> tuple[OutboxRun, dict[bytes, str], int]:
+    async def go() -> tuple[OutboxRun, dict[bytes, str], list[Waiting]]:
         async with open_agent(env) as agent:
             labels = {v.thread: v.vendor for v in await agent.relationships()}
             try:
                 outcome = await agent.retry_waiting(message_id)
             except LookupError as exc:
                 raise CliError(str(exc.args[0]), EXIT_USAGE, kind="not_found") from None
-            return outcome, labels, len(await agent.waiting())
+            return outcome, labels, list(await agent.waiting())
 
     _report_run(env, *run(go()))
 

@@ -16,6 +16,7 @@ import click
 
 from vrmproto.cli._cmd_data import fanout_json
 from vrmproto.cli._cmd_intent import (
+    cast_outcome,
     no_offers,
     offer_json,
     offers_table,
@@ -23,9 +24,9 @@ from vrmproto.cli._cmd_intent import (
     report_skipped,
     skipped_json,
 )
-from vrmproto.cli._common import as_url, now_ms
+from vrmproto.cli._common import as_url, conclude, now_ms
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_USAGE, CliError
+from vrmproto.cli._errors import EXIT_USAGE, CliError, Outcome
 from vrmproto.cli._output import money_json, safe
 from vrmproto.cli._parse import check_intentcast, parse_date, parse_duration, parse_money
 from vrmproto.cli._progress import FanoutDisplay
@@ -194,18 +195,20 @@ def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) 
         "skipped": skipped_json(result),
     }  # fmt: skip
     out = env.out
+    outcome = cast_outcome(result, len(record["offers"]))
     if out.json_mode:
-        out.json({**record, **fanout_json(result.report)})
-        return
-    out.print(f"published to {len(published.accepted)} of {len(published.errors)} "
-              f"relays; {len(done.answers)} vendors answered")  # fmt: skip
-    report_skipped(out, result)
-    for v, r in result.declines:
-        out.print(f"  [dim]{safe(v)} declined: {safe(r)}[/]")
-    if record["offers"]:
-        out.print(offers_table(record["offers"], f"offers for “{safe(what)}”, best first"))
+        out.json({**record, "outcome": outcome.label, **fanout_json(result.report)})
     else:
-        out.print(no_offers(result))
+        out.print(f"published to {len(published.accepted)} of {len(published.errors)} "
+                  f"relays; {len(done.answers)} vendors answered")  # fmt: skip
+        report_skipped(out, result)
+        for v, r in result.declines:
+            out.print(f"  [dim]{safe(v)} declined: {safe(r)}[/]")
+        if record["offers"]:
+            out.print(offers_table(record["offers"], f"offers for “{safe(what)}”, best first"))
+        else:
+            out.print(no_offers(result))
+    conclude(outcome, "no vendor that answered received the intentcast (see above)")
 
 
 @relay.command("answers")
@@ -254,7 +257,7 @@ def relay_answers_cmd(env: Env, *, relay_urls: tuple[str, ...], wait: str,
         })  # fmt: skip
     out = env.out
     if out.json_mode:
-        out.json({"intents": rows})
+        out.json({"outcome": Outcome.DONE.label, "intents": rows})
         return
     if not rows:
         out.print("No relayed intentcast of yours is still open on these relays.")

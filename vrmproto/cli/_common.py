@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -11,18 +12,28 @@ from urllib.parse import urlsplit
 import click
 
 from vrmproto._envelope import open_envelope
+from vrmproto._errors import Problem
 from vrmproto._messages import TermsOffer
 from vrmproto._state import State
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, printable
+from vrmproto.cli._errors import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CliError,
+    Outcome,
+    delivery_outcome,
+    printable,
+)
 from vrmproto.client import Agent, Delivery, RelationshipView
-from vrmproto.client._held import HELD
 from vrmproto.store import ThreadKind
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "as_url",
+    "conclude",
+    "end_delivery",
     "finish",
-    "held_exit",
+    "lost_by_vendor",
+    "lost_words",
     "need_agreement",
     "norm",
     "not_delivered_json",
@@ -63,18 +74,60 @@ def timeout_option(f: F) -> F:
 
 
 def not_delivered_json(d: Delivery) -> dict[str, object]:
-    """For ``--json``: why ``d`` was not delivered now (``error``, null when it was), and
-    whether it is ``held`` until the person acts rather than retried (§11.10-1)."""
-    return {"error": str(d.error) if d.error is not None and not d.confirmed else None,
-            "held": d.status == "queued" and str(d.error).startswith(HELD)}  # fmt: skip
+    """For ``--json``: the message's ``outcome`` (the exit code's name,
+    :func:`~vrmproto.cli._errors.delivery_outcome`), why it was not delivered now (``error``,
+    null when it was), and whether it is ``held`` until the person acts rather than retried
+    (§11.10-1)."""
+    outcome = delivery_outcome(d)
+    return {"outcome": outcome.label,
+            "error": str(d.error) if d.error is not None and not d.confirmed else None,
+            "held": outcome is Outcome.HELD}  # fmt: skip
 
 
-def held_exit(vendor: str, d: Delivery | None) -> None:
-    """End with code 1 if ``d`` is held in the outbox until the person acts: the vendor now
-    answers with another key (§11.10-1); what it means and what to do was printed."""
-    if d is not None and d.status == "queued" and str(d.error).startswith(HELD):
-        finish(EXIT_FAILED, f"not delivered: {vendor} now answers with another key, and the "
-                            "message is held in the outbox until you decide (see above)")
+def conclude(outcome: Outcome, sentence: str) -> None:
+    """End the command with ``outcome``'s exit code and ``sentence`` on stderr, after its
+    result was printed; nothing for :attr:`Outcome.DONE`."""
+    if outcome is not Outcome.DONE:
+        finish(outcome, sentence)
+
+
+def delivery_sentence(vendor: str, d: Delivery) -> str:
+    """What became of a message that was not confirmed, in one sentence (what it means and
+    what to do was printed above it)."""
+    what = f"your {d.type} message" if d.type else "your message"
+    outcome = delivery_outcome(d)
+    if outcome is Outcome.HELD:
+        return (f"not delivered: {vendor} now answers with another key, and {what} is held "
+                "in the outbox until you decide (see above)")
+    if outcome is Outcome.QUEUED:
+        return (f"not delivered yet: {what} waits in the outbox and goes by itself "
+                "(`vrm outbox run`); do not send it again")
+    if d.status == "refused":
+        return f"{vendor} refused {what}: {d.error}"
+    return f"{what} was not delivered: {d.error}"
+
+
+def end_delivery(vendor: str, d: Delivery) -> None:
+    """End a command that sent one message with the code of what became of it (0 confirmed,
+    3 queued, 5 held, 1 refused or dropped)."""
+    conclude(delivery_outcome(d), delivery_sentence(vendor, d))
+
+
+def lost_by_vendor(view: RelationshipView) -> bool:
+    """Whether the vendor's last answer in this relationship was ``no_relationship``: it no
+    longer holds it (§4.5-5) — it lost its data, or went back to a backup older than the
+    relationship — while our side still reads what was agreed. What we send there is refused.
+    The answer is the thread's ``last_problem``, kept with it: no store change."""
+    return (State(view.state) is not State.ENDED
+            and view.last_problem.startswith(f"{Problem.NO_RELATIONSHIP.value}:"))  # fmt: skip
+
+
+def lost_words(view: RelationshipView) -> str:
+    """What a lost relationship means for the person, and what they can do, in one sentence."""
+    return (f"{view.vendor} ({view.url}) answered that it holds no such relationship: it may "
+            f"have lost its data, and what you send there is refused. `vrm connect {view.url}` "
+            "opens a new one; your signed history of this one stays with you (`vrm history "
+            f"{shlex.quote(view.vendor)} --export FILE` shows it to anyone)")
 
 
 # -- naming vendors ----------------------------------------------------------------------------
@@ -119,7 +172,9 @@ async def pick(
 ) -> RelationshipView:
     """The relationship ``target`` names: a vendor name (any case), a URL or a thread id prefix.
 
-    Among several, the agreed one, then the most recently active.
+    Among several, the agreed one, then the most recently active; among several agreed ones
+    (one vendor, a new relationship beside an old one), the one opened last that the vendor
+    still holds.
     """
     text = target.strip()
     if not text:  # else every name starts with it: the one vendor, or the last active
@@ -149,8 +204,26 @@ async def pick(
             f"you have no relationship with {target!r}; `vrm relationships` lists them",
             EXIT_USAGE, kind="unknown_vendor",
         )  # fmt: skip
+    agreed = [v for v in hits if State(v.state) is State.AGREED]
+    if len(agreed) > 1:  # one vendor, several agreements: the usable one opened last
+        opened = {v.thread: await _opened_ms(agent, v.thread) for v in agreed}
+        agreed.sort(key=lambda v: (not lost_by_vendor(v), opened[v.thread], v.last_activity_ms))
+        return agreed[-1]
     hits.sort(key=lambda v: (State(v.state) is State.AGREED, v.last_activity_ms))
     return hits[-1]
+
+
+async def _opened_ms(agent: Agent, thread: bytes) -> int:
+    """When our relationship ``thread`` was opened: its first message's ``created``. Two
+    agreements with one vendor come from a new relationship opened beside an old one the
+    person can no longer use — the vendor changed its key, and the person accepted the new
+    one (§11.10-3), or it lost the old one (§4.5-5) — and the old one may have been touched
+    last (a held message dropped), so the last activity does not tell them apart."""
+    entries = await agent.history(thread)
+    if not entries:
+        return 0
+    first = open_envelope(entries[0].envelope, now=0, check_time=False, allow_erased=True)
+    return first.header.created
 
 
 

@@ -19,6 +19,7 @@ from vrmproto._errors import ProtocolError
 from vrmproto._history import Entry
 from vrmproto._keys import Identity, fingerprint
 from vrmproto._messages import (
+    AddressUpdate,
     DataErased,
     DataRequest,
     DataReturn,
@@ -123,6 +124,8 @@ def summary(body: Any, fields: Mapping[str, str] | None = None) -> str:
         return f"moved to key {fingerprint(body.new_key)} ({body.reason})"
     if isinstance(body, RelationshipEnd):
         return "ended the relationship" + (f": {body.reason}" if body.reason else "")
+    if isinstance(body, AddressUpdate):  # its fields are sealed to the vendor (§5.3.6, §5.5)
+        return f"new contact details, under agreement {body.agreement.hex()[:12]} (sealed)"
     return "(erased, §8.4)" if body is None else type(body).__name__
 
 

@@ -23,6 +23,7 @@ from vrmproto._messages import Money
 from vrmproto._vocab import DataRecord, TermRef, category_label, get_term, purpose_label
 from vrmproto.cli._errors import printable
 from vrmproto.cli._parse import format_time, term_spec
+from vrmproto.client._delivery import Delivery
 from vrmproto.client._held import HELD
 from vrmproto.client._http import unreachable_words
 
@@ -33,6 +34,7 @@ __all__ = [
     "printable",
     "queued_line",
     "record_json",
+    "refused_line",
     "safe",
     "short",
     "term_json",
@@ -161,6 +163,13 @@ def queued_line(error: object, timeout: float | None = None) -> str:
         return f"  [red]⏸ held[/]: {safe(str(error).removeprefix(HELD))}"
     return (f"  ⏸ queued ({safe(why_queued(error, timeout))}); it stays in the outbox: "
             "`vrm outbox run` delivers it")
+
+
+def refused_line(d: Delivery) -> str:
+    """The line that says a message is not delivered and will not be: the vendor refused it
+    with a signed problem (§9), or it was dropped (expired unsent)."""
+    why = f": {safe(brief(str(d.error)))}" if d.error is not None else ""
+    return f"  [red]✗ {d.status}[/]{why}"
 
 
 def why_queued(error: object, timeout: float | None = None) -> str:

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
+from vrmproto.cli._errors import EXIT_UNREACHABLE, EXIT_USAGE, CliError
 from vrmproto.cli._home import Home, warn
 from vrmproto.client._http import unreachable_words
 from vrmproto.nostr._binding import is_geohash
@@ -74,16 +74,15 @@ def _down(text: str) -> str:
     return words.removeprefix("unreachable: ") if words is not None else "no answer"
 
 
-def relays_failed(exc: RelayError, urls: Sequence[str], hint: str, *,
-                  exit_code: int = EXIT_FAILED) -> CliError:  # fmt: skip
-    """The one sentence for relays that failed a command, in plain words, and exit 1: the
-    network failed, not the person's command (a relay that cannot be reached is like a vendor
-    that cannot be reached, exit 1; not a usage error, exit 2). ``hint``: what the person can
-    do."""
+def relays_failed(exc: RelayError, urls: Sequence[str], hint: str) -> CliError:
+    """The one sentence for relays that failed a command, in plain words, and exit 4: the
+    network failed, not the person's command, and nothing was kept to retry (a relay that
+    cannot be reached is like a vendor that cannot be reached; not a usage error, exit 2).
+    ``hint``: what the person can do."""
     text = str(exc)
     if text.startswith("no relay could be reached"):
         text = f"no relay could be reached ({', '.join(urls)}): {_down(text)}"
-    return CliError(f"{text}; {hint}", exit_code, kind="relays_down")
+    return CliError(f"{text}; {hint}", EXIT_UNREACHABLE, kind="relays_down")
 
 
 class _RelayWarnings(logging.Handler):

@@ -65,8 +65,11 @@ class TermsOps(AgentBase):
         One live relationship per vendor key: if we already have one with the vendor whose
         document this is — under any URL naming it (``localhost`` or ``127.0.0.1``) — that
         one is answered, nothing is sent (``existing`` is true; end it first to proffer other
-        terms, :meth:`end`). If that document names other inbox or history URLs, the vendor
-        moved: the relationship follows it (:meth:`_follow`).
+        terms, :meth:`end`). Unless the vendor's last answer in it was ``no_relationship``: it
+        no longer holds it (it lost its data, §4.5-5), nothing sent there is taken, and it
+        cannot be ended either, so a new relationship opens beside it. If that document names
+        other inbox or history URLs, the vendor moved: the relationship follows it
+        (:meth:`_follow`).
 
         Fetches and verifies the vendor's discovery document (pinned to ``expected_key`` if
         given), derives our pairwise identity for that vendor, sends a terms offer on a fresh
@@ -93,11 +96,17 @@ class TermsOps(AgentBase):
         # (two `vrm connect` at once, §11.11-2); it sorts before the thread's lock ("client.t…").
         async with self.vendor_locks.hold(doc.key), self.store.lock(CONNECT_LOCK + doc.key):
             live = await self.live_thread(doc.key)
-            if live is not None:
+            if live is not None and not await self._lost(live):
                 await self._follow(live, base_url, doc)
                 return await self._existing(live)
             return await self._open(base_url, doc, terms, note=note, in_reply_to=in_reply_to,
                                     timeout_s=left(deadline))  # fmt: skip
+
+    async def _lost(self, thread: bytes) -> bool:
+        """Whether the vendor's last answer in ``thread`` was that it holds no such
+        relationship (§4.5-5; the thread's ``last_problem``)."""
+        t = await self.ledger.load(thread)
+        return t.meta.last_problem.startswith(f"{Problem.NO_RELATIONSHIP.value}:")
 
     async def _vendor_document(self, base_url: str, expected_key: bytes | None,
                                deadline: float | None) -> DiscoveryDocument:  # fmt: skip

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 from urllib.parse import urljoin
 
+from vrmproto._errors import ProtocolError
 from vrmproto._history import Entry
 from vrmproto._keys import Identity
 from vrmproto._limits import DEFAULT_LIMITS, Limits
@@ -41,6 +42,7 @@ from vrmproto.binding import (
 )
 from vrmproto.client import (
     Answer,
+    InvalidResponse,
     RetryPolicy,
     Unreachable,
     collect_pages,
@@ -140,7 +142,10 @@ class MemoryTransport:
         retry: RetryPolicy | None = None,
     ) -> DiscoveryDocument:
         """The endpoint's verified discovery document (§13.1); see
-        :meth:`vrmproto.client.Transport.fetch_discovery`."""
+        :meth:`vrmproto.client.Transport.fetch_discovery`. A document that does not verify is
+        the vendor's fault, as over HTTP: :class:`~vrmproto.client.PeerRuleError` (an
+        :class:`~vrmproto.client.InvalidResponse` whose ``error`` is the rule broken, and that
+        :class:`~vrmproto.ProtocolError` too)."""
         url = discovery_url(base_url)
 
         async def signed(endpoint: Endpoint) -> Response:
@@ -149,8 +154,12 @@ class MemoryTransport:
 
         answer = await self._carry(Route.DISCOVERY, url, b"", signed, channel=None,
                                    timeout_s=timeout_s)
-        return discovery_from_answer(answer, now=self.clock(), expected_key=expected_key,
-                                     role=role)  # fmt: skip
+        try:
+            return discovery_from_answer(answer, now=self.clock(), expected_key=expected_key,
+                                         role=role)  # fmt: skip
+        except ProtocolError as exc:
+            raise InvalidResponse.of(exc, f"the discovery document of {base_url}",
+                                     status=answer.status) from None  # fmt: skip
 
     async def post_envelope(
         self,
