@@ -21,6 +21,7 @@ import pytest
 
 from tests._cli_helpers import VendorHost, fails, new_home, ok, vendor_host, vrm
 from vrmproto import Identity, PeerProblemError
+from vrmproto.cli._common import lost_by_vendor
 from vrmproto.client import DEFAULT_TERMS, Agent
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.store import MemoryStore
@@ -93,3 +94,29 @@ async def test_agent_connect_opens_a_new_relationship_beside_one_the_vendor_lost
         assert new.thread != old
         assert await agent.live_thread(Identity(seed).public_key) == new.thread
         assert (await agent.connect(URL)).thread == new.thread
+
+
+async def test_a_vendor_that_answers_again_is_no_longer_lost() -> None:
+    """The vendor restored its backup: once it confirms a delivery, its last answer is no longer
+    no_relationship, so the relationship is not shown lost and connect answers it, instead of
+    opening a second relationship beside a live one (the thread kept that answer as its
+    ``last_problem`` for good)."""
+    seed = os.urandom(32)
+    policy = ReferencePolicy(accepts_terms=[t.id for t in DEFAULT_TERMS], name="Acme")
+    transport = MemoryTransport()
+    kept = Endpoint(Identity(seed), store=MemoryStore(), policy=policy, name="Acme")
+    transport.add(URL, kept)
+    async with await Agent.open(MemoryStore(), os.urandom(32), client=transport) as agent:
+        thread = (await agent.connect(URL)).thread
+        transport.add(URL, Endpoint(Identity(seed), store=MemoryStore(), policy=policy,
+                                    name="Acme"))  # fmt: skip
+        with pytest.raises(PeerProblemError, match="no_relationship"):
+            await agent.request_data(thread)
+        (view,) = await agent.relationships()
+        assert lost_by_vendor(view)
+        transport.add(URL, kept)  # the vendor's data back
+        await agent.request_data(thread)
+        (view,) = await agent.relationships()
+        assert not lost_by_vendor(view)
+        again = await agent.connect(URL)
+        assert (again.thread, again.existing) == (thread, True)

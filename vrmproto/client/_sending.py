@@ -66,6 +66,9 @@ __all__ = ["Sender", "may_close_lazily"]
 
 #: Most signed messages whose header fields a :class:`Sender` keeps until it delivers them.
 KEPT_HEADERS = 4096
+#: How a thread's ``last_problem`` begins when the vendor's last answer was that it holds no such
+#: relationship (§4.5-5): the relationship is shown lost, and connect opens a new one.
+_LOST = f"{Problem.NO_RELATIONSHIP.value}:"
 
 _new_outbox_item = quick_make(NewOutboxItem)  # NewOutboxItem(...), once per message (#12)
 
@@ -263,6 +266,8 @@ class Sender:
         if t.meta.drafts and not await self._awaiting_answer(t, (item, *later)):
             self._sign_next_draft(t, out, history, added, now)
         t.meta.last_activity_ms = now
+        if d.confirmed and t.meta.last_problem.startswith(_LOST):
+            t.meta.last_problem = ""  # the vendor holds the relationship again (a backup back)
         self._keep_notes(t)
         c = self.ledger.commit((t,), now, history=history, outbox_add=added, truncate=truncate,
                                outbox_done=(item.item_id, *(o.item_id for o in later)))
