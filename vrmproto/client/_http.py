@@ -41,7 +41,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from vrmproto._closing import AsyncClosing
-from vrmproto._errors import ProtocolError, TransportError
+from vrmproto._errors import TransportError
 from vrmproto._history import Entry
 from vrmproto._http1 import IncompleteResponse, MalformedResponse, ResponseTooLarge
 from vrmproto._keys import Identity
@@ -410,12 +410,8 @@ class EndpointClient(AsyncClosing):
             "GET", url, headers={"Accept": "application/json"}, timeout_s=timeout_s,
             retry=retry, cap=MAX_DISCOVERY_BYTES, redirects=True,
         )
-        try:
-            return discovery_from_answer(answer, now=self.clock(), expected_key=expected_key,
-                                         role=role)  # fmt: skip
-        except ProtocolError as exc:
-            raise InvalidResponse.of(exc, f"the discovery document of {base_url}",
-                                     status=answer.status) from None  # fmt: skip
+        return discovery_from_answer(answer, now=self.clock(), expected_key=expected_key,
+                                     role=role, what=f"the discovery document of {base_url}")
 
     async def post_envelope(
         self,

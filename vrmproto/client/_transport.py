@@ -250,14 +250,23 @@ def discovery_from_answer(
     now: int,
     expected_key: bytes | None = None,
     role: str | None = None,
+    what: str | None = None,
 ) -> DiscoveryDocument:
     """The verified document of a discovery request's answer (§13.1), inbox and history made
-    absolute against the URL that answered (§13.1-7)."""
+    absolute against the URL that answered (§13.1-7). With ``what`` (how to name the document),
+    a document that does not verify is the vendor's fault: a
+    :class:`~vrmproto.client.PeerRuleError` saying so, as the transports raise it; else the
+    :class:`~vrmproto.ProtocolError` of the rule broken."""
     if answer.status != 200:
         raise InvalidResponse(f"{answer.url} answered {answer.status}; is it a vrmproto "
                               "endpoint?", status=answer.status)  # fmt: skip
-    doc = verify_discovery(answer.body, answer.header(SIGNATURE_HEADER), now=now,
-                           expected_key=expected_key, role=role)  # fmt: skip
+    try:
+        doc = verify_discovery(answer.body, answer.header(SIGNATURE_HEADER), now=now,
+                               expected_key=expected_key, role=role)  # fmt: skip
+    except ProtocolError as exc:
+        if what is None:
+            raise
+        raise InvalidResponse.of(exc, what, status=answer.status) from None
     try:
         return relocated(doc, _absolute(answer.url, doc.inbox),
                          _absolute(answer.url, doc.history))  # fmt: skip

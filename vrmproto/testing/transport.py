@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import TypeAlias
 from urllib.parse import urljoin
 
-from vrmproto._errors import ProtocolError
 from vrmproto._history import Entry
 from vrmproto._keys import Identity
 from vrmproto._limits import DEFAULT_LIMITS, Limits
@@ -42,7 +41,6 @@ from vrmproto.binding import (
 )
 from vrmproto.client import (
     Answer,
-    InvalidResponse,
     RetryPolicy,
     Unreachable,
     collect_pages,
@@ -154,12 +152,8 @@ class MemoryTransport:
 
         answer = await self._carry(Route.DISCOVERY, url, b"", signed, channel=None,
                                    timeout_s=timeout_s)
-        try:
-            return discovery_from_answer(answer, now=self.clock(), expected_key=expected_key,
-                                         role=role)  # fmt: skip
-        except ProtocolError as exc:
-            raise InvalidResponse.of(exc, f"the discovery document of {base_url}",
-                                     status=answer.status) from None  # fmt: skip
+        return discovery_from_answer(answer, now=self.clock(), expected_key=expected_key,
+                                     role=role, what=f"the discovery document of {base_url}")
 
     async def post_envelope(
         self,
