@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import socket
 
-__all__ = ["free_port"]
+__all__ = ["closed_port", "free_port"]
 
 LOW, HIGH = 20_000, 32_000
 
@@ -28,3 +28,11 @@ def free_port() -> int:
                 continue
             return port
     raise RuntimeError(f"no free port between {LOW} and {HIGH}")
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound for a moment, then released): a
+    vendor or relay that is down."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -37,6 +37,7 @@ from tests._cli_helpers import (
     vrm,
     vrm_command,
 )
+from tests._ports import closed_port
 from vrmproto import Money
 from vrmproto.cli._home import Home
 from vrmproto.cli._parse import parse_duration, parse_money, parse_term
@@ -57,12 +58,6 @@ def home(tmp_path: Path) -> Path:
     return new_home(tmp_path)
 
 
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- what a person types, read ----------------------------------------------------------------

@@ -9,16 +9,10 @@ exit 4 (no relay reached, nothing kept) and 1, with one plain sentence.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from tests._cli_helpers import fails, new_home, vrm
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests._ports import closed_port
 
 
 def test_relay_answers_with_every_relay_down_fails_in_plain_words(tmp_path: Path) -> None:

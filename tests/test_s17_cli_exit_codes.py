@@ -18,13 +18,13 @@ without our relationship (refused, ``no_relationship``); the vendor back under a
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests._cli_helpers import VendorHost, fails, new_home, ok, vendor_host, vrm
+from tests._ports import closed_port
 from vrmproto import Identity
 from vrmproto.store import MemoryStore
 
@@ -146,12 +146,6 @@ def test_a_refused_share_names_the_vendors_code_and_keeps_nothing(
 
 
 # -- connect -----------------------------------------------------------------------------------
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_connect_codes(tmp_path: Path) -> None:
