@@ -14,6 +14,7 @@ refused ``no_relationship``. ``Agent.connect`` now opens a new relationship besi
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,6 +95,29 @@ async def test_agent_connect_opens_a_new_relationship_beside_one_the_vendor_lost
         assert new.thread != old
         assert await agent.live_thread(Identity(seed).public_key) == new.thread
         assert (await agent.connect(URL)).thread == new.thread
+
+
+async def test_the_new_relationship_is_the_live_one_even_within_the_same_millisecond() -> None:
+    """Both relationships are live on our side; the one the vendor holds is the live one, not
+    the newer by ``updated_ms`` — within one millisecond (a frozen clock here) the lost one won
+    whenever its thread id sorted first (first CI run of session 17's last tree, 1 in 2 here)."""
+    now = time.time_ns() // 1_000_000
+    for _ in range(8):
+        seed = os.urandom(32)
+        policy = ReferencePolicy(accepts_terms=[t.id for t in DEFAULT_TERMS], name="Acme")
+        transport = MemoryTransport()
+        transport.add(URL, Endpoint(Identity(seed), store=MemoryStore(), policy=policy,
+                                    name="Acme"))  # fmt: skip
+        async with await Agent.open(MemoryStore(), os.urandom(32), client=transport,
+                                    clock=lambda: now) as agent:  # fmt: skip
+            old = (await agent.connect(URL)).thread
+            transport.add(URL, Endpoint(Identity(seed), store=MemoryStore(), policy=policy,
+                                        name="Acme"))  # fmt: skip
+            with pytest.raises(PeerProblemError, match="no_relationship"):
+                await agent.request_data(old)
+            new = (await agent.connect(URL)).thread
+            assert await agent.live_thread(Identity(seed).public_key) == new
+            assert (await agent.connect(URL)).thread == new
 
 
 async def test_a_vendor_that_answers_again_is_no_longer_lost() -> None:

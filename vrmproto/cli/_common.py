@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 import click
 
 from vrmproto._envelope import open_envelope
-from vrmproto._errors import Problem
 from vrmproto._messages import TermsOffer
 from vrmproto._state import State
 from vrmproto.cli._errors import (
@@ -24,6 +23,7 @@ from vrmproto.cli._errors import (
     printable,
 )
 from vrmproto.client import Agent, Delivery, RelationshipView
+from vrmproto.client._meta import LOST
 from vrmproto.store import ThreadKind
 
 __all__ = [
@@ -119,7 +119,7 @@ def lost_by_vendor(view: RelationshipView) -> bool:
     relationship — while our side still reads what was agreed. What we send there is refused.
     The answer is the thread's ``last_problem``, kept with it: no store change."""
     return (State(view.state) is not State.ENDED
-            and view.last_problem.startswith(f"{Problem.NO_RELATIONSHIP.value}:"))  # fmt: skip
+            and view.last_problem.startswith(LOST))  # fmt: skip
 
 
 def lost_words(view: RelationshipView) -> str:

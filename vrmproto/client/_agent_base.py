@@ -31,6 +31,7 @@ from vrmproto.client._fanout import DEFAULT_CONCURRENCY
 from vrmproto.client._http import EndpointClient
 from vrmproto.client._ledger import Ledger, Thread, ThreadKind, ThreadMeta
 from vrmproto.client._locks import ThreadLocks
+from vrmproto.client._meta import lost_by_vendor
 from vrmproto.client._outbox import DEFAULT_SCHEDULE, Delivery, Outbox, OutboxRun
 from vrmproto.client._paths import endpoint_path
 from vrmproto.client._transport import (
@@ -295,15 +296,17 @@ class AgentBase(AsyncClosing):
         for thread in first - live.keys():  # first contacted under it; the vendor rotated since
             live.update((r.thread, r) for r in await self._ours(
                 thread_range=(thread, thread), states=_LIVE_SPELLINGS))  # fmt: skip
-        best: tuple[int, bytes] | None = None
-        for thread, r in sorted(live.items()):
-            if thread not in first:
-                meta = await self.store.get_thread(thread)
-                if meta is None or meta.kind is not ThreadKind.VENDOR:
-                    continue
-            if best is None or r.updated_ms > best[0]:
-                best = (r.updated_ms, thread)
-        return best[1] if best is not None else None
+        # One the vendor still holds before one it answered it lost (§4.5-5: connect opened a
+        # new one beside it), then the newest; the thread's id breaks a tie in one millisecond.
+        best: tuple[bool, int, bytes] | None = None
+        for thread, r in live.items():
+            meta = await self.store.get_thread(thread)
+            if meta is None or (thread not in first and meta.kind is not ThreadKind.VENDOR):
+                continue
+            key = (not lost_by_vendor(meta.last_problem), r.updated_ms, thread)
+            if best is None or key > best:
+                best = key
+        return best[2] if best is not None else None
 
     async def _check_type(self, thread: bytes, mtype: str) -> None:
         """Refuse a message of a type the vendor did not list in ``types`` (§13.1-3, §13.1-10)."""

@@ -10,7 +10,11 @@ from vrmproto._errors import Problem, StateError
 from vrmproto._quick import quick_make
 from vrmproto.store import DraftRecord, SavePoint, ShareNote, ThreadKind, ThreadRecord
 
-__all__ = ["ThreadMeta"]
+__all__ = ["LOST", "ThreadMeta", "lost_by_vendor"]
+
+#: How a thread's ``last_problem`` begins when the vendor's last answer was that it holds no such
+#: relationship (§4.5-5): the relationship is shown lost, and connect opens a new one.
+LOST = f"{Problem.NO_RELATIONSHIP.value}:"
 
 #: ``ThreadRecord(...)``, the same object built without the frozen class's
 #: ``object.__setattr__`` per field: a step builds one per Commit (#12;
@@ -18,6 +22,11 @@ __all__ = ["ThreadMeta"]
 _new_thread_record = quick_make(ThreadRecord)
 _NONE: frozenset[int] = frozenset()
 _NO_POINTS: frozenset[bytes] = frozenset()
+
+
+def lost_by_vendor(last_problem: str) -> bool:
+    """Whether a thread whose ``last_problem`` this is was lost by the vendor (:data:`LOST`)."""
+    return last_problem.startswith(LOST)
 
 
 @dataclass(slots=True)

@@ -55,6 +55,7 @@ from vrmproto.client._errors import InvalidResponse, Transient
 from vrmproto.client._held import hold_if_key_changed
 from vrmproto.client._lazy import may_close_lazily
 from vrmproto.client._ledger import Ledger, Thread, to_row
+from vrmproto.client._meta import lost_by_vendor
 from vrmproto.client._moved import Documents, current, passed, post_following
 from vrmproto.client._own import own_header
 from vrmproto.client._peer_copy import delivered_after_all
@@ -66,9 +67,6 @@ __all__ = ["Sender", "may_close_lazily"]
 
 #: Most signed messages whose header fields a :class:`Sender` keeps until it delivers them.
 KEPT_HEADERS = 4096
-#: How a thread's ``last_problem`` begins when the vendor's last answer was that it holds no such
-#: relationship (§4.5-5): the relationship is shown lost, and connect opens a new one.
-_LOST = f"{Problem.NO_RELATIONSHIP.value}:"
 
 _new_outbox_item = quick_make(NewOutboxItem)  # NewOutboxItem(...), once per message (#12)
 
@@ -266,7 +264,7 @@ class Sender:
         if t.meta.drafts and not await self._awaiting_answer(t, (item, *later)):
             self._sign_next_draft(t, out, history, added, now)
         t.meta.last_activity_ms = now
-        if d.confirmed and t.meta.last_problem.startswith(_LOST):
+        if d.confirmed and lost_by_vendor(t.meta.last_problem):
             t.meta.last_problem = ""  # the vendor holds the relationship again (a backup back)
         self._keep_notes(t)
         c = self.ledger.commit((t,), now, history=history, outbox_add=added, truncate=truncate,

@@ -16,6 +16,7 @@ from vrmproto.client._agent_base import AgentBase, norm_url, refusal
 from vrmproto.client._drafts import AcceptCounterDraft, TermsOfferDraft
 from vrmproto.client._errors import InvalidResponse, PeerRuleError, Unreachable
 from vrmproto.client._ledger import Thread, ThreadKind, ThreadMeta
+from vrmproto.client._meta import lost_by_vendor
 from vrmproto.client._moved import dated, left, moved_to
 from vrmproto.client._outbox import Delivery
 from vrmproto.client._views import ConnectResult, ConnectStatus, Offer, Ref
@@ -106,7 +107,7 @@ class TermsOps(AgentBase):
         """Whether the vendor's last answer in ``thread`` was that it holds no such
         relationship (§4.5-5; the thread's ``last_problem``)."""
         t = await self.ledger.load(thread)
-        return t.meta.last_problem.startswith(f"{Problem.NO_RELATIONSHIP.value}:")
+        return lost_by_vendor(t.meta.last_problem)
 
     async def _vendor_document(self, base_url: str, expected_key: bytes | None,
                                deadline: float | None) -> DiscoveryDocument:  # fmt: skip
