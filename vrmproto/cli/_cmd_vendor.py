@@ -64,8 +64,13 @@ __all__ = ["serve_vendor", "vendor"]
 log = logging.getLogger("vrmproto.server.vendor")
 
 
+#: Log lines of the vendor's own that are warnings, not news.
+_WARNINGS = frozenset({"worker_killed"})
+
+
 def _event(event: str, human: str, **fields: Any) -> None:
-    log.info(human, extra={"event": event, "fields": fields})
+    level = logging.WARNING if event in _WARNINGS else logging.INFO
+    log.log(level, human, extra={"event": event, "fields": fields})
 
 
 def _tls(file: VendorFile, base: Path) -> ssl.SSLContext | None:
@@ -249,7 +254,8 @@ def _serve_workers(config: VendorConfig, *, identity: Identity, data_dir: Path |
                metrics=f"{url}/metrics" if file.metrics.enabled else None)  # fmt: skip
 
     supervisor = Supervisor(file.server.workers, sock, work,
-                            lambda event, human, fields: _event(event, human, **fields))
+                            lambda event, human, fields: _event(event, human, **fields),
+                            stop_timeout_s=file.server.stop_timeout_s)
     try:
         status = supervisor.run(listening)
     finally:

@@ -32,6 +32,7 @@ environment variables over it: what ``vrm vendor serve`` and ``vrm vendor check-
     tls_key = "key.pem"
     workers = 4                       # processes serving the port (needs a postgresql store)
     feed_poll_s = 1.0                 # the event feed's poll when nothing wakes it
+    stop_timeout_s = 30.0             # workers still running this long after SIGTERM are killed
     [store]
     kind = "sqlite"                   # or "memory", or "postgresql" with url = "postgresql://…"
     path = "vendor.db"                # relative to the data directory
@@ -231,6 +232,9 @@ class ServerSection(_Section):
     #: of other processes' events on a store that does not announce them (on PostgreSQL,
     #: LISTEN/NOTIFY does; docs/events.md).
     feed_poll_s: float = Field(default=1.0, gt=0, le=86_400)
+    #: With ``workers`` above 1: seconds the supervisor gives its workers after it first sends
+    #: them SIGTERM (again every second) before it kills those still running (SIGKILL).
+    stop_timeout_s: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -8,25 +8,32 @@ limits and the first-contact budgets (§12.9-8).
 
 The supervisor waits until every worker says it is serving before it reports the service
 listening. On SIGTERM or SIGINT it passes SIGTERM to every worker, waits for them to finish
-what they are answering, and returns 0. A worker that exits on its own after it was serving is
+what they are answering, and returns 0; it sends SIGTERM again every :data:`RESEND_S` seconds
+to a worker still running, and kills (SIGKILL) one still running ``stop_timeout_s`` after the
+first (``[server] stop_timeout_s``), so the service always stops. A worker that exits on its
+own after it was serving is
 started again (in its place, on the same socket); one that exits before it was serving — its
 database unreachable, say — or more than :data:`MAX_RESTARTS` restarts within
 :data:`RESTART_WINDOW_S` seconds stop the whole service, with exit status 1.
 
 POSIX only (``os.fork``): the supervisor forks before any event loop exists; the one thread it
 has, the log writer (:mod:`vrmproto.server._logwriter`), waits out each fork and starts afresh
-in the child.
+in the child. SIGTERM and SIGINT are blocked around each fork, so one that arrives then reaches
+the new worker too (as its default action, before it serves) rather than being lost. The
+supervisor waits on a wake-up pipe (:func:`signal.set_wakeup_fd`) and, on Linux, on a pidfd per
+worker: a signal wakes it whichever of its threads the kernel gave it to.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -39,12 +46,20 @@ if TYPE_CHECKING:
     from vrmproto.server._endpoint import Endpoint
     from vrmproto.store import Store
 
-__all__ = ["MAX_RESTARTS", "RESTART_WINDOW_S", "Supervisor", "listening_socket",
-           "share_rate_limits"]  # fmt: skip
+__all__ = ["MAX_RESTARTS", "RESEND_S", "RESTART_WINDOW_S", "STOP_TIMEOUT_S", "Supervisor",
+           "listening_socket", "share_rate_limits"]  # fmt: skip
 
 #: Most workers started again within :data:`RESTART_WINDOW_S`; one more stops the service.
 MAX_RESTARTS = 10
 RESTART_WINDOW_S = 60.0
+#: Seconds between the SIGTERMs sent to a worker that has not stopped yet.
+RESEND_S = 1.0
+#: Seconds a stopping worker is given before it is killed (``[server] stop_timeout_s``).
+STOP_TIMEOUT_S = 30.0
+#: Where ``os.pidfd_open`` is missing (not Linux): how often the supervisor looks for exited
+#: workers (it wakes at once on a signal).
+_POLL_S = 0.2
+_STOP_SIGNALS: set[signal.Signals] = {signal.SIGTERM, signal.SIGINT}
 
 #: ``work(index, sock, ready)``, run in the child: serve ``sock`` until SIGTERM, call
 #: ``ready()`` once serving, return the exit status.
@@ -100,15 +115,24 @@ class Supervisor:
     sock: socket.socket
     work: Work
     emit: Emit
+    stop_timeout_s: float = STOP_TIMEOUT_S
     children: dict[int, int] = field(default_factory=dict)  # pid -> worker index
     stopping: bool = False
     restarts: list[float] = field(default_factory=list)
+    _pidfds: dict[int, int] = field(default_factory=dict)  # pid -> pidfd (Linux)
+    _wake: tuple[int, int] | None = None  # the wake-up pipe: read end, write end
+    _stop_at: float | None = None  # monotonic: when the workers were first told to stop
+    _sent_at: float = 0.0  # monotonic: the last SIGTERM to the workers
 
     def run(self, on_listening: Callable[[list[int]], None]) -> int:
         """Start the workers, call ``on_listening(pids)`` once all serve, supervise them until
         SIGTERM/SIGINT; the exit status."""
-        previous = {sig: signal.signal(sig, self._on_signal)
-                    for sig in (signal.SIGTERM, signal.SIGINT)}  # fmt: skip
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        os.set_blocking(write_end, False)
+        self._wake = (read_end, write_end)
+        previous_fd = signal.set_wakeup_fd(write_end)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in _STOP_SIGNALS}
         try:
             for index in range(self.count):
                 if not self._start(index):
@@ -118,12 +142,20 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            signal.set_wakeup_fd(previous_fd)
+            for fd in (read_end, write_end, *self._pidfds.values()):
+                os.close(fd)
+            self._pidfds.clear()
+            self._wake = None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
         self._signal_all()
 
     def _signal_all(self) -> None:
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
+        self._sent_at = time.monotonic()
         for pid in list(self.children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
@@ -133,14 +165,21 @@ class Supervisor:
         read_end, write_end = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the worker
-            os.close(read_end)
-            os._exit(self._child(index, write_end))
-        os.close(write_end)
-        self.children[pid] = index
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        pid = -1
         try:
-            ready = os.read(read_end, 1) == b"r"
+            pid = os.fork()
+            if pid == 0:  # the worker
+                os.close(read_end)
+                os._exit(self._child(index, write_end, blocked))
+            os.close(write_end)
+            self.children[pid] = index
+            self._watch_pid(pid)
+        finally:
+            if pid != 0:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a SIGTERM held runs here
+        try:
+            ready = self._ready(read_end)
         finally:
             os.close(read_end)
         if ready:
@@ -148,9 +187,35 @@ class Supervisor:
                       {"worker": index, "pid": pid})  # fmt: skip
         return ready
 
-    def _child(self, index: int, ready_fd: int) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+    def _ready(self, read_end: int) -> bool:
+        """Whether the worker writing to ``read_end`` says it serves (False: it exited first).
+        Told to stop meanwhile, it is sent SIGTERM again, then killed, as the others are."""
+        assert self._wake is not None
+        poll = select.poll()
+        poll.register(read_end, select.POLLIN)
+        poll.register(self._wake[0], select.POLLIN)
+        while True:
+            timeout = self._stopping_step() if self.stopping else None
+            ready = poll.poll(None if timeout is None else _ms(timeout))
+            if any(fd == read_end for fd, _ in ready):
+                return os.read(read_end, 1) == b"r"
+            self._drain_wake()
+
+    def _watch_pid(self, pid: int) -> None:
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is not None:
+            with contextlib.suppress(OSError):  # a kernel before 5.3: polled instead
+                self._pidfds[pid] = pidfd_open(pid)
+
+    def _child(self, index: int, ready_fd: int, mask: Iterable[int]) -> int:
+        for sig in _STOP_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)  # the supervisor's pipe: the worker's event loop sets its own
+        for fd in (*(self._wake or ()), *self._pidfds.values()):
+            os.close(fd)
+        self._pidfds.clear()
+        self._wake = None
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one sent meanwhile ends us here
 
         def ready() -> None:
             os.write(ready_fd, b"r")
@@ -172,19 +237,67 @@ class Supervisor:
 
     def _watch(self) -> int:
         while self.children:
-            try:
-                pid, status = os.wait()
-            except ChildProcessError:
-                break
-            index = self.children.pop(pid, None)
-            if index is None or self.stopping:
-                continue
-            code = os.waitstatus_to_exitcode(status)
-            self.emit("worker_exited", f"  worker {index} (pid {pid}) exited with {code}",
-                      {"worker": index, "pid": pid, "status": code})  # fmt: skip
-            if not self._may_restart() or not self._start(index):
-                return self._stop_all(0 if self.stopping else 1)
+            for pid, status in self._exited():
+                index = self.children.pop(pid, None)
+                if index is None or self.stopping:
+                    continue
+                code = os.waitstatus_to_exitcode(status) if status >= 0 else None
+                self.emit("worker_exited", f"  worker {index} (pid {pid}) exited with {code}",
+                          {"worker": index, "pid": pid, "status": code})  # fmt: skip
+                if not self._may_restart() or not self._start(index):
+                    return self._stop_all(0 if self.stopping else 1)
         return 0
+
+    def _exited(self) -> list[tuple[int, int]]:
+        """The workers that exited (pid, wait status; -1 when unknown), after waiting for one
+        to exit or for a signal; while stopping, also SIGTERM again every :data:`RESEND_S`
+        seconds and SIGKILL after ``stop_timeout_s``."""
+        timeout = self._stopping_step() if self.stopping else None
+        if len(self._pidfds) < len(self.children):  # no pidfd for some: look now and then
+            timeout = _POLL_S if timeout is None else min(timeout, _POLL_S)
+        assert self._wake is not None
+        poll = select.poll()
+        poll.register(self._wake[0], select.POLLIN)
+        for fd in self._pidfds.values():
+            poll.register(fd, select.POLLIN)
+        poll.poll(None if timeout is None else _ms(timeout))
+        self._drain_wake()
+        out = []
+        for pid in list(self.children):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by someone else (SIGCHLD ignored): gone
+                done, status = pid, -1
+            if done == pid:
+                with contextlib.suppress(KeyError, OSError):
+                    os.close(self._pidfds.pop(pid))
+                out.append((pid, status))
+        return out
+
+    def _drain_wake(self) -> None:
+        """Empty the wake-up pipe (the signal handler ran, or runs at the next bytecode)."""
+        assert self._wake is not None
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake[0], 64):
+                pass
+
+    def _stopping_step(self) -> float:
+        """Seconds until the next step of stopping: SIGTERM again to the workers still
+        running, or, past ``stop_timeout_s``, SIGKILL; done now when due."""
+        now = time.monotonic()
+        stop_at = self._stop_at if self._stop_at is not None else now
+        if now - stop_at >= self.stop_timeout_s:
+            for pid, index in list(self.children.items()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                self.emit("worker_killed", f"  worker {index} (pid {pid}) did not stop within "
+                          f"{self.stop_timeout_s:g} s of SIGTERM: killed",
+                          {"worker": index, "pid": pid})  # fmt: skip
+            self._stop_at = float("inf")  # killed once; now wait for them
+            return RESEND_S
+        if now - self._sent_at >= RESEND_S:
+            self._signal_all()
+        return max(0.0, min(self._sent_at + RESEND_S, stop_at + self.stop_timeout_s) - now)
 
     def _may_restart(self) -> bool:
         now = time.monotonic()
@@ -193,14 +306,17 @@ class Supervisor:
         return len(self.restarts) <= MAX_RESTARTS
 
     def _stop_all(self, status: int) -> int:
-        """Stop every worker (SIGTERM), wait for them; ``status``."""
+        """Stop every worker (SIGTERM, again until they exit; SIGKILL after
+        ``stop_timeout_s``), wait for them; ``status``."""
         self.stopping = True
         self._signal_all()
         while self.children:
-            try:
-                pid, _ = os.wait()
-            except ChildProcessError:
-                break
-            self.children.pop(pid, None)
+            for pid, _ in self._exited():
+                self.children.pop(pid, None)
         self.emit("workers_stopped", "  workers stopped", {"status": status})
         return status
+
+
+def _ms(seconds: float) -> int:
+    """``seconds`` as poll's milliseconds, rounded up (so a due step is not woken early)."""
+    return max(0, int(seconds * 1000)) + 1
