@@ -12,13 +12,42 @@ while the file it locked is still the one the name leads to.
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import os
+import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
 
 from vrmproto.store import _locks as store_locks
 from vrmproto.store._locks import FileLocks
+
+#: How long a sweep waits between opening a lock file and locking it, in the forked processes
+#: of the stress tests: the race's window, a few system calls wide, made wide enough to hit in
+#: most runs instead of about one CI run in a hundred. Nothing else is changed.
+SWEEP_GAP_S = 0.001
+
+
+def widen_sweeps() -> None:
+    """Make every sweep of this process wait :data:`SWEEP_GAP_S` before it locks a file."""
+    real_sweep = store_locks.FileLocks.sweep
+    real_flock = store_locks._flock
+    assert real_flock is not None
+
+    def slow_flock(fd: int) -> None:
+        time.sleep(SWEEP_GAP_S)
+        real_flock(fd)
+
+    def sweep(self: store_locks.FileLocks) -> int:
+        store_locks._flock = slow_flock
+        try:
+            return real_sweep(self)
+        finally:
+            store_locks._flock = real_flock
+
+    store_locks.FileLocks.sweep = sweep  # type: ignore[method-assign]
 
 
 def test_a_late_sweep_never_unlinks_a_file_another_process_holds(
@@ -55,3 +84,50 @@ def test_a_late_sweep_never_unlinks_a_file_another_process_holds(
     os.close(held[0][0])
     for locks in (first, b, c, d, e):
         locks.close()
+
+
+def _contend(directory: Path, inside: Path, rounds: int, conn: Connection) -> None:
+    """A process that, ``rounds`` times, opens the lock directory afresh (as a ``vrm`` command
+    does: its first lock sweeps) and holds ``b"t"`` for a moment, counting the times it found
+    another holder inside."""
+    widen_sweeps()
+
+    async def go() -> int:
+        overlaps = 0
+        for _ in range(rounds):
+            locks = FileLocks(directory)
+            async with locks.hold(b"t"):
+                try:
+                    fd = os.open(inside, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+                except FileExistsError:
+                    overlaps += 1
+                else:
+                    await asyncio.sleep(0.001)
+                    os.close(fd)
+                    os.unlink(inside)
+            locks.close()
+        return overlaps
+
+    conn.send(asyncio.run(go()))
+
+
+def test_processes_that_sweep_as_they_lock_never_hold_one_lock_at_once(tmp_path: Path) -> None:
+    """Four processes, each sweeping on every lock (a fresh store object each time) with the
+    sweep's open-to-lock window widened to 1 ms (:func:`widen_sweeps`): none ever finds another
+    inside. Before the fix, dozens of overlaps a run."""
+    ctx = multiprocessing.get_context("fork")
+    pipes, procs = [], []
+    for _ in range(4):
+        ours, theirs = ctx.Pipe()
+        proc = ctx.Process(target=_contend, args=(tmp_path / "locks", tmp_path / "inside",
+                                                  40, theirs), daemon=True)  # fmt: skip
+        proc.start()
+        pipes.append(ours)
+        procs.append(proc)
+    try:
+        assert [pipe.recv() for pipe in pipes] == [0, 0, 0, 0]
+    finally:
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()

@@ -278,7 +278,8 @@ class Outbox(Sender):
                 continue
             replies.append(Received(msg, to_entry(row)))
         return Delivery(thread, draft.msg_id, ours.msg_hash, "confirmed", receipt=receipt,
-                        replies=tuple(replies), type=draft.MESSAGE_TYPE, earlier=earlier)
+                        replies=tuple(replies), type=draft.MESSAGE_TYPE,
+                        earlier=earlier)  # fmt: skip
 
     async def _history_from(self, thread: bytes, msg_id: bytes) -> list[HistoryEntry]:
         """The stored history of ``thread`` from our message ``msg_id`` on (empty if it holds

@@ -1,0 +1,120 @@
+"""Several processes of one person send into one relationship at once (spec §11.11-2, §12).
+
+A stress test of what ``vrm address set`` run four times at once on one data directory does
+(``tests/test_cli_private.py``, and CI's two failures of it): forked processes, each opening
+its own :class:`~vrmproto.client.CustomerNode` on the same SQLite file for every round — as a
+fresh ``vrm`` process does, its first lock sweeping the lock directory — send an address
+update to one vendor at the same moment, round after round. Afterwards nothing is lost or
+sent twice: the vendor holds every update once, the agent's history and the vendor's are
+equal (§8.3), the outbox is empty, and each process was told the truth (``confirmed``: the
+vendor is up and answers at once).
+
+The window in which two sweeps and a lock could interleave (:mod:`vrmproto.store._locks`) is a
+few system calls wide; here each sweep waits 1 ms between opening a file and locking it, so
+that the interleaving happens in most runs instead of about one CI run in a hundred. Nothing
+else is changed: the other processes lock, sign and deliver as ever.
+
+``VRM_RACE_ROUNDS=N`` runs N rounds (default 6, about two seconds); a soak is a few hundred
+(150 rounds: ~20 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from test_s18_race_locks import widen_sweeps
+
+from tests._cli_helpers import VendorHost
+from vrmproto import open_envelope
+from vrmproto.client import CustomerNode
+from vrmproto.store import SQLiteStore
+
+PROCESSES = 4
+ROUNDS = int(os.environ.get("VRM_RACE_ROUNDS", "6"))
+async def send_update(db: Path, seed: bytes, city: str) -> list[tuple[str, bytes, str]]:
+    """One ``vrm address set city=…``: (status, message id, error) for each vendor."""
+    async with await SQLiteStore.open(db) as store, await CustomerNode.open(store, seed) as node:
+        report = await node.agent.update_address({"city": city}, timeout_s=30)
+    return [(r.delivery.status if r.delivery is not None else r.status,
+             r.delivery.msg_id if r.delivery is not None else b"",
+             str(r.error or (r.delivery.error if r.delivery is not None else "") or ""))
+            for r in report.results]  # fmt: skip
+
+
+def worker(conn: Connection, db: Path, seed: bytes) -> None:
+    """A person's shell: runs an update whenever told to (a round number), until None."""
+    widen_sweeps()
+    while (round_no := conn.recv()) is not None:
+        try:
+            conn.send(asyncio.run(send_update(db, seed, f"city {round_no}")))
+        except Exception as exc:  # sent to the test, which fails with it
+            conn.send(repr(exc))
+
+
+def test_processes_sending_at_once_lose_nothing_and_tell_the_truth(tmp_path: Path) -> None:
+    db, seed = tmp_path / "agent.db", os.urandom(32)
+    ctx = multiprocessing.get_context("fork")  # before the vendors' thread starts
+    pipes: list[Connection] = []
+    procs = []
+    for _ in range(PROCESSES):
+        ours, theirs = ctx.Pipe()
+        proc = ctx.Process(target=worker, args=(theirs, db, seed), daemon=True)
+        proc.start()
+        pipes.append(ours)
+        procs.append(proc)
+    host = VendorHost()
+    try:
+        avis = host.add("avis")
+
+        async def on_agent(job: Callable[[CustomerNode], Any]) -> Any:
+            async with (await SQLiteStore.open(db) as store,
+                        await CustomerNode.open(store, seed) as node):  # fmt: skip
+                return await job(node)
+
+        async def connect(node: CustomerNode) -> bytes:
+            return (await node.agent.connect(avis.url)).thread
+
+        thread: bytes = host.call(on_agent(connect))
+        sent: list[bytes] = []
+        for round_no in range(ROUNDS):
+            for pipe in pipes:
+                pipe.send(round_no)
+            for pipe in pipes:
+                outcome = pipe.recv()
+                assert isinstance(outcome, list), outcome
+                ((status, msg_id, error),) = outcome
+                assert status == "confirmed", (round_no, status, error)
+                sent.append(msg_id)
+
+        async def afterwards(node: CustomerNode) -> tuple[Any, ...]:
+            ran = await node.agent.run_outbox()
+            ours = await node.agent.history(thread)
+            return (ran.deliveries, await node.agent.compare_history(thread),
+                    [e for e in ours if e.outgoing], await node.store.outbox_all(),
+                    await node.store.drafts())  # fmt: skip
+
+        ran, divergence, ours, outbox, drafts = host.call(on_agent(afterwards))
+        assert ran == ()
+        assert divergence is None
+        assert outbox == []
+        assert drafts == []
+        theirs = [open_envelope(e.envelope, now=0, check_time=False)
+                  for e in host.call(avis.store.history(thread))]  # fmt: skip
+        updates = [m.id for m in theirs if m.type == "address.update"]
+        assert len(updates) == len(set(updates)) == PROCESSES * ROUNDS
+        assert set(updates) == set(sent)
+        assert len([e for e in ours if e.msg_hash in {m.hash for m in theirs}]) == len(ours)
+    finally:
+        for pipe in pipes:
+            pipe.send(None)
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+        host.close()
