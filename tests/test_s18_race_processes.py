@@ -5,7 +5,7 @@ A stress test of what ``vrm address set`` run four times at once on one data dir
 its own :class:`~vrmproto.client.CustomerNode` on the same SQLite file for every round — as a
 fresh ``vrm`` process does, its first lock sweeping the lock directory — and one keeping its
 node open throughout, as ``vrm agent serve`` does, send an address
-update to one vendor at the same moment, round after round. Afterwards nothing is lost or
+update to one vendor, or two, at the same moment, round after round. Afterwards nothing is lost or
 sent twice: the vendor holds every update once, the agent's history and the vendor's are
 equal (§8.3), the outbox is empty, and each process was told the truth (``confirmed``: the
 vendor is up and answers at once).
@@ -15,9 +15,10 @@ few system calls wide; here each sweep waits 1 ms between opening a file and loc
 that the interleaving happens in most runs instead of about one CI run in a hundred. Nothing
 else is changed: the other processes lock, sign and deliver as ever.
 
-``VRM_RACE_ROUNDS=N`` runs N rounds (default 6, about 1.5 s); a soak is a few hundred (200
-rounds: ~40 s). Before the fixes, the default run failed 3 runs in 4 with "history index … is
-taken" (the sweep) and 2 in 4 with an update reported queued that the vendor held.
+``VRM_RACE_ROUNDS=N`` runs N rounds (default 6, about 1.5 s and 2 s); a soak is a few hundred
+(200 rounds: ~40 s with one vendor). Before the fixes, the default run with one vendor failed 3
+runs in 4 with "history index … is taken" (the sweep) and 2 in 4 with an update reported queued
+that the vendor held; with two, the second 2 in 4.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_s18_race_locks import widen_sweeps
 
 from tests._cli_helpers import VendorHost
@@ -79,7 +81,12 @@ def worker(conn: Connection, db: Path, seed: bytes, keep: bool) -> None:
             conn.send(repr(exc))
 
 
-def test_processes_sending_at_once_lose_nothing_and_tell_the_truth(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keys", [("avis",), ("avis", "hertz")], ids=["one", "two"])
+def test_processes_sending_at_once_lose_nothing_and_tell_the_truth(
+    tmp_path: Path, keys: tuple[str, ...]
+) -> None:
+    """Each update goes to every vendor (``keys``): with two, each process locks both threads
+    (in order) to store its updates, then each one to deliver it."""
     db, seed = tmp_path / "agent.db", os.urandom(32)
     ctx = multiprocessing.get_context("fork")  # before the vendors' thread starts
     pipes: list[Connection] = []
@@ -92,46 +99,50 @@ def test_processes_sending_at_once_lose_nothing_and_tell_the_truth(tmp_path: Pat
         procs.append(proc)
     host = VendorHost()
     try:
-        avis = host.add("avis")
+        vendors = [host.add(key) for key in keys]
 
         async def on_agent(job: Callable[[CustomerNode], Any]) -> Any:
             async with (await SQLiteStore.open(db) as store,
                         await CustomerNode.open(store, seed) as node):  # fmt: skip
                 return await job(node)
 
-        async def connect(node: CustomerNode) -> bytes:
-            return (await node.agent.connect(avis.url)).thread
+        async def connect(node: CustomerNode) -> list[bytes]:
+            return [(await node.agent.connect(v.url)).thread for v in vendors]
 
-        thread: bytes = host.call(on_agent(connect))
-        sent: list[bytes] = []
+        threads: list[bytes] = host.call(on_agent(connect))
+        sent: set[bytes] = set()
         for round_no in range(ROUNDS):
             for pipe in pipes:
                 pipe.send(round_no)
             for pipe in pipes:
                 outcome = pipe.recv()
                 assert isinstance(outcome, list), outcome
-                ((status, msg_id, error),) = outcome
-                assert status == "confirmed", (round_no, status, error)
-                sent.append(msg_id)
+                assert len(outcome) == len(keys), outcome
+                for status, msg_id, error in outcome:
+                    assert status == "confirmed", (round_no, status, error)
+                    sent.add(msg_id)
 
         async def afterwards(node: CustomerNode) -> tuple[Any, ...]:
             ran = await node.agent.run_outbox()
-            ours = await node.agent.history(thread)
-            return (ran.deliveries, await node.agent.compare_history(thread),
-                    [e for e in ours if e.outgoing], await node.store.outbox_all(),
-                    await node.store.drafts())  # fmt: skip
+            ours = [await node.agent.history(th) for th in threads]
+            return (ran.deliveries, [await node.agent.compare_history(th) for th in threads],
+                    ours, await node.store.outbox_all(), await node.store.drafts())  # fmt: skip
 
-        ran, divergence, ours, outbox, drafts = host.call(on_agent(afterwards))
+        ran, divergences, ours, outbox, drafts = host.call(on_agent(afterwards))
         assert ran == ()
-        assert divergence is None
+        assert divergences == [None] * len(keys)
         assert outbox == []
         assert drafts == []
-        theirs = [open_envelope(e.envelope, now=0, check_time=False)
-                  for e in host.call(avis.store.history(thread))]  # fmt: skip
-        updates = [m.id for m in theirs if m.type == "address.update"]
-        assert len(updates) == len(set(updates)) == PROCESSES * ROUNDS
-        assert set(updates) == set(sent)
-        assert len([e for e in ours if e.msg_hash in {m.hash for m in theirs}]) == len(ours)
+        updates: list[bytes] = []
+        for vendor, thread, our_history in zip(vendors, threads, ours, strict=True):
+            theirs = [open_envelope(e.envelope, now=0, check_time=False)
+                      for e in host.call(vendor.store.history(thread))]  # fmt: skip
+            assert [m.hash for m in theirs] == [e.msg_hash for e in our_history]
+            ids = [m.id for m in theirs if m.type == "address.update"]
+            assert len(ids) == PROCESSES * ROUNDS
+            updates.extend(ids)
+        assert len(updates) == len(set(updates)) == len(sent)  # none twice, none lost
+        assert set(updates) == sent
     finally:
         for pipe in pipes:
             pipe.send(None)
