@@ -19,14 +19,18 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 
-from vrmproto._errors import StateError, TransportError, VrmError
+from vrmproto._envelope import Signed, open_envelope
+from vrmproto._errors import ProtocolError, StateError, TransportError, VrmError
 from vrmproto._messages import Receipt
 from vrmproto._quick import quick_make
+from vrmproto._records import to_entry
+from vrmproto._relationship import Received
 from vrmproto.client._delivery import Delivery, DeliveryStatus, OutboxRun
-from vrmproto.client._drafts import Draft, DraftKind, encode_draft
+from vrmproto.client._drafts import Draft, DraftKind, decode_draft, encode_draft
 from vrmproto.client._held import is_held
 from vrmproto.client._ledger import Thread, to_row
 from vrmproto.client._moved import deadline_in
+from vrmproto.client._own import own_header
 from vrmproto.client._schedule import DEFAULT_SCHEDULE, RETRYABLE, is_due
 from vrmproto.client._sending import Sender
 from vrmproto.client._transport import RetryPolicy
@@ -45,6 +49,8 @@ __all__ = [
 
 #: Most threads :meth:`Outbox.enqueue` locks and writes at once (one Commit each chunk).
 ENQUEUE_CHUNK = 256
+#: History entries read at a time when looking back for a message another agent delivered.
+HISTORY_PAGE = 64
 
 _new_item = quick_make(OutboxItem)  # OutboxItem(...), once per message sent (#12)
 
@@ -53,6 +59,14 @@ def queued(item_id: int, new: NewOutboxItem) -> OutboxItem:
     """The outbox item the store made of ``new`` (never tried yet) under ``item_id``."""
     return _new_item(item_id, new.destination, new.thread, new.msg_hash, new.envelope, 0,
                       new.next_attempt_ms, "", new.created_ms)  # fmt: skip
+
+
+def _draft_id(payload: bytes) -> bytes | None:
+    """The message id a stored draft was given, or None if it cannot be read."""
+    try:
+        return decode_draft(payload).msg_id
+    except (VrmError, ValueError, KeyError):
+        return None
 
 
 def _refuse_behind_end(t: Thread, draft: Draft) -> None:
@@ -206,14 +220,84 @@ class Outbox(Sender):
         """Deliver ``thread``'s queue in order, as far as the message of ``draft`` (stored by
         :meth:`enqueue`), and say what became of it.
 
-        ``queued`` also when another agent on the same store delivered it meanwhile (its
-        outbox run took the thread first): the thread's history then holds the outcome.
+        Another agent on the same store — another ``vrm`` process on the data directory — or
+        this node's own outbox run may have taken the thread between :meth:`enqueue` and this
+        call, and delivered the thread's queue as far as it went, this message too
+        (§11.11-2): then its outcome is read from what was stored (:meth:`_settled_elsewhere`),
+        not reported ``queued`` when nothing of it waits any more.
         """
         async with self.ledger.lock(thread):
             deadline = deadline_in(timeout_s)  # the whole wait, as for send
             t = await self.ledger.load(thread)
             done = await self._flush_locked(t, due_by=None, deadline=deadline, retry=retry)
-            return self._find(done, t.id, draft)
+            if any(d.msg_id == draft.msg_id for d in done):
+                return self._find(done, t.id, draft)
+            settled = await self._settled_elsewhere(thread, draft, done)
+            return settled if settled is not None else self._find(done, t.id, draft)
+
+    async def _settled_elsewhere(self, thread: bytes, draft: Draft, done: list[Delivery]
+                                 ) -> Delivery | None:  # fmt: skip
+        """What became of ``draft``'s message if it no longer waits in ``thread`` — neither
+        as a draft nor in the outbox — and this call did not deliver it: another one did.
+        ``confirmed`` if our history holds it (a message refused or given up leaves the chain,
+        §8.1-5), with the vendor's receipt and replies logged after it; else ``dropped``, with
+        what the thread last noted (``last_problem``). None while it still waits.
+
+        Called under the thread's lock, rarely (only when the flush did not reach it), so it
+        reads the stored history back from its end until it finds the message."""
+        t = await self.ledger.load(thread)
+        if any(_draft_id(d.payload) == draft.msg_id for d in t.meta.drafts):
+            return None
+        for item in await self.ledger.pending(thread):
+            header = own_header(item.envelope)
+            if header is not None and header.id == draft.msg_id:
+                return None
+        earlier = tuple(done)
+        rows = await self._history_from(thread, draft.msg_id)
+        if not rows:
+            why = t.meta.last_problem or "it is no longer in the relationship's history"
+            return Delivery(thread, draft.msg_id, b"", "dropped", type=draft.MESSAGE_TYPE,
+                            earlier=earlier, error=VrmError(
+                                f"it was sent meanwhile by another run of the outbox (another "
+                                f"vrm on this data directory, say) and did not stay in the "
+                                f"relationship: {why}"))  # fmt: skip
+        ours, after = rows[0], rows[1:]
+        receipt: Signed[Receipt] | None = None
+        replies: list[Received] = []
+        for row in after:
+            if row.direction == "out":
+                break  # our receipts for the replies, or our next message
+            try:  # verified when it came; an erased one (§8.4) no longer opens
+                msg = open_envelope(row.envelope, now=0, check_time=False,
+                                    limits=self.ledger.limits)  # fmt: skip
+            except ProtocolError:
+                break
+            if receipt is None:
+                if isinstance(msg.body, Receipt) and msg.body.ack == ours.msg_hash:
+                    receipt = msg
+                continue
+            replies.append(Received(msg, to_entry(row)))
+        return Delivery(thread, draft.msg_id, ours.msg_hash, "confirmed", receipt=receipt,
+                        replies=tuple(replies), type=draft.MESSAGE_TYPE,
+                        earlier=earlier)  # fmt: skip
+
+    async def _history_from(self, thread: bytes, msg_id: bytes) -> list[HistoryEntry]:
+        """The stored history of ``thread`` from our message ``msg_id`` on (empty if it holds
+        no such message), read in pages of :data:`HISTORY_PAGE` back from its end."""
+        head = await self.store.history_head(thread)
+        end = 0 if head is None else head.index + 1
+        rows: list[HistoryEntry] = []
+        while end > 0:
+            start = max(0, end - HISTORY_PAGE)
+            page = await self.store.history(thread, start=start, limit=end - start)
+            rows[:0] = page
+            for i in range(len(page) - 1, -1, -1):
+                row = page[i]
+                header = own_header(row.envelope) if row.direction == "out" else None
+                if header is not None and header.id == msg_id:
+                    return rows[i:]
+            end = start
+        return []
 
     @staticmethod
     def _find(done: list[Delivery], thread: bytes, draft: Draft) -> Delivery:

@@ -16,7 +16,8 @@ stays when its lock is released, so the next step of the same relationship only 
 the open, the close and the path look-up — and the ``fstat``, as the file's identity is kept
 with it. Files do not pile
 up: a *sweep* removes every lock file nobody holds — it locks the file (``LOCK_NB``) and unlinks
-it while it holds it — on a store object's first lock and again after every
+it while it holds it, if the name still leads to that file (another sweep may have replaced it
+meanwhile) — on a store object's first lock and again after every
 :data:`SWEEP_AFTER` further names, so the directory holds at most about that many files beside
 those held elsewhere. A waiter that locked a file after the sweep unlinked it sees that the name
 no longer leads to it and starts over (the usual "lock, then check the inode" recipe). Waiting
@@ -64,6 +65,21 @@ POLL_MAX_S = 0.05
 SWEEP_AFTER = 256
 #: Most lock files a store object keeps open, unlocked, for the next step of the same name.
 IDLE_FILES = 64
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether ``path`` still leads to the file open as ``fd``. A sweep unlinks a name only
+    while it holds the lock of the very file the name leads to: it opened the name, but another
+    sweep may have unlinked that file before it was locked, and a process made the name anew
+    and holds the new file — whose name unlinked would let a third process make another file
+    under it and hold "the same" lock at once (§11.11-2). Nobody else can unlink the name
+    meanwhile: that takes the lock we hold."""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 class LocalLocks:
@@ -227,6 +243,8 @@ class FileLocks:
             try:
                 if _flock is not None:
                     _flock(fd)
+                if not _names(path, fd):  # swept and made anew since we opened it: not ours
+                    continue
                 os.unlink(path)
                 removed += 1
             except OSError:  # held (BlockingIOError) or already unlinked by another sweep
