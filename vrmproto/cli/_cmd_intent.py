@@ -46,7 +46,7 @@ from vrmproto.nostr._customer import DEFAULT_POW, RelayedIntentcast, publish_int
 from vrmproto.nostr._relay import RelayError
 from vrmproto.store import IntentRecord
 
-__all__ = ["intent", "no_offers", "offer_json", "offers_table", "rank_offers"]
+__all__ = ["intent", "no_offers", "offer_json", "offers_table", "rank_offers", "report_declines"]
 
 
 # -- intentcasts -----------------------------------------------------------------------------
@@ -217,6 +217,8 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
         out.note(WARNING)
     relayed: list[RelayedIntentcast] = []
 
+    display = FanoutDisplay(out, "intentcast", answers=True)
+
     async def go() -> tuple[Any, list[str], set[bytes]]:
         async with open_agent(env, settings=settings) as agent:
             names = await _known_vendors(agent)
@@ -230,7 +232,7 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
                 raise CliError("no vendors to ask: connect to some, run vendors on the local "
                                "network, or name them with --vendor URL", EXIT_USAGE,
                                kind="no_vendors")  # fmt: skip
-            display = FanoutDisplay(out, "intentcast", answers=True, names=names)
+            display.names = names
             with display:
                 if relays:
                     relayed.append(await publish_intentcast(
@@ -275,7 +277,7 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
         out.note(f"published through {sum(e is None for e in published.values())} of "
                  f"{len(published)} relays; {len(done.answers)} vendor(s) answered through "
                  "them (later answers: `vrm relay answers`)")  # fmt: skip
-    _report_cast(out, result, record)
+    _report_cast(out, result, record, display)
 
 
 def skipped_json(result: IntentcastResult) -> list[dict[str, str]]:
@@ -301,14 +303,15 @@ def cast_outcome(result: IntentcastResult, offers: int) -> Outcome:
     return fanout_outcome(result.report)
 
 
-def _report_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> None:
+def _report_cast(out: Out, result: IntentcastResult, record: dict[str, Any],
+                 shown: FanoutDisplay) -> None:  # fmt: skip
     """The intentcast's outcome: its record and fan-out as JSON, or the ranked offers; and its
     exit code (:func:`cast_outcome`)."""
     outcome = cast_outcome(result, len(record["offers"]))
     if out.json_mode:
         out.json({**record, "outcome": outcome.label, **fanout_json(result.report)})
     else:
-        _print_cast(out, result, record)
+        _print_cast(out, result, record, shown)
     conclude(outcome, "no vendor received the intentcast (see above)")
 
 
@@ -323,11 +326,20 @@ def no_offers(result: IntentcastResult) -> str:
                                                       if declined else ".")  # fmt: skip
 
 
-def _print_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> None:
-    report_skipped(out, result)
+def report_declines(out: Out, result: IntentcastResult, shown: FanoutDisplay) -> None:
+    """The declines the progress lines did not show already (a decline that came after the
+    receipt; every one, after a live table)."""
     for v, r in result.declines:
-        out.print(f"  [dim]{safe(v)} declined: {safe(r)}[/]")
-    for failed in (r for r in result.report.results if r.status != "confirmed"):
+        if (v, r) not in shown.shown_declines:
+            out.print(f"  [dim]{safe(v)} declined: {safe(r)}[/]")
+
+
+def _print_cast(out: Out, result: IntentcastResult, record: dict[str, Any],
+                shown: FanoutDisplay) -> None:  # fmt: skip
+    report_skipped(out, result)
+    report_declines(out, result, shown)
+    for failed in (r for r in result.report.results
+                   if r.status != "confirmed" and r.url not in shown.shown_ends):  # fmt: skip
         out.print(f"  [yellow]{safe(failed.vendor)}: {failed.status}[/] — "
                   f"{safe(failed.code or brief(failed.detail))}")  # fmt: skip
     rows = record["offers"]

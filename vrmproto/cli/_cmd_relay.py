@@ -21,6 +21,7 @@ from vrmproto.cli._cmd_intent import (
     offer_json,
     offers_table,
     rank_offers,
+    report_declines,
     report_skipped,
     skipped_json,
 )
@@ -161,9 +162,10 @@ def relay_intent(env: Env, *, what: str, relay_urls: tuple[str, ...], geohash: s
     out, settings = env.out, home.settings()
     out.note(WARNING)
 
+    display = FanoutDisplay(out, "intentcast", answers=True, names={})
+
     async def go() -> RelayedIntentcast:
         async with open_agent(env, settings=settings) as agent:
-            display = FanoutDisplay(out, "intentcast", answers=True, names={})
             with display:
                 return await publish_intentcast(agent, what, relays=urls,
                                                 vendors=_urls(vendor_urls),
@@ -174,11 +176,12 @@ def relay_intent(env: Env, *, what: str, relay_urls: tuple[str, ...], geohash: s
         done = run(go())
     except RelayError as exc:
         raise relays_failed(exc, urls, _KEPT_HINT) from None
-    _report(env, done, what, args)
+    _report(env, done, what, args, display)
 
 
 
-def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) -> None:
+def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any],
+            shown: FanoutDisplay) -> None:  # fmt: skip
     result, settings, published = done.result, env.home.settings(), done.published
     assert published is not None  # just published, not read back
     ranked = rank_offers(result.offers, settings.terms)
@@ -202,8 +205,7 @@ def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) 
         out.print(f"published to {len(published.accepted)} of {len(published.errors)} "
                   f"relays; {len(done.answers)} vendors answered")  # fmt: skip
         report_skipped(out, result)
-        for v, r in result.declines:
-            out.print(f"  [dim]{safe(v)} declined: {safe(r)}[/]")
+        report_declines(out, result, shown)
         if record["offers"]:
             out.print(offers_table(record["offers"], f"offers for “{safe(what)}”, best first"))
         else:
