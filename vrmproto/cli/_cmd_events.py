@@ -26,11 +26,11 @@ from pathlib import Path
 import click
 
 from vrmproto.cli._context import run
-from vrmproto.cli._errors import EXIT_USAGE, CliError
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._home import default_home
 from vrmproto.cli._vendor import check_vendor_file, default_vendor_dir
 from vrmproto.server._config import VendorFile
-from vrmproto.server._events import FeedEvent, Wakeup, follow
+from vrmproto.server._events import FeedEvent, FeedTrimmed, Wakeup, follow
 from vrmproto.server._webhooks import Deliverer, shown
 from vrmproto.store import Store
 
@@ -67,7 +67,26 @@ async def _read(store: Store, since: str | None, follow_: bool, as_json: bool,
         async for e in follow(store, wakeup, after):
             click.echo(json.dumps(e.as_json()) if as_json else _line(e))
     except KeyError as exc:
-        raise CliError(str(exc.args[0]), EXIT_USAGE, kind="usage") from None
+        floor = await store.feed_floor()
+        trimmed = (f", which retention trimmed up to position {floor} ([feed] in the vendor "
+                   f"file): an event that was there is no longer. {await _starts(store, floor)}"
+                   if floor else "")  # fmt: skip
+        raise CliError(f"{exc.args[0]}{trimmed}", EXIT_USAGE, kind="usage") from None
+    except FeedTrimmed as exc:  # docs/events.md "Retention": told, never skipped silently
+        raise CliError(
+            f"the events after position {exc.after} up to {exc.floor} are no longer in the "
+            "feed: retention trimmed them ([feed] keep_days and max_days in the vendor file, "
+            f"docs/events.md \"Retention\"), and they cannot be read again. "
+            f"{await _starts(store, exc.floor)}", EXIT_FAILED, kind="trimmed") from None
+
+
+async def _starts(store: Store, floor: int) -> str:
+    """Where the feed goes on after what was trimmed up to ``floor``, and how to read it."""
+    kept = await store.events(floor, 1)
+    if not kept:
+        return "It holds no event after them yet (`--follow` waits for the next)"
+    return (f"It now goes on at position {kept[0].pos}: `--since {floor}` reads from there "
+            "(without --since: everything it keeps)")
 
 
 async def _dead(file: VendorFile, store: Store, replay: bool, as_json: bool) -> None:
