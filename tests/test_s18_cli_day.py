@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import shlex
 import time
 from pathlib import Path
 
-from tests._cli_helpers import fails, new_home, ok, vendor_host, vrm
+from tests._cli_helpers import VendorHost, fails, new_home, ok, relationships, vendor_host, vrm
 from tests._ports import closed_port
 from tests._vendor_proc import ACCEPTED, VENDOR_SEED, Customer, InProcessVendor
-from vrmproto import Identity
+from vrmproto import Identity, fingerprint
 from vrmproto.server._retention import Retention, trim_feed
 from vrmproto.store import Commit, SQLiteStore
 
@@ -117,3 +120,92 @@ def test_an_operator_forgets_the_cursor_of_a_tryton_database_removed(tmp_path: P
     assert "tryton:old" not in left
     assert "a-webhook-removed  at 1, 7 behind  (not in the vendor file: does not keep the feed)" \
         in left, left
+
+
+# -- a vendor that changed its key -------------------------------------------------------------
+
+
+def _rekeyed(host: VendorHost, key: str = "outfitters") -> tuple[Identity, str]:
+    """The vendor ``key`` back under a new key, with its data: the old identity, and the new
+    key's fingerprint."""
+    v = host[key]
+    old = v.identity
+    host.stop(key)
+    v.identity = Identity(os.urandom(32))
+    host.start(key)
+    return old, fingerprint(v.identity.public_key)
+
+
+def _advice(home: Path) -> tuple[str, list[list[str]]]:
+    """The held message's advice, and the commands it gives, in its order, as argv."""
+    (held,) = ok(vrm("outbox", "--json", home=home)).json["pending"]
+    said: str = held["last_error"]
+    assert said.startswith("held, not retried"), held
+    return said, [shlex.split(cmd)[1:] for cmd in re.findall(r"`(vrm [^`]+)`", said)]
+
+
+def test_the_held_messages_advice_works_when_followed(tmp_path: Path) -> None:
+    """It said: accept the new key, then "`vrm outbox retry` tries it again" — which held it
+    again (the message is the old relationship's, to the old key), exit 5 for good. Followed
+    now: accept, drop, send again — the share reaches the vendor in the new relationship."""
+    home = new_home(tmp_path)
+    with vendor_host("outfitters") as host:
+        ok(vrm("connect", host["outfitters"].url, home=home))
+        _, new_fp = _rekeyed(host)
+        fails(vrm("share", "Wasatch Outfitters", "email=doc@example.org", home=home), 5)
+        said, (accept, drop, retry) = _advice(home)
+        assert accept[-1] == new_fp, accept
+        assert drop[:2] == ["outbox", "drop"], drop
+        # after the accept: drop it and send it again; a retry only if the old key comes back
+        assert "you send it again" in said.split("`vrm outbox drop")[1], said
+        assert retry[:2] == ["outbox", "retry"], retry
+        assert "sign with" in said.split("`vrm outbox retry")[0].rsplit(".", 1)[1], said
+        ok(vrm(*accept, home=home))
+        ok(vrm(*drop, home=home))
+        sent = ok(vrm("share", "Wasatch Outfitters", "email=doc@example.org", "--json",
+                      home=home))  # fmt: skip
+        assert sent.json["outcome"] == "done", sent
+        assert ok(vrm("outbox", "--json", home=home)).json["pending"] == []
+
+
+def test_the_held_messages_retry_delivers_it_once_the_vendor_signs_with_its_key_again(
+    tmp_path: Path,
+) -> None:
+    """The advice's other way: the vendor went back to the key held (a botched deployment
+    undone); the retry it names delivers the held message."""
+    home = new_home(tmp_path)
+    with vendor_host("outfitters") as host:
+        ok(vrm("connect", host["outfitters"].url, home=home))
+        old, _ = _rekeyed(host)
+        fails(vrm("share", "Wasatch Outfitters", "email=doc@example.org", home=home), 5)
+        _, (*_, retry) = _advice(home)
+        host.stop("outfitters")
+        host["outfitters"].identity = old
+        host.start("outfitters")
+        ok(vrm(*retry, home=home))
+        assert ok(vrm("outbox", "--json", home=home)).json["pending"] == []
+
+
+def test_a_relationship_superseded_by_a_vendors_new_key_is_shown_so_and_not_used(
+    tmp_path: Path,
+) -> None:
+    """After `vrm connect URL --accept-new-key FP` the old relationship still read "agreed",
+    like the new one; and while the new one waited for the person's answer to a counter-offer,
+    `vrm share NAME` went to the old agreed one, where it was held (exit 5)."""
+    home = new_home(tmp_path)
+    with vendor_host("budget") as host:
+        ok(vrm("connect", host["budget"].url, "--accept-counter", home=home))
+        _, new_fp = _rekeyed(host, "budget")
+        fails(vrm("connect", host["budget"].url, "--accept-new-key", new_fp, home=home), 1,
+              "counter-offer is open")  # asked [y/N], no answer: left open  # fmt: skip
+        fails(vrm("share", "Budget Salt Lake", "email=doc@example.org", home=home), 1,
+              "the relationship is countered")  # fmt: skip
+        rows = {r["vendor_fingerprint"]: r for r in relationships(home)}
+        old = next(r for fp, r in rows.items() if fp != new_fp)
+        assert old["state"] == "agreed"
+        assert old["superseded_by"] == rows[new_fp]["thread"]
+        assert rows[new_fp]["superseded_by"] is None
+        text = ok(vrm("relationships", home=home)).stdout
+        assert f"is superseded: you accepted its new key {new_fp}" in text, text
+        ok(vrm("connect", "Budget Salt Lake", "--accept-counter", home=home))
+        ok(vrm("share", "Budget Salt Lake", "email=doc@example.org", home=home))
