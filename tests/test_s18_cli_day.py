@@ -209,3 +209,26 @@ def test_a_relationship_superseded_by_a_vendors_new_key_is_shown_so_and_not_used
         assert f"is superseded: you accepted its new key {new_fp}" in text, text
         ok(vrm("connect", "Budget Salt Lake", "--accept-counter", home=home))
         ok(vrm("share", "Budget Salt Lake", "email=doc@example.org", home=home))
+
+
+# -- vrm conformance in CI ---------------------------------------------------------------------
+
+
+def _conformance_codes() -> dict[str, str]:
+    """The README's table of ``vrm conformance``'s exit codes: code → meaning."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## For vendor implementers: the conformance suite"):]
+    table = section[section.index("### Exit codes"):section.index("### Levels")]
+    return dict(re.findall(r"^\| `(\d)` \| (.+) \|$", table, re.M))
+
+
+def test_an_unreachable_endpoint_is_the_code_the_readme_gives_it() -> None:
+    """``vrm conformance URL`` with nothing listening ended 2, which the README's table gave
+    only to "a bad URL or option, or no discovery document": a CI user could not tell from it
+    what the code meant. It is 2, "the suite could not run", and the table says so."""
+    r = fails(vrm("conformance", f"http://127.0.0.1:{closed_port()}", home=None), 2,
+              "the suite cannot run", "connection refused")  # fmt: skip
+    assert "could not be reached" in _conformance_codes()[str(r.code)]
+    said = ok(vrm("--help", home=None)).stdout
+    assert "2 could not run" in said
+    assert "endpoint unreachable" in said
