@@ -12,7 +12,16 @@ import shlex
 import time
 from pathlib import Path
 
-from tests._cli_helpers import VendorHost, fails, new_home, ok, relationships, vendor_host, vrm
+from tests._cli_helpers import (
+    VendorHost,
+    fails,
+    history_length,
+    new_home,
+    ok,
+    relationships,
+    vendor_host,
+    vrm,
+)
 from tests._ports import closed_port
 from tests._vendor_proc import ACCEPTED, VENDOR_SEED, Customer, InProcessVendor
 from vrmproto import Identity, fingerprint
@@ -232,3 +241,27 @@ def test_an_unreachable_endpoint_is_the_code_the_readme_gives_it() -> None:
     said = ok(vrm("--help", home=None)).stdout
     assert "2 could not run" in said
     assert "endpoint unreachable" in said
+
+
+def test_rotate_names_the_key_it_moved_to(tmp_path: Path) -> None:
+    """`vrm rotate` said "✓ now under a new key (c1c5dc007bd1, receipt kept)": the number was
+    the key.rotate message's hash, read as the new key."""
+    home = new_home(tmp_path)
+    with vendor_host("outfitters") as host:
+        ok(vrm("connect", host["outfitters"].url, home=home))
+        before = relationships(home)[0]["your_fingerprint"]
+        said = ok(vrm("rotate", "Wasatch Outfitters", home=home)).stdout
+        now = relationships(home)[0]["your_fingerprint"]
+    assert f"✓ now under your new key {now} (was {before}) (message " in said, said
+
+
+def test_a_word_of_a_vendors_name_is_not_taken_for_it_but_named(tmp_path: Path) -> None:
+    """`vrm data lodge` said only "you have no relationship with 'lodge'" beside a relationship
+    with Silver Star Lodge; the name is said now, and nothing is sent (a word is not a name:
+    what goes to a vendor goes to the one named)."""
+    home = new_home(tmp_path)
+    with vendor_host("lodge") as host:
+        ok(vrm("connect", host["lodge"].url, home=home))
+        fails(vrm("share", "lodge", "email=doc@example.org", home=home), 2,
+              "no relationship with 'lodge' (did you mean 'Silver Star Lodge'?)")  # fmt: skip
+    assert history_length("Silver Star Lodge", home) == 4  # the offer, the accept, 2 receipts

@@ -25,7 +25,7 @@ def _report(env: Env, view: RelationshipView, d: Delivery, done: str, extra: dic
     else:
         env.out.print(f"[bold]{rbutton(view.vendor)}[/]")
         if d.status == "confirmed":
-            env.out.print(f"  [green]✓ {done}[/] ({short(d.msg_hash)}, receipt kept)")
+            env.out.print(f"  [green]✓ {done}[/] (message {short(d.msg_hash)}, its receipt kept)")
         elif d.status == "queued":
             env.out.print(queued_line(d.error, timeout))
         else:
@@ -53,7 +53,10 @@ def rotate(env: Env, *, vendor: str, compromised: bool, timeout: float) -> None:
             return view, d, after
 
     view, d, after = run(go())
-    _report(env, view, d, "now under a new key", {
+    # the key it is under now, not only the message's hash: "now under a new key (c1c5…)"
+    # read as if c1c5… were the key
+    _report(env, view, d, f"now under your new key {fingerprint(after.local_key)} (was "
+            f"{fingerprint(view.local_key)})", {
         "reason": "compromise" if compromised else "rotate",
         "old_key": fingerprint(view.local_key), "new_key": fingerprint(after.local_key),
     }, timeout=timeout)

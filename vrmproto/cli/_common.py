@@ -201,8 +201,12 @@ async def pick(
             raise CliError(f"{target!r} could be any of {names}; say which", EXIT_USAGE,
                            kind="ambiguous")  # fmt: skip
     if not hits:
+        # a word of a name is not taken for it (a share must not go to another vendor), only
+        # named: "vrm data lodge" said no more than that there was no 'lodge'
+        near = sorted({v.vendor for v in views if lowered in v.vendor.lower()})
+        hint = f" (did you mean {' or '.join(map(repr, near))}?)" if 0 < len(near) <= 3 else ""
         raise CliError(
-            f"you have no relationship with {target!r}; `vrm relationships` lists them",
+            f"you have no relationship with {target!r}{hint}; `vrm relationships` lists them",
             EXIT_USAGE, kind="unknown_vendor",
         )  # fmt: skip
     if len(hits) > 1:  # one accepted under a vendor's new key supersedes the old ones
