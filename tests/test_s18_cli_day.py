@@ -12,6 +12,8 @@ import shlex
 import time
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from tests._cli_helpers import (
     VendorHost,
     fails,
@@ -25,6 +27,7 @@ from tests._cli_helpers import (
 from tests._ports import closed_port
 from tests._vendor_proc import ACCEPTED, VENDOR_SEED, Customer, InProcessVendor
 from vrmproto import Identity, fingerprint
+from vrmproto.server._config import VendorFile
 from vrmproto.server._retention import Retention, trim_feed
 from vrmproto.store import Commit, SQLiteStore
 
@@ -265,3 +268,15 @@ def test_a_word_of_a_vendors_name_is_not_taken_for_it_but_named(tmp_path: Path) 
         fails(vrm("share", "lodge", "email=doc@example.org", home=home), 2,
               "no relationship with 'lodge' (did you mean 'Silver Star Lodge'?)")  # fmt: skip
     assert history_length("Silver Star Lodge", home) == 4  # the offer, the accept, 2 receipts
+
+
+def test_vendor_serve_help_names_every_section_of_the_vendor_file() -> None:
+    """`vrm vendor serve --help` listed "limits, connections, server, store, logging, metrics":
+    an operator reading it learnt nothing of [feed] (how long the event feed keeps its events)
+    nor [[webhooks]]."""
+    said = " ".join(ok(vrm("vendor", "serve", "--help", home=None)).stdout.split())
+    sections = [name for name, info in VendorFile.model_fields.items()
+                if isinstance(info.default, BaseModel) or name == "webhooks"]  # fmt: skip
+    assert {"feed", "webhooks", "store"} <= set(sections), sections
+    for name in sections:
+        assert name in said, (name, said)
