@@ -280,3 +280,19 @@ def test_vendor_serve_help_names_every_section_of_the_vendor_file() -> None:
     assert {"feed", "webhooks", "store"} <= set(sections), sections
     for name in sections:
         assert name in said, (name, said)
+
+
+def test_ending_a_relationship_already_ended_is_done_and_sends_nothing(tmp_path: Path) -> None:
+    """`vrm end NAME` a second time said "not possible in this relationship: relationship.end
+    from the customer is not allowed in state ended", exit 1: the state machine's words, and a
+    failure for what the person asked, which holds (nothing needed sending: 0)."""
+    home = new_home(tmp_path)
+    with vendor_host("market") as host:
+        ok(vrm("connect", host["market"].url, home=home))
+        ok(vrm("end", "Park City Market", home=home))
+        entries = history_length("Park City Market", home)
+        again = ok(vrm("end", "Park City Market", home=home))
+        assert "already ended" in again.stdout, again
+        said = ok(vrm("end", "Park City Market", "--json", home=home)).json
+        assert (said["outcome"], said["already_ended"]) == ("done", True)
+        assert history_length("Park City Market", home) == entries

@@ -6,10 +6,11 @@ import click
 
 from vrmproto._keys import fingerprint
 from vrmproto._messages import RelationshipEnd
+from vrmproto._state import State
 from vrmproto.cli._common import end_delivery, not_delivered_json, pick, timeout_option
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._output import queued_line, rbutton, refused_line, short
-from vrmproto.cli._parse import check_text
+from vrmproto.cli._parse import check_text, format_time
 from vrmproto.client import Delivery, RelationshipView
 
 __all__ = ["end", "rotate"]
@@ -72,10 +73,23 @@ def end(env: Env, *, vendor: str, reason: str | None, timeout: float) -> None:
     """End your relationship with VENDOR: nothing more is sent in it; its history stays."""
     check_text(reason, RelationshipEnd, "reason", "--reason")
 
-    async def go() -> tuple[RelationshipView, Delivery]:
+    async def go() -> tuple[RelationshipView, Delivery | None]:
         async with open_agent(env) as agent:
             view = await pick(agent, vendor)
+            if State(view.state) is State.ENDED:  # done already: nothing needs sending
+                return view, None
             return view, await agent.end(view.thread, reason, timeout_s=timeout)
 
     view, d = run(go())
+    if d is None:  # it said "not possible in this relationship: relationship.end … is not
+        # allowed in state ended", exit 1, to a person (or script) making sure it is ended
+        if env.out.json_mode:
+            env.out.json({"vendor": view.vendor, "thread": view.thread.hex(), "message": None,
+                          "status": "ended", "outcome": "done", "error": None, "held": False,
+                          "reason": reason, "already_ended": True})  # fmt: skip
+        else:
+            env.out.print(f"[bold]{rbutton(view.vendor)}[/]")
+            env.out.print(f"  already ended ({format_time(view.last_activity_ms)}): nothing "
+                          "sent; `vrm connect` opens a new relationship")  # fmt: skip
+        return
     _report(env, view, d, "ended", {"reason": reason}, timeout=timeout)
