@@ -296,3 +296,15 @@ def test_ending_a_relationship_already_ended_is_done_and_sends_nothing(tmp_path:
         said = ok(vrm("end", "Park City Market", "--json", home=home)).json
         assert (said["outcome"], said["already_ended"]) == ("done", True)
         assert history_length("Park City Market", home) == entries
+
+
+def test_rotating_an_ended_relationship_says_so_in_words(tmp_path: Path) -> None:
+    """It said "not possible in this relationship: key.rotate from the customer is not
+    allowed in state ended": the state machine's words for the person."""
+    home = new_home(tmp_path)
+    with vendor_host("market") as host:
+        ok(vrm("connect", host["market"].url, home=home))
+        ok(vrm("end", "Park City Market", home=home))
+        fails(vrm("rotate", "Park City Market", home=home), 1,
+              "your relationship with Park City Market is ended",
+              f"`vrm connect {host['market'].url}` opens a new one")  # fmt: skip

@@ -9,6 +9,7 @@ from vrmproto._messages import RelationshipEnd
 from vrmproto._state import State
 from vrmproto.cli._common import end_delivery, not_delivered_json, pick, timeout_option
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
+from vrmproto.cli._errors import EXIT_FAILED, CliError
 from vrmproto.cli._output import queued_line, rbutton, refused_line, short
 from vrmproto.cli._parse import check_text, format_time
 from vrmproto.client import Delivery, RelationshipView
@@ -48,6 +49,10 @@ def rotate(env: Env, *, vendor: str, compromised: bool, timeout: float) -> None:
     async def go() -> tuple[RelationshipView, Delivery, RelationshipView]:
         async with open_agent(env) as agent:
             view = await pick(agent, vendor)
+            if State(view.state) is State.ENDED:  # §7.1: no key.rotate after the end
+                raise CliError(f"your relationship with {view.vendor} is ended: no message "
+                               "goes in it any more, a new key included; `vrm connect "
+                               f"{view.url}` opens a new one", EXIT_FAILED, kind="state")
             d = await agent.rotate_key(view.thread, timeout_s=timeout,
                                        reason="compromise" if compromised else "rotate")
             after = await pick(agent, view.thread.hex())
