@@ -308,3 +308,15 @@ def test_rotating_an_ended_relationship_says_so_in_words(tmp_path: Path) -> None
         fails(vrm("rotate", "Park City Market", home=home), 1,
               "your relationship with Park City Market is ended",
               f"`vrm connect {host['market'].url}` opens a new one")  # fmt: skip
+
+
+def test_a_zero_duration_is_said_to_be_zero_not_no_duration(tmp_path: Path) -> None:
+    """`--deadline 0s` and `--expires 0d` were "'0s' is not a duration; write it like 30d,
+    1h30m, …": the person wrote one."""
+    home = new_home(tmp_path)
+    fails(vrm("intent", "new", "kayak", "--no-relays", "--no-discover", "--deadline", "0s",
+              "--vendor", f"http://127.0.0.1:{closed_port()}", home=home), 2,
+          "'0s' is no time at all: give more than 0")  # fmt: skip
+    fails(vrm("share", "Anyone", "a=b", "--expires", "0d", home=home), 2, "'0d' is no time at all")
+    fails(vrm("share", "Anyone", "a=b", "--expires", "soon", home=home), 2,
+          "'soon' is not a duration")  # fmt: skip
