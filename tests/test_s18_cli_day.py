@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import time
 from pathlib import Path
 
@@ -320,3 +321,22 @@ def test_a_zero_duration_is_said_to_be_zero_not_no_duration(tmp_path: Path) -> N
     fails(vrm("share", "Anyone", "a=b", "--expires", "0d", home=home), 2, "'0d' is no time at all")
     fails(vrm("share", "Anyone", "a=b", "--expires", "soon", home=home), 2,
           "'soon' is not a duration")  # fmt: skip
+
+
+def test_a_seed_restored_into_a_new_directory_says_where_the_relationships_are(
+    tmp_path: Path,
+) -> None:
+    """`vrm key import` into a new directory said only "Seed restored into a new data
+    directory"; `vrm relationships` then said "No relationships yet", and nothing told the
+    person that they are in agent.db, not in the seed. Followed, the advice brings them back."""
+    home = new_home(tmp_path)
+    with vendor_host("outfitters") as host:
+        ok(vrm("connect", host["outfitters"].url, home=home))
+    seed = ok(vrm("key", "export", home=home)).stdout
+    restored = tmp_path / "restored"
+    said = ok(vrm("key", "import", home=restored, stdin=seed)).stdout
+    assert "not in the seed but in agent.db" in said, said
+    assert relationships(restored) == []
+    shutil.copy(home / "agent.db", restored / "agent.db")  # the backup, as the advice says
+    ok(vrm("doctor", home=restored))
+    assert [r["vendor"] for r in relationships(restored)] == ["Wasatch Outfitters"]
