@@ -256,7 +256,7 @@ def test_rotate_names_the_key_it_moved_to(tmp_path: Path) -> None:
         before = relationships(home)[0]["your_fingerprint"]
         said = ok(vrm("rotate", "Wasatch Outfitters", home=home)).stdout
         now = relationships(home)[0]["your_fingerprint"]
-    assert f"✓ now under your new key {now} (was {before}) (message " in said, said
+    assert f"✓ now under your new key {now}, was {before} (message " in said, said
 
 
 def test_a_word_of_a_vendors_name_is_not_taken_for_it_but_named(tmp_path: Path) -> None:

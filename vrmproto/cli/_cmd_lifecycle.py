@@ -61,8 +61,8 @@ def rotate(env: Env, *, vendor: str, compromised: bool, timeout: float) -> None:
     view, d, after = run(go())
     # the key it is under now, not only the message's hash: "now under a new key (c1c5…)"
     # read as if c1c5… were the key
-    _report(env, view, d, f"now under your new key {fingerprint(after.local_key)} (was "
-            f"{fingerprint(view.local_key)})", {
+    _report(env, view, d, f"now under your new key {fingerprint(after.local_key)}, was "
+            f"{fingerprint(view.local_key)}", {
         "reason": "compromise" if compromised else "rotate",
         "old_key": fingerprint(view.local_key), "new_key": fingerprint(after.local_key),
     }, timeout=timeout)
