@@ -340,3 +340,12 @@ def test_a_seed_restored_into_a_new_directory_says_where_the_relationships_are(
     shutil.copy(home / "agent.db", restored / "agent.db")  # the backup, as the advice says
     ok(vrm("doctor", home=restored))
     assert [r["vendor"] for r in relationships(restored)] == ["Wasatch Outfitters"]
+
+
+def test_replay_without_webhooks_says_so(tmp_path: Path) -> None:
+    """`vrm vendor events --replay` of a vendor file without [[webhooks]] printed nothing at
+    all: the operator could not tell it from a replay that found nothing to deliver."""
+    config, data, _ = _trimmed_feed(tmp_path, customers=1, keep=2)
+    args = ["vendor", "events", "--config", str(config), "--data-dir", str(data)]
+    assert "no [[webhooks]]" in ok(vrm(*args, "--replay", home=tmp_path)).stdout
+    assert ok(vrm(*args, "--replay", "--json", home=tmp_path)).stdout == ""  # JSON lines: none

@@ -99,6 +99,8 @@ async def _dead(file: VendorFile, store: Store, replay: bool, as_json: bool) -> 
                    "error": d.error}  # fmt: skip
             click.echo(json.dumps(row) if as_json else f"{row['webhook']}  {d.pos:>6}  {d.error}")
         return
+    if not file.webhooks and not as_json:  # it printed nothing: as if it had not looked
+        click.echo("The vendor file has no [[webhooks]]: nothing to deliver again.")
     source = file.server.public_url or "urn:vrmproto:vendor"
     for entry in file.webhooks:
         hook = entry.webhook(source)
