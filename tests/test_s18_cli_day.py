@@ -349,3 +349,20 @@ def test_replay_without_webhooks_says_so(tmp_path: Path) -> None:
     args = ["vendor", "events", "--config", str(config), "--data-dir", str(data)]
     assert "no [[webhooks]]" in ok(vrm(*args, "--replay", home=tmp_path)).stdout
     assert ok(vrm(*args, "--replay", "--json", home=tmp_path)).stdout == ""  # JSON lines: none
+
+
+def test_relationships_all_says_what_an_intentcast_thread_is(tmp_path: Path) -> None:
+    """`vrm relationships --all` showed an intentcast's threads by the states' wire spelling
+    ("intent_declined", "intent_answered") among the relationships."""
+    home = new_home(tmp_path)
+    with vendor_host("avis", "outfitters") as host:
+        ok(vrm("intent", "new", "4-wheel-drive SUV rental", "--no-discover", "--no-relays",
+               "--vendor", host["avis"].url, "--vendor", host["outfitters"].url,
+               home=home))  # fmt: skip
+    said = ok(vrm("relationships", "--all", home=home)).stdout
+    assert "intentcast, declined" in said, said
+    assert "intentcast, offer" in said, said
+    assert "intent_" not in said, said
+    states = {r["state"] for r in ok(vrm("relationships", "--all", "--json", home=home)).json[
+        "relationships"]}  # fmt: skip
+    assert states == {"intent_answered", "intent_declined"}  # JSON keeps the spec's spelling

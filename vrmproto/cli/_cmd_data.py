@@ -126,6 +126,10 @@ def view_json(view: RelationshipView, notes: Sequence[ShareNote],
 
 
 _STATE_STYLE = {"agreed": "green", "rejected": "red", "countered": "yellow", "ended": "dim"}
+#: An intentcast's thread with one vendor (``--all``), in words: the state's wire spelling
+#: ("intent_declined") was shown as it is (§7.1).
+_INTENT_WORDS = {"intent_open": "intentcast, no answer", "intent_answered": "intentcast, offer",
+                 "intent_declined": "intentcast, declined"}  # fmt: skip
 
 
 def relationships_table(rows: list[dict[str, Any]], title: str | None = None) -> Any:
@@ -140,7 +144,8 @@ def relationships_table(rows: list[dict[str, Any]], title: str | None = None) ->
             (", ".join(s["fields"]) or s["hash"][:8]) + f" (until {format_date(s['expires'])})"
             for s in r["shares"]
         )  # fmt: skip
-        state = f"[{style}]{r['state']}[/]" if style else r["state"]
+        words = _INTENT_WORDS.get(r["state"], r["state"])
+        state = f"[{style}]{words}[/]" if style else words
         if r.get("lost_by_vendor"):
             state += "\n[red]lost by the vendor[/]"
         elif r.get("superseded_by"):
