@@ -11,8 +11,10 @@ import re
 import shlex
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 from pydantic import BaseModel
 
 from tests._cli_helpers import (
@@ -28,6 +30,7 @@ from tests._cli_helpers import (
 from tests._ports import closed_port
 from tests._vendor_proc import ACCEPTED, VENDOR_SEED, Customer, InProcessVendor
 from vrmproto import Identity, fingerprint
+from vrmproto.cli._app import cli
 from vrmproto.server._config import VendorFile
 from vrmproto.server._retention import Retention, trim_feed
 from vrmproto.store import Commit, SQLiteStore
@@ -366,3 +369,33 @@ def test_relationships_all_says_what_an_intentcast_thread_is(tmp_path: Path) -> 
     states = {r["state"] for r in ok(vrm("relationships", "--all", "--json", home=home)).json[
         "relationships"]}  # fmt: skip
     assert states == {"intent_answered", "intent_declined"}  # JSON keeps the spec's spelling
+
+
+def test_every_option_that_repeats_says_so() -> None:
+    """`vrm intent new --help` gave --constraint and --member as "A rule, e.g. 'no prepaid
+    gas'." and "A loyalty program you belong to.": nothing said either may be given again,
+    which the README's intentcast does (three --member, two --constraint); nor did --interface
+    of `vrm connect` and `vrm intent new`. (`vrm conformance` is the suite's own command.)"""
+    found = 0
+    for path, command in _commands(cli, ()):
+        if path[0] == "conformance":
+            continue
+        for param in command.params:
+            if isinstance(param, click.Option) and param.multiple:
+                found += 1
+                assert "repeatable" in (param.help or ""), (path, param.opts, param.help)
+    assert found >= 10  # (the walk reached the commands)
+
+
+def _commands(group: click.Command, path: tuple[str, ...]
+              ) -> Iterator[tuple[tuple[str, ...], click.Command]]:  # fmt: skip
+    """Every ``vrm`` command under ``group``, with its path."""
+    if not isinstance(group, click.Group):
+        yield path, group
+        return
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if command is not None:
+            yield from _commands(command, (*path, name))
+

@@ -220,7 +220,7 @@ def report_connect(out: Out, result: ConnectResult, answer: str | None,
               help="Proffer these terms instead of yours (repeatable).")
 @click.option("--note", help="A message to the vendor's people.")
 @click.option("--interface", "interfaces", multiple=True, default=("127.0.0.1",),
-              show_default=True, help="Where to look for NAME with zeroconf.")
+              show_default=True, help="Where to look for NAME with zeroconf (repeatable).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
               help="Seconds to wait for the vendor.")
 @click.option("--accept-new-key", "accept_new_key", metavar="FINGERPRINT",

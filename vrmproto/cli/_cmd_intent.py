@@ -159,15 +159,17 @@ def intent() -> None:
 @click.option("--from", "start", help="From date, YYYY-MM-DD.")
 @click.option("--to", "end", help="To date, YYYY-MM-DD.")
 @click.option("--max-price", help="Most you will pay, e.g. 300USD.")
-@click.option("--constraint", "constraints", multiple=True, help="A rule, e.g. 'no prepaid gas'.")
-@click.option("--member", "members", multiple=True, help="A loyalty program you belong to.")
+@click.option("--constraint", "constraints", multiple=True,
+              help="A rule, e.g. 'no prepaid gas' (repeatable).")
+@click.option("--member", "members", multiple=True,
+              help="A loyalty program you belong to (repeatable).")
 @click.option("--deadline", default="30s", show_default=True, help="How long to wait for offers.")
 @click.option("--vendor", "vendor_urls", multiple=True, metavar="URL",
               help="Also ask this vendor (repeatable).")
 @click.option("--discover/--no-discover", default=True, show_default=True,
               help="Also ask vendors found with zeroconf.")
 @click.option("--interface", "interfaces", multiple=True, default=("127.0.0.1",),
-              show_default=True, help="Where to look for vendors with zeroconf.")
+              show_default=True, help="Where to look for vendors with zeroconf (repeatable).")
 @click.option("--relay", "relay_urls", multiple=True, metavar="URL",
               help="Also publish through this Nostr relay (repeatable) [default: the relays "
                    "kept with `vrm relay add`].")
