@@ -387,6 +387,22 @@ def test_every_option_that_repeats_says_so() -> None:
     assert found >= 10  # (the walk reached the commands)
 
 
+def test_every_timeout_of_a_command_that_sends_is_described_alike() -> None:
+    """`vrm connect --help` gave "--timeout FLOAT RANGE  Seconds to wait for the vendor", the
+    other commands that send "--timeout S … a message not delivered by then stays queued in
+    the outbox" — which holds for a terms offer too (exit 3), as the README says of all."""
+    # the README's list: "The commands that send to a vendor (`connect`, `share`, …)"
+    sending = {("connect",), ("share",), ("withdraw",), ("data",), ("end",), ("rotate",),
+               ("intent", "accept")}  # fmt: skip
+    helps = {path: p for path, command in _commands(cli, ()) if path in sending
+             for p in command.params if p.name == "timeout"}
+    assert helps.keys() == sending, helps
+    for path, param in helps.items():
+        assert isinstance(param, click.Option)
+        assert param.metavar == "S", path
+        assert "stays queued in the outbox" in (param.help or ""), path
+
+
 def _commands(group: click.Command, path: tuple[str, ...]
               ) -> Iterator[tuple[tuple[str, ...], click.Command]]:  # fmt: skip
     """Every ``vrm`` command under ``group``, with its path."""
