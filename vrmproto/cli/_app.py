@@ -30,7 +30,8 @@ Exit codes (every command; with --json, "outcome" names it):
   5 held         the vendor now has another key: nothing goes until you decide
                  (vrm connect URL --accept-new-key FP)
 Several vendors or messages: the code that most needs you (1, then 5, 4, 3).
-vrm conformance has its own: vrm conformance --help."""
+vrm conformance has its own: 0 conforms, 1 a case failed, 2 could not run
+(bad option, endpoint unreachable, no discovery document)."""
 
 __all__ = ["cli", "main"]
 

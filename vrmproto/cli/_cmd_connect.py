@@ -10,7 +10,13 @@ import click
 from vrmproto._keys import fingerprint
 from vrmproto._messages import TermsReject
 from vrmproto._state import State
-from vrmproto.cli._common import as_url, delivery_sentence, finish, not_delivered_json
+from vrmproto.cli._common import (
+    as_url,
+    delivery_sentence,
+    finish,
+    not_delivered_json,
+    timeout_option,
+)
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_HELD, EXIT_USAGE, CliError, Outcome
 from vrmproto.cli._output import (
@@ -220,9 +226,8 @@ def report_connect(out: Out, result: ConnectResult, answer: str | None,
               help="Proffer these terms instead of yours (repeatable).")
 @click.option("--note", help="A message to the vendor's people.")
 @click.option("--interface", "interfaces", multiple=True, default=("127.0.0.1",),
-              show_default=True, help="Where to look for NAME with zeroconf.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-              help="Seconds to wait for the vendor.")
+              show_default=True, help="Where to look for NAME with zeroconf (repeatable).")
+@timeout_option
 @click.option("--accept-new-key", "accept_new_key", metavar="FINGERPRINT",
               help="A vendor you know now signs with another key: accept this one (its "
                    "fingerprint or full key, checked with the vendor another way).")  # fmt: skip

@@ -23,6 +23,7 @@ from vrmproto.cli._common import (
     need_agreement,
     not_delivered_json,
     pick,
+    superseded,
     timeout_option,
 )
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
@@ -99,7 +100,10 @@ def _shares_of(view: RelationshipView, notes: Sequence[ShareNote]) -> list[dict[
     return out
 
 
-def view_json(view: RelationshipView, notes: Sequence[ShareNote]) -> dict[str, Any]:
+def view_json(view: RelationshipView, notes: Sequence[ShareNote],
+              newer: RelationshipView | None = None) -> dict[str, Any]:  # fmt: skip
+    """One relationship as JSON; ``newer``: the relationship that superseded it
+    (:func:`~vrmproto.cli._common.superseded`)."""
     return {
         "vendor": view.vendor,
         "url": view.url,
@@ -114,12 +118,18 @@ def view_json(view: RelationshipView, notes: Sequence[ShareNote]) -> dict[str, A
         "pending": view.pending,
         "last_problem": view.last_problem,
         "lost_by_vendor": lost_by_vendor(view),  # it answered no_relationship (§4.5-5)
+        # the person accepted the vendor's new key in a newer relationship (§11.10-3)
+        "superseded_by": newer.thread.hex() if newer is not None else None,
         "vendor_fingerprint": view.vendor_fingerprint,
         "your_fingerprint": fingerprint(view.local_key),
     }
 
 
 _STATE_STYLE = {"agreed": "green", "rejected": "red", "countered": "yellow", "ended": "dim"}
+#: An intentcast's thread with one vendor (``--all``), in words: the state's wire spelling
+#: ("intent_declined") was shown as it is (§7.1).
+_INTENT_WORDS = {"intent_open": "intentcast, no answer", "intent_answered": "intentcast, offer",
+                 "intent_declined": "intentcast, declined"}  # fmt: skip
 
 
 def relationships_table(rows: list[dict[str, Any]], title: str | None = None) -> Any:
@@ -134,9 +144,12 @@ def relationships_table(rows: list[dict[str, Any]], title: str | None = None) ->
             (", ".join(s["fields"]) or s["hash"][:8]) + f" (until {format_date(s['expires'])})"
             for s in r["shares"]
         )  # fmt: skip
-        state = f"[{style}]{r['state']}[/]" if style else r["state"]
+        words = _INTENT_WORDS.get(r["state"], r["state"])
+        state = f"[{style}]{words}[/]" if style else words
         if r.get("lost_by_vendor"):
             state += "\n[red]lost by the vendor[/]"
+        elif r.get("superseded_by"):
+            state += "\n[yellow]superseded[/]"
         t.add_row(
             f"{YOU} {THEM} {safe(r['vendor'])}{key}",
             state,
@@ -156,12 +169,14 @@ def relationships(env: Env, show_all: bool) -> None:
     """The ⊂ ⊃ view: every vendor, its state, your terms, what you shared, what waits."""
     out = env.out
 
-    async def go() -> tuple[list[RelationshipView], list[ShareNote]]:
+    async def go() -> tuple[list[RelationshipView], list[ShareNote], dict[bytes, Any]]:
         async with open_agent(env) as agent:
-            return await agent.relationships(), await agent.share_notes()
+            views = await agent.relationships()
+            return views, await agent.share_notes(), await superseded(agent, views)
 
-    views, notes = run(go())
-    rows = [view_json(v, notes) for v in views if show_all or v.thread_kind is ThreadKind.VENDOR]
+    views, notes, old = run(go())
+    rows = [view_json(v, notes, old.get(v.thread)) for v in views
+            if show_all or v.thread_kind is ThreadKind.VENDOR]  # fmt: skip
     if out.json_mode:
         out.json({"relationships": rows})
         return
@@ -172,6 +187,12 @@ def relationships(env: Env, show_all: bool) -> None:
     for v in views:
         if lost_by_vendor(v) and (show_all or v.thread_kind is ThreadKind.VENDOR):
             out.print(f"[red]![/] {safe(lost_words(v))}.")
+        elif v.thread in old:
+            newer = old[v.thread]
+            out.print(f"[yellow]![/] {safe(v.vendor)} under key {v.vendor_fingerprint} is "
+                      f"superseded: you accepted its new key {newer.vendor_fingerprint}, in a "
+                      f"newer relationship, which commands that name {safe(v.vendor)} use. "
+                      "Nothing reaches the vendor in the old one; its history stays with you.")
 
 
 # -- data ------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ letters.
     vrm vendor events --config vendor.toml --follow --json  # then each new one, as JSON lines
     vrm vendor events --config vendor.toml --dead           # the webhooks' dead letters
     vrm vendor events --config vendor.toml --replay         # deliver them again
+    vrm vendor events --config vendor.toml --cursors        # every consumer's cursor
+    vrm vendor events --config vendor.toml --forget tryton:old   # drop a consumer gone for good
 
 The store is the one ``vrm vendor serve`` uses for the same file (and ``--data-dir``). With
 ``--follow`` in a process of its own, new events are found as they are committed on a
@@ -26,11 +28,12 @@ from pathlib import Path
 import click
 
 from vrmproto.cli._context import run
-from vrmproto.cli._errors import EXIT_USAGE, CliError
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._home import default_home
 from vrmproto.cli._vendor import check_vendor_file, default_vendor_dir
 from vrmproto.server._config import VendorFile
-from vrmproto.server._events import FeedEvent, Wakeup, follow
+from vrmproto.server._events import FeedEvent, FeedTrimmed, Wakeup, follow
+from vrmproto.server._retention import BRIDGE_PREFIX
 from vrmproto.server._webhooks import Deliverer, shown
 from vrmproto.store import Store
 
@@ -67,7 +70,26 @@ async def _read(store: Store, since: str | None, follow_: bool, as_json: bool,
         async for e in follow(store, wakeup, after):
             click.echo(json.dumps(e.as_json()) if as_json else _line(e))
     except KeyError as exc:
-        raise CliError(str(exc.args[0]), EXIT_USAGE, kind="usage") from None
+        floor = await store.feed_floor()
+        trimmed = (f", which retention trimmed up to position {floor} ([feed] in the vendor "
+                   f"file): an event that was there is no longer. {await _starts(store, floor)}"
+                   if floor else "")  # fmt: skip
+        raise CliError(f"{exc.args[0]}{trimmed}", EXIT_USAGE, kind="usage") from None
+    except FeedTrimmed as exc:  # docs/events.md "Retention": told, never skipped silently
+        raise CliError(
+            f"the events after position {exc.after} up to {exc.floor} are no longer in the "
+            "feed: retention trimmed them ([feed] keep_days and max_days in the vendor file, "
+            f"docs/events.md \"Retention\"), and they cannot be read again. "
+            f"{await _starts(store, exc.floor)}", EXIT_FAILED, kind="trimmed") from None
+
+
+async def _starts(store: Store, floor: int) -> str:
+    """Where the feed goes on after what was trimmed up to ``floor``, and how to read it."""
+    kept = await store.events(floor, 1)
+    if not kept:
+        return "It holds no event after them yet (`--follow` waits for the next)"
+    return (f"It now goes on at position {kept[0].pos}: `--since {floor}` reads from there "
+            "(without --since: everything it keeps)")
 
 
 async def _dead(file: VendorFile, store: Store, replay: bool, as_json: bool) -> None:
@@ -77,6 +99,8 @@ async def _dead(file: VendorFile, store: Store, replay: bool, as_json: bool) -> 
                    "error": d.error}  # fmt: skip
             click.echo(json.dumps(row) if as_json else f"{row['webhook']}  {d.pos:>6}  {d.error}")
         return
+    if not file.webhooks and not as_json:  # it printed nothing: as if it had not looked
+        click.echo("The vendor file has no [[webhooks]]: nothing to deliver again.")
     source = file.server.public_url or "urn:vrmproto:vendor"
     for entry in file.webhooks:
         hook = entry.webhook(source)
@@ -87,12 +111,75 @@ async def _dead(file: VendorFile, store: Store, replay: bool, as_json: bool) -> 
                    f"{hook.shown}: {delivered} delivered, {left} still dead")  # fmt: skip
 
 
+def _named(file: VendorFile) -> dict[str, str]:
+    """The consumers the vendor file names, each with what it is: retention keeps the feed for
+    each (docs/events.md, "Retention")."""
+    named = {e.name or e.url: "webhook" for e in file.webhooks}
+    return named | dict.fromkeys(file.feed.consumers, "[feed] consumers")
+
+
+def _kind(name: str, named: dict[str, str]) -> str:
+    if name in named:
+        return named[name]
+    if name.startswith(BRIDGE_PREFIX):
+        return "Tryton bridge"
+    return "not in the vendor file"
+
+
+async def _cursors(file: VendorFile, store: Store, as_json: bool) -> None:
+    """Every consumer's cursor: where it is, how far behind the feed, and whether retention
+    keeps the feed for it (a name the vendor file no longer gives does not count)."""
+    named, head = _named(file), await store.feed_head()
+    cursors = await store.event_cursors()
+    rows = [{"consumer": shown(name), "pos": cursors.get(name, 0),
+             "behind": head - cursors.get(name, 0), "kind": _kind(name, named),
+             "keeps_feed": name in named or name.startswith(BRIDGE_PREFIX)}
+            for name in sorted({*cursors, *named})]  # fmt: skip
+    for row in rows:
+        click.echo(json.dumps(row) if as_json else
+                   f"{row['consumer']}  at {row['pos']}, {row['behind']} behind  ({row['kind']}"
+                   + ("" if row["keeps_feed"] else ": does not keep the feed") + ")")  # fmt: skip
+    if not rows and not as_json:
+        click.echo("No consumer has a cursor yet.")
+
+
+async def _forget(file: VendorFile, store: Store, name: str) -> None:
+    """Drop a consumer the vendor no longer has (a Tryton database removed, a webhook taken
+    out of the file): its cursor held the feed back until ``[feed] max_days``."""
+    named, cursors = _named(file), await store.event_cursors()
+    known = {*cursors, *(d.name for d in await store.dead_letters())}
+    matches = [n for n in known if n == name] or [n for n in known if shown(n) == name]
+    if name in named or any(n in named for n in matches):
+        raise CliError(f"{name} is a {named.get(name) or 'consumer'} the vendor file still "
+                       "names: take it out of the file first (forgotten, it would start over "
+                       "from the oldest event kept and keep the whole feed until then)",
+                       EXIT_USAGE, kind="usage")  # fmt: skip
+    if len(matches) != 1:
+        listed = ", ".join(sorted(shown(n) for n in known)) or "none"
+        raise CliError(f"no consumer named {name!r} (the consumers with a cursor or dead letters: "
+                       f"{listed}; `--cursors` lists them)", EXIT_USAGE, kind="usage")  # fmt: skip
+    (found,) = matches
+    pos = cursors.get(found)
+    await store.forget_consumer(found)
+    click.echo(f"forgot {shown(found)}"
+               + (f" (its cursor was at position {pos})" if pos is not None else "")
+               + ": the feed is no longer kept for it, and the next trim of `vrm vendor serve` "
+               "may let go of what only it held back"
+               + (" (a bridge run again records its cursor anew)"
+                  if found.startswith(BRIDGE_PREFIX) else ""))  # fmt: skip
+
+
 async def _events(config_path: str, data_dir: Path | None, *, since: str | None, follow_: bool,
-                  as_json: bool, dead: bool, replay: bool) -> None:  # fmt: skip
+                  as_json: bool, dead: bool, replay: bool, cursors: bool,
+                  forget: str | None) -> None:  # fmt: skip
     file, config = check_vendor_file(config_path, os.environ)
     store = await _open(file, config.name, data_dir)
     try:
-        if dead or replay:
+        if forget is not None:
+            await _forget(file, store, forget)
+        elif cursors:
+            await _cursors(file, store, as_json)
+        elif dead or replay:
             await _dead(file, store, replay, as_json)
         else:
             await _read(store, since, follow_, as_json, file.server.feed_poll_s)
@@ -110,9 +197,22 @@ async def _events(config_path: str, data_dir: Path | None, *, since: str | None,
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--dead", is_flag=True, help="List the webhooks' dead letters.")
 @click.option("--replay", is_flag=True, help="Deliver the webhooks' dead letters again.")
+@click.option("--cursors", is_flag=True,
+              help="List every consumer's cursor: where it is, how far behind, and whether the "
+                   "feed is kept for it.")  # fmt: skip
+@click.option("--forget", metavar="CONSUMER",
+              help="Drop the cursor (and dead letters) of a consumer that is gone for good — a "
+                   "Tryton database removed (tryton:DB), a webhook taken out of the file — so "
+                   "that the feed is no longer kept for it.")  # fmt: skip
 def vendor_events(*, config_path: str, data_dir: Path | None, since: str | None, follow_: bool,
-                  as_json: bool, dead: bool, replay: bool) -> None:  # fmt: skip
+                  as_json: bool, dead: bool, replay: bool, cursors: bool,
+                  forget: str | None) -> None:  # fmt: skip
     """Read the vendor's event feed: what its customers agreed, shared, changed or withdrew."""
+    given = [option for option, on in (("--cursors", cursors), ("--forget", forget is not None),
+             ("--dead", dead), ("--replay", replay), ("--since", since), ("--follow", follow_))
+             if on]  # fmt: skip
+    if (cursors or forget is not None) and len(given) > 1:
+        raise click.UsageError(f"{' and '.join(given)} do not go together")
     with contextlib.suppress(KeyboardInterrupt):  # --follow ends with ^C
         run(_events(config_path, data_dir, since=since, follow_=follow_, as_json=as_json,
-                    dead=dead, replay=replay))
+                    dead=dead, replay=replay, cursors=cursors, forget=forget))

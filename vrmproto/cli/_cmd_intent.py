@@ -46,7 +46,7 @@ from vrmproto.nostr._customer import DEFAULT_POW, RelayedIntentcast, publish_int
 from vrmproto.nostr._relay import RelayError
 from vrmproto.store import IntentRecord
 
-__all__ = ["intent", "no_offers", "offer_json", "offers_table", "rank_offers"]
+__all__ = ["intent", "no_offers", "offer_json", "offers_table", "rank_offers", "report_declines"]
 
 
 # -- intentcasts -----------------------------------------------------------------------------
@@ -159,15 +159,17 @@ def intent() -> None:
 @click.option("--from", "start", help="From date, YYYY-MM-DD.")
 @click.option("--to", "end", help="To date, YYYY-MM-DD.")
 @click.option("--max-price", help="Most you will pay, e.g. 300USD.")
-@click.option("--constraint", "constraints", multiple=True, help="A rule, e.g. 'no prepaid gas'.")
-@click.option("--member", "members", multiple=True, help="A loyalty program you belong to.")
+@click.option("--constraint", "constraints", multiple=True,
+              help="A rule, e.g. 'no prepaid gas' (repeatable).")
+@click.option("--member", "members", multiple=True,
+              help="A loyalty program you belong to (repeatable).")
 @click.option("--deadline", default="30s", show_default=True, help="How long to wait for offers.")
 @click.option("--vendor", "vendor_urls", multiple=True, metavar="URL",
               help="Also ask this vendor (repeatable).")
 @click.option("--discover/--no-discover", default=True, show_default=True,
               help="Also ask vendors found with zeroconf.")
 @click.option("--interface", "interfaces", multiple=True, default=("127.0.0.1",),
-              show_default=True, help="Where to look for vendors with zeroconf.")
+              show_default=True, help="Where to look for vendors with zeroconf (repeatable).")
 @click.option("--relay", "relay_urls", multiple=True, metavar="URL",
               help="Also publish through this Nostr relay (repeatable) [default: the relays "
                    "kept with `vrm relay add`].")
@@ -217,6 +219,8 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
         out.note(WARNING)
     relayed: list[RelayedIntentcast] = []
 
+    display = FanoutDisplay(out, "intentcast", answers=True)
+
     async def go() -> tuple[Any, list[str], set[bytes]]:
         async with open_agent(env, settings=settings) as agent:
             names = await _known_vendors(agent)
@@ -230,7 +234,7 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
                 raise CliError("no vendors to ask: connect to some, run vendors on the local "
                                "network, or name them with --vendor URL", EXIT_USAGE,
                                kind="no_vendors")  # fmt: skip
-            display = FanoutDisplay(out, "intentcast", answers=True, names=names)
+            display.names = names
             with display:
                 if relays:
                     relayed.append(await publish_intentcast(
@@ -275,7 +279,7 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
         out.note(f"published through {sum(e is None for e in published.values())} of "
                  f"{len(published)} relays; {len(done.answers)} vendor(s) answered through "
                  "them (later answers: `vrm relay answers`)")  # fmt: skip
-    _report_cast(out, result, record)
+    _report_cast(out, result, record, display)
 
 
 def skipped_json(result: IntentcastResult) -> list[dict[str, str]]:
@@ -301,14 +305,15 @@ def cast_outcome(result: IntentcastResult, offers: int) -> Outcome:
     return fanout_outcome(result.report)
 
 
-def _report_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> None:
+def _report_cast(out: Out, result: IntentcastResult, record: dict[str, Any],
+                 shown: FanoutDisplay) -> None:  # fmt: skip
     """The intentcast's outcome: its record and fan-out as JSON, or the ranked offers; and its
     exit code (:func:`cast_outcome`)."""
     outcome = cast_outcome(result, len(record["offers"]))
     if out.json_mode:
         out.json({**record, "outcome": outcome.label, **fanout_json(result.report)})
     else:
-        _print_cast(out, result, record)
+        _print_cast(out, result, record, shown)
     conclude(outcome, "no vendor received the intentcast (see above)")
 
 
@@ -323,11 +328,20 @@ def no_offers(result: IntentcastResult) -> str:
                                                       if declined else ".")  # fmt: skip
 
 
-def _print_cast(out: Out, result: IntentcastResult, record: dict[str, Any]) -> None:
-    report_skipped(out, result)
+def report_declines(out: Out, result: IntentcastResult, shown: FanoutDisplay) -> None:
+    """The declines the progress lines did not show already (a decline that came after the
+    receipt; every one, after a live table)."""
     for v, r in result.declines:
-        out.print(f"  [dim]{safe(v)} declined: {safe(r)}[/]")
-    for failed in (r for r in result.report.results if r.status != "confirmed"):
+        if (v, r) not in shown.shown_declines:
+            out.print(f"  [dim]{safe(v)} declined: {safe(r)}[/]")
+
+
+def _print_cast(out: Out, result: IntentcastResult, record: dict[str, Any],
+                shown: FanoutDisplay) -> None:  # fmt: skip
+    report_skipped(out, result)
+    report_declines(out, result, shown)
+    for failed in (r for r in result.report.results
+                   if r.status != "confirmed" and r.url not in shown.shown_ends):  # fmt: skip
         out.print(f"  [yellow]{safe(failed.vendor)}: {failed.status}[/] — "
                   f"{safe(failed.code or brief(failed.detail))}")  # fmt: skip
     rows = record["offers"]

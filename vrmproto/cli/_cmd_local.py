@@ -156,7 +156,13 @@ def key_import(env: Env, text: tuple[str, ...], name: str) -> None:
     where = safe(home.path)
     messages = {
         "unchanged": "That is already the seed of this data directory; nothing changed.",
-        "created": f"Seed restored into a new data directory, {where}.",
+        # the seed makes every key again, not the relationships: a person restoring on a new
+        # machine found `vrm relationships` empty, and nothing said where they were
+        "created": f"Seed restored into a new data directory, {where}. Your relationships are "
+                   "not in the seed but in agent.db: to have them back, copy a backup of it "
+                   f"into {where} (`vrm doctor` checks that it belongs to this seed; `vrm "
+                   "history VENDOR --reconcile` takes back from each vendor what the backup "
+                   "lacks).",
         "restored": f"Seed restored in {where}; it matches the relationships there.",
         "replaced": f"Seed replaced in {where} (it held no relationships).",
     }

@@ -21,6 +21,7 @@ from vrmproto.cli._cmd_intent import (
     offer_json,
     offers_table,
     rank_offers,
+    report_declines,
     report_skipped,
     skipped_json,
 )
@@ -112,8 +113,10 @@ def _cast_options(f: Any) -> Any:
         click.option("--from", "start", help="From date, YYYY-MM-DD."),
         click.option("--to", "end", help="To date, YYYY-MM-DD."),
         click.option("--max-price", help="Most you will pay, e.g. 300USD."),
-        click.option("--constraint", "constraints", multiple=True, help="A rule."),
-        click.option("--member", "members", multiple=True, help="A loyalty program."),
+        click.option("--constraint", "constraints", multiple=True,
+                     help="A rule, e.g. 'no prepaid gas' (repeatable)."),
+        click.option("--member", "members", multiple=True,
+                     help="A loyalty program you belong to (repeatable)."),
         click.option("--deadline", default="30s", show_default=True,
                      help="How long to wait for offers, in all."),
         click.option("--vendor", "vendor_urls", multiple=True, metavar="URL",
@@ -161,9 +164,10 @@ def relay_intent(env: Env, *, what: str, relay_urls: tuple[str, ...], geohash: s
     out, settings = env.out, home.settings()
     out.note(WARNING)
 
+    display = FanoutDisplay(out, "intentcast", answers=True, names={})
+
     async def go() -> RelayedIntentcast:
         async with open_agent(env, settings=settings) as agent:
-            display = FanoutDisplay(out, "intentcast", answers=True, names={})
             with display:
                 return await publish_intentcast(agent, what, relays=urls,
                                                 vendors=_urls(vendor_urls),
@@ -174,11 +178,12 @@ def relay_intent(env: Env, *, what: str, relay_urls: tuple[str, ...], geohash: s
         done = run(go())
     except RelayError as exc:
         raise relays_failed(exc, urls, _KEPT_HINT) from None
-    _report(env, done, what, args)
+    _report(env, done, what, args, display)
 
 
 
-def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) -> None:
+def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any],
+            shown: FanoutDisplay) -> None:  # fmt: skip
     result, settings, published = done.result, env.home.settings(), done.published
     assert published is not None  # just published, not read back
     ranked = rank_offers(result.offers, settings.terms)
@@ -202,8 +207,7 @@ def _report(env: Env, done: RelayedIntentcast, what: str, args: dict[str, Any]) 
         out.print(f"published to {len(published.accepted)} of {len(published.errors)} "
                   f"relays; {len(done.answers)} vendors answered")  # fmt: skip
         report_skipped(out, result)
-        for v, r in result.declines:
-            out.print(f"  [dim]{safe(v)} declined: {safe(r)}[/]")
+        report_declines(out, result, shown)
         if record["offers"]:
             out.print(offers_table(record["offers"], f"offers for “{safe(what)}”, best first"))
         else:

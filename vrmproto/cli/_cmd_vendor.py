@@ -386,7 +386,8 @@ def vendor_serve(*, config_path: str, data_dir: Path | None, **options: Any) -> 
 
     Slow and idle HTTP connections are closed after 10 and 20 seconds, and connections are
     capped in total and per client address (spec §10.1). The file's sections (limits,
-    connections, server, store, logging, metrics) and VRM_<SECTION>_<FIELD> environment
+    connections, server, store, logging, metrics, feed: how long the event feed keeps its
+    events, and [[webhooks]]: docs/events.md) and VRM_<SECTION>_<FIELD> environment
     variables set the rest; options given here win.
     """
     file, config = check_vendor_file(config_path, os.environ)

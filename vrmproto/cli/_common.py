@@ -39,6 +39,7 @@ __all__ = [
     "not_delivered_json",
     "now_ms",
     "pick",
+    "superseded",
     "timeout_option",
     "took_up",
 ]
@@ -200,10 +201,17 @@ async def pick(
             raise CliError(f"{target!r} could be any of {names}; say which", EXIT_USAGE,
                            kind="ambiguous")  # fmt: skip
     if not hits:
+        # a word of a name is not taken for it (a share must not go to another vendor), only
+        # named: "vrm data lodge" said no more than that there was no 'lodge'
+        near = sorted({v.vendor for v in views if lowered in v.vendor.lower()})
+        hint = f" (did you mean {' or '.join(map(repr, near))}?)" if 0 < len(near) <= 3 else ""
         raise CliError(
-            f"you have no relationship with {target!r}; `vrm relationships` lists them",
+            f"you have no relationship with {target!r}{hint}; `vrm relationships` lists them",
             EXIT_USAGE, kind="unknown_vendor",
         )  # fmt: skip
+    if len(hits) > 1:  # one accepted under a vendor's new key supersedes the old ones
+        old = await superseded(agent, views)
+        hits = [v for v in hits if v.thread not in old] or hits
     agreed = [v for v in hits if State(v.state) is State.AGREED]
     if len(agreed) > 1:  # one vendor, several agreements: the usable one opened last
         opened = {v.thread: await _opened_ms(agent, v.thread) for v in agreed}
@@ -211,6 +219,30 @@ async def pick(
         return agreed[-1]
     hits.sort(key=lambda v: (State(v.state) is State.AGREED, v.last_activity_ms))
     return hits[-1]
+
+
+#: The states of a relationship that messages can still go to (§7.1).
+_LIVE = frozenset({State.OFFERED, State.AGREED, State.COUNTERED})
+
+
+async def superseded(agent: Agent, views: Sequence[RelationshipView]
+                     ) -> dict[bytes, RelationshipView]:  # fmt: skip
+    """The live vendor relationships superseded by a newer one at the same URL under another
+    key — the person accepted the vendor's new key (§11.10-3), which opened it — each with the
+    one that superseded it (the one opened last). Nothing can reach the vendor in an old one
+    (it answers with the new key: held, §11.10-1) unless a key.rotate in it moves its key."""
+    groups: dict[str, list[RelationshipView]] = {}
+    for v in views:
+        if v.thread_kind is ThreadKind.VENDOR and v.url and State(v.state) in _LIVE:
+            groups.setdefault(norm(v.url), []).append(v)
+    found: dict[bytes, RelationshipView] = {}
+    for group in groups.values():
+        if len({v.peer_key for v in group}) < 2:
+            continue
+        opened = {v.thread: await _opened_ms(agent, v.thread) for v in group}
+        newest = max(group, key=lambda v: (opened[v.thread], v.thread))
+        found.update((v.thread, newest) for v in group if v.peer_key != newest.peer_key)
+    return found
 
 
 async def _opened_ms(agent: Agent, thread: bytes) -> int:

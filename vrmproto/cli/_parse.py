@@ -115,7 +115,9 @@ def parse_duration(text: str, *, default_unit: str = "s", now_ms: int | None = N
             raise click.BadParameter(f"{text!r} is not in the future")
         return left
     total = _iso_duration(raw) if raw.startswith("p") else _compound(raw, default_unit)
-    if total is None or total <= 0:
+    if total == 0:  # it said "'0s' is not a duration"
+        raise click.BadParameter(f"{text!r} is no time at all: give more than 0")
+    if total is None or total < 0:
         raise click.BadParameter(
             f"{text!r} is not a duration; write it like 30d, 1h30m, 2 weeks, P30D or a date "
             "(2027-01-01)"

@@ -55,6 +55,11 @@ class FanoutDisplay:
         self.answers = answers
         self.rows: dict[int, list[str]] = {}
         self._live: Live | None = None
+        #: what was printed line by line (no live table, which gives way to the command's own
+        #: summary): the declines, as (vendor, reason), and the URLs of the branches that ended
+        #: without a receipt. The summary leaves these out: each was said twice on a pipe.
+        self.shown_declines: set[tuple[str, str]] = set()
+        self.shown_ends: set[str] = set()
 
     def __enter__(self) -> FanoutDisplay:
         if self.out.live:
@@ -94,12 +99,20 @@ class FanoutDisplay:
         learnt = ev.vendor if ev.vendor != ev.url else None
         vendor = learnt or self.names.get(ev.url.rstrip("/"), ev.vendor)
         mark = _mark(ev.stage, ev.detail)
+        declined = None
         if ev.stage == "confirmed" and self.answers and ev.delivery is not None:
-            mark, detail = _answer(ev.delivery)  # a decline is not a "✓ confirmed"
+            mark, detail, declined = _answer(ev.delivery)  # a decline is not a "✓ confirmed"
         self.rows[ev.index] = [safe(vendor), mark, safe(detail)]
         self._refresh()
         if self._live is None and ev.stage != "started":
-            self.out.print(f"  {mark}  {safe(vendor)}" + (f" — {safe(detail)}" if detail else ""))
+            if declined is not None:  # as the summary says it: "NAME declined: reason"
+                self.out.print(f"  [dim]— {safe(vendor)} declined: {safe(declined)}[/]")
+                self.shown_declines.add((vendor, declined))
+            else:
+                self.out.print(f"  {mark}  {safe(vendor)}"
+                               + (f" — {safe(detail)}" if detail else ""))  # fmt: skip
+            if ev.stage != "confirmed":
+                self.shown_ends.add(ev.url)
 
     @staticmethod
     def final_table(report: FanoutReport, title: str) -> Table:
@@ -112,12 +125,12 @@ class FanoutDisplay:
         return t
 
 
-def _answer(d: Delivery) -> tuple[str, str]:
+def _answer(d: Delivery) -> tuple[str, str, str | None]:
     """The mark and words for the answer that came with an intentcast branch's receipt
-    (verified when it arrived): an offer, a decline, or only the receipt."""
+    (verified when it arrived): an offer, a decline (and its reason), or only the receipt."""
     for body in reversed(d.reply_bodies()):
         if isinstance(body, IntentOffer):
-            return "[green]✓ offer[/]", f"offer: {body.description} — {body.price}"
+            return "[green]✓ offer[/]", f"offer: {body.description} — {body.price}", None
         if isinstance(body, IntentDecline):
-            return "[dim]– declined[/]", f"declined: {body.reason}"
-    return _MARKS["confirmed"], "no answer yet"
+            return "[dim]– declined[/]", f"declined: {body.reason}", body.reason
+    return _MARKS["confirmed"], "no answer yet", None

@@ -48,14 +48,24 @@ def is_held(error: object) -> bool:
 
 def held_because(changed: KeyChangedError, msg_id: bytes) -> str:
     """Why a message is held (:func:`hold_if_key_changed`), and what the person can do
-    (§11.10-3: both fingerprints, and how to accept the new key)."""
+    (§11.10-3: both fingerprints, and how to accept the new key).
+
+    Accepting the new key opens a new relationship (§11.10-3); the held message was made for
+    this one, under its agreement and to the key held, and can never go there: the person
+    drops it and sends again, which goes to the new relationship. Retrying it delivers it
+    only if the vendor signs with the key held again (a key.rotate in this relationship is the
+    only other way to move it, §11.10-1, and that arrives by itself). It said "`vrm outbox
+    retry` tries it again" after the accept, which held it again, for good."""
     new = fingerprint(changed.offered)
     held = ", ".join(fingerprint(k) for k in changed.pinned)
+    short = msg_id.hex()[:12]
     return (f"{HELD}the vendor at {changed.url} now signs with key {new}, not the "
             f"key you hold for it ({held}); it may be an impostor. If it really changed its "
             f"key, check {new} with it another way, then `vrm connect {changed.url} "
-            f"--accept-new-key {new}` opens a relationship under the new key; `vrm outbox drop "
-            f"{msg_id.hex()[:12]}` gives this message up, `vrm outbox retry` tries it again")
+            f"--accept-new-key {new}` opens a new relationship under that key: this message "
+            f"cannot go there, so `vrm outbox drop {short}` gives it up and you send it again "
+            f"(it goes to the new relationship). Should the vendor sign with {held} again, "
+            f"`vrm outbox retry {short}` delivers it")
 
 
 async def hold_if_key_changed(s: Parts, t: Thread, item: OutboxItem, exc: TransportError, *,

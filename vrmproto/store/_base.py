@@ -450,6 +450,13 @@ class Store(Protocol):
         """Every consumer's cursor, by name."""
         ...
 
+    async def forget_consumer(self, name: str) -> bool:
+        """Delete consumer ``name``'s cursor, its dead letters and the events it was
+        retrying, in one transaction; whether it had any. Retention then keeps nothing for it
+        (docs/events.md, "Retention": ``vrm vendor events --forget``); a consumer that reads
+        again starts as a new one."""
+        ...
+
     async def feed_floor(self) -> int:
         """The pos of the newest event trimmed from the feed (0 if none): the events up to it
         are gone (but those kept as dead letters), so a reader whose cursor is below it has

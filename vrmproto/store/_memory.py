@@ -377,6 +377,16 @@ class MemoryStore(AsyncClosing):
         self._check_open()
         return dict(sorted(self._cursors.items()))
 
+    async def forget_consumer(self, name: str) -> bool:
+        self._check_open()
+        had = self._cursors.pop(name, None) is not None
+        for rows in (self._dead, self._failing):
+            mine = [key for key in rows if key[0] == name]
+            for key in mine:
+                del rows[key]
+            had = had or bool(mine)
+        return had
+
     async def trim_events(self, upto: int, *, recorded_before: int, keep: Collection[int] = (),
                           limit: int = TRIM_BATCH) -> int:  # fmt: skip
         """See :meth:`~vrmproto.store.Store.trim_events` (:func:`trim_plan`)."""

@@ -24,7 +24,7 @@ from vrmproto.store._trim import FLOOR_KEY, floor_value, trim_plan
 if TYPE_CHECKING:
     from asyncpg import Connection
 
-__all__ = ["SCHEMA_V3", "SCHEMA_V5", "EventReads", "apply_events", "redact", "trim"]
+__all__ = ["SCHEMA_V3", "SCHEMA_V5", "EventReads", "apply_events", "forget", "redact", "trim"]
 
 SCHEMA_V3 = (
     """CREATE TABLE events (
@@ -153,6 +153,15 @@ class EventReads:
     async def feed_floor(self) -> int:
         found = await self._rows("SELECT value FROM meta WHERE key = $1", FLOOR_KEY)
         return floor_value(bytes(found[0][0]) if found else None)
+
+
+async def forget(conn: Connection, name: str) -> bool:
+    """Consumer ``name``'s cursor, dead letters and events being retried deleted, in one
+    transaction on ``conn``; whether there were any."""
+    async with conn.transaction():
+        deleted = [await conn.execute(f"DELETE FROM {table} WHERE name = $1", name)  # noqa: S608
+                   for table in lite.FORGOTTEN]  # fmt: skip
+    return any(int(status.split()[-1]) for status in deleted)
 
 
 async def trim(conn: Connection, upto: int, recorded_before: int, keep: Collection[int],

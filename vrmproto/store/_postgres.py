@@ -64,6 +64,7 @@ from vrmproto.store._counts import counts_of
 from vrmproto.store._pg_apply import apply_expecting, apply_group, groupable
 from vrmproto.store._pg_conns import Connections
 from vrmproto.store._pg_events import EventReads
+from vrmproto.store._pg_events import forget as forget_step
 from vrmproto.store._pg_events import trim as trim_step
 from vrmproto.store._pg_locks import AdvisoryLocks
 from vrmproto.store._pg_notify import EventNotices
@@ -539,6 +540,10 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
     async def get_meta(self, key: str) -> bytes | None:
         rows = await self._rows("SELECT value FROM meta WHERE key = $1", key)
         return bytes(rows[0][0]) if rows else None
+
+    async def forget_consumer(self, name: str) -> bool:
+        """One transaction on a pooled connection (:func:`forget_step`)."""
+        return await self._pooled(lambda conn: forget_step(conn, name))
 
     async def trim_events(self, upto: int, *, recorded_before: int, keep: Collection[int] = (),
                           limit: int = TRIM_BATCH) -> int:  # fmt: skip

@@ -1261,6 +1261,9 @@ class SQLiteStore(AsyncClosing):
     async def feed_floor(self) -> int:
         return await self._read(feed.read_floor)
 
+    async def forget_consumer(self, name: str) -> bool:
+        return await self._write(lambda conn: feed.forget(conn, name))
+
     async def trim_events(self, upto: int, *, recorded_before: int, keep: Collection[int] = (),
                           limit: int = TRIM_BATCH) -> int:  # fmt: skip
         """One step of trimming, a short transaction on the writer (:mod:`._trim`)."""

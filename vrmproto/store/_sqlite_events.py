@@ -19,11 +19,13 @@ from vrmproto.store._trim import FLOOR_KEY, floor_value, trim_plan
 
 __all__ = [
     "EVENT_COLUMNS",
+    "FORGOTTEN",
     "PERSONAL_INDEX",
     "SCHEMA_V4",
     "apply_events",
     "event_record",
     "event_row",
+    "forget",
     "has_event_parts",
     "migrate_3_to_4",
     "migrate_5_to_6",
@@ -218,6 +220,17 @@ def read_cursors(conn: sqlite3.Connection) -> dict[str, int]:
 def read_floor(conn: sqlite3.Connection) -> int:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (FLOOR_KEY,)).fetchone()
     return floor_value(None if row is None else bytes(row[0]))
+
+
+#: The tables that hold a consumer's rows, by its name (:meth:`Store.forget_consumer`).
+FORGOTTEN = ("event_cursors", "dead_letters", "webhook_failing")
+
+
+def forget(conn: sqlite3.Connection, name: str) -> bool:
+    """Consumer ``name``'s cursor, dead letters and events being retried deleted, in the
+    writer's transaction; whether there were any."""
+    return sum(conn.execute(f"DELETE FROM {table} WHERE name = ?", (name,)).rowcount  # noqa: S608
+               for table in FORGOTTEN) > 0
 
 
 def trim(conn: sqlite3.Connection, upto: int, recorded_before: int, keep: Collection[int],

@@ -860,6 +860,26 @@ class StoreContract:
         assert await store.failing() == [other]
         assert await store.event_cursors() == {"crm": 4, "bi": 1}
 
+    async def test_forgetting_a_consumer(self, store: Store) -> None:
+        """``forget_consumer`` deletes one consumer's cursor, dead letters and events being
+        retried, and no one else's; it says whether there was anything (docs/events.md,
+        "Retention": an operator drops the cursor of a Tryton database removed)."""
+        await store.commit(Commit(
+            event_cursors=(("tryton:old", 2), ("crm", 5)),
+            dead_letters=(DeadLetter("tryton:old", 1, 10, "x"), DeadLetter("crm", 3, 11, "y")),
+            failing=(FailingEvent("tryton:old", 3, 1, 1, "x"), FailingEvent("crm", 6, 1, 1, "y")),
+        ))  # fmt: skip
+        assert await store.forget_consumer("tryton:old") is True
+        assert await store.event_cursors() == {"crm": 5}
+        assert await store.event_cursor("tryton:old") == 0
+        assert [d.name for d in await store.dead_letters()] == ["crm"]
+        assert [f.name for f in await store.failing()] == ["crm"]
+        assert await store.forget_consumer("tryton:old") is False  # nothing left of it
+        await store.commit(Commit(dead_letters=(DeadLetter("gone", 4, 12, "z"),)))
+        assert await store.forget_consumer("gone") is True  # a dead letter alone is something
+        assert await store.dead_letters("gone") == []
+        assert (await store.counts()).dead_letters == {"crm": 1}
+
     async def test_counts_are_the_records_counted(self, store: Store) -> None:
         """``counts`` (what ``/metrics`` reads) tells what reading every record would."""
         empty = await store.counts()
