@@ -285,6 +285,36 @@ class AgentBase(AsyncClosing):
                 raise KeyChangedError(norm_url(url), doc.name, by=by, pinned=keys,
                                       offered=doc.key)  # fmt: skip
 
+    async def superseded(self, records: Sequence[RelationshipRecord]) -> dict[bytes, bytes]:
+        """Which of our live vendor relationships ``records`` a newer one with the same vendor
+        (base URL) replaced, each with the thread of the one that did: the person accepted the
+        vendor's new key, which opened a relationship under it (§11.10-3), or connect opened one
+        beside a relationship the vendor said it lost (§4.5-5). Nothing we send in a replaced
+        one reaches the vendor (held, §11.10-1, or refused). The current one at a URL is one the
+        vendor still holds, then the one opened last. Reads history only for a URL with more
+        than one live relationship — none, mostly."""
+        groups: dict[str, list[RelationshipRecord]] = {}
+        for r in records:
+            if r.peer_url and r.state in _LIVE_SPELLINGS:
+                groups.setdefault(r.peer_url, []).append(r)
+        out: dict[bytes, bytes] = {}
+        for group in groups.values():
+            if len(group) < 2:
+                continue
+            ranked = []
+            for r in group:
+                meta = await self.store.get_thread(r.thread)
+                if meta is None or meta.kind is not ThreadKind.VENDOR:
+                    continue
+                first = await self.store.history(r.thread, 0, 1)
+                opened = first[0].recorded_ms if first else 0
+                ranked.append(((not lost_by_vendor(meta.last_problem), opened, r.thread), r))
+            if len(ranked) < 2:
+                continue
+            newest = max(ranked)[1].thread
+            out.update((r.thread, newest) for _, r in ranked if r.thread != newest)
+        return out
+
     async def live_thread(self, vendor_key: bytes) -> bytes | None:
         """Our live relationship (offered, agreed or countered; not ended, not rejected) with
         the vendor that signs with ``vendor_key`` now or did at first contact; None if there

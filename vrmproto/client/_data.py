@@ -19,7 +19,7 @@ from vrmproto._messages import (
 )
 from vrmproto._state import State
 from vrmproto._vocab import DataRecord, parse_category, parse_purpose
-from vrmproto.client._agent_base import AgentBase
+from vrmproto.client._agent_base import LIVE, AgentBase
 from vrmproto.client._drafts import AddressDraft, DataRequestDraft, ShareDraft, WithdrawDraft
 from vrmproto.client._errors import Queued
 from vrmproto.client._fanout import FanoutReport, Progress, Target, fan_out
@@ -28,6 +28,9 @@ from vrmproto.client._views import Ref
 from vrmproto.store import Commit, ShareNote
 
 __all__ = ["DataOps", "Records"]
+
+_AGREED = State.AGREED.value
+_LIVE_STATES = tuple(s.value for s in LIVE)  # as stored
 
 #: The rules of a share's or an address update's fields (:class:`FieldsContent`, §5.3.1).
 FIELDS = cast("StrMap", specs(FieldsContent)[0][1])
@@ -146,7 +149,9 @@ class DataOps(AgentBase):
         :meth:`share`.
         """
         FIELDS.check(fields, "$.fields")
-        records = await self._ours(states=(State.AGREED.value,))  # an index, not a scan
+        live = await self._ours(states=_LIVE_STATES)  # an index, not a scan
+        replaced = await self.superseded(live)  # a vendor's new key accepted: its old one held
+        records = [r for r in live if r.state == _AGREED and r.thread not in replaced]
         unsigned: dict[bytes, VrmError] = {}
         for r in records:  # a vendor that receives no address.update fails alone (§13.1-10)
             try:
