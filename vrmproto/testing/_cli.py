@@ -9,19 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 from rich.console import Console
 
 from ._case import Registry, load_default_cases
-from ._report import ReportPaths, Transcripts, report_data, trimmed, write_reports
-from ._runner import SuiteCannotRun, run_suite
+from ._report import ReportPaths, Transcripts, cannot_run_data, report_data, trimmed, write_reports
+from ._runner import EXIT_CANNOT_RUN, SuiteCannotRun, run_suite
 from ._terminal import TerminalReporter, print_case_list, print_clause_list
 
 __all__ = ["conformance", "make_command"]
-
-EXIT_CANNOT_RUN = 2
 
 
 def make_command(registry: Registry | None = None, name: str = "conformance") -> click.Command:
@@ -137,6 +136,10 @@ def make_command(registry: Registry | None = None, name: str = "conformance") ->
             )
         except SuiteCannotRun as exc:
             click.echo(f"vrm: the suite cannot run: {exc}", err=True)
+            if as_json:  # still one document on stdout, for the CI job that reads it
+                click.echo(json.dumps(cannot_run_data(
+                    url, seed=run_seed, strict=strict, only=only, skip=skip, error=str(exc),
+                    at=datetime.now(UTC)), indent=2, ensure_ascii=False))  # fmt: skip
             raise SystemExit(EXIT_CANNOT_RUN) from exc
         paths: ReportPaths | None = None
         if report_dir is not None:

@@ -22,19 +22,22 @@ import json
 import re
 import shlex
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from ._case import CaseRecord, Outcome
 from ._coverage import by_section
 from ._exchange import Exchange, hexdump
-from ._runner import SuiteResult
+from ._runner import EXIT_CANNOT_RUN, SuiteResult, tool_version
 
 __all__ = [
     "REPORT_SCHEMA",
     "ReportPaths",
     "Transcripts",
+    "cannot_run_data",
     "render_html",
     "render_junit",
     "replay_command",
@@ -129,6 +132,34 @@ def report_data(result: SuiteResult, *, with_replay_files: bool = True) -> dict[
         "coverage": _coverage_data(result),
         "cases": [_case_data(result, r, with_replay_files) for r in _by_id(result)],
     }
+
+
+def cannot_run_data(target: str, *, seed: int, strict: bool, only: Sequence[str],
+                    skip: Sequence[str], error: str, at: datetime) -> dict[str, Any]:  # fmt: skip
+    """The ``report.json`` document of a run that could not start (exit code 2: the target
+    unreachable, or no discovery document): no case ran, and ``error`` says why — so that a
+    CI job reading ``--json`` always gets one document."""
+    return {
+        "schema": REPORT_SCHEMA,
+        "tool": {"name": "vrmproto", "version": tool_version()},
+        "target": target,
+        "seed": seed,
+        "strict": strict,
+        "only": list(only),
+        "skip": list(skip),
+        "started": at.isoformat(),
+        "finished": at.isoformat(),
+        "discovery": {},
+        "error": error,
+        "summary": {
+            "passed": 0, "failed": 0, "skipped": 0, "total": 0,
+            "outcomes": {o.value: 0 for o in Outcome},
+            "exit_code": EXIT_CANNOT_RUN,
+            "line": "0 passed, 0 failed, 0 skipped",  # as summary_line(): error says why
+        },
+        "coverage": [],
+        "cases": [],
+    }  # fmt: skip
 
 
 def _coverage_data(result: SuiteResult) -> list[dict[str, Any]]:

@@ -48,7 +48,8 @@ from ._case import (
 from ._context import RATE_TAG, CaseContext, RateBudget
 from ._exchange import DecodeBody
 
-__all__ = ["DISCOVERY_PATH", "SuiteCannotRun", "SuiteResult", "run_suite", "tool_version"]
+__all__ = ["DISCOVERY_PATH", "EXIT_CANNOT_RUN", "SuiteCannotRun", "SuiteResult", "run_suite",
+           "tool_version"]
 
 DISCOVERY_PATH = "/.well-known/vrm"
 
@@ -65,6 +66,10 @@ Ready = Callable[[], None]
 _CONTENT_TYPE = "application/vnd.vrmproto+msgpack"
 # ``host:port`` (and ``host:port/path``): http://, as ``vrm connect`` reads it.
 _HOSTPORT = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}(?:/\S*)?")
+
+
+#: The exit code of a run that could not test the target at all (:class:`SuiteCannotRun`).
+EXIT_CANNOT_RUN = 2
 
 
 class SuiteCannotRun(Exception):  # noqa: N818 - names the condition, like h2spec's messages
