@@ -14,6 +14,14 @@ child gets a fresh queue and writer thread of its own (:func:`os.register_at_for
 parent waits, before forking, until its writer is not in the middle of a write (the child then
 never inherits the stream's lock held). A worker drains its writer before it exits
 (:func:`flush_all`).
+
+The writer thread blocks SIGTERM and SIGINT (:func:`_stop_signals_blocked`): they stop the
+process, and are its main thread's to take. The kernel gives a process-directed signal to any
+thread that does not block it, and Python then runs the handler in the main thread at its next
+bytecode; so while this thread could take them, a main thread that blocked them for a while —
+the supervisor, around each ``fork()``, so that one sent meanwhile reaches the new worker — had
+the handler run inside that window all the same, before the new worker was counted (which was
+told to stop only by the SIGTERM sent again a second later).
 """
 
 from __future__ import annotations
@@ -22,9 +30,11 @@ import contextlib
 import logging
 import os
 import queue
+import signal
 import sys
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import TextIO
 
 __all__ = ["DEFAULT_QUEUE_SIZE", "FLUSH_TIMEOUT_S", "QueuedLines", "dropped_records", "flush_all"]
@@ -82,7 +92,8 @@ class QueuedLines(logging.Handler):
             self.queue_size)  # fmt: skip
         self._io = threading.Lock()  # held while the writer touches the stream
         self._thread = threading.Thread(target=self._write, name="vrm-log-writer", daemon=True)
-        self._thread.start()
+        with _stop_signals_blocked():  # the new thread starts with this thread's mask
+            self._thread.start()
 
     # -- the caller's side (the event loop): never waits ------------------------------------
 
@@ -192,6 +203,21 @@ class QueuedLines(logging.Handler):
 
 
 _PLAIN = logging.Formatter()
+
+
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """SIGTERM and SIGINT blocked in this thread while the block runs (one that arrives
+    meanwhile is held, and taken once they are unblocked); nothing where there are no signal
+    masks (Windows)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _before_fork() -> None:
