@@ -175,6 +175,8 @@ class Supervisor:
             os.close(write_end)
             self.children[pid] = index
             self._watch_pid(pid)
+            if self.stopping:  # told while forking, by a thread the mask does not cover
+                os.kill(pid, signal.SIGTERM)
         finally:
             if pid != 0:
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a SIGTERM held runs here
