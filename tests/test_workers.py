@@ -352,7 +352,8 @@ async def test_sigkill_of_one_worker_three_times_under_load_loses_nothing_and_do
     ``--workers 2`` while one worker is killed with SIGKILL three times. From each kill the
     supervisor is stopped (SIGSTOP) until a new customer has been served, so the other worker
     keeps serving — not a replacement. A delivery cut off by a kill goes again, the same
-    bytes. Afterwards every receipted message is stored once, in each customer's order."""
+    bytes; each customer keeps its last share until the third kill, so every kill is under
+    load. Afterwards every receipted message is stored once, in each customer's order."""
     file = _vendor_file(tmp_path, postgres_config, {})
     customers = [Customer(VENDOR) for _ in range(CRASH_CUSTOMERS)]
     total = CRASH_CUSTOMERS * (1 + CRASH_SHARES)
@@ -381,9 +382,19 @@ async def test_sigkill_of_one_worker_three_times_under_load_loses_nothing_and_do
         async def customer_life(c: Customer) -> None:
             await deliver(c, c.offer(*ACCEPTED))
             for step in range(CRASH_SHARES):
+                if step == CRASH_SHARES - 1:  # each kill is under load: none has finished
+                    await kills_done.wait()
                 await deliver(c, c.share({"email": f"c{step}@example.org"}))
 
+        kills_done = asyncio.Event()
+
         async def killer() -> None:
+            try:
+                await kill_three_times()
+            finally:
+                kills_done.set()
+
+        async def kill_three_times() -> None:
             pids = list(vendor.listening["pids"])
             for n, threshold in enumerate(KILL_AFTER):
                 async with receipts:
