@@ -157,7 +157,8 @@ async def _serve_agent(env: Env, *, host: str, port: int, interval: float,
     out = env.out
     home = env.home
     settings = home.settings()
-    async with open_node(env, settings=settings) as node:
+    # SIGTERM is ours before the URL is written, so a stop at any point after clears it
+    async with open_node(env, settings=settings) as node, _until_signalled() as stop:
         node.subscribe(_printer(out, "←"))
         try:
             server = await node.listen(host, port)
@@ -168,8 +169,7 @@ async def _serve_agent(env: Env, *, host: str, port: int, interval: float,
         settings.extra["agent_url"] = url
         home.write_settings(settings)
         try:
-            async with _agent_metrics(node.agent.store, metrics_port) as metrics_url, \
-                    _until_signalled() as stop:  # fmt: skip
+            async with _agent_metrics(node.agent.store, metrics_port) as metrics_url:
                 _emit(out, f"⊂ your agent is listening on {url} (each vendor is told a "
                       "path of its own under it)" + (f"; metrics on {metrics_url}"
                                                      if metrics_url else ""),
