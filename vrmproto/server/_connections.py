@@ -55,7 +55,7 @@ import ssl
 import struct
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -474,8 +474,18 @@ class _ConnectionHandler(web.RequestHandler):
                                                            "in the middle of a request body"))
         return True
 
+    async def _handle_request(self, request: web.BaseRequest, start_time: float | None,
+                              request_handler: Callable[[web.BaseRequest],
+                                                        Awaitable[web.StreamResponse]],
+                              ) -> tuple[web.StreamResponse, bool]:  # fmt: skip
+        """Every request aiohttp parsed, whatever the application: its deadlines stop
+        while it is handled (§10.1-1). The application is not asked to say so (a middleware
+        would have to be added to an application of the vendor's own, :func:`serve_app`)."""
+        self.request_started()
+        return await super()._handle_request(request, start_time, request_handler)
+
     def request_started(self) -> None:
-        """The head of a request has arrived and it is being handled (called by the app)."""
+        """The head of a request has arrived and it is being handled."""
         self._state = _State.BUSY
         if self._sending < 0:
             self._deadline.clear()
