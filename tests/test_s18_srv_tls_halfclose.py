@@ -1,0 +1,129 @@
+"""Over TLS, a client that half-closes after whole requests gets them answered (s18).
+
+Over plain TCP a client may send its requests and shut its sending side down (RFC 9112 §9.6):
+the server answers what came whole, then closes (tests/test_s16_srv_halfclose.py). Over TLS the
+client ends its side with a ``close_notify`` alert (RFC 8446 §6.1: it closes the sender's
+*write* side only), often followed by the TCP FIN, or with the FIN alone. asyncio's and
+uvloop's TLS transports both take either end as the end of the connection: they stop sending
+at once, so an inbox message was handled — stored — and its receipt never sent; the sender had
+to deliver it again (§12.6-5) to learn the outcome. The endpoint's connections now do TLS
+themselves (``vrmproto.server._tls``) and answer as over TCP, on both loops, on the lean path and
+on aiohttp's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+
+import pytest
+from _broken_vendor import ACCEPTS, VENDOR_SEED, make_endpoint
+from _tls import tls_contexts
+from _vendor_proc import Customer
+from test_s16_srv_halfclose import get, post, statuses
+
+from vrmproto import Identity
+from vrmproto._binding import WELL_KNOWN_PATH
+from vrmproto.server import serve
+from vrmproto.store import MemoryStore
+
+VENDOR = Identity(VENDOR_SEED)
+
+#: How the client ends its side: a close_notify alone (the socket stays open both ways), a
+#: close_notify and then the FIN, or the FIN alone (no close_notify: a "ragged" end).
+ENDS = ("close_notify", "close_notify+fin", "fin")
+
+
+def exchange(port: int, context: ssl.SSLContext, data: bytes, end: str) -> tuple[bytes, bool]:
+    """Over TLS: send ``data``, end the sending side as ``end`` says, read until the server
+    closes. Returns what was read, and whether the server ended with a close_notify."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                raw.sendall(outgoing.read())
+                incoming.write(raw.recv(65536))
+        tls.write(data)
+        if end != "fin":
+            with contextlib.suppress(ssl.SSLWantReadError):
+                tls.unwrap()  # the close_notify, into ``outgoing``
+        raw.sendall(outgoing.read())
+        if end != "close_notify":
+            raw.shutdown(socket.SHUT_WR)
+        got, notified = b"", False
+        while chunk := raw.recv(65536):
+            incoming.write(chunk)
+            try:
+                while plain := tls.read(65536):
+                    got += plain
+                notified = True  # an empty read: the server's close_notify (ours not sent)
+            except ssl.SSLWantReadError:
+                continue
+            except ssl.SSLZeroReturnError:  # the same, after ours
+                notified = True
+        return got, notified
+
+
+async def run(path: str, end: str, requests: list[bytes], warnings: list[str]) -> bytes:
+    server_ctx, client_ctx = tls_contexts()
+    access = logging.getLogger("s18.tls.halfclose") if path == "aiohttp" else None
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            warnings.append(record.getMessage())
+
+    seen = Seen(logging.WARNING)
+    logging.getLogger("asyncio").addHandler(seen)
+    server = await serve(make_endpoint(MemoryStore()), ssl_context=server_ctx,
+                         access_log=access)  # fmt: skip
+    try:
+        got, notified = await asyncio.to_thread(exchange, server.port, client_ctx,
+                                                b"".join(requests), end)  # fmt: skip
+        assert notified, "the server closed without a close_notify"
+        return got
+    finally:
+        logging.getLogger("asyncio").removeHandler(seen)
+        await server.close()
+
+
+def offers(n: int) -> list[bytes]:
+    return [post(Customer(VENDOR).offer(*ACCEPTS).envelope) for _ in range(n)]
+
+
+def on(loop: str, path: str, end: str, requests: list[bytes]) -> bytes:
+    factory = None
+    if loop == "uvloop":
+        factory = pytest.importorskip("uvloop").new_event_loop
+    warnings: list[str] = []
+    with asyncio.Runner(loop_factory=factory) as runner:
+        got = runner.run(run(path, end, requests, warnings))
+    assert warnings == []
+    return got
+
+
+@pytest.mark.parametrize("end", ENDS)
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("path", ["lean", "aiohttp"])
+def test_an_offer_then_the_end_of_input_is_answered(path: str, loop: str, end: str) -> None:
+    got = on(loop, path, end, offers(1))
+    assert statuses(got) == [b"200"], got[:300]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("path", ["lean", "aiohttp"])
+def test_pipelined_requests_then_a_close_notify_are_all_answered(path: str, loop: str) -> None:
+    got = on(loop, path, "close_notify", [*offers(3), get(WELL_KNOWN_PATH)])
+    assert statuses(got) == [b"200"] * 4, got[:300]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_part_of_a_request_then_a_close_notify_is_not_answered_as_whole(loop: str) -> None:
+    got = on(loop, "lean", "close_notify", [get(WELL_KNOWN_PATH), offers(1)[0][:-10]])
+    assert statuses(got) in ([b"200"], [b"200", b"400"]), got[:300]
