@@ -32,7 +32,7 @@ __all__ = ["TLSProtocol", "TLSTransport"]
 
 log = logging.getLogger("vrmproto.server")
 
-_READ = 256 * 1024  # plaintext taken from the TLS object at a time
+_READ = 16 * 1024  # a TLS record's most plaintext (RFC 8446 §5.1): what one read returns
 
 #: ``TLSProtocol``'s handshake is over: None when it succeeded, else why it failed.
 HandshakeDone = Callable[["TLSProtocol", BaseException | None], None]
@@ -190,28 +190,32 @@ class TLSProtocol(asyncio.Protocol):
     # -- records in ------------------------------------------------------------------------------
 
     def _read(self) -> None:
+        """Give the protocol served what the records taken in hold (all at once), then the
+        client's end of input if it came."""
         app = self.app
-        if app is None or self._closing:
+        if app is None or self._closing or self.paused:
             return
-        while not self.paused:
-            try:
-                chunk = self._ssl.read(_READ)
-            except ssl.SSLWantReadError:
-                break
-            except (ssl.SSLError, OSError) as exc:  # a bad record: nothing more can be read
-                log.debug("TLS error from %s: %r", self.raw.get_extra_info("peername"), exc)
-                self.abort()
-                return
-            if not chunk:  # the client's close_notify
-                self._end = True
-                break
-            app.data_received(chunk)
-            if self.app is not app:  # handed over (the lean path's): the new one reads on
-                app = self.app
-                if app is None:
-                    return
+        tls, incoming = self._ssl, self._in
+        chunks: list[bytes] = []
+        try:
+            while incoming.pending or tls.pending():  # else a read only says "want more"
+                chunk = tls.read(_READ)
+                if not chunk:  # the client's close_notify
+                    self._end = True
+                    break
+                chunks.append(chunk)
+        except ssl.SSLWantReadError:
+            pass  # part of a record: the rest comes with the next bytes
+        except (ssl.SSLError, OSError) as exc:  # a bad record: nothing more can be read
+            log.debug("TLS error from %s: %r", self.raw.get_extra_info("peername"), exc)
+            self.abort()
+            return
+        if chunks:
+            app.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            app = self.app  # handed over (the lean path's to aiohttp's): the new one is told
         self._flush()  # anything the reads made the TLS object say (a key update)
-        if self._end and not self._notified and not self.paused and not self._closing:
+        if (self._end and not self._notified and not self.paused and not self._closing
+                and app is not None):  # fmt: skip
             self._notified = True
             if not app.eof_received():
                 self.close()
