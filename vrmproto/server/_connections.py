@@ -60,8 +60,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiohttp import web
-from aiohttp.http_exceptions import LineTooLong
+from aiohttp import HttpVersion11, web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
 from vrmproto._deadline import Deadline
 from vrmproto.server._tls import TLSProtocol, TLSTransport
@@ -485,7 +485,18 @@ class _ConnectionHandler(web.RequestHandler):
         while it is handled (§10.1-1). The application is not asked to say so (a middleware
         would have to be added to an application of the vendor's own, :func:`serve_app`)."""
         self.request_started()
+        if request.version.major != 1:
+            request_handler = self._not_http1
         return await super()._handle_request(request, start_time, request_handler)
+
+    async def _not_http1(self, request: web.BaseRequest) -> web.StreamResponse:
+        """A request line naming HTTP/2 or later on this HTTP/1 connection ("GET / HTTP/2.0"
+        in text, which aiohttp's parser takes): not valid HTTP/1.1, answered ``malformed``
+        and closed (§12.4-5) — in HTTP/1.1, not in a status line of the version it named."""
+        named = request.version
+        request._cache["version"] = HttpVersion11  # the answer's status line (a reify)
+        log.debug("HTTP/%d.%d request line from %s", named.major, named.minor, request.remote)
+        return self.handle_error(request, 400, BadHttpMessage("not an HTTP/1 version"))
 
     def request_started(self) -> None:
         """The head of a request has arrived and it is being handled."""
