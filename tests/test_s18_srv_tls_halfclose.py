@@ -27,7 +27,7 @@ from test_s16_srv_halfclose import get, post, statuses
 
 from vrmproto import Identity
 from vrmproto._binding import WELL_KNOWN_PATH
-from vrmproto.server import serve
+from vrmproto.server import _tls, serve
 from vrmproto.store import MemoryStore
 
 VENDOR = Identity(VENDOR_SEED)
@@ -37,9 +37,11 @@ VENDOR = Identity(VENDOR_SEED)
 ENDS = ("close_notify", "close_notify+fin", "fin")
 
 
-def exchange(port: int, context: ssl.SSLContext, data: bytes, end: str) -> tuple[bytes, bool]:
-    """Over TLS: send ``data``, end the sending side as ``end`` says, read until the server
-    closes. Returns what was read, and whether the server ended with a close_notify."""
+def exchange(port: int, context: ssl.SSLContext, data: bytes, end: str,
+             after: bytes = b"") -> tuple[bytes, bool]:  # fmt: skip
+    """Over TLS: send ``data``, end the sending side as ``end`` says (then ``after``, raw),
+    read until the server closes. Returns what was read, and whether the server ended with a
+    close_notify."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
@@ -54,7 +56,7 @@ def exchange(port: int, context: ssl.SSLContext, data: bytes, end: str) -> tuple
         if end != "fin":
             with contextlib.suppress(ssl.SSLWantReadError):
                 tls.unwrap()  # the close_notify, into ``outgoing``
-        raw.sendall(outgoing.read())
+        raw.sendall(outgoing.read() + after)
         if end != "close_notify":
             raw.shutdown(socket.SHUT_WR)
         got, notified = b"", False
@@ -71,7 +73,8 @@ def exchange(port: int, context: ssl.SSLContext, data: bytes, end: str) -> tuple
         return got, notified
 
 
-async def run(path: str, end: str, requests: list[bytes], warnings: list[str]) -> bytes:
+async def run(path: str, end: str, requests: list[bytes], warnings: list[str],
+              after_end: bool = False) -> bytes:  # fmt: skip
     server_ctx, client_ctx = tls_contexts()
     access = logging.getLogger("s18.tls.halfclose") if path == "aiohttp" else None
 
@@ -84,8 +87,10 @@ async def run(path: str, end: str, requests: list[bytes], warnings: list[str]) -
     server = await serve(make_endpoint(MemoryStore()), ssl_context=server_ctx,
                          access_log=access)  # fmt: skip
     try:
+        sent = requests[:-1] if after_end else requests
+        after = requests[-1] if after_end else b""
         got, notified = await asyncio.to_thread(exchange, server.port, client_ctx,
-                                                b"".join(requests), end)  # fmt: skip
+                                                b"".join(sent), end, after)  # fmt: skip
         assert notified, "the server closed without a close_notify"
         return got
     finally:
@@ -97,13 +102,16 @@ def offers(n: int) -> list[bytes]:
     return [post(Customer(VENDOR).offer(*ACCEPTS).envelope) for _ in range(n)]
 
 
-def on(loop: str, path: str, end: str, requests: list[bytes]) -> bytes:
+def on(loop: str, path: str, end: str, requests: list[bytes], *, after_end: bool = False
+       ) -> bytes:  # fmt: skip
+    """:func:`run` on ``loop``; ``after_end``: the last of ``requests`` is sent raw after the
+    end."""
     factory = None
     if loop == "uvloop":
         factory = pytest.importorskip("uvloop").new_event_loop
     warnings: list[str] = []
     with asyncio.Runner(loop_factory=factory) as runner:
-        got = runner.run(run(path, end, requests, warnings))
+        got = runner.run(run(path, end, requests, warnings, after_end))
     assert warnings == []
     return got
 
@@ -137,3 +145,31 @@ def test_many_pipelined_requests_over_tls_pause_and_resume_reading(path: str, lo
     padded = get(WELL_KNOWN_PATH)[:-2] + b"X-Pad: " + b"p" * 7_000 + b"\r\n\r\n"
     got = on(loop, path, "close_notify+fin", [*offers(1), *[padded] * 60])  # 420 kB
     assert statuses(got) == [b"200"] * 61, got[:300]
+
+
+@pytest.mark.parametrize("end", ENDS)
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_end_reaches_the_handler_the_lean_path_handed_over_to(loop: str, end: str) -> None:
+    """The lean path answers the first offer and hands the connection, its end included, to
+    aiohttp's handler for the chunked one."""
+    first, second = (Customer(VENDOR).offer(*ACCEPTS).envelope for _ in range(2))
+    got = on(loop, "lean", end, [post(first), post(second, chunked=True), get(WELL_KNOWN_PATH)])
+    assert statuses(got) == [b"200"] * 3, got[:300]
+
+
+def test_bytes_after_the_close_notify_are_not_taken_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After its close_notify a client may send no more (RFC 8446 §6.1): what it sends anyway
+    is read from the socket and dropped — it piled up in the TLS layer's input buffer, never
+    to be read, for as long as the requests before it were being answered."""
+    held: list[int] = []
+    received = _tls.TLSProtocol.data_received
+
+    def data_received(self: _tls.TLSProtocol, data: bytes) -> None:
+        received(self, data)
+        held.append(self._in.pending)
+
+    monkeypatch.setattr(_tls.TLSProtocol, "data_received", data_received)
+    junk = b"\x17\x03\x03\x40\x00" + b"j" * 0x4000  # records' headers, garbage inside
+    got = on("asyncio", "lean", "close_notify", [*offers(1), junk * 4], after_end=True)
+    assert statuses(got) == [b"200"], got[:300]
+    assert max(held) < 0x4000, max(held)

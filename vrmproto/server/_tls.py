@@ -129,6 +129,8 @@ class TLSProtocol(asyncio.Protocol):
             self._made(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._end:  # after the client's close_notify: nothing more is read (RFC 8446 §6.1)
+            return
         self._in.write(data)
         if self._done is not None:
             self._handshake()
@@ -200,8 +202,9 @@ class TLSProtocol(asyncio.Protocol):
         try:
             while incoming.pending or tls.pending():  # else a read only says "want more"
                 chunk = tls.read(_READ)
-                if not chunk:  # the client's close_notify
-                    self._end = True
+                if not chunk:  # the client's close_notify: whatever follows it is read
+                    self._end = True  # and dropped (data_received), not left to pile up
+                    incoming.read()
                     break
                 chunks.append(chunk)
         except ssl.SSLWantReadError:
