@@ -79,3 +79,17 @@ async def test_the_mounted_vrm_app_is_held_to_the_same_deadlines() -> None:
                     assert "inbox" in await resp.json()
     finally:
         await server.close()
+
+
+async def test_a_frozen_application_is_served() -> None:
+    """An application already frozen — served elsewhere too, or frozen by the vendor's own
+    setup — could not be given to serve_app: inserting the middleware raised RuntimeError
+    ("Cannot modify frozen list")."""
+    app = shop()
+    app.freeze()
+    server = await serve_app(app, make_endpoint(MemoryStore()), connection_limits=LIMITS)
+    try:
+        async with aiohttp.ClientSession() as session, session.get(f"{server.url}/hello") as resp:
+            assert (resp.status, await resp.text()) == (200, "hello")
+    finally:
+        await server.close()
