@@ -39,7 +39,6 @@ from vrmproto.server._connections import (
     ConnectionGuard,
     ConnectionLimits,
     ConnectionSite,
-    _ConnectionHandler,
 )
 from vrmproto.server._endpoint import JSON_TYPE, Endpoint, Response
 from vrmproto.server._lean import LeanRoutes
@@ -83,15 +82,6 @@ def _web(response: Response, *, close: bool = False) -> web.Response:
     if close:
         out.force_close()
     return out
-
-
-@web.middleware
-async def _request_started(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Tell the connection that a request head has arrived: its deadlines stop (§10.1-1)."""
-    protocol = request.protocol
-    if isinstance(protocol, _ConnectionHandler):
-        protocol.request_started()
-    return await handler(request)
 
 
 def _error_answer(endpoint: Endpoint) -> Callable[[int, str], web.Response]:
@@ -249,8 +239,8 @@ def make_app(
     """
     app = web.Application(
         client_max_size=endpoint.limits.max_envelope_bytes,
-        middlewares=[_request_started, proxy_middleware(deployment),
-                     observe(endpoint, metrics), _middleware(endpoint)],
+        middlewares=[proxy_middleware(deployment), observe(endpoint, metrics),
+                     _middleware(endpoint)],
     )  # fmt: skip
     app[ENDPOINT_KEY] = endpoint
     inbox_path = urlsplit(endpoint.inbox_path).path
@@ -414,9 +404,9 @@ async def serve_app(
 ) -> Server:
     """Like :func:`serve`, for an application of one's own whose routes answer for
     ``endpoint`` (a customer agent's, say): the same connection limits (§10.1), and the same
-    signed problems for HTTP that does not parse (§12.4-5). A middleware is added to ``app``
-    (first) that tells the connection when a request is being handled, so that its deadlines
-    stop meanwhile (§10.1-1)."""
+    signed problems for HTTP that does not parse (§12.4-5). ``app`` is served as it is, not
+    changed: the connection itself knows when a request is being handled, and stops its
+    deadlines meanwhile (§10.1-1), whatever the application's middlewares."""
     return await _serve(
         app, endpoint, host, port, access_log=access_log, shutdown_timeout=shutdown_timeout,
         lingering_time=lingering_time, connection_limits=connection_limits, backlog=backlog,
@@ -442,8 +432,6 @@ async def _serve(
     """:func:`serve_app`; with ``lean``, the hot routes of the started ``app`` (what
     ``lean`` finds in it) are served by lean connections, which hand anything else to aiohttp
     (:mod:`vrmproto.server._lean`)."""
-    if _request_started not in app.middlewares:  # an application of one's own (serve_app)
-        app.middlewares.insert(0, _request_started)  # else its requests are cut (§10.1-1)
     runner = web.AppRunner(
         app,
         access_log=access_log,

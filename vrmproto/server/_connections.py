@@ -22,7 +22,8 @@ layer bounds what a client that sends nothing useful can hold:
   ``idle_timeout_ms``, since the connection has sent no byte of a request yet (§10.1-2,
   §10.1-7);
 - a client that half-closes its side after sending whole requests gets them answered, then
-  the connection closes (:meth:`_ConnectionHandler.eof_received`);
+  the connection closes (:meth:`_ConnectionHandler.eof_received`); over TLS too, where the
+  endpoint does TLS itself so that it can (:mod:`vrmproto.server._tls`);
 - accept failures (``EMFILE``…): asyncio already retries accepting a second later; this layer
   logs them once per ``log_interval_ms`` without a traceback and closes waiting connections to
   free descriptors (§10.1-6);
@@ -55,14 +56,15 @@ import ssl
 import struct
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from aiohttp import web
-from aiohttp.http_exceptions import LineTooLong
+from aiohttp import HttpVersion11, web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
 from vrmproto._deadline import Deadline
+from vrmproto.server._tls import TLSProtocol, TLSTransport
 
 __all__ = [
     "DEFAULT_CONNECTION_LIMITS",
@@ -190,11 +192,12 @@ def abort(transport: asyncio.BaseTransport) -> None:
 
 
 def half_closable(transport: asyncio.BaseTransport | None) -> bool:
-    """Whether ``transport`` can keep sending after its peer's end of input: not over TLS,
-    where asyncio's and uvloop's transports close at the peer's end whatever the protocol
-    asks, logging a warning each time it asks to stay open (a log line per connection a
-    client could make)."""
-    return transport is not None and transport.get_extra_info("sslcontext") is None
+    """Whether ``transport`` can keep sending after its peer's end of input: TCP, and TLS as
+    the endpoint does it (:mod:`vrmproto.server._tls`); not another TLS transport — asyncio's
+    and uvloop's close at the peer's end whatever the protocol asks, logging a warning each
+    time it asks to stay open (a log line per connection a client could make)."""
+    return transport is not None and (isinstance(transport, TLSTransport)
+                                      or transport.get_extra_info("sslcontext") is None)
 
 
 class _Throttled:
@@ -458,8 +461,8 @@ class _ConnectionHandler(web.RequestHandler):
         """The client shut its sending side down (a half-close, RFC 9112 §9.6): the requests
         it sent whole are answered, in order, and then the connection is closed. A request
         whose body the end cut short gets a ``ConnectionResetError`` when its body is read
-        (the client went away: no answer), and part of a head is no request. Over TLS the
-        loop closes the connection whatever this answers (see :func:`half_closable`)."""
+        (the client went away: no answer), and part of a head is no request. Over TLS the end
+        is a close_notify or the TCP FIN alone, alike (:mod:`vrmproto.server._tls`)."""
         if not self._admitted or self._request_count <= self._answered:
             return None  # nothing whole is waiting: close
         if not half_closable(self.transport):
@@ -474,8 +477,29 @@ class _ConnectionHandler(web.RequestHandler):
                                                            "in the middle of a request body"))
         return True
 
+    async def _handle_request(self, request: web.BaseRequest, start_time: float | None,
+                              request_handler: Callable[[web.BaseRequest],
+                                                        Awaitable[web.StreamResponse]],
+                              ) -> tuple[web.StreamResponse, bool]:  # fmt: skip
+        """Every request aiohttp parsed, whatever the application: its deadlines stop
+        while it is handled (§10.1-1). The application is not asked to say so (a middleware
+        would have to be added to an application of the vendor's own, :func:`serve_app`)."""
+        self.request_started()
+        if request.version.major != 1:
+            request_handler = self._not_http1
+        return await super()._handle_request(request, start_time, request_handler)
+
+    async def _not_http1(self, request: web.BaseRequest) -> web.StreamResponse:
+        """A request line naming HTTP/2 or later on this HTTP/1 connection ("GET / HTTP/2.0"
+        in text, which aiohttp's parser takes): not valid HTTP/1.1, answered ``malformed``
+        and closed (§12.4-5) — in HTTP/1.1, not in a status line of the version it named."""
+        named = request.version
+        request._cache["version"] = HttpVersion11  # the answer's status line (a reify)
+        log.debug("HTTP/%d.%d request line from %s", named.major, named.minor, request.remote)
+        return self.handle_error(request, 400, BadHttpMessage("not an HTTP/1 version"))
+
     def request_started(self) -> None:
-        """The head of a request has arrived and it is being handled (called by the app)."""
+        """The head of a request has arrived and it is being handled."""
         self._state = _State.BUSY
         if self._sending < 0:
             self._deadline.clear()
@@ -654,7 +678,8 @@ class ConnectionSite(web.BaseSite):
         )
 
         if self._ssl is not None:  # admitted before the handshake, not after it (_Handshake)
-            factory = functools.partial(_Handshake, guard, factory, self._ssl, self._handshakes)
+            factory = functools.partial(_Handshake.protocol, guard, factory, self._ssl,
+                                        self._handshakes)  # fmt: skip
         if self._sock is not None:  # a worker serving the supervisor's socket
             server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
         else:
@@ -673,12 +698,13 @@ class ConnectionSite(web.BaseSite):
             await self._lean.shutdown(self._shutdown_timeout)
 
 
-class _Handshake(asyncio.Protocol):
+class _Handshake:
     """A TLS connection until its handshake is done: admitted and counted as soon as it is
     accepted (§10.1-3, §10.1-4), closed to make room like any connection waiting for a request,
     and closed when the handshake is not done within ``idle_timeout_ms`` — the connection has
     not sent the first byte of a request yet (§10.1-2, §10.1-7). Then it is served over TLS
-    by a protocol of ``serving``, which the guard admits in its place.
+    (:class:`~vrmproto.server._tls.TLSProtocol`) by a protocol of ``serving``, which the guard
+    admits in its place.
 
     A listening socket that does the handshake itself (``create_server(ssl=…)``) calls the
     protocol only once the handshake is done: until then a connection was neither counted nor
@@ -686,112 +712,54 @@ class _Handshake(asyncio.Protocol):
     that never sent a byte until the process ran out of descriptors.
     """
 
-    __slots__ = ("_context", "_early", "_guard", "_serving", "_shaking", "_task", "_transport")
+    __slots__ = ("_guard", "_late", "_serving", "_shaking", "tls")
 
     def __init__(self, guard: ConnectionGuard, serving: Callable[[], asyncio.Protocol],
                  context: ssl.SSLContext, shaking: set[_Handshake]) -> None:  # fmt: skip
         self._guard = guard
         self._serving = serving
-        self._context = context
         self._shaking = shaking
-        self._transport: asyncio.Transport | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._early = bytearray()  # bytes read before start_tls took the connection over
+        self._late: asyncio.TimerHandle | None = None
+        self.tls = TLSProtocol(context, self._shaken, self._accepted)
 
-    def connection_made(self, base: asyncio.BaseTransport) -> None:
-        transport = cast(asyncio.Transport, base)
-        transport.pause_reading()  # asyncio: no byte before start_tls (uvloop reads anyway)
-        if self._guard.admit_transport(self, transport) is None:
+    @classmethod
+    def protocol(cls, guard: ConnectionGuard, serving: Callable[[], asyncio.Protocol],
+                 context: ssl.SSLContext, shaking: set[_Handshake]) -> TLSProtocol:  # fmt: skip
+        """The protocol of a TLS connection just accepted (the listening socket's factory)."""
+        return cls(guard, serving, context, shaking).tls
+
+    def _accepted(self, tls: TLSProtocol) -> None:
+        if self._guard.admit_transport(self, tls.raw) is None:
             return
-        self._transport = transport
         self._shaking.add(self)
         loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self._handshake(transport))
-        # Callbacks run in the order they are scheduled: the task's first step (start_tls up to
-        # its await: the TLS protocol set, its connection_made and resume_reading scheduled),
-        # then this, which schedules the replay after those two.
-        loop.call_soon(loop.call_soon, self._replay, transport)
+        self._late = loop.call_later(self._guard.limits.idle_timeout_ms / 1000, self._too_late)
 
-    def data_received(self, data: bytes) -> None:
-        self._early += data  # uvloop starts reading once connection_made returns
+    def _too_late(self) -> None:
+        log.debug("TLS handshake with %s not done in time", self.tls.info("peername", None))
+        self.drop()
 
-    def _replay(self, transport: asyncio.Transport) -> None:
-        """Give the TLS protocol the bytes this one read (the start of the handshake)."""
-        protocol = transport.get_protocol()
-        if not self._early or protocol is self or transport.is_closing():
+    def _shaken(self, tls: TLSProtocol, exc: BaseException | None) -> None:
+        self._done()
+        if exc is not None:  # a failed handshake, a client gone: nobody to answer
+            log.debug("TLS handshake with %s failed: %r", tls.info("peername", None), exc)
+            tls.abort()
             return
-        data = memoryview(bytes(self._early))
-        self._early.clear()
-        into = cast(asyncio.BufferedProtocol, protocol)  # both loops' TLS protocols are
-        while data:
-            buffer = memoryview(into.get_buffer(len(data)))
-            n = min(len(buffer), len(data))
-            buffer[:n] = data[:n]
-            into.buffer_updated(n)
-            data = data[n:]
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self._done()  # lost before start_tls took the connection over
-
-    async def _handshake(self, transport: asyncio.Transport) -> None:
-        loop = asyncio.get_running_loop()
-        early = _Early()  # what comes between the handshake's end and this task going on
-        try:
-            tls = await loop.start_tls(
-                transport, early, self._context, server_side=True,
-                ssl_handshake_timeout=self._guard.limits.idle_timeout_ms / 1000)  # fmt: skip
-        except Exception as exc:  # a failed or late handshake, a client gone: nobody to answer
-            log.debug("TLS handshake with %s failed: %r", transport.get_extra_info("peername"),
-                      exc)  # fmt: skip
-            self._done()
-            transport.abort()
+        if tls.closing():
             return
-        self._done()  # counted no longer as a handshake: as the connection it now is
-        if tls is None or early.lost:
-            return
-        protocol = self._serving()
-        protocol.connection_made(tls)  # admitted by the guard in this one's place
-        if tls.is_closing():
-            return
-        tls.set_protocol(protocol)
-        if early.data:
-            protocol.data_received(bytes(early.data))
-        if early.eof and not protocol.eof_received():
-            tls.close()
+        tls.serve(self._serving())  # admitted by the guard in this one's place
 
     def _done(self) -> None:
+        if self._late is not None:
+            self._late.cancel()
+            self._late = None
         self._guard.release(self)
         self._shaking.discard(self)
 
     def drop(self) -> None:
         """Close the connection now: room is needed, or the server stops."""
         self._done()
-        if self._task is not None:
-            self._task.cancel()
-        if self._transport is not None:
-            self._transport.abort()
-
-
-class _Early(asyncio.Protocol):
-    """A TLS connection's protocol from the end of its handshake until :class:`_Handshake`
-    hands it to the protocol that serves it: what came meanwhile, kept."""
-
-    __slots__ = ("data", "eof", "lost")
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.eof = False
-        self.lost = False
-
-    def data_received(self, data: bytes) -> None:
-        self.data += data
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        return True  # the protocol that serves it decides
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.lost = True
+        self.tls.abort()
 
 
 class _AcceptErrors:

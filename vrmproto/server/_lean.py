@@ -293,8 +293,7 @@ class LeanConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         """The client shut its sending side down (a half-close, RFC 9112 §9.6): the requests
         it sent whole are answered, in order, and then the connection is closed; a request cut
-        short by the end is not answered. Over TLS the loop closes the connection whatever
-        this answers (:func:`~._connections.half_closable`)."""
+        short by the end is not answered; over TLS alike (:mod:`~vrmproto.server._tls`)."""
         if self._transport is None:
             return None
         if self._task is None and self._sending < 0:

@@ -153,6 +153,7 @@ class MemoryStore(AsyncClosing):
         self._intents: dict[bytes, IntentRecord] = {}
         self._offers: dict[bytes, OfferRecord] = {}
         self._share_notes: dict[bytes, ShareNote] = {}
+        self._notes_by_thread: dict[bytes, dict[bytes, ShareNote]] = {}  # thread -> share -> n
         self._locks = LocalLocks()
         self._events: list[EventRecord] = []  # by pos
         self._positions: list[int] = []  # their pos, for bisect (trimming leaves gaps)
@@ -321,8 +322,12 @@ class MemoryStore(AsyncClosing):
             self._intents.update((i.intent_id, i) for i in c.intents)
         if c.offers:
             self._offers.update((o.hash, o) for o in c.offers)
-        if c.share_notes:
-            self._share_notes.update((n.share, n) for n in c.share_notes)
+        for n in c.share_notes:
+            was = self._share_notes.get(n.share)
+            if was is not None and was.thread != n.thread:
+                del self._notes_by_thread[was.thread][n.share]
+            self._share_notes[n.share] = n
+            self._notes_by_thread.setdefault(n.thread, {})[n.share] = n
         for intent_id in c.intents_drop:
             self._intents.pop(intent_id, None)
             for offer in [k for k, o in self._offers.items() if o.intent_id == intent_id]:
@@ -597,5 +602,5 @@ class MemoryStore(AsyncClosing):
 
     async def share_notes(self, thread: bytes | None = None) -> list[ShareNote]:
         self._check_open()
-        found = [n for n in self._share_notes.values() if thread is None or n.thread == thread]
-        return sorted(found, key=lambda n: (n.shared_ms, n.share))
+        notes = self._share_notes if thread is None else self._notes_by_thread.get(thread, {})
+        return sorted(notes.values(), key=lambda n: (n.shared_ms, n.share))

@@ -105,8 +105,11 @@ class TypedReads:
         return rows.offer_record(found[0]) if found else None
 
     async def share_notes(self, thread: bytes | None = None) -> list[ShareNote]:
-        found = await self._rows(
-            rows.SELECT_NOTE + "WHERE ($1::bytea IS NULL OR thread = $1) ORDER BY shared_ms, share",
-            thread,
-        )
+        # Two statements, not "$1 IS NULL OR thread = $1": a generic plan of that (PostgreSQL
+        # may choose one for a prepared statement after five runs) scans every note.
+        if thread is None:
+            found = await self._rows(rows.SELECT_NOTE + "ORDER BY shared_ms, share")
+        else:
+            found = await self._rows(rows.SELECT_NOTE + "WHERE thread = $1 ORDER BY shared_ms, "
+                                     "share", thread)  # fmt: skip
         return [rows.note_record(row) for row in found]
