@@ -56,6 +56,7 @@ http {{
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header Forwarded "";  # a client's own would win (§12.13-1)
             proxy_buffering off;
             proxy_request_buffering off;
             proxy_intercept_errors off;

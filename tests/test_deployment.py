@@ -109,6 +109,20 @@ async def test_two_clients_behind_nginx_are_limited_separately(tmp_path: Path) -
         await upstream.close()
 
 
+async def test_a_clients_own_forwarded_field_does_not_pass_nginx(tmp_path: Path) -> None:
+    """§12.13-1 (session 18): nginx as the README configures it wrote X-Forwarded-For and passed
+    a Forwarded field the client wrote on unchanged; the endpoint reads Forwarded first, so a
+    client named any address it liked and escaped the limits per address."""
+    upstream = await serve(_small_rate(), deployment=Deployment.of(None, ["127.0.0.1/32"]))
+    try:
+        async with nginx_in_front(tmp_path, upstream.port) as proxy:
+            got = [(await _statuses(proxy, "127.0.0.6", 1, {"Forwarded": f"for=192.0.2.{n}"}))[0]
+                   for n in range(3)]  # fmt: skip
+            assert got == [200, 200, 429]
+    finally:
+        await upstream.close()
+
+
 async def test_forwarding_headers_from_an_untrusted_peer_are_ignored() -> None:
     """§12.13-1: a client that writes X-Forwarded-For / Forwarded itself gets nothing by it."""
     upstream = await serve(_small_rate(), deployment=Deployment.of(None, ["127.0.0.1/32"]))
