@@ -9,9 +9,9 @@ closed the connection at the end of input too, cancelling the request in progres
 
 Each case runs on asyncio's loop and on uvloop (what ``vrm vendor serve`` runs where installed).
 
-Over TLS neither loop lets a transport send after the peer's end of input: the connection closes
-as before, and asking it to stay open would only log a warning per connection (a client could
-fill the log with them), so the server does not ask.
+Over TLS neither loop's transport sends after the peer's end of input, so since session 18 the
+endpoint does TLS itself (``vrmproto/server/_tls.py``) and a TLS client that half-closes is
+answered as well: ``tests/test_s18_srv_tls_halfclose.py``.
 """
 
 from __future__ import annotations

@@ -242,7 +242,9 @@ class TLSProtocol(asyncio.Protocol):
         if self._closing or not data:
             return
         try:
-            self._ssl.write(data)
+            view = memoryview(data)
+            while view:  # all of it at once, unless OpenSSL was told to allow partial writes
+                view = view[self._ssl.write(view):]
         except (ssl.SSLError, OSError) as exc:
             log.debug("TLS error writing to %s: %r", self.raw.get_extra_info("peername"), exc)
             self.abort()
