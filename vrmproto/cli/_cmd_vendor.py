@@ -78,6 +78,9 @@ def _tls(file: VendorFile, base: Path) -> ssl.SSLContext | None:
     if server.tls_cert is None or server.tls_key is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # A client's TLS 1.2 renegotiation mid-connection is refused (an alert), not served: the
+    # endpoint's own TLS layer (server/_tls.py) cannot write while one is in progress.
+    context.options |= ssl.OP_NO_RENEGOTIATION
     try:
         context.load_cert_chain(base / server.tls_cert, base / server.tls_key)
     except (OSError, ssl.SSLError) as exc:
