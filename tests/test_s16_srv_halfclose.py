@@ -17,15 +17,13 @@ answered as well: ``tests/test_s18_srv_tls_halfclose.py``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
-import ssl
 from collections.abc import Awaitable, Callable
 
 import pytest
-import trustme
 from _broken_vendor import ACCEPTS, VENDOR_SEED, make_endpoint
+from _tls import tls_contexts, tls_exchange
 from _vendor_proc import Customer
 
 from vrmproto import Identity
@@ -153,37 +151,8 @@ def test_a_half_closed_client_gets_its_answer_on_uvloop(path: str, name: str) ->
         runner.run(run(path, name))
 
 
-def tls_half_close(port: int, context: ssl.SSLContext, data: bytes) -> bytes:
-    """Over TLS: send ``data``, shut the TCP sending side down, read until the server closes
-    (a blocking client, run in a thread)."""
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        while True:
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                raw.sendall(outgoing.read())
-                incoming.write(raw.recv(65536))
-        tls.write(data)
-        raw.sendall(outgoing.read())
-        raw.shutdown(socket.SHUT_WR)
-        got = b""
-        while chunk := raw.recv(65536):
-            incoming.write(chunk)
-            with contextlib.suppress(ssl.SSLError):
-                while plain := tls.read(65536):
-                    got += plain
-        return got
-
-
 async def tls_run(path: str, warnings: list[str]) -> None:
-    ca = trustme.CA()
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    server_ctx, client_ctx = tls_contexts()
     access = logging.getLogger("s16.halfclose") if path == "aiohttp" else None
 
     class Seen(logging.Handler):
@@ -197,7 +166,7 @@ async def tls_run(path: str, warnings: list[str]) -> None:
     try:
         for _ in range(3):
             offer = Customer(VENDOR).offer(*ACCEPTS).envelope
-            await asyncio.to_thread(tls_half_close, server.port, client_ctx, post(offer))
+            await asyncio.to_thread(tls_exchange, server.port, client_ctx, post(offer), "fin")
     finally:
         logging.getLogger("asyncio").removeHandler(seen)
         await server.close()

@@ -76,24 +76,41 @@ def test_a_vendor_that_lost_the_relationship_is_shown_so(tmp_path: Path,
     assert ok(vrm("connect", url, "--json", home=home)).json["existing"] is True
 
 
+class Acme:
+    """The vendor at :data:`URL`, in memory, under one key, which can lose its data (a vendor
+    that went back to a backup older than the relationship, §4.5-5) and have it back."""
+
+    def __init__(self) -> None:
+        self.seed = os.urandom(32)
+        self.key = Identity(self.seed).public_key
+        self.transport = MemoryTransport()
+        self.kept = self._endpoint()
+        self.transport.add(URL, self.kept)
+
+    def _endpoint(self) -> Endpoint:
+        policy = ReferencePolicy(accepts_terms=[t.id for t in DEFAULT_TERMS], name="Acme")
+        return Endpoint(Identity(self.seed), store=MemoryStore(), policy=policy, name="Acme")
+
+    def loses_its_data(self) -> None:
+        self.transport.add(URL, self._endpoint())
+
+    def has_it_back(self) -> None:
+        self.transport.add(URL, self.kept)
+
+
 async def test_agent_connect_opens_a_new_relationship_beside_one_the_vendor_lost() -> None:
     """The library's side (``Agent.connect``), in memory."""
-    seed = os.urandom(32)
-    policy = ReferencePolicy(accepts_terms=[t.id for t in DEFAULT_TERMS], name="Acme")
-    transport = MemoryTransport()
-    transport.add(URL, Endpoint(Identity(seed), store=MemoryStore(), policy=policy, name="Acme"))
-    async with await Agent.open(MemoryStore(), os.urandom(32), client=transport) as agent:
+    acme = Acme()
+    async with await Agent.open(MemoryStore(), os.urandom(32), client=acme.transport) as agent:
         old = (await agent.connect(URL)).thread
         assert (await agent.connect(URL)).existing  # one live relationship per vendor
-        # the vendor, under the same key, without its data
-        transport.add(URL, Endpoint(Identity(seed), store=MemoryStore(), policy=policy,
-                                    name="Acme"))  # fmt: skip
+        acme.loses_its_data()
         with pytest.raises(PeerProblemError, match="no_relationship"):
             await agent.request_data(old)
         new = await agent.connect(URL)
         assert (new.status, new.existing) == ("accepted", False)
         assert new.thread != old
-        assert await agent.live_thread(Identity(seed).public_key) == new.thread
+        assert await agent.live_thread(acme.key) == new.thread
         assert (await agent.connect(URL)).thread == new.thread
 
 
@@ -103,20 +120,15 @@ async def test_the_new_relationship_is_the_live_one_even_within_the_same_millise
     whenever its thread id sorted first (first CI run of session 17's last tree, 1 in 2 here)."""
     now = time.time_ns() // 1_000_000
     for _ in range(8):
-        seed = os.urandom(32)
-        policy = ReferencePolicy(accepts_terms=[t.id for t in DEFAULT_TERMS], name="Acme")
-        transport = MemoryTransport()
-        transport.add(URL, Endpoint(Identity(seed), store=MemoryStore(), policy=policy,
-                                    name="Acme"))  # fmt: skip
-        async with await Agent.open(MemoryStore(), os.urandom(32), client=transport,
+        acme = Acme()
+        async with await Agent.open(MemoryStore(), os.urandom(32), client=acme.transport,
                                     clock=lambda: now) as agent:  # fmt: skip
             old = (await agent.connect(URL)).thread
-            transport.add(URL, Endpoint(Identity(seed), store=MemoryStore(), policy=policy,
-                                        name="Acme"))  # fmt: skip
+            acme.loses_its_data()
             with pytest.raises(PeerProblemError, match="no_relationship"):
                 await agent.request_data(old)
             new = (await agent.connect(URL)).thread
-            assert await agent.live_thread(Identity(seed).public_key) == new
+            assert await agent.live_thread(acme.key) == new
             assert (await agent.connect(URL)).thread == new
 
 
@@ -125,20 +137,15 @@ async def test_a_vendor_that_answers_again_is_no_longer_lost() -> None:
     no_relationship, so the relationship is not shown lost and connect answers it, instead of
     opening a second relationship beside a live one (the thread kept that answer as its
     ``last_problem`` for good)."""
-    seed = os.urandom(32)
-    policy = ReferencePolicy(accepts_terms=[t.id for t in DEFAULT_TERMS], name="Acme")
-    transport = MemoryTransport()
-    kept = Endpoint(Identity(seed), store=MemoryStore(), policy=policy, name="Acme")
-    transport.add(URL, kept)
-    async with await Agent.open(MemoryStore(), os.urandom(32), client=transport) as agent:
+    acme = Acme()
+    async with await Agent.open(MemoryStore(), os.urandom(32), client=acme.transport) as agent:
         thread = (await agent.connect(URL)).thread
-        transport.add(URL, Endpoint(Identity(seed), store=MemoryStore(), policy=policy,
-                                    name="Acme"))  # fmt: skip
+        acme.loses_its_data()
         with pytest.raises(PeerProblemError, match="no_relationship"):
             await agent.request_data(thread)
         (view,) = await agent.relationships()
         assert lost_by_vendor(view)
-        transport.add(URL, kept)  # the vendor's data back
+        acme.has_it_back()
         await agent.request_data(thread)
         (view,) = await agent.relationships()
         assert not lost_by_vendor(view)

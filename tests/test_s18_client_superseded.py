@@ -15,24 +15,17 @@ from pathlib import Path
 import pytest
 
 from tests._cli_helpers import new_home, ok, relationships, vendor_host, vrm
+from tests.test_s17_cli_vendor_lost import URL, Acme
 from vrmproto import Identity, PeerProblemError, fingerprint
-from vrmproto.client import DEFAULT_TERMS, Agent
-from vrmproto.server import Endpoint, ReferencePolicy
+from vrmproto.client import Agent
 from vrmproto.store import MemoryStore
-from vrmproto.testing.transport import MemoryTransport
-
-URL = "http://acme.test"
 
 
 async def test_an_update_skips_a_relationship_the_vendor_said_it_lost() -> None:
-    seed = os.urandom(32)
-    policy = ReferencePolicy(accepts_terms=[t.id for t in DEFAULT_TERMS], name="Acme")
-    transport = MemoryTransport()
-    transport.add(URL, Endpoint(Identity(seed), store=MemoryStore(), policy=policy, name="Acme"))
-    async with await Agent.open(MemoryStore(), os.urandom(32), client=transport) as agent:
+    acme = Acme()
+    async with await Agent.open(MemoryStore(), os.urandom(32), client=acme.transport) as agent:
         old = (await agent.connect(URL)).thread
-        transport.add(URL, Endpoint(Identity(seed), store=MemoryStore(), policy=policy,
-                                    name="Acme"))  # fmt: skip  # the vendor, without its data
+        acme.loses_its_data()
         with pytest.raises(PeerProblemError, match="no_relationship"):
             await agent.request_data(old)
         new = (await agent.connect(URL)).thread

@@ -14,14 +14,11 @@ on aiohttp's.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
-import ssl
 
 import pytest
 from _broken_vendor import ACCEPTS, VENDOR_SEED, make_endpoint
-from _tls import tls_contexts
+from _tls import tls_contexts, tls_exchange
 from _vendor_proc import Customer
 from test_s16_srv_halfclose import get, post, statuses
 
@@ -35,42 +32,6 @@ VENDOR = Identity(VENDOR_SEED)
 #: How the client ends its side: a close_notify alone (the socket stays open both ways), a
 #: close_notify and then the FIN, or the FIN alone (no close_notify: a "ragged" end).
 ENDS = ("close_notify", "close_notify+fin", "fin")
-
-
-def exchange(port: int, context: ssl.SSLContext, data: bytes, end: str,
-             after: bytes = b"") -> tuple[bytes, bool]:  # fmt: skip
-    """Over TLS: send ``data``, end the sending side as ``end`` says (then ``after``, raw),
-    read until the server closes. Returns what was read, and whether the server ended with a
-    close_notify."""
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        while True:
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                raw.sendall(outgoing.read())
-                incoming.write(raw.recv(65536))
-        tls.write(data)
-        if end != "fin":
-            with contextlib.suppress(ssl.SSLWantReadError):
-                tls.unwrap()  # the close_notify, into ``outgoing``
-        raw.sendall(outgoing.read() + after)
-        if end != "close_notify":
-            raw.shutdown(socket.SHUT_WR)
-        got, notified = b"", False
-        while chunk := raw.recv(65536):
-            incoming.write(chunk)
-            try:
-                while plain := tls.read(65536):
-                    got += plain
-                notified = True  # an empty read: the server's close_notify (ours not sent)
-            except ssl.SSLWantReadError:
-                continue
-            except ssl.SSLZeroReturnError:  # the same, after ours
-                notified = True
-        return got, notified
 
 
 async def run(path: str, end: str, requests: list[bytes], warnings: list[str],
@@ -89,8 +50,8 @@ async def run(path: str, end: str, requests: list[bytes], warnings: list[str],
     try:
         sent = requests[:-1] if after_end else requests
         after = requests[-1] if after_end else b""
-        got, notified = await asyncio.to_thread(exchange, server.port, client_ctx,
-                                                b"".join(sent), end, after)  # fmt: skip
+        got, notified = await asyncio.to_thread(tls_exchange, server.port, client_ctx,
+                                                    b"".join(sent), end, after)  # fmt: skip
         assert notified, "the server closed without a close_notify"
         return got
     finally:
