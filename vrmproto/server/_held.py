@@ -3,7 +3,7 @@
 Fields a customer shares (data.share) or updates (address.update) become ``provided``
 :class:`~vrmproto.store.HeldRecord` rows, one per ``(thread, field)``, each naming the share it
 is held from and when that share expires (§5.3.1-4). An update of a held field replaces its value
-and keeps the rest — the share, the expiry, and so the withdrawal (§5.3.6-2) —; a field not held
+and keeps the rest: the share, its expiry and so its withdrawal (§5.3.6-2). A field not held
 before is held from the update itself, without expiry. Sharing or updating a field again
 replaces its row in place, so a message writes only the rows of the fields it carries:
 what it costs does not grow with the shares before it. A data.withdraw drops the rows of the
