@@ -150,3 +150,21 @@ async def test_an_update_after_expiry_is_held_as_it_gives_it(vendor: Vendor) -> 
     assert [(h.field, h.share, h.expires_ms) for h in held] == [("email", update, None)]
     assert await v.endpoint.expire_shares() == 1  # the share's body is erased all the same
     assert await v.returned() == {"email": "new@example.org"}
+
+
+async def test_a_share_updated_after_it_expired_keeps_no_personal_data_in_the_feed(
+    vendor: Vendor,
+) -> None:
+    """An update that arrives after a share expired but before the sweep replaces the share's
+    held row: the sweep must still delete the share's data from its data.shared event
+    (§12.10-4), not only erase its body — it found the share by its rows alone."""
+    v = vendor
+    share = await v.share({"email": "old@example.org"}, expires=v.now + DAY_MS)
+    v.now += DAY_MS
+    await v.update({"email": "new@example.org"})
+    shared = [e for e in await v.store.events() if e.msg_hash == share]
+    assert len(shared) == 1
+    assert shared[0].personal is not None
+    assert await v.endpoint.expire_shares() == 1
+    shared = [e for e in await v.store.events() if e.msg_hash == share]
+    assert shared[0].personal is None
