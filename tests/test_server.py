@@ -272,15 +272,18 @@ async def test_request_returns_held_and_observed_records(h: Harness, vendor: Ser
 async def test_address_update_replaces_the_held_value(h: Harness, vendor: Server) -> None:
     c = h.customer(vendor)
     await c.agree(h.session)
-    await c.deliver(h.session, c.share({"postal_address": "1 Main St"}, purposes=(3,)))
+    share = c.share({"postal_address": "1 Main St"}, purposes=(3,))
+    await c.deliver(h.session, share)
     update = c.address({"postal_address": "9 Elm St", "phone": "+1 555 0199"})
     assert types(await c.deliver(h.session, update)) == ["receipt"]
     held = await vendor.endpoint.store.held(c.thread)
     by_field = {x.field: x for x in held}
     assert by_field["postal_address"].value == "9 Elm St"
     assert by_field["postal_address"].purposes == (3,)  # kept from the share
-    assert by_field["postal_address"].share == update.hash
-    assert by_field["postal_address"].expires_ms is None  # an update does not expire
+    # held as the value it replaces: withdrawn or expired with its share (§5.3.6-2)
+    assert by_field["postal_address"].share == share.hash
+    assert by_field["postal_address"].expires_ms == share.body.expires
+    assert (by_field["phone"].share, by_field["phone"].expires_ms) == (update.hash, None)
     content = (await c.deliver(h.session, c.request()))[1].content
     assert isinstance(content, RecordsContent)
     assert {r.value for r in content.records if r.source == "provided"} == {

@@ -165,7 +165,9 @@ def still_applies(point: SavePoint, history_length: int) -> bool:
 
 def held_row(thread: bytes, share: bytes, record: DataRecord, expires_ms: int | None) -> HeldRecord:
     """The store row of ``record``, held in ``thread`` from the message ``share`` (a data.share,
-    whose ``expires`` is ``expires_ms``; or an address.update: None, it does not expire)."""
+    whose ``expires`` is ``expires_ms``; or an address.update of a field not held before: None,
+    it does not expire). An update of a held field keeps that row's ``share`` and ``expires_ms``
+    (§5.3.6-2)."""
     return HeldRecord(thread, record.field, record.value, record.category, record.source,
                       record.collected, tuple(record.purposes), share, expires_ms)  # fmt: skip
 

@@ -106,8 +106,11 @@ async def expire_thread_shares(ep: Endpoint, record: RelationshipRecord) -> int:
         if not expired:
             return 0
         held = await ep.store.held(record.thread)
-        drop = sorted({(h.thread, h.share) for h in held if not is_live(h, now)})
         erase = await erasures(ep.store, record.thread, expired)
+        # A share whose body is still to erase goes by name as well as by its rows: an update
+        # that came after it expired replaced them, and its event's personal data goes too.
+        drop = sorted({(h.thread, h.share) for h in held if not is_live(h, now)}
+                      | {(thread, share) for thread, share, _ in erase})  # fmt: skip
         if not erase and not drop:
             return 0
         await ep.store.commit(Commit(held_drop=tuple(drop), erase=tuple(erase)))

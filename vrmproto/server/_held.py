@@ -1,9 +1,11 @@
 """The data a vendor holds about a customer, per thread, in the ``vrm-data/1`` form (§12.10).
 
 Fields a customer shares (data.share) or updates (address.update) become ``provided``
-:class:`~vrmproto.store.HeldRecord` rows, one per ``(thread, field)``, each naming the message it
-came from and, for a share, when that share expires (§5.3.1-4). Sharing or updating a field
-again replaces its row in place, so a message writes only the rows of the fields it carries:
+:class:`~vrmproto.store.HeldRecord` rows, one per ``(thread, field)``, each naming the share it
+is held from and when that share expires (§5.3.1-4). An update of a held field replaces its value
+and keeps the rest: the share, its expiry and so its withdrawal (§5.3.6-2). A field not held
+before is held from the update itself, without expiry. Sharing or updating a field again
+replaces its row in place, so a message writes only the rows of the fields it carries:
 what it costs does not grow with the shares before it. A data.withdraw drops the rows of the
 withdrawn shares (§12.10-2); an expired share's rows are no longer returned, and the sweep drops
 them (§12.10-4). Rows are written in the same :class:`~vrmproto.store.Commit` as the message
@@ -118,9 +120,12 @@ def merge_fields(
     rows of the thread an address update names; a share names its own purposes and categories).
 
     ``categories``/``purposes`` come from a data.share; an address.update gives None and keeps
-    the category and purposes of the value it replaces. Raises :class:`ValidationError`
-    (``invalid_field``) for a field the vrm-data/1 form cannot hold (§6.8-2, §6.8-3), since the
-    vendor could never return it.
+    the category and purposes of the value it replaces, and how that value is held: the share
+    it came from and that share's expiry, so the new value goes when the share expires or is
+    withdrawn (§5.3.6-2, §12.10-2, §12.10-4). A field not held before is held from
+    ``source_msg`` until ``expires_ms`` (an address update's: never). Raises
+    :class:`ValidationError` (``invalid_field``) for a field the vrm-data/1 form cannot hold
+    (§6.8-2, §6.8-3), since the vendor could never return it.
 
     The first row of a call is always a :class:`~vrmproto.DataRecord` built whole (which checks
     ``now`` too); each further row is one too unless its ``(field, category, purposes)`` was
@@ -152,8 +157,12 @@ def merge_fields(
                 _SHAPES.clear()
             kept = _SHAPES[shape] = (record.source, record.purposes)
         source, kept_purposes = kept  # the record's own fields are name, value, category, now
+        if categories is None and old is not None:  # an update: held as the value it replaces
+            share, expires = old.share, old.expires_ms
+        else:
+            share, expires = source_msg, expires_ms
         rows.append(held_row(thread, name, value, category, source, now, kept_purposes,
-                             source_msg, expires_ms))  # fmt: skip
+                             share, expires))  # fmt: skip
     return rows
 
 

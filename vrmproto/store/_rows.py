@@ -142,10 +142,11 @@ class HeldRecord:
     """One field of customer data a vendor holds (§12.10), in the ``vrm-data/1`` form.
 
     One row per ``(thread, field)``: sharing or updating a field again replaces its row in
-    place. ``share`` is the hash of the message it came from (a data.share or an
-    address.update), so a withdraw deletes the rows of the withdrawn shares
-    (:attr:`Commit.held_drop`). ``expires_ms`` is that share's expiry (§5.3.1-4), None for a
-    field from an address.update (which does not expire).
+    place. ``share`` is the hash of the message it is held from (a data.share, or an
+    address.update that gave a field not held before), so a withdraw deletes the rows of the
+    withdrawn shares (:attr:`Commit.held_drop`). ``expires_ms`` is that share's expiry
+    (§5.3.1-4), None for a field from an address.update (which does not expire). An update of
+    a held field replaces its value and keeps its ``share`` and ``expires_ms`` (§5.3.6-2).
     """
 
     thread: bytes

@@ -211,3 +211,35 @@ async def withdrawal_removes_only_its_shares(ctx: CaseContext) -> None:
                f"data.erased of {len(erased.body.shares)} shares")
     expect_exactly(ctx, await records_of(ctx, c), [Want("city", kept["city"], 2, (3,))],
                    {f"gone-{m}@example.org", kept["city"]}, since)
+
+
+@case(id="RET-007", clause="§12.10-2", level=M, tags=("data", "return", "withdraw", "address"),
+      covers=("§5.3.6-2", "§12.10-3"),
+      requirement="A value an address.update put in place of a field held from a data.share is "
+      "held as that field was: withdrawing the share deletes it, so the update does not let "
+      "the vendor keep the field for longer than the customer shared it.",
+      accepts="for a share A of email, an address.update of email and a withdrawal of A: "
+      "data.erased naming A; then a data.return with neither the old nor the new email")
+async def withdrawal_removes_updated_values(ctx: CaseContext) -> None:
+    c = Customer(ctx)
+    await c.agree()
+    since = now_ms()
+    m = marker(ctx)
+    old, new = f"shared-{m}@example.org", f"updated-{m}@example.org"
+    body, msg_id = share_body(ctx, c, {"email": old})
+    first, answer = await c.send(body, msg_id=msg_id)
+    expect_receipt(ctx, answer, first)
+    msg_id = new_id(ctx)
+    update = AddressUpdate(agreement=c.rel.agreement or bytes(32),
+                           sealed=c.rel.seal(FieldsContent(fields={"email": new}), msg_id=msg_id))
+    msg, answer = await c.send(update, msg_id=msg_id)
+    expect_receipt(ctx, answer, msg)
+    msg, answer = await c.send(DataWithdraw(agreement=c.rel.agreement or bytes(32),
+                                            shares=(first.hash,)))
+    expect_receipt(ctx, answer, msg)
+    erased = next((r for r in answer.replies if isinstance(r.body, DataErased)), None)
+    ctx.expect(erased is not None and tuple(erased.body.shares) == (first.hash,),
+               expected="data.erased naming share A",
+               actual=answer.describe() if erased is None else
+               f"data.erased of {len(erased.body.shares)} shares")
+    expect_exactly(ctx, await records_of(ctx, c), [], {old, new}, since)
