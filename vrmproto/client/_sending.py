@@ -56,7 +56,7 @@ from vrmproto.client._held import hold_if_key_changed
 from vrmproto.client._lazy import may_close_lazily
 from vrmproto.client._ledger import Ledger, Thread, to_row
 from vrmproto.client._meta import lost_by_vendor
-from vrmproto.client._moved import Documents, current, passed, post_following
+from vrmproto.client._moved import Documents, current, left, passed, post_following
 from vrmproto.client._own import own_header
 from vrmproto.client._peer_copy import delivered_after_all
 from vrmproto.client._schedule import DEFAULT_SCHEDULE, RETRYABLE, is_due
@@ -157,7 +157,7 @@ class Sender:
         if expires < now:
             why = (f"the {mtype or 'message'} expired before it could be delivered (valid "
                    f"until {expires} ms, §4.5-3); it was dropped")  # fmt: skip
-            if held := await self._held(t, item, msg_id, mtype):
+            if held := await self._held(t, item, msg_id, mtype, deadline=deadline):
                 return held
             t.meta.last_problem = f"expired: {why}"
             d = Delivery(t.id, msg_id, item.msg_hash, "dropped", attempts=item.attempts,
@@ -171,7 +171,8 @@ class Sender:
         except PeerProblemError as exc:
             if exc.problem in RETRYABLE:  # the same bytes may be accepted later (§9.1-9)
                 return [await self._reschedule(t, item, msg_id, exc, mtype)]
-            if exc.problem is Problem.EXPIRED and (h := await self._held(t, item, msg_id, mtype)):
+            if exc.problem is Problem.EXPIRED and (
+                    h := await self._held(t, item, msg_id, mtype, deadline=deadline)):
                 return h
             t.meta.last_problem = f"{exc.code}: {exc.detail}"
             d = Delivery(t.id, msg_id, item.msg_hash, "refused", error=exc,
@@ -195,25 +196,27 @@ class Sender:
         except InvalidResponse as exc:  # e.g. a recorded answer whose receipt expired (§8.1-8)
             self.ledger.forget(t.id)
             t = await self.ledger.load(t.id)
-            return (await self._held(t, item, msg_id, mtype)
+            return (await self._held(t, item, msg_id, mtype, deadline=deadline)
                     or [await self._reschedule(t, item, msg_id, exc, mtype)])  # fmt: skip
         entries = [r.entry for r in (receipt, *replies) if r.entry is not None]
         d = Delivery(t.id, msg_id, item.msg_hash, "confirmed", receipt=receipt.message,
                      replies=replies, attempts=item.attempts + 1, type=mtype)
         return await self._close(t, item, d, tuple(to_row(t.id, e, now) for e in entries), now)
 
-    async def _held(self, t: Thread, item: OutboxItem, msg_id: bytes,
-                    mtype: str) -> list[Delivery] | None:  # fmt: skip
+    async def _held(self, t: Thread, item: OutboxItem, msg_id: bytes, mtype: str, *,
+                    deadline: float | None = None) -> list[Delivery] | None:  # fmt: skip
         """``item``, if it went out before without a usable answer and the vendor holds it,
-        closed as delivered (§8.1-8); else None; rescheduled while the vendor can't be asked.
-        Its history is read where its current document says (§13.1-8)."""
+        closed as delivered (§8.1-8); else None; rescheduled while the vendor can't be asked
+        (or not before ``deadline``, the delivery's: the caller's ``timeout_s`` bounds this
+        check too). Its history is read where its current document says (§13.1-8)."""
         try:
             if item.attempts and t.rel.peer_key is not None:
-                await current(self, t, self.clock())
+                await current(self, t, self.clock(), timeout_s=left(deadline), deadline=deadline)
             held = item.attempts and await delivered_after_all(
-                self.client, self.ledger, t, item, self.clock(), msg_id=msg_id, mtype=mtype)
+                self.client, self.ledger, t, item, self.clock(), msg_id=msg_id, mtype=mtype,
+                deadline=deadline)  # fmt: skip
         except TransportError as exc:
-            return [await hold_if_key_changed(self, t, item, exc)
+            return [await hold_if_key_changed(self, t, item, exc, deadline=deadline)
                     or await self._reschedule(t, item, msg_id, exc, mtype)]  # fmt: skip
         return await self._close(t, item, *held) if held else None
 
