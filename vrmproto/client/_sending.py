@@ -49,7 +49,7 @@ from vrmproto._errors import PeerProblemError, Problem, ProtocolError, Transport
 from vrmproto._messages import DataShare, Receipt
 from vrmproto._quick import quick_make
 from vrmproto._relationship import Received, Sent
-from vrmproto.client._delivery import Delivery
+from vrmproto.client._delivery import MAX_REPLIES, Delivery
 from vrmproto.client._drafts import QUEUED, Draft, Signer, decode_draft, with_status
 from vrmproto.client._errors import InvalidResponse, Transient
 from vrmproto.client._held import hold_if_key_changed
@@ -391,7 +391,8 @@ class Sender:
     def _apply(
         self, t: Thread, item: OutboxItem, envelopes: list[bytes], now: int
     ) -> tuple[Received, tuple[Received, ...]]:
-        """Apply a 200's envelopes: a receipt for exactly this message first (§12.3-1)."""
+        """Apply a 200's envelopes: a receipt for exactly this message first (§12.3-1), then
+        at most :data:`MAX_REPLIES` replies."""
         rel = t.rel
         if not envelopes:
             raise InvalidResponse("a message other than a receipt was answered 204", status=204)
@@ -407,6 +408,10 @@ class Sender:
             raise InvalidResponse(f"the receipt is not acceptable: {exc}", status=200) from None
         replies: list[Received] = []
         for env in envelopes[1:]:
+            if len(replies) == MAX_REPLIES:
+                t.meta.last_problem = (f"the vendor answered with more than {MAX_REPLIES} "
+                                       "replies; the rest were not applied")  # fmt: skip
+                break
             try:
                 replies.append(rel.receive(env, now=now))
             except ProtocolError as exc:
