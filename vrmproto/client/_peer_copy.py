@@ -19,7 +19,7 @@ from vrmproto._errors import RETRYABLE, PeerProblemError, ProtocolError
 from vrmproto._history import Entry, verify_entries
 from vrmproto._messages import Receipt
 from vrmproto._relationship import Received
-from vrmproto.client._delivery import MAX_REPLIES, Delivery
+from vrmproto.client._delivery import Delivery
 from vrmproto.client._errors import Unreachable
 from vrmproto.client._ledger import Ledger, Thread, to_row
 from vrmproto.client._transport import Transport
@@ -81,8 +81,7 @@ async def delivered_after_all(
     mtype: str, deadline: float | None = None,
 ) -> tuple[Delivery, tuple[HistoryEntry, ...], int] | None:
     """If the vendor holds ``item``'s message and its receipt (:func:`accepted_by_vendor`): the
-    vendor's entries we lack applied to ``t`` (§8.3-3; the receipt and at most
-    :data:`~vrmproto.client._delivery.MAX_REPLIES` after it) and, for the Sender to close
+    vendor's entries we lack applied to ``t`` (§8.3-3) and, for the Sender to close
     ``item`` with, its confirmed delivery, the history rows to store and ``now``. None, with
     ``t`` unchanged, if the vendor does not hold it, refuses to be read (a refusal of our
     current key: after a ``key.rotate`` of ours that it never took, it holds nothing of it),
@@ -94,10 +93,8 @@ async def delivered_after_all(
         accepted = await accepted_by_vendor(client, ledger, t, item.msg_hash, deadline=deadline)
         if accepted is None:
             return None
-        # the receipt and at most MAX_REPLIES entries after it, as from an answer (_apply)
-        kept = accepted.after[: 1 + MAX_REPLIES]
         probe = t.copy().rel  # t changes only once every entry is known to apply
-        for e in kept:
+        for e in accepted.after:
             probe.adopt(e.envelope)
     except PeerProblemError as exc:  # the vendor answered: not with the message
         if exc.problem in RETRYABLE:  # it may answer later (§9.1-9)
@@ -105,10 +102,7 @@ async def delivered_after_all(
         return None
     except ProtocolError:
         return None
-    if len(kept) < len(accepted.after):
-        t.meta.last_problem = (f"the vendor's history holds more than {MAX_REPLIES} replies "
-                               "to our message; the rest were not applied")  # fmt: skip
-    entries = [t.rel.adopt(e.envelope) for e in kept]
+    entries = [t.rel.adopt(e.envelope) for e in accepted.after]
     replies = tuple(Received(open_envelope(e.envelope, now=0, check_time=False,
                                            limits=t.rel.limits), e)
                     for e in entries[1:])  # fmt: skip
