@@ -85,3 +85,30 @@ async def test_a_share_within_its_timeout_while_the_vendors_history_stalls(
         assert [p.attempts for p in pending] == [2]  # the first share, tried once more
     finally:
         await agent.close()
+
+
+async def test_an_outbox_run_is_not_held_by_a_vendor_whose_history_stalls(
+    vendor: StallingVendor,
+) -> None:
+    """``run_outbox`` has no caller's deadline: the check is bounded by ``held_check_s``
+    (60 s by default; small here), not by the vendor's patience page after page."""
+    agent = await Agent.open(MemoryStore(), os.urandom(32), retry=RetryPolicy(attempts=1))
+    agent.outbox.held_check_s = 0.3
+    try:
+        thread = (await agent.connect(vendor.url)).thread
+        in_a_year = int(time.time() * 1000) + 365 * 86_400_000
+        vendor.fail_next.append((503, {}))
+        first = await agent.share(thread, {"email": "ada@example.org"}, purposes=["delivery"],
+                                  categories=["contact"], expires_ms=in_a_year)
+        assert first.status == "queued"
+        vendor.hostile = True
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        async with asyncio.timeout(5):  # (the bug waited for the client's 10 s)
+            run = await agent.run_outbox(now=int(time.time() * 1000) + 3_600_000)
+        assert vendor.history_asked.is_set()
+        assert loop.time() - began < 2
+        assert [d.status for d in run.deliveries] == ["queued"]
+        assert [p.attempts for p in await agent.pending()] == [2]
+    finally:
+        await agent.close()

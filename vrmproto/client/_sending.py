@@ -56,7 +56,14 @@ from vrmproto.client._held import hold_if_key_changed
 from vrmproto.client._lazy import may_close_lazily
 from vrmproto.client._ledger import Ledger, Thread, to_row
 from vrmproto.client._meta import lost_by_vendor
-from vrmproto.client._moved import Documents, current, left, passed, post_following
+from vrmproto.client._moved import (
+    Documents,
+    current,
+    deadline_in,
+    left,
+    passed,
+    post_following,
+)
 from vrmproto.client._own import own_header
 from vrmproto.client._peer_copy import delivered_after_all
 from vrmproto.client._schedule import DEFAULT_SCHEDULE, RETRYABLE, is_due
@@ -68,13 +75,22 @@ __all__ = ["Sender", "may_close_lazily"]
 #: Most signed messages whose header fields a :class:`Sender` keeps until it delivers them.
 KEPT_HEADERS = 4096
 
+#: Longest, in seconds, the §8.1-8 check of one item (the vendor's document and every page of
+#: its history) may take when the caller set no deadline (:meth:`Outbox.run`): a vendor that
+#: answers its history page by page, each just within the client's timeout, would otherwise
+#: hold the outbox round — and every other vendor's retries after it — for hours.
+HELD_CHECK_S = 60.0
+
 _new_outbox_item = quick_make(NewOutboxItem)  # NewOutboxItem(...), once per message (#12)
 
 
 class Sender:
     """Delivers a thread's messages durably and in order, one item at a time: signs each
     draft when its turn comes, applies the vendor's replies, reschedules what could not be
-    sent."""
+    sent. ``held_check_s`` bounds a §8.1-8 check that no caller's deadline bounds
+    (:data:`HELD_CHECK_S`)."""
+
+    held_check_s: float = HELD_CHECK_S
 
     def __init__(
         self,
@@ -208,7 +224,10 @@ class Sender:
         """``item``, if it went out before without a usable answer and the vendor holds it,
         closed as delivered (§8.1-8); else None; rescheduled while the vendor can't be asked
         (or not before ``deadline``, the delivery's: the caller's ``timeout_s`` bounds this
-        check too). Its history is read where its current document says (§13.1-8)."""
+        check too; :attr:`held_check_s` from now if there is none). Its history is read where
+        its current document says (§13.1-8)."""
+        if item.attempts and deadline is None:
+            deadline = deadline_in(self.held_check_s)
         try:
             if item.attempts and t.rel.peer_key is not None:
                 await current(self, t, self.clock(), timeout_s=left(deadline), deadline=deadline)
