@@ -56,17 +56,10 @@ from vrmproto.client._held import hold_if_key_changed
 from vrmproto.client._lazy import may_close_lazily
 from vrmproto.client._ledger import Ledger, Thread, to_row
 from vrmproto.client._meta import lost_by_vendor
-from vrmproto.client._moved import (
-    Documents,
-    current,
-    deadline_in,
-    left,
-    passed,
-    post_following,
-)
+from vrmproto.client._moved import Documents, current, deadline_in, left, passed, post_following
 from vrmproto.client._own import own_header
 from vrmproto.client._peer_copy import delivered_after_all
-from vrmproto.client._schedule import DEFAULT_SCHEDULE, RETRYABLE, is_due
+from vrmproto.client._schedule import DEFAULT_SCHEDULE, HELD_CHECK_S, RETRYABLE, is_due
 from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, ShareNote, Store
 
@@ -75,20 +68,13 @@ __all__ = ["Sender", "may_close_lazily"]
 #: Most signed messages whose header fields a :class:`Sender` keeps until it delivers them.
 KEPT_HEADERS = 4096
 
-#: Longest, in seconds, the §8.1-8 check of one item (the vendor's document and every page of
-#: its history) may take when the caller set no deadline (:meth:`Outbox.run`): a vendor that
-#: answers its history page by page, each just within the client's timeout, would otherwise
-#: hold the outbox round — and every other vendor's retries after it — for hours.
-HELD_CHECK_S = 60.0
-
 _new_outbox_item = quick_make(NewOutboxItem)  # NewOutboxItem(...), once per message (#12)
 
 
 class Sender:
     """Delivers a thread's messages durably and in order, one item at a time: signs each
     draft when its turn comes, applies the vendor's replies, reschedules what could not be
-    sent. ``held_check_s`` bounds a §8.1-8 check that no caller's deadline bounds
-    (:data:`HELD_CHECK_S`)."""
+    sent. ``held_check_s`` bounds a §8.1-8 check no caller's deadline bounds."""
 
     held_check_s: float = HELD_CHECK_S
 
@@ -187,8 +173,8 @@ class Sender:
         except PeerProblemError as exc:
             if exc.problem in RETRYABLE:  # the same bytes may be accepted later (§9.1-9)
                 return [await self._reschedule(t, item, msg_id, exc, mtype)]
-            if exc.problem is Problem.EXPIRED and (
-                    h := await self._held(t, item, msg_id, mtype, deadline=deadline)):
+            if exc.problem is Problem.EXPIRED and (h := await self._held(
+                    t, item, msg_id, mtype, deadline=deadline)):  # fmt: skip
                 return h
             t.meta.last_problem = f"{exc.code}: {exc.detail}"
             d = Delivery(t.id, msg_id, item.msg_hash, "refused", error=exc,
@@ -223,11 +209,9 @@ class Sender:
                     deadline: float | None = None) -> list[Delivery] | None:  # fmt: skip
         """``item``, if it went out before without a usable answer and the vendor holds it,
         closed as delivered (§8.1-8); else None; rescheduled while the vendor can't be asked
-        (or not before ``deadline``, the delivery's: the caller's ``timeout_s`` bounds this
-        check too; :attr:`held_check_s` from now if there is none). Its history is read where
-        its current document says (§13.1-8)."""
-        if item.attempts and deadline is None:
-            deadline = deadline_in(self.held_check_s)
+        (or not before ``deadline``, the caller's; else :attr:`held_check_s` from now). Its
+        history is read where its current document says (§13.1-8)."""
+        deadline = deadline_in(self.held_check_s) if deadline is None else deadline
         try:
             if item.attempts and t.rel.peer_key is not None:
                 await current(self, t, self.clock(), timeout_s=left(deadline), deadline=deadline)
@@ -410,8 +394,7 @@ class Sender:
     def _apply(
         self, t: Thread, item: OutboxItem, envelopes: list[bytes], now: int
     ) -> tuple[Received, tuple[Received, ...]]:
-        """Apply a 200's envelopes: a receipt for exactly this message first (§12.3-1), then
-        at most :data:`MAX_REPLIES` replies."""
+        """Apply a 200's envelopes: a receipt for this message first (§12.3-1), <= MAX_REPLIES."""
         rel = t.rel
         if not envelopes:
             raise InvalidResponse("a message other than a receipt was answered 204", status=204)
@@ -428,8 +411,7 @@ class Sender:
         replies: list[Received] = []
         for env in envelopes[1:]:
             if len(replies) == MAX_REPLIES:
-                t.meta.last_problem = (f"the vendor answered with more than {MAX_REPLIES} "
-                                       "replies; the rest were not applied")  # fmt: skip
+                t.meta.last_problem = f"more than {MAX_REPLIES} replies; the rest not applied"
                 break
             try:
                 replies.append(rel.receive(env, now=now))
