@@ -12,7 +12,14 @@ from vrmproto._messages import Receipt
 from vrmproto._quick import quick_init
 from vrmproto._relationship import Received
 
-__all__ = ["Delivery", "DeliveryStatus", "OutboxRun"]
+__all__ = ["MAX_REPLIES", "Delivery", "DeliveryStatus", "OutboxRun"]
+
+#: Most replies of the vendor applied from one answer to a message of ours (§12.3-6).
+#: The reference vendor sends at most one (§12.3-2); each reply applied costs a receipt of
+#: ours, signed with a save point and queued (§5.6.1-2), so without a bound one answer of a
+#: hostile vendor (4 MiB of small ``intent.offer``) cost the agent minutes and gigabytes.
+#: Replies past it are not applied, as those after one that breaks a rule (§12.3-6).
+MAX_REPLIES = 64
 
 DeliveryStatus = Literal["confirmed", "queued", "refused", "dropped"]
 

@@ -169,6 +169,9 @@ class EndpointClient(AsyncClosing):
     The ``max_channels`` most recently used channels keep their connections; an older idle one
     is closed when a new one opens. ``sleep`` and ``rand`` drive the backoff.
 
+    ``max_response_bytes`` caps the body of an inbox answer (§12.3); ``max_history_bytes`` the
+    bodies of all the pages of one history export together (§12.5-5).
+
     The POSTs (inbox §12.3, history §12.5) and discovery GETs (§13.1) go through
     :mod:`vrmproto.client._http_conn`, a lean HTTP/1.1 client over the sans-IO reader
     :mod:`vrmproto._http1` (aiohttp's client cost more CPU per message than all of the agent's
@@ -454,18 +457,34 @@ class EndpointClient(AsyncClosing):
 
         Every page from ``start`` on (§12.5-5). Signed by ``identity`` (our current key in the
         thread); run :func:`~vrmproto.verify_entries` on the result before trusting it.
+
+        The answers of all the pages share one budget, ``max_history_bytes``: each page may
+        use what the ones before it left, so a vendor that answers page after page of large
+        entries cannot make us hold more than that (:class:`InvalidResponse` once it tries).
         """
+        budget = self.max_history_bytes
 
         async def page(at: int) -> list[Entry]:
+            nonlocal budget
+            if budget <= 0:
+                raise InvalidResponse(f"{history_url}: the export is larger than "
+                                      f"{self.max_history_bytes} bytes", status=200)  # fmt: skip
             body = sign_history_request(
                 identity, thread=thread, recipient=peer_key, now=self.clock(),
                 nonce=self.random_id(), start=at,
             )  # fmt: skip
-            answer = await self._request(
-                "POST", history_url, body,
-                headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
-                timeout_s=timeout_s, retry=retry, cap=self.max_history_bytes, channel=thread,
-            )  # fmt: skip
+            try:
+                answer = await self._request(
+                    "POST", history_url, body,
+                    headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
+                    timeout_s=timeout_s, retry=retry, cap=budget, channel=thread,
+                )  # fmt: skip
+            except InvalidResponse as exc:
+                if budget == self.max_history_bytes or exc.status != 200:
+                    raise
+                raise InvalidResponse(f"{history_url}: the export is larger than "
+                                      f"{self.max_history_bytes} bytes", status=200) from None
+            budget -= len(answer.body)
             return history_from_answer(answer, now=self.clock(), limits=self.limits,
                                        peer_key=peer_key)  # fmt: skip
 

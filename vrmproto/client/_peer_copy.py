@@ -11,6 +11,7 @@ message lets it be dropped.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from vrmproto._envelope import Signed, open_envelope
@@ -19,6 +20,7 @@ from vrmproto._history import Entry, verify_entries
 from vrmproto._messages import Receipt
 from vrmproto._relationship import Received
 from vrmproto.client._delivery import Delivery
+from vrmproto.client._errors import Unreachable
 from vrmproto.client._ledger import Ledger, Thread, to_row
 from vrmproto.client._transport import Transport
 from vrmproto.store import HistoryEntry, OutboxItem
@@ -35,8 +37,8 @@ class Accepted:
     after: tuple[Entry, ...]
 
 
-async def accepted_by_vendor(client: Transport, ledger: Ledger, t: Thread,
-                             msg_hash: bytes) -> Accepted | None:  # fmt: skip
+async def accepted_by_vendor(client: Transport, ledger: Ledger, t: Thread, msg_hash: bytes,
+                             *, deadline: float | None = None) -> Accepted | None:  # fmt: skip
     """What the vendor's history holds after ``msg_hash``, if it holds it where ours does and
     follows it with its receipt for it (§8.1-8); None if it does not.
 
@@ -45,15 +47,23 @@ async def accepted_by_vendor(client: Transport, ledger: Ledger, t: Thread,
     logged behind it): the two then fork at the entry after it, not for this check to settle.
     Raises :class:`~vrmproto.TransportError` when the vendor cannot be asked, its subclass
     :class:`~vrmproto.PeerProblemError` when it refuses, and :class:`~vrmproto.ProtocolError`
-    when its copy does not verify.
+    when its copy does not verify. ``deadline`` (the running loop's time; None: no bound)
+    bounds the whole read, every page and retry: past it, :class:`Unreachable` (timed out).
     """
     head = await ledger.store.history_head(t.id)
     if t.rel.peer_key is None or head is None or head.msg_hash != msg_hash or head.index < 1:
         return None  # the first message of the thread is exempt (§8.1-8)
     at = head.index
     (before,) = await ledger.store.history(t.id, start=at - 1, limit=1)
-    theirs = await client.fetch_history(t.meta.history, ledger.identity(t.meta), t.id,
-                                        t.rel.peer_key, start=at)  # fmt: skip
+    try:
+        async with asyncio.timeout_at(deadline):  # every page and retry (None: no bound)
+            theirs = await client.fetch_history(
+                t.meta.history, ledger.identity(t.meta), t.id, t.rel.peer_key, start=at,
+                timeout_s=None if deadline is None else max(
+                    deadline - asyncio.get_running_loop().time(), 0.001),
+            )  # fmt: skip
+    except TimeoutError:  # the deadline's (the transport's own failures are Unreachable)
+        raise Unreachable(f"POST {t.meta.history}: timed out") from None
     if not theirs or theirs[0].index != at:
         return None
     verify_entries(theirs, start_link=before.entry_hash, parties=(t.rel.identity.public_key,
@@ -68,7 +78,7 @@ async def accepted_by_vendor(client: Transport, ledger: Ledger, t: Thread,
 
 async def delivered_after_all(
     client: Transport, ledger: Ledger, t: Thread, item: OutboxItem, now: int, *, msg_id: bytes,
-    mtype: str,
+    mtype: str, deadline: float | None = None,
 ) -> tuple[Delivery, tuple[HistoryEntry, ...], int] | None:
     """If the vendor holds ``item``'s message and its receipt (:func:`accepted_by_vendor`): the
     vendor's entries we lack applied to ``t`` (§8.3-3) and, for the Sender to close
@@ -76,10 +86,11 @@ async def delivered_after_all(
     ``t`` unchanged, if the vendor does not hold it, refuses to be read (a refusal of our
     current key: after a ``key.rotate`` of ours that it never took, it holds nothing of it),
     its copy does not verify or an entry of it cannot be applied. Raises
-    :class:`~vrmproto.TransportError` when the vendor cannot be asked, or refuses for now.
+    :class:`~vrmproto.TransportError` when the vendor cannot be asked (or not before
+    ``deadline``), or refuses for now.
     """
     try:
-        accepted = await accepted_by_vendor(client, ledger, t, item.msg_hash)
+        accepted = await accepted_by_vendor(client, ledger, t, item.msg_hash, deadline=deadline)
         if accepted is None:
             return None
         probe = t.copy().rel  # t changes only once every entry is known to apply

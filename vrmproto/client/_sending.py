@@ -49,17 +49,17 @@ from vrmproto._errors import PeerProblemError, Problem, ProtocolError, Transport
 from vrmproto._messages import DataShare, Receipt
 from vrmproto._quick import quick_make
 from vrmproto._relationship import Received, Sent
-from vrmproto.client._delivery import Delivery
+from vrmproto.client._delivery import MAX_REPLIES, Delivery
 from vrmproto.client._drafts import QUEUED, Draft, Signer, decode_draft, with_status
 from vrmproto.client._errors import InvalidResponse, Transient
 from vrmproto.client._held import hold_if_key_changed
 from vrmproto.client._lazy import may_close_lazily
 from vrmproto.client._ledger import Ledger, Thread, to_row
 from vrmproto.client._meta import lost_by_vendor
-from vrmproto.client._moved import Documents, current, passed, post_following
+from vrmproto.client._moved import Documents, current, deadline_in, left, passed, post_following
 from vrmproto.client._own import own_header
 from vrmproto.client._peer_copy import delivered_after_all
-from vrmproto.client._schedule import DEFAULT_SCHEDULE, RETRYABLE, is_due
+from vrmproto.client._schedule import DEFAULT_SCHEDULE, HELD_CHECK_S, RETRYABLE, is_due
 from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, ShareNote, Store
 
@@ -74,7 +74,9 @@ _new_outbox_item = quick_make(NewOutboxItem)  # NewOutboxItem(...), once per mes
 class Sender:
     """Delivers a thread's messages durably and in order, one item at a time: signs each
     draft when its turn comes, applies the vendor's replies, reschedules what could not be
-    sent."""
+    sent. ``held_check_s`` bounds a §8.1-8 check no caller's deadline bounds."""
+
+    held_check_s: float = HELD_CHECK_S
 
     def __init__(
         self,
@@ -157,7 +159,7 @@ class Sender:
         if expires < now:
             why = (f"the {mtype or 'message'} expired before it could be delivered (valid "
                    f"until {expires} ms, §4.5-3); it was dropped")  # fmt: skip
-            if held := await self._held(t, item, msg_id, mtype):
+            if held := await self._held(t, item, msg_id, mtype, deadline=deadline):
                 return held
             t.meta.last_problem = f"expired: {why}"
             d = Delivery(t.id, msg_id, item.msg_hash, "dropped", attempts=item.attempts,
@@ -171,7 +173,8 @@ class Sender:
         except PeerProblemError as exc:
             if exc.problem in RETRYABLE:  # the same bytes may be accepted later (§9.1-9)
                 return [await self._reschedule(t, item, msg_id, exc, mtype)]
-            if exc.problem is Problem.EXPIRED and (h := await self._held(t, item, msg_id, mtype)):
+            if exc.problem is Problem.EXPIRED and (h := await self._held(
+                    t, item, msg_id, mtype, deadline=deadline)):  # fmt: skip
                 return h
             t.meta.last_problem = f"{exc.code}: {exc.detail}"
             d = Delivery(t.id, msg_id, item.msg_hash, "refused", error=exc,
@@ -195,25 +198,28 @@ class Sender:
         except InvalidResponse as exc:  # e.g. a recorded answer whose receipt expired (§8.1-8)
             self.ledger.forget(t.id)
             t = await self.ledger.load(t.id)
-            return (await self._held(t, item, msg_id, mtype)
+            return (await self._held(t, item, msg_id, mtype, deadline=deadline)
                     or [await self._reschedule(t, item, msg_id, exc, mtype)])  # fmt: skip
         entries = [r.entry for r in (receipt, *replies) if r.entry is not None]
         d = Delivery(t.id, msg_id, item.msg_hash, "confirmed", receipt=receipt.message,
                      replies=replies, attempts=item.attempts + 1, type=mtype)
         return await self._close(t, item, d, tuple(to_row(t.id, e, now) for e in entries), now)
 
-    async def _held(self, t: Thread, item: OutboxItem, msg_id: bytes,
-                    mtype: str) -> list[Delivery] | None:  # fmt: skip
+    async def _held(self, t: Thread, item: OutboxItem, msg_id: bytes, mtype: str, *,
+                    deadline: float | None = None) -> list[Delivery] | None:  # fmt: skip
         """``item``, if it went out before without a usable answer and the vendor holds it,
-        closed as delivered (§8.1-8); else None; rescheduled while the vendor can't be asked.
-        Its history is read where its current document says (§13.1-8)."""
+        closed as delivered (§8.1-8); else None; rescheduled while the vendor can't be asked
+        (or not before ``deadline``, the caller's; else :attr:`held_check_s` from now). Its
+        history is read where its current document says (§13.1-8)."""
+        deadline = deadline_in(self.held_check_s) if deadline is None else deadline
         try:
             if item.attempts and t.rel.peer_key is not None:
-                await current(self, t, self.clock())
+                await current(self, t, self.clock(), timeout_s=left(deadline), deadline=deadline)
             held = item.attempts and await delivered_after_all(
-                self.client, self.ledger, t, item, self.clock(), msg_id=msg_id, mtype=mtype)
+                self.client, self.ledger, t, item, self.clock(), msg_id=msg_id, mtype=mtype,
+                deadline=deadline)  # fmt: skip
         except TransportError as exc:
-            return [await hold_if_key_changed(self, t, item, exc)
+            return [await hold_if_key_changed(self, t, item, exc, deadline=deadline)
                     or await self._reschedule(t, item, msg_id, exc, mtype)]  # fmt: skip
         return await self._close(t, item, *held) if held else None
 
@@ -388,7 +394,7 @@ class Sender:
     def _apply(
         self, t: Thread, item: OutboxItem, envelopes: list[bytes], now: int
     ) -> tuple[Received, tuple[Received, ...]]:
-        """Apply a 200's envelopes: a receipt for exactly this message first (§12.3-1)."""
+        """Apply a 200's envelopes: a receipt for this message first (§12.3-1), <= MAX_REPLIES."""
         rel = t.rel
         if not envelopes:
             raise InvalidResponse("a message other than a receipt was answered 204", status=204)
@@ -404,6 +410,9 @@ class Sender:
             raise InvalidResponse(f"the receipt is not acceptable: {exc}", status=200) from None
         replies: list[Received] = []
         for env in envelopes[1:]:
+            if len(replies) == MAX_REPLIES:
+                t.meta.last_problem = f"more than {MAX_REPLIES} replies; the rest not applied"
+                break
             try:
                 replies.append(rel.receive(env, now=now))
             except ProtocolError as exc:
