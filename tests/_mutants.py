@@ -1003,6 +1003,13 @@ def return_update_kept_old() -> None:
                                     "None if old is not None else rows.append(held_row("))
 
 
+@mutant("return-update-outlives-share", "data-return", "§5.3.6-2",
+        "holds a value an address.update replaced for ever, not as the share it replaced")
+def return_update_outlives_share() -> None:
+    _mutate(_held, "merge_fields", ("share, expires = old.share, old.expires_ms",
+                                    "share, expires = source_msg, expires_ms"))
+
+
 @mutant("return-purposes-dropped", "data-return", "§12.10-1",
         "records every field with purpose 1, not the share's purposes")
 def return_purposes() -> None:
