@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from _broken_vendor import ACCEPTS, VENDOR_SEED, make_endpoint
-from _tls import tls_contexts, tls_exchange
 from _vendor_proc import Customer
 
 from vrmproto import Identity
@@ -149,36 +148,3 @@ def test_a_half_closed_client_gets_its_answer_on_uvloop(path: str, name: str) ->
     uvloop = pytest.importorskip("uvloop")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(run(path, name))
-
-
-async def tls_run(path: str, warnings: list[str]) -> None:
-    server_ctx, client_ctx = tls_contexts()
-    access = logging.getLogger("s16.halfclose") if path == "aiohttp" else None
-
-    class Seen(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            warnings.append(record.getMessage())
-
-    seen = Seen(logging.WARNING)
-    logging.getLogger("asyncio").addHandler(seen)
-    server = await serve(make_endpoint(MemoryStore()), ssl_context=server_ctx,
-                         access_log=access)  # fmt: skip
-    try:
-        for _ in range(3):
-            offer = Customer(VENDOR).offer(*ACCEPTS).envelope
-            await asyncio.to_thread(tls_exchange, server.port, client_ctx, post(offer), "fin")
-    finally:
-        logging.getLogger("asyncio").removeHandler(seen)
-        await server.close()
-
-
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-@pytest.mark.parametrize("path", ["lean", "aiohttp"])
-def test_a_tls_half_close_logs_nothing_per_connection(path: str, loop: str) -> None:
-    factory = None
-    if loop == "uvloop":
-        factory = pytest.importorskip("uvloop").new_event_loop
-    warnings: list[str] = []
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(tls_run(path, warnings))
-    assert warnings == []
