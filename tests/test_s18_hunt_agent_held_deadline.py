@@ -60,18 +60,26 @@ async def vendor() -> AsyncIterator[StallingVendor]:
         await v.stop()
 
 
+async def one_share_out(agent: Agent, vendor: StallingVendor) -> tuple[bytes, int]:
+    """Connect, and leave a share queued after it went out once (the vendor answered 503: it may
+    hold it, so the next delivery checks its history first, §8.1-8); then the vendor's history
+    stalls. The thread, and an expiry a year ahead."""
+    thread = (await agent.connect(vendor.url)).thread
+    in_a_year = int(time.time() * 1000) + 365 * 86_400_000
+    vendor.fail_next.append((503, {}))
+    first = await agent.share(thread, {"email": "ada@example.org"}, purposes=["delivery"],
+                              categories=["contact"], expires_ms=in_a_year)
+    assert first.status == "queued"
+    vendor.hostile = True
+    return thread, in_a_year
+
+
 async def test_a_share_within_its_timeout_while_the_vendors_history_stalls(
     vendor: StallingVendor,
 ) -> None:
     agent = await Agent.open(MemoryStore(), os.urandom(32), retry=RetryPolicy(attempts=1))
     try:
-        thread = (await agent.connect(vendor.url)).thread
-        in_a_year = int(time.time() * 1000) + 365 * 86_400_000
-        vendor.fail_next.append((503, {}))
-        first = await agent.share(thread, {"email": "ada@example.org"}, purposes=["delivery"],
-                                  categories=["contact"], expires_ms=in_a_year)
-        assert first.status == "queued"  # it went out once: the vendor may hold it (§8.1-8)
-        vendor.hostile = True
+        thread, in_a_year = await one_share_out(agent, vendor)
         loop = asyncio.get_running_loop()
         began = loop.time()
         async with asyncio.timeout(5):  # (the bug waited for the client's 10 s)
@@ -95,13 +103,7 @@ async def test_an_outbox_run_is_not_held_by_a_vendor_whose_history_stalls(
     agent = await Agent.open(MemoryStore(), os.urandom(32), retry=RetryPolicy(attempts=1))
     agent.outbox.held_check_s = 0.3
     try:
-        thread = (await agent.connect(vendor.url)).thread
-        in_a_year = int(time.time() * 1000) + 365 * 86_400_000
-        vendor.fail_next.append((503, {}))
-        first = await agent.share(thread, {"email": "ada@example.org"}, purposes=["delivery"],
-                                  categories=["contact"], expires_ms=in_a_year)
-        assert first.status == "queued"
-        vendor.hostile = True
+        await one_share_out(agent, vendor)
         loop = asyncio.get_running_loop()
         began = loop.time()
         async with asyncio.timeout(5):  # (the bug waited for the client's 10 s)
