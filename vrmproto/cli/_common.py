@@ -221,27 +221,20 @@ async def pick(
     return hits[-1]
 
 
-#: The states of a relationship that messages can still go to (§7.1).
-_LIVE = frozenset({State.OFFERED, State.AGREED, State.COUNTERED})
-
-
 async def superseded(agent: Agent, views: Sequence[RelationshipView]
                      ) -> dict[bytes, RelationshipView]:  # fmt: skip
     """The live vendor relationships superseded by a newer one at the same URL under another
     key — the person accepted the vendor's new key (§11.10-3), which opened it — each with the
-    one that superseded it (the one opened last). Nothing can reach the vendor in an old one
-    (it answers with the new key: held, §11.10-1) unless a key.rotate in it moves its key."""
-    groups: dict[str, list[RelationshipView]] = {}
-    for v in views:
-        if v.thread_kind is ThreadKind.VENDOR and v.url and State(v.state) in _LIVE:
-            groups.setdefault(norm(v.url), []).append(v)
+    one that superseded it (:meth:`~vrmproto.client.Agent.superseded`, less the relationships a
+    vendor lost, which are shown as lost). Nothing can reach the vendor in an old one (it
+    answers with the new key: held, §11.10-1) unless a key.rotate in it moves its key."""
+    by_thread = {v.thread: v for v in views}
+    live = [r for r in await agent.store.relationships_where(role="customer")
+            if r.thread in by_thread]  # fmt: skip
     found: dict[bytes, RelationshipView] = {}
-    for group in groups.values():
-        if len({v.peer_key for v in group}) < 2:
-            continue
-        opened = {v.thread: await _opened_ms(agent, v.thread) for v in group}
-        newest = max(group, key=lambda v: (opened[v.thread], v.thread))
-        found.update((v.thread, newest) for v in group if v.peer_key != newest.peer_key)
+    for old, new in (await agent.superseded(live)).items():
+        if by_thread[old].peer_key != by_thread[new].peer_key:
+            found[old] = by_thread[new]
     return found
 
 
