@@ -11,8 +11,9 @@ thing on every run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from vrmproto._envelope import open_sealed
+from vrmproto._envelope import Signed, open_sealed
 from vrmproto._errors import ProtocolError
 from vrmproto._messages import (
     AddressUpdate,
@@ -60,10 +61,13 @@ def marker(ctx: CaseContext) -> str:
 
 
 async def share(ctx: CaseContext, c: Customer, fields: dict[str, str], *,
-                purposes: tuple[int, ...], categories: tuple[int, ...]) -> None:
+                purposes: tuple[int, ...] = (2,), categories: tuple[int, ...] = (2,)
+                ) -> Signed[Any]:  # fmt: skip
+    """Share ``fields`` and expect its receipt; the message sent."""
     body, msg_id = share_body(ctx, c, fields, purposes=purposes, categories=categories)
     msg, answer = await c.send(body, msg_id=msg_id)
     expect_receipt(ctx, answer, msg)
+    return msg
 
 
 async def records_of(ctx: CaseContext, c: Customer) -> list[DataRecord]:
@@ -195,9 +199,7 @@ async def withdrawal_removes_only_its_shares(ctx: CaseContext) -> None:
     await c.agree()
     since = now_ms()
     m = marker(ctx)
-    body, msg_id = share_body(ctx, c, {"email": f"gone-{m}@example.org"})
-    first, answer = await c.send(body, msg_id=msg_id)
-    expect_receipt(ctx, answer, first)
+    first = await share(ctx, c, {"email": f"gone-{m}@example.org"})
     kept = {"city": f"Kept {m}"}
     await share(ctx, c, kept, purposes=(3,), categories=(2,))
     msg, answer = await c.send(DataWithdraw(agreement=c.rel.agreement or bytes(32),
@@ -226,9 +228,7 @@ async def withdrawal_removes_updated_values(ctx: CaseContext) -> None:
     since = now_ms()
     m = marker(ctx)
     old, new = f"shared-{m}@example.org", f"updated-{m}@example.org"
-    body, msg_id = share_body(ctx, c, {"email": old})
-    first, answer = await c.send(body, msg_id=msg_id)
-    expect_receipt(ctx, answer, first)
+    first = await share(ctx, c, {"email": old})
     msg_id = new_id(ctx)
     update = AddressUpdate(agreement=c.rel.agreement or bytes(32),
                            sealed=c.rel.seal(FieldsContent(fields={"email": new}), msg_id=msg_id))
