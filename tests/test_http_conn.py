@@ -222,11 +222,12 @@ async def test_an_answer_cut_short_is_unreachable_and_not_resent() -> None:
     assert [body for i, body in log if i >= 0] == [b"one", b"two"]
 
 
-async def test_bytes_that_are_not_http_are_unreachable() -> None:
+async def test_bytes_that_are_not_http_are_an_invalid_answer() -> None:
+    """A server answered, not in HTTP: not "unreachable" (test_s19_client_edges_http)."""
     log: list[tuple[int, bytes]] = []
     server, url = await scripted([[b"SSH-2.0-OpenSSH_9.6\r\n\r\n"]], log)
     async with EndpointClient(retry=ONCE) as c:
-        with pytest.raises(Unreachable, match="malformed answer"):
+        with pytest.raises(InvalidResponse, match="malformed answer"):
             await post(c, url)
     server.close()
 

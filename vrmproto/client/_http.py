@@ -11,10 +11,13 @@ sans-IO binding (:mod:`vrmproto.binding`): it moves bytes, and the seam's answer
   signature is checked against the endpoint's key when it is known (§12.4-1). A 4xx whose body
   does not verify is :class:`InvalidResponse`, never a refusal: only the peer's signed word
   makes a message undeliverable.
-- connection failures, timeouts, ``5xx``, ``429`` and ``408``: :class:`Transient` (or its
+- connection failures, timeouts, answers cut short, ``5xx`` (and statuses past 599, which
+  RFC 9110 §15 says to take as one), ``429`` and ``408``: :class:`Transient` (or its
   :class:`Unreachable`), retried here with exponential backoff and full jitter, a bounded
   number of times; ``Retry-After`` is honoured (§12.4-3). The sleep and the random source are
   injected, so tests record the waits instead of waiting.
+- bytes that are not an HTTP/1.1 answer: :class:`InvalidResponse`, not retried here (a
+  server was reached, and would send the same bytes again).
 
 Retrying an inbox POST is safe: the receiver de-duplicates by (sender, id) and answers a replay
 with the byte-identical stored response (§12.3-4).
@@ -104,6 +107,8 @@ def describe_failure(exc: BaseException) -> str:
         return "the answer was cut short"
     if isinstance(exc, MalformedResponse):
         return f"a malformed answer ({exc})"
+    if isinstance(exc, aiohttp.ClientResponseError):  # what aiohttp's parser refused
+        return f"a malformed answer ({exc.message})"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     text = str(exc)
@@ -368,8 +373,15 @@ class EndpointClient(AsyncClosing):
                 raise TransportError(f"invalid URL {url!r}: {exc}") from None
             except aiohttp.TooManyRedirects:
                 raise InvalidResponse(f"{method} {url}: too many redirects") from None
-            except (aiohttp.ClientError, TimeoutError, OSError, MalformedResponse) as exc:
+            except IncompleteResponse as exc:  # the connection broke: the network's failure
                 err: Transient = Unreachable(f"{method} {url}: {describe_failure(exc)}")
+            except (MalformedResponse, aiohttp.ClientResponseError) as exc:
+                # A server answered, with bytes that are not HTTP/1.1: the same request to it
+                # gets the same bytes, so it is not sent again here (the outbox still tries
+                # later, as after any failure but a verified refusal).
+                raise InvalidResponse(f"{method} {url}: {describe_failure(exc)}") from None
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                err = Unreachable(f"{method} {url}: {describe_failure(exc)}")
             else:
                 transient = transient_from_answer(answer, request=f"{method} {url}")
                 if transient is None:

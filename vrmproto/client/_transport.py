@@ -220,8 +220,10 @@ class Answer:
 
 def transient_from_answer(answer: Answer, *, request: str = "") -> Transient | None:
     """A 5xx, 429 or 408 as a failure worth retrying, with the peer's ``Retry-After`` in seconds
-    (§12.4-3; only the delta-seconds form is used); None for any other status. ``request``
-    (``"POST <url>"``) names what was answered in the error's text."""
+    (§12.4-3; only the delta-seconds form is used); None for any other status. A status past
+    599 is invalid and a client SHOULD take it as a 5xx (RFC 9110 §15): so it is, retried
+    no more than one (the transport's :class:`RetryPolicy`, then the outbox's schedule).
+    ``request`` (``"POST <url>"``) names what was answered in the error's text."""
     if answer.status < 500 and answer.status not in _RETRY_STATUSES:
         return None
     value = answer.header("Retry-After")
