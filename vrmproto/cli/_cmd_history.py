@@ -24,6 +24,7 @@ from vrmproto.cli._output import THEM, YOU, rbutton, safe, table
 from vrmproto.cli._parse import format_time
 from vrmproto.client import Agent, Reconciliation, RelationshipView
 from vrmproto.client._ledger import ThreadKind
+from vrmproto.client._reconcile import HISTORY_TIMEOUT_S
 
 __all__ = ["history", "verify"]
 
@@ -44,9 +45,14 @@ async def _decoded(agent: Agent, view: RelationshipView, entries: list[Entry]
 @click.option("--export", "export_to", type=click.Path(dir_okay=False, path_type=Path),
               metavar="FILE", help="Write the signed evidence (every envelope, and how to check "
               "it) to FILE, to hand to someone else; `vrm verify FILE` checks it.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=HISTORY_TIMEOUT_S,
+              show_default=True, metavar="S",
+              help="Seconds to wait for the vendor's copy (--compare, --reconcile), every page "
+                   "and retry included.")  # fmt: skip
 @common_options
 @pass_env
-def history(env: Env, vendor: str, compare: bool, reconcile: bool, export_to: Path | None) -> None:
+def history(env: Env, vendor: str, compare: bool, reconcile: bool, export_to: Path | None, *,
+            timeout: float) -> None:  # fmt: skip
     """Your signed, hash-linked record of a relationship and what each message says;
     --compare checks it against theirs, --reconcile also takes from theirs what yours lacks
     (§8.3), --export writes it as evidence."""
@@ -58,13 +64,14 @@ def history(env: Env, vendor: str, compare: bool, reconcile: bool, export_to: Pa
             view = await pick(agent, vendor, kinds=(ThreadKind.VENDOR, ThreadKind.INTENT))
             # a copy that does not verify is the vendor's: InvalidResponse (§8.3-2)
             if reconcile:  # compares, and leaves the copies equal unless they part for good
-                done = await agent.reconcile(view.thread)
+                done = await agent.reconcile(view.thread, timeout_s=timeout)
                 div = None if done.kind in ("equal", "adopted") else done.divergence
                 if done.kind == "fork" and done.adopted:  # they now part further on
-                    div = await agent.compare_history(view.thread)
+                    div = await agent.compare_history(view.thread, timeout_s=timeout)
             else:
                 done = None
-                div = await agent.compare_history(view.thread) if compare else None
+                div = (await agent.compare_history(view.thread, timeout_s=timeout) if compare
+                       else None)  # fmt: skip
             entries = await agent.history(view.thread)
             rows = await _decoded(agent, view, entries)
             return view, entries, rows, div, compare or reconcile, done

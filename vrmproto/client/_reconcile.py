@@ -3,6 +3,7 @@ reconciling it with the vendor's copy (§8.2, §8.3)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Literal
 
@@ -10,17 +11,23 @@ from vrmproto._errors import PeerProblemError, Problem, ProtocolError, StateErro
 from vrmproto._history import Divergence, Entry, compare, verify_entries
 from vrmproto._state import State
 from vrmproto.client._agent_base import AgentBase
-from vrmproto.client._errors import InvalidResponse
+from vrmproto.client._errors import InvalidResponse, Unreachable
 from vrmproto.client._ledger import Thread, ThreadKind, is_ours, to_row
-from vrmproto.client._moved import current
+from vrmproto.client._moved import current, deadline_in, left
 from vrmproto.client._views import Reconciliation, Ref, RelationshipView
 from vrmproto.store import HistoryEntry
 
-__all__ = ["MAX_LOST_ROTATIONS", "HistoryOps"]
+__all__ = ["HISTORY_TIMEOUT_S", "MAX_LOST_ROTATIONS", "HistoryOps"]
 
 #: Rotations of our own key a restored store may have missed; :meth:`Agent.reconcile` tries the
 #: keys of that many later generations when the vendor no longer knows ours (§12.5-4).
 MAX_LOST_ROTATIONS = 8
+
+#: How long :meth:`Agent.compare_history` and :meth:`Agent.reconcile` wait for the vendor unless
+#: told: its document, every page of its copy of the history (§12.5-5) and every retry. Without
+#: a bound a vendor answering page after page slowly held them — and, for ``reconcile``, the
+#: relationship's lock, so that nothing could be sent in it — for as long as it liked.
+HISTORY_TIMEOUT_S = 60.0
 
 
 class HistoryOps(AgentBase):
@@ -66,25 +73,31 @@ class HistoryOps(AgentBase):
         """Our history of the relationship, every link and signature verified (§8.2)."""
         return await self.ledger.entries(await self.resolve(ref))
 
-    async def compare_history(self, ref: Ref) -> Divergence | None:
+    async def compare_history(self, ref: Ref, *, timeout_s: float | None = HISTORY_TIMEOUT_S
+                              ) -> Divergence | None:  # fmt: skip
         """Fetch the vendor's copy of the history, verify it, and compare it with ours (§8.3).
 
         None when both are identical; otherwise where they part. Raises
         :class:`~vrmproto.client.InvalidResponse` if the vendor's copy does not verify (a
         ``PeerRuleError``: also the :class:`~vrmproto.ProtocolError` it carries as ``error``).
+        ``timeout_s`` bounds the whole wait for the vendor, every page and retry (None: no
+        bound): past it, :class:`~vrmproto.client.Unreachable` (timed out).
         """
         thread = await self.resolve(ref)
         async with self.ledger.lock(thread):
+            deadline = deadline_in(timeout_s)  # (waiting for the lock is not for the vendor)
             t = await self.ledger.load(thread)
             if t.rel.peer_key is None:
                 raise StateError("the vendor's key is not known", clause="§12.5")
-            await current(self.outbox, t, self.clock())  # its history URL may have moved
+            await current(self.outbox, t, self.clock(), timeout_s=left(deadline),
+                          deadline=deadline)  # its history URL may have moved  # fmt: skip
             ours = await self.ledger.entries(thread)
-        theirs = await self._their_history(t)
+        theirs = await self._their_history(t, deadline)
         return compare(ours, theirs)
 
-    async def _their_history(self, t: Thread) -> list[Entry]:
-        """The vendor's copy of ``t``'s history, verified (§8.3-2).
+    async def _their_history(self, t: Thread, deadline: float | None) -> list[Entry]:
+        """The vendor's copy of ``t``'s history, verified (§8.3-2), by ``deadline`` (the
+        running loop's time; None: no bound), every page and retry included.
 
         The vendor answers only our current key (§12.5-4). A store restored from a backup may
         not know of rotations made after it was taken, so when the vendor says we are not a
@@ -96,9 +109,12 @@ class HistoryOps(AgentBase):
         for generation in range(meta.generation, meta.generation + generations):
             identity = self.ledger.identity(replace(meta, generation=generation))
             try:
-                theirs = await self.client.fetch_history(
-                    meta.history, identity, t.id, t.rel.peer_key
-                )
+                async with asyncio.timeout_at(deadline):
+                    theirs = await self.client.fetch_history(
+                        meta.history, identity, t.id, t.rel.peer_key, timeout_s=left(deadline)
+                    )  # fmt: skip
+            except TimeoutError:  # the deadline's (the transport's own failures are Unreachable)
+                raise Unreachable(f"POST {meta.history}: timed out") from None
             except PeerProblemError as exc:
                 if exc.problem is not Problem.NOT_A_PARTY or generation + 1 == (
                     meta.generation + generations
@@ -112,7 +128,8 @@ class HistoryOps(AgentBase):
             return theirs
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def reconcile(self, ref: Ref) -> Reconciliation:
+    async def reconcile(self, ref: Ref, *, timeout_s: float | None = HISTORY_TIMEOUT_S
+                        ) -> Reconciliation:  # fmt: skip
         """Compare our history with the vendor's and, if ours lacks entries, adopt them (§8.3).
 
         The vendor's copy is verified first (§8.3-2); each entry we lack is then applied in
@@ -121,16 +138,20 @@ class HistoryOps(AgentBase):
         nothing is sent in it while we are behind (§8.3-3). Call it for every relationship after
         restoring a backup of the store, before sending anything (§8.3-4). Raises
         :class:`~vrmproto.client.InvalidResponse` if the vendor's copy does not verify, as
-        :meth:`compare_history` does.
+        :meth:`compare_history` does. ``timeout_s`` bounds the wait for the vendor, and so how
+        long the thread stays locked, as :meth:`compare_history`'s; past it,
+        :class:`~vrmproto.client.Unreachable` and nothing adopted.
         """
         thread = await self.resolve(ref)
         async with self.ledger.lock(thread):
+            deadline = deadline_in(timeout_s)  # (waiting for the lock is not for the vendor)
             t = await self.ledger.load(thread)
             if t.rel.peer_key is None:
                 raise StateError("the vendor's key is not known", clause="§12.5")
-            await current(self.outbox, t, self.clock())  # its history URL may have moved
+            await current(self.outbox, t, self.clock(), timeout_s=left(deadline),
+                          deadline=deadline)  # its history URL may have moved  # fmt: skip
             ours = await self.ledger.entries(thread)
-            theirs = await self._their_history(t)
+            theirs = await self._their_history(t, deadline)
             div = compare(ours, theirs)
             if div is None:
                 return Reconciliation(thread, "equal")
