@@ -14,6 +14,14 @@ bytes are not an HTTP/1.1 answer, or stop short of the end of one) or :class:`Re
 (the body, as declared, as received, or once decoded, exceeds the cap). Anything else raised is
 a bug. After an error the connection is useless and is to be closed.
 
+Limits (keyword arguments of :class:`ResponseReader`; every one a :class:`MalformedResponse`
+past it, but the body's cap, :class:`ResponseTooLarge`): a status line and its header fields
+at most ``max_head`` bytes (:data:`MAX_HEAD`); a chunk-size line or a trailer field at most
+:data:`MAX_LINE`; an answer's chunk extensions and trailer fields at most ``max_trailer`` bytes
+together (:data:`MAX_TRAILER`); at most ``max_interim`` interim answers before one final answer
+(:data:`MAX_INTERIM`). So whatever a peer sends, the reader works through at most a few times
+the body's cap before it answers or fails, not bytes without end until the deadline.
+
 What an answer is, as RFC 9112 §6.3 frames it: no body for 1xx, 204 and 304; interim 1xx
 answers skipped (101 refused: nobody asked to switch); ``Transfer-Encoding`` ending in
 ``chunked``: chunks and trailer fields (dropped); another transfer coding, or neither header:
@@ -30,11 +38,13 @@ import re
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["MAX_HEAD", "MAX_LINE", "IncompleteResponse", "MalformedResponse", "Response",
-           "ResponseReader", "ResponseTooLarge"]  # fmt: skip
+__all__ = ["MAX_HEAD", "MAX_INTERIM", "MAX_LINE", "MAX_TRAILER", "IncompleteResponse",
+           "MalformedResponse", "Response", "ResponseReader", "ResponseTooLarge"]  # fmt: skip
 
 MAX_HEAD = 65_536  #: bytes of a status line and its header fields
 MAX_LINE = 4_096  #: bytes of a chunk-size line or a trailer field
+MAX_TRAILER = 65_536  #: bytes of one answer's chunk extensions and trailer fields, together
+MAX_INTERIM = 16  #: interim (1xx) answers before one final answer
 
 _STATUS = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: [^\r\n]*)?")
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -93,15 +103,22 @@ class ResponseReader:
     connection can carry no further request.
     """
 
-    __slots__ = ("_body", "_buf", "_cap", "_coding", "_headers", "_keep", "_left", "_seen",
-                 "_state", "_status", "keep_alive", "max_head", "started")  # fmt: skip
+    __slots__ = ("_body", "_buf", "_cap", "_coding", "_extra", "_headers", "_interim", "_keep",
+                 "_left", "_seen", "_state", "_status", "keep_alive", "max_head", "max_interim",
+                 "max_trailer", "started")  # fmt: skip
 
     def __init__(self, *, cap: int = 4 * 1024 * 1024, max_head: int = MAX_HEAD,
+                 max_trailer: int = MAX_TRAILER, max_interim: int = MAX_INTERIM,
                  keep_body: bool = True) -> None:  # fmt: skip
         """``keep_body`` False: every body is read and dropped, whatever its length (no cap,
         no decoding), and the fields are checked but not kept (:attr:`Response.body` and
-        :attr:`Response.headers` empty) — for a client that needs only the status."""
+        :attr:`Response.headers` empty) — for a client that needs only the status. The
+        limits: see the module's docstring."""
         self.max_head = max_head
+        self.max_trailer = max_trailer
+        self.max_interim = max_interim
+        self._extra = 0  # bytes of chunk extensions and trailer fields of the current answer
+        self._interim = 0  # interim answers before the current one
         self._keep = keep_body
         self._buf = bytearray()
         self._body = bytearray()
@@ -163,6 +180,7 @@ class ResponseReader:
                     return self._done()
                 else:
                     _field(line)  # a trailer field: checked, then dropped
+                    self._more(len(line) + 2)
             elif state == _CRLF:
                 if len(buf) < 2:
                     return None
@@ -209,10 +227,19 @@ class ResponseReader:
         size = line.split(b";", 1)[0].strip(b" \t")
         if not _HEX.fullmatch(size):
             raise MalformedResponse("a chunk size is not hexadecimal")
+        if len(line) != len(size):  # an extension (or spaces): counted with the trailer
+            self._more(len(line) - len(size))
         self._left = int(size, 16)
         if self._keep and len(self._body) + self._left > self._cap:
             raise ResponseTooLarge(self._status, self._cap)
         self._state = _CHUNK if self._left else _TRAILER
+
+    def _more(self, n: int) -> None:
+        """``n`` more bytes of chunk extensions or trailer fields in the current answer."""
+        self._extra += n
+        if self._extra > self.max_trailer:
+            raise MalformedResponse(f"more than {self.max_trailer} bytes of chunk extensions "
+                                    "and trailer fields")  # fmt: skip
 
     def _head(self, head: bytes) -> None:
         """Read a status line and its fields, and set the state that reads the body."""
@@ -220,13 +247,17 @@ class ResponseReader:
         read = _READ.get(key)
         if read is None:
             read = _read_head(head, self._keep)
-            if read is None:
-                return  # an interim answer (RFC 9110 §15.2): the real one follows
+            if read is None:  # an interim answer (RFC 9110 §15.2): the real one follows
+                self._interim += 1
+                if self._interim > self.max_interim:
+                    raise MalformedResponse(f"more than {self.max_interim} interim answers")
+                return
             if len(head) <= _READ_HEAD_MAX:  # a hostile peer's large heads are read each time
                 if len(_READ) >= _READ_MAX:
                     _READ.clear()
                 _READ[key] = read
         status, fields, length, coded, chunked, close, coding = read
+        self._interim = self._extra = 0
         self._status = status
         self._headers = fields
         self._coding = coding
