@@ -175,7 +175,7 @@ class EndpointClient(AsyncClosing):
     is closed when a new one opens. ``sleep`` and ``rand`` drive the backoff.
 
     ``max_response_bytes`` caps the body of an inbox answer (§12.3); ``max_history_bytes`` the
-    bodies of all the pages of one history export together (§12.5-5).
+    bodies of all the pages of one history export together (§12.5-7).
 
     The POSTs (inbox §12.3, history §12.5) and discovery GETs (§13.1) go through
     :mod:`vrmproto.client._http_conn`, a lean HTTP/1.1 client over the sans-IO reader
@@ -470,9 +470,10 @@ class EndpointClient(AsyncClosing):
         Every page from ``start`` on (§12.5-5). Signed by ``identity`` (our current key in the
         thread); run :func:`~vrmproto.verify_entries` on the result before trusting it.
 
-        The answers of all the pages share one budget, ``max_history_bytes``: each page may
-        use what the ones before it left, so a vendor that answers page after page of large
-        entries cannot make us hold more than that (:class:`InvalidResponse` once it tries).
+        The answers of all the pages share one budget, ``max_history_bytes`` (§12.5-7): each
+        page may use what the ones before it left, so a vendor that answers page after page of
+        large entries cannot make us hold more than that (:class:`InvalidResponse` once it
+        tries).
         """
         budget = self.max_history_bytes
 

@@ -24,7 +24,7 @@ __all__ = ["HISTORY_TIMEOUT_S", "MAX_LOST_ROTATIONS", "HistoryOps"]
 MAX_LOST_ROTATIONS = 8
 
 #: How long :meth:`Agent.compare_history` and :meth:`Agent.reconcile` wait for the vendor unless
-#: told: its document, every page of its copy of the history (§12.5-5) and every retry. Without
+#: told: its document, every page of its copy of the history and every retry (§12.5-7). Without
 #: a bound a vendor answering page after page slowly held them — and, for ``reconcile``, the
 #: relationship's lock, so that nothing could be sent in it — for as long as it liked.
 HISTORY_TIMEOUT_S = 60.0

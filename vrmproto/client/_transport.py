@@ -72,7 +72,7 @@ __all__ = [
 Clock = Callable[[], int]
 RandomId = Callable[[], bytes]
 
-#: Most entries one history export may hold, over all its pages.
+#: Most entries one history export may hold, over all its pages (§12.5-7).
 MAX_HISTORY_ENTRIES = 1_000_000
 _RETRY_STATUSES = frozenset({408, 429})
 
