@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import click
@@ -87,7 +87,10 @@ def earlier_lines(vendor: str, d: Delivery | None) -> list[str]:
 # -- relationships -----------------------------------------------------------------------------
 
 
-def _shares_of(view: RelationshipView, notes: Sequence[ShareNote]) -> list[dict[str, Any]]:
+def _shares_of(view: RelationshipView, notes: Sequence[ShareNote],
+               waiting: Collection[bytes]) -> list[dict[str, Any]]:  # fmt: skip
+    """The relationship's shares; ``delivered`` false for one still in the outbox: it is in our
+    relationship from the moment it is signed (§8.1-2), in the vendor's once it confirms it."""
     by_hash = {n.share: n for n in notes}
     out = []
     for share_hash, expires in view.shares:
@@ -96,14 +99,17 @@ def _shares_of(view: RelationshipView, notes: Sequence[ShareNote]) -> list[dict[
             "hash": share_hash.hex(),
             "expires": expires,
             "fields": [name for name, _ in note.fields] if note is not None else [],
+            "delivered": share_hash not in waiting,
         })  # fmt: skip
     return out
 
 
 def view_json(view: RelationshipView, notes: Sequence[ShareNote],
-              newer: RelationshipView | None = None) -> dict[str, Any]:  # fmt: skip
+              newer: RelationshipView | None = None, *,
+              waiting: Collection[bytes] = ()) -> dict[str, Any]:  # fmt: skip
     """One relationship as JSON; ``newer``: the relationship that superseded it
-    (:func:`~vrmproto.cli._common.superseded`)."""
+    (:func:`~vrmproto.cli._common.superseded`); ``waiting``: the hashes of the messages still
+    in the outbox."""
     return {
         "vendor": view.vendor,
         "url": view.url,
@@ -113,7 +119,7 @@ def view_json(view: RelationshipView, notes: Sequence[ShareNote],
         "terms": [term_json(t) for t in view.terms],
         "terms_short": terms_short(view.terms),
         "agreement": view.agreement.hex() if view.agreement else None,
-        "shares": _shares_of(view, notes),
+        "shares": _shares_of(view, notes, waiting),
         "last_activity": view.last_activity_ms,
         "pending": view.pending,
         "last_problem": view.last_problem,
@@ -141,7 +147,8 @@ def relationships_table(rows: list[dict[str, Any]], title: str | None = None) ->
         key = f"\n[dim]key {r['vendor_fingerprint']}[/]" if names[r["vendor"]] > 1 else ""
         style = _STATE_STYLE.get(r["state"], "")
         shared = "; ".join(
-            (", ".join(s["fields"]) or s["hash"][:8]) + f" (until {format_date(s['expires'])})"
+            (", ".join(s["fields"]) or s["hash"][:8]) + f" (until {format_date(s['expires'])}"
+            + (")" if s.get("delivered", True) else ", [yellow]not delivered yet[/])")
             for s in r["shares"]
         )  # fmt: skip
         words = _INTENT_WORDS.get(r["state"], r["state"])
@@ -169,13 +176,15 @@ def relationships(env: Env, show_all: bool) -> None:
     """The ⊂ ⊃ view: every vendor, its state, your terms, what you shared, what waits."""
     out = env.out
 
-    async def go() -> tuple[list[RelationshipView], list[ShareNote], dict[bytes, Any]]:
+    async def go() -> tuple[list[RelationshipView], list[ShareNote], dict[bytes, Any],
+                            set[bytes]]:  # fmt: skip
         async with open_agent(env) as agent:
             views = await agent.relationships()
-            return views, await agent.share_notes(), await superseded(agent, views)
+            waiting = {item.msg_hash for item in await agent.pending()}
+            return views, await agent.share_notes(), await superseded(agent, views), waiting
 
-    views, notes, old = run(go())
-    rows = [view_json(v, notes, old.get(v.thread)) for v in views
+    views, notes, old, waiting = run(go())
+    rows = [view_json(v, notes, old.get(v.thread), waiting=waiting) for v in views
             if show_all or v.thread_kind is ThreadKind.VENDOR]  # fmt: skip
     if out.json_mode:
         out.json({"relationships": rows})
@@ -414,9 +423,10 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
     values = parse_fields(fields)
     out = env.out
 
+    display = FanoutDisplay(out, "address update")
+
     async def go() -> Any:
         async with open_agent(env) as agent:
-            display = FanoutDisplay(out, "address update")
             with display:
                 return await agent.update_address(values, progress=display.event,
                                                   timeout_s=timeout)  # fmt: skip
@@ -430,7 +440,8 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
     elif not report.results:
         pass  # said on stderr, below
     else:
-        out.print(FanoutDisplay.final_table(report, "who has your new address"))
+        if any(r.url not in display.said for r in report.results):  # else each said once
+            out.print(FanoutDisplay.final_table(report, "who has your new address"))
         for r in report.results:
             for line in earlier_lines(r.vendor, r.delivery):
                 out.print(line)

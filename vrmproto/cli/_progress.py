@@ -60,6 +60,8 @@ class FanoutDisplay:
         #: without a receipt. The summary leaves these out: each was said twice on a pipe.
         self.shown_declines: set[tuple[str, str]] = set()
         self.shown_ends: set[str] = set()
+        #: the URLs of the branches whose outcome was printed as a line (off a terminal)
+        self.said: set[str] = set()
 
     def __enter__(self) -> FanoutDisplay:
         if self.out.live:
@@ -111,6 +113,7 @@ class FanoutDisplay:
             else:
                 self.out.print(f"  {mark}  {safe(vendor)}"
                                + (f" — {safe(detail)}" if detail else ""))  # fmt: skip
+            self.said.add(ev.url)
             if ev.stage != "confirmed":
                 self.shown_ends.add(ev.url)
 
