@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from tests._cli_helpers import fails, new_home, ok, vendor_host, vrm
+from tests._vendor_proc import VENDOR_SEED
+from vrmproto.store import SQLiteStore
 
 
 def test_relationships_says_a_share_not_delivered_yet(tmp_path: Path) -> None:
@@ -43,3 +46,27 @@ def test_address_set_on_a_pipe_names_each_vendor_once(tmp_path: Path) -> None:
     for name in ("Silver Star Lodge", "Wasatch Outfitters"):
         assert r.stdout.count(name) == 1, r
     assert "1 confirmed, 1 queued, 0 refused, 0 failed" in r.stdout, r
+
+
+def _vendor_files(tmp_path: Path) -> list[str]:
+    """`vrm vendor events` arguments for a vendor file and a data directory with a store."""
+    config = tmp_path / "vendor.toml"
+    config.write_text(f'name = "Shop"\nseed = "{VENDOR_SEED.hex()}"\n')
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+
+    async def make() -> None:
+        async with await SQLiteStore.open(data / "vendor.db"):
+            pass
+
+    asyncio.run(make())
+    return ["vendor", "events", "--config", str(config), "--data-dir", str(data)]
+
+
+def test_vendor_events_dead_with_none_says_so(tmp_path: Path) -> None:
+    """`vrm vendor events --dead` with no dead letters printed nothing: an operator could not
+    tell "none" from a command that did not look. JSON lines stay none."""
+    args = _vendor_files(tmp_path)
+    said = ok(vrm(*args, "--dead", home=tmp_path)).stdout
+    assert said.startswith("No dead letters"), said
+    assert ok(vrm(*args, "--dead", "--json", home=tmp_path)).stdout == ""

@@ -94,7 +94,10 @@ async def _starts(store: Store, floor: int) -> str:
 
 async def _dead(file: VendorFile, store: Store, replay: bool, as_json: bool) -> None:
     if not replay:
-        for d in await store.dead_letters():
+        dead = await store.dead_letters()
+        if not dead and not as_json:  # it printed nothing: as if it had not looked
+            click.echo("No dead letters: no webhook has given up on an event.")
+        for d in dead:
             row = {"webhook": shown(d.name), "pos": d.pos, "failed": d.failed_ms,
                    "error": d.error}  # fmt: skip
             click.echo(json.dumps(row) if as_json else f"{row['webhook']}  {d.pos:>6}  {d.error}")
