@@ -70,3 +70,13 @@ def test_vendor_events_dead_with_none_says_so(tmp_path: Path) -> None:
     said = ok(vrm(*args, "--dead", home=tmp_path)).stdout
     assert said.startswith("No dead letters"), said
     assert ok(vrm(*args, "--dead", "--json", home=tmp_path)).stdout == ""
+
+
+def test_commands_that_read_no_data_directory_do_not_offer_one() -> None:
+    """`vrm verify --help` listed `--data-dir` though it needs no data directory (its own help
+    says so); so did `vrm terms list` (the roster, built in) and `vrm discover` (the network)."""
+    for command in (["verify"], ["terms", "list"], ["discover"]):
+        text = ok(vrm(*command, "--help", home=None)).stdout
+        assert "--json" in text, text
+        assert "--data-dir" not in text, text
+    assert "--data-dir" in ok(vrm("history", "--help", home=None)).stdout  # one that does

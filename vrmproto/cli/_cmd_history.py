@@ -16,7 +16,7 @@ from vrmproto._errors import ProtocolError
 from vrmproto._files import atomic_write_text
 from vrmproto._history import Entry
 from vrmproto.cli._common import finish, now_ms, pick
-from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
+from vrmproto.cli._context import Env, common_options, json_option, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, Outcome
 from vrmproto.cli._evidence import check_evidence, evidence_json
 from vrmproto.cli._history_bodies import decode_entry
@@ -165,7 +165,7 @@ def _report_reconciliation(env: Env, done: Reconciliation) -> None:
 
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@common_options
+@json_option
 @pass_env
 def verify(env: Env, file: Path) -> None:
     """Check an evidence file from `vrm history --export`: every signature, body hash and hash

@@ -12,7 +12,7 @@ from vrmproto._files import private_dir
 from vrmproto._keys import MasterSeed
 from vrmproto._state import Role
 from vrmproto._vocab import ROSTER, TermRef
-from vrmproto.cli._context import Env, common_options, pass_env, run
+from vrmproto.cli._context import Env, common_options, json_option, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._home import DEFAULT_TERMS, Home, Settings, warn
 from vrmproto.cli._output import kv_table, safe, table, term_json, term_title, terms_text
@@ -229,7 +229,7 @@ def _show_terms(env: Env, refs: tuple[TermRef, ...]) -> None:
 
 
 @terms.command("list")
-@common_options
+@json_option
 @pass_env
 def terms_list(env: Env) -> None:
     """The roster: every term you can proffer, with its parameters."""

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from vrmproto._keys import fingerprint, key_to_text
-from vrmproto.cli._context import Env, common_options, open_node, pass_env, run
+from vrmproto.cli._context import Env, common_options, json_option, open_node, pass_env, run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._output import Out, printable, safe, table
 from vrmproto.client import Delivery
@@ -72,7 +72,7 @@ def _printer(out: Out, side: str) -> Callable[[Event], Any]:
               help="Seconds to listen.")
 @click.option("--interface", "interfaces", multiple=True, default=("127.0.0.1",),
               show_default=True, help="Interface address to browse on (repeatable).")
-@common_options
+@json_option
 @pass_env
 def discover(env: Env, timeout: float, interfaces: tuple[str, ...]) -> None:
     """Find vendor endpoints on the local network (zeroconf `_vrm._tcp`), each one checked.

@@ -20,7 +20,7 @@ from vrmproto.cli._notes_import import import_notes
 from vrmproto.cli._output import Out
 from vrmproto.client import Agent, CustomerNode, RetryPolicy
 
-__all__ = ["Env", "common_options", "open_agent", "open_node", "pass_env", "run"]
+__all__ = ["Env", "common_options", "json_option", "open_agent", "open_node", "pass_env", "run"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,12 +70,17 @@ def _set_data_dir(ctx: click.Context, param: click.Parameter, value: str | None)
         _env(ctx).data_dir = value
 
 
-def common_options(f: F) -> F:
-    """Add ``--json`` and ``--data-dir`` to a command (they also work before the command)."""
-    f = click.option(
+def json_option(f: F) -> F:
+    """Add ``--json`` to a command that reads no data directory (``vrm verify``)."""
+    return click.option(
         "--json", "json_", is_flag=True, expose_value=False, callback=_set_json,
         help="Print machine-readable JSON on stdout.",
     )(f)  # fmt: skip
+
+
+def common_options(f: F) -> F:
+    """Add ``--json`` and ``--data-dir`` to a command (they also work before the command)."""
+    f = json_option(f)
     return click.option(
         "--data-dir", type=click.Path(file_okay=False), expose_value=False,
         callback=_set_data_dir, envvar=None,
