@@ -128,3 +128,21 @@ async def test_an_answer_cut_short_is_still_unreachable_and_retried() -> None:
 def test_a_malformed_answer_is_worded_alike_whichever_client_read_it() -> None:
     ours = describe_failure(MalformedResponse("not an HTTP/1.x status line"))
     assert ours == "a malformed answer (not an HTTP/1.x status line)"
+
+
+async def test_a_proxy_that_will_not_connect_us_is_unreachable_not_malformed() -> None:
+    """A caller's session through a proxy that refuses the tunnel: aiohttp's error for it is a
+    kind of its "response error", but nothing of the vendor's came: Unreachable, retried."""
+    log: list[tuple[int, bytes]] = []
+    refuse = b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"
+    server, port = await scripted_server([[refuse], [refuse], [refuse]], log)
+    waits, sleep = recorder()
+    try:
+        async with (aiohttp.ClientSession(proxy=f"http://127.0.0.1:{port}") as session,
+                    EndpointClient(session=session, retry=THREE, sleep=sleep) as c):
+            with pytest.raises(Unreachable, match="the proxy answered 407") as info:
+                await post(c, "https://vendor.example/inbox")
+    finally:
+        server.close()
+    assert "malformed" not in str(info.value)
+    assert len(waits) == 2

@@ -107,6 +107,8 @@ def describe_failure(exc: BaseException) -> str:
         return "the answer was cut short"
     if isinstance(exc, MalformedResponse):
         return f"a malformed answer ({exc})"
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return f"the proxy answered {exc.status} {exc.message}"
     if isinstance(exc, aiohttp.ClientResponseError):  # what aiohttp's parser refused
         return f"a malformed answer ({exc.message})"
     if isinstance(exc, OSError) and exc.strerror:
@@ -373,7 +375,8 @@ class EndpointClient(AsyncClosing):
                 raise TransportError(f"invalid URL {url!r}: {exc}") from None
             except aiohttp.TooManyRedirects:
                 raise InvalidResponse(f"{method} {url}: too many redirects") from None
-            except IncompleteResponse as exc:  # the connection broke: the network's failure
+            except (IncompleteResponse, aiohttp.ClientHttpProxyError) as exc:
+                # the connection broke, or a caller's proxy would not pass the request on
                 err: Transient = Unreachable(f"{method} {url}: {describe_failure(exc)}")
             except (MalformedResponse, aiohttp.ClientResponseError) as exc:
                 # A server answered, with bytes that are not HTTP/1.1: the same request to it
