@@ -11,13 +11,11 @@ sans-IO binding (:mod:`vrmproto.binding`): it moves bytes, and the seam's answer
   signature is checked against the endpoint's key when it is known (§12.4-1). A 4xx whose body
   does not verify is :class:`InvalidResponse`, never a refusal: only the peer's signed word
   makes a message undeliverable.
-- connection failures, timeouts, answers cut short, ``5xx`` (and statuses past 599, which
-  RFC 9110 §15 says to take as one), ``429`` and ``408``: :class:`Transient` (or its
-  :class:`Unreachable`), retried here with exponential backoff and full jitter, a bounded
-  number of times; ``Retry-After`` is honoured (§12.4-3). The sleep and the random source are
-  injected, so tests record the waits instead of waiting.
-- bytes that are not an HTTP/1.1 answer: :class:`InvalidResponse`, not retried here (a
-  server was reached, and would send the same bytes again).
+- connection failures, timeouts, ``5xx`` (and past 599, RFC 9110 §15), ``429`` and ``408``:
+  :class:`Transient` (or its :class:`Unreachable`), retried here with exponential backoff and
+  full jitter, a bounded number of times; ``Retry-After`` is honoured (§12.4-3). The sleep and
+  the random source are injected, so tests record the waits instead of waiting.
+- bytes that are not HTTP/1.1: :class:`InvalidResponse`, not retried here (the same bytes).
 
 Retrying an inbox POST is safe: the receiver de-duplicates by (sender, id) and answers a replay
 with the byte-identical stored response (§12.3-4).
@@ -105,12 +103,10 @@ def describe_failure(exc: BaseException) -> str:
         return "the server closed the connection"
     if isinstance(exc, aiohttp.ClientPayloadError | IncompleteResponse):
         return "the answer was cut short"
-    if isinstance(exc, MalformedResponse):
-        return f"a malformed answer ({exc})"
     if isinstance(exc, aiohttp.ClientHttpProxyError):
         return f"the proxy answered {exc.status} {exc.message}"
-    if isinstance(exc, aiohttp.ClientResponseError):  # what aiohttp's parser refused
-        return f"a malformed answer ({exc.message})"
+    if isinstance(exc, MalformedResponse | aiohttp.ClientResponseError):  # aiohttp's: .message
+        return f"a malformed answer ({getattr(exc, 'message', exc)})"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     text = str(exc)
@@ -375,14 +371,11 @@ class EndpointClient(AsyncClosing):
                 raise TransportError(f"invalid URL {url!r}: {exc}") from None
             except aiohttp.TooManyRedirects:
                 raise InvalidResponse(f"{method} {url}: too many redirects") from None
-            except (IncompleteResponse, aiohttp.ClientHttpProxyError) as exc:
-                # the connection broke, or a caller's proxy would not pass the request on
-                err: Transient = Unreachable(f"{method} {url}: {describe_failure(exc)}")
             except (MalformedResponse, aiohttp.ClientResponseError) as exc:
-                # A server answered, with bytes that are not HTTP/1.1: the same request to it
-                # gets the same bytes, so it is not sent again here (the outbox still tries
-                # later, as after any failure but a verified refusal).
-                raise InvalidResponse(f"{method} {url}: {describe_failure(exc)}") from None
+                if not isinstance(exc, IncompleteResponse | aiohttp.ClientHttpProxyError):
+                    # a server answered, not in HTTP/1.1: asked again, it would say the same
+                    raise InvalidResponse(f"{method} {url}: {describe_failure(exc)}") from None
+                err: Transient = Unreachable(f"{method} {url}: {describe_failure(exc)}")
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 err = Unreachable(f"{method} {url}: {describe_failure(exc)}")
             else:
@@ -473,10 +466,9 @@ class EndpointClient(AsyncClosing):
         Every page from ``start`` on (§12.5-5). Signed by ``identity`` (our current key in the
         thread); run :func:`~vrmproto.verify_entries` on the result before trusting it.
 
-        The answers of all the pages share one budget, ``max_history_bytes`` (§12.5-7): each
-        page may use what the ones before it left, so a vendor that answers page after page of
-        large entries cannot make us hold more than that (:class:`InvalidResponse` once it
-        tries).
+        The answers of all the pages share one budget, ``max_history_bytes``: each page may
+        use what the ones before it left, so a vendor that answers page after page of large
+        entries cannot make us hold more than that (:class:`InvalidResponse` once it tries).
         """
         budget = self.max_history_bytes
 
