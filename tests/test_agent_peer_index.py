@@ -97,6 +97,8 @@ async def test_relationships_where_is_a_filter_of_every_relationship(store: Stor
         for where in [
             RelationshipsWhere(peer_key=keys[0]), RelationshipsWhere(peer_url="http://a"),
             RelationshipsWhere(peer_url=""), RelationshipsWhere(label="acme"),
+            RelationshipsWhere(role="customer", peer_url="http://a"),  # an agent's, per message
+            RelationshipsWhere(role="vendor", peer_url="http://b"),
             RelationshipsWhere(role="customer", label="Acme", states=("agreed", "offered")),
             RelationshipsWhere(role="customer", peer_key=keys[1], states=("ended",)),
             RelationshipsWhere(states=()), RelationshipsWhere(),

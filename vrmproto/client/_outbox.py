@@ -152,12 +152,12 @@ class Outbox(Sender):
         half of a fan-out, §12.7-5; :meth:`deliver` is the second).
 
         Each draft becomes its thread's next message, signed and put in the outbox, or, behind
-        an undelivered message, the thread's next draft. The threads are taken in sorted
-        chunks of :data:`ENQUEUE_CHUNK` (each lock holds a file open): each chunk is locked
-        (:meth:`Ledger.lock_all`) and written in ONE Commit. A draft that cannot be signed,
-        or whose thread is not stored, is left out and named in the returned mapping with the
-        reason; store errors are raised, and then nothing of that chunk or later ones was
-        stored — and nothing at all was sent.
+        an undelivered message or stored drafts (§8.2), the thread's next draft. The threads
+        are taken in sorted chunks of :data:`ENQUEUE_CHUNK` (each lock holds a file open):
+        each chunk is locked (:meth:`Ledger.lock_all`) and written in ONE Commit. A draft that
+        cannot be signed, or whose thread is not stored, is left out and named in the returned
+        mapping with the reason; store errors are raised, and then nothing of that chunk or
+        later ones was stored — and nothing at all was sent.
         """
         by_thread = dict(drafts)
         failed: dict[bytes, VrmError] = {}
@@ -182,7 +182,7 @@ class Outbox(Sender):
                 try:
                     if isinstance(t, BaseException):
                         raise t
-                    if thread in waiting:
+                    if thread in waiting or t.meta.drafts:  # behind them (§8.2), as send does
                         _refuse_behind_end(t, draft)
                         self._build(t.copy(), draft, now)  # refuse now what could never be signed
                         t.meta.queue(t.id, draft.KIND.value, encode_draft(draft))

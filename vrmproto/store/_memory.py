@@ -182,27 +182,16 @@ class MemoryStore(AsyncClosing):
 
     def _check(self, c: Commit) -> None:
         """Raise what SQLiteStore would raise for ``c``, before anything is changed."""
-        threads = {r.thread for r in c.relationships}  # and self._relationships' (not copied)
-        heads: dict[bytes, int] = {
-            thread: min(index, len(self._history.get(thread, ()))) for thread, index in c.truncate
-        }
-        for h in c.history:
-            if h.thread not in threads and h.thread not in self._relationships:
-                raise StoreError("history entry for a thread that has no relationship record")
-            expected = heads.get(h.thread, len(self._history.get(h.thread, ())))
-            if h.index < expected:
-                raise StoreConflict(f"history index {h.index} of thread {h.thread.hex()} is taken")
-            if h.index > expected:
-                raise StoreError(
-                    f"history gap: thread {h.thread.hex()} expects index {expected}, got {h.index}"
-                )
-            heads[h.thread] = expected + 1
+        if c.history:  # (each part tested first: most Commits have few of the 28)
+            self._check_history(c)
         new_keys: set[tuple[bytes, bytes]] = set()
-        for d in c.dedupe:
+        for d in c.dedupe:  # (a vendor's inbox step has one)
             key = (d.sender, d.msg_id)
             if key in self._dedupe or key in new_keys:
                 raise StoreConflict("UNIQUE constraint failed: dedupe.sender, dedupe.msg_id")
             new_keys.add(key)
+        if not c.drafts_add:
+            return
         freed = set(c.drafts_done)
         slots: set[tuple[bytes, int]] = set()
         for draft in c.drafts_add:
@@ -211,6 +200,29 @@ class MemoryStore(AsyncClosing):
             if (taken and slot not in freed) or slot in slots:
                 raise StoreConflict("UNIQUE constraint failed: drafts.thread, drafts.seq")
             slots.add(slot)
+
+    def _check_history(self, c: Commit) -> None:
+        """Each history entry of ``c`` fills the next slot of its thread's history (after the
+        truncation ``c`` makes), of a thread with a relationship record."""
+        held = self._relationships
+        threads: set[bytes] | None = None  # c's own (made if a thread is not in ``held``)
+        heads: dict[bytes, int] = {
+            thread: min(index, len(self._history.get(thread, ()))) for thread, index in c.truncate
+        } if c.truncate else {}  # fmt: skip
+        for h in c.history:
+            if h.thread not in held:
+                if threads is None:
+                    threads = {r.thread for r in c.relationships}
+                if h.thread not in threads:
+                    raise StoreError("history entry for a thread that has no relationship record")
+            expected = heads.get(h.thread, len(self._history.get(h.thread, ())))
+            if h.index < expected:
+                raise StoreConflict(f"history index {h.index} of thread {h.thread.hex()} is taken")
+            if h.index > expected:
+                raise StoreError(
+                    f"history gap: thread {h.thread.hex()} expects index {expected}, got {h.index}"
+                )
+            heads[h.thread] = expected + 1
 
     async def commit(
         self, c: Commit, *, expect: RelationshipRecord | None = None, durable: bool = True
@@ -460,8 +472,16 @@ class MemoryStore(AsyncClosing):
     ) -> list[RelationshipRecord]:
         """Read through the index of the most selective column given (the records as held)."""
         self._check_open()
-        where = RelationshipsWhere(role, peer_key, peer_url, label, states, thread_range)
         held = self._relationships
+        if (peer_url is not None and peer_key is None and label is None and states is None
+                and thread_range is None):  # fmt: skip
+            # by URL alone: how an agent finds the relationship a person names, per message
+            by_url = [held[t] for t in self._rel_index.peer_url.get(peer_url)]
+            found = by_url if role is None else [r for r in by_url if r.role == role]
+            if len(found) > 1:
+                found.sort(key=_THREAD)
+            return found
+        where = RelationshipsWhere(role, peer_key, peer_url, label, states, thread_range)
         found = [r for r in map(held.__getitem__, self._rel_index.candidates(where))
                  if where.matches(r)]  # fmt: skip
         if len(found) > 1:
