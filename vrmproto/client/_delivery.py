@@ -14,7 +14,7 @@ from vrmproto._relationship import Received
 
 __all__ = ["MAX_REPLIES", "Delivery", "DeliveryStatus", "OutboxRun"]
 
-#: Most replies of the vendor applied from one answer to a message of ours (§12.3-6).
+#: Most replies of the vendor applied from one answer to a message of ours (§12.3-7).
 #: The reference vendor sends at most one (§12.3-2); each reply applied costs a receipt of
 #: ours, signed with a save point and queued (§5.6.1-2), so without a bound one answer of a
 #: hostile vendor (4 MiB of small ``intent.offer``) cost the agent minutes and gigabytes.
