@@ -54,7 +54,9 @@ sends (:mod:`vrmproto.store._migrate_v9`); version 10 drops ``share_notes_by_thr
 no query used, and the outbox's index by thread, three pages of the agent's WAL per share
 (:mod:`vrmproto.store._migrate_v10`); version 11 adds ``threads.doc_expires_ms``, when the
 vendor's discovery document expires (:mod:`vrmproto.store._migrate_v11`); version 12 keeps the
-events a webhook is retrying, since when and how often (:mod:`vrmproto.store._migrate_v12`).
+events a webhook is retrying, since when and how often (:mod:`vrmproto.store._migrate_v12`);
+version 13 keys ``share_notes`` by ``(thread, share)``, so that one thread's notes are read
+through the key, not by scanning every note (:mod:`vrmproto.store._migrate_v13`).
 
 Files (spec §11.13-1). The database holds histories and, at a vendor, customers' shared data in
 clear, so :meth:`SQLiteStore.open` creates it with mode 0600 (SQLite gives its ``-wal`` and
@@ -136,6 +138,7 @@ from vrmproto.store._migrate_v9 import migrate_8_to_9
 from vrmproto.store._migrate_v10 import migrate_9_to_10
 from vrmproto.store._migrate_v11 import migrate_10_to_11
 from vrmproto.store._migrate_v12 import migrate_11_to_12
+from vrmproto.store._migrate_v13 import migrate_12_to_13
 from vrmproto.store._rel_query import RelationshipsWhere, migrate_6_to_7
 from vrmproto.store._trim import TRIM_BATCH
 
@@ -248,6 +251,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     migrate_9_to_10,
     migrate_10_to_11,
     migrate_11_to_12,
+    migrate_12_to_13,
 )
 """``_MIGRATIONS[n]`` takes the schema from version n to n + 1 (``PRAGMA user_version``)."""
 
@@ -1440,10 +1444,13 @@ class SQLiteStore(AsyncClosing):
         return typed.offer_record(found[0]) if found else None
 
     async def share_notes(self, thread: bytes | None = None) -> list[ShareNote]:
-        found = await self._rows(
-            typed.SELECT_NOTE + "WHERE (?1 IS NULL OR thread = ?1) ORDER BY shared_ms, share",
-            (thread,),
-        )
+        """Every note, or one thread's through the key ``(thread, share)`` (schema 13,
+        :mod:`vrmproto.store._migrate_v13`): a statement per case, as ``?1 IS NULL OR thread =
+        ?1`` is planned as a scan of the table."""
+        if thread is None:
+            found = await self._rows(typed.NOTES_ALL)
+        else:
+            found = await self._rows(typed.NOTES_OF_THREAD, (thread,))
         return [typed.note_record(row) for row in found]
 
     async def usage(self) -> StoreUsage:

@@ -1,0 +1,141 @@
+"""SQLite schema 13: one thread's share notes read through the key ``(thread, share)``
+(:mod:`vrmproto.store._migrate_v13`).
+
+The statement ``share_notes(thread)`` runs is planned as a search of the table's primary key,
+not a scan; the upsert by share finds its row through ``share_notes_by_share``; a version-12
+file keeps every note, in the new layout, in the step's one transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _sqlite_versions import sqlite_at_version
+
+from vrmproto.store import Commit, ShareNote, SQLiteStore, _migrate_v13
+from vrmproto.store import _sqlite_rows as typed
+from vrmproto.store._sqlite import SCHEMA_VERSION, _migrate
+from vrmproto.testing.store_contract import T1, T2, note
+
+_INSERT_V12 = ("INSERT INTO share_notes (share, thread, vendor, fields, purposes, categories, "
+               "expires_ms, shared_ms, status, withdrawn_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+               "?, ?)")  # fmt: skip
+
+
+def plan(path: Path, sql: str, params: tuple[object, ...]) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+    finally:
+        conn.close()
+
+
+async def test_one_threads_notes_are_a_search_of_the_key_not_a_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "agent.db"
+    ran: list[tuple[str, tuple[object, ...]]] = []
+    async with await SQLiteStore.open(path) as s:
+        notes = [note(T1 if i % 2 else T2, f"s{i}", 100 - i) for i in range(6)]
+        await s.commit(Commit(share_notes=tuple(notes)))
+        read = s._rows
+
+        async def recorded(sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+            ran.append((sql, params))
+            return await read(sql, params)
+
+        monkeypatch.setattr(s, "_rows", recorded)
+        assert await s.share_notes(T1) == sorted(
+            (n for n in notes if n.thread == T1), key=lambda n: (n.shared_ms, n.share))
+    ((sql, params),) = ran
+    steps = plan(path, sql, params)
+    assert any(s.startswith("SEARCH share_notes USING PRIMARY KEY (thread=?)") for s in steps)
+    assert not any(s.startswith("SCAN share_notes") for s in steps), steps
+
+
+def test_the_upsert_by_share_finds_its_row_through_an_index(tmp_path: Path) -> None:
+    """The note's second write (its outcome) and a note written under another thread look a
+    share up alone: ``share_notes_by_share``, not a scan."""
+    path = tmp_path / "agent.db"
+    sqlite_at_version(path, SCHEMA_VERSION).close()
+    conn = sqlite3.connect(path)
+    try:
+        conn.executemany(_INSERT_V12, [typed.note_row(note(T1, "a"))])
+        for sql in (typed._NOTES_KEPT, typed._upsert_one(typed._NOTES_UPSERT, typed.NOTE_COLUMNS)):
+            steps = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql,
+                                                typed.note_row(note(T2, "a")))]  # fmt: skip
+            assert not any("SCAN" in step for step in steps), (sql, steps)
+        # SQLite's plan of an upsert shows only its SELECT part, if any: the conflict target's
+        # index is what the schema must hold
+        (unique,) = conn.execute(
+            "SELECT \"unique\" FROM pragma_index_list('share_notes') "
+            "WHERE name = 'share_notes_by_share'").fetchone()  # fmt: skip
+        assert unique == 1
+        assert [r[2] for r in conn.execute("PRAGMA index_info('share_notes_by_share')")] == [
+            "share"]  # fmt: skip
+    finally:
+        conn.close()
+
+
+def _v12_with_notes(path: Path) -> list[ShareNote]:
+    conn = sqlite_at_version(path, 12)  # as vrmproto 7b26473 left it
+    notes = [note(T1, "a", 30), note(T2, "b", 10), note(T1, "c", 20),
+             replace(note(T2, "d", 20), withdrawn_ms=25, status="withdrawn")]  # fmt: skip
+    conn.execute("BEGIN")
+    conn.executemany(_INSERT_V12, [typed.note_row(n) for n in notes])
+    conn.execute("COMMIT")
+    conn.close()
+    return notes
+
+
+async def test_a_version_12_file_keeps_every_note_in_the_new_layout(tmp_path: Path) -> None:
+    path = tmp_path / "v12.db"
+    notes = _v12_with_notes(path)
+    async with await SQLiteStore.open(path) as s:
+        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 13
+        assert await s.share_notes() == sorted(notes, key=lambda n: (n.shared_ms, n.share))
+        assert await s.share_notes(T1) == [notes[2], notes[0]]
+        assert await s.share_notes(T2) == [notes[1], notes[3]]
+        moved = replace(notes[1], thread=T1)  # written again under another thread: one note
+        await s.commit(Commit(share_notes=(moved,)))
+        assert await s.share_notes(T2) == [notes[3]]
+        assert await s.share_notes(T1) == [moved, notes[2], notes[0]]
+    conn = sqlite3.connect(path)
+    try:
+        (sql,) = conn.execute(
+            "SELECT sql FROM sqlite_schema WHERE name = 'share_notes'").fetchone()
+        names = {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_schema WHERE tbl_name = 'share_notes'")}  # fmt: skip
+    finally:
+        conn.close()
+    assert "PRIMARY KEY (thread, share)) WITHOUT ROWID" in sql
+    assert sql.startswith('CREATE TABLE "share_notes" (')  # renamed back from share_notes_v13
+    assert names == {"share_notes", "share_notes_by_share"}
+
+
+def test_a_step_that_fails_half_way_leaves_version_12_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step runs in one transaction: a failure after the copy and the drop (a crash there)
+    rolls every statement back, and the next open runs it again."""
+    path = tmp_path / "v12.db"
+    notes = _v12_with_notes(path)
+    monkeypatch.setattr(_migrate_v13, "NOTES_BY_SHARE", "CREATE INDEX broken ON nowhere(x)")
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="nowhere"):
+            _migrate(conn)
+        assert conn.execute("PRAGMA user_version").fetchone() == (12,)
+        (sql,) = conn.execute(
+            "SELECT sql FROM sqlite_schema WHERE name = 'share_notes'").fetchone()
+        assert "share BLOB PRIMARY KEY" in sql
+        assert "WITHOUT ROWID" not in sql
+        assert conn.execute("SELECT count(*) FROM sqlite_schema "
+                            "WHERE name = 'share_notes_v13'").fetchone() == (0,)  # fmt: skip
+        assert conn.execute("SELECT count(*) FROM share_notes").fetchone() == (len(notes),)
+    finally:
+        conn.close()
