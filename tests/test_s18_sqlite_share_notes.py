@@ -9,6 +9,7 @@ file keeps every note, in the new layout, in the step's one transaction.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,17 @@ def plan(path: Path, sql: str, params: tuple[object, ...]) -> list[str]:
         conn.close()
 
 
+def recording(
+    read: Callable[[str, tuple[object, ...]], Awaitable[list[tuple[Any, ...]]]],
+    ran: list[tuple[str, tuple[object, ...]]],
+) -> Callable[..., Awaitable[list[tuple[Any, ...]]]]:
+    async def recorded(sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        ran.append((sql, params))
+        return await read(sql, params)
+
+    return recorded
+
+
 async def test_one_threads_notes_are_a_search_of_the_key_not_a_scan(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -42,13 +54,8 @@ async def test_one_threads_notes_are_a_search_of_the_key_not_a_scan(
     async with await SQLiteStore.open(path) as s:
         notes = [note(T1 if i % 2 else T2, f"s{i}", 100 - i) for i in range(6)]
         await s.commit(Commit(share_notes=tuple(notes)))
-        read = s._rows
-
-        async def recorded(sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-            ran.append((sql, params))
-            return await read(sql, params)
-
-        monkeypatch.setattr(s, "_rows", recorded)
+        for name in ("_rows", "_point"):  # the pool's reads and the point reads
+            monkeypatch.setattr(s, name, recording(getattr(s, name), ran))
         assert await s.share_notes(T1) == sorted(
             (n for n in notes if n.thread == T1), key=lambda n: (n.shared_ms, n.share))
     ((sql, params),) = ran

@@ -1444,13 +1444,13 @@ class SQLiteStore(AsyncClosing):
         return typed.offer_record(found[0]) if found else None
 
     async def share_notes(self, thread: bytes | None = None) -> list[ShareNote]:
-        """Every note, or one thread's through the key ``(thread, share)`` (schema 13,
-        :mod:`vrmproto.store._migrate_v13`): a statement per case, as ``?1 IS NULL OR thread =
-        ?1`` is planned as a scan of the table."""
+        """Every note (on the pool), or one thread's through the key ``(thread, share)``
+        (schema 13, :mod:`vrmproto.store._migrate_v13`), a point read as :meth:`held` is: a
+        statement per case, as ``?1 IS NULL OR thread = ?1`` is planned as a scan."""
         if thread is None:
             found = await self._rows(typed.NOTES_ALL)
         else:
-            found = await self._rows(typed.NOTES_OF_THREAD, (thread,))
+            found = await self._point(typed.NOTES_OF_THREAD, (thread,))
         return [typed.note_record(row) for row in found]
 
     async def usage(self) -> StoreUsage:
