@@ -22,7 +22,8 @@ Two b-trees, as before (the rows and the key index on ``share``), and a note wri
 still writes one page (its row; the kept upsert, :func:`._sqlite_rows.upsert_kept`, sets no key
 column). An inserted note lands inside both trees where the rowid table appended: 2.4 → 3.2 WAL
 frames and ~10 µs more per share on the agent (docs/storage.md) — the price of every query
-indexed, since a unique index on ``share`` and a key leading with ``thread`` are both needed. A ``WITHOUT ROWID`` row keeps at most about 1,000 bytes in
+indexed, since a unique index on ``share`` and a key leading with ``thread`` are both needed.
+A ``WITHOUT ROWID`` row keeps at most about 1,000 bytes in
 its cell (4,096-byte pages) before it spills to an overflow page, against about 4,000 in a rowid
 table; a note (its shared fields' names and values, purposes, categories) is a few hundred.
 
