@@ -15,7 +15,7 @@ The table's statements and what serves them:
 - the upsert of a note by ``share`` (:class:`~vrmproto.store.Commit` part 19, the customer's
   agent, twice per share: queued, then with its outcome), whose ``ON CONFLICT (share)`` needs a
   unique index on ``share``: ``share_notes_by_share``, which also keeps a share in one note when
-  a note is written again under another thread (the store contract);
+  a note is written again under another thread (``tests/test_store.py``);
 - every note (``share_notes()``): the whole table, as before.
 
 Two b-trees, as before (the rows and the key index on ``share``), and a note written again
@@ -23,9 +23,9 @@ still writes one page (its row; the kept upsert, :func:`._sqlite_rows.upsert_kep
 column). An inserted note lands inside both trees where the rowid table appended: 2.4 → 3.2 WAL
 frames and ~10 µs more per share on the agent (docs/storage.md) — the price of every query
 indexed, since a unique index on ``share`` and a key leading with ``thread`` are both needed.
-A ``WITHOUT ROWID`` row keeps at most about 1,000 bytes in
-its cell (4,096-byte pages) before it spills to an overflow page, against about 4,000 in a rowid
-table; a note (its shared fields' names and values, purposes, categories) is a few hundred.
+A ``WITHOUT ROWID`` row keeps at most about 1,000 bytes in its cell (4,096-byte pages) before it
+spills to an overflow page, against about 4,000 in a rowid table; a note (its shared fields'
+names and values, purposes, categories) is a few hundred.
 
 The table is rebuilt as versions 2 and 8 rebuilt theirs (create, copy, drop, rename, the index
 again), every note kept, inside the step's one transaction (:func:`._sqlite._migrate`): a crash
