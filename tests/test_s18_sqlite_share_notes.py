@@ -19,7 +19,7 @@ from _sqlite_versions import sqlite_at_version
 
 from vrmproto.store import Commit, ShareNote, SQLiteStore, _migrate_v13
 from vrmproto.store import _sqlite_rows as typed
-from vrmproto.store._sqlite import SCHEMA_VERSION, _migrate
+from vrmproto.store._sqlite import _MIGRATIONS, SCHEMA_VERSION, _migrate
 from vrmproto.testing.store_contract import T1, T2, note
 
 _INSERT_V12 = ("INSERT INTO share_notes (share, thread, vendor, fields, purposes, categories, "
@@ -64,28 +64,45 @@ async def test_one_threads_notes_are_a_search_of_the_key_not_a_scan(
     assert not any(s.startswith("SCAN share_notes") for s in steps), steps
 
 
-def test_the_upsert_by_share_finds_its_row_through_an_index(tmp_path: Path) -> None:
-    """The note's second write (its outcome) and a note written under another thread look a
-    share up alone: ``share_notes_by_share``, not a scan."""
-    path = tmp_path / "agent.db"
-    sqlite_at_version(path, SCHEMA_VERSION).close()
-    conn = sqlite3.connect(path)
+def upsert_steps(notes: int) -> tuple[int, int]:
+    """SQLite's VM steps for a note written again (the kept upsert) and for a note moved to
+    another thread (the full upsert), on a table of ``notes`` notes."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
-        conn.executemany(_INSERT_V12, [typed.note_row(note(T1, "a"))])
-        for sql in (typed._NOTES_KEPT, typed._upsert_one(typed._NOTES_UPSERT, typed.NOTE_COLUMNS)):
-            steps = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql,
-                                                typed.note_row(note(T2, "a")))]  # fmt: skip
-            assert not any("SCAN" in step for step in steps), (sql, steps)
-        # SQLite's plan of an upsert shows only its SELECT part, if any: the conflict target's
-        # index is what the schema must hold
-        (unique,) = conn.execute(
-            "SELECT \"unique\" FROM pragma_index_list('share_notes') "
-            "WHERE name = 'share_notes_by_share'").fetchone()  # fmt: skip
-        assert unique == 1
-        assert [r[2] for r in conn.execute("PRAGMA index_info('share_notes_by_share')")] == [
-            "share"]  # fmt: skip
+        for step in _MIGRATIONS:
+            step(conn)
+        rows = [note(T1 if i % 2 else T2, f"s{i}") for i in range(notes)]
+        conn.execute("BEGIN")
+        typed.apply_rows(conn, Commit(share_notes=tuple(rows)))
+        conn.execute("COMMIT")
+        steps = [0]
+
+        def count() -> int:
+            steps[0] += 1
+            return 0
+
+        conn.set_progress_handler(count, 1)
+        kept = typed.note_row(replace(rows[1], status="withdrawn"))
+        assert conn.execute(typed._NOTES_KEPT, kept).rowcount == 1
+        kept_steps, steps[0] = steps[0], 0
+        full = typed._upsert_one(typed._NOTES_UPSERT, typed.NOTE_COLUMNS)
+        assert conn.execute(full, typed.note_row(replace(rows[1], thread=T2))).rowcount == 1
+        conn.set_progress_handler(None, 1)
+        assert conn.execute("SELECT thread FROM share_notes WHERE share = ?",
+                            (rows[1].share,)).fetchall() == [(T2,)]  # fmt: skip
+        return kept_steps, steps[0]
     finally:
         conn.close()
+
+
+def test_the_upsert_by_share_does_not_grow_with_the_table() -> None:
+    """A note written again and a note written under another thread look a share up alone
+    (``ON CONFLICT (share)``): through ``share_notes_by_share``, not a scan — the same few VM
+    steps at 20 notes and at 4,000 (a scan would take thousands more). SQLite's query plan of
+    an upsert shows nothing of its conflict check, hence the steps."""
+    small, large = upsert_steps(20), upsert_steps(4_000)
+    assert large[0] <= small[0] + 20, (small, large)
+    assert large[1] <= small[1] + 20, (small, large)
 
 
 def _v12_with_notes(path: Path) -> list[ShareNote]:
