@@ -133,3 +133,37 @@ async def test_an_interrupt_in_one_write_of_a_group_reaches_its_awaiter_only(
     assert await store.get_meta("b") == b"v"
     assert store._here is not None
     assert not store._here.in_transaction
+
+
+def test_a_store_that_outlives_an_event_loop_still_commits_inline(tmp_path: Path) -> None:
+    """A loop stopped and closed with a write still queued (its next turn never ran): the next
+    loop's writes neither wait for it nor for that turn's end."""
+    first = asyncio.new_event_loop()
+    opened: list[SQLiteStore] = []
+
+    async def open_and_stop() -> None:
+        s = await SQLiteStore.open(tmp_path / "vrm.db", inline=True)
+        opened.append(s)
+        await s.commit(meta("a"), durable=False)  # the turn's first: at once, no yield
+        queued = s._write_in_turn(lambda conn: conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('queued', x'00')"), durable=False)
+        assert not queued.done()
+        first.stop()  # this turn ends the loop: the flush never runs
+        await asyncio.sleep(0)
+
+    try:
+        with pytest.raises(RuntimeError, match="stopped before"):
+            first.run_until_complete(open_and_stop())
+    finally:
+        first.close()
+    store = opened[0]
+
+    async def later() -> None:
+        await asyncio.wait_for(store.commit(meta("b")), 30)
+        assert await store.get_meta("a") == b"v"
+        assert await store.get_meta("b") == b"v"
+        assert await store.get_meta("queued") is None
+        assert store.stats.inline == 2
+        await store.close()
+
+    asyncio.run(later())

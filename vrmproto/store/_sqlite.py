@@ -800,6 +800,7 @@ class SQLiteStore(AsyncClosing):
         self._inline_conns: list[sqlite3.Connection] = []
         self._turn: list[_InlineJob] = []  # writes waiting for the next turn's transaction
         self._ran_in_turn = False  # an inline transaction ran in this turn of the event loop
+        self._turn_loop: asyncio.AbstractEventLoop | None = None  # the loop of those two
         self._locks = FileLocks(self.path.with_name(self.path.name + "-locks"))
 
     @classmethod
@@ -1068,6 +1069,8 @@ class SQLiteStore(AsyncClosing):
             elif self._closed:
                 raise StoreError("store is closed")
             else:
+                if asyncio.get_running_loop() is not self._turn_loop:
+                    self._new_loop()
                 try:
                     if self._turn or self._ran_in_turn:
                         written = await self._write_in_turn(apply, durable)
@@ -1125,6 +1128,13 @@ class SQLiteStore(AsyncClosing):
 
     def _end_turn(self) -> None:
         self._ran_in_turn = False
+
+    def _new_loop(self) -> None:
+        """Inline writes from another event loop than the last one's (the store outlived a
+        loop): the turn state was that loop's. Writes still queued there, whose flush never
+        ran (the loop was closed without running it), wrote nothing and have no awaiter left."""
+        self._turn_loop = asyncio.get_running_loop()
+        self._turn, self._ran_in_turn = [], False
 
     def _flush_inline(self) -> None:
         """Write the writes queued last turn (:meth:`_write_in_turn`) in one transaction and
