@@ -50,7 +50,7 @@ async def test_a_version_10_file_keeps_its_threads_with_an_unknown_expiry(
     assert "doc_expires_ms" not in columns(path)
 
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 12
+        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 13
         assert await s.threads() == old
         assert [t.doc_expires_ms for t in await s.threads()] == [None, None]
         read = dataclasses.replace(old[0], doc_expires_ms=EXPIRES)

@@ -31,7 +31,10 @@ returns only after the fsync covering it returned, and a read waits for the comm
 before it to be durable. A write whose ``BEGIN IMMEDIATE`` finds the write lock taken (another
 process or store object), or that comes from a thread other than the opener's, goes to the
 writer thread as above. Why this is as durable as ``synchronous=FULL``, and safe on power loss
-across checkpoints and WAL restarts: :mod:`vrmproto.store._sqlite_durable`.
+across checkpoints and WAL restarts: :mod:`vrmproto.store._sqlite_durable`. The writes that
+concurrent tasks make in one turn of the event loop after its first — a fan-out's branches —
+run together in one transaction, each in its own savepoint (:meth:`SQLiteStore._write_in_turn`):
+group commit across an agent's relationships, the pages they share written once.
 
 Schema. ``PRAGMA user_version`` numbers the schema; ``_MIGRATIONS`` brings an older file up one
 version per transaction when it is opened, and a newer file is refused. Version 2 dropped
@@ -54,7 +57,9 @@ sends (:mod:`vrmproto.store._migrate_v9`); version 10 drops ``share_notes_by_thr
 no query used, and the outbox's index by thread, three pages of the agent's WAL per share
 (:mod:`vrmproto.store._migrate_v10`); version 11 adds ``threads.doc_expires_ms``, when the
 vendor's discovery document expires (:mod:`vrmproto.store._migrate_v11`); version 12 keeps the
-events a webhook is retrying, since when and how often (:mod:`vrmproto.store._migrate_v12`).
+events a webhook is retrying, since when and how often (:mod:`vrmproto.store._migrate_v12`);
+version 13 keys ``share_notes`` by ``(thread, share)``, so that one thread's notes are read
+through the key, not by scanning every note (:mod:`vrmproto.store._migrate_v13`).
 
 Files (spec §11.13-1). The database holds histories and, at a vendor, customers' shared data in
 clear, so :meth:`SQLiteStore.open` creates it with mode 0600 (SQLite gives its ``-wal`` and
@@ -136,6 +141,7 @@ from vrmproto.store._migrate_v9 import migrate_8_to_9
 from vrmproto.store._migrate_v10 import migrate_9_to_10
 from vrmproto.store._migrate_v11 import migrate_10_to_11
 from vrmproto.store._migrate_v12 import migrate_11_to_12
+from vrmproto.store._migrate_v13 import migrate_12_to_13
 from vrmproto.store._rel_query import RelationshipsWhere, migrate_6_to_7
 from vrmproto.store._trim import TRIM_BATCH
 
@@ -248,6 +254,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     migrate_9_to_10,
     migrate_10_to_11,
     migrate_11_to_12,
+    migrate_12_to_13,
 )
 """``_MIGRATIONS[n]`` takes the schema from version n to n + 1 (``PRAGMA user_version``)."""
 
@@ -726,6 +733,16 @@ class _Job:
 _settle = durable.settle
 
 
+@dataclass(slots=True)
+class _InlineJob:
+    """A write queued for the next event-loop turn's inline transaction
+    (:meth:`SQLiteStore._write_in_turn`)."""
+
+    apply: Callable[[sqlite3.Connection], Any]
+    durable: bool
+    future: asyncio.Future[Any]
+
+
 def _settle_all(outcomes: list[tuple[asyncio.Future[Any], object, BaseException | None]]) -> None:
     for future, result, exc in outcomes:
         _settle(future, result, exc)
@@ -781,6 +798,9 @@ class SQLiteStore(AsyncClosing):
         self._reader_conns: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._inline = threading.local()  # each calling thread's point-read connection
         self._inline_conns: list[sqlite3.Connection] = []
+        self._turn: list[_InlineJob] = []  # writes waiting for the next turn's transaction
+        self._ran_in_turn = False  # an inline transaction ran in this turn of the event loop
+        self._turn_loop: asyncio.AbstractEventLoop | None = None  # the loop of those two
         self._locks = FileLocks(self.path.with_name(self.path.name + "-locks"))
 
     @classmethod
@@ -1049,14 +1069,19 @@ class SQLiteStore(AsyncClosing):
             elif self._closed:
                 raise StoreError("store is closed")
             else:
+                if asyncio.get_running_loop() is not self._turn_loop:
+                    self._new_loop()
                 try:
-                    written = self._write_here(here, apply, durable)
+                    if self._turn or self._ran_in_turn:
+                        written = await self._write_in_turn(apply, durable)
+                    else:
+                        written = self._write_first(here, apply, durable)
                 except Exception:
                     await self._horizon.settle(self._horizon.committed)
                     raise
                 if written is not None:
                     if durable:
-                        await self._horizon.settle(self._horizon.committed)
+                        await self._horizon.settle(written[1])
                     return written[0]
                 self.stats.fallbacks += 1  # the write lock is taken: wait on the writer thread
         loop = asyncio.get_running_loop()
@@ -1066,6 +1091,128 @@ class SQLiteStore(AsyncClosing):
                 raise StoreError("store is closed")
             self._queue.put(_Job(apply, future, loop, commit, expect))
         return await future
+
+    def _write_first(
+        self, here: sqlite3.Connection, apply: Callable[[sqlite3.Connection], _T], durable: bool
+    ) -> tuple[_T, int] | None:
+        """The first inline write of a turn of the event loop: at once, in its own transaction
+        (:meth:`_write_here`), as a lone step's; ``(result, commit number)``, or None if it
+        must go to the writer thread. The writes other tasks make in the same turn wait for
+        the next one (:meth:`_write_in_turn`)."""
+        self._ran_in_turn = True
+        asyncio.get_running_loop().call_soon(self._end_turn)
+        written = self._write_here(here, apply, durable)
+        return None if written is None else (written[0], self._horizon.committed)
+
+    def _write_in_turn(
+        self, apply: Callable[[sqlite3.Connection], _T], durable: bool
+    ) -> asyncio.Future[tuple[_T, int] | None]:
+        """Queue ``apply`` behind the turn's first write (:meth:`_write_first`): a future of
+        ``(result, commit number)``, None if it must go to the writer thread, or what
+        ``apply`` raised.
+
+        The writes other tasks make in the turn of an inline write — a fan-out's branches,
+        started together — run together at the start of the next turn (:meth:`_flush_inline`),
+        one ``BEGIN IMMEDIATE`` and one ``COMMIT`` for all of them: group commit across an
+        agent's relationships (#12), the pages they share (the database header, the tails of
+        the history, the outbox and the notes) written once instead of once each. Deferring
+        every write, the first too, cost a lone agent's lazy commit ~10 us more (a future and
+        a pass of the loop) for nothing: a lone writer never has company.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[_T, int] | None] = loop.create_future()
+        self._turn.append(_InlineJob(apply, durable, future))
+        if len(self._turn) == 1:
+            loop.call_soon(self._flush_inline)
+        return future
+
+    def _end_turn(self) -> None:
+        self._ran_in_turn = False
+
+    def _new_loop(self) -> None:
+        """Inline writes from another event loop than the last one's (the store outlived a
+        loop): the turn state was that loop's. Writes still queued there, whose flush never
+        ran (the loop was closed without running it), wrote nothing and have no awaiter left."""
+        self._turn_loop = asyncio.get_running_loop()
+        self._turn, self._ran_in_turn = [], False
+
+    def _flush_inline(self) -> None:
+        """Write the writes queued last turn (:meth:`_write_in_turn`) in one transaction and
+        resolve their futures once its COMMIT returned: one job as before
+        (:meth:`_write_here`); several each in a savepoint, so that a failing one is rolled
+        back alone, as on the writer thread (:meth:`_run_job`)."""
+        jobs, self._turn = self._turn, []
+        here = self._here
+        if here is None:  # closed meanwhile: nothing was written
+            for job in jobs:
+                _settle(job.future, None, StoreError("store is closed"))
+            return
+        if len(jobs) == 1:
+            job = jobs[0]
+            try:
+                written = self._write_here(here, job.apply, job.durable)
+            except BaseException as exc:  # to its awaiter, as before (KeyboardInterrupt too)
+                _settle(job.future, None, exc)
+                return
+            _settle(job.future, None if written is None else (written[0], self._horizon.committed),
+                    None)  # fmt: skip
+            return
+        for job, outcome in zip(jobs, self._write_here_group(here, jobs), strict=True):
+            _settle(job.future, *outcome)
+
+    def _write_here_group(
+        self, conn: sqlite3.Connection, jobs: list[_InlineJob]
+    ) -> list[tuple[object, BaseException | None]]:
+        """:meth:`_write_here` for several jobs in one transaction, each in its own savepoint:
+        per job ``((result, commit number), None)``, ``(None, error)``, or ``(None, None)``
+        when it must go to the writer thread (the write lock was taken: nothing was written)."""
+        fallback: list[tuple[object, BaseException | None]] = [(None, None)] * len(jobs)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            if _busy(exc):
+                return fallback
+            return [(None, _translate(exc))] * len(jobs)
+        results: list[tuple[object, BaseException | None]] = []
+        try:
+            for i, job in enumerate(jobs):
+                conn.execute("SAVEPOINT job")
+                try:
+                    results.append((job.apply(conn), None))
+                except BaseException as exc:
+                    if not isinstance(exc, Exception):  # nothing lands; the rest, elsewhere
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                        return [*fallback[:i], (None, exc), *fallback[i + 1 :]]
+                    conn.execute("ROLLBACK TO job")
+                    if isinstance(exc, sqlite3.Error) and _busy(exc):
+                        raise  # as one write alone (_write_here): to the writer thread
+                    error = _translate(exc)
+                    if isinstance(error, StoreConflict):
+                        self.stats.conflicts += 1
+                    results.append((None, error))
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:  # a savepoint step or COMMIT failed: nothing landed
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if _busy(exc):
+                return fallback
+            failure = StoreError(f"transaction failed, nothing of it was written: {exc}")
+            return [(None, failure)] * len(jobs)
+        seq = self._horizon.commit_returned(any(job.durable for job in jobs))
+        self.stats.transactions += 1
+        self.stats.inline += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, len(jobs))
+        out: list[tuple[object, BaseException | None]] = []
+        for result, failed in results:
+            if failed is None:
+                self.stats.writes += 1
+                out.append(((result, seq), None))
+            else:
+                out.append((None, failed))
+        return out
 
     def _write_here(
         self,
@@ -1440,10 +1587,13 @@ class SQLiteStore(AsyncClosing):
         return typed.offer_record(found[0]) if found else None
 
     async def share_notes(self, thread: bytes | None = None) -> list[ShareNote]:
-        found = await self._rows(
-            typed.SELECT_NOTE + "WHERE (?1 IS NULL OR thread = ?1) ORDER BY shared_ms, share",
-            (thread,),
-        )
+        """Every note (on the pool), or one thread's through the key ``(thread, share)``
+        (schema 13, :mod:`vrmproto.store._migrate_v13`), a point read as :meth:`held` is: a
+        statement per case, as ``?1 IS NULL OR thread = ?1`` is planned as a scan."""
+        if thread is None:
+            found = await self._rows(typed.NOTES_ALL)
+        else:
+            found = await self._point(typed.NOTES_OF_THREAD, (thread,))
         return [typed.note_record(row) for row in found]
 
     async def usage(self) -> StoreUsage:

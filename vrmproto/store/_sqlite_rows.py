@@ -454,3 +454,6 @@ SELECT_HELD = f"SELECT {HELD_COLUMNS} FROM held "  # noqa: S608
 SELECT_INTENT = f"SELECT {INTENT_COLUMNS} FROM intents "  # noqa: S608
 SELECT_OFFER = f"SELECT {OFFER_COLUMNS} FROM offers "  # noqa: S608
 SELECT_NOTE = f"SELECT {NOTE_COLUMNS} FROM share_notes "  # noqa: S608
+#: Every note, and one thread's (a range of the key ``(thread, share)``, schema 13).
+NOTES_ALL = SELECT_NOTE + "ORDER BY shared_ms, share"
+NOTES_OF_THREAD = SELECT_NOTE + "WHERE thread = ? ORDER BY shared_ms, share"
