@@ -99,6 +99,17 @@ class StoreConflict(StoreError):  # noqa: N818 -- a conflict is an outcome calle
     """
 
 
+def check_next_index(h: HistoryEntry, expected: int) -> None:
+    """Refuse ``h`` unless its index is ``expected``, the next free one of its thread: less is
+    a conflict (the slot is taken), more an error (a gap). Every store's rule, in one place."""
+    if h.index < expected:
+        raise StoreConflict(f"history index {h.index} of thread {h.thread.hex()} is taken")
+    if h.index > expected:
+        raise StoreError(
+            f"history gap: thread {h.thread.hex()} expects index {expected}, got {h.index}"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class RelationshipRecord:
     """One relationship as this store's owner sees it; upserted by ``thread``."""

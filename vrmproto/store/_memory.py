@@ -38,6 +38,7 @@ from vrmproto.store._base import (
     StoreError,
     StoreUsage,
     ThreadRecord,
+    check_next_index,
 )
 from vrmproto.store._locks import LocalLocks
 from vrmproto.store._rel_query import RelationshipsWhere
@@ -216,12 +217,7 @@ class MemoryStore(AsyncClosing):
                 if h.thread not in threads:
                     raise StoreError("history entry for a thread that has no relationship record")
             expected = heads.get(h.thread, len(self._history.get(h.thread, ())))
-            if h.index < expected:
-                raise StoreConflict(f"history index {h.index} of thread {h.thread.hex()} is taken")
-            if h.index > expected:
-                raise StoreError(
-                    f"history gap: thread {h.thread.hex()} expects index {expected}, got {h.index}"
-                )
+            check_next_index(h, expected)
             heads[h.thread] = expected + 1
 
     async def commit(

@@ -30,7 +30,7 @@ from vrmproto.store._base import (
     NewOutboxItem,
     RelationshipRecord,
     StoreConflict,
-    StoreError,
+    check_next_index,
 )
 
 if TYPE_CHECKING:
@@ -123,14 +123,8 @@ def _check_indexes(entries: Iterable[HistoryEntry], heads: dict[bytes, int]) -> 
     """Each entry must take exactly its thread's next index: less is a conflict (the slot is
     taken), more an error (a gap)."""
     for h in entries:
-        expected = heads[h.thread]
-        if h.index < expected:
-            raise StoreConflict(f"history index {h.index} of thread {h.thread.hex()} is taken")
-        if h.index > expected:
-            raise StoreError(
-                f"history gap: thread {h.thread.hex()} expects index {expected}, got {h.index}"
-            )
-        heads[h.thread] = expected + 1
+        check_next_index(h, heads[h.thread])
+        heads[h.thread] += 1
 
 
 async def apply_commit(conn: Connection, c: Commit) -> tuple[int, ...]:

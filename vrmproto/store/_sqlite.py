@@ -132,6 +132,7 @@ from vrmproto.store._base import (
     StoreUsage,
     ThreadKind,
     ThreadRecord,
+    check_next_index,
 )
 from vrmproto.store._counts import read_counts
 from vrmproto.store._locks import FileLocks
@@ -446,21 +447,11 @@ def _dedupe_row(d: DedupeRecord) -> tuple[object, ...]:
     return (d.sender, d.msg_id, d.msg_hash, d.response, d.expires_ms)
 
 
-def _check_next(h: HistoryEntry, expected: int) -> None:
-    """Refuse ``h`` unless its index is ``expected``, the next free one of its thread."""
-    if h.index < expected:
-        raise StoreConflict(f"history index {h.index} of thread {h.thread.hex()} is taken")
-    if h.index > expected:
-        raise StoreError(
-            f"history gap: thread {h.thread.hex()} expects index {expected}, got {h.index}"
-        )
-
-
 def _discontinuous(conn: sqlite3.Connection, h: HistoryEntry) -> None:
     """Raise why :data:`_INSERT_HIST_NEXT` inserted nothing: the index is taken or leaves a
     gap (StoreConflict or StoreError)."""
     last: int | None = conn.execute(_HEAD, (h.thread,)).fetchone()[0]
-    _check_next(h, 0 if last is None else last + 1)
+    check_next_index(h, 0 if last is None else last + 1)
     raise StoreError(f"history entry {h.index} of thread {h.thread.hex()} was not inserted")
 
 
@@ -490,7 +481,7 @@ def _apply_after_relationships(conn: sqlite3.Connection, c: Commit) -> tuple[int
             if conn.execute(_INSERT_HIST_NEXT, _hist_row(h)).rowcount != 1:
                 _discontinuous(conn, h)
         else:
-            _check_next(h, expected)
+            check_next_index(h, expected)
             conn.execute(_INSERT_HIST, _hist_row(h))
         heads[h.thread] = h.index + 1
     for thread, msg_hash, envelope in c.erase:
