@@ -5,6 +5,8 @@ kind of message, in both directions, with and without erasures."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -66,3 +68,32 @@ def test_a_receipt_makes_no_event() -> None:
     msg = _signed(Receipt(ack=b"k" * 32))
     assert _events.record_of(msg, 3, now=9, incoming=True) is None
     assert _events.record_of(msg, 3, now=9, incoming=False) is None
+
+
+class _Fields(Mapping[str, str]):
+    """A read-only mapping that is not a dict."""
+
+    def __init__(self, items: dict[str, str]) -> None:
+        self._items = items
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def copy(self) -> _Fields:
+        return _Fields(dict(self._items))
+
+
+@pytest.mark.parametrize("under", [dict, _Fields], ids=["dict", "mapping"])
+def test_a_field_map_is_encoded_as_the_object_of_its_fields(under: type) -> None:
+    """A message's field map (a read-only view, as a decoded share's fields are) encodes as
+    the JSON object of its fields, whatever mapping it views."""
+    fields = {"name": "Ada Lovelace", "note": "ring twice \u260e", "email": "ada@example.org"}
+    view = MappingProxyType(under(fields))
+    assert _events._dumps({"fields": view}) == json.dumps(
+        {"fields": fields}, separators=(",", ":"), sort_keys=True).encode()  # fmt: skip
