@@ -755,6 +755,39 @@ def _read_fields_payload(inner: Any, content_type: type[Any], limits: Limits) ->
     return _new_fields(MappingProxyType(fields))
 
 
+_SEALED_START = _codec.map_header(2) + _codec.pack_sorted("payload")
+_SEALED_SIG = _codec.pack_sorted("sig") + _codec.pack_sorted(bytes(SIG_BYTES))[:2]
+_SEALED_MIN = len(_SEALED_START) + 2 + len(_SEALED_SIG) + SIG_BYTES
+
+
+def _sealed_parts(plain: bytes) -> tuple[bytes, bytes] | None:
+    """``(payload, sig)`` when ``plain`` is exactly the canonical encoding of ``{payload:
+    bin, sig: bin of 64 bytes}`` (§3.3, §5.5-3) — what :func:`_codec.decode_form` and the
+    checks after it accept, read in place — else None: then they decide."""
+    if len(plain) < _SEALED_MIN or not plain.startswith(_SEALED_START):
+        return None
+    at = len(_SEALED_START)
+    head = plain[at]
+    if head == 0xC4:  # bin 8, 16, 32: each only where no shorter form holds the length
+        start, size = at + 2, plain[at + 1]
+    elif head == 0xC5:
+        start, size = at + 3, int.from_bytes(plain[at + 1 : at + 3], "big")
+        if size < 0x100:
+            return None
+    elif head == 0xC6:
+        start, size = at + 5, int.from_bytes(plain[at + 1 : at + 5], "big")
+        if size < 0x1_0000:
+            return None
+    else:
+        return None
+    end = start + size
+    if len(plain) != end + len(_SEALED_SIG) + SIG_BYTES or not plain.startswith(
+        _SEALED_SIG, end
+    ):
+        return None
+    return plain[start:end], plain[end + len(_SEALED_SIG) :]
+
+
 def seal_content(
     content: Any,
     *,
@@ -784,15 +817,20 @@ def open_sealed(
 ) -> Any:
     """Open the sealed content of a verified message addressed to ``identity`` (§5.5-3..6)."""
     plain = identity.unseal(message.body.sealed)
-    outer = _codec.decode_form(plain, path="$.sealed")
-    # {payload: bin, sig: bin}, in that order, passes §3.3's walk: only anything else is walked
-    if type(outer) is not dict or list(outer) != _SEALED_KEYS or type(
-        outer["payload"]
-    ) is not bytes or type(outer["sig"]) is not bytes:
-        _codec.check_value(outer, depth=0, max_depth=1, path="$.sealed")
-        if type(outer) is not dict or outer.keys() != {"payload", "sig"}:
-            raise DecodeError("sealed content is a map of payload and sig", clause="§5.5-3")
-    payload, sig = outer["payload"], outer["sig"]
+    parts = _sealed_parts(plain)
+    if parts is not None:
+        payload, sig = parts
+    else:
+        outer = _codec.decode_form(plain, path="$.sealed")
+        # {payload: bin, sig: bin}, in that order, passes §3.3's walk: only anything else is
+        # walked
+        if type(outer) is not dict or list(outer) != _SEALED_KEYS or type(
+            outer["payload"]
+        ) is not bytes or type(outer["sig"]) is not bytes:
+            _codec.check_value(outer, depth=0, max_depth=1, path="$.sealed")
+            if type(outer) is not dict or outer.keys() != {"payload", "sig"}:
+                raise DecodeError("sealed content is a map of payload and sig", clause="§5.5-3")
+        payload, sig = outer["payload"], outer["sig"]
     if type(payload) is not bytes or type(sig) is not bytes or len(sig) != SIG_BYTES:
         raise DecodeError("payload is binary and sig 64 bytes", clause="§5.5-3")
     verify(Context.SEALED, payload, sig, message.sender)

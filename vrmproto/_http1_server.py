@@ -25,6 +25,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from vrmproto._quick import quick_new
+
 __all__ = ["MAX_FIELDS", "MAX_HEAD", "Request", "RequestReader", "Unhandled"]
 
 #: Header fields of a request this reader takes; more: :class:`Unhandled` (aiohttp's own cap,
@@ -79,6 +81,9 @@ class Request:
             if key == name:
                 return value
         return None
+
+
+_new_request = quick_new(Request)  # one per request: without the frozen __init__'s detour
 
 
 class RequestReader:
@@ -151,42 +156,17 @@ class RequestReader:
             return None
         if end - pos > MAX_HEAD:
             raise Unhandled("the request head is too long")
-        m = _HEAD.fullmatch(buf, pos, end + 2)
-        if m is None:
-            raise Unhandled("not a plain HTTP/1.1 request head")
-        if end - pos > self.max_line and any(
-            len(line) > self.max_line for line in buf[pos:end].split(b"\r\n")
-        ):
+        head = bytes(buf[pos:end])
+        parsed = _HEADS.get(head)
+        if parsed is None:
+            parsed = _parse_head(head)
+            if len(head) <= _HEADS_KEPT_BYTES:
+                if len(_HEADS) >= _HEADS_MAX:
+                    _HEADS.clear()
+                _HEADS[head] = parsed
+        method, target, fields, length, close, longest = parsed
+        if longest > self.max_line:
             raise Unhandled("a line longer than this reader takes")
-        # each field line is a token, a colon and the value with OWS around (the match said so)
-        first, past = m.span(3)
-        lines = bytes(buf[first : past - 2]).split(b"\r\n") if past > first else []
-        if len(lines) > MAX_FIELDS:
-            raise Unhandled("too many header fields")
-        length = -1
-        close = False
-        fields = []
-        for line in lines:
-            name, _, rest = line.partition(b":")
-            fields.append((name.lower(), rest.strip(b" \t")))
-        named = dict(fields)
-        if len(named) != len(fields):
-            raise Unhandled("a repeated field")  # aiohttp refuses some (Content-Type…)
-        if not named.get(b"host"):  # none, or an empty one (aiohttp decides)
-            raise Unhandled("not one Host field")  # aiohttp refuses none (RFC 9112 §3.2)
-        if not _REFUSED.isdisjoint(named):
-            raise Unhandled("a Transfer-Encoding, Expect or Upgrade field")
-        value = named.get(b"content-length")
-        if value is not None:
-            if _DIGITS.fullmatch(value) is None:
-                raise Unhandled("not one plain Content-Length")
-            length = int(value)
-        value = named.get(b"connection")
-        if value is not None:
-            asked = _CONNECTION_TOKENS.get(value.lower())
-            if asked is None:
-                raise Unhandled("a Connection field other than keep-alive or close")
-            close = asked
         if length > self.max_body:
             raise Unhandled("a body longer than this reader takes")
         start = end + 4
@@ -194,5 +174,56 @@ class RequestReader:
         if len(buf) < stop:
             raise Unhandled("the body has not all arrived")
         self._last, self._pos, self._seen = pos, stop, stop
-        method, target, _ = m.groups()
-        return Request(method, target, tuple(fields), bytes(buf[start:stop]), close)
+        return _new_request(method, target, fields, bytes(buf[start:stop]), close)
+
+
+#: A head's reading: method, target, fields, Content-Length (-1: none), close, and the length
+#: of its longest line (checked against each reader's ``max_line``).
+_Head = tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...], int, bool, int]
+#: Heads read before, by their bytes (the request line and fields, without the blank line).
+#: A client sends the same head time after time, but for its Content-Length: reading one again
+#: cost more than the rest of taking a request (#12). Only heads this reader takes, of at most
+#: _HEADS_KEPT_BYTES, are kept (so at most ~1 MB); it is emptied when full.
+_HEADS: dict[bytes, _Head] = {}
+_HEADS_MAX = 512
+_HEADS_KEPT_BYTES = 2048
+
+
+def _parse_head(head: bytes) -> _Head:
+    """The reading of a request head (the bytes before its blank line), or :class:`Unhandled`
+    if it is not one a plain reader takes (see the module docstring)."""
+    m = _HEAD.fullmatch(head + b"\r\n")
+    if m is None:
+        raise Unhandled("not a plain HTTP/1.1 request head")
+    # each field line is a token, a colon and the value with OWS around (the match said so)
+    first, past = m.span(3)
+    lines = head[first : past - 2].split(b"\r\n") if past > first else []
+    if len(lines) > MAX_FIELDS:
+        raise Unhandled("too many header fields")
+    length = -1
+    close = False
+    fields = []
+    for line in lines:
+        name, _, rest = line.partition(b":")
+        fields.append((name.lower(), rest.strip(b" \t")))
+    named = dict(fields)
+    if len(named) != len(fields):
+        raise Unhandled("a repeated field")  # aiohttp refuses some (Content-Type…)
+    if not named.get(b"host"):  # none, or an empty one (aiohttp decides)
+        raise Unhandled("not one Host field")  # aiohttp refuses none (RFC 9112 §3.2)
+    if not _REFUSED.isdisjoint(named):
+        raise Unhandled("a Transfer-Encoding, Expect or Upgrade field")
+    value = named.get(b"content-length")
+    if value is not None:
+        if _DIGITS.fullmatch(value) is None:
+            raise Unhandled("not one plain Content-Length")
+        length = int(value)
+    value = named.get(b"connection")
+    if value is not None:
+        asked = _CONNECTION_TOKENS.get(value.lower())
+        if asked is None:
+            raise Unhandled("a Connection field other than keep-alive or close")
+        close = asked
+    longest = max(len(line) for line in head.split(b"\r\n"))
+    method, target, _ = m.groups()
+    return method, target, tuple(fields), length, close, longest

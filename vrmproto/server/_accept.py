@@ -180,12 +180,16 @@ async def apply(
                 return admitted
             ticket = admitted
         received = rel.receive(msg, now=now)
-        if ep.storage is not None and await ep._gauge.room(ep.storage) is Room.FULL:
+        budget = ep.storage
+        room = None if budget is None else ep._gauge.known(budget)  # without a coroutine
+        if budget is not None and room is None:
+            room = await ep._gauge.room(budget)
+        if budget is not None and room is Room.FULL:
             if ticket is not None:
                 ticket.cancel()
             return ep.problem(
                 Problem.STORAGE_FULL, "the receiver has no room to store this message now",
-                clause="§11.8-4", retry_after=ep.storage.retry_after_s, to=msg.sender,
+                clause="§11.8-4", retry_after=budget.retry_after_s, to=msg.sender,
                 thread=msg.thread, ref=msg.hash,
             ), Outcome.REFUSED  # fmt: skip
         step = Step(rel, _event(kind=msg.type, thread=msg.thread, message=msg,

@@ -53,6 +53,14 @@ class StorageGauge:
         self._checked: tuple[int, Room] | None = None  # (ms, level)
         self._measuring: asyncio.Future[Room] | None = None
 
+    def known(self, budget: StorageBudget) -> Room | None:
+        """The room measured less than ``budget.check_every_ms`` ago; None: :meth:`room`
+        measures it (a message's step asks without a coroutine when it need not wait)."""
+        checked = self._checked
+        if checked is not None and 0 <= self._clock() - checked[0] < budget.check_every_ms:
+            return checked[1]
+        return None
+
     async def room(self, budget: StorageBudget | None) -> Room:
         if budget is None:
             return Room.ANY

@@ -73,6 +73,7 @@ from vrmproto.server._connections import (
     half_closable,
 )
 from vrmproto.server._endpoint import Endpoint, Response
+from vrmproto.server._logging import REQUEST_LOG
 from vrmproto.server._observe import DISCOVERY_ROUTE, HISTORY_ROUTE, INBOX_ROUTE, record
 from vrmproto.server._proxy import Deployment, client_from, may_be_a_proxy, note_forwarding
 
@@ -397,7 +398,9 @@ class LeanConnection(asyncio.Protocol):
         """Answer one request, then go on with the next buffered one."""
         routes = self._routes
         endpoint = routes.endpoint
-        started = time.perf_counter()
+        # record() logs and counts only for someone: else neither it nor the clock is asked
+        observed = routes.metrics is not None or REQUEST_LOG.isEnabledFor(logging.INFO)
+        started = time.perf_counter() if observed else 0.0
         remote = self._remote
         if self._proxied:  # as aiohttp's proxy middleware finds it (§12.13-1)
             remote, _ = client_from(remote, "http", request.values, routes.deployment)
@@ -426,12 +429,13 @@ class LeanConnection(asyncio.Protocol):
             extra = {"Connection": "close"}
             close = True
             recorded = (500, None)
-        try:
-            record(endpoint, routes.metrics, name, path=request.target.decode(), remote=remote,
-                   status=recorded[0], body=recorded[1], data=data,
-                   seconds=time.perf_counter() - started)  # fmt: skip
-        except Exception:  # the answer is good; a failure to log it must not lose it
-            log.exception("failed logging or counting a request from %s", remote)
+        if observed:
+            try:
+                record(endpoint, routes.metrics, name, path=request.target.decode(),
+                       remote=remote, status=recorded[0], body=recorded[1], data=data,
+                       seconds=time.perf_counter() - started)  # fmt: skip
+            except Exception:  # the answer is good; a failure to log it must not lose it
+                log.exception("failed logging or counting a request from %s", remote)
         self._task = None
         self._send(answer, extra, close or self._closing)
 
