@@ -40,6 +40,7 @@ from vrmproto.store._base import (
     ThreadRecord,
 )
 from vrmproto.store._locks import LocalLocks
+from vrmproto.store._redact import UPDATED, redacted, share_id
 from vrmproto.store._rel_query import RelationshipsWhere
 from vrmproto.store._rows import ThreadKind
 from vrmproto.store._trim import TRIM_BATCH, trim_plan
@@ -313,11 +314,20 @@ class MemoryStore(AsyncClosing):
                 del rows[field]
         for h in c.held:
             self._held.setdefault(h.thread, {})[h.field] = h
-        if c.held_drop:  # the dropped shares' events keep no personal data
-            gone = set(c.held_drop)
+        if c.held_drop:  # the dropped shares' events keep no personal data, nor the address
+            gone = set(c.held_drop)  # updates' events the fields held under them (_redact)
+            under: dict[bytes, set[str]] = {}
+            for thread, share in c.held_drop:
+                under.setdefault(thread, set()).add(share_id(share))
             for i, e in enumerate(self._events):
-                if e.personal is not None and (e.thread, e.msg_hash) in gone:
+                if e.personal is None:
+                    continue
+                if (e.thread, e.msg_hash) in gone:
                     self._events[i] = dataclasses.replace(e, personal=None)
+                elif e.kind == UPDATED and e.thread in under:
+                    after = redacted(e.personal, under[e.thread])
+                    if after != e.personal:
+                        self._events[i] = dataclasses.replace(e, personal=after)
         if c.intents:
             self._intents.update((i.intent_id, i) for i in c.intents)
         if c.offers:

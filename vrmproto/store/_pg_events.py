@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from vrmproto.store import _sqlite_events as lite
 from vrmproto.store._base import Commit
 from vrmproto.store._pg_notify import CHANNEL
+from vrmproto.store._redact import UPDATED, needle, redacted, share_id
 from vrmproto.store._rows import DeadLetter, EventRecord, FailingEvent
 from vrmproto.store._trim import FLOOR_KEY, floor_value, trim_plan
 
@@ -58,13 +59,37 @@ _INSERT = (
 
 
 async def redact(conn: Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> None:
-    """Part 15 for the feed: the personal data of the dropped shares' events goes."""
-    if held_drop:
-        first, second = zip(*held_drop, strict=True)
+    """Part 15 for the feed: the personal data of the dropped shares' events goes, and the
+    fields held under them from the address updates of their threads (:mod:`._redact`). The
+    updates' rows are locked as they are read, so a rewrite replaces what it read."""
+    if not held_drop:
+        return
+    first, second = zip(*held_drop, strict=True)
+    await conn.execute(
+        "UPDATE events SET personal = NULL WHERE personal IS NOT NULL AND "
+        "(thread, msg_hash) IN (SELECT * FROM unnest($1::bytea[], $2::bytea[]))",
+        list(first), list(second),
+    )  # fmt: skip
+    rows = await conn.fetch(
+        "SELECT e.pos, e.personal, d.share FROM events e JOIN unnest($1::bytea[], "
+        "$2::bytea[], $3::bytea[]) AS d(thread, share, needle) ON e.thread = d.thread "
+        "WHERE e.personal IS NOT NULL AND e.kind = $4 AND position(d.needle IN e.personal) > 0 "
+        "FOR UPDATE OF e",
+        list(first), list(second), [needle(share) for share in second], UPDATED,
+    )  # fmt: skip
+    found: dict[int, bytes] = {}
+    gone: dict[int, set[str]] = {}
+    for pos, personal, share in rows:
+        found[int(pos)] = bytes(personal)
+        gone.setdefault(int(pos), set()).add(share_id(bytes(share)))
+    changed = [(pos, after) for pos, personal in found.items()
+               if (after := redacted(personal, gone[pos])) != personal]  # fmt: skip
+    if changed:
+        positions, personals = zip(*changed, strict=True)
         await conn.execute(
-            "UPDATE events SET personal = NULL WHERE personal IS NOT NULL AND "
-            "(thread, msg_hash) IN (SELECT * FROM unnest($1::bytea[], $2::bytea[]))",
-            list(first), list(second),
+            "UPDATE events SET personal = d.personal FROM unnest($1::int8[], $2::bytea[]) "
+            "AS d(pos, personal) WHERE events.pos = d.pos",
+            list(positions), list(personals),
         )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from vrmproto.store._base import Commit
+from vrmproto.store._redact import UPDATED, needle, redacted, share_id
 from vrmproto.store._rows import DeadLetter, EventRecord, FailingEvent
 from vrmproto.store._trim import FLOOR_KEY, floor_value, trim_plan
 
@@ -113,13 +114,27 @@ def has_event_parts(c: Commit) -> bool:
 
 
 def redact(conn: sqlite3.Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> None:
-    """Part 15 for the feed: the personal data of the dropped shares' events goes."""
-    if held_drop:
-        conn.executemany(  # the personal condition lets SQLite use the partial index
-            "UPDATE events SET personal = NULL "
-            "WHERE thread = ? AND msg_hash = ? AND personal IS NOT NULL",
-            held_drop,
-        )
+    """Part 15 for the feed: the personal data of the dropped shares' events goes, and the
+    fields held under them from the address updates of their threads (:mod:`._redact`)."""
+    if not held_drop:
+        return
+    conn.executemany(  # the personal condition lets SQLite use the partial index
+        "UPDATE events SET personal = NULL "
+        "WHERE thread = ? AND msg_hash = ? AND personal IS NOT NULL",
+        held_drop,
+    )
+    found: dict[int, bytes] = {}
+    gone: dict[int, set[str]] = {}
+    for thread, share in held_drop:  # along the partial index, by thread
+        for pos, personal in conn.execute(
+            "SELECT pos, personal FROM events WHERE thread = ? AND personal IS NOT NULL "
+            "AND kind = ? AND instr(personal, ?) > 0", (thread, UPDATED, needle(share)),
+        ):  # fmt: skip
+            found[pos] = bytes(personal)
+            gone.setdefault(pos, set()).add(share_id(share))
+    changed = [(after, pos) for pos, personal in found.items()
+               if (after := redacted(personal, gone[pos])) != personal]  # fmt: skip
+    conn.executemany("UPDATE events SET personal = ? WHERE pos = ?", changed)
 
 
 def apply_events(conn: sqlite3.Connection, c: Commit) -> None:
