@@ -88,7 +88,7 @@ async def test_every_step_of_a_relationship_is_an_event_in_order(store: Store) -
     assert feed[2].personal is None
     assert feed[3].personal == {"fields": {"street": "1 Main St"},  # a new field: purpose 1
                                 "field_purposes": {"street": [1]}, "purposes": [1],
-                                "field_shares": {"street": feed[3].id}}  # held from itself
+                                "field_shares": {}, "field_expires": {}}  # under no share
     assert feed[6].data["body"]["shares"] == [share.hash.hex()]
     assert feed[6].data["erase"] == [feed[2].id]  # what consumers must erase
     assert feed[1].data["from"] == "vendor"

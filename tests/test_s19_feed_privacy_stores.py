@@ -27,7 +27,8 @@ from test_s18_held_update import STORES, Vendor
 
 from vrmproto._messages import DataWithdraw
 from vrmproto.server._events import follow
-from vrmproto.store import EventRecord
+from vrmproto.store import Commit, EventRecord, Store
+from vrmproto.testing.store_contract import digest
 
 postgres_cluster = _postgres.postgres_cluster
 
@@ -76,7 +77,7 @@ async def test_a_withdrawal_takes_the_updated_values_out_of_the_feed(vendor: Ven
     assert await stored(v, update) == {
         "fields": {"email": NEW_EMAIL, "city": NEW_CITY, "phone": PHONE},
         "field_purposes": {"email": [2], "city": [2], "phone": [1]}, "purposes": [1, 2],
-        "field_shares": {"email": evt(first), "city": evt(second), "phone": evt(update)},
+        "field_shares": {"email": evt(first), "city": evt(second)},  # phone: no share's
         "field_expires": {"email": week, "city": week + 1},
     }  # fmt: skip
 
@@ -86,8 +87,7 @@ async def test_a_withdrawal_takes_the_updated_values_out_of_the_feed(vendor: Ven
     after = {
         "fields": {"city": NEW_CITY, "phone": PHONE},
         "field_purposes": {"city": [2], "phone": [1]}, "purposes": [1, 2],
-        "field_shares": {"city": evt(second), "phone": evt(update)},
-        "field_expires": {"city": week + 1},
+        "field_shares": {"city": evt(second)}, "field_expires": {"city": week + 1},
     }  # fmt: skip
     assert await stored(v, update) == after
     assert await read(v, update) == after
@@ -95,7 +95,7 @@ async def test_a_withdrawal_takes_the_updated_values_out_of_the_feed(vendor: Ven
 
     await v.send(DataWithdraw(agreement=v.agreement, shares=(second,)))
     only_phone = {"fields": {"phone": PHONE}, "field_purposes": {"phone": [1]},
-                  "purposes": [1], "field_shares": {"phone": evt(update)}}  # fmt: skip
+                  "purposes": [1], "field_shares": {}, "field_expires": {}}  # fmt: skip
     assert await stored(v, update) == only_phone
     assert await read(v, update) == only_phone
     assert NEW_CITY.encode() not in await everywhere(v)
@@ -113,7 +113,7 @@ async def test_an_expired_share_takes_the_updated_values_out_of_the_feed(vendor:
 
     v.now = day
     only_phone = {"fields": {"phone": PHONE}, "field_purposes": {"phone": [1]},
-                  "purposes": [1], "field_shares": {"phone": evt(update)}}  # fmt: skip
+                  "purposes": [1], "field_shares": {}, "field_expires": {}}  # fmt: skip
     assert await read(v, update) == only_phone
     assert await v.endpoint.expire_shares() == 1
     assert await stored(v, share) is None
@@ -139,3 +139,42 @@ async def test_an_update_of_the_shared_fields_alone_keeps_no_personal_data(
     assert [e.personal for e in await v.store.events(0, 1000) if e.msg_hash == own] == before
     assert b"+1 555 0101" not in await everywhere(v)
     assert await v.returned() == {}
+
+
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async with _postgres.opened_store(request, tmp_path, request.param) as s:
+        yield s
+
+
+def _event(thread: bytes, seq: int, kind: str, personal: dict[str, Any]) -> EventRecord:
+    msg_hash = digest(thread, seq, kind)
+    return EventRecord("evt_" + msg_hash.hex(), thread, seq, kind, msg_hash, 100 + seq, b"{}",
+                       json.dumps(personal, separators=(",", ":"), sort_keys=True).encode())
+
+
+async def test_an_update_written_before_it_named_its_shares_loses_the_shares_fields(
+    store: Store,
+) -> None:
+    """An address.updated event from before ``field_shares`` cannot say what each field is
+    held under: of one after the dropped share's event, the fields the share carried go (the
+    values it may have replaced); one before it, and another thread's, stay as they are."""
+    t, other = b"\x01" * 16, b"\x02" * 16
+    before = _event(t, 1, "address.updated", {"fields": {"email": "z@example.org"},
+                                                "field_purposes": {"email": [1]},
+                                                "purposes": [1]})  # fmt: skip
+    share = _event(t, 2, "data.shared", {"fields": {"email": "a@example.org", "city": "Paris"},
+                                         "purposes": [2], "categories": [2], "expires": 9})
+    after = _event(t, 3, "address.updated", {
+        "fields": {"email": "b@example.org", "city": "Lyon", "phone": "+1 5"},
+        "field_purposes": {"email": [2], "city": [2], "phone": [1]}, "purposes": [1, 2]})
+    elsewhere = _event(other, 4, "address.updated", {"fields": {"email": "b@example.org"},
+                                                     "purposes": [2]})  # fmt: skip
+    await store.commit(Commit(events=(before, share, after, elsewhere)))
+    await store.commit(Commit(held_drop=((t, share.msg_hash),)))
+    got = {e.msg_hash: e.personal for e in await store.events(0, 10)}
+    assert got[share.msg_hash] is None
+    assert json.loads(got[after.msg_hash] or b"null") == {
+        "fields": {"phone": "+1 5"}, "field_purposes": {"phone": [1]}, "purposes": [1]}
+    assert got[before.msg_hash] == before.personal
+    assert got[elsewhere.msg_hash] == elsewhere.personal

@@ -45,9 +45,9 @@ class Hold:
     source: str  # the event id the values come from
     fields: Mapping[str, str]
     expires_ms: int | None  # the share's expiry (§5.3.1-4); None: held without one
-    #: the event these values are held under, when not ``source``: of an address update, the
-    #: data.shared event whose withdrawal or expiry takes them (§5.3.6-2), or the earlier
-    #: update that first gave the field (``personal.field_shares``)
+    #: the data.shared event these values are held under when it is not ``source``: of an
+    #: address update, the share whose withdrawal or expiry takes them (§5.3.6-2,
+    #: ``personal.field_shares``)
     share: str | None = None
 
 
@@ -169,16 +169,15 @@ def changes_of(event: Mapping[str, Any]) -> tuple[Change, ...]:
 def _updated(rel: str, source: str, personal: Mapping[str, Any]) -> tuple[Hold, ...]:
     """An address update's fields, held as the values they replace (§5.3.6-2): one
     :class:`Hold` per share they are held under and its expiry (``field_shares``,
-    ``field_expires``; a field held under this event or an earlier update has no ``share``),
-    the one with ``country`` first (a region is looked up in it)."""
+    ``field_expires``; a field no share holds, without ``share`` or expiry), the one with
+    ``country`` first (a region is looked up in it)."""
     under = personal.get("field_shares") or {}
     until = personal.get("field_expires") or {}
     groups: dict[tuple[str | None, int | None], dict[str, str]] = {}
     for name, value in personal["fields"].items():
         share = under.get(name)
         expires = until.get(name)
-        key = (None if share in (None, source) else str(share),
-               None if expires is None else int(expires))  # fmt: skip
+        key = (None if share is None else str(share), None if expires is None else int(expires))
         groups.setdefault(key, {})[name] = value
     holds = [Hold(rel, source, fields, expires, share)
              for (share, expires), fields in groups.items()]  # fmt: skip

@@ -154,10 +154,10 @@ def _personal(msg: Signed[Any], content: FieldsContent | RecordsContent | None,
     the purposes and categories the customer agreed to (§5.3.1). An address update names no
     purposes: each of its fields is held for those of the value it replaces (§12.10-1, the
     ``held`` rows), given as ``field_purposes``, and ``purposes`` is all of them; and as that
-    value is held (§5.3.6-2): ``field_shares`` names the event each field is held under (the
-    row's share: a data.shared event, or an address.updated one for a field no share held),
-    ``field_expires`` the expiry of those held under a share. A withdrawal or expiry of that
-    share takes the field out of this event too (:mod:`vrmproto.store._redact`)."""
+    value is held (§5.3.6-2): ``field_shares`` names the data.shared event of each field held
+    under a share, ``field_expires`` that share's expiry (both empty when no field is). A
+    withdrawal or expiry of that share takes the field out of this event too
+    (:mod:`vrmproto.store._redact`); the other fields are held from address updates, and stay."""
     if not isinstance(content, FieldsContent):
         return None
     body = msg.body
@@ -168,14 +168,12 @@ def _personal(msg: Signed[Any], content: FieldsContent | RecordsContent | None,
         each, shares, expires = {}, {}, {}
         for h in held:
             each[h.field] = h.purposes
-            shares[h.field] = "evt_" + h.share.hex()
-            if h.expires_ms is not None:
+            if h.expires_ms is not None:  # held under a share: only its rows expire (_held)
+                shares[h.field] = "evt_" + h.share.hex()
                 expires[h.field] = h.expires_ms
-        personal = {"fields": content.fields, "field_purposes": each, "field_shares": shares,
-                    "purposes": sorted({p for ps in each.values() for p in ps})}  # fmt: skip
-        if expires:
-            personal["field_expires"] = expires
-        return _dumps(personal)
+        return _dumps({"fields": content.fields, "field_purposes": each, "field_shares": shares,
+                       "field_expires": expires,
+                       "purposes": sorted({p for ps in each.values() for p in ps})})  # fmt: skip
     return None
 
 
