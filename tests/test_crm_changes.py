@@ -40,7 +40,7 @@ async def test_a_relationship_maps_to_notes_holds_and_an_erasure(endpoint: Endpo
     await deliver(endpoint, c, c.offer(*ACCEPTED))
     share = c.share({"email": "ada@example.org", "street": "1 Old Road"}, purposes=(2,))
     await deliver(endpoint, c, share)
-    await deliver(endpoint, c, c.address({"street": "1 Main St"}))
+    await deliver(endpoint, c, c.address({"street": "1 Main St", "phone": "+1 555 0100"}))
     await deliver(endpoint, c, c.withdraw(share.hash))
     await deliver(endpoint, c, c.send(RelationshipEnd(reason="moving")))
     feed = [e.as_json() async for e in follow(endpoint.store, None)]
@@ -54,12 +54,13 @@ async def test_a_relationship_maps_to_notes_holds_and_an_erasure(endpoint: Endpo
     (agreed,) = changes["terms.accepted"]
     assert isinstance(agreed, Note)
     assert f"Terms agreed (agreement {feed[0]['id'][4:]})" in agreed.text
-    # The share's fields were dropped from the feed at the withdrawal: nothing to hold now.
+    # The share's fields were dropped from the feed at the withdrawal: nothing to hold now,
+    # nor the street the update gave, which was held as the share's (§5.3.6-2).
     assert changes["data.shared"] == ()
     shared_id = next(e["id"] for e in feed if e["kind"] == "data.shared")
     (moved,) = changes["address.updated"]
     assert moved == Hold(rel, next(e["id"] for e in feed if e["kind"] == "address.updated"),
-                         {"street": "1 Main St"}, None)  # fmt: skip
+                         {"phone": "+1 555 0100"}, None)  # fmt: skip
     erase, said = changes["data.withdrawn"]
     assert erase == Erase(rel, (shared_id,))
     assert isinstance(said, Note)

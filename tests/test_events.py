@@ -87,7 +87,8 @@ async def test_every_step_of_a_relationship_is_an_event_in_order(store: Store) -
     # the withdrawn share's event stays, its personal data is gone; the address update's stays
     assert feed[2].personal is None
     assert feed[3].personal == {"fields": {"street": "1 Main St"},  # a new field: purpose 1
-                                "field_purposes": {"street": [1]}, "purposes": [1]}  # fmt: skip
+                                "field_purposes": {"street": [1]}, "purposes": [1],
+                                "field_shares": {}, "field_expires": {}}  # under no share
     assert feed[6].data["body"]["shares"] == [share.hash.hex()]
     assert feed[6].data["erase"] == [feed[2].id]  # what consumers must erase
     assert feed[1].data["from"] == "vendor"

@@ -141,7 +141,8 @@ async def test_a_hook_for_some_purposes_gets_of_an_address_update_only_their_fie
     v, c = Vendor(store), Customer(VENDOR)
     await v.deliver(c, c.offer(*ACCEPTED))
     await v.deliver(c, c.share({"email": "a@example.org", "street": "1 Main"}, purposes=(2,)))
-    await v.deliver(c, c.share({"nick": "ada"}, purposes=(3, 4)))
+    nick = c.share({"nick": "ada"}, purposes=(3, 4))
+    await v.deliver(c, nick)
     await v.deliver(c, c.address({"email": "b@example.org", "nick": "bo", "phone": "+1 5"}))
     got = {}
     for purposes in (None, frozenset({3}), frozenset({2}), frozenset({5})):
@@ -154,7 +155,9 @@ async def test_a_hook_for_some_purposes_gets_of_an_address_update_only_their_fie
     assert got[frozenset({5})] is None  # none of its fields is held for purpose 5
     assert got[frozenset({2})]["fields"] == {"email": "b@example.org"}
     assert got[frozenset({3})] == {"fields": {"nick": "bo"}, "field_purposes": {"nick": [3, 4]},
-                                   "purposes": [3, 4]}  # fmt: skip
+                                   "purposes": [3, 4],  # and how it is held (§5.3.6-2)
+                                   "field_shares": {"nick": "evt_" + nick.hash.hex()},
+                                   "field_expires": {"nick": nick.body.expires}}  # fmt: skip
     everything = got[None]
     assert everything["fields"] == {"email": "b@example.org", "nick": "bo", "phone": "+1 5"}
     assert everything["field_purposes"] == {"email": [2], "nick": [3, 4], "phone": [1]}

@@ -146,11 +146,16 @@ def test_a_shares_event_and_personal_data_are_the_ones_made_before() -> None:
 
 
 def test_an_address_updates_personal_data_is_the_one_made_before() -> None:
-    """The fields, and the purposes each is held for (since session 16: docs/events.md)."""
+    """The fields, and the purposes each is held for (since session 16: docs/events.md), the
+    event each is held under and that share's expiry (since session 19)."""
     msg = _signed(AddressUpdate(agreement=b"a" * 32, sealed=b"s" * 80))
     fields = {"street": "12 St James's Square", "city": "London"}
-    held = [held_row(b"t" * 16, name, value, 2, "provided", 9, purposes, msg.hash, None)
-            for (name, value), purposes in zip(fields.items(), [(2, 3), (1,)], strict=True)]
+    share = b"h" * 32
+    held = [held_row(b"t" * 16, "street", fields["street"], 2, "provided", 9, (2, 3), share,
+                     1_800_000_000_000),
+            held_row(b"t" * 16, "city", fields["city"], 2, "provided", 9, (1,), msg.hash, None)]
     assert _events._personal(msg, FieldsContent(fields=fields), held) == _old_dumps(
         {"fields": fields, "field_purposes": {"street": [2, 3], "city": [1]},
-         "purposes": [1, 2, 3]})  # fmt: skip
+         "purposes": [1, 2, 3],
+         "field_shares": {"street": "evt_" + share.hex()},
+         "field_expires": {"street": 1_800_000_000_000}})  # fmt: skip

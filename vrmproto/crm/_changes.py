@@ -7,9 +7,10 @@ writing one for another CRM maps the same six changes to its own objects.
 - :class:`Note` — something to keep on the relationship's record: the terms proffered, agreed,
   refused or countered (§5.2), an intentcast's request (§5.4.1), a decline, an end.
 - :class:`Hold` — fields to hold from a data.share or address.update (§12.10-1): each replaces
-  the value held under its name; the event's id is its source.
-- :class:`Erase` — the fields whose source is one of these data.shared events must go
-  (data.withdrawn's ``erase``, §5.3.2-2).
+  the value held under its name; the event's id is its source. An address update's values are
+  held as those they replace (§5.3.6-2): under the share they came from, until its expiry.
+- :class:`Erase` — the fields whose source, or the share they are held under, is one of these
+  data.shared events must go (data.withdrawn's ``erase``, §5.3.2-2).
 - :class:`Lead` — an intentcast answered with an offer (§5.4.2): one opportunity per intent thread.
 - :class:`TakeUp` — a relationship opened by taking up an offer (§5.4.5-1).
 
@@ -43,12 +44,16 @@ class Hold:
     relationship: str
     source: str  # the event id the values come from
     fields: Mapping[str, str]
-    expires_ms: int | None  # a share's expiry (§5.3.1-4); None for an address update
+    expires_ms: int | None  # the share's expiry (§5.3.1-4); None: held without one
+    #: the data.shared event these values are held under when it is not ``source``: of an
+    #: address update, the share whose withdrawal or expiry takes them (§5.3.6-2,
+    #: ``personal.field_shares``)
+    share: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Erase:
-    """Delete the fields still held from these data.shared events (§5.3.2-2)."""
+    """Delete the fields still held from, or under, these data.shared events (§5.3.2-2)."""
 
     relationship: str
     sources: tuple[str, ...]  # ids of the data.shared events whose fields go
@@ -143,7 +148,7 @@ def changes_of(event: Mapping[str, Any]) -> tuple[Change, ...]:
     if kind == "data.shared" and personal:
         return (Hold(rel, str(event["id"]), dict(personal["fields"]), personal.get("expires")),)
     if kind == "address.updated" and personal:
-        return (Hold(rel, str(event["id"]), dict(personal["fields"]), None),)
+        return _updated(rel, str(event["id"]), personal)
     if kind == "data.withdrawn":
         erase = tuple(str(e) for e in event.get("erase", ()))
         return (Erase(rel, erase), Note(rel, f"{stamp} Consent withdrawn: the data of "
@@ -159,6 +164,24 @@ def changes_of(event: Mapping[str, Any]) -> tuple[Change, ...]:
         said = f": {body['reason']}" if body.get("reason") else ""
         return (Note(rel, f"{stamp} Relationship ended by the {event['from']}{said}"),)
     return ()
+
+
+def _updated(rel: str, source: str, personal: Mapping[str, Any]) -> tuple[Hold, ...]:
+    """An address update's fields, held as the values they replace (§5.3.6-2): one
+    :class:`Hold` per share they are held under and its expiry (``field_shares``,
+    ``field_expires``; a field no share holds, without ``share`` or expiry), the one with
+    ``country`` first (a region is looked up in it)."""
+    under = personal.get("field_shares") or {}
+    until = personal.get("field_expires") or {}
+    groups: dict[tuple[str | None, int | None], dict[str, str]] = {}
+    for name, value in personal["fields"].items():
+        share = under.get(name)
+        expires = until.get(name)
+        key = (None if share is None else str(share), None if expires is None else int(expires))
+        groups.setdefault(key, {})[name] = value
+    holds = [Hold(rel, source, fields, expires, share)
+             for (share, expires), fields in groups.items()]  # fmt: skip
+    return tuple(sorted(holds, key=lambda h: "country" not in h.fields))
 
 
 def _intent(body: Mapping[str, Any]) -> str:

@@ -14,7 +14,8 @@ and ``sale_opportunity`` modules and the core ``ir.note``:
   A field given again replaces the value held under its name, in place (an empty value removes it),
   unless that value came from a later event (one delivered late: a replayed dead letter);
 - on data.withdrawn, the fields still held from the withdrawn shares are deleted (§5.3.2-2),
-  and at a share's ``expires`` by :meth:`TrytonCRM.expire` (§5.3.1-4);
+  and at a share's ``expires`` by :meth:`TrytonCRM.expire` (§5.3.1-4) — with them the values an
+  address update gave those fields, held under the same share (§5.3.6-2);
 - one ``sale.opportunity`` in the state ``lead`` per intentcast answered with an offer
   (``reference`` ``vrm-`` and the intent thread), its amount the offer's price; when the customer
   takes the offer up (§5.4.5), the lead moves to the party of the new relationship.
@@ -22,7 +23,8 @@ and ``sale_opportunity`` modules and the core ``ir.note``:
 Two tables of the bridge's own sit beside Tryton's in the same database, written in the same
 transaction as the records: ``vrmproto_crm_event`` (each event applied: the idempotency key and
 the durable cursor, the highest ``pos``) and ``vrmproto_crm_field`` (which event each held field
-came from, and which Tryton record holds it; never the value). An event is applied at most once
+came from, the share it is held under when that is another event's, and which Tryton record
+holds it; never the value). An event is applied at most once
 however often it is delivered, and a restart resumes after the last one applied.
 
 The vendor's staff work in the same database: a party they archived is still its
@@ -69,7 +71,7 @@ _DDL = (
     "CREATE TABLE IF NOT EXISTS vrmproto_crm_field (relationship VARCHAR(100) NOT NULL, "
     "field VARCHAR(100) NOT NULL, source VARCHAR(100) NOT NULL, expires BIGINT, "
     "model VARCHAR(100) NOT NULL, record INTEGER NOT NULL, attr VARCHAR(100), "
-    "PRIMARY KEY (relationship, field))",
+    "share VARCHAR(100), PRIMARY KEY (relationship, field))",
     # the sweep of expired shares runs before every event: it must not read every held field
     "CREATE INDEX IF NOT EXISTS vrmproto_crm_field_expires ON vrmproto_crm_field (expires)",
     # which fields an address holds, when one of them goes
@@ -79,6 +81,14 @@ _DDL = (
 )
 _CM = "party.contact_mechanism"
 _ADDR = "party.address"
+
+
+def _add_share_column(cursor: Any) -> None:
+    """Give a ``vrmproto_crm_field`` made before it had one its ``share`` column (the share an
+    updated value is held under, §5.3.6-2; NULL: its ``source``)."""
+    cursor.execute("SELECT * FROM vrmproto_crm_field WHERE 1 = 0")
+    if "share" not in {str(column[0]).lower() for column in cursor.description}:
+        cursor.execute("ALTER TABLE vrmproto_crm_field ADD COLUMN share VARCHAR(100)")
 
 
 def _configure(uri: str, path: Path | None) -> None:
@@ -158,6 +168,7 @@ class TrytonCRM:
             cursor = transaction.connection.cursor()
             for ddl in _DDL:
                 cursor.execute(ddl)
+            _add_share_column(cursor)
             if company is None:
                 found = Pool().get("company.company").search([])
                 if len(found) != 1:
@@ -240,9 +251,10 @@ def _apply(cursor: Any, change: Change, pos: int) -> tuple[str, int] | None:
             if not _held_since(cursor, change.relationship, name, pos):
                 _hold(cursor, party, change, name, value)
     elif isinstance(change, Erase):
+        erased = list(change.sources) or [""]
         cursor.execute(*_FIELDS.select(_FIELDS.field, where=(
             (_FIELDS.relationship == change.relationship)
-            & _FIELDS.source.in_(list(change.sources) or [""]))))  # fmt: skip
+            & (_FIELDS.source.in_(erased) | _FIELDS.share.in_(erased)))))  # fmt: skip
         for (name,) in cursor.fetchall():
             _drop_field(cursor, change.relationship, str(name))
     elif isinstance(change, Lead):
@@ -333,8 +345,9 @@ def _hold(cursor: Any, party: Any, change: Hold, name: str, value: str) -> None:
     _forget_row(cursor, change.relationship, name)
     cursor.execute(*_FIELDS.insert(
         [_FIELDS.relationship, _FIELDS.field, _FIELDS.source, _FIELDS.expires, _FIELDS.model,
-         _FIELDS.record, _FIELDS.attr],
-        [[change.relationship, name, change.source, change.expires_ms, model, record, attr]],
+         _FIELDS.record, _FIELDS.attr, _FIELDS.share],
+        [[change.relationship, name, change.source, change.expires_ms, model, record, attr,
+          change.share]],
     ))  # fmt: skip
 
 
@@ -364,8 +377,8 @@ def _mechanism(party: Any, change: Hold, name: str, value: str, record: int | No
     """Hold ``value`` as the party's contact mechanism ``record`` (or a new one)."""
     mechanisms = Pool().get(_CM)
     provenance = f"vrmproto: {name}, from {change.source}" + (
-        f", until {when(change.expires_ms)}" if change.expires_ms is not None else ""
-    )
+        f", under {change.share}" if change.share is not None else ""
+    ) + (f", until {when(change.expires_ms)}" if change.expires_ms is not None else "")
     mechanism = mechanisms(record) if record is not None else mechanisms(party=party)
     if record is not None:
         _moved_back(mechanism, change.relationship)
@@ -426,7 +439,7 @@ def _region_out_of_country(cursor: Any, party: Any, relationship: str, country: 
     none): Tryton refuses an address whose subdivision is not in its country. It is kept, as
     the subdivision's name, in a contact mechanism, from the same share as before."""
     cursor.execute(*_FIELDS.select(_FIELDS.model, _FIELDS.record, _FIELDS.source,
-                                   _FIELDS.expires, where=(
+                                   _FIELDS.expires, _FIELDS.share, where=(
         (_FIELDS.relationship == relationship) & (_FIELDS.field == "region"))))  # fmt: skip
     row = cursor.fetchone()
     if row is None or row[0] != _ADDR:
@@ -439,12 +452,13 @@ def _region_out_of_country(cursor: Any, party: Any, relationship: str, country: 
     address.save()
     _forget_row(cursor, relationship, "region")
     source, expires = str(row[2]), None if row[3] is None else int(row[3])
-    model, record, attr = _mechanism(party, Hold(relationship, source, {}, expires), "region",
-                                     str(region.name), None)  # fmt: skip
+    share = None if row[4] is None else str(row[4])
+    model, record, attr = _mechanism(party, Hold(relationship, source, {}, expires, share),
+                                     "region", str(region.name), None)  # fmt: skip
     cursor.execute(*_FIELDS.insert(
         [_FIELDS.relationship, _FIELDS.field, _FIELDS.source, _FIELDS.expires, _FIELDS.model,
-         _FIELDS.record, _FIELDS.attr],
-        [[relationship, "region", source, expires, model, record, attr]],
+         _FIELDS.record, _FIELDS.attr, _FIELDS.share],
+        [[relationship, "region", source, expires, model, record, attr, share]],
     ))  # fmt: skip
 
 

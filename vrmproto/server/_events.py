@@ -15,8 +15,10 @@ reader (:func:`follow`, ``Endpoint.events``). Delivery to webhooks is ``_webhook
   consumers erase its fields without being told again (§5.3.1-4).
 - ``personal`` — the fields of a data.share or address.update with the purposes and categories
   the customer agreed to (§5.3.1). When the share is withdrawn or expires, the store's
-  ``held_drop`` of it also drops this (§12.10-2, §12.10-4): the event stays, its personal data
-  goes; a reader also withholds it once the share's expiry has passed, before the sweep.
+  ``held_drop`` of it also drops this (§12.10-2, §12.10-4), and the fields held under it from
+  every address.updated event (which names, per field, the share it is held under: §5.3.6-2):
+  the event stays, its personal data goes; a reader also withholds them once the share's expiry
+  has passed, before the sweep.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from vrmproto._vocab import TermRef
 from vrmproto.server._fast import setters
 from vrmproto.store import EventRecord, HeldRecord, Store
 from vrmproto.store._base import EventWatch
+from vrmproto.store._redact import without
 
 if TYPE_CHECKING:
     from vrmproto.server._accept import Step
@@ -150,7 +153,11 @@ def _personal(msg: Signed[Any], content: FieldsContent | RecordsContent | None,
     """The personal data an event may carry: the fields of a share or an address update, with
     the purposes and categories the customer agreed to (§5.3.1). An address update names no
     purposes: each of its fields is held for those of the value it replaces (§12.10-1, the
-    ``held`` rows), given as ``field_purposes``, and ``purposes`` is all of them."""
+    ``held`` rows), given as ``field_purposes``, and ``purposes`` is all of them; and as that
+    value is held (§5.3.6-2): ``field_shares`` names the data.shared event of each field held
+    under a share, ``field_expires`` that share's expiry (both empty when no field is). A
+    withdrawal or expiry of that share takes the field out of this event too
+    (:mod:`vrmproto.store._redact`); the other fields are held from address updates, and stay."""
     if not isinstance(content, FieldsContent):
         return None
     body = msg.body
@@ -158,8 +165,14 @@ def _personal(msg: Signed[Any], content: FieldsContent | RecordsContent | None,
         return _dumps({"fields": content.fields, "purposes": body.purposes,
                        "categories": body.categories, "expires": body.expires})  # fmt: skip
     if isinstance(body, AddressUpdate):
-        each = {h.field: h.purposes for h in held}
-        return _dumps({"fields": content.fields, "field_purposes": each,
+        each, shares, expires = {}, {}, {}
+        for h in held:
+            each[h.field] = h.purposes
+            if h.expires_ms is not None:  # held under a share: only its rows expire (_held)
+                shares[h.field] = "evt_" + h.share.hex()
+                expires[h.field] = h.expires_ms
+        return _dumps({"fields": content.fields, "field_purposes": each, "field_shares": shares,
+                       "field_expires": expires,
                        "purposes": sorted({p for ps in each.values() for p in ps})})  # fmt: skip
     return None
 
@@ -173,14 +186,24 @@ def for_purposes(personal: Mapping[str, Any], purposes: frozenset[int]) -> bytes
     each = personal.get("field_purposes")
     if each is None:
         return None
-    kept = {name: value for name, value in personal["fields"].items()
-            if not purposes.isdisjoint(each.get(name, ()))}  # fmt: skip
-    if len(kept) == len(personal["fields"]):
+    gone = {name for name in personal["fields"] if purposes.isdisjoint(each.get(name, ()))}
+    if not gone:
         return None
-    if not kept:
-        return b"null"
-    return _dumps({**personal, "fields": kept, "field_purposes": {k: each[k] for k in kept},
-                   "purposes": sorted({p for k in kept for p in each[k]})})  # fmt: skip
+    kept = without(personal, gone)
+    return b"null" if kept is None else _dumps(kept)
+
+
+def unexpired(personal: dict[str, Any], now: int) -> dict[str, Any] | None:
+    """``personal`` (an event's) at ``now``: None once its share expired; of an address
+    update, without the fields held under a share that expired (§5.3.1-4, §5.3.6-2)."""
+    if personal.get("expires", now + 1) <= now:
+        return None
+    expiring = personal.get("field_expires")
+    if expiring:
+        gone = {name for name, expires in expiring.items() if expires <= now}
+        if gone:
+            return without(personal, gone)
+    return personal
 
 
 #: The end of an event's ``data`` after its body, created time and erasures, by message type
@@ -275,10 +298,9 @@ class FeedEvent:
 
 
 def to_feed_event(e: EventRecord, now: int) -> FeedEvent:
-    """``e`` for a reader at ``now``: a share's fields are withheld once it expired (§5.3.1-4)."""
-    personal = None if e.personal is None else json.loads(e.personal)
-    if personal is not None and personal.get("expires", now + 1) <= now:
-        personal = None
+    """``e`` for a reader at ``now``: a share's fields are withheld once it expired, wherever
+    they are (:func:`unexpired`, §5.3.1-4)."""
+    personal = None if e.personal is None else unexpired(json.loads(e.personal), now)
     return FeedEvent(e.id, e.pos, e.thread, e.seq, e.kind, e.recorded_ms, json.loads(e.data),
                      personal)  # fmt: skip
 

@@ -41,6 +41,7 @@ from vrmproto.store._base import (
     check_next_index,
 )
 from vrmproto.store._locks import LocalLocks
+from vrmproto.store._redact import LEGACY, NEVER, UPDATED, Redaction, carried, needle
 from vrmproto.store._rel_query import RelationshipsWhere
 from vrmproto.store._rows import ThreadKind
 from vrmproto.store._trim import TRIM_BATCH, trim_plan
@@ -321,11 +322,8 @@ class MemoryStore(AsyncClosing):
                 del rows[field]
         for h in c.held:
             self._held.setdefault(h.thread, {})[h.field] = h
-        if c.held_drop:  # the dropped shares' events keep no personal data
-            gone = set(c.held_drop)
-            for i, e in enumerate(self._events):
-                if e.personal is not None and (e.thread, e.msg_hash) in gone:
-                    self._events[i] = dataclasses.replace(e, personal=None)
+        if c.held_drop:  # the dropped shares' events keep no personal data, nor the address
+            self._redact(c.held_drop)  # updates' events the fields held under them
         if c.intents:
             self._intents.update((i.intent_id, i) for i in c.intents)
         if c.offers:
@@ -340,6 +338,27 @@ class MemoryStore(AsyncClosing):
             self._intents.pop(intent_id, None)
             for offer in [k for k, o in self._offers.items() if o.intent_id == intent_id]:
                 del self._offers[offer]
+
+    def _redact(self, held_drop: Collection[tuple[bytes, bytes]]) -> None:
+        """Part 15 for the feed (:mod:`vrmproto.store._redact`)."""
+        own = {(e.thread, e.msg_hash): (e.pos, carried(e.personal)) for e in self._events
+               if e.personal is not None and (e.thread, e.msg_hash) in held_drop}  # fmt: skip
+        plan, index = Redaction(), {}  # pos -> its index in the list
+        for i, e in enumerate(self._events):
+            if e.personal is None:
+                continue
+            if (e.thread, e.msg_hash) in own:
+                self._events[i] = dataclasses.replace(e, personal=None)
+            elif e.kind == UPDATED:
+                for thread, share in held_drop:
+                    since, fields = own.get((thread, share), (NEVER, frozenset()))
+                    if thread == e.thread and (needle(share) in e.personal or (
+                            e.pos > since and LEGACY not in e.personal)):  # fmt: skip
+                        plan.found(e.pos, e.personal, share, since, fields)
+                        index[e.pos] = i
+        for pos, after in plan.changes():
+            i = index[pos]
+            self._events[i] = dataclasses.replace(self._events[i], personal=after)
 
     def _drop(self, thread: bytes) -> None:
         """Delete ``thread`` and every row of it but outbox items and share notes."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from vrmproto.store import _sqlite_events as lite
 from vrmproto.store._base import Commit
 from vrmproto.store._pg_notify import CHANNEL
+from vrmproto.store._redact import LEGACY, NEVER, UPDATED, Redaction, carried, needle
 from vrmproto.store._rows import DeadLetter, EventRecord, FailingEvent
 from vrmproto.store._trim import FLOOR_KEY, floor_value, trim_plan
 
@@ -58,13 +59,40 @@ _INSERT = (
 
 
 async def redact(conn: Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> None:
-    """Part 15 for the feed: the personal data of the dropped shares' events goes."""
-    if held_drop:
-        first, second = zip(*held_drop, strict=True)
+    """Part 15 for the feed: the personal data of the dropped shares' events goes, and the
+    fields held under them from the address updates of their threads (:mod:`._redact`). The
+    updates' rows are locked as they are read, so a rewrite replaces what it read."""
+    if not held_drop:
+        return
+    first, second = zip(*held_drop, strict=True)
+    dropped = ("personal IS NOT NULL AND (thread, msg_hash) IN "
+               "(SELECT * FROM unnest($1::bytea[], $2::bytea[]))")  # fmt: skip
+    own = {(bytes(t), bytes(h)): (int(pos), carried(bytes(personal))) for t, h, pos, personal in
+           await conn.fetch(  # each share's own event, before its personal data goes
+               f"SELECT thread, msg_hash, pos, personal FROM events WHERE {dropped}",  # noqa: S608
+               list(first), list(second))}  # fmt: skip
+    await conn.execute(f"UPDATE events SET personal = NULL WHERE {dropped}",  # noqa: S608
+                       list(first), list(second))  # fmt: skip
+    since = [own.get(pair, (NEVER, frozenset()))[0] for pair in held_drop]
+    plan = Redaction()
+    for pos, personal, thread, share in await conn.fetch(
+        "SELECT e.pos, e.personal, d.thread, d.share FROM events e JOIN unnest($1::bytea[], "
+        "$2::bytea[], $3::bytea[], $4::int8[]) AS d(thread, share, needle, since) "
+        "ON e.thread = d.thread WHERE e.personal IS NOT NULL AND e.kind = $5 AND "
+        "(position(d.needle IN e.personal) > 0 "
+        " OR (e.pos > d.since AND position($6::bytea IN e.personal) = 0)) FOR UPDATE OF e",
+        list(first), list(second), [needle(share) for share in second], since, UPDATED, LEGACY,
+    ):  # fmt: skip
+        key = (bytes(thread), bytes(share))
+        start, fields = own.get(key, (NEVER, frozenset()))
+        plan.found(int(pos), bytes(personal), key[1], start, fields)
+    changed = plan.changes()
+    if changed:
+        positions, personals = zip(*changed, strict=True)
         await conn.execute(
-            "UPDATE events SET personal = NULL WHERE personal IS NOT NULL AND "
-            "(thread, msg_hash) IN (SELECT * FROM unnest($1::bytea[], $2::bytea[]))",
-            list(first), list(second),
+            "UPDATE events SET personal = d.personal FROM unnest($1::int8[], $2::bytea[]) "
+            "AS d(pos, personal) WHERE events.pos = d.pos",
+            list(positions), list(personals),
         )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from vrmproto.store._base import Commit
+from vrmproto.store._redact import LEGACY, NEVER, UPDATED, Redaction, carried, needle
 from vrmproto.store._rows import DeadLetter, EventRecord, FailingEvent
 from vrmproto.store._trim import FLOOR_KEY, floor_value, trim_plan
 
@@ -113,13 +114,30 @@ def has_event_parts(c: Commit) -> bool:
 
 
 def redact(conn: sqlite3.Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> None:
-    """Part 15 for the feed: the personal data of the dropped shares' events goes."""
-    if held_drop:
-        conn.executemany(  # the personal condition lets SQLite use the partial index
-            "UPDATE events SET personal = NULL "
-            "WHERE thread = ? AND msg_hash = ? AND personal IS NOT NULL",
-            held_drop,
-        )
+    """Part 15 for the feed: the personal data of the dropped shares' events goes, and the
+    fields held under them from the address updates of their threads (:mod:`._redact`)."""
+    if not held_drop:
+        return
+    shared = [conn.execute(  # each share's own event, before its personal data goes
+        "SELECT pos, personal FROM events "
+        "WHERE thread = ? AND msg_hash = ? AND personal IS NOT NULL", pair).fetchone()
+        for pair in held_drop]  # fmt: skip
+    conn.executemany(  # the personal condition lets SQLite use the partial index
+        "UPDATE events SET personal = NULL "
+        "WHERE thread = ? AND msg_hash = ? AND personal IS NOT NULL",
+        held_drop,
+    )
+    plan = Redaction()
+    for (thread, share), own in zip(held_drop, shared, strict=True):
+        since, fields = (NEVER, frozenset()) if own is None else (own[0], carried(own[1]))
+        for pos, personal in conn.execute(  # along the partial index, by thread
+            "SELECT pos, personal FROM events WHERE thread = ? AND personal IS NOT NULL "
+            "AND kind = ? AND (instr(personal, ?) > 0 OR (pos > ? AND instr(personal, ?) = 0))",
+            (thread, UPDATED, needle(share), since, LEGACY),
+        ):  # fmt: skip
+            plan.found(pos, bytes(personal), share, since, fields)
+    conn.executemany("UPDATE events SET personal = ? WHERE pos = ?",
+                     [(after, pos) for pos, after in plan.changes()])  # fmt: skip
 
 
 def apply_events(conn: sqlite3.Connection, c: Commit) -> None:

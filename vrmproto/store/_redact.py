@@ -1,0 +1,118 @@
+"""The event feed forgets a share's fields wherever they are (§12.10-2, §12.10-4; docs/events.md,
+"Personal data"): what every store's ``held_drop`` (part 15 of a
+:class:`~vrmproto.store.Commit`) does to the feed's events besides dropping the share's own
+``personal``.
+
+An address update keeps how the value it replaces is held (§5.3.6-2): its event's ``personal``
+names the data.shared event of each field held under a share (``field_shares``) and when that
+share expires (``field_expires``); a field it does not name, no share held. Both keys are in
+every address.updated event written since they exist, empty or not. When a share is withdrawn
+or expires, the fields held under it go from every address.updated event of its thread; an
+event left without fields keeps no ``personal``.
+A store finds those events by the share's event id, quoted, in their ``personal``
+(:func:`needle`: a value that happens to hold it only costs a look), and rewrites each with
+:func:`redacted` (:class:`Redaction` gathers what one Commit takes out of which event).
+
+An address.updated event written before the feed named ``field_shares`` (vrmproto before
+session 19) cannot say which share each of its fields was held under. Of such an event, later
+in the feed than a dropped share's own event, the fields that share carried go: the values it
+may have replaced. That may take a field a share no longer held (a field shared again, or
+updated after the share expired) out of the event too — never leave one it held.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from typing import Any
+
+__all__ = ["LEGACY", "NEVER", "UPDATED", "Redaction", "carried", "needle", "redacted",
+           "share_id", "without"]  # fmt: skip
+
+#: The kind of the events whose ``personal`` holds fields under other events' shares.
+UPDATED = "address.updated"
+#: In the ``personal`` of every address.updated event but those written before it was.
+LEGACY = b'"field_shares":'
+#: A feed position after every event: the legacy bound of a share whose event kept no fields.
+NEVER = 2**62
+
+
+def share_id(share: bytes) -> str:
+    """The id of a share's data.shared event (its message hash, ``evt_`` and hex)."""
+    return "evt_" + share.hex()
+
+
+def needle(share: bytes) -> bytes:
+    """What the ``personal`` of an event holding a field under ``share`` contains: its event
+    id as a JSON string."""
+    return b'"' + share_id(share).encode("ascii") + b'"'
+
+
+def without(personal: Mapping[str, Any], gone: Collection[str]) -> dict[str, Any] | None:
+    """``personal`` (an address.updated event's, as JSON) without the fields named in ``gone``
+    (and their entries in ``field_purposes``, ``field_shares``, ``field_expires``), its
+    ``purposes`` those of the fields left; None when no field is left."""
+    fields = {k: v for k, v in personal["fields"].items() if k not in gone}
+    if not fields:
+        return None
+    out = {**personal, "fields": fields}
+    for key in ("field_purposes", "field_shares", "field_expires"):
+        if key in personal:
+            out[key] = {k: v for k, v in personal[key].items() if k in fields}
+    if "field_purposes" in personal:
+        out["purposes"] = sorted({p for ps in out["field_purposes"].values() for p in ps})
+    return out
+
+
+def redacted(personal: bytes, shares: Collection[str], legacy: Collection[str] = ()
+             ) -> bytes | None:  # fmt: skip
+    """The stored ``personal`` of an address.updated event once the shares whose event ids
+    are ``shares`` are gone: the same bytes if none of its fields was held under one of them,
+    else the JSON without those fields (compact, sorted keys, ASCII: as the feed writes it),
+    or None when no field is left. ``legacy``: the fields to take out of an event that names
+    no ``field_shares`` (one written before it did)."""
+    found: dict[str, Any] = json.loads(personal)
+    held_under = found.get("field_shares")
+    if held_under is None:
+        gone = set(legacy).intersection(found["fields"])
+    else:
+        gone = {name for name, share in held_under.items() if share in shares}
+    if not gone:
+        return personal
+    rest = without(found, gone)
+    if rest is None:
+        return None
+    return json.dumps(rest, separators=(",", ":"), sort_keys=True).encode()
+
+
+def carried(shared: bytes | None) -> frozenset[str]:
+    """The field names of a data.shared event's ``personal`` (none when it keeps none)."""
+    return frozenset() if shared is None else frozenset(json.loads(shared).get("fields", ()))
+
+
+class Redaction:
+    """What one Commit's ``held_drop`` takes out of the address.updated events it found: each
+    event's ``personal`` as read, and per event the dropped shares it may hold fields under."""
+
+    def __init__(self) -> None:
+        self._read: dict[int, bytes] = {}
+        self._shares: dict[int, set[str]] = {}
+        self._legacy: dict[int, set[str]] = {}
+
+    def found(self, pos: int, personal: bytes, share: bytes, since: int,
+              fields: Collection[str]) -> None:  # fmt: skip
+        """The event at ``pos`` (its ``personal``) was found for dropped ``share``, whose own
+        event is at ``since`` and carried ``fields`` (:func:`carried`)."""
+        self._read[pos] = personal
+        self._shares.setdefault(pos, set()).add(share_id(share))
+        if pos > since:
+            self._legacy.setdefault(pos, set()).update(fields)
+
+    def changes(self) -> list[tuple[int, bytes | None]]:
+        """``(pos, personal)`` of every event whose ``personal`` changes."""
+        out = []
+        for pos, personal in self._read.items():
+            after = redacted(personal, self._shares[pos], self._legacy.get(pos, ()))
+            if after != personal:
+                out.append((pos, after))
+        return out
