@@ -62,7 +62,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from vrmproto import __version__
 from vrmproto._errors import VrmError
-from vrmproto.server._events import FeedTrimmed, Wakeup, for_purposes, trimmed_before, wakeup_of
+from vrmproto.server._events import (
+    FeedTrimmed,
+    Wakeup,
+    for_purposes,
+    trimmed_before,
+    unexpired,
+    wakeup_of,
+)
 from vrmproto.server._retention import Retention, trimming
 from vrmproto.server._webhook_http import HTTPError, Poster
 from vrmproto.store import Commit, DeadLetter, EventRecord, Store
@@ -260,13 +267,16 @@ class Renderer:
         the fields held for one of them (§12.10-1)."""
         if e.personal is None:
             return b"null"
-        personal = json.loads(e.personal)
-        if personal.get("expires", now_ms + 1) <= now_ms:
+        stored = json.loads(e.personal)
+        personal = unexpired(stored, now_ms)  # and of an update, no field of an expired share
+        if personal is None:
             return b"null"
+        whole = e.personal if personal is stored else json.dumps(
+            personal, separators=(",", ":"), sort_keys=True).encode()
         purposes = self.hook.purposes
         if purposes is not None and "purposes" in personal:
-            return for_purposes(personal, purposes) or e.personal
-        return e.personal
+            return for_purposes(personal, purposes) or whole
+        return whole
 
     def _time(self, ms: int) -> bytes:
         """RFC 3339, UTC, to the millisecond (the CloudEvents ``time``)."""

@@ -235,7 +235,9 @@ class Commit:
     13. ``save_points_done`` — delete ``(thread, msg_hash)``; a missing one is ignored.
     14. ``save_points`` — upsert :class:`SavePoint` by ``(thread, msg_hash)``.
     15. ``held_drop`` — delete the :class:`HeldRecord` rows of ``(thread, share)``, and set
-        ``personal`` to None on the :class:`EventRecord` of that share.
+        ``personal`` to None on the :class:`EventRecord` of that share; take the fields held
+        under it out of the thread's ``address.updated`` events (``field_shares``; personal
+        None when none is left, ``store/_redact.py``, docs/events.md).
     16. ``held`` — upsert :class:`HeldRecord` by ``(thread, field)``.
     17. ``intents`` — upsert :class:`IntentRecord` by intent id. 18. ``offers`` — upsert
         :class:`OfferRecord` by hash. 19. ``share_notes`` — upsert :class:`ShareNote` by share.

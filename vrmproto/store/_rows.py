@@ -241,7 +241,8 @@ class EventRecord:
     ``pos`` is the event's place in the whole feed, assigned by the store on insert (0 in a
     Commit) and never reused. ``data`` is a JSON object without personal data; ``personal`` the
     JSON object of the fields a share or address update carried, or None — a ``held_drop`` of
-    the share (withdrawn or expired) sets it to None (the event stays, its personal data goes).
+    the share (withdrawn or expired) sets it to None (the event stays, its personal data goes)
+    and takes the fields held under that share out of the thread's address.updated events.
     """
 
     id: str
