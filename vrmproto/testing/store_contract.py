@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -842,6 +843,37 @@ class StoreContract:
         found = await store.events()
         assert [e.personal for e in found] == [None, b"{}"]
         assert found[0].data == shared.data
+
+    async def test_a_dropped_share_takes_its_fields_out_of_later_updates(
+        self, store: Store
+    ) -> None:
+        """An address.updated event names the share each field is held under (``field_shares``,
+        store/_redact.py): dropping that share takes those fields out of it and leaves the
+        others byte for byte; an update left with no field keeps no personal data (§12.10-2)."""
+        shared = event(T1, 0, personal=b'{"fields":{"email":"a"},"purposes":[2]}')
+        sid = "evt_" + shared.msg_hash.hex()
+
+        def update(seq: int, fields: dict[str, str], shares: dict[str, str]) -> EventRecord:
+            personal = {"fields": fields, "field_purposes": {name: [2] for name in fields},
+                        "field_shares": shares, "field_expires": dict.fromkeys(shares, 9_000),
+                        "purposes": [2]}  # fmt: skip
+            return dataclasses.replace(
+                event(T1, seq), kind="address.updated",
+                personal=json.dumps(personal, separators=(",", ":"), sort_keys=True).encode())
+
+        both = update(1, {"email": "b", "phone": "1"}, {"email": sid})
+        alone = update(2, {"email": "c"}, {"email": sid})
+        unshared = update(3, {"phone": "2"}, {})
+        await store.commit(Commit(events=(shared, both, alone, unshared)))
+        await store.commit(Commit(held_drop=((T1, shared.msg_hash),)))
+        found = {e.seq: e for e in await store.events()}
+        assert found[0].personal is None
+        kept = json.loads(found[1].personal or b"null")
+        assert kept["fields"] == {"phone": "1"}
+        assert kept["field_shares"] == {}
+        assert b'"b"' not in (found[1].personal or b"")
+        assert found[2].personal is None
+        assert found[3].personal == unshared.personal
 
     async def test_every_cursor_and_the_events_being_retried(self, store: Store) -> None:
         """``event_cursors`` lists every consumer's; ``failing`` the events consumers retry,
