@@ -74,3 +74,15 @@ def test_the_kept_heads_are_bounded() -> None:
     assert got is not None
     assert got.body == b"hello"
     assert long[:-4] not in _http1_server._HEADS
+
+
+@pytest.mark.parametrize("field", [b"Authorization: Bearer s3cr3t", b"Cookie: sid=s3cr3t",
+                                   b"Proxy-Authorization: Basic czNjcjN0"])  # fmt: skip
+def test_a_head_with_credentials_is_read_but_not_kept(field: bytes) -> None:
+    """A request's credentials stay in memory no longer than the request (review, session 19)."""
+    head = HEAD.replace(b"Host: 127.0.0.1\r\n", b"Host: 127.0.0.1\r\n" + field + b"\r\n")
+    request = take(RequestReader(max_line=8190, max_body=1 << 16), head + b"hello")
+    assert request is not None
+    assert request.body == b"hello"
+    assert not any(b"s3cr3t" in h or b"czNjcjN0" in h for h in _http1_server._HEADS)
+    assert _http1_server._HEADS == {}

@@ -160,7 +160,7 @@ class RequestReader:
         parsed = _HEADS.get(head)
         if parsed is None:
             parsed = _parse_head(head)
-            if len(head) <= _HEADS_KEPT_BYTES:
+            if len(head) <= _HEADS_KEPT_BYTES and _SECRET.isdisjoint(f[0] for f in parsed[2]):
                 if len(_HEADS) >= _HEADS_MAX:
                     _HEADS.clear()
                 _HEADS[head] = parsed
@@ -183,10 +183,12 @@ _Head = tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...], int, bool, int]
 #: Heads read before, by their bytes (the request line and fields, without the blank line).
 #: A client sends the same head time after time, but for its Content-Length: reading one again
 #: cost more than the rest of taking a request (#12). Only heads this reader takes, of at most
-#: _HEADS_KEPT_BYTES, are kept (so at most ~1 MB); it is emptied when full.
+#: _HEADS_KEPT_BYTES, are kept (so at most ~1 MB); it is emptied when full. A head with
+#: credentials (_SECRET) is never kept: they stay no longer than their request.
 _HEADS: dict[bytes, _Head] = {}
 _HEADS_MAX = 512
 _HEADS_KEPT_BYTES = 2048
+_SECRET = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
 
 
 def _parse_head(head: bytes) -> _Head:
