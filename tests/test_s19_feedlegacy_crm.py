@@ -1,12 +1,14 @@
-"""A Tryton bridge that applied an address.updated event without ``field_shares`` (every
-vendor's feed before session 19) forgets its values at the withdrawal of a share earlier in the
-feed (§5.3.6-2, §5.3.2-2): such a value is held under ``LEGACY``, and an Erase also drops the
-legacy values from events after the first erased share's. A value from a legacy update before
-the share stays. A database made before ``vrmproto_crm_field.share`` existed marks its rows
-held without an expiry (an update's) ``LEGACY`` when the column is added.
+"""A Tryton bridge that applies an address.updated event without ``field_shares`` (every
+vendor's feed before session 19) forgets its values with the share they replaced (§5.3.6-2,
+§5.3.2-2, §5.3.1-4): each is held as the value it replaces (that value's share and expiry; no
+share for a field not held before). A database made before ``vrmproto_crm_field.share`` existed
+marks its rows held without an expiry (an update's) ``LEGACY`` when the column is added, and a
+withdrawal erases those from events after the first erased share's; a value from a legacy
+update before the share stays.
 
-Before: the Erase matched ``source`` or ``share`` only, and such a row (its source the update,
-no share) kept the updated email for ever after the share was withdrawn.
+Before: such a row had its source the update and no share, and neither the Erase (which
+matched ``source`` or ``share``) nor the expiry sweep found it: the CRM kept the updated email
+for ever.
 
 The events come from the reference vendor (MemoryStore), with ``field_shares`` and
 ``field_expires`` taken out of each address.updated event as a vendor before session 19 wrote
@@ -69,6 +71,38 @@ async def test_a_legacy_update_value_goes_with_the_share_before_it(vendor: Vendo
 
 
 @pytest.mark.slow
+async def test_a_legacy_update_of_a_shared_field_goes_at_the_withdrawal(
+    vendor: Vendor, crm: Any
+) -> None:
+    """The reviewer's case: the update replaces the share's email and gives a phone."""
+    v = vendor
+    share = await v.share({"email": "old@example.org"}, expires=v.now + 7 * DAY_MS)
+    await v.update({"email": NEW_EMAIL, "phone": PHONE})
+    applied = await apply_legacy(v, crm, 0)
+    rel = v.c.thread.hex()
+    assert values("crm", rel) == {NEW_EMAIL, PHONE}
+    await v.send(DataWithdraw(agreement=v.agreement, shares=(share,)))
+    await apply_legacy(v, crm, applied)
+    assert values("crm", rel) == {PHONE}
+
+
+@pytest.mark.slow
+async def test_a_legacy_update_of_a_shared_field_goes_at_the_expiry(
+    vendor: Vendor, crm: Any
+) -> None:
+    v = vendor
+    day = v.now + DAY_MS
+    await v.share({"email": "old@example.org"}, expires=day)
+    await v.update({"email": NEW_EMAIL, "phone": PHONE})
+    await apply_legacy(v, crm, 0)
+    rel = v.c.thread.hex()
+    assert crm.expire(day - 1) == 0
+    assert values("crm", rel) == {NEW_EMAIL, PHONE}
+    assert crm.expire(day) == 1
+    assert values("crm", rel) == {PHONE}
+
+
+@pytest.mark.slow
 async def test_rows_of_an_older_bridge_are_marked_legacy_when_the_column_is_added(
     vendor: Vendor, crm: Any, tmp_path: Path
 ) -> None:
@@ -80,6 +114,10 @@ async def test_rows_of_an_older_bridge_are_marked_legacy_when_the_column_is_adde
     path = tmp_path / "crm.sqlite"  # as a bridge before the share column left it
     conn = sqlite3.connect(path)
     conn.execute("ALTER TABLE vrmproto_crm_field DROP COLUMN share")
+    conn.commit()
+    conn.close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE vrmproto_crm_field SET expires = NULL")  # the update's, as it was held
     conn.commit()
     conn.close()
     crm = TrytonCRM.open("crm", path=tmp_path)

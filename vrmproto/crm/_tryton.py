@@ -25,7 +25,8 @@ transaction as the records: ``vrmproto_crm_event`` (each event applied: the idem
 the durable cursor, the highest ``pos``) and ``vrmproto_crm_field`` (which event each held field
 came from, the share it is held under when that is another event's, and which Tryton record
 holds it; never the value). A field held from an address.updated event that names no
-``field_shares`` (a vendor before session 19) is held under :data:`LEGACY`: see :func:`_apply`.
+``field_shares`` (a vendor before session 19) is held as the value it replaces
+(:func:`_inherited`), or under :data:`LEGACY` when that is not known (see :func:`_apply`).
 An event is applied at most once
 however often it is delivered, and a restart resumes after the last one applied.
 
@@ -82,9 +83,10 @@ _DDL = (
     # the cursor, the highest pos, read at every start
     "CREATE INDEX IF NOT EXISTS vrmproto_crm_event_pos ON vrmproto_crm_event (pos)",
 )
-#: ``share`` of a field held from an address update that did not say which share it is held
-#: under (no ``field_shares``: a vendor before session 19) or, in a ``vrmproto_crm_field`` made
-#: before the column, from an event that gave no expiry (an update's: a share's always has one).
+#: ``share`` of a field whose share is not known: held from an address update that did not say
+#: it (no ``field_shares``: a vendor before session 19) replacing a value held so, or, in a
+#: ``vrmproto_crm_field`` made before the column, from an event that gave no expiry (an
+#: update's: a share's always has one).
 LEGACY = "legacy"
 _CM = "party.contact_mechanism"
 _ADDR = "party.address"
@@ -264,7 +266,8 @@ def _apply(cursor: Any, change: Change, pos: int) -> tuple[str, int] | None:
         # the country first: a region is looked up in it
         for name, value in sorted(change.fields.items(), key=lambda kv: kv[0] != "country"):
             if not _held_since(cursor, change.relationship, name, pos):
-                _hold(cursor, party, change, name, value)
+                held = _inherited(cursor, change, name) if change.share == LEGACY else change
+                _hold(cursor, party, held, name, value)
     elif isinstance(change, Erase):
         erased = list(change.sources) or [""]
         cursor.execute(*_FIELDS.select(_FIELDS.field, where=(
@@ -280,6 +283,22 @@ def _apply(cursor: Any, change: Change, pos: int) -> tuple[str, int] | None:
     elif isinstance(change, TakeUp):
         _take_up(cursor, party, change)
     return None
+
+
+def _inherited(cursor: Any, change: Hold, name: str) -> Hold:
+    """``change`` (of an address update that did not say its shares) for field ``name``, held
+    as the value it replaces is (§5.3.6-2): under the share of a value held with an expiry
+    (its ``share``, else its ``source``), until then; under :data:`LEGACY` when that value's
+    share is unknown too; under none when no value was held."""
+    cursor.execute(*_FIELDS.select(_FIELDS.source, _FIELDS.share, _FIELDS.expires, where=(
+        (_FIELDS.relationship == change.relationship) & (_FIELDS.field == name))))  # fmt: skip
+    row = cursor.fetchone()
+    if row is None:
+        return dataclasses.replace(change, share=None)
+    source, share, expires = row
+    if expires is not None:
+        return dataclasses.replace(change, share=str(share or source), expires_ms=int(expires))
+    return change if share == LEGACY else dataclasses.replace(change, share=None)
 
 
 def _legacy_after(cursor: Any, relationship: str, erased: list[str]) -> set[str]:
