@@ -44,31 +44,36 @@ def _update(thread: bytes, seq: int, fields: dict[str, str]) -> EventRecord:
 
 
 SHARED = _json({"expires": 9_000, "fields": {"email": "old@example.org"}, "purposes": [2]})
-#: T1: an update before the share, the share (dropped before the upgrade), an update of its
-#: email that also gave a phone (held since, under no share) and a city, a later update that
-#: gave the city again (after the share went) and one of the phone alone. T2: no share dropped.
+#: T1: an update before the share, a share of the name (still held), the share of the email
+#: (dropped before the upgrade), an update of the email and the name that also gave a phone
+#: (held since, under no share) and a city, a later update that gave the city again (after the
+#: share went) and one of the phone alone. T2: no share dropped.
 EVENTS = (
     _update(T1, 0, {"email": "first@example.org"}),
-    event(T1, 1, personal=None),
-    _update(T1, 2, {"email": "new@example.org", "phone": "+1 555 0100", "city": "Nice"}),
-    _update(T1, 3, {"city": "Lyon"}),
-    _update(T1, 4, {"phone": "+1 555 0199"}),
+    event(T1, 1, personal=_json({"expires": 9_000, "fields": {"name": "Ada"}, "purposes": [2]})),
+    event(T1, 2, personal=None),
+    _update(T1, 3, {"email": "new@example.org", "name": "Ada L", "phone": "+1 555 0100",
+                    "city": "Nice"}),
+    _update(T1, 4, {"city": "Lyon"}),
+    _update(T1, 5, {"phone": "+1 555 0199"}),
     event(T2, 0, personal=SHARED),
     _update(T2, 1, {"email": "kept@example.org"}),
 )
 HELD = (
-    held(T1, "phone", EVENTS[2].msg_hash, None, "+1 555 0199"),
-    held(T1, "city", EVENTS[3].msg_hash, None, "Lyon"),
-    held(T2, "email", EVENTS[5].msg_hash, 9_000, "kept@example.org"),
+    held(T1, "name", EVENTS[1].msg_hash, 9_000, "Ada L"),
+    held(T1, "phone", EVENTS[3].msg_hash, None, "+1 555 0199"),
+    held(T1, "city", EVENTS[4].msg_hash, None, "Lyon"),
+    held(T2, "email", EVENTS[6].msg_hash, 9_000, "kept@example.org"),
 )
 
 
 def expected() -> list[bytes | None]:
     """The stored ``personal`` of :data:`EVENTS` after the upgrade."""
     out: list[bytes | None] = [e.personal for e in EVENTS]
-    # the share's email goes; so does the city, held under no share only since seq 3
-    out[2] = _json({"fields": {"phone": "+1 555 0100"}, "field_purposes": {"phone": [2]},
-                    "purposes": [2]})  # fmt: skip
+    # the dropped share's email goes; so does the city, held under no share only since seq 4;
+    # the name, held under the live share since before, and the phone, given there, stay
+    out[3] = _json({"fields": {"name": "Ada L", "phone": "+1 555 0100"},
+                    "field_purposes": {"name": [2], "phone": [2]}, "purposes": [2]})  # fmt: skip
     return out
 
 
@@ -95,7 +100,7 @@ async def test_sqlite_upgrade_forgets_values_of_shares_dropped_before(tmp_path: 
         conn.close()
     async with await SQLiteStore.open(path) as s:
         assert _stored(await s.events(0, 100)) == expected()
-        assert [h.field for h in await s.held(T1)] == ["city", "phone"]  # held rows untouched
+        assert [h.field for h in await s.held(T1)] == ["city", "name", "phone"]  # kept
 
 
 async def test_postgres_upgrade_forgets_values_of_shares_dropped_before(
@@ -118,4 +123,4 @@ async def test_postgres_upgrade_forgets_values_of_shares_dropped_before(
     async with await PostgresStore.open(config) as s:
         assert (await s.settings())["schema_version"] == SCHEMA_VERSION == 9
         assert _stored(await s.events(0, 100)) == expected()
-        assert [h.field for h in await s.held(T1)] == ["city", "phone"]
+        assert [h.field for h in await s.held(T1)] == ["city", "name", "phone"]

@@ -116,17 +116,17 @@ async def forget_dropped_before(conn: Connection) -> None:
     if not first:
         return
     threads = list(first)
-    updates = {(bytes(t), bytes(h)): int(pos) for pos, t, h in await conn.fetch(
-        "SELECT pos, thread, msg_hash FROM events WHERE kind = $1 AND thread = ANY($2::bytea[])",
-        UPDATED, threads)}  # fmt: skip
-    unshared = {(bytes(t), field): bytes(share) for t, field, share in await conn.fetch(
-        "SELECT thread, field, share FROM held WHERE expires_ms IS NULL "
-        "AND thread = ANY($1::bytea[])", threads)}  # fmt: skip
+    sources = {(bytes(t), bytes(h)): int(pos) for pos, t, h in await conn.fetch(
+        "SELECT pos, thread, msg_hash FROM events WHERE kind IN ('data.shared', $1) "
+        "AND thread = ANY($2::bytea[])", UPDATED, threads)}  # fmt: skip
+    holds = {(bytes(t), field): bytes(share) for t, field, share in await conn.fetch(
+        "SELECT thread, field, share FROM held WHERE thread = ANY($1::bytea[])",
+        threads)}  # fmt: skip
     legacy = [(int(pos), bytes(t), bytes(personal)) for pos, t, personal in await conn.fetch(
         "SELECT pos, thread, personal FROM events WHERE kind = $1 AND personal IS NOT NULL "
         "AND thread = ANY($2::bytea[]) AND position($3::bytea IN personal) = 0 FOR UPDATE",
         UPDATED, threads, LEGACY)]  # fmt: skip
-    changed = dropped_before(first, updates, unshared, legacy)
+    changed = dropped_before(first, sources, holds, legacy)
     if changed:
         positions, personals = zip(*changed, strict=True)
         await conn.execute(

@@ -23,10 +23,11 @@ A share dropped before the upgrade (its data.shared event's ``personal`` already
 no such event: :func:`dropped_before` is the one-time pass the schema step that upgrades a
 store runs (SQLite's 13, PostgreSQL's 9). What the share carried is no longer known, so of each
 such event, later in its thread's feed than the thread's first data.shared event without
-``personal``, every field goes but those the vendor holds today under no share (``held`` rows
-without ``expires_ms``) from an address update at or before the event: a row is replaced when
-its field is shared again and deleted when that share goes, so such a row was held under no
-share since its update, and the event's value of that field was not a share's.
+``personal``, every field goes but those the vendor holds today from a message (``held.share``:
+a data.share, or the address update that gave the field) at or before the event: a row is
+replaced when its field is shared again and deleted when its share goes, so such a field was
+held from that message, still held, since then, and the event's value of it was not a dropped
+share's.
 """
 
 from __future__ import annotations
@@ -127,17 +128,17 @@ class Redaction:
         return out
 
 
-def dropped_before(first: Mapping[bytes, int], updates: Mapping[tuple[bytes, bytes], int],
-                   unshared: Mapping[tuple[bytes, str], bytes],
+def dropped_before(first: Mapping[bytes, int], sources: Mapping[tuple[bytes, bytes], int],
+                   holds: Mapping[tuple[bytes, str], bytes],
                    legacy: Iterable[tuple[int, bytes, bytes]]
                    ) -> list[tuple[int, bytes | None]]:  # fmt: skip
     """The one-time pass over shares dropped before the feed named ``field_shares`` (see the
     module): ``(pos, personal)`` of every event whose ``personal`` changes.
 
     ``first``: per thread, the position of its first data.shared event without ``personal``;
-    ``updates``: the position of each address.updated event, by ``(thread, msg_hash)``;
-    ``unshared``: of each field held under no share, by ``(thread, field)``, the message it is
-    held from (``held.share``); ``legacy``: ``(pos, thread, personal)`` of the address.updated
+    ``sources``: the position of each data.shared and address.updated event, by ``(thread,
+    msg_hash)``; ``holds``: of each field held, by ``(thread, field)``, the message it is held
+    from (``held.share``); ``legacy``: ``(pos, thread, personal)`` of the address.updated
     events that name no ``field_shares``. A message with no event (trimmed from the feed's
     oldest end, or from before the feed) is older than every event."""
     out = []
@@ -146,8 +147,8 @@ def dropped_before(first: Mapping[bytes, int], updates: Mapping[tuple[bytes, byt
             continue
         fields = json.loads(personal)["fields"]
         gone = {name for name in fields
-                if (source := unshared.get((thread, name))) is None
-                or updates.get((thread, source), -1) > pos}  # fmt: skip
+                if (source := holds.get((thread, name))) is None
+                or sources.get((thread, source), -1) > pos}  # fmt: skip
         after = redacted(personal, (), gone)
         if after != personal:
             out.append((pos, after))

@@ -153,22 +153,23 @@ def forget_dropped_before(conn: sqlite3.Connection) -> None:
     """Take the values of shares dropped before the feed named ``field_shares`` out of the
     address.updated events written before it (:func:`._redact.dropped_before`): once, in the
     schema step that brings a store to version 13 (:mod:`._migrate_v13`). Three reads of the
-    feed, one of ``held``'s rows under no share."""
+    feed, one of ``held``."""
     first = {bytes(t): pos for t, pos in conn.execute(
         "SELECT thread, min(pos) FROM events WHERE kind = 'data.shared' AND personal IS NULL "
         "GROUP BY thread")}  # fmt: skip
     if not first:
         return
-    updates = {(bytes(t), bytes(h)): pos for pos, t, h in conn.execute(
-        "SELECT pos, thread, msg_hash FROM events WHERE kind = ?", (UPDATED,)) if bytes(t) in first}
-    unshared = {(bytes(t), field): bytes(share) for t, field, share in conn.execute(
-        "SELECT thread, field, share FROM held WHERE expires_ms IS NULL") if bytes(t) in first}
+    sources = {(bytes(t), bytes(h)): pos for pos, t, h in conn.execute(
+        "SELECT pos, thread, msg_hash FROM events WHERE kind IN ('data.shared', ?)", (UPDATED,))
+        if bytes(t) in first}  # fmt: skip
+    holds = {(bytes(t), field): bytes(share) for t, field, share in conn.execute(
+        "SELECT thread, field, share FROM held") if bytes(t) in first}  # fmt: skip
     legacy = [(pos, bytes(t), bytes(personal)) for pos, t, personal in conn.execute(
         "SELECT pos, thread, personal FROM events WHERE kind = ? AND personal IS NOT NULL "
         "AND pos > ? AND instr(personal, ?) = 0", (UPDATED, min(first.values()), LEGACY))
         if bytes(t) in first]  # fmt: skip
     conn.executemany("UPDATE events SET personal = ? WHERE pos = ?",
-                     [(after, pos) for pos, after in dropped_before(first, updates, unshared,
+                     [(after, pos) for pos, after in dropped_before(first, sources, holds,
                                                                     legacy)])  # fmt: skip
 
 
