@@ -194,7 +194,7 @@ async def test_a_version_4_postgres_schema_indexes_only_events_with_personal_dat
         assert await migrate(conn, postgres_config.schema, target=4) == 4
         personal = event(T1, 1, personal=b'{"email":"a@example.org"}')
         async with await PostgresStore.open(postgres_config) as s:
-            assert (await s.settings())["schema_version"] == SCHEMA_VERSION_PG == 8
+            assert (await s.settings())["schema_version"] == SCHEMA_VERSION_PG == 9
             await s.commit(Commit(events=(event(T1, 0), personal)))
             await s.commit(Commit(held_drop=((T1, personal.msg_hash),)))
             assert [e.personal for e in await s.events()] == [None, None]

@@ -90,7 +90,7 @@ async def test_a_version_6_postgres_schema_keeps_its_threads_with_an_unknown_exp
         await conn.close()
 
     async with await PostgresStore.open(postgres_config) as s:
-        assert (await s.settings())["schema_version"] == PG_VERSION == 8
+        assert (await s.settings())["schema_version"] == PG_VERSION == 9
         assert await s.get_thread(T1) == old
         assert old.doc_expires_ms is None
         read = dataclasses.replace(old, doc_expires_ms=EXPIRES)

@@ -145,18 +145,24 @@ def test_a_tryton_database_of_an_older_bridge_gains_the_share_column(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, crm: Any
 ) -> None:
     """A database the bridge made before ``vrmproto_crm_field`` had its ``share`` column gets
-    it when opened, its rows kept (NULL: held under their source, as before)."""
-    from vrmproto.crm._tryton import TrytonCRM  # noqa: PLC0415
+    it when opened, its rows kept: one held with an expiry under its source (NULL, as before),
+    one without (an address update's, which did not say its share) under ``LEGACY``
+    (tests/test_s19_feedlegacy_crm.py)."""
+    from vrmproto.crm._tryton import LEGACY, TrytonCRM  # noqa: PLC0415
 
     path = tmp_path / "crm.sqlite"
     conn = sqlite3.connect(path)
     conn.execute("INSERT INTO vrmproto_crm_field (relationship, field, source, model, record) "
                  "VALUES ('ab', 'email', 'evt_a', 'party.contact_mechanism', 1)")  # fmt: skip
+    conn.execute("INSERT INTO vrmproto_crm_field (relationship, field, source, model, "
+                 "record, expires) VALUES ('ab', 'phone', 'evt_s', 'party.contact_mechanism', "
+                 "2, 9)")  # fmt: skip
     conn.execute("ALTER TABLE vrmproto_crm_field DROP COLUMN share")
     conn.commit()
     conn.close()
     TrytonCRM.open("crm", path=tmp_path)
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT field, source, share FROM vrmproto_crm_field").fetchall() == [
-        ("email", "evt_a", None)]  # fmt: skip
+    assert conn.execute("SELECT field, source, share FROM vrmproto_crm_field "
+                        "ORDER BY field").fetchall() == [
+        ("email", "evt_a", LEGACY), ("phone", "evt_s", None)]  # fmt: skip
     conn.close()

@@ -24,7 +24,10 @@ Two tables of the bridge's own sit beside Tryton's in the same database, written
 transaction as the records: ``vrmproto_crm_event`` (each event applied: the idempotency key and
 the durable cursor, the highest ``pos``) and ``vrmproto_crm_field`` (which event each held field
 came from, the share it is held under when that is another event's, and which Tryton record
-holds it; never the value). An event is applied at most once
+holds it; never the value). A field held from an address.updated event that names no
+``field_shares`` (a vendor before session 19) is held as the value it replaces
+(:func:`_inherited`), or under :data:`LEGACY` when that is not known (see :func:`_apply`).
+An event is applied at most once
 however often it is delivered, and a restart resumes after the last one applied.
 
 The vendor's staff work in the same database: a party they archived is still its
@@ -38,6 +41,7 @@ Tryton's configuration is global to the process: open one database per process.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
@@ -56,7 +60,7 @@ from trytond.transaction import Transaction
 from vrmproto._messages import Money
 from vrmproto.crm._changes import Change, Erase, Hold, Lead, Note, TakeUp, changes_of, when
 
-__all__ = ["MODULES", "TrytonCRM"]
+__all__ = ["LEGACY", "MODULES", "TrytonCRM"]
 
 #: The Tryton modules the bridge writes to (activated with their dependencies).
 MODULES = ("party", "sale_opportunity")
@@ -79,16 +83,24 @@ _DDL = (
     # the cursor, the highest pos, read at every start
     "CREATE INDEX IF NOT EXISTS vrmproto_crm_event_pos ON vrmproto_crm_event (pos)",
 )
+#: ``share`` of a field whose share is not known: held from an address update that did not say
+#: it (no ``field_shares``: a vendor before session 19) replacing a value held so, or, in a
+#: ``vrmproto_crm_field`` made before the column, from an event that gave no expiry (an
+#: update's: a share's always has one).
+LEGACY = "legacy"
 _CM = "party.contact_mechanism"
 _ADDR = "party.address"
 
 
 def _add_share_column(cursor: Any) -> None:
     """Give a ``vrmproto_crm_field`` made before it had one its ``share`` column (the share an
-    updated value is held under, §5.3.6-2; NULL: its ``source``)."""
+    updated value is held under, §5.3.6-2; NULL: its ``source``). Its rows held without an
+    expiry came from address updates, which did not say their share: :data:`LEGACY`."""
     cursor.execute("SELECT * FROM vrmproto_crm_field WHERE 1 = 0")
     if "share" not in {str(column[0]).lower() for column in cursor.description}:
         cursor.execute("ALTER TABLE vrmproto_crm_field ADD COLUMN share VARCHAR(100)")
+        cursor.execute(*_FIELDS.update([_FIELDS.share], [LEGACY],
+                                       where=_FIELDS.expires == None))  # noqa: E711  # fmt: skip
 
 
 def _configure(uri: str, path: Path | None) -> None:
@@ -205,10 +217,15 @@ class TrytonCRM:
             if cursor.fetchone() is not None:
                 return False
             made: tuple[str, int] | None = None
+            personal = event.get("personal")
+            legacy = (event.get("kind") == "address.updated" and isinstance(personal, Mapping)
+                      and "field_shares" not in personal)  # fmt: skip
             for change in changes_of(event):
                 if isinstance(change, Hold) and _expired(change.expires_ms, now_ms):
                     continue
-                made = _apply(cursor, change, int(event["pos"])) or made
+                marked = (dataclasses.replace(change, share=LEGACY)
+                          if isinstance(change, Hold) and legacy else change)  # fmt: skip
+                made = _apply(cursor, marked, int(event["pos"])) or made
             model, record = made if made is not None else (None, None)
             cursor.execute(*_EVENTS.insert(
                 [_EVENTS.id, _EVENTS.pos, _EVENTS.model, _EVENTS.record],
@@ -249,19 +266,53 @@ def _apply(cursor: Any, change: Change, pos: int) -> tuple[str, int] | None:
         # the country first: a region is looked up in it
         for name, value in sorted(change.fields.items(), key=lambda kv: kv[0] != "country"):
             if not _held_since(cursor, change.relationship, name, pos):
-                _hold(cursor, party, change, name, value)
+                held = _inherited(cursor, change, name) if change.share == LEGACY else change
+                _hold(cursor, party, held, name, value)
     elif isinstance(change, Erase):
         erased = list(change.sources) or [""]
         cursor.execute(*_FIELDS.select(_FIELDS.field, where=(
             (_FIELDS.relationship == change.relationship)
             & (_FIELDS.source.in_(erased) | _FIELDS.share.in_(erased)))))  # fmt: skip
-        for (name,) in cursor.fetchall():
-            _drop_field(cursor, change.relationship, str(name))
+        gone = {str(name) for (name,) in cursor.fetchall()}
+        if change.sources:
+            gone |= _legacy_after(cursor, change.relationship, erased)
+        for name in sorted(gone):
+            _drop_field(cursor, change.relationship, name)
     elif isinstance(change, Lead):
         return "sale.opportunity", _lead(party, change)
     elif isinstance(change, TakeUp):
         _take_up(cursor, party, change)
     return None
+
+
+def _inherited(cursor: Any, change: Hold, name: str) -> Hold:
+    """``change`` (of an address update that did not say its shares) for field ``name``, held
+    as the value it replaces is (§5.3.6-2): under the share of a value held with an expiry
+    (its ``share``, else its ``source``), until then; under :data:`LEGACY` when that value's
+    share is unknown too; under none when no value was held."""
+    cursor.execute(*_FIELDS.select(_FIELDS.source, _FIELDS.share, _FIELDS.expires, where=(
+        (_FIELDS.relationship == change.relationship) & (_FIELDS.field == name))))  # fmt: skip
+    row = cursor.fetchone()
+    if row is None:
+        return dataclasses.replace(change, share=None)
+    source, share, expires = row
+    if expires is not None:
+        return dataclasses.replace(change, share=str(share or source), expires_ms=int(expires))
+    return change if share == LEGACY else dataclasses.replace(change, share=None)
+
+
+def _legacy_after(cursor: Any, relationship: str, erased: list[str]) -> set[str]:
+    """The fields held under :data:`LEGACY` from an event later in the feed than the first of
+    the ``erased`` shares' events (every such field when one of them was not applied here):
+    such an update did not say which share each value was held under, so any may have been one
+    of theirs (§5.3.6-2). May erase a value no erased share held; never keeps one it did."""
+    cursor.execute(*_EVENTS.select(_EVENTS.id, _EVENTS.pos, where=_EVENTS.id.in_(erased)))
+    known = {str(event_id): int(pos) for event_id, pos in cursor.fetchall()}
+    since = min(known.values()) if len(known) == len(set(erased)) else -1
+    joined = _FIELDS.join(_EVENTS, type_="LEFT", condition=_FIELDS.source == _EVENTS.id)
+    cursor.execute(*joined.select(_FIELDS.field, _EVENTS.pos, where=(
+        (_FIELDS.relationship == relationship) & (_FIELDS.share == LEGACY))))  # fmt: skip
+    return {str(name) for name, pos in cursor.fetchall() if pos is None or int(pos) > since}
 
 
 #: How many Replace steps :func:`_party` follows (a party replaced by one replaced in turn…).
@@ -377,7 +428,7 @@ def _mechanism(party: Any, change: Hold, name: str, value: str, record: int | No
     """Hold ``value`` as the party's contact mechanism ``record`` (or a new one)."""
     mechanisms = Pool().get(_CM)
     provenance = f"vrmproto: {name}, from {change.source}" + (
-        f", under {change.share}" if change.share is not None else ""
+        f", under {change.share}" if change.share not in (None, LEGACY) else ""
     ) + (f", until {when(change.expires_ms)}" if change.expires_ms is not None else "")
     mechanism = mechanisms(record) if record is not None else mechanisms(party=party)
     if record is not None:

@@ -31,12 +31,18 @@ The table is rebuilt as versions 2 and 8 rebuilt theirs (create, copy, drop, ren
 again), every note kept, inside the step's one transaction (:func:`._sqlite._migrate`): a crash
 leaves version 12 whole, and the next open runs the step again. Nothing references
 ``share_notes``.
+
+The same step takes the values of shares withdrawn or expired before the upgrade out of the
+address.updated events that replaced them, once (:func:`._sqlite_events.forget_dropped_before`,
+:mod:`._redact`): the store's ``held_drop`` does so from version 13 on, but a share dropped
+before reached none of the events written before.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
+from vrmproto.store._sqlite_events import forget_dropped_before
 from vrmproto.store._sqlite_rows import NOTE_COLUMNS
 
 __all__ = ["NOTES_BY_SHARE", "NOTES_V13", "migrate_12_to_13"]
@@ -53,10 +59,12 @@ NOTES_BY_SHARE = "CREATE UNIQUE INDEX share_notes_by_share ON share_notes(share)
 
 
 def migrate_12_to_13(conn: sqlite3.Connection) -> None:
-    """Rebuild ``share_notes`` keyed by ``(thread, share)`` (see the module)."""
+    """Rebuild ``share_notes`` keyed by ``(thread, share)``; forget in the feed the values of
+    the shares dropped before (see the module)."""
     conn.execute(NOTES_V13)
     conn.execute(f"INSERT INTO share_notes_v13 ({NOTE_COLUMNS}) "  # noqa: S608 -- ours
                  f"SELECT {NOTE_COLUMNS} FROM share_notes ORDER BY thread, share")  # fmt: skip
     conn.execute("DROP TABLE share_notes")
     conn.execute("ALTER TABLE share_notes_v13 RENAME TO share_notes")
     conn.execute(NOTES_BY_SHARE)
+    forget_dropped_before(conn)

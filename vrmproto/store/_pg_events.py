@@ -18,14 +18,23 @@ from typing import TYPE_CHECKING, Any
 from vrmproto.store import _sqlite_events as lite
 from vrmproto.store._base import Commit
 from vrmproto.store._pg_notify import CHANNEL
-from vrmproto.store._redact import LEGACY, NEVER, UPDATED, Redaction, carried, needle
+from vrmproto.store._redact import (
+    LEGACY,
+    NEVER,
+    UPDATED,
+    Redaction,
+    carried,
+    dropped_before,
+    needle,
+)
 from vrmproto.store._rows import DeadLetter, EventRecord, FailingEvent
 from vrmproto.store._trim import FLOOR_KEY, floor_value, trim_plan
 
 if TYPE_CHECKING:
     from asyncpg import Connection
 
-__all__ = ["SCHEMA_V3", "SCHEMA_V5", "EventReads", "apply_events", "forget", "redact", "trim"]
+__all__ = ["SCHEMA_V3", "SCHEMA_V5", "EventReads", "apply_events", "forget",
+           "forget_dropped_before", "redact", "trim"]  # fmt: skip
 
 SCHEMA_V3 = (
     """CREATE TABLE events (
@@ -87,6 +96,37 @@ async def redact(conn: Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> 
         start, fields = own.get(key, (NEVER, frozenset()))
         plan.found(int(pos), bytes(personal), key[1], start, fields)
     changed = plan.changes()
+    if changed:
+        positions, personals = zip(*changed, strict=True)
+        await conn.execute(
+            "UPDATE events SET personal = d.personal FROM unnest($1::int8[], $2::bytea[]) "
+            "AS d(pos, personal) WHERE events.pos = d.pos",
+            list(positions), list(personals),
+        )  # fmt: skip
+
+
+async def forget_dropped_before(conn: Connection) -> None:
+    """Take the values of shares dropped before the feed named ``field_shares`` out of the
+    address.updated events written before it (:func:`._redact.dropped_before`): once, in
+    schema step 8 → 9 (:mod:`._pg_schema`), as SQLite's step to 13 does
+    (:func:`._sqlite_events.forget_dropped_before`)."""
+    first = {bytes(t): int(pos) for t, pos in await conn.fetch(
+        "SELECT thread, min(pos) FROM events WHERE kind = 'data.shared' AND personal IS NULL "
+        "GROUP BY thread")}  # fmt: skip
+    if not first:
+        return
+    threads = list(first)
+    sources = {(bytes(t), bytes(h)): int(pos) for pos, t, h in await conn.fetch(
+        "SELECT pos, thread, msg_hash FROM events WHERE kind IN ('data.shared', $1) "
+        "AND thread = ANY($2::bytea[])", UPDATED, threads)}  # fmt: skip
+    holds = {(bytes(t), field): bytes(share) for t, field, share in await conn.fetch(
+        "SELECT thread, field, share FROM held WHERE thread = ANY($1::bytea[])",
+        threads)}  # fmt: skip
+    legacy = [(int(pos), bytes(t), bytes(personal)) for pos, t, personal in await conn.fetch(
+        "SELECT pos, thread, personal FROM events WHERE kind = $1 AND personal IS NOT NULL "
+        "AND thread = ANY($2::bytea[]) AND position($3::bytea IN personal) = 0 FOR UPDATE",
+        UPDATED, threads, LEGACY)]  # fmt: skip
+    changed = dropped_before(first, sources, holds, legacy)
     if changed:
         positions, personals = zip(*changed, strict=True)
         await conn.execute(

@@ -16,7 +16,9 @@ customer's relationships by URL and by name (partial indexes; an update that kee
 HOT update, PostgreSQL comparing the values) and drops ``held_by_share`` (SQLite's version 7,
 :mod:`vrmproto.store._rel_query`); version 7 adds ``threads.doc_expires_ms``, when the vendor's
 discovery document expires (SQLite's version 11, :mod:`vrmproto.store._migrate_v11`); version 8
-the events a webhook is retrying (SQLite's version 12, :mod:`vrmproto.store._migrate_v12`). All use
+the events a webhook is retrying (SQLite's version 12, :mod:`vrmproto.store._migrate_v12`); version
+9 changes no table: it takes the values of shares dropped before out of the feed's older address
+updates, once (:func:`._pg_events.forget_dropped_before`, as SQLite's version 13 does). All use
 PostgreSQL types: ``bytea`` for bytes, ``bigint`` for milliseconds, an identity column for outbox
 ids (never reused). The columns holding envelopes and opaque state are ``STORAGE EXTERNAL``:
 signed msgpack and ciphertext do not compress, so trying costs CPU for nothing, and what
@@ -27,11 +29,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from vrmproto.store._base import StoreError
 from vrmproto.store._migrate_v12 import PG_SCHEMA_V8
-from vrmproto.store._pg_events import SCHEMA_V3, SCHEMA_V5
+from vrmproto.store._pg_events import SCHEMA_V3, SCHEMA_V5, forget_dropped_before
 from vrmproto.store._pg_rows import SCHEMA_V2, SCHEMA_V4, SCHEMA_V7
 from vrmproto.store._rel_query import INDEXES as REL_INDEXES
 
@@ -70,10 +73,13 @@ _V1 = (
 )
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    _V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, REL_INDEXES, SCHEMA_V7, PG_SCHEMA_V8,
+    _V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, REL_INDEXES, SCHEMA_V7, PG_SCHEMA_V8, (),
 )  # fmt: skip
 """``MIGRATIONS[n]`` takes the schema from version n to n + 1: statements run in one transaction,
-with the store's schema first on ``search_path``."""
+with the store's schema first on ``search_path``, then ``STEPS[n]`` if there is one."""
+
+#: What a step does besides its statements, by the version it starts from.
+STEPS: dict[int, Callable[[Connection], Awaitable[None]]] = {8: forget_dropped_before}
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -131,6 +137,8 @@ async def migrate(conn: Connection, schema: str, target: int = SCHEMA_VERSION) -
             await conn.execute(f"SET LOCAL search_path TO {schema}")
             for statement in MIGRATIONS[version]:
                 await conn.execute(statement)
+            if version in STEPS:
+                await STEPS[version](conn)
             if version == 0:
                 await conn.execute("CREATE TABLE schema_version (version integer NOT NULL)")
                 await conn.execute("INSERT INTO schema_version VALUES (1)")

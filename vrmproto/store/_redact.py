@@ -18,16 +18,26 @@ session 19) cannot say which share each of its fields was held under. Of such an
 in the feed than a dropped share's own event, the fields that share carried go: the values it
 may have replaced. That may take a field a share no longer held (a field shared again, or
 updated after the share expired) out of the event too — never leave one it held.
+
+A share dropped before the upgrade (its data.shared event's ``personal`` already gone) reached
+no such event: :func:`dropped_before` is the one-time pass the schema step that upgrades a
+store runs (SQLite's 13, PostgreSQL's 9). What the share carried is no longer known, so of each
+such event, later in its thread's feed than the thread's first data.shared event without
+``personal``, every field goes but those the vendor holds today from a message (``held.share``:
+a data.share, or the address update that gave the field) at or before the event: a row is
+replaced when its field is shared again and deleted when its share goes, so such a field was
+held from that message, still held, since then, and the event's value of it was not a dropped
+share's.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-__all__ = ["LEGACY", "NEVER", "UPDATED", "Redaction", "carried", "needle", "redacted",
-           "share_id", "without"]  # fmt: skip
+__all__ = ["LEGACY", "NEVER", "UPDATED", "Redaction", "carried", "dropped_before", "needle",
+           "redacted", "share_id", "without"]  # fmt: skip
 
 #: The kind of the events whose ``personal`` holds fields under other events' shares.
 UPDATED = "address.updated"
@@ -116,3 +126,30 @@ class Redaction:
             if after != personal:
                 out.append((pos, after))
         return out
+
+
+def dropped_before(first: Mapping[bytes, int], sources: Mapping[tuple[bytes, bytes], int],
+                   holds: Mapping[tuple[bytes, str], bytes],
+                   legacy: Iterable[tuple[int, bytes, bytes]]
+                   ) -> list[tuple[int, bytes | None]]:  # fmt: skip
+    """The one-time pass over shares dropped before the feed named ``field_shares`` (see the
+    module): ``(pos, personal)`` of every event whose ``personal`` changes.
+
+    ``first``: per thread, the position of its first data.shared event without ``personal``;
+    ``sources``: the position of each data.shared and address.updated event, by ``(thread,
+    msg_hash)``; ``holds``: of each field held, by ``(thread, field)``, the message it is held
+    from (``held.share``); ``legacy``: ``(pos, thread, personal)`` of the address.updated
+    events that name no ``field_shares``. A message with no event (trimmed from the feed's
+    oldest end, or from before the feed) is older than every event."""
+    out = []
+    for pos, thread, personal in legacy:
+        if pos <= first.get(thread, NEVER):
+            continue
+        fields = json.loads(personal)["fields"]
+        gone = {name for name in fields
+                if (source := holds.get((thread, name))) is None
+                or sources.get((thread, source), -1) > pos}  # fmt: skip
+        after = redacted(personal, (), gone)
+        if after != personal:
+            out.append((pos, after))
+    return out

@@ -14,7 +14,15 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from vrmproto.store._base import Commit
-from vrmproto.store._redact import LEGACY, NEVER, UPDATED, Redaction, carried, needle
+from vrmproto.store._redact import (
+    LEGACY,
+    NEVER,
+    UPDATED,
+    Redaction,
+    carried,
+    dropped_before,
+    needle,
+)
 from vrmproto.store._rows import DeadLetter, EventRecord, FailingEvent
 from vrmproto.store._trim import FLOOR_KEY, floor_value, trim_plan
 
@@ -27,6 +35,7 @@ __all__ = [
     "event_record",
     "event_row",
     "forget",
+    "forget_dropped_before",
     "has_event_parts",
     "migrate_3_to_4",
     "migrate_5_to_6",
@@ -138,6 +147,30 @@ def redact(conn: sqlite3.Connection, held_drop: Sequence[tuple[bytes, bytes]]) -
             plan.found(pos, bytes(personal), share, since, fields)
     conn.executemany("UPDATE events SET personal = ? WHERE pos = ?",
                      [(after, pos) for pos, after in plan.changes()])  # fmt: skip
+
+
+def forget_dropped_before(conn: sqlite3.Connection) -> None:
+    """Take the values of shares dropped before the feed named ``field_shares`` out of the
+    address.updated events written before it (:func:`._redact.dropped_before`): once, in the
+    schema step that brings a store to version 13 (:mod:`._migrate_v13`). Three reads of the
+    feed, one of ``held``."""
+    first = {bytes(t): pos for t, pos in conn.execute(
+        "SELECT thread, min(pos) FROM events WHERE kind = 'data.shared' AND personal IS NULL "
+        "GROUP BY thread")}  # fmt: skip
+    if not first:
+        return
+    sources = {(bytes(t), bytes(h)): pos for pos, t, h in conn.execute(
+        "SELECT pos, thread, msg_hash FROM events WHERE kind IN ('data.shared', ?)", (UPDATED,))
+        if bytes(t) in first}  # fmt: skip
+    holds = {(bytes(t), field): bytes(share) for t, field, share in conn.execute(
+        "SELECT thread, field, share FROM held") if bytes(t) in first}  # fmt: skip
+    legacy = [(pos, bytes(t), bytes(personal)) for pos, t, personal in conn.execute(
+        "SELECT pos, thread, personal FROM events WHERE kind = ? AND personal IS NOT NULL "
+        "AND pos > ? AND instr(personal, ?) = 0", (UPDATED, min(first.values()), LEGACY))
+        if bytes(t) in first]  # fmt: skip
+    conn.executemany("UPDATE events SET personal = ? WHERE pos = ?",
+                     [(after, pos) for pos, after in dropped_before(first, sources, holds,
+                                                                    legacy)])  # fmt: skip
 
 
 def apply_events(conn: sqlite3.Connection, c: Commit) -> None:
