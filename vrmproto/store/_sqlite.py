@@ -59,7 +59,9 @@ no query used, and the outbox's index by thread, three pages of the agent's WAL 
 vendor's discovery document expires (:mod:`vrmproto.store._migrate_v11`); version 12 keeps the
 events a webhook is retrying, since when and how often (:mod:`vrmproto.store._migrate_v12`);
 version 13 keys ``share_notes`` by ``(thread, share)``, so that one thread's notes are read
-through the key, not by scanning every note (:mod:`vrmproto.store._migrate_v13`).
+through the key, not by scanning every note, and takes the values of shares dropped before it
+out of older address.updated events (:mod:`vrmproto.store._migrate_v13`,
+:func:`vrmproto.store._redact.dropped_before`; docs/events.md).
 
 Files (spec §11.13-1). The database holds histories and, at a vendor, customers' shared data in
 clear, so :meth:`SQLiteStore.open` creates it with mode 0600 (SQLite gives its ``-wal`` and
