@@ -25,28 +25,15 @@ import pytest
 import test_s19_feed_privacy_crm as privacy
 from _vendor_proc import DAY_MS
 from test_s18_held_update import Vendor
-from test_s19_feed_privacy_crm import NEW_EMAIL, PHONE, since, values
+from test_s19_feed_privacy_crm import NEW_EMAIL, PHONE, values
 
 from vrmproto._messages import DataWithdraw
 
 vendor, crm = privacy.vendor, privacy.crm
 
 
-def legacy(event: dict[str, Any]) -> dict[str, Any]:
-    """``event`` as the feed wrote it before ``field_shares``."""
-    if event["kind"] != "address.updated" or not event["personal"]:
-        return event
-    personal = dict(event["personal"])
-    personal.pop("field_shares")
-    personal.pop("field_expires")
-    return {**event, "personal": personal}
-
-
 async def apply_legacy(v: Vendor, crm: Any, applied: int) -> int:
-    for event in await since(v, applied):
-        crm.apply(legacy(event), v.now)
-        applied = int(event["pos"])
-    return applied
+    return await privacy.apply_new(v, crm, applied, old_feed=True)
 
 
 async def updated_then_shared(v: Vendor) -> bytes:
@@ -70,36 +57,8 @@ async def test_a_legacy_update_value_goes_with_the_share_before_it(vendor: Vendo
     assert values("crm", rel) == {PHONE}, "the withdrawn share's updated value is still held"
 
 
-@pytest.mark.slow
-async def test_a_legacy_update_of_a_shared_field_goes_at_the_withdrawal(
-    vendor: Vendor, crm: Any
-) -> None:
-    """The reviewer's case: the update replaces the share's email and gives a phone."""
-    v = vendor
-    share = await v.share({"email": "old@example.org"}, expires=v.now + 7 * DAY_MS)
-    await v.update({"email": NEW_EMAIL, "phone": PHONE})
-    applied = await apply_legacy(v, crm, 0)
-    rel = v.c.thread.hex()
-    assert values("crm", rel) == {NEW_EMAIL, PHONE}
-    await v.send(DataWithdraw(agreement=v.agreement, shares=(share,)))
-    await apply_legacy(v, crm, applied)
-    assert values("crm", rel) == {PHONE}
-
-
-@pytest.mark.slow
-async def test_a_legacy_update_of_a_shared_field_goes_at_the_expiry(
-    vendor: Vendor, crm: Any
-) -> None:
-    v = vendor
-    day = v.now + DAY_MS
-    await v.share({"email": "old@example.org"}, expires=day)
-    await v.update({"email": NEW_EMAIL, "phone": PHONE})
-    await apply_legacy(v, crm, 0)
-    rel = v.c.thread.hex()
-    assert crm.expire(day - 1) == 0
-    assert values("crm", rel) == {NEW_EMAIL, PHONE}
-    assert crm.expire(day) == 1
-    assert values("crm", rel) == {PHONE}
+# A legacy update of a shared field, at the withdrawal and at the expiry (the reviewer's case):
+# test_s19_feed_privacy_crm's two tests with ``old_feed``.
 
 
 @pytest.mark.slow
