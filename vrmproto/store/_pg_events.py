@@ -95,14 +95,7 @@ async def redact(conn: Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> 
         key = (bytes(thread), bytes(share))
         start, fields = own.get(key, (NEVER, frozenset()))
         plan.found(int(pos), bytes(personal), key[1], start, fields)
-    changed = plan.changes()
-    if changed:
-        positions, personals = zip(*changed, strict=True)
-        await conn.execute(
-            "UPDATE events SET personal = d.personal FROM unnest($1::int8[], $2::bytea[]) "
-            "AS d(pos, personal) WHERE events.pos = d.pos",
-            list(positions), list(personals),
-        )  # fmt: skip
+    await _rewrite(conn, plan.changes())
 
 
 async def forget_dropped_before(conn: Connection) -> None:
@@ -126,7 +119,11 @@ async def forget_dropped_before(conn: Connection) -> None:
         "SELECT pos, thread, personal FROM events WHERE kind = $1 AND personal IS NOT NULL "
         "AND thread = ANY($2::bytea[]) AND position($3::bytea IN personal) = 0 FOR UPDATE",
         UPDATED, threads, LEGACY)]  # fmt: skip
-    changed = dropped_before(first, sources, holds, legacy)
+    await _rewrite(conn, dropped_before(first, sources, holds, legacy))
+
+
+async def _rewrite(conn: Connection, changed: Sequence[tuple[int, bytes | None]]) -> None:
+    """Set the ``personal`` of each event ``(pos, personal)`` of ``changed``."""
     if changed:
         positions, personals = zip(*changed, strict=True)
         await conn.execute(
