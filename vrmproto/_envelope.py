@@ -331,19 +331,10 @@ def _read_envelope(
     at = len(_ENVELOPE_BODY_FULL)  # the body's bin head: 8, 16 or 32, in its shortest form
     if len(data) < at + 5:
         return None
-    head = data[at]
-    if head == 0xC4:
-        start, size = at + 2, data[at + 1]
-    elif head == 0xC5:
-        start, size = at + 3, int.from_bytes(data[at + 1 : at + 3], "big")
-        if size < 0x100:
-            return None
-    elif head == 0xC6:
-        start, size = at + 5, int.from_bytes(data[at + 1 : at + 5], "big")
-        if size < 0x1_0000:
-            return None
-    else:
+    found = _bin_at(data, at)
+    if found is None:
         return None
+    start, size = found
     m = rest.fullmatch(data, start + size)
     if m is None:
         return None
@@ -760,6 +751,21 @@ _SEALED_SIG = _codec.pack_sorted("sig") + _codec.pack_sorted(bytes(SIG_BYTES))[:
 _SEALED_MIN = len(_SEALED_START) + 2 + len(_SEALED_SIG) + SIG_BYTES
 
 
+def _bin_at(data: bytes, at: int) -> tuple[int, int] | None:
+    """Where the bytes of the msgpack bin whose head is at ``data[at]`` start, and how many:
+    bin 8, 16 or 32, each only where no shorter form holds the length (§3.3); else None."""
+    head = data[at]
+    if head == 0xC4:
+        return at + 2, data[at + 1]
+    if head == 0xC5:
+        size = int.from_bytes(data[at + 1 : at + 3], "big")
+        return (at + 3, size) if size >= 0x100 else None
+    if head == 0xC6:
+        size = int.from_bytes(data[at + 1 : at + 5], "big")
+        return (at + 5, size) if size >= 0x1_0000 else None
+    return None
+
+
 def _sealed_parts(plain: bytes) -> tuple[bytes, bytes] | None:
     """``(payload, sig)`` when ``plain`` is exactly the canonical encoding of ``{payload:
     bin, sig: bin of 64 bytes}`` (§3.3, §5.5-3) — what :func:`_codec.decode_form` and the
@@ -767,19 +773,10 @@ def _sealed_parts(plain: bytes) -> tuple[bytes, bytes] | None:
     if len(plain) < _SEALED_MIN or not plain.startswith(_SEALED_START):
         return None
     at = len(_SEALED_START)
-    head = plain[at]
-    if head == 0xC4:  # bin 8, 16, 32: each only where no shorter form holds the length
-        start, size = at + 2, plain[at + 1]
-    elif head == 0xC5:
-        start, size = at + 3, int.from_bytes(plain[at + 1 : at + 3], "big")
-        if size < 0x100:
-            return None
-    elif head == 0xC6:
-        start, size = at + 5, int.from_bytes(plain[at + 1 : at + 5], "big")
-        if size < 0x1_0000:
-            return None
-    else:
+    found = _bin_at(plain, at)
+    if found is None:
         return None
+    start, size = found
     end = start + size
     if len(plain) != end + len(_SEALED_SIG) + SIG_BYTES or not plain.startswith(
         _SEALED_SIG, end
