@@ -22,6 +22,7 @@ from typing import Any
 
 import _postgres
 import pytest
+import test_s18_held_update as held_update
 from _vendor_proc import DAY_MS
 from test_s18_held_update import STORES, Vendor
 
@@ -35,13 +36,7 @@ postgres_cluster = _postgres.postgres_cluster
 NEW_EMAIL, NEW_CITY, PHONE = "new@example.org", "Lyon", "+1 555 0100"
 
 
-@pytest.fixture(params=STORES)
-async def vendor(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Vendor]:
-    async with _postgres.opened_store(request, tmp_path, request.param) as store:
-        v = Vendor(store)
-        await v.agree()
-        yield v
-
+vendor = held_update.vendor  # the reference vendor, agreed, on each store
 
 def evt(msg_hash: bytes) -> str:
     return "evt_" + msg_hash.hex()
