@@ -12,7 +12,7 @@ for ever.
 
 The events come from the reference vendor (MemoryStore), with ``field_shares`` and
 ``field_expires`` taken out of each address.updated event as a vendor before session 19 wrote
-it (after the reviewer's reproduction, /tmp/s19rev/crm/test_tryton_legacy_rows.py).
+it (after the reproduction of the session 19 review).
 """
 
 from __future__ import annotations
