@@ -222,15 +222,14 @@ async def post_following(s: Parts, t: Thread, item: OutboxItem, now: int, *,
 async def _post(client: Transport, t: Thread, item: OutboxItem, timeout_s: float | None,
                 retry: RetryPolicy | None, *, deadline: float | None) -> list[bytes]:  # fmt: skip
     try:
+        posting = client.post_envelope(
+            t.meta.inbox, item.envelope, expected_keys=t.problem_keys, ref=item.msg_hash,
+            channel=t.id, timeout_s=timeout_s if deadline is None else left(deadline),
+            retry=retry,
+        )  # fmt: skip
         if deadline is None:  # no timer to arm: only each request is bounded (``timeout_s``)
-            return await client.post_envelope(
-                t.meta.inbox, item.envelope, expected_keys=t.problem_keys, ref=item.msg_hash,
-                channel=t.id, timeout_s=timeout_s, retry=retry,
-            )  # fmt: skip
+            return await posting
         async with asyncio.timeout_at(deadline):
-            return await client.post_envelope(
-                t.meta.inbox, item.envelope, expected_keys=t.problem_keys, ref=item.msg_hash,
-                channel=t.id, timeout_s=left(deadline), retry=retry,
-            )  # fmt: skip
+            return await posting
     except TimeoutError:  # the deadline's (the transport's own failures are Unreachable)
         raise Unreachable(f"POST {t.meta.inbox}: timed out") from None
