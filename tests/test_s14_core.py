@@ -1,9 +1,10 @@
 """The core's shortcuts of issue #12 (session 14), held to the code they stand for.
 
 - ``Relationship.to_state()`` keeps its last four keys packed while they stand (a share changes
-  none of them): it writes exactly what encoding every attribute afresh gives, whatever changes
-  in whatever order — the state, the term lists (replaced), pending withdrawals (changed in
-  place), the shares and the rest.
+  none of them): ``to_state(compact=True)`` writes exactly what encoding every attribute afresh
+  gives, and the stored form ``to_state()`` reads back to it, whatever changes in whatever
+  order — the state, the term lists (replaced), pending withdrawals (changed in place), the
+  shares and the rest.
 """
 
 from __future__ import annotations
@@ -80,5 +81,9 @@ def test_to_state_writes_what_encoding_every_attribute_afresh_gives(ops: list[An
             rel.our_head = a
         elif op == "reload":
             rel = Relationship.from_state(rel.to_state(), identity=rel.identity)
-        assert rel.to_state() == reference_state(rel), op
-        assert rel.to_state() == reference_state(rel)  # (and again, from what it kept)
+        assert rel.to_state(compact=True) == reference_state(rel), op
+        stored = rel.to_state()
+        assert Relationship.from_state(stored, identity=rel.identity).to_state(
+            compact=True) == reference_state(rel), op  # the stored form holds the same
+        assert rel.to_state(compact=True) == reference_state(rel)  # (again, from what it kept)
+        assert rel.to_state() == stored

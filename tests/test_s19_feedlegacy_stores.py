@@ -121,6 +121,6 @@ async def test_postgres_upgrade_forgets_values_of_shares_dropped_before(
     finally:
         await conn.close()
     async with await PostgresStore.open(config) as s:
-        assert (await s.settings())["schema_version"] == SCHEMA_VERSION == 9
+        assert (await s.settings())["schema_version"] == SCHEMA_VERSION == 10
         assert _stored(await s.events(0, 100)) == expected()
         assert [h.field for h in await s.held(T1)] == ["city", "name", "phone"]

@@ -14,8 +14,9 @@ the work each step does and what it leaves stored.
 - A vendor without metrics whose request log is off decodes nothing to log a request; with the
   log on, every message is logged as before.
 - An event's body shows the same fields as when they were listed per message.
-- A relationship's live shares keep their packed form (:class:`~vrmproto._relationship.ShareMap`):
-  whatever is done to them, ``to_state()`` writes exactly the bytes packing them whole gives.
+- A relationship's live shares keep their stored form (:class:`~vrmproto._relationship.ShareMap`):
+  whatever is done to them, ``to_state()`` reads back to the same shares and the same bytes, and
+  ``to_state(compact=True)`` is exactly what packing them whole gives.
 """
 
 from __future__ import annotations
@@ -344,7 +345,7 @@ _SHARE_OPS = st.lists(st.one_of(
 
 def _packed_whole(rel: Relationship) -> bytes:
     """to_state() as it was before ShareMap: the whole map packed in one call."""
-    stored = _codec.decode_form(rel.to_state())
+    stored = _codec.decode_form(rel.to_state(compact=True))
     stored["shares"] = [[k, v] for k, v in sorted(rel.shares.items())]
     return _codec.pack_sorted(stored)
 
@@ -369,17 +370,20 @@ def test_shares_kept_packed_are_the_bytes_packing_them_whole_gives(ops: list[Any
             rel = Relationship.from_state(rel.to_state(), identity=rel.identity)
         assert isinstance(rel.shares, ShareMap)
         state = rel.to_state()
-        assert state == _packed_whole(rel)
-        assert Relationship.from_state(state, identity=rel.identity).shares == rel.shares
+        assert rel.to_state(compact=True) == _packed_whole(rel)
+        again = Relationship.from_state(state, identity=rel.identity)
+        assert again.shares == rel.shares
+        assert again.to_state() == state
+        assert again.to_state(compact=True) == _packed_whole(rel)
 
 
 def test_a_share_that_cannot_be_packed_changes_nothing() -> None:
     shares = ShareMap([(b"a" * 32, 1)])
-    before = shares.packed()
+    before = shares.region(), shares.sorted_packed()
     with pytest.raises((OverflowError, TypeError, ValueError)):
         shares[b"b" * 32] = 2**70
     assert dict(shares) == {b"a" * 32: 1}
-    assert shares.packed() == before
+    assert (shares.region(), shares.sorted_packed()) == before
 
 
 # -- a request nobody logs or counts is not decoded for it (server/_observe.py) ---------------
@@ -520,10 +524,11 @@ def test_to_state_writes_the_term_lists_as_they_are_now() -> None:
     one, two = TermRef("vrm.one", 1, bytes(32)), TermRef("vrm.two", 2, bytes(range(32)))
     for terms, offered in (((one,), (one, two)), ((one, two), (one, two)), ((), (two,))):
         rel.terms, rel.offered, rel.counter = terms, offered, offered
-        stored = _codec.decode_form(rel.to_state())
+        stored = _codec.decode_form(rel.to_state(compact=True))
+        assert _codec.decode_form(rel.to_state())[0]["terms"] == stored["terms"]
         assert stored["terms"] == [t.to_wire() for t in terms]
         assert stored["offered"] == stored["counter"] == [t.to_wire() for t in offered]
-        assert rel.to_state() == _packed_whole(rel)
+        assert rel.to_state(compact=True) == _packed_whole(rel)
 
 
 # -- the peek before verifying reads a usual envelope once (server/_response.py) -------------

@@ -492,7 +492,9 @@ class RelationshipMachine(RuleBasedStateMachine):
                     new_key = msg.body.new_key if isinstance(msg.body, KeyRotate) else b""
                     rel.adopt(entry.envelope, rotated_to=self.rotated_to.get(new_key))
                 assert compare(rel.history.entries(), theirs) is None
-                assert rel.to_state() == full.to_state()
+                # the same relationship; the stored form's spare room and the shares' places
+                # follow each object's own past (Relationship.to_state)
+                assert rel.to_state(compact=True) == full.to_state(compact=True)
 
     @invariant()
     def state_survives_a_round_trip(self) -> None:

@@ -13,7 +13,8 @@ Send, receive and adopt share one entry check (:meth:`Relationship._enter`, step
 
 from __future__ import annotations
 
-from bisect import bisect_left
+import functools
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -79,100 +80,112 @@ _PROBLEM = ProblemReport.TYPE
 
 
 class ShareMap(dict[bytes, int]):
-    """A relationship's live data.shares (hash -> expires) that keeps the packed form
-    :meth:`Relationship.to_state` writes of it, ``[[hash, expires], ...]`` in ascending hash
-    order, up to date: a share added or dropped packs one entry, not every one.
+    """A relationship's live data.shares (hash -> expires), kept in the fixed-width form
+    :meth:`Relationship.to_state` stores them in: one 40-byte entry per share (the 32-byte
+    hash, then the expiry as 8 bytes big-endian) in the order the shares came, the last entry
+    moving into the place of one dropped, inside a region of spare capacity.
 
-    A relationship holds every share it recorded and its state is written with each message
-    (more than once on the customer's side), so packing them all each time made the cost per
-    message grow with the relationship. The bytes are exactly what packing the sorted list
-    gives (a test holds them to it); any change but adding or dropping one share starts over.
+    A relationship holds every share it recorded and its state is written with each message,
+    so a message that adds or drops a share changes one or two entries of the stored bytes and
+    none of their positions: a store that overwrites a row of the same length in place (SQLite
+    does, writing only the pages whose bytes changed) writes a page or two whatever the number
+    of shares, instead of every page of the whole (#12, ``growth``). A map holding a key or
+    value that does not fit an entry (not 32 bytes; not an integer from 0 to 2**64 - 1) is
+    written in the sorted form instead (:meth:`sorted_packed`).
     """
 
-    __slots__ = ("_changed", "_keys", "_packed", "_parts", "_size")
+    __slots__ = ("_buf", "_cap", "_fixed", "_pos", "_slots")
 
-    _keys: list[bytes] | None  # sorted, while each entry is kept packed
-    _parts: list[bytes]  # each entry packed, in the order of _keys, while _keys is kept
-    _packed: bytes | None  # the whole array
-    _changed: bool  # changed since made or since _forget
-    _size: int  # the length of every kept part, when all have one (0: unknown or mixed)
+    _buf: bytearray  # the entries, in position order, len(_slots) * 40 bytes
+    _slots: list[bytes]  # the hash at each position
+    _pos: dict[bytes, int]  # hash -> position
+    _cap: int  # the entries the region last written had room for
+    _fixed: bool  # every entry fits the fixed width (else: positions are not kept)
 
     def __init__(self, items: Iterable[tuple[bytes, int]] = ()) -> None:
         super().__init__(items)
-        self._forget()
+        self._cap = 0
+        self._place()
 
-    def _forget(self) -> None:
-        self._keys, self._parts, self._packed, self._changed, self._size = None, [], None, False, 0
+    @classmethod
+    def stored(cls, region: bytes, count: int) -> ShareMap:
+        """The map :meth:`region` wrote, ``count`` entries used, positions and room as they
+        were (so that writing it again unchanged gives the same bytes)."""
+        if count * SHARE_ENTRY > len(region) or len(region) % SHARE_ENTRY:
+            raise ValueError("the shares' region does not hold its entries")
+        m = cls()
+        buf = bytearray(region[: count * SHARE_ENTRY])
+        pairs = list(_ENTRY.iter_unpack(buf))
+        dict.update(m, pairs)
+        if len(m) != count:
+            raise ValueError("a share is stored twice")
+        slots = [h for h, _ in pairs]
+        m._buf, m._slots, m._pos = buf, slots, {h: i for i, h in enumerate(slots)}
+        m._cap = len(region) // SHARE_ENTRY
+        return m
 
-    def packed(self) -> bytes:
+    def _place(self) -> None:
+        """Positions afresh, in the dict's order (after a change of many entries at once)."""
+        self._slots = list(self)
+        self._pos = {h: i for i, h in enumerate(self._slots)}
+        try:
+            self._buf = bytearray(b"".join(_entry(h, self[h]) for h in self._slots))
+            self._fixed = True
+        except (OverflowError, TypeError, ValueError):
+            self._buf, self._fixed = bytearray(), False
+
+    def region(self) -> bytes:
+        """The stored region: a msgpack bin of room for ``cap`` entries, the first ``len(self)``
+        used and the rest zero. The room stays while it holds the entries with less than
+        :data:`SHARE_GRAIN` + one entry per share to spare, else it is set to a quarter more
+        than the entries, so it changes (and the bytes' length with it) only now and then."""
+        n, cap = len(self._slots), self._cap
+        if not n <= cap <= 2 * n + SHARE_GRAIN:
+            cap = self._cap = -(-(n * 5 // 4) // SHARE_GRAIN) * SHARE_GRAIN
+        size = cap * SHARE_ENTRY
+        return b"".join((_bin_header(size), self._buf, bytes(size - len(self._buf))))
+
+    def sorted_packed(self) -> bytes:
         """The canonical msgpack array of ``[hash, expires]`` pairs, in ascending hash order."""
-        if self._packed is None:
-            keys, parts = self._keys, self._parts
-            if keys is None:  # packed whole, in one call
-                self._packed = _codec.pack_sorted([[k, self[k]] for k in sorted(self)])
-            else:
-                # one join of the parts in order: no Python step per entry (#12)
-                self._packed = _codec.array_header(len(keys)) + b"".join(parts)
-                self._size = _same_size(parts)
-        return self._packed
-
-    def _splice(self, at: int, part: bytes, drop: int, before: int) -> None:
-        """The packed array after ``drop`` (0 or 1) parts at index ``at`` give way to ``part``
-        (b"": none), out of ``before`` entries: cut from the packed bytes when every part has
-        the same length (expiry times of one size: the usual case), one copy, where joining
-        the parts again steps through every one; else rebuilt when next asked for."""
-        old, size = self._packed, self._size
-        if old is None or not size or (part and len(part) != size):
-            self._packed, self._size = None, 0
-            return
-        after = before - drop + (1 if part else 0)
-        start = _array_head_len(before) + at * size
-        view = memoryview(old)
-        self._packed = b"".join((_codec.array_header(after), view[_array_head_len(before):start],
-                                 part, view[start + drop * size:]))  # fmt: skip
-
-    def _kept(self) -> tuple[list[bytes], list[bytes]] | None:
-        """The entries packed one by one, from the second change on: a map read from a store,
-        changed once and written (a customer's step) packs whole, as cheaply as before."""
-        if self._keys is None:
-            if not self._changed:
-                self._changed = True
-                return None
-            self._keys = sorted(self)
-            self._parts = [_codec.pack_sorted([k, self[k]]) for k in self._keys]
-            self._size = _same_size(self._parts)
-        return self._keys, self._parts
+        return _codec.pack_sorted([[k, self[k]] for k in sorted(self)])
 
     def __setitem__(self, key: bytes, value: int) -> None:
-        part = _codec.pack_sorted([key, value])  # first: a value that cannot pack changes nothing
-        kept = self._kept()
-        if kept is None:
-            self._packed = None
+        try:
+            entry = _entry(key, value) if self._fixed else None
+        except (OverflowError, TypeError, ValueError):
+            entry = None
+        if entry is None:
+            _codec.pack_sorted([key, value])  # first: a value that cannot be stored changes nothing
+            super().__setitem__(key, value)
+            self._fixed = False
+            return
+        at = self._pos.get(key)
+        if at is None:
+            self._pos[key] = len(self._slots)
+            self._slots.append(key)
+            self._buf += entry
         else:
-            keys, parts = kept
-            i = bisect_left(keys, key)
-            replaced = i < len(keys) and keys[i] == key
-            self._splice(i, part, 1 if replaced else 0, len(keys))
-            if replaced:
-                parts[i] = part
-            else:
-                keys.insert(i, key)
-                parts.insert(i, part)
+            self._buf[at * SHARE_ENTRY : (at + 1) * SHARE_ENTRY] = entry
         super().__setitem__(key, value)
 
     def __delitem__(self, key: bytes) -> None:
         super().__delitem__(key)
-        kept = self._kept()
-        if kept is None:
-            self._packed = None
+        if not self._fixed:
+            self._place()  # (fixed again if what is left fits)
             return
-        keys, parts = kept
-        i = bisect_left(keys, key)
-        if i < len(keys) and keys[i] == key:
-            self._splice(i, b"", 1, len(keys))
-            del keys[i], parts[i]
-        else:  # the parts were just made from what is left: packed from them
-            self._packed, self._size = None, 0
+        at, last = self._pos.pop(key), len(self._slots) - 1
+        if at != last:  # the last entry takes the place
+            moved = self._slots[at] = self._slots[last]
+            self._pos[moved] = at
+            self._buf[at * SHARE_ENTRY : (at + 1) * SHARE_ENTRY] = (
+                self._buf[last * SHARE_ENTRY :])  # fmt: skip
+        del self._slots[last], self._buf[last * SHARE_ENTRY :]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Copied and pickled with its entries' places and room (a dict subclass's default
+        would set the items before the attributes)."""
+        items = [(h, self[h]) for h in self._slots] if self._fixed else list(self.items())
+        return _share_map, (items, self._cap)
 
     def pop(self, key: bytes, *default: Any) -> Any:
         if key in self:
@@ -182,12 +195,13 @@ class ShareMap(dict[bytes, int]):
         return super().pop(key, *default)
 
     def popitem(self) -> tuple[bytes, int]:
-        self._forget()
-        return super().popitem()
+        item = super().popitem()
+        self._place()
+        return item
 
     def clear(self) -> None:
-        self._forget()
         super().clear()
+        self._place()
 
     def setdefault(self, key: bytes, default: int) -> int:
         if key not in self:
@@ -195,31 +209,65 @@ class ShareMap(dict[bytes, int]):
         return self[key]
 
     def update(self, *args: Any, **kwargs: Any) -> None:
-        self._forget()
         super().update(*args, **kwargs)
+        self._place()
 
     def __ior__(self, other: Any) -> ShareMap:  # type: ignore[override,misc]
-        self._forget()
         super().__ior__(other)
+        self._place()
         return self
 
 
-def _same_size(parts: list[bytes]) -> int:
-    """The length all of ``parts`` have, or 0 if they differ (or there are none)."""
-    if not parts:
-        return 0
-    size = len(parts[0])
-    return size if min(map(len, parts)) == size == max(map(len, parts)) else 0
+def _share_map(items: list[tuple[bytes, int]], room: int) -> ShareMap:
+    m = ShareMap(items)
+    m._cap = room
+    return m
 
 
-def _array_head_len(count: int) -> int:
-    """The length of the canonical header of an array of ``count`` items (§3.3)."""
-    return 1 if count < 16 else 3 if count < 0x1_0000 else 5
+#: One share in the stored state: its hash (32 bytes) and expiry (8 bytes, big-endian).
+SHARE_ENTRY = 40
+_ENTRY = struct.Struct(">32sQ")
+#: The room of the shares' region moves in steps of this many entries.
+SHARE_GRAIN = 8
+#: The room of the state's head (every key but the shares, and the filler) moves in steps of
+#: this many bytes, and is a quarter and at least this much more than the head when set: a
+#: message adds a receipt awaited or owed (34 bytes) and the next takes it away.
+HEAD_GRAIN = 128
 
 
-#: to_state's map: the keys before "shares", "shares", the keys after (canonical order).
+def _entry(key: bytes, value: int) -> bytes:
+    if type(key) is not bytes or len(key) != 32 or type(value) is not int:
+        raise ValueError("not a fixed-width share")
+    return key + value.to_bytes(8, "big")  # (OverflowError: below 0 or past 2**64 - 1)
+
+
+def _bin_header(size: int) -> bytes:
+    """The canonical header of a msgpack bin of ``size`` bytes (§3.3-7: the shortest form)."""
+    if size < 0x100:
+        return bytes((0xC4, size))
+    if size < 0x1_0000:
+        return b"\xc5" + size.to_bytes(2, "big")
+    return b"\xc6" + size.to_bytes(4, "big")
+
+
+@functools.lru_cache(maxsize=256)
+def _filler(size: int) -> bytes | None:
+    """One canonical msgpack item of exactly ``size`` bytes (nil, or a bin of zeros), or None
+    where none has that length (0; 258 and 65539–65540: between two bin headers' ranges)."""
+    if size == 1:
+        return b"\xc0"
+    for head, low, high in ((2, 0, 0xFF), (3, 0x100, 0xFFFF), (5, 0x1_0000, 0xFFFF_FFFF)):
+        if low <= size - head <= high:
+            return _bin_header(size - head) + bytes(size - head)
+    return None
+
+
+#: The v1 state (a map of 20 entries, shares sorted inside) and the v2 state: an array of the
+#: head map (the shares' count in place of the shares), a filler and the shares' region.
 _STATE_HEAD = _codec.map_header(20)
 _SHARES_KEY = _codec.pack_sorted("shares")
+_COUNT_KEY = _codec.pack_sorted("share_count")
+_V2 = _codec.array_header(3)
 
 
 def _invalid(detail: str, clause: str, path: str = "", code: Problem = Problem.INVALID_FIELD) -> (
@@ -273,6 +321,7 @@ class Relationship:
         # to_state's last four keys packed, with the state, terms' wire and thread they hold
         # (kept only while no withdrawal is pending: that dict changes in place)
         self._tail: tuple[str, object, bytes, bytes] | None = None
+        self._head_room = 0  # the bytes to_state's head and filler took, last it wrote them
 
     def __repr__(self) -> str:
         return f"<Relationship {self.role.value} {self.thread.hex()} {self.state.value}>"
@@ -507,13 +556,16 @@ class Relationship:
         self._wired[name] = (refs, wire)
         return wire
 
-    def to_state(self) -> bytes:
-        """Everything but the identity and the history, for a store (§12 storage).
+    def to_state(self, *, compact: bool = False) -> bytes:
+        """Everything but the identity and the history, for a store (§12 storage): the stored
+        form (:meth:`_stored_form`), which keeps its length and its shares' places from one
+        message to the next; or, ``compact=True``, the canonical form — one map of 20 entries,
+        the shares sorted by hash — equal for equal relationships, and written too whenever a
+        share does not fit the stored form. :meth:`from_state` reads both.
 
-        The map below is written with its keys in canonical order and every nested map comes
-        from ``to_wire`` (canonical by construction), so it is packed directly: this runs once
-        per message on a server, and a generic canonicalising walk would dominate its cost. The
-        shares, which grow with the relationship, come packed from :class:`ShareMap`.
+        The maps are written with their keys in canonical order and every nested map comes
+        from ``to_wire`` (canonical by construction), so they are packed directly: this runs
+        once per message on a server, and a generic canonicalising walk would dominate its cost.
         """
         retired, withdraws = self.retired, self.pending_withdraws  # (mostly empty)
         counter, offered, terms = self.counter, self.offered, self.terms
@@ -558,9 +610,37 @@ class Relationship:
         else:
             after = tail[3]
         shares = self.shares
-        packed = (shares if isinstance(shares, ShareMap) else ShareMap(shares.items())).packed()
-        # One map of 20 entries: each part's own (one-byte fixmap) header is left out.
-        return b"".join((_STATE_HEAD, before[1:], _SHARES_KEY, packed, after[1:]))
+        if not isinstance(shares, ShareMap):
+            shares = self.shares = ShareMap(shares.items())
+        if compact or not shares._fixed:
+            return b"".join((_STATE_HEAD, before[1:], _SHARES_KEY, shares.sorted_packed(),
+                             after[1:]))  # fmt: skip
+        return self._stored_form(before, after, shares)
+
+    def _stored_form(self, before: bytes, after: bytes, shares: ShareMap) -> bytes:
+        """:meth:`to_state`'s stored form, from the head map's packed parts before and after
+        the shares' place (each with its own fixmap header).
+
+        A msgpack array of three items: the head, a map of every attribute but the shares, with
+        ``share_count`` in their place; a filler (nil, or a bin of zeros) that gives the head
+        and filler together a room of steady length (:data:`HEAD_GRAIN`); and the shares'
+        region (:meth:`ShareMap.region`). A message changes the head's bytes and an entry or
+        two of the region, and the length of the whole only when a room is set again: a store
+        can overwrite the row in place, writing only the pages whose bytes changed (#12). The
+        rooms and the shares' places follow this object's past, so two relationships that
+        hold the same may differ in them (``to_state(compact=True)`` does not).
+        """
+        head = b"".join((_STATE_HEAD, before[1:], _COUNT_KEY, _codec.pack_sorted(len(shares)),
+                         after[1:]))  # fmt: skip
+        need, room = len(head) + 1, self._head_room
+        if not need <= room <= 2 * (need + HEAD_GRAIN):
+            room = -(-(need * 5 // 4 + HEAD_GRAIN) // HEAD_GRAIN) * HEAD_GRAIN
+        filler = _filler(room - len(head))
+        while filler is None:  # (a length no one item has: a byte more)
+            room += 1
+            filler = _filler(room - len(head))
+        self._head_room = room
+        return b"".join((_V2, head, filler, shares.region()))
 
     @classmethod
     def from_state(
@@ -574,6 +654,12 @@ class Relationship:
         """Rebuild from :meth:`to_state`; ``identity`` is our current identity in the thread."""
         try:
             s = _codec.decode_form(data)  # our own stored bytes: form check only
+            region: bytes | None = None
+            if type(s) is list:  # the stored form (to_state), else the compact one
+                s, _filler_item, region = s
+                if type(region) is not bytes or (
+                        _filler_item is not None and type(_filler_item) is not bytes):  # fmt: skip
+                    raise ValueError("the shares' region or the filler is not a bin")
             rel = cls(
                 role=Role(s["role"]),
                 identity=identity,
@@ -591,7 +677,11 @@ class Relationship:
             rel.offered = tuple(_TERM_REF.load(t, "$.offered") for t in s["offered"])
             rel.counter = (tuple(_TERM_REF.load(t, "$.counter") for t in s["counter"])
                            if s["counter"] is not None else None)
-            rel.shares = ShareMap(s["shares"])
+            if region is None:
+                rel.shares = ShareMap(s["shares"])
+            else:
+                rel.shares = ShareMap.stored(region, s["share_count"])
+                rel._head_room = len(data) - 1 - len(_bin_header(len(region))) - len(region)
             rel.pending_withdraws = {k: tuple(v) for k, v in s["withdraws"]}
             rel.pending_requests = set(s["requests"])
             rel.awaiting_receipt, rel.owed_receipts = set(s["awaiting"]), set(s["owed"])

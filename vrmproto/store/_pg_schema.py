@@ -18,7 +18,9 @@ HOT update, PostgreSQL comparing the values) and drops ``held_by_share`` (SQLite
 discovery document expires (SQLite's version 11, :mod:`vrmproto.store._migrate_v11`); version 8
 the events a webhook is retrying (SQLite's version 12, :mod:`vrmproto.store._migrate_v12`); version
 9 changes no table: it takes the values of shares dropped before out of the feed's older address
-updates, once (:func:`._pg_events.forget_dropped_before`, as SQLite's version 13 does). All use
+updates, once (:func:`._pg_events.forget_dropped_before`, as SQLite's version 13 does); version
+10 changes no table either: from it on ``relationships.data`` may hold the core's stored state
+form, which older code cannot read (SQLite's version 14). All use
 PostgreSQL types: ``bytea`` for bytes, ``bigint`` for milliseconds, an identity column for outbox
 ids (never reused). The columns holding envelopes and opaque state are ``STORAGE EXTERNAL``:
 signed msgpack and ciphertext do not compress, so trying costs CPU for nothing, and what
@@ -73,7 +75,7 @@ _V1 = (
 )
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    _V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, REL_INDEXES, SCHEMA_V7, PG_SCHEMA_V8, (),
+    _V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, REL_INDEXES, SCHEMA_V7, PG_SCHEMA_V8, (), (),
 )  # fmt: skip
 """``MIGRATIONS[n]`` takes the schema from version n to n + 1: statements run in one transaction,
 with the store's schema first on ``search_path``, then ``STEPS[n]`` if there is one."""

@@ -61,7 +61,11 @@ events a webhook is retrying, since when and how often (:mod:`vrmproto.store._mi
 version 13 keys ``share_notes`` by ``(thread, share)``, so that one thread's notes are read
 through the key, not by scanning every note, and takes the values of shares dropped before it
 out of older address.updated events (:mod:`vrmproto.store._migrate_v13`,
-:func:`vrmproto.store._redact.dropped_before`; docs/events.md).
+:func:`vrmproto.store._redact.dropped_before`; docs/events.md); version 14 changes no table: from
+it on a relationship's ``data`` may hold the core's stored state form (its shares in fixed-width
+entries that keep their places, :meth:`vrmproto.Relationship.to_state`), which older code cannot
+read — the version makes it refuse the file instead (rows written before stay as they are and
+are read as before).
 
 Files (spec §11.13-1). The database holds histories and, at a vendor, customers' shared data in
 clear, so :meth:`SQLiteStore.open` creates it with mode 0600 (SQLite gives its ``-wal`` and
@@ -244,6 +248,11 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE history_v2 RENAME TO history")
 
 
+def _migrate_13_to_14(conn: sqlite3.Connection) -> None:
+    """No table changes: the version says that ``data`` may hold the core's stored state form,
+    so that older code refuses the file rather than fail on a row (see the module docstring)."""
+
+
 _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migrate_0_to_1,
     _migrate_1_to_2,
@@ -258,6 +267,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     migrate_10_to_11,
     migrate_11_to_12,
     migrate_12_to_13,
+    _migrate_13_to_14,
 )
 """``_MIGRATIONS[n]`` takes the schema from version n to n + 1 (``PRAGMA user_version``)."""
 
