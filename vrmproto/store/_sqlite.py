@@ -710,8 +710,8 @@ class StoreStats:
     checkpoints: int = 0  # PASSIVE checkpoints run for inline commits
 
 
-_SYNC = "sync"
-"""Queued for the writer thread: fsync the WAL for the inline commits made so far."""
+_CHECKPOINT = "checkpoint"
+"""Queued for the writer thread by the syncer: a PASSIVE checkpoint for the inline commits."""
 
 
 @dataclass(slots=True)
@@ -778,8 +778,8 @@ class SQLiteStore(AsyncClosing):
         self._owner = 0  # the thread that may use it
         self._horizon = durable.Horizon(self._request_sync)
         self._wal = durable.WalFile(self.path)
-        self._checkpointed_at = 0  # horizon.committed at the last checkpoint (writer thread)
-        self._sync_wanted = False  # writer thread: a sync was asked for since the last one
+        self._checkpointed_at = 0  # horizon.committed at the last checkpoint asked (syncer)
+        self._checkpoint_wanted = False  # writer thread: one was asked for since the last one
         self._busy_until = 0.0  # writer thread: while before this, a lone write waits for company
         # SimpleQueue: a put never takes a lock the waking writer holds while it waits for the
         # GIL (queue.Queue's Condition did: 14% of an agent's event-loop time, #12)
@@ -878,7 +878,7 @@ class SQLiteStore(AsyncClosing):
                 first = self._queue.get()
                 if first is None:
                     break
-                self._sync_wanted = first == _SYNC
+                self._checkpoint_wanted = first == _CHECKPOINT
                 batch = [first] if isinstance(first, _Job) else []
                 stop = self._take(batch)
                 if (
@@ -891,8 +891,8 @@ class SQLiteStore(AsyncClosing):
                     stop = self._take(batch)
                 if batch:
                     self._run_batch(conn, batch)
-                if self._sync_wanted:
-                    self._sync(conn)
+                if self._checkpoint_wanted:
+                    self._checkpoint(conn)
         finally:
             self._wal.close()
             conn.close()
@@ -910,32 +910,40 @@ class SQLiteStore(AsyncClosing):
             if isinstance(item, _Job):
                 batch.append(item)
             else:
-                self._sync_wanted = True
+                self._checkpoint_wanted = True
         return False
 
     # -- durability of inline commits (:mod:`vrmproto.store._sqlite_durable`) --
 
     def _request_sync(self) -> None:
-        self._queue.put(_SYNC)  # after close() only when close() itself waits for it
+        durable.syncer().request(self)  # after close() only when close() itself waits for it
 
-    def _sync(self, conn: sqlite3.Connection) -> None:
-        """On the writer thread: one fsync of the WAL for every inline commit whose COMMIT
-        returned before it started; then, now and then, a PASSIVE checkpoint from this
-        ``synchronous=FULL`` connection."""
+    def sync_once(self) -> list[durable.Settlement]:
+        """On the process's syncer thread (:class:`~._sqlite_durable.Syncer`): one fsync of the
+        WAL for every inline commit whose COMMIT returned before it started; the waiters it
+        covers, for the syncer to resolve. Every :data:`~._sqlite_durable.CHECKPOINT_EVERY`
+        commits, a PASSIVE checkpoint is asked of the writer thread, whose connection is
+        ``synchronous=FULL``."""
         target = self._horizon.target()
         error: StoreError | None = None
         try:
             self._wal.sync()
-        except OSError as exc:
+        except Exception as exc:  # OSError; anything else must not stop the shared thread
             error = StoreError(f"fsync of {self._wal.path} failed, so commits since the last "
                                f"one are not known durable; reopen the store: {exc}")  # fmt: skip
         self.stats.syncs += 1
-        self._horizon.synced(target, error)
+        settled = self._horizon.synced(target, error)
         if error is None and target - self._checkpointed_at >= durable.CHECKPOINT_EVERY:
             self._checkpointed_at = target
-            with contextlib.suppress(sqlite3.Error):  # a checkpoint is an optimisation here
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                self.stats.checkpoints += 1
+            self._queue.put(_CHECKPOINT)  # after close(): never taken, as nothing needs it
+        return settled
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        """On the writer thread: a PASSIVE checkpoint of the inline commits' frames (its
+        ``walCheckpoint`` syncs the WAL before it copies, so it needs no fsync of ours)."""
+        with contextlib.suppress(sqlite3.Error):  # a checkpoint is an optimisation here
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.stats.checkpoints += 1
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         """One transaction for the batch; each job in its own savepoint; one COMMIT, one fsync.
