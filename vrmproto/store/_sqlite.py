@@ -25,10 +25,10 @@ writer, and each read sees every commit whose future has resolved.
 
 Inline commits (``SQLiteStore.open(path, inline=True)``, the customer's agent, #12). A write
 runs its transaction right on the calling thread, on a ``synchronous=NORMAL`` connection
-without automatic checkpoints, and the writer thread only fsyncs the ``-wal`` file — once for
-every commit made before that fsync started — and checkpoints now and then; ``commit()``
-returns only after the fsync covering it returned, and a read waits for the commits made
-before it to be durable. A write whose ``BEGIN IMMEDIATE`` finds the write lock taken (another
+without automatic checkpoints; the process's syncer thread, shared by its inline stores, fsyncs
+the ``-wal`` file — once for every commit made before that fsync started — and the writer
+thread checkpoints now and then; ``commit()`` returns only after the fsync covering it
+returned, and a read waits for the commits made before it to be durable. A write whose ``BEGIN IMMEDIATE`` finds the write lock taken (another
 process or store object), or that comes from a thread other than the opener's, goes to the
 writer thread as above. Why this is as durable as ``synchronous=FULL``, and safe on power loss
 across checkpoints and WAL restarts: :mod:`vrmproto.store._sqlite_durable`. The writes that
@@ -760,7 +760,7 @@ class SQLiteStore(AsyncClosing):
     SQLiteStore.open(path) as store``); the directory must exist. ``stats`` counts transactions.
 
     ``inline=True`` (a customer's agent): writes run their transaction on the calling thread
-    and the writer thread only fsyncs the WAL, once for every commit made before it started;
+    and the process's syncer thread fsyncs the WAL, once for every commit made before it started;
     each write still returns only once durable (:mod:`vrmproto.store._sqlite_durable`). A write
     falls back to the writer thread when another connection holds the write lock or when it
     comes from a thread other than the one that opened the store.

@@ -9,8 +9,10 @@ forth while both threads run Python, a ``call_soon_threadsafe``), and the COMMIT
 inside that thread's transaction, so the next transaction waits for it. Inline, the transaction
 runs right where ``commit()`` is called — a handful of statements, no waiting: ``BEGIN
 IMMEDIATE`` has no busy timeout there and falls back to the writer thread if the write lock is
-taken — and only the fsync goes to the writer thread, which flushes, in one ``fdatasync`` of the
-``-wal`` file, every commit made before it started.
+taken — and only the fsync goes to another thread, which flushes, in one ``fdatasync`` of the
+``-wal`` file, every commit made before it started. That thread is the process's
+:class:`Syncer`, shared by all its inline stores (session 20): each time it wakes it syncs every
+file with commits waiting, one after another, and wakes each event loop once for all of them.
 
 The guarantee (spec §12 (durability), "receipt only after commit"): the future of a commit —
 what its awaiter waits for — is resolved only after an fsync *that started after its COMMIT
@@ -334,28 +336,27 @@ class Syncer:
             deliver(settled)
 
 
-_syncer: Syncer | None = None
-_syncer_lock = threading.Lock()
+class _ThisProcess:
+    syncer: Syncer | None = None
+    lock = threading.Lock()
 
 
 def syncer() -> Syncer:
     """This process's :class:`Syncer`."""
-    global _syncer
-    current = _syncer
+    current = _ThisProcess.syncer
     if current is None:
-        with _syncer_lock:
-            if _syncer is None:
-                _syncer = Syncer()
-            current = _syncer
+        with _ThisProcess.lock:
+            if _ThisProcess.syncer is None:
+                _ThisProcess.syncer = Syncer()
+            current = _ThisProcess.syncer
     return current
 
 
 def _forget_syncer() -> None:
     """In a forked child: the parent's syncer thread does not exist here, and its queue and
     locks may have been copied mid-use; the next request makes a new one."""
-    global _syncer, _syncer_lock
-    _syncer = None
-    _syncer_lock = threading.Lock()
+    _ThisProcess.syncer = None
+    _ThisProcess.lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
