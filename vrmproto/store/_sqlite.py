@@ -25,10 +25,10 @@ writer, and each read sees every commit whose future has resolved.
 
 Inline commits (``SQLiteStore.open(path, inline=True)``, the customer's agent, #12). A write
 runs its transaction right on the calling thread, on a ``synchronous=NORMAL`` connection
-without automatic checkpoints; the process's syncer thread, shared by its inline stores, fsyncs
-the ``-wal`` file — once for every commit made before that fsync started — and the writer
-thread checkpoints now and then; ``commit()`` returns only after the fsync covering it
-returned, and a read waits for the commits made before it to be durable. A write whose ``BEGIN IMMEDIATE`` finds the write lock taken (another
+without automatic checkpoints, and the writer thread only fsyncs the ``-wal`` file — once for
+every commit made before that fsync started — and checkpoints now and then; ``commit()``
+returns only after the fsync covering it returned, and a read waits for the commits made
+before it to be durable. A write whose ``BEGIN IMMEDIATE`` finds the write lock taken (another
 process or store object), or that comes from a thread other than the opener's, goes to the
 writer thread as above. Why this is as durable as ``synchronous=FULL``, and safe on power loss
 across checkpoints and WAL restarts: :mod:`vrmproto.store._sqlite_durable`. The writes that
@@ -710,8 +710,8 @@ class StoreStats:
     checkpoints: int = 0  # PASSIVE checkpoints run for inline commits
 
 
-_CHECKPOINT = "checkpoint"
-"""Queued for the writer thread by the syncer: a PASSIVE checkpoint for the inline commits."""
+_SYNC = "sync"
+"""Queued for the writer thread: fsync the WAL for the inline commits made so far."""
 
 
 @dataclass(slots=True)
@@ -760,7 +760,7 @@ class SQLiteStore(AsyncClosing):
     SQLiteStore.open(path) as store``); the directory must exist. ``stats`` counts transactions.
 
     ``inline=True`` (a customer's agent): writes run their transaction on the calling thread
-    and the process's syncer thread fsyncs the WAL, once for every commit made before it started;
+    and the writer thread only fsyncs the WAL, once for every commit made before it started;
     each write still returns only once durable (:mod:`vrmproto.store._sqlite_durable`). A write
     falls back to the writer thread when another connection holds the write lock or when it
     comes from a thread other than the one that opened the store.
@@ -778,8 +778,8 @@ class SQLiteStore(AsyncClosing):
         self._owner = 0  # the thread that may use it
         self._horizon = durable.Horizon(self._request_sync)
         self._wal = durable.WalFile(self.path)
-        self._checkpointed_at = 0  # horizon.committed at the last checkpoint asked (syncer)
-        self._checkpoint_wanted = False  # writer thread: one was asked for since the last one
+        self._checkpointed_at = 0  # horizon.committed at the last checkpoint (writer thread)
+        self._sync_wanted = False  # writer thread: a sync was asked for since the last one
         self._busy_until = 0.0  # writer thread: while before this, a lone write waits for company
         # SimpleQueue: a put never takes a lock the waking writer holds while it waits for the
         # GIL (queue.Queue's Condition did: 14% of an agent's event-loop time, #12)
@@ -878,7 +878,7 @@ class SQLiteStore(AsyncClosing):
                 first = self._queue.get()
                 if first is None:
                     break
-                self._checkpoint_wanted = first == _CHECKPOINT
+                self._sync_wanted = first == _SYNC
                 batch = [first] if isinstance(first, _Job) else []
                 stop = self._take(batch)
                 if (
@@ -891,8 +891,8 @@ class SQLiteStore(AsyncClosing):
                     stop = self._take(batch)
                 if batch:
                     self._run_batch(conn, batch)
-                if self._checkpoint_wanted:
-                    self._checkpoint(conn)
+                if self._sync_wanted:
+                    self._sync(conn)
         finally:
             self._wal.close()
             conn.close()
@@ -910,40 +910,32 @@ class SQLiteStore(AsyncClosing):
             if isinstance(item, _Job):
                 batch.append(item)
             else:
-                self._checkpoint_wanted = True
+                self._sync_wanted = True
         return False
 
     # -- durability of inline commits (:mod:`vrmproto.store._sqlite_durable`) --
 
     def _request_sync(self) -> None:
-        durable.syncer().request(self)  # after close() only when close() itself waits for it
+        self._queue.put(_SYNC)  # after close() only when close() itself waits for it
 
-    def sync_once(self) -> list[durable.Settlement]:
-        """On the process's syncer thread (:class:`~._sqlite_durable.Syncer`): one fsync of the
-        WAL for every inline commit whose COMMIT returned before it started; the waiters it
-        covers, for the syncer to resolve. Every :data:`~._sqlite_durable.CHECKPOINT_EVERY`
-        commits, a PASSIVE checkpoint is asked of the writer thread, whose connection is
-        ``synchronous=FULL``."""
+    def _sync(self, conn: sqlite3.Connection) -> None:
+        """On the writer thread: one fsync of the WAL for every inline commit whose COMMIT
+        returned before it started; then, now and then, a PASSIVE checkpoint from this
+        ``synchronous=FULL`` connection."""
         target = self._horizon.target()
         error: StoreError | None = None
         try:
             self._wal.sync()
-        except Exception as exc:  # OSError; anything else must not stop the shared thread
+        except OSError as exc:
             error = StoreError(f"fsync of {self._wal.path} failed, so commits since the last "
                                f"one are not known durable; reopen the store: {exc}")  # fmt: skip
         self.stats.syncs += 1
-        settled = self._horizon.synced(target, error)
+        self._horizon.synced(target, error)
         if error is None and target - self._checkpointed_at >= durable.CHECKPOINT_EVERY:
             self._checkpointed_at = target
-            self._queue.put(_CHECKPOINT)  # after close(): never taken, as nothing needs it
-        return settled
-
-    def _checkpoint(self, conn: sqlite3.Connection) -> None:
-        """On the writer thread: a PASSIVE checkpoint of the inline commits' frames (its
-        ``walCheckpoint`` syncs the WAL before it copies, so it needs no fsync of ours)."""
-        with contextlib.suppress(sqlite3.Error):  # a checkpoint is an optimisation here
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            self.stats.checkpoints += 1
+            with contextlib.suppress(sqlite3.Error):  # a checkpoint is an optimisation here
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self.stats.checkpoints += 1
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         """One transaction for the batch; each job in its own savepoint; one COMMIT, one fsync.

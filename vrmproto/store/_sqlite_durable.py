@@ -9,10 +9,8 @@ forth while both threads run Python, a ``call_soon_threadsafe``), and the COMMIT
 inside that thread's transaction, so the next transaction waits for it. Inline, the transaction
 runs right where ``commit()`` is called — a handful of statements, no waiting: ``BEGIN
 IMMEDIATE`` has no busy timeout there and falls back to the writer thread if the write lock is
-taken — and only the fsync goes to another thread, which flushes, in one ``fdatasync`` of the
-``-wal`` file, every commit made before it started. That thread is the process's
-:class:`Syncer`, shared by all its inline stores (session 20): each time it wakes it syncs every
-file with commits waiting, one after another, and wakes each event loop once for all of them.
+taken — and only the fsync goes to the writer thread, which flushes, in one ``fdatasync`` of the
+``-wal`` file, every commit made before it started.
 
 The guarantee (spec §12 (durability), "receipt only after commit"): the future of a commit —
 what its awaiter waits for — is resolved only after an fsync *that started after its COMMIT
@@ -98,19 +96,15 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import queue
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from vrmproto.store._base import StoreError
 
-__all__ = [
-    "CHECKPOINT_EVERY", "Horizon", "Settlement", "Syncable", "Syncer", "WalFile", "deliver",
-    "sync_fd", "syncer",
-]
+__all__ = ["CHECKPOINT_EVERY", "Horizon", "WalFile", "sync_fd"]
 
 CHECKPOINT_EVERY = 64
 """Inline commits between two PASSIVE checkpoints run by the writer thread. An agent's commit
@@ -237,10 +231,9 @@ class Horizon:
         with self._lock:
             return self.committed
 
-    def synced(self, target: int, error: StoreError | None) -> list[Settlement]:
-        """An fsync that started at ``target`` returned (``error``: it failed). Returns the
-        waiters it covers, for :func:`deliver` to resolve on their loops, and asks for another
-        fsync if durable commits are left."""
+    def synced(self, target: int, error: StoreError | None) -> None:
+        """An fsync that started at ``target`` returned (``error``: it failed). Resolves the
+        waiters it covers on their loops, and asks for another fsync if commits are left."""
         with self._lock:
             if error is not None:
                 self.broken = self.broken or error
@@ -251,116 +244,15 @@ class Horizon:
                 ready = [w for w in self._waiters if w[0] <= self.durable]
                 self._waiters = [w for w in self._waiters if w[0] > self.durable]
                 self._requested = again = bool(self._waiters)  # not for lazy commits alone
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for _, future, loop in ready:
+            by_loop.setdefault(loop, []).append(future)
         failure = self.broken if error is not None else None
-        settled: list[Settlement] = [(loop, future, failure) for _, future, loop in ready]
+        for loop, futures in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody to tell
+                loop.call_soon_threadsafe(_settle_futures, futures, failure)
         if again:
             self._request_sync()
-        return settled
-
-
-Settlement = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]", StoreError | None]
-"""A commit's waiter to resolve: on which loop, and with which error (None: durable)."""
-
-
-def deliver(settled: list[Settlement]) -> None:
-    """Resolve ``settled`` with one ``call_soon_threadsafe`` per event loop, however many
-    stores and commits they come from."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], StoreError | None]]]
-    by_loop = {}
-    for loop, future, failure in settled:
-        by_loop.setdefault(loop, []).append((future, failure))
-    for loop, futures in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # that loop has closed: nobody to tell
-            loop.call_soon_threadsafe(_settle_futures, futures)
-
-
-class Syncable(Protocol):
-    """A store whose inline commits the :class:`Syncer` makes durable."""
-
-    def sync_once(self) -> list[Settlement]:
-        """On the syncer's thread: one fsync for every commit made so far (it must not raise:
-        a failure is the settlements' error)."""
-        ...
-
-
-class Syncer:
-    """The one thread of a process that fsyncs the WAL files of its inline stores (#12).
-
-    A store asks (:meth:`request`) when a commit waits for durability and no fsync of its file
-    is under way (:class:`Horizon` keeps at most one request outstanding). Each time the thread
-    wakes it takes every store queued by then, calls each one's :meth:`Syncable.sync_once` — one
-    ``fdatasync`` per file, however many commits wait on it, one file after another — and then
-    resolves all their waiters with one ``call_soon_threadsafe`` per event loop. Stores
-    queued while it syncs wait for the next round. A store's fsync error fails only that
-    store's commits (:meth:`Horizon.synced`).
-
-    Why one thread and not one per store (docs/storage.md, session 20): sixteen agents'
-    stores each with their own thread paid a wake-up, two takes of the GIL and a wake-up of
-    the loop per fsync, and their concurrent fsyncs cost the kernel more each than the same
-    fsyncs one after another on this class of disk.
-
-    The thread starts with the first request; a forked child starts its own
-    (:func:`syncer` forgets the parent's, whose thread the child does not have).
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Syncable] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self.rounds = 0  # times the thread woke and synced (for tests and benches)
-
-    def request(self, source: Syncable) -> None:
-        """Have ``source`` synced in the thread's next round."""
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    thread = threading.Thread(target=self._main, name="vrm-store-sync",
-                                              daemon=True)  # fmt: skip
-                    thread.start()
-                    self._thread = thread
-        self._queue.put(source)
-
-    def _main(self) -> None:
-        take = self._queue.get_nowait
-        while True:
-            batch = [self._queue.get()]
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    source = take()
-                    if all(source is not other for other in batch):
-                        batch.append(source)
-            settled: list[Settlement] = []
-            for source in batch:
-                settled.extend(source.sync_once())
-            self.rounds += 1
-            deliver(settled)
-
-
-class _ThisProcess:
-    syncer: Syncer | None = None
-    lock = threading.Lock()
-
-
-def syncer() -> Syncer:
-    """This process's :class:`Syncer`."""
-    current = _ThisProcess.syncer
-    if current is None:
-        with _ThisProcess.lock:
-            if _ThisProcess.syncer is None:
-                _ThisProcess.syncer = Syncer()
-            current = _ThisProcess.syncer
-    return current
-
-
-def _forget_syncer() -> None:
-    """In a forked child: the parent's syncer thread does not exist here, and its queue and
-    locks may have been copied mid-use; the next request makes a new one."""
-    _ThisProcess.syncer = None
-    _ThisProcess.lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
-    os.register_at_fork(after_in_child=_forget_syncer)
 
 
 def settle(future: asyncio.Future[Any], result: object, exc: BaseException | None) -> None:
@@ -374,6 +266,6 @@ def settle(future: asyncio.Future[Any], result: object, exc: BaseException | Non
         future.set_result(result)
 
 
-def _settle_futures(futures: list[tuple[asyncio.Future[None], StoreError | None]]) -> None:
-    for future, error in futures:
+def _settle_futures(futures: list[asyncio.Future[Any]], error: BaseException | None) -> None:
+    for future in futures:
         settle(future, None, error)
