@@ -384,6 +384,7 @@ async def serve(
         make_app(endpoint, deployment=deployment, metrics=metrics), endpoint, host, port,
         access_log=access_log, shutdown_timeout=shutdown_timeout, lingering_time=lingering_time,
         connection_limits=connection_limits, backlog=backlog, ssl_context=ssl_context, sock=sock,
+        deployment=deployment,
         lean=lean if access_log is None else None,  # aiohttp's access log sees every request
     )  # fmt: skip
 
@@ -401,16 +402,21 @@ async def serve_app(
     backlog: int = 128,
     ssl_context: ssl.SSLContext | None = None,
     sock: socket.socket | None = None,
+    deployment: Deployment = NOT_PROXIED,
 ) -> Server:
     """Like :func:`serve`, for an application of one's own whose routes answer for
     ``endpoint`` (a customer agent's, say): the same connection limits (§10.1), and the same
     signed problems for HTTP that does not parse (§12.4-5). ``app`` is served as it is, not
     changed: the connection itself knows when a request is being handled, and stops its
-    deadlines meanwhile (§10.1-1), whatever the application's middlewares."""
+    deadlines meanwhile (§10.1-1), whatever the application's middlewares.
+
+    ``deployment``: the one given to :func:`make_app` for the application mounted in ``app``;
+    its trusted proxies' connections are not counted per address (§12.13-1, §10.1-4:
+    :class:`~vrmproto.server.ConnectionGuard`)."""
     return await _serve(
         app, endpoint, host, port, access_log=access_log, shutdown_timeout=shutdown_timeout,
         lingering_time=lingering_time, connection_limits=connection_limits, backlog=backlog,
-        ssl_context=ssl_context, sock=sock, lean=None,
+        ssl_context=ssl_context, sock=sock, deployment=deployment, lean=None,
     )  # fmt: skip
 
 
@@ -427,6 +433,7 @@ async def _serve(
     backlog: int,
     ssl_context: ssl.SSLContext | None,
     sock: socket.socket | None,
+    deployment: Deployment,
     lean: Callable[[web.Application], LeanRoutes] | None,
 ) -> Server:
     """:func:`serve_app`; with ``lean``, the hot routes of the started ``app`` (what
@@ -439,7 +446,7 @@ async def _serve(
         lingering_time=lingering_time,
     )
     await runner.setup()
-    guard = ConnectionGuard(connection_limits, accept_burst=backlog)
+    guard = ConnectionGuard(connection_limits, accept_burst=backlog, deployment=deployment)
     site = ConnectionSite(
         runner, host, port, guard=guard, answer=_error_answer(endpoint), backlog=backlog,
         handler_kwargs={"access_log": access_log, "lingering_time": lingering_time},

@@ -64,6 +64,7 @@ from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
 from vrmproto._deadline import Deadline
+from vrmproto.server._proxy import Deployment
 from vrmproto.server._tls import TLSProtocol, TLSTransport
 
 __all__ = [
@@ -244,6 +245,14 @@ class ConnectionGuard:
 
     ``admit`` decides about a new connection (§10.1-3, §10.1-4); handlers report their state
     changes so that the connection waiting longest can be closed when room is needed.
+
+    ``deployment``: the connections of its trusted proxies count against the total alone, not
+    against ``max_connections_per_address``: each carries the requests of whichever clients
+    the proxy serves, and §12.13-1 puts the limits per client address (§10.1-4 among them) on
+    the client's address, not the proxy's — the connections per client are the proxy's to
+    bound. Capped like any address, one proxy's connections for that many requests in progress
+    at once made every further one of its connections refused, every customer's request with
+    it.
     """
 
     def __init__(
@@ -253,8 +262,10 @@ class ConnectionGuard:
         clock: Callable[[], float] = time.monotonic,
         open_files: int | None = None,
         accept_burst: int = 0,
+        deployment: Deployment | None = None,
     ) -> None:
         self.limits = limits
+        self.deployment = deployment or Deployment()
         self.cap = limits.total_cap(open_files, accept_burst=accept_burst)
         if self.cap < limits.max_connections:
             log.info("at most %d open HTTP connections (the open-file limit allows no more)",
@@ -283,9 +294,11 @@ class ConnectionGuard:
         return address
 
     def admit(self, handler: Held, address: str) -> bool:
-        """Take ``handler``'s connection in, or say it must be closed (§10.1-3, §10.1-4)."""
+        """Take ``handler``'s connection in, or say it must be closed (§10.1-3, §10.1-4; a
+        trusted proxy's, §12.13-1: see the class)."""
         key = self.limits.address_key(address)
-        if self._per_key[key] >= self.limits.max_connections_per_address:
+        if (self._per_key[key] >= self.limits.max_connections_per_address
+                and not self.deployment.trusts(address)):  # fmt: skip
             self._log.note("refused: over max_connections_per_address")
             return False
         if len(self._open) >= self.cap:
