@@ -60,7 +60,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiohttp import HttpVersion11, web
+from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
 from vrmproto._deadline import Deadline
@@ -500,7 +500,25 @@ class _ConnectionHandler(web.RequestHandler):
         self.request_started()
         if request.version.major != 1:
             request_handler = self._not_http1
+        elif hdrs.EXPECT in request.headers:
+            request_handler = functools.partial(self._expecting, request_handler)
         return await super()._handle_request(request, start_time, request_handler)
+
+    async def _expecting(self, handler: Callable[[web.BaseRequest],
+                                                 Awaitable[web.StreamResponse]],
+                         request: web.BaseRequest) -> web.StreamResponse:  # fmt: skip
+        """A request with an ``Expect`` field: an expectation aiohttp's default expect
+        handler refuses (anything but 100-continue; it runs before any middleware, on every
+        route without an expect handler of its own, and on unknown paths and methods) is
+        answered ``malformed`` and closed — where aiohttp answered a plain-text 417 (§12.4-2).
+        """
+        try:
+            return await handler(request)
+        except web.HTTPExpectationFailed:
+            log.debug("unknown expectation from %s", request.remote)
+            out = self._answer(400, "the only expectation understood is 100-continue")
+            out.force_close()  # the body may follow, or not: where would a next request start?
+            return out
 
     async def _not_http1(self, request: web.BaseRequest) -> web.StreamResponse:
         """A request line naming HTTP/2 or later on this HTTP/1 connection ("GET / HTTP/2.0"
