@@ -62,6 +62,8 @@ from typing import Any, Protocol
 
 from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
+from aiohttp.web_protocol import _ErrInfo
 
 from vrmproto._deadline import Deadline
 from vrmproto.server._proxy import Deployment
@@ -71,6 +73,7 @@ __all__ = [
     "DEFAULT_CONNECTION_LIMITS",
     "MAX_CONNECTION_WAIT_MS",
     "MAX_HEADER_LINE_BYTES",
+    "MAX_HEAD_LINES",
     "ConnectionGuard",
     "ConnectionLimits",
     "ConnectionSite",
@@ -86,6 +89,10 @@ HEAD_LATE = "request head not complete in time"
 SEND_LATE = "answer not read in time"
 #: §12.4-5: no receiver accepts a request line or header field longer than this, in bytes.
 MAX_HEADER_LINE_BYTES = 65_536
+#: §12.4-5: a request head (request line and header fields) longer than this many times
+#: ``max_header_line_bytes`` is answered ``malformed``, as soon as its bytes show it: each line
+#: held to the limit, aiohttp's 128 fields made a head of ~1 MB, kept in memory while it came.
+MAX_HEAD_LINES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,12 +407,16 @@ def _fail_body(request: web.BaseRequest, parsed: object) -> None:
         body.set_exception(web.RequestPayloadError(f"the body's transfer coding broke: {error}"))
 
 
+class _HeadTooLong(BadHttpMessage):
+    """A request head longer than the handler reads (:meth:`_ConnectionHandler._count_head`)."""
+
+
 class _ConnectionHandler(web.RequestHandler):
     """aiohttp's request handler, with the deadlines and the admission of §10.1 and signed
     answers to HTTP it cannot parse (§12.4-5)."""
 
-    __slots__ = ("_admitted", "_answer", "_answered", "_deadline", "_eof", "_guard", "_sending",
-                 "_state")  # fmt: skip
+    __slots__ = ("_admitted", "_answer", "_answered", "_deadline", "_eof", "_guard", "_head",
+                 "_last_body", "_sending", "_state")  # fmt: skip
 
     def __init__(self, manager: web.Server, *, guard: ConnectionGuard, answer: ErrorAnswer,
                  **kwargs: Any) -> None:  # fmt: skip
@@ -425,6 +436,9 @@ class _ConnectionHandler(web.RequestHandler):
         self._sending = -1
         self._answered = 0  # requests answered; aiohttp counts those it parsed
         self._eof = False  # the client shut its sending side down: answer what came, close
+        # Bytes of the head being read (see _count_head); -1: one was too long, read no more.
+        self._head = 0
+        self._last_body: StreamReader | None = None  # the last request parsed's body
 
     # -- admission and deadlines (§10.1) -------------------------------------------------------
 
@@ -462,13 +476,43 @@ class _ConnectionHandler(web.RequestHandler):
             self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
+        if self._head < 0:
+            return  # after a head too long, nothing more is read (the answer closes)
         if self._state is _State.WAITING and data:
             self._state = _State.HEAD
             self._guard.head(self._deadline, self._loop)
         request, queued = self._current_request, len(self._messages)
+        body = self._last_body
+        in_head = body is None or body.is_eof()  # past the last request parsed: a head
         super().data_received(data)
-        if request is not None and len(self._messages) > queued:
-            _fail_body(request, self._messages[queued][0])
+        if len(self._messages) > queued:
+            if request is not None:
+                _fail_body(request, self._messages[queued][0])
+            self._head = 0
+            self._last_body = self._messages[-1][1]
+        elif in_head:
+            self._count_head(len(data))
+
+    def _count_head(self, n: int) -> None:
+        """``n`` more bytes of a request head went to aiohttp's parser, which keeps what it
+        has read of a head until its end (RFC 9112 §2.2): past :data:`MAX_HEAD_LINES` times
+        ``max_header_line_bytes``, the head is answered ``malformed`` and the connection
+        closed (§12.4-5), its bytes no longer read. A body's bytes are no head's: counted are
+        only bytes that came while the last request parsed had all its body, and none that
+        came with the end of a head."""
+        if self._payload_parser is not None or self._upgraded or self._force_close:
+            return  # not HTTP requests any more (an upgrade), or closing
+        self._head += n
+        limit = MAX_HEAD_LINES * self._guard.limits.max_header_line_bytes
+        if self._head <= limit:
+            return
+        self._head = -1
+        exc = _HeadTooLong(f"a request head is longer than {limit} bytes")
+        self._messages.append((_ErrInfo(status=400, exc=exc, message=exc.message),
+                               EMPTY_PAYLOAD))  # fmt: skip
+        self._request_count += 1
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio.Protocol's
         """The client shut its sending side down (a half-close, RFC 9112 §9.6): the requests
@@ -628,6 +672,8 @@ class _ConnectionHandler(web.RequestHandler):
             if isinstance(exc, LineTooLong):
                 limit = self._guard.limits.max_header_line_bytes
                 detail = f"a request line or header field is longer than {limit} bytes"
+            elif isinstance(exc, _HeadTooLong):
+                detail = exc.message
             else:
                 kind = type(exc).__name__ if exc is not None else "unknown"
                 detail = f"the request is not valid HTTP/1.1 ({kind})"
