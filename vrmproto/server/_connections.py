@@ -407,8 +407,10 @@ def _fail_body(request: web.BaseRequest, parsed: object) -> None:
         body.set_exception(web.RequestPayloadError(f"the body's transfer coding broke: {error}"))
 
 
-class _HeadTooLong(BadHttpMessage):
-    """A request head longer than the handler reads (:meth:`_ConnectionHandler._count_head`)."""
+class _Faulty(BadHttpMessage):
+    """HTTP that aiohttp's parser takes but :class:`_ConnectionHandler` does not (a head too
+    long, :meth:`~_ConnectionHandler._count_head`; a transfer coding in HTTP/1.0): its message
+    is the problem's detail."""
 
 
 class _ConnectionHandler(web.RequestHandler):
@@ -507,7 +509,7 @@ class _ConnectionHandler(web.RequestHandler):
         if self._head <= limit:
             return
         self._head = -1
-        exc = _HeadTooLong(f"a request head is longer than {limit} bytes")
+        exc = _Faulty(f"a request head is longer than {limit} bytes")
         self._messages.append((_ErrInfo(status=400, exc=exc, message=exc.message),
                                EMPTY_PAYLOAD))  # fmt: skip
         self._request_count += 1
@@ -544,9 +546,20 @@ class _ConnectionHandler(web.RequestHandler):
         self.request_started()
         if request.version.major != 1:
             request_handler = self._not_http1
+        elif request.version.minor == 0 and hdrs.TRANSFER_ENCODING in request.headers:
+            request_handler = self._coded_http10
         elif hdrs.EXPECT in request.headers:
             request_handler = functools.partial(self._expecting, request_handler)
         return await super()._handle_request(request, start_time, request_handler)
+
+    async def _coded_http10(self, request: web.BaseRequest) -> web.StreamResponse:
+        """An HTTP/1.0 request with ``Transfer-Encoding``: HTTP/1.0 has no transfer codings,
+        so its framing is faulty — its sender may frame it otherwise, and what follows the
+        chunks may be part of it, not a request (RFC 9112 §6.1). Answered ``malformed`` and
+        closed, its body not read (§12.4-5); aiohttp read the chunks and, with keep-alive, took
+        the bytes after them as the next request."""
+        return self.handle_error(request, 400, _Faulty(
+            "Transfer-Encoding in an HTTP/1.0 request: its framing is faulty"))
 
     async def _expecting(self, handler: Callable[[web.BaseRequest],
                                                  Awaitable[web.StreamResponse]],
@@ -672,7 +685,7 @@ class _ConnectionHandler(web.RequestHandler):
             if isinstance(exc, LineTooLong):
                 limit = self._guard.limits.max_header_line_bytes
                 detail = f"a request line or header field is longer than {limit} bytes"
-            elif isinstance(exc, _HeadTooLong):
+            elif isinstance(exc, _Faulty):
                 detail = exc.message
             else:
                 kind = type(exc).__name__ if exc is not None else "unknown"
