@@ -14,6 +14,7 @@ client's own entries, left of its address, are never parsed.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from pathlib import Path
 
@@ -21,6 +22,8 @@ import aiohttp
 import pytest
 from _broken_vendor import make_endpoint
 from _nginx import nginx_in_front
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vrmproto._binding import WELL_KNOWN_PATH
 from vrmproto.server import Deployment, serve
@@ -107,3 +110,19 @@ async def test_through_nginx_a_long_x_forwarded_for_costs_the_endpoint_nothing(
     finally:
         await upstream.close()
     assert long < plain + 0.05, (long, plain)  # 10 requests: 0.2 s more before
+
+
+_TOKENS = [*' ,;="[]:.%_-\t', "for", "proto", "https", "10.0.0.5", "::1", "a", "unknown"]
+_TEXT = st.lists(st.sampled_from(_TOKENS), max_size=12).map("".join)
+
+
+@given(st.lists(_TEXT, max_size=3), st.lists(_TEXT, max_size=3), st.lists(_TEXT, max_size=2))
+def test_any_forwarding_text_gives_an_address(forwarded: list[str], xff: list[str],
+                                              proto: list[str]) -> None:  # fmt: skip
+    """Whatever a trusted proxy's fields hold: an address (the proxy's, or one of the chain's)
+    and a scheme, never an exception."""
+    fields = {"forwarded": forwarded, "x-forwarded-for": xff, "x-forwarded-proto": proto}
+    client, scheme = client_from("127.0.0.1", "http", lambda n: fields.get(n.lower(), []),
+                                 PROXY)  # fmt: skip
+    assert client == "127.0.0.1" or ipaddress.ip_address(client.split("%")[0])
+    assert scheme in ("http", "https")
