@@ -59,7 +59,7 @@ def test_a_plain_post_is_read_with_its_fields_and_body() -> None:
     assert got == Request(b"POST", INBOX, (
         (b"host", b"127.0.0.1"), (b"content-type", b"application/vnd.vrmproto+msgpack"),
         (b"content-length", b"5"),
-    ), b"hello", close=False)  # fmt: skip
+    ), b"hello", close=False, body_type=b"application/vnd.vrmproto+msgpack")  # fmt: skip
     assert got.field(b"content-type") == b"application/vnd.vrmproto+msgpack"
     assert got.field(b"expect") is None
     assert r.next() is None

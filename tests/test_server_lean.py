@@ -32,9 +32,10 @@ from aiohttp import web
 
 from vrmproto import Identity, Limits, open_envelope
 from vrmproto._binding import CONTENT_TYPE, DEFAULT_HISTORY_PATH, DEFAULT_INBOX_PATH
+from vrmproto._http1_server import MAX_HEAD
 from vrmproto.server import ConnectionLimits, Endpoint, Server, make_app, serve, serve_app
 from vrmproto.server._app import NOT_PROXIED
-from vrmproto.server._connections import abort
+from vrmproto.server._connections import MAX_HEAD_LINES, abort
 from vrmproto.server._lean import LeanConnection, _answer_head
 from vrmproto.server._logging import REQUEST_LOG
 from vrmproto.server._proxy import Deployment
@@ -259,12 +260,13 @@ async def test_a_chunked_post_is_answered_by_aiohttp(server: Server) -> None:
 async def test_a_head_handed_over_keeps_its_header_deadline() -> None:
     """A head longer than the lean reader waits for goes to aiohttp; the header deadline that
     started with its first byte still closes the connection (§10.1-1)."""
-    limits = ConnectionLimits(header_timeout_ms=300, idle_timeout_ms=400,
-                              max_header_line_bytes=1024)  # fmt: skip
+    limits = ConnectionLimits(header_timeout_ms=300, idle_timeout_ms=400)
     server = await serve(make_endpoint(MemoryStore()), connection_limits=limits)
     try:
+        # over the lean reader's MAX_HEAD, under the longest head aiohttp's handler reads
         head = get("/.well-known/vrm")[:-2] + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 1000)
                                                         for i in range(20))  # fmt: skip
+        assert MAX_HEAD < len(head) < MAX_HEAD_LINES * limits.max_header_line_bytes
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(head)  # never finished
         async with asyncio.timeout(5):  # the deadline is 300 ms; without one it never closes

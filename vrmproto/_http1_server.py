@@ -61,13 +61,17 @@ class Unhandled(Exception):  # noqa: N818 -- named for what it means: not this r
 @dataclass(frozen=True, slots=True)
 class Request:
     """One whole request. ``fields``: name (lower-cased) and value, in the order received;
-    ``close``: the client asked for the connection to close after the answer."""
+    ``close``: the client asked for the connection to close after the answer; ``body_type``:
+    the ``Content-Type`` (lower-cased) of a body whose bytes are the representation itself —
+    framed by a ``Content-Length``, without a ``Content-Encoding`` — else None (no such field,
+    no length, or a coded body)."""
 
     method: bytes
     target: bytes
     fields: tuple[tuple[bytes, bytes], ...]
     body: bytes
     close: bool
+    body_type: bytes | None
 
     def values(self, name: str) -> list[str]:
         """The values of the fields named ``name`` (any case), as text: at most one, since
@@ -164,7 +168,7 @@ class RequestReader:
                 if len(_HEADS) >= _HEADS_MAX:
                     _HEADS.clear()
                 _HEADS[head] = parsed
-        method, target, fields, length, close, longest = parsed
+        method, target, fields, length, close, longest, body_type = parsed
         if longest > self.max_line:
             raise Unhandled("a line longer than this reader takes")
         if length > self.max_body:
@@ -174,12 +178,12 @@ class RequestReader:
         if len(buf) < stop:
             raise Unhandled("the body has not all arrived")
         self._last, self._pos, self._seen = pos, stop, stop
-        return _new_request(method, target, fields, bytes(buf[start:stop]), close)
+        return _new_request(method, target, fields, bytes(buf[start:stop]), close, body_type)
 
 
-#: A head's reading: method, target, fields, Content-Length (-1: none), close, and the length
-#: of its longest line (checked against each reader's ``max_line``).
-_Head = tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...], int, bool, int]
+#: A head's reading: method, target, fields, Content-Length (-1: none), close, the length of
+#: its longest line (checked against each reader's ``max_line``), and the request's body_type.
+_Head = tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...], int, bool, int, bytes | None]
 #: Heads read before, by their bytes (the request line and fields, without the blank line).
 #: A client sends the same head time after time, but for its Content-Length: reading one again
 #: cost more than the rest of taking a request (#12). Only heads this reader takes, of at most
@@ -228,4 +232,7 @@ def _parse_head(head: bytes) -> _Head:
         close = asked
     longest = max(len(line) for line in head.split(b"\r\n"))
     method, target, _ = m.groups()
-    return method, target, tuple(fields), length, close, longest
+    value = named.get(b"content-type")
+    body_type = (value.lower() if value is not None and length >= 0
+                 and b"content-encoding" not in named else None)  # fmt: skip
+    return method, target, tuple(fields), length, close, longest, body_type

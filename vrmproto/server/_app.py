@@ -52,7 +52,8 @@ from vrmproto.server._observe import (
     observe,
     route_name,
 )
-from vrmproto.server._proxy import Deployment, proxy_middleware
+from vrmproto.server._proxy import Deployment, client_of, proxy_middleware
+from vrmproto.server._ratelimit import address_key
 
 if TYPE_CHECKING:  # prometheus-client is loaded only by an endpoint that serves metrics
     from vrmproto.server._metrics import Metrics
@@ -148,14 +149,26 @@ def _invited(request: web.Request, endpoint: Endpoint) -> bool:
     return length is None or length <= endpoint.limits.max_envelope_bytes
 
 
-def _expect(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Response | None]]:
+async def _limited(request: web.Request, endpoint: Endpoint, deployment: Deployment) -> bool:
+    """Whether the client's address is over its rate limit (§12.9-5) now: a look, nothing
+    taken. The address is the one the proxy middleware will find (§12.13-1), which has not run:
+    aiohttp asks the expect handler before any middleware."""
+    client = request.remote or ""
+    if deployment.trusted_proxies:
+        client = client_of(request, deployment)[0]
+    return await endpoint.address_limit.aretry_after(address_key(client)) > 0
+
+
+def _expect(endpoint: Endpoint, deployment: Deployment) -> Callable[
+    [web.Request], Awaitable[web.Response | None]
+]:
     """``Expect: 100-continue`` on the inbox and history routes (RFC 9110 §10.1.1): the body
     is invited only when it would be read. A request refused before its body is read
     (:func:`_invited`: a content type other than the binding's, a declared length over the
-    limit) gets no ``100 Continue``: the route answers it at once, and the client does not
-    send a body only to have it dropped (aiohttp's own handler invited it first). Any other
-    expectation gets the signed ``malformed`` problem, where aiohttp answered a plain-text
-    417 (§12.4-2)."""
+    limit; :func:`_limited`: an address over its rate limit, §12.9-6) gets no
+    ``100 Continue``: the route answers it at once, and the client does not send a body only
+    to have it dropped (aiohttp's own handler invited it first). Any other expectation gets
+    the signed ``malformed`` problem, where aiohttp answered a plain-text 417 (§12.4-2)."""
 
     async def expect(request: web.Request) -> web.Response | None:
         if request.version != HttpVersion11:
@@ -165,7 +178,7 @@ def _expect(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Respons
                 Problem.MALFORMED, "the only expectation understood is 100-continue",
                 clause="§12.4-2",
             ), close=True)  # fmt: skip
-        if _invited(request, endpoint):
+        if _invited(request, endpoint) and not await _limited(request, endpoint, deployment):
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             request.writer.output_size = 0  # the answer proper has not started
         return None
@@ -265,7 +278,7 @@ def make_app(
         await endpoint.drain()
 
     app.router.add_get(WELL_KNOWN_PATH, discovery, name=DISCOVERY_ROUTE)
-    expect = _expect(endpoint)
+    expect = _expect(endpoint, deployment)
     app.router.add_post(inbox_path, inbox, name=INBOX_ROUTE, expect_handler=expect)
     app.router.add_post(history_path, history, name=HISTORY_ROUTE, expect_handler=expect)
     add_health_routes(app, endpoint, metrics)
@@ -384,6 +397,7 @@ async def serve(
         make_app(endpoint, deployment=deployment, metrics=metrics), endpoint, host, port,
         access_log=access_log, shutdown_timeout=shutdown_timeout, lingering_time=lingering_time,
         connection_limits=connection_limits, backlog=backlog, ssl_context=ssl_context, sock=sock,
+        deployment=deployment,
         lean=lean if access_log is None else None,  # aiohttp's access log sees every request
     )  # fmt: skip
 
@@ -401,16 +415,21 @@ async def serve_app(
     backlog: int = 128,
     ssl_context: ssl.SSLContext | None = None,
     sock: socket.socket | None = None,
+    deployment: Deployment = NOT_PROXIED,
 ) -> Server:
     """Like :func:`serve`, for an application of one's own whose routes answer for
     ``endpoint`` (a customer agent's, say): the same connection limits (§10.1), and the same
     signed problems for HTTP that does not parse (§12.4-5). ``app`` is served as it is, not
     changed: the connection itself knows when a request is being handled, and stops its
-    deadlines meanwhile (§10.1-1), whatever the application's middlewares."""
+    deadlines meanwhile (§10.1-1), whatever the application's middlewares.
+
+    ``deployment``: the one given to :func:`make_app` for the application mounted in ``app``;
+    its trusted proxies' connections are not counted per address (§12.13-1, §10.1-4:
+    :class:`~vrmproto.server.ConnectionGuard`)."""
     return await _serve(
         app, endpoint, host, port, access_log=access_log, shutdown_timeout=shutdown_timeout,
         lingering_time=lingering_time, connection_limits=connection_limits, backlog=backlog,
-        ssl_context=ssl_context, sock=sock, lean=None,
+        ssl_context=ssl_context, sock=sock, deployment=deployment, lean=None,
     )  # fmt: skip
 
 
@@ -427,6 +446,7 @@ async def _serve(
     backlog: int,
     ssl_context: ssl.SSLContext | None,
     sock: socket.socket | None,
+    deployment: Deployment,
     lean: Callable[[web.Application], LeanRoutes] | None,
 ) -> Server:
     """:func:`serve_app`; with ``lean``, the hot routes of the started ``app`` (what
@@ -439,7 +459,7 @@ async def _serve(
         lingering_time=lingering_time,
     )
     await runner.setup()
-    guard = ConnectionGuard(connection_limits, accept_burst=backlog)
+    guard = ConnectionGuard(connection_limits, accept_burst=backlog, deployment=deployment)
     site = ConnectionSite(
         runner, host, port, guard=guard, answer=_error_answer(endpoint), backlog=backlog,
         handler_kwargs={"access_log": access_log, "lingering_time": lingering_time},

@@ -60,16 +60,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiohttp import HttpVersion11, web
+from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
+from aiohttp.web_protocol import _ErrInfo
 
 from vrmproto._deadline import Deadline
+from vrmproto.server._proxy import Deployment
 from vrmproto.server._tls import TLSProtocol, TLSTransport
 
 __all__ = [
     "DEFAULT_CONNECTION_LIMITS",
     "MAX_CONNECTION_WAIT_MS",
     "MAX_HEADER_LINE_BYTES",
+    "MAX_HEAD_LINES",
     "ConnectionGuard",
     "ConnectionLimits",
     "ConnectionSite",
@@ -85,6 +89,10 @@ HEAD_LATE = "request head not complete in time"
 SEND_LATE = "answer not read in time"
 #: §12.4-5: no receiver accepts a request line or header field longer than this, in bytes.
 MAX_HEADER_LINE_BYTES = 65_536
+#: §12.4-5: a request head (request line and header fields) longer than this many times
+#: ``max_header_line_bytes`` is answered ``malformed``, as soon as its bytes show it: each line
+#: held to the limit, aiohttp's 128 fields made a head of ~1 MB, kept in memory while it came.
+MAX_HEAD_LINES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +252,14 @@ class ConnectionGuard:
 
     ``admit`` decides about a new connection (§10.1-3, §10.1-4); handlers report their state
     changes so that the connection waiting longest can be closed when room is needed.
+
+    ``deployment``: the connections of its trusted proxies count against the total alone, not
+    against ``max_connections_per_address``: each carries the requests of whichever clients
+    the proxy serves, and §12.13-1 puts the limits per client address (§10.1-4 among them) on
+    the client's address, not the proxy's — the connections per client are the proxy's to
+    bound. Capped like any address, one proxy's connections for that many requests in progress
+    at once made every further one of its connections refused, every customer's request with
+    it.
     """
 
     def __init__(
@@ -253,8 +269,10 @@ class ConnectionGuard:
         clock: Callable[[], float] = time.monotonic,
         open_files: int | None = None,
         accept_burst: int = 0,
+        deployment: Deployment | None = None,
     ) -> None:
         self.limits = limits
+        self.deployment = deployment or Deployment()
         self.cap = limits.total_cap(open_files, accept_burst=accept_burst)
         if self.cap < limits.max_connections:
             log.info("at most %d open HTTP connections (the open-file limit allows no more)",
@@ -283,9 +301,11 @@ class ConnectionGuard:
         return address
 
     def admit(self, handler: Held, address: str) -> bool:
-        """Take ``handler``'s connection in, or say it must be closed (§10.1-3, §10.1-4)."""
+        """Take ``handler``'s connection in, or say it must be closed (§10.1-3, §10.1-4; a
+        trusted proxy's, §12.13-1: see the class)."""
         key = self.limits.address_key(address)
-        if self._per_key[key] >= self.limits.max_connections_per_address:
+        if (self._per_key[key] >= self.limits.max_connections_per_address
+                and not self.deployment.trusts(address)):  # fmt: skip
             self._log.note("refused: over max_connections_per_address")
             return False
         if len(self._open) >= self.cap:
@@ -387,12 +407,18 @@ def _fail_body(request: web.BaseRequest, parsed: object) -> None:
         body.set_exception(web.RequestPayloadError(f"the body's transfer coding broke: {error}"))
 
 
+class _Faulty(BadHttpMessage):
+    """HTTP that aiohttp's parser takes but :class:`_ConnectionHandler` does not (a head too
+    long, :meth:`~_ConnectionHandler._count_head`; a transfer coding in HTTP/1.0): its message
+    is the problem's detail."""
+
+
 class _ConnectionHandler(web.RequestHandler):
     """aiohttp's request handler, with the deadlines and the admission of §10.1 and signed
     answers to HTTP it cannot parse (§12.4-5)."""
 
-    __slots__ = ("_admitted", "_answer", "_answered", "_deadline", "_eof", "_guard", "_sending",
-                 "_state")  # fmt: skip
+    __slots__ = ("_admitted", "_answer", "_answered", "_deadline", "_eof", "_guard", "_head",
+                 "_last_body", "_sending", "_state")  # fmt: skip
 
     def __init__(self, manager: web.Server, *, guard: ConnectionGuard, answer: ErrorAnswer,
                  **kwargs: Any) -> None:  # fmt: skip
@@ -412,6 +438,9 @@ class _ConnectionHandler(web.RequestHandler):
         self._sending = -1
         self._answered = 0  # requests answered; aiohttp counts those it parsed
         self._eof = False  # the client shut its sending side down: answer what came, close
+        # Bytes of the head being read (see _count_head); -1: one was too long, read no more.
+        self._head = 0
+        self._last_body: StreamReader | None = None  # the last request parsed's body
 
     # -- admission and deadlines (§10.1) -------------------------------------------------------
 
@@ -449,13 +478,43 @@ class _ConnectionHandler(web.RequestHandler):
             self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
+        if self._head < 0:
+            return  # after a head too long, nothing more is read (the answer closes)
         if self._state is _State.WAITING and data:
             self._state = _State.HEAD
             self._guard.head(self._deadline, self._loop)
         request, queued = self._current_request, len(self._messages)
+        body = self._last_body
+        in_head = body is None or body.is_eof()  # past the last request parsed: a head
         super().data_received(data)
-        if request is not None and len(self._messages) > queued:
-            _fail_body(request, self._messages[queued][0])
+        if len(self._messages) > queued:
+            if request is not None:
+                _fail_body(request, self._messages[queued][0])
+            self._head = 0
+            self._last_body = self._messages[-1][1]
+        elif in_head:
+            self._count_head(len(data))
+
+    def _count_head(self, n: int) -> None:
+        """``n`` more bytes of a request head went to aiohttp's parser, which keeps what it
+        has read of a head until its end (RFC 9112 §2.2): past :data:`MAX_HEAD_LINES` times
+        ``max_header_line_bytes``, the head is answered ``malformed`` and the connection
+        closed (§12.4-5), its bytes no longer read. A body's bytes are no head's: counted are
+        only bytes that came while the last request parsed had all its body, and none that
+        came with the end of a head."""
+        if self._payload_parser is not None or self._upgraded or self._force_close:
+            return  # not HTTP requests any more (an upgrade), or closing
+        self._head += n
+        limit = MAX_HEAD_LINES * self._guard.limits.max_header_line_bytes
+        if self._head <= limit:
+            return
+        self._head = -1
+        exc = _Faulty(f"a request head is longer than {limit} bytes")
+        self._messages.append((_ErrInfo(status=400, exc=exc, message=exc.message),
+                               EMPTY_PAYLOAD))  # fmt: skip
+        self._request_count += 1
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio.Protocol's
         """The client shut its sending side down (a half-close, RFC 9112 §9.6): the requests
@@ -487,7 +546,36 @@ class _ConnectionHandler(web.RequestHandler):
         self.request_started()
         if request.version.major != 1:
             request_handler = self._not_http1
+        elif request.version.minor == 0 and hdrs.TRANSFER_ENCODING in request.headers:
+            request_handler = self._coded_http10
+        elif hdrs.EXPECT in request.headers:
+            request_handler = functools.partial(self._expecting, request_handler)
         return await super()._handle_request(request, start_time, request_handler)
+
+    async def _coded_http10(self, request: web.BaseRequest) -> web.StreamResponse:
+        """An HTTP/1.0 request with ``Transfer-Encoding``: HTTP/1.0 has no transfer codings,
+        so its framing is faulty — its sender may frame it otherwise, and what follows the
+        chunks may be part of it, not a request (RFC 9112 §6.1). Answered ``malformed`` and
+        closed, its body not read (§12.4-5); aiohttp read the chunks and, with keep-alive, took
+        the bytes after them as the next request."""
+        return self.handle_error(request, 400, _Faulty(
+            "Transfer-Encoding in an HTTP/1.0 request: its framing is faulty"))
+
+    async def _expecting(self, handler: Callable[[web.BaseRequest],
+                                                 Awaitable[web.StreamResponse]],
+                         request: web.BaseRequest) -> web.StreamResponse:  # fmt: skip
+        """A request with an ``Expect`` field: an expectation aiohttp's default expect
+        handler refuses (anything but 100-continue; it runs before any middleware, on every
+        route without an expect handler of its own, and on unknown paths and methods) is
+        answered ``malformed`` and closed — where aiohttp answered a plain-text 417 (§12.4-2).
+        """
+        try:
+            return await handler(request)
+        except web.HTTPExpectationFailed:
+            log.debug("unknown expectation from %s", request.remote)
+            out = self._answer(400, "the only expectation understood is 100-continue")
+            out.force_close()  # the body may follow, or not: where would a next request start?
+            return out
 
     async def _not_http1(self, request: web.BaseRequest) -> web.StreamResponse:
         """A request line naming HTTP/2 or later on this HTTP/1 connection ("GET / HTTP/2.0"
@@ -597,6 +685,8 @@ class _ConnectionHandler(web.RequestHandler):
             if isinstance(exc, LineTooLong):
                 limit = self._guard.limits.max_header_line_bytes
                 detail = f"a request line or header field is longer than {limit} bytes"
+            elif isinstance(exc, _Faulty):
+                detail = exc.message
             else:
                 kind = type(exc).__name__ if exc is not None else "unknown"
                 detail = f"the request is not valid HTTP/1.1 ({kind})"

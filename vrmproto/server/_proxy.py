@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -31,8 +30,6 @@ Fields = Callable[[str], Sequence[str]]
 
 _X_FORWARDED_FOR = "X-Forwarded-For"
 _X_FORWARDED_PROTO = "X-Forwarded-Proto"
-# One forwarded-pair of RFC 7239 §4: token=token or token="quoted string".
-_PAIR = re.compile(r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)\s*')
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,30 +95,46 @@ def _node(value: str) -> str | None:
     return None if ip is None else str(ip)
 
 
-def _forwarded(headers: Sequence[str]) -> list[tuple[str | None, str | None]]:
-    """``(for, proto)`` of each element of the ``Forwarded`` header(s), left to right."""
-    out: list[tuple[str | None, str | None]] = []
-    for header in headers:
-        for element in header.split(","):
-            pairs = {k.lower(): v for k, v in _PAIR.findall(element)}
-            if not pairs:
-                continue
-            node = pairs.get("for")
-            proto = pairs.get("proto")
-            out.append((None if node is None else _node(node),
-                        None if proto is None else proto.strip('"').lower()))  # fmt: skip
-    return out
+def _pairs(element: str) -> dict[str, str]:
+    """The forwarded-pairs of one element of a ``Forwarded`` field (RFC 7239 §4), by name in
+    lower case: split at each ``;`` and at the first ``=`` of each pair, in time linear in the
+    element's length. (A regular expression tried at each position of the element took 0.6 s
+    for 8 000 bytes of a token without ``=``.)"""
+    pairs = {}
+    for pair in element.split(";"):
+        name, eq, value = pair.partition("=")
+        if eq:
+            pairs[name.strip().lower()] = value.strip()
+    return pairs
 
 
-def _x_forwarded(fields: Fields) -> list[tuple[str | None, str | None]]:
-    chain = [_node(a) for h in fields(_X_FORWARDED_FOR) for a in h.split(",")
-             if a.strip()]  # fmt: skip
-    protos = [p.strip().lower() for h in fields(_X_FORWARDED_PROTO) for p in h.split(",")
-              if p.strip()]  # fmt: skip
-    if not chain:
-        return []
-    # The proto the edge proxy saw belongs to the client's hop, the leftmost one.
-    return [(chain[0], protos[0] if protos else None), *((a, None) for a in chain[1:])]
+def _hops(fields: Fields) -> Iterator[tuple[str | None, str | None]]:
+    """``(for, proto)`` of each hop of the proxies' chain, from the right (the nearest proxy's
+    first), each read only when the walk gets to it: ``Forwarded`` when present,
+    ``X-Forwarded-For`` / ``-Proto`` otherwise. What a client wrote itself is left of its
+    address, which ends the walk: it is split from the rest but never read (an address
+    parsed for each of the 4 000 entries of an 8 KB ``X-Forwarded-For`` took 20 ms)."""
+    forwarded = fields(hdrs.FORWARDED)
+    if forwarded:
+        for header in reversed(forwarded):
+            for element in reversed(header.split(",")):
+                pairs = _pairs(element)
+                if not pairs:
+                    continue
+                node = pairs.get("for")
+                proto = pairs.get("proto")
+                yield (None if node is None else _node(node),
+                       None if proto is None else proto.strip('"').lower())  # fmt: skip
+        return
+    chain = [a for h in fields(_X_FORWARDED_FOR) for a in h.split(",")]
+    first = next((i for i, a in enumerate(chain) if a.strip()), len(chain))
+    for i in range(len(chain) - 1, first, -1):
+        if chain[i].strip():
+            yield _node(chain[i]), None
+    if first < len(chain):
+        # The proto the edge proxy saw belongs to the client's hop, the leftmost one.
+        protos = (p.strip().lower() for h in fields(_X_FORWARDED_PROTO) for p in h.split(","))
+        yield _node(chain[first]), next((p for p in protos if p), None)
 
 
 def client_of(request: web.BaseRequest, deployment: Deployment) -> tuple[str, str]:
@@ -139,15 +152,15 @@ def client_from(peer: str, scheme: str, fields: Fields,
     fields named ``name``."""
     if not deployment.trusts(peer):
         return peer, scheme
-    forwarded = fields(hdrs.FORWARDED)
-    chain = _forwarded(forwarded) if forwarded else _x_forwarded(fields)
     client = peer
-    for node, proto in reversed(chain):
-        if not deployment.trusts(client) or node is None:
+    for node, proto in _hops(fields):
+        if node is None:
             break
         client = node
         if proto in ("http", "https"):
             scheme = proto
+        if not deployment.trusts(client):
+            break
     return client, scheme
 
 
