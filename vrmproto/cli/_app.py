@@ -17,6 +17,7 @@ import click
 from vrmproto import __version__
 from vrmproto.cli._context import common_options, current_env
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, explain, printable
+from vrmproto.cli._streams import steady_streams
 
 #: ``vrm --help`` ends with the exit codes every command follows (:mod:`vrmproto.cli._errors`);
 #: ``\b`` keeps click from rewrapping the lines.
@@ -114,7 +115,9 @@ def cli() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """The console script: run ``vrm`` and exit with its documented code."""
+    """The console script: run ``vrm`` and exit with its documented code, whatever its
+    output's reader or terminal can take (:mod:`vrmproto.cli._streams`)."""
+    steady_streams()
     try:
         result = cli.main(args=list(argv) if argv is not None else None, prog_name="vrm",
                           standalone_mode=False)  # fmt: skip

@@ -46,6 +46,7 @@ from vrmproto.cli._errors import EXIT_FAILED, EXIT_OK
 from vrmproto.cli._home import DEFAULT_TERMS, Home, Settings
 from vrmproto.cli._output import Out, records_table, short, terms_text
 from vrmproto.cli._progress import FanoutDisplay
+from vrmproto.cli._streams import json_ascii
 from vrmproto.cli._vendor import LocalVendor, parse_vendor_config
 from vrmproto.client import Agent, ConnectResult
 from vrmproto.store import ThreadKind
@@ -399,6 +400,6 @@ def demo(env: Env, keep: Path | None) -> None:
     d = run(run_demo(out, workdir=keep))
     report = d.report()
     if out.json_mode:
-        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(report, indent=2, ensure_ascii=json_ascii()))
     raise click.exceptions.Exit(EXIT_OK if report["ok"] else EXIT_FAILED)
 

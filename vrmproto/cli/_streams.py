@@ -1,0 +1,98 @@
+"""The ``vrm`` command's standard output and error: what they cannot carry never stops a command.
+
+A command's exit code says what happened to what it sent (README "Exit codes"); printing is
+only telling. Two things about the terminal or the pipe used to override it:
+
+- a reader that goes away (``vrm address set … | grep -q queued``, ``| head -1``): the next
+  write failed with ``EPIPE``, click turned that into a silent exit 1 ("refused or failed")
+  and a fan-out in flight was cut short, although its messages were sent or kept;
+- a terminal whose encoding cannot show a mark (``⊂ ⊃ ✓``; an ISO-8859-1 or ASCII locale,
+  ``PYTHONIOENCODING=ascii``): the print raised ``UnicodeEncodeError`` *after* the vendor
+  confirmed, and the command exited 2 ("nothing was sent").
+
+:func:`steady_streams` makes both streams drop what their reader no longer takes and write a
+character they cannot encode as ``?`` (stderr keeps Python's ``\\uXXXX`` escapes); the command
+finishes and ends with its own code. JSON output is escaped to ASCII on such a stream
+(:func:`json_ascii`), so it stays valid and lossless.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+__all__ = ["DropWhenGone", "json_ascii", "steady_streams"]
+
+
+class DropWhenGone(io.RawIOBase):
+    """A writable file descriptor whose writes, once its reader has gone (``EPIPE``), are
+    dropped: the command goes on as if they were read."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self.gone = False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def write(self, b: ReadableBuffer, /) -> int | None:
+        if not self.gone:
+            try:
+                return os.write(self._fd, b)
+            except BlockingIOError:  # a non-blocking descriptor that is full: as FileIO does
+                return None
+            except BrokenPipeError:
+                self.gone = True
+        return memoryview(b).nbytes
+
+
+def _steady(stream: TextIO | None, errors: str) -> TextIO | None:
+    """``stream`` again over :class:`DropWhenGone`, in its encoding, undecodable characters
+    written by ``errors``; ``stream`` itself if it is not a file descriptor's text stream."""
+    if not isinstance(stream, io.TextIOWrapper):
+        return stream
+    try:
+        fd = stream.fileno()
+        stream.flush()
+    except (OSError, ValueError):
+        return stream
+    # DropWhenGone never closes the descriptor: it is the process's (0-2), not ours
+    return io.TextIOWrapper(
+        io.BufferedWriter(DropWhenGone(fd)), encoding=stream.encoding, errors=errors,
+        line_buffering=stream.line_buffering, write_through=stream.write_through,
+    )  # fmt: skip
+
+
+def steady_streams() -> None:
+    """Replace ``sys.stdout`` and ``sys.stderr`` by streams that never fail a command
+    (see the module's docstring). For the console script only: it runs before any command."""
+    out = _steady(sys.stdout, "replace")
+    err = _steady(sys.stderr, "backslashreplace")
+    if out is not None:
+        sys.stdout = out
+    if err is not None:
+        sys.stderr = err
+
+
+def json_ascii(stream: TextIO | None = None) -> bool:
+    """Whether JSON written to ``stream`` (default stdout) must escape every non-ASCII
+    character: its encoding is not a Unicode one, so ``?`` would replace them."""
+    encoding = getattr(stream if stream is not None else sys.stdout, "encoding", None)
+    try:
+        name = codecs.lookup(encoding or "ascii").name
+    except LookupError:
+        return True
+    return not name.startswith("utf")
