@@ -7,8 +7,10 @@ or environment; 3 queued in the outbox, goes by itself; 4 could not be reached, 
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +20,7 @@ from vrmproto import __version__
 from vrmproto.cli._context import common_options, current_env
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, explain, printable
 from vrmproto.cli._streams import steady_streams
+from vrmproto.store import StoreError
 
 #: ``vrm --help`` ends with the exit codes every command follows (:mod:`vrmproto.cli._errors`);
 #: ``\b`` keeps click from rewrapping the lines.
@@ -138,10 +141,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         click.echo("interrupted.", err=True)
         code = 130
     except Exception as exc:  # the one place every error becomes a sentence
-        err = explain(exc)
+        err = _unwritable(exc) or explain(exc)
         _report(err)
         code = err.exit_code
     sys.exit(code)
+
+
+#: What writing a file says when its directory cannot take it (read-only, full, not ours).
+_NO_WRITE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _unwritable(exc: Exception) -> CliError | None:
+    """A store or a file that failed while the data directory cannot be written: said so
+    (:meth:`~vrmproto.cli._home.Home.cannot_write`), not as a failed command (exit 1) or a
+    damaged directory. The command may have sent a message before: the outbox holds it."""
+    if not isinstance(exc, StoreError | sqlite3.Error) and not (
+        isinstance(exc, OSError) and exc.errno in _NO_WRITE
+    ):
+        return None
+    env = current_env()
+    return env.home.cannot_write(sent=True) if env is not None else None
 
 
 def _report(err: CliError, hint: str = "") -> None:

@@ -12,7 +12,8 @@ code  ``outcome``      meaning, and what a script does
                        checked does not hold (``verify``, ``history --compare``, ``doctor``).
                        Running it again as it is gives the same answer
 2     ``usage``        usage or environment: bad arguments or URL, no or damaged data directory,
-                       bad seed text. Nothing was sent
+                       one that cannot be written (read-only, its disk full), bad seed text.
+                       Nothing was sent
 3     ``queued``       not delivered yet: it waits in the outbox and goes by itself
                        (``vrm outbox run``, ``vrm agent serve``). Do not send it again
 4     ``unreachable``  no vendor (or relay) could be reached, and nothing was kept to retry: run
