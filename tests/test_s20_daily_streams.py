@@ -21,6 +21,7 @@ from tests._cli_helpers import (
     VendorHost,
     cli_env,
     connected,
+    fails,
     history_length,
     hosted,
     ok,
@@ -112,3 +113,18 @@ def test_json_is_escaped_to_ascii_only_for_a_stream_that_cannot_carry_unicode() 
     assert json_ascii(io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
     assert json_ascii(io.TextIOWrapper(io.BytesIO(), encoding="latin-1"))
     assert not json_ascii(io.TextIOWrapper(io.BytesIO(), encoding="UTF8"))
+
+
+def test_a_value_typed_in_another_encoding_is_named_not_a_codec_error(
+    tmp_path: Path, vendors: VendorHost
+) -> None:
+    """Latin-1 ``ë`` (byte EB) typed in a UTF-8 terminal: Python holds it as a lone surrogate,
+    and vrm said "'utf-8' codec can't encode character '\\udceb' in position 2: surrogates not
+    allowed"."""
+    home = connected(tmp_path, vendors["outfitters"].url)
+    r = fails(vrm(*SHARE[:2], "name=Zo\udceb", *SHARE[3:], home=home), 2,
+              "'name=Zo\\xeb' is not text in your terminal's encoding")  # fmt: skip
+    assert "codec" not in r.stderr, r
+    assert ok(vrm("outbox", "--json", home=home)).json["pending"] == []  # nothing was sent
+    said = vrm("--json", *SHARE[:2], "name=Zo\udceb", *SHARE[3:], home=home)
+    assert said.json["error"]["kind"] == "not_text", said

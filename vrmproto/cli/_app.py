@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         click.echo("interrupted.", err=True)
         code = 130
     except Exception as exc:  # the one place every error becomes a sentence
-        err = _unwritable(exc) or explain(exc)
+        err = _unwritable(exc) or _not_text(exc, argv) or explain(exc)
         _report(err)
         code = err.exit_code
     sys.exit(code)
@@ -161,6 +161,24 @@ def _unwritable(exc: Exception) -> CliError | None:
         return None
     env = current_env()
     return env.home.cannot_write(sent=True) if env is not None else None
+
+
+def _not_text(exc: Exception, argv: Sequence[str] | None) -> CliError | None:
+    """A value typed in another encoding than the terminal's (Latin-1 bytes in a UTF-8
+    locale): Python kept its bytes as lone surrogates, and the first encode of it failed with
+    "surrogates not allowed". Said as the argument it is, a usage error: nothing was sent."""
+    if not isinstance(exc, UnicodeEncodeError) or "surrogates" not in str(exc):
+        return None
+    args = sys.argv[1:] if argv is None else argv
+    bad = [a for a in args if any("\udc80" <= c <= "\udcff" for c in a)]
+    what = "a value"
+    if bad:  # its bytes as typed, the ones that are not text escaped (\xeb)
+        raw = bad[0].encode("utf-8", "surrogateescape")
+        what = f"'{printable(raw.decode('ascii', 'backslashreplace'))}'"
+    return CliError(f"{what} is not text in your terminal's encoding "
+                    f"({sys.getfilesystemencoding()}); type it again as such, or set your "
+                    "terminal and locale to the same encoding (LANG=C.UTF-8).", EXIT_USAGE,
+                    kind="not_text")  # fmt: skip
 
 
 def _report(err: CliError, hint: str = "") -> None:
