@@ -17,8 +17,15 @@ from collections.abc import Sequence
 import click
 
 from vrmproto import __version__
-from vrmproto.cli._context import common_options, current_env
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, explain, printable
+from vrmproto.cli._context import common_options, current_env, queued_keys, run
+from vrmproto.cli._errors import (
+    EXIT_FAILED,
+    EXIT_QUEUED,
+    EXIT_USAGE,
+    CliError,
+    explain,
+    printable,
+)
 from vrmproto.cli._streams import steady_streams
 from vrmproto.store import StoreError
 
@@ -127,9 +134,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = result if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted.", err=True)
-        code = EXIT_FAILED
+    except click.exceptions.Abort as exc:  # ^C (click's), or no answer at a prompt
+        err = _interrupted("aborted" if exc.__context__ is None else "interrupted", EXIT_FAILED)
+        _report(err)
+        code = err.exit_code
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx is not None else "vrm"
         _report(explain(exc), hint=f"`{where} --help` explains")
@@ -137,14 +145,48 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.ClickException as exc:
         _report(explain(exc))
         code = EXIT_USAGE
-    except KeyboardInterrupt:
-        click.echo("interrupted.", err=True)
-        code = 130
+    except KeyboardInterrupt:  # ^C outside a command (click makes one inside it Abort)
+        err = _interrupted("interrupted", EXIT_FAILED)
+        _report(err)
+        code = err.exit_code
     except Exception as exc:  # the one place every error becomes a sentence
         err = _unwritable(exc) or _not_text(exc, argv) or explain(exc)
         _report(err)
         code = err.exit_code
     sys.exit(code)
+
+
+def _interrupted(what: str, code: int) -> CliError:
+    """A command stopped by ^C (or a prompt left unanswered): ``code``, unless it had already
+    queued messages, which wait in the outbox and go by themselves — then ``queued`` (3): a
+    script that ran it again, as ``failed`` (1) tells it to, would send them twice."""
+    waiting = _queued_since()
+    if waiting:
+        return CliError(f"{what}; {waiting} message(s) this command queued wait in the outbox "
+                        "and go by themselves (`vrm outbox run`, `vrm agent serve`): do not "
+                        "send them again (`vrm outbox` lists them).", EXIT_QUEUED, kind=what)
+    return CliError(f"{what}.", code, kind=what)
+
+
+def _queued_since() -> int:
+    """How many messages wait in the outbox of this command's data directory that did not
+    when it opened its agent (:attr:`Env.queued_before`); 0 if that cannot be known."""
+    env = current_env()
+    before = env.queued_before if env is not None else None
+    if env is None or before is None:
+        return 0
+
+    async def count() -> int:
+        store = await env.home.open_store()
+        try:
+            return len(await queued_keys(store) - before)
+        finally:
+            await store.close()
+
+    try:
+        return run(count())
+    except (Exception, KeyboardInterrupt):  # a second ^C: as if nothing were known
+        return 0
 
 
 #: What writing a file says when its directory cannot take it (read-only, full, not ours).
