@@ -128,3 +128,14 @@ def test_a_value_typed_in_another_encoding_is_named_not_a_codec_error(
     assert ok(vrm("outbox", "--json", home=home)).json["pending"] == []  # nothing was sent
     said = vrm("--json", *SHARE[:2], "name=Zo\udceb", *SHARE[3:], home=home)
     assert said.json["error"]["kind"] == "not_text", said
+
+
+def test_json_names_a_path_that_is_not_utf8_as_it_is(tmp_path: Path, vendors: VendorHost) -> None:
+    """A file name of Latin-1 bytes (kept by Python as lone surrogates): ``vrm --json verify``
+    exited 2 once it had verified the file ("surrogates not allowed"), then wrote ``?``."""
+    home = connected(tmp_path, vendors["outfitters"].url)
+    path = os.fsdecode(bytes(tmp_path) + b"/evidence-\xe9.json")
+    ok(vrm("history", "Wasatch Outfitters", "--export", path, home=home))
+    said = ok(vrm("--json", "verify", path, home=home)).json
+    assert said["file"] == path, said
+    assert said["valid"] is True

@@ -12,14 +12,16 @@ only telling. Two things about the terminal or the pipe used to override it:
 
 :func:`steady_streams` makes both streams drop what their reader no longer takes and write a
 character they cannot encode as ``?`` (stderr keeps Python's ``\\uXXXX`` escapes); the command
-finishes and ends with its own code. JSON output is escaped to ASCII on such a stream
-(:func:`json_ascii`), so it stays valid and lossless.
+finishes and ends with its own code. JSON output is escaped to ASCII on such a stream, and
+wherever it holds what no encoding can write (a path's non-UTF-8 bytes, kept by Python as lone
+surrogates), so it stays valid and lossless (:func:`json_text`).
 """
 
 from __future__ import annotations
 
 import codecs
 import io
+import json
 import os
 import sys
 from typing import TYPE_CHECKING, TextIO
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
-__all__ = ["DropWhenGone", "json_ascii", "steady_streams"]
+__all__ = ["DropWhenGone", "json_ascii", "json_text", "steady_streams"]
 
 
 class DropWhenGone(io.RawIOBase):
@@ -96,3 +98,16 @@ def json_ascii(stream: TextIO | None = None) -> bool:
     except LookupError:
         return True
     return not name.startswith("utf")
+
+
+def json_text(data: object, *, indent: int | None = None) -> str:
+    """``data`` as JSON for stdout: as it is where stdout's encoding can write it, else with
+    every non-ASCII character escaped (``\\u00eb``; a lone surrogate as ``\\udcff``, which
+    ``json.loads`` gives back as it was) — never a ``?`` in place of a character."""
+    text = json.dumps(data, indent=indent, ensure_ascii=json_ascii())
+    if not text.isascii():
+        try:
+            text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+        except (UnicodeEncodeError, LookupError):
+            text = json.dumps(data, indent=indent)
+    return text
