@@ -135,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.exceptions.Abort as exc:  # ^C (click's), or no answer at a prompt
-        err = _interrupted("aborted" if exc.__context__ is None else "interrupted", EXIT_FAILED)
+        cut = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
+        err = _interrupted("interrupted" if cut else "aborted", EXIT_FAILED)
         _report(err)
         code = err.exit_code
     except click.UsageError as exc:
@@ -148,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:  # ^C outside a command (click makes one inside it Abort)
         err = _interrupted("interrupted", EXIT_FAILED)
         _report(err)
-        code = err.exit_code
+        code = EXIT_QUEUED if err.exit_code == EXIT_QUEUED else 130
     except Exception as exc:  # the one place every error becomes a sentence
         err = _unwritable(exc) or _not_text(exc, argv) or explain(exc)
         _report(err)
