@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests._cli_helpers import ROOT, cli_env, new_home
+from tests._cli_helpers import ROOT, cli_env, fails, new_home, ok, vrm
 from vrmproto.cli import main
 from vrmproto.cli._home import Home
 from vrmproto.store import StoreError
@@ -115,3 +115,20 @@ def test_a_store_that_fails_mid_command_for_want_of_space_is_not_a_refusal(
     said = json.loads(capsys.readouterr().out)
     assert said["error"]["kind"] == "unwritable", said
     assert "`vrm outbox run`" in said["error"]["message"], said
+
+
+def test_an_emptied_store_is_damaged_not_a_fresh_start(tmp_path: Path) -> None:
+    """agent.db truncated to 0 bytes (its schema is written when it is first opened, so vrm
+    never leaves it empty): SQLite made a new store of it, and ``vrm relationships`` said
+    "No relationships yet" — every relationship gone without a word."""
+    home = _existing_home(tmp_path)
+    (home / "agent.db").write_bytes(b"")
+    r = fails(vrm("relationships", home=home), 2, "damaged", "agent.db is empty (0 bytes)",
+              "Restore it from a backup", "--reconcile", "to start afresh here, remove it")
+    assert (home / "agent.db").stat().st_size == 0, r  # left as it was: nothing made of it
+    doctor = vrm("doctor", "--json", home=home)
+    assert doctor.code == 1, doctor
+    failing = [c for c in doctor.json["checks"] if c["status"] == "fail"]
+    assert [c["check"] for c in failing] == ["store"], doctor  # was: schema version 0, a warning
+    (home / "agent.db").unlink()  # as it says: to start afresh
+    assert "No relationships yet" in ok(vrm("relationships", home=home)).stdout

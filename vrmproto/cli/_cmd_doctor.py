@@ -33,7 +33,7 @@ from vrmproto._state import State
 from vrmproto.cli._common import finish, lost_by_vendor, lost_words
 from vrmproto.cli._context import Env, common_options, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, Outcome
-from vrmproto.cli._home import Home
+from vrmproto.cli._home import EMPTIED, Home
 from vrmproto.cli._output import brief, safe
 from vrmproto.client import RelationshipView
 from vrmproto.client._agent_base import _MASTER_CHECK_KEY
@@ -227,6 +227,8 @@ def diagnose(home: Home, timeout_s: float) -> list[Check]:
     if unwritable is not None:  # SQLite would say "unable to open" or "disk I/O error"
         return [*checks, Check("writable", "fail", f"{home.path}: {unwritable}; vrm can record "
                                "nothing there until there is room or it is writable")]
+    if home.store_emptied():  # else read as schema version 0, "migrated by the next command"
+        return [*checks, Check("store", "fail", f"{home.db_path.name} {EMPTIED}")]
     checks += _schema(home.db_path)
     if any(c.status == "fail" for c in checks) or not home.db_path.exists():
         return checks

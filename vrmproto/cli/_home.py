@@ -44,6 +44,11 @@ __all__ = ["DEFAULT_TERMS", "Home", "Settings", "default_home", "show_warnings",
 
 SETTINGS_FORMAT = 1
 
+#: Why an empty agent.db (:meth:`Home.store_emptied`) is not opened as a new store.
+EMPTIED = ("is empty (0 bytes): what it held is lost here (the vendors still hold your "
+           "relationships). Restore it from a backup, then `vrm history VENDOR --reconcile` "
+           "takes back what the backup lacks; or, to start afresh here, remove it")
+
 #: Free space below which a store that fails is said to have failed for want of it: a commit
 #: appends a few dozen 4 KiB pages to the WAL, and SQLite then reports "disk I/O error".
 LOW_SPACE = 1 << 20
@@ -284,6 +289,9 @@ class Home:
         the event loop's thread and are fsynced together (``inline=True``, #12)."""
         if require_seed:
             self.require()
+        if self.store_emptied():
+            raise CliError(f"the data directory {self.path} is damaged: {self.db_path.name} "
+                           f"{EMPTIED}", EXIT_USAGE, kind="damaged")  # fmt: skip
         try:
             store = await SQLiteStore.open(self.db_path, inline=True)
         except StoreError as exc:
@@ -294,6 +302,16 @@ class Home:
             await store.close()
             raise self._unusable(exc) from None
         return store
+
+    def store_emptied(self) -> bool:
+        """Whether agent.db is there but empty (0 bytes). The first command that opens it
+        writes its schema at once, so an empty one was truncated (a crash of the file system,
+        a copy cut short) — or made a moment before a crash. Opened as it is, SQLite would make
+        a new store of it and every relationship would be gone without a word."""
+        try:
+            return self.db_path.stat().st_size == 0
+        except OSError:
+            return False
 
     def _unusable(self, exc: StoreError) -> CliError:
         """agent.db could not be opened: unwritable here (:meth:`cannot_write`), or damaged."""
