@@ -15,6 +15,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests._cli_helpers import (
     ROOT,
     VRM,
@@ -24,6 +26,7 @@ from tests._cli_helpers import (
     fails,
     history_length,
     hosted,
+    new_home,
     ok,
     vrm,
     vrm_command,
@@ -139,3 +142,30 @@ def test_json_names_a_path_that_is_not_utf8_as_it_is(tmp_path: Path, vendors: Ve
     said = ok(vrm("--json", "verify", path, home=home)).json
     assert said["file"] == path, said
     assert said["valid"] is True
+
+
+def test_a_command_started_without_stdout_runs(tmp_path: Path) -> None:
+    """``vrm … >&-`` (cron, a daemon's child): the event loop's own descriptors took number 1,
+    and uvloop aborted the process on closing it (SIGABRT, exit 134). A fresh interpreter."""
+    home = new_home(tmp_path)
+    proc = subprocess.run(["sh", "-c", 'exec "$@" >&- <&-', "sh", *VRM, "--json", "relationships"],
+                          capture_output=True, env=cli_env(home), cwd=ROOT, timeout=60,
+                          check=False)  # fmt: skip
+    assert proc.returncode == 0, proc
+    assert proc.stderr == b"", proc
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_output_to_a_full_disk_is_said_once_and_the_share_is_done(
+    tmp_path: Path, vendors: VendorHost
+) -> None:
+    """``vrm --json share … > file`` on a full disk: a traceback (ENOSPC on the output, then
+    again on the error object) and exit 1 after the vendor had confirmed the share."""
+    home = connected(tmp_path, vendors["outfitters"].url)
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([*vrm_command(), "--json", *SHARE], stdout=full,
+                              stderr=subprocess.PIPE, env=cli_env(home), cwd=ROOT, timeout=60,
+                              check=False, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("its output could not be written (No space left on device)") == 1

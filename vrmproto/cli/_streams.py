@@ -20,6 +20,7 @@ surrogates), so it stays valid and lossless (:func:`json_text`).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
 import json
 import os
@@ -33,8 +34,10 @@ __all__ = ["DropWhenGone", "json_ascii", "json_text", "steady_streams"]
 
 
 class DropWhenGone(io.RawIOBase):
-    """A writable file descriptor whose writes, once its reader has gone (``EPIPE``), are
-    dropped: the command goes on as if they were read."""
+    """A writable file descriptor whose writes, once its reader has gone (``EPIPE``) or it
+    cannot take them (``ENOSPC``: output sent to a full disk; ``EIO``), are dropped: the
+    command goes on as if they were read. A failure other than a reader gone is said once on
+    stderr (fd 2), unless it is stderr that failed."""
 
     def __init__(self, fd: int) -> None:
         super().__init__()
@@ -58,6 +61,13 @@ class DropWhenGone(io.RawIOBase):
                 return None
             except BrokenPipeError:
                 self.gone = True
+            except OSError as exc:
+                self.gone = True
+                if self._fd != 2:
+                    with contextlib.suppress(OSError):
+                        os.write(2, f"vrm: warning: its output could not be written "
+                                    f"({exc.strerror or exc}); the command went on without "
+                                    "it\n".encode())  # fmt: skip
         return memoryview(b).nbytes
 
 
@@ -71,22 +81,46 @@ def _steady(stream: TextIO | None, errors: str) -> TextIO | None:
         stream.flush()
     except (OSError, ValueError):
         return stream
-    # DropWhenGone never closes the descriptor: it is the process's (0-2), not ours
-    return io.TextIOWrapper(
-        io.BufferedWriter(DropWhenGone(fd)), encoding=stream.encoding, errors=errors,
-        line_buffering=stream.line_buffering, write_through=stream.write_through,
-    )  # fmt: skip
+    return _over(fd, stream.encoding, errors, line_buffering=stream.line_buffering,
+                 write_through=stream.write_through)  # fmt: skip
+
+
+def _over(fd: int, encoding: str, errors: str, *, line_buffering: bool = False,
+          write_through: bool = False) -> io.TextIOWrapper:  # fmt: skip
+    """A text stream over :class:`DropWhenGone` of ``fd``, which it never closes: the
+    descriptor is the process's (0-2), not ours."""
+    return io.TextIOWrapper(io.BufferedWriter(DropWhenGone(fd)), encoding=encoding,
+                            errors=errors, line_buffering=line_buffering,
+                            write_through=write_through)  # fmt: skip
+
+
+def _open_standard_descriptors() -> None:
+    """Open /dev/null on each of the descriptors 0-2 that the process was started without
+    (``vrm outbox run >&-`` from cron): else the first file or socket opened takes its number,
+    and uvloop aborts the process (SIGABRT) when it closes a descriptor below 3."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDWR)
+            if opened != fd:  # a lower one was free too: it is opened next, in this loop
+                os.dup2(opened, fd)
+                os.close(opened)
 
 
 def steady_streams() -> None:
     """Replace ``sys.stdout`` and ``sys.stderr`` by streams that never fail a command
-    (see the module's docstring). For the console script only: it runs before any command."""
-    out = _steady(sys.stdout, "replace")
-    err = _steady(sys.stderr, "backslashreplace")
-    if out is not None:
-        sys.stdout = out
-    if err is not None:
-        sys.stderr = err
+    (see the module's docstring); a standard stream the process was started without is
+    /dev/null. For the console script only: it runs before any command."""
+    _open_standard_descriptors()
+    if sys.stdin is None:
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 -- the process's, never closed
+    for name, fd, errors in (("stdout", 1, "replace"), ("stderr", 2, "backslashreplace")):
+        stream = getattr(sys, name)
+        # started without it, Python left it None: its descriptor is /dev/null now
+        steady = _over(fd, "utf-8", errors) if stream is None else _steady(stream, errors)
+        if steady is not None:
+            setattr(sys, name, steady)
 
 
 def json_ascii(stream: TextIO | None = None) -> bool:
