@@ -7,16 +7,27 @@ or environment; 3 queued in the outbox, goes by itself; 4 could not be reached, 
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
+import sqlite3
 import sys
 from collections.abc import Sequence
 
 import click
 
 from vrmproto import __version__
-from vrmproto.cli._context import common_options, current_env
-from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError, explain, printable
+from vrmproto.cli._context import common_options, current_env, queued_keys, run
+from vrmproto.cli._errors import (
+    EXIT_FAILED,
+    EXIT_QUEUED,
+    EXIT_USAGE,
+    CliError,
+    explain,
+    printable,
+)
+from vrmproto.cli._streams import steady_streams
+from vrmproto.store import StoreError
 
 #: ``vrm --help`` ends with the exit codes every command follows (:mod:`vrmproto.cli._errors`);
 #: ``\b`` keeps click from rewrapping the lines.
@@ -114,16 +125,20 @@ def cli() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """The console script: run ``vrm`` and exit with its documented code."""
+    """The console script: run ``vrm`` and exit with its documented code, whatever its
+    output's reader or terminal can take (:mod:`vrmproto.cli._streams`)."""
+    steady_streams()
     try:
         result = cli.main(args=list(argv) if argv is not None else None, prog_name="vrm",
                           standalone_mode=False)  # fmt: skip
         code = result if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted.", err=True)
-        code = EXIT_FAILED
+    except click.exceptions.Abort as exc:  # ^C (click's), or no answer at a prompt
+        cut = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
+        err = _interrupted("interrupted" if cut else "aborted", EXIT_FAILED)
+        _report(err)
+        code = err.exit_code
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx is not None else "vrm"
         _report(explain(exc), hint=f"`{where} --help` explains")
@@ -131,14 +146,82 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.ClickException as exc:
         _report(explain(exc))
         code = EXIT_USAGE
-    except KeyboardInterrupt:
-        click.echo("interrupted.", err=True)
-        code = 130
+    except KeyboardInterrupt:  # ^C outside a command (click makes one inside it Abort)
+        err = _interrupted("interrupted", EXIT_FAILED)
+        _report(err)
+        code = EXIT_QUEUED if err.exit_code == EXIT_QUEUED else 130
     except Exception as exc:  # the one place every error becomes a sentence
-        err = explain(exc)
+        err = _unwritable(exc) or _not_text(exc, argv) or explain(exc)
         _report(err)
         code = err.exit_code
     sys.exit(code)
+
+
+def _interrupted(what: str, code: int) -> CliError:
+    """A command stopped by ^C (or a prompt left unanswered): ``code``, unless it had already
+    queued messages, which wait in the outbox and go by themselves — then ``queued`` (3): a
+    script that ran it again, as ``failed`` (1) tells it to, would send them twice."""
+    waiting = _queued_since()
+    if waiting:
+        return CliError(f"{what}; {waiting} message(s) this command queued wait in the outbox "
+                        "and go by themselves (`vrm outbox run`, `vrm agent serve`): do not "
+                        "send them again (`vrm outbox` lists them).", EXIT_QUEUED, kind=what)
+    return CliError(f"{what}.", code, kind=what)
+
+
+def _queued_since() -> int:
+    """How many messages wait in the outbox of this command's data directory that did not
+    when it opened its agent (:attr:`Env.queued_before`); 0 if that cannot be known."""
+    env = current_env()
+    before = env.queued_before if env is not None else None
+    if env is None or before is None:
+        return 0
+
+    async def count() -> int:
+        store = await env.home.open_store()
+        try:
+            return len(await queued_keys(store) - before)
+        finally:
+            await store.close()
+
+    try:
+        return run(count())
+    except (Exception, KeyboardInterrupt):  # a second ^C: as if nothing were known
+        return 0
+
+
+#: What writing a file says when its directory cannot take it (read-only, full, not ours).
+_NO_WRITE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _unwritable(exc: Exception) -> CliError | None:
+    """A store or a file that failed while the data directory cannot be written: said so
+    (:meth:`~vrmproto.cli._home.Home.cannot_write`), not as a failed command (exit 1) or a
+    damaged directory. The command may have sent a message before: the outbox holds it."""
+    if not isinstance(exc, StoreError | sqlite3.Error) and not (
+        isinstance(exc, OSError) and exc.errno in _NO_WRITE
+    ):
+        return None
+    env = current_env()
+    return env.home.cannot_write(sent=True) if env is not None else None
+
+
+def _not_text(exc: Exception, argv: Sequence[str] | None) -> CliError | None:
+    """A value typed in another encoding than the terminal's (Latin-1 bytes in a UTF-8
+    locale): Python kept its bytes as lone surrogates, and the first encode of it failed with
+    "surrogates not allowed". Said as the argument it is, a usage error: nothing was sent."""
+    if not isinstance(exc, UnicodeEncodeError) or "surrogates" not in str(exc):
+        return None
+    args = sys.argv[1:] if argv is None else argv
+    bad = [a for a in args if any("\udc80" <= c <= "\udcff" for c in a)]
+    what = "a value"
+    if bad:  # its bytes as typed, the ones that are not text escaped (\xeb)
+        raw = bad[0].encode("utf-8", "surrogateescape")
+        what = f"'{printable(raw.decode('ascii', 'backslashreplace'))}'"
+    return CliError(f"{what} is not text in your terminal's encoding "
+                    f"({sys.getfilesystemencoding()}); type it again as such, or set your "
+                    "terminal and locale to the same encoding (LANG=C.UTF-8).", EXIT_USAGE,
+                    kind="not_text")  # fmt: skip
 
 
 def _report(err: CliError, hint: str = "") -> None:

@@ -114,7 +114,7 @@ def _print_connect(out: Out, result: ConnectResult, whose: str = "your", *,
                   f"{terms_short(result.terms)}")  # fmt: skip
     elif result.status in ("rejected", "countered"):
         mark = "[red]✗ rejected[/]" if result.status == "rejected" else "[yellow]↺ countered[/]"
-        out.print(f"  {mark}: {safe(result.reason)}")
+        out.print(f"  {mark}" + (f": {safe(result.reason)}" if result.reason else ""))
         if result.refused and not all(r in result.reason for r in result.refused):
             out.print(f"  refused: {safe(', '.join(result.refused))}")  # the reason did not say
         if result.counter:

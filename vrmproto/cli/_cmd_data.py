@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from vrmproto._errors import Problem
 from vrmproto._keys import fingerprint
 from vrmproto._messages import DataErased, DataWithdraw
 from vrmproto._vocab import parse_category, parse_purpose, suggest_category
@@ -32,6 +33,7 @@ from vrmproto.cli._errors import (
     EXIT_USAGE,
     CliError,
     Outcome,
+    behind_words,
     explain,
     fanout_outcome,
     vendor_outcome,
@@ -448,6 +450,8 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
             if r.delivery is not None and held(r.delivery.error):
                 out.print(f"[bold]{rbutton(r.vendor)}[/]")
                 out.print(queued_line(r.delivery.error))
+            if r.code == Problem.CHAIN_BROKEN.value:  # behind the vendor (§11.11)
+                out.print(f"  {safe(r.vendor)}: {safe(behind_words(r.vendor))}")
         counts = report.counts()
         out.print(f"{counts['confirmed']} confirmed, {counts['queued']} queued, "
                   f"{counts['refused']} refused, {counts['failed']} failed "

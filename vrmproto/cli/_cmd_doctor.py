@@ -1,6 +1,7 @@
 """``vrm doctor``: is everything in order? One line per check, exit 1 if a person must act.
 
-Checks, in order: the data directory's modes (§11.13-1), the seed file, the store's schema
+Checks, in order: the data directory's modes (§11.13-1), the seed file, that the directory
+can be written (not read-only, its disk not full), the store's schema
 version and integrity (read-only: nothing is migrated or repaired), that the store belongs to
 the seed, each known vendor's discovery document and the key we hold for it (§13.1, §2.5),
 the clock against each vendor's ``Date`` (§10-3: messages from a clock off by more than the
@@ -32,7 +33,7 @@ from vrmproto._state import State
 from vrmproto.cli._common import finish, lost_by_vendor, lost_words
 from vrmproto.cli._context import Env, common_options, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, Outcome
-from vrmproto.cli._home import Home
+from vrmproto.cli._home import EMPTIED, Home
 from vrmproto.cli._output import brief, safe
 from vrmproto.client import RelationshipView
 from vrmproto.client._agent_base import _MASTER_CHECK_KEY
@@ -222,6 +223,12 @@ def diagnose(home: Home, timeout_s: float) -> list[Check]:
     except Exception as exc:  # CliError: a damaged seed file
         return [*checks, Check("seed", "fail", str(exc))]
     checks.append(Check("seed", "ok", "readable, check value correct"))
+    unwritable = home.unwritable()
+    if unwritable is not None:  # SQLite would say "unable to open" or "disk I/O error"
+        return [*checks, Check("writable", "fail", f"{home.path}: {unwritable}; vrm can record "
+                               "nothing there until there is room or it is writable")]
+    if home.store_emptied():  # else read as schema version 0, "migrated by the next command"
+        return [*checks, Check("store", "fail", f"{home.db_path.name} {EMPTIED}")]
     checks += _schema(home.db_path)
     if any(c.status == "fail" for c in checks) or not home.db_path.exists():
         return checks

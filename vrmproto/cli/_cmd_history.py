@@ -179,8 +179,8 @@ def verify(env: Env, file: Path) -> None:
         proved = check_evidence(doc)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE, kind="not_evidence") from None
-    except ProtocolError as exc:
-        raise CliError(f"{file} does not verify: {exc} ({exc.clause})", EXIT_FAILED,
+    except ProtocolError as exc:  # its text ends with the clause it cites ("(§8.3-2)")
+        raise CliError(f"{file} does not verify: {exc}", EXIT_FAILED,
                        kind="forged") from None  # fmt: skip
     if env.out.json_mode:
         env.out.json({"file": str(file), "valid": True, **proved})

@@ -385,6 +385,11 @@ def intent_accept(env: Env, offer_id: str, counter_answer: bool | None, timeout:
                                f"{format_time(offer.valid_until)}", EXIT_FAILED,
                                kind="expired")  # fmt: skip
             out.print(f"[bold]taking up[/] {safe(offer.description)} — {safe(offer.price)}")
+            missing = covers(offer.accepts_terms, env.home.settings().terms)
+            if missing:  # the table said so ("not …"); said again before anything is sent
+                out.note(f"  {safe(offer.vendor)}'s offer does not accept your terms "
+                         f"{', '.join(missing)}: it may reject them (your terms go as they "
+                         "are; `vrm terms set` changes them)")  # fmt: skip
             first = await agent.take_offer(offer, timeout_s=timeout)  # the vendor's: as connect
             result, answer = await settle_counter(agent, out, first, counter_answer,
                                                   timeout_s=timeout)  # fmt: skip

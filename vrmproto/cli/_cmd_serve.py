@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -21,6 +20,7 @@ from vrmproto._keys import fingerprint, key_to_text
 from vrmproto.cli._context import Env, common_options, json_option, open_node, pass_env, run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._output import Out, printable, safe, table
+from vrmproto.cli._streams import json_text
 from vrmproto.client import Delivery
 from vrmproto.server import Event
 from vrmproto.server._metrics import Metrics, metrics_site
@@ -32,7 +32,7 @@ __all__ = ["agent", "discover"]
 def _emit(out: Out, human: str, **data: Any) -> None:
     """One line now (flushed), for people or as a JSON object."""
     if out.json_mode:
-        click.echo(json.dumps(data, ensure_ascii=False))
+        click.echo(json_text(data))
     else:
         click.echo(printable(human))
 

@@ -19,8 +19,10 @@ from vrmproto.cli._home import Home, Settings
 from vrmproto.cli._notes_import import import_notes
 from vrmproto.cli._output import Out
 from vrmproto.client import Agent, CustomerNode, RetryPolicy
+from vrmproto.store import Store
 
-__all__ = ["Env", "common_options", "json_option", "open_agent", "open_node", "pass_env", "run"]
+__all__ = ["Env", "common_options", "json_option", "open_agent", "open_node", "pass_env",
+           "queued_keys", "run"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,6 +39,9 @@ class Env:
 
     data_dir: str | None = None
     json: bool = False
+    #: What waited in the outbox when the command opened its agent (:func:`queued_keys`), so
+    #: that a command cut short (^C) can tell what it queued itself.
+    queued_before: frozenset[tuple[bytes, int]] | None = None
 
     @property
     def home(self) -> Home:
@@ -100,6 +105,13 @@ def pass_env(f: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+async def queued_keys(store: Store) -> frozenset[tuple[bytes, int]]:
+    """What waits in the outbox: each message signed and queued (``b""``, its item id) and
+    each draft behind one (its thread, its number in the thread's queue)."""
+    items = {(b"", item.item_id) for item in await store.outbox_all()}
+    return frozenset(items | {(d.thread, d.seq) for d in await store.drafts()})
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run one command's coroutine on a fresh event loop: uvloop's where it is installed
     (``vrmproto[speed]``, see :mod:`vrmproto._loop`)."""
@@ -126,6 +138,7 @@ async def open_node(
     chosen = settings or home.settings()
     store = await home.open_store()
     try:
+        env.queued_before = await queued_keys(store)
         try:
             node = await CustomerNode.open(
                 store, master, terms=chosen.terms,

@@ -22,7 +22,6 @@ No zeroconf: every vendor is addressed by its known URL.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import tempfile
 import time
@@ -46,6 +45,7 @@ from vrmproto.cli._errors import EXIT_FAILED, EXIT_OK
 from vrmproto.cli._home import DEFAULT_TERMS, Home, Settings
 from vrmproto.cli._output import Out, records_table, short, terms_text
 from vrmproto.cli._progress import FanoutDisplay
+from vrmproto.cli._streams import json_text
 from vrmproto.cli._vendor import LocalVendor, parse_vendor_config
 from vrmproto.client import Agent, ConnectResult
 from vrmproto.store import ThreadKind
@@ -399,6 +399,6 @@ def demo(env: Env, keep: Path | None) -> None:
     d = run(run_demo(out, workdir=keep))
     report = d.report()
     if out.json_mode:
-        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        click.echo(json_text(report, indent=2))
     raise click.exceptions.Exit(EXIT_OK if report["ok"] else EXIT_FAILED)
 

@@ -12,7 +12,8 @@ code  ``outcome``      meaning, and what a script does
                        checked does not hold (``verify``, ``history --compare``, ``doctor``).
                        Running it again as it is gives the same answer
 2     ``usage``        usage or environment: bad arguments or URL, no or damaged data directory,
-                       bad seed text. Nothing was sent
+                       one that cannot be written (read-only, its disk full), bad seed text.
+                       Nothing was sent
 3     ``queued``       not delivered yet: it waits in the outbox and goes by itself
                        (``vrm outbox run``, ``vrm agent serve``). Do not send it again
 4     ``unreachable``  no vendor (or relay) could be reached, and nothing was kept to retry: run
@@ -34,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import re
+import shlex
 import sqlite3
 from collections.abc import Iterable, Iterator
 
@@ -61,6 +63,7 @@ __all__ = [
     "EXIT_USAGE",
     "CliError",
     "Outcome",
+    "behind_words",
     "delivery_outcome",
     "explain",
     "fanout_outcome",
@@ -214,6 +217,17 @@ def vendor_sent(what: str) -> Iterator[None]:
         raise InvalidResponse.of(exc, what) from exc
 
 
+def behind_words(vendor: str) -> str:
+    """What a ``chain_broken`` refusal of a message of ours whose predecessor the vendor
+    accepted means (§4.5-6): the vendor holds more of the relationship than our history does —
+    the data directory came back from a backup, or a copy of it sent from elsewhere (§11.11)
+    — and what the person does: take back what ours lacks (§8.3-3), then send again."""
+    quoted = vendor if vendor == "VENDOR" else shlex.quote(vendor)
+    return (f"the vendor may hold messages your history lacks (was your data directory restored "
+            f"from a backup, or copied?): `vrm history {quoted} --reconcile` takes them back "
+            "from it; then send again")
+
+
 def _clocks(code: Problem | None) -> str:
     return ("; the vendor's clock and yours may differ (`vrm doctor` compares them)"
             if code in (Problem.EXPIRED, Problem.CLOCK_SKEW) else "")  # fmt: skip
@@ -226,8 +240,9 @@ def explain(exc: BaseException) -> CliError:
     if isinstance(exc, click.ClickException):
         return CliError(_sentence(exc.format_message()), EXIT_USAGE, kind="usage")
     if isinstance(exc, PeerProblemError):
+        behind = f"; {behind_words('VENDOR')}" if exc.problem is Problem.CHAIN_BROKEN else ""
         return CliError(
-            _sentence(f"the peer refused it ({exc.code}): {exc.detail}"), EXIT_FAILED,
+            _sentence(f"the peer refused it ({exc.code}): {exc.detail}{behind}"), EXIT_FAILED,
             kind="refused",
         )  # fmt: skip
     if isinstance(exc, InvalidResponse):  # the vendor answered, with what we cannot use

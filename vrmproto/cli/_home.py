@@ -12,7 +12,8 @@ Layout (default ``~/.vrm``; ``VRM_HOME`` or ``--data-dir`` choose another)::
 
 Every file is written with :func:`vrmproto._files.atomic_write`, so a crash leaves the old
 version or the new, never a torn mix. Anything unreadable is reported as a damaged data
-directory, naming the file, with exit code 2.
+directory, naming the file, with exit code 2; a directory that cannot be written (read-only,
+or its disk full) is said to be that, also with exit code 2, and not called damaged.
 
 Only the person may read any of it (spec §11.13-1): the directory is 0700 and its files 0600.
 Each time it is opened, a looser directory or file is tightened, and a warning says so
@@ -42,6 +43,15 @@ from vrmproto.store import SQLiteStore, StoreError
 __all__ = ["DEFAULT_TERMS", "Home", "Settings", "default_home", "show_warnings", "warn"]
 
 SETTINGS_FORMAT = 1
+
+#: Why an empty agent.db (:meth:`Home.store_emptied`) is not opened as a new store.
+EMPTIED = ("is empty (0 bytes): what it held is lost here (the vendors still hold your "
+           "relationships). Restore it from a backup, then `vrm history VENDOR --reconcile` "
+           "takes back what the backup lacks; or, to start afresh here, remove it")
+
+#: Free space below which a store that fails is said to have failed for want of it: a commit
+#: appends a few dozen 4 KiB pages to the WAL, and SQLite then reports "disk I/O error".
+LOW_SPACE = 1 << 20
 
 
 def _default_terms() -> tuple[TermRef, ...]:
@@ -155,6 +165,41 @@ class Home:
         """A store without its seed file: the seed was lost (or never restored) here."""
         return not self.exists() and self.db_path.is_file() and self.db_path.stat().st_size > 0
 
+    def unwritable(self) -> str | None:
+        """Why nothing can be written in the directory, if that is so: it is on a read-only
+        file system (one the kernel remounted read-only after a disk error, a backup disk),
+        its permissions do not let us, or its disk is (nearly) full. SQLite says only
+        "unable to open database file" or "disk I/O error" for each of them."""
+        try:
+            st = os.statvfs(self.path)
+        except OSError:
+            return None
+        if st.f_flag & os.ST_RDONLY:
+            return "it is on a read-only file system"
+        if not os.access(self.path, os.W_OK) or (
+            self.db_path.exists() and not os.access(self.db_path, os.W_OK)
+        ):
+            return "its permissions do not let you write in it"
+        free = st.f_bavail * st.f_frsize
+        if free < LOW_SPACE:
+            return f"the disk it is on is full ({free // 1024} KiB free)"
+        return None
+
+    def cannot_write(self, *, sent: bool = False) -> CliError | None:
+        """The error to report instead of a store that failed, when the cause is that nothing
+        can be written here (:meth:`unwritable`): the files are not damaged, and restoring a
+        backup would lose what they hold. ``sent``: the command may have sent something first
+        (its message waits in the outbox, and `vrm outbox run` finishes it)."""
+        why = self.unwritable()
+        if why is None:
+            return None
+        then = ("then `vrm outbox run` delivers what waits there, and run the command again "
+                "if `vrm outbox` does not list it." if sent else
+                "then run the command again; nothing was sent.")  # fmt: skip
+        return CliError(f"cannot write in your data directory {self.path}: {why}. Your "
+                        f"files are as they were: make room or make it writable, {then}",
+                        EXIT_USAGE, kind="unwritable")  # fmt: skip
+
     def _damaged(self, what: Path, why: str) -> CliError:
         return CliError(
             f"the data directory {self.path} is damaged: {what.name} {why}; restore it from a "
@@ -244,16 +289,36 @@ class Home:
         the event loop's thread and are fsynced together (``inline=True``, #12)."""
         if require_seed:
             self.require()
+        if self.store_emptied():
+            raise CliError(f"the data directory {self.path} is damaged: {self.db_path.name} "
+                           f"{EMPTIED}", EXIT_USAGE, kind="damaged")  # fmt: skip
         try:
             store = await SQLiteStore.open(self.db_path, inline=True)
         except StoreError as exc:
-            raise self._damaged(self.db_path, f"is not a usable database ({exc})") from None
+            raise self._unusable(exc) from None
         try:
             await store.relationships()
         except StoreError as exc:
             await store.close()
-            raise self._damaged(self.db_path, f"is not a usable database ({exc})") from None
+            raise self._unusable(exc) from None
         return store
+
+    def store_emptied(self) -> bool:
+        """Whether agent.db is there but empty (0 bytes). The first command that opens it
+        writes its schema at once, so an empty one was truncated (a crash of the file system,
+        a copy cut short) — or made a moment before a crash. Opened as it is, SQLite would make
+        a new store of it and every relationship would be gone without a word."""
+        try:
+            return self.db_path.stat().st_size == 0
+        except OSError:
+            return False
+
+    def _unusable(self, exc: StoreError) -> CliError:
+        """agent.db could not be opened: unwritable here (:meth:`cannot_write`), or damaged."""
+        unwritable = self.cannot_write()
+        if unwritable is not None:
+            return unwritable
+        return self._damaged(self.db_path, f"is not a usable database ({exc})")
 
     # -- notes: intent offers and shares -----------------------------------------------------
 

@@ -7,7 +7,6 @@ command's human renderer. Hashes and keys are shown shortened for people, in ful
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -23,6 +22,7 @@ from vrmproto._messages import Money
 from vrmproto._vocab import DataRecord, TermRef, category_label, get_term, purpose_label
 from vrmproto.cli._errors import printable
 from vrmproto.cli._parse import format_time, term_spec
+from vrmproto.cli._streams import json_text
 from vrmproto.client._delivery import Delivery
 from vrmproto.client._held import HELD
 from vrmproto.client._http import unreachable_words
@@ -55,7 +55,7 @@ class Out:
         self.console = console or Console(highlight=False)
 
     def json(self, data: Any) -> None:
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        click.echo(json_text(data, indent=2))
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
         if not self.json_mode:

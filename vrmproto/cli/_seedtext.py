@@ -6,10 +6,11 @@ without ``i l o u``) as 14 groups of 4 characters after the version prefix ``vrm
 
     vrm1-7k2m-…-q0fz
 
-Reading is forgiving where it cannot be wrong (case, spaces, dashes, ``o`` for ``0``, ``i``/``l``
-for ``1``) and strict where it could: a mistyped character, a swapped pair or a missing group
-changes the check value, so a wrong seed is refused instead of silently deriving different keys
-(a 1 in 16 million chance of a typo passing).
+Reading is forgiving where it cannot be wrong (case, spaces, dashes — the typographic ones a
+word processor puts in too — a byte-order mark or zero-width space an editor or a web page
+adds, ``o`` for ``0``, ``i``/``l`` for ``1``) and strict where it could: a mistyped character,
+a swapped pair or a missing group changes the check value, so a wrong seed is refused instead
+of silently deriving different keys (a 1 in 16 million chance of a typo passing).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _DECODE = {c: i for i, c in enumerate(_ALPHABET)} | {"o": 0, "i": 1, "l": 1}
 _CHARS = (SEED_BYTES + CHECK_BYTES) * 8 // 5  # 280 bits = 56 characters
 _GROUP = 4
+#: Written between groups, or around the text, by people and their tools, and never part of
+#: the alphabet: dashes (hyphen, the Unicode hyphens, en and em dash, minus), the byte-order
+#: mark a Windows editor starts a UTF-8 file with, zero-width spaces and joiners.
+_SEPARATORS = frozenset("-\u2010\u2011\u2012\u2013\u2014\u2212\ufeff\u200b\u200c\u200d\u2060")
 
 
 class SeedTextError(ValueError):
@@ -47,7 +52,8 @@ def seed_to_text(seed: bytes) -> str:
 
 def seed_from_text(text: str) -> bytes:
     """The 32 seed bytes written in ``text``; :class:`SeedTextError` saying what is wrong."""
-    compact = "".join(c for c in text.strip().lower() if not c.isspace() and c != "-")
+    compact = "".join(c for c in text.strip().lower()
+                      if not c.isspace() and c not in _SEPARATORS)  # fmt: skip
     if not compact.startswith(PREFIX):
         raise SeedTextError(f"a vrm seed starts with '{PREFIX}-'")
     body = compact[len(PREFIX) :]
