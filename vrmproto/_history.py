@@ -197,7 +197,8 @@ def verify_entries(
                 e.envelope, now=0, check_time=False, allow_erased=True, limits=limits
             )
         except ProtocolError as exc:
-            raise ValidationError(f"entry {i}: {exc}", code=exc.code, clause=exc.clause) from None
+            raise ValidationError(f"entry {i}: {exc.detail}", code=exc.code,
+                                  clause=exc.clause) from None
         if msg.hash != e.msg_hash:
             raise ValidationError(f"entry {i}'s envelope is another message", clause="§8.2-3")
         if thread is None:
