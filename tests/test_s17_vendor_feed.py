@@ -235,6 +235,9 @@ class FakeCRM:
     def expire(self, now: int) -> int:
         return 0
 
+    def legacy(self) -> dict[str, list[str]]:
+        return {}  # no row of an older bridge
+
 
 async def bridge(crm: FakeCRM) -> TrytonBridge:
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415

@@ -43,7 +43,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -245,6 +245,33 @@ class TrytonCRM:
             for rel in {rel for rel, _ in gone}:
                 _prune(cursor, rel)
             return sum(_drop_field(cursor, rel, name) for rel, name in gone)
+
+
+    def legacy(self) -> dict[str, list[str]]:
+        """The fields held under :data:`LEGACY` (whose share, so whose expiry, this database
+        never recorded), by relationship."""
+        with Transaction().start(self.name, 0, readonly=True) as transaction:
+            cursor = transaction.connection.cursor()
+            cursor.execute(*_FIELDS.select(
+                _FIELDS.relationship, _FIELDS.field, where=_FIELDS.share == LEGACY,
+                order_by=[_FIELDS.relationship, _FIELDS.field]))  # fmt: skip
+            found: dict[str, list[str]] = {}
+            for rel, name in cursor.fetchall():
+                found.setdefault(str(rel), []).append(str(name))
+        return found
+
+    def forget_legacy(self, relationship: str, names: Collection[str]) -> int:
+        """Delete the values of fields ``names`` of ``relationship`` that are still held
+        under :data:`LEGACY` (the vendor no longer holds them: :meth:`TrytonBridge.run`);
+        how many."""
+        with Transaction().start(self.name, 0) as transaction:
+            cursor = transaction.connection.cursor()
+            _prune(cursor, relationship)
+            cursor.execute(*_FIELDS.select(_FIELDS.field, where=(
+                (_FIELDS.relationship == relationship) & (_FIELDS.share == LEGACY))))  # fmt: skip
+            still = {str(name) for (name,) in cursor.fetchall()}
+            return sum(_drop_field(cursor, relationship, name)
+                       for name in sorted(still.intersection(names)))  # fmt: skip
 
 
 def _expired(expires_ms: int | None, now_ms: int | None) -> bool:
