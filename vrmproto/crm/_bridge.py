@@ -167,7 +167,9 @@ class TrytonBridge:
         cancelled or the feed ends. ``report`` hears of each event and whether it changed
         Tryton. From the cursor, the feed is read from the event at it, which must be the one
         applied there: else :class:`FeedRewound` (positions are the store's, and a store
-        restored from a backup gives its new events positions the bridge has passed)."""
+        restored from a backup gives its new events positions the bridge has passed); at once
+        when the feed's newest event is before the cursor (retention never trims the newest
+        one, so such a feed is not the one applied: a follower would wait for ever)."""
         await self.expire()
         start = await self.cursor() if after is None else after
         applied_there = await self.applied_at(start) if after is None else None
@@ -181,6 +183,8 @@ class TrytonBridge:
                 await self.forget_unheld(store)
                 if not checked and (floor := await store.feed_floor()) >= start:
                     raise FeedTrimmed(start - 1, floor)  # the event at its cursor is gone
+                if not checked and await store.feed_head() < start:  # never trimmed: another
+                    raise FeedRewound(start, str(applied_there), None)  # feed (a backup's)
                 await self._record(store)
             async for event in feed:
                 if not checked:
