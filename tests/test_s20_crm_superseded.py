@@ -31,6 +31,7 @@ from test_s18_held_update import Vendor
 
 from vrmproto._messages import DataWithdraw
 from vrmproto.server._events import follow
+from vrmproto.server._webhooks import Deliverer
 
 postgres_cluster = _postgres.postgres_cluster
 
@@ -129,3 +130,39 @@ async def test_a_value_the_vendor_still_holds_stays_in_every_event(vendor: Vendo
     after = [e for e in await whole_feed(v) if e["kind"] == "address.updated"]
     assert after == before
     assert replayed(await whole_feed(v)) == await holds(v) == {"city": CITY}
+
+
+async def test_a_replayed_dead_letter_brings_back_no_value_a_withdrawn_share_replaced(
+    vendor: Vendor,
+) -> None:
+    """The receiver could not take a share (a dead letter); a later share replaced its email,
+    then was withdrawn. ``--replay`` delivers the first share with its city alone: the old
+    email the receiver never had would otherwise reach it after the customer withdrew the
+    share that replaced it, and be held there (a late event's value is taken where no later
+    one is held: the Tryton bridge's rule)."""
+    from test_webhooks import Receiver, hook  # noqa: PLC0415 -- its aiohttp receiver
+
+    v = vendor
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        week = v.now + 7 * DAY_MS
+        first = await v.share({"email": "old@example.org", "city": CITY}, expires=week)
+        receiver.answers["evt_" + first.hex()] = 500
+        async with Deliverer(hook(receiver.url, dead_after_s=0.02), v.store) as d:
+            while await d.step():
+                pass
+            assert [x.pos for x in await v.store.dead_letters("crm")] == [
+                e["pos"] for e in await whole_feed(v) if e["id"] == "evt_" + first.hex()]
+            later = await v.share({"email": EMAIL}, expires=week)
+            await v.send(DataWithdraw(agreement=v.agreement, shares=(later,)))
+            while await d.step():
+                pass
+            receiver.answers.clear()
+            assert await d.replay() == (1, 0)
+        replayed = json.loads(receiver.got[-1][1])
+        assert replayed["id"] == "evt_" + first.hex()
+        assert replayed["data"]["personal"]["fields"] == {"city": CITY}
+        assert b"old@example.org" not in receiver.got[-1][1]
+    finally:
+        await receiver.stop()
