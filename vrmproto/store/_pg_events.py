@@ -119,6 +119,9 @@ async def _forget_unheld(conn: Connection, governs: dict[bytes, set[str]]) -> No
     for thread, field in await conn.fetch(
             "SELECT thread, field FROM held WHERE thread = ANY($1::bytea[])", threads):
         unheld[bytes(thread)].discard(field)
+    threads = [thread for thread in threads if unheld[thread]]
+    if not threads:
+        return
     await _rewrite(conn, [
         (int(pos), after) for pos, thread, personal in await conn.fetch(
             "SELECT pos, thread, personal FROM events WHERE thread = ANY($1::bytea[]) "
