@@ -181,6 +181,10 @@ class TrytonBridge:
         try:
             if store is not None:  # the feed keeps what this bridge has not applied
                 await self.forget_unheld(store)
+                if after == 0:  # a full resync: what this feed never held goes before it
+                    await self._call(self.crm.set_aside, await store.feed_head())
+                    async with self._moved:
+                        self.position = 0
                 if not checked and (floor := await store.feed_floor()) >= start:
                     raise FeedTrimmed(start - 1, floor)  # the event at its cursor is gone
                 if not checked and await store.feed_head() < start:  # never trimmed: another
@@ -193,6 +197,8 @@ class TrytonBridge:
                                           event.id if event.pos == start else None)  # fmt: skip
                     checked = True
                     continue
+                if after == 0 and store is not None and event.personal:
+                    await self._behind(store, event)
                 applied = await self.apply(event)
                 if report is not None:
                     report(event, applied)
@@ -210,6 +216,18 @@ class TrytonBridge:
             if store is not None:
                 with contextlib.suppress(Exception):  # stopping: the next start records it
                     await self._record(store)
+
+    async def _behind(self, store: Store, event: FeedEvent) -> None:
+        """Before a resync applies ``event``: the events later in the feed that hold its
+        fields' values (which keep it from replacing them, as a late event) must be this
+        feed's. One that is not where Tryton recorded it was lost with a store restored from a
+        backup: it is set aside, older than the whole feed, and ``event`` replaces its value."""
+        names = list((event.personal or {}).get("fields", {}))
+        for source, pos in await self._call(self.crm.later_sources, event.thread.hex(), names,
+                                            event.pos):  # fmt: skip
+            found = await store.events(pos - 1, 1)
+            if not found or found[0].pos != pos or found[0].id != source:
+                await self._call(self.crm.set_aside_event, source)
 
     @property
     def cursor_name(self) -> str:
