@@ -223,7 +223,7 @@ class FakeCRM:
         self.applied: dict[int, str] = {}
 
     def cursor(self) -> int:
-        return max(self.applied, default=0)
+        return max(0, max(self.applied, default=0))
 
     def applied_at(self, pos: int) -> str | None:
         return self.applied.get(pos)
@@ -234,6 +234,15 @@ class FakeCRM:
 
     def expire(self, now: int) -> int:
         return 0
+
+    def legacy(self) -> dict[str, list[str]]:
+        return {}  # no row of an older bridge
+
+    def set_aside(self, head: int) -> None:
+        self.applied = {(-pos if pos > head else pos): e for pos, e in self.applied.items()}
+
+    def later_sources(self, relationship: str, names: object, pos: int) -> list[tuple[str, int]]:
+        return []  # holds no field
 
 
 async def bridge(crm: FakeCRM) -> TrytonBridge:

@@ -28,7 +28,7 @@ from test_s18_held_update import STORES, Vendor
 
 from vrmproto._messages import DataWithdraw
 from vrmproto.server._events import follow
-from vrmproto.store import Commit, EventRecord, Store
+from vrmproto.store import Commit, EventRecord, HeldRecord, Store
 from vrmproto.testing.store_contract import digest
 
 postgres_cluster = _postgres.postgres_cluster
@@ -116,14 +116,25 @@ async def test_an_expired_share_takes_the_updated_values_out_of_the_feed(vendor:
     assert NEW_EMAIL.encode() not in await everywhere(v)
 
 
+#: MemoryStore's ``_redact`` lacks the pass that takes the values a dropped share had replaced
+#: out of the earlier events (tests/test_s20_crm_superseded.py; not the session 20 CRM helper's
+#: file to change: its report gives the change). Strict: this fails once it has it.
+MEMORY_KEEPS_REPLACED = pytest.mark.xfail(
+    strict=True, reason="MemoryStore._redact keeps the values a dropped share replaced")
+STORES_KEEPING_NONE = pytest.mark.parametrize("vendor", [
+    pytest.param("memory", marks=MEMORY_KEEPS_REPLACED), "sqlite", "postgres"], indirect=True)
+
+
+@STORES_KEEPING_NONE
 async def test_an_update_of_the_shared_fields_alone_keeps_no_personal_data(
     vendor: Vendor,
 ) -> None:
-    """An update every field of which the withdrawn share held keeps no ``personal``; one of
-    a field no share held, before the share, keeps its own as it was, byte for byte."""
+    """An update every field of which the withdrawn share held keeps no ``personal``; nor does
+    an earlier update of a field the share then replaced: the vendor holds no value of it
+    after the withdrawal, so no event does (a reader of the whole feed would hold it again).
+    A field no share held, or replaced, stays: test_s20_crm_superseded.py."""
     v = vendor
     own = await v.update({"phone": PHONE})
-    before = [e.personal for e in await v.store.events(0, 1000) if e.msg_hash == own]
     share = await v.share({"email": "old@example.org", "phone": "+1 555 0199"},
                           expires=v.now + DAY_MS)  # fmt: skip
     update = await v.update({"email": NEW_EMAIL, "phone": "+1 555 0101"})
@@ -131,9 +142,10 @@ async def test_an_update_of_the_shared_fields_alone_keeps_no_personal_data(
     assert await stored(v, share) is None
     assert await stored(v, update) is None
     assert await read(v, update) is None
-    assert [e.personal for e in await v.store.events(0, 1000) if e.msg_hash == own] == before
-    assert b"+1 555 0101" not in await everywhere(v)
     assert await v.returned() == {}
+    assert await stored(v, own) is None
+    assert PHONE.encode() not in await everywhere(v)
+    assert b"+1 555 0101" not in await everywhere(v)
 
 
 @pytest.fixture(params=STORES)
@@ -165,7 +177,11 @@ async def test_an_update_written_before_it_named_its_shares_loses_the_shares_fie
         "field_purposes": {"email": [2], "city": [2], "phone": [1]}, "purposes": [1, 2]})
     elsewhere = _event(other, 4, "address.updated", {"fields": {"email": "b@example.org"},
                                                      "purposes": [2]})  # fmt: skip
-    await store.commit(Commit(events=(before, share, after, elsewhere)))
+    # the vendor holds an email after the drop (shared again, from a share with no event
+    # here): the earlier update's value of it is one that led to it, and stays where it is
+    # (with no email held it would go too: test_s20_crm_superseded.py)
+    again = HeldRecord(t, "email", "c@example.org", 2, "provided", 100, (2,), b"\x09" * 32, 99)
+    await store.commit(Commit(events=(before, share, after, elsewhere), held=(again,)))
     await store.commit(Commit(held_drop=((t, share.msg_hash),)))
     got = {e.msg_hash: e.personal for e in await store.events(0, 10)}
     assert got[share.msg_hash] is None

@@ -88,6 +88,9 @@ class TrytonBridge:
         self.position = 0  # the pos of the last event applied
         self._executor = executor
         self._moved = asyncio.Condition()
+        # whether Tryton may hold fields under LEGACY (forget_unheld reads them): once a run
+        # found none, only an address.updated event without field_shares can make one
+        self._legacy = True
 
     @classmethod
     async def open(cls, name: str, *, uri: str = "sqlite://", path: Path | None = None,
@@ -139,6 +142,10 @@ class TrytonBridge:
     async def apply(self, event: FeedEvent | Mapping[str, Any]) -> bool:
         """Apply one event (a feed event, or its JSON); False if it was applied before."""
         data = event.as_json() if isinstance(event, FeedEvent) else event
+        personal = data.get("personal")
+        if (data.get("kind") == "address.updated" and isinstance(personal, Mapping)
+                and "field_shares" not in personal):  # fmt: skip
+            self._legacy = True  # an update of a vendor before session 19: may make one
         now = self.clock()
         applied = await self._call(self.crm.apply, data, now)
         await self._call(self.crm.expire, now)
@@ -160,19 +167,28 @@ class TrytonBridge:
         cancelled or the feed ends. ``report`` hears of each event and whether it changed
         Tryton. From the cursor, the feed is read from the event at it, which must be the one
         applied there: else :class:`FeedRewound` (positions are the store's, and a store
-        restored from a backup gives its new events positions the bridge has passed)."""
+        restored from a backup gives its new events positions the bridge has passed); at once
+        when the feed's newest event is before the cursor (retention never trims the newest
+        one, so such a feed is not the one applied: a follower would wait for ever)."""
         await self.expire()
         start = await self.cursor() if after is None else after
         applied_there = await self.applied_at(start) if after is None else None
-        sweeper = asyncio.create_task(self._sweep(sweep_s))
         checked = applied_there is None
         feed = events(start - 1 if not checked else start)
         store = feed.store if isinstance(feed, Feed) else None
+        sweeper = asyncio.create_task(self._sweep(sweep_s, store))
         recorded = time.monotonic()
         try:
             if store is not None:  # the feed keeps what this bridge has not applied
+                await self.forget_unheld(store)
+                if after == 0:  # a full resync: what this feed never held goes before it
+                    await self._call(self.crm.set_aside, await store.feed_head())
+                    async with self._moved:
+                        self.position = 0
                 if not checked and (floor := await store.feed_floor()) >= start:
                     raise FeedTrimmed(start - 1, floor)  # the event at its cursor is gone
+                if not checked and await store.feed_head() < start:  # never trimmed: another
+                    raise FeedRewound(start, str(applied_there), None)  # feed (a backup's)
                 await self._record(store)
             async for event in feed:
                 if not checked:
@@ -181,6 +197,8 @@ class TrytonBridge:
                                           event.id if event.pos == start else None)  # fmt: skip
                     checked = True
                     continue
+                if after == 0 and store is not None and event.personal:
+                    await self._behind(store, event)
                 applied = await self.apply(event)
                 if report is not None:
                     report(event, applied)
@@ -198,6 +216,18 @@ class TrytonBridge:
             if store is not None:
                 with contextlib.suppress(Exception):  # stopping: the next start records it
                     await self._record(store)
+
+    async def _behind(self, store: Store, event: FeedEvent) -> None:
+        """Before a resync applies ``event``: the events later in the feed that hold its
+        fields' values (which keep it from replacing them, as a late event) must be this
+        feed's. One that is not where Tryton recorded it was lost with a store restored from a
+        backup: it is set aside, older than the whole feed, and ``event`` replaces its value."""
+        names = list((event.personal or {}).get("fields", {}))
+        for source, pos in await self._call(self.crm.later_sources, event.thread.hex(), names,
+                                            event.pos):  # fmt: skip
+            found = await store.events(pos - 1, 1)
+            if not found or found[0].pos != pos or found[0].id != source:
+                await self._call(self.crm.set_aside_event, source)
 
     @property
     def cursor_name(self) -> str:
@@ -217,7 +247,38 @@ class TrytonBridge:
         """Delete the fields of shares expired by now (§5.3.1-4); how many."""
         return await self._call(self.crm.expire, self.clock())
 
-    async def _sweep(self, every_s: float) -> None:
+    async def forget_unheld(self, store: Store) -> int:
+        """Delete the fields held under :data:`~vrmproto.crm._tryton.LEGACY` that the vendor
+        (``store``) no longer holds, or holds only past their expiry; how many.
+
+        Such a row (in a ``vrmproto_crm_field`` made before its ``share`` column) holds a value
+        an address update gave, under a share this database never recorded, so neither its
+        withdrawal's positional rule nor the expiry sweep can tell when it goes
+        (docs/events.md). The vendor's ``held`` rows can: when the share that value was held
+        under expires (§5.3.1-4, §5.3.6-2) or is withdrawn (§12.10-2), the vendor deletes the
+        field, and so does this. A field the vendor holds from an event not applied here yet
+        stays until that event replaces it."""
+        if not self._legacy:
+            return 0
+        legacy = await self._call(self.crm.legacy)
+        self._legacy = bool(legacy)  # none left: not read again unless an event makes one
+        now = self.clock()
+        forgotten = 0
+        for rel, names in legacy.items():
+            try:
+                thread = bytes.fromhex(rel)
+            except ValueError:  # not a relationship of a vendor's feed
+                continue
+            held = {h.field for h in await store.held(thread)
+                    if h.expires_ms is None or h.expires_ms > now}  # fmt: skip
+            gone = [name for name in names if name not in held]
+            if gone:
+                forgotten += await self._call(self.crm.forget_legacy, rel, gone)
+        return forgotten
+
+    async def _sweep(self, every_s: float, store: Store | None) -> None:
         while True:
             await asyncio.sleep(every_s)
             await self.expire()
+            if store is not None:
+                await self.forget_unheld(store)

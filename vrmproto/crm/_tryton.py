@@ -43,7 +43,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -196,7 +196,43 @@ class TrytonCRM:
             cursor = transaction.connection.cursor()
             cursor.execute(*_EVENTS.select(Max(_EVENTS.pos)))
             (last,) = cursor.fetchone()
-        return int(last or 0)
+        return max(int(last or 0), 0)  # every one set aside (:meth:`set_aside`): the start
+
+    def set_aside(self, head: int) -> None:
+        """Before a full resync of a feed whose newest position is ``head``: every event
+        applied at a position past it takes a position before the feed's (its own, negated).
+        The feed never held such an event (retention never trims the newest one): it was
+        applied from another, a store since restored from a backup. So a value held from it
+        is older than every event of this feed (:func:`_held_since` lets the resync's events
+        replace it), and its position is never the cursor again. (One of the lost timeline at a
+        position the feed holds again cannot be told from this feed's own at that position:
+        docs/events.md.)"""
+        with Transaction().start(self.name, 0) as transaction:
+            cursor = transaction.connection.cursor()
+            cursor.execute(*_EVENTS.update([_EVENTS.pos], [-_EVENTS.pos],
+                                           where=_EVENTS.pos > head))  # fmt: skip
+
+    def later_sources(self, relationship: str, names: Collection[str], pos: int
+                      ) -> list[tuple[str, int]]:  # fmt: skip
+        """The events, ``(id, pos)``, after ``pos`` that fields ``names`` of ``relationship``
+        are held from: those that keep an event at ``pos`` from replacing their values
+        (:func:`_held_since`)."""
+        joined = _FIELDS.join(_EVENTS, condition=_FIELDS.source == _EVENTS.id)
+        with Transaction().start(self.name, 0, readonly=True) as transaction:
+            cursor = transaction.connection.cursor()
+            cursor.execute(*joined.select(_EVENTS.id, _EVENTS.pos, where=(
+                (_FIELDS.relationship == relationship) & _FIELDS.field.in_(list(names) or [""])
+                & (_EVENTS.pos > pos))))  # fmt: skip
+            return sorted({(str(event_id), int(at)) for event_id, at in cursor.fetchall()})
+
+    def set_aside_event(self, event_id: str) -> None:
+        """Event ``event_id``, which the feed does not hold at its recorded position (a store
+        restored from a backup lost it), takes a position before the feed's (its own,
+        negated): older than every event of the feed."""
+        with Transaction().start(self.name, 0) as transaction:
+            cursor = transaction.connection.cursor()
+            cursor.execute(*_EVENTS.update([_EVENTS.pos], [-_EVENTS.pos], where=(
+                (_EVENTS.id == event_id) & (_EVENTS.pos > 0))))  # fmt: skip
 
     def applied_at(self, pos: int) -> str | None:
         """The id of the event applied at feed position ``pos``, or None."""
@@ -227,6 +263,10 @@ class TrytonCRM:
                           if isinstance(change, Hold) and legacy else change)  # fmt: skip
                 made = _apply(cursor, marked, int(event["pos"])) or made
             model, record = made if made is not None else (None, None)
+            # one event per position: another one recorded at it came from a feed since lost
+            cursor.execute(*_EVENTS.update([_EVENTS.pos], [-_EVENTS.pos], where=(
+                (_EVENTS.pos == int(event["pos"])) & (_EVENTS.id != str(event["id"]))
+                & (_EVENTS.pos > 0))))  # fmt: skip
             cursor.execute(*_EVENTS.insert(
                 [_EVENTS.id, _EVENTS.pos, _EVENTS.model, _EVENTS.record],
                 [[str(event["id"]), int(event["pos"]), model, record]],
@@ -245,6 +285,33 @@ class TrytonCRM:
             for rel in {rel for rel, _ in gone}:
                 _prune(cursor, rel)
             return sum(_drop_field(cursor, rel, name) for rel, name in gone)
+
+
+    def legacy(self) -> dict[str, list[str]]:
+        """The fields held under :data:`LEGACY` (whose share, so whose expiry, this database
+        never recorded), by relationship."""
+        with Transaction().start(self.name, 0, readonly=True) as transaction:
+            cursor = transaction.connection.cursor()
+            cursor.execute(*_FIELDS.select(
+                _FIELDS.relationship, _FIELDS.field, where=_FIELDS.share == LEGACY,
+                order_by=[_FIELDS.relationship, _FIELDS.field]))  # fmt: skip
+            found: dict[str, list[str]] = {}
+            for rel, name in cursor.fetchall():
+                found.setdefault(str(rel), []).append(str(name))
+        return found
+
+    def forget_legacy(self, relationship: str, names: Collection[str]) -> int:
+        """Delete the values of fields ``names`` of ``relationship`` that are still held
+        under :data:`LEGACY` (the vendor no longer holds them: :meth:`TrytonBridge.run`);
+        how many."""
+        with Transaction().start(self.name, 0) as transaction:
+            cursor = transaction.connection.cursor()
+            _prune(cursor, relationship)
+            cursor.execute(*_FIELDS.select(_FIELDS.field, where=(
+                (_FIELDS.relationship == relationship) & (_FIELDS.share == LEGACY))))  # fmt: skip
+            still = {str(name) for (name,) in cursor.fetchall()}
+            return sum(_drop_field(cursor, relationship, name)
+                       for name in sorted(still.intersection(names)))  # fmt: skip
 
 
 def _expired(expires_ms: int | None, now_ms: int | None) -> bool:

@@ -16,7 +16,9 @@ reader (:func:`follow`, ``Endpoint.events``). Delivery to webhooks is ``_webhook
 - ``personal`` — the fields of a data.share or address.update with the purposes and categories
   the customer agreed to (§5.3.1). When the share is withdrawn or expires, the store's
   ``held_drop`` of it also drops this (§12.10-2, §12.10-4), and the fields held under it from
-  every address.updated event (which names, per field, the share it is held under: §5.3.6-2):
+  every address.updated event (which names, per field, the share it is held under: §5.3.6-2),
+  and of the fields the vendor then holds no more, the values the share had replaced from every
+  event of the thread (§12.10-1: a reader of the whole feed ends with what the vendor holds):
   the event stays, its personal data goes; a reader also withholds them once the share's expiry
   has passed, before the sweep.
 """

@@ -25,7 +25,9 @@ from vrmproto.store._redact import (
     Redaction,
     carried,
     dropped_before,
+    governed,
     needle,
+    stripped,
 )
 from vrmproto.store._rows import DeadLetter, EventRecord, FailingEvent
 from vrmproto.store._trim import FLOOR_KEY, floor_value, trim_plan
@@ -69,8 +71,10 @@ _INSERT = (
 
 async def redact(conn: Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> None:
     """Part 15 for the feed: the personal data of the dropped shares' events goes, and the
-    fields held under them from the address updates of their threads (:mod:`._redact`). The
-    updates' rows are locked as they are read, so a rewrite replaces what it read."""
+    fields held under them from the address updates of their threads; then, of the fields they
+    governed, those the vendor holds no more from every event of the thread
+    (:func:`_forget_unheld`). The events' rows are locked as they are read, so a rewrite
+    replaces what it read."""
     if not held_drop:
         return
     first, second = zip(*held_drop, strict=True)
@@ -84,6 +88,9 @@ async def redact(conn: Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> 
                        list(first), list(second))  # fmt: skip
     since = [own.get(pair, (NEVER, frozenset()))[0] for pair in held_drop]
     plan = Redaction()
+    governs: dict[bytes, set[str]] = {}  # per thread, the fields the dropped shares governed
+    for (thread, _), (_, fields) in own.items():
+        governs.setdefault(thread, set()).update(fields)
     for pos, personal, thread, share in await conn.fetch(
         "SELECT e.pos, e.personal, d.thread, d.share FROM events e JOIN unnest($1::bytea[], "
         "$2::bytea[], $3::bytea[], $4::int8[]) AS d(thread, share, needle, since) "
@@ -95,7 +102,31 @@ async def redact(conn: Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> 
         key = (bytes(thread), bytes(share))
         start, fields = own.get(key, (NEVER, frozenset()))
         plan.found(int(pos), bytes(personal), key[1], start, fields)
+        governs.setdefault(key[0], set()).update(
+            governed(bytes(personal), key[1], fields if pos > start else ()))
     await _rewrite(conn, plan.changes())
+    await _forget_unheld(conn, governs)
+
+
+async def _forget_unheld(conn: Connection, governs: dict[bytes, set[str]]) -> None:
+    """Of the fields ``governs`` names per thread (those dropped shares governed), those the
+    vendor holds no more (part 15 deleted their ``held`` rows just before) go from every event
+    of the thread: the values the dropped ones had replaced (§12.10-1; :mod:`._redact`)."""
+    threads = sorted(thread for thread, fields in governs.items() if fields)
+    if not threads:
+        return
+    unheld = {thread: set(governs[thread]) for thread in threads}
+    for thread, field in await conn.fetch(
+            "SELECT thread, field FROM held WHERE thread = ANY($1::bytea[])", threads):
+        unheld[bytes(thread)].discard(field)
+    threads = [thread for thread in threads if unheld[thread]]
+    if not threads:
+        return
+    await _rewrite(conn, [
+        (int(pos), after) for pos, thread, personal in await conn.fetch(
+            "SELECT pos, thread, personal FROM events WHERE thread = ANY($1::bytea[]) "
+            "AND personal IS NOT NULL FOR UPDATE", threads)
+        if (after := stripped(bytes(personal), unheld[bytes(thread)])) != bytes(personal)])
 
 
 async def forget_dropped_before(conn: Connection) -> None:

@@ -28,6 +28,17 @@ a data.share, or the address update that gave the field) at or before the event:
 replaced when its field is shared again and deleted when its share goes, so such a field was
 held from that message, still held, since then, and the event's value of it was not a dropped
 share's.
+
+A field given again replaces the value held under its name (§12.10-1), so the feed also holds
+values the vendor no longer holds: those a later event replaced. A reader going through the
+feed in order ends with the later value. But once the value that replaced them goes with its
+share, the vendor holds no value of that field at all, and a reader of the feed from its start
+(a consumer added later, a CRM resynchronised from scratch, a replay) would end with one of the
+values it replaced: an older phone the customer gave, then replaced by a share it withdrew. So
+of each field a dropped share governed (:func:`governed`: its own, and those held under it by
+the updates) that the vendor holds no more after the drop, every value goes from every event of
+the thread, a data.shared event's too (:func:`stripped`): a reader of the whole feed ends with
+what the vendor holds.
 """
 
 from __future__ import annotations
@@ -36,8 +47,8 @@ import json
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-__all__ = ["LEGACY", "NEVER", "UPDATED", "Redaction", "carried", "dropped_before", "needle",
-           "redacted", "share_id", "without"]  # fmt: skip
+__all__ = ["LEGACY", "NEVER", "UPDATED", "Redaction", "carried", "dropped_before", "governed",
+           "needle", "redacted", "share_id", "stripped", "without"]  # fmt: skip
 
 #: The kind of the events whose ``personal`` holds fields under other events' shares.
 UPDATED = "address.updated"
@@ -82,17 +93,43 @@ def redacted(personal: bytes, shares: Collection[str], legacy: Collection[str] =
     or None when no field is left. ``legacy``: the fields to take out of an event that names
     no ``field_shares`` (one written before it did)."""
     found: dict[str, Any] = json.loads(personal)
+    return _rest(personal, found, _under(found, shares, legacy))
+
+
+def _under(found: Mapping[str, Any], shares: Collection[str], legacy: Collection[str]
+           ) -> set[str]:  # fmt: skip
+    """The fields of an address.updated event's ``personal`` (``found``) held under one of
+    ``shares`` (or, of one that names no ``field_shares``, those in ``legacy``)."""
     held_under = found.get("field_shares")
     if held_under is None:
-        gone = set(legacy).intersection(found["fields"])
-    else:
-        gone = {name for name, share in held_under.items() if share in shares}
-    if not gone:
+        return set(legacy).intersection(found["fields"])
+    return {name for name, share in held_under.items() if share in shares}
+
+
+def _rest(personal: bytes, found: dict[str, Any], gone: Collection[str]) -> bytes | None:
+    """``personal`` (``found`` decoded) without the fields ``gone``: the same bytes when it
+    has none of them, else compact JSON with sorted keys (ASCII, as the feed writes it), or
+    None when no field is left."""
+    if not gone or not any(name in found["fields"] for name in gone):
         return personal
     rest = without(found, gone)
     if rest is None:
         return None
     return json.dumps(rest, separators=(",", ":"), sort_keys=True).encode()
+
+
+def governed(personal: bytes, share: bytes, legacy: Collection[str] = ()) -> set[str]:
+    """The fields of an address.updated event's ``personal`` that dropped ``share`` governed:
+    those held under it (``field_shares``), or of an event that names none, those in
+    ``legacy`` (the fields the share carried, when the event is later than its own)."""
+    return _under(json.loads(personal), (share_id(share),), legacy)
+
+
+def stripped(personal: bytes, gone: Collection[str]) -> bytes | None:
+    """The stored ``personal`` of an event (a data.shared or address.updated one) without the
+    fields named in ``gone``: fields the vendor holds no value of after a drop (see the
+    module). The same bytes when it has none of them; None when no field is left."""
+    return _rest(personal, json.loads(personal), gone)
 
 
 def carried(shared: bytes | None) -> frozenset[str]:

@@ -21,7 +21,9 @@ from vrmproto.store._redact import (
     Redaction,
     carried,
     dropped_before,
+    governed,
     needle,
+    stripped,
 )
 from vrmproto.store._rows import DeadLetter, EventRecord, FailingEvent
 from vrmproto.store._trim import FLOOR_KEY, floor_value, trim_plan
@@ -124,7 +126,10 @@ def has_event_parts(c: Commit) -> bool:
 
 def redact(conn: sqlite3.Connection, held_drop: Sequence[tuple[bytes, bytes]]) -> None:
     """Part 15 for the feed: the personal data of the dropped shares' events goes, and the
-    fields held under them from the address updates of their threads (:mod:`._redact`)."""
+    fields held under them from the address updates of their threads; then, of the fields they
+    governed, those the vendor holds no more (part 15 deleted their ``held`` rows just before)
+    from every event of the thread: the values the dropped ones had replaced (§12.10-1;
+    :mod:`._redact`)."""
     if not held_drop:
         return
     shared = [conn.execute(  # each share's own event, before its personal data goes
@@ -137,16 +142,29 @@ def redact(conn: sqlite3.Connection, held_drop: Sequence[tuple[bytes, bytes]]) -
         held_drop,
     )
     plan = Redaction()
+    governs: dict[bytes, set[str]] = {}  # per thread, the fields the dropped shares governed
     for (thread, share), own in zip(held_drop, shared, strict=True):
         since, fields = (NEVER, frozenset()) if own is None else (own[0], carried(own[1]))
+        gone = governs.setdefault(thread, set())
+        gone.update(fields)
         for pos, personal in conn.execute(  # along the partial index, by thread
             "SELECT pos, personal FROM events WHERE thread = ? AND personal IS NOT NULL "
             "AND kind = ? AND (instr(personal, ?) > 0 OR (pos > ? AND instr(personal, ?) = 0))",
             (thread, UPDATED, needle(share), since, LEGACY),
         ):  # fmt: skip
             plan.found(pos, bytes(personal), share, since, fields)
+            gone.update(governed(bytes(personal), share, fields if pos > since else ()))
     conn.executemany("UPDATE events SET personal = ? WHERE pos = ?",
                      [(after, pos) for pos, after in plan.changes()])  # fmt: skip
+    for thread, then in sorted(governs.items()):  # part 15 deleted their held rows before
+        unheld = then.difference(field for (field,) in conn.execute(
+            "SELECT field FROM held WHERE thread = ?", (thread,)))  # fmt: skip
+        if unheld:
+            conn.executemany("UPDATE events SET personal = ? WHERE pos = ?", [
+                (after, pos) for pos, personal in conn.execute(  # along the partial index
+                    "SELECT pos, personal FROM events WHERE thread = ? AND personal IS NOT NULL",
+                    (thread,)).fetchall()
+                if (after := stripped(bytes(personal), unheld)) != personal])  # fmt: skip
 
 
 def forget_dropped_before(conn: sqlite3.Connection) -> None:
