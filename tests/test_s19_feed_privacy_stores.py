@@ -116,13 +116,8 @@ async def test_an_expired_share_takes_the_updated_values_out_of_the_feed(vendor:
     assert NEW_EMAIL.encode() not in await everywhere(v)
 
 
-#: MemoryStore's ``_redact`` lacks the pass that takes the values a dropped share had replaced
-#: out of the earlier events (tests/test_s20_crm_superseded.py; not the session 20 CRM helper's
-#: file to change: its report gives the change). Strict: this fails once it has it.
-MEMORY_KEEPS_REPLACED = pytest.mark.xfail(
-    strict=True, reason="MemoryStore._redact keeps the values a dropped share replaced")
 STORES_KEEPING_NONE = pytest.mark.parametrize("vendor", [
-    pytest.param("memory", marks=MEMORY_KEEPS_REPLACED), "sqlite", "postgres"], indirect=True)
+    "memory", "sqlite", "postgres"], indirect=True)
 
 
 @STORES_KEEPING_NONE

@@ -38,7 +38,7 @@ postgres_cluster = _postgres.postgres_cluster
 OLD_PHONE, NEW_PHONE, EMAIL, CITY = "+1 801 555 0100", "+1 801 555 0199", "a@example.org", "Lyon"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def vendor(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Vendor]:
     async with _postgres.opened_store(request, tmp_path, request.param) as store:
         v = Vendor(store)

@@ -237,7 +237,10 @@ class Commit:
     15. ``held_drop`` — delete the :class:`HeldRecord` rows of ``(thread, share)``, and set
         ``personal`` to None on the :class:`EventRecord` of that share; take the fields held
         under it out of the thread's ``address.updated`` events (``field_shares``; personal
-        None when none is left, ``store/_redact.py``, docs/events.md).
+        None when none is left, ``store/_redact.py``, docs/events.md); then, of the fields the
+        dropped shares governed, those no ``held`` row of the thread names any more, out of
+        every event of the thread (the values the dropped ones had replaced,
+        ``_redact.stripped``).
     16. ``held`` — upsert :class:`HeldRecord` by ``(thread, field)``.
     17. ``intents`` — upsert :class:`IntentRecord` by intent id. 18. ``offers`` — upsert
         :class:`OfferRecord` by hash. 19. ``share_notes`` — upsert :class:`ShareNote` by share.

@@ -41,7 +41,16 @@ from vrmproto.store._base import (
     check_next_index,
 )
 from vrmproto.store._locks import LocalLocks
-from vrmproto.store._redact import LEGACY, NEVER, UPDATED, Redaction, carried, needle
+from vrmproto.store._redact import (
+    LEGACY,
+    NEVER,
+    UPDATED,
+    Redaction,
+    carried,
+    governed,
+    needle,
+    stripped,
+)
 from vrmproto.store._rel_query import RelationshipsWhere
 from vrmproto.store._rows import ThreadKind
 from vrmproto.store._trim import TRIM_BATCH, trim_plan
@@ -340,9 +349,15 @@ class MemoryStore(AsyncClosing):
                 del self._offers[offer]
 
     def _redact(self, held_drop: Collection[tuple[bytes, bytes]]) -> None:
-        """Part 15 for the feed (:mod:`vrmproto.store._redact`)."""
+        """Part 15 for the feed, as :func:`vrmproto.store._sqlite_events.redact` does it: the
+        dropped shares' own events and the fields held under them in the address updates,
+        then, of the fields they governed, those the vendor holds no more from every event of
+        the thread (:mod:`vrmproto.store._redact`)."""
         own = {(e.thread, e.msg_hash): (e.pos, carried(e.personal)) for e in self._events
                if e.personal is not None and (e.thread, e.msg_hash) in held_drop}  # fmt: skip
+        governs: dict[bytes, set[str]] = {}  # per thread, the fields the dropped shares governed
+        for (thread, _), (_, fields) in own.items():
+            governs.setdefault(thread, set()).update(fields)
         plan, index = Redaction(), {}  # pos -> its index in the list
         for i, e in enumerate(self._events):
             if e.personal is None:
@@ -356,9 +371,18 @@ class MemoryStore(AsyncClosing):
                             e.pos > since and LEGACY not in e.personal)):  # fmt: skip
                         plan.found(e.pos, e.personal, share, since, fields)
                         index[e.pos] = i
+                        governs.setdefault(thread, set()).update(
+                            governed(e.personal, share, fields if e.pos > since else ()))
         for pos, after in plan.changes():
             i = index[pos]
             self._events[i] = dataclasses.replace(self._events[i], personal=after)
+        unheld = {t: then.difference(self._held.get(t, {})) for t, then in governs.items()}
+        for i, e in enumerate(self._events):
+            gone = unheld.get(e.thread)
+            if gone and e.personal is not None:
+                after = stripped(e.personal, gone)
+                if after != e.personal:
+                    self._events[i] = dataclasses.replace(e, personal=after)
 
     def _drop(self, thread: bytes) -> None:
         """Delete ``thread`` and every row of it but outbox items and share notes."""
