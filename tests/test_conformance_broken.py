@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pytest
 from _broken_vendor import CASE_TIME_LIMIT_S, MISTAKES, VendorDidNotStart, Vendors
 
-from vrmproto.testing import Level, Outcome, SuiteResult, run_suite
+from vrmproto.testing import Level, Outcome, SuiteCannotRun, SuiteResult, run_suite
 from vrmproto.testing.cases import connections
 
 MISSES = (Outcome.FAILED, Outcome.NON_STRICT)
@@ -132,8 +132,8 @@ async def _vendor_and_suite(vendors: Vendors, mode: str) -> Run:
         async with vendors.serve(mode) as url:
             return Run(mode, await run_suite(url, seed=SEED, skip=skips(mode),
                                              timeout_per_case=CASE_TIME_LIMIT_S))
-    except VendorDidNotStart as exc:
-        return Run(mode, error=str(exc))
+    except (VendorDidNotStart, SuiteCannotRun) as exc:  # this mode's failure, not the others'
+        return Run(mode, error=f"{type(exc).__name__}: {exc}")
 
 
 async def _all() -> dict[str, Run]:

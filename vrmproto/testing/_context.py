@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ import aiohttp
 from ._case import Case, CaseFailed, NoResponse
 from ._exchange import DecodeBody, Exchange, default_decode_body
 
-__all__ = ["DEFAULT_CONTENT_TYPE", "RATE_TAG", "CaseContext", "RateBudget"]
+__all__ = ["DEFAULT_CONTENT_TYPE", "RATE_TAG", "Attempt", "CaseContext", "RateBudget",
+           "suite_session"]
 
 #: Cases with this tag measure the target's rate limits: their 429s are the evidence.
 RATE_TAG = "rate"
@@ -37,11 +39,72 @@ def closed_as_sent(exc: BaseException | None) -> bool:
     """Whether a request failed because the target closed its connection as the request was
     being sent or before any answer (not a connection refused): the race of a kept-alive
     connection the target closed as idle (§10.1-2) just as the suite reused it. A sender then
-    delivers the same bytes again on a new one (§10.1-2, §12.6-5), and so does the suite: once,
-    so that a target that closes every connection still gets no response."""
+    delivers the same bytes again on a new one (§10.1-2, §12.6-5), and so does the suite (see
+    :meth:`Attempt.deliver_again`)."""
     if isinstance(exc, aiohttp.ClientConnectorError):
         return False
     return isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+
+
+#: Seconds a connection may wait in the suite's pool and still be reused. A receiver may close
+#: a connection idle for its idle_timeout_ms (§10.1-2), which it does not publish; the pool's
+#: clock starts when the suite has read an answer, later than the receiver's by however long a
+#: loaded host kept the suite from reading. A request still lost to that race is sent again
+#: (:meth:`Attempt.deliver_again`).
+KEEPALIVE_S = 0.5
+
+#: Connections the suite's session holds open at once.
+CONNECTIONS = 32
+
+#: Most deliveries of one request over connections the target closed as it was sent: one per
+#: connection the pool can hold (each one lost is closed, never reused), and one on a new one.
+MAX_DELIVERIES = CONNECTIONS + 2
+
+
+@dataclass
+class Attempt:
+    """One delivery of a request, as a session made by :func:`suite_session` saw it (its
+    ``trace_request_ctx``): whether it went on a connection kept alive from an earlier request
+    (never set by a session without that session's trace)."""
+
+    reused: bool = False
+
+    def deliver_again(self, exc: BaseException | None, new_lost: int, deliveries: int) -> bool:
+        """This was delivery number ``deliveries`` of a request, and failed with ``exc``: send
+        the same bytes again? Only when the target closed the connection as it was sent
+        (§10.1-2: a sender "delivers the same bytes again on a new one"): after a kept-alive
+        connection, until the pool's stale ones are used up (each one lost is closed), and once
+        after a new connection (``new_lost``: how many earlier new ones were lost), so that a
+        target that closes every connection still gets no response."""
+        if not closed_as_sent(exc) or deliveries >= MAX_DELIVERIES:
+            return False
+        return self.reused or new_lost == 0
+
+
+async def _on_reuse(session: aiohttp.ClientSession, ctx: Any, params: object) -> None:
+    if isinstance(ctx.trace_request_ctx, Attempt):
+        ctx.trace_request_ctx.reused = True
+
+
+_REUSE_TRACE = aiohttp.TraceConfig()
+_REUSE_TRACE.on_connection_reuseconn.append(_on_reuse)
+_REUSE_TRACE.freeze()
+
+
+def suite_session(timeout: aiohttp.ClientTimeout, *, headers: Mapping[str, str] | None = None,
+                  local_addr: tuple[str, int] | None = None) -> aiohttp.ClientSession:
+    """A session as the suite's requests need it: no cookies kept, at most
+    :data:`CONNECTIONS` connections, a kept-alive one reused for at most :data:`KEEPALIVE_S`,
+    and each request's :class:`Attempt` told whether its connection was reused.
+    ``local_addr``: the IPv4 address and port to connect from (default: the system's choice)."""
+    family = socket.AF_INET if local_addr is not None else socket.AF_UNSPEC
+    connector = aiohttp.TCPConnector(limit=CONNECTIONS, force_close=False,
+                                     keepalive_timeout=KEEPALIVE_S, local_addr=local_addr,
+                                     family=family)  # fmt: skip
+    return aiohttp.ClientSession(
+        timeout=timeout, connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+        headers=dict(headers or {}), auto_decompress=True, trace_configs=[_REUSE_TRACE],
+    )  # fmt: skip
 
 
 @dataclass
@@ -153,16 +216,20 @@ class CaseContext:
     ) -> Exchange:
         """Any method; record and return the exchange (see :meth:`post`). A 429 with a
         ``Retry-After`` the run's :class:`RateBudget` still has room for is waited out and the
-        request sent again (both exchanges are in the transcript). So is, once, a request whose
-        connection the target closed as it was sent (:func:`closed_as_sent`)."""
-        resent = False
+        request sent again (both exchanges are in the transcript). So is a request whose
+        connection the target closed as it was sent (:func:`closed_as_sent`), on a new
+        connection in the end (:meth:`Attempt.deliver_again`)."""
+        new_lost = deliveries = 0
         while True:
+            attempt = Attempt()
+            deliveries += 1
             try:
-                exchange = await self._send(method, path_or_url, body=body, headers=headers)
+                exchange = await self._send(method, path_or_url, body=body, headers=headers,
+                                            attempt=attempt)  # fmt: skip
             except NoResponse as exc:
-                if resent or not closed_as_sent(exc.__cause__):
+                if not attempt.deliver_again(exc.__cause__, new_lost, deliveries):
                     raise
-                resent = True
+                new_lost += not attempt.reused
                 continue
             wait = None if self.rate_budget is None else self.rate_budget.take(exchange)
             if wait is None:
@@ -176,13 +243,15 @@ class CaseContext:
         *,
         body: bytes,
         headers: Mapping[str, str] | None,
+        attempt: Attempt,
     ) -> Exchange:
         url = self.url(path_or_url)
         sent_headers = dict(headers or {})
         started = time.perf_counter()
         try:
             async with self.session.request(
-                method, url, data=body or None, headers=sent_headers, allow_redirects=False
+                method, url, data=body or None, headers=sent_headers, allow_redirects=False,
+                trace_request_ctx=attempt,
             ) as resp:
                 # The headers aiohttp really sent (Host, Content-Length, … included).
                 sent_headers = dict(resp.request_info.headers)

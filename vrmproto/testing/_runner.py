@@ -45,7 +45,7 @@ from ._case import (
     grade_unimplemented,
     load_default_cases,
 )
-from ._context import RATE_TAG, CaseContext, RateBudget
+from ._context import RATE_TAG, Attempt, CaseContext, RateBudget, suite_session
 from ._exchange import DecodeBody
 
 __all__ = ["DISCOVERY_PATH", "EXIT_CANNOT_RUN", "SuiteCannotRun", "SuiteResult", "run_suite",
@@ -176,15 +176,8 @@ async def run_suite(
     started = datetime.now(UTC)
 
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout_per_case)
-    # A connection idle for half a second is not reused: a receiver may close idle ones after
-    # its idle_timeout_ms (§10.1-2), and a request sent on one it is closing would be lost.
-    connector = aiohttp.TCPConnector(limit=32, force_close=False, keepalive_timeout=0.5)
-    async with aiohttp.ClientSession(
-        timeout=timeout,
-        connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        headers={"User-Agent": f"vrmproto-conformance/{tool_version()}"},
-        auto_decompress=True,
+    async with suite_session(
+        timeout, headers={"User-Agent": f"vrmproto-conformance/{tool_version()}"}
     ) as session:
         budget = RateBudget(rate_wait_s)
         preflight: list[str] = []  # the URL of each request before the first case
@@ -256,16 +249,25 @@ def _check_url(base_url: str) -> str:
 async def _probe(session: aiohttp.ClientSession, url: str, time_limit: float) -> tuple[
     int, str | None
 ]:  # fmt: skip
-    """POST an empty body to ``url``: (status, Retry-After)."""
-    try:
-        async with asyncio.timeout(time_limit), session.post(
-            url, data=b"", headers={"Content-Type": _CONTENT_TYPE}, allow_redirects=False
-        ) as resp:
-            await resp.read()
-            return resp.status, resp.headers.get("Retry-After")
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        raise SuiteCannotRun(f"cannot reach {url}: {reason}") from exc
+    """POST an empty body to ``url``: (status, Retry-After). Sent again when the target
+    closed the connection as it was sent, as :meth:`CaseContext.request` does (§10.1-2)."""
+    new_lost = deliveries = 0
+    while True:
+        attempt = Attempt()
+        deliveries += 1
+        try:
+            async with asyncio.timeout(time_limit), session.post(
+                url, data=b"", headers={"Content-Type": _CONTENT_TYPE}, allow_redirects=False,
+                trace_request_ctx=attempt,
+            ) as resp:
+                await resp.read()
+                return resp.status, resp.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if attempt.deliver_again(exc, new_lost, deliveries):
+                new_lost += not attempt.reused
+                continue
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise SuiteCannotRun(f"cannot reach {url}: {reason}") from exc
 
 
 async def _preflight(session: aiohttp.ClientSession, base: str, doc: Mapping[str, Any],

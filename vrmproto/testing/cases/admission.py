@@ -13,11 +13,10 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from vrmproto._messages import Intentcast
 from vrmproto.testing._case import Level, case
 from vrmproto.testing._context import CaseContext
+from vrmproto.testing._context import suite_session as new_session
 
 from ._support import (
     Answer,
@@ -81,9 +80,9 @@ async def open_relationship_budget(ctx: CaseContext) -> None:
                    actual=f"not checked: budget {budget}, target {t.inbox}")
         return
     suite_session = ctx.session
-    connector = aiohttp.TCPConnector(local_addr=(source, 0), family=socket.AF_INET)
-    async with aiohttp.ClientSession(connector=connector, timeout=suite_session.timeout,
-                                     cookie_jar=aiohttp.DummyCookieJar()) as session:
+    # A session like the suite's (kept-alive connections reused as briefly, a request lost to
+    # the idle-close race of §10.1-2 sent again), from the case's own address.
+    async with new_session(suite_session.timeout, local_addr=(source, 0)) as session:
         ctx.session = session
         try:
             gate = asyncio.Semaphore(CONCURRENCY)
