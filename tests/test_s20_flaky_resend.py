@@ -15,30 +15,19 @@ probe of the history URL, which lost all 13 suites at once.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
+from test_conformance_resend import _context, _read_request
 
-from vrmproto.testing import CaseContext, NoResponse, Registry
-from vrmproto.testing._case import Level
+from vrmproto.testing import CaseContext, NoResponse
 from vrmproto.testing._context import KEEPALIVE_S, MAX_DELIVERIES, suite_session
 from vrmproto.testing._runner import _probe
 
 KEPT = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 TIMEOUT = aiohttp.ClientTimeout(total=10)
-
-
-async def _read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    return head + await reader.readexactly(length)
 
 
 @asynccontextmanager
@@ -70,17 +59,6 @@ async def _target(*, answer_later: bool = False) -> AsyncIterator[tuple[str, lis
     port = server.sockets[0].getsockname()[1]
     async with server:
         yield f"http://127.0.0.1:{port}", seen
-
-
-def _context(base: str, session: aiohttp.ClientSession) -> CaseContext:
-    reg = Registry()
-
-    @reg.case(id="R-001", clause="§10.1-2", requirement="-", level=Level.MUST, accepts="-")
-    async def run(ctx: CaseContext) -> None:  # pragma: no cover - only its Case is used
-        del ctx
-
-    return CaseContext(case=run, base_url=base, discovery={}, session=session,
-                       rng=random.Random(1), state={})  # fmt: skip
 
 
 async def _fill_pool(ctx: CaseContext, n: int) -> None:
