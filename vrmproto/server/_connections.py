@@ -492,6 +492,8 @@ class _ConnectionHandler(web.RequestHandler):
                 _fail_body(request, self._messages[queued][0])
             self._head = 0
             self._last_body = self._messages[-1][1]
+            if self._state is _State.HEAD:  # the head is whole: its deadline ends with it
+                self.request_started()  # (§10.1-1), not when the loop first runs its handler
         elif in_head:
             self._count_head(len(data))
 
