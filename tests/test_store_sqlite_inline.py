@@ -36,7 +36,7 @@ class Gate:
         self.calls = 0
         self._lock = threading.Lock()
         self._gates: list[threading.Event] = []
-        self.fail: OSError | None = None
+        self.fail: Exception | None = None
 
     def __call__(self, fd: int) -> None:
         with self._lock:
@@ -212,6 +212,23 @@ async def test_a_failed_fsync_fails_what_it_covered_and_every_later_commit(
         await store.commit(meta("b"))  # written, but never promised: the store is broken
     with pytest.raises(StoreError, match="fsync"):
         await store.get_meta("a")
+
+
+async def test_an_fsync_failing_otherwise_than_with_oserror_fails_its_commits_too(
+    store: SQLiteStore,
+) -> None:
+    """The writer thread settles the commits an fsync covered whatever it raised: it used to
+    catch only OSError, and anything else ended the thread with the commits still waiting."""
+    g = gate(store)
+    g.fail = RuntimeError("the descriptor went away")
+    a = asyncio.create_task(store.commit(meta("a")))
+    await g.wait_entered()
+    g.release(1)
+    async with asyncio.timeout(GUARD_S):
+        with pytest.raises(StoreError, match="fsync"):
+            await a
+    with pytest.raises(StoreError, match="fsync"):
+        await store.commit(meta("b"))
 
 
 async def test_close_makes_an_abandoned_commit_durable_first(tmp_path: Path) -> None:

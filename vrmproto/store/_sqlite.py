@@ -936,7 +936,7 @@ class SQLiteStore(AsyncClosing):
         error: StoreError | None = None
         try:
             self._wal.sync()
-        except OSError as exc:
+        except Exception as exc:  # (any: the thread must live to settle the waiting commits)
             error = StoreError(f"fsync of {self._wal.path} failed, so commits since the last "
                                f"one are not known durable; reopen the store: {exc}")  # fmt: skip
         self.stats.syncs += 1
