@@ -12,12 +12,11 @@ trusted proxy's fields (§12.13-1).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from _vendor_proc import Customer, now_ms
+from test_hunt_s15_srv_expect import connection, first_answer
 
 from vrmproto import Identity, Limits, open_envelope
 from vrmproto._binding import CONTENT_TYPE, DEFAULT_INBOX_PATH
@@ -54,26 +53,6 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[Server]:
         await made.close()
 
 
-@contextlib.asynccontextmanager
-async def _connection(port: int) -> AsyncIterator[tuple[asyncio.StreamReader,
-                                                        asyncio.StreamWriter]]:  # fmt: skip
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        yield reader, writer
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-
-
-async def _first_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
-    async with asyncio.timeout(5):
-        got = await reader.readuntil(b"\r\n\r\n")
-        status, *lines = got[:-4].split(b"\r\n")
-        fields = {n.lower(): v.strip() for n, _, v in (line.partition(b":") for line in lines)}
-        return status, await reader.readexactly(int(fields.get(b"content-length", b"0")))
-
-
 def _head(length: int, forwarded_for: str) -> bytes:
     return (f"POST {DEFAULT_INBOX_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
             f"{CONTENT_TYPE}\r\nContent-Length: {length}\r\nX-Forwarded-For: {forwarded_for}"
@@ -84,16 +63,16 @@ async def test_a_client_over_its_rate_limit_is_refused_without_100_continue(
     server: Server,
 ) -> None:
     offer = Customer(VENDOR, base_url="http://127.0.0.1").offer("vrm.purpose-only").envelope
-    async with _connection(server.port) as (reader, writer):  # its one request a minute
+    async with connection(server.port) as (reader, writer):  # its one request a minute
         writer.write(_head(len(offer), "192.0.2.7"))
-        assert (await _first_answer(reader))[0] == b"HTTP/1.1 100 Continue"
+        assert (await first_answer(reader))[0] == b"HTTP/1.1 100 Continue"
         writer.write(offer)
-        assert (await _first_answer(reader))[0].startswith(b"HTTP/1.1 2")
-    async with _connection(server.port) as (reader, writer):  # over it: no invitation
+        assert (await first_answer(reader))[0].startswith(b"HTTP/1.1 2")
+    async with connection(server.port) as (reader, writer):  # over it: no invitation
         writer.write(_head(len(offer), "192.0.2.7"))
-        status, body = await _first_answer(reader)
+        status, body = await first_answer(reader)
     assert status.startswith(b"HTTP/1.1 429 "), status  # before: 100 Continue
     assert open_envelope(body, now=now_ms()).body.code == "rate_limited"
-    async with _connection(server.port) as (reader, writer):  # another client behind the proxy
+    async with connection(server.port) as (reader, writer):  # another client behind the proxy
         writer.write(_head(len(offer), "192.0.2.8"))
-        assert (await _first_answer(reader))[0] == b"HTTP/1.1 100 Continue"
+        assert (await first_answer(reader))[0] == b"HTTP/1.1 100 Continue"
