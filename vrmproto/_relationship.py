@@ -656,9 +656,9 @@ class Relationship:
             s = _codec.decode_form(data)  # our own stored bytes: form check only
             region: bytes | None = None
             if type(s) is list:  # the stored form (to_state), else the compact one
-                s, _filler_item, region = s
+                s, filler, region = s
                 if type(region) is not bytes or (
-                        _filler_item is not None and type(_filler_item) is not bytes):  # fmt: skip
+                        filler is not None and type(filler) is not bytes):  # fmt: skip
                     raise ValueError("the shares' region or the filler is not a bin")
             rel = cls(
                 role=Role(s["role"]),
