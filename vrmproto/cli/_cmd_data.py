@@ -59,6 +59,7 @@ from vrmproto.cli._parse import (
     format_time,
     parse_duration,
     parse_fields,
+    parse_until,
 )
 from vrmproto.cli._progress import FanoutDisplay
 from vrmproto.client import Delivery, Queued, RelationshipView
@@ -238,14 +239,14 @@ def share(env: Env, *, vendor: str, fields: tuple[str, ...], purposes: tuple[str
                               or {suggest_category(f) for f in values})  # fmt: skip
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    lifetime = parse_duration(expires, default_unit="d")
+    parse_duration(expires, default_unit="d")  # a usage error before anything is opened
     out = env.out
 
     async def go() -> tuple[RelationshipView, Delivery, int, bool]:
         async with open_agent(env) as agent:
             view = await pick(agent, vendor)
             need_agreement(view)
-            until = agent.clock() + lifetime
+            until = parse_until(expires, agent.clock(), default_unit="d")
             d = await agent.share(view.thread, values, purposes=purpose_ids,
                                   categories=category_ids, expires_ms=until,
                                   timeout_s=timeout)  # fmt: skip

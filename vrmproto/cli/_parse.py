@@ -40,6 +40,7 @@ __all__ = [
     "parse_money",
     "parse_term",
     "parse_terms",
+    "parse_until",
     "term_spec",
     "text_problem",
     "utc_text",
@@ -128,6 +129,15 @@ def parse_duration(text: str, *, default_unit: str = "s", now_ms: int | None = N
             "a message can name"
         )
     return total
+
+
+def parse_until(text: str, now_ms: int, *, default_unit: str = "s") -> int:
+    """When a time given as in :func:`parse_duration` ends, in ms since the epoch: a date is
+    that very moment, whenever it is read; a duration runs from ``now_ms``."""
+    if _DATE_RE.fullmatch(text.strip().lower()):
+        parse_duration(text, default_unit=default_unit, now_ms=now_ms)  # in the future?
+        return parse_date(text)
+    return now_ms + parse_duration(text, default_unit=default_unit, now_ms=now_ms)
 
 
 def parse_money(text: str) -> Money:
