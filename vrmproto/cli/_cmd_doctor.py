@@ -32,8 +32,8 @@ from vrmproto._limits import DEFAULT_LIMITS
 from vrmproto._state import State
 from vrmproto.cli._common import finish, lost_by_vendor, lost_words
 from vrmproto.cli._context import Env, common_options, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, Outcome
-from vrmproto.cli._home import EMPTIED, Home
+from vrmproto.cli._errors import EXIT_FAILED, CliError, Outcome
+from vrmproto.cli._home import EMPTIED, Home, settings_missing
 from vrmproto.cli._output import brief, safe
 from vrmproto.client import RelationshipView
 from vrmproto.client._agent_base import _MASTER_CHECK_KEY
@@ -70,6 +70,18 @@ def _modes(home: Home) -> Check:
                      + "; they are private now, but if others use this machine, treat the seed "
                      "as exposed")  # fmt: skip
     return Check("data directory", "ok", f"{home.path}: 0700, every file 0600")
+
+
+def _settings(home: Home) -> Check:
+    """The terms the person proffers: settings.json there and readable."""
+    if not home.settings_path.exists():
+        return Check("settings", "warn", settings_missing(home))
+    try:
+        terms = home.settings().terms
+    except CliError as exc:
+        return Check("settings", "fail", str(exc))
+    return Check("settings", "ok", "you proffer " + (", ".join(
+        f"{t.id}@{t.version}" for t in terms) or "no terms"))
 
 
 def _schema(db: Path) -> list[Check]:
@@ -223,6 +235,7 @@ def diagnose(home: Home, timeout_s: float) -> list[Check]:
     except Exception as exc:  # CliError: a damaged seed file
         return [*checks, Check("seed", "fail", str(exc))]
     checks.append(Check("seed", "ok", "readable, check value correct"))
+    checks.append(_settings(home))
     unwritable = home.unwritable()
     if unwritable is not None:  # SQLite would say "unable to open" or "disk I/O error"
         return [*checks, Check("writable", "fail", f"{home.path}: {unwritable}; vrm can record "

@@ -130,11 +130,20 @@ class Settings:
         return cls(str(data.get("name", "")), tuple(term_from_json(t) for t in terms), extra)
 
 
+def settings_missing(home: Home) -> str:
+    """What a data directory without ``settings.json`` means for the person."""
+    terms = ", ".join(f"{t.id}@{t.version}" for t in DEFAULT_TERMS)
+    return (f"{home.settings_path} is missing: you proffer the default terms ({terms}) under "
+            "no name until you choose yours with `vrm terms set …` (a backup of this "
+            "directory holds the ones you had)")
+
+
 class Home:
     """One data directory. Nothing is created until :meth:`init`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._missing_said = False  # settings.json missing, and the person told (settings())
 
     @classmethod
     def at(cls, data_dir: str | os.PathLike[str] | None = None) -> Home:
@@ -274,12 +283,19 @@ class Home:
     def master(self) -> MasterSeed:
         return MasterSeed(self.read_seed_bytes())
 
-    def settings(self) -> Settings:
+    def settings(self, *, warn_missing: bool = True) -> Settings:
+        """What the person chose (``settings.json``). ``vrm init`` and ``vrm key import`` write
+        it, so a directory with a seed and no settings lost them (a partial restore, a file
+        deleted): the defaults stand in, said once per command (:func:`warn`) — else every
+        connect would proffer other terms than the person's without a word."""
         self.require()
         try:
             data = json.loads(self.settings_path.read_text("utf-8"))
             return Settings.from_json(data)
         except FileNotFoundError:
+            if warn_missing and not self._missing_said:
+                self._missing_said = True
+                warn(settings_missing(self))
             return Settings()
         except (ValueError, KeyError, TypeError) as exc:
             raise self._damaged(self.settings_path, f"cannot be read ({exc})") from None
