@@ -23,7 +23,8 @@ The last line is one JSON object:
 - ``cpu_us``: CPU per message from ``/proc`` — ``vendor`` (every thread of the subprocess),
   split into ``vendor_loop`` (its event loop's thread) and ``vendor_other_threads`` (the
   store's writer thread, its readers, executors); ``agent`` (this process, all threads: the
-  agents, their HTTP clients and store writers).
+  agents, their HTTP clients and store writers), split the same way into ``agent_loop`` and
+  ``agent_other_threads`` (the SQLite stores' writer threads, with ``--agent-store sqlite``).
 - ``floor_us``: the libsodium work one message needs on each side, timed in this run with
   exactly the calls that message needs (:data:`FLOORS`, via ``nacl.bindings``);
   ``vendor_floor_ratio`` and ``agent_floor_ratio`` = CPU / floor.
@@ -32,7 +33,10 @@ The last line is one JSON object:
   ``growth_agent`` per side. The short run has 32 times the customers of the long one, all
   sending at once, so it also batches more (group commit, event-loop wake-ups) than the long
   one: ``growth_same_flight`` is the same ratio with the short run's customers taking turns, as
-  many sending at once as in the long run - what the relationship's size alone costs.
+  many sending at once as in the long run - what the relationship's size alone costs. Each
+  is the median of ``--growth-rounds`` (default 3) rounds of the three runs, in turn;
+  ``growth_rounds`` lists each round's ``growth`` (on a shared 2-core machine one run's CPU
+  figures move 10-15 %, and one pair of runs moved ``growth`` from 1.22 to 1.52).
 - ``--in-flight N``: at most N customers send at once (each sends all its messages, then the
   next starts); default all.
 
@@ -54,6 +58,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -258,6 +263,7 @@ async def drive(args: argparse.Namespace, k: int, m: int, urls: list[str], vendo
                         raise RuntimeError("a vendor did not accept the terms")
             latencies: list[float] = []
             vendor0, agent0 = proc_cpu_s(vendor_pid), time.process_time()
+            loop0 = time.thread_time()  # the agents' event loop runs on this thread
             threads0 = thread_cpu_s(vendor_pid)
             db0 = tree_cpu_s(db_pid) if db_pid is not None else None
             t0 = time.perf_counter()
@@ -270,6 +276,7 @@ async def drive(args: argparse.Namespace, k: int, m: int, urls: list[str], vendo
             counts = await asyncio.gather(*(customer(a) for a, _ in agents))
             elapsed = time.perf_counter() - t0
             vendor1, agent1 = proc_cpu_s(vendor_pid), time.process_time()
+            loop1 = time.thread_time()
             threads1 = thread_cpu_s(vendor_pid)
             db1 = tree_cpu_s(db_pid) if db_pid is not None else None
         finally:
@@ -280,7 +287,11 @@ async def drive(args: argparse.Namespace, k: int, m: int, urls: list[str], vendo
     cpu = None
     if vendor0 is not None and vendor1 is not None:
         cpu = {"vendor": round((vendor1 - vendor0) / n * 1e6, 1),
-               "agent": round((agent1 - agent0) / n * 1e6, 1)}  # fmt: skip
+               "agent": round((agent1 - agent0) / n * 1e6, 1),
+               # the agents' event loop's thread and the others (SQLite stores' writers)
+               "agent_loop": round((loop1 - loop0) / n * 1e6, 1),
+               "agent_other_threads": round(((agent1 - agent0) - (loop1 - loop0)) / n * 1e6,
+                                            1)}  # fmt: skip
         if db0 is not None and db1 is not None:
             cpu["database"] = round((db1 - db0) / n * 1e6, 1)
         if threads0 is not None and threads1 is not None:
@@ -331,32 +342,39 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def growth(args: argparse.Namespace) -> dict[str, float | None]:
+def growth(args: argparse.Namespace) -> dict[str, Any]:
     """CPU per message at ``--growth-m`` messages per customer over the same at 8, with the
-    same number of messages in all (share only)."""
-    none: dict[str, float | None] = {"growth": None, "growth_vendor": None, "growth_agent": None,
-                                     "growth_same_flight": None}  # fmt: skip
+    same number of messages in all (share only): the median over ``--growth-rounds`` rounds,
+    each of the three runs in turn, so that a slow minute of a shared machine moves one round's
+    ratios, not the figure."""
+    none: dict[str, Any] = {"growth": None, "growth_vendor": None, "growth_agent": None,
+                            "growth_same_flight": None, "growth_rounds": []}  # fmt: skip
     if args.no_growth or args.kind != "share":
         return none
     total = 4 * args.growth_m
-    long_run = measure(args, total // args.growth_m, args.growth_m)
-    short_run = measure(args, total // 8, 8)
-    turns_run = measure(args, total // 8, 8, in_flight=total // args.growth_m)
-    if long_run.cpu_us is None or short_run.cpu_us is None or turns_run.cpu_us is None:
-        return none
-    lc, sc, tc = long_run.cpu_us, short_run.cpu_us, turns_run.cpu_us
-    print(f"growth: {total // args.growth_m} x {args.growth_m}: vendor {lc['vendor']:.0f} us, "
-          f"agent {lc['agent']:.0f} us; {total // 8} x 8: vendor {sc['vendor']:.0f} us, "
-          f"agent {sc['agent']:.0f} us per message; {total // 8} x 8, "
-          f"{total // args.growth_m} at once: vendor {tc['vendor']:.0f} us, "
-          f"agent {tc['agent']:.0f} us")  # fmt: skip
-    return {
-        "growth": round((lc["vendor"] + lc["agent"]) / (sc["vendor"] + sc["agent"]), 3),
-        "growth_same_flight": round((lc["vendor"] + lc["agent"]) / (tc["vendor"] + tc["agent"]),
-                                    3),
-        "growth_vendor": round(lc["vendor"] / sc["vendor"], 3),
-        "growth_agent": round(lc["agent"] / sc["agent"], 3),
-    }
+    rounds: list[dict[str, float]] = []
+    for r in range(args.growth_rounds):
+        long_run = measure(args, total // args.growth_m, args.growth_m)
+        short_run = measure(args, total // 8, 8)
+        turns_run = measure(args, total // 8, 8, in_flight=total // args.growth_m)
+        if long_run.cpu_us is None or short_run.cpu_us is None or turns_run.cpu_us is None:
+            return none
+        lc, sc, tc = long_run.cpu_us, short_run.cpu_us, turns_run.cpu_us
+        print(f"growth round {r + 1}: {total // args.growth_m} x {args.growth_m}: vendor "
+              f"{lc['vendor']:.0f} us, agent {lc['agent']:.0f} us; {total // 8} x 8: vendor "
+              f"{sc['vendor']:.0f} us, agent {sc['agent']:.0f} us per message; {total // 8} x "
+              f"8, {total // args.growth_m} at once: vendor {tc['vendor']:.0f} us, "
+              f"agent {tc['agent']:.0f} us")  # fmt: skip
+        rounds.append({
+            "growth": (lc["vendor"] + lc["agent"]) / (sc["vendor"] + sc["agent"]),
+            "growth_same_flight": (lc["vendor"] + lc["agent"]) / (tc["vendor"] + tc["agent"]),
+            "growth_vendor": lc["vendor"] / sc["vendor"],
+            "growth_agent": lc["agent"] / sc["agent"],
+        })  # fmt: skip
+    out: dict[str, Any] = {key: round(statistics.median(r[key] for r in rounds), 3)
+                           for key in rounds[0]}  # fmt: skip
+    out["growth_rounds"] = [round(r["growth"], 3) for r in rounds]
+    return out
 
 
 def report(args: argparse.Namespace, run: Run, floor: dict[str, float]) -> dict[str, Any]:
@@ -425,6 +443,8 @@ def main() -> None:
         default=256,
         help="messages per customer of the long growth run (against 8)",
     )
+    parser.add_argument("--growth-rounds", type=int, default=3,
+                        help="rounds of the growth runs; each growth figure is their median")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()

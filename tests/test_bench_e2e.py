@@ -7,6 +7,8 @@ and reports every figure it promises.
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import subprocess
 import sys
@@ -52,6 +54,38 @@ def test_e2e_bench_runs_and_prints_its_json_line(agent_store: str) -> None:
     if sys.platform == "linux":
         assert isinstance(result["vendor_floor_ratio"], float)
         assert isinstance(result["agent_floor_ratio"], float)
+        cpu = result["cpu_us"]
+        assert isinstance(cpu, dict)
+        assert cpu["agent_loop"] > 0
+        assert cpu["agent_loop"] + cpu["agent_other_threads"] == pytest.approx(cpu["agent"],
+                                                                               abs=0.2)
+
+
+def test_e2e_bench_growth_is_the_median_of_its_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each growth figure is the median of the rounds' (the runs faked: their aggregation is
+    what is checked here; the runs themselves are the path the test above drives)."""
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        e2e = importlib.import_module("e2e")
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    # per round: the long run, the short one, the short one taking turns (vendor, agent us)
+    cpu = iter([(300, 200), (200, 200), (250, 200),
+                (900, 600), (200, 200), (250, 200),   # one slow minute: growth 3.75
+                (330, 220), (200, 200), (250, 200)])  # fmt: skip
+
+    def measure(args: object, k: int, m: int, in_flight: int = 0) -> object:
+        vendor, agent = next(cpu)
+        return e2e.Run(k * m, 1.0, [1.0], {"vendor": vendor, "agent": agent})
+
+    monkeypatch.setattr(e2e, "measure", measure)
+    args = argparse.Namespace(no_growth=False, kind="share", growth_m=16, growth_rounds=3)
+    got = e2e.growth(args)
+    assert got["growth_rounds"] == [1.25, 3.75, 1.375]
+    assert got["growth"] == 1.375
+    assert got["growth_vendor"] == 1.65
+    assert got["growth_agent"] == 1.1
+    assert got["growth_same_flight"] == pytest.approx(550 / 450, abs=1e-3)
 
 
 def test_e2e_bench_runs_on_postgresql_and_counts_the_database() -> None:
