@@ -3,11 +3,13 @@ after which the same bytes may be delivered again (§9.1-9)."""
 
 from __future__ import annotations
 
+import math
+
 from vrmproto import _errors
-from vrmproto.client._transport import RetryPolicy
+from vrmproto.client._transport import MAX_RETRY_AFTER_S, RetryPolicy
 from vrmproto.store import OutboxItem
 
-__all__ = ["DEFAULT_SCHEDULE", "HELD_CHECK_S", "HELD_MS", "RETRYABLE", "is_due"]
+__all__ = ["DEFAULT_SCHEDULE", "HELD_CHECK_S", "HELD_MS", "RETRYABLE", "is_due", "longest_wait_ms"]
 
 #: Problem codes after which the same bytes may be delivered again (Table 9-1, §9.1-9).
 RETRYABLE = _errors.RETRYABLE
@@ -28,8 +30,22 @@ HELD_MS = 2**62
 HELD_CHECK_S = 60.0
 
 
-def is_due(item: OutboxItem, due_by: int) -> bool:
+def longest_wait_ms(schedule: RetryPolicy) -> int:
+    """The furthest ahead of its clock the outbox schedules an attempt under ``schedule``: the
+    schedule's cap, or the longest ``Retry-After`` it honours (ms)."""
+    longest = max(schedule.cap_s, MAX_RETRY_AFTER_S)
+    return int(longest * 1000) if math.isfinite(longest) else HELD_MS
+
+
+def is_due(item: OutboxItem, due_by: int, longest_ms: int) -> bool:
     """Whether ``item`` is to be tried by a run that takes what is due by ``due_by``: what
     was never tried is due at once — among it, what the run itself queued (a receipt for a
-    reply, the draft whose turn came), which goes in the same run."""
-    return item.attempts == 0 or item.next_attempt_ms <= due_by
+    reply, the draft whose turn came), which goes in the same run.
+
+    So is an item due more than ``longest_ms`` (:func:`longest_wait_ms`) after ``due_by``:
+    nothing of ours scheduled it that far, so the clock was set back since (an NTP step, a
+    clock corrected after it ran ahead), and waiting for the old time would hold the message
+    back by as much. A held item (:data:`HELD_MS`) waits for a person still."""
+    next_ms = item.next_attempt_ms
+    return (item.attempts == 0 or next_ms <= due_by
+            or (next_ms < HELD_MS and next_ms - due_by > longest_ms))  # fmt: skip

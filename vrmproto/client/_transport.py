@@ -75,6 +75,8 @@ RandomId = Callable[[], bytes]
 #: Most entries one history export may hold, over all its pages (§12.5-7).
 MAX_HISTORY_ENTRIES = 1_000_000
 _RETRY_STATUSES = frozenset({408, 429})
+#: The longest ``Retry-After`` honoured, in seconds (§12.4-3): a day; a longer one is ignored.
+MAX_RETRY_AFTER_S = 86_400
 
 
 def default_clock() -> int:
@@ -233,7 +235,7 @@ def transient_from_answer(answer: Answer, *, request: str = "") -> Transient | N
             seconds = float(value.strip())
         except ValueError:
             seconds = -1.0
-        retry_after = seconds if 0 <= seconds <= 86_400 else None
+        retry_after = seconds if 0 <= seconds <= MAX_RETRY_AFTER_S else None
     return Transient(f"{request or answer.url} answered {answer.status}", status=answer.status,
                      retry_after=retry_after)  # fmt: skip
 
