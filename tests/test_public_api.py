@@ -34,9 +34,9 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "vrmproto.client": (
         "DEFAULT_CONCURRENCY", "DEFAULT_SCHEDULE", "DEFAULT_TERMS", "FANOUT_RETRY", "NO_RETRY",
         "Agent", "Answer", "ConnectResult", "ConnectStatus", "CustomerNode", "Delivery",
-        "DeliveryStatus", "EndpointClient", "FanoutReport", "IntentcastResult", "InvalidResponse",
-        "KeyChangedError", "Offer", "Outbox", "OutboxRun", "PeerProblemError", "PeerRuleError",
-        "Progress",
+        "DeliveryStatus", "EndpointClient", "FanoutReport", "ForeignStore", "IntentcastResult",
+        "InvalidResponse", "KeyChangedError", "NotFound", "Offer", "Outbox", "OutboxRun",
+        "PeerProblemError", "PeerRuleError", "Progress",
         "ProgressEvent", "Queued", "Reconciliation", "Records", "Ref", "RelationshipView",
         "RetryPolicy", "Stage", "Target", "Transient", "Transport", "TransportError", "Unreachable",
         "VendorResult", "collect_pages", "discovery_from_answer", "fan_out",

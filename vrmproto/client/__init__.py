@@ -24,7 +24,9 @@ verify)::
 
 and :class:`KeyChangedError` (a :class:`~vrmproto.ProtocolError`, ``bad_key``): a vendor we
 already know answered with another key; ``Agent.connect(url, accept_new_key=…)`` accepts a
-legitimate re-key (§11.10-1).
+legitimate re-key (§11.10-1). A reference that names no relationship (or waiting message) is
+:class:`NotFound` (also a ``LookupError``); a store of another master seed,
+:class:`ForeignStore` (also a ``ValueError``). Each of them is a :class:`~vrmproto.VrmError`.
 """
 
 from vrmproto._errors import PeerProblemError, TransportError
@@ -43,7 +45,9 @@ from vrmproto.client._agent import (
 )
 from vrmproto.client._data import Records
 from vrmproto.client._errors import (
+    ForeignStore,
     InvalidResponse,
+    NotFound,
     PeerRuleError,
     Queued,
     Transient,
@@ -89,9 +93,11 @@ __all__ = [
     "DeliveryStatus",
     "EndpointClient",
     "FanoutReport",
+    "ForeignStore",
     "IntentcastResult",
     "InvalidResponse",
     "KeyChangedError",
+    "NotFound",
     "Offer",
     "Outbox",
     "OutboxRun",

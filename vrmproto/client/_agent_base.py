@@ -27,6 +27,7 @@ from vrmproto._messages import RelationshipEnd
 from vrmproto._state import Role, State
 from vrmproto._vocab import TermRef
 from vrmproto.client._drafts import Draft, EndDraft, RotateDraft
+from vrmproto.client._errors import ForeignStore, NotFound
 from vrmproto.client._fanout import DEFAULT_CONCURRENCY
 from vrmproto.client._http import EndpointClient
 from vrmproto.client._ledger import Ledger, Thread, ThreadKind, ThreadMeta
@@ -95,7 +96,7 @@ async def check_master(store: Store, master: MasterSeed) -> None:
     if stored is None:
         await store.commit(Commit(meta=((_MASTER_CHECK_KEY, check),)))
     elif stored != check:
-        raise ValueError("this store belongs to another master seed")
+        raise ForeignStore("this store belongs to another master seed")
 
 
 class AgentBase(AsyncClosing):
@@ -172,7 +173,7 @@ class AgentBase(AsyncClosing):
         if ledger is None:
             ledger = Ledger(store, master, limits=limits)
         elif ledger.store is not store or ledger.master.seed != master.seed:
-            raise ValueError("the ledger belongs to another store or master seed")
+            raise ForeignStore("the ledger belongs to another store or master seed")
         owns = client is None
         if client is None:
             client = EndpointClient(
@@ -206,11 +207,11 @@ class AgentBase(AsyncClosing):
     # -- finding relationships -------------------------------------------------------------
 
     async def resolve(self, ref: Ref) -> bytes:
-        """The thread id ``ref`` names (see :mod:`vrmproto.client._agent`); LookupError if
-        none."""
+        """The thread id ``ref`` names (see :mod:`vrmproto.client._agent`); :class:`NotFound`
+        if none."""
         if isinstance(ref, bytes):
             if len(ref) != 16:
-                raise LookupError("a thread id is 16 bytes")
+                raise NotFound("a thread id is 16 bytes")
             return ref
         text = ref.strip()
         if len(text) == 32:
@@ -231,7 +232,7 @@ class AgentBase(AsyncClosing):
             named = sorted({r.thread: r for r in (*named, *by_label)}.values(),
                            key=lambda r: r.thread)  # fmt: skip
         if not named:
-            raise LookupError(f"no relationship with {ref!r}")
+            raise NotFound(f"no relationship with {ref!r}")
         if len(named) > 1:  # (one, mostly: no key to compute)
             named.sort(key=lambda r: (State(r.state) is State.AGREED, r.updated_ms))
         return named[-1].thread

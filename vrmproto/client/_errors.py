@@ -13,11 +13,14 @@
     │   ├── Transient               try again later: 5xx, 429, 408 (``retry_after`` if given)
     │   │   └── Unreachable         no answer at all: refused connection, reset, timeout
     │   └── Queued                  not delivered now; the message waits in the outbox
-    └── ProtocolError               a rule of the spec broken (the core's)
-        ├── PeerRuleError           (above)
-        └── ValidationError
-            └── KeyChangedError     a vendor we know answers with another key (bad_key); in
-                                    ``InvalidResponse.error`` when it came in an answer
+    ├── ProtocolError               a rule of the spec broken (the core's)
+    │   ├── PeerRuleError           (above)
+    │   └── ValidationError
+    │       └── KeyChangedError     a vendor we know answers with another key (bad_key); in
+    │                               ``InvalidResponse.error`` when it came in an answer
+    ├── NotFound                    no relationship (or waiting message) that a reference
+    │                               names; also a LookupError
+    └── ForeignStore                the store belongs to another master seed; also a ValueError
 
 A caller tells "retry later" (:class:`Transient`) from "refused" (:class:`PeerProblemError`).
 The outbox treats every :class:`TransportError` but a verified problem as "retry later": only
@@ -51,6 +54,7 @@ from vrmproto._errors import (
     ProtocolError,
     TransportError,
     ValidationError,
+    VrmError,
 )
 from vrmproto._keys import fingerprint
 
@@ -58,8 +62,10 @@ if TYPE_CHECKING:
     from vrmproto.client._delivery import Delivery
 
 __all__ = [
+    "ForeignStore",
     "InvalidResponse",
     "KeyChangedError",
+    "NotFound",
     "PeerProblemError",
     "PeerRuleError",
     "Queued",
@@ -147,6 +153,16 @@ class Queued(TransportError):  # noqa: N818 -- an outcome callers branch on
         self.cause = cause
         self.delivery = delivery
         super().__init__(detail)
+
+
+class NotFound(VrmError, LookupError):  # noqa: N818 -- what a caller branches on, as KeyError
+    """No relationship — or waiting message — that a reference names: a vendor's URL or name,
+    a thread id or its prefix, a message id's prefix. Also a :class:`LookupError`."""
+
+
+class ForeignStore(VrmError, ValueError):  # noqa: N818 -- named for what it is
+    """The store holds the relationships of another master seed than the one given: an agent
+    on it could sign nothing its vendors would accept. Also a :class:`ValueError`."""
 
 
 class KeyChangedError(ValidationError):

@@ -59,6 +59,7 @@ from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._quick import quick_make
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role
+from vrmproto.client._errors import NotFound
 from vrmproto.client._locks import InTurn, ThreadLocks
 from vrmproto.client._meta import ThreadMeta
 from vrmproto.store import (
@@ -288,7 +289,7 @@ class Ledger:
             return aside
         stored = await self.store.get_thread(thread)
         if record is None or stored is None or not is_ours(record):
-            raise LookupError(f"no relationship {thread.hex()}")
+            raise NotFound(f"no relationship {thread.hex()}")
         meta = ThreadMeta.of(stored, await self.store.drafts(thread),
                              await self.store.save_points(thread))  # fmt: skip
         head = await self.store.history_head(thread)

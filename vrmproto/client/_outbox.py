@@ -27,6 +27,7 @@ from vrmproto._records import to_entry
 from vrmproto._relationship import Received
 from vrmproto.client._delivery import Delivery, DeliveryStatus, OutboxRun
 from vrmproto.client._drafts import Draft, DraftKind, decode_draft, encode_draft
+from vrmproto.client._errors import NotFound
 from vrmproto.client._held import is_held
 from vrmproto.client._ledger import Thread, to_row
 from vrmproto.client._moved import deadline_in
@@ -357,7 +358,7 @@ class Outbox(Sender):
         async with self.ledger.lock(w.thread):
             t = await self.ledger.load(w.thread)
             now = self.clock()
-            gone = LookupError("that message is no longer waiting")
+            gone = NotFound("that message is no longer waiting")
             err = VrmError("dropped by you")
             if w.item_id is None:
                 kept = [d for d in t.meta.drafts if d.seq != w.draft_seq]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from vrmproto._errors import VrmError
 from vrmproto.client._drafts import decode_draft
+from vrmproto.client._errors import NotFound
 from vrmproto.client._own import own_header
 from vrmproto.client._schedule import HELD_MS
 from vrmproto.store import DraftRecord, OutboxItem
@@ -96,14 +97,14 @@ def waiting(store_items: list[OutboxItem], drafts: list[DraftRecord]) -> list[Wa
 
 def find(all_waiting: list[Waiting], ref: str) -> Waiting:
     """The waiting message whose id starts with ``ref`` (hex, at least
-    :data:`MIN_ID_PREFIX` digits); LookupError if none or several."""
+    :data:`MIN_ID_PREFIX` digits); :class:`NotFound` if none or several."""
     text = ref.strip().lower()
     if len(text) < MIN_ID_PREFIX:
-        raise LookupError(f"give at least {MIN_ID_PREFIX} hex digits of the message id")
+        raise NotFound(f"give at least {MIN_ID_PREFIX} hex digits of the message id")
     hits = [w for w in all_waiting if w.msg_id.hex().startswith(text)]
     if not hits:
-        raise LookupError(f"no waiting message with id {ref!r}")
+        raise NotFound(f"no waiting message with id {ref!r}")
     if len(hits) > 1:
-        raise LookupError(f"{len(hits)} waiting messages have ids starting {ref!r}: give more "
+        raise NotFound(f"{len(hits)} waiting messages have ids starting {ref!r}: give more "
                           "digits")  # fmt: skip
     return hits[0]
