@@ -311,7 +311,7 @@ class Ledger:
                 aside._committing is not None):  # fmt: skip
             return False
         meta, rel = aside.meta, aside.rel
-        return (meta.unchanged() and meta.record(record.thread) == known[1]
+        return (meta.unchanged() and meta.holds(record.thread, known[1])
                 and aside.state() == record.data and aside.url == record.peer_url
                 and rel.identity.public_key == record.local_key)  # fmt: skip
 
@@ -390,9 +390,14 @@ class Ledger:
         thread_records: list[ThreadRecord] = []
         for t in threads:
             meta, thread = t.meta, t.id
-            rec, trec = self.record(t, now), meta.record(thread)
+            rec = self.record(t, now)
             records.append(rec)
-            thread_records.append(trec)
+            known = t._stored
+            if known is not None and meta.holds(thread, known[1]):
+                trec = known[1]  # unchanged but for the time of the last activity: kept
+            else:
+                trec = meta.record(thread)
+                thread_records.append(trec)
             t._committing = (rec, trec)
             if meta.notes:
                 notes.extend(meta.notes)

@@ -73,14 +73,24 @@ class ThreadMeta:
             _stored_points=frozenset(p.msg_hash for p in points),
         )  # fmt: skip
 
-    def record(self, thread: bytes) -> ThreadRecord:
+    def record(self, thread: bytes, *, activity: int | None = None) -> ThreadRecord:
+        """The thread's record; with ``activity``, the same with that ``last_activity_ms``."""
         return _new_thread_record(
             thread=thread, kind=self.kind, vendor_key=self.vendor_key, name=self.name,
             inbox=self.inbox, history_url=self.history, lifetime_ms=self.lifetime_ms,
             generation=self.generation, intent_id=self.intent_id,
-            last_activity_ms=self.last_activity_ms, last_problem=self.last_problem,
-            types=self.types, doc_expires_ms=self.doc_expires_ms,
+            last_activity_ms=self.last_activity_ms if activity is None else activity,
+            last_problem=self.last_problem, types=self.types,
+            doc_expires_ms=self.doc_expires_ms,
         )  # fmt: skip
+
+    def holds(self, thread: bytes, stored: ThreadRecord) -> bool:
+        """Whether ``stored`` is this thread's record but perhaps for ``last_activity_ms``: a
+        Commit then leaves it as it is. Every Commit of a thread writes its relationship record
+        with a later ``updated_ms`` (:meth:`Ledger.record`), which says when it was last active
+        as well; rewriting the thread's row for that alone wrote a page of the store twice a
+        message (#12)."""
+        return self.record(thread, activity=stored.last_activity_ms) == stored
 
     def check_receives(self, mtype: str) -> None:
         """Refuse a message of a type the vendor did not list in ``types`` (§13.1-3,

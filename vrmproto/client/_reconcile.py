@@ -61,7 +61,9 @@ class HistoryOps(AgentBase):
                 thread=record.thread, kind=t.meta.kind.value, vendor=t.meta.name, url=t.url,
                 state=rel.state.value, terms=rel.terms, agreement=rel.agreement,
                 shares=tuple(sorted(rel.shares.items())),
-                last_activity_ms=t.meta.last_activity_ms or record.updated_ms,
+                # the thread's row keeps its last activity only when it changes for another
+                # reason; every Commit of it writes the relationship's updated_ms (_meta.holds)
+                last_activity_ms=max(t.meta.last_activity_ms, record.updated_ms),
                 pending=pending,
                 last_problem=t.meta.last_problem, local_key=rel.identity.public_key,
                 peer_key=record.peer_key, generation=t.meta.generation,
