@@ -32,7 +32,7 @@ from vrmproto.client._held import is_held
 from vrmproto.client._ledger import Thread, to_row
 from vrmproto.client._moved import deadline_in
 from vrmproto.client._own import own_header
-from vrmproto.client._schedule import DEFAULT_SCHEDULE, RETRYABLE, is_due, longest_wait_ms
+from vrmproto.client._schedule import DEFAULT_SCHEDULE, RETRYABLE, is_due
 from vrmproto.client._sending import Sender
 from vrmproto.client._transport import RetryPolicy
 from vrmproto.client._waiting import Waiting
@@ -327,8 +327,7 @@ class Outbox(Sender):
         firsts: dict[bytes, OutboxItem] = {}
         for item in await self.store.outbox_all():
             firsts.setdefault(item.thread, item)
-        longest = longest_wait_ms(self.schedule)
-        due = {th for th, item in firsts.items() if is_due(item, due_by, longest)}
+        due = {th for th, item in firsts.items() if is_due(item, due_by, self.schedule)}
         # drafts with nothing in flight before them (what preceded them was dropped)
         due.update(d.thread for d in await self.store.drafts() if d.thread not in firsts)
         sem = asyncio.Semaphore(self.concurrency)

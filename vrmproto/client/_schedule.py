@@ -37,15 +37,18 @@ def longest_wait_ms(schedule: RetryPolicy) -> int:
     return int(longest * 1000) if math.isfinite(longest) else HELD_MS
 
 
-def is_due(item: OutboxItem, due_by: int, longest_ms: int) -> bool:
-    """Whether ``item`` is to be tried by a run that takes what is due by ``due_by``: what
-    was never tried is due at once — among it, what the run itself queued (a receipt for a
-    reply, the draft whose turn came), which goes in the same run.
+def is_due(item: OutboxItem, due_by: int | None, schedule: RetryPolicy) -> bool:
+    """Whether ``item`` is to be tried by a run that takes what is due by ``due_by`` (None:
+    whatever waits): what was never tried is due at once — among it, what the run itself
+    queued (a receipt for a reply, the draft whose turn came), which goes in the same run.
 
-    So is an item due more than ``longest_ms`` (:func:`longest_wait_ms`) after ``due_by``:
-    nothing of ours scheduled it that far, so the clock was set back since (an NTP step, a
-    clock corrected after it ran ahead), and waiting for the old time would hold the message
-    back by as much. A held item (:data:`HELD_MS`) waits for a person still."""
+    So is an item due further after ``due_by`` than ``schedule`` ever waits
+    (:func:`longest_wait_ms`): nothing of ours scheduled it that far, so the clock was set
+    back since (an NTP step, a clock corrected after it ran ahead), and waiting for the old
+    time would hold the message back by as much. A held item (:data:`HELD_MS`) waits for a
+    person still."""
     next_ms = item.next_attempt_ms
+    if due_by is None:
+        return True
     return (item.attempts == 0 or next_ms <= due_by
-            or (next_ms < HELD_MS and next_ms - due_by > longest_ms))  # fmt: skip
+            or (next_ms < HELD_MS and next_ms - due_by > longest_wait_ms(schedule)))  # fmt: skip

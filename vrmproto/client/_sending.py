@@ -59,13 +59,7 @@ from vrmproto.client._meta import lost_by_vendor
 from vrmproto.client._moved import Documents, current, deadline_in, left, passed, post_following
 from vrmproto.client._own import own_header
 from vrmproto.client._peer_copy import delivered_after_all
-from vrmproto.client._schedule import (
-    DEFAULT_SCHEDULE,
-    HELD_CHECK_S,
-    RETRYABLE,
-    is_due,
-    longest_wait_ms,
-)
+from vrmproto.client._schedule import DEFAULT_SCHEDULE, HELD_CHECK_S, RETRYABLE, is_due
 from vrmproto.client._transport import Clock, RandomId, RetryPolicy, Transport
 from vrmproto.store import Commit, HistoryEntry, NewOutboxItem, OutboxItem, ShareNote, Store
 
@@ -481,9 +475,7 @@ class Sender:
             if not pending:
                 t.idle = True  # until a Commit of ours queues in it (or another one's does)
                 return out
-            if ((due_by is not None and not is_due(pending[0], due_by,
-                                                   longest_wait_ms(self.schedule)))
-                    or passed(deadline)):  # fmt: skip
+            if not is_due(pending[0], due_by, self.schedule) or passed(deadline):
                 return out  # (past the deadline: the rest waits in the outbox, queued)
             self._queued_by_close.pop(t.id, None)
             done = await self._deliver_locked(t, pending[0], deadline=deadline, retry=retry)
