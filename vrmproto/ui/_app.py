@@ -77,6 +77,9 @@ class Ui:
     jobs: Jobs = field(default_factory=Jobs)
     agreement: dict[bytes, tuple[str, str]] = field(default_factory=dict)
     flashes: dict[str, Flash] = field(default_factory=dict)
+    #: Each relationship's ``updated_ms`` in the store when a page last read it (see
+    #: :func:`vrmproto.ui._pages.fresh`).
+    seen: dict[bytes, int] = field(default_factory=dict)
 
     @property
     def agent(self) -> Agent:

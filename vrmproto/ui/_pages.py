@@ -73,8 +73,21 @@ def card(view: RelationshipView, notes: Sequence[ShareNote],
     )  # fmt: skip
 
 
+async def fresh(ui: Ui) -> None:
+    """Have the node read again every relationship changed in the store since a page last
+    looked: another ``vrm`` on the same data directory (a command in a terminal, ``vrm agent
+    serve``) may have changed it, and the node keeps the relationships it has read (§11.11-2:
+    the store is what the processes share). One read of the records; a relationship is read
+    again only if its record changed."""
+    for record in await ui.agent.store.relationships(with_data=False):
+        if ui.seen.get(record.thread) != record.updated_ms:
+            ui.node.ledger.forget(record.thread)
+            ui.seen[record.thread] = record.updated_ms
+
+
 async def cards(ui: Ui) -> list[Card]:
     """Every vendor relationship's card, most recently active first."""
+    await fresh(ui)
     views = await ui.agent.relationships()
     notes = await ui.agent.share_notes()
     return [card(v, [n for n in notes if n.thread == v.thread], ui.agreement.get(v.thread))
@@ -88,6 +101,7 @@ async def index(request: web.Request) -> web.Response:
 
 
 async def _view(ui: Ui, thread: bytes) -> RelationshipView:
+    await fresh(ui)
     for v in await ui.agent.relationships():
         if v.thread == thread:
             return v

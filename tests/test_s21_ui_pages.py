@@ -1,0 +1,56 @@
+"""``vrm ui``'s pages and actions over HTTP (aiohttp's test client), as a person meets them
+day to day: another ``vrm`` working on the same data directory, forms filled in as people do."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests._world import Client, serving
+from vrmproto.client import CustomerNode, RetryPolicy
+from vrmproto.store import SQLiteStore
+from vrmproto.ui import Guard, Ui, make_app, new_token
+
+ONCE = RetryPolicy(attempts=1)
+
+
+def flash(page: str) -> str:
+    found = re.search(r'<div class="flash[^"]*"[^>]*>\s*<p>(.*?)</p>', page, re.S)
+    return html.unescape(found.group(1)) if found else ""
+
+
+async def test_a_change_made_by_another_vrm_shows_on_the_next_page(tmp_path: Path) -> None:
+    """Before: the page read each relationship once and kept it; ended with ``vrm end`` in a
+    terminal, the relationship still said "agreed" on every page, with its forms to share and
+    rotate, while its history listed the end. Now every page shows what the store holds."""
+    seed = os.urandom(32)
+    async with AsyncExitStack() as stack:
+        (vendor,) = await stack.enter_async_context(serving("avis"))
+        nodes = []
+        for _ in range(2):  # the page's process, and a `vrm` command on the same data directory
+            store = await SQLiteStore.open(tmp_path / "agent.db", inline=True)
+            stack.push_async_callback(store.close)
+            nodes.append(await CustomerNode.open(store, seed, retry=ONCE))
+            stack.push_async_callback(nodes[-1].close)
+        ui = Ui(nodes[0], Guard(new_token()))
+        client: Client = TestClient(TestServer(make_app(ui), host="127.0.0.1"))
+        await client.start_server()
+        stack.push_async_callback(client.close)
+        ui.guard.port = client.port or 0
+        thread = (await ui.agent.connect(vendor.url)).thread
+        index = await (await client.get(ui.guard.prefix)).text()
+        assert 'class="state-word">agreed<' in index
+
+        await nodes[1].agent.end(thread, "moving away")
+
+        index = await (await client.get(ui.guard.prefix)).text()
+        assert 'class="state-word">ended<' in index, index
+        page = await (await client.get(f"{ui.guard.prefix}r/{thread.hex()}")).text()
+        assert 'class="state-word">ended<' in page
+        assert "relationship.end" in page
+        assert "Rotate my key" not in page
