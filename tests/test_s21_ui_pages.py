@@ -11,7 +11,8 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests._world import Client, serving
+from tests._world import Client, post, serving, ui_page
+from vrmproto.cli._parse import parse_date
 from vrmproto.client import CustomerNode, RetryPolicy
 from vrmproto.store import SQLiteStore
 from vrmproto.ui import Guard, Ui, make_app, new_token
@@ -22,6 +23,13 @@ ONCE = RetryPolicy(attempts=1)
 def flash(page: str) -> str:
     found = re.search(r'<div class="flash[^"]*"[^>]*>\s*<p>(.*?)</p>', page, re.S)
     return html.unescape(found.group(1)) if found else ""
+
+
+async def ended(ui: Ui) -> None:
+    """Once every job the page started has ended."""
+    for job in ui.jobs.all():
+        while job.running:
+            await job.wait(job.version)
 
 
 async def test_a_change_made_by_another_vrm_shows_on_the_next_page(tmp_path: Path) -> None:
@@ -54,3 +62,15 @@ async def test_a_change_made_by_another_vrm_shows_on_the_next_page(tmp_path: Pat
         assert 'class="state-word">ended<' in page
         assert "relationship.end" in page
         assert "Rotate my key" not in page
+
+
+async def test_an_intentcast_until_a_day_includes_that_day() -> None:
+    """Before: "Until 2027-03-25" was sent as the first millisecond of the 25th, so the 25th
+    was not asked for (``vrm intentcast --to 2027-03-25`` sends its last millisecond)."""
+    async with serving("avis") as (vendor,), ui_page() as (ui, client):
+        await post(ui, client, "intent", {"what": "suv", "more": vendor.url, "wait": "5",
+                                          "start": "2027-03-20", "end": "2027-03-25"})  # fmt: skip
+        await ended(ui)
+        (sent,) = await ui.agent.intents()
+        assert sent.start_ms == parse_date("2027-03-20")
+        assert sent.end_ms == parse_date("2027-03-25", end_of_day=True)

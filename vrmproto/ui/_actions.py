@@ -65,11 +65,16 @@ def _fields(text: str) -> dict[str, str]:
     return out
 
 
-def _date_ms(text: str) -> int | None:
+def _date_ms(text: str, *, end_of_day: bool = False) -> int | None:
+    """A day of the form (UTC) in ms: its first millisecond, or its last with ``end_of_day``
+    (an intentcast "until" a day includes that day, as ``vrm intentcast --to`` does)."""
     if not text.strip():
         return None
     day = dt.date.fromisoformat(text.strip())
-    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
+    moment = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    if end_of_day:
+        moment += dt.timedelta(days=1, milliseconds=-1)
+    return int(moment.timestamp() * 1000)
 
 
 def why(exc: BaseException) -> str:
@@ -319,7 +324,8 @@ def _intent_args(form: Form) -> dict[str, Any]:
     return {
         "what": what, "vendors": list(dict.fromkeys(vendors)),
         "where": where,
-        "start": _date_ms(str(form.get("start", ""))), "end": _date_ms(str(form.get("end", ""))),
+        "start": _date_ms(str(form.get("start", ""))),
+        "end": _date_ms(str(form.get("end", "")), end_of_day=True),
         "max_price": Money.parse(price, currency.strip() or "USD") if price else None,
         "memberships": memberships, "constraints": constraints,
         "deadline_ms": max(1, min(300, int(str(form.get("wait", "10")) or "10"))) * 1000,
