@@ -9,6 +9,7 @@ import re
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests._world import Client, post, serving, ui_page
@@ -74,3 +75,30 @@ async def test_an_intentcast_until_a_day_includes_that_day() -> None:
         (sent,) = await ui.agent.intents()
         assert sent.start_ms == parse_date("2027-03-20")
         assert sent.end_ms == parse_date("2027-03-25", end_of_day=True)
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    ({"currency": "€"}, "'€' is not an ISO 4217 currency code"),
+    ({"currency": "UDS"}, "did you mean USD"),
+    ({"start": "2027-03-25", "end": "2027-03-20"}, "“until” is before “from”"),
+    ({"wait": "ten"}, "wait for answers a whole number of seconds, from 1 to 300"),
+    ({"more": "avis.example"}, "'avis.example' is not a vendor's address: http://… or https://…"),
+    ({"more": "http://"}, "'http://' is not a vendor's address"),
+    ({"start": "20/03/2027"}, "'20/03/2027' is not a date: write it as YYYY-MM-DD"),
+])  # fmt: skip
+async def test_an_intentcast_form_that_cannot_go_says_what_to_change(
+    change: dict[str, str], said: str
+) -> None:
+    """Before: a currency that is no ISO 4217 code, or an "until" before the "from", opened a
+    job page that said "Done: 0 offers. nothing was sent: … invalid_field: must match
+    [A-Z]{3}" above each vendor "waiting"; an address that is not one, a row "failed:
+    unexpected failure: ValueError: not an http(s) URL"; a wait that is not a number,
+    "invalid literal for int() with base 10". Now the form says what to change, as
+    ``vrm intentcast`` does, and nothing is sent."""
+    async with serving("avis") as (vendor,), ui_page() as (ui, client):
+        form = {"what": "suv", "more": vendor.url, "wait": "5", "max_price": "300",
+                "currency": "usd"} | change  # fmt: skip
+        page = await post(ui, client, "intent", form)
+        assert said in flash(page), flash(page)
+        assert ui.jobs.all() == []
+        assert await ui.agent.intents() == []

@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from multidict import MultiDictProxy
@@ -20,6 +21,7 @@ from vrmproto._errors import VrmError
 from vrmproto._messages import IntentDecline, Money, RelationshipEnd
 from vrmproto._state import State
 from vrmproto.cli._common import took_up
+from vrmproto.cli._currencies import check_currency
 from vrmproto.cli._errors import explain, vendor_sent
 from vrmproto.cli._output import waits_because
 from vrmproto.cli._parse import fields_problem, intentcast_problem, text_problem
@@ -70,7 +72,10 @@ def _date_ms(text: str, *, end_of_day: bool = False) -> int | None:
     (an intentcast "until" a day includes that day, as ``vrm intentcast --to`` does)."""
     if not text.strip():
         return None
-    day = dt.date.fromisoformat(text.strip())
+    try:
+        day = dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} is not a date: write it as YYYY-MM-DD") from None
     moment = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
     if end_of_day:
         moment += dt.timedelta(days=1, milliseconds=-1)
@@ -306,7 +311,22 @@ _INTENT_LABELS = {"what": "what you want", "where": "where", "constraints": "a c
                   "memberships": "a membership"}  # fmt: skip
 
 
+def _vendor_url(text: str) -> str:
+    """A vendor's base URL as the intentcast form gives it; ValueError if it is none."""
+    url = text.strip().rstrip("/")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text.strip()!r} is not a vendor's address: http://… or https://…")
+    return url
+
+
 def _intent_args(form: Form) -> dict[str, Any]:
+    """The intentcast of the form, checked as ``vrm intentcast`` checks its options (§5.4.1):
+    ValueError says what to change, and nothing is sent."""
     what = str(form.get("what", "")).strip()
     if not what:
         raise ValueError("say what you want")
@@ -318,17 +338,23 @@ def _intent_args(form: Form) -> dict[str, Any]:
                                  memberships=memberships, labels=_INTENT_LABELS)  # fmt: skip
     if problem is not None:
         raise ValueError(problem)
+    start, end = _date_ms(str(form.get("start", ""))), _date_ms(str(form.get("end", "")),
+                                                                 end_of_day=True)  # fmt: skip
+    if start is not None and end is not None and end < start:  # §5.4.1-2
+        raise ValueError("“until” is before “from”")
+    wait = str(form.get("wait", "")).strip() or "10"
+    if not (wait.isascii() and wait.isdigit()):
+        raise ValueError("wait for answers a whole number of seconds, from 1 to 300")
     vendors = [str(v) for v in form.getall("vendor", [])] + _lines(str(form.get("more", "")))
     if not vendors:
         raise ValueError("choose at least one vendor to ask")
     return {
-        "what": what, "vendors": list(dict.fromkeys(vendors)),
-        "where": where,
-        "start": _date_ms(str(form.get("start", ""))),
-        "end": _date_ms(str(form.get("end", "")), end_of_day=True),
-        "max_price": Money.parse(price, currency.strip() or "USD") if price else None,
+        "what": what, "vendors": list(dict.fromkeys(_vendor_url(v) for v in vendors)),
+        "where": where, "start": start, "end": end,
+        "max_price": (Money.parse(price, check_currency(currency.strip() or "USD"))
+                      if price else None),
         "memberships": memberships, "constraints": constraints,
-        "deadline_ms": max(1, min(300, int(str(form.get("wait", "10")) or "10"))) * 1000,
+        "deadline_ms": max(1, min(300, int(wait))) * 1000,
     }  # fmt: skip
 
 
