@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from vrmproto._keys import fingerprint
+from vrmproto._records import to_entry
 from vrmproto._state import State
 from vrmproto.client import Offer, RelationshipView
 from vrmproto.client._ledger import ThreadKind
@@ -118,19 +119,41 @@ def _thread(request: web.Request) -> bytes:
     return thread
 
 
+#: How many history entries a relationship page lists at a time (the latest, unless asked).
+HISTORY_PAGE = 100
+
+
+def _first_listed(request: web.Request, total: int) -> int:
+    """The first history index to list: ``?from=N`` if it is one, else the latest page's."""
+    latest = max(0, total - HISTORY_PAGE)
+    text = request.query.get("from", "")
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        return latest
+    first = int(text)
+    return first if first < total else latest
+
+
 async def relationship(request: web.Request) -> web.Response:
+    """One relationship: its card, its actions, and its history a page at a time (read
+    from the store by index: a history of years costs a page's worth per view)."""
     ui = ui_of(request)
     thread = _thread(request)
     view = await _view(ui, thread)
     notes = await ui.agent.share_notes(thread)
     t = await ui.node.ledger.load(thread)
+    head = await ui.agent.store.history_head(thread)
+    total = head.index + 1 if head is not None else 0
+    first = _first_listed(request, total)
+    rows = await ui.agent.store.history(thread, first, HISTORY_PAGE)
     by_hash = {n.share: n for n in notes}
-    entries = [decode_entry(e, t.rel.identity, by_hash) for e in await ui.agent.history(thread)]
+    entries = [decode_entry(to_entry(h), t.rel.identity, by_hash) for h in rows]
     return ui.page(
         request, "relationship.html", card=card(view, notes, ui.agreement.get(thread)),
         entries=entries, counter=term_words(t.rel.counter or ()),
         open=State(view.state) not in (State.ENDED, State.REJECTED),
-        agreed=State(view.state) is State.AGREED,
+        agreed=State(view.state) is State.AGREED, first=first, total=total,
+        earlier=max(0, first - HISTORY_PAGE) if first > 0 else None,
+        later=first + HISTORY_PAGE if first + len(entries) < total else None,
     )  # fmt: skip
 
 
