@@ -141,3 +141,14 @@ async def test_a_long_history_is_shown_a_page_at_a_time(monkeypatch: pytest.Monk
         for odd in ("99", "-1", "x", "9" * 5000):  # past the end, or no index: the latest
             page = await (await client.get(base + "?from=" + odd)).text()
             assert listed(page) == [6, 7, 8, 9], odd
+
+
+async def test_a_change_of_address_with_nobody_to_send_it_to_says_so() -> None:
+    """Before: with no agreement yet, "Send to every vendor" opened a job page that said
+    "Done." over an empty table, as if the new address had gone out. Now the form says that
+    nothing was sent, and why."""
+    async with ui_page() as (ui, client):
+        page = await post(ui, client, "address", {"fields": "street = 1 Main St"})
+        assert flash(page) == ("You have no agreement with any vendor yet: nothing was sent. "
+                               "Connect to a vendor first.")  # fmt: skip
+        assert ui.jobs.all() == []

@@ -290,6 +290,10 @@ async def address(request: web.Request) -> web.Response:
         return ui.redirect("address", Flash(str(exc), error=True))
     agreed = [v for v in await ui.agent.relationships()
               if v.thread_kind is ThreadKind.VENDOR and State(v.state) is State.AGREED]
+    if not agreed:  # (update_address would send nothing, and the job would say "Done.")
+        return ui.redirect("address", Flash("You have no agreement with any vendor yet: nothing "
+                                             "was sent. Connect to a vendor first.",
+                                             error=True))  # fmt: skip
     job = ui.jobs.new("address", "Change of address",
                       [Row(v.vendor, v.url, thread=v.thread) for v in agreed])  # fmt: skip
 
