@@ -152,3 +152,16 @@ async def test_a_change_of_address_with_nobody_to_send_it_to_says_so() -> None:
         assert flash(page) == ("You have no agreement with any vendor yet: nothing was sent. "
                                "Connect to a vendor first.")  # fmt: skip
         assert ui.jobs.all() == []
+
+
+async def test_a_vendor_that_cannot_be_compared_says_why_in_words() -> None:
+    """Before: "Compare every history" noted a vendor that was down on its card as "not
+    compared: POST http://…/vrm/history: connection refused" (the exception's text); comparing
+    the one relationship said it in ``vrm``'s words. Now the card says the same words."""
+    async with serving("avis") as (vendor,), ui_page() as (ui, client):
+        thread = (await ui.agent.connect(vendor.url)).thread
+        await vendor.stop()
+        one = flash(await post(ui, client, f"r/{thread.hex()}/compare", {}))
+        assert "the connection was refused" in one
+        page = html.unescape(await post(ui, client, "compare-all", {}))
+        assert f"not compared: {one} <small>" in page, page

@@ -204,7 +204,7 @@ async def compare_all(request: web.Request) -> web.Response:
         try:
             div = await ui.agent.compare_history(thread)
         except (VrmError, LookupError) as exc:
-            _noted(ui, thread, f"not compared: {exc}")
+            _noted(ui, thread, f"not compared: {why(exc)}")
             return "failed"
         _noted(ui, thread, "identical" if div is None else div.kind)
         return "identical" if div is None else "differ"
