@@ -43,9 +43,15 @@ class Flash:
 
 #: What a page must not pass on as it is: bidirectional overrides, embeddings, isolates and marks
 #: (a vendor named "\u202eEvil" would turn what follows around, as "moc.knab" reads
-#: "bank.com") and control characters but tab and line breaks.
+#: "bank.com"), control characters but tab and line breaks, and what prints as nothing — zero
+#: width spaces, word joiners, the soft hyphen, the byte-order mark, Hangul fillers, line and
+#: paragraph separators, tag characters ("Avis\u200b" would read as "Avis"). The zero-width
+#: (non-)joiners stay: emoji and the letters of many scripts are written with them.
 _HIDDEN = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"
-                     "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # fmt: skip
+                     "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+                     "\u00ad\u034f\u115f\u1160\u180e\u200b\u2028\u2029\u2060-\u2064"
+                     "\u206a-\u206f\u3164\ufeff\uffa0\ufff9-\ufffb"
+                     "\U000e0000-\U000e007f]")  # fmt: skip
 
 
 def shown(value: Any) -> Any:

@@ -1,0 +1,50 @@
+"""``vrm ui`` shows the characters that print as nothing in a vendor's words as their escapes.
+
+Before: the page escaped bidirectional controls and control characters only (s15). A vendor
+named ``"Avis Park City\\u200b"`` — a zero-width space at the end, or a word joiner, a soft
+hyphen, a byte-order mark, a Hangul filler, Unicode tag characters — was shown exactly as
+"Avis Park City": a name that is not the one the person knows (so §11.10-3's check of a known
+name at another URL lets it through) reads as that name on every card, offer and row. ``vrm``
+writes each of them as its escape in a terminal. Now the page does too; a zero-width joiner
+stays, as it joins emoji and letters of many scripts (see ``tests/test_hunt_s15_ui_bidi.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests._world import serving, ui_page
+from vrmproto.cli import LocalVendor
+from vrmproto.ui._app import shown
+
+INVISIBLE = ["\u200b", "\u2060", "\u00ad", "\ufeff", "\u3164", "\u2028", "\U000e0041"]
+
+
+@pytest.fixture
+async def vendor(tmp_path: Path) -> AsyncIterator[LocalVendor]:
+    path = tmp_path / "invisible.toml"
+    name = json.dumps("Avis Park City" + "".join(INVISIBLE), ensure_ascii=False)
+    path.write_text(f'name = {name}\nseed = "{"ce" * 32}"\naccepts_terms = "all"\n')
+    async with serving(path) as (v,):
+        yield v
+
+
+async def test_a_vendors_name_cannot_hide_characters_in_the_page(vendor: LocalVendor) -> None:
+    async with ui_page() as (ui, client):
+        thread = (await ui.node.agent.connect(vendor.url)).thread
+        for path in ("", f"r/{thread.hex()}"):
+            html = await (await client.get(ui.guard.prefix + path)).text()
+            assert ("Avis Park City\\u200b\\u2060\\xad\\ufeff\\u3164\\u2028\\U000e0041"
+                    in html), path  # fmt: skip
+            for hidden in INVISIBLE:
+                assert hidden not in html, (path, hidden)
+
+
+@pytest.mark.parametrize("kept", ["\U0001F469\u200d\U0001F467", "a\tb\nc", "Café ≤ 5 §",
+                                  "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"])  # fmt: skip
+def test_what_prints_stays_as_it_is(kept: str) -> None:
+    assert shown(kept) == kept
