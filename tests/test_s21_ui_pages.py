@@ -165,3 +165,21 @@ async def test_a_vendor_that_cannot_be_compared_says_why_in_words() -> None:
         assert "the connection was refused" in one
         page = html.unescape(await post(ui, client, "compare-all", {}))
         assert f"not compared: {one} <small>" in page, page
+
+
+async def test_an_entry_that_does_not_decode_does_not_take_the_page_down() -> None:
+    """Before: a share signed with no data category (the agent signs one, §5.1-2 refuses it)
+    that waited in the outbox — its vendor down — made the relationship's page answer 500
+    "Internal Server Error" on every view: decoding the entry raised. Now the entry is listed
+    as one that does not decode, with why, and the rest of the page is there."""
+    async with serving("avis") as (vendor,), ui_page() as (ui, client):
+        thread = (await ui.agent.connect(vendor.url)).thread
+        await vendor.stop()
+        await ui.agent.share(thread, {"email": "me@example.org"}, purposes=["core-function"],
+                             categories=[], expires_ms=ui.agent.clock() + 86_400_000)  # fmt: skip
+        r = await client.get(f"{ui.guard.prefix}r/{thread.hex()}")
+        assert r.status == 200
+        page = html.unescape(await r.text())
+        assert listed(page) == [0, 1, 2, 3, 4]
+        assert "does not decode: invalid_field: must hold 1..16 items at $.body.categories" in page
+        assert "Rotate my key" in page
