@@ -183,3 +183,19 @@ async def test_an_entry_that_does_not_decode_does_not_take_the_page_down() -> No
         assert listed(page) == [0, 1, 2, 3, 4]
         assert "does not decode: invalid_field: must hold 1..16 items at $.body.categories" in page
         assert "Rotate my key" in page
+
+
+async def test_a_share_with_no_category_says_what_to_change() -> None:
+    """Before: a share whose "Categories" box was left empty was signed and sent; the vendor
+    refused it as "the peer refused it (invalid_field): must hold 1..16 items", which names
+    nothing on the page (and with the vendor down it waited in the outbox to be refused).
+    Now the form says to give a category, and nothing is sent (as for purposes, s14)."""
+    async with serving("avis") as (vendor,), ui_page() as (ui, client):
+        thread = (await ui.agent.connect(vendor.url)).thread
+        before = len(await ui.agent.history(thread))
+        page = await post(ui, client, f"r/{thread.hex()}/share", {
+            "fields": "email = me@example.org", "purposes": "core-function", "categories": " ",
+            "days": "30"})  # fmt: skip
+        assert flash(page) == "give at least one category of the data, e.g. contact"
+        assert len(await ui.agent.history(thread)) == before
+        assert await ui.agent.pending() == []

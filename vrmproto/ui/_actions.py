@@ -231,9 +231,11 @@ async def _share(ui: Ui, thread: bytes, form: Form) -> str:
     if not purposes:  # the vendor would refuse it: "invalid_field: must hold 1..16 items"
         raise ValueError("give at least one purpose the vendor may use it for, "
                          "e.g. core-function")  # fmt: skip
+    categories = _lines(str(form.get("categories", "")).replace(",", "\n"))
+    if not categories:  # the same: "must hold 1..16 items" (§5.1-2)
+        raise ValueError("give at least one category of the data, e.g. contact")
     d = await ui.agent.share(
-        thread, fields, purposes=purposes,
-        categories=_lines(str(form.get("categories", "")).replace(",", "\n")),
+        thread, fields, purposes=purposes, categories=categories,
         expires_ms=ui.agent.clock() + days * DAY_MS,
     )  # fmt: skip
     return f"Shared {', '.join(fields)} for {days} days." + _queued(d)
