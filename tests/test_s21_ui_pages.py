@@ -199,3 +199,22 @@ async def test_a_share_with_no_category_says_what_to_change() -> None:
         assert flash(page) == "give at least one category of the data, e.g. contact"
         assert len(await ui.agent.history(thread)) == before
         assert await ui.agent.pending() == []
+
+
+@pytest.mark.parametrize(("body", "kind"), [
+    (b"\xff\xfe=\xff", "application/x-www-form-urlencoded"),
+    (b"--x\r\nbroken", "multipart/form-data; boundary=x"),
+])  # fmt: skip
+async def test_a_form_that_cannot_be_read_is_a_bad_request(body: bytes, kind: str) -> None:
+    """Before: every action answered 500 "Internal Server Error" to a form body that is not
+    UTF-8 or a broken multipart body (the page's own origin: a script of the person's, a
+    browser extension): reading the form raised. Now it is 400, headed like every answer."""
+    async with serving("avis") as (vendor,), ui_page() as (ui, client):
+        thread = (await ui.agent.connect(vendor.url)).thread.hex()
+        for path in ("connect", "outbox/run", "address", "intent", "offers/take",
+                     f"r/{thread}/share", f"r/{thread}/withdraw", f"r/{thread}/end"):  # fmt: skip
+            r = await client.post(ui.guard.prefix + path, data=body, headers={
+                "Origin": f"http://127.0.0.1:{ui.guard.port}", "Content-Type": kind})  # fmt: skip
+            assert r.status == 400, (path, r.status)
+            assert r.headers["Cache-Control"] == "no-store"
+        assert [v.state for v in await ui.agent.relationships()] == ["agreed"]

@@ -27,7 +27,7 @@ from vrmproto.cli._output import waits_because
 from vrmproto.cli._parse import fields_problem, intentcast_problem, text_problem
 from vrmproto.client import ConnectResult, Delivery, ProgressEvent, Queued
 from vrmproto.client._ledger import ThreadKind
-from vrmproto.ui._app import Flash, Ui, ui_of
+from vrmproto.ui._app import Flash, Ui, form_of, ui_of
 from vrmproto.ui._jobs import Job, Row
 from vrmproto.ui._pages import _thread
 from vrmproto.ui._present import records_rows
@@ -109,7 +109,7 @@ async def _acting(ui: Ui, back: str, act: Callable[[], Awaitable[Flash | str]]) 
 
 async def connect(request: web.Request) -> web.Response:
     ui = ui_of(request)
-    form = await request.post()
+    form = await form_of(request)
     url = str(form.get("url", "")).strip()
     key = str(form.get("key", "")) or None
     if not url.startswith(("http://", "https://")):
@@ -252,7 +252,7 @@ async def _withdraw(ui: Ui, thread: bytes, form: Form) -> str:
 async def act(request: web.Request) -> web.Response:
     ui = ui_of(request)
     thread = _thread(request)
-    form = await request.post()
+    form = await form_of(request)
     action = _relationship_actions(ui, thread, form).get(request.match_info["action"])
     if action is None:
         raise web.HTTPNotFound
@@ -269,7 +269,7 @@ def delivered(ui: Ui, d: Delivery) -> None:
 async def run_outbox(request: web.Request) -> web.Response:
     """Deliver everything waiting now, without waiting for its retry time."""
     ui = ui_of(request)
-    form = await request.post()
+    form = await form_of(request)
     back = str(form.get("back", ""))
     if back and not (back.startswith("jobs/") and back[5:].isalnum()):
         back = ""
@@ -285,7 +285,7 @@ async def run_outbox(request: web.Request) -> web.Response:
 
 async def address(request: web.Request) -> web.Response:
     ui = ui_of(request)
-    form = await request.post()
+    form = await form_of(request)
     try:
         fields = _fields(str(form.get("fields", "")))
     except ValueError as exc:
@@ -382,7 +382,7 @@ async def _offers_of(ui: Ui, job: Job, d: Delivery) -> None:
 async def intent(request: web.Request) -> web.Response:
     ui = ui_of(request)
     try:
-        args = _intent_args(await request.post())
+        args = _intent_args(await form_of(request))
     except ValueError as exc:
         return ui.redirect("intent", Flash(str(exc), error=True))
     job = ui.jobs.new("intent", f"Intentcast: {args['what']}",
@@ -411,7 +411,7 @@ async def intent(request: web.Request) -> web.Response:
 
 async def take_offer(request: web.Request) -> web.Response:
     ui = ui_of(request)
-    form = await request.post()
+    form = await form_of(request)
     try:
         intent_id, chosen = bytes.fromhex(str(form["intent"])), bytes.fromhex(str(form["offer"]))
     except (KeyError, ValueError):

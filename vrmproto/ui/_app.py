@@ -18,13 +18,15 @@ from typing import Any
 import jinja2
 import markupsafe
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDictProxy
 
 from vrmproto.client import Agent, CustomerNode
 from vrmproto.ui._guard import HEADERS, Guard
 from vrmproto.ui._jobs import Jobs
 from vrmproto.ui._present import when
 
-__all__ = ["Flash", "Ui", "make_app"]
+__all__ = ["Flash", "Ui", "form_of", "make_app"]
 
 UI_KEY: web.AppKey[Ui] = web.AppKey("ui")
 
@@ -113,6 +115,15 @@ class Ui:
 
 def ui_of(request: web.Request) -> Ui:
     return request.app[UI_KEY]
+
+
+async def form_of(request: web.Request) -> MultiDictProxy[str | Any]:
+    """The form the request posts; 400 if it cannot be read (a body that is not UTF-8, a
+    broken multipart body): never a 500."""
+    try:
+        return await request.post()
+    except (ValueError, HttpProcessingError):
+        raise web.HTTPBadRequest(reason="the form could not be read") from None
 
 
 async def _static(request: web.Request) -> web.StreamResponse:
