@@ -218,3 +218,24 @@ async def test_a_form_that_cannot_be_read_is_a_bad_request(body: bytes, kind: st
             assert r.status == 400, (path, r.status)
             assert r.headers["Cache-Control"] == "no-store"
         assert [v.state for v in await ui.agent.relationships()] == ["agreed"]
+
+
+async def test_the_outbox_counts_every_message_that_waits() -> None:
+    """Before: with three shares waiting for a vendor that is down, the relationships page said
+    "1 message waiting in the outbox" over a card saying "3 waiting", and "Deliver waiting now"
+    said "0 delivered, 1 still waiting": messages queued behind the first (drafts, signed in
+    their turn) were not counted. Now both count all three, as the card does."""
+    async with serving("avis") as (vendor,), ui_page() as (ui, client):
+        thread = (await ui.agent.connect(vendor.url)).thread
+        await vendor.stop()
+        for n in range(3):
+            await post(ui, client, f"r/{thread.hex()}/share", {
+                "fields": f"note = {n}", "purposes": "core-function", "categories": "contact"})
+        page = await (await client.get(ui.guard.prefix)).text()
+        assert "3 messages waiting in the outbox." in page
+        assert 'class="outbox">3 waiting<' in page
+        assert flash(await post(ui, client, "outbox/run", {})) == (
+            "Outbox: 0 delivered, 3 still waiting.")
+        await vendor.start()
+        assert flash(await post(ui, client, "outbox/run", {})) == (
+            "Outbox: 3 delivered, 0 still waiting.")

@@ -29,7 +29,7 @@ from vrmproto.client import ConnectResult, Delivery, ProgressEvent, Queued
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.ui._app import Flash, Ui, form_of, ui_of
 from vrmproto.ui._jobs import Job, Row
-from vrmproto.ui._pages import _thread
+from vrmproto.ui._pages import _thread, waiting
 from vrmproto.ui._present import records_rows
 
 __all__ = ["delivered", "routes"]
@@ -278,9 +278,9 @@ async def run_outbox(request: web.Request) -> web.Response:
     outcome = await ui.agent.run_outbox(max(due, ui.agent.clock()))
     for d in outcome.deliveries:
         delivered(ui, d)
-    c = outcome.counts()
-    return ui.redirect(back, Flash(f"Outbox: {c.get('confirmed', 0)} delivered, "
-                                   f"{c.get('queued', 0)} still waiting."))  # fmt: skip
+    delivered_now = outcome.counts().get("confirmed", 0)
+    return ui.redirect(back, Flash(f"Outbox: {delivered_now} delivered, "
+                                   f"{await waiting(ui)} still waiting."))  # fmt: skip
 
 
 async def address(request: web.Request) -> web.Response:

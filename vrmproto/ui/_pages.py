@@ -97,8 +97,13 @@ async def cards(ui: Ui) -> list[Card]:
 
 async def index(request: web.Request) -> web.Response:
     ui = ui_of(request)
-    return ui.page(request, "index.html", cards=await cards(ui),
-                   waiting=len(await ui.agent.pending()))  # fmt: skip
+    return ui.page(request, "index.html", cards=await cards(ui), waiting=await waiting(ui))
+
+
+async def waiting(ui: Ui) -> int:
+    """How many messages wait in the outbox: those signed and queued, and those queued behind
+    them, signed in their turn (each card's "N waiting")."""
+    return sum(v.pending for v in await ui.agent.relationships())
 
 
 async def _view(ui: Ui, thread: bytes) -> RelationshipView:
