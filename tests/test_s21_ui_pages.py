@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests._world import Client, post, serving, ui_page
 from vrmproto.cli._parse import parse_date
 from vrmproto.client import CustomerNode, RetryPolicy
-from vrmproto.store import SQLiteStore
+from vrmproto.store import SQLiteStore, StoreError
 from vrmproto.ui import Guard, Ui, _pages, make_app, new_token
 
 ONCE = RetryPolicy(attempts=1)
@@ -239,3 +239,31 @@ async def test_the_outbox_counts_every_message_that_waits() -> None:
         await vendor.start()
         assert flash(await post(ui, client, "outbox/run", {})) == (
             "Outbox: 3 delivered, 0 still waiting.")
+
+
+@pytest.mark.parametrize("failure", [StoreError("database or disk is full"),
+                                     RuntimeError("something unforeseen")])  # fmt: skip
+async def test_a_change_of_address_that_fails_says_it_stopped(
+    monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    """Before: when the change of address failed as a whole (the disk full as it was stored,
+    say), its page said "Done. database or disk is full" above every vendor "waiting"; any
+    other failure, "Done." and nothing else. Now it says it stopped, why, and that those
+    vendors were sent nothing."""
+    async with serving("avis") as (vendor,), ui_page() as (ui, client):
+        await ui.agent.connect(vendor.url)
+
+        async def fails(*args: object, **kwargs: object) -> None:
+            raise failure
+
+        monkeypatch.setattr(ui.agent, "update_address", fails)
+        page = html.unescape(await post(ui, client, "address", {"fields": "city = Park City"}))
+        await ended(ui)
+        (job,) = ui.jobs.all()
+        page = html.unescape(await (await client.get(f"{ui.guard.prefix}jobs/{job.id}")).text())
+        state = re.search(r'<p class="job-state">(.*?)</p>', page, re.S)
+        assert state is not None
+        assert state.group(1).startswith("Stopped: "), state.group(1)
+        assert str(failure) in state.group(1)
+        assert '<td class="status">not sent</td>' in page
+        assert "Done" not in page

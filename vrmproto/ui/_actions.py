@@ -28,7 +28,7 @@ from vrmproto.cli._parse import fields_problem, intentcast_problem, text_problem
 from vrmproto.client import ConnectResult, Delivery, ProgressEvent, Queued
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.ui._app import Flash, Ui, form_of, ui_of
-from vrmproto.ui._jobs import Job, Row
+from vrmproto.ui._jobs import Job, Row, log
 from vrmproto.ui._pages import _thread, waiting
 from vrmproto.ui._present import records_rows
 
@@ -283,6 +283,14 @@ async def run_outbox(request: web.Request) -> web.Response:
                                    f"{await waiting(ui)} still waiting."))  # fmt: skip
 
 
+def _stopped(job: Job, exc: Exception) -> None:
+    """A job's operation failed as a whole: the page says why; one we did not foresee is
+    logged with its traceback too."""
+    if not isinstance(exc, VrmError):
+        log.warning("the page's %s failed: %s", job.kind, exc, exc_info=exc)
+    job.stopped(why(exc))
+
+
 async def address(request: web.Request) -> web.Response:
     ui = ui_of(request)
     form = await form_of(request)
@@ -302,8 +310,8 @@ async def address(request: web.Request) -> web.Response:
     async def go() -> None:
         try:
             await ui.agent.update_address(fields, progress=job.progress)
-        except VrmError as exc:
-            job.error = why(exc)
+        except Exception as exc:  # whatever it was, the page says it stopped
+            _stopped(job, exc)
         finally:
             job.running = False
             job.changed()
@@ -399,8 +407,8 @@ async def intent(request: web.Request) -> web.Response:
             job.intent_id, job.declines = result.intent_id, list(result.declines)
             job.offers = sorted(result.offers, key=lambda o: (o.price.currency, o.price.amount,
                                                               o.vendor))  # fmt: skip
-        except VrmError as exc:
-            job.error = why(exc)
+        except Exception as exc:  # whatever it was, the page says it stopped
+            _stopped(job, exc)
         finally:
             job.running = False
             job.changed()

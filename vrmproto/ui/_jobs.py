@@ -43,7 +43,8 @@ class Row:
 
     vendor: str
     url: str
-    status: str = "waiting"  # waiting, started, confirmed, queued, refused, failed, delivered
+    #: waiting, started, confirmed, queued, refused, failed, delivered; "not sent" (stopped)
+    status: str = "waiting"
     detail: str = ""
     thread: bytes | None = None
 
@@ -83,6 +84,14 @@ class Job:
         """Return once the job is past ``version``."""
         while self.version <= version:
             await self._event.wait()
+
+    def stopped(self, why: str) -> None:
+        """The operation failed as a whole (the store could not write, say): it says so, and
+        each vendor it had not reached yet is marked as sent nothing."""
+        self.error = why
+        for r in self.rows:
+            if r.status == "waiting":
+                r.status = "not sent"
 
     def row(self, url: str, thread: bytes | None = None) -> Row | None:
         for r in self.rows:
