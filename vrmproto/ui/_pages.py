@@ -86,10 +86,12 @@ async def fresh(ui: Ui) -> None:
             ui.seen[record.thread] = record.updated_ms
 
 
-async def cards(ui: Ui) -> list[Card]:
-    """Every vendor relationship's card, most recently active first."""
-    await fresh(ui)
-    views = await ui.agent.relationships()
+async def cards(ui: Ui, views: Sequence[RelationshipView] | None = None) -> list[Card]:
+    """Every vendor relationship's card (of ``views``, else read afresh), most recently active
+    first."""
+    if views is None:
+        await fresh(ui)
+        views = await ui.agent.relationships()
     notes = await ui.agent.share_notes()
     return [card(v, [n for n in notes if n.thread == v.thread], ui.agreement.get(v.thread))
             for v in views if v.thread_kind is ThreadKind.VENDOR]  # fmt: skip
@@ -97,7 +99,10 @@ async def cards(ui: Ui) -> list[Card]:
 
 async def index(request: web.Request) -> web.Response:
     ui = ui_of(request)
-    return ui.page(request, "index.html", cards=await cards(ui), waiting=await waiting(ui))
+    await fresh(ui)
+    views = await ui.agent.relationships()
+    return ui.page(request, "index.html", cards=await cards(ui, views),
+                   waiting=sum(v.pending for v in views))  # fmt: skip
 
 
 async def waiting(ui: Ui) -> int:
