@@ -267,3 +267,23 @@ async def test_a_change_of_address_that_fails_says_it_stopped(
         assert str(failure) in state.group(1)
         assert '<td class="status">not sent</td>' in page
         assert "Done" not in page
+
+
+async def test_declining_a_counter_offer_accepted_in_another_tab_ends_nothing() -> None:
+    """Before: with the counter-offer open in two tabs, accepting it in one and then pressing
+    "Decline it" in the other (still showing it) ended the relationship just agreed — "You
+    declined the counter-offer: the relationship is ended." — as ``Agent.decline_counter``
+    ends a relationship in any state. Now there is nothing to decline, and the page says so."""
+    async with serving("budget") as (vendor,), ui_page() as (ui, client):
+        first = await ui.agent.connect(vendor.url)
+        assert first.status == "countered"
+        said = flash(await post(ui, client, f"r/{first.thread.hex()}/decline-counter", {}))
+        assert said == "You declined the counter-offer: the relationship is ended."
+        connected = await ui.agent.connect(vendor.url)
+        assert connected.status == "countered"
+        path = f"r/{connected.thread.hex()}/"
+        assert "agreed to your terms" in flash(await post(ui, client, path + "accept-counter", {}))
+        said = flash(await post(ui, client, path + "decline-counter", {}))
+        assert said == "There is no counter-offer to decline: the relationship is agreed."
+        assert sorted(v.state for v in await ui.agent.relationships()) == ["agreed", "ended"]
+        assert await ui.agent.pending() == []

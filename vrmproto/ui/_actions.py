@@ -29,8 +29,8 @@ from vrmproto.client import ConnectResult, Delivery, ProgressEvent, Queued
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.ui._app import Flash, Ui, form_of, ui_of
 from vrmproto.ui._jobs import Job, Row, log
-from vrmproto.ui._pages import _thread, waiting
-from vrmproto.ui._present import records_rows
+from vrmproto.ui._pages import _thread, fresh, waiting
+from vrmproto.ui._present import STATE_WORDS, records_rows
 
 __all__ = ["delivered", "routes"]
 
@@ -142,6 +142,11 @@ def _relationship_actions(ui: Ui, thread: bytes, form: Form
         return _connect_flash(await agent.accept_counter(thread))
 
     async def decline_counter() -> str:
+        await fresh(ui)  # another tab, or another vrm, may have answered it meanwhile
+        state = (await ui.node.ledger.load(thread)).rel.state
+        if state is not State.COUNTERED:  # decline_counter would end it in any state
+            raise ValueError(f"There is no counter-offer to decline: the relationship is "
+                             f"{STATE_WORDS[state]}.")  # fmt: skip
         await agent.decline_counter(thread)
         return "You declined the counter-offer: the relationship is ended."
 
