@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from tests._world import serving
 from vrmproto.cli import LocalVendor
+from vrmproto.cli._cmd_ui import _redirect
 from vrmproto.client import CustomerNode, RetryPolicy
 from vrmproto.store import MemoryStore
 from vrmproto.ui import UiServer
@@ -133,3 +134,13 @@ async def test_a_vendors_unbreakable_words_do_not_push_the_page_off_screen(hosti
     status = await page.locator("#progress .status").bounding_box()
     assert status is not None
     assert status["x"] + status["width"] <= 800  # the window's width: the status can be read
+
+
+async def test_the_launch_file_opens_the_page(hostile: World, tmp_path: Path) -> None:
+    """What ``vrm ui`` gives the browser instead of the address (``tests/test_s21_ui_cli.py``)
+    brings it to the page."""
+    launcher = tmp_path / "ui-open.html"
+    launcher.write_text(_redirect(hostile.url))
+    await hostile.page.goto(launcher.as_uri())
+    await expect(hostile.page.get_by_role("heading", level=1)).to_have_text("Your relationships")
+    assert hostile.page.url == hostile.url
