@@ -287,3 +287,28 @@ async def test_declining_a_counter_offer_accepted_in_another_tab_ends_nothing() 
         assert said == "There is no counter-offer to decline: the relationship is agreed."
         assert sorted(v.state for v in await ui.agent.relationships()) == ["agreed", "ended"]
         assert await ui.agent.pending() == []
+
+
+async def test_a_share_not_delivered_yet_says_so_on_the_card() -> None:
+    """Before: a share waiting in the outbox for a vendor that is down was listed on the card
+    as "email until …", as if the vendor had it (``vrm relationships`` says "not delivered
+    yet" since s19): the share is in our relationship once signed, in the vendor's once it
+    confirms it. Now the card says so, until it is delivered."""
+    async with serving("avis") as (vendor,), ui_page() as (ui, client):
+        thread = (await ui.agent.connect(vendor.url)).thread
+        await vendor.stop()
+        page = html.unescape(await post(ui, client, f"r/{thread.hex()}/share", {
+            "fields": "email = me@example.org", "purposes": "core-function",
+            "categories": "contact"}))  # fmt: skip
+        assert "It waits in the outbox" in flash(page)
+        for path in (f"r/{thread.hex()}", ""):
+            shared = re.search(r'<dd class="shared">(.*?)</dd>', html.unescape(
+                await (await client.get(ui.guard.prefix + path)).text()), re.S)  # fmt: skip
+            assert shared is not None
+            assert "email until" in shared.group(1)
+            assert "not delivered yet" in shared.group(1), path
+        await vendor.start()
+        await post(ui, client, "outbox/run", {})
+        page = await (await client.get(ui.guard.prefix)).text()
+        assert "email until" in page
+        assert "not delivered yet" not in page

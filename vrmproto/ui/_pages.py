@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -28,11 +28,13 @@ __all__ = ["Card", "cards", "routes"]
 
 @dataclass(frozen=True, slots=True)
 class SharedLine:
-    """One live share: what, until when."""
+    """One live share: what, until when, and whether the vendor has it yet (it is ours once
+    signed, §8.1-2; the vendor's once it confirms it)."""
 
     hash: str
     fields: str
     until: str
+    delivered: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +58,15 @@ class Card:
 
 
 def card(view: RelationshipView, notes: Sequence[ShareNote],
-         compared: tuple[str, str] | None) -> Card:  # fmt: skip
+         compared: tuple[str, str] | None, waiting: Collection[bytes] = ()) -> Card:  # fmt: skip
+    """``view``'s card; ``waiting``: the hashes of the messages still in the outbox."""
     by_hash = {n.share: n for n in notes}
     shares = []
     for share_hash, expires in view.shares:
         note = by_hash.get(share_hash)
         names = ", ".join(name for name, _ in note.fields) if note else share_hash.hex()[:12]
-        shares.append(SharedLine(share_hash.hex(), names, when(expires)))
+        shares.append(SharedLine(share_hash.hex(), names, when(expires),
+                                 delivered=share_hash not in waiting))  # fmt: skip
     state = State(view.state)
     return Card(
         thread=view.thread.hex(), vendor=view.vendor, url=view.url, state=state.value,
@@ -93,8 +97,13 @@ async def cards(ui: Ui, views: Sequence[RelationshipView] | None = None) -> list
         await fresh(ui)
         views = await ui.agent.relationships()
     notes = await ui.agent.share_notes()
-    return [card(v, [n for n in notes if n.thread == v.thread], ui.agreement.get(v.thread))
-            for v in views if v.thread_kind is ThreadKind.VENDOR]  # fmt: skip
+    waiting = await _waiting_hashes(ui)
+    return [card(v, [n for n in notes if n.thread == v.thread], ui.agreement.get(v.thread),
+                 waiting) for v in views if v.thread_kind is ThreadKind.VENDOR]  # fmt: skip
+
+
+async def _waiting_hashes(ui: Ui) -> set[bytes]:
+    return {item.msg_hash for item in await ui.agent.pending()}
 
 
 async def index(request: web.Request) -> web.Response:
@@ -158,7 +167,8 @@ async def relationship(request: web.Request) -> web.Response:
     by_hash = {n.share: n for n in notes}
     entries = [decode_entry(to_entry(h), t.rel.identity, by_hash) for h in rows]
     return ui.page(
-        request, "relationship.html", card=card(view, notes, ui.agreement.get(thread)),
+        request, "relationship.html",
+        card=card(view, notes, ui.agreement.get(thread), await _waiting_hashes(ui)),
         entries=entries, counter=term_words(t.rel.counter or ()),
         open=State(view.state) not in (State.ENDED, State.REJECTED),
         agreed=State(view.state) is State.AGREED, first=first, total=total,
