@@ -12,6 +12,7 @@ stays, as it joins emoji and letters of many scripts (see ``tests/test_hunt_s15_
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -48,3 +49,25 @@ async def test_a_vendors_name_cannot_hide_characters_in_the_page(vendor: LocalVe
                                   "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"])  # fmt: skip
 def test_what_prints_stays_as_it_is(kept: str) -> None:
     assert shown(kept) == kept
+
+
+async def test_two_vendors_whose_names_look_alike_are_told_apart_by_their_address(
+    tmp_path: Path,
+) -> None:
+    """Before: a card showed the vendor's name only — a claim the vendor makes of itself
+    (§13.1-3, §11.10) — so "Avis Park City" and "\\u0410vis Park City" (a Cyrillic А, another
+    name to §11.10-3's check) made two cards that read the same. Now each card also shows the
+    address the person connected to, as the vendor's page does."""
+    paths = []
+    for n, name in enumerate(["Avis Park City", "\u0410vis Park City"]):
+        path = tmp_path / f"v{n}.toml"
+        path.write_text(f'name = "{name}"\nseed = "{f"{n + 1}d" * 32}"\naccepts_terms = "all"\n')
+        paths.append(path)
+    async with serving(*paths) as vendors, ui_page() as (ui, client):
+        for v in vendors:
+            await ui.agent.connect(v.url)
+        index = await (await client.get(ui.guard.prefix)).text()
+        for v in vendors:
+            card = re.search(rf'<article [^>]*data-vendor="{v.name}">(.*?)</article>', index, re.S)
+            assert card is not None, v.name
+            assert v.url in card.group(1)
