@@ -312,3 +312,24 @@ async def test_a_share_not_delivered_yet_says_so_on_the_card() -> None:
         page = await (await client.get(ui.guard.prefix)).text()
         assert "email until" in page
         assert "not delivered yet" not in page
+
+
+async def test_withdrawing_with_none_ticked_withdraws_what_the_page_showed() -> None:
+    """Before: "Withdraw" with no share ticked withdrew every share of the relationship,
+    those the page showed and any shared since in another tab (or by another ``vrm``): the
+    person withdrew data they were never shown. Now it withdraws the shares the page listed."""
+    async with serving("avis") as (vendor,), ui_page() as (ui, client):
+        thread = (await ui.agent.connect(vendor.url)).thread
+        form = {"purposes": "core-function", "categories": "contact"}
+        await post(ui, client, f"r/{thread.hex()}/share", form | {"fields": "email = a@b.c"})
+        page = await (await client.get(f"{ui.guard.prefix}r/{thread.hex()}")).text()
+        shown = re.findall(r'name="shown" value="([0-9a-f]+)"', page)
+        assert len(shown) == 1
+        await post(ui, client, f"r/{thread.hex()}/share", form | {"fields": "phone = 555"})
+        r = await client.post(f"{ui.guard.prefix}r/{thread.hex()}/withdraw",
+                              data=[("shown", h) for h in shown],
+                              headers={"Origin": f"http://127.0.0.1:{ui.guard.port}"})  # fmt: skip
+        assert "Withdrawn" in flash(await r.text())
+        (view,) = await ui.agent.relationships()
+        [(left, _)] = view.shares
+        assert left.hex() not in shown  # the phone, shared after the page was shown, stays

@@ -247,7 +247,10 @@ async def _share(ui: Ui, thread: bytes, form: Form) -> str:
 
 
 async def _withdraw(ui: Ui, thread: bytes, form: Form) -> str:
-    shares = [bytes.fromhex(str(h)) for h in form.getall("share", [])]
+    """The shares ticked; none ticked: those the page listed (``shown``), never one shared
+    since (in another tab, by another ``vrm``) that the person was not shown."""
+    ticked = form.getall("share", []) or form.getall("shown", [])
+    shares = [bytes.fromhex(str(h)) for h in ticked]
     d = await ui.agent.withdraw(thread, shares)
     erased = d.confirmed and any(getattr(b, "shares", None) for b in d.reply_bodies())
     said = "Withdrawn: the vendor confirmed it erased the data." if erased else "Withdrawn."
