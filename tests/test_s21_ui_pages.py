@@ -265,7 +265,8 @@ async def test_a_change_of_address_that_fails_says_it_stopped(
         assert state is not None
         assert state.group(1).startswith("Stopped: "), state.group(1)
         assert str(failure) in state.group(1)
-        assert '<td class="status">not sent</td>' in page
+        assert '<tr data-vendor="Avis Park City" class="status-not-sent"><td>Avis Park City</td>' \
+               '<td class="status">not sent</td>' in page
         assert "Done" not in page
 
 
