@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._world import serving, ui_page
+from tests._world import post, serving, ui_page
 from vrmproto.cli import LocalVendor
 from vrmproto.ui._app import shown
 
@@ -71,3 +71,20 @@ async def test_two_vendors_whose_names_look_alike_are_told_apart_by_their_addres
             card = re.search(rf'<article [^>]*data-vendor="{v.name}">(.*?)</article>', index, re.S)
             assert card is not None, v.name
             assert v.url in card.group(1)
+
+
+async def test_an_offer_shows_the_address_it_came_from() -> None:
+    """Before: an offer named its vendor by the name the vendor gives itself only; "Take this
+    offer" opens a relationship at the offer's address. Now the offer shows that address, in
+    the live job and among the earlier intentcasts."""
+    async with serving("avis") as (vendor,), ui_page() as (ui, client):
+        await post(ui, client, "intent", {"what": "suv", "more": vendor.url, "wait": "5"})
+        (job,) = ui.jobs.all()
+        while job.running or not job.offers:
+            await job.wait(job.version)
+        live = await (await client.get(f"{ui.guard.prefix}jobs/{job.id}")).text()
+        past = await (await client.get(f"{ui.guard.prefix}intent")).text()
+        for page in (live, past):
+            offer = re.search(r'<li class="offer"[^>]*>(.*?)</li>', page, re.S)
+            assert offer is not None
+            assert vendor.url in offer.group(1)
