@@ -334,3 +334,22 @@ async def test_withdrawing_with_none_ticked_withdraws_what_the_page_showed() -> 
         (view,) = await ui.agent.relationships()
         [(left, _)] = view.shares
         assert left.hex() not in shown  # the phone, shared after the page was shown, stays
+
+
+async def test_a_vendor_the_intentcast_did_not_ask_says_why() -> None:
+    """Before: an intentcast that named a vendor the person had ended a relationship with
+    (the agent does not ask it, §5.6.4) showed that vendor "waiting" under "Done: 1 offer."
+    for as long as the page was open. Now its row says it was not asked, and why."""
+    async with serving("avis", "hertz") as (avis, hertz), ui_page() as (ui, client):
+        await ui.agent.end((await ui.agent.connect(avis.url)).thread)
+        await post(ui, client, "intent", {"what": "suv", "more": f"{avis.url}\n{hertz.url}",
+                                          "wait": "5"})  # fmt: skip
+        await ended(ui)
+        (job,) = ui.jobs.all()
+        page = html.unescape(await (await client.get(f"{ui.guard.prefix}jobs/{job.id}")).text())
+        rows = re.findall(r'<tr class="status-[^"]*"><td>(.*?)</td><td class="status">(.*?)</td>'
+                          r'<td>(.*?)</td>', page)  # fmt: skip
+        assert ("Hertz Wasatch", "confirmed", "") in rows
+        ((vendor, status, why),) = [r for r in rows if r[0] != "Hertz Wasatch"]
+        assert (vendor, status) == (avis.url, "not asked")
+        assert "ended" in why

@@ -28,7 +28,7 @@ from vrmproto.cli._parse import fields_problem, intentcast_problem, text_problem
 from vrmproto.client import ConnectResult, Delivery, ProgressEvent, Queued
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.ui._app import Flash, Ui, form_of, ui_of
-from vrmproto.ui._jobs import Job, Row, log
+from vrmproto.ui._jobs import Job, Row, brief, log
 from vrmproto.ui._pages import _thread, fresh, waiting
 from vrmproto.ui._present import STATE_WORDS, records_rows
 
@@ -413,6 +413,10 @@ async def intent(request: web.Request) -> web.Response:
         try:
             result = await ui.agent.intentcast(progress=progress, **args)
             job.intent_id, job.declines = result.intent_id, list(result.declines)
+            for url, reason in result.skipped:  # not asked: no progress tells of them
+                row = job.row(url.rstrip("/"))
+                if row is not None and row.status == "waiting":
+                    row.status, row.detail = "not asked", brief(reason)
             job.offers = sorted(result.offers, key=lambda o: (o.price.currency, o.price.amount,
                                                               o.vendor))  # fmt: skip
         except Exception as exc:  # whatever it was, the page says it stopped

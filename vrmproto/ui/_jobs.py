@@ -25,7 +25,7 @@ from aiohttp import web
 from vrmproto.client import Offer, ProgressEvent
 from vrmproto.client._http import unreachable_words
 
-__all__ = ["Job", "JobKind", "Jobs", "Row", "stream"]
+__all__ = ["Job", "JobKind", "Jobs", "Row", "brief", "stream"]
 
 JobKind = Literal["address", "intent"]
 
@@ -43,7 +43,8 @@ class Row:
 
     vendor: str
     url: str
-    #: waiting, started, confirmed, queued, refused, failed, delivered; "not sent" (stopped)
+    #: waiting, started, confirmed, queued, refused, failed, delivered; "not sent" (stopped),
+    #: "not asked" (an intentcast skips a vendor the person ended with, or asked already)
     status: str = "waiting"
     detail: str = ""
     thread: bytes | None = None
