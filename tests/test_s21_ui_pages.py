@@ -353,3 +353,26 @@ async def test_a_vendor_the_intentcast_did_not_ask_says_why() -> None:
         ((vendor, status, why),) = [r for r in rows if r[0] != "Hertz Wasatch"]
         assert (vendor, status) == (avis.url, "not asked")
         assert "ended" in why
+
+
+async def test_a_vendor_the_change_of_address_did_not_reach_is_not_left_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: a relationship listed on the job's page that the change of address then did not
+    send to (one a newer relationship with the same vendor supersedes: ``update_address``
+    skips it, and no progress tells of it) stayed "waiting" under "Done." for as long as the
+    page was open. Now, once the operation ended, a vendor it never reported on is "not
+    sent"."""
+    async with serving("avis") as (vendor,), ui_page() as (ui, client):
+        await ui.agent.connect(vendor.url)
+
+        async def skips_everyone(*args: object, **kwargs: object) -> None:
+            return None
+
+        monkeypatch.setattr(ui.agent, "update_address", skips_everyone)
+        await post(ui, client, "address", {"fields": "city = Park City"})
+        await ended(ui)
+        (job,) = ui.jobs.all()
+        page = html.unescape(await (await client.get(f"{ui.guard.prefix}jobs/{job.id}")).text())
+        assert '<td class="status">not sent</td>' in page
+        assert '<td class="status">waiting</td>' not in page

@@ -291,12 +291,12 @@ async def run_outbox(request: web.Request) -> web.Response:
                                    f"{await waiting(ui)} still waiting."))  # fmt: skip
 
 
-def _stopped(job: Job, exc: Exception) -> None:
-    """A job's operation failed as a whole: the page says why; one we did not foresee is
-    logged with its traceback too."""
+def _why_stopped(job: Job, exc: Exception) -> str:
+    """Why a job's operation failed as a whole, for its page; a failure we did not foresee
+    is logged with its traceback too."""
     if not isinstance(exc, VrmError):
         log.warning("the page's %s failed: %s", job.kind, exc, exc_info=exc)
-    job.stopped(why(exc))
+    return why(exc)
 
 
 async def address(request: web.Request) -> web.Response:
@@ -319,10 +319,9 @@ async def address(request: web.Request) -> web.Response:
         try:
             await ui.agent.update_address(fields, progress=job.progress)
         except Exception as exc:  # whatever it was, the page says it stopped
-            _stopped(job, exc)
-        finally:
-            job.running = False
-            job.changed()
+            job.ended(_why_stopped(job, exc))
+        else:
+            job.ended()
 
     ui.jobs.spawn(go())
     return ui.redirect(f"jobs/{job.id}")
@@ -420,10 +419,9 @@ async def intent(request: web.Request) -> web.Response:
             job.offers = sorted(result.offers, key=lambda o: (o.price.currency, o.price.amount,
                                                               o.vendor))  # fmt: skip
         except Exception as exc:  # whatever it was, the page says it stopped
-            _stopped(job, exc)
-        finally:
-            job.running = False
-            job.changed()
+            job.ended(_why_stopped(job, exc))
+        else:
+            job.ended()
 
     ui.jobs.spawn(go())
     return ui.redirect(f"jobs/{job.id}")

@@ -86,13 +86,16 @@ class Job:
         while self.version <= version:
             await self._event.wait()
 
-    def stopped(self, why: str) -> None:
-        """The operation failed as a whole (the store could not write, say): it says so, and
-        each vendor it had not reached yet is marked as sent nothing."""
-        self.error = why
+    def ended(self, error: str = "") -> None:
+        """The operation is over — failed as a whole with ``error`` (the store could not
+        write, say), or not: a vendor it never reported on was sent nothing (it stopped
+        first, or skipped that vendor), and says so rather than "waiting" forever."""
+        self.error = error
+        self.running = False
         for r in self.rows:
             if r.status == "waiting":
                 r.status = "not sent"
+        self.changed()
 
     def row(self, url: str, thread: bytes | None = None) -> Row | None:
         for r in self.rows:
