@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from multidict import MultiDictProxy
@@ -20,15 +21,16 @@ from vrmproto._errors import VrmError
 from vrmproto._messages import IntentDecline, Money, RelationshipEnd
 from vrmproto._state import State
 from vrmproto.cli._common import took_up
+from vrmproto.cli._currencies import check_currency
 from vrmproto.cli._errors import explain, vendor_sent
 from vrmproto.cli._output import waits_because
 from vrmproto.cli._parse import fields_problem, intentcast_problem, text_problem
 from vrmproto.client import ConnectResult, Delivery, ProgressEvent, Queued
 from vrmproto.client._ledger import ThreadKind
-from vrmproto.ui._app import Flash, Ui, ui_of
-from vrmproto.ui._jobs import Job, Row
-from vrmproto.ui._pages import _thread
-from vrmproto.ui._present import records_rows
+from vrmproto.ui._app import Flash, Ui, form_of, ui_of
+from vrmproto.ui._jobs import Job, Row, brief, log
+from vrmproto.ui._pages import _thread, fresh, waiting
+from vrmproto.ui._present import STATE_WORDS, records_rows
 
 __all__ = ["delivered", "routes"]
 
@@ -65,11 +67,19 @@ def _fields(text: str) -> dict[str, str]:
     return out
 
 
-def _date_ms(text: str) -> int | None:
+def _date_ms(text: str, *, end_of_day: bool = False) -> int | None:
+    """A day of the form (UTC) in ms: its first millisecond, or its last with ``end_of_day``
+    (an intentcast "until" a day includes that day, as ``vrm intentcast --to`` does)."""
     if not text.strip():
         return None
-    day = dt.date.fromisoformat(text.strip())
-    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
+    try:
+        day = dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} is not a date: write it as YYYY-MM-DD") from None
+    moment = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    if end_of_day:
+        moment += dt.timedelta(days=1, milliseconds=-1)
+    return int(moment.timestamp() * 1000)
 
 
 def why(exc: BaseException) -> str:
@@ -99,7 +109,7 @@ async def _acting(ui: Ui, back: str, act: Callable[[], Awaitable[Flash | str]]) 
 
 async def connect(request: web.Request) -> web.Response:
     ui = ui_of(request)
-    form = await request.post()
+    form = await form_of(request)
     url = str(form.get("url", "")).strip()
     key = str(form.get("key", "")) or None
     if not url.startswith(("http://", "https://")):
@@ -132,6 +142,11 @@ def _relationship_actions(ui: Ui, thread: bytes, form: Form
         return _connect_flash(await agent.accept_counter(thread))
 
     async def decline_counter() -> str:
+        await fresh(ui)  # another tab, or another vrm, may have answered it meanwhile
+        state = (await ui.node.ledger.load(thread)).rel.state
+        if state is not State.COUNTERED:  # decline_counter would end it in any state
+            raise ValueError(f"There is no counter-offer to decline: the relationship is "
+                             f"{STATE_WORDS[state]}.")  # fmt: skip
         await agent.decline_counter(thread)
         return "You declined the counter-offer: the relationship is ended."
 
@@ -194,7 +209,7 @@ async def compare_all(request: web.Request) -> web.Response:
         try:
             div = await ui.agent.compare_history(thread)
         except (VrmError, LookupError) as exc:
-            _noted(ui, thread, f"not compared: {exc}")
+            _noted(ui, thread, f"not compared: {why(exc)}")
             return "failed"
         _noted(ui, thread, "identical" if div is None else div.kind)
         return "identical" if div is None else "differ"
@@ -221,16 +236,21 @@ async def _share(ui: Ui, thread: bytes, form: Form) -> str:
     if not purposes:  # the vendor would refuse it: "invalid_field: must hold 1..16 items"
         raise ValueError("give at least one purpose the vendor may use it for, "
                          "e.g. core-function")  # fmt: skip
+    categories = _lines(str(form.get("categories", "")).replace(",", "\n"))
+    if not categories:  # the same: "must hold 1..16 items" (§5.1-2)
+        raise ValueError("give at least one category of the data, e.g. contact")
     d = await ui.agent.share(
-        thread, fields, purposes=purposes,
-        categories=_lines(str(form.get("categories", "")).replace(",", "\n")),
+        thread, fields, purposes=purposes, categories=categories,
         expires_ms=ui.agent.clock() + days * DAY_MS,
     )  # fmt: skip
     return f"Shared {', '.join(fields)} for {days} days." + _queued(d)
 
 
 async def _withdraw(ui: Ui, thread: bytes, form: Form) -> str:
-    shares = [bytes.fromhex(str(h)) for h in form.getall("share", [])]
+    """The shares ticked; none ticked: those the page listed (``shown``), never one shared
+    since (in another tab, by another ``vrm``) that the person was not shown."""
+    ticked = form.getall("share", []) or form.getall("shown", [])
+    shares = [bytes.fromhex(str(h)) for h in ticked]
     d = await ui.agent.withdraw(thread, shares)
     erased = d.confirmed and any(getattr(b, "shares", None) for b in d.reply_bodies())
     said = "Withdrawn: the vendor confirmed it erased the data." if erased else "Withdrawn."
@@ -240,7 +260,7 @@ async def _withdraw(ui: Ui, thread: bytes, form: Form) -> str:
 async def act(request: web.Request) -> web.Response:
     ui = ui_of(request)
     thread = _thread(request)
-    form = await request.post()
+    form = await form_of(request)
     action = _relationship_actions(ui, thread, form).get(request.match_info["action"])
     if action is None:
         raise web.HTTPNotFound
@@ -257,7 +277,7 @@ def delivered(ui: Ui, d: Delivery) -> None:
 async def run_outbox(request: web.Request) -> web.Response:
     """Deliver everything waiting now, without waiting for its retry time."""
     ui = ui_of(request)
-    form = await request.post()
+    form = await form_of(request)
     back = str(form.get("back", ""))
     if back and not (back.startswith("jobs/") and back[5:].isalnum()):
         back = ""
@@ -266,31 +286,42 @@ async def run_outbox(request: web.Request) -> web.Response:
     outcome = await ui.agent.run_outbox(max(due, ui.agent.clock()))
     for d in outcome.deliveries:
         delivered(ui, d)
-    c = outcome.counts()
-    return ui.redirect(back, Flash(f"Outbox: {c.get('confirmed', 0)} delivered, "
-                                   f"{c.get('queued', 0)} still waiting."))  # fmt: skip
+    delivered_now = outcome.counts().get("confirmed", 0)
+    return ui.redirect(back, Flash(f"Outbox: {delivered_now} delivered, "
+                                   f"{await waiting(ui)} still waiting."))  # fmt: skip
+
+
+def _why_stopped(job: Job, exc: Exception) -> str:
+    """Why a job's operation failed as a whole, for its page; a failure we did not foresee
+    is logged with its traceback too."""
+    if not isinstance(exc, VrmError):
+        log.warning("the page's %s failed: %s", job.kind, exc, exc_info=exc)
+    return why(exc)
 
 
 async def address(request: web.Request) -> web.Response:
     ui = ui_of(request)
-    form = await request.post()
+    form = await form_of(request)
     try:
         fields = _fields(str(form.get("fields", "")))
     except ValueError as exc:
         return ui.redirect("address", Flash(str(exc), error=True))
     agreed = [v for v in await ui.agent.relationships()
               if v.thread_kind is ThreadKind.VENDOR and State(v.state) is State.AGREED]
+    if not agreed:  # (update_address would send nothing, and the job would say "Done.")
+        return ui.redirect("address", Flash("You have no agreement with any vendor yet: nothing "
+                                             "was sent. Connect to a vendor first.",
+                                             error=True))  # fmt: skip
     job = ui.jobs.new("address", "Change of address",
                       [Row(v.vendor, v.url, thread=v.thread) for v in agreed])  # fmt: skip
 
     async def go() -> None:
         try:
             await ui.agent.update_address(fields, progress=job.progress)
-        except VrmError as exc:
-            job.error = why(exc)
-        finally:
-            job.running = False
-            job.changed()
+        except Exception as exc:  # whatever it was, the page says it stopped
+            job.ended(_why_stopped(job, exc))
+        else:
+            job.ended()
 
     ui.jobs.spawn(go())
     return ui.redirect(f"jobs/{job.id}")
@@ -301,7 +332,22 @@ _INTENT_LABELS = {"what": "what you want", "where": "where", "constraints": "a c
                   "memberships": "a membership"}  # fmt: skip
 
 
+def _vendor_url(text: str) -> str:
+    """A vendor's base URL as the intentcast form gives it; ValueError if it is none."""
+    url = text.strip().rstrip("/")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text.strip()!r} is not a vendor's address: http://… or https://…")
+    return url
+
+
 def _intent_args(form: Form) -> dict[str, Any]:
+    """The intentcast of the form, checked as ``vrm intentcast`` checks its options (§5.4.1):
+    ValueError says what to change, and nothing is sent."""
     what = str(form.get("what", "")).strip()
     if not what:
         raise ValueError("say what you want")
@@ -313,16 +359,23 @@ def _intent_args(form: Form) -> dict[str, Any]:
                                  memberships=memberships, labels=_INTENT_LABELS)  # fmt: skip
     if problem is not None:
         raise ValueError(problem)
+    start, end = _date_ms(str(form.get("start", ""))), _date_ms(str(form.get("end", "")),
+                                                                 end_of_day=True)  # fmt: skip
+    if start is not None and end is not None and end < start:  # §5.4.1-2
+        raise ValueError("“until” is before “from”")
+    wait = str(form.get("wait", "")).strip() or "10"
+    if not (wait.isascii() and wait.isdigit()):
+        raise ValueError("wait for answers a whole number of seconds, from 1 to 300")
     vendors = [str(v) for v in form.getall("vendor", [])] + _lines(str(form.get("more", "")))
     if not vendors:
         raise ValueError("choose at least one vendor to ask")
     return {
-        "what": what, "vendors": list(dict.fromkeys(vendors)),
-        "where": where,
-        "start": _date_ms(str(form.get("start", ""))), "end": _date_ms(str(form.get("end", ""))),
-        "max_price": Money.parse(price, currency.strip() or "USD") if price else None,
+        "what": what, "vendors": list(dict.fromkeys(_vendor_url(v) for v in vendors)),
+        "where": where, "start": start, "end": end,
+        "max_price": (Money.parse(price, check_currency(currency.strip() or "USD"))
+                      if price else None),
         "memberships": memberships, "constraints": constraints,
-        "deadline_ms": max(1, min(300, int(str(form.get("wait", "10")) or "10"))) * 1000,
+        "deadline_ms": max(1, min(300, int(wait))) * 1000,
     }  # fmt: skip
 
 
@@ -344,7 +397,7 @@ async def _offers_of(ui: Ui, job: Job, d: Delivery) -> None:
 async def intent(request: web.Request) -> web.Response:
     ui = ui_of(request)
     try:
-        args = _intent_args(await request.post())
+        args = _intent_args(await form_of(request))
     except ValueError as exc:
         return ui.redirect("intent", Flash(str(exc), error=True))
     job = ui.jobs.new("intent", f"Intentcast: {args['what']}",
@@ -359,13 +412,16 @@ async def intent(request: web.Request) -> web.Response:
         try:
             result = await ui.agent.intentcast(progress=progress, **args)
             job.intent_id, job.declines = result.intent_id, list(result.declines)
+            for url, reason in result.skipped:  # not asked: no progress tells of them
+                row = job.row(url.rstrip("/"))
+                if row is not None and row.status == "waiting":
+                    row.status, row.detail = "not asked", brief(reason)
             job.offers = sorted(result.offers, key=lambda o: (o.price.currency, o.price.amount,
                                                               o.vendor))  # fmt: skip
-        except VrmError as exc:
-            job.error = why(exc)
-        finally:
-            job.running = False
-            job.changed()
+        except Exception as exc:  # whatever it was, the page says it stopped
+            job.ended(_why_stopped(job, exc))
+        else:
+            job.ended()
 
     ui.jobs.spawn(go())
     return ui.redirect(f"jobs/{job.id}")
@@ -373,7 +429,7 @@ async def intent(request: web.Request) -> web.Response:
 
 async def take_offer(request: web.Request) -> web.Response:
     ui = ui_of(request)
-    form = await request.post()
+    form = await form_of(request)
     try:
         intent_id, chosen = bytes.fromhex(str(form["intent"])), bytes.fromhex(str(form["offer"]))
     except (KeyError, ValueError):

@@ -18,13 +18,15 @@ from typing import Any
 import jinja2
 import markupsafe
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDictProxy
 
 from vrmproto.client import Agent, CustomerNode
 from vrmproto.ui._guard import HEADERS, Guard
 from vrmproto.ui._jobs import Jobs
 from vrmproto.ui._present import when
 
-__all__ = ["Flash", "Ui", "make_app"]
+__all__ = ["Flash", "Ui", "form_of", "make_app"]
 
 UI_KEY: web.AppKey[Ui] = web.AppKey("ui")
 
@@ -43,9 +45,15 @@ class Flash:
 
 #: What a page must not pass on as it is: bidirectional overrides, embeddings, isolates and marks
 #: (a vendor named "\u202eEvil" would turn what follows around, as "moc.knab" reads
-#: "bank.com") and control characters but tab and line breaks.
+#: "bank.com"), control characters but tab and line breaks, and what prints as nothing — zero
+#: width spaces, word joiners, the soft hyphen, the byte-order mark, Hangul fillers, line and
+#: paragraph separators, tag characters ("Avis\u200b" would read as "Avis"). The zero-width
+#: (non-)joiners stay: emoji and the letters of many scripts are written with them.
 _HIDDEN = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"
-                     "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # fmt: skip
+                     "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+                     "\u00ad\u034f\u115f\u1160\u180e\u200b\u2028\u2029\u2060-\u2064"
+                     "\u206a-\u206f\u3164\ufeff\uffa0\ufff9-\ufffb"
+                     "\U000e0000-\U000e007f]")  # fmt: skip
 
 
 def shown(value: Any) -> Any:
@@ -77,6 +85,9 @@ class Ui:
     jobs: Jobs = field(default_factory=Jobs)
     agreement: dict[bytes, tuple[str, str]] = field(default_factory=dict)
     flashes: dict[str, Flash] = field(default_factory=dict)
+    #: Each relationship's ``updated_ms`` in the store when a page last read it (see
+    #: :func:`vrmproto.ui._pages.fresh`).
+    seen: dict[bytes, int] = field(default_factory=dict)
 
     @property
     def agent(self) -> Agent:
@@ -104,6 +115,15 @@ class Ui:
 
 def ui_of(request: web.Request) -> Ui:
     return request.app[UI_KEY]
+
+
+async def form_of(request: web.Request) -> MultiDictProxy[str | Any]:
+    """The form the request posts; 400 if it cannot be read (a body that is not UTF-8, a
+    broken multipart body): never a 500."""
+    try:
+        return await request.post()
+    except (ValueError, HttpProcessingError):
+        raise web.HTTPBadRequest(reason="the form could not be read") from None
 
 
 async def _static(request: web.Request) -> web.StreamResponse:

@@ -8,7 +8,8 @@ rebinding). So:
 - the server listens on 127.0.0.1 only (:mod:`vrmproto.ui._server`);
 - every URL carries a random token made for this launch (``/t/TOKEN/…``): a request without it,
   or with another, is answered 404 with nothing of the page — not even the style sheet;
-- every request must name this server in ``Host`` (``127.0.0.1:PORT`` or ``localhost:PORT``):
+- every request must name this server in ``Host`` (``127.0.0.1:PORT`` or ``localhost:PORT``,
+  the port left out on port 80):
   a rebound name is refused (421) before the token is even looked at;
 - every request that changes anything (any method but GET and HEAD) must come from this
   origin: ``Origin`` equal to the page's own, or, where a browser sends no ``Origin``,
@@ -65,7 +66,11 @@ class Guard:
 
     @property
     def hosts(self) -> frozenset[str]:
-        return frozenset({f"127.0.0.1:{self.port}", f"localhost:{self.port}"})
+        """What ``Host`` may say: this address with its port — or without it on port 80, as a
+        browser leaves the default port out (RFC 9110 §7.2; ``Origin`` too, RFC 6454 §6.1)."""
+        names = ("127.0.0.1", "localhost")
+        bare = frozenset(names) if self.port == 80 else frozenset()
+        return frozenset(f"{n}:{self.port}" for n in names) | bare
 
     @property
     def origins(self) -> frozenset[str]:

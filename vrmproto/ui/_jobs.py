@@ -25,7 +25,7 @@ from aiohttp import web
 from vrmproto.client import Offer, ProgressEvent
 from vrmproto.client._http import unreachable_words
 
-__all__ = ["Job", "JobKind", "Jobs", "Row", "stream"]
+__all__ = ["Job", "JobKind", "Jobs", "Row", "brief", "stream"]
 
 JobKind = Literal["address", "intent"]
 
@@ -43,7 +43,9 @@ class Row:
 
     vendor: str
     url: str
-    status: str = "waiting"  # waiting, started, confirmed, queued, refused, failed, delivered
+    #: waiting, started, confirmed, queued, refused, failed, delivered; "not sent" (stopped),
+    #: "not asked" (an intentcast skips a vendor the person ended with, or asked already)
+    status: str = "waiting"
     detail: str = ""
     thread: bytes | None = None
 
@@ -83,6 +85,17 @@ class Job:
         """Return once the job is past ``version``."""
         while self.version <= version:
             await self._event.wait()
+
+    def ended(self, error: str = "") -> None:
+        """The operation is over — failed as a whole with ``error`` (the store could not
+        write, say), or not: a vendor it never reported on was sent nothing (it stopped
+        first, or skipped that vendor), and says so rather than "waiting" forever."""
+        self.error = error
+        self.running = False
+        for r in self.rows:
+            if r.status == "waiting":
+                r.status = "not sent"
+        self.changed()
 
     def row(self, url: str, thread: bytes | None = None) -> Row | None:
         for r in self.rows:

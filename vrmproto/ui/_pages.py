@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from vrmproto._keys import fingerprint
+from vrmproto._records import to_entry
 from vrmproto._state import State
 from vrmproto.client import Offer, RelationshipView
 from vrmproto.client._ledger import ThreadKind
@@ -27,11 +28,13 @@ __all__ = ["Card", "cards", "routes"]
 
 @dataclass(frozen=True, slots=True)
 class SharedLine:
-    """One live share: what, until when."""
+    """One live share: what, until when, and whether the vendor has it yet (it is ours once
+    signed, §8.1-2; the vendor's once it confirms it)."""
 
     hash: str
     fields: str
     until: str
+    delivered: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +58,15 @@ class Card:
 
 
 def card(view: RelationshipView, notes: Sequence[ShareNote],
-         compared: tuple[str, str] | None) -> Card:  # fmt: skip
+         compared: tuple[str, str] | None, waiting: Collection[bytes] = ()) -> Card:  # fmt: skip
+    """``view``'s card; ``waiting``: the hashes of the messages still in the outbox."""
     by_hash = {n.share: n for n in notes}
     shares = []
     for share_hash, expires in view.shares:
         note = by_hash.get(share_hash)
         names = ", ".join(name for name, _ in note.fields) if note else share_hash.hex()[:12]
-        shares.append(SharedLine(share_hash.hex(), names, when(expires)))
+        shares.append(SharedLine(share_hash.hex(), names, when(expires),
+                                 delivered=share_hash not in waiting))  # fmt: skip
     state = State(view.state)
     return Card(
         thread=view.thread.hex(), vendor=view.vendor, url=view.url, state=state.value,
@@ -73,21 +78,50 @@ def card(view: RelationshipView, notes: Sequence[ShareNote],
     )  # fmt: skip
 
 
-async def cards(ui: Ui) -> list[Card]:
-    """Every vendor relationship's card, most recently active first."""
-    views = await ui.agent.relationships()
+async def fresh(ui: Ui) -> None:
+    """Have the node read again every relationship changed in the store since a page last
+    looked: another ``vrm`` on the same data directory (a command in a terminal, ``vrm agent
+    serve``) may have changed it, and the node keeps the relationships it has read (§11.11-2:
+    the store is what the processes share). One read of the records; a relationship is read
+    again only if its record changed."""
+    for record in await ui.agent.store.relationships(with_data=False):
+        if ui.seen.get(record.thread) != record.updated_ms:
+            ui.node.ledger.forget(record.thread)
+            ui.seen[record.thread] = record.updated_ms
+
+
+async def cards(ui: Ui, views: Sequence[RelationshipView] | None = None) -> list[Card]:
+    """Every vendor relationship's card (of ``views``, else read afresh), most recently active
+    first."""
+    if views is None:
+        await fresh(ui)
+        views = await ui.agent.relationships()
     notes = await ui.agent.share_notes()
-    return [card(v, [n for n in notes if n.thread == v.thread], ui.agreement.get(v.thread))
-            for v in views if v.thread_kind is ThreadKind.VENDOR]  # fmt: skip
+    waiting = await _waiting_hashes(ui)
+    return [card(v, [n for n in notes if n.thread == v.thread], ui.agreement.get(v.thread),
+                 waiting) for v in views if v.thread_kind is ThreadKind.VENDOR]  # fmt: skip
+
+
+async def _waiting_hashes(ui: Ui) -> set[bytes]:
+    return {item.msg_hash for item in await ui.agent.pending()}
 
 
 async def index(request: web.Request) -> web.Response:
     ui = ui_of(request)
-    return ui.page(request, "index.html", cards=await cards(ui),
-                   waiting=len(await ui.agent.pending()))  # fmt: skip
+    await fresh(ui)
+    views = await ui.agent.relationships()
+    return ui.page(request, "index.html", cards=await cards(ui, views),
+                   waiting=sum(v.pending for v in views))  # fmt: skip
+
+
+async def waiting(ui: Ui) -> int:
+    """How many messages wait in the outbox: those signed and queued, and those queued behind
+    them, signed in their turn (each card's "N waiting")."""
+    return sum(v.pending for v in await ui.agent.relationships())
 
 
 async def _view(ui: Ui, thread: bytes) -> RelationshipView:
+    await fresh(ui)
     for v in await ui.agent.relationships():
         if v.thread == thread:
             return v
@@ -104,19 +138,42 @@ def _thread(request: web.Request) -> bytes:
     return thread
 
 
+#: How many history entries a relationship page lists at a time (the latest, unless asked).
+HISTORY_PAGE = 100
+
+
+def _first_listed(request: web.Request, total: int) -> int:
+    """The first history index to list: ``?from=N`` if it is one, else the latest page's."""
+    latest = max(0, total - HISTORY_PAGE)
+    text = request.query.get("from", "")
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        return latest
+    first = int(text)
+    return first if first < total else latest
+
+
 async def relationship(request: web.Request) -> web.Response:
+    """One relationship: its card, its actions, and its history a page at a time (read
+    from the store by index: a history of years costs a page's worth per view)."""
     ui = ui_of(request)
     thread = _thread(request)
     view = await _view(ui, thread)
     notes = await ui.agent.share_notes(thread)
     t = await ui.node.ledger.load(thread)
+    head = await ui.agent.store.history_head(thread)
+    total = head.index + 1 if head is not None else 0
+    first = _first_listed(request, total)
+    rows = await ui.agent.store.history(thread, first, HISTORY_PAGE)
     by_hash = {n.share: n for n in notes}
-    entries = [decode_entry(e, t.rel.identity, by_hash) for e in await ui.agent.history(thread)]
+    entries = [decode_entry(to_entry(h), t.rel.identity, by_hash) for h in rows]
     return ui.page(
-        request, "relationship.html", card=card(view, notes, ui.agreement.get(thread)),
+        request, "relationship.html",
+        card=card(view, notes, ui.agreement.get(thread), await _waiting_hashes(ui)),
         entries=entries, counter=term_words(t.rel.counter or ()),
         open=State(view.state) not in (State.ENDED, State.REJECTED),
-        agreed=State(view.state) is State.AGREED,
+        agreed=State(view.state) is State.AGREED, first=first, total=total,
+        earlier=max(0, first - HISTORY_PAGE) if first > 0 else None,
+        later=first + HISTORY_PAGE if first + len(entries) < total else None,
     )  # fmt: skip
 
 

@@ -149,8 +149,17 @@ def _sealed(message: Signed[Any], identity: Identity | None,
 def decode_entry(entry: Entry, identity: Identity | None,
                  notes: Mapping[bytes, ShareNote]) -> DecodedEntry:  # fmt: skip
     """``entry`` with its body in words (the reason of a rejection, counter terms, an offer,
-    what was shared); sealed content opened with ``identity`` where it is addressed to it."""
-    message = open_envelope(entry.envelope, now=0, check_time=False, allow_erased=True)
+    what was shared); sealed content opened with ``identity`` where it is addressed to it.
+
+    An entry whose envelope breaks a rule (one our agent signed before checking it, waiting in
+    the outbox for the vendor to refuse it) is listed as one that does not decode, with why:
+    the rest of the history and of the page still show."""
+    try:
+        message = open_envelope(entry.envelope, now=0, check_time=False, allow_erased=True)
+    except ProtocolError as exc:
+        why = (("why", f"does not decode: {exc}"),)
+        return DecodedEntry(entry.index, entry.outgoing, "(does not decode)", when(None),
+                            entry.msg_hash.hex(), why)  # fmt: skip
     lines: list[tuple[str, str]] = []
     body = message.body
     if body is None:

@@ -18,6 +18,7 @@ from vrmproto.client import CustomerNode, Delivery
 from vrmproto.ui._actions import delivered
 from vrmproto.ui._app import Ui, make_app
 from vrmproto.ui._guard import Guard, new_token
+from vrmproto.ui._pages import fresh
 
 __all__ = ["HOST", "UiServer"]
 
@@ -49,6 +50,7 @@ class UiServer(AsyncClosing):
         """
         for name in self.ui.templates.list_templates(extensions=["html"]):
             self.ui.templates.get_template(name)
+        await fresh(self.ui)  # what the node reads now is what the first page will show
         await self.ui.agent.relationships()
         runner = web.AppRunner(make_app(self.ui), access_log=None, handle_signals=False)
         await runner.setup()
