@@ -13,6 +13,7 @@ from vrmproto._messages import (
     AddressUpdate,
     DataErased,
     DataReturn,
+    DataShare,
     DataWithdraw,
     FieldsContent,
     RecordsContent,
@@ -34,6 +35,8 @@ _LIVE_STATES = tuple(s.value for s in LIVE)  # as stored
 
 #: The rules of a share's or an address update's fields (:class:`FieldsContent`, §5.3.1).
 FIELDS = cast("StrMap", specs(FieldsContent)[0][1])
+#: The rules of a share's purposes and categories (:class:`DataShare`: 1..16 of each, §5.3.1).
+_SHARE_KINDS = {name: kind for name, kind, _ in specs(DataShare)}
 
 #: The purposes and categories of recent shares given by name, and their numbers (§6.6,
 #: §6.7): an agent shares under the same few, and parsing them anew cost ~4 µs a share (#12).
@@ -46,7 +49,8 @@ _PARSED_MAX = 64
 def _parse_terms(purposes: Iterable[int | str], categories: Iterable[int | str]
                  ) -> tuple[tuple[int, ...], tuple[int, ...]]:  # fmt: skip
     """The Kantara numbers of ``purposes`` and ``categories`` (:func:`parse_purpose`,
-    :func:`parse_category`; ValueError for one unknown)."""
+    :func:`parse_category`; ValueError for one unknown, :class:`~vrmproto.ValidationError`
+    for none or more than 16)."""
     key = (tuple(purposes), tuple(categories))
     try:
         known = _PARSED.get(key)
@@ -56,6 +60,9 @@ def _parse_terms(purposes: Iterable[int | str], categories: Iterable[int | str]
         return known
     parsed = (tuple(parse_purpose(p) for p in key[0]),
               tuple(parse_category(c) for c in key[1]))  # fmt: skip
+    # as the vendor reads them (§5.1-2): none, or more than 16, would be signed and refused
+    _SHARE_KINDS["purposes"].load(list(parsed[0]), "$.body.purposes")
+    _SHARE_KINDS["categories"].load(list(parsed[1]), "$.body.categories")
     if all(type(x) is str for part in key for x in part):
         if len(_PARSED) >= _PARSED_MAX:
             _PARSED.clear()
@@ -98,8 +105,8 @@ class DataOps(AgentBase):
         ``queued``, kept in the outbox.
 
         Fields the vendor would refuse (none, more than 64, a value over 4096 characters:
-        §5.3.1, §5.1-2) raise :class:`~vrmproto.ValidationError` before anything is sealed or
-        stored.
+        §5.3.1, §5.1-2), and no purpose or category or more than 16, raise
+        :class:`~vrmproto.ValidationError` before anything is sealed or stored.
         """
         FIELDS.check(fields, "$.fields")
         numbers, kinds = _parse_terms(purposes, categories)

@@ -42,6 +42,7 @@ __all__ = [
     "AcceptCounterDraft",
     "AddressDraft",
     "DataRequestDraft",
+    "DeclineDraft",
     "Draft",
     "DraftKind",
     "EndDraft",
@@ -334,6 +335,20 @@ class EndDraft(_Draft):
 
     def sign(self, t: Thread, signer: Signer, now: int) -> Sent:
         return _sign(t, RelationshipEnd(reason=self.reason), self.msg_id, now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeclineDraft(EndDraft):
+    """The end of a relationship that declines the vendor's counter-offer (§5.6.4): signed
+    only while there is one. Another tab or process may have accepted it meanwhile, and the
+    relationship just agreed must not end for a page that was out of date. Kept as an
+    :class:`EndDraft` (it is one on the wire) if it has to wait its turn."""
+
+    def sign(self, t: Thread, signer: Signer, now: int) -> Sent:
+        if not t.rel.counter:
+            raise StateError("the vendor's counter-offer is no longer open: nothing to decline "
+                             f"(the relationship is {t.rel.state.value})", clause="§5.2.3")
+        return EndDraft.sign(self, t, signer, now)
 
 
 Draft = (

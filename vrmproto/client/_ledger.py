@@ -331,6 +331,17 @@ class Ledger:
         self._cache[t.id] = t
         self._identities[t.rel.identity.public_key] = t.rel.identity
 
+    def refresh(self, record: RelationshipRecord) -> None:
+        """Forget the cached thread of ``record`` when the store holds another record than
+        the one it was read or committed as: another process, or another ledger, committed to
+        it since (every Commit writes a later ``updated_ms``, :meth:`record`). For reads that
+        take no lock (:meth:`~vrmproto.client.Agent.relationships`); a step re-checks under
+        its lock anyway."""
+        t = self._cache.get(record.thread)
+        if (t is not None and t._committing is None and t._stored is not None
+                and t._stored[0].updated_ms != record.updated_ms):  # fmt: skip
+            self.forget(record.thread)
+
     def forget(self, thread: bytes) -> None:
         """Drop a thread from the cache, so the next step re-reads the store and rebuilds it."""
         self._cache.pop(thread, None)

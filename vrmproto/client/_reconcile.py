@@ -49,6 +49,7 @@ class HistoryOps(AgentBase):
         for record in await self.store.relationships(with_data=False):
             if not is_ours(record):
                 continue
+            self.ledger.refresh(record)  # what another `vrm` on the store did meanwhile
             try:
                 t = await self.ledger.load(record.thread)
             except LookupError:

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from vrmproto._binding import DiscoveryDocument, discovery_url
 from vrmproto._errors import Problem, ProtocolError, ValidationError
 from vrmproto._fields import check_fields
-from vrmproto._messages import TermsAccept, TermsOffer, TermsReject
+from vrmproto._messages import RelationshipEnd, TermsAccept, TermsOffer, TermsReject
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role, State
 from vrmproto._vocab import TermRef
 from vrmproto.client._agent_base import AgentBase, norm_url, refusal
-from vrmproto.client._drafts import AcceptCounterDraft, TermsOfferDraft
+from vrmproto.client._drafts import AcceptCounterDraft, DeclineDraft, TermsOfferDraft
 from vrmproto.client._errors import InvalidResponse, PeerRuleError, Unreachable
 from vrmproto.client._ledger import Thread, ThreadKind, ThreadMeta
 from vrmproto.client._meta import lost_by_vendor
@@ -206,8 +206,11 @@ class TermsOps(AgentBase):
     async def decline_counter(self, ref: Ref, reason: str = "the counter-offer is declined",
                               *, timeout_s: float | None = None) -> Delivery:  # fmt: skip
         """Decline the vendor's counter-offer: end the relationship (§5.6.4); ``timeout_s`` as
-        for :meth:`connect`."""
-        return await self.end(ref, reason, timeout_s=timeout_s)
+        for :meth:`connect`. :class:`~vrmproto.StateError` if no counter-offer is open (it was
+        accepted meanwhile, or never made): a relationship is not ended for it."""
+        check_fields(RelationshipEnd, "$.body", reason=reason)  # before it is signed or kept
+        return await self._send(ref, DeclineDraft(msg_id=self.random_id(), reason=reason),
+                                timeout_s=timeout_s)  # fmt: skip
 
     async def take_offer(
         self, offer: Offer, terms: Sequence[TermRef] | None = None, *, note: str | None = None,
