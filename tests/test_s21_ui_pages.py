@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests._world import Client, post, serving, ui_page
 from vrmproto.cli._parse import parse_date
 from vrmproto.client import CustomerNode, RetryPolicy
+from vrmproto.client._drafts import ShareDraft
 from vrmproto.store import SQLiteStore, StoreError
 from vrmproto.ui import Guard, Ui, _pages, make_app, new_token
 
@@ -168,15 +169,17 @@ async def test_a_vendor_that_cannot_be_compared_says_why_in_words() -> None:
 
 
 async def test_an_entry_that_does_not_decode_does_not_take_the_page_down() -> None:
-    """Before: a share signed with no data category (the agent signs one, §5.1-2 refuses it)
-    that waited in the outbox — its vendor down — made the relationship's page answer 500
-    "Internal Server Error" on every view: decoding the entry raised. Now the entry is listed
-    as one that does not decode, with why, and the rest of the page is there."""
+    """Before: a share signed with no data category (as agents before session 21 signed one,
+    §5.1-2 refuses it) that waited in the outbox — its vendor down — made the relationship's
+    page answer 500 "Internal Server Error" on every view: decoding the entry raised. Now the
+    entry is listed as one that does not decode, with why, and the rest of the page is there.
+    (``Agent.share`` now refuses such a share before signing: the draft is sent as they did.)"""
     async with serving("avis") as (vendor,), ui_page() as (ui, client):
         thread = (await ui.agent.connect(vendor.url)).thread
         await vendor.stop()
-        await ui.agent.share(thread, {"email": "me@example.org"}, purposes=["core-function"],
-                             categories=[], expires_ms=ui.agent.clock() + 86_400_000)  # fmt: skip
+        await ui.agent._send(thread, ShareDraft(  # as Agent.share made it before session 21
+            msg_id=os.urandom(16), fields={"email": "me@example.org"}, purposes=(1,),
+            categories=(), expires=ui.agent.clock() + 86_400_000))  # fmt: skip
         r = await client.get(f"{ui.guard.prefix}r/{thread.hex()}")
         assert r.status == 200
         page = html.unescape(await r.text())
