@@ -53,13 +53,23 @@ def _reject_message(result: ConnectResult) -> dict[str, Any] | None:
     return None
 
 
-def _vendor_fingerprint(result: ConnectResult) -> str | None:
-    """The fingerprint of the key that signed the vendor's receipt (shown at first contact,
-    §11.10-2, §13.3-3)."""
+def _vendor_fingerprint(result: ConnectResult, held: bytes | None = None) -> str | None:
+    """The fingerprint of the key that signed the vendor's receipt, else of ``held``, the key
+    the relationship holds for the vendor (shown at first contact, §11.10-2, §13.3-3). With no
+    receipt in this run — already connected, or the offer queued after the vendor's document
+    verified — the key is still known: it was pinned from that document (§11.10-1)."""
     d = result.delivery
     if d is None or d.receipt is None:
-        return None
+        return fingerprint(held) if held is not None else None
     return fingerprint(d.receipt.sender)
+
+
+async def held_key(agent: Agent, thread: bytes) -> bytes | None:
+    """The vendor key the relationship ``thread`` holds (pinned, §11.10-1), if it is kept."""
+    try:
+        return (await agent.ledger.load(thread)).rel.peer_key
+    except LookupError:
+        return None
 
 
 def connect_outcome(result: ConnectResult, counter_answer: str | None = None) -> Outcome:
@@ -73,13 +83,15 @@ def connect_outcome(result: ConnectResult, counter_answer: str | None = None) ->
 
 
 def connect_json(result: ConnectResult, *, counter_answer: str | None = None,
-                 first: ConnectResult | None = None) -> dict[str, Any]:  # fmt: skip
+                 first: ConnectResult | None = None, key: bytes | None = None
+                 ) -> dict[str, Any]:  # fmt: skip
+    """``key``: the vendor key the relationship holds (:func:`held_key`)."""
     shown = first or result
     return {
         "vendor": result.vendor,
         "outcome": connect_outcome(result, counter_answer).label,
         "url": result.url,
-        "vendor_fingerprint": _vendor_fingerprint(shown) or _vendor_fingerprint(result),
+        "vendor_fingerprint": _vendor_fingerprint(shown) or _vendor_fingerprint(result, key),
         "thread": result.thread.hex(),
         "status": result.status,
         "terms": [term_json(t) for t in result.terms],
@@ -97,10 +109,10 @@ def connect_json(result: ConnectResult, *, counter_answer: str | None = None,
 
 
 def _print_connect(out: Out, result: ConnectResult, whose: str = "your", *,
-                   timeout: float | None = None) -> None:  # fmt: skip
-    fp = _vendor_fingerprint(result)
-    key = f"  key {fp}" if fp else ""
-    out.print(f"[bold]{rbutton(result.vendor)}[/]  [dim]{safe(result.url)}{key}[/]")
+                   timeout: float | None = None, key: bytes | None = None) -> None:  # fmt: skip
+    fp = _vendor_fingerprint(result, key)
+    shown_key = f"  key {fp}" if fp else ""
+    out.print(f"[bold]{rbutton(result.vendor)}[/]  [dim]{safe(result.url)}{shown_key}[/]")
     if result.existing:
         out.print(f"  already connected (thread {short(result.thread)}): one relationship per "
                   "vendor; `vrm end` it to proffer other terms")  # fmt: skip
@@ -189,21 +201,22 @@ async def _find_on_network(name: str, interfaces: Sequence[str]) -> tuple[str, b
 
 def report_connect(out: Out, result: ConnectResult, answer: str | None,
                    first: ConnectResult, *, asked: bool, timeout: float | None = None,
-                   failed: str | None = None) -> None:  # fmt: skip
+                   failed: str | None = None, key: bytes | None = None) -> None:  # fmt: skip
     """Print the outcome (``first`` was already shown if the person was ``asked``);
     ``timeout``: the command's ``--timeout``, named if the vendor did not answer within it;
-    ``failed``: why what was asked was not done after all (exit 1), beside this outcome."""
+    ``failed``: why what was asked was not done after all (exit 1), beside this outcome;
+    ``key``: the vendor key the relationship holds (:func:`held_key`)."""
     if out.json_mode:
-        said = connect_json(result, counter_answer=answer, first=first)
+        said = connect_json(result, counter_answer=answer, first=first, key=key)
         out.json(said | ({"outcome": Outcome.FAILED.label} if failed else {}))
     else:
         if first is not result:
             if not asked:
-                _print_connect(out, first)
+                _print_connect(out, first, key=key)
             out.print("  you accepted the counter-offer:")
         if not (asked and first is result and result.status == "countered"):
             _print_connect(out, result, "the vendor's" if first is not result else "your",
-                           timeout=timeout)  # fmt: skip
+                           timeout=timeout, key=key)  # fmt: skip
         if answer == "declined":
             out.print("  you declined the counter-offer; the relationship is ended")
     if failed is not None:
@@ -288,7 +301,7 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
             result, answer = await settle_counter(agent, out, first, counter_answer,
                                                   timeout_s=timeout)  # fmt: skip
             report_connect(out, result, answer, first, asked=counter_answer is None,
-                           timeout=timeout)  # fmt: skip
+                           timeout=timeout, key=await held_key(agent, result.thread))
 
     run(go())
 
@@ -327,6 +340,6 @@ async def _answer_open_counter(agent: Agent, out: Out, view: RelationshipView,
     pending = ConnectResult(view.thread, view.vendor, view.url, "countered", t.rel.offered,
                             reason="counter-offer open", counter=t.rel.counter)  # fmt: skip
     result, answered = await settle_counter(agent, out, pending, answer, timeout_s=timeout_s)
-    report_connect(out, result, answered, pending, asked=answer is None)
+    report_connect(out, result, answered, pending, asked=answer is None, key=view.peer_key)
 
 
