@@ -66,6 +66,8 @@ MAX_FOUND = 256
 #: Most endpoints one :func:`browse` resolves and checks at once (a socket and a task each).
 RESOLVE_AT_ONCE = 16
 _FINGERPRINT_RE = re.compile(r"[a-z2-7]{4}(?:-[a-z2-7]{4}){3}")
+#: A path of printable characters, without a query, a fragment or white space (RFC 3986 §3.3).
+_PATH_RE = re.compile(r"[^\s?#\x00-\x1f\x7f]+")
 
 Clock = Callable[[], int]
 
@@ -77,6 +79,10 @@ def _default_clock() -> int:
 @dataclass(frozen=True, slots=True)
 class Found:
     """One endpoint seen on the local network, and what checking it showed (§13.2).
+
+    ``url`` is the endpoint's URL: the base URL ``http://<address>:<port>`` (§13.2-4) followed
+    by the path whose ``/.well-known/vrm`` the TXT ``path`` is (§13.3-2) — what a connect
+    fetches the document of again. ``document_url`` is the document's own.
 
     ``verified`` is True only when the discovery document at ``url`` verified (§13.1) and its key
     has the fingerprint the TXT record announced (§13.2-6); ``key`` and ``document`` are then
@@ -237,24 +243,33 @@ def _parse_info(name: str, info: AsyncServiceInfo) -> Found | None:
     txt = _txt_dict(info)
     instance = name[: -len(SERVICE_TYPE) - 1] if name.endswith("." + SERVICE_TYPE) else name
     host = addresses[0]
+    path = txt.get("path", WELL_KNOWN_PATH)
     found = Found(
         name=instance,
         url=_base_url(host, info.port),
         fingerprint=txt.get("fp", ""),
         host=host,
         port=info.port,
-        path=txt.get("path", WELL_KNOWN_PATH),
+        path=path,
         txt=txt,
     )
     if txt.get("v") != "1":
         return replace(found, problem=f"it speaks protocol version {txt.get('v')!r}, not 1")
     if not _FINGERPRINT_RE.fullmatch(found.fingerprint):
         return replace(found, problem="its TXT record has no valid key fingerprint (fp)")
-    if not found.path.startswith("/") or found.path.startswith("//"):
+    if not path.startswith("/") or path.startswith("//") or not _PATH_RE.fullmatch(path):
         # "//host/…" is a network-path reference: it would fetch the document from another
-        # host than the one advertised (§13.2-5: at the TXT path on that base URL)
+        # host than the one advertised (§13.2-5: at the TXT path on that base URL); "?" and "#"
+        # start a query and a fragment, which an endpoint URL's document drops (§13.3-2)
         return replace(found, problem="its TXT path is not an absolute path")
-    return found
+    if not path.endswith(WELL_KNOWN_PATH):
+        # an endpoint's document is at its URL's path followed by /.well-known/vrm (§13.3-2):
+        # a document elsewhere is no endpoint's, and the agent could not ask for it again
+        return replace(found, problem=f"its TXT path is not an endpoint's discovery document "
+                                      f"(…{WELL_KNOWN_PATH}, §13.3-2)")  # fmt: skip
+    # the endpoint is at the path the document's path extends (§13.3-2): "/shop/.well-known/vrm"
+    # is the document of http://<address>:<port>/shop, which a connect asks for it again
+    return replace(found, url=found.url + path[: -len(WELL_KNOWN_PATH)])
 
 
 async def browse(

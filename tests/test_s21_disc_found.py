@@ -1,0 +1,106 @@
+"""What one zeroconf answer becomes (:func:`vrmproto.discovery._parse_info`, ``_check``), s21.
+
+No multicast here: the resolved service is a stand-in for zeroconf's ``AsyncServiceInfo``, and
+the endpoint it points at is an HTTP server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from vrmproto import DEFAULT_LIMITS, Identity
+from vrmproto._keys import fingerprint
+from vrmproto.binding import SIGNATURE_HEADER, WELL_KNOWN_PATH, build_discovery
+from vrmproto.discovery import SERVICE_TYPE, Found, _check, _parse_info, fetch_discovery
+
+VENDOR = Identity(bytes(range(7, 39)))
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Info:
+    """What :func:`_parse_info` reads of a resolved ``AsyncServiceInfo``."""
+
+    properties: dict[bytes, bytes | None] = field(default_factory=dict)
+    port: int = 8701
+    addresses: tuple[str, ...] = ("127.0.0.1",)
+
+    def parsed_addresses(self, _version: object = None) -> list[str]:
+        return list(self.addresses)
+
+
+def txt(path: str = WELL_KNOWN_PATH, key: bytes = VENDOR.public_key) -> dict[bytes, bytes | None]:
+    return {b"txtvers": b"1", b"v": b"1", b"path": path.encode(), b"fp": fingerprint(key).encode()}
+
+
+def parse(info: Info, name: str = "Corner Shop") -> Found:
+    found = _parse_info(f"{name}.{SERVICE_TYPE}", info)  # type: ignore[arg-type]
+    assert found is not None
+    return found
+
+
+@pytest.fixture
+async def serve_document() -> AsyncIterator[Callable[[str], Awaitable[int]]]:
+    """Serve VENDOR's signed discovery document at the path given; gives its port."""
+    runners: list[web.AppRunner] = []
+
+    async def start(path: str) -> int:
+        body, sig = build_discovery(VENDOR, name="Corner Shop", role="vendor", now=now_ms(),
+                                    limits=DEFAULT_LIMITS, types=["terms.offer"])  # fmt: skip
+
+        async def document(request: web.Request) -> web.Response:
+            return web.Response(body=body, headers={SIGNATURE_HEADER: sig})
+
+        app = web.Application()
+        app.router.add_get(path, document)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        runners.append(runner)
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return int(runner.addresses[0][1])
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def test_an_endpoint_under_a_path_is_found_at_that_path(
+    serve_document: Callable[[str], Awaitable[int]],
+) -> None:
+    """§13.2-2, §13.3-2: a TXT ``path`` of ``/shop/.well-known/vrm`` is the document of the
+    endpoint ``http://<address>:<port>/shop``. Before, ``Found.url`` was the bare
+    ``http://<address>:<port>``: ``vrm discover`` showed it as verified, and ``vrm connect``
+    (and ``vrm intent new --local``) then asked ``/.well-known/vrm`` of the origin, another
+    document than the one verified (a 404 here; on a shared host, another vendor's)."""
+    port = await serve_document("/shop" + WELL_KNOWN_PATH)
+    found = parse(Info(txt("/shop" + WELL_KNOWN_PATH), port=port))
+    assert found.problem == ""
+    async with aiohttp.ClientSession() as session:
+        checked = await _check(found, session, now_ms())
+    assert checked.verified, checked.problem
+    assert checked.url == f"http://127.0.0.1:{port}/shop"
+    assert checked.document_url == f"http://127.0.0.1:{port}/shop{WELL_KNOWN_PATH}"
+    again = await fetch_discovery(checked.url, expected_key=VENDOR.public_key)  # as connect does
+    assert again.key == VENDOR.public_key
+
+
+@pytest.mark.parametrize("path", ["/vrm.json", "/shop/.well-known/vrm/", "/.well-known/vrm?x=1",
+                                  "/.well-known/vrmx", "/a?b/.well-known/vrm",
+                                  "/a#b/.well-known/vrm", "/a b/.well-known/vrm",
+                                  "/a\x1b[2J/.well-known/vrm"])  # fmt: skip
+def test_a_txt_path_that_is_no_endpoints_document_is_not_used(path: str) -> None:
+    """A document not at ``…/.well-known/vrm`` belongs to no endpoint URL (§13.3-2): before, the
+    agent fetched ``PATH/.well-known/vrm`` instead — not the document advertised (§13.2-5) —
+    and showed the origin as the endpoint."""
+    found = parse(Info(txt(path)))
+    assert "path" in found.problem
+    assert not found.verified
