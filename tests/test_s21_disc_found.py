@@ -42,8 +42,8 @@ def txt(path: str = WELL_KNOWN_PATH, key: bytes = VENDOR.public_key) -> dict[byt
     return {b"txtvers": b"1", b"v": b"1", b"path": path.encode(), b"fp": fingerprint(key).encode()}
 
 
-def parse(info: Info, name: str = "Corner Shop") -> Found:
-    found = _parse_info(f"{name}.{SERVICE_TYPE}", info)  # type: ignore[arg-type]
+def parse(info: Info, name: str = "Corner Shop", *, loopback: bool = True) -> Found:
+    found = _parse_info(f"{name}.{SERVICE_TYPE}", info, loopback=loopback)  # type: ignore[arg-type]
     assert found is not None
     return found
 
@@ -104,3 +104,27 @@ def test_a_txt_path_that_is_no_endpoints_document_is_not_used(path: str) -> None
     found = parse(Info(txt(path)))
     assert "path" in found.problem
     assert not found.verified
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "0.1.2.3", "224.0.0.251", "239.255.255.250",
+                                     "255.255.255.255", "240.0.0.1"])  # fmt: skip
+def test_an_address_no_endpoint_can_have_is_not_contacted(address: str) -> None:
+    """An announcement pointing at the unspecified address (a connection to 0.0.0.0 reaches
+    the person's own machine), a multicast, broadcast or reserved one: before, the agent sent
+    its GET there; now the endpoint is reported with the reason and never contacted."""
+    found = parse(Info(txt(), addresses=(address,)), loopback=True)
+    assert "address" in found.problem, found
+    assert address in found.problem
+
+
+def test_a_lan_announcement_cannot_point_the_agent_at_its_own_machine() -> None:
+    """Browsing a network interface, an announcement of a loopback address would make the
+    agent fetch from a server of the person's own machine (§13.2-4: the base URL is the
+    announced address) — any port, any path ending in /.well-known/vrm. Only a browse on a
+    loopback interface, where every announcer is on this machine, takes loopback addresses."""
+    lan = Info(txt(), addresses=("127.0.0.1",))
+    assert "address" in parse(lan, loopback=False).problem
+    assert parse(lan, loopback=True).problem == ""
+    both = parse(Info(txt(), addresses=("127.0.0.1", "192.168.1.66")), loopback=False)
+    assert both.problem == ""
+    assert both.url == "http://192.168.1.66:8701"

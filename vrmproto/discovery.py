@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import re
 import socket
 import time
@@ -66,6 +67,7 @@ MAX_FOUND = 256
 #: Most endpoints one :func:`browse` resolves and checks at once (a socket and a task each).
 RESOLVE_AT_ONCE = 16
 _FINGERPRINT_RE = re.compile(r"[a-z2-7]{4}(?:-[a-z2-7]{4}){3}")
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # RFC 1122 §3.2.1.3: never a destination
 #: A path of printable characters, without a query, a fragment or white space (RFC 3986 §3.3).
 _PATH_RE = re.compile(r"[^\s?#\x00-\x1f\x7f]+")
 
@@ -236,13 +238,25 @@ async def _check(found: Found, session: aiohttp.ClientSession, now: int) -> Foun
     return replace(found, verified=True, key=doc.key, document=doc)
 
 
-def _parse_info(name: str, info: AsyncServiceInfo) -> Found | None:
+def _reachable(address: str, *, loopback: bool) -> bool:
+    """Whether an announced address can be an endpoint's (§13.2-4): a unicast address, and a
+    loopback one only where the browse is on a loopback interface (``loopback``) — on a
+    network, such an announcement would point the agent at the person's own machine."""
+    ip = ipaddress.ip_address(address)
+    if ip in _THIS_NETWORK or ip.is_multicast or ip.is_reserved:  # 0.0.0.0 is this machine
+        return False
+    return loopback or not ip.is_loopback
+
+
+def _parse_info(name: str, info: AsyncServiceInfo, *, loopback: bool = False) -> Found | None:
+    """What one resolved service is; ``loopback``: the browse is on a loopback interface."""
     addresses = info.parsed_addresses(IPVersion.V4Only)
     if not addresses or not info.port:
         return None
     txt = _txt_dict(info)
     instance = name[: -len(SERVICE_TYPE) - 1] if name.endswith("." + SERVICE_TYPE) else name
-    host = addresses[0]
+    usable = [a for a in addresses if _reachable(a, loopback=loopback)]
+    host = usable[0] if usable else addresses[0]
     path = txt.get("path", WELL_KNOWN_PATH)
     found = Found(
         name=instance,
@@ -253,6 +267,9 @@ def _parse_info(name: str, info: AsyncServiceInfo) -> Found | None:
         path=path,
         txt=txt,
     )
+    if not usable:
+        return replace(found, problem=f"it points at the address {host}, which no endpoint on "
+                                      "the local network has")  # fmt: skip
     if txt.get("v") != "1":
         return replace(found, problem=f"it speaks protocol version {txt.get('v')!r}, not 1")
     if not _FINGERPRINT_RE.fullmatch(found.fingerprint):
@@ -305,6 +322,7 @@ async def browse(
         if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
             names.offer(name)
 
+    loopback = any(ipaddress.ip_address(i).is_loopback for i in interfaces)
     aiozc = AsyncZeroconf(interfaces=list(interfaces), ip_version=IPVersion.V4Only)
     session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
     tasks: set[asyncio.Task[None]] = set()
@@ -316,7 +334,7 @@ async def browse(
                 info = AsyncServiceInfo(SERVICE_TYPE, name)
                 if not await info.async_request(aiozc.zeroconf, min(remaining_ms, 3000.0)):
                     return
-                found = _parse_info(name, info)
+                found = _parse_info(name, info, loopback=loopback)
                 if found is None:
                     return
                 if verify and not found.problem:
