@@ -50,6 +50,7 @@ __all__ = [
     "Found",
     "advertise",
     "browse",
+    "check_interfaces",
     "fetch_discovery",
     "instance_name",
     "txt_record",
@@ -289,6 +290,22 @@ def _parse_info(name: str, info: AsyncServiceInfo, *, loopback: bool = False) ->
     return replace(found, url=found.url + path[: -len(WELL_KNOWN_PATH)])
 
 
+def check_interfaces(interfaces: Sequence[str]) -> list[str]:
+    """``interfaces`` as :func:`browse` takes them: one or more IPv4 interface addresses
+    (multicast DNS is bound to them, over IPv4 only, §13.2-4); ``ValueError`` naming the first
+    that is not one. zeroconf itself listened nowhere on an IPv6 address and reported nothing
+    found, or failed with a ``RuntimeError``."""
+    if not interfaces:
+        raise ValueError("name at least one interface address to browse on")
+    for address in interfaces:
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError:
+            raise ValueError(f"{address!r} is not an IPv4 interface address: local discovery "
+                             "is multicast DNS over IPv4 only") from None  # fmt: skip
+    return list(interfaces)
+
+
 async def browse(
     timeout: float,  # noqa: ASYNC109 -- browsing *is* listening for a while: the API's point
     interfaces: Sequence[str] = ("127.0.0.1",),
@@ -300,7 +317,9 @@ async def browse(
 ) -> list[Found]:
     """Browse for ``_vrm._tcp`` endpoints for up to ``timeout`` seconds (§13.2-4).
 
-    Multicast DNS is bound to ``interfaces`` (loopback by default). Each endpoint found is
+    Multicast DNS is bound to ``interfaces``, IPv4 addresses (loopback by default;
+    :func:`check_interfaces`: ``ValueError`` for another; ``OSError`` where no multicast can be
+    had on them). Each endpoint found is
     resolved and, when ``verify`` is true, checked against its discovery document (§13.2-5,
     §13.2-6). Returns as soon as ``stop_when(found_so_far)`` is true, else when the time is up;
     the list is sorted by name.
@@ -309,6 +328,7 @@ async def browse(
     are taken (the first announced; the rest are ignored), each resolved once at a time, and at
     most :data:`RESOLVE_AT_ONCE` of them at once.
     """
+    interfaces = check_interfaces(interfaces)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     names = _Names(max_found)
@@ -323,7 +343,7 @@ async def browse(
             names.offer(name)
 
     loopback = any(ipaddress.ip_address(i).is_loopback for i in interfaces)
-    aiozc = AsyncZeroconf(interfaces=list(interfaces), ip_version=IPVersion.V4Only)
+    aiozc = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
     session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
     tasks: set[asyncio.Task[None]] = set()
 

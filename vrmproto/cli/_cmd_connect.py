@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import errno
+import ipaddress
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 
@@ -36,7 +38,42 @@ from vrmproto.client import Agent, ConnectResult, RelationshipView
 from vrmproto.client._agent import KeyChangedError
 from vrmproto.client._ledger import ThreadKind
 
-__all__ = ["connect", "connect_json", "report_connect", "settle_counter"]
+__all__ = ["connect", "connect_json", "interface_option", "report_connect", "settle_counter",
+           "unavailable"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _ipv4_addresses(ctx: click.Context, param: click.Parameter,
+                    value: tuple[str, ...]) -> tuple[str, ...]:  # fmt: skip
+    # zeroconf, on an IPv6 address, listened nowhere (and "no vrm endpoints answered") or
+    # raised a RuntimeError; on a name, it said "… an IPv4 or IPv6 address"
+    for address in value:
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError:
+            raise click.BadParameter(
+                f"{printable(address)!r} is not an IPv4 interface address: local discovery is "
+                "multicast DNS over IPv4 only (§13.2-4)", param_hint="--interface",
+            ) from None  # fmt: skip
+    return value
+
+
+def unavailable(exc: OSError, interfaces: Sequence[str]) -> str:
+    """Why zeroconf could not browse on ``interfaces``, in words."""
+    if exc.errno in (errno.ENODEV, errno.EADDRNOTAVAIL):  # joining the group there failed
+        reason = "no interface of this machine has that address"
+    else:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"local discovery is unavailable on {', '.join(interfaces)}: {reason}"
+
+
+def interface_option(help_text: str) -> Callable[[F], F]:
+    """``--interface ADDRESS`` (repeatable, 127.0.0.1 unless given): where zeroconf looks,
+    each an IPv4 interface address (:func:`vrmproto.discovery.check_interfaces`)."""
+    return click.option("--interface", "interfaces", multiple=True, default=("127.0.0.1",),
+                        show_default=True, metavar="ADDRESS", callback=_ipv4_addresses,
+                        help=help_text)  # fmt: skip
 
 
 # -- connect ---------------------------------------------------------------------------------
@@ -184,8 +221,7 @@ async def _find_on_network(name: str, interfaces: Sequence[str]) -> tuple[str, b
             2.0, interfaces, stop_when=lambda fs: any(f.name.lower() == lowered for f in fs)
         )
     except OSError as exc:  # no multicast on these interfaces: nothing can be found there
-        click.echo(f"(local discovery is unavailable on {', '.join(interfaces)}: {exc})",
-                   err=True)  # fmt: skip
+        click.echo(f"({unavailable(exc, interfaces)})", err=True)
         return None
     for f in found:
         if f.name.lower() == lowered:
@@ -238,8 +274,7 @@ def report_connect(out: Out, result: ConnectResult, answer: str | None,
 @click.option("--term", "term_specs", multiple=True, metavar="ID[:param=value]",
               help="Proffer these terms instead of yours (repeatable).")
 @click.option("--note", help="A message to the vendor's people.")
-@click.option("--interface", "interfaces", multiple=True, default=("127.0.0.1",),
-              show_default=True, help="Where to look for NAME with zeroconf (repeatable).")
+@interface_option("Where to look for NAME with zeroconf (repeatable).")
 @timeout_option
 @click.option("--accept-new-key", "accept_new_key", metavar="FINGERPRINT",
               help="A vendor you know now signs with another key: accept this one (its "

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from vrmproto._keys import fingerprint, key_to_text
+from vrmproto.cli._cmd_connect import interface_option, unavailable
 from vrmproto.cli._context import Env, common_options, json_option, open_node, pass_env, run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._output import Out, printable, safe, table
@@ -70,8 +71,7 @@ def _printer(out: Out, side: str) -> Callable[[Event], Any]:
 @click.command()
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
               help="Seconds to listen.")
-@click.option("--interface", "interfaces", multiple=True, default=("127.0.0.1",),
-              show_default=True, help="Interface address to browse on (repeatable).")
+@interface_option("Interface address to browse on (repeatable).")
 @json_option
 @pass_env
 def discover(env: Env, timeout: float, interfaces: tuple[str, ...]) -> None:
@@ -83,7 +83,10 @@ def discover(env: Env, timeout: float, interfaces: tuple[str, ...]) -> None:
     """
     from vrmproto.discovery import browse  # noqa: PLC0415 -- zeroconf only when needed
 
-    found = run(browse(timeout, interfaces))
+    try:
+        found = run(browse(timeout, interfaces))
+    except OSError as exc:  # no multicast on these interfaces: say where, and why
+        raise CliError(unavailable(exc, interfaces), EXIT_USAGE, kind="environment") from None
     rows: list[dict[str, Any]] = [
         {
             "name": f.name,
