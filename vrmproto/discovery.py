@@ -326,7 +326,8 @@ async def browse(
 
     A hostile network can announce any number of services: at most ``max_found`` service names
     are taken (the first announced; the rest are ignored), each resolved once at a time, and at
-    most :data:`RESOLVE_AT_ONCE` of them at once.
+    most :data:`RESOLVE_AT_ONCE` of them at once. An endpoint that withdraws its
+    advertisement before the browse ends (§13.2-1) is not reported.
     """
     interfaces = check_interfaces(interfaces)
     loop = asyncio.get_running_loop()
@@ -336,10 +337,18 @@ async def browse(
     changed = asyncio.Event()
     at_once = asyncio.Semaphore(RESOLVE_AT_ONCE)
 
+    gone: set[str] = set()
+
     def on_change(
         zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange
     ) -> None:
-        if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
+        if state_change is ServiceStateChange.Removed:
+            # withdrawn (a goodbye, or its records expired): it no longer serves (§13.2-1)
+            gone.add(name)
+            if results.pop(name, None) is not None:
+                changed.set()
+        else:
+            gone.discard(name)
             names.offer(name)
 
     loopback = any(ipaddress.ip_address(i).is_loopback for i in interfaces)
@@ -359,8 +368,9 @@ async def browse(
                     return
                 if verify and not found.problem:
                     found = await _check(found, session, clock())
-            results[name] = found
-            changed.set()
+            if name not in gone:  # withdrawn while it was checked
+                results[name] = found
+                changed.set()
         finally:
             names.done(name)
 
