@@ -213,25 +213,46 @@ async def settle_counter(
 
 
 async def _find_on_network(name: str, interfaces: Sequence[str]) -> tuple[str, bytes] | None:
+    """The URL and key of the one verified vendor on the local network that goes by ``name``
+    (§13.2-6): advertised under it, or named so by its signed document. The whole browse is
+    heard: where several keys claim the name — an impostor, or the vendor itself renamed by
+    mDNS because another took its name first (RFC 6762 §9) — none is taken, and the person is
+    shown each fingerprint to compare (§11.10-2, §13.2-7). Unverified lookalikes are passed
+    over; only when nothing verified goes by the name is the person told why they are not used.
+    """
     from vrmproto.discovery import browse  # noqa: PLC0415 -- zeroconf only when needed
 
-    lowered = name.lower()
+    wanted = name.strip().casefold()
     try:
-        found = await browse(
-            2.0, interfaces, stop_when=lambda fs: any(f.name.lower() == lowered for f in fs)
-        )
+        found = await browse(2.0, interfaces)
     except OSError as exc:  # no multicast on these interfaces: nothing can be found there
         click.echo(f"({unavailable(exc, interfaces)})", err=True)
         return None
-    for f in found:
-        if f.name.lower() == lowered:
-            if not f.verified or f.key is None:
-                raise CliError(f"found {f.name} at {f.url}, but {f.problem}", EXIT_FAILED,
-                               kind="unverified")  # fmt: skip
-            click.echo(printable(f"found {f.name} at {f.url}, key {f.fingerprint} (its signed "
-                                 "discovery document matches its advertisement)"),
-                       err=True)  # fmt: skip
-            return f.url, f.key
+    named = [f for f in found if f.name.casefold() == wanted]
+    claimed = [f for f in found if f.verified and f.key is not None and (
+        f.name.casefold() == wanted
+        or (f.document is not None and f.document.name.strip().casefold() == wanted))]  # fmt: skip
+    keys = {f.key for f in claimed}
+    if len(keys) > 1:
+        each = "; ".join(f"{f.name} at {f.url} (key {f.fingerprint})" for f in claimed)
+        raise CliError(f"{len(keys)} endpoints on the local network go by the name {name!r}, "
+                       f"each with its own key: {each}. At most one is the vendor: compare the "
+                       "fingerprints with one it publishes (its website, a printed notice), "
+                       "then `vrm connect URL` with that one's URL", EXIT_USAGE,
+                       kind="ambiguous")  # fmt: skip
+    if claimed:
+        f = next((f for f in claimed if f.name.casefold() == wanted), claimed[0])
+        assert f.key is not None
+        said = "its signed discovery document matches its advertisement"
+        if f.document is not None and f.document.name != f.name:
+            said += f"; the document calls it {f.document.name!r}"
+        click.echo(printable(f"found {f.name} at {f.url}, key {f.fingerprint} ({said})"),
+                   err=True)  # fmt: skip
+        return f.url, f.key
+    if named:
+        f = named[0]
+        raise CliError(f"found {f.name} at {f.url}, but {f.problem}", EXIT_FAILED,
+                       kind="unverified")  # fmt: skip
     return None
 
 
