@@ -6,10 +6,12 @@ Before, the first endpoint heard whose instance name matched was taken and the b
   was never seen, and the agent opened a relationship with whichever answered first;
 - an unverified lookalike ("hertz", a fingerprint that is not its key's) heard first made the
   command fail although the real "Hertz" answered too.
-Now the whole browse is heard: several keys claiming the name is refused (exit 2) with each
+``vrm discover`` listed both claimants as verified, the impostor under its advertised name
+only. Now the whole browse is heard: several keys claiming the name is refused (exit 2) with each
 fingerprint, so the person compares them with one the vendor publishes and connects by URL
 (§11.10-2, §13.2-7); of a verified endpoint and unverified lookalikes, the verified one is
-taken. Run in a private network namespace (tests/test_discovery.py).
+taken; ``vrm discover`` says which keys share a name, and what a document calls an endpoint
+advertised under another name. Run in a private network namespace (tests/test_discovery.py).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ SEEDS = {"avis": 1, "impostor": 2, "hertz": 3, "budget": 5}
 
 _INSIDE = textwrap.dedent(
     """
-    import asyncio, json, os, subprocess, sys, tempfile
+    import asyncio, json, os, sys, tempfile
     from pathlib import Path
     from vrmproto import Identity
     from vrmproto.cli._home import Home, Settings
@@ -48,15 +50,16 @@ _INSIDE = textwrap.dedent(
         (5, "Budget", "Budget", 5),
     ]
 
-    async def connect(name):
+    sys.path.insert(0, os.getcwd())
+    from tests._cli_helpers import cli_server
+
+    async def vrm(forks, *args):
         home = Path(tempfile.mkdtemp()) / "you"
         Home(home).init(os.urandom(32), Settings(name="Doc"))
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "vrmproto.cli", "connect", name, "--json",
-            env={**os.environ, "VRM_HOME": str(home)},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        out, err = await proc.communicate()
-        return {"code": proc.returncode, "out": out.decode(), "err": err.decode()}
+        code, out, err = await asyncio.to_thread(
+            forks.run, ["-m", "vrmproto.cli", *args], env={**os.environ, "VRM_HOME": str(home)},
+            cwd=Path.cwd(), stdin="", timeout=60)
+        return {"code": code, "out": out, "err": err}
 
     async def main():
         servers, ads = [], []
@@ -65,11 +68,18 @@ _INSIDE = textwrap.dedent(
             ep = Endpoint(who(seed), store=MemoryStore(), name=doc_name, policy=policy)
             servers.append(await serve(ep, "127.0.0.1", 0))
             ads.append(advertise(ad_name, servers[-1].port, who(fp_seed).public_key))
-        await asyncio.gather(*(ad.__aenter__() for ad in ads))  # each probes for 1.5 s
-        runs = await asyncio.gather(*(connect(n) for n in ("Avis Park City", "Hertz", "Budget")))
+        # each advertisement probes for 1.5 s; meanwhile a fork server for `vrm` starts in
+        # this namespace (a `vrm` forked from the test session's would browse outside it)
+        forks, *_ = await asyncio.gather(asyncio.to_thread(cli_server, dict(os.environ)),
+                                         *(ad.__aenter__() for ad in ads))
+        runs = await asyncio.gather(
+            *(vrm(forks, "connect", n, "--json") for n in ("Avis Park City", "Hertz", "Budget")),
+            vrm(forks, "discover", "--timeout", "2", "--json"),
+            vrm(forks, "discover", "--timeout", "2"))
         await asyncio.gather(*(ad.__aexit__(None, None, None) for ad in ads))
         for s in servers:
             await s.close()
+        forks.close()
         print(json.dumps(runs))
 
     asyncio.run(main())
@@ -82,7 +92,7 @@ def fp(name: str) -> str:
 
 
 def test_connect_by_a_name_others_claim_too(tmp_path: Path) -> None:
-    avis, hertz, budget = _run_in_namespace(tmp_path, _INSIDE)
+    avis, hertz, budget, listed, shown = _run_in_namespace(tmp_path, _INSIDE)
     # two keys claim "Avis Park City": refused, both fingerprints shown, nothing opened
     assert avis["code"] == 2, avis
     error = json.loads(avis["out"])["error"]
@@ -98,3 +108,14 @@ def test_connect_by_a_name_others_claim_too(tmp_path: Path) -> None:
     assert budget["code"] == 0, budget
     assert json.loads(budget["out"])["vendor_fingerprint"] == fp("budget"), budget
     assert f"key {fp('budget')}" in budget["err"], budget
+    # `vrm discover` lists both Avis claimants as verified — and says another key goes by
+    # the name; and what the document calls an endpoint advertised under another name
+    assert listed["code"] == 0, listed
+    rows = {r["name"]: r for r in json.loads(listed["out"])["found"]}
+    assert rows["Avis Park City"]["rivals"] == [fp("impostor")], listed
+    assert rows["Avis PC"]["rivals"] == [fp("avis")], listed
+    assert rows["Budget"]["rivals"] == [], listed
+    assert rows["Hertz"]["rivals"] == [], listed  # its lookalike is not verified
+    assert shown["code"] == 0, shown
+    assert shown["out"].count("another key goes by its name") == 2, shown["out"]
+    assert "(its document: Avis Park City)" in shown["out"], shown["out"]

@@ -53,6 +53,7 @@ __all__ = [
     "check_interfaces",
     "fetch_discovery",
     "instance_name",
+    "rivals",
     "txt_record",
 ]
 
@@ -108,6 +109,24 @@ class Found:
     @property
     def document_url(self) -> str:
         return urljoin(self.url, self.path)
+
+
+def _names(found: Found) -> set[str]:
+    names = {found.name.strip().casefold()}
+    if found.document is not None:
+        names.add(found.document.name.strip().casefold())
+    return names
+
+
+def rivals(found: Sequence[Found], of: Found) -> list[Found]:
+    """The verified endpoints of ``found`` that go by a name ``of`` goes by — advertised under
+    it, or so named by their signed document — with another key than ``of``'s. A name is a
+    claim (§13.2-7, §13.3-4): where two keys make it, at most one is the vendor's."""
+    if not of.verified:
+        return []
+    names = _names(of)
+    return [f for f in found
+            if f.verified and f.key != of.key and names & _names(f)]  # fmt: skip
 
 
 def instance_name(name: str) -> str:

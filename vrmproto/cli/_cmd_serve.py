@@ -81,7 +81,7 @@ def discover(env: Env, timeout: float, interfaces: tuple[str, ...]) -> None:
     whose fingerprint it advertises. Unverified ones are listed with the reason; don't use them
     without checking the fingerprint another way.
     """
-    from vrmproto.discovery import browse  # noqa: PLC0415 -- zeroconf only when needed
+    from vrmproto.discovery import browse, rivals  # noqa: PLC0415 -- zeroconf only when needed
 
     try:
         found = run(browse(timeout, interfaces))
@@ -97,6 +97,8 @@ def discover(env: Env, timeout: float, interfaces: tuple[str, ...]) -> None:
             "document_name": f.document.name if f.document else None,
             "accepts_terms": list(f.document.accepts_terms) if f.document else [],
             "problem": f.problem,
+            # other keys that go by its name here: at most one of them is the vendor (§13.2-7)
+            "rivals": [r.fingerprint for r in rivals(found, f)],
         }
         for f in found
     ]
@@ -110,9 +112,18 @@ def discover(env: Env, timeout: float, interfaces: tuple[str, ...]) -> None:
         return
     t = table("⊃ vendors on the local network", "name", "address", "key fingerprint", "verified")
     for r in rows:
-        check = "[green]✓ signature checks, key matches[/]" if r["verified"] else \
-            f"[red]✗ {safe(r['problem'])}[/]"  # fmt: skip
-        t.add_row(safe(r["name"]), safe(r["url"]), safe(r["fingerprint"]), check)
+        if not r["verified"]:
+            check = f"[red]✗ {safe(r['problem'])}[/]"
+        elif r["rivals"]:
+            check = (f"[yellow]✓ signature checks, key matches; but another key goes by its "
+                     f"name here ({safe(', '.join(r['rivals']))}): compare with one the vendor "
+                     "publishes[/]")  # fmt: skip
+        else:
+            check = "[green]✓ signature checks, key matches[/]"
+        name = safe(r["name"])
+        if r["document_name"] is not None and r["document_name"] != r["name"]:
+            name += f"\n[dim](its document: {safe(r['document_name'])})[/]"
+        t.add_row(name, safe(r["url"]), safe(r["fingerprint"]), check)
     out.print(t)
 
 
