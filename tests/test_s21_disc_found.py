@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from vrmproto import DEFAULT_LIMITS, Identity
+from vrmproto import DEFAULT_LIMITS, Identity, ProtocolError
 from vrmproto._keys import fingerprint
 from vrmproto.binding import SIGNATURE_HEADER, WELL_KNOWN_PATH, build_discovery
 from vrmproto.discovery import SERVICE_TYPE, Found, _check, _parse_info, fetch_discovery
@@ -128,3 +128,31 @@ def test_a_lan_announcement_cannot_point_the_agent_at_its_own_machine() -> None:
     both = parse(Info(txt(), addresses=("127.0.0.1", "192.168.1.66")), loopback=False)
     assert both.problem == ""
     assert both.url == "http://192.168.1.66:8701"
+
+
+async def test_a_document_nested_too_deeply_is_reported_not_raised() -> None:
+    """A document of 30 000 nested arrays (60 kB, under the size limit) made the JSON parser
+    raise ``RecursionError`` before any signature was checked: ``fetch_discovery`` broke its
+    contract (a ``ProtocolError``, ``ValueError``, ``aiohttp.ClientError`` or
+    ``TimeoutError``), and in a browse the endpoint vanished from the list with a "Task
+    exception was never retrieved". Now it is the endpoint's problem, shown."""
+    async def document(request: web.Request) -> web.Response:
+        return web.Response(body=b"[" * 30_000 + b"]" * 30_000,
+                            headers={SIGNATURE_HEADER: "ed25519=" + "A" * 86})  # fmt: skip
+
+    app = web.Application()
+    app.router.add_get(WELL_KNOWN_PATH, document)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        port = int(runner.addresses[0][1])
+        with pytest.raises(ProtocolError):
+            await fetch_discovery(f"http://127.0.0.1:{port}")
+        found = parse(Info(txt(), port=port))
+        async with aiohttp.ClientSession() as session:
+            checked = await _check(found, session, now_ms())
+        assert not checked.verified
+        assert "does not verify" in checked.problem, checked.problem
+    finally:
+        await runner.cleanup()
