@@ -17,7 +17,14 @@ from aiohttp import web
 from vrmproto import DEFAULT_LIMITS, Identity, ProtocolError
 from vrmproto._keys import fingerprint
 from vrmproto.binding import SIGNATURE_HEADER, WELL_KNOWN_PATH, build_discovery
-from vrmproto.discovery import SERVICE_TYPE, Found, _check, _parse_info, fetch_discovery
+from vrmproto.discovery import (
+    SERVICE_TYPE,
+    Found,
+    _check,
+    _parse_info,
+    advertise,
+    fetch_discovery,
+)
 
 VENDOR = Identity(bytes(range(7, 39)))
 
@@ -156,3 +163,14 @@ async def test_a_document_nested_too_deeply_is_reported_not_raised() -> None:
         assert "does not verify" in checked.problem, checked.problem
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("host", ["localhost", "::1", "fe80::1", "vendor.example"])
+async def test_advertising_on_what_is_no_ipv4_address_says_so(host: str) -> None:
+    """``vrm vendor serve --host localhost`` (or ``::1``) served, and said "(not advertised
+    with zeroconf: illegal IP address string passed to inet_aton)". Now the reason is one a
+    person can act on; nothing is opened before it is given."""
+    with pytest.raises(ValueError, match="is not an IPv4 interface address") as err:
+        async with advertise("Corner Shop", 8701, VENDOR.public_key, host):
+            pass
+    assert repr(host) in str(err.value)

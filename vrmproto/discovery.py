@@ -164,10 +164,12 @@ async def advertise(
     Multicast DNS is bound to ``host`` only (``127.0.0.1`` by default, which never reaches a
     real network). The instance name is ``name`` (§13.2-1); if another endpoint on the link
     holds it, mDNS's conflict rule picks a new one (RFC 6762 §9). The advertisement is
-    withdrawn (a goodbye packet) when the block exits.
+    withdrawn (a goodbye packet) when the block exits. ``ValueError`` where ``host`` is not
+    an IPv4 address (:func:`check_interfaces`).
     """
     if host in ("", "0.0.0.0", "::"):  # noqa: S104 -- we compare, we do not bind
         raise ValueError("advertise on a specific interface address, not a wildcard")
+    check_interfaces([host])
     instance = instance_name(name)
     info = AsyncServiceInfo(
         SERVICE_TYPE,
