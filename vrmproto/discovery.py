@@ -351,7 +351,8 @@ async def browse(
     A hostile network can announce any number of services: at most ``max_found`` service names
     are taken (the first announced; the rest are ignored), each resolved once at a time, and at
     most :data:`RESOLVE_AT_ONCE` of them at once. An endpoint that withdraws its
-    advertisement before the browse ends (§13.2-1) is not reported.
+    advertisement before the browse ends (§13.2-1) is not reported; one whose document is
+    still awaited then is, unverified, with that reason.
     """
     interfaces = check_interfaces(interfaces)
     loop = asyncio.get_running_loop()
@@ -362,6 +363,7 @@ async def browse(
     at_once = asyncio.Semaphore(RESOLVE_AT_ONCE)
 
     gone: set[str] = set()
+    checking: dict[str, Found] = {}  # resolved, its document being fetched and checked
 
     def on_change(
         zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange
@@ -391,7 +393,9 @@ async def browse(
                 if found is None:
                     return
                 if verify and not found.problem:
+                    checking[name] = found
                     found = await _check(found, session, clock())
+                    del checking[name]
             if name not in gone:  # withdrawn while it was checked
                 results[name] = found
                 changed.set()
@@ -431,6 +435,10 @@ async def browse(
         await browser.async_cancel()
         await aiozc.async_close()
         await session.close()
+    for name, found in checking.items():  # heard, but the browse ended first: said so
+        if name not in gone:
+            results[name] = replace(found, problem="its discovery document did not come within "
+                                                   f"the browse ({timeout:g} s)")  # fmt: skip
     return sorted(results.values(), key=_by_name)
 
 
