@@ -66,7 +66,8 @@ MAX_INSTANCE_BYTES = 63
 #: Most endpoints one :func:`browse` reports (and resolves): anyone on the local network can
 #: announce services, thousands of them, each costing a resolve and a document fetch.
 MAX_FOUND = 256
-#: Most endpoints one :func:`browse` resolves and checks at once (a socket and a task each).
+#: Most endpoints one :func:`browse` asks the network for the records of at once, and most it
+#: checks the discovery document of at once (a connection each).
 RESOLVE_AT_ONCE = 16
 _FINGERPRINT_RE = re.compile(r"[a-z2-7]{4}(?:-[a-z2-7]{4}){3}")
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # RFC 1122 §3.2.1.3: never a destination
@@ -349,10 +350,11 @@ async def browse(
     the list is sorted by name.
 
     A hostile network can announce any number of services: at most ``max_found`` service names
-    are taken (the first announced; the rest are ignored), each resolved once at a time, and at
-    most :data:`RESOLVE_AT_ONCE` of them at once. An endpoint that withdraws its
-    advertisement before the browse ends (§13.2-1) is not reported; one whose document is
-    still awaited then is, unverified, with that reason.
+    are taken (the first announced; the rest are ignored), each resolved once at a time; at
+    most :data:`RESOLVE_AT_ONCE` of them wait for their records at once (those whose records
+    came with the announcement do not wait), and at most as many documents are fetched at once.
+    An endpoint that withdraws its advertisement before the browse ends (§13.2-1) is not
+    reported; one whose document is still awaited then is, unverified, with that reason.
     """
     interfaces = check_interfaces(interfaces)
     loop = asyncio.get_running_loop()
@@ -360,7 +362,8 @@ async def browse(
     names = _Names(max_found)
     results: dict[str, Found] = {}
     changed = asyncio.Event()
-    at_once = asyncio.Semaphore(RESOLVE_AT_ONCE)
+    resolving = asyncio.Semaphore(RESOLVE_AT_ONCE)  # asking the network for records
+    checking_at_once = asyncio.Semaphore(RESOLVE_AT_ONCE)  # fetching documents
 
     gone: set[str] = set()
     checking: dict[str, Found] = {}  # resolved, its document being fetched and checked
@@ -384,15 +387,21 @@ async def browse(
 
     async def resolve(name: str) -> None:
         try:
-            async with at_once:
-                remaining_ms = max(100.0, (deadline - loop.time()) * 1000)
-                info = AsyncServiceInfo(SERVICE_TYPE, name)
-                if not await info.async_request(aiozc.zeroconf, min(remaining_ms, 3000.0)):
-                    return
-                found = _parse_info(name, info, loopback=loopback)
-                if found is None:
-                    return
-                if verify and not found.problem:
+            info = AsyncServiceInfo(SERVICE_TYPE, name)
+            # Records that came with the announcement (RFC 6763 §12.1) are in the cache: no
+            # slot is waited for. Names announced without them, which anyone can send by the
+            # dozen in one packet, took every slot for 3 s while the vendor heard after them
+            # waited behind (a 2 s `vrm connect NAME` never found it).
+            if not info.load_from_cache(aiozc.zeroconf):
+                async with resolving:
+                    remaining_ms = max(100.0, (deadline - loop.time()) * 1000)
+                    if not await info.async_request(aiozc.zeroconf, min(remaining_ms, 3000.0)):
+                        return
+            found = _parse_info(name, info, loopback=loopback)
+            if found is None:
+                return
+            if verify and not found.problem:
+                async with checking_at_once:
                     checking[name] = found
                     found = await _check(found, session, clock())
                     del checking[name]
