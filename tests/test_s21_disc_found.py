@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 import pytest
@@ -16,7 +16,7 @@ from aiohttp import web
 
 from vrmproto import DEFAULT_LIMITS, Identity, ProtocolError
 from vrmproto._keys import fingerprint
-from vrmproto.binding import SIGNATURE_HEADER, WELL_KNOWN_PATH, build_discovery
+from vrmproto.binding import SIGNATURE_HEADER, WELL_KNOWN_PATH, build_discovery, verify_discovery
 from vrmproto.discovery import (
     SERVICE_TYPE,
     Found,
@@ -174,3 +174,21 @@ async def test_advertising_on_what_is_no_ipv4_address_says_so(host: str) -> None
         async with advertise("Corner Shop", 8701, VENDOR.public_key, host):
             pass
     assert repr(host) in str(err.value)
+
+
+@pytest.mark.parametrize(("advertised", "document", "shown"), [
+    ("Avis Inc", "Avis Inc.", None),  # dots replaced (§13.2-1): the same name
+    ("Ski Hire", "Ski \t Hire", None),
+    ("Wasatch Outfitters and Mountain Guides of the Greater Park City",
+     "Wasatch Outfitters and Mountain Guides of the Greater Park City Area", None),  # cut
+    ("Avis Park City-2", "Avis Park City", "Avis Park City"),  # renamed by mDNS
+    ("Avis PC", "Avis Park City", "Avis Park City"),
+])  # fmt: skip
+def test_the_documents_name_is_shown_only_where_it_is_not_the_advertised_one(
+    advertised: str, document: str, shown: str | None
+) -> None:
+    body, sig = build_discovery(VENDOR, name=document, role="vendor", now=now_ms(),
+                                limits=DEFAULT_LIMITS, types=["terms.offer"])  # fmt: skip
+    doc = verify_discovery(body, sig, now=now_ms())
+    found = replace(parse(Info(txt()), advertised), verified=True, document=doc)
+    assert found.document_name == shown

@@ -111,6 +111,15 @@ class Found:
     def document_url(self) -> str:
         return urljoin(self.url, self.path)
 
+    @property
+    def document_name(self) -> str | None:
+        """The name the document gives, where the endpoint is advertised under another: not
+        that name as an instance name (§13.2-1: dots replaced, cut to 63 bytes) — renamed by
+        mDNS because another took it (RFC 6762 §9), or claiming a name it was not heard by."""
+        if self.document is None or instance_name(self.document.name) == self.name:
+            return None
+        return self.document.name
+
 
 def _names(found: Found) -> set[str]:
     names = {found.name.strip().casefold()}

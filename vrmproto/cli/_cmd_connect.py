@@ -244,8 +244,8 @@ async def _find_on_network(name: str, interfaces: Sequence[str]) -> tuple[str, b
         f = next((f for f in claimed if f.name.casefold() == wanted), claimed[0])
         assert f.key is not None
         said = "its signed discovery document matches its advertisement"
-        if f.document is not None and f.document.name != f.name:
-            said += f"; the document calls it {f.document.name!r}"
+        if f.document_name is not None:
+            said += f"; the document calls it {f.document_name!r}"
         click.echo(printable(f"found {f.name} at {f.url}, key {f.fingerprint} ({said})"),
                    err=True)  # fmt: skip
         return f.url, f.key

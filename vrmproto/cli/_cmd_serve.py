@@ -95,6 +95,7 @@ def discover(env: Env, timeout: float, interfaces: tuple[str, ...]) -> None:
             "verified": f.verified,
             "key": key_to_text(f.key) if f.key else None,
             "document_name": f.document.name if f.document else None,
+            "renamed": f.document_name is not None,  # advertised under another name
             "accepts_terms": list(f.document.accepts_terms) if f.document else [],
             "problem": f.problem,
             # other keys that go by its name here: at most one of them is the vendor (§13.2-7)
@@ -121,7 +122,7 @@ def discover(env: Env, timeout: float, interfaces: tuple[str, ...]) -> None:
         else:
             check = "[green]✓ signature checks, key matches[/]"
         name = safe(r["name"])
-        if r["document_name"] is not None and r["document_name"] != r["name"]:
+        if r["renamed"]:
             name += f"\n[dim](its document: {safe(r['document_name'])})[/]"
         t.add_row(name, safe(r["url"]), safe(r["fingerprint"]), check)
     out.print(t)
