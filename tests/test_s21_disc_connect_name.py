@@ -53,12 +53,13 @@ _INSIDE = textwrap.dedent(
     sys.path.insert(0, os.getcwd())
     from tests._cli_helpers import cli_server
 
-    async def vrm(forks, *args):
+    async def vrm(forks, *args, columns="200"):
         home = Path(tempfile.mkdtemp()) / "you"
         Home(home).init(os.urandom(32), Settings(name="Doc"))
+        env = {**os.environ, "VRM_HOME": str(home), "COLUMNS": columns}
         code, out, err = await asyncio.to_thread(
-            forks.run, ["-m", "vrmproto.cli", *args], env={**os.environ, "VRM_HOME": str(home)},
-            cwd=Path.cwd(), stdin="", timeout=60)
+            forks.run, ["-m", "vrmproto.cli", *args], env=env, cwd=Path.cwd(), stdin="",
+            timeout=60)
         return {"code": code, "out": out, "err": err}
 
     async def main():
@@ -75,7 +76,8 @@ _INSIDE = textwrap.dedent(
         runs = await asyncio.gather(
             *(vrm(forks, "connect", n, "--json") for n in ("Avis Park City", "Hertz", "Budget")),
             vrm(forks, "discover", "--timeout", "2", "--json"),
-            vrm(forks, "discover", "--timeout", "2"))
+            vrm(forks, "discover", "--timeout", "2"),
+            vrm(forks, "discover", "--timeout", "2", columns="80"))
         await asyncio.gather(*(ad.__aexit__(None, None, None) for ad in ads))
         for s in servers:
             await s.close()
@@ -92,7 +94,7 @@ def fp(name: str) -> str:
 
 
 def test_connect_by_a_name_others_claim_too(tmp_path: Path) -> None:
-    avis, hertz, budget, listed, shown = _run_in_namespace(tmp_path, _INSIDE)
+    avis, hertz, budget, listed, shown, narrow = _run_in_namespace(tmp_path, _INSIDE)
     # two keys claim "Avis Park City": refused, both fingerprints shown, nothing opened
     assert avis["code"] == 2, avis
     error = json.loads(avis["out"])["error"]
@@ -119,3 +121,11 @@ def test_connect_by_a_name_others_claim_too(tmp_path: Path) -> None:
     assert shown["code"] == 0, shown
     assert shown["out"].count("another key goes by its name") == 2, shown["out"]
     assert "(its document: Avis Park City)" in shown["out"], shown["out"]
+    # in an 80-column terminal, every fingerprint and address is shown whole: they are what
+    # the person compares (before, "3nv4-hogl-3ft4-x…" and "http://127.0.0.1…")
+    assert narrow["code"] == 0, narrow
+    assert "…" not in narrow["out"], narrow["out"]
+    for name in SEEDS:
+        assert fp(name) in narrow["out"], narrow["out"]
+    for r in rows.values():
+        assert r["url"] in narrow["out"], narrow["out"]

@@ -112,6 +112,14 @@ def discover(env: Env, timeout: float, interfaces: tuple[str, ...]) -> None:
                   f"{timeout:g} s.")
         return
     t = table("⊃ vendors on the local network", "name", "address", "key fingerprint", "verified")
+    # addresses and fingerprints are what a person compares (§11.10-2): never cut ("3nv4-hogl-
+    # 3ft4-x…" in an 80-column terminal); the other columns wrap, folding a long word
+    for column, values in ((t.columns[1], [r["url"] for r in rows]),
+                           (t.columns[2], [r["fingerprint"] for r in rows])):  # fmt: skip
+        column.no_wrap = True
+        column.min_width = max(len(printable(v)) for v in values)
+    for column in (t.columns[0], t.columns[3]):
+        column.overflow = "fold"
     for r in rows:
         if not r["verified"]:
             check = f"[red]✗ {safe(r['problem'])}[/]"
