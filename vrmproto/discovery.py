@@ -353,10 +353,9 @@ async def browse(
 
     Multicast DNS is bound to ``interfaces``, IPv4 addresses (loopback by default;
     :func:`check_interfaces`: ``ValueError`` for another; ``OSError`` where no multicast can be
-    had on them). Each endpoint found is
-    resolved and, when ``verify`` is true, checked against its discovery document (§13.2-5,
-    §13.2-6). Returns as soon as ``stop_when(found_so_far)`` is true, else when the time is up;
-    the list is sorted by name.
+    had on them). Each endpoint found is resolved and, when ``verify`` is true, checked against
+    its discovery document (§13.2-5, §13.2-6). Returns as soon as ``stop_when(found_so_far)``
+    is true, else when the time is up; the list is sorted by name.
 
     A hostile network can announce any number of services: at most ``max_found`` service names
     are taken (the first announced; the rest are ignored), each resolved once at a time; at
@@ -375,7 +374,7 @@ async def browse(
     checking_at_once = asyncio.Semaphore(RESOLVE_AT_ONCE)  # fetching documents
 
     gone: set[str] = set()
-    checking: dict[str, Found] = {}  # resolved, its document being fetched and checked
+    checking: dict[str, Found] = {}  # resolved, its document awaited
 
     def on_change(
         zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange
@@ -410,10 +409,10 @@ async def browse(
             if found is None:
                 return
             if verify and not found.problem:
+                checking[name] = found
                 async with checking_at_once:
-                    checking[name] = found
                     found = await _check(found, session, clock())
-                    del checking[name]
+                del checking[name]
             if name not in gone:  # withdrawn while it was checked
                 results[name] = found
                 changed.set()
