@@ -50,10 +50,8 @@ __all__ = [
     "Found",
     "advertise",
     "browse",
-    "check_interfaces",
     "fetch_discovery",
     "instance_name",
-    "rivals",
     "txt_record",
 ]
 
@@ -128,7 +126,7 @@ def _names(found: Found) -> set[str]:
     return names
 
 
-def rivals(found: Sequence[Found], of: Found) -> list[Found]:
+def _rivals(found: Sequence[Found], of: Found) -> list[Found]:
     """The verified endpoints of ``found`` that go by a name ``of`` goes by — advertised under
     it, or so named by their signed document — with another key than ``of``'s. A name is a
     claim (§13.2-7, §13.3-4): where two keys make it, at most one is the vendor's."""
@@ -175,11 +173,11 @@ async def advertise(
     real network). The instance name is ``name`` (§13.2-1); if another endpoint on the link
     holds it, mDNS's conflict rule picks a new one (RFC 6762 §9). The advertisement is
     withdrawn (a goodbye packet) when the block exits. ``ValueError`` where ``host`` is not
-    an IPv4 address (:func:`check_interfaces`).
+    an IPv4 address (:func:`_check_interfaces`).
     """
     if host in ("", "0.0.0.0", "::"):  # noqa: S104 -- we compare, we do not bind
         raise ValueError("advertise on a specific interface address, not a wildcard")
-    check_interfaces([host])
+    _check_interfaces([host])
     instance = instance_name(name)
     info = AsyncServiceInfo(
         SERVICE_TYPE,
@@ -324,7 +322,7 @@ def _parse_info(name: str, info: AsyncServiceInfo, *, loopback: bool = False) ->
     return replace(found, url=found.url + path[: -len(WELL_KNOWN_PATH)])
 
 
-def check_interfaces(interfaces: Sequence[str]) -> list[str]:
+def _check_interfaces(interfaces: Sequence[str]) -> list[str]:
     """``interfaces`` as :func:`browse` takes them: one or more IPv4 interface addresses
     (multicast DNS is bound to them, over IPv4 only, §13.2-4); ``ValueError`` naming the first
     that is not one. zeroconf itself listened nowhere on an IPv6 address and reported nothing
@@ -352,7 +350,7 @@ async def browse(
     """Browse for ``_vrm._tcp`` endpoints for up to ``timeout`` seconds (§13.2-4).
 
     Multicast DNS is bound to ``interfaces``, IPv4 addresses (loopback by default;
-    :func:`check_interfaces`: ``ValueError`` for another; ``OSError`` where no multicast can be
+    :func:`_check_interfaces`: ``ValueError`` for another; ``OSError`` where no multicast can be
     had on them). Each endpoint found is resolved and, when ``verify`` is true, checked against
     its discovery document (§13.2-5, §13.2-6). Returns as soon as ``stop_when(found_so_far)``
     is true, else when the time is up; the list is sorted by name.
@@ -364,7 +362,7 @@ async def browse(
     An endpoint that withdraws its advertisement before the browse ends (§13.2-1) is not
     reported; one whose document is still awaited then is, unverified, with that reason.
     """
-    interfaces = check_interfaces(interfaces)
+    interfaces = _check_interfaces(interfaces)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     names = _Names(max_found)

@@ -70,7 +70,7 @@ def unavailable(exc: OSError, interfaces: Sequence[str]) -> str:
 
 def interface_option(help_text: str) -> Callable[[F], F]:
     """``--interface ADDRESS`` (repeatable, 127.0.0.1 unless given): where zeroconf looks,
-    each an IPv4 interface address (:func:`vrmproto.discovery.check_interfaces`)."""
+    each an IPv4 interface address (:func:`vrmproto.discovery._check_interfaces`)."""
     return click.option("--interface", "interfaces", multiple=True, default=("127.0.0.1",),
                         show_default=True, metavar="ADDRESS", callback=_ipv4_addresses,
                         help=help_text)  # fmt: skip

@@ -81,7 +81,7 @@ def discover(env: Env, timeout: float, interfaces: tuple[str, ...]) -> None:
     whose fingerprint it advertises. Unverified ones are listed with the reason; don't use them
     without checking the fingerprint another way.
     """
-    from vrmproto.discovery import browse, rivals  # noqa: PLC0415 -- zeroconf only when needed
+    from vrmproto.discovery import _rivals, browse  # noqa: PLC0415 -- zeroconf only when needed
 
     try:
         found = run(browse(timeout, interfaces))
@@ -99,7 +99,7 @@ def discover(env: Env, timeout: float, interfaces: tuple[str, ...]) -> None:
             "accepts_terms": list(f.document.accepts_terms) if f.document else [],
             "problem": f.problem,
             # other keys that go by its name here: at most one of them is the vendor (§13.2-7)
-            "rivals": [r.fingerprint for r in rivals(found, f)],
+            "rivals": [r.fingerprint for r in _rivals(found, f)],
         }
         for f in found
     ]
