@@ -308,8 +308,10 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
     """Proffer your terms to a vendor: accepted, rejected or countered.
 
     URL|NAME is the vendor's endpoint URL (http://127.0.0.1:8701), the name of a vendor you
-    know, or the name of one found on the local network (`vrm discover`). On a counter-offer
-    you are asked whether to accept it (--accept-counter/--decline-counter for scripts).
+    know, or the name of one found on the local network (`vrm discover`): its key fingerprint
+    is shown before the offer goes, and a name that several keys claim there is refused. On a
+    counter-offer you are asked whether to accept it (--accept-counter/--decline-counter for
+    scripts).
 
     A vendor you already know (by its URL or the name it gave) must answer with the key you
     hold for it; another key is refused (§11.10-1). If the vendor really changed its key,
