@@ -33,8 +33,11 @@ def said(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("command", [["discover", "--timeout", "0.2"], ["connect", "Nobody"]])
-@pytest.mark.parametrize("address", ["::1", "fe80::1", "localhost"])
+@pytest.mark.parametrize(("command", "address"), [
+    (["discover", "--timeout", "0.2"], "::1"),
+    (["connect", "Nobody"], "fe80::1"),
+    (["intent", "new", "skis", "--no-relays", "--deadline", "1s"], "localhost"),
+])  # fmt: skip
 def test_an_interface_that_is_no_ipv4_address_is_a_usage_error(
     tmp_path: Path, command: list[str], address: str
 ) -> None:
