@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import re
 import socket
 import time
@@ -35,7 +36,7 @@ import aiohttp
 from zeroconf import DNSQuestionType, IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from vrmproto._errors import ProtocolError
+from vrmproto._errors import DecodeError, ProtocolError
 from vrmproto._keys import fingerprint
 from vrmproto.binding import MAX_DISCOVERY_BYTES, WELL_KNOWN_PATH, DiscoveryDocument, discovery_url
 from vrmproto.client._errors import InvalidResponse
@@ -63,9 +64,13 @@ MAX_INSTANCE_BYTES = 63
 #: Most endpoints one :func:`browse` reports (and resolves): anyone on the local network can
 #: announce services, thousands of them, each costing a resolve and a document fetch.
 MAX_FOUND = 256
-#: Most endpoints one :func:`browse` resolves and checks at once (a socket and a task each).
+#: Most endpoints one :func:`browse` asks the network for the records of at once, and most it
+#: checks the discovery document of at once (a connection each).
 RESOLVE_AT_ONCE = 16
 _FINGERPRINT_RE = re.compile(r"[a-z2-7]{4}(?:-[a-z2-7]{4}){3}")
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # RFC 1122 §3.2.1.3: never a destination
+#: A path of printable characters, without a query, a fragment or white space (RFC 3986 §3.3).
+_PATH_RE = re.compile(r"[^\s?#\x00-\x1f\x7f]+")
 
 Clock = Callable[[], int]
 
@@ -77,6 +82,10 @@ def _default_clock() -> int:
 @dataclass(frozen=True, slots=True)
 class Found:
     """One endpoint seen on the local network, and what checking it showed (§13.2).
+
+    ``url`` is the endpoint's URL: the base URL ``http://<address>:<port>`` (§13.2-4) followed
+    by the path whose ``/.well-known/vrm`` the TXT ``path`` is (§13.3-2) — what a connect
+    fetches the document of again. ``document_url`` is the document's own.
 
     ``verified`` is True only when the discovery document at ``url`` verified (§13.1) and its key
     has the fingerprint the TXT record announced (§13.2-6); ``key`` and ``document`` are then
@@ -99,6 +108,33 @@ class Found:
     @property
     def document_url(self) -> str:
         return urljoin(self.url, self.path)
+
+    @property
+    def document_name(self) -> str | None:
+        """The name the document gives, where the endpoint is advertised under another: not
+        that name as an instance name (§13.2-1: dots replaced, cut to 63 bytes) — renamed by
+        mDNS because another took it (RFC 6762 §9), or claiming a name it was not heard by."""
+        if self.document is None or instance_name(self.document.name) == self.name:
+            return None
+        return self.document.name
+
+
+def _names(found: Found) -> set[str]:
+    names = {found.name.strip().casefold()}
+    if found.document is not None:
+        names.add(found.document.name.strip().casefold())
+    return names
+
+
+def _rivals(found: Sequence[Found], of: Found) -> list[Found]:
+    """The verified endpoints of ``found`` that go by a name ``of`` goes by — advertised under
+    it, or so named by their signed document — with another key than ``of``'s. A name is a
+    claim (§13.2-7, §13.3-4): where two keys make it, at most one is the vendor's."""
+    if not of.verified:
+        return []
+    names = _names(of)
+    return [f for f in found
+            if f.verified and f.key != of.key and names & _names(f)]  # fmt: skip
 
 
 def instance_name(name: str) -> str:
@@ -136,10 +172,12 @@ async def advertise(
     Multicast DNS is bound to ``host`` only (``127.0.0.1`` by default, which never reaches a
     real network). The instance name is ``name`` (§13.2-1); if another endpoint on the link
     holds it, mDNS's conflict rule picks a new one (RFC 6762 §9). The advertisement is
-    withdrawn (a goodbye packet) when the block exits.
+    withdrawn (a goodbye packet) when the block exits. ``ValueError`` where ``host`` is not
+    an IPv4 address (:func:`_check_interfaces`).
     """
     if host in ("", "0.0.0.0", "::"):  # noqa: S104 -- we compare, we do not bind
         raise ValueError("advertise on a specific interface address, not a wildcard")
+    _check_interfaces([host])
     instance = instance_name(name)
     info = AsyncServiceInfo(
         SERVICE_TYPE,
@@ -195,6 +233,9 @@ async def fetch_discovery(
                                      expected_key=expected_key, role=role)  # fmt: skip
     except InvalidResponse as exc:
         raise ValueError(exc.detail) from None
+    except RecursionError:  # the JSON parser's, on deep nesting, before the signature is read
+        raise DecodeError("the document is nested too deeply to read", clause="§13.1-1",
+                          path="$.discovery") from None  # fmt: skip
 
 
 def _txt_dict(info: AsyncServiceInfo) -> dict[str, str]:
@@ -230,31 +271,71 @@ async def _check(found: Found, session: aiohttp.ClientSession, now: int) -> Foun
     return replace(found, verified=True, key=doc.key, document=doc)
 
 
-def _parse_info(name: str, info: AsyncServiceInfo) -> Found | None:
+def _reachable(address: str, *, loopback: bool) -> bool:
+    """Whether an announced address can be an endpoint's (§13.2-4): a unicast address, and a
+    loopback one only where the browse is on a loopback interface (``loopback``) — on a
+    network, such an announcement would point the agent at the person's own machine."""
+    ip = ipaddress.ip_address(address)
+    if ip in _THIS_NETWORK or ip.is_multicast or ip.is_reserved:  # 0.0.0.0 is this machine
+        return False
+    return loopback or not ip.is_loopback
+
+
+def _parse_info(name: str, info: AsyncServiceInfo, *, loopback: bool = False) -> Found | None:
+    """What one resolved service is; ``loopback``: the browse is on a loopback interface."""
     addresses = info.parsed_addresses(IPVersion.V4Only)
     if not addresses or not info.port:
         return None
     txt = _txt_dict(info)
     instance = name[: -len(SERVICE_TYPE) - 1] if name.endswith("." + SERVICE_TYPE) else name
-    host = addresses[0]
+    usable = [a for a in addresses if _reachable(a, loopback=loopback)]
+    host = usable[0] if usable else addresses[0]
+    path = txt.get("path", WELL_KNOWN_PATH)
     found = Found(
         name=instance,
         url=_base_url(host, info.port),
         fingerprint=txt.get("fp", ""),
         host=host,
         port=info.port,
-        path=txt.get("path", WELL_KNOWN_PATH),
+        path=path,
         txt=txt,
     )
+    if not usable:
+        return replace(found, problem=f"it points at the address {host}, which no endpoint on "
+                                      "the local network has")  # fmt: skip
     if txt.get("v") != "1":
         return replace(found, problem=f"it speaks protocol version {txt.get('v')!r}, not 1")
     if not _FINGERPRINT_RE.fullmatch(found.fingerprint):
         return replace(found, problem="its TXT record has no valid key fingerprint (fp)")
-    if not found.path.startswith("/") or found.path.startswith("//"):
+    if not path.startswith("/") or path.startswith("//") or not _PATH_RE.fullmatch(path):
         # "//host/…" is a network-path reference: it would fetch the document from another
-        # host than the one advertised (§13.2-5: at the TXT path on that base URL)
+        # host than the one advertised (§13.2-5: at the TXT path on that base URL); "?" and "#"
+        # start a query and a fragment, which an endpoint URL's document drops (§13.3-2)
         return replace(found, problem="its TXT path is not an absolute path")
-    return found
+    if not path.endswith(WELL_KNOWN_PATH):
+        # an endpoint's document is at its URL's path followed by /.well-known/vrm (§13.3-2):
+        # a document elsewhere is no endpoint's, and the agent could not ask for it again
+        return replace(found, problem=f"its TXT path is not an endpoint's discovery document "
+                                      f"(…{WELL_KNOWN_PATH}, §13.3-2)")  # fmt: skip
+    # the endpoint is at the path the document's path extends (§13.3-2): "/shop/.well-known/vrm"
+    # is the document of http://<address>:<port>/shop, which a connect asks for it again
+    return replace(found, url=found.url + path[: -len(WELL_KNOWN_PATH)])
+
+
+def _check_interfaces(interfaces: Sequence[str]) -> list[str]:
+    """``interfaces`` as :func:`browse` takes them: one or more IPv4 interface addresses
+    (multicast DNS is bound to them, over IPv4 only, §13.2-4); ``ValueError`` naming the first
+    that is not one. zeroconf itself listened nowhere on an IPv6 address and reported nothing
+    found, or failed with a ``RuntimeError``."""
+    if not interfaces:
+        raise ValueError("name at least one interface address to browse on")
+    for address in interfaces:
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError:
+            raise ValueError(f"{address!r} is not an IPv4 interface address: local discovery "
+                             "is multicast DNS over IPv4 only") from None  # fmt: skip
+    return list(interfaces)
 
 
 async def browse(
@@ -268,46 +349,71 @@ async def browse(
 ) -> list[Found]:
     """Browse for ``_vrm._tcp`` endpoints for up to ``timeout`` seconds (§13.2-4).
 
-    Multicast DNS is bound to ``interfaces`` (loopback by default). Each endpoint found is
-    resolved and, when ``verify`` is true, checked against its discovery document (§13.2-5,
-    §13.2-6). Returns as soon as ``stop_when(found_so_far)`` is true, else when the time is up;
-    the list is sorted by name.
+    Multicast DNS is bound to ``interfaces``, IPv4 addresses (loopback by default;
+    :func:`_check_interfaces`: ``ValueError`` for another; ``OSError`` where no multicast can be
+    had on them). Each endpoint found is resolved and, when ``verify`` is true, checked against
+    its discovery document (§13.2-5, §13.2-6). Returns as soon as ``stop_when(found_so_far)``
+    is true, else when the time is up; the list is sorted by name.
 
     A hostile network can announce any number of services: at most ``max_found`` service names
-    are taken (the first announced; the rest are ignored), each resolved once at a time, and at
-    most :data:`RESOLVE_AT_ONCE` of them at once.
+    are taken (the first announced; the rest are ignored), each resolved once at a time; at
+    most :data:`RESOLVE_AT_ONCE` of them wait for their records at once (those whose records
+    came with the announcement do not wait), and at most as many documents are fetched at once.
+    An endpoint that withdraws its advertisement before the browse ends (§13.2-1) is not
+    reported; one whose document is still awaited then is, unverified, with that reason.
     """
+    interfaces = _check_interfaces(interfaces)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     names = _Names(max_found)
     results: dict[str, Found] = {}
     changed = asyncio.Event()
-    at_once = asyncio.Semaphore(RESOLVE_AT_ONCE)
+    resolving = asyncio.Semaphore(RESOLVE_AT_ONCE)  # asking the network for records
+    checking_at_once = asyncio.Semaphore(RESOLVE_AT_ONCE)  # fetching documents
+
+    gone: set[str] = set()
+    checking: dict[str, Found] = {}  # resolved, its document awaited
 
     def on_change(
         zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange
     ) -> None:
-        if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
+        if state_change is ServiceStateChange.Removed:
+            # withdrawn (a goodbye, or its records expired): it no longer serves (§13.2-1)
+            gone.add(name)
+            if results.pop(name, None) is not None:
+                changed.set()
+        else:
+            gone.discard(name)
             names.offer(name)
 
-    aiozc = AsyncZeroconf(interfaces=list(interfaces), ip_version=IPVersion.V4Only)
+    loopback = any(ipaddress.ip_address(i).is_loopback for i in interfaces)
+    aiozc = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
     session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
     tasks: set[asyncio.Task[None]] = set()
 
     async def resolve(name: str) -> None:
         try:
-            async with at_once:
-                remaining_ms = max(100.0, (deadline - loop.time()) * 1000)
-                info = AsyncServiceInfo(SERVICE_TYPE, name)
-                if not await info.async_request(aiozc.zeroconf, min(remaining_ms, 3000.0)):
-                    return
-                found = _parse_info(name, info)
-                if found is None:
-                    return
-                if verify and not found.problem:
+            info = AsyncServiceInfo(SERVICE_TYPE, name)
+            # Records that came with the announcement (RFC 6763 §12.1) are in the cache: no
+            # slot is waited for. Names announced without them, which anyone can send by the
+            # dozen in one packet, took every slot for 3 s while the vendor heard after them
+            # waited behind (a 2 s `vrm connect NAME` never found it).
+            if not info.load_from_cache(aiozc.zeroconf):
+                async with resolving:
+                    remaining_ms = max(100.0, (deadline - loop.time()) * 1000)
+                    if not await info.async_request(aiozc.zeroconf, min(remaining_ms, 3000.0)):
+                        return
+            found = _parse_info(name, info, loopback=loopback)
+            if found is None:
+                return
+            if verify and not found.problem:
+                checking[name] = found
+                async with checking_at_once:
                     found = await _check(found, session, clock())
-            results[name] = found
-            changed.set()
+                del checking[name]
+            if name not in gone:  # withdrawn while it was checked
+                results[name] = found
+                changed.set()
         finally:
             names.done(name)
 
@@ -344,6 +450,10 @@ async def browse(
         await browser.async_cancel()
         await aiozc.async_close()
         await session.close()
+    for name, found in checking.items():  # heard, but the browse ended first: said so
+        if name not in gone:
+            results[name] = replace(found, problem="its discovery document did not come within "
+                                                   f"the browse ({timeout:g} s)")  # fmt: skip
     return sorted(results.values(), key=_by_name)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import errno
+import ipaddress
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 
@@ -36,7 +38,42 @@ from vrmproto.client import Agent, ConnectResult, RelationshipView
 from vrmproto.client._agent import KeyChangedError
 from vrmproto.client._ledger import ThreadKind
 
-__all__ = ["connect", "connect_json", "report_connect", "settle_counter"]
+__all__ = ["connect", "connect_json", "interface_option", "report_connect", "settle_counter",
+           "unavailable"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _ipv4_addresses(ctx: click.Context, param: click.Parameter,
+                    value: tuple[str, ...]) -> tuple[str, ...]:  # fmt: skip
+    # zeroconf, on an IPv6 address, listened nowhere (and "no vrm endpoints answered") or
+    # raised a RuntimeError; on a name, it said "… an IPv4 or IPv6 address"
+    for address in value:
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError:
+            raise click.BadParameter(
+                f"{printable(address)!r} is not an IPv4 interface address: local discovery is "
+                "multicast DNS over IPv4 only (§13.2-4)", param_hint="--interface",
+            ) from None  # fmt: skip
+    return value
+
+
+def unavailable(exc: OSError, interfaces: Sequence[str]) -> str:
+    """Why zeroconf could not browse on ``interfaces``, in words."""
+    if exc.errno in (errno.ENODEV, errno.EADDRNOTAVAIL):  # joining the group there failed
+        reason = "no interface of this machine has that address"
+    else:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"local discovery is unavailable on {', '.join(interfaces)}: {reason}"
+
+
+def interface_option(help_text: str) -> Callable[[F], F]:
+    """``--interface ADDRESS`` (repeatable, 127.0.0.1 unless given): where zeroconf looks,
+    each an IPv4 interface address (:func:`vrmproto.discovery._check_interfaces`)."""
+    return click.option("--interface", "interfaces", multiple=True, default=("127.0.0.1",),
+                        show_default=True, metavar="ADDRESS", callback=_ipv4_addresses,
+                        help=help_text)  # fmt: skip
 
 
 # -- connect ---------------------------------------------------------------------------------
@@ -53,13 +90,23 @@ def _reject_message(result: ConnectResult) -> dict[str, Any] | None:
     return None
 
 
-def _vendor_fingerprint(result: ConnectResult) -> str | None:
-    """The fingerprint of the key that signed the vendor's receipt (shown at first contact,
-    §11.10-2, §13.3-3)."""
+def _vendor_fingerprint(result: ConnectResult, held: bytes | None = None) -> str | None:
+    """The fingerprint of the key that signed the vendor's receipt, else of ``held``, the key
+    the relationship holds for the vendor (shown at first contact, §11.10-2, §13.3-3). With no
+    receipt in this run — already connected, or the offer queued after the vendor's document
+    verified — the key is still known: it was pinned from that document (§11.10-1)."""
     d = result.delivery
     if d is None or d.receipt is None:
-        return None
+        return fingerprint(held) if held is not None else None
     return fingerprint(d.receipt.sender)
+
+
+async def held_key(agent: Agent, thread: bytes) -> bytes | None:
+    """The vendor key the relationship ``thread`` holds (pinned, §11.10-1), if it is kept."""
+    try:
+        return (await agent.ledger.load(thread)).rel.peer_key
+    except LookupError:
+        return None
 
 
 def connect_outcome(result: ConnectResult, counter_answer: str | None = None) -> Outcome:
@@ -73,13 +120,15 @@ def connect_outcome(result: ConnectResult, counter_answer: str | None = None) ->
 
 
 def connect_json(result: ConnectResult, *, counter_answer: str | None = None,
-                 first: ConnectResult | None = None) -> dict[str, Any]:  # fmt: skip
+                 first: ConnectResult | None = None, key: bytes | None = None
+                 ) -> dict[str, Any]:  # fmt: skip
+    """``key``: the vendor key the relationship holds (:func:`held_key`)."""
     shown = first or result
     return {
         "vendor": result.vendor,
         "outcome": connect_outcome(result, counter_answer).label,
         "url": result.url,
-        "vendor_fingerprint": _vendor_fingerprint(shown) or _vendor_fingerprint(result),
+        "vendor_fingerprint": _vendor_fingerprint(shown) or _vendor_fingerprint(result, key),
         "thread": result.thread.hex(),
         "status": result.status,
         "terms": [term_json(t) for t in result.terms],
@@ -97,10 +146,10 @@ def connect_json(result: ConnectResult, *, counter_answer: str | None = None,
 
 
 def _print_connect(out: Out, result: ConnectResult, whose: str = "your", *,
-                   timeout: float | None = None) -> None:  # fmt: skip
-    fp = _vendor_fingerprint(result)
-    key = f"  key {fp}" if fp else ""
-    out.print(f"[bold]{rbutton(result.vendor)}[/]  [dim]{safe(result.url)}{key}[/]")
+                   timeout: float | None = None, key: bytes | None = None) -> None:  # fmt: skip
+    fp = _vendor_fingerprint(result, key)
+    shown_key = f"  key {fp}" if fp else ""
+    out.print(f"[bold]{rbutton(result.vendor)}[/]  [dim]{safe(result.url)}{shown_key}[/]")
     if result.existing:
         out.print(f"  already connected (thread {short(result.thread)}): one relationship per "
                   "vendor; `vrm end` it to proffer other terms")  # fmt: skip
@@ -164,46 +213,67 @@ async def settle_counter(
 
 
 async def _find_on_network(name: str, interfaces: Sequence[str]) -> tuple[str, bytes] | None:
+    """The URL and key of the one verified vendor on the local network that goes by ``name``
+    (§13.2-6): advertised under it, or named so by its signed document. The whole browse is
+    heard: where several keys claim the name — an impostor, or the vendor itself renamed by
+    mDNS because another took its name first (RFC 6762 §9) — none is taken, and the person is
+    shown each fingerprint to compare (§11.10-2, §13.2-7). Unverified lookalikes are passed
+    over; only when nothing verified goes by the name is the person told why they are not used.
+    """
     from vrmproto.discovery import browse  # noqa: PLC0415 -- zeroconf only when needed
 
-    lowered = name.lower()
+    wanted = name.strip().casefold()
     try:
-        found = await browse(
-            2.0, interfaces, stop_when=lambda fs: any(f.name.lower() == lowered for f in fs)
-        )
+        found = await browse(2.0, interfaces)
     except OSError as exc:  # no multicast on these interfaces: nothing can be found there
-        click.echo(f"(local discovery is unavailable on {', '.join(interfaces)}: {exc})",
-                   err=True)  # fmt: skip
+        click.echo(f"({unavailable(exc, interfaces)})", err=True)
         return None
-    for f in found:
-        if f.name.lower() == lowered:
-            if not f.verified or f.key is None:
-                raise CliError(f"found {f.name} at {f.url}, but {f.problem}", EXIT_FAILED,
-                               kind="unverified")  # fmt: skip
-            click.echo(printable(f"found {f.name} at {f.url}, key {f.fingerprint} (its signed "
-                                 "discovery document matches its advertisement)"),
-                       err=True)  # fmt: skip
-            return f.url, f.key
+    named = [f for f in found if f.name.casefold() == wanted]
+    claimed = [f for f in found if f.verified and f.key is not None and (
+        f.name.casefold() == wanted
+        or (f.document is not None and f.document.name.strip().casefold() == wanted))]  # fmt: skip
+    keys = {f.key for f in claimed}
+    if len(keys) > 1:
+        each = "; ".join(f"{f.name} at {f.url} (key {f.fingerprint})" for f in claimed)
+        raise CliError(f"{len(keys)} endpoints on the local network go by the name {name!r}, "
+                       f"each with its own key: {each}. At most one is the vendor: compare the "
+                       "fingerprints with one it publishes (its website, a printed notice), "
+                       "then `vrm connect URL` with that one's URL", EXIT_USAGE,
+                       kind="ambiguous")  # fmt: skip
+    if claimed:
+        f = next((f for f in claimed if f.name.casefold() == wanted), claimed[0])
+        assert f.key is not None
+        said = "its signed discovery document matches its advertisement"
+        if f.document_name is not None:
+            said += f"; the document calls it {f.document_name!r}"
+        click.echo(printable(f"found {f.name} at {f.url}, key {f.fingerprint} ({said})"),
+                   err=True)  # fmt: skip
+        return f.url, f.key
+    if named:
+        f = named[0]
+        raise CliError(f"found {f.name} at {f.url}, but {f.problem}", EXIT_FAILED,
+                       kind="unverified")  # fmt: skip
     return None
 
 
 def report_connect(out: Out, result: ConnectResult, answer: str | None,
                    first: ConnectResult, *, asked: bool, timeout: float | None = None,
-                   failed: str | None = None) -> None:  # fmt: skip
+                   failed: str | None = None, key: bytes | None = None) -> None:  # fmt: skip
     """Print the outcome (``first`` was already shown if the person was ``asked``);
     ``timeout``: the command's ``--timeout``, named if the vendor did not answer within it;
-    ``failed``: why what was asked was not done after all (exit 1), beside this outcome."""
+    ``failed``: why what was asked was not done after all (exit 1), beside this outcome;
+    ``key``: the vendor key the relationship holds (:func:`held_key`)."""
     if out.json_mode:
-        said = connect_json(result, counter_answer=answer, first=first)
+        said = connect_json(result, counter_answer=answer, first=first, key=key)
         out.json(said | ({"outcome": Outcome.FAILED.label} if failed else {}))
     else:
         if first is not result:
             if not asked:
-                _print_connect(out, first)
+                _print_connect(out, first, key=key)
             out.print("  you accepted the counter-offer:")
         if not (asked and first is result and result.status == "countered"):
             _print_connect(out, result, "the vendor's" if first is not result else "your",
-                           timeout=timeout)  # fmt: skip
+                           timeout=timeout, key=key)  # fmt: skip
         if answer == "declined":
             out.print("  you declined the counter-offer; the relationship is ended")
     if failed is not None:
@@ -225,8 +295,7 @@ def report_connect(out: Out, result: ConnectResult, answer: str | None,
 @click.option("--term", "term_specs", multiple=True, metavar="ID[:param=value]",
               help="Proffer these terms instead of yours (repeatable).")
 @click.option("--note", help="A message to the vendor's people.")
-@click.option("--interface", "interfaces", multiple=True, default=("127.0.0.1",),
-              show_default=True, help="Where to look for NAME with zeroconf (repeatable).")
+@interface_option("Where to look for NAME with zeroconf (repeatable).")
 @timeout_option
 @click.option("--accept-new-key", "accept_new_key", metavar="FINGERPRINT",
               help="A vendor you know now signs with another key: accept this one (its "
@@ -239,8 +308,10 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
     """Proffer your terms to a vendor: accepted, rejected or countered.
 
     URL|NAME is the vendor's endpoint URL (http://127.0.0.1:8701), the name of a vendor you
-    know, or the name of one found on the local network (`vrm discover`). On a counter-offer
-    you are asked whether to accept it (--accept-counter/--decline-counter for scripts).
+    know, or the name of one found on the local network (`vrm discover`): its key fingerprint
+    is shown before the offer goes, and a name that several keys claim there is refused. On a
+    counter-offer you are asked whether to accept it (--accept-counter/--decline-counter for
+    scripts).
 
     A vendor you already know (by its URL or the name it gave) must answer with the key you
     hold for it; another key is refused (§11.10-1). If the vendor really changed its key,
@@ -288,7 +359,7 @@ def connect(env: Env, *, target: str, counter_answer: bool | None, term_specs: t
             result, answer = await settle_counter(agent, out, first, counter_answer,
                                                   timeout_s=timeout)  # fmt: skip
             report_connect(out, result, answer, first, asked=counter_answer is None,
-                           timeout=timeout)  # fmt: skip
+                           timeout=timeout, key=await held_key(agent, result.thread))
 
     run(go())
 
@@ -327,6 +398,6 @@ async def _answer_open_counter(agent: Agent, out: Out, view: RelationshipView,
     pending = ConnectResult(view.thread, view.vendor, view.url, "countered", t.rel.offered,
                             reason="counter-offer open", counter=t.rel.counter)  # fmt: skip
     result, answered = await settle_counter(agent, out, pending, answer, timeout_s=timeout_s)
-    report_connect(out, result, answered, pending, asked=answer is None)
+    report_connect(out, result, answered, pending, asked=answer is None, key=view.peer_key)
 
 

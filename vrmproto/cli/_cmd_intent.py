@@ -10,7 +10,7 @@ import click
 
 from vrmproto._messages import Money
 from vrmproto._vocab import TermRef
-from vrmproto.cli._cmd_connect import report_connect, settle_counter
+from vrmproto.cli._cmd_connect import interface_option, report_connect, settle_counter
 from vrmproto.cli._cmd_data import fanout_json
 from vrmproto.cli._common import (
     as_url,
@@ -168,8 +168,7 @@ def intent() -> None:
               help="Also ask this vendor (repeatable).")
 @click.option("--discover/--no-discover", default=True, show_default=True,
               help="Also ask vendors found with zeroconf.")
-@click.option("--interface", "interfaces", multiple=True, default=("127.0.0.1",),
-              show_default=True, help="Where to look for vendors with zeroconf (repeatable).")
+@interface_option("Where to look for vendors with zeroconf (repeatable).")
 @click.option("--relay", "relay_urls", multiple=True, metavar="URL",
               help="Also publish through this Nostr relay (repeatable) [default: the relays "
                    "kept with `vrm relay add`].")

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from vrmproto._keys import fingerprint, key_to_text
+from vrmproto.cli._cmd_connect import interface_option, unavailable
 from vrmproto.cli._context import Env, common_options, json_option, open_node, pass_env, run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._output import Out, printable, safe, table
@@ -70,8 +71,7 @@ def _printer(out: Out, side: str) -> Callable[[Event], Any]:
 @click.command()
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
               help="Seconds to listen.")
-@click.option("--interface", "interfaces", multiple=True, default=("127.0.0.1",),
-              show_default=True, help="Interface address to browse on (repeatable).")
+@interface_option("Interface address to browse on (repeatable).")
 @json_option
 @pass_env
 def discover(env: Env, timeout: float, interfaces: tuple[str, ...]) -> None:
@@ -81,9 +81,12 @@ def discover(env: Env, timeout: float, interfaces: tuple[str, ...]) -> None:
     whose fingerprint it advertises. Unverified ones are listed with the reason; don't use them
     without checking the fingerprint another way.
     """
-    from vrmproto.discovery import browse  # noqa: PLC0415 -- zeroconf only when needed
+    from vrmproto.discovery import _rivals, browse  # noqa: PLC0415 -- zeroconf only when needed
 
-    found = run(browse(timeout, interfaces))
+    try:
+        found = run(browse(timeout, interfaces))
+    except OSError as exc:  # no multicast on these interfaces: say where, and why
+        raise CliError(unavailable(exc, interfaces), EXIT_USAGE, kind="environment") from None
     rows: list[dict[str, Any]] = [
         {
             "name": f.name,
@@ -92,8 +95,11 @@ def discover(env: Env, timeout: float, interfaces: tuple[str, ...]) -> None:
             "verified": f.verified,
             "key": key_to_text(f.key) if f.key else None,
             "document_name": f.document.name if f.document else None,
+            "renamed": f.document_name is not None,  # advertised under another name
             "accepts_terms": list(f.document.accepts_terms) if f.document else [],
             "problem": f.problem,
+            # other keys that go by its name here: at most one of them is the vendor (§13.2-7)
+            "rivals": [r.fingerprint for r in _rivals(found, f)],
         }
         for f in found
     ]
@@ -106,10 +112,27 @@ def discover(env: Env, timeout: float, interfaces: tuple[str, ...]) -> None:
                   f"{timeout:g} s.")
         return
     t = table("⊃ vendors on the local network", "name", "address", "key fingerprint", "verified")
+    # addresses and fingerprints are what a person compares (§11.10-2): never cut ("3nv4-hogl-
+    # 3ft4-x…" in an 80-column terminal); the other columns wrap, folding a long word
+    for column, values in ((t.columns[1], [r["url"] for r in rows]),
+                           (t.columns[2], [r["fingerprint"] for r in rows])):  # fmt: skip
+        column.no_wrap = True
+        column.min_width = max(len(printable(v)) for v in values)
+    for column in (t.columns[0], t.columns[3]):
+        column.overflow = "fold"
     for r in rows:
-        check = "[green]✓ signature checks, key matches[/]" if r["verified"] else \
-            f"[red]✗ {safe(r['problem'])}[/]"  # fmt: skip
-        t.add_row(safe(r["name"]), safe(r["url"]), safe(r["fingerprint"]), check)
+        if not r["verified"]:
+            check = f"[red]✗ {safe(r['problem'])}[/]"
+        elif r["rivals"]:
+            check = (f"[yellow]✓ signature checks, key matches; but another key goes by its "
+                     f"name here ({safe(', '.join(r['rivals']))}): compare with one the vendor "
+                     "publishes[/]")  # fmt: skip
+        else:
+            check = "[green]✓ signature checks, key matches[/]"
+        name = safe(r["name"])
+        if r["renamed"]:
+            name += f"\n[dim](its document: {safe(r['document_name'])})[/]"
+        t.add_row(name, safe(r["url"]), safe(r["fingerprint"]), check)
     out.print(t)
 
 

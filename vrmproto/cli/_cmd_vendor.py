@@ -199,7 +199,8 @@ async def _serve_from(config: VendorConfig, file: VendorFile, *, identity: Ident
                         retention=file.feed.retention()))
                 if file.server.advertise and first:
                     await _advertise(stack, name=config.name, port=server.port,
-                                     identity=identity, host=file.server.host)  # fmt: skip
+                                     identity=identity, host=file.server.host,
+                                     https=tls is not None)  # fmt: skip
                 if file.relays and first:  # intentcasts through Nostr relays (spec §15)
                     await stack.enter_async_context(vendor_on_relays(
                         config, identity, file.server.public_url or server.url))  # fmt: skip
@@ -280,12 +281,20 @@ def _listening(config: VendorConfig, identity: Identity, server: Server,
 
 
 async def _advertise(stack: contextlib.AsyncExitStack, *, name: str, port: int,
-                     identity: Identity, host: str) -> None:  # fmt: skip
+                     identity: Identity, host: str, https: bool) -> None:  # fmt: skip
+    """Advertise the endpoint with zeroconf on ``host`` (§13.2-1), where an agent can use it:
+    what an agent hears is a host and a port, whose document it fetches over plain HTTP
+    (§13.2-4), so an endpoint serving HTTPS there is not advertised."""
     from vrmproto.discovery import SERVICE_TYPE, advertise  # noqa: PLC0415
 
     if host in ("0.0.0.0", "::", ""):  # noqa: S104 -- compared, not bound
         _event("not_advertised", "  (not advertised: give --host an interface address to "
                "advertise on)", reason="wildcard host")  # fmt: skip
+        return
+    if https:
+        _event("not_advertised", "  (not advertised with zeroconf: it serves HTTPS, and an "
+               "agent that finds an endpoint on the local network asks it over plain HTTP; "
+               "give customers its https:// URL)", reason="https")  # fmt: skip
         return
     try:
         await stack.enter_async_context(advertise(name, port, identity.public_key, host))
@@ -346,7 +355,8 @@ def _serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--store", metavar="URL", help="Serve from PostgreSQL at this "
                      "postgresql:// URL instead of the data directory's SQLite."),
         click.option("--advertise/--no-advertise", default=None,
-                     help="Advertise with zeroconf on --host [default: advertise]."),
+                     help="Advertise with zeroconf on --host (not over HTTPS) "
+                          "[default: advertise]."),
         click.option("--public-url", help="The base URL customers reach it at, advertised "
                      "in discovery (spec §12.13-3)."),
         click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="NETWORK",
