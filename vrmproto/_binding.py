@@ -171,6 +171,9 @@ def verify_discovery(
     except (ValueError, UnicodeDecodeError):
         raise DecodeError("the document or its signature is not well-formed", clause="§13.1-1")\
             from None
+    except RecursionError:  # the JSON parser's, on deep nesting (60 kB of "[" will do)
+        raise DecodeError("the document is nested too deeply to read", clause="§13.1-1",
+                          path="$.discovery") from None  # fmt: skip
     doc = _parse_discovery(body, data)
     if len(sig) != SIG_BYTES:
         raise _doc_error("the signature is not 64 bytes", "§13.1-2", Problem.BAD_SIGNATURE)

@@ -36,7 +36,7 @@ import aiohttp
 from zeroconf import DNSQuestionType, IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from vrmproto._errors import DecodeError, ProtocolError
+from vrmproto._errors import ProtocolError
 from vrmproto._keys import fingerprint
 from vrmproto.binding import MAX_DISCOVERY_BYTES, WELL_KNOWN_PATH, DiscoveryDocument, discovery_url
 from vrmproto.client._errors import InvalidResponse
@@ -233,9 +233,6 @@ async def fetch_discovery(
                                      expected_key=expected_key, role=role)  # fmt: skip
     except InvalidResponse as exc:
         raise ValueError(exc.detail) from None
-    except RecursionError:  # the JSON parser's, on deep nesting, before the signature is read
-        raise DecodeError("the document is nested too deeply to read", clause="§13.1-1",
-                          path="$.discovery") from None  # fmt: skip
 
 
 def _txt_dict(info: AsyncServiceInfo) -> dict[str, str]:
