@@ -5,8 +5,9 @@
 so two transactions could commit their events out of ``pos`` order and a reader at the later
 one's ``pos`` would never see the earlier one's. So every transaction that writes events takes
 one transaction-level advisory lock just before (held to its COMMIT): events become visible in
-``pos`` order, whichever process wrote them. They are written last in a transaction, so the
-lock is held only for the insert and the commit. The statement that takes it also notifies
+``pos`` order, whichever process wrote them. The lock is the schema's
+(``_ORDER_AND_NOTIFY``). They are written last in a transaction, so the lock is held only for
+the insert and the commit. The statement that takes it also notifies
 every process's feed readers, when the transaction commits (:mod:`vrmproto.store._pg_notify`).
 """
 
@@ -60,8 +61,15 @@ SCHEMA_V5 = (
     "WHERE personal IS NOT NULL",
 )
 
-#: The advisory lock key that orders event-writing transactions (any fixed 64-bit value).
-_ORDER_LOCK = 0x7672_6D5F_6576_6E74  # "vrm_evnt"
+#: What an event-writing transaction runs first: the advisory lock that orders the feed's
+#: writers (held to its COMMIT), and the notification of its readers (:mod:`._pg_notify`). The
+#: lock is the schema's: advisory locks belong to the database, and two vendors in two schemas
+#: of one database have two feeds whose orders are their own, so neither waits for the other's
+#: transactions. Two 32-bit keys (a constant, ``"vrm_"``, and the schema's name hashed): a key
+#: space of its own, apart from the one 64-bit keys of :func:`._pg_schema.advisory_key`; two
+#: schemas whose names hash alike only take turns, as all did before.
+_ORDER_AND_NOTIFY = ("SELECT pg_advisory_xact_lock(1987210591, hashtext(current_schema())), "
+                     "pg_notify($1, current_schema())")  # fmt: skip
 
 _INSERT = (
     f"INSERT INTO events ({lite.EVENT_COLUMNS}) SELECT * FROM unnest($1::text[], $2::bytea[], "  # noqa: S608
@@ -168,8 +176,7 @@ async def apply_events(conn: Connection, commits: Sequence[Commit]) -> None:
     """Parts 23–28 of ``commits``, in order (events in Commit order)."""
     events = [lite.event_row(e) for c in commits for e in c.events]
     if events:  # in order; and every process's feed readers wake at COMMIT (_pg_notify)
-        await conn.execute("SELECT pg_advisory_xact_lock($1), pg_notify($2, current_schema())",
-                           _ORDER_LOCK, CHANNEL)  # fmt: skip
+        await conn.execute(_ORDER_AND_NOTIFY, CHANNEL)
         await conn.execute(_INSERT, *(list(col) for col in zip(*events, strict=True)))
     for c in commits:
         if not lite.has_event_parts(c):
