@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from vrmproto.store import _sqlite_events as lite
 from vrmproto.store._base import Commit
+from vrmproto.store._migrate_v15 import DROPPED
 from vrmproto.store._pg_notify import CHANNEL
 from vrmproto.store._redact import (
     LEGACY,
@@ -29,6 +30,7 @@ from vrmproto.store._redact import (
     governed,
     needle,
     stripped,
+    superseded_before,
 )
 from vrmproto.store._rows import DeadLetter, EventRecord, FailingEvent
 from vrmproto.store._trim import FLOOR_KEY, floor_value, trim_plan
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     from asyncpg import Connection
 
 __all__ = ["SCHEMA_V3", "SCHEMA_V5", "EventReads", "apply_events", "forget",
-           "forget_dropped_before", "redact", "trim"]  # fmt: skip
+           "forget_dropped_before", "forget_superseded_before", "redact", "trim"]  # fmt: skip
 
 SCHEMA_V3 = (
     """CREATE TABLE events (
@@ -159,6 +161,28 @@ async def forget_dropped_before(conn: Connection) -> None:
         "AND thread = ANY($2::bytea[]) AND position($3::bytea IN personal) = 0 FOR UPDATE",
         UPDATED, threads, LEGACY)]  # fmt: skip
     await _rewrite(conn, dropped_before(first, sources, holds, legacy))
+
+
+async def forget_superseded_before(conn: Connection) -> None:
+    """Take out of the feed the values that shares dropped before session 20 had replaced
+    (:func:`._redact.superseded_before`): once, in schema step 10 → 11 (:mod:`._pg_schema`),
+    as SQLite's step to 15 does (:mod:`._migrate_v15`)."""
+    dropped: dict[bytes, list[int]] = {}
+    for thread, pos in await conn.fetch(DROPPED):
+        dropped.setdefault(bytes(thread), []).append(int(pos))
+    if not dropped:
+        return
+    threads = list(dropped)
+    sources = {(bytes(t), bytes(h)): int(pos) for pos, t, h in await conn.fetch(
+        "SELECT pos, thread, msg_hash FROM events WHERE kind IN ('data.shared', $1) "
+        "AND thread = ANY($2::bytea[])", UPDATED, threads)}  # fmt: skip
+    holds = {(bytes(t), field): bytes(share) for t, field, share in await conn.fetch(
+        "SELECT thread, field, share FROM held WHERE thread = ANY($1::bytea[])",
+        threads)}  # fmt: skip
+    found = [(int(pos), bytes(t), bytes(personal)) for pos, t, personal in await conn.fetch(
+        "SELECT pos, thread, personal FROM events WHERE personal IS NOT NULL "
+        "AND thread = ANY($1::bytea[]) FOR UPDATE", threads)]  # fmt: skip
+    await _rewrite(conn, superseded_before(dropped, sources, holds, found))
 
 
 async def _rewrite(conn: Connection, changed: Sequence[tuple[int, bytes | None]]) -> None:
