@@ -109,7 +109,8 @@ class PostgresConfig:
     """Where the store is and how many connections it opens (``pool_size + writers + 1``).
 
     ``dsn`` is a libpq-style ``postgresql://`` URL as asyncpg reads it. :meth:`from_url` also
-    takes the settings below from its query (``?vrm_schema=…&vrm_pool_size=…&vrm_writers=…``).
+    takes the settings below from its query (``?vrm_schema=…&vrm_pool_size=…&vrm_writers=…``,
+    ``vrm_batch_cap``, ``vrm_lock_timeout_ms``).
     """
 
     dsn: str
@@ -118,11 +119,20 @@ class PostgresConfig:
     writers: int = 2  # connections each running group transactions
     batch_cap: int = 256  # most Commits one transaction takes
     connect_timeout_s: float = 10.0
+    #: How long a statement may wait for a lock another session holds (PostgreSQL's
+    #: ``lock_timeout``; 0: for ever). Past it the statement fails, and with it the Commits of
+    #: its transaction (:class:`StoreError`, nothing written): a lock kept by another program
+    #: or a session left open ends in errors the customers retry, not in requests that hang.
+    #: The store's own waits (a row another writer commits, the feed's order) last
+    #: milliseconds. Opening the store (the schema steps) waits for ever.
+    lock_timeout_ms: int = 10_000
 
     def __post_init__(self) -> None:
         check_schema_name(self.schema)
         if self.pool_size < 1 or self.writers < 1 or self.batch_cap < 1:
             raise ValueError("pool_size, writers and batch_cap must be at least 1")
+        if self.lock_timeout_ms < 0:
+            raise ValueError("lock_timeout_ms must be 0 (none) or more")
 
     @classmethod
     def from_url(cls, url: str) -> PostgresConfig:
@@ -133,7 +143,7 @@ class PostgresConfig:
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
             if key == "vrm_schema":
                 ours["schema"] = value
-            elif key in ("vrm_pool_size", "vrm_writers", "vrm_batch_cap"):
+            elif key in ("vrm_pool_size", "vrm_writers", "vrm_batch_cap", "vrm_lock_timeout_ms"):
                 ours[key.removeprefix("vrm_")] = int(value)
             else:
                 theirs.append((key, value))
@@ -206,14 +216,17 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
         await store.start()
         return store
 
-    def _settings(self) -> dict[str, str]:
+    def _settings(self, *, waits: bool = False) -> dict[str, str]:
         return {
             "search_path": self.config.schema,
             "synchronous_commit": "on",
             "application_name": f"vrmproto {self.config.schema}",
+            "lock_timeout": "0" if waits else str(self.config.lock_timeout_ms),
         }
 
-    async def _connect(self) -> Connection:
+    async def _connect(self, *, waits: bool = False) -> Connection:
+        """A connection with the store's settings; ``waits``: without the lock timeout (the
+        schema steps, which wait for another process's step however long it takes)."""
         try:
             asyncpg = importlib.import_module("asyncpg")
         except ImportError as exc:
@@ -224,7 +237,7 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
             conn: Connection = await asyncpg.connect(
                 self.config.dsn,
                 timeout=self.config.connect_timeout_s,
-                server_settings=self._settings(),
+                server_settings=self._settings(waits=waits),
             )
         except (OSError, TimeoutError) as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
@@ -237,7 +250,7 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
         if self._started:
             raise StoreError("store already started")
         self._started = True
-        conn = await self._connect()
+        conn = await self._connect(waits=True)
         try:
             await migrate(conn, self.config.schema)
         except Exception as exc:
