@@ -18,15 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from vrmproto.store import _sqlite_events as lite
 from vrmproto.store._base import Commit
-from vrmproto.store._migrate_v15 import DROPPED
+from vrmproto.store._migrate_v15 import DELETED, DROPPED
 from vrmproto.store._pg_notify import CHANNEL
 from vrmproto.store._redact import (
     LEGACY,
     NEVER,
+    UNAGREED_SQL,
     UPDATED,
     Redaction,
     carried,
     dropped_before,
+    forgotten,
     governed,
     needle,
     stripped,
@@ -39,7 +41,8 @@ if TYPE_CHECKING:
     from asyncpg import Connection
 
 __all__ = ["SCHEMA_V3", "SCHEMA_V5", "EventReads", "apply_events", "forget",
-           "forget_dropped_before", "forget_superseded_before", "redact", "trim"]  # fmt: skip
+           "forget_dropped_before", "forget_superseded_before", "forget_threads",
+           "migrate_10_to_11", "redact", "trim"]  # fmt: skip
 
 SCHEMA_V3 = (
     """CREATE TABLE events (
@@ -163,6 +166,27 @@ async def forget_dropped_before(conn: Connection) -> None:
     await _rewrite(conn, dropped_before(first, sources, holds, legacy))
 
 
+async def forget_threads(conn: Connection, threads: Sequence[bytes]) -> None:
+    """Part 21 for the feed, as SQLite's :func:`._sqlite_events.forget_threads`: the events of
+    the kinds a relationship has before an agreement, of each deleted thread, keep their place
+    and kind but not what the message said (§11.8-3), found through ``events_unagreed``."""
+    if threads:
+        await _rewrite_data(conn, [
+            (int(pos), after) for pos, data in await conn.fetch(
+                f"SELECT pos, data FROM events WHERE thread = ANY($1::bytea[]) "  # noqa: S608
+                f"AND {UNAGREED_SQL} FOR UPDATE", list(threads))
+            if (after := forgotten(bytes(data))) != bytes(data)])  # fmt: skip
+
+
+async def _rewrite_data(conn: Connection, changed: Sequence[tuple[int, bytes]]) -> None:
+    """Set the ``data`` of each event ``(pos, data)`` of ``changed``."""
+    if changed:
+        positions, datas = zip(*changed, strict=True)
+        await conn.execute(
+            "UPDATE events SET data = d.data FROM unnest($1::int8[], $2::bytea[]) "
+            "AS d(pos, data) WHERE events.pos = d.pos", list(positions), list(datas))
+
+
 async def forget_superseded_before(conn: Connection) -> None:
     """Take out of the feed the values that shares dropped before session 20 had replaced
     (:func:`._redact.superseded_before`): once, in schema step 10 → 11 (:mod:`._pg_schema`),
@@ -183,6 +207,15 @@ async def forget_superseded_before(conn: Connection) -> None:
         "SELECT pos, thread, personal FROM events WHERE personal IS NOT NULL "
         "AND thread = ANY($1::bytea[]) FOR UPDATE", threads)]  # fmt: skip
     await _rewrite(conn, superseded_before(dropped, sources, holds, found))
+
+
+async def migrate_10_to_11(conn: Connection) -> None:
+    """Schema step 10 → 11 (SQLite's 14 → 15, :mod:`._migrate_v15`): the values shares dropped
+    before had replaced go from the feed, ``events_unagreed`` is made, and the events of
+    relationships deleted before forget what they said."""
+    await forget_superseded_before(conn)
+    await conn.execute(f"CREATE INDEX events_unagreed ON events (thread) WHERE {UNAGREED_SQL}")
+    await forget_threads(conn, [bytes(t) for (t,) in await conn.fetch(DELETED)])
 
 
 async def _rewrite(conn: Connection, changed: Sequence[tuple[int, bytes | None]]) -> None:

@@ -59,9 +59,9 @@ import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["LEGACY", "NEVER", "UPDATED", "Redaction", "carried", "dropped_before", "governed",
-           "needle", "redacted", "share_id", "stripped", "superseded_before",
-           "without"]  # fmt: skip
+__all__ = ["LEGACY", "NEVER", "UNAGREED", "UNAGREED_SQL", "UPDATED", "Redaction", "carried",
+           "dropped_before", "forgotten", "governed", "needle", "redacted", "share_id", "stripped",
+           "superseded_before", "without"]  # fmt: skip
 
 #: The kind of the events whose ``personal`` holds fields under other events' shares.
 UPDATED = "address.updated"
@@ -69,6 +69,26 @@ UPDATED = "address.updated"
 LEGACY = b'"field_shares":'
 #: A feed position after every event: the legacy bound of a share whose event kept no fields.
 NEVER = 2**62
+
+#: The kinds of the events a relationship can have before it reaches an agreement (§7.2): all a
+#: relationship that expires without one (§11.8-3, ``Commit.drop``) ever has.
+UNAGREED = ("intentcast.received", "key.rotated", "offer.declined", "offer.sent",
+            "relationship.ended", "relationship.opened", "terms.countered", "terms.offered",
+            "terms.rejected")  # fmt: skip
+#: The SQL condition on them, the same text in the partial index (``events_unagreed``) and in
+#: the statements that use it (SQLite uses a partial index only for a condition it repeats).
+UNAGREED_SQL = "kind IN (" + ", ".join(f"'{kind}'" for kind in UNAGREED) + ")"
+
+
+def forgotten(data: bytes) -> bytes:
+    """An event's ``data`` once its relationship is deleted (§11.8-3): what the message said
+    (``body``) goes, the rest stays (its type, sender and time), with ``"forgotten": true``.
+    The same bytes when it is forgotten already."""
+    found: dict[str, Any] = json.loads(data)
+    if found.get("forgotten") is True:
+        return data
+    return json.dumps({**found, "body": {}, "forgotten": True}, separators=(",", ":"),
+                      sort_keys=True).encode()  # fmt: skip
 
 
 def share_id(share: bytes) -> str:

@@ -520,6 +520,7 @@ def _apply_after_relationships(conn: sqlite3.Connection, c: Commit) -> tuple[int
     )
     typed.apply_rows(conn, c)
     feed.redact(conn, c.held_drop)
+    feed.forget_threads(conn, c.drop)
     for thread in c.drop:  # history first: its rows reference the relationship's
         conn.execute("DELETE FROM history WHERE thread = ?", (thread,))
         conn.execute("DELETE FROM relationships WHERE thread = ?", (thread,))

@@ -17,10 +17,12 @@ from vrmproto.store._base import Commit
 from vrmproto.store._redact import (
     LEGACY,
     NEVER,
+    UNAGREED_SQL,
     UPDATED,
     Redaction,
     carried,
     dropped_before,
+    forgotten,
     governed,
     needle,
     stripped,
@@ -33,11 +35,13 @@ __all__ = [
     "FORGOTTEN",
     "PERSONAL_INDEX",
     "SCHEMA_V4",
+    "UNAGREED_INDEX",
     "apply_events",
     "event_record",
     "event_row",
     "forget",
     "forget_dropped_before",
+    "forget_threads",
     "has_event_parts",
     "migrate_3_to_4",
     "migrate_5_to_6",
@@ -165,6 +169,27 @@ def redact(conn: sqlite3.Connection, held_drop: Sequence[tuple[bytes, bytes]]) -
                     "SELECT pos, personal FROM events WHERE thread = ? AND personal IS NOT NULL",
                     (thread,)).fetchall()
                 if (after := stripped(bytes(personal), unheld)) != personal])  # fmt: skip
+
+
+#: The events of the kinds a relationship has before an agreement, by thread (schema 15): what
+#: :func:`forget_threads` rewrites when a relationship that never reached one is deleted. A
+#: relationship has one ``relationship.opened`` and few others of them once it agreed; an
+#: intentcast's thread (one per intentcast) all of its events.
+UNAGREED_INDEX = f"CREATE INDEX events_unagreed ON events(thread) WHERE {UNAGREED_SQL}"
+
+
+def forget_threads(conn: sqlite3.Connection, threads: Sequence[bytes]) -> None:
+    """Part 21 for the feed: the events of each deleted thread keep their place and kind but not
+    what the message said (:func:`._redact.forgotten`): a relationship that expires without an
+    agreement goes with the data the vendor holds from it (§11.8-3), and its events are copies
+    of its history's bodies. Only the kinds a relationship has before an agreement: the library
+    deletes no other (``_expiry``), and these are found through ``events_unagreed``."""
+    for thread in threads:
+        conn.executemany("UPDATE events SET data = ? WHERE pos = ?", [
+            (after, pos) for pos, data in conn.execute(
+                f"SELECT pos, data FROM events WHERE thread = ? AND {UNAGREED_SQL}",  # noqa: S608
+                (thread,)).fetchall()
+            if (after := forgotten(bytes(data))) != data])  # fmt: skip
 
 
 def forget_dropped_before(conn: sqlite3.Connection) -> None:
