@@ -267,6 +267,7 @@ class EventReads:
     async def events(
         self, after: int = 0, limit: int = 100, *, thread: bytes | None = None
     ) -> list[EventRecord]:
+        after = min(after, lite.LAST_POS)  # after every event (lite.LAST_POS)
         if thread is None:
             found = await self._rows(
                 lite.SELECT_EVENT + "WHERE pos > $1 ORDER BY pos LIMIT $2", after, limit

@@ -33,6 +33,7 @@ from vrmproto.store._trim import FLOOR_KEY, floor_value, trim_plan
 __all__ = [
     "EVENT_COLUMNS",
     "FORGOTTEN",
+    "LAST_POS",
     "PERSONAL_INDEX",
     "SCHEMA_V4",
     "UNAGREED_INDEX",
@@ -265,9 +266,16 @@ def read_failing(conn: sqlite3.Connection, name: str | None) -> list[FailingEven
     return [failing_record(r) for r in rows.fetchall()]
 
 
+#: The highest position a store can hand out (a signed 64-bit integer, SQLite's and
+#: PostgreSQL's): a reader after it (``vrm vendor events --since 99999999999999999999``) is
+#: after every event, not an error of the database's.
+LAST_POS = 2**63 - 1
+
+
 def read_events(
     conn: sqlite3.Connection, after: int, limit: int, thread: bytes | None
 ) -> list[EventRecord]:
+    after = min(after, LAST_POS)
     if thread is None:
         rows = conn.execute(SELECT_EVENT + "WHERE pos > ? ORDER BY pos LIMIT ?", (after, limit))
     else:
