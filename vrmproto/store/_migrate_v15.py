@@ -43,8 +43,10 @@ DROPPED = ("SELECT thread, pos FROM events WHERE kind = 'data.shared' AND person
            "ORDER BY thread, pos")  # fmt: skip
 #: The threads whose relationship was deleted before, through ``events_unagreed`` (every
 #: relationship has such an event: the terms.offer or intentcast that opened it).
-DELETED = (f"SELECT DISTINCT thread FROM events WHERE {UNAGREED_SQL} "  # noqa: S608
-           "AND thread NOT IN (SELECT thread FROM relationships) ORDER BY thread")  # fmt: skip
+#: (NOT EXISTS: PostgreSQL makes an anti-join of it, where NOT IN over a large table is a
+#: subplan per row once its hash no longer fits in ``work_mem``.)
+DELETED = (f"SELECT DISTINCT thread FROM events e WHERE {UNAGREED_SQL} AND NOT EXISTS "  # noqa: S608
+           "(SELECT 1 FROM relationships r WHERE r.thread = e.thread) ORDER BY thread")  # fmt: skip
 
 
 def forget_superseded_before(conn: sqlite3.Connection) -> None:
