@@ -76,16 +76,16 @@ async def test_opening_waits_for_another_process_migrating_whatever_the_timeout(
                             advisory_key(config.schema, "migrate"))  # fmt: skip
         opening = asyncio.create_task(PostgresStore.open(config))
 
-        async def waiting() -> None:
+        async def waited() -> None:  # by PostgreSQL's clock: three lock timeouts and more
             while not await other.fetchval(  # a snapshot per transaction: cleared
                     "SELECT count(*) FROM pg_stat_activity, pg_stat_clear_snapshot() "
-                    "WHERE application_name = $1 "
-                    "AND wait_event_type = 'Lock'", f"vrmproto {config.schema}"):
+                    "WHERE application_name = $1 AND wait_event_type = 'Lock' "
+                    "AND clock_timestamp() - query_start > interval '300 ms'",
+                    f"vrmproto {config.schema}"):
                 pass
 
-        await asyncio.wait_for(waiting(), 30)
-        await asyncio.sleep(0.3)  # three lock timeouts: the opener must still be waiting
-        assert not opening.done()
+        await asyncio.wait_for(waited(), 30)
+        assert not opening.done()  # still waiting, not failed
         await tx.rollback()
         store = await asyncio.wait_for(opening, 30)
         await store.close()
