@@ -34,3 +34,13 @@ async def test_a_position_past_any_the_store_hands_out_is_after_every_event(
     assert await store.events(after) == []
     assert await store.events(after, thread=T1) == []
     assert [e.seq for e in await store.events(-1)] == [0, 1]  # before every event
+
+
+def test_a_rewound_feed_is_one_of_the_librarys_errors() -> None:
+    """``TrytonBridge.run`` stops with FeedRewound; a program that catches the library's errors
+    (``except VrmError``, STYLE: one exception tree) caught everything else but not it."""
+    from vrmproto import VrmError  # noqa: PLC0415
+    from vrmproto.crm.tryton import FeedRewound  # noqa: PLC0415
+
+    with pytest.raises(VrmError, match="restored from a backup"):
+        raise FeedRewound(7, "evt_1", None)
