@@ -60,11 +60,14 @@ async def test_a_vendor_waiting_in_its_feed_does_not_hold_back_another_schemas(
                 a.commit(Commit(events=(event(T1, 0, "a"),), event_cursors=(("crm", 1),))))
 
             async def waiting() -> None:  # A's writer is inside its event transaction, waiting
-                while not await blocker.fetchval(  # a snapshot per transaction: cleared
-                        "SELECT count(*) FROM pg_stat_activity, pg_stat_clear_snapshot() "
-                        "WHERE application_name = $1 "
-                        "AND wait_event_type = 'Lock'", f"vrmproto {a.config.schema}"):
-                    pass
+                watch = await asyncpg.connect(postgres_cluster.dsn)  # no transaction: fresh
+                try:
+                    while not await watch.fetchval(
+                            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
+                            "AND wait_event_type = 'Lock'", f"vrmproto {a.config.schema}"):
+                        pass
+                finally:
+                    await watch.close()
 
             await asyncio.wait_for(waiting(), 30)
             assert not stuck.done()

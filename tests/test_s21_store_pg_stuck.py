@@ -77,12 +77,16 @@ async def test_opening_waits_for_another_process_migrating_whatever_the_timeout(
         opening = asyncio.create_task(PostgresStore.open(config))
 
         async def waited() -> None:  # by PostgreSQL's clock: three lock timeouts and more
-            while not await other.fetchval(  # a snapshot per transaction: cleared
-                    "SELECT count(*) FROM pg_stat_activity, pg_stat_clear_snapshot() "
-                    "WHERE application_name = $1 AND wait_event_type = 'Lock' "
-                    "AND clock_timestamp() - query_start > interval '300 ms'",
-                    f"vrmproto {config.schema}"):
-                pass
+            watch = await asyncpg.connect(config.dsn)  # outside a transaction: fresh stats
+            try:
+                while not await watch.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
+                        "AND wait_event_type = 'Lock' "
+                        "AND clock_timestamp() - query_start > interval '300 ms'",
+                        f"vrmproto {config.schema}"):
+                    pass
+            finally:
+                await watch.close()
 
         await asyncio.wait_for(waited(), 30)
         assert not opening.done()  # still waiting, not failed
