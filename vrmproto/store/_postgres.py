@@ -22,9 +22,12 @@ writer waits for its flush, the others fill and send the next batches, and Postg
 concurrent transactions' WAL together — across processes too.
 
 A lost connection makes the batch on it fail with :class:`StoreError`; the writer reconnects for
-the next one. If the connection broke after COMMIT was sent, the outcome is unknown to this
-process: the Commit may have landed. A caller that retries then meets :class:`StoreConflict` on
-the message's dedupe key and answers with the stored response, as for any replay.
+the next one. So does one that answers nothing for :attr:`PostgresConfig.command_timeout_s` (a
+database host gone without a reset), and a lock another session keeps for
+:attr:`PostgresConfig.lock_timeout_ms`. If the connection broke after COMMIT was sent, the
+outcome is unknown to this process: the Commit may have landed. A caller that retries then meets
+:class:`StoreConflict` on the message's dedupe key and answers with the stored response, as for
+any replay.
 
 Reads run on :attr:`PostgresConfig.pool_size` connections handed out in turn
 (:mod:`vrmproto.store._pg_conns`); each sees every Commit whose future has resolved. Locks
@@ -110,7 +113,7 @@ class PostgresConfig:
 
     ``dsn`` is a libpq-style ``postgresql://`` URL as asyncpg reads it. :meth:`from_url` also
     takes the settings below from its query (``?vrm_schema=…&vrm_pool_size=…&vrm_writers=…``,
-    ``vrm_batch_cap``, ``vrm_lock_timeout_ms``).
+    ``vrm_batch_cap``, ``vrm_lock_timeout_ms``, ``vrm_command_timeout_s``).
     """
 
     dsn: str
@@ -126,6 +129,14 @@ class PostgresConfig:
     #: The store's own waits (a row another writer commits, the feed's order) last
     #: milliseconds. Opening the store (the schema steps) waits for ever.
     lock_timeout_ms: int = 10_000
+    #: How long the store waits for PostgreSQL's answer to a statement (asyncpg's
+    #: ``command_timeout``) before it takes the connection for lost: a database host gone
+    #: without a reset (a failover, a cut network) leaves a connection that answers nothing
+    #: until TCP gives up, a quarter of an hour or for ever. The statement fails with
+    #: :class:`StoreError` (a COMMIT's outcome is then unknown, as after any lost connection)
+    #: and the connection is dropped without waiting for the server. Opening the store (the
+    #: schema steps) has no such limit.
+    command_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         check_schema_name(self.schema)
@@ -133,6 +144,8 @@ class PostgresConfig:
             raise ValueError("pool_size, writers and batch_cap must be at least 1")
         if self.lock_timeout_ms < 0:
             raise ValueError("lock_timeout_ms must be 0 (none) or more")
+        if not self.command_timeout_s > 0:
+            raise ValueError("command_timeout_s must be more than 0")
 
     @classmethod
     def from_url(cls, url: str) -> PostgresConfig:
@@ -145,6 +158,8 @@ class PostgresConfig:
                 ours["schema"] = value
             elif key in ("vrm_pool_size", "vrm_writers", "vrm_batch_cap", "vrm_lock_timeout_ms"):
                 ours[key.removeprefix("vrm_")] = int(value)
+            elif key == "vrm_command_timeout_s":
+                ours["command_timeout_s"] = float(value)
             else:
                 theirs.append((key, value))
         return cls(urlunsplit(parts._replace(query=urlencode(theirs))), **ours)
@@ -202,9 +217,9 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
         self._closed = True
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._writers: list[asyncio.Task[None]] = []
-        self._readers = Connections(self._connect, config.pool_size)
+        self._readers = Connections(self._connect, config.pool_size, config.command_timeout_s)
         self._started = False
-        self._locks = AdvisoryLocks(self._connect, config.schema)
+        self._locks = AdvisoryLocks(self._connect, config.schema, config.command_timeout_s)
         self.notices = EventNotices(self._connect, config.schema)
 
     @classmethod
@@ -237,6 +252,7 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
             conn: Connection = await asyncpg.connect(
                 self.config.dsn,
                 timeout=self.config.connect_timeout_s,
+                command_timeout=None if waits else self.config.command_timeout_s,
                 server_settings=self._settings(waits=waits),
             )
         except (OSError, TimeoutError) as exc:
@@ -295,7 +311,7 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
         finally:
             if conn is not None:
                 with contextlib.suppress(Exception):
-                    await conn.close()
+                    await conn.close(timeout=self.config.command_timeout_s)
 
     async def _run_batch(self, conn: Connection | None, batch: list[_Job]) -> Connection | None:
         """One transaction for ``batch`` (retried whole after a deadlock); resolve its futures.
@@ -324,9 +340,8 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
         for job in batch:
             _settle(job.future, error)
         if conn is not None and (_sqlstate(failure) is None or conn.is_closed()):
-            with contextlib.suppress(Exception):
-                await conn.close()  # not a database answer: the connection is suspect
-            conn = None
+            conn.terminate()  # not a database answer: the connection is suspect (and may
+            conn = None  # never answer again: no goodbye awaited)
         return conn
 
     def _count(self, outcomes: list[Exception | None], size: int) -> None:
