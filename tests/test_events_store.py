@@ -37,9 +37,9 @@ async def test_a_version_3_sqlite_file_gains_an_empty_feed(tmp_path: Path) -> No
     conn.execute("DROP TABLE webhook_failing")  # schema 12's
     conn.execute("PRAGMA user_version = 3")
     conn.close()
-    assert len(_MIGRATIONS) == SCHEMA_VERSION == 14
+    assert len(_MIGRATIONS) == SCHEMA_VERSION == 15
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == 14
+        assert (await s.pragmas())["user_version"] == 15
         assert await s.history(T1) == [entry(T1, 0)]
         assert await s.events() == []
         await s.commit(Commit(events=(event(T1, 0),)))
@@ -149,7 +149,7 @@ async def test_a_version_5_sqlite_file_indexes_only_events_with_personal_data(
     conn.execute("PRAGMA user_version = 5")
     conn.close()
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == 14
+        assert (await s.pragmas())["user_version"] == 15
         await s.commit(Commit(held_drop=((T1, personal.msg_hash),)))
         assert [e.personal for e in await s.events()] == [None, None]
         assert [e.pos for e in await s.events()] == [1, 2]  # every position kept
@@ -194,7 +194,7 @@ async def test_a_version_4_postgres_schema_indexes_only_events_with_personal_dat
         assert await migrate(conn, postgres_config.schema, target=4) == 4
         personal = event(T1, 1, personal=b'{"email":"a@example.org"}')
         async with await PostgresStore.open(postgres_config) as s:
-            assert (await s.settings())["schema_version"] == SCHEMA_VERSION_PG == 10
+            assert (await s.settings())["schema_version"] == SCHEMA_VERSION_PG == 11
             await s.commit(Commit(events=(event(T1, 0), personal)))
             await s.commit(Commit(held_drop=((T1, personal.msg_hash),)))
             assert [e.personal for e in await s.events()] == [None, None]

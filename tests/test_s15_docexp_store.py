@@ -50,7 +50,7 @@ async def test_a_version_10_file_keeps_its_threads_with_an_unknown_expiry(
     assert "doc_expires_ms" not in columns(path)
 
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 14
+        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 15
         assert await s.threads() == old
         assert [t.doc_expires_ms for t in await s.threads()] == [None, None]
         read = dataclasses.replace(old[0], doc_expires_ms=EXPIRES)
@@ -90,7 +90,7 @@ async def test_a_version_6_postgres_schema_keeps_its_threads_with_an_unknown_exp
         await conn.close()
 
     async with await PostgresStore.open(postgres_config) as s:
-        assert (await s.settings())["schema_version"] == PG_VERSION == 10
+        assert (await s.settings())["schema_version"] == PG_VERSION == 11
         assert await s.get_thread(T1) == old
         assert old.doc_expires_ms is None
         read = dataclasses.replace(old, doc_expires_ms=EXPIRES)

@@ -189,7 +189,7 @@ async def test_a_version_11_file_gains_the_table(tmp_path: Path) -> None:
     path = tmp_path / "v11.db"
     sqlite_at_version(path, 11).close()
     async with await SQLiteStore.open(path) as store:
-        assert (await store.pragmas())["user_version"] == 14
+        assert (await store.pragmas())["user_version"] == 15
         assert await store.failing() == []
         f = FailingEvent("crm", 3, T0, 1, "HTTP 503")
         await store.commit(Commit(failing=(f, FailingEvent("erp", 1, T0, 2, "x"))))

@@ -120,7 +120,7 @@ async def test_a_version_12_file_keeps_every_note_in_the_new_layout(tmp_path: Pa
     path = tmp_path / "v12.db"
     notes = _v12_with_notes(path)
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 14
+        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 15
         assert await s.share_notes() == sorted(notes, key=lambda n: (n.shared_ms, n.share))
         assert await s.share_notes(T1) == [notes[2], notes[0]]
         assert await s.share_notes(T2) == [notes[1], notes[3]]

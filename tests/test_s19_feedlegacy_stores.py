@@ -74,6 +74,9 @@ def expected() -> list[bytes | None]:
     # the name, held under the live share since before, and the phone, given there, stay
     out[3] = _json({"fields": {"name": "Ada L", "phone": "+1 555 0100"},
                     "field_purposes": {"name": [2], "phone": [2]}, "purposes": [2]})  # fmt: skip
+    # and the first email, which the dropped share replaced and no value held since: the
+    # step to 15 (PostgreSQL's 11, tests/test_s21_store_superseded_upgrade.py)
+    out[0] = None
     return out
 
 
@@ -121,6 +124,6 @@ async def test_postgres_upgrade_forgets_values_of_shares_dropped_before(
     finally:
         await conn.close()
     async with await PostgresStore.open(config) as s:
-        assert (await s.settings())["schema_version"] == SCHEMA_VERSION == 10
+        assert (await s.settings())["schema_version"] == SCHEMA_VERSION == 11
         assert _stored(await s.events(0, 100)) == expected()
         assert [h.field for h in await s.held(T1)] == ["city", "name", "phone"]

@@ -152,7 +152,7 @@ async def test_sqlite_settings(sqlite_store: SQLiteStore) -> None:
     assert pragmas["synchronous"] == 2  # FULL
     assert pragmas["foreign_keys"] == 1
     assert pragmas["busy_timeout"] > 0
-    assert pragmas["user_version"] == SCHEMA_VERSION == 14
+    assert pragmas["user_version"] == SCHEMA_VERSION == 15
 
 
 async def test_survives_close_and_reopen(tmp_path: Path) -> None:
@@ -268,7 +268,7 @@ async def test_migration_1_to_2_keeps_every_row(tmp_path: Path) -> None:
     rows = make_v1_database(path)
     assert history_indexes(path) == [(True, ["thread", "idx"]), (True, ["thread", "msg_hash"])]
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 14
+        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 15
         assert await s.relationships() == [rel(T1), rel(T2, peer=CAROL, state="agreed")]
         assert await s.history(T1) == [entry(T1, i) for i in range(3)]
         assert await s.history(T2) == [entry(T2, i) for i in range(2)]

@@ -43,7 +43,7 @@ async def test_a_version_8_file_keeps_its_outbox_without_the_due_index(tmp_path:
     conn.close()
 
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 14
+        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 15
         held = await s.outbox_all()
         assert [(o.item_id, o.destination, o.next_attempt_ms) for o in held] == [
             (r[0], r[1], r[6]) for r in before[:2]]  # fmt: skip

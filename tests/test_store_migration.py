@@ -76,7 +76,7 @@ def blobs(meta: dict[str, bytes], prefix: str) -> dict[bytes, bytes]:
 
 
 async def check_common(store: SQLiteStore, before: dict[str, Any]) -> None:
-    assert (await store.pragmas())["user_version"] == 14  # v3, feed (v4), relays (v5), v6-v14
+    assert (await store.pragmas())["user_version"] == 15  # v3, feed (v4), relays (v5), v6-v15
     assert await store.relationships() == before["relationships"]
     history = [h for r in before["relationships"] for h in await store.history(r.thread)]
     assert history == before["history"]
@@ -191,7 +191,7 @@ async def test_a_failed_migration_leaves_the_v2_file_unchanged(
     assert dump(path) == before
     monkeypatch.undo()
     async with await SQLiteStore.open(path) as store:
-        assert (await store.pragmas())["user_version"] == 14
+        assert (await store.pragmas())["user_version"] == 15
 
 
 async def test_a_damaged_v2_blob_fails_the_migration_and_loses_nothing(tmp_path: Path) -> None:

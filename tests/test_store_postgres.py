@@ -193,7 +193,7 @@ async def test_a_version_1_schema_migrates_to_2_keeping_every_row(
 ) -> None:
     await _at_version_1(postgres_config)
     async with await PostgresStore.open(postgres_config) as s:
-        assert (await s.settings())["schema_version"] == SCHEMA_VERSION == 10
+        assert (await s.settings())["schema_version"] == SCHEMA_VERSION == 11
         stored = await s.get_relationship(T1)
         assert stored is not None
         assert (stored.state, stored.data) == ("offered", b"state")

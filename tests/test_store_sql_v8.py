@@ -66,7 +66,7 @@ async def test_a_version_7_file_reads_back_the_same_at_version_8(tmp_path: Path)
     assert "AUTOINCREMENT" in layout(path)[0]
 
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 14
+        assert (await s.pragmas())["user_version"] == SCHEMA_VERSION == 15
         assert await s.relationships() == [rel(T1), rel(T2, peer=BOB)]
         assert await s.history(T1) == [entry(T1, 0), entry(T1, 1)]
         assert await s.get_dedupe(BOB, (2).to_bytes(16, "big")) == dedupe(BOB, 2, 20_000)
@@ -100,7 +100,7 @@ async def test_a_counter_past_the_newest_event_keeps_autoincrement(tmp_path: Pat
     conn.execute("DELETE FROM events WHERE pos = 3")
     conn.close()
     async with await SQLiteStore.open(path) as s:
-        assert (await s.pragmas())["user_version"] == 14
+        assert (await s.pragmas())["user_version"] == 15
         await s.commit(Commit(events=(event(T2, 0),)))
         assert [e.pos for e in await s.events()] == [1, 2, 4]
     assert "AUTOINCREMENT" in layout(path)[0]

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from vrmproto._errors import VrmError
 from vrmproto.crm._tryton import TrytonCRM
 from vrmproto.server._events import Feed, FeedEvent, FeedTrimmed, wall_ms
 from vrmproto.server._retention import BRIDGE_PREFIX
@@ -41,7 +42,7 @@ SWEEP_S = 60.0
 RECORD_S = 5.0
 
 
-class FeedRewound(Exception):  # noqa: N818 -- what happened, as the operator reads it
+class FeedRewound(VrmError):  # noqa: N818 -- what happened, as the operator reads it
     """The feed no longer holds, at the bridge's cursor, the event Tryton applied there: the
     vendor's store was restored from a backup (or is another vendor's), and its new events take
     positions the bridge has passed. Following on would skip them; :meth:`TrytonBridge.run`

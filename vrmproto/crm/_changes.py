@@ -125,7 +125,12 @@ def _money(value: Mapping[str, Any]) -> Money:
 
 
 def changes_of(event: Mapping[str, Any]) -> tuple[Change, ...]:
-    """The changes ``event`` (the JSON of docs/events.md) asks of a CRM, in order."""
+    """The changes ``event`` (the JSON of docs/events.md) asks of a CRM, in order: none for
+    an event whose relationship the vendor deleted (``"forgotten": true``, its body gone:
+    §11.8-3), which a CRM reading the feed later — resynchronised, or newly connected — must
+    not learn from."""
+    if event.get("forgotten") is True:
+        return ()
     rel, kind, body = str(event["relationship"]), str(event["kind"]), event.get("body", {})
     stamp = f"{when(int(event['created']))} [{event['id']}]"
     personal = event.get("personal")

@@ -249,11 +249,14 @@ class Commit:
         save points and held data; a missing thread is ignored. Its outbox items and share
         notes stay (a customer deletes them explicitly), its replay records are left to expire
         with their window (§10-5). ``drop`` is how a relationship that never reached an
-        agreement expires (spec §11.8-3).
+        agreement expires (spec §11.8-3): its events of the kinds a relationship has before an
+        agreement keep their place, id and kind but no longer what the message said (``data``
+        without its body, ``"forgotten": true``; ``_redact.forgotten``), found through the
+        index ``events_unagreed`` (schema 15, PostgreSQL's 11).
     22. ``unset`` — delete meta keys; a missing key is ignored.
     23. ``events`` — insert :class:`EventRecord` (the store assigns ``pos`` in order). An id
         has no rule of its own in the store: it is its message's hash, whose history slot is
-        in the same Commit (§8.2-2). Events outlive ``drop``.
+        in the same Commit (§8.2-2). Events outlive ``drop``, forgotten (part 21).
     24. ``event_cursors`` — upsert ``(name, pos)``: how far a consumer has read the feed.
     25. ``dead_letters_done`` — delete ``(name, pos)``. 26. ``dead_letters`` — upsert
         :class:`DeadLetter` by ``(name, pos)``.

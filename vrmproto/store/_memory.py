@@ -44,9 +44,11 @@ from vrmproto.store._locks import LocalLocks
 from vrmproto.store._redact import (
     LEGACY,
     NEVER,
+    UNAGREED,
     UPDATED,
     Redaction,
     carried,
+    forgotten,
     governed,
     needle,
     stripped,
@@ -288,6 +290,7 @@ class MemoryStore(AsyncClosing):
             )  # fmt: skip
             ids.append(item_id)
         self._apply_rows(c)
+        self._forget_threads(c.drop)
         for thread in c.drop:
             self._drop(thread)
         for key in c.unset:
@@ -383,6 +386,19 @@ class MemoryStore(AsyncClosing):
                 after = stripped(e.personal, gone)
                 if after != e.personal:
                     self._events[i] = dataclasses.replace(e, personal=after)
+
+    def _forget_threads(self, threads: Collection[bytes]) -> None:
+        """Part 21 for the feed, as :func:`vrmproto.store._sqlite_events.forget_threads`: the
+        events of the kinds a relationship has before an agreement, of each deleted thread,
+        keep their place and kind but not what the message said (§11.8-3)."""
+        if not threads:
+            return
+        gone = set(threads)
+        for i, e in enumerate(self._events):
+            if e.thread in gone and e.kind in UNAGREED:
+                after = forgotten(e.data)
+                if after != e.data:
+                    self._events[i] = dataclasses.replace(e, data=after)
 
     def _drop(self, thread: bytes) -> None:
         """Delete ``thread`` and every row of it but outbox items and share notes."""

@@ -154,6 +154,7 @@ async def apply_commit(conn: Connection, c: Commit) -> tuple[int, ...]:
         ids = tuple(sorted(int(r[0]) for r in rows))
     await typed.apply_typed(conn, c)
     await feed.redact(conn, c.held_drop)
+    await feed.forget_threads(conn, c.drop)
     if c.drop:  # history first: its rows reference the relationship's
         await conn.execute("DELETE FROM history WHERE thread = ANY($1::bytea[])", list(c.drop))
         await conn.execute(

@@ -34,8 +34,10 @@ def _database_answer(exc: BaseException) -> bool:
 class Connections:
     """``size`` connections from ``connect``, each used by one statement at a time."""
 
-    def __init__(self, connect: Callable[[], Awaitable[Connection]], size: int) -> None:
+    def __init__(self, connect: Callable[[], Awaitable[Connection]], size: int,
+                 close_timeout_s: float | None = None) -> None:  # fmt: skip
         self._connect = connect
+        self._close_timeout_s = close_timeout_s  # a goodbye the server never answers
         self._idle: asyncio.Queue[Connection | None] = asyncio.Queue()
         for _ in range(size):
             self._idle.put_nowait(None)  # None: not opened yet
@@ -67,4 +69,4 @@ class Connections:
             conn = self._idle.get_nowait()
             if conn is not None:
                 with contextlib.suppress(Exception):
-                    await conn.close()
+                    await conn.close(timeout=self._close_timeout_s)

@@ -5,8 +5,9 @@
 so two transactions could commit their events out of ``pos`` order and a reader at the later
 one's ``pos`` would never see the earlier one's. So every transaction that writes events takes
 one transaction-level advisory lock just before (held to its COMMIT): events become visible in
-``pos`` order, whichever process wrote them. They are written last in a transaction, so the
-lock is held only for the insert and the commit. The statement that takes it also notifies
+``pos`` order, whichever process wrote them. The lock is the schema's
+(``_ORDER_AND_NOTIFY``). They are written last in a transaction, so the lock is held only for
+the insert and the commit. The statement that takes it also notifies
 every process's feed readers, when the transaction commits (:mod:`vrmproto.store._pg_notify`).
 """
 
@@ -17,17 +18,21 @@ from typing import TYPE_CHECKING, Any
 
 from vrmproto.store import _sqlite_events as lite
 from vrmproto.store._base import Commit
+from vrmproto.store._migrate_v15 import DELETED, DROPPED
 from vrmproto.store._pg_notify import CHANNEL
 from vrmproto.store._redact import (
     LEGACY,
     NEVER,
+    UNAGREED_SQL,
     UPDATED,
     Redaction,
     carried,
     dropped_before,
+    forgotten,
     governed,
     needle,
     stripped,
+    superseded_before,
 )
 from vrmproto.store._rows import DeadLetter, EventRecord, FailingEvent
 from vrmproto.store._trim import FLOOR_KEY, floor_value, trim_plan
@@ -36,7 +41,8 @@ if TYPE_CHECKING:
     from asyncpg import Connection
 
 __all__ = ["SCHEMA_V3", "SCHEMA_V5", "EventReads", "apply_events", "forget",
-           "forget_dropped_before", "redact", "trim"]  # fmt: skip
+           "forget_dropped_before", "forget_superseded_before", "forget_threads",
+           "migrate_10_to_11", "redact", "trim"]  # fmt: skip
 
 SCHEMA_V3 = (
     """CREATE TABLE events (
@@ -60,8 +66,15 @@ SCHEMA_V5 = (
     "WHERE personal IS NOT NULL",
 )
 
-#: The advisory lock key that orders event-writing transactions (any fixed 64-bit value).
-_ORDER_LOCK = 0x7672_6D5F_6576_6E74  # "vrm_evnt"
+#: What an event-writing transaction runs first: the advisory lock that orders the feed's
+#: writers (held to its COMMIT), and the notification of its readers (:mod:`._pg_notify`). The
+#: lock is the schema's: advisory locks belong to the database, and two vendors in two schemas
+#: of one database have two feeds whose orders are their own, so neither waits for the other's
+#: transactions. Two 32-bit keys (a constant, ``"vrm_"``, and the schema's name hashed): a key
+#: space of its own, apart from the one 64-bit keys of :func:`._pg_schema.advisory_key`; two
+#: schemas whose names hash alike only take turns, as all did before.
+_ORDER_AND_NOTIFY = ("SELECT pg_advisory_xact_lock(1987210591, hashtext(current_schema())), "
+                     "pg_notify($1, current_schema())")  # fmt: skip
 
 _INSERT = (
     f"INSERT INTO events ({lite.EVENT_COLUMNS}) SELECT * FROM unnest($1::text[], $2::bytea[], "  # noqa: S608
@@ -153,6 +166,58 @@ async def forget_dropped_before(conn: Connection) -> None:
     await _rewrite(conn, dropped_before(first, sources, holds, legacy))
 
 
+async def forget_threads(conn: Connection, threads: Sequence[bytes]) -> None:
+    """Part 21 for the feed, as SQLite's :func:`._sqlite_events.forget_threads`: the events of
+    the kinds a relationship has before an agreement, of each deleted thread, keep their place
+    and kind but not what the message said (§11.8-3), found through ``events_unagreed``."""
+    if threads:
+        await _rewrite_data(conn, [
+            (int(pos), after) for pos, data in await conn.fetch(
+                f"SELECT pos, data FROM events WHERE thread = ANY($1::bytea[]) "  # noqa: S608
+                f"AND {UNAGREED_SQL} FOR UPDATE", list(threads))
+            if (after := forgotten(bytes(data))) != bytes(data)])  # fmt: skip
+
+
+async def _rewrite_data(conn: Connection, changed: Sequence[tuple[int, bytes]]) -> None:
+    """Set the ``data`` of each event ``(pos, data)`` of ``changed``."""
+    if changed:
+        positions, datas = zip(*changed, strict=True)
+        await conn.execute(
+            "UPDATE events SET data = d.data FROM unnest($1::int8[], $2::bytea[]) "
+            "AS d(pos, data) WHERE events.pos = d.pos", list(positions), list(datas))
+
+
+async def forget_superseded_before(conn: Connection) -> None:
+    """Take out of the feed the values that shares dropped before session 20 had replaced
+    (:func:`._redact.superseded_before`): once, in schema step 10 → 11 (:mod:`._pg_schema`),
+    as SQLite's step to 15 does (:mod:`._migrate_v15`)."""
+    dropped: dict[bytes, list[int]] = {}
+    for thread, pos in await conn.fetch(DROPPED):
+        dropped.setdefault(bytes(thread), []).append(int(pos))
+    if not dropped:
+        return
+    threads = list(dropped)
+    sources = {(bytes(t), bytes(h)): int(pos) for pos, t, h in await conn.fetch(
+        "SELECT pos, thread, msg_hash FROM events WHERE kind IN ('data.shared', $1) "
+        "AND thread = ANY($2::bytea[])", UPDATED, threads)}  # fmt: skip
+    holds = {(bytes(t), field): bytes(share) for t, field, share in await conn.fetch(
+        "SELECT thread, field, share FROM held WHERE thread = ANY($1::bytea[])",
+        threads)}  # fmt: skip
+    found = [(int(pos), bytes(t), bytes(personal)) for pos, t, personal in await conn.fetch(
+        "SELECT pos, thread, personal FROM events WHERE personal IS NOT NULL "
+        "AND thread = ANY($1::bytea[]) FOR UPDATE", threads)]  # fmt: skip
+    await _rewrite(conn, superseded_before(dropped, sources, holds, found))
+
+
+async def migrate_10_to_11(conn: Connection) -> None:
+    """Schema step 10 → 11 (SQLite's 14 → 15, :mod:`._migrate_v15`): the values shares dropped
+    before had replaced go from the feed, ``events_unagreed`` is made, and the events of
+    relationships deleted before forget what they said."""
+    await forget_superseded_before(conn)
+    await conn.execute(f"CREATE INDEX events_unagreed ON events (thread) WHERE {UNAGREED_SQL}")
+    await forget_threads(conn, [bytes(t) for (t,) in await conn.fetch(DELETED)])
+
+
 async def _rewrite(conn: Connection, changed: Sequence[tuple[int, bytes | None]]) -> None:
     """Set the ``personal`` of each event ``(pos, personal)`` of ``changed``."""
     if changed:
@@ -168,8 +233,7 @@ async def apply_events(conn: Connection, commits: Sequence[Commit]) -> None:
     """Parts 23–28 of ``commits``, in order (events in Commit order)."""
     events = [lite.event_row(e) for c in commits for e in c.events]
     if events:  # in order; and every process's feed readers wake at COMMIT (_pg_notify)
-        await conn.execute("SELECT pg_advisory_xact_lock($1), pg_notify($2, current_schema())",
-                           _ORDER_LOCK, CHANNEL)  # fmt: skip
+        await conn.execute(_ORDER_AND_NOTIFY, CHANNEL)
         await conn.execute(_INSERT, *(list(col) for col in zip(*events, strict=True)))
     for c in commits:
         if not lite.has_event_parts(c):
@@ -203,6 +267,7 @@ class EventReads:
     async def events(
         self, after: int = 0, limit: int = 100, *, thread: bytes | None = None
     ) -> list[EventRecord]:
+        after = min(after, lite.LAST_POS)  # after every event (lite.LAST_POS)
         if thread is None:
             found = await self._rows(
                 lite.SELECT_EVENT + "WHERE pos > $1 ORDER BY pos LIMIT $2", after, limit

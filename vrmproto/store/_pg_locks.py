@@ -43,8 +43,10 @@ _UNLOCK = "SELECT pg_advisory_unlock($1)"
 class AdvisoryLocks:
     """Named advisory locks on one dedicated connection (see the module docstring)."""
 
-    def __init__(self, connect: Callable[[], Awaitable[Connection]], schema: str) -> None:
+    def __init__(self, connect: Callable[[], Awaitable[Connection]], schema: str,
+                 close_timeout_s: float | None = None) -> None:  # fmt: skip
         self._connect = connect
+        self._close_timeout_s = close_timeout_s
         self._schema = schema
         self._local = LocalLocks()
         self._conn: Connection | None = None
@@ -100,5 +102,5 @@ class AdvisoryLocks:
         async with self._use:
             if self._conn is not None:
                 with contextlib.suppress(Exception):
-                    await self._conn.close()
+                    await self._conn.close(timeout=self._close_timeout_s)
                 self._conn = None

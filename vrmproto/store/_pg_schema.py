@@ -20,7 +20,10 @@ the events a webhook is retrying (SQLite's version 12, :mod:`vrmproto.store._mig
 9 changes no table: it takes the values of shares dropped before out of the feed's older address
 updates, once (:func:`._pg_events.forget_dropped_before`, as SQLite's version 13 does); version
 10 changes no table either: from it on ``relationships.data`` may hold the core's stored state
-form, which older code cannot read (SQLite's version 14). All use
+form, which older code cannot read (SQLite's version 14); version 11 takes out of the feed, once,
+the values that shares dropped before session 20 had replaced and what deleted relationships said,
+and indexes by thread the events of the kinds a relationship has before an agreement
+(:func:`._pg_events.migrate_10_to_11`, SQLite's version 15). All use
 PostgreSQL types: ``bytea`` for bytes, ``bigint`` for milliseconds, an identity column for outbox
 ids (never reused). The columns holding envelopes and opaque state are ``STORAGE EXTERNAL``:
 signed msgpack and ciphertext do not compress, so trying costs CPU for nothing, and what
@@ -36,7 +39,12 @@ from typing import TYPE_CHECKING
 
 from vrmproto.store._base import StoreError
 from vrmproto.store._migrate_v12 import PG_SCHEMA_V8
-from vrmproto.store._pg_events import SCHEMA_V3, SCHEMA_V5, forget_dropped_before
+from vrmproto.store._pg_events import (
+    SCHEMA_V3,
+    SCHEMA_V5,
+    forget_dropped_before,
+    migrate_10_to_11,
+)
 from vrmproto.store._pg_rows import SCHEMA_V2, SCHEMA_V4, SCHEMA_V7
 from vrmproto.store._rel_query import INDEXES as REL_INDEXES
 
@@ -76,12 +84,14 @@ _V1 = (
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, REL_INDEXES, SCHEMA_V7, PG_SCHEMA_V8, (), (),
+    (),
 )  # fmt: skip
 """``MIGRATIONS[n]`` takes the schema from version n to n + 1: statements run in one transaction,
 with the store's schema first on ``search_path``, then ``STEPS[n]`` if there is one."""
 
 #: What a step does besides its statements, by the version it starts from.
-STEPS: dict[int, Callable[[Connection], Awaitable[None]]] = {8: forget_dropped_before}
+STEPS: dict[int, Callable[[Connection], Awaitable[None]]] = {
+    8: forget_dropped_before, 10: migrate_10_to_11}
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

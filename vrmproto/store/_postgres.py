@@ -22,9 +22,12 @@ writer waits for its flush, the others fill and send the next batches, and Postg
 concurrent transactions' WAL together — across processes too.
 
 A lost connection makes the batch on it fail with :class:`StoreError`; the writer reconnects for
-the next one. If the connection broke after COMMIT was sent, the outcome is unknown to this
-process: the Commit may have landed. A caller that retries then meets :class:`StoreConflict` on
-the message's dedupe key and answers with the stored response, as for any replay.
+the next one. So does one that answers nothing for :attr:`PostgresConfig.command_timeout_s` (a
+database host gone without a reset), and a lock another session keeps for
+:attr:`PostgresConfig.lock_timeout_ms`. If the connection broke after COMMIT was sent, the
+outcome is unknown to this process: the Commit may have landed. A caller that retries then meets
+:class:`StoreConflict` on the message's dedupe key and answers with the stored response, as for
+any replay.
 
 Reads run on :attr:`PostgresConfig.pool_size` connections handed out in turn
 (:mod:`vrmproto.store._pg_conns`); each sees every Commit whose future has resolved. Locks
@@ -109,7 +112,8 @@ class PostgresConfig:
     """Where the store is and how many connections it opens (``pool_size + writers + 1``).
 
     ``dsn`` is a libpq-style ``postgresql://`` URL as asyncpg reads it. :meth:`from_url` also
-    takes the settings below from its query (``?vrm_schema=…&vrm_pool_size=…&vrm_writers=…``).
+    takes the settings below from its query (``?vrm_schema=…&vrm_pool_size=…&vrm_writers=…``,
+    ``vrm_batch_cap``, ``vrm_lock_timeout_ms``, ``vrm_command_timeout_s``).
     """
 
     dsn: str
@@ -118,11 +122,30 @@ class PostgresConfig:
     writers: int = 2  # connections each running group transactions
     batch_cap: int = 256  # most Commits one transaction takes
     connect_timeout_s: float = 10.0
+    #: How long a statement may wait for a lock another session holds (PostgreSQL's
+    #: ``lock_timeout``; 0: for ever). Past it the statement fails, and with it the Commits of
+    #: its transaction (:class:`StoreError`, nothing written): a lock kept by another program
+    #: or a session left open ends in errors the customers retry, not in requests that hang.
+    #: The store's own waits (a row another writer commits, the feed's order) last
+    #: milliseconds. Opening the store (the schema steps) waits for ever.
+    lock_timeout_ms: int = 10_000
+    #: How long the store waits for PostgreSQL's answer to a statement (asyncpg's
+    #: ``command_timeout``) before it takes the connection for lost: a database host gone
+    #: without a reset (a failover, a cut network) leaves a connection that answers nothing
+    #: until TCP gives up, a quarter of an hour or for ever. The statement fails with
+    #: :class:`StoreError` (a COMMIT's outcome is then unknown, as after any lost connection)
+    #: and the connection is dropped without waiting for the server. Opening the store (the
+    #: schema steps) has no such limit.
+    command_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         check_schema_name(self.schema)
         if self.pool_size < 1 or self.writers < 1 or self.batch_cap < 1:
             raise ValueError("pool_size, writers and batch_cap must be at least 1")
+        if self.lock_timeout_ms < 0:
+            raise ValueError("lock_timeout_ms must be 0 (none) or more")
+        if not self.command_timeout_s > 0:
+            raise ValueError("command_timeout_s must be more than 0")
 
     @classmethod
     def from_url(cls, url: str) -> PostgresConfig:
@@ -133,8 +156,10 @@ class PostgresConfig:
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
             if key == "vrm_schema":
                 ours["schema"] = value
-            elif key in ("vrm_pool_size", "vrm_writers", "vrm_batch_cap"):
+            elif key in ("vrm_pool_size", "vrm_writers", "vrm_batch_cap", "vrm_lock_timeout_ms"):
                 ours[key.removeprefix("vrm_")] = int(value)
+            elif key == "vrm_command_timeout_s":
+                ours["command_timeout_s"] = float(value)
             else:
                 theirs.append((key, value))
         return cls(urlunsplit(parts._replace(query=urlencode(theirs))), **ours)
@@ -192,9 +217,9 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
         self._closed = True
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._writers: list[asyncio.Task[None]] = []
-        self._readers = Connections(self._connect, config.pool_size)
+        self._readers = Connections(self._connect, config.pool_size, config.command_timeout_s)
         self._started = False
-        self._locks = AdvisoryLocks(self._connect, config.schema)
+        self._locks = AdvisoryLocks(self._connect, config.schema, config.command_timeout_s)
         self.notices = EventNotices(self._connect, config.schema)
 
     @classmethod
@@ -206,14 +231,17 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
         await store.start()
         return store
 
-    def _settings(self) -> dict[str, str]:
+    def _settings(self, *, waits: bool = False) -> dict[str, str]:
         return {
             "search_path": self.config.schema,
             "synchronous_commit": "on",
             "application_name": f"vrmproto {self.config.schema}",
+            "lock_timeout": "0" if waits else str(self.config.lock_timeout_ms),
         }
 
-    async def _connect(self) -> Connection:
+    async def _connect(self, *, waits: bool = False) -> Connection:
+        """A connection with the store's settings; ``waits``: without the lock timeout (the
+        schema steps, which wait for another process's step however long it takes)."""
         try:
             asyncpg = importlib.import_module("asyncpg")
         except ImportError as exc:
@@ -224,7 +252,8 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
             conn: Connection = await asyncpg.connect(
                 self.config.dsn,
                 timeout=self.config.connect_timeout_s,
-                server_settings=self._settings(),
+                command_timeout=None if waits else self.config.command_timeout_s,
+                server_settings=self._settings(waits=waits),
             )
         except (OSError, TimeoutError) as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
@@ -237,7 +266,7 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
         if self._started:
             raise StoreError("store already started")
         self._started = True
-        conn = await self._connect()
+        conn = await self._connect(waits=True)
         try:
             await migrate(conn, self.config.schema)
         except Exception as exc:
@@ -282,7 +311,7 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
         finally:
             if conn is not None:
                 with contextlib.suppress(Exception):
-                    await conn.close()
+                    await conn.close(timeout=self.config.command_timeout_s)
 
     async def _run_batch(self, conn: Connection | None, batch: list[_Job]) -> Connection | None:
         """One transaction for ``batch`` (retried whole after a deadlock); resolve its futures.
@@ -311,9 +340,8 @@ class PostgresStore(TypedReads, EventReads, AsyncClosing):
         for job in batch:
             _settle(job.future, error)
         if conn is not None and (_sqlstate(failure) is None or conn.is_closed()):
-            with contextlib.suppress(Exception):
-                await conn.close()  # not a database answer: the connection is suspect
-            conn = None
+            conn.terminate()  # not a database answer: the connection is suspect (and may
+            conn = None  # never answer again: no goodbye awaited)
         return conn
 
     def _count(self, outcomes: list[Exception | None], size: int) -> None:

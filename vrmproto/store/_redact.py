@@ -39,16 +39,29 @@ of each field a dropped share governed (:func:`governed`: its own, and those hel
 the updates) that the vendor holds no more after the drop, every value goes from every event of
 the thread, a data.shared event's too (:func:`stripped`): a reader of the whole feed ends with
 what the vendor holds.
+
+The stores do that since session 20 (schema 14, PostgreSQL's 10). A share dropped before left
+the values it had replaced in the earlier events, and its own event no longer says which fields
+it carried: :func:`superseded_before` is the one-time pass the schema step that upgrades a
+store runs (SQLite's 15, PostgreSQL's 11). Of each event of a thread that has a dropped share
+(a data.shared event without ``personal``), a field goes when the vendor holds no value of it,
+or when the message it holds the field from came later in the feed than a dropped share that
+itself came after the event: a value the dropped share may have replaced, before the field was
+given again. The value the vendor holds is never taken (its message is not earlier than that
+share), nor a value of a field given again with no share dropped between (a reader in order
+replaces it anyway); one no dropped share replaced may go too, as with :func:`dropped_before`.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["LEGACY", "NEVER", "UPDATED", "Redaction", "carried", "dropped_before", "governed",
-           "needle", "redacted", "share_id", "stripped", "without"]  # fmt: skip
+__all__ = ["LEGACY", "NEVER", "UNAGREED", "UNAGREED_SQL", "UPDATED", "Redaction", "carried",
+           "dropped_before", "forgotten", "governed", "needle", "redacted", "share_id", "stripped",
+           "superseded_before", "without"]  # fmt: skip
 
 #: The kind of the events whose ``personal`` holds fields under other events' shares.
 UPDATED = "address.updated"
@@ -56,6 +69,26 @@ UPDATED = "address.updated"
 LEGACY = b'"field_shares":'
 #: A feed position after every event: the legacy bound of a share whose event kept no fields.
 NEVER = 2**62
+
+#: The kinds of the events a relationship can have before it reaches an agreement (§7.2): all a
+#: relationship that expires without one (§11.8-3, ``Commit.drop``) ever has.
+UNAGREED = ("intentcast.received", "key.rotated", "offer.declined", "offer.sent",
+            "relationship.ended", "relationship.opened", "terms.countered", "terms.offered",
+            "terms.rejected")  # fmt: skip
+#: The SQL condition on them, the same text in the partial index (``events_unagreed``) and in
+#: the statements that use it (SQLite uses a partial index only for a condition it repeats).
+UNAGREED_SQL = "kind IN (" + ", ".join(f"'{kind}'" for kind in UNAGREED) + ")"
+
+
+def forgotten(data: bytes) -> bytes:
+    """An event's ``data`` once its relationship is deleted (§11.8-3): what the message said
+    (``body``) goes, the rest stays (its type, sender and time), with ``"forgotten": true``.
+    The same bytes when it is forgotten already."""
+    found: dict[str, Any] = json.loads(data)
+    if found.get("forgotten") is True:
+        return data
+    return json.dumps({**found, "body": {}, "forgotten": True}, separators=(",", ":"),
+                      sort_keys=True).encode()  # fmt: skip
 
 
 def share_id(share: bytes) -> str:
@@ -189,4 +222,34 @@ def dropped_before(first: Mapping[bytes, int], sources: Mapping[tuple[bytes, byt
         after = redacted(personal, (), gone)
         if after != personal:
             out.append((pos, after))
+    return out
+
+
+def superseded_before(dropped: Mapping[bytes, Sequence[int]],
+                      sources: Mapping[tuple[bytes, bytes], int],
+                      holds: Mapping[tuple[bytes, str], bytes],
+                      found: Iterable[tuple[int, bytes, bytes]]
+                      ) -> list[tuple[int, bytes | None]]:  # fmt: skip
+    """The one-time pass over the values that shares dropped before session 20 had replaced
+    (see the module): ``(pos, personal)`` of every event whose ``personal`` changes.
+
+    ``dropped``: per thread, the positions of its data.shared events without ``personal``, in
+    ascending order; ``sources``: the position of each data.shared and address.updated event,
+    by ``(thread, msg_hash)``; ``holds``: of each field held, by ``(thread, field)``, the message
+    it is held from (``held.share``); ``found``: ``(pos, thread, personal)`` of the events of
+    those threads that carry personal data. A message with no event (trimmed from the feed's
+    oldest end) is older than every event."""
+    out = []
+    for pos, thread, personal in found:
+        drops = dropped.get(thread, ())
+        after = bisect.bisect_right(drops, pos)  # the first dropped share later than the event
+        if after == len(drops):
+            continue
+        fields = json.loads(personal)["fields"]
+        gone = {name for name in fields
+                if (source := holds.get((thread, name))) is None
+                or sources.get((thread, source), -1) > drops[after]}  # fmt: skip
+        rest = stripped(personal, gone)
+        if rest != personal:
+            out.append((pos, rest))
     return out

@@ -65,7 +65,8 @@ out of older address.updated events (:mod:`vrmproto.store._migrate_v13`,
 it on a relationship's ``data`` may hold the core's stored state form (its shares in fixed-width
 entries that keep their places, :meth:`vrmproto.Relationship.to_state`), which older code cannot
 read — the version makes it refuse the file instead (rows written before stay as they are and
-are read as before).
+are read as before); version 15 changes no table either: it takes out of the feed, once, the
+values that shares dropped before session 20 had replaced (:mod:`vrmproto.store._migrate_v15`).
 
 Files (spec §11.13-1). The database holds histories and, at a vendor, customers' shared data in
 clear, so :meth:`SQLiteStore.open` creates it with mode 0600 (SQLite gives its ``-wal`` and
@@ -149,6 +150,7 @@ from vrmproto.store._migrate_v10 import migrate_9_to_10
 from vrmproto.store._migrate_v11 import migrate_10_to_11
 from vrmproto.store._migrate_v12 import migrate_11_to_12
 from vrmproto.store._migrate_v13 import migrate_12_to_13
+from vrmproto.store._migrate_v15 import migrate_14_to_15
 from vrmproto.store._rel_query import RelationshipsWhere, migrate_6_to_7
 from vrmproto.store._trim import TRIM_BATCH
 
@@ -268,6 +270,7 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     migrate_11_to_12,
     migrate_12_to_13,
     _migrate_13_to_14,
+    migrate_14_to_15,
 )
 """``_MIGRATIONS[n]`` takes the schema from version n to n + 1 (``PRAGMA user_version``)."""
 
@@ -517,6 +520,7 @@ def _apply_after_relationships(conn: sqlite3.Connection, c: Commit) -> tuple[int
     )
     typed.apply_rows(conn, c)
     feed.redact(conn, c.held_drop)
+    feed.forget_threads(conn, c.drop)
     for thread in c.drop:  # history first: its rows reference the relationship's
         conn.execute("DELETE FROM history WHERE thread = ?", (thread,))
         conn.execute("DELETE FROM relationships WHERE thread = ?", (thread,))

@@ -17,10 +17,12 @@ from vrmproto.store._base import Commit
 from vrmproto.store._redact import (
     LEGACY,
     NEVER,
+    UNAGREED_SQL,
     UPDATED,
     Redaction,
     carried,
     dropped_before,
+    forgotten,
     governed,
     needle,
     stripped,
@@ -31,13 +33,16 @@ from vrmproto.store._trim import FLOOR_KEY, floor_value, trim_plan
 __all__ = [
     "EVENT_COLUMNS",
     "FORGOTTEN",
+    "LAST_POS",
     "PERSONAL_INDEX",
     "SCHEMA_V4",
+    "UNAGREED_INDEX",
     "apply_events",
     "event_record",
     "event_row",
     "forget",
     "forget_dropped_before",
+    "forget_threads",
     "has_event_parts",
     "migrate_3_to_4",
     "migrate_5_to_6",
@@ -167,6 +172,27 @@ def redact(conn: sqlite3.Connection, held_drop: Sequence[tuple[bytes, bytes]]) -
                 if (after := stripped(bytes(personal), unheld)) != personal])  # fmt: skip
 
 
+#: The events of the kinds a relationship has before an agreement, by thread (schema 15): what
+#: :func:`forget_threads` rewrites when a relationship that never reached one is deleted. A
+#: relationship has one ``relationship.opened`` and few others of them once it agreed; an
+#: intentcast's thread (one per intentcast) all of its events.
+UNAGREED_INDEX = f"CREATE INDEX events_unagreed ON events(thread) WHERE {UNAGREED_SQL}"
+
+
+def forget_threads(conn: sqlite3.Connection, threads: Sequence[bytes]) -> None:
+    """Part 21 for the feed: the events of each deleted thread keep their place and kind but not
+    what the message said (:func:`._redact.forgotten`): a relationship that expires without an
+    agreement goes with the data the vendor holds from it (§11.8-3), and its events are copies
+    of its history's bodies. Only the kinds a relationship has before an agreement: the library
+    deletes no other (``_expiry``), and these are found through ``events_unagreed``."""
+    for thread in threads:
+        conn.executemany("UPDATE events SET data = ? WHERE pos = ?", [
+            (after, pos) for pos, data in conn.execute(
+                f"SELECT pos, data FROM events WHERE thread = ? AND {UNAGREED_SQL}",  # noqa: S608
+                (thread,)).fetchall()
+            if (after := forgotten(bytes(data))) != data])  # fmt: skip
+
+
 def forget_dropped_before(conn: sqlite3.Connection) -> None:
     """Take the values of shares dropped before the feed named ``field_shares`` out of the
     address.updated events written before it (:func:`._redact.dropped_before`): once, in the
@@ -240,9 +266,16 @@ def read_failing(conn: sqlite3.Connection, name: str | None) -> list[FailingEven
     return [failing_record(r) for r in rows.fetchall()]
 
 
+#: The highest position a store can hand out (a signed 64-bit integer, SQLite's and
+#: PostgreSQL's): a reader after it (``vrm vendor events --since 99999999999999999999``) is
+#: after every event, not an error of the database's.
+LAST_POS = 2**63 - 1
+
+
 def read_events(
     conn: sqlite3.Connection, after: int, limit: int, thread: bytes | None
 ) -> list[EventRecord]:
+    after = min(after, LAST_POS)
     if thread is None:
         rows = conn.execute(SELECT_EVENT + "WHERE pos > ? ORDER BY pos LIMIT ?", (after, limit))
     else:
