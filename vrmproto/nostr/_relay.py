@@ -33,10 +33,18 @@ __all__ = ["PUMP_QUEUE", "SEEN_WINDOW", "PublishResult", "Relay", "RelayError", 
 log = logging.getLogger("vrmproto.nostr")
 #: The largest relay message read (bytes): an envelope (§10-1) in base64 and its event around it.
 MAX_RELAY_MESSAGE = 1 << 20
+#: The most characters of a relay's own words (an ``OK`` refusal, a ``NOTICE``) kept.
+MAX_RELAY_WORDS = 200
 #: How many event ids a :class:`RelayPool` subscription remembers to drop copies (§15.5-2).
 SEEN_WINDOW = 16_384
 #: How many events of one relay wait, at most, for the subscriber to take them.
 PUMP_QUEUE = 256
+
+
+def _said(text: str) -> str:
+    """What a relay said (an ``OK`` refusal, a ``NOTICE``), cut to :data:`MAX_RELAY_WORDS`
+    characters: it is shown to the person, and a relay may send a megabyte of it."""
+    return text if len(text) <= MAX_RELAY_WORDS else text[:MAX_RELAY_WORDS] + "…"
 
 
 class RelayError(TransportError):
@@ -111,17 +119,23 @@ class Relay:
             self._fail_all("the relay closed the connection")
 
     def _dispatch(self, text: str) -> None:
+        """Take one relay message. Never raises, whatever the relay sent: the reader would end
+        with it, and the relay's subscriptions with it (§15.5-4: a relay is not trusted)."""
         try:
             msg = json.loads(text)
-            kind = msg[0]
-        except (ValueError, IndexError, KeyError, TypeError):
+        except (ValueError, RecursionError):  # RecursionError: [[[[…]]]] nested past the stack
             log.debug("%s: unreadable message dropped", self.url)
             return
-        if kind == "OK" and len(msg) >= 3 and (fut := self._oks.get(str(msg[1]))):
+        if not (isinstance(msg, list) and len(msg) >= 2 and isinstance(msg[0], str)
+                and isinstance(msg[1], str)):  # fmt: skip
+            log.debug("%s: message of no known form dropped", self.url)
+            return
+        kind, ref = msg[0], msg[1]
+        if kind == "OK" and len(msg) >= 3 and (fut := self._oks.get(ref)):
             if not fut.done():
-                fut.set_result((msg[2] is True, str(msg[3]) if len(msg) > 3 else ""))
-        elif kind in ("EVENT", "EOSE", "CLOSED") and len(msg) >= 2 and (q := self._subs.get(
-                str(msg[1]))) is not None:  # fmt: skip
+                why = msg[3] if len(msg) > 3 and isinstance(msg[3], str) else ""
+                fut.set_result((msg[2] is True, _said(why)))
+        elif kind in ("EVENT", "EOSE", "CLOSED") and (q := self._subs.get(ref)) is not None:
             if kind == "EVENT" and q.qsize() >= PUMP_QUEUE:  # read no faster than it is taken
                 self.dropped += 1
                 log.debug("%s: subscriber behind, event dropped", self.url)
@@ -129,7 +143,7 @@ class Relay:
             q.put_nowait(msg[2] if kind == "EVENT" and len(msg) > 2 else
                          None if kind == "CLOSED" else "EOSE")  # fmt: skip
         elif kind == "NOTICE":
-            log.info("%s: notice: %s", self.url, msg[1:2])
+            log.info("%s: notice: %s", self.url, _said(ref))
 
     async def _send(self, msg: list[Any]) -> None:
         if self._ws is None or self._ws.closed:

@@ -1,0 +1,154 @@
+"""A relay client on a hostile open network (spec §15.5): relays that send what they like, stall,
+refuse or go away. Every relay here is an aiohttp server on 127.0.0.1 scripted by the test.
+
+Before:
+
+- a relay that sent deeply nested JSON (``[[[[…]]]]``, 100 kB) crashed the client's reader with
+  ``RecursionError``: the subscription ended without its events, and closing the pool raised it,
+  so ``vrm vendor serve --relay`` lost its relay listener for good (it retries on RelayError
+  only) and ``vrm relay intent`` ended in a traceback;
+- a relay that never sent EOSE for a REQ made every ``until_eose`` read wait for ever: ``vrm
+  intent new --relay`` and ``vrm relay answers`` hung on one such relay among good ones;
+- a relay that took the TCP connection and never answered the websocket handshake held the
+  pool's connect for aiohttp's default 5 minutes (the relay's ``timeout_s`` was not applied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vrmproto import Intentcast, MasterSeed, sign_message
+from vrmproto.nostr import (
+    KIND_INTENTCAST,
+    Event,
+    NostrKey,
+    Relay,
+    RelayError,
+    RelayPool,
+    intentcast_event,
+)
+
+Handler = Callable[[web.WebSocketResponse, list[Any]], Awaitable[None]]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def cast(what: str = "suv rental") -> Event:
+    """A relayed intentcast from a throw-away identity and key."""
+    seed = MasterSeed(os.urandom(32))
+    intent_id = os.urandom(16)
+    identity = seed.for_intent(intent_id)
+    now = now_ms()
+    body = Intentcast(what=what, reply_by=now + 60_000, constraints=(), memberships=())
+    msg = sign_message(body, identity=identity, recipient=identity.public_key,
+                       thread=os.urandom(16), prev=None, now=now, msg_id=os.urandom(16),
+                       lifetime_ms=60_000)  # fmt: skip
+    return intentcast_event(msg, NostrKey.for_intent(seed.seed, intent_id), aux=os.urandom(32))
+
+
+@contextlib.asynccontextmanager
+async def scripted_relay(handle: Handler) -> AsyncIterator[str]:
+    """A relay on 127.0.0.1 that calls ``handle(socket, message)`` for each message a client
+    sends; yields its ``ws://`` URL."""
+
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        async for msg in sock:
+            await handle(sock, json.loads(msg.data))
+        return sock
+
+    app = web.Application()
+    app.router.add_get("/", ws)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"ws://127.0.0.1:{runner.addresses[0][1]}/"
+    finally:
+        await runner.cleanup()
+
+
+def serving(*events: Event, before: Sequence[str] = (), eose: bool = True) -> Handler:
+    """A handler that answers each REQ with the raw texts ``before``, then ``events``, then EOSE
+    (unless ``eose`` is False), and each EVENT with OK true."""
+
+    async def handle(sock: web.WebSocketResponse, m: list[Any]) -> None:
+        if m[0] == "REQ":
+            for text in before:
+                await sock.send_str(text)
+            for e in events:
+                await sock.send_str(json.dumps(["EVENT", m[1], e.to_json()]))
+            if eose:
+                await sock.send_str(json.dumps(["EOSE", m[1]]))
+        elif m[0] == "EVENT":
+            await sock.send_str(json.dumps(["OK", m[1]["id"], True, ""]))
+
+    return handle
+
+
+NESTED = "[" * 50_000 + "]" * 50_000
+
+
+async def test_deeply_nested_json_from_a_relay_is_dropped_and_the_subscription_goes_on() -> None:
+    good = cast()
+    junk = [NESTED, '{"a":' * 30_000 + "1" + "}" * 30_000]
+    async with (scripted_relay(serving(good, before=junk)) as url,
+                aiohttp.ClientSession() as session, RelayPool([url], session) as pool):  # fmt: skip
+        got = [e.id async for e in pool.subscribe({"kinds": [KIND_INTENTCAST]},
+                                                  until_eose=True)]  # fmt: skip
+        ws = pool.relays[0]._ws  # still up after the junk: the relay is still usable
+        assert ws is not None
+        assert not ws.closed
+    assert got == [good.id]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                    lambda kids: st.lists(kids, max_size=5)
+                    | st.dictionaries(st.text(max_size=5), kids, max_size=5), max_leaves=20),
+       st.sampled_from(["OK", "EVENT", "EOSE", "CLOSED", "NOTICE", "AUTH", "COUNT", 7]))
+def test_no_message_from_a_relay_makes_the_reader_raise(value: Any, kind: Any) -> None:
+    """Whatever JSON a relay sends — for a pending OK, a live subscription or nothing of ours —
+    the reader drops it or takes it; it never raises (the reader would end with it)."""
+    relay = Relay("ws://127.0.0.1:9", None)  # type: ignore[arg-type]  # never connected
+    relay._subs["s"] = asyncio.Queue()
+    loop = asyncio.new_event_loop()
+    try:
+        relay._oks["e"] = loop.create_future()
+        for msg in ([kind, "s", value], [kind, "e", value, value], [kind, value], value,
+                    [kind, value, value, value]):  # fmt: skip
+            relay._dispatch(json.dumps(msg))
+    finally:
+        loop.close()
+
+
+async def test_what_a_refusing_relay_says_is_cut_short() -> None:
+    """A relay's OK false carries its own words, shown to the person (``vrm relay intent``'s
+    error): a relay may send a megabyte of them; at most MAX_RELAY_WORDS are kept."""
+
+    async def refuse(sock: web.WebSocketResponse, m: list[Any]) -> None:
+        if m[0] == "EVENT":
+            await sock.send_str(json.dumps(["OK", m[1]["id"], False, "blocked: " + "x" * 500_000]))
+
+    async with (scripted_relay(refuse) as url, aiohttp.ClientSession() as s,
+                Relay(url, s) as relay):  # fmt: skip
+        with pytest.raises(RelayError, match="blocked: x") as caught:
+            await relay.publish(cast())
+    assert len(str(caught.value)) < 300
