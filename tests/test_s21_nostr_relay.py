@@ -139,6 +139,32 @@ def test_no_message_from_a_relay_makes_the_reader_raise(value: Any, kind: Any) -
         loop.close()
 
 
+async def test_a_relay_that_never_ends_its_stored_events_does_not_hang_the_read() -> None:
+    """One relay answers REQ with an event and then nothing, for ever (no EOSE); the other is
+    fine. A read of the stored events ends after the relays' timeout with the good relay's
+    events and the silent relay's, not never."""
+    a, b = cast(), cast()
+    async with (scripted_relay(serving(a, eose=False)) as stalled,
+                scripted_relay(serving(b)) as fine,
+                aiohttp.ClientSession() as session,
+                RelayPool([stalled, fine], session, timeout_s=0.5) as pool):  # fmt: skip
+        async with asyncio.timeout(10):
+            got = {e.id async for e in pool.subscribe({"kinds": [KIND_INTENTCAST]},
+                                                      until_eose=True)}  # fmt: skip
+    assert got == {a.id, b.id}
+
+
+async def test_a_single_relay_with_no_eose_is_a_relay_error() -> None:
+    async with (scripted_relay(serving(eose=False)) as stalled, aiohttp.ClientSession() as s,
+                Relay(stalled, s, timeout_s=0.3) as relay):  # fmt: skip
+        async def read() -> list[Event]:
+            async with asyncio.timeout(10):
+                return [e async for e in relay.subscribe({"kinds": [1]}, until_eose=True)]
+
+        with pytest.raises(RelayError, match="EOSE"):
+            await read()
+
+
 async def test_what_a_refusing_relay_says_is_cut_short() -> None:
     """A relay's OK false carries its own words, shown to the person (``vrm relay intent``'s
     error): a relay may send a megabyte of them; at most MAX_RELAY_WORDS are kept."""

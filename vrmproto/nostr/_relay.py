@@ -172,13 +172,19 @@ class Relay:
                         ) -> AsyncIterator[Event]:  # fmt: skip
         """The events matching ``filters``, stored ones first, then live ones as they come
         (or only the stored ones with ``until_eose``). Events whose id or signature fails are
-        dropped (§15.1-2). Ends when the relay closes the subscription or the connection."""
+        dropped (§15.1-2). Ends when the relay closes the subscription or the connection.
+
+        With ``until_eose``, the relay has ``timeout_s`` to send its stored events and say it
+        has (EOSE); a relay that does not (stalled, or sending for ever) is a :class:`RelayError`
+        once that time is up, with the events it sent before already yielded."""
         sub = secrets.token_hex(8)
         q: asyncio.Queue[Any] = asyncio.Queue()
         self._subs[sub] = q
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout if until_eose else None
         try:
             await self._send(["REQ", sub, *filters])
-            while (item := await q.get()) is not None:
+            while (item := await self._next(q, deadline)) is not None:
                 if item == "EOSE":
                     if until_eose:
                         return
@@ -192,6 +198,17 @@ class Relay:
             if self._ws is not None and not self._ws.closed:
                 with contextlib.suppress(RelayError):
                     await self._send(["CLOSE", sub])
+
+
+    async def _next(self, q: asyncio.Queue[Any], deadline: float | None) -> Any:
+        """The next item of a subscription's queue, waiting until ``deadline`` (loop time)."""
+        if deadline is None:
+            return await q.get()
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await q.get()
+        except TimeoutError:
+            raise RelayError(f"{self.url}: sent no EOSE within {self._timeout:g} s") from None
 
 
 class _Recent:
