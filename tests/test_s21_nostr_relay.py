@@ -165,6 +165,24 @@ async def test_a_single_relay_with_no_eose_is_a_relay_error() -> None:
             await read()
 
 
+async def test_a_relay_that_never_answers_the_handshake_is_down_after_the_timeout() -> None:
+    """The port accepts TCP connections (the kernel does, into the backlog) and never says a
+    word: the relay is down after ``timeout_s``, and the pool goes on with the other relays."""
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        url = f"ws://127.0.0.1:{mute.getsockname()[1]}"
+        good = cast()
+        async with scripted_relay(serving(good)) as fine, aiohttp.ClientSession() as session:
+            started = time.monotonic()
+            async with asyncio.timeout(20), RelayPool([url, fine], session,
+                                                      timeout_s=0.5) as pool:  # fmt: skip
+                took = time.monotonic() - started
+                assert [r.url for r in pool.relays] == [fine]
+                assert "no answer within 0.5 s" in pool.down[url]
+    assert took < 5
+
+
 async def test_what_a_refusing_relay_says_is_cut_short() -> None:
     """A relay's OK false carries its own words, shown to the person (``vrm relay intent``'s
     error): a relay may send a megabyte of them; at most MAX_RELAY_WORDS are kept."""

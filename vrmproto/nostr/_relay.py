@@ -86,11 +86,17 @@ class Relay:
         await self.close()
 
     async def connect(self) -> None:
+        """Open the websocket, within ``timeout_s``: a relay that takes the connection and never
+        answers the handshake is down then, not after the HTTP library's minutes."""
+        ws_timeout = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=self._timeout)
         try:
-            self._ws = await self._session.ws_connect(
-                self.url, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=self._timeout),
-                max_msg_size=MAX_RELAY_MESSAGE, heartbeat=30)  # fmt: skip
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            async with asyncio.timeout(self._timeout):
+                self._ws = await self._session.ws_connect(
+                    self.url, timeout=ws_timeout, max_msg_size=MAX_RELAY_MESSAGE, heartbeat=30)
+        except TimeoutError:
+            raise RelayError(f"{self.url}: cannot connect: no answer within {self._timeout:g} s"
+                             ) from None  # fmt: skip
+        except (aiohttp.ClientError, OSError) as exc:
             raise RelayError(f"{self.url}: cannot connect: {exc}") from exc
         self._reader = asyncio.create_task(self._read(self._ws))
 
