@@ -46,6 +46,8 @@ LOOKBACK_S = 3600
 REMEMBERED = 10_000
 #: How long a vendor waits before it connects again to relays it lost (seconds).
 RETRY_S = 30.0
+#: How many answers a vendor publishes at once (each waits up to the relays' timeout for OK).
+PUBLISHING = 64
 
 
 def _wall_ms() -> int:
@@ -112,21 +114,34 @@ class RelayVendor:
                 continue
 
     async def run(self, pool: RelayPool) -> None:
-        """Answer the pool's intentcasts until cancelled or every relay is gone."""
-        async for event in pool.subscribe(self.filter()):
-            try:
-                answer = await self.consider(event)
-            except Exception:  # one event must not end the listening for good: the task runs
-                # in the background (nothing would say it stopped), and the same event, read
-                # again after a reconnection, would stop it again
-                self.dropped["error"] += 1
-                log.exception("relayed event %s not considered", event.id[:12])
-                continue
-            if answer is not None:
+        """Answer the pool's intentcasts until cancelled or every relay is gone.
+
+        Answers are published in the background, at most :data:`PUBLISHING` at once, so that a
+        relay slow to say OK (up to the pool's timeout) does not hold the events that follow."""
+        publishing: set[asyncio.Task[None]] = set()
+        try:
+            async for event in pool.subscribe(self.filter()):
                 try:
-                    await pool.publish(answer)
-                except RelayError as exc:
-                    log.warning("answer not published: %s", exc)
+                    answer = await self.consider(event)
+                except Exception:  # one event must not end the listening for good: the task
+                    # runs in the background (nothing would say it stopped), and the same event,
+                    # read again after a reconnection, would stop it again
+                    self.dropped["error"] += 1
+                    log.exception("relayed event %s not considered", event.id[:12])
+                    continue
+                if answer is None:
+                    continue
+                if len(publishing) >= PUBLISHING:
+                    await asyncio.wait(publishing, return_when=asyncio.FIRST_COMPLETED)
+                task = asyncio.create_task(_publish(pool, answer))
+                publishing.add(task)
+                task.add_done_callback(publishing.discard)
+        except BaseException:
+            for task in publishing:
+                task.cancel()
+            raise
+        finally:
+            await asyncio.gather(*publishing, return_exceptions=True)
 
     async def serve(self, relays: Sequence[str], *, retry_s: float = RETRY_S) -> None:
         """Answer the intentcasts of ``relays`` until cancelled; when every relay is lost (or
@@ -138,6 +153,13 @@ class RelayVendor:
             except RelayError as exc:
                 log.warning("relays: %s", exc)
             await asyncio.sleep(retry_s)
+
+
+async def _publish(pool: RelayPool, answer: Event) -> None:
+    try:
+        await pool.publish(answer)
+    except RelayError as exc:
+        log.warning("answer not published: %s", exc)
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,80 @@
+"""A vendor listening on relays for months, on a hostile open network (spec §15.3-6, §15.4,
+§15.5): what its listener does when relays are slow, go away or lie.
+
+Before:
+
+- the listener published each answer and waited for every relay's OK before it read the next
+  event: one relay that took answers and never said OK held each answer for the relay's timeout
+  (10 s), so the vendor answered at most one intentcast every 10 s and, meanwhile, the events
+  the relays sent piled up and were dropped (PUMP_QUEUE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from vrmproto import Identity, Intentcast, MasterSeed, Money, sign_message
+from vrmproto.nostr import Event, NostrKey, intentcast_event
+from vrmproto.nostr._vendor import RelayVendor, catalogue_keywords
+from vrmproto.server import load_vendor_config
+
+VENDORS = Path(__file__).resolve().parent.parent / "examples" / "vendors"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def hertz(url: str = "http://127.0.0.1:1") -> RelayVendor:
+    config = load_vendor_config(VENDORS / "hertz.toml")
+    assert config.seed is not None
+    return RelayVendor(config.policy(), Identity(config.seed), url,
+                       catalogue_keywords(config.catalogue))  # fmt: skip
+
+
+def cast(what: str = "suv rental") -> Event:
+    """A relayed intentcast Hertz makes an offer for, from a throw-away identity and key."""
+    seed = MasterSeed(os.urandom(32))
+    intent_id = os.urandom(16)
+    identity = seed.for_intent(intent_id)
+    now = now_ms()
+    body = Intentcast(what=what, reply_by=now + 60_000, constraints=(), memberships=(),
+                      max_price=Money(30000, "USD"))  # fmt: skip
+    msg = sign_message(body, identity=identity, recipient=identity.public_key,
+                       thread=os.urandom(16), prev=None, now=now, msg_id=os.urandom(16),
+                       lifetime_ms=60_000)  # fmt: skip
+    return intentcast_event(msg, NostrKey.for_intent(seed.seed, intent_id), aux=os.urandom(32))
+
+
+async def test_an_answer_a_relay_is_slow_to_take_does_not_hold_the_next_intentcasts() -> None:
+    """Three intentcasts come; publishing each answer takes until the test says so (a relay
+    that does not say OK). All three are considered and their answers on their way at once."""
+    casts = [cast() for _ in range(3)]
+    release = asyncio.Event()
+    all_three = asyncio.Event()
+    publishing: list[Event] = []
+
+    class SlowPool:
+        async def subscribe(self, *filters: Any) -> AsyncIterator[Event]:
+            for e in casts:
+                yield e
+
+        async def publish(self, event: Event) -> None:
+            publishing.append(event)
+            if len(publishing) == len(casts):
+                all_three.set()
+            await release.wait()
+
+    v = hertz()
+    run = asyncio.create_task(v.run(SlowPool()))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(all_three.wait(), 5)
+    finally:
+        release.set()
+        await asyncio.wait_for(run, 5)
+    assert sorted(e.tag_values("e")[0] for e in publishing) == sorted(c.id for c in casts)
