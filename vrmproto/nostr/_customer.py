@@ -201,7 +201,8 @@ async def publish_intentcast(
     ``expect_answers`` vendors answered), then send it over HTTP to them and to ``vendors``.
 
     The intentcast is stored (with its index and relays) before it is published, so that
-    :func:`relay_answers` reads the answers that come after the wait."""
+    :func:`relay_answers` reads the answers that come after the wait; when no relay stored it
+    (:class:`RelayError`), it is dropped again, and only its index stays spent."""
     reply_by = agent.clock() + deadline_ms
     body = Intentcast(what=what, reply_by=reply_by, constraints=tuple(constraints),
                       memberships=tuple(memberships), where=where, start=start, end=end,
@@ -216,7 +217,12 @@ async def publish_intentcast(
         record = intent_record_of(body, agent.random_id(), agent.clock(), relay_index=index,
                                   relays=relays)  # fmt: skip
         await agent.store.commit(Commit(intents=(record,), meta=(_next_meta(index + 1),)))
-        published = await pool.publish(event)
+        try:
+            published = await pool.publish(event)
+        except RelayError:  # nothing was asked: not an intentcast of the person's; its index
+            # stays spent, as a relay may hold the event without having said so (§15.2-2)
+            await agent.store.commit(Commit(intents_drop=(record.intent_id,)))
+            raise
         wait_s = min(answer_wait_ms, deadline_ms // 2) / 1000
         answers = await _answers(pool, key, message, event.created_at, wait_s=wait_s,
                                  expect=expect_answers)  # fmt: skip

@@ -1,0 +1,45 @@
+"""The customer's side of §15 against relays that refuse, go away or lie (spec §15.2-4, §15.4,
+§15.5-1). Relays here are aiohttp servers on 127.0.0.1 scripted by the test.
+
+Before:
+
+- an intentcast no relay stored (every relay refused it, or never said OK) stayed in the store:
+  ``vrm relay intent`` said the relays failed and nothing was asked (exit 4), yet ``vrm intent
+  list`` showed the intentcast as sent and ``vrm relay answers`` looked for it on every run;
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pytest
+from aiohttp import web
+from test_s21_nostr_relay import scripted_relay
+
+from vrmproto import MasterSeed
+from vrmproto.client import Agent
+from vrmproto.nostr import RelayError
+from vrmproto.nostr._customer import _stored_next, publish_intentcast
+from vrmproto.store import MemoryStore
+
+
+async def refuse(sock: web.WebSocketResponse, m: list[Any]) -> None:
+    """A relay that holds nothing and refuses every event."""
+    if m[0] == "REQ":
+        await sock.send_str(json.dumps(["EOSE", m[1]]))
+    elif m[0] == "EVENT":
+        await sock.send_str(json.dumps(["OK", m[1]["id"], False, "blocked: not today"]))
+
+
+async def test_an_intentcast_no_relay_stored_is_not_kept_but_its_index_is_spent() -> None:
+    async with scripted_relay(refuse) as url:
+        agent = await Agent.open(MemoryStore(), MasterSeed(os.urandom(32)))
+        async with agent:
+            with pytest.raises(RelayError, match="not today"):
+                await publish_intentcast(agent, "kayak for a day", relays=[url],
+                                         pow_difficulty=0, answer_wait_ms=0)  # fmt: skip
+            assert await agent.intents() == []
+            # the key was shown to the relays: the next intentcast has a key of its own
+            assert await _stored_next(agent) == 1
