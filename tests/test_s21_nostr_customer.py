@@ -6,6 +6,9 @@ Before:
 - an intentcast no relay stored (every relay refused it, or never said OK) stayed in the store:
   ``vrm relay intent`` said the relays failed and nothing was asked (exit 4), yet ``vrm intent
   list`` showed the intentcast as sent and ``vrm relay answers`` looked for it on every run;
+- ``vrm relay answers`` with the relays of an open intentcast down said "No relayed intentcast of
+  yours is still open on these relays." and exit 0 (``--json``: ``"intents": []``, done): the
+  person, or a script, took a network failure for the intentcast's end.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from test_s21_nostr_relay import scripted_relay
 from vrmproto import MasterSeed
 from vrmproto.client import Agent
 from vrmproto.nostr import RelayError
-from vrmproto.nostr._customer import _stored_next, publish_intentcast
+from vrmproto.nostr._customer import _stored_next, publish_intentcast, relay_answers
 from vrmproto.store import MemoryStore
 
 
@@ -43,3 +46,32 @@ async def test_an_intentcast_no_relay_stored_is_not_kept_but_its_index_is_spent(
             assert await agent.intents() == []
             # the key was shown to the relays: the next intentcast has a key of its own
             assert await _stored_next(agent) == 1
+
+
+def storing() -> Any:
+    """A relay that stores every event and serves those of the authors and kinds asked for."""
+    stored: list[dict[str, Any]] = []
+
+    async def handle(sock: web.WebSocketResponse, m: list[Any]) -> None:
+        if m[0] == "EVENT":
+            stored.append(m[1])
+            await sock.send_str(json.dumps(["OK", m[1]["id"], True, ""]))
+        elif m[0] == "REQ":
+            for e in stored:
+                if all(e["kind"] in f.get("kinds", [e["kind"]])
+                       and e["pubkey"] in f.get("authors", [e["pubkey"]]) for f in m[2:]):
+                    await sock.send_str(json.dumps(["EVENT", m[1], e]))
+            await sock.send_str(json.dumps(["EOSE", m[1]]))
+
+    return handle
+
+
+async def test_answers_read_while_the_relays_are_down_are_a_relay_error_not_none_open() -> None:
+    agent = await Agent.open(MemoryStore(), MasterSeed(os.urandom(32)))
+    async with agent:
+        async with scripted_relay(storing()) as url:
+            await publish_intentcast(agent, "kayak for a day", relays=[url], pow_difficulty=0,
+                                     answer_wait_ms=0)  # fmt: skip
+            assert len(await relay_answers(agent, answer_wait_ms=0)) == 1  # up: read
+        with pytest.raises(RelayError, match="no relay could be reached"):
+            await relay_answers(agent, answer_wait_ms=0)  # down: not "none open"

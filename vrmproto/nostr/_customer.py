@@ -247,7 +247,11 @@ async def relay_answers(
     given are also searched, from the index after the last one stored, for relayed intentcasts
     the store has no record of (an agent restored from its master seed alone, §15.2-4); each one
     found is stored, from the body of its envelope, and read like the others. Waits at most
-    ``answer_wait_ms`` for each intentcast's answers, or until ``expect_answers`` answered."""
+    ``answer_wait_ms`` for each intentcast's answers, or until ``expect_answers`` answered.
+
+    An intentcast none of whose relays could be reached is not read, and said so (a warning on
+    the ``vrmproto.nostr`` logger); when no intentcast could be read for that reason, this
+    raises :class:`RelayError`: an intentcast whose relays are down is not one that ended."""
     seed = agent.ledger.master.seed
     now = agent.clock()
     live = [r for r in await agent.intents()
@@ -259,11 +263,21 @@ async def relay_answers(
                 found, searched = await _search(pool, seed, await _stored_next(agent))
             await agent.store.commit(Commit(meta=(_next_meta(searched),)))
             live += await _adopt(agent, found, relays)
+        unread: list[tuple[IntentRecord, RelayError]] = []
         for record in live:
-            got = await _read_one(agent, session, record, relays, wait_ms=answer_wait_ms,
-                                  expect=expect_answers, progress=progress)  # fmt: skip
+            try:
+                got = await _read_one(agent, session, record, relays, wait_ms=answer_wait_ms,
+                                      expect=expect_answers, progress=progress)  # fmt: skip
+            except RelayError as exc:  # none of its relays could be reached: still open
+                unread.append((record, exc))
+                continue
             if got is not None:
                 done.append(got)
+    if unread and not done:
+        raise unread[0][1]
+    for record, why in unread:
+        log.warning("relayed intentcast %s “%s” not read: %s", record.intent_id.hex()[:8],
+                    record.what, why)  # fmt: skip
     return done
 
 
@@ -291,30 +305,30 @@ async def _read_one(agent: Agent, session: aiohttp.ClientSession, record: Intent
                     extra: Sequence[str], *, wait_ms: int, expect: int | None,
                     progress: Progress | None) -> RelayedIntentcast | None:  # fmt: skip
     """One stored relayed intentcast: its event read back, its answers, the HTTP intentcast to
-    the vendors that answered and were not asked yet. None when no relay holds it any more."""
+    the vendors that answered and were not asked yet. None when no relay holds it any more;
+    :class:`RelayError` when none of its relays could be reached."""
     if record.relay_index is None:
         raise ValueError("not a relayed intentcast")
     intent_id, key = relay_key(agent.ledger.master.seed, record.relay_index)
     urls = list(dict.fromkeys([*record.relays, *extra]))
-    try:
-        async with RelayPool(urls, session) as pool:
-            event = None
-            wanted = {"kinds": [KIND_INTENTCAST], "authors": [key.public.hex()]}
-            async for ev in pool.subscribe(wanted, until_eose=True):
-                if ev.pubkey == key.public.hex():  # a relay sends what it likes (§15.5)
-                    event = ev
-            if event is None:
-                return None
+    async with RelayPool(urls, session) as pool:  # RelayError when no relay could be reached
+        event = None
+        wanted = {"kinds": [KIND_INTENTCAST], "authors": [key.public.hex()]}
+        async for ev in pool.subscribe(wanted, until_eose=True):
+            if ev.pubkey == key.public.hex():  # a relay sends what it likes (§15.5)
+                event = ev
+        if event is None:
+            return None
+        try:
             message = open_intentcast(event, now_ms=agent.clock(), limits=agent.limits)
-            if message.sender != agent.ledger.master.for_intent(intent_id).public_key:
-                return None  # signed by our Nostr key, but not by the intentcast's identity
-            remaining = max(record.reply_by_ms - agent.clock(), 1)
-            answers = await _answers(pool, key, message, event.created_at,
-                                     wait_s=min(wait_ms, remaining) / 1000,
-                                     expect=expect)  # fmt: skip
-    except (RelayError, ProtocolError) as exc:
-        log.info("relayed intentcast %s not read: %s", record.intent_id.hex()[:8], exc)
-        return None
+        except ProtocolError as exc:  # expired since, most likely
+            log.info("relayed intentcast %s not read: %s", record.intent_id.hex()[:8], exc)
+            return None
+        if message.sender != agent.ledger.master.for_intent(intent_id).public_key:
+            return None  # signed by our Nostr key, but not by the intentcast's identity
+        remaining = max(record.reply_by_ms - agent.clock(), 1)
+        answers = await _answers(pool, key, message, event.created_at,
+                                 wait_s=min(wait_ms, remaining) / 1000, expect=expect)  # fmt: skip
     result = await _to_answerers(agent, record, message.body, answers, progress=progress)
     record = await agent.store.get_intent(record.intent_id) or record
     return RelayedIntentcast(intent_id, event, None, tuple(answers), result, record)
