@@ -196,3 +196,78 @@ async def test_what_a_refusing_relay_says_is_cut_short() -> None:
         with pytest.raises(RelayError, match="blocked: x") as caught:
             await relay.publish(cast())
     assert len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize("goodbye", ["close", "CLOSED"])
+async def test_a_relay_lost_while_others_are_up_is_followed_again(goodbye: str) -> None:
+    """A relay restarts (drops the connection) or ends the subscription (CLOSED) after its
+    first intentcast, while another relay stays up. Before, the pool followed the ones left and
+    never that relay again (the vendor reconnected only once every relay was gone): its second
+    intentcast never came."""
+    first, second = cast(), cast()
+    reqs: list[str] = []
+
+    async def once_then_goodbye(sock: web.WebSocketResponse, m: list[Any]) -> None:
+        if m[0] != "REQ":
+            return
+        reqs.append(m[1])
+        ev = first if len(reqs) == 1 else second
+        await sock.send_str(json.dumps(["EVENT", m[1], ev.to_json()]))
+        await sock.send_str(json.dumps(["EOSE", m[1]]))
+        if len(reqs) == 1:
+            if goodbye == "close":
+                await sock.close()
+            else:
+                await sock.send_str(json.dumps(["CLOSED", m[1], "error: shutting down"]))
+
+    async with (scripted_relay(once_then_goodbye) as flaky, scripted_relay(serving()) as steady,
+                aiohttp.ClientSession() as session,
+                RelayPool([flaky, steady], session) as pool):  # fmt: skip
+        got: list[str] = []
+        async with asyncio.timeout(5):
+            async for ev in pool.follow(lambda: [{"kinds": [KIND_INTENTCAST]}], retry_s=0.01):
+                got.append(ev.id)
+                if len(got) == 2:
+                    break
+        assert sorted(r.url for r in pool.relays) == sorted([flaky, steady])
+    assert got == [first.id, second.id]
+
+
+async def test_a_relay_down_at_first_is_followed_once_it_is_up() -> None:
+    good = cast()
+    with socket.socket() as probe:  # a free loopback port, nobody listening yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    later = f"ws://127.0.0.1:{port}/"
+    runner: web.AppRunner | None = None
+
+    async def start_later() -> None:
+        nonlocal runner
+        app = web.Application()
+
+        async def ws(request: web.Request) -> web.WebSocketResponse:
+            sock = web.WebSocketResponse()
+            await sock.prepare(request)
+            async for msg in sock:
+                await serving(good)(sock, json.loads(msg.data))
+            return sock
+
+        app.router.add_get("/", ws)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    try:
+        async with (scripted_relay(serving()) as steady, aiohttp.ClientSession() as session,
+                    RelayPool([later, steady], session) as pool):  # fmt: skip
+            assert list(pool.down) == [later]
+            await start_later()
+            async with asyncio.timeout(5):
+                async for ev in pool.follow(lambda: [{"kinds": [KIND_INTENTCAST]}],
+                                            retry_s=0.01):  # fmt: skip
+                    assert ev.id == good.id
+                    break
+            assert pool.down == {}
+    finally:
+        if runner is not None:
+            await runner.cleanup()

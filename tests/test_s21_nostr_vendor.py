@@ -6,17 +6,25 @@ Before:
 - the listener published each answer and waited for every relay's OK before it read the next
   event: one relay that took answers and never said OK held each answer for the relay's timeout
   (10 s), so the vendor answered at most one intentcast every 10 s and, meanwhile, the events
-  the relays sent piled up and were dropped (PUMP_QUEUE).
+  the relays sent piled up and were dropped (PUMP_QUEUE);
+- a relay lost (restarted, or ending the subscription) while another stayed up was never
+  followed again, nor one down when the vendor started: ``serve`` connected again only once
+  every relay was gone, so for months the vendor heard fewer relays than its file named.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
+from test_s21_nostr_relay import scripted_relay, serving
 
 from vrmproto import Identity, Intentcast, MasterSeed, Money, sign_message
 from vrmproto.nostr import Event, NostrKey, intentcast_event
@@ -60,7 +68,7 @@ async def test_an_answer_a_relay_is_slow_to_take_does_not_hold_the_next_intentca
     publishing: list[Event] = []
 
     class SlowPool:
-        async def subscribe(self, *filters: Any) -> AsyncIterator[Event]:
+        async def follow(self, *args: Any, **kw: Any) -> AsyncIterator[Event]:
             for e in casts:
                 yield e
 
@@ -78,3 +86,31 @@ async def test_an_answer_a_relay_is_slow_to_take_does_not_hold_the_next_intentca
         release.set()
         await asyncio.wait_for(run, 5)
     assert sorted(e.tag_values("e")[0] for e in publishing) == sorted(c.id for c in casts)
+
+
+async def test_a_relay_lost_while_another_is_up_is_listened_to_again() -> None:
+    first, second = cast(), cast()
+    reqs: list[str] = []
+    answered = asyncio.Event()
+
+    async def restarts(sock: web.WebSocketResponse, m: list[Any]) -> None:
+        if m[0] == "EVENT":
+            await sock.send_str(json.dumps(["OK", m[1]["id"], True, ""]))
+            if ["e", second.id] in m[1]["tags"]:
+                answered.set()
+        elif m[0] == "REQ":
+            reqs.append(m[1])
+            ev = first if len(reqs) == 1 else second
+            await sock.send_str(json.dumps(["EVENT", m[1], ev.to_json()]))
+            await sock.send_str(json.dumps(["EOSE", m[1]]))
+            if len(reqs) == 1:
+                await sock.close()  # the relay restarts
+
+    async with scripted_relay(restarts) as flaky, scripted_relay(serving()) as steady:
+        task = asyncio.create_task(hertz().serve([flaky, steady], retry_s=0.01))
+        try:
+            await asyncio.wait_for(answered.wait(), 5)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

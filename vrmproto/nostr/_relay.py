@@ -3,7 +3,8 @@
 :class:`Relay` is one connection: ``publish`` waits for the relay's ``OK``, ``subscribe`` yields
 the verified events of a ``REQ``. :class:`RelayPool` is several relays as one: it publishes to
 all, merges their subscriptions, drops events it has seen (by id) and keeps working while some
-relays are down (§15.5-1, -2).
+relays are down (§15.5-1, -2); :meth:`RelayPool.follow` is a subscription that lasts, connecting
+again, with backoff, to each relay it loses or could not reach.
 
 A vendor's subscription runs for months and a relay sends what it likes, so the pool's memory
 is bounded: it remembers the last :data:`SEEN_WINDOW` event ids (a copy from another relay
@@ -19,7 +20,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,16 @@ import aiohttp
 from vrmproto._errors import TransportError
 from vrmproto.nostr._event import Event, EventError
 
-__all__ = ["PUMP_QUEUE", "SEEN_WINDOW", "PublishResult", "Relay", "RelayError", "RelayPool"]
+__all__ = [
+    "MAX_RETRY_S",
+    "PUMP_QUEUE",
+    "RETRY_S",
+    "SEEN_WINDOW",
+    "PublishResult",
+    "Relay",
+    "RelayError",
+    "RelayPool",
+]
 
 log = logging.getLogger("vrmproto.nostr")
 #: The largest relay message read (bytes): an envelope (§10-1) in base64 and its event around it.
@@ -39,6 +49,10 @@ MAX_RELAY_WORDS = 200
 SEEN_WINDOW = 16_384
 #: How many events of one relay wait, at most, for the subscriber to take them.
 PUMP_QUEUE = 256
+#: How long :meth:`RelayPool.follow` waits before it connects again to a relay it lost or could
+#: not reach (seconds); doubled after each failure in a row, up to :data:`MAX_RETRY_S`.
+RETRY_S = 30.0
+MAX_RETRY_S = 600.0
 
 
 def _said(text: str) -> str:
@@ -81,6 +95,11 @@ class Relay:
     async def __aenter__(self) -> Relay:
         await self.connect()
         return self
+
+    @property
+    def closed(self) -> bool:
+        """Whether the websocket is closed (or was never open)."""
+        return self._ws is None or self._ws.closed
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
@@ -146,6 +165,9 @@ class Relay:
                 self.dropped += 1
                 log.debug("%s: subscriber behind, event dropped", self.url)
                 return
+            if kind == "CLOSED":
+                why = msg[2] if len(msg) > 2 and isinstance(msg[2], str) else ""
+                log.warning("%s: the relay closed a subscription: %s", self.url, _said(why))
             q.put_nowait(msg[2] if kind == "EVENT" and len(msg) > 2 else
                          None if kind == "CLOSED" else "EOSE")  # fmt: skip
         elif kind == "NOTICE":
@@ -308,6 +330,62 @@ class RelayPool:
                 if ev is None:
                     live -= 1
                 elif seen.first(ev.id):
+                    yield ev
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def follow(self, filters: Callable[[], Sequence[dict[str, Any]]], *,
+                     retry_s: float = RETRY_S, max_retry_s: float = MAX_RETRY_S
+                     ) -> AsyncIterator[Event]:  # fmt: skip
+        """Every relay's live events, each id once (§15.5-2), until cancelled: a relay that is
+        lost or closes the subscription — or that could not be reached at first — is connected
+        again ``retry_s`` later, twice that after another failure in a row, up to
+        ``max_retry_s``, and subscribed with ``filters()`` made anew (a ``since`` from the time
+        then). The relay is in :attr:`relays` (and so takes :meth:`publish`) while it is up."""
+        q: asyncio.Queue[Event] = asyncio.Queue(PUMP_QUEUE)
+        up = {r.url: r for r in self.relays}
+        loop = asyncio.get_running_loop()
+
+        async def pump(url: str) -> None:
+            delay = retry_s
+            while True:
+                relay = up.pop(url, None)
+                if relay is None:
+                    relay = Relay(url, self._session, timeout_s=self._timeout)
+                    try:
+                        await relay.connect()
+                    except RelayError as exc:
+                        self.down[url] = str(exc)
+                        log.warning("relay down: %s (again in %g s)", exc, delay)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, max_retry_s)
+                        continue
+                    self.down.pop(url, None)
+                    self.relays.append(relay)
+                started = loop.time()
+                try:
+                    async for ev in relay.subscribe(*filters()):
+                        await q.put(ev)
+                    why = "the connection closed" if relay.closed else "subscription closed"
+                except RelayError as exc:
+                    why = str(exc)
+                if loop.time() - started > delay:  # it worked a while: not a failure in a row
+                    delay = retry_s
+                self.relays.remove(relay)
+                self.down[url] = why
+                await relay.close()
+                log.warning("relay lost: %s: %s (again in %g s)", url, why, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_retry_s)
+
+        tasks = [asyncio.create_task(pump(u)) for u in self.urls]
+        seen = _Recent(SEEN_WINDOW)
+        try:
+            while True:
+                ev = await q.get()
+                if seen.first(ev.id):
                     yield ev
         finally:
             for t in tasks:

@@ -31,7 +31,7 @@ from vrmproto._state import Role
 from vrmproto.nostr._binding import answer_event, intentcast_filter, open_intentcast
 from vrmproto.nostr._crypto import NostrKey
 from vrmproto.nostr._event import Event
-from vrmproto.nostr._relay import RelayError, RelayPool
+from vrmproto.nostr._relay import MAX_RETRY_S, RETRY_S, RelayError, RelayPool
 from vrmproto.server._policy import CatalogueItem, Policy
 
 if TYPE_CHECKING:
@@ -44,8 +44,6 @@ log = logging.getLogger("vrmproto.nostr")
 LOOKBACK_S = 3600
 #: How many answered intentcasts a vendor remembers, not to answer one twice (§15.4-5).
 REMEMBERED = 10_000
-#: How long a vendor waits before it connects again to relays it lost (seconds).
-RETRY_S = 30.0
 #: How many answers a vendor publishes at once (each waits up to the relays' timeout for OK).
 PUBLISHING = 64
 
@@ -113,14 +111,18 @@ class RelayVendor:
             except ValueError:  # pragma: no cover - probability 2^-128
                 continue
 
-    async def run(self, pool: RelayPool) -> None:
-        """Answer the pool's intentcasts until cancelled or every relay is gone.
+    async def run(self, pool: RelayPool, *, retry_s: float = RETRY_S,
+                  max_retry_s: float = MAX_RETRY_S) -> None:  # fmt: skip
+        """Answer the pool's intentcasts until cancelled. A relay lost, or down from the start,
+        is connected again ``retry_s`` later, with backoff up to ``max_retry_s``
+        (:meth:`RelayPool.follow`), the others listened to meanwhile.
 
         Answers are published in the background, at most :data:`PUBLISHING` at once, so that a
         relay slow to say OK (up to the pool's timeout) does not hold the events that follow."""
         publishing: set[asyncio.Task[None]] = set()
         try:
-            async for event in pool.subscribe(self.filter()):
+            async for event in pool.follow(lambda: [self.filter()], retry_s=retry_s,
+                                           max_retry_s=max_retry_s):  # fmt: skip
                 try:
                     answer = await self.consider(event)
                 except Exception:  # one event must not end the listening for good: the task
@@ -143,13 +145,16 @@ class RelayVendor:
         finally:
             await asyncio.gather(*publishing, return_exceptions=True)
 
-    async def serve(self, relays: Sequence[str], *, retry_s: float = RETRY_S) -> None:
-        """Answer the intentcasts of ``relays`` until cancelled; when every relay is lost (or
-        none could be reached), connect again ``retry_s`` later."""
+    async def serve(self, relays: Sequence[str], *, retry_s: float = RETRY_S,
+                    max_retry_s: float = MAX_RETRY_S) -> None:  # fmt: skip
+        """Answer the intentcasts of ``relays`` until cancelled. Each relay lost, or down from
+        the start, is connected again ``retry_s`` later, then twice as late after each failure
+        in a row, up to ``max_retry_s``; when none could be reached at all, every one is tried
+        again ``retry_s`` later."""
         while True:
             try:
                 async with aiohttp.ClientSession() as session, RelayPool(relays, session) as pool:
-                    await self.run(pool)
+                    await self.run(pool, retry_s=retry_s, max_retry_s=max_retry_s)
             except RelayError as exc:
                 log.warning("relays: %s", exc)
             await asyncio.sleep(retry_s)
