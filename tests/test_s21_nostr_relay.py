@@ -34,6 +34,7 @@ from vrmproto import Intentcast, MasterSeed, sign_message
 from vrmproto.nostr import (
     KIND_INTENTCAST,
     Event,
+    EventError,
     NostrKey,
     Relay,
     RelayError,
@@ -271,3 +272,18 @@ async def test_a_relay_down_at_first_is_followed_once_it_is_up() -> None:
     finally:
         if runner is not None:
             await runner.cleanup()
+
+
+@pytest.mark.parametrize("field", ["id", "pubkey", "sig"])
+@pytest.mark.parametrize("spoil", [str.upper, lambda h: h[:2] + " " + h[2:], lambda h: h + "00"])
+def test_an_event_whose_hex_is_not_lower_case_hex_of_its_length_is_malformed(
+    field: str, spoil: Callable[[str], str]
+) -> None:
+    """§15.1-1: id, pubkey and sig are lower-case hex (of 32, 32 and 64 bytes). Before,
+    ``bytes.fromhex`` took upper case and spaces: one event with its id spelt two ways by two
+    relays was two events to the pool (§15.5-2), considered twice."""
+    obj = cast().to_json()
+    obj[field] = spoil(obj[field])
+    with pytest.raises(EventError) as caught:
+        Event.from_json(obj)
+    assert caught.value.code.value == "malformed"

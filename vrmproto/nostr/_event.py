@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = ["Event", "EventError", "leading_zero_bits", "mine", "sign_event"]
 Tags = tuple[tuple[str, ...], ...]
 #: How many nonces :func:`mine` tries before giving up (2^32: far beyond any difficulty ≤ 32).
 _MAX_NONCES = 1 << 32
+_HEX64, _HEX128 = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9a-f]{128}")
 #: The longest number a tag may hold that is read as one (a time in seconds, a difficulty).
 _MAX_DIGITS = 19
 
@@ -96,7 +98,7 @@ class Event:
     def from_json(cls, obj: Any) -> Event:
         """Read and verify an event: its fields' types, its id, its BIP-340 signature (§15.1-2)."""
         try:
-            pubkey, sig, eid = str(obj["pubkey"]), str(obj["sig"]), str(obj["id"])
+            pubkey, sig, eid = obj["pubkey"], obj["sig"], obj["id"]
             created_at, kind, content = obj["created_at"], obj["kind"], obj["content"]
             tags = tuple(tuple(t) for t in obj["tags"])
         except (KeyError, TypeError) as exc:
@@ -105,10 +107,13 @@ class Event:
                 and isinstance(content, str)
                 and all(isinstance(v, str) for t in tags for v in t)):  # fmt: skip
             raise EventError("an event field has the wrong type", clause="§15.1-2")
-        try:
-            digest, pub, signature = bytes.fromhex(eid), bytes.fromhex(pubkey), bytes.fromhex(sig)
-        except ValueError as exc:
-            raise EventError("id, pubkey or sig is not hex", clause="§15.1-2") from exc
+        if not (isinstance(eid, str) and _HEX64.fullmatch(eid) and isinstance(pubkey, str)
+                and _HEX64.fullmatch(pubkey) and isinstance(sig, str)
+                and _HEX128.fullmatch(sig)):  # fmt: skip
+            # §15.1-1: lower-case hex only, so that one event has one id (§15.5-2)
+            raise EventError("id, pubkey or sig is not lower-case hex of its size",
+                             clause="§15.1-2")  # fmt: skip
+        digest, pub, signature = bytes.fromhex(eid), bytes.fromhex(pubkey), bytes.fromhex(sig)
         try:
             serialized = _serialize(pubkey, created_at, kind, tags, content).encode()
         except UnicodeEncodeError as exc:  # a lone surrogate (JSON's "\\ud800"): no UTF-8 form
