@@ -8,13 +8,18 @@ Before:
   list`` showed the intentcast as sent and ``vrm relay answers`` looked for it on every run;
 - ``vrm relay answers`` with the relays of an open intentcast down said "No relayed intentcast of
   yours is still open on these relays." and exit 0 (``--json``: ``"intents": []``, done): the
-  person, or a script, took a network failure for the intentcast's end.
+  person, or a script, took a network failure for the intentcast's end;
+- the proof of work was mined on the event loop, with the relays' connections open: at
+  ``--pow 26`` (a minute or more) nothing answered the relays' pings, the relay closed the
+  connection, and the intentcast failed once mined ("the relay closed the connection").
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
 from typing import Any
 
 import pytest
@@ -23,7 +28,7 @@ from test_s21_nostr_relay import scripted_relay
 
 from vrmproto import MasterSeed
 from vrmproto.client import Agent
-from vrmproto.nostr import RelayError
+from vrmproto.nostr import RelayError, _customer
 from vrmproto.nostr._customer import _stored_next, publish_intentcast, relay_answers
 from vrmproto.store import MemoryStore
 
@@ -75,3 +80,31 @@ async def test_answers_read_while_the_relays_are_down_are_a_relay_error_not_none
             assert len(await relay_answers(agent, answer_wait_ms=0)) == 1  # up: read
         with pytest.raises(RelayError, match="no relay could be reached"):
             await relay_answers(agent, answer_wait_ms=0)  # down: not "none open"
+
+
+async def test_the_loop_runs_while_the_work_is_mined(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mining (here: the event's making, held until the loop answers) must leave the
+    event loop free, so the relays' connections stay alive however long it takes."""
+    loop = asyncio.get_running_loop()
+    mining = loop.create_future()
+    loop_ran = threading.Event()
+    make = _customer.intentcast_event
+
+    def slow_mining(*args: Any, **kw: Any) -> Any:
+        loop.call_soon_threadsafe(mining.set_result, None)
+        assert loop_ran.wait(5), "the event loop was held while mining"
+        return make(*args, **kw)
+
+    async def answer_the_pings() -> None:
+        await mining
+        loop_ran.set()
+
+    monkeypatch.setattr(_customer, "intentcast_event", slow_mining)
+    pinger = asyncio.create_task(answer_the_pings())
+    async with scripted_relay(storing()) as url:
+        agent = await Agent.open(MemoryStore(), MasterSeed(os.urandom(32)))
+        async with agent:
+            out = await publish_intentcast(agent, "kayak for a day", relays=[url],
+                                           pow_difficulty=8, answer_wait_ms=0)  # fmt: skip
+    await pinger
+    assert out.event.difficulty >= 8

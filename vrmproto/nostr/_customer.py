@@ -212,8 +212,11 @@ async def publish_intentcast(
         index = await _free_index(pool, seed, await _stored_next(agent))
         intent_id, key = relay_key(seed, index)
         message = _relay_message(agent, body, intent_id)
-        event = intentcast_event(message, key, geohash=geohash, pow_difficulty=pow_difficulty,
-                                 aux=agent.random_id() + agent.random_id())  # fmt: skip
+        # the work (§15.1-4) may take minutes: mined off the loop, which keeps answering the
+        # relays' pings meanwhile (a relay closes a connection that stops answering them)
+        event = await asyncio.to_thread(intentcast_event, message, key, geohash=geohash,
+                                        pow_difficulty=pow_difficulty,
+                                        aux=agent.random_id() + agent.random_id())  # fmt: skip
         record = intent_record_of(body, agent.random_id(), agent.clock(), relay_index=index,
                                   relays=relays)  # fmt: skip
         await agent.store.commit(Commit(intents=(record,), meta=(_next_meta(index + 1),)))
