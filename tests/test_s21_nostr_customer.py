@@ -11,7 +11,11 @@ Before:
   person, or a script, took a network failure for the intentcast's end;
 - the proof of work was mined on the event loop, with the relays' connections open: at
   ``--pow 26`` (a minute or more) nothing answered the relays' pings, the relay closed the
-  connection, and the intentcast failed once mined ("the relay closed the connection").
+  connection, and the intentcast failed once mined ("the relay closed the connection");
+- an answer — which anyone can seal to the intentcast's public key — naming an address on the
+  person's own network (``http://192.168.1.1/…``, ``http://169.254.169.254/``, ``http://10.1``,
+  ``http://[fe80::1]``, ``http://localhost``) was taken: the agent then sent HTTP requests,
+  with a path the answer chose, to the person's router, printer or cloud metadata service.
 """
 
 from __future__ import annotations
@@ -20,15 +24,25 @@ import asyncio
 import json
 import os
 import threading
+import time
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from test_s21_nostr_relay import scripted_relay
 
 from vrmproto import MasterSeed
 from vrmproto.client import Agent
-from vrmproto.nostr import RelayError, _customer
+from vrmproto.nostr import (
+    KIND_ANSWER,
+    NostrKey,
+    RelayError,
+    RelayPool,
+    _customer,
+    answer_event,
+    open_intentcast,
+)
 from vrmproto.nostr._customer import _stored_next, publish_intentcast, relay_answers
 from vrmproto.store import MemoryStore
 
@@ -108,3 +122,60 @@ async def test_the_loop_runs_while_the_work_is_mined(monkeypatch: pytest.MonkeyP
                                            pow_difficulty=8, answer_wait_ms=0)  # fmt: skip
     await pinger
     assert out.event.difficulty >= 8
+
+
+HERE = ["http://2130706433", "http://0x7f.1", "http://[::1]:9", "http://localhost:9",
+        "http://127.0.0.1:9/v"]  # fmt: skip
+
+
+@pytest.mark.parametrize(("relay", "taken"), [
+    ("ws://127.0.0.1", [*HERE, "http://vendor.example"]),
+    ("ws://localhost", [*HERE, "http://vendor.example"]),
+    ("wss://relay.example", ["http://vendor.example"]),
+])  # fmt: skip
+async def test_an_answer_naming_the_persons_own_network_is_dropped(
+    relay: str, taken: list[str]
+) -> None:
+    """Answers through a relay on this machine may name this machine (tests, a relay of one's
+    own); none may name the local network, nor this machine when the relays are elsewhere
+    (the last case: the pool's relay is the test's, its URL said to be a public one)."""
+    named = ["http://192.168.1.1/cgi-bin/reboot?x=", "http://10.1", "http://169.254.169.254",
+             "http://[fe80::1]:80", "http://2130706433", "http://0x7f.1", "http://[::1]:9",
+             "http://localhost:9", "http://printer.local", "http://127.0.0.1:9/v",
+             "http://vendor.example", "https://[::ffff:192.168.0.1]/"]  # fmt: skip
+    seed = MasterSeed(os.urandom(32))
+    key = _customer.relay_key(seed.seed, 0)[1]
+    agent = await Agent.open(MemoryStore(), seed)
+    async with agent:
+        message = _customer._relay_message(agent, _customer.Intentcast(
+            what="kayak", reply_by=agent.clock() + 60_000, constraints=(), memberships=()),
+            _customer.relay_key(seed.seed, 0)[0])  # fmt: skip
+    ours = _customer.intentcast_event(message, key, aux=os.urandom(32))
+    now = time.time_ns() // 1_000_000
+
+    async def answers(sock: web.WebSocketResponse, m: list[Any]) -> None:
+        if m[0] == "REQ" and m[2].get("kinds") == [KIND_ANSWER]:
+            for url in named:
+                ev = answer_event(ours, open_intentcast(ours, now_ms=now), url,
+                                  key=NostrKey(os.urandom(32)), now_ms=now,
+                                  nonce=os.urandom(32), aux=os.urandom(32))  # fmt: skip
+                await sock.send_str(json.dumps(["EVENT", m[1], ev.to_json()]))
+
+    async with scripted_relay(answers) as url, aiohttp.ClientSession() as session:
+        elsewhere = relay.startswith("wss://")  # connected here, said to be elsewhere
+        async with RelayPool([url if elsewhere else url.replace("ws://127.0.0.1", relay)],
+                             session) as pool:  # fmt: skip
+            if elsewhere:
+                pool.urls = [relay]
+            got = await _customer._answers(pool, key, message, ours.created_at, wait_s=5,
+                                           expect=len(taken))  # fmt: skip
+    assert [a.url for a in got] == taken
+
+
+def test_the_address_classes() -> None:
+    cls = _customer._host_class
+    assert [cls(h) for h in ("127.0.0.1", "127.1", "::1", "localhost", "a.localhost")] == [
+        "loopback"] * 5  # fmt: skip
+    assert [cls(h) for h in ("10.0.0.1", "192.168.1.1", "fe80::1", "169.254.169.254",
+                             "printer.local", "0.0.0.0", "fc00::1")] == ["local"] * 7  # fmt: skip
+    assert [cls(h) for h in ("8.8.8.8", "relay.example", "2001:4860::8888")] == ["public"] * 3

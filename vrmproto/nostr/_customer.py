@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -62,6 +66,7 @@ INDEX_GAP = 20
 #: a public key, so anyone — a relay among them — can send thousands, each naming a URL the
 #: agent would then contact (on the person's own network too). The first ones are taken.
 MAX_ANSWERS = 256
+HostClass = Literal["loopback", "local", "public"]
 #: The store's setting (meta) that keeps one past the last index asked about in a search.
 NEXT_INDEX_KEY = "client.nostr.next_index"
 
@@ -141,15 +146,56 @@ async def _search(pool: RelayPool, seed: bytes, start: int) -> tuple[dict[int, E
         low = last + 1
 
 
+def _host_class(host: str) -> HostClass:
+    """Where ``host`` is: this machine, a local network, or the Internet. Numbers are read as
+    the resolver reads them (``127.1``, ``2130706433`` and ``0x7f.1`` are 127.0.0.1); a name
+    other than ``localhost`` and ``*.local`` is taken as public (it is not resolved here)."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return "loopback"
+    if host.endswith(".local"):  # multicast DNS: the local network
+        return "local"
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return "public"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return "loopback"
+    return "public" if ip.is_global else "local"
+
+
+def _url_class(url: str) -> HostClass | None:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return _host_class(host) if host else None
+
+
 async def _collect(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], since: int,
                    found: dict[str, Answer], *, expect: int | None) -> None:  # fmt: skip
     """Add each vendor URL that answers to ``found`` as it comes, until ``expect`` of them (or
-    the caller cancels); answers that do not open are dropped (§15.4-3)."""
+    the caller cancels); answers that do not open are dropped (§15.4-3).
+
+    So are answers naming this machine or a local network, unless one of the relays is there
+    too (a relay of one's own, tests): anyone can seal an answer to the intentcast's key, and
+    the agent would then send HTTP requests, on a path the answer chose, to the person's
+    router, printer or cloud metadata service."""
+    near = {c for c in map(_url_class, pool.urls) if c is not None}
     async for ev in pool.subscribe(answer_filter(key.public, since)):
         try:
             a = open_answer(ev, key, message.hash)
         except ProtocolError as exc:
             log.info("answer %s dropped: %s", ev.id[:12], exc)
+            continue
+        where = _url_class(a.url)
+        if where is None or (where != "public" and where not in near):
+            log.info("answer %s dropped: it names a %s address", ev.id[:12], where or "no")
             continue
         found.setdefault(norm_url(a.url), a)
         if (expect is not None and len(found) >= expect) or len(found) >= MAX_ANSWERS:
