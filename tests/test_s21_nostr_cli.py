@@ -5,6 +5,8 @@ Before:
 
 - ``vrm relay answers`` while the relays of an open intentcast were down said "No relayed
   intentcast of yours is still open on these relays." and exit 0 (``--json``: done, no intents);
+- ``vrm relay remove`` of a URL that was not kept (a typo) said nothing and exit 0: the person
+  believed the relay forgotten, and every intentcast still went to it.
 """
 
 from __future__ import annotations
@@ -25,3 +27,15 @@ def test_relay_answers_with_the_relays_down_is_exit_4_not_none_open(tmp_path: Pa
     r = fails(vrm("relay", "answers", "--wait", "1ms", home=home), 4, "no relay could be reached:")
     assert "still open" not in r.stdout
     assert f"the relay {url} could not be reached" in r.stderr
+
+
+def test_removing_a_relay_that_is_not_kept_says_so_and_forgets_nothing(tmp_path: Path) -> None:
+    home = new_home(tmp_path)
+    ok(vrm("relay", "add", "wss://relay.example", "wss://other.example", home=home))
+    fails(vrm("relay", "remove", "wss://other.example", "wss://relay.exmaple", home=home), 2,
+          "wss://relay.exmaple", "not one of your relays")  # fmt: skip
+    assert ok(vrm("relay", "list", "--json", home=home)).json == {
+        "relays": ["wss://relay.example", "wss://other.example"]}  # fmt: skip
+    ok(vrm("relay", "remove", "wss://other.example/", home=home))
+    assert ok(vrm("relay", "list", "--json", home=home)).json == {
+        "relays": ["wss://relay.example"]}  # fmt: skip
