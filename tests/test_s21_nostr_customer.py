@@ -15,7 +15,9 @@ Before:
 - an answer — which anyone can seal to the intentcast's public key — naming an address on the
   person's own network (``http://192.168.1.1/…``, ``http://169.254.169.254/``, ``http://10.1``,
   ``http://[fe80::1]``, ``http://localhost``) was taken: the agent then sent HTTP requests,
-  with a path the answer chose, to the person's router, printer or cloud metadata service.
+  with a path the answer chose, to the person's router, printer or cloud metadata service;
+- an answer with no ``expiration`` tag, or an expired one, was opened and taken (§15.1-3: a
+  receiver MUST drop both).
 """
 
 from __future__ import annotations
@@ -32,16 +34,21 @@ import pytest
 from aiohttp import web
 from test_s21_nostr_relay import scripted_relay
 
-from vrmproto import MasterSeed
+from vrmproto import MasterSeed, sign_message
 from vrmproto.client import Agent
 from vrmproto.nostr import (
     KIND_ANSWER,
+    EventError,
     NostrKey,
     RelayError,
     RelayPool,
     _customer,
     answer_event,
+    conversation_key,
+    nip44_encrypt,
+    open_answer,
     open_intentcast,
+    sign_event,
 )
 from vrmproto.nostr._customer import _stored_next, publish_intentcast, relay_answers
 from vrmproto.store import MemoryStore
@@ -168,7 +175,7 @@ async def test_an_answer_naming_the_persons_own_network_is_dropped(
             if elsewhere:
                 pool.urls = [relay]
             got = await _customer._answers(pool, key, message, ours.created_at, wait_s=5,
-                                           expect=len(taken))  # fmt: skip
+                                           expect=len(taken), clock=agent.clock)  # fmt: skip
     assert [a.url for a in got] == taken
 
 
@@ -179,3 +186,32 @@ def test_the_address_classes() -> None:
     assert [cls(h) for h in ("10.0.0.1", "192.168.1.1", "fe80::1", "169.254.169.254",
                              "printer.local", "0.0.0.0", "fc00::1")] == ["local"] * 7  # fmt: skip
     assert [cls(h) for h in ("8.8.8.8", "relay.example", "2001:4860::8888")] == ["public"] * 3
+
+
+@pytest.mark.parametrize(("expiration", "code"), [
+    (None, "invalid_field"), ("1000", "expired"), ("²", "invalid_field")])  # fmt: skip
+def test_an_answer_with_no_expiration_or_an_expired_one_is_dropped(
+    expiration: str | None, code: str
+) -> None:
+    seed = MasterSeed(os.urandom(32))
+    intent_id, key = _customer.relay_key(seed.seed, 0)
+    identity = seed.for_intent(intent_id)
+    now = time.time_ns() // 1_000_000
+    body = _customer.Intentcast(what="kayak", reply_by=now + 60_000, constraints=(),
+                                memberships=())  # fmt: skip
+    message = sign_message(body, identity=identity, recipient=identity.public_key,
+                           thread=os.urandom(16), prev=None, now=now, msg_id=os.urandom(16),
+                           lifetime_ms=60_000)  # fmt: skip
+    ours = _customer.intentcast_event(message, key, aux=os.urandom(32))
+    fine = answer_event(ours, message, "http://vendor.example", key=NostrKey(os.urandom(32)),
+                        now_ms=now, nonce=os.urandom(32), aux=os.urandom(32))  # fmt: skip
+    assert open_answer(fine, key, message.hash, now_ms=now).url == "http://vendor.example"
+    answer_key = NostrKey(os.urandom(32))
+    plain = json.dumps({"intent": message.hash.hex(), "url": "http://vendor.example"})
+    tags = [["p", ours.pubkey], ["e", ours.id],
+            *([["expiration", expiration]] if expiration else [])]  # fmt: skip
+    sealed = nip44_encrypt(plain, conversation_key(answer_key.secret, key.public), os.urandom(32))
+    bad = sign_event(answer_key, now // 1000, KIND_ANSWER, tags, sealed, aux=os.urandom(32))
+    with pytest.raises(EventError) as caught:
+        open_answer(bad, key, message.hash, now_ms=now)
+    assert caught.value.code.value == code

@@ -175,11 +175,20 @@ def _answer_fields(plain: str) -> tuple[str, bytes]:
     return url, intent
 
 
-def open_answer(event: Event, key: NostrKey, intent: bytes) -> Answer:
-    """Open a sealed answer to our intentcast ``intent`` (its message hash) with our Nostr key."""
+def open_answer(event: Event, key: NostrKey, intent: bytes, *, now_ms: int | None = None
+                ) -> Answer:  # fmt: skip
+    """Open a sealed answer to our intentcast ``intent`` (its message hash) with our Nostr key.
+
+    With ``now_ms``, an answer with no ``expiration`` tag, or one not after ``now_ms``, is
+    dropped (§15.1-3) before it is opened; without, only its form is checked (the vectors)."""
     if event.kind != KIND_ANSWER or event.tag_values("p") != [key.public.hex()]:
         raise EventError("not an answer to this key", code=Problem.WRONG_RECIPIENT,
                          clause="§15.4-1")  # fmt: skip
+    expiration = event.expiration
+    if expiration is None:
+        raise EventError("no expiration tag", clause="§15.1-3", code=Problem.INVALID_FIELD)
+    if now_ms is not None and now_ms >= expiration * 1000:
+        raise EventError("the answer has expired", code=Problem.EXPIRED, clause="§15.1-3")
     try:
         plain = nip44_decrypt(
             event.content, conversation_key(key.secret, bytes.fromhex(event.pubkey))

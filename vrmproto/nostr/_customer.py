@@ -23,7 +23,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -178,7 +178,8 @@ def _url_class(url: str) -> HostClass | None:
 
 
 async def _collect(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], since: int,
-                   found: dict[str, Answer], *, expect: int | None) -> None:  # fmt: skip
+                   found: dict[str, Answer], *, expect: int | None,
+                   clock: Callable[[], int]) -> None:  # fmt: skip
     """Add each vendor URL that answers to ``found`` as it comes, until ``expect`` of them (or
     the caller cancels); answers that do not open are dropped (§15.4-3).
 
@@ -189,7 +190,7 @@ async def _collect(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], 
     near = {c for c in map(_url_class, pool.urls) if c is not None}
     async for ev in pool.subscribe(answer_filter(key.public, since)):
         try:
-            a = open_answer(ev, key, message.hash)
+            a = open_answer(ev, key, message.hash, now_ms=clock())
         except ProtocolError as exc:
             log.info("answer %s dropped: %s", ev.id[:12], exc)
             continue
@@ -203,11 +204,13 @@ async def _collect(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], 
 
 
 async def _answers(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], since: int,
-                   *, wait_s: float, expect: int | None) -> list[Answer]:  # fmt: skip
+                   *, wait_s: float, expect: int | None,
+                   clock: Callable[[], int]) -> list[Answer]:  # fmt: skip
     """The answers that came in ``wait_s`` seconds, or sooner once ``expect`` vendors did."""
     found: dict[str, Answer] = {}
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(_collect(pool, key, message, since, found, expect=expect), wait_s)
+        await asyncio.wait_for(_collect(pool, key, message, since, found, expect=expect,
+                                        clock=clock), wait_s)  # fmt: skip
     return list(found.values())
 
 
@@ -274,7 +277,7 @@ async def publish_intentcast(
             raise
         wait_s = min(answer_wait_ms, deadline_ms // 2) / 1000
         answers = await _answers(pool, key, message, event.created_at, wait_s=wait_s,
-                                 expect=expect_answers)  # fmt: skip
+                                 expect=expect_answers, clock=agent.clock)  # fmt: skip
     result = await _to_answerers(agent, record, body, answers, vendors=vendors,
                                  progress=progress)  # fmt: skip
     record = await agent.store.get_intent(record.intent_id) or record
@@ -376,7 +379,7 @@ async def _read_one(agent: Agent, session: aiohttp.ClientSession, record: Intent
         if message.sender != agent.ledger.master.for_intent(intent_id).public_key:
             return None  # signed by our Nostr key, but not by the intentcast's identity
         remaining = max(record.reply_by_ms - agent.clock(), 1)
-        answers = await _answers(pool, key, message, event.created_at,
+        answers = await _answers(pool, key, message, event.created_at, clock=agent.clock,
                                  wait_s=min(wait_ms, remaining) / 1000, expect=expect)  # fmt: skip
     result = await _to_answerers(agent, record, message.body, answers, progress=progress)
     record = await agent.store.get_intent(record.intent_id) or record
