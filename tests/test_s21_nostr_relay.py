@@ -287,3 +287,36 @@ def test_an_event_whose_hex_is_not_lower_case_hex_of_its_length_is_malformed(
     with pytest.raises(EventError) as caught:
         Event.from_json(obj)
     assert caught.value.code.value == "malformed"
+
+
+async def test_a_flood_of_eose_or_closed_takes_no_memory() -> None:
+    """Only EVENTs were bounded (PUMP_QUEUE): a relay that repeats ``["EOSE", sub]`` while the
+    subscriber is busy grew the subscription's queue by one item per message, without end."""
+    async with aiohttp.ClientSession() as session:  # never connected: nothing leaves
+        relay = Relay("ws://127.0.0.1:9", session)
+        q: asyncio.Queue[object] = asyncio.Queue()
+        relay._subs["s"] = q
+        for _ in range(10_000):
+            relay._dispatch(json.dumps(["EOSE", "s"]))
+        relay._dispatch(json.dumps(["EVENT", "s", {"id": "x"}]))
+        for _ in range(10_000):
+            relay._dispatch(json.dumps(["CLOSED", "s", "bye"]))
+        assert [q.get_nowait() for _ in range(q.qsize())] == ["EOSE", {"id": "x"}, None]
+
+
+@pytest.mark.parametrize("payload", [[], [None], ["EOSE"], [7], [[]]])
+async def test_an_event_message_with_no_event_in_it_ends_nothing(payload: list[Any]) -> None:
+    """``["EVENT", sub, null]`` was the subscription's end marker, ``["EVENT", sub, "EOSE"]``
+    its stored events' end, and ``["EVENT", sub]`` an EOSE: a relay ended reads with them."""
+    good = cast()
+    junk = [json.dumps(["EVENT", "*", *payload])]
+
+    async def handle(sock: web.WebSocketResponse, m: list[Any]) -> None:
+        if m[0] == "REQ":
+            await sock.send_str(junk[0].replace('"*"', json.dumps(m[1])))
+            await serving(good)(sock, m)
+
+    async with (scripted_relay(handle) as url, aiohttp.ClientSession() as s,
+                Relay(url, s) as relay):  # fmt: skip
+        got = [e.id async for e in relay.subscribe({"kinds": [1]}, until_eose=True)]
+    assert got == [good.id]

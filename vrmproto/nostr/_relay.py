@@ -89,6 +89,7 @@ class Relay:
         self._reader: asyncio.Task[None] | None = None
         self._oks: dict[str, asyncio.Future[tuple[bool, str]]] = {}
         self._subs: dict[str, asyncio.Queue[Any]] = {}
+        self._stored: set[str] = set()  # the subscriptions whose stored events have ended (EOSE)
         #: Events dropped because a subscriber had :data:`PUMP_QUEUE` of them waiting.
         self.dropped = 0
 
@@ -161,15 +162,23 @@ class Relay:
                 why = msg[3] if len(msg) > 3 and isinstance(msg[3], str) else ""
                 fut.set_result((msg[2] is True, _said(why)))
         elif kind in ("EVENT", "EOSE", "CLOSED") and (q := self._subs.get(ref)) is not None:
-            if kind == "EVENT" and q.qsize() >= PUMP_QUEUE:  # read no faster than it is taken
-                self.dropped += 1
-                log.debug("%s: subscriber behind, event dropped", self.url)
-                return
-            if kind == "CLOSED":
+            if kind == "EVENT":
+                if len(msg) < 3 or not isinstance(msg[2], dict):  # no event: not even a marker
+                    log.debug("%s: an EVENT with no event dropped", self.url)
+                elif q.qsize() >= PUMP_QUEUE:  # read no faster than it is taken
+                    self.dropped += 1
+                    log.debug("%s: subscriber behind, event dropped", self.url)
+                else:
+                    q.put_nowait(msg[2])
+            elif kind == "EOSE":
+                if ref not in self._stored:  # once: a relay may repeat it without end
+                    self._stored.add(ref)
+                    q.put_nowait("EOSE")
+            else:  # CLOSED: the end of it, and nothing of it is taken after
+                del self._subs[ref]
                 why = msg[2] if len(msg) > 2 and isinstance(msg[2], str) else ""
                 log.warning("%s: the relay closed a subscription: %s", self.url, _said(why))
-            q.put_nowait(msg[2] if kind == "EVENT" and len(msg) > 2 else
-                         None if kind == "CLOSED" else "EOSE")  # fmt: skip
+                q.put_nowait(None)
         elif kind == "NOTICE":
             log.info("%s: notice: %s", self.url, _said(ref))
 
@@ -223,6 +232,7 @@ class Relay:
                     log.info("%s: event dropped: %s", self.url, exc)
         finally:
             self._subs.pop(sub, None)
+            self._stored.discard(sub)
             if self._ws is not None and not self._ws.closed:
                 with contextlib.suppress(RelayError):
                     await self._send(["CLOSE", sub])
