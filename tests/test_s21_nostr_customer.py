@@ -50,6 +50,7 @@ from vrmproto.nostr import (
     open_intentcast,
     sign_event,
 )
+from vrmproto.nostr._binding import host_class
 from vrmproto.nostr._customer import _stored_next, publish_intentcast, relay_answers
 from vrmproto.store import MemoryStore
 
@@ -180,7 +181,7 @@ async def test_an_answer_naming_the_persons_own_network_is_dropped(
 
 
 def test_the_address_classes() -> None:
-    cls = _customer._host_class
+    cls = host_class
     assert [cls(h) for h in ("127.0.0.1", "127.1", "::1", "localhost", "a.localhost")] == [
         "loopback"] * 5  # fmt: skip
     assert [cls(h) for h in ("10.0.0.1", "192.168.1.1", "fe80::1", "169.254.169.254",

@@ -9,7 +9,10 @@ Before:
   the relays sent piled up and were dropped (PUMP_QUEUE);
 - a relay lost (restarted, or ending the subscription) while another stayed up was never
   followed again, nor one down when the vendor started: ``serve`` connected again only once
-  every relay was gone, so for months the vendor heard fewer relays than its file named.
+  every relay was gone, so for months the vendor heard fewer relays than its file named;
+- (with the customer's side dropping answers that name this machine or a local network) a
+  vendor on public relays with no ``server.public_url`` answered ``http://127.0.0.1:8421`` to
+  every intentcast, for nothing, and said nothing of it.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from test_s21_nostr_relay import scripted_relay, serving
 
 from vrmproto import Identity, Intentcast, MasterSeed, Money, sign_message
 from vrmproto.nostr import Event, NostrKey, intentcast_event
-from vrmproto.nostr._vendor import RelayVendor, catalogue_keywords
+from vrmproto.nostr._vendor import RelayVendor, catalogue_keywords, warn_unreachable_url
 from vrmproto.server import load_vendor_config
 
 VENDORS = Path(__file__).resolve().parent.parent / "examples" / "vendors"
@@ -114,3 +118,16 @@ async def test_a_relay_lost_while_another_is_up_is_listened_to_again() -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+@pytest.mark.parametrize(("url", "relays", "warned"), [
+    ("http://127.0.0.1:8421", ["wss://relay.example"], True),
+    ("http://192.168.1.5:8421", ["ws://127.0.0.1:7000"], True),
+    ("http://127.0.0.1:8421", ["ws://127.0.0.1:7000"], False),
+    ("https://hertz.example", ["wss://relay.example", "ws://127.0.0.1:7000"], False),
+])  # fmt: skip
+def test_a_vendor_answering_with_a_url_customers_would_drop_is_warned(
+    url: str, relays: list[str], warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    warn_unreachable_url(url, relays)
+    assert ("set server.public_url" in caplog.text) is warned

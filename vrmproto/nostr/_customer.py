@@ -20,13 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -46,6 +42,7 @@ from vrmproto.nostr._binding import (
     intentcast_event,
     open_answer,
     open_intentcast,
+    url_class,
 )
 from vrmproto.nostr._crypto import NostrKey, relay_intent_id
 from vrmproto.nostr._event import Event
@@ -66,7 +63,6 @@ INDEX_GAP = 20
 #: a public key, so anyone — a relay among them — can send thousands, each naming a URL the
 #: agent would then contact (on the person's own network too). The first ones are taken.
 MAX_ANSWERS = 256
-HostClass = Literal["loopback", "local", "public"]
 #: The store's setting (meta) that keeps one past the last index asked about in a search.
 NEXT_INDEX_KEY = "client.nostr.next_index"
 
@@ -146,37 +142,6 @@ async def _search(pool: RelayPool, seed: bytes, start: int) -> tuple[dict[int, E
         low = last + 1
 
 
-def _host_class(host: str) -> HostClass:
-    """Where ``host`` is: this machine, a local network, or the Internet. Numbers are read as
-    the resolver reads them (``127.1``, ``2130706433`` and ``0x7f.1`` are 127.0.0.1); a name
-    other than ``localhost`` and ``*.local`` is taken as public (it is not resolved here)."""
-    host = host.lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return "loopback"
-    if host.endswith(".local"):  # multicast DNS: the local network
-        return "local"
-    try:
-        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
-    except ValueError:
-        try:
-            ip = ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return "public"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return "loopback"
-    return "public" if ip.is_global else "local"
-
-
-def _url_class(url: str) -> HostClass | None:
-    try:
-        host = urlsplit(url).hostname
-    except ValueError:
-        return None
-    return _host_class(host) if host else None
-
-
 async def _collect(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], since: int,
                    found: dict[str, Answer], *, expect: int | None,
                    clock: Callable[[], int]) -> None:  # fmt: skip
@@ -187,14 +152,14 @@ async def _collect(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], 
     too (a relay of one's own, tests): anyone can seal an answer to the intentcast's key, and
     the agent would then send HTTP requests, on a path the answer chose, to the person's
     router, printer or cloud metadata service."""
-    near = {c for c in map(_url_class, pool.urls) if c is not None}
+    near = {c for c in map(url_class, pool.urls) if c is not None}
     async for ev in pool.subscribe(answer_filter(key.public, since)):
         try:
             a = open_answer(ev, key, message.hash, now_ms=clock())
         except ProtocolError as exc:
             log.info("answer %s dropped: %s", ev.id[:12], exc)
             continue
-        where = _url_class(a.url)
+        where = url_class(a.url)
         if where is None or (where != "public" and where not in near):
             log.info("answer %s dropped: it names a %s address", ev.id[:12], where or "no")
             continue

@@ -28,7 +28,7 @@ from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._messages import Intentcast, IntentOffer
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role
-from vrmproto.nostr._binding import answer_event, intentcast_filter, open_intentcast
+from vrmproto.nostr._binding import answer_event, intentcast_filter, open_intentcast, url_class
 from vrmproto.nostr._crypto import NostrKey
 from vrmproto.nostr._event import Event
 from vrmproto.nostr._relay import MAX_RETRY_S, RETRY_S, RelayError, RelayPool
@@ -167,6 +167,18 @@ async def _publish(pool: RelayPool, answer: Event) -> None:
         log.warning("answer not published: %s", exc)
 
 
+def warn_unreachable_url(url: str, relays: Sequence[str]) -> None:
+    """Warn when the answers' ``url`` is on this machine or a local network and a relay is not
+    there too: customers reading that relay drop such an answer (it could point them at their
+    own network), so the vendor would answer them for nothing. ``server.public_url`` in the
+    vendor file is the cure."""
+    where = url_class(url)
+    if where != "public" and any(url_class(r) != where for r in relays):
+        log.warning("answers through relays will name %s, a %s address customers elsewhere "
+                    "drop: set server.public_url in the vendor file to a public URL",
+                    url, where)  # fmt: skip
+
+
 @contextlib.asynccontextmanager
 async def relay_vendor(vendor: RelayVendor, relays: Sequence[str]) -> AsyncIterator[RelayVendor]:
     """Run ``vendor`` on ``relays`` in the background while the block runs."""
@@ -190,4 +202,5 @@ def vendor_on_relays(config: VendorConfig, identity: Identity, url: str
                          geohashes=tuple(file.relay_geohashes), min_pow=file.relay_min_pow,
                          limits=config.limits)  # fmt: skip
     log.info("listening on relays %s", ", ".join(file.relays))
+    warn_unreachable_url(url, file.relays)
     return relay_vendor(vendor, file.relays)
