@@ -32,13 +32,16 @@ from hypothesis import strategies as st
 
 from vrmproto import Intentcast, MasterSeed, sign_message
 from vrmproto.nostr import (
+    DEFAULT_RELAY_LIMITS,
     KIND_INTENTCAST,
     Event,
     EventError,
     NostrKey,
     Relay,
     RelayError,
+    RelayLimits,
     RelayPool,
+    _relay,
     intentcast_event,
 )
 
@@ -120,7 +123,7 @@ async def test_deeply_nested_json_from_a_relay_is_dropped_and_the_subscription_g
     assert got == [good.id]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
                     lambda kids: st.lists(kids, max_size=5)
                     | st.dictionaries(st.text(max_size=5), kids, max_size=5), max_leaves=20),
@@ -320,3 +323,32 @@ async def test_an_event_message_with_no_event_in_it_ends_nothing(payload: list[A
                 Relay(url, s) as relay):  # fmt: skip
         got = [e.id async for e in relay.subscribe({"kinds": [1]}, until_eose=True)]
     assert got == [good.id]
+
+
+async def test_the_relay_limits_are_one_object_the_client_uses() -> None:
+    """Every limit of the relay client is a field of RelayLimits, its default the module's
+    constant (spec §15.6), checked when made, and used where it applies."""
+    assert RelayLimits() == DEFAULT_RELAY_LIMITS
+    assert (DEFAULT_RELAY_LIMITS.max_message, DEFAULT_RELAY_LIMITS.pump_queue,
+            DEFAULT_RELAY_LIMITS.seen_window) == (_relay.MAX_RELAY_MESSAGE, _relay.PUMP_QUEUE,
+                                                  _relay.SEEN_WINDOW)  # fmt: skip
+    for bad in ({"timeout_s": 0}, {"pump_queue": 0}, {"retry_s": 5, "max_retry_s": 1}):
+        with pytest.raises(ValueError, match="relay limits"):
+            RelayLimits(**bad)  # type: ignore[arg-type]
+    async with aiohttp.ClientSession() as session:  # never connected: nothing leaves
+        relay = Relay("ws://127.0.0.1:9", session, limits=RelayLimits(pump_queue=3, max_words=5))
+        assert Relay("ws://127.0.0.1:9", session, timeout_s=2).limits.timeout_s == 2
+        q: asyncio.Queue[object] = asyncio.Queue()
+        relay._subs["s"] = q
+        for i in range(5):
+            relay._dispatch(json.dumps(["EVENT", "s", {"id": str(i)}]))
+        assert (q.qsize(), relay.dropped) == (3, 2)
+        fut = asyncio.get_running_loop().create_future()
+        relay._oks["e"] = fut
+        relay._dispatch(json.dumps(["OK", "e", False, "blocked: no"]))
+        assert await fut == (False, "block…")
+    async with (scripted_relay(serving(before=["[" + "1," * 40 + "1]"])) as url,
+                aiohttp.ClientSession() as session,
+                Relay(url, session, limits=RelayLimits(max_message=64)) as small):  # fmt: skip
+        got = [e async for e in small.subscribe({"kinds": [1]}, until_eose=True)]
+        assert (got, small.closed) == ([], True)  # too large: the connection ends

@@ -46,7 +46,13 @@ from vrmproto.nostr._binding import (
 )
 from vrmproto.nostr._crypto import NostrKey, relay_intent_id
 from vrmproto.nostr._event import Event
-from vrmproto.nostr._relay import PublishResult, RelayError, RelayPool
+from vrmproto.nostr._relay import (
+    DEFAULT_RELAY_LIMITS,
+    PublishResult,
+    RelayError,
+    RelayLimits,
+    RelayPool,
+)
 from vrmproto.store import Commit, IntentRecord
 
 __all__ = ["INDEX_GAP", "MAX_ANSWERS", "RelayedIntentcast", "publish_intentcast", "relay_answers"]
@@ -210,6 +216,7 @@ async def publish_intentcast(
     terms: Sequence[TermRef] | None = None,
     deadline_ms: int = 30_000,
     progress: Progress | None = None,
+    relay_limits: RelayLimits = DEFAULT_RELAY_LIMITS,
 ) -> RelayedIntentcast:
     """Publish an intentcast to ``relays``, wait ``answer_wait_ms`` for answers (or until
     ``expect_answers`` vendors answered), then send it over HTTP to them and to ``vendors``.
@@ -222,7 +229,8 @@ async def publish_intentcast(
                       memberships=tuple(memberships), where=where, start=start, end=end,
                       max_price=max_price, terms=tuple(terms) if terms else None)  # fmt: skip
     seed = agent.ledger.master.seed
-    async with aiohttp.ClientSession() as session, RelayPool(relays, session) as pool:
+    async with (aiohttp.ClientSession() as session,
+                RelayPool(relays, session, limits=relay_limits) as pool):  # fmt: skip
         index = await _free_index(pool, seed, await _stored_next(agent))
         intent_id, key = relay_key(seed, index)
         message = _relay_message(agent, body, intent_id)
@@ -256,6 +264,7 @@ async def relay_answers(
     answer_wait_ms: int = DEFAULT_ANSWER_WAIT_MS,
     expect_answers: int | None = None,
     progress: Progress | None = None,
+    relay_limits: RelayLimits = DEFAULT_RELAY_LIMITS,
 ) -> list[RelayedIntentcast]:
     """Read the answers to the relayed intentcasts that have not expired, and send each one over
     HTTP to the vendors that answered since (§15.4-3, §15.2-4); their offers are stored with it.
@@ -276,7 +285,7 @@ async def relay_answers(
     done: list[RelayedIntentcast] = []
     async with aiohttp.ClientSession() as session:
         if relays:
-            async with RelayPool(relays, session) as pool:
+            async with RelayPool(relays, session, limits=relay_limits) as pool:
                 found, searched = await _search(pool, seed, await _stored_next(agent))
             await agent.store.commit(Commit(meta=(_next_meta(searched),)))
             live += await _adopt(agent, found, relays)
@@ -284,7 +293,8 @@ async def relay_answers(
         for record in live:
             try:
                 got = await _read_one(agent, session, record, relays, wait_ms=answer_wait_ms,
-                                      expect=expect_answers, progress=progress)  # fmt: skip
+                                      expect=expect_answers, progress=progress,
+                                      limits=relay_limits)  # fmt: skip
             except RelayError as exc:  # none of its relays could be reached: still open
                 unread.append((record, exc))
                 continue
@@ -320,7 +330,8 @@ async def _adopt(agent: Agent, found: dict[int, Event], relays: Sequence[str]
 
 async def _read_one(agent: Agent, session: aiohttp.ClientSession, record: IntentRecord,
                     extra: Sequence[str], *, wait_ms: int, expect: int | None,
-                    progress: Progress | None) -> RelayedIntentcast | None:  # fmt: skip
+                    progress: Progress | None,
+                    limits: RelayLimits) -> RelayedIntentcast | None:  # fmt: skip
     """One stored relayed intentcast: its event read back, its answers, the HTTP intentcast to
     the vendors that answered and were not asked yet. None when no relay holds it any more;
     :class:`RelayError` when none of its relays could be reached."""
@@ -328,7 +339,7 @@ async def _read_one(agent: Agent, session: aiohttp.ClientSession, record: Intent
         raise ValueError("not a relayed intentcast")
     intent_id, key = relay_key(agent.ledger.master.seed, record.relay_index)
     urls = list(dict.fromkeys([*record.relays, *extra]))
-    async with RelayPool(urls, session) as pool:  # RelayError when no relay could be reached
+    async with RelayPool(urls, session, limits=limits) as pool:  # RelayError: none reached
         event = None
         wanted = {"kinds": [KIND_INTENTCAST], "authors": [key.public.hex()]}
         async for ev in pool.subscribe(wanted, until_eose=True):

@@ -21,7 +21,7 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -30,6 +30,7 @@ from vrmproto._errors import TransportError
 from vrmproto.nostr._event import Event, EventError
 
 __all__ = [
+    "DEFAULT_RELAY_LIMITS",
     "MAX_RETRY_S",
     "PUMP_QUEUE",
     "RETRY_S",
@@ -37,6 +38,7 @@ __all__ = [
     "PublishResult",
     "Relay",
     "RelayError",
+    "RelayLimits",
     "RelayPool",
 ]
 
@@ -53,12 +55,45 @@ PUMP_QUEUE = 256
 #: not reach (seconds); doubled after each failure in a row, up to :data:`MAX_RETRY_S`.
 RETRY_S = 30.0
 MAX_RETRY_S = 600.0
+#: How long a relay has to accept a connection, to say OK to an event, and to send its stored
+#: events and EOSE (seconds).
+TIMEOUT_S = 10.0
 
 
-def _said(text: str) -> str:
-    """What a relay said (an ``OK`` refusal, a ``NOTICE``), cut to :data:`MAX_RELAY_WORDS`
-    characters: it is shown to the person, and a relay may send a megabyte of it."""
-    return text if len(text) <= MAX_RELAY_WORDS else text[:MAX_RELAY_WORDS] + "…"
+@dataclass(frozen=True, slots=True)
+class RelayLimits:
+    """Every limit of the relay client, in one place (spec §15.6 lists the defaults; the
+    module's constants are the defaults). ``Relay(…, limits=RelayLimits(timeout_s=30))``."""
+
+    #: How long a relay has to accept the connection, say OK, and end its stored events (s).
+    timeout_s: float = TIMEOUT_S
+    #: The largest relay message read (bytes); a larger one closes the connection.
+    max_message: int = MAX_RELAY_MESSAGE
+    #: The most characters kept of a relay's own words (an OK refusal, a NOTICE, a CLOSED).
+    max_words: int = MAX_RELAY_WORDS
+    #: How many event ids a pool's subscription remembers to drop copies (§15.5-2).
+    seen_window: int = SEEN_WINDOW
+    #: How many events of one relay wait, at most, for their subscriber; more are dropped.
+    pump_queue: int = PUMP_QUEUE
+    #: :meth:`RelayPool.follow`: the wait before connecting again to a lost relay (s), doubled
+    #: after each failure in a row up to ``max_retry_s``.
+    retry_s: float = RETRY_S
+    max_retry_s: float = MAX_RETRY_S
+
+    def __post_init__(self) -> None:
+        if not (self.timeout_s > 0 and self.max_message > 0 and self.max_words > 0
+                and self.seen_window > 0 and self.pump_queue > 0
+                and 0 < self.retry_s <= self.max_retry_s):  # fmt: skip
+            raise ValueError(f"relay limits out of range: {self}")
+
+
+DEFAULT_RELAY_LIMITS = RelayLimits()
+
+
+def _said(text: str, most: int = MAX_RELAY_WORDS) -> str:
+    """What a relay said (an ``OK`` refusal, a ``NOTICE``), cut to ``most`` characters: it is
+    shown to the person, and a relay may send a megabyte of it."""
+    return text if len(text) <= most else text[:most] + "…"
 
 
 class RelayError(TransportError):
@@ -80,17 +115,20 @@ class PublishResult:
 class Relay:
     """One websocket to one relay. Use ``async with Relay(url, session)``."""
 
-    def __init__(self, url: str, session: aiohttp.ClientSession, *, timeout_s: float = 10.0
-                 ) -> None:  # fmt: skip
+    def __init__(self, url: str, session: aiohttp.ClientSession, *,
+                 timeout_s: float | None = None,
+                 limits: RelayLimits = DEFAULT_RELAY_LIMITS) -> None:  # fmt: skip
+        """``timeout_s``, when given, stands for ``limits.timeout_s``."""
         self.url = url
         self._session = session
-        self._timeout = timeout_s
+        self.limits = limits if timeout_s is None else replace(limits, timeout_s=timeout_s)
+        self._timeout = self.limits.timeout_s
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
         self._oks: dict[str, asyncio.Future[tuple[bool, str]]] = {}
         self._subs: dict[str, asyncio.Queue[Any]] = {}
         self._stored: set[str] = set()  # the subscriptions whose stored events have ended (EOSE)
-        #: Events dropped because a subscriber had :data:`PUMP_QUEUE` of them waiting.
+        #: Events dropped because a subscriber had ``limits.pump_queue`` of them waiting.
         self.dropped = 0
 
     async def __aenter__(self) -> Relay:
@@ -112,7 +150,8 @@ class Relay:
         try:
             async with asyncio.timeout(self._timeout):
                 self._ws = await self._session.ws_connect(
-                    self.url, timeout=ws_timeout, max_msg_size=MAX_RELAY_MESSAGE, heartbeat=30)
+                    self.url, timeout=ws_timeout, max_msg_size=self.limits.max_message,
+                    heartbeat=30)  # fmt: skip
         except TimeoutError:
             raise RelayError(f"{self.url}: cannot connect: no answer within {self._timeout:g} s"
                              ) from None  # fmt: skip
@@ -160,12 +199,12 @@ class Relay:
         if kind == "OK" and len(msg) >= 3 and (fut := self._oks.get(ref)):
             if not fut.done():
                 why = msg[3] if len(msg) > 3 and isinstance(msg[3], str) else ""
-                fut.set_result((msg[2] is True, _said(why)))
+                fut.set_result((msg[2] is True, _said(why, self.limits.max_words)))
         elif kind in ("EVENT", "EOSE", "CLOSED") and (q := self._subs.get(ref)) is not None:
             if kind == "EVENT":
                 if len(msg) < 3 or not isinstance(msg[2], dict):  # no event: not even a marker
                     log.debug("%s: an EVENT with no event dropped", self.url)
-                elif q.qsize() >= PUMP_QUEUE:  # read no faster than it is taken
+                elif q.qsize() >= self.limits.pump_queue:  # read no faster than it is taken
                     self.dropped += 1
                     log.debug("%s: subscriber behind, event dropped", self.url)
                 else:
@@ -177,10 +216,11 @@ class Relay:
             else:  # CLOSED: the end of it, and nothing of it is taken after
                 del self._subs[ref]
                 why = msg[2] if len(msg) > 2 and isinstance(msg[2], str) else ""
-                log.warning("%s: the relay closed a subscription: %s", self.url, _said(why))
+                log.warning("%s: the relay closed a subscription: %s", self.url,
+                            _said(why, self.limits.max_words))  # fmt: skip
                 q.put_nowait(None)
         elif kind == "NOTICE":
-            log.info("%s: notice: %s", self.url, _said(ref))
+            log.info("%s: notice: %s", self.url, _said(ref, self.limits.max_words))
 
     async def _send(self, msg: list[Any]) -> None:
         if self._ws is None or self._ws.closed:
@@ -273,16 +313,17 @@ class RelayPool:
     """Several relays as one (§15.5). Relays that cannot be reached are logged in ``down``."""
 
     def __init__(self, urls: Sequence[str], session: aiohttp.ClientSession, *,
-                 timeout_s: float = 10.0) -> None:  # fmt: skip
+                 timeout_s: float | None = None,
+                 limits: RelayLimits = DEFAULT_RELAY_LIMITS) -> None:  # fmt: skip
         self.urls = list(dict.fromkeys(urls))
         self.relays: list[Relay] = []
         self.down: dict[str, str] = {}
         self._session = session
-        self._timeout = timeout_s
+        self.limits = limits if timeout_s is None else replace(limits, timeout_s=timeout_s)
 
     async def __aenter__(self) -> RelayPool:
         async def one(url: str) -> Relay | None:
-            relay = Relay(url, self._session, timeout_s=self._timeout)
+            relay = Relay(url, self._session, limits=self.limits)
             try:
                 await relay.connect()
             except RelayError as exc:
@@ -320,7 +361,7 @@ class RelayPool:
                         ) -> AsyncIterator[Event]:  # fmt: skip
         """Every relay's matching events merged, each event id once (§15.5-2); with
         ``until_eose``, only the stored ones, ending when every relay has sent them."""
-        q: asyncio.Queue[Event | None] = asyncio.Queue(PUMP_QUEUE)
+        q: asyncio.Queue[Event | None] = asyncio.Queue(self.limits.pump_queue)
 
         async def pump(relay: Relay) -> None:
             try:
@@ -332,7 +373,7 @@ class RelayPool:
                 await q.put(None)
 
         tasks = [asyncio.create_task(pump(r)) for r in self.relays]
-        seen = _Recent(SEEN_WINDOW)
+        seen = _Recent(self.limits.seen_window)
         live = len(tasks)
         try:
             while live:
@@ -347,30 +388,32 @@ class RelayPool:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def follow(self, filters: Callable[[], Sequence[dict[str, Any]]], *,
-                     retry_s: float = RETRY_S, max_retry_s: float = MAX_RETRY_S
+                     retry_s: float | None = None, max_retry_s: float | None = None
                      ) -> AsyncIterator[Event]:  # fmt: skip
         """Every relay's live events, each id once (§15.5-2), until cancelled: a relay that is
         lost or closes the subscription — or that could not be reached at first — is connected
         again ``retry_s`` later, twice that after another failure in a row, up to
         ``max_retry_s``, and subscribed with ``filters()`` made anew (a ``since`` from the time
         then). The relay is in :attr:`relays` (and so takes :meth:`publish`) while it is up."""
-        q: asyncio.Queue[Event] = asyncio.Queue(PUMP_QUEUE)
+        q: asyncio.Queue[Event] = asyncio.Queue(self.limits.pump_queue)
+        first_s = self.limits.retry_s if retry_s is None else retry_s
+        most_s = self.limits.max_retry_s if max_retry_s is None else max_retry_s
         up = {r.url: r for r in self.relays}
         loop = asyncio.get_running_loop()
 
         async def pump(url: str) -> None:
-            delay = retry_s
+            delay = first_s
             while True:
                 relay = up.pop(url, None)
                 if relay is None:
-                    relay = Relay(url, self._session, timeout_s=self._timeout)
+                    relay = Relay(url, self._session, limits=self.limits)
                     try:
                         await relay.connect()
                     except RelayError as exc:
                         self.down[url] = str(exc)
                         log.warning("relay down: %s (again in %g s)", exc, delay)
                         await asyncio.sleep(delay)
-                        delay = min(delay * 2, max_retry_s)
+                        delay = min(delay * 2, most_s)
                         continue
                     self.down.pop(url, None)
                     self.relays.append(relay)
@@ -382,16 +425,16 @@ class RelayPool:
                 except RelayError as exc:
                     why = str(exc)
                 if loop.time() - started > delay:  # it worked a while: not a failure in a row
-                    delay = retry_s
+                    delay = first_s
                 self.relays.remove(relay)
                 self.down[url] = why
                 await relay.close()
                 log.warning("relay lost: %s: %s (again in %g s)", url, why, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, max_retry_s)
+                delay = min(delay * 2, most_s)
 
         tasks = [asyncio.create_task(pump(u)) for u in self.urls]
-        seen = _Recent(SEEN_WINDOW)
+        seen = _Recent(self.limits.seen_window)
         try:
             while True:
                 ev = await q.get()

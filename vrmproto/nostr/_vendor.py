@@ -16,7 +16,7 @@ import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -31,7 +31,7 @@ from vrmproto._state import Role
 from vrmproto.nostr._binding import answer_event, intentcast_filter, open_intentcast, url_class
 from vrmproto.nostr._crypto import NostrKey
 from vrmproto.nostr._event import Event
-from vrmproto.nostr._relay import MAX_RETRY_S, RETRY_S, RelayError, RelayPool
+from vrmproto.nostr._relay import DEFAULT_RELAY_LIMITS, RelayError, RelayLimits, RelayPool
 from vrmproto.server._policy import CatalogueItem, Policy
 
 if TYPE_CHECKING:
@@ -68,6 +68,14 @@ class RelayVendor:
     geohashes: Sequence[str] = ()
     min_pow: int = 0
     limits: Limits = DEFAULT_LIMITS
+    #: The relay client's limits (timeouts, queues, reconnection: :class:`RelayLimits`).
+    relay_limits: RelayLimits = DEFAULT_RELAY_LIMITS
+    #: How far back (seconds) it asks relays for intentcasts when it subscribes (§15.5-3).
+    lookback_s: int = LOOKBACK_S
+    #: How many answered intentcasts it remembers, not to answer one twice (§15.4-5).
+    remembered: int = REMEMBERED
+    #: How many answers it publishes at once.
+    publishing: int = PUBLISHING
     clock: Callable[[], int] = _wall_ms
     rand: Callable[[int], bytes] = os.urandom
     dropped: Counter[str] = field(default_factory=Counter)
@@ -75,7 +83,7 @@ class RelayVendor:
 
     def filter(self) -> dict[str, object]:
         return intentcast_filter(self.keywords, self.geohashes,
-                                 self.clock() // 1000 - LOOKBACK_S)  # fmt: skip
+                                 self.clock() // 1000 - self.lookback_s)  # fmt: skip
 
     async def consider(self, event: Event) -> Event | None:
         """The answer to ``event``, or None: checked first (§15.3-6), then the policy's."""
@@ -92,7 +100,7 @@ class RelayVendor:
         if offer is None:
             return None
         self._answered[message.hash] = None
-        if len(self._answered) > REMEMBERED:
+        if len(self._answered) > self.remembered:
             self._answered.popitem(last=False)
         return answer_event(event, message, self.url, key=self._answer_key(),
                             now_ms=self.clock(), nonce=self.rand(32),
@@ -111,13 +119,14 @@ class RelayVendor:
             except ValueError:  # pragma: no cover - probability 2^-128
                 continue
 
-    async def run(self, pool: RelayPool, *, retry_s: float = RETRY_S,
-                  max_retry_s: float = MAX_RETRY_S) -> None:  # fmt: skip
+    async def run(self, pool: RelayPool, *, retry_s: float | None = None,
+                  max_retry_s: float | None = None) -> None:  # fmt: skip
         """Answer the pool's intentcasts until cancelled. A relay lost, or down from the start,
-        is connected again ``retry_s`` later, with backoff up to ``max_retry_s``
+        is connected again ``retry_s`` later, with backoff up to ``max_retry_s`` (by default the
+        pool's :class:`RelayLimits`)
         (:meth:`RelayPool.follow`), the others listened to meanwhile.
 
-        Answers are published in the background, at most :data:`PUBLISHING` at once, so that a
+        Answers are published in the background, at most ``publishing`` at once, so that a
         relay slow to say OK (up to the pool's timeout) does not hold the events that follow."""
         publishing: set[asyncio.Task[None]] = set()
         try:
@@ -133,7 +142,7 @@ class RelayVendor:
                     continue
                 if answer is None:
                     continue
-                if len(publishing) >= PUBLISHING:
+                if len(publishing) >= self.publishing:
                     await asyncio.wait(publishing, return_when=asyncio.FIRST_COMPLETED)
                 task = asyncio.create_task(_publish(pool, answer))
                 publishing.add(task)
@@ -145,19 +154,25 @@ class RelayVendor:
         finally:
             await asyncio.gather(*publishing, return_exceptions=True)
 
-    async def serve(self, relays: Sequence[str], *, retry_s: float = RETRY_S,
-                    max_retry_s: float = MAX_RETRY_S) -> None:  # fmt: skip
+    async def serve(self, relays: Sequence[str], *, retry_s: float | None = None,
+                    max_retry_s: float | None = None) -> None:  # fmt: skip
         """Answer the intentcasts of ``relays`` until cancelled. Each relay lost, or down from
         the start, is connected again ``retry_s`` later, then twice as late after each failure
         in a row, up to ``max_retry_s``; when none could be reached at all, every one is tried
-        again ``retry_s`` later."""
+        again ``retry_s`` later. Both default to :attr:`relay_limits`'s."""
+        limits = self.relay_limits
+        if retry_s is not None or max_retry_s is not None:
+            limits = replace(limits, retry_s=retry_s or limits.retry_s,
+                             max_retry_s=max_retry_s or max(limits.max_retry_s,
+                                                            retry_s or 0))  # fmt: skip
         while True:
             try:
-                async with aiohttp.ClientSession() as session, RelayPool(relays, session) as pool:
-                    await self.run(pool, retry_s=retry_s, max_retry_s=max_retry_s)
+                async with (aiohttp.ClientSession() as session,
+                            RelayPool(relays, session, limits=limits) as pool):  # fmt: skip
+                    await self.run(pool)
             except RelayError as exc:
                 log.warning("relays: %s", exc)
-            await asyncio.sleep(retry_s)
+            await asyncio.sleep(limits.retry_s)
 
 
 async def _publish(pool: RelayPool, answer: Event) -> None:
