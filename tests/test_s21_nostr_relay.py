@@ -352,3 +352,28 @@ async def test_the_relay_limits_are_one_object_the_client_uses() -> None:
                 Relay(url, session, limits=RelayLimits(max_message=64)) as small):  # fmt: skip
         got = [e async for e in small.subscribe({"kinds": [1]}, until_eose=True)]
         assert (got, small.closed) == ([], True)  # too large: the connection ends
+
+
+async def test_a_relay_flooding_events_has_the_excess_dropped_before_any_check() -> None:
+    """3000 junk events (right form, wrong signature) at once: each cost a signature check
+    (~0.15 ms; a vendor's HTTP endpoint runs on the same loop). With ``events_per_s`` at most
+    the burst and the rate's share of the time reach a check; the rest are counted."""
+    junk = cast().to_json() | {"sig": "00" * 64}
+    flood = [json.dumps(["EVENT", "*", junk])] * 3000
+
+    async def handle(sock: web.WebSocketResponse, m: list[Any]) -> None:
+        if m[0] == "REQ":
+            for text in flood:
+                await sock.send_str(text.replace('"*"', json.dumps(m[1]), 1))
+            await sock.send_str(json.dumps(["EOSE", m[1]]))
+
+    limits = RelayLimits(events_per_s=10, events_burst=20)
+    async with (scripted_relay(handle) as url, aiohttp.ClientSession() as session,
+                Relay(url, session, limits=limits) as relay):  # fmt: skip
+        started = time.monotonic()
+        got = [e async for e in relay.subscribe({"kinds": [1]}, until_eose=True)]
+        took = time.monotonic() - started
+    reached = 3000 - relay.limited - relay.dropped
+    assert got == []
+    assert reached <= 20 + 10 * took + 1
+    assert relay.limited >= 3000 - 20 - 10 * took - 1 - relay.dropped

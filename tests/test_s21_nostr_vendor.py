@@ -131,3 +131,8 @@ def test_a_vendor_answering_with_a_url_customers_would_drop_is_warned(
 ) -> None:
     warn_unreachable_url(url, relays)
     assert ("set server.public_url" in caplog.text) is warned
+
+
+def test_a_vendor_bounds_the_events_a_relay_may_send() -> None:
+    v = hertz()
+    assert v.relay_limits.events_per_s is not None  # a relay's flood does not take its CPU

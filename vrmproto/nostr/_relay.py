@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -79,11 +80,17 @@ class RelayLimits:
     #: after each failure in a row up to ``max_retry_s``.
     retry_s: float = RETRY_S
     max_retry_s: float = MAX_RETRY_S
+    #: At most this many events a second from one relay, on average, over bursts of at most
+    #: ``events_burst`` (a token bucket); more are dropped before their signature is checked
+    #: (``Relay.limited``). None: no such limit (a customer's short reads).
+    events_per_s: float | None = None
+    events_burst: int = 1000
 
     def __post_init__(self) -> None:
         if not (self.timeout_s > 0 and self.max_message > 0 and self.max_words > 0
                 and self.seen_window > 0 and self.pump_queue > 0
-                and 0 < self.retry_s <= self.max_retry_s):  # fmt: skip
+                and 0 < self.retry_s <= self.max_retry_s and self.events_burst >= 1
+                and (self.events_per_s is None or self.events_per_s > 0)):  # fmt: skip
             raise ValueError(f"relay limits out of range: {self}")
 
 
@@ -130,6 +137,9 @@ class Relay:
         self._stored: set[str] = set()  # the subscriptions whose stored events have ended (EOSE)
         #: Events dropped because a subscriber had ``limits.pump_queue`` of them waiting.
         self.dropped = 0
+        #: Events dropped because the relay sent more than ``limits.events_per_s``.
+        self.limited = 0
+        self._tokens, self._filled = float(self.limits.events_burst), time.monotonic()
 
     async def __aenter__(self) -> Relay:
         await self.connect()
@@ -204,6 +214,11 @@ class Relay:
             if kind == "EVENT":
                 if len(msg) < 3 or not isinstance(msg[2], dict):  # no event: not even a marker
                     log.debug("%s: an EVENT with no event dropped", self.url)
+                elif not self._allow():
+                    self.limited += 1
+                    if self.limited == 1 or self.limited % 10_000 == 0:
+                        log.warning("%s: more than %g events a second: %d dropped", self.url,
+                                    self.limits.events_per_s, self.limited)  # fmt: skip
                 elif q.qsize() >= self.limits.pump_queue:  # read no faster than it is taken
                     self.dropped += 1
                     log.debug("%s: subscriber behind, event dropped", self.url)
@@ -221,6 +236,20 @@ class Relay:
                 q.put_nowait(None)
         elif kind == "NOTICE":
             log.info("%s: notice: %s", self.url, _said(ref, self.limits.max_words))
+
+    def _allow(self) -> bool:
+        """Whether one more event fits ``limits.events_per_s`` (a token bucket)."""
+        rate = self.limits.events_per_s
+        if rate is None:
+            return True
+        now = time.monotonic()
+        self._tokens = min(float(self.limits.events_burst),
+                           self._tokens + (now - self._filled) * rate)  # fmt: skip
+        self._filled = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
     async def _send(self, msg: list[Any]) -> None:
         if self._ws is None or self._ws.closed:

@@ -31,7 +31,7 @@ from vrmproto._state import Role
 from vrmproto.nostr._binding import answer_event, intentcast_filter, open_intentcast, url_class
 from vrmproto.nostr._crypto import NostrKey
 from vrmproto.nostr._event import Event
-from vrmproto.nostr._relay import DEFAULT_RELAY_LIMITS, RelayError, RelayLimits, RelayPool
+from vrmproto.nostr._relay import RelayError, RelayLimits, RelayPool
 from vrmproto.server._policy import CatalogueItem, Policy
 
 if TYPE_CHECKING:
@@ -46,6 +46,10 @@ LOOKBACK_S = 3600
 REMEMBERED = 10_000
 #: How many answers a vendor publishes at once (each waits up to the relays' timeout for OK).
 PUBLISHING = 64
+#: A vendor's relay client: a relay may send 100 events a second, in bursts of 1000; more are
+#: dropped unchecked, so that a relay flooding junk does not take the vendor's CPU (its HTTP
+#: endpoint runs on the same event loop).
+VENDOR_RELAY_LIMITS = RelayLimits(events_per_s=100, events_burst=1000)
 
 
 def _wall_ms() -> int:
@@ -69,7 +73,7 @@ class RelayVendor:
     min_pow: int = 0
     limits: Limits = DEFAULT_LIMITS
     #: The relay client's limits (timeouts, queues, reconnection: :class:`RelayLimits`).
-    relay_limits: RelayLimits = DEFAULT_RELAY_LIMITS
+    relay_limits: RelayLimits = VENDOR_RELAY_LIMITS
     #: How far back (seconds) it asks relays for intentcasts when it subscribes (§15.5-3).
     lookback_s: int = LOOKBACK_S
     #: How many answered intentcasts it remembers, not to answer one twice (§15.4-5).
