@@ -216,3 +216,25 @@ def test_an_answer_with_no_expiration_or_an_expired_one_is_dropped(
     with pytest.raises(EventError) as caught:
         open_answer(bad, key, message.hash, now_ms=now)
     assert caught.value.code.value == code
+
+
+async def close_reads(sock: web.WebSocketResponse, m: list[Any]) -> None:
+    """A relay that takes every event and closes every REQ before EOSE (rate-limited)."""
+    if m[0] == "REQ":
+        await sock.send_str(json.dumps(["CLOSED", m[1], "rate-limited: slow down"]))
+    elif m[0] == "EVENT":
+        await sock.send_str(json.dumps(["OK", m[1]["id"], True, ""]))
+
+
+async def test_relays_that_close_every_read_are_not_none_open_nor_a_free_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    agent = await Agent.open(MemoryStore(), MasterSeed(os.urandom(32)))
+    async with agent, scripted_relay(close_reads) as url:
+        await publish_intentcast(agent, "kayak for a day", relays=[url], pow_difficulty=0,
+                                 answer_wait_ms=0)  # fmt: skip
+        assert "could not check with the relays that intentcast key 0 is unused" in caplog.text
+        with pytest.raises(RelayError, match="rate-limited"):  # before: [], "none open"
+            await relay_answers(agent, answer_wait_ms=0)
+        with pytest.raises(RelayError, match="rate-limited"):  # a search of the seed's
+            await relay_answers(agent, [url], answer_wait_ms=0)

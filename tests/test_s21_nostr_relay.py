@@ -350,8 +350,9 @@ async def test_the_relay_limits_are_one_object_the_client_uses() -> None:
     async with (scripted_relay(serving(before=["[" + "1," * 40 + "1]"])) as url,
                 aiohttp.ClientSession() as session,
                 Relay(url, session, limits=RelayLimits(max_message=64)) as small):  # fmt: skip
-        got = [e async for e in small.subscribe({"kinds": [1]}, until_eose=True)]
-        assert (got, small.closed) == ([], True)  # too large: the connection ends
+        with pytest.raises(RelayError, match="before EOSE"):  # too large: the connection ends
+            await anext(small.subscribe({"kinds": [1]}, until_eose=True))
+        assert small.closed
 
 
 async def test_a_relay_flooding_events_has_the_excess_dropped_before_any_check() -> None:
@@ -377,3 +378,27 @@ async def test_a_relay_flooding_events_has_the_excess_dropped_before_any_check()
     assert got == []
     assert reached <= 20 + 10 * took + 1
     assert relay.limited >= 3000 - 20 - 10 * took - 1 - relay.dropped
+
+
+async def test_a_read_the_relay_ends_before_eose_is_a_relay_error_not_an_empty_answer() -> None:
+    """A relay that closes a REQ (``CLOSED``, "rate-limited: …") or the connection before
+    EOSE has said nothing of what it holds. Before, the read ended as if it held nothing: an
+    agent asking whether its next key was taken, or restored from its seed and searching for
+    its intentcasts, took a relay's refusal for "none"."""
+
+    async def refuse_reads(sock: web.WebSocketResponse, m: list[Any]) -> None:
+        if m[0] == "REQ":
+            await sock.send_str(json.dumps(["CLOSED", m[1], "rate-limited: slow down"]))
+
+    good = cast()
+    async with (scripted_relay(refuse_reads) as closing, scripted_relay(serving(good)) as fine,
+                aiohttp.ClientSession() as session):  # fmt: skip
+        async with Relay(closing, session) as relay:
+            with pytest.raises(RelayError, match="rate-limited: slow down"):
+                await anext(relay.subscribe({"kinds": [1]}, until_eose=True))
+        async with RelayPool([closing, fine], session) as pool:  # one answered: its events
+            got = [e.id async for e in pool.subscribe({"kinds": [1]}, until_eose=True)]
+            assert got == [good.id]
+        async with RelayPool([closing], session) as pool:  # none answered: an error
+            with pytest.raises(RelayError, match="no relay sent its stored events"):
+                await anext(pool.subscribe({"kinds": [1]}, until_eose=True))

@@ -125,10 +125,16 @@ async def _events_of(pool: RelayPool, keys: dict[str, int]) -> dict[int, Event]:
 
 async def _free_index(pool: RelayPool, seed: bytes, start: int) -> int:
     """The first index from ``start`` whose key published nothing the relays hold (§15.2-2),
-    asking about one key at a time: the relays learn no key but the one then published from."""
+    asking about one key at a time: the relays learn no key but the one then published from.
+    When no relay answers the question (each closed it, or stalled), the store's index is
+    taken as it is, and a warning says so: the store is the record, the relays a check."""
     index = start
-    while await _events_of(pool, {relay_key(seed, index)[1].public.hex(): index}):
-        index += 1
+    try:
+        while await _events_of(pool, {relay_key(seed, index)[1].public.hex(): index}):
+            index += 1
+    except RelayError as exc:
+        log.warning("could not check with the relays that intentcast key %d is unused: %s",
+                    index, exc)  # fmt: skip
     return index
 
 

@@ -135,6 +135,7 @@ class Relay:
         self._oks: dict[str, asyncio.Future[tuple[bool, str]]] = {}
         self._subs: dict[str, asyncio.Queue[Any]] = {}
         self._stored: set[str] = set()  # the subscriptions whose stored events have ended (EOSE)
+        self._ended: dict[str, str] = {}  # the subscriptions the relay closed, and why
         #: Events dropped because a subscriber had ``limits.pump_queue`` of them waiting.
         self.dropped = 0
         #: Events dropped because the relay sent more than ``limits.events_per_s``.
@@ -231,8 +232,8 @@ class Relay:
             else:  # CLOSED: the end of it, and nothing of it is taken after
                 del self._subs[ref]
                 why = msg[2] if len(msg) > 2 and isinstance(msg[2], str) else ""
-                log.warning("%s: the relay closed a subscription: %s", self.url,
-                            _said(why, self.limits.max_words))  # fmt: skip
+                self._ended[ref] = f"the relay closed it: {_said(why, self.limits.max_words)}"
+                log.info("%s: %s", self.url, self._ended[ref])
                 q.put_nowait(None)
         elif kind == "NOTICE":
             log.info("%s: notice: %s", self.url, _said(ref, self.limits.max_words))
@@ -281,8 +282,9 @@ class Relay:
         dropped (§15.1-2). Ends when the relay closes the subscription or the connection.
 
         With ``until_eose``, the relay has ``timeout_s`` to send its stored events and say it
-        has (EOSE); a relay that does not (stalled, or sending for ever) is a :class:`RelayError`
-        once that time is up, with the events it sent before already yielded."""
+        has (EOSE); a relay that does not — stalled, sending for ever, or ending the
+        subscription (CLOSED) or the connection first — is a :class:`RelayError`, with the
+        events it sent before already yielded: its silence says nothing of what it holds."""
         sub = secrets.token_hex(8)
         q: asyncio.Queue[Any] = asyncio.Queue()
         self._subs[sub] = q
@@ -299,9 +301,13 @@ class Relay:
                     yield Event.from_json(item)
                 except EventError as exc:
                     log.info("%s: event dropped: %s", self.url, exc)
+            if until_eose:
+                why = self._ended.get(sub, "the connection closed")
+                raise RelayError(f"{self.url}: ended before EOSE: {why}")
         finally:
             self._subs.pop(sub, None)
             self._stored.discard(sub)
+            self._ended.pop(sub, None)
             if self._ws is not None and not self._ws.closed:
                 with contextlib.suppress(RelayError):
                     await self._send(["CLOSE", sub])
@@ -389,14 +395,17 @@ class RelayPool:
     async def subscribe(self, *filters: dict[str, Any], until_eose: bool = False
                         ) -> AsyncIterator[Event]:  # fmt: skip
         """Every relay's matching events merged, each event id once (§15.5-2); with
-        ``until_eose``, only the stored ones, ending when every relay has sent them."""
+        ``until_eose``, only the stored ones, ending when every relay has sent them (or failed
+        to: logged), and a :class:`RelayError` at the end when none did."""
         q: asyncio.Queue[Event | None] = asyncio.Queue(self.limits.pump_queue)
+        failed: list[str] = []
 
         async def pump(relay: Relay) -> None:
             try:
                 async for ev in relay.subscribe(*filters, until_eose=until_eose):
                     await q.put(ev)
             except RelayError as exc:
+                failed.append(str(exc))
                 log.warning("subscription lost: %s", exc)
             finally:
                 await q.put(None)
@@ -411,6 +420,8 @@ class RelayPool:
                     live -= 1
                 elif seen.first(ev.id):
                     yield ev
+            if until_eose and tasks and len(failed) == len(tasks):
+                raise RelayError("no relay sent its stored events: " + "; ".join(failed))
         finally:
             for t in tasks:
                 t.cancel()
