@@ -238,3 +238,34 @@ async def test_relays_that_close_every_read_are_not_none_open_nor_a_free_key(
             await relay_answers(agent, answer_wait_ms=0)
         with pytest.raises(RelayError, match="rate-limited"):  # a search of the seed's
             await relay_answers(agent, [url], answer_wait_ms=0)
+
+
+async def test_an_intentcast_is_not_published_where_a_relay_redirects() -> None:
+    """The relay URL the person named answers its handshake with 302 to another server (one
+    that would take the event). Before, the agent followed and published there."""
+    taken: list[str] = []
+
+    async def takes(sock: web.WebSocketResponse, m: list[Any]) -> None:
+        if m[0] == "EVENT":
+            taken.append(m[1]["id"])
+        await storing()(sock, m)
+
+    async def bounce(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(there.replace("ws://", "http://"))  # as aiohttp follows it
+
+    app = web.Application()
+    app.router.add_get("/", bounce)
+    bouncer = web.AppRunner(app)
+    await bouncer.setup()
+    await web.TCPSite(bouncer, "127.0.0.1", 0).start()
+    try:
+        async with scripted_relay(takes) as there:
+            agent = await Agent.open(MemoryStore(), MasterSeed(os.urandom(32)))
+            async with agent:
+                named = f"ws://127.0.0.1:{bouncer.addresses[0][1]}/"
+                with pytest.raises(RelayError, match="redirected"):
+                    await publish_intentcast(agent, "kayak for a day", relays=[named],
+                                             pow_difficulty=0, answer_wait_ms=0)  # fmt: skip
+    finally:
+        await bouncer.cleanup()
+    assert taken == []

@@ -402,3 +402,42 @@ async def test_a_read_the_relay_ends_before_eose_is_a_relay_error_not_an_empty_a
         async with RelayPool([closing], session) as pool:  # none answered: an error
             with pytest.raises(RelayError, match="no relay sent its stored events"):
                 await anext(pool.subscribe({"kinds": [1]}, until_eose=True))
+
+
+async def test_a_relay_that_redirects_is_not_followed() -> None:
+    """A relay's handshake answers 302 to another URL (here another server on 127.0.0.1; on
+    the open network, a host on the person's own network, or ws:// for wss://). Before, the
+    client followed up to 10 redirections to wherever the relay said and used what answered."""
+    hits: list[str] = []
+
+    async def elsewhere(request: web.Request) -> web.StreamResponse:
+        hits.append(request.path)
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        async for _ in sock:
+            pass
+        return sock
+
+    target = web.Application()
+    target.router.add_get("/", elsewhere)
+    runner = web.AppRunner(target)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    there = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+
+    async def bounce(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(there)
+
+    app = web.Application()
+    app.router.add_get("/", bounce)
+    bouncer = web.AppRunner(app)
+    await bouncer.setup()
+    await web.TCPSite(bouncer, "127.0.0.1", 0).start()
+    try:
+        async with _relay.relay_session() as session:
+            with pytest.raises(RelayError, match=r"redirected to .* not followed"):
+                await Relay(f"ws://127.0.0.1:{bouncer.addresses[0][1]}/", session).connect()
+    finally:
+        await bouncer.cleanup()
+        await runner.cleanup()
+    assert hits == []

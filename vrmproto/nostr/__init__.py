@@ -37,6 +37,7 @@ from vrmproto.nostr._relay import (
     RelayError,
     RelayLimits,
     RelayPool,
+    relay_session,
 )
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "open_intentcast",
     "padded_len",
     "relay_intent_id",
+    "relay_session",
     "sign_event",
     "verify_schnorr",
 ]

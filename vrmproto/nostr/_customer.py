@@ -52,6 +52,7 @@ from vrmproto.nostr._relay import (
     RelayError,
     RelayLimits,
     RelayPool,
+    relay_session,
 )
 from vrmproto.store import Commit, IntentRecord
 
@@ -235,7 +236,7 @@ async def publish_intentcast(
                       memberships=tuple(memberships), where=where, start=start, end=end,
                       max_price=max_price, terms=tuple(terms) if terms else None)  # fmt: skip
     seed = agent.ledger.master.seed
-    async with (aiohttp.ClientSession() as session,
+    async with (relay_session() as session,
                 RelayPool(relays, session, limits=relay_limits) as pool):  # fmt: skip
         index = await _free_index(pool, seed, await _stored_next(agent))
         intent_id, key = relay_key(seed, index)
@@ -289,7 +290,7 @@ async def relay_answers(
     live = [r for r in await agent.intents()
             if r.relay_index is not None and r.reply_by_ms > now]  # fmt: skip
     done: list[RelayedIntentcast] = []
-    async with aiohttp.ClientSession() as session:
+    async with relay_session() as session:
         if relays:
             async with RelayPool(relays, session, limits=relay_limits) as pool:
                 found, searched = await _search(pool, seed, await _stored_next(agent))

@@ -41,6 +41,7 @@ __all__ = [
     "RelayError",
     "RelayLimits",
     "RelayPool",
+    "relay_session",
 ]
 
 log = logging.getLogger("vrmproto.nostr")
@@ -105,6 +106,25 @@ def _said(text: str, most: int = MAX_RELAY_WORDS) -> str:
 
 class RelayError(TransportError):
     """A relay that cannot be reached, refused an event, or closed a subscription."""
+
+
+class _Redirected(aiohttp.ClientError):
+    """A relay's handshake answered with a redirection, not followed."""
+
+
+async def _refuse_redirect(session: aiohttp.ClientSession, ctx: object,
+                           params: aiohttp.TraceRequestRedirectParams) -> None:  # fmt: skip
+    where = _said(params.response.headers.get("Location", "?"))
+    raise _Redirected(f"redirected to {where!r}, not followed")
+
+
+def relay_session() -> aiohttp.ClientSession:
+    """An HTTP session for relays that follows no redirection: a relay's URL is the one the
+    person (or the vendor file) named, never another a relay points to — a host on the
+    person's own network, or ``ws://`` for a ``wss://`` (§15.5-4)."""
+    trace = aiohttp.TraceConfig()
+    trace.on_request_redirect.append(_refuse_redirect)
+    return aiohttp.ClientSession(trace_configs=[trace])
 
 
 @dataclass(frozen=True, slots=True)

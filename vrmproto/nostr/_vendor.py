@@ -19,8 +19,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-import aiohttp
-
 from vrmproto._envelope import Signed
 from vrmproto._errors import ProtocolError
 from vrmproto._keys import Identity
@@ -31,7 +29,7 @@ from vrmproto._state import Role
 from vrmproto.nostr._binding import answer_event, intentcast_filter, open_intentcast, url_class
 from vrmproto.nostr._crypto import NostrKey
 from vrmproto.nostr._event import Event
-from vrmproto.nostr._relay import RelayError, RelayLimits, RelayPool
+from vrmproto.nostr._relay import RelayError, RelayLimits, RelayPool, relay_session
 from vrmproto.server._policy import CatalogueItem, Policy
 
 if TYPE_CHECKING:
@@ -171,7 +169,7 @@ class RelayVendor:
                                                             retry_s or 0))  # fmt: skip
         while True:
             try:
-                async with (aiohttp.ClientSession() as session,
+                async with (relay_session() as session,
                             RelayPool(relays, session, limits=limits) as pool):  # fmt: skip
                     await self.run(pool)
             except RelayError as exc:
