@@ -7,10 +7,12 @@ relays are down (§15.5-1, -2); :meth:`RelayPool.follow` is a subscription that 
 again, with backoff, to each relay it loses or could not reach.
 
 A vendor's subscription runs for months and a relay sends what it likes, so the pool's memory
-is bounded: it remembers the last :data:`SEEN_WINDOW` event ids (a copy from another relay
-arrives within seconds of the first), and at most :data:`PUMP_QUEUE` events of a relay wait
-to be taken: beyond that a relay that sends faster than the vendor reads loses the excess
-(counted in :attr:`Relay.dropped`), as a relay under load does itself.
+is bounded: it remembers the last ``seen_window`` event ids (a copy from another relay arrives
+within seconds of the first), and at most ``pump_queue`` events of a relay wait to be taken:
+beyond that a relay that sends faster than the vendor reads loses the excess (counted in
+:attr:`Relay.dropped`), as a relay under load does itself. Every limit is a field of
+:class:`RelayLimits` (docs/nostr.md lists them with their defaults); whatever a relay sends,
+the reader drops it or takes it, and never raises.
 """
 
 from __future__ import annotations
@@ -64,8 +66,8 @@ TIMEOUT_S = 10.0
 
 @dataclass(frozen=True, slots=True)
 class RelayLimits:
-    """Every limit of the relay client, in one place (spec §15.6 lists the defaults; the
-    module's constants are the defaults). ``Relay(…, limits=RelayLimits(timeout_s=30))``."""
+    """Every limit of the relay client, in one place: the module's constants are the defaults
+    (docs/nostr.md; spec §15.6 names the largest message). ``RelayLimits(timeout_s=30)``."""
 
     #: How long a relay has to accept the connection, say OK, and end its stored events (s).
     timeout_s: float = TIMEOUT_S
