@@ -26,12 +26,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from test_s21_nostr_relay import scripted_relay, serving
 
 from vrmproto import Identity, Intentcast, MasterSeed, Money, sign_message
-from vrmproto.nostr import Event, NostrKey, intentcast_event
+from vrmproto.nostr import Event, NostrKey, RelayPool, intentcast_event
 from vrmproto.nostr._vendor import RelayVendor, catalogue_keywords, warn_unreachable_url
 from vrmproto.server import load_vendor_config
 
@@ -136,3 +137,29 @@ def test_a_vendor_answering_with_a_url_customers_would_drop_is_warned(
 def test_a_vendor_bounds_the_events_a_relay_may_send() -> None:
     v = hertz()
     assert v.relay_limits.events_per_s is not None  # a relay's flood does not take its CPU
+
+
+async def test_a_vendor_stopped_while_its_policy_thinks_leaves_no_relay_task_behind() -> None:
+    """Cancelled while its policy awaited, the listener left the pool's per-relay tasks
+    running until the generator was collected — after the pool and its session were closed,
+    when they would connect again (RelayPool.follow). They end with it now."""
+    thinking = asyncio.Event()
+
+    class Slow:
+        accepts_terms = hertz().policy.accepts_terms
+
+        async def on_intentcast(self, rel: Any, msg: Any) -> Any:
+            thinking.set()
+            await asyncio.Event().wait()  # for ever
+
+    v = hertz()
+    v.policy = Slow()  # type: ignore[assignment]
+    async with (scripted_relay(serving(cast())) as url, aiohttp.ClientSession() as session,
+                RelayPool([url], session) as pool):  # fmt: skip
+        others = asyncio.all_tasks()
+        task = asyncio.create_task(v.run(pool))
+        await asyncio.wait_for(thinking.wait(), 5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert [t for t in asyncio.all_tasks() - others if not t.done()] == []

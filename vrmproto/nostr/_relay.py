@@ -23,7 +23,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -451,7 +451,7 @@ class RelayPool:
 
     async def follow(self, filters: Callable[[], Sequence[dict[str, Any]]], *,
                      retry_s: float | None = None, max_retry_s: float | None = None
-                     ) -> AsyncIterator[Event]:  # fmt: skip
+                     ) -> AsyncGenerator[Event, None]:  # fmt: skip
         """Every relay's live events, each id once (§15.5-2), until cancelled: a relay that is
         lost or closes the subscription — or that could not be reached at first — is connected
         again ``retry_s`` later, twice that after another failure in a row, up to

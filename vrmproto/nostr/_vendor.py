@@ -125,30 +125,32 @@ class RelayVendor:
                   max_retry_s: float | None = None) -> None:  # fmt: skip
         """Answer the pool's intentcasts until cancelled. A relay lost, or down from the start,
         is connected again ``retry_s`` later, with backoff up to ``max_retry_s`` (by default the
-        pool's :class:`RelayLimits`)
-        (:meth:`RelayPool.follow`), the others listened to meanwhile.
+        pool's :class:`RelayLimits`; :meth:`RelayPool.follow`), the others listened to meanwhile.
 
         Answers are published in the background, at most ``publishing`` at once, so that a
         relay slow to say OK (up to the pool's timeout) does not hold the events that follow."""
         publishing: set[asyncio.Task[None]] = set()
+        events = pool.follow(lambda: [self.filter()], retry_s=retry_s, max_retry_s=max_retry_s)
         try:
-            async for event in pool.follow(lambda: [self.filter()], retry_s=retry_s,
-                                           max_retry_s=max_retry_s):  # fmt: skip
-                try:
-                    answer = await self.consider(event)
-                except Exception:  # one event must not end the listening for good: the task
-                    # runs in the background (nothing would say it stopped), and the same event,
-                    # read again after a reconnection, would stop it again
-                    self.dropped["error"] += 1
-                    log.exception("relayed event %s not considered", event.id[:12])
-                    continue
-                if answer is None:
-                    continue
-                if len(publishing) >= self.publishing:
-                    await asyncio.wait(publishing, return_when=asyncio.FIRST_COMPLETED)
-                task = asyncio.create_task(_publish(pool, answer))
-                publishing.add(task)
-                task.add_done_callback(publishing.discard)
+            # aclosing: its relays' tasks end here, however this ends, not at the collector's
+            # leisure after the pool and its session are closed (they would reconnect to them)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    try:
+                        answer = await self.consider(event)
+                    except Exception:  # one event must not end the listening for good: the
+                        # task runs in the background (nothing would say it stopped), and the
+                        # same event, read again after a reconnection, would stop it again
+                        self.dropped["error"] += 1
+                        log.exception("relayed event %s not considered", event.id[:12])
+                        continue
+                    if answer is None:
+                        continue
+                    if len(publishing) >= self.publishing:
+                        await asyncio.wait(publishing, return_when=asyncio.FIRST_COMPLETED)
+                    task = asyncio.create_task(_publish(pool, answer))
+                    publishing.add(task)
+                    task.add_done_callback(publishing.discard)
         except BaseException:
             for task in publishing:
                 task.cancel()
