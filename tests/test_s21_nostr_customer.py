@@ -269,3 +269,34 @@ async def test_an_intentcast_is_not_published_where_a_relay_redirects() -> None:
     finally:
         await bouncer.cleanup()
     assert taken == []
+
+
+async def test_an_intentcast_cancelled_while_mining_stops_the_miner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C at ``--pow 28`` cancels the publishing while the work is mined in a worker
+    thread, which cannot be cancelled: unless told to stop, it mined on for minutes and the
+    interpreter waited for it before it exited."""
+    loop = asyncio.get_running_loop()
+    mining = loop.create_future()
+    finished = threading.Event()
+    make = _customer.intentcast_event
+
+    def watched(*args: Any, **kw: Any) -> Any:
+        loop.call_soon_threadsafe(mining.set_result, None)
+        try:
+            return make(*args, **kw)
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(_customer, "intentcast_event", watched)
+    async with scripted_relay(storing()) as url:
+        agent = await Agent.open(MemoryStore(), MasterSeed(os.urandom(32)))
+        async with agent:
+            task = asyncio.create_task(publish_intentcast(
+                agent, "kayak for a day", relays=[url], pow_difficulty=32, answer_wait_ms=0))
+            await mining
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    assert await asyncio.to_thread(finished.wait, 5)

@@ -13,7 +13,7 @@ import ipaddress
 import json
 import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -94,14 +94,16 @@ def _tags(body: Intentcast, geohash: str | None) -> list[list[str]]:
 
 
 def intentcast_event(message: Signed[Intentcast], key: NostrKey, *, geohash: str | None = None,
-                     pow_difficulty: int = 0, aux: bytes) -> Event:  # fmt: skip
-    """The Nostr event that carries ``message`` unchanged (§15.3-1, -2, -3, -4)."""
+                     pow_difficulty: int = 0, aux: bytes,
+                     stop: Callable[[], bool] | None = None) -> Event:  # fmt: skip
+    """The Nostr event that carries ``message`` unchanged (§15.3-1, -2, -3, -4); ``stop`` as
+    :func:`~vrmproto.nostr.mine` takes it."""
     h = message.header
     if h.recipient != h.sender or h.prev is not None:
         raise ValueError("a relayed intentcast is addressed to its own identity (§15.3-2)")
     content = base64.b64encode(message.envelope).decode()
     return sign_event(key, h.created // 1000, KIND_INTENTCAST, _tags(message.body, geohash),
-                      content, aux=aux, pow_difficulty=pow_difficulty)  # fmt: skip
+                      content, aux=aux, pow_difficulty=pow_difficulty, stop=stop)  # fmt: skip
 
 
 def _decode_content(content: str, limits: Limits) -> bytes:

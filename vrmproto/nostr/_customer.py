@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -242,10 +243,16 @@ async def publish_intentcast(
         intent_id, key = relay_key(seed, index)
         message = _relay_message(agent, body, intent_id)
         # the work (§15.1-4) may take minutes: mined off the loop, which keeps answering the
-        # relays' pings meanwhile (a relay closes a connection that stops answering them)
-        event = await asyncio.to_thread(intentcast_event, message, key, geohash=geohash,
-                                        pow_difficulty=pow_difficulty,
-                                        aux=agent.random_id() + agent.random_id())  # fmt: skip
+        # relays' pings meanwhile (a relay closes a connection that stops answering them); the
+        # thread is told to stop when this is cancelled (Ctrl-C), else the interpreter would
+        # wait for it to finish before it exits
+        stop = threading.Event()
+        try:
+            event = await asyncio.to_thread(intentcast_event, message, key, geohash=geohash,
+                                            pow_difficulty=pow_difficulty, stop=stop.is_set,
+                                            aux=agent.random_id() + agent.random_id())  # fmt: skip
+        finally:
+            stop.set()
         record = intent_record_of(body, agent.random_id(), agent.clock(), relay_index=index,
                                   relays=relays)  # fmt: skip
         await agent.store.commit(Commit(intents=(record,), meta=(_next_meta(index + 1),)))

@@ -9,19 +9,22 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vrmproto._errors import Problem, ProtocolError
+from vrmproto._errors import Problem, ProtocolError, VrmError
 from vrmproto.nostr._crypto import NostrKey, verify_schnorr
 
-__all__ = ["Event", "EventError", "leading_zero_bits", "mine", "sign_event"]
+__all__ = ["Event", "EventError", "MiningStoppedError", "leading_zero_bits", "mine",
+           "sign_event"]
 
 Tags = tuple[tuple[str, ...], ...]
 #: How many nonces :func:`mine` tries before giving up (2^32: far beyond any difficulty ≤ 32).
 _MAX_NONCES = 1 << 32
 _HEX64, _HEX128 = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9a-f]{128}")
+#: How many nonces :func:`mine` tries between two looks at its ``stop``.
+_STOP_EVERY = 1 << 14
 #: The longest number a tag may hold that is read as one (a time in seconds, a difficulty).
 _MAX_DIGITS = 19
 
@@ -33,6 +36,10 @@ def _tag_int(text: str) -> int | None:
     if 0 < len(text) <= _MAX_DIGITS and text.isascii() and text.isdigit():
         return int(text)
     return None
+
+
+class MiningStoppedError(VrmError):
+    """:func:`mine` was told to stop before it found its nonce."""
 
 
 class EventError(ProtocolError):
@@ -134,10 +141,12 @@ class Event:
 
 
 def mine(pubkey: str, created_at: int, kind: int, tags: Tags, content: str, *,
-         difficulty: int) -> Tags:  # fmt: skip
+         difficulty: int, stop: Callable[[], bool] | None = None) -> Tags:  # fmt: skip
     """NIP-13: ``tags`` plus a ``["nonce", n, difficulty]`` tag that gives the event id at least
     ``difficulty`` leading zero bits (§15.1-4). The nonce tag is last, so the serialization
-    up to it is hashed once."""
+    up to it is hashed once. Mining may take minutes (each bit doubles it): ``stop`` is asked
+    every few thousand nonces, and :class:`MiningStoppedError` raised once it says so (a worker
+    thread cannot be cancelled, only asked)."""
     if difficulty <= 0:
         return tags
     target = str(difficulty)
@@ -145,20 +154,25 @@ def mine(pubkey: str, created_at: int, kind: int, tags: Tags, content: str, *,
     before, after = head.split("\\u0000")
     base = hashlib.sha256(before.encode())
     tail = after.encode()
-    for n in range(_MAX_NONCES):
-        h = base.copy()
-        h.update(str(n).encode() + tail)
-        if leading_zero_bits(h.digest()) >= difficulty:
-            return (*tags, ("nonce", str(n), target))
+    for first in range(0, _MAX_NONCES, _STOP_EVERY):
+        if stop is not None and stop():
+            raise MiningStoppedError(f"stopped after {first} nonces")
+        for n in range(first, first + _STOP_EVERY):
+            h = base.copy()
+            h.update(str(n).encode() + tail)
+            if leading_zero_bits(h.digest()) >= difficulty:
+                return (*tags, ("nonce", str(n), target))
     raise ValueError("no nonce found")  # pragma: no cover
 
 
 def sign_event(key: NostrKey, created_at: int, kind: int, tags: Sequence[Sequence[str]],
-               content: str, *, aux: bytes, pow_difficulty: int = 0) -> Event:  # fmt: skip
-    """Build and sign an event with ``key``; ``aux`` is 32 random bytes for BIP-340."""
+               content: str, *, aux: bytes, pow_difficulty: int = 0,
+               stop: Callable[[], bool] | None = None) -> Event:  # fmt: skip
+    """Build and sign an event with ``key``; ``aux`` is 32 random bytes for BIP-340; ``stop``
+    as :func:`mine` takes it."""
     pubkey = key.public.hex()
     fixed: Tags = tuple(tuple(t) for t in tags)
-    fixed = mine(pubkey, created_at, kind, fixed, content, difficulty=pow_difficulty)
+    fixed = mine(pubkey, created_at, kind, fixed, content, difficulty=pow_difficulty, stop=stop)
     digest = hashlib.sha256(_serialize(pubkey, created_at, kind, fixed, content).encode()).digest()
     return Event(digest.hex(), pubkey, created_at, kind, fixed, content,
                  key.sign(digest, aux).hex())  # fmt: skip
