@@ -203,7 +203,9 @@ async def test_what_a_refusing_relay_says_is_cut_short() -> None:
 
 
 @pytest.mark.parametrize("goodbye", ["close", "CLOSED"])
-async def test_a_relay_lost_while_others_are_up_is_followed_again(goodbye: str) -> None:
+async def test_a_relay_lost_while_others_are_up_is_followed_again(
+    goodbye: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """A relay restarts (drops the connection) or ends the subscription (CLOSED) after its
     first intentcast, while another relay stays up. Before, the pool followed the ones left and
     never that relay again (the vendor reconnected only once every relay was gone): its second
@@ -235,6 +237,9 @@ async def test_a_relay_lost_while_others_are_up_is_followed_again(goodbye: str) 
                     break
         assert sorted(r.url for r in pool.relays) == sorted([flaky, steady])
     assert got == [first.id, second.id]
+    said = [r.getMessage() for r in caplog.records if "relay lost" in r.getMessage()]
+    assert said
+    assert ("shutting down" in said[0]) is (goodbye == "CLOSED")  # the relay's own reason
 
 
 async def test_a_relay_down_at_first_is_followed_once_it_is_up() -> None:

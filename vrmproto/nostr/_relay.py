@@ -158,6 +158,8 @@ class Relay:
         self._subs: dict[str, asyncio.Queue[Any]] = {}
         self._stored: set[str] = set()  # the subscriptions whose stored events have ended (EOSE)
         self._ended: dict[str, str] = {}  # the subscriptions the relay closed, and why
+        #: Why the relay last closed a subscription of ours (CLOSED), if it did.
+        self.last_closed: str | None = None
         #: Events dropped because a subscriber had ``limits.pump_queue`` of them waiting.
         self.dropped = 0
         #: Events dropped because the relay sent more than ``limits.events_per_s``.
@@ -254,7 +256,8 @@ class Relay:
             else:  # CLOSED: the end of it, and nothing of it is taken after
                 del self._subs[ref]
                 why = msg[2] if len(msg) > 2 and isinstance(msg[2], str) else ""
-                self._ended[ref] = f"the relay closed it: {_said(why, self.limits.max_words)}"
+                self._ended[ref] = self.last_closed = (
+                    f"the relay closed it: {_said(why, self.limits.max_words)}")
                 log.info("%s: %s", self.url, self._ended[ref])
                 q.put_nowait(None)
         elif kind == "NOTICE":
@@ -483,7 +486,8 @@ class RelayPool:
                 try:
                     async for ev in relay.subscribe(*filters()):
                         await q.put(ev)
-                    why = "the connection closed" if relay.closed else "subscription closed"
+                    why = ("the connection closed" if relay.closed else
+                           relay.last_closed or "subscription closed")  # fmt: skip
                 except RelayError as exc:
                     why = str(exc)
                 if loop.time() - started > delay:  # it worked a while: not a failure in a row
