@@ -245,7 +245,7 @@ async def test_an_event_the_vendor_fails_on_does_not_end_its_listening(
     published: list[Event] = []
 
     class Pool:
-        async def subscribe(self, *filters: Any) -> AsyncIterator[Event]:
+        async def follow(self, *args: Any, **kw: Any) -> AsyncIterator[Event]:
             for e in (first, second):
                 yield e
 

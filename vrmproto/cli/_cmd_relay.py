@@ -90,11 +90,16 @@ def relay_add(env: Env, *, urls: tuple[str, ...]) -> None:
 @common_options
 @pass_env
 def relay_remove(env: Env, *, urls: tuple[str, ...]) -> None:
-    """Forget these relays."""
+    """Forget these relays (all of them, or none when one is not kept)."""
     home = env.home
     home.require()
+    kept = kept_relays(home)
     gone = {u.rstrip("/") for u in urls}
-    save_relays(home, [u for u in kept_relays(home) if u not in gone])
+    if unknown := [u for u in urls if u.rstrip("/") not in kept]:
+        raise CliError(f"not one of your relays: {', '.join(unknown)}; nothing was "
+                       "forgotten (`vrm relay list` shows them)", EXIT_USAGE,
+                       kind="no_such_relay")  # fmt: skip
+    save_relays(home, [u for u in kept if u not in gone])
 
 
 def _cast_options(f: Any) -> Any:

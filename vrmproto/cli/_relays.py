@@ -81,7 +81,8 @@ def relays_failed(exc: RelayError, urls: Sequence[str], hint: str) -> CliError:
     ``hint``: what the person can do."""
     text = str(exc)
     if text.startswith("no relay could be reached"):
-        text = f"no relay could be reached ({', '.join(urls)}): {_down(text)}"
+        where = f" ({', '.join(urls)})" if urls else ""
+        text = f"no relay could be reached{where}: {_down(text)}"
     return CliError(f"{text}; {hint}", EXIT_UNREACHABLE, kind="relays_down")
 
 

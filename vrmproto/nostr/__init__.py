@@ -30,9 +30,18 @@ from vrmproto.nostr._crypto import (
     verify_schnorr,
 )
 from vrmproto.nostr._event import Event, EventError, leading_zero_bits, mine, sign_event
-from vrmproto.nostr._relay import PublishResult, Relay, RelayError, RelayPool
+from vrmproto.nostr._relay import (
+    DEFAULT_RELAY_LIMITS,
+    PublishResult,
+    Relay,
+    RelayError,
+    RelayLimits,
+    RelayPool,
+    relay_session,
+)
 
 __all__ = [
+    "DEFAULT_RELAY_LIMITS",
     "KIND_ANSWER",
     "KIND_INTENTCAST",
     "Answer",
@@ -43,6 +52,7 @@ __all__ = [
     "PublishResult",
     "Relay",
     "RelayError",
+    "RelayLimits",
     "RelayPool",
     "answer_event",
     "answer_filter",
@@ -58,6 +68,7 @@ __all__ = [
     "open_intentcast",
     "padded_len",
     "relay_intent_id",
+    "relay_session",
     "sign_event",
     "verify_schnorr",
 ]

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import re
-from collections.abc import Iterable, Sequence
+import socket
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from vrmproto._envelope import Signed, open_envelope
 from vrmproto._errors import Problem
@@ -32,16 +35,21 @@ __all__ = [
     "KIND_ANSWER",
     "KIND_INTENTCAST",
     "Answer",
+    "HostClass",
     "answer_event",
     "answer_filter",
+    "host_class",
     "intentcast_event",
     "intentcast_filter",
     "is_geohash",
     "keywords",
     "open_answer",
     "open_intentcast",
+    "url_class",
 ]
 
+#: Where a host is: this machine, a local network, or the Internet.
+HostClass = Literal["loopback", "local", "public"]
 #: The event kind of a relayed intentcast (§15.3-1) and of a vendor's sealed answer (§15.4-1).
 KIND_INTENTCAST = 7390
 KIND_ANSWER = 7391
@@ -86,14 +94,16 @@ def _tags(body: Intentcast, geohash: str | None) -> list[list[str]]:
 
 
 def intentcast_event(message: Signed[Intentcast], key: NostrKey, *, geohash: str | None = None,
-                     pow_difficulty: int = 0, aux: bytes) -> Event:  # fmt: skip
-    """The Nostr event that carries ``message`` unchanged (§15.3-1, -2, -3, -4)."""
+                     pow_difficulty: int = 0, aux: bytes,
+                     stop: Callable[[], bool] | None = None) -> Event:  # fmt: skip
+    """The Nostr event that carries ``message`` unchanged (§15.3-1, -2, -3, -4); ``stop`` as
+    :func:`~vrmproto.nostr.mine` takes it."""
     h = message.header
     if h.recipient != h.sender or h.prev is not None:
         raise ValueError("a relayed intentcast is addressed to its own identity (§15.3-2)")
     content = base64.b64encode(message.envelope).decode()
     return sign_event(key, h.created // 1000, KIND_INTENTCAST, _tags(message.body, geohash),
-                      content, aux=aux, pow_difficulty=pow_difficulty)  # fmt: skip
+                      content, aux=aux, pow_difficulty=pow_difficulty, stop=stop)  # fmt: skip
 
 
 def _decode_content(content: str, limits: Limits) -> bytes:
@@ -175,11 +185,20 @@ def _answer_fields(plain: str) -> tuple[str, bytes]:
     return url, intent
 
 
-def open_answer(event: Event, key: NostrKey, intent: bytes) -> Answer:
-    """Open a sealed answer to our intentcast ``intent`` (its message hash) with our Nostr key."""
+def open_answer(event: Event, key: NostrKey, intent: bytes, *, now_ms: int | None = None
+                ) -> Answer:  # fmt: skip
+    """Open a sealed answer to our intentcast ``intent`` (its message hash) with our Nostr key.
+
+    With ``now_ms``, an answer with no ``expiration`` tag, or one not after ``now_ms``, is
+    dropped (§15.1-3) before it is opened; without, only its form is checked (the vectors)."""
     if event.kind != KIND_ANSWER or event.tag_values("p") != [key.public.hex()]:
         raise EventError("not an answer to this key", code=Problem.WRONG_RECIPIENT,
                          clause="§15.4-1")  # fmt: skip
+    expiration = event.expiration
+    if expiration is None:
+        raise EventError("no expiration tag", clause="§15.1-3", code=Problem.INVALID_FIELD)
+    if now_ms is not None and now_ms >= expiration * 1000:
+        raise EventError("the answer has expired", code=Problem.EXPIRED, clause="§15.1-3")
     try:
         plain = nip44_decrypt(
             event.content, conversation_key(key.secret, bytes.fromhex(event.pubkey))
@@ -209,3 +228,35 @@ def intentcast_filter(words: Sequence[str], geohashes: Sequence[str], since: int
 def answer_filter(pubkey: bytes, since: int) -> dict[str, Any]:
     """The customer's subscription to the answers sealed to its intentcast key (§15.4-3)."""
     return {"kinds": [KIND_ANSWER], "#p": [pubkey.hex()], "since": since}
+
+
+def host_class(host: str) -> HostClass:
+    """Where ``host`` is: this machine, a local network, or the Internet. Numbers are read as
+    the resolver reads them (``127.1``, ``2130706433`` and ``0x7f.1`` are 127.0.0.1); a name
+    other than ``localhost`` and ``*.local`` is taken as public (it is not resolved here)."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return "loopback"
+    if host.endswith(".local"):  # multicast DNS: the local network
+        return "local"
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return "public"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return "loopback"
+    return "public" if ip.is_global else "local"
+
+
+def url_class(url: str) -> HostClass | None:
+    """Where the host of ``url`` is (:func:`host_class`); None when it has none."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host_class(host) if host else None

@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -42,10 +43,18 @@ from vrmproto.nostr._binding import (
     intentcast_event,
     open_answer,
     open_intentcast,
+    url_class,
 )
 from vrmproto.nostr._crypto import NostrKey, relay_intent_id
 from vrmproto.nostr._event import Event
-from vrmproto.nostr._relay import PublishResult, RelayError, RelayPool
+from vrmproto.nostr._relay import (
+    DEFAULT_RELAY_LIMITS,
+    PublishResult,
+    RelayError,
+    RelayLimits,
+    RelayPool,
+    relay_session,
+)
 from vrmproto.store import Commit, IntentRecord
 
 __all__ = ["INDEX_GAP", "MAX_ANSWERS", "RelayedIntentcast", "publish_intentcast", "relay_answers"]
@@ -118,10 +127,16 @@ async def _events_of(pool: RelayPool, keys: dict[str, int]) -> dict[int, Event]:
 
 async def _free_index(pool: RelayPool, seed: bytes, start: int) -> int:
     """The first index from ``start`` whose key published nothing the relays hold (§15.2-2),
-    asking about one key at a time: the relays learn no key but the one then published from."""
+    asking about one key at a time: the relays learn no key but the one then published from.
+    When no relay answers the question (each closed it, or stalled), the store's index is
+    taken as it is, and a warning says so: the store is the record, the relays a check."""
     index = start
-    while await _events_of(pool, {relay_key(seed, index)[1].public.hex(): index}):
-        index += 1
+    try:
+        while await _events_of(pool, {relay_key(seed, index)[1].public.hex(): index}):
+            index += 1
+    except RelayError as exc:
+        log.warning("could not check with the relays that intentcast key %d is unused: %s",
+                    index, exc)  # fmt: skip
     return index
 
 
@@ -142,14 +157,25 @@ async def _search(pool: RelayPool, seed: bytes, start: int) -> tuple[dict[int, E
 
 
 async def _collect(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], since: int,
-                   found: dict[str, Answer], *, expect: int | None) -> None:  # fmt: skip
+                   found: dict[str, Answer], *, expect: int | None,
+                   clock: Callable[[], int]) -> None:  # fmt: skip
     """Add each vendor URL that answers to ``found`` as it comes, until ``expect`` of them (or
-    the caller cancels); answers that do not open are dropped (§15.4-3)."""
+    the caller cancels); answers that do not open are dropped (§15.4-3).
+
+    So are answers naming this machine or a local network, unless one of the relays is there
+    too (a relay of one's own, tests): anyone can seal an answer to the intentcast's key, and
+    the agent would then send HTTP requests, on a path the answer chose, to the person's
+    router, printer or cloud metadata service."""
+    near = {c for c in map(url_class, pool.urls) if c is not None}
     async for ev in pool.subscribe(answer_filter(key.public, since)):
         try:
-            a = open_answer(ev, key, message.hash)
+            a = open_answer(ev, key, message.hash, now_ms=clock())
         except ProtocolError as exc:
             log.info("answer %s dropped: %s", ev.id[:12], exc)
+            continue
+        where = url_class(a.url)
+        if where is None or (where != "public" and where not in near):
+            log.info("answer %s dropped: it names a %s address", ev.id[:12], where or "no")
             continue
         found.setdefault(norm_url(a.url), a)
         if (expect is not None and len(found) >= expect) or len(found) >= MAX_ANSWERS:
@@ -157,11 +183,13 @@ async def _collect(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], 
 
 
 async def _answers(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], since: int,
-                   *, wait_s: float, expect: int | None) -> list[Answer]:  # fmt: skip
+                   *, wait_s: float, expect: int | None,
+                   clock: Callable[[], int]) -> list[Answer]:  # fmt: skip
     """The answers that came in ``wait_s`` seconds, or sooner once ``expect`` vendors did."""
     found: dict[str, Answer] = {}
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(_collect(pool, key, message, since, found, expect=expect), wait_s)
+        await asyncio.wait_for(_collect(pool, key, message, since, found, expect=expect,
+                                        clock=clock), wait_s)  # fmt: skip
     return list(found.values())
 
 
@@ -196,30 +224,47 @@ async def publish_intentcast(
     terms: Sequence[TermRef] | None = None,
     deadline_ms: int = 30_000,
     progress: Progress | None = None,
+    relay_limits: RelayLimits = DEFAULT_RELAY_LIMITS,
 ) -> RelayedIntentcast:
     """Publish an intentcast to ``relays``, wait ``answer_wait_ms`` for answers (or until
     ``expect_answers`` vendors answered), then send it over HTTP to them and to ``vendors``.
 
     The intentcast is stored (with its index and relays) before it is published, so that
-    :func:`relay_answers` reads the answers that come after the wait."""
+    :func:`relay_answers` reads the answers that come after the wait; when no relay stored it
+    (:class:`RelayError`), it is dropped again, and only its index stays spent."""
     reply_by = agent.clock() + deadline_ms
     body = Intentcast(what=what, reply_by=reply_by, constraints=tuple(constraints),
                       memberships=tuple(memberships), where=where, start=start, end=end,
                       max_price=max_price, terms=tuple(terms) if terms else None)  # fmt: skip
     seed = agent.ledger.master.seed
-    async with aiohttp.ClientSession() as session, RelayPool(relays, session) as pool:
+    async with (relay_session() as session,
+                RelayPool(relays, session, limits=relay_limits) as pool):  # fmt: skip
         index = await _free_index(pool, seed, await _stored_next(agent))
         intent_id, key = relay_key(seed, index)
         message = _relay_message(agent, body, intent_id)
-        event = intentcast_event(message, key, geohash=geohash, pow_difficulty=pow_difficulty,
-                                 aux=agent.random_id() + agent.random_id())  # fmt: skip
+        # the work (§15.1-4) may take minutes: mined off the loop, which keeps answering the
+        # relays' pings meanwhile (a relay closes a connection that stops answering them); the
+        # thread is told to stop when this is cancelled (Ctrl-C), else the interpreter would
+        # wait for it to finish before it exits
+        stop = threading.Event()
+        try:
+            event = await asyncio.to_thread(intentcast_event, message, key, geohash=geohash,
+                                            pow_difficulty=pow_difficulty, stop=stop.is_set,
+                                            aux=agent.random_id() + agent.random_id())  # fmt: skip
+        finally:
+            stop.set()
         record = intent_record_of(body, agent.random_id(), agent.clock(), relay_index=index,
                                   relays=relays)  # fmt: skip
         await agent.store.commit(Commit(intents=(record,), meta=(_next_meta(index + 1),)))
-        published = await pool.publish(event)
+        try:
+            published = await pool.publish(event)
+        except RelayError:  # nothing was asked: not an intentcast of the person's; its index
+            # stays spent, as a relay may hold the event without having said so (§15.2-2)
+            await agent.store.commit(Commit(intents_drop=(record.intent_id,)))
+            raise
         wait_s = min(answer_wait_ms, deadline_ms // 2) / 1000
         answers = await _answers(pool, key, message, event.created_at, wait_s=wait_s,
-                                 expect=expect_answers)  # fmt: skip
+                                 expect=expect_answers, clock=agent.clock)  # fmt: skip
     result = await _to_answerers(agent, record, body, answers, vendors=vendors,
                                  progress=progress)  # fmt: skip
     record = await agent.store.get_intent(record.intent_id) or record
@@ -233,6 +278,7 @@ async def relay_answers(
     answer_wait_ms: int = DEFAULT_ANSWER_WAIT_MS,
     expect_answers: int | None = None,
     progress: Progress | None = None,
+    relay_limits: RelayLimits = DEFAULT_RELAY_LIMITS,
 ) -> list[RelayedIntentcast]:
     """Read the answers to the relayed intentcasts that have not expired, and send each one over
     HTTP to the vendors that answered since (§15.4-3, §15.2-4); their offers are stored with it.
@@ -241,23 +287,38 @@ async def relay_answers(
     given are also searched, from the index after the last one stored, for relayed intentcasts
     the store has no record of (an agent restored from its master seed alone, §15.2-4); each one
     found is stored, from the body of its envelope, and read like the others. Waits at most
-    ``answer_wait_ms`` for each intentcast's answers, or until ``expect_answers`` answered."""
+    ``answer_wait_ms`` for each intentcast's answers, or until ``expect_answers`` answered.
+
+    An intentcast none of whose relays could be reached is not read, and said so (a warning on
+    the ``vrmproto.nostr`` logger); when no intentcast could be read for that reason, this
+    raises :class:`RelayError`: an intentcast whose relays are down is not one that ended."""
     seed = agent.ledger.master.seed
     now = agent.clock()
     live = [r for r in await agent.intents()
             if r.relay_index is not None and r.reply_by_ms > now]  # fmt: skip
     done: list[RelayedIntentcast] = []
-    async with aiohttp.ClientSession() as session:
+    async with relay_session() as session:
         if relays:
-            async with RelayPool(relays, session) as pool:
+            async with RelayPool(relays, session, limits=relay_limits) as pool:
                 found, searched = await _search(pool, seed, await _stored_next(agent))
             await agent.store.commit(Commit(meta=(_next_meta(searched),)))
             live += await _adopt(agent, found, relays)
+        unread: list[tuple[IntentRecord, RelayError]] = []
         for record in live:
-            got = await _read_one(agent, session, record, relays, wait_ms=answer_wait_ms,
-                                  expect=expect_answers, progress=progress)  # fmt: skip
+            try:
+                got = await _read_one(agent, session, record, relays, wait_ms=answer_wait_ms,
+                                      expect=expect_answers, progress=progress,
+                                      limits=relay_limits)  # fmt: skip
+            except RelayError as exc:  # none of its relays could be reached: still open
+                unread.append((record, exc))
+                continue
             if got is not None:
                 done.append(got)
+    if unread and not done:
+        raise unread[0][1]
+    for record, why in unread:
+        log.warning("relayed intentcast %s “%s” not read: %s", record.intent_id.hex()[:8],
+                    record.what, why)  # fmt: skip
     return done
 
 
@@ -283,32 +344,33 @@ async def _adopt(agent: Agent, found: dict[int, Event], relays: Sequence[str]
 
 async def _read_one(agent: Agent, session: aiohttp.ClientSession, record: IntentRecord,
                     extra: Sequence[str], *, wait_ms: int, expect: int | None,
-                    progress: Progress | None) -> RelayedIntentcast | None:  # fmt: skip
+                    progress: Progress | None,
+                    limits: RelayLimits) -> RelayedIntentcast | None:  # fmt: skip
     """One stored relayed intentcast: its event read back, its answers, the HTTP intentcast to
-    the vendors that answered and were not asked yet. None when no relay holds it any more."""
+    the vendors that answered and were not asked yet. None when no relay holds it any more;
+    :class:`RelayError` when none of its relays could be reached."""
     if record.relay_index is None:
         raise ValueError("not a relayed intentcast")
     intent_id, key = relay_key(agent.ledger.master.seed, record.relay_index)
     urls = list(dict.fromkeys([*record.relays, *extra]))
-    try:
-        async with RelayPool(urls, session) as pool:
-            event = None
-            wanted = {"kinds": [KIND_INTENTCAST], "authors": [key.public.hex()]}
-            async for ev in pool.subscribe(wanted, until_eose=True):
-                if ev.pubkey == key.public.hex():  # a relay sends what it likes (§15.5)
-                    event = ev
-            if event is None:
-                return None
+    async with RelayPool(urls, session, limits=limits) as pool:  # RelayError: none reached
+        event = None
+        wanted = {"kinds": [KIND_INTENTCAST], "authors": [key.public.hex()]}
+        async for ev in pool.subscribe(wanted, until_eose=True):
+            if ev.pubkey == key.public.hex():  # a relay sends what it likes (§15.5)
+                event = ev
+        if event is None:
+            return None
+        try:
             message = open_intentcast(event, now_ms=agent.clock(), limits=agent.limits)
-            if message.sender != agent.ledger.master.for_intent(intent_id).public_key:
-                return None  # signed by our Nostr key, but not by the intentcast's identity
-            remaining = max(record.reply_by_ms - agent.clock(), 1)
-            answers = await _answers(pool, key, message, event.created_at,
-                                     wait_s=min(wait_ms, remaining) / 1000,
-                                     expect=expect)  # fmt: skip
-    except (RelayError, ProtocolError) as exc:
-        log.info("relayed intentcast %s not read: %s", record.intent_id.hex()[:8], exc)
-        return None
+        except ProtocolError as exc:  # expired since, most likely
+            log.info("relayed intentcast %s not read: %s", record.intent_id.hex()[:8], exc)
+            return None
+        if message.sender != agent.ledger.master.for_intent(intent_id).public_key:
+            return None  # signed by our Nostr key, but not by the intentcast's identity
+        remaining = max(record.reply_by_ms - agent.clock(), 1)
+        answers = await _answers(pool, key, message, event.created_at, clock=agent.clock,
+                                 wait_s=min(wait_ms, remaining) / 1000, expect=expect)  # fmt: skip
     result = await _to_answerers(agent, record, message.body, answers, progress=progress)
     record = await agent.store.get_intent(record.intent_id) or record
     return RelayedIntentcast(intent_id, event, None, tuple(answers), result, record)

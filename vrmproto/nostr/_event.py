@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vrmproto._errors import Problem, ProtocolError
+from vrmproto._errors import Problem, ProtocolError, VrmError
 from vrmproto.nostr._crypto import NostrKey, verify_schnorr
 
-__all__ = ["Event", "EventError", "leading_zero_bits", "mine", "sign_event"]
+__all__ = ["Event", "EventError", "MiningStoppedError", "leading_zero_bits", "mine",
+           "sign_event"]
 
 Tags = tuple[tuple[str, ...], ...]
 #: How many nonces :func:`mine` tries before giving up (2^32: far beyond any difficulty ≤ 32).
 _MAX_NONCES = 1 << 32
+_HEX64, _HEX128 = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9a-f]{128}")
+#: How many nonces :func:`mine` tries between two looks at its ``stop``.
+_STOP_EVERY = 1 << 14
 #: The longest number a tag may hold that is read as one (a time in seconds, a difficulty).
 _MAX_DIGITS = 19
 
@@ -31,6 +36,10 @@ def _tag_int(text: str) -> int | None:
     if 0 < len(text) <= _MAX_DIGITS and text.isascii() and text.isdigit():
         return int(text)
     return None
+
+
+class MiningStoppedError(VrmError):
+    """:func:`mine` was told to stop before it found its nonce."""
 
 
 class EventError(ProtocolError):
@@ -96,7 +105,7 @@ class Event:
     def from_json(cls, obj: Any) -> Event:
         """Read and verify an event: its fields' types, its id, its BIP-340 signature (§15.1-2)."""
         try:
-            pubkey, sig, eid = str(obj["pubkey"]), str(obj["sig"]), str(obj["id"])
+            pubkey, sig, eid = obj["pubkey"], obj["sig"], obj["id"]
             created_at, kind, content = obj["created_at"], obj["kind"], obj["content"]
             tags = tuple(tuple(t) for t in obj["tags"])
         except (KeyError, TypeError) as exc:
@@ -105,10 +114,13 @@ class Event:
                 and isinstance(content, str)
                 and all(isinstance(v, str) for t in tags for v in t)):  # fmt: skip
             raise EventError("an event field has the wrong type", clause="§15.1-2")
-        try:
-            digest, pub, signature = bytes.fromhex(eid), bytes.fromhex(pubkey), bytes.fromhex(sig)
-        except ValueError as exc:
-            raise EventError("id, pubkey or sig is not hex", clause="§15.1-2") from exc
+        if not (isinstance(eid, str) and _HEX64.fullmatch(eid) and isinstance(pubkey, str)
+                and _HEX64.fullmatch(pubkey) and isinstance(sig, str)
+                and _HEX128.fullmatch(sig)):  # fmt: skip
+            # §15.1-1: lower-case hex only, so that one event has one id (§15.5-2)
+            raise EventError("id, pubkey or sig is not lower-case hex of its size",
+                             clause="§15.1-2")  # fmt: skip
+        digest, pub, signature = bytes.fromhex(eid), bytes.fromhex(pubkey), bytes.fromhex(sig)
         try:
             serialized = _serialize(pubkey, created_at, kind, tags, content).encode()
         except UnicodeEncodeError as exc:  # a lone surrogate (JSON's "\\ud800"): no UTF-8 form
@@ -129,10 +141,12 @@ class Event:
 
 
 def mine(pubkey: str, created_at: int, kind: int, tags: Tags, content: str, *,
-         difficulty: int) -> Tags:  # fmt: skip
+         difficulty: int, stop: Callable[[], bool] | None = None) -> Tags:  # fmt: skip
     """NIP-13: ``tags`` plus a ``["nonce", n, difficulty]`` tag that gives the event id at least
     ``difficulty`` leading zero bits (§15.1-4). The nonce tag is last, so the serialization
-    up to it is hashed once."""
+    up to it is hashed once. Mining may take minutes (each bit doubles it): ``stop`` is asked
+    every few thousand nonces, and :class:`MiningStoppedError` raised once it says so (a worker
+    thread cannot be cancelled, only asked)."""
     if difficulty <= 0:
         return tags
     target = str(difficulty)
@@ -140,20 +154,25 @@ def mine(pubkey: str, created_at: int, kind: int, tags: Tags, content: str, *,
     before, after = head.split("\\u0000")
     base = hashlib.sha256(before.encode())
     tail = after.encode()
-    for n in range(_MAX_NONCES):
-        h = base.copy()
-        h.update(str(n).encode() + tail)
-        if leading_zero_bits(h.digest()) >= difficulty:
-            return (*tags, ("nonce", str(n), target))
+    for first in range(0, _MAX_NONCES, _STOP_EVERY):
+        if stop is not None and stop():
+            raise MiningStoppedError(f"stopped after {first} nonces")
+        for n in range(first, first + _STOP_EVERY):
+            h = base.copy()
+            h.update(str(n).encode() + tail)
+            if leading_zero_bits(h.digest()) >= difficulty:
+                return (*tags, ("nonce", str(n), target))
     raise ValueError("no nonce found")  # pragma: no cover
 
 
 def sign_event(key: NostrKey, created_at: int, kind: int, tags: Sequence[Sequence[str]],
-               content: str, *, aux: bytes, pow_difficulty: int = 0) -> Event:  # fmt: skip
-    """Build and sign an event with ``key``; ``aux`` is 32 random bytes for BIP-340."""
+               content: str, *, aux: bytes, pow_difficulty: int = 0,
+               stop: Callable[[], bool] | None = None) -> Event:  # fmt: skip
+    """Build and sign an event with ``key``; ``aux`` is 32 random bytes for BIP-340; ``stop``
+    as :func:`mine` takes it."""
     pubkey = key.public.hex()
     fixed: Tags = tuple(tuple(t) for t in tags)
-    fixed = mine(pubkey, created_at, kind, fixed, content, difficulty=pow_difficulty)
+    fixed = mine(pubkey, created_at, kind, fixed, content, difficulty=pow_difficulty, stop=stop)
     digest = hashlib.sha256(_serialize(pubkey, created_at, kind, fixed, content).encode()).digest()
     return Event(digest.hex(), pubkey, created_at, kind, fixed, content,
                  key.sign(digest, aux).hex())  # fmt: skip

@@ -16,10 +16,8 @@ import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
-
-import aiohttp
 
 from vrmproto._envelope import Signed
 from vrmproto._errors import ProtocolError
@@ -28,10 +26,10 @@ from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._messages import Intentcast, IntentOffer
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role
-from vrmproto.nostr._binding import answer_event, intentcast_filter, open_intentcast
+from vrmproto.nostr._binding import answer_event, intentcast_filter, open_intentcast, url_class
 from vrmproto.nostr._crypto import NostrKey
 from vrmproto.nostr._event import Event
-from vrmproto.nostr._relay import RelayError, RelayPool
+from vrmproto.nostr._relay import RelayError, RelayLimits, RelayPool, relay_session
 from vrmproto.server._policy import CatalogueItem, Policy
 
 if TYPE_CHECKING:
@@ -44,8 +42,12 @@ log = logging.getLogger("vrmproto.nostr")
 LOOKBACK_S = 3600
 #: How many answered intentcasts a vendor remembers, not to answer one twice (§15.4-5).
 REMEMBERED = 10_000
-#: How long a vendor waits before it connects again to relays it lost (seconds).
-RETRY_S = 30.0
+#: How many answers a vendor publishes at once (each waits up to the relays' timeout for OK).
+PUBLISHING = 64
+#: A vendor's relay client: a relay may send 100 events a second, in bursts of 1000; more are
+#: dropped unchecked, so that a relay flooding junk does not take the vendor's CPU (its HTTP
+#: endpoint runs on the same event loop).
+VENDOR_RELAY_LIMITS = RelayLimits(events_per_s=100, events_burst=1000)
 
 
 def _wall_ms() -> int:
@@ -68,6 +70,14 @@ class RelayVendor:
     geohashes: Sequence[str] = ()
     min_pow: int = 0
     limits: Limits = DEFAULT_LIMITS
+    #: The relay client's limits (timeouts, queues, reconnection: :class:`RelayLimits`).
+    relay_limits: RelayLimits = VENDOR_RELAY_LIMITS
+    #: How far back (seconds) it asks relays for intentcasts when it subscribes (§15.5-3).
+    lookback_s: int = LOOKBACK_S
+    #: How many answered intentcasts it remembers, not to answer one twice (§15.4-5).
+    remembered: int = REMEMBERED
+    #: How many answers it publishes at once.
+    publishing: int = PUBLISHING
     clock: Callable[[], int] = _wall_ms
     rand: Callable[[int], bytes] = os.urandom
     dropped: Counter[str] = field(default_factory=Counter)
@@ -75,7 +85,7 @@ class RelayVendor:
 
     def filter(self) -> dict[str, object]:
         return intentcast_filter(self.keywords, self.geohashes,
-                                 self.clock() // 1000 - LOOKBACK_S)  # fmt: skip
+                                 self.clock() // 1000 - self.lookback_s)  # fmt: skip
 
     async def consider(self, event: Event) -> Event | None:
         """The answer to ``event``, or None: checked first (§15.3-6), then the policy's."""
@@ -92,7 +102,7 @@ class RelayVendor:
         if offer is None:
             return None
         self._answered[message.hash] = None
-        if len(self._answered) > REMEMBERED:
+        if len(self._answered) > self.remembered:
             self._answered.popitem(last=False)
         return answer_event(event, message, self.url, key=self._answer_key(),
                             now_ms=self.clock(), nonce=self.rand(32),
@@ -111,33 +121,81 @@ class RelayVendor:
             except ValueError:  # pragma: no cover - probability 2^-128
                 continue
 
-    async def run(self, pool: RelayPool) -> None:
-        """Answer the pool's intentcasts until cancelled or every relay is gone."""
-        async for event in pool.subscribe(self.filter()):
-            try:
-                answer = await self.consider(event)
-            except Exception:  # one event must not end the listening for good: the task runs
-                # in the background (nothing would say it stopped), and the same event, read
-                # again after a reconnection, would stop it again
-                self.dropped["error"] += 1
-                log.exception("relayed event %s not considered", event.id[:12])
-                continue
-            if answer is not None:
-                try:
-                    await pool.publish(answer)
-                except RelayError as exc:
-                    log.warning("answer not published: %s", exc)
+    async def run(self, pool: RelayPool, *, retry_s: float | None = None,
+                  max_retry_s: float | None = None) -> None:  # fmt: skip
+        """Answer the pool's intentcasts until cancelled. A relay lost, or down from the start,
+        is connected again ``retry_s`` later, with backoff up to ``max_retry_s`` (by default the
+        pool's :class:`RelayLimits`; :meth:`RelayPool.follow`), the others listened to meanwhile.
 
-    async def serve(self, relays: Sequence[str], *, retry_s: float = RETRY_S) -> None:
-        """Answer the intentcasts of ``relays`` until cancelled; when every relay is lost (or
-        none could be reached), connect again ``retry_s`` later."""
+        Answers are published in the background, at most ``publishing`` at once, so that a
+        relay slow to say OK (up to the pool's timeout) does not hold the events that follow."""
+        publishing: set[asyncio.Task[None]] = set()
+        events = pool.follow(lambda: [self.filter()], retry_s=retry_s, max_retry_s=max_retry_s)
+        try:
+            # aclosing: its relays' tasks end here, however this ends, not at the collector's
+            # leisure after the pool and its session are closed (they would reconnect to them)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    try:
+                        answer = await self.consider(event)
+                    except Exception:  # one event must not end the listening for good: the
+                        # task runs in the background (nothing would say it stopped), and the
+                        # same event, read again after a reconnection, would stop it again
+                        self.dropped["error"] += 1
+                        log.exception("relayed event %s not considered", event.id[:12])
+                        continue
+                    if answer is None:
+                        continue
+                    if len(publishing) >= self.publishing:
+                        await asyncio.wait(publishing, return_when=asyncio.FIRST_COMPLETED)
+                    task = asyncio.create_task(_publish(pool, answer))
+                    publishing.add(task)
+                    task.add_done_callback(publishing.discard)
+        except BaseException:
+            for task in publishing:
+                task.cancel()
+            raise
+        finally:
+            await asyncio.gather(*publishing, return_exceptions=True)
+
+    async def serve(self, relays: Sequence[str], *, retry_s: float | None = None,
+                    max_retry_s: float | None = None) -> None:  # fmt: skip
+        """Answer the intentcasts of ``relays`` until cancelled. Each relay lost, or down from
+        the start, is connected again ``retry_s`` later, then twice as late after each failure
+        in a row, up to ``max_retry_s``; when none could be reached at all, every one is tried
+        again ``retry_s`` later. Both default to :attr:`relay_limits`'s."""
+        limits = self.relay_limits
+        if retry_s is not None or max_retry_s is not None:
+            limits = replace(limits, retry_s=retry_s or limits.retry_s,
+                             max_retry_s=max_retry_s or max(limits.max_retry_s,
+                                                            retry_s or 0))  # fmt: skip
         while True:
             try:
-                async with aiohttp.ClientSession() as session, RelayPool(relays, session) as pool:
+                async with (relay_session() as session,
+                            RelayPool(relays, session, limits=limits) as pool):  # fmt: skip
                     await self.run(pool)
             except RelayError as exc:
                 log.warning("relays: %s", exc)
-            await asyncio.sleep(retry_s)
+            await asyncio.sleep(limits.retry_s)
+
+
+async def _publish(pool: RelayPool, answer: Event) -> None:
+    try:
+        await pool.publish(answer)
+    except RelayError as exc:
+        log.warning("answer not published: %s", exc)
+
+
+def warn_unreachable_url(url: str, relays: Sequence[str]) -> None:
+    """Warn when the answers' ``url`` is on this machine or a local network and a relay is not
+    there too: customers reading that relay drop such an answer (it could point them at their
+    own network), so the vendor would answer them for nothing. ``server.public_url`` in the
+    vendor file is the cure."""
+    where = url_class(url)
+    if where != "public" and any(url_class(r) != where for r in relays):
+        log.warning("answers through relays will name %s, a %s address customers elsewhere "
+                    "drop: set server.public_url in the vendor file to a public URL",
+                    url, where)  # fmt: skip
 
 
 @contextlib.asynccontextmanager
@@ -163,4 +221,5 @@ def vendor_on_relays(config: VendorConfig, identity: Identity, url: str
                          geohashes=tuple(file.relay_geohashes), min_pow=file.relay_min_pow,
                          limits=config.limits)  # fmt: skip
     log.info("listening on relays %s", ", ".join(file.relays))
+    warn_unreachable_url(url, file.relays)
     return relay_vendor(vendor, file.relays)
