@@ -36,7 +36,7 @@ import random
 import socket
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from types import MappingProxyType
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -44,6 +44,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from vrmproto._closing import AsyncClosing
 from vrmproto._errors import TransportError
 from vrmproto._history import Entry
+from vrmproto._hosts import nearer, url_class
 from vrmproto._http1 import IncompleteResponse, MalformedResponse, ResponseTooLarge
 from vrmproto._keys import Identity
 from vrmproto._limits import DEFAULT_LIMITS, Limits
@@ -147,6 +148,24 @@ _POST_FIELDS = tuple(_POST_HEADERS.items())
 
 #: The statuses aiohttp follows to another URL (a GET's: RFC 9110 §15.4).
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: Most redirects one GET follows (discovery, §13.1): each to a URL no nearer (``_hosts``).
+MAX_REDIRECTS = 3
+
+
+def _redirected(url: str, here: str, location: str) -> str:
+    """Where a redirect from ``here`` (asked for as ``url``) leads: an http(s) URL no nearer
+    to this machine than ``url`` (:func:`vrmproto._hosts.nearer`). A public address's
+    redirect to a local network's or this machine's was followed: a vendor, or anyone whose
+    URL reached the agent (an intentcast's answer, §15.4-2), could aim its requests at the
+    person's router or a cloud's metadata service on a path of its choosing."""
+    target = urljoin(here, location)
+    if urlsplit(target).scheme not in ("http", "https"):
+        raise InvalidResponse(f"{url} redirects to {target!r}, not an http(s) URL")
+    if nearer(url, target):
+        where = "this machine" if url_class(target) == "loopback" else "a local network"
+        raise InvalidResponse(f"{url} redirects to {target}, an address of {where}; not "
+                              "followed")  # fmt: skip
+    return target
 
 
 def _origin(url: str) -> str:
@@ -275,23 +294,31 @@ class EndpointClient(AsyncClosing):
                 return answer
         timeout = aiohttp.ClientTimeout(total=timeout_s if timeout_s is not None else
                                         self.timeout_s)
-        async with self._aiohttp().request(
-            method, url, data=body, headers=dict(headers), timeout=timeout,
-            allow_redirects=redirects, max_redirects=3,
-        ) as resp:
-            if resp.content_length is not None and resp.content_length > cap:
-                raise InvalidResponse(
-                    f"{url} answered {resp.content_length} bytes; the limit is {cap}",
-                    status=resp.status,
-                )
-            buf = bytearray()
-            async for chunk in resp.content.iter_chunked(64 * 1024):
-                buf += chunk
-                if len(buf) > cap:
-                    raise InvalidResponse(f"{url} answered more than {cap} bytes",
-                                          status=resp.status)
-            # header names are case-insensitive (RFC 9110 §5.1): Answer.header ignores case
-            return Answer(resp.status, resp.headers, bytes(buf), str(resp.url))
+        at = url
+        for hop in range(MAX_REDIRECTS + 1):
+            async with self._aiohttp().request(
+                method, at, data=body, headers=dict(headers), timeout=timeout,
+                allow_redirects=False,
+            ) as resp:
+                if redirects and resp.status in _REDIRECTS and resp.headers.get("Location"):
+                    if hop == MAX_REDIRECTS:
+                        raise aiohttp.TooManyRedirects(resp.request_info, (resp,))
+                    at = _redirected(url, str(resp.url), resp.headers["Location"])
+                    continue
+                if resp.content_length is not None and resp.content_length > cap:
+                    raise InvalidResponse(
+                        f"{url} answered {resp.content_length} bytes; the limit is {cap}",
+                        status=resp.status,
+                    )
+                buf = bytearray()
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    buf += chunk
+                    if len(buf) > cap:
+                        raise InvalidResponse(f"{url} answered more than {cap} bytes",
+                                              status=resp.status)
+                # header names are case-insensitive (RFC 9110 §5.1): Answer.header ignores case
+                return Answer(resp.status, resp.headers, bytes(buf), str(resp.url))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _lean(
         self,

@@ -39,6 +39,7 @@ from vrmproto._binding import relocated
 from vrmproto._envelope import open_envelope
 from vrmproto._errors import PeerProblemError, ProtocolError, TransportError
 from vrmproto._history import Entry
+from vrmproto._hosts import nearer, url_class
 from vrmproto._keys import Identity, fingerprint
 from vrmproto._limits import Limits
 from vrmproto._messages import ProblemReport
@@ -241,10 +242,17 @@ def transient_from_answer(answer: Answer, *, request: str = "") -> Transient | N
 
 
 def _absolute(base: str, ref: str) -> str:
+    """The document's ``ref`` (its inbox, its history) as an absolute URL (§13.1-7): http(s),
+    and no nearer to this machine than the document itself (:func:`vrmproto._hosts.nearer`) —
+    a document on the Internet naming an inbox on the person's network or machine would have
+    the agent POST there."""
     url = urljoin(base, ref)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"not an http(s) URL: {url!r}")
+    if nearer(base, url):
+        where = "this machine" if url_class(url) == "loopback" else "a local network"
+        raise ValueError(f"{url} is an address of {where}, and the document is not there")
     return url
 
 

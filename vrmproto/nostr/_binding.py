@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import re
-import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 
 from vrmproto._envelope import Signed, open_envelope
 from vrmproto._errors import Problem
+from vrmproto._hosts import HostClass, host_class, url_class
 from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._messages import Intentcast
 from vrmproto.nostr._crypto import (
@@ -49,7 +47,6 @@ __all__ = [
 ]
 
 #: Where a host is: this machine, a local network, or the Internet.
-HostClass = Literal["loopback", "local", "public"]
 #: The event kind of a relayed intentcast (§15.3-1) and of a vendor's sealed answer (§15.4-1).
 KIND_INTENTCAST = 7390
 KIND_ANSWER = 7391
@@ -228,35 +225,3 @@ def intentcast_filter(words: Sequence[str], geohashes: Sequence[str], since: int
 def answer_filter(pubkey: bytes, since: int) -> dict[str, Any]:
     """The customer's subscription to the answers sealed to its intentcast key (§15.4-3)."""
     return {"kinds": [KIND_ANSWER], "#p": [pubkey.hex()], "since": since}
-
-
-def host_class(host: str) -> HostClass:
-    """Where ``host`` is: this machine, a local network, or the Internet. Numbers are read as
-    the resolver reads them (``127.1``, ``2130706433`` and ``0x7f.1`` are 127.0.0.1); a name
-    other than ``localhost`` and ``*.local`` is taken as public (it is not resolved here)."""
-    host = host.lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return "loopback"
-    if host.endswith(".local"):  # multicast DNS: the local network
-        return "local"
-    try:
-        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
-    except ValueError:
-        try:
-            ip = ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return "public"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return "loopback"
-    return "public" if ip.is_global else "local"
-
-
-def url_class(url: str) -> HostClass | None:
-    """Where the host of ``url`` is (:func:`host_class`); None when it has none."""
-    try:
-        host = urlsplit(url).hostname
-    except ValueError:
-        return None
-    return host_class(host) if host else None

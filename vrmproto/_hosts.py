@@ -1,0 +1,60 @@
+"""Where a URL's host is — this machine, a local network, or the Internet — read from the URL
+alone (sans-IO: nothing is resolved).
+
+A party that takes URLs from others and then sends requests to them (an intentcast's answers
+from anyone on a relay, §15.4-2; a vendor's discovery document and where it redirects, §13.1-7)
+must not let them aim its requests at the person's own machine or network — the router, the
+printer, a cloud's metadata service — on a path the stranger chose. :func:`nearer` is the rule
+the agent applies: a URL given by another may be as far as, or farther than, where it came
+from, never nearer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Literal
+from urllib.parse import urlsplit
+
+__all__ = ["HostClass", "host_class", "nearer", "url_class"]
+
+HostClass = Literal["loopback", "local", "public"]
+_RANK: dict[HostClass | None, int] = {"public": 0, "local": 1, "loopback": 2, None: 3}
+
+
+def host_class(host: str) -> HostClass:
+    """Where ``host`` is: this machine, a local network, or the Internet. Numbers are read as
+    the resolver reads them (``127.1``, ``2130706433`` and ``0x7f.1`` are 127.0.0.1); a name
+    other than ``localhost`` and ``*.local`` is taken as public (it is not resolved here)."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return "loopback"
+    if host.endswith(".local"):  # multicast DNS: the local network
+        return "local"
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return "public"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return "loopback"
+    return "public" if ip.is_global else "local"
+
+
+def url_class(url: str) -> HostClass | None:
+    """Where the host of ``url`` is (:func:`host_class`); None when it has none."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host_class(host) if host else None
+
+
+def nearer(origin: str, target: str) -> bool:
+    """Whether ``target`` lies nearer to this machine than ``origin`` (a public URL's redirect
+    or document naming a local network's or this machine's address), or has no host."""
+    return _RANK[url_class(target)] > _RANK[url_class(origin)]
