@@ -407,6 +407,12 @@ def _fail_body(request: web.BaseRequest, parsed: object) -> None:
         body.set_exception(web.RequestPayloadError(f"the body's transfer coding broke: {error}"))
 
 
+def _head_end(data: bytes, start: int) -> int:
+    """Where the first blank line (CRLF CRLF) at or after ``start`` in ``data`` ends; -1: none."""
+    at = data.find(b"\r\n\r\n", start)
+    return at + 4 if at >= 0 else -1
+
+
 class _Faulty(BadHttpMessage):
     """HTTP that aiohttp's parser takes but :class:`_ConnectionHandler` does not (a head too
     long, :meth:`~_ConnectionHandler._count_head`; a transfer coding in HTTP/1.0): its message
@@ -417,8 +423,8 @@ class _ConnectionHandler(web.RequestHandler):
     """aiohttp's request handler, with the deadlines and the admission of §10.1 and signed
     answers to HTTP it cannot parse (§12.4-5)."""
 
-    __slots__ = ("_admitted", "_answer", "_answered", "_deadline", "_eof", "_guard", "_head",
-                 "_last_body", "_sending", "_state")  # fmt: skip
+    __slots__ = ("_admitted", "_answer", "_answered", "_deadline", "_ends", "_eof", "_guard",
+                 "_head", "_last_body", "_sending", "_state")  # fmt: skip
 
     def __init__(self, manager: web.Server, *, guard: ConnectionGuard, answer: ErrorAnswer,
                  **kwargs: Any) -> None:  # fmt: skip
@@ -441,6 +447,7 @@ class _ConnectionHandler(web.RequestHandler):
         # Bytes of the head being read (see _count_head); -1: one was too long, read no more.
         self._head = 0
         self._last_body: StreamReader | None = None  # the last request parsed's body
+        self._ends = b""  # the last bytes received (up to 3): see data_received
 
     # -- admission and deadlines (§10.1) -------------------------------------------------------
 
@@ -478,6 +485,25 @@ class _ConnectionHandler(web.RequestHandler):
             self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
+        """``data``, fed to aiohttp's parser in pieces that each end where a request head
+        does (after a blank line), so that the parser hands over each request whose head is
+        whole before it reads a byte past it. A request that closes the connection
+        (``Connection: close``, HTTP/1.0) is answered, and what follows it is not read
+        (RFC 9112 §9.6): llhttp refuses any byte after such a request, and when that byte came
+        in the same read as the request's head, aiohttp's parser raised without handing the
+        request over — its client got ``400 malformed`` in place of its answer. Where the
+        pieces end changes nothing else: the parser reads a stream, in pieces of any size."""
+        start = 0
+        at = (self._ends + data[:3]).find(b"\r\n\r\n")  # a blank line split over two reads
+        end = at + 4 - len(self._ends) if at >= 0 else _head_end(data, 0)
+        while 0 < end < len(data):
+            self._received(data[start:end])
+            start = end
+            end = _head_end(data, start)
+        self._ends = (self._ends + data)[-3:] if len(data) < 3 else data[-3:]
+        self._received(data[start:] if start else data)
+
+    def _received(self, data: bytes) -> None:
         if self._head < 0:
             return  # after a head too long, nothing more is read (the answer closes)
         if self._state is _State.WAITING and data:

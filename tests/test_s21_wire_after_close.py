@@ -1,0 +1,110 @@
+"""Bytes after a request that closes the connection (s21 hunt; RFC 9112 §9.6, §12.4-5).
+
+A server that receives ``Connection: close`` (or an HTTP/1.0 request without keep-alive) "MUST
+initiate closure of the connection after it sends the final response to the request" and "MUST
+NOT process any further requests received on that connection" (RFC 9112 §9.6): the request is
+answered, and whatever follows it is not read. On aiohttp's path (``serve`` with an access log,
+``serve_app``), llhttp refuses any byte after such a request; when those bytes came in the same
+read as the request's head, aiohttp's parser raised before handing the request over, and the
+client got a ``400 malformed`` in place of the answer to its valid request. The lean path
+answered it. Now every path answers the request and closes, without a second answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from _broken_vendor import make_endpoint
+
+from vrmproto._binding import WELL_KNOWN_PATH
+from vrmproto.server import Server, make_app, serve, serve_app
+from vrmproto.store import MemoryStore
+
+KINDS = ["serve", "aiohttp", "serve_app"]
+
+
+async def _server(kind: str) -> Server:
+    endpoint = make_endpoint(MemoryStore())
+    if kind == "serve_app":
+        return await serve_app(make_app(endpoint), endpoint)
+    return await serve(endpoint, access_log=logging.getLogger("s21.close") if kind == "aiohttp"
+                       else None)  # fmt: skip
+
+
+async def _exchange(port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)  # one write: the request and what follows arrive together
+        async with asyncio.timeout(5):
+            return await reader.read()  # until the server closes
+    finally:
+        writer.close()
+
+
+def _answers(got: bytes) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """The answers in ``got``, each its status line and fields (bodies framed by length)."""
+    out = []
+    while got:
+        head, _, rest = got.partition(b"\r\n\r\n")
+        status, *lines = head.split(b"\r\n")
+        fields = {n.strip().lower(): v.strip() for n, _, v in (x.partition(b":") for x in lines)}
+        out.append((status, fields))
+        got = rest[int(fields.get(b"content-length", b"0")):]
+    return out
+
+
+GET = f"GET {WELL_KNOWN_PATH} HTTP/1.1\r\nHost: x\r\n"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("after", [b"GARBAGE\r\n\r\n", (GET + "\r\n").encode(), b"\x00\xff"])
+async def test_a_closing_request_is_answered_whatever_follows(kind: str, after: bytes) -> None:
+    server = await _server(kind)
+    try:
+        got = await _exchange(server.port, f"{GET}Connection: close\r\n\r\n".encode() + after)
+    finally:
+        await server.close()
+    answers = _answers(got)
+    assert [status for status, _ in answers] == [b"HTTP/1.1 200 OK"], got[:300]
+    assert answers[0][1][b"connection"] == b"close"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_pipelined_requests_before_the_closing_one_are_answered_too(kind: str) -> None:
+    """Three requests in one write, the last closing, then junk: three answers, then the close."""
+    data = (f"{GET}\r\n{GET}\r\n{GET}Connection: close\r\n\r\n").encode() + b"JUNK\r\n\r\n"
+    server = await _server(kind)
+    try:
+        got = await _exchange(server.port, data)
+    finally:
+        await server.close()
+    assert [status for status, _ in _answers(got)] == [b"HTTP/1.1 200 OK"] * 3, got[:300]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_http_1_0_request_is_answered_whatever_follows(kind: str) -> None:
+    """HTTP/1.0 without keep-alive closes after its answer, as ``Connection: close`` does."""
+    server = await _server(kind)
+    try:
+        got = await _exchange(server.port,
+                              f"GET {WELL_KNOWN_PATH} HTTP/1.0\r\n\r\nJUNK\r\n\r\n".encode())
+    finally:
+        await server.close()
+    assert [status for status, _ in _answers(got)] == [b"HTTP/1.0 200 OK"], got[:300]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_bytes_after_a_closing_request_with_a_body_are_not_read(kind: str) -> None:
+    """A POST with a body and ``Connection: close``, then junk, in one write: the POST's own
+    answer (415: not the envelope type), not a 400 for the junk."""
+    data = (b"POST /vrm/inbox HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 3\r\nConnection: close\r\n\r\nabcJUNK\r\n\r\n")
+    server = await _server(kind)
+    try:
+        got = await _exchange(server.port, data)
+    finally:
+        await server.close()
+    answers = _answers(got)
+    assert [status for status, _ in answers] == [b"HTTP/1.1 415 Unsupported Media Type"], got
