@@ -66,6 +66,7 @@ from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import _ErrInfo
 
 from vrmproto._deadline import Deadline
+from vrmproto._http1_server import valid_host
 from vrmproto.server._proxy import Deployment
 from vrmproto.server._tls import TLSProtocol, TLSTransport
 
@@ -576,9 +577,18 @@ class _ConnectionHandler(web.RequestHandler):
             request_handler = self._not_http1
         elif request.version.minor == 0 and hdrs.TRANSFER_ENCODING in request.headers:
             request_handler = self._coded_http10
+        elif not valid_host(request.headers.get(hdrs.HOST, "").encode("utf-8",
+                                                                       "surrogateescape")):
+            request_handler = self._not_one_host
         elif hdrs.EXPECT in request.headers:
             request_handler = functools.partial(self._expecting, request_handler)
         return await super()._handle_request(request, start_time, request_handler)
+
+    async def _not_one_host(self, request: web.BaseRequest) -> web.StreamResponse:
+        """A ``Host`` field whose value is not one host and maybe a port: answered
+        ``malformed`` and closed (RFC 9112 §3.2, §12.4-5); aiohttp served it."""
+        return self.handle_error(request, 400, _Faulty(
+            "the Host field is not one host and port (RFC 9112 §3.2)"))
 
     async def _coded_http10(self, request: web.BaseRequest) -> web.StreamResponse:
         """An HTTP/1.0 request with ``Transfer-Encoding``: HTTP/1.0 has no transfer codings,
