@@ -17,6 +17,7 @@ import logging
 
 import pytest
 from _broken_vendor import make_endpoint
+from aiohttp import web
 
 from vrmproto._binding import WELL_KNOWN_PATH
 from vrmproto.server import Server, make_app, serve, serve_app
@@ -108,3 +109,36 @@ async def test_bytes_after_a_closing_request_with_a_body_are_not_read(kind: str)
         await server.close()
     answers = _answers(got)
     assert [status for status, _ in answers] == [b"HTTP/1.1 415 Unsupported Media Type"], got
+
+
+@pytest.mark.parametrize("coding", ["length", "chunked"])
+async def test_a_body_of_blank_lines_is_fed_to_the_parser_in_few_pieces(
+    coding: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Heads are looked for where they can start, not in a body: a body of 16 384 blank lines
+    (64 KiB) costs a few calls of aiohttp's parser, not one per blank line. Then a closing
+    request and junk, in the same write: both requests answered, the junk not read."""
+    calls = 0
+    real = web.RequestHandler.data_received
+
+    def counted(self: web.RequestHandler, data: bytes) -> None:
+        nonlocal calls
+        calls += 1
+        real(self, data)
+
+    monkeypatch.setattr(web.RequestHandler, "data_received", counted)
+    body = b"\r\n\r\n" * 16_384
+    framing = (f"Content-Length: {len(body)}\r\n\r\n".encode() + body if coding == "length"
+               else f"Transfer-Encoding: chunked\r\n\r\n{len(body):x}\r\n".encode() + body
+               + b"\r\n0\r\n\r\n")  # fmt: skip
+    data = (b"POST /no/such HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n" + framing
+            + f"{GET}Connection: close\r\n\r\nJUNK\r\n\r\n".encode())  # fmt: skip
+    server = await _server("aiohttp")
+    try:
+        got = await _exchange(server.port, data)
+    finally:
+        await server.close()
+    statuses = [status.split()[1] for status, _ in _answers(got)]
+    assert len(statuses) == 2, got[:300]
+    assert statuses[1] == b"200", got[:300]
+    assert calls < 40, calls  # the reads of 64 KiB, and a piece or two more each

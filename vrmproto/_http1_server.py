@@ -65,16 +65,25 @@ def valid_host(value: bytes) -> bool:
     """Whether ``value`` (a ``Host`` field's, without the whitespace around it) is one host and
     maybe a port, as RFC 9112 §3.2 requires of a request; an empty one is (a target without an
     authority, RFC 9110 §7.2). Otherwise a server answers 400 (spec §12.4-5)."""
-    m = _HOST.fullmatch(value)
-    if m is None:
-        return False
-    ip6 = m.group("ip6")
-    if ip6 is not None:
-        try:
-            ipaddress.IPv6Address(ip6.decode("ascii"))
-        except ValueError:
-            return False
-    return True
+    valid = _HOSTS.get(value)
+    if valid is None:
+        m = _HOST.fullmatch(value)
+        valid = m is not None
+        if m is not None and (ip6 := m.group("ip6")) is not None:
+            try:
+                ipaddress.IPv6Address(ip6.decode("ascii"))
+            except ValueError:
+                valid = False
+        if len(_HOSTS) >= _HOSTS_MAX:
+            _HOSTS.clear()
+        _HOSTS[value] = valid
+    return valid
+
+
+#: Host values seen (clients send the same one time after time), and whether each is valid;
+#: emptied when full.
+_HOSTS: dict[bytes, bool] = {}
+_HOSTS_MAX = 256
 
 
 class Unhandled(Exception):  # noqa: N818 -- named for what it means: not this reader's

@@ -408,6 +408,27 @@ def _fail_body(request: web.BaseRequest, parsed: object) -> None:
         body.set_exception(web.RequestPayloadError(f"the body's transfer coding broke: {error}"))
 
 
+def _declared_length(message: Any) -> int:
+    """The ``Content-Length`` of a request message aiohttp parsed (its parser's
+    ``RawRequestMessage``, C or Python); -1 for a body of another length (chunked, or in a
+    content coding, whose decoded bytes the body counts), an upgrade, or a parse error."""
+    if (isinstance(message, _ErrInfo) or message.chunked or message.compression
+            or message.upgrade):  # fmt: skip
+        return -1
+    return int(message.headers.get(hdrs.CONTENT_LENGTH) or 0)
+
+
+#: Pieces a read is cut into at a guess of a chunked body's end (see data_received).
+_GUESSES = 4
+
+
+def _last_chunk_end(data: bytes, start: int) -> int:
+    """Where the first ``CRLF 0 CRLF CRLF`` (a chunked body's end, without trailer fields)
+    at or after ``start`` in ``data`` ends; -1: none."""
+    at = data.find(b"\r\n0\r\n\r\n", start)
+    return at + 7 if at >= 0 else -1
+
+
 def _head_end(data: bytes, start: int) -> int:
     """Where the first blank line (CRLF CRLF) at or after ``start`` in ``data`` ends; -1: none."""
     at = data.find(b"\r\n\r\n", start)
@@ -425,7 +446,7 @@ class _ConnectionHandler(web.RequestHandler):
     answers to HTTP it cannot parse (§12.4-5)."""
 
     __slots__ = ("_admitted", "_answer", "_answered", "_deadline", "_ends", "_eof", "_guard",
-                 "_head", "_last_body", "_sending", "_state")  # fmt: skip
+                 "_head", "_last_body", "_last_message", "_sending", "_state")  # fmt: skip
 
     def __init__(self, manager: web.Server, *, guard: ConnectionGuard, answer: ErrorAnswer,
                  **kwargs: Any) -> None:  # fmt: skip
@@ -449,6 +470,7 @@ class _ConnectionHandler(web.RequestHandler):
         self._head = 0
         self._last_body: StreamReader | None = None  # the last request parsed's body
         self._ends = b""  # the last bytes received (up to 3): see data_received
+        self._last_message: Any = None  # the last request parsed (see _body_left)
 
     # -- admission and deadlines (§10.1) -------------------------------------------------------
 
@@ -493,16 +515,43 @@ class _ConnectionHandler(web.RequestHandler):
         (RFC 9112 §9.6): llhttp refuses any byte after such a request, and when that byte came
         in the same read as the request's head, aiohttp's parser raised without handing the
         request over — its client got ``400 malformed`` in place of its answer. Where the
-        pieces end changes nothing else: the parser reads a stream, in pieces of any size."""
+        pieces end changes nothing else: the parser reads a stream, in pieces of any size.
+
+        A body's bytes are not searched for blank lines (a body of them would cost a call of
+        the parser each): the next head is looked for past the end of a ``Content-Length``
+        body; and past the next ``CRLF 0 CRLF CRLF`` of a body of unknown length, the end of a
+        chunked body without trailer fields — :data:`_GUESSES` times a read at most: after
+        that, the rest of the read goes to the parser whole."""
         start = 0
-        at = (self._ends + data[:3]).find(b"\r\n\r\n")  # a blank line split over two reads
-        end = at + 4 - len(self._ends) if at >= 0 else _head_end(data, 0)
+        skip = self._body_left()
+        if skip == 0 and data[:1] in (b"\r", b"\n") and (
+                at := (self._ends + data[:3]).find(b"\r\n\r\n")) >= 0:  # fmt: skip
+            end = at + 4 - len(self._ends)  # a blank line split over two reads
+        else:
+            end = _head_end(data, skip) if skip >= 0 else _last_chunk_end(data, 0)
+        guesses = _GUESSES - (skip < 0)
         while 0 < end < len(data):
             self._received(data[start:end])
             start = end
-            end = _head_end(data, start)
+            skip = self._body_left()
+            if skip >= 0:
+                end = _head_end(data, start + skip)
+            elif guesses:
+                guesses -= 1
+                end = _last_chunk_end(data, start)
+            else:
+                break
         self._ends = (self._ends + data)[-3:] if len(data) < 3 else data[-3:]
         self._received(data[start:] if start else data)
+
+    def _body_left(self) -> int:
+        """Bytes of the last request's body still to come, when known; -1: not known."""
+        body = self._last_body
+        if body is None or body.is_eof():
+            return 0
+        length = _declared_length(self._last_message)
+        left = length - body.total_bytes
+        return left if length >= 0 and left > 0 else -1
 
     def _received(self, data: bytes) -> None:
         if self._head < 0:
@@ -518,7 +567,7 @@ class _ConnectionHandler(web.RequestHandler):
             if request is not None:
                 _fail_body(request, self._messages[queued][0])
             self._head = 0
-            self._last_body = self._messages[-1][1]
+            self._last_message, self._last_body = self._messages[-1]
             if self._state is _State.HEAD:  # the head is whole: its deadline ends with it
                 self.request_started()  # (§10.1-1), not when the loop first runs its handler
         elif in_head:
