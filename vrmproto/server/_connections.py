@@ -51,6 +51,7 @@ import enum
 import functools
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 import struct
@@ -418,6 +419,19 @@ def _declared_length(message: Any) -> int:
     return int(message.headers.get(hdrs.CONTENT_LENGTH) or 0)
 
 
+def _host_ok(value: str) -> bool:
+    """:func:`~vrmproto._http1_server.valid_host` of a ``Host`` value as aiohttp decodes it."""
+    ok = _HOSTS.get(value)
+    if ok is None:
+        if len(_HOSTS) >= 256:
+            _HOSTS.clear()
+        ok = _HOSTS[value] = valid_host(value.encode("utf-8", "surrogateescape"))
+    return ok
+
+
+_HOSTS: dict[str, bool] = {}  # Host values seen, and whether each is valid; emptied when full
+
+
 #: Pieces a read is cut into at a guess of a chunked body's end (see data_received).
 _GUESSES = 4
 
@@ -429,9 +443,15 @@ def _last_chunk_end(data: bytes, start: int) -> int:
     return at + 7 if at >= 0 else -1
 
 
+_CONTENT = re.compile(rb"[^\r\n]")
+
+
 def _head_end(data: bytes, start: int) -> int:
-    """Where the first blank line (CRLF CRLF) at or after ``start`` in ``data`` ends; -1: none."""
-    at = data.find(b"\r\n\r\n", start)
+    """Where the first head at or after ``start`` in ``data`` ends (its blank line, CRLF
+    CRLF); -1: none. Empty lines before a head are part of it (RFC 9112 §2.2): a read of
+    blank lines alone is no head, not thousands."""
+    first = _CONTENT.search(data, start)
+    at = -1 if first is None else data.find(b"\r\n\r\n", first.start())
     return at + 4 if at >= 0 else -1
 
 
@@ -517,22 +537,32 @@ class _ConnectionHandler(web.RequestHandler):
         request over — its client got ``400 malformed`` in place of its answer. Where the
         pieces end changes nothing else: the parser reads a stream, in pieces of any size.
 
-        A body's bytes are not searched for blank lines (a body of them would cost a call of
+        Pieces are cut only while the parser takes requests (not after an error, nor while
+        the requests queued wait to be handled), at heads that hold more than blank lines, and
+        a body's bytes are not searched for blank lines (a body of them would cost a call of
         the parser each): the next head is looked for past the end of a ``Content-Length``
         body; and past the next ``CRLF 0 CRLF CRLF`` of a body of unknown length, the end of a
         chunked body without trailer fields — :data:`_GUESSES` times a read at most: after
         that, the rest of the read goes to the parser whole."""
+        self._ends, ends = (self._ends + data)[-3:] if len(data) < 3 else data[-3:], self._ends
+        at = data.find(b"\r\n\r\n")
+        if (at < 0 or at + 4 == len(data)) and data[:1] not in (b"\r", b"\n"):
+            self._received(data)  # no place to cut (every one ends a CRLF CRLF): one piece
+            return
         start = 0
         skip = self._body_left()
         if skip == 0 and data[:1] in (b"\r", b"\n") and (
-                at := (self._ends + data[:3]).find(b"\r\n\r\n")) >= 0:  # fmt: skip
-            end = at + 4 - len(self._ends)  # a blank line split over two reads
+                at := (ends + data[:3]).find(b"\r\n\r\n")) >= 0:  # fmt: skip
+            end = at + 4 - len(ends)  # a blank line split over two reads
         else:
             end = _head_end(data, skip) if skip >= 0 else _last_chunk_end(data, 0)
         guesses = _GUESSES - (skip < 0)
         while 0 < end < len(data):
             self._received(data[start:end])
             start = end
+            if (self._buffer_paused or self._force_close or self._close or self._head < 0
+                    or isinstance(self._last_message, _ErrInfo)):  # fmt: skip
+                break  # the parser takes no more requests for now, or none at all
             skip = self._body_left()
             if skip >= 0:
                 end = _head_end(data, start + skip)
@@ -541,7 +571,6 @@ class _ConnectionHandler(web.RequestHandler):
                 end = _last_chunk_end(data, start)
             else:
                 break
-        self._ends = (self._ends + data)[-3:] if len(data) < 3 else data[-3:]
         self._received(data[start:] if start else data)
 
     def _body_left(self) -> int:
@@ -626,8 +655,7 @@ class _ConnectionHandler(web.RequestHandler):
             request_handler = self._not_http1
         elif request.version.minor == 0 and hdrs.TRANSFER_ENCODING in request.headers:
             request_handler = self._coded_http10
-        elif not valid_host(request.headers.get(hdrs.HOST, "").encode("utf-8",
-                                                                       "surrogateescape")):
+        elif not _host_ok(request.headers.get(hdrs.HOST, "")):
             request_handler = self._not_one_host
         elif hdrs.EXPECT in request.headers:
             request_handler = functools.partial(self._expecting, request_handler)
