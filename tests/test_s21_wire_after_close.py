@@ -13,7 +13,9 @@ answered it. Now every path answers the request and closes, without a second ans
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import random
 
 import pytest
 from _broken_vendor import make_endpoint
@@ -179,3 +181,42 @@ async def test_a_read_is_cut_only_where_the_parser_takes_a_request(
         await server.close()
     assert got.startswith(b"HTTP/1."), name
     assert calls <= most, (name, calls)
+
+
+def _request(kind: str, rng: random.Random, *, close: bool = False) -> bytes:
+    closing = "Connection: close\r\n" if close else ""
+    body = bytes(rng.choice(b"\r\nab0") for _ in range(rng.randrange(0, 300)))
+    if kind == "get":
+        return f"{GET}{closing}\r\n".encode()
+    head = f"POST /no/such HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n{closing}"
+    if kind == "length":
+        return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+    return (f"{head}Transfer-Encoding: chunked\r\n\r\n".encode()
+            + (f"{len(body):x}\r\n".encode() + body + b"\r\n" if body else b"") + b"0\r\n\r\n")
+
+
+async def test_requests_then_a_closing_one_then_junk_in_any_reads() -> None:
+    """Up to five requests (bodiless, Content-Length, chunked; bodies of CR, LF, "0" and
+    letters), the last closing, then junk, written in pieces cut at random: every request is
+    answered, in order, and nothing more (seeded; 60 connections)."""
+    rng = random.Random(21)
+    server = await _server("aiohttp")
+    try:
+        for _ in range(60):
+            kinds = [rng.choice(["get", "length", "chunked"]) for _ in range(rng.randrange(1, 6))]
+            data = b"".join(_request(k, rng, close=i == len(kinds) - 1)
+                            for i, k in enumerate(kinds)) + b"JUNK / HTTP/1.1\r\n\r\nX"
+            cuts = sorted(rng.sample(range(1, len(data)), min(3, len(data) - 1)))
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            try:
+                for a, b in itertools.pairwise([0, *cuts, len(data)]):
+                    writer.write(data[a:b])
+                    await writer.drain()
+                async with asyncio.timeout(5):
+                    got = await reader.read()
+            finally:
+                writer.close()
+            statuses = [status.split()[1] for status, _ in _answers(got)]
+            assert statuses == [b"200" if k == "get" else b"404" for k in kinds], (kinds, got)
+    finally:
+        await server.close()
