@@ -27,10 +27,10 @@ from vrmproto.store import MemoryStore
 KINDS = ["serve", "aiohttp", "serve_app"]
 
 INVALID = [b"a,b", b"a, b", b"a b", b"a/b", b"a@b", b"a:b:c", b"a:8x", b"[::1", b"[zz::1]:80",
-           b"a?b", b"a#b", b"%zz", b"a\tb"]
+           b"a?b", b"a#b", b"%zz", b"a\tb", b"[fe80::1%eth0]"]
 VALID = [b"", b"example.com", b"example.com:8443", b"127.0.0.1", b"127.0.0.1:80", b"[::1]",
          b"[2001:db8::7]:443", b"xn--bcher-kva.example", b"my_host.local", b"a:", b"%41b",
-         b"[v1.fe80::a+en1]"]
+         b"[v1.fe80::a+en1]", b"[fe80::1%25eth0]:80"]
 
 
 async def _server(kind: str) -> Server:

@@ -53,11 +53,13 @@ _NOT_PLAIN = re.compile(rb"[^\t\r\n\x20-\x7e]|(?<!\r)\n|\r(?=[^\n])")
 _REFUSED = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
 _CONNECTION_TOKENS = {b"keep-alive": False, b"close": True}
 #: A ``Host`` field value: ``uri-host [":" port]`` (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP
-#: literal in brackets (an IPv6 address, checked below, or an IPvFuture), or a reg-name —
-#: but for the comma, which no host name holds and which is how an intermediary joins two
-#: ``Host`` lines into one (RFC 9110 §5.3), refused as repeated ones are (RFC 9112 §3.2).
+#: literal in brackets (an IPv6 address, checked below, with a zone as RFC 6874 writes it, or
+#: an IPvFuture), or a reg-name — but for the comma, which no host name holds and which is
+#: how an intermediary joins two ``Host`` lines into one (RFC 9110 §5.3), refused as repeated
+#: ones are (RFC 9112 §3.2).
 _HOST = re.compile(
-    rb"(?:\[(?P<ip6>[0-9A-Fa-f:.]++)\]|\[[vV][0-9A-Fa-f]++\.[0-9A-Za-z._~!$&'()*+;=:-]++\]"
+    rb"(?:\[(?P<ip6>[0-9A-Fa-f:.]++)(?:%25[0-9A-Za-z._~-]++)?\]"
+    rb"|\[[vV][0-9A-Fa-f]++\.[0-9A-Za-z._~!$&'()*+;=:-]++\]"
     rb"|(?:[0-9A-Za-z._~!$&'()*+;=-]|%[0-9A-Fa-f]{2})*+)(?::[0-9]*+)?")
 
 
