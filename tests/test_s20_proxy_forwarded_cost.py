@@ -75,7 +75,7 @@ def test_a_forwarded_element_is_read_in_linear_time(junk: str) -> None:
     ({"X-Forwarded-For": "198.51.100.9, 10.0.0.8, 10.0.0.5", "X-Forwarded-Proto": "https"},
      ("198.51.100.9", "https")),  # the leftmost hop's proto, reached
     ({"X-Forwarded-For": "198.51.100.9, 203.0.113.7", "X-Forwarded-Proto": "https"},
-     ("203.0.113.7", "http")),  # not reached
+     ("203.0.113.7", "https")),  # the proxy's proto, not the client's own element's (s21)
     ({"X-Forwarded-For": ",, 203.0.113.7,", "X-Forwarded-Proto": "https"},
      ("203.0.113.7", "https")),
     ({"X-Forwarded-For": "unknown, 10.0.0.5"}, ("10.0.0.5", "http")),

@@ -20,7 +20,7 @@ from _scripted import Scripted, scripted_server
 from _timers import TimerLoop
 from aiohttp import web
 
-from vrmproto._http1 import MalformedResponse, ResponseReader
+from vrmproto._http1 import MalformedResponse, Response, ResponseReader
 from vrmproto.server._webhook_http import HTTPError, Poster, _Connection
 
 # -- the reader, as the webhook client uses it: bodies dropped, the status read -------------------
@@ -331,9 +331,9 @@ def connected() -> tuple[TimerLoop, _Connection, Transport]:
     return clock, conn, transport
 
 
-async def answered(conn: _Connection, request: asyncio.Future[int]) -> int:
+async def answered(conn: _Connection, request: asyncio.Future[Response]) -> int:
     conn.data_received(b"HTTP/1.1 204 No Content\r\n\r\n")
-    return await request
+    return (await request).status
 
 
 async def test_one_timer_per_connection_gives_each_request_its_own_deadline() -> None:

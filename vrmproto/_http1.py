@@ -111,8 +111,9 @@ class ResponseReader:
                  max_trailer: int = MAX_TRAILER, max_interim: int = MAX_INTERIM,
                  keep_body: bool = True) -> None:  # fmt: skip
         """``keep_body`` False: every body is read and dropped, whatever its length (no cap,
-        no decoding), and the fields are checked but not kept (:attr:`Response.body` and
-        :attr:`Response.headers` empty) — for a client that needs only the status. The
+        no decoding), and the fields are checked but not kept (:attr:`Response.body` empty,
+        :attr:`Response.headers` too but for a redirect's ``location``) — for a client that
+        needs only the status, and where a redirect points. The
         limits: see the module's docstring."""
         self.max_head = max_head
         self.max_trailer = max_trailer
@@ -322,9 +323,10 @@ def _read_head(head: bytes, keep: bool) -> _Head | None:
     close = minor == b"0"
     coding = b""
     fields = []
+    redirect = 300 <= status < 400  # its Location is kept even where fields are not
     for line in lines[1:]:
         name, value = _field(line)
-        if keep:
+        if keep or (redirect and name == b"location"):
             fields.append((name.decode("ascii"), value.decode("latin-1")))
         if name == b"content-length":
             if not value.isdigit() or len(value) > 19 or (length is not None and

@@ -22,12 +22,13 @@ bug (``tests/test_http1_server.py`` feeds it arbitrary bytes in arbitrary pieces
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
 from vrmproto._quick import quick_new
 
-__all__ = ["MAX_FIELDS", "MAX_HEAD", "Request", "RequestReader", "Unhandled"]
+__all__ = ["MAX_FIELDS", "MAX_HEAD", "Request", "RequestReader", "Unhandled", "valid_host"]
 
 #: Header fields of a request this reader takes; more: :class:`Unhandled` (aiohttp's own cap,
 #: which then answers, is 128).
@@ -51,6 +52,40 @@ _NOT_PLAIN = re.compile(rb"[^\t\r\n\x20-\x7e]|(?<!\r)\n|\r(?=[^\n])")
 #: Fields whose presence alone means the request is not one this reader frames.
 _REFUSED = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
 _CONNECTION_TOKENS = {b"keep-alive": False, b"close": True}
+#: A ``Host`` field value: ``uri-host [":" port]`` (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP
+#: literal in brackets (an IPv6 address, checked below, with a zone as RFC 6874 writes it, or
+#: an IPvFuture), or a reg-name — but for the comma, which no host name holds and which is
+#: how an intermediary joins two ``Host`` lines into one (RFC 9110 §5.3), refused as repeated
+#: ones are (RFC 9112 §3.2).
+_HOST = re.compile(
+    rb"(?:\[(?P<ip6>[0-9A-Fa-f:.]++)(?:%25[0-9A-Za-z._~-]++)?\]"
+    rb"|\[[vV][0-9A-Fa-f]++\.[0-9A-Za-z._~!$&'()*+;=:-]++\]"
+    rb"|(?:[0-9A-Za-z._~!$&'()*+;=-]|%[0-9A-Fa-f]{2})*+)(?::[0-9]*+)?")
+
+
+def valid_host(value: bytes) -> bool:
+    """Whether ``value`` (a ``Host`` field's, without the whitespace around it) is one host and
+    maybe a port, as RFC 9112 §3.2 requires of a request; an empty one is (a target without an
+    authority, RFC 9110 §7.2). Otherwise a server answers 400 (spec §12.4-5)."""
+    valid = _HOSTS.get(value)
+    if valid is None:
+        m = _HOST.fullmatch(value)
+        valid = m is not None
+        if m is not None and (ip6 := m.group("ip6")) is not None:
+            try:
+                ipaddress.IPv6Address(ip6.decode("ascii"))
+            except ValueError:
+                valid = False
+        if len(_HOSTS) >= _HOSTS_MAX:
+            _HOSTS.clear()
+        _HOSTS[value] = valid
+    return valid
+
+
+#: Host values seen (clients send the same one time after time), and whether each is valid;
+#: emptied when full.
+_HOSTS: dict[bytes, bool] = {}
+_HOSTS_MAX = 256
 
 
 class Unhandled(Exception):  # noqa: N818 -- named for what it means: not this reader's
@@ -215,8 +250,11 @@ def _parse_head(head: bytes) -> _Head:
     named = dict(fields)
     if len(named) != len(fields):
         raise Unhandled("a repeated field")  # aiohttp refuses some (Content-Type…)
-    if not named.get(b"host"):  # none, or an empty one (aiohttp decides)
+    host = named.get(b"host")
+    if not host:  # none, or an empty one (aiohttp decides)
         raise Unhandled("not one Host field")  # aiohttp refuses none (RFC 9112 §3.2)
+    if not valid_host(host):
+        raise Unhandled("a Host field that is not one host")  # answered 400 (RFC 9112 §3.2)
     if not _REFUSED.isdisjoint(named):
         raise Unhandled("a Transfer-Encoding, Expect or Upgrade field")
     value = named.get(b"content-length")

@@ -51,6 +51,7 @@ import enum
 import functools
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 import struct
@@ -66,6 +67,7 @@ from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import _ErrInfo
 
 from vrmproto._deadline import Deadline
+from vrmproto._http1_server import valid_host
 from vrmproto.server._proxy import Deployment
 from vrmproto.server._tls import TLSProtocol, TLSTransport
 
@@ -407,6 +409,52 @@ def _fail_body(request: web.BaseRequest, parsed: object) -> None:
         body.set_exception(web.RequestPayloadError(f"the body's transfer coding broke: {error}"))
 
 
+def _declared_length(message: Any) -> int:
+    """The ``Content-Length`` of a request message aiohttp parsed (its parser's
+    ``RawRequestMessage``, C or Python); -1 for a body of another length (chunked, or in a
+    content coding, whose decoded bytes the body counts), an upgrade, or a parse error."""
+    if (isinstance(message, _ErrInfo) or message.chunked or message.compression
+            or message.upgrade):  # fmt: skip
+        return -1
+    return int(message.headers.get(hdrs.CONTENT_LENGTH) or 0)
+
+
+def _host_ok(value: str) -> bool:
+    """:func:`~vrmproto._http1_server.valid_host` of a ``Host`` value as aiohttp decodes it."""
+    ok = _HOSTS.get(value)
+    if ok is None:
+        if len(_HOSTS) >= 256:
+            _HOSTS.clear()
+        ok = _HOSTS[value] = valid_host(value.encode("utf-8", "surrogateescape"))
+    return ok
+
+
+_HOSTS: dict[str, bool] = {}  # Host values seen, and whether each is valid; emptied when full
+
+
+#: Pieces a read is cut into at a guess of a chunked body's end (see data_received).
+_GUESSES = 4
+
+
+def _last_chunk_end(data: bytes, start: int) -> int:
+    """Where the first ``CRLF 0 CRLF CRLF`` (a chunked body's end, without trailer fields)
+    at or after ``start`` in ``data`` ends; -1: none."""
+    at = data.find(b"\r\n0\r\n\r\n", start)
+    return at + 7 if at >= 0 else -1
+
+
+_CONTENT = re.compile(rb"[^\r\n]")
+
+
+def _head_end(data: bytes, start: int) -> int:
+    """Where the first head at or after ``start`` in ``data`` ends (its blank line, CRLF
+    CRLF); -1: none. Empty lines before a head are part of it (RFC 9112 §2.2): a read of
+    blank lines alone is no head, not thousands."""
+    first = _CONTENT.search(data, start)
+    at = -1 if first is None else data.find(b"\r\n\r\n", first.start())
+    return at + 4 if at >= 0 else -1
+
+
 class _Faulty(BadHttpMessage):
     """HTTP that aiohttp's parser takes but :class:`_ConnectionHandler` does not (a head too
     long, :meth:`~_ConnectionHandler._count_head`; a transfer coding in HTTP/1.0): its message
@@ -417,8 +465,8 @@ class _ConnectionHandler(web.RequestHandler):
     """aiohttp's request handler, with the deadlines and the admission of §10.1 and signed
     answers to HTTP it cannot parse (§12.4-5)."""
 
-    __slots__ = ("_admitted", "_answer", "_answered", "_deadline", "_eof", "_guard", "_head",
-                 "_last_body", "_sending", "_state")  # fmt: skip
+    __slots__ = ("_admitted", "_answer", "_answered", "_deadline", "_ends", "_eof", "_guard",
+                 "_head", "_last_body", "_last_message", "_sending", "_state")  # fmt: skip
 
     def __init__(self, manager: web.Server, *, guard: ConnectionGuard, answer: ErrorAnswer,
                  **kwargs: Any) -> None:  # fmt: skip
@@ -441,6 +489,8 @@ class _ConnectionHandler(web.RequestHandler):
         # Bytes of the head being read (see _count_head); -1: one was too long, read no more.
         self._head = 0
         self._last_body: StreamReader | None = None  # the last request parsed's body
+        self._ends = b""  # the last bytes received (up to 3): see data_received
+        self._last_message: Any = None  # the last request parsed (see _body_left)
 
     # -- admission and deadlines (§10.1) -------------------------------------------------------
 
@@ -478,6 +528,61 @@ class _ConnectionHandler(web.RequestHandler):
             self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
+        """``data``, fed to aiohttp's parser in pieces that each end where a request head
+        does (after a blank line), so that the parser hands over each request whose head is
+        whole before it reads a byte past it. A request that closes the connection
+        (``Connection: close``, HTTP/1.0) is answered, and what follows it is not read
+        (RFC 9112 §9.6): llhttp refuses any byte after such a request, and when that byte came
+        in the same read as the request's head, aiohttp's parser raised without handing the
+        request over — its client got ``400 malformed`` in place of its answer. Where the
+        pieces end changes nothing else: the parser reads a stream, in pieces of any size.
+
+        Pieces are cut only while the parser takes requests (not after an error, nor while
+        the requests queued wait to be handled), at heads that hold more than blank lines, and
+        a body's bytes are not searched for blank lines (a body of them would cost a call of
+        the parser each): the next head is looked for past the end of a ``Content-Length``
+        body; and past the next ``CRLF 0 CRLF CRLF`` of a body of unknown length, the end of a
+        chunked body without trailer fields — :data:`_GUESSES` times a read at most: after
+        that, the rest of the read goes to the parser whole."""
+        self._ends, ends = (self._ends + data)[-3:] if len(data) < 3 else data[-3:], self._ends
+        at = data.find(b"\r\n\r\n")
+        if (at < 0 or at + 4 == len(data)) and data[:1] not in (b"\r", b"\n"):
+            self._received(data)  # no place to cut (every one ends a CRLF CRLF): one piece
+            return
+        start = 0
+        skip = self._body_left()
+        if skip == 0 and data[:1] in (b"\r", b"\n") and (
+                at := (ends + data[:3]).find(b"\r\n\r\n")) >= 0:  # fmt: skip
+            end = at + 4 - len(ends)  # a blank line split over two reads
+        else:
+            end = _head_end(data, skip) if skip >= 0 else _last_chunk_end(data, 0)
+        guesses = _GUESSES - (skip < 0)
+        while 0 < end < len(data):
+            self._received(data[start:end])
+            start = end
+            if (self._buffer_paused or self._force_close or self._close or self._head < 0
+                    or isinstance(self._last_message, _ErrInfo)):  # fmt: skip
+                break  # the parser takes no more requests for now, or none at all
+            skip = self._body_left()
+            if skip >= 0:
+                end = _head_end(data, start + skip)
+            elif guesses:
+                guesses -= 1
+                end = _last_chunk_end(data, start)
+            else:
+                break
+        self._received(data[start:] if start else data)
+
+    def _body_left(self) -> int:
+        """Bytes of the last request's body still to come, when known; -1: not known."""
+        body = self._last_body
+        if body is None or body.is_eof():
+            return 0
+        length = _declared_length(self._last_message)
+        left = length - body.total_bytes
+        return left if length >= 0 and left > 0 else -1
+
+    def _received(self, data: bytes) -> None:
         if self._head < 0:
             return  # after a head too long, nothing more is read (the answer closes)
         if self._state is _State.WAITING and data:
@@ -491,7 +596,7 @@ class _ConnectionHandler(web.RequestHandler):
             if request is not None:
                 _fail_body(request, self._messages[queued][0])
             self._head = 0
-            self._last_body = self._messages[-1][1]
+            self._last_message, self._last_body = self._messages[-1]
             if self._state is _State.HEAD:  # the head is whole: its deadline ends with it
                 self.request_started()  # (§10.1-1), not when the loop first runs its handler
         elif in_head:
@@ -550,9 +655,17 @@ class _ConnectionHandler(web.RequestHandler):
             request_handler = self._not_http1
         elif request.version.minor == 0 and hdrs.TRANSFER_ENCODING in request.headers:
             request_handler = self._coded_http10
+        elif not _host_ok(request.headers.get(hdrs.HOST, "")):
+            request_handler = self._not_one_host
         elif hdrs.EXPECT in request.headers:
             request_handler = functools.partial(self._expecting, request_handler)
         return await super()._handle_request(request, start_time, request_handler)
+
+    async def _not_one_host(self, request: web.BaseRequest) -> web.StreamResponse:
+        """A ``Host`` field whose value is not one host and maybe a port: answered
+        ``malformed`` and closed (RFC 9112 §3.2, §12.4-5); aiohttp served it."""
+        return self.handle_error(request, 400, _Faulty(
+            "the Host field is not one host and port (RFC 9112 §3.2)"))
 
     async def _coded_http10(self, request: web.BaseRequest) -> web.StreamResponse:
         """An HTTP/1.0 request with ``Transfer-Encoding``: HTTP/1.0 has no transfer codings,

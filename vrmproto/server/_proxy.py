@@ -111,9 +111,10 @@ def _pairs(element: str) -> dict[str, str]:
 def _hops(fields: Fields) -> Iterator[tuple[str | None, str | None]]:
     """``(for, proto)`` of each hop of the proxies' chain, from the right (the nearest proxy's
     first), each read only when the walk gets to it: ``Forwarded`` when present,
-    ``X-Forwarded-For`` / ``-Proto`` otherwise. What a client wrote itself is left of its
-    address, which ends the walk: it is split from the rest but never read (an address
-    parsed for each of the 4 000 entries of an 8 KB ``X-Forwarded-For`` took 20 ms)."""
+    ``X-Forwarded-For`` / ``-Proto`` otherwise, each element with its own proto
+    (:func:`_proto_of`). What a client wrote itself is left of its address, which ends the
+    walk: it is split from the rest but never read (an address parsed for each of the 4 000
+    entries of an 8 KB ``X-Forwarded-For`` took 20 ms)."""
     forwarded = fields(hdrs.FORWARDED)
     if forwarded:
         for header in reversed(forwarded):
@@ -127,14 +128,23 @@ def _hops(fields: Fields) -> Iterator[tuple[str | None, str | None]]:
                        None if proto is None else proto.strip('"').lower())  # fmt: skip
         return
     chain = [a for h in fields(_X_FORWARDED_FOR) for a in h.split(",")]
-    first = next((i for i, a in enumerate(chain) if a.strip()), len(chain))
-    for i in range(len(chain) - 1, first, -1):
+    protos = [p for h in fields(_X_FORWARDED_PROTO) for a in h.split(",")
+              if (p := a.strip().lower())]  # fmt: skip
+    hop = 0  # elements read, from the right
+    for i in range(len(chain) - 1, -1, -1):
         if chain[i].strip():
-            yield _node(chain[i]), None
-    if first < len(chain):
-        # The proto the edge proxy saw belongs to the client's hop, the leftmost one.
-        protos = (p.strip().lower() for h in fields(_X_FORWARDED_PROTO) for p in h.split(","))
-        yield _node(chain[first]), next((p for p in protos if p), None)
+            yield _node(chain[i]), _proto_of(protos, hop)
+            hop += 1
+
+
+def _proto_of(protos: list[str], hop: int) -> str | None:
+    """The ``X-Forwarded-Proto`` element of the ``hop``-th ``X-Forwarded-For`` element from the
+    right (§12.13-1): each proxy appends one of each, so they pair from the right (what a
+    client wrote itself is left of what its proxy added); a single value is one a proxy set
+    for the whole request, every element's. None: no element for that hop."""
+    if len(protos) == 1:
+        return protos[0]
+    return protos[-1 - hop] if hop < len(protos) else None
 
 
 def client_of(request: web.BaseRequest, deployment: Deployment) -> tuple[str, str]:

@@ -19,7 +19,8 @@ the feed's cost (bench/events.py). This client does only what a webhook needs:
   ``webhook-id``), so a keep-alive race is not a failed attempt;
 - the answer framed as RFC 9112 §6.3 says (no body for 1xx, 204, 304; chunked; Content-Length;
   else until the connection closes), its body read and dropped, interim 1xx answers skipped;
-- a redirect is not followed: it is an answer that is not 2xx (a failure, retried).
+- a redirect is not followed: it is an answer that is not 2xx (a failure, retried); its
+  ``Location`` is kept, for the failure to name.
 """
 
 from __future__ import annotations
@@ -31,10 +32,23 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote, unquote, urlsplit
 
-from vrmproto._http1 import MalformedResponse, ResponseReader
+from vrmproto._http1 import MalformedResponse, Response, ResponseReader
 from vrmproto._http_connection import ClientConnection
 
-__all__ = ["HTTPError", "Poster"]
+__all__ = ["HTTPError", "Poster", "Status"]
+
+
+class Status(int):
+    """An answer's status code; ``location``: a redirect's ``Location``, else None."""
+
+    location: str | None = None
+
+    @classmethod
+    def of(cls, answer: Response) -> Status:
+        status = cls(answer.status)
+        if answer.headers:  # the reader keeps no field but a redirect's location
+            status.location = answer.headers[0][1]
+        return status
 
 
 class HTTPError(Exception):
@@ -44,8 +58,9 @@ class HTTPError(Exception):
 _PCHARS = "/%:@!$&'()*+,;=~"  # kept as they are in a request target (RFC 3986 pchar, and /)
 
 
-class _Connection(ClientConnection[int]):
-    """One connection: a POST written, its answer's status awaited (its body dropped)."""
+class _Connection(ClientConnection[Response]):
+    """One connection: a POST written, its answer awaited (its body and fields dropped, but a
+    redirect's ``location``)."""
 
     def __init__(self) -> None:
         super().__init__(ResponseReader(keep_body=False))
@@ -58,7 +73,7 @@ class _Connection(ClientConnection[int]):
             self.close()
             return
         if answer is not None:
-            self.settle(answer.status)
+            self.settle(answer)
 
     def eof_received(self) -> bool:
         try:
@@ -67,7 +82,7 @@ class _Connection(ClientConnection[int]):
             self.settle(HTTPError(str(exc)))
             return False
         closed = ConnectionResetError("the connection closed before an answer")
-        self.settle(closed if answer is None else answer.status)
+        self.settle(closed if answer is None else answer)
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -119,10 +134,10 @@ class Poster:
         self._idle: list[_Connection] = []
         self._busy: set[_Connection] = set()
 
-    async def post(self, header_lines: bytes, body: bytes) -> int:
+    async def post(self, header_lines: bytes, body: bytes) -> Status:
         """POST ``body`` with the fixed header fields and ``header_lines`` (each ending CRLF);
-        the answer's status. Raises OSError (ConnectionError), :class:`HTTPError` or
-        TimeoutError when there is none."""
+        the answer's status (with a redirect's ``location``). Raises OSError
+        (ConnectionError), :class:`HTTPError` or TimeoutError when there is none."""
         request = b"%s%sContent-Length: %d\r\n\r\n%s" % (self._prefix, header_lines, len(body),
                                                           body)  # fmt: skip
         loop = asyncio.get_running_loop()
@@ -135,7 +150,7 @@ class Poster:
                     conn = await self._open(loop)
             self._busy.add(conn)
             try:
-                status = await conn.send(request, loop, deadline)
+                answer = await conn.send(request, loop, deadline)
             except BaseException as exc:
                 conn.close()
                 if isinstance(exc, ConnectionError) and reused and not conn.reader.started:
@@ -144,7 +159,7 @@ class Poster:
             finally:
                 self._busy.discard(conn)
             self._release(conn)
-            return status
+            return Status.of(answer)
 
     def _take(self) -> _Connection | None:
         now = self.clock()

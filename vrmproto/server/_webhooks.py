@@ -71,7 +71,7 @@ from vrmproto.server._events import (
     wakeup_of,
 )
 from vrmproto.server._retention import Retention, trimming
-from vrmproto.server._webhook_http import HTTPError, Poster
+from vrmproto.server._webhook_http import HTTPError, Poster, Status
 from vrmproto.store import Commit, DeadLetter, EventRecord, Store
 from vrmproto.store._base import FailingEvent
 
@@ -611,6 +611,10 @@ class Deliverer:
             self.delivered += len(events)
             return None
         self.failed += 1
+        if isinstance(status, Status) and status.location is not None:
+            # the url is likely the vendor's to change (http:// to a receiver on https://)
+            return Failure(f"HTTP {status} to {status.location[:300]}: a webhook follows no "
+                           "redirect; set its url to where the receiver is")
         return Failure(f"HTTP {status}", status in REFUSED, status == GONE)
 
     async def replay(self) -> tuple[int, int]:

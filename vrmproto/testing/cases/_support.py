@@ -488,7 +488,8 @@ async def raw_request(ctx: CaseContext, url: str, head: str, chunks: Sequence[by
                       pause_s: float = 0.0, read_timeout_s: float = 10.0,
                       probe_close: bool = False) -> RawResponse:
     """Send ``head`` (request line and headers, without the blank line) and then ``chunks``,
-    pausing ``pause_s`` between them, on a connection of our own; read the response.
+    the ``i``-th ``i × pause_s`` after the first (or as soon as the loop can, when it was busy
+    then), on a connection of our own; read the response.
 
     For what aiohttp's client cannot do: bodies that trickle, that never end, or that are
     chunked past a limit. The exchange is added to the case's transcript by hand. With
@@ -521,8 +522,8 @@ async def _raw_exchange(url: str, head: str, chunks: Sequence[bytes], *,
     try:
         writer.write(head.encode())
         for i, chunk in enumerate(chunks):
-            if i and pause_s:
-                await asyncio.sleep(pause_s)
+            if i and pause_s:  # each piece at its own time: a late one delays no other
+                await asyncio.sleep(max(0.0, started + i * pause_s - time.monotonic()))
             writer.write(chunk)
             await writer.drain()
     except OSError:
