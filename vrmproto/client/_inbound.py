@@ -40,7 +40,7 @@ from vrmproto._state import Role
 from vrmproto.client._ledger import Ledger, is_ours
 from vrmproto.client._paths import ENDPOINT_PREFIX, endpoint_identity, endpoint_token
 from vrmproto.server import Endpoint, ReferencePolicy
-from vrmproto.server._app import _middleware, _read_envelope, _web
+from vrmproto.server._app import _middleware, _read_envelope, _web, cache_control
 from vrmproto.server._endpoint import JSON_TYPE, Response
 from vrmproto.store import RelationshipRecord
 
@@ -177,7 +177,7 @@ class InboundEndpoint:
             body, signature = self.discovery(thread)
             return web.Response(body=body, headers={
                 hdrs.CONTENT_TYPE: JSON_TYPE, SIGNATURE_HEADER: signature,
-                hdrs.CACHE_CONTROL: "max-age=300",
+                hdrs.CACHE_CONTROL: cache_control(self.lifetime_ms),
             })  # fmt: skip
 
         def receiver(history: bool) -> Any:

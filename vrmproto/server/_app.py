@@ -293,7 +293,16 @@ def _discovery(endpoint: Endpoint) -> Response:
     connections (:mod:`vrmproto.server._lean`) answer it."""
     body, signature = endpoint.discovery()
     return Response(200, body, {hdrs.CONTENT_TYPE: JSON_TYPE, SIGNATURE_HEADER: signature,
-                                hdrs.CACHE_CONTROL: "max-age=300"})  # fmt: skip
+                                hdrs.CACHE_CONTROL: cache_control(
+                                    endpoint.discovery_lifetime_ms)})  # fmt: skip
+
+
+def cache_control(lifetime_ms: int) -> str:
+    """How long a cache may keep the discovery document (§13.1-8): five minutes, but never
+    past its ``expires`` — a document served is re-signed once half its lifetime has passed,
+    so it always has at least that half left (a ``discovery_lifetime_ms`` under ten minutes
+    made ``max-age=300`` outlive the document)."""
+    return f"max-age={min(300, lifetime_ms // 2000)}"
 
 
 def _advertise(endpoint: Endpoint, deployment: Deployment) -> _Startup:
