@@ -10,7 +10,12 @@ import click
 
 from vrmproto._messages import Money
 from vrmproto._vocab import TermRef
-from vrmproto.cli._cmd_connect import interface_option, report_connect, settle_counter
+from vrmproto.cli._cmd_connect import (
+    held_key,
+    interface_option,
+    report_connect,
+    settle_counter,
+)
 from vrmproto.cli._cmd_data import fanout_json
 from vrmproto.cli._common import (
     as_url,
@@ -398,7 +403,8 @@ def intent_accept(env: Env, offer_id: str, counter_answer: bool | None, timeout:
                              f"with {offer.vendor}, and {offer.vendor} was not told; `vrm end` "
                              "it first to take up the offer in a new one")  # fmt: skip
             report_connect(out, result, answer, first, asked=counter_answer is None,
-                           timeout=timeout, failed=not_taken)  # fmt: skip
+                           timeout=timeout, failed=not_taken,
+                           key=await held_key(agent, result.thread))  # fmt: skip
 
     run(go())
 
