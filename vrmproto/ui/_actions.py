@@ -271,7 +271,7 @@ def delivered(ui: Ui, d: Delivery) -> None:
     """Tell every job following ``d``'s thread what the outbox did with it."""
     detail = str(d.error) if d.error is not None else ""
     for job in ui.jobs.all():
-        job.delivered(d.thread, d.status, detail)
+        job.delivered(d.thread, d.status, detail, d.msg_hash)
 
 
 async def run_outbox(request: web.Request) -> web.Response:

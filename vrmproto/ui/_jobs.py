@@ -48,6 +48,7 @@ class Row:
     status: str = "waiting"
     detail: str = ""
     thread: bytes | None = None
+    msg: bytes = b""  # the hash of the message this row sent, once known
 
 
 @dataclass(slots=True)
@@ -112,12 +113,17 @@ class Job:
         r.status, r.detail = event.stage, brief(event.detail)
         if event.thread is not None:
             r.thread = event.thread
+        if event.delivery is not None:
+            r.msg = event.delivery.msg_hash
         self.changed()
 
-    def delivered(self, thread: bytes, status: str, detail: str = "") -> None:
-        """The outbox delivered (or gave up on) a message this job had left queued."""
+    def delivered(self, thread: bytes, status: str, detail: str = "", msg: bytes = b"") -> None:
+        """The outbox delivered (or gave up on) ``msg``: the row of this job that left it
+        queued says so — not a row whose own message still waits behind an earlier one of
+        the thread that just went (a share queued before the address update)."""
         for r in self.rows:
-            if r.thread == thread and r.status == "queued":
+            if (r.thread == thread and r.status == "queued"
+                    and (not r.msg or not msg or r.msg == msg)):  # fmt: skip
                 r.status = "delivered" if status == "confirmed" else status
                 r.detail = brief(detail)
                 self.changed()
