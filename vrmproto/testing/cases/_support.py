@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import ssl
 import time
 from collections.abc import Sequence
@@ -42,7 +43,7 @@ from vrmproto._messages import (
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role, State
 from vrmproto._vocab import ROSTER, ParamSpec, Term, TermRef, latest
-from vrmproto.testing._context import CaseContext
+from vrmproto.testing._context import MAX_RESPONSE_BYTES, CaseContext
 from vrmproto.testing._exchange import Exchange
 
 
@@ -550,19 +551,125 @@ async def _raw_exchange(url: str, head: str, chunks: Sequence[bytes], *,
             await writer.wait_closed()
 
 
+#: The most of an answer's head (status line, headers, a chunked body's trailers) that the
+#: suite's own connections read, in bytes and in header lines: an endpoint that sends more is
+#: not answering HTTP the suite can judge, and must not make the suite hold what it sends.
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 128
+
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-9][0-9]{2})(?:[ \t][^\r\n]*)?\r?\n")
+
+
+class _Unreadable(Exception):  # noqa: N818 - names the condition; never leaves this module
+    """The answer on a connection of the suite's own is not HTTP/1 it can read, and why."""
+
+
 async def _read_response(reader: asyncio.StreamReader) -> RawResponse:
+    """Read one HTTP/1 answer (RFC 9112) within bounds: a head of at most
+    :data:`MAX_HEAD_BYTES` and :data:`MAX_HEADERS` lines, a body of at most
+    :data:`~vrmproto.testing._context.MAX_RESPONSE_BYTES` (the rest is dropped and the error
+    says so), framed by ``Transfer-Encoding: chunked``, ``Content-Length`` or the close."""
     status_line = await reader.readline()
     if not status_line:
         return RawResponse(None, {}, b"", "the connection closed without a response")
-    status = int(status_line.split()[1])
+    try:
+        match = _STATUS_LINE.fullmatch(status_line)
+        if match is None:
+            raise _Unreadable(f"not an HTTP/1 status line: {status_line[:80]!r}")
+        status = int(match[1])
+        headers = await _read_fields(reader, len(status_line))
+        body, truncated = await _read_body(reader, status, headers)
+    except _Unreadable as exc:
+        return RawResponse(None, {}, b"", str(exc))
+    closing = _field(headers, "connection") or ""
+    return RawResponse(status, headers, body, closed=closing.lower() == "close",
+                       error=f"response truncated at {MAX_RESPONSE_BYTES} bytes"
+                       if truncated else "")
+
+
+def _field(headers: dict[str, str], name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name), None)
+
+
+async def _head_line(reader: asyncio.StreamReader, used: int) -> bytes:
+    too_long = _Unreadable(f"the response head is longer than {MAX_HEAD_BYTES} bytes")
+    try:
+        line = await reader.readline()
+    except ValueError:  # one line beyond the stream's limit (64 KiB)
+        raise too_long from None
+    if used + len(line) > MAX_HEAD_BYTES:
+        raise too_long
+    if not line:
+        raise _Unreadable("the connection closed in the middle of the response head")
+    return line
+
+
+async def _read_fields(reader: asyncio.StreamReader, used: int) -> dict[str, str]:
+    """Header (or trailer) lines up to the blank line; ``used``: head bytes read before."""
     headers: dict[str, str] = {}
-    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+    while (line := await _head_line(reader, used)) not in (b"\r\n", b"\n"):
+        used += len(line)
+        if len(headers) >= MAX_HEADERS:
+            raise _Unreadable(f"the response has more than {MAX_HEADERS} header lines")
         name, _, value = line.decode("latin-1").partition(":")
         headers[name.strip()] = value.strip()
-    length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), "0"))
-    body = await reader.readexactly(length) if length else b""
-    closing = next((v for k, v in headers.items() if k.lower() == "connection"), "")
-    return RawResponse(status, headers, body, closed=closing.lower() == "close")
+    return headers
+
+
+async def _read_body(reader: asyncio.StreamReader, status: int,
+                     headers: dict[str, str]) -> tuple[bytes, bool]:
+    """The body and whether it was cut at the cap (RFC 9112 §6.3)."""
+    if status < 200 or status in (204, 304):
+        return b"", False
+    if "chunked" in (_field(headers, "transfer-encoding") or "").lower():
+        return await _read_chunked(reader)
+    length_text = _field(headers, "content-length")
+    if length_text is None:
+        if (_field(headers, "connection") or "").lower() != "close":
+            return b"", False  # unframed and kept open: nothing the suite can wait for
+        read = bytearray()
+        while len(read) <= MAX_RESPONSE_BYTES and (
+                more := await reader.read(MAX_RESPONSE_BYTES + 1 - len(read))):
+            read += more
+        return bytes(read[:MAX_RESPONSE_BYTES]), len(read) > MAX_RESPONSE_BYTES
+    if not length_text.isdigit() or not length_text.isascii():
+        raise _Unreadable(f"the response's Content-Length {length_text!r} is not a number")
+    length = int(length_text)
+    want = min(length, MAX_RESPONSE_BYTES)
+    try:
+        body = await reader.readexactly(want)
+    except asyncio.IncompleteReadError as exc:
+        raise _Unreadable(f"the connection closed after {len(exc.partial)} of the {length} "
+                          "bytes of the response body") from None
+    return body, length > want
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
+    body = bytearray()
+    while True:
+        size_line = await _head_line(reader, 0)
+        size_text = size_line.split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise _Unreadable(f"not a chunk size: {size_line[:80]!r}") from None
+        if size < 0:
+            raise _Unreadable(f"not a chunk size: {size_line[:80]!r}")
+        if size == 0:
+            await _read_fields(reader, 0)  # the trailers
+            return bytes(body), False
+        if len(body) + size > MAX_RESPONSE_BYTES:
+            try:
+                body += await reader.readexactly(MAX_RESPONSE_BYTES - len(body))
+            except asyncio.IncompleteReadError as exc:
+                body += exc.partial
+            return bytes(body), True
+        try:
+            body += await reader.readexactly(size)
+            await reader.readuntil(b"\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            raise _Unreadable("the connection closed in the middle of a chunk of the "
+                              "response body") from None
 
 
 DAY_MS = 86_400_000
