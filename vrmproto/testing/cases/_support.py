@@ -13,7 +13,7 @@ import os
 import re
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -100,25 +100,64 @@ class Target:
 
 
 def target(ctx: CaseContext) -> Target:
-    """Read the endpoint's keys, URLs and limits from the discovery document."""
+    """Read the endpoint's keys, URLs and limits from the discovery document; the case fails,
+    naming the field, when the document has none the suite can use (§13.1-3)."""
     cached = ctx.state.get("target")
     if isinstance(cached, Target):
         return cached
-    d = ctx.discovery
-    doc_url = ctx.url(WELL_KNOWN_PATH)
-    known = set(Limits.__dataclass_fields__)
-    limits = Limits(**{k: int(v) for k, v in dict(d.get("limits", {})).items() if k in known})
-    t = Target(
-        key=key_from_text(str(d["key"])),
-        enc_key=key_from_text(str(d["enc_key"]), "x25519"),
-        inbox=urljoin(doc_url, str(d["inbox"])),
-        history=urljoin(doc_url, str(d.get("history", "/vrm/history"))),
-        limits=limits,
-        accepts_terms=tuple(str(t) for t in d.get("accepts_terms", ())),
-        raw=dict(d),
-    )
+    try:
+        t = _read_target(ctx.discovery, ctx.url(WELL_KNOWN_PATH))
+    except _Unusable as exc:
+        ctx.fail(expected="a discovery document with the key, enc_key, inbox, history and "
+                 "limits the suite tests the endpoint by (§13.1-3)", actual=str(exc))
     ctx.state["target"] = t
     return t
+
+
+class _Unusable(Exception):  # noqa: N818 - names the condition; never leaves this module
+    """What makes a discovery document one the suite cannot test the endpoint by."""
+
+
+def _read_target(d: Mapping[str, Any], doc_url: str) -> Target:
+    def text(name: str, default: str | None = None) -> str:
+        value = d.get(name, default)
+        if value is None:
+            raise _Unusable(f"the document has no {name}")
+        if not isinstance(value, str):
+            raise _Unusable(f"its {name} is {value!r}, not a string")
+        return value
+
+    def key(name: str, kind: str) -> bytes:
+        try:
+            return key_from_text(text(name), kind)
+        except ValueError as exc:
+            raise _Unusable(f"its {name} {d[name]!r:.80} is not a key: {exc}") from None
+
+    published = d.get("limits", {})
+    if not isinstance(published, Mapping):
+        raise _Unusable(f"its limits are {published!r:.80}, not an object")
+    values: dict[str, int] = {}
+    for name, value in published.items():
+        if name not in Limits.__dataclass_fields__:
+            continue
+        try:
+            values[name] = int(value)
+        except (TypeError, ValueError, OverflowError):
+            raise _Unusable(f"its limit {name} is {value!r:.80}, not a number") from None
+    try:
+        limits = Limits(**values)
+    except ValueError as exc:
+        raise _Unusable(f"its limits {values} are not limits: {exc}") from None
+    accepts = d.get("accepts_terms", ())
+    return Target(
+        key=key("key", "ed25519"),
+        enc_key=key("enc_key", "x25519"),
+        inbox=urljoin(doc_url, text("inbox")),
+        history=urljoin(doc_url, text("history", "/vrm/history")),
+        limits=limits,
+        accepts_terms=tuple(str(t) for t in accepts) if isinstance(accepts, list) else (),
+        raw=dict(d),
+    )
 
 
 def _fresh(ctx: CaseContext, n: int) -> bytes:
