@@ -117,7 +117,7 @@ def default_decode_body(data: bytes) -> str:
     if text is not None:
         try:
             parsed = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: [[[[…]]]] past the stack
             return _clip(text)
         return _clip(json.dumps(parsed, indent=2, ensure_ascii=False))
     try:
