@@ -160,6 +160,34 @@ def _read_target(d: Mapping[str, Any], doc_url: str) -> Target:
     )
 
 
+#: The largest request the suite builds, and the deepest nesting it builds (spec 14.2): the
+#: cases that size what they send by a published limit need at most twice max_envelope_bytes
+#: and max_depth levels, and an endpoint must not make the suite allocate what it asks.
+MAX_SENT_BYTES = 64 * 1024 * 1024
+MAX_SENT_DEPTH = 256
+
+
+def buildable(ctx: CaseContext, size: int, *, limit: str) -> int:
+    """``size``, the bytes a case is about to build by the published ``limit``; the case fails,
+    naming the limit, when that is more than the suite sends (:data:`MAX_SENT_BYTES`)."""
+    if size > MAX_SENT_BYTES:
+        ctx.fail(expected=f"a {limit} the suite can test: it sends at most {MAX_SENT_BYTES} "
+                 "bytes in one request (spec 14.2)",
+                 actual=f"the published {limit} {getattr(target(ctx).limits, limit)} needs a "
+                 f"request of {size} bytes")
+    return size
+
+
+def buildable_depth(ctx: CaseContext) -> int:
+    """The published max_depth, which a case nests a body by; the case fails when that is more
+    than the suite nests (:data:`MAX_SENT_DEPTH`)."""
+    depth = target(ctx).limits.max_depth
+    if depth > MAX_SENT_DEPTH:
+        ctx.fail(expected=f"a max_depth the suite can test: it nests at most {MAX_SENT_DEPTH} "
+                 "deep (spec 14.2)", actual=f"the published max_depth is {depth}")
+    return depth
+
+
 def _fresh(ctx: CaseContext, n: int) -> bytes:
     """``n`` bytes from the case's seeded randomness, salted once per run.
 
