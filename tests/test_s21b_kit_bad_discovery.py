@@ -75,3 +75,15 @@ async def test_cases_fail_naming_the_unusable_document(change: dict[str, Any],
         assert record.traceback is None
         assert "discovery document" in (record.expected or ""), record.expected
         assert named in (record.actual or ""), record.actual
+
+
+@pytest.mark.parametrize("issued", [1e400, -1e400, "soon", [1]])
+async def test_an_issued_that_is_no_time_fails_the_window_case(issued: Any) -> None:
+    """Before, ``issued`` of 1e400 (JSON reads it as infinity) let OverflowError out of DISC-006:
+    ERROR, a traceback."""
+    async with _endpoint({**GOOD, "issued": issued, "expires": 2**62}) as url:
+        result = await run_suite(url, only=["DISC-006"], seed=1, timeout_per_case=5)
+    record = result.records[0]
+    assert record.case.id == "DISC-006"
+    assert record.outcome is Outcome.FAILED, record.actual
+    assert record.expected == "issued and expires"
