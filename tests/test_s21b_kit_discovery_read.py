@@ -109,3 +109,25 @@ def test_the_command_exits_2_with_a_message_for_a_deeply_nested_document(live: s
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "the suite cannot run" in result.stderr
     assert "nested too deeply" in result.stderr
+
+
+async def test_an_inbox_that_is_no_url_cannot_run() -> None:
+    """Before, urljoin's ValueError ('Invalid IPv6 URL') left run_suite: a traceback, exit 1."""
+    app = web.Application()
+
+    async def doc(_: web.Request) -> web.Response:
+        return web.json_response({"inbox": "http://[::1/vrm/inbox", "history": "/vrm/history"})
+
+    app.router.add_get("/.well-known/vrm", doc)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        with pytest.raises(SuiteCannotRun, match=r"the inbox URL 'http://\[::1/vrm/inbox' of "
+                           r".* is not a URL: Invalid IPv6 URL"):
+            await run_suite(f"http://{host}:{port}", registry=grading_registry(),
+                            timeout_per_case=5)
+    finally:
+        await runner.cleanup()

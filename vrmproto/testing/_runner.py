@@ -291,7 +291,12 @@ async def _preflight(session: aiohttp.ClientSession, base: str, doc: Mapping[str
         ref = doc.get(name)
         if not isinstance(ref, str) or not ref:
             continue
-        url = urljoin(doc_url, ref)
+        try:
+            url = urljoin(doc_url, ref)
+            urlsplit(url).port  # noqa: B018 -- raises ValueError for a port out of range
+        except ValueError as exc:  # "Invalid IPv6 URL", a port that is no number
+            raise SuiteCannotRun(f"the {name} URL {ref!r} of {doc_url} is not a URL: "
+                                 f"{exc}") from exc
         if urlsplit(url).scheme not in ("http", "https"):
             raise SuiteCannotRun(f"the {name} URL {url!r} of {doc_url} is not http(s)")
         sent.append(url)
