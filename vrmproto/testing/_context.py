@@ -255,7 +255,7 @@ class CaseContext:
             ) as resp:
                 # The headers aiohttp really sent (Host, Content-Length, … included).
                 sent_headers = dict(resp.request_info.headers)
-                payload, truncated = await _read_capped(resp)
+                payload, truncated = await read_capped(resp)
                 exchange = self._record(
                     method,
                     url,
@@ -341,7 +341,9 @@ class CaseContext:
         raise CaseFailed(expected=expected, actual=actual)
 
 
-async def _read_capped(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+async def read_capped(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """``resp``'s body up to :data:`MAX_RESPONSE_BYTES`, and whether there was more (not read
+    on: an endpoint that answers without end must not grow the suite)."""
     chunks: list[bytes] = []
     size = 0
     while size <= MAX_RESPONSE_BYTES:

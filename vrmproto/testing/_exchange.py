@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,12 @@ DecodeBody = Callable[[bytes], str]
 _MAX_DECODED_CHARS = 64 * 1024
 _MAX_DEPTH = 32
 _MAX_BIN_SHOWN = 64
+#: Longest msgpack map a transcript decodes: each pair costs a tuple, and the longest answer the
+#: suite reads (8 MiB) could hold four million of them.
+_MAX_MAP_ITEMS = 1 << 16
+#: What a rendering keeps of :data:`_MAX_DECODED_CHARS` for the lines it ends with when its
+#: budget runs out (the closing brackets of every depth, and each "more items").
+_CLOSING_ROOM = _MAX_DEPTH * 80
 
 
 @dataclass(frozen=True)
@@ -115,23 +121,25 @@ def default_decode_body(data: bytes) -> str:
         return "(empty body)"
     text = _as_printable_text(data)
     if text is not None:
+        if len(text) > _MAX_DECODED_CHARS:  # indented, it would only be cut: show it as sent
+            return _clip(text)
         try:
             parsed = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: [[[[…]]]] past the stack
             return _clip(text)
         return _clip(json.dumps(parsed, indent=2, ensure_ascii=False))
     try:
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=False, object_pairs_hook=_MsgpackMap)
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=False,
+                              object_pairs_hook=_MsgpackMap, max_map_len=_MAX_MAP_ITEMS)
     except UnicodeDecodeError:
         try:
-            obj = msgpack.unpackb(
-                data, raw=True, strict_map_key=False, object_pairs_hook=_MsgpackMap
-            )
+            obj = msgpack.unpackb(data, raw=True, strict_map_key=False,
+                                  object_pairs_hook=_MsgpackMap, max_map_len=_MAX_MAP_ITEMS)
         except Exception as exc:
             return f"(not decodable as msgpack: {type(exc).__name__}: {exc}; {len(data)} bytes)"
     except Exception as exc:
         return f"(not decodable as msgpack: {type(exc).__name__}: {exc}; {len(data)} bytes)"
-    return _clip("msgpack " + _render(obj, 0))
+    return _clip("msgpack " + _render(obj, 0, _Budget(_MAX_DECODED_CHARS - _CLOSING_ROOM)))
 
 
 class _MsgpackMap(list[tuple[Any, Any]]):
@@ -154,7 +162,30 @@ def _clip(text: str) -> str:
     return text[:_MAX_DECODED_CHARS] + f"\n… ({len(text) - _MAX_DECODED_CHARS} more characters)"
 
 
-def _render(obj: Any, depth: int) -> str:
+@dataclass
+class _Budget:
+    """Characters a rendering may still produce: past them, a container lists no more items
+    (the whole is cut to :data:`_MAX_DECODED_CHARS` anyway), so rendering costs what is shown,
+    not the size of what the endpoint sent."""
+
+    left: int
+
+    def take(self, text: str) -> str:
+        self.left -= len(text)
+        return text
+
+
+def _items(rendered: Iterator[str], count: int, pad: str, budget: _Budget) -> list[str]:
+    items: list[str] = []
+    for line in rendered:
+        items.append(budget.take(line + "\n")[:-1])
+        if budget.left <= 0 and len(items) < count:
+            items.append(f"{pad}… ({count - len(items)} more items)")
+            break
+    return items
+
+
+def _render(obj: Any, depth: int, budget: _Budget) -> str:
     pad = "  " * (depth + 1)
     end = "  " * depth
     if depth >= _MAX_DEPTH:
@@ -162,18 +193,16 @@ def _render(obj: Any, depth: int) -> str:
     if isinstance(obj, _MsgpackMap):
         if not obj:
             return "{}"
-        keys = [k for k, _ in obj]
-        dup = {repr(k) for k in keys if keys.count(k) > 1} if len(keys) < 256 else set()
-        items = []
-        for key, value in obj:
-            mark = "  # DUPLICATE KEY" if repr(key) in dup else ""
-            items.append(f"{pad}{_render(key, depth + 1)}: {_render(value, depth + 1)},{mark}")
-        return "{\n" + "\n".join(items) + f"\n{end}}}"
+        keys = [k for k, _ in obj] if len(obj) < 256 else []
+        dup = {repr(k) for k in keys if keys.count(k) > 1}
+        pairs = (f"{pad}{_render(key, depth + 1, budget)}: {_render(value, depth + 1, budget)},"
+                 + ("  # DUPLICATE KEY" if repr(key) in dup else "") for key, value in obj)
+        return "{\n" + "\n".join(_items(pairs, len(obj), pad, budget)) + f"\n{end}}}"
     if isinstance(obj, list):
         if not obj:
             return "[]"
-        items = [f"{pad}{_render(v, depth + 1)}," for v in obj]
-        return "[\n" + "\n".join(items) + f"\n{end}]"
+        values = (f"{pad}{_render(v, depth + 1, budget)}," for v in obj)
+        return "[\n" + "\n".join(_items(values, len(obj), pad, budget)) + f"\n{end}]"
     if isinstance(obj, bytes):
         shown = obj[:_MAX_BIN_SHOWN].hex()
         more = "…" if len(obj) > _MAX_BIN_SHOWN else ""
@@ -189,5 +218,5 @@ def _render(obj: Any, depth: int) -> str:
     if isinstance(obj, int | float):
         return repr(obj)
     if isinstance(obj, msgpack.ExtType):
-        return f"ext({obj.code}, {_render(obj.data, depth)})"
+        return f"ext({obj.code}, {_render(obj.data, depth, budget)})"
     return repr(obj)

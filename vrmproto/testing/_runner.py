@@ -45,7 +45,15 @@ from ._case import (
     grade_unimplemented,
     load_default_cases,
 )
-from ._context import RATE_TAG, Attempt, CaseContext, RateBudget, suite_session
+from ._context import (
+    MAX_RESPONSE_BYTES,
+    RATE_TAG,
+    Attempt,
+    CaseContext,
+    RateBudget,
+    read_capped,
+    suite_session,
+)
 from ._exchange import DecodeBody
 
 __all__ = ["DISCOVERY_PATH", "EXIT_CANNOT_RUN", "SuiteCannotRun", "SuiteResult", "run_suite",
@@ -250,7 +258,8 @@ async def _probe(session: aiohttp.ClientSession, url: str, time_limit: float) ->
     int, str | None
 ]:  # fmt: skip
     """POST an empty body to ``url``: (status, Retry-After). Sent again when the target
-    closed the connection as it was sent, as :meth:`CaseContext.request` does (§10.1-2)."""
+    closed the connection as it was sent, as :meth:`CaseContext.request` does (§10.1-2). The
+    answer is read up to :data:`MAX_RESPONSE_BYTES`, and not kept."""
     new_lost = deliveries = 0
     while True:
         attempt = Attempt()
@@ -260,7 +269,7 @@ async def _probe(session: aiohttp.ClientSession, url: str, time_limit: float) ->
                 url, data=b"", headers={"Content-Type": _CONTENT_TYPE}, allow_redirects=False,
                 trace_request_ctx=attempt,
             ) as resp:
-                await resp.read()
+                await read_capped(resp)
                 return resp.status, resp.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             if attempt.deliver_again(exc, new_lost, deliveries):
@@ -282,7 +291,12 @@ async def _preflight(session: aiohttp.ClientSession, base: str, doc: Mapping[str
         ref = doc.get(name)
         if not isinstance(ref, str) or not ref:
             continue
-        url = urljoin(doc_url, ref)
+        try:
+            url = urljoin(doc_url, ref)
+            urlsplit(url).port  # noqa: B018 -- raises ValueError for a port out of range
+        except ValueError as exc:  # "Invalid IPv6 URL", a port that is no number
+            raise SuiteCannotRun(f"the {name} URL {ref!r} of {doc_url} is not a URL: "
+                                 f"{exc}") from exc
         if urlsplit(url).scheme not in ("http", "https"):
             raise SuiteCannotRun(f"the {name} URL {url!r} of {doc_url} is not http(s)")
         sent.append(url)
@@ -308,9 +322,16 @@ def _seconds(text: str | None) -> float | None:
 async def _get(session: aiohttp.ClientSession, url: str, time_limit: float) -> tuple[
     int, bytes, str | None
 ]:  # fmt: skip
+    """GET the discovery document: (status, body, Retry-After). A body beyond
+    :data:`MAX_RESPONSE_BYTES` is not read on: the suite cannot run on it."""
     try:
         async with asyncio.timeout(time_limit), session.get(url, allow_redirects=False) as resp:
-            return resp.status, await resp.read(), resp.headers.get("Retry-After")
+            body, truncated = await read_capped(resp)
+            if truncated:
+                raise SuiteCannotRun(
+                    f"the discovery document at {url} is larger than {MAX_RESPONSE_BYTES} "
+                    "bytes (a document has at most 65,536, spec §13.1-5)")
+            return resp.status, body, resp.headers.get("Retry-After")
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise SuiteCannotRun(f"cannot fetch the discovery document {url}: "
                              f"{describe_failure(exc)}") from exc
@@ -346,6 +367,9 @@ async def _fetch_discovery(
         doc = json.loads(body)
     except ValueError as exc:
         raise SuiteCannotRun(f"the discovery document at {url} is not JSON: {exc}") from exc
+    except RecursionError as exc:  # the parser's, on [[[[…]]]] nested past the stack
+        raise SuiteCannotRun(f"the discovery document at {url} is not JSON: nested too "
+                             "deeply to parse") from exc
     if not isinstance(doc, dict):
         raise SuiteCannotRun(f"the discovery document at {url} is not a JSON object")
     return doc

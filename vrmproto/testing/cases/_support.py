@@ -10,9 +10,10 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -42,7 +43,7 @@ from vrmproto._messages import (
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role, State
 from vrmproto._vocab import ROSTER, ParamSpec, Term, TermRef, latest
-from vrmproto.testing._context import CaseContext
+from vrmproto.testing._context import MAX_RESPONSE_BYTES, CaseContext
 from vrmproto.testing._exchange import Exchange
 
 
@@ -99,25 +100,92 @@ class Target:
 
 
 def target(ctx: CaseContext) -> Target:
-    """Read the endpoint's keys, URLs and limits from the discovery document."""
+    """Read the endpoint's keys, URLs and limits from the discovery document; the case fails,
+    naming the field, when the document has none the suite can use (§13.1-3)."""
     cached = ctx.state.get("target")
     if isinstance(cached, Target):
         return cached
-    d = ctx.discovery
-    doc_url = ctx.url(WELL_KNOWN_PATH)
-    known = set(Limits.__dataclass_fields__)
-    limits = Limits(**{k: int(v) for k, v in dict(d.get("limits", {})).items() if k in known})
-    t = Target(
-        key=key_from_text(str(d["key"])),
-        enc_key=key_from_text(str(d["enc_key"]), "x25519"),
-        inbox=urljoin(doc_url, str(d["inbox"])),
-        history=urljoin(doc_url, str(d.get("history", "/vrm/history"))),
-        limits=limits,
-        accepts_terms=tuple(str(t) for t in d.get("accepts_terms", ())),
-        raw=dict(d),
-    )
+    try:
+        t = _read_target(ctx.discovery, ctx.url(WELL_KNOWN_PATH))
+    except _Unusable as exc:
+        ctx.fail(expected="a discovery document with the key, enc_key, inbox, history and "
+                 "limits the suite tests the endpoint by (§13.1-3)", actual=str(exc))
     ctx.state["target"] = t
     return t
+
+
+class _Unusable(Exception):  # noqa: N818 - names the condition; never leaves this module
+    """What makes a discovery document one the suite cannot test the endpoint by."""
+
+
+def _read_target(d: Mapping[str, Any], doc_url: str) -> Target:
+    def text(name: str, default: str | None = None) -> str:
+        value = d.get(name, default)
+        if value is None:
+            raise _Unusable(f"the document has no {name}")
+        if not isinstance(value, str):
+            raise _Unusable(f"its {name} is {value!r}, not a string")
+        return value
+
+    def key(name: str, kind: str) -> bytes:
+        try:
+            return key_from_text(text(name), kind)
+        except ValueError as exc:
+            raise _Unusable(f"its {name} {d[name]!r:.80} is not a key: {exc}") from None
+
+    published = d.get("limits", {})
+    if not isinstance(published, Mapping):
+        raise _Unusable(f"its limits are {published!r:.80}, not an object")
+    values: dict[str, int] = {}
+    for name, value in published.items():
+        if name not in Limits.__dataclass_fields__:
+            continue
+        try:
+            values[name] = int(value)
+        except (TypeError, ValueError, OverflowError):
+            raise _Unusable(f"its limit {name} is {value!r:.80}, not a number") from None
+    try:
+        limits = Limits(**values)
+    except ValueError as exc:
+        raise _Unusable(f"its limits {values} are not limits: {exc}") from None
+    accepts = d.get("accepts_terms", ())
+    return Target(
+        key=key("key", "ed25519"),
+        enc_key=key("enc_key", "x25519"),
+        inbox=urljoin(doc_url, text("inbox")),
+        history=urljoin(doc_url, text("history", "/vrm/history")),
+        limits=limits,
+        accepts_terms=tuple(str(t) for t in accepts) if isinstance(accepts, list) else (),
+        raw=dict(d),
+    )
+
+
+#: The largest request the suite builds, and the deepest nesting it builds (spec 14.2): the
+#: cases that size what they send by a published limit need at most twice max_envelope_bytes
+#: and max_depth levels, and an endpoint must not make the suite allocate what it asks.
+MAX_SENT_BYTES = 64 * 1024 * 1024
+MAX_SENT_DEPTH = 256
+
+
+def buildable(ctx: CaseContext, size: int, *, limit: str) -> int:
+    """``size``, the bytes a case is about to build by the published ``limit``; the case fails,
+    naming the limit, when that is more than the suite sends (:data:`MAX_SENT_BYTES`)."""
+    if size > MAX_SENT_BYTES:
+        ctx.fail(expected=f"a {limit} the suite can test: it sends at most {MAX_SENT_BYTES} "
+                 "bytes in one request (spec 14.2)",
+                 actual=f"the published {limit} {getattr(target(ctx).limits, limit)} needs a "
+                 f"request of {size} bytes")
+    return size
+
+
+def buildable_depth(ctx: CaseContext) -> int:
+    """The published max_depth, which a case nests a body by; the case fails when that is more
+    than the suite nests (:data:`MAX_SENT_DEPTH`)."""
+    depth = target(ctx).limits.max_depth
+    if depth > MAX_SENT_DEPTH:
+        ctx.fail(expected=f"a max_depth the suite can test: it nests at most {MAX_SENT_DEPTH} "
+                 "deep (spec 14.2)", actual=f"the published max_depth is {depth}")
+    return depth
 
 
 def _fresh(ctx: CaseContext, n: int) -> bytes:
@@ -550,19 +618,125 @@ async def _raw_exchange(url: str, head: str, chunks: Sequence[bytes], *,
             await writer.wait_closed()
 
 
+#: The most of an answer's head (status line, headers, a chunked body's trailers) that the
+#: suite's own connections read, in bytes and in header lines: an endpoint that sends more is
+#: not answering HTTP the suite can judge, and must not make the suite hold what it sends.
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 128
+
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-9][0-9]{2})(?:[ \t][^\r\n]*)?\r?\n")
+
+
+class _Unreadable(Exception):  # noqa: N818 - names the condition; never leaves this module
+    """The answer on a connection of the suite's own is not HTTP/1 it can read, and why."""
+
+
 async def _read_response(reader: asyncio.StreamReader) -> RawResponse:
+    """Read one HTTP/1 answer (RFC 9112) within bounds: a head of at most
+    :data:`MAX_HEAD_BYTES` and :data:`MAX_HEADERS` lines, a body of at most
+    :data:`~vrmproto.testing._context.MAX_RESPONSE_BYTES` (the rest is dropped and the error
+    says so), framed by ``Transfer-Encoding: chunked``, ``Content-Length`` or the close."""
     status_line = await reader.readline()
     if not status_line:
         return RawResponse(None, {}, b"", "the connection closed without a response")
-    status = int(status_line.split()[1])
+    try:
+        match = _STATUS_LINE.fullmatch(status_line)
+        if match is None:
+            raise _Unreadable(f"not an HTTP/1 status line: {status_line[:80]!r}")
+        status = int(match[1])
+        headers = await _read_fields(reader, len(status_line))
+        body, truncated = await _read_body(reader, status, headers)
+    except _Unreadable as exc:
+        return RawResponse(None, {}, b"", str(exc))
+    closing = _field(headers, "connection") or ""
+    return RawResponse(status, headers, body, closed=closing.lower() == "close",
+                       error=f"response truncated at {MAX_RESPONSE_BYTES} bytes"
+                       if truncated else "")
+
+
+def _field(headers: dict[str, str], name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name), None)
+
+
+async def _head_line(reader: asyncio.StreamReader, used: int) -> bytes:
+    too_long = _Unreadable(f"the response head is longer than {MAX_HEAD_BYTES} bytes")
+    try:
+        line = await reader.readline()
+    except ValueError:  # one line beyond the stream's limit (64 KiB)
+        raise too_long from None
+    if used + len(line) > MAX_HEAD_BYTES:
+        raise too_long
+    if not line:
+        raise _Unreadable("the connection closed in the middle of the response head")
+    return line
+
+
+async def _read_fields(reader: asyncio.StreamReader, used: int) -> dict[str, str]:
+    """Header (or trailer) lines up to the blank line; ``used``: head bytes read before."""
     headers: dict[str, str] = {}
-    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+    while (line := await _head_line(reader, used)) not in (b"\r\n", b"\n"):
+        used += len(line)
+        if len(headers) >= MAX_HEADERS:
+            raise _Unreadable(f"the response has more than {MAX_HEADERS} header lines")
         name, _, value = line.decode("latin-1").partition(":")
         headers[name.strip()] = value.strip()
-    length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), "0"))
-    body = await reader.readexactly(length) if length else b""
-    closing = next((v for k, v in headers.items() if k.lower() == "connection"), "")
-    return RawResponse(status, headers, body, closed=closing.lower() == "close")
+    return headers
+
+
+async def _read_body(reader: asyncio.StreamReader, status: int,
+                     headers: dict[str, str]) -> tuple[bytes, bool]:
+    """The body and whether it was cut at the cap (RFC 9112 §6.3)."""
+    if status < 200 or status in (204, 304):
+        return b"", False
+    if "chunked" in (_field(headers, "transfer-encoding") or "").lower():
+        return await _read_chunked(reader)
+    length_text = _field(headers, "content-length")
+    if length_text is None:
+        if (_field(headers, "connection") or "").lower() != "close":
+            return b"", False  # unframed and kept open: nothing the suite can wait for
+        read = bytearray()
+        while len(read) <= MAX_RESPONSE_BYTES and (
+                more := await reader.read(MAX_RESPONSE_BYTES + 1 - len(read))):
+            read += more
+        return bytes(read[:MAX_RESPONSE_BYTES]), len(read) > MAX_RESPONSE_BYTES
+    if not length_text.isdigit() or not length_text.isascii():
+        raise _Unreadable(f"the response's Content-Length {length_text!r} is not a number")
+    length = int(length_text)
+    want = min(length, MAX_RESPONSE_BYTES)
+    try:
+        body = await reader.readexactly(want)
+    except asyncio.IncompleteReadError as exc:
+        raise _Unreadable(f"the connection closed after {len(exc.partial)} of the {length} "
+                          "bytes of the response body") from None
+    return body, length > want
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
+    body = bytearray()
+    while True:
+        size_line = await _head_line(reader, 0)
+        size_text = size_line.split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise _Unreadable(f"not a chunk size: {size_line[:80]!r}") from None
+        if size < 0:
+            raise _Unreadable(f"not a chunk size: {size_line[:80]!r}")
+        if size == 0:
+            await _read_fields(reader, 0)  # the trailers
+            return bytes(body), False
+        if len(body) + size > MAX_RESPONSE_BYTES:
+            try:
+                body += await reader.readexactly(MAX_RESPONSE_BYTES - len(body))
+            except asyncio.IncompleteReadError as exc:
+                body += exc.partial
+            return bytes(body), True
+        try:
+            body += await reader.readexactly(size)
+            await reader.readuntil(b"\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            raise _Unreadable("the connection closed in the middle of a chunk of the "
+                              "response body") from None
 
 
 DAY_MS = 86_400_000

@@ -157,7 +157,7 @@ async def discovery_window(ctx: CaseContext) -> None:
     try:
         doc = ex.json()
         issued, expires = int(doc["issued"]), int(doc["expires"])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
         ctx.fail(expected="issued and expires", actual=f"{type(exc).__name__}: {exc}")
     now = now_ms()
     ctx.expect(issued < expires and issued - 120_000 <= now <= expires,

@@ -16,6 +16,7 @@ from vrmproto.testing._case import Level, case
 from vrmproto.testing._context import CaseContext
 
 from ._support import (
+    buildable,
     expect_problem,
     identity,
     note_requests,
@@ -52,7 +53,7 @@ def _head(ctx: CaseContext, *, length: int | None) -> str:
       "over is too large, however close (a limit looser than published is not the limit).",
       accepts="HTTP 413 or problem too_large for a valid offer of max_envelope_bytes + 1 bytes")
 async def one_byte_over(ctx: CaseContext) -> None:
-    size = target(ctx).limits.max_envelope_bytes + 1
+    size = buildable(ctx, target(ctx).limits.max_envelope_bytes + 1, limit="max_envelope_bytes")
     env = _padded_offer(ctx, identity(ctx), size)
     ctx.expect(len(env) == size, expected=f"an envelope of {size} bytes",
                actual=f"{len(env)} bytes")
@@ -84,7 +85,8 @@ async def declared_over_before_body(ctx: CaseContext) -> None:
 async def chunked_at_limit(ctx: CaseContext) -> None:
     t = target(ctx)
     who = identity(ctx)
-    env = _padded_offer(ctx, who, t.limits.max_envelope_bytes)
+    env = _padded_offer(ctx, who, buildable(ctx, t.limits.max_envelope_bytes,
+                                            limit="max_envelope_bytes"))
     note_requests(ctx)
     raw = await raw_request(ctx, t.inbox, _head(ctx, length=None), chunked(env))
     answer = read_answer(ctx.exchanges[-1], t, recipient_key=who.public_key)
@@ -102,7 +104,7 @@ async def chunked_at_limit(ctx: CaseContext) -> None:
       "read on)")
 async def chunked_over_never_ends(ctx: CaseContext) -> None:
     t = target(ctx)
-    body = bytes(t.limits.max_envelope_bytes + 1)
+    body = bytes(buildable(ctx, t.limits.max_envelope_bytes + 1, limit="max_envelope_bytes"))
     note_requests(ctx)
     raw = await raw_request(ctx, t.inbox, _head(ctx, length=None), chunked(body, end=False),
                             read_timeout_s=t.limits.body_read_timeout_ms / 1000 + 2.0)

@@ -19,6 +19,8 @@ from vrmproto.testing._context import CaseContext
 from ._support import (
     Answer,
     Customer,
+    buildable,
+    buildable_depth,
     envelope_bytes,
     expect_history,
     expect_problem,
@@ -63,6 +65,7 @@ async def _still_serving(ctx: CaseContext) -> bool:
       accepts="HTTP 413 or problem too_large; the next valid message gets a receipt")
 async def oversize(ctx: CaseContext) -> None:
     size = 2 * target(ctx).limits.max_envelope_bytes
+    buildable(ctx, size, limit="max_envelope_bytes")
     answer = await post(ctx, b"\x91" + b"\xc6" + size.to_bytes(4, "big") + bytes(size))
     expect_problem(ctx, answer, ["too_large"], statuses=[413])
     serving = await _still_serving(ctx)
@@ -472,7 +475,7 @@ def _padded_offer(ctx: CaseContext, who: Identity, size: int) -> bytes:
       accepts="a receipt for a valid offer exactly max_envelope_bytes long")
 async def largest_accepted(ctx: CaseContext) -> None:
     who = identity(ctx)
-    size = target(ctx).limits.max_envelope_bytes
+    size = buildable(ctx, target(ctx).limits.max_envelope_bytes, limit="max_envelope_bytes")
     env = _padded_offer(ctx, who, size)
     answer = await post(ctx, env, recipient_key=who.public_key)
     ctx.expect(answer.status == 200 and answer.receipt is not None and len(env) == size,
@@ -487,7 +490,7 @@ async def largest_accepted(ctx: CaseContext) -> None:
       accepts="problem malformed for a body nesting max_depth + 1 deep; a receipt at max_depth")
 async def body_depth(ctx: CaseContext) -> None:
     who = identity(ctx)
-    depth = target(ctx).limits.max_depth
+    depth = buildable_depth(ctx)
     msg = sign(ctx, offer_body(ctx, who), who)
     for levels, ok in ((depth, False), (depth - 1, True)):
         body = _codec.decode(msg.body_bytes or b"")
@@ -559,6 +562,7 @@ async def slow_body_accepted(ctx: CaseContext) -> None:
 async def chunked_oversize(ctx: CaseContext) -> None:
     t = target(ctx)
     size = t.limits.max_envelope_bytes
+    buildable(ctx, 2 * size, limit="max_envelope_bytes")
     piece = 16 * 1024
     chunk = f"{piece:x}\r\n".encode() + bytes(piece) + b"\r\n"
     chunks = [chunk] * (2 * size // piece + 1) + [b"0\r\n\r\n"]
