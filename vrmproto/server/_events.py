@@ -32,7 +32,7 @@ import json
 import json.encoder
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -424,15 +424,33 @@ class Feed(AsyncGenerator[FeedEvent, None]):
         await self._events.aclose()
 
 
-async def trimmed_before(store: Store, pos: int, found: list[EventRecord]) -> None:
-    """:class:`FeedTrimmed` if the events after ``pos`` were trimmed: only looked at where the
-    first event ``found`` after it is not the next position (positions are consecutive but for
-    trimming and, on PostgreSQL, a rolled-back insert). ``pos`` 0 (from the start) is never
-    trimmed: it is the oldest event kept."""
-    if pos and found and found[0].pos != pos + 1:
-        floor = await store.feed_floor()
-        if pos < floor:
-            raise FeedTrimmed(pos, floor)
+async def trimmed_gap(store: Store, pos: int, found: Sequence[EventRecord],
+                      accepted: int = 0) -> tuple[int, FeedTrimmed] | None:  # fmt: skip
+    """Where ``found`` (the events read after ``pos``) skips events that retention trimmed: the
+    index of the event after them and the :class:`FeedTrimmed` to raise there, or None. Looked
+    at only where ``found`` has a gap (positions are consecutive but for trimming and, on
+    PostgreSQL, a rolled-back insert), at each one, not only before its first event: a dead
+    letter stays below the floor until it is replayed, while the events after it go.
+    Positions up to ``accepted`` are known to be gone: a reader from position 0 reads from the
+    oldest event kept, and passes the floor at its start (:func:`follow`)."""
+    prev = pos
+    for i, e in enumerate(found):
+        if e.pos != prev + 1 and e.pos - 1 > max(prev, accepted):  # a gap past ``accepted``
+            floor = await store.feed_floor()
+            if max(prev, accepted) < floor:
+                return i, FeedTrimmed(max(prev, accepted), floor)
+            return None  # every later gap is above the floor too
+        prev = e.pos
+    return None
+
+
+async def trimmed_before(store: Store, pos: int, found: Sequence[EventRecord],
+                         accepted: int = 0) -> None:  # fmt: skip
+    """:class:`FeedTrimmed` if ``found`` skips events after ``pos`` that were trimmed
+    (:func:`trimmed_gap`)."""
+    gap = await trimmed_gap(store, pos, found, accepted)
+    if gap is not None:
+        raise gap[1]
 
 
 def follow(
@@ -454,14 +472,17 @@ async def _follow(store: Store, wakeup: Wakeup | None, after: int | str,
                   clock: Callable[[], int], batch: int
                   ) -> AsyncGenerator[FeedEvent, None]:  # fmt: skip
     pos = await resolve(store, after)
+    accepted = await store.feed_floor() if pos == 0 else 0  # from the oldest event kept
     while True:
         armed = wakeup.arm() if wakeup is not None else None
         found = await store.events(pos, batch)
-        await trimmed_before(store, pos, found)
+        gap = await trimmed_gap(store, pos, found, accepted)
         now = clock()
-        for e in found:
+        for e in found if gap is None else found[: gap[0]]:  # what is kept before the gap
             pos = e.pos
             yield to_feed_event(e, now)
+        if gap is not None:
+            raise gap[1]
         if len(found) == batch:
             continue
         if wakeup is None or armed is None:

@@ -455,13 +455,16 @@ class Deliverer:
         hook = self.hook
         cursor = self._cursor if self._cursor is not None else await self._load()
         batch = await self.store.events(cursor, hook.batch)
+        # a webhook without a cursor yet starts from the oldest event kept (docs/events.md)
+        accepted = await self.store.feed_floor() if not cursor and batch else 0
         try:
-            await trimmed_before(self.store, cursor, batch)
+            await trimmed_before(self.store, cursor, batch, accepted)
         except FeedTrimmed as trimmed:  # told, then on from the oldest event kept
             log.error("webhook %s: the events after position %d up to %d were trimmed from the "
                       "feed before they were delivered (older than [feed] max_days): this "
-                      "receiver will not get them", hook.shown, cursor, trimmed.floor)  # fmt: skip
-            self.trimmed += trimmed.floor - cursor
+                      "receiver will not get them", hook.shown, trimmed.after,
+                      trimmed.floor)  # fmt: skip
+            self.trimmed += trimmed.floor - trimmed.after
         self._read_at = time.monotonic()
         if not batch:
             return 0
