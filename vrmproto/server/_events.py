@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import json.encoder
 import time
@@ -59,8 +60,8 @@ if TYPE_CHECKING:
     from vrmproto.server._accept import Step
     from vrmproto.server._endpoint import Endpoint
 
-__all__ = ["KINDS", "Feed", "FeedEvent", "FeedTrimmed", "Wakeup", "events_of", "follow",
-           "to_feed_event", "wakeup_of"]  # fmt: skip
+__all__ = ["EXPIRED", "KINDS", "Feed", "FeedEvent", "FeedTrimmed", "Wakeup", "events_of",
+           "expired_record", "follow", "to_feed_event", "wakeup_of"]  # fmt: skip
 
 #: Event kind per message type (a terms.offer at index 0 opens the relationship).
 KINDS: Mapping[str, str] = {
@@ -81,6 +82,8 @@ KINDS: Mapping[str, str] = {
 }
 OPENED = "relationship.opened"
 COUNTERED = "terms.countered"
+#: The vendor deleted a relationship that never reached an agreement (§11.8-3): no message.
+EXPIRED = "relationship.expired"
 _SKIPPED_FIELDS = frozenset({"sealed", "enc_key"})  # ciphertext and keys tell a CRM nothing
 
 
@@ -255,6 +258,20 @@ def record_of(
     _set_personal(e, personal)
     _set_pos(e, 0)
     return e
+
+
+def expired_record(thread: bytes, seq: int, *, now: int, last_ms: int,
+                   ttl_ms: int) -> EventRecord:  # fmt: skip
+    """The event of ``thread``'s deletion at ``now`` for never reaching an agreement
+    (§11.8-3), for the deletion's own Commit: no message tells it, so its ``type`` is null and
+    its id ``evt_`` and a hash of the thread (a relationship is deleted once); ``seq`` after
+    every message of the thread; ``body``: when its last message came (``last_message``) and
+    ``open_relationship_ttl_ms``. It says nothing the relationship said: the deletion forgets
+    those (``_redact.forgotten``), and this event is not of a kind it forgets."""
+    digest = hashlib.sha256(b"vrm.relationship.expired\0" + thread).digest()
+    data = _dumps({"body": {"last_message": last_ms, "ttl_ms": ttl_ms}, "created": now,
+                   "from": "vendor", "type": None})  # fmt: skip
+    return EventRecord("evt_" + digest.hex(), thread, seq, EXPIRED, digest, now, data)
 
 
 def events_of(ep: Endpoint, step: Step, msg: Signed[Any], now: int) -> tuple[EventRecord, ...]:
@@ -492,4 +509,4 @@ async def _follow(store: Store, wakeup: Wakeup | None, after: int | str,
 
 def kinds() -> Iterable[str]:
     """Every event kind, sorted."""
-    return sorted({*KINDS.values(), OPENED, COUNTERED})
+    return sorted({*KINDS.values(), OPENED, COUNTERED, EXPIRED})
