@@ -48,3 +48,23 @@ def test_since_on_an_empty_feed_is_refused_past_zero(tmp_path: Path) -> None:
     args = _vendor_files(tmp_path, 0)
     fails(vrm(*args, "--since", "5", home=tmp_path), 2, "position 5", "holds no event")
     assert ok(vrm(*args, home=tmp_path)).stdout == ""
+
+
+def test_forget_a_name_two_webhooks_show_as_says_which_to_give(tmp_path: Path) -> None:
+    """Two webhooks taken out of the file whose urls differ only in their password show as the
+    same name (``https://***@crm.example/hook``): `--forget` with it said "no consumer named"
+    that name, and listed it twice. Now it says the name is ambiguous and how to name one."""
+    args = _vendor_files(tmp_path, 1)
+    a, b = "https://u:first@crm.example/hook", "https://u:second@crm.example/hook"
+
+    async def cursors() -> None:
+        async with await SQLiteStore.open(tmp_path / "data" / "vendor.db") as store:
+            await store.commit(Commit(event_cursors=((a, 1), (b, 1))))
+
+    asyncio.run(cursors())
+    shown = "https://***@crm.example/hook"
+    r = fails(vrm(*args, "--forget", shown, home=tmp_path), 2, "2 consumers", "password")
+    assert "no consumer named" not in r.stderr, r
+    ok(vrm(*args, "--forget", a, home=tmp_path))  # the url itself names one
+    said = ok(vrm(*args, "--forget", shown, home=tmp_path)).stdout  # now only one shows so
+    assert said.startswith(f"forgot {shown}"), said

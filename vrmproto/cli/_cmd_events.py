@@ -166,7 +166,11 @@ async def _forget(file: VendorFile, store: Store, name: str) -> None:
                        "names: take it out of the file first (forgotten, it would start over "
                        "from the oldest event kept and keep the whole feed until then)",
                        EXIT_USAGE, kind="usage")  # fmt: skip
-    if len(matches) != 1:
+    if len(matches) > 1:  # webhook urls that differ only in their password (shown as ***)
+        raise CliError(f"{len(matches)} consumers show as {name!r}: webhook urls that differ "
+                       "only in their password. Give the url with its password to forget one",
+                       EXIT_USAGE, kind="usage")  # fmt: skip
+    if not matches:
         listed = ", ".join(sorted(shown(n) for n in known)) or "none"
         raise CliError(f"no consumer named {name!r} (the consumers with a cursor or dead letters: "
                        f"{listed}; `--cursors` lists them)", EXIT_USAGE, kind="usage")  # fmt: skip
