@@ -17,11 +17,13 @@ from pathlib import Path
 import _postgres
 import pytest
 from test_s17_vendor_feed import KEEP, NOW, SECRET, feed, kept
+from test_s21_store_expired_feed import AGENT_URL, opened
 
 from vrmproto.server._events import FeedTrimmed, follow
-from vrmproto.server._retention import trim_feed
+from vrmproto.server._retention import Retention, trim_feed
 from vrmproto.server._webhooks import Deliverer, Webhook, parse_secret
 from vrmproto.store import Commit, DeadLetter, Store
+from vrmproto.testing.store_contract import T1, rel
 
 postgres_cluster = _postgres.postgres_cluster
 
@@ -105,3 +107,77 @@ async def test_a_webhook_is_told_of_the_gap_after_a_kept_dead_letter_unless_it_i
     else:
         assert errors == []
         assert d.trimmed == 0
+
+
+class FailingOne(Receiver):
+    """A receiver that answers 500 to one event (``refused``: its id), 204 to the others."""
+
+    def __init__(self, refused: str) -> None:
+        super().__init__()
+        self.refused = refused.encode()
+        self.tried = 0
+
+    async def post(self, header_lines: bytes, body: bytes) -> int:
+        if self.refused in body:
+            self.tried += 1
+            return 500
+        self.posted += 1
+        return 204
+
+
+async def test_an_event_trimmed_while_a_webhook_retries_it_is_not_posted_again(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Retention's hard maximum (``max_days``, which may be shorter than a webhook's
+    ``dead_after_s``) trims an event a receiver keeps failing: each retry posted the copy read
+    before, of an event the vendor no longer holds, until ``dead_after_s``, and then set it
+    aside as a dead letter of a position that is gone. Now the retry finds it gone: it is
+    told as trimmed (an error, ``Deliverer.trimmed``), and the webhook goes on."""
+    pos = await feed(store, 2, 1)
+    (old, _) = await store.events(0, 2)
+    receiver = FailingOne(old.id)
+    clock = [NOW]
+
+    async def sleep(delay: float) -> None:  # between two attempts, the feed is trimmed
+        clock[0] += int(delay * 1000)
+        await trim_feed(store, Retention(keep_s=0.0, max_s=1.5 * 86_400), [], clock[0])
+
+    hook = Webhook("crm", "http://127.0.0.1:9/", parse_secret(SECRET), "https://v.example",
+                   dead_after_s=600.0, parallel=1)  # fmt: skip
+    d = Deliverer(hook, store, receiver, clock=lambda: clock[0], sleep=sleep)  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, "vrmproto.server.webhooks"):
+        assert await d.step()
+    assert receiver.tried == 1  # never again once it was trimmed
+    assert receiver.posted == 1  # the other event
+    assert await kept(store) == [pos[1]]
+    assert await store.event_cursor("crm") == pos[1]
+    assert await store.dead_letters() == []
+    assert await store.failing("crm") == []
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert f"{old.id} was trimmed from the feed" in error
+    assert d.trimmed == 1
+
+
+async def test_a_retry_sends_what_the_deletion_of_the_relationship_left(store: Store) -> None:
+    """A relationship deleted for never reaching an agreement (§11.8-3) while a receiver
+    failed its event: the retry read the event again only when it had personal data, and
+    posted the body it had read — the customer's note and agent URL — which the feed no
+    longer held. Now each retry posts the event as the feed holds it (``"forgotten"``)."""
+    await store.commit(Commit(relationships=(rel(T1),), events=(opened(T1),)))
+    bodies: list[bytes] = []
+
+    class FailsOnce(Receiver):
+        async def post(self, header_lines: bytes, body: bytes) -> int:
+            bodies.append(body)
+            return 503 if len(bodies) == 1 else 204
+
+    async def sleep(delay: float) -> None:  # between the two attempts, the deletion
+        await store.commit(Commit(drop=(T1,)))
+
+    hook = Webhook("crm", "http://127.0.0.1:9/", parse_secret(SECRET), "https://v.example")
+    d = Deliverer(hook, store, FailsOnce(), clock=lambda: NOW, sleep=sleep)  # type: ignore[arg-type]
+    assert await d.step()
+    assert len(bodies) == 2
+    assert AGENT_URL.encode() in bodies[0]
+    assert AGENT_URL.encode() not in bodies[1]
+    assert b'"forgotten":true' in bodies[1]
