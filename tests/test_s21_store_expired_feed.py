@@ -85,9 +85,13 @@ async def test_an_expired_relationship_leaves_no_body_in_the_feed(vendor: Vendor
     v.now += v.endpoint.limits.open_relationship_ttl_ms + 1
     assert await v.endpoint.expire_unagreed() == 2
     after = await v.feed()
+    gone = {caster.thread.hex(), refused.thread.hex()}
+    told = after[len(before):]  # and the deletion is told (session 21b): test_s21b_feed_expired
+    assert sorted((e["kind"], e["relationship"]) for e in told) == sorted(
+        ("relationship.expired", t) for t in gone)  # fmt: skip
+    after = after[: len(before)]
     assert [(e["id"], e["pos"], e["kind"], e["seq"]) for e in after] == [
         (e["id"], e["pos"], e["kind"], e["seq"]) for e in before]  # every event keeps its place
-    gone = {caster.thread.hex(), refused.thread.hex()}
     for e in after:
         if e["relationship"] in gone:
             assert e["body"] == {}

@@ -65,6 +65,15 @@ async def _read(store: Store, since: str | None, follow_: bool, as_json: bool,
     after: int | str = 0
     if since:
         after = int(since) if since.isascii() and since.isdigit() else since  # not "²"
+    if isinstance(after, int) and after > (head := await store.feed_head()):
+        # positions are never handed out again: following from there would skip every event
+        # up to it without a word (or wait for ever)
+        newest = (f"the feed's newest event is at position {head}: `--since {head}` reads "
+                  "the events that come next" if head else "the feed holds no event yet: "
+                  "without --since (or `--since 0`) it reads every event")  # fmt: skip
+        raise CliError(f"no event comes after position {after}: {newest} (a position from a "
+                       "store since restored from a backup, or another vendor's?)", EXIT_USAGE,
+                       kind="usage")  # fmt: skip
     try:
         wakeup = Wakeup(poll_s).watch(store) if follow_ else None
         async for e in follow(store, wakeup, after):
@@ -157,7 +166,11 @@ async def _forget(file: VendorFile, store: Store, name: str) -> None:
                        "names: take it out of the file first (forgotten, it would start over "
                        "from the oldest event kept and keep the whole feed until then)",
                        EXIT_USAGE, kind="usage")  # fmt: skip
-    if len(matches) != 1:
+    if len(matches) > 1:  # webhook urls that differ only in their password (shown as ***)
+        raise CliError(f"{len(matches)} consumers show as {name!r}: webhook urls that differ "
+                       "only in their password. Give the url with its password to forget one",
+                       EXIT_USAGE, kind="usage")  # fmt: skip
+    if not matches:
         listed = ", ".join(sorted(shown(n) for n in known)) or "none"
         raise CliError(f"no consumer named {name!r} (the consumers with a cursor or dead letters: "
                        f"{listed}; `--cursors` lists them)", EXIT_USAGE, kind="usage")  # fmt: skip

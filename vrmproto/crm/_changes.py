@@ -31,10 +31,13 @@ __all__ = ["Change", "Erase", "Hold", "Lead", "Note", "TakeUp", "changes_of"]
 
 @dataclass(frozen=True, slots=True)
 class Note:
-    """Something to keep on the relationship's record, in words a person reads."""
+    """Something to keep on the relationship's record, in words a person reads. ``if_known``:
+    only on a relationship the CRM has a record of already (one of its events was applied):
+    the note of its deletion, which a CRM that never had it has nothing to note on."""
 
     relationship: str
     text: str
+    if_known: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +168,11 @@ def changes_of(event: Mapping[str, Any]) -> tuple[Change, ...]:
                      tuple(body.get("conditions", ())), int(body["valid_until"])),)  # fmt: skip
     if kind == "offer.declined":
         return (Note(rel, f"{stamp} Intentcast declined: {body.get('reason', '')}"),)
+    if kind == "relationship.expired":  # §11.8-3: its earlier events are forgotten now
+        return (Note(rel, f"{stamp} Relationship expired without an agreement: the vendor "
+                          "deleted it, with what the customer said in it (§11.8-3); delete "
+                          "what this record holds from it unless you must keep it",
+                     if_known=True),)  # fmt: skip
     if kind == "relationship.ended":
         said = f": {body['reason']}" if body.get("reason") else ""
         return (Note(rel, f"{stamp} Relationship ended by the {event['from']}{said}"),)

@@ -324,6 +324,9 @@ def _expired(expires_ms: int | None, now_ms: int | None) -> bool:
 def _apply(cursor: Any, change: Change, pos: int) -> tuple[str, int] | None:
     """Apply ``change``, of the event at ``pos``; the record it made when other events refer
     to it (a lead)."""
+    if isinstance(change, Note) and change.if_known and _party(change.relationship,
+                                                               make=False) is None:  # fmt: skip
+        return None
     party = _party(change.relationship)
     if isinstance(change, Hold | Erase):
         _prune(cursor, change.relationship)
@@ -386,14 +389,17 @@ def _legacy_after(cursor: Any, relationship: str, erased: list[str]) -> set[str]
 MAX_REPLACED = 16
 
 
-def _party(relationship: str) -> Any:
-    """The relationship's party, made on first use. An archived one (``active`` unset by the
-    vendor's staff) is still the relationship's: a new one could not take its code, which
-    Tryton keeps unique. One the staff replaced by another (Tryton's Replace wizard: the
-    customer was a party they had) is that other one's, and so on down the line."""
+def _party(relationship: str, *, make: bool = True) -> Any:
+    """The relationship's party, made on first use (None when not ``make``). An archived one
+    (``active`` unset by the vendor's staff) is still the relationship's: a new one could not
+    take its code, which Tryton keeps unique. One the staff replaced by another (Tryton's
+    Replace wizard: the customer was a party they had) is that other one's, and so on down the
+    line."""
     parties = Pool().get("party.party")
     with Transaction().set_context(active_test=False):
         found = parties.search([("code", "=", "vrm-" + relationship)], limit=1)
+    if not found and not make:
+        return None
     if not found:
         party = parties(name=f"VRM customer {relationship[:12]}", code="vrm-" + relationship)
         party.save()

@@ -28,11 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import json.encoder
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -59,8 +60,8 @@ if TYPE_CHECKING:
     from vrmproto.server._accept import Step
     from vrmproto.server._endpoint import Endpoint
 
-__all__ = ["KINDS", "Feed", "FeedEvent", "FeedTrimmed", "Wakeup", "events_of", "follow",
-           "to_feed_event", "wakeup_of"]  # fmt: skip
+__all__ = ["EXPIRED", "KINDS", "Feed", "FeedEvent", "FeedTrimmed", "Wakeup", "events_of",
+           "expired_record", "follow", "to_feed_event", "wakeup_of"]  # fmt: skip
 
 #: Event kind per message type (a terms.offer at index 0 opens the relationship).
 KINDS: Mapping[str, str] = {
@@ -81,6 +82,8 @@ KINDS: Mapping[str, str] = {
 }
 OPENED = "relationship.opened"
 COUNTERED = "terms.countered"
+#: The vendor deleted a relationship that never reached an agreement (§11.8-3): no message.
+EXPIRED = "relationship.expired"
 _SKIPPED_FIELDS = frozenset({"sealed", "enc_key"})  # ciphertext and keys tell a CRM nothing
 
 
@@ -257,6 +260,20 @@ def record_of(
     return e
 
 
+def expired_record(thread: bytes, seq: int, *, now: int, last_ms: int,
+                   ttl_ms: int) -> EventRecord:  # fmt: skip
+    """The event of ``thread``'s deletion at ``now`` for never reaching an agreement
+    (§11.8-3), for the deletion's own Commit: no message tells it, so its ``type`` is null and
+    its id ``evt_`` and a hash of the thread (a relationship is deleted once); ``seq`` after
+    every message of the thread; ``body``: when its last message came (``last_message``) and
+    ``open_relationship_ttl_ms``. It says nothing the relationship said: the deletion forgets
+    those (``_redact.forgotten``), and this event is not of a kind it forgets."""
+    digest = hashlib.sha256(b"vrm.relationship.expired\0" + thread).digest()
+    data = _dumps({"body": {"last_message": last_ms, "ttl_ms": ttl_ms}, "created": now,
+                   "from": "vendor", "type": None})  # fmt: skip
+    return EventRecord("evt_" + digest.hex(), thread, seq, EXPIRED, digest, now, data)
+
+
 def events_of(ep: Endpoint, step: Step, msg: Signed[Any], now: int) -> tuple[EventRecord, ...]:
     """The events of one accept step, for its Commit: the incoming message's, then each of our
     replies' (a customer's agent endpoint keeps no feed)."""
@@ -424,15 +441,33 @@ class Feed(AsyncGenerator[FeedEvent, None]):
         await self._events.aclose()
 
 
-async def trimmed_before(store: Store, pos: int, found: list[EventRecord]) -> None:
-    """:class:`FeedTrimmed` if the events after ``pos`` were trimmed: only looked at where the
-    first event ``found`` after it is not the next position (positions are consecutive but for
-    trimming and, on PostgreSQL, a rolled-back insert). ``pos`` 0 (from the start) is never
-    trimmed: it is the oldest event kept."""
-    if pos and found and found[0].pos != pos + 1:
-        floor = await store.feed_floor()
-        if pos < floor:
-            raise FeedTrimmed(pos, floor)
+async def trimmed_gap(store: Store, pos: int, found: Sequence[EventRecord],
+                      accepted: int = 0) -> tuple[int, FeedTrimmed] | None:  # fmt: skip
+    """Where ``found`` (the events read after ``pos``) skips events that retention trimmed: the
+    index of the event after them and the :class:`FeedTrimmed` to raise there, or None. Looked
+    at only where ``found`` has a gap (positions are consecutive but for trimming and, on
+    PostgreSQL, a rolled-back insert), at each one, not only before its first event: a dead
+    letter stays below the floor until it is replayed, while the events after it go.
+    Positions up to ``accepted`` are known to be gone: a reader from position 0 reads from the
+    oldest event kept, and passes the floor at its start (:func:`follow`)."""
+    prev = pos
+    for i, e in enumerate(found):
+        if e.pos != prev + 1 and e.pos - 1 > max(prev, accepted):  # a gap past ``accepted``
+            floor = await store.feed_floor()
+            if max(prev, accepted) < floor:
+                return i, FeedTrimmed(max(prev, accepted), floor)
+            return None  # every later gap is above the floor too
+        prev = e.pos
+    return None
+
+
+async def trimmed_before(store: Store, pos: int, found: Sequence[EventRecord],
+                         accepted: int = 0) -> None:  # fmt: skip
+    """:class:`FeedTrimmed` if ``found`` skips events after ``pos`` that were trimmed
+    (:func:`trimmed_gap`)."""
+    gap = await trimmed_gap(store, pos, found, accepted)
+    if gap is not None:
+        raise gap[1]
 
 
 def follow(
@@ -454,14 +489,17 @@ async def _follow(store: Store, wakeup: Wakeup | None, after: int | str,
                   clock: Callable[[], int], batch: int
                   ) -> AsyncGenerator[FeedEvent, None]:  # fmt: skip
     pos = await resolve(store, after)
+    accepted = await store.feed_floor() if pos == 0 else 0  # from the oldest event kept
     while True:
         armed = wakeup.arm() if wakeup is not None else None
         found = await store.events(pos, batch)
-        await trimmed_before(store, pos, found)
+        gap = await trimmed_gap(store, pos, found, accepted)
         now = clock()
-        for e in found:
+        for e in found if gap is None else found[: gap[0]]:  # what is kept before the gap
             pos = e.pos
             yield to_feed_event(e, now)
+        if gap is not None:
+            raise gap[1]
         if len(found) == batch:
             continue
         if wakeup is None or armed is None:
@@ -471,4 +509,4 @@ async def _follow(store: Store, wakeup: Wakeup | None, after: int | str,
 
 def kinds() -> Iterable[str]:
     """Every event kind, sorted."""
-    return sorted({*KINDS.values(), OPENED, COUNTERED})
+    return sorted({*KINDS.values(), OPENED, COUNTERED, EXPIRED})

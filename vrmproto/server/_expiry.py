@@ -1,7 +1,8 @@
 """Sweeps: what the vendor deletes because time passed.
 
 - A relationship that never reached an agreement and had no message for
-  ``open_relationship_ttl_ms`` goes, with its history and held data (§11.8-3).
+  ``open_relationship_ttl_ms`` goes, with its history and held data (§11.8-3); its events
+  forget what it said, and a ``relationship.expired`` event tells the feed's consumers.
 - The held data of a share past its expiry is deleted and the share's body erased from the
   history (§5.3.1-4, §12.10-4).
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role, State
+from vrmproto.server._events import expired_record
 from vrmproto.server._held import erasures, is_live
 from vrmproto.store import Commit, RelationshipRecord
 
@@ -61,15 +63,17 @@ async def expire_unagreed(ep: Endpoint, now: int) -> int:
             if not ep.admission.shared:  # a database closed it when it was settled
                 ep.admission.close(record.thread)
             continue
-        if await _expire_unagreed(ep, record.thread, cutoff):
+        if await _expire_unagreed(ep, record.thread, cutoff, now):
             expired += 1
     if expired:
         log.info("expired %d relationships that never reached an agreement", expired)
     return expired
 
 
-async def _expire_unagreed(ep: Endpoint, thread: bytes, cutoff: int) -> bool:
-    """Drop ``thread`` if, under its lock, it still qualifies (see :func:`expire_unagreed`)."""
+async def _expire_unagreed(ep: Endpoint, thread: bytes, cutoff: int, now: int) -> bool:
+    """Drop ``thread`` if, under its lock, it still qualifies (see :func:`expire_unagreed`),
+    and tell the feed's consumers (a ``relationship.expired`` event, docs/events.md), who
+    applied its events before they were forgotten."""
     async with ep._threads.hold(thread):
         fresh = await ep.store.get_relationship(thread)
         if fresh is None or fresh.updated_ms >= cutoff:
@@ -77,7 +81,14 @@ async def _expire_unagreed(ep: Endpoint, thread: bytes, cutoff: int) -> bool:
         if ever_agreed(ep, fresh):
             await ep.admission.aclose(thread)  # agreed since, outside an inbox step
             return False
-        await ep.store.commit(Commit(drop=(thread,)))  # with its held rows and save points
+        head = await ep.store.history_head(thread)  # the last message: seq goes after it
+        told = expired_record(thread, 0 if head is None else head.index + 1, now=now,
+                              last_ms=fresh.updated_ms,
+                              ttl_ms=ep.limits.open_relationship_ttl_ms)  # fmt: skip
+        # with its held rows and save points; its events forgotten, and this one told
+        await ep.store.commit(Commit(drop=(thread,), events=(told,)))
+        for listener in ep._listeners:  # the feed's readers in this process (_events.Wakeup)
+            listener()
     await ep.admission.aclose(thread)
     return True
 

@@ -455,13 +455,16 @@ class Deliverer:
         hook = self.hook
         cursor = self._cursor if self._cursor is not None else await self._load()
         batch = await self.store.events(cursor, hook.batch)
+        # a webhook without a cursor yet starts from the oldest event kept (docs/events.md)
+        accepted = await self.store.feed_floor() if not cursor and batch else 0
         try:
-            await trimmed_before(self.store, cursor, batch)
+            await trimmed_before(self.store, cursor, batch, accepted)
         except FeedTrimmed as trimmed:  # told, then on from the oldest event kept
             log.error("webhook %s: the events after position %d up to %d were trimmed from the "
                       "feed before they were delivered (older than [feed] max_days): this "
-                      "receiver will not get them", hook.shown, cursor, trimmed.floor)  # fmt: skip
-            self.trimmed += trimmed.floor - cursor
+                      "receiver will not get them", hook.shown, trimmed.after,
+                      trimmed.floor)  # fmt: skip
+            self.trimmed += trimmed.floor - trimmed.after
         self._read_at = time.monotonic()
         if not batch:
             return 0
@@ -540,7 +543,10 @@ class Deliverer:
         tried = 0  # attempts made by this deliverer
         while True:
             if tried or started - self._read_at > FRESH_S:
-                events = await self._current(events)
+                events = await self._current(events, every=tried > 0)
+                if not events:  # trimmed while retried: nothing is left to deliver
+                    self._clear(key)
+                    return None
             failure = await self.attempt(events)
             tried += 1
             now = self.clock()
@@ -583,14 +589,25 @@ class Deliverer:
         if key not in self._cleared:
             self._cleared.append(key)
 
-    async def _current(self, events: Sequence[EventRecord]) -> Sequence[EventRecord]:
+    async def _current(self, events: Sequence[EventRecord], *,
+                       every: bool) -> Sequence[EventRecord]:  # fmt: skip
         """``events`` as the store holds them now: the personal data of a share withdrawn since
-        they were read is gone from its event (§12.10-2), and must not be sent again."""
-        if all(e.personal is None for e in events):  # dropped personal data never comes back
+        they were read is gone from its event (§12.10-2), and must not be sent again; the body
+        of a relationship deleted since (§11.8-3) too. ``every``: read them all (a retry,
+        seconds apart at least), not only those with personal data, which a late first attempt
+        reads again. One retention trimmed since (``[feed] max_days``, whoever has not had
+        it) is not there: it is left out, and logged as the batch read would have."""
+        if not every and all(e.personal is None for e in events):  # it never comes back
             return events
         first, last = events[0].pos, events[-1].pos
         now = {e.pos: e for e in await self.store.events(first - 1, last - first + 1)}
-        return [now.get(e.pos, e) for e in events]
+        gone = [e.id for e in events if e.pos not in now]
+        if gone:
+            log.error("webhook %s: %s was trimmed from the feed while it was retried (older "
+                      "than [feed] max_days): this receiver will not get it", self.hook.shown,
+                      ", ".join(gone))  # fmt: skip
+            self.trimmed += len(gone)
+        return [now[e.pos] for e in events if e.pos in now]
 
     async def attempt(self, events: Sequence[EventRecord]) -> Failure | None:
         """One POST of ``events``: in batched mode as a batch (of one, too), else the one event
