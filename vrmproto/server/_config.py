@@ -86,6 +86,7 @@ from pydantic import (
     model_validator,
 )
 
+from vrmproto._codec import MAX_SAFE_INT
 from vrmproto._limits import Limits
 from vrmproto._messages import Money
 from vrmproto._vocab import (
@@ -133,8 +134,12 @@ class _Section(BaseModel):
 
 
 def _from_dataclass(name: str, cls: type[Any]) -> type[_Section]:
-    """A section whose fields are those of a limits dataclass, each optional (its default)."""
-    fields: Any = {f.name: (int | None, Field(default=None, gt=0, strict=False))
+    """A section whose fields are those of a limits dataclass, each optional (its default), a
+    positive integer the protocol can carry: at most 2^53 − 1 (§5's ``int`` range; the
+    discovery document publishes the limits, §13.1-3). A larger one overflowed the 64-bit
+    integers of the store (every message answered 500) or the float of a timer (a
+    traceback at start)."""
+    fields: Any = {f.name: (int | None, Field(default=None, gt=0, le=MAX_SAFE_INT, strict=False))
                    for f in dataclasses.fields(cls)}  # fmt: skip
     model: type[_Section] = create_model(name, __base__=_Section, **fields)
     return model

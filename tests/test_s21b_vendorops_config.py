@@ -1,0 +1,45 @@
+"""Session 21b, a vendor's configuration: a mistake in the vendor file (or on ``vrm vendor
+serve``'s command line) is named before anything serves, with exit 2 — not found later as a
+relay that "cannot connect", a 500 on every message, or a traceback.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from _cli_helpers import fails, vrm
+
+from vrmproto._codec import MAX_SAFE_INT
+from vrmproto.server._config import ConfigError, parse_vendor_file
+
+BASE = 'name = "Corner Shop"\naccepts_terms = "all"\n'
+SEED = 'seed = "eef7010a19794491b6779e2795788d233186a0c4a13fbb27846f000390d0ded5"\n'
+
+
+def _parse(text: str) -> None:
+    parse_vendor_file(tomllib.loads(BASE + text), source="v.toml")
+
+
+# -- limits beyond the protocol's integers ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("section", "name"), [
+    ("limits", "replay_window_ms"),  # stored in SQLite/PostgreSQL (64-bit) with the time added
+    ("limits", "max_depth"),
+    ("connections", "log_interval_ms"),  # divided into a float at start
+    ("connections", "max_connections"),
+])  # fmt: skip
+def test_a_limit_beyond_the_largest_integer_is_a_config_error(section: str, name: str) -> None:
+    for value in (MAX_SAFE_INT + 1, 10**400):
+        with pytest.raises(ConfigError, match=rf"{section}\.{name}: .*9007199254740991"):
+            _parse(f"[{section}]\n{name} = {value}\n")
+    _parse(f"[{section}]\n{name} = {MAX_SAFE_INT}\n")  # the largest is still accepted
+
+
+def test_vrm_vendor_serve_refuses_a_huge_limit_before_serving(tmp_path: Path) -> None:
+    path = tmp_path / "v.toml"
+    path.write_text(BASE + SEED + f"[connections]\nlog_interval_ms = {10**400}\n", "utf-8")
+    fails(vrm("vendor", "serve", "--config", str(path), "--memory", "--no-advertise",
+              home=tmp_path / "home"), 2, "connections.log_interval_ms")  # fmt: skip
