@@ -5,6 +5,7 @@ relay that "cannot connect", a 500 on every message, or a traceback.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -20,6 +21,32 @@ SEED = 'seed = "eef7010a19794491b6779e2795788d233186a0c4a13fbb27846f000390d0ded5
 
 def _parse(text: str) -> None:
     parse_vendor_file(tomllib.loads(BASE + text), source="v.toml")
+
+
+# -- relays (spec §15.5-4): the rule of `vrm relay add` ---------------------------------------
+
+
+@pytest.mark.parametrize("url", [
+    "ws://", "wss://", "wss://:443", "wss://relay.example:99999", "wss://relay .example",
+    "wss://relay.example/\n", "https://relay.example", "wss:relay.example",
+])  # fmt: skip
+def test_a_relay_without_a_host_or_with_a_bad_port_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"relays\[0\]: .*not a relay URL"):
+        _parse(f"relays = [{json.dumps(url)}]\n")
+
+
+@pytest.mark.parametrize("url", ["wss://relay.example", "ws://127.0.0.1:7000",
+                                 "wss://[::1]:7447/nostr"])  # fmt: skip
+def test_a_relay_url_that_names_a_host_is_kept(url: str) -> None:
+    file = parse_vendor_file(tomllib.loads(BASE + f'relays = ["{url}"]\n'))
+    assert file.relays == [url]
+
+
+def test_vrm_vendor_serve_refuses_a_relay_without_a_host(tmp_path: Path) -> None:
+    path = tmp_path / "v.toml"
+    path.write_text(BASE + SEED + 'relays = ["ws://"]\n', "utf-8")
+    fails(vrm("vendor", "serve", "--config", str(path), "--memory", "--no-advertise",
+              home=tmp_path / "home"), 2, "relays[0]", "not a relay URL")  # fmt: skip
 
 
 # -- limits beyond the protocol's integers ----------------------------------------------------

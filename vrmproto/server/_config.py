@@ -74,8 +74,10 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -177,6 +179,21 @@ def _term(spec: str) -> TermRef:
         if p.name not in params and p.type == "str" and len(p.values) == 1:
             params[p.name] = p.values[0]
     return TermRef.of(term, **params)
+
+
+def _relay_url(text: str) -> str:
+    """A relay URL, by the rule of ``vrm relay add`` (``vrmproto.cli._relays.check_relay_url``):
+    ``wss://`` or ``ws://`` (loopback and tests, §15.5-4), a host, a port in range, no spaces.
+    ``ws://`` alone passed the old ``^wss?://`` and was found only as a relay "down"."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        parts = None
+    if (parts is None or len(text) > 2048 or parts.scheme.lower() not in ("wss", "ws")
+            or not parts.hostname or any(c.isspace() or not c.isprintable() for c in text)):
+        raise ValueError(f"{text!r} is not a relay URL (wss://host…)")
+    return text
 
 
 class CatalogueEntry(_Section):
@@ -362,7 +379,7 @@ class VendorFile(_Section):
     observed: list[ObservedEntry] = []
     # Intentcasts through Nostr relays (spec §15; vrmproto/nostr): the relays to listen on, the
     # proof of work required (bits, §15.1-4), and the geohash prefixes it serves (§15.5-3).
-    relays: list[Annotated[str, Field(pattern=r"^wss?://")]] = []
+    relays: list[Annotated[str, AfterValidator(_relay_url)]] = []
     relay_min_pow: int = Field(default=0, ge=0, le=32)
     relay_geohashes: list[Annotated[str, Field(pattern=r"^[0-9b-hjkmnp-z]{1,12}$")]] = []
     limits: LimitsSection = LimitsSection()  # type: ignore[valid-type]
