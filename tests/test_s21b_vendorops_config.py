@@ -70,3 +70,23 @@ def test_vrm_vendor_serve_refuses_a_huge_limit_before_serving(tmp_path: Path) ->
     path.write_text(BASE + SEED + f"[connections]\nlog_interval_ms = {10**400}\n", "utf-8")
     fails(vrm("vendor", "serve", "--config", str(path), "--memory", "--no-advertise",
               home=tmp_path / "home"), 2, "connections.log_interval_ms")  # fmt: skip
+
+
+# -- the command line's options: the same sentence as the file's ------------------------------
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--workers", "2"], ["server.workers above 1 needs a postgresql store"]),
+    (["--relay", "ftp://relay.example"], ["relays[0]", "not a relay URL"]),
+    (["--max-connections", str(10**400)], ["connections.max_connections"]),
+    (["--tls-cert", "cert.pem"], ["server.tls_cert", "tls_key"]),  # not plain HTTP instead
+])  # fmt: skip
+def test_a_bad_option_is_named_in_one_sentence(tmp_path: Path, args: list[str],
+                                               words: list[str]) -> None:  # fmt: skip
+    path = tmp_path / "v.toml"
+    path.write_text(BASE + SEED, "utf-8")
+    r = fails(vrm("vendor", "serve", "--config", str(path), "--memory", "--no-advertise",
+                  *args, home=tmp_path / "home"), 2, "command line", *words)  # fmt: skip
+    assert "pydantic" not in r.stderr, r
+    assert "input_value" not in r.stderr, r
+    assert SEED.split('"')[1] not in r.stderr, r

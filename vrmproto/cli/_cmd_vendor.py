@@ -45,7 +45,7 @@ from vrmproto.server import (
     VendorConfig,
     serve,
 )
-from vrmproto.server._config import VendorFile
+from vrmproto.server._config import ConfigError, VendorFile, parse_vendor_file
 from vrmproto.server._endpoint import Endpoint
 from vrmproto.server._logging import configure_logging
 from vrmproto.server._metrics import MeteredStore, Metrics, metrics_site
@@ -333,11 +333,10 @@ def _overrides(file: VendorFile, options: dict[str, Any]) -> VendorFile:
         data["store"] = {"kind": "postgresql", "url": options["store"]}
     if options.get("memory") and data["store"]["kind"] != "postgresql":
         data["store"] = {"kind": "memory"}
-    try:
-        return VendorFile.model_validate(data)
-    except ValueError as exc:
-        raise CliError(f"the command line's options do not check: {exc}", EXIT_USAGE,
-                       kind="usage") from None  # fmt: skip
+    try:  # the file's checks, all of them: --tls-cert without --tls-key served plain HTTP
+        return parse_vendor_file(data, source="the command line")
+    except ConfigError as exc:
+        raise CliError(str(exc), EXIT_USAGE, kind="usage") from None
 
 
 def _serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
