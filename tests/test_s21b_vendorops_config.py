@@ -90,3 +90,37 @@ def test_a_bad_option_is_named_in_one_sentence(tmp_path: Path, args: list[str],
     assert "pydantic" not in r.stderr, r
     assert "input_value" not in r.stderr, r
     assert SEED.split('"')[1] not in r.stderr, r
+
+
+# -- the store URL's own parameters (docs/deployment.md "Connecting") -------------------------
+
+
+@pytest.mark.parametrize(("query", "words"), [
+    ("vrm_pool_size=abc", ["vrm_pool_size must be an integer", "'abc'"]),
+    ("vrm_command_timeout_s=soon", ["vrm_command_timeout_s must be a number"]),
+    ("vrm_poolsize=8", ["vrm_poolsize is not a parameter", "did you mean 'vrm_pool_size'"]),
+    ("vrm_writers=0", ["writers", "at least 1"]),
+    ("vrm_schema=Bad-Name", ["schema name must match"]),
+    ("vrm_lock_timeout_ms=-1", ["lock_timeout_ms"]),
+])  # fmt: skip
+def test_a_bad_store_url_parameter_is_a_config_error(query: str, words: list[str]) -> None:
+    url = f"postgresql://vrm:s3cret@db1.internal/vrm?{query}"
+    for text in (f'store = "{url}"\n', f'[store]\nurl = "{url}"\n'):
+        with pytest.raises(ConfigError, match=r"^v\.toml: store") as info:
+            _parse(text)
+        for word in words:
+            assert word in str(info.value)
+        assert "s3cret" not in str(info.value)
+
+
+def test_the_store_url_parameters_of_the_docs_are_accepted() -> None:
+    _parse('store = "postgresql://vrm@db1/vrm?vrm_schema=vrm&vrm_pool_size=8&vrm_writers=2'
+           '&vrm_batch_cap=64&vrm_lock_timeout_ms=0&vrm_command_timeout_s=30&sslmode=require"\n')
+
+
+def test_vrm_vendor_check_config_refuses_a_bad_store_url_parameter(tmp_path: Path) -> None:
+    path = tmp_path / "v.toml"
+    path.write_text(BASE + SEED + 'store = "postgresql://vrm@db1/vrm?vrm_pool_size=abc"\n',
+                    "utf-8")  # fmt: skip
+    fails(vrm("vendor", "check-config", str(path), home=tmp_path / "home"), 2,
+          "store", "vrm_pool_size must be an integer")  # fmt: skip

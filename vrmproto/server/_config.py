@@ -74,7 +74,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -275,6 +275,40 @@ class ServerSection(_Section):
 _PG_SCHEMES = ("postgresql://", "postgres://")
 
 
+#: The store's own parameters of a PostgreSQL URL (:meth:`vrmproto.store.PostgresConfig.from_url`,
+#: docs/deployment.md "Connecting"), and what each is.
+_PG_PARAMETERS: dict[str, type[str | int | float]] = {
+    "vrm_schema": str, "vrm_pool_size": int, "vrm_writers": int, "vrm_batch_cap": int,
+    "vrm_lock_timeout_ms": int, "vrm_command_timeout_s": float,
+}  # fmt: skip
+
+
+def _pg_parameters(url: str) -> None:
+    """Check the ``vrm_*`` parameters of a store URL as the store will read them (no I/O):
+    a mistake there said ``invalid literal for int() with base 10: 'abc'`` when the vendor
+    started (and ``check-config`` said ok), and a misspelt one reached PostgreSQL as a server
+    setting it refused at each connection. Only the parameter is named, never the URL (it
+    may hold a password)."""
+    from vrmproto.store import PostgresConfig, StoreError  # noqa: PLC0415
+
+    for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if not key.startswith("vrm_"):
+            continue
+        kind = _PG_PARAMETERS.get(key)
+        if kind is None:
+            raise ValueError(f"the URL's {key} is not a parameter of the store"
+                             + _did_you_mean(key, _PG_PARAMETERS))  # fmt: skip
+        try:
+            kind(value)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise ValueError(f"the URL's {key} must be {what}, not {value!r}") from None
+    try:
+        PostgresConfig.from_url(url)
+    except (ValueError, StoreError) as exc:
+        raise ValueError(f"the URL's vrm_* parameters: {exc}") from None
+
+
 class StoreSection(_Section):
     kind: Literal["sqlite", "memory", "postgresql"] = "sqlite"
     path: str = "vendor.db"
@@ -293,6 +327,8 @@ class StoreSection(_Section):
     def _url_fits(self) -> StoreSection:
         if self.kind == "postgresql" and not (self.url or "").startswith(_PG_SCHEMES):
             raise ValueError("a postgresql store needs url = \"postgresql://…\"")
+        if self.url is not None and self.kind == "postgresql":
+            _pg_parameters(self.url)
         if self.kind != "postgresql" and self.url is not None:
             raise ValueError(f"url is for a postgresql store, not {self.kind}")
         return self
