@@ -5,12 +5,14 @@ relay that "cannot connect", a 500 on every message, or a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import tomllib
 from pathlib import Path
 
 import pytest
-from _cli_helpers import fails, vrm
+from _cli_helpers import ROOT, fails, vrm
 
 from vrmproto._codec import MAX_SAFE_INT
 from vrmproto.server._config import ConfigError, parse_vendor_file
@@ -124,3 +126,14 @@ def test_vrm_vendor_check_config_refuses_a_bad_store_url_parameter(tmp_path: Pat
                     "utf-8")  # fmt: skip
     fails(vrm("vendor", "check-config", str(path), home=tmp_path / "home"), 2,
           "store", "vrm_pool_size must be an integer")  # fmt: skip
+
+
+def test_the_deployment_guide_lists_every_store_url_parameter() -> None:
+    from vrmproto.server._config import _PG_PARAMETERS  # noqa: PLC0415
+    from vrmproto.store import PostgresConfig  # noqa: PLC0415
+
+    table = (ROOT / "docs" / "deployment.md").read_text("utf-8")
+    rows = set(re.findall(r"^\| `(vrm_[a-z_]+)` \|", table, re.MULTILINE))
+    read = {f"vrm_{f.name}" for f in dataclasses.fields(PostgresConfig)
+            if f.name not in ("dsn", "connect_timeout_s")}  # fmt: skip
+    assert rows == read == set(_PG_PARAMETERS)
