@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from _cli_helpers import ROOT, fails, vrm
+from _cli_helpers import ROOT, fails, ok, vrm
 
 from vrmproto._codec import MAX_SAFE_INT
 from vrmproto.server._config import ConfigError, parse_vendor_file
@@ -137,3 +137,16 @@ def test_the_deployment_guide_lists_every_store_url_parameter() -> None:
     read = {f"vrm_{f.name}" for f in dataclasses.fields(PostgresConfig)
             if f.name not in ("dsn", "connect_timeout_s")}  # fmt: skip
     assert rows == read == set(_PG_PARAMETERS)
+
+
+def test_the_help_says_the_connection_caps_hold_in_each_worker(tmp_path: Path) -> None:
+    """With --workers N each process has its own connection guard (§10.1-3, §10.1-4): the
+    service holds up to N times the caps, while the rate limits are shared (§12.9-8). A
+    vendor reading the caps in --help (or docs/deployment.md) is told so."""
+    text = " ".join(ok(vrm("vendor", "serve", "--help", home=tmp_path)).stdout.split())
+    assert "capped in total and per client address (spec §10.1), in each process" in text
+    assert "per client address or prefix, in each worker process" in text
+    assert "the connection caps hold in each (N workers: up to N times" in text
+    guide = " ".join((ROOT / "docs" / "deployment.md").read_text("utf-8").split())
+    assert "The connection caps (`[connections]`" in guide
+    assert "hold in **each** worker" in guide

@@ -367,10 +367,11 @@ def _serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--metrics-port", type=click.IntRange(0, 65535),
                      help="Serve /metrics on a listener of its own, on this port."),
         click.option("--max-connections", type=click.IntRange(min=1),
-                     help=f"Open HTTP connections in total [{d.max_connections}]."),
+                     help=f"Open HTTP connections in total, in each worker process "
+                     f"[{d.max_connections}]."),
         click.option("--max-connections-per-address", type=click.IntRange(min=1),
-                     help=f"Open HTTP connections per client address or prefix "
-                     f"[{d.max_connections_per_address}]."),
+                     help=f"Open HTTP connections per client address or prefix, in each "
+                     f"worker process [{d.max_connections_per_address}]."),
         click.option("--ipv4-prefix", type=click.IntRange(1, 32),
                      help=f"Count IPv4 clients together by this prefix [{d.ipv4_prefix}]."),
         click.option("--ipv6-prefix", type=click.IntRange(1, 128),
@@ -378,7 +379,9 @@ def _serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--json", "as_json", is_flag=True, help="Log one JSON object per line."),
         click.option("--workers", type=click.IntRange(1, 256), help="Processes serving the "
                      "port, each with its own database pool; above 1 needs --store "
-                     "postgresql://… (spec §12.9-8) [file, else 1]."),
+                     "postgresql://… (spec §12.9-8) [file, else 1]. The rate limits and "
+                     "first-contact budgets hold over all of them together; the connection "
+                     "caps hold in each (N workers: up to N times as many connections)."),
         click.option("--relay", "relays", multiple=True, metavar="URL", help="Answer "
                      "intentcasts from this Nostr relay (repeatable; spec §15)."),
     ]  # fmt: skip
@@ -397,7 +400,9 @@ def vendor_serve(*, config_path: str, data_dir: Path | None, **options: Any) -> 
     """Serve a reference vendor from a TOML file: its terms, counter-offers and catalogue.
 
     Slow and idle HTTP connections are closed after 10 and 20 seconds, and connections are
-    capped in total and per client address (spec §10.1). The file's sections (limits,
+    capped in total and per client address (spec §10.1), in each process: with --workers N
+    the service holds up to N times the caps (the rate limits hold over all the processes
+    together, §12.9-8). The file's sections (limits,
     connections, server, store, logging, metrics, feed: how long the event feed keeps its
     events, and [[webhooks]]: docs/events.md) and VRM_<SECTION>_<FIELD> environment
     variables set the rest; options given here win.

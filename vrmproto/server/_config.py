@@ -21,8 +21,8 @@ environment variables over it: what ``vrm vendor serve`` and ``vrm vendor check-
 
     [limits]                          # any field of spec §10 Table 1 (vrmproto.Limits)
     rate_per_address_per_minute = 6000
-    [connections]                     # any field of spec Table 10-2 (ConnectionLimits)
-    max_connections_per_address = 64
+    [connections]                     # any field of spec Table 10-2 (ConnectionLimits),
+    max_connections_per_address = 64  # held by each worker process (below)
     [server]
     host = "0.0.0.0"
     port = 8701
@@ -30,7 +30,9 @@ environment variables over it: what ``vrm vendor serve`` and ``vrm vendor check-
     trusted_proxies = ["10.0.0.0/8", "127.0.0.1"] # whose Forwarded headers count (§12.13-1)
     tls_cert = "cert.pem"                        # serve HTTPS directly
     tls_key = "key.pem"
-    workers = 4                       # processes serving the port (needs a postgresql store)
+    workers = 4                       # processes serving the port (needs a postgresql store);
+                                      # the rate limits and first-contact budgets hold over
+                                      # all of them (§12.9-8), [connections] in each one
     feed_poll_s = 1.0                 # the event feed's poll when nothing wakes it
     stop_timeout_s = 30.0             # workers still running this long after SIGTERM are killed
     [store]
