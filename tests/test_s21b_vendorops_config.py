@@ -150,3 +150,15 @@ def test_the_help_says_the_connection_caps_hold_in_each_worker(tmp_path: Path) -
     guide = " ".join((ROOT / "docs" / "deployment.md").read_text("utf-8").split())
     assert "The connection caps (`[connections]`" in guide
     assert "hold in **each** worker" in guide
+
+
+def test_a_price_beyond_what_an_offer_carries_is_a_config_error() -> None:
+    """Money's ``amount`` is ``int(0..9007199254740991)`` minor units (spec §5): a larger
+    catalogue price was accepted, and each intentcast it matched failed in the policy (no
+    offer, a traceback in the log) instead of the file being refused."""
+    item = '[[catalogue]]\ndescription = "Jeep"\nkeywords = ["suv"]\nprice = "{}"\n'
+    with pytest.raises(ConfigError, match=r"catalogue\[0\]\.price: .*more than an offer"):
+        _parse(item.format("99999999999999999999999 USD"))
+    with pytest.raises(ConfigError, match=r"catalogue\[0\]\.price"):
+        _parse(item.format(f"{MAX_SAFE_INT // 100 + 1} USD"))
+    _parse(item.format(f"{MAX_SAFE_INT // 100} USD"))  # the largest whole amount that fits

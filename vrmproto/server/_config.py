@@ -159,7 +159,10 @@ def _money(text: str) -> Money:
     m = _MONEY.fullmatch(text.strip())
     if m is None or bool(m.group(1)) == bool(m.group(3)):
         raise ValueError(f"{text!r} is not an amount; write it like 289 USD")
-    return Money.parse(m.group(2), m.group(1) or m.group(3))
+    money = Money.parse(m.group(2), m.group(1) or m.group(3))
+    if money.amount > MAX_SAFE_INT:  # an offer's amount is int(0..2^53-1) (§5, Money)
+        raise ValueError(f"{text!r} is more than an offer can carry")
+    return money
 
 
 def _term(spec: str) -> TermRef:
