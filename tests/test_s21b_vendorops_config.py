@@ -162,3 +162,17 @@ def test_a_price_beyond_what_an_offer_carries_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"catalogue\[0\]\.price"):
         _parse(item.format(f"{MAX_SAFE_INT // 100 + 1} USD"))
     _parse(item.format(f"{MAX_SAFE_INT // 100} USD"))  # the largest whole amount that fits
+
+
+@pytest.mark.parametrize(("line", "where"), [
+    ('category = "nope"', r"observed\[1\]\.category: 'nope' is not a category"),
+    ('purposes = ["core-function", "nope"]', r"observed\[1\]\.purposes: 'nope' is not a purp"),
+    ("collected = -5", r"observed\[1\]: .*milliseconds since the epoch.* collected"),
+])  # fmt: skip
+def test_a_mistaken_observed_entry_is_named(line: str, where: str) -> None:
+    """A vendor with many ``[[observed]]`` entries is told which one is wrong (before: only
+    the file, ``v.toml: 'nope' is not a category``)."""
+    entries = '[[observed]]\nfield = "a"\nvalue = "1"\n' + \
+        f'[[observed]]\nfield = "b"\nvalue = "2"\n{line}\n'  # fmt: skip
+    with pytest.raises(ConfigError, match=rf"^v\.toml: {where}"):
+        _parse(entries)

@@ -237,6 +237,26 @@ class ObservedEntry(_Section):
     collected: dt.datetime | dt.date | int = 0
     purposes: list[str] = ["core-function"]
 
+    @field_validator("category")
+    @classmethod
+    def _category(cls, value: str) -> str:
+        parse_category(value)
+        return value
+
+    @field_validator("purposes")
+    @classmethod
+    def _purposes(cls, value: list[str]) -> list[str]:
+        for purpose in value:
+            parse_purpose(purpose)
+        return value
+
+    @model_validator(mode="after")
+    def _a_record(self) -> ObservedEntry:
+        """The record it makes checks too (``collected`` at or after the epoch, …), so that a
+        mistake names the entry (``observed[3]``), not only the file."""
+        self.record()
+        return self
+
     def record(self) -> DataRecord:
         return DataRecord(field=self.field, value=str(self.value),
                           category=parse_category(self.category), source=self.source,
