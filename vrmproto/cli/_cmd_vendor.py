@@ -106,7 +106,26 @@ async def _open_store(file: VendorFile, data_dir: Path | None) -> Store:
         except StoreError as exc:
             raise CliError(f"cannot open the store: {exc}", kind="store") from None
     path = _sqlite_path(file, data_dir)
-    return MemoryStore() if path is None else await SQLiteStore.open(path)
+    if path is None:
+        return MemoryStore()
+    try:
+        return await SQLiteStore.open(path)
+    except StoreError as exc:
+        raise CliError(f"cannot open the store {path}: {exc}", kind="store") from None
+
+
+def _check_sqlite_path(path: Path | None) -> None:
+    """Refuse a ``[store] path`` that cannot be a database file (exit 2), naming it, before
+    anything is made or tightened there: a directory at the path was chmod-ed 0600, and a
+    missing directory was reported as its lock file's."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise CliError(f"store.path: {path} is a directory, not a database file; name a file "
+                       "in it", EXIT_USAGE, kind="config")  # fmt: skip
+    if not path.parent.is_dir():
+        raise CliError(f"store.path: {path}: no such directory {path.parent}; make it first",
+                       EXIT_USAGE, kind="config")  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -165,6 +184,7 @@ async def serve_vendor(config: VendorConfig, *, identity: Identity, data_dir: Pa
     file = config.file if config.file is not None else VendorFile(name=config.name)
     tls = _tls(file, base)
     metrics = Metrics() if file.metrics.enabled else None
+    _check_sqlite_path(_sqlite_path(file, data_dir))
     with _sole_server(_sqlite_path(file, data_dir)):
         await _serve_from(config, file, identity=identity, data_dir=data_dir, tls=tls,
                           metrics=metrics, worker=worker)
