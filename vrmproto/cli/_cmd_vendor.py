@@ -64,12 +64,15 @@ __all__ = ["serve_vendor", "vendor"]
 log = logging.getLogger("vrmproto.server.vendor")
 
 
-#: Log lines of the vendor's own that are warnings, not news.
-_WARNINGS = frozenset({"worker_killed"})
+#: Log lines of the vendor's own that are warnings or errors, not news: a worker that failed
+#: to start (and so stopped the service) was logged at INFO, unseen by a level filter.
+_WARNINGS = frozenset({"worker_killed", "worker_exited"})
+_ERRORS = frozenset({"worker_failed"})
 
 
 def _event(event: str, human: str, **fields: Any) -> None:
-    level = logging.WARNING if event in _WARNINGS else logging.INFO
+    level = (logging.ERROR if event in _ERRORS else
+             logging.WARNING if event in _WARNINGS else logging.INFO)  # fmt: skip
     log.log(level, human, extra={"event": event, "fields": fields})
 
 
@@ -81,10 +84,15 @@ def _tls(file: VendorFile, base: Path) -> ssl.SSLContext | None:
     # A client's TLS 1.2 renegotiation mid-connection is refused (an alert), not served: the
     # endpoint's own TLS layer (server/_tls.py) cannot write while one is in progress.
     context.options |= ssl.OP_NO_RENEGOTIATION
+    cert, key = base / server.tls_cert, base / server.tls_key
+    for name, path in (("tls_cert", cert), ("tls_key", key)):
+        if not path.is_file():
+            raise CliError(f"server.{name}: no such file {path}", EXIT_USAGE, kind="config")
     try:
-        context.load_cert_chain(base / server.tls_cert, base / server.tls_key)
+        context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
-        raise CliError(f"cannot load the TLS certificate or key: {exc}", EXIT_USAGE,
+        raise CliError(f"cannot load the TLS certificate {cert} with its key {key}: "
+                       f"{getattr(exc, 'strerror', None) or exc}", EXIT_USAGE,
                        kind="config") from None  # fmt: skip
     return context
 
@@ -441,6 +449,7 @@ def vendor_serve(*, config_path: str, data_dir: Path | None, **options: Any) -> 
                                 level=file.logging.level,
                                 queue_size=file.logging.queue_size)  # fmt: skip
     base = Path(config_path).parent
+    _tls(file, base)  # a bad certificate: exit 2 here, not exit 1 from each worker
     try:
         if file.server.workers > 1:
             status = _serve_workers(config, identity=identity, data_dir=directory, base=base)
