@@ -176,3 +176,22 @@ def test_a_mistaken_observed_entry_is_named(line: str, where: str) -> None:
         f'[[observed]]\nfield = "b"\nvalue = "2"\n{line}\n'  # fmt: skip
     with pytest.raises(ConfigError, match=rf"^v\.toml: {where}"):
         _parse(entries)
+
+
+@pytest.mark.parametrize(("var", "words"), [
+    ("VRM_STORE", ["store:", "VRM_STORE_URL"]),
+    ("VRM_SEED", ["seed:", "seed_file"]),
+    ("VRM_SEED_FILE", ["seed_file:"]),
+    ("VRM_RELAYS", ["relays:"]),
+    ("VRM_RELAY_MIN_POW", ["relay_min_pow:"]),
+])  # fmt: skip
+def test_a_variable_outside_the_sections_is_refused(var: str, words: list[str]) -> None:
+    """``VRM_STORE=postgresql://…`` was ignored (the vendor served from SQLite on the
+    container's disk), and ``VRM_SEED`` too (a fresh key in the data directory: every
+    customer's relationship with the old key gone); only sections' fields come from the
+    environment, and a variable for another is now named as the mistake."""
+    with pytest.raises(ConfigError, match=rf"^environment variable {var}: ") as info:
+        parse_vendor_file(tomllib.loads(BASE), environ={var: "postgresql://db/vrm"})
+    for word in words:
+        assert word in str(info.value)
+    assert parse_vendor_file(tomllib.loads(BASE), environ={"VRM_HOME": "/x", "VRM_TEST": "1"})

@@ -61,7 +61,9 @@ environment variables over it: what ``vrm vendor serve`` and ``vrm vendor check-
 
 Every section's field can also be set as ``VRM_<SECTION>_<FIELD>`` (``VRM_LIMITS_MAX_DEPTH=8``,
 ``VRM_SERVER_TRUSTED_PROXIES=10.0.0.0/8,::1``, ``VRM_METRICS_ENABLED=true``); the environment
-wins over the file. Every mistake names the file (or the variable), the field, and the field
+wins over the file. The fields outside the sections (``name``, ``seed``, ``relays``, …) are the
+file's alone: ``VRM_SEED`` or ``VRM_STORE`` is refused, not ignored (``VRM_STORE_URL`` sets the
+store). Every mistake names the file (or the variable), the field, and the field
 meant when the name is a near miss.
 """
 
@@ -520,14 +522,31 @@ _ITEMS: dict[str, type[BaseModel]] = {"catalogue": CatalogueEntry, "observed": O
                                       "webhooks": WebhookEntry}  # fmt: skip
 
 
+#: The file's fields outside any section, which no ``VRM_*`` variable sets (a hint for each).
+_TOP_LEVEL: dict[str, str] = {
+    name: " (or seed_file, or neither: the data directory keeps it)" if name == "seed" else ""
+    for name in VendorFile.model_fields if name not in _SECTIONS
+}  # fmt: skip
+
+
 def _env_overlay(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, str], str]:
     """Put ``VRM_<SECTION>_<FIELD>`` values into ``data``; returns which field came from which
-    variable. A known section with an unknown field is an error (with a did-you-mean)."""
+    variable. A known section with an unknown field is an error (with a did-you-mean), and so
+    is a variable naming a field outside the sections (``VRM_SEED``)."""
     origin: dict[tuple[str, str], str] = {}
     for var, text in sorted(environ.items()):
         if not var.startswith(ENV_PREFIX):
             continue
-        section, _, name = var[len(ENV_PREFIX):].lower().partition("_")
+        key = var[len(ENV_PREFIX):].lower()
+        if key in _TOP_LEVEL:  # VRM_SEED, VRM_STORE: were ignored, and a fresh key made
+            raise ConfigError(f"environment variable {var}", key, "only a section's fields "
+                              "are set from the environment; give it in the file"
+                              + _TOP_LEVEL[key])  # fmt: skip
+        if key in _SECTIONS:
+            hint = " (VRM_STORE_URL=postgresql://…)" if key == "store" else ""
+            raise ConfigError(f"environment variable {var}", key, "is a section: set its "
+                              f"fields, as {var}_<FIELD>{hint}")  # fmt: skip
+        section, _, name = key.partition("_")
         model = _SECTIONS.get(section)
         if model is None or not name:
             continue  # VRM_HOME and the like belong to others
