@@ -5,6 +5,7 @@ there, a worker that fails — names the file and is logged as the failure it is
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 from _cli_helpers import fails, vrm
@@ -53,3 +54,15 @@ def test_a_worker_that_fails_to_start_is_logged_as_an_error(tmp_path: Path) -> N
     assert failed, r
     assert failed[0]["level"] == "error", failed
     assert "cannot open the store" in failed[0]["message"], failed
+
+
+def test_a_metrics_port_in_use_is_named_as_the_metrics_listener(tmp_path: Path) -> None:
+    """Before: ``vrm: error while attempting to bind on address ('127.0.0.1', N): address
+    already in use.`` — which of the vendor's two listeners, it did not say."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = _config(tmp_path, f"[metrics]\nenabled = true\nport = {port}\n")
+        fails(vrm("vendor", "serve", "--config", config, "--memory", "--no-advertise",
+                  home=tmp_path / "home"), 2, "/metrics", "metrics.port", f":{port}")  # fmt: skip

@@ -171,7 +171,14 @@ async def _metrics_listener(file: VendorFile, metrics: Metrics | None,
     if metrics is None or port is None:
         yield None
         return
-    async with metrics_site(metrics, store, file.metrics.host or file.server.host, port) as url:
+    host = file.metrics.host or file.server.host
+    stack = contextlib.AsyncExitStack()
+    try:
+        url = await stack.enter_async_context(metrics_site(metrics, store, host, port))
+    except OSError as exc:  # was told as the main port's: "error while attempting to bind…"
+        raise CliError(f"cannot listen for /metrics (metrics.port) on {host}:{port}: "
+                       f"{exc.strerror or exc}", EXIT_USAGE, kind="listen") from None  # fmt: skip
+    async with stack:
         yield url
 
 
