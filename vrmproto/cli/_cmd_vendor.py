@@ -45,7 +45,7 @@ from vrmproto.server import (
     VendorConfig,
     serve,
 )
-from vrmproto.server._config import VendorFile
+from vrmproto.server._config import ConfigError, VendorFile, parse_vendor_file
 from vrmproto.server._endpoint import Endpoint
 from vrmproto.server._logging import configure_logging
 from vrmproto.server._metrics import MeteredStore, Metrics, metrics_site
@@ -64,12 +64,15 @@ __all__ = ["serve_vendor", "vendor"]
 log = logging.getLogger("vrmproto.server.vendor")
 
 
-#: Log lines of the vendor's own that are warnings, not news.
-_WARNINGS = frozenset({"worker_killed"})
+#: Log lines of the vendor's own that are warnings or errors, not news: a worker that failed
+#: to start (and so stopped the service) was logged at INFO, unseen by a level filter.
+_WARNINGS = frozenset({"worker_killed", "worker_exited"})
+_ERRORS = frozenset({"worker_failed"})
 
 
 def _event(event: str, human: str, **fields: Any) -> None:
-    level = logging.WARNING if event in _WARNINGS else logging.INFO
+    level = (logging.ERROR if event in _ERRORS else
+             logging.WARNING if event in _WARNINGS else logging.INFO)  # fmt: skip
     log.log(level, human, extra={"event": event, "fields": fields})
 
 
@@ -81,10 +84,15 @@ def _tls(file: VendorFile, base: Path) -> ssl.SSLContext | None:
     # A client's TLS 1.2 renegotiation mid-connection is refused (an alert), not served: the
     # endpoint's own TLS layer (server/_tls.py) cannot write while one is in progress.
     context.options |= ssl.OP_NO_RENEGOTIATION
+    cert, key = base / server.tls_cert, base / server.tls_key
+    for name, path in (("tls_cert", cert), ("tls_key", key)):
+        if not path.is_file():
+            raise CliError(f"server.{name}: no such file {path}", EXIT_USAGE, kind="config")
     try:
-        context.load_cert_chain(base / server.tls_cert, base / server.tls_key)
+        context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
-        raise CliError(f"cannot load the TLS certificate or key: {exc}", EXIT_USAGE,
+        raise CliError(f"cannot load the TLS certificate {cert} with its key {key}: "
+                       f"{getattr(exc, 'strerror', None) or exc}", EXIT_USAGE,
                        kind="config") from None  # fmt: skip
     return context
 
@@ -106,7 +114,26 @@ async def _open_store(file: VendorFile, data_dir: Path | None) -> Store:
         except StoreError as exc:
             raise CliError(f"cannot open the store: {exc}", kind="store") from None
     path = _sqlite_path(file, data_dir)
-    return MemoryStore() if path is None else await SQLiteStore.open(path)
+    if path is None:
+        return MemoryStore()
+    try:
+        return await SQLiteStore.open(path)
+    except StoreError as exc:
+        raise CliError(f"cannot open the store {path}: {exc}", kind="store") from None
+
+
+def _check_sqlite_path(path: Path | None) -> None:
+    """Refuse a ``[store] path`` that cannot be a database file (exit 2), naming it, before
+    anything is made or tightened there: a directory at the path was chmod-ed 0600, and a
+    missing directory was reported as its lock file's."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise CliError(f"store.path: {path} is a directory, not a database file; name a file "
+                       "in it", EXIT_USAGE, kind="config")  # fmt: skip
+    if not path.parent.is_dir():
+        raise CliError(f"store.path: {path}: no such directory {path.parent}; make it first",
+                       EXIT_USAGE, kind="config")  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -144,7 +171,14 @@ async def _metrics_listener(file: VendorFile, metrics: Metrics | None,
     if metrics is None or port is None:
         yield None
         return
-    async with metrics_site(metrics, store, file.metrics.host or file.server.host, port) as url:
+    host = file.metrics.host or file.server.host
+    stack = contextlib.AsyncExitStack()
+    try:
+        url = await stack.enter_async_context(metrics_site(metrics, store, host, port))
+    except OSError as exc:  # was told as the main port's: "error while attempting to bind…"
+        raise CliError(f"cannot listen for /metrics (metrics.port) on {host}:{port}: "
+                       f"{exc.strerror or exc}", EXIT_USAGE, kind="listen") from None  # fmt: skip
+    async with stack:
         yield url
 
 
@@ -165,6 +199,7 @@ async def serve_vendor(config: VendorConfig, *, identity: Identity, data_dir: Pa
     file = config.file if config.file is not None else VendorFile(name=config.name)
     tls = _tls(file, base)
     metrics = Metrics() if file.metrics.enabled else None
+    _check_sqlite_path(_sqlite_path(file, data_dir))
     with _sole_server(_sqlite_path(file, data_dir)):
         await _serve_from(config, file, identity=identity, data_dir=data_dir, tls=tls,
                           metrics=metrics, worker=worker)
@@ -333,11 +368,10 @@ def _overrides(file: VendorFile, options: dict[str, Any]) -> VendorFile:
         data["store"] = {"kind": "postgresql", "url": options["store"]}
     if options.get("memory") and data["store"]["kind"] != "postgresql":
         data["store"] = {"kind": "memory"}
-    try:
-        return VendorFile.model_validate(data)
-    except ValueError as exc:
-        raise CliError(f"the command line's options do not check: {exc}", EXIT_USAGE,
-                       kind="usage") from None  # fmt: skip
+    try:  # the file's checks, all of them: --tls-cert without --tls-key served plain HTTP
+        return parse_vendor_file(data, source="the command line")
+    except ConfigError as exc:
+        raise CliError(str(exc), EXIT_USAGE, kind="usage") from None
 
 
 def _serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -368,10 +402,11 @@ def _serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--metrics-port", type=click.IntRange(0, 65535),
                      help="Serve /metrics on a listener of its own, on this port."),
         click.option("--max-connections", type=click.IntRange(min=1),
-                     help=f"Open HTTP connections in total [{d.max_connections}]."),
+                     help=f"Open HTTP connections in total, in each worker process "
+                     f"[{d.max_connections}]."),
         click.option("--max-connections-per-address", type=click.IntRange(min=1),
-                     help=f"Open HTTP connections per client address or prefix "
-                     f"[{d.max_connections_per_address}]."),
+                     help=f"Open HTTP connections per client address or prefix, in each "
+                     f"worker process [{d.max_connections_per_address}]."),
         click.option("--ipv4-prefix", type=click.IntRange(1, 32),
                      help=f"Count IPv4 clients together by this prefix [{d.ipv4_prefix}]."),
         click.option("--ipv6-prefix", type=click.IntRange(1, 128),
@@ -379,7 +414,9 @@ def _serve_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--json", "as_json", is_flag=True, help="Log one JSON object per line."),
         click.option("--workers", type=click.IntRange(1, 256), help="Processes serving the "
                      "port, each with its own database pool; above 1 needs --store "
-                     "postgresql://… (spec §12.9-8) [file, else 1]."),
+                     "postgresql://… (spec §12.9-8) [file, else 1]. The rate limits and "
+                     "first-contact budgets hold over all of them together; the connection "
+                     "caps hold in each (N workers: up to N times as many connections)."),
         click.option("--relay", "relays", multiple=True, metavar="URL", help="Answer "
                      "intentcasts from this Nostr relay (repeatable; spec §15)."),
     ]  # fmt: skip
@@ -398,7 +435,9 @@ def vendor_serve(*, config_path: str, data_dir: Path | None, **options: Any) -> 
     """Serve a reference vendor from a TOML file: its terms, counter-offers and catalogue.
 
     Slow and idle HTTP connections are closed after 10 and 20 seconds, and connections are
-    capped in total and per client address (spec §10.1). The file's sections (limits,
+    capped in total and per client address (spec §10.1), in each process: with --workers N
+    the service holds up to N times the caps (the rate limits hold over all the processes
+    together, §12.9-8). The file's sections (limits,
     connections, server, store, logging, metrics, feed: how long the event feed keeps its
     events, and [[webhooks]]: docs/events.md) and VRM_<SECTION>_<FIELD> environment
     variables set the rest; options given here win.
@@ -417,6 +456,7 @@ def vendor_serve(*, config_path: str, data_dir: Path | None, **options: Any) -> 
                                 level=file.logging.level,
                                 queue_size=file.logging.queue_size)  # fmt: skip
     base = Path(config_path).parent
+    _tls(file, base)  # a bad certificate: exit 2 here, not exit 1 from each worker
     try:
         if file.server.workers > 1:
             status = _serve_workers(config, identity=identity, data_dir=directory, base=base)

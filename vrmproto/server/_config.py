@@ -21,8 +21,8 @@ environment variables over it: what ``vrm vendor serve`` and ``vrm vendor check-
 
     [limits]                          # any field of spec §10 Table 1 (vrmproto.Limits)
     rate_per_address_per_minute = 6000
-    [connections]                     # any field of spec Table 10-2 (ConnectionLimits)
-    max_connections_per_address = 64
+    [connections]                     # any field of spec Table 10-2 (ConnectionLimits),
+    max_connections_per_address = 64  # held by each worker process (below)
     [server]
     host = "0.0.0.0"
     port = 8701
@@ -30,7 +30,9 @@ environment variables over it: what ``vrm vendor serve`` and ``vrm vendor check-
     trusted_proxies = ["10.0.0.0/8", "127.0.0.1"] # whose Forwarded headers count (§12.13-1)
     tls_cert = "cert.pem"                        # serve HTTPS directly
     tls_key = "key.pem"
-    workers = 4                       # processes serving the port (needs a postgresql store)
+    workers = 4                       # processes serving the port (needs a postgresql store);
+                                      # the rate limits and first-contact budgets hold over
+                                      # all of them (§12.9-8), [connections] in each one
     feed_poll_s = 1.0                 # the event feed's poll when nothing wakes it
     stop_timeout_s = 30.0             # workers still running this long after SIGTERM are killed
     [store]
@@ -59,7 +61,9 @@ environment variables over it: what ``vrm vendor serve`` and ``vrm vendor check-
 
 Every section's field can also be set as ``VRM_<SECTION>_<FIELD>`` (``VRM_LIMITS_MAX_DEPTH=8``,
 ``VRM_SERVER_TRUSTED_PROXIES=10.0.0.0/8,::1``, ``VRM_METRICS_ENABLED=true``); the environment
-wins over the file. Every mistake names the file (or the variable), the field, and the field
+wins over the file. The fields outside the sections (``name``, ``seed``, ``relays``, …) are the
+file's alone: ``VRM_SEED`` or ``VRM_STORE`` is refused, not ignored (``VRM_STORE_URL`` sets the
+store). Every mistake names the file (or the variable), the field, and the field
 meant when the name is a near miss.
 """
 
@@ -74,8 +78,10 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -86,6 +92,7 @@ from pydantic import (
     model_validator,
 )
 
+from vrmproto._codec import MAX_SAFE_INT
 from vrmproto._limits import Limits
 from vrmproto._messages import Money
 from vrmproto._vocab import (
@@ -133,8 +140,12 @@ class _Section(BaseModel):
 
 
 def _from_dataclass(name: str, cls: type[Any]) -> type[_Section]:
-    """A section whose fields are those of a limits dataclass, each optional (its default)."""
-    fields: Any = {f.name: (int | None, Field(default=None, gt=0, strict=False))
+    """A section whose fields are those of a limits dataclass, each optional (its default), a
+    positive integer the protocol can carry: at most 2^53 − 1 (§5's ``int`` range; the
+    discovery document publishes the limits, §13.1-3). A larger one overflowed the 64-bit
+    integers of the store (every message answered 500) or the float of a timer (a
+    traceback at start)."""
+    fields: Any = {f.name: (int | None, Field(default=None, gt=0, le=MAX_SAFE_INT, strict=False))
                    for f in dataclasses.fields(cls)}  # fmt: skip
     model: type[_Section] = create_model(name, __base__=_Section, **fields)
     return model
@@ -150,7 +161,10 @@ def _money(text: str) -> Money:
     m = _MONEY.fullmatch(text.strip())
     if m is None or bool(m.group(1)) == bool(m.group(3)):
         raise ValueError(f"{text!r} is not an amount; write it like 289 USD")
-    return Money.parse(m.group(2), m.group(1) or m.group(3))
+    money = Money.parse(m.group(2), m.group(1) or m.group(3))
+    if money.amount > MAX_SAFE_INT:  # an offer's amount is int(0..2^53-1) (§5, Money)
+        raise ValueError(f"{text!r} is more than an offer can carry")
+    return money
 
 
 def _term(spec: str) -> TermRef:
@@ -172,6 +186,21 @@ def _term(spec: str) -> TermRef:
         if p.name not in params and p.type == "str" and len(p.values) == 1:
             params[p.name] = p.values[0]
     return TermRef.of(term, **params)
+
+
+def _relay_url(text: str) -> str:
+    """A relay URL, by the rule of ``vrm relay add`` (``vrmproto.cli._relays.check_relay_url``):
+    ``wss://`` or ``ws://`` (loopback and tests, §15.5-4), a host, a port in range, no spaces.
+    ``ws://`` alone passed the old ``^wss?://`` and was found only as a relay "down"."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        parts = None
+    if (parts is None or len(text) > 2048 or parts.scheme.lower() not in ("wss", "ws")
+            or not parts.hostname or any(c.isspace() or not c.isprintable() for c in text)):
+        raise ValueError(f"{text!r} is not a relay URL (wss://host…)")
+    return text
 
 
 class CatalogueEntry(_Section):
@@ -209,6 +238,26 @@ class ObservedEntry(_Section):
     source: Literal["provided", "observed", "derived"] = "observed"
     collected: dt.datetime | dt.date | int = 0
     purposes: list[str] = ["core-function"]
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, value: str) -> str:
+        parse_category(value)
+        return value
+
+    @field_validator("purposes")
+    @classmethod
+    def _purposes(cls, value: list[str]) -> list[str]:
+        for purpose in value:
+            parse_purpose(purpose)
+        return value
+
+    @model_validator(mode="after")
+    def _a_record(self) -> ObservedEntry:
+        """The record it makes checks too (``collected`` at or after the epoch, …), so that a
+        mistake names the entry (``observed[3]``), not only the file."""
+        self.record()
+        return self
 
     def record(self) -> DataRecord:
         return DataRecord(field=self.field, value=str(self.value),
@@ -253,6 +302,40 @@ class ServerSection(_Section):
 _PG_SCHEMES = ("postgresql://", "postgres://")
 
 
+#: The store's own parameters of a PostgreSQL URL (:meth:`vrmproto.store.PostgresConfig.from_url`,
+#: docs/deployment.md "Connecting"), and what each is.
+_PG_PARAMETERS: dict[str, type[str | int | float]] = {
+    "vrm_schema": str, "vrm_pool_size": int, "vrm_writers": int, "vrm_batch_cap": int,
+    "vrm_lock_timeout_ms": int, "vrm_command_timeout_s": float,
+}  # fmt: skip
+
+
+def _pg_parameters(url: str) -> None:
+    """Check the ``vrm_*`` parameters of a store URL as the store will read them (no I/O):
+    a mistake there said ``invalid literal for int() with base 10: 'abc'`` when the vendor
+    started (and ``check-config`` said ok), and a misspelt one reached PostgreSQL as a server
+    setting it refused at each connection. Only the parameter is named, never the URL (it
+    may hold a password)."""
+    from vrmproto.store import PostgresConfig, StoreError  # noqa: PLC0415
+
+    for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if not key.startswith("vrm_"):
+            continue
+        kind = _PG_PARAMETERS.get(key)
+        if kind is None:
+            raise ValueError(f"the URL's {key} is not a parameter of the store"
+                             + _did_you_mean(key, _PG_PARAMETERS))  # fmt: skip
+        try:
+            kind(value)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise ValueError(f"the URL's {key} must be {what}, not {value!r}") from None
+    try:
+        PostgresConfig.from_url(url)
+    except (ValueError, StoreError) as exc:
+        raise ValueError(f"the URL's vrm_* parameters: {exc}") from None
+
+
 class StoreSection(_Section):
     kind: Literal["sqlite", "memory", "postgresql"] = "sqlite"
     path: str = "vendor.db"
@@ -271,6 +354,8 @@ class StoreSection(_Section):
     def _url_fits(self) -> StoreSection:
         if self.kind == "postgresql" and not (self.url or "").startswith(_PG_SCHEMES):
             raise ValueError("a postgresql store needs url = \"postgresql://…\"")
+        if self.url is not None and self.kind == "postgresql":
+            _pg_parameters(self.url)
         if self.kind != "postgresql" and self.url is not None:
             raise ValueError(f"url is for a postgresql store, not {self.kind}")
         return self
@@ -357,7 +442,7 @@ class VendorFile(_Section):
     observed: list[ObservedEntry] = []
     # Intentcasts through Nostr relays (spec §15; vrmproto/nostr): the relays to listen on, the
     # proof of work required (bits, §15.1-4), and the geohash prefixes it serves (§15.5-3).
-    relays: list[Annotated[str, Field(pattern=r"^wss?://")]] = []
+    relays: list[Annotated[str, AfterValidator(_relay_url)]] = []
     relay_min_pow: int = Field(default=0, ge=0, le=32)
     relay_geohashes: list[Annotated[str, Field(pattern=r"^[0-9b-hjkmnp-z]{1,12}$")]] = []
     limits: LimitsSection = LimitsSection()  # type: ignore[valid-type]
@@ -437,14 +522,31 @@ _ITEMS: dict[str, type[BaseModel]] = {"catalogue": CatalogueEntry, "observed": O
                                       "webhooks": WebhookEntry}  # fmt: skip
 
 
+#: The file's fields outside any section, which no ``VRM_*`` variable sets (a hint for each).
+_TOP_LEVEL: dict[str, str] = {
+    name: " (or seed_file, or neither: the data directory keeps it)" if name == "seed" else ""
+    for name in VendorFile.model_fields if name not in _SECTIONS
+}  # fmt: skip
+
+
 def _env_overlay(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, str], str]:
     """Put ``VRM_<SECTION>_<FIELD>`` values into ``data``; returns which field came from which
-    variable. A known section with an unknown field is an error (with a did-you-mean)."""
+    variable. A known section with an unknown field is an error (with a did-you-mean), and so
+    is a variable naming a field outside the sections (``VRM_SEED``)."""
     origin: dict[tuple[str, str], str] = {}
     for var, text in sorted(environ.items()):
         if not var.startswith(ENV_PREFIX):
             continue
-        section, _, name = var[len(ENV_PREFIX):].lower().partition("_")
+        key = var[len(ENV_PREFIX):].lower()
+        if key in _TOP_LEVEL:  # VRM_SEED, VRM_STORE: were ignored, and a fresh key made
+            raise ConfigError(f"environment variable {var}", key, "only a section's fields "
+                              "are set from the environment; give it in the file"
+                              + _TOP_LEVEL[key])  # fmt: skip
+        if key in _SECTIONS:
+            hint = " (VRM_STORE_URL=postgresql://…)" if key == "store" else ""
+            raise ConfigError(f"environment variable {var}", key, "is a section: set its "
+                              f"fields, as {var}_<FIELD>{hint}")  # fmt: skip
+        section, _, name = key.partition("_")
         model = _SECTIONS.get(section)
         if model is None or not name:
             continue  # VRM_HOME and the like belong to others
