@@ -31,7 +31,8 @@ GOOD: dict[str, Any] = {
 
 
 @asynccontextmanager
-async def _endpoint(doc: dict[str, Any]) -> AsyncIterator[str]:
+async def serving(doc: dict[str, Any]) -> AsyncIterator[str]:
+    """An endpoint on 127.0.0.1 whose discovery document is ``doc``, refusing every POST."""
     async def discovery(_: web.Request) -> web.Response:
         return web.json_response(doc)
 
@@ -66,7 +67,7 @@ async def _endpoint(doc: dict[str, Any]) -> AsyncIterator[str]:
 async def test_cases_fail_naming_the_unusable_document(change: dict[str, Any],
                                                        named: str) -> None:
     doc = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
-    async with _endpoint(doc) as url:
+    async with serving(doc) as url:
         result = await run_suite(url, only=["DISC-004", "ENV-001"], seed=1, timeout_per_case=5)
     ran = [r for r in result.records if r.outcome is not Outcome.SKIPPED]
     assert {r.case.id for r in ran} == {"DISC-004", "ENV-001"}
@@ -81,7 +82,7 @@ async def test_cases_fail_naming_the_unusable_document(change: dict[str, Any],
 async def test_an_issued_that_is_no_time_fails_the_window_case(issued: Any) -> None:
     """Before, ``issued`` of 1e400 (JSON reads it as infinity) let OverflowError out of DISC-006:
     ERROR, a traceback."""
-    async with _endpoint({**GOOD, "issued": issued, "expires": 2**62}) as url:
+    async with serving({**GOOD, "issued": issued, "expires": 2**62}) as url:
         result = await run_suite(url, only=["DISC-006"], seed=1, timeout_per_case=5)
     record = result.records[0]
     assert record.case.id == "DISC-006"

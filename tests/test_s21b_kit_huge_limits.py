@@ -11,49 +11,22 @@ OverflowError, and ``max_depth`` of 1,000,000 made WIRE-013 end in ERROR with Re
 from __future__ import annotations
 
 import resource
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from vrmproto._keys import Identity, key_to_text
+from tests.test_s21b_kit_bad_discovery import GOOD, serving
 from vrmproto.testing import Outcome, run_suite
 from vrmproto.testing.cases._support import MAX_SENT_BYTES, MAX_SENT_DEPTH
 
-VENDOR = Identity(bytes(32))
 SIZED = ["WIRE-001", "WIRE-012", "WIRE-015", "WIRE-019", "WIRE-021", "WIRE-022"]
 
 
-@asynccontextmanager
-async def _endpoint(limits: dict[str, int]) -> AsyncIterator[str]:
-    doc: dict[str, Any] = {
-        "key": key_to_text(VENDOR.public_key),
-        "enc_key": key_to_text(VENDOR.enc_public_key, "x25519"),
-        "inbox": "/vrm/inbox", "history": "/vrm/history", "limits": limits,
-    }
-
-    async def discovery(_: web.Request) -> web.Response:
-        return web.json_response(doc)
-
-    async def refuse(_: web.Request) -> web.Response:
-        return web.Response(status=400)
-
-    app = web.Application()
-    app.router.add_get("/.well-known/vrm", discovery)
-    app.router.add_post("/vrm/inbox", refuse)
-    app.router.add_post("/vrm/history", refuse)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+def _endpoint(limits: dict[str, int]) -> AbstractAsyncContextManager[str]:
+    """An endpoint publishing ``limits``, refusing every POST."""
+    return serving({**GOOD, "limits": limits})
 
 
 @pytest.fixture

@@ -153,17 +153,26 @@ async def forget_dropped_before(conn: Connection) -> None:
     if not first:
         return
     threads = list(first)
+    sources, holds = await _sources_and_holds(conn, threads)
+    legacy = [(int(pos), bytes(t), bytes(personal)) for pos, t, personal in await conn.fetch(
+        "SELECT pos, thread, personal FROM events WHERE kind = $1 AND personal IS NOT NULL "
+        "AND thread = ANY($2::bytea[]) AND position($3::bytea IN personal) = 0 FOR UPDATE",
+        UPDATED, threads, LEGACY)]  # fmt: skip
+    await _rewrite(conn, dropped_before(first, sources, holds, legacy))
+
+
+async def _sources_and_holds(conn: Connection, threads: list[bytes]
+                             ) -> tuple[dict[tuple[bytes, bytes], int],
+                                        dict[tuple[bytes, str], bytes]]:  # fmt: skip
+    """Of ``threads``: the position of each share's and address update's event, by (thread,
+    message hash); and the share each held field is held under, by (thread, field)."""
     sources = {(bytes(t), bytes(h)): int(pos) for pos, t, h in await conn.fetch(
         "SELECT pos, thread, msg_hash FROM events WHERE kind IN ('data.shared', $1) "
         "AND thread = ANY($2::bytea[])", UPDATED, threads)}  # fmt: skip
     holds = {(bytes(t), field): bytes(share) for t, field, share in await conn.fetch(
         "SELECT thread, field, share FROM held WHERE thread = ANY($1::bytea[])",
         threads)}  # fmt: skip
-    legacy = [(int(pos), bytes(t), bytes(personal)) for pos, t, personal in await conn.fetch(
-        "SELECT pos, thread, personal FROM events WHERE kind = $1 AND personal IS NOT NULL "
-        "AND thread = ANY($2::bytea[]) AND position($3::bytea IN personal) = 0 FOR UPDATE",
-        UPDATED, threads, LEGACY)]  # fmt: skip
-    await _rewrite(conn, dropped_before(first, sources, holds, legacy))
+    return sources, holds
 
 
 async def forget_threads(conn: Connection, threads: Sequence[bytes]) -> None:
@@ -197,12 +206,7 @@ async def forget_superseded_before(conn: Connection) -> None:
     if not dropped:
         return
     threads = list(dropped)
-    sources = {(bytes(t), bytes(h)): int(pos) for pos, t, h in await conn.fetch(
-        "SELECT pos, thread, msg_hash FROM events WHERE kind IN ('data.shared', $1) "
-        "AND thread = ANY($2::bytea[])", UPDATED, threads)}  # fmt: skip
-    holds = {(bytes(t), field): bytes(share) for t, field, share in await conn.fetch(
-        "SELECT thread, field, share FROM held WHERE thread = ANY($1::bytea[])",
-        threads)}  # fmt: skip
+    sources, holds = await _sources_and_holds(conn, threads)
     found = [(int(pos), bytes(t), bytes(personal)) for pos, t, personal in await conn.fetch(
         "SELECT pos, thread, personal FROM events WHERE personal IS NOT NULL "
         "AND thread = ANY($1::bytea[]) FOR UPDATE", threads)]  # fmt: skip
