@@ -4,7 +4,6 @@ a hostile vendor would have it shown. See ``tests/test_ui_browser.py`` for the f
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from tests._world import serving
+from tests.test_ui_browser import CHROMIUM, CHROMIUM_ARGS, PATIENCE_MS
 from vrmproto.cli import LocalVendor
 from vrmproto.cli._cmd_ui import _redirect
 from vrmproto.client import CustomerNode, RetryPolicy
@@ -24,11 +24,6 @@ expect = playwright_api.expect
 Page = playwright_api.Page
 Browser = playwright_api.Browser
 
-CHROMIUM = shutil.which("chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-dev-shm-usage"]  # fmt: skip
-PATIENCE_MS = 20_000
 
 pytestmark = [
     pytest.mark.skipif(
