@@ -21,9 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
-import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -31,23 +29,10 @@ import pytest
 from aiohttp import web
 from test_s21_nostr_relay import scripted_relay, serving
 
-from vrmproto import Identity, Intentcast, MasterSeed, Money, sign_message
+from tests.test_hunt_s14_nostr import hertz, now_ms
+from vrmproto import Intentcast, MasterSeed, Money, sign_message
 from vrmproto.nostr import Event, NostrKey, RelayPool, intentcast_event
-from vrmproto.nostr._vendor import RelayVendor, catalogue_keywords, warn_unreachable_url
-from vrmproto.server import load_vendor_config
-
-VENDORS = Path(__file__).resolve().parent.parent / "examples" / "vendors"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def hertz(url: str = "http://127.0.0.1:1") -> RelayVendor:
-    config = load_vendor_config(VENDORS / "hertz.toml")
-    assert config.seed is not None
-    return RelayVendor(config.policy(), Identity(config.seed), url,
-                       catalogue_keywords(config.catalogue))  # fmt: skip
+from vrmproto.nostr._vendor import warn_unreachable_url
 
 
 def cast(what: str = "suv rental") -> Event:
