@@ -16,7 +16,7 @@ import socket
 from typing import Literal
 from urllib.parse import urlsplit
 
-__all__ = ["HostClass", "host_class", "nearer", "url_class"]
+__all__ = ["HostClass", "host_class", "nearer", "relay_url", "url_class"]
 
 HostClass = Literal["loopback", "local", "public"]
 _RANK: dict[HostClass | None, int] = {"public": 0, "local": 1, "loopback": 2, None: 3}
@@ -58,3 +58,18 @@ def nearer(origin: str, target: str) -> bool:
     """Whether ``target`` lies nearer to this machine than ``origin`` (a public URL's redirect
     or document naming a local network's or this machine's address), or has no host."""
     return _RANK[url_class(target)] > _RANK[url_class(origin)]
+
+
+def relay_url(text: str) -> str:
+    """``text`` if it is a relay URL: ``wss://``, or ``ws://`` (loopback and tests, §15.5-4),
+    with a host, a port in range, no spaces or control characters, at most 2,048 characters;
+    else ValueError. The rule of ``vrm relay add`` and of a vendor file's ``relays``."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        parts = None
+    if (parts is None or len(text) > 2048 or parts.scheme.lower() not in ("wss", "ws")
+            or not parts.hostname or any(c.isspace() or not c.isprintable() for c in text)):
+        raise ValueError(f"{text!r} is not a relay URL (wss://host…)")
+    return text

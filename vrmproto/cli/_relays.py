@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
+from vrmproto._hosts import relay_url
 from vrmproto.cli._errors import EXIT_UNREACHABLE, EXIT_USAGE, CliError
 from vrmproto.cli._home import Home, warn
 from vrmproto.client._http import unreachable_words
@@ -35,17 +35,10 @@ WARNING = ("Relays keep what you publish and anyone can read it: the intentcast 
 def check_relay_url(text: str) -> str:
     """A relay URL: ``wss://…``, or ``ws://…`` (loopback and tests, §15.5-4), with a host, a
     valid port and no spaces: one kept with ``vrm relay add`` is used by every intentcast."""
-    bad = CliError(f"{text!r} is not a relay URL (wss://host…)", EXIT_USAGE, kind="bad_url")
-    if len(text) > 2048 or any(c.isspace() or not c.isprintable() for c in text):
-        raise bad
     try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 -- raises ValueError for a port out of range
-    except ValueError:
-        raise bad from None
-    if parts.scheme.lower() not in ("wss", "ws") or not parts.hostname:
-        raise bad
-    return text.rstrip("/")
+        return relay_url(text).rstrip("/")
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE, kind="bad_url") from None
 
 
 def check_geohash(text: str | None) -> str | None:

@@ -93,6 +93,7 @@ from pydantic import (
 )
 
 from vrmproto._codec import MAX_SAFE_INT
+from vrmproto._hosts import relay_url
 from vrmproto._limits import Limits
 from vrmproto._messages import Money
 from vrmproto._vocab import (
@@ -189,18 +190,9 @@ def _term(spec: str) -> TermRef:
 
 
 def _relay_url(text: str) -> str:
-    """A relay URL, by the rule of ``vrm relay add`` (``vrmproto.cli._relays.check_relay_url``):
-    ``wss://`` or ``ws://`` (loopback and tests, §15.5-4), a host, a port in range, no spaces.
+    """A relay URL, by the rule of ``vrm relay add`` (:func:`vrmproto._hosts.relay_url`):
     ``ws://`` alone passed the old ``^wss?://`` and was found only as a relay "down"."""
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 -- raises ValueError for a port out of range
-    except ValueError:
-        parts = None
-    if (parts is None or len(text) > 2048 or parts.scheme.lower() not in ("wss", "ws")
-            or not parts.hostname or any(c.isspace() or not c.isprintable() for c in text)):
-        raise ValueError(f"{text!r} is not a relay URL (wss://host…)")
-    return text
+    return relay_url(text)
 
 
 class CatalogueEntry(_Section):
