@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from vrmproto._codec import MAX_SAFE_INT
+
 DAY_MS = 86_400_000
 
 
@@ -55,8 +57,11 @@ class Limits:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            if getattr(self, f.name) <= 0:
+            value = getattr(self, f.name)
+            if value <= 0:
                 raise ValueError(f"limit {f.name} must be positive")
+            if value > MAX_SAFE_INT:  # published in discovery (§13.1-3), an int of §3.3
+                raise ValueError(f"limit {f.name} must be at most 2^53 - 1")
         if self.replay_window_ms < self.max_lifetime_ms + self.max_clock_skew_ms:
             raise ValueError("replay_window_ms must cover max_lifetime_ms + max_clock_skew_ms")
 
