@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,24 +28,15 @@ import pytest
 from aiohttp import web
 from test_s21_nostr_relay import scripted_relay, serving
 
-from tests.test_hunt_s14_nostr import hertz, now_ms
-from vrmproto import Intentcast, MasterSeed, Money, sign_message
-from vrmproto.nostr import Event, NostrKey, RelayPool, intentcast_event
+from tests.test_hunt_s14_nostr import cast as s14_cast
+from tests.test_hunt_s14_nostr import hertz
+from vrmproto.nostr import Event, RelayPool
 from vrmproto.nostr._vendor import warn_unreachable_url
 
 
 def cast(what: str = "suv rental") -> Event:
     """A relayed intentcast Hertz makes an offer for, from a throw-away identity and key."""
-    seed = MasterSeed(os.urandom(32))
-    intent_id = os.urandom(16)
-    identity = seed.for_intent(intent_id)
-    now = now_ms()
-    body = Intentcast(what=what, reply_by=now + 60_000, constraints=(), memberships=(),
-                      max_price=Money(30000, "USD"))  # fmt: skip
-    msg = sign_message(body, identity=identity, recipient=identity.public_key,
-                       thread=os.urandom(16), prev=None, now=now, msg_id=os.urandom(16),
-                       lifetime_ms=60_000)  # fmt: skip
-    return intentcast_event(msg, NostrKey.for_intent(seed.seed, intent_id), aux=os.urandom(32))
+    return s14_cast(what)[0]
 
 
 async def test_an_answer_a_relay_is_slow_to_take_does_not_hold_the_next_intentcasts() -> None:
