@@ -637,6 +637,8 @@ class _ConnectionHandler(web.RequestHandler):
         payloads = [payload for _, payload in self._messages]
         if self._current_request is not None:
             payloads.append(self._current_request.content)
+        if self._last_body is not None:  # taken from the queue, its task not started yet
+            payloads.append(self._last_body)
         for payload in payloads:
             if not payload.is_eof():
                 payload.set_exception(ConnectionResetError("the client ended its input "
