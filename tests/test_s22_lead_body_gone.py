@@ -40,8 +40,7 @@ async def test_a_body_cut_short_by_a_half_close_ends_its_request_at_once(
         finally:
             handled.set()
 
-    monkeypatch.setattr(_ConnectionHandler, "_handle_request",
-                        watched)  # type: ignore[arg-type]  # fmt: skip
+    monkeypatch.setattr(_ConnectionHandler, "_handle_request", watched)
     limits = Limits(body_read_timeout_ms=BODY_DEADLINE_MS)
     endpoint = Endpoint(Identity(os.urandom(32)), store=MemoryStore(), limits=limits)
     server = await serve(endpoint, "127.0.0.1", 0)
