@@ -52,6 +52,8 @@ from tests._cli_helpers import (
     fresh_interpreters,
 )
 from tests._nostr_relay import relay
+from vrmproto.store._pg_schema import SCHEMA_VERSION as POSTGRES_VERSION
+from vrmproto.store._sqlite import SCHEMA_VERSION as SQLITE_VERSION
 from tests._ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,3 +279,12 @@ def test_the_first_run_is_documented() -> None:
     assert recipe is not None
     assert "[dev]" not in recipe.group(1)
     assert "pip install" in recipe.group(1)
+
+
+def test_the_schema_versions_it_names_are_the_stores() -> None:
+    """The README's sentence on the store's schema names the versions the stores write (it said
+    SQLite's was 7 for eight schema versions after it)."""
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    said = re.search(r"SQLite's is at version (\d+), PostgreSQL's at (\d+)", text)
+    assert said is not None, "the README no longer names the schema versions"
+    assert (int(said[1]), int(said[2])) == (SQLITE_VERSION, POSTGRES_VERSION)
