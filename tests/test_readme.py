@@ -52,9 +52,9 @@ from tests._cli_helpers import (
     fresh_interpreters,
 )
 from tests._nostr_relay import relay
+from tests._ports import free_port
 from vrmproto.store._pg_schema import SCHEMA_VERSION as POSTGRES_VERSION
 from vrmproto.store._sqlite import SCHEMA_VERSION as SQLITE_VERSION
-from tests._ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
