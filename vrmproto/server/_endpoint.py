@@ -270,7 +270,8 @@ class Endpoint:
 
     async def expire_shares(self) -> int:
         """Delete the held data of every share past its expiry and erase the share's body from
-        the history (§5.3.1-4, §12.10-4); returns how many bodies were erased. The app calls
+        the history, with those of the address.updates after it (§5.3.1-4, §12.10-4); returns
+        how many shares' bodies were erased. The app calls
         this periodically, and before every history export of the thread concerned."""
         if self.role is not Role.VENDOR:
             return 0

@@ -95,7 +95,8 @@ async def _expire_unagreed(ep: Endpoint, thread: bytes, cutoff: int, now: int) -
 
 async def expire_shares(ep: Endpoint) -> int:
     """Delete the held data of every share past its expiry and erase the share's body from
-    the history (§5.3.1-4, §12.10-4); returns how many bodies were erased."""
+    the history, with those of the address.updates after it (§5.3.1-4, §12.10-4); returns
+    how many shares' bodies were erased."""
     erased = 0
     for record in await ep.store.relationships():
         erased += await expire_thread_shares(ep, record)
@@ -120,9 +121,13 @@ async def expire_thread_shares(ep: Endpoint, record: RelationshipRecord) -> int:
         erase = await erasures(ep.store, record.thread, expired)
         # A share whose body is still to erase goes by name as well as by its rows: an update
         # that came after it expired replaced them, and its event's personal data goes too.
+        # (erase also holds the bodies of the updates after the shares: only the shares go by
+        # name, the fields held from those updates stay.)
+        named = set(expired)
         drop = sorted({(h.thread, h.share) for h in held if not is_live(h, now)}
-                      | {(thread, share) for thread, share, _ in erase})  # fmt: skip
+                      | {(thread, share) for thread, share, _ in erase
+                         if share in named})  # fmt: skip
         if not erase and not drop:
             return 0
         await ep.store.commit(Commit(held_drop=tuple(drop), erase=tuple(erase)))
-        return len(erase)
+        return sum(share in named for _, share, _ in erase)

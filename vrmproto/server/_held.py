@@ -12,8 +12,10 @@ them (§12.10-4). Rows are written in the same :class:`~vrmproto.store.Commit` a
 that changed them.
 
 The body of each withdrawn or expired share is erased from the history (§12.10-2, §12.10-4,
-§8.4). Nothing here re-opens what the vendor stored: the erased form of a stored share is cut
-from its envelope bytes (:func:`erased_form`), which were verified when they arrived.
+§8.4), and with it the bodies of the address.updates logged after it, which may carry a value
+held in its place (§5.3.2-2: every copy). Nothing here re-opens what the vendor stored: the
+erased form of a stored message is cut from its envelope bytes (:func:`erased_form`), which
+were verified when they arrived.
 """
 
 from __future__ import annotations
@@ -177,14 +179,49 @@ def erased_form(envelope: bytes) -> bytes | None:
 
 
 async def erasures(store: Store, thread: bytes, shares: Iterable[bytes]) -> list[Erasure]:
-    """The history bodies to erase for ``shares`` of ``thread`` (§12.10-2, §12.10-4)."""
+    """The history bodies to erase for ``shares`` of ``thread`` (§12.10-2, §12.10-4): the
+    shares' own, and those of the address.updates logged after the first of them.
+
+    An update of a field held from a share is held as that share (§5.3.6-2), so its value goes
+    with the share; the update's body, sealed to the vendor, is a copy of that value, and
+    §5.3.2-2 deletes every copy. Which fields an update carried is sealed in it, and nothing
+    here opens what the vendor stored again: every update after the share goes (§8.4-3 lets a
+    party erase any body it no longer needs; what the vendor holds is in its held rows). An
+    update logged before the share carries no value of it, nor one logged once its body was
+    erased (its data was gone): the updates are looked for only when a share's body is erased
+    now, not at each sweep that finds the share expired still.
+    """
     out = []
+    first: int | None = None
     for share_hash in shares:
         entry = await store.history_entry(thread, share_hash)
         erased = erased_form(entry.envelope) if entry is not None else None
-        if erased is not None:
+        if entry is not None and erased is not None:
             out.append((thread, share_hash, erased))
+            first = entry.index if first is None else min(first, entry.index)
+    if first is not None:
+        out.extend(await _update_erasures(store, thread, first + 1))
     return out
+
+
+#: History entries read at a time while looking for a thread's address.updates.
+_PAGE = 256
+
+
+async def _update_erasures(store: Store, thread: bytes, start: int) -> list[Erasure]:
+    """The erased forms of the address.updates of ``thread`` from index ``start`` on whose
+    bodies are not erased yet."""
+    out = []
+    while True:
+        page = await store.history(thread, start, _PAGE)
+        for entry in page:
+            env: dict[str, Any] = _codec.decode_form(entry.envelope)
+            if env.get("type") == AddressUpdate.TYPE and env.get("body") is not None:
+                erased = _codec.pack_sorted({"hdr": env["hdr"], "sig": env["sig"]})
+                out.append((thread, entry.msg_hash, erased))
+        if len(page) < _PAGE:
+            return out
+        start = page[-1].index + 1
 
 
 async def take_data(

@@ -8,7 +8,7 @@ from vrmproto._binding import decode_history
 from vrmproto._errors import Problem, ProtocolError
 from vrmproto._history import verify_entries
 from vrmproto._keys import Context
-from vrmproto._messages import DataWithdraw, KeyRotate
+from vrmproto._messages import AddressUpdate, DataWithdraw, FieldsContent, KeyRotate
 from vrmproto._relationship import sign_problem
 from vrmproto.testing._case import Level, case
 from vrmproto.testing._context import CaseContext
@@ -98,6 +98,40 @@ async def withdrawn_bodies_erased(ctx: CaseContext) -> None:
     ctx.expect(not wrong, expected="only the withdrawn share erased, in its exact erased form",
                actual=f"entries {wrong} differ from the suite's "
                "(the withdrawn share not erased, or another entry changed)")
+
+
+@case(id="HIST-011", clause="§5.3.2-2", level=M,
+      tags=("history", "erasure", "withdraw", "address", "privacy"),
+      covers=("§12.10-2", "§5.3.6-2", "§8.4-3"),
+      requirement="A vendor that accepts a data.withdraw MUST delete every copy of the "
+      "withdrawn data it holds: an address.update that put a value in place of a withdrawn "
+      "share's (§5.3.6-2) carries a copy in its body, which it MUST erase from its history "
+      "with the share's.",
+      accepts="for a share A of email, an address.update of email and a withdrawal of A: a "
+      "history export equal to the suite's log but for A and the update, each its exact erased "
+      "form; the offer and the accept intact")
+async def withdrawn_values_erased_from_updates(ctx: CaseContext) -> None:
+    c = Customer(ctx)
+    await c.agree()
+    body, msg_id = share_body(ctx, c, {"email": "shared@example.org"})
+    share, answer = await c.send(body, msg_id=msg_id)
+    expect_receipt(ctx, answer, share)
+    msg_id = new_id(ctx)
+    update = AddressUpdate(agreement=c.rel.agreement or bytes(32), sealed=c.rel.seal(
+        FieldsContent(fields={"email": "updated@example.org"}), msg_id=msg_id))
+    updated, answer = await c.send(update, msg_id=msg_id)
+    expect_receipt(ctx, answer, updated)
+    msg, answer = await c.send(DataWithdraw(agreement=c.rel.agreement or bytes(32),
+                                            shares=(share.hash,)))
+    expect_receipt(ctx, answer, msg)
+    theirs = await expect_history(ctx, c)  # same indexes, hashes and links
+    erased = {m.hash: m.without_body().envelope for m in (share, updated)}
+    wrong = [e.index for e, o in zip(theirs, c.rel.history.entries(), strict=True)
+             if e.envelope != erased.get(o.msg_hash, o.envelope)]
+    ctx.expect(not wrong, expected="the withdrawn share and the update that replaced its email "
+               "erased, in their exact erased forms; nothing else changed",
+               actual=f"entries {wrong} differ from the suite's (the update's body, holding the "
+               "withdrawn email's new value, kept?)")
 
 
 @case(id="HIST-004", clause="§12.5-1", level=M, tags=("history",),
