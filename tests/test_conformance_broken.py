@@ -77,7 +77,7 @@ EXPECTED: dict[str, frozenset[str]] = {
         "SEAL-001", "SEAL-002", "SEAL-003", "SEAL-004", "SEAL-005",
         "TRM-004", "TRM-005",
         "RET-001", "RET-002", "RET-003", "RET-004", "HIST-008", "RPL-005", "RPL-006", "SIG-011",
-        "RET-005", "RET-006", "HIST-009", "HIST-010", "RET-007", "HIST-011",
+        "RET-005", "RET-006", "HIST-009", "HIST-010", "RET-007", "HIST-011", "RET-008",
         # every state-table cell whose state needs an earlier message stored
         *(f"SM-{s}{e:02d}" for s in (2, 3, 7, 8) for e in range(1, 17)),
     }),

@@ -148,3 +148,37 @@ async def test_a_sweep_looks_for_updates_only_when_it_erases_a_share(
     assert await expire_shares(ep) == 0
     assert reads == []
     await agent.close()
+
+
+async def test_withdrawing_everything_takes_what_the_updates_gave_too(vendor_store: Store) -> None:
+    """§5.3.2-1: a data.withdraw naming no share withdraws all, and a field that only an
+    address.update gave (held from the update, without expiry, §12.10-1) is data the customer
+    gave too. Before, it stayed held — returned, in the feed, in the history — however the
+    customer withdrew: no data.withdraw could name it."""
+    clock = Clock()
+    _, agent = await _pair(vendor_store, clock)
+    await agent.update_address({"street": "1 Main Street"})  # before any share
+    await agent.share(URL, {"email": "doc@example.org"}, purposes=["delivery"],
+                      categories=["contact"], expires_ms=clock.ms + MONTH_MS)  # fmt: skip
+    await agent.update_address({"email": "new@example.org", "city": "Park City"})
+    assert (await agent.withdraw(URL)).confirmed  # every share
+    assert await agent.request_data(URL) == ()  # was street and city
+    thread = (await agent.relationships())[0].thread
+    bodies = await _bodies(vendor_store, thread)
+    assert bodies["address.update"] == [False, False]
+    for event in await vendor_store.events(0, 100, thread=thread):
+        for value in (b"1 Main Street", b"Park City", b"doc@example.org", b"new@example.org"):
+            assert value not in (event.personal or b""), (event.kind, value)
+    assert await agent.compare_history(URL) is None
+    await agent.close()
+
+
+async def test_withdrawing_one_share_keeps_what_the_updates_gave(vendor_store: Store) -> None:
+    clock = Clock()
+    _, agent = await _pair(vendor_store, clock)
+    shared = await agent.share(URL, {"email": "doc@example.org"}, purposes=["delivery"],
+                               categories=["contact"], expires_ms=clock.ms + MONTH_MS)  # fmt: skip
+    await agent.update_address({"city": "Park City"})
+    assert (await agent.withdraw(URL, [shared.msg_hash])).confirmed
+    assert [(r.field, r.value) for r in await agent.request_data(URL)] == [("city", "Park City")]
+    await agent.close()

@@ -11,9 +11,10 @@ from typing import Any
 
 import click
 
+from vrmproto import _codec
 from vrmproto._errors import Problem
 from vrmproto._keys import fingerprint
-from vrmproto._messages import DataErased, DataWithdraw
+from vrmproto._messages import AddressUpdate, DataErased, DataWithdraw
 from vrmproto._vocab import parse_category, parse_purpose, suggest_category
 from vrmproto.cli._common import (
     conclude,
@@ -62,7 +63,7 @@ from vrmproto.cli._parse import (
     parse_until,
 )
 from vrmproto.cli._progress import FanoutDisplay
-from vrmproto.client import Delivery, Queued, RelationshipView
+from vrmproto.client import Agent, Delivery, Queued, RelationshipView
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.store import ShareNote
 
@@ -304,7 +305,7 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
                     raise CliError(f"{what} of {view.vendor} match {prefix!r}", EXIT_USAGE,
                                    kind="unknown_share")  # fmt: skip
                 chosen.append(hits[0])
-            if not live:
+            if not live and not await _updated(agent, view.thread):
                 # what the relationship holds, not a mistyped command: 1, as no agreement is
                 raise CliError(f"nothing shared with {view.vendor} is live; nothing to withdraw",
                                EXIT_FAILED, kind="nothing_shared")  # fmt: skip
@@ -332,7 +333,8 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
     else:
         out.print(f"[bold]{rbutton(view.vendor)}[/]")
         if erased is not None:
-            out.print(f"  [green]✓ deleted[/]: {len(erased.body.shares)} share(s); signed "
+            also = "" if share_ids else " and what your address updates gave"  # (§5.3.2-1)
+            out.print(f"  [green]✓ deleted[/]: {len(erased.body.shares)} share(s){also}; signed "
                       f"confirmation {short(erased.hash)} from {fingerprint(erased.sender)}, "
                       "kept in your history")  # fmt: skip
         elif d.status == "queued":
@@ -344,6 +346,13 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
     if unconfirmed:
         finish(EXIT_FAILED, f"{view.vendor} has not confirmed the deletion")
     end_delivery(view.vendor, d)
+
+
+async def _updated(agent: Agent, thread: bytes) -> bool:
+    """Whether we sent the vendor an address.update: a withdrawal of all takes back the fields
+    the vendor holds from one (§5.3.2-1), with or without a share live."""
+    return any(e.outgoing and _codec.decode_form(e.envelope).get("type") == AddressUpdate.TYPE
+               for e in await agent.history(thread))  # fmt: skip
 
 
 @click.command()

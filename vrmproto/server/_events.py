@@ -11,8 +11,9 @@ reader (:func:`follow`, ``Endpoint.events``). Delivery to webhooks is ``_webhook
 - ``seq`` — the message's index in the relationship's history: increasing per relationship.
 - ``data`` — the message's body without sealed content or keys, as JSON.
 - ``erase`` (data.withdrawn) — the ids of the data.shared events whose fields consumers must
-  erase now (an empty ``shares`` withdraws them all, §5.3.2); at a share's ``personal.expires``
-  consumers erase its fields without being told again (§5.3.1-4).
+  erase now (an empty ``shares`` withdraws them all, §5.3.2, and with them the fields that
+  address.updated events gave and no share held: those events' ids too, §5.3.2-1); at a
+  share's ``personal.expires`` consumers erase its fields without being told again (§5.3.1-4).
 - ``personal`` — the fields of a data.share or address.update with the purposes and categories
   the customer agreed to (§5.3.1). When the share is withdrawn or expires, the store's
   ``held_drop`` of it also drops this (§12.10-2, §12.10-4), and the fields held under it from

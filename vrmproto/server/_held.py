@@ -248,3 +248,17 @@ async def take_data(
         shares = step.rel.pending_withdraws[msg.hash]
         step.held_drop = [(thread, share) for share in shares]
         step.erase.extend(await erasures(store, thread, shares))
+        if not body.shares:  # all: what the address.updates gave goes too (§5.3.2-1)
+            await _withdraw_updates(store, step, thread, shares)
+
+
+async def _withdraw_updates(store: Store, step: Step, thread: bytes,
+                            shares: Iterable[bytes]) -> None:  # fmt: skip
+    """A withdrawal of every share also drops the fields held from address.updates (a field no
+    share held before, §12.10-1) and erases every update's body (§5.3.2-1, §12.10-2): what the
+    customer gave the vendor, it takes back whole, whatever message carried it."""
+    named = set(shares)
+    given = sorted({h.share for h in await store.held(thread) if h.share not in named})
+    step.held_drop.extend((thread, source) for source in given)
+    erasing = {e[1] for e in step.erase}
+    step.erase.extend(e for e in await _update_erasures(store, thread, 0) if e[1] not in erasing)

@@ -243,3 +243,34 @@ async def withdrawal_removes_updated_values(ctx: CaseContext) -> None:
                actual=answer.describe() if erased is None else
                f"data.erased of {len(erased.body.shares)} shares")
     expect_exactly(ctx, await records_of(ctx, c), [], {old, new}, since)
+
+
+@case(id="RET-008", clause="§5.3.2-1", level=M,
+      tags=("data", "return", "withdraw", "address", "privacy"),
+      covers=("§12.10-2", "§12.10-1", "§5.3.3-2"),
+      requirement="A data.withdraw with an empty shares withdraws every live share and every "
+      "field held from an address.update (one the vendor did not hold before it, which no "
+      "data.withdraw can name): what the customer gave, it takes back whole.",
+      accepts="for a share A of email and an address.update of city: after a data.withdraw "
+      "naming no share, a data.erased naming A; then a data.return with neither the email nor "
+      "the city")
+async def withdrawing_all_takes_update_fields(ctx: CaseContext) -> None:
+    c = Customer(ctx)
+    await c.agree()
+    since = now_ms()
+    m = marker(ctx)
+    email, city = f"all-{m}@example.org", f"Town {m}"
+    first = await share(ctx, c, {"email": email})
+    msg_id = new_id(ctx)
+    update = AddressUpdate(agreement=c.rel.agreement or bytes(32),
+                           sealed=c.rel.seal(FieldsContent(fields={"city": city}), msg_id=msg_id))
+    msg, answer = await c.send(update, msg_id=msg_id)
+    expect_receipt(ctx, answer, msg)
+    msg, answer = await c.send(DataWithdraw(agreement=c.rel.agreement or bytes(32), shares=()))
+    expect_receipt(ctx, answer, msg)
+    erased = next((r for r in answer.replies if isinstance(r.body, DataErased)), None)
+    ctx.expect(erased is not None and tuple(erased.body.shares) == (first.hash,),
+               expected="data.erased naming share A",
+               actual=answer.describe() if erased is None else
+               f"data.erased of {len(erased.body.shares)} shares")
+    expect_exactly(ctx, await records_of(ctx, c), [], {email, city}, since)
