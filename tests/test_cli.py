@@ -553,7 +553,8 @@ def test_rotate_then_end(home: Path, host: VendorHost) -> None:
     assert s.json["status"] == "confirmed"
     cmp = ok(vrm("history", "Wasatch Outfitters", "--compare", "--json", home=home)).json
     assert cmp["comparison"]["equal"] is True
-    e = ok(vrm("end", "Wasatch Outfitters", "--reason", "moving away", "--json", home=home))
+    e = ok(vrm("end", "Wasatch Outfitters", "--reason", "moving away", "--keep-data", "--json",
+               home=home))  # fmt: skip
     assert e.json["status"] == "confirmed"
     rels = ok(vrm("relationships", "--json", home=home)).json["relationships"]
     assert rels[0]["state"] == "ended"

@@ -46,7 +46,7 @@ def test_a_reason_the_message_cannot_carry_is_a_usage_error(
     assert history_length("Wasatch", home) == before
     (rel,) = relationships(home)
     assert (rel["state"], rel["last_problem"], len(rel["shares"])) == ("agreed", "", 1)
-    ok(vrm("end", "Wasatch", "--reason", "é" * 1000, home=home))
+    ok(vrm("end", "Wasatch", "--reason", "é" * 1000, "--keep-data", home=home))
 
 
 async def test_the_page_refuses_an_end_reason_it_cannot_send() -> None:

@@ -35,7 +35,7 @@ SENDS: dict[str, list[str]] = {
     "share": ["share", WASATCH, "email=doc@example.org"],
     "withdraw": ["withdraw", WASATCH],
     "data": ["data", WASATCH],
-    "end": ["end", WASATCH],
+    "end": ["end", WASATCH, "--keep-data"],  # its share stays with it (§5.6.4-2)
     "rotate": ["rotate", WASATCH],
     "address": ["address", "set", "city=Park City"],
 }
@@ -131,7 +131,7 @@ def test_the_person_reads_the_same_code_and_one_sentence(tmp_path: Path,
     assert "⏸ queued" in r.stdout
     host.start("outfitters")
     rekeyed(host)
-    r = fails(vrm("end", WASATCH, home=home), 5, "another key", "held")
+    r = fails(vrm("end", WASATCH, "--keep-data", home=home), 5, "another key", "held")
     assert "⏸ held" in r.stdout
 
 

@@ -67,7 +67,7 @@ from vrmproto.client import Agent, Delivery, Queued, RelationshipView
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.store import ShareNote
 
-__all__ = ["address", "data", "relationships", "share", "withdraw"]
+__all__ = ["address", "data", "erased_of", "relationships", "share", "updated", "withdraw"]
 
 
 # -- what an earlier queued message became ------------------------------------------------------
@@ -211,7 +211,8 @@ def relationships(env: Env, show_all: bool) -> None:
 # -- data ------------------------------------------------------------------------------------
 
 
-def _erased(d: Delivery) -> Any:
+def erased_of(d: Delivery) -> Any:
+    """The data.erased among the replies of ``d`` (a withdrawal's), or None."""
     for r in d.replies:
         if isinstance(r.message.body, DataErased):
             return r.message
@@ -305,7 +306,7 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
                     raise CliError(f"{what} of {view.vendor} match {prefix!r}", EXIT_USAGE,
                                    kind="unknown_share")  # fmt: skip
                 chosen.append(hits[0])
-            if not live and not await _updated(agent, view.thread):
+            if not live and not await updated(agent, view.thread):
                 # what the relationship holds, not a mistyped command: 1, as no agreement is
                 raise CliError(f"nothing shared with {view.vendor} is live; nothing to withdraw",
                                EXIT_FAILED, kind="nothing_shared")  # fmt: skip
@@ -313,7 +314,7 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
             return view, d, chosen or live
 
     view, d, withdrawn = run(go())
-    erased = _erased(d) if d.status == "confirmed" else None  # the notes say so too
+    erased = erased_of(d) if d.status == "confirmed" else None  # the notes say so too
     unconfirmed = d.status == "confirmed" and erased is None  # delivered, deletion not confirmed
     result = {
         "vendor": view.vendor,
@@ -348,11 +349,17 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
     end_delivery(view.vendor, d)
 
 
-async def _updated(agent: Agent, thread: bytes) -> bool:
-    """Whether we sent the vendor an address.update: a withdrawal of all takes back the fields
-    the vendor holds from one (§5.3.2-1), with or without a share live."""
-    return any(e.outgoing and _codec.decode_form(e.envelope).get("type") == AddressUpdate.TYPE
-               for e in await agent.history(thread))  # fmt: skip
+async def updated(agent: Agent, thread: bytes) -> bool:
+    """Whether the vendor may hold fields from an address.update of ours: one sent since our
+    last withdrawal of all, which takes them back (§5.3.2-1), with or without a share live."""
+    gave = False
+    for e in await agent.history(thread):
+        env = _codec.decode_form(e.envelope) if e.outgoing else {}
+        if env.get("type") == AddressUpdate.TYPE:
+            gave = True
+        elif env.get("type") == DataWithdraw.TYPE and not _codec.decode_form(env["body"])["shares"]:
+            gave = False
+    return gave
 
 
 @click.command()

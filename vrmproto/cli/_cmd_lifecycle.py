@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import shlex
+
 import click
 
 from vrmproto._keys import fingerprint
 from vrmproto._messages import RelationshipEnd
 from vrmproto._state import State
-from vrmproto.cli._common import end_delivery, not_delivered_json, pick, timeout_option
+from vrmproto.cli._cmd_data import erased_of, updated
+from vrmproto.cli._common import end_delivery, finish, not_delivered_json, pick, timeout_option
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
-from vrmproto.cli._errors import EXIT_FAILED, CliError
+from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._output import queued_line, rbutton, refused_line, short
 from vrmproto.cli._parse import check_text, format_time
 from vrmproto.client import Delivery, RelationshipView
@@ -71,21 +74,42 @@ def rotate(env: Env, *, vendor: str, compromised: bool, timeout: float) -> None:
 @click.command()
 @click.argument("vendor")
 @click.option("--reason", help="Why, if you want to say.")
+@click.option("--withdraw", "data", flag_value="withdraw",
+              help="First withdraw all you gave the vendor and wait for its signed deletion; "
+                   "then end.")  # fmt: skip
+@click.option("--keep-data", "data", flag_value="keep",
+              help="End, and leave what you shared with the vendor, under your terms.")
 @timeout_option
 @common_options
 @pass_env
-def end(env: Env, *, vendor: str, reason: str | None, timeout: float) -> None:
-    """End your relationship with VENDOR: nothing more is sent in it; its history stays."""
+def end(env: Env, *, vendor: str, reason: str | None, data: str | None, timeout: float) -> None:
+    """End your relationship with VENDOR: nothing more is sent in it; its history stays.
+
+    Ending does not delete what the vendor holds of yours, and no deletion can be confirmed
+    once it has ended (§5.6.4-2): while it holds something you gave, say which you want —
+    --withdraw or --keep-data."""
     check_text(reason, RelationshipEnd, "reason", "--reason")
 
-    async def go() -> tuple[RelationshipView, Delivery | None]:
+    async def go() -> tuple[RelationshipView, Delivery | None, Delivery | None]:
         async with open_agent(env) as agent:
             view = await pick(agent, vendor)
             if State(view.state) is State.ENDED:  # done already: nothing needs sending
-                return view, None
-            return view, await agent.end(view.thread, reason, timeout_s=timeout)
+                return view, None, None
+            gave = bool(view.shares) or (State(view.state) is State.AGREED
+                                         and await updated(agent, view.thread))  # fmt: skip
+            if gave and data is None:
+                raise _holds(view)
+            withdrawn = None
+            if gave and data == "withdraw":
+                withdrawn = await agent.withdraw(view.thread, reason=reason, timeout_s=timeout)
+                if withdrawn.status != "confirmed" or erased_of(withdrawn) is None:
+                    return view, withdrawn, None  # not ended: its data.erased could not come
+            return view, withdrawn, await agent.end(view.thread, reason, timeout_s=timeout)
 
-    view, d = run(go())
+    view, withdrawn, d = run(go())
+    if d is None and withdrawn is not None:
+        _not_ended(env, view, withdrawn, timeout=timeout)
+        return
     if d is None:  # it said "not possible in this relationship: relationship.end … is not
         # allowed in state ended", exit 1, to a person (or script) making sure it is ended
         if env.out.json_mode:
@@ -97,4 +121,45 @@ def end(env: Env, *, vendor: str, reason: str | None, timeout: float) -> None:
             env.out.print(f"  already ended ({format_time(view.last_activity_ms)}): nothing "
                           "sent; `vrm connect` opens a new relationship")  # fmt: skip
         return
-    _report(env, view, d, "ended", {"reason": reason}, timeout=timeout)
+    extra: dict[str, object] = {"reason": reason}
+    if withdrawn is not None:
+        erased = erased_of(withdrawn)
+        extra["withdraw"] = {"message": withdrawn.msg_hash.hex(), "status": withdrawn.status,
+                             "erased": None if erased is None else erased.hash.hex()}  # fmt: skip
+        if not env.out.json_mode:
+            env.out.print(f"[bold]{rbutton(view.vendor)}[/]")
+            env.out.print(f"  [green]✓ deleted[/]: all you gave it; signed confirmation "
+                          f"{short(erased.hash)} from {fingerprint(erased.sender)}")  # fmt: skip
+    _report(env, view, d, "ended", extra, timeout=timeout)
+
+
+def _holds(view: RelationshipView) -> CliError:
+    """An end asked for while the vendor holds something the person gave it (§5.6.4-2)."""
+    what = f"{len(view.shares)} live share(s)" if view.shares else "what your address updates gave"
+    return CliError(
+        f"{view.vendor} still holds what you gave it ({what}). Ending does not delete it, and "
+        "no deletion can be confirmed once the relationship has ended (§5.6.4-2): "
+        f"`vrm end {shlex.quote(view.vendor)} --withdraw` has it deleted first, `--keep-data` "
+        "ends and leaves it with the vendor under your terms; nothing was sent",
+        EXIT_USAGE, kind="data_held")
+
+
+def _not_ended(env: Env, view: RelationshipView, withdrawn: Delivery, *, timeout: float) -> None:
+    """``--withdraw`` whose deletion was not confirmed: the end is not sent (after it, no
+    data.erased could come, §5.6.4-1)."""
+    if env.out.json_mode:
+        env.out.json({"vendor": view.vendor, "thread": view.thread.hex(), "message": None,
+                      "status": "not_ended", "withdraw": {
+                          "message": withdrawn.msg_hash.hex(), "status": withdrawn.status,
+                          "erased": None}, **not_delivered_json(withdrawn)})  # fmt: skip
+    else:
+        env.out.print(f"[bold]{rbutton(view.vendor)}[/]")
+        if withdrawn.status == "queued":
+            env.out.print(queued_line(withdrawn.error, timeout))
+        elif withdrawn.status != "confirmed":
+            env.out.print(refused_line(withdrawn))
+        env.out.print("  not ended: the vendor has not confirmed the deletion, which it could "
+                      "not do after the end; run `vrm end` again once it has")  # fmt: skip
+    if withdrawn.status == "confirmed":  # delivered, no data.erased in answer
+        finish(EXIT_FAILED, f"{view.vendor} has not confirmed the deletion; not ended")
+    end_delivery(view.vendor, withdrawn)
