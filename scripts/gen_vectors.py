@@ -2582,6 +2582,10 @@ def _nostr_valid() -> list[dict[str, Any]]:
     answer = answer_event(event, msg, _NOSTR_URL, key=answer_key, now_ms=NOW + MINUTE,
                           nonce=_seed("nostr answer nonce"), aux=bytes(32))  # fmt: skip
     assert open_answer(answer, key, msg.hash).url == _NOSTR_URL
+    # the same envelope in an event of another key, one second younger (§15.4-5), and again in
+    # another event of the customer's own key (other tags): what a vendor reads, in this order
+    copy = _resign(NostrKey(_seed("nostr copy key")), event, created_at=event.created_at + 1)
+    again = _resign(key, event, tags=[t for t in event.tags if t[0] != "g"])
     return [
         _vector("intent-ids", "the intent_id of relayed intentcasts 0, 1 and 2 from the master "
                 "seed 00…1f", clause="§15.2-1", flags=["Valid", "Key"], master_seed=MASTER.seed,
@@ -2598,6 +2602,13 @@ def _nostr_valid() -> list[dict[str, Any]]:
                 recipient_secret_key=key.secret, message_hash=msg.hash,
                 plaintext=json.dumps({"intent": msg.hash.hex(), "url": _NOSTR_URL},
                                      sort_keys=True)),
+        _vector("answered-per-key", "the Park City intentcast read by a vendor that would make "
+                "an offer: first a copy of its envelope under another key, then the customer's "
+                "event, the customer's event again, and the same envelope in another event of "
+                "the customer's key; `answered`: whether each is answered", clause="§15.4-5",
+                flags=["Valid", "Once"], now=NOW, min_pow=0, message_hash=msg.hash,
+                events=[copy.to_json(), event.to_json(), event.to_json(), again.to_json()],
+                answered=[True, True, False, False]),
     ]  # fmt: skip
 
 
@@ -2622,7 +2633,9 @@ def nostr_file() -> dict[str, Any]:
         "from `master_seed` and `intent_id` (§15.2-1). `intentcast`: the event must verify "
         "(§15.1-2) and open at `now` with `min_pow` to the message whose envelope and hash are "
         "given; rebuilding it with the BIP-340 auxiliary bytes all zero gives the same event. "
-        "`answer`: the recipient opens `plaintext` (NIP-44 v2, `nonce`). The invalid vectors "
+        "`answer`: the recipient opens `plaintext` (NIP-44 v2, `nonce`). `answered-per-key`: "
+        "every event opens to `message_hash`; a vendor that would make an offer, reading them "
+        "in order, answers those `answered` marks (§15.4-5). The invalid vectors "
         "are events a vendor reading at `now` and requiring `min_pow` bits must drop with "
         "`problem`.",
         f"vrmproto reference implementation (scripts/gen_vectors.py, vrmproto.nostr); "
@@ -2630,7 +2643,8 @@ def nostr_file() -> dict[str, Any]:
         vectors,
         {"Valid": "must be accepted", "Key": "key derivation", "Binding": "the event's form",
          "Answer": "a sealed answer", "Event": "the NIP-01 id or signature",
-         "Time": "NIP-40 expiration", "Work": "NIP-13 proof of work"},
+         "Time": "NIP-40 expiration", "Work": "NIP-13 proof of work",
+         "Once": "which events of one intentcast a vendor answers"},
     )  # fmt: skip
 
 

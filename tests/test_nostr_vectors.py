@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from vrmproto import ProtocolError
+from vrmproto import Identity, IntentOffer, Money, ProtocolError
 from vrmproto.nostr import (
     Event,
     NostrKey,
@@ -22,6 +22,7 @@ from vrmproto.nostr import (
     open_intentcast,
     relay_intent_id,
 )
+from vrmproto.nostr._vendor import RelayVendor
 
 DOC = json.loads((Path(__file__).resolve().parents[1] / "spec" / "vectors" / "nostr.json")
                  .read_text(encoding="utf-8"))  # fmt: skip
@@ -71,3 +72,30 @@ def test_an_event_to_drop_is_dropped_with_its_code(v: dict[str, Any]) -> None:
     with pytest.raises(ProtocolError) as caught:
         open_intentcast(Event.from_json(v["event"]), now_ms=v["now"], min_pow=v["min_pow"])
     assert (caught.value.code.value, caught.value.clause) == (v["problem"], v["clause"])
+
+
+class _Offers:
+    """A vendor policy that would make an offer for any intentcast."""
+
+    accepts_terms = ()
+
+    async def on_intentcast(self, rel: Any, msg: Any) -> IntentOffer:
+        return IntentOffer(intent=msg.hash, description="a 4x4", price=Money(100, "USD"),
+                           valid_until=msg.body.reply_by, conditions=(), accepts_terms=())
+
+
+async def test_a_vendor_answers_each_key_that_carries_an_intentcast_once() -> None:
+    """§15.4-5: a copy of the envelope under another key, read first, does not take the
+    customer's answer; neither key is answered twice."""
+    v = BY_ID["answered-per-key"]
+    vendor = RelayVendor(_Offers(), Identity(bytes(32)), "https://hertz.example/vrm",  # type: ignore[arg-type]
+                         ["suv"], min_pow=v["min_pow"], clock=lambda: v["now"])  # fmt: skip
+    answered = []
+    for obj in v["events"]:
+        event = Event.from_json(obj)
+        assert open_intentcast(event, now_ms=v["now"]).hash.hex() == v["message_hash"]
+        answer = await vendor.consider(event)
+        answered.append(answer is not None)
+        if answer is not None:
+            assert answer.tag_values("p") == [event.pubkey]
+    assert answered == v["answered"]

@@ -40,7 +40,8 @@ __all__ = ["RelayVendor", "catalogue_keywords", "relay_vendor", "vendor_on_relay
 log = logging.getLogger("vrmproto.nostr")
 #: How far back (seconds) a vendor asks relays for intentcasts when it subscribes (§15.5-3).
 LOOKBACK_S = 3600
-#: How many answered intentcasts a vendor remembers, not to answer one twice (§15.4-5).
+#: How many answered intentcasts (each with the key of the event that carried it) a vendor
+#: remembers, not to answer one twice (§15.4-5).
 REMEMBERED = 10_000
 #: How many answers a vendor publishes at once (each waits up to the relays' timeout for OK).
 PUBLISHING = 64
@@ -74,14 +75,15 @@ class RelayVendor:
     relay_limits: RelayLimits = VENDOR_RELAY_LIMITS
     #: How far back (seconds) it asks relays for intentcasts when it subscribes (§15.5-3).
     lookback_s: int = LOOKBACK_S
-    #: How many answered intentcasts it remembers, not to answer one twice (§15.4-5).
+    #: How many answered (intentcast, event key) pairs it remembers, not to answer one twice
+    #: (§15.4-5).
     remembered: int = REMEMBERED
     #: How many answers it publishes at once.
     publishing: int = PUBLISHING
     clock: Callable[[], int] = _wall_ms
     rand: Callable[[int], bytes] = os.urandom
     dropped: Counter[str] = field(default_factory=Counter)
-    _answered: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
+    _answered: OrderedDict[tuple[bytes, str], None] = field(default_factory=OrderedDict)
 
     def filter(self) -> dict[str, object]:
         return intentcast_filter(self.keywords, self.geohashes,
@@ -96,12 +98,15 @@ class RelayVendor:
             self.dropped[exc.code.value] += 1
             log.info("relayed event %s dropped: %s", event.id[:12], exc)
             return None
-        if message.hash in self._answered:  # the same intentcast in another event (§15.4-5)
+        # once per intentcast and event key (§15.4-5): anyone may carry the envelope in an
+        # event of their own key, and an answer to that key is no answer to the customer's
+        answered = (message.hash, event.pubkey)
+        if answered in self._answered:
             return None
         offer = await self._ask_policy(message)
         if offer is None:
             return None
-        self._answered[message.hash] = None
+        self._answered[answered] = None
         if len(self._answered) > self.remembered:
             self._answered.popitem(last=False)
         return answer_event(event, message, self.url, key=self._answer_key(),
