@@ -98,6 +98,7 @@ from vrmproto.nostr import (
     relay_intent_id,
     sign_event,
 )
+from vrmproto.nostr._binding import check_answer_url
 
 SCHEMA = "vrmproto-vectors/1"
 VECTORS_DIR = Path(__file__).resolve().parent.parent / "spec" / "vectors"
@@ -2612,9 +2613,52 @@ def _nostr_valid() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+#: (id, description, answer url, relays it came through, problem) for §15.4-6.
+_ANSWER_URLS: list[tuple[str, str, str, list[str], Problem | None]] = [
+    ("answer-url-public", "a public name through a public relay", _NOSTR_URL,
+     ["wss://relay.example"], None),
+    ("answer-url-own-relay", "this machine, through a relay on this machine too",
+     "http://127.0.0.1:8421", ["ws://127.0.0.1:7447", "wss://relay.example"], None),
+    ("answer-url-loopback", "this machine, through a public relay", "http://127.0.0.1:8421",
+     ["wss://relay.example"], Problem.INVALID_FIELD),
+    ("answer-url-localhost", "localhost, through a public relay", "http://localhost:8421/vrm",
+     ["wss://relay.example"], Problem.INVALID_FIELD),
+    ("answer-url-decimal", "127.0.0.1 written as one decimal number", "http://2130706433:8421",
+     ["wss://relay.example"], Problem.INVALID_FIELD),
+    ("answer-url-mapped", "127.0.0.1 as an IPv4-mapped IPv6 address",
+     "http://[::ffff:7f00:1]:8421", ["wss://relay.example"], Problem.INVALID_FIELD),
+    ("answer-url-unspecified", "0.0.0.0, which a connection reaches this machine through, "
+     "through a relay on a local network", "http://0.0.0.0:8421", ["ws://192.168.1.5:7447"],
+     Problem.INVALID_FIELD),
+    ("answer-url-private", "a router's address, through a public relay",
+     "http://192.168.1.1/admin", ["wss://relay.example"], Problem.INVALID_FIELD),
+    ("answer-url-metadata", "a cloud's metadata service (link-local)",
+     "http://169.254.169.254/latest", ["wss://relay.example"], Problem.INVALID_FIELD),
+    ("answer-url-mdns", "a .local name, through a public relay", "http://printer.local/",
+     ["wss://relay.example"], Problem.INVALID_FIELD),
+    ("answer-url-unique-local", "an IPv6 unique-local address", "http://[fd00::1]/",
+     ["wss://relay.example"], Problem.INVALID_FIELD),
+]  # fmt: skip
+
+
+def _answer_url_vectors() -> list[dict[str, Any]]:
+    vectors = []
+    for vid, what, url, relays, problem in _ANSWER_URLS:
+        try:
+            check_answer_url(url, relays)
+        except ProtocolError as exc:
+            got: tuple[str | None, str] = (exc.code.value, exc.clause)
+        else:
+            got = (None, "")
+        _expect(f"nostr/{vid}", got, problem, "§15.4-6", None)
+        vectors.append(_vector(vid, what, clause="§15.4-6", flags=["Where"], problem=problem,
+                               url=url, relays=relays))  # fmt: skip
+    return vectors
+
+
 def nostr_file() -> dict[str, Any]:
     """The Nostr binding (§15): the key, an intentcast event, an answer, and events to drop."""
-    vectors = _nostr_valid()
+    vectors = _nostr_valid() + _answer_url_vectors()
     for vid, what, event, now, min_pow, problem, clause, flag in _nostr_refusals():
         obj = event if isinstance(event, dict) else event.to_json()
         try:
@@ -2635,7 +2679,9 @@ def nostr_file() -> dict[str, Any]:
         "given; rebuilding it with the BIP-340 auxiliary bytes all zero gives the same event. "
         "`answer`: the recipient opens `plaintext` (NIP-44 v2, `nonce`). `answered-per-key`: "
         "every event opens to `message_hash`; a vendor that would make an offer, reading them "
-        "in order, answers those `answered` marks (§15.4-5). The invalid vectors "
+        "in order, answers those `answered` marks (§15.4-5). `answer-url-*`: a customer "
+        "whose answer names `url` and came through `relays` sends its intentcast there, or "
+        "drops the answer with `problem` (§15.4-6). The other invalid vectors "
         "are events a vendor reading at `now` and requiring `min_pow` bits must drop with "
         "`problem`.",
         f"vrmproto reference implementation (scripts/gen_vectors.py, vrmproto.nostr); "
@@ -2644,7 +2690,8 @@ def nostr_file() -> dict[str, Any]:
         {"Valid": "must be accepted", "Key": "key derivation", "Binding": "the event's form",
          "Answer": "a sealed answer", "Event": "the NIP-01 id or signature",
          "Time": "NIP-40 expiration", "Work": "NIP-13 proof of work",
-         "Once": "which events of one intentcast a vendor answers"},
+         "Once": "which events of one intentcast a vendor answers",
+         "Where": "where an answer may send the customer"},
     )  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from vrmproto.nostr import (
     open_intentcast,
     relay_intent_id,
 )
+from vrmproto.nostr._binding import check_answer_url
 from vrmproto.nostr._vendor import RelayVendor
 
 DOC = json.loads((Path(__file__).resolve().parents[1] / "spec" / "vectors" / "nostr.json")
@@ -66,7 +67,8 @@ def test_the_answer_opens_to_its_plaintext_and_seals_again_alike() -> None:
     assert nip44_encrypt(v["plaintext"], conv, bytes.fromhex(v["nonce"])) == event.content
 
 
-@pytest.mark.parametrize("v", [v for v in DOC["vectors"] if v["result"] == "invalid"],
+@pytest.mark.parametrize("v", [v for v in DOC["vectors"]
+                               if v["result"] == "invalid" and "event" in v],
                          ids=lambda v: v["id"])  # fmt: skip
 def test_an_event_to_drop_is_dropped_with_its_code(v: dict[str, Any]) -> None:
     with pytest.raises(ProtocolError) as caught:
@@ -99,3 +101,16 @@ async def test_a_vendor_answers_each_key_that_carries_an_intentcast_once() -> No
         if answer is not None:
             assert answer.tag_values("p") == [event.pubkey]
     assert answered == v["answered"]
+
+
+@pytest.mark.parametrize("v", [v for v in DOC["vectors"] if v["id"].startswith("answer-url-")],
+                         ids=lambda v: v["id"])  # fmt: skip
+def test_an_answer_is_followed_only_where_its_relays_are(v: dict[str, Any]) -> None:
+    """§15.4-6: an answer naming this machine or a local network is dropped unless one of the
+    relays it came through is there too."""
+    if v["result"] == "valid":
+        check_answer_url(v["url"], v["relays"])
+        return
+    with pytest.raises(ProtocolError) as caught:
+        check_answer_url(v["url"], v["relays"])
+    assert (caught.value.code.value, caught.value.clause) == (v["problem"], v["clause"])

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import re
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from vrmproto._envelope import Signed, open_envelope
 from vrmproto._errors import Problem
@@ -36,6 +39,7 @@ __all__ = [
     "HostClass",
     "answer_event",
     "answer_filter",
+    "check_answer_url",
     "host_class",
     "intentcast_event",
     "intentcast_filter",
@@ -209,6 +213,44 @@ def open_answer(event: Event, key: NostrKey, intent: bytes, *, now_ms: int | Non
             "the answer names another intentcast", clause="§15.4-2", code=Problem.INVALID_FIELD
         )
     return Answer(url.rstrip("/"), hashed, event.id)
+
+
+def _where(url: str) -> HostClass | None:
+    """:func:`url_class`, but an unspecified address (``0.0.0.0/8``, ``::``), which a connection
+    reaches this machine through, is this machine's (§15.4-6)."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    try:
+        ip = ipaddress.ip_address(host or "")
+    except ValueError:
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(host or ""))
+        except OSError:
+            ip = None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip is not None and (ip.is_unspecified or ip in _THIS_NETWORK):
+        return "loopback"
+    return url_class(url)
+
+
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+
+
+def check_answer_url(url: str, relays: Iterable[str]) -> None:
+    """Drop an answer whose ``url`` is on this machine or a local network, unless one of the
+    ``relays`` it came through is there too (§15.4-6): answers are sealed to a public key, and
+    anyone's would otherwise aim the agent's requests at the person's own machine or network.
+    Raises :class:`EventError` (``invalid_field``)."""
+    where = _where(url)
+    if where == "public":
+        return
+    if where is not None and where in {_where(r) for r in relays}:
+        return
+    raise EventError(f"the answer names {'a ' + where if where else 'no'} address",
+                     code=Problem.INVALID_FIELD, clause="§15.4-6")  # fmt: skip
 
 
 def intentcast_filter(words: Sequence[str], geohashes: Sequence[str], since: int) -> dict[str, Any]:

@@ -40,10 +40,10 @@ from vrmproto.nostr._binding import (
     KIND_INTENTCAST,
     Answer,
     answer_filter,
+    check_answer_url,
     intentcast_event,
     open_answer,
     open_intentcast,
-    url_class,
 )
 from vrmproto.nostr._crypto import NostrKey, relay_intent_id
 from vrmproto.nostr._event import Event
@@ -163,19 +163,15 @@ async def _collect(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], 
     the caller cancels); answers that do not open are dropped (§15.4-3).
 
     So are answers naming this machine or a local network, unless one of the relays is there
-    too (a relay of one's own, tests): anyone can seal an answer to the intentcast's key, and
-    the agent would then send HTTP requests, on a path the answer chose, to the person's
-    router, printer or cloud metadata service."""
-    near = {c for c in map(url_class, pool.urls) if c is not None}
+    too (a relay of one's own, tests; §15.4-6): anyone can seal an answer to the intentcast's
+    key, and the agent would then send HTTP requests, on a path the answer chose, to the
+    person's router, printer or cloud metadata service."""
     async for ev in pool.subscribe(answer_filter(key.public, since)):
         try:
             a = open_answer(ev, key, message.hash, now_ms=clock())
+            check_answer_url(a.url, pool.urls)
         except ProtocolError as exc:
             log.info("answer %s dropped: %s", ev.id[:12], exc)
-            continue
-        where = url_class(a.url)
-        if where is None or (where != "public" and where not in near):
-            log.info("answer %s dropped: it names a %s address", ev.id[:12], where or "no")
             continue
         found.setdefault(norm_url(a.url), a)
         if (expect is not None and len(found) >= expect) or len(found) >= MAX_ANSWERS:
