@@ -2583,6 +2583,25 @@ def _nostr_valid() -> list[dict[str, Any]]:
     answer = answer_event(event, msg, _NOSTR_URL, key=answer_key, now_ms=NOW + MINUTE,
                           nonce=_seed("nostr answer nonce"), aux=bytes(32))  # fmt: skip
     assert open_answer(answer, key, msg.hash).url == _NOSTR_URL
+    # answers whose url is no URL (§15.4-2): a line break, a port out of range
+    bad_urls = [("answer-form-line-break", "an answer whose url holds a line break",
+                 "https://hertz.example/vrm\r\nX-Evil: 1"),
+                ("answer-form-port", "an answer whose url's port is out of range",
+                 "https://hertz.example:99999/vrm")]  # fmt: skip
+    bad_answers = [
+        _vector(vid, what, clause="§15.4-2", flags=["Answer"], problem=Problem.INVALID_FIELD,
+                event=answer_event(event, msg, url, key=answer_key, now_ms=NOW + MINUTE,
+                                   nonce=_seed("nostr answer nonce"), aux=bytes(32)).to_json(),
+                recipient_secret_key=key.secret, message_hash=msg.hash)
+        for vid, what, url in bad_urls]  # fmt: skip
+    for v in bad_answers:
+        try:
+            open_answer(Event.from_json(v["event"]), key, msg.hash)
+        except ProtocolError as exc:
+            got: tuple[str | None, str] = (exc.code.value, exc.clause)
+        else:
+            got = (None, "")
+        _expect(f"nostr/{v['id']}", got, Problem.INVALID_FIELD, "§15.4-2", None)
     # the same envelope in an event of another key, one second younger (§15.4-5), and again in
     # another event of the customer's own key (other tags): what a vendor reads, in this order
     copy = _resign(NostrKey(_seed("nostr copy key")), event, created_at=event.created_at + 1)
@@ -2610,6 +2629,7 @@ def _nostr_valid() -> list[dict[str, Any]]:
                 flags=["Valid", "Once"], now=NOW, min_pow=0, message_hash=msg.hash,
                 events=[copy.to_json(), event.to_json(), event.to_json(), again.to_json()],
                 answered=[True, True, False, False]),
+        *bad_answers,
     ]  # fmt: skip
 
 
@@ -2681,7 +2701,9 @@ def nostr_file() -> dict[str, Any]:
         "every event opens to `message_hash`; a vendor that would make an offer, reading them "
         "in order, answers those `answered` marks (§15.4-5). `answer-url-*`: a customer "
         "whose answer names `url` and came through `relays` sends its intentcast there, or "
-        "drops the answer with `problem` (§15.4-6). The other invalid vectors "
+        "drops the answer with `problem` (§15.4-6). Invalid vectors with "
+        "`recipient_secret_key`: the recipient drops the answer `event` with `problem` "
+        "(§15.4-2). The other invalid vectors "
         "are events a vendor reading at `now` and requiring `min_pow` bits must drop with "
         "`problem`.",
         f"vrmproto reference implementation (scripts/gen_vectors.py, vrmproto.nostr); "

@@ -67,8 +67,8 @@ def test_the_answer_opens_to_its_plaintext_and_seals_again_alike() -> None:
     assert nip44_encrypt(v["plaintext"], conv, bytes.fromhex(v["nonce"])) == event.content
 
 
-@pytest.mark.parametrize("v", [v for v in DOC["vectors"]
-                               if v["result"] == "invalid" and "event" in v],
+@pytest.mark.parametrize("v", [v for v in DOC["vectors"] if v["result"] == "invalid"
+                               and "event" in v and "recipient_secret_key" not in v],
                          ids=lambda v: v["id"])  # fmt: skip
 def test_an_event_to_drop_is_dropped_with_its_code(v: dict[str, Any]) -> None:
     with pytest.raises(ProtocolError) as caught:
@@ -113,4 +113,13 @@ def test_an_answer_is_followed_only_where_its_relays_are(v: dict[str, Any]) -> N
         return
     with pytest.raises(ProtocolError) as caught:
         check_answer_url(v["url"], v["relays"])
+    assert (caught.value.code.value, caught.value.clause) == (v["problem"], v["clause"])
+
+
+@pytest.mark.parametrize("v", [v for v in DOC["vectors"] if v["result"] == "invalid"
+                               and "recipient_secret_key" in v], ids=lambda v: v["id"])  # fmt: skip
+def test_an_answer_whose_url_is_no_url_is_dropped(v: dict[str, Any]) -> None:
+    recipient = NostrKey(bytes.fromhex(v["recipient_secret_key"]))
+    with pytest.raises(ProtocolError) as caught:
+        open_answer(Event.from_json(v["event"]), recipient, bytes.fromhex(v["message_hash"]))
     assert (caught.value.code.value, caught.value.clause) == (v["problem"], v["clause"])

@@ -8,7 +8,10 @@ Before:
   intentcast to whatever listens on the person's own machine, on a path the answer chose;
 - ``vrm relay add`` kept any number of relays, and ``vrm relay intent --relay`` took any number:
   every intentcast then opened a connection to each (a list pasted from a directory of
-  hundreds), waited on each, and every later ``vrm relay answers`` did it again (§15.5-7).
+  hundreds), waited on each, and every later ``vrm relay answers`` did it again (§15.5-7);
+- an answer whose ``url`` held a line break, a NUL, a space or a port past 65535 was taken
+  (§15.4-2 asks for a URL): it became a vendor of the intentcast, stored, listed to the person
+  and requested, its request failing in the HTTP library's words.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from _cli_helpers import fails, new_home, ok, vrm
 
 from tests.test_hunt_s14_nostr import cast, now_ms
 from vrmproto import ProtocolError
-from vrmproto.nostr import Answer, Event, NostrKey, answer_event
+from vrmproto.nostr import Answer, Event, NostrKey, answer_event, open_answer
 from vrmproto.nostr._binding import check_answer_url
 from vrmproto.nostr._customer import _collect
 
@@ -108,3 +111,21 @@ def test_at_most_32_relays_are_given_to_one_command(tmp_path: Path) -> None:
           "33 relays", "at most 32")  # fmt: skip
     fails(vrm("relay", "answers", *many, home=home), 2, "at most 32")
     assert ok(vrm("intent", "list", "--json", home=home)).json["intents"] == []
+
+
+@pytest.mark.parametrize("url", ["https://hertz.example/vrm\r\nX-Evil: 1", "https://hertz.example/\x00",
+                                 "https://hertz example/", "https://hertz.example:99999/",
+                                 "https:///vrm", "https://hertz.example/\u2028"])  # fmt: skip
+def test_an_answer_whose_url_is_no_url_is_dropped(url: str) -> None:
+    event, message = cast("suv rental")
+    key = NostrKey(os.urandom(32))
+    ours = Event(event.id, key.public.hex(), event.created_at, event.kind, event.tags,
+                 event.content, event.sig)  # fmt: skip
+    sealed = answer_event(ours, message, url, key=NostrKey(os.urandom(32)), now_ms=now_ms(),
+                          nonce=os.urandom(32), aux=os.urandom(32))  # fmt: skip
+    with pytest.raises(ProtocolError) as caught:
+        open_answer(sealed, key, message.hash, now_ms=now_ms())
+    assert (caught.value.code.value, caught.value.clause) == ("invalid_field", "§15.4-2")
+    good = answer_event(ours, message, "https://hertz.example/vrm", key=NostrKey(os.urandom(32)),
+                        now_ms=now_ms(), nonce=os.urandom(32), aux=os.urandom(32))  # fmt: skip
+    assert open_answer(good, key, message.hash, now_ms=now_ms()).url == "https://hertz.example/vrm"

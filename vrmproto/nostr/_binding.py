@@ -179,11 +179,25 @@ def _answer_fields(plain: str) -> tuple[str, bytes]:
     except (ValueError, KeyError, TypeError) as exc:
         raise EventError("the answer is not {intent, url}", code=Problem.INVALID_FIELD,
                          clause="§15.4-2") from exc  # fmt: skip
-    if not isinstance(url, str) or not url.startswith(("https://", "http://")) or len(url) > 2048:
+    if not isinstance(url, str) or not _is_http_url(url):
         raise EventError(
             "the answer's url is not an http(s) URL", clause="§15.4-2", code=Problem.INVALID_FIELD
         )
     return url, intent
+
+
+def _is_http_url(url: str) -> bool:
+    """An ``http``/``https`` URL of at most 2048 characters, with a host, a port in range, and
+    no spaces or control characters (§15.4-2): anyone's answer becomes a URL the agent stores,
+    shows and sends requests to."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return (url.startswith(("https://", "http://")) and len(url) <= 2048
+            and bool(parts.hostname)
+            and not any(c.isspace() or not c.isprintable() for c in url))  # fmt: skip
 
 
 def open_answer(event: Event, key: NostrKey, intent: bytes, *, now_ms: int | None = None
