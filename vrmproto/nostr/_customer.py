@@ -178,6 +178,13 @@ async def _collect(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], 
             return
 
 
+def _answers_since(agent: Agent, event: Event) -> int:
+    """The ``since`` of the subscription to an intentcast's answers (§15.4-1): the clock skew
+    peers allow (§10-3) before the intentcast event, as a vendor whose clock is that much behind
+    dates its answer."""
+    return max(event.created_at - agent.limits.max_clock_skew_ms // 1000, 0)
+
+
 async def _answers(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], since: int,
                    *, wait_s: float, expect: int | None,
                    clock: Callable[[], int]) -> list[Answer]:  # fmt: skip
@@ -259,8 +266,9 @@ async def publish_intentcast(
             await agent.store.commit(Commit(intents_drop=(record.intent_id,)))
             raise
         wait_s = min(answer_wait_ms, deadline_ms // 2) / 1000
-        answers = await _answers(pool, key, message, event.created_at, wait_s=wait_s,
-                                 expect=expect_answers, clock=agent.clock)  # fmt: skip
+        answers = await _answers(pool, key, message, _answers_since(agent, event),
+                                 wait_s=wait_s, expect=expect_answers,
+                                 clock=agent.clock)  # fmt: skip
     result = await _to_answerers(agent, record, body, answers, vendors=vendors,
                                  progress=progress)  # fmt: skip
     record = await agent.store.get_intent(record.intent_id) or record
@@ -365,8 +373,9 @@ async def _read_one(agent: Agent, session: aiohttp.ClientSession, record: Intent
         if message.sender != agent.ledger.master.for_intent(intent_id).public_key:
             return None  # signed by our Nostr key, but not by the intentcast's identity
         remaining = max(record.reply_by_ms - agent.clock(), 1)
-        answers = await _answers(pool, key, message, event.created_at, clock=agent.clock,
-                                 wait_s=min(wait_ms, remaining) / 1000, expect=expect)  # fmt: skip
+        answers = await _answers(pool, key, message, _answers_since(agent, event),
+                                 clock=agent.clock, wait_s=min(wait_ms, remaining) / 1000,
+                                 expect=expect)  # fmt: skip
     result = await _to_answerers(agent, record, message.body, answers, progress=progress)
     record = await agent.store.get_intent(record.intent_id) or record
     return RelayedIntentcast(intent_id, event, None, tuple(answers), result, record)
