@@ -55,3 +55,16 @@ async def test_a_vendor_whose_clock_is_behind_is_heard(tmp_path: Path) -> None:
                                                expect_answers=1, deadline_ms=60_000)  # fmt: skip
     assert [a.url for a in out.answers] == ["http://127.0.0.1:1"]
     assert isinstance(out.event, Event)
+
+
+def test_an_answer_is_not_dated_by_a_created_at_the_intentcast_did_not_sign() -> None:
+    """A copy dated a year ahead (anyone may wrap the envelope) does not date the answer so:
+    relays would refuse it, and §10-3 bounds only the signed ``created``."""
+    event, message = cast("suv rental")
+    ahead = Event(event.id, event.pubkey, event.created_at + 365 * 86_400, event.kind,
+                  event.tags, event.content, event.sig)  # fmt: skip
+    now_ms = event.created_at * 1000 + 2_000
+    answer = answer_event(ahead, message, "https://hertz.example/vrm",
+                          key=NostrKey(os.urandom(32)), now_ms=now_ms, nonce=os.urandom(32),
+                          aux=os.urandom(32))  # fmt: skip
+    assert answer.created_at == now_ms // 1000

@@ -164,13 +164,14 @@ def answer_event(intentcast: Event, message: Signed[Intentcast], vendor_url: str
                  key: NostrKey, now_ms: int, nonce: bytes, aux: bytes) -> Event:  # fmt: skip
     """A vendor's sealed answer: NIP-44 to the intentcast's Nostr key, from ``key``, a key the
     vendor made for this answer alone (§15.4-1, §15.2-3), dated ``now_ms`` but never before the
-    intentcast event: a vendor whose clock is behind would otherwise date it before the
-    ``since`` of the customer's subscription."""
+    intentcast: a vendor whose clock is behind would otherwise date it before the ``since`` of
+    the customer's subscription. The intentcast's signed ``created`` is taken, not the event's
+    ``created_at``, which anyone re-wrapping it sets: §10-3 keeps the former within minutes."""
     plain = json.dumps({"intent": message.hash.hex(), "url": vendor_url}, sort_keys=True)
     conv = conversation_key(key.secret, bytes.fromhex(intentcast.pubkey))
     tags = [["p", intentcast.pubkey], ["e", intentcast.id],
             ["expiration", str(_expiration(message.body.reply_by))]]  # fmt: skip
-    return sign_event(key, max(now_ms // 1000, intentcast.created_at), KIND_ANSWER, tags,
+    return sign_event(key, max(now_ms // 1000, message.header.created // 1000), KIND_ANSWER, tags,
                       nip44_encrypt(plain, conv, nonce), aux=aux)  # fmt: skip
 
 
