@@ -2559,9 +2559,12 @@ def _nostr_refusals() -> list[tuple[str, str, Any, int, int, Problem, str, str]]
     tampered = {**event.to_json(), "content": event.content[:-4] + "AAA="}
     moved = [("expiration", str(event.expiration + 3600)) if t[0] == "expiration" else t
              for t in event.tags]  # fmt: skip
+    spelt = {**_resign(key, event, tags=[("e", "x")]).to_json(), "tags": ["ex"]}
     return [
         ("tampered", "the content changed after signing: the id is not its hash", tampered,
          NOW, 0, Problem.BAD_SIGNATURE, "§15.1-2", "Event"),
+        ("tags-spelt", "tags [\"ex\"], signed as [[\"e\", \"x\"]]: a tag must be an array of "
+         "strings", spelt, NOW, 0, Problem.MALFORMED, "§15.1-2", "Binding"),
         ("other-kind", "a kind-1 note around the same envelope", _resign(key, event, kind=1),
          NOW, 0, Problem.UNKNOWN_TYPE, "§15.3-1", "Binding"),
         ("expired", "read one second after its expiration", event, later, 0, Problem.EXPIRED,
