@@ -11,7 +11,9 @@ Before:
   hundreds), waited on each, and every later ``vrm relay answers`` did it again (§15.5-7);
 - an answer whose ``url`` held a line break, a NUL, a space or a port past 65535 was taken
   (§15.4-2 asks for a URL): it became a vendor of the intentcast, stored, listed to the person
-  and requested, its request failing in the HTTP library's words.
+  and requested, its request failing in the HTTP library's words;
+- a vendor bound to ``0.0.0.0`` with no ``server.public_url``, on a relay of its local network,
+  answered ``http://0.0.0.0:8421`` (its customers' own machines) and was not warned.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from vrmproto import ProtocolError
 from vrmproto.nostr import Answer, Event, NostrKey, answer_event, open_answer
 from vrmproto.nostr._binding import check_answer_url
 from vrmproto.nostr._customer import _collect
+from vrmproto.nostr._vendor import warn_unreachable_url
 
 LAN_RELAY = "ws://192.168.1.5:7447"
 
@@ -129,3 +132,12 @@ def test_an_answer_whose_url_is_no_url_is_dropped(url: str) -> None:
     good = answer_event(ours, message, "https://hertz.example/vrm", key=NostrKey(os.urandom(32)),
                         now_ms=now_ms(), nonce=os.urandom(32), aux=os.urandom(32))  # fmt: skip
     assert open_answer(good, key, message.hash, now_ms=now_ms()).url == "https://hertz.example/vrm"
+
+
+@pytest.mark.parametrize("url", ["http://0.0.0.0:8421", "http://[::]:8421"])
+def test_a_vendor_answering_with_the_unspecified_address_is_warned(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    warn_unreachable_url(url, [LAN_RELAY])
+    assert "set server.public_url" in caplog.text
+    assert "loopback address" in caplog.text

@@ -39,7 +39,9 @@ __all__ = [
     "HostClass",
     "answer_event",
     "answer_filter",
+    "answer_url_class",
     "check_answer_url",
+    "followed",
     "host_class",
     "intentcast_event",
     "intentcast_filter",
@@ -232,7 +234,7 @@ def open_answer(event: Event, key: NostrKey, intent: bytes, *, now_ms: int | Non
     return Answer(url.rstrip("/"), hashed, event.id)
 
 
-def _where(url: str) -> HostClass | None:
+def answer_url_class(url: str) -> HostClass | None:
     """:func:`url_class`, but an unspecified address (``0.0.0.0/8``, ``::``), which a connection
     reaches this machine through, is this machine's (§15.4-6)."""
     try:
@@ -256,15 +258,25 @@ def _where(url: str) -> HostClass | None:
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
 
 
+def followed(url: str, relays: Iterable[str]) -> bool:
+    """Whether a customer follows an answer naming ``url`` that came through ``relays``
+    (:func:`check_answer_url`, §15.4-6)."""
+    try:
+        check_answer_url(url, relays)
+    except EventError:
+        return False
+    return True
+
+
 def check_answer_url(url: str, relays: Iterable[str]) -> None:
     """Drop an answer whose ``url`` is on this machine or a local network, unless one of the
     ``relays`` it came through is there too (§15.4-6): answers are sealed to a public key, and
     anyone's would otherwise aim the agent's requests at the person's own machine or network.
     Raises :class:`EventError` (``invalid_field``)."""
-    where = _where(url)
+    where = answer_url_class(url)
     if where == "public":
         return
-    if where is not None and where in {_where(r) for r in relays}:
+    if where is not None and where in {answer_url_class(r) for r in relays}:
         return
     raise EventError(f"the answer names {'a ' + where if where else 'no'} address",
                      code=Problem.INVALID_FIELD, clause="§15.4-6")  # fmt: skip

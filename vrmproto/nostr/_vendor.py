@@ -26,7 +26,13 @@ from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._messages import Intentcast, IntentOffer
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role
-from vrmproto.nostr._binding import answer_event, intentcast_filter, open_intentcast, url_class
+from vrmproto.nostr._binding import (
+    answer_event,
+    answer_url_class,
+    followed,
+    intentcast_filter,
+    open_intentcast,
+)
 from vrmproto.nostr._crypto import NostrKey
 from vrmproto.nostr._event import Event
 from vrmproto.nostr._relay import RelayError, RelayLimits, RelayPool, relay_session
@@ -196,11 +202,10 @@ def warn_unreachable_url(url: str, relays: Sequence[str]) -> None:
     there too: customers reading that relay drop such an answer (it could point them at their
     own network), so the vendor would answer them for nothing. ``server.public_url`` in the
     vendor file is the cure."""
-    where = url_class(url)
-    if where != "public" and any(url_class(r) != where for r in relays):
+    if any(not followed(url, [r]) for r in relays):  # the customer's rule, §15.4-6
         log.warning("answers through relays will name %s, a %s address customers elsewhere "
                     "drop: set server.public_url in the vendor file to a public URL",
-                    url, where)  # fmt: skip
+                    url, answer_url_class(url) or "hostless")  # fmt: skip
 
 
 @contextlib.asynccontextmanager
