@@ -49,6 +49,7 @@ __all__ = [
     "keywords",
     "open_answer",
     "open_intentcast",
+    "tag_words",
     "url_class",
 ]
 
@@ -64,14 +65,21 @@ _GEOHASH = re.compile(r"[0-9b-hjkmnp-z]{1,12}")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-def keywords(texts: Iterable[str]) -> list[str]:
-    """The ``t`` tags of an intentcast: its distinct lower-case words, first first (§15.3-3)."""
+def tag_words(texts: Iterable[str]) -> list[str]:
+    """The distinct lower-case words of ``texts`` that a ``t`` tag may hold, first first
+    (§15.3-3): runs of ``a``-``z`` and ``0``-``9`` of 2 to 64 characters."""
     seen: dict[str, None] = {}
     for text in texts:
         for w in _WORD.findall(text.lower()):
             if 2 <= len(w) <= MAX_KEYWORD_LEN:
                 seen.setdefault(w)
-    return list(seen)[:MAX_KEYWORDS]
+    return list(seen)
+
+
+def keywords(texts: Iterable[str]) -> list[str]:
+    """The ``t`` tags of an intentcast: its distinct lower-case words, first first, at most
+    :data:`MAX_KEYWORDS` (§15.3-3)."""
+    return tag_words(texts)[:MAX_KEYWORDS]
 
 
 def is_geohash(text: str) -> bool:

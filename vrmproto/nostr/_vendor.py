@@ -32,6 +32,7 @@ from vrmproto.nostr._binding import (
     followed,
     intentcast_filter,
     open_intentcast,
+    tag_words,
 )
 from vrmproto.nostr._crypto import NostrKey
 from vrmproto.nostr._event import Event
@@ -62,8 +63,17 @@ def _wall_ms() -> int:
 
 
 def catalogue_keywords(catalogue: Iterable[CatalogueItem]) -> list[str]:
-    """Every keyword of the catalogue, lower-case: the vendor's ``#t`` filter (§15.5-3)."""
-    return sorted({k.lower() for item in catalogue for k in item.keywords})
+    """The vendor's ``#t`` filter (§15.5-3): the words of the catalogue's keywords as a
+    customer tags them (§15.3-3), so that ``4-wheel-drive`` is asked for as ``wheel`` and
+    ``drive``. Empty — every intentcast, to the checks and the policy — when an item's keywords
+    hold no word a customer tags (``4``): no filter on tags would let its intentcasts through."""
+    found: set[str] = set()
+    for item in catalogue:
+        words = tag_words(item.keywords)
+        if not words:
+            return []
+        found.update(words)
+    return sorted(found)
 
 
 @dataclass
