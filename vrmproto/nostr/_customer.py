@@ -111,6 +111,14 @@ async def _stored_next(agent: Agent) -> int:
     return max([*used, int.from_bytes(floor, "big") if floor else 0])
 
 
+async def _used_next(agent: Agent) -> int:
+    """One past the highest index the store has a record of (§15.2-4): where a search starts.
+    Not past the ones asked about: asking again for keys that published nothing links nothing,
+    and a search that skipped them would leave a gap a restored agent stops at."""
+    return max((r.relay_index + 1 for r in await agent.intents() if r.relay_index is not None),
+               default=0)  # fmt: skip
+
+
 def _next_meta(index: int) -> tuple[str, bytes]:
     return NEXT_INDEX_KEY, index.to_bytes(4, "big")
 
@@ -290,7 +298,9 @@ async def relay_answers(
     Each stored one is read from the relays it was published to, plus ``relays``. The relays
     given are also searched, from the index after the last one stored, for relayed intentcasts
     the store has no record of (an agent restored from its master seed alone, §15.2-4); each one
-    found is stored, from the body of its envelope, and read like the others. Waits at most
+    found is stored, from the body of its envelope, and read like the others; the indices a
+    search asked about are never published from when it found one, and stay free when it found
+    none (nothing to link them to). Waits at most
     ``answer_wait_ms`` for each intentcast's answers, or until ``expect_answers`` answered.
 
     An intentcast none of whose relays could be reached is not read, and said so (a warning on
@@ -303,9 +313,11 @@ async def relay_answers(
     done: list[RelayedIntentcast] = []
     async with relay_session() as session:
         if relays:
+            floor = await _stored_next(agent)
             async with RelayPool(relays, session, limits=relay_limits) as pool:
-                found, searched = await _search(pool, seed, await _stored_next(agent))
-            await agent.store.commit(Commit(meta=(_next_meta(searched),)))
+                found, searched = await _search(pool, seed, await _used_next(agent))
+            if found:  # the relays would link a later intentcast from an asked key to these
+                await agent.store.commit(Commit(meta=(_next_meta(max(floor, searched)),)))
             live += await _adopt(agent, found, relays)
         unread: list[tuple[IntentRecord, RelayError]] = []
         for record in live:
