@@ -13,7 +13,10 @@ Before:
   (§15.4-2 asks for a URL): it became a vendor of the intentcast, stored, listed to the person
   and requested, its request failing in the HTTP library's words;
 - a vendor bound to ``0.0.0.0`` with no ``server.public_url``, on a relay of its local network,
-  answered ``http://0.0.0.0:8421`` (its customers' own machines) and was not warned.
+  answered ``http://0.0.0.0:8421`` (its customers' own machines) and was not warned;
+- ``vrm relay intent … --deadline 30d`` said "published to 1 of 1 relays" and exit 0, yet the
+  envelope lived 30 days where §4.2-11 allows 7: every vendor dropped it, and said nothing
+  (§15.4-4). The person waited a month for answers that could not come.
 """
 
 from __future__ import annotations
@@ -141,3 +144,10 @@ def test_a_vendor_answering_with_the_unspecified_address_is_warned(
     warn_unreachable_url(url, [LAN_RELAY])
     assert "set server.public_url" in caplog.text
     assert "loopback address" in caplog.text
+
+
+def test_a_relayed_intentcast_no_vendor_could_read_is_not_published(tmp_path: Path) -> None:
+    home = new_home(tmp_path)
+    fails(vrm("relay", "intent", "kayak for a day", "--relay", "ws://127.0.0.1:9", "--pow", "0",
+              "--deadline", "30d", home=home), 2, "at most 7 days", "not 30 days")  # fmt: skip
+    assert ok(vrm("intent", "list", "--json", home=home)).json["intents"] == []

@@ -240,9 +240,17 @@ async def publish_intentcast(
     """Publish an intentcast to ``relays``, wait ``answer_wait_ms`` for answers (or until
     ``expect_answers`` vendors answered), then send it over HTTP to them and to ``vendors``.
 
+    ``deadline_ms`` is at most the agent's ``max_lifetime_ms`` (7 days), else ValueError:
+    the envelope lives until the deadline, and vendors drop a longer one (§4.2-11, §15.3-2).
+
     The intentcast is stored (with its index and relays) before it is published, so that
     :func:`relay_answers` reads the answers that come after the wait; when no relay stored it
     (:class:`RelayError`), it is dropped again, and only its index stays spent."""
+    most = agent.limits.max_lifetime_ms
+    if deadline_ms > most:  # every vendor would drop it (§15.3-6), and say nothing (§15.4-4)
+        raise ValueError(f"a relayed intentcast waits for offers at most {_days(most)}: its "
+                         f"envelope lives until its reply_by (§15.3-2, §4.2-11), and vendors "
+                         f"drop a longer one unanswered; not {_days(deadline_ms)}")  # fmt: skip
     reply_by = agent.clock() + deadline_ms
     body = Intentcast(what=what, reply_by=reply_by, constraints=tuple(constraints),
                       memberships=tuple(memberships), where=where, start=start, end=end,
@@ -281,6 +289,11 @@ async def publish_intentcast(
                                  progress=progress)  # fmt: skip
     record = await agent.store.get_intent(record.intent_id) or record
     return RelayedIntentcast(intent_id, event, published, tuple(answers), result, record)
+
+
+def _days(ms: int) -> str:
+    days = ms / 86_400_000
+    return f"{days:g} days" if days >= 1 else f"{ms / 3_600_000:g} hours"
 
 
 async def relay_answers(
