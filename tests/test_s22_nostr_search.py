@@ -14,13 +14,17 @@ those found); a search that found nothing leaves the next index where it was.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
+import pytest
 from _nostr_relay import relay
 
 from vrmproto import MasterSeed
 from vrmproto.client import Agent
+from vrmproto.nostr import _customer
 from vrmproto.nostr._customer import publish_intentcast, relay_answers
 from vrmproto.store import MemoryStore
 
@@ -51,3 +55,34 @@ async def test_an_intentcast_published_after_a_read_of_answers_is_found_from_the
                                              pow_difficulty=0, answer_wait_ms=0,
                                              deadline_ms=600_000)  # fmt: skip
         assert third.record.relay_index == 2 + 20
+
+
+async def test_the_answers_of_open_intentcasts_are_awaited_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: ``vrm relay answers`` read its open relayed intentcasts one after the other,
+    each waiting ``--wait`` (5 s) for answers: ten open ones kept the person waiting 50 s. Now
+    their waits overlap: each of three waits until all three are waiting."""
+    real = _customer._answers
+    waiting = 0
+    all_in = asyncio.Event()
+
+    async def answers(*args: Any, **kw: Any) -> Any:
+        nonlocal waiting
+        waiting += 1
+        if waiting == 3:
+            all_in.set()
+        async with asyncio.timeout(10):
+            await all_in.wait()
+        return await real(*args, **kw)
+
+    seed = MasterSeed(os.urandom(32))
+    with relay(tmp_path) as url:
+        agent = await Agent.open(MemoryStore(), seed)
+        async with agent:
+            for what in ("kayak", "canoe", "raft"):
+                await publish_intentcast(agent, what, relays=[url], pow_difficulty=0,
+                                         answer_wait_ms=0, deadline_ms=600_000)  # fmt: skip
+            monkeypatch.setattr(_customer, "_answers", answers)
+            read = await relay_answers(agent, [url], answer_wait_ms=0)
+    assert sorted(r.record.what for r in read) == ["canoe", "kayak", "raft"]

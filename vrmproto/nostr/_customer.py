@@ -71,6 +71,9 @@ INDEX_GAP = 20
 #: a public key, so anyone — a relay among them — can send thousands, each naming a URL the
 #: agent would then contact (on the person's own network too). The first ones are taken.
 MAX_ANSWERS = 256
+#: How many relayed intentcasts ``relay_answers`` reads from their relays at once (each waits
+#: up to ``answer_wait_ms`` for its answers).
+READING = 8
 #: The store's setting (meta) that keeps one past the last index asked about in a search.
 NEXT_INDEX_KEY = "client.nostr.next_index"
 
@@ -332,17 +335,25 @@ async def relay_answers(
             if found:  # the relays would link a later intentcast from an asked key to these
                 await agent.store.commit(Commit(meta=(_next_meta(max(floor, searched)),)))
             live += await _adopt(agent, found, relays)
+        # the relays of every intentcast are read at once (each waits for its answers), then
+        # each is sent over HTTP to its new vendors in turn
+        reading = asyncio.Semaphore(READING)
+
+        async def read(record: IntentRecord) -> _Read | RelayError | None:
+            async with reading:
+                try:
+                    return await _read_relays(agent, session, record, relays,
+                                              wait_ms=answer_wait_ms, expect=expect_answers,
+                                              limits=relay_limits)  # fmt: skip
+                except RelayError as exc:  # none of its relays could be reached: still open
+                    return exc
+
         unread: list[tuple[IntentRecord, RelayError]] = []
-        for record in live:
-            try:
-                got = await _read_one(agent, session, record, relays, wait_ms=answer_wait_ms,
-                                      expect=expect_answers, progress=progress,
-                                      limits=relay_limits)  # fmt: skip
-            except RelayError as exc:  # none of its relays could be reached: still open
-                unread.append((record, exc))
-                continue
-            if got is not None:
-                done.append(got)
+        for record, got in zip(live, await asyncio.gather(*map(read, live)), strict=True):
+            if isinstance(got, RelayError):
+                unread.append((record, got))
+            elif got is not None:
+                done.append(await _send_read(agent, record, got, progress=progress))
     if unread and not done:
         raise unread[0][1]
     for record, why in unread:
@@ -371,13 +382,31 @@ async def _adopt(agent: Agent, found: dict[int, Event], relays: Sequence[str]
     return adopted
 
 
-async def _read_one(agent: Agent, session: aiohttp.ClientSession, record: IntentRecord,
-                    extra: Sequence[str], *, wait_ms: int, expect: int | None,
-                    progress: Progress | None,
-                    limits: RelayLimits) -> RelayedIntentcast | None:  # fmt: skip
-    """One stored relayed intentcast: its event read back, its answers, the HTTP intentcast to
-    the vendors that answered and were not asked yet. None when no relay holds it any more;
-    :class:`RelayError` when none of its relays could be reached."""
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A relayed intentcast read back from its relays, and the answers that came."""
+
+    intent_id: bytes
+    event: Event
+    message: Signed[Intentcast]
+    answers: list[Answer]
+
+
+async def _send_read(agent: Agent, record: IntentRecord, read: _Read, *,
+                     progress: Progress | None) -> RelayedIntentcast:  # fmt: skip
+    """The HTTP intentcast to the vendors that answered ``read`` and were not asked yet."""
+    result = await _to_answerers(agent, record, read.message.body, read.answers,
+                                 progress=progress)  # fmt: skip
+    record = await agent.store.get_intent(record.intent_id) or record
+    return RelayedIntentcast(read.intent_id, read.event, None, tuple(read.answers), result,
+                             record)  # fmt: skip
+
+
+async def _read_relays(agent: Agent, session: aiohttp.ClientSession, record: IntentRecord,
+                       extra: Sequence[str], *, wait_ms: int, expect: int | None,
+                       limits: RelayLimits) -> _Read | None:  # fmt: skip
+    """One stored relayed intentcast: its event read back and its answers. None when no relay
+    holds it any more; :class:`RelayError` when none of its relays could be reached."""
     if record.relay_index is None:
         raise ValueError("not a relayed intentcast")
     intent_id, key = relay_key(agent.ledger.master.seed, record.relay_index)
@@ -401,6 +430,4 @@ async def _read_one(agent: Agent, session: aiohttp.ClientSession, record: Intent
         answers = await _answers(pool, key, message, _answers_since(agent, event),
                                  clock=agent.clock, wait_s=min(wait_ms, remaining) / 1000,
                                  expect=expect)  # fmt: skip
-    result = await _to_answerers(agent, record, message.body, answers, progress=progress)
-    record = await agent.store.get_intent(record.intent_id) or record
-    return RelayedIntentcast(intent_id, event, None, tuple(answers), result, record)
+    return _Read(intent_id, event, message, answers)
