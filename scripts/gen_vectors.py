@@ -98,6 +98,7 @@ from vrmproto.nostr import (
     relay_intent_id,
     sign_event,
 )
+from vrmproto.nostr._binding import check_answer_url
 
 SCHEMA = "vrmproto-vectors/1"
 VECTORS_DIR = Path(__file__).resolve().parent.parent / "spec" / "vectors"
@@ -2558,9 +2559,12 @@ def _nostr_refusals() -> list[tuple[str, str, Any, int, int, Problem, str, str]]
     tampered = {**event.to_json(), "content": event.content[:-4] + "AAA="}
     moved = [("expiration", str(event.expiration + 3600)) if t[0] == "expiration" else t
              for t in event.tags]  # fmt: skip
+    spelt = {**_resign(key, event, tags=[("e", "x")]).to_json(), "tags": ["ex"]}
     return [
         ("tampered", "the content changed after signing: the id is not its hash", tampered,
          NOW, 0, Problem.BAD_SIGNATURE, "§15.1-2", "Event"),
+        ("tags-spelt", "tags [\"ex\"], signed as [[\"e\", \"x\"]]: a tag must be an array of "
+         "strings", spelt, NOW, 0, Problem.MALFORMED, "§15.1-2", "Binding"),
         ("other-kind", "a kind-1 note around the same envelope", _resign(key, event, kind=1),
          NOW, 0, Problem.UNKNOWN_TYPE, "§15.3-1", "Binding"),
         ("expired", "read one second after its expiration", event, later, 0, Problem.EXPIRED,
@@ -2582,6 +2586,29 @@ def _nostr_valid() -> list[dict[str, Any]]:
     answer = answer_event(event, msg, _NOSTR_URL, key=answer_key, now_ms=NOW + MINUTE,
                           nonce=_seed("nostr answer nonce"), aux=bytes(32))  # fmt: skip
     assert open_answer(answer, key, msg.hash).url == _NOSTR_URL
+    # answers whose url is no URL (§15.4-2): a line break, a port out of range
+    bad_urls = [("answer-form-line-break", "an answer whose url holds a line break",
+                 "https://hertz.example/vrm\r\nX-Evil: 1"),
+                ("answer-form-port", "an answer whose url's port is out of range",
+                 "https://hertz.example:99999/vrm")]  # fmt: skip
+    bad_answers = [
+        _vector(vid, what, clause="§15.4-2", flags=["Answer"], problem=Problem.INVALID_FIELD,
+                event=answer_event(event, msg, url, key=answer_key, now_ms=NOW + MINUTE,
+                                   nonce=_seed("nostr answer nonce"), aux=bytes(32)).to_json(),
+                recipient_secret_key=key.secret, message_hash=msg.hash)
+        for vid, what, url in bad_urls]  # fmt: skip
+    for v in bad_answers:
+        try:
+            open_answer(Event.from_json(v["event"]), key, msg.hash)
+        except ProtocolError as exc:
+            got: tuple[str | None, str] = (exc.code.value, exc.clause)
+        else:
+            got = (None, "")
+        _expect(f"nostr/{v['id']}", got, Problem.INVALID_FIELD, "§15.4-2", None)
+    # the same envelope in an event of another key, one second younger (§15.4-5), and again in
+    # another event of the customer's own key (other tags): what a vendor reads, in this order
+    copy = _resign(NostrKey(_seed("nostr copy key")), event, created_at=event.created_at + 1)
+    again = _resign(key, event, tags=[t for t in event.tags if t[0] != "g"])
     return [
         _vector("intent-ids", "the intent_id of relayed intentcasts 0, 1 and 2 from the master "
                 "seed 00…1f", clause="§15.2-1", flags=["Valid", "Key"], master_seed=MASTER.seed,
@@ -2598,12 +2625,63 @@ def _nostr_valid() -> list[dict[str, Any]]:
                 recipient_secret_key=key.secret, message_hash=msg.hash,
                 plaintext=json.dumps({"intent": msg.hash.hex(), "url": _NOSTR_URL},
                                      sort_keys=True)),
+        _vector("answered-per-key", "the Park City intentcast read by a vendor that would make "
+                "an offer: first a copy of its envelope under another key, then the customer's "
+                "event, the customer's event again, and the same envelope in another event of "
+                "the customer's key; `answered`: whether each is answered", clause="§15.4-5",
+                flags=["Valid", "Once"], now=NOW, min_pow=0, message_hash=msg.hash,
+                events=[copy.to_json(), event.to_json(), event.to_json(), again.to_json()],
+                answered=[True, True, False, False]),
+        *bad_answers,
     ]  # fmt: skip
+
+
+#: (id, description, answer url, relays it came through, problem) for §15.4-6.
+_ANSWER_URLS: list[tuple[str, str, str, list[str], Problem | None]] = [
+    ("answer-url-public", "a public name through a public relay", _NOSTR_URL,
+     ["wss://relay.example"], None),
+    ("answer-url-own-relay", "this machine, through a relay on this machine too",
+     "http://127.0.0.1:8421", ["ws://127.0.0.1:7447", "wss://relay.example"], None),
+    ("answer-url-loopback", "this machine, through a public relay", "http://127.0.0.1:8421",
+     ["wss://relay.example"], Problem.INVALID_FIELD),
+    ("answer-url-localhost", "localhost, through a public relay", "http://localhost:8421/vrm",
+     ["wss://relay.example"], Problem.INVALID_FIELD),
+    ("answer-url-decimal", "127.0.0.1 written as one decimal number", "http://2130706433:8421",
+     ["wss://relay.example"], Problem.INVALID_FIELD),
+    ("answer-url-mapped", "127.0.0.1 as an IPv4-mapped IPv6 address",
+     "http://[::ffff:7f00:1]:8421", ["wss://relay.example"], Problem.INVALID_FIELD),
+    ("answer-url-unspecified", "0.0.0.0, which a connection reaches this machine through, "
+     "through a relay on a local network", "http://0.0.0.0:8421", ["ws://192.168.1.5:7447"],
+     Problem.INVALID_FIELD),
+    ("answer-url-private", "a router's address, through a public relay",
+     "http://192.168.1.1/admin", ["wss://relay.example"], Problem.INVALID_FIELD),
+    ("answer-url-metadata", "a cloud's metadata service (link-local)",
+     "http://169.254.169.254/latest", ["wss://relay.example"], Problem.INVALID_FIELD),
+    ("answer-url-mdns", "a .local name, through a public relay", "http://printer.local/",
+     ["wss://relay.example"], Problem.INVALID_FIELD),
+    ("answer-url-unique-local", "an IPv6 unique-local address", "http://[fd00::1]/",
+     ["wss://relay.example"], Problem.INVALID_FIELD),
+]  # fmt: skip
+
+
+def _answer_url_vectors() -> list[dict[str, Any]]:
+    vectors = []
+    for vid, what, url, relays, problem in _ANSWER_URLS:
+        try:
+            check_answer_url(url, relays)
+        except ProtocolError as exc:
+            got: tuple[str | None, str] = (exc.code.value, exc.clause)
+        else:
+            got = (None, "")
+        _expect(f"nostr/{vid}", got, problem, "§15.4-6", None)
+        vectors.append(_vector(vid, what, clause="§15.4-6", flags=["Where"], problem=problem,
+                               url=url, relays=relays))  # fmt: skip
+    return vectors
 
 
 def nostr_file() -> dict[str, Any]:
     """The Nostr binding (§15): the key, an intentcast event, an answer, and events to drop."""
-    vectors = _nostr_valid()
+    vectors = _nostr_valid() + _answer_url_vectors()
     for vid, what, event, now, min_pow, problem, clause, flag in _nostr_refusals():
         obj = event if isinstance(event, dict) else event.to_json()
         try:
@@ -2622,7 +2700,13 @@ def nostr_file() -> dict[str, Any]:
         "from `master_seed` and `intent_id` (§15.2-1). `intentcast`: the event must verify "
         "(§15.1-2) and open at `now` with `min_pow` to the message whose envelope and hash are "
         "given; rebuilding it with the BIP-340 auxiliary bytes all zero gives the same event. "
-        "`answer`: the recipient opens `plaintext` (NIP-44 v2, `nonce`). The invalid vectors "
+        "`answer`: the recipient opens `plaintext` (NIP-44 v2, `nonce`). `answered-per-key`: "
+        "every event opens to `message_hash`; a vendor that would make an offer, reading them "
+        "in order, answers those `answered` marks (§15.4-5). `answer-url-*`: a customer "
+        "whose answer names `url` and came through `relays` sends its intentcast there, or "
+        "drops the answer with `problem` (§15.4-6). Invalid vectors with "
+        "`recipient_secret_key`: the recipient drops the answer `event` with `problem` "
+        "(§15.4-2). The other invalid vectors "
         "are events a vendor reading at `now` and requiring `min_pow` bits must drop with "
         "`problem`.",
         f"vrmproto reference implementation (scripts/gen_vectors.py, vrmproto.nostr); "
@@ -2630,7 +2714,9 @@ def nostr_file() -> dict[str, Any]:
         vectors,
         {"Valid": "must be accepted", "Key": "key derivation", "Binding": "the event's form",
          "Answer": "a sealed answer", "Event": "the NIP-01 id or signature",
-         "Time": "NIP-40 expiration", "Work": "NIP-13 proof of work"},
+         "Time": "NIP-40 expiration", "Work": "NIP-13 proof of work",
+         "Once": "which events of one intentcast a vendor answers",
+         "Where": "where an answer may send the customer"},
     )  # fmt: skip
 
 

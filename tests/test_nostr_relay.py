@@ -126,8 +126,8 @@ async def test_a_relay_down_leaves_the_others_working(
 async def test_an_event_on_two_relays_is_answered_once(
     relays: tuple[str, str], session: aiohttp.ClientSession
 ) -> None:
-    """The pool drops the second copy (§15.5-2); the same intentcast re-wrapped in another event
-    is answered once too (§15.4-5)."""
+    """The pool drops the second copy (§15.5-2); the same event read again is not answered again
+    (§15.4-5; a copy under another key is: tests/test_s22_nostr_frontrun.py)."""
     intent_id = os.urandom(16)
     event, _ = cast("suv rental", intent_id=intent_id)
     async with RelayPool(relays, session) as pool:

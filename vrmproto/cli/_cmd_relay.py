@@ -37,6 +37,7 @@ from vrmproto.cli._relays import (
     check_relay_url,
     kept_relays,
     relays_failed,
+    relays_given,
     save_relays,
     show_relay_warnings,
 )
@@ -154,7 +155,7 @@ def relay_intent(env: Env, *, what: str, relay_urls: tuple[str, ...], geohash: s
     """Publish what you want through Nostr relays, then rank the offers of who answered."""
     check_intentcast(what, where=where, constraints=constraints, memberships=members)
     home = env.home
-    urls = [check_relay_url(u) for u in relay_urls] or kept_relays(home)
+    urls = relays_given(relay_urls) or kept_relays(home)
     if not urls:
         raise CliError("no relays: give --relay wss://… or keep some with vrm relay add",
                        EXIT_USAGE, kind="no_relays")  # fmt: skip
@@ -241,7 +242,7 @@ def relay_answers_cmd(env: Env, *, relay_urls: tuple[str, ...], wait: str,
     your seed published, which are then read the same way (spec §15.2-4).
     """
     home = env.home
-    urls = [check_relay_url(u) for u in relay_urls] or kept_relays(home)
+    urls = relays_given(relay_urls) or kept_relays(home)
     settings = home.settings()
 
     async def go() -> list[RelayedIntentcast]:

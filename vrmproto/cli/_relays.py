@@ -16,20 +16,39 @@ from vrmproto.nostr._binding import is_geohash
 from vrmproto.nostr._relay import RelayError
 
 __all__ = [
+    "MAX_RELAYS",
     "SETTING",
     "WARNING",
     "check_geohash",
     "check_relay_url",
     "kept_relays",
     "relays_failed",
+    "relays_given",
     "save_relays",
     "show_relay_warnings",
 ]
 
+#: The most relays kept, or given to one command (spec §15.5-7).
+MAX_RELAYS = 32
 #: The settings key of the default relays (settings.json, beside name and terms).
 SETTING = "relays"
 WARNING = ("Relays keep what you publish and anyone can read it: the intentcast names no key "
            "or relationship of yours, only what you wrote in it (spec §11.14-1).")  # fmt: skip
+
+
+def relays_given(texts: Sequence[str]) -> list[str]:
+    """Relay URLs given to one command (``--relay``), checked, each once, at most
+    :data:`MAX_RELAYS` of them (§15.5-7)."""
+    urls = list(dict.fromkeys(map(check_relay_url, texts)))
+    _at_most(urls, "give")
+    return urls
+
+
+def _at_most(urls: Sequence[str], verb: str) -> None:
+    if len(urls) > MAX_RELAYS:
+        raise CliError(f"{len(urls)} relays: {verb} at most {MAX_RELAYS} (spec §15.5-7): each "
+                       "is a connection and a copy of every event, and a few well-chosen "
+                       "relays reach as far", EXIT_USAGE, kind="too_many_relays")  # fmt: skip
 
 
 def check_relay_url(text: str) -> str:
@@ -56,6 +75,8 @@ def kept_relays(home: Home) -> list[str]:
 
 
 def save_relays(home: Home, urls: list[str]) -> None:
+    """Keep ``urls`` as the relays; more than :data:`MAX_RELAYS` are refused (§15.5-7)."""
+    _at_most(urls, "keep")
     settings = home.settings()
     settings.extra[SETTING] = urls
     home.write_settings(settings)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import re
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from vrmproto._envelope import Signed, open_envelope
 from vrmproto._errors import Problem
@@ -36,6 +39,9 @@ __all__ = [
     "HostClass",
     "answer_event",
     "answer_filter",
+    "answer_url_class",
+    "check_answer_url",
+    "followed",
     "host_class",
     "intentcast_event",
     "intentcast_filter",
@@ -43,6 +49,7 @@ __all__ = [
     "keywords",
     "open_answer",
     "open_intentcast",
+    "tag_words",
     "url_class",
 ]
 
@@ -58,14 +65,21 @@ _GEOHASH = re.compile(r"[0-9b-hjkmnp-z]{1,12}")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-def keywords(texts: Iterable[str]) -> list[str]:
-    """The ``t`` tags of an intentcast: its distinct lower-case words, first first (§15.3-3)."""
+def tag_words(texts: Iterable[str]) -> list[str]:
+    """The distinct lower-case words of ``texts`` that a ``t`` tag may hold, first first
+    (§15.3-3): runs of ``a``-``z`` and ``0``-``9`` of 2 to 64 characters."""
     seen: dict[str, None] = {}
     for text in texts:
         for w in _WORD.findall(text.lower()):
             if 2 <= len(w) <= MAX_KEYWORD_LEN:
                 seen.setdefault(w)
-    return list(seen)[:MAX_KEYWORDS]
+    return list(seen)
+
+
+def keywords(texts: Iterable[str]) -> list[str]:
+    """The ``t`` tags of an intentcast: its distinct lower-case words, first first, at most
+    :data:`MAX_KEYWORDS` (§15.3-3)."""
+    return tag_words(texts)[:MAX_KEYWORDS]
 
 
 def is_geohash(text: str) -> bool:
@@ -159,12 +173,15 @@ class Answer:
 def answer_event(intentcast: Event, message: Signed[Intentcast], vendor_url: str, *,
                  key: NostrKey, now_ms: int, nonce: bytes, aux: bytes) -> Event:  # fmt: skip
     """A vendor's sealed answer: NIP-44 to the intentcast's Nostr key, from ``key``, a key the
-    vendor made for this answer alone (§15.4-1, §15.2-3)."""
+    vendor made for this answer alone (§15.4-1, §15.2-3), dated ``now_ms`` but never before the
+    intentcast: a vendor whose clock is behind would otherwise date it before the ``since`` of
+    the customer's subscription. The intentcast's signed ``created`` is taken, not the event's
+    ``created_at``, which anyone re-wrapping it sets: §10-3 keeps the former within minutes."""
     plain = json.dumps({"intent": message.hash.hex(), "url": vendor_url}, sort_keys=True)
     conv = conversation_key(key.secret, bytes.fromhex(intentcast.pubkey))
     tags = [["p", intentcast.pubkey], ["e", intentcast.id],
             ["expiration", str(_expiration(message.body.reply_by))]]  # fmt: skip
-    return sign_event(key, now_ms // 1000, KIND_ANSWER, tags,
+    return sign_event(key, max(now_ms // 1000, message.header.created // 1000), KIND_ANSWER, tags,
                       nip44_encrypt(plain, conv, nonce), aux=aux)  # fmt: skip
 
 
@@ -175,11 +192,25 @@ def _answer_fields(plain: str) -> tuple[str, bytes]:
     except (ValueError, KeyError, TypeError) as exc:
         raise EventError("the answer is not {intent, url}", code=Problem.INVALID_FIELD,
                          clause="§15.4-2") from exc  # fmt: skip
-    if not isinstance(url, str) or not url.startswith(("https://", "http://")) or len(url) > 2048:
+    if not isinstance(url, str) or not _is_http_url(url):
         raise EventError(
             "the answer's url is not an http(s) URL", clause="§15.4-2", code=Problem.INVALID_FIELD
         )
     return url, intent
+
+
+def _is_http_url(url: str) -> bool:
+    """An ``http``/``https`` URL of at most 2048 characters, with a host, a port in range, and
+    no spaces or control characters (§15.4-2): anyone's answer becomes a URL the agent stores,
+    shows and sends requests to."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return (url.startswith(("https://", "http://")) and len(url) <= 2048
+            and bool(parts.hostname)
+            and not any(c.isspace() or not c.isprintable() for c in url))  # fmt: skip
 
 
 def open_answer(event: Event, key: NostrKey, intent: bytes, *, now_ms: int | None = None
@@ -209,6 +240,54 @@ def open_answer(event: Event, key: NostrKey, intent: bytes, *, now_ms: int | Non
             "the answer names another intentcast", clause="§15.4-2", code=Problem.INVALID_FIELD
         )
     return Answer(url.rstrip("/"), hashed, event.id)
+
+
+def answer_url_class(url: str) -> HostClass | None:
+    """:func:`url_class`, but an unspecified address (``0.0.0.0/8``, ``::``), which a connection
+    reaches this machine through, is this machine's (§15.4-6)."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    try:
+        ip = ipaddress.ip_address(host or "")
+    except ValueError:
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(host or ""))
+        except OSError:
+            ip = None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip is not None and (ip.is_unspecified or ip in _THIS_NETWORK):
+        return "loopback"
+    return url_class(url)
+
+
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+
+
+def followed(url: str, relays: Iterable[str]) -> bool:
+    """Whether a customer follows an answer naming ``url`` that came through ``relays``
+    (:func:`check_answer_url`, §15.4-6)."""
+    try:
+        check_answer_url(url, relays)
+    except EventError:
+        return False
+    return True
+
+
+def check_answer_url(url: str, relays: Iterable[str]) -> None:
+    """Drop an answer whose ``url`` is on this machine or a local network, unless one of the
+    ``relays`` it came through is there too (§15.4-6): answers are sealed to a public key, and
+    anyone's would otherwise aim the agent's requests at the person's own machine or network.
+    Raises :class:`EventError` (``invalid_field``)."""
+    where = answer_url_class(url)
+    if where == "public":
+        return
+    if where is not None and where in {answer_url_class(r) for r in relays}:
+        return
+    raise EventError(f"the answer names {'a ' + where if where else 'no'} address",
+                     code=Problem.INVALID_FIELD, clause="§15.4-6")  # fmt: skip
 
 
 def intentcast_filter(words: Sequence[str], geohashes: Sequence[str], since: int) -> dict[str, Any]:

@@ -40,10 +40,10 @@ from vrmproto.nostr._binding import (
     KIND_INTENTCAST,
     Answer,
     answer_filter,
+    check_answer_url,
     intentcast_event,
     open_answer,
     open_intentcast,
-    url_class,
 )
 from vrmproto.nostr._crypto import NostrKey, relay_intent_id
 from vrmproto.nostr._event import Event
@@ -71,6 +71,9 @@ INDEX_GAP = 20
 #: a public key, so anyone — a relay among them — can send thousands, each naming a URL the
 #: agent would then contact (on the person's own network too). The first ones are taken.
 MAX_ANSWERS = 256
+#: How many relayed intentcasts ``relay_answers`` reads from their relays at once (each waits
+#: up to ``answer_wait_ms`` for its answers).
+READING = 8
 #: The store's setting (meta) that keeps one past the last index asked about in a search.
 NEXT_INDEX_KEY = "client.nostr.next_index"
 
@@ -109,6 +112,14 @@ async def _stored_next(agent: Agent) -> int:
     floor = await agent.store.get_meta(NEXT_INDEX_KEY)
     used = [r.relay_index + 1 for r in await agent.intents() if r.relay_index is not None]
     return max([*used, int.from_bytes(floor, "big") if floor else 0])
+
+
+async def _used_next(agent: Agent) -> int:
+    """One past the highest index the store has a record of (§15.2-4): where a search starts.
+    Not past the ones asked about: asking again for keys that published nothing links nothing,
+    and a search that skipped them would leave a gap a restored agent stops at."""
+    return max((r.relay_index + 1 for r in await agent.intents() if r.relay_index is not None),
+               default=0)  # fmt: skip
 
 
 def _next_meta(index: int) -> tuple[str, bytes]:
@@ -163,23 +174,26 @@ async def _collect(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], 
     the caller cancels); answers that do not open are dropped (§15.4-3).
 
     So are answers naming this machine or a local network, unless one of the relays is there
-    too (a relay of one's own, tests): anyone can seal an answer to the intentcast's key, and
-    the agent would then send HTTP requests, on a path the answer chose, to the person's
-    router, printer or cloud metadata service."""
-    near = {c for c in map(url_class, pool.urls) if c is not None}
+    too (a relay of one's own, tests; §15.4-6): anyone can seal an answer to the intentcast's
+    key, and the agent would then send HTTP requests, on a path the answer chose, to the
+    person's router, printer or cloud metadata service."""
     async for ev in pool.subscribe(answer_filter(key.public, since)):
         try:
             a = open_answer(ev, key, message.hash, now_ms=clock())
+            check_answer_url(a.url, pool.urls)
         except ProtocolError as exc:
             log.info("answer %s dropped: %s", ev.id[:12], exc)
-            continue
-        where = url_class(a.url)
-        if where is None or (where != "public" and where not in near):
-            log.info("answer %s dropped: it names a %s address", ev.id[:12], where or "no")
             continue
         found.setdefault(norm_url(a.url), a)
         if (expect is not None and len(found) >= expect) or len(found) >= MAX_ANSWERS:
             return
+
+
+def _answers_since(agent: Agent, event: Event) -> int:
+    """The ``since`` of the subscription to an intentcast's answers (§15.4-1): the clock skew
+    peers allow (§10-3) before the intentcast event, as a vendor whose clock is that much behind
+    dates its answer."""
+    return max(event.created_at - agent.limits.max_clock_skew_ms // 1000, 0)
 
 
 async def _answers(pool: RelayPool, key: NostrKey, message: Signed[Intentcast], since: int,
@@ -229,9 +243,17 @@ async def publish_intentcast(
     """Publish an intentcast to ``relays``, wait ``answer_wait_ms`` for answers (or until
     ``expect_answers`` vendors answered), then send it over HTTP to them and to ``vendors``.
 
+    ``deadline_ms`` is at most the agent's ``max_lifetime_ms`` (7 days), else ValueError:
+    the envelope lives until the deadline, and vendors drop a longer one (§4.2-11, §15.3-2).
+
     The intentcast is stored (with its index and relays) before it is published, so that
     :func:`relay_answers` reads the answers that come after the wait; when no relay stored it
     (:class:`RelayError`), it is dropped again, and only its index stays spent."""
+    most = agent.limits.max_lifetime_ms
+    if deadline_ms > most:  # every vendor would drop it (§15.3-6), and say nothing (§15.4-4)
+        raise ValueError(f"a relayed intentcast waits for offers at most {_days(most)}: its "
+                         f"envelope lives until its reply_by (§15.3-2, §4.2-11), and vendors "
+                         f"drop a longer one unanswered; not {_days(deadline_ms)}")  # fmt: skip
     reply_by = agent.clock() + deadline_ms
     body = Intentcast(what=what, reply_by=reply_by, constraints=tuple(constraints),
                       memberships=tuple(memberships), where=where, start=start, end=end,
@@ -263,12 +285,18 @@ async def publish_intentcast(
             await agent.store.commit(Commit(intents_drop=(record.intent_id,)))
             raise
         wait_s = min(answer_wait_ms, deadline_ms // 2) / 1000
-        answers = await _answers(pool, key, message, event.created_at, wait_s=wait_s,
-                                 expect=expect_answers, clock=agent.clock)  # fmt: skip
+        answers = await _answers(pool, key, message, _answers_since(agent, event),
+                                 wait_s=wait_s, expect=expect_answers,
+                                 clock=agent.clock)  # fmt: skip
     result = await _to_answerers(agent, record, body, answers, vendors=vendors,
                                  progress=progress)  # fmt: skip
     record = await agent.store.get_intent(record.intent_id) or record
     return RelayedIntentcast(intent_id, event, published, tuple(answers), result, record)
+
+
+def _days(ms: int) -> str:
+    days = ms / 86_400_000
+    return f"{days:g} days" if days >= 1 else f"{ms / 3_600_000:g} hours"
 
 
 async def relay_answers(
@@ -286,7 +314,9 @@ async def relay_answers(
     Each stored one is read from the relays it was published to, plus ``relays``. The relays
     given are also searched, from the index after the last one stored, for relayed intentcasts
     the store has no record of (an agent restored from its master seed alone, §15.2-4); each one
-    found is stored, from the body of its envelope, and read like the others. Waits at most
+    found is stored, from the body of its envelope, and read like the others; the indices a
+    search asked about are never published from when it found one, and stay free when it found
+    none (nothing to link them to). Waits at most
     ``answer_wait_ms`` for each intentcast's answers, or until ``expect_answers`` answered.
 
     An intentcast none of whose relays could be reached is not read, and said so (a warning on
@@ -299,21 +329,31 @@ async def relay_answers(
     done: list[RelayedIntentcast] = []
     async with relay_session() as session:
         if relays:
+            floor = await _stored_next(agent)
             async with RelayPool(relays, session, limits=relay_limits) as pool:
-                found, searched = await _search(pool, seed, await _stored_next(agent))
-            await agent.store.commit(Commit(meta=(_next_meta(searched),)))
+                found, searched = await _search(pool, seed, await _used_next(agent))
+            if found:  # the relays would link a later intentcast from an asked key to these
+                await agent.store.commit(Commit(meta=(_next_meta(max(floor, searched)),)))
             live += await _adopt(agent, found, relays)
+        # the relays of every intentcast are read at once (each waits for its answers), then
+        # each is sent over HTTP to its new vendors in turn
+        reading = asyncio.Semaphore(READING)
+
+        async def read(record: IntentRecord) -> _Read | RelayError | None:
+            async with reading:
+                try:
+                    return await _read_relays(agent, session, record, relays,
+                                              wait_ms=answer_wait_ms, expect=expect_answers,
+                                              limits=relay_limits)  # fmt: skip
+                except RelayError as exc:  # none of its relays could be reached: still open
+                    return exc
+
         unread: list[tuple[IntentRecord, RelayError]] = []
-        for record in live:
-            try:
-                got = await _read_one(agent, session, record, relays, wait_ms=answer_wait_ms,
-                                      expect=expect_answers, progress=progress,
-                                      limits=relay_limits)  # fmt: skip
-            except RelayError as exc:  # none of its relays could be reached: still open
-                unread.append((record, exc))
-                continue
-            if got is not None:
-                done.append(got)
+        for record, got in zip(live, await asyncio.gather(*map(read, live)), strict=True):
+            if isinstance(got, RelayError):
+                unread.append((record, got))
+            elif got is not None:
+                done.append(await _send_read(agent, record, got, progress=progress))
     if unread and not done:
         raise unread[0][1]
     for record, why in unread:
@@ -342,13 +382,31 @@ async def _adopt(agent: Agent, found: dict[int, Event], relays: Sequence[str]
     return adopted
 
 
-async def _read_one(agent: Agent, session: aiohttp.ClientSession, record: IntentRecord,
-                    extra: Sequence[str], *, wait_ms: int, expect: int | None,
-                    progress: Progress | None,
-                    limits: RelayLimits) -> RelayedIntentcast | None:  # fmt: skip
-    """One stored relayed intentcast: its event read back, its answers, the HTTP intentcast to
-    the vendors that answered and were not asked yet. None when no relay holds it any more;
-    :class:`RelayError` when none of its relays could be reached."""
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A relayed intentcast read back from its relays, and the answers that came."""
+
+    intent_id: bytes
+    event: Event
+    message: Signed[Intentcast]
+    answers: list[Answer]
+
+
+async def _send_read(agent: Agent, record: IntentRecord, read: _Read, *,
+                     progress: Progress | None) -> RelayedIntentcast:  # fmt: skip
+    """The HTTP intentcast to the vendors that answered ``read`` and were not asked yet."""
+    result = await _to_answerers(agent, record, read.message.body, read.answers,
+                                 progress=progress)  # fmt: skip
+    record = await agent.store.get_intent(record.intent_id) or record
+    return RelayedIntentcast(read.intent_id, read.event, None, tuple(read.answers), result,
+                             record)  # fmt: skip
+
+
+async def _read_relays(agent: Agent, session: aiohttp.ClientSession, record: IntentRecord,
+                       extra: Sequence[str], *, wait_ms: int, expect: int | None,
+                       limits: RelayLimits) -> _Read | None:  # fmt: skip
+    """One stored relayed intentcast: its event read back and its answers. None when no relay
+    holds it any more; :class:`RelayError` when none of its relays could be reached."""
     if record.relay_index is None:
         raise ValueError("not a relayed intentcast")
     intent_id, key = relay_key(agent.ledger.master.seed, record.relay_index)
@@ -369,8 +427,7 @@ async def _read_one(agent: Agent, session: aiohttp.ClientSession, record: Intent
         if message.sender != agent.ledger.master.for_intent(intent_id).public_key:
             return None  # signed by our Nostr key, but not by the intentcast's identity
         remaining = max(record.reply_by_ms - agent.clock(), 1)
-        answers = await _answers(pool, key, message, event.created_at, clock=agent.clock,
-                                 wait_s=min(wait_ms, remaining) / 1000, expect=expect)  # fmt: skip
-    result = await _to_answerers(agent, record, message.body, answers, progress=progress)
-    record = await agent.store.get_intent(record.intent_id) or record
-    return RelayedIntentcast(intent_id, event, None, tuple(answers), result, record)
+        answers = await _answers(pool, key, message, _answers_since(agent, event),
+                                 clock=agent.clock, wait_s=min(wait_ms, remaining) / 1000,
+                                 expect=expect)  # fmt: skip
+    return _Read(intent_id, event, message, answers)

@@ -29,6 +29,15 @@ _STOP_EVERY = 1 << 14
 _MAX_DIGITS = 19
 
 
+#: The largest ``created_at`` and ``kind`` an event may have (NIP-01: kinds are 0 to 65535).
+_MAX_SECONDS, _MAX_KIND = (1 << 53) - 1, 65535
+
+
+def _is_int(value: object, low: int, high: int) -> bool:
+    """A JSON integer (not ``true``/``false``, which Python counts as ints) in ``[low, high]``."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 def _tag_int(text: str) -> int | None:
     """A tag's number: ASCII digits only, and few enough of them. Anyone can sign an event, so
     a tag may hold ``²`` (``str.isdigit`` is true, ``int`` refuses it) or thousands of digits
@@ -107,13 +116,18 @@ class Event:
         try:
             pubkey, sig, eid = obj["pubkey"], obj["sig"], obj["id"]
             created_at, kind, content = obj["created_at"], obj["kind"], obj["content"]
-            tags = tuple(tuple(t) for t in obj["tags"])
+            raw_tags = obj["tags"]
         except (KeyError, TypeError) as exc:
             raise EventError("not a Nostr event", clause="§15.1-2") from exc
-        if not (isinstance(created_at, int) and isinstance(kind, int)
-                and isinstance(content, str)
-                and all(isinstance(v, str) for t in tags for v in t)):  # fmt: skip
+        # JSON types exactly (NIP-01): tags an array of arrays of strings — a string, or an
+        # array of strings, would otherwise be read as the tags it spells letter by letter,
+        # one event with two spellings — and integers that are not true or false
+        if not (_is_int(created_at, 0, _MAX_SECONDS) and _is_int(kind, 0, _MAX_KIND)
+                and isinstance(content, str) and isinstance(raw_tags, list)
+                and all(isinstance(t, list) and all(isinstance(v, str) for v in t)
+                        for t in raw_tags)):  # fmt: skip
             raise EventError("an event field has the wrong type", clause="§15.1-2")
+        tags = tuple(tuple(t) for t in raw_tags)
         if not (isinstance(eid, str) and _HEX64.fullmatch(eid) and isinstance(pubkey, str)
                 and _HEX64.fullmatch(pubkey) and isinstance(sig, str)
                 and _HEX128.fullmatch(sig)):  # fmt: skip

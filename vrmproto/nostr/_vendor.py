@@ -26,7 +26,14 @@ from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._messages import Intentcast, IntentOffer
 from vrmproto._relationship import Relationship
 from vrmproto._state import Role
-from vrmproto.nostr._binding import answer_event, intentcast_filter, open_intentcast, url_class
+from vrmproto.nostr._binding import (
+    answer_event,
+    answer_url_class,
+    followed,
+    intentcast_filter,
+    open_intentcast,
+    tag_words,
+)
 from vrmproto.nostr._crypto import NostrKey
 from vrmproto.nostr._event import Event
 from vrmproto.nostr._relay import RelayError, RelayLimits, RelayPool, relay_session
@@ -40,7 +47,8 @@ __all__ = ["RelayVendor", "catalogue_keywords", "relay_vendor", "vendor_on_relay
 log = logging.getLogger("vrmproto.nostr")
 #: How far back (seconds) a vendor asks relays for intentcasts when it subscribes (§15.5-3).
 LOOKBACK_S = 3600
-#: How many answered intentcasts a vendor remembers, not to answer one twice (§15.4-5).
+#: How many answered intentcasts (each with the key of the event that carried it) a vendor
+#: remembers, not to answer one twice (§15.4-5).
 REMEMBERED = 10_000
 #: How many answers a vendor publishes at once (each waits up to the relays' timeout for OK).
 PUBLISHING = 64
@@ -55,8 +63,17 @@ def _wall_ms() -> int:
 
 
 def catalogue_keywords(catalogue: Iterable[CatalogueItem]) -> list[str]:
-    """Every keyword of the catalogue, lower-case: the vendor's ``#t`` filter (§15.5-3)."""
-    return sorted({k.lower() for item in catalogue for k in item.keywords})
+    """The vendor's ``#t`` filter (§15.5-3): the words of the catalogue's keywords as a
+    customer tags them (§15.3-3), so that ``4-wheel-drive`` is asked for as ``wheel`` and
+    ``drive``. Empty — every intentcast, to the checks and the policy — when an item's keywords
+    hold no word a customer tags (``4``): no filter on tags would let its intentcasts through."""
+    found: set[str] = set()
+    for item in catalogue:
+        words = tag_words(item.keywords)
+        if not words:
+            return []
+        found.update(words)
+    return sorted(found)
 
 
 @dataclass
@@ -74,14 +91,15 @@ class RelayVendor:
     relay_limits: RelayLimits = VENDOR_RELAY_LIMITS
     #: How far back (seconds) it asks relays for intentcasts when it subscribes (§15.5-3).
     lookback_s: int = LOOKBACK_S
-    #: How many answered intentcasts it remembers, not to answer one twice (§15.4-5).
+    #: How many answered (intentcast, event key) pairs it remembers, not to answer one twice
+    #: (§15.4-5).
     remembered: int = REMEMBERED
     #: How many answers it publishes at once.
     publishing: int = PUBLISHING
     clock: Callable[[], int] = _wall_ms
     rand: Callable[[int], bytes] = os.urandom
     dropped: Counter[str] = field(default_factory=Counter)
-    _answered: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
+    _answered: OrderedDict[tuple[bytes, str], None] = field(default_factory=OrderedDict)
 
     def filter(self) -> dict[str, object]:
         return intentcast_filter(self.keywords, self.geohashes,
@@ -96,12 +114,15 @@ class RelayVendor:
             self.dropped[exc.code.value] += 1
             log.info("relayed event %s dropped: %s", event.id[:12], exc)
             return None
-        if message.hash in self._answered:  # the same intentcast in another event (§15.4-5)
+        # once per intentcast and event key (§15.4-5): anyone may carry the envelope in an
+        # event of their own key, and an answer to that key is no answer to the customer's
+        answered = (message.hash, event.pubkey)
+        if answered in self._answered:
             return None
         offer = await self._ask_policy(message)
         if offer is None:
             return None
-        self._answered[message.hash] = None
+        self._answered[answered] = None
         if len(self._answered) > self.remembered:
             self._answered.popitem(last=False)
         return answer_event(event, message, self.url, key=self._answer_key(),
@@ -191,11 +212,10 @@ def warn_unreachable_url(url: str, relays: Sequence[str]) -> None:
     there too: customers reading that relay drop such an answer (it could point them at their
     own network), so the vendor would answer them for nothing. ``server.public_url`` in the
     vendor file is the cure."""
-    where = url_class(url)
-    if where != "public" and any(url_class(r) != where for r in relays):
+    if any(not followed(url, [r]) for r in relays):  # the customer's rule, §15.4-6
         log.warning("answers through relays will name %s, a %s address customers elsewhere "
                     "drop: set server.public_url in the vendor file to a public URL",
-                    url, where)  # fmt: skip
+                    url, answer_url_class(url) or "hostless")  # fmt: skip
 
 
 @contextlib.asynccontextmanager
