@@ -24,8 +24,10 @@ _RANK: dict[HostClass | None, int] = {"public": 0, "local": 1, "loopback": 2, No
 
 def host_class(host: str) -> HostClass:
     """Where ``host`` is: this machine, a local network, or the Internet. Numbers are read as
-    the resolver reads them (``127.1``, ``2130706433`` and ``0x7f.1`` are 127.0.0.1); a name
-    other than ``localhost`` and ``*.local`` is taken as public (it is not resolved here)."""
+    the resolver reads them (``127.1``, ``2130706433`` and ``0x7f.1`` are 127.0.0.1); an
+    unspecified address (``0.0.0.0/8``, ``::``), which a connection reaches this machine
+    through, is this machine's; a name other than ``localhost`` and ``*.local`` is taken as
+    public (it is not resolved here)."""
     host = host.lower().rstrip(".")
     if host == "localhost" or host.endswith(".localhost"):
         return "loopback"
@@ -40,9 +42,13 @@ def host_class(host: str) -> HostClass:
             return "public"
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return "loopback"
+    if ip.is_loopback or ip.is_unspecified or ip in _THIS_NETWORK:
+        return "loopback"  # (a connection to 0.0.0.0, 0.1.2.3 or :: reaches this machine)
     return "public" if ip.is_global else "local"
+
+
+#: "This network" (RFC 1122 §3.2.1.3): Linux connects an address in it to this machine.
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
 
 
 def url_class(url: str) -> HostClass | None:

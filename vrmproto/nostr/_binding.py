@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import re
-import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -243,27 +241,9 @@ def open_answer(event: Event, key: NostrKey, intent: bytes, *, now_ms: int | Non
 
 
 def answer_url_class(url: str) -> HostClass | None:
-    """:func:`url_class`, but an unspecified address (``0.0.0.0/8``, ``::``), which a connection
-    reaches this machine through, is this machine's (§15.4-6)."""
-    try:
-        host = urlsplit(url).hostname
-    except ValueError:
-        return None
-    try:
-        ip = ipaddress.ip_address(host or "")
-    except ValueError:
-        try:
-            ip = ipaddress.IPv4Address(socket.inet_aton(host or ""))
-        except OSError:
-            ip = None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip is not None and (ip.is_unspecified or ip in _THIS_NETWORK):
-        return "loopback"
+    """Where an answer's URL points (§15.4-6): :func:`vrmproto._hosts.url_class`, for which an
+    unspecified address (``0.0.0.0/8``, ``::``) is this machine."""
     return url_class(url)
-
-
-_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
 
 
 def followed(url: str, relays: Iterable[str]) -> bool:
