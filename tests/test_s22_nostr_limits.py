@@ -116,6 +116,8 @@ def test_at_most_32_relays_are_given_to_one_command(tmp_path: Path) -> None:
     fails(vrm("relay", "intent", "kayak for a day", *many, "--pow", "0", home=home), 2,
           "33 relays", "at most 32")  # fmt: skip
     fails(vrm("relay", "answers", *many, home=home), 2, "at most 32")
+    fails(vrm("intent", "new", "kayak for a day", *many, "--no-discover", "--pow", "0",
+              home=home), 2, "33 relays", "at most 32")  # fmt: skip  (was published to all)
     assert ok(vrm("intent", "list", "--json", home=home)).json["intents"] == []
 
 

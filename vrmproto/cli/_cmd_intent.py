@@ -40,9 +40,9 @@ from vrmproto.cli._progress import FanoutDisplay
 from vrmproto.cli._relays import (
     WARNING,
     check_geohash,
-    check_relay_url,
     kept_relays,
     relays_failed,
+    relays_given,
     show_relay_warnings,
 )
 from vrmproto.client import Agent, IntentcastResult, Offer
@@ -217,7 +217,7 @@ def intent_cast(env: Env, *, what: str, where: str | None, start: str | None, en
     out = env.out
     home = env.home
     settings = home.settings()
-    relays = [] if no_relays else [check_relay_url(u) for u in relay_urls] or kept_relays(home)
+    relays = [] if no_relays else relays_given(relay_urls) or kept_relays(home)
     geohash = check_geohash(geohash)
     if relays:
         out.note(WARNING)
