@@ -53,6 +53,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -101,6 +102,8 @@ GONE = 410
 #: attributes, the event's id, relationship and kind a second time): to cut a batch to
 #: ``Webhook.batch_bytes``.
 _DOCUMENT_BYTES = 500
+#: The longest an attempt may wait for the receiver's answer (``timeout_s``), in seconds.
+MAX_TIMEOUT_S = 3600.0
 #: An event with personal data is read from the store again before a retry, and before a first
 #: attempt made this long after its batch was read (a relationship's earlier events held it
 #: up): a share withdrawn meanwhile goes without its fields (§12.10-2, docs/events.md).
@@ -175,6 +178,27 @@ class Webhook:
     # events is cut short), so that a few large shares do not make the body one a receiver
     # refuses (nginx's default limit is 1 MiB) and set aside every customer's events in it.
     batch_bytes: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        """Times and sizes delivery can work with (docs/events.md, "Webhooks"): an attempt's
+        ``timeout_s`` a finite time up to :data:`MAX_TIMEOUT_S` (an infinite one, which TOML
+        writes ``inf``, left a receiver that never answers holding the feed for ever); the
+        other times finite and not negative, but ``dead_after_s`` and ``refused_after_s``,
+        which may be infinite (never set aside); counts and sizes at least 1."""
+        if not 0 < self.timeout_s <= MAX_TIMEOUT_S:  # NaN compares false: refused too
+            raise ValueError(f"webhook {self.shown}: timeout_s must be more than 0 and at most "
+                             f"{MAX_TIMEOUT_S:.0f} seconds, not {self.timeout_s}")  # fmt: skip
+        for name in ("dead_after_s", "refused_after_s", "backoff_s", "backoff_max_s",
+                     "linger_s", "record_s"):  # fmt: skip
+            value: float = getattr(self, name)
+            never = name in ("dead_after_s", "refused_after_s") and value == math.inf
+            if not (value >= 0 and (math.isfinite(value) or never)):
+                raise ValueError(f"webhook {self.shown}: {name} must be a finite number of "
+                                 f"seconds, 0 or more, not {value}")  # fmt: skip
+        for name in ("batch", "parallel", "batch_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"webhook {self.shown}: {name} must be at least 1, not "
+                                 f"{getattr(self, name)}")  # fmt: skip
 
     @property
     def shown(self) -> str:
