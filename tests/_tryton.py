@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from vrmproto.crm.tryton import TrytonBridge
+from vrmproto.crm.tryton import TrytonBridge, TrytonCRM
 
 #: The company that owns the leads in every copy.
 COMPANY = "Vendor"
@@ -46,3 +46,32 @@ def tryton_database(factory: pytest.TempPathFactory, into: Path, name: str = "cr
             contextlib.closing(sqlite3.connect(copy)) as dst:  # fmt: skip
         src.backup(dst)
     return copy
+
+
+def skip_without_tryton() -> None:
+    """Skip the calling test (or fixture) when Tryton's modules the bridge needs are missing."""
+    pytest.importorskip("trytond", reason="trytond is not installed: pip install "
+                                          "'vrmproto[tryton]'")  # fmt: skip
+    pytest.importorskip("trytond.modules.sale_opportunity",
+                        reason="trytond-sale-opportunity is not installed: pip install "
+                               "'vrmproto[tryton]'")  # fmt: skip
+
+
+def open_crm(factory: pytest.TempPathFactory, into: Path, name: str = "crm") -> TrytonCRM:
+    """A copy of the session's Tryton database as ``name`` in ``into`` (:func:`tryton_database`),
+    opened: the fixture the CRM tests share."""
+    tryton_database(factory, into, name)
+    return TrytonCRM.open(name, path=into)
+
+
+def notes_of(name: str) -> dict[str, list[str]]:
+    """The notes on each relationship's party Tryton database ``name`` holds, sorted, by the
+    party's code."""
+    from trytond.pool import Pool  # noqa: PLC0415 -- Tryton's pool is filled at open
+    from trytond.transaction import Transaction  # noqa: PLC0415
+
+    with Transaction().start(name, 0, readonly=True):
+        pool = Pool()
+        return {p.code: sorted(n.message for n in pool.get("ir.note").search(
+                    [("resource", "=", str(p))]))
+                for p in pool.get("party.party").search([("code", "like", "vrm-%")])}
