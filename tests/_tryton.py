@@ -5,8 +5,9 @@ their dependencies, and a company) loads Tryton's XML data record by record: abo
 core, the same work every time. :func:`tryton_database` does it once, in the session's temporary
 directory, and copies the SQLite database (Tryton's ``[database] path`` holds ``NAME.sqlite``, in
 WAL mode: copied with SQLite's backup, which reads the WAL too) for each test, which then opens
-its own copy with ``TrytonBridge.open`` or ``TrytonCRM.open``. Import this only after
-``pytest.importorskip("trytond")``.
+its own copy with ``TrytonBridge.open`` or ``TrytonCRM.open`` — or takes it opened from
+:func:`open_crm`, the fixture the CRM tests share. Importing this imports no Tryton: a fixture
+calls :func:`skip_without_tryton` first.
 """
 
 from __future__ import annotations
@@ -16,16 +17,20 @@ import contextlib
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from vrmproto.crm.tryton import TrytonBridge, TrytonCRM
+if TYPE_CHECKING:
+    from vrmproto.crm.tryton import TrytonCRM
 
 #: The company that owns the leads in every copy.
 COMPANY = "Vendor"
 
 
 async def _create(path: Path, name: str) -> None:
+    from vrmproto.crm.tryton import TrytonBridge  # noqa: PLC0415 -- needs trytond
+
     bridge = await TrytonBridge.create(name, path=path, company=COMPANY)
     await bridge.close()
 
@@ -59,7 +64,10 @@ def skip_without_tryton() -> None:
 
 def open_crm(factory: pytest.TempPathFactory, into: Path, name: str = "crm") -> TrytonCRM:
     """A copy of the session's Tryton database as ``name`` in ``into`` (:func:`tryton_database`),
-    opened: the fixture the CRM tests share."""
+    opened: the fixture the CRM tests share (it skips without Tryton)."""
+    skip_without_tryton()
+    from vrmproto.crm.tryton import TrytonCRM  # noqa: PLC0415 -- needs trytond
+
     tryton_database(factory, into, name)
     return TrytonCRM.open(name, path=into)
 

@@ -24,6 +24,7 @@ import pytest
 from _vendor_proc import ACCEPTED, DAY_MS, Customer, terms
 from test_s21_store_expired_feed import WHAT, Vendor
 
+from tests._tryton import notes_of, open_crm
 from vrmproto._messages import Intentcast, TermsOffer
 from vrmproto.crm import Forget, Note, changes_of
 from vrmproto.server._events import EXPIRED, follow, kinds, wakeup_of
@@ -113,28 +114,7 @@ async def test_a_follower_is_woken_by_the_deletion(
 
 @pytest.fixture
 def crm(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    pytest.importorskip("trytond", reason="trytond is not installed: pip install "
-                                          "'vrmproto[tryton]'")  # fmt: skip
-    pytest.importorskip("trytond.modules.sale_opportunity",
-                        reason="trytond-sale-opportunity is not installed: pip install "
-                               "'vrmproto[tryton]'")  # fmt: skip
-    from tests._tryton import tryton_database  # noqa: PLC0415 -- needs trytond
-    from vrmproto.crm._tryton import TrytonCRM  # noqa: PLC0415
-
-    tryton_database(tmp_path_factory, tmp_path)
-    return TrytonCRM.open("crm", path=tmp_path)
-
-
-def notes_of(name: str) -> dict[str, list[str]]:
-    """The notes on each relationship's party Tryton holds, by the party's code."""
-    from trytond.pool import Pool  # noqa: PLC0415
-    from trytond.transaction import Transaction  # noqa: PLC0415
-
-    with Transaction().start(name, 0, readonly=True):
-        pool = Pool()
-        return {p.code: sorted(n.message for n in pool.get("ir.note").search(
-                    [("resource", "=", str(p))]))
-                for p in pool.get("party.party").search([("code", "like", "vrm-%")])}
+    return open_crm(tmp_path_factory, tmp_path)  # it skips without Tryton
 
 
 @pytest.mark.slow

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _tryton import notes_of, open_crm, skip_without_tryton
 from _vendor_proc import DAY_MS, Customer, terms
 from test_s21_store_expired_feed import MEMBER, NOTE, WHAT, WHERE, Vendor
 
+from tests._tryton import notes_of, open_crm
 from vrmproto._messages import Intentcast, TermsOffer
 from vrmproto.crm import Forget, Note, changes_of
 from vrmproto.server._events import follow
@@ -34,7 +34,6 @@ from vrmproto.store import MemoryStore
 
 @pytest.fixture
 def crm(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    skip_without_tryton()
     return open_crm(tmp_path_factory, tmp_path)
 
 
