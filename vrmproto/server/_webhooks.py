@@ -81,8 +81,8 @@ if TYPE_CHECKING:
     from vrmproto.server._endpoint import Endpoint
 
 __all__ = ["BATCH_CONTENT_TYPE", "CONTENT_TYPE", "GONE", "REFUSED", "Deliverer", "Failure",
-           "Renderer", "Webhook", "WebhookGone", "parse_secret", "render", "running", "shown",
-           "sign", "webhooks"]  # fmt: skip
+           "Renderer", "Webhook", "WebhookGone", "listening_url", "parse_secret", "render",
+           "running", "shown", "sign", "webhooks"]  # fmt: skip
 
 log = logging.getLogger("vrmproto.server.webhooks")
 
@@ -710,6 +710,20 @@ async def running(endpoint: Endpoint, hooks: Sequence[Webhook], *, poll_s: float
         await asyncio.gather(*tasks, return_exceptions=True)
         for d in deliverers:
             await d.close()
+
+
+def listening_url(file: VendorFile) -> str | None:
+    """The URL ``vrm vendor serve`` of ``file`` listens at (as its server's ``url`` says it),
+    the CloudEvents ``source`` of its webhooks when the file names no ``server.public_url``:
+    None when the file leaves the port to the system (0), which picks another at each start.
+    What ``vrm vendor events --replay`` sends from, so that a receiver gets a dead letter from
+    the source it got the feed from."""
+    server = file.server
+    if not server.port:
+        return None
+    scheme = "https" if server.tls_cert is not None and server.tls_key is not None else "http"
+    host = f"[{server.host}]" if ":" in server.host else server.host
+    return f"{scheme}://{host}:{server.port}"
 
 
 def webhooks(file: VendorFile, url: str) -> list[Webhook]:
