@@ -104,9 +104,10 @@ GONE = 410
 _DOCUMENT_BYTES = 500
 #: The longest an attempt may wait for the receiver's answer (``timeout_s``), in seconds.
 MAX_TIMEOUT_S = 3600.0
-#: An event with personal data is read from the store again before a retry, and before a first
-#: attempt made this long after its batch was read (a relationship's earlier events held it
-#: up): a share withdrawn meanwhile goes without its fields (§12.10-2, docs/events.md).
+#: An event is read from the store again before a retry, and before a first attempt made this
+#: long after its batch was read (a relationship's earlier events held it up): a share withdrawn
+#: meanwhile goes without its fields (§12.10-2, docs/events.md), a relationship deleted
+#: meanwhile without what it said (§11.8-3).
 FRESH_S = 1.0
 
 
@@ -567,7 +568,7 @@ class Deliverer:
         tried = 0  # attempts made by this deliverer
         while True:
             if tried or started - self._read_at > FRESH_S:
-                events = await self._current(events, every=tried > 0)
+                events = await self._current(events)
                 if not events:  # trimmed while retried: nothing is left to deliver
                     self._clear(key)
                     return None
@@ -613,16 +614,14 @@ class Deliverer:
         if key not in self._cleared:
             self._cleared.append(key)
 
-    async def _current(self, events: Sequence[EventRecord], *,
-                       every: bool) -> Sequence[EventRecord]:  # fmt: skip
-        """``events`` as the store holds them now: the personal data of a share withdrawn since
-        they were read is gone from its event (§12.10-2), and must not be sent again; the body
-        of a relationship deleted since (§11.8-3) too. ``every``: read them all (a retry,
-        seconds apart at least), not only those with personal data, which a late first attempt
-        reads again. One retention trimmed since (``[feed] max_days``, whoever has not had
-        it) is not there: it is left out, and logged as the batch read would have."""
-        if not every and all(e.personal is None for e in events):  # it never comes back
-            return events
+    async def _current(self, events: Sequence[EventRecord]) -> Sequence[EventRecord]:
+        """``events`` as the store holds them now, before a retry or a late first attempt:
+        the personal data of a share withdrawn since they were read is gone from its event
+        (§12.10-2), and must not be sent again; the body of a relationship deleted since
+        (§11.8-3) too — an intentcast's or an offer's, which carry no personal data (a late
+        first attempt read only those that did, until session 22). One retention trimmed since
+        (``[feed] max_days``, whoever has not had it) is not there: it is left out, and logged
+        as the batch read would have."""
         first, last = events[0].pos, events[-1].pos
         now = {e.pos: e for e in await self.store.events(first - 1, last - first + 1)}
         gone = [e.id for e in events if e.pos not in now]
