@@ -230,6 +230,10 @@ def vendor_events(*, config_path: str, data_dir: Path | None, since: str | None,
              if on]  # fmt: skip
     if (cursors or forget is not None) and len(given) > 1:
         raise click.UsageError(f"{' and '.join(given)} do not go together")
+    if (dead or replay) and (since or follow_):  # each acts on every dead letter: not a feed
+        raise click.UsageError(f"{' and '.join(given)} do not go together: --dead and "
+                               "--replay act on every dead letter, --since and --follow read "
+                               "the feed")  # fmt: skip
     with contextlib.suppress(KeyboardInterrupt):  # --follow ends with ^C
         run(_events(config_path, data_dir, since=since, follow_=follow_, as_json=as_json,
                     dead=dead, replay=replay, cursors=cursors, forget=forget))
