@@ -392,8 +392,9 @@ _STAMPED = re.compile(r"^-?\d{4,}-\d\d-\d\d \d\d:\d\d UTC \[(evt_[0-9a-f]+)\] ")
 def _forget(cursor: Any, relationship: str, party: Any) -> None:
     """The vendor deleted ``relationship`` (§11.8-3, :class:`Forget`), and so does the CRM
     what it made of it: the notes written from its events (by their stamp's event id, on its
-    party and on those that replaced it; applied before the bridge recorded an event's
-    relationship, a stamped note on its own party), every field still held from it; and its
+    own party and on the one it is followed to, :func:`_party`, when the staff replaced it;
+    applied before the bridge recorded an event's relationship, a stamped note on its own
+    party), every field still held from it; and its
     leads still open — that of its intentcast, or of the offer it took up — are lost. What the
     staff wrote themselves stays, and so does the party (it keeps the lost lead)."""
     pool = Pool()
