@@ -32,7 +32,7 @@ from trytond.pool import Pool
 from trytond.tools.email_ import EmailNotValidError
 from trytond.transaction import Transaction
 
-from tests._tryton import tryton_database
+from tests._tryton import open_crm
 from vrmproto.crm._tryton import TrytonCRM
 
 pytestmark = pytest.mark.slow
@@ -101,9 +101,7 @@ def test_a_region_is_taken_only_where_it_is_one_and_as_written(crm: TrytonCRM) -
 
 @pytest.fixture(scope="module")
 def crm(tmp_path_factory: pytest.TempPathFactory) -> TrytonCRM:
-    path = tmp_path_factory.mktemp("tryton")
-    tryton_database(tmp_path_factory, path)
-    return TrytonCRM.open("crm", path=path)
+    return open_crm(tmp_path_factory, tmp_path_factory.mktemp("tryton"))
 
 
 def test_a_value_tryton_refuses_for_its_type_is_kept_as_other(

@@ -71,7 +71,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "open_history_request", "sign_history_request", "verify_discovery",
     ),
     "vrmproto.crm": (  # the CRM bridge's sans-IO half (issue 14); vrmproto.crm.tryton needs trytond
-        "Change", "Erase", "Hold", "Lead", "Note", "TakeUp", "changes_of",
+        "Change", "Erase", "Forget", "Hold", "Lead", "Note", "TakeUp", "changes_of",
     ),
     "vrmproto.discovery": (
         "MAX_FOUND", "MAX_TXT_BYTES", "RESOLVE_AT_ONCE", "SERVICE_TYPE", "Found", "advertise",

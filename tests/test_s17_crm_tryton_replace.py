@@ -25,7 +25,7 @@ from test_s16_vendor_tryton import event, shared, withdrawn  # skips without sal
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
-from tests._tryton import tryton_database
+from tests._tryton import open_crm
 from vrmproto.crm.tryton import TrytonCRM
 
 pytestmark = pytest.mark.slow
@@ -36,9 +36,7 @@ REL = "e1" * 16
 
 @pytest.fixture(scope="module")
 def crm(tmp_path_factory: pytest.TempPathFactory) -> TrytonCRM:
-    path = tmp_path_factory.mktemp("tryton")
-    tryton_database(tmp_path_factory, path, "crm")
-    return TrytonCRM.open("crm", path=path)
+    return open_crm(tmp_path_factory, tmp_path_factory.mktemp("tryton"))
 
 
 def replace_with_existing_customer() -> int:

@@ -24,6 +24,7 @@ import pytest
 from _vendor_proc import DAY_MS
 from test_s18_held_update import Vendor
 
+from tests._tryton import open_crm
 from vrmproto._messages import DataWithdraw
 from vrmproto.crm import Erase, Hold, changes_of
 from vrmproto.server._events import follow
@@ -81,16 +82,7 @@ def test_a_country_is_held_before_a_region_of_another_share() -> None:
 
 @pytest.fixture
 def crm(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    pytest.importorskip("trytond", reason="trytond is not installed: pip install "
-                                          "'vrmproto[tryton]'")  # fmt: skip
-    pytest.importorskip("trytond.modules.sale_opportunity",
-                        reason="trytond-sale-opportunity is not installed: pip install "
-                               "'vrmproto[tryton]'")  # fmt: skip
-    from tests._tryton import tryton_database  # noqa: PLC0415 -- needs trytond
-    from vrmproto.crm._tryton import TrytonCRM  # noqa: PLC0415
-
-    tryton_database(tmp_path_factory, tmp_path)
-    return TrytonCRM.open("crm", path=tmp_path)
+    return open_crm(tmp_path_factory, tmp_path)  # it skips without Tryton
 
 
 def values(name: str, rel: str) -> set[str]:

@@ -24,8 +24,9 @@ import pytest
 from _vendor_proc import ACCEPTED, DAY_MS, Customer, terms
 from test_s21_store_expired_feed import WHAT, Vendor
 
+from tests._tryton import notes_of, open_crm
 from vrmproto._messages import Intentcast, TermsOffer
-from vrmproto.crm import Note, changes_of
+from vrmproto.crm import Forget, Note, changes_of
 from vrmproto.server._events import EXPIRED, follow, kinds, wakeup_of
 
 postgres_cluster = _postgres.postgres_cluster
@@ -70,7 +71,8 @@ async def test_an_incremental_reader_is_told_the_relationship_was_deleted(
     assert len(told["id"]) == 4 + 64
     assert WHAT not in json.dumps(told)
     assert EXPIRED in kinds()
-    (note,) = changes_of(told)
+    forget, note = changes_of(told)  # what was made of it goes first (session 22)
+    assert forget == Forget(caster.thread.hex())
     assert isinstance(note, Note)
     assert note.if_known
     assert note.relationship == caster.thread.hex()
@@ -112,35 +114,15 @@ async def test_a_follower_is_woken_by_the_deletion(
 
 @pytest.fixture
 def crm(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    pytest.importorskip("trytond", reason="trytond is not installed: pip install "
-                                          "'vrmproto[tryton]'")  # fmt: skip
-    pytest.importorskip("trytond.modules.sale_opportunity",
-                        reason="trytond-sale-opportunity is not installed: pip install "
-                               "'vrmproto[tryton]'")  # fmt: skip
-    from tests._tryton import tryton_database  # noqa: PLC0415 -- needs trytond
-    from vrmproto.crm._tryton import TrytonCRM  # noqa: PLC0415
-
-    tryton_database(tmp_path_factory, tmp_path)
-    return TrytonCRM.open("crm", path=tmp_path)
-
-
-def notes_of(name: str) -> dict[str, list[str]]:
-    """The notes on each relationship's party Tryton holds, by the party's code."""
-    from trytond.pool import Pool  # noqa: PLC0415
-    from trytond.transaction import Transaction  # noqa: PLC0415
-
-    with Transaction().start(name, 0, readonly=True):
-        pool = Pool()
-        return {p.code: sorted(n.message for n in pool.get("ir.note").search(
-                    [("resource", "=", str(p))]))
-                for p in pool.get("party.party").search([("code", "like", "vrm-%")])}
+    return open_crm(tmp_path_factory, tmp_path)  # it skips without Tryton
 
 
 @pytest.mark.slow
 async def test_tryton_notes_the_deletion_on_a_party_it_has_and_makes_none_for_it(
     crm: Any, tmp_path: Path
 ) -> None:
-    """Applied as it came: the party gets a note that the vendor deleted the relationship.
+    """Applied as it came: the party gets a note that the vendor deleted the relationship (and
+    the notes made of it go: tests/test_s22_crm_expired_tryton.py).
     Read later (a resync, or a bridge connected after the deletion): every event of it is
     forgotten, and the deletion's makes no party of its own."""
     from vrmproto.store import MemoryStore  # noqa: PLC0415
@@ -160,6 +142,6 @@ async def test_tryton_notes_the_deletion_on_a_party_it_has_and_makes_none_for_it
         crm.apply(event, v.now)
     notes = notes_of("crm")
     assert set(notes) == {"vrm-" + seen.thread.hex()}  # none made for the one never seen
-    (intent, deleted) = sorted(notes["vrm-" + seen.thread.hex()], key=lambda n: "expired" in n)
-    assert WHAT in intent
+    (deleted,) = notes["vrm-" + seen.thread.hex()]  # the intentcast's note went (session 22)
+    assert WHAT not in deleted
     assert "expired without an agreement" in deleted

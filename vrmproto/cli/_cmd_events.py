@@ -34,7 +34,7 @@ from vrmproto.cli._vendor import check_vendor_file, default_vendor_dir
 from vrmproto.server._config import VendorFile
 from vrmproto.server._events import FeedEvent, FeedTrimmed, Wakeup, follow
 from vrmproto.server._retention import BRIDGE_PREFIX
-from vrmproto.server._webhooks import Deliverer, shown
+from vrmproto.server._webhooks import Deliverer, listening_url, shown
 from vrmproto.store import Store
 
 __all__ = ["vendor_events"]
@@ -113,7 +113,8 @@ async def _dead(file: VendorFile, store: Store, replay: bool, as_json: bool) -> 
         return
     if not file.webhooks and not as_json:  # it printed nothing: as if it had not looked
         click.echo("The vendor file has no [[webhooks]]: nothing to deliver again.")
-    source = file.server.public_url or "urn:vrmproto:vendor"
+    # the source serve delivers from (docs/events.md): a receiver routes and de-duplicates by it
+    source = file.server.public_url or listening_url(file) or "urn:vrmproto:vendor"
     for entry in file.webhooks:
         hook = entry.webhook(source)
         async with Deliverer(hook, store) as deliverer:
@@ -229,6 +230,10 @@ def vendor_events(*, config_path: str, data_dir: Path | None, since: str | None,
              if on]  # fmt: skip
     if (cursors or forget is not None) and len(given) > 1:
         raise click.UsageError(f"{' and '.join(given)} do not go together")
+    if (dead or replay) and (since or follow_):  # each acts on every dead letter: not a feed
+        raise click.UsageError(f"{' and '.join(given)} do not go together: --dead and "
+                               "--replay act on every dead letter, --since and --follow read "
+                               "the feed")  # fmt: skip
     with contextlib.suppress(KeyboardInterrupt):  # --follow ends with ^C
         run(_events(config_path, data_dir, since=since, follow_=follow_, as_json=as_json,
                     dead=dead, replay=replay, cursors=cursors, forget=forget))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,8 @@ from vrmproto.server._retention import BRIDGE_PREFIX
 from vrmproto.store import Commit, Store
 
 __all__ = ["FeedRewound", "TrytonBridge"]
+
+log = logging.getLogger("vrmproto.crm.bridge")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -278,8 +281,16 @@ class TrytonBridge:
         return forgotten
 
     async def _sweep(self, every_s: float, store: Store | None) -> None:
+        """Every ``every_s``: delete the fields of shares expired by now (§5.3.1-4) and, with
+        ``store``, those the vendor no longer holds. A sweep that fails (Tryton's database
+        locked a moment, the vendor's store restarting) is logged, and the next one runs: one
+        failure does not leave expired fields in the CRM until the next event comes."""
         while True:
             await asyncio.sleep(every_s)
-            await self.expire()
-            if store is not None:
-                await self.forget_unheld(store)
+            try:
+                await self.expire()
+                if store is not None:
+                    await self.forget_unheld(store)
+            except Exception:
+                log.exception("Tryton %s: the sweep of expired shares failed; the next one "
+                              "runs in %.0f s", self.crm.name, every_s)  # fmt: skip

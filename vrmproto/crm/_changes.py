@@ -2,7 +2,7 @@
 
 Sans-IO: an event's JSON (``FeedEvent.as_json()``, or a webhook's CloudEvent ``data``) in, a
 tuple of changes out; no CRM is touched here. A CRM adapter applies them (``_tryton``); a vendor
-writing one for another CRM maps the same six changes to its own objects.
+writing one for another CRM maps the same changes to its own objects.
 
 - :class:`Note` — something to keep on the relationship's record: the terms proffered, agreed,
   refused or countered (§5.2), an intentcast's request (§5.4.1), a decline, an end.
@@ -11,6 +11,9 @@ writing one for another CRM maps the same six changes to its own objects.
   held as those they replace (§5.3.6-2): under the share they came from, until its expiry.
 - :class:`Erase` — the fields whose source, or the share they are held under, is one of these
   data.shared events must go (data.withdrawn's ``erase``, §5.3.2-2).
+- :class:`Forget` — the vendor deleted a relationship that never reached an agreement
+  (§11.8-3, ``relationship.expired``): what was made of the customer's messages in it goes,
+  and its open lead is lost.
 - :class:`Lead` — an intentcast answered with an offer (§5.4.2): one opportunity per intent thread.
 - :class:`TakeUp` — a relationship opened by taking up an offer (§5.4.5-1).
 
@@ -26,7 +29,7 @@ from typing import Any
 
 from vrmproto._messages import Money
 
-__all__ = ["Change", "Erase", "Hold", "Lead", "Note", "TakeUp", "changes_of"]
+__all__ = ["Change", "Erase", "Forget", "Hold", "Lead", "Note", "TakeUp", "changes_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,16 @@ class Erase:
 
 
 @dataclass(frozen=True, slots=True)
+class Forget:
+    """The vendor deleted the relationship, which never reached an agreement (§11.8-3): delete
+    what was made of the customer's messages in it — the notes of the terms proffered and the
+    intentcast's text, any field still held — and close its open lead (no one can take its
+    offer up any more). Nothing, on a relationship the CRM never had."""
+
+    relationship: str
+
+
+@dataclass(frozen=True, slots=True)
 class Lead:
     """An offer answering the relationship's intentcast (§5.4.2): its opportunity."""
 
@@ -83,7 +96,7 @@ class TakeUp:
 
 
 #: One change a feed event asks of a CRM.
-Change = Note | Hold | Erase | Lead | TakeUp
+Change = Note | Hold | Erase | Forget | Lead | TakeUp
 
 
 #: 400 Gregorian years, in ms: the calendar repeats after them (see :func:`when`).
@@ -169,10 +182,11 @@ def changes_of(event: Mapping[str, Any]) -> tuple[Change, ...]:
     if kind == "offer.declined":
         return (Note(rel, f"{stamp} Intentcast declined: {body.get('reason', '')}"),)
     if kind == "relationship.expired":  # §11.8-3: its earlier events are forgotten now
-        return (Note(rel, f"{stamp} Relationship expired without an agreement: the vendor "
-                          "deleted it, with what the customer said in it (§11.8-3); delete "
-                          "what this record holds from it unless you must keep it",
-                     if_known=True),)  # fmt: skip
+        return (Forget(rel), Note(rel, f"{stamp} Relationship expired without an agreement: "
+                                       "the vendor deleted it, with what the customer said in "
+                                       "it (§11.8-3), and the notes and fields made of it here "
+                                       "were deleted; its open lead is lost",
+                                  if_known=True))  # fmt: skip
     if kind == "relationship.ended":
         said = f": {body['reason']}" if body.get("reason") else ""
         return (Note(rel, f"{stamp} Relationship ended by the {event['from']}{said}"),)

@@ -7,7 +7,9 @@ and ``sale_opportunity`` modules and the core ``ir.note``:
 - one ``party.party`` per relationship, its ``code`` ``vrm-`` and the thread id in hex: the
   customer is a key until it shares something;
 - ``ir.note`` on that party for the terms proffered, agreed (with the agreement id), refused or
-  countered, for an intentcast's request, a withdrawal, an end;
+  countered, for an intentcast's request, a withdrawal, an end; when the vendor deletes a
+  relationship that never reached an agreement (§11.8-3), the notes made of it go and its open
+  lead is lost (:func:`_forget`);
 - held fields (§12.10-1): ``email`` and ``phone`` as ``party.contact_mechanism``; ``street``,
   ``city``, ``postcode``, and ``country`` / ``region`` when Tryton knows them, as one
   ``party.address``; any other field as a contact mechanism of type ``other`` named after it.
@@ -21,10 +23,11 @@ and ``sale_opportunity`` modules and the core ``ir.note``:
   takes the offer up (§5.4.5), the lead moves to the party of the new relationship.
 
 Two tables of the bridge's own sit beside Tryton's in the same database, written in the same
-transaction as the records: ``vrmproto_crm_event`` (each event applied: the idempotency key and
-the durable cursor, the highest ``pos``) and ``vrmproto_crm_field`` (which event each held field
-came from, the share it is held under when that is another event's, and which Tryton record
-holds it; never the value). A field held from an address.updated event that names no
+transaction as the records: ``vrmproto_crm_event`` (each event applied: the idempotency key,
+the durable cursor — the highest ``pos`` — and its relationship, whose notes a
+``relationship.expired`` deletes: :func:`_forget`) and ``vrmproto_crm_field`` (which event
+each held field came from, the share it is held under when that is another event's, and which
+Tryton record holds it; never the value). A field held from an address.updated event that names no
 ``field_shares`` (a vendor before session 19) is held as the value it replaces
 (:func:`_inherited`), or under :data:`LEGACY` when that is not known (see :func:`_apply`).
 An event is applied at most once
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import warnings
 from collections.abc import Collection, Iterator, Mapping
 from decimal import Decimal
@@ -58,7 +62,17 @@ from trytond.tools import escape_wildcard
 from trytond.transaction import Transaction
 
 from vrmproto._messages import Money
-from vrmproto.crm._changes import Change, Erase, Hold, Lead, Note, TakeUp, changes_of, when
+from vrmproto.crm._changes import (
+    Change,
+    Erase,
+    Forget,
+    Hold,
+    Lead,
+    Note,
+    TakeUp,
+    changes_of,
+    when,
+)
 
 __all__ = ["LEGACY", "MODULES", "TrytonCRM"]
 
@@ -90,6 +104,15 @@ _DDL = (
 LEGACY = "legacy"
 _CM = "party.contact_mechanism"
 _ADDR = "party.address"
+
+
+def _add_relationship_column(cursor: Any) -> None:
+    """Give a ``vrmproto_crm_event`` made before it had one its ``relationship`` column (what
+    :func:`_forget` deletes the notes of; NULL for the events applied before: their notes are
+    found by their stamp on the relationship's own party)."""
+    cursor.execute("SELECT * FROM vrmproto_crm_event WHERE 1 = 0")
+    if "relationship" not in {str(column[0]).lower() for column in cursor.description}:
+        cursor.execute("ALTER TABLE vrmproto_crm_event ADD COLUMN relationship VARCHAR(100)")
 
 
 def _add_share_column(cursor: Any) -> None:
@@ -181,6 +204,7 @@ class TrytonCRM:
             for ddl in _DDL:
                 cursor.execute(ddl)
             _add_share_column(cursor)
+            _add_relationship_column(cursor)
             if company is None:
                 found = Pool().get("company.company").search([])
                 if len(found) != 1:
@@ -268,8 +292,9 @@ class TrytonCRM:
                 (_EVENTS.pos == int(event["pos"])) & (_EVENTS.id != str(event["id"]))
                 & (_EVENTS.pos > 0))))  # fmt: skip
             cursor.execute(*_EVENTS.insert(
-                [_EVENTS.id, _EVENTS.pos, _EVENTS.model, _EVENTS.record],
-                [[str(event["id"]), int(event["pos"]), model, record]],
+                [_EVENTS.id, _EVENTS.pos, _EVENTS.model, _EVENTS.record, _EVENTS.relationship],
+                [[str(event["id"]), int(event["pos"]), model, record,
+                  str(event["relationship"])[:100]]],
             ))  # fmt: skip
         return True
 
@@ -324,9 +349,13 @@ def _expired(expires_ms: int | None, now_ms: int | None) -> bool:
 def _apply(cursor: Any, change: Change, pos: int) -> tuple[str, int] | None:
     """Apply ``change``, of the event at ``pos``; the record it made when other events refer
     to it (a lead)."""
-    if isinstance(change, Note) and change.if_known and _party(change.relationship,
-                                                               make=False) is None:  # fmt: skip
-        return None
+    if isinstance(change, Note | Forget) and (isinstance(change, Forget) or change.if_known):
+        known = _party(change.relationship, make=False)
+        if known is None:  # nothing was made of the relationship: none is made for it
+            return None
+        if isinstance(change, Forget):
+            _forget(cursor, change.relationship, known)
+            return None
     party = _party(change.relationship)
     if isinstance(change, Hold | Erase):
         _prune(cursor, change.relationship)
@@ -353,6 +382,48 @@ def _apply(cursor: Any, change: Change, pos: int) -> tuple[str, int] | None:
     elif isinstance(change, TakeUp):
         _take_up(cursor, party, change)
     return None
+
+
+#: How every note the bridge writes from an event starts: the event's time and id
+#: (``changes_of``'s stamp).
+_STAMPED = re.compile(r"^-?\d{4,}-\d\d-\d\d \d\d:\d\d UTC \[(evt_[0-9a-f]+)\] ")
+
+
+def _forget(cursor: Any, relationship: str, party: Any) -> None:
+    """The vendor deleted ``relationship`` (§11.8-3, :class:`Forget`), and so does the CRM
+    what it made of it: the notes written from its events (by their stamp's event id, on its
+    own party and on the one it is followed to, :func:`_party`, when the staff replaced it;
+    applied before the bridge recorded an event's relationship, a stamped note on its own
+    party), every field still held from it; and its
+    leads still open — that of its intentcast, or of the offer it took up — are lost. What the
+    staff wrote themselves stays, and so does the party (it keeps the lost lead)."""
+    pool = Pool()
+    parties, notes = pool.get("party.party"), pool.get("ir.note")
+    with Transaction().set_context(active_test=False):
+        own = parties.search([("code", "=", "vrm-" + relationship)], limit=1)
+    on = {str(p): p for p in [*own, party]}
+    stamped = {n: m.group(1) for n in notes.search([("resource", "in", list(on))])
+               if (m := _STAMPED.match(n.message or "")) is not None}  # fmt: skip
+    cursor.execute(*_EVENTS.select(_EVENTS.id, _EVENTS.relationship,
+                                   where=_EVENTS.id.in_(sorted(set(stamped.values())) or [""])))
+    whose = {str(event_id): rel for event_id, rel in cursor.fetchall()}
+    own_resources = {str(p) for p in own}
+    notes.delete([n for n, event_id in stamped.items() if whose.get(event_id) == relationship
+                  or (str(n.resource) in own_resources and whose.get(event_id, "") is None)])
+    _prune(cursor, relationship)
+    cursor.execute(*_FIELDS.select(_FIELDS.field, where=_FIELDS.relationship == relationship))
+    for (name,) in sorted(cursor.fetchall()):
+        _drop_field(cursor, relationship, str(name))
+    opportunities = pool.get("sale.opportunity")
+    open_leads = opportunities.search([
+        ("state", "in", ["lead", "opportunity"]),
+        ["OR", [("reference", "=", "vrm-" + relationship), ("party", "=", party.id)],
+         ("party", "in", [p.id for p in own])],
+    ])  # fmt: skip
+    if open_leads:
+        opportunities.write(open_leads, {"lost_reason": "The relationship expired without an "
+                                         "agreement: the vendor deleted it (§11.8-3)"})
+        opportunities.lost(open_leads)
 
 
 def _inherited(cursor: Any, change: Hold, name: str) -> Hold:

@@ -61,8 +61,8 @@ if TYPE_CHECKING:
     from vrmproto.server._accept import Step
     from vrmproto.server._endpoint import Endpoint
 
-__all__ = ["EXPIRED", "KINDS", "Feed", "FeedEvent", "FeedTrimmed", "Wakeup", "events_of",
-           "expired_record", "follow", "to_feed_event", "wakeup_of"]  # fmt: skip
+__all__ = ["EXPIRED", "KINDS", "Feed", "FeedAhead", "FeedEvent", "FeedTrimmed", "Wakeup",
+           "events_of", "expired_record", "follow", "to_feed_event", "wakeup_of"]  # fmt: skip
 
 #: Event kind per message type (a terms.offer at index 0 opens the relationship).
 KINDS: Mapping[str, str] = {
@@ -417,6 +417,23 @@ class FeedTrimmed(VrmError):  # noqa: N818 -- what happened, as the operator rea
         self.floor = floor
 
 
+class FeedAhead(VrmError):  # noqa: N818 -- what happened, as the operator reads it
+    """A reader's position is past the feed's newest event (``head``). Positions are never
+    handed out again, so it is a position of another feed: a vendor store since restored from
+    a backup, or another vendor's. Raised instead of reading nothing (or waiting until the
+    feed grows past it, and skipping every event up to it without a word)."""
+
+    def __init__(self, after: int, head: int) -> None:
+        newest = (f"the feed's newest event is at position {head}" if head else
+                  "the feed holds no event yet")  # fmt: skip
+        super().__init__(f"no event comes after position {after}: {newest} (a position from "
+                         "a store since restored from a backup, or another vendor's?); read "
+                         f"from position {head} for the events that come next, or from 0 for "
+                         "every event the feed keeps")  # fmt: skip
+        self.after = after
+        self.head = head
+
+
 class Feed(AsyncGenerator[FeedEvent, None]):
     """What :func:`follow` returns: its events, and the ``store`` they are read from, where a
     consumer that keeps a cursor of its own (the Tryton bridge) records how far it got, so
@@ -482,7 +499,8 @@ def follow(
     """Every event after ``after`` (a position or an event id), in feed order, then each new
     one as it is committed; without ``wakeup``, stop at the end of the feed.
     :class:`FeedTrimmed` when retention trimmed events after ``after`` before they were read
-    (``after`` 0 reads from the oldest event kept)."""
+    (``after`` 0 reads from the oldest event kept); :class:`FeedAhead` when ``after`` is past
+    the feed's newest event."""
     return Feed(store, _follow(store, wakeup, after, clock, batch))
 
 
@@ -490,6 +508,8 @@ async def _follow(store: Store, wakeup: Wakeup | None, after: int | str,
                   clock: Callable[[], int], batch: int
                   ) -> AsyncGenerator[FeedEvent, None]:  # fmt: skip
     pos = await resolve(store, after)
+    if pos > 0 and pos > (head := await store.feed_head()):
+        raise FeedAhead(pos, head)
     accepted = await store.feed_floor() if pos == 0 else 0  # from the oldest event kept
     while True:
         armed = wakeup.arm() if wakeup is not None else None

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import ssl
 import time
 from collections.abc import Callable
@@ -108,6 +109,8 @@ class Poster:
         ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not 0 < timeout_s < math.inf:  # no answer ever would hold the feed for ever
+            raise ValueError(f"a webhook's timeout_s is a finite time, not {timeout_s}")
         parsed = urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"a webhook URL is http(s)://host/…, not {url!r}")

@@ -53,6 +53,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -80,8 +81,8 @@ if TYPE_CHECKING:
     from vrmproto.server._endpoint import Endpoint
 
 __all__ = ["BATCH_CONTENT_TYPE", "CONTENT_TYPE", "GONE", "REFUSED", "Deliverer", "Failure",
-           "Renderer", "Webhook", "WebhookGone", "parse_secret", "render", "running", "shown",
-           "sign", "webhooks"]  # fmt: skip
+           "Renderer", "Webhook", "WebhookGone", "listening_url", "parse_secret", "render",
+           "running", "shown", "sign", "webhooks"]  # fmt: skip
 
 log = logging.getLogger("vrmproto.server.webhooks")
 
@@ -101,9 +102,12 @@ GONE = 410
 #: attributes, the event's id, relationship and kind a second time): to cut a batch to
 #: ``Webhook.batch_bytes``.
 _DOCUMENT_BYTES = 500
-#: An event with personal data is read from the store again before a retry, and before a first
-#: attempt made this long after its batch was read (a relationship's earlier events held it
-#: up): a share withdrawn meanwhile goes without its fields (§12.10-2, docs/events.md).
+#: The longest an attempt may wait for the receiver's answer (``timeout_s``), in seconds.
+MAX_TIMEOUT_S = 3600.0
+#: An event is read from the store again before a retry, and before a first attempt made this
+#: long after its batch was read (a relationship's earlier events held it up): a share withdrawn
+#: meanwhile goes without its fields (§12.10-2, docs/events.md), a relationship deleted
+#: meanwhile without what it said (§11.8-3).
 FRESH_S = 1.0
 
 
@@ -175,6 +179,27 @@ class Webhook:
     # events is cut short), so that a few large shares do not make the body one a receiver
     # refuses (nginx's default limit is 1 MiB) and set aside every customer's events in it.
     batch_bytes: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        """Times and sizes delivery can work with (docs/events.md, "Webhooks"): an attempt's
+        ``timeout_s`` a finite time up to :data:`MAX_TIMEOUT_S` (an infinite one, which TOML
+        writes ``inf``, left a receiver that never answers holding the feed for ever); the
+        other times finite and not negative, but ``dead_after_s`` and ``refused_after_s``,
+        which may be infinite (never set aside); counts and sizes at least 1."""
+        if not 0 < self.timeout_s <= MAX_TIMEOUT_S:  # NaN compares false: refused too
+            raise ValueError(f"webhook {self.shown}: timeout_s must be more than 0 and at most "
+                             f"{MAX_TIMEOUT_S:.0f} seconds, not {self.timeout_s}")  # fmt: skip
+        for name in ("dead_after_s", "refused_after_s", "backoff_s", "backoff_max_s",
+                     "linger_s", "record_s"):  # fmt: skip
+            value: float = getattr(self, name)
+            never = name in ("dead_after_s", "refused_after_s") and value == math.inf
+            if not (value >= 0 and (math.isfinite(value) or never)):
+                raise ValueError(f"webhook {self.shown}: {name} must be a finite number of "
+                                 f"seconds, 0 or more, not {value}")  # fmt: skip
+        for name in ("batch", "parallel", "batch_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"webhook {self.shown}: {name} must be at least 1, not "
+                                 f"{getattr(self, name)}")  # fmt: skip
 
     @property
     def shown(self) -> str:
@@ -543,7 +568,7 @@ class Deliverer:
         tried = 0  # attempts made by this deliverer
         while True:
             if tried or started - self._read_at > FRESH_S:
-                events = await self._current(events, every=tried > 0)
+                events = await self._current(events)
                 if not events:  # trimmed while retried: nothing is left to deliver
                     self._clear(key)
                     return None
@@ -589,16 +614,14 @@ class Deliverer:
         if key not in self._cleared:
             self._cleared.append(key)
 
-    async def _current(self, events: Sequence[EventRecord], *,
-                       every: bool) -> Sequence[EventRecord]:  # fmt: skip
-        """``events`` as the store holds them now: the personal data of a share withdrawn since
-        they were read is gone from its event (§12.10-2), and must not be sent again; the body
-        of a relationship deleted since (§11.8-3) too. ``every``: read them all (a retry,
-        seconds apart at least), not only those with personal data, which a late first attempt
-        reads again. One retention trimmed since (``[feed] max_days``, whoever has not had
-        it) is not there: it is left out, and logged as the batch read would have."""
-        if not every and all(e.personal is None for e in events):  # it never comes back
-            return events
+    async def _current(self, events: Sequence[EventRecord]) -> Sequence[EventRecord]:
+        """``events`` as the store holds them now, before a retry or a late first attempt:
+        the personal data of a share withdrawn since they were read is gone from its event
+        (§12.10-2), and must not be sent again; the body of a relationship deleted since
+        (§11.8-3) too — an intentcast's or an offer's, which carry no personal data (a late
+        first attempt read only those that did, until session 22). One retention trimmed since
+        (``[feed] max_days``, whoever has not had it) is not there: it is left out, and logged
+        as the batch read would have."""
         first, last = events[0].pos, events[-1].pos
         now = {e.pos: e for e in await self.store.events(first - 1, last - first + 1)}
         gone = [e.id for e in events if e.pos not in now]
@@ -686,6 +709,20 @@ async def running(endpoint: Endpoint, hooks: Sequence[Webhook], *, poll_s: float
         await asyncio.gather(*tasks, return_exceptions=True)
         for d in deliverers:
             await d.close()
+
+
+def listening_url(file: VendorFile) -> str | None:
+    """The URL ``vrm vendor serve`` of ``file`` listens at (as its server's ``url`` says it),
+    the CloudEvents ``source`` of its webhooks when the file names no ``server.public_url``:
+    None when the file leaves the port to the system (0), which picks another at each start.
+    What ``vrm vendor events --replay`` sends from, so that a receiver gets a dead letter from
+    the source it got the feed from."""
+    server = file.server
+    if not server.port:
+        return None
+    scheme = "https" if server.tls_cert is not None and server.tls_key is not None else "http"
+    host = f"[{server.host}]" if ":" in server.host else server.host
+    return f"{scheme}://{host}:{server.port}"
 
 
 def webhooks(file: VendorFile, url: str) -> list[Webhook]:
