@@ -11,9 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests._cli_helpers import VendorHost, connected, fails, hosted, ok, vrm
+from tests._world import post, serving, ui_page
 
 vendors = hosted("outfitters")
 WASATCH = "Wasatch Outfitters"
+DAY_MS = 86_400_000
 
 
 def _shared(tmp_path: Path, vendors: VendorHost) -> Path:
@@ -90,3 +92,20 @@ def test_after_a_withdrawal_of_all_an_end_needs_no_choice(
     assert _provided(home) == []
     ok(vrm("end", WASATCH, home=home))  # nothing left with it: nothing to choose
     assert _state(home) == "ended"
+
+
+async def test_the_page_asks_what_becomes_of_the_data_before_it_ends() -> None:
+    """``vrm ui``'s End: the same choice, on the page (it ended with the data left)."""
+    async with serving("outfitters") as (vendor,), ui_page() as (ui, client):
+        agent = ui.node.agent
+        thread = (await agent.connect(vendor.url)).thread
+        await agent.share(thread, {"email": "doc@example.org"}, purposes=["delivery"],
+                          categories=["contact"], expires_ms=agent.clock() + DAY_MS)  # fmt: skip
+        html = await post(ui, client, f"r/{thread.hex()}/end", {"sure": "yes"})
+        assert "say whether to delete it first or leave it with the vendor" in html
+        (view,) = await agent.relationships()
+        assert view.state == "agreed"
+        html = await post(ui, client, f"r/{thread.hex()}/end", {"sure": "yes", "data": "withdraw"})
+        assert "The relationship is ended." in html
+        (view,) = await agent.relationships()
+        assert (view.state, view.shares) == ("ended", ())

@@ -11,10 +11,9 @@ from typing import Any
 
 import click
 
-from vrmproto import _codec
 from vrmproto._errors import Problem
 from vrmproto._keys import fingerprint
-from vrmproto._messages import AddressUpdate, DataErased, DataWithdraw
+from vrmproto._messages import DataWithdraw
 from vrmproto._vocab import parse_category, parse_purpose, suggest_category
 from vrmproto.cli._common import (
     conclude,
@@ -63,11 +62,12 @@ from vrmproto.cli._parse import (
     parse_until,
 )
 from vrmproto.cli._progress import FanoutDisplay
-from vrmproto.client import Agent, Delivery, Queued, RelationshipView
+from vrmproto.cli._vendor_holds import erased_of, updated
+from vrmproto.client import Delivery, Queued, RelationshipView
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.store import ShareNote
 
-__all__ = ["address", "data", "erased_of", "relationships", "share", "updated", "withdraw"]
+__all__ = ["address", "data", "relationships", "share", "withdraw"]
 
 
 # -- what an earlier queued message became ------------------------------------------------------
@@ -211,14 +211,6 @@ def relationships(env: Env, show_all: bool) -> None:
 # -- data ------------------------------------------------------------------------------------
 
 
-def erased_of(d: Delivery) -> Any:
-    """The data.erased among the replies of ``d`` (a withdrawal's), or None."""
-    for r in d.replies:
-        if isinstance(r.message.body, DataErased):
-            return r.message
-    return None
-
-
 @click.command()
 @click.argument("vendor")
 @click.argument("fields", nargs=-1, required=True, metavar="FIELD=VALUE…")
@@ -347,19 +339,6 @@ def withdraw(env: Env, *, vendor: str, share_ids: tuple[str, ...], reason: str |
     if unconfirmed:
         finish(EXIT_FAILED, f"{view.vendor} has not confirmed the deletion")
     end_delivery(view.vendor, d)
-
-
-async def updated(agent: Agent, thread: bytes) -> bool:
-    """Whether the vendor may hold fields from an address.update of ours: one sent since our
-    last withdrawal of all, which takes them back (§5.3.2-1), with or without a share live."""
-    gave = False
-    for e in await agent.history(thread):
-        env = _codec.decode_form(e.envelope) if e.outgoing else {}
-        if env.get("type") == AddressUpdate.TYPE:
-            gave = True
-        elif env.get("type") == DataWithdraw.TYPE and not _codec.decode_form(env["body"])["shares"]:
-            gave = False
-    return gave
 
 
 @click.command()

@@ -9,12 +9,12 @@ import click
 from vrmproto._keys import fingerprint
 from vrmproto._messages import RelationshipEnd
 from vrmproto._state import State
-from vrmproto.cli._cmd_data import erased_of, updated
 from vrmproto.cli._common import end_delivery, finish, not_delivered_json, pick, timeout_option
 from vrmproto.cli._context import Env, common_options, open_agent, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, EXIT_USAGE, CliError
 from vrmproto.cli._output import queued_line, rbutton, refused_line, short
 from vrmproto.cli._parse import check_text, format_time
+from vrmproto.cli._vendor_holds import erased_of, holds_ours
 from vrmproto.client import Delivery, RelationshipView
 
 __all__ = ["end", "rotate"]
@@ -95,8 +95,7 @@ def end(env: Env, *, vendor: str, reason: str | None, data: str | None, timeout:
             view = await pick(agent, vendor)
             if State(view.state) is State.ENDED:  # done already: nothing needs sending
                 return view, None, None
-            gave = bool(view.shares) or (State(view.state) is State.AGREED
-                                         and await updated(agent, view.thread))  # fmt: skip
+            gave = await holds_ours(agent, view)
             if gave and data is None:
                 raise _holds(view)
             withdrawn = None

@@ -25,6 +25,7 @@ from vrmproto.cli._currencies import check_currency
 from vrmproto.cli._errors import explain, vendor_sent
 from vrmproto.cli._output import waits_because
 from vrmproto.cli._parse import fields_problem, intentcast_problem, text_problem
+from vrmproto.cli._vendor_holds import erased_of, holds_ours
 from vrmproto.client import ConnectResult, Delivery, ProgressEvent, Queued
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.ui._app import Flash, Ui, form_of, ui_of
@@ -186,6 +187,17 @@ def _relationship_actions(ui: Ui, thread: bytes, form: Form
         if reason is not None and (problem := text_problem(reason, RelationshipEnd,
                                                            "reason")) is not None:  # fmt: skip
             raise ValueError(f"the reason: {problem}")
+        view = next(v for v in await agent.relationships() if v.thread == thread)
+        choice = form.get("data")
+        if await holds_ours(agent, view):  # (§5.6.4-2)
+            if choice not in ("withdraw", "keep"):
+                raise ValueError("the vendor holds what you gave it: say whether to delete it "
+                                 "first or leave it with the vendor")  # fmt: skip
+            if choice == "withdraw":
+                w = await agent.withdraw(thread, reason=reason)
+                if w.status != "confirmed" or erased_of(w) is None:
+                    return ("Not ended: the vendor has not confirmed the deletion, which it "
+                            "could not do after the end." + _queued(w))  # fmt: skip
         d = await agent.end(thread, reason)
         return "The relationship is ended." + _queued(d)
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from vrmproto._keys import fingerprint
 from vrmproto._records import to_entry
 from vrmproto._state import State
+from vrmproto.cli._vendor_holds import holds_ours
 from vrmproto.client import Offer, RelationshipView
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.store import ShareNote
@@ -172,6 +173,7 @@ async def relationship(request: web.Request) -> web.Response:
         entries=entries, counter=term_words(t.rel.counter or ()),
         open=State(view.state) not in (State.ENDED, State.REJECTED),
         agreed=State(view.state) is State.AGREED, first=first, total=total,
+        holds=await holds_ours(ui.agent, view),
         earlier=max(0, first - HISTORY_PAGE) if first > 0 else None,
         later=first + HISTORY_PAGE if first + len(entries) < total else None,
     )  # fmt: skip
