@@ -175,6 +175,9 @@ def verify(env: Env, file: Path) -> None:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CliError(f"{file} is not an evidence file: {exc}", EXIT_USAGE,
                        kind="not_evidence") from None  # fmt: skip
+    except RecursionError:  # a file made to break the parser: `vrm history --export` nests 3
+        raise CliError(f"{file} is not an evidence file: its JSON nests too deeply",
+                       EXIT_USAGE, kind="not_evidence") from None  # fmt: skip
     try:
         proved = check_evidence(doc)
     except ValueError as exc:

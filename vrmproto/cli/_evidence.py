@@ -64,14 +64,25 @@ def _entry(e: Entry, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _entries_of(doc: Any) -> list[Entry]:
+    """The entries of an evidence file, each field of the type :func:`evidence_json` writes;
+    :class:`ValueError` for anything else (a file someone else made need not be ours)."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError(f"this is not an evidence file (its format is not {FORMAT})")
+    items = doc.get("entries")
+    if not isinstance(items, list):
+        raise ValueError("the evidence file's `entries` is not a list")
     entries = []
-    for i, item in enumerate(doc.get("entries") or []):
+    for i, item in enumerate(items):
         try:
-            entries.append(Entry(index=int(item["index"]), msg_hash=bytes.fromhex(item["hash"]),
-                                 link=bytes.fromhex(item["link"]),
-                                 envelope=base64.b64decode(item["envelope"], validate=True),
+            if not isinstance(item, dict):
+                raise TypeError("not an object")
+            index, texts = item["index"], (item["hash"], item["link"], item["envelope"])
+            if type(index) is not int or not all(isinstance(t, str) for t in texts):
+                raise TypeError("`index` is not a whole number, or a hex or base64 field is "
+                                "not text")  # fmt: skip
+            entries.append(Entry(index=index, msg_hash=bytes.fromhex(texts[0]),
+                                 link=bytes.fromhex(texts[1]),
+                                 envelope=base64.b64decode(texts[2], validate=True),
                                  outgoing=False))  # fmt: skip
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise ValueError(f"entry {i} of the evidence file is malformed: {exc}") from None
