@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import click
@@ -20,14 +21,24 @@ from vrmproto._keys import fingerprint, key_to_text
 from vrmproto.cli._cmd_connect import interface_option, unavailable
 from vrmproto.cli._context import Env, common_options, json_option, open_node, pass_env, run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
+from vrmproto.cli._home import Home
 from vrmproto.cli._output import Out, printable, safe, table
 from vrmproto.cli._streams import json_text
-from vrmproto.client import Delivery
+from vrmproto.client import CustomerNode, Delivery
 from vrmproto.server import Event
 from vrmproto.server._metrics import Metrics, metrics_site
 from vrmproto.store import Store
 
-__all__ = ["agent", "discover"]
+fcntl: Any
+try:
+    import fcntl
+except ImportError:  # pragma: no cover -- not POSIX: nothing keeps a second agent out
+    fcntl = None
+
+__all__ = ["SERVE_LOCK", "agent", "discover"]
+
+#: The file in the data directory that ``vrm agent serve`` holds locked while it runs.
+SERVE_LOCK = "agent-serve.lock"
 
 
 def _emit(out: Out, human: str, **data: Any) -> None:
@@ -182,28 +193,64 @@ async def _serve_agent(env: Env, *, host: str, port: int, interval: float,
     settings = home.settings()
     # SIGTERM is ours before the URL is written, so a stop at any point after clears it
     async with open_node(env, settings=settings) as node, _until_signalled() as stop:
-        node.subscribe(_printer(out, "←"))
-        try:
-            server = await node.listen(host, port)
-        except OSError as exc:
-            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                           EXIT_USAGE, kind="listen") from None  # fmt: skip
-        url = node.agent.endpoint
-        settings.extra["agent_url"] = url
-        home.write_settings(settings)
-        try:
-            async with _agent_metrics(node.agent.store, metrics_port) as metrics_url:
-                _emit(out, f"⊂ your agent is listening on {url} (each vendor is told a "
-                      "path of its own under it)" + (f"; metrics on {metrics_url}"
-                                                     if metrics_url else ""),
-                      event="listening", url=url, port=server.port,
-                      metrics=metrics_url)  # fmt: skip
-                await node.run(stop, interval_s=interval, on_delivery=_delivery_printer(out))
-        finally:
-            settings = home.settings()
-            settings.extra.pop("agent_url", None)
-            home.write_settings(settings)
+        with _sole_agent(home):
+            await _serve_node(env, node, stop, host=host, port=port, interval=interval,
+                              metrics_port=metrics_port)  # fmt: skip
     _emit(out, "⊂ your agent stopped", event="stopped")
+
+
+@contextlib.contextmanager
+def _sole_agent(home: Home) -> Iterator[None]:
+    """Hold :data:`SERVE_LOCK` while serving: a second ``vrm agent serve`` on the data
+    directory is refused. Two both listened, the second wrote its URL over the first's, and
+    the first to stop erased it while the other still ran, so every command after told
+    vendors no endpoint. The kernel drops the lock when the process ends, however it ends."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(home.path / SERVE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            url = home.settings().extra.get("agent_url")
+            raise CliError(
+                f"another vrm agent serve is running on the data directory {home.path}"
+                + (f" (listening on {url})" if url else "") + "; stop it first, or use it",
+                EXIT_USAGE, kind="busy",
+            ) from None  # fmt: skip
+        yield
+    finally:
+        os.close(fd)
+
+
+async def _serve_node(env: Env, node: CustomerNode, stop: asyncio.Event, *, host: str,
+                      port: int, interval: float, metrics_port: int | None) -> None:  # fmt: skip
+    """``node`` listening, its URL in the settings, running until ``stop``."""
+    out = env.out
+    home = env.home
+    settings = home.settings()
+    node.subscribe(_printer(out, "←"))
+    try:
+        server = await node.listen(host, port)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                       EXIT_USAGE, kind="listen") from None  # fmt: skip
+    url = node.agent.endpoint
+    settings.extra["agent_url"] = url
+    home.write_settings(settings)
+    try:
+        async with _agent_metrics(node.agent.store, metrics_port) as metrics_url:
+            _emit(out, f"⊂ your agent is listening on {url} (each vendor is told a "
+                  "path of its own under it)" + (f"; metrics on {metrics_url}"
+                                                 if metrics_url else ""),
+                  event="listening", url=url, port=server.port,
+                  metrics=metrics_url)  # fmt: skip
+            await node.run(stop, interval_s=interval, on_delivery=_delivery_printer(out))
+    finally:
+        settings = home.settings()
+        settings.extra.pop("agent_url", None)
+        home.write_settings(settings)
 
 
 def _delivery_printer(out: Out) -> Callable[[Delivery], None]:
