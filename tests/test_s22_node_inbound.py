@@ -3,17 +3,30 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from test_client import FakeVendor, now_ms
 
 from vrmproto import MasterSeed, RelationshipEnd, open_envelope
-from vrmproto.client import CustomerNode, EndpointClient, RetryPolicy
+from vrmproto.cli._cmd_serve import _catch_up_printer
+from vrmproto.cli._output import Out
+from vrmproto.client import (
+    CustomerNode,
+    Delivery,
+    EndpointClient,
+    Reconciliation,
+    RetryPolicy,
+    Unreachable,
+)
+from vrmproto.client._node import CatchUp
 from vrmproto.client._paths import endpoint_path
-from vrmproto.store import MemoryStore
+from vrmproto.store import MemoryStore, SQLiteStore
 
 
 @dataclass
@@ -72,3 +85,79 @@ async def test_a_vendor_ending_the_relationship_while_a_share_waits_is_not_forgo
     (view,) = await s.node.agent.relationships()
     assert view.state == "ended"  # was "agreed"
     assert await s.node.agent.waiting() == []
+
+
+async def test_the_node_catches_up_when_the_vendor_says_its_chain_is_broken(
+    tmp_path: Path,
+) -> None:
+    """A person restored their data directory from a backup taken before a share, and ``vrm
+    agent serve`` delivered what the backup's outbox held: the vendor refused it
+    ``chain_broken`` (it holds the share the backup lacks). The always-on node said
+    "refused" and did nothing more: every later message of the relationship was refused the
+    same way until the person ran ``vrm history --reconcile``. §12.8-2: a sender that does
+    not know what the receiver holds fetches its history and reconciles (§8.3). Now the node
+    does, at once, and says what it adopted."""
+    seed = MasterSeed(os.urandom(32))
+    db, backup = tmp_path / "agent.db", tmp_path / "backup.db"
+    vendor = FakeVendor("Acme")
+    await vendor.start()
+    try:
+        store = await SQLiteStore.open(db)
+        node = await CustomerNode.open(store, seed, retry=RetryPolicy(attempts=1))
+        thread = (await node.agent.connect(vendor.url)).thread
+        await node.close()
+        await store.close()
+        shutil.copyfile(db, backup)  # the backup, before the share
+
+        store = await SQLiteStore.open(db)
+        node = await CustomerNode.open(store, seed, retry=RetryPolicy(attempts=1))
+        shared = await node.agent.share(thread, {"email": "doc@example.org"}, purposes=[1],
+                                        categories=[1], expires_ms=now_ms() + 86_400_000)
+        assert shared.confirmed
+        await node.close()
+        await store.close()
+        for path in (db, db.with_name("agent.db-wal"), db.with_name("agent.db-shm")):
+            path.unlink(missing_ok=True)
+        shutil.copyfile(backup, db)  # restored
+
+        store = await SQLiteStore.open(db)
+        ahead = [0]  # the retry is due in seconds: moved there, not waited for
+        node = await CustomerNode.open(store, seed, retry=RetryPolicy(attempts=1),
+                                       clock=lambda: now_ms() + ahead[0])  # fmt: skip
+        try:
+            vendor.fail_next = [(503, {})]
+            queued = await node.agent.share(thread, {"phone": "+1 555 0100"}, purposes=[1],
+                                            categories=[1], expires_ms=now_ms() + 86_400_000)
+            assert queued.status == "queued"
+            ahead[0] = 60_000
+            caught: list[CatchUp] = []
+            outcome, _ = await node.round(on_catch_up=caught.append)
+            assert [d.status for d in outcome.deliveries] == ["refused"]
+            assert [(c.thread, c.result.kind if c.result else c.error) for c in caught] == [
+                (thread, "adopted")]
+            assert await node.agent.compare_history(thread) is None  # caught up
+            again = await node.agent.share(thread, {"phone": "+1 555 0100"}, purposes=[1],
+                                           categories=[1], expires_ms=now_ms() + 86_400_000)
+            assert again.confirmed, again.error
+        finally:
+            await node.close()
+            await store.close()
+    finally:
+        await vendor.stop()
+
+
+def test_vrm_agent_serve_says_what_it_reconciled(capsys: pytest.CaptureFixture[str]) -> None:
+    """``vrm agent serve`` prints each catch-up, a line for people and an event in JSON."""
+    refused = Delivery(b"\x01" * 16, b"\x02" * 16, b"\x03" * 32, "refused")
+    adopted = CatchUp(b"\x01" * 16, refused, result=Reconciliation(b"\x01" * 16, "adopted", 2))
+    failed = CatchUp(b"\x01" * 16, refused, error=Unreachable("POST …: timed out"))
+    for json_mode in (False, True):
+        show = _catch_up_printer(Out(json_mode=json_mode))
+        show(adopted)
+        show(failed)
+    lines = capsys.readouterr().out.splitlines()
+    assert "took 2 entries your history lacked" in lines[0], lines
+    assert "could not compare with the vendor's copy: POST …: timed out" in lines[1], lines
+    said = [json.loads(line) for line in lines[2:]]
+    assert [(s["event"], s["kind"], s["adopted"]) for s in said] == [
+        ("reconciled", "adopted", 2), ("reconciled", "failed", 0)]

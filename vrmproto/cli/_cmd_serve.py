@@ -25,6 +25,7 @@ from vrmproto.cli._home import Home
 from vrmproto.cli._output import Out, printable, safe, table
 from vrmproto.cli._streams import json_text
 from vrmproto.client import CustomerNode, Delivery
+from vrmproto.client._node import CatchUp
 from vrmproto.server import Event
 from vrmproto.server._metrics import Metrics, metrics_site
 from vrmproto.store import Store
@@ -246,11 +247,38 @@ async def _serve_node(env: Env, node: CustomerNode, stop: asyncio.Event, *, host
                                                  if metrics_url else ""),
                   event="listening", url=url, port=server.port,
                   metrics=metrics_url)  # fmt: skip
-            await node.run(stop, interval_s=interval, on_delivery=_delivery_printer(out))
+            await node.run(stop, interval_s=interval, on_delivery=_delivery_printer(out),
+                           on_catch_up=_catch_up_printer(out))  # fmt: skip
     finally:
         settings = home.settings()
         settings.extra.pop("agent_url", None)
         home.write_settings(settings)
+
+
+_CAUGHT_UP = {
+    "adopted": "took {n} entries your history lacked from the vendor's copy; send again what "
+               "it refused",
+    "equal": "your history and the vendor's copy are the same",
+    "ahead": "the vendor's copy lacks entries yours holds (§8.3-5)",
+    "crossing": "you and the vendor sent at the same time: both copies hold the same messages",
+    "fork": "your history and the vendor's fork: nothing past the fork was taken (`vrm history "
+            "VENDOR --compare` shows where)",
+}  # fmt: skip
+
+
+def _catch_up_printer(out: Out) -> Callable[[CatchUp], None]:
+    """A vendor refused a message ``chain_broken`` and the node reconciled (§12.8-2)."""
+
+    def show(c: CatchUp) -> None:
+        kind: str = c.result.kind if c.result is not None else "failed"
+        why = (_CAUGHT_UP[kind].format(n=c.result.adopted) if c.result is not None
+               else f"could not compare with the vendor's copy: {c.error}")  # fmt: skip
+        _emit(out, f"  ↻ reconciled {c.thread.hex()[:12]} (the vendor said your history is "
+              f"behind): {why}", event="reconciled", thread=c.thread.hex(), kind=kind,
+              adopted=c.result.adopted if c.result else 0, refused=c.refused.msg_hash.hex(),
+              reason=why)  # fmt: skip
+
+    return show
 
 
 def _delivery_printer(out: Out) -> Callable[[Delivery], None]:

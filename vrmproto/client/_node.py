@@ -10,17 +10,21 @@ outlives what the other changed.
 
 :meth:`CustomerNode.run` is the node's loop: deliver what is due in the outbox, sleep until the
 next item is due (at most ``interval_s``), again, until told to stop. ``vrm agent serve`` is
-this, plus printing.
+this, plus printing. A vendor that refuses a message of ours ``chain_broken`` holds more of the
+relationship than we do (a store restored from a backup, §11.11): the round then fetches its
+history and reconciles (§12.8-2, §8.3), so that what the person sends next links to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from vrmproto._closing import AsyncClosing
+from vrmproto._errors import PeerProblemError, Problem, VrmError
 from vrmproto._keys import MasterSeed
 from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto.client._agent import Agent
@@ -28,13 +32,34 @@ from vrmproto.client._agent_base import check_master
 from vrmproto.client._delivery import Delivery, OutboxRun
 from vrmproto.client._inbound import InboundEndpoint
 from vrmproto.client._ledger import Ledger
+from vrmproto.client._views import Reconciliation
 from vrmproto.server import Event, Server, serve_app
 from vrmproto.store import Store
 
-__all__ = ["CustomerNode"]
+__all__ = ["CatchUp", "CustomerNode"]
 
 #: The shortest pause between two outbox rounds, in seconds.
 MIN_PAUSE_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """What a round did about a relationship whose vendor refused a message of ours
+    ``chain_broken`` (``refused``): :meth:`Agent.reconcile`'s ``result``, or the ``error`` that
+    stopped it (the vendor unreachable, its copy not verifying)."""
+
+    thread: bytes
+    refused: Delivery
+    result: Reconciliation | None = None
+    error: VrmError | None = None
+
+
+def _chain_broken(outcome: OutboxRun) -> Iterator[Delivery]:
+    for d in outcome.deliveries:
+        for one in (*d.earlier, d):
+            if (one.status == "refused" and isinstance(one.error, PeerProblemError)
+                    and one.error.problem is Problem.CHAIN_BROKEN):  # fmt: skip
+                yield one
 
 
 class CustomerNode(AsyncClosing):
@@ -94,14 +119,38 @@ class CustomerNode(AsyncClosing):
         self.agent.endpoint = _url(host, server.port)
         return server
 
-    async def round(self) -> tuple[OutboxRun, int | None]:
-        """One outbox round: deliver what is due; and when the next waiting item is due (ms),
-        None if nothing waits."""
+    async def round(self, *, on_catch_up: Callable[[CatchUp], None] | None = None
+                    ) -> tuple[OutboxRun, int | None]:  # fmt: skip
+        """One outbox round: deliver what is due, and catch up (:meth:`catch_up`) with each
+        vendor that refused a message ``chain_broken``; and when the next waiting item is due
+        (ms), None if nothing waits."""
         outcome = await self.agent.run_outbox()
+        for done in await self.catch_up(outcome):
+            if on_catch_up is not None:
+                on_catch_up(done)
         if self._inbound is not None:  # relationships opened meanwhile get their paths
             await self._inbound.refresh()
         pending = await self.agent.pending()
         return outcome, min((i.next_attempt_ms for i in pending), default=None)
+
+    async def catch_up(self, outcome: OutboxRun) -> list[CatchUp]:
+        """Reconcile (§8.3) each relationship in which ``outcome`` holds a ``chain_broken``
+        refusal: the vendor holds messages our history lacks (§11.11), and the sender "fetches
+        the history export and reconciles" (§12.8-2) — or every later message of ours is
+        refused the same way. The refused message stays refused (it left our chain, §8.1-5):
+        the person sends it again. A fork is not adopted past (§8.3-6), only reported. The
+        relationships are reconciled concurrently, each bounded as :meth:`Agent.reconcile`."""
+        refused: dict[bytes, Delivery] = {}
+        for d in _chain_broken(outcome):
+            refused.setdefault(d.thread, d)
+
+        async def one(thread: bytes, d: Delivery) -> CatchUp:
+            try:
+                return CatchUp(thread, d, result=await self.agent.reconcile(thread))
+            except VrmError as exc:
+                return CatchUp(thread, d, error=exc)
+
+        return list(await asyncio.gather(*(one(t, d) for t, d in refused.items())))
 
     async def run(
         self,
@@ -109,11 +158,12 @@ class CustomerNode(AsyncClosing):
         *,
         interval_s: float = 30.0,
         on_delivery: Callable[[Delivery], None] | None = None,
+        on_catch_up: Callable[[CatchUp], None] | None = None,
     ) -> None:
         """Run outbox rounds until ``stop`` is set: each waits for the next item due, at most
         ``interval_s`` and at least :data:`MIN_PAUSE_S`."""
         while not stop.is_set():
-            outcome, due = await self.round()
+            outcome, due = await self.round(on_catch_up=on_catch_up)
             for d in outcome.deliveries:
                 if on_delivery is not None:
                     on_delivery(d)
