@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from pathlib import Path
 
+from test_client import FakeVendor
+
 from tests._cli_helpers import AsyncProcess, fails, new_home, vrm, vrm_process
+from vrmproto.client import CustomerNode, RetryPolicy
+from vrmproto.store import MemoryStore
 
 
 async def _listening(proc: AsyncProcess) -> dict[str, object]:
@@ -40,3 +45,41 @@ def test_a_second_agent_serve_on_one_data_directory_is_refused(tmp_path: Path) -
     home = new_home(tmp_path)
     asyncio.run(_second_serve_on_one_directory(home))
     assert _agent_url(home) is None  # cleared by the one that served
+
+
+async def test_a_stopped_node_does_not_wait_for_a_vendor_that_never_answers() -> None:
+    """SIGTERM (or ^C) set the node's stop event, but the round it was in went on waiting for
+    a vendor that accepted the request and never answered — ten seconds a request, retries
+    and the §8.1-8 check on top — and a service manager's stop timeout then killed it with
+    SIGKILL mid-delivery. Now the round gets ``grace_s`` to finish and is then cut short;
+    what it was delivering stays in the outbox."""
+    vendor = FakeVendor("Acme")
+    await vendor.start()
+    node = await CustomerNode.open(MemoryStore(), os.urandom(32),
+                                   retry=RetryPolicy(attempts=1))  # fmt: skip
+    try:
+        thread = (await node.agent.connect(vendor.url)).thread
+        await vendor.stop()
+        assert (await node.agent.end(thread, "closing")).status == "queued"
+        await vendor.start(port=vendor.port)
+        vendor.hold = asyncio.Event()  # takes the request, and never answers
+        arrived = asyncio.Event()
+        real_inbox = vendor.inbox
+
+        async def inbox(request: object) -> object:
+            arrived.set()
+            return await real_inbox(request)  # type: ignore[arg-type]
+
+        vendor.inbox = inbox  # type: ignore[method-assign]
+        await vendor.stop()
+        await vendor.start(port=vendor.port)
+        stop = asyncio.Event()
+        running = asyncio.create_task(node.run(stop, interval_s=0.2, grace_s=0.05))
+        await asyncio.wait_for(arrived.wait(), 10)
+        stop.set()
+        await asyncio.wait_for(running, 2)  # the client's own timeout is 10 s
+        assert [w.type for w in await node.agent.waiting()] == ["relationship.end"]
+    finally:
+        vendor.hold = None
+        await node.close()
+        await vendor.stop()

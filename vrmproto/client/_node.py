@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from vrmproto._closing import AsyncClosing
 from vrmproto._errors import PeerProblemError, Problem, VrmError
@@ -36,10 +36,15 @@ from vrmproto.client._views import Reconciliation
 from vrmproto.server import Event, Server, serve_app
 from vrmproto.store import Store
 
-__all__ = ["CatchUp", "CustomerNode"]
+__all__ = ["STOP_GRACE_S", "CatchUp", "CustomerNode"]
+
+T = TypeVar("T")
 
 #: The shortest pause between two outbox rounds, in seconds.
 MIN_PAUSE_S = 0.2
+
+#: How long a round under way may still take once the node is told to stop, in seconds.
+STOP_GRACE_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +164,21 @@ class CustomerNode(AsyncClosing):
         interval_s: float = 30.0,
         on_delivery: Callable[[Delivery], None] | None = None,
         on_catch_up: Callable[[CatchUp], None] | None = None,
+        grace_s: float = STOP_GRACE_S,
     ) -> None:
         """Run outbox rounds until ``stop`` is set: each waits for the next item due, at most
-        ``interval_s`` and at least :data:`MIN_PAUSE_S`."""
+        ``interval_s`` and at least :data:`MIN_PAUSE_S`.
+
+        A round under way when ``stop`` is set has ``grace_s`` more to finish, and is then
+        cancelled: a vendor that takes a request and never answers would hold it for the
+        client's timeout, every retry and the §8.1-8 check — past a service manager's stop
+        timeout, whose SIGKILL cuts the delivery short anyway. What it was delivering stays
+        in the outbox, stored before it was sent (§8.1-2), and goes on the next start."""
         while not stop.is_set():
-            outcome, due = await self.round(on_catch_up=on_catch_up)
+            finished = await _unless_stopped(self.round(on_catch_up=on_catch_up), stop, grace_s)
+            if finished is None:
+                return
+            outcome, due = finished
             for d in outcome.deliveries:
                 if on_delivery is not None:
                     on_delivery(d)
@@ -181,6 +196,27 @@ class CustomerNode(AsyncClosing):
                 self._server = None
         finally:
             await self.agent.close()
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event, grace_s: float) -> T | None:
+    """``work``'s result; or None if it had not finished ``grace_s`` after ``stop`` was set
+    (it is then cancelled, and waited for)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await asyncio.wait((task,), timeout=grace_s)
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+    finally:
+        stopping.cancel()
+        if not task.done():  # we were cancelled ourselves
+            task.cancel()
 
 
 def _url(host: str, port: int) -> str:
