@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 from pathlib import Path
 
 from test_client import FakeVendor
@@ -83,3 +84,35 @@ async def test_a_stopped_node_does_not_wait_for_a_vendor_that_never_answers() ->
         vendor.hold = None
         await node.close()
         await vendor.stop()
+
+
+async def _serve_and_stop(home: Path, *args: str) -> dict[str, object]:
+    async with vrm_process("agent", "serve", "--json", *args, home=home) as proc:
+        said = await _listening(proc)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        return said
+
+
+def test_a_restarted_agent_listens_where_vendors_were_told_it_does(tmp_path: Path) -> None:
+    """Each vendor connected while ``vrm agent serve`` ran holds its URL, port included (the
+    ``endpoint`` of our terms offer, §12.11-3). Without ``--port`` every start took any free
+    port, so after the first restart no vendor could reach the agent any more: a terms
+    accept after review, a data return, a relationship's end never arrived. Now a start
+    without ``--port`` listens where the last one did; ``--port 0`` asks for any port."""
+    home = new_home(tmp_path)
+    first = asyncio.run(_serve_and_stop(home))
+    again = asyncio.run(_serve_and_stop(home))
+    assert again["url"] == first["url"]
+    other = asyncio.run(_serve_and_stop(home, "--port", "0"))
+    assert other["port"] != first["port"]
+
+
+def test_a_restart_whose_port_is_taken_says_so(tmp_path: Path) -> None:
+    """...and if that port is taken now, it says so, and how to choose another, rather than
+    silently listening where no vendor looks."""
+    home = new_home(tmp_path)
+    port = asyncio.run(_serve_and_stop(home))["port"]
+    assert isinstance(port, int)
+    with socket.create_server(("127.0.0.1", port)):
+        fails(vrm("agent", "serve", "--json", home=home), 2, f"127.0.0.1:{port}", "--port")

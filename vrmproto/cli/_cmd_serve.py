@@ -40,6 +40,8 @@ __all__ = ["SERVE_LOCK", "agent", "discover"]
 
 #: The file in the data directory that ``vrm agent serve`` holds locked while it runs.
 SERVE_LOCK = "agent-serve.lock"
+#: The settings key of the port ``vrm agent serve`` last listened on.
+LAST_PORT = "agent_port"
 
 
 def _emit(out: Out, human: str, **data: Any) -> None:
@@ -158,8 +160,10 @@ def agent() -> None:
 
 @agent.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
-              help="Port to listen on (0: any free port).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Port to listen on (0: any free port). Default: the port it listened on "
+                   "last time, where the vendors you connected to reach it; any free port "
+                   "the first time.")
 @click.option("--interval", type=click.FloatRange(min=0.2), default=30.0, show_default=True,
               help="Most seconds between outbox rounds.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
@@ -167,7 +171,7 @@ def agent() -> None:
                    "127.0.0.1 at this port (0: any free port); off unless given.")
 @common_options
 @pass_env
-def agent_serve(env: Env, host: str, port: int, interval: float,
+def agent_serve(env: Env, host: str, port: int | None, interval: float,
                 metrics_port: int | None) -> None:  # fmt: skip
     """Serve your agent endpoint (for vendor-initiated messages) and deliver queued messages."""
     run(_serve_agent(env, host=host, port=port, interval=interval, metrics_port=metrics_port))
@@ -184,7 +188,7 @@ async def _agent_metrics(store: Store, port: int | None) -> AsyncIterator[str | 
         yield url
 
 
-async def _serve_agent(env: Env, *, host: str, port: int, interval: float,
+async def _serve_agent(env: Env, *, host: str, port: int | None, interval: float,
                        metrics_port: int | None = None) -> None:  # fmt: skip
     """The person's :class:`~vrmproto.client.CustomerNode`, listening, running its outbox
     rounds until SIGINT/SIGTERM; its URL is kept in the settings meanwhile (for the commands
@@ -226,19 +230,33 @@ def _sole_agent(home: Home) -> Iterator[None]:
 
 
 async def _serve_node(env: Env, node: CustomerNode, stop: asyncio.Event, *, host: str,
-                      port: int, interval: float, metrics_port: int | None) -> None:  # fmt: skip
-    """``node`` listening, its URL in the settings, running until ``stop``."""
+                      port: int | None, interval: float, metrics_port: int | None
+                      ) -> None:  # fmt: skip
+    """``node`` listening, its URL in the settings, running until ``stop``.
+
+    Without ``port``, on the one it listened on last time (``agent_port`` in the settings):
+    every vendor connected while it ran was told its URL, port included (§12.11-3), and
+    knows no other."""
     out = env.out
     home = env.home
     settings = home.settings()
+    last = settings.extra.get(LAST_PORT)
+    kept: int | None = (last if port is None and type(last) is int and 0 < last <= 65535
+                        else None)  # fmt: skip
+    chosen = kept if kept is not None else (port or 0)
     node.subscribe(_printer(out, "←"))
     try:
-        server = await node.listen(host, port)
+        server = await node.listen(host, chosen)
     except OSError as exc:
-        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+        why = ("; your agent listened there last time, and the vendors you connected to "
+               "while it ran reach it only there: free that port, or choose another with "
+               "--port (0: any free one), which those vendors will not know of"
+               if kept is not None else "")  # fmt: skip
+        raise CliError(f"cannot listen on {host}:{chosen}: {exc.strerror or exc}{why}",
                        EXIT_USAGE, kind="listen") from None  # fmt: skip
     url = node.agent.endpoint
     settings.extra["agent_url"] = url
+    settings.extra[LAST_PORT] = server.port
     home.write_settings(settings)
     try:
         async with _agent_metrics(node.agent.store, metrics_port) as metrics_url:
