@@ -9,6 +9,7 @@ import signal
 import socket
 from pathlib import Path
 
+import pytest
 from test_client import FakeVendor
 
 from tests._cli_helpers import AsyncProcess, fails, new_home, vrm, vrm_process
@@ -116,3 +117,42 @@ def test_a_restart_whose_port_is_taken_says_so(tmp_path: Path) -> None:
     assert isinstance(port, int)
     with socket.create_server(("127.0.0.1", port)):
         fails(vrm("agent", "serve", "--json", home=home), 2, f"127.0.0.1:{port}", "--port")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])  # refused before it binds
+def test_listening_on_every_interface_needs_the_url_vendors_reach_it_at(
+    tmp_path: Path, host: str
+) -> None:
+    """``--host 0.0.0.0`` (to be reachable from outside this machine) told every vendor
+    connected meanwhile the URL ``http://0.0.0.0:PORT``, which names no machine: their
+    messages to the agent never arrived. Now it is refused (2) unless ``--url`` says where
+    vendors reach it (a router's forwarded port, a reverse proxy, a tunnel)."""
+    home = new_home(tmp_path)
+    fails(vrm("agent", "serve", "--host", host, home=home), 2, "--url")
+    assert _agent_url(home) is None
+
+
+def test_the_url_vendors_are_told_can_be_given(tmp_path: Path) -> None:
+    home = new_home(tmp_path)
+    said = asyncio.run(_serve_and_stop(home, "--url", "https://agent.example.org:8443/"))
+    assert said["url"] == "https://agent.example.org:8443"
+
+
+@pytest.mark.parametrize("url", ["ftp://agent.example.org", "https://agent.example.org/vrm",
+                                 "https://agent.example.org?x=1", "https://", "agent.example.org",
+                                 "https://u:p@agent.example.org", "https://agent.example.org:99999"])
+def test_a_url_that_is_not_an_origin_is_refused(tmp_path: Path, url: str) -> None:
+    """The discovery document names its inbox by an absolute path (``/r/<token>/vrm/inbox``):
+    a URL with a path of its own would lose it, so only ``scheme://host[:port]`` is taken."""
+    home = new_home(tmp_path)
+    fails(vrm("agent", "serve", "--url", url, home=home), 2, "--url")
+
+
+async def test_the_node_refuses_to_tell_vendors_an_address_no_machine_has() -> None:
+    async with await CustomerNode.open(MemoryStore(), os.urandom(32)) as node:
+        with pytest.raises(ValueError, match="every interface"):
+            await node.listen("0.0.0.0")  # refused before it binds
+        with pytest.raises(ValueError, match="http"):
+            await node.listen(url="https://agent.example.org/prefix")
+        await node.listen(url="HTTPS://agent.example.org")
+        assert node.agent.endpoint == "https://agent.example.org"

@@ -25,7 +25,7 @@ from vrmproto.cli._home import Home
 from vrmproto.cli._output import Out, printable, safe, table
 from vrmproto.cli._streams import json_text
 from vrmproto.client import CustomerNode, Delivery
-from vrmproto.client._node import CatchUp
+from vrmproto.client._node import EVERY_INTERFACE, CatchUp, origin_url
 from vrmproto.server import Event
 from vrmproto.server._metrics import Metrics, metrics_site
 from vrmproto.store import Store
@@ -164,6 +164,11 @@ def agent() -> None:
               help="Port to listen on (0: any free port). Default: the port it listened on "
                    "last time, where the vendors you connected to reach it; any free port "
                    "the first time.")
+@click.option("--url", "public_url", metavar="URL",
+              help="The URL vendors reach your agent at, told to each vendor you connect to "
+                   "(https://host[:port], no path): a router's forwarded port, a reverse "
+                   "proxy, a tunnel. Needed with --host 0.0.0.0 or ::. Default: "
+                   "http://HOST:PORT.")
 @click.option("--interval", type=click.FloatRange(min=0.2), default=30.0, show_default=True,
               help="Most seconds between outbox rounds.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
@@ -171,10 +176,20 @@ def agent() -> None:
                    "127.0.0.1 at this port (0: any free port); off unless given.")
 @common_options
 @pass_env
-def agent_serve(env: Env, host: str, port: int | None, interval: float,
+def agent_serve(env: Env, host: str, port: int | None, public_url: str | None, *, interval: float,
                 metrics_port: int | None) -> None:  # fmt: skip
     """Serve your agent endpoint (for vendor-initiated messages) and deliver queued messages."""
-    run(_serve_agent(env, host=host, port=port, interval=interval, metrics_port=metrics_port))
+    if public_url is not None:
+        try:
+            public_url = origin_url(public_url)
+        except ValueError as exc:
+            raise CliError(f"--url: {exc}", EXIT_USAGE, kind="bad_url") from None
+    elif host in EVERY_INTERFACE:
+        raise CliError(f"--host {host or repr(host)} listens on every interface, an address no "
+                       "vendor can reach your agent at: say where they reach it with --url "
+                       "(https://host[:port])", EXIT_USAGE, kind="bad_url")  # fmt: skip
+    run(_serve_agent(env, host=host, port=port, interval=interval, metrics_port=metrics_port,
+                     public_url=public_url))  # fmt: skip
 
 
 @contextlib.asynccontextmanager
@@ -189,7 +204,8 @@ async def _agent_metrics(store: Store, port: int | None) -> AsyncIterator[str | 
 
 
 async def _serve_agent(env: Env, *, host: str, port: int | None, interval: float,
-                       metrics_port: int | None = None) -> None:  # fmt: skip
+                       metrics_port: int | None = None,
+                       public_url: str | None = None) -> None:  # fmt: skip
     """The person's :class:`~vrmproto.client.CustomerNode`, listening, running its outbox
     rounds until SIGINT/SIGTERM; its URL is kept in the settings meanwhile (for the commands
     run beside it)."""
@@ -200,7 +216,7 @@ async def _serve_agent(env: Env, *, host: str, port: int | None, interval: float
     async with open_node(env, settings=settings) as node, _until_signalled() as stop:
         with _sole_agent(home):
             await _serve_node(env, node, stop, host=host, port=port, interval=interval,
-                              metrics_port=metrics_port)  # fmt: skip
+                              metrics_port=metrics_port, public_url=public_url)  # fmt: skip
     _emit(out, "⊂ your agent stopped", event="stopped")
 
 
@@ -230,8 +246,8 @@ def _sole_agent(home: Home) -> Iterator[None]:
 
 
 async def _serve_node(env: Env, node: CustomerNode, stop: asyncio.Event, *, host: str,
-                      port: int | None, interval: float, metrics_port: int | None
-                      ) -> None:  # fmt: skip
+                      port: int | None, interval: float, metrics_port: int | None,
+                      public_url: str | None) -> None:  # fmt: skip
     """``node`` listening, its URL in the settings, running until ``stop``.
 
     Without ``port``, on the one it listened on last time (``agent_port`` in the settings):
@@ -246,7 +262,7 @@ async def _serve_node(env: Env, node: CustomerNode, stop: asyncio.Event, *, host
     chosen = kept if kept is not None else (port or 0)
     node.subscribe(_printer(out, "←"))
     try:
-        server = await node.listen(host, chosen)
+        server = await node.listen(host, chosen, url=public_url)
     except OSError as exc:
         why = ("; your agent listened there last time, and the vendors you connected to "
                "while it ran reach it only there: free that port, or choose another with "

@@ -22,6 +22,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from vrmproto._closing import AsyncClosing
 from vrmproto._errors import PeerProblemError, Problem, VrmError
@@ -36,7 +37,7 @@ from vrmproto.client._views import Reconciliation
 from vrmproto.server import Event, Server, serve_app
 from vrmproto.store import Store
 
-__all__ = ["STOP_GRACE_S", "CatchUp", "CustomerNode"]
+__all__ = ["EVERY_INTERFACE", "STOP_GRACE_S", "CatchUp", "CustomerNode", "origin_url"]
 
 T = TypeVar("T")
 
@@ -114,14 +115,23 @@ class CustomerNode(AsyncClosing):
         """Call ``hook`` for every message a vendor sends to the inbound endpoint."""
         return self.inbound.engine.subscribe(hook)
 
-    async def listen(self, host: str = "127.0.0.1", port: int = 0) -> Server:
+    async def listen(self, host: str = "127.0.0.1", port: int = 0, *,
+                     url: str | None = None) -> Server:  # fmt: skip
         """Serve the inbound endpoint on ``host:port`` (``OSError`` if it cannot listen), with
         a vendor's connection limits: the node is on the same open network (§10.1). Vendors
-        are told its URL from now on (:attr:`Agent.endpoint`)."""
+        are told its URL from now on (:attr:`Agent.endpoint`, the ``endpoint`` of our terms
+        offers, §12.11-3): ``url``, where vendors reach it (a router's forwarded port, a
+        reverse proxy, a tunnel: an origin, :func:`origin_url`), else ``http://host:port``.
+        ``ValueError`` for a ``url`` that is no origin, and for a ``host`` that names every
+        interface (``0.0.0.0``, ``::``) without ``url``: no vendor reaches that address."""
+        told = origin_url(url) if url is not None else None
+        if told is None and host in EVERY_INTERFACE:
+            raise ValueError(f"listening on every interface ({host or 'all'}) needs the URL "
+                             "vendors reach the agent at: no machine has that address")  # fmt: skip
         await self.inbound.refresh()
         server = await serve_app(self.inbound.app(), self.inbound.engine, host, port)
         self._server = server
-        self.agent.endpoint = _url(host, server.port)
+        self.agent.endpoint = told or _url(host, server.port)
         return server
 
     async def round(self, *, on_catch_up: Callable[[CatchUp], None] | None = None
@@ -217,6 +227,27 @@ async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event, grace_s: floa
         stopping.cancel()
         if not task.done():  # we were cancelled ourselves
             task.cancel()
+
+
+#: Hosts that bind every interface: an address no vendor can reach the node at.
+EVERY_INTERFACE = frozenset({"", "0.0.0.0", "::", "[::]", "0:0:0:0:0:0:0:0"})  # noqa: S104
+
+
+def origin_url(text: str) -> str:
+    """``text`` as the base URL vendors are told (§12.11-3): ``http(s)://host[:port]``, no
+    path, query, fragment or user; else ``ValueError``. A path would be lost: the discovery
+    document names the inbox by an absolute path (``/r/<token>/vrm/inbox``, §12.11-4)."""
+    try:
+        parts = urlsplit(text.strip())
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname
+            or parts.path not in ("", "/") or parts.query or parts.fragment
+            or parts.username is not None or "@" in parts.netloc
+            or any(c.isspace() or not c.isprintable() for c in text.strip())):  # fmt: skip
+        raise ValueError(f"{text!r} is not a URL of the form http(s)://host[:port]")
+    return f"{parts.scheme.lower()}://{parts.netloc}"
 
 
 def _url(host: str, port: int) -> str:
