@@ -23,6 +23,7 @@ from vrmproto.client import (
     Reconciliation,
     RetryPolicy,
     Unreachable,
+    _inbound,
 )
 from vrmproto.client._node import CatchUp
 from vrmproto.client._paths import endpoint_path
@@ -161,3 +162,28 @@ def test_vrm_agent_serve_says_what_it_reconciled(capsys: pytest.CaptureFixture[s
     said = [json.loads(line) for line in lines[2:]]
     assert [(s["event"], s["kind"], s["adopted"]) for s in said] == [
         ("reconciled", "adopted", 2), ("reconciled", "failed", 0)]
+
+
+async def test_a_relationship_opened_meanwhile_is_found_after_the_clock_went_back(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The endpoint re-reads the relationships when a vendor names a path it does not know
+    (one opened by another ``vrm`` meanwhile), at most every ``_REFRESH_EVERY_MS``, timed by
+    the wall clock: once it was set back (an NTP step), no re-read happened until it caught
+    up again, and the new relationship's vendor got ``not_found``."""
+    s = setup
+    clock = [now_ms()]
+    monkeypatch.setattr(_inbound, "_now_ms", lambda: clock[0])
+    monkeypatch.setattr(_inbound, "_REFRESH_EVERY_MS", 0)  # (no waiting in a test)
+    await s.node.inbound.refresh()
+    clock[0] -= 3_600_000  # set back an hour
+    other = FakeVendor("Other")
+    await other.start()
+    try:
+        thread = (await s.node.agent.connect(other.url)).thread  # (no round: not refreshed)
+        base = s.inbox.split("/r/")[0]
+        doc = await s.client.fetch_discovery(base + endpoint_path(s.seed, thread),
+                                             role="customer")  # fmt: skip
+        assert doc.inbox.endswith("/vrm/inbox")
+    finally:
+        await other.stop()

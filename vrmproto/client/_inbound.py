@@ -60,6 +60,11 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _ticks_ms() -> int:
+    """A clock no one sets back (an NTP step would hold back the next re-read for as long)."""
+    return time.monotonic_ns() // 1_000_000
+
+
 def claimed_thread(data: bytes) -> bytes | None:
     """The thread an envelope or a signed history request (§12.5-1) claims, unverified."""
     try:
@@ -100,7 +105,7 @@ class InboundEndpoint:
         self.lifetime_ms = lifetime_ms
         self._threads: dict[str, bytes] = {}  # token -> thread
         self._docs: dict[bytes, _Doc] = {}
-        self._refreshed_ms = 0
+        self._refreshed_ms = -_REFRESH_EVERY_MS  # (monotonic: the first may come at once)
 
     def identity_for(self, record: RelationshipRecord) -> Identity:
         """Our key in ``record``'s thread, as the ledger derived it from the thread's meta
@@ -146,7 +151,7 @@ class InboundEndpoint:
 
     async def refresh(self) -> None:
         """Learn the token of every customer relationship in the store."""
-        self._refreshed_ms = _now_ms()
+        self._refreshed_ms = _ticks_ms()
         for record in await self.store.relationships(with_data=False):
             if is_ours(record):
                 self._threads.setdefault(endpoint_token(self.master, record.thread),
@@ -154,7 +159,7 @@ class InboundEndpoint:
 
     async def _thread(self, token: str) -> bytes | None:
         thread = self._threads.get(token)
-        if thread is None and _now_ms() - self._refreshed_ms >= _REFRESH_EVERY_MS:
+        if thread is None and _ticks_ms() - self._refreshed_ms >= _REFRESH_EVERY_MS:
             await self.refresh()
             thread = self._threads.get(token)
         if thread is not None:
