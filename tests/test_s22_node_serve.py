@@ -156,3 +156,15 @@ async def test_the_node_refuses_to_tell_vendors_an_address_no_machine_has() -> N
             await node.listen(url="https://agent.example.org/prefix")
         await node.listen(url="HTTPS://agent.example.org")
         assert node.agent.endpoint == "https://agent.example.org"
+
+
+def test_a_taken_metrics_port_is_named_as_such(tmp_path: Path) -> None:
+    """A taken ``--metrics-port`` ended with aiohttp's "error while attempting to bind on
+    address …", read as the agent's own port being taken. Now it names the option."""
+    home = new_home(tmp_path)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        r = fails(vrm("agent", "serve", "--port", "0", "--metrics-port", str(port), home=home),
+                  2, "--metrics-port", f"127.0.0.1:{port}")  # fmt: skip
+    assert "attempting" not in r.stderr, r
+    assert _agent_url(home) is None

@@ -192,6 +192,12 @@ def agent_serve(env: Env, host: str, port: int | None, public_url: str | None, *
                      public_url=public_url))  # fmt: skip
 
 
+def _why_not(exc: OSError) -> str:
+    """Why a port could not be listened on, in the system's words ("address already in
+    use"), not aiohttp's, which repeat the address ("error while attempting to bind on …")."""
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)
+
+
 @contextlib.asynccontextmanager
 async def _agent_metrics(store: Store, port: int | None) -> AsyncIterator[str | None]:
     """``--metrics-port``: the agent's store families on loopback only — how many
@@ -199,7 +205,13 @@ async def _agent_metrics(store: Store, port: int | None) -> AsyncIterator[str | 
     if port is None:
         yield None
         return
-    async with metrics_site(Metrics(), store, "127.0.0.1", port) as url:
+    stack = contextlib.AsyncExitStack()
+    try:
+        url = await stack.enter_async_context(metrics_site(Metrics(), store, "127.0.0.1", port))
+    except OSError as exc:  # was aiohttp's "error while attempting to bind…": which port?
+        raise CliError(f"cannot listen for metrics (--metrics-port) on 127.0.0.1:{port}: "
+                       f"{_why_not(exc)}", EXIT_USAGE, kind="listen") from None  # fmt: skip
+    async with stack:
         yield url
 
 
@@ -268,7 +280,7 @@ async def _serve_node(env: Env, node: CustomerNode, stop: asyncio.Event, *, host
                "while it ran reach it only there: free that port, or choose another with "
                "--port (0: any free one), which those vendors will not know of"
                if kept is not None else "")  # fmt: skip
-        raise CliError(f"cannot listen on {host}:{chosen}: {exc.strerror or exc}{why}",
+        raise CliError(f"cannot listen on {host}:{chosen}: {_why_not(exc)}{why}",
                        EXIT_USAGE, kind="listen") from None  # fmt: skip
     url = node.agent.endpoint
     settings.extra["agent_url"] = url
