@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -88,16 +89,11 @@ async def test_a_vendor_ending_the_relationship_while_a_share_waits_is_not_forgo
     assert await s.node.agent.waiting() == []
 
 
-async def test_the_node_catches_up_when_the_vendor_says_its_chain_is_broken(
-    tmp_path: Path,
-) -> None:
-    """A person restored their data directory from a backup taken before a share, and ``vrm
-    agent serve`` delivered what the backup's outbox held: the vendor refused it
-    ``chain_broken`` (it holds the share the backup lacks). The always-on node said
-    "refused" and did nothing more: every later message of the relationship was refused the
-    same way until the person ran ``vrm history --reconcile``. §12.8-2: a sender that does
-    not know what the receiver holds fetches its history and reconciles (§8.3). Now the node
-    does, at once, and says what it adopted."""
+@contextlib.asynccontextmanager
+async def _restored(tmp_path: Path) -> AsyncIterator[tuple[CustomerNode, FakeVendor, bytes,
+                                                          list[int]]]:  # fmt: skip
+    """A node on a store restored from a backup taken before a share the vendor holds; its
+    vendor, the thread, and how far ahead the node's clock runs (ms, settable)."""
     seed = MasterSeed(os.urandom(32))
     db, backup = tmp_path / "agent.db", tmp_path / "backup.db"
     vendor = FakeVendor("Acme")
@@ -126,25 +122,39 @@ async def test_the_node_catches_up_when_the_vendor_says_its_chain_is_broken(
         node = await CustomerNode.open(store, seed, retry=RetryPolicy(attempts=1),
                                        clock=lambda: now_ms() + ahead[0])  # fmt: skip
         try:
-            vendor.fail_next = [(503, {})]
-            queued = await node.agent.share(thread, {"phone": "+1 555 0100"}, purposes=[1],
-                                            categories=[1], expires_ms=now_ms() + 86_400_000)
-            assert queued.status == "queued"
-            ahead[0] = 60_000
-            caught: list[CatchUp] = []
-            outcome, _ = await node.round(on_catch_up=caught.append)
-            assert [d.status for d in outcome.deliveries] == ["refused"]
-            assert [(c.thread, c.result.kind if c.result else c.error) for c in caught] == [
-                (thread, "adopted")]
-            assert await node.agent.compare_history(thread) is None  # caught up
-            again = await node.agent.share(thread, {"phone": "+1 555 0100"}, purposes=[1],
-                                           categories=[1], expires_ms=now_ms() + 86_400_000)
-            assert again.confirmed, again.error
+            yield node, vendor, thread, ahead
         finally:
             await node.close()
             await store.close()
     finally:
         await vendor.stop()
+
+
+async def test_the_node_catches_up_when_the_vendor_says_its_chain_is_broken(
+    tmp_path: Path,
+) -> None:
+    """A person restored their data directory from a backup taken before a share, and ``vrm
+    agent serve`` delivered what the backup's outbox held: the vendor refused it
+    ``chain_broken`` (it holds the share the backup lacks). The always-on node said
+    "refused" and did nothing more: every later message of the relationship was refused the
+    same way until the person ran ``vrm history --reconcile``. §12.8-2: a sender that does
+    not know what the receiver holds fetches its history and reconciles (§8.3). Now the node
+    does, at once, and says what it adopted."""
+    async with _restored(tmp_path) as (node, vendor, thread, ahead):
+        vendor.fail_next = [(503, {})]
+        queued = await node.agent.share(thread, {"phone": "+1 555 0100"}, purposes=[1],
+                                        categories=[1], expires_ms=now_ms() + 86_400_000)
+        assert queued.status == "queued"
+        ahead[0] = 60_000
+        caught: list[CatchUp] = []
+        outcome, _ = await node.round(on_catch_up=caught.append)
+        assert [d.status for d in outcome.deliveries] == ["refused"]
+        assert [(c.thread, c.result.kind if c.result else c.error) for c in caught] == [
+            (thread, "adopted")]
+        assert await node.agent.compare_history(thread) is None  # caught up
+        again = await node.agent.share(thread, {"phone": "+1 555 0100"}, purposes=[1],
+                                       categories=[1], expires_ms=now_ms() + 86_400_000)
+        assert again.confirmed, again.error
 
 
 def test_vrm_agent_serve_says_what_it_reconciled(capsys: pytest.CaptureFixture[str]) -> None:
