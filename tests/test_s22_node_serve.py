@@ -13,6 +13,7 @@ import pytest
 from test_client import FakeVendor
 
 from tests._cli_helpers import AsyncProcess, fails, new_home, vrm, vrm_process
+from vrmproto.cli._cmd_serve import _stop_signals
 from vrmproto.client import CustomerNode, RetryPolicy
 from vrmproto.store import MemoryStore
 
@@ -168,3 +169,35 @@ def test_a_taken_metrics_port_is_named_as_such(tmp_path: Path) -> None:
                   2, "--metrics-port", f"127.0.0.1:{port}")  # fmt: skip
     assert "attempting" not in r.stderr, r
     assert _agent_url(home) is None
+
+
+def test_closing_the_terminal_stops_the_agent_cleanly(tmp_path: Path) -> None:
+    """A ``vrm agent serve`` in a terminal that is closed gets SIGHUP: it died by the default
+    action wherever it was — mid-delivery too — leaving its URL in the settings for every
+    later command to give vendors. Now it stops as for SIGTERM (0, "stopped", URL cleared).
+    (``nohup`` still keeps it running: an ignored SIGHUP stays ignored.)"""
+    home = new_home(tmp_path)
+
+    async def hang_up() -> tuple[int, bytes]:
+        async with vrm_process("agent", "serve", "--json", home=home) as proc:
+            await _listening(proc)
+            proc.send_signal(signal.SIGHUP)
+            assert proc.stdout is not None
+            rest = await asyncio.wait_for(proc.stdout.read(), 30)
+            return await asyncio.wait_for(proc.wait(), 30), rest
+
+    code, rest = asyncio.run(hang_up())
+    assert code == 0, code
+    assert json.loads(rest)["event"] == "stopped"
+    assert _agent_url(home) is None
+
+
+def test_an_ignored_hangup_stays_ignored() -> None:
+    """``nohup vrm agent serve`` ignores SIGHUP before the agent starts: it is not taken."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert signal.SIGHUP not in _stop_signals()
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        assert signal.SIGHUP in _stop_signals()
+    finally:
+        signal.signal(signal.SIGHUP, before)

@@ -3,7 +3,7 @@
 
 The agent server prints one line when they listen (``--json``: one JSON object per line, the first
 ``{"event": "listening", "url": …, "port": …}``), then one line per message they accept, and
-stop cleanly on SIGINT or SIGTERM.
+stop cleanly on SIGINT, SIGTERM or SIGHUP.
 """
 
 from __future__ import annotations
@@ -52,13 +52,24 @@ def _emit(out: Out, human: str, **data: Any) -> None:
         click.echo(printable(human))
 
 
+def _stop_signals() -> list[signal.Signals]:
+    """SIGINT, SIGTERM, and SIGHUP (the terminal closed) unless it is ignored (``nohup``)."""
+    signals = [signal.SIGINT, signal.SIGTERM]
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is not None and signal.getsignal(hangup) is not signal.SIG_IGN:
+        signals.append(hangup)
+    return signals
+
+
 @contextlib.asynccontextmanager
 async def _until_signalled() -> AsyncIterator[asyncio.Event]:
-    """An event set by SIGINT or SIGTERM while the block runs."""
+    """An event set by SIGINT, SIGTERM or SIGHUP (:func:`_stop_signals`) while the block
+    runs: the agent then stops cleanly, its URL taken out of the settings, instead of dying
+    by the default action wherever it was (a terminal closed under it sends SIGHUP)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _stop_signals():
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
