@@ -15,7 +15,7 @@ import pytest
 from test_client import FakeVendor, now_ms
 
 from vrmproto import MasterSeed, RelationshipEnd, open_envelope
-from vrmproto.cli._cmd_serve import _catch_up_printer
+from vrmproto.cli._cmd_serve import _catch_up_printer, _delivery_printer
 from vrmproto.cli._output import Out
 from vrmproto.client import (
     CustomerNode,
@@ -197,3 +197,21 @@ async def test_a_relationship_opened_meanwhile_is_found_after_the_clock_went_bac
         assert doc.inbox.endswith("/vrm/inbox")
     finally:
         await other.stop()
+
+
+def test_vrm_agent_serve_names_a_delivery_by_the_id_the_outbox_commands_take(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``→ outbox: queued 3fa2…`` named the message by its hash, while ``vrm outbox`` lists
+    and ``vrm outbox retry/drop ID`` take its id: the number a person copied from the
+    agent's log was "no waiting message with id …". Now the line says the type and the id
+    (and JSON has ``id`` beside ``message``)."""
+    d = Delivery(b"\x01" * 16, bytes.fromhex("ab" * 16), bytes.fromhex("cd" * 32), "queued",
+                 error=Unreachable("POST …: connection refused"), type="data.share")  # fmt: skip
+    for json_mode in (False, True):
+        _delivery_printer(Out(json_mode=json_mode))(d)
+    human, machine = capsys.readouterr().out.splitlines()
+    assert "data.share " + "ab" * 6 in human, human
+    assert "cd" * 6 not in human, human
+    said = json.loads(machine)
+    assert (said["id"], said["message"], said["type"]) == ("ab" * 16, "cd" * 32, "data.share")

@@ -339,10 +339,14 @@ def _catch_up_printer(out: Out) -> Callable[[CatchUp], None]:
 
 
 def _delivery_printer(out: Out) -> Callable[[Delivery], None]:
+    """One line per delivery, naming the message by the id `vrm outbox` lists and `vrm outbox
+    retry/drop ID` take (the hash is ``message`` in JSON)."""
+
     def show(d: Delivery) -> None:
         why = str(d.error) if d.error is not None and d.status != "confirmed" else ""
-        _emit(out, f"  → outbox: {d.status} {d.msg_hash.hex()[:12]}" + (f": {why}" if why else ""),
-              event="delivery", status=d.status, message=d.msg_hash.hex(),
-              thread=d.thread.hex(), reason=why)  # fmt: skip
+        what = " ".join(filter(None, (d.type, d.msg_id.hex()[:12])))
+        _emit(out, f"  → outbox: {d.status} {what}" + (f": {why}" if why else ""),
+              event="delivery", status=d.status, id=d.msg_id.hex(), type=d.type or None,
+              message=d.msg_hash.hex(), thread=d.thread.hex(), reason=why)  # fmt: skip
 
     return show
