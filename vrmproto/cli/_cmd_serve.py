@@ -189,7 +189,11 @@ def agent() -> None:
 @pass_env
 def agent_serve(env: Env, host: str, port: int | None, public_url: str | None, *, interval: float,
                 metrics_port: int | None) -> None:  # fmt: skip
-    """Serve your agent endpoint (for vendor-initiated messages) and deliver queued messages."""
+    """Serve your agent endpoint (for vendor-initiated messages) and deliver queued messages.
+
+    One per data directory. A vendor that refuses a message because your history lacks what
+    it holds (chain_broken: a data directory restored from a backup) is reconciled with at
+    once, as `vrm history VENDOR --reconcile` does; send again what it refused."""
     if public_url is not None:
         try:
             public_url = origin_url(public_url)
