@@ -7,12 +7,15 @@ Moved out of ``_cmd_data.py`` (issue 11 item 7) when it learned to show what eac
 from __future__ import annotations
 
 import json
+import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from vrmproto._errors import ProtocolError
+from vrmproto._envelope import open_envelope
+from vrmproto._errors import ProtocolError, VrmError
 from vrmproto._files import atomic_write_text
 from vrmproto._history import Entry
 from vrmproto.cli._common import finish, now_ms, pick
@@ -25,6 +28,7 @@ from vrmproto.cli._parse import format_time
 from vrmproto.client import Agent, Reconciliation, RelationshipView
 from vrmproto.client._ledger import ThreadKind
 from vrmproto.client._reconcile import HISTORY_TIMEOUT_S
+from vrmproto.client._waiting import Waiting
 
 __all__ = ["history", "verify"]
 
@@ -59,7 +63,7 @@ def history(env: Env, vendor: str, compare: bool, reconcile: bool, export_to: Pa
     out = env.out
 
     async def go() -> tuple[RelationshipView, list[Entry], list[dict[str, Any]], Any, bool,
-                            Reconciliation | None]:  # fmt: skip
+                            Reconciliation | None, list[Waiting]]:  # fmt: skip
         async with open_agent(env) as agent:
             view = await pick(agent, vendor, kinds=(ThreadKind.VENDOR, ThreadKind.INTENT))
             # a copy that does not verify is the vendor's: InvalidResponse (§8.3-2)
@@ -74,11 +78,14 @@ def history(env: Env, vendor: str, compare: bool, reconcile: bool, export_to: Pa
                        else None)  # fmt: skip
             entries = await agent.history(view.thread)
             rows = await _decoded(agent, view, entries)
-            return view, entries, rows, div, compare or reconcile, done
+            unsent = (_unsent_at_fork(done, entries, await agent.waiting(),
+                                      agent.ledger.identity_of)
+                      if done is not None and done.kind == "fork" else [])  # fmt: skip
+            return view, entries, rows, div, compare or reconcile, done, unsent
 
-    view, entries, rows, div, compared, done = run(go())
+    view, entries, rows, div, compared, done, unsent = run(go())
     if done is not None:
-        _report_reconciliation(env, done)
+        _report_reconciliation(env, done, unsent, view.vendor)
     comparison = _comparison(div, len(rows)) if compared else None
     if export_to is not None:
         doc = evidence_json(vendor=view.vendor, url=view.url, thread=view.thread,
@@ -98,12 +105,16 @@ def history(env: Env, vendor: str, compare: bool, reconcile: bool, export_to: Pa
         out.json({"vendor": view.vendor, "thread": view.thread.hex(),
                   "outcome": outcome.label, "entries": rows,
                   "comparison": comparison,
-                  "reconciliation": _reconciliation_json(done) if done else None})  # fmt: skip
+                  "reconciliation": _reconciliation_json(done, unsent) if done else None,
+                  })  # fmt: skip
     else:
         _print_history(env, view, rows, comparison)
     if forked:
         finish(EXIT_FAILED, f"your history with {view.vendor} and theirs fork: nothing past "
-                            "that point was adopted")  # fmt: skip
+                            "that point was adopted" + (
+                                f"; there your message {unsent[0].msg_id.hex()[:12]} waits in "
+                                "the outbox, which the vendor never accepted (see above)"
+                                if unsent else ""))  # fmt: skip
     if differ:
         finish(EXIT_FAILED, f"your history with {view.vendor} and theirs differ")
 
@@ -138,10 +149,35 @@ def _print_history(env: Env, view: RelationshipView, rows: list[dict[str, Any]],
                   f"({comparison['kind']})")  # fmt: skip
 
 
-def _reconciliation_json(done: Reconciliation) -> dict[str, Any]:
+def _unsent_at_fork(done: Reconciliation, entries: list[Entry], waiting: list[Waiting],
+                    ours: Callable[[bytes], object]) -> list[Waiting]:  # fmt: skip
+    """The messages of ours still waiting in the outbox from where the copies fork, when the
+    entry there is one and the vendor holds a message of ours in its place (``ours``: our
+    identity of a key, None if not ours): the vendor never accepted the waiting one
+    (§8.1-5), and it links to what an older copy of our history held (a restored backup,
+    §11.11), so the vendor would refuse it ``chain_broken`` — the fork is ours to undo (`vrm
+    outbox drop`), not a disagreement to keep (§8.3-6). Where the vendor's own message
+    stands there instead, both sent at once and the vendor may still take ours: no hint."""
+    div = done.divergence
+    if div is None or done.adopted or div.theirs is None or div.index >= len(entries):
+        return []
+    try:
+        theirs = open_envelope(div.theirs.envelope, now=0, check_time=False, allow_erased=True)
+    except VrmError:
+        return []
+    if not entries[div.index].outgoing or ours(theirs.sender) is None:
+        return []
+    mine = {w.msg_hash: w for w in waiting if w.thread == done.thread and w.signed}
+    if entries[div.index].msg_hash not in mine:
+        return []
+    return [mine[e.msg_hash] for e in entries[div.index:] if e.msg_hash in mine]
+
+
+def _reconciliation_json(done: Reconciliation, unsent: list[Waiting]) -> dict[str, Any]:
     div = done.divergence
     return {"kind": done.kind, "adopted": done.adopted, "index": div.index if div else None,
-            "stopped": str(done.stopped) if done.stopped else None}  # fmt: skip
+            "stopped": str(done.stopped) if done.stopped else None,
+            "waiting": [w.msg_id.hex() for w in unsent]}  # fmt: skip
 
 
 _RECONCILED = {
@@ -153,7 +189,8 @@ _RECONCILED = {
 }
 
 
-def _report_reconciliation(env: Env, done: Reconciliation) -> None:
+def _report_reconciliation(env: Env, done: Reconciliation, unsent: list[Waiting],
+                           vendor: str) -> None:  # fmt: skip
     if env.out.json_mode:
         return
     div = done.divergence
@@ -161,6 +198,18 @@ def _report_reconciliation(env: Env, done: Reconciliation) -> None:
     env.out.print(_RECONCILED[done.kind].format(n=done.adopted, i=at))
     if done.stopped is not None:
         env.out.print(f"  the entry that could not be applied: {safe(done.stopped)}")
+    if unsent:
+        first = unsent[0]
+        env.out.print(
+            f"  there your {safe(first.type)} {first.msg_id.hex()[:12]} waits in the outbox: "
+            "the vendor never accepted it, and holds a message of yours there that your "
+            "history lacks (was your data directory restored from a backup?), so it would "
+            "refuse it. "
+            f"`vrm outbox drop {first.msg_id.hex()[:12]}` takes it back out"
+            + (f" with the {len(unsent) - 1} after it" if len(unsent) > 1 else "")
+            + f" (send it again afterwards), then `vrm history {safe(shlex.quote(vendor))} "
+            "--reconcile` takes what the vendor holds"
+        )  # fmt: skip
 
 
 @click.command()
@@ -175,6 +224,9 @@ def verify(env: Env, file: Path) -> None:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CliError(f"{file} is not an evidence file: {exc}", EXIT_USAGE,
                        kind="not_evidence") from None  # fmt: skip
+    except RecursionError:  # a file made to break the parser: `vrm history --export` nests 3
+        raise CliError(f"{file} is not an evidence file: its JSON nests too deeply",
+                       EXIT_USAGE, kind="not_evidence") from None  # fmt: skip
     try:
         proved = check_evidence(doc)
     except ValueError as exc:

@@ -42,7 +42,7 @@ from vrmproto.client._paths import ENDPOINT_PREFIX, endpoint_identity, endpoint_
 from vrmproto.server import Endpoint, ReferencePolicy
 from vrmproto.server._app import _middleware, _read_envelope, _web, cache_control
 from vrmproto.server._endpoint import JSON_TYPE, Response
-from vrmproto.store import RelationshipRecord
+from vrmproto.store import Commit, HistoryEntry, RelationshipRecord
 
 log = logging.getLogger("vrmproto.agent")
 
@@ -58,6 +58,11 @@ _REFRESH_EVERY_MS = 1_000
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _ticks_ms() -> int:
+    """A clock no one sets back (an NTP step would hold back the next re-read for as long)."""
+    return time.monotonic_ns() // 1_000_000
 
 
 def claimed_thread(data: bytes) -> bytes | None:
@@ -100,7 +105,7 @@ class InboundEndpoint:
         self.lifetime_ms = lifetime_ms
         self._threads: dict[str, bytes] = {}  # token -> thread
         self._docs: dict[bytes, _Doc] = {}
-        self._refreshed_ms = 0
+        self._refreshed_ms = -_REFRESH_EVERY_MS  # (monotonic: the first may come at once)
 
     def identity_for(self, record: RelationshipRecord) -> Identity:
         """Our key in ``record``'s thread, as the ledger derived it from the thread's meta
@@ -123,14 +128,30 @@ class InboundEndpoint:
 
         async with self.ledger.lock(thread, on_wait=waiting):
             await self.ledger.learn_identity(thread)
+            head = await self.store.history_head(thread)
             try:
                 yield
             finally:
                 self.ledger.forget(thread)  # the engine changed it behind the cache
+            await self._moved_on(thread, head)
+
+    async def _moved_on(self, thread: bytes, head: HistoryEntry | None) -> None:
+        """After the engine's step in ``thread`` (its history's head was ``head``): if it
+        logged the vendor's message, no message of ours logged before it may be taken back out
+        of our history any more (§8.1-6), so their save points go. The node keeps one for each
+        message of ours until the vendor answers it (§8.1-5); a refusal that came after the
+        vendor's own message (a ``data.share`` refused because the vendor ended the
+        relationship meanwhile, §12.8-3) truncated our history to it, losing the vendor's
+        signed message and our receipt for it, which the vendor holds."""
+        now = await self.store.history_head(thread)
+        if now is None or (head is not None and now.index == head.index):
+            return  # nothing logged
+        if await self.store.save_points(thread):
+            await self.store.commit(Commit(save_points_clear=(thread,)))
 
     async def refresh(self) -> None:
         """Learn the token of every customer relationship in the store."""
-        self._refreshed_ms = _now_ms()
+        self._refreshed_ms = _ticks_ms()
         for record in await self.store.relationships(with_data=False):
             if is_ours(record):
                 self._threads.setdefault(endpoint_token(self.master, record.thread),
@@ -138,7 +159,7 @@ class InboundEndpoint:
 
     async def _thread(self, token: str) -> bytes | None:
         thread = self._threads.get(token)
-        if thread is None and _now_ms() - self._refreshed_ms >= _REFRESH_EVERY_MS:
+        if thread is None and _ticks_ms() - self._refreshed_ms >= _REFRESH_EVERY_MS:
             await self.refresh()
             thread = self._threads.get(token)
         if thread is not None:
