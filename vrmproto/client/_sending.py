@@ -45,11 +45,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from vrmproto._errors import PeerProblemError, Problem, ProtocolError, TransportError, VrmError
+from vrmproto._errors import PeerProblemError, Problem, TransportError, VrmError
 from vrmproto._messages import DataShare, Receipt
 from vrmproto._quick import quick_make
-from vrmproto._relationship import Received, Sent
-from vrmproto.client._delivery import MAX_REPLIES, Delivery
+from vrmproto._relationship import Sent
+from vrmproto.client._answer import apply_answer
+from vrmproto.client._delivery import Delivery
 from vrmproto.client._drafts import QUEUED, Draft, Signer, decode_draft, with_status
 from vrmproto.client._errors import InvalidResponse, Transient
 from vrmproto.client._held import hold_if_key_changed
@@ -149,6 +150,9 @@ class Sender:
         """Deliver ``item`` (the thread's oldest); on any final outcome, sign the next draft
         in the same Commit. Returns the item's delivery, then any drafts that were dropped."""
         signed = self._signed.pop(item.msg_hash, None)
+        # Signed here and not tried yet; else it may have gone out already, in an attempt no
+        # one recorded (a process stopped by kill -9 or a power cut while it waited, §8.1-8).
+        fresh = signed is not None and not item.attempts
         if signed is not None:
             msg_id, expires, mtype = signed
         elif (header := own_header(item.envelope)) is not None:  # ours: nothing to verify again
@@ -159,7 +163,8 @@ class Sender:
         if expires < now:
             why = (f"the {mtype or 'message'} expired before it could be delivered (valid "
                    f"until {expires} ms, §4.5-3); it was dropped")  # fmt: skip
-            if held := await self._held(t, item, msg_id, mtype, deadline=deadline):
+            if held := await self._held(t, item, msg_id, mtype, deadline=deadline,
+                                        sent=not fresh):  # fmt: skip
                 return held
             t.meta.last_problem = f"expired: {why}"
             d = Delivery(t.id, msg_id, item.msg_hash, "dropped", attempts=item.attempts,
@@ -194,7 +199,7 @@ class Sender:
                          type=mtype)
             return await self._close(t, item, d, (), now)
         try:
-            receipt, replies = self._apply(t, item, envelopes, now)
+            receipt, replies = apply_answer(t, item.msg_hash, envelopes, now)
         except InvalidResponse as exc:  # e.g. a recorded answer whose receipt expired (§8.1-8)
             self.ledger.forget(t.id)
             t = await self.ledger.load(t.id)
@@ -206,16 +211,19 @@ class Sender:
         return await self._close(t, item, d, tuple(to_row(t.id, e, now) for e in entries), now)
 
     async def _held(self, t: Thread, item: OutboxItem, msg_id: bytes, mtype: str, *,
-                    deadline: float | None = None) -> list[Delivery] | None:  # fmt: skip
+                    deadline: float | None = None, sent: bool | None = None,
+                    ) -> list[Delivery] | None:  # fmt: skip
         """``item``, if it went out before without a usable answer and the vendor holds it,
         closed as delivered (§8.1-8); else None; rescheduled while the vendor can't be asked
         (or not before ``deadline``, the caller's; else :attr:`held_check_s` from now). Its
-        history is read where its current document says (§13.1-8)."""
+        history is read where its current document says (§13.1-8). ``sent``: whether it may
+        have gone out before (by default, whether an attempt was recorded)."""
         deadline = deadline_in(self.held_check_s) if deadline is None else deadline
+        sent = bool(item.attempts) if sent is None else sent
         try:
-            if item.attempts and t.rel.peer_key is not None:
+            if sent and t.rel.peer_key is not None:
                 await current(self, t, self.clock(), timeout_s=left(deadline), deadline=deadline)
-            held = item.attempts and await delivered_after_all(
+            held = sent and await delivered_after_all(
                 self.client, self.ledger, t, item, self.clock(), msg_id=msg_id, mtype=mtype,
                 deadline=deadline)  # fmt: skip
         except TransportError as exc:
@@ -390,36 +398,6 @@ class Sender:
         for note in t.meta.notes:
             if note.status == QUEUED:
                 self._notes[note.share] = note
-
-    def _apply(
-        self, t: Thread, item: OutboxItem, envelopes: list[bytes], now: int
-    ) -> tuple[Received, tuple[Received, ...]]:
-        """Apply a 200's envelopes: a receipt for this message first (§12.3-1), <= MAX_REPLIES."""
-        rel = t.rel
-        if not envelopes:
-            raise InvalidResponse("a message other than a receipt was answered 204", status=204)
-        try:
-            first = rel.open(envelopes[0], now=now)
-        except ProtocolError as exc:
-            raise InvalidResponse(f"the receipt does not verify: {exc}", status=200) from None
-        if first.type != Receipt.TYPE or first.body.ack != item.msg_hash:
-            raise InvalidResponse("the first reply is not a receipt for this message", status=200)
-        try:
-            receipt = rel.receive(first, now=now)
-        except ProtocolError as exc:
-            raise InvalidResponse(f"the receipt is not acceptable: {exc}", status=200) from None
-        replies: list[Received] = []
-        for env in envelopes[1:]:
-            if len(replies) == MAX_REPLIES:
-                t.meta.last_problem = f"more than {MAX_REPLIES} replies; the rest not applied"
-                break
-            try:
-                replies.append(rel.receive(env, now=now))
-            except ProtocolError as exc:
-                # The receipt stands; a reply that breaks a rule is recorded, not applied.
-                t.meta.last_problem = f"a reply was refused: {exc}"
-                break
-        return receipt, tuple(replies)
 
     async def _reschedule(
         self, t: Thread, item: OutboxItem, msg_id: bytes, exc: TransportError, mtype: str

@@ -33,7 +33,9 @@ MIN_ID_PREFIX = 4
 class WaitReason(enum.Enum):
     """Why a message has not been delivered yet."""
 
-    NOT_TRIED = "not tried yet"
+    # (an attempt is recorded once it ends: one cut short by a stop is not, and its message
+    # may be at the vendor, §8.1-8)
+    NOT_TRIED = "not tried yet, or cut short before its answer came: the vendor may hold it"
     UNREACHABLE = "the vendor could not be reached"  # or answered "try again later"
     BEHIND = "behind an earlier message to the same vendor"
     UNSIGNED = "not signed yet: it waits for the vendor's answer to the message before it"
