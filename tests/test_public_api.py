@@ -33,7 +33,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     ),
     "vrmproto.client": (
         "DEFAULT_CONCURRENCY", "DEFAULT_SCHEDULE", "DEFAULT_TERMS", "FANOUT_RETRY", "NO_RETRY",
-        "Agent", "Answer", "ConnectResult", "ConnectStatus", "CustomerNode", "Delivery",
+        "Agent", "Answer", "CatchUp", "ConnectResult", "ConnectStatus", "CustomerNode", "Delivery",
         "DeliveryStatus", "EndpointClient", "FanoutReport", "ForeignStore", "IntentcastResult",
         "InvalidResponse", "KeyChangedError", "NotFound", "Offer", "Outbox", "OutboxRun",
         "PeerProblemError", "PeerRuleError", "Progress",

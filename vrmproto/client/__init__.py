@@ -64,7 +64,7 @@ from vrmproto.client._fanout import (
     fan_out,
 )
 from vrmproto.client._http import EndpointClient
-from vrmproto.client._node import CustomerNode
+from vrmproto.client._node import CatchUp, CustomerNode
 from vrmproto.client._outbox import DEFAULT_SCHEDULE, Delivery, DeliveryStatus, Outbox, OutboxRun
 from vrmproto.client._transport import (
     NO_RETRY,
@@ -86,6 +86,7 @@ __all__ = [
     "NO_RETRY",
     "Agent",
     "Answer",
+    "CatchUp",
     "ConnectResult",
     "ConnectStatus",
     "CustomerNode",
