@@ -109,3 +109,18 @@ async def test_the_page_asks_what_becomes_of_the_data_before_it_ends() -> None:
         assert "The relationship is ended." in html
         (view,) = await agent.relationships()
         assert (view.state, view.shares) == ("ended", ())
+
+
+async def test_the_page_withdraws_what_an_address_update_gave() -> None:
+    """With no share live, the page had no Withdraw at all, and its Withdraw named the shares
+    it listed, never all: what an address update gave could not be taken back there."""
+    async with serving("outfitters") as (vendor,), ui_page() as (ui, client):
+        agent = ui.node.agent
+        thread = (await agent.connect(vendor.url)).thread
+        await agent.update_address({"city": "Park City"})
+        page = await client.get(ui.guard.prefix + f"r/{thread.hex()}")
+        assert "Withdraw everything you gave it" in await page.text()
+        html = await post(ui, client, f"r/{thread.hex()}/withdraw", {"all": "yes"})
+        assert "Withdrawn" in html
+        held = await agent.request_data(thread)
+        assert [r.field for r in held if r.source == "provided"] == []  # was ["city"]

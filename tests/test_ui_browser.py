@@ -173,7 +173,7 @@ async def test_connect_accept_a_counter_share_withdraw_and_request_data(world: W
     await expect(page.locator(".history")).to_contain_text("email = me@example.org")
     await w.shot("relationship")
 
-    await page.get_by_role("button", name="Withdraw").click()
+    await page.get_by_role("button", name="Withdraw", exact=True).click()
     await expect(page.locator("#flash")).to_contain_text("the vendor confirmed it erased the data")
     await expect(page.locator(".card .shared")).to_have_text("nothing")
 

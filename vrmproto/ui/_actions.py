@@ -260,8 +260,10 @@ async def _share(ui: Ui, thread: bytes, form: Form) -> str:
 
 async def _withdraw(ui: Ui, thread: bytes, form: Form) -> str:
     """The shares ticked; none ticked: those the page listed (``shown``), never one shared
-    since (in another tab, by another ``vrm``) that the person was not shown."""
-    ticked = form.getall("share", []) or form.getall("shown", [])
+    since (in another tab, by another ``vrm``) that the person was not shown; ``all``: the
+    button that says so, every share and what address updates gave (§5.3.2-1)."""
+    ticked = [] if form.get("all") == "yes" else (form.getall("share", [])
+                                                  or form.getall("shown", []))  # fmt: skip
     shares = [bytes.fromhex(str(h)) for h in ticked]
     d = await ui.agent.withdraw(thread, shares)
     erased = d.confirmed and any(getattr(b, "shares", None) for b in d.reply_bodies())
