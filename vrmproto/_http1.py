@@ -112,8 +112,9 @@ class ResponseReader:
                  keep_body: bool = True) -> None:  # fmt: skip
         """``keep_body`` False: every body is read and dropped, whatever its length (no cap,
         no decoding), and the fields are checked but not kept (:attr:`Response.body` empty,
-        :attr:`Response.headers` too but for a redirect's ``location``) — for a client that
-        needs only the status, and where a redirect points. The
+        :attr:`Response.headers` too but for a redirect's ``location`` and a 429's or 503's
+        ``retry-after``) — for a client that needs only the status, where a redirect points
+        and when to try again. The
         limits: see the module's docstring."""
         self.max_head = max_head
         self.max_trailer = max_trailer
@@ -309,6 +310,10 @@ def _field(line: bytes) -> tuple[bytes, bytes]:
     return name.lower(), value
 
 
+#: Answers whose ``Retry-After`` says when to try again (RFC 9110 §10.2.3, RFC 6585 §4).
+_LATER = frozenset({429, 503})
+
+
 def _read_head(head: bytes, keep: bool) -> _Head | None:
     """What a status line and its fields say (``keep``: the fields are kept): status, fields,
     Content-Length, whether a Transfer-Encoding was given and ends in chunked, whether the
@@ -324,9 +329,10 @@ def _read_head(head: bytes, keep: bool) -> _Head | None:
     coding = b""
     fields = []
     redirect = 300 <= status < 400  # its Location is kept even where fields are not
+    later = status in _LATER  # and a "not now"'s Retry-After
     for line in lines[1:]:
         name, value = _field(line)
-        if keep or (redirect and name == b"location"):
+        if keep or (redirect and name == b"location") or (later and name == b"retry-after"):
             fields.append((name.decode("ascii"), value.decode("latin-1")))
         if name == b"content-length":
             if not value.isdigit() or len(value) > 19 or (length is not None and

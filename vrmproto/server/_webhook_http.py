@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import math
 import ssl
 import time
@@ -36,20 +37,41 @@ from urllib.parse import quote, unquote, urlsplit
 from vrmproto._http1 import MalformedResponse, Response, ResponseReader
 from vrmproto._http_connection import ClientConnection
 
-__all__ = ["HTTPError", "Poster", "Status"]
+__all__ = ["HTTPError", "Poster", "Status", "retry_after_s"]
 
 
 class Status(int):
-    """An answer's status code; ``location``: a redirect's ``Location``, else None."""
+    """An answer's status code; ``location``: a redirect's ``Location``, else None;
+    ``retry_after_s``: how long a 429's or 503's ``Retry-After`` asks to wait, else None."""
 
     location: str | None = None
+    retry_after_s: float | None = None
 
     @classmethod
-    def of(cls, answer: Response) -> Status:
+    def of(cls, answer: Response, now_s: float | None = None) -> Status:
         status = cls(answer.status)
-        if answer.headers:  # the reader keeps no field but a redirect's location
-            status.location = answer.headers[0][1]
+        for name, value in answer.headers:  # the reader keeps no other field
+            if name == "location":
+                status.location = value
+            elif name == "retry-after":
+                status.retry_after_s = retry_after_s(value, time.time() if now_s is None
+                                                     else now_s)  # fmt: skip
         return status
+
+
+def retry_after_s(value: str, now_s: float) -> float | None:
+    """A ``Retry-After`` value in seconds from ``now_s`` (RFC 9110 §10.2.3: a number of
+    seconds, or an HTTP date; one past is no wait); None when it is neither."""
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(min(int(value[:12]), 10**9))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now_s)
 
 
 class HTTPError(Exception):

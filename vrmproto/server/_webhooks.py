@@ -224,11 +224,13 @@ class Webhook:
 class Failure:
     """A failed attempt: ``what`` went wrong, as a dead letter records it (``HTTP 500``,
     ``TimeoutError: …``); ``refused``: the receiver answered with a :data:`REFUSED` status;
-    ``gone``: with :data:`GONE`."""
+    ``gone``: with :data:`GONE`; ``retry_after_s``: how long its ``Retry-After`` asked to wait
+    (a 429 or 503), the least wait before the next attempt (up to ``backoff_max_s``)."""
 
     what: str
     refused: bool = False
     gone: bool = False
+    retry_after_s: float | None = None
 
     def __str__(self) -> str:
         return self.what
@@ -606,7 +608,10 @@ class Deliverer:
             failing = FailingEvent(hook.name, key, since, attempt, failure.what)
             await self.store.commit(Commit(failing=(failing,)))
             self._failing[key] = failing
-            await self.sleep(hook.delay(attempt))
+            wait = hook.delay(attempt)
+            if failure.retry_after_s is not None:  # the receiver's own word, up to our longest
+                wait = max(wait, min(failure.retry_after_s, hook.backoff_max_s))
+            await self.sleep(wait)
 
     def _clear(self, key: int) -> None:
         """The event at ``key`` fails no more: its record goes with the next cursor record."""
@@ -655,7 +660,8 @@ class Deliverer:
             # the url is likely the vendor's to change (http:// to a receiver on https://)
             return Failure(f"HTTP {status} to {status.location[:300]}: a webhook follows no "
                            "redirect; set its url to where the receiver is")
-        return Failure(f"HTTP {status}", status in REFUSED, status == GONE)
+        later = status.retry_after_s if isinstance(status, Status) else None
+        return Failure(f"HTTP {status}", status in REFUSED, status == GONE, later)
 
     async def replay(self) -> tuple[int, int]:
         """Deliver this hook's dead letters again, in feed order, one attempt each; those
