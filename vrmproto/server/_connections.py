@@ -776,6 +776,19 @@ class _ConnectionHandler(web.RequestHandler):
 
     # -- HTTP that does not parse (§12.4-5) ----------------------------------------------------
 
+    def _make_error_handler(
+        self, err_info: _ErrInfo
+    ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+        """A request aiohttp could not parse is answered in HTTP/1.1, the version this server
+        speaks (RFC 9110 §6.2): aiohttp stands a message of version 1.0 in for it, and its
+        answer's status line said ``HTTP/1.0``."""
+
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            request._cache["version"] = HttpVersion11  # the answer's status line (a reify)
+            return self.handle_error(request, err_info.status, err_info.exc, err_info.message)
+
+        return handler
+
     def handle_error(
         self,
         request: web.BaseRequest,
