@@ -121,10 +121,16 @@ def _middleware(endpoint: Endpoint) -> Middleware:
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
     """The body, refused with 413 past ``limit`` bytes whatever the application's
-    ``client_max_size`` (a shop mounting vrm has its own, §12.9-3)."""
+    ``client_max_size`` (a shop mounting vrm has its own, §12.9-3). A body the site's own
+    middleware read before (``await request.read()``, to log or audit it) is taken from
+    aiohttp, which keeps it: the stream it drained would give none."""
     body = bytearray()
     while chunk := await request.content.readany():
         body += chunk
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    if not body and request.content.total_bytes:  # read before this route: kept by aiohttp
+        body = bytearray(await request.read())
         if len(body) > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
     return bytes(body)
