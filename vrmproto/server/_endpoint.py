@@ -41,13 +41,16 @@ import os
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from vrmproto._binding import (
     CONTENT_TYPE,
     DEFAULT_HISTORY_PATH,
     DEFAULT_INBOX_PATH,
+    MAX_DISCOVERY_BYTES,
     build_discovery,
 )
+from vrmproto._codec import MAX_SAFE_INT
 from vrmproto._envelope import SUPPORTED_VERSIONS, Signed, open_envelope
 from vrmproto._errors import RETRYABLE, Problem, ProtocolError
 from vrmproto._keys import ID_BYTES, Identity, fingerprint
@@ -173,6 +176,27 @@ class Endpoint:
         self._listeners: list[Callable[[], None]] = []  # see _listen
         self._discovery: tuple[int, bytes, str] | None = None
         self._history_requests = _export.SeenRequests()  # to tell replays (§12.9-6)
+        self._check_discovery()
+
+    def _check_discovery(self) -> None:
+        """``ValueError`` for arguments no reader could take a discovery document of: a
+        lifetime that is no positive integer (§13.1-6: ``expires`` later than ``issued``;
+        §13.1-3: numbers are integers), one path for the inbox and the history export (one
+        route would hide the other), or a document over 65,536 bytes (§13.1-5: a reader
+        refuses it) — for its name, paths or terms."""
+        lifetime = self.discovery_lifetime_ms
+        if type(lifetime) is not int or not 0 < lifetime <= MAX_SAFE_INT:
+            raise ValueError("discovery_lifetime_ms must be a positive integer, at most "
+                             "2^53 - 1 (§13.1-6)")  # fmt: skip
+        if urlsplit(self.inbox_path).path == urlsplit(self.history_path).path:
+            raise ValueError("inbox_path and history_path must differ: one route would hide "
+                             "the other")  # fmt: skip
+        size = len(self.discovery()[0])
+        self._discovery = None  # signed again when first asked for, with the clock of then
+        if size > MAX_DISCOVERY_BYTES:
+            raise ValueError(f"the discovery document would be {size} bytes, over "
+                             f"{MAX_DISCOVERY_BYTES} bytes (§13.1-5): a shorter name, paths "
+                             "or fewer accepted terms")  # fmt: skip
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.role.value} {self.name!r} {fingerprint(self.identity.public_key)}>"
