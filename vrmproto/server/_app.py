@@ -256,6 +256,7 @@ def make_app(
     The application must serve ``endpoint`` alone: it sets the endpoint's advertised inbox and
     history URLs when it starts.
     """
+    _check_type("deployment", deployment, Deployment)
     app = web.Application(
         client_max_size=endpoint.limits.max_envelope_bytes,
         middlewares=[proxy_middleware(deployment), observe(endpoint, metrics),
@@ -403,6 +404,8 @@ async def serve(
     total cap is fitted to this process's open-file limit when the server starts.
     """
 
+    _check_serving(backlog, ssl_context, connection_limits, deployment)
+
     def lean(app: web.Application) -> LeanRoutes:
         inbox, history = (str(app.router[name].url_for()) for name in (INBOX_ROUTE, HISTORY_ROUTE))
         return LeanRoutes(endpoint, inbox, history, deployment,
@@ -441,11 +444,34 @@ async def serve_app(
     ``deployment``: the one given to :func:`make_app` for the application mounted in ``app``;
     its trusted proxies' connections are not counted per address (§12.13-1, §10.1-4:
     :class:`~vrmproto.server.ConnectionGuard`)."""
+    _check_serving(backlog, ssl_context, connection_limits, deployment)
     return await _serve(
         app, endpoint, host, port, access_log=access_log, shutdown_timeout=shutdown_timeout,
         lingering_time=lingering_time, connection_limits=connection_limits, backlog=backlog,
         ssl_context=ssl_context, sock=sock, deployment=deployment, lean=None,
     )  # fmt: skip
+
+
+def _check_type(name: str, value: object, kind: type) -> None:
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
+
+
+def _check_serving(
+    backlog: int,
+    ssl_context: ssl.SSLContext | None,
+    connection_limits: ConnectionLimits,
+    deployment: Deployment,
+) -> None:
+    """``TypeError`` or ``ValueError`` for an argument :func:`serve` cannot serve with, before
+    anything is bound: a ``backlog`` under 1 accepted no connection at all (asyncio accepts
+    up to ``backlog`` per wake-up), a path given as ``ssl_context`` failed every handshake."""
+    if type(backlog) is not int or backlog < 1:
+        raise ValueError(f"backlog must be a positive integer, not {backlog!r}")
+    if ssl_context is not None:
+        _check_type("ssl_context", ssl_context, ssl.SSLContext)
+    _check_type("connection_limits", connection_limits, ConnectionLimits)
+    _check_type("deployment", deployment, Deployment)
 
 
 async def _serve(
