@@ -242,6 +242,7 @@ def make_app(
     purge_every_s: float = 3600.0,
     deployment: Deployment = NOT_PROXIED,
     metrics: Metrics | None = None,
+    drain_timeout_s: float = 5.0,
 ) -> web.Application:
     """The aiohttp application serving ``endpoint``: discovery, inbox and history export, and
     ``/healthz`` (live) and ``/readyz`` (the store answers); ``/metrics`` with ``metrics``.
@@ -254,7 +255,9 @@ def make_app(
     While it runs, every ``purge_every_s`` seconds, expired replay records are purged and the
     data of expired shares is deleted (:meth:`Endpoint.purge`, :meth:`Endpoint.expire_shares`).
     The application must serve ``endpoint`` alone: it sets the endpoint's advertised inbox and
-    history URLs when it starts.
+    history URLs when it starts. When it stops, it waits for the endpoint's hooks still
+    running (:meth:`Endpoint.subscribe`, ``Policy.on_message``) at most ``drain_timeout_s``
+    seconds, then cancels them (:meth:`Endpoint.drain`).
     """
     _check_type("deployment", deployment, Deployment)
     app = web.Application(
@@ -282,7 +285,7 @@ def make_app(
         return _web(await endpoint.handle_history(data, client=request.remote or ""))
 
     async def drain(app: web.Application) -> None:
-        await endpoint.drain()
+        await endpoint.drain(timeout_s=drain_timeout_s)
 
     app.router.add_get(WELL_KNOWN_PATH, discovery, name=DISCOVERY_ROUTE)
     expect = _expect(endpoint, deployment)
@@ -402,6 +405,9 @@ async def serve(
 
     ``connection_limits``: the header and idle deadlines and the connection caps (§10.1); the
     total cap is fitted to this process's open-file limit when the server starts.
+
+    ``shutdown_timeout``: how long :meth:`Server.close` lets the requests in progress finish,
+    and then the endpoint's hooks still running (``make_app``'s ``drain_timeout_s``).
     """
 
     _check_serving(backlog, ssl_context, connection_limits, deployment)
@@ -412,7 +418,8 @@ async def serve(
                           functools.partial(_discovery, endpoint), metrics)  # fmt: skip
 
     return await _serve(
-        make_app(endpoint, deployment=deployment, metrics=metrics), endpoint, host, port,
+        make_app(endpoint, deployment=deployment, metrics=metrics,
+                 drain_timeout_s=shutdown_timeout), endpoint, host, port,
         access_log=access_log, shutdown_timeout=shutdown_timeout, lingering_time=lingering_time,
         connection_limits=connection_limits, backlog=backlog, ssl_context=ssl_context, sock=sock,
         deployment=deployment,

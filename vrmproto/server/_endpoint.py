@@ -270,10 +270,26 @@ class Endpoint:
         position, or an event id), in order, then each one as it is committed."""
         return _events.follow(self.store, _events.wakeup_of(self), after, clock=self.clock)
 
-    async def drain(self) -> None:
-        """Wait for every hook task started so far (for shutdown and tests)."""
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Wait for every hook task started so far (for shutdown and tests); with
+        ``timeout_s``, at most that long: the hooks still running then are cancelled (and
+        logged), so that a hook stuck on a system that does not answer cannot hold a shutdown
+        for ever (§12.12)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
         while self._hook_tasks:
-            await asyncio.gather(*self._hook_tasks, return_exceptions=True)
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                break
+            await asyncio.wait(set(self._hook_tasks), timeout=left)
+        stuck = set(self._hook_tasks)
+        if not stuck:
+            return
+        log.warning("%d hook(s) still running after %g s of shutdown: cancelled", len(stuck),
+                    timeout_s)  # fmt: skip
+        for task in stuck:
+            task.cancel()
+        await asyncio.wait(stuck, timeout=1.0)  # a hook that swallows its cancellation is left
 
     async def purge(self) -> int:
         """Drop replay records past their ``replay_window_ms`` (§12.6-1) and the relationships
