@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -63,6 +64,9 @@ __all__ = ["ENDPOINT_KEY", "NOT_PROXIED", "Server", "make_app", "serve", "serve_
 log = logging.getLogger("vrmproto.server")
 
 ENDPOINT_KEY: web.AppKey[Endpoint] = web.AppKey("vrm_endpoint", Endpoint)
+#: The shortest ``purge_every_s``: each purge is a store statement (a scan of the replay
+#: records and of the relationships with no agreement), not something to run without pause.
+MIN_PURGE_EVERY_S = 1.0
 #: Served directly: relative URLs in discovery, no forwarding headers believed.
 NOT_PROXIED = Deployment()
 _Startup = Callable[[web.Application], Awaitable[None]]
@@ -260,6 +264,8 @@ def make_app(
     seconds, then cancels them (:meth:`Endpoint.drain`).
     """
     _check_type("deployment", deployment, Deployment)
+    _check_seconds("purge_every_s", purge_every_s, at_least=MIN_PURGE_EVERY_S)
+    _check_seconds("drain_timeout_s", drain_timeout_s)
     app = web.Application(
         client_max_size=endpoint.limits.max_envelope_bytes,
         middlewares=[proxy_middleware(deployment), observe(endpoint, metrics),
@@ -410,7 +416,9 @@ async def serve(
     and then the endpoint's hooks still running (``make_app``'s ``drain_timeout_s``).
     """
 
-    _check_serving(backlog, ssl_context, connection_limits, deployment)
+    _check_serving(backlog, ssl_context=ssl_context, connection_limits=connection_limits,
+                   deployment=deployment, shutdown_timeout=shutdown_timeout,
+                   lingering_time=lingering_time)  # fmt: skip
 
     def lean(app: web.Application) -> LeanRoutes:
         inbox, history = (str(app.router[name].url_for()) for name in (INBOX_ROUTE, HISTORY_ROUTE))
@@ -451,7 +459,9 @@ async def serve_app(
     ``deployment``: the one given to :func:`make_app` for the application mounted in ``app``;
     its trusted proxies' connections are not counted per address (§12.13-1, §10.1-4:
     :class:`~vrmproto.server.ConnectionGuard`)."""
-    _check_serving(backlog, ssl_context, connection_limits, deployment)
+    _check_serving(backlog, ssl_context=ssl_context, connection_limits=connection_limits,
+                   deployment=deployment, shutdown_timeout=shutdown_timeout,
+                   lingering_time=lingering_time)  # fmt: skip
     return await _serve(
         app, endpoint, host, port, access_log=access_log, shutdown_timeout=shutdown_timeout,
         lingering_time=lingering_time, connection_limits=connection_limits, backlog=backlog,
@@ -464,15 +474,27 @@ def _check_type(name: str, value: object, kind: type) -> None:
         raise TypeError(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
 
 
+def _check_seconds(name: str, value: float, *, at_least: float = 0.0) -> None:
+    """``ValueError`` unless ``value`` is a finite number of seconds, at least ``at_least``."""
+    if type(value) not in (int, float) or not math.isfinite(value) or value < at_least:
+        raise ValueError(f"{name} must be a finite number of seconds, at least {at_least:g}, "
+                         f"not {value!r}")  # fmt: skip
+
+
 def _check_serving(
     backlog: int,
+    *,
     ssl_context: ssl.SSLContext | None,
     connection_limits: ConnectionLimits,
     deployment: Deployment,
+    shutdown_timeout: float,
+    lingering_time: float,
 ) -> None:
     """``TypeError`` or ``ValueError`` for an argument :func:`serve` cannot serve with, before
     anything is bound: a ``backlog`` under 1 accepted no connection at all (asyncio accepts
     up to ``backlog`` per wake-up), a path given as ``ssl_context`` failed every handshake."""
+    _check_seconds("shutdown_timeout", shutdown_timeout)
+    _check_seconds("lingering_time", lingering_time)
     if type(backlog) is not int or backlog < 1:
         raise ValueError(f"backlog must be a positive integer, not {backlog!r}")
     if ssl_context is not None:
