@@ -95,6 +95,13 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _cancelling() -> bool:
+    """Whether this task is being cancelled: else a ``CancelledError`` it meets came from a
+    future cancelled elsewhere, and is a failure like any other."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
 class _Ids:
     """Random 16-byte ids from the OS, fetched 4 KiB at a time: one system call per 256 ids
     (each call releases the GIL, which costs a busy server a thread switch)."""
@@ -399,12 +406,18 @@ class Endpoint:
     # -- the inbox (§12.2, §12.3) -------------------------------------------------------------
 
     async def handle_inbox(self, data: bytes, *, client: str = "") -> Response:
-        """Answer one posted envelope (§12.3). Never raises; 500 only for our own failures."""
+        """Answer one posted envelope (§12.3). Never raises; 500 only for our own failures —
+        a ``CancelledError`` that no cancellation of this request raised (a future a store's
+        driver cancelled elsewhere) among them; a request really cancelled is cancelled."""
         try:
             return await self._inbox(data, client)
         except Exception:
             log.exception("inbox: unexpected failure (client %s)", client)
-            return self.problem(Problem.INTERNAL, "the receiver failed; the message was not stored")
+        except asyncio.CancelledError:
+            if _cancelling():
+                raise
+            log.exception("inbox: unexpected failure (client %s)", client)
+        return self.problem(Problem.INTERNAL, "the receiver failed; the message was not stored")
 
     def _sender_refusal(self, wait: int, peek: Peek) -> Response:
         """A message over its sender's rate limit (§12.9-5)."""
@@ -513,4 +526,8 @@ class Endpoint:
             return await _export.export(self, data, client)
         except Exception:
             log.exception("history: unexpected failure (client %s)", client)
-            return self.problem(Problem.INTERNAL, "the receiver failed")
+        except asyncio.CancelledError:
+            if _cancelling():
+                raise
+            log.exception("history: unexpected failure (client %s)", client)
+        return self.problem(Problem.INTERNAL, "the receiver failed")
