@@ -481,6 +481,42 @@ def _check_seconds(name: str, value: float, *, at_least: float = 0.0) -> None:
                          f"not {value!r}")  # fmt: skip
 
 
+def _check_tls(context: ssl.SSLContext) -> None:
+    """``ValueError`` for a context no customer could connect through (§12.1-1), which would
+    reset every connection with nothing logged above debug: a client's context (it checks
+    host names, and asks each customer for a certificate it does not have), or one that
+    cannot finish a handshake — tried in memory with a client presenting no certificate, a
+    context without a certificate of its own failing. Mutual TLS on purpose (client
+    certificates required, no host-name check) is left as it is."""
+    if context.check_hostname:
+        raise ValueError("ssl_context is a client's context (ssl.create_default_context() "
+                         "without ssl.Purpose.CLIENT_AUTH): it asks every customer for a "
+                         "certificate; make one with ssl.Purpose.CLIENT_AUTH")  # fmt: skip
+    if context.verify_mode == ssl.CERT_REQUIRED:
+        return
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    server_in, server_out, client_in, client_out = (ssl.MemoryBIO() for _ in range(4))
+    sides = ((client.wrap_bio(client_in, client_out), client_out, server_in),
+             (context.wrap_bio(server_in, server_out, server_side=True), server_out, client_in))
+    for _ in range(4):  # round trips: TLS 1.3 takes two, TLS 1.2 three
+        done = 0
+        for side, sent, peer in sides:
+            try:
+                side.do_handshake()
+                done += 1
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError as exc:
+                raise ValueError(f"ssl_context cannot complete a TLS handshake as a server "
+                                 f"({exc.reason or exc}): has it no certificate? Give it a "
+                                 "certificate chain (load_cert_chain)") from None  # fmt: skip
+            peer.write(sent.read())
+        if done == len(sides):
+            return
+
+
 def _check_serving(
     backlog: int,
     *,
@@ -499,6 +535,7 @@ def _check_serving(
         raise ValueError(f"backlog must be a positive integer, not {backlog!r}")
     if ssl_context is not None:
         _check_type("ssl_context", ssl_context, ssl.SSLContext)
+        _check_tls(ssl_context)
     _check_type("connection_limits", connection_limits, ConnectionLimits)
     _check_type("deployment", deployment, Deployment)
 
