@@ -129,15 +129,21 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     middleware read before (``await request.read()``, to log or audit it) is taken from
     aiohttp, which keeps it: the stream it drained would give none."""
     body = bytearray()
-    while chunk := await request.content.readany():
+    async for chunk in _chunks(request):
         body += chunk
         if len(body) > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
-    if not body and request.content.total_bytes:  # read before this route: kept by aiohttp
-        body = bytearray(await request.read())
-        if len(body) > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
     return bytes(body)
+
+
+async def _chunks(request: web.Request) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive, or, read before this route, the body aiohttp kept."""
+    content = request.content
+    if content.total_bytes and content.at_eof():  # drained by someone: aiohttp kept it
+        yield await request.read()
+        return
+    while chunk := await content.readany():
+        yield chunk
 
 
 def _framed(request: web.Request) -> bool:
