@@ -41,16 +41,13 @@ import os
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from vrmproto._binding import (
     CONTENT_TYPE,
     DEFAULT_HISTORY_PATH,
     DEFAULT_INBOX_PATH,
-    MAX_DISCOVERY_BYTES,
     build_discovery,
 )
-from vrmproto._codec import MAX_SAFE_INT
 from vrmproto._envelope import SUPPORTED_VERSIONS, Signed, open_envelope
 from vrmproto._errors import RETRYABLE, Problem, ProtocolError
 from vrmproto._keys import ID_BYTES, Identity, fingerprint
@@ -62,6 +59,7 @@ from vrmproto.server import _accept, _events, _expiry, _export
 from vrmproto.server._admission import Admission, StorageBudget
 from vrmproto.server._events import FeedEvent
 from vrmproto.server._first_contact import StorageGauge
+from vrmproto.server._guards import cancelling, check_discovery, drain_tasks
 from vrmproto.server._locks import KeyedLocks, SharedLock
 from vrmproto.server._policy import Event, Policy, ReferencePolicy
 from vrmproto.server._ratelimit import RateLimiter, address_key
@@ -93,13 +91,6 @@ Hook = Callable[[Event], Awaitable[None]]
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _cancelling() -> bool:
-    """Whether this task is being cancelled: else a ``CancelledError`` it meets came from a
-    future cancelled elsewhere, and is a failure like any other."""
-    task = asyncio.current_task()
-    return task is None or task.cancelling() > 0
 
 
 class _Ids:
@@ -183,27 +174,7 @@ class Endpoint:
         self._listeners: list[Callable[[], None]] = []  # see _listen
         self._discovery: tuple[int, bytes, str] | None = None
         self._history_requests = _export.SeenRequests()  # to tell replays (§12.9-6)
-        self._check_discovery()
-
-    def _check_discovery(self) -> None:
-        """``ValueError`` for arguments no reader could take a discovery document of: a
-        lifetime that is no positive integer (§13.1-6: ``expires`` later than ``issued``;
-        §13.1-3: numbers are integers), one path for the inbox and the history export (one
-        route would hide the other), or a document over 65,536 bytes (§13.1-5: a reader
-        refuses it) — for its name, paths or terms."""
-        lifetime = self.discovery_lifetime_ms
-        if type(lifetime) is not int or not 0 < lifetime <= MAX_SAFE_INT:
-            raise ValueError("discovery_lifetime_ms must be a positive integer, at most "
-                             "2^53 - 1 (§13.1-6)")  # fmt: skip
-        if urlsplit(self.inbox_path).path == urlsplit(self.history_path).path:
-            raise ValueError("inbox_path and history_path must differ: one route would hide "
-                             "the other")  # fmt: skip
-        size = len(self.discovery()[0])
-        self._discovery = None  # signed again when first asked for, with the clock of then
-        if size > MAX_DISCOVERY_BYTES:
-            raise ValueError(f"the discovery document would be {size} bytes, over "
-                             f"{MAX_DISCOVERY_BYTES} bytes (§13.1-5): a shorter name, paths "
-                             "or fewer accepted terms")  # fmt: skip
+        check_discovery(self)  # arguments no reader could take a document of: ValueError
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.role.value} {self.name!r} {fingerprint(self.identity.public_key)}>"
@@ -279,24 +250,8 @@ class Endpoint:
 
     async def drain(self, timeout_s: float | None = None) -> None:
         """Wait for every hook task started so far (for shutdown and tests); with
-        ``timeout_s``, at most that long: the hooks still running then are cancelled (and
-        logged), so that a hook stuck on a system that does not answer cannot hold a shutdown
-        for ever (§12.12)."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout_s is None else loop.time() + timeout_s
-        while self._hook_tasks:
-            left = None if deadline is None else deadline - loop.time()
-            if left is not None and left <= 0:
-                break
-            await asyncio.wait(set(self._hook_tasks), timeout=left)
-        stuck = set(self._hook_tasks)
-        if not stuck:
-            return
-        log.warning("%d hook(s) still running after %g s of shutdown: cancelled", len(stuck),
-                    timeout_s)  # fmt: skip
-        for task in stuck:
-            task.cancel()
-        await asyncio.wait(stuck, timeout=1.0)  # a hook that swallows its cancellation is left
+        ``timeout_s``, at most that long, then cancel those still running (§12.12)."""
+        await drain_tasks(self._hook_tasks, timeout_s)
 
     async def purge(self) -> int:
         """Drop replay records past their ``replay_window_ms`` (§12.6-1) and the relationships
@@ -414,7 +369,7 @@ class Endpoint:
         except Exception:
             log.exception("inbox: unexpected failure (client %s)", client)
         except asyncio.CancelledError:
-            if _cancelling():
+            if cancelling():
                 raise
             log.exception("inbox: unexpected failure (client %s)", client)
         return self.problem(Problem.INTERNAL, "the receiver failed; the message was not stored")
@@ -527,7 +482,7 @@ class Endpoint:
         except Exception:
             log.exception("history: unexpected failure (client %s)", client)
         except asyncio.CancelledError:
-            if _cancelling():
+            if cancelling():
                 raise
             log.exception("history: unexpected failure (client %s)", client)
         return self.problem(Problem.INTERNAL, "the receiver failed")
