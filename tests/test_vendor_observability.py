@@ -32,6 +32,7 @@ from vrmproto.server import serve
 from vrmproto.server._logging import configure_logging
 from vrmproto.server._logwriter import flush_all
 from vrmproto.server._metrics import Metrics
+from vrmproto.server._observe import READY_READ_MIN_MS
 from vrmproto.store import Commit, DeadLetter, MemoryStore
 from vrmproto.testing import run_suite
 from vrmproto.testing.store_contract import T1, event, outbox, rel
@@ -107,7 +108,10 @@ def test_human_lines_carry_a_timestamp_and_the_vendor() -> None:
 
 async def test_metrics_are_off_by_default_and_health_answers() -> None:
     store = MemoryStore()
-    server = await serve(make_endpoint(store))
+    endpoint = make_endpoint(store)
+    now = [1_000_000]
+    endpoint.clock = lambda: now[0]
+    server = await serve(endpoint)
     try:
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{server.url}/metrics") as r:
@@ -117,6 +121,7 @@ async def test_metrics_are_off_by_default_and_health_answers() -> None:
             async with http.get(f"{server.url}/readyz") as r:
                 assert r.status == 200
             await store.close()  # the store is gone: live, but not ready
+            now[0] += READY_READ_MIN_MS  # once /readyz reads the store again
             async with http.get(f"{server.url}/readyz") as r:
                 assert r.status == 503
                 assert "store" in (await r.json())["reason"]

@@ -95,10 +95,19 @@ class StorageBudget:
     check_every_ms: int = 1000
 
     def __post_init__(self) -> None:
+        """Each value an int (``retry_after_s`` positive, the others not negative;
+        ``max_store_bytes`` may be None): ``retry_after_s`` goes into signed problems, whose
+        ``retry_after`` is an integer (§5.6.2, §11.8-4)."""
+        for name in ("max_store_bytes", "min_free_bytes", "reserve_free_bytes",
+                     "retry_after_s", "check_every_ms"):  # fmt: skip
+            value = getattr(self, name)
+            if value is None and name == "max_store_bytes":
+                continue
+            if type(value) is not int or value < (name == "retry_after_s"):
+                what = "positive" if name == "retry_after_s" else "non-negative"
+                raise ValueError(f"storage budget {name} must be a {what} integer")
         if self.reserve_free_bytes > self.min_free_bytes:
             raise ValueError("reserve_free_bytes must not exceed min_free_bytes")
-        if self.retry_after_s <= 0 or self.check_every_ms < 0:
-            raise ValueError("retry_after_s must be positive and check_every_ms not negative")
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -63,6 +64,9 @@ __all__ = ["ENDPOINT_KEY", "NOT_PROXIED", "Server", "make_app", "serve", "serve_
 log = logging.getLogger("vrmproto.server")
 
 ENDPOINT_KEY: web.AppKey[Endpoint] = web.AppKey("vrm_endpoint", Endpoint)
+#: The shortest ``purge_every_s``: each purge is a store statement (a scan of the replay
+#: records and of the relationships with no agreement), not something to run without pause.
+MIN_PURGE_EVERY_S = 1.0
 #: Served directly: relative URLs in discovery, no forwarding headers believed.
 NOT_PROXIED = Deployment()
 _Startup = Callable[[web.Application], Awaitable[None]]
@@ -121,13 +125,25 @@ def _middleware(endpoint: Endpoint) -> Middleware:
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
     """The body, refused with 413 past ``limit`` bytes whatever the application's
-    ``client_max_size`` (a shop mounting vrm has its own, §12.9-3)."""
+    ``client_max_size`` (a shop mounting vrm has its own, §12.9-3). A body the site's own
+    middleware read before (``await request.read()``, to log or audit it) is taken from
+    aiohttp, which keeps it: the stream it drained would give none."""
     body = bytearray()
-    while chunk := await request.content.readany():
+    async for chunk in _chunks(request):
         body += chunk
         if len(body) > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
     return bytes(body)
+
+
+async def _chunks(request: web.Request) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive, or, read before this route, the body aiohttp kept."""
+    content = request.content
+    if content.total_bytes and content.at_eof():  # drained by someone: aiohttp kept it
+        yield await request.read()
+        return
+    while chunk := await content.readany():
+        yield chunk
 
 
 def _framed(request: web.Request) -> bool:
@@ -236,6 +252,7 @@ def make_app(
     purge_every_s: float = 3600.0,
     deployment: Deployment = NOT_PROXIED,
     metrics: Metrics | None = None,
+    drain_timeout_s: float = 5.0,
 ) -> web.Application:
     """The aiohttp application serving ``endpoint``: discovery, inbox and history export, and
     ``/healthz`` (live) and ``/readyz`` (the store answers); ``/metrics`` with ``metrics``.
@@ -248,8 +265,13 @@ def make_app(
     While it runs, every ``purge_every_s`` seconds, expired replay records are purged and the
     data of expired shares is deleted (:meth:`Endpoint.purge`, :meth:`Endpoint.expire_shares`).
     The application must serve ``endpoint`` alone: it sets the endpoint's advertised inbox and
-    history URLs when it starts.
+    history URLs when it starts. When it stops, it waits for the endpoint's hooks still
+    running (:meth:`Endpoint.subscribe`, ``Policy.on_message``) at most ``drain_timeout_s``
+    seconds, then cancels them (:meth:`Endpoint.drain`).
     """
+    _check_type("deployment", deployment, Deployment)
+    _check_seconds("purge_every_s", purge_every_s, at_least=MIN_PURGE_EVERY_S)
+    _check_seconds("drain_timeout_s", drain_timeout_s)
     app = web.Application(
         client_max_size=endpoint.limits.max_envelope_bytes,
         middlewares=[proxy_middleware(deployment), observe(endpoint, metrics),
@@ -275,7 +297,7 @@ def make_app(
         return _web(await endpoint.handle_history(data, client=request.remote or ""))
 
     async def drain(app: web.Application) -> None:
-        await endpoint.drain()
+        await endpoint.drain(timeout_s=drain_timeout_s)
 
     app.router.add_get(WELL_KNOWN_PATH, discovery, name=DISCOVERY_ROUTE)
     expect = _expect(endpoint, deployment)
@@ -395,7 +417,14 @@ async def serve(
 
     ``connection_limits``: the header and idle deadlines and the connection caps (§10.1); the
     total cap is fitted to this process's open-file limit when the server starts.
+
+    ``shutdown_timeout``: how long :meth:`Server.close` lets the requests in progress finish,
+    and then the endpoint's hooks still running (``make_app``'s ``drain_timeout_s``).
     """
+
+    _check_serving(backlog, ssl_context=ssl_context, connection_limits=connection_limits,
+                   deployment=deployment, shutdown_timeout=shutdown_timeout,
+                   lingering_time=lingering_time)  # fmt: skip
 
     def lean(app: web.Application) -> LeanRoutes:
         inbox, history = (str(app.router[name].url_for()) for name in (INBOX_ROUTE, HISTORY_ROUTE))
@@ -403,7 +432,8 @@ async def serve(
                           functools.partial(_discovery, endpoint), metrics)  # fmt: skip
 
     return await _serve(
-        make_app(endpoint, deployment=deployment, metrics=metrics), endpoint, host, port,
+        make_app(endpoint, deployment=deployment, metrics=metrics,
+                 drain_timeout_s=shutdown_timeout), endpoint, host, port,
         access_log=access_log, shutdown_timeout=shutdown_timeout, lingering_time=lingering_time,
         connection_limits=connection_limits, backlog=backlog, ssl_context=ssl_context, sock=sock,
         deployment=deployment,
@@ -435,11 +465,85 @@ async def serve_app(
     ``deployment``: the one given to :func:`make_app` for the application mounted in ``app``;
     its trusted proxies' connections are not counted per address (§12.13-1, §10.1-4:
     :class:`~vrmproto.server.ConnectionGuard`)."""
+    _check_serving(backlog, ssl_context=ssl_context, connection_limits=connection_limits,
+                   deployment=deployment, shutdown_timeout=shutdown_timeout,
+                   lingering_time=lingering_time)  # fmt: skip
     return await _serve(
         app, endpoint, host, port, access_log=access_log, shutdown_timeout=shutdown_timeout,
         lingering_time=lingering_time, connection_limits=connection_limits, backlog=backlog,
         ssl_context=ssl_context, sock=sock, deployment=deployment, lean=None,
     )  # fmt: skip
+
+
+def _check_type(name: str, value: object, kind: type) -> None:
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind.__name__}, not {type(value).__name__}")
+
+
+def _check_seconds(name: str, value: float, *, at_least: float = 0.0) -> None:
+    """``ValueError`` unless ``value`` is a finite number of seconds, at least ``at_least``."""
+    if type(value) not in (int, float) or not math.isfinite(value) or value < at_least:
+        raise ValueError(f"{name} must be a finite number of seconds, at least {at_least:g}, "
+                         f"not {value!r}")  # fmt: skip
+
+
+def _check_tls(context: ssl.SSLContext) -> None:
+    """``ValueError`` for a context no customer could connect through (§12.1-1), which would
+    reset every connection with nothing logged above debug: a client's context (it checks
+    host names, and asks each customer for a certificate it does not have), or one that
+    cannot finish a handshake — tried in memory with a client presenting no certificate, a
+    context without a certificate of its own failing. Mutual TLS on purpose (client
+    certificates required, no host-name check) is left as it is."""
+    if context.check_hostname:
+        raise ValueError("ssl_context is a client's context (ssl.create_default_context() "
+                         "without ssl.Purpose.CLIENT_AUTH): it asks every customer for a "
+                         "certificate; make one with ssl.Purpose.CLIENT_AUTH")  # fmt: skip
+    if context.verify_mode == ssl.CERT_REQUIRED:
+        return
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    server_in, server_out, client_in, client_out = (ssl.MemoryBIO() for _ in range(4))
+    sides = ((client.wrap_bio(client_in, client_out), client_out, server_in),
+             (context.wrap_bio(server_in, server_out, server_side=True), server_out, client_in))
+    for _ in range(4):  # round trips: TLS 1.3 takes two, TLS 1.2 three
+        done = 0
+        for side, sent, peer in sides:
+            try:
+                side.do_handshake()
+                done += 1
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError as exc:
+                raise ValueError(f"ssl_context cannot complete a TLS handshake as a server "
+                                 f"({exc.reason or exc}): has it no certificate? Give it a "
+                                 "certificate chain (load_cert_chain)") from None  # fmt: skip
+            peer.write(sent.read())
+        if done == len(sides):
+            return
+
+
+def _check_serving(
+    backlog: int,
+    *,
+    ssl_context: ssl.SSLContext | None,
+    connection_limits: ConnectionLimits,
+    deployment: Deployment,
+    shutdown_timeout: float,
+    lingering_time: float,
+) -> None:
+    """``TypeError`` or ``ValueError`` for an argument :func:`serve` cannot serve with, before
+    anything is bound: a ``backlog`` under 1 accepted no connection at all (asyncio accepts
+    up to ``backlog`` per wake-up), a path given as ``ssl_context`` failed every handshake."""
+    _check_seconds("shutdown_timeout", shutdown_timeout)
+    _check_seconds("lingering_time", lingering_time)
+    if type(backlog) is not int or backlog < 1:
+        raise ValueError(f"backlog must be a positive integer, not {backlog!r}")
+    if ssl_context is not None:
+        _check_type("ssl_context", ssl_context, ssl.SSLContext)
+        _check_tls(ssl_context)
+    _check_type("connection_limits", connection_limits, ConnectionLimits)
+    _check_type("deployment", deployment, Deployment)
 
 
 async def _serve(

@@ -66,6 +66,7 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import _ErrInfo
 
+from vrmproto._codec import MAX_SAFE_INT
 from vrmproto._deadline import Deadline
 from vrmproto._http1_server import valid_host
 from vrmproto.server._proxy import Deployment
@@ -101,7 +102,8 @@ MAX_HEAD_LINES = 8
 class ConnectionLimits:
     """How many HTTP connections an endpoint holds, and for how long (spec §10.1, Table 10-2).
 
-    The defaults are the values of Table 10-2. Every value is a positive integer.
+    The defaults are the values of Table 10-2. Every value is a positive integer, at most
+    2^53 - 1 (§3.3); ``ValueError`` otherwise.
     """
 
     #: §10.1-1: once the first byte of a request has arrived, its request line and header
@@ -140,6 +142,8 @@ class ConnectionLimits:
             value = getattr(self, f.name)
             if type(value) is not int or value <= 0:
                 raise ValueError(f"connection limit {f.name} must be a positive integer")
+            if value > MAX_SAFE_INT:  # the protocol's integers (§3.3), as Limits
+                raise ValueError(f"connection limit {f.name} must be at most 2^53 - 1")
         for name in ("header_timeout_ms", "idle_timeout_ms"):
             if getattr(self, name) > MAX_CONNECTION_WAIT_MS:
                 raise ValueError(f"{name} must not exceed {MAX_CONNECTION_WAIT_MS} (§10.1-5)")
@@ -777,6 +781,19 @@ class _ConnectionHandler(web.RequestHandler):
             self.drop()
 
     # -- HTTP that does not parse (§12.4-5) ----------------------------------------------------
+
+    def _make_error_handler(
+        self, err_info: _ErrInfo
+    ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+        """A request aiohttp could not parse is answered in HTTP/1.1, the version this server
+        speaks (RFC 9110 §6.2): aiohttp stands a message of version 1.0 in for it, and its
+        answer's status line said ``HTTP/1.0``."""
+
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            request._cache["version"] = HttpVersion11  # the answer's status line (a reify)
+            return self.handle_error(request, err_info.status, err_info.exc, err_info.message)
+
+        return handler
 
     def handle_error(
         self,

@@ -59,6 +59,7 @@ from vrmproto.server import _accept, _events, _expiry, _export
 from vrmproto.server._admission import Admission, StorageBudget
 from vrmproto.server._events import FeedEvent
 from vrmproto.server._first_contact import StorageGauge
+from vrmproto.server._guards import cancelling, check_discovery, drain_tasks
 from vrmproto.server._locks import KeyedLocks, SharedLock
 from vrmproto.server._policy import Event, Policy, ReferencePolicy
 from vrmproto.server._ratelimit import RateLimiter, address_key
@@ -173,6 +174,7 @@ class Endpoint:
         self._listeners: list[Callable[[], None]] = []  # see _listen
         self._discovery: tuple[int, bytes, str] | None = None
         self._history_requests = _export.SeenRequests()  # to tell replays (§12.9-6)
+        check_discovery(self)  # arguments no reader could take a document of: ValueError
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.role.value} {self.name!r} {fingerprint(self.identity.public_key)}>"
@@ -246,10 +248,10 @@ class Endpoint:
         position, or an event id), in order, then each one as it is committed."""
         return _events.follow(self.store, _events.wakeup_of(self), after, clock=self.clock)
 
-    async def drain(self) -> None:
-        """Wait for every hook task started so far (for shutdown and tests)."""
-        while self._hook_tasks:
-            await asyncio.gather(*self._hook_tasks, return_exceptions=True)
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Wait for every hook task started so far (for shutdown and tests); with
+        ``timeout_s``, at most that long, then cancel those still running (§12.12)."""
+        await drain_tasks(self._hook_tasks, timeout_s)
 
     async def purge(self) -> int:
         """Drop replay records past their ``replay_window_ms`` (§12.6-1) and the relationships
@@ -360,12 +362,18 @@ class Endpoint:
     # -- the inbox (§12.2, §12.3) -------------------------------------------------------------
 
     async def handle_inbox(self, data: bytes, *, client: str = "") -> Response:
-        """Answer one posted envelope (§12.3). Never raises; 500 only for our own failures."""
+        """Answer one posted envelope (§12.3). Never raises; 500 only for our own failures —
+        a ``CancelledError`` that no cancellation of this request raised (a future a store's
+        driver cancelled elsewhere) among them; a request really cancelled is cancelled."""
         try:
             return await self._inbox(data, client)
         except Exception:
             log.exception("inbox: unexpected failure (client %s)", client)
-            return self.problem(Problem.INTERNAL, "the receiver failed; the message was not stored")
+        except asyncio.CancelledError:
+            if cancelling():
+                raise
+            log.exception("inbox: unexpected failure (client %s)", client)
+        return self.problem(Problem.INTERNAL, "the receiver failed; the message was not stored")
 
     def _sender_refusal(self, wait: int, peek: Peek) -> Response:
         """A message over its sender's rate limit (§12.9-5)."""
@@ -474,4 +482,8 @@ class Endpoint:
             return await _export.export(self, data, client)
         except Exception:
             log.exception("history: unexpected failure (client %s)", client)
-            return self.problem(Problem.INTERNAL, "the receiver failed")
+        except asyncio.CancelledError:
+            if cancelling():
+                raise
+            log.exception("history: unexpected failure (client %s)", client)
+        return self.problem(Problem.INTERNAL, "the receiver failed")

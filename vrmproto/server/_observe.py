@@ -58,6 +58,10 @@ _ROUTE_LABELS = {
 #: The request body, as the inbox or history handler read it.
 BODY_KEY: web.RequestKey[bytes] = web.RequestKey("vrm_body", bytes)
 _READY_TIMEOUT_S = 5.0
+#: ``/readyz`` reads the store again only this many ms after its last read ended, and no sooner
+#: than this factor times that read's duration (see :class:`_Readiness`).
+READY_READ_MIN_MS = 1000
+READY_READ_FACTOR = 10.0
 
 
 def route_name(request: web.Request) -> str | None:
@@ -122,31 +126,64 @@ def add_health_routes(app: web.Application, endpoint: Endpoint, metrics: Metrics
     async def healthz(request: web.Request) -> web.Response:
         return _json(200, {"status": "ok", "name": endpoint.name})
 
-    logged = ""  # the failure last logged: one line per change, not one per probe
-
-    async def readyz(request: web.Request) -> web.Response:
-        """The answer names only the kind of failure: this port may be public, and a store's
-        error text can name its hosts, paths or user. The whole error goes to the log."""
-        nonlocal logged
-        try:
-            async with asyncio.timeout(_READY_TIMEOUT_S):
-                await endpoint.store.get_meta("vrmproto/readyz")
-        except Exception as exc:  # any failure means not ready
-            kind = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-            if kind != logged:
-                _log.warning("not ready: the store failed: %r", exc)
-                logged = kind
-            return _json(503, {"status": "unavailable", "reason": f"store: {kind}"})
-        logged = ""
-        return _json(200, {"status": "ok"})
-
     app.router.add_get("/healthz", healthz, name=_HEALTH_ROUTE)
-    app.router.add_get("/readyz", readyz, name=_READY_ROUTE)
+    app.router.add_get("/readyz", _Readiness(endpoint).handle, name=_READY_ROUTE)
     if metrics is not None:
         from vrmproto.server._metrics import metrics_handler  # noqa: PLC0415
 
         app.router.add_get("/metrics", metrics_handler(metrics, endpoint.store),
                            name=_METRICS_ROUTE)  # fmt: skip
+
+
+class _Readiness:
+    """``GET /readyz``: 200 while the store answers, 503 naming the kind of failure otherwise.
+
+    Like ``/metrics``, the route is not rate limited (the operator's probes, §12.9-5 is about
+    customers), so the store is read at most every :data:`READY_READ_MIN_MS`, and no sooner
+    than :data:`READY_READ_FACTOR` times the last read's duration (by the endpoint's clock);
+    probes in between answer what the last read found, and probes at once share one read. A
+    flood of probes then costs the store a read a second, not one per probe. The answer names
+    only the kind of failure: this port may be public, and a store's error text can name its
+    hosts, paths or user. The whole error goes to the log, once per change of kind."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._endpoint = endpoint
+        self._reading = asyncio.Lock()
+        self._read_at: int | None = None  # when the last read ended (endpoint clock, ms)
+        self._next_ms = 0  # how long after that the store is read again
+        self._failure = ""  # the kind of the last read's failure; "": it answered
+        self._logged = ""  # the failure last logged: one line per change, not one per probe
+
+    def _fresh(self) -> bool:
+        at = self._read_at
+        now = self._endpoint.clock()
+        return at is not None and 0 <= now - at < self._next_ms  # a clock set back: read
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if not self._fresh():
+            async with self._reading:  # the probes that came meanwhile: one read for all
+                if not self._fresh():
+                    await self._read()
+        if self._failure:
+            return _json(503, {"status": "unavailable", "reason": f"store: {self._failure}"})
+        return _json(200, {"status": "ok"})
+
+    async def _read(self) -> None:
+        clock = self._endpoint.clock
+        started = clock()
+        try:
+            async with asyncio.timeout(_READY_TIMEOUT_S):
+                await self._endpoint.store.get_meta("vrmproto/readyz")
+        except Exception as exc:  # any failure means not ready
+            kind = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            if kind != self._logged:
+                _log.warning("not ready: the store failed: %r", exc)
+                self._logged = kind
+            self._failure = kind
+        else:
+            self._failure = self._logged = ""
+        self._read_at = ended = clock()
+        self._next_ms = max(READY_READ_MIN_MS, int(READY_READ_FACTOR * (ended - started)))
 
 
 def _json(status: int, data: dict[str, object]) -> web.Response:

@@ -98,6 +98,27 @@ class CatalogueItem:
     price: Money
     conditions: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keywords", _strings("keywords", self.keywords))
+        object.__setattr__(self, "conditions", _strings("conditions", self.conditions))
+
+
+def _listed(name: str, values: Iterable[Any]) -> tuple[Any, ...]:
+    """``values`` as a tuple; ``TypeError`` for a lone string, which would be read as its
+    characters."""
+    if isinstance(values, str | bytes):
+        raise TypeError(f"{name} is a list, not one string: {values!r}")
+    return tuple(values)
+
+
+def _strings(name: str, values: Iterable[str]) -> tuple[str, ...]:
+    """:func:`_listed`, each a string."""
+    out = _listed(name, values)
+    for value in out:
+        if not isinstance(value, str):
+            raise TypeError(f"{name} holds strings, not {value!r}")
+    return out
+
 
 def _has_word(text: str, keyword: str) -> bool:
     pattern = r"(?<![a-z0-9])" + re.escape(keyword.lower()) + r"(?![a-z0-9])"
@@ -128,11 +149,11 @@ class ReferencePolicy:
         name: str = "reference vendor",
         observed: Iterable[DataRecord] = (),
     ) -> None:
-        self.accepts_terms = tuple(accepts_terms)
-        self.counter = tuple(counter)
-        self.catalogue = tuple(catalogue)
+        self.accepts_terms = _strings("accepts_terms", accepts_terms)
+        self.counter = _listed("counter", counter)
+        self.catalogue = _listed("catalogue", catalogue)
         self.name = name
-        self.observed = tuple(observed)
+        self.observed = _listed("observed", observed)
         if self.counter:
             check_refs(self.counter)  # a counter we could never send is a configuration error
 

@@ -42,6 +42,7 @@ class Deployment:
     trusted_proxies: tuple[Network, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "trusted_proxies", _networks(self.trusted_proxies))
         if self.public_url is not None:
             parts = urlsplit(self.public_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -55,12 +56,34 @@ class Deployment:
     @classmethod
     def of(cls, public_url: str | None = None, trusted_proxies: Iterable[str] = ()) -> Deployment:
         """From text: ``trusted_proxies`` as networks or addresses (``10.0.0.0/8``, ``::1``)."""
-        nets = tuple(ipaddress.ip_network(n.strip(), strict=False) for n in trusted_proxies)
-        return cls(public_url.rstrip("/") if public_url else None, nets)
+        proxies = trusted_proxies if isinstance(trusted_proxies, str) else tuple(trusted_proxies)
+        return cls(public_url.rstrip("/") if public_url else None,
+                   proxies)  # type: ignore[arg-type]  # read by _networks
 
     def trusts(self, address: str | None) -> bool:
         ip = _ip(address)
         return ip is not None and any(ip in net for net in self.trusted_proxies)
+
+
+def _networks(proxies: object) -> tuple[Network, ...]:
+    """The trusted proxies as networks: each a network, or text naming one or an address
+    (``10.0.0.0/8``, ``::1``); ``ValueError`` for anything else, and for a lone string (its
+    characters are no networks)."""
+    if isinstance(proxies, str | bytes) or not isinstance(proxies, Iterable):
+        raise ValueError(f"trusted proxy networks are a list of networks, not {proxies!r}")
+    nets: list[Network] = []
+    for proxy in proxies:
+        if isinstance(proxy, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            nets.append(proxy)
+            continue
+        try:
+            if not isinstance(proxy, str):
+                raise TypeError(proxy)
+            nets.append(ipaddress.ip_network(proxy.strip(), strict=False))
+        except (TypeError, ValueError):
+            raise ValueError(f"a trusted proxy must be a network or an address, not "
+                             f"{proxy!r}") from None  # fmt: skip
+    return tuple(nets)
 
 
 def _local(host: str) -> bool:

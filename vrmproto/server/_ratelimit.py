@@ -54,6 +54,14 @@ def address_key(client: str) -> str:
     return key
 
 
+def _positive(name: str, value: float) -> float:
+    """``value``, a finite positive number (an int or a float, not a bool); else
+    ``ValueError``: a bucket of NaN or infinite tokens never runs out, and limits nothing."""
+    if type(value) not in (int, float) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"rate limit {name} must be a finite positive number")
+    return value
+
+
 class RateLimiter:
     """Token buckets, one per key (§12.9-5)."""
 
@@ -67,12 +75,10 @@ class RateLimiter:
         burst: int | None = None,
         max_keys: int = 100_000,
     ) -> None:
-        if per_minute <= 0:
-            raise ValueError("per_minute must be positive")
-        self.per_minute = per_minute
-        self.burst = burst if burst is not None else per_minute
-        if self.burst <= 0:
-            raise ValueError("burst must be positive")
+        self.per_minute = _positive("per_minute", per_minute)
+        self.burst = _positive("burst", burst if burst is not None else per_minute)
+        if type(max_keys) is not int or max_keys <= 0:
+            raise ValueError("max_keys must be a positive integer")
         self.max_keys = max_keys
         self._clock = clock
         self._buckets: OrderedDict[Hashable, tuple[float, int]] = OrderedDict()

@@ -9,6 +9,7 @@ own rules refuse, is logged and dropped: the peer still gets its receipt.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,13 @@ async def reply(ep: Endpoint, step: Step, msg: Signed[Any], now: int) -> None:
     try:
         await answer(ep, step, msg, now)
     except Exception:
+        log.exception("policy failed on %s %s", msg.type, msg.hash.hex())
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise  # the step itself is cancelled: the server stops, say
+        # a future the policy awaited was cancelled elsewhere: a failure of the policy, not
+        # a reason to leave the peer without its receipt
         log.exception("policy failed on %s %s", msg.type, msg.hash.hex())
 
 

@@ -91,6 +91,21 @@ def share_rate_limits(endpoint: Endpoint, store: Store) -> bool:
     return True
 
 
+def _term_when_orphaned(parent: int) -> bool:
+    """Have the kernel send this worker SIGTERM when its supervisor dies (Linux
+    ``PR_SET_PDEATHSIG``): a supervisor killed outright (``kill -9``, the OOM killer,
+    ``kill -HUP``) passes no SIGTERM on, and its workers went on serving the port as orphans.
+    False if the supervisor died before the request took effect."""
+    if sys.platform == "linux":
+        import ctypes  # noqa: PLC0415 -- Linux only
+        import ctypes.util  # noqa: PLC0415
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    return os.getppid() == parent
+
+
 def listening_socket(host: str, port: int, backlog: int = 128) -> socket.socket:
     """A TCP socket bound to ``host:port`` (0: any free port) and listening."""
     family, kind, proto, _, address = socket.getaddrinfo(
@@ -123,6 +138,7 @@ class Supervisor:
     _wake: tuple[int, int] | None = None  # the wake-up pipe: read end, write end
     _stop_at: float | None = None  # monotonic: when the workers were first told to stop
     _sent_at: float = 0.0  # monotonic: the last SIGTERM to the workers
+    supervisor_pid: int = field(default_factory=os.getpid)
 
     def run(self, on_listening: Callable[[list[int]], None]) -> int:
         """Start the workers, call ``on_listening(pids)`` once all serve, supervise them until
@@ -212,6 +228,8 @@ class Supervisor:
     def _child(self, index: int, ready_fd: int, mask: Iterable[int]) -> int:
         for sig in _STOP_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
+        if not _term_when_orphaned(self.supervisor_pid):
+            return 0  # the supervisor is already gone: serve nothing
         signal.set_wakeup_fd(-1)  # the supervisor's pipe: the worker's event loop sets its own
         for fd in (*(self._wake or ()), *self._pidfds.values()):
             os.close(fd)
