@@ -58,6 +58,8 @@ class Limits:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if type(value) is not int:  # (a float, NaN or a bool would be published, §3.3)
+                raise ValueError(f"limit {f.name} must be an int, not {value!r}")
             if value <= 0:
                 raise ValueError(f"limit {f.name} must be positive")
             if value > MAX_SAFE_INT:  # published in discovery (§13.1-3), an int of §3.3
