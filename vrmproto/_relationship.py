@@ -22,7 +22,7 @@ from typing import Any
 from vrmproto import _codec, _rules, _state
 from vrmproto._envelope import Signed, open_envelope, open_sealed, seal_content, sign_message
 from vrmproto._errors import Problem, ProtocolError, StateError, ValidationError, printable
-from vrmproto._fields import Custom
+from vrmproto._fields import Custom, check_fields
 from vrmproto._history import Entry, History
 from vrmproto._keys import Context, Identity, check_key
 from vrmproto._limits import DEFAULT_LIMITS, Limits
@@ -715,6 +715,10 @@ def sign_problem(
     received input only through :func:`~vrmproto._errors.excerpt` (§11.12-1).
     """
     detail, path = printable(detail), printable(path)
+    if retry_after is not None or server_time is not None or supported_versions is not None:
+        # (the caller's numbers: what a receiver would refuse is refused here, §5.1-2)
+        check_fields(ProblemReport, "$.body", retry_after=retry_after, server_time=server_time,
+                     supported_versions=supported_versions)  # fmt: skip
     body = ProblemReport(
         code=code.value,
         detail=detail if len(detail) <= 1000 else detail[:999] + "…",

@@ -106,6 +106,8 @@ class StorageBudget:
             if type(value) is not int or value < (name == "retry_after_s"):
                 what = "positive" if name == "retry_after_s" else "non-negative"
                 raise ValueError(f"storage budget {name} must be a {what} integer")
+        if self.retry_after_s > 86_400:  # a problem's retry_after is at most a day (§5.6.2)
+            raise ValueError("storage budget retry_after_s must be at most 86400 (a day)")
         if self.reserve_free_bytes > self.min_free_bytes:
             raise ValueError("reserve_free_bytes must not exceed min_free_bytes")
 
