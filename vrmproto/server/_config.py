@@ -414,6 +414,13 @@ class WebhookEntry(_Section):
         Poster(value)  # a host to connect to, a port that is a number (no I/O)
         return value
 
+    @model_validator(mode="after")
+    def _usable(self) -> WebhookEntry:
+        """What ``vrm vendor serve`` would refuse (an infinite ``timeout_s``…: ``Webhook``'s own
+        checks) is refused by ``vrm vendor check-config`` too, not said to be ok."""
+        self.webhook("urn:check")
+        return self
+
     def webhook(self, source: str) -> Webhook:
         purposes = None if self.purposes is None else frozenset(self.purposes)
         key = parse_secret(self.secret.get_secret_value())
