@@ -28,6 +28,9 @@ PROGRAM = textwrap.dedent("""
     import json, os, signal, sys
     from vrmproto.server._workers import Supervisor, listening_socket
 
+    # as started from a terminal, whatever the suite inherited (under nohup it ignores SIGHUP)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
     def say(**fields):
         os.write(1, (json.dumps(fields) + "\\n").encode())
 

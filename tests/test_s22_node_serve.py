@@ -176,6 +176,9 @@ def test_closing_the_terminal_stops_the_agent_cleanly(tmp_path: Path) -> None:
     action wherever it was — mid-delivery too — leaving its URL in the settings for every
     later command to give vendors. Now it stops as for SIGTERM (0, "stopped", URL cleared).
     (``nohup`` still keeps it running: an ignored SIGHUP stays ignored.)"""
+    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:  # (every vrm run here inherits it)
+        pytest.skip("the suite runs with SIGHUP ignored (under nohup): a vrm it starts "
+                    "ignores it too, as it should, so a closed terminal cannot be shown")
     home = new_home(tmp_path)
 
     async def hang_up() -> tuple[int, bytes]:
