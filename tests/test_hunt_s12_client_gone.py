@@ -25,9 +25,8 @@ from vrmproto.server._connections import _ConnectionHandler
 from vrmproto.store import MemoryStore
 
 
-async def test_a_body_cut_short_by_the_client_is_not_an_error_of_ours(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def watch_requests(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """An event set when aiohttp's handler has finished a request (answered or given up)."""
     handled = asyncio.Event()
     original = _ConnectionHandler._handle_request
 
@@ -39,6 +38,13 @@ async def test_a_body_cut_short_by_the_client_is_not_an_error_of_ours(
 
     monkeypatch.setattr(_ConnectionHandler, "_handle_request",
                         watched)  # type: ignore[arg-type]  # fmt: skip
+    return handled
+
+
+async def test_a_body_cut_short_by_the_client_is_not_an_error_of_ours(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    handled = watch_requests(monkeypatch)
     server = await serve(Endpoint(Identity(os.urandom(32)), store=MemoryStore()), "127.0.0.1", 0)
     try:
         caplog.set_level(logging.DEBUG, logger="vrmproto")

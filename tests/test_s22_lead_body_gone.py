@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
 
 import pytest
+from test_hunt_s12_client_gone import watch_requests
 
 from vrmproto import Identity, Limits
 from vrmproto._binding import CONTENT_TYPE
 from vrmproto.server import Endpoint, serve
-from vrmproto.server._connections import _ConnectionHandler
 from vrmproto.store import MemoryStore
 
 #: Far longer than the test needs: the request must end because the client went, not this.
@@ -31,16 +30,7 @@ BODY_DEADLINE_MS = 600_000
 async def test_a_body_cut_short_by_a_half_close_ends_its_request_at_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    handled = asyncio.Event()
-    original = _ConnectionHandler._handle_request
-
-    async def watched(self: Any, *args: Any, **kw: Any) -> Any:
-        try:
-            return await original(self, *args, **kw)
-        finally:
-            handled.set()
-
-    monkeypatch.setattr(_ConnectionHandler, "_handle_request", watched)
+    handled = watch_requests(monkeypatch)
     limits = Limits(body_read_timeout_ms=BODY_DEADLINE_MS)
     endpoint = Endpoint(Identity(os.urandom(32)), store=MemoryStore(), limits=limits)
     server = await serve(endpoint, "127.0.0.1", 0)

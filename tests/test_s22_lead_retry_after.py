@@ -58,10 +58,8 @@ async def receiver() -> AsyncIterator[tuple[str, list[int]]]:
     await runner.cleanup()
 
 
-async def test_a_receivers_retry_after_is_waited(
-    store: Store, receiver: tuple[str, list[int]]
-) -> None:
-    url, given = receiver
+async def _waits(store: Store, url: str, backoff_max_s: float) -> list[float]:
+    """Deliver a relationship's events to ``url``; the waits between attempts."""
     v, c = Vendor(store), Customer(VENDOR)
     await v.deliver(c, c.offer(*ACCEPTED))
     waits: list[float] = []
@@ -70,10 +68,18 @@ async def test_a_receivers_retry_after_is_waited(
         waits.append(s)
 
     hook = Webhook("crm", url, SECRET, "https://shop.example/vrm", backoff_s=0.01,
-                   backoff_max_s=60.0)  # fmt: skip
+                   backoff_max_s=backoff_max_s)  # fmt: skip
     async with Deliverer(hook, store, sleep=sleep) as d:
         while await d.step():
             pass
+    return waits
+
+
+async def test_a_receivers_retry_after_is_waited(
+    store: Store, receiver: tuple[str, list[int]]
+) -> None:
+    url, given = receiver
+    waits = await _waits(store, url, 60.0)
     assert given[:3] == [429, 503, 200]  # (then the next event, 200)
     assert len(waits) == 2
     assert waits[0] >= 7.0  # was ~0.01: its own backoff
@@ -84,18 +90,7 @@ async def test_retry_after_is_bounded_by_backoff_max_s(
     store: Store, receiver: tuple[str, list[int]]
 ) -> None:
     url, _ = receiver
-    v, c = Vendor(store), Customer(VENDOR)
-    await v.deliver(c, c.offer(*ACCEPTED))
-    waits: list[float] = []
-
-    async def sleep(s: float) -> None:
-        waits.append(s)
-
-    hook = Webhook("crm", url, SECRET, "https://shop.example/vrm", backoff_s=0.01,
-                   backoff_max_s=3.0)  # fmt: skip
-    async with Deliverer(hook, store, sleep=sleep) as d:
-        while await d.step():
-            pass
+    waits = await _waits(store, url, 3.0)
     assert 0 < waits[0] <= 3.0
 
 

@@ -8,7 +8,7 @@ from vrmproto._binding import decode_history
 from vrmproto._errors import Problem, ProtocolError
 from vrmproto._history import verify_entries
 from vrmproto._keys import Context
-from vrmproto._messages import AddressUpdate, DataWithdraw, FieldsContent, KeyRotate
+from vrmproto._messages import DataWithdraw, KeyRotate
 from vrmproto._relationship import sign_problem
 from vrmproto.testing._case import Level, case
 from vrmproto.testing._context import CaseContext
@@ -30,6 +30,7 @@ from ._support import (
 )
 from .data import returned
 from .envelope import SMALL_ORDER_KEY
+from .returns import update, withdraw
 
 M = Level.MUST
 
@@ -116,14 +117,8 @@ async def withdrawn_values_erased_from_updates(ctx: CaseContext) -> None:
     body, msg_id = share_body(ctx, c, {"email": "shared@example.org"})
     share, answer = await c.send(body, msg_id=msg_id)
     expect_receipt(ctx, answer, share)
-    msg_id = new_id(ctx)
-    update = AddressUpdate(agreement=c.rel.agreement or bytes(32), sealed=c.rel.seal(
-        FieldsContent(fields={"email": "updated@example.org"}), msg_id=msg_id))
-    updated, answer = await c.send(update, msg_id=msg_id)
-    expect_receipt(ctx, answer, updated)
-    msg, answer = await c.send(DataWithdraw(agreement=c.rel.agreement or bytes(32),
-                                            shares=(share.hash,)))
-    expect_receipt(ctx, answer, msg)
+    updated = await update(ctx, c, {"email": "updated@example.org"})
+    await withdraw(ctx, c, (share.hash,), (share.hash,))
     theirs = await expect_history(ctx, c)  # same indexes, hashes and links
     erased = {m.hash: m.without_body().envelope for m in (share, updated)}
     wrong = [e.index for e, o in zip(theirs, c.rel.history.entries(), strict=True)

@@ -70,6 +70,30 @@ async def share(ctx: CaseContext, c: Customer, fields: dict[str, str], *,
     return msg
 
 
+async def update(ctx: CaseContext, c: Customer, fields: dict[str, str]) -> Signed[Any]:
+    """Send an address.update of ``fields`` and expect its receipt; the message sent."""
+    msg_id = new_id(ctx)
+    body = AddressUpdate(agreement=c.rel.agreement or bytes(32),
+                         sealed=c.rel.seal(FieldsContent(fields=fields), msg_id=msg_id))
+    msg, answer = await c.send(body, msg_id=msg_id)
+    expect_receipt(ctx, answer, msg)
+    return msg
+
+
+async def withdraw(ctx: CaseContext, c: Customer, shares: tuple[bytes, ...],
+                   erased: tuple[bytes, ...]) -> None:  # fmt: skip
+    """Withdraw ``shares`` (none: all) and expect the receipt, and a data.erased naming
+    ``erased``, in the answer (§5.3.2, §5.3.3)."""
+    msg, answer = await c.send(DataWithdraw(agreement=c.rel.agreement or bytes(32),
+                                            shares=shares))
+    expect_receipt(ctx, answer, msg)
+    got = next((r for r in answer.replies if isinstance(r.body, DataErased)), None)
+    ctx.expect(got is not None and tuple(got.body.shares) == erased,
+               expected=f"data.erased naming the {len(erased)} withdrawn share(s)",
+               actual=answer.describe() if got is None else
+               f"data.erased of {len(got.body.shares)} shares")
+
+
 async def records_of(ctx: CaseContext, c: Customer) -> list[DataRecord]:
     """The records of a data.return answering a data.request of ``c`` (§5.3.4, §5.3.5)."""
     msg, answer = await c.send(DataRequest(agreement=c.rel.agreement or bytes(32),
@@ -177,11 +201,7 @@ async def address_update_replaces(ctx: CaseContext) -> None:
     m = marker(ctx)
     await share(ctx, c, {"email": f"old-{m}@example.org"}, purposes=(2, 5), categories=(1, 9))
     new = {"email": f"new-{m}@example.org", "city": f"Town {m}"}
-    msg_id = new_id(ctx)
-    body = AddressUpdate(agreement=c.rel.agreement or bytes(32),
-                         sealed=c.rel.seal(FieldsContent(fields=new), msg_id=msg_id))
-    msg, answer = await c.send(body, msg_id=msg_id)
-    expect_receipt(ctx, answer, msg)
+    await update(ctx, c, new)
     expect_exactly(ctx, await records_of(ctx, c),
                    [Want("email", new["email"], 1, (2, 5)), Want("city", new["city"], 2, (1,))],
                    {f"old-{m}@example.org", *new.values()}, since)
@@ -229,19 +249,8 @@ async def withdrawal_removes_updated_values(ctx: CaseContext) -> None:
     m = marker(ctx)
     old, new = f"shared-{m}@example.org", f"updated-{m}@example.org"
     first = await share(ctx, c, {"email": old})
-    msg_id = new_id(ctx)
-    update = AddressUpdate(agreement=c.rel.agreement or bytes(32),
-                           sealed=c.rel.seal(FieldsContent(fields={"email": new}), msg_id=msg_id))
-    msg, answer = await c.send(update, msg_id=msg_id)
-    expect_receipt(ctx, answer, msg)
-    msg, answer = await c.send(DataWithdraw(agreement=c.rel.agreement or bytes(32),
-                                            shares=(first.hash,)))
-    expect_receipt(ctx, answer, msg)
-    erased = next((r for r in answer.replies if isinstance(r.body, DataErased)), None)
-    ctx.expect(erased is not None and tuple(erased.body.shares) == (first.hash,),
-               expected="data.erased naming share A",
-               actual=answer.describe() if erased is None else
-               f"data.erased of {len(erased.body.shares)} shares")
+    await update(ctx, c, {"email": new})
+    await withdraw(ctx, c, (first.hash,), (first.hash,))
     expect_exactly(ctx, await records_of(ctx, c), [], {old, new}, since)
 
 
@@ -261,16 +270,6 @@ async def withdrawing_all_takes_update_fields(ctx: CaseContext) -> None:
     m = marker(ctx)
     email, city = f"all-{m}@example.org", f"Town {m}"
     first = await share(ctx, c, {"email": email})
-    msg_id = new_id(ctx)
-    update = AddressUpdate(agreement=c.rel.agreement or bytes(32),
-                           sealed=c.rel.seal(FieldsContent(fields={"city": city}), msg_id=msg_id))
-    msg, answer = await c.send(update, msg_id=msg_id)
-    expect_receipt(ctx, answer, msg)
-    msg, answer = await c.send(DataWithdraw(agreement=c.rel.agreement or bytes(32), shares=()))
-    expect_receipt(ctx, answer, msg)
-    erased = next((r for r in answer.replies if isinstance(r.body, DataErased)), None)
-    ctx.expect(erased is not None and tuple(erased.body.shares) == (first.hash,),
-               expected="data.erased naming share A",
-               actual=answer.describe() if erased is None else
-               f"data.erased of {len(erased.body.shares)} shares")
+    await update(ctx, c, {"city": city})
+    await withdraw(ctx, c, (), (first.hash,))
     expect_exactly(ctx, await records_of(ctx, c), [], {email, city}, since)
