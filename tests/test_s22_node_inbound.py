@@ -10,6 +10,7 @@ import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_client import FakeVendor, now_ms
@@ -26,6 +27,7 @@ from vrmproto.client import (
     Unreachable,
     _inbound,
 )
+from vrmproto.client._inbound import InboundEndpoint
 from vrmproto.client._node import CatchUp
 from vrmproto.client._paths import endpoint_path
 from vrmproto.store import MemoryStore, SQLiteStore
@@ -215,3 +217,31 @@ def test_vrm_agent_serve_names_a_delivery_by_the_id_the_outbox_commands_take(
     assert "cd" * 6 not in human, human
     said = json.loads(machine)
     assert (said["id"], said["message"], said["type"]) == ("ab" * 16, "cd" * 32, "data.share")
+
+
+async def test_a_save_point_left_by_a_stop_does_not_take_the_vendors_end_back(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same, with the node stopped between logging the vendor's end and dropping the
+    share's save point (two commits): the point is still there when the refusal comes. The
+    rollback itself now sees that the vendor logged a message after ours (its head moved) and
+    leaves the history as it is (§8.1-6)."""
+    s = setup
+
+    async def kept(self: Any, thread: bytes, head: Any) -> None:  # as if stopped before it
+        return None
+
+    monkeypatch.setattr(InboundEndpoint, "_moved_on", kept)
+    s.vendor.fail_next = [(503, {})]
+    shared = await s.node.agent.share(s.thread, {"email": "doc@example.org"}, purposes=[1],
+                                      categories=[1], expires_ms=now_ms() + 86_400_000)  # fmt: skip
+    assert shared.status == "queued"
+    end = s.vendor.threads[s.thread].send(RelationshipEnd(reason="closing"), now=now_ms(),
+                                          msg_id=os.urandom(16))  # fmt: skip
+    await s.client.post_envelope(s.inbox, end.message.envelope)
+    run = await s.node.agent.retry_waiting()
+    assert [d.status for d in run.deliveries] == ["refused"]
+    hashes = [e.msg_hash for e in await s.node.agent.history(s.thread)]
+    assert end.message.hash in hashes  # was taken out with the share
+    (view,) = await s.node.agent.relationships()
+    assert view.state == "ended"

@@ -173,6 +173,11 @@ class Thread:
         if point is None:
             return ()
         rel = _records.restore(point, identity=self.rel.identity, limits=self.rel.limits)
+        if rel.peer_head != self.rel.peer_head:
+            # The vendor logged a message after ours (one it sent us meanwhile): a refusal
+            # takes ours back no more, or the vendor's would go with it (§8.1-6). (The inbound
+            # endpoint drops such points; one kept by a stop between its two commits ends here.)
+            return ()
         undone = self.rel.generation - rel.generation
         if undone > 0:
             self.meta.generation -= undone
