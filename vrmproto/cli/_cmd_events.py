@@ -145,12 +145,16 @@ async def _cursors(file: VendorFile, store: Store, as_json: bool) -> None:
     named, head = _named(file), await store.feed_head()
     cursors = await store.event_cursors()
     rows = [{"consumer": shown(name), "pos": cursors.get(name, 0),
-             "behind": head - cursors.get(name, 0), "kind": _kind(name, named),
+             "behind": max(0, head - cursors.get(name, 0)),
+             "ahead": max(0, cursors.get(name, 0) - head), "kind": _kind(name, named),
              "keeps_feed": name in named or name.startswith(BRIDGE_PREFIX)}
             for name in sorted({*cursors, *named})]  # fmt: skip
     for row in rows:
+        where = (f"{row['ahead']} past the feed's newest event (a store restored from an older "
+                 "backup? its consumer stops: docs/events.md)" if row["ahead"]
+                 else f"{row['behind']} behind")  # fmt: skip
         click.echo(json.dumps(row) if as_json else
-                   f"{row['consumer']}  at {row['pos']}, {row['behind']} behind  ({row['kind']}"
+                   f"{row['consumer']}  at {row['pos']}, {where}  ({row['kind']}"
                    + ("" if row["keeps_feed"] else ": does not keep the feed") + ")")  # fmt: skip
     if not rows and not as_json:
         click.echo("No consumer has a cursor yet.")
