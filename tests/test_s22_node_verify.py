@@ -88,3 +88,13 @@ def test_evidence_across_a_key_rotation_verifies(
     types = [e["type"] for e in json.loads(evidence.read_text())["entries"]]
     assert "key.rotate" in types, types
     ok(vrm("verify", str(evidence), home=None))
+
+
+def test_a_file_too_large_to_be_an_export_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """It was read whole and parsed (memory several times its size) whatever its size."""
+    from vrmproto.cli._cmd_history import MAX_EVIDENCE_BYTES  # noqa: PLC0415
+
+    big = tmp_path / "big.json"
+    with big.open("wb") as f:  # sparse: no disk used
+        f.truncate(MAX_EVIDENCE_BYTES + 1)
+    fails(vrm("verify", str(big), home=tmp_path), 2, "not an evidence file", "bytes")

@@ -212,6 +212,10 @@ def _report_reconciliation(env: Env, done: Reconciliation, unsent: list[Waiting]
         )  # fmt: skip
 
 
+#: The largest evidence file ``vrm verify`` reads (a file someone hands over may be anything).
+MAX_EVIDENCE_BYTES = 256 * 1024 * 1024
+
+
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @json_option
@@ -219,6 +223,11 @@ def _report_reconciliation(env: Env, done: Reconciliation, unsent: list[Waiting]
 def verify(env: Env, file: Path) -> None:
     """Check an evidence file from `vrm history --export`: every signature, body hash and hash
     link (§3.5, §8.2). Needs no data directory."""
+    size = file.stat().st_size
+    if size > MAX_EVIDENCE_BYTES:  # read whole, then parsed: several times this in memory
+        raise CliError(f"{file} is not an evidence file vrm reads: {size:,} bytes, more than "
+                       f"{MAX_EVIDENCE_BYTES:,} (an export of a relationship of hundreds of "
+                       "thousands of messages)", EXIT_USAGE, kind="not_evidence")  # fmt: skip
     try:
         doc = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
