@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import unicodedata
@@ -54,10 +55,21 @@ def _ascii_slug(name: str) -> str:
     return "-".join(re.findall(r"[a-z0-9]+", name.lower())) or "vendor"
 
 
+#: Longest slug in UTF-8 bytes: a file name is at most 255 bytes on Linux's file systems.
+SLUG_BYTES = 200
+
+
 def vendor_slug(name: str) -> str:
-    """``name``'s letters and digits, of any script, lower-case, joined by ``-``."""
+    """``name``'s letters and digits, of any script, lower-case, joined by ``-``; a slug
+    longer than :data:`SLUG_BYTES` is cut there and ends with a digest of the whole name (so
+    two long names that differ only past the cut stay apart)."""
     words = re.findall(r"[^\W_]+", unicodedata.normalize("NFKC", name).casefold())
-    return "-".join(words) or "vendor"
+    slug = "-".join(words) or "vendor"
+    if len(slug.encode()) <= SLUG_BYTES:
+        return slug
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    cut = slug.encode()[:SLUG_BYTES - len(digest) - 1].decode(errors="ignore").rstrip("-")
+    return f"{cut}-{digest}"
 
 
 def default_vendor_dir(home: Path, name: str) -> Path:
