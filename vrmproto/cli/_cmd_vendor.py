@@ -7,7 +7,7 @@ metrics; ``VRM_<SECTION>_<FIELD>`` environment variables and the command's optio
 ``serve`` logs with stdlib ``logging`` to stdout: one line when it listens (with ``--json``,
 or ``[logging] format = "json"``, one JSON object per line, the first
 ``{"event": "listening", "url": …, "port": …}``), then one line per request it answers (every
-refusal once), and it stops cleanly on SIGINT or SIGTERM.
+refusal once), and it stops cleanly on SIGINT, SIGTERM or SIGHUP (unless under nohup).
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ class _Worker:
 
 async def serve_vendor(config: VendorConfig, *, identity: Identity, data_dir: Path | None,
                        base: Path = Path(), worker: _Worker | None = None) -> None:  # fmt: skip
-    """Run the vendor of ``config`` (its ``file`` settings) until SIGINT/SIGTERM
+    """Run the vendor of ``config`` (its ``file`` settings) until SIGINT/SIGTERM/SIGHUP
     (``data_dir`` None: in memory; the directory must exist); ``worker``: as one of several
     processes on its supervisor's socket."""
     file = config.file if config.file is not None else VendorFile(name=config.name)
