@@ -14,6 +14,8 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from tests._cli_helpers import VendorHost, connected, hosted, ok, vrm, vrm_process
 
 vendors = hosted("outfitters")
@@ -45,6 +47,10 @@ async def _interrupted_share(home: Path, port: int) -> tuple[int, bytes]:
 def test_a_share_cut_short_by_ctrl_c_says_it_waits_in_the_outbox(
     tmp_path: Path, vendors: VendorHost
 ) -> None:
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:  # every vrm run here inherits it
+        pytest.skip("the suite runs with SIGINT ignored (started in the background by a "
+                    "non-interactive shell): a vrm it starts ignores ^C too, so ^C cannot be "
+                    "shown (the share would wait out its timeout)")
     url = vendors["outfitters"].url
     home = connected(tmp_path, url)
     port = urlsplit(url).port
