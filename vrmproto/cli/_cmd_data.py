@@ -398,6 +398,7 @@ def fanout_json(report: Any) -> dict[str, Any]:
         ],
         "counts": report.counts(),
         "elapsed_s": round(report.elapsed_s, 4),
+        "skipped": [{"vendor": t.vendor, "url": t.url} for t in report.skipped],
     }
 
 
@@ -410,13 +411,18 @@ def address() -> None:
 @click.argument("fields", nargs=-1, required=True, metavar="FIELD=VALUE…")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds to wait for each vendor before queueing.")
+@click.option("--only-held", is_flag=True,
+              help="Send each vendor only the fields it holds from a share of yours, and none "
+                   "to a vendor that holds none of them.")  # fmt: skip
 @common_options
 @pass_env
-def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
+def address_set(env: Env, fields: tuple[str, ...], timeout: float, only_held: bool) -> None:
     """Send new contact details to every vendor you have an agreement with, in parallel.
 
     Vendors that cannot be reached now keep the update queued; `vrm outbox run` (or a running
-    `vrm agent serve`) delivers it when they are back.
+    `vrm agent serve`) delivers it when they are back. A vendor that never had a field holds
+    it from the update, without expiry, until `vrm withdraw` takes it back: --only-held sends
+    each vendor only what it holds from a share of yours.
     """
     values = parse_fields(fields)
     out = env.out
@@ -427,7 +433,8 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
         async with open_agent(env) as agent:
             with display:
                 return await agent.update_address(values, progress=display.event,
-                                                  timeout_s=timeout)  # fmt: skip
+                                                  timeout_s=timeout,
+                                                  only_held=only_held)  # fmt: skip
 
     report = run(go())
     # nothing done when no vendor has an agreement: no vendor has the new address (exit 1)
@@ -448,10 +455,16 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float) -> None:
                 out.print(queued_line(r.delivery.error))
             if r.code == Problem.CHAIN_BROKEN.value:  # behind the vendor (§11.11)
                 out.print(f"  {safe(r.vendor)}: {safe(behind_words(r.vendor))}")
+        for t in report.skipped:
+            out.print(f"  – {safe(t.vendor)}: not sent, it holds none of these fields from you")
         counts = report.counts()
         out.print(f"{counts['confirmed']} confirmed, {counts['queued']} queued, "
                   f"{counts['refused']} refused, {counts['failed']} failed "
                   f"in {report.elapsed_s:.2f} s")  # fmt: skip
+    if not report.results and report.skipped:
+        finish(EXIT_FAILED, "no vendor holds any of these fields from you, so nothing "
+                            "was sent (--only-held); `vrm share VENDOR …` gives one to a "
+                            "vendor")  # fmt: skip
     if not report.results:
         finish(EXIT_FAILED, "you have no agreed relationships, so nothing was sent; `vrm "
                             "connect URL` proffers your terms to a vendor")  # fmt: skip

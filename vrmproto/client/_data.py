@@ -171,6 +171,7 @@ class DataOps(AgentBase):
         progress: Progress | None = None,
         concurrency: int | None = None,
         timeout_s: float | None = None,
+        only_held: bool = False,
     ) -> FanoutReport:
         """Send new contact details to every vendor we have an agreement with, at once (§5.3.6).
 
@@ -179,18 +180,32 @@ class DataOps(AgentBase):
         :meth:`run_outbox`; vendors that cannot be reached now stay ``queued`` there too.
         Fields no vendor would accept raise :class:`~vrmproto.ValidationError` first, as in
         :meth:`share`.
+
+        ``only_held``: each vendor gets only the fields it holds from a live share of ours,
+        and a vendor that holds none of them gets nothing (:attr:`FanoutReport.skipped`): a
+        field an update gives a vendor that never had it is held from the update, without
+        expiry (§12.10-1), where a share would have had purposes and an expiry.
         """
         FIELDS.check(fields, "$.fields")
         live = await self._ours(states=_LIVE_STATES)  # an index, not a scan
         replaced = await self.superseded(live)  # a vendor's new key accepted: its old one held
         records = [r for r in live if r.state == _AGREED and r.thread not in replaced]
+        given = {r.thread: dict(fields) for r in records}
+        skipped: list[Target] = []
+        if only_held:
+            held = await self._held_fields()
+            given = {t: {k: v for k, v in f.items() if k in held.get(t, ())}
+                     for t, f in given.items()}  # fmt: skip
+            skipped = [Target(r.label, r.peer_url, r.thread) for r in records
+                       if not given[r.thread]]  # fmt: skip
+            records = [r for r in records if given[r.thread]]
         unsigned: dict[bytes, VrmError] = {}
         for r in records:  # a vendor that receives no address.update fails alone (§13.1-10)
             try:
                 await self._check_type(r.thread, AddressUpdate.TYPE)
             except StateError as exc:
                 unsigned[r.thread] = exc
-        drafts = {r.thread: AddressDraft(msg_id=self.random_id(), fields=dict(fields))
+        drafts = {r.thread: AddressDraft(msg_id=self.random_id(), fields=given[r.thread])
                   for r in records if r.thread not in unsigned}  # fmt: skip
         unsigned.update(await self.outbox.enqueue(list(drafts.items())))
 
@@ -201,5 +216,17 @@ class DataOps(AgentBase):
                                              retry=self.fanout_retry)
 
         targets = [(Target(r.label, r.peer_url, r.thread), r.thread) for r in records]
-        return await fan_out(targets, job, concurrency=concurrency or self.concurrency,
-                             progress=progress)
+        report = await fan_out(targets, job, concurrency=concurrency or self.concurrency,
+                               progress=progress)  # fmt: skip
+        return replace(report, skipped=tuple(skipped)) if skipped else report
+
+    async def _held_fields(self) -> dict[bytes, frozenset[str]]:
+        """Per thread, the names of the fields a vendor holds from a live share of ours: the
+        notes of shares delivered or waiting, neither withdrawn nor expired."""
+        now = self.clock()
+        held: dict[bytes, set[str]] = {}
+        for note in await self.store.share_notes():
+            if (note.withdrawn_ms is None and note.expires_ms > now
+                    and note.status in ("confirmed", "queued")):  # fmt: skip
+                held.setdefault(note.thread, set()).update(name for name, _ in note.fields)
+        return {t: frozenset(names) for t, names in held.items()}

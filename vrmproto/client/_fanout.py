@@ -86,11 +86,14 @@ class VendorResult:
 
 @dataclass(frozen=True, slots=True)
 class FanoutReport:
-    """Every vendor's outcome, in the order the targets were given, and the wall time."""
+    """Every vendor's outcome, in the order the targets were given, and the wall time;
+    ``skipped``: vendors left out before anything was sent (an address update
+    ``only_held``, to a vendor that holds none of its fields)."""
 
     results: tuple[VendorResult, ...]
     elapsed_s: float
     concurrency: int
+    skipped: tuple[Target, ...] = ()
 
     def by_status(self, status: Stage) -> tuple[VendorResult, ...]:
         return tuple(r for r in self.results if r.status == status)
