@@ -348,9 +348,12 @@ class CustomerVendorPair:
         return body
 
     def rotate_customer(self, *, reason: str = "rotate") -> Received:
-        """The customer moves to its next pairwise key generation (§2.6); the vendor receives."""
+        """The customer moves to its next pairwise key generation (§2.6); the vendor receives.
+
+        The key.rotate stays valid for :attr:`lifetime_ms`, as every message the pair sends."""
         new = self.master.pairwise(self.vendor_identity.public_key, self.customer.generation + 1)
-        sent = self.customer.rotate(new, now=self.now, msg_id=self.next_id(), reason=reason)
+        sent = self.customer.rotate(new, now=self.now, msg_id=self.next_id(), reason=reason,
+                                    lifetime_ms=self.lifetime_ms)
         got = self.deliver(sent.message.envelope, to=Role.VENDOR)
         assert got != DUPLICATE
         return got
