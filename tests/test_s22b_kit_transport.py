@@ -1,0 +1,83 @@
+"""MemoryTransport answers as the HTTP app does (vrmproto/testing/transport.py): a builder's test
+that passes in memory must not fail over HTTP for a reason the memory path hid."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from vrmproto import Identity, Problem
+from vrmproto.client import Agent, InvalidResponse, PeerProblemError, Unreachable
+from vrmproto.server import Endpoint, ReferencePolicy
+from vrmproto.store import MemoryStore
+from vrmproto.testing import MemoryTransport
+from vrmproto.testing.transport import Route
+
+ACME = "http://acme.test"
+
+
+TERMS = ("vrm.no-tracking", "vrm.no-third-party")  # the agent's default terms
+
+
+def endpoint() -> Endpoint:
+    return Endpoint(Identity(os.urandom(32)), store=MemoryStore(), name="Acme",
+                    policy=ReferencePolicy(accepts_terms=TERMS, name="Acme"))  # fmt: skip
+
+
+async def test_a_path_the_vendor_does_not_serve_is_its_404_not_an_unreachable_host() -> None:
+    """Over HTTP a served host answers an unknown path with its signed ``not_found`` (§12.2-5):
+    "is it a vrmproto endpoint?", a mistake to fix. Unreachable would have the agent queue
+    and retry a URL that can never work."""
+    transport = MemoryTransport({ACME: endpoint()})
+    with pytest.raises(InvalidResponse) as disc:
+        await transport.fetch_discovery(ACME + "/shop")
+    assert disc.value.status == 404
+    assert "is it a vrmproto endpoint?" in str(disc.value)
+    doc = await transport.fetch_discovery(ACME)
+    with pytest.raises(InvalidResponse) as post:
+        await transport.post_envelope(ACME + "/inbox", b"\x85", expected_keys=(doc.key,),
+                                      ref=bytes(32))  # fmt: skip
+    assert post.value.status == 404
+    assert "not_found" in str(post.value)
+    assert [r.status for r in transport.requests] == [404, 200, 404]
+    with pytest.raises(Unreachable):  # another host: nothing there at all
+        await transport.fetch_discovery("http://hertz.test")
+
+
+async def test_a_route_asked_with_the_wrong_method_is_405() -> None:
+    """A POST to the discovery document: ``method_not_allowed`` (§12.2-4), with ``Allow``."""
+    transport = MemoryTransport({ACME: endpoint()})
+    doc = await transport.fetch_discovery(ACME)
+    with pytest.raises(InvalidResponse) as post:
+        await transport.post_envelope(ACME + "/.well-known/vrm", b"\x85",
+                                      expected_keys=(doc.key,), ref=bytes(32))  # fmt: skip
+    assert post.value.status == 405
+    assert "method_not_allowed" in str(post.value)
+    assert (transport.requests[1].route, transport.requests[1].status) == (Route.DISCOVERY, 405)
+
+
+async def test_a_history_request_posted_to_the_inbox_is_answered_by_the_inbox() -> None:
+    """The URL picks the handler, as a router does; the caller's intent does not."""
+    e = endpoint()
+    transport = MemoryTransport({ACME: e})
+    doc = await transport.fetch_discovery(ACME)
+    me = Identity(os.urandom(32))
+    with pytest.raises(PeerProblemError) as wrong:  # the inbox's signed refusal, as over HTTP
+        await transport.fetch_history(doc.inbox, me, bytes(16), doc.key)
+    assert (wrong.value.problem, wrong.value.status) == (Problem.MALFORMED, 400)
+    assert transport.requests[-1].route is Route.INBOX
+
+
+async def test_host_names_compare_without_case_and_the_default_port_is_the_same_url() -> None:
+    """RFC 3986 §6.2.2-3: ``http://ACME.test:80`` is ``http://acme.test``; an agent given the
+    vendor's URL as a person typed it connects over HTTP, and so it does in memory."""
+    transport = MemoryTransport({ACME: endpoint()})
+    for url in ("http://ACME.test", "http://acme.test:80", "HTTP://Acme.Test:80/"):
+        doc = await transport.fetch_discovery(url)
+        assert doc.name == "Acme"
+    async with await Agent.open(MemoryStore(), os.urandom(32), client=transport) as agent:
+        connected = await agent.connect("http://Acme.TEST")
+        assert connected.status == "accepted"
+    with pytest.raises(Unreachable):
+        await transport.fetch_discovery("https://acme.test")  # another scheme, another origin
