@@ -1,0 +1,70 @@
+"""The store contract judges other backends (vrmproto/testing/store_contract.py): a backend that
+breaks the :class:`~vrmproto.store.Store` protocol fails it, and one that keeps it passes, the
+way a vendor's own backend meets it. Each backend here is a small change to MemoryStore."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from vrmproto.store import Commit, HistoryEntry, MemoryStore
+from vrmproto.testing.store_contract import StoreContract
+
+
+async def failures(make: Callable[[], MemoryStore]) -> list[str]:
+    """The names of the contract's tests that a fresh store from ``make`` fails."""
+    contract = StoreContract()
+    failed = []
+    for name in sorted(n for n in dir(StoreContract) if n.startswith("test_")):
+        test = getattr(contract, name)
+        if not inspect.iscoroutinefunction(test):
+            continue
+        store = make()
+        try:
+            await test(store)
+        except Exception:  # any failure of the test counts
+            failed.append(name)
+        finally:
+            await store.close()
+    return failed
+
+
+class Compressing(MemoryStore):
+    """Right: keeps envelopes compressed (as a database may), reads them back whole, and says
+    how much it holds — the compressed size."""
+
+    async def commit(self, c: Commit, **kw: Any) -> None:
+        packed = tuple(dataclasses.replace(h, envelope=zlib.compress(h.envelope))
+                       for h in c.history)  # fmt: skip
+        erase = tuple((t, m, zlib.compress(e)) for t, m, e in c.erase)
+        await super().commit(dataclasses.replace(c, history=packed, erase=erase))
+
+    @staticmethod
+    def _whole(h: HistoryEntry | None) -> HistoryEntry | None:
+        return None if h is None else dataclasses.replace(h, envelope=zlib.decompress(h.envelope))
+
+    async def history(
+        self, thread: bytes, start: int = 0, limit: int | None = None
+    ) -> list[HistoryEntry]:
+        got = await super().history(thread, start, limit)
+        return [dataclasses.replace(h, envelope=zlib.decompress(h.envelope)) for h in got]
+
+    async def history_head(self, thread: bytes) -> HistoryEntry | None:
+        return self._whole(await super().history_head(thread))
+
+    async def history_entry(self, thread: bytes, msg_hash: bytes) -> HistoryEntry | None:
+        return self._whole(await super().history_entry(thread, msg_hash))
+
+
+async def test_the_reference_memory_store_passes() -> None:
+    assert await failures(MemoryStore) == []
+
+
+async def test_a_store_that_compresses_what_it_holds_passes() -> None:
+    """Envelopes are signed and sealed bytes, which do not compress: the storage budget
+    (§11.8-4) is measured with bytes like them, not 200 kB of zeros a compressing database
+    keeps in a few hundred."""
+    assert await failures(Compressing) == []
