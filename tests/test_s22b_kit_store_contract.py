@@ -10,7 +10,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from vrmproto.store import Commit, HistoryEntry, MemoryStore
+from vrmproto.store import Commit, HistoryEntry, MemoryStore, ThreadKind, ThreadRecord
 from vrmproto.testing.store_contract import StoreContract
 
 
@@ -30,6 +30,16 @@ async def failures(make: Callable[[], MemoryStore]) -> list[str]:
         finally:
             await store.close()
     return failed
+
+
+class KindBlind(MemoryStore):
+    """Wrong: ``threads(kind=...)`` gives every kind; the agent finds its vendor threads (not
+    its intentcast ones) this way."""
+
+    async def threads(
+        self, *, vendor_key: bytes | None = None, kind: ThreadKind | None = None
+    ) -> list[ThreadRecord]:
+        return await super().threads(vendor_key=vendor_key)
 
 
 class Compressing(MemoryStore):
@@ -61,6 +71,10 @@ class Compressing(MemoryStore):
 
 async def test_the_reference_memory_store_passes() -> None:
     assert await failures(MemoryStore) == []
+
+
+async def test_a_store_that_ignores_the_thread_kind_fails() -> None:
+    assert "test_thread_records_by_kind" in await failures(KindBlind)
 
 
 async def test_a_store_that_compresses_what_it_holds_passes() -> None:

@@ -609,6 +609,24 @@ class StoreContract:
         assert await store.threads(vendor_key=CAROL) == [other]
         assert await store.threads(vendor_key=ALICE) == []
 
+    async def test_thread_records_by_kind(self, store: Store) -> None:
+        """``threads(kind=...)``: only the threads of that kind, by thread, with or without
+        ``vendor_key`` — an agent tells its vendor relationships from its intentcast threads
+        (§2.3, §2.4) this way."""
+        t3 = b"\x03" * 16
+        vendor = thread_record(T2)
+        intent_same_key = thread_record(T1, kind=ThreadKind.INTENT, intent_id=b"\x07" * 16)
+        intent_other = thread_record(t3, kind=ThreadKind.INTENT, intent_id=b"\x07" * 16,
+                                     vendor_key=CAROL)  # fmt: skip
+        await store.commit(Commit(threads=(intent_other, vendor, intent_same_key)))
+        assert await store.threads(kind=ThreadKind.VENDOR) == [vendor]
+        assert await store.threads(kind=ThreadKind.INTENT) == [intent_same_key, intent_other]
+        assert await store.threads(vendor_key=BOB, kind=ThreadKind.VENDOR) == [vendor]
+        assert await store.threads(vendor_key=BOB, kind=ThreadKind.INTENT) == [intent_same_key]
+        assert await store.threads(vendor_key=CAROL, kind=ThreadKind.VENDOR) == []
+        assert await store.threads(vendor_key=BOB) == [intent_same_key, vendor]
+        assert await store.threads() == [intent_same_key, vendor, intent_other]
+
     async def test_a_thread_record_keeps_its_documents_expiry(self, store: Store) -> None:
         """When the vendor's discovery document expires (§13.1-8) is stored with the thread,
         read back by every query, replaced by the next upsert; None (unknown) stays None."""
