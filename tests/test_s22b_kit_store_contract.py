@@ -10,7 +10,14 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from vrmproto.store import Commit, HistoryEntry, MemoryStore, ThreadKind, ThreadRecord
+from vrmproto.store import (
+    Commit,
+    HistoryEntry,
+    MemoryStore,
+    StoreError,
+    ThreadKind,
+    ThreadRecord,
+)
 from vrmproto.testing.store_contract import StoreContract
 
 
@@ -40,6 +47,26 @@ class KindBlind(MemoryStore):
         self, *, vendor_key: bytes | None = None, kind: ThreadKind | None = None
     ) -> list[ThreadRecord]:
         return await super().threads(vendor_key=vendor_key)
+
+
+class ReadsAfterClose(MemoryStore):
+    """Wrong: after ``close()`` only ``commit`` and ``get_meta`` refuse, the rest answer from
+    what the store still holds; the protocol says every method but ``close`` raises."""
+
+    shut = False
+
+    async def close(self) -> None:
+        self.shut = True
+
+    async def commit(self, c: Commit, **kw: Any) -> None:
+        if self.shut:
+            raise StoreError("the store is closed")
+        await super().commit(c, **kw)
+
+    async def get_meta(self, key: str) -> bytes | None:
+        if self.shut:
+            raise StoreError("the store is closed")
+        return await super().get_meta(key)
 
 
 class Compressing(MemoryStore):
@@ -75,6 +102,10 @@ async def test_the_reference_memory_store_passes() -> None:
 
 async def test_a_store_that_ignores_the_thread_kind_fails() -> None:
     assert "test_thread_records_by_kind" in await failures(KindBlind)
+
+
+async def test_a_store_that_still_reads_after_close_fails() -> None:
+    assert await failures(ReadsAfterClose) == ["test_closed_store_refuses"]
 
 
 async def test_a_store_that_compresses_what_it_holds_passes() -> None:

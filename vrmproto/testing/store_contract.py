@@ -36,6 +36,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -564,11 +565,67 @@ class StoreContract:
             assert await store.get_meta(f"m{n}") == b"%d" % n
 
     async def test_closed_store_refuses(self, store: Store) -> None:
+        """After ``close()`` every method but ``close()`` raises :class:`StoreError` (the
+        :class:`~vrmproto.store.Store` protocol): none answers from what it still holds."""
+        await store.commit(Commit(relationships=(rel(),), history=(entry(T1, 0),),
+                                  meta=(("k", b"v"),)))  # fmt: skip
         await store.close()
         with pytest.raises(StoreError, match="closed"):
             await store.commit(Commit(meta=(("k", b"v"),)))
-        with pytest.raises(StoreError, match="closed"):
-            await store.get_meta("k")
+        h, n = entry(T1, 0).msg_hash, bytes(16)
+        reads: dict[str, Callable[[], Awaitable[object]]] = {
+            "get_dedupe": lambda: store.get_dedupe(BOB, n),
+            "get_relationship": lambda: store.get_relationship(T1),
+            "relationships": store.relationships,
+            "relationships_where": lambda: store.relationships_where(role="customer"),
+            "find_relationship": lambda: store.find_relationship(peer_key=BOB),
+            "history": lambda: store.history(T1),
+            "history_head": lambda: store.history_head(T1),
+            "history_entry": lambda: store.history_entry(T1, h),
+            "outbox_due": lambda: store.outbox_due(10**12),
+            "outbox_all": store.outbox_all,
+            "outbox_retry": lambda: store.outbox_retry(1, 1, 1, "x"),
+            "outbox_for": lambda: store.outbox_for(T1),
+            "get_meta": lambda: store.get_meta("k"),
+            "get_thread": lambda: store.get_thread(T1),
+            "threads": store.threads,
+            "drafts": store.drafts,
+            "save_point": lambda: store.save_point(T1, h),
+            "save_points": lambda: store.save_points(T1),
+            "held": lambda: store.held(T1),
+            "held_expired": lambda: store.held_expired(10**12),
+            "get_intent": lambda: store.get_intent(n),
+            "intents": store.intents,
+            "offers": store.offers,
+            "get_offer": lambda: store.get_offer(h),
+            "share_notes": store.share_notes,
+            "events": store.events,
+            "event": lambda: store.event("evt_x"),
+            "event_cursor": lambda: store.event_cursor("crm"),
+            "feed_head": store.feed_head,
+            "dead_letters": store.dead_letters,
+            "failing": store.failing,
+            "event_cursors": store.event_cursors,
+            "forget_consumer": lambda: store.forget_consumer("crm"),
+            "feed_floor": store.feed_floor,
+            "trim_events": lambda: store.trim_events(10, recorded_before=10**12),
+            "purge_dedupe": lambda: store.purge_dedupe(10**12),
+            "usage": store.usage,
+            "counts": store.counts,
+        }
+        answered = []
+        for name, call in reads.items():
+            try:
+                await call()
+            except StoreError:
+                continue
+            answered.append(name)
+        try:
+            async with store.lock(b"thread-1"):
+                answered.append("lock")
+        except StoreError:
+            pass
+        assert answered == [], f"answered after close: {answered}"
         await store.close()  # idempotent
 
     async def test_a_lock_excludes_other_holders_of_its_name_and_says_they_wait(
