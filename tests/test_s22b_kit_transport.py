@@ -8,8 +8,8 @@ import os
 import pytest
 
 from vrmproto import Identity, Problem
-from vrmproto.client import Agent, InvalidResponse, PeerProblemError, Unreachable
-from vrmproto.server import Endpoint, ReferencePolicy
+from vrmproto.client import Agent, InvalidResponse, PeerProblemError, Transient, Unreachable
+from vrmproto.server import Endpoint, ReferencePolicy, Response
 from vrmproto.store import MemoryStore
 from vrmproto.testing import MemoryTransport
 from vrmproto.testing.transport import Route
@@ -81,3 +81,28 @@ async def test_host_names_compare_without_case_and_the_default_port_is_the_same_
         assert connected.status == "accepted"
     with pytest.raises(Unreachable):
         await transport.fetch_discovery("https://acme.test")  # another scheme, another origin
+
+
+class Broken(Endpoint):
+    """A vendor whose own code fails (a builder simulating an outage this way)."""
+
+    async def handle_inbox(self, data: bytes, *, client: str = "") -> Response:
+        raise RuntimeError("the vendor's database is down")
+
+
+async def test_a_vendor_that_fails_is_a_500_not_its_exception_in_the_customers_code(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Over HTTP the server answers 500 and the client reads a Transient (the agent queues
+    and retries, §12.4-3); before, the vendor's own exception came out of the customer's
+    ``post_envelope`` (and ``agent.share``) as if the customer had failed."""
+    broken = Broken(Identity(os.urandom(32)), store=MemoryStore(), name="Acme",
+                    policy=ReferencePolicy(accepts_terms=TERMS, name="Acme"))  # fmt: skip
+    transport = MemoryTransport({ACME: broken})
+    doc = await transport.fetch_discovery(ACME)
+    with pytest.raises(Transient) as failed:
+        await transport.post_envelope(doc.inbox, b"\x85", expected_keys=(doc.key,))
+    assert failed.value.status == 500
+    assert transport.requests[-1].status == 500
+    assert "the vendor's database is down" in caplog.text  # the builder sees why
+

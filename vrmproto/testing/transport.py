@@ -20,7 +20,8 @@ default port is no port (RFC 3986 §6.2.2-3); a path the host does not serve is 
 :class:`~vrmproto.client.InvalidResponse` (or, asked with no ``ref``, a
 :class:`~vrmproto.PeerProblemError`) as it would over HTTP. A host where no endpoint is
 (never added, or taken off with :meth:`MemoryTransport.remove`) is
-:class:`~vrmproto.client.Unreachable`, as a refused connection would be.
+:class:`~vrmproto.client.Unreachable`, as a refused connection would be. An endpoint whose
+handler raises answers 500, as its server would (logged on ``vrmproto.testing.transport``).
 
 What it leaves out, on purpose: HTTP itself (the aiohttp layer's content-type and body-size
 checks, connection limits), and retries — each request is one attempt, a ``5xx``/``429``/``408``
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -61,6 +63,8 @@ from vrmproto.client._transport import Clock, RandomId, default_clock, default_r
 from vrmproto.server import Endpoint, Response
 
 __all__ = ["MemoryTransport", "Request", "Route"]
+
+log = logging.getLogger("vrmproto.testing.transport")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -280,10 +284,16 @@ class MemoryTransport:
         return answer
 
     async def _answer(self, endpoint: Endpoint, route: Route, body: bytes) -> Response:
-        """What the endpoint's handler for ``route`` answers."""
-        if route is Route.DISCOVERY:
-            document, signature = endpoint.discovery()
-            return Response(200, document, {SIGNATURE_HEADER: signature})
-        if route is Route.INBOX:
-            return await endpoint.handle_inbox(body, client=self.address)
-        return await endpoint.handle_history(body, client=self.address)
+        """What the endpoint's handler for ``route`` answers. A handler that raises (a test's
+        endpoint simulating an outage, say) is a 500 from the server, as over HTTP: the caller
+        reads a :class:`~vrmproto.client.Transient`, and the failure is logged here."""
+        try:
+            if route is Route.DISCOVERY:
+                document, signature = endpoint.discovery()
+                return Response(200, document, {SIGNATURE_HEADER: signature})
+            if route is Route.INBOX:
+                return await endpoint.handle_inbox(body, client=self.address)
+            return await endpoint.handle_history(body, client=self.address)
+        except Exception:
+            log.exception("%s: the endpoint failed", route.value)
+            return endpoint.problem(Problem.INTERNAL, "the receiver failed", clause="§12.4-3")
