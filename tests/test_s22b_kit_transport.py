@@ -4,6 +4,7 @@ that passes in memory must not fail over HTTP for a reason the memory path hid."
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -106,3 +107,24 @@ async def test_a_vendor_that_fails_is_a_500_not_its_exception_in_the_customers_c
     assert transport.requests[-1].status == 500
     assert "the vendor's database is down" in caplog.text  # the builder sees why
 
+
+
+async def test_the_module_docstrings_example_connects() -> None:
+    """The example a builder copies first must do what it shows: connect, and be accepted
+    (before, its Endpoint had the default policy, which accepts no terms: ``rejected``)."""
+    import textwrap  # noqa: PLC0415
+
+    import vrmproto.testing.transport as module  # noqa: PLC0415
+
+    doc = module.__doc__ or ""
+    lines = doc[doc.index("::\n\n") + 4:].splitlines()
+    end = next(i for i, line in enumerate(lines) if line and not line.startswith(" "))
+    example = textwrap.dedent("\n".join(lines[:end]))
+    assert "assert connected.status == \"accepted\"" in example
+    namespace: dict[str, object] = {}
+    exec(  # our own docstring's example
+        "async def run(identity, seed, clock):\n" + textwrap.indent(example, "    "), namespace
+    )
+    run = namespace["run"]
+    assert callable(run)
+    await run(Identity(os.urandom(32)), os.urandom(32), lambda: time.time_ns() // 1_000_000)

@@ -7,10 +7,20 @@ the same answer readers as the HTTP client (:func:`~vrmproto.client.replies_from
 :class:`~vrmproto.client.Agent` or :class:`~vrmproto.client.Outbox` sees exactly the results and
 typed errors it would see over HTTP::
 
+    from vrmproto.client import DEFAULT_TERMS, Agent
+    from vrmproto.server import Endpoint, ReferencePolicy
+    from vrmproto.store import MemoryStore
+    from vrmproto.testing import MemoryTransport
+
+    # a vendor that accepts the agent's default terms (the default policy accepts none)
+    policy = ReferencePolicy(accepts_terms=[t.id for t in DEFAULT_TERMS], name="Acme")
     transport = MemoryTransport(clock=clock)
-    transport.add("http://acme.test", Endpoint(identity, store=MemoryStore(), name="Acme"))
+    transport.add("http://acme.test",
+                  Endpoint(identity, store=MemoryStore(), name="Acme", policy=policy))
     agent = await Agent.open(MemoryStore(), seed, client=transport, clock=clock)
-    await agent.connect("http://acme.test")
+    connected = await agent.connect("http://acme.test")
+    assert connected.status == "accepted"
+    await agent.close()
 
 URLs are routed as the endpoint's HTTP app routes them: the URL picks the route (a history
 request posted to an inbox is the inbox's to answer), scheme and host compare without case and a
