@@ -14,6 +14,7 @@ from vrmproto.store import (
     Commit,
     HistoryEntry,
     MemoryStore,
+    RelationshipRecord,
     StoreError,
     ThreadKind,
     ThreadRecord,
@@ -69,6 +70,19 @@ class ReadsAfterClose(MemoryStore):
         return await super().get_meta(key)
 
 
+class Unsorted(MemoryStore):
+    """Wrong: relationships in the order they were first written, not by thread (the Store
+    protocol: ``relationships()`` and ``find_relationship()`` sort by thread)."""
+
+    async def find_relationship(
+        self, local_key: bytes | None = None, peer_key: bytes | None = None
+    ) -> list[RelationshipRecord]:
+        self._check_open()
+        return [r for r in self._relationships.values()
+                if (local_key is None or r.local_key == local_key)
+                and (peer_key is None or r.peer_key == peer_key)]  # fmt: skip
+
+
 class Compressing(MemoryStore):
     """Right: keeps envelopes compressed (as a database may), reads them back whole, and says
     how much it holds — the compressed size."""
@@ -106,6 +120,10 @@ async def test_a_store_that_ignores_the_thread_kind_fails() -> None:
 
 async def test_a_store_that_still_reads_after_close_fails() -> None:
     assert await failures(ReadsAfterClose) == ["test_closed_store_refuses"]
+
+
+async def test_a_store_that_lists_relationships_unsorted_fails() -> None:
+    assert await failures(Unsorted) != []
 
 
 async def test_a_store_that_compresses_what_it_holds_passes() -> None:

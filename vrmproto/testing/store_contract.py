@@ -284,6 +284,8 @@ class StoreContract:
         its ``data`` or with ``data`` empty; the stored blobs are untouched."""
         await store.commit(Commit(relationships=(rel(T2, peer=CAROL), rel(T1, state="agreed"))))
         full = await store.relationships()
+        assert [r.thread for r in full] == [T1, T2]  # by thread, not as written
+        assert [r.thread for r in await store.find_relationship(local_key=ALICE)] == [T1, T2]
         assert all(r.data for r in full)
         light = await store.relationships(with_data=False)
         assert [dataclasses.replace(r, data=b"") for r in light] == [
