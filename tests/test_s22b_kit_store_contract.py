@@ -83,6 +83,22 @@ class Unsorted(MemoryStore):
                 and (peer_key is None or r.peer_key == peer_key)]  # fmt: skip
 
 
+class HalfWritten(MemoryStore):
+    """Wrong: refuses a taken slot before writing anything, but finds a gap in a history (or
+    an entry with no relationship) only once the rest of the Commit is written."""
+
+    async def commit(self, c: Commit, **kw: Any) -> None:
+        for h in c.history:
+            head = await self.history_head(h.thread)
+            known = await self.get_relationship(h.thread) is not None or any(
+                r.thread == h.thread for r in c.relationships)
+            if not known or h.index > (head.index + 1 if head else 0):
+                await super().commit(dataclasses.replace(c, history=()))
+                raise StoreError("a gap in the history, or no relationship")
+            break
+        await super().commit(c, **kw)
+
+
 class Compressing(MemoryStore):
     """Right: keeps envelopes compressed (as a database may), reads them back whole, and says
     how much it holds — the compressed size."""
@@ -124,6 +140,11 @@ async def test_a_store_that_still_reads_after_close_fails() -> None:
 
 async def test_a_store_that_lists_relationships_unsorted_fails() -> None:
     assert await failures(Unsorted) != []
+
+
+async def test_a_store_that_writes_half_a_commit_it_refuses_fails() -> None:
+    """Commit: "either way nothing of c was written" — for a gap as for a conflict."""
+    assert await failures(HalfWritten) == ["test_history_gap_and_orphan_are_errors_not_conflicts"]
 
 
 async def test_a_store_that_compresses_what_it_holds_passes() -> None:

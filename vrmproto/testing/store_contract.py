@@ -543,13 +543,25 @@ class StoreContract:
         assert await store.history(T1) == [e0]
 
     async def test_history_gap_and_orphan_are_errors_not_conflicts(self, store: Store) -> None:
+        """A gap, or an entry with no relationship, refuses the Commit; and as for a conflict,
+        nothing of it is written (:meth:`~vrmproto.store.Store.commit`)."""
         await store.commit(Commit(relationships=(rel(),)))
         with pytest.raises(StoreError, match="gap") as gap:
-            await store.commit(Commit(history=(entry(T1, 1),)))
+            await store.commit(Commit(relationships=(rel(T1, state="clobbered"),),
+                                      meta=(("gap", b"x"),), dedupe=(dedupe(BOB, 1),),
+                                      history=(entry(T1, 1),)))  # fmt: skip
         assert not isinstance(gap.value, StoreConflict)
         with pytest.raises(StoreError, match="no relationship") as orphan:
-            await store.commit(Commit(history=(entry(T2, 0),)))
+            await store.commit(Commit(meta=(("orphan", b"x"),), dedupe=(dedupe(BOB, 2),),
+                                      outbox_add=(outbox("https://x", 0),),
+                                      history=(entry(T2, 0),)))  # fmt: skip
         assert not isinstance(orphan.value, StoreConflict)
+        assert (await store.get_meta("gap"), await store.get_meta("orphan")) == (None, None)
+        assert await store.get_relationship(T1) == rel(T1)
+        assert await store.get_dedupe(BOB, dedupe(BOB, 1).msg_id) is None
+        assert await store.get_dedupe(BOB, dedupe(BOB, 2).msg_id) is None
+        assert await store.outbox_all() == []
+        assert await store.history(T1) == []
         # a relationship and its first entries in the same Commit is fine
         await store.commit(Commit(relationships=(rel(T2),), history=(entry(T2, 0), entry(T2, 1))))
         assert len(await store.history(T2)) == 2
