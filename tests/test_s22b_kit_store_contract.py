@@ -10,6 +10,8 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from vrmproto.store import (
     Commit,
     HistoryEntry,
@@ -20,6 +22,8 @@ from vrmproto.store import (
     ThreadRecord,
 )
 from vrmproto.testing.store_contract import StoreContract
+
+pytest_plugins = ["pytester"]
 
 
 async def failures(make: Callable[[], MemoryStore]) -> list[str]:
@@ -152,3 +156,32 @@ async def test_a_store_that_compresses_what_it_holds_passes() -> None:
     (§11.8-4) is measured with bytes like them, not 200 kB of zeros a compressing database
     keeps in a few hundred."""
     assert await failures(Compressing) == []
+
+
+STRICT_MODULE = '''
+import pytest_asyncio
+
+from vrmproto.store import MemoryStore
+from vrmproto.testing.store_contract import StoreContract
+
+
+class TestMyStore(StoreContract):
+    @pytest_asyncio.fixture
+    async def store(self):
+        s = MemoryStore()
+        yield s
+        await s.close()
+'''
+
+
+def test_the_contract_runs_in_pytest_asyncios_strict_mode(pytester: pytest.Pytester) -> None:
+    """pytest-asyncio's default mode is strict: a vendor's suite that has not switched to auto
+    mode runs the contract with its fixture made by ``pytest_asyncio.fixture`` (the module
+    docstring). Before, every async test of the contract errored there ("requested an async
+    fixture ... with no plugin or hook that handled it"): the tests carried no asyncio mark."""
+    pytester.makeini("[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = "
+                     "function\nfilterwarnings = error\n")  # fmt: skip
+    pytester.makepyfile(test_my_store=STRICT_MODULE)
+    result = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider")
+    tests = [n for n in dir(StoreContract) if n.startswith("test_")]
+    result.assert_outcomes(passed=len(tests))

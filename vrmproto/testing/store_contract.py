@@ -2,18 +2,21 @@
 
 The reference backends (:class:`~vrmproto.store.MemoryStore`, :class:`~vrmproto.store.SQLiteStore`)
 run it, and so can any other — a PostgreSQL backend, a vendor's own — with one fixture: subclass
-:class:`StoreContract` in a pytest module (with pytest-asyncio in ``auto`` mode) and give it a
-``store`` fixture that yields a fresh, empty, open store and closes it afterwards::
+:class:`StoreContract` in a pytest module (with pytest-asyncio) and give it a ``store`` fixture
+that yields a fresh, empty, open store and closes it afterwards::
 
-    import pytest
+    import pytest_asyncio
     from vrmproto.testing.store_contract import StoreContract
 
     class TestMyStore(StoreContract):
-        @pytest.fixture
+        @pytest_asyncio.fixture  # (in pytest-asyncio's auto mode, @pytest.fixture will do)
         async def store(self, tmp_path):
             s = await MyStore.open(tmp_path / "db")
             yield s
             await s.close()
+
+Each async test carries the ``asyncio`` mark, so the contract runs in pytest-asyncio's strict
+mode (its default) as in auto mode.
 
 What the suite checks: each record's round trip and ordering; the order in which a
 :class:`~vrmproto.store.Commit`'s parts apply; all or nothing, and :class:`StoreConflict` for a
@@ -35,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import inspect
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -1054,3 +1058,10 @@ class StoreContract:
         assert (await store.event_cursor("crm"), await store.event_cursor("bi")) == (7, 9)
         assert await store.dead_letters("crm") == [dead[1]]
         assert await store.dead_letters() == [dead[2], dead[1]]
+
+
+# The asyncio mark on each async test (not on the class: pytest-asyncio refuses it on the sync
+# ones), so that a suite in pytest-asyncio's strict mode runs them.
+for _name, _test in list(vars(StoreContract).items()):
+    if _name.startswith("test_") and inspect.iscoroutinefunction(_test):
+        setattr(StoreContract, _name, pytest.mark.asyncio(_test))
