@@ -3,13 +3,21 @@ that passes in memory must not fail over HTTP for a reason the memory path hid."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
 import pytest
 
 from vrmproto import Identity, Problem
-from vrmproto.client import Agent, InvalidResponse, PeerProblemError, Transient, Unreachable
+from vrmproto.client import (
+    Agent,
+    EndpointClient,
+    InvalidResponse,
+    PeerProblemError,
+    Transient,
+    Unreachable,
+)
 from vrmproto.server import Endpoint, ReferencePolicy, Response
 from vrmproto.store import MemoryStore
 from vrmproto.testing import MemoryTransport
@@ -128,3 +136,23 @@ async def test_the_module_docstrings_example_connects() -> None:
     run = namespace["run"]
     assert callable(run)
     await run(Identity(os.urandom(32)), os.urandom(32), lambda: time.time_ns() // 1_000_000)
+
+
+async def test_a_request_without_its_own_timeout_has_the_transports_as_over_http() -> None:
+    """EndpointClient bounds a request given no ``timeout_s`` by its own (10 s by default);
+    before, MemoryTransport waited forever, so a builder's test of a vendor that never answers
+    (a connect, a history) hung where production gives Unreachable."""
+    assert MemoryTransport().timeout_s == EndpointClient().timeout_s
+    never = asyncio.Event()
+
+    class Hung(Endpoint):
+        async def handle_inbox(self, data: bytes, *, client: str = "") -> Response:
+            await never.wait()
+            raise AssertionError("never answered")
+
+    transport = MemoryTransport({ACME: Hung(Identity(os.urandom(32)), store=MemoryStore())},
+                                timeout_s=0.01)  # fmt: skip
+    with pytest.raises(Unreachable, match=r"no answer in 0\.01 s"):
+        await transport.post_envelope(ACME + "/vrm/inbox", b"x")
+    never.set()
+    await transport.drain()

@@ -126,7 +126,9 @@ class MemoryTransport:
 
     ``clock`` verifies discovery documents and problems and dates history requests;
     ``random_id`` makes their nonces; ``address`` is the client address the endpoints see (their
-    per-address rate limit, §12.9-5). Every request is logged in :attr:`requests`.
+    per-address rate limit, §12.9-5); ``timeout_s`` bounds a request given no ``timeout_s`` of
+    its own, as :class:`~vrmproto.client.EndpointClient`'s does (None: no bound). Every request
+    is logged in :attr:`requests`.
     """
 
     def __init__(
@@ -137,8 +139,10 @@ class MemoryTransport:
         random_id: RandomId = default_random_id,
         limits: Limits = DEFAULT_LIMITS,
         address: str = "192.0.2.1",
+        timeout_s: float | None = 10.0,
     ) -> None:
         self.clock = clock
+        self.timeout_s = timeout_s
         self.random_id = random_id
         self.limits = limits
         self.address = address
@@ -277,6 +281,7 @@ class MemoryTransport:
             response = Response(refused.status, refused.body,
                                 {**refused.headers, "Allow": route.method})  # fmt: skip
         elif response is None and route is not None:
+            timeout_s = timeout_s if timeout_s is not None else self.timeout_s
             work = asyncio.ensure_future(self._answer(endpoint, route, body))
             try:  # a caller that gives up does not stop the endpoint's step
                 response = await asyncio.wait_for(asyncio.shield(work), timeout_s)
