@@ -79,7 +79,7 @@ async def test_a_history_request_posted_to_the_inbox_is_answered_by_the_inbox() 
 
 
 async def test_host_names_compare_without_case_and_the_default_port_is_the_same_url() -> None:
-    """RFC 3986 §6.2.2-3: ``http://ACME.test:80`` is ``http://acme.test``; an agent given the
+    """RFC 3986, section 6.2.2: ``http://ACME.test:80`` is ``http://acme.test``; an agent given the
     vendor's URL as a person typed it connects over HTTP, and so it does in memory."""
     transport = MemoryTransport({ACME: endpoint()})
     for url in ("http://ACME.test", "http://acme.test:80", "HTTP://Acme.Test:80/"):

@@ -24,7 +24,7 @@ typed errors it would see over HTTP::
 
 URLs are routed as the endpoint's HTTP app routes them: the URL picks the route (a history
 request posted to an inbox is the inbox's to answer), scheme and host compare without case and a
-default port is no port (RFC 3986 §6.2.2-3); a path the host does not serve is its signed
+default port is no port (RFC 3986, section 6.2.2); a path the host does not serve is its signed
 ``not_found`` (404, §12.2-5), a route asked with the wrong method its ``method_not_allowed``
 (405, §12.2-4) — a mistake to fix, which the caller reads as an
 :class:`~vrmproto.client.InvalidResponse` (or, asked with no ``ref``, a
@@ -81,7 +81,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 def _where(url: str) -> tuple[str, str]:
     """``url`` as a router sees it: its origin — scheme and host lower-cased, a default port
-    dropped (RFC 3986 §6.2.2-3) — and its path ("/" when empty); the query does not route.
+    dropped (RFC 3986, section 6.2.2) — and its path ("/" when empty); the query does not route.
     ``ValueError`` for a URL with no host or a port that is not one."""
     parts = urlsplit(url)
     scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
