@@ -27,7 +27,7 @@ from vrmproto.binding import discovery_url
 from vrmproto.client import DEFAULT_TERMS, Agent, Delivery
 from vrmproto.server import CatalogueItem, Endpoint, ReferencePolicy, serve
 from vrmproto.store import MemoryStore, SQLiteStore
-from vrmproto.testing.transport import MemoryTransport, Route
+from vrmproto.testing.transport import MemoryTransport, Route, _where
 
 NEW_URL = "http://acme-new.test"
 
@@ -168,7 +168,7 @@ async def test_an_expired_document_that_cant_be_read_is_tried_again_a_minute_lat
     inbox known, and the next read is tried a minute later, not before every message."""
     async with world() as (clock, _, transport, agent):
         thread = (await agent.connect(URL)).thread
-        transport._routes.pop(discovery_url(URL))  # the document's URL answers no more
+        transport._routes.pop(_where(discovery_url(URL)))  # the document's URL answers no more
         clock.now += 2 * DAY_MS
         transport.requests.clear()
 

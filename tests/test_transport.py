@@ -206,10 +206,16 @@ async def test_a_refusal_is_the_same_typed_error_as_over_http(vendor: Vendor) ->
         await transport.post_envelope(doc.inbox, b"\x93not an envelope",
                                       expected_keys=(doc.key,))  # fmt: skip
     assert refused.value.problem is Problem.MALFORMED
-    with pytest.raises(Unreachable):
+    # a URL of the vendor's that is no route, or not an inbox: its signed 404 / 405, as over
+    # HTTP (§12.2-5, §12.2-4); a host with no endpoint is unreachable
+    with pytest.raises(PeerProblemError) as nowhere:
         await transport.post_envelope(ACME + "/elsewhere", b"")
-    with pytest.raises(Unreachable):  # a URL of the vendor's, but not an inbox
+    assert nowhere.value.problem is Problem.NOT_FOUND
+    with pytest.raises(PeerProblemError) as not_inbox:
         await transport.post_envelope(ACME + "/.well-known/vrm", b"")
+    assert not_inbox.value.problem is Problem.METHOD_NOT_ALLOWED
+    with pytest.raises(Unreachable):
+        await transport.post_envelope("http://elsewhere.test/vrm/inbox", b"")
 
 
 async def test_a_caller_that_gives_up_does_not_stop_the_endpoint(vendor: Vendor) -> None:

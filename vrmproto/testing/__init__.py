@@ -24,24 +24,29 @@ in-process vendor endpoints (:mod:`vrmproto.testing.transport`); for the two pro
 back to back without any endpoint, :mod:`vrmproto.testing.pair`.
 """
 
-from ._case import (
-    DEFAULT_REGISTRY,
-    Case,
-    CaseFailed,
-    CaseRecord,
-    Info,
-    Level,
-    NoResponse,
-    Outcome,
-    Registry,
-    Unimplemented,
-    case,
-)
-from ._context import CaseContext
-from ._exchange import Exchange
-from ._report import write_reports
-from ._runner import SuiteCannotRun, SuiteResult, run_suite
-from .transport import MemoryTransport
+from importlib import import_module as _import_module
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
+if _TYPE_CHECKING:
+    from ._case import (
+        DEFAULT_REGISTRY,
+        Case,
+        CaseFailed,
+        CaseRecord,
+        Info,
+        Level,
+        NoResponse,
+        Outcome,
+        Registry,
+        Unimplemented,
+        case,
+    )
+    from ._context import CaseContext
+    from ._exchange import Exchange
+    from ._report import write_reports
+    from ._runner import SuiteCannotRun, SuiteResult, run_suite
+    from .transport import MemoryTransport
 
 __all__ = [
     "DEFAULT_REGISTRY",
@@ -63,3 +68,30 @@ __all__ = [
     "run_suite",
     "write_reports",
 ]
+
+#: Where each public name lives. They are imported on first use (PEP 562): pytest loads
+#: :mod:`vrmproto.testing.pytest_plugin`, and so this package, in every run of every suite where
+#: vrmproto is installed, and without ``--vrm-conformance`` it must not pay for the HTTP stack,
+#: the server and the client.
+_HOMES = {
+    **dict.fromkeys(("DEFAULT_REGISTRY", "Case", "CaseFailed", "CaseRecord", "Info", "Level",
+                     "NoResponse", "Outcome", "Registry", "Unimplemented", "case"), "._case"),
+    "CaseContext": "._context",
+    "Exchange": "._exchange",
+    "write_reports": "._report",
+    **dict.fromkeys(("SuiteCannotRun", "SuiteResult", "run_suite"), "._runner"),
+    "MemoryTransport": ".transport",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> _Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_import_module(home, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

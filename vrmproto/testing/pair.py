@@ -22,11 +22,12 @@ and id with a different message is refused with ``id_conflict``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 from vrmproto._errors import Problem, ProtocolError, StateError
-from vrmproto._history import compare
+from vrmproto._history import History, compare
 from vrmproto._keys import Identity, MasterSeed, sha256
 from vrmproto._limits import DEFAULT_LIMITS, Limits
 from vrmproto._messages import (
@@ -175,13 +176,36 @@ class CustomerVendorPair:
         """``by`` signs ``body`` (:meth:`Relationship.send`); the other side receives it.
 
         Raises whatever :class:`~vrmproto.ProtocolError` the sender's or the receiver's rules
-        raise; a refused call leaves both relationships unchanged.
+        raise; a refused call leaves both relationships unchanged: a message the receiver
+        refuses is taken out of the sender's history and state again (§8.1-5).
         """
-        sent = self.sign(by, body, msg_id=msg_id)
-        got = self.deliver(sent.message.envelope, to=by.other)
+        with self._undone_if_refused(by, body):
+            sent = self.sign(by, body, msg_id=msg_id)
+            got = self.deliver(sent.message.envelope, to=by.other)
         if got == DUPLICATE:  # pragma: no cover - a fresh id cannot have been seen
             raise AssertionError("a freshly signed message was taken for a duplicate")
         return got
+
+    @contextmanager
+    def _undone_if_refused(self, by: Role, body: Body | None = None) -> Iterator[None]:
+        """A message the receiver refuses never joined the relationship (§8.1-5): the sender's
+        relationship goes back to what it was before it signed — state, key, history — and
+        the id reserved for ``body`` is kept for it. The receiver's refusal changed nothing."""
+        rel = self.side(by)
+        state, identity, length = rel.to_state(compact=True), rel.identity, len(rel.history)
+        reserved = self._reserved.get(body) if body is not None else None
+        try:
+            yield
+        except ProtocolError:
+            if len(rel.history) != length or rel.to_state(compact=True) != state:
+                history = History(rel.history.entries()[:length])
+                before = Relationship.from_state(state, identity=identity, history=history,
+                                                 limits=rel.limits)  # fmt: skip
+                vars(rel).clear()
+                vars(rel).update(vars(before))
+            if body is not None and reserved is not None:
+                self._reserved[body] = reserved
+            raise
 
     def sign(self, by: Role, body: Body, *, msg_id: bytes | None = None) -> Sent:
         """Only the sending half: ``by`` signs ``body``; deliver it later with :meth:`deliver`."""
@@ -348,10 +372,14 @@ class CustomerVendorPair:
         return body
 
     def rotate_customer(self, *, reason: str = "rotate") -> Received:
-        """The customer moves to its next pairwise key generation (§2.6); the vendor receives."""
+        """The customer moves to its next pairwise key generation (§2.6); the vendor receives.
+
+        The key.rotate stays valid for :attr:`lifetime_ms`, as every message the pair sends."""
         new = self.master.pairwise(self.vendor_identity.public_key, self.customer.generation + 1)
-        sent = self.customer.rotate(new, now=self.now, msg_id=self.next_id(), reason=reason)
-        got = self.deliver(sent.message.envelope, to=Role.VENDOR)
+        with self._undone_if_refused(Role.CUSTOMER):
+            sent = self.customer.rotate(new, now=self.now, msg_id=self.next_id(), reason=reason,
+                                        lifetime_ms=self.lifetime_ms)
+            got = self.deliver(sent.message.envelope, to=Role.VENDOR)
         assert got != DUPLICATE
         return got
 

@@ -117,6 +117,9 @@ class _ConformanceItems:
             )
         except SuiteCannotRun as exc:
             self.cannot_run = str(exc)
+        except Exception as exc:  # the suite failed to start (a URL it cannot parse, say):
+            # kept, so that each item fails with the reason instead of running it again
+            self.cannot_run = f"{type(exc).__name__}: {exc}"
 
     def record(self, item: ConformanceItem) -> CaseRecord:
         if self.result is None and self.cannot_run is None:

@@ -2,18 +2,21 @@
 
 The reference backends (:class:`~vrmproto.store.MemoryStore`, :class:`~vrmproto.store.SQLiteStore`)
 run it, and so can any other — a PostgreSQL backend, a vendor's own — with one fixture: subclass
-:class:`StoreContract` in a pytest module (with pytest-asyncio in ``auto`` mode) and give it a
-``store`` fixture that yields a fresh, empty, open store and closes it afterwards::
+:class:`StoreContract` in a pytest module (with pytest-asyncio) and give it a ``store`` fixture
+that yields a fresh, empty, open store and closes it afterwards::
 
-    import pytest
+    import pytest_asyncio
     from vrmproto.testing.store_contract import StoreContract
 
     class TestMyStore(StoreContract):
-        @pytest.fixture
+        @pytest_asyncio.fixture  # (in pytest-asyncio's auto mode, @pytest.fixture will do)
         async def store(self, tmp_path):
             s = await MyStore.open(tmp_path / "db")
             yield s
             await s.close()
+
+Each async test carries the ``asyncio`` mark, so the contract runs in pytest-asyncio's strict
+mode (its default) as in auto mode.
 
 What the suite checks: each record's round trip and ordering; the order in which a
 :class:`~vrmproto.store.Commit`'s parts apply; all or nothing, and :class:`StoreConflict` for a
@@ -35,7 +38,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import inspect
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -283,6 +288,8 @@ class StoreContract:
         its ``data`` or with ``data`` empty; the stored blobs are untouched."""
         await store.commit(Commit(relationships=(rel(T2, peer=CAROL), rel(T1, state="agreed"))))
         full = await store.relationships()
+        assert [r.thread for r in full] == [T1, T2]  # by thread, not as written
+        assert [r.thread for r in await store.find_relationship(local_key=ALICE)] == [T1, T2]
         assert all(r.data for r in full)
         light = await store.relationships(with_data=False)
         assert [dataclasses.replace(r, data=b"") for r in light] == [
@@ -414,9 +421,12 @@ class StoreContract:
         assert len(await store.history(T1)) == 1
 
     async def test_usage_grows_with_what_is_stored(self, store: Store) -> None:
-        """§11.8-4: a storage budget reads how much the store holds and the room left."""
+        """§11.8-4: a storage budget reads how much the store holds and the room left. The
+        envelope is bytes like a real one's (signed, sealed: they do not compress), so a
+        backend that compresses what it keeps reports it honestly and passes."""
         before = await store.usage()
-        big = HistoryEntry(T1, 0, digest("big"), digest("big", 0), bytes(200_000), "in", 1)
+        envelope = b"".join(digest("big", n) for n in range(6_250))  # 200,000 bytes
+        big = HistoryEntry(T1, 0, digest("big"), digest("big", 0), envelope, "in", 1)
         await store.commit(Commit(relationships=(rel(T1),), history=(big,)))
         after = await store.usage()
         assert after.stored_bytes >= before.stored_bytes + 100_000
@@ -537,13 +547,25 @@ class StoreContract:
         assert await store.history(T1) == [e0]
 
     async def test_history_gap_and_orphan_are_errors_not_conflicts(self, store: Store) -> None:
+        """A gap, or an entry with no relationship, refuses the Commit; and as for a conflict,
+        nothing of it is written (:meth:`~vrmproto.store.Store.commit`)."""
         await store.commit(Commit(relationships=(rel(),)))
         with pytest.raises(StoreError, match="gap") as gap:
-            await store.commit(Commit(history=(entry(T1, 1),)))
+            await store.commit(Commit(relationships=(rel(T1, state="clobbered"),),
+                                      meta=(("gap", b"x"),), dedupe=(dedupe(BOB, 1),),
+                                      history=(entry(T1, 1),)))  # fmt: skip
         assert not isinstance(gap.value, StoreConflict)
         with pytest.raises(StoreError, match="no relationship") as orphan:
-            await store.commit(Commit(history=(entry(T2, 0),)))
+            await store.commit(Commit(meta=(("orphan", b"x"),), dedupe=(dedupe(BOB, 2),),
+                                      outbox_add=(outbox("https://x", 0),),
+                                      history=(entry(T2, 0),)))  # fmt: skip
         assert not isinstance(orphan.value, StoreConflict)
+        assert (await store.get_meta("gap"), await store.get_meta("orphan")) == (None, None)
+        assert await store.get_relationship(T1) == rel(T1)
+        assert await store.get_dedupe(BOB, dedupe(BOB, 1).msg_id) is None
+        assert await store.get_dedupe(BOB, dedupe(BOB, 2).msg_id) is None
+        assert await store.outbox_all() == []
+        assert await store.history(T1) == []
         # a relationship and its first entries in the same Commit is fine
         await store.commit(Commit(relationships=(rel(T2),), history=(entry(T2, 0), entry(T2, 1))))
         assert len(await store.history(T2)) == 2
@@ -561,11 +583,67 @@ class StoreContract:
             assert await store.get_meta(f"m{n}") == b"%d" % n
 
     async def test_closed_store_refuses(self, store: Store) -> None:
+        """After ``close()`` every method but ``close()`` raises :class:`StoreError` (the
+        :class:`~vrmproto.store.Store` protocol): none answers from what it still holds."""
+        await store.commit(Commit(relationships=(rel(),), history=(entry(T1, 0),),
+                                  meta=(("k", b"v"),)))  # fmt: skip
         await store.close()
         with pytest.raises(StoreError, match="closed"):
             await store.commit(Commit(meta=(("k", b"v"),)))
-        with pytest.raises(StoreError, match="closed"):
-            await store.get_meta("k")
+        h, n = entry(T1, 0).msg_hash, bytes(16)
+        reads: dict[str, Callable[[], Awaitable[object]]] = {
+            "get_dedupe": lambda: store.get_dedupe(BOB, n),
+            "get_relationship": lambda: store.get_relationship(T1),
+            "relationships": store.relationships,
+            "relationships_where": lambda: store.relationships_where(role="customer"),
+            "find_relationship": lambda: store.find_relationship(peer_key=BOB),
+            "history": lambda: store.history(T1),
+            "history_head": lambda: store.history_head(T1),
+            "history_entry": lambda: store.history_entry(T1, h),
+            "outbox_due": lambda: store.outbox_due(10**12),
+            "outbox_all": store.outbox_all,
+            "outbox_retry": lambda: store.outbox_retry(1, 1, 1, "x"),
+            "outbox_for": lambda: store.outbox_for(T1),
+            "get_meta": lambda: store.get_meta("k"),
+            "get_thread": lambda: store.get_thread(T1),
+            "threads": store.threads,
+            "drafts": store.drafts,
+            "save_point": lambda: store.save_point(T1, h),
+            "save_points": lambda: store.save_points(T1),
+            "held": lambda: store.held(T1),
+            "held_expired": lambda: store.held_expired(10**12),
+            "get_intent": lambda: store.get_intent(n),
+            "intents": store.intents,
+            "offers": store.offers,
+            "get_offer": lambda: store.get_offer(h),
+            "share_notes": store.share_notes,
+            "events": store.events,
+            "event": lambda: store.event("evt_x"),
+            "event_cursor": lambda: store.event_cursor("crm"),
+            "feed_head": store.feed_head,
+            "dead_letters": store.dead_letters,
+            "failing": store.failing,
+            "event_cursors": store.event_cursors,
+            "forget_consumer": lambda: store.forget_consumer("crm"),
+            "feed_floor": store.feed_floor,
+            "trim_events": lambda: store.trim_events(10, recorded_before=10**12),
+            "purge_dedupe": lambda: store.purge_dedupe(10**12),
+            "usage": store.usage,
+            "counts": store.counts,
+        }
+        answered = []
+        for name, call in reads.items():
+            try:
+                await call()
+            except StoreError:
+                continue
+            answered.append(name)
+        try:
+            async with store.lock(b"thread-1"):
+                answered.append("lock")
+        except StoreError:
+            pass
+        assert answered == [], f"answered after close: {answered}"
         await store.close()  # idempotent
 
     async def test_a_lock_excludes_other_holders_of_its_name_and_says_they_wait(
@@ -605,6 +683,24 @@ class StoreContract:
         assert await store.threads() == [moved, other]
         assert await store.threads(vendor_key=CAROL) == [other]
         assert await store.threads(vendor_key=ALICE) == []
+
+    async def test_thread_records_by_kind(self, store: Store) -> None:
+        """``threads(kind=...)``: only the threads of that kind, by thread, with or without
+        ``vendor_key`` — an agent tells its vendor relationships from its intentcast threads
+        (§2.3, §2.4) this way."""
+        t3 = b"\x03" * 16
+        vendor = thread_record(T2)
+        intent_same_key = thread_record(T1, kind=ThreadKind.INTENT, intent_id=b"\x07" * 16)
+        intent_other = thread_record(t3, kind=ThreadKind.INTENT, intent_id=b"\x07" * 16,
+                                     vendor_key=CAROL)  # fmt: skip
+        await store.commit(Commit(threads=(intent_other, vendor, intent_same_key)))
+        assert await store.threads(kind=ThreadKind.VENDOR) == [vendor]
+        assert await store.threads(kind=ThreadKind.INTENT) == [intent_same_key, intent_other]
+        assert await store.threads(vendor_key=BOB, kind=ThreadKind.VENDOR) == [vendor]
+        assert await store.threads(vendor_key=BOB, kind=ThreadKind.INTENT) == [intent_same_key]
+        assert await store.threads(vendor_key=CAROL, kind=ThreadKind.VENDOR) == []
+        assert await store.threads(vendor_key=BOB) == [intent_same_key, vendor]
+        assert await store.threads() == [intent_same_key, vendor, intent_other]
 
     async def test_a_thread_record_keeps_its_documents_expiry(self, store: Store) -> None:
         """When the vendor's discovery document expires (§13.1-8) is stored with the thread,
@@ -962,3 +1058,10 @@ class StoreContract:
         assert (await store.event_cursor("crm"), await store.event_cursor("bi")) == (7, 9)
         assert await store.dead_letters("crm") == [dead[1]]
         assert await store.dead_letters() == [dead[2], dead[1]]
+
+
+# The asyncio mark on each async test (not on the class: pytest-asyncio refuses it on the sync
+# ones), so that a suite in pytest-asyncio's strict mode runs them.
+for _name, _test in list(vars(StoreContract).items()):
+    if _name.startswith("test_") and inspect.iscoroutinefunction(_test):
+        setattr(StoreContract, _name, pytest.mark.asyncio(_test))
