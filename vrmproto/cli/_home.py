@@ -38,7 +38,7 @@ from vrmproto._vocab import TermRef, latest
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._parse import term_from_json, term_to_json
 from vrmproto.cli._seedtext import SeedTextError, seed_from_text, seed_to_text
-from vrmproto.store import SQLiteStore, StoreError
+from vrmproto.store import SchemaTooNew, SQLiteStore, StoreError
 
 __all__ = ["DEFAULT_TERMS", "Home", "Settings", "default_home", "show_warnings", "warn"]
 
@@ -329,8 +329,21 @@ class Home:
         except OSError:
             return False
 
+    def _newer(self, what: Path, why: str) -> CliError:
+        """``what`` was written by a newer vrm: not damage, and a backup would be older."""
+        return CliError(
+            f"{what} was written by a newer vrm than this one ({why}): upgrade vrm to use this "
+            "data directory. Your files are as they were; do not restore an older backup over "
+            "them, it would lose what the newer vrm recorded",
+            EXIT_USAGE, kind="too_new",
+        )  # fmt: skip
+
     def _unusable(self, exc: StoreError) -> CliError:
-        """agent.db could not be opened: unwritable here (:meth:`cannot_write`), or damaged."""
+        """agent.db could not be opened: written by a newer vrm, unwritable here
+        (:meth:`cannot_write`), or damaged."""
+        if isinstance(exc, SchemaTooNew):
+            return self._newer(self.db_path, f"its schema is version {exc.version}, this vrm "
+                               f"reads up to {exc.supported}")  # fmt: skip
         unwritable = self.cannot_write()
         if unwritable is not None:
             return unwritable

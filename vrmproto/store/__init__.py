@@ -22,6 +22,7 @@ Exceptions::
 
     VrmError
     └── StoreError          storage failed or was misused; nothing of the Commit was written
+        ├── SchemaTooNew    the database was written by a newer vrmproto (left as it is)
         └── StoreConflict   a history slot or a dedupe key already exists
 """
 
@@ -41,6 +42,7 @@ from vrmproto.store._base import (
     OutboxItem,
     RelationshipRecord,
     SavePoint,
+    SchemaTooNew,
     ShareNote,
     Store,
     StoreConflict,
@@ -74,6 +76,7 @@ __all__ = [
     "RelationshipRecord",
     "SQLiteStore",
     "SavePoint",
+    "SchemaTooNew",
     "ShareNote",
     "Store",
     "StoreConflict",

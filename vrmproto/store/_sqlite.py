@@ -132,6 +132,7 @@ from vrmproto.store._base import (
     OutboxItem,
     RelationshipRecord,
     SavePoint,
+    SchemaTooNew,
     ShareNote,
     StoreConflict,
     StoreCounts,
@@ -288,10 +289,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         try:
             version: int = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"database schema version {version} is newer than this vrmproto "
-                    f"supports ({SCHEMA_VERSION})"
-                )
+                raise SchemaTooNew(version, SCHEMA_VERSION)
             if version == SCHEMA_VERSION:
                 conn.execute("COMMIT")
                 return
