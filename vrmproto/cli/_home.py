@@ -34,7 +34,7 @@ import click
 
 from vrmproto._files import atomic_write, atomic_write_text, private_data_dir, private_dir
 from vrmproto._keys import MasterSeed
-from vrmproto._vocab import TermRef, latest
+from vrmproto._vocab import ROSTER, TermRef, latest
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._parse import term_from_json, term_to_json
 from vrmproto.cli._seedtext import SeedTextError, seed_from_text, seed_to_text
@@ -121,13 +121,36 @@ class Settings:
 
     @classmethod
     def from_json(cls, data: Any) -> Settings:
-        if type(data) is not dict or data.get("format") != SETTINGS_FORMAT:
+        """Settings as :meth:`to_json` wrote them; :class:`NewerSettingsError` for a later format
+        or a term this vrm's roster does not hold (``vrm terms set`` takes only roster terms,
+        so a newer vrm wrote it), :class:`ValueError` (or ``KeyError``) for anything else."""
+        if type(data) is not dict:
+            raise ValueError(f"not a format-{SETTINGS_FORMAT} settings object")
+        fmt = data.get("format")
+        if type(fmt) is int and fmt > SETTINGS_FORMAT:
+            raise NewerSettingsError(f"format {fmt}; this vrm reads format {SETTINGS_FORMAT}")
+        if fmt != SETTINGS_FORMAT:
             raise ValueError(f"not a format-{SETTINGS_FORMAT} settings object")
         terms = data.get("terms")
         if type(terms) is not list:
             raise ValueError("terms is not a list")
         extra = {k: v for k, v in data.items() if k not in ("format", "name", "terms")}
-        return cls(str(data.get("name", "")), tuple(term_from_json(t) for t in terms), extra)
+        return cls(str(data.get("name", "")), tuple(_stored_term(t) for t in terms), extra)
+
+
+class NewerSettingsError(ValueError):
+    """settings.json was written by a newer vrm (:meth:`Settings.from_json`)."""
+
+
+def _stored_term(obj: Any) -> TermRef:
+    """A term of settings.json (:func:`term_from_json`); one well-formed but missing from the
+    roster is a newer roster's (:class:`NewerSettingsError`)."""
+    if type(obj) is not dict:
+        raise ValueError("a stored term is a map")
+    term_id, version = obj.get("id"), obj.get("version")
+    if type(term_id) is str and type(version) is int and (term_id, version) not in ROSTER:
+        raise NewerSettingsError(f"it names {term_id}@{version}, a term this vrm does not know")
+    return term_from_json(obj)
 
 
 def settings_missing(home: Home) -> str:
@@ -297,6 +320,8 @@ class Home:
                 self._missing_said = True
                 warn(settings_missing(self))
             return Settings()
+        except NewerSettingsError as exc:
+            raise self._newer(self.settings_path, str(exc)) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise self._damaged(self.settings_path, f"cannot be read ({exc})") from None
 
