@@ -263,7 +263,7 @@ def terms_set(env: Env, specs: tuple[str, ...]) -> None:
     """Choose the terms you proffer, from the roster (`vrm terms list`)."""
     refs = parse_terms(specs)
     home = env.home
-    settings = home.settings(warn_missing=False)  # this is how settings.json comes back
+    settings = home.settings_to_replace()  # how a lost or damaged settings.json comes back
     settings.terms = refs
     home.write_settings(settings)
     _show_terms(env, refs)

@@ -12,8 +12,11 @@ Layout (default ``~/.vrm``; ``VRM_HOME`` or ``--data-dir`` choose another)::
 
 Every file is written with :func:`vrmproto._files.atomic_write`, so a crash leaves the old
 version or the new, never a torn mix. Anything unreadable is reported as a damaged data
-directory, naming the file, with exit code 2; a directory that cannot be written (read-only,
-or its disk full) is said to be that, also with exit code 2, and not called damaged.
+directory, naming the file and the remedy for it (``vrm key import`` for the seed, ``vrm terms
+set`` for settings.json, a backup for agent.db), with exit code 2; a directory that cannot be
+written (read-only, or its disk full) is said to be that, and a file written by a newer vrm
+(agent.db's schema, settings.json's format or terms) is said to need a newer vrm, also with
+exit code 2, and neither is called damaged.
 
 Only the person may read any of it (spec §11.13-1): the directory is 0700 and its files 0600.
 Each time it is opened, a looser directory or file is tightened, and a warning says so
@@ -43,6 +46,8 @@ from vrmproto.store import SchemaTooNew, SQLiteStore, StoreError
 __all__ = ["DEFAULT_TERMS", "Home", "Settings", "default_home", "show_warnings", "warn"]
 
 SETTINGS_FORMAT = 1
+#: Where ``vrm terms set`` keeps a damaged settings.json it replaces.
+DAMAGED_SETTINGS = "settings.json.damaged"
 
 #: Why an empty agent.db (:meth:`Home.store_emptied`) is not opened as a new store.
 EMPTIED = ("is empty (0 bytes): what it held is lost here (the vendors still hold your "
@@ -233,12 +238,17 @@ class Home:
                         EXIT_USAGE, kind="unwritable")  # fmt: skip
 
     def _damaged(self, what: Path, why: str) -> CliError:
-        return CliError(
-            f"the data directory {self.path} is damaged: {what.name} {why}; restore it from a "
-            "backup, or import your seed into a new directory with `vrm key import`",
-            EXIT_USAGE,
-            kind="damaged",
-        )
+        if what == self.seed_path:  # `vrm key import` here checks it against agent.db
+            remedy = ("`vrm key import` restores it here from the text `vrm key export` "
+                      "printed, or restore it from a backup")  # fmt: skip
+        elif what == self.settings_path:
+            remedy = ("`vrm terms set …` chooses your terms again and writes it anew (keeping "
+                      f"this one as {DAMAGED_SETTINGS}), or restore it from a backup")
+        else:
+            remedy = ("restore it from a backup, or import your seed into a new directory with "
+                      "`vrm key import`")  # fmt: skip
+        return CliError(f"the data directory {self.path} is damaged: {what.name} {why}; "
+                        f"{remedy}", EXIT_USAGE, kind="damaged")  # fmt: skip
 
     # -- creating -----------------------------------------------------------------------------
 
@@ -324,6 +334,22 @@ class Home:
             raise self._newer(self.settings_path, str(exc)) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise self._damaged(self.settings_path, f"cannot be read ({exc})") from None
+
+    def settings_to_replace(self) -> Settings:
+        """:meth:`settings`, for a command that writes them anew (``vrm terms set``): a
+        damaged settings.json is moved aside to :data:`DAMAGED_SETTINGS`, with a warning, and
+        the defaults stand in — else nothing could repair it. One a newer vrm wrote is refused
+        as :meth:`settings` refuses it."""
+        try:
+            return self.settings(warn_missing=False)
+        except CliError as exc:
+            if exc.kind != "damaged":
+                raise
+        aside = self.path / DAMAGED_SETTINGS
+        os.replace(self.settings_path, aside)
+        warn(f"{self.settings_path.name} was damaged: it is kept as {aside}; your new terms "
+             "replace it (the name it held, shown only to you, is not carried over)")
+        return Settings()
 
     async def open_store(self, *, require_seed: bool = True) -> SQLiteStore:
         """The agent's store, refusing a file that is not a vrm database. Its commits run on
