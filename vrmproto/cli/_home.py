@@ -41,7 +41,7 @@ from vrmproto._vocab import ROSTER, TermRef, latest
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._parse import term_from_json, term_to_json
 from vrmproto.cli._seedtext import SeedTextError, seed_from_text, seed_to_text
-from vrmproto.store import SchemaTooNew, SQLiteStore, StoreError
+from vrmproto.store import SchemaTooNew, SQLiteStore, StoreBusy, StoreError
 
 __all__ = ["DEFAULT_TERMS", "Home", "Settings", "default_home", "show_warnings", "warn"]
 
@@ -390,11 +390,18 @@ class Home:
         )  # fmt: skip
 
     def _unusable(self, exc: StoreError) -> CliError:
-        """agent.db could not be opened: written by a newer vrm, unwritable here
-        (:meth:`cannot_write`), or damaged."""
+        """agent.db could not be opened: written by a newer vrm, its write lock held by
+        another process, unwritable here (:meth:`cannot_write`), or damaged."""
         if isinstance(exc, SchemaTooNew):
             return self._newer(self.db_path, f"its schema is version {exc.version}, this vrm "
                                f"reads up to {exc.supported}")  # fmt: skip
+        if isinstance(exc, StoreBusy):
+            return CliError(
+                f"{self.db_path} is busy: another vrm process is writing to it (bringing it to "
+                "this version of vrm, or stopped in the middle of a write: `jobs`, `ps`); "
+                "nothing was changed, run the command again when it is done",
+                EXIT_USAGE, kind="busy",
+            )  # fmt: skip
         unwritable = self.cannot_write()
         if unwritable is not None:
             return unwritable

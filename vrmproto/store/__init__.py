@@ -23,6 +23,7 @@ Exceptions::
     VrmError
     └── StoreError          storage failed or was misused; nothing of the Commit was written
         ├── SchemaTooNew    the database was written by a newer vrmproto (left as it is)
+        ├── StoreBusy       another process held the write lock too long (try again later)
         └── StoreConflict   a history slot or a dedupe key already exists
 """
 
@@ -45,6 +46,7 @@ from vrmproto.store._base import (
     SchemaTooNew,
     ShareNote,
     Store,
+    StoreBusy,
     StoreConflict,
     StoreCounts,
     StoreError,
@@ -79,6 +81,7 @@ __all__ = [
     "SchemaTooNew",
     "ShareNote",
     "Store",
+    "StoreBusy",
     "StoreConflict",
     "StoreCounts",
     "StoreError",

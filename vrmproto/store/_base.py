@@ -99,6 +99,11 @@ class SchemaTooNew(StoreError):  # noqa: N818 -- named for what it is, as StoreC
         self.supported = supported
 
 
+class StoreBusy(StoreError):  # noqa: N818 -- named for what it is, as StoreConflict
+    """Another connection (another process) held the database's write lock for longer than
+    the store waits for it. Nothing was written; the same call later may succeed."""
+
+
 class StoreConflict(StoreError):  # noqa: N818 -- a conflict is an outcome callers expect
     """A uniqueness rule was hit: a history slot ``(thread, index)``, a de-duplication key
     ``(sender, msg_id)`` or a draft slot ``(thread, seq)`` already exists. Nothing of that

@@ -134,6 +134,7 @@ from vrmproto.store._base import (
     SavePoint,
     SchemaTooNew,
     ShareNote,
+    StoreBusy,
     StoreConflict,
     StoreCounts,
     StoreError,
@@ -881,7 +882,12 @@ class SQLiteStore(AsyncClosing):
         try:
             conn = _connect_writer(self.path)
         except Exception as exc:  # reported to open(); the thread ends
-            loop.call_soon_threadsafe(_settle, ready, None, _translate(exc))
+            err = _translate(exc)
+            if isinstance(exc, sqlite3.Error) and _busy(exc):  # another process migrates it
+                err = StoreBusy(f"{self.path} is busy: another connection held its write lock "
+                                f"for more than {_BUSY_TIMEOUT_S:g} s")  # fmt: skip
+                err.__cause__ = exc
+            loop.call_soon_threadsafe(_settle, ready, None, err)
             return
         loop.call_soon_threadsafe(_settle, ready, None, None)
         try:
