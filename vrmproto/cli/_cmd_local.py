@@ -78,14 +78,26 @@ def _drop_database(home: Home) -> None:
             path.unlink()
 
 
-async def _relationship_count(home: Home) -> int:
+async def _held(home: Home) -> str:
+    """What agent.db holds that belongs to its seed, in words ("" if nothing): its
+    relationships, intentcasts and their offers, and messages waiting to go. An agent.db that
+    holds any of them is never deleted by an import of another seed."""
     if not home.db_path.exists():
-        return 0
+        return ""
     store = await home.open_store(require_seed=False)
     try:
-        return len([r for r in await store.relationships() if Role(r.role) is Role.CUSTOMER])
+        rels = [r for r in await store.relationships(with_data=False)
+                if Role(r.role) is Role.CUSTOMER]  # fmt: skip
+        counts = (
+            (len(rels), "relationship", "relationships"),
+            (len(await store.intents()), "intentcast", "intentcasts"),
+            (len(await store.offers()), "offer", "offers"),
+            (len(await store.outbox_all()) + len(await store.drafts()),
+             "message waiting to go", "messages waiting to go"),
+        )  # fmt: skip
     finally:
         await store.close()
+    return ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in counts if n)
 
 
 async def _seed_matches_store(home: Home, seed: bytes) -> bool:
@@ -138,7 +150,8 @@ def key_import(env: Env, text: tuple[str, ...], name: str) -> None:
     Type the text at the prompt (it is not shown) or pipe it in (`vrm key import < seed.txt`);
     spaces, dashes and line breaks do not matter. Given as arguments it still works, with a
     warning: other users can see arguments (`ps`), and your shell history keeps them. A seed
-    that does not match the relationships already in the data directory is refused.
+    that does not match what agent.db already holds (relationships, intentcasts and their
+    offers, messages waiting to go) is refused, and nothing is changed.
     """
     if text:
         warn(_ARGUMENT_WARNING)
@@ -170,37 +183,33 @@ def key_import(env: Env, text: tuple[str, ...], name: str) -> None:
 
 
 async def _import(home: Home, seed: bytes, name: str) -> str:
-    if not home.exists():
-        count = await _relationship_count(home) if home.db_path.exists() else 0
-        if count and not await _seed_matches_store(home, seed):
-            raise _mismatch(home)
-        if home.db_path.exists() and not count:
-            _drop_database(home)
-        private_dir(home.path)
-        home.write_seed(seed)
-        if not home.settings_path.exists():
-            home.write_settings(Settings(name=name, terms=DEFAULT_TERMS))
-        return "restored" if count else "created"
-    try:
-        current: bytes | None = home.read_seed_bytes()
-    except CliError:
-        current = None  # a damaged seed file: this import is the repair
-    if current == seed:
-        return "unchanged"
-    count = await _relationship_count(home)
-    if count:
-        if not await _seed_matches_store(home, seed):
-            raise _mismatch(home)
-        home.write_seed(seed)
-        return "restored"
-    _drop_database(home)
+    existed = home.exists()
+    if existed:
+        try:
+            current: bytes | None = home.read_seed_bytes()
+        except CliError:
+            current = None  # a damaged seed file: this import is the repair
+        if current == seed:
+            return "unchanged"
+    held = await _held(home)
+    if held and not await _seed_matches_store(home, seed):
+        raise _mismatch(home, held)
+    if not held:
+        _drop_database(home)  # bound to no seed, or to another, and holding nothing
+    private_dir(home.path)
     home.write_seed(seed)
-    return "replaced"
+    if not existed and not home.settings_path.exists():
+        home.write_settings(Settings(name=name, terms=DEFAULT_TERMS))
+    if held:
+        return "restored"
+    return "replaced" if existed else "created"
 
 
-def _mismatch(home: Home) -> CliError:
+def _mismatch(home: Home, held: str) -> CliError:
     return CliError(
-        f"this seed does not match the relationships in {home.path}; nothing was changed",
+        f"this seed does not match the relationships in {home.path}: its agent.db holds "
+        f"{held} made with another seed; nothing was changed. Import the seed `vrm key "
+        "export` printed there, or, to start afresh with this one, move agent.db away first",
         EXIT_FAILED,
         kind="seed_mismatch",
     )
