@@ -30,17 +30,17 @@ def init(env: Env, name: str) -> None:
     """Create your data directory: a new master seed and your default terms."""
     home = env.home
     seed = os.urandom(32)
-    home.init(seed, Settings(name=name, terms=DEFAULT_TERMS))
+    settings = home.init(seed, Settings(name=name, terms=DEFAULT_TERMS))
     out = env.out
     if out.json_mode:
         out.json({
             "data_dir": str(home.path),
-            "name": name,
-            "terms": [term_json(t) for t in DEFAULT_TERMS],
+            "name": settings.name,
+            "terms": [term_json(t) for t in settings.terms],
         })  # fmt: skip
         return
     out.print(f"⊂ ⊃ your agent lives in [bold]{safe(home.path)}[/]")
-    out.print(kv_table({"name": name or "—", "terms": terms_text(DEFAULT_TERMS)}))
+    out.print(kv_table({"name": settings.name or "—", "terms": terms_text(settings.terms)}))
     out.print(
         "Back up your seed now: `vrm key export` prints it as 14 groups of 4 letters and "
         "digits after vrm1-, with a check value, to write down; with it, every key "

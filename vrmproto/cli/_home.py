@@ -252,8 +252,9 @@ class Home:
 
     # -- creating -----------------------------------------------------------------------------
 
-    def init(self, seed: bytes, settings: Settings) -> None:
-        """Create the directory (mode 0700) with ``seed`` and ``settings``."""
+    def init(self, seed: bytes, settings: Settings) -> Settings:
+        """Create the directory (mode 0700) with ``seed`` and ``settings``; a settings.json
+        already there keeps its terms (:meth:`_settings_for_init`). The settings in force."""
         if self.exists():
             raise CliError(f"{self.path} already holds a vrm agent (it has a seed)", EXIT_USAGE,
                            kind="exists")  # fmt: skip
@@ -265,9 +266,12 @@ class Home:
                 f"instead, move {self.db_path} away first",
                 EXIT_USAGE, kind="seed_missing",
             )  # fmt: skip
+        kept = self._settings_for_init(settings) if self.path.is_dir() else None
         private_dir(self.path)
         self.write_seed(seed)
-        self.write_settings(settings)
+        if kept is None or settings.name:  # kept as it was, unless --name renames it
+            self.write_settings(kept or settings)
+        return kept or settings
 
     def make_private(self) -> None:
         """The directory 0700 and each file in it 0600, tightened with a warning where they
@@ -323,8 +327,7 @@ class Home:
         connect would proffer other terms than the person's without a word."""
         self.require()
         try:
-            data = json.loads(self.settings_path.read_text("utf-8"))
-            return Settings.from_json(data)
+            return self._load_settings()
         except FileNotFoundError:
             if warn_missing and not self._missing_said:
                 self._missing_said = True
@@ -334,6 +337,39 @@ class Home:
             raise self._newer(self.settings_path, str(exc)) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise self._damaged(self.settings_path, f"cannot be read ({exc})") from None
+
+    def _load_settings(self) -> Settings:
+        """settings.json as it is: ``FileNotFoundError``, :class:`NewerSettingsError`, or
+        another ``ValueError`` (``KeyError``, ``TypeError``) for a damaged one."""
+        return Settings.from_json(json.loads(self.settings_path.read_text("utf-8")))
+
+    def _set_aside(self) -> Path:
+        """Move a damaged settings.json to :data:`DAMAGED_SETTINGS`, saying so."""
+        aside = self.path / DAMAGED_SETTINGS
+        os.replace(self.settings_path, aside)
+        warn(f"{self.settings_path.name} was damaged: it is kept as {aside}; your new terms "
+             "replace it (the name it held, shown only to you, is not carried over)")
+        return aside
+
+    def _settings_for_init(self, chosen: Settings) -> Settings | None:
+        """The settings a new seed starts with where settings.json is already there (copied
+        back by hand, the seed not yet): its terms and name stay, ``chosen.name`` replaces
+        the name if given; None if there is none (or it was damaged, and is now set aside)."""
+        try:
+            found = self._load_settings()
+        except FileNotFoundError:
+            return None
+        except NewerSettingsError as exc:
+            raise self._newer(self.settings_path, str(exc)) from None
+        except (ValueError, KeyError, TypeError):
+            self._set_aside()
+            return None
+        if chosen.name:
+            found.name = chosen.name
+        warn(f"kept the terms you chose in {self.settings_path} "
+             f"({', '.join(f'{t.id}@{t.version}' for t in found.terms) or 'none'}); "
+             "`vrm terms set …` chooses others")
+        return found
 
     def settings_to_replace(self) -> Settings:
         """:meth:`settings`, for a command that writes them anew (``vrm terms set``): a
@@ -345,10 +381,7 @@ class Home:
         except CliError as exc:
             if exc.kind != "damaged":
                 raise
-        aside = self.path / DAMAGED_SETTINGS
-        os.replace(self.settings_path, aside)
-        warn(f"{self.settings_path.name} was damaged: it is kept as {aside}; your new terms "
-             "replace it (the name it held, shown only to you, is not carried over)")
+        self._set_aside()
         return Settings()
 
     async def open_store(self, *, require_seed: bool = True) -> SQLiteStore:
