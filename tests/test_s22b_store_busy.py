@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests._cli_helpers import new_home
+from vrmproto.cli._cmd_doctor import diagnose
 from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._home import Home
 from vrmproto.store import SQLiteStore, StoreBusy
@@ -94,3 +95,19 @@ def test_the_store_raises_store_busy(home: Path, writing: sqlite3.Connection) ->
 
     with pytest.raises(StoreBusy):
         asyncio.run(open_it())
+
+
+@pytest.mark.usefixtures("quick_busy")
+def test_doctor_says_busy_in_a_line_and_keeps_the_others(
+    home: Path, writing: sqlite3.Connection
+) -> None:
+    """Before, `vrm doctor` printed none of its checks: the store's error ended it."""
+    writing.execute("ROLLBACK")
+    _at_version(home / "agent.db", SCHEMA_VERSION - 1)
+    writing.execute("BEGIN IMMEDIATE")
+
+    checks = {c.name: c for c in diagnose(Home(home), 1.0)}
+    assert checks["seed"].status == "ok"
+    assert checks["schema"].status == "warn"
+    assert checks["store"].status == "fail"
+    assert "another vrm process" in checks["store"].detail

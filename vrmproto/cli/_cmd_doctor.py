@@ -40,7 +40,7 @@ from vrmproto.client import RelationshipView
 from vrmproto.client._agent_base import _MASTER_CHECK_KEY
 from vrmproto.client._http import describe_failure
 from vrmproto.client._transport import Answer, discovery_from_answer
-from vrmproto.store import SQLiteStore, ThreadKind
+from vrmproto.store import SQLiteStore, StoreError, ThreadKind
 from vrmproto.store._sqlite import SCHEMA_VERSION
 
 __all__ = ["doctor"]
@@ -302,7 +302,10 @@ def diagnose(home: Home, timeout_s: float) -> list[Check]:
     checks += _schema(home.db_path)
     if any(c.status == "fail" for c in checks) or not home.db_path.exists():
         return checks
-    return checks + run(_with_store(home, timeout_s))
+    try:
+        return checks + run(_with_store(home, timeout_s))
+    except StoreError as exc:  # busy in another process, or failed while migrating
+        return [*checks, Check("store", "fail", home.unusable(exc).message)]
 
 
 _MARK = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}

@@ -395,12 +395,12 @@ class Home:
         try:
             store = await SQLiteStore.open(self.db_path, inline=True)
         except StoreError as exc:
-            raise self._unusable(exc) from None
+            raise self.unusable(exc) from None
         try:
             await store.relationships()
         except StoreError as exc:
             await store.close()
-            raise self._unusable(exc) from None
+            raise self.unusable(exc) from None
         return store
 
     def store_emptied(self) -> bool:
@@ -422,7 +422,7 @@ class Home:
             EXIT_USAGE, kind="too_new",
         )  # fmt: skip
 
-    def _unusable(self, exc: StoreError) -> CliError:
+    def unusable(self, exc: StoreError) -> CliError:
         """agent.db could not be opened: written by a newer vrm, its write lock held by
         another process, unwritable here (:meth:`cannot_write`), or damaged."""
         if isinstance(exc, SchemaTooNew):
