@@ -11,11 +11,13 @@ of agent.db" right after deleting the agent.db that was there. Now such an impor
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 from pathlib import Path
 
 from tests._cli_helpers import fails, new_home, ok, vrm
 from vrmproto._keys import MasterSeed
+from vrmproto.cli._cmd_serve import SERVE_LOCK
 from vrmproto.cli._seedtext import seed_from_text, seed_to_text
 from vrmproto.client._agent_base import check_master
 from vrmproto.store import Commit, IntentRecord, OfferRecord, SQLiteStore
@@ -89,3 +91,25 @@ def test_an_empty_store_of_another_seed_is_still_replaced(tmp_path: Path) -> Non
     assert ok(vrm("--json", "key", "import", home=home, stdin=other)).json["status"] == "replaced"
     assert _seed_of(home) == other
 
+
+
+def test_another_seed_waits_for_agent_serve_to_stop(tmp_path: Path) -> None:
+    """Before, the import deleted agent.db under a running `vrm agent serve`, which went on
+    with the old seed, writing what vendors sent it into the deleted file."""
+    home = new_home(tmp_path)
+    mine = _seed_of(home)
+    ok(vrm("relationships", home=home))  # agent.db bound to this seed, holding nothing
+    fd = os.open(home / SERVE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as `vrm agent serve` holds it
+        fails(vrm("key", "import", home=home, stdin=seed_to_text(os.urandom(32))), 2,
+              "vrm agent serve")
+        assert (home / "agent.db").exists()
+        assert _seed_of(home) == mine
+        # the same seed changes nothing, and is fine while it runs
+        assert ok(vrm("--json", "key", "import", home=home, stdin=mine)).json["status"] \
+            == "unchanged"
+    finally:
+        os.close(fd)
+    assert ok(vrm("--json", "key", "import", home=home, stdin=seed_to_text(os.urandom(32)))
+              ).json["status"] == "replaced"  # fmt: skip
