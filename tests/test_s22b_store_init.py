@@ -10,9 +10,12 @@ gives one) and says so.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
-from tests._cli_helpers import new_home, ok, vrm
+from tests._cli_helpers import fails, new_home, ok, vrm
+from vrmproto.cli._seedtext import seed_to_text
 
 
 def test_init_keeps_the_terms_it_finds(tmp_path: Path) -> None:
@@ -47,3 +50,17 @@ def test_init_over_a_damaged_settings_file_keeps_a_copy(tmp_path: Path) -> None:
     ok(vrm("init", home=home))
     assert (home / "settings.json.damaged").read_text() == "{not json"
     ok(vrm("terms", home=home))
+
+
+def test_a_file_in_place_of_the_directory_is_left_alone(tmp_path: Path) -> None:
+    """Before, `vrm init` (and `vrm key import`) with VRM_HOME naming a file made that file
+    mode 0700 — "the data directory … could be read by other users; it is now 0700" — and
+    then failed with "Not a directory (…/.seed.….tmp)"."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    notes.chmod(0o644)
+    fails(vrm("init", home=notes), 2, str(notes), "not a directory")
+    fails(vrm("key", "import", home=notes, stdin=seed_to_text(os.urandom(32))), 2,
+          "not a directory")
+    assert stat.S_IMODE(notes.stat().st_mode) == 0o644
+    assert notes.read_text() == "mine\n"

@@ -189,6 +189,7 @@ def key_import(env: Env, text: tuple[str, ...], name: str) -> None:
 
 
 async def _import(home: Home, seed: bytes, name: str) -> str:
+    home.refuse_non_directory()
     existed = home.exists()
     if existed:
         try:

@@ -252,9 +252,18 @@ class Home:
 
     # -- creating -----------------------------------------------------------------------------
 
+    def refuse_non_directory(self) -> None:
+        """Refuse a data directory path that names something else (a file): making it
+        private would change that file's mode, and nothing could be written in it."""
+        if self.path.exists() and not self.path.is_dir():
+            raise CliError(f"{self.path} is not a directory: point --data-dir or VRM_HOME at "
+                           "your data directory (or where one is to be made); nothing was "
+                           "changed", EXIT_USAGE, kind="not_a_directory")  # fmt: skip
+
     def init(self, seed: bytes, settings: Settings) -> Settings:
         """Create the directory (mode 0700) with ``seed`` and ``settings``; a settings.json
         already there keeps its terms (:meth:`_settings_for_init`). The settings in force."""
+        self.refuse_non_directory()
         if self.exists():
             raise CliError(f"{self.path} already holds a vrm agent (it has a seed)", EXIT_USAGE,
                            kind="exists")  # fmt: skip
