@@ -34,7 +34,7 @@ from vrmproto._state import State
 from vrmproto.cli._common import finish, lost_by_vendor, lost_words
 from vrmproto.cli._context import Env, common_options, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, CliError, Outcome
-from vrmproto.cli._home import EMPTIED, Home, settings_missing
+from vrmproto.cli._home import Home, settings_missing
 from vrmproto.cli._output import brief, safe
 from vrmproto.client import RelationshipView
 from vrmproto.client._agent_base import _MASTER_CHECK_KEY
@@ -138,8 +138,9 @@ def _sync_conflicts(home: Home) -> Check | None:
     return Check("sync conflicts", status, "; ".join(said))
 
 
-def _schema(db: Path) -> list[Check]:
-    """The schema version and ``PRAGMA integrity_check``, on a read-only connection."""
+def _schema(db: Path, first: str = "") -> list[Check]:
+    """The schema version and ``PRAGMA integrity_check``, on a read-only connection. ``first``:
+    what to do before restoring agent.db from a backup (:meth:`Home.before_restoring`)."""
     if not db.exists():
         return [Check("store", "ok", "no agent.db yet (made by the first command that needs it)")]
     try:
@@ -150,7 +151,8 @@ def _schema(db: Path) -> list[Check]:
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        return [Check("store", "fail", f"{db.name} is not a usable database: {exc}")]
+        return [Check("store", "fail", f"{db.name} is not a usable database: {exc}; restore "
+                                       f"it from a backup{first}")]  # fmt: skip
     checks = []
     if version > SCHEMA_VERSION:
         checks.append(Check("schema", "fail", f"version {version}, newer than this vrm "
@@ -162,7 +164,7 @@ def _schema(db: Path) -> list[Check]:
         checks.append(Check("schema", "ok", f"version {version}"))
     if integrity != ["ok"]:
         checks.append(Check("integrity", "fail", "; ".join(integrity[:3])
-                            + " — restore agent.db from a backup"))  # fmt: skip
+                            + f" — restore agent.db from a backup{first}"))  # fmt: skip
     else:
         checks.append(Check("integrity", "ok", f"{db.name}: integrity_check ok"))
     return checks
@@ -298,8 +300,8 @@ def diagnose(home: Home, timeout_s: float) -> list[Check]:
         return [*checks, Check("writable", "fail", f"{home.path}: {unwritable}; vrm can record "
                                "nothing there until there is room or it is writable")]
     if home.store_emptied():  # else read as schema version 0, "migrated by the next command"
-        return [*checks, Check("store", "fail", f"{home.db_path.name} {EMPTIED}")]
-    checks += _schema(home.db_path)
+        return [*checks, Check("store", "fail", home.emptied())]
+    checks += _schema(home.db_path, home.before_restoring())
     if any(c.status == "fail" for c in checks) or not home.db_path.exists():
         return checks
     try:

@@ -51,8 +51,8 @@ DAMAGED_SETTINGS = "settings.json.damaged"
 
 #: Why an empty agent.db (:meth:`Home.store_emptied`) is not opened as a new store.
 EMPTIED = ("is empty (0 bytes): what it held is lost here (the vendors still hold your "
-           "relationships). Restore it from a backup, then `vrm history VENDOR --reconcile` "
-           "takes back what the backup lacks; or, to start afresh here, remove it")
+           "relationships). Restore it from a backup{first}, then `vrm history VENDOR "
+           "--reconcile` takes back what the backup lacks; or, to start afresh here, remove it")
 
 #: Free space below which a store that fails is said to have failed for want of it: a commit
 #: appends a few dozen 4 KiB pages to the WAL, and SQLite then reports "disk I/O error".
@@ -245,8 +245,9 @@ class Home:
             remedy = ("`vrm terms set …` chooses your terms again and writes it anew (keeping "
                       f"this one as {DAMAGED_SETTINGS}), or restore it from a backup")
         else:
-            remedy = ("restore it from a backup, or import your seed into a new directory with "
-                      "`vrm key import`")  # fmt: skip
+            first = self.before_restoring() if what == self.db_path else ""
+            remedy = (f"restore it from a backup{first}, or import your seed into a new "
+                      "directory with `vrm key import`")  # fmt: skip
         return CliError(f"the data directory {self.path} is damaged: {what.name} {why}; "
                         f"{remedy}", EXIT_USAGE, kind="damaged")  # fmt: skip
 
@@ -399,8 +400,8 @@ class Home:
         if require_seed:
             self.require()
         if self.store_emptied():
-            raise CliError(f"the data directory {self.path} is damaged: {self.db_path.name} "
-                           f"{EMPTIED}", EXIT_USAGE, kind="damaged")  # fmt: skip
+            raise CliError(f"the data directory {self.path} is damaged: {self.emptied()}",
+                           EXIT_USAGE, kind="damaged")  # fmt: skip
         try:
             store = await SQLiteStore.open(self.db_path, inline=True)
         except StoreError as exc:
@@ -411,6 +412,23 @@ class Home:
             await store.close()
             raise self.unusable(exc) from None
         return store
+
+    def before_restoring(self) -> str:
+        """What to do before agent.db is restored from a backup, as words to put after
+        "restore it from a backup" ("" if nothing): remove the ``-wal`` and ``-shm`` files a
+        vrm that did not close left beside it. They belong to the damaged file, and SQLite
+        lays a ``-wal`` it finds over the database it opens: over the backup, which would then
+        be malformed too, or silently a mix of both."""
+        left = [p.name for p in (self.db_path.with_name(self.db_path.name + s)
+                                 for s in ("-wal", "-shm")) if p.exists()]  # fmt: skip
+        if not left:
+            return ""
+        return (f" — first remove {' and '.join(left)} beside it (they belong to the damaged "
+                "file, and would be laid over the backup)")
+
+    def emptied(self) -> str:
+        """Why an empty agent.db is refused, and the remedy (:data:`EMPTIED`)."""
+        return f"{self.db_path.name} {EMPTIED.format(first=self.before_restoring())}"
 
     def store_emptied(self) -> bool:
         """Whether agent.db is there but empty (0 bytes). The first command that opens it
