@@ -25,9 +25,11 @@ Each time it is opened, a looser directory or file is tightened, and a warning s
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +160,20 @@ def _stored_term(obj: Any) -> TermRef:
     return term_from_json(obj)
 
 
+def _disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` or what caused it is SQLite's SQLITE_FULL ("database or disk is full")
+    or a file's ENOSPC or EDQUOT: the disk had less room than a write needed."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, sqlite3.Error) and (
+                getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL):  # fmt: skip
+            return True
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def settings_missing(home: Home) -> str:
     """What a data directory without ``settings.json`` means for the person."""
     terms = ", ".join(f"{t.id}@{t.version}" for t in DEFAULT_TERMS)
@@ -222,12 +238,16 @@ class Home:
             return f"the disk it is on is full ({free // 1024} KiB free)"
         return None
 
-    def cannot_write(self, *, sent: bool = False) -> CliError | None:
+    def cannot_write(self, *, sent: bool = False,
+                     exc: BaseException | None = None) -> CliError | None:  # fmt: skip
         """The error to report instead of a store that failed, when the cause is that nothing
-        can be written here (:meth:`unwritable`): the files are not damaged, and restoring a
-        backup would lose what they hold. ``sent``: the command may have sent something first
-        (its message waits in the outbox, and `vrm outbox run` finishes it)."""
+        can be written here (:meth:`unwritable`, or ``exc`` is SQLite's SQLITE_FULL or a
+        file's ENOSPC: more was needed than was left): the files are not damaged, and
+        restoring a backup would lose what they hold. ``sent``: the command may have sent
+        something first (its message waits in the outbox, and `vrm outbox run` finishes it)."""
         why = self.unwritable()
+        if why is None and _disk_full(exc):
+            why = f"the disk it is on is full ({self._free() // 1024} KiB free is not enough)"
         if why is None:
             return None
         then = ("then `vrm outbox run` delivers what waits there, and run the command again "
@@ -236,6 +256,14 @@ class Home:
         return CliError(f"cannot write in your data directory {self.path}: {why}. Your "
                         f"files are as they were: make room or make it writable, {then}",
                         EXIT_USAGE, kind="unwritable")  # fmt: skip
+
+    def _free(self) -> int:
+        """Bytes free for us where the directory is (0 if that cannot be told)."""
+        try:
+            st = os.statvfs(self.path)
+        except OSError:
+            return 0
+        return st.f_bavail * st.f_frsize
 
     def _damaged(self, what: Path, why: str) -> CliError:
         if what == self.seed_path:  # `vrm key import` here checks it against agent.db
@@ -462,7 +490,7 @@ class Home:
                 "nothing was changed, run the command again when it is done",
                 EXIT_USAGE, kind="busy",
             )  # fmt: skip
-        unwritable = self.cannot_write()
+        unwritable = self.cannot_write(exc=exc)
         if unwritable is not None:
             return unwritable
         return self._damaged(self.db_path, f"is not a usable database ({exc})")
