@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tests._cli_helpers import fails, new_home, ok, vrm
 from vrmproto._keys import MasterSeed
-from vrmproto.cli._cmd_serve import SERVE_LOCK
+from vrmproto.cli._home import SERVE_LOCK
 from vrmproto.cli._seedtext import seed_from_text, seed_to_text
 from vrmproto.client._agent_base import check_master
 from vrmproto.store import Commit, IntentRecord, OfferRecord, SQLiteStore

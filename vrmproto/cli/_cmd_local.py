@@ -21,13 +21,6 @@ from vrmproto.cli._seedtext import SeedTextError, seed_from_text, seed_to_text
 
 __all__ = ["init", "key", "terms"]
 
-fcntl: Any
-try:
-    import fcntl
-except ImportError:  # pragma: no cover -- not POSIX: `vrm agent serve` holds no lock either
-    fcntl = None
-
-
 @click.command()
 @click.option("--name", default="", help="What your agent calls you (never sent to vendors).")
 @common_options
@@ -214,25 +207,13 @@ async def _import(home: Home, seed: bytes, name: str) -> str:
 
 
 def _refuse_while_served(home: Home) -> None:
-    """Refuse to change the seed while ``vrm agent serve`` runs on the directory (it holds
-    its lock file): it would go on under the old seed, writing what vendors send it into an
-    agent.db the import may delete."""
-    from vrmproto.cli._cmd_serve import SERVE_LOCK  # noqa: PLC0415 -- loads the server
-
-    if fcntl is None:  # pragma: no cover -- not POSIX
-        return
-    try:
-        fd = os.open(home.path / SERVE_LOCK, os.O_RDWR)
-    except OSError:  # none: no serve ran here (or it is not ours to open)
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    """Refuse to change the seed while ``vrm agent serve`` runs on the directory: it would go
+    on under the old seed, writing what vendors send it into an agent.db the import may
+    delete."""
+    if home.served():
         raise CliError(f"`vrm agent serve` is running on the data directory {home.path}: "
                        "stop it first, then import the seed; nothing was changed", EXIT_USAGE,
-                       kind="busy") from None  # fmt: skip
-    finally:
-        os.close(fd)  # releases the lock if we took it
+                       kind="busy")  # fmt: skip
 
 
 def _mismatch(home: Home, held: str) -> CliError:

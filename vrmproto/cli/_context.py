@@ -142,7 +142,7 @@ async def open_node(
         try:
             node = await CustomerNode.open(
                 store, master, terms=chosen.terms,
-                endpoint=chosen.extra.get("agent_url") or None,
+                endpoint=home.agent_url(chosen),
                 retry=kwargs.pop("retry", CLI_RETRY), **kwargs,
             )  # fmt: skip
         except ForeignStore:

@@ -45,9 +45,19 @@ from vrmproto.cli._parse import term_from_json, term_to_json
 from vrmproto.cli._seedtext import SeedTextError, seed_from_text, seed_to_text
 from vrmproto.store import SchemaTooNew, SQLiteStore, StoreBusy, StoreError
 
-__all__ = ["DEFAULT_TERMS", "Home", "Settings", "default_home", "show_warnings", "warn"]
+__all__ = ["DEFAULT_TERMS", "SERVE_LOCK", "Home", "Settings", "default_home", "show_warnings",
+           "warn"]
+
+fcntl: Any
+try:
+    import fcntl
+except ImportError:  # pragma: no cover -- not POSIX
+    fcntl = None
+
 
 SETTINGS_FORMAT = 1
+#: The file in the data directory that ``vrm agent serve`` holds locked while it runs.
+SERVE_LOCK = "agent-serve.lock"
 #: Where ``vrm terms set`` keeps a damaged settings.json it replaces.
 DAMAGED_SETTINGS = "settings.json.damaged"
 
@@ -440,6 +450,40 @@ class Home:
             await store.close()
             raise self.unusable(exc) from None
         return store
+
+    def served(self) -> bool:
+        """Whether a ``vrm agent serve`` runs on this directory now: it holds
+        :data:`SERVE_LOCK` locked (``flock``, dropped by the kernel when it ends however it
+        ends, and never copied with the file)."""
+        if fcntl is None:  # pragma: no cover -- not POSIX: serve holds no lock either
+            return False
+        try:
+            fd = os.open(self.path / SERVE_LOCK, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        except OSError:  # none: no serve ran here (or it is not ours to open)
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # releases the lock if we took it
+        return False
+
+    def agent_url(self, settings: Settings) -> str | None:
+        """The URL ``vrm agent serve`` wrote into ``settings`` while it runs (§12.11-3), if a
+        serve runs here now (:meth:`served`). One left by a serve that did not stop by itself
+        (``kill -9``, a power loss), or copied with the directory from another machine, is
+        stale: vendors told it would send what they have for you there. Said, and not used."""
+        url = settings.extra.get("agent_url")
+        if not isinstance(url, str) or not url:
+            return None
+        if self.served():
+            return url
+        warn(f"{self.settings_path.name} names {url} as your agent's address, but no `vrm "
+             "agent serve` runs on this data directory (one was stopped abruptly, or the "
+             "directory was copied from another machine): vendors are not told it; "
+             "`vrm agent serve` tells them where it listens")
+        return None
 
     def before_restoring(self) -> str:
         """What to do before agent.db is restored from a backup, as words to put after
