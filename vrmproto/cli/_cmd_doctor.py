@@ -144,7 +144,8 @@ def _schema(db: Path, first: str = "") -> list[Check]:
     if not db.exists():
         return [Check("store", "ok", "no agent.db yet (made by the first command that needs it)")]
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        # the path quoted into the URI: a "#", "?" or "%" in it would cut it short
+        conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)
         try:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             integrity = [str(r[0]) for r in conn.execute("PRAGMA integrity_check").fetchall()]
