@@ -57,6 +57,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "DeadLetter", "EventRecord",  # the event feed (issue 14)
         "EventWatch",  # its wake-ups across processes (issue 15)
         "FailingEvent", "StoreCounts",  # events being retried, counts for /metrics (s17)
+        "SchemaTooNew", "StoreBusy",  # a newer vrmproto's database, a write lock held (s22b)
     ),
     "vrmproto.testing": (
         "DEFAULT_REGISTRY", "Case", "CaseContext", "CaseFailed", "CaseRecord", "Exchange", "Info",

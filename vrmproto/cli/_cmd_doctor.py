@@ -1,12 +1,13 @@
 """``vrm doctor``: is everything in order? One line per check, exit 1 if a person must act.
 
-Checks, in order: the data directory's modes (§11.13-1), the seed file, that the directory
-can be written (not read-only, its disk not full), the store's schema
-version and integrity (read-only: nothing is migrated or repaired), that the store belongs to
-the seed, each known vendor's discovery document and the key we hold for it (§13.1, §2.5),
-the clock against each vendor's ``Date`` (§10-3: messages from a clock off by more than the
-skew limit are refused), and the outbox. ``warn`` lines are worth knowing; ``fail`` lines need
-a person, and make the exit code 1.
+Checks, in order: the data directory's modes (§11.13-1), the seed file, settings.json, the
+conflicted copies a sync service left of agent.db, the seed or settings.json (two machines used
+the directory at once), that the directory can be written (not read-only, its disk not full),
+the store's schema version and integrity (read-only: nothing is migrated or repaired), that the
+store belongs to the seed, each known vendor's discovery document and the key we hold for it
+(§13.1, §2.5), the clock against each vendor's ``Date`` (§10-3: messages from a clock off by
+more than the skew limit are refused), and the outbox. ``warn`` lines are worth knowing;
+``fail`` lines need a person, and make the exit code 1.
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ from vrmproto._state import State
 from vrmproto.cli._common import finish, lost_by_vendor, lost_words
 from vrmproto.cli._context import Env, common_options, pass_env, run
 from vrmproto.cli._errors import EXIT_FAILED, CliError, Outcome
-from vrmproto.cli._home import EMPTIED, Home, settings_missing
+from vrmproto.cli._home import Home, settings_missing
 from vrmproto.cli._output import brief, safe
 from vrmproto.client import RelationshipView
 from vrmproto.client._agent_base import _MASTER_CHECK_KEY
 from vrmproto.client._http import describe_failure
 from vrmproto.client._transport import Answer, discovery_from_answer
-from vrmproto.store import SQLiteStore, ThreadKind
+from vrmproto.store import SQLiteStore, StoreError, ThreadKind
 from vrmproto.store._sqlite import SCHEMA_VERSION
 
 __all__ = ["doctor"]
@@ -84,19 +85,75 @@ def _settings(home: Home) -> Check:
         f"{t.id}@{t.version}" for t in terms) or "no terms"))
 
 
-def _schema(db: Path) -> list[Check]:
-    """The schema version and ``PRAGMA integrity_check``, on a read-only connection."""
+#: The data directory's files whose conflicted copies a sync service may leave beside them,
+#: by the stem it keeps: "agent (conflicted copy 2026-12-05).db" (Dropbox, Nextcloud),
+#: "agent.sync-conflict-20261205-112233-ABCDEFG.db" (Syncthing).
+_SYNCED = ("agent", "seed", "settings")
+
+
+def _conflicted_copies(home: Home) -> dict[str, list[str]]:
+    """The conflicted copies in the data directory, by the stem of the file they copy."""
+    found: dict[str, list[str]] = {}
+    for entry in sorted(home.path.iterdir()):
+        name = entry.name
+        if "conflict" not in name.lower() or not entry.is_file():
+            continue
+        for stem in _SYNCED:
+            if name.startswith(stem) and name[len(stem):len(stem) + 1] in (" ", ".", "-", "_"):
+                found.setdefault(stem, []).append(name)
+    return found
+
+
+def _sync_conflicts(home: Home) -> Check | None:
+    """Conflicted copies a sync service (Dropbox, Syncthing, Nextcloud) made of agent.db, the
+    seed or settings.json: two machines used the data directory at once, and what one of
+    them recorded is only in the copy. None if there is none."""
+    found = _conflicted_copies(home)
+    if not found:
+        return None
+    said: list[str] = []
+    status: Status = "warn"
+    if "agent" in found:
+        status = "fail"
+        said.append(f"{', '.join(found['agent'])}: another machine's agent.db, kept by a sync "
+                    "service beside yours — two machines ran vrm on this data directory at "
+                    "once, and what the other recorded is only in the copy. Run vrm on one "
+                    "machine only; `vrm history VENDOR --reconcile` takes back from each vendor "
+                    "what your agent.db lacks; then move the copy out of the directory")
+    if "seed" in found:
+        mine = home.seed_path.read_bytes()
+        other = [n for n in found["seed"] if (home.path / n).read_bytes() != mine]
+        if other:
+            status = "fail"
+            said.append(f"{', '.join(other)}: another seed than yours, kept by a sync service; "
+                        "find which one your relationships belong to (`vrm doctor` checks the "
+                        "seed file), keep it safe and move the other out of the directory")
+        if len(other) < len(found["seed"]):
+            said.append(f"{', '.join(n for n in found['seed'] if n not in other)}: a copy "
+                        "of your seed; remove it")
+    if "settings" in found:
+        said.append(f"{', '.join(found['settings'])}: settings another machine wrote, kept "
+                    "by a sync service; the terms chosen there may be in it: compare them "
+                    "with yours (`vrm terms`), choose (`vrm terms set …`), then remove the copy")
+    return Check("sync conflicts", status, "; ".join(said))
+
+
+def _schema(db: Path, first: str = "") -> list[Check]:
+    """The schema version and ``PRAGMA integrity_check``, on a read-only connection. ``first``:
+    what to do before restoring agent.db from a backup (:meth:`Home.before_restoring`)."""
     if not db.exists():
         return [Check("store", "ok", "no agent.db yet (made by the first command that needs it)")]
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        # the path quoted into the URI: a "#", "?" or "%" in it would cut it short
+        conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)
         try:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             integrity = [str(r[0]) for r in conn.execute("PRAGMA integrity_check").fetchall()]
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        return [Check("store", "fail", f"{db.name} is not a usable database: {exc}")]
+        return [Check("store", "fail", f"{db.name} is not a usable database: {exc}; restore "
+                                       f"it from a backup{first}")]  # fmt: skip
     checks = []
     if version > SCHEMA_VERSION:
         checks.append(Check("schema", "fail", f"version {version}, newer than this vrm "
@@ -108,7 +165,7 @@ def _schema(db: Path) -> list[Check]:
         checks.append(Check("schema", "ok", f"version {version}"))
     if integrity != ["ok"]:
         checks.append(Check("integrity", "fail", "; ".join(integrity[:3])
-                            + " — restore agent.db from a backup"))  # fmt: skip
+                            + f" — restore agent.db from a backup{first}"))  # fmt: skip
     else:
         checks.append(Check("integrity", "ok", f"{db.name}: integrity_check ok"))
     return checks
@@ -236,16 +293,22 @@ def diagnose(home: Home, timeout_s: float) -> list[Check]:
         return [*checks, Check("seed", "fail", str(exc))]
     checks.append(Check("seed", "ok", "readable, check value correct"))
     checks.append(_settings(home))
+    conflicts = _sync_conflicts(home)
+    if conflicts is not None:
+        checks.append(conflicts)
     unwritable = home.unwritable()
     if unwritable is not None:  # SQLite would say "unable to open" or "disk I/O error"
         return [*checks, Check("writable", "fail", f"{home.path}: {unwritable}; vrm can record "
                                "nothing there until there is room or it is writable")]
     if home.store_emptied():  # else read as schema version 0, "migrated by the next command"
-        return [*checks, Check("store", "fail", f"{home.db_path.name} {EMPTIED}")]
-    checks += _schema(home.db_path)
+        return [*checks, Check("store", "fail", home.emptied())]
+    checks += _schema(home.db_path, home.before_restoring())
     if any(c.status == "fail" for c in checks) or not home.db_path.exists():
         return checks
-    return checks + run(_with_store(home, timeout_s))
+    try:
+        return checks + run(_with_store(home, timeout_s))
+    except StoreError as exc:  # busy in another process, or failed while migrating
+        return [*checks, Check("store", "fail", home.unusable(exc).message)]
 
 
 _MARK = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}

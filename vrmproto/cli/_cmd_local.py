@@ -21,7 +21,6 @@ from vrmproto.cli._seedtext import SeedTextError, seed_from_text, seed_to_text
 
 __all__ = ["init", "key", "terms"]
 
-
 @click.command()
 @click.option("--name", default="", help="What your agent calls you (never sent to vendors).")
 @common_options
@@ -30,17 +29,17 @@ def init(env: Env, name: str) -> None:
     """Create your data directory: a new master seed and your default terms."""
     home = env.home
     seed = os.urandom(32)
-    home.init(seed, Settings(name=name, terms=DEFAULT_TERMS))
+    settings = home.init(seed, Settings(name=name, terms=DEFAULT_TERMS))
     out = env.out
     if out.json_mode:
         out.json({
             "data_dir": str(home.path),
-            "name": name,
-            "terms": [term_json(t) for t in DEFAULT_TERMS],
+            "name": settings.name,
+            "terms": [term_json(t) for t in settings.terms],
         })  # fmt: skip
         return
     out.print(f"⊂ ⊃ your agent lives in [bold]{safe(home.path)}[/]")
-    out.print(kv_table({"name": name or "—", "terms": terms_text(DEFAULT_TERMS)}))
+    out.print(kv_table({"name": settings.name or "—", "terms": terms_text(settings.terms)}))
     out.print(
         "Back up your seed now: `vrm key export` prints it as 14 groups of 4 letters and "
         "digits after vrm1-, with a check value, to write down; with it, every key "
@@ -78,14 +77,26 @@ def _drop_database(home: Home) -> None:
             path.unlink()
 
 
-async def _relationship_count(home: Home) -> int:
+async def _held(home: Home) -> str:
+    """What agent.db holds that belongs to its seed, in words ("" if nothing): its
+    relationships, intentcasts and their offers, and messages waiting to go. An agent.db that
+    holds any of them is never deleted by an import of another seed."""
     if not home.db_path.exists():
-        return 0
+        return ""
     store = await home.open_store(require_seed=False)
     try:
-        return len([r for r in await store.relationships() if Role(r.role) is Role.CUSTOMER])
+        rels = [r for r in await store.relationships(with_data=False)
+                if Role(r.role) is Role.CUSTOMER]  # fmt: skip
+        counts = (
+            (len(rels), "relationship", "relationships"),
+            (len(await store.intents()), "intentcast", "intentcasts"),
+            (len(await store.offers()), "offer", "offers"),
+            (len(await store.outbox_all()) + len(await store.drafts()),
+             "message waiting to go", "messages waiting to go"),
+        )  # fmt: skip
     finally:
         await store.close()
+    return ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in counts if n)
 
 
 async def _seed_matches_store(home: Home, seed: bytes) -> bool:
@@ -138,7 +149,8 @@ def key_import(env: Env, text: tuple[str, ...], name: str) -> None:
     Type the text at the prompt (it is not shown) or pipe it in (`vrm key import < seed.txt`);
     spaces, dashes and line breaks do not matter. Given as arguments it still works, with a
     warning: other users can see arguments (`ps`), and your shell history keeps them. A seed
-    that does not match the relationships already in the data directory is refused.
+    that does not match what agent.db already holds (relationships, intentcasts and their
+    offers, messages waiting to go) is refused, and nothing is changed.
     """
     if text:
         warn(_ARGUMENT_WARNING)
@@ -170,37 +182,45 @@ def key_import(env: Env, text: tuple[str, ...], name: str) -> None:
 
 
 async def _import(home: Home, seed: bytes, name: str) -> str:
-    if not home.exists():
-        count = await _relationship_count(home) if home.db_path.exists() else 0
-        if count and not await _seed_matches_store(home, seed):
-            raise _mismatch(home)
-        if home.db_path.exists() and not count:
-            _drop_database(home)
-        private_dir(home.path)
-        home.write_seed(seed)
-        if not home.settings_path.exists():
-            home.write_settings(Settings(name=name, terms=DEFAULT_TERMS))
-        return "restored" if count else "created"
-    try:
-        current: bytes | None = home.read_seed_bytes()
-    except CliError:
-        current = None  # a damaged seed file: this import is the repair
-    if current == seed:
-        return "unchanged"
-    count = await _relationship_count(home)
-    if count:
-        if not await _seed_matches_store(home, seed):
-            raise _mismatch(home)
-        home.write_seed(seed)
-        return "restored"
-    _drop_database(home)
+    home.refuse_non_directory()
+    existed = home.exists()
+    if existed:
+        try:
+            current: bytes | None = home.read_seed_bytes()
+        except CliError:
+            current = None  # a damaged seed file: this import is the repair
+        if current == seed:
+            return "unchanged"
+    _refuse_while_served(home)
+    held = await _held(home)
+    if held and not await _seed_matches_store(home, seed):
+        raise _mismatch(home, held)
+    if not held:
+        _drop_database(home)  # bound to no seed, or to another, and holding nothing
+    private_dir(home.path)
     home.write_seed(seed)
-    return "replaced"
+    if not existed and not home.settings_path.exists():
+        home.write_settings(Settings(name=name, terms=DEFAULT_TERMS))
+    if held:
+        return "restored"
+    return "replaced" if existed else "created"
 
 
-def _mismatch(home: Home) -> CliError:
+def _refuse_while_served(home: Home) -> None:
+    """Refuse to change the seed while ``vrm agent serve`` runs on the directory: it would go
+    on under the old seed, writing what vendors send it into an agent.db the import may
+    delete."""
+    if home.served():
+        raise CliError(f"`vrm agent serve` is running on the data directory {home.path}: "
+                       "stop it first, then import the seed; nothing was changed", EXIT_USAGE,
+                       kind="busy")  # fmt: skip
+
+
+def _mismatch(home: Home, held: str) -> CliError:
     return CliError(
-        f"this seed does not match the relationships in {home.path}; nothing was changed",
+        f"this seed does not match the relationships in {home.path}: its agent.db holds "
+        f"{held} made with another seed; nothing was changed. Import the seed `vrm key "
+        "export` printed there, or, to start afresh with this one, move agent.db away first",
         EXIT_FAILED,
         kind="seed_mismatch",
     )
@@ -263,7 +283,7 @@ def terms_set(env: Env, specs: tuple[str, ...]) -> None:
     """Choose the terms you proffer, from the roster (`vrm terms list`)."""
     refs = parse_terms(specs)
     home = env.home
-    settings = home.settings(warn_missing=False)  # this is how settings.json comes back
+    settings = home.settings_to_replace()  # how a lost or damaged settings.json comes back
     settings.terms = refs
     home.write_settings(settings)
     _show_terms(env, refs)

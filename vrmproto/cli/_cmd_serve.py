@@ -21,7 +21,7 @@ from vrmproto._keys import fingerprint, key_to_text
 from vrmproto.cli._cmd_connect import interface_option, unavailable
 from vrmproto.cli._context import Env, common_options, json_option, open_node, pass_env, run
 from vrmproto.cli._errors import EXIT_USAGE, CliError
-from vrmproto.cli._home import Home
+from vrmproto.cli._home import SERVE_LOCK, Home
 from vrmproto.cli._output import Out, printable, safe, table
 from vrmproto.cli._streams import json_text
 from vrmproto.client import CustomerNode, Delivery
@@ -38,8 +38,6 @@ except ImportError:  # pragma: no cover -- not POSIX: nothing keeps a second age
 
 __all__ = ["SERVE_LOCK", "agent", "discover"]
 
-#: The file in the data directory that ``vrm agent serve`` holds locked while it runs.
-SERVE_LOCK = "agent-serve.lock"
 #: The settings key of the port ``vrm agent serve`` last listened on.
 LAST_PORT = "agent_port"
 
@@ -239,6 +237,7 @@ async def _serve_agent(env: Env, *, host: str, port: int | None, interval: float
     out = env.out
     home = env.home
     settings = home.settings()
+    settings.extra.pop("agent_url", None)  # another serve's, or stale: it tells its own
     # SIGTERM is ours before the URL is written, so a stop at any point after clears it
     async with open_node(env, settings=settings) as node, _until_signalled() as stop:
         with _sole_agent(home):

@@ -18,7 +18,7 @@ from vrmproto.cli._errors import EXIT_USAGE, CliError
 from vrmproto.cli._home import Home, Settings
 from vrmproto.cli._notes_import import import_notes
 from vrmproto.cli._output import Out
-from vrmproto.client import Agent, CustomerNode, RetryPolicy
+from vrmproto.client import Agent, CustomerNode, ForeignStore, RetryPolicy
 from vrmproto.store import Store
 
 __all__ = ["Env", "common_options", "json_option", "open_agent", "open_node", "pass_env",
@@ -142,13 +142,15 @@ async def open_node(
         try:
             node = await CustomerNode.open(
                 store, master, terms=chosen.terms,
-                endpoint=chosen.extra.get("agent_url") or None,
+                endpoint=home.agent_url(chosen),
                 retry=kwargs.pop("retry", CLI_RETRY), **kwargs,
             )  # fmt: skip
-        except ValueError:
+        except ForeignStore:
             raise CliError(
                 f"the data directory {home.path} is damaged: agent.db belongs to another seed "
-                "than the one in its seed file",
+                "than the one in its seed file (copied from another machine or directory?); "
+                "nothing was changed. Import the seed it was made with: `vrm key import`, "
+                "with the text `vrm key export` printed where it comes from",
                 EXIT_USAGE, kind="damaged",
             ) from None  # fmt: skip
         try:

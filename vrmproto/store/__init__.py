@@ -22,6 +22,8 @@ Exceptions::
 
     VrmError
     └── StoreError          storage failed or was misused; nothing of the Commit was written
+        ├── SchemaTooNew    the database was written by a newer vrmproto (left as it is)
+        ├── StoreBusy       another process held the write lock too long (try again later)
         └── StoreConflict   a history slot or a dedupe key already exists
 """
 
@@ -41,8 +43,10 @@ from vrmproto.store._base import (
     OutboxItem,
     RelationshipRecord,
     SavePoint,
+    SchemaTooNew,
     ShareNote,
     Store,
+    StoreBusy,
     StoreConflict,
     StoreCounts,
     StoreError,
@@ -74,8 +78,10 @@ __all__ = [
     "RelationshipRecord",
     "SQLiteStore",
     "SavePoint",
+    "SchemaTooNew",
     "ShareNote",
     "Store",
+    "StoreBusy",
     "StoreConflict",
     "StoreCounts",
     "StoreError",

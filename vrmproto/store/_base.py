@@ -88,6 +88,22 @@ class StoreError(VrmError):
     """
 
 
+class SchemaTooNew(StoreError):  # noqa: N818 -- named for what it is, as StoreConflict
+    """The database was written by a newer vrmproto (its schema ``version`` is above the
+    ``supported`` one): refused, and left as it is. Not damage: a newer vrmproto reads it."""
+
+    def __init__(self, version: int, supported: int) -> None:
+        super().__init__(f"database schema version {version} is newer than this vrmproto "
+                         f"supports ({supported})")  # fmt: skip
+        self.version = version
+        self.supported = supported
+
+
+class StoreBusy(StoreError):  # noqa: N818 -- named for what it is, as StoreConflict
+    """Another connection (another process) held the database's write lock for longer than
+    the store waits for it. Nothing was written; the same call later may succeed."""
+
+
 class StoreConflict(StoreError):  # noqa: N818 -- a conflict is an outcome callers expect
     """A uniqueness rule was hit: a history slot ``(thread, index)``, a de-duplication key
     ``(sender, msg_id)`` or a draft slot ``(thread, seq)`` already exists. Nothing of that

@@ -37,7 +37,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from vrmproto.store._base import StoreError
+from vrmproto.store._base import SchemaTooNew, StoreError
 from vrmproto.store._migrate_v12 import PG_SCHEMA_V8
 from vrmproto.store._pg_events import (
     SCHEMA_V3,
@@ -139,10 +139,7 @@ async def migrate(conn: Connection, schema: str, target: int = SCHEMA_VERSION) -
             await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
             version = await _version(conn, schema)
             if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"database schema version {version} is newer than this vrmproto "
-                    f"supports ({SCHEMA_VERSION})"
-                )
+                raise SchemaTooNew(version, SCHEMA_VERSION)
             if version >= target:
                 return version
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")

@@ -132,7 +132,9 @@ from vrmproto.store._base import (
     OutboxItem,
     RelationshipRecord,
     SavePoint,
+    SchemaTooNew,
     ShareNote,
+    StoreBusy,
     StoreConflict,
     StoreCounts,
     StoreError,
@@ -288,10 +290,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         try:
             version: int = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"database schema version {version} is newer than this vrmproto "
-                    f"supports ({SCHEMA_VERSION})"
-                )
+                raise SchemaTooNew(version, SCHEMA_VERSION)
             if version == SCHEMA_VERSION:
                 conn.execute("COMMIT")
                 return
@@ -883,7 +882,12 @@ class SQLiteStore(AsyncClosing):
         try:
             conn = _connect_writer(self.path)
         except Exception as exc:  # reported to open(); the thread ends
-            loop.call_soon_threadsafe(_settle, ready, None, _translate(exc))
+            err = _translate(exc)
+            if isinstance(exc, sqlite3.Error) and _busy(exc):  # another process migrates it
+                err = StoreBusy(f"{self.path} is busy: another connection held its write lock "
+                                f"for more than {_BUSY_TIMEOUT_S:g} s")  # fmt: skip
+                err.__cause__ = exc
+            loop.call_soon_threadsafe(_settle, ready, None, err)
             return
         loop.call_soon_threadsafe(_settle, ready, None, None)
         try:
