@@ -203,7 +203,7 @@ def _unwritable(exc: Exception) -> CliError | None:
     ):
         return None
     env = current_env()
-    return env.home.cannot_write(sent=True) if env is not None else None
+    return env.home.cannot_write(sent=True, exc=exc) if env is not None else None
 
 
 def _not_text(exc: Exception, argv: Sequence[str] | None) -> CliError | None:
