@@ -529,6 +529,8 @@ async def test_an_unreachable_target_cannot_run() -> None:
         await run_suite(closed_port_url(), registry=grading_registry())
     with pytest.raises(SuiteCannotRun, match="not an http"):
         await run_suite("ftp://example.org", registry=grading_registry())
+    with pytest.raises(SuiteCannotRun, match="is not a URL"):  # was ValueError: a traceback
+        await run_suite("http://[::1", registry=grading_registry())
 
 
 def test_cli_exits_2_when_the_suite_cannot_run(server: str) -> None:

@@ -244,7 +244,10 @@ def _check_url(base_url: str) -> str:
     text = base_url.strip()
     if _HOSTPORT.fullmatch(text):
         text = "http://" + text
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # "http://[::1": an unclosed bracket
+        raise SuiteCannotRun(f"{base_url!r} is not a URL") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SuiteCannotRun(f"{base_url!r} is not an http:// or https:// URL (or host:port)")
     try:
