@@ -25,6 +25,19 @@ from vrmproto.cli._home import Home
 _connect = sqlite3.connect
 
 
+def refusal_opening(home: Path) -> CliError:
+    """What opening the store of ``home`` as a command does raises (it must not open)."""
+
+    async def open_it() -> CliError:
+        try:
+            await (await Home(home).open_store()).close()
+        except CliError as exc:
+            return exc
+        raise AssertionError("opened")
+
+    return asyncio.run(open_it())
+
+
 def _no_room(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
     """A write connection to agent.db that cannot grow it: SQLite says SQLITE_FULL."""
     conn = _connect(database, *args, **kwargs)
@@ -37,15 +50,7 @@ def test_sqlite_full_is_said_as_a_full_disk(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     home = new_home(tmp_path)
     monkeypatch.setattr(sqlite3, "connect", _no_room)
-
-    async def open_it() -> CliError:
-        try:
-            await (await Home(home).open_store()).close()
-        except CliError as exc:
-            return exc
-        raise AssertionError("opened")
-
-    err = asyncio.run(open_it())
+    err = refusal_opening(home)
     assert err.kind == "unwritable", err.message
     assert err.exit_code == EXIT_USAGE
     assert "full" in err.message
