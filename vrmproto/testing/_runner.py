@@ -246,8 +246,8 @@ def _check_url(base_url: str) -> str:
         text = "http://" + text
     try:
         parts = urlsplit(text)
-    except ValueError:  # "http://[::1": an unclosed bracket
-        raise SuiteCannotRun(f"{base_url!r} is not a URL") from None
+    except ValueError as exc:  # "http://[::1": an unclosed bracket
+        raise SuiteCannotRun(f"{base_url!r} is not a URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SuiteCannotRun(f"{base_url!r} is not an http:// or https:// URL (or host:port)")
     try:
