@@ -67,6 +67,12 @@ def hertz(url: str = "http://127.0.0.1:1") -> RelayVendor:
 
 def cast(what: str, seed: MasterSeed | None = None) -> tuple[Event, Any]:
     """A relayed intentcast for ``what`` from a throw-away identity, and its message."""
+    event, msg, _ = cast_with_key(what, seed)
+    return event, msg
+
+
+def cast_with_key(what: str, seed: MasterSeed | None = None) -> tuple[Event, Any, NostrKey]:
+    """:func:`cast`, and the customer's Nostr key that signed the event."""
     seed = seed or MasterSeed(os.urandom(32))
     intent_id = os.urandom(16)
     identity = seed.for_intent(intent_id)
@@ -77,7 +83,7 @@ def cast(what: str, seed: MasterSeed | None = None) -> tuple[Event, Any]:
                        thread=os.urandom(16), prev=None, now=now, msg_id=os.urandom(16),
                        lifetime_ms=60_000)  # fmt: skip
     key = NostrKey.for_intent(seed.seed, intent_id)
-    return intentcast_event(msg, key, aux=os.urandom(32)), msg
+    return intentcast_event(msg, key, aux=os.urandom(32)), msg, key
 
 
 def resigned(event: Event, tags: Any) -> Event:

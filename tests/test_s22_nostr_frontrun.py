@@ -26,14 +26,13 @@ from pathlib import Path
 import aiohttp
 from _nostr_relay import relay
 
-from tests.test_hunt_s14_nostr import hertz, now_ms
-from vrmproto import Intentcast, MasterSeed, Money, Signed, sign_message
+from tests.test_hunt_s14_nostr import cast_with_key, hertz, now_ms
+from vrmproto import Intentcast, Signed
 from vrmproto.nostr import (
     Event,
     NostrKey,
     Relay,
     answer_filter,
-    intentcast_event,
     open_answer,
     sign_event,
 )
@@ -52,17 +51,8 @@ def front_run(event: Event, key: NostrKey) -> Event:
 
 def cast(what: str) -> tuple[Event, Signed[Intentcast], NostrKey]:
     """A relayed intentcast Hertz makes an offer for, its message, and the customer's key."""
-    seed = MasterSeed(os.urandom(32))
-    intent_id = os.urandom(16)
-    identity = seed.for_intent(intent_id)
-    now = now_ms()
-    body = Intentcast(what=what, reply_by=now + 60_000, constraints=(), memberships=(),
-                      max_price=Money(30000, "USD"))  # fmt: skip
-    msg = sign_message(body, identity=identity, recipient=identity.public_key,
-                       thread=os.urandom(16), prev=None, now=now, msg_id=os.urandom(16),
-                       lifetime_ms=60_000)  # fmt: skip
-    key = NostrKey.for_intent(seed.seed, intent_id)
-    return intentcast_event(msg, key, aux=os.urandom(32)), msg, key
+    event, msg, key = cast_with_key(what)
+    return event, msg, key
 
 
 async def test_a_copy_under_another_key_does_not_take_the_customers_answer() -> None:
