@@ -124,3 +124,10 @@ async def test_the_page_withdraws_what_an_address_update_gave() -> None:
         assert "Withdrawn" in html
         held = await agent.request_data(thread)
         assert [r.field for r in held if r.source == "provided"] == []  # was ["city"]
+
+
+def test_end_withdraw_names_the_vendor_once(tmp_path: Path, vendors: VendorHost) -> None:
+    home = _shared(tmp_path, vendors)
+    out = ok(vrm("end", WASATCH, "--withdraw", home=home)).stdout
+    assert out.count(WASATCH) == 1, out
+    assert out.index("deleted") < out.index("ended"), out

@@ -21,14 +21,15 @@ __all__ = ["end", "rotate"]
 
 
 def _report(env: Env, view: RelationshipView, d: Delivery, done: str, extra: dict[str, object],
-            *, timeout: float) -> None:  # fmt: skip
+            *, timeout: float, header: bool = True) -> None:  # fmt: skip
     result: dict[str, object] = {"vendor": view.vendor, "thread": view.thread.hex(),
                                  "message": d.msg_hash.hex(), "status": d.status,
                                  **not_delivered_json(d), **extra}
     if env.out.json_mode:
         env.out.json(result)
     else:
-        env.out.print(f"[bold]{rbutton(view.vendor)}[/]")
+        if header:  # (else printed by the caller, above lines of its own)
+            env.out.print(f"[bold]{rbutton(view.vendor)}[/]")
         if d.status == "confirmed":
             env.out.print(f"  [green]✓ {done}[/] (message {short(d.msg_hash)}, its receipt kept)")
         elif d.status == "queued":
@@ -129,7 +130,7 @@ def end(env: Env, *, vendor: str, reason: str | None, data: str | None, timeout:
             env.out.print(f"[bold]{rbutton(view.vendor)}[/]")
             env.out.print(f"  [green]✓ deleted[/]: all you gave it; signed confirmation "
                           f"{short(erased.hash)} from {fingerprint(erased.sender)}")  # fmt: skip
-    _report(env, view, d, "ended", extra, timeout=timeout)
+    _report(env, view, d, "ended", extra, timeout=timeout, header=withdrawn is None)
 
 
 def _holds(view: RelationshipView) -> CliError:
