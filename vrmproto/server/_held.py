@@ -215,9 +215,8 @@ async def _update_erasures(store: Store, thread: bytes, start: int) -> list[Eras
     while True:
         page = await store.history(thread, start, _PAGE)
         for entry in page:
-            env: dict[str, Any] = _codec.decode_form(entry.envelope)
-            if env.get("type") == AddressUpdate.TYPE and env.get("body") is not None:
-                erased = _codec.pack_sorted({"hdr": env["hdr"], "sig": env["sig"]})
+            kind = _codec.decode_form(entry.envelope).get("type")  # (none once erased)
+            if kind == AddressUpdate.TYPE and (erased := erased_form(entry.envelope)):
                 out.append((thread, entry.msg_hash, erased))
         if len(page) < _PAGE:
             return out
