@@ -398,7 +398,6 @@ def fanout_json(report: Any) -> dict[str, Any]:
         ],
         "counts": report.counts(),
         "elapsed_s": round(report.elapsed_s, 4),
-        "skipped": [{"vendor": t.vendor, "url": t.url} for t in report.skipped],
     }
 
 
@@ -439,7 +438,8 @@ def address_set(env: Env, fields: tuple[str, ...], timeout: float, only_held: bo
     report = run(go())
     # nothing done when no vendor has an agreement: no vendor has the new address (exit 1)
     outcome = fanout_outcome(report) if report.results else Outcome.FAILED
-    result = {"fields": sorted(values), "outcome": outcome.label, **fanout_json(report)}
+    result = {"fields": sorted(values), "outcome": outcome.label, **fanout_json(report),
+              "skipped": [{"vendor": t.vendor, "url": t.url} for t in report.skipped]}
     if out.json_mode:
         out.json(result)
     elif not report.results:
