@@ -31,6 +31,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests._loopback import serving_app
 from vrmproto import Identity, Intentcast, MasterSeed, Money, sign_message
 from vrmproto.client import Agent
 from vrmproto.nostr import (
@@ -141,15 +142,8 @@ async def hostile_relay(send: Any) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/", ws)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"ws://127.0.0.1:{port}/"
-    finally:
-        await runner.cleanup()
+    async with serving_app(app, "ws") as url:
+        yield url + "/"
 
 
 async def test_an_event_a_relay_cannot_encode_leaves_the_subscription_open() -> None:

@@ -30,6 +30,7 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests._loopback import serving_app
 from vrmproto import Intentcast, MasterSeed, sign_message
 from vrmproto.nostr import (
     DEFAULT_RELAY_LIMITS,
@@ -79,14 +80,8 @@ async def scripted_relay(handle: Handler) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/", ws)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"ws://127.0.0.1:{runner.addresses[0][1]}/"
-    finally:
-        await runner.cleanup()
+    async with serving_app(app, "ws") as url:
+        yield url + "/"
 
 
 def serving(*events: Event, before: Sequence[str] = (), eose: bool = True) -> Handler:

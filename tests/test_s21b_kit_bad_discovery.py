@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests._loopback import serving_app
 from vrmproto._keys import Identity, key_to_text
 from vrmproto.testing import Outcome, run_suite
 
@@ -43,15 +44,8 @@ async def serving(doc: dict[str, Any]) -> AsyncIterator[str]:
     app.router.add_get("/.well-known/vrm", discovery)
     app.router.add_post("/vrm/inbox", refuse)
     app.router.add_post("/vrm/history", refuse)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving_app(app) as url:
+        yield url
 
 
 @pytest.mark.parametrize(("change", "named"), [

@@ -20,6 +20,7 @@ from aiohttp import web
 from click.testing import CliRunner
 from test_conformance_framework import LiveServer, grading_registry
 
+from tests._loopback import serving_app
 from vrmproto.testing import SuiteCannotRun, run_suite
 from vrmproto.testing._cli import make_command
 from vrmproto.testing._context import MAX_RESPONSE_BYTES
@@ -119,15 +120,7 @@ async def test_an_inbox_that_is_no_url_cannot_run() -> None:
         return web.json_response({"inbox": "http://[::1/vrm/inbox", "history": "/vrm/history"})
 
     app.router.add_get("/.well-known/vrm", doc)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
+    async with serving_app(app) as url:
         with pytest.raises(SuiteCannotRun, match=r"the inbox URL 'http://\[::1/vrm/inbox' of "
                            r".* is not a URL: Invalid IPv6 URL"):
-            await run_suite(f"http://{host}:{port}", registry=grading_registry(),
-                            timeout_per_case=5)
-    finally:
-        await runner.cleanup()
+            await run_suite(url, registry=grading_registry(), timeout_per_case=5)

@@ -16,6 +16,7 @@ from _vendor_proc import ACCEPTED, VENDOR_SEED, Customer
 from _vendor_proc import InProcessVendor as Vendor
 from aiohttp import web
 
+from tests._loopback import serving_app
 from vrmproto._http1 import ResponseReader
 from vrmproto._keys import Identity
 from vrmproto.server._webhook_http import retry_after_s
@@ -49,13 +50,8 @@ async def receiver() -> AsyncIterator[tuple[str, list[int]]]:
 
     app = web.Application()
     app.router.add_post("/hook", take)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}/hook", given
-    await runner.cleanup()
+    async with serving_app(app) as url:
+        yield f"{url}/hook", given
 
 
 async def _waits(store: Store, url: str, backoff_max_s: float) -> list[float]:
